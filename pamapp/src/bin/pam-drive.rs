@@ -1,0 +1,127 @@
+//! Drives one PAM transaction from the command line, for tests that need a separate
+//! process (libfaketime, concurrent logins, kill -9) and for the benchmark.
+//!
+//! Output, one item per line: `result <PAM code name>`, `prompts <n>`,
+//! `authtok <value>` when set, `msg <style> <text>` for each message.
+//! The exit status is the PAM code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pamapp::{Item, Reply, Scripted, Transaction, code_name};
+
+const USAGE: &str = "usage: pam-drive --service S [--user U] [--confdir DIR] [--rhost H] \
+[--tty T] [--ruser R] [--authtok P] [--answer A]... [--null-answer] [--null-array] \
+[--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS]";
+
+#[derive(Default)]
+struct Args {
+    service: String,
+    user: Option<String>,
+    confdir: Option<PathBuf>,
+    items: Vec<(Item, String)>,
+    replies: Vec<Reply>,
+    setcred: bool,
+    repeat: u32,
+    start_at_ms: Option<u64>,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        repeat: 1,
+        ..Args::default()
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--service" => args.service = value()?,
+            "--user" => args.user = Some(value()?),
+            "--confdir" => args.confdir = Some(PathBuf::from(value()?)),
+            "--rhost" => args.items.push((Item::RHost, value()?)),
+            "--tty" => args.items.push((Item::Tty, value()?)),
+            "--ruser" => args.items.push((Item::RUser, value()?)),
+            "--authtok" => args.items.push((Item::AuthTok, value()?)),
+            "--answer" => args.replies.push(Reply::Text(value()?)),
+            "--null-answer" => args.replies.push(Reply::NullText),
+            "--null-array" => args.replies.push(Reply::NullArray),
+            "--conv-fail" => {
+                let v = value()?;
+                let code = pamapp::code_from_name(&v)
+                    .or_else(|| v.parse().ok())
+                    .ok_or(format!("unknown PAM code {v}"))?;
+                args.replies.push(Reply::Fail(code));
+            }
+            "--setcred" => args.setcred = true,
+            "--repeat" => args.repeat = value()?.parse().map_err(|e| format!("--repeat: {e}"))?,
+            "--start-at" => {
+                args.start_at_ms = Some(value()?.parse().map_err(|e| format!("--start-at: {e}"))?)
+            }
+            _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
+        }
+    }
+    if args.service.is_empty() {
+        return Err(USAGE.to_string());
+    }
+    Ok(args)
+}
+
+fn wait_until(ms: u64) {
+    let target = UNIX_EPOCH + Duration::from_millis(ms);
+    if let Ok(d) = target.duration_since(SystemTime::now()) {
+        std::thread::sleep(d);
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(100);
+        }
+    };
+    let mut rc = 0;
+    // Repeat is for the benchmark: the same transaction shape many times in one process.
+    for _ in 0..args.repeat.max(1) {
+        let conv = Box::new(Scripted::new(args.replies.clone()));
+        let mut tx = match Transaction::start(
+            &args.service,
+            args.user.as_deref(),
+            args.confdir.as_deref(),
+            conv,
+        ) {
+            Ok(tx) => tx,
+            Err(e) => {
+                println!("result {}", code_name(e.0));
+                return ExitCode::from(u8::try_from(e.0).unwrap_or(255));
+            }
+        };
+        for (item, value) in &args.items {
+            tx.set_item(*item, value.as_bytes());
+        }
+        if let Some(ms) = args.start_at_ms {
+            wait_until(ms);
+        }
+        rc = tx.authenticate(0);
+        if args.setcred && rc == 0 {
+            let sc = tx.setcred();
+            println!("setcred {}", code_name(sc));
+        }
+        if args.repeat <= 1 {
+            println!("result {}", code_name(rc));
+            println!("prompts {}", tx.prompt_count());
+            if let Some(tok) = tx.authtok() {
+                println!("authtok {}", String::from_utf8_lossy(&tok));
+            }
+            for m in tx.transcript() {
+                println!("msg {} {}", m.style, m.text.replace('\n', "\\n"));
+            }
+        }
+    }
+    if args.repeat > 1 {
+        println!("result {}", code_name(rc));
+    }
+    ExitCode::from(u8::try_from(rc).unwrap_or(255))
+}

@@ -1,0 +1,239 @@
+//! Application-side libpam driver.
+//!
+//! `totp-enroll check`, the integration tests and the benchmark all need to run a
+//! real PAM transaction (`pam_start_confdir` → `pam_authenticate` → `pam_end`) with a
+//! scripted or interactive conversation. Keeping that FFI in one small crate means one
+//! audited place for it; the module's own FFI lives in `pam_totp/src/ffi.rs`.
+
+mod sys;
+
+use std::collections::VecDeque;
+use std::ffi::{CStr, CString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::ptr;
+
+pub use sys::codes;
+
+/// Message styles of `struct pam_message`.
+pub mod style {
+    pub const PROMPT_ECHO_OFF: i32 = 1;
+    pub const PROMPT_ECHO_ON: i32 = 2;
+    pub const ERROR_MSG: i32 = 3;
+    pub const TEXT_INFO: i32 = 4;
+}
+
+/// PAM items an application may set before authenticating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Item {
+    Tty,
+    RHost,
+    RUser,
+    AuthTok,
+}
+
+impl Item {
+    fn raw(self) -> libc::c_int {
+        match self {
+            Item::Tty => 3,
+            Item::RHost => 4,
+            Item::AuthTok => 6,
+            Item::RUser => 8,
+        }
+    }
+}
+
+/// What the conversation function answers to one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// A reply string (for prompts) or an empty acknowledgement (for info/error).
+    Text(String),
+    /// `PAM_SUCCESS` with a NULL `resp` string.
+    NullText,
+    /// `PAM_SUCCESS` with a NULL response array.
+    NullArray,
+    /// The conversation fails with this PAM code.
+    Fail(i32),
+}
+
+/// One message the module sent, as the application saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub style: i32,
+    pub text: String,
+}
+
+/// Decides the reply to each message.
+pub trait Conversation {
+    fn reply(&mut self, message: &Message) -> Reply;
+}
+
+/// Answers prompts from a fixed script; info and error messages get no answer.
+/// Running out of answers is a conversation error, as with a closed terminal.
+#[derive(Default)]
+pub struct Scripted {
+    answers: VecDeque<Reply>,
+}
+
+impl Scripted {
+    pub fn new<I: IntoIterator<Item = Reply>>(answers: I) -> Self {
+        Scripted {
+            answers: answers.into_iter().collect(),
+        }
+    }
+
+    /// Convenience: every prompt is answered with the next string.
+    pub fn texts<I: IntoIterator<Item = S>, S: Into<String>>(answers: I) -> Self {
+        Scripted::new(answers.into_iter().map(|s| Reply::Text(s.into())))
+    }
+}
+
+impl Conversation for Scripted {
+    fn reply(&mut self, message: &Message) -> Reply {
+        match message.style {
+            style::PROMPT_ECHO_OFF | style::PROMPT_ECHO_ON => self
+                .answers
+                .pop_front()
+                .unwrap_or(Reply::Fail(codes::CONV_ERR)),
+            _ => Reply::Text(String::new()),
+        }
+    }
+}
+
+/// State shared with the C conversation callback.
+pub(crate) struct ConvState {
+    pub(crate) conversation: Box<dyn Conversation>,
+    pub(crate) transcript: Vec<Message>,
+}
+
+/// An open PAM transaction. `pam_end` runs on drop.
+pub struct Transaction {
+    handle: *mut sys::PamHandle,
+    // Boxed so its address, handed to libpam as appdata_ptr, stays fixed.
+    state: Box<ConvState>,
+    // libpam keeps a pointer to this struct for the life of the handle.
+    _conv: Box<sys::PamConv>,
+    last: i32,
+}
+
+/// Error starting a transaction: the PAM code from `pam_start_confdir`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartError(pub i32);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pam_start failed: {}", code_name(self.0))
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn cstring(s: &[u8]) -> Result<CString, StartError> {
+    CString::new(s).map_err(|_| StartError(codes::BUF_ERR))
+}
+
+impl Transaction {
+    /// Starts a transaction for `service`. With `confdir`, service files are read from
+    /// that directory only (`pam_start_confdir`), never from `/etc/pam.d`.
+    pub fn start(
+        service: &str,
+        user: Option<&str>,
+        confdir: Option<&Path>,
+        conversation: Box<dyn Conversation>,
+    ) -> Result<Transaction, StartError> {
+        let service = cstring(service.as_bytes())?;
+        let user = user.map(|u| cstring(u.as_bytes())).transpose()?;
+        let confdir = confdir
+            .map(|d| cstring(d.as_os_str().as_bytes()))
+            .transpose()?;
+        let mut state = Box::new(ConvState {
+            conversation,
+            transcript: Vec::new(),
+        });
+        let conv = Box::new(sys::PamConv {
+            conv: Some(sys::conversation_trampoline),
+            appdata_ptr: (&mut *state as *mut ConvState).cast(),
+        });
+        let mut handle: *mut sys::PamHandle = ptr::null_mut();
+        let rc = sys::start(
+            &service,
+            user.as_deref(),
+            confdir.as_deref(),
+            &conv,
+            &mut handle,
+        );
+        if rc != codes::SUCCESS || handle.is_null() {
+            return Err(StartError(rc));
+        }
+        Ok(Transaction {
+            handle,
+            state,
+            _conv: conv,
+            last: rc,
+        })
+    }
+
+    /// Sets a string item (`PAM_TTY`, `PAM_RHOST`, …).
+    pub fn set_item(&mut self, item: Item, value: &[u8]) -> i32 {
+        let Ok(value) = CString::new(value) else {
+            return codes::BAD_ITEM;
+        };
+        sys::set_item(self.handle, item.raw(), &value)
+    }
+
+    /// Runs `pam_authenticate` with the given flags.
+    pub fn authenticate(&mut self, flags: i32) -> i32 {
+        self.last = sys::authenticate(self.handle, flags);
+        self.last
+    }
+
+    /// Runs `pam_setcred(PAM_ESTABLISH_CRED)`.
+    pub fn setcred(&mut self) -> i32 {
+        sys::setcred(self.handle, sys::PAM_ESTABLISH_CRED)
+    }
+
+    /// Runs `pam_acct_mgmt`.
+    pub fn acct_mgmt(&mut self) -> i32 {
+        sys::acct_mgmt(self.handle, 0)
+    }
+
+    /// The current `PAM_AUTHTOK` item, e.g. to check `forward_pass`.
+    pub fn authtok(&self) -> Option<Vec<u8>> {
+        sys::get_string_item(self.handle, Item::AuthTok.raw())
+    }
+
+    /// Messages the modules sent so far.
+    pub fn transcript(&self) -> &[Message] {
+        &self.state.transcript
+    }
+
+    /// Number of prompts (echo on or off) the modules issued.
+    pub fn prompt_count(&self) -> usize {
+        self.state
+            .transcript
+            .iter()
+            .filter(|m| m.style == style::PROMPT_ECHO_OFF || m.style == style::PROMPT_ECHO_ON)
+            .count()
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        sys::end(self.handle, self.last);
+    }
+}
+
+/// The symbolic name of a PAM return code.
+pub fn code_name(code: i32) -> &'static str {
+    sys::code_name(code)
+}
+
+/// The PAM code for a symbolic name (`PAM_SUCCESS` or `SUCCESS`).
+pub fn code_from_name(name: &str) -> Option<i32> {
+    let name = name.strip_prefix("PAM_").unwrap_or(name);
+    (0..=31).find(|&c| code_name(c).strip_prefix("PAM_") == Some(name))
+}
+
+pub(crate) fn cstr_lossy(p: &CStr) -> String {
+    String::from_utf8_lossy(p.to_bytes()).into_owned()
+}

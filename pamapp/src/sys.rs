@@ -1,0 +1,271 @@
+//! Every unsafe line of the application-side driver.
+
+use std::ffi::{CStr, CString, c_void};
+use std::os::raw::{c_char, c_int};
+use std::ptr;
+
+use crate::{ConvState, Message, Reply, cstr_lossy};
+
+/// PAM return codes (Linux-PAM `_pam_types.h`).
+pub mod codes {
+    pub const SUCCESS: i32 = 0;
+    pub const SERVICE_ERR: i32 = 3;
+    pub const SYSTEM_ERR: i32 = 4;
+    pub const BUF_ERR: i32 = 5;
+    pub const PERM_DENIED: i32 = 6;
+    pub const AUTH_ERR: i32 = 7;
+    pub const USER_UNKNOWN: i32 = 10;
+    pub const MAXTRIES: i32 = 11;
+    pub const CONV_ERR: i32 = 19;
+    pub const IGNORE: i32 = 25;
+    pub const ABORT: i32 = 26;
+    pub const BAD_ITEM: i32 = 29;
+}
+
+const NAMES: [&str; 32] = [
+    "PAM_SUCCESS",
+    "PAM_OPEN_ERR",
+    "PAM_SYMBOL_ERR",
+    "PAM_SERVICE_ERR",
+    "PAM_SYSTEM_ERR",
+    "PAM_BUF_ERR",
+    "PAM_PERM_DENIED",
+    "PAM_AUTH_ERR",
+    "PAM_CRED_INSUFFICIENT",
+    "PAM_AUTHINFO_UNAVAIL",
+    "PAM_USER_UNKNOWN",
+    "PAM_MAXTRIES",
+    "PAM_NEW_AUTHTOK_REQD",
+    "PAM_ACCT_EXPIRED",
+    "PAM_SESSION_ERR",
+    "PAM_CRED_UNAVAIL",
+    "PAM_CRED_EXPIRED",
+    "PAM_CRED_ERR",
+    "PAM_NO_MODULE_DATA",
+    "PAM_CONV_ERR",
+    "PAM_AUTHTOK_ERR",
+    "PAM_AUTHTOK_RECOVERY_ERR",
+    "PAM_AUTHTOK_LOCK_BUSY",
+    "PAM_AUTHTOK_DISABLE_AGING",
+    "PAM_TRY_AGAIN",
+    "PAM_IGNORE",
+    "PAM_ABORT",
+    "PAM_AUTHTOK_EXPIRED",
+    "PAM_MODULE_UNKNOWN",
+    "PAM_BAD_ITEM",
+    "PAM_CONV_AGAIN",
+    "PAM_INCOMPLETE",
+];
+
+pub fn code_name(code: i32) -> &'static str {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| NAMES.get(i).copied())
+        .unwrap_or("PAM_(unknown)")
+}
+
+pub const PAM_ESTABLISH_CRED: c_int = 0x0002;
+
+#[repr(C)]
+pub struct PamHandle {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+pub struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+#[repr(C)]
+pub struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+type ConvFn = unsafe extern "C" fn(
+    c_int,
+    *mut *const PamMessage,
+    *mut *mut PamResponse,
+    *mut c_void,
+) -> c_int;
+
+#[repr(C)]
+pub struct PamConv {
+    pub conv: Option<ConvFn>,
+    pub appdata_ptr: *mut c_void,
+}
+
+#[link(name = "pam")]
+unsafe extern "C" {
+    fn pam_start_confdir(
+        service: *const c_char,
+        user: *const c_char,
+        conv: *const PamConv,
+        confdir: *const c_char,
+        pamh: *mut *mut PamHandle,
+    ) -> c_int;
+    fn pam_start(
+        service: *const c_char,
+        user: *const c_char,
+        conv: *const PamConv,
+        pamh: *mut *mut PamHandle,
+    ) -> c_int;
+    fn pam_set_item(pamh: *mut PamHandle, item: c_int, value: *const c_void) -> c_int;
+    fn pam_get_item(pamh: *const PamHandle, item: c_int, value: *mut *const c_void) -> c_int;
+    fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    fn pam_setcred(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    fn pam_end(pamh: *mut PamHandle, status: c_int) -> c_int;
+}
+
+pub fn start(
+    service: &CStr,
+    user: Option<&CStr>,
+    confdir: Option<&CStr>,
+    conv: &PamConv,
+    handle: &mut *mut PamHandle,
+) -> c_int {
+    let user = user.map_or(ptr::null(), CStr::as_ptr);
+    match confdir {
+        // SAFETY: all strings are NUL-terminated and outlive the call; `conv` is boxed by
+        // the caller and outlives the handle; `handle` is a valid out-pointer.
+        Some(dir) => unsafe {
+            pam_start_confdir(service.as_ptr(), user, conv, dir.as_ptr(), handle)
+        },
+        // SAFETY: as above, without a configuration directory.
+        None => unsafe { pam_start(service.as_ptr(), user, conv, handle) },
+    }
+}
+
+pub fn set_item(handle: *mut PamHandle, item: c_int, value: &CString) -> c_int {
+    // SAFETY: `handle` came from a successful pam_start and is not yet ended; libpam
+    // copies string items, so `value` only needs to live for the call.
+    unsafe { pam_set_item(handle, item, value.as_ptr().cast()) }
+}
+
+pub fn get_string_item(handle: *mut PamHandle, item: c_int) -> Option<Vec<u8>> {
+    let mut out: *const c_void = ptr::null();
+    // SAFETY: valid handle and out-pointer; libpam returns a pointer it owns.
+    let rc = unsafe { pam_get_item(handle, item, &mut out) };
+    if rc != codes::SUCCESS || out.is_null() {
+        return None;
+    }
+    // SAFETY: string items are NUL-terminated C strings owned by the handle, valid
+    // until the next pam_set_item/pam_end; we copy immediately.
+    Some(unsafe { CStr::from_ptr(out.cast()) }.to_bytes().to_vec())
+}
+
+pub fn authenticate(handle: *mut PamHandle, flags: c_int) -> c_int {
+    // SAFETY: valid, not-yet-ended handle.
+    unsafe { pam_authenticate(handle, flags) }
+}
+
+pub fn setcred(handle: *mut PamHandle, flags: c_int) -> c_int {
+    // SAFETY: valid, not-yet-ended handle.
+    unsafe { pam_setcred(handle, flags) }
+}
+
+pub fn acct_mgmt(handle: *mut PamHandle, flags: c_int) -> c_int {
+    // SAFETY: valid, not-yet-ended handle.
+    unsafe { pam_acct_mgmt(handle, flags) }
+}
+
+pub fn end(handle: *mut PamHandle, status: c_int) {
+    // SAFETY: called exactly once, from Transaction::drop, on a handle from pam_start.
+    unsafe {
+        pam_end(handle, status);
+    }
+}
+
+/// Allocates a C string with malloc, as libpam frees replies with free().
+fn malloc_string(s: &[u8]) -> *mut c_char {
+    // SAFETY: calloc returns either NULL or a zeroed block of len+1 bytes.
+    let p = unsafe { libc::calloc(s.len() + 1, 1) }.cast::<c_char>();
+    if !p.is_null() {
+        // SAFETY: `p` has room for s.len() bytes plus the NUL that calloc zeroed.
+        unsafe { ptr::copy_nonoverlapping(s.as_ptr().cast(), p, s.len()) };
+    }
+    p
+}
+
+/// The C conversation callback. Never unwinds: a panic in a Rust conversation becomes
+/// PAM_CONV_ERR.
+pub unsafe extern "C" fn conversation_trampoline(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata: *mut c_void,
+) -> c_int {
+    std::panic::catch_unwind(|| {
+        // SAFETY: libpam passes what the module passed: `num_msg` valid message
+        // pointers, a response out-pointer, and our appdata (a live ConvState).
+        unsafe { converse(num_msg, msg, resp, appdata) }
+    })
+    .unwrap_or(codes::CONV_ERR)
+}
+
+/// # Safety
+/// Arguments as for a `pam_conv` callback; `appdata` must point to a live `ConvState`.
+unsafe fn converse(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata: *mut c_void,
+) -> c_int {
+    let Ok(n) = usize::try_from(num_msg) else {
+        return codes::CONV_ERR;
+    };
+    if n == 0 || msg.is_null() || resp.is_null() || appdata.is_null() {
+        return codes::CONV_ERR;
+    }
+    // SAFETY: appdata is the boxed ConvState registered in Transaction::start, alive for
+    // the whole transaction, and libpam calls us from the thread that called into it.
+    let state = unsafe { &mut *appdata.cast::<ConvState>() };
+    let mut replies = Vec::with_capacity(n);
+    for i in 0..n {
+        // SAFETY: Linux-PAM passes an array of `n` message pointers.
+        let m = unsafe { *msg.add(i) };
+        if m.is_null() {
+            return codes::CONV_ERR;
+        }
+        // SAFETY: non-null message pointer from the module.
+        let m = unsafe { &*m };
+        let text = if m.msg.is_null() {
+            String::new()
+        } else {
+            // SAFETY: message texts are NUL-terminated C strings.
+            cstr_lossy(unsafe { CStr::from_ptr(m.msg) })
+        };
+        let message = Message {
+            style: m.msg_style,
+            text,
+        };
+        let reply = state.conversation.reply(&message);
+        state.transcript.push(message);
+        match reply {
+            Reply::Fail(code) => return code,
+            Reply::NullArray => {
+                // SAFETY: valid out-pointer.
+                unsafe { *resp = ptr::null_mut() };
+                return codes::SUCCESS;
+            }
+            other => replies.push(other),
+        }
+    }
+    // SAFETY: calloc of n zeroed responses (resp NULL, retcode 0).
+    let array = unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) }
+        .cast::<PamResponse>();
+    if array.is_null() {
+        return codes::BUF_ERR;
+    }
+    for (i, reply) in replies.iter().enumerate() {
+        if let Reply::Text(t) = reply {
+            // SAFETY: i < n, inside the calloc'd array.
+            unsafe { (*array.add(i)).resp = malloc_string(t.as_bytes()) };
+        }
+    }
+    // SAFETY: valid out-pointer; libpam (the module) takes ownership and frees it.
+    unsafe { *resp = array };
+    codes::SUCCESS
+}

@@ -1,0 +1,19 @@
+//! The pure core of pam_totp.
+//!
+//! Everything here is deterministic: no I/O, no clock reads, no environment.
+//! The PAM module and `totp-enroll` are thin shells over these functions, so
+//! the security policy can be audited without reading any `unsafe` code.
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod addr;
+pub mod base32;
+pub mod code;
+pub mod gafile;
+pub mod options;
+pub mod otp;
+pub mod policy;
+pub mod secret;
+pub mod uri;
+pub mod user;
+pub mod verify;
