@@ -1,1 +1,13 @@
-//! TODO
+//! `pam_totp.so`: TOTP second factor for PAM, a drop-in for `pam_google_authenticator.so`.
+//!
+//! All FFI lives in [`ffi`]; everything else is safe Rust over `totp-core` (policy) and
+//! `totp-os` (files and credentials).
+
+pub mod auth;
+pub mod error;
+mod ffi;
+pub mod log;
+pub mod pamio;
+pub mod skip;
+pub mod system;
+pub mod target;

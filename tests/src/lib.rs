@@ -1,1 +1,387 @@
-//! TODO
+//! Harness for the system tests: build the real module, write throwaway PAM stacks,
+//! create test users, compute reference codes with `oathtool`, and drive libpam either
+//! in-process (`pamapp`) or in a child process (`pam-drive`, for libfaketime, parallel
+//! logins and kill -9).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use pamapp;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    workspace().join("target")
+}
+
+/// Builds the module, the driver and the CLI once per test binary, so the tests always
+/// load the `.so` built from this tree.
+pub fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "pam_totp", "-p", "pamapp", "-p", "totp-enroll"])
+            .current_dir(workspace())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build failed");
+        let dir = target_dir().join("debug");
+        Built {
+            module: dir.join("libpam_totp.so"),
+            driver: dir.join("pam-drive"),
+            enroll: dir.join("totp-enroll"),
+        }
+    })
+}
+
+pub struct Built {
+    pub module: PathBuf,
+    pub driver: PathBuf,
+    pub enroll: PathBuf,
+}
+
+/// True when running as root. When not root: in CI (CI=true) the test fails, because
+/// root-only tests must never skip there; elsewhere it prints a note and skips.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY-free: geteuid has no preconditions; via libc for a plain number.
+    let euid = nix_euid();
+    if euid == 0 {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs root, and CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: needs root");
+    false
+}
+
+fn nix_euid() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// Fails (in CI) or skips when an external tool is missing.
+pub fn require_tool(test: &str, tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if found {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs {tool}, and CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: {tool} not installed");
+    false
+}
+
+/// Current unix time in seconds.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A throwaway PAM configuration directory for `pam_start_confdir`.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// A directory with `other` denying everything, as a real system has.
+    pub fn new() -> Stack {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-stack")
+            .tempdir()
+            .expect("tempdir");
+        fs::write(dir.path().join("other"), "auth required pam_deny.so\n").expect("write other");
+        Stack { dir }
+    }
+
+    /// Writes service `name` with the given lines; `@MODULE@` is replaced by the path of
+    /// the freshly built `pam_totp` module.
+    pub fn service(&self, name: &str, lines: &str) -> &Stack {
+        let text = lines.replace("@MODULE@", &built().module.to_string_lossy());
+        fs::write(self.dir.path().join(name), text).expect("write service");
+        self
+    }
+
+    /// A one-line stack `auth required <module> <args>`.
+    pub fn with_module(name: &str, args: &str) -> Stack {
+        let s = Stack::new();
+        s.service(name, &format!("auth required @MODULE@ {args}\n"));
+        s
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for Stack {
+    fn default() -> Self {
+        Stack::new()
+    }
+}
+
+/// The result of one `pam-drive` run.
+#[derive(Debug, Clone)]
+pub struct Drive {
+    pub result: String,
+    pub prompts: usize,
+    pub authtok: Option<String>,
+    pub messages: Vec<(i32, String)>,
+    pub stderr: String,
+}
+
+impl Drive {
+    pub fn parse(out: &Output) -> Drive {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut d = Drive {
+            result: String::new(),
+            prompts: 0,
+            authtok: None,
+            messages: Vec::new(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        for line in stdout.lines() {
+            if let Some(v) = line.strip_prefix("result ") {
+                d.result = v.to_string();
+            } else if let Some(v) = line.strip_prefix("prompts ") {
+                d.prompts = v.parse().unwrap_or(0);
+            } else if let Some(v) = line.strip_prefix("authtok ") {
+                d.authtok = Some(v.to_string());
+            } else if let Some(v) = line.strip_prefix("msg ") {
+                let (style, text) = v.split_once(' ').unwrap_or((v, ""));
+                d.messages.push((style.parse().unwrap_or(0), text.to_string()));
+            }
+        }
+        d
+    }
+}
+
+/// Builder for a `pam-drive` child process.
+#[derive(Clone, Debug, Default)]
+pub struct Driver {
+    args: Vec<String>,
+    faketime: Option<u64>,
+}
+
+impl Driver {
+    pub fn new(stack: &Stack, service: &str, user: &str) -> Driver {
+        let mut d = Driver::default();
+        d.args.extend([
+            "--confdir".into(),
+            stack.path().to_string_lossy().into_owned(),
+            "--service".into(),
+            service.into(),
+            "--user".into(),
+            user.into(),
+        ]);
+        d
+    }
+    pub fn arg(mut self, flag: &str, value: &str) -> Driver {
+        self.args.push(flag.into());
+        self.args.push(value.into());
+        self
+    }
+    pub fn flag(mut self, flag: &str) -> Driver {
+        self.args.push(flag.into());
+        self
+    }
+    pub fn answer(self, a: &str) -> Driver {
+        self.arg("--answer", a)
+    }
+    pub fn rhost(self, h: &str) -> Driver {
+        self.arg("--rhost", h)
+    }
+    pub fn tty(self, t: &str) -> Driver {
+        self.arg("--tty", t)
+    }
+    pub fn authtok(self, t: &str) -> Driver {
+        self.arg("--authtok", t)
+    }
+    /// Freezes the clock at `unix` seconds with libfaketime.
+    pub fn at(mut self, unix: u64) -> Driver {
+        self.faketime = Some(unix);
+        self
+    }
+
+    pub fn command(&self) -> Command {
+        let driver = &built().driver;
+        let mut cmd = match self.faketime {
+            Some(t) => {
+                let mut c = Command::new("faketime");
+                c.env("TZ", "UTC");
+                c.arg("-f").arg(faketime_date(t)).arg(driver);
+                c
+            }
+            None => Command::new(driver),
+        };
+        cmd.args(&self.args);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self) -> Drive {
+        let out = self.command().output().expect("run pam-drive");
+        Drive::parse(&out)
+    }
+}
+
+/// `faketime -f` wants an absolute date, not `@unix`.
+pub fn faketime_date(unix: u64) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{unix}"), "+%Y-%m-%d %H:%M:%S"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A reference code from `oathtool` (an implementation nobody here wrote).
+pub fn oathtool_totp(secret_b32: &str, unix: u64, step: u64, digits: u8, alg: &str) -> String {
+    let out = Command::new("oathtool")
+        .arg(format!("--totp={}", alg.to_lowercase()))
+        .args(["-b", "-d", &digits.to_string(), "-s", &format!("{step}s")])
+        .args(["-N", &format!("@{unix}")])
+        .arg(secret_b32)
+        .output()
+        .expect("oathtool");
+    assert!(out.status.success(), "oathtool failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// HOTP reference code from `oathtool`.
+pub fn oathtool_hotp(secret_b32: &str, counter: u64) -> String {
+    let out = Command::new("oathtool")
+        .args(["-b", "-c", &counter.to_string(), secret_b32])
+        .output()
+        .expect("oathtool");
+    assert!(out.status.success(), "oathtool failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A system user created for one test and deleted afterwards (root only).
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+fn user_lock() -> &'static Mutex<()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    &LOCK
+}
+
+impl TestUser {
+    /// Creates `ptt<tag>` with a private home directory (mode 0700).
+    pub fn create(tag: &str) -> TestUser {
+        let _g = user_lock().lock().unwrap_or_else(|e| e.into_inner());
+        let name = format!("ptt{}{}", std::process::id() % 100_000, tag);
+        let _ = Command::new("userdel").args(["-r", &name]).output();
+        let status = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", "-K", "UMASK=077", &name])
+            .status()
+            .expect("useradd");
+        assert!(status.success(), "useradd {name}");
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").args([flag, &name]).output().expect("id");
+            String::from_utf8_lossy(&out.stdout).trim().parse().expect("numeric id")
+        };
+        let home = PathBuf::from(
+            String::from_utf8_lossy(
+                &Command::new("sh")
+                    .args(["-c", &format!("getent passwd {name} | cut -d: -f6")])
+                    .output()
+                    .expect("getent")
+                    .stdout,
+            )
+            .trim(),
+        );
+        TestUser {
+            uid: id("-u"),
+            gid: id("-g"),
+            name,
+            home,
+        }
+    }
+
+    /// Path of the default secret file.
+    pub fn secret_path(&self) -> PathBuf {
+        self.home.join(".google_authenticator")
+    }
+
+    /// Writes the secret file owned by the user with `mode`.
+    pub fn write_secret(&self, contents: &str, mode: u32) -> PathBuf {
+        let p = self.secret_path();
+        write_owned(&p, contents.as_bytes(), self.uid, self.gid, mode);
+        p
+    }
+
+    /// Adds the user to a (created if missing) group.
+    pub fn add_to_group(&self, group: &str) {
+        let _ = Command::new("groupadd").arg("-f").arg(group).status();
+        let st = Command::new("usermod")
+            .args(["-a", "-G", group, &self.name])
+            .status()
+            .expect("usermod");
+        assert!(st.success());
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _g = user_lock().lock().unwrap_or_else(|e| e.into_inner());
+        let _ = Command::new("userdel")
+            .args(["-r", "-f", &self.name])
+            .stderr(Stdio::null())
+            .output();
+    }
+}
+
+/// Writes a file with the given owner and mode (replacing whatever was there).
+pub fn write_owned(path: &Path, contents: &[u8], uid: u32, gid: u32, mode: u32) {
+    let _ = fs::remove_file(path);
+    fs::write(path, contents).expect("write file");
+    chown(path, Some(uid), Some(gid)).expect("chown");
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Reads a file as a string (lossy).
+pub fn read(path: &Path) -> String {
+    String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// Runs a command and returns its output.
+pub fn run<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(program: &str, args: I) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"))
+}
+
+/// GA's test secret (80 bits; legacy length, accepted with a warning).
+pub const GA_SECRET: &str = "2SH3V3GDW7ZNMGYE";
+/// A 160-bit secret for tests that do not need GA's vectors.
+pub const SECRET_160: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";

@@ -1,1 +1,607 @@
-//! TODO
+//! PAM module arguments: all of GA's names with GA's parsing, plus ours.
+//!
+//! Fail closed (R28): an unknown option, a malformed or out-of-range value, or
+//! a flag given a value is an error naming the option, and the module refuses to
+//! run. Every value is typed and bounded here, so nothing downstream re-checks.
+//! The man page documents each name in [`OPTION_NAMES`].
+
+use std::fmt;
+
+use crate::policy::{
+    DEFAULT_MAX_CLOCK_LAG_SECS, DEFAULT_MAX_TIME_SKEW, DEFAULT_MAX_WINDOW, DEFAULT_MIN_SECRET_BITS,
+    DEFAULT_THROTTLE_AFTER, DEFAULT_THROTTLE_MAX_SECS, MAX_FAILURES_LIMIT, Policy,
+};
+use crate::user::{DEFAULT_SECRET_SPEC, UserName};
+
+/// Every accepted option name, without the `=` of valued options.
+pub const OPTION_NAMES: &[&str] = &[
+    // GA's options.
+    "secret",
+    "authtok_prompt",
+    "user",
+    "no_strict_owner",
+    "allowed_perm",
+    "debug",
+    "try_first_pass",
+    "use_first_pass",
+    "forward_pass",
+    "noskewadj",
+    "no_increment_hotp",
+    "nullok",
+    "echo_verification_code",
+    "echo-verification-code",
+    "grace_period",
+    "allow_readonly",
+    // Ours.
+    "max_window",
+    "max_time_skew",
+    "min_secret_bits",
+    "max_failures",
+    "throttle_after",
+    "throttle_max",
+    "accessfile",
+    "allow_any_network",
+    "skip_group",
+    "require_group",
+    "lock_timeout",
+];
+
+/// GA's default `allowed_perm`.
+pub const DEFAULT_ALLOWED_PERM: u32 = 0o600;
+/// `allowed_perm` may add read bits only: owner read/write plus group/other read.
+pub const ALLOWED_PERM_CEILING: u32 = 0o644;
+pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 4000;
+pub const MAX_LOCK_TIMEOUT_MS: u64 = 5000;
+/// Longest `grace_period=` accepted (366 days).
+pub const MAX_GRACE_PERIOD_SECS: u64 = 366 * 86_400;
+
+/// Where the code comes from (`try_first_pass` / `use_first_pass`; last one wins).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PassMode {
+    #[default]
+    Prompt,
+    /// Try `PAM_AUTHTOK` first, then prompt.
+    TryFirstPass,
+    /// Only `PAM_AUTHTOK`; never prompt.
+    UseFirstPass,
+}
+
+/// `user=`: a uid or a (validated) name to resolve through NSS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserSpec {
+    Uid(u32),
+    Name(UserName),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleOptions {
+    /// `secret=` spec, unexpanded (default `~/.google_authenticator`).
+    pub secret: String,
+    pub authtok_prompt: Option<String>,
+    pub user: Option<UserSpec>,
+    pub no_strict_owner: bool,
+    /// Effective `allowed_perm` (already limited to [`ALLOWED_PERM_CEILING`]).
+    pub allowed_perm: u32,
+    /// `allowed_perm=` asked for bits beyond the ceiling; they were dropped.
+    pub allowed_perm_masked: bool,
+    pub debug: bool,
+    pub pass_mode: PassMode,
+    pub forward_pass: bool,
+    /// Accepted for GA compatibility; skew learning is always off.
+    pub noskewadj: bool,
+    pub no_increment_hotp: bool,
+    pub nullok: bool,
+    pub echo_verification_code: bool,
+    pub grace_period_secs: u64,
+    pub allow_readonly: bool,
+    pub max_window: u32,
+    pub max_time_skew: u32,
+    pub min_secret_bits: u32,
+    pub max_failures: Option<u32>,
+    pub throttle_after: u32,
+    pub throttle_max_secs: u64,
+    pub accessfile: Option<String>,
+    pub allow_any_network: bool,
+    /// `skip_group=` (repeatable, or comma-separated).
+    pub skip_groups: Vec<String>,
+    /// `require_group=` (repeatable, or comma-separated).
+    pub require_groups: Vec<String>,
+    pub lock_timeout_ms: u64,
+}
+
+impl Default for ModuleOptions {
+    fn default() -> Self {
+        Self {
+            secret: DEFAULT_SECRET_SPEC.to_owned(),
+            authtok_prompt: None,
+            user: None,
+            no_strict_owner: false,
+            allowed_perm: DEFAULT_ALLOWED_PERM,
+            allowed_perm_masked: false,
+            debug: false,
+            pass_mode: PassMode::Prompt,
+            forward_pass: false,
+            noskewadj: false,
+            no_increment_hotp: false,
+            nullok: false,
+            echo_verification_code: false,
+            grace_period_secs: 0,
+            allow_readonly: false,
+            max_window: DEFAULT_MAX_WINDOW,
+            max_time_skew: DEFAULT_MAX_TIME_SKEW,
+            min_secret_bits: DEFAULT_MIN_SECRET_BITS,
+            max_failures: None,
+            throttle_after: DEFAULT_THROTTLE_AFTER,
+            throttle_max_secs: DEFAULT_THROTTLE_MAX_SECS,
+            accessfile: None,
+            allow_any_network: false,
+            skip_groups: Vec::new(),
+            require_groups: Vec::new(),
+            lock_timeout_ms: DEFAULT_LOCK_TIMEOUT_MS,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OptionError {
+    /// Not an option we know (shown lossily, at most 64 characters).
+    Unknown(String),
+    /// A known option with a bad value.
+    BadValue {
+        option: &'static str,
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unknown(o) => write!(f, "unrecognized option {o:?}"),
+            Self::BadValue { option, reason } => write!(f, "invalid {option}= value: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for OptionError {}
+
+fn bad(option: &'static str, reason: &'static str) -> OptionError {
+    OptionError::BadValue { option, reason }
+}
+
+fn decimal(option: &'static str, v: &str, min: u64, max: u64) -> Result<u64, OptionError> {
+    if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(option, "not a decimal number"));
+    }
+    let n: u64 = v.parse().map_err(|_| bad(option, "not a decimal number"))?;
+    if !(min..=max).contains(&n) {
+        return Err(bad(option, "out of range"));
+    }
+    Ok(n)
+}
+
+fn small(option: &'static str, v: &str, min: u32, max: u32) -> Result<u32, OptionError> {
+    decimal(option, v, u64::from(min), u64::from(max)).map(|n| n as u32)
+}
+
+fn parse_user(v: &str) -> Result<UserSpec, OptionError> {
+    if v.is_empty() {
+        return Err(bad("user", "empty"));
+    }
+    if v.as_bytes()[0].is_ascii_digit() {
+        // GA would read "123abc" as uid 123; trailing text is refused instead.
+        return small("user", v, 0, i32::MAX as u32).map(UserSpec::Uid);
+    }
+    UserName::parse(v.as_bytes())
+        .map(UserSpec::Name)
+        .map_err(|_| bad("user", "not a valid user name"))
+}
+
+fn parse_perm(v: &str) -> Result<u32, OptionError> {
+    if v.is_empty() || v.len() > 6 || !v.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(bad("allowed_perm", "not an octal number"));
+    }
+    let n = u32::from_str_radix(v, 8).map_err(|_| bad("allowed_perm", "not an octal number"))?;
+    if n == 0 || n > 0o7777 {
+        return Err(bad("allowed_perm", "out of range"));
+    }
+    Ok(n)
+}
+
+fn push_groups(option: &'static str, v: &str, out: &mut Vec<String>) -> Result<(), OptionError> {
+    for g in v.split(',') {
+        let ok = !g.is_empty()
+            && g.len() <= 256
+            && !g.starts_with('-')
+            && !g
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == ':' || c == '/');
+        if !ok {
+            return Err(bad(option, "not a valid group name"));
+        }
+        out.push(g.to_owned());
+    }
+    Ok(())
+}
+
+fn absolute_path(option: &'static str, v: &str) -> Result<String, OptionError> {
+    if !v.starts_with('/') {
+        return Err(bad(option, "not an absolute path"));
+    }
+    if v.split('/').any(|c| c == "..") {
+        return Err(bad(option, "contains a .. component"));
+    }
+    Ok(v.to_owned())
+}
+
+impl ModuleOptions {
+    /// Parses the module's `argv`. The same option given twice: the last wins,
+    /// except `skip_group=`/`require_group=`, which accumulate.
+    pub fn parse(args: &[&[u8]]) -> Result<ModuleOptions, OptionError> {
+        let mut o = ModuleOptions::default();
+        for raw in args {
+            let Ok(arg) = std::str::from_utf8(raw) else {
+                return Err(OptionError::Unknown(
+                    String::from_utf8_lossy(raw).chars().take(64).collect(),
+                ));
+            };
+            o.apply(arg)?;
+        }
+        Ok(o)
+    }
+
+    fn apply(&mut self, arg: &str) -> Result<(), OptionError> {
+        match arg {
+            "debug" => self.debug = true,
+            "try_first_pass" => self.pass_mode = PassMode::TryFirstPass,
+            "use_first_pass" => self.pass_mode = PassMode::UseFirstPass,
+            "forward_pass" => self.forward_pass = true,
+            "noskewadj" => self.noskewadj = true,
+            "no_increment_hotp" => self.no_increment_hotp = true,
+            "nullok" => self.nullok = true,
+            "echo_verification_code" | "echo-verification-code" => {
+                self.echo_verification_code = true
+            }
+            "no_strict_owner" => self.no_strict_owner = true,
+            "allow_readonly" => self.allow_readonly = true,
+            "allow_any_network" => self.allow_any_network = true,
+            _ => {
+                let unknown = || OptionError::Unknown(arg.chars().take(64).collect());
+                let (name, v) = arg.split_once('=').ok_or_else(unknown)?;
+                match name {
+                    "secret" => {
+                        if v.is_empty() {
+                            return Err(bad("secret", "empty"));
+                        }
+                        self.secret = v.to_owned();
+                    }
+                    "authtok_prompt" => self.authtok_prompt = Some(v.to_owned()),
+                    "user" => self.user = Some(parse_user(v)?),
+                    "allowed_perm" => {
+                        let p = parse_perm(v)?;
+                        self.allowed_perm = p & ALLOWED_PERM_CEILING;
+                        self.allowed_perm_masked = p & !ALLOWED_PERM_CEILING != 0;
+                    }
+                    "grace_period" => {
+                        // GA: empty means 0 (off).
+                        self.grace_period_secs = if v.is_empty() {
+                            0
+                        } else {
+                            decimal("grace_period", v, 0, MAX_GRACE_PERIOD_SECS)?
+                        };
+                    }
+                    "max_window" => self.max_window = small("max_window", v, 1, 100)?,
+                    "max_time_skew" => self.max_time_skew = small("max_time_skew", v, 0, 1500)?,
+                    "min_secret_bits" => {
+                        self.min_secret_bits = small("min_secret_bits", v, 80, 8192)?
+                    }
+                    "max_failures" => {
+                        self.max_failures = Some(small("max_failures", v, 1, MAX_FAILURES_LIMIT)?)
+                    }
+                    "throttle_after" => self.throttle_after = small("throttle_after", v, 1, 100)?,
+                    "throttle_max" => {
+                        self.throttle_max_secs = decimal("throttle_max", v, 1, 86_400)?
+                    }
+                    "accessfile" => self.accessfile = Some(absolute_path("accessfile", v)?),
+                    "skip_group" => push_groups("skip_group", v, &mut self.skip_groups)?,
+                    "require_group" => push_groups("require_group", v, &mut self.require_groups)?,
+                    "lock_timeout" => {
+                        self.lock_timeout_ms = decimal("lock_timeout", v, 0, MAX_LOCK_TIMEOUT_MS)?
+                    }
+                    _ => return Err(unknown()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The admin policy these options describe.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            max_window: self.max_window,
+            max_time_skew: self.max_time_skew,
+            min_secret_bits: self.min_secret_bits,
+            throttle_after: self.throttle_after,
+            throttle_max_secs: self.throttle_max_secs,
+            max_failures: self.max_failures,
+            no_increment_hotp: self.no_increment_hotp,
+            grace_period_secs: self.grace_period_secs,
+            max_clock_lag_secs: DEFAULT_MAX_CLOCK_LAG_SECS,
+        }
+    }
+
+    /// Options that weaken security and deserve a warning at every load (R28).
+    pub fn weakening(&self) -> Vec<&'static str> {
+        let mut w = Vec::new();
+        if self.no_strict_owner {
+            w.push("no_strict_owner");
+        }
+        if self.allowed_perm & !DEFAULT_ALLOWED_PERM != 0 || self.allowed_perm_masked {
+            w.push("allowed_perm");
+        }
+        if self.allow_readonly {
+            w.push("allow_readonly");
+        }
+        if self.grace_period_secs > 0 {
+            w.push("grace_period");
+        }
+        if self.allow_any_network {
+            w.push("allow_any_network");
+        }
+        if self.max_window > DEFAULT_MAX_WINDOW {
+            w.push("max_window");
+        }
+        if self.max_time_skew > DEFAULT_MAX_TIME_SKEW {
+            w.push("max_time_skew");
+        }
+        w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(args: &[&str]) -> Result<ModuleOptions, OptionError> {
+        let v: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        ModuleOptions::parse(&v)
+    }
+
+    #[test]
+    fn no_arguments_give_the_defaults() {
+        let o = parse(&[]).unwrap();
+        assert_eq!(o, ModuleOptions::default());
+        assert_eq!(o.secret, "~/.google_authenticator");
+        assert_eq!(o.allowed_perm, 0o600);
+        assert_eq!(o.lock_timeout_ms, 4000);
+        assert_eq!(o.policy(), Policy::default());
+    }
+
+    #[test]
+    fn every_listed_name_is_accepted() {
+        let values = [
+            ("secret", "/x/${USER}"),
+            ("authtok_prompt", "Code: "),
+            ("user", "root"),
+            ("allowed_perm", "0400"),
+            ("grace_period", "60"),
+            ("max_window", "3"),
+            ("max_time_skew", "1"),
+            ("min_secret_bits", "128"),
+            ("max_failures", "10"),
+            ("throttle_after", "5"),
+            ("throttle_max", "300"),
+            ("accessfile", "/etc/security/pam_totp_access.conf"),
+            ("skip_group", "wheel"),
+            ("require_group", "staff"),
+            ("lock_timeout", "1000"),
+        ];
+        for name in OPTION_NAMES {
+            let arg = match values.iter().find(|(n, _)| n == name) {
+                Some((n, v)) => format!("{n}={v}"),
+                None => (*name).to_owned(),
+            };
+            assert!(parse(&[&arg]).is_ok(), "{arg}");
+        }
+    }
+
+    #[test]
+    fn unknown_options_fail_closed_and_are_named() {
+        for arg in [
+            "bogus",
+            "debug=1",
+            "secret",
+            "nullok ",
+            "SECRET=/x",
+            "max_window",
+        ] {
+            match parse(&[arg]) {
+                Err(OptionError::Unknown(o)) => assert_eq!(o, arg),
+                other => panic!("{arg}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            ModuleOptions::parse(&[b"\xffx"]),
+            Err(OptionError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn first_pass_options_last_one_wins() {
+        assert_eq!(
+            parse(&["try_first_pass", "use_first_pass"])
+                .unwrap()
+                .pass_mode,
+            PassMode::UseFirstPass
+        );
+        assert_eq!(
+            parse(&["use_first_pass", "try_first_pass"])
+                .unwrap()
+                .pass_mode,
+            PassMode::TryFirstPass
+        );
+    }
+
+    #[test]
+    fn echo_alias_sets_the_same_flag() {
+        assert!(
+            parse(&["echo-verification-code"])
+                .unwrap()
+                .echo_verification_code
+        );
+        assert!(
+            parse(&["echo_verification_code"])
+                .unwrap()
+                .echo_verification_code
+        );
+    }
+
+    #[test]
+    fn user_accepts_uid_or_name_and_rejects_trailing_garbage() {
+        assert_eq!(parse(&["user=0"]).unwrap().user, Some(UserSpec::Uid(0)));
+        assert_eq!(
+            parse(&["user=2147483647"]).unwrap().user,
+            Some(UserSpec::Uid(2_147_483_647))
+        );
+        assert!(matches!(
+            parse(&["user=svc"]).unwrap().user,
+            Some(UserSpec::Name(n)) if n.as_str() == "svc"
+        ));
+        for bad in [
+            "user=123abc",
+            "user=",
+            "user=2147483648",
+            "user=-1",
+            "user=a/b",
+            "user=..",
+        ] {
+            assert!(
+                matches!(
+                    parse(&[bad]),
+                    Err(OptionError::BadValue { option: "user", .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn allowed_perm_is_octal_and_only_relaxes_read_bits() {
+        let o = parse(&["allowed_perm=0640"]).unwrap();
+        assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o640, false));
+        let o = parse(&["allowed_perm=0400"]).unwrap();
+        assert_eq!(o.allowed_perm, 0o400);
+        let o = parse(&["allowed_perm=0666"]).unwrap();
+        assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o644, true));
+        let o = parse(&["allowed_perm=4777"]).unwrap();
+        assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o644, true));
+        assert!(o.weakening().contains(&"allowed_perm"));
+        for bad in [
+            "allowed_perm=0",
+            "allowed_perm=0800",
+            "allowed_perm=",
+            "allowed_perm=17777",
+            "allowed_perm=0x1",
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grace_period_follows_ga_parsing() {
+        assert_eq!(parse(&["grace_period="]).unwrap().grace_period_secs, 0);
+        assert_eq!(parse(&["grace_period=0"]).unwrap().grace_period_secs, 0);
+        assert_eq!(
+            parse(&["grace_period=86400"]).unwrap().grace_period_secs,
+            86_400
+        );
+        for bad in [
+            "grace_period=-1",
+            "grace_period=10s",
+            "grace_period= 10",
+            "grace_period=99999999999",
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numeric_bounds_are_enforced() {
+        for bad in [
+            "max_window=0",
+            "max_window=101",
+            "max_time_skew=1501",
+            "min_secret_bits=79",
+            "max_failures=0",
+            "max_failures=101",
+            "throttle_after=0",
+            "throttle_max=0",
+            "lock_timeout=5001",
+            "lock_timeout=+5",
+        ] {
+            assert!(
+                matches!(parse(&[bad]), Err(OptionError::BadValue { .. })),
+                "{bad}"
+            );
+        }
+        let o = parse(&[
+            "max_failures=100",
+            "lock_timeout=5000",
+            "min_secret_bits=160",
+        ])
+        .unwrap();
+        assert_eq!(o.max_failures, Some(100));
+        assert_eq!(o.policy().max_failures, Some(100));
+        assert_eq!(o.policy().min_secret_bits, 160);
+    }
+
+    #[test]
+    fn groups_accumulate_and_split_on_commas() {
+        let o = parse(&["skip_group=a,b", "skip_group=c", "require_group=d"]).unwrap();
+        assert_eq!(o.skip_groups, ["a", "b", "c"]);
+        assert_eq!(o.require_groups, ["d"]);
+        for bad in [
+            "skip_group=",
+            "skip_group=a,,b",
+            "skip_group=a b",
+            "require_group=-x",
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn accessfile_must_be_absolute() {
+        assert!(parse(&["accessfile=rules.conf"]).is_err());
+        assert!(parse(&["accessfile=/etc/../x"]).is_err());
+        assert!(parse(&["secret="]).is_err());
+    }
+
+    #[test]
+    fn policy_carries_the_admin_caps() {
+        let o = parse(&[
+            "max_window=5",
+            "max_time_skew=0",
+            "no_increment_hotp",
+            "grace_period=30",
+            "throttle_after=2",
+            "throttle_max=120",
+        ])
+        .unwrap();
+        let p = o.policy();
+        assert_eq!(p.max_window, 5);
+        assert_eq!(p.max_time_skew, 0);
+        assert!(p.no_increment_hotp);
+        assert_eq!(p.grace_period_secs, 30);
+        assert_eq!(p.throttle_after, 2);
+        assert_eq!(p.throttle_max_secs, 120);
+    }
+
+    proptest! {
+        #[test]
+        fn random_arguments_never_panic(args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..6)) {
+            let v: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+            let _ = ModuleOptions::parse(&v);
+        }
+    }
+}

@@ -1,1 +1,47 @@
-fn main() {}
+//! `totp-enroll`: put a phone on an account (a drop-in for google-authenticator's
+//! `google-authenticator` command), check a PAM stack, explain access rules.
+
+mod args;
+mod check;
+mod console;
+mod error;
+mod explain;
+mod flow;
+mod output;
+mod qr;
+mod random;
+mod target;
+mod write;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::console::Console;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (result, json) = match cli.command {
+        Some(Command::Check(a)) => (check::run(a), false),
+        Some(Command::Explain(a)) => (explain::run(a), false),
+        None => {
+            let json = cli.enroll.json;
+            let result = cli.enroll.validate().and_then(|req| {
+                let mut console = Console::new(req.json, req.non_interactive);
+                flow::run(req, &mut console).map(|()| 0)
+            });
+            (result, json)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            if json {
+                print!("{}", output::error_json(&err));
+            }
+            eprintln!("totp-enroll: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}

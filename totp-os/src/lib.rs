@@ -1,1 +1,29 @@
-//! TODO
+//! The one OS layer of `pam_totp`, shared by the PAM module and `totp-enroll`.
+//!
+//! Everything that touches the kernel or NSS on behalf of the policy code lives here, so
+//! the rules that keep a root process safe in a user-controlled directory are written
+//! once:
+//!
+//! - [`creds`]: switch the calling thread's filesystem identity (fsuid, fsgid and
+//!   supplementary groups) and restore it on drop, or abort (rule R4).
+//! - [`nss`]: user and group lookups through NSS that tell "not found" from "lookup
+//!   failed" (rules R8, R22, R27).
+//! - [`safefile`]: no-follow walk, fd checks, bounded read, lock with a deadline and
+//!   crash-safe rewrite (rules R5–R7, R15–R17).
+//!
+//! Nothing here logs: callers decide what to say, and file contents (secrets) are never
+//! part of an error.
+
+pub mod creds;
+pub mod nss;
+pub mod safefile;
+
+// Test-only failpoints. Production builds get an inert copy whose checks always succeed,
+// so there is no switch an attacker could flip.
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod fault;
+#[cfg(not(any(test, feature = "fault-injection")))]
+mod fault;
+
+#[cfg(test)]
+mod testutil;

@@ -1,0 +1,442 @@
+//! One `pam_sm_authenticate`, from module arguments to verdict.
+//!
+//! Order (docs/architecture.md): options → user → skip rules → pre-read (nullok, grace)
+//! → answer → locked read, record the attempt, verify, persist → verdict. Every path
+//! that is not a verified code, a verified skip or `nullok` with no file denies.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use totp_core::addr::{RemoteHost, parse_rhost};
+use totp_core::code::{Candidate, candidates};
+use totp_core::gafile::GaFile;
+use totp_core::options::{ModuleOptions, PassMode};
+use totp_core::otp::{self, Algorithm, Digits};
+use totp_core::policy::Policy;
+use totp_core::secret::Secret;
+use totp_core::verify::{self, Method, Verdict};
+use totp_os::creds;
+use totp_os::safefile::{self, FileError};
+use zeroize::Zeroizing;
+
+use crate::error::{AuthError, Denial, Outcome};
+use crate::log::sanitize;
+use crate::pamio::{ConvError, ItemKind, Level, PamIo, Style};
+use crate::skip::{self, LoginItems};
+use crate::system::{Host, System};
+use crate::target::{self, Doomed, Target};
+
+const PROMPT: &str = "Verification code: ";
+const PROMPT_FORWARD: &str = "Password & verification code: ";
+
+/// Entry point used by the FFI layer: the real clock and NSS.
+pub fn authenticate(
+    io: &mut dyn PamIo,
+    args: &[&[u8]],
+    _flags: u32,
+) -> Result<Outcome, AuthError> {
+    authenticate_with(io, args, &Host)
+}
+
+/// The whole flow with injectable host facilities (tests inject failures here).
+pub fn authenticate_with(
+    io: &mut dyn PamIo,
+    args: &[&[u8]],
+    sys: &dyn System,
+) -> Result<Outcome, AuthError> {
+    let opts = match ModuleOptions::parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            let msg = format!("{e}; denying everybody until the configuration is fixed");
+            io.log(Level::Err, &msg);
+            return Err(AuthError::Config(e.to_string()));
+        }
+    };
+    for w in opts.weakening() {
+        io.log(
+            Level::Warning,
+            &format!("option {w} weakens security (see pam_totp(8))"),
+        );
+    }
+    let raw_user = io.user();
+    let rhost_raw = io.item(ItemKind::RHost);
+    let tty = io.item(ItemKind::Tty);
+    let service = io.item(ItemKind::Service);
+    let ctx = Ctx {
+        from: sanitize(rhost_raw.as_deref().unwrap_or(b"-")),
+        rhost_ip: match parse_rhost(rhost_raw.as_deref()) {
+            RemoteHost::Address(ip) => Some(ip),
+            _ => None,
+        },
+        policy: opts.policy(),
+        opts,
+    };
+
+    let target = match target::resolve(&ctx.opts, sys, raw_user.as_deref())? {
+        Ok(t) => t,
+        Err(d) => return ctx.doomed(io, d, raw_user.as_deref()),
+    };
+    let who = sanitize(target.name.as_str().as_bytes());
+
+    let items = LoginItems {
+        rhost: rhost_raw.as_deref(),
+        tty: tty.as_deref(),
+        service: service.as_deref(),
+    };
+    let mut log = |level: Level, msg: &str| io.log(level, msg);
+    if let Some(reason) = skip::decide(&ctx.opts, sys, &target, &items, &mut log) {
+        io.log(
+            Level::Notice,
+            &format!("not asking {who} from {} for a code: {reason}", ctx.from),
+        );
+        return Ok(Outcome::Ignore);
+    }
+
+    let file = match ctx.preread(&target) {
+        Ok(PreRead::Present(f)) => f,
+        Ok(PreRead::Absent) if ctx.opts.nullok => {
+            if ctx.opts.debug {
+                io.log(Level::Info, &format!("no secret file for {who}; nullok"));
+            }
+            return Ok(Outcome::Ignore);
+        }
+        Ok(PreRead::Absent) => {
+            let d = Doomed {
+                denial: Denial::NoSecret,
+                why: "no secret configured; asking for a code anyway".into(),
+                name: Some(target.name.clone()),
+            };
+            return ctx.doomed(io, d, raw_user.as_deref());
+        }
+        Ok(PreRead::Unusable(why)) => {
+            let d = Doomed {
+                denial: Denial::BadFile,
+                why,
+                name: Some(target.name.clone()),
+            };
+            return ctx.doomed(io, d, raw_user.as_deref());
+        }
+        Err(e) => return Err(e),
+    };
+
+    if ctx.opts.grace_period_secs > 0 {
+        let now = sys.now().map_err(|_| AuthError::Clock)?;
+        if let Ok(true) = verify::grace_applies(&file, &ctx.policy, ctx.rhost_ip, now) {
+            io.log(
+                Level::Notice,
+                &format!("accepted {who} from {} within the grace period", ctx.from),
+            );
+            return Ok(Outcome::Success);
+        }
+    }
+    let digits = file
+        .config()
+        .ok()
+        .map(|c| c.digits)
+        .unwrap_or(Digits::SIX);
+    drop(file);
+
+    // First the answer PAM already has (try_first_pass/use_first_pass), then a prompt.
+    if ctx.opts.pass_mode != PassMode::Prompt {
+        let tok = io.authtok().unwrap_or_default();
+        let cands = candidates(&tok, digits, true);
+        if !cands.is_empty() {
+            let outcome = ctx.evaluate(io, sys, &target, &cands)?;
+            if outcome == Outcome::Success || ctx.opts.pass_mode == PassMode::UseFirstPass {
+                return Ok(outcome);
+            }
+        } else if ctx.opts.pass_mode == PassMode::UseFirstPass {
+            io.log(
+                Level::Notice,
+                &format!("no usable code in PAM_AUTHTOK for {who} from {}", ctx.from),
+            );
+            return Ok(Outcome::Deny(Denial::NoAnswer));
+        }
+    }
+    let answer = match ctx.prompt(io)? {
+        Some(a) => a,
+        None => return Ok(Outcome::Deny(Denial::NoAnswer)),
+    };
+    let cands = candidates(&answer, digits, ctx.opts.forward_pass);
+    ctx.evaluate(io, sys, &target, &cands)
+}
+
+/// What the unlocked look before prompting found.
+enum PreRead {
+    Present(GaFile),
+    /// The path does not exist (`ENOENT`): what `nullok` is about.
+    Absent,
+    /// Exists but cannot be used; the reason is for the log.
+    Unusable(String),
+}
+
+struct Ctx {
+    opts: ModuleOptions,
+    policy: Policy,
+    /// `PAM_RHOST` escaped for logs.
+    from: String,
+    /// `PAM_RHOST` when it is a strict IP literal (grace period).
+    rhost_ip: Option<IpAddr>,
+}
+
+impl Ctx {
+    fn prompt(&self, io: &mut dyn PamIo) -> Result<Option<Zeroizing<Vec<u8>>>, AuthError> {
+        let text = self.opts.authtok_prompt.as_deref().unwrap_or(if self.opts.forward_pass {
+            PROMPT_FORWARD
+        } else {
+            PROMPT
+        });
+        let style = if self.opts.echo_verification_code {
+            Style::PromptEchoOn
+        } else {
+            Style::PromptEchoOff
+        };
+        match io.converse(style, text) {
+            Ok(Some(answer)) if !answer.is_empty() => {
+                if answer.first() == Some(&0x08) {
+                    // OpenSSH answers "\b\n\r\177INCORRECT" for invalid users and refused root.
+                    io.log(
+                        Level::Info,
+                        "dummy password supplied by PAM; did OpenSSH 'PermitRootLogin' or another setting block this login?",
+                    );
+                }
+                Ok(Some(answer))
+            }
+            Ok(_) => {
+                io.log(Level::Notice, "did not receive a verification code from the user");
+                Ok(None)
+            }
+            Err(ConvError::Failed) => {
+                io.log(Level::Notice, "conversation failed while asking for the code");
+                Err(AuthError::Conversation)
+            }
+        }
+    }
+
+    /// A user who cannot succeed gets the same prompt as everyone else, and the same
+    /// amount of code computation, then a denial.
+    fn doomed(
+        &self,
+        io: &mut dyn PamIo,
+        d: Doomed,
+        raw_user: Option<&[u8]>,
+    ) -> Result<Outcome, AuthError> {
+        let who = match &d.name {
+            Some(n) => sanitize(n.as_str().as_bytes()),
+            None => sanitize(raw_user.unwrap_or(b"(none)")),
+        };
+        io.log(
+            Level::Notice,
+            &format!("{who} from {}: {}", self.from, d.why),
+        );
+        if self.opts.pass_mode != PassMode::UseFirstPass {
+            self.prompt(io)?;
+        }
+        burn_window(&self.policy);
+        io.log(
+            Level::Notice,
+            &format!("invalid verification code for {who} from {}", self.from),
+        );
+        Ok(Outcome::Deny(d.denial))
+    }
+
+    fn preread(&self, target: &Target) -> Result<PreRead, AuthError> {
+        let _creds = creds::switch_to(&target.identity)
+            .map_err(|e| AuthError::Credentials(format!("{e:?}")))?;
+        match safefile::open_checked(&target.path, &target.rules) {
+            Ok(opened) => match GaFile::parse(&opened.contents) {
+                Ok(f) => Ok(PreRead::Present(f)),
+                Err(e) => Ok(PreRead::Unusable(format!(
+                    "secret file {} is invalid: {e}",
+                    self.shown(target)
+                ))),
+            },
+            Err(FileError::NotFound) | Err(FileError::MissingDirectory { .. }) => {
+                Ok(PreRead::Absent)
+            }
+            Err(e) => Ok(PreRead::Unusable(format!(
+                "secret file {} refused: {e:?}",
+                self.shown(target)
+            ))),
+        }
+    }
+
+    fn shown(&self, target: &Target) -> String {
+        sanitize(target.path.as_os_str().as_encoded_bytes())
+    }
+
+    /// Locked read → record the attempt → verify → persist. Credentials are the
+    /// target's for the whole critical section and restored before returning.
+    fn evaluate(
+        &self,
+        io: &mut dyn PamIo,
+        sys: &dyn System,
+        target: &Target,
+        cands: &[Candidate],
+    ) -> Result<Outcome, AuthError> {
+        let who = sanitize(target.name.as_str().as_bytes());
+        let (verdict, matched) = {
+            let _creds = creds::switch_to(&target.identity)
+                .map_err(|e| AuthError::Credentials(format!("{e:?}")))?;
+            match self.locked_verify(io, sys, target, cands)? {
+                Ok(v) => v,
+                Err(denial) => return Ok(self.denied(io, &who, denial)),
+            }
+        };
+        let method = match verdict {
+            Verdict::Accepted(m) => m,
+            Verdict::Rejected => return Ok(self.denied(io, &who, Denial::WrongCode)),
+            Verdict::Replayed => {
+                io.log(
+                    Level::Warning,
+                    &format!(
+                        "{who} from {} reused an already accepted code; this might mean a man-in-the-middle attack",
+                        self.from
+                    ),
+                );
+                return Ok(self.denied(io, &who, Denial::Replay));
+            }
+            Verdict::Throttled => return Ok(self.denied(io, &who, Denial::Throttled)),
+            Verdict::Disabled => return Ok(self.denied(io, &who, Denial::Locked)),
+        };
+        if self.opts.forward_pass {
+            let prefix = matched
+                .and_then(|i| cands.get(i))
+                .map(|c| c.prefix.as_slice())
+                .unwrap_or_default();
+            if io.set_authtok(prefix).is_err() {
+                io.log(Level::Err, "could not forward the password (PAM_AUTHTOK)");
+                return Ok(Outcome::Deny(Denial::NotPersisted));
+            }
+        }
+        let how = match method {
+            Method::Totp { .. } => "time-based code",
+            Method::Hotp { .. } => "counter-based code",
+            Method::Scratch => "scratch code",
+        };
+        io.log(
+            Level::Notice,
+            &format!("accepted {how} for {who} from {}", self.from),
+        );
+        Ok(Outcome::Success)
+    }
+
+    fn denied(&self, io: &mut dyn PamIo, who: &str, denial: Denial) -> Outcome {
+        let why = match denial {
+            Denial::WrongCode => "invalid verification code",
+            Denial::Replay => "code already used",
+            Denial::Throttled => "too many failures; attempt refused unevaluated (backoff)",
+            Denial::Locked => "second factor disabled after too many failures (max_failures)",
+            Denial::NotPersisted => "state could not be saved",
+            Denial::BadFile => "secret file unusable",
+            _ => "denied",
+        };
+        io.log(
+            Level::Notice,
+            &format!("{why} for {who} from {}", self.from),
+        );
+        Outcome::Deny(denial)
+    }
+
+    /// The critical section. `Ok(Err(_))` is a per-user denial already logged.
+    fn locked_verify(
+        &self,
+        io: &mut dyn PamIo,
+        sys: &dyn System,
+        target: &Target,
+        cands: &[Candidate],
+    ) -> Result<Result<(Verdict, Option<usize>), Denial>, AuthError> {
+        let shown = self.shown(target);
+        let timeout = Duration::from_millis(self.opts.lock_timeout_ms);
+        let mut locked = match safefile::lock_with_deadline(&target.path, &target.rules, timeout) {
+            Ok(l) => l,
+            Err(FileError::LockTimeout) => {
+                io.log(
+                    Level::Err,
+                    &format!("timed out waiting for the lock on {shown}"),
+                );
+                return Err(AuthError::LockTimeout);
+            }
+            Err(e) => {
+                io.log(Level::Err, &format!("secret file {shown}: {e:?}"));
+                return Ok(Err(Denial::BadFile));
+            }
+        };
+        let file = match GaFile::parse(locked.contents()) {
+            Ok(f) => f,
+            Err(e) => {
+                io.log(Level::Err, &format!("secret file {shown} is invalid: {e}"));
+                return Ok(Err(Denial::BadFile));
+            }
+        };
+        let now = sys.now().map_err(|_| {
+            io.log(Level::Err, "cannot read the clock");
+            AuthError::Clock
+        })?;
+        let begun = match verify::begin(file, &self.policy, now) {
+            Ok(b) => b,
+            Err(verify::Error::ClockFault) => {
+                io.log(
+                    Level::Err,
+                    &format!("clock fault for {shown}: time is before 1970 or far behind the recorded state"),
+                );
+                return Err(AuthError::Clock);
+            }
+            Err(e) => {
+                io.log(Level::Err, &format!("secret file {shown}: {e}"));
+                return Ok(Err(Denial::BadFile));
+            }
+        };
+        for w in &begun.warnings {
+            io.log(Level::Warning, &format!("{shown}: {w}"));
+        }
+        // R15: the attempt is on disk before the code is looked at.
+        if begun.changed {
+            if let Err(e) = locked.replace(begun.file.as_bytes()) {
+                io.log(
+                    Level::Err,
+                    &format!("cannot record the attempt in {shown}: {e:?}; denying"),
+                );
+                return Ok(Err(Denial::NotPersisted));
+            }
+        }
+        let out = match verify::finish(begun, &self.policy, cands, now, self.rhost_ip) {
+            Ok(o) => o,
+            Err(verify::Error::ClockFault) => return Err(AuthError::Clock),
+            Err(e) => {
+                io.log(Level::Err, &format!("secret file {shown}: {e}"));
+                return Ok(Err(Denial::BadFile));
+            }
+        };
+        if out.changed {
+            if let Err(e) = locked.replace(out.file.as_bytes()) {
+                let excusable = out.verdict.is_accepted()
+                    && out.only_grace_bookkeeping
+                    && self.opts.allow_readonly;
+                if !excusable {
+                    io.log(
+                        Level::Err,
+                        &format!("cannot save the new state of {shown}: {e:?}; denying"),
+                    );
+                    return Ok(Err(Denial::NotPersisted));
+                }
+                io.log(
+                    Level::Warning,
+                    &format!("grace-period entry not saved in {shown} ({e:?}); allow_readonly"),
+                );
+            }
+        }
+        Ok(Ok((out.verdict, out.matched)))
+    }
+}
+
+/// Computes as many codes as a real check of the default window would, so a doomed user
+/// costs about what a real one does before the (fsync-bound) state write.
+fn burn_window(policy: &Policy) {
+    let secret = Secret::new(vec![0x5a; 20]);
+    let mut sink = 0u32;
+    for c in 0..u64::from(policy.max_window.clamp(1, 3)) {
+        sink ^= otp::hotp(&secret, c, Algorithm::Sha1, Digits::SIX);
+    }
+    std::hint::black_box(sink);
+}

@@ -1,0 +1,121 @@
+//! One error enum for the module and the one table that maps outcomes to PAM codes.
+//!
+//! Per-user outcomes (wrong code, replay, throttled, unknown user, bad file) are all
+//! `PAM_AUTH_ERR` so that the return code says nothing about the account. Only faults of
+//! the module or the host (bad configuration, credentials, clock, panic) get other codes.
+
+use std::fmt;
+
+/// How an authentication ended when nothing went wrong inside the module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A code (or a grace-period match) was verified.
+    Success,
+    /// A verified skip: `nullok` with no file, an access rule, a group rule.
+    Ignore,
+    /// The user is not let in; the reason is for the log only.
+    Deny(Denial),
+}
+
+/// Why a user was denied. Never shown to the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Denial {
+    InvalidUserName,
+    UnknownUser,
+    NoSecret,
+    BadFile,
+    WrongCode,
+    Replay,
+    Throttled,
+    Locked,
+    NoAnswer,
+    NotPersisted,
+}
+
+/// Faults of the module or its host; each denies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// Module arguments could not be parsed (logged with the offending option).
+    Config(String),
+    /// The conversation function failed.
+    Conversation,
+    /// Switching or restoring file-system credentials failed.
+    Credentials(String),
+    /// The clock is before 1970 or far behind the stored state.
+    Clock,
+    /// The state file lock could not be taken in time.
+    LockTimeout,
+    /// A name service lookup failed (not "not found": a real error).
+    Nss(String),
+    /// A panic was caught at the FFI boundary.
+    Panic,
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::Config(m) => write!(f, "configuration error: {m}"),
+            AuthError::Conversation => f.write_str("conversation failed"),
+            AuthError::Credentials(m) => write!(f, "credential switch failed: {m}"),
+            AuthError::Clock => f.write_str("clock fault"),
+            AuthError::LockTimeout => f.write_str("timed out waiting for the state file lock"),
+            AuthError::Nss(m) => write!(f, "name service error: {m}"),
+            AuthError::Panic => f.write_str("internal error"),
+        }
+    }
+}
+
+pub const PAM_SUCCESS: i32 = 0;
+pub const PAM_SERVICE_ERR: i32 = 3;
+pub const PAM_SYSTEM_ERR: i32 = 4;
+pub const PAM_AUTH_ERR: i32 = 7;
+pub const PAM_CONV_ERR: i32 = 19;
+pub const PAM_IGNORE: i32 = 25;
+
+/// The single mapping from a result to a PAM return code.
+pub fn to_pam_code(result: &Result<Outcome, AuthError>) -> i32 {
+    match result {
+        Ok(Outcome::Success) => PAM_SUCCESS,
+        Ok(Outcome::Ignore) => PAM_IGNORE,
+        Ok(Outcome::Deny(_)) => PAM_AUTH_ERR,
+        Err(AuthError::Config(_)) => PAM_SERVICE_ERR,
+        Err(AuthError::Conversation) => PAM_CONV_ERR,
+        Err(AuthError::Credentials(_))
+        | Err(AuthError::Clock)
+        | Err(AuthError::LockTimeout)
+        | Err(AuthError::Panic) => PAM_SYSTEM_ERR,
+        // An NSS failure is about one user lookup; keep it indistinguishable from a denial.
+        Err(AuthError::Nss(_)) => PAM_AUTH_ERR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_success_and_verified_skips_are_not_failures() {
+        let table: Vec<(Result<Outcome, AuthError>, i32)> = vec![
+            (Ok(Outcome::Success), PAM_SUCCESS),
+            (Ok(Outcome::Ignore), PAM_IGNORE),
+            (Ok(Outcome::Deny(Denial::WrongCode)), PAM_AUTH_ERR),
+            (Ok(Outcome::Deny(Denial::UnknownUser)), PAM_AUTH_ERR),
+            (Ok(Outcome::Deny(Denial::Throttled)), PAM_AUTH_ERR),
+            (Ok(Outcome::Deny(Denial::NotPersisted)), PAM_AUTH_ERR),
+            (Err(AuthError::Config("x".into())), PAM_SERVICE_ERR),
+            (Err(AuthError::Conversation), PAM_CONV_ERR),
+            (Err(AuthError::Credentials("x".into())), PAM_SYSTEM_ERR),
+            (Err(AuthError::Clock), PAM_SYSTEM_ERR),
+            (Err(AuthError::LockTimeout), PAM_SYSTEM_ERR),
+            (Err(AuthError::Panic), PAM_SYSTEM_ERR),
+            (Err(AuthError::Nss("x".into())), PAM_AUTH_ERR),
+        ];
+        for (result, code) in table {
+            assert_eq!(to_pam_code(&result), code, "{result:?}");
+            if result.is_err() {
+                assert_ne!(to_pam_code(&result), PAM_SUCCESS);
+                assert_ne!(to_pam_code(&result), PAM_IGNORE);
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Every unsafe line of the module: the `pam_sm_*` exports, the panic firewall, and
+//! the libpam calls `pam-bindings` does not wrap (`pam_syslog`, setting `PAM_AUTHTOK`).
+
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_int};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
+
+use pam::constants::{
+    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO, PamFlag,
+    PamResultCode,
+};
+use pam::conv::Conv;
+use pam::items::{RHost, RUser, Service, Tty, User};
+use pam::module::{PamHandle, PamHooks};
+use zeroize::Zeroizing;
+
+use crate::error::{AuthError, to_pam_code};
+use crate::log::sanitize;
+use crate::pamio::{ConvError, ItemKind, Level, PamIo, Style};
+
+const PAM_AUTHTOK: c_int = 6;
+
+#[link(name = "pam")]
+unsafe extern "C" {
+    fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
+    fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const libc::c_void) -> c_int;
+}
+
+struct PamTotp;
+pam::pam_hooks!(PamTotp);
+
+impl PamHooks for PamTotp {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        firewall(pamh, |pamh| {
+            #[cfg(feature = "test-panic")]
+            panic!("forced panic in pam_sm_authenticate (test-panic build)");
+            #[allow(unreachable_code)]
+            {
+                let args: Vec<&[u8]> = args.iter().map(|a| a.to_bytes()).collect();
+                let mut io = LivePam { pamh };
+                crate::auth::authenticate(&mut io, &args, flags)
+            }
+        })
+    }
+
+    fn sm_setcred(pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        // sshd calls pam_setcred after authentication; there is no credential to set.
+        firewall(pamh, |_| {
+            #[cfg(feature = "test-panic")]
+            panic!("forced panic in pam_sm_setcred (test-panic build)");
+            #[allow(unreachable_code)]
+            Ok(crate::error::Outcome::Success)
+        })
+    }
+}
+
+/// Runs one export body: a panic becomes `PAM_SYSTEM_ERR` and one syslog line, never
+/// an unwind into the host and never a message on the host's stderr.
+fn firewall(
+    pamh: &mut PamHandle,
+    body: impl FnOnce(&mut PamHandle) -> Result<crate::error::Outcome, AuthError>,
+) -> PamResultCode {
+    static SILENCE: Once = Once::new();
+    // This cdylib carries its own copy of std, so this hook only silences panics raised
+    // in our own code; the message is logged below instead of printed on the user's tty.
+    SILENCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+    let result = catch_unwind(AssertUnwindSafe(|| body(&mut *pamh)));
+    let code = match result {
+        Ok(r) => to_pam_code(&r),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            let io = LivePam { pamh };
+            io.log(Level::Err, &format!("internal error (panic): {what}; denying"));
+            to_pam_code(&Err(AuthError::Panic))
+        }
+    };
+    PamResultCode::try_from(code).unwrap_or(PamResultCode::PAM_SYSTEM_ERR)
+}
+
+/// The live PAM handle behind [`PamIo`].
+struct LivePam<'a> {
+    pamh: &'a mut PamHandle,
+}
+
+fn cstr_bytes(s: &CStr) -> Vec<u8> {
+    s.to_bytes().to_vec()
+}
+
+impl PamIo for LivePam<'_> {
+    fn user(&mut self) -> Option<Vec<u8>> {
+        match self.pamh.get_user(None) {
+            Ok(name) => Some(name.into_bytes()),
+            // A non-UTF-8 name still gets the same prompt-then-deny flow: read it raw.
+            Err(_) => self.item(ItemKind::User),
+        }
+    }
+
+    fn item(&self, kind: ItemKind) -> Option<Vec<u8>> {
+        let value = match kind {
+            ItemKind::Service => self.pamh.get_item::<Service>().ok()?.map(|v| cstr_bytes(v.0)),
+            ItemKind::User => self.pamh.get_item::<User>().ok()?.map(|v| cstr_bytes(v.0)),
+            ItemKind::Tty => self.pamh.get_item::<Tty>().ok()?.map(|v| cstr_bytes(v.0)),
+            ItemKind::RHost => self.pamh.get_item::<RHost>().ok()?.map(|v| cstr_bytes(v.0)),
+            ItemKind::RUser => self.pamh.get_item::<RUser>().ok()?.map(|v| cstr_bytes(v.0)),
+        };
+        value
+    }
+
+    fn authtok(&self) -> Option<Zeroizing<Vec<u8>>> {
+        let tok = self.pamh.get_item::<pam::items::AuthTok>().ok()??;
+        Some(Zeroizing::new(tok.as_bytes().to_vec()))
+    }
+
+    fn set_authtok(&mut self, value: &[u8]) -> Result<(), ConvError> {
+        if value.contains(&0) {
+            return Err(ConvError::Failed);
+        }
+        // A NUL-terminated copy that is wiped on drop (it holds a password).
+        let mut value = Zeroizing::new(value.to_vec());
+        value.push(0);
+        let handle: *mut PamHandle = &mut *self.pamh;
+        // SAFETY: `handle` is the live handle libpam passed to this hook; libpam copies
+        // the string (and wipes its own copy on pam_end), so `value` only has to outlive
+        // the call.
+        let rc = unsafe { pam_set_item(handle, PAM_AUTHTOK, value.as_ptr().cast()) };
+        if rc == 0 { Ok(()) } else { Err(ConvError::Failed) }
+    }
+
+    fn converse(
+        &mut self,
+        style: Style,
+        text: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ConvError> {
+        let conv = match self.pamh.get_item::<Conv>() {
+            Ok(Some(c)) => c,
+            _ => return Err(ConvError::Failed),
+        };
+        let raw_style = match style {
+            Style::PromptEchoOff => PAM_PROMPT_ECHO_OFF,
+            Style::PromptEchoOn => PAM_PROMPT_ECHO_ON,
+            Style::ErrorMsg => PAM_ERROR_MSG,
+            Style::TextInfo => PAM_TEXT_INFO,
+        };
+        match conv.send(raw_style, text) {
+            Ok(reply) => Ok(reply.map(|r| Zeroizing::new(r.as_bytes().to_vec()))),
+            Err(_) => Err(ConvError::Failed),
+        }
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        let priority = match level {
+            Level::Err => libc::LOG_ERR,
+            Level::Warning => libc::LOG_WARNING,
+            Level::Notice => libc::LOG_NOTICE,
+            Level::Info => libc::LOG_INFO,
+            Level::Debug => libc::LOG_DEBUG,
+        };
+        let Ok(text) = CString::new(sanitize(message.as_bytes())) else {
+            return;
+        };
+        let handle: *const PamHandle = &*self.pamh;
+        // SAFETY: live handle; the format is the literal "%s" and the one vararg is a
+        // NUL-terminated string that outlives the call, so user text is never a format.
+        unsafe { pam_syslog(handle, priority, c"%s".as_ptr(), text.as_ptr()) };
+    }
+}

@@ -1,0 +1,52 @@
+//! The host facilities the flow depends on besides PAM: the clock and the name service.
+//!
+//! Behind a trait so that the fault-injection tests can make each of them fail and check
+//! that no failure ever turns into `PAM_SUCCESS` or `PAM_IGNORE`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use totp_os::creds::Identity;
+use totp_os::nss::{self, NssError, Passwd};
+
+/// The clock could not be read, or reads before 1970.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockError;
+
+pub trait System {
+    /// Unix time in seconds.
+    fn now(&self) -> Result<i64, ClockError>;
+    fn user_by_name(&self, name: &str) -> Result<Option<Passwd>, NssError>;
+    fn user_by_uid(&self, uid: u32) -> Result<Option<Passwd>, NssError>;
+    /// The file-system identity (uid, primary gid, supplementary groups) of a user.
+    fn identity(&self, pw: &Passwd) -> Result<Identity, NssError>;
+    /// Names of all groups of a user (primary and supplementary).
+    fn group_names(&self, pw: &Passwd) -> Result<Vec<String>, NssError>;
+}
+
+/// The real clock and NSS.
+pub struct Host;
+
+impl System for Host {
+    fn now(&self) -> Result<i64, ClockError> {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| ClockError)?;
+        i64::try_from(d.as_secs()).map_err(|_| ClockError)
+    }
+
+    fn user_by_name(&self, name: &str) -> Result<Option<Passwd>, NssError> {
+        nss::lookup_user_by_name(name)
+    }
+
+    fn user_by_uid(&self, uid: u32) -> Result<Option<Passwd>, NssError> {
+        nss::lookup_user_by_uid(uid)
+    }
+
+    fn identity(&self, pw: &Passwd) -> Result<Identity, NssError> {
+        nss::identity_of(pw)
+    }
+
+    fn group_names(&self, pw: &Passwd) -> Result<Vec<String>, NssError> {
+        nss::group_names_of(&pw.name, pw.gid)
+    }
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what building, the demo and the test suite need on Debian 12.
+# Idempotent: packages already present are left alone.
+set -euo pipefail
+
+need_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null; then sudo "$@"; else
+            echo "install-deps: run as root (or install sudo)" >&2; exit 1; fi
+    else
+        "$@"
+    fi
+}
+
+# Build: libpam0g-dev (link against libpam). Tests: the rest, each a real component
+# nobody here wrote: GA's module, oathtool, zbarimg, sshd, libfaketime, strace, valgrind.
+packages=(
+    build-essential pkg-config libpam0g-dev
+    pamtester libpam-wrapper faketime oathtool libpam-google-authenticator
+    qrencode zbar-tools librsvg2-bin openssh-server openssh-client sshpass expect
+    strace valgrind rpm dpkg-dev man-db
+)
+if [ "${1:-}" = "--demo" ]; then
+    packages=(build-essential pkg-config libpam0g-dev)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}"
+    need_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "install-deps: a Rust toolchain (cargo, rustc >= 1.89) is required; install it with rustup" >&2
+    exit 1
+fi
+
+if [ "${1:-}" != "--demo" ] && ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "install-deps: installing cargo-fuzz"
+    cargo install --locked --quiet cargo-fuzz
+fi

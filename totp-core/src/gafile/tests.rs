@@ -1,0 +1,594 @@
+use super::*;
+use proptest::prelude::*;
+
+const GA_TOOL_FILE: &[u8] = b"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\
+\" RATE_LIMIT 3 30\n\
+\" WINDOW_SIZE 3\n\
+\" STEP_SIZE 30\n\
+\" DISALLOW_REUSE\n\
+\" TOTP_AUTH\n\
+69560333\n\
+71528908\n\
+93484149\n";
+
+fn p(bytes: &[u8]) -> GaFile {
+    parse(bytes).unwrap()
+}
+
+#[test]
+fn ga_tool_file_parses_and_round_trips() {
+    let f = p(GA_TOOL_FILE);
+    assert_eq!(f.as_bytes(), GA_TOOL_FILE);
+    assert_eq!(*f.to_bytes(), GA_TOOL_FILE);
+    let c = f.config().unwrap();
+    assert_eq!(c.mode, Mode::Totp);
+    assert_eq!(c.window, Some(3));
+    assert_eq!(c.step, Some(30));
+    assert_eq!(c.disallow_reuse, Some(vec![]));
+    assert_eq!(
+        c.rate_limit,
+        Some(RateLimit {
+            attempts: 3,
+            interval_secs: 30,
+            timestamps: vec![]
+        })
+    );
+    assert_eq!(c.algorithm, Algorithm::Sha1);
+    assert_eq!(c.digits, Digits::SIX);
+    assert_eq!(*f.scratch_codes(), [69560333, 71528908, 93484149]);
+    assert_eq!(f.secret().unwrap().bits(), 160);
+}
+
+#[test]
+fn secret_lengths_of_16_26_32_chars_are_read() {
+    for (line, bits) in [
+        ("2SH3V3GDW7ZNMGYE", 80),
+        ("ABCDEFGHIJKLMNOPQRSTUVWXYZ", 128),
+        ("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", 160),
+    ] {
+        let f = p(format!("{line}\n\" TOTP_AUTH\n").as_bytes());
+        assert_eq!(f.secret().unwrap().bits(), bits);
+    }
+}
+
+#[test]
+fn crlf_lowercase_and_no_trailing_newline_are_accepted() {
+    let f = p(b"2sh3 v3gd-w7zn mgye\r\n\" TOTP_AUTH\r\n\" WINDOW_SIZE 5\r\n");
+    assert_eq!(f.config().unwrap().window, Some(5));
+    assert_eq!(
+        f.secret().unwrap().as_bytes(),
+        crate::base32::decode_lenient(b"2SH3V3GDW7ZNMGYE").unwrap()
+    );
+    let f = p(b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH");
+    assert_eq!(f.config().unwrap().mode, Mode::Totp);
+}
+
+#[test]
+fn malformed_files_are_errors_never_defaults() {
+    let cases: &[(&[u8], FileError)] = &[
+        (b"", FileError::Empty),
+        (b"2SH3V3GDW7ZNMGYE\n\0", FileError::ContainsNul),
+        (
+            b"2SH3V3GDW7ZNMGYE====\n",
+            FileError::BadSecret { offset: 16 },
+        ),
+        (
+            b"\xef\xbb\xbf2SH3V3GDW7ZNMGYE\n",
+            FileError::BadSecret { offset: 0 },
+        ),
+        (b"\n\" TOTP_AUTH\n", FileError::EmptySecret),
+        (b"A\n", FileError::EmptySecret),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 0\n",
+            FileError::BadValue { key: "WINDOW_SIZE" },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 101\n",
+            FileError::BadValue { key: "WINDOW_SIZE" },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE x\n",
+            FileError::BadValue { key: "WINDOW_SIZE" },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 0\n",
+            FileError::BadValue { key: "STEP_SIZE" },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 61\n",
+            FileError::BadValue { key: "STEP_SIZE" },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30 \n",
+            FileError::BadValue { key: "RATE_LIMIT" },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 0 30\n",
+            FileError::BadValue { key: "RATE_LIMIT" },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 3601\n",
+            FileError::BadValue { key: "RATE_LIMIT" },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3\n",
+            FileError::BadValue { key: "RATE_LIMIT" },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE 1 x\n",
+            FileError::BadValue {
+                key: "DISALLOW_REUSE",
+            },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER one\n",
+            FileError::BadValue {
+                key: "HOTP_COUNTER",
+            },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" TIME_SKEW 1x\n",
+            FileError::BadValue { key: "TIME_SKEW" },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" TIME_SKEW 99999999\n",
+            FileError::BadValue { key: "TIME_SKEW" },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_ALGORITHM MD5\n",
+            FileError::BadValue {
+                key: "PAM_TOTP_ALGORITHM",
+            },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_DIGITS 9\n",
+            FileError::BadValue {
+                key: "PAM_TOTP_DIGITS",
+            },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_LAST_STEP -1\n",
+            FileError::BadValue {
+                key: "PAM_TOTP_LAST_STEP",
+            },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_FAILURES 3\n",
+            FileError::BadValue {
+                key: "PAM_TOTP_FAILURES",
+            },
+        ),
+        (
+            b"2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_FAILURES 3  100\n",
+            FileError::BadValue {
+                key: "PAM_TOTP_FAILURES",
+            },
+        ),
+    ];
+    for (bytes, want) in cases {
+        assert_eq!(
+            parse(bytes).as_ref().err(),
+            Some(want),
+            "{:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    let mut big = b"2SH3V3GDW7ZNMGYE\n".to_vec();
+    big.resize(MAX_FILE_LEN + 1, b'\n');
+    assert_eq!(parse(&big), Err(FileError::TooLarge));
+    big.truncate(MAX_FILE_LEN);
+    assert!(parse(&big).is_ok());
+}
+
+#[test]
+fn ga_lenient_number_forms_are_kept() {
+    let f = p(b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 5 extra\n\" STEP_SIZE\t60\n\" RATE_LIMIT 3\t30  100\n\" TIME_SKEW -1000\n");
+    let c = f.config().unwrap();
+    assert_eq!(c.window, Some(5));
+    assert_eq!(c.step, Some(60));
+    assert_eq!(c.rate_limit.unwrap().timestamps, [100]);
+    assert_eq!(c.time_skew, Some(-1000));
+}
+
+#[test]
+fn key_must_be_followed_by_blank_or_end_of_line() {
+    let f = p(b"2SH3V3GDW7ZNMGYE\n\" X_KEYX 5\n\" X_KEY\n\" WINDOW_SIZEX 0\n");
+    assert_eq!(f.get("X_KEY"), Some(&b""[..]));
+    assert_eq!(f.get("X_KEYX"), Some(&b"5"[..]));
+    assert_eq!(f.config().unwrap().window, None);
+}
+
+#[test]
+fn first_occurrence_wins_on_read() {
+    let f = p(b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 5\n\" WINDOW_SIZE 7\n");
+    assert_eq!(f.config().unwrap().window, Some(5));
+}
+
+#[test]
+fn mode_follows_ga_precedence() {
+    let c = |b: &[u8]| p(b).config().unwrap().mode;
+    assert_eq!(
+        c(b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n\" HOTP_COUNTER 4\n"),
+        Mode::Hotp { counter: 4 }
+    );
+    assert_eq!(
+        c(b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n\" HOTP_COUNTER 0\n"),
+        Mode::Totp
+    );
+    assert_eq!(c(b"2SH3V3GDW7ZNMGYE\n12345678\n"), Mode::ScratchOnly);
+    // GA searches the whole buffer for the substring.
+    assert_eq!(c(b"2SH3V3GDW7ZNMGYE\n\" X\" TOTP_AUTHY\n"), Mode::Totp);
+}
+
+#[test]
+fn set_replaces_the_first_line_in_place_and_drops_duplicates() {
+    let mut f =
+        p(b"2SH3V3GDW7ZNMGYE\n\" A 1\n\" WINDOW_SIZE 5\r\n\r\n\" B 2\n\" WINDOW_SIZE 7\n\" C 3");
+    f.set("WINDOW_SIZE", "9").unwrap();
+    assert_eq!(
+        f.as_bytes(),
+        b"2SH3V3GDW7ZNMGYE\n\" A 1\n\" WINDOW_SIZE 9\n\" B 2\n\" C 3"
+    );
+}
+
+#[test]
+fn set_inserts_after_line_one_when_absent() {
+    let mut f = p(b"2SH3V3GDW7ZNMGYE\r\n\r\n\" TOTP_AUTH\r\n");
+    f.set("DISALLOW_REUSE", "10000").unwrap();
+    assert_eq!(
+        f.as_bytes(),
+        b"2SH3V3GDW7ZNMGYE\r\n\r\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\r\n"
+    );
+    f.set("RESETTING_TIME_SKEW", "").unwrap();
+    assert!(
+        f.as_bytes()
+            .starts_with(b"2SH3V3GDW7ZNMGYE\r\n\r\n\" RESETTING_TIME_SKEW \n")
+    );
+}
+
+#[test]
+fn set_on_a_secret_only_file_adds_the_missing_line_break() {
+    let mut f = p(b"2SH3V3GDW7ZNMGYE");
+    f.set("TOTP_AUTH", "").unwrap();
+    assert_eq!(f.as_bytes(), b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH \n");
+}
+
+#[test]
+fn set_rejects_bad_keys_and_values() {
+    let mut f = p(b"2SH3V3GDW7ZNMGYE\n");
+    assert_eq!(f.set("lower", "1"), Err(FileError::BadKey));
+    assert_eq!(f.set("", "1"), Err(FileError::BadKey));
+    assert_eq!(f.set("A B", "1"), Err(FileError::BadKey));
+    assert_eq!(f.set("A", "1\n\" B"), Err(FileError::BadValueBytes));
+    assert_eq!(f.as_bytes(), b"2SH3V3GDW7ZNMGYE\n");
+}
+
+#[test]
+fn set_refuses_to_grow_past_the_cap() {
+    let mut f = p(b"2SH3V3GDW7ZNMGYE\n");
+    let huge = "1".repeat(MAX_FILE_LEN);
+    assert_eq!(f.set("X_BIG", &huge), Err(FileError::TooLarge));
+    assert_eq!(f.as_bytes(), b"2SH3V3GDW7ZNMGYE\n");
+}
+
+#[test]
+fn unknown_lines_survive_edits() {
+    let mut f = p(b"2SH3V3GDW7ZNMGYE\n\" X_UNKNOWN_KEY 1 2 3\n\" TOTP_AUTH\n\xc3\xa9 some junk\n");
+    f.set("PAM_TOTP_LAST_STEP", "10000").unwrap();
+    f.set("PAM_TOTP_LAST_STEP", "10001").unwrap();
+    assert!(f.remove("PAM_TOTP_LAST_STEP"));
+    assert!(!f.remove("PAM_TOTP_LAST_STEP"));
+    assert_eq!(
+        f.as_bytes(),
+        b"2SH3V3GDW7ZNMGYE\n\" X_UNKNOWN_KEY 1 2 3\n\" TOTP_AUTH\n\xc3\xa9 some junk\n"
+    );
+}
+
+#[test]
+fn scratch_scan_stops_at_the_first_junk_line() {
+    let f =
+        p(b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n11111111\n\n\r\n\" X\n22222222\r\njunk\n33333333\n");
+    assert_eq!(*f.scratch_codes(), [11111111, 22222222]);
+}
+
+#[test]
+fn scratch_lines_follow_strtol() {
+    let f = p(b"2SH3V3GDW7ZNMGYE\n 11111111\n+22222222\n09999999\n33333333\n");
+    assert_eq!(*f.scratch_codes(), [11111111, 22222222]);
+    let f = p(b"2SH3V3GDW7ZNMGYE\n123456789\n");
+    assert!(f.scratch_codes().is_empty());
+}
+
+#[test]
+fn removing_a_scratch_code_takes_its_line_break_run() {
+    let mut f = p(b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n12345678\r\n\r\n87654321\n");
+    assert!(f.remove_scratch_code(12345678));
+    assert_eq!(f.as_bytes(), b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n87654321\n");
+    assert!(!f.remove_scratch_code(12345678));
+    assert!(f.remove_scratch_code(87654321));
+    assert_eq!(f.as_bytes(), b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n");
+}
+
+#[test]
+fn regenerating_scratch_codes_replaces_the_visible_ones() {
+    let mut f = p(b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n12345678\n87654321");
+    f.regenerate_scratch_codes(&[11111111, 22222222]).unwrap();
+    assert_eq!(
+        f.as_bytes(),
+        b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n11111111\n22222222\n"
+    );
+    assert_eq!(
+        f.regenerate_scratch_codes(&[1234567]),
+        Err(FileError::BadScratchCode)
+    );
+    f.regenerate_scratch_codes(&[]).unwrap();
+    assert_eq!(f.as_bytes(), b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n");
+}
+
+#[test]
+fn enrollment_reproduces_the_ga_tool_layout() {
+    let secret =
+        Secret::new(crate::base32::decode_lenient(b"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap());
+    let s = EnrollSettings {
+        totp: true,
+        disallow_reuse: true,
+        step: Some(30),
+        window: Some(3),
+        rate_limit: Some((3, 30)),
+        algorithm: Algorithm::Sha1,
+        digits: Digits::SIX,
+        scratch_codes: vec![69560333, 71528908, 93484149],
+    };
+    let f = GaFile::new_enrollment(&secret, &s).unwrap();
+    assert_eq!(f.as_bytes(), GA_TOOL_FILE);
+}
+
+#[test]
+fn enrollment_adds_our_lines_only_when_not_default() {
+    let secret = Secret::new(vec![0x55; 20]);
+    let s = EnrollSettings {
+        totp: false,
+        disallow_reuse: false,
+        window: Some(1),
+        algorithm: Algorithm::Sha256,
+        digits: Digits::EIGHT,
+        scratch_codes: vec![10000000],
+        ..EnrollSettings::default()
+    };
+    let f = GaFile::new_enrollment(&secret, &s).unwrap();
+    assert_eq!(
+        f.as_bytes(),
+        b"KVKVKVKVKVKVKVKVKVKVKVKVKVKVKVKV\n\
+\" PAM_TOTP_DIGITS 8\n\
+\" PAM_TOTP_ALGORITHM SHA256\n\
+\" WINDOW_SIZE 1\n\
+\" HOTP_COUNTER 1\n\
+10000000\n"
+    );
+    let c = f.config().unwrap();
+    assert_eq!(c.mode, Mode::Hotp { counter: 1 });
+    assert_eq!((c.algorithm, c.digits), (Algorithm::Sha256, Digits::EIGHT));
+}
+
+#[test]
+fn enrollment_rejects_out_of_range_settings() {
+    let secret = Secret::new(vec![1; 20]);
+    let bad = [
+        EnrollSettings {
+            step: Some(61),
+            ..EnrollSettings::default()
+        },
+        EnrollSettings {
+            window: Some(0),
+            ..EnrollSettings::default()
+        },
+        EnrollSettings {
+            rate_limit: Some((0, 30)),
+            ..EnrollSettings::default()
+        },
+        EnrollSettings {
+            scratch_codes: vec![9_999_999],
+            ..EnrollSettings::default()
+        },
+        EnrollSettings {
+            totp: false,
+            disallow_reuse: true,
+            ..EnrollSettings::default()
+        },
+    ];
+    for s in bad {
+        assert!(GaFile::new_enrollment(&secret, &s).is_err(), "{s:?}");
+    }
+    assert!(GaFile::new_enrollment(&Secret::new(vec![]), &EnrollSettings::default()).is_err());
+}
+
+#[test]
+fn our_keys_are_typed() {
+    let f = p(b"2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_LAST_STEP 10000\n\" PAM_TOTP_FAILURES 4 300000\n\" PAM_TOTP_ALGORITHM SHA512\n\" PAM_TOTP_DIGITS 7\n\" LAST0 10.0.0.5 1795360818\n\" LAST3 host.example 5\n\" LAST4 bad!host 5\n\" TOTP_AUTH\n");
+    let c = f.config().unwrap();
+    assert_eq!(c.last_step, Some(10000));
+    assert_eq!(
+        c.failures,
+        Some(Failures {
+            count: 4,
+            last: 300_000
+        })
+    );
+    assert_eq!(c.algorithm, Algorithm::Sha512);
+    assert_eq!(c.digits, Digits::SEVEN);
+    assert_eq!(
+        c.grace,
+        [
+            GraceEntry {
+                slot: 0,
+                host: "10.0.0.5".into(),
+                when: 1_795_360_818
+            },
+            GraceEntry {
+                slot: 3,
+                host: "host.example".into(),
+                when: 5
+            },
+        ]
+    );
+}
+
+#[test]
+fn debug_does_not_show_content() {
+    let f = p(b"2SH3V3GDW7ZNMGYE\n");
+    assert_eq!(format!("{f:?}"), "GaFile(REDACTED, 17 bytes)");
+}
+
+#[test]
+fn rate_limit_update_follows_ga() {
+    let rl = |ts: &[u64]| RateLimit {
+        attempts: 3,
+        interval_secs: 30,
+        timestamps: ts.to_vec(),
+    };
+    let (r, ex) = rate_limit_update(&rl(&[]), 300_000);
+    assert_eq!((format_rate_limit(&r).as_str(), ex), ("3 30 300000", false));
+    let (r, ex) = rate_limit_update(&rl(&[300_000, 300_005, 300_010]), 300_012);
+    assert_eq!(
+        (format_rate_limit(&r).as_str(), ex),
+        ("3 30 300005 300010 300012", true)
+    );
+    // Old and future entries are dropped (clock went back).
+    let (r, ex) = rate_limit_update(&rl(&[1, 400_000]), 300_000);
+    assert_eq!((format_rate_limit(&r).as_str(), ex), ("3 30 300000", false));
+}
+
+#[test]
+fn disallow_reuse_update_follows_ga_bytes() {
+    assert_eq!(
+        disallow_reuse_update(b"", 10000, 3).unwrap().as_deref(),
+        Some("10000")
+    );
+    assert_eq!(disallow_reuse_update(b"10000", 10000, 3).unwrap(), None);
+    assert_eq!(
+        disallow_reuse_update(b"10000 10001", 10002, 3)
+            .unwrap()
+            .as_deref(),
+        Some("10000 10001 10002")
+    );
+    assert_eq!(
+        disallow_reuse_update(b"10000 10001", 10003, 3)
+            .unwrap()
+            .as_deref(),
+        Some("10001 10003")
+    );
+    // Pruning the last entry leaves GA's trailing blank, hence a double space.
+    assert_eq!(
+        disallow_reuse_update(b"10000 20000", 10001, 3)
+            .unwrap()
+            .as_deref(),
+        Some("10000  10001")
+    );
+    assert!(disallow_reuse_update(b"1x", 5, 3).is_err());
+}
+
+fn arb_file() -> impl Strategy<Value = Vec<u8>> {
+    let secret = prop::sample::select(vec![
+        "2SH3V3GDW7ZNMGYE",
+        "2sh3 v3gd-w7zn mgye",
+        "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+    ]);
+    let line = prop_oneof![
+        Just("\" TOTP_AUTH".to_string()),
+        (1u64..1000).prop_map(|c| format!("\" HOTP_COUNTER {c}")),
+        (1u32..=100).prop_map(|w| format!("\" WINDOW_SIZE {w}")),
+        (1u32..=60).prop_map(|s| format!("\" STEP_SIZE {s}")),
+        prop::collection::vec(0u64..100_000, 0..4).prop_map(|v| {
+            let s: Vec<String> = v.iter().map(u64::to_string).collect();
+            format!("\" DISALLOW_REUSE {}", s.join(" "))
+        }),
+        (
+            1u32..=100,
+            1u32..=3600,
+            prop::collection::vec(0u64..2_000_000_000, 0..4)
+        )
+            .prop_map(|(n, m, ts)| {
+                let mut s = format!("\" RATE_LIMIT {n} {m}");
+                for t in ts {
+                    s.push_str(&format!(" {t}"));
+                }
+                s
+            }),
+        (-1500i64..1500).prop_map(|s| format!("\" TIME_SKEW {s}")),
+        (0u64..100_000_000).prop_map(|s| format!("\" PAM_TOTP_LAST_STEP {s}")),
+        (0u32..1000, 0u64..2_000_000_000)
+            .prop_map(|(n, t)| format!("\" PAM_TOTP_FAILURES {n} {t}")),
+        (0u8..10, 0u64..2_000_000_000).prop_map(|(i, t)| format!("\" LAST{i} 10.0.0.{i} {t}")),
+        (10_000_000u32..=99_999_999).prop_map(|c| c.to_string()),
+        Just("\" X_UNKNOWN_KEY 1 2 3".to_string()),
+        Just(String::new()),
+    ];
+    let eol = prop::sample::select(vec!["\n", "\r\n"]);
+    (
+        secret,
+        prop::collection::vec((line, eol), 0..12),
+        any::<bool>(),
+    )
+        .prop_map(|(s, lines, trailing)| {
+            let mut out = format!("{s}\n");
+            for (l, e) in lines {
+                out.push_str(&l);
+                out.push_str(e);
+            }
+            if !trailing && out.ends_with('\n') {
+                out.pop();
+                if out.ends_with('\r') {
+                    out.pop();
+                }
+            }
+            out.into_bytes()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        if let Ok(f) = parse(&bytes) {
+            prop_assert_eq!(f.as_bytes(), &bytes[..]);
+            let _ = f.scratch_codes();
+        }
+    }
+
+    #[test]
+    fn random_lines_after_a_secret_never_panic(tail in prop::collection::vec(prop::sample::select(b"\" \r\n\t0123456789ABLAST_TOTP-+x".to_vec()), 0..300)) {
+        let mut bytes = b"2SH3V3GDW7ZNMGYE\n".to_vec();
+        bytes.extend_from_slice(&tail);
+        if let Ok(mut f) = parse(&bytes) {
+            prop_assert_eq!(f.as_bytes(), &bytes[..]);
+            let _ = f.set("PAM_TOTP_LAST_STEP", "5");
+            let _ = parse(f.as_bytes());
+        }
+    }
+
+    #[test]
+    fn generated_files_round_trip(bytes in arb_file()) {
+        let f = parse(&bytes).unwrap();
+        prop_assert_eq!(f.as_bytes(), &bytes[..]);
+        let again = parse(&f.to_bytes()).unwrap();
+        prop_assert_eq!(&again, &f);
+        prop_assert_eq!(again.config().unwrap(), f.config().unwrap());
+    }
+
+    #[test]
+    fn edits_keep_the_file_valid_and_other_lines_intact(bytes in arb_file(), step in 0u64..1_000_000, n in 0u32..100) {
+        let mut f = parse(&bytes).unwrap();
+        let before = f.config().unwrap();
+        f.set(KEY_LAST_STEP, &step.to_string()).unwrap();
+        f.set(KEY_FAILURES, &format!("{n} 1000")).unwrap();
+        let g = parse(&f.to_bytes()).unwrap();
+        let c = g.config().unwrap();
+        prop_assert_eq!(c.last_step, Some(step));
+        prop_assert_eq!(c.failures, Some(Failures { count: n, last: 1000 }));
+        prop_assert_eq!(c.mode, before.mode);
+        prop_assert_eq!(c.window, before.window);
+        prop_assert_eq!(c.rate_limit, before.rate_limit);
+        prop_assert_eq!(g.scratch_codes(), f.scratch_codes());
+    }
+}

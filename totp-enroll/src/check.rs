@@ -1,0 +1,190 @@
+//! `totp-enroll check`: one real PAM authentication, reported exactly.
+//!
+//! Changing an sshd or sudo stack can lock an administrator out. This runs the
+//! stack through libpam as the application would (via `pamapp`), with the
+//! prompts on this terminal, then prints the PAM result name and every message
+//! the modules sent, so a broken stack shows up while a root shell is still open.
+//! `--pam-dir` reads the service from a scratch directory (`pam_start_confdir`)
+//! instead of /etc/pam.d.
+
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+use pamapp::{Conversation, Item, Message, Reply, Transaction, codes, style};
+use zeroize::Zeroizing;
+
+use crate::args::CheckArgs;
+use crate::error::Error;
+use crate::target::Caller;
+
+/// Answers are short codes or passwords; the rest of a longer line is dropped.
+const MAX_ANSWER: u64 = 4096;
+
+/// Exit status when the stack did not return `PAM_SUCCESS`.
+pub const EXIT_DENIED: u8 = 1;
+
+/// Shows each message on stderr and reads prompt answers from stdin, with
+/// echo off for `PAM_PROMPT_ECHO_OFF` when stdin is a terminal.
+struct TerminalConversation;
+
+impl Conversation for TerminalConversation {
+    fn reply(&mut self, message: &Message) -> Reply {
+        let mut err = io::stderr();
+        match message.style {
+            style::PROMPT_ECHO_OFF | style::PROMPT_ECHO_ON => {
+                let _ = write!(err, "{}", message.text);
+                let _ = err.flush();
+                let echo_off = message.style == style::PROMPT_ECHO_OFF;
+                match read_answer(echo_off) {
+                    Some(answer) => Reply::Text(answer.to_string()),
+                    // A closed input is what a hung-up terminal looks like to PAM.
+                    None => Reply::Fail(codes::CONV_ERR),
+                }
+            }
+            _ => {
+                let _ = writeln!(err, "{}", message.text);
+                Reply::Text(String::new())
+            }
+        }
+    }
+}
+
+fn read_answer(echo_off: bool) -> Option<Zeroizing<String>> {
+    let stdin = io::stdin();
+    let _echo = if echo_off && stdin.is_terminal() {
+        EchoOff::new()
+    } else {
+        None
+    };
+    let mut raw = Zeroizing::new(Vec::new());
+    let n = stdin
+        .lock()
+        .take(MAX_ANSWER)
+        .read_until(b'\n', &mut raw)
+        .ok()?;
+    if echo_off && io::stdin().is_terminal() {
+        // The user's Enter was not echoed either.
+        eprintln!();
+    }
+    if n == 0 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&raw)
+        .trim_end_matches(['\r', '\n'])
+        .to_owned();
+    Some(Zeroizing::new(text))
+}
+
+/// Terminal echo switched off until dropped.
+struct EchoOff {
+    saved: libc::termios,
+}
+
+impl EchoOff {
+    fn new() -> Option<EchoOff> {
+        // SAFETY: termios is plain old data; an all-zero value is a valid
+        // buffer for tcgetattr to fill in.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd 0 is open for the life of the process and `t` is a valid,
+        // exclusively borrowed termios.
+        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut t) } != 0 {
+            return None;
+        }
+        let saved = t;
+        t.c_lflag &= !libc::ECHO;
+        t.c_lflag |= libc::ECHONL;
+        // SAFETY: as above; `t` is a termios obtained from tcgetattr.
+        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) } != 0 {
+            return None;
+        }
+        Some(EchoOff { saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // SAFETY: fd 0 is open and `saved` came from tcgetattr on it.
+        unsafe {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved);
+        }
+    }
+}
+
+fn style_name(style: i32) -> &'static str {
+    match style {
+        style::PROMPT_ECHO_OFF => "prompt (echo off)",
+        style::PROMPT_ECHO_ON => "prompt (echo on)",
+        style::ERROR_MSG => "error",
+        style::TEXT_INFO => "info",
+        _ => "message of unknown style",
+    }
+}
+
+/// Runs the check; `Ok(status)` is the exit status (0 only for `PAM_SUCCESS`).
+pub fn run(args: CheckArgs) -> Result<u8, Error> {
+    let user = match args.user {
+        Some(u) => u,
+        None => {
+            let caller = Caller::current();
+            totp_os::nss::lookup_user_by_uid(caller.uid)
+                .map_err(|e| Error::failed(format!("cannot look up uid {}: {e}", caller.uid)))?
+                .map(|pw| pw.name)
+                .ok_or_else(|| Error::usage("your uid has no user name; pass --user"))?
+        }
+    };
+    let confdir: Option<PathBuf> = match &args.pam_dir {
+        Some(d) => {
+            let abs = std::path::absolute(d)
+                .map_err(|e| Error::failed(format!("\"{}\": {e}", d.display())))?;
+            if !abs.is_dir() {
+                return Err(Error::usage(format!(
+                    "--pam-dir \"{}\" is not a directory",
+                    d.display()
+                )));
+            }
+            Some(abs)
+        }
+        None => None,
+    };
+
+    let mut tx = Transaction::start(
+        &args.service,
+        Some(&user),
+        confdir.as_deref(),
+        Box::new(TerminalConversation),
+    )
+    .map_err(|e| Error::failed(format!("service \"{}\": {e}", args.service)))?;
+    for (item, value) in [(Item::RHost, &args.rhost), (Item::Tty, &args.tty)] {
+        if let Some(v) = value {
+            let rc = tx.set_item(item, v.as_bytes());
+            if rc != codes::SUCCESS {
+                return Err(Error::failed(format!(
+                    "cannot set {item:?}: {}",
+                    pamapp::code_name(rc)
+                )));
+            }
+        }
+    }
+    let rc = tx.authenticate(0);
+
+    let mut report = format!(
+        "PAM result: {} ({rc}) for user \"{user}\", service \"{}\"{}\n",
+        pamapp::code_name(rc),
+        args.service,
+        confdir
+            .as_ref()
+            .map(|d| format!(" from \"{}\"", d.display()))
+            .unwrap_or_default(),
+    );
+    if tx.transcript().is_empty() {
+        report.push_str("The stack sent no messages.\n");
+    } else {
+        report.push_str("Messages from the stack:\n");
+        for m in tx.transcript() {
+            report.push_str(&format!("  {}: {:?}\n", style_name(m.style), m.text));
+        }
+    }
+    print!("{report}");
+    let _ = io::stdout().flush();
+    Ok(if rc == codes::SUCCESS { 0 } else { EXIT_DENIED })
+}

@@ -1,0 +1,72 @@
+//! What can go wrong, and which exit status it gets.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Exit status for a usage error or an unanswered question (as clap uses).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status for everything else that failed.
+pub const EXIT_FAILURE: u8 = 1;
+
+#[derive(Debug)]
+pub enum Error {
+    /// Bad flags or flag combinations.
+    Usage(String),
+    /// Questions no flag answered while prompting is impossible or refused.
+    /// Each entry names the flags that answer one question.
+    MissingAnswers(Vec<&'static str>),
+    /// The secret file exists and `-f` was not given.
+    Exists(PathBuf),
+    /// Anything that failed while doing the work; the text says what.
+    Failed(String),
+}
+
+impl Error {
+    pub fn usage(msg: impl Into<String>) -> Error {
+        Error::Usage(msg.into())
+    }
+
+    pub fn failed(msg: impl Into<String>) -> Error {
+        Error::Failed(msg.into())
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) | Error::MissingAnswers(_) => EXIT_USAGE,
+            Error::Exists(_) | Error::Failed(_) => EXIT_FAILURE,
+        }
+    }
+
+    /// A stable identifier for `--json` consumers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::MissingAnswers(_) => "missing-answer",
+            Error::Exists(_) => "exists",
+            Error::Failed(_) => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m) | Error::Failed(m) => f.write_str(m),
+            Error::MissingAnswers(flags) => {
+                f.write_str("cannot ask questions in non-interactive mode; answer them with flags:")?;
+                for flag in flags {
+                    write!(f, "\n  {flag}")?;
+                }
+                Ok(())
+            }
+            Error::Exists(path) => write!(
+                f,
+                "\"{}\" already exists; pass -f/--force to replace it \
+                 (or --regenerate-scratch-codes to keep its secret)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

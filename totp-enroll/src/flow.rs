@@ -1,0 +1,518 @@
+//! One enrollment (or scratch-code regeneration), start to finish.
+//!
+//! Order matters for the user: everything that can be decided without them
+//! (unanswered questions in non-interactive mode, an existing file without
+//! `-f`, QR encoding) fails before a secret is shown, so nobody scans a code
+//! that is then not saved. Nothing is written until every question is answered.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use totp_core::gafile::{EnrollSettings, GaFile};
+use totp_core::otp::{self, Algorithm, Digits};
+use totp_core::secret::Secret;
+use totp_core::uri::{Kind, KeyUri};
+use zeroize::Zeroizing;
+
+use crate::args::{AlgorithmArg, ModeChoice, Request, WindowChoice};
+use crate::console::Console;
+use crate::error::Error;
+use crate::output::{self, EnrollJson, RateLimitJson, RegenerateJson};
+use crate::qr::{Matrix, QrMode};
+use crate::random;
+use crate::target::{self, Caller, Target};
+use crate::write;
+
+const FLAGS_MODE: &str = "-t/--time-based or -c/--counter-based";
+const FLAGS_REUSE: &str = "-d/--disallow-reuse or -D/--allow-reuse";
+const FLAGS_WINDOW: &str = "-w/--window-size N or -W/--minimal-window";
+const FLAGS_RATE: &str = "-r/--rate-limit N with -R/--rate-time SECONDS, or -u/--no-rate-limit";
+const FLAGS_FORCE: &str = "-f/--force";
+const FLAGS_CONFIRM: &str = "-C/--no-confirm";
+
+/// google-authenticator's "yes" answers.
+const WIDE_WINDOW: u32 = 17;
+const ASKED_RATE_LIMIT: (u32, u32) = (3, 30);
+const DEFAULT_STEP: u32 = 30;
+/// HOTP files start at counter 1 (`" HOTP_COUNTER 1`), the next one the module
+/// expects; the URI says the same so the app and the server agree.
+const FIRST_HOTP_COUNTER: u64 = 1;
+
+pub fn run(req: Request, console: &mut Console) -> Result<(), Error> {
+    let caller = Caller::current();
+    let target = target::resolve(&caller, req.user.as_deref(), req.secret_path.as_deref())?;
+    if req.regenerate {
+        regenerate(&req, &target, console)
+    } else {
+        enroll(&req, &target, console)
+    }
+}
+
+/// Questions no flag answered, named by the flags that answer them. The reuse
+/// question depends on the mode: an unknown mode is already one missing answer.
+fn missing_answers(req: &Request) -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    if req.mode.is_none() {
+        missing.push(FLAGS_MODE);
+    }
+    if req.mode == Some(ModeChoice::Totp) && req.disallow_reuse.is_none() {
+        missing.push(FLAGS_REUSE);
+    }
+    if req.window.is_none() {
+        missing.push(FLAGS_WINDOW);
+    }
+    if req.rate_limit.is_none() {
+        missing.push(FLAGS_RATE);
+    }
+    missing
+}
+
+fn algorithm(a: AlgorithmArg) -> Algorithm {
+    match a {
+        AlgorithmArg::Sha1 => Algorithm::Sha1,
+        AlgorithmArg::Sha256 => Algorithm::Sha256,
+        AlgorithmArg::Sha512 => Algorithm::Sha512,
+    }
+}
+
+fn now_unix() -> Result<i64, Error> {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| Error::failed("the system clock is set before 1970"))?;
+    i64::try_from(d.as_secs()).map_err(|_| Error::failed("the system clock is out of range"))
+}
+
+/// Everything decided about one new enrollment.
+struct Enrollment {
+    totp: bool,
+    step: u32,
+    algorithm: Algorithm,
+    digits: Digits,
+    secret: Secret,
+    scratch: Zeroizing<Vec<u32>>,
+    label: String,
+    issuer: String,
+    key: KeyUri,
+    uri: Zeroizing<String>,
+}
+
+fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), Error> {
+    if console.non_interactive() {
+        let missing = missing_answers(req);
+        if !missing.is_empty() {
+            return Err(Error::MissingAnswers(missing));
+        }
+    }
+    if !req.force && write::target_exists(target)? {
+        return Err(Error::Exists(target.path.clone()));
+    }
+
+    let totp = match req.mode {
+        Some(m) => m == ModeChoice::Totp,
+        None => console.ask_yes_no(output::Q_TIME_BASED, FLAGS_MODE)?,
+    };
+    let e = new_enrollment(req, target, totp)?;
+
+    let qr_mode = req.qr_mode.unwrap_or(QrMode::Utf8);
+    // -Q is an explicit request to show, as are --json and --uri for their own
+    // output; otherwise only a terminal gets the secret (rule R29).
+    let show = !req.quiet && (req.qr_mode.is_some() || (!req.json && console.human_is_tty()));
+    let matrix = if (show && qr_mode != QrMode::None) || req.qr_png.is_some() || req.qr_svg.is_some()
+    {
+        Some(Matrix::new(&e.uri).map_err(|err| Error::failed(err.to_string()))?)
+    } else {
+        None
+    };
+    let png = match (&req.qr_png, &matrix) {
+        (Some(_), Some(m)) => Some(m.png().map_err(|err| Error::failed(err.to_string()))?),
+        _ => None,
+    };
+    let svg = match (&req.qr_svg, &matrix) {
+        (Some(_), Some(m)) => Some(m.svg()),
+        _ => None,
+    };
+
+    if show {
+        display(req, console, &e, matrix.as_ref(), qr_mode)?;
+    } else if !req.quiet && !req.json && !req.print_uri {
+        eprint!("{}", output::NOT_SHOWN);
+    }
+
+    if !req.force
+        && !console.non_interactive()
+        && !console.ask_yes_no(
+            &format!("Do you want me to update your \"{}\" file?", target.path.display()),
+            FLAGS_FORCE,
+        )?
+    {
+        // Declining is an answer, not a failure (google-authenticator exits 0 too).
+        return finish(req, console, target, &e, None);
+    }
+
+    let disallow_reuse = if totp {
+        match req.disallow_reuse {
+            Some(d) => d,
+            None => console.ask_yes_no(output::Q_DISALLOW_REUSE, FLAGS_REUSE)?,
+        }
+    } else {
+        false
+    };
+    let window = match req.window {
+        Some(WindowChoice::Size(w)) => Some(w),
+        Some(WindowChoice::Minimal) => Some(if totp { 3 } else { 1 }),
+        None => {
+            let q = if totp {
+                output::Q_WINDOW_TOTP
+            } else {
+                output::Q_WINDOW_HOTP
+            };
+            console.ask_yes_no(q, FLAGS_WINDOW)?.then_some(WIDE_WINDOW)
+        }
+    };
+    let rate_limit = match req.rate_limit {
+        Some(r) => r,
+        None => console
+            .ask_yes_no(output::Q_RATE_LIMIT, FLAGS_RATE)?
+            .then_some(ASKED_RATE_LIMIT),
+    };
+
+    let settings = EnrollSettings {
+        totp,
+        disallow_reuse,
+        step: if totp { req.step_size } else { None },
+        window,
+        rate_limit,
+        algorithm: e.algorithm,
+        digits: e.digits,
+        scratch_codes: e.scratch.to_vec(),
+    };
+    let file = GaFile::new_enrollment(&e.secret, &settings)
+        .map_err(|err| Error::failed(format!("cannot build the secret file: {err}")))?;
+
+    // QR files first: if one of them cannot be written, the secret file is not
+    // written either; if the secret file fails, the QR files go again. Either
+    // way a failed run leaves no half-enrollment behind.
+    let mut saved = Saved {
+        window,
+        disallow_reuse,
+        rate_limit,
+        png: None,
+        svg: None,
+    };
+    let undo = |saved: &Saved| {
+        for p in [&saved.png, &saved.svg].into_iter().flatten() {
+            write::remove_created(p);
+        }
+    };
+    if let (Some(path), Some(bytes)) = (&req.qr_png, &png) {
+        saved.png = Some(write::write_caller_file(path, bytes, req.force)?);
+    }
+    if let (Some(path), Some(text)) = (&req.qr_svg, &svg) {
+        match write::write_caller_file(path, text.as_bytes(), req.force) {
+            Ok(abs) => saved.svg = Some(abs),
+            Err(err) => {
+                undo(&saved);
+                return Err(err);
+            }
+        }
+    }
+    if let Err(err) = write::write_secret(target, &file.to_bytes(), req.force) {
+        undo(&saved);
+        return Err(err);
+    }
+    finish(req, console, target, &e, Some(saved))
+}
+
+/// What was written, for the report.
+struct Saved {
+    window: Option<u32>,
+    disallow_reuse: bool,
+    rate_limit: Option<(u32, u32)>,
+    png: Option<PathBuf>,
+    svg: Option<PathBuf>,
+}
+
+fn new_enrollment(req: &Request, target: &Target, totp: bool) -> Result<Enrollment, Error> {
+    let algorithm = algorithm(req.algorithm);
+    let digits = Digits::new(req.digits)
+        .ok_or_else(|| Error::usage("--digits must be 6, 7 or 8"))?;
+    let step = req.step_size.unwrap_or(DEFAULT_STEP);
+    let secret = random::new_secret()?;
+    let scratch = Zeroizing::new(random::scratch_codes(req.scratch_codes)?);
+    let host = target::hostname();
+    let label = req
+        .label
+        .clone()
+        .unwrap_or_else(|| format!("{}@{host}", target.user.name));
+    let issuer = req.issuer.clone().unwrap_or(host);
+    let kind = if totp {
+        Kind::Totp { period: step }
+    } else {
+        Kind::Hotp {
+            counter: FIRST_HOTP_COUNTER,
+        }
+    };
+    let key = KeyUri::new(kind, &issuer, &label, &secret, algorithm, digits)
+        .map_err(|err| Error::usage(format!("cannot build the otpauth URI: {err}")))?;
+    let uri = key.to_uri();
+    Ok(Enrollment {
+        totp,
+        step,
+        algorithm,
+        digits,
+        secret,
+        scratch,
+        label,
+        issuer,
+        key,
+        uri,
+    })
+}
+
+fn display(
+    req: &Request,
+    console: &mut Console,
+    e: &Enrollment,
+    matrix: Option<&Matrix>,
+    qr_mode: QrMode,
+) -> Result<(), Error> {
+    if let Some(m) = matrix
+        && qr_mode != QrMode::None
+    {
+        console.say(&m.render_text(qr_mode))?;
+    }
+    console.say(&format!("Your new secret key is: {}\n", e.key.secret_base32()))?;
+    if e.algorithm != Algorithm::Sha1 || e.digits != Digits::SIX {
+        console.say(&format!(
+            "Codes use {} with {} digits: pam_google_authenticator cannot check them \
+             (pam_totp can), and some apps ignore these settings.\n",
+            e.algorithm.name(),
+            e.digits
+        ))?;
+    }
+    if e.totp && req.confirm && !console.non_interactive() {
+        confirm(console, e)?;
+    } else {
+        let code = if e.totp {
+            let now = now_unix()?;
+            otp::totp(&e.secret, now, u64::from(e.step), e.algorithm, e.digits)
+                .ok_or_else(|| Error::failed("the system clock is set before 1970"))?
+        } else {
+            otp::hotp(&e.secret, FIRST_HOTP_COUNTER, e.algorithm, e.digits)
+        };
+        let code = otp::format_code(code, e.digits);
+        if e.totp {
+            console.say(&format!("Your current verification code is {code}\n"))?;
+        } else {
+            console.say(&format!(
+                "Your verification code for code {FIRST_HOTP_COUNTER} is {code}\n"
+            ))?;
+        }
+    }
+    if !e.scratch.is_empty() {
+        console.say(&output::scratch_block(&e.scratch))?;
+    }
+    Ok(())
+}
+
+/// Asks for a code from the app until it matches or the user skips. A wrong
+/// code never reveals the right one: that would let anyone at the keyboard
+/// finish the enrollment without the phone (GA prints it; rule R29).
+fn confirm(console: &mut Console, e: &Enrollment) -> Result<(), Error> {
+    loop {
+        let Some(answer) = console.ask_line("Enter code from app (-1 to skip): ", FLAGS_CONFIRM)?
+        else {
+            return Err(Error::MissingAnswers(vec![FLAGS_CONFIRM]));
+        };
+        let answer = answer.trim();
+        if answer == "-1" {
+            console.say("Code confirmation skipped\n")?;
+            return Ok(());
+        }
+        if code_matches(e, answer, now_unix()?) {
+            console.say("Code confirmed\n")?;
+            return Ok(());
+        }
+        console.say("Code incorrect. Try again.\n")?;
+    }
+}
+
+/// One step either way, as the module's default window allows: the phone's
+/// clock may be a little off, and typing takes time.
+fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
+    if answer.len() != e.digits.len() || !answer.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let Some(step) = otp::totp_step(now, u64::from(e.step)) else {
+        return false;
+    };
+    let mut matched = false;
+    for counter in step.saturating_sub(1)..=step.saturating_add(1) {
+        let want = otp::format_code(otp::hotp(&e.secret, counter, e.algorithm, e.digits), e.digits);
+        // No early exit: how long the check takes says nothing about which step matched.
+        matched |= want == answer;
+    }
+    matched
+}
+
+/// `saved` is `None` when the user declined to save.
+fn finish(
+    req: &Request,
+    console: &mut Console,
+    target: &Target,
+    e: &Enrollment,
+    saved: Option<Saved>,
+) -> Result<(), Error> {
+    let written = saved.is_some();
+    if req.json {
+        let s = saved.as_ref();
+        let json = EnrollJson {
+            action: "enroll",
+            user: &target.user.name,
+            path: &target.path,
+            written,
+            kind: if e.totp { "totp" } else { "hotp" },
+            secret: e.key.secret_base32(),
+            uri: &e.uri,
+            scratch_codes: output::scratch_strings(&e.scratch),
+            label: &e.label,
+            issuer: &e.issuer,
+            algorithm: e.algorithm.name(),
+            digits: e.digits.get(),
+            period: e.totp.then_some(e.step),
+            counter: (!e.totp).then_some(FIRST_HOTP_COUNTER),
+            window_size: s.and_then(|s| s.window),
+            disallow_reuse: s.is_some_and(|s| s.disallow_reuse),
+            rate_limit: s.and_then(|s| s.rate_limit).map(|(attempts, interval_secs)| {
+                RateLimitJson {
+                    attempts,
+                    interval_secs,
+                }
+            }),
+            qr_png: s.and_then(|s| s.png.as_deref()),
+            qr_svg: s.and_then(|s| s.svg.as_deref()),
+        };
+        print_stdout(&output::to_json_line(&json)?)?;
+        return Ok(());
+    }
+    if req.print_uri {
+        print_stdout(&format!("{}\n", e.uri.as_str()))?;
+    }
+    if written && !req.quiet {
+        console.say(&format!("Wrote \"{}\".\n", target.path.display()))?;
+    }
+    Ok(())
+}
+
+fn print_stdout(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::failed(format!("cannot write to standard output: {e}")))
+}
+
+fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(), Error> {
+    let show = !req.quiet && !req.json && console.human_is_tty();
+    if !req.quiet && !req.json && !show {
+        // The old codes would be gone and the new ones never seen.
+        return Err(Error::usage(
+            "standard output is not a terminal: pass --json to receive the new scratch \
+             codes (or -q to replace them without showing any)",
+        ));
+    }
+    let codes = Zeroizing::new(random::scratch_codes(req.scratch_codes)?);
+    write::as_writer(target, || {
+        let mut locked = write::lock_existing(target)?;
+        let mut file = GaFile::parse(locked.contents()).map_err(|err| {
+            Error::failed(format!("\"{}\": {err}", target.path.display()))
+        })?;
+        file.regenerate_scratch_codes(&codes)
+            .map_err(|err| Error::failed(format!("cannot replace the scratch codes: {err}")))?;
+        locked
+            .replace(&file.to_bytes())
+            .map_err(|err| write::file_error(&target.path, err))
+    })?;
+    if req.json {
+        let json = RegenerateJson {
+            action: "regenerate-scratch-codes",
+            user: &target.user.name,
+            path: &target.path,
+            scratch_codes: output::scratch_strings(&codes),
+        };
+        return print_stdout(&output::to_json_line(&json)?);
+    }
+    if show {
+        console.say(&output::scratch_block(&codes))?;
+        console.say(&format!(
+            "Replaced the scratch codes in \"{}\"; the secret is unchanged.\n",
+            target.path.display()
+        ))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enrollment(step: u32, digits: Digits) -> Enrollment {
+        let secret = Secret::from_slice(b"12345678901234567890");
+        let key = KeyUri::new(
+            Kind::Totp { period: step },
+            "i",
+            "a",
+            &secret,
+            Algorithm::Sha1,
+            digits,
+        )
+        .expect("valid");
+        let uri = key.to_uri();
+        Enrollment {
+            totp: true,
+            step,
+            algorithm: Algorithm::Sha1,
+            digits,
+            secret,
+            scratch: Zeroizing::new(vec![]),
+            label: "a".into(),
+            issuer: "i".into(),
+            key,
+            uri,
+        }
+    }
+
+    #[test]
+    fn confirmation_accepts_one_step_either_way_and_nothing_else() {
+        // RFC 6238 Appendix B: SHA1, 8 digits, t = 59 -> 94287082 (step 1).
+        let e = enrollment(30, Digits::EIGHT);
+        assert!(code_matches(&e, "94287082", 59));
+        assert!(code_matches(&e, "94287082", 30 + 59));
+        assert!(code_matches(&e, "94287082", 5));
+        assert!(!code_matches(&e, "94287082", 59 + 60));
+        assert!(!code_matches(&e, "9428708", 59));
+        assert!(!code_matches(&e, " 94287082", 59));
+        assert!(!code_matches(&e, "+4287082", 59));
+    }
+
+    #[test]
+    fn non_interactive_lists_every_unanswered_question() {
+        let req = Request::default();
+        assert_eq!(missing_answers(&req), vec![FLAGS_MODE, FLAGS_WINDOW, FLAGS_RATE]);
+        let req = Request {
+            mode: Some(ModeChoice::Totp),
+            ..Request::default()
+        };
+        assert_eq!(
+            missing_answers(&req),
+            vec![FLAGS_REUSE, FLAGS_WINDOW, FLAGS_RATE]
+        );
+        let req = Request {
+            mode: Some(ModeChoice::Hotp),
+            window: Some(WindowChoice::Minimal),
+            rate_limit: Some(None),
+            ..Request::default()
+        };
+        assert!(missing_answers(&req).is_empty());
+    }
+}

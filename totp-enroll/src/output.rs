@@ -1,0 +1,125 @@
+//! The `--json` result and the fixed texts people see.
+//!
+//! The JSON object is the interface for provisioning tools: it carries the
+//! secret, the URI and the scratch codes, because a tool that enrolls someone
+//! else has to hand them over. Keys are always present (null when they do not
+//! apply) so consumers need not guess.
+
+use std::path::Path;
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+
+#[derive(Serialize)]
+pub struct RateLimitJson {
+    pub attempts: u32,
+    pub interval_secs: u32,
+}
+
+#[derive(Serialize)]
+pub struct EnrollJson<'a> {
+    pub action: &'static str,
+    pub user: &'a str,
+    pub path: &'a Path,
+    /// False when the user declined to save the file.
+    pub written: bool,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub secret: &'a str,
+    pub uri: &'a str,
+    pub scratch_codes: Vec<String>,
+    pub label: &'a str,
+    pub issuer: &'a str,
+    pub algorithm: &'static str,
+    pub digits: u8,
+    pub period: Option<u32>,
+    pub counter: Option<u64>,
+    pub window_size: Option<u32>,
+    pub disallow_reuse: bool,
+    pub rate_limit: Option<RateLimitJson>,
+    pub qr_png: Option<&'a Path>,
+    pub qr_svg: Option<&'a Path>,
+}
+
+#[derive(Serialize)]
+pub struct RegenerateJson<'a> {
+    pub action: &'static str,
+    pub user: &'a str,
+    pub path: &'a Path,
+    pub scratch_codes: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    kind: &'static str,
+    message: &'a str,
+    exit_code: u8,
+}
+
+/// Serialises `value` as one line. The text may hold a secret, hence the wrapper.
+pub fn to_json_line<T: Serialize>(value: &T) -> Result<Zeroizing<String>, Error> {
+    let mut s = Zeroizing::new(
+        serde_json::to_string(value)
+            .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?,
+    );
+    s.push('\n');
+    Ok(s)
+}
+
+pub fn error_json(err: &Error) -> String {
+    let message = err.to_string();
+    let body = ErrorJson {
+        error: ErrorBody {
+            kind: err.kind(),
+            message: &message,
+            exit_code: err.exit_code(),
+        },
+    };
+    // Plain strings and numbers cannot fail to serialise; fall back to a fixed
+    // object rather than printing nothing.
+    serde_json::to_string(&body)
+        .unwrap_or_else(|_| r#"{"error":{"kind":"failed","message":"","exit_code":1}}"#.into())
+        + "\n"
+}
+
+pub fn scratch_strings(codes: &[u32]) -> Vec<String> {
+    codes.iter().map(|c| format!("{c:08}")).collect()
+}
+
+pub fn scratch_block(codes: &[u32]) -> String {
+    let mut out = String::from("Your emergency scratch codes are:\n");
+    for c in codes {
+        out.push_str(&format!("  {c:08}\n"));
+    }
+    out
+}
+
+pub const NOT_SHOWN: &str = "Standard output is not a terminal, so the secret, QR code and \
+scratch codes are not shown.\nPass --json or --uri, or -Q MODE, to show them anyway.\n";
+
+pub const Q_TIME_BASED: &str = "Do you want authentication tokens to be time-based";
+
+pub const Q_DISALLOW_REUSE: &str = "Refusing a code that was already used means at most one \
+login per time step (every 30s by default),\nbut it defeats an attacker who watched you type \
+a code. (pam_totp always refuses reuse;\nthis line matters for pam_google_authenticator.)\n\
+Do you want to disallow multiple uses of the same authentication\ntoken?";
+
+pub const Q_WINDOW_TOTP: &str = "Codes one step before and after the current one are accepted \
+(3 codes), which\ncovers 30s of clock difference between the phone and this machine. If the \
+clocks drift\nmore, 17 codes (the 8 before, the current one and the 8 after) cover about 4 \
+minutes,\nat the price of more codes an attacker could guess.\nDo you want to do so?";
+
+pub const Q_WINDOW_HOTP: &str = "By default the next 3 codes of the counter are accepted. \
+Pressing the button\nwithout logging in moves the phone ahead; 17 codes tolerate more of \
+that.\nDo you want to increase the window from 3 to 17?";
+
+pub const Q_RATE_LIMIT: &str = "Without other protection against guessing, the module can \
+limit attempts:\nno more than 3 login attempts every 30s.\nDo you want to enable \
+rate-limiting?";

@@ -1,0 +1,290 @@
+//! QR codes for the otpauth URI: terminal text, PNG and SVG.
+//!
+//! The terminal renderers work from the module matrix directly instead of the
+//! `qrcode` crate's text renderers, so every mode draws the same 4-module quiet
+//! zone and the tests can turn the text back into a matrix and decode it.
+
+use std::fmt::Write as _;
+use std::io::Cursor;
+use std::str::FromStr;
+
+use qrcode::{Color, EcLevel, QrCode};
+
+/// The quiet zone the QR specification asks for; scanners often fail without it.
+pub const QUIET_ZONE: usize = 4;
+
+/// Pixels per module in the PNG file: large enough for a phone camera on a
+/// printed page, small enough to stay well under 100 KiB.
+const PNG_MODULE_PX: u32 = 8;
+
+/// How the terminal QR code is drawn (`-Q/--qr-mode`).
+///
+/// "Light" and "dark" below refer to what the scanner must see. Terminals draw
+/// glyphs in the foreground colour, so which modules get a glyph depends on
+/// whether the terminal is light-on-dark or dark-on-light.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QrMode {
+    /// No terminal QR code.
+    None,
+    /// Two spaces per module with explicit black and bright-white backgrounds.
+    Ansi,
+    /// As `Ansi`, colours swapped (a negative code, for scanners that prefer it).
+    AnsiInverse,
+    /// As `Ansi`, with grey instead of bright white for the light modules.
+    AnsiGrey,
+    /// Half blocks, light modules drawn: right for light-on-dark terminals.
+    Utf8,
+    /// Half blocks, dark modules drawn: right for dark-on-light terminals.
+    Utf8Inverse,
+    /// Half blocks with explicit grey-on-black colours, whatever the theme.
+    Utf8Grey,
+}
+
+#[cfg(test)]
+impl QrMode {
+    pub const NAMES: [&'static str; 7] = [
+        "NONE",
+        "ANSI",
+        "ANSI_INVERSE",
+        "ANSI_GREY",
+        "UTF8",
+        "UTF8_INVERSE",
+        "UTF8_GREY",
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QrMode::None => "NONE",
+            QrMode::Ansi => "ANSI",
+            QrMode::AnsiInverse => "ANSI_INVERSE",
+            QrMode::AnsiGrey => "ANSI_GREY",
+            QrMode::Utf8 => "UTF8",
+            QrMode::Utf8Inverse => "UTF8_INVERSE",
+            QrMode::Utf8Grey => "UTF8_GREY",
+        }
+    }
+}
+
+impl FromStr for QrMode {
+    type Err = String;
+
+    /// Case-insensitive, `-` accepted for `_`, as google-authenticator does.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.to_ascii_uppercase().replace('-', "_");
+        Ok(match norm.as_str() {
+            "NONE" => QrMode::None,
+            "ANSI" => QrMode::Ansi,
+            "ANSI_INVERSE" => QrMode::AnsiInverse,
+            "ANSI_GREY" | "ANSI_GRAY" => QrMode::AnsiGrey,
+            "UTF8" | "UTF_8" => QrMode::Utf8,
+            "UTF8_INVERSE" => QrMode::Utf8Inverse,
+            "UTF8_GREY" | "UTF8_GRAY" => QrMode::Utf8Grey,
+            _ => return Err(format!("Invalid qr-mode \"{s}\"")),
+        })
+    }
+}
+
+/// The QR module matrix of one URI, quiet zone included.
+pub struct Matrix {
+    code: QrCode,
+    size: usize,
+    dark: Vec<bool>,
+}
+
+#[derive(Debug)]
+pub struct QrError(String);
+
+impl std::fmt::Display for QrError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Matrix {
+    /// Level M is what authenticator apps and google-authenticator use: it
+    /// survives a smudged screen and keeps a 20-byte-secret URI at version 6-8.
+    pub fn new(uri: &str) -> Result<Matrix, QrError> {
+        let code = QrCode::with_error_correction_level(uri.as_bytes(), EcLevel::M)
+            .map_err(|e| QrError(format!("cannot encode the URI as a QR code: {e}")))?;
+        let inner = code.width();
+        let size = inner + 2 * QUIET_ZONE;
+        let mut dark = vec![false; size * size];
+        for (i, color) in code.to_colors().iter().enumerate() {
+            let (x, y) = (i % inner, i / inner);
+            dark[(y + QUIET_ZONE) * size + x + QUIET_ZONE] = *color == Color::Dark;
+        }
+        Ok(Matrix { code, size, dark })
+    }
+
+    /// Side length in modules, quiet zone included.
+    #[cfg(test)]
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    pub fn is_dark(&self, x: usize, y: usize) -> bool {
+        x < self.size && y < self.size && self.dark[y * self.size + x]
+    }
+
+    /// Terminal text for `mode`; empty for `QrMode::None`. Every line ends in
+    /// `\n` and every escape sequence is reset before the line ends, so a
+    /// cancelled output never leaves the terminal recoloured.
+    pub fn render_text(&self, mode: QrMode) -> String {
+        match mode {
+            QrMode::None => String::new(),
+            QrMode::Ansi => self.render_ansi("\x1b[40m", "\x1b[107m"),
+            QrMode::AnsiInverse => self.render_ansi("\x1b[107m", "\x1b[40m"),
+            QrMode::AnsiGrey => self.render_ansi("\x1b[40m", "\x1b[47m"),
+            QrMode::Utf8 => self.render_halves(false, None),
+            QrMode::Utf8Inverse => self.render_halves(true, None),
+            QrMode::Utf8Grey => self.render_halves(false, Some("\x1b[37;40m")),
+        }
+    }
+
+    fn render_ansi(&self, dark_bg: &str, light_bg: &str) -> String {
+        let mut out = String::new();
+        for y in 0..self.size {
+            let mut current: Option<bool> = None;
+            for x in 0..self.size {
+                let d = self.is_dark(x, y);
+                // Only emit a colour change when the colour changes: keeps the
+                // output small for terminals that redraw slowly (serial consoles).
+                if current != Some(d) {
+                    out.push_str(if d { dark_bg } else { light_bg });
+                    current = Some(d);
+                }
+                out.push_str("  ");
+            }
+            out.push_str("\x1b[0m\n");
+        }
+        out
+    }
+
+    fn render_halves(&self, draw_dark: bool, colours: Option<&str>) -> String {
+        let mut out = String::new();
+        for pair in 0..self.size.div_ceil(2) {
+            let (top_y, bottom_y) = (2 * pair, 2 * pair + 1);
+            if let Some(c) = colours {
+                out.push_str(c);
+            }
+            for x in 0..self.size {
+                let top = self.is_dark(x, top_y) == draw_dark;
+                // Past the last row there is no module: draw it as the
+                // background, i.e. whatever "not drawn" means in this mode.
+                let bottom = bottom_y < self.size && self.is_dark(x, bottom_y) == draw_dark;
+                out.push(match (top, bottom) {
+                    (true, true) => '\u{2588}',
+                    (true, false) => '\u{2580}',
+                    (false, true) => '\u{2584}',
+                    (false, false) => ' ',
+                });
+            }
+            if colours.is_some() {
+                out.push_str("\x1b[0m");
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// A greyscale PNG, black modules on white.
+    pub fn png(&self) -> Result<Vec<u8>, QrError> {
+        let img = self
+            .code
+            .render::<image::Luma<u8>>()
+            .quiet_zone(true)
+            .module_dimensions(PNG_MODULE_PX, PNG_MODULE_PX)
+            .build();
+        let mut buf = Cursor::new(Vec::new());
+        img.write_to(&mut buf, image::ImageFormat::Png)
+            .map_err(|e| QrError(format!("cannot encode the PNG: {e}")))?;
+        Ok(buf.into_inner())
+    }
+
+    /// A standalone SVG document, black modules on white.
+    pub fn svg(&self) -> String {
+        let mut svg = self
+            .code
+            .render::<qrcode::render::svg::Color<'_>>()
+            .quiet_zone(true)
+            .min_dimensions(200, 200)
+            .build();
+        if !svg.ends_with('\n') {
+            let _ = writeln!(svg);
+        }
+        svg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URI: &str = "otpauth://totp/Example:alice%40example.com?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Example";
+
+    #[test]
+    fn qr_mode_names_parse_case_insensitively_with_dashes() {
+        assert_eq!("utf8-inverse".parse::<QrMode>(), Ok(QrMode::Utf8Inverse));
+        assert_eq!("Ansi_Grey".parse::<QrMode>(), Ok(QrMode::AnsiGrey));
+        assert_eq!("none".parse::<QrMode>(), Ok(QrMode::None));
+        for name in QrMode::NAMES {
+            assert_eq!(name.parse::<QrMode>().map(QrMode::name), Ok(name));
+        }
+        assert_eq!(
+            "BLINK".parse::<QrMode>(),
+            Err("Invalid qr-mode \"BLINK\"".to_owned())
+        );
+    }
+
+    #[test]
+    fn matrix_has_quiet_zone_on_every_side() {
+        let m = Matrix::new(URI).expect("encodes");
+        let n = m.size();
+        for i in 0..n {
+            for q in 0..QUIET_ZONE {
+                assert!(!m.is_dark(i, q) && !m.is_dark(q, i));
+                assert!(!m.is_dark(i, n - 1 - q) && !m.is_dark(n - 1 - q, i));
+            }
+        }
+        // Finder pattern corner just inside the quiet zone.
+        assert!(m.is_dark(QUIET_ZONE, QUIET_ZONE));
+    }
+
+    #[test]
+    fn utf8_rendering_fits_an_80_by_25_terminal() {
+        let m = Matrix::new(URI).expect("encodes");
+        let text = m.render_text(QrMode::Utf8);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() <= 25, "{} lines", lines.len());
+        assert!(lines.iter().all(|l| l.chars().count() <= 80));
+    }
+
+    #[test]
+    fn none_mode_renders_nothing() {
+        let m = Matrix::new(URI).expect("encodes");
+        assert_eq!(m.render_text(QrMode::None), "");
+    }
+
+    #[test]
+    fn coloured_modes_reset_the_terminal_on_every_line() {
+        let m = Matrix::new(URI).expect("encodes");
+        for mode in [
+            QrMode::Ansi,
+            QrMode::AnsiGrey,
+            QrMode::AnsiInverse,
+            QrMode::Utf8Grey,
+        ] {
+            for line in m.render_text(mode).lines() {
+                assert!(line.ends_with("\x1b[0m"), "{mode:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn png_and_svg_have_their_signatures() {
+        let m = Matrix::new(URI).expect("encodes");
+        assert!(m.png().expect("png").starts_with(b"\x89PNG\r\n\x1a\n"));
+        let svg = m.svg();
+        assert!(svg.contains("<svg"), "{svg}");
+    }
+}

@@ -1,0 +1,579 @@
+//! CLI behaviour: help and error goldens, JSON, the written file, safety rules.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use common::*;
+use totp_core::gafile::GaFile;
+use totp_core::otp::{self, Algorithm, Digits};
+use totp_core::uri::{Kind, KeyUri};
+
+// ---------------------------------------------------------------------------
+// Goldens
+
+#[test]
+fn help_texts_match_golden() {
+    for (name, args) in [
+        ("help.txt", &["--help"][..]),
+        ("help-short.txt", &["-h"]),
+        ("check-help.txt", &["check", "--help"]),
+        ("explain-help.txt", &["explain", "--help"]),
+    ] {
+        let r = run(args);
+        assert_eq!(r.code, 0, "{args:?}");
+        golden(name, &r.stdout);
+    }
+}
+
+#[test]
+fn usage_errors_match_golden_and_exit_2() {
+    let cases: [(&str, &[&str]); 9] = [
+        ("err-t-and-c.txt", &["-t", "-c"]),
+        ("err-c-with-d.txt", &["-c", "-d"]),
+        ("err-d-without-t.txt", &["-D"]),
+        ("err-r-without-R.txt", &["-r", "3"]),
+        ("err-u-with-r.txt", &["-u", "-r", "3", "-R", "30"]),
+        ("err-bad-qr-mode.txt", &["-Q", "BLINK"]),
+        ("err-window-range.txt", &["-w", "22"]),
+        ("err-duplicate-label.txt", &["-l", "a", "-l", "b"]),
+        (
+            "err-non-interactive-missing.txt",
+            &["--non-interactive", "-s", "unused"],
+        ),
+    ];
+    for (name, args) in cases {
+        let r = run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stdout, "", "{args:?}");
+        golden(name, &r.stderr);
+    }
+}
+
+#[test]
+fn json_output_matches_golden_shape() {
+    let dir = tempdir();
+    let v = enroll_json(
+        dir.path(),
+        "secret",
+        &["-t", "-d", "-W", "-r", "3", "-R", "30", "-l", "alice@example.org", "-i", "Example Co"],
+    );
+    golden("enroll.json", &normalise_json(v, dir.path()));
+
+    let v = enroll_json(
+        dir.path(),
+        "hotp",
+        &["-c", "-w", "5", "-u", "-e", "0", "-l", "bob", "-i", "", "--digits", "8"],
+    );
+    golden("enroll-hotp.json", &normalise_json(v, dir.path()));
+
+    let r = run_in(
+        dir.path(),
+        &["--json", "--regenerate-scratch-codes", "-e", "2", "-s", "secret"],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    golden("regenerate.json", &normalise_json(v, dir.path()));
+}
+
+#[test]
+fn json_errors_are_one_object_on_stdout() {
+    let dir = tempdir();
+    let r = run_in(dir.path(), &["--json", "--non-interactive", "-t", "-s", "x"], None);
+    assert_eq!(r.code, 2);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(v["error"]["kind"], "missing-answer");
+    assert_eq!(v["error"]["exit_code"], 2);
+    golden("err-json-missing.json", &r.stdout);
+}
+
+/// Replaces the random and machine-specific parts with placeholders.
+fn normalise_json(mut v: serde_json::Value, dir: &Path) -> String {
+    let secret = v["secret"].as_str().map(str::to_owned);
+    if let Some(secret) = &secret {
+        assert_eq!(secret.len(), 32, "160-bit secret");
+        v["secret"] = "<SECRET>".into();
+        let uri = v["uri"].as_str().expect("uri").replace(secret, "<SECRET>");
+        v["uri"] = uri.into();
+    }
+    if let Some(codes) = v["scratch_codes"].as_array_mut() {
+        for c in codes {
+            let s = c.as_str().expect("string code");
+            assert!(s.len() == 8 && !s.starts_with('0') && s.bytes().all(|b| b.is_ascii_digit()));
+            *c = "<CODE>".into();
+        }
+    }
+    let path = v["path"].as_str().expect("path");
+    let rel = Path::new(path).strip_prefix(dir).expect("inside the temp dir");
+    v["path"] = format!("<DIR>/{}", rel.display()).into();
+    let user = v["user"].as_str().expect("user").to_owned();
+    assert!(!user.is_empty());
+    v["user"] = "<USER>".into();
+    serde_json::to_string_pretty(&v).expect("json") + "\n"
+}
+
+// ---------------------------------------------------------------------------
+// The written file
+
+#[test]
+fn ga_flag_set_writes_ga_tool_layout() {
+    let dir = tempdir();
+    let mut args = GA_FLAGS.to_vec();
+    args.extend(["-s", "ga"]);
+    let r = run_in(dir.path(), &args, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(dir.path().join("ga")).expect("file written");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 9, "{text}");
+    assert_eq!(lines[0].len(), 32);
+    assert!(lines[0].bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+    assert_eq!(
+        &lines[1..6],
+        &[
+            "\" RATE_LIMIT 3 30",
+            "\" WINDOW_SIZE 3",
+            "\" STEP_SIZE 30",
+            "\" DISALLOW_REUSE",
+            "\" TOTP_AUTH",
+        ]
+    );
+    for code in &lines[6..] {
+        let n: u32 = code.parse().expect("numeric scratch code");
+        assert!((10_000_000..=99_999_999).contains(&n));
+    }
+    assert!(text.ends_with('\n'));
+    let md = std::fs::metadata(dir.path().join("ga")).expect("stat");
+    assert_eq!(md.permissions().mode() & 0o7777, 0o600);
+    let parsed = GaFile::parse(text.as_bytes()).expect("pam_totp parses it");
+    assert_eq!(parsed.secret().expect("secret").len(), 20);
+}
+
+#[test]
+fn hotp_file_starts_at_counter_one() {
+    let dir = tempdir();
+    let v = enroll_json(dir.path(), "h", &["-c", "-W", "-u"]);
+    let text = std::fs::read_to_string(dir.path().join("h")).expect("written");
+    assert!(text.contains("\" HOTP_COUNTER 1\n"), "{text}");
+    assert!(text.contains("\" WINDOW_SIZE 1\n"), "{text}");
+    assert!(!text.contains("TOTP_AUTH"));
+    assert!(v["uri"].as_str().expect("uri").ends_with("&counter=1"));
+}
+
+#[test]
+fn algorithm_and_digits_go_into_the_file_and_the_uri() {
+    let dir = tempdir();
+    let v = enroll_json(
+        dir.path(),
+        "s",
+        &["-t", "-D", "-W", "-u", "--algorithm", "sha512", "--digits", "8", "-S", "60"],
+    );
+    let uri = v["uri"].as_str().expect("uri");
+    assert!(uri.contains("&algorithm=SHA512&digits=8&period=60"), "{uri}");
+    let text = std::fs::read(dir.path().join("s")).expect("written");
+    let cfg = GaFile::parse(&text).expect("parse").config().expect("config");
+    assert_eq!(cfg.algorithm, Algorithm::Sha512);
+    assert_eq!(cfg.digits, Digits::EIGHT);
+    assert_eq!(cfg.step, Some(60));
+}
+
+#[test]
+fn uri_matches_the_file_secret_and_the_json() {
+    let dir = tempdir();
+    let v = enroll_json(dir.path(), "s", &["-t", "-D", "-W", "-u"]);
+    let uri = v["uri"].as_str().expect("uri");
+    let key = KeyUri::parse(uri).expect("our URI parses");
+    let file = GaFile::parse(&std::fs::read(dir.path().join("s")).expect("read")).expect("parse");
+    assert_eq!(key.secret(), file.secret().expect("secret"));
+    assert_eq!(key.secret_base32(), v["secret"].as_str().expect("secret"));
+    let codes: Vec<u32> = file.scratch_codes().to_vec();
+    let json_codes: Vec<u32> = v["scratch_codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|c| c.as_str().expect("str").parse().expect("num"))
+        .collect();
+    assert_eq!(codes, json_codes);
+    assert_eq!(codes.len(), 5, "five scratch codes by default");
+}
+
+#[test]
+fn default_label_is_user_at_host_and_issuer_is_host() {
+    let dir = tempdir();
+    let v = enroll_json(dir.path(), "s", &["-t", "-D", "-W", "-u"]);
+    let host = v["issuer"].as_str().expect("issuer").to_owned();
+    assert_eq!(v["label"], format!("{}@{host}", v["user"].as_str().expect("user")));
+    let key = KeyUri::parse(v["uri"].as_str().expect("uri")).expect("parse");
+    assert_eq!(key.issuer, host);
+    assert_eq!(key.kind, Kind::Totp { period: 30 });
+}
+
+#[test]
+fn special_characters_in_label_and_issuer_are_percent_encoded() {
+    let dir = tempdir();
+    let v = enroll_json(
+        dir.path(),
+        "s",
+        &["-t", "-D", "-W", "-u", "-l", "a b@c:d&e/é", "-i", "Ex:Co & Sons"],
+    );
+    let uri = v["uri"].as_str().expect("uri");
+    assert!(
+        uri.starts_with("otpauth://totp/Ex%3ACo%20%26%20Sons:a%20b%40c%3Ad%26e%2F%C3%A9?secret="),
+        "{uri}"
+    );
+    assert!(uri.ends_with("&issuer=Ex%3ACo%20%26%20Sons"), "{uri}");
+    let key = KeyUri::parse(uri).expect("parse");
+    assert_eq!(key.account, "a b@c:d&e/é");
+    assert_eq!(key.issuer, "Ex:Co & Sons");
+}
+
+#[test]
+fn print_uri_equals_json_uri_for_the_same_file() {
+    let dir = tempdir();
+    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-q", "--uri", "-s", "s"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let uri = r.stdout.trim();
+    let key = KeyUri::parse(uri).expect("parses");
+    let file = GaFile::parse(&std::fs::read(dir.path().join("s")).expect("read")).expect("parse");
+    assert_eq!(key.secret(), file.secret().expect("secret"));
+    assert_eq!(r.stdout.lines().count(), 1, "only the URI on stdout with -q");
+}
+
+// ---------------------------------------------------------------------------
+// What is shown where
+
+#[test]
+fn nothing_secret_reaches_a_pipe_unless_asked() {
+    let dir = tempdir();
+    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-s", "s"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let file = std::fs::read_to_string(dir.path().join("s")).expect("written");
+    let secret = file.lines().next().expect("line 1");
+    for line in file.lines().skip(1).filter(|l| !l.starts_with('"')) {
+        assert!(!r.stdout.contains(line) && !r.stderr.contains(line), "scratch code shown");
+    }
+    assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
+    assert!(!r.stdout.contains('\u{2588}') && !r.stdout.contains('\u{2580}'), "no QR");
+    assert!(r.stderr.contains("not a terminal"), "{}", r.stderr);
+}
+
+#[test]
+fn explicit_qr_mode_shows_everything_on_a_pipe() {
+    let dir = tempdir();
+    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-C", "-Q", "NONE", "-s", "s"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let file = std::fs::read_to_string(dir.path().join("s")).expect("written");
+    let secret = file.lines().next().expect("line 1");
+    assert!(r.stdout.contains(&format!("Your new secret key is: {secret}\n")));
+    assert!(r.stdout.contains("Your emergency scratch codes are:\n"));
+    assert!(r.stdout.contains("Your current verification code is "));
+}
+
+#[test]
+fn quiet_shows_nothing_even_with_a_qr_mode() {
+    let dir = tempdir();
+    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-q", "-Q", "UTF8", "-s", "s"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+}
+
+// ---------------------------------------------------------------------------
+// Questions
+
+#[test]
+fn non_interactive_mode_names_every_missing_flag_and_writes_nothing() {
+    let dir = tempdir();
+    let r = run_in(dir.path(), &["--non-interactive", "-t", "-s", "s"], None);
+    assert_eq!(r.code, 2);
+    for flag in ["-d/--disallow-reuse", "-w/--window-size", "-u/--no-rate-limit"] {
+        assert!(r.stderr.contains(flag), "{flag}: {}", r.stderr);
+    }
+    assert!(!dir.path().join("s").exists());
+}
+
+#[test]
+fn answers_can_be_piped_like_for_google_authenticator() {
+    let dir = tempdir();
+    // Time-based? Update? Disallow reuse? Wider window? Rate limit?
+    let r = run_in(dir.path(), &["-C", "-s", "s"], Some("y\ny\ny\ny\ny\n"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(dir.path().join("s")).expect("written");
+    for line in ["\" RATE_LIMIT 3 30\n", "\" WINDOW_SIZE 17\n", "\" DISALLOW_REUSE\n", "\" TOTP_AUTH\n"] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    assert!(r.stdout.contains("(y/n)"));
+
+    let r = run_in(dir.path(), &["-C", "-s", "n"], Some("nonsense\ny\ny\nn\nn\nn\n"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(dir.path().join("n")).expect("written");
+    assert!(!text.contains("RATE_LIMIT") && !text.contains("WINDOW_SIZE"), "{text}");
+    assert!(!text.contains("DISALLOW_REUSE"));
+}
+
+#[test]
+fn end_of_input_fails_naming_the_flag() {
+    let dir = tempdir();
+    let r = run_in(dir.path(), &["-C", "-s", "s"], Some("y\ny\n"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("-d/--disallow-reuse or -D/--allow-reuse"), "{}", r.stderr);
+    assert!(!dir.path().join("s").exists());
+}
+
+#[test]
+fn declining_to_save_writes_nothing_and_exits_0() {
+    let dir = tempdir();
+    let r = run_in(dir.path(), &["-t", "-C", "-s", "s"], Some("n\n"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!dir.path().join("s").exists());
+}
+
+#[test]
+fn wrong_confirmation_code_never_reveals_the_right_one() {
+    let dir = tempdir();
+    // -Q NONE shows the secret on a pipe, so the confirmation is asked. The
+    // wrong answers cannot match by chance: wrong length or not digits.
+    let input = "12345\nabcdef\n1234567\n-1\n";
+    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-f", "-Q", "NONE", "-s", "s"], Some(input));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.matches("Code incorrect. Try again.").count(), 3, "{}", r.stdout);
+    assert!(r.stdout.contains("Code confirmation skipped"));
+    let secret = secret_from_output(&r.stdout);
+    let now = unix_now();
+    for t in [now - 90, now - 60, now - 30, now, now + 30, now + 60, now + 90] {
+        let code = otp::format_code(
+            otp::totp(&secret, t, 30, Algorithm::Sha1, Digits::SIX).expect("code"),
+            Digits::SIX,
+        );
+        assert!(
+            !r.stdout.contains(&code) && !r.stderr.contains(&code),
+            "a valid code appeared in the output"
+        );
+    }
+}
+
+#[test]
+fn correct_confirmation_code_is_accepted() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let dir = tempdir();
+    let mut child = Command::new(BIN)
+        .args(["-t", "-D", "-W", "-u", "-Q", "NONE", "-s", "s"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("Enter code from app") {
+        let n = stdout.read(&mut buf).expect("read");
+        assert!(n > 0, "exited early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let secret = secret_from_output(&String::from_utf8_lossy(&seen));
+    let code = otp::format_code(
+        otp::totp(&secret, unix_now(), 30, Algorithm::Sha1, Digits::SIX).expect("code"),
+        Digits::SIX,
+    );
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(format!("{code}\ny\n").as_bytes()).expect("answer");
+    drop(stdin);
+    stdout.read_to_end(&mut seen).expect("rest");
+    assert!(child.wait().expect("wait").success());
+    let out = String::from_utf8_lossy(&seen);
+    assert!(out.contains("Code confirmed"), "{out}");
+    assert!(dir.path().join("s").exists());
+}
+
+fn secret_from_output(out: &str) -> totp_core::secret::Secret {
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Your new secret key is: "))
+        .expect("secret shown");
+    totp_core::secret::Secret::new(
+        totp_core::base32::decode_lenient(line.as_bytes()).expect("base32"),
+    )
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+// ---------------------------------------------------------------------------
+// Writing safely
+
+#[test]
+fn existing_file_is_refused_without_force_before_anything_is_shown() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("s"), "old\n").expect("seed");
+    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-Q", "UTF8", "-s", "s"], None);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("already exists; pass -f/--force"), "{}", r.stderr);
+    assert_eq!(r.stdout, "", "no QR or secret for a file that will not be written");
+    assert_eq!(std::fs::read_to_string(dir.path().join("s")).expect("read"), "old\n");
+
+    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-f", "-s", "s"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_ne!(std::fs::read_to_string(dir.path().join("s")).expect("read"), "old\n");
+}
+
+#[test]
+fn symlink_at_the_target_is_refused_even_with_force() {
+    let dir = tempdir();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep\n").expect("seed");
+    std::os::unix::fs::symlink(&victim, dir.path().join("s")).expect("symlink");
+    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-f", "-s", "s"], None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep\n");
+    assert!(std::fs::symlink_metadata(dir.path().join("s")).expect("lstat").is_symlink());
+}
+
+#[test]
+fn failed_write_leaves_the_old_file_and_no_temp_files() {
+    let dir = tempdir();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).expect("mkdir");
+    // A directory at the target: the rename can never succeed.
+    std::fs::create_dir(sub.join("s")).expect("mkdir target");
+    let r = run_in(&sub, &["-t", "-D", "-W", "-u", "-f", "-s", "s", "--qr-png", "q.png"], None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(sub.join("s").is_dir());
+    let left: Vec<_> = std::fs::read_dir(&sub)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("s")], "QR file and temp files removed");
+}
+
+#[test]
+fn qr_files_are_private_and_not_replaced_without_force() {
+    let dir = tempdir();
+    let v = enroll_json(dir.path(), "s", &["-t", "-D", "-W", "-u", "--qr-png", "q.png", "--qr-svg", "q.svg"]);
+    for name in ["q.png", "q.svg"] {
+        let md = std::fs::metadata(dir.path().join(name)).expect("written");
+        assert_eq!(md.permissions().mode() & 0o777, 0o600, "{name}");
+    }
+    assert!(v["qr_png"].as_str().expect("png").ends_with("/q.png"));
+    assert!(v["qr_svg"].as_str().expect("svg").ends_with("/q.svg"));
+    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-s", "t", "--qr-png", "q.png"], None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!dir.path().join("t").exists(), "secret not written when a QR file fails");
+}
+
+#[test]
+fn regenerate_keeps_the_secret_and_settings() {
+    let dir = tempdir();
+    let mut args = GA_FLAGS.to_vec();
+    args.extend(["-s", "ga"]);
+    assert_eq!(run_in(dir.path(), &args, None).code, 0);
+    let before = std::fs::read_to_string(dir.path().join("ga")).expect("read");
+    let r = run_in(dir.path(), &["--regenerate-scratch-codes", "-e", "4", "--json", "-s", "ga"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let after = std::fs::read_to_string(dir.path().join("ga")).expect("read");
+    let keep = |t: &str| t.lines().filter(|l| !l.bytes().all(|b| b.is_ascii_digit())).map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(keep(&before), keep(&after));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let codes: Vec<&str> = v["scratch_codes"].as_array().expect("codes").iter().map(|c| c.as_str().expect("s")).collect();
+    assert_eq!(codes.len(), 4);
+    for c in &codes {
+        assert!(after.contains(&format!("\n{c}\n")));
+    }
+    assert_eq!(std::fs::metadata(dir.path().join("ga")).expect("stat").mode() & 0o777, 0o600);
+}
+
+#[test]
+fn regenerate_refuses_a_pipe_without_json_and_a_missing_file() {
+    let dir = tempdir();
+    let r = run_in(dir.path(), &["--regenerate-scratch-codes", "-s", "nothing"], None);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = run_in(dir.path(), &["--regenerate-scratch-codes", "--json", "-s", "nothing"], None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------
+// Other users
+
+#[test]
+fn non_root_cannot_enroll_another_user() {
+    if is_root() {
+        eprintln!("note: running as root; the refusal is covered by unit tests");
+        return;
+    }
+    let r = run(&["--user", "root", "-t", "-D", "-W", "-u", "-s", "x"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("only root"), "{}", r.stderr);
+}
+
+#[test]
+fn root_writes_a_store_file_only_into_a_root_owned_chain() {
+    if !is_root() {
+        eprintln!("note: not root; skipping --user store test");
+        return;
+    }
+    let Some(other) = ["nobody", "daemon"].into_iter().find(|u| {
+        std::process::Command::new("id").arg(u).output().is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("note: no unprivileged system user; skipping");
+        return;
+    };
+    let dir = tempdir();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).expect("mkdir");
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let chain_ok = store.ancestors().all(|d| {
+        std::fs::metadata(d).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0)
+    });
+    let path = store.join(other);
+    let args = ["--user", other, "-t", "-D", "-W", "-u", "-s", path.to_str().expect("utf-8")];
+    let r = run(&args);
+    if chain_ok {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let md = std::fs::metadata(&path).expect("written");
+        assert_eq!((md.uid(), md.mode() & 0o777), (0, 0o600));
+    } else {
+        eprintln!("note: {} is not a root-only chain", store.display());
+    }
+
+    // A group- or other-writable directory is not a store.
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let path2 = store.join("second");
+    let r = run(&["--user", other, "-t", "-D", "-W", "-u", "-s", path2.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("root-owned"), "{}", r.stderr);
+    assert!(!path2.exists());
+}
+
+// ---------------------------------------------------------------------------
+// Man page
+
+#[test]
+fn man_page_names_every_long_flag() {
+    let man = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../man/totp-enroll.1"),
+    )
+    .expect("man page")
+    .replace("\\-", "-");
+    let mut flags = Vec::new();
+    for args in [&["--help"][..], &["check", "--help"], &["explain", "--help"]] {
+        let help = run(args).stdout;
+        for word in help.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+            if word.starts_with("--") && word.len() > 2 && !flags.contains(&word.to_owned()) {
+                flags.push(word.to_owned());
+            }
+        }
+    }
+    assert!(flags.len() > 25, "{flags:?}");
+    for flag in flags {
+        assert!(man.contains(&flag), "man page lacks {flag}");
+    }
+}

@@ -1,0 +1,293 @@
+//! Per-thread filesystem identity switch (rule R4).
+//!
+//! Before opening anything in a user-writable place, the calling thread takes the
+//! target user's fsuid, fsgid **and** supplementary groups, so the kernel applies that
+//! user's permissions (including on NFS with `root_squash`, where group access matters).
+//! Only the calling thread changes: a PAM host such as sshd or a screen locker may run
+//! other threads that must keep their credentials.
+//!
+//! `setfsuid(2)`/`setfsgid(2)` act on the calling thread and return the *previous* id
+//! without reporting errors, so every change is confirmed by calling them again.
+//! glibc's `setgroups(3)` broadcasts the change to every thread of the process, so the
+//! raw syscall is used instead.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use libc::{gid_t, uid_t};
+use nix::unistd::{self, Gid, Uid};
+
+use crate::fault::{self, FaultPoint};
+
+/// A filesystem identity: the ids the kernel checks file access against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Filesystem user id.
+    pub uid: uid_t,
+    /// Filesystem group id.
+    pub gid: gid_t,
+    /// Supplementary groups (usually from `getgrouplist`, so including `gid`).
+    pub groups: Vec<gid_t>,
+}
+
+/// Why the calling thread's identity could not be switched. On every error the
+/// previous identity is already back in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredError {
+    /// The process is not root and its identity differs from the target: it has no
+    /// privilege to switch, and continuing as someone else would be wrong.
+    NotPermitted {
+        /// Requested fsuid.
+        uid: uid_t,
+        /// Requested fsgid.
+        gid: gid_t,
+    },
+    /// Reading or setting the supplementary group list failed.
+    Groups {
+        /// The errno of `getgroups`/`setgroups`.
+        errno: i32,
+    },
+    /// `setgroups` reported success but the thread's groups differ from the request.
+    GroupsNotApplied,
+    /// The fsgid did not change to the requested value.
+    FsGid {
+        /// Requested fsgid.
+        wanted: gid_t,
+        /// fsgid in effect after the attempt.
+        got: gid_t,
+    },
+    /// The fsuid did not change to the requested value.
+    FsUid {
+        /// Requested fsuid.
+        wanted: uid_t,
+        /// fsuid in effect after the attempt.
+        got: uid_t,
+    },
+}
+
+impl fmt::Display for CredError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotPermitted { uid, gid } => write!(
+                f,
+                "not running as root: cannot switch filesystem identity to uid {uid} gid {gid}"
+            ),
+            Self::Groups { errno } => write!(
+                f,
+                "cannot set supplementary groups: {}",
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+            Self::GroupsNotApplied => f.write_str("supplementary groups did not take effect"),
+            Self::FsGid { wanted, got } => {
+                write!(f, "setfsgid({wanted}) did not take effect (fsgid is {got})")
+            }
+            Self::FsUid { wanted, got } => {
+                write!(f, "setfsuid({wanted}) did not take effect (fsuid is {got})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CredError {}
+
+/// Restores the thread's previous fsuid, fsgid and groups when dropped.
+///
+/// If the restore fails the process aborts: continuing to serve other PAM calls (or
+/// the host's own work) with a user's credentials is worse than crashing (test E3).
+/// The guard is `!Send` because credentials belong to the thread that switched them.
+#[must_use = "credentials are restored when the guard is dropped"]
+pub struct CredGuard {
+    saved: Option<Saved>,
+    _not_send: PhantomData<*const ()>,
+}
+
+struct Saved {
+    fsuid: uid_t,
+    fsgid: gid_t,
+    groups: Vec<gid_t>,
+}
+
+impl CredGuard {
+    fn noop() -> Self {
+        Self {
+            saved: None,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// True if this guard changed anything (false for the unprivileged no-op case).
+    pub fn switched(&self) -> bool {
+        self.saved.is_some()
+    }
+}
+
+impl fmt::Debug for CredGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredGuard")
+            .field("switched", &self.switched())
+            .finish()
+    }
+}
+
+impl Drop for CredGuard {
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved.take()
+            && restore(&saved).is_err()
+        {
+            // No logging here: the caller's logger may itself need the credentials we
+            // failed to restore, and nothing after this point may run as the user.
+            std::process::abort();
+        }
+    }
+}
+
+fn restore(saved: &Saved) -> Result<(), CredError> {
+    fault::hit(FaultPoint::CredRestore).map_err(|errno| CredError::Groups { errno })?;
+    // Reverse order of the switch: fsuid back to root first brings back the
+    // capabilities that setfsgid and setgroups need.
+    set_fsuid(saved.fsuid)?;
+    set_fsgid(saved.fsgid)?;
+    set_groups_checked(&saved.groups)
+}
+
+/// Switch the calling thread's filesystem identity to `id`.
+///
+/// Order: supplementary groups, then fsgid, then fsuid (changing fsuid away from root
+/// drops the capabilities the other two need). Each step is verified. The returned
+/// guard restores all three on drop.
+///
+/// When the process is not root (`euid != 0`, e.g. a screen locker running as the
+/// user), nothing can be switched: if the current fsuid and fsgid already equal the
+/// target, a no-op guard is returned (the supplementary groups are whatever the host
+/// has; it could not change them anyway), otherwise [`CredError::NotPermitted`].
+pub fn switch_to(id: &Identity) -> Result<CredGuard, CredError> {
+    let fsuid = current_fsuid();
+    let fsgid = current_fsgid();
+    if !unistd::geteuid().is_root() {
+        if fsuid == id.uid && fsgid == id.gid {
+            return Ok(CredGuard::noop());
+        }
+        return Err(CredError::NotPermitted {
+            uid: id.uid,
+            gid: id.gid,
+        });
+    }
+    let groups = thread_groups()?;
+    // From here on the guard owns the restore, so an error in any step below puts the
+    // old identity back before the error reaches the caller.
+    let guard = CredGuard {
+        saved: Some(Saved {
+            fsuid,
+            fsgid,
+            groups,
+        }),
+        _not_send: PhantomData,
+    };
+    set_groups_checked(&id.groups)?;
+    set_fsgid(id.gid)?;
+    set_fsuid(id.uid)?;
+    Ok(guard)
+}
+
+/// The calling thread's fsuid, fsgid and supplementary groups, read from
+/// `/proc/thread-self/status` (the 4th `Uid:`/`Gid:` field is the filesystem id).
+///
+/// Meant for tests and diagnostics: it is an independent view of what the kernel
+/// really applies, not the syscalls this module itself uses.
+pub fn current_fs_ids() -> std::io::Result<Identity> {
+    let status = std::fs::read_to_string("/proc/thread-self/status")?;
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "unexpected status format");
+    let field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key));
+    let fourth = |line: &str| -> std::io::Result<u32> {
+        line.split_whitespace()
+            .nth(3)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(bad)
+    };
+    let uid = fourth(field("Uid:").ok_or_else(bad)?)?;
+    let gid = fourth(field("Gid:").ok_or_else(bad)?)?;
+    let groups = field("Groups:")
+        .ok_or_else(bad)?
+        .split_whitespace()
+        .map(|g| g.parse().map_err(|_| bad()))
+        .collect::<std::io::Result<Vec<gid_t>>>()?;
+    Ok(Identity { uid, gid, groups })
+}
+
+fn current_fsuid() -> uid_t {
+    // -1 is never a valid id, so the kernel changes nothing and reports the current one.
+    unistd::setfsuid(Uid::from_raw(uid_t::MAX)).as_raw()
+}
+
+fn current_fsgid() -> gid_t {
+    unistd::setfsgid(Gid::from_raw(gid_t::MAX)).as_raw()
+}
+
+fn set_fsuid(uid: uid_t) -> Result<(), CredError> {
+    unistd::setfsuid(Uid::from_raw(uid));
+    // The second call returns what the first one left in place.
+    let got = unistd::setfsuid(Uid::from_raw(uid)).as_raw();
+    if got == uid {
+        Ok(())
+    } else {
+        Err(CredError::FsUid { wanted: uid, got })
+    }
+}
+
+fn set_fsgid(gid: gid_t) -> Result<(), CredError> {
+    unistd::setfsgid(Gid::from_raw(gid));
+    let got = unistd::setfsgid(Gid::from_raw(gid)).as_raw();
+    if got == gid {
+        Ok(())
+    } else {
+        Err(CredError::FsGid { wanted: gid, got })
+    }
+}
+
+fn thread_groups() -> Result<Vec<gid_t>, CredError> {
+    // getgroups(2) has no process-wide emulation in glibc: it reads this thread's creds.
+    let groups = unistd::getgroups().map_err(|e| CredError::Groups { errno: e as i32 })?;
+    Ok(groups.into_iter().map(Gid::as_raw).collect())
+}
+
+// On these 32-bit ABIs SYS_setgroups is the legacy 16-bit-gid call; glibc uses the
+// 32-bit variant there, and so must we.
+#[cfg(any(target_arch = "x86", target_arch = "arm"))]
+const SETGROUPS_NR: libc::c_long = libc::SYS_setgroups32;
+#[cfg(not(any(target_arch = "x86", target_arch = "arm")))]
+const SETGROUPS_NR: libc::c_long = libc::SYS_setgroups;
+
+fn set_thread_groups(groups: &[gid_t]) -> Result<(), CredError> {
+    let len = libc::c_long::try_from(groups.len()).map_err(|_| CredError::Groups {
+        errno: libc::EINVAL,
+    })?;
+    // SAFETY: `groups` is a live, initialised slice of `len` gid_t values for the whole
+    // call and the kernel only reads it. The raw syscall changes this thread's
+    // credentials only, which is the point (glibc's wrapper would change every thread);
+    // glibc keeps no cached copy of the group list that this could desynchronise.
+    let rc = unsafe { libc::syscall(SETGROUPS_NR, len, groups.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(CredError::Groups {
+            errno: nix::errno::Errno::last_raw(),
+        })
+    }
+}
+
+fn set_groups_checked(groups: &[gid_t]) -> Result<(), CredError> {
+    set_thread_groups(groups)?;
+    let mut want = groups.to_vec();
+    want.sort_unstable();
+    let mut got = thread_groups()?;
+    got.sort_unstable();
+    if want == got {
+        Ok(())
+    } else {
+        Err(CredError::GroupsNotApplied)
+    }
+}
+
+#[cfg(test)]
+mod tests;

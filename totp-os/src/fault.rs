@@ -1,0 +1,84 @@
+//! Fault injection for tests: make the next write, fsync, rename, lock or credential
+//! restore on *this thread* fail with a chosen errno.
+//!
+//! Only compiled into the public API with `cfg(test)` or the `fault-injection` feature.
+//! Plans are thread-local so parallel tests (and parallel PAM transactions in a test
+//! harness) do not trip each other's failpoints.
+
+/// A place in the OS layer where a failure can be injected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FaultPoint {
+    /// Creating the temp file (`openat(O_CREAT|O_EXCL)`).
+    CreateTemp,
+    /// One `write(2)` call on the temp file.
+    Write,
+    /// `fsync(2)` of the temp file.
+    Fsync,
+    /// The `renameat`/`renameat2`/`linkat` that commits a rewrite.
+    Rename,
+    /// `fsync(2)` of the directory after the rename.
+    DirFsync,
+    /// One `flock(LOCK_EX|LOCK_NB)` attempt. `EWOULDBLOCK` simulates contention.
+    Lock,
+    /// Restoring credentials in [`crate::creds::CredGuard`]'s drop: the process aborts.
+    CredRestore,
+}
+
+#[cfg(any(test, feature = "fault-injection"))]
+mod plan {
+    use std::cell::RefCell;
+
+    use super::FaultPoint;
+
+    struct Plan {
+        point: FaultPoint,
+        skip: u32,
+        errno: i32,
+    }
+
+    thread_local! {
+        static PLANS: RefCell<Vec<Plan>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Make the next hit of `point` on this thread fail with `errno`.
+    pub fn fail_next(point: FaultPoint, errno: i32) {
+        fail_nth(point, 0, errno);
+    }
+
+    /// Let `skip` hits of `point` pass on this thread, then fail the next one with `errno`.
+    pub fn fail_nth(point: FaultPoint, skip: u32, errno: i32) {
+        PLANS.with(|p| p.borrow_mut().push(Plan { point, skip, errno }));
+    }
+
+    /// Forget every pending plan of this thread.
+    pub fn clear() {
+        PLANS.with(|p| p.borrow_mut().clear());
+    }
+
+    pub(crate) fn hit(point: FaultPoint) -> Result<(), i32> {
+        PLANS.with(|p| {
+            let mut plans = p.borrow_mut();
+            let Some(idx) = plans.iter().position(|plan| plan.point == point) else {
+                return Ok(());
+            };
+            if plans[idx].skip > 0 {
+                plans[idx].skip -= 1;
+                return Ok(());
+            }
+            Err(plans.remove(idx).errno)
+        })
+    }
+}
+
+#[cfg(any(test, feature = "fault-injection"))]
+pub use plan::{clear, fail_next, fail_nth};
+
+#[cfg(any(test, feature = "fault-injection"))]
+pub(crate) use plan::hit;
+
+#[cfg(not(any(test, feature = "fault-injection")))]
+#[inline(always)]
+pub(crate) fn hit(_point: FaultPoint) -> Result<(), i32> {
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! User and group lookups through NSS (`files`, LDAP, SSSD, … all work the same way).
+//!
+//! Every lookup tells "no such entry" (`Ok(None)`) from "the lookup itself failed"
+//! (`Err`): an unreachable directory server must never look like an unknown user or a
+//! user without groups to the policy code (rules R1, R22). GECOS and the shell are never
+//! copied out (rule R27).
+
+use std::ffi::{CStr, CString, OsStr};
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::ptr;
+
+use libc::{c_char, c_int, gid_t, uid_t};
+
+use crate::creds::Identity;
+
+/// The fields of a passwd entry the module may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Passwd {
+    /// Canonical user name from NSS (`pw_name`); key paths and state on this, never on
+    /// the raw `PAM_USER` string.
+    pub name: String,
+    /// `pw_uid`.
+    pub uid: uid_t,
+    /// Primary group, `pw_gid`.
+    pub gid: gid_t,
+    /// Home directory, `pw_dir`, exactly as NSS returned it (not validated here).
+    pub dir: PathBuf,
+}
+
+/// An NSS lookup failed; distinct from "not found".
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NssError {
+    /// The name cannot be passed to C (it contains a NUL byte).
+    InvalidName,
+    /// The NSS call returned an error.
+    Lookup {
+        /// The error number the `*_r` call returned.
+        errno: i32,
+    },
+    /// The entry needs a buffer larger than the sanity limit.
+    TooLarge,
+    /// The entry has a NULL field or a user name that is not UTF-8.
+    InvalidEntry,
+}
+
+impl fmt::Display for NssError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidName => f.write_str("name contains a NUL byte"),
+            Self::Lookup { errno } => {
+                write!(
+                    f,
+                    "NSS lookup failed: {}",
+                    std::io::Error::from_raw_os_error(*errno)
+                )
+            }
+            Self::TooLarge => f.write_str("NSS entry too large"),
+            Self::InvalidEntry => f.write_str("NSS returned a malformed entry"),
+        }
+    }
+}
+
+impl std::error::Error for NssError {}
+
+/// Buffers start here and double on `ERANGE` up to [`MAX_BUFFER`].
+const INITIAL_BUFFER: usize = 4096;
+/// Large LDAP groups can need a lot of room, but an entry bigger than this is a fault.
+const MAX_BUFFER: usize = 16 * 1024 * 1024;
+/// The kernel's NGROUPS_MAX; getgrouplist never needs more slots than a thread can hold.
+const MAX_GROUPS: usize = 65_536;
+
+enum PwKey<'a> {
+    Name(&'a CStr),
+    Uid(uid_t),
+}
+
+/// Look up a user by name with `getpwnam_r`.
+pub fn lookup_user_by_name(name: &str) -> Result<Option<Passwd>, NssError> {
+    let cname = CString::new(name).map_err(|_| NssError::InvalidName)?;
+    lookup_user(PwKey::Name(&cname))
+}
+
+/// Look up a user by uid with `getpwuid_r`.
+pub fn lookup_user_by_uid(uid: uid_t) -> Result<Option<Passwd>, NssError> {
+    lookup_user(PwKey::Uid(uid))
+}
+
+/// The group ids of `name` (primary `primary_gid` included) via `getgrouplist`.
+///
+/// glibc's `getgrouplist` skips NSS sources that fail instead of reporting them, so a
+/// short list is possible when a directory server is down; callers only ever use the
+/// list to *grant* group access or a skip, never to deny one, which keeps that safe.
+pub fn lookup_group_gids(name: &str, primary_gid: gid_t) -> Result<Vec<gid_t>, NssError> {
+    let cname = CString::new(name).map_err(|_| NssError::InvalidName)?;
+    let mut slots: usize = 64;
+    loop {
+        let mut gids: Vec<gid_t> = vec![0; slots];
+        let mut count = c_int::try_from(slots).map_err(|_| NssError::TooLarge)?;
+        // SAFETY: `cname` is NUL-terminated and outlives the call; `gids` has exactly
+        // `count` writable slots and getgrouplist writes at most `count` of them, then
+        // stores the number of groups (needed or written) in `count`.
+        let rc = unsafe {
+            libc::getgrouplist(cname.as_ptr(), primary_gid, gids.as_mut_ptr(), &mut count)
+        };
+        let count = usize::try_from(count).map_err(|_| NssError::InvalidEntry)?;
+        if rc >= 0 {
+            if count > gids.len() {
+                return Err(NssError::InvalidEntry);
+            }
+            gids.truncate(count);
+            return Ok(gids);
+        }
+        // -1 means "too small" and `count` says how many are needed; grow at least 2x
+        // in case an NSS module reports a stale count.
+        let wanted = count.max(slots.saturating_mul(2));
+        if wanted > MAX_GROUPS {
+            return Err(NssError::TooLarge);
+        }
+        slots = wanted;
+    }
+}
+
+/// Names of the groups `name` belongs to (primary group included), for group-based
+/// skip rules.
+///
+/// A gid without a group entry, or whose name is not UTF-8, is left out: such a group
+/// cannot be named in a rule, so it can never grant a skip.
+pub fn group_names_of(name: &str, primary_gid: gid_t) -> Result<Vec<String>, NssError> {
+    let mut names = Vec::new();
+    for gid in lookup_group_gids(name, primary_gid)? {
+        if let Some(bytes) = lookup_group_name(gid)?
+            && let Ok(s) = String::from_utf8(bytes)
+            && !names.contains(&s)
+        {
+            names.push(s);
+        }
+    }
+    Ok(names)
+}
+
+/// The filesystem identity of `pw` (uid, primary gid and all NSS groups), ready for
+/// [`crate::creds::switch_to`].
+pub fn identity_of(pw: &Passwd) -> Result<Identity, NssError> {
+    let groups = lookup_group_gids(&pw.name, pw.gid)?;
+    Ok(Identity {
+        uid: pw.uid,
+        gid: pw.gid,
+        groups,
+    })
+}
+
+fn lookup_user(key: PwKey<'_>) -> Result<Option<Passwd>, NssError> {
+    let mut buf: Vec<c_char> = vec![0; INITIAL_BUFFER];
+    loop {
+        let mut pwd = MaybeUninit::<libc::passwd>::uninit();
+        let mut result: *mut libc::passwd = ptr::null_mut();
+        let rc = match key {
+            // SAFETY: `name` is NUL-terminated; `pwd` is writable storage for one passwd;
+            // `buf` has `buf.len()` writable bytes; `result` is a valid out-pointer. All
+            // outlive the call.
+            PwKey::Name(name) => unsafe {
+                libc::getpwnam_r(
+                    name.as_ptr(),
+                    pwd.as_mut_ptr(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut result,
+                )
+            },
+            // SAFETY: as above, without the name.
+            PwKey::Uid(uid) => unsafe {
+                libc::getpwuid_r(
+                    uid,
+                    pwd.as_mut_ptr(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut result,
+                )
+            },
+        };
+        // The *_r functions report errors through the return value, not errno.
+        if rc == libc::ERANGE {
+            grow(&mut buf)?;
+            continue;
+        }
+        if rc != 0 {
+            return Err(NssError::Lookup { errno: rc });
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: a zero return with a non-NULL result means `pwd` was filled in and
+        // `result` points to it; its string fields point into `buf`, which is alive and
+        // not modified until the copies below are made.
+        let pw = unsafe { &*result };
+        if pw.pw_name.is_null() || pw.pw_dir.is_null() {
+            return Err(NssError::InvalidEntry);
+        }
+        // SAFETY: both pointers are non-NULL, NUL-terminated strings inside `buf`.
+        let (name, dir) = unsafe { (CStr::from_ptr(pw.pw_name), CStr::from_ptr(pw.pw_dir)) };
+        let name = name
+            .to_str()
+            .map_err(|_| NssError::InvalidEntry)?
+            .to_owned();
+        let dir = PathBuf::from(OsStr::from_bytes(dir.to_bytes()));
+        return Ok(Some(Passwd {
+            name,
+            uid: pw.pw_uid,
+            gid: pw.pw_gid,
+            dir,
+        }));
+    }
+}
+
+fn lookup_group_name(gid: gid_t) -> Result<Option<Vec<u8>>, NssError> {
+    let mut buf: Vec<c_char> = vec![0; INITIAL_BUFFER];
+    loop {
+        let mut grp = MaybeUninit::<libc::group>::uninit();
+        let mut result: *mut libc::group = ptr::null_mut();
+        // SAFETY: `grp` is writable storage for one group; `buf` has `buf.len()` writable
+        // bytes; `result` is a valid out-pointer; all outlive the call.
+        let rc = unsafe {
+            libc::getgrgid_r(
+                gid,
+                grp.as_mut_ptr(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE {
+            grow(&mut buf)?;
+            continue;
+        }
+        if rc != 0 {
+            return Err(NssError::Lookup { errno: rc });
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: zero return and non-NULL result: `grp` is initialised and `result`
+        // points to it; `gr_name` points into `buf`, which is still alive.
+        let gr = unsafe { &*result };
+        if gr.gr_name.is_null() {
+            return Err(NssError::InvalidEntry);
+        }
+        // SAFETY: non-NULL, NUL-terminated string inside `buf`.
+        let name = unsafe { CStr::from_ptr(gr.gr_name) };
+        return Ok(Some(name.to_bytes().to_vec()));
+    }
+}
+
+fn grow(buf: &mut Vec<c_char>) -> Result<(), NssError> {
+    let next = buf.len().saturating_mul(2);
+    if next > MAX_BUFFER {
+        return Err(NssError::TooLarge);
+    }
+    buf.resize(next, 0);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_found_by_name_and_uid() {
+        let by_name = lookup_user_by_name("root")
+            .expect("lookup")
+            .expect("root exists");
+        assert_eq!(by_name.uid, 0);
+        let by_uid = lookup_user_by_uid(0)
+            .expect("lookup")
+            .expect("uid 0 exists");
+        assert_eq!(by_uid, by_name);
+    }
+
+    #[test]
+    fn unknown_user_is_none_not_error() {
+        assert_eq!(lookup_user_by_name("no-such-user-pam-totp-test"), Ok(None));
+        assert_eq!(lookup_user_by_uid(3_999_999_999), Ok(None));
+    }
+
+    #[test]
+    fn name_with_nul_is_rejected_before_nss() {
+        assert_eq!(lookup_user_by_name("ro\0ot"), Err(NssError::InvalidName));
+        assert_eq!(lookup_group_gids("ro\0ot", 0), Err(NssError::InvalidName));
+    }
+
+    #[test]
+    fn root_groups_include_primary_group() {
+        let gids = lookup_group_gids("root", 0).expect("getgrouplist");
+        assert!(gids.contains(&0));
+        let names = group_names_of("root", 0).expect("group names");
+        assert!(names.iter().any(|n| n == "root"));
+    }
+
+    #[test]
+    fn unknown_user_gets_only_the_primary_group() {
+        let gids = lookup_group_gids("no-such-user-pam-totp-test", 4242).expect("getgrouplist");
+        assert_eq!(gids, vec![4242]);
+        // gid 4242 has no group entry, so it contributes no name.
+        assert!(
+            group_names_of("no-such-user-pam-totp-test", 4242)
+                .expect("names")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn identity_of_root_matches_nss() {
+        let pw = lookup_user_by_name("root")
+            .expect("lookup")
+            .expect("root exists");
+        let id = identity_of(&pw).expect("identity");
+        assert_eq!((id.uid, id.gid), (0, 0));
+        assert!(id.groups.contains(&0));
+    }
+}

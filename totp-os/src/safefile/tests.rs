@@ -1,0 +1,951 @@
+use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
+use std::os::unix::process::ExitStatusExt;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::creds::{Identity, switch_to};
+use crate::fault::{self, FaultPoint};
+use crate::testutil::*;
+
+const SECRET: &[u8] = b"JBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n";
+
+fn root_rules(s: &Scratch) -> FileRules {
+    FileRules::new(vec![me()]).with_trusted_root(s.path())
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+// ---------------------------------------------------------------------------------------
+// open_checked
+
+#[test]
+fn valid_0600_file_is_read_with_its_stat_info() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let f = open_checked(&p, &root_rules(&s)).expect("open");
+    assert_eq!(&f.contents[..], SECRET);
+    assert_eq!(f.name, "secret");
+    assert_eq!(f.info.perm(), 0o600);
+    assert_eq!(f.info.uid, me());
+    assert_eq!(f.info.nlink, 1);
+    let meta = std::fs::metadata(&p).expect("stat");
+    assert_eq!((f.info.dev, f.info.ino), (meta.dev(), meta.ino()));
+}
+
+#[test]
+fn debug_output_never_shows_the_contents() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let opened = open_checked(&p, &root_rules(&s)).expect("open");
+    let locked = lock_with_deadline(&p, &root_rules(&s), LONG).expect("lock");
+    for shown in [format!("{opened:?}"), format!("{locked:?}")] {
+        assert!(
+            !shown.contains("JBSWY3DP") && !shown.contains("74, 66"),
+            "{shown}"
+        );
+        assert!(shown.contains("<29 bytes>"), "{shown}");
+    }
+}
+
+#[test]
+fn file_with_mode_0400_is_accepted() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o400);
+    assert!(open_checked(&p, &root_rules(&s)).is_ok());
+}
+
+#[test]
+fn opened_fds_are_close_on_exec() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let f = open_checked(&p, &root_rules(&s)).expect("open");
+    for fd in [f.file.as_fd(), f.dir.as_fd()] {
+        let flags = fcntl::fcntl(fd, fcntl::FcntlArg::F_GETFD).expect("F_GETFD");
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
+    }
+}
+
+#[test]
+fn symlink_as_final_component_is_refused_with_eloop_and_not_followed() {
+    let s = Scratch::new();
+    let target = s.file("real", SECRET, me(), 0o600);
+    let link = s.path().join("secret");
+    symlink(&target, &link).expect("symlink");
+    let err = open_checked(&link, &root_rules(&s)).expect_err("symlink");
+    assert_eq!(err, FileError::Symlink);
+    assert_eq!(err.errno(), libc::ELOOP);
+    assert!(!err.is_not_found());
+}
+
+#[test]
+fn symlink_to_dev_zero_is_refused() {
+    let s = Scratch::new();
+    let link = s.path().join("secret");
+    symlink("/dev/zero", &link).expect("symlink");
+    assert_eq!(
+        open_checked(&link, &root_rules(&s)).expect_err("symlink"),
+        FileError::Symlink
+    );
+}
+
+#[test]
+fn device_node_at_the_path_is_refused_without_reading() {
+    let s = Scratch::new();
+    let p = s.path().join("secret");
+    // The same major/minor as /dev/zero. Some containers forbid mknod; nothing to test then.
+    if stat::mknod(
+        &p,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o600),
+        libc::makedev(1, 5),
+    )
+    .is_err()
+    {
+        eprintln!("mknod not permitted here; skipping the device case");
+        return;
+    }
+    let err = open_checked(&p, &root_rules(&s)).expect_err("device");
+    assert!(matches!(err, FileError::NotRegular { .. }), "{err:?}");
+}
+
+#[test]
+fn symlinked_directory_owned_by_the_user_is_not_followed() {
+    if !require_root("symlinked_directory_owned_by_the_user_is_not_followed") {
+        return;
+    }
+    let s = Scratch::new();
+    let home = s.mkdir("home", ALICE, 0o700);
+    s.mkdir("elsewhere", me(), 0o755);
+    s.file("elsewhere/secret", SECRET, ALICE, 0o600);
+    let link = home.join("cfg");
+    symlink(s.path().join("elsewhere"), &link).expect("symlink");
+    lchown(&link, Some(ALICE), Some(ALICE)).expect("lchown");
+    let rules = FileRules::new(vec![ALICE]).with_trusted_root(&home);
+    let err = open_checked(&home.join("cfg/secret"), &rules).expect_err("user symlink");
+    assert_eq!(err, FileError::UntrustedSymlink { path: link.clone() });
+    assert_eq!(err.errno(), libc::ELOOP);
+
+    // Even a root-owned link is refused when it sits in the user's directory: the user
+    // could have moved it there.
+    lchown(&link, Some(0), Some(0)).expect("lchown root");
+    let err = open_checked(&home.join("cfg/secret"), &rules).expect_err("link in user dir");
+    assert_eq!(err, FileError::UntrustedSymlink { path: link });
+}
+
+#[test]
+fn root_owned_symlink_in_root_owned_directory_is_followed() {
+    if !require_root("root_owned_symlink_in_root_owned_directory_is_followed") {
+        return;
+    }
+    // Like /home -> /var/home on image-based distributions.
+    let s = Scratch::new();
+    s.mkdir("var/home/alice", me(), 0o700);
+    let p = s.file("var/home/alice/secret", SECRET, me(), 0o600);
+    symlink("var/home", s.path().join("home")).expect("symlink");
+    let via_link = s.path().join("home/alice/secret");
+    let rules = FileRules::new(vec![me()]).with_trusted_root(s.path().join("home/alice"));
+    let f = open_checked(&via_link, &rules).expect("root symlink followed");
+    assert_eq!(&f.contents[..], SECRET);
+    assert_eq!(f.info.ino, std::fs::metadata(p).expect("stat").ino());
+}
+
+#[test]
+fn root_owned_symlink_in_a_writable_directory_is_not_followed() {
+    if !require_root("root_owned_symlink_in_a_writable_directory_is_not_followed") {
+        return;
+    }
+    let s = Scratch::new();
+    let open_dir = s.mkdir("open", me(), 0o777);
+    s.mkdir("real", me(), 0o755);
+    s.file("real/secret", SECRET, me(), 0o600);
+    symlink(s.path().join("real"), open_dir.join("link")).expect("symlink");
+    let err = open_checked(&open_dir.join("link/secret"), &FileRules::new(vec![me()]))
+        .expect_err("link in world-writable dir");
+    assert!(matches!(err, FileError::UntrustedSymlink { .. }), "{err:?}");
+}
+
+#[test]
+fn fifo_is_refused_without_blocking() {
+    let s = Scratch::new();
+    let p = s.path().join("secret");
+    unistd::mkfifo(&p, Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let (tx, rx) = mpsc::channel();
+    let rules = root_rules(&s);
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(open_checked(&p, &rules).map(|_| ()));
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("open_checked hung on a FIFO");
+    assert!(
+        matches!(result, Err(FileError::NotRegular { .. })),
+        "{result:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn sparse_2_gib_file_is_refused_before_reading() {
+    let s = Scratch::new();
+    let p = s.file("secret", b"", me(), 0o600);
+    File::options()
+        .write(true)
+        .open(&p)
+        .expect("open")
+        .set_len(2 << 30)
+        .expect("set_len");
+    let start = Instant::now();
+    let err = open_checked(&p, &root_rules(&s)).expect_err("huge");
+    assert_eq!(
+        err,
+        FileError::TooLarge {
+            limit: DEFAULT_MAX_SIZE
+        }
+    );
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn file_one_byte_over_64_kib_is_refused_and_64_kib_is_accepted() {
+    let s = Scratch::new();
+    let p = s.file("secret", &vec![b'A'; DEFAULT_MAX_SIZE + 1], me(), 0o600);
+    let err = open_checked(&p, &root_rules(&s)).expect_err("too big");
+    assert_eq!(
+        err,
+        FileError::TooLarge {
+            limit: DEFAULT_MAX_SIZE
+        }
+    );
+    let p = s.file("exact", &vec![b'A'; DEFAULT_MAX_SIZE], me(), 0o600);
+    assert_eq!(
+        open_checked(&p, &root_rules(&s))
+            .expect("64 KiB")
+            .contents
+            .len(),
+        DEFAULT_MAX_SIZE
+    );
+}
+
+#[test]
+fn bounded_read_ignores_st_size_and_stops_after_the_cap() {
+    // What a file that grows between fstat and read looks like to the reader.
+    let s = Scratch::new();
+    let p = s.file("grown", &[b'x'; 100], me(), 0o600);
+    let f = File::open(&p).expect("open");
+    assert_eq!(
+        read_bounded(&f, 99).expect_err("over cap"),
+        FileError::TooLarge { limit: 99 }
+    );
+    assert_eq!(read_bounded(&f, 100).expect("at cap").len(), 100);
+}
+
+#[test]
+fn too_permissive_modes_are_refused() {
+    let s = Scratch::new();
+    for mode in [
+        0o640, 0o660, 0o602, 0o606, 0o644, 0o4600, 0o2600, 0o1600, 0o700,
+    ] {
+        let p = s.file("secret", SECRET, me(), mode);
+        let err = open_checked(&p, &root_rules(&s)).expect_err("bad mode");
+        assert_eq!(err, FileError::BadMode { perm: mode }, "mode {mode:o}");
+    }
+}
+
+#[test]
+fn allowed_perm_relaxes_read_bits_but_never_write_or_special_bits() {
+    let s = Scratch::new();
+    let rules = FileRules {
+        allowed_perm: 0o7777,
+        ..root_rules(&s)
+    };
+    let p = s.file("secret", SECRET, me(), 0o644);
+    assert!(open_checked(&p, &rules).is_ok());
+    for mode in [0o660, 0o602, 0o4600] {
+        let p = s.file("secret", SECRET, me(), mode);
+        assert_eq!(
+            open_checked(&p, &rules).expect_err("bad"),
+            FileError::BadMode { perm: mode }
+        );
+    }
+}
+
+#[test]
+fn hard_linked_file_is_refused() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    std::fs::hard_link(&p, s.path().join("other")).expect("link");
+    assert_eq!(
+        open_checked(&p, &root_rules(&s)).expect_err("nlink 2"),
+        FileError::HardLinked { nlink: 2 }
+    );
+}
+
+#[test]
+fn directory_at_the_path_is_refused() {
+    let s = Scratch::new();
+    let p = s.mkdir("secret", me(), 0o700);
+    let err = open_checked(&p, &root_rules(&s)).expect_err("dir");
+    assert!(matches!(err, FileError::NotRegular { .. }), "{err:?}");
+    assert!(!err.is_not_found());
+}
+
+#[test]
+fn empty_file_is_read_as_empty() {
+    // Whether empty is acceptable is the parser's call, not the OS layer's.
+    let s = Scratch::new();
+    let p = s.file("secret", b"", me(), 0o600);
+    assert!(
+        open_checked(&p, &root_rules(&s))
+            .expect("empty")
+            .contents
+            .is_empty()
+    );
+}
+
+#[test]
+fn wrong_owner_is_refused() {
+    if !require_root("wrong_owner_is_refused") {
+        return;
+    }
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, MALLORY, 0o600);
+    let rules = FileRules::new(vec![ALICE]).with_trusted_root(s.path());
+    assert_eq!(
+        open_checked(&p, &rules).expect_err("owner"),
+        FileError::BadOwner { uid: MALLORY }
+    );
+    // Root is not implied for the file itself.
+    let p = s.file("root", SECRET, 0, 0o600);
+    assert_eq!(
+        open_checked(&p, &rules).expect_err("root"),
+        FileError::BadOwner { uid: 0 }
+    );
+}
+
+#[test]
+fn missing_file_is_not_found_but_missing_directory_is_not() {
+    let s = Scratch::new();
+    let err = open_checked(&s.path().join("absent"), &root_rules(&s)).expect_err("absent");
+    assert!(err.is_not_found());
+    assert_eq!(err.errno(), libc::ENOENT);
+    let err = open_checked(&s.path().join("nodir/secret"), &root_rules(&s)).expect_err("no dir");
+    assert!(!err.is_not_found());
+    assert_eq!(
+        err,
+        FileError::MissingDirectory {
+            path: s.path().join("nodir")
+        }
+    );
+}
+
+#[test]
+fn unreadable_file_is_eacces_not_not_found() {
+    if !require_root("unreadable_file_is_eacces_not_not_found") {
+        return;
+    }
+    let s = Scratch::new();
+    let home = s.mkdir("home", ALICE, 0o755);
+    let p = s.file("home/secret", SECRET, MALLORY, 0o600);
+    let rules = FileRules::new(vec![ALICE, MALLORY]).with_trusted_root(&home);
+    let _guard = switch_to(&Identity {
+        uid: ALICE,
+        gid: ALICE,
+        groups: vec![],
+    })
+    .expect("switch");
+    let err = open_checked(&p, &rules).expect_err("EACCES");
+    assert!(!err.is_not_found());
+    assert_eq!(err.errno(), libc::EACCES);
+    // Whereas a missing file in a directory it can search is "not found".
+    let err = open_checked(&s.path().join("home/absent"), &rules).expect_err("absent");
+    assert!(err.is_not_found());
+}
+
+#[test]
+fn unsearchable_directory_is_an_error_not_not_found() {
+    if !require_root("unsearchable_directory_is_an_error_not_not_found") {
+        return;
+    }
+    let s = Scratch::new();
+    s.mkdir("locked", me(), 0o700);
+    let _guard = switch_to(&Identity {
+        uid: ALICE,
+        gid: ALICE,
+        groups: vec![],
+    })
+    .expect("switch");
+    let err = open_checked(
+        &s.path().join("locked/secret"),
+        &FileRules::new(vec![ALICE]),
+    )
+    .expect_err("EACCES");
+    assert!(!err.is_not_found());
+    assert_eq!(err.errno(), libc::EACCES);
+}
+
+#[test]
+fn group_or_world_writable_directory_in_the_chain_is_refused() {
+    let s = Scratch::new();
+    let home = s.mkdir("home", me(), 0o775);
+    s.mkdir("home/.config", me(), 0o700);
+    let p = s.file("home/.config/secret", SECRET, me(), 0o600);
+    let rules = FileRules::new(vec![me()]).with_trusted_root(&home);
+    let err = open_checked(&p, &rules).expect_err("writable home");
+    assert!(
+        matches!(err, FileError::UnsafeDirectory { ref path, .. } if *path == home),
+        "{err:?}"
+    );
+    set_mode(&home, 0o700);
+    assert!(open_checked(&p, &rules).is_ok());
+    set_mode(&s.path().join("home/.config"), 0o1777);
+    let err = open_checked(&p, &rules).expect_err("writable subdir");
+    assert!(matches!(err, FileError::UnsafeDirectory { .. }), "{err:?}");
+}
+
+#[test]
+fn directory_owned_by_another_user_is_refused() {
+    if !require_root("directory_owned_by_another_user_is_refused") {
+        return;
+    }
+    let s = Scratch::new();
+    let home = s.mkdir("home", MALLORY, 0o755);
+    let p = s.file("home/secret", SECRET, ALICE, 0o600);
+    let rules = FileRules::new(vec![ALICE]).with_trusted_root(&home);
+    let err = open_checked(&p, &rules).expect_err("mallory's dir");
+    assert_eq!(
+        err,
+        FileError::UnsafeDirectory {
+            path: home,
+            uid: MALLORY,
+            mode: 0o40755
+        }
+    );
+}
+
+#[test]
+fn without_trusted_root_only_the_parent_is_checked() {
+    let s = Scratch::new();
+    s.mkdir("open", me(), 0o777);
+    s.mkdir("open/ok", me(), 0o755);
+    let p = s.file("open/ok/secret", SECRET, me(), 0o600);
+    assert!(open_checked(&p, &FileRules::new(vec![me()])).is_ok());
+    let p = s.file("open/secret", SECRET, me(), 0o600);
+    let err = open_checked(&p, &FileRules::new(vec![me()])).expect_err("parent writable");
+    assert!(matches!(err, FileError::UnsafeDirectory { .. }), "{err:?}");
+}
+
+#[test]
+fn path_outside_trusted_root_or_malformed_is_refused() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let rules = FileRules::new(vec![me()]).with_trusted_root(s.path().join("home"));
+    assert_eq!(
+        open_checked(&p, &rules).expect_err("outside"),
+        FileError::NotUnderTrustedRoot
+    );
+    let rules = FileRules::new(vec![me()]);
+    for bad in ["relative/secret", "/", "/tmp/../etc/shadow", ""] {
+        assert_eq!(
+            open_checked(Path::new(bad), &rules).expect_err(bad),
+            FileError::InvalidPath
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// lock_with_deadline
+
+const LONG: Duration = Duration::from_secs(5);
+
+#[test]
+fn lock_times_out_while_another_descriptor_holds_the_flock() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let holder = File::open(&p).expect("open");
+    holder.lock().expect("flock");
+    let start = Instant::now();
+    let err = lock_with_deadline(&p, &root_rules(&s), Duration::from_millis(300))
+        .expect_err("held elsewhere");
+    let waited = start.elapsed();
+    assert_eq!(err, FileError::LockTimeout);
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+}
+
+#[test]
+fn lock_is_acquired_once_the_holder_lets_go() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let holder = File::open(&p).expect("open");
+    holder.lock().expect("flock");
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        drop(holder);
+    });
+    let locked = lock_with_deadline(&p, &root_rules(&s), LONG).expect("lock");
+    assert_eq!(locked.contents(), SECRET);
+    releaser.join().expect("releaser");
+}
+
+#[test]
+fn lock_with_zero_timeout_tries_exactly_once() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    assert!(lock_with_deadline(&p, &root_rules(&s), Duration::ZERO).is_ok());
+    fault::fail_next(FaultPoint::Lock, libc::EWOULDBLOCK);
+    let err = lock_with_deadline(&p, &root_rules(&s), Duration::ZERO).expect_err("contended");
+    assert_eq!(err, FileError::LockTimeout);
+}
+
+#[test]
+fn lock_error_other_than_contention_is_reported() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    fault::fail_next(FaultPoint::Lock, libc::ENOLCK);
+    let err = lock_with_deadline(&p, &root_rules(&s), LONG).expect_err("ENOLCK");
+    assert_eq!(
+        err,
+        FileError::Os {
+            op: "flock",
+            errno: libc::ENOLCK
+        }
+    );
+}
+
+#[test]
+fn waiter_that_locked_a_replaced_inode_reopens_and_reads_the_new_file() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let rules = root_rules(&s);
+    // The waiter must open the old inode before the replace; that is a matter of
+    // scheduling, so allow a few attempts on a busy machine. The contents must be the
+    // new ones every time.
+    let mut saw_reopen = false;
+    for attempt in 0..5u8 {
+        let mut first = lock_with_deadline(&p, &rules, LONG).expect("first");
+        let (tx, rx) = mpsc::channel();
+        let waiter = {
+            let (p, rules) = (p.clone(), rules.clone());
+            std::thread::spawn(move || {
+                tx.send(()).expect("signal");
+                let locked = lock_with_deadline(&p, &rules, LONG).map(|l| l.contents().to_vec());
+                (locked, REOPENS.with(|r| r.get()))
+            })
+        };
+        rx.recv().expect("waiter started");
+        // Give the waiter time to open the old inode and start polling its lock.
+        std::thread::sleep(Duration::from_millis(200));
+        let new = format!("NEW CONTENTS {attempt}\n");
+        first.replace(new.as_bytes()).expect("replace");
+        std::thread::sleep(Duration::from_millis(50));
+        drop(first);
+        let (locked, reopens) = waiter.join().expect("waiter");
+        assert_eq!(locked.expect("waiter locked"), new.as_bytes());
+        assert!(reopens <= 1, "reopened {reopens} times for one replace");
+        if reopens == 1 {
+            saw_reopen = true;
+            break;
+        }
+    }
+    assert!(saw_reopen, "the waiter never had to re-check the inode");
+}
+
+#[test]
+fn lock_stays_effective_after_replace() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let rules = root_rules(&s);
+    let mut locked = lock_with_deadline(&p, &rules, LONG).expect("lock");
+    locked.replace(b"ONE\n").expect("first write");
+    let other = {
+        let (p, rules) = (p.clone(), rules.clone());
+        std::thread::spawn(move || lock_with_deadline(&p, &rules, Duration::from_millis(200)).err())
+    };
+    assert_eq!(other.join().expect("thread"), Some(FileError::LockTimeout));
+    // A second write in the same critical section (attempt, then verdict).
+    locked.replace(b"TWO\n").expect("second write");
+    assert_eq!(locked.contents(), b"TWO\n");
+    assert_eq!(
+        locked.info().ino,
+        std::fs::metadata(&p).expect("stat").ino()
+    );
+    drop(locked);
+    let again = lock_with_deadline(&p, &rules, LONG).expect("free again");
+    assert_eq!(again.contents(), b"TWO\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// replace
+
+#[test]
+fn replace_keeps_mode_0400_and_0600_and_leaves_no_temp_files() {
+    let s = Scratch::new();
+    for mode in [0o400, 0o600] {
+        let p = s.file("secret", SECRET, me(), mode);
+        let mut locked = lock_with_deadline(&p, &root_rules(&s), LONG).expect("lock");
+        let old_ino = locked.info().ino;
+        locked.replace(b"REPLACED\n").expect("replace");
+        assert_ne!(locked.info().ino, old_ino);
+        assert_eq!(mode_of(&p), mode);
+        assert_eq!(std::fs::read(&p).expect("read"), b"REPLACED\n");
+        assert_eq!(std::fs::metadata(&p).expect("stat").nlink(), 1);
+        assert!(temp_files(s.path()).is_empty());
+        drop(locked);
+        // The result passes our own checks again.
+        assert!(open_checked(&p, &root_rules(&s)).is_ok());
+    }
+}
+
+#[test]
+fn replace_as_the_switched_user_keeps_the_owner() {
+    if !require_root("replace_as_the_switched_user_keeps_the_owner") {
+        return;
+    }
+    let s = Scratch::new();
+    let home = s.mkdir("home", ALICE, 0o700);
+    let p = s.file("home/.google_authenticator", SECRET, ALICE, 0o400);
+    let rules = FileRules::new(vec![ALICE]).with_trusted_root(&home);
+    let alice = Identity {
+        uid: ALICE,
+        gid: ALICE,
+        groups: vec![ALICE],
+    };
+    {
+        let _guard = switch_to(&alice).expect("switch");
+        let mut locked = lock_with_deadline(&p, &rules, LONG).expect("lock");
+        locked.replace(b"NEW\n").expect("replace as alice");
+    }
+    let meta = std::fs::metadata(&p).expect("stat");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (ALICE, ALICE, 0o400)
+    );
+}
+
+#[test]
+fn replace_with_the_wrong_identity_is_refused_and_changes_nothing() {
+    if !require_root("replace_with_the_wrong_identity_is_refused_and_changes_nothing") {
+        return;
+    }
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, ALICE, 0o600);
+    let rules = FileRules::new(vec![ALICE]).with_trusted_root(s.path());
+    let mut locked = lock_with_deadline(&p, &rules, LONG).expect("lock");
+    let err = locked.replace(b"NEW\n").expect_err("wrong identity");
+    assert_eq!(
+        err,
+        FileError::WrongIdentity {
+            expected: ALICE,
+            got: 0
+        }
+    );
+    assert_eq!(std::fs::read(&p).expect("read"), SECRET);
+    assert!(temp_files(s.path()).is_empty());
+}
+
+#[test]
+fn replace_larger_than_the_cap_is_refused() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let rules = FileRules {
+        max_size: 64,
+        ..root_rules(&s)
+    };
+    let mut locked = lock_with_deadline(&p, &rules, LONG).expect("lock");
+    assert_eq!(
+        locked.replace(&[b'a'; 65]).expect_err("big"),
+        FileError::TooLarge { limit: 64 }
+    );
+    assert_eq!(std::fs::read(&p).expect("read"), SECRET);
+}
+
+#[test]
+fn stale_temp_files_do_not_block_rewrites() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    // Leftovers of a crash, including GA's old fixed name.
+    for stale in [
+        ".secret.tmp-0000000000000000",
+        ".secret.tmp-ffffffffffffffff",
+        "secret~",
+    ] {
+        s.file(stale, b"partial", me(), 0o600);
+    }
+    let mut locked = lock_with_deadline(&p, &root_rules(&s), LONG).expect("lock");
+    locked.replace(b"NEW\n").expect("replace");
+    drop(locked);
+    write_new_file(s.path(), OsStr::new("secret"), b"NEWER\n", 0o600, true).expect("write");
+    assert_eq!(std::fs::read(&p).expect("read"), b"NEWER\n");
+    assert_eq!(temp_files(s.path()).len(), 2, "only the stale ones remain");
+}
+
+#[test]
+fn injected_failures_before_the_rename_leave_the_old_file_and_no_temp() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let cases = [
+        (FaultPoint::CreateTemp, libc::EDQUOT, "create temp file"),
+        (FaultPoint::Write, libc::ENOSPC, "write"),
+        (FaultPoint::Fsync, libc::EIO, "fsync temp file"),
+        (FaultPoint::Rename, libc::EROFS, "rename"),
+    ];
+    for (point, errno, op) in cases {
+        let mut locked = lock_with_deadline(&p, &root_rules(&s), LONG).expect("lock");
+        let ino = locked.info().ino;
+        fault::fail_next(point, errno);
+        assert_eq!(
+            locked.replace(b"NEW\n").expect_err("fault"),
+            FileError::Os { op, errno }
+        );
+        fault::clear();
+        assert_eq!(locked.contents(), SECRET);
+        assert_eq!(locked.info().ino, ino);
+        assert_eq!(std::fs::read(&p).expect("read"), SECRET, "{point:?}");
+        assert_eq!(mode_of(&p), 0o600);
+        assert!(
+            temp_files(s.path()).is_empty(),
+            "{point:?} left a temp file"
+        );
+        // The critical section can go on: a retry works under the same lock.
+        locked.replace(SECRET).expect("retry");
+    }
+}
+
+#[test]
+fn failed_directory_fsync_is_reported_after_the_new_file_is_in_place() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let rules = root_rules(&s);
+    let mut locked = lock_with_deadline(&p, &rules, LONG).expect("lock");
+    fault::fail_next(FaultPoint::DirFsync, libc::EIO);
+    let err = locked.replace(b"NEW\n").expect_err("dir fsync");
+    assert_eq!(
+        err,
+        FileError::Os {
+            op: "fsync directory",
+            errno: libc::EIO
+        }
+    );
+    // Not durable, but consistent: the new file is in place and still locked by us.
+    assert_eq!(locked.contents(), b"NEW\n");
+    assert_eq!(std::fs::read(&p).expect("read"), b"NEW\n");
+    let other = std::thread::spawn(move || lock_with_deadline(&p, &rules, Duration::ZERO).err());
+    assert_eq!(other.join().expect("thread"), Some(FileError::LockTimeout));
+    assert!(temp_files(s.path()).is_empty());
+}
+
+#[test]
+fn sigkill_during_a_rewrite_loop_never_leaves_a_partial_file() {
+    let s = Scratch::new();
+    let p = s.file("secret", &version_a(), me(), 0o600);
+    let ino = |p: &Path| std::fs::metadata(p).expect("stat").ino();
+    for round in 0..12 {
+        let before = ino(&p);
+        let mut child = child_command(
+            "safefile::tests::child_rewrite_loop",
+            p.to_str().expect("utf-8 temp path"),
+        )
+        .spawn()
+        .expect("spawn");
+        // Wait until the child is rewriting, then kill it at a random point of the loop.
+        let started = Instant::now();
+        while ino(&p) == before {
+            assert!(
+                started.elapsed() < LONG,
+                "round {round}: child never rewrote the file"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut r = [0u8; 1];
+        getrandom::fill(&mut r).expect("random");
+        std::thread::sleep(Duration::from_micros(u64::from(r[0]) * 200));
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("reap");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "round {round}: child was not mid-loop"
+        );
+        let contents = std::fs::read(&p).expect("read");
+        assert!(
+            contents == version_a() || contents == version_b(),
+            "round {round}: file is neither version ({} bytes)",
+            contents.len()
+        );
+        let checked = open_checked(&p, &root_rules(&s)).expect("still passes the checks");
+        assert_eq!(checked.info.perm(), 0o600);
+    }
+    // A temp file may survive a kill between create and rename; it is never read and
+    // never blocks (see stale_temp_files_do_not_block_rewrites).
+}
+
+fn version_a() -> Vec<u8> {
+    b"A".repeat(100)
+}
+
+fn version_b() -> Vec<u8> {
+    b"B".repeat(5000)
+}
+
+#[test]
+fn child_rewrite_loop() {
+    let Some(path) = child_arg() else {
+        return;
+    };
+    let path = PathBuf::from(path);
+    let rules = FileRules::new(vec![me()]).with_trusted_root(path.parent().expect("parent"));
+    // Runs until the parent kills it; the bound only stops a forgotten child.
+    for i in 0..1_000_000 {
+        let mut locked = lock_with_deadline(&path, &rules, LONG).expect("lock");
+        let next = if i % 2 == 0 { version_b() } else { version_a() };
+        locked.replace(&next).expect("replace");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// write_new_file
+
+#[test]
+fn write_new_file_creates_with_the_requested_mode() {
+    let s = Scratch::new();
+    write_new_file(s.path(), OsStr::new("secret"), SECRET, 0o400, false).expect("write");
+    let p = s.path().join("secret");
+    assert_eq!(std::fs::read(&p).expect("read"), SECRET);
+    assert_eq!(mode_of(&p), 0o400);
+    assert!(temp_files(s.path()).is_empty());
+}
+
+#[test]
+fn write_new_file_without_overwrite_refuses_an_existing_file() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let err =
+        write_new_file(s.path(), OsStr::new("secret"), b"NEW", 0o600, false).expect_err("exists");
+    assert_eq!(err, FileError::AlreadyExists);
+    assert_eq!(std::fs::read(&p).expect("read"), SECRET);
+    write_new_file(s.path(), OsStr::new("secret"), b"NEW", 0o600, true).expect("overwrite");
+    assert_eq!(std::fs::read(&p).expect("read"), b"NEW");
+    assert!(temp_files(s.path()).is_empty());
+}
+
+#[test]
+fn write_new_file_refuses_a_symlink_or_directory_at_the_target() {
+    let s = Scratch::new();
+    let victim = s.file("victim", b"keep", me(), 0o600);
+    symlink(&victim, s.path().join("secret")).expect("symlink");
+    for overwrite in [false, true] {
+        let err = write_new_file(s.path(), OsStr::new("secret"), b"X", 0o600, overwrite)
+            .expect_err("symlink");
+        assert_eq!(err, FileError::Symlink);
+    }
+    assert_eq!(std::fs::read(&victim).expect("read"), b"keep");
+    s.mkdir("dir", me(), 0o700);
+    let err = write_new_file(s.path(), OsStr::new("dir"), b"X", 0o600, true).expect_err("dir");
+    assert!(matches!(err, FileError::NotRegular { .. }), "{err:?}");
+    assert!(temp_files(s.path()).is_empty());
+}
+
+#[test]
+fn write_new_file_rejects_bad_names_and_modes() {
+    let s = Scratch::new();
+    for name in ["", ".", "..", "a/b"] {
+        assert_eq!(
+            write_new_file(s.path(), OsStr::new(name), b"X", 0o600, true).expect_err(name),
+            FileError::InvalidPath
+        );
+    }
+    for mode in [0o666, 0o620, 0o4600] {
+        assert_eq!(
+            write_new_file(s.path(), OsStr::new("x"), b"X", mode, true).expect_err("mode"),
+            FileError::BadMode { perm: mode }
+        );
+    }
+    assert_eq!(
+        write_new_file(Path::new("relative"), OsStr::new("x"), b"X", 0o600, true)
+            .expect_err("relative"),
+        FileError::InvalidPath
+    );
+}
+
+#[test]
+fn write_new_file_faults_leave_nothing_behind() {
+    let s = Scratch::new();
+    for point in [FaultPoint::Write, FaultPoint::Fsync, FaultPoint::Rename] {
+        fault::fail_next(point, libc::ENOSPC);
+        assert!(write_new_file(s.path(), OsStr::new("new"), SECRET, 0o600, false).is_err());
+        fault::clear();
+        assert!(!s.path().join("new").exists(), "{point:?}");
+        let p = s.file("old", b"OLD", me(), 0o600);
+        fault::fail_next(point, libc::ENOSPC);
+        assert!(write_new_file(s.path(), OsStr::new("old"), SECRET, 0o600, true).is_err());
+        fault::clear();
+        assert_eq!(std::fs::read(&p).expect("read"), b"OLD", "{point:?}");
+        assert!(temp_files(s.path()).is_empty(), "{point:?}");
+    }
+}
+
+#[test]
+fn write_new_file_follows_only_root_symlinks_to_the_directory() {
+    if !require_root("write_new_file_follows_only_root_symlinks_to_the_directory") {
+        return;
+    }
+    let s = Scratch::new();
+    let home = s.mkdir("home", ALICE, 0o700);
+    s.mkdir("target", me(), 0o755);
+    let link = home.join("link");
+    symlink(s.path().join("target"), &link).expect("symlink");
+    lchown(&link, Some(ALICE), Some(ALICE)).expect("lchown");
+    let err = write_new_file(&link, OsStr::new("secret"), SECRET, 0o600, false)
+        .expect_err("user symlink");
+    assert_eq!(err, FileError::UntrustedSymlink { path: link });
+    assert!(!s.path().join("target/secret").exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// fd hygiene
+
+#[test]
+fn no_descriptor_leaks_on_success_or_error_paths() {
+    // Other tests open files concurrently, so the count is taken in a fresh process.
+    let s = Scratch::new();
+    let status = run_child(
+        "safefile::tests::child_fd_hygiene",
+        s.path().to_str().expect("utf-8 temp path"),
+    );
+    assert_eq!(status.code(), Some(42), "child status {status:?}");
+}
+
+#[test]
+fn child_fd_hygiene() {
+    let Some(dir) = child_arg() else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let fds = || std::fs::read_dir("/proc/self/fd").expect("fd dir").count();
+    let p = dir.join("secret");
+    std::fs::write(&p, SECRET).expect("write");
+    set_mode(&p, 0o600);
+    let rules = FileRules::new(vec![me()]).with_trusted_root(&dir);
+    let before = fds();
+    for _ in 0..3 {
+        drop(open_checked(&p, &rules).expect("open"));
+        let _ = open_checked(&dir.join("absent"), &rules);
+        let mut locked = lock_with_deadline(&p, &rules, LONG).expect("lock");
+        locked.replace(SECRET).expect("replace");
+        fault::fail_next(FaultPoint::Fsync, libc::EIO);
+        let _ = locked.replace(b"X");
+        drop(locked);
+        write_new_file(&dir, OsStr::new("other"), SECRET, 0o600, true).expect("write");
+        let _ = write_new_file(&dir, OsStr::new("other"), SECRET, 0o600, false);
+    }
+    assert_eq!(fds(), before);
+    std::process::exit(42);
+}
