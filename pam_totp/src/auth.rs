@@ -30,11 +30,7 @@ const PROMPT: &str = "Verification code: ";
 const PROMPT_FORWARD: &str = "Password & verification code: ";
 
 /// Entry point used by the FFI layer: the real clock and NSS.
-pub fn authenticate(
-    io: &mut dyn PamIo,
-    args: &[&[u8]],
-    _flags: u32,
-) -> Result<Outcome, AuthError> {
+pub fn authenticate(io: &mut dyn PamIo, args: &[&[u8]], _flags: u32) -> Result<Outcome, AuthError> {
     authenticate_with(io, args, &Host)
 }
 
@@ -129,11 +125,7 @@ pub fn authenticate_with(
             return Ok(Outcome::Success);
         }
     }
-    let digits = file
-        .config()
-        .ok()
-        .map(|c| c.digits)
-        .unwrap_or(Digits::SIX);
+    let digits = file.config().ok().map(|c| c.digits).unwrap_or(Digits::SIX);
     drop(file);
 
     // First the answer PAM already has (try_first_pass/use_first_pass), then a prompt.
@@ -181,11 +173,15 @@ struct Ctx {
 
 impl Ctx {
     fn prompt(&self, io: &mut dyn PamIo) -> Result<Option<Zeroizing<Vec<u8>>>, AuthError> {
-        let text = self.opts.authtok_prompt.as_deref().unwrap_or(if self.opts.forward_pass {
-            PROMPT_FORWARD
-        } else {
-            PROMPT
-        });
+        let text = self
+            .opts
+            .authtok_prompt
+            .as_deref()
+            .unwrap_or(if self.opts.forward_pass {
+                PROMPT_FORWARD
+            } else {
+                PROMPT
+            });
         let style = if self.opts.echo_verification_code {
             Style::PromptEchoOn
         } else {
@@ -203,11 +199,17 @@ impl Ctx {
                 Ok(Some(answer))
             }
             Ok(_) => {
-                io.log(Level::Notice, "did not receive a verification code from the user");
+                io.log(
+                    Level::Notice,
+                    "did not receive a verification code from the user",
+                );
                 Ok(None)
             }
             Err(ConvError::Failed) => {
-                io.log(Level::Notice, "conversation failed while asking for the code");
+                io.log(
+                    Level::Notice,
+                    "conversation failed while asking for the code",
+                );
                 Err(AuthError::Conversation)
             }
         }

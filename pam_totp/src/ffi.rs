@@ -7,8 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
 use pam::constants::{
-    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO, PamFlag,
-    PamResultCode,
+    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO, PamFlag, PamResultCode,
 };
 use pam::conv::Conv;
 use pam::items::{RHost, RUser, Service, Tty, User};
@@ -75,7 +74,10 @@ fn firewall(
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
             let io = LivePam { pamh };
-            io.log(Level::Err, &format!("internal error (panic): {what}; denying"));
+            io.log(
+                Level::Err,
+                &format!("internal error (panic): {what}; denying"),
+            );
             to_pam_code(&Err(AuthError::Panic))
         }
     };
@@ -102,7 +104,11 @@ impl PamIo for LivePam<'_> {
 
     fn item(&self, kind: ItemKind) -> Option<Vec<u8>> {
         let value = match kind {
-            ItemKind::Service => self.pamh.get_item::<Service>().ok()?.map(|v| cstr_bytes(v.0)),
+            ItemKind::Service => self
+                .pamh
+                .get_item::<Service>()
+                .ok()?
+                .map(|v| cstr_bytes(v.0)),
             ItemKind::User => self.pamh.get_item::<User>().ok()?.map(|v| cstr_bytes(v.0)),
             ItemKind::Tty => self.pamh.get_item::<Tty>().ok()?.map(|v| cstr_bytes(v.0)),
             ItemKind::RHost => self.pamh.get_item::<RHost>().ok()?.map(|v| cstr_bytes(v.0)),
@@ -128,7 +134,11 @@ impl PamIo for LivePam<'_> {
         // the string (and wipes its own copy on pam_end), so `value` only has to outlive
         // the call.
         let rc = unsafe { pam_set_item(handle, PAM_AUTHTOK, value.as_ptr().cast()) };
-        if rc == 0 { Ok(()) } else { Err(ConvError::Failed) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(ConvError::Failed)
+        }
     }
 
     fn converse(

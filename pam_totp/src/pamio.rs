@@ -52,8 +52,11 @@ pub trait PamIo {
     /// Sets `PAM_AUTHTOK` for the next module (`forward_pass`).
     fn set_authtok(&mut self, value: &[u8]) -> Result<(), ConvError>;
     /// Sends one message; prompts return the answer (`None` for a NULL reply).
-    fn converse(&mut self, style: Style, text: &str)
-    -> Result<Option<Zeroizing<Vec<u8>>>, ConvError>;
+    fn converse(
+        &mut self,
+        style: Style,
+        text: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ConvError>;
     /// One log line via `pam_syslog` (facility authpriv).
     fn log(&self, level: Level, message: &str);
 }

@@ -5,9 +5,7 @@
 
 use std::path::Path;
 
-use totp_core::access::{
-    AccessRules, GroupDecision, ParseOptions, Subject, Verdict, group_skip_decision,
-};
+use totp_core::access::{self, GroupDecision, ParseOptions, Subject, Verdict, group_skip_decision};
 use totp_core::addr::{Origin, classify_origin};
 use totp_core::options::ModuleOptions;
 use totp_os::safefile::{self, FileRules};
@@ -51,7 +49,10 @@ pub fn decide(
             Err(e) => {
                 log(
                     Level::Err,
-                    &format!("group lookup for {} failed ({e:?}); no group skip", sanitize(user.as_bytes())),
+                    &format!(
+                        "group lookup for {} failed ({e:?}); no group skip",
+                        sanitize(user.as_bytes())
+                    ),
                 );
                 None
             }
@@ -92,19 +93,24 @@ fn access_rules(
         Err(e) => {
             log(
                 Level::Err,
-                &format!("access file {shown} unusable ({e:?}); the code is required for everybody"),
+                &format!(
+                    "access file {shown} unusable ({e:?}); the code is required for everybody"
+                ),
             );
             return None;
         }
     };
-    let parsed = AccessRules::parse(
-        &opened.contents,
-        ParseOptions {
-            allow_any_network: opts.allow_any_network,
-        },
-    );
-    let rules = match parsed {
-        Ok(r) => r,
+    let subject = Subject {
+        user,
+        groups,
+        origin,
+    };
+    let opts = ParseOptions {
+        allow_any_network: opts.allow_any_network,
+    };
+    // The whole file is validated on every login; an error anywhere means no skips.
+    let decision = match access::decide(&opened.contents, opts, &subject) {
+        Ok(d) => d,
         Err(e) => {
             log(
                 Level::Err,
@@ -113,11 +119,6 @@ fn access_rules(
             return None;
         }
     };
-    let decision = rules.evaluate(&Subject {
-        user,
-        groups,
-        origin,
-    });
     match (decision.verdict, decision.matched) {
         (Verdict::Skip, Some(rule)) => Some(format!("access rule {shown}:{rule}")),
         _ => None,

@@ -254,8 +254,8 @@ unsafe fn converse(
         }
     }
     // SAFETY: calloc of n zeroed responses (resp NULL, retcode 0).
-    let array = unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) }
-        .cast::<PamResponse>();
+    let array =
+        unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) }.cast::<PamResponse>();
     if array.is_null() {
         return codes::BUF_ERR;
     }

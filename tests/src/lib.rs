@@ -31,7 +31,16 @@ pub fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "pam_totp", "-p", "pamapp", "-p", "totp-enroll"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "pam_totp",
+                "-p",
+                "pamapp",
+                "-p",
+                "totp-enroll",
+            ])
             .current_dir(workspace())
             .status()
             .expect("run cargo build");
@@ -173,7 +182,8 @@ impl Drive {
                 d.authtok = Some(v.to_string());
             } else if let Some(v) = line.strip_prefix("msg ") {
                 let (style, text) = v.split_once(' ').unwrap_or((v, ""));
-                d.messages.push((style.parse().unwrap_or(0), text.to_string()));
+                d.messages
+                    .push((style.parse().unwrap_or(0), text.to_string()));
             }
         }
         d
@@ -307,7 +317,10 @@ impl TestUser {
         assert!(status.success(), "useradd {name}");
         let id = |flag: &str| -> u32 {
             let out = Command::new("id").args([flag, &name]).output().expect("id");
-            String::from_utf8_lossy(&out.stdout).trim().parse().expect("numeric id")
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("numeric id")
         };
         let home = PathBuf::from(
             String::from_utf8_lossy(
@@ -385,3 +398,68 @@ pub fn run<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(program: &str, args: I) -
 pub const GA_SECRET: &str = "2SH3V3GDW7ZNMGYE";
 /// A 160-bit secret for tests that do not need GA's vectors.
 pub const SECRET_160: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+// ---- Helpers for the pam.d example tests (tests/tests/pamd_examples.rs) ----
+
+impl TestUser {
+    /// Sets the user's password (root only), so stacks with a real `pam_unix` can be run.
+    pub fn set_password(&self, password: &str) {
+        let mut child = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("chpasswd");
+        {
+            use std::io::Write;
+            let stdin = child.stdin.as_mut().expect("chpasswd stdin");
+            writeln!(stdin, "{}:{}", self.name, password).expect("write to chpasswd");
+        }
+        assert!(
+            child.wait().expect("chpasswd").success(),
+            "chpasswd {}",
+            self.name
+        );
+    }
+}
+
+/// A fresh random 160-bit secret in base32 (32 characters), from the OS CSPRNG.
+pub fn random_secret_b32() -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 20];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("read /dev/urandom");
+    totp_core::base32::encode(&buf)
+}
+
+/// A six-digit code that is wrong for `secret_b32` at `unix` (30-s steps, SHA-1): it
+/// differs from every code within two steps either side.
+pub fn wrong_totp(secret_b32: &str, unix: u64) -> String {
+    let near: Vec<String> = (0..5u64)
+        .map(|i| {
+            oathtool_totp(
+                secret_b32,
+                (unix + i * 30).saturating_sub(60),
+                30,
+                6,
+                "sha1",
+            )
+        })
+        .collect();
+    let mut candidate: u32 = near[2].parse().unwrap_or(0);
+    loop {
+        candidate = (candidate + 500_001) % 1_000_000;
+        let s = format!("{candidate:06}");
+        if !near.contains(&s) {
+            return s;
+        }
+    }
+}
+
+impl Drive {
+    /// True when some prompt (echo on or off) contained `needle`.
+    pub fn prompted(&self, needle: &str) -> bool {
+        self.messages
+            .iter()
+            .any(|(style, text)| (*style == 1 || *style == 2) && text.contains(needle))
+    }
+}

@@ -30,7 +30,8 @@
 //! item cannot be decided for an [`Origin::Unknown`] peer (a host name in `PAM_RHOST`).
 //! Such a rule "maybe matches". A `-` rule that maybe matches decides "require"; a `+`
 //! rule that maybe matches is passed over. So the result is "skip" only if it would be
-//! "skip" whatever the missing facts are.
+//! "skip" whatever the missing facts are. `ALL` needs no facts: in the origins field it
+//! matches every origin, an unresolved host name included, because the admin wrote it.
 //!
 //! User names are compared exactly: the caller passes the NSS `pw_name`, never the raw
 //! `PAM_USER`, so that `Root` cannot slip past `ALL EXCEPT root`.
@@ -597,9 +598,10 @@ fn valid_name(name: &str) -> bool {
 
 /// A keyword in the wrong case would silently become a user called "all"; refuse it.
 fn is_miscased_keyword(token: &str) -> bool {
-    ["ALL", "EXCEPT", "LOCAL"]
-        .iter()
-        .any(|k| token.eq_ignore_ascii_case(k) && token != *k)
+    matches!(token.len(), 3 | 5 | 6)
+        && ["ALL", "EXCEPT", "LOCAL"]
+            .iter()
+            .any(|k| token.eq_ignore_ascii_case(k) && token != *k)
 }
 
 /// Parses one line. Blank lines and comments give `None`; a rule gives its trimmed text
@@ -632,8 +634,8 @@ fn parse_line<'t>(
 
 fn parse_rule(line: &str, opts: ParseOptions, items: &mut Items) -> Result<Shape, String> {
     const SHAPE: &str = "expected \"permission : users : origins\"";
-    let (perm, rest) = line.split_once(':').ok_or(SHAPE)?;
-    let (users, origins) = rest.split_once(':').ok_or(SHAPE)?;
+    let (perm, rest) = split_colon(line).ok_or(SHAPE)?;
+    let (users, origins) = split_colon(rest).ok_or(SHAPE)?;
     let skip = match perm.trim_matches(is_blank_char) {
         "+" => true,
         "-" => false,
@@ -653,6 +655,12 @@ fn parse_rule(line: &str, opts: ParseOptions, items: &mut Items) -> Result<Shape
     })
 }
 
+/// `str::split_once` costs a searcher set-up per call; fields are a few bytes long.
+fn split_colon(s: &str) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == b':')?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 /// `offset`: where the field starts in the rule text, for name spans.
 fn user_list(field: &str, offset: usize, out: &mut Vec<UserItem>) -> Result<List, String> {
     let start = to_u32(out.len());
@@ -669,6 +677,17 @@ fn user_list(field: &str, offset: usize, out: &mut Vec<UserItem>) -> Result<List
                 continue;
             }
             "LOCAL" => return Err("LOCAL belongs in the origins field".to_owned()),
+            // Plain names first: the common case, checked in one pass over the token.
+            _ if valid_name(token) && !is_miscased_keyword(token) => {
+                UserItem::Name(span(0, token.len()))
+            }
+            _ if token.starts_with('(') && token.ends_with(')') => {
+                let name = token.get(1..token.len() - 1).unwrap_or("");
+                if !valid_name(name) {
+                    return Err(format!("invalid group item {}", quote(token)));
+                }
+                UserItem::Group(span(1, name.len()))
+            }
             _ if is_miscased_keyword(token) => {
                 return Err(format!("keywords are uppercase: {}", quote(token)));
             }
@@ -678,15 +697,6 @@ fn user_list(field: &str, offset: usize, out: &mut Vec<UserItem>) -> Result<List
                     quote(token)
                 ));
             }
-            _ if token.starts_with('(') => {
-                let name = token
-                    .strip_prefix('(')
-                    .and_then(|t| t.strip_suffix(')'))
-                    .filter(|name| valid_name(name))
-                    .ok_or_else(|| format!("invalid group item {}", quote(token)))?;
-                UserItem::Group(span(1, name.len()))
-            }
-            _ if valid_name(token) => UserItem::Name(span(0, token.len())),
             _ => return Err(format!("invalid user name {}", quote(token))),
         };
         out.push(item);
@@ -958,8 +968,8 @@ mod tests {
         }
     }
 
-    fn decide(rules: &str, login: &Login) -> (Verdict, Option<usize>) {
-        let rules = parse(rules);
+    fn decide_login(text: &str, login: &Login) -> (Verdict, Option<usize>) {
+        let rules = parse(text);
         let groups = login.groups.map(owned);
         let subject = Subject {
             user: login.user,
@@ -971,6 +981,12 @@ mod tests {
             ),
         };
         let decision = rules.evaluate(&subject);
+        let streamed = decide(text.as_bytes(), ParseOptions::default(), &subject);
+        assert_eq!(
+            streamed.as_ref(),
+            Ok(&decision),
+            "decide agrees with evaluate"
+        );
         (decision.verdict, decision.matched.map(|m| m.line))
     }
 
@@ -1061,7 +1077,7 @@ mod tests {
             ("no final newline", "- : ALL : 10.0.0.0/8\n+ : ALL : ALL", from("8.8.8.8"), Skip, Some(2)),
         ];
         for (name, rules, login, verdict, line) in cases {
-            assert_eq!(decide(rules, login), (*verdict, *line), "case {name}");
+            assert_eq!(decide_login(rules, login), (*verdict, *line), "case {name}");
         }
     }
 
@@ -1303,6 +1319,8 @@ mod tests {
                 origin: classify_origin(Some(rhost.as_bytes()), None, None),
             };
             let d = rules.evaluate(&subject);
+            let streamed = decide(text.as_bytes(), ParseOptions::default(), &subject);
+            assert_eq!(streamed.as_ref(), Ok(&d));
             assert_eq!(
                 (d.verdict, d.matched.as_ref().map(|m| m.line)),
                 expect,
@@ -1684,7 +1702,9 @@ mod tests {
                 for (rhost, key) in peers {
                     let origin = classify_origin(Some(rhost.as_bytes()), None, None);
                     prop_assert!(matches!(origin, Origin::Network(_)), "{rhost}");
-                    let d = parsed.evaluate(&Subject { user: "u", groups: Some(&[]), origin });
+                    let subject = Subject { user: "u", groups: Some(&[]), origin };
+                    let d = parsed.evaluate(&subject);
+                    prop_assert_eq!(decide(text.as_bytes(), opts, &subject), Ok(d.clone()));
                     prop_assert_eq!(
                         (d.verdict, d.matched.map(|m| m.line)),
                         reference(&model, key),
@@ -1730,7 +1750,19 @@ mod tests {
                 rhost in prop::option::of(prop::sample::select(vec!["10.1.2.3", "::1", "host", "", "fe80::2%eth0"])),
             ) {
                 let text: String = lines.iter().map(|l| l.concat() + "\n").collect();
-                if let Ok(rules) = AccessRules::parse(text.as_bytes(), ParseOptions::default()) {
+                let parsed = AccessRules::parse(text.as_bytes(), ParseOptions::default());
+                let groups_for_decide: Option<Vec<String>> =
+                    groups.clone().map(|g| g.into_iter().map(str::to_owned).collect());
+                let subject = Subject {
+                    user: "root",
+                    groups: groups_for_decide.as_deref(),
+                    origin: classify_origin(rhost.map(str::as_bytes), Some(b"tty1"), Some(b"login")),
+                };
+                prop_assert_eq!(
+                    decide(text.as_bytes(), ParseOptions::default(), &subject),
+                    parsed.as_ref().map(|r| r.evaluate(&subject)).map_err(Clone::clone)
+                );
+                if let Ok(rules) = parsed {
                     let groups: Option<Vec<String>> =
                         groups.map(|g| g.into_iter().map(str::to_owned).collect());
                     let items = LoginItems {

@@ -358,7 +358,7 @@ fn canonical_secret(s: &str) -> Result<Zeroizing<String>, UriError> {
         return Err(UriError::BadSecret);
     }
     // Padding, when present, must be exactly what completes the last group.
-    if body.len() != s.len() && s.len() % 8 != 0 {
+    if body.len() != s.len() && !s.len().is_multiple_of(8) {
         return Err(UriError::BadSecret);
     }
     Ok(Zeroizing::new(body.to_ascii_uppercase()))

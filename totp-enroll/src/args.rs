@@ -337,8 +337,10 @@ mod tests {
 
     #[test]
     fn ga_fully_non_interactive_flag_set_answers_every_question() {
-        let r = parse(&["-t", "-d", "-f", "-r", "3", "-R", "30", "-W", "-S", "30", "-e", "3", "-C"])
-            .expect("valid");
+        let r = parse(&[
+            "-t", "-d", "-f", "-r", "3", "-R", "30", "-W", "-S", "30", "-e", "3", "-C",
+        ])
+        .expect("valid");
         assert_eq!(r.mode, Some(ModeChoice::Totp));
         assert_eq!(r.disallow_reuse, Some(true));
         assert_eq!(r.window, Some(WindowChoice::Minimal));
@@ -366,7 +368,10 @@ mod tests {
         assert!(parse(&["-R", "30"]).is_err());
         assert!(parse(&["-u", "-r", "3", "-R", "30"]).is_err());
         assert!(parse(&["-w", "3", "-W"]).is_err());
-        assert!(parse(&["-l", "a", "-l", "b"]).is_err(), "duplicates are refused");
+        assert!(
+            parse(&["-l", "a", "-l", "b"]).is_err(),
+            "duplicates are refused"
+        );
         assert!(parse(&["-C", "-C"]).is_ok(), "GA accepts -C twice");
     }
 

@@ -59,7 +59,7 @@ impl Console {
     pub fn ask_yes_no(&mut self, question: &str, flags: &'static str) -> Result<bool, Error> {
         loop {
             let Some(line) = self.ask_line(&format!("{question} (y/n) "), flags)? else {
-                return Err(Error::MissingAnswers(vec![flags]));
+                return Err(Error::EndOfInput(flags));
             };
             match line.trim_start().chars().next() {
                 Some('y' | 'Y') => return Ok(true),

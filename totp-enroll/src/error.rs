@@ -12,9 +12,11 @@ pub const EXIT_FAILURE: u8 = 1;
 pub enum Error {
     /// Bad flags or flag combinations.
     Usage(String),
-    /// Questions no flag answered while prompting is impossible or refused.
+    /// Questions no flag answered, in non-interactive mode.
     /// Each entry names the flags that answer one question.
     MissingAnswers(Vec<&'static str>),
+    /// Standard input ended where an answer was needed.
+    EndOfInput(&'static str),
     /// The secret file exists and `-f` was not given.
     Exists(PathBuf),
     /// Anything that failed while doing the work; the text says what.
@@ -32,7 +34,7 @@ impl Error {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) | Error::MissingAnswers(_) => EXIT_USAGE,
+            Error::Usage(_) | Error::MissingAnswers(_) | Error::EndOfInput(_) => EXIT_USAGE,
             Error::Exists(_) | Error::Failed(_) => EXIT_FAILURE,
         }
     }
@@ -41,7 +43,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Usage(_) => "usage",
-            Error::MissingAnswers(_) => "missing-answer",
+            Error::MissingAnswers(_) | Error::EndOfInput(_) => "missing-answer",
             Error::Exists(_) => "exists",
             Error::Failed(_) => "failed",
         }
@@ -53,12 +55,18 @@ impl fmt::Display for Error {
         match self {
             Error::Usage(m) | Error::Failed(m) => f.write_str(m),
             Error::MissingAnswers(flags) => {
-                f.write_str("cannot ask questions in non-interactive mode; answer them with flags:")?;
+                f.write_str(
+                    "cannot ask questions in non-interactive mode; answer them with flags:",
+                )?;
                 for flag in flags {
                     write!(f, "\n  {flag}")?;
                 }
                 Ok(())
             }
+            Error::EndOfInput(flags) => write!(
+                f,
+                "no answer on standard input (end of input); answer the question with {flags}"
+            ),
             Error::Exists(path) => write!(
                 f,
                 "\"{}\" already exists; pass -f/--force to replace it \

@@ -15,16 +15,19 @@ use crate::error::Error;
 const RULE_FILE_PERM: u32 = 0o644;
 
 pub fn run(args: ExplainArgs) -> Result<u8, Error> {
-    let path = std::path::absolute(&args.accessfile).map_err(|e| {
-        Error::failed(format!("\"{}\": {e}", args.accessfile.display()))
-    })?;
+    let path = std::path::absolute(&args.accessfile)
+        .map_err(|e| Error::failed(format!("\"{}\": {e}", args.accessfile.display())))?;
     let mut rules = FileRules::new(vec![0]);
     rules.allowed_perm = RULE_FILE_PERM;
     rules.max_size = access::MAX_FILE_BYTES;
     let text = match safefile::open_checked(&path, &rules) {
         Ok(opened) => opened.contents.to_vec(),
         // A draft the module would refuse is still worth explaining, with a warning.
-        Err(e @ (FileError::BadOwner { .. } | FileError::BadMode { .. })) => {
+        Err(
+            e @ (FileError::BadOwner { .. }
+            | FileError::BadMode { .. }
+            | FileError::UnsafeDirectory { .. }),
+        ) => {
             println!(
                 "warning: the module would refuse \"{}\" ({e}) and require the code for everybody",
                 path.display()

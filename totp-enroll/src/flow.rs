@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use totp_core::gafile::{EnrollSettings, GaFile};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::secret::Secret;
-use totp_core::uri::{Kind, KeyUri};
+use totp_core::uri::{KeyUri, Kind};
 use zeroize::Zeroizing;
 
 use crate::args::{AlgorithmArg, ModeChoice, Request, WindowChoice};
@@ -117,12 +117,12 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
     // -Q is an explicit request to show, as are --json and --uri for their own
     // output; otherwise only a terminal gets the secret (rule R29).
     let show = !req.quiet && (req.qr_mode.is_some() || (!req.json && console.human_is_tty()));
-    let matrix = if (show && qr_mode != QrMode::None) || req.qr_png.is_some() || req.qr_svg.is_some()
-    {
-        Some(Matrix::new(&e.uri).map_err(|err| Error::failed(err.to_string()))?)
-    } else {
-        None
-    };
+    let matrix =
+        if (show && qr_mode != QrMode::None) || req.qr_png.is_some() || req.qr_svg.is_some() {
+            Some(Matrix::new(&e.uri).map_err(|err| Error::failed(err.to_string()))?)
+        } else {
+            None
+        };
     let png = match (&req.qr_png, &matrix) {
         (Some(_), Some(m)) => Some(m.png().map_err(|err| Error::failed(err.to_string()))?),
         _ => None,
@@ -141,7 +141,10 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
     if !req.force
         && !console.non_interactive()
         && !console.ask_yes_no(
-            &format!("Do you want me to update your \"{}\" file?", target.path.display()),
+            &format!(
+                "Do you want me to update your \"{}\" file?",
+                target.path.display()
+            ),
             FLAGS_FORCE,
         )?
     {
@@ -234,8 +237,8 @@ struct Saved {
 
 fn new_enrollment(req: &Request, target: &Target, totp: bool) -> Result<Enrollment, Error> {
     let algorithm = algorithm(req.algorithm);
-    let digits = Digits::new(req.digits)
-        .ok_or_else(|| Error::usage("--digits must be 6, 7 or 8"))?;
+    let digits =
+        Digits::new(req.digits).ok_or_else(|| Error::usage("--digits must be 6, 7 or 8"))?;
     let step = req.step_size.unwrap_or(DEFAULT_STEP);
     let secret = random::new_secret()?;
     let scratch = Zeroizing::new(random::scratch_codes(req.scratch_codes)?);
@@ -281,7 +284,10 @@ fn display(
     {
         console.say(&m.render_text(qr_mode))?;
     }
-    console.say(&format!("Your new secret key is: {}\n", e.key.secret_base32()))?;
+    console.say(&format!(
+        "Your new secret key is: {}\n",
+        e.key.secret_base32()
+    ))?;
     if e.algorithm != Algorithm::Sha1 || e.digits != Digits::SIX {
         console.say(&format!(
             "Codes use {} with {} digits: pam_google_authenticator cannot check them \
@@ -322,7 +328,7 @@ fn confirm(console: &mut Console, e: &Enrollment) -> Result<(), Error> {
     loop {
         let Some(answer) = console.ask_line("Enter code from app (-1 to skip): ", FLAGS_CONFIRM)?
         else {
-            return Err(Error::MissingAnswers(vec![FLAGS_CONFIRM]));
+            return Err(Error::EndOfInput(FLAGS_CONFIRM));
         };
         let answer = answer.trim();
         if answer == "-1" {
@@ -348,7 +354,10 @@ fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
     };
     let mut matched = false;
     for counter in step.saturating_sub(1)..=step.saturating_add(1) {
-        let want = otp::format_code(otp::hotp(&e.secret, counter, e.algorithm, e.digits), e.digits);
+        let want = otp::format_code(
+            otp::hotp(&e.secret, counter, e.algorithm, e.digits),
+            e.digits,
+        );
         // No early exit: how long the check takes says nothing about which step matched.
         matched |= want == answer;
     }
@@ -383,12 +392,12 @@ fn finish(
             counter: (!e.totp).then_some(FIRST_HOTP_COUNTER),
             window_size: s.and_then(|s| s.window),
             disallow_reuse: s.is_some_and(|s| s.disallow_reuse),
-            rate_limit: s.and_then(|s| s.rate_limit).map(|(attempts, interval_secs)| {
-                RateLimitJson {
+            rate_limit: s
+                .and_then(|s| s.rate_limit)
+                .map(|(attempts, interval_secs)| RateLimitJson {
                     attempts,
                     interval_secs,
-                }
-            }),
+                }),
             qr_png: s.and_then(|s| s.png.as_deref()),
             qr_svg: s.and_then(|s| s.svg.as_deref()),
         };
@@ -424,9 +433,8 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
     let codes = Zeroizing::new(random::scratch_codes(req.scratch_codes)?);
     write::as_writer(target, || {
         let mut locked = write::lock_existing(target)?;
-        let mut file = GaFile::parse(locked.contents()).map_err(|err| {
-            Error::failed(format!("\"{}\": {err}", target.path.display()))
-        })?;
+        let mut file = GaFile::parse(locked.contents())
+            .map_err(|err| Error::failed(format!("\"{}\": {err}", target.path.display())))?;
         file.regenerate_scratch_codes(&codes)
             .map_err(|err| Error::failed(format!("cannot replace the scratch codes: {err}")))?;
         locked
@@ -498,7 +506,10 @@ mod tests {
     #[test]
     fn non_interactive_lists_every_unanswered_question() {
         let req = Request::default();
-        assert_eq!(missing_answers(&req), vec![FLAGS_MODE, FLAGS_WINDOW, FLAGS_RATE]);
+        assert_eq!(
+            missing_answers(&req),
+            vec![FLAGS_MODE, FLAGS_WINDOW, FLAGS_RATE]
+        );
         let req = Request {
             mode: Some(ModeChoice::Totp),
             ..Request::default()

@@ -19,13 +19,13 @@ pub const DEFAULT_FILE_NAME: &str = ".google_authenticator";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteMode {
     /// The caller writes for itself with its own credentials.
-    AsCaller,
+    Caller,
     /// Root writes into the target user's home: switch the thread's filesystem
     /// identity to that user, so the kernel applies the user's permissions and
     /// the file is created owned by the user.
-    AsUser,
+    TargetUser,
     /// Root writes into a root-owned store outside the user's home.
-    AsRootStore,
+    RootStore,
 }
 
 #[derive(Debug)]
@@ -94,13 +94,13 @@ pub fn resolve(
     let (dir, name) = split(&path)?;
 
     let mode = if !for_other {
-        WriteMode::AsCaller
+        WriteMode::Caller
     } else if home.is_absolute() && home != Path::new("/") && dir.starts_with(&home) {
         // A home of "/" (some service accounts) would make every path "in the
         // home", so it never counts as one.
-        WriteMode::AsUser
+        WriteMode::TargetUser
     } else {
-        WriteMode::AsRootStore
+        WriteMode::RootStore
     };
     Ok(Target {
         user: pw,
@@ -164,7 +164,7 @@ mod tests {
     fn default_path_is_the_nss_home_not_the_environment() {
         let t = resolve(&me(), None, None).expect("current user resolves");
         assert_eq!(t.path, t.user.dir.join(DEFAULT_FILE_NAME));
-        assert_eq!(t.mode, WriteMode::AsCaller);
+        assert_eq!(t.mode, WriteMode::Caller);
     }
 
     #[test]
@@ -172,7 +172,7 @@ mod tests {
         let t = resolve(&me(), None, Some(Path::new("x/y"))).expect("ok");
         assert!(t.path.is_absolute() && t.path.ends_with("x/y"));
         assert_eq!(t.name, "y");
-        assert!(resolve(&me(), None, Some(Path::new("/tmp/../etc/x"))).is_err());
+        assert!(resolve(&me(), None, Some(Path::new("/srv/../etc/x"))).is_err());
         assert!(resolve(&me(), None, Some(Path::new("/"))).is_err());
     }
 
@@ -184,7 +184,10 @@ mod tests {
 
     #[test]
     fn non_root_cannot_enroll_someone_else() {
-        let caller = Caller { uid: 4242, euid: 4242 };
+        let caller = Caller {
+            uid: 4242,
+            euid: 4242,
+        };
         let err = resolve(&caller, Some("root"), None).unwrap_err();
         assert!(err.to_string().contains("only root"), "{err}");
     }
@@ -203,11 +206,11 @@ mod tests {
         )
         .expect("ok");
         if nobody.dir.is_absolute() && nobody.dir != Path::new("/") {
-            assert_eq!(home.mode, WriteMode::AsUser);
+            assert_eq!(home.mode, WriteMode::TargetUser);
         }
-        let store = resolve(&root, Some("nobody"), Some(Path::new("/var/lib/x/nobody")))
-            .expect("ok");
-        assert_eq!(store.mode, WriteMode::AsRootStore);
+        let store =
+            resolve(&root, Some("nobody"), Some(Path::new("/var/lib/x/nobody"))).expect("ok");
+        assert_eq!(store.mode, WriteMode::RootStore);
     }
 
     #[test]

@@ -27,16 +27,19 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Runs `f` with the filesystem identity `target` must be written as.
 pub fn as_writer<T>(target: &Target, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     let _guard: Option<CredGuard> = match target.mode {
-        WriteMode::AsCaller => None,
-        WriteMode::AsUser => {
+        WriteMode::Caller => None,
+        WriteMode::TargetUser => {
             let id = nss::identity_of(&target.user).map_err(|e| {
-                Error::failed(format!("cannot look up the groups of \"{}\": {e}", target.user.name))
+                Error::failed(format!(
+                    "cannot look up the groups of \"{}\": {e}",
+                    target.user.name
+                ))
             })?;
             Some(creds::switch_to(&id).map_err(|e| {
                 Error::failed(format!("cannot switch to \"{}\": {e}", target.user.name))
             })?)
         }
-        WriteMode::AsRootStore => {
+        WriteMode::RootStore => {
             check_root_store(&target.dir)?;
             None
         }
@@ -49,7 +52,10 @@ pub fn as_writer<T>(target: &Target, f: impl FnOnce() -> Result<T, Error>) -> Re
 /// swap what the path names between this check and the write.
 pub fn check_root_store(dir: &Path) -> Result<(), Error> {
     let real = std::fs::canonicalize(dir).map_err(|e| {
-        Error::failed(format!("cannot use store directory \"{}\": {e}", dir.display()))
+        Error::failed(format!(
+            "cannot use store directory \"{}\": {e}",
+            dir.display()
+        ))
     })?;
     for d in real.ancestors() {
         let md = std::fs::metadata(d)
@@ -89,11 +95,11 @@ pub fn write_secret(target: &Target, contents: &[u8], overwrite: bool) -> Result
 /// Opens and locks the existing secret file for an in-place update.
 pub fn lock_existing(target: &Target) -> Result<LockedFile, Error> {
     let owner = match target.mode {
-        WriteMode::AsRootStore => 0,
-        WriteMode::AsCaller | WriteMode::AsUser => target.user.uid,
+        WriteMode::RootStore => 0,
+        WriteMode::Caller | WriteMode::TargetUser => target.user.uid,
     };
     let mut rules = FileRules::new(vec![owner]);
-    if matches!(target.mode, WriteMode::AsUser) {
+    if matches!(target.mode, WriteMode::TargetUser) {
         rules = rules.with_trusted_root(&target.user.dir);
     }
     safefile::lock_with_deadline(&target.path, &rules, LOCK_TIMEOUT)
@@ -105,7 +111,10 @@ pub fn write_caller_file(path: &Path, contents: &[u8], overwrite: bool) -> Resul
     let abs = std::path::absolute(path)
         .map_err(|e| Error::failed(format!("cannot resolve \"{}\": {e}", path.display())))?;
     let (Some(dir), Some(name)) = (abs.parent(), abs.file_name()) else {
-        return Err(Error::usage(format!("\"{}\" does not name a file", path.display())));
+        return Err(Error::usage(format!(
+            "\"{}\" does not name a file",
+            path.display()
+        )));
     };
     safefile::write_new_file(dir, name, contents, SECRET_MODE, overwrite)
         .map_err(|e| file_error(&abs, e))?;

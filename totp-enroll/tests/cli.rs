@@ -8,7 +8,7 @@ use std::path::Path;
 use common::*;
 use totp_core::gafile::GaFile;
 use totp_core::otp::{self, Algorithm, Digits};
-use totp_core::uri::{Kind, KeyUri};
+use totp_core::uri::{KeyUri, Kind};
 
 // ---------------------------------------------------------------------------
 // Goldens
@@ -57,20 +57,41 @@ fn json_output_matches_golden_shape() {
     let v = enroll_json(
         dir.path(),
         "secret",
-        &["-t", "-d", "-W", "-r", "3", "-R", "30", "-l", "alice@example.org", "-i", "Example Co"],
+        &[
+            "-t",
+            "-d",
+            "-W",
+            "-r",
+            "3",
+            "-R",
+            "30",
+            "-l",
+            "alice@example.org",
+            "-i",
+            "Example Co",
+        ],
     );
     golden("enroll.json", &normalise_json(v, dir.path()));
 
     let v = enroll_json(
         dir.path(),
         "hotp",
-        &["-c", "-w", "5", "-u", "-e", "0", "-l", "bob", "-i", "", "--digits", "8"],
+        &[
+            "-c", "-w", "5", "-u", "-e", "0", "-l", "bob", "-i", "", "--digits", "8",
+        ],
     );
     golden("enroll-hotp.json", &normalise_json(v, dir.path()));
 
     let r = run_in(
         dir.path(),
-        &["--json", "--regenerate-scratch-codes", "-e", "2", "-s", "secret"],
+        &[
+            "--json",
+            "--regenerate-scratch-codes",
+            "-e",
+            "2",
+            "-s",
+            "secret",
+        ],
         None,
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -81,7 +102,11 @@ fn json_output_matches_golden_shape() {
 #[test]
 fn json_errors_are_one_object_on_stdout() {
     let dir = tempdir();
-    let r = run_in(dir.path(), &["--json", "--non-interactive", "-t", "-s", "x"], None);
+    let r = run_in(
+        dir.path(),
+        &["--json", "--non-interactive", "-t", "-s", "x"],
+        None,
+    );
     assert_eq!(r.code, 2);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
     assert_eq!(v["error"]["kind"], "missing-answer");
@@ -106,7 +131,9 @@ fn normalise_json(mut v: serde_json::Value, dir: &Path) -> String {
         }
     }
     let path = v["path"].as_str().expect("path");
-    let rel = Path::new(path).strip_prefix(dir).expect("inside the temp dir");
+    let rel = Path::new(path)
+        .strip_prefix(dir)
+        .expect("inside the temp dir");
     v["path"] = format!("<DIR>/{}", rel.display()).into();
     let user = v["user"].as_str().expect("user").to_owned();
     assert!(!user.is_empty());
@@ -128,7 +155,11 @@ fn ga_flag_set_writes_ga_tool_layout() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 9, "{text}");
     assert_eq!(lines[0].len(), 32);
-    assert!(lines[0].bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+    assert!(
+        lines[0]
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+    );
     assert_eq!(
         &lines[1..6],
         &[
@@ -167,12 +198,29 @@ fn algorithm_and_digits_go_into_the_file_and_the_uri() {
     let v = enroll_json(
         dir.path(),
         "s",
-        &["-t", "-D", "-W", "-u", "--algorithm", "sha512", "--digits", "8", "-S", "60"],
+        &[
+            "-t",
+            "-D",
+            "-W",
+            "-u",
+            "--algorithm",
+            "sha512",
+            "--digits",
+            "8",
+            "-S",
+            "60",
+        ],
     );
     let uri = v["uri"].as_str().expect("uri");
-    assert!(uri.contains("&algorithm=SHA512&digits=8&period=60"), "{uri}");
+    assert!(
+        uri.contains("&algorithm=SHA512&digits=8&period=60"),
+        "{uri}"
+    );
     let text = std::fs::read(dir.path().join("s")).expect("written");
-    let cfg = GaFile::parse(&text).expect("parse").config().expect("config");
+    let cfg = GaFile::parse(&text)
+        .expect("parse")
+        .config()
+        .expect("config");
     assert_eq!(cfg.algorithm, Algorithm::Sha512);
     assert_eq!(cfg.digits, Digits::EIGHT);
     assert_eq!(cfg.step, Some(60));
@@ -203,7 +251,10 @@ fn default_label_is_user_at_host_and_issuer_is_host() {
     let dir = tempdir();
     let v = enroll_json(dir.path(), "s", &["-t", "-D", "-W", "-u"]);
     let host = v["issuer"].as_str().expect("issuer").to_owned();
-    assert_eq!(v["label"], format!("{}@{host}", v["user"].as_str().expect("user")));
+    assert_eq!(
+        v["label"],
+        format!("{}@{host}", v["user"].as_str().expect("user"))
+    );
     let key = KeyUri::parse(v["uri"].as_str().expect("uri")).expect("parse");
     assert_eq!(key.issuer, host);
     assert_eq!(key.kind, Kind::Totp { period: 30 });
@@ -215,7 +266,16 @@ fn special_characters_in_label_and_issuer_are_percent_encoded() {
     let v = enroll_json(
         dir.path(),
         "s",
-        &["-t", "-D", "-W", "-u", "-l", "a b@c:d&e/é", "-i", "Ex:Co & Sons"],
+        &[
+            "-t",
+            "-D",
+            "-W",
+            "-u",
+            "-l",
+            "a b@c:d&e/é",
+            "-i",
+            "Ex:Co & Sons",
+        ],
     );
     let uri = v["uri"].as_str().expect("uri");
     assert!(
@@ -231,13 +291,21 @@ fn special_characters_in_label_and_issuer_are_percent_encoded() {
 #[test]
 fn print_uri_equals_json_uri_for_the_same_file() {
     let dir = tempdir();
-    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-q", "--uri", "-s", "s"], None);
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-f", "-q", "--uri", "-s", "s"],
+        None,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let uri = r.stdout.trim();
     let key = KeyUri::parse(uri).expect("parses");
     let file = GaFile::parse(&std::fs::read(dir.path().join("s")).expect("read")).expect("parse");
     assert_eq!(key.secret(), file.secret().expect("secret"));
-    assert_eq!(r.stdout.lines().count(), 1, "only the URI on stdout with -q");
+    assert_eq!(
+        r.stdout.lines().count(),
+        1,
+        "only the URI on stdout with -q"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -246,26 +314,43 @@ fn print_uri_equals_json_uri_for_the_same_file() {
 #[test]
 fn nothing_secret_reaches_a_pipe_unless_asked() {
     let dir = tempdir();
-    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-s", "s"], None);
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "--non-interactive", "-s", "s"],
+        None,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let file = std::fs::read_to_string(dir.path().join("s")).expect("written");
     let secret = file.lines().next().expect("line 1");
     for line in file.lines().skip(1).filter(|l| !l.starts_with('"')) {
-        assert!(!r.stdout.contains(line) && !r.stderr.contains(line), "scratch code shown");
+        assert!(
+            !r.stdout.contains(line) && !r.stderr.contains(line),
+            "scratch code shown"
+        );
     }
     assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
-    assert!(!r.stdout.contains('\u{2588}') && !r.stdout.contains('\u{2580}'), "no QR");
+    assert!(
+        !r.stdout.contains('\u{2588}') && !r.stdout.contains('\u{2580}'),
+        "no QR"
+    );
     assert!(r.stderr.contains("not a terminal"), "{}", r.stderr);
 }
 
 #[test]
 fn explicit_qr_mode_shows_everything_on_a_pipe() {
     let dir = tempdir();
-    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-C", "-Q", "NONE", "-s", "s"], None);
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-f", "-C", "-Q", "NONE", "-s", "s"],
+        None,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let file = std::fs::read_to_string(dir.path().join("s")).expect("written");
     let secret = file.lines().next().expect("line 1");
-    assert!(r.stdout.contains(&format!("Your new secret key is: {secret}\n")));
+    assert!(
+        r.stdout
+            .contains(&format!("Your new secret key is: {secret}\n"))
+    );
     assert!(r.stdout.contains("Your emergency scratch codes are:\n"));
     assert!(r.stdout.contains("Your current verification code is "));
 }
@@ -273,7 +358,11 @@ fn explicit_qr_mode_shows_everything_on_a_pipe() {
 #[test]
 fn quiet_shows_nothing_even_with_a_qr_mode() {
     let dir = tempdir();
-    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-q", "-Q", "UTF8", "-s", "s"], None);
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-f", "-q", "-Q", "UTF8", "-s", "s"],
+        None,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "");
 }
@@ -286,7 +375,11 @@ fn non_interactive_mode_names_every_missing_flag_and_writes_nothing() {
     let dir = tempdir();
     let r = run_in(dir.path(), &["--non-interactive", "-t", "-s", "s"], None);
     assert_eq!(r.code, 2);
-    for flag in ["-d/--disallow-reuse", "-w/--window-size", "-u/--no-rate-limit"] {
+    for flag in [
+        "-d/--disallow-reuse",
+        "-w/--window-size",
+        "-u/--no-rate-limit",
+    ] {
         assert!(r.stderr.contains(flag), "{flag}: {}", r.stderr);
     }
     assert!(!dir.path().join("s").exists());
@@ -299,15 +392,27 @@ fn answers_can_be_piped_like_for_google_authenticator() {
     let r = run_in(dir.path(), &["-C", "-s", "s"], Some("y\ny\ny\ny\ny\n"));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let text = std::fs::read_to_string(dir.path().join("s")).expect("written");
-    for line in ["\" RATE_LIMIT 3 30\n", "\" WINDOW_SIZE 17\n", "\" DISALLOW_REUSE\n", "\" TOTP_AUTH\n"] {
+    for line in [
+        "\" RATE_LIMIT 3 30\n",
+        "\" WINDOW_SIZE 17\n",
+        "\" DISALLOW_REUSE\n",
+        "\" TOTP_AUTH\n",
+    ] {
         assert!(text.contains(line), "{line}: {text}");
     }
     assert!(r.stdout.contains("(y/n)"));
 
-    let r = run_in(dir.path(), &["-C", "-s", "n"], Some("nonsense\ny\ny\nn\nn\nn\n"));
+    let r = run_in(
+        dir.path(),
+        &["-C", "-s", "n"],
+        Some("maybe\ny\ny\nn\nn\nn\n"),
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let text = std::fs::read_to_string(dir.path().join("n")).expect("written");
-    assert!(!text.contains("RATE_LIMIT") && !text.contains("WINDOW_SIZE"), "{text}");
+    assert!(
+        !text.contains("RATE_LIMIT") && !text.contains("WINDOW_SIZE"),
+        "{text}"
+    );
     assert!(!text.contains("DISALLOW_REUSE"));
 }
 
@@ -316,7 +421,11 @@ fn end_of_input_fails_naming_the_flag() {
     let dir = tempdir();
     let r = run_in(dir.path(), &["-C", "-s", "s"], Some("y\ny\n"));
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("-d/--disallow-reuse or -D/--allow-reuse"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("-d/--disallow-reuse or -D/--allow-reuse"),
+        "{}",
+        r.stderr
+    );
     assert!(!dir.path().join("s").exists());
 }
 
@@ -334,13 +443,30 @@ fn wrong_confirmation_code_never_reveals_the_right_one() {
     // -Q NONE shows the secret on a pipe, so the confirmation is asked. The
     // wrong answers cannot match by chance: wrong length or not digits.
     let input = "12345\nabcdef\n1234567\n-1\n";
-    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-f", "-Q", "NONE", "-s", "s"], Some(input));
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-f", "-Q", "NONE", "-s", "s"],
+        Some(input),
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.stdout.matches("Code incorrect. Try again.").count(), 3, "{}", r.stdout);
+    assert_eq!(
+        r.stdout.matches("Code incorrect. Try again.").count(),
+        3,
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("Code confirmation skipped"));
     let secret = secret_from_output(&r.stdout);
     let now = unix_now();
-    for t in [now - 90, now - 60, now - 30, now, now + 30, now + 60, now + 90] {
+    for t in [
+        now - 90,
+        now - 60,
+        now - 30,
+        now,
+        now + 30,
+        now + 60,
+        now + 90,
+    ] {
         let code = otp::format_code(
             otp::totp(&secret, t, 30, Algorithm::Sha1, Digits::SIX).expect("code"),
             Digits::SIX,
@@ -379,7 +505,9 @@ fn correct_confirmation_code_is_accepted() {
         Digits::SIX,
     );
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(format!("{code}\ny\n").as_bytes()).expect("answer");
+    stdin
+        .write_all(format!("{code}\ny\n").as_bytes())
+        .expect("answer");
     drop(stdin);
     stdout.read_to_end(&mut seen).expect("rest");
     assert!(child.wait().expect("wait").success());
@@ -412,15 +540,32 @@ fn unix_now() -> i64 {
 fn existing_file_is_refused_without_force_before_anything_is_shown() {
     let dir = tempdir();
     std::fs::write(dir.path().join("s"), "old\n").expect("seed");
-    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-Q", "UTF8", "-s", "s"], None);
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-Q", "UTF8", "-s", "s"],
+        None,
+    );
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("already exists; pass -f/--force"), "{}", r.stderr);
-    assert_eq!(r.stdout, "", "no QR or secret for a file that will not be written");
-    assert_eq!(std::fs::read_to_string(dir.path().join("s")).expect("read"), "old\n");
+    assert!(
+        r.stderr.contains("already exists; pass -f/--force"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stdout, "",
+        "no QR or secret for a file that will not be written"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("s")).expect("read"),
+        "old\n"
+    );
 
     let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-f", "-s", "s"], None);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_ne!(std::fs::read_to_string(dir.path().join("s")).expect("read"), "old\n");
+    assert_ne!(
+        std::fs::read_to_string(dir.path().join("s")).expect("read"),
+        "old\n"
+    );
 }
 
 #[test]
@@ -433,7 +578,11 @@ fn symlink_at_the_target_is_refused_even_with_force() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
     assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep\n");
-    assert!(std::fs::symlink_metadata(dir.path().join("s")).expect("lstat").is_symlink());
+    assert!(
+        std::fs::symlink_metadata(dir.path().join("s"))
+            .expect("lstat")
+            .is_symlink()
+    );
 }
 
 #[test]
@@ -443,29 +592,60 @@ fn failed_write_leaves_the_old_file_and_no_temp_files() {
     std::fs::create_dir(&sub).expect("mkdir");
     // A directory at the target: the rename can never succeed.
     std::fs::create_dir(sub.join("s")).expect("mkdir target");
-    let r = run_in(&sub, &["-t", "-D", "-W", "-u", "-f", "-s", "s", "--qr-png", "q.png"], None);
+    let r = run_in(
+        &sub,
+        &["-t", "-D", "-W", "-u", "-f", "-s", "s", "--qr-png", "q.png"],
+        None,
+    );
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(sub.join("s").is_dir());
     let left: Vec<_> = std::fs::read_dir(&sub)
         .expect("ls")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(left, vec![std::ffi::OsString::from("s")], "QR file and temp files removed");
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("s")],
+        "QR file and temp files removed"
+    );
 }
 
 #[test]
 fn qr_files_are_private_and_not_replaced_without_force() {
     let dir = tempdir();
-    let v = enroll_json(dir.path(), "s", &["-t", "-D", "-W", "-u", "--qr-png", "q.png", "--qr-svg", "q.svg"]);
+    let v = enroll_json(
+        dir.path(),
+        "s",
+        &[
+            "-t", "-D", "-W", "-u", "--qr-png", "q.png", "--qr-svg", "q.svg",
+        ],
+    );
     for name in ["q.png", "q.svg"] {
         let md = std::fs::metadata(dir.path().join(name)).expect("written");
         assert_eq!(md.permissions().mode() & 0o777, 0o600, "{name}");
     }
     assert!(v["qr_png"].as_str().expect("png").ends_with("/q.png"));
     assert!(v["qr_svg"].as_str().expect("svg").ends_with("/q.svg"));
-    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-s", "t", "--qr-png", "q.png"], None);
+    let r = run_in(
+        dir.path(),
+        &[
+            "-t",
+            "-D",
+            "-W",
+            "-u",
+            "--non-interactive",
+            "-s",
+            "t",
+            "--qr-png",
+            "q.png",
+        ],
+        None,
+    );
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(!dir.path().join("t").exists(), "secret not written when a QR file fails");
+    assert!(
+        !dir.path().join("t").exists(),
+        "secret not written when a QR file fails"
+    );
 }
 
 #[test]
@@ -475,26 +655,61 @@ fn regenerate_keeps_the_secret_and_settings() {
     args.extend(["-s", "ga"]);
     assert_eq!(run_in(dir.path(), &args, None).code, 0);
     let before = std::fs::read_to_string(dir.path().join("ga")).expect("read");
-    let r = run_in(dir.path(), &["--regenerate-scratch-codes", "-e", "4", "--json", "-s", "ga"], None);
+    let r = run_in(
+        dir.path(),
+        &[
+            "--regenerate-scratch-codes",
+            "-e",
+            "4",
+            "--json",
+            "-s",
+            "ga",
+        ],
+        None,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let after = std::fs::read_to_string(dir.path().join("ga")).expect("read");
-    let keep = |t: &str| t.lines().filter(|l| !l.bytes().all(|b| b.is_ascii_digit())).map(str::to_owned).collect::<Vec<_>>();
+    let keep = |t: &str| {
+        t.lines()
+            .filter(|l| !l.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(keep(&before), keep(&after));
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
-    let codes: Vec<&str> = v["scratch_codes"].as_array().expect("codes").iter().map(|c| c.as_str().expect("s")).collect();
+    let codes: Vec<&str> = v["scratch_codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|c| c.as_str().expect("s"))
+        .collect();
     assert_eq!(codes.len(), 4);
     for c in &codes {
         assert!(after.contains(&format!("\n{c}\n")));
     }
-    assert_eq!(std::fs::metadata(dir.path().join("ga")).expect("stat").mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("ga"))
+            .expect("stat")
+            .mode()
+            & 0o777,
+        0o600
+    );
 }
 
 #[test]
 fn regenerate_refuses_a_pipe_without_json_and_a_missing_file() {
     let dir = tempdir();
-    let r = run_in(dir.path(), &["--regenerate-scratch-codes", "-s", "nothing"], None);
+    let r = run_in(
+        dir.path(),
+        &["--regenerate-scratch-codes", "-s", "nothing"],
+        None,
+    );
     assert_eq!(r.code, 2, "{}", r.stderr);
-    let r = run_in(dir.path(), &["--regenerate-scratch-codes", "--json", "-s", "nothing"], None);
+    let r = run_in(
+        dir.path(),
+        &["--regenerate-scratch-codes", "--json", "-s", "nothing"],
+        None,
+    );
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
 }
@@ -520,7 +735,10 @@ fn root_writes_a_store_file_only_into_a_root_owned_chain() {
         return;
     }
     let Some(other) = ["nobody", "daemon"].into_iter().find(|u| {
-        std::process::Command::new("id").arg(u).output().is_ok_and(|o| o.status.success())
+        std::process::Command::new("id")
+            .arg(u)
+            .output()
+            .is_ok_and(|o| o.status.success())
     }) else {
         eprintln!("note: no unprivileged system user; skipping");
         return;
@@ -530,11 +748,21 @@ fn root_writes_a_store_file_only_into_a_root_owned_chain() {
     std::fs::create_dir(&store).expect("mkdir");
     std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let chain_ok = store.ancestors().all(|d| {
-        std::fs::metadata(d).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0)
-    });
+    let chain_ok = store
+        .ancestors()
+        .all(|d| std::fs::metadata(d).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0));
     let path = store.join(other);
-    let args = ["--user", other, "-t", "-D", "-W", "-u", "-s", path.to_str().expect("utf-8")];
+    let args = [
+        "--user",
+        other,
+        "--non-interactive",
+        "-t",
+        "-D",
+        "-W",
+        "-u",
+        "-s",
+        path.to_str().expect("utf-8"),
+    ];
     let r = run(&args);
     if chain_ok {
         assert_eq!(r.code, 0, "{}", r.stderr);
@@ -547,7 +775,17 @@ fn root_writes_a_store_file_only_into_a_root_owned_chain() {
     // A group- or other-writable directory is not a store.
     std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let path2 = store.join("second");
-    let r = run(&["--user", other, "-t", "-D", "-W", "-u", "-s", path2.to_str().expect("utf-8")]);
+    let r = run(&[
+        "--user",
+        other,
+        "--non-interactive",
+        "-t",
+        "-D",
+        "-W",
+        "-u",
+        "-s",
+        path2.to_str().expect("utf-8"),
+    ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("root-owned"), "{}", r.stderr);
     assert!(!path2.exists());
@@ -558,13 +796,16 @@ fn root_writes_a_store_file_only_into_a_root_owned_chain() {
 
 #[test]
 fn man_page_names_every_long_flag() {
-    let man = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../man/totp-enroll.1"),
-    )
-    .expect("man page")
-    .replace("\\-", "-");
+    let man =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../man/totp-enroll.1"))
+            .expect("man page")
+            .replace("\\-", "-");
     let mut flags = Vec::new();
-    for args in [&["--help"][..], &["check", "--help"], &["explain", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["check", "--help"],
+        &["explain", "--help"],
+    ] {
         let help = run(args).stdout;
         for word in help.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
             if word.starts_with("--") && word.len() > 2 && !flags.contains(&word.to_owned()) {
@@ -576,4 +817,99 @@ fn man_page_names_every_long_flag() {
     for flag in flags {
         assert!(man.contains(&flag), "man page lacks {flag}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// A real terminal
+
+#[test]
+fn a_terminal_gets_the_qr_code_secret_and_scratch_codes() {
+    if !have_tool("script") {
+        return;
+    }
+    let dir = tempdir();
+    let path = dir.path().join("s");
+    let cmd = format!("{BIN} -t -D -W -u -C -f -s {}", path.display());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let file = std::fs::read_to_string(&path).expect("written");
+    assert!(text.contains('\u{2588}'), "UTF-8 QR by default");
+    assert!(text.contains(file.lines().next().expect("secret")));
+    assert!(text.contains("Your emergency scratch codes are:"));
+}
+
+// ---------------------------------------------------------------------------
+// explain
+
+#[test]
+fn explain_shows_the_deciding_rule() {
+    let dir = tempdir();
+    let rules = dir.path().join("access.conf");
+    std::fs::write(&rules, "# LAN\n+ : ALL : 10.0.0.0/8\n- : ALL : ALL\n").expect("rules");
+    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let path = rules.to_str().expect("utf-8");
+    let r = run(&[
+        "explain",
+        "--accessfile",
+        path,
+        "--user",
+        "root",
+        "--rhost",
+        "10.1.2.3",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("rule:    line 2: + : ALL : 10.0.0.0/8"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("verdict: skip"), "{}", r.stdout);
+
+    let r = run(&[
+        "explain",
+        "--accessfile",
+        path,
+        "--user",
+        "root",
+        "--rhost",
+        "192.0.2.1",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("verdict: require"), "{}", r.stdout);
+
+    std::fs::write(&rules, "+ : ALL : 010.0.0.0/8\n").expect("bad rules");
+    let r = run(&[
+        "explain",
+        "--accessfile",
+        path,
+        "--user",
+        "root",
+        "--rhost",
+        "10.1.2.3",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("requires the code for everybody"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn re_enrollment_starts_with_fresh_state() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("s"),
+        "JBSWY3DPEHPK3PXP\n\" PAM_TOTP_LAST_STEP 99999999\n\" PAM_TOTP_FAILURES 3 1700000000\n\" TOTP_AUTH\n",
+    )
+    .expect("seed");
+    let v = enroll_json(dir.path(), "s", &["-t", "-D", "-W", "-u", "-f"]);
+    let text = std::fs::read_to_string(dir.path().join("s")).expect("read");
+    assert!(!text.contains("PAM_TOTP_"), "{text}");
+    assert!(text.starts_with(v["secret"].as_str().expect("secret")));
 }

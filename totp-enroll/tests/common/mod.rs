@@ -60,8 +60,7 @@ pub fn golden(name: &str, actual: &str) {
     let expected = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
     assert_eq!(
-        actual,
-        expected,
+        actual, expected,
         "golden {name} differs (UPDATE_GOLDEN=1 to accept)"
     );
 }
@@ -130,7 +129,11 @@ pub fn oathtool_code(secret: &str, alg: &str, digits: u32, kind: OathKind) -> St
         .arg(secret)
         .output()
         .expect("oathtool runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 

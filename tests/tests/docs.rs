@@ -1,0 +1,82 @@
+//! Every module option and every CLI flag is documented in the man pages.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::process::Command;
+
+use system_tests::{built, workspace};
+use totp_core::options::OPTION_NAMES;
+
+/// The man page text with roff escapes for '-' undone, so "\-\-user" reads "--user".
+fn man_text(name: &str) -> String {
+    let path = workspace().join("man").join(name);
+    let raw = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    raw.replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fR", "")
+        .replace("\\fI", "")
+}
+
+#[test]
+fn every_module_option_is_in_pam_totp_8() {
+    let man = man_text("pam_totp.8");
+    let missing: Vec<_> = OPTION_NAMES.iter().filter(|o| !man.contains(*o)).collect();
+    assert!(
+        missing.is_empty(),
+        "options missing from pam_totp.8: {missing:?}"
+    );
+}
+
+/// Long flags as `--help` prints them (for every subcommand too).
+fn long_flags(help: &str) -> BTreeSet<String> {
+    help.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']' || c == '=')
+        .filter_map(|w| w.strip_prefix("--"))
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-'))
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("--{w}"))
+        .collect()
+}
+
+fn help_of(args: &[&str]) -> String {
+    let out = Command::new(&built().enroll)
+        .args(args)
+        .output()
+        .expect("run totp-enroll");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn every_cli_flag_is_in_totp_enroll_1() {
+    let man = man_text("totp-enroll.1");
+    let top = help_of(&["--help"]);
+    let mut flags = long_flags(&top);
+    // Subcommands listed under "Commands:" have their own flags.
+    let mut in_commands = false;
+    for line in top.lines() {
+        if line.trim_end().ends_with("Commands:") {
+            in_commands = true;
+            continue;
+        }
+        if in_commands {
+            match line.split_whitespace().next() {
+                Some(cmd) if line.starts_with("  ") && cmd != "help" => {
+                    flags.extend(long_flags(&help_of(&[cmd, "--help"])));
+                }
+                _ if line.trim().is_empty() => in_commands = false,
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        flags.len() > 20,
+        "expected GA's flags in --help, got {flags:?}"
+    );
+    let missing: Vec<_> = flags
+        .iter()
+        .filter(|f| *f != "--help" && *f != "--version" && !man.contains(f.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "flags missing from totp-enroll.1: {missing:?}"
+    );
+}

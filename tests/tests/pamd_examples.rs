@@ -1,0 +1,822 @@
+//! Every file in `pam.d-examples/` run through the real libpam (`pam_start_confdir`, via
+//! `pam-drive`), as root with real users, real passwords and codes from `oathtool`.
+//!
+//! Each example is copied into a throwaway PAM directory with these substitutions and
+//! nothing else changed:
+//!
+//! - `pam_totp.so` becomes the module built from this tree (absolute path);
+//! - `/var/lib/pam_totp/` (store mode) becomes a root-owned `0700` temporary directory;
+//! - `/etc/security/pam_totp_access.conf` becomes a temporary access-rule file that each
+//!   case writes (or leaves absent);
+//! - `@include common-*` finds stand-ins written into the same directory (libpam resolves
+//!   includes in the confdir). `common-auth` has the shape of Debian 12's default: real
+//!   `pam_unix` (the password is checked against `/etc/shadow`), then `requisite
+//!   pam_deny`, then `required pam_permit`. The account, session and password stand-ins
+//!   are `pam_permit`, since only `pam_authenticate` runs here;
+//! - `su` only: in the cases that play an ordinary user running su, `pam_rootok.so`
+//!   becomes `pam_deny.so`, because these tests run as root and `pam_rootok` would end the
+//!   stack before anything is asked (one case keeps it and checks exactly that).
+//!
+//! The `pam-auth-update` profile is checked by building `common-auth` the way
+//! pam-auth-update does: the profile's `Auth:` lines go into the "Additional" block after
+//! `pam_permit`.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::PathBuf;
+
+use system_tests::{
+    Drive, Driver, Stack, TestUser, built, now, oathtool_totp, random_secret_b32, require_root,
+    require_tool, workspace, write_owned, wrong_totp,
+};
+
+const PASSWORD: &str = "correct horse 7 battery";
+const CODE_PROMPT: &str = "erification code";
+const OK: &str = "PAM_SUCCESS";
+const DENIED: &str = "PAM_AUTH_ERR";
+
+/// Every file the examples directory must hold; a new example needs a test here.
+const EXAMPLES: &[&str] = &[
+    "README.md",
+    "gdm-password",
+    "lightdm",
+    "login",
+    "pam-configs/pam_totp",
+    "pam_totp_access.conf",
+    "sshd",
+    "sshd-publickey",
+    "sshd_config-password.conf",
+    "sshd_config-publickey.conf",
+    "su",
+    "sudo",
+];
+
+/// Debian 12's default `common-auth`, without the optional pam_cap.
+const COMMON_AUTH: &str = "\
+auth [success=1 default=ignore] pam_unix.so nullok
+auth requisite pam_deny.so
+auth required pam_permit.so
+";
+
+fn examples_dir() -> PathBuf {
+    workspace().join("pam.d-examples")
+}
+
+fn example_text(name: &str) -> String {
+    fs::read_to_string(examples_dir().join(name))
+        .unwrap_or_else(|e| panic!("read pam.d-examples/{name}: {e}"))
+}
+
+/// Lines of a PAM file without comments and blank lines.
+fn active_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// A temporary PAM directory holding one example, the common-* stand-ins, a secret
+/// store and an access-rule path.
+struct Setup {
+    stack: Stack,
+    store: tempfile::TempDir,
+    service: String,
+}
+
+struct Rewrite<'a> {
+    /// Replace `pam_rootok.so` (su) with `pam_deny.so`.
+    no_rootok: bool,
+    /// Extra options appended to the pam_totp line.
+    extra: &'a str,
+    /// Where the access-rule path points.
+    accessfile: PathBuf,
+}
+
+impl Setup {
+    fn new(service: &str) -> Setup {
+        let stack = Stack::new();
+        let dir = stack.path();
+        fs::write(dir.join("common-auth"), COMMON_AUTH).expect("common-auth");
+        fs::write(
+            dir.join("common-account"),
+            "account required pam_permit.so\n",
+        )
+        .expect("w");
+        fs::write(
+            dir.join("common-session"),
+            "session required pam_permit.so\n",
+        )
+        .expect("w");
+        fs::write(
+            dir.join("common-session-noninteractive"),
+            "session required pam_permit.so\n",
+        )
+        .expect("w");
+        fs::write(
+            dir.join("common-password"),
+            "password required pam_permit.so\n",
+        )
+        .expect("w");
+        let store = tempfile::Builder::new()
+            .prefix("pam_totp-store")
+            .tempdir()
+            .expect("store");
+        // tempdir() creates 0700 directories owned by the (root) caller.
+        Setup {
+            stack,
+            store,
+            service: service.to_string(),
+        }
+    }
+
+    fn access_path(&self) -> PathBuf {
+        self.stack.path().join("pam_totp_access.conf")
+    }
+
+    fn write_access(&self, rules: &str) {
+        write_owned(&self.access_path(), rules.as_bytes(), 0, 0, 0o644);
+    }
+
+    fn default_rewrite(&self) -> Rewrite<'static> {
+        Rewrite {
+            no_rootok: false,
+            extra: "",
+            accessfile: self.access_path(),
+        }
+    }
+
+    /// Installs `text` (an example) as this setup's service, with the substitutions
+    /// listed at the top of this file.
+    fn install_text(&self, text: &str, rw: &Rewrite<'_>) {
+        let module = built().module.to_string_lossy().into_owned();
+        let store = format!("{}/", self.store.path().display());
+        let mut out = String::new();
+        let mut totp_lines = 0;
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                out.push_str(line);
+                out.push('\n');
+                continue;
+            }
+            let mut tokens: Vec<String> = trimmed
+                .split_whitespace()
+                .map(|t| {
+                    if t == "pam_totp.so" {
+                        module.clone()
+                    } else if rw.no_rootok && t == "pam_rootok.so" {
+                        "pam_deny.so".to_string()
+                    } else {
+                        t.replace("/var/lib/pam_totp/", &store).replace(
+                            "/etc/security/pam_totp_access.conf",
+                            &rw.accessfile.to_string_lossy(),
+                        )
+                    }
+                })
+                .collect();
+            if trimmed.split_whitespace().any(|t| t == "pam_totp.so") {
+                totp_lines += 1;
+                if !rw.extra.is_empty() {
+                    tokens.push(rw.extra.to_string());
+                }
+            }
+            out.push_str(&tokens.join(" "));
+            out.push('\n');
+        }
+        assert_eq!(totp_lines, 1, "expected one pam_totp line in:\n{text}");
+        fs::write(self.stack.path().join(&self.service), out).expect("write service");
+    }
+
+    fn install(&self, example: &str, rw: &Rewrite<'_>) {
+        self.install_text(&example_text(example), rw);
+    }
+
+    fn drive(&self, user: &TestUser) -> Driver {
+        Driver::new(&self.stack, &self.service, &user.name)
+    }
+
+    fn store_path(&self, user: &TestUser) -> PathBuf {
+        self.store.path().join(&user.name)
+    }
+}
+
+/// Where an enrollment lives for one example.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Home,
+    Store,
+}
+
+/// Writes a fresh secret file (new secret, so no replay mark or failure count carries
+/// over between cases) and returns the secret.
+fn enroll(setup: &Setup, user: &TestUser, mode: Mode) -> String {
+    let secret = random_secret_b32();
+    let contents = format!("{secret}\n\" TOTP_AUTH\n");
+    match mode {
+        Mode::Home => {
+            user.write_secret(&contents, 0o600);
+        }
+        Mode::Store => write_owned(&setup.store_path(user), contents.as_bytes(), 0, 0, 0o600),
+    }
+    secret
+}
+
+fn code(secret: &str) -> String {
+    oathtool_totp(secret, now(), 30, 6, "sha1")
+}
+
+#[track_caller]
+fn expect(d: &Drive, result: &str, prompts: usize, code_asked: bool, what: &str) {
+    assert_eq!(d.result, result, "{what}: result; {d:?}");
+    assert_eq!(d.prompts, prompts, "{what}: prompt count; {d:?}");
+    assert_eq!(
+        d.prompted(CODE_PROMPT),
+        code_asked,
+        "{what}: code prompt; {d:?}"
+    );
+}
+
+/// Users for one example: one enrolled, one never enrolled; both with a password.
+struct Users {
+    enrolled: TestUser,
+    plain: TestUser,
+}
+
+fn users(tag: &str) -> Users {
+    let enrolled = TestUser::create(&format!("{tag}e"));
+    let plain = TestUser::create(&format!("{tag}n"));
+    enrolled.set_password(PASSWORD);
+    plain.set_password(PASSWORD);
+    Users { enrolled, plain }
+}
+
+/// A terminal and remote host as the service's application would set them.
+#[derive(Clone, Copy)]
+struct Items {
+    tty: Option<&'static str>,
+    rhost: Option<&'static str>,
+}
+
+fn with_items(d: Driver, items: Items) -> Driver {
+    let d = match items.tty {
+        Some(t) => d.tty(t),
+        None => d,
+    };
+    match items.rhost {
+        Some(h) => d.rhost(h),
+        None => d,
+    }
+}
+
+/// The cases every "password, then code" example must pass.
+fn password_then_code(setup: &Setup, u: &Users, mode: Mode, items: Items) {
+    let user = &u.enrolled;
+
+    let secret = enroll(setup, user, mode);
+    let right = code(&secret);
+    let d = with_items(setup.drive(user), items)
+        .answer(PASSWORD)
+        .answer(&right)
+        .run();
+    expect(&d, OK, 2, true, "right password and right code");
+
+    let d = with_items(setup.drive(user), items)
+        .answer(PASSWORD)
+        .answer(&right)
+        .run();
+    expect(&d, DENIED, 2, true, "the same code a second time (replay)");
+
+    let secret = enroll(setup, user, mode);
+    let d = with_items(setup.drive(user), items)
+        .answer(PASSWORD)
+        .answer(&wrong_totp(&secret, now()))
+        .run();
+    expect(&d, DENIED, 2, true, "right password, wrong code");
+
+    let secret = enroll(setup, user, mode);
+    let d = with_items(setup.drive(user), items)
+        .answer("not the password")
+        .answer(&code(&secret))
+        .run();
+    expect(
+        &d,
+        DENIED,
+        1,
+        false,
+        "wrong password: the code is never asked",
+    );
+
+    let d = with_items(setup.drive(&u.plain), items)
+        .answer(PASSWORD)
+        .run();
+    expect(&d, OK, 1, false, "not enrolled, nullok: the password alone");
+
+    let d = with_items(setup.drive(&u.plain), items)
+        .answer("wrong")
+        .run();
+    expect(
+        &d,
+        DENIED,
+        1,
+        false,
+        "not enrolled, nullok: a wrong password still fails",
+    );
+}
+
+fn ready(test: &str) -> bool {
+    require_root(test) && require_tool(test, "oathtool") && require_tool(test, "chpasswd")
+}
+
+#[test]
+fn every_example_is_tested_and_no_pam_totp_line_is_sufficient_or_optional() {
+    let mut found = BTreeSet::new();
+    let mut pending = vec![examples_dir()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).expect("read pam.d-examples") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let rel = path.strip_prefix(examples_dir()).expect("prefix");
+                found.insert(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let expected: BTreeSet<String> = EXAMPLES.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        found, expected,
+        "pam.d-examples/ changed: add a test for each new example"
+    );
+
+    for name in [
+        "sshd",
+        "sshd-publickey",
+        "sudo",
+        "su",
+        "login",
+        "lightdm",
+        "gdm-password",
+    ] {
+        let text = example_text(name);
+        let totp: Vec<&str> = active_lines(&text)
+            .filter(|l| l.split_whitespace().any(|t| t == "pam_totp.so"))
+            .collect();
+        assert_eq!(totp.len(), 1, "{name}: one pam_totp line");
+        let line = totp[0];
+        assert!(
+            line.starts_with("auth [success=ok ignore=ignore default=die] pam_totp.so")
+                || line.starts_with("auth required pam_totp.so"),
+            "{name}: pam_totp must be requisite-style or required: {line}"
+        );
+    }
+    let profile = example_text("pam-configs/pam_totp");
+    assert!(
+        profile.lines().any(|l| l == "Default: no"),
+        "profile must not be enabled by default"
+    );
+    assert!(
+        profile_auth_lines(&profile)
+            .iter()
+            .all(|l| l.starts_with("[success=ok ignore=ignore default=die]")),
+        "profile Auth lines must be requisite-style"
+    );
+}
+
+#[test]
+fn sshd_example_asks_password_then_code_and_skips_only_by_rule() {
+    let test = "sshd_example";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::new("sshd");
+    setup.install("sshd", &setup.default_rewrite());
+    let u = users("ss");
+    // sshd sets PAM_TTY "ssh" and PAM_RHOST to the client's numeric address.
+    let remote = Items {
+        tty: Some("ssh"),
+        rhost: Some("192.0.2.10"),
+    };
+
+    // No access-rule file at all: nothing is skipped, everything else works.
+    password_then_code(&setup, &u, Mode::Home, remote);
+
+    // LAN skip: 10.0.0.0/8 and the loopback address skip the code; others do not.
+    setup.write_access("+ : ALL : 10.0.0.0/8 127.0.0.1\n");
+    enroll(&setup, &u.enrolled, Mode::Home);
+    for rhost in ["10.1.2.3", "127.0.0.1", "::ffff:10.9.8.7"] {
+        let d = setup
+            .drive(&u.enrolled)
+            .tty("ssh")
+            .rhost(rhost)
+            .answer(PASSWORD)
+            .run();
+        expect(
+            &d,
+            OK,
+            1,
+            false,
+            &format!("access rule skips the code from {rhost}"),
+        );
+        let d = setup
+            .drive(&u.enrolled)
+            .tty("ssh")
+            .rhost(rhost)
+            .answer("wrong")
+            .run();
+        expect(
+            &d,
+            DENIED,
+            1,
+            false,
+            &format!("a skip from {rhost} never skips the password"),
+        );
+    }
+    for rhost in ["192.0.2.10", "11.1.2.3", "lan-host.example"] {
+        let secret = enroll(&setup, &u.enrolled, Mode::Home);
+        let d = setup
+            .drive(&u.enrolled)
+            .tty("ssh")
+            .rhost(rhost)
+            .answer(PASSWORD)
+            .answer(&code(&secret))
+            .run();
+        expect(
+            &d,
+            OK,
+            2,
+            true,
+            &format!("no rule matches {rhost}: code asked"),
+        );
+    }
+    // A rule for one user does not skip the others.
+    setup.write_access(&format!("+ : {} : 10.0.0.0/8\n", u.plain.name));
+    let secret = enroll(&setup, &u.enrolled, Mode::Home);
+    let d = setup
+        .drive(&u.enrolled)
+        .tty("ssh")
+        .rhost("10.1.2.3")
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    expect(&d, OK, 2, true, "a rule naming another user: code asked");
+
+    // Group skip, added as the example's README suggests.
+    let group = format!("pttg{}", std::process::id() % 100_000);
+    u.plain.add_to_group(&group);
+    let rw = Rewrite {
+        extra: &format!("skip_group={group}"),
+        ..setup.default_rewrite()
+    };
+    setup.install("sshd", &rw);
+    let skipper = &u.plain;
+    let secret = random_secret_b32();
+    skipper.write_secret(&format!("{secret}\n\" TOTP_AUTH\n"), 0o600);
+    let d = setup
+        .drive(skipper)
+        .tty("ssh")
+        .rhost("192.0.2.10")
+        .answer(PASSWORD)
+        .run();
+    expect(&d, OK, 1, false, "member of skip_group: no code");
+    let d = setup
+        .drive(skipper)
+        .tty("ssh")
+        .rhost("192.0.2.10")
+        .answer("wrong")
+        .run();
+    expect(
+        &d,
+        DENIED,
+        1,
+        false,
+        "member of skip_group: the password still counts",
+    );
+    let secret = enroll(&setup, &u.enrolled, Mode::Home);
+    let d = setup
+        .drive(&u.enrolled)
+        .tty("ssh")
+        .rhost("192.0.2.10")
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    expect(&d, OK, 2, true, "not a member of skip_group: code asked");
+    let _ = std::process::Command::new("groupdel").arg(&group).status();
+}
+
+#[test]
+fn sshd_publickey_example_asks_only_the_code_and_needs_pam_permit_for_skips() {
+    let test = "sshd_publickey_example";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::new("sshd");
+    setup.install("sshd-publickey", &setup.default_rewrite());
+    let u = users("sk");
+    let user = &u.enrolled;
+
+    let secret = enroll(&setup, user, Mode::Home);
+    let right = code(&secret);
+    let d = setup
+        .drive(user)
+        .tty("ssh")
+        .rhost("192.0.2.10")
+        .answer(&right)
+        .run();
+    expect(&d, OK, 1, true, "right code after the key");
+    let d = setup
+        .drive(user)
+        .tty("ssh")
+        .rhost("192.0.2.10")
+        .answer(&right)
+        .run();
+    expect(&d, DENIED, 1, true, "replayed code");
+
+    let secret = enroll(&setup, user, Mode::Home);
+    let d = setup
+        .drive(user)
+        .tty("ssh")
+        .rhost("192.0.2.10")
+        .answer(&wrong_totp(&secret, now()))
+        .run();
+    expect(&d, DENIED, 1, true, "wrong code");
+
+    let d = setup.drive(&u.plain).tty("ssh").rhost("192.0.2.10").run();
+    expect(
+        &d,
+        OK,
+        0,
+        false,
+        "not enrolled, nullok: pam_permit makes the skip a success",
+    );
+
+    setup.write_access("+ : ALL : 10.0.0.0/8\n");
+    let d = setup.drive(user).tty("ssh").rhost("10.20.30.40").run();
+    expect(&d, OK, 0, false, "access rule from 10.x");
+    let secret = enroll(&setup, user, Mode::Home);
+    let d = setup
+        .drive(user)
+        .tty("ssh")
+        .rhost("192.0.2.10")
+        .answer(&code(&secret))
+        .run();
+    expect(&d, OK, 1, true, "outside the rule: code asked");
+
+    // Without the pam_permit line a skip alone must not succeed: PAM_IGNORE is no success.
+    let without_permit: String = example_text("sshd-publickey")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("auth required pam_permit.so"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    setup.install_text(&without_permit, &setup.default_rewrite());
+    let d = setup.drive(&u.plain).tty("ssh").rhost("192.0.2.10").run();
+    assert_ne!(d.result, OK, "a stack of skips alone must fail: {d:?}");
+}
+
+#[test]
+fn sudo_example_uses_the_root_owned_store_and_asks_inside_ssh() {
+    let test = "sudo_example";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::new("sudo");
+    setup.install("sudo", &setup.default_rewrite());
+    let u = users("su");
+    // sudo run from an SSH session: a pseudo-terminal and no PAM_RHOST.
+    let in_ssh = Items {
+        tty: Some("/dev/pts/3"),
+        rhost: None,
+    };
+    password_then_code(&setup, &u, Mode::Store, in_ssh);
+
+    // The user's own ~/.google_authenticator is not what guards sudo.
+    let store_secret = enroll(&setup, &u.enrolled, Mode::Store);
+    let home_secret = enroll(&setup, &u.enrolled, Mode::Home);
+    let d = with_items(setup.drive(&u.enrolled), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&home_secret))
+        .run();
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "a code from the user's home file does not pass sudo",
+    );
+    let d = with_items(setup.drive(&u.enrolled), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&store_secret))
+        .run();
+    expect(&d, OK, 2, true, "the store's code passes sudo");
+
+    // Even an admin who adds access rules to sudo gets no skip for sudo inside SSH.
+    setup.write_access("+ : ALL : 10.0.0.0/8 127.0.0.1 LOCAL\n");
+    let rw = Rewrite {
+        extra: &format!("accessfile={}", setup.access_path().display()),
+        ..setup.default_rewrite()
+    };
+    setup.install("sudo", &rw);
+    for tty in ["/dev/pts/3", "pts/0", "/dev/tty1", ":0"] {
+        let secret = enroll(&setup, &u.enrolled, Mode::Store);
+        let d = setup
+            .drive(&u.enrolled)
+            .tty(tty)
+            .answer(PASSWORD)
+            .answer(&code(&secret))
+            .run();
+        expect(
+            &d,
+            OK,
+            2,
+            true,
+            &format!("sudo on {tty} with access rules: code asked"),
+        );
+    }
+    let secret = enroll(&setup, &u.enrolled, Mode::Store);
+    let d = setup
+        .drive(&u.enrolled)
+        .tty("/dev/pts/3")
+        .answer(PASSWORD)
+        .answer(&wrong_totp(&secret, now()))
+        .run();
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "sudo inside SSH with access rules: wrong code denied",
+    );
+}
+
+#[test]
+fn su_example_asks_the_target_accounts_password_and_store_code() {
+    let test = "su_example";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::new("su");
+    let as_user = Rewrite {
+        no_rootok: true,
+        ..setup.default_rewrite()
+    };
+    setup.install("su", &as_user);
+    let u = users("sx");
+    let in_ssh = Items {
+        tty: Some("/dev/pts/4"),
+        rhost: None,
+    };
+    password_then_code(&setup, &u, Mode::Store, in_ssh);
+
+    // As root, pam_rootok ends the stack before any question: su from root needs nothing.
+    setup.install("su", &setup.default_rewrite());
+    enroll(&setup, &u.enrolled, Mode::Store);
+    let d = with_items(setup.drive(&u.enrolled), in_ssh).run();
+    expect(&d, OK, 0, false, "root running su: pam_rootok");
+}
+
+#[test]
+fn login_example_asks_password_then_code_on_the_console() {
+    let test = "login_example";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::new("login");
+    setup.install("login", &setup.default_rewrite());
+    let u = users("lo");
+    let console = Items {
+        tty: Some("tty1"),
+        rhost: None,
+    };
+    password_then_code(&setup, &u, Mode::Home, console);
+}
+
+#[test]
+fn lightdm_example_asks_password_then_code() {
+    let test = "lightdm_example";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::new("lightdm");
+    setup.install("lightdm", &setup.default_rewrite());
+    let u = users("ld");
+    let display = Items {
+        tty: Some(":0"),
+        rhost: None,
+    };
+    password_then_code(&setup, &u, Mode::Home, display);
+}
+
+#[test]
+fn gdm_password_example_asks_password_then_code() {
+    let test = "gdm_password_example";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::new("gdm-password");
+    setup.install("gdm-password", &setup.default_rewrite());
+    let u = users("gd");
+    let display = Items {
+        tty: Some("/dev/tty2"),
+        rhost: None,
+    };
+    password_then_code(&setup, &u, Mode::Home, display);
+}
+
+/// The `Auth:` lines of a pam-auth-update profile (continuation lines, trimmed).
+fn profile_auth_lines(profile: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut in_auth = false;
+    for line in profile.lines() {
+        if let Some((field, rest)) = line.split_once(':')
+            && !line.starts_with(char::is_whitespace)
+            && !field.contains(char::is_whitespace)
+        {
+            in_auth = field == "Auth";
+            if in_auth && !rest.trim().is_empty() {
+                lines.push(rest.trim().to_string());
+            }
+            continue;
+        }
+        if in_auth && !line.trim().is_empty() {
+            lines.push(line.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
+    lines
+}
+
+#[test]
+fn pam_auth_update_profile_adds_the_code_after_the_password() {
+    let test = "pam_auth_update_profile";
+    if !ready(test) {
+        return;
+    }
+    let profile = example_text("pam-configs/pam_totp");
+    assert!(profile.lines().any(|l| l == "Auth-Type: Additional"));
+    let auth = profile_auth_lines(&profile);
+    assert!(!auth.is_empty(), "profile has no Auth lines");
+
+    let setup = Setup::new("login");
+    // common-auth as pam-auth-update writes it with the profile selected: the Primary
+    // block, pam_deny, pam_permit, then the Additional block.
+    let module = built().module.to_string_lossy().into_owned();
+    let mut common = COMMON_AUTH.to_string();
+    for line in &auth {
+        common.push_str("auth ");
+        common.push_str(&line.replace("pam_totp.so", &module));
+        common.push('\n');
+    }
+    fs::write(setup.stack.path().join("common-auth"), common).expect("common-auth");
+    fs::write(setup.stack.path().join("login"), "@include common-auth\n").expect("login");
+
+    let u = users("pa");
+    let console = Items {
+        tty: Some("tty3"),
+        rhost: None,
+    };
+    password_then_code(&setup, &u, Mode::Home, console);
+}
+
+#[test]
+fn sufficient_would_let_the_code_replace_the_password() {
+    // Why every example warns against "sufficient": placed first, a right code ends the
+    // stack and the password is never asked. A skip (PAM_IGNORE) does not end it.
+    let test = "sufficient_stack";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::new("bad");
+    fs::write(
+        setup.stack.path().join("bad"),
+        format!(
+            "auth sufficient {} nullok\n@include common-auth\n",
+            built().module.display()
+        ),
+    )
+    .expect("write");
+    let u = users("bd");
+    let secret = enroll(&setup, &u.enrolled, Mode::Home);
+    let d = setup
+        .drive(&u.enrolled)
+        .tty("ssh")
+        .rhost("192.0.2.1")
+        .answer(&code(&secret))
+        .run();
+    expect(
+        &d,
+        OK,
+        1,
+        true,
+        "sufficient: the code alone logs in, no password asked",
+    );
+    let d = setup
+        .drive(&u.plain)
+        .tty("ssh")
+        .rhost("192.0.2.1")
+        .answer("wrong")
+        .run();
+    expect(
+        &d,
+        DENIED,
+        1,
+        false,
+        "sufficient + nullok skip: PAM_IGNORE does not end the stack",
+    );
+}

@@ -1,0 +1,277 @@
+//! Every QR output decodes (with zbarimg) to exactly the `--uri` text, and
+//! oathtool computes from that URI the same codes the written file gives.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use totp_core::gafile::{GaFile, Mode};
+use totp_core::otp;
+
+/// Decodes the QR code in an image file; `None` if zbarimg found none.
+fn zbar(image: &Path) -> Option<String> {
+    let out = Command::new("zbarimg")
+        .args(["-q", "--raw", "-Sdisable", "-Sqrcode.enable"])
+        .arg(image)
+        .output()
+        .expect("zbarimg runs");
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .trim_end_matches('\n')
+            .to_owned()
+    })
+}
+
+/// Writes a module matrix as a PNG, `scale` pixels per module, dark = black.
+fn matrix_png(rows: &[Vec<bool>], path: &Path) {
+    let scale = 6u32;
+    let h = rows.len() as u32;
+    let w = rows.iter().map(Vec::len).max().expect("rows") as u32;
+    // A margin of light modules, in case the text rendering trimmed any.
+    let pad = 4u32;
+    let img = image::GrayImage::from_fn((w + 2 * pad) * scale, (h + 2 * pad) * scale, |x, y| {
+        let (mx, my) = ((x / scale).checked_sub(pad), (y / scale).checked_sub(pad));
+        let dark = match (mx, my) {
+            (Some(mx), Some(my)) => rows
+                .get(my as usize)
+                .and_then(|r| r.get(mx as usize))
+                .copied()
+                .unwrap_or(false),
+            _ => false,
+        };
+        image::Luma([if dark { 0 } else { 255 }])
+    });
+    img.save(path).expect("save png");
+}
+
+/// Splits terminal output into the QR block (everything before the secret line).
+fn qr_block(stdout: &str) -> &str {
+    let end = stdout
+        .find("Your new secret key is:")
+        .expect("secret line follows the QR");
+    &stdout[..end]
+}
+
+fn strip_sgr(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Half-block text back to modules. `drawn_is_dark` says what a glyph means.
+fn parse_halves(text: &str, drawn_is_dark: bool) -> Vec<Vec<bool>> {
+    let mut rows = Vec::new();
+    for line in strip_sgr(text).lines() {
+        let (mut top, mut bottom) = (Vec::new(), Vec::new());
+        for c in line.chars() {
+            let (t, b) = match c {
+                '\u{2588}' => (true, true),
+                '\u{2580}' => (true, false),
+                '\u{2584}' => (false, true),
+                ' ' => (false, false),
+                other => panic!("unexpected {other:?} in UTF-8 QR"),
+            };
+            top.push(t == drawn_is_dark);
+            bottom.push(b == drawn_is_dark);
+        }
+        rows.push(top);
+        rows.push(bottom);
+    }
+    rows
+}
+
+/// ANSI text back to modules: each module is two spaces after a background SGR.
+fn parse_ansi(text: &str, dark_sgr: &str) -> Vec<Vec<bool>> {
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let mut row = Vec::new();
+        let mut current = String::new();
+        let mut rest = line;
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix('\x1b') {
+                let end = after.find('m').expect("SGR ends in m");
+                current = after[..=end].to_owned();
+                rest = &after[end + 1..];
+            } else if let Some(after) = rest.strip_prefix("  ") {
+                row.push(format!("\x1b{current}") == dark_sgr);
+                rest = after;
+            } else {
+                panic!("unexpected text in ANSI QR: {rest:?}");
+            }
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// Checks the URI against the file with oathtool: same codes at a few times
+/// (TOTP) or counters (HOTP), with the URI's algorithm, digits and period.
+fn oathtool_agrees(uri: &str, file: &Path) {
+    let params = decode_uri_params(uri);
+    let secret = &params["secret"];
+    let alg = params.get("algorithm").map_or("SHA1", String::as_str);
+    let digits: u32 = params
+        .get("digits")
+        .map_or(Ok(6), |d| d.parse())
+        .expect("digits");
+    let ga = GaFile::parse(&std::fs::read(file).expect("read")).expect("parse");
+    let cfg = ga.config().expect("config");
+    let key = ga.secret().expect("secret");
+    assert_eq!(alg, cfg.algorithm.name());
+    assert_eq!(digits, u32::from(cfg.digits.get()));
+    match cfg.mode {
+        Mode::Totp => {
+            let period: u64 = params
+                .get("period")
+                .map_or(Ok(30), |p| p.parse())
+                .expect("period");
+            assert_eq!(period, cfg.step_secs());
+            for time in [59u64, 1_111_111_109, 2_000_000_000] {
+                let ours = otp::format_code(
+                    otp::totp(&key, time as i64, period, cfg.algorithm, cfg.digits).expect("code"),
+                    cfg.digits,
+                );
+                let theirs = oathtool_code(secret, alg, digits, OathKind::Totp { period, time });
+                assert_eq!(ours, theirs, "TOTP at {time}");
+            }
+        }
+        Mode::Hotp { counter } => {
+            let uri_counter: u64 = params["counter"].parse().expect("counter");
+            assert_eq!(
+                uri_counter, counter,
+                "URI counter is the file's next counter"
+            );
+            for c in [counter, counter + 1, counter + 5] {
+                let ours =
+                    otp::format_code(otp::hotp(&key, c, cfg.algorithm, cfg.digits), cfg.digits);
+                let theirs = oathtool_code(secret, alg, digits, OathKind::Hotp { counter: c });
+                assert_eq!(ours, theirs, "HOTP at {c}");
+            }
+        }
+        Mode::ScratchOnly => panic!("enrollment without a mode"),
+    }
+}
+
+fn tools() -> bool {
+    have_tool("zbarimg") && have_tool("oathtool")
+}
+
+#[test]
+fn png_and_svg_files_decode_to_the_uri() {
+    if !(tools() && have_tool("rsvg-convert")) {
+        return;
+    }
+    for extra in [
+        &["-t", "-D"][..],
+        &["-c"],
+        &[
+            "-t",
+            "-D",
+            "-S",
+            "60",
+            "--algorithm",
+            "SHA256",
+            "--digits",
+            "8",
+        ],
+        &["-t", "-D", "-l", "a b@c:d&e/é", "-i", "Ex:Co & Sons"],
+    ] {
+        let dir = tempdir();
+        let mut args = vec![
+            "-W", "-u", "-f", "-q", "--uri", "-s", "s", "--qr-png", "q.png", "--qr-svg", "q.svg",
+        ];
+        args.extend_from_slice(extra);
+        let r = run_in(dir.path(), &args, None);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let uri = r.stdout.trim_end();
+
+        assert_eq!(
+            zbar(&dir.path().join("q.png")).as_deref(),
+            Some(uri),
+            "PNG {extra:?}"
+        );
+
+        let raster = dir.path().join("svg.png");
+        let st = Command::new("rsvg-convert")
+            .args(["-b", "white", "-w", "400", "-o"])
+            .arg(&raster)
+            .arg(dir.path().join("q.svg"))
+            .status()
+            .expect("rsvg-convert runs");
+        assert!(st.success());
+        assert_eq!(zbar(&raster).as_deref(), Some(uri), "SVG {extra:?}");
+
+        oathtool_agrees(uri, &dir.path().join("s"));
+    }
+}
+
+#[test]
+fn terminal_qr_codes_decode_to_the_uri_in_every_mode() {
+    if !tools() {
+        return;
+    }
+    // (mode, how to read the text back)
+    type Reader = fn(&str) -> Vec<Vec<bool>>;
+    let modes: [(&str, Reader); 6] = [
+        ("UTF8", |t| parse_halves(t, false)),
+        ("UTF8_INVERSE", |t| parse_halves(t, true)),
+        ("UTF8_GREY", |t| parse_halves(t, false)),
+        ("ANSI", |t| parse_ansi(t, "\x1b[40m")),
+        ("ANSI_GREY", |t| parse_ansi(t, "\x1b[40m")),
+        ("ANSI_INVERSE", |t| parse_ansi(t, "\x1b[107m")),
+    ];
+    for (mode, parse) in modes {
+        for extra in [&["-t", "-D"][..], &["-c"]] {
+            let dir = tempdir();
+            let mut args = vec!["-W", "-u", "-f", "-C", "--uri", "-s", "s", "-Q", mode];
+            args.extend_from_slice(extra);
+            let r = run_in(dir.path(), &args, None);
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            let uri = r
+                .stdout
+                .lines()
+                .find(|l| l.starts_with("otpauth://"))
+                .expect("URI printed")
+                .to_owned();
+            let rows = parse(qr_block(&r.stdout));
+            let png = dir.path().join("term.png");
+            matrix_png(&rows, &png);
+            assert_eq!(
+                zbar(&png).as_deref(),
+                Some(uri.as_str()),
+                "mode {mode} {extra:?}"
+            );
+            oathtool_agrees(&uri, &dir.path().join("s"));
+        }
+    }
+}
+
+#[test]
+fn default_terminal_mode_is_utf8_half_blocks() {
+    let dir = tempdir();
+    // -Q is needed to show anything on a pipe; UTF8 spelled differently must
+    // give the same output as the default would on a terminal.
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-f", "-C", "-Q", "utf-8", "-s", "s"],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let block = qr_block(&r.stdout);
+    assert!(block.contains('\u{2588}') && !block.contains('\x1b'));
+    let lines: Vec<&str> = block.lines().collect();
+    assert!(lines.len() <= 30, "fits a terminal: {} lines", lines.len());
+}
