@@ -463,3 +463,136 @@ impl Drive {
             .any(|(style, text)| (*style == 1 || *style == 2) && text.contains(needle))
     }
 }
+
+// ---- Helpers for the module tests (tests/tests/module_*.rs) ----
+
+/// What `pam_authenticate` reports through a [`Stack::probe`] service when `pam_totp`
+/// returned `PAM_IGNORE` (a lone `required` line would turn it into `PAM_PERM_DENIED`,
+/// which `pam_totp` never returns itself, so an explicit marker is clearer).
+pub const PROBE_IGNORED: &str = "PAM_MAXTRIES";
+
+impl Stack {
+    /// A service that makes the module's own return code visible:
+    /// success → `PAM_SUCCESS`; `PAM_IGNORE` → [`PROBE_IGNORED`] (from `pam_debug`);
+    /// any failure → that failure code, unchanged (`default=die`).
+    pub fn probe(name: &str, args: &str) -> Stack {
+        let s = Stack::new();
+        s.service(
+            name,
+            &format!(
+                "auth [success=done ignore=ignore default=die] @MODULE@ {args}\n\
+                 auth requisite pam_debug.so auth=maxtries\n"
+            ),
+        );
+        s
+    }
+}
+
+impl Drive {
+    /// The module's return code for a [`Stack::probe`] service, as a PAM name.
+    pub fn module_code(&self) -> &str {
+        if self.result == PROBE_IGNORED {
+            "PAM_IGNORE"
+        } else {
+            &self.result
+        }
+    }
+
+    /// The prompts (style, text) only, without `pam_debug`'s info messages.
+    pub fn prompt_list(&self) -> Vec<(i32, String)> {
+        self.messages
+            .iter()
+            .filter(|(style, _)| *style == 1 || *style == 2)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Driver {
+    /// Waits until `unix_ms` (real time) before `pam_authenticate` (for parallel runs).
+    pub fn start_at(self, unix_ms: u64) -> Driver {
+        self.arg("--start-at", &unix_ms.to_string())
+    }
+    /// The conversation answers `PAM_SUCCESS` with a NULL `resp` string.
+    pub fn null_answer(self) -> Driver {
+        self.flag("--null-answer")
+    }
+    /// The conversation answers `PAM_SUCCESS` with a NULL response array.
+    pub fn null_array(self) -> Driver {
+        self.flag("--null-array")
+    }
+    /// The conversation fails with the named PAM code.
+    pub fn conv_fail(self, code: &str) -> Driver {
+        self.arg("--conv-fail", code)
+    }
+}
+
+/// A minimal TOTP file as GA's tool writes it.
+pub fn totp_file(secret_b32: &str) -> String {
+    format!("{secret_b32}\n\" TOTP_AUTH\n")
+}
+
+/// The 6-digit SHA-1 TOTP code with 30-s steps at `unix`, computed with `totp_core`
+/// (cross-checked against `oathtool` by the tests that use GA's vectors).
+pub fn code_at(secret_b32: &str, unix: u64) -> String {
+    let bytes = totp_core::base32::decode_lenient(secret_b32.as_bytes()).expect("base32 secret");
+    let secret = totp_core::secret::Secret::new(bytes);
+    let digits = totp_core::otp::Digits::SIX;
+    let v = totp_core::otp::totp(
+        &secret,
+        i64::try_from(unix).expect("time"),
+        30,
+        totp_core::otp::Algorithm::Sha1,
+        digits,
+    )
+    .expect("totp");
+    totp_core::otp::format_code(v, digits)
+}
+
+/// A fixed time in the middle of a 30-s step (step 56_666_667), for faketime runs.
+pub const T0: u64 = 1_700_000_025;
+
+/// The value of a `" KEY value` line in a secret file, if present.
+pub fn file_value(contents: &str, key: &str) -> Option<String> {
+    let prefix = format!("\" {key}");
+    contents.lines().find_map(|l| {
+        let rest = l.strip_prefix(&prefix)?;
+        if rest.is_empty() {
+            Some(String::new())
+        } else {
+            rest.strip_prefix(' ').map(str::to_string)
+        }
+    })
+}
+
+/// The consecutive-failure count recorded in a secret file (0 when absent).
+pub fn failures(contents: &str) -> u32 {
+    file_value(contents, "PAM_TOTP_FAILURES")
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Permission bits, owner uid and group gid of a path (not following a final symlink).
+pub fn mode_owner(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path).expect("stat");
+    (m.mode() & 0o7777, m.uid(), m.gid())
+}
+
+/// Current unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A root-owned directory (mode 0700) for a store-mode secret store.
+pub fn root_store() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("pam_totp-store")
+        .tempdir()
+        .expect("tempdir");
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o700)).expect("chmod store");
+    d
+}

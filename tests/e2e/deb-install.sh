@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Installs the .deb from packaging/build-deb.sh and checks the installed package:
+# every file where it belongs (owner, mode), the man pages render, the module loads
+# through libpam by its bare name pam_totp.so and verifies a real code, totp-enroll
+# runs and enrolls, the pam-auth-update profile stays off by default and works when
+# selected, and removing the package takes the profile out again.
+#
+#   sudo ./tests/e2e/deb-install.sh [path/to/pam-totp_*.deb]
+#
+# Default package: the newest target/debian/pam-totp_*.deb. Needs root, dpkg, oathtool.
+# Leaves the machine as it found it: the package is purged again unless it was
+# installed before (then this build stays installed), /etc/pam.d/common-* and
+# /var/lib/pam are restored, the test user is deleted.
+# Prints PASS/FAIL per case and "N passed, N failed"; exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+# shellcheck source=tests/e2e/lib.sh
+. "$root/tests/e2e/lib.sh"
+
+die() { echo "deb-install: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "needs root (dpkg, test users): sudo $0"
+for tool in dpkg oathtool useradd man; do
+    command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh)"
+done
+
+deb=${1:-$(newest_deb "$root" || true)}
+[ -n "$deb" ] && [ -f "$deb" ] || die "no package; build it first: ./packaging/build-deb.sh"
+deb=$(readlink -f "$deb")
+echo "deb-install: testing $deb"
+
+secdir=$(pam_security_dir)
+module=$secdir/pam_totp.so
+user=ptdeb$(( $$ % 100000 ))
+work=$(mktemp -d "${TMPDIR:-/tmp}/pam_totp-debtest.XXXXXX")
+backup=$work/backup
+mkdir -p "$backup/pam.d" "$backup/varlibpam"
+cp -a /etc/pam.d/common-* "$backup/pam.d/"
+[ -d /var/lib/pam ] && cp -a /var/lib/pam/. "$backup/varlibpam/"
+was_installed=no
+dpkg-query -W -f='${Status}' pam-totp 2>/dev/null | grep -q "install ok installed" && was_installed=yes
+
+cleanup() {
+    set +e
+    userdel -r -f "$user" >/dev/null 2>&1
+    if [ "$was_installed" = no ] && dpkg-query -W pam-totp >/dev/null 2>&1; then
+        dpkg --purge pam-totp >/dev/null 2>&1
+    fi
+    # Whatever happened above, /etc/pam.d/common-* and pam-auth-update's state go back
+    # to what they were before this script.
+    cp -a "$backup/pam.d/." /etc/pam.d/
+    if [ -d /var/lib/pam ]; then
+        rm -rf /var/lib/pam/*
+        cp -a "$backup/varlibpam/." /var/lib/pam/
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+common_sums() { (cd /etc/pam.d && md5sum common-*); }
+sums_before=$(common_sums)
+
+# ---- install
+if dpkg -i "$deb" > "$work/dpkg-i.log" 2>&1; then
+    pass "dpkg -i installs the package"
+else
+    cat "$work/dpkg-i.log"
+    fail "dpkg -i installs the package"
+    summary
+    exit 1
+fi
+version=$(dpkg-deb --field "$deb" Version)
+check "dpkg reports version $version installed" \
+    test "$(dpkg-query -W -f='${Version}' pam-totp)" = "$version"
+
+# ---- files, owners, modes
+# path  mode  (owner root:root for all)
+expected=(
+    "$module 644"
+    "/usr/bin/totp-enroll 755"
+    "/usr/share/man/man8/pam_totp.8.gz 644"
+    "/usr/share/man/man1/totp-enroll.1.gz 644"
+    "/usr/share/pam-configs/pam_totp 644"
+    "/usr/share/doc/pam-totp/README.md 644"
+    "/usr/share/doc/pam-totp/SECURITY.md 644"
+    "/usr/share/doc/pam-totp/copyright 644"
+    "/usr/share/doc/pam-totp/changelog.Debian.gz 644"
+    "/var/lib/pam_totp 700"
+)
+for doc in "$root"/docs/*.md; do
+    expected+=("/usr/share/doc/pam-totp/docs/$(basename "$doc") 644")
+done
+while IFS= read -r -d '' ex; do
+    expected+=("/usr/share/doc/pam-totp/examples/${ex#"$root"/pam.d-examples/} 644")
+done < <(find "$root/pam.d-examples" -type f -print0)
+for entry in "${expected[@]}"; do
+    path=${entry% *}
+    mode=${entry##* }
+    if [ -e "$path" ] && [ "$(stat -c '%a %U:%G' "$path")" = "$mode root:root" ]; then
+        pass "installed: $path ($mode root:root)"
+    else
+        fail "installed: $path ($mode root:root); found: $(stat -c '%a %U:%G' "$path" 2>&1)"
+    fi
+    if [ "$path" != /var/lib/pam_totp ] && ! dpkg -L pam-totp | grep -qxF "$path"; then
+        fail "dpkg -L pam-totp lists $path"
+    fi
+done
+check "installed examples are byte-identical to pam.d-examples/" \
+    diff -r "$root/pam.d-examples" /usr/share/doc/pam-totp/examples
+check "profile in /usr/share/pam-configs matches the example" \
+    cmp -s "$root/pam.d-examples/pam-configs/pam_totp" /usr/share/pam-configs/pam_totp
+check "dpkg --verify finds no changed files" test -z "$(dpkg --verify pam-totp 2>&1)"
+
+# ---- man pages
+for page in /usr/share/man/man8/pam_totp.8.gz /usr/share/man/man1/totp-enroll.1.gz; do
+    name=$(basename "$page" | sed 's/\.[0-9]\.gz$//')
+    if out=$(MANWIDTH=80 man -l "$page" 2>"$work/man.err") \
+        && printf '%s\n' "$out" | grep -q '^NAME' \
+        && printf '%s\n' "$out" | grep -q "$name"; then
+        pass "man -l renders $page"
+    else
+        fail "man -l renders $page: $(head -n 5 "$work/man.err")"
+    fi
+    if [ -s "$work/man.err" ]; then
+        echo "note: man -l $page printed warnings:"; sed 's/^/    /' "$work/man.err"
+    fi
+done
+
+# ---- the module: dynamic linking and exports
+check "ldd: every library of pam_totp.so resolves" \
+    sh -c "ldd '$module' | grep -q 'not found' && exit 1 || exit 0"
+check "pam_totp.so exports pam_sm_authenticate and pam_sm_setcred" \
+    sh -c "nm -D --defined-only '$module' | grep -q ' T pam_sm_authenticate\$' \
+           && nm -D --defined-only '$module' | grep -q ' T pam_sm_setcred\$'"
+
+# ---- totp-enroll
+check "totp-enroll --help works" sh -c '/usr/bin/totp-enroll --help | grep -qi usage'
+check "totp-enroll --version names $(workspace_version "$root")" \
+    sh -c "/usr/bin/totp-enroll --version | grep -qF '$(workspace_version "$root")'"
+
+# ---- the module through libpam, named the way pam.d files name it
+driver=$root/target/release/pam-drive
+if [ ! -x "$driver" ]; then
+    cargo build --release -q -p pamapp
+fi
+useradd -m -s /bin/sh -K UMASK=077 "$user"
+echo "$user:deb-install-pw-1" | chpasswd
+confdir=$work/pam.d
+mkdir -p "$confdir"
+echo "auth required pam_deny.so" > "$confdir/other"
+printf 'auth required pam_totp.so nullok\nauth required pam_permit.so\n' > "$confdir/plain"
+printf 'auth required pam_totp.so no_such_option\n' > "$confdir/badopt"
+drive() { "$driver" --confdir "$confdir" "$@" || true; }
+
+out=$(drive --service plain --user "$user" --tty ssh --rhost 192.0.2.1)
+check "pam_totp.so (bare name) loads: not enrolled + nullok -> skip, pam_permit succeeds" \
+    sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_SUCCESS' && printf '%s\n' \"\$1\" | grep -qx 'prompts 0'" _ "$out"
+out=$(drive --service badopt --user "$user")
+check "an unknown module option fails closed (PAM_SERVICE_ERR, no prompt)" \
+    sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_SERVICE_ERR' && printf '%s\n' \"\$1\" | grep -qx 'prompts 0'" _ "$out"
+
+if /usr/bin/totp-enroll --user "$user" --time-based --disallow-reuse --minimal-window \
+        --no-rate-limit --force --no-confirm --quiet --non-interactive \
+        > "$work/enroll.log" 2>&1; then
+    pass "installed totp-enroll enrolls $user non-interactively"
+else
+    fail "installed totp-enroll enrolls $user non-interactively: $(tail -n 3 "$work/enroll.log")"
+fi
+home=$(getent passwd "$user" | cut -d: -f6)
+secret_file=$home/.google_authenticator
+check "the secret file is owned by $user, not readable by others" \
+    sh -c "[ \"\$(stat -c '%U %a' '$secret_file' 2>/dev/null)\" = '$user 400' ] || [ \"\$(stat -c '%U %a' '$secret_file' 2>/dev/null)\" = '$user 600' ]"
+if [ -f "$secret_file" ]; then
+    secret=$(secret_of "$secret_file")
+    out=$(drive --service plain --user "$user" --tty ssh --rhost 192.0.2.1 --answer "$(totp_wrong "$secret")")
+    check "installed module denies a wrong code" \
+        sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_AUTH_ERR'" _ "$out"
+    out=$(drive --service plain --user "$user" --tty ssh --rhost 192.0.2.1 --answer "$(totp_now "$secret")")
+    check "installed module accepts the oathtool code for the totp-enroll secret" \
+        sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_SUCCESS' && printf '%s\n' \"\$1\" | grep -qx 'prompts 1'" _ "$out"
+fi
+
+# ---- pam-auth-update: off by default, works when selected, removed with the package
+check "installing did not change /etc/pam.d/common-*" test "$(common_sums)" = "$sums_before"
+check "profile is not enabled by default" sh -c '! grep -q pam_totp /etc/pam.d/common-auth'
+if command -v pam-auth-update >/dev/null; then
+    pam-auth-update --package >/dev/null 2>&1 || true
+    check "pam-auth-update --package does not enable it either" \
+        sh -c '! grep -q pam_totp /etc/pam.d/common-auth'
+    if pam-auth-update --enable pam_totp >/dev/null 2>&1 \
+        && grep -q '^auth.*pam_totp\.so nullok' /etc/pam.d/common-auth; then
+        pass "pam-auth-update --enable pam_totp adds the line to common-auth"
+        # The generated common-auth, run for real: password, then code.
+        cp /etc/pam.d/common-auth "$confdir/common-auth"
+        echo "@include common-auth" > "$confdir/viaprofile"
+        secret=$(secret_of "$secret_file" 2>/dev/null || echo AAAA)
+        sleep_to_next_step=$(( 30 - $(date +%s) % 30 + 1 ))
+        # The code above used this step already (replay protection): wait for the next.
+        sleep "$sleep_to_next_step"
+        out=$(drive --service viaprofile --user "$user" --tty tty1 \
+            --answer deb-install-pw-1 --answer "$(totp_now "$secret")")
+        check "generated common-auth: password then code succeeds" \
+            sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_SUCCESS' && printf '%s\n' \"\$1\" | grep -qx 'prompts 2'" _ "$out"
+        out=$(drive --service viaprofile --user "$user" --tty tty1 \
+            --answer deb-install-pw-1 --answer "$(totp_wrong "$secret")")
+        check "generated common-auth: wrong code fails" \
+            sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_AUTH_ERR'" _ "$out"
+        out=$(drive --service viaprofile --user root --tty tty1 --answer wrong-root-pw)
+        check "generated common-auth: a wrong password never reaches the code" \
+            sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_AUTH_ERR' && printf '%s\n' \"\$1\" | grep -qx 'prompts 1'" _ "$out"
+        pam-auth-update --disable pam_totp >/dev/null 2>&1 || true
+        check "pam-auth-update --disable pam_totp restores common-*" \
+            test "$(common_sums)" = "$sums_before"
+    else
+        fail "pam-auth-update --enable pam_totp adds the line to common-auth"
+    fi
+    # Selected again, then the package removed: prerm must take the line out.
+    pam-auth-update --enable pam_totp >/dev/null 2>&1 || true
+fi
+
+# ---- removal
+if [ "$was_installed" = no ]; then
+    if dpkg -r pam-totp > "$work/dpkg-r.log" 2>&1; then
+        pass "dpkg -r removes the package"
+    else
+        cat "$work/dpkg-r.log"; fail "dpkg -r removes the package"
+    fi
+    check "removal took the profile out of common-auth" \
+        sh -c '! grep -q pam_totp /etc/pam.d/common-auth'
+    check "module and tool are gone after removal" \
+        sh -c "[ ! -e '$module' ] && [ ! -e /usr/bin/totp-enroll ]"
+    dpkg --purge pam-totp >/dev/null 2>&1 || true
+    check "purge leaves no /var/lib/pam_totp (it was empty)" test ! -e /var/lib/pam_totp
+else
+    pam-auth-update --disable pam_totp >/dev/null 2>&1 || true
+    echo "note: pam-totp was installed before this test; this build stays installed"
+fi
+
+summary
