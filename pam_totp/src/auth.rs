@@ -393,14 +393,14 @@ impl Ctx {
             io.log(Level::Warning, &format!("{shown}: {w}"));
         }
         // R15: the attempt is on disk before the code is looked at.
-        if begun.changed {
-            if let Err(e) = locked.replace(begun.file.as_bytes()) {
-                io.log(
-                    Level::Err,
-                    &format!("cannot record the attempt in {shown}: {e:?}; denying"),
-                );
-                return Ok(Err(Denial::NotPersisted));
-            }
+        if begun.changed
+            && let Err(e) = locked.replace(begun.file.as_bytes())
+        {
+            io.log(
+                Level::Err,
+                &format!("cannot record the attempt in {shown}: {e:?}; denying"),
+            );
+            return Ok(Err(Denial::NotPersisted));
         }
         let out = match verify::finish(begun, &self.policy, cands, now, self.rhost_ip) {
             Ok(o) => o,
@@ -410,23 +410,22 @@ impl Ctx {
                 return Ok(Err(Denial::BadFile));
             }
         };
-        if out.changed {
-            if let Err(e) = locked.replace(out.file.as_bytes()) {
-                let excusable = out.verdict.is_accepted()
-                    && out.only_grace_bookkeeping
-                    && self.opts.allow_readonly;
-                if !excusable {
-                    io.log(
-                        Level::Err,
-                        &format!("cannot save the new state of {shown}: {e:?}; denying"),
-                    );
-                    return Ok(Err(Denial::NotPersisted));
-                }
+        if out.changed
+            && let Err(e) = locked.replace(out.file.as_bytes())
+        {
+            let excusable =
+                out.verdict.is_accepted() && out.only_grace_bookkeeping && self.opts.allow_readonly;
+            if !excusable {
                 io.log(
-                    Level::Warning,
-                    &format!("grace-period entry not saved in {shown} ({e:?}); allow_readonly"),
+                    Level::Err,
+                    &format!("cannot save the new state of {shown}: {e:?}; denying"),
                 );
+                return Ok(Err(Denial::NotPersisted));
             }
+            io.log(
+                Level::Warning,
+                &format!("grace-period entry not saved in {shown} ({e:?}); allow_readonly"),
+            );
         }
         Ok(Ok((out.verdict, out.matched)))
     }

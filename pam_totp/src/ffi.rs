@@ -103,7 +103,7 @@ impl PamIo for LivePam<'_> {
     }
 
     fn item(&self, kind: ItemKind) -> Option<Vec<u8>> {
-        let value = match kind {
+        match kind {
             ItemKind::Service => self
                 .pamh
                 .get_item::<Service>()
@@ -113,8 +113,7 @@ impl PamIo for LivePam<'_> {
             ItemKind::Tty => self.pamh.get_item::<Tty>().ok()?.map(|v| cstr_bytes(v.0)),
             ItemKind::RHost => self.pamh.get_item::<RHost>().ok()?.map(|v| cstr_bytes(v.0)),
             ItemKind::RUser => self.pamh.get_item::<RUser>().ok()?.map(|v| cstr_bytes(v.0)),
-        };
-        value
+        }
     }
 
     fn authtok(&self) -> Option<Zeroizing<Vec<u8>>> {

@@ -65,12 +65,11 @@ pub fn decide(
             return Some(reason);
         }
     }
-    if !opts.skip_groups.is_empty() || !opts.require_groups.is_empty() {
-        if let GroupDecision::Skip(reason) =
+    if (!opts.skip_groups.is_empty() || !opts.require_groups.is_empty())
+        && let GroupDecision::Skip(reason) =
             group_skip_decision(groups.as_deref(), &opts.skip_groups, &opts.require_groups)
-        {
-            return Some(format!("group rule: {reason}"));
-        }
+    {
+        return Some(format!("group rule: {reason}"));
     }
     None
 }
