@@ -466,35 +466,14 @@ impl Drive {
 
 // ---- Helpers for the module tests (tests/tests/module_*.rs) ----
 
-/// What `pam_authenticate` reports through a [`Stack::probe`] service when `pam_totp`
-/// returned `PAM_IGNORE` (a lone `required` line would turn it into `PAM_PERM_DENIED`,
-/// which `pam_totp` never returns itself, so an explicit marker is clearer).
-pub const PROBE_IGNORED: &str = "PAM_MAXTRIES";
-
-impl Stack {
-    /// A service that makes the module's own return code visible:
-    /// success → `PAM_SUCCESS`; `PAM_IGNORE` → [`PROBE_IGNORED`] (from `pam_debug`);
-    /// any failure → that failure code, unchanged (`default=die`).
-    pub fn probe(name: &str, args: &str) -> Stack {
-        let s = Stack::new();
-        s.service(
-            name,
-            &format!(
-                "auth [success=done ignore=ignore default=die] @MODULE@ {args}\n\
-                 auth requisite pam_debug.so auth=maxtries\n"
-            ),
-        );
-        s
-    }
-}
-
 impl Drive {
-    /// The module's return code for a [`Stack::probe`] service, as a PAM name.
-    pub fn module_code(&self) -> &str {
-        if self.result == PROBE_IGNORED {
-            "PAM_IGNORE"
-        } else {
-            &self.result
+    /// The module's own return code for a [`Stack::probe`] service, as a PAM name
+    /// (`PAM_SUCCESS`, `PAM_IGNORE` or the failure code), from [`Drive::returned`].
+    pub fn module_code(&self) -> String {
+        match self.returned() {
+            Returned::Success => "PAM_SUCCESS".to_string(),
+            Returned::Ignore => "PAM_IGNORE".to_string(),
+            Returned::Failed(code) => code,
         }
     }
 
@@ -595,4 +574,47 @@ pub fn root_store() -> tempfile::TempDir {
         .expect("tempdir");
     fs::set_permissions(d.path(), fs::Permissions::from_mode(0o700)).expect("chmod store");
     d
+}
+
+/// What the module itself returned, seen through a probe stack (see [`Stack::probe`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Returned {
+    Success,
+    Ignore,
+    /// Any failure: the PAM code name the stack returned.
+    Failed(String),
+}
+
+impl Stack {
+    /// A stack that tells `PAM_SUCCESS`, `PAM_IGNORE` and failures of the module apart,
+    /// which a one-line stack cannot (libpam turns a lone `PAM_IGNORE` into
+    /// `PAM_PERM_DENIED`): success jumps to one `pam_echo` marker, ignore falls through to
+    /// another, anything else ends the stack with the module's own code.
+    pub fn probe(service: &str, args: &str) -> Stack {
+        let s = Stack::new();
+        s.service(
+            service,
+            &format!(
+                "auth [success=2 ignore=ignore default=die] @MODULE@ {args}\n\
+                 auth required pam_echo.so pam_totp-returned-ignore\n\
+                 auth [success=done default=die] pam_permit.so\n\
+                 auth required pam_echo.so pam_totp-returned-success\n"
+            ),
+        );
+        s
+    }
+}
+
+impl Drive {
+    /// Interprets a run against a [`Stack::probe`] stack.
+    pub fn returned(&self) -> Returned {
+        let marker = |m: &str| self.messages.iter().any(|(_, t)| t == m);
+        if self.result == "PAM_SUCCESS" && marker("pam_totp-returned-success") {
+            Returned::Success
+        } else if self.result == "PAM_SUCCESS" && marker("pam_totp-returned-ignore") {
+            Returned::Ignore
+        } else {
+            Returned::Failed(self.result.clone())
+        }
+    }
 }

@@ -1,0 +1,438 @@
+//! Access rules and group skipping through the real libpam, with PAM_RHOST, PAM_TTY and
+//! the service name set as sshd, sudo and login would set them.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::PathBuf;
+use std::process::Command;
+
+use system_tests::{
+    Driver, Returned, SECRET_160, Stack, TestUser, built, now, oathtool_totp, require_root,
+    require_tool, write_owned,
+};
+
+const FIELD_EXAMPLE: &str = "+ : ALL : 10.0.0.0/24\n+ : ALL : LOCAL\n- : ALL : ALL\n";
+
+/// A root-owned directory with a root secret file and an access file.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(rules: &str) -> Setup {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-access")
+            .tempdir()
+            .expect("tempdir");
+        let s = Setup { dir };
+        write_owned(
+            &s.secret(),
+            format!("{SECRET_160}\n\" TOTP_AUTH\n").as_bytes(),
+            0,
+            0,
+            0o600,
+        );
+        write_owned(&s.rules(), rules.as_bytes(), 0, 0, 0o644);
+        s
+    }
+    fn secret(&self) -> PathBuf {
+        self.dir.path().join("secret")
+    }
+    fn rules(&self) -> PathBuf {
+        self.dir.path().join("access.conf")
+    }
+    fn args(&self, extra: &str) -> String {
+        format!(
+            "secret={} accessfile={} {extra}",
+            self.secret().display(),
+            self.rules().display()
+        )
+    }
+}
+
+struct Case {
+    what: &'static str,
+    service: &'static str,
+    rhost: Option<&'static str>,
+    tty: Option<&'static str>,
+    skip: bool,
+}
+
+fn run_case(setup: &Setup, extra: &str, case: &Case) -> (Returned, usize) {
+    let stack = Stack::probe(case.service, &setup.args(extra));
+    let mut d = Driver::new(&stack, case.service, "root").answer("000000");
+    if let Some(h) = case.rhost {
+        d = d.rhost(h);
+    }
+    if let Some(t) = case.tty {
+        d = d.tty(t);
+    }
+    let r = d.run();
+    (r.returned(), r.prompts)
+}
+
+fn check_cases(setup: &Setup, extra: &str, cases: &[Case]) {
+    let mut failures = Vec::new();
+    for c in cases {
+        let (ret, prompts) = run_case(setup, extra, c);
+        let ok = if c.skip {
+            ret == Returned::Ignore && prompts == 0
+        } else {
+            // Required: the user is prompted, and the wrong answer fails.
+            ret == Returned::Failed("PAM_AUTH_ERR".into()) && prompts == 1
+        };
+        if !ok {
+            failures.push(format!(
+                "{}: expected {}, got {ret:?} with {prompts} prompts",
+                c.what,
+                if c.skip { "skip" } else { "code required" }
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn case(
+    what: &'static str,
+    service: &'static str,
+    rhost: Option<&'static str>,
+    tty: Option<&'static str>,
+    skip: bool,
+) -> Case {
+    Case {
+        what,
+        service,
+        rhost,
+        tty,
+        skip,
+    }
+}
+
+#[test]
+fn field_example_through_libpam() {
+    if !require_root("field_example_through_libpam") {
+        return;
+    }
+    let setup = Setup::new(FIELD_EXAMPLE);
+    let cases = [
+        case("LAN address", "sshd", Some("10.0.0.5"), None, true),
+        case(
+            "mapped LAN address",
+            "sshd",
+            Some("::ffff:10.0.0.7"),
+            None,
+            true,
+        ),
+        case("other network", "sshd", Some("10.0.1.5"), None, false),
+        case("internet", "sshd", Some("203.0.113.9"), None, false),
+        case("IPv6 peer", "sshd", Some("2001:db8::1"), None, false),
+        case(
+            "host name never matches",
+            "sshd",
+            Some("lan-host.example"),
+            None,
+            false,
+        ),
+        case(
+            "leading zero is not an address",
+            "sshd",
+            Some("010.0.0.5"),
+            None,
+            false,
+        ),
+        case("trailing junk", "sshd", Some("10.0.0.5 "), None, false),
+        case("short form", "sshd", Some("10.0.0"), None, false),
+        case("hex form", "sshd", Some("0x0a.0.0.5"), None, false),
+        case("brackets", "sshd", Some("[10.0.0.5]"), None, false),
+        case("local console", "login", None, Some("tty1"), true),
+        case("local display manager", "lightdm", None, Some(":0"), true),
+        case("sudo inside SSH", "sudo", None, Some("/dev/pts/3"), false),
+        case("su inside SSH", "su", None, Some("pts/0"), false),
+        case(
+            "sudo on a console tty is not LOCAL",
+            "sudo",
+            None,
+            Some("tty1"),
+            false,
+        ),
+        case("no RHOST and no TTY", "sshd", None, None, false),
+        case("empty RHOST", "sshd", Some(""), Some("ssh"), false),
+    ];
+    check_cases(&setup, "", &cases);
+}
+
+#[test]
+fn ipv6_rules_and_zone_ids() {
+    if !require_root("ipv6_rules_and_zone_ids") {
+        return;
+    }
+    let setup = Setup::new("+ : ALL : fd00::/8 fe80::/10\n");
+    let cases = [
+        case("ULA inside fd00::/8", "sshd", Some("fd12::1"), None, true),
+        case(
+            "link-local with zone id",
+            "sshd",
+            Some("fe80::1%eth0"),
+            None,
+            true,
+        ),
+        case("global address", "sshd", Some("2001:db8::5"), None, false),
+        case("IPv4 peer", "sshd", Some("10.0.0.5"), None, false),
+        case(
+            "zone id on a global address",
+            "sshd",
+            Some("fd12::1%eth0"),
+            None,
+            false,
+        ),
+    ];
+    check_cases(&setup, "", &cases);
+}
+
+#[test]
+fn a_broken_rule_file_requires_the_code_for_everybody() {
+    if !require_root("a_broken_rule_file_requires_the_code_for_everybody") {
+        return;
+    }
+    let lan = [case("LAN address", "sshd", Some("10.0.0.5"), None, false)];
+    // Malformed: an error on line 2 invalidates the good rule on line 1.
+    for bad in [
+        "+ : ALL : 10.0.0.0/24\n+ : ALL : 10.0.0.1/8\n",
+        "+ : ALL : 10.0.0.0/24\n+ : ALL : lan.example.com\n",
+        "+ : ALL : 10.0.0.0/24\n+ : ALL : 10.0.0.0/33\n",
+        "+ : ALL : 10.0.0.0/24\n+ : ALL : 010.0.0.0/8\n",
+        "+ : ALL : 10.0.0.0/24\nallow everything\n",
+        "+ : ALL : 10.0.0.0/24\n+ : @netgroup : ALL\n",
+    ] {
+        let setup = Setup::new(bad);
+        check_cases(&setup, "", &lan);
+    }
+    // Writable by others, or not owned by root.
+    let setup = Setup::new(FIELD_EXAMPLE);
+    fs::set_permissions(setup.rules(), fs::Permissions::from_mode(0o666)).expect("chmod");
+    check_cases(&setup, "", &lan);
+    let setup = Setup::new(FIELD_EXAMPLE);
+    chown(setup.rules(), Some(65534), None).expect("chown");
+    check_cases(&setup, "", &lan);
+    // A symlink to a good file.
+    let setup = Setup::new(FIELD_EXAMPLE);
+    let link = setup.dir.path().join("link.conf");
+    std::os::unix::fs::symlink(setup.rules(), &link).expect("symlink");
+    let stack = Stack::probe(
+        "sshd",
+        &format!(
+            "secret={} accessfile={}",
+            setup.secret().display(),
+            link.display()
+        ),
+    );
+    let r = Driver::new(&stack, "sshd", "root")
+        .answer("000000")
+        .rhost("10.0.0.5")
+        .run();
+    assert_eq!(r.returned(), Returned::Failed("PAM_AUTH_ERR".into()));
+    // Missing.
+    let setup = Setup::new(FIELD_EXAMPLE);
+    fs::remove_file(setup.rules()).expect("rm");
+    check_cases(&setup, "", &lan);
+}
+
+#[test]
+fn a_required_code_still_works_when_the_rule_file_is_broken() {
+    if !require_root("a_required_code_still_works_when_the_rule_file_is_broken")
+        || !require_tool("a_required_code_still_works", "oathtool")
+    {
+        return;
+    }
+    let setup = Setup::new("+ : ALL : bogus\n");
+    let stack = Stack::probe("sshd", &setup.args(""));
+    let code = oathtool_totp(SECRET_160, now(), 30, 6, "sha1");
+    let r = Driver::new(&stack, "sshd", "root")
+        .answer(&code)
+        .rhost("10.0.0.5")
+        .run();
+    assert_eq!(r.returned(), Returned::Success, "{r:?}");
+}
+
+#[test]
+fn whole_internet_rules_need_the_opt_in() {
+    if !require_root("whole_internet_rules_need_the_opt_in") {
+        return;
+    }
+    let setup = Setup::new("+ : ALL : 0.0.0.0/0\n");
+    let peer = [case(
+        "any address",
+        "sshd",
+        Some("198.51.100.7"),
+        None,
+        false,
+    )];
+    check_cases(&setup, "", &peer);
+    let peer = [case(
+        "any address, opted in",
+        "sshd",
+        Some("198.51.100.7"),
+        None,
+        true,
+    )];
+    check_cases(&setup, "allow_any_network", &peer);
+}
+
+#[test]
+fn the_environment_is_never_consulted() {
+    if !require_root("the_environment_is_never_consulted") {
+        return;
+    }
+    let setup = Setup::new(FIELD_EXAMPLE);
+    let stack = Stack::probe("sshd", &setup.args(""));
+    let mut cmd = Driver::new(&stack, "sshd", "root")
+        .answer("000000")
+        .rhost("203.0.113.9")
+        .command();
+    cmd.env("SSH_CONNECTION", "10.0.0.5 50000 10.0.0.1 22")
+        .env("SSH_CLIENT", "10.0.0.5 50000 22")
+        .env("REMOTEHOST", "10.0.0.5");
+    let out = cmd.output().expect("pam-drive");
+    let r = system_tests::Drive::parse(&out);
+    assert_eq!(r.returned(), Returned::Failed("PAM_AUTH_ERR".into()));
+    assert_eq!(r.prompts, 1);
+}
+
+#[test]
+fn user_and_group_items_in_rules() {
+    if !require_root("user_and_group_items_in_rules") {
+        return;
+    }
+    let member = TestUser::create("acm");
+    let other = TestUser::create("aco");
+    member.add_to_group("pttlan");
+    for u in [&member, &other] {
+        u.write_secret(&format!("{SECRET_160}\n\" TOTP_AUTH\n"), 0o600);
+    }
+    let rules_dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_dir.path().join("access.conf");
+    write_owned(
+        &rules,
+        format!(
+            "- : {} : ALL\n+ : (pttlan) : 192.0.2.0/24\n+ : ALL EXCEPT root : LOCAL\n",
+            other.name
+        )
+        .as_bytes(),
+        0,
+        0,
+        0o644,
+    );
+    let stack = Stack::probe("sshd", &format!("accessfile={}", rules.display()));
+    let run = |user: &str, rhost: Option<&str>, tty: Option<&str>| {
+        let mut d = Driver::new(&stack, "sshd", user).answer("000000");
+        if let Some(h) = rhost {
+            d = d.rhost(h);
+        }
+        if let Some(t) = tty {
+            d = d.tty(t);
+        }
+        d.run().returned()
+    };
+    let required = Returned::Failed("PAM_AUTH_ERR".into());
+    assert_eq!(
+        run(&member.name, Some("192.0.2.10"), None),
+        Returned::Ignore
+    );
+    assert_eq!(run(&other.name, Some("192.0.2.10"), None), required);
+    assert_eq!(
+        run(&other.name, None, Some("tty2")),
+        required,
+        "first match wins"
+    );
+    assert_eq!(run(&member.name, None, Some("tty2")), Returned::Ignore);
+    assert_eq!(run(&member.name, Some("198.51.100.1"), None), required);
+}
+
+#[test]
+fn skip_group_and_require_group_use_supplementary_groups() {
+    if !require_root("skip_group_and_require_group_use_supplementary_groups") {
+        return;
+    }
+    let admin = TestUser::create("gad");
+    let plain = TestUser::create("gpl");
+    admin.add_to_group("pttadm");
+    for u in [&admin, &plain] {
+        u.write_secret(&format!("{SECRET_160}\n\" TOTP_AUTH\n"), 0o600);
+    }
+    let required = Returned::Failed("PAM_AUTH_ERR".into());
+    let run = |args: &str, user: &str| {
+        let stack = Stack::probe("sshd", args);
+        Driver::new(&stack, "sshd", user)
+            .answer("000000")
+            .rhost("203.0.113.9")
+            .run()
+            .returned()
+    };
+    // skip_group: members (supplementary) skip, others need the code.
+    assert_eq!(run("skip_group=pttadm", &admin.name), Returned::Ignore);
+    assert_eq!(run("skip_group=pttadm", &plain.name), required);
+    // require_group: only members need the code (the "only sudo" case).
+    assert_eq!(run("require_group=nogroup,pttadm", &admin.name), required);
+    assert_eq!(run("require_group=pttadm", &plain.name), Returned::Ignore);
+    // A group that does not exist skips nobody.
+    assert_eq!(run("skip_group=ptt-no-such-group", &admin.name), required);
+    // Unknown users get the normal unknown-user flow: prompted, denied, never skipped.
+    assert_eq!(run("require_group=pttadm", "ptt-no-such-user"), required);
+}
+
+#[test]
+fn explain_mode_names_the_rule_and_the_verdict() {
+    if !require_root("explain_mode_names_the_rule_and_the_verdict") {
+        return;
+    }
+    let setup = Setup::new(FIELD_EXAMPLE);
+    let explain = |rhost: &str, tty: Option<&str>| {
+        let mut cmd = Command::new(&built().enroll);
+        cmd.arg("explain")
+            .arg("--accessfile")
+            .arg(setup.rules())
+            .args(["--user", "root", "--rhost", rhost]);
+        if let Some(t) = tty {
+            cmd.args(["--tty", t]);
+        }
+        let out = cmd.output().expect("totp-enroll explain");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let lan = explain("10.0.0.5", None);
+    assert!(lan.contains("line 1"), "{lan}");
+    assert!(lan.to_lowercase().contains("skip"), "{lan}");
+    let wan = explain("203.0.113.9", None);
+    assert!(wan.contains("line 3"), "{wan}");
+    assert!(wan.to_lowercase().contains("require"), "{wan}");
+    let console = explain("", Some("tty1"));
+    assert!(console.contains("line 2"), "{console}");
+}
+
+#[test]
+fn ten_thousand_rules_are_decided_through_libpam() {
+    if !require_root("ten_thousand_rules_are_decided_through_libpam") {
+        return;
+    }
+    let mut text = String::new();
+    for i in 0..10_000u32 {
+        text.push_str(&format!(
+            "- : ALL : 172.{}.{}.0/24\n",
+            16 + (i >> 8) % 16,
+            i & 255
+        ));
+    }
+    text.push_str("+ : ALL : 10.0.0.0/8\n");
+    let setup = Setup::new(&text);
+    let cases = [
+        case("last rule matches", "sshd", Some("10.9.8.7"), None, true),
+        case(
+            "an early deny rule matches",
+            "sshd",
+            Some("172.16.0.9"),
+            None,
+            false,
+        ),
+    ];
+    check_cases(&setup, "", &cases);
+}
