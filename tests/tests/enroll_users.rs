@@ -1,0 +1,238 @@
+//! `totp-enroll --user`: root provisions another user without ever writing as root into a
+//! directory that user controls, and the result logs in through both modules.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use system_tests::{
+    Driver, Stack, TestUser, built, now, oathtool_totp, read, require_root, require_tool,
+    write_owned,
+};
+
+fn enroll(args: &[&str]) -> Output {
+    Command::new(&built().enroll)
+        .args([
+            "-t",
+            "-d",
+            "-W",
+            "-u",
+            "-C",
+            "--non-interactive",
+            "-Q",
+            "NONE",
+            "--json",
+        ])
+        .args(args)
+        .output()
+        .expect("run totp-enroll")
+}
+
+fn json_field(out: &Output, key: &str) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pat = format!("\"{key}\":\"");
+    let start = text.find(&pat).map(|i| i + pat.len()).unwrap_or_else(|| {
+        panic!(
+            "no {key} in {text} / {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    text[start..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn ga_module_present() -> bool {
+    [
+        "/lib/x86_64-linux-gnu/security",
+        "/usr/lib/x86_64-linux-gnu/security",
+    ]
+    .iter()
+    .any(|d| Path::new(d).join("pam_google_authenticator.so").exists())
+}
+
+#[test]
+fn root_enrolls_a_user_into_their_home_and_both_modules_accept_it() {
+    if !require_root("root_enrolls_a_user_into_their_home")
+        || !require_tool("root_enrolls_a_user_into_their_home", "oathtool")
+    {
+        return;
+    }
+    if !ga_module_present() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "GA module missing in CI"
+        );
+        return;
+    }
+    let user = TestUser::create("enr");
+    let out = enroll(&["--user", &user.name]);
+    assert!(out.status.success(), "{out:?}");
+    let path = user.secret_path();
+    let meta = fs::symlink_metadata(&path).expect("secret written");
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.uid(), user.uid, "owned by the user");
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+    let secret = json_field(&out, "secret");
+    assert_eq!(read(&path).lines().next(), Some(secret.as_str()));
+
+    let t = now();
+    let first = oathtool_totp(&secret, t, 30, 6, "sha1");
+    let next = oathtool_totp(&secret, t + 30, 30, 6, "sha1");
+    let ga = Stack::new();
+    ga.service("sshd", "auth required pam_google_authenticator.so\n");
+    let r = Driver::new(&ga, "sshd", &user.name).answer(&first).run();
+    assert_eq!(r.result, "PAM_SUCCESS", "GA module: {r:?}");
+    let ours = Stack::with_module("sshd", "");
+    let r = Driver::new(&ours, "sshd", &user.name).answer(&next).run();
+    assert_eq!(r.result, "PAM_SUCCESS", "pam_totp: {r:?}");
+    // The step GA accepted is not accepted again by us either.
+    let r = Driver::new(&ours, "sshd", &user.name).answer(&first).run();
+    assert_eq!(r.result, "PAM_AUTH_ERR");
+}
+
+#[test]
+fn the_write_into_a_home_happens_with_the_users_credentials() {
+    if !require_root("the_write_into_a_home_happens_with_the_users_credentials")
+        || !require_tool("the_write_into_a_home_happens", "strace")
+    {
+        return;
+    }
+    let user = TestUser::create("cre");
+    let trace = tempfile::NamedTempFile::new().expect("tmp");
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(trace.path())
+        .args([
+            "-e",
+            "trace=setfsuid,openat,renameat2,renameat,rename,linkat",
+        ])
+        .arg(&built().enroll)
+        .args([
+            "-t",
+            "-d",
+            "-W",
+            "-u",
+            "-C",
+            "--non-interactive",
+            "-Q",
+            "NONE",
+            "-q",
+        ])
+        .args(["--user", &user.name])
+        .output()
+        .expect("strace");
+    assert!(out.status.success(), "{out:?}");
+    let log = read(trace.path());
+    // Follow the thread's fsuid through the trace: every creation and rename of the
+    // secret file must happen while it is the user's.
+    let mut fsuid: i64 = 0;
+    let mut writes = 0;
+    for line in log.lines() {
+        if let Some(arg) = line
+            .split("setfsuid(")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+        {
+            let v: i64 = arg.parse().unwrap_or(-1);
+            if v >= 0 {
+                fsuid = v;
+            }
+        }
+        if line.contains("google_authenticator")
+            && (line.contains("O_CREAT") || line.contains("rename"))
+        {
+            writes += 1;
+            assert_eq!(fsuid, i64::from(user.uid), "written as uid {fsuid}: {line}");
+        }
+    }
+    assert!(writes >= 2, "expected a temp creation and a rename:\n{log}");
+    assert_eq!(
+        fs::metadata(user.secret_path()).expect("written").uid(),
+        user.uid
+    );
+}
+
+#[test]
+fn a_symlink_planted_by_the_user_is_never_followed() {
+    if !require_root("a_symlink_planted_by_the_user_is_never_followed") {
+        return;
+    }
+    let user = TestUser::create("sym");
+    let victim_dir = tempfile::tempdir().expect("tmp");
+    let victim = victim_dir.path().join("root-file");
+    write_owned(&victim, b"root's data\n", 0, 0, 0o644);
+    std::os::unix::fs::symlink(&victim, user.secret_path()).expect("plant symlink");
+    let out = enroll(&["--user", &user.name, "-f"]);
+    assert!(!out.status.success(), "must refuse a symlink: {out:?}");
+    assert_eq!(read(&victim), "root's data\n");
+    assert!(
+        fs::symlink_metadata(user.secret_path())
+            .expect("still there")
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
+fn an_existing_enrollment_is_not_replaced_without_force() {
+    if !require_root("an_existing_enrollment_is_not_replaced_without_force") {
+        return;
+    }
+    let user = TestUser::create("exi");
+    let before = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n";
+    user.write_secret(before, 0o600);
+    let out = enroll(&["--user", &user.name]);
+    assert!(!out.status.success());
+    assert_eq!(read(&user.secret_path()), before);
+    let out = enroll(&["--user", &user.name, "-f"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(read(&user.secret_path()), before);
+}
+
+#[test]
+fn root_enrolls_into_a_root_owned_store_and_the_module_reads_it() {
+    if !require_root("root_enrolls_into_a_root_owned_store")
+        || !require_tool("root_enrolls_into_a_root_owned_store", "oathtool")
+    {
+        return;
+    }
+    let user = TestUser::create("sto");
+    // Enrollment wants the whole chain root-owned and closed (not under /tmp).
+    let store = tempfile::Builder::new()
+        .prefix("pam_totp-test-store")
+        .tempdir_in("/var/lib")
+        .expect("tmp");
+    fs::set_permissions(store.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    let path = store.path().join(&user.name);
+    let out = enroll(&["--user", &user.name, "-s", &path.to_string_lossy()]);
+    assert!(out.status.success(), "{out:?}");
+    let meta = fs::metadata(&path).expect("written");
+    assert_eq!(meta.uid(), 0, "store files belong to root");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let secret = json_field(&out, "secret");
+    let stack = Stack::with_module(
+        "sudo",
+        &format!("user=root secret={}/${{USER}}", store.path().display()),
+    );
+    let code = oathtool_totp(&secret, now(), 30, 6, "sha1");
+    let r = Driver::new(&stack, "sudo", &user.name).answer(&code).run();
+    assert_eq!(r.result, "PAM_SUCCESS", "{r:?}");
+    // State was written into the root-owned store.
+    assert!(
+        read(&path).contains("PAM_TOTP_LAST_STEP"),
+        "{}",
+        read(&path)
+    );
+    // A store that others can write to is refused.
+    fs::set_permissions(store.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let out = enroll(&["--user", &user.name, "-f", "-s", &path.to_string_lossy()]);
+    assert!(
+        !out.status.success(),
+        "world-writable store must be refused"
+    );
+}
