@@ -68,25 +68,32 @@ pub fn authenticate_with(
         opts,
     };
 
-    let target = match target::resolve(&ctx.opts, sys, raw_user.as_deref())? {
-        Ok(t) => t,
-        Err(d) => return ctx.doomed(io, d, raw_user.as_deref()),
-    };
-    let who = sanitize(target.name.as_str().as_bytes());
-
+    let resolved = target::resolve(&ctx.opts, sys, raw_user.as_deref())?;
     let items = LoginItems {
         rhost: rhost_raw.as_deref(),
         tty: tty.as_deref(),
         service: service.as_deref(),
     };
-    let mut log = |level: Level, msg: &str| io.log(level, msg);
-    if let Some(reason) = skip::decide(&ctx.opts, sys, &target, &items, &mut log) {
-        io.log(
-            Level::Notice,
-            &format!("not asking {who} from {} for a code: {reason}", ctx.from),
-        );
-        return Ok(Outcome::Ignore);
+    let (name, pw) = match &resolved {
+        Ok(t) => (Some(&t.name), t.pw.as_ref()),
+        Err(d) => (d.name.as_ref(), None),
+    };
+    if let Some(name) = name {
+        let mut log = |level: Level, msg: &str| io.log(level, msg);
+        if let Some(reason) = skip::decide(&ctx.opts, sys, name.as_str(), pw, &items, &mut log) {
+            let who = sanitize(name.as_str().as_bytes());
+            io.log(
+                Level::Notice,
+                &format!("not asking {who} from {} for a code: {reason}", ctx.from),
+            );
+            return Ok(Outcome::Ignore);
+        }
     }
+    let target = match resolved {
+        Ok(t) => t,
+        Err(d) => return ctx.doomed(io, d, raw_user.as_deref()),
+    };
+    let who = sanitize(target.name.as_str().as_bytes());
 
     let file = match ctx.preread(&target) {
         Ok(PreRead::Present(f)) => f,

@@ -13,7 +13,7 @@ use totp_os::safefile::{self, FileRules};
 use crate::log::sanitize;
 use crate::pamio::Level;
 use crate::system::System;
-use crate::target::Target;
+use totp_os::nss::Passwd;
 
 /// Largest access file read (matches the parser's own cap).
 const MAX_ACCESS_FILE: usize = totp_core::access::MAX_FILE_BYTES;
@@ -25,11 +25,13 @@ pub struct LoginItems<'a> {
     pub service: Option<&'a [u8]>,
 }
 
-/// `Some(reason)` when the code is not to be asked for.
+/// `Some(reason)` when the code is not to be asked for. Unknown users go through the same
+/// rules as known ones (by name, without groups), so a skip is no user-name oracle.
 pub fn decide(
     opts: &ModuleOptions,
     sys: &dyn System,
-    target: &Target,
+    name: &str,
+    pw: Option<&Passwd>,
     items: &LoginItems<'_>,
     log: &mut dyn FnMut(Level, &str),
 ) -> Option<String> {
@@ -39,11 +41,10 @@ pub fn decide(
     if !needs_groups {
         return None;
     }
-    let user = target
-        .pw
-        .as_ref()
-        .map_or(target.name.as_str(), |pw| pw.name.as_str());
-    let groups = match &target.pw {
+    // Rules name NSS's canonical name; a user NSS does not know is matched by the
+    // validated PAM name and has no groups.
+    let user = pw.map_or(name, |pw| pw.name.as_str());
+    let groups = match pw {
         Some(pw) => match sys.group_names(pw) {
             Ok(g) => Some(g),
             Err(e) => {

@@ -436,3 +436,38 @@ fn ten_thousand_rules_are_decided_through_libpam() {
     ];
     check_cases(&setup, "", &cases);
 }
+
+#[test]
+fn unknown_users_meet_the_same_rules_so_a_skip_reveals_no_user_names() {
+    if !require_root("unknown_users_meet_the_same_rules") {
+        return;
+    }
+    let setup = Setup::new(FIELD_EXAMPLE);
+    let stack = Stack::probe("sshd", &setup.args(""));
+    for (user, rhost, expected, prompts) in [
+        ("root", "10.0.0.5", Returned::Ignore, 0),
+        ("ptt-no-such-user", "10.0.0.5", Returned::Ignore, 0),
+        (
+            "root",
+            "203.0.113.9",
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            1,
+        ),
+        (
+            "ptt-no-such-user",
+            "203.0.113.9",
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            1,
+        ),
+    ] {
+        let r = Driver::new(&stack, "sshd", user)
+            .answer("000000")
+            .rhost(rhost)
+            .run();
+        assert_eq!(
+            (r.returned(), r.prompts),
+            (expected, prompts),
+            "{user} from {rhost}"
+        );
+    }
+}
