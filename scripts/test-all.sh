@@ -46,6 +46,7 @@ stage build-debug cargo build --workspace
 stage cargo-test cargo test --workspace --no-fail-fast -- --test-threads=2
 stage fuzz-smoke ./scripts/fuzz-smoke.sh
 stage deb ./packaging/build-deb.sh
+stage rpm ./packaging/build-rpm.sh
 stage deb-install ./tests/e2e/deb-install.sh
 stage sshd ./tests/e2e/sshd.sh
 stage valgrind ./tests/e2e/valgrind.sh

@@ -14,9 +14,9 @@ use totp_core::options::{ModuleOptions, PassMode};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
 use totp_core::secret::Secret;
-use totp_core::verify::{self, Method, Verdict};
+use totp_core::verify::{self, Admission, Begin, Method, Verdict};
 use totp_os::creds;
-use totp_os::safefile::{self, FileError};
+use totp_os::safefile::{self, FileError, LockedFile};
 use zeroize::Zeroizing;
 
 use crate::error::{AuthError, Denial, Outcome};
@@ -136,14 +136,26 @@ pub fn authenticate_with(
     drop(file);
 
     // First the answer PAM already has (try_first_pass/use_first_pass), then a prompt.
+    // One authentication is one attempt: a failed PAM_AUTHTOK check under try_first_pass
+    // carries its admission over to the prompted answer instead of counting twice.
+    let mut carried = None;
     if ctx.opts.pass_mode != PassMode::Prompt {
         let tok = io.authtok().unwrap_or_default();
         let cands = candidates(&tok, digits, true);
         if !cands.is_empty() {
-            let outcome = ctx.evaluate(io, sys, &target, &cands)?;
-            if outcome == Outcome::Success || ctx.opts.pass_mode == PassMode::UseFirstPass {
+            let phase = if ctx.opts.pass_mode == PassMode::UseFirstPass {
+                Phase::Final
+            } else {
+                Phase::Tentative
+            };
+            let (outcome, admission) = ctx.evaluate(io, sys, &target, &cands, phase)?;
+            if outcome == Outcome::Success
+                || ctx.opts.pass_mode == PassMode::UseFirstPass
+                || admission.is_none()
+            {
                 return Ok(outcome);
             }
+            carried = admission;
         } else if ctx.opts.pass_mode == PassMode::UseFirstPass {
             io.log(
                 Level::Notice,
@@ -157,7 +169,21 @@ pub fn authenticate_with(
         None => return Ok(Outcome::Deny(Denial::NoAnswer)),
     };
     let cands = candidates(&answer, digits, ctx.opts.forward_pass);
-    ctx.evaluate(io, sys, &target, &cands)
+    let phase = carried.map_or(Phase::Final, Phase::Continued);
+    Ok(ctx.evaluate(io, sys, &target, &cands, phase)?.0)
+}
+
+/// Which evaluation of one authentication this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The only one: record the attempt, verify, persist everything.
+    Final,
+    /// `PAM_AUTHTOK` under `try_first_pass`: the attempt is recorded, but a failure changes
+    /// nothing else, because the prompted answer is checked next as the same attempt.
+    Tentative,
+    /// The prompted answer after a failed tentative check: already admitted (or refused)
+    /// and already counted.
+    Continued(Admission),
 }
 
 /// What the unlocked look before prompting found.
@@ -282,19 +308,41 @@ impl Ctx {
         sys: &dyn System,
         target: &Target,
         cands: &[Candidate],
-    ) -> Result<Outcome, AuthError> {
+        phase: Phase,
+    ) -> Result<(Outcome, Option<Admission>), AuthError> {
         let who = sanitize(target.name.as_str().as_bytes());
-        let (verdict, matched) = {
+        let (verdict, matched, admission) = {
             let _creds = creds::switch_to(&target.identity)
                 .map_err(|e| AuthError::Credentials(format!("{e:?}")))?;
-            match self.locked_verify(io, sys, target, cands)? {
+            match self.locked_verify(io, sys, target, cands, phase)? {
                 Ok(v) => v,
-                Err(denial) => return Ok(self.denied(io, &who, denial)),
+                Err(denial) => return Ok((self.denied(io, &who, denial), None)),
             }
         };
+        if phase == Phase::Tentative && !verdict.is_accepted() {
+            if self.opts.debug {
+                io.log(
+                    Level::Info,
+                    &format!("no valid code in PAM_AUTHTOK for {who}; prompting"),
+                );
+            }
+            return Ok((Outcome::Deny(Denial::WrongCode), Some(admission)));
+        }
+        Ok((self.verdict(io, &who, cands, verdict, matched)?, None))
+    }
+
+    /// Logs and maps a verdict; forwards the password on success with `forward_pass`.
+    fn verdict(
+        &self,
+        io: &mut dyn PamIo,
+        who: &str,
+        cands: &[Candidate],
+        verdict: Verdict,
+        matched: Option<usize>,
+    ) -> Result<Outcome, AuthError> {
         let method = match verdict {
             Verdict::Accepted(m) => m,
-            Verdict::Rejected => return Ok(self.denied(io, &who, Denial::WrongCode)),
+            Verdict::Rejected => return Ok(self.denied(io, who, Denial::WrongCode)),
             Verdict::Replayed => {
                 io.log(
                     Level::Warning,
@@ -303,10 +351,10 @@ impl Ctx {
                         self.from
                     ),
                 );
-                return Ok(self.denied(io, &who, Denial::Replay));
+                return Ok(self.denied(io, who, Denial::Replay));
             }
-            Verdict::Throttled => return Ok(self.denied(io, &who, Denial::Throttled)),
-            Verdict::Disabled => return Ok(self.denied(io, &who, Denial::Locked)),
+            Verdict::Throttled => return Ok(self.denied(io, who, Denial::Throttled)),
+            Verdict::Disabled => return Ok(self.denied(io, who, Denial::Locked)),
         };
         if self.opts.forward_pass {
             let prefix = matched
@@ -347,6 +395,46 @@ impl Ctx {
         Outcome::Deny(denial)
     }
 
+    /// `verify::begin`, persisted before the code is looked at (R15).
+    fn record_attempt(
+        &self,
+        io: &mut dyn PamIo,
+        locked: &mut LockedFile,
+        file: GaFile,
+        now: i64,
+        shown: &str,
+    ) -> Result<Result<Begin, Denial>, AuthError> {
+        let begun = match verify::begin(file, &self.policy, now) {
+            Ok(b) => b,
+            Err(verify::Error::ClockFault) => {
+                io.log(
+                    Level::Err,
+                    &format!(
+                        "clock fault for {shown}: time is before 1970 or far behind the recorded state"
+                    ),
+                );
+                return Err(AuthError::Clock);
+            }
+            Err(e) => {
+                io.log(Level::Err, &format!("secret file {shown}: {e}"));
+                return Ok(Err(Denial::BadFile));
+            }
+        };
+        for w in &begun.warnings {
+            io.log(Level::Warning, &format!("{shown}: {w}"));
+        }
+        if begun.changed
+            && let Err(e) = locked.replace(begun.file.as_bytes())
+        {
+            io.log(
+                Level::Err,
+                &format!("cannot record the attempt in {shown}: {e:?}; denying"),
+            );
+            return Ok(Err(Denial::NotPersisted));
+        }
+        Ok(Ok(begun))
+    }
+
     /// The critical section. `Ok(Err(_))` is a per-user denial already logged.
     fn locked_verify(
         &self,
@@ -354,7 +442,8 @@ impl Ctx {
         sys: &dyn System,
         target: &Target,
         cands: &[Candidate],
-    ) -> Result<Result<(Verdict, Option<usize>), Denial>, AuthError> {
+        phase: Phase,
+    ) -> Result<Result<(Verdict, Option<usize>, Admission), Denial>, AuthError> {
         let shown = self.shown(target);
         let timeout = Duration::from_millis(self.opts.lock_timeout_ms);
         let mut locked = match safefile::lock_with_deadline(&target.path, &target.rules, timeout) {
@@ -382,33 +471,22 @@ impl Ctx {
             io.log(Level::Err, "cannot read the clock");
             AuthError::Clock
         })?;
-        let begun = match verify::begin(file, &self.policy, now) {
-            Ok(b) => b,
-            Err(verify::Error::ClockFault) => {
-                io.log(
-                    Level::Err,
-                    &format!("clock fault for {shown}: time is before 1970 or far behind the recorded state"),
-                );
-                return Err(AuthError::Clock);
-            }
-            Err(e) => {
-                io.log(Level::Err, &format!("secret file {shown}: {e}"));
-                return Ok(Err(Denial::BadFile));
+        let begun = match phase {
+            // Admitted and counted by the tentative check of this same authentication.
+            Phase::Continued(admission) => Begin {
+                file,
+                admission,
+                changed: false,
+                warnings: Vec::new(),
+            },
+            Phase::Final | Phase::Tentative => {
+                match self.record_attempt(io, &mut locked, file, now, &shown)? {
+                    Ok(b) => b,
+                    Err(denial) => return Ok(Err(denial)),
+                }
             }
         };
-        for w in &begun.warnings {
-            io.log(Level::Warning, &format!("{shown}: {w}"));
-        }
-        // R15: the attempt is on disk before the code is looked at.
-        if begun.changed
-            && let Err(e) = locked.replace(begun.file.as_bytes())
-        {
-            io.log(
-                Level::Err,
-                &format!("cannot record the attempt in {shown}: {e:?}; denying"),
-            );
-            return Ok(Err(Denial::NotPersisted));
-        }
+        let admission = begun.admission;
         let out = match verify::finish(begun, &self.policy, cands, now, self.rhost_ip) {
             Ok(o) => o,
             Err(verify::Error::ClockFault) => return Err(AuthError::Clock),
@@ -417,6 +495,10 @@ impl Ctx {
                 return Ok(Err(Denial::BadFile));
             }
         };
+        if phase == Phase::Tentative && !out.verdict.is_accepted() {
+            // Nothing but the recorded attempt is kept; the prompted answer comes next.
+            return Ok(Ok((out.verdict, None, admission)));
+        }
         if out.changed
             && let Err(e) = locked.replace(out.file.as_bytes())
         {
@@ -434,7 +516,7 @@ impl Ctx {
                 &format!("grace-period entry not saved in {shown} ({e:?}); allow_readonly"),
             );
         }
-        Ok(Ok((out.verdict, out.matched)))
+        Ok(Ok((out.verdict, out.matched, admission)))
     }
 }
 

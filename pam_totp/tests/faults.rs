@@ -72,6 +72,7 @@ enum Clock {
 }
 
 struct FakeSys {
+    /// `pw_dir` as the fake NSS returns it.
     home: PathBuf,
     me: Identity,
     nss: Nss,
@@ -680,4 +681,52 @@ fn grace_period_bookkeeping_failure_is_the_only_write_allow_readonly_excuses() {
             "{point:?}: scratch code consumed although the success was refused"
         );
     }
+}
+
+#[test]
+fn hostile_home_directories_from_nss_deny_without_a_skip() {
+    // B4: NSS pw_dir relative, empty, or with `..` (pointing at a valid file) → deny,
+    // never PAM_IGNORE, even with nullok.
+    let home = Home::new(&base_file());
+    let real = home.path().to_string_lossy().into_owned();
+    let name = home
+        .path()
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let dotdot = format!("{real}/../{name}");
+    let relative = real.trim_start_matches('/').to_string();
+    for dir in [
+        "",
+        "relative/home",
+        relative.as_str(),
+        dotdot.as_str(),
+        "/nonexistent/../etc",
+    ] {
+        for extra in OPTION_SETS {
+            let sys = FakeSys {
+                home: PathBuf::from(dir),
+                me: me(),
+                nss: Nss::Ok,
+                clock: Clock::Ok,
+            };
+            let mut pam = FakePam::new([correct()]);
+            let argv: Vec<&[u8]> = extra.iter().map(|a| a.as_bytes()).collect();
+            let r = authenticate_with(&mut pam, &argv, &sys);
+            let code = to_pam_code(&r);
+            assert_ne!(
+                code,
+                PAM_SUCCESS,
+                "pw_dir {dir:?} {extra:?}: {r:?} {:?}",
+                pam.logs.borrow()
+            );
+            assert_ne!(code, PAM_IGNORE, "pw_dir {dir:?} {extra:?}: {r:?}");
+            assert_eq!(
+                pam.prompts, 1,
+                "pw_dir {dir:?}: prompted like everyone else"
+            );
+        }
+    }
+    assert_eq!(home.bytes(), base_file().as_bytes(), "file touched");
 }

@@ -23,13 +23,14 @@ pub mod style {
     pub const TEXT_INFO: i32 = 4;
 }
 
-/// PAM items an application may set before authenticating.
+/// PAM items an application may set before authenticating. (`PAM_AUTHTOK` is not
+/// among them: libpam lets only modules set or read it; tests that need it put a
+/// `pam_exec.so expose_authtok` line in the stack.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Item {
     Tty,
     RHost,
     RUser,
-    AuthTok,
 }
 
 impl Item {
@@ -37,7 +38,6 @@ impl Item {
         match self {
             Item::Tty => 3,
             Item::RHost => 4,
-            Item::AuthTok => 6,
             Item::RUser => 8,
         }
     }
@@ -195,11 +195,6 @@ impl Transaction {
     /// Runs `pam_acct_mgmt`.
     pub fn acct_mgmt(&mut self) -> i32 {
         sys::acct_mgmt(self.handle, 0)
-    }
-
-    /// The current `PAM_AUTHTOK` item, e.g. to check `forward_pass`.
-    pub fn authtok(&self) -> Option<Vec<u8>> {
-        sys::get_string_item(self.handle, Item::AuthTok.raw())
     }
 
     /// Messages the modules sent so far.

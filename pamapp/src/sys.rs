@@ -112,7 +112,6 @@ unsafe extern "C" {
         pamh: *mut *mut PamHandle,
     ) -> c_int;
     fn pam_set_item(pamh: *mut PamHandle, item: c_int, value: *const c_void) -> c_int;
-    fn pam_get_item(pamh: *const PamHandle, item: c_int, value: *mut *const c_void) -> c_int;
     fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
     fn pam_setcred(pamh: *mut PamHandle, flags: c_int) -> c_int;
     fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
@@ -142,18 +141,6 @@ pub fn set_item(handle: *mut PamHandle, item: c_int, value: &CString) -> c_int {
     // SAFETY: `handle` came from a successful pam_start and is not yet ended; libpam
     // copies string items, so `value` only needs to live for the call.
     unsafe { pam_set_item(handle, item, value.as_ptr().cast()) }
-}
-
-pub fn get_string_item(handle: *mut PamHandle, item: c_int) -> Option<Vec<u8>> {
-    let mut out: *const c_void = ptr::null();
-    // SAFETY: valid handle and out-pointer; libpam returns a pointer it owns.
-    let rc = unsafe { pam_get_item(handle, item, &mut out) };
-    if rc != codes::SUCCESS || out.is_null() {
-        return None;
-    }
-    // SAFETY: string items are NUL-terminated C strings owned by the handle, valid
-    // until the next pam_set_item/pam_end; we copy immediately.
-    Some(unsafe { CStr::from_ptr(out.cast()) }.to_bytes().to_vec())
 }
 
 pub fn authenticate(handle: *mut PamHandle, flags: c_int) -> c_int {

@@ -56,6 +56,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# A signal ends the script through exit, so the EXIT trap cleans up.
+trap 'exit 130' INT TERM HUP
 
 common_sums() { (cd /etc/pam.d && md5sum common-*); }
 sums_before=$(common_sums)
@@ -192,11 +194,11 @@ if command -v pam-auth-update >/dev/null; then
         pass "pam-auth-update --enable pam_totp adds the line to common-auth"
         # The generated common-auth, run for real: password, then code.
         cp /etc/pam.d/common-auth "$confdir/common-auth"
-        echo "@include common-auth" > "$confdir/viaprofile"
+        echo "@include $confdir/common-auth" > "$confdir/viaprofile"
+        # The code above used this time step (replay protection): enroll afresh.
+        /usr/bin/totp-enroll --user "$user" --time-based --disallow-reuse --minimal-window \
+            --no-rate-limit --force --no-confirm --quiet --non-interactive >/dev/null 2>&1 || true
         secret=$(secret_of "$secret_file" 2>/dev/null || echo AAAA)
-        sleep_to_next_step=$(( 30 - $(date +%s) % 30 + 1 ))
-        # The code above used this step already (replay protection): wait for the next.
-        sleep "$sleep_to_next_step"
         out=$(drive --service viaprofile --user "$user" --tty tty1 \
             --answer deb-install-pw-1 --answer "$(totp_now "$secret")")
         check "generated common-auth: password then code succeeds" \

@@ -158,7 +158,6 @@ impl Default for Stack {
 pub struct Drive {
     pub result: String,
     pub prompts: usize,
-    pub authtok: Option<String>,
     pub messages: Vec<(i32, String)>,
     pub stderr: String,
 }
@@ -169,7 +168,6 @@ impl Drive {
         let mut d = Drive {
             result: String::new(),
             prompts: 0,
-            authtok: None,
             messages: Vec::new(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
@@ -178,8 +176,6 @@ impl Drive {
                 d.result = v.to_string();
             } else if let Some(v) = line.strip_prefix("prompts ") {
                 d.prompts = v.parse().unwrap_or(0);
-            } else if let Some(v) = line.strip_prefix("authtok ") {
-                d.authtok = Some(v.to_string());
             } else if let Some(v) = line.strip_prefix("msg ") {
                 let (style, text) = v.split_once(' ').unwrap_or((v, ""));
                 d.messages
@@ -227,9 +223,6 @@ impl Driver {
     }
     pub fn tty(self, t: &str) -> Driver {
         self.arg("--tty", t)
-    }
-    pub fn authtok(self, t: &str) -> Driver {
-        self.arg("--authtok", t)
     }
     /// Freezes the clock at `unix` seconds with libfaketime.
     pub fn at(mut self, unix: u64) -> Driver {
@@ -668,4 +661,72 @@ pub fn with_syslog_capture(cmd: &Command) -> (Output, Vec<String>) {
         lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
     (out, lines)
+}
+
+/// Runs `driver` in a private mount namespace where `/dev/log` is a datagram socket of
+/// this process (a tmpfs over `/dev` inside that namespace only, with `null`, `zero`,
+/// `urandom`, `random`, `full` and `tty` bound from the real one, and a private `shm`
+/// for libfaketime's semaphores), and returns the run
+/// and the syslog datagrams the module sent (root only; the host's `/dev` is untouched).
+pub fn capture_syslog(driver: &Driver) -> (Drive, Vec<String>) {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::Builder::new()
+        .prefix("pam_totp-syslog")
+        .tempdir()
+        .expect("tempdir");
+    let sock_path = dir.path().join("log.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind syslog socket");
+    const SCRIPT: &str = r#"set -e
+t="$1"; shift
+mkdir "$t/dev"
+mount -t tmpfs -o mode=755 none "$t/dev"
+for n in null zero urandom random full tty; do
+  touch "$t/dev/$n"; mount --bind "/dev/$n" "$t/dev/$n"
+done
+touch "$t/dev/log"; mount --bind "$t/log.sock" "$t/dev/log"
+mkdir "$t/dev/shm"; mount -t tmpfs -o mode=1777 none "$t/dev/shm"
+mount --rbind "$t/dev" /dev
+exec "$@""#;
+    let inner = driver.command();
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        SCRIPT,
+        "sh",
+    ])
+    .arg(dir.path())
+    .arg(inner.get_program())
+    .args(inner.get_args())
+    .stdin(Stdio::null());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.output().expect("run unshare");
+    assert!(
+        !out.stdout.is_empty(),
+        "pam-drive did not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("timeout");
+    let mut lines = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    while let Ok(n) = sock.recv(&mut buf) {
+        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    (Drive::parse(&out), lines)
+}
+
+/// The message part of a syslog datagram (after `ident[pid]: ` or `ident: `).
+pub fn syslog_message(datagram: &str) -> &str {
+    datagram
+        .split_once("): ")
+        .map(|(_, m)| m)
+        .unwrap_or(datagram)
 }

@@ -8,8 +8,10 @@
 //! - `/var/lib/pam_totp/` (store mode) becomes a root-owned `0700` temporary directory;
 //! - `/etc/security/pam_totp_access.conf` becomes a temporary access-rule file that each
 //!   case writes (or leaves absent);
-//! - `@include common-*` finds stand-ins written into the same directory (libpam resolves
-//!   includes in the confdir). `common-auth` has the shape of Debian 12's default: real
+//! - `@include common-*` becomes `@include <confdir>/common-*`, stand-ins written into the
+//!   same directory. (Linux-PAM 1.5.2 resolves a relative `@include` in `/etc/pam.d` even
+//!   under `pam_start_confdir`, so the system's files would be used silently; an absolute
+//!   path is read as given.) `common-auth` has the shape of Debian 12's default: real
 //!   `pam_unix` (the password is checked against `/etc/shadow`), then `requisite
 //!   pam_deny`, then `required pam_permit`. The account, session and password stand-ins
 //!   are `pam_permit`, since only `pam_authenticate` runs here;
@@ -161,7 +163,11 @@ impl Setup {
             let mut tokens: Vec<String> = trimmed
                 .split_whitespace()
                 .map(|t| {
-                    if t == "pam_totp.so" {
+                    if trimmed.starts_with("@include") && t.starts_with("common-") {
+                        let standin = self.stack.path().join(t);
+                        assert!(standin.is_file(), "no stand-in for {t}");
+                        standin.to_string_lossy().into_owned()
+                    } else if t == "pam_totp.so" {
                         module.clone()
                     } else if rw.no_rootok && t == "pam_rootok.so" {
                         "pam_deny.so".to_string()
@@ -379,6 +385,29 @@ fn every_example_is_tested_and_no_pam_totp_line_is_sufficient_or_optional() {
             .all(|l| l.starts_with("[success=ok ignore=ignore default=die]")),
         "profile Auth lines must be requisite-style"
     );
+}
+
+#[test]
+fn access_rule_example_is_inert_as_shipped_and_its_sample_rules_parse() {
+    use totp_core::access::{AccessRules, ParseOptions};
+    let text = example_text("pam_totp_access.conf");
+    let shipped = AccessRules::parse(text.as_bytes(), ParseOptions::default())
+        .expect("shipped access-rule example parses");
+    assert!(
+        shipped.is_empty(),
+        "the shipped file must skip nobody until edited"
+    );
+    // Each commented sample rule ("#+ ..." or "#- ...") must be valid when uncommented.
+    let samples: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .filter(|l| l.starts_with("+ :") || l.starts_with("- :"))
+        .collect();
+    assert!(samples.len() >= 3, "expected sample rules in the example");
+    for rule in samples {
+        AccessRules::parse(rule.as_bytes(), ParseOptions::default())
+            .unwrap_or_else(|e| panic!("sample rule {rule:?} does not parse: {e}"));
+    }
 }
 
 #[test]
@@ -764,7 +793,11 @@ fn pam_auth_update_profile_adds_the_code_after_the_password() {
         common.push('\n');
     }
     fs::write(setup.stack.path().join("common-auth"), common).expect("common-auth");
-    fs::write(setup.stack.path().join("login"), "@include common-auth\n").expect("login");
+    let include = format!(
+        "@include {}\n",
+        setup.stack.path().join("common-auth").display()
+    );
+    fs::write(setup.stack.path().join("login"), include).expect("login");
 
     let u = users("pa");
     let console = Items {
@@ -786,8 +819,9 @@ fn sufficient_would_let_the_code_replace_the_password() {
     fs::write(
         setup.stack.path().join("bad"),
         format!(
-            "auth sufficient {} nullok\n@include common-auth\n",
-            built().module.display()
+            "auth sufficient {} nullok\n@include {}\n",
+            built().module.display(),
+            setup.stack.path().join("common-auth").display()
         ),
     )
     .expect("write");

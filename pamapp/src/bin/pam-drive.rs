@@ -2,7 +2,7 @@
 //! process (libfaketime, concurrent logins, kill -9) and for the benchmark.
 //!
 //! Output, one item per line: `result <PAM code name>`, `prompts <n>`,
-//! `authtok <value>` when set, `msg <style> <text>` for each message.
+//! `msg <style> <text>` for each message.
 //! The exit status is the PAM code.
 
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use pamapp::{Item, Reply, Scripted, Transaction, code_name};
 
 const USAGE: &str = "usage: pam-drive --service S [--user U] [--confdir DIR] [--rhost H] \
-[--tty T] [--ruser R] [--authtok P] [--answer A]... [--null-answer] [--null-array] \
+[--tty T] [--ruser R] [--answer A]... [--null-answer] [--null-array] \
 [--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS]";
 
 #[derive(Default)]
@@ -42,7 +42,6 @@ fn parse() -> Result<Args, String> {
             "--rhost" => args.items.push((Item::RHost, value()?)),
             "--tty" => args.items.push((Item::Tty, value()?)),
             "--ruser" => args.items.push((Item::RUser, value()?)),
-            "--authtok" => args.items.push((Item::AuthTok, value()?)),
             "--answer" => args.replies.push(Reply::Text(value()?)),
             "--null-answer" => args.replies.push(Reply::NullText),
             "--null-array" => args.replies.push(Reply::NullArray),
@@ -112,9 +111,6 @@ fn main() -> ExitCode {
         if args.repeat <= 1 {
             println!("result {}", code_name(rc));
             println!("prompts {}", tx.prompt_count());
-            if let Some(tok) = tx.authtok() {
-                println!("authtok {}", String::from_utf8_lossy(&tok));
-            }
             for m in tx.transcript() {
                 println!("msg {} {}", m.style, m.text.replace('\n', "\\n"));
             }

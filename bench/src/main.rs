@@ -1,0 +1,900 @@
+//! `pam-bench`, run by `make bench`: pam_totp measured against pam_permit (the libpam
+//! floor), Debian's pam_google_authenticator and pam_access, through the real libpam,
+//! in one process. Method and figures: docs/performance.md.
+//!
+//! Every timed iteration is one `pam_start_confdir` → `pam_authenticate` → `pam_end`
+//! (the module is loaded and unloaded each time, as in a login process), with `PAM_RHOST`
+//! set and a scripted answer. The state file is rewritten to its initial contents
+//! (temp file, fsync, rename, directory fsync) before every authentication iteration,
+//! outside the timed region, so each attempt meets the same fresh state: a first
+//! failure, an unused code, an unused scratch code. Cases run interleaved in rounds so
+//! background load spreads evenly over them. Goals are printed, not enforced.
+
+mod memory;
+mod sandbox;
+
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pamapp::{Item, Scripted, Transaction, code_name, codes};
+use totp_core::otp::{self, Algorithm, Digits};
+use totp_core::secret::Secret;
+
+/// Every module authenticates root against a root-owned 0600 file in a 0700 directory:
+/// what GA's `user=` mode needs when the benchmark runs as root.
+pub const USER: &str = "root";
+/// The remote address of every login (TEST-NET-1), matched by the last access rule.
+pub const RHOST: &str = "192.0.2.10";
+const SECRET: &[u8; 20] = b"pam-bench-secret-160";
+const SCRATCH: [&str; 5] = ["31415926", "27182818", "14142135", "17320508", "22360679"];
+const ACCESS_SIZES: [usize; 3] = [10, 1_000, 10_000];
+const ENROLL_RUNS: usize = 30;
+const ROUNDS: u32 = 5;
+const WARMUP: usize = 3;
+
+const USAGE: &str =
+    "usage: pam-bench [--budget SECS] [--quick] [--only SUBSTRING] [--no-sink] [--keep]
+  --budget SECS   time per case (default 3, spread over 5 interleaved rounds)
+  --quick         --budget 0.5 (a smoke run; figures are noisy)
+  --only S        only the cases whose key contains S (keys: permit, ga-wrong, ga-noskew-right,
+                  totp-scratch, access-pam-10000, access-totp-10, enroll, memory, ...)
+  --no-sink       do not enter a mount namespace; /dev/log is used as found
+  --tmpfs-state   put the state file on a tmpfs private to the run, where fsync costs
+                  nothing: a diagnostic that separates CPU and syscall cost from the disk
+  --keep          keep the scratch directory (under target/bench-tmp)
+Runs as root (mount namespace, GA's user=root file).";
+
+struct Opts {
+    budget: Duration,
+    only: Option<String>,
+    sink: bool,
+    tmpfs_state: bool,
+    keep: bool,
+}
+
+fn parse_args(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        budget: Duration::from_secs(3),
+        only: None,
+        sink: true,
+        tmpfs_state: false,
+        keep: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--budget" => {
+                let v = it.next().ok_or("--budget needs a value")?;
+                let secs: f64 = v.parse().map_err(|e| format!("--budget: {e}"))?;
+                if !(0.05..=600.0).contains(&secs) {
+                    return Err("--budget: between 0.05 and 600 seconds".into());
+                }
+                o.budget = Duration::from_secs_f64(secs);
+            }
+            "--quick" => o.budget = Duration::from_millis(500),
+            "--only" => o.only = Some(it.next().ok_or("--only needs a value")?.clone()),
+            "--no-sink" => o.sink = false,
+            "--keep" => o.keep = true,
+            "--tmpfs-state" => o.tmpfs_state = true,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if o.tmpfs_state && !o.sink {
+        return Err("--tmpfs-state needs the mount namespace (drop --no-sink)".into());
+    }
+    Ok(o)
+}
+
+impl Opts {
+    fn wants(&self, key: &str) -> bool {
+        self.only.as_deref().is_none_or(|s| key.contains(s))
+    }
+}
+
+/// What to answer the prompt with.
+#[derive(Clone)]
+enum Answer {
+    None,
+    Fixed(String),
+    /// The TOTP code of the current step, computed just before the timed region.
+    TotpNow,
+}
+
+/// What a correct run of the case returns; anything else aborts the benchmark.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Success,
+    /// Denied after exactly one prompt.
+    Denied,
+    /// No prompt at all (pam_totp's access-rule skip returns PAM_IGNORE).
+    Skipped,
+}
+
+struct Case {
+    key: String,
+    scenario: String,
+    module: String,
+    service: String,
+    answer: Answer,
+    expect: Expect,
+    /// Rewrite the state file before each iteration (untimed).
+    refresh: bool,
+    samples: Vec<Duration>,
+    skipped_warmup: usize,
+    logs: u64,
+}
+
+impl Case {
+    fn median_us(&self) -> Option<f64> {
+        percentile(&self.samples, 50)
+    }
+}
+
+fn percentile(samples: &[Duration], p: usize) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut v: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    v.sort_by(f64::total_cmp);
+    let idx = ((v.len() - 1) * p).div_ceil(100).min(v.len() - 1);
+    Some(v[idx])
+}
+
+struct Bench {
+    opts: Opts,
+    /// target/release (the bench binary, the module and totp-enroll).
+    release: PathBuf,
+    scratch: PathBuf,
+    confdir: PathBuf,
+    state: PathBuf,
+    state_contents: Vec<u8>,
+    secret: Secret,
+    wrong_code: String,
+    sink: sandbox::Sink,
+    rewrite_samples: Vec<Duration>,
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Writes `contents` to `dir/name` durably: temp file, fsync, rename, directory fsync.
+fn durable_write(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.bench-tmp"));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, dir.join(name))?;
+    File::open(dir)?.sync_all()
+}
+
+/// A 6-digit code that matches no step within ±1600 steps (±13 h) of now, so not even
+/// GA's ±1500-step skew search finds it during the run.
+fn pick_wrong_code(secret: &Secret) -> String {
+    let step = otp::totp_step(now_unix(), 30).unwrap_or(0);
+    let lo = step.saturating_sub(1600);
+    let near: std::collections::HashSet<u32> = (lo..=step + 1600)
+        .map(|t| otp::hotp(secret, t, Algorithm::Sha1, Digits::SIX))
+        .collect();
+    let mut c = 314_159u32;
+    while near.contains(&c) {
+        c = (c + 1) % 1_000_000;
+    }
+    otp::format_code(c, Digits::SIX)
+}
+
+/// `n` rules in the pam_access syntax both modules read; none but the last matches
+/// [`RHOST`], so both must go through the whole file. Users are `ALL` everywhere: the
+/// cheapest case for pam_access (no user or group lookups per rule).
+fn access_rules(n: usize) -> String {
+    let mut s = String::from("# pam-bench: only the last rule matches\n");
+    for i in 0..n.saturating_sub(1) {
+        let (a, b) = (i / 250 % 250 + 1, i % 250 + 1);
+        let _ = match i % 4 {
+            0 => writeln!(s, "+ : ALL : 10.{a}.{b}.0/24"),
+            1 => writeln!(s, "- : ALL : 172.16.{a}.{b}"),
+            2 => writeln!(s, "+ : ALL : 2001:db8:{a:x}:{b:x}::/64"),
+            _ => writeln!(s, "+ : ALL : 198.51.{a}.{b} 203.0.{a}.{b}/32"),
+        };
+    }
+    s.push_str("+ : ALL : 192.0.2.0/24\n");
+    s
+}
+
+impl Bench {
+    fn setup(opts: Opts, sink: sandbox::Sink) -> Result<Bench, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let release = exe
+            .parent()
+            .ok_or("the binary has no directory")?
+            .to_path_buf();
+        let module = release.join("libpam_totp.so");
+        if !module.exists() {
+            return Err(format!(
+                "{} not found: build it first (make bench does)",
+                module.display()
+            ));
+        }
+        let target = release.parent().unwrap_or(&release);
+        let base = target.join("bench-tmp");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&base)
+            .map_err(|e| format!("create {}: {e}", base.display()))?;
+        let scratch = base.join(format!("run-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&scratch);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&scratch)
+            .map_err(|e| format!("create {}: {e}", scratch.display()))?;
+        let confdir = scratch.join("pam");
+        let secrets = scratch.join("secrets");
+        for d in [&confdir, &secrets] {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(d)
+                .map_err(|e| format!("create {}: {e}", d.display()))?;
+        }
+        if opts.tmpfs_state {
+            sandbox::mount_tmpfs(&secrets)?;
+        }
+        let state = secrets.join("state");
+        let secret = Secret::from_slice(SECRET);
+        // What `totp-enroll -t -d -W -u -C -f` (and google-authenticator) write.
+        let mut text = totp_core::base32::encode(SECRET);
+        text.push_str("\n\" WINDOW_SIZE 3\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n");
+        for c in SCRATCH {
+            text.push_str(c);
+            text.push('\n');
+        }
+        let wrong_code = pick_wrong_code(&secret);
+        let s = state.display();
+        let m = module.display();
+        let mut services = vec![
+            ("other", "auth required pam_deny.so".to_string()),
+            ("permit", "auth required pam_permit.so".to_string()),
+            (
+                "ga",
+                format!("auth required pam_google_authenticator.so user=root secret={s}"),
+            ),
+            (
+                "ga-noskew",
+                format!("auth required pam_google_authenticator.so user=root secret={s} noskewadj"),
+            ),
+            ("totp", format!("auth required {m} user=root secret={s}")),
+        ];
+        let mut access = Vec::new();
+        for n in ACCESS_SIZES {
+            let rules = scratch.join(format!("access-{n}.conf"));
+            fs::write(&rules, access_rules(n))
+                .map_err(|e| format!("write {}: {e}", rules.display()))?;
+            let r = rules.display();
+            access.push((
+                format!("access-pam-{n}"),
+                format!("auth required pam_access.so accessfile={r}"),
+            ));
+            access.push((
+                format!("access-totp-{n}"),
+                format!("auth required {m} user=root secret={s} accessfile={r}"),
+            ));
+        }
+        services.extend(access.iter().map(|(n, l)| (n.as_str(), l.clone())));
+        for (name, line) in &services {
+            fs::write(confdir.join(name), format!("{line}\n"))
+                .map_err(|e| format!("write service {name}: {e}"))?;
+        }
+        let mut b = Bench {
+            opts,
+            release,
+            scratch,
+            confdir,
+            state,
+            state_contents: text.into_bytes(),
+            secret,
+            wrong_code,
+            sink,
+            rewrite_samples: Vec::new(),
+        };
+        b.refresh()?;
+        Ok(b)
+    }
+
+    fn refresh(&mut self) -> Result<(), String> {
+        let dir = self.state.parent().unwrap_or(Path::new("."));
+        let t0 = Instant::now();
+        durable_write(dir, "state", &self.state_contents)
+            .map_err(|e| format!("rewrite the state file: {e}"))?;
+        self.rewrite_samples.push(t0.elapsed());
+        Ok(())
+    }
+
+    fn totp_now(&self) -> String {
+        let v = otp::totp(&self.secret, now_unix(), 30, Algorithm::Sha1, Digits::SIX).unwrap_or(0);
+        otp::format_code(v, Digits::SIX)
+    }
+
+    fn answer(&self, a: &Answer) -> Vec<String> {
+        match a {
+            Answer::None => Vec::new(),
+            Answer::Fixed(s) => vec![s.clone()],
+            Answer::TotpNow => vec![self.totp_now()],
+        }
+    }
+
+    /// Runs iterations of `case` until `deadline` or `max` iterations.
+    fn batch(&mut self, case: &mut Case, deadline: Instant, max: usize) -> Result<(), String> {
+        let before = self.sink.settled_count();
+        for _ in 0..max {
+            if Instant::now() >= deadline {
+                break;
+            }
+            if case.refresh {
+                self.refresh()?;
+            }
+            let conv = Scripted::texts(self.answer(&case.answer));
+            let t0 = Instant::now();
+            let mut tx = Transaction::start(
+                &case.service,
+                Some(USER),
+                Some(&self.confdir),
+                Box::new(conv),
+            )
+            .map_err(|e| format!("{}: {e}", case.key))?;
+            tx.set_item(Item::RHost, RHOST.as_bytes());
+            let rc = tx.authenticate(0);
+            let prompts = tx.prompt_count();
+            drop(tx);
+            let dt = t0.elapsed();
+            let ok = match case.expect {
+                Expect::Success => rc == codes::SUCCESS,
+                Expect::Denied => rc != codes::SUCCESS && prompts == 1,
+                Expect::Skipped => prompts == 0,
+            };
+            if !ok {
+                return Err(format!(
+                    "{}: unexpected result {} after {prompts} prompt(s); the figures would be meaningless \
+                     (run with --keep and look at the files under {})",
+                    case.key,
+                    code_name(rc),
+                    self.scratch.display()
+                ));
+            }
+            if case.skipped_warmup < WARMUP {
+                case.skipped_warmup += 1;
+            } else {
+                case.samples.push(dt);
+            }
+        }
+        case.logs += self.sink.settled_count().saturating_sub(before);
+        Ok(())
+    }
+}
+
+fn auth_cases(wrong: &str) -> Vec<Case> {
+    let mut v = Vec::new();
+    let mut add = |key: &str, scenario: &str, module: &str, service: &str, answer, expect| {
+        v.push(Case {
+            key: key.into(),
+            scenario: scenario.into(),
+            module: module.into(),
+            service: service.into(),
+            answer,
+            expect,
+            refresh: true,
+            samples: Vec::new(),
+            skipped_warmup: 0,
+            logs: 0,
+        });
+    };
+    add(
+        "permit",
+        "floor",
+        "pam_permit.so",
+        "permit",
+        Answer::None,
+        Expect::Success,
+    );
+    let modules = [
+        ("ga", "GA default", "ga"),
+        ("ga-noskew", "GA noskewadj", "ga-noskew"),
+        ("totp", "pam_totp.so", "totp"),
+    ];
+    let scenarios = [
+        (
+            "wrong",
+            "wrong code",
+            Answer::Fixed(wrong.into()),
+            Expect::Denied,
+        ),
+        ("right", "right code", Answer::TotpNow, Expect::Success),
+        (
+            "scratch",
+            "scratch code",
+            Answer::Fixed(SCRATCH[0].into()),
+            Expect::Success,
+        ),
+    ];
+    for (skey, sname, answer, expect) in scenarios {
+        for (mkey, mname, service) in modules {
+            add(
+                &format!("{mkey}-{skey}"),
+                sname,
+                mname,
+                service,
+                answer.clone(),
+                expect,
+            );
+        }
+    }
+    v
+}
+
+fn access_cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for n in ACCESS_SIZES {
+        for (who, module, expect) in [
+            ("pam", "pam_access.so", Expect::Success),
+            ("totp", "pam_totp.so", Expect::Skipped),
+        ] {
+            v.push(Case {
+                key: format!("access-{who}-{n}"),
+                scenario: format!("{n} access rules"),
+                module: module.into(),
+                service: format!("access-{who}-{n}"),
+                // pam_totp would prompt if the rules did not skip: the check catches it.
+                answer: Answer::Fixed("000000".into()),
+                expect,
+                refresh: false,
+                samples: Vec::new(),
+                skipped_warmup: 0,
+                logs: 0,
+            });
+        }
+    }
+    v
+}
+
+/// Interleaved rounds: each case gets `budget / ROUNDS` per round.
+fn run_cases(b: &mut Bench, cases: &mut [Case]) -> Result<(), String> {
+    let slice = b.opts.budget / ROUNDS;
+    for round in 0..ROUNDS {
+        for case in cases.iter_mut() {
+            b.batch(case, Instant::now() + slice, 5_000)?;
+        }
+        eprint!("\r  round {}/{ROUNDS} done", round + 1);
+    }
+    eprintln!();
+    Ok(())
+}
+
+struct Enroll {
+    ours_ms: Option<f64>,
+    ga_ms: Option<f64>,
+}
+
+fn time_runs(dir: &Path, mut cmd: impl FnMut(&Path) -> Command) -> Option<f64> {
+    let mut samples = Vec::new();
+    for i in 0..ENROLL_RUNS {
+        let file = dir.join(format!("enroll-{i}"));
+        let mut c = cmd(&file);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let t0 = Instant::now();
+        let ok = c.status().map(|s| s.success()).unwrap_or(false);
+        let dt = t0.elapsed();
+        if !ok || !file.exists() {
+            return None;
+        }
+        samples.push(dt);
+        let _ = fs::remove_file(&file);
+    }
+    percentile(&samples, 50).map(|us| us / 1000.0)
+}
+
+fn enrollment(b: &Bench) -> Enroll {
+    let dir = b.scratch.join("enroll");
+    if fs::DirBuilder::new().mode(0o700).create(&dir).is_err() {
+        return Enroll {
+            ours_ms: None,
+            ga_ms: None,
+        };
+    }
+    let flags = ["-t", "-d", "-W", "-u", "-C", "-f"];
+    let ours = b.release.join("totp-enroll");
+    let ours_ms = time_runs(&dir, |file| {
+        let mut c = Command::new(&ours);
+        c.args(flags)
+            .args(["--non-interactive", "-Q", "NONE", "-s"])
+            .arg(file);
+        c
+    });
+    let ga_ms = time_runs(&dir, |file| {
+        let mut c = Command::new("google-authenticator");
+        c.args(flags).args(["-Q", "NONE", "-s"]).arg(file);
+        c
+    });
+    Enroll { ours_ms, ga_ms }
+}
+
+#[derive(Default)]
+struct Mem {
+    hwm_kib: Option<u64>,
+    anon_kib: Option<u64>,
+    file_kib: Option<u64>,
+    path: Option<String>,
+}
+
+fn memory_of(b: &mut Bench, service: &str, needle: &str, answer: &Answer) -> Result<Mem, String> {
+    b.refresh()?;
+    let answer = b.answer(answer).pop().unwrap_or_else(|| "-".into());
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let out = Command::new(exe)
+        .arg("--memory-child")
+        .arg(&b.confdir)
+        .args([service, needle, &answer])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("memory child: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "memory child for {service} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut m = Mem::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((k, v)) = line.split_once(' ') else {
+            continue;
+        };
+        match k {
+            "hwm_delta_kib" => m.hwm_kib = v.parse().ok(),
+            "anon_delta_kib" => m.anon_kib = v.parse().ok(),
+            "file_delta_kib" => m.file_kib = v.parse().ok(),
+            "module_path" => m.path = Some(v.to_owned()),
+            _ => {}
+        }
+    }
+    Ok(m)
+}
+
+fn stripped_size(b: &Bench, so: &Path) -> Option<u64> {
+    let out = b.scratch.join("stripped.so");
+    let ok = Command::new("strip")
+        .arg("-o")
+        .arg(&out)
+        .arg(so)
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let size = ok
+        .then(|| fs::metadata(&out).ok().map(|m| m.len()))
+        .flatten();
+    let _ = fs::remove_file(&out);
+    size
+}
+
+fn first_line_with(path: &str, key: &str) -> Option<String> {
+    fs::read_to_string(path).ok()?.lines().find_map(|l| {
+        l.strip_prefix(key).map(|v| {
+            v.trim_start_matches([' ', '\t', ':', '='])
+                .trim_matches('"')
+                .to_owned()
+        })
+    })
+}
+
+fn package_version(pkg: &str) -> String {
+    Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", pkg])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn machine(b: &Bench) -> String {
+    let cpu = first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let os = first_line_with("/etc/os-release", "PRETTY_NAME").unwrap_or_else(|| "?".into());
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!(
+        "machine: {cpu}, {cpus} CPUs; {os}; kernel {}; load average {}\n\
+         state files on: {}; libpam {}; libpam-google-authenticator {}",
+        kernel.trim(),
+        load.join(" "),
+        sandbox::fs_type(b.state.parent().unwrap_or(&b.scratch)),
+        package_version("libpam0g"),
+        package_version("libpam-google-authenticator"),
+    )
+}
+
+fn fmt_us(v: Option<f64>) -> String {
+    match v {
+        Some(us) if us >= 10_000.0 => format!("{:.1} ms", us / 1000.0),
+        Some(us) => format!("{us:.1} µs"),
+        None => "-".into(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r >= 100.0 => format!("{r:.0}×"),
+        Some(r) if r >= 10.0 => format!("{r:.1}×"),
+        Some(r) => format!("{r:.3}×"),
+        None => "-".into(),
+    }
+}
+
+fn median_of(cases: &[Case], key: &str) -> Option<f64> {
+    cases
+        .iter()
+        .find(|c| c.key == key)
+        .and_then(Case::median_us)
+}
+
+fn print_table(auth: &[Case], access: &[Case]) {
+    let permit = median_of(auth, "permit");
+    println!(
+        "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>10} {:>10}",
+        "scenario", "module", "median", "p90", "n", "logs/auth", "×permit", "×GA default"
+    );
+    for c in auth {
+        let scen_key = c.key.rsplit('-').next().unwrap_or("");
+        let ga = median_of(auth, &format!("ga-{scen_key}"));
+        let vs_ga = if c.key == "permit" {
+            None
+        } else {
+            ratio(c.median_us(), ga)
+        };
+        print_row(c, ratio(c.median_us(), permit), vs_ga, "");
+    }
+    if !access.is_empty() {
+        println!(
+            "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>10} {:>10}",
+            "", "", "", "", "", "", "×permit", "×pam_access"
+        );
+        for c in access {
+            let n = c.key.rsplit('-').next().unwrap_or("");
+            let pa = median_of(access, &format!("access-pam-{n}"));
+            let vs = (c.module == "pam_totp.so")
+                .then(|| ratio(c.median_us(), pa))
+                .flatten();
+            print_row(c, ratio(c.median_us(), permit), vs, "");
+        }
+    }
+}
+
+fn print_row(c: &Case, vs_permit: Option<f64>, vs_other: Option<f64>, note: &str) {
+    let n = c.samples.len() + c.skipped_warmup;
+    let logs = if n > 0 {
+        format!("{:.1}", c.logs as f64 / n as f64)
+    } else {
+        "-".into()
+    };
+    println!(
+        "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>10} {:>10}{note}",
+        c.scenario,
+        c.module,
+        fmt_us(c.median_us()),
+        fmt_us(percentile(&c.samples, 90)),
+        c.samples.len(),
+        logs,
+        fmt_ratio(vs_permit),
+        fmt_ratio(vs_other),
+    );
+}
+
+fn goal(label: &str, value: Option<f64>, limit: f64, at_most: bool) {
+    let verdict = match value {
+        None => "n/a ",
+        Some(v) if (at_most && v <= limit) || (!at_most && v >= limit) => "PASS",
+        Some(_) => "FAIL",
+    };
+    let shown = value.map_or("not measured".into(), |v| format!("{v:.3}×"));
+    println!("{verdict}  {label}: {shown}");
+}
+
+fn run(opts: Opts) -> Result<(), String> {
+    let sink = if opts.sink {
+        sandbox::isolate()?
+    } else {
+        sandbox::Sink::none()
+    };
+    let mut b = Bench::setup(opts, sink)?;
+    let result = run_all(&mut b);
+    if b.opts.keep {
+        eprintln!("scratch directory kept: {}", b.scratch.display());
+    } else {
+        let _ = fs::remove_dir_all(&b.scratch);
+    }
+    result
+}
+
+fn run_all(b: &mut Bench) -> Result<(), String> {
+    let mut access: Vec<Case> = access_cases()
+        .into_iter()
+        .filter(|c| b.opts.wants(&c.key))
+        .collect();
+    // The ratios need the floor and GA's figure of the same run.
+    let all = auth_cases(&b.wrong_code);
+    let mut keep: Vec<String> = Vec::new();
+    for c in all.iter().filter(|c| b.opts.wants(&c.key)) {
+        let scenario = c.key.rsplit('-').next().unwrap_or("");
+        keep.extend([c.key.clone(), format!("ga-{scenario}"), "permit".into()]);
+    }
+    if !access.is_empty() {
+        keep.push("permit".into());
+    }
+    let mut auth: Vec<Case> = all.into_iter().filter(|c| keep.contains(&c.key)).collect();
+    println!(
+        "pam-bench: libpam in-process, pam_start_confdir → pam_authenticate → pam_end per iteration"
+    );
+    println!("{}", machine(b));
+    println!(
+        "syslog: {}; wrong code {}; user {USER}, PAM_RHOST {RHOST}; budget {:.1} s per case in {ROUNDS} interleaved rounds",
+        if b.sink.installed {
+            "private /dev/log datagram sink in a mount namespace"
+        } else {
+            "/dev/log as found (--no-sink)"
+        },
+        b.wrong_code,
+        b.opts.budget.as_secs_f64()
+    );
+    eprintln!(
+        "authentication cases ({}), then access rules ({})",
+        auth.len(),
+        access.len()
+    );
+    run_cases(b, &mut auth)?;
+    // The rewrites done for the authentication cases are the "durable write" figure.
+    let rewrite = percentile(&b.rewrite_samples, 50);
+    run_cases(b, &mut access)?;
+
+    let enroll = b.opts.wants("enroll").then(|| enrollment(b));
+    let mut mems = Vec::new();
+    if b.opts.wants("memory") {
+        for (name, service, needle, answer) in [
+            ("pam_permit.so", "permit", "pam_permit", Answer::None),
+            (
+                "pam_google_authenticator.so",
+                "ga",
+                "pam_google_authenticator",
+                Answer::TotpNow,
+            ),
+            ("pam_totp.so", "totp", "libpam_totp", Answer::TotpNow),
+        ] {
+            mems.push((name, memory_of(b, service, needle, &answer)?));
+        }
+    }
+
+    println!();
+    print_table(&auth, &access);
+    println!();
+    println!(
+        "durable rewrite of the state file (temp + fsync + rename + dir fsync, done by the bench between iterations): median {}",
+        fmt_us(rewrite)
+    );
+    if let Some(e) = &enroll {
+        println!(
+            "enrollment wall time (totp-enroll -t -d -W -u -C -f --non-interactive -Q NONE -s FILE, median of {ENROLL_RUNS}): {}; google-authenticator same flags: {}; ratio {}",
+            e.ours_ms.map_or("failed".into(), |v| format!("{v:.2} ms")),
+            e.ga_ms.map_or("n/a".into(), |v| format!("{v:.2} ms")),
+            fmt_ratio(ratio(e.ours_ms, e.ga_ms)),
+        );
+    }
+    let so = b.release.join("libpam_totp.so");
+    if let Ok(m) = fs::metadata(&so) {
+        let stripped = stripped_size(b, &so);
+        let ga_size = mems
+            .iter()
+            .find(|(n, _)| n.starts_with("pam_google"))
+            .and_then(|(_, m)| m.path.as_deref())
+            .and_then(|p| fs::metadata(p).ok())
+            .map(|m| m.len());
+        println!(
+            "module size: libpam_totp.so {} KiB (stripped {}); pam_google_authenticator.so {}",
+            m.len() / 1024,
+            stripped.map_or("n/a".into(), |s| format!("{} KiB", s / 1024)),
+            ga_size.map_or("n/a".into(), |s| format!("{} KiB", s / 1024)),
+        );
+    }
+    for (name, m) in &mems {
+        let kib = |v: Option<u64>| v.map_or("-".into(), |v| format!("{v} KiB"));
+        println!(
+            "memory, one authentication in a warm process: {name}: peak RSS +{}, while prompting RSS +{} anon, +{} file-backed",
+            kib(m.hwm_kib),
+            kib(m.anon_kib),
+            kib(m.file_kib),
+        );
+    }
+
+    println!();
+    println!("goals (printed, not enforced):");
+    let totp_wrong = median_of(&auth, "totp-wrong");
+    goal(
+        "wrong code ≤ 1.5× pam_permit",
+        ratio(totp_wrong, median_of(&auth, "permit")),
+        1.5,
+        true,
+    );
+    goal(
+        "wrong code ≤ 0.05× GA default",
+        ratio(totp_wrong, median_of(&auth, "ga-wrong")),
+        0.05,
+        true,
+    );
+    goal(
+        "right code ≤ 2× GA default",
+        ratio(median_of(&auth, "totp-right"), median_of(&auth, "ga-right")),
+        2.0,
+        true,
+    );
+    goal(
+        "10,000 access rules ≥ 5× faster than pam_access (pam_access / pam_totp)",
+        ratio(
+            median_of(&access, "access-pam-10000"),
+            median_of(&access, "access-totp-10000"),
+        ),
+        5.0,
+        false,
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--memory-child") {
+        return memory::child(&args[1..]);
+    }
+    let opts = match parse_args(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "pam-bench: run as root (a mount namespace for the syslog sink, and GA's user=root secret file)"
+        );
+        return ExitCode::from(2);
+    }
+    match run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pam-bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

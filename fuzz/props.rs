@@ -1,0 +1,284 @@
+//! The properties every fuzz target checks, written once.
+//!
+//! Each function takes the raw fuzz input and panics (via `assert!`) when a property
+//! is broken. The libFuzzer targets in `fuzz_targets/` call them, and so does the stable
+//! proptest suite `totp-core/tests/properties.rs` (through `#[path]`), so the same
+//! properties run with and without a nightly-capable toolchain.
+//!
+//! Only `totp_core` and `std`: no I/O, no clock.
+
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+
+use totp_core::access::{AccessRules, ParseOptions, Subject, decide};
+use totp_core::addr::{self, Origin, RemoteHost, parse_rhost};
+use totp_core::base32;
+use totp_core::code::{Code, candidates};
+use totp_core::gafile::{self, GaFile};
+use totp_core::options::{ModuleOptions, OPTION_NAMES};
+use totp_core::otp::Digits;
+use totp_core::policy::Policy;
+use totp_core::uri::{KeyUri, MAX_URI_LEN};
+use totp_core::user::{UserName, expand_secret_spec};
+use totp_core::verify;
+
+/// A fixed clock for the state checks (2026-01-01T00:00:10Z).
+const NOW: i64 = 1_767_225_610;
+
+/// `secret_file` / `state_file`: the `~/.google_authenticator` parser and the state
+/// machine on top of it.
+///
+/// - never a panic;
+/// - an accepted file round-trips byte-exactly, and re-parses to the same value;
+/// - a file whose configuration is invalid never yields a fresh state: `verify::begin`
+///   refuses it too;
+/// - an admitted attempt produces a file that parses again, with every original
+///   non-state line still present (unknown lines preserved);
+/// - setting the replay mark keeps the file valid and reads back.
+pub fn secret_file(data: &[u8]) {
+    let Ok(f) = GaFile::parse(data) else {
+        return;
+    };
+    assert!(
+        data.len() <= gafile::MAX_FILE_LEN,
+        "oversized file accepted"
+    );
+    assert_eq!(f.as_bytes(), data, "accepted file does not round-trip");
+    assert_eq!(*f.to_bytes(), *data);
+    let again = GaFile::parse(f.as_bytes()).expect("serialised file re-parses");
+    assert_eq!(again, f);
+    let _ = f.secret();
+    let _ = f.scratch_codes();
+    let config = f.config();
+    let begun = verify::begin(f.clone(), &Policy::default(), NOW);
+    if config.is_err() {
+        assert!(begun.is_err(), "invalid configuration still gave a state");
+        return;
+    }
+    if let Ok(b) = begun {
+        let next = GaFile::parse(b.file.as_bytes()).expect("recorded attempt re-parses");
+        let next_text = next.as_bytes();
+        for line in data.split(|&c| c == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty()
+                || line.starts_with(b"\" PAM_TOTP_")
+                || line.starts_with(b"\" RATE_LIMIT")
+            {
+                continue;
+            }
+            assert!(
+                next_text
+                    .split(|&c| c == b'\n')
+                    .any(|l| l.strip_suffix(b"\r").unwrap_or(l) == line),
+                "a line was lost recording the attempt"
+            );
+        }
+        // Finishing with no usable candidate can only reject.
+        if let Ok(out) = verify::finish(b, &Policy::default(), &[], NOW, None) {
+            assert!(!out.verdict.is_accepted(), "accepted without a code");
+            GaFile::parse(out.file.as_bytes()).expect("final state re-parses");
+        }
+    }
+    let mut edited = f.clone();
+    if edited.set(gafile::KEY_LAST_STEP, "5").is_ok() {
+        let back = GaFile::parse(edited.as_bytes()).expect("edited file re-parses");
+        if let Ok(c) = back.config() {
+            assert_eq!(c.last_step, Some(5));
+        }
+    }
+}
+
+/// `access_rules`: first line is a `PAM_RHOST` value, the rest the rule file.
+///
+/// - never a panic; bounded (the parser caps size, line length and rule count);
+/// - the streaming per-login path [`decide`] agrees with parse + evaluate, error for
+///   error and verdict for verdict;
+/// - a rejected file is an error, never a decision (never "skip");
+/// - only strict IP literals become an address, cross-checked against `std`.
+pub fn access_rules(data: &[u8]) {
+    let (rhost, text) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &b""[..]),
+    };
+    rhost_parse(rhost);
+    let origin = match parse_rhost(Some(rhost)) {
+        RemoteHost::Address(ip) => Origin::Network(ip),
+        RemoteHost::Absent => Origin::Local,
+        RemoteHost::NotAnAddress => Origin::Unknown,
+    };
+    let groups = vec!["wheel".to_string(), "staff".to_string()];
+    for allow_any_network in [false, true] {
+        let opts = ParseOptions { allow_any_network };
+        let parsed = AccessRules::parse(text, opts);
+        for groups in [Some(groups.as_slice()), None] {
+            let subject = Subject {
+                user: "alice",
+                groups,
+                origin,
+            };
+            let streamed = decide(text, opts, &subject);
+            match &parsed {
+                Ok(rules) => {
+                    let d = rules.evaluate(&subject);
+                    assert_eq!(streamed.as_ref(), Ok(&d), "decide disagrees with evaluate");
+                }
+                Err(e) => assert_eq!(
+                    streamed.as_ref().err(),
+                    Some(e),
+                    "decide accepted a bad file"
+                ),
+            }
+        }
+    }
+}
+
+/// `rhost_parse`: `PAM_RHOST` bytes.
+pub fn rhost_parse(rhost: &[u8]) {
+    match parse_rhost(Some(rhost)) {
+        RemoteHost::Address(ip) => {
+            let text = std::str::from_utf8(rhost).expect("an address is UTF-8");
+            let addr_part = text.split_once('%').map_or(text, |(a, _)| a);
+            let std_ip: IpAddr = addr_part.parse().expect("std accepts what we accept");
+            assert_eq!(ip, addr::canonical(std_ip));
+            assert!(!text.contains(['[', ']', ' ', '\t']));
+        }
+        RemoteHost::Absent => assert!(rhost.is_empty()),
+        RemoteHost::NotAnAddress => {
+            if let Ok(text) = std::str::from_utf8(rhost) {
+                if !text.contains('%') {
+                    assert!(
+                        text.parse::<IpAddr>().is_err(),
+                        "a plain literal was refused"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `module_args`: NUL-separated module arguments (they are C strings in `argv`).
+///
+/// - never a panic; an unknown option is an error;
+/// - every accepted argument names a known option;
+/// - numbers stay within their bounds;
+/// - `secret=` expands to an absolute path without `..`, or is refused.
+pub fn module_args(data: &[u8]) {
+    let args: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+    let Ok(opts) = ModuleOptions::parse(&args) else {
+        return;
+    };
+    for a in &args {
+        let text = std::str::from_utf8(a).expect("accepted args are UTF-8");
+        let name = text.split_once('=').map_or(text, |(n, _)| n);
+        assert!(
+            OPTION_NAMES.contains(&name),
+            "accepted unknown option {name:?}"
+        );
+    }
+    assert!(opts.lock_timeout_ms <= totp_core::options::MAX_LOCK_TIMEOUT_MS);
+    assert!((1..=100).contains(&opts.max_window));
+    assert_eq!(
+        opts.allowed_perm & !totp_core::options::ALLOWED_PERM_CEILING,
+        0
+    );
+    if let Some(path) = &opts.accessfile {
+        assert!(path.starts_with('/') && !path.split('/').any(|c| c == ".."));
+    }
+    let user = UserName::parse(b"alice").expect("valid name");
+    for home in [Some("/home/alice"), None] {
+        if let Ok(p) = expand_secret_spec(&opts.secret, &user, home) {
+            assert!(p.starts_with('/'), "relative secret path {p:?}");
+            assert!(
+                !p.split('/').any(|c| c == ".."),
+                "secret path with .. {p:?}"
+            );
+        }
+    }
+    let _ = opts.policy();
+    let _ = opts.weakening();
+}
+
+/// `code_input`: first byte picks the OTP length and `forward_pass`; the rest is the
+/// answer. Only exact ASCII-digit codes come out, always the tail of the answer.
+pub fn code_input(data: &[u8]) {
+    let Some((&sel, answer)) = data.split_first() else {
+        return;
+    };
+    let digits = [Digits::SIX, Digits::SEVEN, Digits::EIGHT][usize::from(sel % 3)];
+    let allow_prefix = sel & 0x80 != 0;
+    for c in candidates(answer, digits, allow_prefix) {
+        let want = if c.scratch { 8 } else { digits.len() };
+        let code = c.code.as_bytes();
+        assert_eq!(code.len(), want);
+        assert!(code.iter().all(u8::is_ascii_digit), "non-digit code");
+        assert!(answer.ends_with(code));
+        assert_eq!(c.prefix.len() + code.len(), answer.len());
+        assert!(
+            allow_prefix || c.prefix.is_empty(),
+            "prefix without forward_pass"
+        );
+        if c.scratch {
+            assert_ne!(code[0], b'0');
+        }
+    }
+    for len in 6..=8 {
+        let ok = answer.len() == len && answer.iter().all(u8::is_ascii_digit);
+        assert_eq!(Code::parse(answer, len).is_some(), ok);
+    }
+}
+
+/// `base32`: GA-compatible lenient decoding.
+///
+/// - never a panic; `=` and non-ASCII are refused;
+/// - the output has exactly floor(5 × significant characters / 8) bytes;
+/// - `decode(encode(x)) == x` for the decoded bytes and for the raw input.
+pub fn base32(data: &[u8]) {
+    if let Ok(bytes) = base32::decode_lenient(data) {
+        assert!(!data.contains(&b'='), "padding accepted");
+        assert!(data.is_ascii(), "non-ASCII accepted");
+        let significant = data
+            .iter()
+            .filter(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'-'))
+            .count();
+        assert_eq!(bytes.len(), significant * 5 / 8);
+        let enc = base32::encode(&bytes);
+        assert_eq!(
+            base32::decode_lenient(enc.as_bytes()).expect("own output"),
+            bytes
+        );
+    }
+    let enc = base32::encode(data);
+    assert!(
+        enc.bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+    );
+    assert_eq!(
+        base32::decode_lenient(enc.as_bytes()).expect("own output"),
+        data
+    );
+}
+
+/// `otpauth_uri`: bounded parsing; what parses rebuilds to a URI that parses to the
+/// same key.
+pub fn otpauth_uri(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(k) = KeyUri::parse(text) else {
+        return;
+    };
+    assert!(text.len() <= MAX_URI_LEN);
+    assert!(
+        k.secret_base32()
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+    );
+    let built = k.to_uri();
+    assert!(
+        built.bytes().all(|b| b.is_ascii_graphic()),
+        "rebuilt URI not printable ASCII"
+    );
+    let back = KeyUri::parse(&built).expect("rebuilt URI parses");
+    assert_eq!(back, k, "rebuilt URI differs");
+}

@@ -1,0 +1,338 @@
+#!/usr/bin/env bash
+# End to end through a real sshd and a real OpenSSH client: the project's sshd PAM
+# examples and sshd_config snippets, keyboard-interactive answered by expect, codes
+# from oathtool, secrets written by totp-enroll.
+#
+#   sudo ./tests/e2e/sshd.sh                 # the installed package (default)
+#   sudo ./tests/e2e/sshd.sh --workspace     # target/release of this tree instead
+#   (or PAM_TOTP_E2E_WORKSPACE=1)
+#
+# Package mode uses /usr/lib/<triplet>/security/pam_totp.so (named "pam_totp.so" in the
+# PAM file, as an administrator would) and /usr/bin/totp-enroll. If pam-totp is not
+# installed but packaging/build-deb.sh has built a .deb, that .deb is installed for the
+# duration of the test and purged afterwards.
+#
+# Nothing of the system's sshd is touched: a copy of /usr/sbin/sshd named
+# sshd-pamtotp-<pid> runs from a temporary directory on 127.0.0.1 with its own config,
+# host key and port. sshd uses its program name as the PAM service, so the copy reads
+# /etc/pam.d/sshd-pamtotp-<pid>, which this script writes and removes. Test users and a
+# test group are created and deleted. Needs root, openssh-server, openssh-client,
+# expect, oathtool.
+#
+# Prints PASS/FAIL per case and "N passed, N failed"; exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+# shellcheck source=tests/e2e/lib.sh
+. "$root/tests/e2e/lib.sh"
+
+die() { echo "sshd-e2e: $*" >&2; exit 1; }
+
+mode=package
+[ "${PAM_TOTP_E2E_WORKSPACE:-}" = 1 ] && mode=workspace
+for arg in "$@"; do
+    case $arg in
+        --workspace) mode=workspace ;;
+        --package) mode=package ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        *) die "unknown argument: $arg (see --help)" ;;
+    esac
+done
+
+[ "$(id -u)" -eq 0 ] || die "needs root (sshd, /etc/pam.d, test users): sudo $0"
+for tool in ssh ssh-keygen expect oathtool useradd chpasswd; do
+    command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh)"
+done
+[ -x /usr/sbin/sshd ] || die "/usr/sbin/sshd not found (openssh-server)"
+
+tag=$(( $$ % 100000 ))
+service=sshd-pamtotp-$tag
+pamfile=/etc/pam.d/$service
+[ ! -e "$pamfile" ] || die "$pamfile exists already; not touching it"
+work=$(mktemp -d "${TMPDIR:-/tmp}/pam_totp-sshd.XXXXXX")
+# Users' processes must reach the access-rule file the module may read as them.
+chmod 0755 "$work"
+sshd_pid=""
+created_run_sshd=no
+installed_deb=no
+users=()
+group=ptsg$tag
+
+cleanup() {
+    set +e
+    if [ -n "$sshd_pid" ]; then
+        kill "$sshd_pid" 2>/dev/null
+        wait "$sshd_pid" 2>/dev/null
+    fi
+    rm -f "$pamfile"
+    for u in "${users[@]}"; do userdel -r -f "$u" >/dev/null 2>&1; done
+    groupdel "$group" >/dev/null 2>&1
+    [ "$created_run_sshd" = yes ] && rmdir /run/sshd 2>/dev/null
+    if [ "$installed_deb" = yes ]; then dpkg --purge pam-totp >/dev/null 2>&1; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+# A signal ends the script through exit, so the EXIT trap cleans up.
+trap 'exit 130' INT TERM HUP
+
+# ---- what to test
+if [ "$mode" = workspace ]; then
+    cargo build --release -q -p pam_totp -p totp-enroll
+    module_ref=$root/target/release/libpam_totp.so
+    enroll=$root/target/release/totp-enroll
+else
+    secdir=$(pam_security_dir)
+    if ! dpkg-query -W -f='${Status}' pam-totp 2>/dev/null | grep -q "install ok installed"; then
+        deb=$(newest_deb "$root" || true)
+        [ -n "$deb" ] || die "pam-totp is not installed and no .deb is built; run ./packaging/build-deb.sh, or use --workspace"
+        echo "sshd-e2e: installing $deb for this test (purged afterwards)"
+        installed_deb=yes
+        dpkg -i "$deb" >/dev/null
+    fi
+    [ -f "$secdir/pam_totp.so" ] || die "$secdir/pam_totp.so missing although pam-totp is installed"
+    # The PAM file names the module the way an administrator's would: by bare name,
+    # resolved by libpam in the security directory.
+    module_ref=pam_totp.so
+    enroll=/usr/bin/totp-enroll
+fi
+[ -x "$enroll" ] || die "$enroll missing"
+echo "sshd-e2e: mode $mode; module $module_ref; enrollment $enroll"
+
+# ---- users: one per case family, so that one case's accepted code or failures never
+# affect another (replay protection allows one login per 30-s step and account).
+# Sets $REPLY to the new user's name (no subshell: the cleanup list must see it).
+new_user() {
+    local u=ptse$tag$1
+    userdel -r -f "$u" >/dev/null 2>&1 || true
+    useradd -m -s /bin/sh -K UMASK=077 "$u"
+    users+=("$u")
+    echo "$u:pw-$u-9" | chpasswd
+    REPLY=$u
+}
+password_of() { echo "pw-$1-9"; }
+home_of() { getent passwd "$1" | cut -d: -f6; }
+
+# Enrolls with the totp-enroll under test; sets $SECRET. Fails the case (and returns
+# non-zero) when enrollment does not produce a file.
+enroll_user() {
+    local u=$1 file
+    file=$(home_of "$u")/.google_authenticator
+    SECRET=""
+    if ! "$enroll" --user "$u" --time-based --disallow-reuse --minimal-window \
+            --no-rate-limit --force --no-confirm --quiet --non-interactive \
+            > "$work/enroll-$u.log" 2>&1 || [ ! -s "$file" ]; then
+        fail "totp-enroll enrolls $u: $(tail -n 3 "$work/enroll-$u.log")"
+        return 1
+    fi
+    pass "totp-enroll enrolls $u ($(stat -c '%U %a' "$file"))"
+    SECRET=$(secret_of "$file")
+}
+
+new_user pw; u_pw=$REPLY     # password + code, wrong code, replay, wrong password
+new_user new; u_new=$REPLY   # never enrolled (nullok)
+new_user lan; u_lan=$REPLY   # access rule for 127.0.0.1
+new_user grp; u_grp=$REPLY   # skip_group member
+new_user key; u_key=$REPLY   # publickey + code
+groupadd "$group"
+usermod -a -G "$group" "$u_grp"
+
+# ---- sshd: own binary name, config, host key, port
+mkdir -m 0700 "$work/bin" "$work/keys"
+cp /usr/sbin/sshd "$work/bin/$service"
+ssh-keygen -q -t ed25519 -N '' -C pam_totp-e2e-host -f "$work/keys/host_ed25519"
+ssh-keygen -q -t ed25519 -N '' -C pam_totp-e2e-client -f "$work/keys/client_ed25519"
+key_home=$(home_of "$u_key")
+install -d -m 0700 -o "$u_key" -g "$u_key" "$key_home/.ssh"
+install -m 0600 -o "$u_key" -g "$u_key" "$work/keys/client_ed25519.pub" "$key_home/.ssh/authorized_keys"
+if [ ! -d /run/sshd ]; then
+    mkdir -m 0755 /run/sshd
+    created_run_sshd=yes
+fi
+
+port=""
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    p=$(( 2222 + RANDOM % 20000 ))
+    if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then port=$p; break; fi
+done
+[ -n "$port" ] || die "no free port found"
+
+# The access-rule file: the loopback address skips the code, for u_lan only.
+install -d -m 0755 "$work/etc"
+printf '+ : %s : 127.0.0.1\n' "$u_lan" > "$work/etc/access.conf"
+chmod 0644 "$work/etc/access.conf"
+
+# Writes the PAM file from an example: module reference, access-rule path, group skip.
+install_pam() {
+    local example=$1
+    awk -v mod="$module_ref" -v acc="$work/etc/access.conf" -v grp="$group" '
+        /^[[:space:]]*#/ || NF == 0 { print; next }
+        {
+            hit = 0
+            for (i = 1; i <= NF; i++) {
+                if ($i == "pam_totp.so") { $i = mod; hit = 1 }
+                sub("/etc/security/pam_totp_access.conf", acc, $i)
+            }
+            if (hit) $0 = $0 " skip_group=" grp
+            print
+        }' "$root/pam.d-examples/$example" > "$pamfile"
+    chmod 0644 "$pamfile"
+}
+
+start_sshd() {
+    local snippet=$1
+    stop_sshd
+    cp "$root/pam.d-examples/$snippet" "$work/snippet.conf"
+    # The project's snippet comes first: sshd keeps the first value it reads, exactly as
+    # with Debian's "Include /etc/ssh/sshd_config.d/*.conf" at the top of sshd_config.
+    cat > "$work/sshd_config" <<EOF
+Include $work/snippet.conf
+Port $port
+ListenAddress 127.0.0.1
+HostKey $work/keys/host_ed25519
+PidFile $work/sshd.pid
+AllowUsers ${users[*]}
+PermitRootLogin no
+UseDNS no
+LogLevel VERBOSE
+MaxAuthTries 4
+LoginGraceTime 30
+PrintMotd no
+PrintLastLog no
+X11Forwarding no
+AllowTcpForwarding no
+EOF
+    "$work/bin/$service" -t -f "$work/sshd_config" || die "sshd -t rejected the configuration"
+    : > "$work/sshd.log"
+    "$work/bin/$service" -D -f "$work/sshd_config" -E "$work/sshd.log" &
+    sshd_pid=$!
+    for _ in $(seq 1 50); do
+        grep -q "Server listening" "$work/sshd.log" 2>/dev/null && return 0
+        kill -0 "$sshd_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$work/sshd.log" >&2
+    die "sshd did not start"
+}
+
+stop_sshd() {
+    if [ -n "$sshd_pid" ]; then
+        kill "$sshd_pid" 2>/dev/null || true
+        wait "$sshd_pid" 2>/dev/null || true
+        sshd_pid=""
+    fi
+}
+
+# The client, through expect. Answers "Password:" and "Verification code:" prompts and
+# reports what it saw on one line: E2E pw=<n> code=<n> ok=<0|1> status=<exit status>.
+cat > "$work/login.exp" <<'EOF'
+set timeout 25
+lassign $argv port user password code keyfile marker
+set opts [list -F /dev/null -p $port -o StrictHostKeyChecking=no \
+    -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null \
+    -o LogLevel=ERROR -o NumberOfPasswordPrompts=1 -o ConnectTimeout=10 \
+    -o BatchMode=no]
+if {$keyfile eq "-"} {
+    lappend opts -o PubkeyAuthentication=no -o PreferredAuthentications=keyboard-interactive
+} else {
+    lappend opts -i $keyfile -o IdentitiesOnly=yes \
+        -o PreferredAuthentications=publickey,keyboard-interactive
+}
+set pw 0
+set codes 0
+set ok 0
+log_user 0
+spawn ssh {*}$opts $user@127.0.0.1 "echo $marker-\$((6*7))"
+expect {
+    -re {assword: ?$} { incr pw; send -- "$password\r"; exp_continue }
+    -re {erification code: ?$} { incr codes; send -- "$code\r"; exp_continue }
+    "$marker-42" { set ok 1; exp_continue }
+    timeout { puts "E2E timeout"; exit 3 }
+    eof
+}
+set status [lindex [wait] 3]
+puts "E2E pw=$pw code=$codes ok=$ok status=$status"
+EOF
+
+# login USER PASSWORD CODE KEYFILE -> sets L_PW L_CODE L_OK L_STATUS
+login() {
+    local line
+    line=$(expect "$work/login.exp" "$port" "$1" "$2" "$3" "$4" "m$RANDOM" 2>&1 | grep '^E2E' | tail -n 1 || true)
+    L_PW=$(sed -n 's/.* pw=\([0-9]*\).*/\1/p' <<<"$line")
+    L_CODE=$(sed -n 's/.* code=\([0-9]*\).*/\1/p' <<<"$line")
+    L_OK=$(sed -n 's/.* ok=\([0-9]*\).*/\1/p' <<<"$line")
+    L_STATUS=$(sed -n 's/.* status=\([0-9]*\).*/\1/p' <<<"$line")
+    L_LINE=$line
+}
+
+# expect_login "case" ok|denied PW_PROMPTS CODE_PROMPTS
+expect_login() {
+    local what=$1 want=$2 pw=$3 code=$4 got
+    if [ "$want" = ok ]; then
+        [ "$L_OK" = 1 ] && [ "$L_STATUS" = 0 ] && got=yes || got=no
+    else
+        [ "$L_OK" = 0 ] && [ "$L_STATUS" != 0 ] && [ -n "$L_STATUS" ] && got=yes || got=no
+    fi
+    if [ "$got" = yes ] && [ "$L_PW" = "$pw" ] && [ "$L_CODE" = "$code" ]; then
+        pass "$what"
+    else
+        fail "$what (want $want with $pw password and $code code prompts; got: ${L_LINE:-nothing})"
+        echo "---- last sshd log lines:"
+        tail -n 15 "$work/sshd.log" | sed 's/^/    /'
+    fi
+}
+
+# ==== Phase 1: password, then code (pam.d-examples/sshd + sshd_config-password.conf)
+install_pam sshd
+start_sshd sshd_config-password.conf
+echo "sshd-e2e: phase 1: password then code, sshd on 127.0.0.1:$port, PAM service $service"
+
+if enroll_user "$u_pw"; then
+    s_pw=$SECRET
+    code=$(totp_now "$s_pw")
+    login "$u_pw" "$(password_of "$u_pw")" "$code" -
+    expect_login "right password and right code log in and run a command" ok 1 1
+    login "$u_pw" "$(password_of "$u_pw")" "$code" -
+    expect_login "the same code again (replay) is refused" denied 1 1
+    login "$u_pw" "$(password_of "$u_pw")" "$(totp_wrong "$s_pw")" -
+    expect_login "a wrong code is refused" denied 1 1
+    login "$u_pw" "wrong-password" "$(totp_now "$s_pw")" -
+    expect_login "a wrong password is refused before the code is asked" denied 1 0
+fi
+
+login "$u_new" "$(password_of "$u_new")" 000000 -
+expect_login "not enrolled + nullok: the password alone logs in" ok 1 0
+
+if enroll_user "$u_lan"; then
+    s_lan=$SECRET
+    login "$u_lan" "$(password_of "$u_lan")" "$(totp_wrong "$s_lan")" -
+    expect_login "access rule '+ : $u_lan : 127.0.0.1' skips the code" ok 1 0
+    login "$u_lan" "wrong-password" 000000 -
+    expect_login "the access-rule skip still needs the password" denied 1 0
+fi
+
+if enroll_user "$u_grp"; then
+    s_grp=$SECRET
+    login "$u_grp" "$(password_of "$u_grp")" "$(totp_wrong "$s_grp")" -
+    expect_login "skip_group member logs in without a code" ok 1 0
+fi
+
+# ==== Phase 2: public key, then code (sshd-publickey + sshd_config-publickey.conf)
+install_pam sshd-publickey
+start_sshd sshd_config-publickey.conf
+echo "sshd-e2e: phase 2: publickey then code"
+key=$work/keys/client_ed25519
+if enroll_user "$u_key"; then
+    s_key=$SECRET
+    code=$(totp_now "$s_key")
+    login "$u_key" unused "$code" "$key"
+    expect_login "public key, then the right code, logs in" ok 0 1
+    login "$u_key" unused "$code" "$key"
+    expect_login "public key, then the same code again (replay), is refused" denied 0 1
+    login "$u_key" unused "$(totp_wrong "$s_key")" "$key"
+    expect_login "public key, then a wrong code, is refused" denied 0 1
+    login "$u_key" "$(password_of "$u_key")" "$(totp_now "$s_key")" -
+    expect_login "without the key nothing is asked and nobody gets in" denied 0 0
+fi
+
+stop_sshd
+summary

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Memory checks of the module under valgrind, through the real libpam: target/debug/
+# pam-drive runs one transaction per case against a throwaway confdir stack that loads
+# target/debug/libpam_totp.so by absolute path (security-rules §3 F7, §R30).
+#
+#   sudo ./tests/e2e/valgrind.sh
+#
+# Cases: success (home mode as a real user, so the credential switch runs; and store mode
+# as root), wrong code, replayed code, unknown user, invalid user name, bad file (mode and
+# contents), missing file with nullok, conversation error, NULL reply, no answer, bad
+# module argument, and setcred after a success.
+#
+# valgrind: --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite, so any
+# invalid read/write, use of uninitialised memory, bad free or *definite* leak fails the
+# case. "Still reachable" and "possibly lost" blocks (dlopen bookkeeping, glibc's and Rust
+# std's process-lifetime allocations) are not errors. tests/e2e/valgrind.supp suppresses
+# definite leaks inside libpam/glibc only, each entry documented; nothing in pam_totp is
+# suppressed.
+#
+# Needs root (creates and deletes a user), valgrind, oathtool. Prints PASS/FAIL per case
+# and "N passed, N failed"; exits non-zero on any failure. Logs: target/valgrind/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+# shellcheck source=tests/e2e/lib.sh
+. "$root/tests/e2e/lib.sh"
+
+die() { echo "valgrind-e2e: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "run as root (creates a test user)"
+command -v valgrind >/dev/null || die "valgrind is not installed (scripts/install-deps.sh)"
+command -v oathtool >/dev/null || die "oathtool is not installed (scripts/install-deps.sh)"
+
+cargo build -q -p pam_totp -p pamapp
+module=$root/target/debug/libpam_totp.so
+driver=$root/target/debug/pam-drive
+[ -f "$module" ] && [ -x "$driver" ] || die "build did not produce $module and $driver"
+
+logs=$root/target/valgrind
+rm -rf "$logs"
+mkdir -p "$logs"
+work=$(mktemp -d /tmp/pam_totp-valgrind.XXXXXX)
+chmod 700 "$work"
+user=ptvg$$
+cleanup() {
+    userdel -r -f "$user" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A real user with a home-mode secret.
+useradd -m -s /bin/sh -K UMASK=077 "$user" >/dev/null
+home=$(getent passwd "$user" | cut -d: -f6)
+secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
+write_user_secret() {
+    printf '%s\n" TOTP_AUTH\n' "$secret" >"$home/.google_authenticator"
+    chown "$user:" "$home/.google_authenticator"
+    chmod 600 "$home/.google_authenticator"
+}
+write_user_secret
+
+# Store mode: root-owned files under $work/store, keyed by the PAM user name.
+store=$work/store
+mkdir -m 700 "$store"
+printf '%s\n" TOTP_AUTH\n' "$secret" >"$store/root"
+printf 'this is not base32!\n" TOTP_AUTH\n' >"$store/garbage"
+printf '%s\n" TOTP_AUTH\n' "$secret" >"$store/openperm"
+chmod 600 "$store/root" "$store/garbage"
+chmod 644 "$store/openperm"
+
+confdir=$work/pam.d
+mkdir "$confdir"
+echo "auth required pam_deny.so" >"$confdir/other"
+echo "auth required $module" >"$confdir/home"
+echo "auth required $module nullok" >"$confdir/nullok"
+echo "auth required $module bogus_option" >"$confdir/badarg"
+echo "auth required $module user=root secret=$store/\${USER}" >"$confdir/store"
+
+# vg NAME EXPECTED-RESULT pam-drive-args...
+vg() {
+    local name=$1 want=$2
+    shift 2
+    local log=$logs/$name.log out rc=0
+    out=$(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+        --show-leak-kinds=definite --track-origins=yes --num-callers=30 \
+        --suppressions="$root/tests/e2e/valgrind.supp" --log-file="$log" \
+        "$driver" --confdir "$confdir" "$@" </dev/null) || rc=$?
+    local result
+    result=$(printf '%s\n' "$out" | sed -n 's/^result //p')
+    if [ ! -f "$log" ]; then
+        fail "$name: valgrind did not run"
+        return
+    fi
+    # Exit 1 is valgrind's --error-exitcode (PAM code 1, PAM_OPEN_ERR, is not expected).
+    if [ "$rc" -eq 1 ] || grep -qE '== (Invalid|Conditional|Use of uninit|Mismatched|Syscall param|Source and destination)|are definitely lost' "$log"; then
+        fail "$name: valgrind reported errors (see $log)"
+        return
+    fi
+    if [ -z "$result" ]; then
+        fail "$name: driver failed (exit $rc, see $log)"
+        return
+    fi
+    if [ "$result" != "$want" ]; then
+        fail "$name: result $result, expected $want"
+        return
+    fi
+    pass "$name ($result, valgrind clean)"
+}
+
+vg success-home PAM_SUCCESS --service home --user "$user" --answer "$(totp_now "$secret")" --setcred
+vg replay-home PAM_AUTH_ERR --service home --user "$user" --answer "$(totp_now "$secret")"
+write_user_secret
+vg wrong-code PAM_AUTH_ERR --service home --user "$user" --answer "$(totp_wrong "$secret")"
+write_user_secret
+vg success-store PAM_SUCCESS --service store --user root --answer "$(totp_now "$secret")"
+vg unknown-user PAM_AUTH_ERR --service home --user nosuchuser-ptvg --answer 123456
+vg invalid-user-name PAM_AUTH_ERR --service home --user ../../etc/x --answer 123456
+vg bad-file-contents PAM_AUTH_ERR --service store --user garbage --answer 123456
+vg bad-file-mode PAM_AUTH_ERR --service store --user openperm --answer 123456
+vg missing-file PAM_AUTH_ERR --service store --user nofile --answer 123456
+vg conv-error PAM_CONV_ERR --service home --user "$user" --conv-fail PAM_CONV_ERR
+vg null-reply PAM_AUTH_ERR --service home --user "$user" --null-answer
+vg null-array PAM_CONV_ERR --service home --user "$user" --null-array
+vg bad-argument PAM_SERVICE_ERR --service badarg --user "$user" --answer 123456
+rm -f "$home/.google_authenticator"
+# A lone PAM_IGNORE in a stack is turned into a failure by libpam; the module ran.
+vg nullok-no-file PAM_PERM_DENIED --service nullok --user "$user"
+
+summary

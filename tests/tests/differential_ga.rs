@@ -1,0 +1,1873 @@
+//! Differential tests against google-authenticator-libpam ("GA", Debian's
+//! `libpam-google-authenticator`, upstream 1.08).
+//!
+//! Every row of [`table`] starts from the same state file and feeds the same answers,
+//! at the same frozen clock (libfaketime), through GA's `pam_google_authenticator.so`
+//! and through our freshly built module. Each step asserts the PAM verdict, the number
+//! of prompts and `PAM_AUTHTOK` afterwards; at the end the two files are compared
+//! after removing our own `" PAM_TOTP_*` lines (our documented additions). The file
+//! mode is not compared: GA forces 0400 on every rewrite, we keep the mode (asserted).
+//!
+//! Rows marked [`Expect::Differs`] are deliberate deviations (or GA bugs): they assert
+//! each module's own behaviour, so a difference is pinned instead of ignored. Rows
+//! with [`Who::Ga`]/[`Who::Ours`] steps run both modules one after the other on one
+//! file (interoperability in both directions).
+//!
+//! The table is documented in `docs/differential.md`; keep both in step.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, lchown, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use system_tests::{
+    Drive, Driver, GA_SECRET, SECRET_160, Stack, TestUser, oathtool_hotp, oathtool_totp,
+    require_root, require_tool, write_owned,
+};
+use totp_core::otp::{self, Algorithm, Digits};
+use totp_core::secret::Secret;
+
+const SERVICE: &str = "differential";
+/// A 26-character (128-bit) secret, the length GA 1.03–1.10 enrollment writes.
+const SECRET_128: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY";
+/// What the stack reports when the module under test returned `PAM_IGNORE` (see
+/// [`stack_lines`]); libpam alone would turn a lone ignore into `PAM_PERM_DENIED`.
+const IGNORE_MARKER: &str = "PAM_CRED_INSUFFICIENT";
+
+// ---------------------------------------------------------------------------------
+// The table's vocabulary
+// ---------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Module {
+    Ga,
+    Ours,
+}
+
+impl Module {
+    fn name(self) -> &'static str {
+        match self {
+            Module::Ga => "GA",
+            Module::Ours => "pam_totp",
+        }
+    }
+}
+
+/// Which module runs a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Who {
+    /// Differential: both modules, each on its own copy of the file.
+    Both,
+    /// Interop: only this module, on the one shared file.
+    Ga,
+    Ours,
+}
+
+/// An answer (or `PAM_AUTHTOK`), resolved at run time from the row's secret.
+#[derive(Clone, Debug)]
+enum Tok {
+    /// The TOTP code (oathtool) for this time step of the row's `STEP_SIZE`.
+    Totp(u64),
+    /// The HOTP code (oathtool) for this counter.
+    Hotp(u64),
+    /// The 8-digit TOTP code (oathtool) at the step's clock.
+    Totp8,
+    /// Literal text (scratch codes, malformed answers).
+    Lit(&'static str),
+    /// Six digits that match no time step within ±1600 steps of the clock and no
+    /// counter below 4000 (so GA's skew search cannot hit it either).
+    Wrong,
+    /// A password prefix followed by a code.
+    Pre(&'static str, Box<Tok>),
+}
+
+fn pre(prefix: &'static str, t: Tok) -> Tok {
+    Tok::Pre(prefix, Box::new(t))
+}
+
+/// `PAM_AUTHTOK` expected after a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TokOut {
+    /// Whatever the application set (or unset): the module did not touch it.
+    Unchanged,
+    /// The module stored this (`forward_pass`).
+    Is(&'static str),
+}
+
+/// A verdict: the PAM code the module returned, how often it prompted, and
+/// `PAM_AUTHTOK` afterwards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct V {
+    code: &'static str,
+    prompts: usize,
+    tok: TokOut,
+}
+
+fn ok(prompts: usize) -> V {
+    V {
+        code: "PAM_SUCCESS",
+        prompts,
+        tok: TokOut::Unchanged,
+    }
+}
+fn err(prompts: usize) -> V {
+    V {
+        code: "PAM_AUTH_ERR",
+        prompts,
+        tok: TokOut::Unchanged,
+    }
+}
+fn ignore() -> V {
+    V {
+        code: "PAM_IGNORE",
+        prompts: 0,
+        tok: TokOut::Unchanged,
+    }
+}
+impl V {
+    fn fwd(mut self, tok: &'static str) -> V {
+        self.tok = TokOut::Is(tok);
+        self
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Want {
+    Both(V),
+    Each { ga: V, ours: V },
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    who: Who,
+    at: u64,
+    answers: Vec<Tok>,
+    authtok: Option<Tok>,
+    rhost: Option<&'static str>,
+    want: Want,
+    /// GA's file after this step, byte for byte; ours must equal it after removing our
+    /// own lines (golden sequences only).
+    file_after: Option<String>,
+}
+
+/// A step at unix time `at`; finish it with [`Step::both`], [`Step::each`],
+/// [`Step::ga`] or [`Step::ours`].
+fn at(at: u64) -> Step {
+    Step {
+        who: Who::Both,
+        at,
+        answers: Vec::new(),
+        authtok: None,
+        rhost: None,
+        want: Want::Both(err(1)),
+        file_after: None,
+    }
+}
+
+impl Step {
+    fn ans(mut self, t: Tok) -> Step {
+        self.answers.push(t);
+        self
+    }
+    fn authtok(mut self, t: Tok) -> Step {
+        self.authtok = Some(t);
+        self
+    }
+    fn rhost(mut self, h: &'static str) -> Step {
+        self.rhost = Some(h);
+        self
+    }
+    fn both(mut self, v: V) -> Step {
+        self.want = Want::Both(v);
+        self
+    }
+    fn each(mut self, ga: V, ours: V) -> Step {
+        self.want = Want::Each { ga, ours };
+        self
+    }
+    /// Interop: run only GA's module.
+    fn ga(mut self, v: V) -> Step {
+        self.who = Who::Ga;
+        self.want = Want::Both(v);
+        self
+    }
+    /// Interop: run only our module.
+    fn ours(mut self, v: V) -> Step {
+        self.who = Who::Ours;
+        self.want = Want::Both(v);
+        self
+    }
+    fn file_after(mut self, bytes: &str) -> Step {
+        self.file_after = Some(bytes.to_string());
+        self
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Expect {
+    /// Same verdicts, prompts, `PAM_AUTHTOK` and file (minus our lines).
+    Same,
+    /// A deliberate deviation (or a GA bug); the reason is printed and documented.
+    Differs(&'static str),
+}
+
+#[derive(Clone, Debug)]
+enum Init {
+    /// `~/.google_authenticator` with these bytes and this mode, owned by the user.
+    File(String, u32),
+    /// No file at all.
+    Missing,
+    /// `~/.google_authenticator` is a symlink to `~/.ga_target` (mode 0600).
+    Symlink(String),
+}
+
+/// The file a module left behind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileState {
+    bytes: Vec<u8>,
+    mode: u32,
+    symlink: bool,
+}
+
+/// What the per-row file check sees.
+struct Finals {
+    initial: Option<Vec<u8>>,
+    ga: Option<FileState>,
+    ours: Option<FileState>,
+}
+
+type Check = fn(&Finals) -> Result<(), String>;
+
+#[derive(Clone, Copy)]
+enum Files {
+    /// GA's file equals ours after removing our `" PAM_TOTP_*` lines.
+    Equal,
+    /// A row-specific check (deviations, interop rows).
+    Check(Check),
+}
+
+struct Scenario {
+    name: String,
+    expect: Expect,
+    /// Canonical base32 of the row's secret (for oathtool).
+    key: &'static str,
+    step_secs: u64,
+    /// Module arguments, identical for both modules (all are GA option names).
+    args: &'static str,
+    init: Init,
+    steps: Vec<Step>,
+    files: Files,
+}
+
+fn row(name: impl Into<String>, expect: Expect, init: Init) -> Scenario {
+    Scenario {
+        name: name.into(),
+        expect,
+        key: GA_SECRET,
+        step_secs: 30,
+        args: "",
+        init,
+        steps: Vec::new(),
+        files: Files::Equal,
+    }
+}
+
+impl Scenario {
+    fn key(mut self, k: &'static str) -> Scenario {
+        self.key = k;
+        self
+    }
+    fn step_secs(mut self, s: u64) -> Scenario {
+        self.step_secs = s;
+        self
+    }
+    fn args(mut self, a: &'static str) -> Scenario {
+        self.args = a;
+        self
+    }
+    fn steps(mut self, s: Vec<Step>) -> Scenario {
+        self.steps = s;
+        self
+    }
+    fn files(mut self, c: Check) -> Scenario {
+        self.files = Files::Check(c);
+        self
+    }
+    fn interop(&self) -> bool {
+        self.steps.iter().any(|s| s.who != Who::Both)
+    }
+}
+
+fn file(text: &str) -> Init {
+    Init::File(text.to_string(), 0o600)
+}
+
+// ---------------------------------------------------------------------------------
+// The table
+// ---------------------------------------------------------------------------------
+
+/// Window edges: the code one step beyond each edge fails, the edge itself works.
+/// `noskewadj` keeps GA's skew learning (a separate row) out of these rows, and the
+/// `DISALLOW_REUSE` line makes both modules rewrite the file so the bytes compare.
+fn window_row(window: u32, step: u64) -> Scenario {
+    let lo = -(i64::from(window) - 1) / 2;
+    let hi = i64::from(window) / 2;
+    let t0: u64 = 1_700_000_000 / step;
+    let t1 = t0 + (hi - lo) as u64 + 2;
+    let off = |t: u64, i: i64| (t as i64 + i) as u64;
+    let mut text = format!("{GA_SECRET}\n");
+    if window != 3 {
+        let _ = writeln!(text, "\" WINDOW_SIZE {window}");
+    }
+    if step != 30 {
+        let _ = writeln!(text, "\" STEP_SIZE {step}");
+    }
+    text.push_str("\" DISALLOW_REUSE\n\" TOTP_AUTH\n");
+    let name = format!(
+        "window {window}{} step {step}: offsets {lo}..+{hi}",
+        if window == 3 { " (default)" } else { "" }
+    );
+    row(name, Expect::Same, file(&text))
+        .step_secs(step)
+        .args("noskewadj")
+        .steps(vec![
+            // Late in the step: the step is floor(t / STEP_SIZE).
+            at(t0 * step + step - 1)
+                .ans(Tok::Totp(off(t0, hi + 1)))
+                .both(err(1)),
+            at(t0 * step + step - 1)
+                .ans(Tok::Totp(off(t0, hi)))
+                .both(ok(1)),
+            at(t1 * step).ans(Tok::Totp(off(t1, lo - 1))).both(err(1)),
+            at(t1 * step).ans(Tok::Totp(off(t1, lo))).both(ok(1)),
+        ])
+}
+
+const TOTP_FILE: &str = "2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n";
+const TOTP_REUSE_FILE: &str = "2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n";
+const SCRATCH_FILE: &str =
+    "2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n87654321\n";
+/// GA's unit-test clock: step 10000 at 30 s, where `050548` is the code.
+const T: u64 = 10_000;
+
+fn table() -> Vec<Scenario> {
+    let mut rows = Vec::new();
+
+    // --- TOTP windows and step sizes -------------------------------------------------
+    for w in [1, 2, 3, 4, 6, 17] {
+        rows.push(window_row(w, 30));
+    }
+    rows.push(window_row(3, 60));
+    rows.push(window_row(4, 15));
+    rows.push(window_row(2, 1));
+
+    // --- DISALLOW_REUSE ---------------------------------------------------------------
+    rows.push(
+        row(
+            "DISALLOW_REUSE: same code twice",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 5).ans(Tok::Totp(T)).both(err(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "DISALLOW_REUSE: list pruning with WINDOW_SIZE 6 (GA unit test)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 6\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .steps(
+            (T + 1..=T + 7)
+                .map(|t| at(t * 30).ans(Tok::Totp(t)).both(ok(1)))
+                .collect(),
+        )
+        .files(|f| {
+            check_equal(f)?;
+            expect_line(
+                f.ga.as_ref(),
+                "\" DISALLOW_REUSE 10002 10003 10004 10005 10006 10007\n",
+            )
+        }),
+    );
+    rows.push(
+        row(
+            "DISALLOW_REUSE: pre-filled list blocks its steps only",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE 10001 10002\n\" TOTP_AUTH\n"),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            at((T + 1) * 30).ans(Tok::Totp(T + 1)).both(err(1)),
+            at((T + 1) * 30).ans(Tok::Totp(T)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "replay without DISALLOW_REUSE",
+            Expect::Differs(
+                "replay protection is always on for us (high-water mark PAM_TOTP_LAST_STEP); \
+                 GA reuses codes inside the window unless DISALLOW_REUSE is set",
+            ),
+            file(TOTP_FILE),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T + 1)).both(ok(1)),
+            // Same code, same step.
+            at(T * 30 + 10).ans(Tok::Totp(T + 1)).each(ok(1), err(1)),
+            // An older step that is still inside the window.
+            at((T + 1) * 30).ans(Tok::Totp(T)).each(ok(1), err(1)),
+        ])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            expect_line(f.ours.as_ref(), "\" PAM_TOTP_LAST_STEP 10001\n")?;
+            stripped_equal(f.ours.as_ref(), f.initial.as_deref())
+        }),
+    );
+
+    // --- Scratch codes in every password mode ----------------------------------------
+    rows.push(
+        row(
+            "scratch: use, reuse, second code",
+            Expect::Same,
+            file(SCRATCH_FILE),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("12345678")).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(err(1)),
+            at(T * 30 + 2).ans(Tok::Lit("87654321")).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row("scratch: forward_pass", Expect::Same, file(SCRATCH_FILE))
+            .args("forward_pass")
+            .steps(vec![
+                at(T * 30)
+                    .ans(pre("hunter2", Tok::Lit("12345678")))
+                    .both(ok(1).fwd("hunter2")),
+                at(T * 30 + 1)
+                    .ans(pre("hunter2", Tok::Lit("12345678")))
+                    .both(err(1)),
+            ]),
+    );
+    rows.push(
+        row("scratch: use_first_pass", Expect::Same, file(SCRATCH_FILE))
+            .args("use_first_pass")
+            .steps(vec![
+                at(T * 30).authtok(Tok::Lit("87654321")).both(ok(0)),
+                at(T * 30 + 1).authtok(Tok::Lit("87654321")).both(err(0)),
+            ]),
+    );
+    rows.push(
+        row(
+            "scratch: use_first_pass forward_pass",
+            Expect::Same,
+            file(SCRATCH_FILE),
+        )
+        .args("use_first_pass forward_pass")
+        .steps(vec![
+            at(T * 30)
+                .authtok(pre("pw", Tok::Lit("12345678")))
+                .both(ok(0).fwd("pw")),
+        ]),
+    );
+    rows.push(
+        row("scratch: try_first_pass", Expect::Same, file(SCRATCH_FILE))
+            .args("try_first_pass")
+            .steps(vec![
+                // From PAM_AUTHTOK, prefix ignored and not forwarded.
+                at(T * 30)
+                    .authtok(pre("pw", Tok::Lit("12345678")))
+                    .both(ok(0)),
+                // PAM_AUTHTOK no good: prompt.
+                at(T * 30 + 1)
+                    .authtok(Tok::Lit("pw"))
+                    .ans(Tok::Lit("87654321"))
+                    .both(ok(1)),
+            ]),
+    );
+    rows.push(
+        row(
+            "scratch: try_first_pass forward_pass",
+            Expect::Same,
+            file(SCRATCH_FILE),
+        )
+        .args("try_first_pass forward_pass")
+        .steps(vec![
+            at(T * 30)
+                .authtok(pre("pw", Tok::Lit("12345678")))
+                .both(ok(0).fwd("pw")),
+            at(T * 30 + 1)
+                .authtok(Tok::Lit("nope"))
+                .ans(pre("hunter2", Tok::Lit("87654321")))
+                .both(ok(1).fwd("hunter2")),
+        ]),
+    );
+    rows.push(
+        row(
+            "scratch: file without TOTP_AUTH or HOTP_COUNTER",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n12345678\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "scratch: codes after a junk line are invisible",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n12345678\njunk\n87654321\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("87654321")).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(ok(1)),
+        ]),
+    );
+
+    // --- HOTP -----------------------------------------------------------------------------
+    rows.push(
+        row(
+            "HOTP: GA unit-test sequence (counter moves on failure)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Hotp(1)).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Hotp(1)).both(err(1)),
+            at(T * 30 + 2).ans(Tok::Hotp(5)).both(ok(1)),
+        ])
+        .files(|f| {
+            check_equal(f)?;
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 6\n")
+        }),
+    );
+    rows.push(
+        row(
+            "HOTP: no_increment_hotp",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n"),
+        )
+        .args("no_increment_hotp")
+        .steps(vec![
+            at(T * 30).ans(Tok::Wrong).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Hotp(3)).both(ok(1)),
+            at(T * 30 + 2).ans(Tok::Hotp(3)).both(err(1)),
+        ])
+        .files(|f| {
+            check_equal(f)?;
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 4\n")
+        }),
+    );
+    rows.push(
+        row(
+            "HOTP: look-ahead WINDOW_SIZE 5 and scratch code",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 5\n\" HOTP_COUNTER 10\n12345678\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Hotp(15)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Hotp(15)).both(ok(1)),
+            at(T * 30 + 2).ans(Tok::Lit("12345678")).both(ok(1)),
+        ]),
+    );
+
+    // --- RATE_LIMIT ---------------------------------------------------------------------
+    rows.push(
+        row(
+            "RATE_LIMIT 3 30: golden rewrite sequence",
+            Expect::Differs(
+                "a refused (rate-limited) attempt is still prompted by us, answer discarded, \
+                 so throttled accounts look like any other; GA does not prompt",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n"),
+        )
+        .steps(vec![
+            at(300_000).ans(Tok::Totp(T)).both(ok(1)).file_after(
+                "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30 300000\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n12345678\n",
+            ),
+            at(300_005).ans(Tok::Totp(T)).both(err(1)).file_after(
+                "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30 300000 300005\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n12345678\n",
+            ),
+            at(300_010).ans(Tok::Lit("12345678")).both(ok(1)).file_after(
+                "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30 300000 300005 300010\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n",
+            ),
+            at(300_012).ans(Tok::Wrong).each(err(0), err(1)).file_after(
+                "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30 300005 300010 300012\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n",
+            ),
+        ])
+        .files(check_equal),
+    );
+    rows.push(
+        row(
+            "RATE_LIMIT 4 120: GA unit-test sequence",
+            Expect::Differs(
+                "a rate-limited attempt is prompted by us (answer discarded), not by GA",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 4 120\n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![
+            at(20_000 * 30).ans(Tok::Totp(20_000)).both(ok(1)),
+            at(20_001 * 30).ans(Tok::Totp(20_001)).both(ok(1)),
+            at(20_002 * 30).ans(Tok::Totp(20_002)).both(ok(1)),
+            at(20_003 * 30).ans(Tok::Totp(20_003)).both(ok(1)),
+            at(20_004 * 30).ans(Tok::Totp(20_004)).each(err(0), err(1)),
+            at(20_006 * 30).ans(Tok::Totp(20_006)).both(ok(1)),
+        ])
+        .files(|f| {
+            check_equal(f)?;
+            expect_line(
+                f.ga.as_ref(),
+                "\" RATE_LIMIT 4 120 600060 600090 600120 600180\n",
+            )
+        }),
+    );
+    rows.push(
+        row(
+            "RATE_LIMIT with a trailing blank (malformed)",
+            Expect::Differs(
+                "both deny; GA refuses without a prompt, we treat the file as invalid and \
+                 prompt like for any unusable file",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 4 120 \n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(err(0), err(1))])
+        .files(|f| {
+            unchanged(f.ours.as_ref(), f)?;
+            unchanged(f.ga.as_ref(), f)
+        }),
+    );
+
+    // --- Skew -----------------------------------------------------------------------------
+    rows.push(
+        row(
+            "skew learning: codes 1000 steps behind",
+            Expect::Differs(
+                "GA learns a TIME_SKEW from three consistent far-off codes (±1500-step \
+                 search); we never learn, so all four are refused",
+            ),
+            file(TOTP_FILE),
+        )
+        .steps(
+            (0..4u64)
+                .map(|i| {
+                    let s = at((12_000 + i) * 30).ans(Tok::Totp(11_000 + i));
+                    if i < 2 {
+                        s.both(err(1))
+                    } else {
+                        s.each(ok(1), err(1))
+                    }
+                })
+                .collect(),
+        )
+        .files(|f| {
+            expect_line(f.ga.as_ref(), "\" TIME_SKEW -1000\n")?;
+            expect_line(f.ga.as_ref(), "\" RESETTING_TIME_SKEW \n")?;
+            stripped_equal(f.ours.as_ref(), f.initial.as_deref())
+        }),
+    );
+    rows.push(
+        row(
+            "noskewadj: far-off codes just fail",
+            Expect::Same,
+            file(TOTP_FILE),
+        )
+        .args("noskewadj")
+        .steps(
+            (0..2u64)
+                .map(|i| {
+                    at((12_000 + i) * 30)
+                        .ans(Tok::Totp(11_000 + i))
+                        .both(err(1))
+                })
+                .collect(),
+        ),
+    );
+    rows.push(
+        row(
+            "stored TIME_SKEW -2 is honoured",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" TIME_SKEW -2\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(err(1)),
+            at(T * 30).ans(Tok::Totp(T - 2)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "three failures, then the right code within 30 s",
+            Expect::Differs(
+                "our always-on backoff refuses attempts for 30 s after 3 consecutive \
+                 failures (RFC 4226 §7.3); GA has no throttling without RATE_LIMIT",
+            ),
+            file(TOTP_FILE),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Wrong).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Wrong).both(err(1)),
+            at(T * 30 + 2).ans(Tok::Wrong).both(err(1)),
+            at(T * 30 + 3).ans(Tok::Totp(T)).each(ok(1), err(1)),
+            at(T * 30 + 40).ans(Tok::Totp(T + 1)).both(ok(1)),
+        ])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            stripped_equal(f.ours.as_ref(), f.initial.as_deref())
+        }),
+    );
+
+    // --- nullok and file checks -----------------------------------------------------------
+    rows.push(
+        row("nullok, no file", Expect::Same, Init::Missing)
+            .args("nullok")
+            .steps(vec![at(T * 30).both(ignore())]),
+    );
+    rows.push(
+        row("no file, no nullok", Expect::Same, Init::Missing)
+            .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(err(1))]),
+    );
+    rows.push(
+        row(
+            "nullok does not cover a mode-0644 file",
+            Expect::Same,
+            Init::File(TOTP_REUSE_FILE.into(), 0o644),
+        )
+        .args("nullok")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(err(1))]),
+    );
+    rows.push(
+        row(
+            "mode 0400 file is used; we keep 0400",
+            Expect::Same,
+            Init::File(TOTP_REUSE_FILE.into(), 0o400),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "symlinked secret file",
+            Expect::Differs(
+                "we open without following symlinks (R5/R6); GA follows them, so a \
+                 symlinked ~/.google_authenticator works only with GA",
+            ),
+            Init::Symlink(TOTP_FILE.into()),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
+        .files(|f| {
+            for s in [&f.ga, &f.ours] {
+                let s = s.as_ref().ok_or("file vanished")?;
+                if !s.symlink || Some(&s.bytes) != f.initial.as_ref() {
+                    return Err(format!("symlink or target changed: {s:?}"));
+                }
+            }
+            Ok(())
+        }),
+    );
+    rows.push(
+        row(
+            "'=' padding on the secret line",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE====\n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(err(1))]),
+    );
+
+    // --- File format ------------------------------------------------------------------------
+    rows.push(
+        row(
+            "CRLF file, lowercase spaced secret",
+            Expect::Same,
+            file("2sh3 v3gd-w7zn mgye\r\n\" DISALLOW_REUSE\r\n\" TOTP_AUTH\r\n12345678\r\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "unknown \" X_UNKNOWN_KEY line preserved",
+            Expect::Same,
+            file(
+                "2SH3V3GDW7ZNMGYE\n\" X_UNKNOWN_KEY 1 2 3\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n",
+            ),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(ok(1)),
+        ])
+        .files(|f| {
+            check_equal(f)?;
+            expect_line(f.ga.as_ref(), "\" X_UNKNOWN_KEY 1 2 3\n")
+        }),
+    );
+    rows.push(
+        row(
+            "no trailing newline; LAST0 inserted after line 1",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n\" DISALLOW_REUSE"),
+        )
+        .args("grace_period=60")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).rhost("10.0.0.5").both(ok(1)),
+            at(T * 30 + 5).ans(Tok::Totp(T)).both(err(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "duplicate keys: first wins, later ones deleted on rewrite",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n\" DISALLOW_REUSE 10000\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    for (key, len) in [(GA_SECRET, 16), (SECRET_128, 26), (SECRET_160, 32)] {
+        rows.push(
+            row(
+                format!("{len}-character secret"),
+                Expect::Same,
+                file(&format!("{key}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n")),
+            )
+            .key(key)
+            .args("noskewadj")
+            .steps(vec![
+                at(T * 30).ans(Tok::Totp(T + 2)).both(err(1)),
+                at(T * 30).ans(Tok::Totp(T + 1)).both(ok(1)),
+            ]),
+        );
+    }
+
+    // --- First-pass modes (TOTP) -----------------------------------------------------------
+    rows.push(
+        row(
+            "try_first_pass: code in PAM_AUTHTOK",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("try_first_pass")
+        .steps(vec![
+            at(T * 30)
+                .authtok(pre("secretpw", Tok::Totp(T)))
+                .both(ok(0)),
+            at((T + 1) * 30)
+                .authtok(Tok::Lit("secretpw"))
+                .ans(Tok::Totp(T + 1))
+                .both(ok(1)),
+            at((T + 2) * 30)
+                .authtok(Tok::Wrong)
+                .ans(Tok::Wrong)
+                .both(err(1)),
+        ]),
+    );
+    rows.push(
+        row("use_first_pass", Expect::Same, file(TOTP_REUSE_FILE))
+            .args("use_first_pass")
+            .steps(vec![
+                at(T * 30).authtok(Tok::Wrong).both(err(0)),
+                at(T * 30 + 1).both(err(0)),
+                at(T * 30 + 2)
+                    .authtok(pre("secretpw", Tok::Totp(T)))
+                    .both(ok(0)),
+            ]),
+    );
+    rows.push(
+        row(
+            "forward_pass: password + code in one answer",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("forward_pass")
+        .steps(vec![
+            at(T * 30)
+                .ans(pre("hunter2", Tok::Totp(T)))
+                .both(ok(1).fwd("hunter2")),
+            at((T + 1) * 30).ans(Tok::Totp(T + 1)).both(ok(1).fwd("")),
+            at((T + 2) * 30)
+                .ans(pre("hunter2", Tok::Wrong))
+                .both(err(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "without forward_pass a prompted prefix fails",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            at(T * 30).ans(pre("hunter2", Tok::Totp(T))).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "try_first_pass forward_pass",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("try_first_pass forward_pass")
+        .steps(vec![
+            at(T * 30)
+                .authtok(pre("pw", Tok::Totp(T)))
+                .both(ok(0).fwd("pw")),
+            at((T + 1) * 30)
+                .authtok(Tok::Lit("pw"))
+                .ans(pre("hunter2", Tok::Totp(T + 1)))
+                .both(ok(1).fwd("hunter2")),
+        ]),
+    );
+
+    // --- Grace period -------------------------------------------------------------------
+    rows.push(
+        row(
+            "grace_period=60 (file also changes)",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("grace_period=60")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).rhost("10.0.0.5").both(ok(1)),
+            at(T * 30 + 30).rhost("10.0.0.5").both(ok(0)),
+            at(T * 30 + 31)
+                .ans(Tok::Wrong)
+                .rhost("10.0.0.6")
+                .both(err(1)),
+            at(T * 30 + 70)
+                .ans(Tok::Totp(T + 2))
+                .rhost("10.0.0.5")
+                .both(ok(1)),
+        ])
+        .files(|f| {
+            check_equal(f)?;
+            expect_line(f.ga.as_ref(), "\" LAST0 10.0.0.5 300070\n")
+        }),
+    );
+    rows.push(
+        row(
+            "grace_period=60, nothing else changes",
+            Expect::Differs(
+                "GA 1.08 does not save LASTn unless something else changed the file \
+                 (upstream bug #193, fixed after 1.08); we always save it",
+            ),
+            file(TOTP_FILE),
+        )
+        .args("grace_period=60")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).rhost("10.0.0.5").both(ok(1)),
+            at(T * 30 + 30)
+                .ans(Tok::Totp(T + 1))
+                .rhost("10.0.0.5")
+                .each(ok(1), ok(0)),
+        ])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            expect_line(f.ours.as_ref(), "\" LAST0 10.0.0.5 300000\n")
+        }),
+    );
+    rows.push(
+        row(
+            "grace_period with a host name in PAM_RHOST",
+            Expect::Differs(
+                "our grace period matches numeric addresses only (host names can be \
+                 spoofed); GA matches any PAM_RHOST string",
+            ),
+            file(TOTP_REUSE_FILE),
+        )
+        .args("grace_period=60")
+        .steps(vec![
+            at(T * 30)
+                .ans(Tok::Totp(T))
+                .rhost("client.example")
+                .both(ok(1)),
+            at(T * 30 + 30)
+                .ans(Tok::Totp(T + 1))
+                .rhost("client.example")
+                .each(ok(0), ok(1)),
+        ])
+        .files(|f| {
+            expect_line(f.ga.as_ref(), "\" LAST0 client.example 300000\n")?;
+            let ours = text(f.ours.as_ref());
+            if ours.contains("\" LAST") {
+                return Err("we stored a grace entry for a host name".into());
+            }
+            Ok(())
+        }),
+    );
+
+    // --- Our extensions -----------------------------------------------------------------
+    rows.push(
+        row(
+            "PAM_TOTP_DIGITS 8 (our extension)",
+            Expect::Differs(
+                "GA ignores our PAM_TOTP_DIGITS line and expects 6-digit codes; only our \
+                 module accepts the 8-digit code",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_DIGITS 8\n\" TOTP_AUTH\n"),
+        )
+        .args("noskewadj")
+        .steps(vec![at(T * 30).ans(Tok::Totp8).each(err(1), ok(1))])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            expect_line(f.ours.as_ref(), "\" PAM_TOTP_DIGITS 8\n")?;
+            expect_line(f.ours.as_ref(), "\" PAM_TOTP_LAST_STEP 10000\n")?;
+            let initial = f.initial.as_deref().map(strip_ours);
+            stripped_equal(f.ours.as_ref(), initial.as_deref())
+        }),
+    );
+
+    // --- More file and option edges --------------------------------------------------------
+    rows.push(
+        row(
+            "HOTP: try_first_pass, wrong PAM_AUTHTOK then the prompt",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n"),
+        )
+        .args("try_first_pass")
+        .steps(vec![
+            // GA advances the counter at most once per authentication, after all
+            // candidates: counter 1 is still good for the prompted answer.
+            at(T * 30).authtok(Tok::Wrong).ans(Tok::Hotp(1)).both(ok(1)),
+            at(T * 30 + 1)
+                .authtok(Tok::Wrong)
+                .ans(Tok::Wrong)
+                .both(err(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "RATE_LIMIT: try_first_pass, wrong PAM_AUTHTOK then the prompt",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .args("try_first_pass")
+        .steps(vec![
+            // One authentication is one RATE_LIMIT entry, however many candidates.
+            at(T * 30).authtok(Tok::Wrong).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 1)
+                .authtok(Tok::Wrong)
+                .ans(Tok::Totp(T + 1))
+                .both(ok(1)),
+        ])
+        .files(|f| {
+            check_equal(f)?;
+            expect_line(f.ga.as_ref(), "\" RATE_LIMIT 3 30 300000 300001\n")
+        }),
+    );
+    rows.push(
+        row(
+            "HOTP: forward_pass",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n12345678\n"),
+        )
+        .args("forward_pass")
+        .steps(vec![
+            at(T * 30)
+                .ans(pre("pw", Tok::Hotp(1)))
+                .both(ok(1).fwd("pw")),
+            at(T * 30 + 1)
+                .ans(pre("pw", Tok::Lit("12345678")))
+                .both(ok(1).fwd("pw")),
+            at(T * 30 + 2).ans(pre("pw", Tok::Wrong)).both(err(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "RATE_LIMIT and grace period: grace ignores the limit, writes nothing",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 1 60\n\" TOTP_AUTH\n"),
+        )
+        .args("grace_period=300")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).rhost("10.0.0.5").both(ok(1)),
+            at(T * 30 + 10).rhost("10.0.0.5").both(ok(0)),
+        ])
+        .files(|f| {
+            check_equal(f)?;
+            expect_line(f.ga.as_ref(), "\" RATE_LIMIT 1 60 300000\n")?;
+            expect_line(f.ga.as_ref(), "\" LAST0 10.0.0.5 300000\n")
+        }),
+    );
+    rows.push(
+        row(
+            "grace period: first free LASTn slot",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" LAST0 10.0.0.9 299000\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .args("grace_period=60")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).rhost("10.0.0.5").both(ok(1)),
+            at(T * 30 + 40)
+                .ans(Tok::Totp(T + 1))
+                .rhost("10.0.0.9")
+                .both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "grace period: IPv4-mapped IPv6 address",
+            Expect::Differs(
+                "we store and compare addresses normalised (::ffff:10.0.0.5 is 10.0.0.5); \
+                 GA stores the PAM_RHOST string as it is",
+            ),
+            file(TOTP_REUSE_FILE),
+        )
+        .args("grace_period=60")
+        .steps(vec![
+            at(T * 30)
+                .ans(Tok::Totp(T))
+                .rhost("::ffff:10.0.0.5")
+                .both(ok(1)),
+            at(T * 30 + 10)
+                .rhost("10.0.0.5")
+                .ans(Tok::Totp(T))
+                .each(err(1), ok(0)),
+        ])
+        .files(|f| {
+            expect_line(f.ga.as_ref(), "\" LAST0 ::ffff:10.0.0.5 300000\n")?;
+            expect_line(f.ours.as_ref(), "\" LAST0 10.0.0.5 300000\n")
+        }),
+    );
+    rows.push(
+        row(
+            "TIME_SKEW -1000 learned by GA, beyond our cap",
+            Expect::Differs(
+                "a stored TIME_SKEW is honoured only within max_time_skew (default 3 \
+                 steps); GA applies any value",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" TIME_SKEW -1000\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            at(12_000 * 30).ans(Tok::Totp(11_000)).each(ok(1), err(1)),
+            // Our clamped skew of -3 puts the window at steps 11996..11998.
+            at(12_000 * 30 + 1)
+                .ans(Tok::Totp(11_997))
+                .each(err(1), ok(1)),
+        ])
+        .files(|f| {
+            expect_line(f.ga.as_ref(), "\" DISALLOW_REUSE 11000\n")?;
+            expect_line(f.ours.as_ref(), "\" DISALLOW_REUSE 11997\n")
+        }),
+    );
+    rows.push(
+        row(
+            "WINDOW_SIZE 21, beyond our cap of 17",
+            Expect::Differs(
+                "WINDOW_SIZE is capped by max_window (default 17, the largest GA's \
+                 enrollment offers); GA honours up to 100",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 21\n\" TOTP_AUTH\n"),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T + 10)).each(ok(1), err(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T + 8)).both(ok(1)),
+        ])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            stripped_equal(f.ours.as_ref(), f.initial.as_deref())
+        }),
+    );
+    rows.push(
+        row(
+            "STEP_SIZE 61 (out of range)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 61\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(err(1))]),
+    );
+    rows.push(
+        row(
+            "WINDOW_SIZE 0 (out of range)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 0\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(err(1))]),
+    );
+    rows.push(
+        row(
+            "HOTP_COUNTER garbage",
+            Expect::Differs(
+                "GA reads a malformed HOTP_COUNTER as 0 (scratch codes still work); we \
+                 treat the whole file as invalid rather than guess a state",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER abc\n12345678\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("12345678")).each(ok(1), err(1)),
+        ])
+        .files(|f| {
+            unchanged(f.ours.as_ref(), f)?;
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER abc\n")?;
+            if text(f.ga.as_ref()).contains("12345678") {
+                return Err("GA kept the used scratch code".into());
+            }
+            Ok(())
+        }),
+    );
+    rows.push(
+        row(
+            "typo digits 0/1/8 in the secret line",
+            Expect::Same,
+            file("J8SWY3DPEHPK3PXPJ8SWY3DPEHPK3PXP\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .key(SECRET_160)
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "NUL byte in the file",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n\0\n12345678\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Lit("12345678")).both(err(1))]),
+    );
+    rows.push(
+        row(
+            "40-bit secret",
+            Expect::Differs(
+                "secrets below 80 bits are refused (RFC 4226 §4 R6); GA accepts any \
+                 secret of one byte or more",
+            ),
+            file("GEZDGNBV\n\" TOTP_AUTH\n"),
+        )
+        .key("GEZDGNBV")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            unchanged(f.ours.as_ref(), f)
+        }),
+    );
+    rows.push(
+        row(
+            "unknown module option",
+            Expect::Differs(
+                "both fail closed without a prompt; a configuration error is \
+                 PAM_SERVICE_ERR for us (module-wide fault), PAM_AUTH_ERR for GA",
+            ),
+            file(TOTP_FILE),
+        )
+        .args("no_such_option")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(
+            err(0),
+            V {
+                code: "PAM_SERVICE_ERR",
+                prompts: 0,
+                tok: TokOut::Unchanged,
+            },
+        )])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            unchanged(f.ours.as_ref(), f)
+        }),
+    );
+
+    // --- Interop: one file, both modules in turn ----------------------------------------
+    rows.push(
+        row(
+            "interop: GA uses a file pam_totp has written",
+            Expect::Same,
+            file(
+                "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 10 60\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n87654321\n",
+            ),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).ours(ok(1)),
+            at(T * 30 + 1).ans(Tok::Wrong).ours(err(1)),
+            // GA reads our PAM_TOTP_* lines as unknown keys and keeps them.
+            at(T * 30 + 2).ans(Tok::Totp(T)).ga(err(1)),
+            at((T + 1) * 30).ans(Tok::Totp(T + 1)).ga(ok(1)),
+            at((T + 1) * 30 + 1).ans(Tok::Lit("12345678")).ga(ok(1)),
+            // And back to us: GA's rewrite (mode 0400) is fine, the scratch code is gone.
+            at((T + 1) * 30 + 2).ans(Tok::Lit("12345678")).ours(err(1)),
+            at((T + 2) * 30).ans(Tok::Totp(T + 2)).ours(ok(1)),
+        ])
+        .files(|f| {
+            let s = f.ours.as_ref().ok_or("file vanished")?;
+            let t = String::from_utf8_lossy(&s.bytes);
+            for line in [
+                "\" DISALLOW_REUSE 10000 10001 10002\n",
+                "\" PAM_TOTP_LAST_STEP 10002\n",
+                "\" TOTP_AUTH\n87654321\n",
+            ] {
+                if !t.contains(line) {
+                    return Err(format!("expected {line:?} in {t:?}"));
+                }
+            }
+            if t.contains("12345678") || t.contains("PAM_TOTP_FAILURES") {
+                return Err(format!("used scratch code or failure counter left: {t:?}"));
+            }
+            if s.mode != 0o400 {
+                return Err(format!("GA's 0400 should have been kept, got {:o}", s.mode));
+            }
+            Ok(())
+        }),
+    );
+    rows.push(
+        row(
+            "interop: pam_totp uses a skew GA has learned",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![
+            // The phone runs 2 steps (60 s) behind: GA learns TIME_SKEW -2.
+            at(T * 30).ans(Tok::Totp(T - 2)).ga(err(1)),
+            at((T + 1) * 30).ans(Tok::Totp(T - 1)).ga(err(1)),
+            at((T + 2) * 30).ans(Tok::Totp(T)).ga(ok(1)),
+            // We honour the learned skew (within max_time_skew) but never learn.
+            at((T + 4) * 30).ans(Tok::Totp(T + 2)).ours(ok(1)),
+            at((T + 4) * 30 + 1).ans(Tok::Totp(T + 2)).ours(err(1)),
+            at((T + 5) * 30).ans(Tok::Totp(T + 3)).ga(ok(1)),
+        ])
+        .files(|f| {
+            let t = text(f.ours.as_ref());
+            for line in ["\" TIME_SKEW -2\n", "\" PAM_TOTP_LAST_STEP 10002\n"] {
+                if !t.contains(line) {
+                    return Err(format!("expected {line:?} in {t:?}"));
+                }
+            }
+            Ok(())
+        }),
+    );
+    rows.push(
+        row(
+            "interop: CRLF file rewritten by GA, then by us",
+            Expect::Same,
+            file("2sh3 v3gd-w7zn mgye\r\n\" RATE_LIMIT 3 30\r\n\" TOTP_AUTH\r\n12345678\r\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).ga(ok(1)),
+            at((T + 1) * 30).ans(Tok::Totp(T + 1)).ours(ok(1)),
+            at((T + 1) * 30 + 1).ans(Tok::Lit("12345678")).ga(ok(1)),
+            at((T + 2) * 30).ans(Tok::Totp(T + 2)).ours(ok(1)),
+        ])
+        .files(|f| {
+            let t = text(f.ours.as_ref());
+            let want = "2sh3 v3gd-w7zn mgye\r\n\" PAM_TOTP_LAST_STEP 10002\n\
+                        \" RATE_LIMIT 3 30 300030 300031 300060\n\" TOTP_AUTH\r\n";
+            if t != want {
+                return Err(format!("expected {want:?}, got {t:?}"));
+            }
+            Ok(())
+        }),
+    );
+
+    rows
+}
+
+// ---------------------------------------------------------------------------------
+// File checks used by the table
+// ---------------------------------------------------------------------------------
+
+fn text(s: Option<&FileState>) -> String {
+    s.map(|s| String::from_utf8_lossy(&s.bytes).into_owned())
+        .unwrap_or_default()
+}
+
+/// Removes our own `" PAM_TOTP_*` lines (each with its line break).
+fn strip_ours(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for piece in bytes.split_inclusive(|&b| b == b'\n') {
+        if !piece.starts_with(b"\" PAM_TOTP_") {
+            out.extend_from_slice(piece);
+        }
+    }
+    out
+}
+
+fn check_equal(f: &Finals) -> Result<(), String> {
+    let ga = f.ga.as_ref().map(|s| s.bytes.clone());
+    let ours = f.ours.as_ref().map(|s| strip_ours(&s.bytes));
+    if ga != ours {
+        return Err(format!(
+            "files differ (ours without PAM_TOTP_* lines):\n      GA:   {}\n      ours: {}",
+            show(ga.as_deref()),
+            show(ours.as_deref())
+        ));
+    }
+    Ok(())
+}
+
+fn expect_line(s: Option<&FileState>, line: &str) -> Result<(), String> {
+    let t = text(s);
+    if t.contains(line) {
+        Ok(())
+    } else {
+        Err(format!("expected {line:?} in {t:?}"))
+    }
+}
+
+fn unchanged(s: Option<&FileState>, f: &Finals) -> Result<(), String> {
+    let got = s.map(|s| s.bytes.as_slice());
+    if got != f.initial.as_deref() {
+        return Err(format!(
+            "file should be unchanged: {} (was {})",
+            show(got),
+            show(f.initial.as_deref())
+        ));
+    }
+    Ok(())
+}
+
+fn stripped_equal(s: Option<&FileState>, want: Option<&[u8]>) -> Result<(), String> {
+    let got = s.map(|s| strip_ours(&s.bytes));
+    if got.as_deref() != want {
+        return Err(format!(
+            "ours without PAM_TOTP_* lines: {} (expected {})",
+            show(got.as_deref()),
+            show(want)
+        ));
+    }
+    Ok(())
+}
+
+fn show(b: Option<&[u8]>) -> String {
+    match b {
+        Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
+        None => "(no file)".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Running a row
+// ---------------------------------------------------------------------------------
+
+/// GA's module, found next to the libpam the system uses (`<libdir>/security/`).
+fn ga_module() -> Option<PathBuf> {
+    let out = Command::new("ldconfig").arg("-p").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("libpam.so.0"))
+        .filter_map(|l| l.split("=>").nth(1))
+        .map(|p| PathBuf::from(p.trim()))
+        .filter_map(|p| {
+            p.parent()
+                .map(|d| d.join("security/pam_google_authenticator.so"))
+        })
+        .find(|p| p.exists())
+}
+
+fn require_ga(test: &str) -> Option<PathBuf> {
+    match ga_module() {
+        Some(p) => Some(p),
+        None if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{test}: pam_google_authenticator.so not found, and CI=true forbids skipping")
+        }
+        None => {
+            eprintln!("SKIPPED {test}: pam_google_authenticator.so not installed");
+            None
+        }
+    }
+}
+
+/// The password prompt of `pam_exec expose_authtok` (libpam's `pam_get_authtok`).
+const PASSWORD_PROMPT: &str = "Password: ";
+
+/// The stack for one step. The module's own return code stays visible: `PAM_SUCCESS`
+/// runs the observer and ends the stack, `PAM_AUTH_ERR` (or any other failure) ends it
+/// with that code, and only `PAM_IGNORE` reaches `pam_debug`, which answers
+/// [`IGNORE_MARKER`].
+///
+/// `PAM_AUTHTOK` can only be set and read by modules, so two `pam_exec expose_authtok`
+/// lines do it: the first (only when the step feeds one) asks for a password that
+/// becomes `PAM_AUTHTOK`, as `pam_unix` would; the observer after a success copies
+/// `PAM_AUTHTOK` into `tok_file` (it prompts instead when `PAM_AUTHTOK` is unset).
+fn stack_lines(tools: &Tools, module: &str, args: &str, feed: bool, tok_file: &Path) -> String {
+    let mut s = String::new();
+    if feed {
+        let _ = writeln!(
+            s,
+            "auth [default=ignore] pam_exec.so expose_authtok quiet {}",
+            tools.tee
+        );
+    }
+    let _ = writeln!(s, "auth [success=ok ignore=1 default=die] {module} {args}");
+    let _ = writeln!(
+        s,
+        "auth [default=1] pam_exec.so expose_authtok quiet {} {}",
+        tools.tee,
+        tok_file.display()
+    );
+    s.push_str("auth requisite pam_debug.so auth=cred_insufficient\n");
+    s
+}
+
+/// Absolute path of `tee` for `pam_exec` (found through `PATH`): without arguments it
+/// swallows the password, with a file it records it.
+struct Tools {
+    tee: String,
+}
+
+fn which(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .expect("sh");
+    let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(p.starts_with('/'), "{cmd} not found in PATH");
+    p
+}
+
+/// What one step showed.
+struct Seen {
+    drive: Drive,
+    /// Prompts by the module under test (not the `pam_exec` password prompts).
+    prompts: usize,
+    /// `PAM_AUTHTOK` after a success: `Some(None)` when unset; `None` when the module
+    /// did not succeed (the observer does not run).
+    authtok: Option<Option<String>>,
+    tok_in: Option<String>,
+}
+
+struct Env {
+    user: TestUser,
+    ga: Stack,
+    ours: Stack,
+    ga_module: String,
+    ours_module: String,
+    tools: Tools,
+}
+
+impl Env {
+    fn stack(&self, m: Module) -> (&Stack, &str) {
+        match m {
+            Module::Ga => (&self.ga, &self.ga_module),
+            Module::Ours => (&self.ours, &self.ours_module),
+        }
+    }
+}
+
+/// Six digits no nearby step (±1600 at `step_secs`) and no counter below 4000 produce,
+/// chosen with our own HOTP (it is an input, not a reference value).
+fn wrong_code(key: &str, now: u64, step_secs: u64) -> String {
+    let bytes = totp_core::base32::decode_lenient(key.as_bytes()).expect("test key is base32");
+    let secret = Secret::new(bytes);
+    let t = now / step_secs;
+    let mut near = BTreeSet::new();
+    for c in t.saturating_sub(1600)..t + 1600 {
+        near.insert(otp::hotp(&secret, c, Algorithm::Sha1, Digits::SIX));
+    }
+    for c in 0..4000 {
+        near.insert(otp::hotp(&secret, c, Algorithm::Sha1, Digits::SIX));
+    }
+    let mut v = 271_828u32;
+    while near.contains(&v) {
+        v = (v + 1) % 1_000_000;
+    }
+    format!("{v:06}")
+}
+
+fn resolve(sc: &Scenario, now: u64, t: &Tok) -> String {
+    match t {
+        Tok::Totp(step) => oathtool_totp(sc.key, step * sc.step_secs, sc.step_secs, 6, "sha1"),
+        Tok::Hotp(c) => oathtool_hotp(sc.key, *c),
+        Tok::Totp8 => oathtool_totp(sc.key, now, sc.step_secs, 8, "sha1"),
+        Tok::Lit(s) => (*s).to_string(),
+        Tok::Wrong => wrong_code(sc.key, now, sc.step_secs),
+        Tok::Pre(p, inner) => format!("{p}{}", resolve(sc, now, inner)),
+    }
+}
+
+fn init_file(env: &Env, init: &Init) -> Option<Vec<u8>> {
+    let path = env.user.secret_path();
+    let target = env.user.home.join(".ga_target");
+    let _ = fs::remove_file(&path);
+    let _ = fs::remove_file(&target);
+    match init {
+        Init::Missing => None,
+        Init::File(text, mode) => {
+            env.user.write_secret(text, *mode);
+            Some(text.as_bytes().to_vec())
+        }
+        Init::Symlink(text) => {
+            write_owned(&target, text.as_bytes(), env.user.uid, env.user.gid, 0o600);
+            symlink(".ga_target", &path).expect("symlink");
+            lchown(&path, Some(env.user.uid), Some(env.user.gid)).expect("lchown");
+            Some(text.as_bytes().to_vec())
+        }
+    }
+}
+
+fn file_state(env: &Env) -> Option<FileState> {
+    let path = env.user.secret_path();
+    let lmeta = fs::symlink_metadata(&path).ok()?;
+    let meta = fs::metadata(&path).ok()?;
+    Some(FileState {
+        bytes: fs::read(&path).ok()?,
+        mode: meta.mode() & 0o7777,
+        symlink: lmeta.file_type().is_symlink(),
+    })
+}
+
+fn run_step(env: &Env, sc: &Scenario, m: Module, st: &Step) -> Seen {
+    let (stack, module) = env.stack(m);
+    let tok_file = stack.path().join("authtok-seen");
+    let _ = fs::remove_file(&tok_file);
+    let tok_in = st.authtok.as_ref().map(|t| resolve(sc, st.at, t));
+    stack.service(
+        SERVICE,
+        &stack_lines(&env.tools, module, sc.args, tok_in.is_some(), &tok_file),
+    );
+    let mut d = Driver::new(stack, SERVICE, &env.user.name).at(st.at);
+    if let Some(t) = &tok_in {
+        d = d.answer(t);
+    }
+    for a in &st.answers {
+        d = d.answer(&resolve(sc, st.at, a));
+    }
+    if let Some(h) = st.rhost {
+        d = d.rhost(h);
+    }
+    let mut drive = d.run();
+    if drive.result == IGNORE_MARKER {
+        drive.result = "PAM_IGNORE".into();
+    }
+    let is_prompt = |style: i32| style == 1 || style == 2;
+    let prompts = drive
+        .messages
+        .iter()
+        .filter(|(style, text)| is_prompt(*style) && text != PASSWORD_PROMPT)
+        .count();
+    let pw_prompts = drive
+        .messages
+        .iter()
+        .filter(|(style, text)| is_prompt(*style) && text == PASSWORD_PROMPT)
+        .count();
+    let authtok = (drive.result == "PAM_SUCCESS").then(|| {
+        if pw_prompts > usize::from(tok_in.is_some()) {
+            // The observer had to ask: PAM_AUTHTOK was unset.
+            None
+        } else {
+            fs::read(&tok_file).ok().map(|b| {
+                String::from_utf8_lossy(&b)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
+        }
+    });
+    Seen {
+        drive,
+        prompts,
+        authtok,
+        tok_in,
+    }
+}
+
+fn verdict_problem(m: Module, want: &V, got: &Seen) -> Option<String> {
+    let want_tok = match &want.tok {
+        TokOut::Unchanged => got.tok_in.clone(),
+        TokOut::Is(s) => Some((*s).to_string()),
+    };
+    let tok_ok = got.authtok.as_ref().is_none_or(|t| *t == want_tok);
+    if got.drive.result == want.code && got.prompts == want.prompts && tok_ok {
+        return None;
+    }
+    let stderr = got.drive.stderr.trim();
+    Some(format!(
+        "{}: expected {} / {} prompt(s) / authtok {:?}, got {} / {} prompt(s) / authtok {}{}",
+        m.name(),
+        want.code,
+        want.prompts,
+        want_tok,
+        got.drive.result,
+        got.prompts,
+        shown_tok(got),
+        if stderr.is_empty() {
+            String::new()
+        } else {
+            format!(" (stderr: {stderr})")
+        }
+    ))
+}
+
+fn shown_tok(s: &Seen) -> String {
+    match &s.authtok {
+        None => "(not observed)".into(),
+        Some(t) => format!("{t:?}"),
+    }
+}
+
+/// Runs one row; returns the log of what happened and the list of problems.
+fn run_row(env: &Env, sc: &Scenario) -> (String, Vec<String>) {
+    let mut log = String::new();
+    let mut problems = Vec::new();
+    let initial_mode = match &sc.init {
+        Init::File(_, mode) => Some(*mode),
+        Init::Symlink(_) => Some(0o600),
+        Init::Missing => None,
+    };
+    let mut finals = Finals {
+        initial: None,
+        ga: None,
+        ours: None,
+    };
+
+    let module_runs: Vec<Option<Module>> = if sc.interop() {
+        vec![None]
+    } else {
+        vec![Some(Module::Ga), Some(Module::Ours)]
+    };
+    for only in module_runs {
+        finals.initial = init_file(env, &sc.init);
+        for (i, st) in sc.steps.iter().enumerate() {
+            let m = match (only, st.who) {
+                (Some(m), _) => m,
+                (None, Who::Ga) => Module::Ga,
+                (None, Who::Ours | Who::Both) => Module::Ours,
+            };
+            let want = match (&st.want, m) {
+                (Want::Both(v), _) => v,
+                (Want::Each { ga, .. }, Module::Ga) => ga,
+                (Want::Each { ours, .. }, Module::Ours) => ours,
+            };
+            let seen = run_step(env, sc, m, st);
+            let after = file_state(env);
+            let _ = writeln!(
+                log,
+                "    step {i} {:<8} t={} answers={:?} authtok={:?} -> {} / {} prompt(s) / authtok {}; file {}",
+                m.name(),
+                st.at,
+                st.answers,
+                seen.tok_in,
+                seen.drive.result,
+                seen.prompts,
+                shown_tok(&seen),
+                show(after.as_ref().map(|s| s.bytes.as_slice()))
+            );
+            if let Some(p) = verdict_problem(m, want, &seen) {
+                problems.push(format!("step {i}: {p}"));
+            }
+            if let Some(golden) = &st.file_after {
+                let got = after.as_ref().map(|s| match m {
+                    Module::Ga => s.bytes.clone(),
+                    Module::Ours => strip_ours(&s.bytes),
+                });
+                if got.as_deref() != Some(golden.as_bytes()) {
+                    problems.push(format!(
+                        "step {i}: {} file {} instead of the golden {:?}",
+                        m.name(),
+                        show(got.as_deref()),
+                        golden
+                    ));
+                }
+            }
+        }
+        let state = file_state(env);
+        match only {
+            Some(Module::Ga) => finals.ga = state,
+            _ => finals.ours = state,
+        }
+    }
+
+    // Mode: we keep it; GA forces 0400 whenever it rewrote the file.
+    if !sc.interop() {
+        if let (Some(mode), Some(s)) = (initial_mode, &finals.ours)
+            && s.mode != mode
+        {
+            problems.push(format!(
+                "pam_totp changed the file mode from {mode:o} to {:o}",
+                s.mode
+            ));
+        }
+        if let (Some(mode), Some(s)) = (initial_mode, &finals.ga) {
+            let rewritten = Some(&s.bytes) != finals.initial.as_ref();
+            let want = if rewritten && !s.symlink { 0o400 } else { mode };
+            if s.mode != want {
+                problems.push(format!("GA left mode {:o}, expected {want:o}", s.mode));
+            }
+        }
+    }
+    let check = match sc.files {
+        Files::Equal => check_equal(&finals),
+        Files::Check(f) => f(&finals),
+    };
+    if let Err(e) = check {
+        problems.push(format!("file: {e}"));
+    }
+    let _ = writeln!(
+        log,
+        "    final GA:   {}\n    final ours (or the shared file): {}",
+        show(finals.ga.as_ref().map(|s| s.bytes.as_slice())),
+        show(finals.ours.as_ref().map(|s| s.bytes.as_slice()))
+    );
+    (log, problems)
+}
+
+/// The table itself must be honest: a `Same` row compares everything, a `Differs` row
+/// pins at least one difference.
+fn table_problems(sc: &Scenario) -> Vec<String> {
+    let mut p = Vec::new();
+    let pinned_steps = sc
+        .steps
+        .iter()
+        .any(|s| matches!(&s.want, Want::Each { ga, ours } if ga != ours));
+    match sc.expect {
+        Expect::Same => {
+            if pinned_steps {
+                p.push("Same row with different per-module verdicts".to_string());
+            }
+        }
+        Expect::Differs(why) => {
+            if why.trim().is_empty() {
+                p.push("Differs row without a reason".into());
+            }
+            if !pinned_steps && matches!(sc.files, Files::Equal) {
+                p.push("Differs row that pins nothing".into());
+            }
+        }
+    }
+    if sc.steps.is_empty() {
+        p.push("row without steps".into());
+    }
+    p
+}
+
+#[test]
+fn differential_table_against_ga() {
+    let test = "differential_table_against_ga";
+    if !require_root(test) || !require_tool(test, "oathtool") || !require_tool(test, "faketime") {
+        return;
+    }
+    let Some(ga_module) = require_ga(test) else {
+        return;
+    };
+    let rows = table();
+    assert!(rows.len() >= 30, "the table must have at least 30 rows");
+    let env = Env {
+        user: TestUser::create("dga"),
+        ga: Stack::new(),
+        ours: Stack::new(),
+        ga_module: ga_module.to_string_lossy().into_owned(),
+        ours_module: system_tests::built().module.to_string_lossy().into_owned(),
+        tools: Tools { tee: which("tee") },
+    };
+
+    let mut report = String::new();
+    let mut failed = 0;
+    for (n, sc) in rows.iter().enumerate() {
+        let mut problems = table_problems(sc);
+        let (log, run_problems) = run_row(&env, sc);
+        problems.extend(run_problems);
+        let verdict = match &sc.expect {
+            Expect::Same => "same".to_string(),
+            Expect::Differs(why) => format!("differs: {why}"),
+        };
+        let status = if problems.is_empty() { "ok  " } else { "FAIL" };
+        let _ = writeln!(report, "[{status}] {n:2} {} ({verdict})", sc.name);
+        if !problems.is_empty() {
+            failed += 1;
+            for p in &problems {
+                let _ = writeln!(report, "    !! {p}");
+            }
+            report.push_str(&log);
+        }
+    }
+    eprintln!("{report}");
+    assert_eq!(failed, 0, "{failed} differential row(s) failed:\n{report}");
+}

@@ -1,0 +1,483 @@
+//! Conversation failures, answer parsing, and GA's eight password modes with their
+//! prompt counts and `PAM_AUTHTOK` forwarding (security-rules.md F1–F4, F10;
+//! compat §3 and §7.4), through the real libpam and the built module.
+//!
+//! Linux-PAM keeps `PAM_AUTHTOK` from applications (`pam_get_item`/`pam_set_item` return
+//! `PAM_BAD_ITEM` outside a module), so it is set the way a real stack sets it — by
+//! `pam_unix` on the line before, which stores what it read — and read back by
+//! `pam_exec expose_authtok` on the line after, which writes it to a file.
+
+use system_tests::pamapp::{Reply, Scripted, Transaction, codes};
+use system_tests::*;
+
+fn user_with_secret(tag: &str, secret: &str) -> TestUser {
+    let u = TestUser::create(tag);
+    u.write_secret(&totp_file(secret), 0o600);
+    u
+}
+
+#[test]
+fn conversation_errors_never_succeed_or_ignore() {
+    if !require_root("conversation_errors_never_succeed_or_ignore") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("cv", &secret);
+    for args in [
+        "",
+        "nullok",
+        "forward_pass",
+        "try_first_pass",
+        "echo_verification_code",
+    ] {
+        let stack = Stack::probe("svc", args);
+        for user in [u.name.as_str(), "nosuchuser-pt", "../x"] {
+            let runs = [
+                (
+                    "conv PAM_CONV_ERR",
+                    Driver::new(&stack, "svc", user).conv_fail("PAM_CONV_ERR"),
+                ),
+                (
+                    "conv PAM_BUF_ERR",
+                    Driver::new(&stack, "svc", user).conv_fail("PAM_BUF_ERR"),
+                ),
+                (
+                    "conv PAM_ABORT",
+                    Driver::new(&stack, "svc", user).conv_fail("PAM_ABORT"),
+                ),
+                ("NULL array", Driver::new(&stack, "svc", user).null_array()),
+                ("NULL resp", Driver::new(&stack, "svc", user).null_answer()),
+                ("empty answer", Driver::new(&stack, "svc", user).answer("")),
+                // No scripted answer at all: the conversation errors out.
+                ("no answer", Driver::new(&stack, "svc", user)),
+            ];
+            for (what, driver) in runs {
+                let d = driver.at(T0).run();
+                let code = d.module_code();
+                assert!(
+                    code != "PAM_SUCCESS" && code != "PAM_IGNORE" && !code.is_empty(),
+                    "[{args}] {user} {what}: {d:?}"
+                );
+                assert_eq!(d.prompts, 1, "[{args}] {user} {what}: asked once");
+            }
+        }
+    }
+    // The user's state is untouched by answers that never arrived, except for attempts
+    // that were recorded; the file still parses and still holds the secret.
+    let f = read(&u.secret_path());
+    assert!(f.starts_with(&secret));
+    // And a real answer still works afterwards (after any backoff).
+    let later = T0 + 3_600;
+    let d = Driver::new(&Stack::probe("svc", ""), "svc", &u.name)
+        .answer(&code_at(&secret, later))
+        .at(later)
+        .run();
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
+#[test]
+fn in_process_conversation_failures_through_pamapp() {
+    if !require_root("in_process_conversation_failures_through_pamapp") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("ci", &secret);
+    let stack = Stack::with_module("svc", "");
+    for reply in [
+        Reply::Fail(codes::CONV_ERR),
+        Reply::Fail(codes::BUF_ERR),
+        Reply::NullArray,
+        Reply::NullText,
+    ] {
+        let conv = Box::new(Scripted::new([reply.clone()]));
+        let mut tx =
+            Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
+        let rc = tx.authenticate(0);
+        assert_ne!(rc, codes::SUCCESS, "{reply:?}");
+        assert_ne!(rc, codes::IGNORE, "{reply:?}");
+        assert_eq!(tx.prompt_count(), 1, "{reply:?}");
+    }
+    // Control: the same transaction shape with the right code succeeds.
+    let conv = Box::new(Scripted::texts([code_at(&secret, now())]));
+    let mut tx = Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
+    assert_eq!(tx.authenticate(0), codes::SUCCESS);
+}
+
+/// F3/F4 and R11: decorated forms of the *right* code are each a failed attempt.
+#[test]
+fn malformed_answers_are_failed_attempts() {
+    if !require_root("malformed_answers_are_failed_attempts") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("ma", &secret);
+    let stack = Stack::probe("svc", "throttle_after=100");
+    let good = code_at(&secret, T0);
+    let fullwidth: String = good
+        .chars()
+        .map(|c| char::from_u32(0xFF10 + c.to_digit(10).expect("digit")).expect("char"))
+        .collect();
+    let answers = vec![
+        format!("{} {}", &good[..3], &good[3..]),
+        format!(" {good}"),
+        format!("{good} "),
+        format!("+{good}"),
+        format!("-{good}"),
+        format!("{good}\n"),
+        fullwidth,
+        good[..5].to_string(),
+        format!("{good}0"),
+        format!("x{good}"),
+        format!("{}{good}", "1".repeat(600)),
+        "\u{8}\n\r\u{7f}INCORRECT".to_string(),
+    ];
+    for (i, a) in answers.iter().enumerate() {
+        let d = Driver::new(&stack, "svc", &u.name).answer(a).at(T0).run();
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{a:?}: {d:?}");
+        assert_eq!(d.prompts, 1);
+        assert_eq!(
+            failures(&read(&u.secret_path())),
+            i as u32 + 1,
+            "{a:?} counted as one failed attempt"
+        );
+    }
+    // The exact code is still accepted (nothing above consumed it).
+    let d = Driver::new(&stack, "svc", &u.name)
+        .answer(&good)
+        .at(T0)
+        .run();
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert_eq!(failures(&read(&u.secret_path())), 0);
+}
+
+/// One of GA's eight password modes (compat §7.4).
+struct Mode {
+    name: &'static str,
+    args: &'static str,
+    /// PAM_AUTHTOK set by an earlier module: `None`, the code alone, pw+code, or pw.
+    authtok: Tok,
+    /// What the conversation answers (if asked).
+    answer: Tok,
+    /// Prompts for a successful login and for a failed one.
+    prompts_ok: usize,
+    prompts_fail: usize,
+    /// Whether PAM_AUTHTOK is the password part after a success.
+    forwards: bool,
+    prompt_text: &'static str,
+}
+
+#[derive(Clone, Copy)]
+enum Tok {
+    None,
+    Code,
+    PwCode,
+    Pw,
+}
+
+const PW: &str = "s3cret pw";
+
+fn tok(t: Tok, code: &str) -> Option<String> {
+    match t {
+        Tok::None => None,
+        Tok::Code => Some(code.to_string()),
+        Tok::PwCode => Some(format!("{PW}{code}")),
+        Tok::Pw => Some(PW.to_string()),
+    }
+}
+
+const MODES: &[Mode] = &[
+    Mode {
+        name: "plain prompt",
+        args: "",
+        authtok: Tok::None,
+        answer: Tok::Code,
+        prompts_ok: 1,
+        prompts_fail: 1,
+        forwards: false,
+        prompt_text: "Verification code: ",
+    },
+    Mode {
+        name: "forward_pass",
+        args: "forward_pass",
+        authtok: Tok::None,
+        answer: Tok::PwCode,
+        prompts_ok: 1,
+        prompts_fail: 1,
+        forwards: true,
+        prompt_text: "Password & verification code: ",
+    },
+    Mode {
+        name: "use_first_pass",
+        args: "use_first_pass",
+        authtok: Tok::Code,
+        answer: Tok::None,
+        prompts_ok: 0,
+        prompts_fail: 0,
+        forwards: false,
+        prompt_text: "",
+    },
+    Mode {
+        name: "use_first_pass forward_pass",
+        args: "use_first_pass forward_pass",
+        authtok: Tok::PwCode,
+        answer: Tok::None,
+        prompts_ok: 0,
+        prompts_fail: 0,
+        forwards: true,
+        prompt_text: "",
+    },
+    Mode {
+        name: "try_first_pass, combined password",
+        args: "try_first_pass",
+        authtok: Tok::PwCode,
+        answer: Tok::Code,
+        prompts_ok: 0,
+        prompts_fail: 1,
+        forwards: false,
+        prompt_text: "Verification code: ",
+    },
+    Mode {
+        name: "try_first_pass forward_pass, combined password",
+        args: "try_first_pass forward_pass",
+        authtok: Tok::PwCode,
+        answer: Tok::PwCode,
+        prompts_ok: 0,
+        prompts_fail: 1,
+        forwards: true,
+        prompt_text: "Password & verification code: ",
+    },
+    Mode {
+        name: "try_first_pass, prompting",
+        args: "try_first_pass",
+        authtok: Tok::Pw,
+        answer: Tok::Code,
+        prompts_ok: 1,
+        prompts_fail: 1,
+        forwards: false,
+        prompt_text: "Verification code: ",
+    },
+    Mode {
+        name: "try_first_pass forward_pass, prompting",
+        args: "try_first_pass forward_pass",
+        authtok: Tok::Pw,
+        answer: Tok::PwCode,
+        prompts_ok: 1,
+        prompts_fail: 1,
+        forwards: true,
+        prompt_text: "Password & verification code: ",
+    },
+];
+
+/// The stack for one mode: `pam_unix` first when PAM_AUTHTOK is to be set (it prompts
+/// `Password: ` and stores the answer), then the module as `requisite`, then a recorder
+/// of PAM_AUTHTOK when there is one to record.
+struct ModeStack {
+    stack: Stack,
+    out: std::path::PathBuf,
+    unix_first: bool,
+}
+
+fn mode_stack(args: &str, unix_first: bool, record: bool) -> ModeStack {
+    let stack = Stack::new();
+    let rec = stack.path().join("record-authtok");
+    std::fs::write(&rec, "#!/bin/sh\ncat > \"$1\"\n").expect("write recorder");
+    std::fs::set_permissions(&rec, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod recorder");
+    let out = stack.path().join("authtok.out");
+    let mut lines = String::new();
+    if unix_first {
+        lines.push_str("auth optional pam_unix.so nodelay\n");
+    }
+    lines.push_str(&format!("auth requisite @MODULE@ {args}\n"));
+    if record {
+        lines.push_str(&format!(
+            "auth optional pam_exec.so expose_authtok {} {}\n",
+            rec.display(),
+            out.display()
+        ));
+    }
+    stack.service("svc", &lines);
+    ModeStack {
+        stack,
+        out,
+        unix_first,
+    }
+}
+
+impl ModeStack {
+    /// PAM_AUTHTOK as the module after ours saw it (None: not recorded).
+    fn take_authtok(&self) -> Option<String> {
+        let v = std::fs::read(&self.out).ok()?;
+        let _ = std::fs::remove_file(&self.out);
+        Some(String::from_utf8_lossy(&v).into_owned())
+    }
+}
+
+fn drive_mode(ms: &ModeStack, user: &str, m: &Mode, code: &str, at: u64) -> Drive {
+    let mut d = Driver::new(&ms.stack, "svc", user).at(at);
+    if let Some(t) = tok(m.authtok, code) {
+        assert!(ms.unix_first);
+        d = d.answer(&t);
+    }
+    if let Some(a) = tok(m.answer, code) {
+        d = d.answer(&a);
+    }
+    d.run()
+}
+
+/// Prompts issued by the module (not `pam_unix`'s `Password: `).
+fn module_prompts(d: &Drive) -> Vec<String> {
+    d.prompt_list()
+        .into_iter()
+        .map(|(_, t)| t)
+        .filter(|t| t != "Password: ")
+        .collect()
+}
+
+/// GA's scenario matrix in the eight modes: a valid code, the same code again (replay),
+/// a wrong code, GA's default-window steps (T = 9998, 9999, 10001, 10002, 10000 with
+/// the code of step 10000 → ERR, OK, OK, ERR, OK), with the prompt counts per mode.
+#[test]
+fn ga_password_modes_prompt_counts_and_forwarding() {
+    if !require_root("ga_password_modes_prompt_counts_and_forwarding") {
+        return;
+    }
+    let u = TestUser::create("pm");
+    assert_eq!(oathtool_totp(GA_SECRET, 300_000, 30, 6, "sha1"), "050548");
+    for m in MODES {
+        let unix_first = !matches!(m.authtok, Tok::None);
+        let record = unix_first || m.forwards;
+        let ms = mode_stack(
+            &format!("throttle_after=100 {}", m.args),
+            unix_first,
+            record,
+        );
+        let stack = &ms;
+        let check = |d: &Drive, ok: bool, what: &str, code: &str| {
+            let want = if ok { "PAM_SUCCESS" } else { "PAM_AUTH_ERR" };
+            assert_eq!(d.result, want, "{} / {what}: {d:?}", m.name);
+            let prompts = if ok { m.prompts_ok } else { m.prompts_fail };
+            let mine = module_prompts(d);
+            assert_eq!(mine.len(), prompts, "{} / {what}: prompts {d:?}", m.name);
+            assert_eq!(
+                d.prompts,
+                prompts + usize::from(unix_first),
+                "{} / {what}",
+                m.name
+            );
+            for text in mine {
+                assert_eq!(text, m.prompt_text, "{} / {what}", m.name);
+            }
+            let seen = ms.take_authtok();
+            if ok && m.forwards {
+                assert_eq!(seen.as_deref(), Some(PW), "{} / {what}: forwarded", m.name);
+            } else if ok && unix_first {
+                // Not forwarding: PAM_AUTHTOK stays what pam_unix stored.
+                assert_eq!(seen, tok(m.authtok, code), "{} / {what}: untouched", m.name);
+            }
+        };
+        // GA's default-window sequence with 050548 (step 10000).
+        u.write_secret(&format!("{GA_SECRET}\n\" TOTP_AUTH"), 0o600);
+        for (step, ok) in [(9998u64, false), (9999, true)] {
+            let d = drive_mode(stack, &u.name, m, "050548", step * 30);
+            check(&d, ok, &format!("T={step}"), "050548");
+        }
+        u.write_secret(&format!("{GA_SECRET}\n\" TOTP_AUTH"), 0o600);
+        for (step, ok) in [(10_002u64, false), (10_001, true)] {
+            let d = drive_mode(stack, &u.name, m, "050548", step * 30);
+            check(&d, ok, &format!("T={step}"), "050548");
+        }
+        u.write_secret(&format!("{GA_SECRET}\n\" TOTP_AUTH"), 0o600);
+        let d = drive_mode(stack, &u.name, m, "050548", 300_000);
+        check(&d, true, "T=10000", "050548");
+        // The same code again: replay.
+        let d = drive_mode(stack, &u.name, m, "050548", 300_005);
+        check(&d, false, "replay", "050548");
+        // A wrong code.
+        let d = drive_mode(stack, &u.name, m, "000000", 300_040);
+        check(&d, false, "wrong code", "000000");
+        // The next step's code: accepted.
+        let next = oathtool_totp(GA_SECRET, 300_030, 30, 6, "sha1");
+        let d = drive_mode(stack, &u.name, m, &next, 300_040);
+        check(&d, true, "next step", &next);
+        // A scratch code (8 digits), in the same mode.
+        u.write_secret(&format!("{GA_SECRET}\n\" TOTP_AUTH\n12345678\n"), 0o600);
+        let d = drive_mode(stack, &u.name, m, "12345678", 300_000);
+        check(&d, true, "scratch", "12345678");
+        assert!(
+            !read(&u.secret_path()).contains("12345678"),
+            "{}: scratch used",
+            m.name
+        );
+        let d = drive_mode(stack, &u.name, m, "12345678", 300_000);
+        check(&d, false, "scratch again", "12345678");
+    }
+}
+
+/// Without `forward_pass`, a *prompted* answer must be the code alone; an answer from
+/// `PAM_AUTHTOK` may carry a prefix, which is then not forwarded.
+#[test]
+fn prefix_rules_without_forward_pass() {
+    if !require_root("prefix_rules_without_forward_pass") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("px", &secret);
+    let code = code_at(&secret, T0);
+    let d = Driver::new(&Stack::probe("svc", ""), "svc", &u.name)
+        .answer(&format!("pw{code}"))
+        .at(T0)
+        .run();
+    assert_eq!(
+        d.module_code(),
+        "PAM_AUTH_ERR",
+        "prefix refused when prompted"
+    );
+    let ms = mode_stack("use_first_pass", true, true);
+    let d = Driver::new(&ms.stack, "svc", &u.name)
+        .answer(&format!("pw{code}"))
+        .at(T0)
+        .run();
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(
+        ms.take_authtok(),
+        Some(format!("pw{code}")),
+        "not forwarded"
+    );
+    // use_first_pass without PAM_AUTHTOK: no prompt, denied.
+    let d = Driver::new(&Stack::probe("svc", "use_first_pass"), "svc", &u.name)
+        .answer(&code_at(&secret, T0 + 30))
+        .at(T0 + 30)
+        .run();
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    assert_eq!(d.prompts, 0);
+}
+
+/// `forward_pass` in-process through `pamapp::Transaction` (real clock); the value is
+/// read by the next module of the stack.
+#[test]
+fn forward_pass_sets_authtok_in_process() {
+    if !require_root("forward_pass_sets_authtok_in_process") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("fp", &secret);
+    let ms = mode_stack("forward_pass", false, true);
+    let conv = Box::new(Scripted::texts([format!(
+        "pässword{}",
+        code_at(&secret, now())
+    )]));
+    let mut tx =
+        Transaction::start("svc", Some(&u.name), Some(ms.stack.path()), conv).expect("start");
+    assert_eq!(tx.authenticate(0), codes::SUCCESS);
+    assert_eq!(ms.take_authtok().as_deref(), Some("pässword"));
+    assert_eq!(tx.prompt_count(), 1);
+    assert_eq!(tx.transcript()[0].text, "Password & verification code: ");
+    drop(tx);
+    // A failure never reaches the next module (requisite) and sets nothing.
+    let conv = Box::new(Scripted::texts(["pässword000000"]));
+    let mut tx =
+        Transaction::start("svc", Some(&u.name), Some(ms.stack.path()), conv).expect("start");
+    assert_eq!(tx.authenticate(0), codes::AUTH_ERR);
+    assert_eq!(ms.take_authtok(), None);
+}

@@ -1,0 +1,530 @@
+//! Hostile secret files, hostile user names and the no-oracle rule, as root with real
+//! users (the module opens files as the user) — security-rules.md A1–A15, B1, B2, R9.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use system_tests::*;
+
+const PROMPT: (i32, &str) = (1, "Verification code: ");
+
+fn prompt_only(d: &Drive) -> bool {
+    d.prompt_list() == vec![(PROMPT.0, PROMPT.1.to_string())]
+}
+
+/// One hostile setup at the user's secret path; every case is offered the *right* code
+/// for the secret it (indirectly) holds, so only the refusal can make it fail.
+struct Case {
+    name: &'static str,
+    setup: Box<dyn Fn(&TestUser, &Path)>,
+}
+
+fn remove_any(p: &Path) {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p).expect("rm dir"),
+        Ok(_) => fs::remove_file(p).expect("rm"),
+        Err(_) => {}
+    }
+}
+
+#[test]
+fn hostile_secret_files_are_denied_even_with_nullok() {
+    if !require_root("hostile_secret_files_are_denied_even_with_nullok") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("hf");
+    let other = TestUser::create("ho");
+    let outside = tempfile::tempdir().expect("tempdir");
+    // A valid, root-owned file the user may read (0644): following a link to it would work.
+    let root_file = outside.path().join("root-owned");
+    write_owned(&root_file, totp_file(&secret).as_bytes(), 0, 0, 0o644);
+    fs::set_permissions(outside.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let root_before = fs::read(&root_file).expect("read");
+    // Another user's valid file, readable.
+    let other_file = other.home.join(".google_authenticator");
+    write_owned(
+        &other_file,
+        totp_file(&secret).as_bytes(),
+        other.uid,
+        other.gid,
+        0o644,
+    );
+    fs::set_permissions(&other.home, fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let valid = totp_file(&secret);
+    let cases: Vec<Case> = vec![
+        Case {
+            name: "symlink to a root-owned file",
+            setup: Box::new({
+                let t = root_file.clone();
+                move |_, p| symlink(&t, p).expect("symlink")
+            }),
+        },
+        Case {
+            name: "symlink to another user's file",
+            setup: Box::new({
+                let t = other_file.clone();
+                move |_, p| symlink(&t, p).expect("symlink")
+            }),
+        },
+        Case {
+            name: "symlink to /dev/zero",
+            setup: Box::new(|_, p| symlink("/dev/zero", p).expect("symlink")),
+        },
+        Case {
+            name: "FIFO",
+            setup: Box::new(|u, p| {
+                let st = Command::new("mkfifo").arg("-m").arg("600").arg(p).status();
+                assert!(st.expect("mkfifo").success());
+                std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid)).expect("chown");
+            }),
+        },
+        Case {
+            name: "2 GiB sparse file",
+            setup: Box::new({
+                let v = valid.clone();
+                move |u, p| {
+                    write_owned(p, v.as_bytes(), u.uid, u.gid, 0o600);
+                    let f = fs::OpenOptions::new().write(true).open(p).expect("open");
+                    f.set_len(2 << 30).expect("set_len");
+                }
+            }),
+        },
+        Case {
+            name: "wrong owner (another user)",
+            setup: Box::new({
+                let v = valid.clone();
+                let (ou, og) = (other.uid, other.gid);
+                move |_, p| write_owned(p, v.as_bytes(), ou, og, 0o644)
+            }),
+        },
+        Case {
+            name: "wrong owner (root, home mode)",
+            setup: Box::new({
+                let v = valid.clone();
+                move |_, p| write_owned(p, v.as_bytes(), 0, 0, 0o644)
+            }),
+        },
+        Case {
+            name: "group-writable 0620",
+            setup: Box::new({
+                let v = valid.clone();
+                move |u, p| write_owned(p, v.as_bytes(), u.uid, u.gid, 0o620)
+            }),
+        },
+        Case {
+            name: "world-writable 0602",
+            setup: Box::new({
+                let v = valid.clone();
+                move |u, p| write_owned(p, v.as_bytes(), u.uid, u.gid, 0o602)
+            }),
+        },
+        Case {
+            name: "group-readable 0640",
+            setup: Box::new({
+                let v = valid.clone();
+                move |u, p| write_owned(p, v.as_bytes(), u.uid, u.gid, 0o640)
+            }),
+        },
+        Case {
+            name: "setuid bit 04600",
+            setup: Box::new({
+                let v = valid.clone();
+                move |u, p| write_owned(p, v.as_bytes(), u.uid, u.gid, 0o4600)
+            }),
+        },
+        Case {
+            name: "hard link (nlink 2)",
+            setup: Box::new({
+                let v = valid.clone();
+                move |u, p| {
+                    let orig = u.home.join("ga-original");
+                    write_owned(&orig, v.as_bytes(), u.uid, u.gid, 0o600);
+                    fs::hard_link(&orig, p).expect("link");
+                }
+            }),
+        },
+        Case {
+            name: "NUL byte",
+            setup: Box::new({
+                let s = secret.clone();
+                move |u, p| {
+                    let c = format!("{s}\n\0\" TOTP_AUTH\n");
+                    write_owned(p, c.as_bytes(), u.uid, u.gid, 0o600)
+                }
+            }),
+        },
+        Case {
+            name: "directory",
+            setup: Box::new(|u, p| {
+                fs::create_dir(p).expect("mkdir");
+                std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid)).expect("chown");
+            }),
+        },
+        Case {
+            name: "empty file",
+            setup: Box::new(|u, p| write_owned(p, b"", u.uid, u.gid, 0o600)),
+        },
+        Case {
+            name: "= padding",
+            setup: Box::new({
+                let s = secret.clone();
+                move |u, p| {
+                    let c = format!("{s}====\n\" TOTP_AUTH\n");
+                    write_owned(p, c.as_bytes(), u.uid, u.gid, 0o600)
+                }
+            }),
+        },
+        Case {
+            name: "home directory world-writable",
+            setup: Box::new({
+                let v = valid.clone();
+                move |u, p| {
+                    write_owned(p, v.as_bytes(), u.uid, u.gid, 0o600);
+                    fs::set_permissions(&u.home, fs::Permissions::from_mode(0o777)).expect("chmod");
+                }
+            }),
+        },
+        Case {
+            name: "intermediate symlink (secret=~/.cfg/ga, ~/.cfg -> other home)",
+            setup: Box::new({
+                let h = other.home.clone();
+                move |u, _| symlink(&h, u.home.join(".cfg")).expect("symlink")
+            }),
+        },
+    ];
+
+    let mut step = 0u64;
+    for case in &cases {
+        for nullok in ["", "nullok"] {
+            let p = u.secret_path();
+            remove_any(&p);
+            remove_any(&u.home.join("ga-original"));
+            remove_any(&u.home.join(".cfg"));
+            fs::set_permissions(&u.home, fs::Permissions::from_mode(0o700)).expect("chmod");
+            // The intermediate-symlink case reads ~/.cfg/ga, where the link leads to
+            // a file named like that in the other home.
+            let args = if case.name.starts_with("intermediate") {
+                write_owned(
+                    &other.home.join("ga"),
+                    totp_file(&secret).as_bytes(),
+                    u.uid,
+                    u.gid,
+                    0o600,
+                );
+                format!("secret=~/.cfg/ga {nullok}")
+            } else {
+                nullok.to_string()
+            };
+            (case.setup)(&u, &p);
+            let at = T0 + 30 * step;
+            step += 1;
+            let started = Instant::now();
+            let d = Driver::new(&Stack::probe("svc", &args), "svc", &u.name)
+                .answer(&code_at(&secret, at))
+                .at(at)
+                .run();
+            let took = started.elapsed();
+            assert_eq!(
+                d.module_code(),
+                "PAM_AUTH_ERR",
+                "{} [{nullok}]: {d:?}",
+                case.name
+            );
+            assert!(
+                prompt_only(&d),
+                "{} [{nullok}]: same prompt: {d:?}",
+                case.name
+            );
+            assert!(took < Duration::from_secs(2), "{} took {took:?}", case.name);
+        }
+    }
+    fs::set_permissions(&u.home, fs::Permissions::from_mode(0o700)).expect("chmod");
+    assert_eq!(
+        fs::read(&root_file).expect("read"),
+        root_before,
+        "root file untouched"
+    );
+    assert_eq!(
+        read(&other_file),
+        totp_file(&secret),
+        "other user's file untouched"
+    );
+    // Control: the plain setup with the same user and stack succeeds.
+    remove_any(&u.secret_path());
+    remove_any(&u.home.join(".cfg"));
+    u.write_secret(&totp_file(&secret), 0o600);
+    let at = T0 + 30 * step;
+    let d = Driver::new(&Stack::probe("svc", "nullok"), "svc", &u.name)
+        .answer(&code_at(&secret, at))
+        .at(at)
+        .run();
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
+/// Sets the access time of `p` far in the past (before its mtime), so that any read of
+/// it updates the atime even on a `relatime` mount.
+fn age_atime(p: &Path) {
+    let st = Command::new("touch")
+        .args(["-a", "-d", "2001-01-01 00:00:00"])
+        .arg(p)
+        .status()
+        .expect("touch");
+    assert!(st.success());
+}
+
+fn atime(p: &Path) -> i64 {
+    fs::metadata(p).expect("stat").atime()
+}
+
+const HOSTILE_NAMES: &[&str] = &[
+    "../../etc/x",
+    "../bait",
+    "a/b",
+    ".",
+    "..",
+    "-rf",
+    "",
+    "a\nb",
+    "ev\u{1b}[31mil",
+    "tab\tname",
+    "del\u{7f}",
+];
+
+fn long_name() -> String {
+    "x".repeat(10 * 1024)
+}
+
+/// B1: hostile names are denied with the same prompt as a real user, and the module
+/// touches no file for them: strace shows no access to the store (nor to `/etc/x`), and
+/// bait files at the traversal targets keep their bytes.
+#[test]
+fn traversal_user_names_are_denied_without_file_access() {
+    if !require_root("traversal_user_names_are_denied_without_file_access")
+        || !require_tool(
+            "traversal_user_names_are_denied_without_file_access",
+            "strace",
+        )
+    {
+        return;
+    }
+    let secret = random_secret_b32();
+    let top = tempfile::Builder::new()
+        .prefix("pam_totp-trav")
+        .tempdir()
+        .expect("tempdir");
+    let store = top.path().join("store");
+    fs::create_dir(&store).expect("mkdir");
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).expect("chmod");
+    // Bait: where `<store>/${USER}` leads for `../bait`, and what `a/b` would name.
+    let bait = top.path().join("bait");
+    write_owned(&bait, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    fs::create_dir(store.join("a")).expect("mkdir");
+    let bait2 = store.join("a").join("b");
+    write_owned(&bait2, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    let baits = [bait.clone(), bait2.clone()];
+    let before: Vec<Vec<u8>> = baits.iter().map(|b| fs::read(b).expect("read")).collect();
+    let store_arg = format!("secret={}/${{USER}}", store.display());
+    let stacks = [
+        ("home mode", Stack::probe("svc", "")),
+        (
+            "user=root store",
+            Stack::probe("svc", &format!("user=root {store_arg}")),
+        ),
+        ("store without user=", Stack::probe("svc", &store_arg)),
+        ("home mode, nullok", Stack::probe("svc", "nullok")),
+    ];
+    let store_name = store
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("name");
+    let trace_dir = tempfile::tempdir().expect("tempdir");
+    let mut names: Vec<String> = HOSTILE_NAMES.iter().map(|s| s.to_string()).collect();
+    names.push(long_name());
+    for (label, stack) in &stacks {
+        for name in &names {
+            let trace = trace_dir.path().join("trace");
+            let driver = Driver::new(stack, "svc", name).answer(&code_at(&secret, T0));
+            let inner = driver.command();
+            let mut cmd = Command::new("strace");
+            cmd.args(["-f", "-qq", "-s", "4096", "-e", "trace=%file", "-o"])
+                .arg(&trace)
+                .arg(inner.get_program())
+                .args(inner.get_args());
+            let out = cmd.output().expect("strace pam-drive");
+            let d = Drive::parse(&out);
+            let shown = name.escape_debug().to_string();
+            let shown: String = shown.chars().take(40).collect();
+            assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{label} {shown}: {d:?}");
+            assert!(prompt_only(&d), "{label} {shown}: same prompt: {d:?}");
+            // Path-taking syscalls only, without the exec of pam-drive (its argv holds
+            // the name itself).
+            let log: String = fs::read_to_string(&trace)
+                .expect("trace")
+                .lines()
+                .filter(|l| !l.contains("execve("))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert!(
+                !log.contains(&store_name),
+                "{label} {shown}: the store was accessed:\n{}",
+                log.lines()
+                    .filter(|l| l.contains(&store_name))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            assert!(!log.contains("/etc/x"), "{label} {shown}");
+        }
+    }
+    for (i, b) in baits.iter().enumerate() {
+        assert_eq!(fs::read(b).expect("read"), before[i], "bait {b:?} bytes");
+    }
+    // Control: for a valid name the trace does show the store being walked.
+    let trace = trace_dir.path().join("control");
+    let inner = Driver::new(&stacks[1].1, "svc", "validname")
+        .answer("123456")
+        .command();
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=%file", "-o"])
+        .arg(&trace)
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .output()
+        .expect("strace");
+    assert_eq!(Drive::parse(&out).module_code(), "PAM_AUTH_ERR");
+    let log = fs::read_to_string(&trace).expect("trace");
+    assert!(
+        log.contains(&store_name),
+        "the trace would have caught an access"
+    );
+}
+
+/// The bait check without strace: the bait at `<store>/../bait` keeps its access time.
+#[test]
+fn traversal_names_leave_the_bait_unread() {
+    if !require_root("traversal_names_leave_the_bait_unread") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let top = tempfile::Builder::new()
+        .prefix("pam_totp-bait")
+        .tempdir()
+        .expect("tempdir");
+    let store = top.path().join("store");
+    fs::create_dir(&store).expect("mkdir");
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let bait = top.path().join("bait");
+    write_owned(&bait, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    let probe = top.path().join("probe");
+    write_owned(&probe, b"x", 0, 0, 0o600);
+    // Does this filesystem update atime on read? (relatime: yes when atime < mtime.)
+    age_atime(&probe);
+    let a0 = atime(&probe);
+    let _ = fs::read(&probe).expect("read");
+    if atime(&probe) == a0 {
+        eprintln!("SKIPPED part: atime not updated on reads here; bytes checked only");
+    }
+    let atime_works = atime(&probe) != a0;
+    age_atime(&bait);
+    let a_bait = atime(&bait);
+    let before = fs::read(&bait).expect("read");
+    // fs::read above updated the atime; age it again without reading.
+    age_atime(&bait);
+    let a_bait2 = atime(&bait);
+    assert_eq!(a_bait, a_bait2);
+    let stack = Stack::probe(
+        "svc",
+        &format!("user=root secret={}/${{USER}}", store.display()),
+    );
+    for name in ["../bait", "..", ".", "../../bait", "-rf"] {
+        let d = Driver::new(&stack, "svc", name)
+            .answer(&code_at(&secret, T0))
+            .at(T0)
+            .run();
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{name}: {d:?}");
+        assert!(prompt_only(&d), "{name}");
+    }
+    if atime_works {
+        assert_eq!(atime(&bait), a_bait2, "the bait was read");
+    }
+    assert_eq!(fs::read(&bait).expect("read"), before);
+    // Control: a real name in the same store is read (and succeeds).
+    let real = store.join("realname");
+    write_owned(&real, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    let d = Driver::new(&stack, "svc", "realname")
+        .answer(&code_at(&secret, T0))
+        .at(T0)
+        .run();
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
+/// R9: unknown user, user without a file, throttled user, user with a bad file and a
+/// real user with a wrong code: same prompts, same code — and for the real user the
+/// right code works, so the setup itself is sound.
+#[test]
+fn no_oracle_between_unknown_missing_throttled_and_wrong() {
+    if !require_root("no_oracle_between_unknown_missing_throttled_and_wrong") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let real = TestUser::create("or");
+    real.write_secret(&totp_file(&secret), 0o600);
+    let missing = TestUser::create("om");
+    let throttled = TestUser::create("ot");
+    throttled.write_secret(
+        &format!(
+            "{secret}\n\" PAM_TOTP_FAILURES 9 {}\n\" TOTP_AUTH\n",
+            T0 - 1
+        ),
+        0o600,
+    );
+    let badfile = TestUser::create("ob");
+    badfile.write_secret(&totp_file(&secret), 0o644);
+    for args in ["", "echo_verification_code", "authtok_prompt=OTP:"] {
+        let stack = Stack::probe("svc", args);
+        let runs = [
+            (
+                "unknown user",
+                "nosuchuser-pt".to_string(),
+                code_at(&secret, T0),
+            ),
+            ("no file", missing.name.clone(), code_at(&secret, T0)),
+            (
+                "throttled, right code",
+                throttled.name.clone(),
+                code_at(&secret, T0),
+            ),
+            (
+                "bad file, right code",
+                badfile.name.clone(),
+                code_at(&secret, T0),
+            ),
+            ("wrong code", real.name.clone(), wrong_totp(&secret, T0)),
+        ];
+        let mut seen: Vec<(String, String, Vec<(i32, String)>)> = Vec::new();
+        for (what, user, answer) in runs {
+            let d = Driver::new(&stack, "svc", &user)
+                .answer(&answer)
+                .at(T0)
+                .run();
+            seen.push((what.to_string(), d.module_code(), d.prompt_list()));
+        }
+        let (_, code0, prompts0) = &seen[0];
+        assert_eq!(code0, "PAM_AUTH_ERR");
+        assert_eq!(prompts0.len(), 1);
+        for (what, code, prompts) in &seen {
+            assert_eq!(code, code0, "[{args}] {what}");
+            assert_eq!(prompts, prompts0, "[{args}] {what}");
+        }
+    }
+    let d = Driver::new(&Stack::probe("svc", ""), "svc", &real.name)
+        .answer(&code_at(&secret, T0 + 30))
+        .at(T0 + 30)
+        .run();
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}

@@ -1,0 +1,199 @@
+//! What the module writes to syslog (security-rules.md R26, K1, K2): captured from a
+//! private `/dev/log` (see `capture_syslog`). Never a code, secret, scratch code or
+//! password; hostile user names and hosts escaped; each verdict says who, from where
+//! and what happened.
+
+use system_tests::*;
+
+/// True when `code` occurs in `hay` as a whole number (not inside a longer one).
+fn has_number(hay: &str, code: &str) -> bool {
+    let b = hay.as_bytes();
+    hay.match_indices(code).any(|(i, _)| {
+        let before = i.checked_sub(1).map(|j| b[j]);
+        let after = b.get(i + code.len()).copied();
+        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn logs_name_who_where_and_outcome_but_no_secrets() {
+    if !require_root("logs_name_who_where_and_outcome_but_no_secrets")
+        || !require_tool("logs_name_who_where_and_outcome_but_no_secrets", "unshare")
+    {
+        return;
+    }
+    let secret = random_secret_b32();
+    let scratch = ["48151623", "42424242", "31415926"];
+    let u = TestUser::create("lg");
+    u.write_secret(
+        &format!("{secret}\n\" TOTP_AUTH\n{}\n", scratch.join("\n")),
+        0o600,
+    );
+    let password = "Tr0ub4dor&3pw";
+    let stack = Stack::with_module("svc", "debug forward_pass");
+    let host = "192.0.2.9";
+    let good = code_at(&secret, T0);
+    let wrong = wrong_totp(&secret, T0 + 30);
+    let mut all = Vec::new();
+    let mut run = |answer: String, at: u64, want: &str| {
+        let drv = Driver::new(&stack, "svc", &u.name)
+            .answer(&answer)
+            .rhost(host)
+            .at(at);
+        let (d, lines) = capture_syslog(&drv);
+        assert_eq!(d.result, want, "{answer}: {d:?}");
+        all.extend(lines);
+    };
+    run(format!("{password}{good}"), T0, "PAM_SUCCESS");
+    run(format!("{password}{good}"), T0 + 1, "PAM_AUTH_ERR");
+    run(format!("{password}{wrong}"), T0 + 30, "PAM_AUTH_ERR");
+    run(format!("{password}{}", scratch[1]), T0 + 31, "PAM_SUCCESS");
+    run(format!("{password}{}", scratch[1]), T0 + 32, "PAM_AUTH_ERR");
+    assert!(!all.is_empty(), "nothing captured");
+    let messages: Vec<&str> = all.iter().map(|l| syslog_message(l)).collect();
+    // Positive controls: the verdicts are there, with who and from where.
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("accepted") && m.contains(&u.name) && m.contains(host)),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("invalid verification code")
+                && m.contains(&u.name)
+                && m.contains(host)),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("reused") && m.contains(&u.name)),
+        "replay logged: {messages:#?}"
+    );
+    // Facility authpriv (10 << 3): priorities 80..=87.
+    for l in &all {
+        let pri: u32 = l
+            .strip_prefix('<')
+            .and_then(|r| r.split_once('>'))
+            .and_then(|(p, _)| p.parse().ok())
+            .unwrap_or(0);
+        assert_eq!(pri >> 3, 10, "facility authpriv: {l}");
+    }
+    let bytes = totp_core::base32::decode_lenient(secret.as_bytes()).expect("b32");
+    for m in &messages {
+        for s in [
+            secret.as_str(),
+            &secret.to_lowercase(),
+            &secret[..16],
+            &hex(&bytes),
+            &hex(&bytes).to_uppercase(),
+            password,
+            "Tr0ub4dor",
+        ] {
+            assert!(!m.contains(s), "secret material in log: {m}");
+        }
+        for code in [good.as_str(), wrong.as_str()].into_iter().chain(scratch) {
+            assert!(!has_number(m, code), "code {code} in log: {m}");
+        }
+    }
+}
+
+/// (user, rhost, the single-escaped form that must appear, a fragment that shows the
+/// text was not used as a format string).
+fn hostile_cases(real_user: &str) -> Vec<(String, String, &'static str, &'static str)> {
+    vec![
+        (
+            "ev\nil%n%s\u{1b}[31m".to_string(),
+            "192.0.2.1".to_string(),
+            "ev\\x0ail%n%s\\x1b[31m",
+            "il%n%s",
+        ),
+        (
+            "nosuch%n%s%x".to_string(),
+            "192.0.2.1".to_string(),
+            "nosuch%n%s%x",
+            "nosuch%n%s%x",
+        ),
+        (
+            real_user.to_string(),
+            "10.0.0.1\n%n%s\u{1b}]0;x\u{7}".to_string(),
+            "10.0.0.1\\x0a%n%s\\x1b]0;x\\x07",
+            "%n%s",
+        ),
+    ]
+}
+
+fn hostile_runs(tag: &str) -> Vec<(&'static str, &'static str, Vec<String>)> {
+    let secret = random_secret_b32();
+    let u = TestUser::create(tag);
+    u.write_secret(&totp_file(&secret), 0o600);
+    let stack = Stack::with_module("svc", "debug");
+    let mut out = Vec::new();
+    for (user, rhost, escaped, literal) in hostile_cases(&u.name) {
+        let drv = Driver::new(&stack, "svc", &user)
+            .answer(&wrong_totp(&secret, T0))
+            .rhost(&rhost)
+            .at(T0);
+        let (d, lines) = capture_syslog(&drv);
+        assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+        assert!(!lines.is_empty(), "nothing captured for {user:?}");
+        out.push((escaped, literal, lines));
+    }
+    out
+}
+
+/// K2: no raw control character reaches syslog, `%` sequences are inert text, and the
+/// denial is still logged.
+#[test]
+fn hostile_names_and_hosts_are_inert_in_logs() {
+    if !require_root("hostile_names_and_hosts_are_inert_in_logs")
+        || !require_tool("hostile_names_and_hosts_are_inert_in_logs", "unshare")
+    {
+        return;
+    }
+    for (_, literal, lines) in hostile_runs("li") {
+        for l in &lines {
+            let m = syslog_message(l);
+            assert!(
+                !m.chars().any(|c| c.is_control()),
+                "raw control character in log: {m:?}"
+            );
+        }
+        assert!(
+            lines.iter().any(|l| syslog_message(l).contains(literal)),
+            "{literal:?} not logged literally (format-string use?): {lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| syslog_message(l).contains("invalid verification code")),
+            "outcome logged: {lines:#?}"
+        );
+    }
+}
+
+/// Escaping is applied once (`\n` → `\x0a`, as `log::sanitize` documents), so the log
+/// shows the name a reader can map back to the bytes sent.
+#[test]
+fn hostile_names_and_hosts_are_escaped_exactly_once() {
+    if !require_root("hostile_names_and_hosts_are_escaped_exactly_once")
+        || !require_tool(
+            "hostile_names_and_hosts_are_escaped_exactly_once",
+            "unshare",
+        )
+    {
+        return;
+    }
+    for (escaped, _, lines) in hostile_runs("lx") {
+        assert!(
+            lines.iter().any(|l| syslog_message(l).contains(escaped)),
+            "{escaped:?} not found in {lines:#?}"
+        );
+    }
+}

@@ -1,0 +1,743 @@
+//! Every module option of `pam_totp.so`, through the real libpam and the built module
+//! (security-rules.md R2, R3, R6, R13, R14, R28; compat §1).
+//!
+//! Runs as root with real throwaway users; the clock is frozen with libfaketime so every
+//! code is for a known step.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use system_tests::*;
+
+fn user_with_secret(tag: &str, secret: &str) -> TestUser {
+    let u = TestUser::create(tag);
+    u.write_secret(&totp_file(secret), 0o600);
+    u
+}
+
+fn run(stack: &Stack, user: &str, answer: &str, at: u64) -> Drive {
+    Driver::new(stack, "svc", user).answer(answer).at(at).run()
+}
+
+fn mkdir_owned(path: &Path, uid: u32, gid: u32, mode: u32) {
+    fs::create_dir_all(path).expect("mkdir");
+    chown(path, Some(uid), Some(gid)).expect("chown dir");
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod dir");
+}
+
+#[test]
+fn secret_expands_tilde_home_and_user() {
+    if !require_root("secret_expands_tilde_home_and_user") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("sx");
+    let sub = u.home.join("cfg");
+    mkdir_owned(&sub, u.uid, u.gid, 0o700);
+    let f1 = sub.join(format!("{}.ga", u.name));
+    write_owned(&f1, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o600);
+    let f2 = sub.join(format!("two-{}", u.name));
+    write_owned(&f2, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o600);
+    // No file at the default path: success can only come from the expanded path.
+    assert!(!u.secret_path().exists());
+
+    let s1 = Stack::probe("svc", "secret=~/cfg/${USER}.ga");
+    let d = run(&s1, &u.name, &code_at(&secret, T0), T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert!(file_value(&read(&f1), "PAM_TOTP_LAST_STEP").is_some());
+
+    let s2 = Stack::probe("svc", "secret=${HOME}/cfg/two-${USER}");
+    let d = run(&s2, &u.name, &code_at(&secret, T0), T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert_eq!(
+        file_value(&read(&f2), "PAM_TOTP_LAST_STEP"),
+        Some((T0 / 30).to_string())
+    );
+
+    // The default spec is ~/.google_authenticator: absent here → prompt, then deny.
+    let s3 = Stack::probe("svc", "");
+    let d = run(&s3, &u.name, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    assert_eq!(d.prompts, 1);
+}
+
+#[test]
+fn user_root_store_mode_reads_and_writes_state_in_the_store() {
+    if !require_root("user_root_store_mode_reads_and_writes_state_in_the_store") {
+        return;
+    }
+    let store = root_store();
+    let secret = random_secret_b32();
+    let u = TestUser::create("st");
+    let f = store.path().join(&u.name);
+    write_owned(&f, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    let spec = format!("user=root secret={}/${{USER}}", store.path().display());
+    let stack = Stack::probe("svc", &spec);
+
+    let d = run(&stack, &u.name, &code_at(&secret, T0), T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    let after = read(&f);
+    assert_eq!(
+        file_value(&after, "PAM_TOTP_LAST_STEP"),
+        Some((T0 / 30).to_string()),
+        "replay mark written in the store"
+    );
+    assert_eq!(mode_owner(&f), (0o600, 0, 0), "still root-owned 0600");
+    // The state lives in the store: replay is refused and counted there.
+    let d = run(&stack, &u.name, &code_at(&secret, T0), T0);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    assert_eq!(failures(&read(&f)), 1);
+    assert!(
+        !u.secret_path().exists(),
+        "nothing written in the home directory"
+    );
+
+    // GA's use case: a name that NSS does not know, with a file in the store.
+    let ghost = format!("ghost{}", std::process::id());
+    let g = store.path().join(&ghost);
+    write_owned(&g, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    let d = run(&stack, &ghost, &code_at(&secret, T0 + 60), T0 + 60);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+
+    // A store file owned by the user (not by user=) is refused.
+    write_owned(&f, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o600);
+    let d = run(&stack, &u.name, &code_at(&secret, T0 + 90), T0 + 90);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    assert_eq!(d.prompts, 1);
+}
+
+#[test]
+fn authtok_prompt_replaces_the_prompt() {
+    if !require_root("authtok_prompt_replaces_the_prompt") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("ap", &secret);
+    let stack = Stack::new();
+    stack.service(
+        "svc",
+        "auth required @MODULE@ [authtok_prompt=Your token, please: ]\n",
+    );
+    let d = run(&stack, &u.name, &code_at(&secret, T0), T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(
+        d.prompt_list(),
+        vec![(1, "Your token, please: ".to_string())]
+    );
+
+    let stack = Stack::probe("svc", "authtok_prompt=Code?");
+    let d = run(&stack, &u.name, "000000", T0 + 30);
+    assert_eq!(d.prompt_list(), vec![(1, "Code?".to_string())]);
+    // The default prompt, for comparison.
+    let stack = Stack::probe("svc", "");
+    let d = run(&stack, &u.name, "000000", T0 + 60);
+    assert_eq!(
+        d.prompt_list(),
+        vec![(1, "Verification code: ".to_string())]
+    );
+}
+
+#[test]
+fn nullok_ignores_only_a_missing_file() {
+    if !require_root("nullok_ignores_only_a_missing_file") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("nu");
+    let with = Stack::probe("svc", "nullok");
+    let without = Stack::probe("svc", "");
+
+    // Missing file: PAM_IGNORE without a prompt, only with nullok.
+    let d = run(&with, &u.name, "123456", T0);
+    assert_eq!(d.module_code(), "PAM_IGNORE", "{d:?}");
+    assert_eq!(d.prompts, 0);
+    let d = run(&without, &u.name, "123456", T0);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    assert_eq!(d.prompts, 1);
+
+    // Any other problem: prompted, then denied, with or without nullok.
+    let p = u.secret_path();
+    let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+        (
+            "mode 0644",
+            Box::new(|| {
+                write_owned(&p, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o644);
+            }),
+        ),
+        (
+            "empty",
+            Box::new(|| write_owned(&p, b"", u.uid, u.gid, 0o600)),
+        ),
+        (
+            "unparsable",
+            Box::new(|| write_owned(&p, b"!!!!\n\" TOTP_AUTH\n", u.uid, u.gid, 0o600)),
+        ),
+        (
+            "root-owned",
+            Box::new(|| write_owned(&p, totp_file(&secret).as_bytes(), 0, 0, 0o600)),
+        ),
+        (
+            "directory",
+            Box::new(|| {
+                let _ = fs::remove_file(&p);
+                mkdir_owned(&p, u.uid, u.gid, 0o700);
+            }),
+        ),
+    ];
+    for (i, (what, setup)) in cases.iter().enumerate() {
+        setup();
+        let at = T0 + 30 * i as u64;
+        for stack in [&with, &without] {
+            let d = run(stack, &u.name, &code_at(&secret, at), at);
+            assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{what}: {d:?}");
+            assert_eq!(d.prompts, 1, "{what}: prompted");
+        }
+        if p.is_dir() {
+            fs::remove_dir(&p).expect("rmdir");
+        }
+    }
+}
+
+#[test]
+fn no_strict_owner_never_admits_another_users_file() {
+    if !require_root("no_strict_owner_never_admits_another_users_file") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("no", &secret);
+    let other = TestUser::create("nx");
+    let lax = Stack::probe("svc", "no_strict_owner allowed_perm=0644");
+    // Accepted: a normal file still works.
+    let d = run(&lax, &u.name, &code_at(&secret, T0), T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    // Deviation from GA: an owner other than the user, user= or root stays refused.
+    let p = u.secret_path();
+    write_owned(
+        &p,
+        totp_file(&secret).as_bytes(),
+        other.uid,
+        other.gid,
+        0o644,
+    );
+    let before = fs::read(&p).expect("read");
+    let d = run(&lax, &u.name, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1);
+    assert_eq!(fs::read(&p).expect("read"), before, "file untouched");
+    // Root-owned in home mode without no_strict_owner: refused, untouched.
+    write_owned(&p, totp_file(&secret).as_bytes(), 0, 0, 0o644);
+    let strict = Stack::probe("svc", "allowed_perm=0644");
+    let d = run(&strict, &u.name, &code_at(&secret, T0 + 60), T0 + 60);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(fs::read(&p).expect("read"), before);
+}
+
+#[test]
+fn allowed_perm_relaxes_read_bits_only() {
+    if !require_root("allowed_perm_relaxes_read_bits_only") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("pm");
+    let p = u.secret_path();
+    write_owned(&p, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o640);
+    let default = Stack::probe("svc", "");
+    let d = run(&default, &u.name, &code_at(&secret, T0), T0);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "0640 refused by default");
+    let relaxed = Stack::probe("svc", "allowed_perm=0640");
+    let d = run(&relaxed, &u.name, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert_eq!(mode_owner(&p).0, 0o640, "mode kept on rewrite");
+    // Write bits for group/other are refused whatever allowed_perm says.
+    for (mode, arg) in [(0o660, "allowed_perm=0660"), (0o606, "allowed_perm=0666")] {
+        write_owned(&p, totp_file(&secret).as_bytes(), u.uid, u.gid, mode);
+        let at = T0 + 60 + u64::from(mode);
+        let d = run(
+            &Stack::probe("svc", arg),
+            &u.name,
+            &code_at(&secret, at),
+            at,
+        );
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{mode:o} with {arg}");
+        assert_eq!(d.prompts, 1);
+    }
+    // Malformed values are configuration errors.
+    for arg in [
+        "allowed_perm=0",
+        "allowed_perm=0x1a4",
+        "allowed_perm=",
+        "allowed_perm=0999",
+    ] {
+        let d = run(&Stack::probe("svc", arg), &u.name, "123456", T0);
+        assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "{arg}");
+        assert_eq!(d.prompts, 0, "{arg}");
+    }
+}
+
+#[test]
+fn debug_noskewadj_and_flags_are_accepted() {
+    if !require_root("debug_noskewadj_and_flags_are_accepted") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("dg", &secret);
+    for (i, args) in ["debug", "noskewadj", "debug noskewadj allow_readonly"]
+        .iter()
+        .enumerate()
+    {
+        let at = T0 + 30 * i as u64;
+        let d = run(
+            &Stack::probe("svc", args),
+            &u.name,
+            &code_at(&secret, at),
+            at,
+        );
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "{args}: {d:?}");
+        assert_eq!(d.prompts, 1);
+    }
+}
+
+/// GA's skew-learning scenario (compat §7.4): codes for step 11000+i entered at
+/// T = 12000+i. GA learns the skew and accepts the third; pam_totp never learns,
+/// with or without `noskewadj`, and writes no skew state.
+#[test]
+fn noskewadj_has_no_effect_because_skew_is_never_learned() {
+    if !require_root("noskewadj_has_no_effect_because_skew_is_never_learned") {
+        return;
+    }
+    let u = TestUser::create("sk");
+    for args in ["", "noskewadj"] {
+        u.write_secret(&totp_file(GA_SECRET), 0o600);
+        let stack = Stack::probe("svc", &format!("throttle_after=100 {args}"));
+        for i in 0..4u64 {
+            let code = oathtool_totp(GA_SECRET, (11_000 + i) * 30, 30, 6, "sha1");
+            let d = run(&stack, &u.name, &code, (12_000 + i) * 30);
+            assert_eq!(d.module_code(), "PAM_AUTH_ERR", "[{args}] attempt {i}");
+        }
+        let after = read(&u.secret_path());
+        assert!(!after.contains("TIME_SKEW"), "[{args}] {after}");
+        assert_eq!(failures(&after), 4);
+        // A current code still works.
+        let t = 12_010 * 30;
+        let code = oathtool_totp(GA_SECRET, t, 30, 6, "sha1");
+        let d = run(&stack, &u.name, &code, t);
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "[{args}] {d:?}");
+    }
+}
+
+#[test]
+fn no_increment_hotp_keeps_the_counter_on_failure() {
+    if !require_root("no_increment_hotp_keeps_the_counter_on_failure") {
+        return;
+    }
+    let u = TestUser::create("ho");
+    let hotp = format!("{GA_SECRET}\n\" HOTP_COUNTER 1\n");
+    // GA vector: 293240 is counter 1.
+    assert_eq!(oathtool_hotp(GA_SECRET, 1), "293240");
+    for (args, after_fail) in [("", "2"), ("no_increment_hotp", "1")] {
+        u.write_secret(&hotp, 0o600);
+        let stack = Stack::probe("svc", args);
+        let d = run(&stack, &u.name, "000001", T0);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+        assert_eq!(
+            file_value(&read(&u.secret_path()), "HOTP_COUNTER").as_deref(),
+            Some(after_fail),
+            "[{args}]"
+        );
+        let code = oathtool_hotp(GA_SECRET, after_fail.parse().expect("n"));
+        let d = run(&stack, &u.name, &code, T0);
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "[{args}] {d:?}");
+        let next = after_fail.parse::<u64>().expect("n") + 1;
+        assert_eq!(
+            file_value(&read(&u.secret_path()), "HOTP_COUNTER"),
+            Some(next.to_string())
+        );
+    }
+}
+
+#[test]
+fn echo_verification_code_prompts_with_echo_on() {
+    if !require_root("echo_verification_code_prompts_with_echo_on") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("ec", &secret);
+    for (i, args) in ["echo_verification_code", "echo-verification-code"]
+        .iter()
+        .enumerate()
+    {
+        let at = T0 + 30 * i as u64;
+        let d = run(
+            &Stack::probe("svc", args),
+            &u.name,
+            &code_at(&secret, at),
+            at,
+        );
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+        assert_eq!(
+            d.prompt_list(),
+            vec![(2, "Verification code: ".to_string())]
+        );
+    }
+    let d = run(&Stack::probe("svc", ""), &u.name, "000000", T0 + 90);
+    assert_eq!(d.prompt_list()[0].0, 1, "echo off by default");
+}
+
+#[test]
+fn grace_period_matches_numeric_rhost_only() {
+    if !require_root("grace_period_matches_numeric_rhost_only") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("gp", &secret);
+    let stack = Stack::probe("svc", "grace_period=3600");
+    let login = |rhost: Option<&str>, answer: &str, at: u64| {
+        let mut d = Driver::new(&stack, "svc", &u.name).answer(answer).at(at);
+        if let Some(h) = rhost {
+            d = d.rhost(h);
+        }
+        d.run()
+    };
+
+    let d = login(Some("192.0.2.7"), &code_at(&secret, T0), T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    let f = read(&u.secret_path());
+    assert_eq!(
+        file_value(&f, "LAST0"),
+        Some(format!("192.0.2.7 {T0}")),
+        "{f}"
+    );
+    // Same address within the period: success without a prompt; nothing evaluated.
+    let d = login(Some("192.0.2.7"), "000000", T0 + 100);
+    assert_eq!(d.module_code(), "PAM_SUCCESS");
+    assert_eq!(d.prompts, 0);
+    // IPv4-mapped spelling of the same address: normalised, also matches.
+    let d = login(Some("::ffff:192.0.2.7"), "000000", T0 + 110);
+    assert_eq!(d.module_code(), "PAM_SUCCESS");
+    assert_eq!(d.prompts, 0);
+    // Other address, no address, after the period: prompted.
+    for (rhost, at) in [
+        (Some("192.0.2.8"), T0 + 120),
+        (None, T0 + 150),
+        (Some("192.0.2.7"), T0 + 3601),
+    ] {
+        let d = login(rhost, "000000", at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{rhost:?} at {at}");
+        assert_eq!(d.prompts, 1, "{rhost:?} at {at}");
+    }
+
+    // Host names never get a grace entry nor match one.
+    u.write_secret(&totp_file(&secret), 0o600);
+    let d = login(Some("client.example"), &code_at(&secret, T0), T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS");
+    assert!(file_value(&read(&u.secret_path()), "LAST0").is_none());
+    u.write_secret(
+        &format!("{secret}\n\" TOTP_AUTH\n\" LAST0 client.example {T0}\n"),
+        0o600,
+    );
+    let d = login(Some("client.example"), "000000", T0 + 10);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    assert_eq!(d.prompts, 1);
+}
+
+#[test]
+fn allow_readonly_cannot_excuse_losing_the_replay_mark() {
+    if !require_root("allow_readonly_cannot_excuse_losing_the_replay_mark") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("ro");
+    let dir = u.home.join("ro");
+    mkdir_owned(&dir, u.uid, u.gid, 0o700);
+    let p = dir.join("ga");
+    write_owned(&p, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o600);
+    // The user cannot create the temp file next to the secret any more.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o500)).expect("chmod");
+    let before = fs::read(&p).expect("read");
+    for (i, args) in ["", "allow_readonly", "allow_readonly grace_period=60"]
+        .iter()
+        .enumerate()
+    {
+        let at = T0 + 30 * i as u64;
+        let stack = Stack::probe("svc", &format!("secret=~/ro/ga {args}"));
+        let d = Driver::new(&stack, "svc", &u.name)
+            .answer(&code_at(&secret, at))
+            .rhost("192.0.2.1")
+            .at(at)
+            .run();
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "[{args}] {d:?}");
+        assert_eq!(fs::read(&p).expect("read"), before);
+    }
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    // Control: writable again, the same setup succeeds.
+    let stack = Stack::probe("svc", "secret=~/ro/ga allow_readonly");
+    let d = run(&stack, &u.name, &code_at(&secret, T0 + 120), T0 + 120);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
+#[test]
+fn max_window_caps_the_files_window() {
+    if !require_root("max_window_caps_the_files_window") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("mw");
+    let file = format!("{secret}\n\" WINDOW_SIZE 17\n\" TOTP_AUTH\n");
+    // A code 5 steps ahead: inside WINDOW_SIZE 17 (±8), outside a cap of 3 (±1).
+    let ahead = code_at(&secret, T0 + 150);
+    for (args, expect) in [
+        ("", "PAM_SUCCESS"),
+        ("max_window=11", "PAM_SUCCESS"),
+        ("max_window=9", "PAM_AUTH_ERR"),
+        ("max_window=3", "PAM_AUTH_ERR"),
+    ] {
+        u.write_secret(&file, 0o600);
+        let d = run(&Stack::probe("svc", args), &u.name, &ahead, T0);
+        assert_eq!(d.module_code(), expect, "[{args}]");
+    }
+    for bad in ["max_window=0", "max_window=101", "max_window=x"] {
+        let d = run(&Stack::probe("svc", bad), &u.name, &ahead, T0);
+        assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "{bad}");
+    }
+}
+
+#[test]
+fn max_time_skew_caps_the_files_skew() {
+    if !require_root("max_time_skew_caps_the_files_skew") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("ms");
+    let file = format!("{secret}\n\" TIME_SKEW 5\n\" TOTP_AUTH\n");
+    let skewed = code_at(&secret, T0 + 5 * 30);
+    let current = code_at(&secret, T0);
+    for (args, answer, expect) in [
+        ("max_time_skew=5", &skewed, "PAM_SUCCESS"),
+        ("", &skewed, "PAM_AUTH_ERR"),
+        ("max_time_skew=3", &skewed, "PAM_AUTH_ERR"),
+        ("max_time_skew=0", &skewed, "PAM_AUTH_ERR"),
+        ("max_time_skew=0", &current, "PAM_SUCCESS"),
+    ] {
+        u.write_secret(&file, 0o600);
+        let d = run(&Stack::probe("svc", args), &u.name, answer, T0);
+        assert_eq!(d.module_code(), expect, "[{args}] {d:?}");
+    }
+    let d = run(
+        &Stack::probe("svc", "max_time_skew=1501"),
+        &u.name,
+        &current,
+        T0,
+    );
+    assert_eq!(d.module_code(), "PAM_SERVICE_ERR");
+}
+
+#[test]
+fn min_secret_bits_refuses_short_secrets() {
+    if !require_root("min_secret_bits_refuses_short_secrets") {
+        return;
+    }
+    let u = TestUser::create("mb");
+    // GA's test vector: 80-bit secret, 050548 at t = 300000.
+    assert_eq!(oathtool_totp(GA_SECRET, 300_000, 30, 6, "sha1"), "050548");
+    for (args, expect, prompts) in [
+        ("", "PAM_SUCCESS", 1),
+        ("min_secret_bits=80", "PAM_SUCCESS", 1),
+        ("min_secret_bits=128", "PAM_AUTH_ERR", 1),
+        ("min_secret_bits=79", "PAM_SERVICE_ERR", 0),
+    ] {
+        u.write_secret(&totp_file(GA_SECRET), 0o600);
+        let d = run(&Stack::probe("svc", args), &u.name, "050548", 300_000);
+        assert_eq!(d.module_code(), expect, "[{args}] {d:?}");
+        assert_eq!(d.prompts, prompts, "[{args}]");
+    }
+    // A 160-bit secret passes min_secret_bits=160.
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    let d = run(
+        &Stack::probe("svc", "min_secret_bits=160"),
+        &u.name,
+        &code_at(&secret, T0),
+        T0,
+    );
+    assert_eq!(d.module_code(), "PAM_SUCCESS");
+}
+
+#[test]
+fn max_failures_disables_after_the_cap() {
+    if !require_root("max_failures_disables_after_the_cap") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("mf", &secret);
+    let stack = Stack::probe("svc", "max_failures=2 throttle_after=100");
+    for i in 0..2u64 {
+        let d = run(&stack, &u.name, &wrong_totp(&secret, T0 + i), T0 + i);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    }
+    // A correct code, even much later, is refused (still prompted), and not counted.
+    for at in [T0 + 30, T0 + 86_000] {
+        let d = run(&stack, &u.name, &code_at(&secret, at), at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "at {at}");
+        assert_eq!(d.prompts, 1);
+    }
+    assert_eq!(failures(&read(&u.secret_path())), 2);
+    // Without the cap, the same file lets the user in.
+    let d = run(
+        &Stack::probe("svc", "throttle_after=100"),
+        &u.name,
+        &code_at(&secret, T0 + 86_030),
+        T0 + 86_030,
+    );
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    for bad in ["max_failures=0", "max_failures=101"] {
+        let d = run(&Stack::probe("svc", bad), &u.name, "123456", T0);
+        assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "{bad}");
+    }
+}
+
+#[test]
+fn throttle_after_and_throttle_max_set_the_backoff() {
+    if !require_root("throttle_after_and_throttle_max_set_the_backoff") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("th", &secret);
+    // throttle_after=2: after two failures a 30-s backoff (base) runs.
+    let stack = Stack::probe("svc", "throttle_after=2");
+    for i in 0..2u64 {
+        let d = run(&stack, &u.name, &wrong_totp(&secret, T0), T0 + i);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    }
+    let before = read(&u.secret_path());
+    let d = run(&stack, &u.name, &code_at(&secret, T0 + 10), T0 + 10);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "throttled");
+    assert_eq!(d.prompts, 1, "a throttled attempt is still prompted");
+    assert_eq!(read(&u.secret_path()), before, "not charged");
+    let d = run(&stack, &u.name, &code_at(&secret, T0 + 32), T0 + 32);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "backoff over: {d:?}");
+
+    // throttle_max=5 shortens the backoff to 5 s.
+    u.write_secret(&totp_file(&secret), 0o600);
+    let stack = Stack::probe("svc", "throttle_after=2 throttle_max=5");
+    for i in 0..2u64 {
+        run(&stack, &u.name, &wrong_totp(&secret, T0), T0 + i);
+    }
+    let d = run(&stack, &u.name, &code_at(&secret, T0 + 3), T0 + 3);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "still within 5 s");
+    let d = run(&stack, &u.name, &code_at(&secret, T0 + 7), T0 + 7);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+
+    // Default threshold 3: two failures do not throttle.
+    u.write_secret(&totp_file(&secret), 0o600);
+    let stack = Stack::probe("svc", "");
+    for i in 0..2u64 {
+        run(&stack, &u.name, &wrong_totp(&secret, T0), T0 + i);
+    }
+    let d = run(&stack, &u.name, &code_at(&secret, T0 + 3), T0 + 3);
+    assert_eq!(d.module_code(), "PAM_SUCCESS");
+    for bad in [
+        "throttle_after=0",
+        "throttle_after=101",
+        "throttle_max=0",
+        "throttle_max=86401",
+    ] {
+        let d = run(&Stack::probe("svc", bad), &u.name, "123456", T0);
+        assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "{bad}");
+    }
+}
+
+#[test]
+fn lock_timeout_bounds_the_wait_for_a_held_lock() {
+    if !require_root("lock_timeout_bounds_the_wait_for_a_held_lock") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("lt", &secret);
+    let holder = fs::File::open(u.secret_path()).expect("open");
+    holder.lock().expect("flock");
+    // Real clock here: a frozen monotonic clock would never reach the deadline.
+    let stack = Stack::probe("svc", "lock_timeout=500");
+    let started = Instant::now();
+    let d = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, now()))
+        .run();
+    let took = started.elapsed();
+    assert_eq!(d.module_code(), "PAM_SYSTEM_ERR", "{d:?}");
+    assert!(took >= Duration::from_millis(450), "waited {took:?}");
+    assert!(took < Duration::from_secs(3), "waited {took:?}");
+    drop(holder);
+    let d = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, now()))
+        .run();
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    for bad in ["lock_timeout=5001", "lock_timeout=-1", "lock_timeout="] {
+        let d = run(&Stack::probe("svc", bad), &u.name, "123456", T0);
+        assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "{bad}");
+    }
+}
+
+#[test]
+fn unknown_or_malformed_option_is_a_service_error_for_everybody() {
+    if !require_root("unknown_or_malformed_option_is_a_service_error_for_everybody") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = user_with_secret("uo", &secret);
+    let bare = TestUser::create("ub");
+    let users = [
+        u.name.clone(),
+        bare.name.clone(),
+        "root".to_string(),
+        "nosuchuser-pt".to_string(),
+        "../x".to_string(),
+    ];
+    for args in [
+        "bogus",
+        "nullok bogus",
+        "debug=1",
+        "secret",
+        "nullok=yes",
+        "grace_period=-1",
+        "grace_period=10s",
+        "user=123abc",
+        "secret=",
+        "Nullok",
+    ] {
+        let stack = Stack::probe("svc", args);
+        for name in &users {
+            let d = run(&stack, name, &code_at(&secret, T0), T0);
+            assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "[{args}] {name}: {d:?}");
+            assert_eq!(d.prompts, 0, "[{args}] {name}");
+        }
+    }
+    assert!(
+        file_value(&read(&u.secret_path()), "PAM_TOTP_FAILURES").is_none(),
+        "nothing evaluated"
+    );
+}
+
+/// `user=` naming an account NSS does not know is a configuration error (GA: the option
+/// parse fails for everybody). It must not depend on the name logging in: an invalid
+/// `PAM_USER` must not turn it into a prompt and `PAM_AUTH_ERR`.
+#[test]
+fn user_option_naming_no_account_is_a_service_error_for_every_name() {
+    if !require_root("user_option_naming_no_account_is_a_service_error_for_every_name") {
+        return;
+    }
+    let store = root_store();
+    let u = TestUser::create("un");
+    let stack = Stack::probe(
+        "svc",
+        &format!(
+            "user=nosuchaccount-pt secret={}/${{USER}}",
+            store.path().display()
+        ),
+    );
+    for name in [u.name.as_str(), "root", "nosuchuser-pt", "../x", "-rf", ""] {
+        let d = run(&stack, name, "123456", T0);
+        assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "{name:?}: {d:?}");
+        assert_eq!(d.prompts, 0, "{name:?}");
+    }
+}
