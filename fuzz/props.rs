@@ -145,13 +145,13 @@ pub fn rhost_parse(rhost: &[u8]) {
         }
         RemoteHost::Absent => assert!(rhost.is_empty()),
         RemoteHost::NotAnAddress => {
-            if let Ok(text) = std::str::from_utf8(rhost) {
-                if !text.contains('%') {
-                    assert!(
-                        text.parse::<IpAddr>().is_err(),
-                        "a plain literal was refused"
-                    );
-                }
+            if let Ok(text) = std::str::from_utf8(rhost)
+                && !text.contains('%')
+            {
+                assert!(
+                    text.parse::<IpAddr>().is_err(),
+                    "a plain literal was refused"
+                );
             }
         }
     }

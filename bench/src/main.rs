@@ -47,6 +47,7 @@ const USAGE: &str =
   --tmpfs-state   put the state file on a tmpfs private to the run, where fsync costs
                   nothing: a diagnostic that separates CPU and syscall cost from the disk
   --keep          keep the scratch directory (under target/bench-tmp)
+  --module PATH   benchmark this build of pam_totp instead of target/release/libpam_totp.so
 Runs as root (mount namespace, GA's user=root file).";
 
 struct Opts {
@@ -55,6 +56,7 @@ struct Opts {
     sink: bool,
     tmpfs_state: bool,
     keep: bool,
+    module: Option<PathBuf>,
 }
 
 fn parse_args(args: &[String]) -> Result<Opts, String> {
@@ -64,6 +66,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         sink: true,
         tmpfs_state: false,
         keep: false,
+        module: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -81,6 +84,10 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             "--no-sink" => o.sink = false,
             "--keep" => o.keep = true,
             "--tmpfs-state" => o.tmpfs_state = true,
+            "--module" => {
+                let p = PathBuf::from(it.next().ok_or("--module needs a path")?);
+                o.module = Some(std::path::absolute(&p).map_err(|e| format!("--module: {e}"))?);
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -128,6 +135,8 @@ struct Case {
     samples: Vec<Duration>,
     skipped_warmup: usize,
     logs: u64,
+    /// Minor page faults of the benchmark thread (the module is mapped afresh each time).
+    faults: u64,
 }
 
 impl Case {
@@ -158,6 +167,17 @@ struct Bench {
     wrong_code: String,
     sink: sandbox::Sink,
     rewrite_samples: Vec<Duration>,
+}
+
+/// Minor page faults of the calling thread so far.
+fn minor_faults() -> u64 {
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid out-pointer for the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return 0;
+    }
+    u64::try_from(ru.ru_minflt).unwrap_or(0)
 }
 
 fn now_unix() -> i64 {
@@ -223,7 +243,10 @@ impl Bench {
             .parent()
             .ok_or("the binary has no directory")?
             .to_path_buf();
-        let module = release.join("libpam_totp.so");
+        let module = opts
+            .module
+            .clone()
+            .unwrap_or_else(|| release.join("libpam_totp.so"));
         if !module.exists() {
             return Err(format!(
                 "{} not found: build it first (make bench does)",
@@ -278,6 +301,18 @@ impl Bench {
                 format!("auth required pam_google_authenticator.so user=root secret={s} noskewadj"),
             ),
             ("totp", format!("auth required {m} user=root secret={s}")),
+            // Loaded by pam_start and unloaded by pam_end, never called: the dynamic
+            // loading cost alone.
+            (
+                "ga-load",
+                format!(
+                    "auth sufficient pam_permit.so\nauth required pam_google_authenticator.so user=root secret={s}"
+                ),
+            ),
+            (
+                "totp-load",
+                format!("auth sufficient pam_permit.so\nauth required {m} user=root secret={s}"),
+            ),
         ];
         let mut access = Vec::new();
         for n in ACCESS_SIZES {
@@ -292,6 +327,20 @@ impl Bench {
             access.push((
                 format!("access-totp-{n}"),
                 format!("auth required {m} user=root secret={s} accessfile={r}"),
+            ));
+            // Control: the same rules with a `-` last rule. pam_access grants when no rule
+            // matches, so only a denial here proves it read down to the last line.
+            let control = scratch.join(format!("access-{n}-control.conf"));
+            let text = access_rules(n).replace("+ : ALL : 192.0.2.0/24", "- : ALL : 192.0.2.0/24");
+            fs::write(&control, text).map_err(|e| format!("write {}: {e}", control.display()))?;
+            let c = control.display();
+            access.push((
+                format!("control-pam-{n}"),
+                format!("auth required pam_access.so accessfile={c}"),
+            ));
+            access.push((
+                format!("control-totp-{n}"),
+                format!("auth required {m} user=root secret={s} accessfile={c}"),
             ));
         }
         services.extend(access.iter().map(|(n, l)| (n.as_str(), l.clone())));
@@ -340,6 +389,7 @@ impl Bench {
     /// Runs iterations of `case` until `deadline` or `max` iterations.
     fn batch(&mut self, case: &mut Case, deadline: Instant, max: usize) -> Result<(), String> {
         let before = self.sink.settled_count();
+        let faults_before = minor_faults();
         for _ in 0..max {
             if Instant::now() >= deadline {
                 break;
@@ -381,6 +431,7 @@ impl Bench {
                 case.samples.push(dt);
             }
         }
+        case.faults += minor_faults().saturating_sub(faults_before);
         case.logs += self.sink.settled_count().saturating_sub(before);
         Ok(())
     }
@@ -396,10 +447,11 @@ fn auth_cases(wrong: &str) -> Vec<Case> {
             service: service.into(),
             answer,
             expect,
-            refresh: true,
+            refresh: !key.ends_with("-load"),
             samples: Vec::new(),
             skipped_warmup: 0,
             logs: 0,
+            faults: 0,
         });
     };
     add(
@@ -430,6 +482,16 @@ fn auth_cases(wrong: &str) -> Vec<Case> {
             Expect::Success,
         ),
     ];
+    for (mkey, mname, _) in modules.iter().filter(|m| m.0 != "ga-noskew") {
+        add(
+            &format!("{mkey}-load"),
+            "load+unload only",
+            mname,
+            &format!("{mkey}-load"),
+            Answer::None,
+            Expect::Success,
+        );
+    }
     for (skey, sname, answer, expect) in scenarios {
         for (mkey, mname, service) in modules {
             add(
@@ -464,10 +526,38 @@ fn access_cases() -> Vec<Case> {
                 samples: Vec::new(),
                 skipped_warmup: 0,
                 logs: 0,
+                faults: 0,
             });
         }
     }
     v
+}
+
+/// Before timing the access rules: with the last rule turned into `-`, pam_access must
+/// deny and pam_totp must ask for the code, which shows that both read every rule and
+/// that nothing before the last one matches.
+fn check_access_controls(b: &Bench, cases: &[Case]) -> Result<(), String> {
+    for case in cases.iter().filter(|c| c.module == "pam_access.so") {
+        let n = case.key.rsplit('-').next().unwrap_or("");
+        for (service, want_prompts, want_rc) in [
+            (format!("control-pam-{n}"), 0, Some(codes::PERM_DENIED)),
+            (format!("control-totp-{n}"), 1, None),
+        ] {
+            let conv = Scripted::texts([b.wrong_code.clone()]);
+            let mut tx = Transaction::start(&service, Some(USER), Some(&b.confdir), Box::new(conv))
+                .map_err(|e| format!("{service}: {e}"))?;
+            tx.set_item(Item::RHost, RHOST.as_bytes());
+            let rc = tx.authenticate(0);
+            if tx.prompt_count() != want_prompts || want_rc.is_some_and(|w| w != rc) {
+                return Err(format!(
+                    "{service}: control check failed ({} after {} prompt(s)): the rule file is not read as intended",
+                    code_name(rc),
+                    tx.prompt_count()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Interleaved rounds: each case gets `budget / ROUNDS` per round.
@@ -665,8 +755,16 @@ fn median_of(cases: &[Case], key: &str) -> Option<f64> {
 fn print_table(auth: &[Case], access: &[Case]) {
     let permit = median_of(auth, "permit");
     println!(
-        "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>10} {:>10}",
-        "scenario", "module", "median", "p90", "n", "logs/auth", "×permit", "×GA default"
+        "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}",
+        "scenario",
+        "module",
+        "median",
+        "p90",
+        "n",
+        "logs/auth",
+        "faults/auth",
+        "×permit",
+        "×GA default"
     );
     for c in auth {
         let scen_key = c.key.rsplit('-').next().unwrap_or("");
@@ -680,8 +778,8 @@ fn print_table(auth: &[Case], access: &[Case]) {
     }
     if !access.is_empty() {
         println!(
-            "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>10} {:>10}",
-            "", "", "", "", "", "", "×permit", "×pam_access"
+            "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}",
+            "", "", "", "", "", "", "", "×permit", "×pam_access"
         );
         for c in access {
             let n = c.key.rsplit('-').next().unwrap_or("");
@@ -696,19 +794,22 @@ fn print_table(auth: &[Case], access: &[Case]) {
 
 fn print_row(c: &Case, vs_permit: Option<f64>, vs_other: Option<f64>, note: &str) {
     let n = c.samples.len() + c.skipped_warmup;
-    let logs = if n > 0 {
-        format!("{:.1}", c.logs as f64 / n as f64)
-    } else {
-        "-".into()
+    let per = |v: u64| {
+        if n > 0 {
+            format!("{:.1}", v as f64 / n as f64)
+        } else {
+            "-".into()
+        }
     };
     println!(
-        "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>10} {:>10}{note}",
+        "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}{note}",
         c.scenario,
         c.module,
         fmt_us(c.median_us()),
         fmt_us(percentile(&c.samples, 90)),
         c.samples.len(),
-        logs,
+        per(c.logs),
+        per(c.faults),
         fmt_ratio(vs_permit),
         fmt_ratio(vs_other),
     );
@@ -735,6 +836,9 @@ fn run(opts: Opts) -> Result<(), String> {
     if b.opts.keep {
         eprintln!("scratch directory kept: {}", b.scratch.display());
     } else {
+        if b.opts.tmpfs_state {
+            sandbox::unmount(b.state.parent().unwrap_or(&b.scratch));
+        }
         let _ = fs::remove_dir_all(&b.scratch);
     }
     result
@@ -778,6 +882,7 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
     run_cases(b, &mut auth)?;
     // The rewrites done for the authentication cases are the "durable write" figure.
     let rewrite = percentile(&b.rewrite_samples, 50);
+    check_access_controls(b, &access)?;
     run_cases(b, &mut access)?;
 
     let enroll = b.opts.wants("enroll").then(|| enrollment(b));

@@ -192,6 +192,15 @@ pub fn mount_tmpfs(dir: &std::path::Path) -> Result<(), String> {
     )
 }
 
+/// Undoes [`mount_tmpfs`] so the directory can be removed.
+pub fn unmount(dir: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    if let Ok(c) = CString::new(dir.as_os_str().as_bytes()) {
+        // SAFETY: `c` is NUL-terminated and outlives the call.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
 /// The file system type of `path`, by name, for the report (fsync cost depends on it).
 pub fn fs_type(path: &std::path::Path) -> String {
     use std::os::unix::ffi::OsStrExt;

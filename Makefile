@@ -1,0 +1,16 @@
+# Developer shortcuts. The test suite is scripts/test-all.sh; this file only adds the
+# benchmark (docs/performance.md).
+
+CARGO ?= cargo
+# Extra arguments for the benchmark, e.g. make bench BENCH_ARGS="--quick"
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench:
+	$(CARGO) build --release -p pam_totp -p totp-enroll -p pam-bench
+	@if [ "$$(id -u)" -eq 0 ]; then \
+		./target/release/pam-bench $(BENCH_ARGS); \
+	else \
+		echo "pam-bench needs root (private mount namespace, GA's user=root secret file): running it with sudo"; \
+		sudo ./target/release/pam-bench $(BENCH_ARGS); \
+	fi
