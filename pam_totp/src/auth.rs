@@ -173,6 +173,14 @@ pub fn authenticate_with(
     Ok(ctx.evaluate(io, sys, &target, &cands, phase)?.0)
 }
 
+/// What the critical section decided.
+struct Checked {
+    verdict: Verdict,
+    /// Index of the accepted candidate (its prefix is forwarded with `forward_pass`).
+    matched: Option<usize>,
+    admission: Admission,
+}
+
 /// Which evaluation of one authentication this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -311,7 +319,11 @@ impl Ctx {
         phase: Phase,
     ) -> Result<(Outcome, Option<Admission>), AuthError> {
         let who = sanitize(target.name.as_str().as_bytes());
-        let (verdict, matched, admission) = {
+        let Checked {
+            verdict,
+            matched,
+            admission,
+        } = {
             let _creds = creds::switch_to(&target.identity)
                 .map_err(|e| AuthError::Credentials(format!("{e:?}")))?;
             match self.locked_verify(io, sys, target, cands, phase)? {
@@ -443,12 +455,12 @@ impl Ctx {
         target: &Target,
         cands: &[Candidate],
         phase: Phase,
-    ) -> Result<Result<(Verdict, Option<usize>, Admission), Denial>, AuthError> {
+    ) -> Result<Result<Checked, Denial>, AuthError> {
         let shown = self.shown(target);
         let timeout = Duration::from_millis(self.opts.lock_timeout_ms);
         let mut locked = match safefile::lock_with_deadline(&target.path, &target.rules, timeout) {
             Ok(l) => l,
-            Err(FileError::LockTimeout) => {
+            Err(FileError::LockTimeout | FileError::Unstable) => {
                 io.log(
                     Level::Err,
                     &format!("timed out waiting for the lock on {shown}"),
@@ -497,7 +509,11 @@ impl Ctx {
         };
         if phase == Phase::Tentative && !out.verdict.is_accepted() {
             // Nothing but the recorded attempt is kept; the prompted answer comes next.
-            return Ok(Ok((out.verdict, None, admission)));
+            return Ok(Ok(Checked {
+                verdict: out.verdict,
+                matched: None,
+                admission,
+            }));
         }
         if out.changed
             && let Err(e) = locked.replace(out.file.as_bytes())
@@ -516,7 +532,11 @@ impl Ctx {
                 &format!("grace-period entry not saved in {shown} ({e:?}); allow_readonly"),
             );
         }
-        Ok(Ok((out.verdict, out.matched, admission)))
+        Ok(Ok(Checked {
+            verdict: out.verdict,
+            matched: out.matched,
+            admission,
+        }))
     }
 }
 

@@ -15,7 +15,7 @@ use pam::module::{PamHandle, PamHooks};
 use zeroize::Zeroizing;
 
 use crate::error::{AuthError, to_pam_code};
-use crate::log::sanitize;
+use crate::log::safety_net;
 use crate::pamio::{ConvError, ItemKind, Level, PamIo, Style};
 
 const PAM_AUTHTOK: c_int = 6;
@@ -169,7 +169,7 @@ impl PamIo for LivePam<'_> {
             Level::Info => libc::LOG_INFO,
             Level::Debug => libc::LOG_DEBUG,
         };
-        let Ok(text) = CString::new(sanitize(message.as_bytes())) else {
+        let Ok(text) = CString::new(safety_net(message.as_bytes())) else {
             return;
         };
         let handle: *const PamHandle = &*self.pamh;

@@ -21,9 +21,35 @@ pub fn sanitize(raw: &[u8]) -> String {
     out
 }
 
+/// The last line of defence before `pam_syslog`: control bytes and non-ASCII still
+/// present (from a message that forgot [`sanitize`]) become `\xNN`. Backslashes are left
+/// alone, so text that [`sanitize`] already escaped is not escaped a second time.
+pub fn safety_net(message: &[u8]) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_LOG * 2));
+    for &b in message {
+        if out.len() >= MAX_LOG * 2 {
+            out.push_str("...");
+            break;
+        }
+        match b {
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::sanitize;
+    use super::{safety_net, sanitize};
+
+    #[test]
+    fn escaped_text_is_not_escaped_twice() {
+        let once = format!("user {} from x", sanitize(b"ev\nil"));
+        assert_eq!(safety_net(once.as_bytes()), "user ev\\x0ail from x");
+        assert_eq!(safety_net(b"raw\nline"), "raw\\x0aline");
+        assert_eq!(safety_net(b"back\\slash"), "back\\slash");
+    }
 
     #[test]
     fn control_bytes_and_format_specifiers_are_inert() {

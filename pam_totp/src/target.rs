@@ -51,6 +51,12 @@ pub fn resolve(
     sys: &dyn System,
     raw_user: Option<&[u8]>,
 ) -> Result<Result<Target, Doomed>, AuthError> {
+    // A `user=` naming no account is a configuration error for everybody, decided before
+    // the PAM name is looked at, so the answer never depends on the name.
+    let owner = match &opts.user {
+        Some(spec) => Some(resolve_owner(sys, spec)?),
+        None => None,
+    };
     let Some(raw) = raw_user else {
         return Ok(Err(doomed(Denial::InvalidUserName, "no user name", None)));
     };
@@ -64,20 +70,14 @@ pub fn resolve(
             )));
         }
     };
-    match &opts.user {
-        Some(spec) => resolve_fixed_owner(opts, sys, name, spec),
+    match owner {
+        Some((owner, identity)) => Ok(resolve_fixed_owner(opts, sys, name, owner, identity)),
         None => Ok(resolve_own_file(opts, sys, name)),
     }
 }
 
-/// GA's `user=`: every file is owned by one fixed account (a root-owned store, or a
-/// service account); the PAM name only selects the file, after validation.
-fn resolve_fixed_owner(
-    opts: &ModuleOptions,
-    sys: &dyn System,
-    name: UserName,
-    spec: &UserSpec,
-) -> Result<Result<Target, Doomed>, AuthError> {
+/// The `user=` account and its identity.
+fn resolve_owner(sys: &dyn System, spec: &UserSpec) -> Result<(Passwd, Identity), AuthError> {
     let owner = match spec {
         UserSpec::Uid(uid) => sys.user_by_uid(*uid),
         UserSpec::Name(n) => sys.user_by_name(n.as_str()),
@@ -90,17 +90,29 @@ fn resolve_fixed_owner(
     let identity = sys
         .identity(&owner)
         .map_err(|e| AuthError::Nss(format!("groups of the user= account: {e:?}")))?;
+    Ok((owner, identity))
+}
+
+/// GA's `user=`: every file is owned by one fixed account (a root-owned store, or a
+/// service account); the PAM name only selects the file, after validation.
+fn resolve_fixed_owner(
+    opts: &ModuleOptions,
+    sys: &dyn System,
+    name: UserName,
+    owner: Passwd,
+    identity: Identity,
+) -> Result<Target, Doomed> {
     // The logging-in user is looked up only for group and access rules; GA does not
     // require an NSS entry here, and neither do we.
     let pw = sys.user_by_name(name.as_str()).ok().flatten();
     let path = match expand_secret_spec(&opts.secret, &name, None) {
         Ok(p) => PathBuf::from(p),
         Err(e) => {
-            return Ok(Err(doomed(
+            return Err(doomed(
                 Denial::NoSecret,
                 format!("secret= cannot be expanded with user=: {e}"),
                 Some(&name),
-            )));
+            ));
         }
     };
     let mut owners = vec![owner.uid];
@@ -108,13 +120,13 @@ fn resolve_fixed_owner(
         owners.push(0);
     }
     let rules = file_rules(opts, owners, None);
-    Ok(Ok(Target {
+    Ok(Target {
         name,
         pw,
         path,
         identity,
         rules,
-    }))
+    })
 }
 
 /// The default: the user's own file, opened with the user's credentials.

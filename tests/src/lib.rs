@@ -612,57 +612,6 @@ impl Drive {
     }
 }
 
-/// Runs a command with `/dev/log` replaced, in a private mount namespace, by a socket
-/// this test reads: every `pam_syslog` line the module emits is captured, and the host's
-/// `/dev` and syslog are left untouched. Root only (it mounts).
-pub fn with_syslog_capture(cmd: &Command) -> (Output, Vec<String>) {
-    use std::os::unix::net::UnixDatagram;
-    use std::time::Duration;
-
-    let dir = tempfile::Builder::new()
-        .prefix("pam_totp-syslog")
-        .tempdir()
-        .expect("tempdir");
-    let sock_path = dir.path().join("log.sock");
-    let sock = UnixDatagram::bind(&sock_path).expect("bind syslog socket");
-    let olddev = dir.path().join("olddev");
-    fs::create_dir(&olddev).expect("mkdir");
-    let script = format!(
-        "set -e\n\
-         mount --make-rprivate /\n\
-         mount --rbind /dev '{old}'\n\
-         mount -t tmpfs -o mode=755 none /dev\n\
-         for n in null zero urandom random full; do\n\
-           touch /dev/$n; mount --bind '{old}'/$n /dev/$n\n\
-         done\n\
-         touch /dev/log; mount --bind '{sock}' /dev/log\n\
-         exec \"$@\"\n",
-        old = olddev.display(),
-        sock = sock_path.display()
-    );
-    let mut wrapped = Command::new("unshare");
-    wrapped
-        .args(["--mount", "sh", "-c", &script, "sh"])
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => wrapped.env(k, v),
-            None => wrapped.env_remove(k),
-        };
-    }
-    wrapped.stdin(Stdio::null());
-    let out = wrapped.output().expect("run under unshare");
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let mut lines = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    while let Ok(n) = sock.recv(&mut buf) {
-        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
-    (out, lines)
-}
-
 /// Runs `driver` in a private mount namespace where `/dev/log` is a datagram socket of
 /// this process (a tmpfs over `/dev` inside that namespace only, with `null`, `zero`,
 /// `urandom`, `random`, `full` and `tty` bound from the real one, and a private `shm`
@@ -707,19 +656,33 @@ exec "$@""#;
             cmd.env(k, v);
         }
     }
+    // Read while the child runs: a full datagram queue would block its syslog() call.
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
+        .expect("timeout");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => lines.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                    Err(_) if done.load(std::sync::atomic::Ordering::SeqCst) => break,
+                    Err(_) => {}
+                }
+            }
+            lines
+        })
+    };
     let out = cmd.output().expect("run unshare");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let lines = reader.join().expect("syslog reader");
     assert!(
         !out.stdout.is_empty(),
         "pam-drive did not run: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    sock.set_read_timeout(Some(std::time::Duration::from_millis(200)))
-        .expect("timeout");
-    let mut lines = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    while let Ok(n) = sock.recv(&mut buf) {
-        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
     (Drive::parse(&out), lines)
 }
 

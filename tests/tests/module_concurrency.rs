@@ -291,7 +291,8 @@ fn kill_9_during_rewrites_never_corrupts_the_file() {
         let mut child = run_at(i).spawn().expect("spawn");
         std::thread::sleep(Duration::from_micros(delay));
         let pid = child.id() as i32;
-        // SAFETY-free: plain kill(2) on the process group this test created.
+        // SAFETY: kill(2) has no memory-safety preconditions; the target is the
+        // process group this test just created for this child.
         let rc = unsafe { libc::kill(-pid, libc::SIGKILL) };
         if rc == 0 {
             killed += 1;
@@ -337,6 +338,7 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
         .expect("flock");
     std::thread::sleep(Duration::from_millis(300));
     let pid = holder.id() as i32;
+    // SAFETY: kill(2) has no memory-safety preconditions; own child's process group.
     unsafe { libc::kill(-pid, libc::SIGSTOP) };
     let stack = Stack::probe("svc", "lock_timeout=1000");
     let t = Instant::now();
@@ -347,6 +349,7 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
     assert_ne!(d.module_code(), "PAM_SUCCESS");
     assert_ne!(d.module_code(), "PAM_IGNORE");
     assert!(took < Duration::from_secs(3), "{took:?}");
+    // SAFETY: as above.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     let _ = holder.wait();
     let d = Driver::new(&stack, "svc", &u.name)

@@ -15,11 +15,15 @@ fn prompt_only(d: &Drive) -> bool {
     d.prompt_list() == vec![(PROMPT.0, PROMPT.1.to_string())]
 }
 
+type SetupFn = Box<dyn Fn(&TestUser, &Path)>;
+/// (what, module code, prompts) of one run.
+type Seen = (String, String, Vec<(i32, String)>);
+
 /// One hostile setup at the user's secret path; every case is offered the *right* code
 /// for the secret it (indirectly) holds, so only the refusal can make it fail.
 struct Case {
     name: &'static str,
-    setup: Box<dyn Fn(&TestUser, &Path)>,
+    setup: SetupFn,
 }
 
 fn remove_any(p: &Path) {
@@ -506,7 +510,7 @@ fn no_oracle_between_unknown_missing_throttled_and_wrong() {
             ),
             ("wrong code", real.name.clone(), wrong_totp(&secret, T0)),
         ];
-        let mut seen: Vec<(String, String, Vec<(i32, String)>)> = Vec::new();
+        let mut seen: Vec<Seen> = Vec::new();
         for (what, user, answer) in runs {
             let d = Driver::new(&stack, "svc", &user)
                 .answer(&answer)

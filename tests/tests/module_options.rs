@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use system_tests::*;
 
+/// Prepares one bad secret file.
+type Setup<'a> = Box<dyn Fn() + 'a>;
+
 fn user_with_secret(tag: &str, secret: &str) -> TestUser {
     let u = TestUser::create(tag);
     u.write_secret(&totp_file(secret), 0o600);
@@ -159,7 +162,7 @@ fn nullok_ignores_only_a_missing_file() {
 
     // Any other problem: prompted, then denied, with or without nullok.
     let p = u.secret_path();
-    let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+    let cases: Vec<(&str, Setup)> = vec![
         (
             "mode 0644",
             Box::new(|| {

@@ -276,14 +276,11 @@ pub fn decide(
     subject: &Subject<'_>,
 ) -> Result<Decision, AccessError> {
     check_file(text)?;
+    // One rule's items at a time: the vectors grow to the longest rule and are reused.
     let mut items = Items::default();
     let mut rules = 0usize;
     let mut decided = None;
-    for (index, raw) in lines(text).enumerate() {
-        let line_no = index + 1;
-        let Some((line, shape)) = parse_line(raw, opts, &mut items).map_err(at(line_no))? else {
-            continue;
-        };
+    for_each_rule(text, opts, &mut items, |line_no, line, shape, items| {
         rules += 1;
         if rules > MAX_RULES {
             return Err(too_many_rules(line_no));
@@ -301,7 +298,8 @@ pub fn decide(
         }
         items.users.clear();
         items.origins.clear();
-    }
+        Ok(())
+    })?;
     Ok(decided.unwrap_or(Decision {
         verdict: Verdict::Require,
         matched: None,
@@ -327,13 +325,40 @@ fn check_file(text: &[u8]) -> Result<(), AccessError> {
     Ok(())
 }
 
-/// Lines without their `\n`. `str::split` finds newlines with memchr; splitting byte by
-/// byte is needed only when a comment holds bytes that are not UTF-8.
-fn lines(text: &[u8]) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+/// Parses every line and calls `rule` for each rule with its 1-based line number, its
+/// trimmed text and its shape, whose items are the last ones in `items`.
+///
+/// The file is validated as UTF-8 once, so every line is already a `&str` and the
+/// scanner never checks a line again. `str::split` finds newlines with memchr.
+fn for_each_rule<'t>(
+    text: &'t [u8],
+    opts: ParseOptions,
+    items: &mut Items,
+    mut rule: impl FnMut(usize, &'t str, Shape, &mut Items) -> Result<(), AccessError>,
+) -> Result<(), AccessError> {
+    let mut each = |index: usize, raw: &'t [u8], line: Option<&'t str>| {
+        let line_no = index + 1;
+        match parse_line(raw, line, opts, items).map_err(at(line_no))? {
+            Some((line, shape)) => rule(line_no, line, shape, items),
+            None => Ok(()),
+        }
+    };
     match std::str::from_utf8(text) {
-        Ok(s) => Box::new(s.split('\n').map(str::as_bytes)),
-        Err(_) => Box::new(text.split(|&b| b == b'\n')),
+        Ok(s) => {
+            for (index, line) in s.split('\n').enumerate() {
+                each(index, line.as_bytes(), Some(line))?;
+            }
+        }
+        // Only a comment may hold bytes that are not UTF-8 (a Latin-1 note, say): check
+        // each line of such a file on its own, so the rules around it stay on the fast
+        // path. A rule line that is not UTF-8 goes to the exact parser, which refuses it.
+        Err(_) => {
+            for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
+                each(index, raw, std::str::from_utf8(raw).ok())?;
+            }
+        }
     }
+    Ok(())
 }
 
 fn at(line: usize) -> impl FnOnce(String) -> AccessError {
@@ -359,26 +384,23 @@ impl AccessRules {
             text: String::with_capacity(text.len()),
             ..AccessRules::default()
         };
-        for (index, raw) in lines(text).enumerate() {
-            let line_no = index + 1;
-            let Some((line, shape)) = parse_line(raw, opts, &mut out.items).map_err(at(line_no))?
-            else {
-                continue;
-            };
-            if out.rules.len() == MAX_RULES {
+        let AccessRules { text: arena, rules, items } = &mut out;
+        for_each_rule(text, opts, items, |line_no, line, shape, _| {
+            if rules.len() == MAX_RULES {
                 return Err(too_many_rules(line_no));
             }
-            let start = to_u32(out.text.len());
-            out.text.push_str(line);
-            out.rules.push(Rule {
+            let start = to_u32(arena.len());
+            arena.push_str(line);
+            rules.push(Rule {
                 line: to_u32(line_no),
                 text: Span {
                     start,
-                    end: to_u32(out.text.len()),
+                    end: to_u32(arena.len()),
                 },
                 shape,
             });
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -606,7 +628,269 @@ fn is_miscased_keyword(token: &str) -> bool {
 
 /// Parses one line. Blank lines and comments give `None`; a rule gives its trimmed text
 /// and its shape, whose items were appended to `items`.
+///
+/// `line` is `raw` as text when it is UTF-8. The one-pass [`scan_line`] takes every line
+/// it can; the rest (errors, and anything unusual) is rolled back and re-read by
+/// [`parse_line_exact`], whose verdict and error message stand. So the scanner only has
+/// to be right about what it accepts, which the property tests hold it to.
 fn parse_line<'t>(
+    raw: &'t [u8],
+    line: Option<&'t str>,
+    opts: ParseOptions,
+    items: &mut Items,
+) -> Result<Option<(&'t str, Shape)>, String> {
+    let (users, origins) = (items.users.len(), items.origins.len());
+    if let Some(parsed) = line.and_then(|line| scan_line(line, opts, items)) {
+        return Ok(parsed);
+    }
+    items.users.truncate(users);
+    items.origins.truncate(origins);
+    parse_line_exact(raw, opts, items)
+}
+
+/// Byte classes for [`scan_line`]: one table look-up per byte tells everything the
+/// scanner needs, instead of a chain of comparisons per byte and per purpose.
+const BLANK: u8 = 1;
+const COMMA: u8 = 2;
+const COLON: u8 = 4;
+/// `[A-Za-z0-9._$-]`, the bytes of a user or group name (see [`valid_name`]).
+const NAME: u8 = 8;
+/// Printable ASCII but space (`u8::is_ascii_graphic`); blanks are the only other
+/// bytes a rule may hold.
+const GRAPHIC: u8 = 16;
+/// List items are separated by spaces, tabs or commas.
+const SEPARATOR: u8 = BLANK | COMMA;
+
+const CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < table.len() {
+        // In range: `i` < 256.
+        let b = i as u8;
+        let mut class = 0;
+        if b == b' ' || b == b'\t' {
+            class |= BLANK;
+        }
+        if b == b',' {
+            class |= COMMA;
+        }
+        if b == b':' {
+            class |= COLON;
+        }
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'$') {
+            class |= NAME;
+        }
+        if b.is_ascii_graphic() {
+            class |= GRAPHIC;
+        }
+        table[i] = class;
+        i += 1;
+    }
+    table
+};
+
+fn class_of(b: u8) -> u8 {
+    CLASSES[usize::from(b)]
+}
+
+/// The fast path of [`parse_line`]: the usual rule line in one pass over its bytes.
+/// `None` means "not accepted here" (an error, or a line the scanner leaves to
+/// [`parse_line_exact`]); then `items` may hold a partial rule, which the caller drops.
+fn scan_line<'t>(
+    raw: &'t str,
+    opts: ParseOptions,
+    items: &mut Items,
+) -> Option<Option<(&'t str, Shape)>> {
+    if raw.len() > MAX_LINE_BYTES {
+        return None;
+    }
+    let raw = raw.strip_suffix('\r').unwrap_or(raw);
+    let bytes = raw.as_bytes();
+    let Some(first) = bytes.iter().position(|&b| !is_blank(b)) else {
+        return Some(None);
+    };
+    if bytes.get(first) == Some(&b'#') {
+        return Some(None);
+    }
+    // Some, since `first` is not blank; usually the very last byte.
+    let last = bytes.iter().rposition(|&b| !is_blank(b))?;
+    let line = raw.get(first..=last)?;
+    let shape = scan_rule(line, opts, items)?;
+    Some(Some((line, shape)))
+}
+
+/// `line` is trimmed and not a comment. Every byte is looked at once: the separators
+/// are found, each item is classified as its bytes go by, and anything that is neither a
+/// separator nor printable ASCII ends the scan.
+fn scan_rule(line: &str, opts: ParseOptions, items: &mut Items) -> Option<Shape> {
+    let b = line.as_bytes();
+    // The permission is exactly `+` or `-`, then optional blanks, then the first colon.
+    let skip = match b.first()? {
+        b'+' => true,
+        b'-' => false,
+        _ => return None,
+    };
+    let mut i = 1;
+    while b.get(i).is_some_and(|&c| is_blank(c)) {
+        i += 1;
+    }
+    if b.get(i) != Some(&b':') {
+        return None;
+    }
+    let (users, i) = scan_users(line, i + 1, &mut items.users)?;
+    let origins = scan_origins(line, i, skip, opts, &mut items.origins)?;
+    Some(Shape {
+        skip,
+        users,
+        origins,
+    })
+}
+
+/// One list item from `i` (not a separator) to the next separator, or to a colon when
+/// `stop` has [`COLON`]. Returns its end and the AND of its bytes' classes, so the
+/// caller knows at once whether it is all name bytes and all printable.
+fn scan_item(b: &[u8], mut i: usize, stop: u8) -> (usize, u8) {
+    let mut all = u8::MAX;
+    while let Some(&byte) = b.get(i) {
+        let class = class_of(byte);
+        if class & stop != 0 {
+            break;
+        }
+        all &= class;
+        i += 1;
+    }
+    (i, all)
+}
+
+/// The users field from `i` to the second colon; returns the list and where the origins
+/// field starts. Accepts what [`user_list`] accepts and refuses (`None`) the rest.
+fn scan_users(line: &str, mut i: usize, out: &mut Vec<UserItem>) -> Option<(List, usize)> {
+    let b = line.as_bytes();
+    let start = to_u32(out.len());
+    let mut except = None;
+    loop {
+        // Running out of line before the second colon is a shape error.
+        let class = class_of(*b.get(i)?);
+        if class & SEPARATOR != 0 {
+            i += 1;
+            continue;
+        }
+        if class & COLON != 0 {
+            let list = scan_close(start, except, out.len())?;
+            return Some((list, i + 1));
+        }
+        let from = i;
+        let (end, all) = scan_item(b, i, SEPARATOR | COLON);
+        i = end;
+        if all & GRAPHIC == 0 {
+            return None;
+        }
+        let token = line.get(from..end)?;
+        let item = if all & NAME != 0 {
+            match token {
+                "ALL" => UserItem::All,
+                "EXCEPT" => {
+                    scan_except(&mut except, out.len(), start)?;
+                    continue;
+                }
+                // LOCAL belongs in the origins field; the rest are invalid names.
+                "LOCAL" => return None,
+                _ if token.len() > MAX_NAME_BYTES
+                    || token.starts_with('-')
+                    || is_miscased_keyword(token) =>
+                {
+                    return None;
+                }
+                _ => UserItem::Name(Span {
+                    start: to_u32(from),
+                    end: to_u32(end),
+                }),
+            }
+        } else {
+            // Besides names, a users field holds only `(group)`.
+            let name = token.strip_prefix('(')?.strip_suffix(')')?;
+            if !valid_name(name) {
+                return None;
+            }
+            UserItem::Group(Span {
+                start: to_u32(from + 1),
+                end: to_u32(end - 1),
+            })
+        };
+        out.push(item);
+    }
+}
+
+/// The origins field from `i` to the end of the line. Accepts what [`origin_list`]
+/// accepts and refuses (`None`) the rest.
+fn scan_origins(
+    line: &str,
+    mut i: usize,
+    skip: bool,
+    opts: ParseOptions,
+    out: &mut Vec<OriginItem>,
+) -> Option<List> {
+    let b = line.as_bytes();
+    let start = to_u32(out.len());
+    let mut except = None;
+    while let Some(&byte) = b.get(i) {
+        if class_of(byte) & SEPARATOR != 0 {
+            i += 1;
+            continue;
+        }
+        let from = i;
+        // Colons are part of IPv6 items here: a third field is an invalid address.
+        let (end, all) = scan_item(b, i, SEPARATOR);
+        i = end;
+        if all & GRAPHIC == 0 {
+            return None;
+        }
+        let item = match line.get(from..end)? {
+            "ALL" => OriginItem::All,
+            "LOCAL" => OriginItem::Local,
+            "EXCEPT" => {
+                scan_except(&mut except, out.len(), start)?;
+                continue;
+            }
+            // Whatever parses as a network starts with a digit or holds a colon, so the
+            // "looks numeric" gate of `parse_origin_network` only shapes its messages.
+            token => {
+                let widens_skip = skip && except.is_none();
+                let allow_zero = opts.allow_any_network || !widens_skip;
+                OriginItem::Network(addr::parse_network(token, allow_zero).ok()?)
+            }
+        };
+        out.push(item);
+    }
+    scan_close(start, except, out.len())
+}
+
+/// [`mark_except`] without the message.
+fn scan_except(except: &mut Option<u32>, here: usize, start: u32) -> Option<()> {
+    let here = to_u32(here);
+    if except.is_some() || here == start {
+        return None;
+    }
+    *except = Some(here);
+    Some(())
+}
+
+/// [`close_list`] without the message.
+fn scan_close(start: u32, except: Option<u32>, end: usize) -> Option<List> {
+    let end = to_u32(end);
+    if end == start || except == Some(end) {
+        return None;
+    }
+    Some(List {
+        start,
+        except: except.unwrap_or(end),
+        end,
+    })
+}
+
+/// The line parser the scanner falls back to: every check in its own pass, with an
+/// error message for each. It is also what the property tests compare the scanner with.
+fn parse_line_exact<'t>(
     raw: &'t [u8],
     opts: ParseOptions,
     items: &mut Items,
@@ -781,7 +1065,7 @@ fn parse_origin_network(token: &str, allow_zero: bool) -> Result<IpNetwork, Stri
         };
         return Err(format!("{why}: {}", quote(token)));
     }
-    addr::parse_network(token, allow_zero).map_err(|e| {
+    addr::parse_network_general(token, allow_zero).map_err(|e| {
         let hint = match e {
             NetworkError::InvalidAddress if token.ends_with('.') => {
                 " (partial addresses are not supported; write a CIDR such as 192.168.0.0/16)"
@@ -1787,6 +2071,294 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The one-pass scanner against the implementation it replaced.
+    mod fast_path {
+        use std::time::{Duration, Instant};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// `decide` as it was before the scanner: the file split into byte lines, and
+        /// every rule line read by [`parse_line_exact`] (its own passes, a UTF-8 check
+        /// per line, `std`'s address parser for every network).
+        fn decide_reference(
+            text: &[u8],
+            opts: ParseOptions,
+            subject: &Subject<'_>,
+        ) -> Result<Decision, AccessError> {
+            check_file(text)?;
+            let mut items = Items::default();
+            let mut rules = 0usize;
+            let mut decided = None;
+            for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
+                let line_no = index + 1;
+                let Some((line, shape)) =
+                    parse_line_exact(raw, opts, &mut items).map_err(at(line_no))?
+                else {
+                    continue;
+                };
+                rules += 1;
+                if rules > MAX_RULES {
+                    return Err(too_many_rules(line_no));
+                }
+                if decided.is_none()
+                    && let Outcome::Decides { verdict, .. } = items.outcome(shape, line, subject)
+                {
+                    decided = Some(Decision {
+                        verdict,
+                        matched: Some(MatchedRule {
+                            line: line_no,
+                            text: line.to_owned(),
+                        }),
+                    });
+                }
+                items.users.clear();
+                items.origins.clear();
+            }
+            Ok(decided.unwrap_or(Decision {
+                verdict: Verdict::Require,
+                matched: None,
+            }))
+        }
+
+        /// Mostly valid IPv4 networks (host bits cleared), sometimes not.
+        fn v4_network() -> impl Strategy<Value = String> {
+            let octet = prop_oneof![Just(0u8), Just(10), Just(192), Just(255), any::<u8>()];
+            (prop::array::uniform4(octet), 0u32..=32, 0u8..8).prop_map(|(o, prefix, form)| {
+                let bits = u32::from_be_bytes(o);
+                let masked = bits & u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+                let [a, b, c, d] = masked.to_be_bytes();
+                match form {
+                    0 => format!("{a}.{b}.{c}.{d}"),
+                    1 => format!("{}/{prefix}", std::net::Ipv4Addr::from(bits)),
+                    2 => format!("::ffff:{a}.{b}.{c}.{d}/{}", prefix + 96),
+                    _ => format!("{a}.{b}.{c}.{d}/{prefix}"),
+                }
+            })
+        }
+
+        fn odd_origin() -> impl Strategy<Value = String> {
+            let part = prop::sample::select(vec![
+                "0", "00", "01", "1", "9", "10", "99", "100", "255", "256", "300", "999", "0255",
+                "+1", "-1", " 1", "", "a", "0x1", "\u{661}", "1\u{301}", "1e1",
+            ]);
+            let tail = prop::sample::select(vec![
+                "", "", "/0", "/00", "/033", "/-1", "/+8", "/8", "/32", "/33", "/", "/8/8", "%eth0",
+                "/8%x", "/08", "/1000",
+            ]);
+            prop_oneof![
+                (prop::collection::vec(part, 1..6), tail)
+                    .prop_map(|(parts, tail)| parts.join(".") + tail),
+                "[0-9./:%a-fA-F+-]{1,20}",
+                prop::sample::select(vec![
+                    "::1", "fe80::/10", "2001:db8::/32", "::/0", "::ffff:10.0.0.0/104", "fd00::1/8",
+                    "fe80::1%eth0", "[::1]", "host.example", ".example", "@ng", "all", "Local",
+                    "10.0.0.0/8:", ":", "192.168.",
+                ])
+                .prop_map(str::to_owned),
+            ]
+        }
+
+        fn origin_item() -> impl Strategy<Value = String> {
+            prop_oneof![
+                2 => Just("ALL".to_owned()),
+                2 => Just("LOCAL".to_owned()),
+                2 => Just("EXCEPT".to_owned()),
+                10 => v4_network(),
+                1 => odd_origin(),
+            ]
+        }
+
+        fn user_item() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => Just("ALL".to_owned()),
+                2 => Just("EXCEPT".to_owned()),
+                4 => prop::sample::select(vec!["alice", "bob", "root", "u$", "a.b_c-d"]).prop_map(str::to_owned),
+                3 => prop::sample::select(vec!["(lan)", "(otp)", "(root)", "(ALL)"]).prop_map(str::to_owned),
+                1 => prop::sample::select(vec![
+                    "LOCAL", "all", "Except", "-rf", "()", "(", ")", "(a", "a)", "((a))", "(-x)",
+                    "a@b", "@g", "al/ice", "\u{e9}", "a\u{1}", "a\r", "a\u{b}",
+                ]).prop_map(str::to_owned),
+                1 => "[a-z]{250,260}",
+            ]
+        }
+
+        fn separator() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec![" ", " ", " ", "\t", ",", " , ", ",,", "  "])
+        }
+
+        fn list(item: BoxedStrategy<String>) -> impl Strategy<Value = String> {
+            (prop::collection::vec((item, separator()), 0..5), separator()).prop_map(
+                |(items, lead)| {
+                    let mut s = lead.to_owned();
+                    for (item, sep) in items {
+                        s.push_str(&item);
+                        s.push_str(sep);
+                    }
+                    s
+                },
+            )
+        }
+
+        fn line() -> impl Strategy<Value = Vec<u8>> {
+            let perm = prop::sample::select(vec![
+                "+", "+", "-", "-", " + ", "\t-", "*", "+-", "", "+ x", "#+",
+            ]);
+            let rule = (
+                perm,
+                prop::sample::select(vec![":", ":", ":", " ", "::"]),
+                list(user_item().boxed()),
+                prop::sample::select(vec![":", ":", ":", ""]),
+                list(origin_item().boxed()),
+                prop::sample::select(vec!["", "", "", " ", "\t", "\r", " \r", "\r\r", "\u{1}"]),
+            )
+                .prop_map(|(p, c1, u, c2, o, end)| {
+                    format!("{p}{c1}{u}{c2}{o}{end}").into_bytes()
+                });
+            let other = prop::sample::select(vec![
+                &b""[..],
+                b"   ",
+                b"\t\r",
+                b"# comment",
+                b"  # indented: anything goes \x01",
+                b"# caf\xc3\xa9",
+                b"# Latin-1 \xe9",
+                b"\xff",
+                b"+ : ALL : ALL\xe9",
+                b"\xef\xbb\xbf+ : ALL : ALL",
+            ])
+            .prop_map(<[u8]>::to_vec);
+            prop_oneof![8 => rule, 1 => other]
+        }
+
+        fn subject_origin() -> impl Strategy<Value = Origin> {
+            prop_oneof![
+                Just(Origin::Local),
+                Just(Origin::Unknown),
+                any::<u32>().prop_map(|b| Origin::Network(std::net::IpAddr::V4(b.into()))),
+                prop::sample::select(vec![0u32, 0x0a00_0000, 0x0a01_0203, 0xc0a8_0001, 0xffff_ffff])
+                    .prop_map(|b| Origin::Network(std::net::IpAddr::V4(b.into()))),
+                Just(Origin::Network("2001:db8::1".parse().expect("literal"))),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4000))]
+
+            #[test]
+            fn decide_agrees_with_the_previous_implementation(
+                lines in prop::collection::vec(line(), 0..8),
+                allow_any_network in any::<bool>(),
+                user in prop::sample::select(vec!["alice", "bob", "root", "u$"]),
+                groups in prop::option::of(prop::collection::vec(
+                    prop::sample::select(vec!["lan", "otp", "root", "ALL"]).prop_map(str::to_owned),
+                    0..3,
+                )),
+                origin in subject_origin(),
+                final_newline in any::<bool>(),
+            ) {
+                let mut text = lines.join(&b'\n');
+                if final_newline {
+                    text.push(b'\n');
+                }
+                let opts = ParseOptions { allow_any_network };
+                let subject = Subject { user, groups: groups.as_deref(), origin };
+                let expected = decide_reference(&text, opts, &subject);
+                prop_assert_eq!(
+                    &decide(&text, opts, &subject),
+                    &expected,
+                    "file {:?}",
+                    String::from_utf8_lossy(&text)
+                );
+                let parsed = AccessRules::parse(&text, opts).map(|r| r.evaluate(&subject));
+                prop_assert_eq!(&parsed, &expected);
+            }
+        }
+
+        /// The `make bench` rule file: `n` rules, only the last matching 192.0.2.10.
+        fn bench_rules(n: usize) -> String {
+            let mut s = String::from("# only the last rule matches\n");
+            for i in 0..n.saturating_sub(1) {
+                let (a, b) = (i / 250 % 250 + 1, i % 250 + 1);
+                s.push_str(&match i % 4 {
+                    0 => format!("+ : ALL : 10.{a}.{b}.0/24\n"),
+                    1 => format!("- : ALL : 172.16.{a}.{b}\n"),
+                    2 => format!("+ : ALL : 2001:db8:{a:x}:{b:x}::/64\n"),
+                    _ => format!("+ : ALL : 198.51.{a}.{b} 203.0.{a}.{b}/32\n"),
+                });
+            }
+            s.push_str("+ : ALL : 192.0.2.0/24\n");
+            s
+        }
+
+        fn best_of(runs: usize, mut f: impl FnMut()) -> Duration {
+            (0..runs)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed()
+                })
+                .min()
+                .unwrap_or_default()
+        }
+
+        /// Timings, printed, never asserted: `cargo test --release -p totp-core --
+        /// --ignored --nocapture access_rule_timings`.
+        #[test]
+        #[ignore = "timing report, run by hand in release mode"]
+        fn access_rule_timings() {
+            let opts = ParseOptions::default();
+            let subject = Subject {
+                user: "root",
+                groups: Some(&[]),
+                origin: Origin::Network("192.0.2.10".parse().expect("literal")),
+            };
+            let groups = ["staff".to_owned()];
+            let with_users = {
+                let mut s = String::new();
+                for i in 0..10_000usize {
+                    let (hi, lo) = (i / 256, i % 256);
+                    s.push_str(&format!(
+                        "- : user{i} (grp{i}) EXCEPT root : 10.{hi}.{lo}.0/24, 10.{lo}.{hi}.7 LOCAL\n"
+                    ));
+                }
+                s
+            };
+            let users_subject = Subject { groups: Some(&groups), ..subject };
+            let files = [
+                ("bench file, 10 rules", bench_rules(10), subject),
+                ("bench file, 10,000 rules", bench_rules(10_000), subject),
+                ("users and groups, 10,000 rules", with_users, users_subject),
+            ];
+            for (name, text, subject) in &files {
+                let text = text.as_bytes();
+                assert_eq!(
+                    decide(text, opts, subject),
+                    decide_reference(text, opts, subject)
+                );
+                let runs = 200;
+                let new = best_of(runs, || {
+                    std::hint::black_box(decide(std::hint::black_box(text), opts, subject)).ok();
+                });
+                let old = best_of(runs, || {
+                    std::hint::black_box(decide_reference(std::hint::black_box(text), opts, subject))
+                        .ok();
+                });
+                let parse = best_of(runs, || {
+                    std::hint::black_box(AccessRules::parse(std::hint::black_box(text), opts)).ok();
+                });
+                println!(
+                    "{name:32} decide {:>8.1} µs (previous {:>8.1} µs, {:.2}×); parse {:>8.1} µs",
+                    new.as_secs_f64() * 1e6,
+                    old.as_secs_f64() * 1e6,
+                    old.as_secs_f64() / new.as_secs_f64(),
+                    parse.as_secs_f64() * 1e6,
+                );
             }
         }
     }

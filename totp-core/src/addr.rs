@@ -357,6 +357,88 @@ impl std::error::Error for NetworkError {}
 /// no sign, no leading zero (`/08` is refused rather than guessed at). Host bits must be
 /// zero. A resulting prefix of 0 is refused unless `allow_zero_prefix`.
 pub fn parse_network(s: &str, allow_zero_prefix: bool) -> Result<IpNetwork, NetworkError> {
+    // Rule files are parsed on every authentication and most of their networks are
+    // plain IPv4: take those without `std`'s general parser. Anything else, and every
+    // error, goes through the general path so results and messages stay the same.
+    match parse_ipv4_network(s.as_bytes(), allow_zero_prefix) {
+        Some(net) => Ok(net),
+        None => parse_network_general(s, allow_zero_prefix),
+    }
+}
+
+/// The fast path of [`parse_network`]: a valid `a.b.c.d` or `a.b.c.d/N` network and
+/// nothing else. `None` means "not this simple case or not valid", never "refused", so
+/// the caller falls back to [`parse_network_general`], which has the final word.
+fn parse_ipv4_network(s: &[u8], allow_zero_prefix: bool) -> Option<IpNetwork> {
+    let (addr_text, prefix_text) = match s.iter().position(|&b| b == b'/') {
+        None => (s, None),
+        Some(i) => {
+            let (addr, slash_prefix) = s.split_at(i);
+            (addr, slash_prefix.get(1..))
+        }
+    };
+    let addr = parse_ipv4(addr_text)?;
+    // Digits only, so a `%` (zone id error) or a second `/` always takes the general path.
+    let prefix = match prefix_text {
+        None => 32,
+        Some(p) => u8::try_from(small_decimal(p)?).ok().filter(|&v| v <= 32)?,
+    };
+    let host_bits = u32::from(addr) & !mask_u32(prefix);
+    if host_bits != 0 || (prefix == 0 && !allow_zero_prefix) {
+        return None;
+    }
+    // An IPv4 network is already canonical: `canonical_network` only rewrites IPv6.
+    Some(IpNetwork {
+        addr: IpAddr::V4(addr),
+        prefix,
+    })
+}
+
+/// Dotted-quad IPv4 exactly as `Ipv4Addr::from_str` reads it: four parts of one to
+/// three decimal digits, each at most 255, no leading zero (`010` would be octal to
+/// inet_aton), no sign, no blanks, nothing after the fourth part.
+///
+/// The property tests hold this to `std` on random and adversarial text.
+fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut part = 0usize;
+    // `None` until the current part has a digit.
+    let mut value: Option<u8> = None;
+    for &b in s {
+        match b {
+            b'0'..=b'9' => {
+                let digit = b - b'0';
+                value = Some(match value {
+                    None => digit,
+                    // A second digit after a leading 0 is the octal trap.
+                    Some(0) => return None,
+                    // Past 255 it cannot be an octet; checked_* keeps a fourth digit out.
+                    Some(v) => v.checked_mul(10)?.checked_add(digit)?,
+                });
+            }
+            b'.' => {
+                *octets.get_mut(part)? = value?;
+                part += 1;
+                value = None;
+                // A fourth dot makes `part` 4, and the next store fails.
+            }
+            _ => return None,
+        }
+    }
+    if part != 3 {
+        return None;
+    }
+    octets[3] = value?;
+    Some(Ipv4Addr::from(octets))
+}
+
+/// The general parser behind [`parse_network`]: every address family and every error.
+/// Rule lines the access-rule fast path does not accept are re-read with this, so error
+/// messages come from one place.
+pub(crate) fn parse_network_general(
+    s: &str,
+    allow_zero_prefix: bool,
+) -> Result<IpNetwork, NetworkError> {
     // One short byte scan instead of two substring searches: rule files are parsed on
     // every authentication.
     let mut slash = None;

@@ -41,8 +41,11 @@ pub const DEFAULT_ALLOWED_PERM: u32 = 0o600;
 
 /// Symlink expansions allowed in one walk, like the kernel's own limit.
 const MAX_SYMLINKS: u32 = 40;
-/// How often [`lock_with_deadline`] reopens when the path keeps naming a new inode.
-const MAX_REOPENS: u32 = 16;
+/// How often [`lock_with_deadline`] reopens when the path keeps naming a new inode. Each
+/// reopen means another login finished its rewrite, i.e. progress, so the deadline is
+/// the real bound; this cap only guards against a clock that never advances. (A small
+/// cap lost attempts when 32 logins raced: every loser had to reopen many times.)
+const MAX_REOPENS: u32 = 100_000;
 /// First and longest pause between lock attempts: short enough that an uncontended
 /// handover costs little, long enough that 32 waiters do not spin a CPU.
 const LOCK_PAUSE_MIN: Duration = Duration::from_millis(1);
@@ -379,7 +382,10 @@ pub fn lock_with_deadline(
     timeout: Duration,
 ) -> Result<LockedFile, FileError> {
     let deadline = Instant::now() + timeout;
-    for _ in 0..MAX_REOPENS {
+    for attempt in 0..MAX_REOPENS {
+        if attempt > 0 && Instant::now() >= deadline {
+            return Err(FileError::LockTimeout);
+        }
         let opened = open_unread(path, rules)?;
         acquire_lock(&opened.file, deadline)?;
         match stat::fstatat(
