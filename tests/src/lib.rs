@@ -618,6 +618,18 @@ impl Drive {
 /// for libfaketime's semaphores), and returns the run
 /// and the syslog datagrams the module sent (root only; the host's `/dev` is untouched).
 pub fn capture_syslog(driver: &Driver) -> (Drive, Vec<String>) {
+    let (out, lines) = with_syslog_capture(&driver.command());
+    assert!(
+        !out.stdout.is_empty(),
+        "pam-drive did not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (Drive::parse(&out), lines)
+}
+
+/// Runs any command with `/dev/log` replaced, inside a private mount namespace, by a
+/// socket this test reads; the host's `/dev` is untouched. Root only (it mounts).
+pub fn with_syslog_capture(inner: &Command) -> (Output, Vec<String>) {
     use std::os::unix::net::UnixDatagram;
     let dir = tempfile::Builder::new()
         .prefix("pam_totp-syslog")
@@ -636,7 +648,6 @@ touch "$t/dev/log"; mount --bind "$t/log.sock" "$t/dev/log"
 mkdir "$t/dev/shm"; mount -t tmpfs -o mode=1777 none "$t/dev/shm"
 mount --rbind "$t/dev" /dev
 exec "$@""#;
-    let inner = driver.command();
     let mut cmd = Command::new("unshare");
     cmd.args([
         "--mount",
@@ -678,12 +689,7 @@ exec "$@""#;
     let out = cmd.output().expect("run unshare");
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let lines = reader.join().expect("syslog reader");
-    assert!(
-        !out.stdout.is_empty(),
-        "pam-drive did not run: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (Drive::parse(&out), lines)
+    (out, lines)
 }
 
 /// The message part of a syslog datagram (after `ident[pid]: ` or `ident: `).
