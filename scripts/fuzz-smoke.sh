@@ -52,7 +52,7 @@ for t in "${targets[@]}"; do
         -print_final_stats=1) >"$log" 2>&1
     rc=$?
     set -e
-    grep -E '^#[0-9]+ +DONE|^stat::(number_of_executed_units|peak_rss_mb)|==[0-9]+==ERROR|^SUMMARY|Test unit written|panicked at' "$log" || true
+    grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|peak_rss_mb)|==[0-9]+==ERROR|^SUMMARY|Test unit written|panicked at' "$log" || true
     if [ "$rc" -ne 0 ] || grep -qE '==[0-9]+==ERROR|^SUMMARY: |Test unit written' "$log"; then
         echo "--- FAILED: $t (exit $rc; input saved under fuzz/artifacts/$t/, log $log)"
         failed+=("$t")

@@ -106,8 +106,11 @@ vg() {
     pass "$name ($result, valgrind clean)"
 }
 
-vg success-home PAM_SUCCESS --service home --user "$user" --answer "$(totp_now "$secret")" --setcred
-vg replay-home PAM_AUTH_ERR --service home --user "$user" --answer "$(totp_now "$secret")"
+# The same code twice: computed once, because under valgrind the clock may reach the next
+# step between the runs, and a fresh code for a new step is (rightly) accepted.
+code=$(totp_now "$secret")
+vg success-home PAM_SUCCESS --service home --user "$user" --answer "$code" --setcred
+vg replay-home PAM_AUTH_ERR --service home --user "$user" --answer "$code"
 write_user_secret
 vg wrong-code PAM_AUTH_ERR --service home --user "$user" --answer "$(totp_wrong "$secret")"
 write_user_secret

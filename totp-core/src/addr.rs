@@ -358,89 +358,169 @@ impl std::error::Error for NetworkError {}
 /// zero. A resulting prefix of 0 is refused unless `allow_zero_prefix`.
 pub fn parse_network(s: &str, allow_zero_prefix: bool) -> Result<IpNetwork, NetworkError> {
     // Rule files are parsed on every authentication and most of their networks are
-    // plain IPv4: take those without `std`'s general parser. Anything else, and every
-    // error, goes through the general path so results and messages stay the same.
-    match parse_ipv4_network(s.as_bytes(), allow_zero_prefix) {
-        Some(net) => Ok(net),
-        None => parse_network_general(s, allow_zero_prefix),
+    // plain IPv4: those take one pass and no `std` parser. The rest (IPv6, and every
+    // error, so that errors are reported exactly as before) takes the general path.
+    match scan_ipv4_network(s.as_bytes(), allow_zero_prefix) {
+        Some((net, end)) if end == s.len() => Ok(net),
+        _ => parse_network_general(s, allow_zero_prefix),
     }
 }
 
-/// The fast path of [`parse_network`]: a valid `a.b.c.d` or `a.b.c.d/N` network and
-/// nothing else. `None` means "not this simple case or not valid", never "refused", so
-/// the caller falls back to [`parse_network_general`], which has the final word.
-fn parse_ipv4_network(s: &[u8], allow_zero_prefix: bool) -> Option<IpNetwork> {
-    let (addr_text, prefix_text) = match s.iter().position(|&b| b == b'/') {
-        None => (s, None),
-        Some(i) => {
-            let (addr, slash_prefix) = s.split_at(i);
-            (addr, slash_prefix.get(1..))
-        }
-    };
-    let addr = parse_ipv4(addr_text)?;
-    // Digits only, so a `%` (zone id error) or a second `/` always takes the general path.
-    let prefix = match prefix_text {
-        None => 32,
-        Some(p) => u8::try_from(small_decimal(p)?).ok().filter(|&v| v <= 32)?,
+/// A valid IPv4 network at the start of `s`, in one pass: `a.b.c.d` or `a.b.c.d/N`, read
+/// up to the first byte that is none of `0-9./`. Returns the network and where it ends.
+///
+/// `None` means "not this simple case, or not valid", never "refused": a caller falls
+/// back to [`parse_network`], which has the final word. A caller must also fall back
+/// when the byte at the returned end is not where its item ends (`10.0.0.0/8%eth0`).
+// Inlined into the rule scanner: its result, returned through memory, stalls store
+// forwarding there (perf).
+#[inline(always)]
+pub(crate) fn scan_ipv4_network(s: &[u8], allow_zero_prefix: bool) -> Option<(IpNetwork, usize)> {
+    let (addr, mut end) = scan_ipv4(s)?;
+    let prefix = if s.get(end) == Some(&b'/') {
+        let digits = s.get(end + 1..)?;
+        let len = digits
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(digits.len());
+        end += 1 + len;
+        // A sign or a leading zero, empty or too long: the general path says which.
+        let value = small_decimal(digits.get(..len)?)?;
+        u8::try_from(value).ok().filter(|&v| v <= 32)?
+    } else {
+        32
     };
     let host_bits = u32::from(addr) & !mask_u32(prefix);
     if host_bits != 0 || (prefix == 0 && !allow_zero_prefix) {
         return None;
     }
     // An IPv4 network is already canonical: `canonical_network` only rewrites IPv6.
-    Some(IpNetwork {
+    let net = IpNetwork {
         addr: IpAddr::V4(addr),
         prefix,
-    })
+    };
+    Some((net, end))
 }
 
-/// Dotted-quad IPv4 exactly as `Ipv4Addr::from_str` reads it: four parts of one to
-/// three decimal digits, each at most 255, no leading zero (`010` would be octal to
-/// inet_aton), no sign, no blanks, nothing after the fourth part.
+/// A dotted-quad IPv4 address at the start of `s`, read up to the first byte that is
+/// neither a digit nor a dot; returns it and where it ends.
 ///
-/// The property tests hold this to `std` on random and adversarial text.
-fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut part = 0usize;
-    // `None` until the current part has a digit.
-    let mut value: Option<u8> = None;
-    for &b in s {
-        match b {
-            b'0'..=b'9' => {
-                let digit = b - b'0';
-                value = Some(match value {
-                    None => digit,
-                    // A second digit after a leading 0 is the octal trap.
-                    Some(0) => return None,
-                    // Past 255 it cannot be an octet; checked_* keeps a fourth digit out.
-                    Some(v) => v.checked_mul(10)?.checked_add(digit)?,
-                });
+/// What it reads is held to `Ipv4Addr::from_str` (see [`parse_ipv4`]): four parts of one
+/// to three decimal digits, each at most 255, no leading zero (`010` would be octal to
+/// inet_aton), no sign, nothing but the dots between them.
+fn scan_ipv4(s: &[u8]) -> Option<(Ipv4Addr, usize)> {
+    // Octets are shifted into one integer as they complete: writing bytes to an array
+    // and reading it back as a word stalls store forwarding, measurably on a hot path.
+    let mut addr = 0u32;
+    let mut dots = 0u32;
+    let mut value = 0u32;
+    let mut digits = 0u32;
+    let mut end = s.len();
+    for (i, &b) in s.iter().enumerate() {
+        if b.is_ascii_digit() {
+            // A second digit after a leading 0 is the octal trap.
+            if digits != 0 && value == 0 {
+                return None;
             }
-            b'.' => {
-                *octets.get_mut(part)? = value?;
-                part += 1;
-                value = None;
-                // A fourth dot makes `part` 4, and the next store fails.
+            // At most 255 before, so no overflow; past 255 it is no octet, which also
+            // keeps out a fourth digit (no leading zero, so four digits are ≥ 1000).
+            value = value * 10 + u32::from(b - b'0');
+            if value > 255 {
+                return None;
             }
-            _ => return None,
+            digits += 1;
+        } else if b == b'.' {
+            // An empty part, or a fourth dot.
+            if digits == 0 || dots == 3 {
+                return None;
+            }
+            addr = addr << 8 | value;
+            dots += 1;
+            value = 0;
+            digits = 0;
+        } else {
+            end = i;
+            break;
         }
     }
-    if part != 3 {
+    // Exactly three dots, and digits after the last one.
+    if dots != 3 || digits == 0 {
         return None;
     }
-    octets[3] = value?;
-    Some(Ipv4Addr::from(octets))
+    Some((Ipv4Addr::from(addr << 8 | value), end))
 }
 
-/// The general parser behind [`parse_network`]: every address family and every error.
-/// Rule lines the access-rule fast path does not accept are re-read with this, so error
-/// messages come from one place.
-pub(crate) fn parse_network_general(
+/// A whole string as a dotted-quad IPv4 address: what `Ipv4Addr::from_str` accepts.
+fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    scan_ipv4(s).and_then(|(addr, end)| (end == s.len()).then_some(addr))
+}
+
+/// The general path of [`parse_network`]: every address family and every error.
+fn parse_network_general(s: &str, allow_zero_prefix: bool) -> Result<IpNetwork, NetworkError> {
+    // One short byte scan instead of two substring searches.
+    let mut slash = None;
+    for (i, b) in s.bytes().enumerate() {
+        match b {
+            b'%' => return Err(NetworkError::ZoneId),
+            b'/' if slash.is_none() => slash = Some(i),
+            _ => {}
+        }
+    }
+    let (addr_text, prefix_text) = match slash {
+        None => (s, None),
+        Some(i) => (s.get(..i).unwrap_or(""), s.get(i + 1..)),
+    };
+    let addr = parse_rule_address(addr_text).ok_or(NetworkError::InvalidAddress)?;
+    network_of(addr, prefix_text, allow_zero_prefix)
+}
+
+/// `IpAddr::from_str`, without its IPv4 attempt where that cannot succeed: an IPv4
+/// literal has no colon and an IPv6 literal always has one, and the fast path has
+/// usually just failed on the IPv4 reading.
+fn parse_rule_address(text: &str) -> Option<IpAddr> {
+    if text.contains(':') {
+        text.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+    } else {
+        parse_ipv4(text.as_bytes()).map(IpAddr::V4)
+    }
+}
+
+/// The checks after the address: prefix syntax and range, host bits, canonical form and
+/// the `/0` opt-in, in that order (the order decides which error is reported).
+fn network_of(
+    addr: IpAddr,
+    prefix_text: Option<&str>,
+    allow_zero_prefix: bool,
+) -> Result<IpNetwork, NetworkError> {
+    let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix_text {
+        None => max,
+        Some(p) => {
+            let value = small_decimal(p.as_bytes()).ok_or(NetworkError::InvalidPrefix)?;
+            u8::try_from(value)
+                .ok()
+                .filter(|&v| v <= max)
+                .ok_or(NetworkError::PrefixOutOfRange { max })?
+        }
+    };
+    let net = truncate(addr, prefix);
+    if net.addr != addr {
+        return Err(NetworkError::HostBitsSet { suggestion: net });
+    }
+    let net = canonical_network(net);
+    if net.prefix == 0 && !allow_zero_prefix {
+        return Err(NetworkError::ZeroPrefix);
+    }
+    Ok(net)
+}
+
+/// [`parse_network`] as it was before the fast paths, with `std`'s parser for every
+/// address: the reference the property tests hold the fast paths to.
+#[cfg(test)]
+pub(crate) fn parse_network_reference(
     s: &str,
     allow_zero_prefix: bool,
 ) -> Result<IpNetwork, NetworkError> {
-    // One short byte scan instead of two substring searches: rule files are parsed on
-    // every authentication.
     let mut slash = None;
     for (i, b) in s.bytes().enumerate() {
         match b {
@@ -826,5 +906,86 @@ mod tests {
         assert!(!net("::/0").contains(v6("::ffff:203.0.113.1")));
         assert!(net("192.0.2.1").contains(v4("192.0.2.1")));
         assert!(!net("192.0.2.1").contains(v4("192.0.2.2")));
+    }
+
+    mod fast_ipv4 {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Parts of dotted quads, good and bad: leading zeros, 256, signs, blanks, empty
+        /// parts, hex, non-ASCII digits.
+        fn part() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => (0u16..=255).prop_map(|n| n.to_string()),
+                2 => prop::sample::select(vec![
+                    "0", "00", "000", "01", "010", "0255", "255", "256", "300", "999", "1000",
+                    "+1", "-1", " 1", "1 ", "", "a", "0x1", "1e1", "\u{661}", "\u{ff11}",
+                    "1\u{301}", "\u{0}", "9999999999999999999999",
+                ])
+                .prop_map(str::to_owned),
+                1 => "[0-9]{1,5}",
+            ]
+        }
+
+        fn tail() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => Just(String::new()),
+                4 => (0u16..=140).prop_map(|n| format!("/{n}")),
+                2 => prop::sample::select(vec![
+                    "/", "/0", "/00", "/033", "/032", "/-1", "/+8", "/ 8", "/8 ", "/8/8", "//8",
+                    "%eth0", "/8%eth0", "%", ".", "/1000", "/4294967304", "/\u{661}", ":", ",",
+                ])
+                .prop_map(str::to_owned),
+            ]
+        }
+
+        fn candidate() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => (prop::collection::vec(part(), 1..7), tail())
+                    .prop_map(|(parts, tail)| parts.join(".") + &tail),
+                2 => "[0-9./%+ -]{0,24}",
+                1 => "[0-9a-fA-F:./%]{0,40}",
+                1 => any::<String>(),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+            #[test]
+            fn fast_ipv4_agrees_with_std(s in candidate()) {
+                prop_assert_eq!(parse_ipv4(s.as_bytes()), s.parse::<Ipv4Addr>().ok(), "{:?}", s);
+            }
+
+            #[test]
+            fn parse_network_agrees_with_the_std_based_reference(s in candidate()) {
+                for allow in [false, true] {
+                    prop_assert_eq!(
+                        parse_network(&s, allow),
+                        parse_network_reference(&s, allow),
+                        "{:?} allow_zero_prefix={}", s, allow
+                    );
+                }
+            }
+
+            /// What the access-rule scanner relies on: a network read from the start of
+            /// an item is the network the whole item would be, whatever follows it.
+            #[test]
+            fn scanned_prefix_is_what_the_reference_reads(s in candidate(), rest in "[ ,\t%:/a-z0-9]{0,3}") {
+                let text = s.clone() + &rest;
+                for allow in [false, true] {
+                    if let Some((net, end)) = scan_ipv4_network(text.as_bytes(), allow) {
+                        let item = text.get(..end);
+                        prop_assert!(item.is_some(), "{:?} {}", text, end);
+                        prop_assert_eq!(
+                            parse_network_reference(item.unwrap_or_default(), allow),
+                            Ok(net),
+                            "{:?}", text
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -81,6 +81,9 @@ pub enum FileError {
     BadScratchCode,
     /// Enrollment settings outside GA's ranges.
     BadSettings(&'static str),
+    /// A CR that does not start a CRLF: where such a file would be edited depends on
+    /// whether CR ends a line, which GA's reader and writer disagree on.
+    BareCarriageReturn,
 }
 
 impl fmt::Display for FileError {
@@ -99,6 +102,7 @@ impl fmt::Display for FileError {
             Self::BadValueBytes => f.write_str("option value contains CR, LF or NUL"),
             Self::BadScratchCode => f.write_str("scratch code out of range"),
             Self::BadSettings(what) => write!(f, "invalid enrollment setting: {what}"),
+            Self::BareCarriageReturn => f.write_str("file has a CR that is not part of a CRLF"),
         }
     }
 }
@@ -449,6 +453,16 @@ pub fn parse(bytes: &[u8]) -> Result<GaFile, FileError> {
     }
     if bytes.contains(&0) {
         return Err(FileError::ContainsNul);
+    }
+    // LF and CRLF files are accepted (GA writes LF; editors write CRLF). A lone CR would
+    // let a rewrite insert a line where the reader does not see it, or inside line 1
+    // (found by fuzzing), so such a file is refused rather than guessed at.
+    if bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
+    {
+        return Err(FileError::BareCarriageReturn);
     }
     let file = GaFile {
         buf: Zeroizing::new(bytes.to_vec()),

@@ -81,6 +81,7 @@ pub enum UriError {
     MissingCounter,
     IssuerMismatch,
     Fragment,
+    ControlByte,
 }
 
 impl fmt::Display for UriError {
@@ -104,6 +105,7 @@ impl fmt::Display for UriError {
                 f.write_str("issuer parameter differs from the label's issuer prefix")
             }
             UriError::Fragment => f.write_str("URI has a fragment"),
+            UriError::ControlByte => f.write_str("URI contains a raw control byte"),
         }
     }
 }
@@ -201,6 +203,20 @@ impl KeyUri {
         if uri.len() > MAX_URI_LEN {
             return Err(UriError::TooLong);
         }
+        // Control bytes are never part of a URI (RFC 3986 needs them percent-encoded).
+        if uri.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return Err(UriError::ControlByte);
+        }
+        let k = Self::parse_fields(uri)?;
+        // What we accept we can also write back: the canonical form percent-encodes more
+        // than an input may have, so it is bounded by the same limit.
+        if k.to_uri().len() > MAX_URI_LEN {
+            return Err(UriError::TooLong);
+        }
+        Ok(k)
+    }
+
+    fn parse_fields(uri: &str) -> Result<KeyUri, UriError> {
         let rest = strip_prefix_ignore_case(uri, "otpauth://").ok_or(UriError::NotOtpauth)?;
         if rest.contains('#') {
             return Err(UriError::Fragment);
@@ -698,5 +714,28 @@ mod properties {
             prop_assert!(uri.bytes().all(|b| b.is_ascii_graphic()));
             prop_assert_eq!(KeyUri::parse(&uri), Ok(k));
         }
+    }
+
+    #[test]
+    fn every_accepted_uri_can_be_written_back() {
+        // Found by fuzzing: raw bytes that encode to three characters each made the
+        // canonical form longer than the limit, so a parsed URI could not be rebuilt.
+        let label = "A".repeat(1300);
+        let padded = format!("otpauth://totp/{label}%C3%A9?secret=JBSWY3DPEHPK3PXP");
+        if let Ok(k) = KeyUri::parse(&padded) {
+            assert!(KeyUri::parse(&k.to_uri()).is_ok());
+        }
+        let tilde = format!(
+            "otpauth://totp/{}?secret=JBSWY3DPEHPK3PXP",
+            "é".repeat(1300)
+        );
+        match KeyUri::parse(&tilde) {
+            Ok(k) => assert!(KeyUri::parse(&k.to_uri()).is_ok()),
+            Err(e) => assert_eq!(e, UriError::TooLong),
+        }
+        assert_eq!(
+            KeyUri::parse("otpauth://totp/a\u{0}b?secret=JBSWY3DPEHPK3PXP"),
+            Err(UriError::ControlByte)
+        );
     }
 }

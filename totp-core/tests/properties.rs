@@ -323,24 +323,63 @@ fn regressions() {
     }
 }
 
-/// Found by the `secret_file` fuzz target: line 1 with a bare CR inside is accepted (the
-/// base32 decoder skips CR, like GA's), so recording an attempt must keep the file
-/// readable. Today `GaFile::set` inserts the new line after the first CR/LF run, i.e.
-/// inside line 1, and the rewritten file no longer parses: one failed login by anybody
-/// locks the user out. See SECURITY.md, "Known issues".
+/// Found by the `secret_file` fuzz target: a bare CR let a rewrite insert a line inside
+/// line 1 (or where the reader does not see it), so one recorded attempt made the file
+/// unreadable. Such files are now refused when read, before anything is written; LF and
+/// CRLF files still record attempts and read back.
 #[test]
-fn bare_cr_in_the_secret_line_survives_recording_an_attempt() {
-    use totp_core::gafile::GaFile;
-    let original: &[u8] = b"JBSWY3DPEHPK3PXP\rJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n";
-    let f = GaFile::parse(original).expect("accepted as GA accepts it");
-    let secret = f.secret().expect("secret");
-    let begun = totp_core::verify::begin(f, &totp_core::policy::Policy::default(), 1_767_225_610)
-        .expect("attempt admitted");
-    let again = GaFile::parse(begun.file.as_bytes())
-        .unwrap_or_else(|e| panic!("recorded attempt made the file unreadable: {e:?}"));
-    assert_eq!(
-        again.secret().expect("secret").as_bytes(),
-        secret.as_bytes(),
-        "secret changed"
-    );
+fn bare_cr_files_are_refused_and_crlf_files_survive_recording_an_attempt() {
+    use totp_core::gafile::{FileError, GaFile, KEY_FAILURES};
+    for bad in [
+        &b"JBSWY3DPEHPK3PXP\rJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n"[..],
+        b"JBSWY3DPEHPK3PXP\n\rJUNK\n\" TOTP_AUTH\n",
+        b"JBSWY3DPEHPK3PXP\n\" TOTP_AUTH\r",
+    ] {
+        assert_eq!(
+            GaFile::parse(bad).err(),
+            Some(FileError::BareCarriageReturn),
+            "{bad:?}"
+        );
+    }
+    for good in [
+        &b"JBSWY3DPEHPK3PXP\r\n\" TOTP_AUTH\r\n"[..],
+        b"JBSWY3DPEHPK3PXP\n\r\n\" TOTP_AUTH\n",
+    ] {
+        let f = GaFile::parse(good).expect("LF/CRLF accepted");
+        let secret = f.secret().expect("secret");
+        let begun =
+            totp_core::verify::begin(f, &totp_core::policy::Policy::default(), 1_767_225_610)
+                .expect("attempt admitted");
+        let again = GaFile::parse(begun.file.as_bytes())
+            .unwrap_or_else(|e| panic!("recorded attempt made the file unreadable: {e:?}"));
+        assert_eq!(
+            again.secret().expect("secret").as_bytes(),
+            secret.as_bytes()
+        );
+        assert!(
+            again.get(KEY_FAILURES).is_some(),
+            "the recorded attempt reads back"
+        );
+    }
+}
+
+/// Found by the `otpauth_uri` fuzz target: the parser accepts raw control bytes (NUL
+/// included) in the label, which RFC 3986 does not allow in a URI, and `to_uri` then
+/// percent-encoded each as three bytes; a URI under `MAX_URI_LEN` thus rebuilt into one
+/// the parser refused as too long. Now raw control bytes are refused and an accepted URI
+/// is one whose canonical form fits the limit.
+#[test]
+fn a_parsed_uri_rebuilds_into_a_uri_that_parses() {
+    let label = "\0".repeat(1400);
+    let uri = format!("otpauth://totp/{label}?secret=JBSWY3DPEHPK3PXP");
+    assert!(uri.len() < totp_core::uri::MAX_URI_LEN);
+    if let Ok(k) = totp_core::uri::KeyUri::parse(&uri) {
+        let rebuilt = k.to_uri();
+        assert_eq!(
+            totp_core::uri::KeyUri::parse(&rebuilt).as_ref(),
+            Ok(&k),
+            "rebuilt URI ({} bytes) refused",
+            rebuilt.len()
+        );
+    }
 }
