@@ -33,9 +33,20 @@ printf 'auth required pam_deny.so\n' > "$work/pam.d/other"
 echo
 echo "demo: now authenticating through libpam (service pam_totp-demo, user $user)."
 echo "demo: enter the 6-digit code your app shows."
-if ./target/release/totp-enroll check --pam-dir "$work/pam.d" --service pam_totp-demo --user "$user"; then
-    echo "demo: authenticated. Try again with the same code: it is refused (replay)."
+check() {
+    ./target/release/totp-enroll check --pam-dir "$work/pam.d" --service pam_totp-demo --user "$user"
+}
+if check; then
+    echo "demo: authenticated."
 else
     echo "demo: authentication failed (wrong code, or the phone's clock is off)."
     exit 1
+fi
+echo
+echo "demo: now enter the SAME code again: a code is good for one login only."
+if check; then
+    echo "demo: the same code was accepted twice; this must not happen."
+    exit 1
+else
+    echo "demo: refused, as it should be (replay protection)."
 fi

@@ -50,6 +50,7 @@ stage rpm ./packaging/build-rpm.sh
 stage deb-install ./tests/e2e/deb-install.sh
 stage sshd ./tests/e2e/sshd.sh
 stage valgrind ./tests/e2e/valgrind.sh
+stage demo ./tests/e2e/demo.sh
 
 # Test counts from cargo's own result lines, for the summary.
 # Test counts from cargo's own result lines, for the summary.

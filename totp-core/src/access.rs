@@ -663,8 +663,6 @@ fn is_miscased_keyword(token: &str) -> bool {
 /// it can; the rest (errors, and anything unusual) is rolled back and re-read by
 /// [`parse_line_exact`], whose verdict and error message stand. So the scanner only has
 /// to be right about what it accepts, which the property tests hold it to.
-// Inlined: returning its result through memory stalls store forwarding on the
-// per-line path (measured with perf).
 #[inline(always)]
 fn parse_line<'t>(
     raw: &'t [u8],
@@ -729,6 +727,9 @@ fn class_of(b: u8) -> u8 {
 /// The fast path of [`parse_line`]: the usual rule line in one pass over its bytes.
 /// `None` means "not accepted here" (an error, or a line the scanner leaves to
 /// [`parse_line_exact`]); then `items` may hold a partial rule, which the caller drops.
+///
+/// The scanner's functions are all inlined into the line loop: their small results,
+/// returned through memory, stalled store forwarding on this per-line path (perf).
 #[inline(always)]
 fn scan_line<'t>(
     raw: &'t str,
@@ -784,8 +785,6 @@ fn scan_rule(line: &str, opts: ParseOptions, items: &mut Items) -> Option<Shape>
 /// One list item from `i` (not a separator) to the next separator, or to a colon when
 /// `stop` has [`COLON`]. Returns its end and the AND of its bytes' classes, so the
 /// caller knows at once whether it is all name bytes and all printable.
-// Inlined: returning its result through memory stalls store forwarding on the
-// per-line path (measured with perf).
 #[inline(always)]
 fn scan_item(b: &[u8], mut i: usize, stop: u8) -> (usize, u8) {
     let mut all = u8::MAX;
@@ -802,8 +801,6 @@ fn scan_item(b: &[u8], mut i: usize, stop: u8) -> (usize, u8) {
 
 /// The users field from `i` to the second colon; returns the list and where the origins
 /// field starts. Accepts what [`user_list`] accepts and refuses (`None`) the rest.
-// Inlined: returning its result through memory stalls store forwarding on the
-// per-line path (measured with perf).
 #[inline(always)]
 fn scan_users(line: &str, mut i: usize, out: &mut Vec<UserItem>) -> Option<(List, usize)> {
     let b = line.as_bytes();
@@ -864,8 +861,6 @@ fn scan_users(line: &str, mut i: usize, out: &mut Vec<UserItem>) -> Option<(List
 
 /// The origins field from `i` to the end of the line. Accepts what [`origin_list`]
 /// accepts and refuses (`None`) the rest.
-// Inlined: returning its result through memory stalls store forwarding on the
-// per-line path (measured with perf).
 #[inline(always)]
 fn scan_origins(
     line: &str,
@@ -2392,25 +2387,6 @@ mod tests {
                 })
                 .min()
                 .unwrap_or_default()
-        }
-
-        #[test]
-        #[ignore = "tmp"]
-        fn tmp_profile() {
-            let text = bench_rules(10_000);
-            let subject = Subject {
-                user: "root",
-                groups: Some(&[]),
-                origin: Origin::Network("192.0.2.10".parse().expect("x")),
-            };
-            for _ in 0..3000 {
-                std::hint::black_box(decide(
-                    std::hint::black_box(text.as_bytes()),
-                    ParseOptions::default(),
-                    &subject,
-                ))
-                .ok();
-            }
         }
 
         /// Timings, printed, never asserted: `cargo test --release -p totp-core --

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs the README's first command (scripts/demo.sh) the way a person would, with expect
+# playing the person: it reads the secret key the demo shows next to the QR code, computes
+# the code with oathtool (the phone's part) and types it at the PAM prompt. Then it checks
+# the demo's promise that the same code is refused a second time is kept.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+. tests/e2e/lib.sh
+
+log=$(mktemp -t pam_totp-demo-e2e.XXXXXX)
+trap 'rm -f "$log"' EXIT
+
+# The right code: the demo must say "authenticated".
+if expect -f - "$root/scripts/demo.sh" >"$log" 2>&1 <<'EXP'
+set timeout 300
+spawn {*}$argv
+expect {
+    -re {Your new secret key is: ([A-Z2-7]+)} { set secret $expect_out(1,string) }
+    timeout { puts "no secret shown"; exit 2 }
+}
+expect {
+    -re {Verification code: } {}
+    timeout { puts "no PAM prompt"; exit 3 }
+}
+set code [exec oathtool --totp -b $secret]
+send "$code\r"
+expect {
+    "demo: authenticated" {}
+    "authentication failed" { exit 4 }
+    timeout { exit 5 }
+    eof { exit 6 }
+}
+expect {
+    -re {Verification code: } {}
+    timeout { exit 7 }
+}
+send "$code\r"
+expect {
+    "refused, as it should be" { exit 0 }
+    "accepted twice" { exit 8 }
+    timeout { exit 9 }
+}
+EXP
+then
+    pass "demo enrolls, shows the QR code, authenticates with a right code and refuses its replay"
+else
+    fail "demo with a right code (see below)"
+    cat "$log"
+fi
+grep -q "▀\|▄\|█" "$log" && pass "demo shows a QR code" || fail "demo shows no QR code"
+
+# A wrong code: the demo must report the failure and exit non-zero.
+if expect -f - "$root/scripts/demo.sh" >"$log" 2>&1 <<'EXP'
+set timeout 300
+spawn {*}$argv
+expect {
+    -re {Verification code: } {}
+    timeout { exit 3 }
+}
+send "000000\r"
+expect {
+    "authentication failed" { exit 0 }
+    "demo: authenticated" { exit 4 }
+    timeout { exit 5 }
+}
+EXP
+then
+    pass "demo refuses a wrong code"
+else
+    fail "demo with a wrong code"
+    cat "$log"
+fi
+summary
