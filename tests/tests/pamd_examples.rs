@@ -701,52 +701,34 @@ fn su_example_asks_the_target_accounts_password_and_store_code() {
     expect(&d, OK, 0, false, "root running su: pam_rootok");
 }
 
-#[test]
-fn login_example_asks_password_then_code_on_the_console() {
-    let test = "login_example";
-    if !ready(test) {
+/// A local login stack (console or display manager): password, then the code.
+fn local_example_asks_password_then_code(service: &str, tag: &str, tty: &'static str) {
+    if !ready(service) {
         return;
     }
-    let setup = Setup::new("login");
-    setup.install("login", &setup.default_rewrite());
-    let u = users("lo");
-    let console = Items {
-        tty: Some("tty1"),
+    let setup = Setup::new(service);
+    setup.install(service, &setup.default_rewrite());
+    let u = users(tag);
+    let local = Items {
+        tty: Some(tty),
         rhost: None,
     };
-    password_then_code(&setup, &u, Mode::Home, console);
+    password_then_code(&setup, &u, Mode::Home, local);
+}
+
+#[test]
+fn login_example_asks_password_then_code_on_the_console() {
+    local_example_asks_password_then_code("login", "lo", "tty1");
 }
 
 #[test]
 fn lightdm_example_asks_password_then_code() {
-    let test = "lightdm_example";
-    if !ready(test) {
-        return;
-    }
-    let setup = Setup::new("lightdm");
-    setup.install("lightdm", &setup.default_rewrite());
-    let u = users("ld");
-    let display = Items {
-        tty: Some(":0"),
-        rhost: None,
-    };
-    password_then_code(&setup, &u, Mode::Home, display);
+    local_example_asks_password_then_code("lightdm", "ld", ":0");
 }
 
 #[test]
 fn gdm_password_example_asks_password_then_code() {
-    let test = "gdm_password_example";
-    if !ready(test) {
-        return;
-    }
-    let setup = Setup::new("gdm-password");
-    setup.install("gdm-password", &setup.default_rewrite());
-    let u = users("gd");
-    let display = Items {
-        tty: Some("/dev/tty2"),
-        rhost: None,
-    };
-    password_then_code(&setup, &u, Mode::Home, display);
+    local_example_asks_password_then_code("gdm-password", "gd", "/dev/tty2");
 }
 
 /// The `Auth:` lines of a pam-auth-update profile (continuation lines, trimmed).
