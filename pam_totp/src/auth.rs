@@ -68,7 +68,8 @@ pub fn authenticate_with(
         opts,
     };
 
-    let resolved = target::resolve(&ctx.opts, sys, raw_user.as_deref())?;
+    let resolved = target::resolve(&ctx.opts, sys, raw_user.as_deref())
+        .inspect_err(|e| io.log(Level::Err, &format!("{e}; denying everybody")))?;
     let items = LoginItems {
         rhost: rhost_raw.as_deref(),
         tty: tty.as_deref(),
@@ -95,7 +96,7 @@ pub fn authenticate_with(
     };
     let who = sanitize(target.name.as_str().as_bytes());
 
-    let file = match ctx.preread(&target) {
+    let file = match ctx.preread(&*io, &target) {
         Ok(PreRead::Present(f)) => f,
         Ok(PreRead::Absent) if ctx.opts.nullok => {
             if ctx.opts.debug {
@@ -123,7 +124,10 @@ pub fn authenticate_with(
     };
 
     if ctx.opts.grace_period_secs > 0 {
-        let now = sys.now().map_err(|_| AuthError::Clock)?;
+        let now = sys.now().map_err(|_| {
+            io.log(Level::Err, "cannot read the clock; denying");
+            AuthError::Clock
+        })?;
         if let Ok(true) = verify::grace_applies(&file, &ctx.policy, ctx.rhost_ip, now) {
             io.log(
                 Level::Notice,
@@ -283,9 +287,8 @@ impl Ctx {
         Ok(Outcome::Deny(d.denial))
     }
 
-    fn preread(&self, target: &Target) -> Result<PreRead, AuthError> {
-        let _creds = creds::switch_to(&target.identity)
-            .map_err(|e| AuthError::Credentials(format!("{e:?}")))?;
+    fn preread(&self, io: &dyn PamIo, target: &Target) -> Result<PreRead, AuthError> {
+        let _creds = switch_creds(io, target)?;
         match safefile::open_checked(&target.path, &target.rules) {
             Ok(opened) => match GaFile::parse(&opened.contents) {
                 Ok(f) => Ok(PreRead::Present(f)),
@@ -324,8 +327,7 @@ impl Ctx {
             matched,
             admission,
         } = {
-            let _creds = creds::switch_to(&target.identity)
-                .map_err(|e| AuthError::Credentials(format!("{e:?}")))?;
+            let _creds = switch_creds(&*io, target)?;
             match self.locked_verify(io, sys, target, cands, phase)? {
                 Ok(v) => v,
                 Err(denial) => return Ok((self.denied(io, &who, denial), None)),
@@ -538,6 +540,20 @@ impl Ctx {
             admission,
         }))
     }
+}
+
+/// Takes the target's file-system identity for the calling thread (restored on drop).
+fn switch_creds(io: &dyn PamIo, target: &Target) -> Result<creds::CredGuard, AuthError> {
+    creds::switch_to(&target.identity).map_err(|e| {
+        io.log(
+            Level::Err,
+            &format!(
+                "cannot switch to the identity of uid {}: {e}; denying",
+                target.identity.uid
+            ),
+        );
+        AuthError::Credentials(format!("{e:?}"))
+    })
 }
 
 /// Computes as many codes as a real check of the default window would, so a doomed user
