@@ -28,6 +28,7 @@ pub mod style {
 /// `pam_exec.so expose_authtok` line in the stack.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Item {
+    User,
     Tty,
     RHost,
     RUser,
@@ -36,6 +37,7 @@ pub enum Item {
 impl Item {
     fn raw(self) -> libc::c_int {
         match self {
+            Item::User => 2,
             Item::Tty => 3,
             Item::RHost => 4,
             Item::RUser => 8,
@@ -195,6 +197,12 @@ impl Transaction {
     /// Runs `pam_acct_mgmt`.
     pub fn acct_mgmt(&mut self) -> i32 {
         sys::acct_mgmt(self.handle, 0)
+    }
+
+    /// The raw `pam_handle_t *`, for tests that call a module's exports directly
+    /// (argument-validation edge cases). Valid until the transaction is dropped.
+    pub fn raw_handle(&mut self) -> *mut std::ffi::c_void {
+        self.handle.cast()
     }
 
     /// Messages the modules sent so far.
