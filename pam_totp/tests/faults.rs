@@ -1,4 +1,4 @@
-//! Fault injection, table-driven (security-rules §3 D2, F1, F2, F8, H5; rules R1, R2, R15).
+//! Fault injection, table-driven (SECURITY.md cases D2, F1, F2, F8, H5; rules R1, R2, R15).
 //!
 //! Each row makes one host facility fail — the name service, the clock, the conversation,
 //! the state-file lock, or one step of the crash-safe rewrite (create temp, write, fsync,

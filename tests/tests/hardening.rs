@@ -1,4 +1,4 @@
-//! Hardening through the real libpam and the built `.so` (security-rules §3 C4, C5, D2,
+//! Hardening through the real libpam and the built `.so` (SECURITY.md cases C4, C5, D2,
 //! E1, E2, E5, E6, F8, G1; rules R4, R6, R16, R24).
 //!
 //! - Panics: a `test-panic` build of the module panics in `pam_sm_authenticate` and

@@ -1,5 +1,5 @@
 //! Parallel logins, replay, crash safety of the state rewrite, and what rewrites keep
-//! (security-rules.md C1–C3, D1, D6, R12, R15–R17), with real processes.
+//! (SECURITY.md cases C1–C3, D1, D6, R12, R15–R17), with real processes.
 
 use std::fs;
 use std::os::unix::process::CommandExt;

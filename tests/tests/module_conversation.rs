@@ -1,6 +1,6 @@
 //! Conversation failures, answer parsing, and GA's eight password modes with their
-//! prompt counts and `PAM_AUTHTOK` forwarding (security-rules.md F1–F4, F10;
-//! compat §3 and §7.4), through the real libpam and the built module.
+//! prompt counts and `PAM_AUTHTOK` forwarding (SECURITY.md cases F1–F4, F10;
+//! GA's control flow and its unit-test matrix), through the real libpam and the built module.
 //!
 //! Linux-PAM keeps `PAM_AUTHTOK` from applications (`pam_get_item`/`pam_set_item` return
 //! `PAM_BAD_ITEM` outside a module), so it is set the way a real stack sets it — by
@@ -150,7 +150,7 @@ fn malformed_answers_are_failed_attempts() {
     assert_eq!(failures(&read(&u.secret_path())), 0);
 }
 
-/// One of GA's eight password modes (compat §7.4).
+/// One of GA's eight password modes (GA's unit test).
 struct Mode {
     name: &'static str,
     args: &'static str,

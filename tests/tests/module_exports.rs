@@ -1,5 +1,5 @@
 //! What the built `.so` exports, and the panic strategy it is built with
-//! (security-rules.md G3, G4, R24, F11).
+//! (SECURITY.md cases G3, G4, R24, F11).
 
 use std::process::Command;
 

@@ -1,5 +1,5 @@
 //! Hostile secret files, hostile user names and the no-oracle rule, as root with real
-//! users (the module opens files as the user) — security-rules.md A1–A15, B1, B2, R9.
+//! users (the module opens files as the user) — SECURITY.md cases A1–A15, B1, B2, R9.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};

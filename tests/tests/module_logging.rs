@@ -1,4 +1,4 @@
-//! What the module writes to syslog (security-rules.md R26, K1, K2): captured from a
+//! What the module writes to syslog (SECURITY.md cases R26, K1, K2): captured from a
 //! private `/dev/log` (see `capture_syslog`). Never a code, secret, scratch code or
 //! password; hostile user names and hosts escaped; each verdict says who, from where
 //! and what happened.

@@ -1,5 +1,5 @@
 //! Every module option of `pam_totp.so`, through the real libpam and the built module
-//! (security-rules.md R2, R3, R6, R13, R14, R28; compat §1).
+//! (SECURITY.md cases R2, R3, R6, R13, R14, R28; GA's option list).
 //!
 //! Runs as root with real throwaway users; the clock is frozen with libfaketime so every
 //! code is for a known step.
@@ -302,7 +302,7 @@ fn debug_noskewadj_and_flags_are_accepted() {
     }
 }
 
-/// GA's skew-learning scenario (compat §7.4): codes for step 11000+i entered at
+/// GA's skew-learning scenario (GA's unit test): codes for step 11000+i entered at
 /// T = 12000+i. GA learns the skew and accepts the third; pam_totp never learns,
 /// with or without `noskewadj`, and writes no skew state.
 #[test]

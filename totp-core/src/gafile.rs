@@ -855,7 +855,7 @@ impl GaFile {
     }
 }
 
-/// GA's `RATE_LIMIT` step (compat §5.5): append `now`, sort, drop entries older
+/// GA's `RATE_LIMIT` step (its documented algorithm): append `now`, sort, drop entries older
 /// than `now − interval` or later than `now`, and if more than `attempts` remain,
 /// keep the newest `attempts` and report the attempt as exceeded.
 pub fn rate_limit_update(rl: &RateLimit, now: u64) -> (RateLimit, bool) {

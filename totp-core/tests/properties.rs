@@ -1,4 +1,4 @@
-//! The fuzzing properties (security-rules §4), run as proptest tests on stable Rust.
+//! The fuzzing properties (the fuzz targets of docs/fuzzing.md), run as proptest tests on stable Rust.
 //!
 //! The property functions are the very ones the libFuzzer targets call
 //! (`fuzz/props.rs`); here they get proptest inputs: raw bytes, and inputs shaped like
@@ -260,7 +260,7 @@ proptest! {
 }
 
 /// Inputs that once broke a property (from fuzzing or review) stay here for good, and
-/// the hostile cases of security-rules §3 that these parsers see.
+/// the hostile cases of SECURITY.md cases that these parsers see.
 #[test]
 fn regressions() {
     type Property = fn(&[u8]);
