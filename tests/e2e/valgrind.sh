@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Memory checks of the module under valgrind, through the real libpam: target/debug/
 # pam-drive runs one transaction per case against a throwaway confdir stack that loads
-# target/debug/libpam_totp.so by absolute path (SECURITY.md cases F7, §R30).
+# target/debug/libpam_totp.so by absolute path (SECURITY.md case F7, rule R30).
 #
 #   sudo ./tests/e2e/valgrind.sh
 #

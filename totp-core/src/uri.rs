@@ -381,7 +381,7 @@ fn canonical_secret(s: &str) -> Result<Zeroizing<String>, UriError> {
 }
 
 /// RFC 3986 §2.3 unreserved characters pass through; every other byte of the
-/// UTF-8 text becomes `%XX` with upper-case hex (§2.1).
+/// UTF-8 text becomes `%XX` with upper-case hex (RFC 3986 §2.1).
 fn percent_encode_into(s: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in s.as_bytes() {
