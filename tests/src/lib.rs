@@ -232,15 +232,15 @@ impl Driver {
 
     pub fn command(&self) -> Command {
         let driver = &built().driver;
-        let mut cmd = match self.faketime {
-            Some(t) => {
-                let mut c = Command::new("faketime");
-                c.env("TZ", "UTC");
-                c.arg("-f").arg(faketime_date(t)).arg(driver);
-                c
-            }
-            None => Command::new(driver),
-        };
+        let mut cmd = Command::new(driver);
+        if let Some(t) = self.faketime {
+            // libfaketime preloaded directly: the `faketime` wrapper names a semaphore
+            // and shared memory after its pid, leaks them when its child is killed, and
+            // a later wrapper with a reused pid then fails with "sem_open: File exists".
+            cmd.env("LD_PRELOAD", libfaketime())
+                .env("FAKETIME", faketime_date(t))
+                .env("TZ", "UTC");
+        }
         cmd.args(&self.args);
         cmd.stdin(Stdio::null());
         cmd
@@ -252,7 +252,33 @@ impl Driver {
     }
 }
 
-/// `faketime -f` wants an absolute date, not `@unix`.
+/// Path of Debian's libfaketime (package `faketime`/`libfaketime`).
+pub fn libfaketime() -> &'static str {
+    static LIB: OnceLock<String> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                "dpkg -L libfaketime 2>/dev/null | grep '/libfaketime.so.1$' | head -n 1",
+            ])
+            .output()
+            .expect("dpkg -L");
+        let found = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !found.is_empty() {
+            return found;
+        }
+        [
+            "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+            "/usr/lib/faketime/libfaketime.so.1",
+        ]
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .map(|p| (*p).to_string())
+        .expect("libfaketime not installed (apt-get install faketime)")
+    })
+}
+
+/// An absolute `FAKETIME` (without `@`): the clock is frozen at that moment.
 pub fn faketime_date(unix: u64) -> String {
     let out = Command::new("date")
         .args(["-u", "-d", &format!("@{unix}"), "+%Y-%m-%d %H:%M:%S"])
