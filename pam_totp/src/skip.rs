@@ -35,51 +35,73 @@ pub fn decide(
     items: &LoginItems<'_>,
     log: &mut dyn FnMut(Level, &str),
 ) -> Option<String> {
-    let needs_groups = !opts.skip_groups.is_empty()
-        || !opts.require_groups.is_empty()
-        || opts.accessfile.is_some();
-    if !needs_groups {
+    let group_rules = !opts.skip_groups.is_empty() || !opts.require_groups.is_empty();
+    if !group_rules && opts.accessfile.is_none() {
         return None;
     }
     // Rules name NSS's canonical name; a user NSS does not know is matched by the
     // validated PAM name and has no groups.
     let user = pw.map_or(name, |pw| pw.name.as_str());
-    let groups = match pw {
-        Some(pw) => match sys.group_names(pw) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                log(
-                    Level::Err,
-                    &format!(
-                        "group lookup for {} failed ({e:?}); no group skip",
-                        sanitize(user.as_bytes())
-                    ),
-                );
-                None
-            }
-        },
-        None => None,
+    let mut groups = LazyGroups {
+        sys,
+        pw,
+        user,
+        looked_up: None,
     };
     if let Some(path) = &opts.accessfile {
         let origin = classify_origin(items.rhost, items.tty, items.service);
-        if let Some(reason) = access_rules(path, opts, user, groups.as_deref(), origin, log) {
+        if let Some(reason) = access_rules(path, opts, &mut groups, origin, log) {
             return Some(reason);
         }
     }
-    if (!opts.skip_groups.is_empty() || !opts.require_groups.is_empty())
+    if group_rules
         && let GroupDecision::Skip(reason) =
-            group_skip_decision(groups.as_deref(), &opts.skip_groups, &opts.require_groups)
+            group_skip_decision(groups.get(log), &opts.skip_groups, &opts.require_groups)
     {
         return Some(format!("group rule: {reason}"));
     }
     None
 }
 
+/// The user's groups, looked up through NSS only when a rule needs them (a group lookup
+/// reads the whole group database and costs more than a large rule file).
+struct LazyGroups<'a> {
+    sys: &'a dyn System,
+    pw: Option<&'a Passwd>,
+    user: &'a str,
+    /// `Some(None)`: looked up and failed (or no NSS entry), which never grants a skip.
+    looked_up: Option<Option<Vec<String>>>,
+}
+
+impl LazyGroups<'_> {
+    fn get(&mut self, log: &mut dyn FnMut(Level, &str)) -> Option<&[String]> {
+        if self.looked_up.is_none() {
+            let found = match self.pw {
+                Some(pw) => match self.sys.group_names(pw) {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        log(
+                            Level::Err,
+                            &format!(
+                                "group lookup for {} failed ({e:?}); no group skip",
+                                sanitize(self.user.as_bytes())
+                            ),
+                        );
+                        None
+                    }
+                },
+                None => None,
+            };
+            self.looked_up = Some(found);
+        }
+        self.looked_up.as_ref().and_then(|g| g.as_deref())
+    }
+}
+
 fn access_rules(
     path: &str,
     opts: &ModuleOptions,
-    user: &str,
-    groups: Option<&[String]>,
+    groups: &mut LazyGroups<'_>,
     origin: Origin,
     log: &mut dyn FnMut(Level, &str),
 ) -> Option<String> {
@@ -99,6 +121,14 @@ fn access_rules(
             );
             return None;
         }
+    };
+    // Group items are written `(name)`: without a '(' the file has none, and the NSS
+    // group lookup is skipped (passing no groups cannot add a skip).
+    let user = groups.user;
+    let groups = if opened.contents.contains(&b'(') {
+        groups.get(log)
+    } else {
+        None
     };
     let subject = Subject {
         user,
