@@ -143,6 +143,26 @@ impl Transaction {
         confdir: Option<&Path>,
         conversation: Box<dyn Conversation>,
     ) -> Result<Transaction, StartError> {
+        Self::start_with(service, user, confdir, conversation, true)
+    }
+
+    /// Like [`Transaction::start`], but the `pam_conv` passed to libpam has a NULL
+    /// conversation function: what a broken application gives a module (tests only).
+    pub fn start_without_conversation_function(
+        service: &str,
+        user: Option<&str>,
+        confdir: Option<&Path>,
+    ) -> Result<Transaction, StartError> {
+        Self::start_with(service, user, confdir, Box::new(Scripted::default()), false)
+    }
+
+    fn start_with(
+        service: &str,
+        user: Option<&str>,
+        confdir: Option<&Path>,
+        conversation: Box<dyn Conversation>,
+        with_function: bool,
+    ) -> Result<Transaction, StartError> {
         let service = cstring(service.as_bytes())?;
         let user = user.map(|u| cstring(u.as_bytes())).transpose()?;
         let confdir = confdir
@@ -153,7 +173,11 @@ impl Transaction {
             transcript: Vec::new(),
         });
         let conv = Box::new(sys::PamConv {
-            conv: Some(sys::conversation_trampoline),
+            conv: if with_function {
+                Some(sys::conversation_trampoline)
+            } else {
+                None
+            },
             appdata_ptr: (&mut *state as *mut ConvState).cast(),
         });
         let mut handle: *mut sys::PamHandle = ptr::null_mut();

@@ -178,3 +178,22 @@ fn pam_user_is_read_again_on_every_call() {
         "alice's code replayed in a new transaction: PAM_AUTH_ERR"
     );
 }
+
+#[test]
+fn a_missing_conversation_function_is_a_failure_not_a_crash() {
+    if !require_root("a_missing_conversation_function_is_a_failure_not_a_crash") {
+        return;
+    }
+    let user = TestUser::create("nc");
+    user.write_secret(&format!("{SECRET_160}\n\" TOTP_AUTH\n"), 0o600);
+    let stack = Stack::with_module("edge", "");
+    let mut tx = Transaction::start_without_conversation_function(
+        "edge",
+        Some(&user.name),
+        Some(stack.path()),
+    )
+    .expect("pam_start accepts a pam_conv with a NULL function");
+    let rc = tx.authenticate(0);
+    // PAM_CONV_ERR (19): the module cannot ask, and says so; never success or ignore.
+    assert_eq!(rc, 19, "got {rc}");
+}
