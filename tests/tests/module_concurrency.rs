@@ -270,7 +270,7 @@ fn kill_9_during_rewrites_never_corrupts_the_file() {
             .answer(&code_at(&secret, at))
             .at(at)
             .command();
-        // Own process group: faketime forks pam-drive, and both must die.
+        // Own process group, so the kill reaches everything the child started.
         cmd.process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -298,6 +298,13 @@ fn kill_9_during_rewrites_never_corrupts_the_file() {
             killed += 1;
         }
         let _ = child.wait();
+        // libfaketime keeps per-process shared memory that a SIGKILL leaves behind.
+        for leftover in [
+            format!("/dev/shm/faketime_shm_{pid}"),
+            format!("/dev/shm/sem.faketime_sem_{pid}"),
+        ] {
+            let _ = std::fs::remove_file(leftover);
+        }
         let bytes = fs::read(&p).expect("read secret file");
         let f = GaFile::parse(&bytes).unwrap_or_else(|e| {
             panic!("after kill {i} (delay {delay} µs): corrupt file {e:?}: {bytes:?}")
