@@ -10,7 +10,9 @@ echo "demo: building (release)..."
 cargo build --release -q -p pam_totp -p totp-enroll
 
 work=$(mktemp -d -t pam_totp-demo.XXXXXX)   # mode 0700, owned by you
-trap 'rm -rf "$work"' EXIT
+cleanup() { rm -rf "$work"; }
+trap cleanup EXIT
+trap 'exit 130' HUP INT TERM
 secret=$work/google_authenticator
 user=$(id -un)
 module=$PWD/target/release/libpam_totp.so

@@ -9,6 +9,8 @@ root=$PWD
 . tests/e2e/lib.sh
 
 log=$(mktemp -t pam_totp-demo-e2e.XXXXXX)
+leftovers() { find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'pam_totp-demo.*' 2>/dev/null | sort; }
+before=$(leftovers)
 trap 'rm -f "$log"' EXIT
 
 # The right code: the demo must say "authenticated".
@@ -37,7 +39,7 @@ expect {
 }
 send "$code\r"
 expect {
-    "refused, as it should be" { exit 0 }
+    "refused, as it should be" { expect eof; exit 0 }
     "accepted twice" { exit 8 }
     timeout { exit 9 }
 }
@@ -60,7 +62,7 @@ expect {
 }
 send "000000\r"
 expect {
-    "authentication failed" { exit 0 }
+    "authentication failed" { expect eof; exit 0 }
     "demo: authenticated" { exit 4 }
     timeout { exit 5 }
 }
@@ -71,4 +73,6 @@ else
     fail "demo with a wrong code"
     cat "$log"
 fi
+[ "$(leftovers)" = "$before" ] && pass "demo removes its temporary directory" \
+    || fail "demo left a temporary directory behind"
 summary

@@ -346,6 +346,8 @@ fn user_and_group_items_in_rules() {
     );
     assert_eq!(run(&member.name, None, Some("tty2")), Returned::Ignore);
     assert_eq!(run(&member.name, Some("198.51.100.1"), None), required);
+    drop((member, other));
+    let _ = Command::new("groupdel").arg("pttlan").status();
 }
 
 #[test]
@@ -378,6 +380,8 @@ fn skip_group_and_require_group_use_supplementary_groups() {
     assert_eq!(run("skip_group=ptt-no-such-group", &admin.name), required);
     // Unknown users get the normal unknown-user flow: prompted, denied, never skipped.
     assert_eq!(run("require_group=pttadm", "ptt-no-such-user"), required);
+    drop((admin, plain));
+    let _ = Command::new("groupdel").arg("pttadm").status();
 }
 
 #[test]
