@@ -46,6 +46,9 @@ const MAX_SYMLINKS: u32 = 40;
 /// the real bound; this cap only guards against a clock that never advances. (A small
 /// cap lost attempts when 32 logins raced: every loser had to reopen many times.)
 const MAX_REOPENS: u32 = 100_000;
+/// How often [`open_unread`] reopens a file that lost its last link while being opened
+/// (each time, another writer replaced it: progress).
+const MAX_REOPENS_UNLINKED: u32 = 64;
 /// First and longest pause between lock attempts: short enough that an uncontended
 /// handover costs little, long enough that 32 waiters do not spin a CPU.
 const LOCK_PAUSE_MIN: Duration = Duration::from_millis(1);
@@ -642,15 +645,26 @@ fn open_unread(path: &Path, rules: &FileRules) -> Result<Unread, FileError> {
         | OFlag::O_NONBLOCK
         | OFlag::O_NOCTTY
         | OFlag::O_CLOEXEC;
-    let fd = match fcntl::openat(&walked.fd, name, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) => return Err(FileError::NotFound),
-        Err(Errno::ELOOP) => return Err(FileError::Symlink),
-        Err(e) => return Err(FileError::os("open", e)),
+    let mut reopens = 0;
+    let (file, info) = loop {
+        let fd = match fcntl::openat(&walked.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Err(FileError::NotFound),
+            Err(Errno::ELOOP) => return Err(FileError::Symlink),
+            Err(e) => return Err(FileError::os("open", e)),
+        };
+        let file = File::from(fd);
+        let st = stat::fstat(&file).map_err(|e| FileError::os("fstat", e))?;
+        let info = FileInfo::from_stat(&st);
+        // No links left: a concurrent rewrite renamed its new file over this one between
+        // our open and fstat (found by 32 parallel logins). The current file is at the
+        // path now, so open that one; anything else with no links fails the checks below.
+        if info.nlink == 0 && reopens < MAX_REOPENS_UNLINKED {
+            reopens += 1;
+            continue;
+        }
+        break (file, info);
     };
-    let file = File::from(fd);
-    let st = stat::fstat(&file).map_err(|e| FileError::os("fstat", e))?;
-    let info = FileInfo::from_stat(&st);
     check_file(&info, rules)?;
     let dir = reopen_readable(walked.fd, "open directory")?;
     Ok(Unread {
