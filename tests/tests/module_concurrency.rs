@@ -178,7 +178,11 @@ fn rewrites_keep_mode_and_owner() {
     let stack = Stack::probe("svc", "");
     for mode in [0o600, 0o400] {
         let p = u.write_secret(&totp_file(&secret), mode);
-        let ino = fs::metadata(&p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        // Held open so its inode number cannot be reused by the rewrites below.
+        let original = fs::File::open(&p).expect("open original");
+        let ino = original
+            .metadata()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
         let d = Driver::new(&stack, "svc", &u.name)
             .answer(&wrong_totp(&secret, T0))
             .at(T0)
@@ -202,6 +206,7 @@ fn rewrites_keep_mode_and_owner() {
         );
         let new_ino = fs::metadata(&p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
         assert_ne!(ino.ok(), new_ino.ok(), "replaced by rename");
+        drop(original);
     }
 }
 
