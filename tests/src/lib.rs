@@ -685,14 +685,21 @@ exec "$@""#;
         "sh",
     ])
     .arg(dir.path())
-    .arg(inner.get_program())
-    .args(inner.get_args())
-    .stdin(Stdio::null());
+    // The inner command's environment is applied by `env` right before the final exec,
+    // not to unshare and sh: a process started with libfaketime preloaded that then
+    // execs another program leaves libfaketime's per-process shared memory behind.
+    .arg("env");
     for (k, v) in inner.get_envs() {
         if let Some(v) = v {
-            cmd.env(k, v);
+            let mut kv = k.to_os_string();
+            kv.push("=");
+            kv.push(v);
+            cmd.arg(kv);
         }
     }
+    cmd.arg(inner.get_program())
+        .args(inner.get_args())
+        .stdin(Stdio::null());
     // Read while the child runs: a full datagram queue would block its syslog() call.
     sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
         .expect("timeout");
