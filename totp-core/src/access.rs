@@ -278,17 +278,38 @@ pub fn decide(
     check_file(text)?;
     // One rule's items at a time: the vectors grow to the longest rule and are reused.
     let mut items = Items::default();
-    let mut rules = 0usize;
-    let mut decided = None;
+    let mut first = FirstMatch::default();
     for_each_rule(text, opts, &mut items, |line_no, line, shape, items| {
-        rules += 1;
-        if rules > MAX_RULES {
+        first.see(line_no, line, shape, items, subject)
+    })?;
+    Ok(first.decision())
+}
+
+/// The per-rule bookkeeping of [`decide`]: the rule cap, and the first rule that decides.
+#[derive(Default)]
+struct FirstMatch {
+    rules: usize,
+    decided: Option<Decision>,
+}
+
+impl FirstMatch {
+    /// Takes one parsed rule (its items in `items`, cleared afterwards for the next).
+    fn see(
+        &mut self,
+        line_no: usize,
+        line: &str,
+        shape: Shape,
+        items: &mut Items,
+        subject: &Subject<'_>,
+    ) -> Result<(), AccessError> {
+        self.rules += 1;
+        if self.rules > MAX_RULES {
             return Err(too_many_rules(line_no));
         }
-        if decided.is_none()
+        if self.decided.is_none()
             && let Outcome::Decides { verdict, .. } = items.outcome(shape, line, subject)
         {
-            decided = Some(Decision {
+            self.decided = Some(Decision {
                 verdict,
                 matched: Some(MatchedRule {
                     line: line_no,
@@ -299,11 +320,15 @@ pub fn decide(
         items.users.clear();
         items.origins.clear();
         Ok(())
-    })?;
-    Ok(decided.unwrap_or(Decision {
-        verdict: Verdict::Require,
-        matched: None,
-    }))
+    }
+
+    /// No deciding rule means the code is required.
+    fn decision(self) -> Decision {
+        self.decided.unwrap_or(Decision {
+            verdict: Verdict::Require,
+            matched: None,
+        })
+    }
 }
 
 fn check_file(text: &[u8]) -> Result<(), AccessError> {
@@ -2155,8 +2180,7 @@ mod tests {
         ) -> Result<Decision, AccessError> {
             check_file(text)?;
             let mut items = Items::default();
-            let mut rules = 0usize;
-            let mut decided = None;
+            let mut first = FirstMatch::default();
             for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
                 let line_no = index + 1;
                 let Some((line, shape)) =
@@ -2165,28 +2189,9 @@ mod tests {
                 else {
                     continue;
                 };
-                rules += 1;
-                if rules > MAX_RULES {
-                    return Err(too_many_rules(line_no));
-                }
-                if decided.is_none()
-                    && let Outcome::Decides { verdict, .. } = items.outcome(shape, line, subject)
-                {
-                    decided = Some(Decision {
-                        verdict,
-                        matched: Some(MatchedRule {
-                            line: line_no,
-                            text: line.to_owned(),
-                        }),
-                    });
-                }
-                items.users.clear();
-                items.origins.clear();
+                first.see(line_no, line, shape, &mut items, subject)?;
             }
-            Ok(decided.unwrap_or(Decision {
-                verdict: Verdict::Require,
-                matched: None,
-            }))
+            Ok(first.decision())
         }
 
         /// Mostly valid IPv4 networks (host bits cleared), sometimes not.
