@@ -14,6 +14,7 @@ pub mod options;
 pub mod otp;
 pub mod policy;
 pub mod secret;
+pub mod state;
 pub mod uri;
 pub mod user;
 pub mod verify;
