@@ -329,11 +329,21 @@ impl TestUser {
         let _g = user_lock().lock().unwrap_or_else(|e| e.into_inner());
         let name = format!("ptt{}{}", std::process::id() % 100_000, tag);
         let _ = Command::new("userdel").args(["-r", &name]).output();
-        let status = Command::new("useradd")
-            .args(["-m", "-s", "/bin/sh", "-K", "UMASK=077", &name])
-            .status()
-            .expect("useradd");
-        assert!(status.success(), "useradd {name}");
+        // useradd exits 10 when another process holds the passwd lock (other test
+        // binaries run at the same time): wait and retry instead of failing.
+        let mut status = None;
+        for _ in 0..100 {
+            let s = Command::new("useradd")
+                .args(["-m", "-s", "/bin/sh", "-K", "UMASK=077", &name])
+                .status()
+                .expect("useradd");
+            if s.code() != Some(10) {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(status.is_some_and(|s| s.success()), "useradd {name}");
         let id = |flag: &str| -> u32 {
             let out = Command::new("id").args([flag, &name]).output().expect("id");
             String::from_utf8_lossy(&out.stdout)
