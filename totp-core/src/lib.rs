@@ -9,6 +9,7 @@ pub mod access;
 pub mod addr;
 pub mod base32;
 pub mod code;
+pub mod fleet;
 pub mod gafile;
 pub mod options;
 pub mod otp;

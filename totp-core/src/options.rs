@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::fleet::FleetOptions;
 use crate::policy::{
     DEFAULT_MAX_CLOCK_LAG_SECS, DEFAULT_MAX_TIME_SKEW, DEFAULT_MAX_WINDOW, DEFAULT_MIN_SECRET_BITS,
     DEFAULT_THROTTLE_AFTER, DEFAULT_THROTTLE_MAX_SECS, MAX_FAILURES_LIMIT, Policy,
@@ -44,6 +45,21 @@ pub const OPTION_NAMES: &[&str] = &[
     "skip_group",
     "require_group",
     "lock_timeout",
+    // Fleets (crate::fleet): state=redis://… and the options of FLEET_OPTION_NAMES.
+    "state",
+    "state_fallback",
+    "redis_connect_timeout",
+    "redis_timeout",
+    "redis_prefix",
+    "redis_credentials",
+    "redis_ca_file",
+    "redis_wait",
+    "redis_wait_timeout",
+    "redis_ttl",
+    "redis_plugin",
+    "secret_command",
+    "secret_command_user",
+    "secret_command_timeout",
 ];
 
 /// GA's default `allowed_perm`.
@@ -107,6 +123,8 @@ pub struct ModuleOptions {
     /// `require_group=` (repeatable, or comma-separated).
     pub require_groups: Vec<String>,
     pub lock_timeout_ms: u64,
+    /// Shared Redis state and the secret command (`crate::fleet`).
+    pub fleet: FleetOptions,
 }
 
 impl Default for ModuleOptions {
@@ -138,6 +156,7 @@ impl Default for ModuleOptions {
             skip_groups: Vec::new(),
             require_groups: Vec::new(),
             lock_timeout_ms: DEFAULT_LOCK_TIMEOUT_MS,
+            fleet: FleetOptions::default(),
         }
     }
 }
@@ -246,6 +265,7 @@ impl ModuleOptions {
             };
             o.apply(arg)?;
         }
+        o.fleet.check()?;
         Ok(o)
     }
 
@@ -307,6 +327,7 @@ impl ModuleOptions {
                     "lock_timeout" => {
                         self.lock_timeout_ms = decimal("lock_timeout", v, 0, MAX_LOCK_TIMEOUT_MS)?
                     }
+                    _ if self.fleet.apply(name, v)? => {}
                     _ => return Err(unknown()),
                 }
             }
@@ -352,6 +373,9 @@ impl ModuleOptions {
         }
         if self.max_time_skew > DEFAULT_MAX_TIME_SKEW {
             w.push("max_time_skew");
+        }
+        if self.fleet.fallback == crate::fleet::Fallback::Local {
+            w.push("state_fallback");
         }
         w
     }
@@ -399,9 +423,15 @@ mod tests {
         for name in OPTION_NAMES {
             let arg = match values.iter().find(|(n, _)| n == name) {
                 Some((n, v)) => format!("{n}={v}"),
-                None => (*name).to_owned(),
+                None => match crate::fleet::tests_support::example_value(name) {
+                    Some(v) => format!("{name}={v}"),
+                    None => (*name).to_owned(),
+                },
             };
-            assert!(parse(&[&arg]).is_ok(), "{arg}");
+            // Fleet options need their companions (a Redis state=, the command's user).
+            let mut args = crate::fleet::tests_support::companions().to_vec();
+            args.push(&arg);
+            assert!(parse(&args).is_ok(), "{arg}");
         }
     }
 

@@ -14,8 +14,10 @@
 //! Nothing here logs: callers decide what to say, and file contents (secrets) are never
 //! part of an error.
 
+pub mod command;
 pub mod creds;
 pub mod nss;
+pub mod remote;
 pub mod safefile;
 
 // Test-only failpoints. Production builds get an inert copy whose checks always succeed,

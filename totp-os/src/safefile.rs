@@ -359,6 +359,22 @@ pub fn open_checked(path: &Path, rules: &FileRules) -> Result<OpenedFile, FileEr
     })
 }
 
+/// Check that only root can change the file at `path` and the directories leading to it,
+/// for code the module runs or loads (the secret command, the Redis plugin): a regular
+/// file owned by root, not group/other writable, one link, at most `max_size` bytes;
+/// every directory from `/` down root-owned and not group/other writable; the final
+/// component not a symlink (root-owned directory symlinks such as `/lib -> usr/lib` are
+/// followed). Like OpenSSH's checks on `AuthorizedKeysCommand`.
+pub fn check_root_controlled(path: &Path, max_size: usize) -> Result<FileInfo, FileError> {
+    let rules = FileRules {
+        allowed_owners: vec![0],
+        allowed_perm: 0o755,
+        max_size,
+        trusted_root: Some(PathBuf::from("/")),
+    };
+    open_unread(path, &rules).map(|opened| opened.info)
+}
+
 /// A file opened with [`lock_with_deadline`]: exclusively `flock`ed until dropped.
 ///
 /// Fields are private so the lock cannot be separated from the file it protects.

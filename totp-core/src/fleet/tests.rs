@@ -1,0 +1,202 @@
+use super::*;
+
+fn apply_all(args: &[(&str, &str)]) -> Result<FleetOptions, OptionError> {
+    let mut f = FleetOptions::default();
+    for (n, v) in args {
+        assert!(f.apply(n, v)?, "{n} not handled");
+    }
+    f.check()?;
+    Ok(f)
+}
+
+#[test]
+fn tcp_endpoints_parse_with_defaults() {
+    let e = RedisEndpoint::parse("redis://10.0.0.5").unwrap();
+    assert_eq!(e.url(), "redis://10.0.0.5:6379/0");
+    assert!(!e.tls());
+    let e = RedisEndpoint::parse("rediss://redis.example.org:6380/3").unwrap();
+    assert_eq!(e.url(), "rediss://redis.example.org:6380/3");
+    assert!(e.tls());
+    let e = RedisEndpoint::parse("redis://[::1]:7000/").unwrap();
+    assert_eq!(e.url(), "redis://[::1]:7000/0");
+}
+
+#[test]
+fn unix_endpoints_parse_in_both_spellings() {
+    for v in [
+        "unix:/run/redis/redis.sock",
+        "redis+unix:///run/redis/redis.sock",
+    ] {
+        let e = RedisEndpoint::parse(v).unwrap();
+        assert_eq!(e.url(), "redis+unix:///run/redis/redis.sock?db=0");
+    }
+    let e = RedisEndpoint::parse("unix:/s.sock?db=2").unwrap();
+    assert_eq!(e.db, 2);
+}
+
+#[test]
+fn credentials_on_the_pam_line_are_refused() {
+    for v in [
+        "redis://user:pw@10.0.0.5",
+        "redis://:pw@h:1",
+        "rediss://u@h",
+    ] {
+        let err = RedisEndpoint::parse(v).unwrap_err();
+        assert!(err.to_string().contains("credentials"), "{v}: {err}");
+    }
+}
+
+#[test]
+fn malformed_endpoints_are_refused() {
+    for v in [
+        "redis://",
+        "redis://h:0",
+        "redis://h:65536",
+        "redis://h:x",
+        "redis://h/x",
+        "redis://-h",
+        "redis://h?db=1",
+        "redis://h h",
+        "redis://[zz]:1",
+        "unix:relative.sock",
+        "unix:/a/../b.sock",
+        "unix:/s?x=1",
+        "http://h",
+    ] {
+        assert!(RedisEndpoint::parse(v).is_err(), "{v} accepted");
+    }
+}
+
+#[test]
+fn defaults_fill_in_the_redis_settings() {
+    let f = apply_all(&[("state", "redis://127.0.0.1:6379")]).unwrap();
+    let r = f.redis().unwrap();
+    assert_eq!(r.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
+    assert_eq!(r.command_timeout_ms, DEFAULT_COMMAND_TIMEOUT_MS);
+    assert_eq!(r.prefix, DEFAULT_PREFIX);
+    assert_eq!(r.wait_replicas, 0);
+    assert_eq!(r.ttl_secs, DEFAULT_TTL_SECS);
+    const { assert!(DEFAULT_CONNECT_TIMEOUT_MS + DEFAULT_COMMAND_TIMEOUT_MS < 3000) };
+    assert_eq!(f.fallback, Fallback::Deny);
+}
+
+#[test]
+fn local_state_values_are_not_ours() {
+    let mut f = FleetOptions::default();
+    assert_eq!(f.apply("state", "local"), Ok(false));
+    assert_eq!(f.apply("secret", "/x"), Ok(false));
+}
+
+#[test]
+fn redis_settings_without_a_redis_state_are_refused() {
+    for (n, v) in [
+        ("redis_timeout", "100"),
+        ("redis_prefix", "a:"),
+        ("redis_credentials", "/etc/c"),
+        ("state_fallback", "local"),
+        ("redis_plugin", "/usr/lib/p.so"),
+    ] {
+        assert!(apply_all(&[(n, v)]).is_err(), "{n} accepted alone");
+    }
+}
+
+#[test]
+fn a_ca_file_needs_tls() {
+    assert!(apply_all(&[("state", "redis://h"), ("redis_ca_file", "/etc/ca.pem")]).is_err());
+    assert!(apply_all(&[("state", "rediss://h"), ("redis_ca_file", "/etc/ca.pem")]).is_ok());
+}
+
+#[test]
+fn bounds_are_enforced() {
+    for (n, v) in [
+        ("redis_timeout", "0"),
+        ("redis_timeout", "5001"),
+        ("redis_connect_timeout", "99999"),
+        ("redis_wait", "65"),
+        ("redis_prefix", ""),
+        ("redis_prefix", "has space"),
+        ("redis_credentials", "relative"),
+        ("redis_credentials", "/etc/../x"),
+        ("secret_command_timeout", "10001"),
+        ("secret_command_user", "-x"),
+        ("state_fallback", "allow"),
+    ] {
+        let mut f = FleetOptions::default();
+        assert!(f.apply(n, v).is_err(), "{n}={v} accepted");
+    }
+}
+
+#[test]
+fn a_secret_command_needs_its_user() {
+    assert!(apply_all(&[("secret_command", "/usr/lib/x")]).is_err());
+    assert!(apply_all(&[("secret_command_user", "nobody")]).is_err());
+    let f = apply_all(&[
+        ("secret_command", "/usr/lib/x"),
+        ("secret_command_user", "nobody"),
+    ])
+    .unwrap();
+    let c = f.secret_command().unwrap();
+    assert_eq!(c.timeout_ms, DEFAULT_COMMAND_LIMIT_MS);
+    assert_eq!(c.user, "nobody");
+}
+
+#[test]
+fn credentials_file_parses_and_hides_the_password() {
+    let c = Credentials::parse(b"# fleet\nusername=pam\npassword= s3cr et\n").unwrap();
+    assert_eq!(c.username.as_deref(), Some("pam"));
+    assert_eq!(c.password.as_str(), " s3cr et");
+    assert!(!format!("{c:?}").contains("s3cr"));
+    let c = Credentials::parse(b"password=x\r\n").unwrap();
+    assert_eq!(c.username, None);
+    assert_eq!(c.password.as_str(), "x");
+}
+
+#[test]
+fn bad_credentials_files_are_refused() {
+    for b in [
+        &b""[..],
+        b"username=a\n",
+        b"password=\n",
+        b"password=a\npassword=b\n",
+        b"pass=a\n",
+        b"password=\xff\n",
+    ] {
+        assert!(Credentials::parse(b).is_err(), "{b:?} accepted");
+    }
+}
+
+#[test]
+fn plugin_config_round_trips() {
+    let c = PluginConfig {
+        url: "rediss://h:1/0".into(),
+        ca_pem: Some(b"-----BEGIN CERTIFICATE-----\n".to_vec()),
+        username: Some("u".into()),
+        password: Some(Zeroizing::new("p w".into())),
+        connect_timeout_ms: 7,
+        command_timeout_ms: 9,
+        wait_replicas: 2,
+        wait_timeout_ms: 11,
+    };
+    assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
+    assert!(!format!("{c:?}").contains("p w"));
+    let minimal = PluginConfig {
+        url: "redis://h:1/0".into(),
+        ..PluginConfig::default()
+    };
+    assert_eq!(PluginConfig::decode(&minimal.encode()), Ok(minimal));
+}
+
+#[test]
+fn plugin_config_refuses_what_encode_never_writes() {
+    assert!(PluginConfig::decode(b"").is_err());
+    assert!(PluginConfig::decode(&[1, 5, 0, 0, 0, b'a']).is_err());
+    assert!(PluginConfig::decode(&[99, 0, 0, 0, 0]).is_err());
+    assert!(PluginConfig::decode(&[5, 1, 0, 0, 0, 1]).is_err());
+}
+
+#[test]
+fn every_fleet_option_is_listed_with_the_module_options() {
+    for n in FLEET_OPTION_NAMES {
+        assert!(crate::options::OPTION_NAMES.contains(n), "{n}");
+    }
+}

@@ -1,0 +1,235 @@
+//! The secret command (`secret_command=`, rule R32): a program the admin names that
+//! prints a user's google-authenticator-format secret file, modelled on OpenSSH's
+//! `AuthorizedKeysCommand`.
+//!
+//! Before it runs, the program and every directory above it must be root-owned and not
+//! group/other writable ([`check_root_controlled`]). It runs as a named unprivileged user
+//! (uid and primary gid of that user, no supplementary groups: the standard library
+//! clears them when a root parent sets the uid), in its own process group, in `/`, with
+//! an empty environment apart from a fixed `PATH`, stdin and stderr on `/dev/null`, and
+//! the canonical user name as its only argument. Its output is read up to the 64 KiB
+//! secret-file cap; past the time limit, or past the cap, the whole process group is
+//! killed. Only exit status [`NOT_ENROLLED_EXIT_STATUS`] with empty output means "this
+//! user has no secret"; every other failure is an error, so the module denies.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
+use totp_core::fleet::NOT_ENROLLED_EXIT_STATUS;
+use zeroize::Zeroizing;
+
+use crate::nss::{self, Passwd};
+use crate::safefile::{DEFAULT_MAX_SIZE, FileError, check_root_controlled};
+
+/// Largest program accepted by the ownership check (it is not read, only stat'ed).
+const MAX_PROGRAM_SIZE: usize = 256 << 20;
+/// The only environment the command gets.
+const COMMAND_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// How often the exit status is polled once the output is closed.
+const REAP_PAUSE: Duration = Duration::from_millis(2);
+
+/// What the command said about the user.
+pub enum SecretOutput {
+    /// The secret file's bytes (wiped on drop).
+    Secret(Zeroizing<Vec<u8>>),
+    /// Exit status [`NOT_ENROLLED_EXIT_STATUS`] with empty output.
+    NotEnrolled,
+}
+
+impl fmt::Debug for SecretOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Secret(b) => write!(f, "Secret(<{} bytes>)", b.len()),
+            Self::NotEnrolled => f.write_str("NotEnrolled"),
+        }
+    }
+}
+
+/// Why the command gave no usable answer. Never carries its output.
+#[derive(Debug)]
+pub enum CommandError {
+    /// The program or a directory above it could be changed by someone other than root.
+    Untrusted(FileError),
+    /// `secret_command_user=` names nobody, or root.
+    BadRunAsUser(String),
+    Spawn(io::Error),
+    Read(io::Error),
+    TimedOut,
+    TooLarge,
+    /// Exit status 0 and nothing printed.
+    EmptyOutput,
+    /// The not-enrolled status, but with output: ambiguous, so refused.
+    NotEnrolledWithOutput,
+    Exited(i32),
+    Killed(i32),
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Untrusted(e) => write!(f, "secret command not trusted: {e}"),
+            Self::BadRunAsUser(m) => write!(f, "secret_command_user: {m}"),
+            Self::Spawn(e) => write!(f, "secret command could not start: {e}"),
+            Self::Read(e) => write!(f, "reading the secret command's output: {e}"),
+            Self::TimedOut => f.write_str("secret command timed out and was killed"),
+            Self::TooLarge => write!(
+                f,
+                "secret command printed more than {DEFAULT_MAX_SIZE} bytes and was killed"
+            ),
+            Self::EmptyOutput => f.write_str("secret command succeeded but printed nothing"),
+            Self::NotEnrolledWithOutput => f.write_str(
+                "secret command exited with the not-enrolled status but printed something",
+            ),
+            Self::Exited(c) => write!(f, "secret command exited with status {c}"),
+            Self::Killed(s) => write!(f, "secret command killed by signal {s}"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// Runs `program` as `run_as` for the canonical user name `user` and returns its
+/// verdict within `limit` (the whole process group is killed past it).
+pub fn run_secret_command(
+    program: &Path,
+    run_as: &str,
+    user: &str,
+    limit: Duration,
+) -> Result<SecretOutput, CommandError> {
+    let deadline = Instant::now() + limit;
+    check_root_controlled(program, MAX_PROGRAM_SIZE).map_err(CommandError::Untrusted)?;
+    let runner = run_as_user(run_as)?;
+    let mut child = Command::new(program)
+        .arg(user)
+        .env_clear()
+        .env("PATH", COMMAND_PATH)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .uid(runner.uid)
+        .gid(runner.gid)
+        .process_group(0)
+        .spawn()
+        .map_err(CommandError::Spawn)?;
+    let mut guard = KillOnDrop { child: &mut child };
+    let output = read_until(&mut guard, deadline)?;
+    let status = wait_until(&mut guard, deadline)?;
+    match (status.code(), output.is_empty()) {
+        (Some(0), false) => Ok(SecretOutput::Secret(output)),
+        (Some(0), true) => Err(CommandError::EmptyOutput),
+        (Some(NOT_ENROLLED_EXIT_STATUS), true) => Ok(SecretOutput::NotEnrolled),
+        (Some(NOT_ENROLLED_EXIT_STATUS), false) => Err(CommandError::NotEnrolledWithOutput),
+        (Some(c), _) => Err(CommandError::Exited(c)),
+        (None, _) => Err(CommandError::Killed(status.signal().unwrap_or(0))),
+    }
+}
+
+fn run_as_user(name: &str) -> Result<Passwd, CommandError> {
+    match nss::lookup_user_by_name(name) {
+        Ok(Some(pw)) if pw.uid != 0 && pw.gid != 0 => Ok(pw),
+        Ok(Some(_)) => Err(CommandError::BadRunAsUser(
+            "must not be root or in group root".to_owned(),
+        )),
+        Ok(None) => Err(CommandError::BadRunAsUser("no such user".to_owned())),
+        Err(e) => Err(CommandError::BadRunAsUser(e.to_string())),
+    }
+}
+
+/// Kills the child's process group and reaps the child, on every path.
+struct KillOnDrop<'a> {
+    child: &'a mut Child,
+}
+
+impl KillOnDrop<'_> {
+    fn kill_group(&mut self) {
+        // Called only while the child is not reaped, so its pid (= the process group
+        // id) cannot have been reused: the kill reaches only what the command started.
+        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+    }
+}
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        self.kill_group();
+        let _ = self.child.wait();
+    }
+}
+
+fn remaining(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+}
+
+/// Reads stdout to EOF, at most the cap + 1 bytes, before `deadline`.
+fn read_until(
+    guard: &mut KillOnDrop<'_>,
+    deadline: Instant,
+) -> Result<Zeroizing<Vec<u8>>, CommandError> {
+    let cap = DEFAULT_MAX_SIZE + 1;
+    let mut buf = Zeroizing::new(vec![0u8; cap]);
+    let mut filled = 0;
+    let Some(mut out) = guard.child.stdout.take() else {
+        return Err(CommandError::Read(io::Error::other("no stdout pipe")));
+    };
+    loop {
+        let left = remaining(deadline).ok_or(CommandError::TimedOut)?;
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => return Err(CommandError::TimedOut),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(CommandError::Read(e.into())),
+        }
+        // Readable or hung up: this read does not block.
+        match out.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled >= cap {
+                    return Err(CommandError::TooLarge);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(CommandError::Read(e)),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// Waits for the child to exit before `deadline`, without reaping it (the guard reaps
+/// it after killing whatever it left running in its process group).
+fn wait_until(
+    guard: &mut KillOnDrop<'_>,
+    deadline: Instant,
+) -> Result<std::process::ExitStatus, CommandError> {
+    let pid = Pid::from_raw(guard.child.id() as i32);
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    loop {
+        match waitid(Id::Pid(pid), flags) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                return Ok(std::process::ExitStatus::from_raw((code & 0xff) << 8));
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return Ok(std::process::ExitStatus::from_raw(sig as i32));
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(CommandError::Read(e.into())),
+        }
+        let left = remaining(deadline).ok_or(CommandError::TimedOut)?;
+        std::thread::sleep(left.min(REAP_PAUSE));
+    }
+}

@@ -1,0 +1,377 @@
+//! The shared Redis/Valkey state store, as seen from the module: [`RemoteStore`] runs
+//! the optimistic update loop (read record and version → decide → compare-and-set,
+//! again on a conflict) over the narrow C ABI of the `pam_totp_redis` plugin, which is
+//! `dlopen`ed only when a pam.d line asks for it.
+//!
+//! The plugin is code loaded into sshd: it must pass [`check_root_controlled`] (root-owned
+//! along its whole path) before it is loaded, and it is never unloaded (a Rust shared
+//! object with thread-local destructors cannot be `dlclose`d safely).
+
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use totp_core::fleet::{Credentials, PluginConfig, RedisOptions};
+use totp_core::state::{MAX_ENCODED_LEN, StateStore, StoreError, Uid, UserState, Write};
+use zeroize::Zeroizing;
+
+use crate::safefile::{FileRules, check_root_controlled, open_checked};
+
+/// The plugin ABI this module speaks (`pam_totp_redis::ABI_VERSION`).
+const ABI_VERSION: u32 = 1;
+/// Largest plugin file accepted by the ownership check.
+const MAX_PLUGIN_SIZE: usize = 256 << 20;
+/// Largest credentials file and CA bundle.
+const MAX_CREDENTIALS_SIZE: usize = 4096;
+const MAX_CA_SIZE: usize = 1 << 20;
+/// Conflicts tolerated in one update; each one means another login made progress.
+const MAX_ROUNDS: u32 = 64;
+const MESSAGE_CAP: usize = 512;
+
+const STATUS_OK: i32 = 0;
+const STATUS_CONFLICT: i32 = 1;
+const STATUS_UNAVAILABLE: i32 = -1;
+const STATUS_REFUSED: i32 = -2;
+const STATUS_CORRUPT: i32 = -3;
+
+type AbiFn = unsafe extern "C" fn() -> u32;
+type OpenFn = unsafe extern "C" fn(*const u8, usize, *mut *mut c_void, *mut u8, usize) -> i32;
+type GetFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const u8,
+    usize,
+    *mut u8,
+    usize,
+    *mut usize,
+    *mut u64,
+    *mut u8,
+    usize,
+) -> i32;
+type CasFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const u8,
+    usize,
+    u64,
+    *const u8,
+    usize,
+    u64,
+    u32,
+    *mut u8,
+    usize,
+) -> i32;
+type DelFn = unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut u8, usize) -> i32;
+type CloseFn = unsafe extern "C" fn(*mut c_void);
+
+/// The plugin's entry points (valid for the life of the process: never unloaded).
+struct Plugin {
+    open: OpenFn,
+    get: GetFn,
+    cas: CasFn,
+    del: DelFn,
+    close: CloseFn,
+}
+
+/// Plugins loaded so far, by path (normally one).
+static LOADED: Mutex<Vec<(PathBuf, &'static Plugin)>> = Mutex::new(Vec::new());
+
+fn load_plugin(path: &Path) -> Result<&'static Plugin, StoreError> {
+    let refused = |m: String| StoreError::Refused(format!("Redis plugin {}: {m}", path.display()));
+    let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, p)) = loaded.iter().find(|(p, _)| p == path) {
+        return Ok(p);
+    }
+    check_root_controlled(path, MAX_PLUGIN_SIZE).map_err(|e| refused(e.to_string()))?;
+    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
+    // SAFETY: loading runs the plugin's initialisers; the file passed the root-only
+    // ownership check above, so it is as trusted as the module itself.
+    let lib = unsafe { libloading::os::unix::Library::open(Some(path), flags) }
+        .map_err(|e| refused(e.to_string()))?;
+    // SAFETY: each symbol is looked up with the exact type the plugin exports it with
+    // (pam_totp_redis/src/lib.rs); the ABI version check below guards against another
+    // build of the plugin with different signatures.
+    let plugin = unsafe {
+        let abi: AbiFn = *lib
+            .get::<AbiFn>(b"pam_totp_redis_abi\0")
+            .map_err(|e| refused(e.to_string()))?;
+        if abi() != ABI_VERSION {
+            return Err(refused("incompatible plugin version".to_owned()));
+        }
+        Plugin {
+            open: *lib
+                .get::<OpenFn>(b"pam_totp_redis_open\0")
+                .map_err(|e| refused(e.to_string()))?,
+            get: *lib
+                .get::<GetFn>(b"pam_totp_redis_get\0")
+                .map_err(|e| refused(e.to_string()))?,
+            cas: *lib
+                .get::<CasFn>(b"pam_totp_redis_cas\0")
+                .map_err(|e| refused(e.to_string()))?,
+            del: *lib
+                .get::<DelFn>(b"pam_totp_redis_del\0")
+                .map_err(|e| refused(e.to_string()))?,
+            close: *lib
+                .get::<CloseFn>(b"pam_totp_redis_close\0")
+                .map_err(|e| refused(e.to_string()))?,
+        }
+    };
+    // Never unloaded: the function pointers above stay valid for the process.
+    std::mem::forget(lib);
+    let plugin: &'static Plugin = Box::leak(Box::new(plugin));
+    loaded.push((path.to_owned(), plugin));
+    Ok(plugin)
+}
+
+/// Reads the root-only credentials file and the CA bundle and builds what the plugin's
+/// `open` receives.
+pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
+    let refused =
+        |what: &str, path: &str, m: String| StoreError::Refused(format!("{what} {path}: {m}"));
+    let (username, password) = match &opts.credentials {
+        None => (None, None),
+        Some(path) => {
+            // Not group/other readable: a readable password lets any local user reset
+            // every replay mark and throttle counter of the fleet.
+            let rules = FileRules {
+                max_size: MAX_CREDENTIALS_SIZE,
+                ..FileRules::new(vec![0])
+            };
+            let file = open_checked(Path::new(path), &rules)
+                .map_err(|e| refused("credentials file", path, e.to_string()))?;
+            let c = Credentials::parse(&file.contents)
+                .map_err(|e| refused("credentials file", path, e.to_string()))?;
+            (c.username, Some(c.password))
+        }
+    };
+    let ca_pem = match &opts.ca_file {
+        None => None,
+        Some(path) => {
+            let rules = FileRules {
+                allowed_perm: 0o644,
+                max_size: MAX_CA_SIZE,
+                ..FileRules::new(vec![0])
+            };
+            let file = open_checked(Path::new(path), &rules)
+                .map_err(|e| refused("CA file", path, e.to_string()))?;
+            Some(file.contents.to_vec())
+        }
+    };
+    Ok(PluginConfig {
+        url: opts.endpoint.url(),
+        ca_pem,
+        username,
+        password,
+        connect_timeout_ms: opts.connect_timeout_ms,
+        command_timeout_ms: opts.command_timeout_ms,
+        wait_replicas: opts.wait_replicas,
+        wait_timeout_ms: opts.wait_timeout_ms,
+    })
+}
+
+/// How a [`RemoteStore`] names and keeps records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteSettings {
+    /// Key prefix (`redis_prefix=`); the key is `<prefix>uid:<uid>`.
+    pub prefix: String,
+    /// Record time-to-live in seconds, refreshed on every write; 0 = never expire.
+    /// Records holding an HOTP counter never expire whatever this says.
+    pub ttl_secs: u64,
+    /// Bound on one whole update, retries included.
+    pub update_budget: Duration,
+}
+
+impl RemoteSettings {
+    /// The settings the module uses for `opts`. With a hard failure cap
+    /// (`max_failures=`), records never expire: an expiring record would re-enable an
+    /// account an admin must reset.
+    pub fn for_options(opts: &RedisOptions, hard_cap: bool) -> Self {
+        let per_round = Duration::from_millis(opts.command_timeout_ms);
+        Self {
+            prefix: opts.prefix.clone(),
+            ttl_secs: if hard_cap { 0 } else { opts.ttl_secs },
+            update_budget: Duration::from_millis(opts.connect_timeout_ms) + 4 * per_round,
+        }
+    }
+}
+
+/// A connection to the shared store; one per authentication.
+pub struct RemoteStore {
+    plugin: &'static Plugin,
+    handle: *mut c_void,
+    settings: RemoteSettings,
+}
+
+fn store_error(status: i32, msg: &[u8]) -> StoreError {
+    let end = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
+    let text = format!("Redis: {}", String::from_utf8_lossy(&msg[..end]));
+    match status {
+        STATUS_UNAVAILABLE => StoreError::Unavailable(text),
+        STATUS_CORRUPT => StoreError::Corrupt(text),
+        STATUS_REFUSED => StoreError::Refused(text),
+        _ => StoreError::Refused(text),
+    }
+}
+
+impl RemoteStore {
+    /// Loads the plugin at `plugin_path` (after its ownership check), connects and
+    /// authenticates within the connect timeout.
+    pub fn open(
+        plugin_path: &Path,
+        config: &PluginConfig,
+        settings: RemoteSettings,
+    ) -> Result<Self, StoreError> {
+        let plugin = load_plugin(plugin_path)?;
+        let encoded: Zeroizing<Vec<u8>> = config.encode();
+        let mut msg = [0u8; MESSAGE_CAP];
+        let mut handle: *mut c_void = std::ptr::null_mut();
+        // SAFETY: `encoded` and `msg` are live buffers of the lengths passed; `handle`
+        // is writable.
+        let status = unsafe {
+            (plugin.open)(
+                encoded.as_ptr(),
+                encoded.len(),
+                &mut handle,
+                msg.as_mut_ptr(),
+                msg.len(),
+            )
+        };
+        if status != STATUS_OK || handle.is_null() {
+            return Err(store_error(status, &msg));
+        }
+        Ok(Self {
+            plugin,
+            handle,
+            settings,
+        })
+    }
+
+    fn key(&self, uid: Uid) -> Vec<u8> {
+        format!("{}uid:{uid}", self.settings.prefix).into_bytes()
+    }
+
+    fn get(&mut self, key: &[u8]) -> Result<(UserState, u64), StoreError> {
+        let mut out = vec![0u8; MAX_ENCODED_LEN];
+        let mut len = 0usize;
+        let mut version = 0u64;
+        let mut msg = [0u8; MESSAGE_CAP];
+        // SAFETY: the handle is live (closed only in Drop); every buffer is live and of
+        // the length passed; `len` and `version` are writable.
+        let status = unsafe {
+            (self.plugin.get)(
+                self.handle,
+                key.as_ptr(),
+                key.len(),
+                out.as_mut_ptr(),
+                out.len(),
+                &mut len,
+                &mut version,
+                msg.as_mut_ptr(),
+                msg.len(),
+            )
+        };
+        if status != STATUS_OK {
+            return Err(store_error(status, &msg));
+        }
+        if version == 0 {
+            return Ok((UserState::default(), 0));
+        }
+        let state = UserState::decode(out.get(..len).unwrap_or(&[]))?;
+        Ok((state, version))
+    }
+
+    fn compare_and_set(
+        &mut self,
+        key: &[u8],
+        expected: u64,
+        state: &UserState,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
+        let record = state.encode();
+        let ttl = if state.hotp_mark.is_some() {
+            0
+        } else {
+            self.settings.ttl_secs
+        };
+        let mut msg = [0u8; MESSAGE_CAP];
+        // SAFETY: as in `get`.
+        let status = unsafe {
+            (self.plugin.cas)(
+                self.handle,
+                key.as_ptr(),
+                key.len(),
+                expected,
+                record.as_ptr(),
+                record.len(),
+                ttl,
+                u32::from(durable),
+                msg.as_mut_ptr(),
+                msg.len(),
+            )
+        };
+        match status {
+            STATUS_OK => Ok(true),
+            STATUS_CONFLICT => Ok(false),
+            s => Err(store_error(s, &msg)),
+        }
+    }
+}
+
+impl StateStore for RemoteStore {
+    fn update(
+        &mut self,
+        uid: Uid,
+        decide: &mut dyn FnMut(&UserState) -> Write,
+    ) -> Result<(), StoreError> {
+        let key = self.key(uid);
+        let deadline = Instant::now() + self.settings.update_budget;
+        for _ in 0..MAX_ROUNDS {
+            let (current, version) = self.get(&key)?;
+            let (next, durable) = match decide(&current) {
+                Write::Nothing => return Ok(()),
+                Write::Lazy(s) => (s, false),
+                Write::Durable(s) => (s, true),
+            };
+            if self.compare_and_set(&key, version, &next, durable)? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(StoreError::Unavailable(
+            "Redis: too many concurrent updates of this user".to_owned(),
+        ))
+    }
+
+    fn read(&mut self, uid: Uid) -> Result<UserState, StoreError> {
+        let key = self.key(uid);
+        self.get(&key).map(|(s, _)| s)
+    }
+
+    fn reset(&mut self, uid: Uid) -> Result<(), StoreError> {
+        let key = self.key(uid);
+        let mut msg = [0u8; MESSAGE_CAP];
+        // SAFETY: as in `get`.
+        let status = unsafe {
+            (self.plugin.del)(
+                self.handle,
+                key.as_ptr(),
+                key.len(),
+                msg.as_mut_ptr(),
+                msg.len(),
+            )
+        };
+        if status == STATUS_OK {
+            Ok(())
+        } else {
+            Err(store_error(status, &msg))
+        }
+    }
+}
+
+impl Drop for RemoteStore {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from the plugin's `open` and is closed exactly once.
+        unsafe { (self.plugin.close)(self.handle) };
+    }
+}
