@@ -63,7 +63,15 @@ impl Failure {
 
 impl From<RedisError> for Failure {
     fn from(e: RedisError) -> Self {
-        let status = if e.is_timeout()
+        let text = e.to_string();
+        // A failed TLS handshake (wrong CA, wrong name) reaches us as an I/O error; it is
+        // a refusal to trust the server, not an outage.
+        let tls_refusal = ["SSL", "TLS", "certificate"]
+            .iter()
+            .any(|w| text.contains(w));
+        let status = if tls_refusal {
+            Status::Refused
+        } else if e.is_timeout()
             || e.is_io_error()
             || e.is_connection_refusal()
             || e.is_connection_dropped()
@@ -79,8 +87,7 @@ impl From<RedisError> for Failure {
         } else {
             Status::Corrupt
         };
-        let mut message = e.to_string();
-        message.truncate(300);
+        let message: String = text.chars().take(300).collect();
         Self { status, message }
     }
 }

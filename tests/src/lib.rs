@@ -13,6 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use pamapp;
 
+pub mod fleet;
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,339 @@
+//! Fleet test helpers: a real `redis-server` started by the test on a random loopback
+//! port in its own directory (stopped on drop), a test CA made with `openssl`, and the
+//! Redis plugin built from this tree and installed where its ownership check passes.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::workspace;
+
+/// A directory under `target/` (root-owned, not group/other writable along the whole
+/// chain), for files the module's root-only checks must accept: the plugin, secret
+/// commands, credentials. `/tmp` is world-writable and would (rightly) be refused.
+pub fn trusted_dir(prefix: &str) -> tempfile::TempDir {
+    let base = workspace().join("target").join("fleet-tests");
+    fs::create_dir_all(&base).expect("create target/fleet-tests");
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&base)
+        .expect("tempdir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// The Redis plugin built from this tree, copied (cargo hard-links its outputs, and the
+/// ownership check wants one link) into a trusted directory kept for the test binary.
+pub fn plugin() -> &'static Path {
+    static PLUGIN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = PLUGIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "pam_totp_redis"])
+            .current_dir(workspace())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p pam_totp_redis failed");
+        let built = workspace()
+            .join("target")
+            .join("debug")
+            .join("libpam_totp_redis.so");
+        let dir = trusted_dir("plugin");
+        let path = dir.path().join("redis.so");
+        fs::copy(&built, &path).expect("copy plugin");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        (dir, path)
+    });
+    path
+}
+
+/// A test CA and a server certificate for 127.0.0.1 / localhost, made with `openssl`.
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestCa {
+    /// A fresh CA (`name` goes into its subject) and a server certificate it signed.
+    pub fn new(name: &str) -> TestCa {
+        let dir = trusted_dir("ca");
+        let d = dir.path();
+        let subj = format!("/CN=pam_totp test CA {name}");
+        openssl(
+            d,
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subj,
+                "-keyout", "ca.key", "-out", "ca.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        );
+        fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write ext.cnf");
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "server.pem",
+            ],
+        );
+        for f in ["ca.pem", "server.pem", "server.key"] {
+            fs::set_permissions(d.join(f), fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        TestCa {
+            ca_cert: d.join("ca.pem"),
+            server_cert: d.join("server.pem"),
+            server_key: d.join("server.key"),
+            dir,
+        }
+    }
+}
+
+/// How to start a server.
+#[derive(Default)]
+pub struct ServerConfig<'a> {
+    /// An ACL user `fleet` with this password, and the `default` user switched off.
+    pub acl_password: Option<&'a str>,
+    /// Serve TLS only, with this CA's server certificate.
+    pub tls: Option<&'a TestCa>,
+}
+
+/// A `redis-server` owned by the test: random loopback port, its own directory and
+/// socket, no persistence; killed (after SIGCONT, if paused) on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub socket: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+impl RedisServer {
+    pub fn start(config: &ServerConfig<'_>) -> RedisServer {
+        assert!(
+            crate::require_tool("redis", "redis-server"),
+            "redis-server is missing"
+        );
+        // The port is free when picked; another process may take it before the server
+        // binds, so a failed start is retried on another port.
+        for _ in 0..5 {
+            if let Some(s) = Self::try_start(config) {
+                return s;
+            }
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn try_start(config: &ServerConfig<'_>) -> Option<RedisServer> {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-redis")
+            .tempdir()
+            .expect("tempdir");
+        let port = free_port();
+        let socket = dir.path().join("redis.sock");
+        let mut args: Vec<String> = vec![
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            dir.path().display().to_string(),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+            "--unixsocket".into(),
+            socket.display().to_string(),
+            "--unixsocketperm".into(),
+            "700".into(),
+            "--logfile".into(),
+            dir.path().join("redis.log").display().to_string(),
+        ];
+        match config.tls {
+            None => args.extend(["--port".into(), port.to_string()]),
+            Some(ca) => args.extend([
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                ca.server_cert.display().to_string(),
+                "--tls-key-file".into(),
+                ca.server_key.display().to_string(),
+                "--tls-ca-cert-file".into(),
+                ca.ca_cert.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]),
+        }
+        if let Some(pw) = config.acl_password {
+            args.extend([
+                "--user".into(),
+                "default".into(),
+                "off".into(),
+                "--user".into(),
+                "fleet".into(),
+                "on".into(),
+                format!(">{pw}"),
+                "~*".into(),
+                "+@all".into(),
+            ]);
+        }
+        let child = Command::new("redis-server")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let mut server = RedisServer {
+            child: Some(child),
+            port,
+            socket,
+            dir,
+        };
+        let log = server.dir.path().join("redis.log");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Ready to accept connections") {
+                return Some(server);
+            }
+            if let Some(c) = server.child.as_mut()
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                eprintln!("redis-server exited: {text}");
+                server.child = None;
+                return None;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// `redis://127.0.0.1:PORT` (or `rediss://`).
+    pub fn url(&self, tls: bool) -> String {
+        let scheme = if tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        let pid = self.pid();
+        assert!(pid > 0, "server not running");
+        // SAFETY: kill(2) on the pid of our own unreaped child.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill({pid}, {sig})");
+    }
+
+    /// SIGSTOP: the server keeps its sockets open but answers nothing.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Kills the server now (connections then fail at once).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: as in `signal`; SIGCONT first so a paused server can die.
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs one command over plain RESP on the TCP port (not for TLS servers) and
+    /// returns the raw reply, for checks the store interface does not offer (TTL,
+    /// planting a corrupt record).
+    pub fn raw(&self, password: Option<&str>, args: &[&[u8]]) -> Vec<u8> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut send = |args: &[&[u8]]| {
+            let mut req = format!("*{}\r\n", args.len()).into_bytes();
+            for a in args {
+                req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                req.extend_from_slice(a);
+                req.extend_from_slice(b"\r\n");
+            }
+            s.write_all(&req).expect("send");
+            let mut buf = vec![0u8; 65536];
+            let n = s.read(&mut buf).expect("read reply");
+            buf.truncate(n);
+            buf
+        };
+        if let Some(pw) = password {
+            let r = send(&[b"AUTH", b"fleet", pw.as_bytes()]);
+            assert!(
+                r.starts_with(b"+OK"),
+                "AUTH: {}",
+                String::from_utf8_lossy(&r)
+            );
+        }
+        send(args)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
