@@ -12,16 +12,18 @@ need_root() {
     fi
 }
 
-# Build: libpam0g-dev (link against libpam). Tests: the rest, each a real component
-# nobody here wrote: GA's module, oathtool, zbarimg, sshd, libfaketime, strace, valgrind.
+# Build: libpam0g-dev (link against libpam), libssl-dev (the Redis plugin's TLS, through
+# the distribution's OpenSSL). Tests: the rest, each a real component nobody here wrote:
+# GA's module, oathtool, zbarimg, sshd, libfaketime, strace, valgrind, redis-server (the
+# fleet tests start their own) and openssl (their test CA).
 packages=(
-    build-essential pkg-config libpam0g-dev
+    build-essential pkg-config libpam0g-dev libssl-dev redis-server openssl
     pamtester libpam-wrapper faketime oathtool libpam-google-authenticator
     qrencode zbar-tools librsvg2-bin openssh-server openssh-client sshpass expect
     strace valgrind rpm dpkg-dev man-db
 )
 if [ "${1:-}" = "--demo" ]; then
-    packages=(build-essential pkg-config libpam0g-dev)
+    packages=(build-essential pkg-config libpam0g-dev libssl-dev)
 fi
 
 missing=()

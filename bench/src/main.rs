@@ -10,6 +10,7 @@
 //! failure, an unused code, an unused scratch code. Cases run interleaved in rounds so
 //! background load spreads evenly over them. Goals are printed, not enforced.
 
+mod footprint;
 mod memory;
 mod sandbox;
 
@@ -933,6 +934,9 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
             ga_size.map_or("n/a".into(), |s| format!("{} KiB", s / 1024)),
         );
     }
+    if b.opts.wants("memory") {
+        footprint::report(&b.release, |p| stripped_size(b, p));
+    }
     for (name, m) in &mems {
         let kib = |v: Option<u64>| v.map_or("-".into(), |v| format!("{v} KiB"));
         println!(
@@ -980,6 +984,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--memory-child") {
         return memory::child(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("--footprint-child") {
+        return footprint::child(&args[1..]);
     }
     let opts = match parse_args(&args) {
         Ok(o) => o,

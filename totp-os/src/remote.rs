@@ -18,6 +18,22 @@ use zeroize::Zeroizing;
 
 use crate::safefile::{FileRules, check_root_controlled, open_checked};
 
+/// Where the plugin is installed unless `redis_plugin=` says otherwise: beside the
+/// module's `security/` directory on Debian multiarch (`/usr/lib/<triplet>/pam_totp/`).
+/// A package with another layout (e.g. `/usr/lib64`) sets `PAM_TOTP_REDIS_PLUGIN` when
+/// building; nothing is read from the environment at run time.
+pub const DEFAULT_PLUGIN_PATH: &str = match option_env!("PAM_TOTP_REDIS_PLUGIN") {
+    Some(p) => p,
+    None => MULTIARCH_PLUGIN_PATH,
+};
+
+#[cfg(target_arch = "x86_64")]
+const MULTIARCH_PLUGIN_PATH: &str = "/usr/lib/x86_64-linux-gnu/pam_totp/redis.so";
+#[cfg(target_arch = "aarch64")]
+const MULTIARCH_PLUGIN_PATH: &str = "/usr/lib/aarch64-linux-gnu/pam_totp/redis.so";
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const MULTIARCH_PLUGIN_PATH: &str = "/usr/lib/pam_totp/redis.so";
+
 /// The plugin ABI this module speaks (`pam_totp_redis::ABI_VERSION`).
 const ABI_VERSION: u32 = 1;
 /// Largest plugin file accepted by the ownership check.
