@@ -4,6 +4,7 @@
 //! `PAM_AUTH_ERR` so that the return code says nothing about the account. Only faults of
 //! the module or the host (bad configuration, credentials, clock, panic) get other codes.
 
+use pam::constants::PamResultCode;
 use std::fmt;
 
 /// How an authentication ended when nothing went wrong inside the module.
@@ -65,12 +66,14 @@ impl fmt::Display for AuthError {
     }
 }
 
-pub const PAM_SUCCESS: i32 = 0;
-pub const PAM_SERVICE_ERR: i32 = 3;
-pub const PAM_SYSTEM_ERR: i32 = 4;
-pub const PAM_AUTH_ERR: i32 = 7;
-pub const PAM_CONV_ERR: i32 = 19;
-pub const PAM_IGNORE: i32 = 25;
+// PAM's return codes as numbers, taken from pam-bindings (the one definition of PAM's
+// constants in this crate) rather than retyped.
+pub const PAM_SUCCESS: i32 = PamResultCode::PAM_SUCCESS as i32;
+pub const PAM_SERVICE_ERR: i32 = PamResultCode::PAM_SERVICE_ERR as i32;
+pub const PAM_SYSTEM_ERR: i32 = PamResultCode::PAM_SYSTEM_ERR as i32;
+pub const PAM_AUTH_ERR: i32 = PamResultCode::PAM_AUTH_ERR as i32;
+pub const PAM_CONV_ERR: i32 = PamResultCode::PAM_CONV_ERR as i32;
+pub const PAM_IGNORE: i32 = PamResultCode::PAM_IGNORE as i32;
 
 /// The single mapping from a result to a PAM return code.
 pub fn to_pam_code(result: &Result<Outcome, AuthError>) -> i32 {

@@ -18,7 +18,8 @@ use crate::error::{AuthError, to_pam_code};
 use crate::log::safety_net;
 use crate::pamio::{ConvError, ItemKind, Level, PamIo, Style};
 
-const PAM_AUTHTOK: c_int = 6;
+/// The item number comes from pam-bindings, the one definition of PAM's constants here.
+const PAM_AUTHTOK: c_int = pam::items::ItemType::AuthTok as c_int;
 
 #[link(name = "pam")]
 unsafe extern "C" {
