@@ -54,6 +54,10 @@ pub fn authenticate_with(
             &format!("option {w} weakens security (see pam_totp(8))"),
         );
     }
+    if let Some(why) = crate::fleet::unavailable(&opts) {
+        io.log(Level::Err, &format!("{why}; denying everybody"));
+        return Err(AuthError::Config(why.to_owned()));
+    }
     let raw_user = io.user();
     let rhost_raw = io.item(ItemKind::RHost);
     let tty = io.item(ItemKind::Tty);

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 #[allow(unsafe_code)]
 mod ffi;
+pub mod fleet;
 pub mod log;
 pub mod pamio;
 pub mod skip;

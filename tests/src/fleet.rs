@@ -146,6 +146,8 @@ pub struct ServerConfig<'a> {
     pub acl_password: Option<&'a str>,
     /// Serve TLS only, with this CA's server certificate.
     pub tls: Option<&'a TestCa>,
+    /// Key patterns and command rules of the `fleet` user (default `~* +@all`).
+    pub acl_rules: Option<&'a str>,
 }
 
 /// A `redis-server` owned by the test: random loopback port, its own directory and
@@ -227,9 +229,9 @@ impl RedisServer {
                 "fleet".into(),
                 "on".into(),
                 format!(">{pw}"),
-                "~*".into(),
-                "+@all".into(),
             ]);
+            let rules = config.acl_rules.unwrap_or("~* +@all");
+            args.extend(rules.split_whitespace().map(str::to_owned));
         }
         let child = Command::new("redis-server")
             .args(&args)

@@ -412,3 +412,43 @@ fn wait_for_missing_replicas_refuses_a_durable_write_only() {
         .expect_err("durable write without a replica");
     assert!(matches!(err, StoreError::Refused(_)), "{err}");
 }
+
+#[test]
+fn the_minimal_acl_of_docs_fleet_md_is_enough() {
+    if !require_root("the_minimal_acl_of_docs_fleet_md_is_enough") {
+        return;
+    }
+    let doc = fs::read_to_string(system_tests::workspace().join("docs/fleet.md"))
+        .expect("read docs/fleet.md");
+    // The rule list after "user pam_totp on >PASSWORD", with the test's prefix.
+    let line = doc
+        .split("`user pam_totp on >PASSWORD ")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+        .expect("ACL example in docs/fleet.md");
+    let rules = line.replace('\n', " ").replace("pam_totp:*", "t:*");
+    let server = RedisServer::start(&ServerConfig {
+        acl_password: Some("pw"),
+        acl_rules: Some(&rules),
+        ..ServerConfig::default()
+    });
+    let dir = trusted_dir("cred");
+    let mut opts = options(&format!("{}/3", server.url(false)));
+    opts.wait_replicas = 0;
+    opts.credentials = Some(credentials(
+        dir.path(),
+        "username=fleet\npassword=pw\n",
+        0o600,
+    ));
+    let mut store = open(&opts).expect("open with the minimal ACL");
+    store
+        .update(1, &mut |_| Write::Durable(mark(1)))
+        .expect("update");
+    assert_eq!(store.read(1).expect("read"), mark(1));
+    store.reset(1).expect("reset");
+    // Keys outside the prefix stay out of reach.
+    opts.prefix = "other:".into();
+    let mut outside = open(&opts).expect("open");
+    let err = outside.read(1).expect_err("read outside the prefix");
+    assert!(matches!(err, StoreError::Refused(_)), "{err}");
+}

@@ -1,0 +1,60 @@
+//! Fleet options through the real libpam and the built module: misconfigurations are
+//! refused before any prompt (`PAM_SERVICE_ERR`), and credentials never come from the
+//! world-readable pam.d line.
+
+use system_tests::*;
+
+fn run(args: &str, user: &TestUser, secret: &str) -> Drive {
+    Driver::new(&Stack::probe("svc", args), "svc", &user.name)
+        .answer(&code_at(secret, T0))
+        .at(T0)
+        .run()
+}
+
+#[test]
+fn fleet_misconfigurations_deny_everybody_without_a_prompt() {
+    if !require_root("fleet_misconfigurations_deny_everybody_without_a_prompt") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("fm");
+    u.write_secret(&totp_file(&secret), 0o600);
+    for bad in [
+        // Credentials on the pam.d line.
+        "state=redis://fleet:hunter2@127.0.0.1:6379",
+        // Redis settings without a Redis state=.
+        "redis_prefix=a:",
+        "state_fallback=local",
+        // A CA file without TLS.
+        "state=redis://127.0.0.1 redis_ca_file=/etc/ssl/certs/ca.pem",
+        // A command without its user, a relative command.
+        "secret_command=/usr/lib/pam_totp/cmd",
+        "secret_command=cmd secret_command_user=nobody",
+        "state=redis://127.0.0.1 redis_timeout=60000",
+    ] {
+        let d = run(bad, &u, &secret);
+        assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "[{bad}] {d:?}");
+        assert_eq!(d.prompts, 0, "[{bad}]");
+    }
+    // The same user and code succeed without the bad options.
+    let d = run("", &u, &secret);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
+#[test]
+fn fleet_options_are_refused_while_the_module_has_no_state_store() {
+    if !require_root("fleet_options_are_refused_while_the_module_has_no_state_store") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("fn");
+    u.write_secret(&totp_file(&secret), 0o600);
+    for args in [
+        "state=redis://127.0.0.1:6379",
+        "secret_command=/usr/lib/pam_totp/cmd secret_command_user=nobody",
+    ] {
+        let d = run(args, &u, &secret);
+        assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "[{args}] {d:?}");
+        assert_eq!(d.prompts, 0, "[{args}]");
+    }
+}
