@@ -108,6 +108,38 @@ end
 return 1
 "#;
 
+/// Connects (TCP or socket, TLS handshake, AUTH, SELECT) within `limit` of wall-clock
+/// time. The client library bounds the TCP connect and the setup commands, but its
+/// native-tls path does the TLS handshake on a socket without a read timeout, so a
+/// server that accepts and then stalls (paused, overloaded, a middlebox) would hang the
+/// login forever. The attempt therefore runs on its own thread; when the limit passes
+/// the login is denied and the thread is left to finish or fail on its own (it holds
+/// one socket until the server answers or the process exits).
+fn connect_bounded(client: Client, limit: Duration) -> Result<Connection, Failure> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("pam_totp_redis-connect".into())
+        .spawn(move || {
+            let _ = tx.send(client.get_connection_with_timeout(limit));
+        });
+    if spawned.is_err() {
+        return Err(Failure {
+            status: Status::Unavailable,
+            message: "cannot start the connect thread".to_owned(),
+        });
+    }
+    match rx.recv_timeout(limit) {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Failure {
+            status: Status::Unavailable,
+            message: format!(
+                "no connection within {} ms (connect, TLS handshake or authentication)",
+                limit.as_millis()
+            ),
+        }),
+    }
+}
+
 pub struct Backend {
     con: Connection,
     wait_replicas: u32,
@@ -140,7 +172,7 @@ impl Backend {
         };
         let connect = Duration::from_millis(config.connect_timeout_ms.max(1));
         let command = Duration::from_millis(config.command_timeout_ms.max(1));
-        let con = client.get_connection_with_timeout(connect)?;
+        let con = connect_bounded(client, connect)?;
         con.set_read_timeout(Some(command))?;
         con.set_write_timeout(Some(command))?;
         let mut backend = Self {

@@ -393,6 +393,21 @@ fn tls_is_verified_against_the_configured_ca() {
     // Plain RESP to a TLS port is no way around it either.
     let plain = options(&server.url(false));
     assert!(open(&plain).is_err());
+
+    // A TLS server that accepts and then stalls: the handshake never completes.
+    opts.ca_file = Some(ca.ca_cert.display().to_string());
+    opts.connect_timeout_ms = 300;
+    server.pause();
+    let started = Instant::now();
+    let err = open(&opts).err().expect("paused TLS server opened");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    // Hang guard, not a performance goal.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    server.resume();
 }
 
 #[test]
