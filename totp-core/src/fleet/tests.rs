@@ -200,3 +200,56 @@ fn every_fleet_option_is_listed_with_the_module_options() {
         assert!(crate::options::OPTION_NAMES.contains(n), "{n}");
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::*;
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Credentials::parse(&bytes);
+            let _ = PluginConfig::decode(&bytes);
+            if let Ok(s) = std::str::from_utf8(&bytes) {
+                let _ = RedisEndpoint::parse(s);
+            }
+        }
+
+        #[test]
+        fn accepted_endpoints_render_a_url_that_parses_back(
+            host in "[a-z0-9][a-z0-9.-]{0,20}",
+            port in 1u16..,
+            db in 0u32..100,
+            tls in any::<bool>(),
+        ) {
+            let scheme = if tls { "rediss" } else { "redis" };
+            let v = format!("{scheme}://{host}:{port}/{db}");
+            if let Ok(e) = RedisEndpoint::parse(&v) {
+                prop_assert_eq!(RedisEndpoint::parse(&e.url()), Ok(e.clone()));
+                prop_assert!(!e.url().contains('@'));
+            }
+        }
+
+        #[test]
+        fn plugin_config_round_trips_any_values(
+            url in ".{0,40}",
+            ca in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+            user in proptest::option::of(".{0,20}"),
+            pw in proptest::option::of(".{0,20}"),
+            nums in any::<(u64, u64, u32, u64)>(),
+        ) {
+            let c = PluginConfig {
+                url,
+                ca_pem: ca,
+                username: user,
+                password: pw.map(Zeroizing::new),
+                connect_timeout_ms: nums.0,
+                command_timeout_ms: nums.1,
+                wait_replicas: nums.2,
+                wait_timeout_ms: nums.3,
+            };
+            prop_assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
+        }
+    }
+}
