@@ -412,6 +412,41 @@ impl FleetOptions {
     }
 }
 
+/// Why a secret file served by the secret command is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandFileError {
+    /// It lists scratch codes: a used one would have to be struck from a file the module
+    /// cannot write, so every scratch code would be reusable.
+    ScratchCodes,
+    /// It is an HOTP file: the counter would live only in the state store and diverge
+    /// from the source of secrets.
+    Hotp,
+}
+
+impl fmt::Display for CommandFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ScratchCodes => {
+                "secret command output lists scratch codes (refused: they could not be struck out)"
+            }
+            Self::Hotp => {
+                "secret command output is an HOTP file (refused: only TOTP is served by a command)"
+            }
+        })
+    }
+}
+
+/// The extra rule for files that come from `secret_command=` (no file to write back).
+pub fn check_command_file(file: &crate::gafile::GaFile) -> Result<(), CommandFileError> {
+    if file.contains_key(crate::gafile::KEY_HOTP_COUNTER) {
+        return Err(CommandFileError::Hotp);
+    }
+    if !file.scratch_codes().is_empty() {
+        return Err(CommandFileError::ScratchCodes);
+    }
+    Ok(())
+}
+
 /// The Redis ACL user and password, from a root-only file (`redis_credentials=`).
 ///
 /// Format: `username=NAME` (optional; Redis' `default` user otherwise) and

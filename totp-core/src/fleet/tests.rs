@@ -253,3 +253,17 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn command_files_with_scratch_codes_or_hotp_are_refused() {
+    let parse = |t: &str| crate::gafile::parse(t.as_bytes()).expect("parse");
+    let totp = parse("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n");
+    assert_eq!(check_command_file(&totp), Ok(()));
+    let scratch = parse("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n12345678\n");
+    assert_eq!(
+        check_command_file(&scratch),
+        Err(CommandFileError::ScratchCodes)
+    );
+    let hotp = parse("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" HOTP_COUNTER 1\n");
+    assert_eq!(check_command_file(&hotp), Err(CommandFileError::Hotp));
+}
