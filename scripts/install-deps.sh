@@ -39,6 +39,12 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
+# cargo-deny: the offline license, ban and source checks of deny.toml.
+if [ "${1:-}" != "--demo" ] && ! cargo deny --version >/dev/null 2>&1; then
+    echo "install-deps: installing cargo-deny"
+    cargo install --locked --quiet cargo-deny@0.20.2
+fi
+
 if [ "${1:-}" != "--demo" ] && ! cargo fuzz --version >/dev/null 2>&1; then
     echo "install-deps: installing cargo-fuzz"
     cargo install --locked --quiet cargo-fuzz
