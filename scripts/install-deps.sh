@@ -35,7 +35,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if ! command -v cargo >/dev/null; then
-    echo "install-deps: a Rust toolchain (cargo, rustc >= 1.89) is required; install it with rustup" >&2
+    echo "install-deps: a Rust toolchain (cargo; tested with Rust 1.95) is required; install it with rustup" >&2
     exit 1
 fi
 
