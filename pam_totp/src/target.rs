@@ -12,11 +12,17 @@ use crate::error::{AuthError, Denial};
 use crate::system::System;
 
 /// Everything needed to read and update one user's secret file.
+///
+/// One canonical identity: when NSS knows the user, `name` is NSS's `pw_name` and every
+/// path, lock, state key, log line and rule subject derives from it, never from the
+/// spelling typed at the prompt (`ALICE`, `AD\alice` and `alice@AD` are one account to
+/// a directory service, so they must be one account here).
 #[derive(Debug)]
 pub struct Target {
-    /// The validated `PAM_USER`.
+    /// NSS's `pw_name` when NSS knows the user, else (store mode only) the validated
+    /// `PAM_USER`.
     pub name: UserName,
-    /// The NSS entry of the user logging in (absent with `user=` for users NSS does not
+    /// The NSS entry of the user logging in (absent with `user=` for names NSS does not
     /// know, which GA allows: the name only selects a file).
     pub pw: Option<Passwd>,
     /// The expanded `secret=` path.
@@ -27,13 +33,24 @@ pub struct Target {
     pub rules: FileRules,
 }
 
+impl Target {
+    /// Whether `nullok` may turn a missing file into `PAM_IGNORE`. Not for a name NSS
+    /// does not know (store mode): a directory service may accept a spelling NSS cannot
+    /// resolve, and the file for that spelling is then naturally missing.
+    pub fn nullok_applies(&self) -> bool {
+        self.pw.is_some()
+    }
+}
+
 /// A user for whom no code can ever succeed. They are still prompted (no oracle).
 #[derive(Debug)]
 pub struct Doomed {
     pub denial: Denial,
     /// For the log only.
     pub why: String,
-    /// The validated name, when there is one, for log lines.
+    /// The validated name, for log lines and skip rules. `None` when there is none, and
+    /// after a name-service error: a user NSS could not look up is never excused from
+    /// the code, not even by an `ALL` rule.
     pub name: Option<UserName>,
 }
 
@@ -102,9 +119,14 @@ fn resolve_fixed_owner(
     owner: Passwd,
     identity: Identity,
 ) -> Result<Target, Doomed> {
-    // The logging-in user is looked up only for group and access rules; GA does not
-    // require an NSS entry here, and neither do we.
-    let pw = sys.user_by_name(name.as_str()).ok().flatten();
+    // GA does not require an NSS entry here, and neither do we (see
+    // `Target::nullok_applies` for what an unknown name loses). But a name NSS knows is
+    // replaced by its canonical spelling, and an NSS error denies.
+    let (name, pw) = match canonical(sys, &name) {
+        Ok(Some((canonical, pw))) => (canonical, Some(pw)),
+        Ok(None) => (name, None),
+        Err(d) => return Err(d),
+    };
     let path = match expand_secret_spec(&opts.secret, &name, None) {
         Ok(p) => PathBuf::from(p),
         Err(e) => {
@@ -135,17 +157,10 @@ fn resolve_own_file(
     sys: &dyn System,
     name: UserName,
 ) -> Result<Target, Doomed> {
-    let pw = match sys.user_by_name(name.as_str()) {
-        Ok(Some(pw)) => pw,
+    let (name, pw) = match canonical(sys, &name) {
+        Ok(Some(found)) => found,
         Ok(None) => return Err(doomed(Denial::UnknownUser, "unknown user", Some(&name))),
-        // An NSS outage is treated like an unknown user: prompt, then deny.
-        Err(e) => {
-            return Err(doomed(
-                Denial::UnknownUser,
-                format!("name service error: {e:?}"),
-                Some(&name),
-            ));
-        }
+        Err(d) => return Err(d),
     };
     let Some(home) = pw.dir.to_str().filter(|h| h.starts_with('/')) else {
         return Err(doomed(
@@ -155,18 +170,7 @@ fn resolve_own_file(
         ));
     };
     let home = home.to_owned();
-    // ${USER} becomes the canonical NSS name, never the raw PAM string.
-    let canonical = match UserName::parse(pw.name.as_bytes()) {
-        Ok(n) => n,
-        Err(e) => {
-            return Err(doomed(
-                Denial::InvalidUserName,
-                format!("NSS name is unusable: {e}"),
-                Some(&name),
-            ));
-        }
-    };
-    let path = match expand_secret_spec(&opts.secret, &canonical, Some(&home)) {
+    let path = match expand_secret_spec(&opts.secret, &name, Some(&home)) {
         Ok(p) => PathBuf::from(p),
         Err(e) => {
             return Err(doomed(
@@ -181,8 +185,8 @@ fn resolve_own_file(
         Err(e) => {
             return Err(doomed(
                 Denial::UnknownUser,
-                format!("name service error (groups): {e:?}"),
-                Some(&name),
+                format!("name service error (groups): {e}"),
+                None,
             ));
         }
     };
@@ -201,6 +205,30 @@ fn resolve_own_file(
         identity,
         rules,
     })
+}
+
+/// The NSS entry for a typed name and its canonical `pw_name`; `Ok(None)` when NSS has
+/// no such user. A lookup error is a doomed user whose name skip rules must not see.
+fn canonical(sys: &dyn System, typed: &UserName) -> Result<Option<(UserName, Passwd)>, Doomed> {
+    let pw = match sys.user_by_name(typed.as_str()) {
+        Ok(Some(pw)) => pw,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            return Err(Doomed {
+                denial: Denial::UnknownUser,
+                why: format!("name service error for this user ({e}); asking for a code anyway"),
+                name: None,
+            });
+        }
+    };
+    match UserName::parse(pw.name.as_bytes()) {
+        Ok(n) => Ok(Some((n, pw))),
+        Err(e) => Err(doomed(
+            Denial::InvalidUserName,
+            format!("NSS name is unusable: {e}"),
+            Some(typed),
+        )),
+    }
 }
 
 fn file_rules(opts: &ModuleOptions, owners: Vec<u32>, root: Option<PathBuf>) -> FileRules {
