@@ -90,7 +90,8 @@ pub fn authenticate_with(
             return Ok(Outcome::Ignore);
         }
     }
-    let target = match resolved {
+    // The file-system identity (a group lookup) only now that no rule has skipped.
+    let target = match resolved.and_then(|named| named.with_identity(sys)) {
         Ok(t) => t,
         Err(d) => return ctx.doomed(io, d, raw_user.as_deref()),
     };

@@ -11,19 +11,60 @@ use totp_os::safefile::FileRules;
 use crate::error::{AuthError, Denial};
 use crate::system::System;
 
-/// Everything needed to read and update one user's secret file.
+/// Who logs in and which file is theirs: what the skip rules need. The file-system
+/// identity (which costs a group lookup) is added by [`Named::with_identity`] only once
+/// no rule has skipped the code.
 ///
 /// One canonical identity: when NSS knows the user, `name` is NSS's `pw_name` and every
 /// path, lock, state key, log line and rule subject derives from it, never from the
 /// spelling typed at the prompt (`ALICE`, `AD\alice` and `alice@AD` are one account to
 /// a directory service, so they must be one account here).
 #[derive(Debug)]
-pub struct Target {
+pub struct Named {
     /// NSS's `pw_name` when NSS knows the user, else (store mode only) the validated
     /// `PAM_USER`.
     pub name: UserName,
     /// The NSS entry of the user logging in (absent with `user=` for names NSS does not
     /// know, which GA allows: the name only selects a file).
+    pub pw: Option<Passwd>,
+    path: PathBuf,
+    rules: FileRules,
+    /// The account the file is opened as: the user, or the `user=` account.
+    opener: Passwd,
+}
+
+impl Named {
+    /// Adds the identity the file is opened as (uid, gid and the opener's groups).
+    pub fn with_identity(self, sys: &dyn System) -> Result<Target, Doomed> {
+        let identity = match sys.identity(&self.opener) {
+            Ok(id) => id,
+            Err(e) => {
+                return Err(doomed(
+                    Denial::UnknownUser,
+                    format!(
+                        "name service error (groups of uid {}): {e}",
+                        self.opener.uid
+                    ),
+                    Some(&self.name),
+                ));
+            }
+        };
+        Ok(Target {
+            name: self.name,
+            pw: self.pw,
+            path: self.path,
+            identity,
+            rules: self.rules,
+        })
+    }
+}
+
+/// Everything needed to read and update one user's secret file (see [`Named`]).
+#[derive(Debug)]
+pub struct Target {
+    /// As [`Named::name`].
+    pub name: UserName,
+    /// As [`Named::pw`].
     pub pw: Option<Passwd>,
     /// The expanded `secret=` path.
     pub path: PathBuf,
@@ -67,7 +108,7 @@ pub fn resolve(
     opts: &ModuleOptions,
     sys: &dyn System,
     raw_user: Option<&[u8]>,
-) -> Result<Result<Target, Doomed>, AuthError> {
+) -> Result<Result<Named, Doomed>, AuthError> {
     // A `user=` naming no account is a configuration error for everybody, decided before
     // the PAM name is looked at, so the answer never depends on the name.
     let owner = match &opts.user {
@@ -88,13 +129,13 @@ pub fn resolve(
         }
     };
     match owner {
-        Some((owner, identity)) => Ok(resolve_fixed_owner(opts, sys, name, owner, identity)),
+        Some(owner) => Ok(resolve_fixed_owner(opts, sys, name, owner)),
         None => Ok(resolve_own_file(opts, sys, name)),
     }
 }
 
-/// The `user=` account and its identity.
-fn resolve_owner(sys: &dyn System, spec: &UserSpec) -> Result<(Passwd, Identity), AuthError> {
+/// The `user=` account.
+fn resolve_owner(sys: &dyn System, spec: &UserSpec) -> Result<Passwd, AuthError> {
     let owner = match spec {
         UserSpec::Uid(uid) => sys.user_by_uid(*uid),
         UserSpec::Name(n) => sys.user_by_name(n.as_str()),
@@ -104,10 +145,7 @@ fn resolve_owner(sys: &dyn System, spec: &UserSpec) -> Result<(Passwd, Identity)
         Ok(None) => return Err(AuthError::Config("user= names no known account".into())),
         Err(e) => return Err(AuthError::Nss(format!("user= lookup: {e:?}"))),
     };
-    let identity = sys
-        .identity(&owner)
-        .map_err(|e| AuthError::Nss(format!("groups of the user= account: {e:?}")))?;
-    Ok((owner, identity))
+    Ok(owner)
 }
 
 /// GA's `user=`: every file is owned by one fixed account (a root-owned store, or a
@@ -117,8 +155,7 @@ fn resolve_fixed_owner(
     sys: &dyn System,
     name: UserName,
     owner: Passwd,
-    identity: Identity,
-) -> Result<Target, Doomed> {
+) -> Result<Named, Doomed> {
     // GA does not require an NSS entry here, and neither do we (see
     // `Target::nullok_applies` for what an unknown name loses). But a name NSS knows is
     // replaced by its canonical spelling, and an NSS error denies.
@@ -142,12 +179,12 @@ fn resolve_fixed_owner(
         owners.push(0);
     }
     let rules = file_rules(opts, owners, None);
-    Ok(Target {
+    Ok(Named {
         name,
         pw,
         path,
-        identity,
         rules,
+        opener: owner,
     })
 }
 
@@ -156,7 +193,7 @@ fn resolve_own_file(
     opts: &ModuleOptions,
     sys: &dyn System,
     name: UserName,
-) -> Result<Target, Doomed> {
+) -> Result<Named, Doomed> {
     let (name, pw) = match canonical(sys, &name) {
         Ok(Some(found)) => found,
         Ok(None) => return Err(doomed(Denial::UnknownUser, "unknown user", Some(&name))),
@@ -180,16 +217,6 @@ fn resolve_own_file(
             ));
         }
     };
-    let identity = match sys.identity(&pw) {
-        Ok(id) => id,
-        Err(e) => {
-            return Err(doomed(
-                Denial::UnknownUser,
-                format!("name service error (groups): {e}"),
-                None,
-            ));
-        }
-    };
     let mut owners = vec![pw.uid];
     if opts.no_strict_owner && pw.uid != 0 {
         owners.push(0);
@@ -198,12 +225,12 @@ fn resolve_own_file(
         .starts_with(&home)
         .then(|| PathBuf::from(&home));
     let rules = file_rules(opts, owners, trusted_root);
-    Ok(Target {
+    Ok(Named {
         name,
-        pw: Some(pw),
+        pw: Some(pw.clone()),
         path,
-        identity,
         rules,
+        opener: pw,
     })
 }
 

@@ -527,8 +527,8 @@ fn membership_skips_need_proven_membership() {
 }
 
 /// No group lookups when no rule or option names a group: the stand-in logs every call,
-/// and a rule file without group items makes none for the user (home mode still gathers
-/// the user's groups once, for the credential switch).
+/// and a login that a rule without group items skips makes none, not even the user's
+/// group list for the credential switch (that comes only after the skip rules).
 #[test]
 fn rules_without_groups_make_no_group_lookups() {
     let Some((u, ds)) = setup("rules_without_groups_make_no_group_lookups", "dsn") else {
@@ -546,17 +546,13 @@ fn rules_without_groups_make_no_group_lookups() {
         mode.enroll(&u);
         let run = |rules: &Path| {
             ds.clear_calls();
-            let stack = Stack::probe(
-                "svc",
-                &mode.args(&format!("accessfile={}", rules.display())),
-            );
-            let d = ds.run(
-                &Driver::new(&stack, "svc", &typed)
-                    .answer("123456")
-                    .rhost("10.1.2.3")
-                    .at(T0),
-            );
-            (d, ds.calls())
+            let args = mode.args(&format!("accessfile={}", rules.display()));
+            let stack = Stack::probe("svc", &args);
+            let driver = Driver::new(&stack, "svc", &typed)
+                .answer("123456")
+                .rhost("10.1.2.3")
+                .at(T0);
+            (ds.run(&driver), ds.calls())
         };
         let (d, calls) = run(&lan);
         assert_eq!(d.module_code(), "PAM_IGNORE", "{}: {d:?}", mode.name());
@@ -568,15 +564,13 @@ fn rules_without_groups_make_no_group_lookups() {
         );
         let group_calls: Vec<&String> = calls
             .iter()
-            .filter(|c| c.starts_with("getgrnam ") || c.starts_with("getgrgid "))
+            .filter(|c| {
+                c.starts_with("getgrnam ")
+                    || c.starts_with("getgrgid ")
+                    || c.starts_with("initgroups ")
+            })
             .collect();
         assert!(group_calls.is_empty(), "{}: {calls:?}", mode.name());
-        if let Mode::Store(_) = mode {
-            assert!(
-                !calls.contains(&format!("initgroups {}", u.name)),
-                "store: {calls:?}"
-            );
-        }
         // Control: a group item makes the lookup.
         let (d, calls) = run(&grouped);
         assert_eq!(d.module_code(), "PAM_IGNORE", "{}: {d:?}", mode.name());
@@ -586,6 +580,75 @@ fn rules_without_groups_make_no_group_lookups() {
             mode.name()
         );
         mode.unenroll(&u);
+    }
+}
+
+/// The same on the host's own name service, seen by strace: a skip by a rule without
+/// group items never opens the group database (nor loads a module for it), a group rule
+/// does.
+#[test]
+fn skip_without_group_rules_never_opens_the_group_database() {
+    let test = "skip_without_group_rules_never_opens_the_group_database";
+    let Some((u, ds)) = setup(test, "dss") else {
+        return;
+    };
+    if !require_tool(test, "strace") {
+        return;
+    }
+    let lan = rules_file(&ds, "lan.conf", "+ : ALL : 10.0.0.0/8\n");
+    // useradd gave the user a primary group of the same name.
+    let grouped = rules_file(
+        &ds,
+        "grouped.conf",
+        &format!("+ : ({}) : 10.0.0.0/8\n", u.name),
+    );
+    for mode in Mode::both() {
+        let opens = |rules: &Path| -> Vec<String> {
+            let args = mode.args(&format!("accessfile={}", rules.display()));
+            let stack = Stack::probe("svc", &args);
+            let driver = Driver::new(&stack, "svc", &u.name)
+                .answer("1")
+                .rhost("10.1.2.3");
+            let inner = driver.command();
+            let trace = ds.path().join("trace");
+            let out = Command::new("strace")
+                .args(["-f", "-e", "trace=openat,open", "-o"])
+                .arg(&trace)
+                .arg(inner.get_program())
+                .args(inner.get_args())
+                .stdin(Stdio::null())
+                .output()
+                .expect("strace");
+            assert_eq!(
+                Drive::parse(&out).module_code(),
+                "PAM_IGNORE",
+                "{} {}: {out:?}",
+                mode.name(),
+                rules.display()
+            );
+            let text = fs::read_to_string(&trace).unwrap_or_default();
+            // Only what happens once the module is loaded.
+            let after = text
+                .split_once("libpam_totp.so")
+                .map_or("", |(_, rest)| rest);
+            after.lines().map(str::to_owned).collect()
+        };
+        let skip = opens(&lan);
+        assert!(!skip.is_empty(), "{}: no trace", mode.name());
+        assert!(
+            !skip
+                .iter()
+                .any(|l| l.contains("/etc/group") || l.contains("libnss_")),
+            "{}: {skip:#?}",
+            mode.name()
+        );
+        // Control: membership of the primary group is proven from /etc/group.
+        let grouped = opens(&grouped);
+        assert!(
+            grouped.iter().any(|l| l.contains("/etc/group")),
+            "{}: {grouped:#?}",
+            mode.name()
+        );
     }
 }
 
