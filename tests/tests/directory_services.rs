@@ -139,8 +139,12 @@ impl DirSvc {
     /// driver's environment is applied by `env` at the last exec (as the syslog capture
     /// does), with the stand-in's directory on the library path for NSS's dlopen.
     fn command(&self, driver: &Driver) -> Command {
+        self.wrap(&driver.command())
+    }
+
+    /// Any command inside the namespace (see [`DirSvc::command`]).
+    fn wrap(&self, inner: &Command) -> Command {
         const SCRIPT: &str = "set -e\nmount --bind \"$1\" /etc/nsswitch.conf\nshift\nexec \"$@\"";
-        let inner = driver.command();
         let mut cmd = Command::new("unshare");
         cmd.args([
             "--mount",
@@ -722,4 +726,62 @@ fn unreachable_directories_are_not_absent() {
         .collect();
     assert_eq!(why.len(), 1, "{lines:?}");
     assert!(why[0].contains("nohome"), "{lines:?}");
+}
+
+/// totp-enroll follows the same rule: a store file named after an alias would never be
+/// read, so it is refused; named after the canonical account, the alias can log in.
+#[test]
+fn enrolling_an_alias_into_a_store_uses_the_canonical_name() {
+    let test = "enrolling_an_alias_into_a_store_uses_the_canonical_name";
+    let Some((u, ds)) = setup(test, "dsy") else {
+        return;
+    };
+    if !require_tool(test, "oathtool") {
+        return;
+    }
+    // Enrollment wants the whole chain root-owned and closed (not under /tmp).
+    let store = tempfile::Builder::new()
+        .prefix("pam_totp-test-store")
+        .tempdir_in("/var/lib")
+        .expect("tempdir");
+    fs::set_permissions(store.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    let typed = u.name.to_uppercase();
+    let enroll = |file: &str| {
+        let mut cmd = Command::new(&system_tests::built().enroll);
+        cmd.args([
+            "-t",
+            "-d",
+            "-W",
+            "-u",
+            "-C",
+            "--non-interactive",
+            "-Q",
+            "NONE",
+            "--json",
+        ])
+        .args(["--user", &typed, "-s"])
+        .arg(store.path().join(file));
+        ds.wrap(&cmd).output().expect("run totp-enroll")
+    };
+    let out = enroll(&typed);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("\"{}\"", u.name)),
+        "{out:?}"
+    );
+    assert!(!store.path().join(&typed).exists());
+
+    let out = enroll(&u.name);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let secret = text
+        .split_once("\"secret\":\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(s, _)| s.to_owned())
+        .expect("secret in the JSON output");
+    let mode = Mode::Store(store);
+    let stack = Stack::probe("svc", &mode.args(""));
+    let code = system_tests::oathtool_totp(&secret, system_tests::now(), 30, 6, "sha1");
+    let d = ds.run(&Driver::new(&stack, "svc", &typed).answer(&code));
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
