@@ -691,28 +691,31 @@ fn unreachable_directories_are_not_absent() {
         &login(&ds, "nullok", &typed, "123456", T0),
         "PAM_IGNORE",
     );
-    for (what, dir) in &home_cases {
-        ds.with(|c| c.dir = dir.clone());
-        f.refused(what, &login(&ds, "nullok", &typed, "123456", T0));
+    for nullok in ["", "nullok"] {
+        for (what, dir) in &home_cases {
+            ds.with(|c| c.dir = dir.clone());
+            f.refused(
+                &format!("{what} [{nullok}]"),
+                &login(&ds, nullok, &typed, "123456", T0),
+            );
+        }
     }
     ds.with(|_| {});
     let store = root_store();
-    let args = |dir: &Path| format!("user=root secret={}/${{USER}} nullok", dir.display());
+    let args =
+        |dir: &Path, nullok: &str| format!("user=root secret={}/${{USER}} {nullok}", dir.display());
     f.expect(
         "store reachable, no file: control",
-        &login(&ds, &args(store.path()), &typed, "123456", T0),
+        &login(&ds, &args(store.path(), "nullok"), &typed, "123456", T0),
         "PAM_IGNORE",
     );
-    f.refused(
-        "store directory missing",
-        &login(
-            &ds,
-            &args(&store.path().join("missing")),
-            &typed,
-            "123456",
-            T0,
-        ),
-    );
+    for nullok in ["", "nullok"] {
+        let missing = args(&store.path().join("missing"), nullok);
+        f.refused(
+            &format!("store directory missing [{nullok}]"),
+            &login(&ds, &missing, &typed, "123456", T0),
+        );
+    }
     f.check();
 
     // Logged once per login, saying what is missing.
