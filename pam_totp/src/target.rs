@@ -90,8 +90,8 @@ pub struct Doomed {
     /// For the log only.
     pub why: String,
     /// The validated name, for log lines and skip rules. `None` when there is none, and
-    /// after a name-service error: a user NSS could not look up is never excused from
-    /// the code, not even by an `ALL` rule.
+    /// after a name-service error for the user (found before the skip rules run): a user
+    /// NSS could not look up is never excused from the code, not even by an `ALL` rule.
     pub name: Option<UserName>,
 }
 
