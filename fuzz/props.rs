@@ -114,7 +114,7 @@ pub fn access_rules(data: &[u8]) {
         for groups in [Some(groups.as_slice()), None] {
             let subject = Subject {
                 user: "alice",
-                groups,
+                groups: groups.into(),
                 origin,
             };
             let streamed = decide(text, opts, &subject);

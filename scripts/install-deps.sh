@@ -37,8 +37,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if ! command -v cargo >/dev/null; then
-    echo "install-deps: a Rust toolchain (cargo, rustc >= 1.89) is required; install it with rustup" >&2
+    echo "install-deps: a Rust toolchain (cargo; tested with Rust 1.95) is required; install it with rustup" >&2
     exit 1
+fi
+
+# cargo-deny: the offline license, ban and source checks of deny.toml.
+if [ "${1:-}" != "--demo" ] && ! cargo deny --version >/dev/null 2>&1; then
+    echo "install-deps: installing cargo-deny"
+    cargo install --locked --quiet cargo-deny@0.20.2
 fi
 
 if [ "${1:-}" != "--demo" ] && ! cargo fuzz --version >/dev/null 2>&1; then

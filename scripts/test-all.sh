@@ -41,6 +41,9 @@ export CI=true
 
 stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
+# Licenses, duplicate versions and sources (deny.toml). `cargo fetch` only fills the local
+# cache with the lock file's packages; the check itself never uses the network.
+stage deny sh -c 'cargo fetch --locked -q && cargo deny --offline check licenses bans sources'
 stage build cargo build --workspace --release
 stage build-debug cargo build --workspace
 stage cargo-test cargo test --workspace --no-fail-fast -- --test-threads=2

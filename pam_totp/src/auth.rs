@@ -94,7 +94,8 @@ pub fn authenticate_with(
             return Ok(Outcome::Ignore);
         }
     }
-    let target = match resolved {
+    // The file-system identity (a group lookup) only now that no rule has skipped.
+    let target = match resolved.and_then(|named| named.with_identity(sys)) {
         Ok(t) => t,
         Err(d) => return ctx.doomed(io, d, raw_user.as_deref()),
     };
@@ -102,16 +103,21 @@ pub fn authenticate_with(
 
     let file = match ctx.preread(&*io, &target) {
         Ok(PreRead::Present(f)) => f,
-        Ok(PreRead::Absent) if ctx.opts.nullok => {
+        Ok(PreRead::Absent) if ctx.opts.nullok && target.nullok_applies() => {
             if ctx.opts.debug {
                 io.log(Level::Info, &format!("no secret file for {who}; nullok"));
             }
             return Ok(Outcome::Ignore);
         }
         Ok(PreRead::Absent) => {
+            let why = if ctx.opts.nullok {
+                "no secret file, and nullok does not apply to a name NSS does not know; asking for a code anyway"
+            } else {
+                "no secret configured; asking for a code anyway"
+            };
             let d = Doomed {
                 denial: Denial::NoSecret,
-                why: "no secret configured; asking for a code anyway".into(),
+                why: why.into(),
                 name: Some(target.name.clone()),
             };
             return ctx.doomed(io, d, raw_user.as_deref());
@@ -205,7 +211,8 @@ enum Phase {
 /// What the unlocked look before prompting found.
 enum PreRead {
     Present(GaFile),
-    /// The path does not exist (`ENOENT`): what `nullok` is about.
+    /// The final component is missing in a directory that was reached and checked:
+    /// what `nullok` is about.
     Absent,
     /// Exists but cannot be used; the reason is for the log.
     Unusable(String),
@@ -301,11 +308,12 @@ impl Ctx {
                     self.shown(target)
                 ))),
             },
-            Err(FileError::NotFound) | Err(FileError::MissingDirectory { .. }) => {
-                Ok(PreRead::Absent)
-            }
+            // Only a missing file in a directory that was reached and checked means "not
+            // enrolled"; a missing or unreachable directory (a home on a server that is
+            // down, a store that was never created) is an outage, not an opt-out.
+            Err(FileError::NotFound) => Ok(PreRead::Absent),
             Err(e) => Ok(PreRead::Unusable(format!(
-                "secret file {} refused: {e:?}",
+                "secret file {} refused ({e}); asking for a code anyway",
                 self.shown(target)
             ))),
         }

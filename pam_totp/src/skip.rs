@@ -3,10 +3,14 @@
 //! Every error here (unreadable or malformed rule file, NSS failure) means "ask for the
 //! code": a skip is only ever the result of a rule that positively matched.
 
+use std::cell::{OnceCell, RefCell};
 use std::path::Path;
 
-use totp_core::access::{self, GroupDecision, ParseOptions, Subject, Verdict, group_skip_decision};
+use totp_core::access::{
+    self, GroupDecision, Groups, ParseOptions, Subject, Verdict, group_skip_decision,
+};
 use totp_core::addr::{Origin, classify_origin};
+use totp_core::membership::{self, Facts, GroupList, Membership};
 use totp_core::options::ModuleOptions;
 use totp_os::safefile::{self, FileRules};
 
@@ -26,7 +30,8 @@ pub struct LoginItems<'a> {
 }
 
 /// `Some(reason)` when the code is not to be asked for. Unknown users go through the same
-/// rules as known ones (by name, without groups), so a skip is no user-name oracle.
+/// rules as known ones (by name, with every group membership unknown), so a skip is no
+/// user-name oracle.
 pub fn decide(
     opts: &ModuleOptions,
     sys: &dyn System,
@@ -40,68 +45,135 @@ pub fn decide(
         return None;
     }
     // Rules name NSS's canonical name; a user NSS does not know is matched by the
-    // validated PAM name and has no groups.
+    // validated PAM name and has no provable groups.
     let user = pw.map_or(name, |pw| pw.name.as_str());
-    let mut groups = LazyGroups {
-        sys,
-        pw,
-        user,
-        looked_up: None,
+    let facts = GroupFacts::new(sys, pw);
+    let ask = |group: &str| facts.membership(group);
+    let groups = match pw {
+        Some(_) => Groups::Each(&ask),
+        None => Groups::Unknown,
     };
+    let mut decided = None;
     if let Some(path) = &opts.accessfile {
         let origin = classify_origin(items.rhost, items.tty, items.service);
-        if let Some(reason) = access_rules(path, opts, &mut groups, origin, log) {
-            return Some(reason);
-        }
+        decided = access_rules(path, opts, user, groups, origin, log);
     }
-    if group_rules
+    if decided.is_none()
+        && group_rules
         && let GroupDecision::Skip(reason) =
-            group_skip_decision(groups.get(log), &opts.skip_groups, &opts.require_groups)
+            group_skip_decision(groups, &opts.skip_groups, &opts.require_groups)
     {
-        return Some(format!("group rule: {reason}"));
+        decided = Some(format!("group rule: {reason}"));
     }
-    None
+    for note in facts.notes.take() {
+        log(Level::Err, &note);
+    }
+    decided
 }
 
-/// The user's groups, looked up through NSS only when a rule needs them (a group lookup
-/// reads the whole group database and costs more than a large rule file).
-struct LazyGroups<'a> {
+/// The user's group memberships, found out through NSS one named group at a time and
+/// only when a rule being evaluated names that group (a rule file or option set without
+/// groups makes no group lookup at all). Each group is looked up once per login.
+struct GroupFacts<'a> {
     sys: &'a dyn System,
     pw: Option<&'a Passwd>,
-    user: &'a str,
-    /// `Some(None)`: looked up and failed (or no NSS entry), which never grants a skip.
-    looked_up: Option<Option<Vec<String>>>,
+    /// `getgrouplist`, fetched when some group's entry alone does not prove membership.
+    list: OnceCell<Option<GroupList>>,
+    known: RefCell<Vec<(String, Membership)>>,
+    /// Why a membership stayed unknown, logged once per login after the decision.
+    notes: RefCell<Vec<String>>,
 }
 
-impl LazyGroups<'_> {
-    fn get(&mut self, log: &mut dyn FnMut(Level, &str)) -> Option<&[String]> {
-        if self.looked_up.is_none() {
-            let found = match self.pw {
-                Some(pw) => match self.sys.group_names(pw) {
-                    Ok(g) => Some(g),
-                    Err(e) => {
-                        log(
-                            Level::Err,
-                            &format!(
-                                "group lookup for {} failed ({e:?}); no group skip",
-                                sanitize(self.user.as_bytes())
-                            ),
-                        );
-                        None
-                    }
-                },
-                None => None,
-            };
-            self.looked_up = Some(found);
+impl<'a> GroupFacts<'a> {
+    fn new(sys: &'a dyn System, pw: Option<&'a Passwd>) -> Self {
+        GroupFacts {
+            sys,
+            pw,
+            list: OnceCell::new(),
+            known: RefCell::new(Vec::new()),
+            notes: RefCell::new(Vec::new()),
         }
-        self.looked_up.as_ref().and_then(|g| g.as_deref())
+    }
+
+    fn note(&self, msg: String) {
+        let mut notes = self.notes.borrow_mut();
+        if !notes.contains(&msg) {
+            notes.push(msg);
+        }
+    }
+
+    fn membership(&self, group: &str) -> Membership {
+        let Some(pw) = self.pw else {
+            return Membership::Unknown;
+        };
+        if let Some((_, m)) = self.known.borrow().iter().find(|(g, _)| g == group) {
+            return *m;
+        }
+        let m = self.look_up(pw, group);
+        self.known.borrow_mut().push((group.to_owned(), m));
+        m
+    }
+
+    fn look_up(&self, pw: &Passwd, group: &str) -> Membership {
+        let shown = sanitize(group.as_bytes());
+        let who = sanitize(pw.name.as_bytes());
+        let entry = match self.sys.group_by_name(group) {
+            Ok(Some(e)) => Some(e),
+            Ok(None) => {
+                self.note(format!(
+                    "group {shown} not found (or a name service source failed quietly): \
+                     membership of {who} unknown, so it cannot excuse the code"
+                ));
+                None
+            }
+            Err(e) => {
+                self.note(format!(
+                    "group {shown} lookup failed ({e}): membership of {who} unknown, \
+                     so it cannot excuse the code"
+                ));
+                None
+            }
+        };
+        let mut facts = Facts {
+            user: &pw.name,
+            primary_gid: pw.gid,
+            group: entry.as_ref(),
+            list: None,
+        };
+        let from_entry = membership::decide(&facts);
+        if from_entry == Membership::Member || entry.is_none() {
+            return from_entry;
+        }
+        facts.list = self.list(pw).as_ref();
+        let m = membership::decide(&facts);
+        if m == Membership::Unknown {
+            self.note(format!(
+                "group list of {who} is incomplete (a name service source failed): \
+                 membership of {shown} unknown, so it cannot excuse the code"
+            ));
+        }
+        m
+    }
+
+    fn list(&self, pw: &Passwd) -> &Option<GroupList> {
+        self.list.get_or_init(|| match self.sys.group_list(pw) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                self.note(format!(
+                    "group list of {} failed ({e}); no group skip",
+                    sanitize(pw.name.as_bytes())
+                ));
+                None
+            }
+        })
     }
 }
 
 fn access_rules(
     path: &str,
     opts: &ModuleOptions,
-    groups: &mut LazyGroups<'_>,
+    user: &str,
+    groups: Groups<'_>,
     origin: Origin,
     log: &mut dyn FnMut(Level, &str),
 ) -> Option<String> {
@@ -121,14 +193,6 @@ fn access_rules(
             );
             return None;
         }
-    };
-    // Group items are written `(name)`: without a '(' the file has none, and the NSS
-    // group lookup is skipped (passing no groups cannot add a skip).
-    let user = groups.user;
-    let groups = if opened.contents.contains(&b'(') {
-        groups.get(log)
-    } else {
-        None
     };
     let subject = Subject {
         user,

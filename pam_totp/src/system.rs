@@ -5,6 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use totp_core::membership::{GroupEntry, GroupList};
 use totp_os::creds::Identity;
 use totp_os::nss::{self, NssError, Passwd};
 
@@ -19,8 +20,11 @@ pub trait System {
     fn user_by_uid(&self, uid: u32) -> Result<Option<Passwd>, NssError>;
     /// The file-system identity (uid, primary gid, supplementary groups) of a user.
     fn identity(&self, pw: &Passwd) -> Result<Identity, NssError>;
-    /// Names of all groups of a user (primary and supplementary).
-    fn group_names(&self, pw: &Passwd) -> Result<Vec<String>, NssError>;
+    /// A group by name (`getgrnam_r`); `Ok(None)` cannot tell "no such group" from a
+    /// source that failed quietly.
+    fn group_by_name(&self, name: &str) -> Result<Option<GroupEntry>, NssError>;
+    /// The user's group ids and whether every source answered (`getgrouplist`).
+    fn group_list(&self, pw: &Passwd) -> Result<GroupList, NssError>;
 }
 
 /// The real clock and NSS.
@@ -46,7 +50,18 @@ impl System for Host {
         nss::identity_of(pw)
     }
 
-    fn group_names(&self, pw: &Passwd) -> Result<Vec<String>, NssError> {
-        nss::group_names_of(&pw.name, pw.gid)
+    fn group_by_name(&self, name: &str) -> Result<Option<GroupEntry>, NssError> {
+        Ok(nss::lookup_group_by_name(name)?.map(|g| GroupEntry {
+            gid: g.gid,
+            members: g.members,
+        }))
+    }
+
+    fn group_list(&self, pw: &Passwd) -> Result<GroupList, NssError> {
+        let ids = nss::lookup_group_list(&pw.name, pw.gid)?;
+        Ok(GroupList {
+            gids: ids.gids,
+            complete: ids.complete,
+        })
     }
 }

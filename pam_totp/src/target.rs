@@ -11,13 +11,60 @@ use totp_os::safefile::FileRules;
 use crate::error::{AuthError, Denial};
 use crate::system::System;
 
-/// Everything needed to read and update one user's secret file.
+/// Who logs in and which file is theirs: what the skip rules need. The file-system
+/// identity (which costs a group lookup) is added by [`Named::with_identity`] only once
+/// no rule has skipped the code.
+///
+/// One canonical identity: when NSS knows the user, `name` is NSS's `pw_name` and every
+/// path, lock, state key, log line and rule subject derives from it, never from the
+/// spelling typed at the prompt (`ALICE`, `AD\alice` and `alice@AD` are one account to
+/// a directory service, so they must be one account here).
+#[derive(Debug)]
+pub struct Named {
+    /// NSS's `pw_name` when NSS knows the user, else (store mode only) the validated
+    /// `PAM_USER`.
+    pub name: UserName,
+    /// The NSS entry of the user logging in (absent with `user=` for names NSS does not
+    /// know, which GA allows: the name only selects a file).
+    pub pw: Option<Passwd>,
+    path: PathBuf,
+    rules: FileRules,
+    /// The account the file is opened as: the user, or the `user=` account.
+    opener: Passwd,
+}
+
+impl Named {
+    /// Adds the identity the file is opened as (uid, gid and the opener's groups).
+    pub fn with_identity(self, sys: &dyn System) -> Result<Target, Doomed> {
+        let identity = match sys.identity(&self.opener) {
+            Ok(id) => id,
+            Err(e) => {
+                return Err(doomed(
+                    Denial::UnknownUser,
+                    format!(
+                        "name service error (groups of uid {}): {e}",
+                        self.opener.uid
+                    ),
+                    Some(&self.name),
+                ));
+            }
+        };
+        Ok(Target {
+            name: self.name,
+            pw: self.pw,
+            path: self.path,
+            identity,
+            rules: self.rules,
+        })
+    }
+}
+
+/// Everything needed to read and update one user's secret file (see [`Named`]).
 #[derive(Debug)]
 pub struct Target {
-    /// The validated `PAM_USER`.
+    /// As [`Named::name`].
     pub name: UserName,
-    /// The NSS entry of the user logging in (absent with `user=` for users NSS does not
-    /// know, which GA allows: the name only selects a file).
+    /// As [`Named::pw`].
     pub pw: Option<Passwd>,
     /// The expanded `secret=` path.
     pub path: PathBuf,
@@ -27,13 +74,24 @@ pub struct Target {
     pub rules: FileRules,
 }
 
+impl Target {
+    /// Whether `nullok` may turn a missing file into `PAM_IGNORE`. Not for a name NSS
+    /// does not know (store mode): a directory service may accept a spelling NSS cannot
+    /// resolve, and the file for that spelling is then naturally missing.
+    pub fn nullok_applies(&self) -> bool {
+        self.pw.is_some()
+    }
+}
+
 /// A user for whom no code can ever succeed. They are still prompted (no oracle).
 #[derive(Debug)]
 pub struct Doomed {
     pub denial: Denial,
     /// For the log only.
     pub why: String,
-    /// The validated name, when there is one, for log lines.
+    /// The validated name, for log lines and skip rules. `None` when there is none, and
+    /// after a name-service error for the user (found before the skip rules run): a user
+    /// NSS could not look up is never excused from the code, not even by an `ALL` rule.
     pub name: Option<UserName>,
 }
 
@@ -50,7 +108,7 @@ pub fn resolve(
     opts: &ModuleOptions,
     sys: &dyn System,
     raw_user: Option<&[u8]>,
-) -> Result<Result<Target, Doomed>, AuthError> {
+) -> Result<Result<Named, Doomed>, AuthError> {
     // A `user=` naming no account is a configuration error for everybody, decided before
     // the PAM name is looked at, so the answer never depends on the name.
     let owner = match &opts.user {
@@ -71,13 +129,13 @@ pub fn resolve(
         }
     };
     match owner {
-        Some((owner, identity)) => Ok(resolve_fixed_owner(opts, sys, name, owner, identity)),
+        Some(owner) => Ok(resolve_fixed_owner(opts, sys, name, owner)),
         None => Ok(resolve_own_file(opts, sys, name)),
     }
 }
 
-/// The `user=` account and its identity.
-fn resolve_owner(sys: &dyn System, spec: &UserSpec) -> Result<(Passwd, Identity), AuthError> {
+/// The `user=` account.
+fn resolve_owner(sys: &dyn System, spec: &UserSpec) -> Result<Passwd, AuthError> {
     let owner = match spec {
         UserSpec::Uid(uid) => sys.user_by_uid(*uid),
         UserSpec::Name(n) => sys.user_by_name(n.as_str()),
@@ -87,10 +145,7 @@ fn resolve_owner(sys: &dyn System, spec: &UserSpec) -> Result<(Passwd, Identity)
         Ok(None) => return Err(AuthError::Config("user= names no known account".into())),
         Err(e) => return Err(AuthError::Nss(format!("user= lookup: {e:?}"))),
     };
-    let identity = sys
-        .identity(&owner)
-        .map_err(|e| AuthError::Nss(format!("groups of the user= account: {e:?}")))?;
-    Ok((owner, identity))
+    Ok(owner)
 }
 
 /// GA's `user=`: every file is owned by one fixed account (a root-owned store, or a
@@ -100,11 +155,15 @@ fn resolve_fixed_owner(
     sys: &dyn System,
     name: UserName,
     owner: Passwd,
-    identity: Identity,
-) -> Result<Target, Doomed> {
-    // The logging-in user is looked up only for group and access rules; GA does not
-    // require an NSS entry here, and neither do we.
-    let pw = sys.user_by_name(name.as_str()).ok().flatten();
+) -> Result<Named, Doomed> {
+    // GA does not require an NSS entry here, and neither do we (see
+    // `Target::nullok_applies` for what an unknown name loses). But a name NSS knows is
+    // replaced by its canonical spelling, and an NSS error denies.
+    let (name, pw) = match canonical(sys, &name) {
+        Ok(Some((canonical, pw))) => (canonical, Some(pw)),
+        Ok(None) => (name, None),
+        Err(d) => return Err(d),
+    };
     let path = match expand_secret_spec(&opts.secret, &name, None) {
         Ok(p) => PathBuf::from(p),
         Err(e) => {
@@ -120,12 +179,12 @@ fn resolve_fixed_owner(
         owners.push(0);
     }
     let rules = file_rules(opts, owners, None);
-    Ok(Target {
+    Ok(Named {
         name,
         pw,
         path,
-        identity,
         rules,
+        opener: owner,
     })
 }
 
@@ -134,18 +193,11 @@ fn resolve_own_file(
     opts: &ModuleOptions,
     sys: &dyn System,
     name: UserName,
-) -> Result<Target, Doomed> {
-    let pw = match sys.user_by_name(name.as_str()) {
-        Ok(Some(pw)) => pw,
+) -> Result<Named, Doomed> {
+    let (name, pw) = match canonical(sys, &name) {
+        Ok(Some(found)) => found,
         Ok(None) => return Err(doomed(Denial::UnknownUser, "unknown user", Some(&name))),
-        // An NSS outage is treated like an unknown user: prompt, then deny.
-        Err(e) => {
-            return Err(doomed(
-                Denial::UnknownUser,
-                format!("name service error: {e:?}"),
-                Some(&name),
-            ));
-        }
+        Err(d) => return Err(d),
     };
     let Some(home) = pw.dir.to_str().filter(|h| h.starts_with('/')) else {
         return Err(doomed(
@@ -155,33 +207,12 @@ fn resolve_own_file(
         ));
     };
     let home = home.to_owned();
-    // ${USER} becomes the canonical NSS name, never the raw PAM string.
-    let canonical = match UserName::parse(pw.name.as_bytes()) {
-        Ok(n) => n,
-        Err(e) => {
-            return Err(doomed(
-                Denial::InvalidUserName,
-                format!("NSS name is unusable: {e}"),
-                Some(&name),
-            ));
-        }
-    };
-    let path = match expand_secret_spec(&opts.secret, &canonical, Some(&home)) {
+    let path = match expand_secret_spec(&opts.secret, &name, Some(&home)) {
         Ok(p) => PathBuf::from(p),
         Err(e) => {
             return Err(doomed(
                 Denial::NoSecret,
                 format!("secret= cannot be expanded: {e}"),
-                Some(&name),
-            ));
-        }
-    };
-    let identity = match sys.identity(&pw) {
-        Ok(id) => id,
-        Err(e) => {
-            return Err(doomed(
-                Denial::UnknownUser,
-                format!("name service error (groups): {e:?}"),
                 Some(&name),
             ));
         }
@@ -194,13 +225,37 @@ fn resolve_own_file(
         .starts_with(&home)
         .then(|| PathBuf::from(&home));
     let rules = file_rules(opts, owners, trusted_root);
-    Ok(Target {
+    Ok(Named {
         name,
-        pw: Some(pw),
+        pw: Some(pw.clone()),
         path,
-        identity,
         rules,
+        opener: pw,
     })
+}
+
+/// The NSS entry for a typed name and its canonical `pw_name`; `Ok(None)` when NSS has
+/// no such user. A lookup error is a doomed user whose name skip rules must not see.
+fn canonical(sys: &dyn System, typed: &UserName) -> Result<Option<(UserName, Passwd)>, Doomed> {
+    let pw = match sys.user_by_name(typed.as_str()) {
+        Ok(Some(pw)) => pw,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            return Err(Doomed {
+                denial: Denial::UnknownUser,
+                why: format!("name service error for this user ({e}); asking for a code anyway"),
+                name: None,
+            });
+        }
+    };
+    match UserName::parse(pw.name.as_bytes()) {
+        Ok(n) => Ok(Some((n, pw))),
+        Err(e) => Err(doomed(
+            Denial::InvalidUserName,
+            format!("NSS name is unusable: {e}"),
+            Some(typed),
+        )),
+    }
 }
 
 fn file_rules(opts: &ModuleOptions, owners: Vec<u32>, root: Option<PathBuf>) -> FileRules {

@@ -31,6 +31,7 @@ use pam_totp::error::{AuthError, Outcome, PAM_IGNORE, PAM_SUCCESS, to_pam_code};
 use pam_totp::pamio::{ConvError, ItemKind, Level, PamIo, Style};
 use pam_totp::system::{ClockError, System};
 use totp_core::base32;
+use totp_core::membership::{GroupEntry, GroupList};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::secret::Secret;
 use totp_os::creds::{self, Identity};
@@ -54,8 +55,11 @@ enum Nss {
     ByNameFails,
     /// `getgrouplist` for the credential switch fails.
     IdentityFails,
-    /// Group names (skip_group / access rules) cannot be looked up.
+    /// Groups named by skip_group / access rules cannot be looked up.
     GroupNamesFail,
+    /// The named group does not list the user, and a source failed while the user's
+    /// group list was gathered (so not being in it proves nothing).
+    GroupListIncomplete,
     /// `getpwuid_r` (for `user=<uid>`) fails.
     ByUidFails,
 }
@@ -121,11 +125,25 @@ impl System for FakeSys {
         }
         Ok(self.me.clone())
     }
-    fn group_names(&self, _pw: &Passwd) -> Result<Vec<String>, NssError> {
+    fn group_by_name(&self, name: &str) -> Result<Option<GroupEntry>, NssError> {
         if self.nss == Nss::GroupNamesFail {
             return Err(eio());
         }
-        Ok(vec!["faultgroup".into()])
+        let members = if self.nss == Nss::GroupListIncomplete {
+            Vec::new()
+        } else {
+            vec![NAME.to_owned()]
+        };
+        Ok((name == "faultgroup").then_some(GroupEntry {
+            gid: 4_242_424,
+            members,
+        }))
+    }
+    fn group_list(&self, _pw: &Passwd) -> Result<GroupList, NssError> {
+        Ok(GroupList {
+            gids: vec![self.me.gid],
+            complete: self.nss != Nss::GroupListIncomplete,
+        })
     }
 }
 
@@ -358,6 +376,20 @@ fn table() -> Vec<Row> {
             answer: wrong,
             after: After::ValidFile,
             ..row("nss: group names fail with skip_group")
+        },
+        Row {
+            nss: Nss::GroupNamesFail,
+            args: &["require_group=faultgroup"],
+            answer: wrong,
+            after: After::ValidFile,
+            ..row("nss: group names fail with require_group")
+        },
+        Row {
+            nss: Nss::GroupListIncomplete,
+            args: &["require_group=faultgroup"],
+            answer: wrong,
+            after: After::ValidFile,
+            ..row("nss: incomplete group list with require_group")
         },
         Row {
             nss: Nss::ByUidFails,

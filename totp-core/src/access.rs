@@ -39,6 +39,7 @@
 use std::fmt;
 
 use crate::addr::{self, IpNetwork, NetworkError, Origin, OriginReason};
+use crate::membership::Membership;
 
 /// A rule file larger than this is refused outright.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -129,11 +130,53 @@ pub struct Decision {
 pub struct Subject<'a> {
     /// The NSS `pw_name` of the target user.
     pub user: &'a str,
-    /// All the user's groups (primary and supplementary) by name; `None` when the NSS
-    /// lookup failed, which makes every `(group)` item undecidable.
-    pub groups: Option<&'a [String]>,
+    /// What is known about the user's groups; an unknown membership makes a `(group)`
+    /// item undecidable.
+    pub groups: Groups<'a>,
     /// From [`addr::classify_origin`].
     pub origin: Origin,
+}
+
+/// The user's groups as far as they are known (see [`crate::membership`]).
+#[derive(Clone, Copy)]
+pub enum Groups<'a> {
+    /// Every group of the user by name, from an answer known to be complete: a group
+    /// not listed is one the user is not in.
+    Complete(&'a [String]),
+    /// Asked group by group, only for the groups a rule being evaluated names (the
+    /// module asks the name service about each such group once).
+    Each(&'a dyn Fn(&str) -> Membership),
+    /// Nothing is known (failed lookup, or no account): every `(group)` item is
+    /// undecidable.
+    Unknown,
+}
+
+impl Groups<'_> {
+    /// Membership of one group.
+    pub fn membership(&self, group: &str) -> Membership {
+        match self {
+            Groups::Complete(names) if names.iter().any(|g| g == group) => Membership::Member,
+            Groups::Complete(_) => Membership::NotMember,
+            Groups::Each(ask) => ask(group),
+            Groups::Unknown => Membership::Unknown,
+        }
+    }
+}
+
+impl fmt::Debug for Groups<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Groups::Complete(names) => f.debug_tuple("Complete").field(names).finish(),
+            Groups::Each(_) => f.write_str("Each(..)"),
+            Groups::Unknown => f.write_str("Unknown"),
+        }
+    }
+}
+
+impl<'a> From<Option<&'a [String]>> for Groups<'a> {
+    fn from(groups: Option<&'a [String]>) -> Self {
+        groups.map_or(Groups::Unknown, Groups::Complete)
+    }
 }
 
 /// The raw PAM items the explain mode starts from.
@@ -142,7 +185,7 @@ pub struct LoginItems<'a> {
     /// The NSS `pw_name` of the target user.
     pub user: &'a str,
     /// As in [`Subject::groups`].
-    pub groups: Option<&'a [String]>,
+    pub groups: Groups<'a>,
     /// `PAM_RHOST`.
     pub rhost: Option<&'a [u8]>,
     /// `PAM_TTY`.
@@ -494,7 +537,7 @@ impl AccessRules {
         });
         Explanation {
             user: items.user.to_owned(),
-            groups_known: items.groups.is_some(),
+            groups_known: !matches!(items.groups, Groups::Unknown),
             rhost: items.rhost.map(|r| String::from_utf8_lossy(r).into_owned()),
             origin,
             origin_reason,
@@ -578,12 +621,10 @@ fn user_item_match(item: UserItem, text: &str, subject: &Subject<'_>) -> Tri {
     match item {
         UserItem::All => Tri::Yes,
         UserItem::Name(span) => bool_tri(span_of(text, span) == subject.user),
-        UserItem::Group(span) => match subject.groups {
-            None => Tri::Maybe,
-            Some(groups) => {
-                let name = span_of(text, span);
-                bool_tri(groups.iter().any(|g| g == name))
-            }
+        UserItem::Group(span) => match subject.groups.membership(span_of(text, span)) {
+            Membership::Member => Tri::Yes,
+            Membership::NotMember => Tri::No,
+            Membership::Unknown => Tri::Maybe,
         },
     }
 }
@@ -1261,21 +1302,27 @@ pub enum GroupDecision {
 /// Decides `skip_group=` and `require_group=` from the user's groups (primary and
 /// supplementary, from NSS).
 ///
-/// `groups == None` (lookup failed) always requires the code: an NSS outage must not turn
-/// into a skip. Membership of a skip group wins over `require_group`. Empty option lists
-/// skip nobody.
+/// A skip group skips only on proven membership; `require_group` skips only when the
+/// user is proven to be in none of its groups (R22): a failed, partial or unresolvable
+/// lookup requires the code. Membership of a skip group wins over `require_group`.
+/// Empty option lists skip nobody. Groups are asked about in order and no further than
+/// needed.
 pub fn group_skip_decision(
-    groups: Option<&[String]>,
+    groups: Groups<'_>,
     skip_groups: &[String],
     require_groups: &[String],
 ) -> GroupDecision {
-    let Some(groups) = groups else {
-        return GroupDecision::Require;
-    };
-    if let Some(g) = skip_groups.iter().find(|g| groups.contains(g)) {
+    if let Some(g) = skip_groups
+        .iter()
+        .find(|g| groups.membership(g) == Membership::Member)
+    {
         return GroupDecision::Skip(GroupSkipReason::InSkipGroup(g.clone()));
     }
-    if !require_groups.is_empty() && !require_groups.iter().any(|g| groups.contains(g)) {
+    if !require_groups.is_empty()
+        && require_groups
+            .iter()
+            .all(|g| groups.membership(g) == Membership::NotMember)
+    {
         return GroupDecision::Skip(GroupSkipReason::NotInRequireGroups);
     }
     GroupDecision::Require
@@ -1344,7 +1391,7 @@ mod tests {
         let groups = login.groups.map(owned);
         let subject = Subject {
             user: login.user,
-            groups: groups.as_deref(),
+            groups: groups.as_deref().into(),
             origin: classify_origin(
                 login.rhost.map(str::as_bytes),
                 login.tty.map(str::as_bytes),
@@ -1457,7 +1504,7 @@ mod tests {
         let rules = parse("# head\r\n   + : ALL : 10.0.0.0/8   \r\n");
         let decision = rules.evaluate(&Subject {
             user: "alice",
-            groups: Some(&[]),
+            groups: Groups::Complete(&[]),
             origin: classify_origin(Some(b"10.0.0.1"), None, None),
         });
         assert_eq!(
@@ -1607,7 +1654,7 @@ mod tests {
         let rules = AccessRules::parse(b"+ : ALL : 0.0.0.0/0", allow).expect("opted in");
         let subject = |rhost: &[u8]| Subject {
             user: "alice",
-            groups: Some(&[]),
+            groups: Groups::Complete(&[]),
             origin: classify_origin(Some(rhost), None, None),
         };
         assert_eq!(rules.evaluate(&subject(b"203.0.113.9")).verdict, Skip);
@@ -1648,7 +1695,7 @@ mod tests {
     fn empty_rules_require_the_code() {
         let subject = Subject {
             user: "alice",
-            groups: Some(&[]),
+            groups: Groups::Complete(&[]),
             origin: Origin::Local,
         };
         for rules in [
@@ -1686,7 +1733,7 @@ mod tests {
             let groups = owned(groups);
             let subject = Subject {
                 user,
-                groups: Some(&groups),
+                groups: Groups::Complete(&groups),
                 origin: classify_origin(Some(rhost.as_bytes()), None, None),
             };
             let d = rules.evaluate(&subject);
@@ -1718,7 +1765,7 @@ mod tests {
         check("bob", &["x"], "10.19.136.7", (Require, None));
         let last = rules.evaluate(&Subject {
             user: "bob",
-            groups: None,
+            groups: Groups::Unknown,
             origin: classify_origin(Some(b"192.168.0.1"), None, None),
         });
         assert_eq!(
@@ -1732,7 +1779,7 @@ mod tests {
         let rules = parse(FIELD_EXAMPLE);
         let e = rules.explain(&LoginItems {
             user: "alice",
-            groups: Some(&[]),
+            groups: Groups::Complete(&[]),
             rhost: Some(b"::ffff:10.0.0.9"),
             tty: Some(b"ssh"),
             service: Some(b"sshd"),
@@ -1750,7 +1797,7 @@ mod tests {
 
         let e = rules.explain(&LoginItems {
             user: "alice",
-            groups: Some(&[]),
+            groups: Groups::Complete(&[]),
             rhost: None,
             tty: Some(b"/dev/pts/2"),
             service: Some(b"sudo"),
@@ -1765,7 +1812,7 @@ mod tests {
         let rules = parse("+ : (lan) : ALL\n- : (otp) : ALL\n+ : ALL : ALL\n");
         let e = rules.explain(&LoginItems {
             user: "alice\n",
-            groups: None,
+            groups: Groups::Unknown,
             rhost: Some(b"10.0.0.1"),
             tty: None,
             service: None,
@@ -1784,7 +1831,7 @@ mod tests {
 
         let none = parse("+ : ALL : 10.0.0.0/8\n").explain(&LoginItems {
             user: "alice",
-            groups: Some(&[]),
+            groups: Groups::Complete(&[]),
             rhost: Some(b"evil.example"),
             tty: None,
             service: None,
@@ -1792,6 +1839,56 @@ mod tests {
         assert_eq!(none.origin, Origin::Unknown);
         assert_eq!(none.passed_over_total, 1);
         assert!(none.to_string().contains("none matched"));
+    }
+
+    /// R22: only a proven non-membership lets a "not in the group" rule or option skip;
+    /// an unknown membership never does, and a proven membership still does.
+    #[test]
+    fn unknown_membership_never_skips_for_absence() {
+        use crate::membership::Membership::{self, *};
+        let asked = std::cell::RefCell::new(Vec::new());
+        let facts = |g: &str| -> Membership {
+            asked.borrow_mut().push(g.to_owned());
+            match g {
+                "lan" => Member,
+                "staff" => NotMember,
+                _ => Unknown,
+            }
+        };
+        let groups = Groups::Each(&facts);
+        let subject = Subject {
+            user: "alice",
+            groups,
+            origin: Origin::Network("1.1.1.1".parse().unwrap()),
+        };
+        let verdict = |text: &str| parse(text).evaluate(&subject).verdict;
+        assert_eq!(verdict("+ : ALL EXCEPT (mfa) : ALL"), Verdict::Require);
+        assert_eq!(verdict("+ : ALL EXCEPT (staff) : ALL"), Verdict::Skip);
+        assert_eq!(verdict("- : (mfa) : ALL\n+ : ALL : ALL"), Verdict::Require);
+        assert_eq!(verdict("- : (staff) : ALL\n+ : ALL : ALL"), Verdict::Skip);
+        assert_eq!(verdict("+ : (lan) : ALL"), Verdict::Skip);
+        assert_eq!(verdict("+ : (mfa) : ALL"), Verdict::Require);
+
+        let s = |v: &[&str]| v.iter().map(|g| (*g).to_owned()).collect::<Vec<_>>();
+        let decide =
+            |skip: &[&str], require: &[&str]| group_skip_decision(groups, &s(skip), &s(require));
+        assert_eq!(decide(&[], &["mfa"]), GroupDecision::Require);
+        assert_eq!(decide(&[], &["staff", "mfa"]), GroupDecision::Require);
+        assert_eq!(
+            decide(&[], &["staff"]),
+            GroupDecision::Skip(GroupSkipReason::NotInRequireGroups)
+        );
+        assert_eq!(
+            decide(&["mfa", "lan"], &["staff"]),
+            GroupDecision::Skip(GroupSkipReason::InSkipGroup("lan".into()))
+        );
+        // Asked in order, and no further than the decision needs.
+        asked.borrow_mut().clear();
+        assert_eq!(
+            decide(&["lan", "x"], &["y"]),
+            GroupDecision::Skip(GroupSkipReason::InSkipGroup("lan".into()))
+        );
+        assert_eq!(*asked.borrow(), vec!["lan".to_owned()]);
     }
 
     #[test]
@@ -1821,7 +1918,7 @@ mod tests {
         ];
         for (groups, skip, require, expect) in cases {
             assert_eq!(
-                group_skip_decision(groups.as_deref(), &skip, &require),
+                group_skip_decision(groups.as_deref().into(), &skip, &require),
                 expect,
                 "{groups:?} {skip:?} {require:?}"
             );
@@ -2073,7 +2170,7 @@ mod tests {
                 for (rhost, key) in peers {
                     let origin = classify_origin(Some(rhost.as_bytes()), None, None);
                     prop_assert!(matches!(origin, Origin::Network(_)), "{rhost}");
-                    let subject = Subject { user: "u", groups: Some(&[]), origin };
+                    let subject = Subject { user: "u", groups: Groups::Complete(&[]), origin };
                     let d = parsed.evaluate(&subject);
                     prop_assert_eq!(decide(text.as_bytes(), opts, &subject), Ok(d.clone()));
                     prop_assert_eq!(
@@ -2099,7 +2196,7 @@ mod tests {
             #[test]
             fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
                 if let Ok(rules) = AccessRules::parse(&bytes, ParseOptions::default()) {
-                    let _ = rules.evaluate(&Subject { user: "u", groups: None, origin: Origin::Unknown });
+                    let _ = rules.evaluate(&Subject { user: "u", groups: Groups::Unknown, origin: Origin::Unknown });
                 }
                 let _ = addr::parse_rhost(Some(&bytes));
             }
@@ -2126,7 +2223,7 @@ mod tests {
                     groups.clone().map(|g| g.into_iter().map(str::to_owned).collect());
                 let subject = Subject {
                     user: "root",
-                    groups: groups_for_decide.as_deref(),
+                    groups: groups_for_decide.as_deref().into(),
                     origin: classify_origin(rhost.map(str::as_bytes), Some(b"tty1"), Some(b"login")),
                 };
                 prop_assert_eq!(
@@ -2138,7 +2235,7 @@ mod tests {
                         groups.map(|g| g.into_iter().map(str::to_owned).collect());
                     let items = LoginItems {
                         user: "root",
-                        groups: groups.as_deref(),
+                        groups: groups.as_deref().into(),
                         rhost: rhost.map(str::as_bytes),
                         tty: Some(b"tty1"),
                         service: Some(b"login"),
@@ -2146,14 +2243,14 @@ mod tests {
                     let explanation = rules.explain(&items);
                     let subject = Subject {
                         user: "root",
-                        groups: groups.as_deref(),
+                        groups: groups.as_deref().into(),
                         origin: explanation.origin,
                     };
                     prop_assert_eq!(&rules.evaluate(&subject), &explanation.decision);
                     // Missing groups can only remove skips, never add them.
                     if explanation.decision.verdict == Skip && groups.is_none() {
                         for known in [vec![], vec!["g".to_owned()], vec!["g".to_owned(), "x".to_owned()]] {
-                            let s = Subject { groups: Some(&known), ..subject };
+                            let s = Subject { groups: Groups::Complete(&known), ..subject };
                             prop_assert_eq!(rules.evaluate(&s).verdict, Skip);
                         }
                     }
@@ -2354,7 +2451,7 @@ mod tests {
                     text.push(b'\n');
                 }
                 let opts = ParseOptions { allow_any_network };
-                let subject = Subject { user, groups: groups.as_deref(), origin };
+                let subject = Subject { user, groups: groups.as_deref().into(), origin };
                 let expected = decide_reference(&text, opts, &subject);
                 prop_assert_eq!(
                     &decide(&text, opts, &subject),
@@ -2402,7 +2499,7 @@ mod tests {
             let opts = ParseOptions::default();
             let subject = Subject {
                 user: "root",
-                groups: Some(&[]),
+                groups: Groups::Complete(&[]),
                 origin: Origin::Network("192.0.2.10".parse().expect("literal")),
             };
             let groups = ["staff".to_owned()];
@@ -2417,7 +2514,7 @@ mod tests {
                 s
             };
             let users_subject = Subject {
-                groups: Some(&groups),
+                groups: Groups::Complete(&groups),
                 ..subject
             };
             let files = [

@@ -11,6 +11,7 @@ pub mod base32;
 pub mod code;
 pub mod fleet;
 pub mod gafile;
+pub mod membership;
 pub mod options;
 pub mod otp;
 pub mod policy;

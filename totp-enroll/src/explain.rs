@@ -3,7 +3,8 @@
 //! The decision comes from `totp_core::access`, the same code the module runs,
 //! so the answer cannot drift from what a real login would get.
 
-use totp_core::access::{self, AccessRules, LoginItems, ParseOptions};
+use totp_core::access::{self, AccessRules, Groups, LoginItems, ParseOptions};
+use totp_core::membership::{self, Facts, GroupEntry, GroupList};
 use totp_os::nss;
 use totp_os::safefile::{self, FileError, FileRules};
 
@@ -52,12 +53,32 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
     let pw = nss::lookup_user_by_name(&args.user)
         .map_err(|e| Error::failed(format!("cannot look up \"{}\": {e}", args.user)))?
         .ok_or_else(|| Error::failed(format!("no such user \"{}\"", args.user)))?;
-    // A failed group lookup is reported, not fatal: the module then treats
-    // every (group) item as unknown, and so does the explanation.
-    let groups = nss::group_names_of(&pw.name, pw.gid).ok();
+    // Groups are proven one at a time exactly as the module does: a failed or
+    // incomplete lookup leaves a (group) item undecided, and the explanation says so.
+    let list = nss::lookup_group_list(&pw.name, pw.gid)
+        .ok()
+        .map(|l| GroupList {
+            gids: l.gids,
+            complete: l.complete,
+        });
+    let ask = |group: &str| {
+        let entry = nss::lookup_group_by_name(group)
+            .ok()
+            .flatten()
+            .map(|g| GroupEntry {
+                gid: g.gid,
+                members: g.members,
+            });
+        membership::decide(&Facts {
+            user: &pw.name,
+            primary_gid: pw.gid,
+            group: entry.as_ref(),
+            list: list.as_ref(),
+        })
+    };
     let items = LoginItems {
         user: &pw.name,
-        groups: groups.as_deref(),
+        groups: Groups::Each(&ask),
         rhost: Some(args.rhost.as_bytes()),
         tty: args.tty.as_deref().map(str::as_bytes),
         service: args.service.as_deref().map(str::as_bytes),

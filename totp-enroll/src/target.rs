@@ -5,7 +5,7 @@
 //! an inherited `HOME` must not write another user's file into root's home, nor
 //! root's secret into a directory someone else named.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
 
 use totp_os::nss::{self, Passwd};
@@ -102,12 +102,30 @@ pub fn resolve(
     } else {
         WriteMode::RootStore
     };
+    if mode == WriteMode::RootStore
+        && let Some(typed) = user
+        && let Some(msg) = alias_file_name(typed, &pw.name, &name)
+    {
+        return Err(Error::usage(msg));
+    }
     Ok(Target {
         user: pw,
         path,
         dir,
         name,
         mode,
+    })
+}
+
+/// The module keys a store on the canonical (NSS) name, whatever spelling is typed at
+/// login (`ALICE`, `AD\alice`): a store file named after another spelling would never be
+/// read, so the account would stay unenrolled (and, with `nullok`, unprotected).
+fn alias_file_name(typed: &str, canonical: &str, file: &OsStr) -> Option<String> {
+    (typed != canonical && file == OsStr::new(typed)).then(|| {
+        format!(
+            "\"{typed}\" is \"{canonical}\" to the name service, and the module looks \
+             for a store file named \"{canonical}\"; name the file after it"
+        )
     })
 }
 
@@ -211,6 +229,15 @@ mod tests {
         let store =
             resolve(&root, Some("nobody"), Some(Path::new("/var/lib/x/nobody"))).expect("ok");
         assert_eq!(store.mode, WriteMode::RootStore);
+    }
+
+    #[test]
+    fn store_files_are_named_after_the_canonical_name() {
+        let alias = |typed, file: &str| alias_file_name(typed, "alice", OsStr::new(file));
+        assert!(alias("ALICE", "ALICE").is_some_and(|m| m.contains("\"alice\"")));
+        assert!(alias("AD\\alice", "AD\\alice").is_some());
+        assert_eq!(alias("ALICE", "alice"), None);
+        assert_eq!(alias("alice", "alice"), None);
     }
 
     #[test]

@@ -92,27 +92,56 @@ pub fn lookup_user_by_uid(uid: uid_t) -> Result<Option<Passwd>, NssError> {
 /// The group ids of `name` (primary `primary_gid` included) via `getgrouplist`.
 ///
 /// glibc's `getgrouplist` skips NSS sources that fail instead of reporting them, so a
-/// short list is possible when a directory server is down; callers only ever use the
-/// list to *grant* group access or a skip, never to deny one, which keeps that safe.
+/// short list is possible when a directory server is down; this is enough to *grant*
+/// file access (a short list only grants less). Decisions that need to know the user
+/// is *not* in a group use [`lookup_group_list`], which says whether the list may be
+/// short.
 pub fn lookup_group_gids(name: &str, primary_gid: gid_t) -> Result<Vec<gid_t>, NssError> {
+    lookup_group_list(name, primary_gid).map(|l| l.gids)
+}
+
+/// A user's group ids and whether every NSS source answered for them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupIds {
+    /// The ids, primary group first.
+    pub gids: Vec<gid_t>,
+    /// False when a source reported a failure while the list was gathered.
+    pub complete: bool,
+}
+
+/// `getgrouplist`, and whether the answer is complete.
+///
+/// glibc passes `&errno` to every source's `initgroups_dyn` (or to the `getgrent_r`
+/// fallback) and does not report a source that answers `NSS_STATUS_UNAVAIL` or
+/// `NSS_STATUS_TRYAGAIN`; the error number such a source sets is all that is left of
+/// its failure. So `errno` is cleared before the call and read after it: zero, or the
+/// "no such entry" numbers a source sets for a user it does not know (`ENOENT`,
+/// `ESRCH`), mean every source answered; anything else marks the list incomplete. A
+/// source that fails without setting `errno`, or with `ENOENT`, cannot be told from
+/// one that does not know the user; [`lookup_group_by_name`] covers the usual case of
+/// a group held by the source that is down.
+pub fn lookup_group_list(name: &str, primary_gid: gid_t) -> Result<GroupIds, NssError> {
     let cname = CString::new(name).map_err(|_| NssError::InvalidName)?;
     let mut slots: usize = 64;
     loop {
         let mut gids: Vec<gid_t> = vec![0; slots];
         let mut count = c_int::try_from(slots).map_err(|_| NssError::TooLarge)?;
+        clear_errno();
         // SAFETY: `cname` is NUL-terminated and outlives the call; `gids` has exactly
         // `count` writable slots and getgrouplist writes at most `count` of them, then
         // stores the number of groups (needed or written) in `count`.
         let rc = unsafe {
             libc::getgrouplist(cname.as_ptr(), primary_gid, gids.as_mut_ptr(), &mut count)
         };
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
         let count = usize::try_from(count).map_err(|_| NssError::InvalidEntry)?;
         if rc >= 0 {
             if count > gids.len() {
                 return Err(NssError::InvalidEntry);
             }
             gids.truncate(count);
-            return Ok(gids);
+            let complete = matches!(errno, 0 | libc::ENOENT | libc::ESRCH);
+            return Ok(GroupIds { gids, complete });
         }
         // -1 means "too small" and `count` says how many are needed; grow at least 2x
         // in case an NSS module reports a stale count.
@@ -124,22 +153,79 @@ pub fn lookup_group_gids(name: &str, primary_gid: gid_t) -> Result<Vec<gid_t>, N
     }
 }
 
-/// Names of the groups `name` belongs to (primary group included), for group-based
-/// skip rules.
+fn clear_errno() {
+    // SAFETY: __errno_location returns the calling thread's errno slot, valid for the
+    // thread's lifetime; writing an int there is what `errno = 0` does in C.
+    unsafe { *libc::__errno_location() = 0 };
+}
+
+/// A group entry as `getgrnam_r` returned it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// `gr_gid`.
+    pub gid: gid_t,
+    /// `gr_mem`, the member names that are UTF-8 (others cannot be a user name here).
+    pub members: Vec<String>,
+}
+
+/// Look up a group by name with `getgrnam_r`.
 ///
-/// A gid without a group entry, or whose name is not UTF-8, is left out: such a group
-/// cannot be named in a rule, so it can never grant a skip.
-pub fn group_names_of(name: &str, primary_gid: gid_t) -> Result<Vec<String>, NssError> {
-    let mut names = Vec::new();
-    for gid in lookup_group_gids(name, primary_gid)? {
-        if let Some(bytes) = lookup_group_name(gid)?
-            && let Ok(s) = String::from_utf8(bytes)
-            && !names.contains(&s)
-        {
-            names.push(s);
+/// glibc returns 0 and no entry when the last source consulted said "not found", and
+/// the source's error number when it said "unavailable" or "try again" (which a
+/// careless source may leave at 0, making an outage look like "not found"): callers
+/// must treat `Ok(None)` as "cannot tell", never as "no such group, so not a member".
+pub fn lookup_group_by_name(name: &str) -> Result<Option<Group>, NssError> {
+    let cname = CString::new(name).map_err(|_| NssError::InvalidName)?;
+    let mut buf: Vec<c_char> = vec![0; INITIAL_BUFFER];
+    loop {
+        let mut grp = MaybeUninit::<libc::group>::uninit();
+        let mut result: *mut libc::group = ptr::null_mut();
+        // SAFETY: `cname` is NUL-terminated; `grp` is writable storage for one group;
+        // `buf` has `buf.len()` writable bytes; `result` is a valid out-pointer; all
+        // outlive the call.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                grp.as_mut_ptr(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE {
+            grow(&mut buf)?;
+            continue;
         }
+        if rc != 0 {
+            return Err(NssError::Lookup { errno: rc });
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: zero return and non-NULL result: `grp` is initialised and `result`
+        // points to it; `gr_mem` is a NULL-terminated array of NUL-terminated strings
+        // inside `buf`, which is alive and unchanged while they are copied.
+        let gr = unsafe { &*result };
+        let mut members = Vec::new();
+        if !gr.gr_mem.is_null() {
+            for i in 0.. {
+                // SAFETY: the array is NULL-terminated, and `i` stops at that NULL.
+                let member = unsafe { *gr.gr_mem.add(i) };
+                if member.is_null() {
+                    break;
+                }
+                // SAFETY: non-NULL, NUL-terminated string inside `buf`.
+                let member = unsafe { CStr::from_ptr(member) };
+                if let Ok(m) = member.to_str() {
+                    members.push(m.to_owned());
+                }
+            }
+        }
+        return Ok(Some(Group {
+            gid: gr.gr_gid,
+            members,
+        }));
     }
-    Ok(names)
 }
 
 /// The filesystem identity of `pw` (uid, primary gid and all NSS groups), ready for
@@ -216,44 +302,6 @@ fn lookup_user(key: PwKey<'_>) -> Result<Option<Passwd>, NssError> {
     }
 }
 
-fn lookup_group_name(gid: gid_t) -> Result<Option<Vec<u8>>, NssError> {
-    let mut buf: Vec<c_char> = vec![0; INITIAL_BUFFER];
-    loop {
-        let mut grp = MaybeUninit::<libc::group>::uninit();
-        let mut result: *mut libc::group = ptr::null_mut();
-        // SAFETY: `grp` is writable storage for one group; `buf` has `buf.len()` writable
-        // bytes; `result` is a valid out-pointer; all outlive the call.
-        let rc = unsafe {
-            libc::getgrgid_r(
-                gid,
-                grp.as_mut_ptr(),
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE {
-            grow(&mut buf)?;
-            continue;
-        }
-        if rc != 0 {
-            return Err(NssError::Lookup { errno: rc });
-        }
-        if result.is_null() {
-            return Ok(None);
-        }
-        // SAFETY: zero return and non-NULL result: `grp` is initialised and `result`
-        // points to it; `gr_name` points into `buf`, which is still alive.
-        let gr = unsafe { &*result };
-        if gr.gr_name.is_null() {
-            return Err(NssError::InvalidEntry);
-        }
-        // SAFETY: non-NULL, NUL-terminated string inside `buf`.
-        let name = unsafe { CStr::from_ptr(gr.gr_name) };
-        return Ok(Some(name.to_bytes().to_vec()));
-    }
-}
-
 fn grow(buf: &mut Vec<c_char>) -> Result<(), NssError> {
     let next = buf.len().saturating_mul(2);
     if next > MAX_BUFFER {
@@ -295,20 +343,28 @@ mod tests {
     fn root_groups_include_primary_group() {
         let gids = lookup_group_gids("root", 0).expect("getgrouplist");
         assert!(gids.contains(&0));
-        let names = group_names_of("root", 0).expect("group names");
-        assert!(names.iter().any(|n| n == "root"));
     }
 
     #[test]
     fn unknown_user_gets_only_the_primary_group() {
         let gids = lookup_group_gids("no-such-user-pam-totp-test", 4242).expect("getgrouplist");
         assert_eq!(gids, vec![4242]);
-        // gid 4242 has no group entry, so it contributes no name.
-        assert!(
-            group_names_of("no-such-user-pam-totp-test", 4242)
-                .expect("names")
-                .is_empty()
+    }
+
+    #[test]
+    fn root_group_by_name_and_a_complete_list() {
+        let g = lookup_group_by_name("root")
+            .expect("getgrnam_r")
+            .expect("group root exists");
+        assert_eq!(g.gid, 0);
+        assert_eq!(
+            lookup_group_by_name("no-such-group-pam-totp-test"),
+            Ok(None)
         );
+        assert_eq!(lookup_group_by_name("ro\0ot"), Err(NssError::InvalidName));
+        let list = lookup_group_list("root", 0).expect("getgrouplist");
+        assert!(list.gids.contains(&0));
+        assert!(list.complete, "every local source answers for root");
     }
 
     #[test]

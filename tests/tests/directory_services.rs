@@ -1,0 +1,790 @@
+//! The module under a directory service, through the real libpam: a stand-in NSS module
+//! (tests/nss/ptotpds.c, compiled here) serves aliases of a test account and a group
+//! whose source can be switched to the ways real sources fail. It is loaded after
+//! `files` through an nsswitch.conf bind-mounted in a private mount namespace around the
+//! `pam-drive` child, so the host's name service is untouched.
+//!
+//! Every case that must be refused is prompted, then gets PAM_AUTH_ERR; each has a
+//! control run that shows the same setup does skip or succeed when it should, so the
+//! refusals cannot come from a broken stand-in.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use system_tests::{
+    Drive, Driver, SECRET_160, Stack, T0, TestUser, code_at, require_root, require_tool,
+    root_store, syslog_message, totp_file, with_syslog_capture, write_owned, wrong_totp,
+};
+
+/// The stand-in's service name in nsswitch.conf (`libnss_ptotpds.so.2`).
+const SERVICE: &str = "ptotpds";
+
+/// What the stand-in answers (written to its control file).
+#[derive(Clone, Debug)]
+struct Control {
+    canonical: String,
+    uid: u32,
+    gid: u32,
+    dir: PathBuf,
+    aliases: Vec<String>,
+    /// `ok`, `unavail`, `tryagain` or `silent`.
+    passwd: &'static str,
+    /// As `passwd`, or `nogid` / `initdown`.
+    group: &'static str,
+    grname: String,
+    grgid: u32,
+    grmember: bool,
+}
+
+/// The stand-in: its build, nsswitch.conf, control file and call log in one root-owned
+/// directory (mode 0755, so lookups made under the target's file-system identity can
+/// still reach it).
+struct DirSvc {
+    dir: tempfile::TempDir,
+    control: Control,
+}
+
+impl DirSvc {
+    fn new(u: &TestUser) -> DirSvc {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-dirsvc")
+            .tempdir()
+            .expect("tempdir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let source = system_tests::workspace().join("tests/nss/ptotpds.c");
+        let lib = dir.path().join(format!("libnss_{SERVICE}.so.2"));
+        let out = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror"])
+            .arg(format!("-DSTATE_DIR=\"{}\"", dir.path().display()))
+            .arg("-o")
+            .arg(&lib)
+            .arg(&source)
+            .output()
+            .expect("run cc");
+        assert!(
+            out.status.success(),
+            "cc failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::write(
+            dir.path().join("nsswitch.conf"),
+            format!("passwd: files {SERVICE}\ngroup: files {SERVICE}\nshadow: files\n"),
+        )
+        .expect("write nsswitch.conf");
+        let calls = dir.path().join("calls");
+        fs::write(&calls, "").expect("calls");
+        fs::set_permissions(&calls, fs::Permissions::from_mode(0o666)).expect("chmod calls");
+        let control = Control {
+            canonical: u.name.clone(),
+            uid: u.uid,
+            gid: u.gid,
+            dir: u.home.clone(),
+            aliases: aliases(&u.name),
+            passwd: "ok",
+            group: "ok",
+            grname: format!("{}g", u.name),
+            grgid: 3_700_000 + std::process::id() % 100_000,
+            grmember: true,
+        };
+        let ds = DirSvc { dir, control };
+        ds.set(ds.control.clone());
+        ds
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Rewrites the control file (the stand-in reads it on every call).
+    fn set(&self, c: Control) {
+        let mut text = format!(
+            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\ngrname {}\ngrgid {}\ngrmember {}\n",
+            c.canonical,
+            c.uid,
+            c.gid,
+            c.dir.display(),
+            c.passwd,
+            c.group,
+            c.grname,
+            c.grgid,
+            u8::from(c.grmember)
+        );
+        for a in &c.aliases {
+            text.push_str(&format!("alias {a}\n"));
+        }
+        fs::write(self.path().join("control"), text).expect("write control");
+    }
+
+    fn with(&self, change: impl FnOnce(&mut Control)) {
+        let mut c = self.control.clone();
+        change(&mut c);
+        self.set(c);
+    }
+
+    fn calls(&self) -> Vec<String> {
+        fs::read_to_string(self.path().join("calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn clear_calls(&self) {
+        fs::write(self.path().join("calls"), "").expect("clear calls");
+    }
+
+    /// `driver` inside a private mount namespace whose /etc/nsswitch.conf is ours; the
+    /// driver's environment is applied by `env` at the last exec (as the syslog capture
+    /// does), with the stand-in's directory on the library path for NSS's dlopen.
+    fn command(&self, driver: &Driver) -> Command {
+        self.wrap(&driver.command())
+    }
+
+    /// Any command inside the namespace (see [`DirSvc::command`]).
+    fn wrap(&self, inner: &Command) -> Command {
+        const SCRIPT: &str = "set -e\nmount --bind \"$1\" /etc/nsswitch.conf\nshift\nexec \"$@\"";
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            SCRIPT,
+            "sh",
+        ])
+        .arg(self.path().join("nsswitch.conf"))
+        .arg("env")
+        .arg(format!("LD_LIBRARY_PATH={}", self.path().display()));
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                let mut kv = k.to_os_string();
+                kv.push("=");
+                kv.push(v);
+                cmd.arg(kv);
+            }
+        }
+        cmd.arg(inner.get_program())
+            .args(inner.get_args())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, driver: &Driver) -> Drive {
+        let out = self.command(driver).output().expect("run unshare");
+        assert!(
+            !out.stdout.is_empty(),
+            "pam-drive did not run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Drive::parse(&out)
+    }
+
+    fn run_logged(&self, driver: &Driver) -> (Drive, Vec<String>) {
+        let (out, lines) = with_syslog_capture(&self.command(driver));
+        assert!(
+            !out.stdout.is_empty(),
+            "pam-drive did not run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
+        (Drive::parse(&out), lines)
+    }
+}
+
+/// Spellings a directory service resolves to one account: case-insensitive, NetBIOS
+/// domain prefix, UPN-style suffix.
+fn aliases(name: &str) -> Vec<String> {
+    vec![
+        name.to_uppercase(),
+        format!("AD\\{name}"),
+        format!("{name}@AD"),
+    ]
+}
+
+/// The two pam.d layouts: the user's own file, and a root-owned store keyed by name.
+enum Mode {
+    Home,
+    Store(tempfile::TempDir),
+}
+
+impl Mode {
+    fn both() -> [Mode; 2] {
+        [Mode::Home, Mode::Store(root_store())]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Mode::Home => "home",
+            Mode::Store(_) => "store",
+        }
+    }
+
+    fn args(&self, extra: &str) -> String {
+        match self {
+            Mode::Home => extra.to_owned(),
+            Mode::Store(dir) => format!(
+                "user=root secret={}/${{USER}} {extra}",
+                dir.path().display()
+            ),
+        }
+    }
+
+    /// The canonical user's secret file.
+    fn enroll(&self, u: &TestUser) {
+        let text = totp_file(SECRET_160);
+        match self {
+            Mode::Home => {
+                u.write_secret(&text, 0o600);
+            }
+            Mode::Store(dir) => {
+                write_owned(&dir.path().join(&u.name), text.as_bytes(), 0, 0, 0o600)
+            }
+        }
+    }
+
+    fn unenroll(&self, u: &TestUser) {
+        let _ = match self {
+            Mode::Home => fs::remove_file(u.secret_path()),
+            Mode::Store(dir) => fs::remove_file(dir.path().join(&u.name)),
+        };
+    }
+}
+
+/// One login against a probe stack, at `at`, answering `answer`.
+fn login(ds: &DirSvc, args: &str, user: &str, answer: &str, at: u64) -> Drive {
+    let stack = Stack::probe("svc", args);
+    ds.run(&Driver::new(&stack, "svc", user).answer(answer).at(at))
+}
+
+/// Collects failed expectations so one run reports every broken case at once.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    fn refused(&mut self, what: &str, d: &Drive) {
+        if d.module_code() != "PAM_AUTH_ERR" || d.prompts != 1 {
+            self.0.push(format!(
+                "{what}: want prompted then PAM_AUTH_ERR, got {} after {} prompt(s)",
+                d.module_code(),
+                d.prompts
+            ));
+        }
+    }
+
+    fn expect(&mut self, what: &str, d: &Drive, code: &str) {
+        if d.module_code() != code {
+            self.0.push(format!(
+                "{what}: want {code}, got {} ({d:?})",
+                d.module_code()
+            ));
+        }
+    }
+
+    fn check(self) {
+        assert!(
+            self.0.is_empty(),
+            "{} failure(s):\n{}",
+            self.0.len(),
+            self.0.join("\n")
+        );
+    }
+}
+
+fn setup(test: &str, tag: &str) -> Option<(TestUser, DirSvc)> {
+    if !require_root(test) || !require_tool(test, "cc") || !require_tool(test, "unshare") {
+        return None;
+    }
+    let u = TestUser::create(tag);
+    let ds = DirSvc::new(&u);
+    Some((u, ds))
+}
+
+/// A root-owned rule file in the stand-in's (root-owned, 0755) directory.
+fn rules_file(ds: &DirSvc, name: &str, rules: &str) -> PathBuf {
+    let p = ds.path().join(name);
+    write_owned(&p, rules.as_bytes(), 0, 0, 0o644);
+    p
+}
+
+/// Issue case 1: every spelling of the account reaches the canonical account's file, in
+/// both modes, with and without nullok; a wrong code is refused, the right one accepted.
+#[test]
+fn aliases_reach_the_canonical_account() {
+    let Some((u, ds)) = setup("aliases_reach_the_canonical_account", "dsa") else {
+        return;
+    };
+    let mut f = Failures::default();
+    let mut at = T0;
+    for mode in Mode::both() {
+        mode.enroll(&u);
+        for nullok in ["", "nullok"] {
+            let args = mode.args(nullok);
+            for typed in aliases(&u.name).iter().chain([&u.name]) {
+                at += 90;
+                let what = format!("{} [{nullok}] as {typed:?}", mode.name());
+                let d = login(&ds, &args, typed, &wrong_totp(SECRET_160, at), at);
+                f.refused(&format!("{what}, wrong code"), &d);
+                let d = login(&ds, &args, typed, &code_at(SECRET_160, at), at);
+                f.expect(&format!("{what}, right code"), &d, "PAM_SUCCESS");
+            }
+        }
+        mode.unenroll(&u);
+    }
+    f.check();
+}
+
+/// Log lines name the canonical account, never the typed spelling.
+#[test]
+fn logs_name_the_canonical_account() {
+    let Some((u, ds)) = setup("logs_name_the_canonical_account", "dsl") else {
+        return;
+    };
+    let mode = Mode::Store(root_store());
+    mode.enroll(&u);
+    let typed = u.name.to_uppercase();
+    let stack = Stack::probe("svc", &mode.args(""));
+    let at = T0 + 300;
+    let (d, lines) = ds.run_logged(
+        &Driver::new(&stack, "svc", &typed)
+            .answer(&code_at(SECRET_160, at))
+            .at(at),
+    );
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?} {lines:?}");
+    let accepted = format!("accepted time-based code for {} ", u.name);
+    assert!(lines.iter().any(|l| l.contains(&accepted)), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains(&typed)), "{lines:?}");
+}
+
+/// An NSS error for the user (as opposed to "no such user") is prompted and denied in
+/// both modes, with and without nullok, even when an access rule skips everybody.
+#[test]
+fn name_service_errors_for_the_user_deny() {
+    let Some((u, ds)) = setup("name_service_errors_for_the_user_deny", "dse") else {
+        return;
+    };
+    let everybody = rules_file(&ds, "all.conf", "+ : ALL : ALL\n");
+    let typed = u.name.to_uppercase();
+    let mut f = Failures::default();
+    for mode in Mode::both() {
+        for nullok in ["", "nullok"] {
+            for rules in ["", &format!("accessfile={}", everybody.display())] {
+                let args = mode.args(&format!("{nullok} {rules}"));
+                // Control: with the directory answering, the access rule skips.
+                if !rules.is_empty() {
+                    ds.with(|_| {});
+                    let d = login(&ds, &args, &typed, "123456", T0);
+                    f.expect(
+                        &format!("{} [{nullok}] {rules}: control", mode.name()),
+                        &d,
+                        "PAM_IGNORE",
+                    );
+                }
+                for passwd in ["unavail", "tryagain"] {
+                    ds.with(|c| c.passwd = passwd);
+                    let d = login(&ds, &args, &typed, "123456", T0);
+                    f.refused(
+                        &format!("{} [{nullok}] {rules}: passwd {passwd}", mode.name()),
+                        &d,
+                    );
+                }
+            }
+        }
+    }
+    f.check();
+}
+
+/// Store mode and a name NSS does not know: the name still selects a file (GA allows
+/// users outside NSS), but nullok never turns its absence into a skip; a source that
+/// fails without saying so looks the same and is refused the same way.
+#[test]
+fn store_mode_name_unknown_to_nss_is_not_excused_by_nullok() {
+    let Some((u, ds)) = setup(
+        "store_mode_name_unknown_to_nss_is_not_excused_by_nullok",
+        "dsu",
+    ) else {
+        return;
+    };
+    let mode = Mode::Store(root_store());
+    let args = mode.args("nullok");
+    let mut f = Failures::default();
+    // Control: a known account without a file is skipped under nullok, whatever the spelling.
+    for typed in [u.name.clone(), u.name.to_uppercase()] {
+        let d = login(&ds, &args, &typed, "123456", T0);
+        f.expect(
+            &format!("known {typed:?}, not enrolled: control"),
+            &d,
+            "PAM_IGNORE",
+        );
+    }
+    let d = login(&ds, &args, &format!("{}-nobody", u.name), "123456", T0);
+    f.refused("name unknown to every source", &d);
+    ds.with(|c| c.passwd = "silent");
+    let d = login(&ds, &args, &u.name.to_uppercase(), "123456", T0);
+    f.refused("alias while the source fails silently", &d);
+    // Home mode has no file to look for without an account: refused as before.
+    let d = login(
+        &ds,
+        &Mode::Home.args("nullok"),
+        &u.name.to_uppercase(),
+        "123456",
+        T0,
+    );
+    f.refused("home mode, alias while the source fails silently", &d);
+    f.check();
+}
+
+/// Issue case 2: a skip because the user is *not* in a group needs a complete answer.
+/// The user is a member only through the stand-in; each failure of that source must
+/// lead to the code being asked for, for every option that skips on non-membership.
+#[test]
+fn non_membership_skips_need_a_complete_answer() {
+    let Some((u, ds)) = setup("non_membership_skips_need_a_complete_answer", "dsg") else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let except = rules_file(&ds, "except.conf", &format!("+ : ALL EXCEPT ({g}) : ALL\n"));
+    let minus = rules_file(
+        &ds,
+        "minus.conf",
+        &format!("- : ({g}) : ALL\n+ : ALL : ALL\n"),
+    );
+    let options = [
+        format!("require_group={g}"),
+        format!("accessfile={}", except.display()),
+        format!("accessfile={}", minus.display()),
+    ];
+    let mut f = Failures::default();
+    let mut at = T0;
+    for mode in Mode::both() {
+        mode.enroll(&u);
+        for nullok in ["", "nullok"] {
+            for option in &options {
+                let args = mode.args(&format!("{nullok} {option}"));
+                let what = |case: &str| format!("{} [{nullok}] {option}: {case}", mode.name());
+                at += 90;
+                let wrong = wrong_totp(SECRET_160, at);
+                // Controls: a proven non-member skips; a proven member is asked.
+                ds.with(|c| c.grmember = false);
+                f.expect(
+                    &what("proven non-member"),
+                    &login(&ds, &args, &u.name, &wrong, at),
+                    "PAM_IGNORE",
+                );
+                ds.with(|_| {});
+                f.refused(&what("member"), &login(&ds, &args, &u.name, &wrong, at));
+                for group in ["unavail", "tryagain", "silent", "nogid", "initdown"] {
+                    ds.with(|c| c.group = group);
+                    f.refused(&what(group), &login(&ds, &args, &u.name, &wrong, at));
+                    // The same through an alias (the rule subject is the canonical name).
+                    let alias = u.name.to_uppercase();
+                    f.refused(
+                        &what(&format!("{group} as {alias}")),
+                        &login(&ds, &args, &alias, &wrong, at),
+                    );
+                }
+            }
+        }
+        mode.unenroll(&u);
+    }
+    f.check();
+}
+
+/// A skip because the user *is* in a group is unchanged: a proven member skips; a
+/// member the failing source cannot vouch for is asked for the code.
+#[test]
+fn membership_skips_need_proven_membership() {
+    let Some((u, ds)) = setup("membership_skips_need_proven_membership", "dsm") else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let plus = rules_file(&ds, "plus.conf", &format!("+ : ({g}) : ALL\n"));
+    let options = [
+        format!("skip_group={g}"),
+        format!("accessfile={}", plus.display()),
+    ];
+    let mut f = Failures::default();
+    for mode in Mode::both() {
+        mode.enroll(&u);
+        for nullok in ["", "nullok"] {
+            for option in &options {
+                let args = mode.args(&format!("{nullok} {option}"));
+                let what = |case: &str| format!("{} [{nullok}] {option}: {case}", mode.name());
+                let wrong = wrong_totp(SECRET_160, T0);
+                ds.with(|_| {});
+                f.expect(
+                    &what("member"),
+                    &login(&ds, &args, &u.name, &wrong, T0),
+                    "PAM_IGNORE",
+                );
+                for group in ["unavail", "tryagain", "silent", "nogid", "initdown"] {
+                    ds.with(|c| c.group = group);
+                    f.refused(&what(group), &login(&ds, &args, &u.name, &wrong, T0));
+                }
+            }
+        }
+        mode.unenroll(&u);
+    }
+    f.check();
+}
+
+/// No group lookups when no rule or option names a group: the stand-in logs every call,
+/// and a login that a rule without group items skips makes none, not even the user's
+/// group list for the credential switch (that comes only after the skip rules).
+#[test]
+fn rules_without_groups_make_no_group_lookups() {
+    let Some((u, ds)) = setup("rules_without_groups_make_no_group_lookups", "dsn") else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let lan = rules_file(
+        &ds,
+        "lan.conf",
+        "+ : ALL : 10.0.0.0/8\n+ : ALL EXCEPT root : 192.168.0.0/16\n",
+    );
+    let grouped = rules_file(&ds, "grouped.conf", &format!("+ : ({g}) : 10.0.0.0/8\n"));
+    let typed = u.name.to_uppercase();
+    for mode in Mode::both() {
+        mode.enroll(&u);
+        let run = |rules: &Path| {
+            ds.clear_calls();
+            let args = mode.args(&format!("accessfile={}", rules.display()));
+            let stack = Stack::probe("svc", &args);
+            let driver = Driver::new(&stack, "svc", &typed)
+                .answer("123456")
+                .rhost("10.1.2.3")
+                .at(T0);
+            (ds.run(&driver), ds.calls())
+        };
+        let (d, calls) = run(&lan);
+        assert_eq!(d.module_code(), "PAM_IGNORE", "{}: {d:?}", mode.name());
+        // The stand-in was consulted (the alias lives only there), so the log works.
+        assert!(
+            calls.contains(&format!("getpwnam {typed}")),
+            "{}: {calls:?}",
+            mode.name()
+        );
+        let group_calls: Vec<&String> = calls
+            .iter()
+            .filter(|c| {
+                c.starts_with("getgrnam ")
+                    || c.starts_with("getgrgid ")
+                    || c.starts_with("initgroups ")
+            })
+            .collect();
+        assert!(group_calls.is_empty(), "{}: {calls:?}", mode.name());
+        // Control: a group item makes the lookup.
+        let (d, calls) = run(&grouped);
+        assert_eq!(d.module_code(), "PAM_IGNORE", "{}: {d:?}", mode.name());
+        assert!(
+            calls.contains(&format!("getgrnam {g}")),
+            "{}: {calls:?}",
+            mode.name()
+        );
+        mode.unenroll(&u);
+    }
+}
+
+/// The same on the host's own name service, seen by strace: a skip by a rule without
+/// group items never opens the group database (nor loads a module for it), a group rule
+/// does.
+#[test]
+fn skip_without_group_rules_never_opens_the_group_database() {
+    let test = "skip_without_group_rules_never_opens_the_group_database";
+    let Some((u, ds)) = setup(test, "dss") else {
+        return;
+    };
+    if !require_tool(test, "strace") {
+        return;
+    }
+    let lan = rules_file(&ds, "lan.conf", "+ : ALL : 10.0.0.0/8\n");
+    // useradd gave the user a primary group of the same name.
+    let grouped = rules_file(
+        &ds,
+        "grouped.conf",
+        &format!("+ : ({}) : 10.0.0.0/8\n", u.name),
+    );
+    for mode in Mode::both() {
+        let opens = |rules: &Path| -> Vec<String> {
+            let args = mode.args(&format!("accessfile={}", rules.display()));
+            let stack = Stack::probe("svc", &args);
+            let driver = Driver::new(&stack, "svc", &u.name)
+                .answer("1")
+                .rhost("10.1.2.3");
+            let inner = driver.command();
+            let trace = ds.path().join("trace");
+            let out = Command::new("strace")
+                .args(["-f", "-e", "trace=openat,open", "-o"])
+                .arg(&trace)
+                .arg(inner.get_program())
+                .args(inner.get_args())
+                .stdin(Stdio::null())
+                .output()
+                .expect("strace");
+            assert_eq!(
+                Drive::parse(&out).module_code(),
+                "PAM_IGNORE",
+                "{} {}: {out:?}",
+                mode.name(),
+                rules.display()
+            );
+            let text = fs::read_to_string(&trace).unwrap_or_default();
+            // Only what happens once the module is loaded.
+            let after = text
+                .split_once("libpam_totp.so")
+                .map_or("", |(_, rest)| rest);
+            after.lines().map(str::to_owned).collect()
+        };
+        let skip = opens(&lan);
+        assert!(!skip.is_empty(), "{}: no trace", mode.name());
+        assert!(
+            !skip
+                .iter()
+                .any(|l| l.contains("/etc/group") || l.contains("libnss_")),
+            "{}: {skip:#?}",
+            mode.name()
+        );
+        // Control: membership of the primary group is proven from /etc/group.
+        let grouped = opens(&grouped);
+        assert!(
+            grouped.iter().any(|l| l.contains("/etc/group")),
+            "{}: {grouped:#?}",
+            mode.name()
+        );
+    }
+}
+
+/// Issue case 3: with nullok, only a missing file in a reachable, checked directory is
+/// "not enrolled". A missing or unreachable directory is refused, and logged once.
+#[test]
+fn unreachable_directories_are_not_absent() {
+    let Some((u, ds)) = setup("unreachable_directories_are_not_absent", "dsd") else {
+        return;
+    };
+    let typed = u.name.to_uppercase();
+    let base = ds.path();
+    // A root-owned symlink to a file system that is not there (/home -> unmounted).
+    std::os::unix::fs::symlink(base.join("unmounted/homes"), base.join("homes")).expect("symlink");
+    // A directory the target cannot search.
+    let locked = base.join("locked");
+    fs::create_dir(&locked).expect("mkdir");
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let locked_home = locked.join(&u.name);
+    fs::create_dir(&locked_home).expect("mkdir");
+    std::os::unix::fs::chown(&locked_home, Some(u.uid), Some(u.gid)).expect("chown");
+
+    let mut f = Failures::default();
+    let home_cases = [
+        (
+            "home behind a symlink to nowhere",
+            base.join("homes").join(&u.name),
+        ),
+        ("home directory missing", base.join("nohome").join(&u.name)),
+        ("home the user cannot reach", locked_home.clone()),
+    ];
+    // Control: the real home without a file is skipped under nullok.
+    ds.with(|_| {});
+    f.expect(
+        "home reachable, no file: control",
+        &login(&ds, "nullok", &typed, "123456", T0),
+        "PAM_IGNORE",
+    );
+    for nullok in ["", "nullok"] {
+        for (what, dir) in &home_cases {
+            ds.with(|c| c.dir = dir.clone());
+            f.refused(
+                &format!("{what} [{nullok}]"),
+                &login(&ds, nullok, &typed, "123456", T0),
+            );
+        }
+    }
+    ds.with(|_| {});
+    let store = root_store();
+    let args =
+        |dir: &Path, nullok: &str| format!("user=root secret={}/${{USER}} {nullok}", dir.display());
+    f.expect(
+        "store reachable, no file: control",
+        &login(&ds, &args(store.path(), "nullok"), &typed, "123456", T0),
+        "PAM_IGNORE",
+    );
+    for nullok in ["", "nullok"] {
+        let missing = args(&store.path().join("missing"), nullok);
+        f.refused(
+            &format!("store directory missing [{nullok}]"),
+            &login(&ds, &missing, &typed, "123456", T0),
+        );
+    }
+    f.check();
+
+    // Logged once per login, saying what is missing.
+    ds.with(|c| c.dir = base.join("nohome").join(&u.name));
+    let stack = Stack::probe("svc", "nullok");
+    let (d, lines) = ds.run_logged(&Driver::new(&stack, "svc", &typed).answer("123456").at(T0));
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    let why: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("does not exist"))
+        .collect();
+    assert_eq!(why.len(), 1, "{lines:?}");
+    assert!(why[0].contains("nohome"), "{lines:?}");
+}
+
+/// totp-enroll follows the same rule: a store file named after an alias would never be
+/// read, so it is refused; named after the canonical account, the alias can log in.
+#[test]
+fn enrolling_an_alias_into_a_store_uses_the_canonical_name() {
+    let test = "enrolling_an_alias_into_a_store_uses_the_canonical_name";
+    let Some((u, ds)) = setup(test, "dsy") else {
+        return;
+    };
+    if !require_tool(test, "oathtool") {
+        return;
+    }
+    // Enrollment wants the whole chain root-owned and closed (not under /tmp).
+    let store = tempfile::Builder::new()
+        .prefix("pam_totp-test-store")
+        .tempdir_in("/var/lib")
+        .expect("tempdir");
+    fs::set_permissions(store.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    let typed = u.name.to_uppercase();
+    let enroll = |file: &str| {
+        let mut cmd = Command::new(&system_tests::built().enroll);
+        cmd.args([
+            "-t",
+            "-d",
+            "-W",
+            "-u",
+            "-C",
+            "--non-interactive",
+            "-Q",
+            "NONE",
+            "--json",
+        ])
+        .args(["--user", &typed, "-s"])
+        .arg(store.path().join(file));
+        ds.wrap(&cmd).output().expect("run totp-enroll")
+    };
+    let out = enroll(&typed);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("\"{}\"", u.name)),
+        "{out:?}"
+    );
+    assert!(!store.path().join(&typed).exists());
+
+    let out = enroll(&u.name);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let secret = text
+        .split_once("\"secret\":\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(s, _)| s.to_owned())
+        .expect("secret in the JSON output");
+    let mode = Mode::Store(store);
+    let stack = Stack::probe("svc", &mode.args(""));
+    let code = system_tests::oathtool_totp(&secret, system_tests::now(), 30, 6, "sha1");
+    let d = ds.run(&Driver::new(&stack, "svc", &typed).answer(&code));
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}

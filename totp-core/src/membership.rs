@@ -1,0 +1,139 @@
+//! Whether a user is in a group, as far as the name service can prove it (rule R22).
+//!
+//! A skip that rests on the user *not* being in a group (`require_group=`,
+//! `ALL EXCEPT (group)`, a `-` rule on a group) is only as good as the answer it rests
+//! on. glibc's `getgrouplist` leaves out a source that answers "unavailable" or "try
+//! again" without telling the caller, and a group id without a name could be any group,
+//! so "not in the list" is not "not a member". Membership is therefore three-valued, and
+//! only [`Membership::NotMember`] may let a "not in the group" rule match.
+
+/// What is known about one user's membership of one group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// Proven: the group is the user's primary group, lists the user, or is in the
+    /// user's group list.
+    Member,
+    /// Proven: the group was found, does not list the user, is not the primary group,
+    /// and a group list that every source answered for does not contain it.
+    NotMember,
+    /// Anything less: a failed or empty lookup, or a group list that may be incomplete.
+    Unknown,
+}
+
+/// A group as the name service returned it by name (`getgrnam_r`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupEntry {
+    /// `gr_gid`.
+    pub gid: u32,
+    /// `gr_mem`: the names listed as members (a primary-group member is usually not).
+    pub members: Vec<String>,
+}
+
+/// The user's group ids (`getgrouplist`), and whether every source answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupList {
+    /// The ids found, primary group included.
+    pub gids: Vec<u32>,
+    /// False when some source reported a failure: an id missing from `gids` may then
+    /// still be one of the user's groups.
+    pub complete: bool,
+}
+
+/// The facts about one user and one group that membership is decided from.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts<'a> {
+    /// The user's canonical (NSS) name.
+    pub user: &'a str,
+    /// The user's primary group id (`pw_gid`).
+    pub primary_gid: u32,
+    /// The group looked up by name; `None` when the lookup failed or found nothing
+    /// (a source that is down may be the one that holds the group).
+    pub group: Option<&'a GroupEntry>,
+    /// The user's group list; `None` when it could not be obtained.
+    pub list: Option<&'a GroupList>,
+}
+
+/// Decides membership from the facts: positive evidence from any source proves
+/// membership; non-membership needs the group entry and a complete group list.
+pub fn decide(facts: &Facts<'_>) -> Membership {
+    let Some(group) = facts.group else {
+        return Membership::Unknown;
+    };
+    if group.gid == facts.primary_gid || group.members.iter().any(|m| m == facts.user) {
+        return Membership::Member;
+    }
+    match facts.list {
+        Some(list) if list.gids.contains(&group.gid) => Membership::Member,
+        Some(list) if list.complete => Membership::NotMember,
+        _ => Membership::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(gid: u32, members: &[&str]) -> GroupEntry {
+        GroupEntry {
+            gid,
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+        }
+    }
+
+    fn list(gids: &[u32], complete: bool) -> GroupList {
+        GroupList {
+            gids: gids.to_vec(),
+            complete,
+        }
+    }
+
+    #[test]
+    fn membership_table() {
+        use Membership::*;
+        let mfa = entry(500, &["alice"]);
+        let other = entry(600, &["bob"]);
+        let full = list(&[100, 500], true);
+        let short = list(&[100], false);
+        let none_of_them = list(&[100], true);
+        type Case<'a> = (
+            &'a str,
+            u32,
+            Option<&'a GroupEntry>,
+            Option<&'a GroupList>,
+            Membership,
+        );
+        #[rustfmt::skip]
+        let cases: &[Case<'_>] = &[
+            ("listed in gr_mem", 100, Some(&mfa), None, Member),
+            ("primary group", 600, Some(&other), None, Member),
+            ("in the group list", 100, Some(&entry(500, &[])), Some(&full), Member),
+            ("in an incomplete list still counts", 100, Some(&entry(100, &[])), Some(&short), Member),
+            ("proven absent", 100, Some(&other), Some(&none_of_them), NotMember),
+            ("list may be incomplete", 100, Some(&other), Some(&short), Unknown),
+            ("no list", 100, Some(&other), None, Unknown),
+            ("group unresolved", 100, None, Some(&full), Unknown),
+            ("group unresolved, primary gid", 500, None, Some(&full), Unknown),
+        ];
+        for (what, primary_gid, group, list, want) in cases {
+            let facts = Facts {
+                user: "alice",
+                primary_gid: *primary_gid,
+                group: *group,
+                list: *list,
+            };
+            assert_eq!(decide(&facts), *want, "{what}");
+        }
+    }
+
+    #[test]
+    fn names_are_compared_exactly() {
+        let g = entry(500, &["Alice", "alice2"]);
+        let facts = Facts {
+            user: "alice",
+            primary_gid: 1,
+            group: Some(&g),
+            list: Some(&list(&[1], true)),
+        };
+        assert_eq!(decide(&facts), Membership::NotMember);
+    }
+}
