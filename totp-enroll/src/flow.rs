@@ -82,6 +82,19 @@ fn now_unix() -> Result<i64, Error> {
     i64::try_from(d.as_secs()).map_err(|_| Error::failed("the system clock is out of range"))
 }
 
+/// Whether the new secret will reach a person or a program: a terminal, an
+/// output or export flag, or `-q` (writing it unseen on purpose). Otherwise a
+/// scripted run would enroll the user with a secret nobody ever had.
+fn secret_reaches_someone(req: &Request, console: &Console) -> bool {
+    req.quiet
+        || req.json
+        || req.print_uri
+        || req.qr_mode.is_some()
+        || req.qr_png.is_some()
+        || req.qr_svg.is_some()
+        || console.human_is_tty()
+}
+
 /// Everything decided about one new enrollment.
 struct Enrollment {
     totp: bool,
@@ -102,6 +115,9 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
         if !missing.is_empty() {
             return Err(Error::MissingAnswers(missing));
         }
+    }
+    if !secret_reaches_someone(req, console) {
+        return Err(Error::usage(output::UNSEEN_SECRET));
     }
     if !req.force && write::target_exists(target)? {
         return Err(Error::Exists(target.path.clone()));
@@ -135,6 +151,7 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
     if show {
         display(req, console, &e, matrix.as_ref(), qr_mode)?;
     } else if !req.quiet && !req.json && !req.print_uri {
+        // Only a QR file carries the secret; say where it went.
         eprint!("{}", output::NOT_SHOWN);
     }
 

@@ -148,7 +148,8 @@ fn normalise_json(mut v: serde_json::Value, dir: &Path) -> String {
 fn ga_flag_set_writes_ga_tool_layout() {
     let dir = tempdir();
     let mut args = GA_FLAGS.to_vec();
-    args.extend(["-s", "ga"]);
+    // -q: a pipe sees nothing, so writing needs an explicit "unseen on purpose".
+    args.extend(["-q", "-s", "ga"]);
     let r = run_in(dir.path(), &args, None);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let text = std::fs::read_to_string(dir.path().join("ga")).expect("file written");
@@ -312,11 +313,74 @@ fn print_uri_equals_json_uri_for_the_same_file() {
 // What is shown where
 
 #[test]
+fn a_secret_nobody_would_see_is_refused_and_nothing_is_written() {
+    let dir = tempdir();
+    for extra in [&[][..], &["-f"], &["-f", "-C"]] {
+        let mut args = vec!["-t", "-D", "-W", "-u", "--non-interactive", "-s", "s"];
+        args.extend_from_slice(extra);
+        let r = run_in(dir.path(), &args, None);
+        assert_eq!(r.code, 2, "{extra:?}: {}", r.stderr);
+        assert!(
+            !dir.path().join("s").exists(),
+            "{extra:?}: the file must be absent"
+        );
+        for flag in ["--json", "--uri", "-Q MODE", "--qr-png", "--qr-svg", "-q"] {
+            assert!(r.stderr.contains(flag), "{flag} not named: {}", r.stderr);
+        }
+        assert_eq!(r.stdout, "", "nothing shown");
+        assert!(
+            std::fs::read_dir(dir.path()).expect("ls").next().is_none(),
+            "no temporary or QR files left"
+        );
+    }
+}
+
+#[test]
+fn flags_that_show_or_export_the_secret_still_write_on_a_pipe() {
+    let dir = tempdir();
+    let base = ["-t", "-D", "-W", "-u", "--non-interactive", "-f", "-C"];
+    let png = dir.path().join("qr.png");
+    let svg = dir.path().join("qr.svg");
+    let png = png.to_str().expect("utf-8");
+    let svg = svg.to_str().expect("utf-8");
+    for (n, extra) in [
+        &["--json"][..],
+        &["--uri"],
+        &["-Q", "NONE"],
+        &["--qr-png", png],
+        &["--qr-svg", svg],
+        &["-q"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("s{n}");
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        args.extend(["-s", &name]);
+        let r = run_in(dir.path(), &args, None);
+        assert_eq!(r.code, 0, "{extra:?}: {}", r.stderr);
+        assert!(dir.path().join(&name).exists(), "{extra:?}: written");
+    }
+}
+
+#[test]
 fn nothing_secret_reaches_a_pipe_unless_asked() {
     let dir = tempdir();
+    let png = dir.path().join("qr.png");
     let r = run_in(
         dir.path(),
-        &["-t", "-D", "-W", "-u", "--non-interactive", "-s", "s"],
+        &[
+            "-t",
+            "-D",
+            "-W",
+            "-u",
+            "--non-interactive",
+            "--qr-png",
+            png.to_str().expect("utf-8"),
+            "-s",
+            "s",
+        ],
         None,
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -389,7 +453,12 @@ fn non_interactive_mode_names_every_missing_flag_and_writes_nothing() {
 fn answers_can_be_piped_like_for_google_authenticator() {
     let dir = tempdir();
     // Time-based? Update? Disallow reuse? Wider window? Rate limit?
-    let r = run_in(dir.path(), &["-C", "-s", "s"], Some("y\ny\ny\ny\ny\n"));
+    // -Q NONE shows the secret as text on the pipe, so the file may be written.
+    let r = run_in(
+        dir.path(),
+        &["-C", "-Q", "NONE", "-s", "s"],
+        Some("y\ny\ny\ny\ny\n"),
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let text = std::fs::read_to_string(dir.path().join("s")).expect("written");
     for line in [
@@ -404,7 +473,7 @@ fn answers_can_be_piped_like_for_google_authenticator() {
 
     let r = run_in(
         dir.path(),
-        &["-C", "-s", "n"],
+        &["-C", "-Q", "NONE", "-s", "n"],
         Some("maybe\ny\ny\nn\nn\nn\n"),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -419,7 +488,7 @@ fn answers_can_be_piped_like_for_google_authenticator() {
 #[test]
 fn end_of_input_fails_naming_the_flag() {
     let dir = tempdir();
-    let r = run_in(dir.path(), &["-C", "-s", "s"], Some("y\ny\n"));
+    let r = run_in(dir.path(), &["-C", "-q", "-s", "s"], Some("y\ny\n"));
     assert_eq!(r.code, 2);
     assert!(
         r.stderr.contains("-d/--disallow-reuse or -D/--allow-reuse"),
@@ -432,7 +501,7 @@ fn end_of_input_fails_naming_the_flag() {
 #[test]
 fn declining_to_save_writes_nothing_and_exits_0() {
     let dir = tempdir();
-    let r = run_in(dir.path(), &["-t", "-C", "-s", "s"], Some("n\n"));
+    let r = run_in(dir.path(), &["-t", "-C", "-q", "-s", "s"], Some("n\n"));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!dir.path().join("s").exists());
 }
@@ -560,7 +629,11 @@ fn existing_file_is_refused_without_force_before_anything_is_shown() {
         "old\n"
     );
 
-    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-f", "-s", "s"], None);
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-f", "-q", "-s", "s"],
+        None,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_ne!(
         std::fs::read_to_string(dir.path().join("s")).expect("read"),
@@ -574,7 +647,11 @@ fn symlink_at_the_target_is_refused_even_with_force() {
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "keep\n").expect("seed");
     std::os::unix::fs::symlink(&victim, dir.path().join("s")).expect("symlink");
-    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-f", "-s", "s"], None);
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-f", "-q", "-s", "s"],
+        None,
+    );
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
     assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep\n");
@@ -652,7 +729,8 @@ fn qr_files_are_private_and_not_replaced_without_force() {
 fn regenerate_keeps_the_secret_and_settings() {
     let dir = tempdir();
     let mut args = GA_FLAGS.to_vec();
-    args.extend(["-s", "ga"]);
+    // -q: a pipe sees nothing, so writing needs an explicit "unseen on purpose".
+    args.extend(["-q", "-s", "ga"]);
     assert_eq!(run_in(dir.path(), &args, None).code, 0);
     let before = std::fs::read_to_string(dir.path().join("ga")).expect("read");
     let r = run_in(
@@ -760,6 +838,7 @@ fn root_writes_a_store_file_only_into_a_root_owned_chain() {
         "-D",
         "-W",
         "-u",
+        "-q",
         "-s",
         path.to_str().expect("utf-8"),
     ];
@@ -783,6 +862,7 @@ fn root_writes_a_store_file_only_into_a_root_owned_chain() {
         "-D",
         "-W",
         "-u",
+        "-q",
         "-s",
         path2.to_str().expect("utf-8"),
     ]);
