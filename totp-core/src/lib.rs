@@ -13,6 +13,7 @@ pub mod gafile;
 pub mod options;
 pub mod otp;
 pub mod policy;
+pub mod resync;
 pub mod secret;
 pub mod state;
 pub mod uri;
