@@ -42,7 +42,9 @@ pub enum ResyncError {
     /// The file is counter-based (HOTP) or has only scratch codes.
     NotTimeBased,
     /// A code is not exactly the file's number of ASCII digits.
-    Malformed { digits: usize },
+    Malformed {
+        digits: usize,
+    },
     /// The same code twice: the second must be the app's next code.
     SameCode,
     /// Neither code occurs within the search range.
@@ -52,7 +54,10 @@ pub enum ResyncError {
     /// The pair occurs at more than one offset (a coincidence; try two other codes).
     Ambiguous,
     /// The offset is beyond the admin cap, in steps either way.
-    BeyondCap { skew: i64, cap: u32 },
+    BeyondCap {
+        skew: i64,
+        cap: u32,
+    },
     /// The clock is before 1970.
     ClockFault,
 }

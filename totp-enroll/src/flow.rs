@@ -15,6 +15,7 @@ use totp_core::uri::{KeyUri, Kind};
 use zeroize::Zeroizing;
 
 use crate::args::{AlgorithmArg, ModeChoice, Request, WindowChoice};
+use crate::caps::{self, Caps};
 use crate::console::Console;
 use crate::error::Error;
 use crate::output::{self, EnrollJson, RateLimitJson, RegenerateJson};
@@ -75,11 +76,33 @@ fn algorithm(a: AlgorithmArg) -> Algorithm {
     }
 }
 
-fn now_unix() -> Result<i64, Error> {
+pub fn now_unix() -> Result<i64, Error> {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|_| Error::failed("the system clock is set before 1970"))?;
     i64::try_from(d.as_secs()).map_err(|_| Error::failed("the system clock is out of range"))
+}
+
+fn minimal_window(totp: bool) -> u32 {
+    if totp { 3 } else { 1 }
+}
+
+/// Refuses a window the module would cut at every login: one cap for both, read
+/// from the same place (see `caps`). Checked before any secret is shown.
+fn check_window(req: &Request, totp: bool, caps: &Caps) -> Result<(), Error> {
+    let (w, flag) = match req.window {
+        Some(WindowChoice::Size(w)) => (w, "-w/--window-size"),
+        Some(WindowChoice::Minimal) => (minimal_window(totp), "-W/--minimal-window"),
+        None => return Ok(()),
+    };
+    if w > caps.max_window {
+        return Err(Error::usage(format!(
+            "{flag} asks for {w} codes, but the module accepts at most {} ({}); \
+             it would cut the window at every login",
+            caps.max_window, caps.source
+        )));
+    }
+    Ok(())
 }
 
 /// Whether the new secret will reach a person or a program: a terminal, an
@@ -127,6 +150,8 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
         Some(m) => m == ModeChoice::Totp,
         None => console.ask_yes_no(output::Q_TIME_BASED, FLAGS_MODE)?,
     };
+    let caps = caps::load(req.service.as_deref(), req.pam_dir.as_deref())?;
+    check_window(req, totp, &caps)?;
     let e = new_enrollment(req, target, totp)?;
 
     let qr_mode = req.qr_mode.unwrap_or(QrMode::Utf8);
@@ -179,14 +204,16 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
     };
     let window = match req.window {
         Some(WindowChoice::Size(w)) => Some(w),
-        Some(WindowChoice::Minimal) => Some(if totp { 3 } else { 1 }),
+        Some(WindowChoice::Minimal) => Some(minimal_window(totp)),
         None => {
             let q = if totp {
                 output::Q_WINDOW_TOTP
             } else {
                 output::Q_WINDOW_HOTP
             };
-            console.ask_yes_no(q, FLAGS_WINDOW)?.then_some(WIDE_WINDOW)
+            console
+                .ask_yes_no(q, FLAGS_WINDOW)?
+                .then_some(WIDE_WINDOW.min(caps.max_window))
         }
     };
     let rate_limit = match req.rate_limit {
@@ -430,7 +457,7 @@ fn finish(
     Ok(())
 }
 
-fn print_stdout(text: &str) -> Result<(), Error> {
+pub fn print_stdout(text: &str) -> Result<(), Error> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())

@@ -2,6 +2,7 @@
 //! `google-authenticator` command), check a PAM stack, explain access rules.
 
 mod args;
+mod caps;
 mod check;
 mod console;
 mod error;
@@ -10,6 +11,7 @@ mod flow;
 mod output;
 mod qr;
 mod random;
+mod resync;
 mod target;
 mod write;
 
@@ -23,6 +25,10 @@ use crate::console::Console;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (result, json) = match cli.command {
+        Some(Command::Resync(a)) => {
+            let json = a.json;
+            (resync::run(a), json)
+        }
         Some(Command::Check(a)) => (check::run(a), false),
         Some(Command::Explain(a)) => (explain::run(a), false),
         None => {

@@ -20,6 +20,7 @@ fn help_texts_match_golden() {
         ("help-short.txt", &["-h"]),
         ("check-help.txt", &["check", "--help"]),
         ("explain-help.txt", &["explain", "--help"]),
+        ("resync-help.txt", &["resync", "--help"]),
     ] {
         let r = run(args);
         assert_eq!(r.code, 0, "{args:?}");
@@ -790,6 +791,90 @@ fn regenerate_refuses_a_pipe_without_json_and_a_missing_file() {
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------
+// One window cap for the CLI and the module
+
+#[test]
+fn a_window_the_module_would_cut_is_refused_before_anything_is_written() {
+    let dir = tempdir();
+    let base = ["-t", "-D", "-u", "-f", "-C", "--non-interactive", "--json"];
+    let with = |extra: &[&str], name: &str| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        args.extend(["-s", name]);
+        run_in(dir.path(), &args, None)
+    };
+    // The module's default cap (totp_core::policy::DEFAULT_MAX_WINDOW) is 17.
+    let r = with(&["-w", "21"], "w21");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("at most 17") && r.stderr.contains("--service"),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path().join("w21").exists());
+    let r = with(&["-w", "17"], "w17");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        std::fs::read_to_string(dir.path().join("w17"))
+            .expect("written")
+            .contains("\" WINDOW_SIZE 17\n")
+    );
+
+    // A service that raises or lowers max_window moves the CLI's cap with it.
+    let pam = dir.path().join("pam.d");
+    std::fs::create_dir(&pam).expect("mkdir");
+    std::fs::write(
+        pam.join("wide"),
+        "auth required pam_totp.so max_window=21\n",
+    )
+    .expect("write");
+    std::fs::write(
+        pam.join("narrow"),
+        "@include wide\nauth [success=ok default=die] pam_totp.so max_window=2\n",
+    )
+    .expect("write");
+    let pam = pam.to_str().expect("utf-8");
+    let r = with(&["-w", "21", "--service", "wide", "--pam-dir", pam], "wide");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = with(&["-W", "--service", "narrow", "--pam-dir", pam], "narrow");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("at most 2") && r.stderr.contains("\"narrow\""),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path().join("narrow").exists());
+    let r = with(&["-W", "--service", "missing", "--pam-dir", pam], "missing");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+}
+
+#[test]
+fn resync_refuses_bad_codes_without_touching_the_file() {
+    let dir = tempdir();
+    let file = dir.path().join("s");
+    let original = "2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n";
+    std::fs::write(&file, original).expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    for (codes, needle) in [
+        (["12345", "123456"], "exactly 6 digits"),
+        (["123456", "123456"], "the same"),
+    ] {
+        let r = run_in(dir.path(), &["resync", "-s", "s", codes[0], codes[1]], None);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+        assert_eq!(std::fs::read_to_string(&file).expect("read"), original);
+    }
+    // One code alone is a usage error; end of input is named.
+    assert_eq!(
+        run_in(dir.path(), &["resync", "-s", "s", "123456"], None).code,
+        2
+    );
+    let r = run_in(dir.path(), &["resync", "-s", "s"], Some("123456\n"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("CODE1 CODE2"), "{}", r.stderr);
 }
 
 // ---------------------------------------------------------------------------
