@@ -61,6 +61,10 @@ pub struct CheckArgs {
     /// Set PAM_TTY.
     #[arg(long, value_name = "TTY")]
     pub tty: Option<String>,
+    /// Print the result as one JSON object on standard output (prompts and
+    /// messages still appear on standard error).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -106,6 +110,9 @@ pub struct ExplainArgs {
     /// PAM service name.
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
+    /// Print the explanation as one JSON object on standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

@@ -3,7 +3,11 @@
 //! The decision comes from `totp_core::access`, the same code the module runs,
 //! so the answer cannot drift from what a real login would get.
 
-use totp_core::access::{self, AccessRules, LoginItems, ParseOptions};
+use serde::Serialize;
+use totp_core::access::{
+    self, AccessRules, Explanation, LoginItems, MatchedRule, ParseOptions, Verdict,
+};
+use totp_core::addr::Origin;
 use totp_os::nss;
 use totp_os::safefile::{self, FileError, FileRules};
 
@@ -20,6 +24,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
     let mut rules = FileRules::new(vec![0]);
     rules.allowed_perm = RULE_FILE_PERM;
     rules.max_size = access::MAX_FILE_BYTES;
+    let mut refused_by_module = None;
     let text = match safefile::open_checked(&path, &rules) {
         Ok(opened) => opened.contents.to_vec(),
         // A draft the module would refuse is still worth explaining, with a warning.
@@ -28,10 +33,14 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             | FileError::BadMode { .. }
             | FileError::UnsafeDirectory { .. }),
         ) => {
-            println!(
-                "warning: the module would refuse \"{}\" ({e}) and require the code for everybody",
+            let warning = format!(
+                "the module would refuse \"{}\" ({e}) and require the code for everybody",
                 path.display()
             );
+            if !args.json {
+                println!("warning: {warning}");
+            }
+            refused_by_module = Some(warning);
             let mut draft = FileRules::new(vec![current_uid(), 0]);
             draft.allowed_perm = 0o777;
             draft.max_size = access::MAX_FILE_BYTES;
@@ -62,8 +71,103 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         tty: args.tty.as_deref().map(str::as_bytes),
         service: args.service.as_deref().map(str::as_bytes),
     };
-    println!("{}", parsed.explain(&items));
+    let explanation = parsed.explain(&items);
+    if args.json {
+        let json = ExplainJson::new(
+            &args,
+            &path,
+            groups.as_deref(),
+            &explanation,
+            refused_by_module,
+        );
+        crate::flow::print_stdout(&crate::output::to_json_line(&json)?)?;
+    } else {
+        println!("{explanation}");
+    }
     Ok(0)
+}
+
+/// `explain --json`: the same decision as the text, in fields a tool can test.
+#[derive(Serialize)]
+struct ExplainJson<'a> {
+    action: &'static str,
+    accessfile: &'a std::path::Path,
+    /// Why the module would refuse the file itself (then it requires the code
+    /// for everybody, whatever the rules say); null when the file is accepted.
+    module_refuses_file: Option<String>,
+    user: &'a str,
+    /// The user's groups, or null when the lookup failed.
+    groups: Option<&'a [String]>,
+    rhost: Option<&'a str>,
+    tty: Option<&'a str>,
+    service: Option<&'a str>,
+    /// "network", "local" or "unknown".
+    origin: &'static str,
+    /// The address, for a network origin.
+    address: Option<String>,
+    origin_reason: String,
+    /// "skip" (the code is not asked for) or "require".
+    verdict: &'static str,
+    /// The deciding rule; null when none matched (the code is then required).
+    rule: Option<RuleJson<'a>>,
+    /// The deciding rule only maybe matched, and counts as matching because it
+    /// requires the code.
+    uncertain: bool,
+    /// `+` rules that might match but were passed over (a skip needs certainty).
+    passed_over: Vec<RuleJson<'a>>,
+    passed_over_total: usize,
+}
+
+#[derive(Serialize)]
+struct RuleJson<'a> {
+    line: usize,
+    text: &'a str,
+}
+
+impl<'a> RuleJson<'a> {
+    fn of(rule: &'a MatchedRule) -> RuleJson<'a> {
+        RuleJson {
+            line: rule.line,
+            text: &rule.text,
+        }
+    }
+}
+
+impl<'a> ExplainJson<'a> {
+    fn new(
+        args: &'a ExplainArgs,
+        path: &'a std::path::Path,
+        groups: Option<&'a [String]>,
+        e: &'a Explanation,
+        module_refuses_file: Option<String>,
+    ) -> ExplainJson<'a> {
+        let (origin, address) = match e.origin {
+            Origin::Network(ip) => ("network", Some(ip.to_string())),
+            Origin::Local => ("local", None),
+            Origin::Unknown => ("unknown", None),
+        };
+        ExplainJson {
+            action: "explain",
+            accessfile: path,
+            module_refuses_file,
+            user: &e.user,
+            groups,
+            rhost: e.rhost.as_deref(),
+            tty: args.tty.as_deref(),
+            service: args.service.as_deref(),
+            origin,
+            address,
+            origin_reason: e.origin_reason.to_string(),
+            verdict: match e.decision.verdict {
+                Verdict::Skip => "skip",
+                Verdict::Require => "require",
+            },
+            rule: e.decision.matched.as_ref().map(RuleJson::of),
+            uncertain: e.uncertain,
+            passed_over: e.passed_over.iter().map(RuleJson::of).collect(),
+            passed_over_total: e.passed_over_total,
+        }
+    }
 }
 
 fn current_uid() -> libc::uid_t {

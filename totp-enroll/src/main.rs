@@ -29,8 +29,14 @@ fn main() -> ExitCode {
             let json = a.json;
             (resync::run(a), json)
         }
-        Some(Command::Check(a)) => (check::run(a), false),
-        Some(Command::Explain(a)) => (explain::run(a), false),
+        Some(Command::Check(a)) => {
+            let json = a.json;
+            (check::run(a), json)
+        }
+        Some(Command::Explain(a)) => {
+            let json = a.json;
+            (explain::run(a), json)
+        }
         None => {
             let json = cli.enroll.json;
             let result = cli.enroll.validate().and_then(|req| {

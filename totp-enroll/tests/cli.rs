@@ -1012,6 +1012,50 @@ fn a_terminal_gets_the_qr_code_secret_and_scratch_codes() {
 // explain
 
 #[test]
+fn explain_json_gives_the_decision_in_fields() {
+    let dir = tempdir();
+    let rules = dir.path().join("access.conf");
+    std::fs::write(&rules, "# LAN\n+ : ALL : 10.0.0.0/8\n- : ALL : ALL\n").expect("rules");
+    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let path = rules.to_str().expect("utf-8");
+    let explain = |rhost: &str| {
+        let r = run(&[
+            "explain",
+            "--accessfile",
+            path,
+            "--user",
+            "root",
+            "--rhost",
+            rhost,
+            "--service",
+            "sshd",
+            "--json",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+        let mut v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+        // Group lists and temporary paths differ between machines.
+        assert!(v["groups"].is_array(), "{v}");
+        v["groups"] = "<GROUPS>".into();
+        v["accessfile"] = "<ACCESSFILE>".into();
+        v
+    };
+    let skip = explain("10.1.2.3");
+    assert_eq!(skip["verdict"], "skip");
+    let require = explain("192.0.2.1");
+    assert_eq!(require["verdict"], "require");
+    assert_eq!(require["rule"]["line"], 3);
+    golden(
+        "explain-json.txt",
+        &format!(
+            "{}\n{}\n",
+            serde_json::to_string_pretty(&skip).expect("json"),
+            serde_json::to_string_pretty(&require).expect("json")
+        ),
+    );
+}
+
+#[test]
 fn explain_shows_the_deciding_rule() {
     let dir = tempdir();
     let rules = dir.path().join("access.conf");
