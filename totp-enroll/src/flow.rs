@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use subtle::Choice;
+use totp_core::code::Code;
 use totp_core::gafile::{EnrollSettings, GaFile};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::secret::Secret;
@@ -390,22 +392,23 @@ fn confirm(console: &mut Console, e: &Enrollment) -> Result<(), Error> {
 /// One step either way, as the module's default window allows: the phone's
 /// clock may be a little off, and typing takes time.
 fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
-    if answer.len() != e.digits.len() || !answer.bytes().all(|b| b.is_ascii_digit()) {
+    // The core's code type: exactly N ASCII digits, compared in constant time.
+    let Some(typed) = Code::parse(answer.as_bytes(), e.digits.len()) else {
         return false;
-    }
+    };
     let Some(step) = otp::totp_step(now, u64::from(e.step)) else {
         return false;
     };
-    let mut matched = false;
+    let mut matched = Choice::from(0);
     for counter in step.saturating_sub(1)..=step.saturating_add(1) {
-        let want = otp::format_code(
+        let want = Code::from_value(
             otp::hotp(&e.secret, counter, e.algorithm, e.digits),
             e.digits,
         );
         // No early exit: how long the check takes says nothing about which step matched.
-        matched |= want == answer;
+        matched |= want.ct_eq(&typed);
     }
-    matched
+    bool::from(matched)
 }
 
 /// `saved` is `None` when the user declined to save.
