@@ -1,6 +1,9 @@
 //! `totp-enroll`: put a phone on an account (a drop-in for google-authenticator's
 //! `google-authenticator` command), check a PAM stack, explain access rules.
 
+// The doc comments in `args` are clap's --help text, where "[default: USER@HOST]" is
+// the conventional notation, not an intra-doc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 mod args;
 mod caps;
 mod check;

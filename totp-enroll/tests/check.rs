@@ -162,27 +162,28 @@ fn enrollment_logs_in_through_pam_google_authenticator() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }
 
-/// The lead's module, when this workspace has built it (the integration suite
-/// covers it properly; here it only shows `check` and the enrollment agree).
-fn pam_totp_module() -> Option<std::path::PathBuf> {
-    let bin_dir = Path::new(BIN).parent()?;
-    [
-        bin_dir.join("libpam_totp.so"),
-        bin_dir.join("deps/libpam_totp.so"),
-    ]
-    .into_iter()
-    .find(|p| p.exists())
+/// The module built from this tree: built here when this test binary runs before the
+/// workspace build produced it, so the login below never skips.
+fn pam_totp_module() -> std::path::PathBuf {
+    let bin_dir = Path::new(BIN).parent().expect("binary directory");
+    let module = bin_dir.join("libpam_totp.so");
+    if !module.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "pam_totp"])
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p pam_totp failed");
+    }
+    assert!(module.exists(), "{} missing", module.display());
+    module
 }
 
 #[test]
 fn enrollment_logs_in_through_pam_totp_with_sha256_and_8_digits() {
-    let Some(module) = pam_totp_module() else {
-        eprintln!("note: libpam_totp.so not built yet; skipping");
-        return;
-    };
-    if !is_root() {
+    let module = pam_totp_module();
+    if !require_root("enrollment_logs_in_through_pam_totp_with_sha256_and_8_digits") {
         // Unprivileged hosts are the integration suite's business (state directory).
-        eprintln!("note: not root; skipping the pam_totp login");
         return;
     }
     if !have_tool("oathtool") {

@@ -882,19 +882,19 @@ fn resync_refuses_bad_codes_without_touching_the_file() {
 
 #[test]
 fn non_root_cannot_enroll_another_user() {
-    if is_root() {
-        eprintln!("note: running as root; the refusal is covered by unit tests");
-        return;
-    }
-    let r = run(&["--user", "root", "-t", "-D", "-W", "-u", "-s", "x"]);
+    let args = ["--user", "root", "-t", "-D", "-W", "-u", "-s", "x"];
+    let r = if is_root() {
+        run_as_nobody(&args)
+    } else {
+        run(&args)
+    };
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("only root"), "{}", r.stderr);
 }
 
 #[test]
 fn root_writes_a_store_file_only_into_a_root_owned_chain() {
-    if !is_root() {
-        eprintln!("note: not root; skipping --user store test");
+    if !require_root("root_writes_a_store_file_only_into_a_root_owned_chain") {
         return;
     }
     let Some(other) = ["nobody", "daemon"].into_iter().find(|u| {
