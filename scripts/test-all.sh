@@ -45,6 +45,7 @@ stage clippy cargo clippy --workspace --all-targets -- -D warnings
 # cache with the lock file's packages; the check itself never uses the network.
 stage deny sh -c 'cargo fetch --locked -q && cargo deny --offline check licenses bans sources'
 stage build cargo build --workspace --release
+stage doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 stage build-debug cargo build --workspace
 stage cargo-test cargo test --workspace --no-fail-fast -- --test-threads=2
 stage fuzz-smoke ./scripts/fuzz-smoke.sh

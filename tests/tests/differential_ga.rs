@@ -13,7 +13,10 @@
 //! with [`Who::Ga`]/[`Who::Ours`] steps run both modules one after the other on one
 //! file (interoperability in both directions).
 //!
-//! The table is documented in `docs/differential.md`; keep both in step.
+//! Each row is its own test, named by the row (`cargo test -p system-tests --test
+//! differential_ga -- "STEP_SIZE 60"` runs the rows whose name contains that text);
+//! rows run one at a time because they share one test user. The scenario list in
+//! `docs/differential.md` is generated from this table and checked by a test here.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -21,10 +24,13 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, lchown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use libtest_mimic::{Arguments, Failed, Trial};
 
 use system_tests::{
     Drive, Driver, GA_SECRET, SECRET_160, Stack, TestUser, oathtool_hotp, oathtool_totp,
-    require_root, require_tool, write_owned,
+    write_owned,
 };
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::secret::Secret;
@@ -1453,19 +1459,6 @@ fn ga_module() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn require_ga(test: &str) -> Option<PathBuf> {
-    match ga_module() {
-        Some(p) => Some(p),
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: pam_google_authenticator.so not found, and CI=true forbids skipping")
-        }
-        None => {
-            eprintln!("SKIPPED {test}: pam_google_authenticator.so not installed");
-            None
-        }
-    }
-}
-
 /// The password prompt of `pam_exec expose_authtok` (libpam's `pam_get_authtok`).
 const PASSWORD_PROMPT: &str = "Password: ";
 
@@ -1828,46 +1821,177 @@ fn table_problems(sc: &Scenario) -> Vec<String> {
     p
 }
 
-#[test]
-fn differential_table_against_ga() {
-    let test = "differential_table_against_ga";
-    if !require_root(test) || !require_tool(test, "oathtool") || !require_tool(test, "faketime") {
-        return;
-    }
-    let Some(ga_module) = require_ga(test) else {
-        return;
-    };
-    let rows = table();
-    assert!(rows.len() >= 30, "the table must have at least 30 rows");
-    let env = Env {
-        user: TestUser::create("dga"),
-        ga: Stack::new(),
-        ours: Stack::new(),
-        ga_module: ga_module.to_string_lossy().into_owned(),
-        ours_module: system_tests::built().module.to_string_lossy().into_owned(),
-        tools: Tools { tee: which("tee") },
-    };
+// ---------------------------------------------------------------------------------
+// One test per row, plus the table's own checks
+// ---------------------------------------------------------------------------------
 
-    let mut report = String::new();
-    let mut failed = 0;
-    for (n, sc) in rows.iter().enumerate() {
-        let mut problems = table_problems(sc);
-        let (log, run_problems) = run_row(&env, sc);
+/// What every row needs from the machine: root (a throwaway user), `oathtool`,
+/// libfaketime and GA's module. `Err` names what is missing.
+fn prerequisites() -> Result<PathBuf, String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("needs root (it creates a throwaway user)".into());
+    }
+    for tool in ["oathtool", "faketime"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Err(format!("needs {tool}"));
+        }
+    }
+    ga_module().ok_or_else(|| "pam_google_authenticator.so not installed".to_string())
+}
+
+/// The environment rows share, created by the first row that runs (so running
+/// only the table checks creates no user) and dropped (user deleted) after all.
+type SharedEnv = Arc<OnceLock<Env>>;
+
+fn row_trial(n: usize, sc: Scenario, env: SharedEnv, ga: Result<PathBuf, String>) -> Trial {
+    let name = sc.name.clone();
+    let ignored = ga.is_err() && !on_ci();
+    Trial::test(name, move || {
+        let ga_module = ga.map_err(|why| format!("CI=true forbids skipping: {why}"))?;
+        let env = env.get_or_init(|| Env {
+            user: TestUser::create("dga"),
+            ga: Stack::new(),
+            ours: Stack::new(),
+            ga_module: ga_module.to_string_lossy().into_owned(),
+            ours_module: system_tests::built().module.to_string_lossy().into_owned(),
+            tools: Tools { tee: which("tee") },
+        });
+        let mut problems = table_problems(&sc);
+        let (log, run_problems) = run_row(env, &sc);
         problems.extend(run_problems);
+        if problems.is_empty() {
+            return Ok(());
+        }
         let verdict = match &sc.expect {
             Expect::Same => "same".to_string(),
             Expect::Differs(why) => format!("differs: {why}"),
         };
-        let status = if problems.is_empty() { "ok  " } else { "FAIL" };
-        let _ = writeln!(report, "[{status}] {n:2} {} ({verdict})", sc.name);
-        if !problems.is_empty() {
-            failed += 1;
-            for p in &problems {
-                let _ = writeln!(report, "    !! {p}");
-            }
-            report.push_str(&log);
+        let mut report = format!("row {n} ({verdict})\n");
+        for p in &problems {
+            let _ = writeln!(report, "    !! {p}");
+        }
+        report.push_str(&log);
+        Err(report.into())
+    })
+    .with_ignored_flag(ignored)
+}
+
+fn on_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// The table is honest: enough rows, unique names (each is a test name), and every
+/// row compares what its verdict claims.
+fn table_is_honest() -> Result<(), Failed> {
+    let rows = table();
+    if rows.len() < 30 {
+        return Err("the table must have at least 30 rows".into());
+    }
+    let mut names = BTreeSet::new();
+    let mut problems = Vec::new();
+    for sc in &rows {
+        if !names.insert(sc.name.as_str()) {
+            problems.push(format!("duplicate row name {:?}", sc.name));
+        }
+        for p in table_problems(sc) {
+            problems.push(format!("{}: {p}", sc.name));
         }
     }
-    eprintln!("{report}");
-    assert_eq!(failed, 0, "{failed} differential row(s) failed:\n{report}");
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// docs/differential.md: the scenario list is generated from the table
+// ---------------------------------------------------------------------------------
+
+const DOC: &str = "docs/differential.md";
+const DOC_BEGIN: &str =
+    "<!-- BEGIN scenario table: generated from tests/tests/differential_ga.rs -->";
+const DOC_END: &str = "<!-- END scenario table -->";
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The Markdown table of every row: number, name (the test name), verdict, and the
+/// reason of each deliberate deviation.
+fn doc_table(rows: &[Scenario]) -> String {
+    let mut out = String::from("| # | Scenario (test name) | Verdict | Why it differs |\n");
+    out.push_str("|---|---|---|---|\n");
+    for (n, sc) in rows.iter().enumerate() {
+        let (verdict, why) = match &sc.expect {
+            Expect::Same => ("Same", String::new()),
+            Expect::Differs(why) => ("Differs", md_cell(why)),
+        };
+        let kind = if sc.interop() { " (interop)" } else { "" };
+        let _ = writeln!(
+            out,
+            "| {n} | {}{kind} | {verdict} | {why} |",
+            md_cell(&sc.name)
+        );
+    }
+    out
+}
+
+/// `docs/differential.md` lists exactly the table's rows; `UPDATE_GOLDEN=1` rewrites
+/// the generated part.
+fn doc_matches_the_table() -> Result<(), Failed> {
+    let path = system_tests::workspace().join(DOC);
+    let doc = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (Some(b), Some(e)) = (doc.find(DOC_BEGIN), doc.find(DOC_END)) else {
+        return Err(format!("{DOC} lacks the {DOC_BEGIN:?} … {DOC_END:?} markers").into());
+    };
+    let start = b + DOC_BEGIN.len() + 1;
+    if start > e {
+        return Err(format!("{DOC}: markers out of order").into());
+    }
+    let want = doc_table(&table());
+    if doc[start..e] == want {
+        return Ok(());
+    }
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let updated = format!("{}{want}{}", &doc[..start], &doc[e..]);
+        fs::write(&path, updated).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(());
+    }
+    Err(format!(
+        "{DOC} does not list the table's rows (UPDATE_GOLDEN=1 rewrites it); expected:\n{want}"
+    )
+    .into())
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // Every row uses the one test user's ~/.google_authenticator: rows run one at a time.
+    args.test_threads = Some(1);
+    let ga = prerequisites();
+    if let Err(why) = &ga
+        && !on_ci()
+    {
+        eprintln!("SKIPPED the differential rows: {why}");
+    }
+    let env: SharedEnv = Arc::new(OnceLock::new());
+    let mut trials = vec![
+        Trial::test("table is honest", table_is_honest),
+        Trial::test(
+            "docs/differential.md lists every row",
+            doc_matches_the_table,
+        ),
+    ];
+    for (n, sc) in table().into_iter().enumerate() {
+        trials.push(row_trial(n, sc, Arc::clone(&env), ga.clone()));
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Deletes the test user before exiting (exit skips destructors).
+    drop(env);
+    conclusion.exit();
 }

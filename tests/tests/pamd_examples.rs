@@ -40,18 +40,42 @@ const DENIED: &str = "PAM_AUTH_ERR";
 /// Every file the examples directory must hold; a new example needs a test here.
 const EXAMPLES: &[&str] = &[
     "README.md",
+    "cockpit",
     "gdm-password",
     "lightdm",
     "login",
+    "openvpn",
     "pam-configs/pam_totp",
     "pam_totp_access.conf",
+    "polkit-1",
+    "sddm",
     "sshd",
     "sshd-publickey",
     "sshd_config-password.conf",
     "sshd_config-publickey.conf",
     "su",
     "sudo",
+    "xrdp-sesman",
 ];
+
+/// Every PAM stack among the examples.
+const STACKS: &[&str] = &[
+    "sshd",
+    "sshd-publickey",
+    "sudo",
+    "su",
+    "login",
+    "lightdm",
+    "gdm-password",
+    "sddm",
+    "xrdp-sesman",
+    "cockpit",
+    "polkit-1",
+    "openvpn",
+];
+
+/// The prompt of pam_totp's `forward_pass` (password and code in one answer).
+const COMBINED_PROMPT: &str = "Password & verification code";
 
 /// Debian 12's default `common-auth`, without the optional pam_cap.
 const COMMON_AUTH: &str = "\
@@ -328,6 +352,62 @@ fn password_then_code(setup: &Setup, u: &Users, mode: Mode, items: Items) {
     );
 }
 
+/// The cases every single-question example (`forward_pass`: the password immediately
+/// followed by the code, in one answer) must pass.
+fn password_and_code_in_one_answer(setup: &Setup, u: &Users, mode: Mode, items: Items) {
+    let user = &u.enrolled;
+    let combined = |code: &str| format!("{PASSWORD}{code}");
+
+    let secret = enroll(setup, user, mode);
+    let right = code(&secret);
+    let d = with_items(setup.drive(user), items)
+        .answer(&combined(&right))
+        .run();
+    expect(&d, OK, 1, true, "password and right code in one answer");
+    assert!(d.prompted(COMBINED_PROMPT), "one combined question: {d:?}");
+
+    let d = with_items(setup.drive(user), items)
+        .answer(&combined(&right))
+        .run();
+    expect(&d, DENIED, 1, true, "the same code a second time (replay)");
+
+    let secret = enroll(setup, user, mode);
+    let d = with_items(setup.drive(user), items)
+        .answer(&combined(&wrong_totp(&secret, now())))
+        .run();
+    expect(&d, DENIED, 1, true, "right password, wrong code");
+
+    let secret = enroll(setup, user, mode);
+    let d = with_items(setup.drive(user), items)
+        .answer(&format!("not the password{}", code(&secret)))
+        .run();
+    expect(
+        &d,
+        DENIED,
+        1,
+        true,
+        "right code, wrong password: the forwarded password is checked, nothing asked again",
+    );
+
+    let secret = enroll(setup, user, mode);
+    let d = with_items(setup.drive(user), items).answer(PASSWORD).run();
+    expect(&d, DENIED, 1, true, "the password without a code");
+    let d = with_items(setup.drive(user), items)
+        .answer(&code(&secret))
+        .run();
+    expect(&d, DENIED, 1, true, "the code without the password");
+
+    let d = with_items(setup.drive(&u.plain), items)
+        .answer(PASSWORD)
+        .run();
+    expect(&d, OK, 1, false, "not enrolled, nullok: the password alone");
+    assert!(!d.prompted(COMBINED_PROMPT), "{d:?}");
+    let d = with_items(setup.drive(&u.plain), items)
+        .answer("wrong")
+        .run();
+    expect(&d, DENIED, 1, false, "not enrolled: a wrong password fails");
+}
+
 fn ready(test: &str) -> bool {
     require_root(test) && require_tool(test, "oathtool") && require_tool(test, "chpasswd")
 }
@@ -353,15 +433,7 @@ fn every_example_is_tested_and_no_pam_totp_line_is_sufficient_or_optional() {
         "pam.d-examples/ changed: add a test for each new example"
     );
 
-    for name in [
-        "sshd",
-        "sshd-publickey",
-        "sudo",
-        "su",
-        "login",
-        "lightdm",
-        "gdm-password",
-    ] {
+    for &name in STACKS {
         let text = example_text(name);
         let totp: Vec<&str> = active_lines(&text)
             .filter(|l| l.split_whitespace().any(|t| t == "pam_totp.so"))
@@ -834,5 +906,109 @@ fn sufficient_would_let_the_code_replace_the_password() {
         1,
         false,
         "sufficient + nullok skip: PAM_IGNORE does not end the stack",
+    );
+}
+
+#[test]
+fn sddm_example_takes_password_and_code_in_one_answer() {
+    if !ready("sddm_example") {
+        return;
+    }
+    let setup = Setup::new("sddm");
+    setup.install("sddm", &setup.default_rewrite());
+    let u = users("sd");
+    let display = Items {
+        tty: Some(":0"),
+        rhost: None,
+    };
+    password_and_code_in_one_answer(&setup, &u, Mode::Home, display);
+}
+
+#[test]
+fn xrdp_example_takes_password_and_code_in_one_answer() {
+    if !ready("xrdp_example") {
+        return;
+    }
+    let setup = Setup::new("xrdp-sesman");
+    setup.install("xrdp-sesman", &setup.default_rewrite());
+    let u = users("xr");
+    let remote = Items {
+        tty: None,
+        rhost: Some("192.0.2.20"),
+    };
+    password_and_code_in_one_answer(&setup, &u, Mode::Home, remote);
+}
+
+#[test]
+fn openvpn_example_takes_password_and_store_code_in_one_answer() {
+    if !ready("openvpn_example") {
+        return;
+    }
+    let setup = Setup::new("openvpn");
+    setup.install("openvpn", &setup.default_rewrite());
+    let u = users("ov");
+    let vpn = Items {
+        tty: None,
+        rhost: None,
+    };
+    password_and_code_in_one_answer(&setup, &u, Mode::Store, vpn);
+
+    // The user's own ~/.google_authenticator is not what guards the VPN.
+    enroll(&setup, &u.enrolled, Mode::Store);
+    let home = enroll(&setup, &u.enrolled, Mode::Home);
+    let d = setup
+        .drive(&u.enrolled)
+        .answer(&format!("{PASSWORD}{}", code(&home)))
+        .run();
+    expect(
+        &d,
+        DENIED,
+        1,
+        true,
+        "a code from the home file does not pass",
+    );
+}
+
+#[test]
+fn cockpit_example_asks_password_then_code() {
+    if !ready("cockpit_example") {
+        return;
+    }
+    let setup = Setup::new("cockpit");
+    setup.install("cockpit", &setup.default_rewrite());
+    let u = users("ck");
+    let browser = Items {
+        tty: None,
+        rhost: Some("192.0.2.30"),
+    };
+    password_then_code(&setup, &u, Mode::Home, browser);
+}
+
+#[test]
+fn polkit_example_asks_password_then_store_code() {
+    if !ready("polkit_example") {
+        return;
+    }
+    let setup = Setup::new("polkit-1");
+    setup.install("polkit-1", &setup.default_rewrite());
+    let u = users("pk");
+    // pkexec from a terminal inside SSH: a pseudo-terminal, no PAM_RHOST.
+    let pkexec = Items {
+        tty: Some("/dev/pts/5"),
+        rhost: None,
+    };
+    password_then_code(&setup, &u, Mode::Store, pkexec);
+
+    let home = enroll(&setup, &u.enrolled, Mode::Home);
+    let d = with_items(setup.drive(&u.enrolled), pkexec)
+        .answer(PASSWORD)
+        .answer(&code(&home))
+        .run();
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "a code from the home file does not pass",
     );
 }

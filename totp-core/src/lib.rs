@@ -15,6 +15,7 @@ pub mod membership;
 pub mod options;
 pub mod otp;
 pub mod policy;
+pub mod resync;
 pub mod secret;
 pub mod state;
 pub mod uri;

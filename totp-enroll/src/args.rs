@@ -20,7 +20,8 @@ use crate::qr::QrMode;
         ~/.google_authenticator (or another secret file) in the format both \
         pam_totp and pam_google_authenticator read. Accepts google-authenticator's \
         flags with the same meaning.",
-    after_help = "Subcommands: `totp-enroll check --help`, `totp-enroll explain --help`.\n\
+    after_help = "Subcommands: `totp-enroll resync --help`, `totp-enroll check --help`, \
+        `totp-enroll explain --help`.\n\
         Exit status: 0 done (or declined), 1 failure, 2 usage error or missing answer.",
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true
@@ -34,6 +35,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Fix "codes not accepted" after the phone's clock drifted: type two consecutive
+    /// codes from the app; records the offset (TIME_SKEW) within the admin's cap.
+    Resync(ResyncArgs),
     /// Run a real PAM authentication for a service, to test a stack before logging out.
     Check(CheckArgs),
     /// Show which access rule matches a login (needs an access-rule file).
@@ -57,6 +61,36 @@ pub struct CheckArgs {
     /// Set PAM_TTY.
     #[arg(long, value_name = "TTY")]
     pub tty: Option<String>,
+    /// Print the result as one JSON object on standard output (prompts and
+    /// messages still appear on standard error).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ResyncArgs {
+    /// The code the app shows now (asked for when not given).
+    #[arg(value_name = "CODE1", requires = "second")]
+    pub first: Option<String>,
+    /// The app's next code, after CODE1.
+    #[arg(value_name = "CODE2")]
+    pub second: Option<String>,
+    /// Secret file [default: the user's home directory + /.google_authenticator].
+    #[arg(short = 's', long, value_name = "FILE")]
+    pub secret: Option<PathBuf>,
+    /// Resynchronise this user's file (root only, unless it names yourself).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Take the skew cap from this PAM service's pam_totp options (max_time_skew=)
+    /// [default: the module's default cap].
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Read --service from this directory instead of /etc/pam.d.
+    #[arg(long, value_name = "DIR", requires = "service")]
+    pub pam_dir: Option<PathBuf>,
+    /// Print one JSON object with the result on standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -76,6 +110,9 @@ pub struct ExplainArgs {
     /// PAM service name.
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
+    /// Print the explanation as one JSON object on standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -137,7 +174,9 @@ pub struct EnrollArgs {
     #[arg(short = 'S', long, value_name = "SECONDS",
           value_parser = clap::value_parser!(u32).range(1..=60))]
     pub step_size: Option<u32>,
-    /// Accept W codes around the current one (1-21; writes WINDOW_SIZE).
+    /// Accept W codes around the current one (1-21, and no more than the module's
+    /// max_window cap, 17 unless --service names a service that sets it; writes
+    /// WINDOW_SIZE).
     #[arg(short = 'w', long, value_name = "W", conflicts_with = "minimal_window",
           value_parser = clap::value_parser!(u32).range(1..=21))]
     pub window_size: Option<u32>,
@@ -185,6 +224,13 @@ pub struct EnrollArgs {
     /// Never prompt: a question no flag answers is an error naming that flag.
     #[arg(long)]
     pub non_interactive: bool,
+    /// Check the window against this PAM service's pam_totp options (max_window=)
+    /// [default: the module's default cap].
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Read --service from this directory instead of /etc/pam.d.
+    #[arg(long, value_name = "DIR", requires = "service")]
+    pub pam_dir: Option<PathBuf>,
 }
 
 fn parse_qr_mode(s: &str) -> Result<QrMode, String> {
@@ -229,6 +275,8 @@ pub struct Request {
     pub user: Option<String>,
     pub regenerate: bool,
     pub non_interactive: bool,
+    pub service: Option<String>,
+    pub pam_dir: Option<PathBuf>,
 }
 
 pub const DEFAULT_SCRATCH_CODES: u32 = 5;
@@ -315,6 +363,8 @@ impl EnrollArgs {
             user: self.user,
             regenerate: self.regenerate_scratch_codes,
             non_interactive: self.non_interactive,
+            service: self.service,
+            pam_dir: self.pam_dir,
         })
     }
 }

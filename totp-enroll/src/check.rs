@@ -11,6 +11,7 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use pamapp::{Conversation, Item, Message, Reply, Transaction, codes, style};
+use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::args::CheckArgs;
@@ -120,6 +121,39 @@ fn style_name(style: i32) -> &'static str {
     }
 }
 
+/// `check --json`: the result and every message, for scripts and configuration tools.
+#[derive(Serialize)]
+struct CheckJson<'a> {
+    action: &'static str,
+    service: &'a str,
+    user: &'a str,
+    pam_dir: Option<&'a std::path::Path>,
+    rhost: Option<&'a str>,
+    tty: Option<&'a str>,
+    /// The PAM result name, e.g. "PAM_SUCCESS".
+    result: &'static str,
+    code: i32,
+    success: bool,
+    messages: Vec<MessageJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct MessageJson<'a> {
+    style: &'static str,
+    text: &'a str,
+}
+
+/// Stable identifiers for the message styles in JSON.
+fn style_key(style: i32) -> &'static str {
+    match style {
+        style::PROMPT_ECHO_OFF => "prompt_echo_off",
+        style::PROMPT_ECHO_ON => "prompt_echo_on",
+        style::ERROR_MSG => "error",
+        style::TEXT_INFO => "info",
+        _ => "unknown",
+    }
+}
+
 /// Runs the check; `Ok(status)` is the exit status (0 only for `PAM_SUCCESS`).
 pub fn run(args: CheckArgs) -> Result<u8, Error> {
     let user = match args.user {
@@ -167,6 +201,29 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
     }
     let rc = tx.authenticate(0);
 
+    if args.json {
+        let json = CheckJson {
+            action: "check",
+            service: &args.service,
+            user: &user,
+            pam_dir: confdir.as_deref(),
+            rhost: args.rhost.as_deref(),
+            tty: args.tty.as_deref(),
+            result: pamapp::code_name(rc),
+            code: rc,
+            success: rc == codes::SUCCESS,
+            messages: tx
+                .transcript()
+                .iter()
+                .map(|m| MessageJson {
+                    style: style_key(m.style),
+                    text: &m.text,
+                })
+                .collect(),
+        };
+        crate::flow::print_stdout(&crate::output::to_json_line(&json)?)?;
+        return Ok(if rc == codes::SUCCESS { 0 } else { EXIT_DENIED });
+    }
     let mut report = format!(
         "PAM result: {} ({rc}) for user \"{user}\", service \"{}\"{}\n",
         pamapp::code_name(rc),

@@ -3,8 +3,14 @@
 //! The decision comes from `totp_core::access`, the same code the module runs,
 //! so the answer cannot drift from what a real login would get.
 
-use totp_core::access::{self, AccessRules, Groups, LoginItems, ParseOptions};
-use totp_core::membership::{self, Facts, GroupEntry, GroupList};
+use std::cell::RefCell;
+
+use serde::Serialize;
+use totp_core::access::{
+    self, AccessRules, Explanation, Groups, LoginItems, MatchedRule, ParseOptions, Verdict,
+};
+use totp_core::addr::Origin;
+use totp_core::membership::{self, Facts, GroupEntry, GroupList, Membership};
 use totp_os::nss;
 use totp_os::safefile::{self, FileError, FileRules};
 
@@ -21,6 +27,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
     let mut rules = FileRules::new(vec![0]);
     rules.allowed_perm = RULE_FILE_PERM;
     rules.max_size = access::MAX_FILE_BYTES;
+    let mut refused_by_module = None;
     let text = match safefile::open_checked(&path, &rules) {
         Ok(opened) => opened.contents.to_vec(),
         // A draft the module would refuse is still worth explaining, with a warning.
@@ -29,10 +36,14 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             | FileError::BadMode { .. }
             | FileError::UnsafeDirectory { .. }),
         ) => {
-            println!(
-                "warning: the module would refuse \"{}\" ({e}) and require the code for everybody",
+            let warning = format!(
+                "the module would refuse \"{}\" ({e}) and require the code for everybody",
                 path.display()
             );
+            if !args.json {
+                println!("warning: {warning}");
+            }
+            refused_by_module = Some(warning);
             let mut draft = FileRules::new(vec![current_uid(), 0]);
             draft.allowed_perm = 0o777;
             draft.max_size = access::MAX_FILE_BYTES;
@@ -61,6 +72,8 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             gids: l.gids,
             complete: l.complete,
         });
+    // Every group the decision asked about, in order, with what could be proven.
+    let asked: RefCell<Vec<GroupJson>> = RefCell::new(Vec::new());
     let ask = |group: &str| {
         let entry = nss::lookup_group_by_name(group)
             .ok()
@@ -69,12 +82,21 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
                 gid: g.gid,
                 members: g.members,
             });
-        membership::decide(&Facts {
+        let m = membership::decide(&Facts {
             user: &pw.name,
             primary_gid: pw.gid,
             group: entry.as_ref(),
             list: list.as_ref(),
-        })
+        });
+        asked.borrow_mut().push(GroupJson {
+            name: group.to_owned(),
+            membership: match m {
+                Membership::Member => "member",
+                Membership::NotMember => "not a member",
+                Membership::Unknown => "unknown",
+            },
+        });
+        m
     };
     let items = LoginItems {
         user: &pw.name,
@@ -83,8 +105,106 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         tty: args.tty.as_deref().map(str::as_bytes),
         service: args.service.as_deref().map(str::as_bytes),
     };
-    println!("{}", parsed.explain(&items));
+    let explanation = parsed.explain(&items);
+    if args.json {
+        let groups = asked.take();
+        let json = ExplainJson::new(&args, &path, &groups, &explanation, refused_by_module);
+        crate::flow::print_stdout(&crate::output::to_json_line(&json)?)?;
+    } else {
+        println!("{explanation}");
+    }
     Ok(0)
+}
+
+/// `explain --json`: the same decision as the text, in fields a tool can test.
+#[derive(Serialize)]
+struct ExplainJson<'a> {
+    action: &'static str,
+    accessfile: &'a std::path::Path,
+    /// Why the module would refuse the file itself (then it requires the code
+    /// for everybody, whatever the rules say); null when the file is accepted.
+    module_refuses_file: Option<String>,
+    user: &'a str,
+    /// The groups the decision looked up (only those a rule reached), each with
+    /// what the name service could prove.
+    groups: &'a [GroupJson],
+    rhost: Option<&'a str>,
+    tty: Option<&'a str>,
+    service: Option<&'a str>,
+    /// "network", "local" or "unknown".
+    origin: &'static str,
+    /// The address, for a network origin.
+    address: Option<String>,
+    origin_reason: String,
+    /// "skip" (the code is not asked for) or "require".
+    verdict: &'static str,
+    /// The deciding rule; null when none matched (the code is then required).
+    rule: Option<RuleJson<'a>>,
+    /// The deciding rule only maybe matched, and counts as matching because it
+    /// requires the code.
+    uncertain: bool,
+    /// `+` rules that might match but were passed over (a skip needs certainty).
+    passed_over: Vec<RuleJson<'a>>,
+    passed_over_total: usize,
+}
+
+#[derive(Serialize)]
+struct GroupJson {
+    name: String,
+    /// "member", "not a member" or "unknown" (a lookup failed or was incomplete).
+    membership: &'static str,
+}
+
+#[derive(Serialize)]
+struct RuleJson<'a> {
+    line: usize,
+    text: &'a str,
+}
+
+impl<'a> RuleJson<'a> {
+    fn of(rule: &'a MatchedRule) -> RuleJson<'a> {
+        RuleJson {
+            line: rule.line,
+            text: &rule.text,
+        }
+    }
+}
+
+impl<'a> ExplainJson<'a> {
+    fn new(
+        args: &'a ExplainArgs,
+        path: &'a std::path::Path,
+        groups: &'a [GroupJson],
+        e: &'a Explanation,
+        module_refuses_file: Option<String>,
+    ) -> ExplainJson<'a> {
+        let (origin, address) = match e.origin {
+            Origin::Network(ip) => ("network", Some(ip.to_string())),
+            Origin::Local => ("local", None),
+            Origin::Unknown => ("unknown", None),
+        };
+        ExplainJson {
+            action: "explain",
+            accessfile: path,
+            module_refuses_file,
+            user: &e.user,
+            groups,
+            rhost: e.rhost.as_deref(),
+            tty: args.tty.as_deref(),
+            service: args.service.as_deref(),
+            origin,
+            address,
+            origin_reason: e.origin_reason.to_string(),
+            verdict: match e.decision.verdict {
+                Verdict::Skip => "skip",
+                Verdict::Require => "require",
+            },
+            rule: e.decision.matched.as_ref().map(RuleJson::of),
+            uncertain: e.uncertain,
+            passed_over: e.passed_over.iter().map(RuleJson::of).collect(),
+            passed_over_total: e.passed_over_total,
+        }
+    }
 }
 
 fn current_uid() -> libc::uid_t {

@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use subtle::Choice;
+use totp_core::code::Code;
 use totp_core::gafile::{EnrollSettings, GaFile};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::secret::Secret;
@@ -15,6 +17,7 @@ use totp_core::uri::{KeyUri, Kind};
 use zeroize::Zeroizing;
 
 use crate::args::{AlgorithmArg, ModeChoice, Request, WindowChoice};
+use crate::caps::{self, Caps};
 use crate::console::Console;
 use crate::error::Error;
 use crate::output::{self, EnrollJson, RateLimitJson, RegenerateJson};
@@ -75,11 +78,46 @@ fn algorithm(a: AlgorithmArg) -> Algorithm {
     }
 }
 
-fn now_unix() -> Result<i64, Error> {
+pub fn now_unix() -> Result<i64, Error> {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|_| Error::failed("the system clock is set before 1970"))?;
     i64::try_from(d.as_secs()).map_err(|_| Error::failed("the system clock is out of range"))
+}
+
+fn minimal_window(totp: bool) -> u32 {
+    if totp { 3 } else { 1 }
+}
+
+/// Refuses a window the module would cut at every login: one cap for both, read
+/// from the same place (see `caps`). Checked before any secret is shown.
+fn check_window(req: &Request, totp: bool, caps: &Caps) -> Result<(), Error> {
+    let (w, flag) = match req.window {
+        Some(WindowChoice::Size(w)) => (w, "-w/--window-size"),
+        Some(WindowChoice::Minimal) => (minimal_window(totp), "-W/--minimal-window"),
+        None => return Ok(()),
+    };
+    if w > caps.max_window {
+        return Err(Error::usage(format!(
+            "{flag} asks for {w} codes, but the module accepts at most {} ({}); \
+             it would cut the window at every login",
+            caps.max_window, caps.source
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the new secret will reach a person or a program: a terminal, an
+/// output or export flag, or `-q` (writing it unseen on purpose). Otherwise a
+/// scripted run would enroll the user with a secret nobody ever had.
+fn secret_reaches_someone(req: &Request, console: &Console) -> bool {
+    req.quiet
+        || req.json
+        || req.print_uri
+        || req.qr_mode.is_some()
+        || req.qr_png.is_some()
+        || req.qr_svg.is_some()
+        || console.human_is_tty()
 }
 
 /// Everything decided about one new enrollment.
@@ -103,6 +141,9 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
             return Err(Error::MissingAnswers(missing));
         }
     }
+    if !secret_reaches_someone(req, console) {
+        return Err(Error::usage(output::UNSEEN_SECRET));
+    }
     if !req.force && write::target_exists(target)? {
         return Err(Error::Exists(target.path.clone()));
     }
@@ -111,6 +152,8 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
         Some(m) => m == ModeChoice::Totp,
         None => console.ask_yes_no(output::Q_TIME_BASED, FLAGS_MODE)?,
     };
+    let caps = caps::load(req.service.as_deref(), req.pam_dir.as_deref())?;
+    check_window(req, totp, &caps)?;
     let e = new_enrollment(req, target, totp)?;
 
     let qr_mode = req.qr_mode.unwrap_or(QrMode::Utf8);
@@ -135,6 +178,7 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
     if show {
         display(req, console, &e, matrix.as_ref(), qr_mode)?;
     } else if !req.quiet && !req.json && !req.print_uri {
+        // Only a QR file carries the secret; say where it went.
         eprint!("{}", output::NOT_SHOWN);
     }
 
@@ -162,14 +206,16 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
     };
     let window = match req.window {
         Some(WindowChoice::Size(w)) => Some(w),
-        Some(WindowChoice::Minimal) => Some(if totp { 3 } else { 1 }),
+        Some(WindowChoice::Minimal) => Some(minimal_window(totp)),
         None => {
             let q = if totp {
                 output::Q_WINDOW_TOTP
             } else {
                 output::Q_WINDOW_HOTP
             };
-            console.ask_yes_no(q, FLAGS_WINDOW)?.then_some(WIDE_WINDOW)
+            console
+                .ask_yes_no(q, FLAGS_WINDOW)?
+                .then_some(WIDE_WINDOW.min(caps.max_window))
         }
     };
     let rate_limit = match req.rate_limit {
@@ -346,22 +392,23 @@ fn confirm(console: &mut Console, e: &Enrollment) -> Result<(), Error> {
 /// One step either way, as the module's default window allows: the phone's
 /// clock may be a little off, and typing takes time.
 fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
-    if answer.len() != e.digits.len() || !answer.bytes().all(|b| b.is_ascii_digit()) {
+    // The core's code type: exactly N ASCII digits, compared in constant time.
+    let Some(typed) = Code::parse(answer.as_bytes(), e.digits.len()) else {
         return false;
-    }
+    };
     let Some(step) = otp::totp_step(now, u64::from(e.step)) else {
         return false;
     };
-    let mut matched = false;
+    let mut matched = Choice::from(0);
     for counter in step.saturating_sub(1)..=step.saturating_add(1) {
-        let want = otp::format_code(
+        let want = Code::from_value(
             otp::hotp(&e.secret, counter, e.algorithm, e.digits),
             e.digits,
         );
         // No early exit: how long the check takes says nothing about which step matched.
-        matched |= want == answer;
+        matched |= want.ct_eq(&typed);
     }
-    matched
+    bool::from(matched)
 }
 
 /// `saved` is `None` when the user declined to save.
@@ -413,7 +460,7 @@ fn finish(
     Ok(())
 }
 
-fn print_stdout(text: &str) -> Result<(), Error> {
+pub fn print_stdout(text: &str) -> Result<(), Error> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())

@@ -1,7 +1,11 @@
 //! `totp-enroll`: put a phone on an account (a drop-in for google-authenticator's
 //! `google-authenticator` command), check a PAM stack, explain access rules.
 
+// The doc comments in `args` are clap's --help text, where "[default: USER@HOST]" is
+// the conventional notation, not an intra-doc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 mod args;
+mod caps;
 mod check;
 mod console;
 mod error;
@@ -10,6 +14,7 @@ mod flow;
 mod output;
 mod qr;
 mod random;
+mod resync;
 mod target;
 mod write;
 
@@ -23,8 +28,18 @@ use crate::console::Console;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (result, json) = match cli.command {
-        Some(Command::Check(a)) => (check::run(a), false),
-        Some(Command::Explain(a)) => (explain::run(a), false),
+        Some(Command::Resync(a)) => {
+            let json = a.json;
+            (resync::run(a), json)
+        }
+        Some(Command::Check(a)) => {
+            let json = a.json;
+            (check::run(a), json)
+        }
+        Some(Command::Explain(a)) => {
+            let json = a.json;
+            (explain::run(a), json)
+        }
         None => {
             let json = cli.enroll.json;
             let result = cli.enroll.validate().and_then(|req| {

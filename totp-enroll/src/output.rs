@@ -102,7 +102,11 @@ pub fn scratch_block(codes: &[u32]) -> String {
 }
 
 pub const NOT_SHOWN: &str = "Standard output is not a terminal, so the secret, QR code and \
-scratch codes are not shown.\nPass --json or --uri, or -Q MODE, to show them anyway.\n";
+scratch codes are not shown; the QR file holds the secret.\n";
+
+pub const UNSEEN_SECRET: &str = "standard output is not a terminal, so nobody would see the \
+new secret and nothing was written; pass --json, --uri, -Q MODE, --qr-png PATH or \
+--qr-svg PATH to show or export it (or -q to write it unseen on purpose)";
 
 pub const Q_TIME_BASED: &str = "Do you want authentication tokens to be time-based";
 

@@ -162,27 +162,28 @@ fn enrollment_logs_in_through_pam_google_authenticator() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }
 
-/// The lead's module, when this workspace has built it (the integration suite
-/// covers it properly; here it only shows `check` and the enrollment agree).
-fn pam_totp_module() -> Option<std::path::PathBuf> {
-    let bin_dir = Path::new(BIN).parent()?;
-    [
-        bin_dir.join("libpam_totp.so"),
-        bin_dir.join("deps/libpam_totp.so"),
-    ]
-    .into_iter()
-    .find(|p| p.exists())
+/// The module built from this tree: built here when this test binary runs before the
+/// workspace build produced it, so the login below never skips.
+fn pam_totp_module() -> std::path::PathBuf {
+    let bin_dir = Path::new(BIN).parent().expect("binary directory");
+    let module = bin_dir.join("libpam_totp.so");
+    if !module.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "pam_totp"])
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p pam_totp failed");
+    }
+    assert!(module.exists(), "{} missing", module.display());
+    module
 }
 
 #[test]
 fn enrollment_logs_in_through_pam_totp_with_sha256_and_8_digits() {
-    let Some(module) = pam_totp_module() else {
-        eprintln!("note: libpam_totp.so not built yet; skipping");
-        return;
-    };
-    if !is_root() {
+    let module = pam_totp_module();
+    if !require_root("enrollment_logs_in_through_pam_totp_with_sha256_and_8_digits") {
         // Unprivileged hosts are the integration suite's business (state directory).
-        eprintln!("note: not root; skipping the pam_totp login");
         return;
     }
     if !have_tool("oathtool") {
@@ -227,4 +228,64 @@ fn enrollment_logs_in_through_pam_totp_with_sha256_and_8_digits() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let r = check(svc.path(), Some("00000000\n"), &["--user", user]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+}
+
+#[test]
+fn json_is_one_object_with_the_result_and_every_message() {
+    let dir =
+        service_dir("auth optional pam_echo.so hello %u from %H\nauth required pam_deny.so\n");
+    let r = check(
+        dir.path(),
+        None,
+        &[
+            "--user",
+            "root",
+            "--rhost",
+            "192.0.2.7",
+            "--tty",
+            "pts/9",
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(v["result"], "PAM_AUTH_ERR");
+    assert_eq!(v["success"], false);
+    let shown = r
+        .stdout
+        .replace(dir.path().to_str().expect("utf-8"), "<PAM_DIR>");
+    golden("check-json.txt", &shown);
+
+    let ok = service_dir("auth required pam_permit.so\n");
+    let r = check(ok.path(), None, &["--user", "root", "--json"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(
+        (v["success"].clone(), v["code"].clone()),
+        (true.into(), 0.into())
+    );
+    assert_eq!(v["messages"], serde_json::json!([]));
+}
+
+#[test]
+fn json_errors_are_one_error_object() {
+    let dir = tempdir();
+    let missing = dir.path().join("nothing");
+    let r = run_in(
+        dir.path(),
+        &[
+            "check",
+            "--service",
+            "svc",
+            "--pam-dir",
+            missing.to_str().expect("utf-8"),
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(v["error"]["kind"], "usage");
+    assert_eq!(v["error"]["exit_code"], 2);
 }

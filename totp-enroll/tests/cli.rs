@@ -20,6 +20,7 @@ fn help_texts_match_golden() {
         ("help-short.txt", &["-h"]),
         ("check-help.txt", &["check", "--help"]),
         ("explain-help.txt", &["explain", "--help"]),
+        ("resync-help.txt", &["resync", "--help"]),
     ] {
         let r = run(args);
         assert_eq!(r.code, 0, "{args:?}");
@@ -148,7 +149,8 @@ fn normalise_json(mut v: serde_json::Value, dir: &Path) -> String {
 fn ga_flag_set_writes_ga_tool_layout() {
     let dir = tempdir();
     let mut args = GA_FLAGS.to_vec();
-    args.extend(["-s", "ga"]);
+    // -q: a pipe sees nothing, so writing needs an explicit "unseen on purpose".
+    args.extend(["-q", "-s", "ga"]);
     let r = run_in(dir.path(), &args, None);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let text = std::fs::read_to_string(dir.path().join("ga")).expect("file written");
@@ -312,11 +314,74 @@ fn print_uri_equals_json_uri_for_the_same_file() {
 // What is shown where
 
 #[test]
+fn a_secret_nobody_would_see_is_refused_and_nothing_is_written() {
+    let dir = tempdir();
+    for extra in [&[][..], &["-f"], &["-f", "-C"]] {
+        let mut args = vec!["-t", "-D", "-W", "-u", "--non-interactive", "-s", "s"];
+        args.extend_from_slice(extra);
+        let r = run_in(dir.path(), &args, None);
+        assert_eq!(r.code, 2, "{extra:?}: {}", r.stderr);
+        assert!(
+            !dir.path().join("s").exists(),
+            "{extra:?}: the file must be absent"
+        );
+        for flag in ["--json", "--uri", "-Q MODE", "--qr-png", "--qr-svg", "-q"] {
+            assert!(r.stderr.contains(flag), "{flag} not named: {}", r.stderr);
+        }
+        assert_eq!(r.stdout, "", "nothing shown");
+        assert!(
+            std::fs::read_dir(dir.path()).expect("ls").next().is_none(),
+            "no temporary or QR files left"
+        );
+    }
+}
+
+#[test]
+fn flags_that_show_or_export_the_secret_still_write_on_a_pipe() {
+    let dir = tempdir();
+    let base = ["-t", "-D", "-W", "-u", "--non-interactive", "-f", "-C"];
+    let png = dir.path().join("qr.png");
+    let svg = dir.path().join("qr.svg");
+    let png = png.to_str().expect("utf-8");
+    let svg = svg.to_str().expect("utf-8");
+    for (n, extra) in [
+        &["--json"][..],
+        &["--uri"],
+        &["-Q", "NONE"],
+        &["--qr-png", png],
+        &["--qr-svg", svg],
+        &["-q"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("s{n}");
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        args.extend(["-s", &name]);
+        let r = run_in(dir.path(), &args, None);
+        assert_eq!(r.code, 0, "{extra:?}: {}", r.stderr);
+        assert!(dir.path().join(&name).exists(), "{extra:?}: written");
+    }
+}
+
+#[test]
 fn nothing_secret_reaches_a_pipe_unless_asked() {
     let dir = tempdir();
+    let png = dir.path().join("qr.png");
     let r = run_in(
         dir.path(),
-        &["-t", "-D", "-W", "-u", "--non-interactive", "-s", "s"],
+        &[
+            "-t",
+            "-D",
+            "-W",
+            "-u",
+            "--non-interactive",
+            "--qr-png",
+            png.to_str().expect("utf-8"),
+            "-s",
+            "s",
+        ],
         None,
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -389,7 +454,12 @@ fn non_interactive_mode_names_every_missing_flag_and_writes_nothing() {
 fn answers_can_be_piped_like_for_google_authenticator() {
     let dir = tempdir();
     // Time-based? Update? Disallow reuse? Wider window? Rate limit?
-    let r = run_in(dir.path(), &["-C", "-s", "s"], Some("y\ny\ny\ny\ny\n"));
+    // -Q NONE shows the secret as text on the pipe, so the file may be written.
+    let r = run_in(
+        dir.path(),
+        &["-C", "-Q", "NONE", "-s", "s"],
+        Some("y\ny\ny\ny\ny\n"),
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let text = std::fs::read_to_string(dir.path().join("s")).expect("written");
     for line in [
@@ -404,7 +474,7 @@ fn answers_can_be_piped_like_for_google_authenticator() {
 
     let r = run_in(
         dir.path(),
-        &["-C", "-s", "n"],
+        &["-C", "-Q", "NONE", "-s", "n"],
         Some("maybe\ny\ny\nn\nn\nn\n"),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -419,7 +489,7 @@ fn answers_can_be_piped_like_for_google_authenticator() {
 #[test]
 fn end_of_input_fails_naming_the_flag() {
     let dir = tempdir();
-    let r = run_in(dir.path(), &["-C", "-s", "s"], Some("y\ny\n"));
+    let r = run_in(dir.path(), &["-C", "-q", "-s", "s"], Some("y\ny\n"));
     assert_eq!(r.code, 2);
     assert!(
         r.stderr.contains("-d/--disallow-reuse or -D/--allow-reuse"),
@@ -432,7 +502,7 @@ fn end_of_input_fails_naming_the_flag() {
 #[test]
 fn declining_to_save_writes_nothing_and_exits_0() {
     let dir = tempdir();
-    let r = run_in(dir.path(), &["-t", "-C", "-s", "s"], Some("n\n"));
+    let r = run_in(dir.path(), &["-t", "-C", "-q", "-s", "s"], Some("n\n"));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!dir.path().join("s").exists());
 }
@@ -560,7 +630,11 @@ fn existing_file_is_refused_without_force_before_anything_is_shown() {
         "old\n"
     );
 
-    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-f", "-s", "s"], None);
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-f", "-q", "-s", "s"],
+        None,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_ne!(
         std::fs::read_to_string(dir.path().join("s")).expect("read"),
@@ -574,7 +648,11 @@ fn symlink_at_the_target_is_refused_even_with_force() {
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "keep\n").expect("seed");
     std::os::unix::fs::symlink(&victim, dir.path().join("s")).expect("symlink");
-    let r = run_in(dir.path(), &["-t", "-D", "-W", "-u", "-f", "-s", "s"], None);
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-f", "-q", "-s", "s"],
+        None,
+    );
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
     assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep\n");
@@ -652,7 +730,8 @@ fn qr_files_are_private_and_not_replaced_without_force() {
 fn regenerate_keeps_the_secret_and_settings() {
     let dir = tempdir();
     let mut args = GA_FLAGS.to_vec();
-    args.extend(["-s", "ga"]);
+    // -q: a pipe sees nothing, so writing needs an explicit "unseen on purpose".
+    args.extend(["-q", "-s", "ga"]);
     assert_eq!(run_in(dir.path(), &args, None).code, 0);
     let before = std::fs::read_to_string(dir.path().join("ga")).expect("read");
     let r = run_in(
@@ -715,23 +794,107 @@ fn regenerate_refuses_a_pipe_without_json_and_a_missing_file() {
 }
 
 // ---------------------------------------------------------------------------
+// One window cap for the CLI and the module
+
+#[test]
+fn a_window_the_module_would_cut_is_refused_before_anything_is_written() {
+    let dir = tempdir();
+    let base = ["-t", "-D", "-u", "-f", "-C", "--non-interactive", "--json"];
+    let with = |extra: &[&str], name: &str| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        args.extend(["-s", name]);
+        run_in(dir.path(), &args, None)
+    };
+    // The module's default cap (totp_core::policy::DEFAULT_MAX_WINDOW) is 17.
+    let r = with(&["-w", "21"], "w21");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("at most 17") && r.stderr.contains("--service"),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path().join("w21").exists());
+    let r = with(&["-w", "17"], "w17");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        std::fs::read_to_string(dir.path().join("w17"))
+            .expect("written")
+            .contains("\" WINDOW_SIZE 17\n")
+    );
+
+    // A service that raises or lowers max_window moves the CLI's cap with it.
+    let pam = dir.path().join("pam.d");
+    std::fs::create_dir(&pam).expect("mkdir");
+    std::fs::write(
+        pam.join("wide"),
+        "auth required pam_totp.so max_window=21\n",
+    )
+    .expect("write");
+    std::fs::write(
+        pam.join("narrow"),
+        "@include wide\nauth [success=ok default=die] pam_totp.so max_window=2\n",
+    )
+    .expect("write");
+    let pam = pam.to_str().expect("utf-8");
+    let r = with(&["-w", "21", "--service", "wide", "--pam-dir", pam], "wide");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = with(&["-W", "--service", "narrow", "--pam-dir", pam], "narrow");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("at most 2") && r.stderr.contains("\"narrow\""),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path().join("narrow").exists());
+    let r = with(&["-W", "--service", "missing", "--pam-dir", pam], "missing");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+}
+
+#[test]
+fn resync_refuses_bad_codes_without_touching_the_file() {
+    let dir = tempdir();
+    let file = dir.path().join("s");
+    let original = "2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n";
+    std::fs::write(&file, original).expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    for (codes, needle) in [
+        (["12345", "123456"], "exactly 6 digits"),
+        (["123456", "123456"], "the same"),
+    ] {
+        let r = run_in(dir.path(), &["resync", "-s", "s", codes[0], codes[1]], None);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+        assert_eq!(std::fs::read_to_string(&file).expect("read"), original);
+    }
+    // One code alone is a usage error; end of input is named.
+    assert_eq!(
+        run_in(dir.path(), &["resync", "-s", "s", "123456"], None).code,
+        2
+    );
+    let r = run_in(dir.path(), &["resync", "-s", "s"], Some("123456\n"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("CODE1 CODE2"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------
 // Other users
 
 #[test]
 fn non_root_cannot_enroll_another_user() {
-    if is_root() {
-        eprintln!("note: running as root; the refusal is covered by unit tests");
-        return;
-    }
-    let r = run(&["--user", "root", "-t", "-D", "-W", "-u", "-s", "x"]);
+    let args = ["--user", "root", "-t", "-D", "-W", "-u", "-s", "x"];
+    let r = if is_root() {
+        run_as_nobody(&args)
+    } else {
+        run(&args)
+    };
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("only root"), "{}", r.stderr);
 }
 
 #[test]
 fn root_writes_a_store_file_only_into_a_root_owned_chain() {
-    if !is_root() {
-        eprintln!("note: not root; skipping --user store test");
+    if !require_root("root_writes_a_store_file_only_into_a_root_owned_chain") {
         return;
     }
     let Some(other) = ["nobody", "daemon"].into_iter().find(|u| {
@@ -760,6 +923,7 @@ fn root_writes_a_store_file_only_into_a_root_owned_chain() {
         "-D",
         "-W",
         "-u",
+        "-q",
         "-s",
         path.to_str().expect("utf-8"),
     ];
@@ -783,6 +947,7 @@ fn root_writes_a_store_file_only_into_a_root_owned_chain() {
         "-D",
         "-W",
         "-u",
+        "-q",
         "-s",
         path2.to_str().expect("utf-8"),
     ]);
@@ -845,6 +1010,50 @@ fn a_terminal_gets_the_qr_code_secret_and_scratch_codes() {
 
 // ---------------------------------------------------------------------------
 // explain
+
+#[test]
+fn explain_json_gives_the_decision_in_fields() {
+    let dir = tempdir();
+    let rules = dir.path().join("access.conf");
+    std::fs::write(&rules, "# LAN\n+ : ALL : 10.0.0.0/8\n- : ALL : ALL\n").expect("rules");
+    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let path = rules.to_str().expect("utf-8");
+    let explain = |rhost: &str| {
+        let r = run(&[
+            "explain",
+            "--accessfile",
+            path,
+            "--user",
+            "root",
+            "--rhost",
+            rhost,
+            "--service",
+            "sshd",
+            "--json",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+        let mut v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+        // Temporary paths differ between runs. The rules name no group, so none is
+        // looked up.
+        assert_eq!(v["groups"], serde_json::json!([]), "{v}");
+        v["accessfile"] = "<ACCESSFILE>".into();
+        v
+    };
+    let skip = explain("10.1.2.3");
+    assert_eq!(skip["verdict"], "skip");
+    let require = explain("192.0.2.1");
+    assert_eq!(require["verdict"], "require");
+    assert_eq!(require["rule"]["line"], 3);
+    golden(
+        "explain-json.txt",
+        &format!(
+            "{}\n{}\n",
+            serde_json::to_string_pretty(&skip).expect("json"),
+            serde_json::to_string_pretty(&require).expect("json")
+        ),
+    );
+}
 
 #[test]
 fn explain_shows_the_deciding_rule() {

@@ -87,6 +87,35 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The one skip policy for root-only tests (the same as the system tests' harness):
+/// true when root; otherwise the test fails under `CI=true`, where a skip would hide a
+/// regression, and elsewhere it prints a note and is skipped.
+pub fn require_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: needs root, and CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: needs root");
+    false
+}
+
+/// Runs the binary as `nobody` (through util-linux's `setpriv`), for the refusals an
+/// unprivileged caller must get; the test process itself is root.
+pub fn run_as_nobody(args: &[&str]) -> Run {
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(BIN)
+        .args(args)
+        .current_dir("/")
+        .env_remove("HOME")
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn setpriv");
+    Run::from(out)
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("enroll-")

@@ -1,0 +1,79 @@
+//! One window cap for `totp-enroll` and the module: a window the CLI writes is the window
+//! a login through the real libpam gets, with the module's default cap and with a
+//! service that raises it (`max_window=`, read by `totp-enroll --service`).
+
+use std::process::Command;
+
+use system_tests::*;
+
+const SERVICE: &str = "svc";
+
+/// Enrolls `user` with `extra` flags; returns the exit status, the secret (if written)
+/// and stderr.
+fn enroll(user: &TestUser, extra: &[&str]) -> (Option<i32>, Option<String>, String) {
+    let out = Command::new(&built().enroll)
+        .args(["--user", &user.name, "-t", "-D", "-u", "-C", "-f"])
+        .args(["--non-interactive", "--json"])
+        .args(extra)
+        .output()
+        .expect("run totp-enroll");
+    let secret = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["secret"].as_str().map(str::to_owned));
+    (
+        out.status.code(),
+        secret,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The code `offset` steps after the step of `T0`.
+fn code_off(secret: &str, offset: u64) -> String {
+    oathtool_totp(secret, T0 + offset * 30, 30, 6, "sha1")
+}
+
+fn login(stack: &Stack, user: &TestUser, code: &str) -> String {
+    Driver::new(stack, SERVICE, &user.name)
+        .answer(code)
+        .at(T0)
+        .run()
+        .module_code()
+}
+
+#[test]
+fn the_window_the_cli_writes_is_the_window_a_login_gets() {
+    let test = "the_window_the_cli_writes_is_the_window_a_login_gets";
+    if !require_root(test) || !require_tool(test, "oathtool") {
+        return;
+    }
+    let user = TestUser::create("wc");
+
+    // Default cap: -w 21 is refused and nothing is written; -w 17 works end to end.
+    let (code, secret, stderr) = enroll(&user, &["-w", "21"]);
+    assert_eq!((code, secret.is_some()), (Some(2), false), "{stderr}");
+    assert!(!user.secret_path().exists());
+    let (code, secret, stderr) = enroll(&user, &["-w", "17"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let secret = secret.expect("secret in the JSON");
+    let default = Stack::with_module(SERVICE, "");
+    // Window 17 = offsets -8..+8.
+    assert_eq!(
+        login(&default, &user, &code_off(&secret, 9)),
+        "PAM_AUTH_ERR"
+    );
+    assert_eq!(login(&default, &user, &code_off(&secret, 8)), "PAM_SUCCESS");
+
+    // A service with max_window=21: the CLI reads the same option, and the module
+    // honours the window the CLI wrote (offsets -10..+10).
+    let wide = Stack::with_module(SERVICE, "max_window=21");
+    let dir = wide.path().to_str().expect("utf-8").to_owned();
+    let (code, secret, stderr) = enroll(
+        &user,
+        &["-w", "21", "--service", SERVICE, "--pam-dir", &dir],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let secret = secret.expect("secret in the JSON");
+    assert!(read(&user.secret_path()).contains("\" WINDOW_SIZE 21\n"));
+    assert_eq!(login(&wide, &user, &code_off(&secret, 11)), "PAM_AUTH_ERR");
+    assert_eq!(login(&wide, &user, &code_off(&secret, 10)), "PAM_SUCCESS");
+}

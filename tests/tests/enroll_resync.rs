@@ -1,0 +1,206 @@
+//! `totp-enroll resync` through the real libpam: a phone whose clock drifted is denied,
+//! resynchronised with two consecutive codes, and then accepted; the two codes typed
+//! for the resync never log in. The clock is frozen with libfaketime for the module
+//! and for `totp-enroll` alike, and every code comes from `oathtool`.
+
+use std::process::{Command, Output, Stdio};
+
+use system_tests::*;
+
+const SERVICE: &str = "svc";
+/// The phone's clock is 10 minutes behind this machine: 20 steps of 30 s.
+const DRIFT_SECS: u64 = 600;
+
+/// The code the drifted phone shows at machine time `t`.
+fn phone_code(secret: &str, t: u64) -> String {
+    oathtool_totp(secret, t - DRIFT_SECS, 30, 6, "sha1")
+}
+
+/// Runs `totp-enroll` with the clock frozen at `at`, feeding `stdin`.
+fn enroll_at(at: u64, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(&built().enroll)
+        .args(args)
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", faketime_date(at))
+        .env("TZ", "UTC")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run totp-enroll");
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            let _ = input.write_all(text.as_bytes());
+        }
+    }
+    child.wait_with_output().expect("wait")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn login(stack: &Stack, user: &TestUser, code: &str, at: u64) -> String {
+    Driver::new(stack, SERVICE, &user.name)
+        .answer(code)
+        .at(at)
+        .run()
+        .module_code()
+}
+
+fn ready(test: &str) -> bool {
+    require_root(test) && require_tool(test, "oathtool")
+}
+
+#[test]
+fn resync_turns_a_denied_drifted_phone_into_an_accepted_one() {
+    if !ready("resync_turns_a_denied_drifted_phone_into_an_accepted_one") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let user = TestUser::create("rs");
+    let path = user.write_secret(&totp_file(&secret), 0o600);
+    // The admin allows 30 steps of skew for this service; the CLI reads the same line.
+    let stack = Stack::with_module(SERVICE, "max_time_skew=30");
+    let stack_dir = stack.path().to_str().expect("utf-8").to_owned();
+
+    // Before: the phone's current code is 20 steps off, outside the window.
+    assert_eq!(
+        login(&stack, &user, &phone_code(&secret, T0 - 60), T0 - 60),
+        "PAM_AUTH_ERR"
+    );
+
+    // Two consecutive codes: the one shown a step ago and the one shown now.
+    let first = phone_code(&secret, T0 - 30);
+    let second = phone_code(&secret, T0);
+    let out = enroll_at(
+        T0,
+        &[
+            "resync",
+            "--user",
+            &user.name,
+            "--service",
+            SERVICE,
+            "--pam-dir",
+            &stack_dir,
+            &first,
+            &second,
+        ],
+        None,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("about 10 minutes behind this machine's (20 steps of 30 s)"),
+        "{stdout}"
+    );
+    let file = read(&path);
+    assert_eq!(file_value(&file, "TIME_SKEW").as_deref(), Some("-20"));
+    let phone_step = (T0 - DRIFT_SECS) / 30;
+    assert_eq!(
+        file_value(&file, "PAM_TOTP_LAST_STEP"),
+        Some(phone_step.to_string())
+    );
+    assert_eq!(mode_owner(&path), (0o600, user.uid, user.gid));
+
+    // After: the two codes typed for the resync are refused ...
+    assert_eq!(login(&stack, &user, &second, T0), "PAM_AUTH_ERR");
+    assert_eq!(login(&stack, &user, &first, T0), "PAM_AUTH_ERR");
+    // ... and the phone's next codes are accepted (after the short backoff the
+    // three failures above started).
+    let later = T0 + 60;
+    assert_eq!(
+        login(&stack, &user, &phone_code(&secret, later), later),
+        "PAM_SUCCESS"
+    );
+}
+
+#[test]
+fn resync_beyond_the_cap_is_refused_and_changes_nothing() {
+    if !ready("resync_beyond_the_cap_is_refused_and_changes_nothing") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let user = TestUser::create("rc");
+    let path = user.write_secret(&totp_file(&secret), 0o600);
+    let before = read(&path);
+    // Without --service the cap is the module's default (3 steps); 20 is refused.
+    let out = enroll_at(
+        T0,
+        &[
+            "resync",
+            "--user",
+            &user.name,
+            &phone_code(&secret, T0 - 30),
+            &phone_code(&secret, T0),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("20 steps off") && stderr.contains("max_time_skew"),
+        "{stderr}"
+    );
+    assert_eq!(read(&path), before, "file untouched");
+
+    // And the module with its default cap keeps denying, as the CLI said it would.
+    let stack = Stack::with_module(SERVICE, "");
+    assert_eq!(
+        login(&stack, &user, &phone_code(&secret, T0), T0),
+        "PAM_AUTH_ERR"
+    );
+}
+
+#[test]
+fn interactive_resync_reads_two_codes_and_reports_json() {
+    if !ready("interactive_resync_reads_two_codes_and_reports_json") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let user = TestUser::create("ri");
+    // A phone 2 steps ahead: within the default cap.
+    let ahead = |t: u64| oathtool_totp(&secret, t + 60, 30, 6, "sha1");
+    let path = user.write_secret(&totp_file(&secret), 0o600);
+    let input = format!("{}\n{}\n", ahead(T0 - 30), ahead(T0));
+    let out = enroll_at(
+        T0,
+        &["resync", "--user", &user.name, "--json"],
+        Some(&input),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["action"], "resync");
+    assert_eq!(v["skew_steps"], 2);
+    assert_eq!(v["drift_secs"], 60);
+    assert_eq!(v["max_time_skew"], 3);
+    assert!(text(&out.stderr).contains("Next code: "));
+    assert_eq!(file_value(&read(&path), "TIME_SKEW").as_deref(), Some("2"));
+
+    let stack = Stack::with_module(SERVICE, "");
+    let later = T0 + 30;
+    assert_eq!(login(&stack, &user, &ahead(later), later), "PAM_SUCCESS");
+
+    // Non-consecutive codes are refused and change nothing.
+    let before = read(&path);
+    let out = enroll_at(
+        later,
+        &[
+            "resync",
+            "--user",
+            &user.name,
+            &ahead(later + 60),
+            &ahead(later + 120),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not consecutive"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(read(&path), before);
+}

@@ -1,0 +1,179 @@
+//! `totp-enroll resync`: "codes not accepted" after the phone's clock drifted.
+//!
+//! The user (or root for a user, or for a store file) gives two consecutive codes
+//! from the app; `totp_core::resync` finds the offset within one day, and the
+//! file is rewritten in place under the same lock a login takes (so a login
+//! running at the same moment is neither lost nor given a stale file). The offset
+//! must stay within the module's `max_time_skew` cap, read as `caps` reads it.
+
+use serde::Serialize;
+use totp_core::gafile::GaFile;
+use totp_core::resync::{self, Resynced};
+use zeroize::Zeroizing;
+
+use crate::args::ResyncArgs;
+use crate::caps;
+use crate::console::Console;
+use crate::error::Error;
+use crate::flow::{now_unix, print_stdout};
+use crate::output;
+use crate::target::{self, Caller};
+use crate::write;
+
+const FLAGS_CODES: &str = "the CODE1 CODE2 arguments";
+
+#[derive(Serialize)]
+struct ResyncJson<'a> {
+    action: &'static str,
+    user: &'a str,
+    path: &'a std::path::Path,
+    /// Phone step minus this machine's step.
+    skew_steps: i64,
+    step_secs: u64,
+    /// The same in seconds (positive: the phone is ahead).
+    drift_secs: i64,
+    max_time_skew: u32,
+    last_step: u64,
+    /// Seconds until the phone shows a code above the replay mark (usually 0).
+    usable_in_secs: u64,
+}
+
+pub fn run(args: ResyncArgs) -> Result<u8, Error> {
+    let caller = Caller::current();
+    let target = target::resolve(&caller, args.user.as_deref(), args.secret.as_deref())?;
+    let caps = caps::load(args.service.as_deref(), args.pam_dir.as_deref())?;
+    let (first, second) = match (args.first, args.second) {
+        (Some(a), Some(b)) => (Zeroizing::new(a), Zeroizing::new(b)),
+        _ => ask_codes(args.json)?,
+    };
+    // The phone shows the second code now: its step is compared with this moment.
+    let now = now_unix()?;
+    let done: Resynced = write::as_writer(&target, || {
+        let mut locked = write::lock_existing(&target)?;
+        let file = GaFile::parse(locked.contents())
+            .map_err(|e| Error::failed(format!("\"{}\": {e}", target.path.display())))?;
+        let done = resync::resync(
+            &file,
+            first.trim().as_bytes(),
+            second.trim().as_bytes(),
+            now,
+            caps.max_time_skew,
+        )
+        .map_err(|e| match e {
+            resync::ResyncError::BeyondCap { .. } => {
+                Error::failed(format!("{e}\n(the cap comes from {})", caps.source))
+            }
+            e => Error::failed(e.to_string()),
+        })?;
+        locked
+            .replace(&done.file.to_bytes())
+            .map_err(|e| write::file_error(&target.path, e))?;
+        Ok(done)
+    })?;
+
+    let drift_secs = done.skew.saturating_mul(done.step_secs as i64);
+    let usable_in_secs = done.steps_until_usable.saturating_mul(done.step_secs);
+    if args.json {
+        let json = ResyncJson {
+            action: "resync",
+            user: &target.user.name,
+            path: &target.path,
+            skew_steps: done.skew,
+            step_secs: done.step_secs,
+            drift_secs,
+            max_time_skew: caps.max_time_skew,
+            last_step: done.last_step,
+            usable_in_secs,
+        };
+        print_stdout(&output::to_json_line(&json)?)?;
+    } else {
+        print_stdout(&report(&done, &target.path, usable_in_secs))?;
+    }
+    Ok(0)
+}
+
+/// Asks for the two codes on the terminal (or reads two lines from a pipe).
+fn ask_codes(json: bool) -> Result<(Zeroizing<String>, Zeroizing<String>), Error> {
+    let mut console = Console::new(json, false);
+    let first = console
+        .ask_line("Code the app shows now: ", FLAGS_CODES)?
+        .ok_or(Error::EndOfInput(FLAGS_CODES))?;
+    console.say("Wait until the app shows the next code.\n")?;
+    let second = console
+        .ask_line("Next code: ", FLAGS_CODES)?
+        .ok_or(Error::EndOfInput(FLAGS_CODES))?;
+    Ok((first, second))
+}
+
+fn report(done: &Resynced, path: &std::path::Path, usable_in_secs: u64) -> String {
+    let mut out = String::new();
+    let drift = done.skew.unsigned_abs().saturating_mul(done.step_secs);
+    if done.skew == 0 {
+        out.push_str(&format!(
+            "The phone's clock agrees with this machine's (within {} seconds); no offset \
+             is needed, and any old TIME_SKEW was removed.\n",
+            done.step_secs
+        ));
+    } else {
+        out.push_str(&format!(
+            "The phone's clock is about {} {} this machine's ({} steps of {} s).\n\
+             Recorded TIME_SKEW {} so its codes are accepted; setting the phone to \
+             automatic date and time is the better fix (then run resync again).\n",
+            duration_words(drift),
+            if done.skew < 0 { "behind" } else { "ahead of" },
+            done.skew.unsigned_abs(),
+            done.step_secs,
+            done.skew
+        ));
+    }
+    out.push_str(&format!(
+        "The two codes typed here are used up. Updated \"{}\".\n",
+        path.display()
+    ));
+    if usable_in_secs > 0 {
+        out.push_str(&format!(
+            "A later code was already used to log in, so the phone's codes are refused \
+             for about {} more (replay protection).\n",
+            duration_words(usable_in_secs)
+        ));
+    }
+    out
+}
+
+/// "1 hour 5 minutes", "30 seconds": whole units, largest two.
+fn duration_words(secs: u64) -> String {
+    let units = [
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+        (1, "second"),
+    ];
+    let mut rest = secs;
+    let mut parts = Vec::new();
+    for (size, name) in units {
+        let n = rest / size;
+        if n > 0 && parts.len() < 2 {
+            parts.push(format!("{n} {name}{}", if n == 1 { "" } else { "s" }));
+            rest -= n * size;
+        }
+    }
+    if parts.is_empty() {
+        "0 seconds".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_is_said_in_plain_words() {
+        assert_eq!(duration_words(0), "0 seconds");
+        assert_eq!(duration_words(30), "30 seconds");
+        assert_eq!(duration_words(90), "1 minute 30 seconds");
+        assert_eq!(duration_words(3_600 + 300 + 7), "1 hour 5 minutes");
+        assert_eq!(duration_words(30_000), "8 hours 20 minutes");
+    }
+}
