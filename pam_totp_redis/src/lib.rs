@@ -13,7 +13,7 @@
 //! | `pam_totp_redis_del(h, key, klen, msg, cap)` | forget the record |
 //! | `pam_totp_redis_close(h)` | drop the connection |
 //!
-//! Every function returns a status ([`backend::Status`]) and, on error, a NUL-terminated
+//! Every function returns a status (`backend::Status`) and, on error, a NUL-terminated
 //! message (no secrets in it) in the caller's buffer. The retry loop and every decision
 //! stay in the module; the plugin only moves bytes atomically.
 
@@ -114,7 +114,7 @@ pub unsafe extern "C" fn pam_totp_redis_open(
 }
 
 /// # Safety
-/// `h` as for [`backend`]; `key` holds `klen` bytes; `out` holds `out_cap` writable
+/// `h` as for `backend()`; `key` holds `klen` bytes; `out` holds `out_cap` writable
 /// bytes; `out_len` and `version` are writable; `msg` as for `open`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pam_totp_redis_get(
