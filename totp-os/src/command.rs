@@ -217,7 +217,9 @@ fn wait_until(
 ) -> Result<std::process::ExitStatus, CommandError> {
     let pid = Pid::from_raw(guard.child.id() as i32);
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    loop {
+    // Also bounded by a count of pauses, in case the clock does not advance.
+    let pauses = remaining(deadline).map_or(0, |d| d.as_millis() / REAP_PAUSE.as_millis() + 1);
+    for _ in 0..=pauses {
         match waitid(Id::Pid(pid), flags) {
             Ok(WaitStatus::Exited(_, code)) => {
                 return Ok(std::process::ExitStatus::from_raw((code & 0xff) << 8));
@@ -232,4 +234,5 @@ fn wait_until(
         let left = remaining(deadline).ok_or(CommandError::TimedOut)?;
         std::thread::sleep(left.min(REAP_PAUSE));
     }
+    Err(CommandError::TimedOut)
 }
