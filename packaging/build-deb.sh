@@ -12,6 +12,8 @@
 #
 # What goes where (everything else in the tree stays out of the package):
 #   /usr/lib/<multiarch>/security/pam_totp.so    target/release/libpam_totp.so
+#   /usr/lib/<multiarch>/pam_totp/redis.so       target/release/libpam_totp_redis.so (the
+#                                                Redis plugin, loaded only for state=redis…)
 #   /usr/bin/totp-enroll                         target/release/totp-enroll
 #   /usr/share/man/man8/pam_totp.8.gz            man/pam_totp.8
 #   /usr/share/man/man1/totp-enroll.1.gz         man/totp-enroll.1
@@ -53,16 +55,17 @@ epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 export SOURCE_DATE_EPOCH=$epoch
 
 if [ "$build" -eq 1 ]; then
-    cargo build --release -p pam_totp -p totp-enroll
+    cargo build --release -p pam_totp -p pam_totp_redis -p totp-enroll
 fi
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 module=$target_dir/release/libpam_totp.so
+plugin=$target_dir/release/libpam_totp_redis.so
 enroll=$target_dir/release/totp-enroll
 
 # Everything the package must contain; a missing piece is an error, not a smaller package.
 missing=()
-for f in "$module" "$enroll" man/pam_totp.8 man/totp-enroll.1 README.md SECURITY.md \
+for f in "$module" "$plugin" "$enroll" man/pam_totp.8 man/totp-enroll.1 README.md SECURITY.md \
          pam.d-examples/pam-configs/pam_totp packaging/debian/control \
          packaging/debian/copyright packaging/debian/changelog packaging/debian/postinst \
          packaging/debian/prerm; do
@@ -96,8 +99,12 @@ security_dir=usr/lib/$multiarch/security
 install -d "$pkg/$security_dir" "$pkg/usr/bin"
 install -m 0644 "$module" "$pkg/$security_dir/pam_totp.so"
 install -m 0755 "$enroll" "$pkg/usr/bin/totp-enroll"
+# The Redis plugin, where the module looks for it by default (totp-os remote.rs).
+plugin_dir=usr/lib/$multiarch/pam_totp
+install -d "$pkg/$plugin_dir"
+install -m 0644 "$plugin" "$pkg/$plugin_dir/redis.so"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
-    "$pkg/$security_dir/pam_totp.so" "$pkg/usr/bin/totp-enroll"
+    "$pkg/$security_dir/pam_totp.so" "$pkg/$plugin_dir/redis.so" "$pkg/usr/bin/totp-enroll"
 
 # Man pages.
 install -d "$pkg/usr/share/man/man8" "$pkg/usr/share/man/man1"
@@ -132,11 +139,12 @@ if command -v dpkg-shlibdeps >/dev/null; then
     printf 'Source: pam-totp\n\nPackage: pam-totp\nArchitecture: any\n' \
         > "$work/shlibs/debian/control"
     if out=$(cd "$work/shlibs" && dpkg-shlibdeps -O \
-            "$pkg/$security_dir/pam_totp.so" "$pkg/usr/bin/totp-enroll" 2>/dev/null); then
+            "$pkg/$security_dir/pam_totp.so" "$pkg/$plugin_dir/redis.so" \
+            "$pkg/usr/bin/totp-enroll" 2>/dev/null); then
         depends=${out#shlibs:Depends=}
     fi
 fi
-depends=${depends:-"libc6 (>= 2.34), libgcc-s1, libpam0g (>= 1.4.0)"}
+depends=${depends:-"libc6 (>= 2.34), libgcc-s1, libpam0g (>= 1.4.0), libssl3 (>= 3.0.0)"}
 # pam-auth-update (libpam-runtime) reads the profile.
 depends="$depends, libpam-runtime (>= 1.0.1-6)"
 

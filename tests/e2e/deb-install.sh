@@ -79,6 +79,7 @@ check "dpkg reports version $version installed" \
 # path  mode  (owner root:root for all)
 expected=(
     "$module 644"
+    "$(dirname "$secdir")/pam_totp/redis.so 644"
     "/usr/bin/totp-enroll 755"
     "/usr/share/man/man8/pam_totp.8.gz 644"
     "/usr/share/man/man1/totp-enroll.1.gz 644"
