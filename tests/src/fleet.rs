@@ -30,10 +30,11 @@ pub fn trusted_dir(prefix: &str) -> tempfile::TempDir {
 }
 
 /// The Redis plugin built from this tree, copied (cargo hard-links its outputs, and the
-/// ownership check wants one link) into a trusted directory kept for the test binary.
+/// ownership check wants one link) to `target/fleet-tests/redis.so`. The copy is renamed
+/// into place, so a test process that loaded the previous copy is not disturbed.
 pub fn plugin() -> &'static Path {
-    static PLUGIN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = PLUGIN.get_or_init(|| {
+    static PLUGIN: OnceLock<PathBuf> = OnceLock::new();
+    PLUGIN.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "pam_totp_redis"])
             .current_dir(workspace())
@@ -45,12 +46,16 @@ pub fn plugin() -> &'static Path {
             .join("debug")
             .join("libpam_totp_redis.so");
         let dir = trusted_dir("plugin");
-        let path = dir.path().join("redis.so");
-        fs::copy(&built, &path).expect("copy plugin");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-        (dir, path)
-    });
-    path
+        let tmp = dir.path().join("redis.so");
+        fs::copy(&built, &tmp).expect("copy plugin");
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = workspace()
+            .join("target")
+            .join("fleet-tests")
+            .join("redis.so");
+        fs::rename(&tmp, &path).expect("rename plugin into place");
+        path
+    })
 }
 
 /// A test CA and a server certificate for 127.0.0.1 / localhost, made with `openssl`.
