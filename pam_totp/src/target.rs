@@ -1,12 +1,14 @@
-//! Who is logging in, which file holds their secret, and as whom it is opened.
+//! Who is logging in, and the core's placement of their file (`totp_core::placement`:
+//! which path, as whom, which owners and trusted root) carried out with NSS data.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use totp_core::options::{ModuleOptions, UserSpec};
-use totp_core::user::{UserName, expand_secret_spec};
+use totp_core::placement::{self, Account, Opener, Placement, PlacementError};
+use totp_core::user::UserName;
 use totp_os::creds::Identity;
 use totp_os::nss::Passwd;
-use totp_os::safefile::FileRules;
+use totp_os::safefile::{self, FileRules};
 
 use crate::error::{AuthError, Denial};
 use crate::system::System;
@@ -164,28 +166,8 @@ fn resolve_fixed_owner(
         Ok(None) => (name, None),
         Err(d) => return Err(d),
     };
-    let path = match expand_secret_spec(&opts.secret, &name, None) {
-        Ok(p) => PathBuf::from(p),
-        Err(e) => {
-            return Err(doomed(
-                Denial::NoSecret,
-                format!("secret= cannot be expanded with user=: {e}"),
-                Some(&name),
-            ));
-        }
-    };
-    let mut owners = vec![owner.uid];
-    if opts.no_strict_owner && owner.uid != 0 {
-        owners.push(0);
-    }
-    let rules = file_rules(opts, owners, None);
-    Ok(Named {
-        name,
-        pw,
-        path,
-        rules,
-        opener: owner,
-    })
+    let placed = placement::for_login(opts, &name, pw.as_ref().map(account), Some(account(&owner)));
+    placed_named(placed, name, pw, owner)
 }
 
 /// The default: the user's own file, opened with the user's credentials.
@@ -199,39 +181,53 @@ fn resolve_own_file(
         Ok(None) => return Err(doomed(Denial::UnknownUser, "unknown user", Some(&name))),
         Err(d) => return Err(d),
     };
-    let Some(home) = pw.dir.to_str().filter(|h| h.starts_with('/')) else {
-        return Err(doomed(
-            Denial::NoSecret,
-            "home directory is not an absolute path",
-            Some(&name),
-        ));
-    };
-    let home = home.to_owned();
-    let path = match expand_secret_spec(&opts.secret, &name, Some(&home)) {
-        Ok(p) => PathBuf::from(p),
+    let placed = placement::for_login(opts, &name, Some(account(&pw)), None);
+    let opener = pw.clone();
+    placed_named(placed, name, Some(pw), opener)
+}
+
+/// The core's placement as the module carries it out. `owner` is the `user=` account
+/// when there is one, else the user's own entry: the one [`Opener`] can name.
+fn placed_named(
+    placed: Result<Placement, PlacementError>,
+    name: UserName,
+    pw: Option<Passwd>,
+    owner: Passwd,
+) -> Result<Named, Doomed> {
+    let placed = match placed {
+        Ok(p) => p,
         Err(e) => {
-            return Err(doomed(
-                Denial::NoSecret,
-                format!("secret= cannot be expanded: {e}"),
-                Some(&name),
-            ));
+            let denial = match e {
+                PlacementError::UnknownUser => Denial::UnknownUser,
+                _ => Denial::NoSecret,
+            };
+            return Err(doomed(denial, e.to_string(), Some(&name)));
         }
     };
-    let mut owners = vec![pw.uid];
-    if opts.no_strict_owner && pw.uid != 0 {
-        owners.push(0);
-    }
-    let trusted_root = Path::new(&path)
-        .starts_with(&home)
-        .then(|| PathBuf::from(&home));
-    let rules = file_rules(opts, owners, trusted_root);
+    // Login placements open as the user or the `user=` account, both of which the
+    // caller passed as `owner`; the CLI's openers never come out of `for_login`.
+    debug_assert!(matches!(placed.opener, Opener::User | Opener::Owner));
+    let rules = FileRules {
+        allowed_owners: placed.owners,
+        allowed_perm: placed.allowed_perm,
+        max_size: safefile::DEFAULT_MAX_SIZE,
+        trusted_root: placed.trusted_root,
+    };
     Ok(Named {
         name,
-        pw: Some(pw.clone()),
-        path,
+        pw,
+        path: placed.path,
         rules,
-        opener: pw,
+        opener: owner,
     })
+}
+
+fn account(pw: &Passwd) -> Account<'_> {
+    Account {
+        name: &pw.name,
+        uid: pw.uid,
+        dir: &pw.dir,
+    }
 }
 
 /// The NSS entry for a typed name and its canonical `pw_name`; `Ok(None)` when NSS has
@@ -256,11 +252,4 @@ fn canonical(sys: &dyn System, typed: &UserName) -> Result<Option<(UserName, Pas
             Some(typed),
         )),
     }
-}
-
-fn file_rules(opts: &ModuleOptions, owners: Vec<u32>, root: Option<PathBuf>) -> FileRules {
-    let mut rules = FileRules::new(owners);
-    rules.allowed_perm = opts.allowed_perm;
-    rules.trusted_root = root;
-    rules
 }

@@ -13,6 +13,7 @@ pub mod gafile;
 pub mod membership;
 pub mod options;
 pub mod otp;
+pub mod placement;
 pub mod policy;
 pub mod resync;
 pub mod secret;

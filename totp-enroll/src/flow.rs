@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::output::{self, EnrollJson, RateLimitJson, RegenerateJson};
 use crate::qr::{Matrix, QrMode};
 use crate::random;
-use crate::target::{self, Caller, Target};
+use crate::target::{self, Target};
 use crate::write;
 
 const FLAGS_MODE: &str = "-t/--time-based or -c/--counter-based";
@@ -42,8 +42,8 @@ const DEFAULT_STEP: u32 = 30;
 const FIRST_HOTP_COUNTER: u64 = 1;
 
 pub fn run(req: Request, console: &mut Console) -> Result<(), Error> {
-    let caller = Caller::current();
-    let target = target::resolve(&caller, req.user.as_deref(), req.secret_path.as_deref())?;
+    let caller = crate::host::caller();
+    let target = target::resolve(caller, req.user.as_deref(), req.secret_path.as_deref())?;
     if req.regenerate {
         regenerate(&req, &target, console)
     } else {
@@ -145,7 +145,7 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
         return Err(Error::usage(output::UNSEEN_SECRET));
     }
     if !req.force && write::target_exists(target)? {
-        return Err(Error::Exists(target.path.clone()));
+        return Err(Error::Exists(target.path().to_path_buf()));
     }
 
     let totp = match req.mode {
@@ -187,7 +187,7 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
         && !console.ask_yes_no(
             &format!(
                 "Do you want me to update your \"{}\" file?",
-                target.path.display()
+                target.path().display()
             ),
             FLAGS_FORCE,
         )?
@@ -288,7 +288,7 @@ fn new_enrollment(req: &Request, target: &Target, totp: bool) -> Result<Enrollme
     let step = req.step_size.unwrap_or(DEFAULT_STEP);
     let secret = random::new_secret()?;
     let scratch = Zeroizing::new(random::scratch_codes(req.scratch_codes)?);
-    let host = target::hostname();
+    let host = crate::host::hostname();
     let label = req
         .label
         .clone()
@@ -425,7 +425,7 @@ fn finish(
         let json = EnrollJson {
             action: "enroll",
             user: &target.user.name,
-            path: &target.path,
+            path: target.path(),
             written,
             kind: if e.totp { "totp" } else { "hotp" },
             secret: e.key.secret_base32(),
@@ -455,7 +455,7 @@ fn finish(
         print_stdout(&format!("{}\n", e.uri.as_str()))?;
     }
     if written && !req.quiet {
-        console.say(&format!("Wrote \"{}\".\n", target.path.display()))?;
+        console.say(&format!("Wrote \"{}\".\n", target.path().display()))?;
     }
     Ok(())
 }
@@ -481,18 +481,18 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
     write::as_writer(target, || {
         let mut locked = write::lock_existing(target)?;
         let mut file = GaFile::parse(locked.contents())
-            .map_err(|err| Error::failed(format!("\"{}\": {err}", target.path.display())))?;
+            .map_err(|err| Error::failed(format!("\"{}\": {err}", target.path().display())))?;
         file.regenerate_scratch_codes(&codes)
             .map_err(|err| Error::failed(format!("cannot replace the scratch codes: {err}")))?;
         locked
             .replace(&file.to_bytes())
-            .map_err(|err| write::file_error(&target.path, err))
+            .map_err(|err| write::file_error(target.path(), err))
     })?;
     if req.json {
         let json = RegenerateJson {
             action: "regenerate-scratch-codes",
             user: &target.user.name,
-            path: &target.path,
+            path: target.path(),
             scratch_codes: output::scratch_strings(&codes),
         };
         return print_stdout(&output::to_json_line(&json)?);
@@ -501,7 +501,7 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
         console.say(&output::scratch_block(&codes))?;
         console.say(&format!(
             "Replaced the scratch codes in \"{}\"; the secret is unchanged.\n",
-            target.path.display()
+            target.path().display()
         ))?;
     }
     Ok(())
