@@ -8,12 +8,13 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use subtle::Choice;
-use totp_core::code::Code;
+use totp_core::code;
 use totp_core::gafile::{EnrollSettings, GaFile};
 use totp_core::otp::{self, Algorithm, Digits};
+use totp_core::policy::Policy;
 use totp_core::secret::Secret;
 use totp_core::uri::{KeyUri, Kind};
+use totp_core::verify;
 use zeroize::Zeroizing;
 
 use crate::args::{AlgorithmArg, ModeChoice, Request, WindowChoice};
@@ -389,26 +390,34 @@ fn confirm(console: &mut Console, e: &Enrollment) -> Result<(), Error> {
     }
 }
 
-/// One step either way, as the module's default window allows: the phone's
-/// clock may be a little off, and typing takes time.
+/// Whether a login would accept `answer` now, with the default window (one step
+/// either way: the phone's clock may be a little off, and typing takes time). The
+/// check is the module's own (`verify`, every position compared in constant time),
+/// run on a file that holds only the new secret: no scratch codes, no replay mark.
+/// The window the user picks later is not asked for yet, and a wider one only adds
+/// steps.
 fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
-    // The core's code type: exactly N ASCII digits, compared in constant time.
-    let Some(typed) = Code::parse(answer.as_bytes(), e.digits.len()) else {
+    let settings = EnrollSettings {
+        totp: true,
+        disallow_reuse: false,
+        step: Some(e.step),
+        window: None,
+        rate_limit: None,
+        algorithm: e.algorithm,
+        digits: e.digits,
+        scratch_codes: Vec::new(),
+    };
+    let Ok(file) = GaFile::new_enrollment(&e.secret, &settings) else {
         return false;
     };
-    let Some(step) = otp::totp_step(now, u64::from(e.step)) else {
+    let policy = Policy::default();
+    let Ok(begun) = verify::begin(file, &policy, now) else {
         return false;
     };
-    let mut matched = Choice::from(0);
-    for counter in step.saturating_sub(1)..=step.saturating_add(1) {
-        let want = Code::from_value(
-            otp::hotp(&e.secret, counter, e.algorithm, e.digits),
-            e.digits,
-        );
-        // No early exit: how long the check takes says nothing about which step matched.
-        matched |= want.ct_eq(&typed);
-    }
-    bool::from(matched)
+    // The whole answer is the code: no password prefix.
+    let candidates = code::candidates(answer.as_bytes(), e.digits, false);
+    verify::finish(begun, &policy, &candidates, now, None)
+        .is_ok_and(|outcome| outcome.verdict.is_accepted())
 }
 
 /// `saved` is `None` when the user declined to save.
