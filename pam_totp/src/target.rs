@@ -8,7 +8,7 @@ use totp_core::placement::{self, Account, Opener, Placement, PlacementError};
 use totp_core::user::UserName;
 use totp_os::creds::Identity;
 use totp_os::nss::Passwd;
-use totp_os::safefile::{self, FileRules};
+use totp_os::safefile::FileRules;
 
 use crate::error::{AuthError, Denial};
 use crate::system::System;
@@ -167,7 +167,7 @@ fn resolve_fixed_owner(
         Err(d) => return Err(d),
     };
     let placed = placement::for_login(opts, &name, pw.as_ref().map(account), Some(account(&owner)));
-    placed_named(placed, name, pw, owner)
+    placed_named(placed, name, pw, Some(owner))
 }
 
 /// The default: the user's own file, opened with the user's credentials.
@@ -182,17 +182,16 @@ fn resolve_own_file(
         Err(d) => return Err(d),
     };
     let placed = placement::for_login(opts, &name, Some(account(&pw)), None);
-    let opener = pw.clone();
-    placed_named(placed, name, Some(pw), opener)
+    placed_named(placed, name, Some(pw), None)
 }
 
-/// The core's placement as the module carries it out. `owner` is the `user=` account
-/// when there is one, else the user's own entry: the one [`Opener`] can name.
+/// The core's placement as the module carries it out: the [`Opener`] it names is the
+/// user's entry `pw` or the `user=` account `owner`.
 fn placed_named(
     placed: Result<Placement, PlacementError>,
     name: UserName,
     pw: Option<Passwd>,
-    owner: Passwd,
+    owner: Option<Passwd>,
 ) -> Result<Named, Doomed> {
     let placed = match placed {
         Ok(p) => p,
@@ -204,21 +203,26 @@ fn placed_named(
             return Err(doomed(denial, e.to_string(), Some(&name)));
         }
     };
-    // Login placements open as the user or the `user=` account, both of which the
-    // caller passed as `owner`; the CLI's openers never come out of `for_login`.
-    debug_assert!(matches!(placed.opener, Opener::User | Opener::Owner));
-    let rules = FileRules {
-        allowed_owners: placed.owners,
-        allowed_perm: placed.allowed_perm,
-        max_size: safefile::DEFAULT_MAX_SIZE,
-        trusted_root: placed.trusted_root,
+    let opener = match placed.opener {
+        Opener::User => pw.clone(),
+        Opener::Owner => owner,
+        // Enrollment openers: a login never runs as the process is, nor as root
+        // on its own account.
+        Opener::Caller | Opener::Root => None,
+    };
+    let Some(opener) = opener else {
+        return Err(doomed(
+            Denial::NoSecret,
+            "no account to open the secret file as",
+            Some(&name),
+        ));
     };
     Ok(Named {
         name,
         pw,
+        rules: FileRules::for_placement(&placed),
         path: placed.path,
-        rules,
-        opener: owner,
+        opener,
     })
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use totp_core::placement::{self, Account, Caller, Placement, PlacementError};
 use totp_os::nss::{self, Passwd};
-use totp_os::safefile::{DEFAULT_MAX_SIZE, FileRules};
+use totp_os::safefile::FileRules;
 
 use crate::error::Error;
 
@@ -31,12 +31,7 @@ impl Target {
 
     /// The checks `totp_os::safefile` makes for this placement.
     pub fn rules(&self) -> FileRules {
-        FileRules {
-            allowed_owners: self.placed.owners.clone(),
-            allowed_perm: self.placed.allowed_perm,
-            max_size: DEFAULT_MAX_SIZE,
-            trusted_root: self.placed.trusted_root.clone(),
-        }
+        FileRules::for_placement(&self.placed)
     }
 }
 

@@ -33,6 +33,7 @@ use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use nix::unistd::{self, UnlinkatFlags};
+use totp_core::placement::Placement;
 use zeroize::Zeroizing;
 
 use crate::fault::{self, FaultPoint};
@@ -87,6 +88,17 @@ impl FileRules {
             allowed_perm: DEFAULT_ALLOWED_PERM,
             max_size: DEFAULT_MAX_SIZE,
             trusted_root: None,
+        }
+    }
+
+    /// The checks for a secret file where `totp_core::placement` put it (owners,
+    /// trusted root, permission bits), with the default size cap.
+    pub fn for_placement(p: &Placement) -> Self {
+        Self {
+            allowed_owners: p.owners.clone(),
+            allowed_perm: p.allowed_perm,
+            max_size: DEFAULT_MAX_SIZE,
+            trusted_root: p.trusted_root.clone(),
         }
     }
 
