@@ -10,6 +10,7 @@ pub mod addr;
 pub mod base32;
 pub mod code;
 pub mod gafile;
+pub mod ledger;
 pub mod options;
 pub mod otp;
 pub mod policy;
