@@ -40,6 +40,8 @@ pub fn built() -> &'static Built {
                 "pamapp",
                 "-p",
                 "totp-enroll",
+                "-p",
+                "totp-state",
             ])
             .current_dir(workspace())
             .status()
@@ -50,6 +52,7 @@ pub fn built() -> &'static Built {
             module: dir.join("libpam_totp.so"),
             driver: dir.join("pam-drive"),
             enroll: dir.join("totp-enroll"),
+            state_tool: dir.join("totp-state"),
         }
     })
 }
@@ -58,6 +61,8 @@ pub struct Built {
     pub module: PathBuf,
     pub driver: PathBuf,
     pub enroll: PathBuf,
+    /// The `totp-state` admin tool.
+    pub state_tool: PathBuf,
 }
 
 /// True when running as root. When not root: in CI (CI=true) the test fails, because

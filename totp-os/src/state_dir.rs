@@ -228,8 +228,9 @@ impl StateDir {
         self.path.join(uid.to_string()).display().to_string()
     }
 
-    /// Walks to the directory without following anything, creating what is missing.
-    fn open_dir(&self) -> Result<OwnedFd, StoreError> {
+    /// Walks to the directory without following anything, creating what is missing
+    /// when `create` (else `None` when a component is missing).
+    fn open_dir(&self, create: bool) -> Result<Option<OwnedFd>, StoreError> {
         let shown = self.path.display().to_string();
         let bad = |m: String| StoreError::Refused(format!("state directory {shown}: {m}"));
         if !self.path.is_absolute() {
@@ -253,6 +254,7 @@ impl StateDir {
             let is_last = i == last;
             let st = match stat::fstatat(&cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
+                Err(Errno::ENOENT) if !create => return Ok(None),
                 Err(Errno::ENOENT) => {
                     let mode = if is_last { 0o700 } else { 0o755 };
                     match stat::mkdirat(&cur, name.as_os_str(), Mode::from_bits_truncate(mode)) {
@@ -302,16 +304,16 @@ impl StateDir {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
+        .map(Some)
         .map_err(|e| os_error(&format!("open {shown}"), e))
     }
 
-    fn dir(&mut self) -> Result<&OwnedFd, StoreError> {
+    /// The open directory; `None` when it does not exist and `create` is false.
+    fn dir(&mut self, create: bool) -> Result<Option<&OwnedFd>, StoreError> {
         if self.dir.is_none() {
-            self.dir = Some(self.open_dir()?);
+            self.dir = self.open_dir(create)?;
         }
-        self.dir
-            .as_ref()
-            .ok_or_else(|| StoreError::Unavailable("state directory not open".into()))
+        Ok(self.dir.as_ref())
     }
 
     /// Opens `uid`'s record (read-write when `write`); `None` when absent and `create`
@@ -324,7 +326,9 @@ impl StateDir {
     ) -> Result<Option<File>, StoreError> {
         let shown = self.shown(uid);
         let owner = self.owner;
-        let dir = self.dir()?;
+        let Some(dir) = self.dir(create)? else {
+            return Ok(None);
+        };
         let name = uid.to_string();
         match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if kind(&st) != SFlag::S_IFREG => {
@@ -493,7 +497,9 @@ impl StateStore for StateDir {
         let shown = self.shown(uid);
         let name = uid.to_string();
         let st = {
-            let dir = self.dir()?;
+            let Some(dir) = self.dir(false)? else {
+                return Ok(());
+            };
             match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 Err(Errno::ENOENT) => return Ok(()),
@@ -518,7 +524,9 @@ impl StateStore for StateDir {
             )));
         }
         // Anything else (symlink, FIFO, foreign or oversized file) is removed, never followed.
-        let dir = self.dir()?;
+        let Some(dir) = self.dir(false)? else {
+            return Ok(());
+        };
         unistd::unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir)
             .map_err(|e| os_error(&format!("remove {shown}"), e))?;
         unistd::fsync(dir.as_fd()).map_err(|e| os_error(&format!("fsync {shown}"), e))

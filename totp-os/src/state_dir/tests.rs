@@ -24,6 +24,11 @@ fn put(s: &mut StateDir, uid: Uid, w: Write) {
 fn missing_directory_is_created_private_and_records_round_trip() {
     let (t, mut s) = store();
     assert_eq!(s.read(1000).unwrap(), UserState::default());
+    s.reset(1000).unwrap();
+    assert!(
+        !t.path().join("a").exists(),
+        "reading and resetting create nothing"
+    );
     put(&mut s, 1000, Write::Durable(st(5)));
     assert_eq!(s.read(1000).unwrap(), st(5));
     let m = std::fs::metadata(t.path().join("a/state")).unwrap();
