@@ -66,6 +66,7 @@ pub fn secret_file(data: &[u8]) {
             rhost: None,
             now: NOW,
             continued: false,
+            boot_time: None,
         };
         let state = totp_core::state::UserState::default();
         if let Ok(d) = p.decide(&state, &Policy::default(), &attempt) {

@@ -975,10 +975,18 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
     );
     let right = ratio(median_of(&auth, "totp-right"), median_of(&auth, "ga-right"));
     goal("right code ≤ 1.0× GA default", right, 1.0, true);
-    goal("right code ≤ 0.5× GA default (stretch goal)", right, 0.5, true);
+    goal(
+        "right code ≤ 0.5× GA default (stretch goal)",
+        right,
+        0.5,
+        true,
+    );
     goal(
         "scratch code ≤ 1.0× GA default",
-        ratio(median_of(&auth, "totp-scratch"), median_of(&auth, "ga-scratch")),
+        ratio(
+            median_of(&auth, "totp-scratch"),
+            median_of(&auth, "ga-scratch"),
+        ),
         1.0,
         true,
     );

@@ -441,6 +441,10 @@ impl Ctx {
             rhost: self.rhost_ip,
             now,
             continued: phase == Phase::Continued,
+            // The boot time by the same clock the codes are checked against.
+            boot_time: sys
+                .uptime()
+                .and_then(|up| u64::try_from(now).ok()?.checked_sub(up)),
         };
         let mut decided = None;
         let stored = run.store.update(run.uid, &mut |state| {

@@ -21,6 +21,11 @@ pub trait System {
     fn identity(&self, pw: &Passwd) -> Result<Identity, NssError>;
     /// Names of all groups of a user (primary and supplementary).
     fn group_names(&self, pw: &Passwd) -> Result<Vec<String>, NssError>;
+    /// Seconds since the kernel booted, if known: time steps before the boot count as
+    /// used, which lets the state store skip the fsync for a used code.
+    fn uptime(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The real clock and NSS.
@@ -48,5 +53,9 @@ impl System for Host {
 
     fn group_names(&self, pw: &Passwd) -> Result<Vec<String>, NssError> {
         nss::group_names_of(&pw.name, pw.gid)
+    }
+
+    fn uptime(&self) -> Option<u64> {
+        totp_os::boot::uptime()
     }
 }

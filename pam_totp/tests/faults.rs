@@ -77,6 +77,9 @@ struct FakeSys {
     me: Identity,
     nss: Nss,
     clock: Clock,
+    /// The uptime the fake kernel reports (`None`: used codes are written durably, which
+    /// the table exercises).
+    uptime: Option<u64>,
 }
 
 impl FakeSys {
@@ -126,6 +129,9 @@ impl System for FakeSys {
             return Err(eio());
         }
         Ok(vec!["faultgroup".into()])
+    }
+    fn uptime(&self) -> Option<u64> {
+        self.uptime
     }
 }
 
@@ -280,6 +286,7 @@ fn run(
         me: me(),
         nss,
         clock,
+        uptime: None,
     };
     let mut pam = FakePam::new(answers);
     let state_dir = format!("state_dir={}", home.state_dir().display());
@@ -804,6 +811,7 @@ fn hostile_home_directories_from_nss_deny_without_a_skip() {
                 me: me(),
                 nss: Nss::Ok,
                 clock: Clock::Ok,
+                uptime: None,
             };
             let mut pam = FakePam::new([correct()]);
             let argv: Vec<&[u8]> = extra.iter().map(|a| a.as_bytes()).collect();
@@ -860,4 +868,39 @@ fn lf_cr_after_line_one_never_loses_a_failure() {
     if after == contents.as_bytes() {
         assert!(matches!(r, Ok(Outcome::Deny(_))), "{r:?}");
     }
+}
+
+#[test]
+fn with_a_boot_time_a_used_code_needs_a_write_but_no_fsync() {
+    // The real module knows the boot time: a used TOTP code is recorded with one write
+    // and no fsync (a lost write is covered by the boot floor), so an fsync fault no
+    // longer matters for it, while a failed write still denies and leaves the code
+    // unused.
+    let run_booted = |home: &Home| {
+        let sys = FakeSys {
+            home: home.path().to_path_buf(),
+            me: me(),
+            nss: Nss::Ok,
+            clock: Clock::Ok,
+            uptime: Some(86_400),
+        };
+        let mut pam = FakePam::new([correct()]);
+        let state_dir = format!("state_dir={}", home.state_dir().display());
+        let r = authenticate_with(&mut pam, &[state_dir.as_bytes()], &sys);
+        (r, pam)
+    };
+    let home = Home::new(&base_file());
+    fault::clear();
+    fault::fail_next(FaultPoint::Fsync, libc::EIO);
+    let (r, pam) = run_booted(&home);
+    fault::clear();
+    assert_eq!(r, Ok(Outcome::Success), "{:#?}", pam.logs.borrow());
+    assert_eq!(home.state().last_step, Some(NOW as u64 / 30));
+    let home = Home::new(&base_file());
+    fault::fail_next(FaultPoint::Write, libc::ENOSPC);
+    let (r, _) = run_booted(&home);
+    fault::clear();
+    assert!(matches!(r, Ok(Outcome::Deny(_))), "{r:?}");
+    let (r, _) = run_booted(&home);
+    assert_eq!(r, Ok(Outcome::Success), "the code was not used up");
 }

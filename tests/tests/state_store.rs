@@ -499,8 +499,10 @@ fn hostile_state_records_deny_log_and_never_follow() {
         (
             "truncated",
             Box::new({
-                let bytes = healthy.clone();
-                move |p: &Path| write_owned(p, &bytes[..20], 0, 0, 0o600)
+                // Cut inside the record's slot (zeros before it are unwritten slots).
+                let start = healthy.iter().position(|&b| b != 0).unwrap_or(0);
+                let bytes = healthy[..start + 20].to_vec();
+                move |p: &Path| write_owned(p, &bytes, 0, 0, 0o600)
             }),
         ),
         (

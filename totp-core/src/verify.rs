@@ -94,6 +94,9 @@ pub enum Warning {
     /// clock was far ahead when they were written, or is far behind now); they were
     /// dropped. The replay mark is never dropped this way.
     FutureRecordsDropped { latest: u64 },
+    /// The code is from the step of the last boot or before (within the window): it
+    /// counts as used after a restart, and the next code works.
+    UsedBeforeBoot,
 }
 
 impl fmt::Display for Warning {
@@ -116,6 +119,9 @@ impl fmt::Display for Warning {
             Self::FutureRecordsDropped { latest } => write!(
                 f,
                 "throttling records dated {latest} are ahead of the clock; dropped them (check the clock)"
+            ),
+            Self::UsedBeforeBoot => f.write_str(
+                "code of a time step before the last boot: counted as used after a restart; the next code works",
             ),
         }
     }
@@ -186,6 +192,12 @@ pub struct Attempt {
     /// The attempt was admitted and charged by an earlier check of the same
     /// authentication (`try_first_pass`): no admission, no second charge.
     pub continued: bool,
+    /// When the kernel booted (unix seconds), if known. Every TOTP step up to the boot,
+    /// plus the steps the window reaches ahead, counts as used: a used code recorded
+    /// without an fsync and lost in a power loss or crash (which always ends in a
+    /// reboot) is still refused. With it, a used TOTP code is written lazily; without
+    /// it, durably.
+    pub boot_time: Option<u64>,
 }
 
 /// What [`Prepared::decide`] decided.
@@ -221,6 +233,8 @@ pub struct Prepared {
     file: GaFile,
     cfg: Config,
     now: u64,
+    /// How many steps past the current one the window (with skew) reaches.
+    ahead: u64,
     matches: Vec<Matched>,
     warnings: Vec<Warning>,
 }
@@ -347,10 +361,12 @@ pub fn prepare(
         };
         matches.push(m);
     }
+    let ahead = u64::try_from(i64::from(c.window / 2) + c.skew).unwrap_or(0);
     Ok(Prepared {
         file: file.clone(),
         cfg: c.cfg,
         now: c.now,
+        ahead,
         matches,
         warnings: c.warnings,
     })
@@ -533,6 +549,9 @@ impl Prepared {
         }
 
         let reuse = self.cfg.disallow_reuse.clone().unwrap_or_default();
+        let boot_floor = attempt
+            .boot_time
+            .map(|b| (b / self.cfg.step_secs()).saturating_add(self.ahead));
         let hotp_floor = match self.cfg.mode {
             Mode::Hotp { counter } => {
                 counter.max(state.hotp_mark.map_or(0, |m| m.saturating_add(1)))
@@ -556,13 +575,15 @@ impl Prepared {
                 }
                 (Matched::Nothing, _) => None,
                 (Matched::Otp(steps), Mode::Totp) => {
-                    let ok = steps
-                        .iter()
-                        .copied()
-                        .find(|&s| mark.is_none_or(|(m, _)| s > m) && !reuse.contains(&s));
+                    let unused = |s: &u64| mark.is_none_or(|(m, _)| *s > m) && !reuse.contains(s);
+                    let after_boot = |s: &u64| boot_floor.is_none_or(|f| *s > f);
+                    let ok = steps.iter().copied().find(|s| unused(s) && after_boot(s));
                     match ok {
                         Some(step) => Some(Method::Totp { step }),
                         None if !steps.is_empty() => {
+                            if steps.iter().any(unused) {
+                                warnings.push(Warning::UsedBeforeBoot);
+                            }
                             // GA ends the loop on a replay instead of trying further readings.
                             verdict = Verdict::Replayed;
                             break;
@@ -609,13 +630,21 @@ impl Prepared {
                 }
                 next.extra = ledger.encode();
                 match method {
+                    // Lazy is enough when the boot floor covers a write lost to a
+                    // power loss or crash (see `Attempt::boot_time`).
                     Method::Totp { step } => {
                         next.last_step = Some(step);
-                        Write::Durable(next)
+                        if attempt.boot_time.is_some() {
+                            Write::Lazy(next)
+                        } else {
+                            Write::Durable(next)
+                        }
                     }
+                    // The secret file's crash-safe rewrite of HOTP_COUNTER is the
+                    // durable record; this mark only guards against a rolled-back file.
                     Method::Hotp { counter } => {
                         next.hotp_mark = Some(counter.max(state.hotp_mark.unwrap_or(0)));
-                        Write::Durable(next)
+                        Write::Lazy(next)
                     }
                     // Single use is the secret file's rewrite; this only resets counters.
                     Method::Scratch => Write::Lazy(next),

@@ -16,6 +16,7 @@
 //! Nothing here logs: callers decide what to say, and file contents (secrets) are never
 //! part of an error.
 
+pub mod boot;
 pub mod creds;
 pub mod nss;
 pub mod safefile;

@@ -57,6 +57,7 @@ impl User {
             rhost: Some("192.0.2.7".parse().unwrap()),
             now,
             continued,
+            boot_time: None,
         };
         let d = prep.decide(&self.state, p, &a).unwrap();
         match &d.write {
@@ -302,7 +303,10 @@ fn ga_scenario_hotp_counter() {
     let p = Policy::default();
     let d = u.attempt(&p, "293240", 300_000);
     assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: 1 }));
-    assert!(matches!(d.write, Write::Durable(_)));
+    assert!(
+        matches!(d.write, Write::Lazy(_)),
+        "the file rewrite is the durable record"
+    );
     assert_eq!(
         u.file.as_bytes(),
         format!("{S}\n\" HOTP_COUNTER 2\n").as_bytes()
@@ -415,6 +419,7 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
         rhost: None,
         now,
         continued: false,
+        boot_time: None,
     };
     let prep = prepare(&u.file, &p, &c, 600_000 - 86_401).unwrap();
     assert_eq!(
@@ -741,4 +746,54 @@ fn grace_never_applies_while_the_origin_waits() {
     assert!(!grace_applies(&u.state, &p, HOME, Some(ip), 300_010).unwrap());
     assert_eq!(wait_for(&u.state, &p, HOME, 300_010), Some(23));
     assert!(grace_applies(&u.state, &p, STRANGER, Some(ip), 300_010).unwrap());
+}
+
+#[test]
+fn with_a_known_boot_time_a_used_code_is_written_lazily_and_survives_losing_it() {
+    let p = Policy::default();
+    let f = file(&format!("{S}\n\" TOTP_AUTH\n"));
+    let c = candidates(b"050548", Digits::SIX, false);
+    // Booted at step 9966, long before the code's step 10000.
+    let booted = 299_000;
+    let a = |now, boot_time| Attempt {
+        origin: HOME,
+        rhost: None,
+        now,
+        continued: false,
+        boot_time,
+    };
+    let prep = prepare(&f, &p, &c, 300_000).unwrap();
+    let d = prep
+        .decide(&UserState::default(), &p, &a(300_000, Some(booted)))
+        .unwrap();
+    assert!(d.verdict.is_accepted());
+    assert!(matches!(d.write, Write::Lazy(_)), "no fsync: {:?}", d.write);
+    // Power loss: the lazy record is gone, and the machine boots again at 300_010.
+    let prep = prepare(&f, &p, &c, 300_020).unwrap();
+    let d = prep
+        .decide(&UserState::default(), &p, &a(300_020, Some(300_010)))
+        .unwrap();
+    assert_eq!(
+        d.verdict,
+        Verdict::Replayed,
+        "a code from before the boot is used"
+    );
+    assert!(d.warnings.contains(&Warning::UsedBeforeBoot));
+    // The window reaches one step ahead: steps up to 10000 + 1 count as used, and the
+    // code of step 10002 is the first that works after that boot.
+    for (step, ok) in [(10_001, false), (10_002, true)] {
+        let c = candidates(code(step).as_bytes(), Digits::SIX, false);
+        let now = step as i64 * 30;
+        let prep = prepare(&f, &p, &c, now).unwrap();
+        let d = prep
+            .decide(&UserState::default(), &p, &a(now, Some(300_010)))
+            .unwrap();
+        assert_eq!(d.verdict.is_accepted(), ok, "step {step}");
+    }
+    // Without a boot time a used code is written durably.
+    let prep = prepare(&f, &p, &c, 300_000).unwrap();
+    let d = prep
+        .decide(&UserState::default(), &p, &a(300_000, None))
+        .unwrap();
+    assert!(matches!(d.write, Write::Durable(_)));
 }
