@@ -184,12 +184,12 @@ pub fn authenticate_with(
         }
     }
     let digits = file.config().ok().map(|c| c.digits).unwrap_or(Digits::SIX);
-    drop(file);
     let mut run = Run {
         target: &target,
         uid,
         store: store.as_mut(),
         who: &who,
+        preread: file,
     };
 
     // First the answer PAM already has (try_first_pass/use_first_pass), then a prompt.
@@ -242,6 +242,10 @@ struct Run<'a> {
     uid: Uid,
     store: &'a mut dyn StateStore,
     who: &'a str,
+    /// The secret file as read before the prompt. A TOTP check uses it as it is (the
+    /// file is configuration, as GA reads it once per login); an attempt that may
+    /// rewrite the file reads it again under its lock.
+    preread: GaFile,
 }
 
 /// A verdict refused unevaluated, with the wait to tell the user.
@@ -421,7 +425,7 @@ impl Ctx {
             io.log(Level::Err, "cannot read the clock");
             AuthError::Clock
         })?;
-        let (file, mut locked) = match self.read_secret(io, run.target, cands)? {
+        let (file, mut locked) = match self.read_secret(io, run.target, &run.preread, cands)? {
             Ok(f) => f,
             Err(denial) => return Ok(Step::Done(self.denied(io, who, denial))),
         };
@@ -514,31 +518,18 @@ impl Ctx {
         &self,
         io: &mut dyn PamIo,
         target: &Target,
+        preread: &GaFile,
         cands: &[Candidate],
     ) -> Result<Result<(GaFile, Option<LockedFile>), Denial>, AuthError> {
         let shown = self.shown(target);
-        let _creds = switch_creds(&*io, target)?;
-        let file = match safefile::open_checked(&target.path, &target.rules) {
-            Ok(opened) => GaFile::parse(&opened.contents),
-            Err(e) => {
-                io.log(Level::Err, &format!("secret file {shown}: {e:?}"));
-                return Ok(Err(Denial::BadFile));
-            }
-        };
-        let file = match file {
-            Ok(f) => f,
-            Err(e) => {
-                io.log(Level::Err, &format!("secret file {shown} is invalid: {e}"));
-                return Ok(Err(Denial::BadFile));
-            }
-        };
-        let may_change = file.config().is_ok_and(|c| {
+        let may_change = preread.config().is_ok_and(|c| {
             matches!(c.mode, Mode::Hotp { .. })
-                || (cands.iter().any(|c| c.scratch) && !file.scratch_codes().is_empty())
+                || (cands.iter().any(|c| c.scratch) && !preread.scratch_codes().is_empty())
         });
         if !may_change {
-            return Ok(Ok((file, None)));
+            return Ok(Ok((preread.clone(), None)));
         }
+        let _creds = switch_creds(&*io, target)?;
         let timeout = Duration::from_millis(self.opts.lock_timeout_ms);
         let locked = match safefile::lock_with_deadline(&target.path, &target.rules, timeout) {
             Ok(l) => l,
