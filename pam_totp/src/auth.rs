@@ -12,7 +12,7 @@ use std::time::Duration;
 use totp_core::addr::{RemoteHost, parse_rhost};
 use totp_core::code::{Candidate, candidates};
 use totp_core::gafile::{GaFile, Mode};
-use totp_core::ledger::OriginKey;
+use totp_core::ledger::{OriginKey, stand_in_uid};
 use totp_core::options::{ModuleOptions, PassMode};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
@@ -100,7 +100,10 @@ pub fn authenticate_with(
     }
     let target = match resolved {
         Ok(t) => t,
-        Err(d) => return ctx.doomed(io, d, raw_user.as_deref()),
+        Err(d) => {
+            let key = d.name.as_ref().map(|n| stand_in_uid(n.as_str().as_bytes()));
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), key);
+        }
     };
     let who = sanitize(target.name.as_str().as_bytes());
 
@@ -114,7 +117,8 @@ pub fn authenticate_with(
                 why: "no account for this name (the state store is keyed on the uid)".into(),
                 name: Some(target.name.clone()),
             };
-            return ctx.doomed(io, d, raw_user.as_deref());
+            let key = stand_in_uid(target.name.as_str().as_bytes());
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(key));
         }
     };
 
@@ -132,7 +136,7 @@ pub fn authenticate_with(
                 why: "no secret configured; asking for a code anyway".into(),
                 name: Some(target.name.clone()),
             };
-            return ctx.doomed(io, d, raw_user.as_deref());
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(uid));
         }
         Ok(PreRead::Unusable(why)) => {
             let d = Doomed {
@@ -140,7 +144,7 @@ pub fn authenticate_with(
                 why,
                 name: Some(target.name.clone()),
             };
-            return ctx.doomed(io, d, raw_user.as_deref());
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(uid));
         }
         Err(e) => return Err(e),
     };
@@ -156,7 +160,7 @@ pub fn authenticate_with(
                 why: "state store unusable".into(),
                 name: Some(target.name.clone()),
             };
-            return ctx.doomed(io, d, raw_user.as_deref());
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), None);
         }
     };
 
@@ -337,11 +341,15 @@ impl Ctx {
 
     /// A user who cannot succeed gets the same prompt as everyone else, and the same
     /// amount of code computation, then a denial.
+    /// `key` is the record the attempt is throttled and charged in: the account's, a
+    /// stand-in for a name without one, `None` for an invalid name.
     fn doomed(
         &self,
         io: &mut dyn PamIo,
+        sys: &dyn System,
         d: Doomed,
         raw_user: Option<&[u8]>,
+        key: Option<Uid>,
     ) -> Result<Outcome, AuthError> {
         let who = match &d.name {
             Some(n) => sanitize(n.as_str().as_bytes()),
@@ -355,11 +363,45 @@ impl Ctx {
             self.prompt(io)?;
         }
         burn_window(&self.policy);
+        if let Some(retry) = key.and_then(|k| self.charge_doomed(sys, k)) {
+            return Ok(self.refused(io, &who, (Verdict::Throttled, Some(retry))));
+        }
         io.log(
             Level::Notice,
             &format!("invalid verification code for {who} from {}", self.from),
         );
         Ok(Outcome::Deny(d.denial))
+    }
+
+    /// Throttles and charges a doomed attempt like a wrong code; `Some(seconds)` when it
+    /// is throttled. Best effort: a store fault changes nothing (the login is denied
+    /// anyway).
+    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> Option<u64> {
+        let now = sys.now().ok()?;
+        let mut store = store::open(&self.opts, sys).ok()?;
+        let prepared = verify::Prepared::doomed(now).ok()?;
+        let attempt = Attempt {
+            origin: self.origin,
+            rhost: None,
+            now,
+            continued: false,
+            boot_time: None,
+        };
+        let mut retry = None;
+        store
+            .update(
+                key,
+                &mut |state| match prepared.decide(state, &self.policy, &attempt) {
+                    Ok(d) => {
+                        retry =
+                            (d.verdict == Verdict::Throttled).then(|| d.retry_after.unwrap_or(1));
+                        d.write
+                    }
+                    Err(_) => Write::Nothing,
+                },
+            )
+            .ok()?;
+        retry
     }
 
     fn preread(&self, io: &dyn PamIo, target: &Target) -> Result<PreRead, AuthError> {

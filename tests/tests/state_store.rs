@@ -867,3 +867,44 @@ fn an_unprivileged_caller_keeps_state_in_its_own_home() {
     assert_eq!(d.result, "PAM_AUTH_ERR", "replay: {d:?}");
     assert_eq!(read(&u.secret_path()), totp_file(&secret));
 }
+
+/// Issue 11, R9: the throttle message reveals nothing about the account: a name without
+/// an account, and an account without a secret, are throttled and told so after the
+/// same number of failures, with the same words, as an account with a wrong code.
+#[test]
+fn names_without_an_account_are_throttled_like_accounts() {
+    if !require_root("names_without_an_account_are_throttled_like_accounts") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let real = TestUser::create("tr");
+    real.write_secret(&totp_file(&secret), 0o600);
+    let bare = TestUser::create("tb");
+    let stack = Stack::probe("svc", "");
+    let ghost = format!("ghost{}", std::process::id());
+    let mut seen = Vec::new();
+    for name in [real.name.as_str(), bare.name.as_str(), ghost.as_str()] {
+        let runs: Vec<Drive> = (0..4)
+            .map(|i| {
+                Driver::new(&stack, "svc", name)
+                    .rhost("198.51.100.9")
+                    .answer(&wrong_totp(&secret, T0))
+                    .at(T0 + 10 + i)
+                    .run()
+            })
+            .collect();
+        let shape: Vec<(String, Vec<(i32, String)>)> = runs
+            .iter()
+            .map(|d| (d.module_code(), d.messages.clone()))
+            .collect();
+        assert!(
+            shape[3]
+                .1
+                .contains(&(3, "too many failed codes; try again in 29 s".to_string())),
+            "{name}: {shape:?}"
+        );
+        seen.push(shape);
+    }
+    assert_eq!(seen[0], seen[1], "account without a secret");
+    assert_eq!(seen[0], seen[2], "name without an account");
+}

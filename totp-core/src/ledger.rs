@@ -67,6 +67,17 @@ impl OriginKey {
     }
 }
 
+/// Stand-in uids for names without an account (so they are throttled like accounts):
+/// 4096 keys from 2^31 up, a range Linux distributions leave unused (systemd reserves it),
+/// so the number of records an attacker can create by trying names stays bounded.
+pub fn stand_in_uid(name: &[u8]) -> crate::state::Uid {
+    let d = Sha256::new()
+        .chain_update(b"pam_totp stand-in uid v1\0")
+        .chain_update(&name[..name.len().min(256)])
+        .finalize();
+    0x8000_0000 | (u32::from_le_bytes([d[0], d[1], d[2], d[3]]) & 0x0fff)
+}
+
 /// Consecutive failures from one origin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OriginFailures {
@@ -324,6 +335,16 @@ mod tests {
         l.attempts = (0..MAX_ATTEMPTS as u64).collect();
         l.record_grace("2001:db8::1".parse().unwrap(), 9);
         l
+    }
+
+    #[test]
+    fn stand_in_uids_are_stable_and_bounded() {
+        assert_eq!(stand_in_uid(b"nosuchuser"), stand_in_uid(b"nosuchuser"));
+        let all: std::collections::BTreeSet<u32> = (0..20_000)
+            .map(|i| stand_in_uid(format!("n{i}").as_bytes()))
+            .collect();
+        assert!(all.len() <= 4096 && all.len() > 4000);
+        assert!(all.iter().all(|&u| (0x8000_0000..0x8000_1000).contains(&u)));
     }
 
     #[test]

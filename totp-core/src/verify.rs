@@ -479,7 +479,29 @@ fn stored(state: &UserState, ledger: &Ledger) -> UserState {
     }
 }
 
+/// The configuration a doomed attempt is checked against: a 160-bit zero secret with
+/// no mode line and no scratch codes, so nothing can ever match.
+const STAND_IN: &[u8] = b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n";
+
 impl Prepared {
+    /// For a login that can never succeed (no account, no or an unusable secret): no
+    /// candidate, nothing to match. Its decision throttles and charges exactly like a
+    /// wrong code, so a name without an account is throttled, and told so, like one
+    /// with an account (R9).
+    pub fn doomed(now: i64) -> Result<Prepared, Error> {
+        let now = u64::try_from(now).map_err(|_| Error::ClockFault)?;
+        let file = GaFile::parse(STAND_IN)?;
+        let cfg = file.config()?;
+        Ok(Prepared {
+            file,
+            cfg,
+            now,
+            ahead: 0,
+            matches: Vec::new(),
+            warnings: Vec::new(),
+        })
+    }
+
     /// The digits of the file's codes (for splitting the answer).
     pub fn digits(&self) -> Digits {
         self.cfg.digits

@@ -330,18 +330,18 @@ impl StateDir {
             return Ok(None);
         };
         let name = uid.to_string();
-        match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        let exists = match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if kind(&st) != SFlag::S_IFREG => {
                 return Err(StoreError::Corrupt(format!(
                     "{shown} is {}; not followed",
                     kind_name(&st)
                 )));
             }
-            Ok(_) => {}
+            Ok(_) => true,
             Err(Errno::ENOENT) if !create => return Ok(None),
-            Err(Errno::ENOENT) => {}
+            Err(Errno::ENOENT) => false,
             Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
-        }
+        };
         let base = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         let rw = if create || write {
             OFlag::O_RDWR
@@ -349,7 +349,7 @@ impl StateDir {
             OFlag::O_RDONLY
         };
         let mut created = false;
-        let fd = if create {
+        let fd = if create && !exists {
             match fcntl::openat(
                 dir,
                 name.as_str(),

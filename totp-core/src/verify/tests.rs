@@ -797,3 +797,32 @@ fn with_a_known_boot_time_a_used_code_is_written_lazily_and_survives_losing_it()
         .unwrap();
     assert!(matches!(d.write, Write::Durable(_)));
 }
+
+#[test]
+fn a_doomed_attempt_is_throttled_and_charged_like_a_wrong_code() {
+    let p = Policy::default();
+    let mut state = UserState::default();
+    let mut real = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    for i in 0..4 {
+        let now = 300_000 + i;
+        let a = Attempt {
+            origin: HOME,
+            rhost: None,
+            now,
+            continued: false,
+            boot_time: None,
+        };
+        let d = Prepared::doomed(now)
+            .unwrap()
+            .decide(&state, &p, &a)
+            .unwrap();
+        let r = real.attempt(&p, "000000", now);
+        assert_eq!(d.verdict, r.verdict, "attempt {i}");
+        assert_eq!(d.retry_after, r.retry_after, "attempt {i}");
+        assert!(d.file.is_none());
+        if let Write::Lazy(next) = d.write {
+            state = next;
+        }
+    }
+    assert_eq!(Ledger::decode(&state.extra).unwrap().consecutive, 3);
+}
