@@ -18,4 +18,5 @@ pub mod secret;
 pub mod state;
 pub mod uri;
 pub mod user;
+pub mod utc;
 pub mod verify;

@@ -8,7 +8,8 @@ use serde::Serialize;
 use totp_core::gafile::DEFAULT_STEP_SECS;
 use totp_core::ledger::Ledger;
 use totp_core::policy::Policy;
-use totp_core::state::{StoreError, Uid, UserState, format_utc};
+use totp_core::state::{StoreError, Uid, UserState};
+use totp_core::utc::format_utc;
 
 #[derive(Serialize, Debug)]
 pub struct Origin {
