@@ -253,6 +253,9 @@ struct Run<'a> {
     preread: GaFile,
 }
 
+/// The secret file for one evaluation, with its lock when it may be rewritten.
+type SecretRead = (GaFile, Option<LockedFile>);
+
 /// A verdict refused unevaluated, with the wait to tell the user.
 type Refusal = (Verdict, Option<u64>);
 
@@ -556,14 +559,13 @@ impl Ctx {
     /// The secret file as the target sees it, locked when the attempt may rewrite it
     /// (HOTP, or a scratch-shaped answer and scratch codes present). `Ok(Err(_))` is a
     /// per-user denial already logged.
-    #[allow(clippy::type_complexity)]
     fn read_secret(
         &self,
         io: &mut dyn PamIo,
         target: &Target,
         preread: &GaFile,
         cands: &[Candidate],
-    ) -> Result<Result<(GaFile, Option<LockedFile>), Denial>, AuthError> {
+    ) -> Result<Result<SecretRead, Denial>, AuthError> {
         let shown = self.shown(target);
         let may_change = preread.config().is_ok_and(|c| {
             matches!(c.mode, Mode::Hotp { .. })
