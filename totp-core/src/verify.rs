@@ -591,10 +591,7 @@ impl Prepared {
                     Some(Method::Scratch)
                 }
                 (Matched::Scratch(None), _) => None,
-                (Matched::Nothing, Mode::Hotp { .. }) => {
-                    hotp_failed = true;
-                    None
-                }
+                // A wrong-length answer is no HOTP attempt: the counter stays (as before).
                 (Matched::Nothing, _) => None,
                 (Matched::Otp(steps), Mode::Totp) => {
                     let unused = |s: &u64| mark.is_none_or(|(m, _)| *s > m) && !reuse.contains(s);
