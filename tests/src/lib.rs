@@ -600,13 +600,6 @@ pub fn file_value(contents: &str, key: &str) -> Option<String> {
     })
 }
 
-/// The consecutive-failure count recorded in a secret file (0 when absent).
-pub fn failures(contents: &str) -> u32 {
-    file_value(contents, "PAM_TOTP_FAILURES")
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
-}
-
 /// The state record the module keeps for `uid` in `stack` (default when absent).
 pub fn stored(stack: &Stack, uid: u32) -> totp_core::state::UserState {
     use totp_core::state::StateStore;
