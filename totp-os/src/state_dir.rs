@@ -15,8 +15,9 @@
 //!   power loss the newest record on disk carries at least the last durable replay
 //!   mark (every record carries the marks forward).
 //!
-//! A successful TOTP or HOTP login costs one `pwrite` and one `fdatasync`; a failure
-//! one `pwrite`; a throttled attempt nothing. The file is never renamed, so its lock
+//! A lazy write is one `pwrite`, a durable one a `pwrite` and an `fdatasync` (the module
+//! writes used TOTP codes lazily when it knows the boot time; see
+//! `totp_core::verify::Attempt::boot_time`); a throttled attempt writes nothing. The file is never renamed, so its lock
 //! (`flock` on the file itself, taken with a deadline) always protects the record.
 //!
 //! ## Hostile entries
