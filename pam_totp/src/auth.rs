@@ -19,7 +19,7 @@ use totp_core::policy::Policy;
 use totp_core::secret::Secret;
 use totp_core::state::{StateStore, StoreError, Uid, Write};
 use totp_core::utc::format_utc;
-use totp_core::verify::{self, Attempt, Decision, Method, Verdict};
+use totp_core::verify::{self, Attempt, Decision, Method, Verdict, Warning};
 use totp_os::creds;
 use totp_os::safefile::{self, FileError, LockedFile};
 use zeroize::Zeroizing;
@@ -696,6 +696,10 @@ impl Ctx {
         let method = match decision.verdict {
             Verdict::Accepted(m) => m,
             Verdict::Rejected => return Ok(self.denied(io, who, Denial::WrongCode)),
+            // Refused by the boot floor only: already explained by its warning.
+            Verdict::Replayed if decision.warnings.contains(&Warning::UsedBeforeBoot) => {
+                return Ok(self.denied(io, who, Denial::Replay));
+            }
             Verdict::Replayed => {
                 io.log(
                     Level::Warning,
