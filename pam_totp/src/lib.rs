@@ -11,5 +11,6 @@ mod ffi;
 pub mod log;
 pub mod pamio;
 pub mod skip;
+pub mod store;
 pub mod system;
 pub mod target;

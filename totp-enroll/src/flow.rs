@@ -10,9 +10,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use totp_core::code;
 use totp_core::gafile::{EnrollSettings, GaFile};
+use totp_core::ledger::OriginKey;
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
 use totp_core::secret::Secret;
+use totp_core::state::UserState;
 use totp_core::uri::{KeyUri, Kind};
 use totp_core::verify;
 use zeroize::Zeroizing;
@@ -411,13 +413,22 @@ fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
         return false;
     };
     let policy = Policy::default();
-    let Ok(begun) = verify::begin(file, &policy, now) else {
-        return false;
-    };
     // The whole answer is the code: no password prefix.
     let candidates = code::candidates(answer.as_bytes(), e.digits, false);
-    verify::finish(begun, &policy, &candidates, now, None)
-        .is_ok_and(|outcome| outcome.verdict.is_accepted())
+    let Ok(prepared) = verify::prepare(&file, &policy, &candidates, now) else {
+        return false;
+    };
+    // A fresh state: nothing used, nothing throttled, so only the code decides.
+    let attempt = verify::Attempt {
+        origin: OriginKey::from_items(None, None),
+        rhost: None,
+        now,
+        continued: false,
+        boot_time: None,
+    };
+    prepared
+        .decide(&UserState::default(), &policy, &attempt)
+        .is_ok_and(|d| d.verdict.is_accepted())
 }
 
 /// `saved` is `None` when the user declined to save.
