@@ -31,10 +31,10 @@ const NOW: i64 = 1_767_225_610;
 ///
 /// - never a panic;
 /// - an accepted file round-trips byte-exactly, and re-parses to the same value;
-/// - a file whose configuration is invalid never yields a fresh state: `verify::begin`
+/// - a file whose configuration is invalid is never evaluated: `verify::prepare`
 ///   refuses it too;
-/// - an admitted attempt produces a file that parses again, with every original
-///   non-state line still present (unknown lines preserved);
+/// - an attempt without a code is never accepted, and any file change it makes (the
+///   HOTP counter) parses again;
 /// - setting the replay mark keeps the file valid and reads back.
 pub fn secret_file(data: &[u8]) {
     let Ok(f) = GaFile::parse(data) else {
@@ -51,33 +51,29 @@ pub fn secret_file(data: &[u8]) {
     let _ = f.secret();
     let _ = f.scratch_codes();
     let config = f.config();
-    let begun = verify::begin(f.clone(), &Policy::default(), NOW);
+    let prepared = verify::prepare(&f, &Policy::default(), &[], NOW);
     if config.is_err() {
-        assert!(begun.is_err(), "invalid configuration still gave a state");
+        assert!(
+            prepared.is_err(),
+            "invalid configuration was still evaluated"
+        );
         return;
     }
-    if let Ok(b) = begun {
-        let next = GaFile::parse(b.file.as_bytes()).expect("recorded attempt re-parses");
-        let next_text = next.as_bytes();
-        for line in data.split(|&c| c == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty()
-                || line.starts_with(b"\" PAM_TOTP_")
-                || line.starts_with(b"\" RATE_LIMIT")
-            {
-                continue;
+    if let Ok(p) = prepared {
+        // No usable candidate can only reject, and a TOTP attempt never edits the file.
+        let attempt = verify::Attempt {
+            origin: totp_core::ledger::OriginKey(0),
+            rhost: None,
+            now: NOW,
+            continued: false,
+            boot_time: None,
+        };
+        let state = totp_core::state::UserState::default();
+        if let Ok(d) = p.decide(&state, &Policy::default(), &attempt) {
+            assert!(!d.verdict.is_accepted(), "accepted without a code");
+            if let Some(changed) = d.file {
+                GaFile::parse(changed.as_bytes()).expect("changed file re-parses");
             }
-            assert!(
-                next_text
-                    .split(|&c| c == b'\n')
-                    .any(|l| l.strip_suffix(b"\r").unwrap_or(l) == line),
-                "a line was lost recording the attempt"
-            );
-        }
-        // Finishing with no usable candidate can only reject.
-        if let Ok(out) = verify::finish(b, &Policy::default(), &[], NOW, None) {
-            assert!(!out.verdict.is_accepted(), "accepted without a code");
-            GaFile::parse(out.file.as_bytes()).expect("final state re-parses");
         }
     }
     let mut edited = f.clone();

@@ -15,14 +15,17 @@
 #   /usr/lib/<multiarch>/pam_totp/redis.so       target/release/libpam_totp_redis.so (the
 #                                                Redis plugin, loaded only for state=redis…)
 #   /usr/bin/totp-enroll                         target/release/totp-enroll
+#   /usr/sbin/totp-state                         target/release/totp-state
 #   /usr/share/man/man8/pam_totp.8.gz            man/pam_totp.8
 #   /usr/share/man/man1/totp-enroll.1.gz         man/totp-enroll.1
+#   /usr/share/man/man8/totp-state.8.gz          man/totp-state.8
 #   /usr/share/pam-configs/pam_totp              pam.d-examples/pam-configs/pam_totp
 #   /usr/share/doc/pam-totp/                     README.md, SECURITY.md, CHANGELOG.md (if
 #                                                present), docs/*.md under docs/, copyright,
 #                                                changelog.Debian.gz
 #   /usr/share/doc/pam-totp/examples/            pam.d-examples/
 #   /var/lib/pam_totp/  (root, 0700)             empty secret store for store mode
+#   /var/lib/pam_totp/state/  (root, 0700)       the module's state directory
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -55,17 +58,19 @@ epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 export SOURCE_DATE_EPOCH=$epoch
 
 if [ "$build" -eq 1 ]; then
-    cargo build --release -p pam_totp -p pam_totp_redis -p totp-enroll
+    cargo build --release -p pam_totp -p pam_totp_redis -p totp-enroll -p totp-state
 fi
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 module=$target_dir/release/libpam_totp.so
 plugin=$target_dir/release/libpam_totp_redis.so
 enroll=$target_dir/release/totp-enroll
+state_tool=$target_dir/release/totp-state
 
 # Everything the package must contain; a missing piece is an error, not a smaller package.
 missing=()
-for f in "$module" "$plugin" "$enroll" man/pam_totp.8 man/totp-enroll.1 README.md SECURITY.md \
+for f in "$module" "$plugin" "$enroll" "$state_tool" man/pam_totp.8 man/totp-enroll.1 man/totp-state.8 \
+         README.md SECURITY.md \
          pam.d-examples/pam-configs/pam_totp packaging/debian/control \
          packaging/debian/copyright packaging/debian/changelog packaging/debian/postinst \
          packaging/debian/prerm; do
@@ -96,20 +101,23 @@ fill() {
 
 # Binaries, stripped as Debian ships them. The module is a shared object: mode 0644.
 security_dir=usr/lib/$multiarch/security
-install -d "$pkg/$security_dir" "$pkg/usr/bin"
+install -d "$pkg/$security_dir" "$pkg/usr/bin" "$pkg/usr/sbin"
 install -m 0644 "$module" "$pkg/$security_dir/pam_totp.so"
 install -m 0755 "$enroll" "$pkg/usr/bin/totp-enroll"
+install -m 0755 "$state_tool" "$pkg/usr/sbin/totp-state"
 # The Redis plugin, where the module looks for it by default (totp-os remote.rs).
 plugin_dir=usr/lib/$multiarch/pam_totp
 install -d "$pkg/$plugin_dir"
 install -m 0644 "$plugin" "$pkg/$plugin_dir/redis.so"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
-    "$pkg/$security_dir/pam_totp.so" "$pkg/$plugin_dir/redis.so" "$pkg/usr/bin/totp-enroll"
+    "$pkg/$security_dir/pam_totp.so" "$pkg/$plugin_dir/redis.so" "$pkg/usr/bin/totp-enroll" \
+    "$pkg/usr/sbin/totp-state"
 
 # Man pages.
 install -d "$pkg/usr/share/man/man8" "$pkg/usr/share/man/man1"
 gzip -9n < man/pam_totp.8 > "$pkg/usr/share/man/man8/pam_totp.8.gz"
 gzip -9n < man/totp-enroll.1 > "$pkg/usr/share/man/man1/totp-enroll.1.gz"
+gzip -9n < man/totp-state.8 > "$pkg/usr/share/man/man8/totp-state.8.gz"
 
 # pam-auth-update profile (Default: no -- selected by an administrator, never by us).
 grep -qx 'Default: no' pam.d-examples/pam-configs/pam_totp \
@@ -131,6 +139,8 @@ fill packaging/debian/changelog | gzip -9n > "$doc/changelog.Debian.gz"
 # Store-mode secret directory: root only. dpkg keeps it (with a note) on purge when
 # secrets are in it, which is what we want.
 install -d -m 0700 "$pkg/var/lib/pam_totp"
+# The state directory (replay marks, throttling); the module would create it too.
+install -d -m 0700 "$pkg/var/lib/pam_totp/state"
 
 # Dependencies from the ELF files when dpkg-shlibdeps is there, else a known-good list.
 depends=""
@@ -140,7 +150,7 @@ if command -v dpkg-shlibdeps >/dev/null; then
         > "$work/shlibs/debian/control"
     if out=$(cd "$work/shlibs" && dpkg-shlibdeps -O \
             "$pkg/$security_dir/pam_totp.so" "$pkg/$plugin_dir/redis.so" \
-            "$pkg/usr/bin/totp-enroll" 2>/dev/null); then
+            "$pkg/usr/bin/totp-enroll" "$pkg/usr/sbin/totp-state" 2>/dev/null); then
         depends=${out#shlibs:Depends=}
     fi
 fi

@@ -27,12 +27,13 @@ version=$(sed -n '/^\[workspace\.package\]/,/^\[/{s/^version[[:space:]]*=[[:spac
 [ -n "$version" ] || die "no version in [workspace.package] of Cargo.toml"
 
 if [ "$build" -eq 1 ]; then
-    cargo build --release -p pam_totp -p pam_totp_redis -p totp-enroll
+    cargo build --release -p pam_totp -p pam_totp_redis -p totp-enroll -p totp-state
 fi
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 for f in "$target_dir/release/libpam_totp.so" "$target_dir/release/libpam_totp_redis.so" \
          "$target_dir/release/totp-enroll" \
-         man/pam_totp.8 man/totp-enroll.1 README.md SECURITY.md; do
+         "$target_dir/release/totp-state" man/pam_totp.8 man/totp-enroll.1 man/totp-state.8 \
+         README.md SECURITY.md; do
     [ -f "$f" ] || die "MISSING: $f"
 done
 

@@ -4,10 +4,11 @@
 //!
 //! Every timed iteration is one `pam_start_confdir` → `pam_authenticate` → `pam_end`
 //! (the module is loaded and unloaded each time, as in a login process), with `PAM_RHOST`
-//! set and a scripted answer. The state file is rewritten to its initial contents
-//! (temp file, fsync, rename, directory fsync) before every authentication iteration,
-//! outside the timed region, so each attempt meets the same fresh state: a first
-//! failure, an unused code, an unused scratch code. Cases run interleaved in rounds so
+//! set and a scripted answer. The secret file is rewritten to its initial contents
+//! (temp file, fsync, rename, directory fsync) and pam_totp's state record is reset to
+//! an empty record (one durable write, the record file kept, as after many logins)
+//! before every authentication iteration, outside the timed region, so each attempt
+//! meets the same fresh state: a first failure, an unused code, an unused scratch code. Cases run interleaved in rounds so
 //! background load spreads evenly over them. Goals are printed, not enforced.
 
 mod footprint;
@@ -164,6 +165,8 @@ struct Bench {
     confdir: PathBuf,
     state: PathBuf,
     state_contents: Vec<u8>,
+    /// pam_totp's state directory (`state_dir=`).
+    store: totp_os::state_dir::StateDir,
     secret: Secret,
     wrong_code: String,
     sink: sandbox::Sink,
@@ -279,6 +282,7 @@ impl Bench {
             sandbox::mount_tmpfs(&secrets)?;
         }
         let state = secrets.join("state");
+        let state_dir = secrets.join("pam_totp-state");
         let secret = Secret::from_slice(SECRET);
         // What `totp-enroll -t -d -W -u -C -f` (and google-authenticator) write.
         let mut text = totp_core::base32::encode(SECRET);
@@ -289,7 +293,7 @@ impl Bench {
         }
         let wrong_code = pick_wrong_code(&secret);
         let s = state.display();
-        let m = module.display();
+        let m = format!("{} state_dir={}", module.display(), state_dir.display());
         let mut services = vec![
             ("other", "auth required pam_deny.so".to_string()),
             ("permit", "auth required pam_permit.so".to_string()),
@@ -356,6 +360,7 @@ impl Bench {
             confdir,
             state,
             state_contents: text.into_bytes(),
+            store: totp_os::state_dir::StateDir::new(&state_dir, Duration::from_secs(5)),
             secret,
             wrong_code,
             sink,
@@ -370,6 +375,10 @@ impl Bench {
         let t0 = Instant::now();
         durable_write(dir, "state", &self.state_contents)
             .map_err(|e| format!("rewrite the state file: {e}"))?;
+        use totp_core::state::{StateStore, UserState, Write};
+        self.store
+            .update(0, &mut |_| Write::Durable(UserState::default()))
+            .map_err(|e| format!("reset pam_totp's state record: {e}"))?;
         self.rewrite_samples.push(t0.elapsed());
         Ok(())
     }
@@ -963,9 +972,26 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
         true,
     );
     goal(
-        "right code ≤ 2× GA default",
-        ratio(median_of(&auth, "totp-right"), median_of(&auth, "ga-right")),
-        2.0,
+        "wrong code ≤ 1.2× pam_permit (stretch goal)",
+        ratio(totp_wrong, median_of(&auth, "permit")),
+        1.2,
+        true,
+    );
+    let right = ratio(median_of(&auth, "totp-right"), median_of(&auth, "ga-right"));
+    goal("right code ≤ 1.0× GA default", right, 1.0, true);
+    goal(
+        "right code ≤ 0.5× GA default (stretch goal)",
+        right,
+        0.5,
+        true,
+    );
+    goal(
+        "scratch code ≤ 1.0× GA default",
+        ratio(
+            median_of(&auth, "totp-scratch"),
+            median_of(&auth, "ga-scratch"),
+        ),
+        1.0,
         true,
     );
     goal(

@@ -1,7 +1,9 @@
 //! One `pam_sm_authenticate`, from module arguments to verdict.
 //!
-//! Order (docs/architecture.md): options → user → skip rules → pre-read (nullok, grace)
-//! → answer → locked read, record the attempt, verify, persist → verdict. Every path
+//! Order (docs/architecture.md): options → user → skip rules → pre-read (nullok) →
+//! grace (state store) → answer → read the secret, compare, one atomic state-store
+//! update (admit, replay check, record) → secret-file write only for a used scratch code
+//! or HOTP counter → verdict. Every path
 //! that is not a verified code, a verified skip or `nullok` with no file denies.
 
 use std::net::IpAddr;
@@ -9,12 +11,15 @@ use std::time::Duration;
 
 use totp_core::addr::{RemoteHost, parse_rhost};
 use totp_core::code::{Candidate, candidates};
-use totp_core::gafile::GaFile;
+use totp_core::gafile::{GaFile, Mode};
+use totp_core::ledger::{OriginKey, stand_in_uid};
 use totp_core::options::{ModuleOptions, PassMode};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
 use totp_core::secret::Secret;
-use totp_core::verify::{self, Admission, Begin, Method, Verdict};
+use totp_core::state::{StateStore, StoreError, Uid, Write};
+use totp_core::utc::format_utc;
+use totp_core::verify::{self, Attempt, Decision, Method, Verdict, Warning};
 use totp_os::creds;
 use totp_os::safefile::{self, FileError, LockedFile};
 use zeroize::Zeroizing;
@@ -23,11 +28,14 @@ use crate::error::{AuthError, Denial, Outcome};
 use crate::log::sanitize;
 use crate::pamio::{ConvError, ItemKind, Level, PamIo, Style};
 use crate::skip::{self, LoginItems};
+use crate::store;
 use crate::system::{Host, System};
 use crate::target::{self, Doomed, Target};
 
 const PROMPT: &str = "Verification code: ";
 const PROMPT_FORWARD: &str = "Password & verification code: ";
+/// Inside a grace period with `forward_pass`: only the password is still needed.
+const PROMPT_PASSWORD: &str = "Password: ";
 
 /// Entry point used by the FFI layer: the real clock and NSS.
 pub fn authenticate(io: &mut dyn PamIo, args: &[&[u8]], _flags: u32) -> Result<Outcome, AuthError> {
@@ -68,6 +76,7 @@ pub fn authenticate_with(
             RemoteHost::Address(ip) => Some(ip),
             _ => None,
         },
+        origin: OriginKey::from_items(rhost_raw.as_deref(), tty.as_deref()),
         policy: opts.policy(),
         opts,
     };
@@ -97,9 +106,27 @@ pub fn authenticate_with(
     // The file-system identity (a group lookup) only now that no rule has skipped.
     let target = match resolved.and_then(|named| named.with_identity(sys)) {
         Ok(t) => t,
-        Err(d) => return ctx.doomed(io, d, raw_user.as_deref()),
+        Err(d) => {
+            let key = d.name.as_ref().map(|n| stand_in_uid(n.as_str().as_bytes()));
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), key);
+        }
     };
     let who = sanitize(target.name.as_str().as_bytes());
+
+    let uid = match target.pw.as_ref() {
+        Some(pw) => pw.uid,
+        None => {
+            // The state store is keyed on the canonical uid; a name NSS does not know has
+            // none, so it can never be verified (R19): prompt, then deny.
+            let d = Doomed {
+                denial: Denial::UnknownUser,
+                why: "no account for this name (the state store is keyed on the uid)".into(),
+                name: Some(target.name.clone()),
+            };
+            let key = stand_in_uid(target.name.as_str().as_bytes());
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(key));
+        }
+    };
 
     let file = match ctx.preread(&*io, &target) {
         Ok(PreRead::Present(f)) => f,
@@ -120,7 +147,7 @@ pub fn authenticate_with(
                 why: why.into(),
                 name: Some(target.name.clone()),
             };
-            return ctx.doomed(io, d, raw_user.as_deref());
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(uid));
         }
         Ok(PreRead::Unusable(why)) => {
             let d = Doomed {
@@ -128,30 +155,61 @@ pub fn authenticate_with(
                 why,
                 name: Some(target.name.clone()),
             };
-            return ctx.doomed(io, d, raw_user.as_deref());
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(uid));
         }
         Err(e) => return Err(e),
     };
+    let mut store = match store::open(&ctx.opts, sys) {
+        Ok(s) => s,
+        Err(why) => {
+            io.log(
+                Level::Err,
+                &format!("no usable state store: {why}; denying"),
+            );
+            let d = Doomed {
+                denial: Denial::StateUnusable,
+                why: "state store unusable".into(),
+                name: Some(target.name.clone()),
+            };
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), None);
+        }
+    };
 
-    if ctx.opts.grace_period_secs > 0 {
+    if ctx.opts.grace_period_secs > 0 && ctx.rhost_ip.is_some() {
         let now = sys.now().map_err(|_| {
             io.log(Level::Err, "cannot read the clock; denying");
             AuthError::Clock
         })?;
-        if let Ok(true) = verify::grace_applies(&file, &ctx.policy, ctx.rhost_ip, now) {
-            io.log(
-                Level::Notice,
-                &format!("accepted {who} from {} within the grace period", ctx.from),
-            );
-            return Ok(Outcome::Success);
+        match store.read(uid) {
+            Ok(state) => {
+                if let Ok(true) =
+                    verify::grace_applies(&state, &ctx.policy, ctx.origin, ctx.rhost_ip, now)
+                {
+                    io.log(
+                        Level::Notice,
+                        &format!("accepted {who} from {} within the grace period", ctx.from),
+                    );
+                    return ctx.grace_forward(io);
+                }
+            }
+            Err(e) => io.log(
+                Level::Warning,
+                &format!("grace period not checked for {who}: {e}"),
+            ),
         }
     }
     let digits = file.config().ok().map(|c| c.digits).unwrap_or(Digits::SIX);
-    drop(file);
+    let mut run = Run {
+        target: &target,
+        uid,
+        store: store.as_mut(),
+        who: &who,
+        preread: file,
+    };
 
     // First the answer PAM already has (try_first_pass/use_first_pass), then a prompt.
     // One authentication is one attempt: a failed PAM_AUTHTOK check under try_first_pass
-    // carries its admission over to the prompted answer instead of counting twice.
+    // is charged once, and the prompted answer is checked as the same attempt.
     let mut carried = None;
     if ctx.opts.pass_mode != PassMode::Prompt {
         let tok = io.authtok().unwrap_or_default();
@@ -162,14 +220,10 @@ pub fn authenticate_with(
             } else {
                 Phase::Tentative
             };
-            let (outcome, admission) = ctx.evaluate(io, sys, &target, &cands, phase)?;
-            if outcome == Outcome::Success
-                || ctx.opts.pass_mode == PassMode::UseFirstPass
-                || admission.is_none()
-            {
-                return Ok(outcome);
+            match ctx.evaluate(io, sys, &mut run, &cands, phase)? {
+                Step::Done(outcome) => return Ok(outcome),
+                Step::Carry(c) => carried = Some(c),
             }
-            carried = admission;
         } else if ctx.opts.pass_mode == PassMode::UseFirstPass {
             io.log(
                 Level::Notice,
@@ -183,29 +237,56 @@ pub fn authenticate_with(
         None => return Ok(Outcome::Deny(Denial::NoAnswer)),
     };
     let cands = candidates(&answer, digits, ctx.opts.forward_pass);
-    let phase = carried.map_or(Phase::Final, Phase::Continued);
-    Ok(ctx.evaluate(io, sys, &target, &cands, phase)?.0)
+    match carried {
+        // Refused unevaluated by the tentative check: the prompt hid nothing, deny the same.
+        Some(Some(refusal)) => Ok(ctx.refused(io, &who, refusal)),
+        Some(None) => match ctx.evaluate(io, sys, &mut run, &cands, Phase::Continued)? {
+            Step::Done(o) => Ok(o),
+            Step::Carry(_) => Ok(Outcome::Deny(Denial::WrongCode)),
+        },
+        None => match ctx.evaluate(io, sys, &mut run, &cands, Phase::Final)? {
+            Step::Done(o) => Ok(o),
+            Step::Carry(_) => Ok(Outcome::Deny(Denial::WrongCode)),
+        },
+    }
 }
 
-/// What the critical section decided.
-struct Checked {
-    verdict: Verdict,
-    /// Index of the accepted candidate (its prefix is forwarded with `forward_pass`).
-    matched: Option<usize>,
-    admission: Admission,
+/// The user being verified and their state store, for the evaluations of one login.
+struct Run<'a> {
+    target: &'a Target,
+    uid: Uid,
+    store: &'a mut dyn StateStore,
+    who: &'a str,
+    /// The secret file as read before the prompt. A TOTP check uses it as it is (the
+    /// file is configuration, as GA reads it once per login); an attempt that may
+    /// rewrite the file reads it again under its lock.
+    preread: GaFile,
+}
+
+/// The secret file for one evaluation, with its lock when it may be rewritten.
+type SecretRead = (GaFile, Option<LockedFile>);
+
+/// A verdict refused unevaluated, with the wait to tell the user.
+type Refusal = (Verdict, Option<u64>);
+
+/// What one evaluation leaves for the rest of the login.
+enum Step {
+    Done(Outcome),
+    /// A tentative check failed: prompt, then either check the answer as the same
+    /// (already charged) attempt (`None`) or repeat the refusal (`Some`).
+    Carry(Option<Refusal>),
 }
 
 /// Which evaluation of one authentication this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// The only one: record the attempt, verify, persist everything.
+    /// The only one: admit, verify, record.
     Final,
-    /// `PAM_AUTHTOK` under `try_first_pass`: the attempt is recorded, but a failure changes
-    /// nothing else, because the prompted answer is checked next as the same attempt.
+    /// `PAM_AUTHTOK` under `try_first_pass`: admitted and charged like a final attempt,
+    /// but a failure goes on to the prompt instead of denying.
     Tentative,
-    /// The prompted answer after a failed tentative check: already admitted (or refused)
-    /// and already counted.
-    Continued(Admission),
+    /// The prompted answer after a failed tentative check: already admitted and charged.
+    Continued,
 }
 
 /// What the unlocked look before prompting found.
@@ -225,6 +306,8 @@ struct Ctx {
     from: String,
     /// `PAM_RHOST` when it is a strict IP literal (grace period).
     rhost_ip: Option<IpAddr>,
+    /// Where the attempt comes from, for per-origin throttling.
+    origin: OriginKey,
 }
 
 impl Ctx {
@@ -273,11 +356,15 @@ impl Ctx {
 
     /// A user who cannot succeed gets the same prompt as everyone else, and the same
     /// amount of code computation, then a denial.
+    /// `key` is the record the attempt is throttled and charged in: the account's, a
+    /// stand-in for a name without one, `None` for an invalid name.
     fn doomed(
         &self,
         io: &mut dyn PamIo,
+        sys: &dyn System,
         d: Doomed,
         raw_user: Option<&[u8]>,
+        key: Option<Uid>,
     ) -> Result<Outcome, AuthError> {
         let who = match &d.name {
             Some(n) => sanitize(n.as_str().as_bytes()),
@@ -291,11 +378,45 @@ impl Ctx {
             self.prompt(io)?;
         }
         burn_window(&self.policy);
+        if let Some(retry) = key.and_then(|k| self.charge_doomed(sys, k)) {
+            return Ok(self.refused(io, &who, (Verdict::Throttled, Some(retry))));
+        }
         io.log(
             Level::Notice,
             &format!("invalid verification code for {who} from {}", self.from),
         );
         Ok(Outcome::Deny(d.denial))
+    }
+
+    /// Throttles and charges a doomed attempt like a wrong code; `Some(seconds)` when it
+    /// is throttled. Best effort: a store fault changes nothing (the login is denied
+    /// anyway).
+    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> Option<u64> {
+        let now = sys.now().ok()?;
+        let mut store = store::open(&self.opts, sys).ok()?;
+        let prepared = verify::Prepared::doomed(now).ok()?;
+        let attempt = Attempt {
+            origin: self.origin,
+            rhost: None,
+            now,
+            continued: false,
+            boot_time: None,
+        };
+        let mut retry = None;
+        store
+            .update(
+                key,
+                &mut |state| match prepared.decide(state, &self.policy, &attempt) {
+                    Ok(d) => {
+                        retry =
+                            (d.verdict == Verdict::Throttled).then(|| d.retry_after.unwrap_or(1));
+                        d.write
+                    }
+                    Err(_) => Write::Nothing,
+                },
+            )
+            .ok()?;
+        retry
     }
 
     fn preread(&self, io: &dyn PamIo, target: &Target) -> Result<PreRead, AuthError> {
@@ -323,28 +444,116 @@ impl Ctx {
         sanitize(target.path.as_os_str().as_encoded_bytes())
     }
 
-    /// Locked read → record the attempt → verify → persist. Credentials are the
-    /// target's for the whole critical section and restored before returning.
+    /// Inside a grace period: success without a code. With `forward_pass` the next
+    /// module still needs the password, so ask for it unless PAM already has one.
+    fn grace_forward(&self, io: &mut dyn PamIo) -> Result<Outcome, AuthError> {
+        if !self.opts.forward_pass
+            || (self.opts.pass_mode != PassMode::Prompt && io.authtok().is_some())
+        {
+            return Ok(Outcome::Success);
+        }
+        match io.converse(Style::PromptEchoOff, PROMPT_PASSWORD) {
+            Ok(Some(pw)) => {
+                if io.set_authtok(&pw).is_err() {
+                    io.log(Level::Err, "could not forward the password (PAM_AUTHTOK)");
+                    return Ok(Outcome::Deny(Denial::NotPersisted));
+                }
+                Ok(Outcome::Success)
+            }
+            Ok(None) => Ok(Outcome::Deny(Denial::NoAnswer)),
+            Err(ConvError::Failed) => Err(AuthError::Conversation),
+        }
+    }
+
+    /// Reads the secret file as the target (locked when this attempt may change it),
+    /// compares the candidates, then asks the store, in one atomic update, to admit,
+    /// check for replay and record the attempt. The verdict is released only after that
+    /// update (R15; see `totp_core::verify`).
     fn evaluate(
         &self,
         io: &mut dyn PamIo,
         sys: &dyn System,
-        target: &Target,
+        run: &mut Run<'_>,
         cands: &[Candidate],
         phase: Phase,
-    ) -> Result<(Outcome, Option<Admission>), AuthError> {
-        let who = sanitize(target.name.as_str().as_bytes());
-        let Checked {
-            verdict,
-            matched,
-            admission,
-        } = {
-            let _creds = switch_creds(&*io, target)?;
-            match self.locked_verify(io, sys, target, cands, phase)? {
-                Ok(v) => v,
-                Err(denial) => return Ok((self.denied(io, &who, denial), None)),
+    ) -> Result<Step, AuthError> {
+        let who = run.who;
+        let shown = self.shown(run.target);
+        let now = sys.now().map_err(|_| {
+            io.log(Level::Err, "cannot read the clock");
+            AuthError::Clock
+        })?;
+        let (file, mut locked) = match self.read_secret(io, run.target, &run.preread, cands)? {
+            Ok(f) => f,
+            Err(denial) => return Ok(Step::Done(self.denied(io, who, denial))),
+        };
+        let prepared = match verify::prepare(&file, &self.policy, cands, now) {
+            Ok(p) => p,
+            Err(verify::Error::ClockFault) => {
+                io.log(Level::Err, "clock fault: time is before 1970; denying");
+                return Err(AuthError::Clock);
+            }
+            Err(e) => {
+                io.log(Level::Err, &format!("secret file {shown}: {e}"));
+                return Ok(Step::Done(self.denied(io, who, Denial::BadFile)));
             }
         };
+        let attempt = Attempt {
+            origin: self.origin,
+            rhost: self.rhost_ip,
+            now,
+            continued: phase == Phase::Continued,
+            // The boot time by the same clock the codes are checked against.
+            boot_time: sys
+                .uptime()
+                .and_then(|up| u64::try_from(now).ok()?.checked_sub(up)),
+        };
+        let mut decided = None;
+        let stored = run.store.update(run.uid, &mut |state| {
+            let d = prepared.decide(state, &self.policy, &attempt);
+            let write = d.as_ref().map_or(Write::Nothing, |d| d.write.clone());
+            decided = Some(d);
+            write
+        });
+        if let Err(e) = stored {
+            return self.store_failed(io, who, e).map(Step::Done);
+        }
+        let decision = match decided {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return self.decide_failed(io, who, &shown, now, e).map(Step::Done),
+            None => {
+                io.log(
+                    Level::Err,
+                    "the state store never ran the decision; denying",
+                );
+                return Ok(Step::Done(Outcome::Deny(Denial::StateUnusable)));
+            }
+        };
+        for w in &decision.warnings {
+            io.log(Level::Warning, &format!("{who} ({shown}): {w}"));
+        }
+        // A failed tentative check keeps only its charge: GA moves the HOTP counter at
+        // most once per authentication, after the prompted answer.
+        let keep_file = phase != Phase::Tentative || decision.verdict.is_accepted();
+        if let Some(changed) = decision.file.as_ref().filter(|_| keep_file) {
+            // A used scratch code or an advanced HOTP counter: the one secret-file write.
+            let saved = match locked.as_mut() {
+                Some(l) => {
+                    let _creds = switch_creds(&*io, run.target)?;
+                    l.replace(changed.as_bytes()).map_err(|e| format!("{e:?}"))
+                }
+                None => Err("file was not locked".to_owned()),
+            };
+            if let Err(e) = saved {
+                io.log(
+                    Level::Err,
+                    &format!("cannot save {shown} (scratch code or counter): {e}; denying"),
+                );
+                return Ok(Step::Done(Outcome::Deny(Denial::NotPersisted)));
+            }
+        }
+        drop(locked);
+        let verdict = decision.verdict;
         if phase == Phase::Tentative && !verdict.is_accepted() {
             if self.opts.debug {
                 io.log(
@@ -352,9 +561,139 @@ impl Ctx {
                     &format!("no valid code in PAM_AUTHTOK for {who}; prompting"),
                 );
             }
-            return Ok((Outcome::Deny(Denial::WrongCode), Some(admission)));
+            let refusal = matches!(verdict, Verdict::Throttled | Verdict::Disabled)
+                .then_some((verdict, decision.retry_after));
+            return Ok(Step::Carry(refusal));
         }
-        Ok((self.verdict(io, &who, cands, verdict, matched)?, None))
+        self.verdict(io, who, cands, &decision).map(Step::Done)
+    }
+
+    /// The secret file as the target sees it, locked when the attempt may rewrite it
+    /// (HOTP, or a scratch-shaped answer and scratch codes present). `Ok(Err(_))` is a
+    /// per-user denial already logged.
+    fn read_secret(
+        &self,
+        io: &mut dyn PamIo,
+        target: &Target,
+        preread: &GaFile,
+        cands: &[Candidate],
+    ) -> Result<Result<SecretRead, Denial>, AuthError> {
+        let shown = self.shown(target);
+        let may_change = preread.config().is_ok_and(|c| {
+            matches!(c.mode, Mode::Hotp { .. })
+                || (cands.iter().any(|c| c.scratch) && !preread.scratch_codes().is_empty())
+        });
+        if !may_change {
+            return Ok(Ok((preread.clone(), None)));
+        }
+        let _creds = switch_creds(&*io, target)?;
+        let timeout = Duration::from_millis(self.opts.lock_timeout_ms);
+        let locked = match safefile::lock_with_deadline(&target.path, &target.rules, timeout) {
+            Ok(l) => l,
+            Err(FileError::LockTimeout | FileError::Unstable) => {
+                io.log(
+                    Level::Err,
+                    &format!("timed out waiting for the lock on {shown}"),
+                );
+                return Err(AuthError::LockTimeout);
+            }
+            Err(e) => {
+                io.log(Level::Err, &format!("secret file {shown}: {e:?}"));
+                return Ok(Err(Denial::BadFile));
+            }
+        };
+        match GaFile::parse(locked.contents()) {
+            Ok(f) => Ok(Ok((f, Some(locked)))),
+            Err(e) => {
+                io.log(Level::Err, &format!("secret file {shown} is invalid: {e}"));
+                Ok(Err(Denial::BadFile))
+            }
+        }
+    }
+
+    fn store_failed(
+        &self,
+        io: &mut dyn PamIo,
+        who: &str,
+        e: StoreError,
+    ) -> Result<Outcome, AuthError> {
+        match e {
+            StoreError::Unavailable(m) => {
+                io.log(
+                    Level::Err,
+                    &format!("state store unavailable for {who}: {m}; denying"),
+                );
+                Err(AuthError::LockTimeout)
+            }
+            StoreError::Corrupt(m) => {
+                io.log(
+                    Level::Err,
+                    &format!(
+                        "state record of {who} is unusable: {m}; denying. Inspect it, then reset it with `totp-state reset --user {who}`"
+                    ),
+                );
+                Ok(Outcome::Deny(Denial::StateUnusable))
+            }
+            StoreError::Refused(m) => {
+                io.log(
+                    Level::Err,
+                    &format!(
+                        "state of {who} could not be saved: {m}; denying (the state directory must be writable)"
+                    ),
+                );
+                Ok(Outcome::Deny(Denial::StateUnusable))
+            }
+        }
+    }
+
+    fn decide_failed(
+        &self,
+        io: &mut dyn PamIo,
+        who: &str,
+        shown: &str,
+        now: i64,
+        e: verify::Error,
+    ) -> Result<Outcome, AuthError> {
+        match e {
+            verify::Error::StateAhead { mark_time, in_file } => {
+                let fix = if in_file {
+                    format!("remove the PAM_TOTP_LAST_STEP line from {shown}")
+                } else {
+                    format!("reset the user's state with `totp-state reset --user {who}`")
+                };
+                io.log(
+                    Level::Err,
+                    &format!(
+                        "clock fault for {who}: the last accepted code is from {}, but the clock says {}. Either the clock is wrong now, or it was ahead when that code was accepted (bad RTC, restored VM). If the clock is right, {fix}; denying",
+                        format_utc(mark_time),
+                        format_utc(u64::try_from(now).unwrap_or(0)),
+                    ),
+                );
+                Err(AuthError::Clock)
+            }
+            verify::Error::Store(e) => self.store_failed(io, who, e),
+            verify::Error::ClockFault => Err(AuthError::Clock),
+            e => {
+                io.log(Level::Err, &format!("secret file {shown}: {e}"));
+                Ok(self.denied(io, who, Denial::BadFile))
+            }
+        }
+    }
+
+    /// A refusal without evaluation; throttled users are told how long to wait, with
+    /// the same words for every account.
+    fn refused(&self, io: &mut dyn PamIo, who: &str, (verdict, retry): Refusal) -> Outcome {
+        if verdict == Verdict::Throttled {
+            let secs = retry.unwrap_or(1).max(1);
+            // Best effort: the denial stands whether or not the message arrives.
+            let _ = io.converse(
+                Style::ErrorMsg,
+                &format!("too many failed codes; try again in {secs} s"),
+            );
+            self.denied(io, who, Denial::Throttled)
+        } else {
+            self.denied(io, who, Denial::Locked)
+        }
     }
 
     /// Logs and maps a verdict; forwards the password on success with `forward_pass`.
@@ -363,12 +702,16 @@ impl Ctx {
         io: &mut dyn PamIo,
         who: &str,
         cands: &[Candidate],
-        verdict: Verdict,
-        matched: Option<usize>,
+        decision: &Decision,
     ) -> Result<Outcome, AuthError> {
-        let method = match verdict {
+        let matched = decision.matched;
+        let method = match decision.verdict {
             Verdict::Accepted(m) => m,
             Verdict::Rejected => return Ok(self.denied(io, who, Denial::WrongCode)),
+            // Refused by the boot floor only: already explained by its warning.
+            Verdict::Replayed if decision.warnings.contains(&Warning::UsedBeforeBoot) => {
+                return Ok(self.denied(io, who, Denial::Replay));
+            }
             Verdict::Replayed => {
                 io.log(
                     Level::Warning,
@@ -379,8 +722,9 @@ impl Ctx {
                 );
                 return Ok(self.denied(io, who, Denial::Replay));
             }
-            Verdict::Throttled => return Ok(self.denied(io, who, Denial::Throttled)),
-            Verdict::Disabled => return Ok(self.denied(io, who, Denial::Locked)),
+            v @ (Verdict::Throttled | Verdict::Disabled) => {
+                return Ok(self.refused(io, who, (v, decision.retry_after)));
+            }
         };
         if self.opts.forward_pass {
             let prefix = matched
@@ -411,6 +755,7 @@ impl Ctx {
             Denial::Throttled => "too many failures; attempt refused unevaluated (backoff)",
             Denial::Locked => "second factor disabled after too many failures (max_failures)",
             Denial::NotPersisted => "state could not be saved",
+            Denial::StateUnusable => "state store unusable",
             Denial::BadFile => "secret file unusable",
             _ => "denied",
         };
@@ -419,138 +764,6 @@ impl Ctx {
             &format!("{why} for {who} from {}", self.from),
         );
         Outcome::Deny(denial)
-    }
-
-    /// `verify::begin`, persisted before the code is looked at (R15).
-    fn record_attempt(
-        &self,
-        io: &mut dyn PamIo,
-        locked: &mut LockedFile,
-        file: GaFile,
-        now: i64,
-        shown: &str,
-    ) -> Result<Result<Begin, Denial>, AuthError> {
-        let begun = match verify::begin(file, &self.policy, now) {
-            Ok(b) => b,
-            Err(verify::Error::ClockFault) => {
-                io.log(
-                    Level::Err,
-                    &format!(
-                        "clock fault for {shown}: time is before 1970 or far behind the recorded state"
-                    ),
-                );
-                return Err(AuthError::Clock);
-            }
-            Err(e) => {
-                io.log(Level::Err, &format!("secret file {shown}: {e}"));
-                return Ok(Err(Denial::BadFile));
-            }
-        };
-        for w in &begun.warnings {
-            io.log(Level::Warning, &format!("{shown}: {w}"));
-        }
-        if begun.changed
-            && let Err(e) = locked.replace(begun.file.as_bytes())
-        {
-            io.log(
-                Level::Err,
-                &format!("cannot record the attempt in {shown}: {e:?}; denying"),
-            );
-            return Ok(Err(Denial::NotPersisted));
-        }
-        Ok(Ok(begun))
-    }
-
-    /// The critical section. `Ok(Err(_))` is a per-user denial already logged.
-    fn locked_verify(
-        &self,
-        io: &mut dyn PamIo,
-        sys: &dyn System,
-        target: &Target,
-        cands: &[Candidate],
-        phase: Phase,
-    ) -> Result<Result<Checked, Denial>, AuthError> {
-        let shown = self.shown(target);
-        let timeout = Duration::from_millis(self.opts.lock_timeout_ms);
-        let mut locked = match safefile::lock_with_deadline(&target.path, &target.rules, timeout) {
-            Ok(l) => l,
-            Err(FileError::LockTimeout | FileError::Unstable) => {
-                io.log(
-                    Level::Err,
-                    &format!("timed out waiting for the lock on {shown}"),
-                );
-                return Err(AuthError::LockTimeout);
-            }
-            Err(e) => {
-                io.log(Level::Err, &format!("secret file {shown}: {e:?}"));
-                return Ok(Err(Denial::BadFile));
-            }
-        };
-        let file = match GaFile::parse(locked.contents()) {
-            Ok(f) => f,
-            Err(e) => {
-                io.log(Level::Err, &format!("secret file {shown} is invalid: {e}"));
-                return Ok(Err(Denial::BadFile));
-            }
-        };
-        let now = sys.now().map_err(|_| {
-            io.log(Level::Err, "cannot read the clock");
-            AuthError::Clock
-        })?;
-        let begun = match phase {
-            // Admitted and counted by the tentative check of this same authentication.
-            Phase::Continued(admission) => Begin {
-                file,
-                admission,
-                changed: false,
-                warnings: Vec::new(),
-            },
-            Phase::Final | Phase::Tentative => {
-                match self.record_attempt(io, &mut locked, file, now, &shown)? {
-                    Ok(b) => b,
-                    Err(denial) => return Ok(Err(denial)),
-                }
-            }
-        };
-        let admission = begun.admission;
-        let out = match verify::finish(begun, &self.policy, cands, now, self.rhost_ip) {
-            Ok(o) => o,
-            Err(verify::Error::ClockFault) => return Err(AuthError::Clock),
-            Err(e) => {
-                io.log(Level::Err, &format!("secret file {shown}: {e}"));
-                return Ok(Err(Denial::BadFile));
-            }
-        };
-        if phase == Phase::Tentative && !out.verdict.is_accepted() {
-            // Nothing but the recorded attempt is kept; the prompted answer comes next.
-            return Ok(Ok(Checked {
-                verdict: out.verdict,
-                matched: None,
-                admission,
-            }));
-        }
-        if out.changed
-            && let Err(e) = locked.replace(out.file.as_bytes())
-        {
-            let excusable =
-                out.verdict.is_accepted() && out.only_grace_bookkeeping && self.opts.allow_readonly;
-            if !excusable {
-                io.log(
-                    Level::Err,
-                    &format!("cannot save the new state of {shown}: {e:?}; denying"),
-                );
-                return Ok(Err(Denial::NotPersisted));
-            }
-            io.log(
-                Level::Warning,
-                &format!("grace-period entry not saved in {shown} ({e:?}); allow_readonly"),
-            );
-        }
-        Ok(Ok(Checked {
-            verdict: out.verdict,
-            matched: out.matched,
-            admission,
-        }))
     }
 }
 

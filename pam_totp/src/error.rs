@@ -31,6 +31,8 @@ pub enum Denial {
     Locked,
     NoAnswer,
     NotPersisted,
+    /// The state store refused, or holds a record that cannot be used.
+    StateUnusable,
 }
 
 /// Faults of the module or its host; each denies.
@@ -44,7 +46,8 @@ pub enum AuthError {
     Credentials(String),
     /// The clock is before 1970 or far behind the stored state.
     Clock,
-    /// The state file lock could not be taken in time.
+    /// A lock (secret file or state record) could not be taken in time, or the state
+    /// store did not answer.
     LockTimeout,
     /// A name service lookup failed (not "not found": a real error).
     Nss(String),
@@ -105,6 +108,7 @@ mod tests {
             (Ok(Outcome::Deny(Denial::UnknownUser)), PAM_AUTH_ERR),
             (Ok(Outcome::Deny(Denial::Throttled)), PAM_AUTH_ERR),
             (Ok(Outcome::Deny(Denial::NotPersisted)), PAM_AUTH_ERR),
+            (Ok(Outcome::Deny(Denial::StateUnusable)), PAM_AUTH_ERR),
             (Err(AuthError::Config("x".into())), PAM_SERVICE_ERR),
             (Err(AuthError::Conversation), PAM_CONV_ERR),
             (Err(AuthError::Credentials("x".into())), PAM_SYSTEM_ERR),

@@ -12,5 +12,6 @@ pub mod fleet;
 pub mod log;
 pub mod pamio;
 pub mod skip;
+pub mod store;
 pub mod system;
 pub mod target;

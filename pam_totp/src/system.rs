@@ -25,6 +25,11 @@ pub trait System {
     fn group_by_name(&self, name: &str) -> Result<Option<GroupEntry>, NssError>;
     /// The user's group ids and whether every source answered (`getgrouplist`).
     fn group_list(&self, pw: &Passwd) -> Result<GroupList, NssError>;
+    /// Seconds since the kernel booted, if known: time steps before the boot count as
+    /// used, which lets the state store skip the fsync for a used code.
+    fn uptime(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The real clock and NSS.
@@ -63,5 +68,9 @@ impl System for Host {
             gids: ids.gids,
             complete: ids.complete,
         })
+    }
+
+    fn uptime(&self) -> Option<u64> {
+        totp_os::boot::uptime()
     }
 }

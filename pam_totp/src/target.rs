@@ -1,9 +1,11 @@
-//! Who is logging in, which file holds their secret, and as whom it is opened.
+//! Who is logging in, and the core's placement of their file (`totp_core::placement`:
+//! which path, as whom, which owners and trusted root) carried out with NSS data.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use totp_core::options::{ModuleOptions, UserSpec};
-use totp_core::user::{UserName, expand_secret_spec};
+use totp_core::placement::{self, Account, Opener, Placement, PlacementError};
+use totp_core::user::UserName;
 use totp_os::creds::Identity;
 use totp_os::nss::Passwd;
 use totp_os::safefile::FileRules;
@@ -164,28 +166,8 @@ fn resolve_fixed_owner(
         Ok(None) => (name, None),
         Err(d) => return Err(d),
     };
-    let path = match expand_secret_spec(&opts.secret, &name, None) {
-        Ok(p) => PathBuf::from(p),
-        Err(e) => {
-            return Err(doomed(
-                Denial::NoSecret,
-                format!("secret= cannot be expanded with user=: {e}"),
-                Some(&name),
-            ));
-        }
-    };
-    let mut owners = vec![owner.uid];
-    if opts.no_strict_owner && owner.uid != 0 {
-        owners.push(0);
-    }
-    let rules = file_rules(opts, owners, None);
-    Ok(Named {
-        name,
-        pw,
-        path,
-        rules,
-        opener: owner,
-    })
+    let placed = placement::for_login(opts, &name, pw.as_ref().map(account), Some(account(&owner)));
+    placed_named(placed, name, pw, Some(owner))
 }
 
 /// The default: the user's own file, opened with the user's credentials.
@@ -199,39 +181,57 @@ fn resolve_own_file(
         Ok(None) => return Err(doomed(Denial::UnknownUser, "unknown user", Some(&name))),
         Err(d) => return Err(d),
     };
-    let Some(home) = pw.dir.to_str().filter(|h| h.starts_with('/')) else {
+    let placed = placement::for_login(opts, &name, Some(account(&pw)), None);
+    placed_named(placed, name, Some(pw), None)
+}
+
+/// The core's placement as the module carries it out: the [`Opener`] it names is the
+/// user's entry `pw` or the `user=` account `owner`.
+fn placed_named(
+    placed: Result<Placement, PlacementError>,
+    name: UserName,
+    pw: Option<Passwd>,
+    owner: Option<Passwd>,
+) -> Result<Named, Doomed> {
+    let placed = match placed {
+        Ok(p) => p,
+        Err(e) => {
+            let denial = match e {
+                PlacementError::UnknownUser => Denial::UnknownUser,
+                _ => Denial::NoSecret,
+            };
+            return Err(doomed(denial, e.to_string(), Some(&name)));
+        }
+    };
+    let opener = match placed.opener {
+        Opener::User => pw.clone(),
+        Opener::Owner => owner,
+        // Enrollment openers: a login never runs as the process is, nor as root
+        // on its own account.
+        Opener::Caller | Opener::Root => None,
+    };
+    let Some(opener) = opener else {
         return Err(doomed(
             Denial::NoSecret,
-            "home directory is not an absolute path",
+            "no account to open the secret file as",
             Some(&name),
         ));
     };
-    let home = home.to_owned();
-    let path = match expand_secret_spec(&opts.secret, &name, Some(&home)) {
-        Ok(p) => PathBuf::from(p),
-        Err(e) => {
-            return Err(doomed(
-                Denial::NoSecret,
-                format!("secret= cannot be expanded: {e}"),
-                Some(&name),
-            ));
-        }
-    };
-    let mut owners = vec![pw.uid];
-    if opts.no_strict_owner && pw.uid != 0 {
-        owners.push(0);
-    }
-    let trusted_root = Path::new(&path)
-        .starts_with(&home)
-        .then(|| PathBuf::from(&home));
-    let rules = file_rules(opts, owners, trusted_root);
     Ok(Named {
         name,
-        pw: Some(pw.clone()),
-        path,
-        rules,
-        opener: pw,
+        pw,
+        rules: FileRules::for_placement(&placed),
+        path: placed.path,
+        opener,
     })
+}
+
+fn account(pw: &Passwd) -> Account<'_> {
+    Account {
+        name: &pw.name,
+        uid: pw.uid,
+        dir: &pw.dir,
+    }
 }
 
 /// The NSS entry for a typed name and its canonical `pw_name`; `Ok(None)` when NSS has
@@ -256,11 +256,4 @@ fn canonical(sys: &dyn System, typed: &UserName) -> Result<Option<(UserName, Pas
             Some(typed),
         )),
     }
-}
-
-fn file_rules(opts: &ModuleOptions, owners: Vec<u32>, root: Option<PathBuf>) -> FileRules {
-    let mut rules = FileRules::new(owners);
-    rules.allowed_perm = opts.allowed_perm;
-    rules.trusted_root = root;
-    rules
 }

@@ -1,19 +1,19 @@
 //! Fault injection, table-driven (SECURITY.md cases D2, F1, F2, F8, H5; rules R1, R2, R15).
 //!
 //! Each row makes one host facility fail — the name service, the clock, the conversation,
-//! the state-file lock, or one step of the crash-safe rewrite (create temp, write, fsync,
-//! rename, directory fsync) — and drives the whole flow through
+//! the state record's lock, the state record's write or fsync, or one step of the
+//! crash-safe secret-file rewrite a scratch code needs (create temp, write, fsync, rename,
+//! directory fsync) — and drives the whole flow through
 //! [`pam_totp::auth::authenticate_with`] with a fake PAM handle and a fake clock/NSS over
-//! a real secret file in a scratch directory. The file is opened as the identity of the
-//! test process itself (the module's credential switch is then a switch to the identity
-//! it already has).
+//! a real secret file and a real state directory in a scratch directory. The file is
+//! opened as the identity of the test process itself (the module's credential switch is
+//! then a switch to the identity it already has).
 //!
 //! For every row and every option set (plain, `nullok`, `allow_readonly`, both):
 //! - the result is never `PAM_SUCCESS` and never `PAM_IGNORE`;
-//! - the secret file is still a valid file, byte-identical to what it was when the fault
-//!   hit before the state was first written; when the fault hit the *second* write (the
-//!   one that would mark a correct code as used), the file holds exactly the recorded
-//!   attempt and the same code still works afterwards (it was not consumed);
+//! - a TOTP attempt leaves the secret file byte-identical; a failed state write leaves
+//!   the code usable (it was not recorded) and a failed fsync after the write leaves it
+//!   used (fail closed: the record may already be on disk);
 //! - no temp file is left behind;
 //! - the caller's fsuid/fsgid/groups are unchanged.
 //!
@@ -81,6 +81,9 @@ struct FakeSys {
     me: Identity,
     nss: Nss,
     clock: Clock,
+    /// The uptime the fake kernel reports (`None`: used codes are written durably, which
+    /// the table exercises).
+    uptime: Option<u64>,
 }
 
 impl FakeSys {
@@ -144,6 +147,9 @@ impl System for FakeSys {
             gids: vec![self.me.gid],
             complete: self.nss != Nss::GroupListIncomplete,
         })
+    }
+    fn uptime(&self) -> Option<u64> {
+        self.uptime
     }
 }
 
@@ -238,14 +244,25 @@ impl Home {
     fn bytes(&self) -> Vec<u8> {
         fs::read(self.secret()).expect("read secret")
     }
-    /// Names in the directory other than the secret file itself (leftover temps).
+    /// Names in the directory other than the secret file and the state directory
+    /// (leftover temps).
     fn strays(&self) -> Vec<String> {
         fs::read_dir(self.path())
             .expect("readdir")
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n != ".google_authenticator")
+            .filter(|n| n != ".google_authenticator" && n != "state")
             .collect()
+    }
+    fn state_dir(&self) -> PathBuf {
+        self.path().join("state")
+    }
+    /// The state record of the test process's uid, as the module keeps it.
+    fn state(&self) -> totp_core::state::UserState {
+        use totp_core::state::StateStore;
+        totp_os::state_dir::StateDir::new(self.state_dir(), std::time::Duration::from_secs(1))
+            .read(me().uid)
+            .expect("state record readable")
     }
 }
 
@@ -287,9 +304,13 @@ fn run(
         me: me(),
         nss,
         clock,
+        uptime: None,
     };
     let mut pam = FakePam::new(answers);
-    let argv: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    let state_dir = format!("state_dir={}", home.state_dir().display());
+    let argv: Vec<&[u8]> = std::iter::once(state_dir.as_bytes())
+        .chain(args.iter().map(|a| a.as_bytes()))
+        .collect();
     let r = authenticate_with(&mut pam, &argv, &sys);
     (r, pam)
 }
@@ -297,17 +318,22 @@ fn run(
 // ---------------------------------------------------------------------------------------
 // The table
 
-/// Where the file must end up after a row.
+/// Where the secret file and the code must end up after a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum After {
-    /// Byte-identical to the original.
+    /// Secret file byte-identical to the original.
     Unchanged,
-    /// The attempt was recorded (first write done), the code was not marked used: the
-    /// same correct code must still be accepted afterwards.
-    AttemptRecordedOnly,
-    /// The new state reached the directory entry but its durability is unknown (the
-    /// directory fsync failed): any valid parse is fine; only the result matters.
+    /// Secret file unchanged, and the code was not recorded as used: the same correct
+    /// code must still be accepted afterwards.
+    NotConsumed,
+    /// Secret file unchanged; the record reached the file but its durability is unknown
+    /// (the fsync failed), so the code counts as used: the same code is refused.
+    Consumed,
+    /// The secret file was rewritten but its durability is unknown (the directory fsync
+    /// failed): any valid parse is fine; only the result matters.
     ValidFile,
+    /// A scratch-code row: the scratch code is still in the file.
+    ScratchKept,
 }
 
 struct Row {
@@ -321,8 +347,10 @@ struct Row {
     answer: fn() -> Answer,
     /// The file after the row.
     after: After,
-    /// Hold a conflicting `flock` on the secret file during the call.
+    /// Hold a conflicting `flock` on the state record during the call.
     hold_lock: bool,
+    /// The secret file holds a scratch code (rows about its rewrite).
+    scratch: bool,
 }
 
 fn correct() -> Answer {
@@ -337,6 +365,11 @@ fn conv_fails() -> Answer {
 fn null_reply() -> Answer {
     Answer::Null
 }
+fn scratch() -> Answer {
+    Answer::Text(SCRATCH.into())
+}
+
+const SCRATCH: &str = "12345678";
 
 const ENOSPC: i32 = libc::ENOSPC;
 const EROFS: i32 = libc::EROFS;
@@ -353,6 +386,7 @@ fn row(name: &'static str) -> Row {
         answer: correct,
         after: After::Unchanged,
         hold_lock: false,
+        scratch: false,
     }
 }
 
@@ -438,48 +472,52 @@ fn table() -> Vec<Row> {
             ..row("lock: flock ENOLCK")
         },
     ];
-    // --- the crash-safe rewrite: each step, each errno, at the first write (recording the
-    // attempt) and at the second (marking the correct code used).
-    for (point, label) in [
-        (CreateTemp, "create temp"),
-        (Write, "write"),
-        (Fsync, "fsync"),
-        (Rename, "rename"),
+    // --- the state record: its write and its fsync, each errno, right and wrong code.
+    for errno in [ENOSPC, EROFS, EIO, EDQUOT] {
+        rows.push(Row {
+            faults: leak(vec![(Write, 0, errno)]),
+            after: After::NotConsumed,
+            ..row(leak_str(format!("state write fails ({errno}), right code")))
+        });
+        rows.push(Row {
+            faults: leak(vec![(Write, 0, errno)]),
+            answer: wrong,
+            ..row(leak_str(format!("state write fails ({errno}), wrong code")))
+        });
+        rows.push(Row {
+            faults: leak(vec![(Fsync, 0, errno)]),
+            after: After::Consumed,
+            ..row(leak_str(format!("state fsync fails ({errno}), right code")))
+        });
+    }
+    // --- the crash-safe rewrite a used scratch code needs: each step, each errno. The
+    // state record's lazy write comes first (one Write hit), then the file's rewrite.
+    for (point, skip, label) in [
+        (CreateTemp, 0, "create temp"),
+        (Write, 1, "write"),
+        (Fsync, 0, "fsync"),
+        (Rename, 0, "rename"),
     ] {
         for errno in [ENOSPC, EROFS, EIO, EDQUOT] {
             rows.push(Row {
-                faults: leak(vec![(point, 0, errno)]),
+                faults: leak(vec![(point, skip, errno)]),
+                answer: scratch,
+                scratch: true,
+                after: After::ScratchKept,
                 ..row(leak_str(format!(
-                    "{label} fails ({errno}) recording the attempt"
+                    "{label} fails ({errno}) using up a scratch code"
                 )))
-            });
-            rows.push(Row {
-                faults: leak(vec![(point, 1, errno)]),
-                after: After::AttemptRecordedOnly,
-                ..row(leak_str(format!(
-                    "{label} fails ({errno}) saving the success"
-                )))
-            });
-            rows.push(Row {
-                faults: leak(vec![(point, 0, errno)]),
-                answer: wrong,
-                ..row(leak_str(format!("{label} fails ({errno}), wrong code")))
             });
         }
     }
     for errno in [EIO, ENOSPC] {
         rows.push(Row {
             faults: leak(vec![(DirFsync, 0, errno)]),
+            answer: scratch,
+            scratch: true,
             after: After::ValidFile,
             ..row(leak_str(format!(
-                "directory fsync fails ({errno}) recording the attempt"
-            )))
-        });
-        rows.push(Row {
-            faults: leak(vec![(DirFsync, 1, errno)]),
-            after: After::ValidFile,
-            ..row(leak_str(format!(
-                "directory fsync fails ({errno}) saving the success"
+                "directory fsync fails ({errno}) using up a scratch code"
             )))
         });
     }
@@ -505,14 +543,24 @@ const OPTION_SETS: &[&[&str]] = &[
 /// Runs one row under one option set. Returns `(violations, silent)`: broken invariants,
 /// and whether the fault left no log line at all (checked by a separate test).
 fn check_row(r: &Row, extra: &[&str]) -> (Vec<String>, Option<String>) {
-    let home = Home::new(&base_file());
+    let contents = if r.scratch {
+        format!("{}{SCRATCH}\n", base_file())
+    } else {
+        base_file()
+    };
+    let home = Home::new(&contents);
     let before = home.bytes();
     let ids_before = me();
     let mut args: Vec<&str> = r.args.to_vec();
     args.extend_from_slice(extra);
 
     let holder = r.hold_lock.then(|| {
-        let f = fs::File::open(home.secret()).expect("open for flock");
+        // An empty record is a valid "nothing recorded yet"; another login holds it.
+        fs::create_dir(home.state_dir()).expect("state dir");
+        fs::set_permissions(home.state_dir(), fs::Permissions::from_mode(0o700)).expect("chmod");
+        let p = home.state_dir().join(me().uid.to_string());
+        let f = fs::File::create(&p).expect("create record");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
         f.lock().expect("flock");
         f
     });
@@ -546,27 +594,39 @@ fn check_row(r: &Row, extra: &[&str]) -> (Vec<String>, Option<String>) {
     check(strays.is_empty(), &format!("temp files left: {strays:?}"));
     let after = home.bytes();
     let text = String::from_utf8_lossy(&after).into_owned();
+    let retry = |answer: Answer| run(&home, &args, Nss::Ok, Clock::Ok, vec![answer]);
     match r.after {
-        After::Unchanged => check(after == before, &format!("state file changed to {text:?}")),
-        After::AttemptRecordedOnly => {
-            check(
-                base_file().lines().all(|l| text.lines().any(|t| t == l)),
-                &format!("lines lost: {text:?}"),
-            );
-            check(
-                text.contains("\" PAM_TOTP_FAILURES 1 "),
-                &format!("attempt not recorded: {text:?}"),
-            );
-            check(
-                !text.contains("PAM_TOTP_LAST_STEP"),
-                &format!("code marked used although denied: {text:?}"),
-            );
-            // Not consumed: the same code works now that the disk is healthy again.
-            let (again, pam2) = run(&home, &args, Nss::Ok, Clock::Ok, vec![correct()]);
+        After::Unchanged => check(after == before, &format!("secret file changed to {text:?}")),
+        After::NotConsumed => {
+            check(after == before, &format!("secret file changed to {text:?}"));
+            // Not recorded: the same code works now that the disk is healthy again.
+            let (again, pam2) = retry(correct());
             check(
                 again == Ok(Outcome::Success),
                 &format!(
                     "retry with the same code: {again:?} {:?}",
+                    pam2.logs.borrow()
+                ),
+            );
+        }
+        After::Consumed => {
+            check(after == before, &format!("secret file changed to {text:?}"));
+            let (again, _) = retry(correct());
+            check(
+                matches!(again, Ok(Outcome::Deny(_))),
+                &format!("a code whose record may be on disk was admitted again: {again:?}"),
+            );
+        }
+        After::ScratchKept => {
+            check(
+                text.contains(&format!("\n{SCRATCH}\n")),
+                &format!("scratch code consumed although the login was denied: {text:?}"),
+            );
+            let (again, pam2) = retry(scratch());
+            check(
+                again == Ok(Outcome::Success),
+                &format!(
+                    "retry with the scratch code: {again:?} {:?}",
                     pam2.logs.borrow()
                 ),
             );
@@ -617,8 +677,12 @@ fn the_happy_path_works_with_the_fakes() {
             pam.logs.borrow()
         );
         assert_eq!(pam.prompts, 1);
-        let text = String::from_utf8_lossy(&home.bytes()).into_owned();
-        assert!(text.contains("PAM_TOTP_LAST_STEP"), "{text}");
+        assert_eq!(
+            home.bytes(),
+            base_file().as_bytes(),
+            "secret file untouched"
+        );
+        assert_eq!(home.state().last_step, Some(NOW as u64 / 30));
         assert!(home.strays().is_empty());
         // Replay of the same code is refused.
         let (r, _) = run(&home, extra, Nss::Ok, Clock::Ok, vec![correct()]);
@@ -671,8 +735,30 @@ fn nullok_still_skips_when_only_the_file_is_missing() {
 
 #[test]
 fn clock_far_behind_the_replay_mark_is_a_fault_and_keeps_the_state() {
-    // H5: a file whose replay mark is years ahead of the clock.
+    // H5: a replay mark years ahead of the clock, in the store or (as earlier versions
+    // and `totp-enroll resync` write it) in the file: a fault, logged with the recovery,
+    // and nothing is reset.
     let step = NOW / 30;
+    for extra in OPTION_SETS {
+        let home = Home::new(&base_file());
+        let (r, _) = run(&home, extra, Nss::Ok, Clock::Ok, vec![correct()]);
+        assert_eq!(r, Ok(Outcome::Success));
+        let state = home.state();
+        let (r, pam) = run(&home, extra, Nss::Ok, Clock::FarBehind, vec![correct()]);
+        let code = to_pam_code(&r);
+        assert_ne!(code, PAM_SUCCESS, "{r:?} {:#?}", pam.logs.borrow());
+        assert_ne!(code, PAM_IGNORE, "{r:?}");
+        assert_eq!(home.state(), state, "state was reset or rewritten");
+        assert!(
+            pam.logs
+                .borrow()
+                .iter()
+                .any(|(_, m)| m.contains("clock fault")
+                    && m.contains("totp-state reset --user faultuser")),
+            "{:#?}",
+            pam.logs.borrow()
+        );
+    }
     let contents = format!("{}\" PAM_TOTP_LAST_STEP {step}\n", base_file());
     for extra in OPTION_SETS {
         let home = Home::new(&contents);
@@ -681,25 +767,34 @@ fn clock_far_behind_the_replay_mark_is_a_fault_and_keeps_the_state() {
         let code = to_pam_code(&r);
         assert_ne!(code, PAM_SUCCESS, "{r:?} {:#?}", pam.logs.borrow());
         assert_ne!(code, PAM_IGNORE, "{r:?}");
-        assert_eq!(home.bytes(), before, "state was reset or rewritten");
+        assert_eq!(home.bytes(), before, "secret file rewritten");
+        assert!(
+            pam.logs
+                .borrow()
+                .iter()
+                .any(|(_, m)| m.contains("PAM_TOTP_LAST_STEP")),
+            "{:#?}",
+            pam.logs.borrow()
+        );
     }
 }
 
 #[test]
-fn grace_period_bookkeeping_failure_is_the_only_write_allow_readonly_excuses() {
-    // R3: with allow_readonly, a failed write of anything but LASTn still denies. The
-    // table covers TOTP success; here a scratch code (which must be consumed) too.
-    let contents = format!("{}12345678\n", base_file());
+fn a_scratch_code_is_used_up_exactly_when_its_rewrite_succeeds() {
+    // R3: allow_readonly excuses nothing: a scratch code that could not be removed from
+    // the file does not log anybody in.
+    let contents = format!("{}{SCRATCH}\n", base_file());
     for point in [FaultPoint::Write, FaultPoint::Fsync, FaultPoint::Rename] {
         let home = Home::new(&contents);
         fault::clear();
-        fault::fail_nth(point, 1, libc::ENOSPC);
+        let skip = u32::from(point == FaultPoint::Write);
+        fault::fail_nth(point, skip, libc::ENOSPC);
         let (r, pam) = run(
             &home,
             &["allow_readonly"],
             Nss::Ok,
             Clock::Ok,
-            vec![Answer::Text("12345678".into())],
+            vec![scratch()],
         );
         fault::clear();
         assert_ne!(
@@ -713,6 +808,12 @@ fn grace_period_bookkeeping_failure_is_the_only_write_allow_readonly_excuses() {
             "{point:?}: scratch code consumed although the success was refused"
         );
     }
+    let home = Home::new(&contents);
+    let (r, _) = run(&home, &[], Nss::Ok, Clock::Ok, vec![scratch()]);
+    assert_eq!(r, Ok(Outcome::Success));
+    assert_eq!(home.bytes(), base_file().as_bytes());
+    let (r, _) = run(&home, &[], Nss::Ok, Clock::Ok, vec![scratch()]);
+    assert!(matches!(r, Ok(Outcome::Deny(_))), "{r:?}");
 }
 
 #[test]
@@ -742,6 +843,7 @@ fn hostile_home_directories_from_nss_deny_without_a_skip() {
                 me: me(),
                 nss: Nss::Ok,
                 clock: Clock::Ok,
+                uptime: None,
             };
             let mut pam = FakePam::new([correct()]);
             let argv: Vec<&[u8]> = extra.iter().map(|a| a.as_bytes()).collect();
@@ -798,4 +900,39 @@ fn lf_cr_after_line_one_never_loses_a_failure() {
     if after == contents.as_bytes() {
         assert!(matches!(r, Ok(Outcome::Deny(_))), "{r:?}");
     }
+}
+
+#[test]
+fn with_a_boot_time_a_used_code_needs_a_write_but_no_fsync() {
+    // The real module knows the boot time: a used TOTP code is recorded with one write
+    // and no fsync (a lost write is covered by the boot floor), so an fsync fault no
+    // longer matters for it, while a failed write still denies and leaves the code
+    // unused.
+    let run_booted = |home: &Home| {
+        let sys = FakeSys {
+            home: home.path().to_path_buf(),
+            me: me(),
+            nss: Nss::Ok,
+            clock: Clock::Ok,
+            uptime: Some(86_400),
+        };
+        let mut pam = FakePam::new([correct()]);
+        let state_dir = format!("state_dir={}", home.state_dir().display());
+        let r = authenticate_with(&mut pam, &[state_dir.as_bytes()], &sys);
+        (r, pam)
+    };
+    let home = Home::new(&base_file());
+    fault::clear();
+    fault::fail_next(FaultPoint::Fsync, libc::EIO);
+    let (r, pam) = run_booted(&home);
+    fault::clear();
+    assert_eq!(r, Ok(Outcome::Success), "{:#?}", pam.logs.borrow());
+    assert_eq!(home.state().last_step, Some(NOW as u64 / 30));
+    let home = Home::new(&base_file());
+    fault::fail_next(FaultPoint::Write, libc::ENOSPC);
+    let (r, _) = run_booted(&home);
+    fault::clear();
+    assert!(matches!(r, Ok(Outcome::Deny(_))), "{r:?}");
+    let (r, _) = run_booted(&home);
+    assert_eq!(r, Ok(Outcome::Success), "the code was not used up");
 }

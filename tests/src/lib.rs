@@ -42,6 +42,8 @@ pub fn built() -> &'static Built {
                 "pamapp",
                 "-p",
                 "totp-enroll",
+                "-p",
+                "totp-state",
             ])
             .current_dir(workspace())
             .status()
@@ -52,6 +54,7 @@ pub fn built() -> &'static Built {
             module: dir.join("libpam_totp.so"),
             driver: dir.join("pam-drive"),
             enroll: dir.join("totp-enroll"),
+            state_tool: dir.join("totp-state"),
         }
     })
 }
@@ -60,6 +63,8 @@ pub struct Built {
     pub module: PathBuf,
     pub driver: PathBuf,
     pub enroll: PathBuf,
+    /// The `totp-state` admin tool.
+    pub state_tool: PathBuf,
 }
 
 /// True when running as root. When not root: in CI (CI=true) the test fails, because
@@ -130,9 +135,11 @@ impl Stack {
     }
 
     /// Writes service `name` with the given lines; `@MODULE@` is replaced by the path of
-    /// the freshly built `pam_totp` module.
+    /// the freshly built `pam_totp` module followed by `state_dir=` naming this stack's
+    /// own state directory (see [`Stack::state_dir`]), so tests never share state with
+    /// each other or with the host; a later `state_dir=` in the line wins.
     pub fn service(&self, name: &str, lines: &str) -> &Stack {
-        let text = lines.replace("@MODULE@", &built().module.to_string_lossy());
+        let text = lines.replace("@MODULE@", &module_with_state(&self.state_dir()));
         fs::write(self.dir.path().join(name), text).expect("write service");
         self
     }
@@ -147,6 +154,26 @@ impl Stack {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The state directory the module uses in this stack (created by the module on
+    /// first use, root-owned, mode 0700).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The path of `uid`'s state record in this stack.
+    pub fn state_file(&self, uid: u32) -> PathBuf {
+        self.state_dir().join(uid.to_string())
+    }
+}
+
+/// The module path and a `state_dir=` argument, for stacks written without [`Stack`].
+pub fn module_with_state(state_dir: &Path) -> String {
+    format!(
+        "{} state_dir={}",
+        built().module.to_string_lossy(),
+        state_dir.display()
+    )
 }
 
 impl Default for Stack {
@@ -575,11 +602,31 @@ pub fn file_value(contents: &str, key: &str) -> Option<String> {
     })
 }
 
-/// The consecutive-failure count recorded in a secret file (0 when absent).
-pub fn failures(contents: &str) -> u32 {
-    file_value(contents, "PAM_TOTP_FAILURES")
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
+/// The state record the module keeps for `uid` in `stack` (default when absent).
+pub fn stored(stack: &Stack, uid: u32) -> totp_core::state::UserState {
+    use totp_core::state::StateStore;
+    let mut s =
+        totp_os::state_dir::StateDir::new(stack.state_dir(), std::time::Duration::from_secs(5));
+    s.read(uid)
+        .unwrap_or_else(|e| panic!("state of uid {uid} unreadable: {e}"))
+}
+
+/// The replay high-water mark (last accepted TOTP step) in the store.
+pub fn stored_last_step(stack: &Stack, uid: u32) -> Option<u64> {
+    stored(stack, uid).last_step
+}
+
+/// Consecutive failures (any origin) recorded in the store.
+pub fn stored_failures(stack: &Stack, uid: u32) -> u32 {
+    let st = stored(stack, uid);
+    totp_core::ledger::Ledger::decode(&st.extra)
+        .map(|l| l.consecutive)
+        .unwrap_or_else(|e| panic!("ledger of uid {uid}: {e}"))
+}
+
+/// Forgets `uid`'s state in `stack` (what `totp-state reset` does).
+pub fn reset_state(stack: &Stack, uid: u32) {
+    let _ = fs::remove_file(stack.state_file(uid));
 }
 
 /// Permission bits, owner uid and group gid of a path (not following a final symlink).

@@ -30,7 +30,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 use system_tests::{
     Drive, Driver, GA_SECRET, SECRET_160, Stack, TestUser, oathtool_hotp, oathtool_totp,
-    write_owned,
+    reset_state, write_owned,
 };
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::secret::Secret;
@@ -416,8 +416,8 @@ fn table() -> Vec<Scenario> {
         row(
             "replay without DISALLOW_REUSE",
             Expect::Differs(
-                "replay protection is always on for us (high-water mark PAM_TOTP_LAST_STEP); \
-                 GA reuses codes inside the window unless DISALLOW_REUSE is set",
+                "replay protection is always on for us (a high-water mark in the state \
+                 store); GA reuses codes inside the window unless DISALLOW_REUSE is set",
             ),
             file(TOTP_FILE),
         )
@@ -430,8 +430,7 @@ fn table() -> Vec<Scenario> {
         ])
         .files(|f| {
             unchanged(f.ga.as_ref(), f)?;
-            expect_line(f.ours.as_ref(), "\" PAM_TOTP_LAST_STEP 10001\n")?;
-            stripped_equal(f.ours.as_ref(), f.initial.as_deref())
+            unchanged(f.ours.as_ref(), f)
         }),
     );
 
@@ -816,22 +815,40 @@ fn table() -> Vec<Scenario> {
     rows.push(
         row(
             "no trailing newline; LAST0 inserted after line 1",
-            Expect::Same,
+            Expect::Differs(
+                "GA rewrites the file on every TOTP login (LASTn, DISALLOW_REUSE, fixing \
+                 the missing newline); we keep that state in the state store and never \
+                 write the file for a TOTP login",
+            ),
             file("2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n\" DISALLOW_REUSE"),
         )
         .args("grace_period=60")
         .steps(vec![
             at(T * 30).ans(Tok::Totp(T)).rhost("10.0.0.5").both(ok(1)),
             at(T * 30 + 5).ans(Tok::Totp(T)).both(err(1)),
-        ]),
+        ])
+        .files(|f| {
+            expect_line(f.ga.as_ref(), "\" LAST0 10.0.0.5 300000\n\" TOTP_AUTH\n")?;
+            unchanged(f.ours.as_ref(), f)
+        }),
     );
     rows.push(
         row(
             "duplicate keys: first wins, later ones deleted on rewrite",
-            Expect::Same,
+            Expect::Differs(
+                "GA rewrites DISALLOW_REUSE on a TOTP login (deleting the duplicate); we \
+                 read the first line, as GA does, and leave the file alone",
+            ),
             file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n\" DISALLOW_REUSE 10000\n"),
         )
-        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))])
+        .files(|f| {
+            let ga = text(f.ga.as_ref());
+            if ga != "2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n" {
+                return Err(format!("GA: {ga:?}"));
+            }
+            unchanged(f.ours.as_ref(), f)
+        }),
     );
     for (key, len) in [(GA_SECRET, 16), (SECRET_128, 26), (SECRET_160, 32)] {
         rows.push(
@@ -959,7 +976,8 @@ fn table() -> Vec<Scenario> {
             "grace_period=60, nothing else changes",
             Expect::Differs(
                 "GA 1.08 does not save LASTn unless something else changed the file \
-                 (upstream bug #193, fixed after 1.08); we always save it",
+                 (upstream bug #193, fixed after 1.08); we always save it, in the state \
+                 store",
             ),
             file(TOTP_FILE),
         )
@@ -973,7 +991,7 @@ fn table() -> Vec<Scenario> {
         ])
         .files(|f| {
             unchanged(f.ga.as_ref(), f)?;
-            expect_line(f.ours.as_ref(), "\" LAST0 10.0.0.5 300000\n")
+            unchanged(f.ours.as_ref(), f)
         }),
     );
     rows.push(
@@ -1020,10 +1038,7 @@ fn table() -> Vec<Scenario> {
         .steps(vec![at(T * 30).ans(Tok::Totp8).each(err(1), ok(1))])
         .files(|f| {
             unchanged(f.ga.as_ref(), f)?;
-            expect_line(f.ours.as_ref(), "\" PAM_TOTP_DIGITS 8\n")?;
-            expect_line(f.ours.as_ref(), "\" PAM_TOTP_LAST_STEP 10000\n")?;
-            let initial = f.initial.as_deref().map(strip_ours);
-            stripped_equal(f.ours.as_ref(), initial.as_deref())
+            unchanged(f.ours.as_ref(), f)
         }),
     );
 
@@ -1136,7 +1151,7 @@ fn table() -> Vec<Scenario> {
         ])
         .files(|f| {
             expect_line(f.ga.as_ref(), "\" LAST0 ::ffff:10.0.0.5 300000\n")?;
-            expect_line(f.ours.as_ref(), "\" LAST0 10.0.0.5 300000\n")
+            unchanged(f.ours.as_ref(), f)
         }),
     );
     rows.push(
@@ -1158,7 +1173,7 @@ fn table() -> Vec<Scenario> {
         ])
         .files(|f| {
             expect_line(f.ga.as_ref(), "\" DISALLOW_REUSE 11000\n")?;
-            expect_line(f.ours.as_ref(), "\" DISALLOW_REUSE 11997\n")
+            unchanged(f.ours.as_ref(), f)
         }),
     );
     rows.push(
@@ -1278,7 +1293,11 @@ fn table() -> Vec<Scenario> {
     rows.push(
         row(
             "interop: GA uses a file pam_totp has written",
-            Expect::Same,
+            Expect::Differs(
+                "a TOTP login no longer writes DISALLOW_REUSE: GA, run on the same file \
+                 right after us (a rollback), accepts a code we accepted once more within \
+                 its window; scratch codes we used stay used",
+            ),
             file(
                 "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 10 60\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n87654321\n",
             ),
@@ -1286,8 +1305,8 @@ fn table() -> Vec<Scenario> {
         .steps(vec![
             at(T * 30).ans(Tok::Totp(T)).ours(ok(1)),
             at(T * 30 + 1).ans(Tok::Wrong).ours(err(1)),
-            // GA reads our PAM_TOTP_* lines as unknown keys and keeps them.
-            at(T * 30 + 2).ans(Tok::Totp(T)).ga(err(1)),
+            // Our replay mark is in the state store, which GA does not read.
+            at(T * 30 + 2).ans(Tok::Totp(T)).ga(ok(1)),
             at((T + 1) * 30).ans(Tok::Totp(T + 1)).ga(ok(1)),
             at((T + 1) * 30 + 1).ans(Tok::Lit("12345678")).ga(ok(1)),
             // And back to us: GA's rewrite (mode 0400) is fine, the scratch code is gone.
@@ -1298,15 +1317,14 @@ fn table() -> Vec<Scenario> {
             let s = f.ours.as_ref().ok_or("file vanished")?;
             let t = String::from_utf8_lossy(&s.bytes);
             for line in [
-                "\" DISALLOW_REUSE 10000 10001 10002\n",
-                "\" PAM_TOTP_LAST_STEP 10002\n",
+                "\" DISALLOW_REUSE 10000 10001\n",
                 "\" TOTP_AUTH\n87654321\n",
             ] {
                 if !t.contains(line) {
                     return Err(format!("expected {line:?} in {t:?}"));
                 }
             }
-            if t.contains("12345678") || t.contains("PAM_TOTP_FAILURES") {
+            if t.contains("12345678") || t.contains("PAM_TOTP_") {
                 return Err(format!("used scratch code or failure counter left: {t:?}"));
             }
             if s.mode != 0o400 {
@@ -1333,7 +1351,7 @@ fn table() -> Vec<Scenario> {
         ])
         .files(|f| {
             let t = text(f.ours.as_ref());
-            for line in ["\" TIME_SKEW -2\n", "\" PAM_TOTP_LAST_STEP 10002\n"] {
+            for line in ["\" TIME_SKEW -2\n", "\" DISALLOW_REUSE 10003\n"] {
                 if !t.contains(line) {
                     return Err(format!("expected {line:?} in {t:?}"));
                 }
@@ -1355,8 +1373,8 @@ fn table() -> Vec<Scenario> {
         ])
         .files(|f| {
             let t = text(f.ours.as_ref());
-            let want = "2sh3 v3gd-w7zn mgye\r\n\" PAM_TOTP_LAST_STEP 10002\n\
-                        \" RATE_LIMIT 3 30 300030 300031 300060\n\" TOTP_AUTH\r\n";
+            // GA's rewrites only: our TOTP logins add nothing to the file.
+            let want = "2sh3 v3gd-w7zn mgye\r\n\" RATE_LIMIT 3 30 300031\n\" TOTP_AUTH\r\n";
             if t != want {
                 return Err(format!("expected {want:?}, got {t:?}"));
             }
@@ -1376,6 +1394,39 @@ fn text(s: Option<&FileState>) -> String {
         .unwrap_or_default()
 }
 
+/// The configuration a file holds, without the state either module may keep in it: our
+/// `" PAM_TOTP_*` lines (earlier versions), GA's `" LASTn` grace lines, the step list of
+/// `" DISALLOW_REUSE` and the timestamps of `" RATE_LIMIT`. GA keeps that state in the
+/// file; pam_totp keeps it in its state store and never writes the file for it, so
+/// rows compare the rest (secret, options, scratch codes, HOTP counter) byte for byte.
+fn config_view(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for piece in strip_ours(bytes).split_inclusive(|&b| b == b'\n') {
+        let (line, eol) = match piece.strip_suffix(b"\n") {
+            Some(l) => (l, &b"\n"[..]),
+            None => (piece, &b""[..]),
+        };
+        let is_grace = line.len() == 7 && line.starts_with(b"\" LAST") && line[6].is_ascii_digit()
+            || line.starts_with(b"\" LAST")
+                && line.get(7) == Some(&b' ')
+                && line[6].is_ascii_digit();
+        if is_grace {
+            continue;
+        }
+        if line.starts_with(b"\" DISALLOW_REUSE") {
+            out.extend_from_slice(b"\" DISALLOW_REUSE");
+        } else if let Some(rest) = line.strip_prefix(b"\" RATE_LIMIT ") {
+            let kept: Vec<&[u8]> = rest.split(|&b| b == b' ').take(2).collect();
+            out.extend_from_slice(b"\" RATE_LIMIT ");
+            out.extend_from_slice(&kept.join(&b' '));
+        } else {
+            out.extend_from_slice(line);
+        }
+        out.extend_from_slice(eol);
+    }
+    out
+}
+
 /// Removes our own `" PAM_TOTP_*` lines (each with its line break).
 fn strip_ours(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
@@ -1388,11 +1439,11 @@ fn strip_ours(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn check_equal(f: &Finals) -> Result<(), String> {
-    let ga = f.ga.as_ref().map(|s| s.bytes.clone());
-    let ours = f.ours.as_ref().map(|s| strip_ours(&s.bytes));
+    let ga = f.ga.as_ref().map(|s| config_view(&s.bytes));
+    let ours = f.ours.as_ref().map(|s| config_view(&s.bytes));
     if ga != ours {
         return Err(format!(
-            "files differ (ours without PAM_TOTP_* lines):\n      GA:   {}\n      ours: {}",
+            "configuration differs (state lines left out):\n      GA:   {}\n      ours: {}",
             show(ga.as_deref()),
             show(ours.as_deref())
         ));
@@ -1568,6 +1619,8 @@ fn resolve(sc: &Scenario, now: u64, t: &Tok) -> String {
 }
 
 fn init_file(env: &Env, init: &Init) -> Option<Vec<u8>> {
+    // Every row (and each module's run of it) starts without recorded state.
+    reset_state(&env.ours, env.user.uid);
     let path = env.user.secret_path();
     let target = env.user.home.join(".ga_target");
     let _ = fs::remove_file(&path);
@@ -1739,9 +1792,13 @@ fn run_row(env: &Env, sc: &Scenario) -> (String, Vec<String>) {
             if let Some(golden) = &st.file_after {
                 let got = after.as_ref().map(|s| match m {
                     Module::Ga => s.bytes.clone(),
-                    Module::Ours => strip_ours(&s.bytes),
+                    Module::Ours => config_view(&s.bytes),
                 });
-                if got.as_deref() != Some(golden.as_bytes()) {
+                let want = match m {
+                    Module::Ga => golden.as_bytes().to_vec(),
+                    Module::Ours => config_view(golden.as_bytes()),
+                };
+                if got.as_deref() != Some(want.as_slice()) {
                     problems.push(format!(
                         "step {i}: {} file {} instead of the golden {:?}",
                         m.name(),
@@ -1853,13 +1910,17 @@ fn row_trial(n: usize, sc: Scenario, env: SharedEnv, ga: Result<PathBuf, String>
     let ignored = ga.is_err() && !on_ci();
     Trial::test(name, move || {
         let ga_module = ga.map_err(|why| format!("CI=true forbids skipping: {why}"))?;
-        let env = env.get_or_init(|| Env {
-            user: TestUser::create("dga"),
-            ga: Stack::new(),
-            ours: Stack::new(),
-            ga_module: ga_module.to_string_lossy().into_owned(),
-            ours_module: system_tests::built().module.to_string_lossy().into_owned(),
-            tools: Tools { tee: which("tee") },
+        let env = env.get_or_init(|| {
+            let ours = Stack::new();
+            let ours_module = system_tests::module_with_state(&ours.state_dir());
+            Env {
+                user: TestUser::create("dga"),
+                ga: Stack::new(),
+                ours,
+                ga_module: ga_module.to_string_lossy().into_owned(),
+                ours_module,
+                tools: Tools { tee: which("tee") },
+            }
         });
         let mut problems = table_problems(&sc);
         let (log, run_problems) = run_row(env, &sc);

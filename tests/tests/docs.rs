@@ -80,3 +80,26 @@ fn every_cli_flag_is_in_totp_enroll_1() {
         "flags missing from totp-enroll.1: {missing:?}"
     );
 }
+
+#[test]
+fn every_cli_flag_is_in_totp_state_8() {
+    let man = man_text("totp-state.8");
+    let mut flags = BTreeSet::new();
+    for cmd in ["show", "reset"] {
+        let out = Command::new(&built().state_tool)
+            .args([cmd, "--help"])
+            .output()
+            .expect("run totp-state");
+        flags.extend(long_flags(&String::from_utf8_lossy(&out.stdout)));
+        assert!(man.contains(cmd), "command {cmd} missing from totp-state.8");
+    }
+    assert!(flags.contains("--user"), "{flags:?}");
+    let missing: Vec<_> = flags
+        .iter()
+        .filter(|f| *f != "--help" && *f != "--version" && !man.contains(f.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "flags missing from totp-state.8: {missing:?}"
+    );
+}

@@ -115,6 +115,14 @@ fn user_with_secret(tag: &str) -> (TestUser, String) {
     (u, secret)
 }
 
+/// A scratch code: the one kind of answer that still locks and rewrites the secret file.
+const SCRATCH: &str = "12345678";
+
+/// A TOTP file with [`SCRATCH`] as its scratch code.
+fn scratch_file(secret: &str) -> String {
+    format!("{}{SCRATCH}\n", totp_file(secret))
+}
+
 fn code_now(secret: &str) -> String {
     code_at(secret, now())
 }
@@ -424,11 +432,12 @@ fn credentials_and_descriptors_are_unchanged_after_every_call_path() {
             replies: vec![],
             lock: None,
         },
+        // A scratch code locks the secret file (it must be used up exactly once).
         CallPath {
             name: "lock timeout",
             user: u.name.clone(),
             args: "lock_timeout=300".into(),
-            replies: vec![t("CODE")],
+            replies: vec![t(SCRATCH)],
             lock: Some(u.secret_path()),
         },
         CallPath {
@@ -487,9 +496,10 @@ fn credentials_and_descriptors_are_unchanged_after_every_call_path() {
     for p in &paths[..3] {
         run_path(p);
     }
-    // Each success needs a fresh step: rewrite the file so no replay mark is left.
+    // Each path has a stack (and so a state directory) of its own: no replay mark is
+    // left between them.
     for p in &paths {
-        u.write_secret(&totp_file(&secret), 0o600);
+        u.write_secret(&scratch_file(&secret), 0o600);
         let fds_before = fds();
         let (rc, _, _) = run_path(p);
         let fds_after = fds();
@@ -532,6 +542,8 @@ fn other_threads_never_see_a_credential_change() {
     };
     let mine = thread_creds();
     let process = process_creds();
+    // A scratch code: its check locks the secret file as the user.
+    u.write_secret(&scratch_file(&secret), 0o600);
     let holder = hold_lock(&u.secret_path());
     let stack = Stack::with_module("svc", "lock_timeout=1500");
     let done = Arc::new(AtomicBool::new(false));
@@ -539,7 +551,7 @@ fn other_threads_never_see_a_credential_change() {
     let worker = {
         let done = done.clone();
         let name = u.name.clone();
-        let code = code_now(&secret);
+        let code = SCRATCH.to_string();
         let confdir = stack.path().to_path_buf();
         std::thread::spawn(move || {
             tx_status.send(my_task_status()).expect("send");
@@ -756,16 +768,20 @@ fn a_stopped_lock_holder_delays_only_its_user_and_only_for_a_bounded_time() {
     let (a, secret_a) = user_with_secret("la");
     let (b, secret_b) = user_with_secret("lb");
     let stack = Stack::probe("svc", "");
-    // Holder as root (C4), then as the user themselves (C5: a user's own flock).
+    // Holder as root (C4), then as the user themselves (C5: a user's own flock). The
+    // held lock is the secret file's, which a scratch code needs.
     for (who, uid, gid) in [("root", 0, 0), ("the user", a.uid, a.gid)] {
-        a.write_secret(&totp_file(&secret_a), 0o600);
+        a.write_secret(&scratch_file(&secret_a), 0o600);
         b.write_secret(&totp_file(&secret_b), 0o600);
+        // Fresh enrollments: both rounds may fall in one 30-s step.
+        reset_state(&stack, a.uid);
+        reset_state(&stack, b.uid);
         let before = fs::read(a.secret_path()).expect("read");
         let mut holder = stopped_lock_holder(&a.secret_path(), uid, gid);
 
         let started = Instant::now();
         let blocked = Driver::new(&stack, "svc", &a.name)
-            .answer(&code_now(&secret_a))
+            .answer(SCRATCH)
             .command()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -811,9 +827,7 @@ fn a_stopped_lock_holder_delays_only_its_user_and_only_for_a_bounded_time() {
         // The lock dies with its holder.
         holder.kill().expect("kill holder");
         holder.wait().expect("reap holder");
-        let after = Driver::new(&stack, "svc", &a.name)
-            .answer(&code_now(&secret_a))
-            .run();
+        let after = Driver::new(&stack, "svc", &a.name).answer(SCRATCH).run();
         assert_eq!(
             after.returned(),
             Returned::Success,
@@ -838,24 +852,74 @@ fn strace_injected_write_fsync_rename_errors_deny_and_keep_the_file() {
     }
     let (u, secret) = user_with_secret("si");
     let stack = Stack::probe("svc", "");
-    // The first write(2) of pam-drive is the module's temp-file write (the driver prints
-    // only after pam_authenticate returns); fsync and rename are only ever the module's.
-    let injections: &[Option<&str>] = &[
-        None, // control: the same command without a fault succeeds
-        Some("inject=write:error=ENOSPC:when=1"),
-        Some("inject=write:error=EIO:when=1"),
-        Some("inject=write:error=EROFS:when=1"),
-        Some("inject=write:error=EDQUOT:when=1"),
-        Some("inject=fsync,fdatasync:error=EIO"),
-        Some("inject=fsync,fdatasync:error=ENOSPC"),
-        Some("inject=rename,renameat,renameat2:error=EROFS"),
-        Some("inject=rename,renameat,renameat2:error=EIO"),
+    // What a fault must leave behind.
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    enum Expect {
+        /// Control: success, the mark recorded.
+        Saved,
+        /// The state write failed: nothing recorded, the code still unused.
+        NotRecorded,
+        /// A scratch code whose file rewrite failed: denied, the code still in the file.
+        ScratchKept,
+    }
+    use Expect::*;
+    // pwrite64 is only ever the module's state write (one per attempt); fsync and
+    // rename are only ever the module's.
+    let injections: &[(Option<&str>, bool, Expect)] = &[
+        (None, false, Saved),
+        (
+            Some("inject=pwrite64:error=ENOSPC:when=1"),
+            false,
+            NotRecorded,
+        ),
+        (Some("inject=pwrite64:error=EIO:when=1"), false, NotRecorded),
+        (
+            Some("inject=pwrite64:error=EROFS:when=1"),
+            false,
+            NotRecorded,
+        ),
+        (
+            Some("inject=pwrite64:error=EDQUOT:when=1"),
+            false,
+            NotRecorded,
+        ),
+        // A used TOTP code is written without an fsync (the boot time covers a lost
+        // write), so fsync faults matter for the scratch code's rewrite.
+        (Some("inject=fsync,fdatasync:error=EIO"), true, ScratchKept),
+        (
+            Some("inject=fsync,fdatasync:error=ENOSPC"),
+            true,
+            ScratchKept,
+        ),
+        (
+            Some("inject=rename,renameat,renameat2:error=EROFS"),
+            true,
+            ScratchKept,
+        ),
+        (
+            Some("inject=rename,renameat,renameat2:error=EIO"),
+            true,
+            ScratchKept,
+        ),
     ];
-    for inj in injections {
-        u.write_secret(&totp_file(&secret), 0o600);
+    for &(inj, scratch, expect) in injections {
+        u.write_secret(&scratch_file(&secret), 0o600);
+        reset_state(&stack, u.uid);
+        // The record exists before the fault, so the fault hits a write, not the
+        // record's creation.
+        let d = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_now(&secret))
+            .run();
+        assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
         let before = fs::read(u.secret_path()).expect("read");
+        let mark_before = stored_last_step(&stack, u.uid);
+        let answer = if scratch {
+            SCRATCH.to_string()
+        } else {
+            code_now(&secret)
+        };
         let cmd = Driver::new(&stack, "svc", &u.name)
-            .answer(&code_now(&secret))
+            .answer(&answer)
             .command();
         let mut strace = Command::new("strace");
         strace.args(["-f", "-qq", "-o", "/dev/null"]);
@@ -872,20 +936,43 @@ fn strace_injected_write_fsync_rename_errors_deny_and_keep_the_file() {
             .expect("strace");
         let d = Drive::parse(&out);
         let after = fs::read(u.secret_path()).expect("read");
-        match inj {
-            None => {
-                assert_eq!(d.returned(), Returned::Success, "control run: {d:?}");
-                assert_ne!(after, before, "control run: state not saved");
-            }
-            Some(i) => {
-                assert!(!d.result.is_empty(), "{i}: driver output lost: {out:?}");
-                assert!(matches!(d.returned(), Returned::Failed(_)), "{i}: {d:?}");
-                assert_eq!(
-                    String::from_utf8_lossy(&after),
-                    String::from_utf8_lossy(&before),
-                    "{i}: state file changed"
-                );
-            }
+        let i = inj.unwrap_or("control");
+        if expect == Saved {
+            assert_eq!(d.returned(), Returned::Success, "control run: {d:?}");
+            assert_ne!(
+                stored_last_step(&stack, u.uid),
+                mark_before,
+                "control: state not saved"
+            );
+        } else {
+            assert!(!d.result.is_empty(), "{i}: driver output lost: {out:?}");
+            assert!(matches!(d.returned(), Returned::Failed(_)), "{i}: {d:?}");
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&after),
+            String::from_utf8_lossy(&before),
+            "{i}: secret file changed"
+        );
+        if expect == NotRecorded {
+            assert_eq!(
+                stored_last_step(&stack, u.uid),
+                mark_before,
+                "{i}: recorded"
+            );
+            let again = Driver::new(&stack, "svc", &u.name).answer(&answer).run();
+            assert_eq!(
+                again.returned(),
+                Returned::Success,
+                "{i}: code lost: {again:?}"
+            );
+        }
+        if expect == ScratchKept {
+            let again = Driver::new(&stack, "svc", &u.name).answer(SCRATCH).run();
+            assert_eq!(
+                again.returned(),
+                Returned::Success,
+                "{i}: scratch lost: {again:?}"
+            );
         }
         assert!(
             temp_leftovers(&u.home).is_empty(),

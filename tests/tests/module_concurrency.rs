@@ -1,4 +1,4 @@
-//! Parallel logins, replay, crash safety of the state rewrite, and what rewrites keep
+//! Parallel logins, replay, crash safety of the state store, and what rewrites keep
 //! (SECURITY.md cases C1–C3, D1, D6, R12, R15–R17), with real processes.
 
 use std::fs;
@@ -7,7 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use system_tests::*;
-use totp_core::gafile::GaFile;
 
 fn spawn_all(drivers: Vec<Driver>) -> Vec<Drive> {
     let children: Vec<Child> = drivers
@@ -47,10 +46,15 @@ fn same_code_in_32_parallel_logins_succeeds_exactly_once() {
         return;
     }
     let u = TestUser::create("cc");
-    let stack = Stack::probe("svc", "lock_timeout=5000 throttle_after=100");
+    let stack = Stack::probe(
+        "svc",
+        "lock_timeout=5000 throttle_after=100 ceiling_burst=1000",
+    );
     for round in 0..5 {
         let secret = random_secret_b32();
         u.write_secret(&totp_file(&secret), 0o600);
+        // A fresh enrollment: rounds may fall in one 30-s step.
+        reset_state(&stack, u.uid);
         let start = start_time();
         let code = code_at(&secret, start / 1000);
         let drivers = (0..32)
@@ -74,13 +78,16 @@ fn same_code_in_32_parallel_logins_succeeds_exactly_once() {
             denied, 31,
             "round {round}: every other one denied: {results:?}"
         );
-        let f = read(&u.secret_path());
         assert_eq!(
-            file_value(&f, "PAM_TOTP_LAST_STEP"),
-            Some((start / 1000 / 30).to_string()),
+            stored_last_step(&stack, u.uid),
+            Some(start / 1000 / 30),
             "round {round}"
         );
-        GaFile::parse(f.as_bytes()).expect("parses");
+        assert_eq!(
+            read(&u.secret_path()),
+            totp_file(&secret),
+            "secret file untouched"
+        );
     }
 }
 
@@ -92,15 +99,17 @@ fn parallel_wrong_codes_are_counted_exactly() {
     }
     let secret = random_secret_b32();
     let u = TestUser::create("cw");
-    let stack = Stack::probe("svc", "lock_timeout=5000 throttle_after=100");
-    // Start from an existing count to see an increase, not just a value.
-    u.write_secret(
-        &format!(
-            "{secret}\n\" PAM_TOTP_FAILURES 7 {}\n\" TOTP_AUTH\n",
-            now() - 5
-        ),
-        0o600,
+    let stack = Stack::probe(
+        "svc",
+        "lock_timeout=5000 throttle_after=100 ceiling_burst=1000",
     );
+    // Start from a count an earlier version wrote (taken over on first use) to see an
+    // increase, not just a value.
+    let text = format!(
+        "{secret}\n\" PAM_TOTP_FAILURES 7 {}\n\" TOTP_AUTH\n",
+        now() - 5
+    );
+    u.write_secret(&text, 0o600);
     let n = 32;
     let start = start_time();
     let drivers = (0..n)
@@ -118,8 +127,8 @@ fn parallel_wrong_codes_are_counted_exactly() {
     for d in &results {
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
     }
-    let f = read(&u.secret_path());
-    assert_eq!(failures(&f), 7 + n, "{f}");
+    assert_eq!(stored_failures(&stack, u.uid), 7 + n);
+    assert_eq!(read(&u.secret_path()), text, "secret file untouched");
 }
 
 /// C3 / R12: the same code twice is refused the second time, and a code of an earlier
@@ -160,14 +169,13 @@ fn replayed_and_older_codes_are_refused() {
     let c2 = code_at(&secret, T0 + 60);
     assert_eq!(login(&c2, T0 + 30).module_code(), "PAM_SUCCESS");
     assert_eq!(login(&c1, T0 + 31).module_code(), "PAM_AUTH_ERR");
-    assert_eq!(
-        file_value(&read(&u.secret_path()), "PAM_TOTP_LAST_STEP"),
-        Some(((T0 + 60) / 30).to_string())
-    );
+    assert_eq!(stored_last_step(&stack, u.uid), Some((T0 + 60) / 30));
+    assert_eq!(read(&u.secret_path()), totp_file(&secret));
 }
 
-/// R17: a rewrite keeps mode and owner (0600 stays 0600, 0400 stays 0400), for success
-/// and failure rewrites alike.
+/// R17: TOTP logins leave the secret file alone (same bytes, same inode); the one
+/// rewrite left, a used scratch code, keeps mode and owner (0600 stays 0600, 0400
+/// stays 0400).
 #[test]
 fn rewrites_keep_mode_and_owner() {
     if !require_root("rewrites_keep_mode_and_owner") {
@@ -176,36 +184,45 @@ fn rewrites_keep_mode_and_owner() {
     let secret = random_secret_b32();
     let u = TestUser::create("mo");
     let stack = Stack::probe("svc", "");
-    for mode in [0o600, 0o400] {
-        let p = u.write_secret(&totp_file(&secret), mode);
-        // Held open so its inode number cannot be reused by the rewrites below.
+    for (i, mode) in [0o600, 0o400].into_iter().enumerate() {
+        let text = format!("{secret}\n\" TOTP_AUTH\n12345678\n");
+        let p = u.write_secret(&text, mode);
+        // Held open so its inode number cannot be reused by the rewrite below.
         let original = fs::File::open(&p).expect("open original");
         let ino = original
             .metadata()
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .ok();
+        let ino_now = || {
+            fs::metadata(&p)
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .ok()
+        };
+        let at = T0 + 60 * i as u64;
         let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&wrong_totp(&secret, T0))
-            .at(T0)
+            .answer(&wrong_totp(&secret, at))
+            .at(at)
             .run();
         assert_eq!(d.module_code(), "PAM_AUTH_ERR");
-        assert_eq!(
-            mode_owner(&p),
-            (mode, u.uid, u.gid),
-            "{mode:o} after a failure"
-        );
-        assert_eq!(failures(&read(&p)), 1, "the failure was written");
         let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, T0))
-            .at(T0)
+            .answer(&code_at(&secret, at))
+            .at(at)
             .run();
         assert_eq!(d.module_code(), "PAM_SUCCESS", "{mode:o}: {d:?}");
+        assert_eq!(read(&p), text, "{mode:o}: TOTP logins never write the file");
+        assert_eq!(ino_now(), ino, "{mode:o}: not even rewritten in place");
+        let d = Driver::new(&stack, "svc", &u.name)
+            .answer("12345678")
+            .at(at + 1)
+            .run();
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "{mode:o}: {d:?}");
+        assert_eq!(read(&p), totp_file(&secret), "the scratch code is used up");
         assert_eq!(
             mode_owner(&p),
             (mode, u.uid, u.gid),
-            "{mode:o} after a success"
+            "{mode:o} after the rewrite"
         );
-        let new_ino = fs::metadata(&p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
-        assert_ne!(ino.ok(), new_ino.ok(), "replaced by rename");
+        assert_ne!(ino_now(), ino, "replaced by rename");
         drop(original);
     }
 }
@@ -247,32 +264,27 @@ fn stale_temp_files_do_not_block() {
             .run();
         assert_eq!(d.module_code(), "PAM_SUCCESS", "login {i}: {d:?}");
     }
-    assert_eq!(
-        file_value(&read(&u.secret_path()), "PAM_TOTP_LAST_STEP"),
-        Some(((T0 + 60) / 30).to_string())
-    );
+    assert_eq!(stored_last_step(&stack, u.uid), Some((T0 + 60) / 30));
 }
 
-/// D1: kill -9 at random moments of 200 logins (each rewrites the file twice: the
-/// attempt, then the verdict). After every kill the file parses, holds the same
-/// secret, and keeps its mode and owner. A final login still works.
+/// D1 / R15: kill -9 at random moments of 200 logins, alternating right codes (one
+/// durable state write) and wrong ones (one lazy write). After every kill the state
+/// record reads back, its replay mark never goes down, a code whose acceptance was
+/// recorded is never admitted again, and the secret file is byte-for-byte unchanged.
+/// A final login still works.
 #[test]
-fn kill_9_during_rewrites_never_corrupts_the_file() {
-    if !require_root("kill_9_during_rewrites_never_corrupts_the_file") {
+fn kill_9_during_state_writes_never_corrupts_state_or_readmits_a_code() {
+    if !require_root("kill_9_during_state_writes_never_corrupts_state_or_readmits_a_code") {
         return;
     }
     let secret = random_secret_b32();
     let u = TestUser::create("k9");
-    let p = u.write_secret(&totp_file(&secret), 0o600);
-    let stack = Stack::probe("svc", "throttle_after=100");
-    let expected_secret = GaFile::parse(read(&p).as_bytes())
-        .expect("parse")
-        .secret()
-        .expect("secret");
-    let run_at = |i: u64| {
-        let at = T0 + 30 * i;
+    let text = totp_file(&secret);
+    let p = u.write_secret(&text, 0o600);
+    let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=1000");
+    let command = |answer: &str, at: u64| {
         let mut cmd = Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, at))
+            .answer(answer)
             .at(at)
             .command();
         // Own process group, so the kill reaches everything the child started.
@@ -283,17 +295,26 @@ fn kill_9_during_rewrites_never_corrupts_the_file() {
     };
     // Typical duration of one login, to spread the kills over it.
     let t = Instant::now();
-    let st = run_at(0).status().expect("run");
+    let st = command(&code_at(&secret, T0), T0).status().expect("run");
     assert!(st.success(), "baseline login: {st:?}");
     let typical = t.elapsed().as_micros() as u64;
     let mut seed = now_ms() ^ u64::from(std::process::id());
     let mut killed = 0;
+    let mut mark = stored_last_step(&stack, u.uid);
+    let mut readmission_checks = 0;
     for i in 1..=200u64 {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = seed % (typical * 11 / 10 + 1);
-        let mut child = run_at(i).spawn().expect("spawn");
+        let at = T0 + 30 * i;
+        let right = i % 2 == 0;
+        let answer = if right {
+            code_at(&secret, at)
+        } else {
+            wrong_totp(&secret, at)
+        };
+        let mut child = command(&answer, at).spawn().expect("spawn");
         std::thread::sleep(Duration::from_micros(delay));
         let pid = child.id() as i32;
         // SAFETY: kill(2) has no memory-safety preconditions; the target is the
@@ -310,18 +331,22 @@ fn kill_9_during_rewrites_never_corrupts_the_file() {
         ] {
             let _ = std::fs::remove_file(leftover);
         }
-        let bytes = fs::read(&p).expect("read secret file");
-        let f = GaFile::parse(&bytes).unwrap_or_else(|e| {
-            panic!("after kill {i} (delay {delay} µs): corrupt file {e:?}: {bytes:?}")
-        });
-        assert_eq!(
-            f.secret().expect("secret").as_bytes(),
-            expected_secret.as_bytes(),
-            "after kill {i}"
-        );
-        assert_eq!(mode_owner(&p), (0o600, u.uid, u.gid), "after kill {i}");
+        assert_eq!(read(&p), text, "after kill {i}: secret file changed");
+        let now_mark = stored_last_step(&stack, u.uid);
+        assert!(now_mark >= mark, "after kill {i}: mark went down");
+        mark = now_mark;
+        if right && mark == Some(at / 30) {
+            // The killed login recorded its acceptance: the code is used up.
+            readmission_checks += 1;
+            let st = command(&answer, at + 1).status().expect("rerun");
+            assert!(
+                !st.success(),
+                "after kill {i}: a recorded code was admitted again"
+            );
+        }
     }
     assert!(killed > 100, "most runs were killed mid-way ({killed})");
+    eprintln!("{killed} kills, {readmission_checks} re-admission checks");
     let at = T0 + 30 * 201;
     let d = Driver::new(&stack, "svc", &u.name)
         .answer(&code_at(&secret, at))
@@ -331,7 +356,7 @@ fn kill_9_during_rewrites_never_corrupts_the_file() {
 }
 
 /// A lock holder that stops (SIGSTOP) delays others only up to lock_timeout; once it
-/// dies the lock is free again (C4).
+/// dies the lock is free again (C4). The lock that matters now is the state record's.
 #[test]
 fn stopped_lock_holder_delays_others_only_boundedly() {
     if !require_root("stopped_lock_holder_delays_others_only_boundedly") {
@@ -340,10 +365,16 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
     let secret = random_secret_b32();
     let u = TestUser::create("ls");
     u.write_secret(&totp_file(&secret), 0o600);
-    // The holder: flock(1) on the file as the user, then sleeping.
+    let stack = Stack::probe("svc", "lock_timeout=1000");
+    // One failed login creates the record.
+    let d = Driver::new(&stack, "svc", &u.name)
+        .answer(&wrong_totp(&secret, now()))
+        .run();
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    // The holder: flock(1) on the record, then sleeping.
     let mut holder = Command::new("flock")
         .arg("-x")
-        .arg(u.secret_path())
+        .arg(stack.state_file(u.uid))
         .args(["sleep", "30"])
         .process_group(0)
         .spawn()
@@ -352,7 +383,6 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
     let pid = holder.id() as i32;
     // SAFETY: kill(2) has no memory-safety preconditions; own child's process group.
     unsafe { libc::kill(-pid, libc::SIGSTOP) };
-    let stack = Stack::probe("svc", "lock_timeout=1000");
     let t = Instant::now();
     let d = Driver::new(&stack, "svc", &u.name)
         .answer(&code_at(&secret, now()))

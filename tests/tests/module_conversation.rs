@@ -111,7 +111,7 @@ fn malformed_answers_are_failed_attempts() {
     }
     let secret = random_secret_b32();
     let u = user_with_secret("ma", &secret);
-    let stack = Stack::probe("svc", "throttle_after=100");
+    let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=100");
     let good = code_at(&secret, T0);
     let fullwidth: String = good
         .chars()
@@ -136,7 +136,7 @@ fn malformed_answers_are_failed_attempts() {
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{a:?}: {d:?}");
         assert_eq!(d.prompts, 1);
         assert_eq!(
-            failures(&read(&u.secret_path())),
+            stored_failures(&stack, u.uid),
             i as u32 + 1,
             "{a:?} counted as one failed attempt"
         );
@@ -147,7 +147,7 @@ fn malformed_answers_are_failed_attempts() {
         .at(T0)
         .run();
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
-    assert_eq!(failures(&read(&u.secret_path())), 0);
+    assert_eq!(stored_failures(&stack, u.uid), 0);
 }
 
 /// One of GA's eight password modes (GA's unit test).
@@ -378,16 +378,19 @@ fn ga_password_modes_prompt_counts_and_forwarding() {
         };
         // GA's default-window sequence with 050548 (step 10000).
         u.write_secret(&format!("{GA_SECRET}\n\" TOTP_AUTH"), 0o600);
+        reset_state(&ms.stack, u.uid);
         for (step, ok) in [(9998u64, false), (9999, true)] {
             let d = drive_mode(stack, &u.name, m, "050548", step * 30);
             check(&d, ok, &format!("T={step}"), "050548");
         }
         u.write_secret(&format!("{GA_SECRET}\n\" TOTP_AUTH"), 0o600);
+        reset_state(&ms.stack, u.uid);
         for (step, ok) in [(10_002u64, false), (10_001, true)] {
             let d = drive_mode(stack, &u.name, m, "050548", step * 30);
             check(&d, ok, &format!("T={step}"), "050548");
         }
         u.write_secret(&format!("{GA_SECRET}\n\" TOTP_AUTH"), 0o600);
+        reset_state(&ms.stack, u.uid);
         let d = drive_mode(stack, &u.name, m, "050548", 300_000);
         check(&d, true, "T=10000", "050548");
         // The same code again: replay.

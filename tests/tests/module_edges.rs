@@ -8,7 +8,8 @@ use std::thread;
 
 use system_tests::pamapp::{Item, Reply, Scripted, Transaction};
 use system_tests::{
-    Drive, Driver, SECRET_160, Stack, TestUser, code_at, now, now_ms, read, require_root,
+    Drive, Driver, SECRET_160, Stack, TestUser, code_at, now, now_ms, read, require_root, stored,
+    stored_last_step,
 };
 
 #[test]
@@ -148,15 +149,17 @@ fn pam_user_is_read_again_on_every_call() {
     .expect("pam_start");
     assert_eq!(tx.authenticate(0), 0, "alice with her code");
     let alice_after = read(&alice.secret_path());
+    let alice_state = stored(&stack, alice.uid);
     // Another module (or the application) switches the user: the same code is now
-    // bob's first use, recorded in bob's file, and alice's file is not touched again.
+    // bob's first use, recorded in bob's state, and alice's is not touched again.
     assert_eq!(tx.set_item(Item::User, bob.name.as_bytes()), 0);
     assert_eq!(
         tx.authenticate(0),
         0,
         "bob with the same code, first use for bob"
     );
-    assert!(read(&bob.secret_path()).contains("PAM_TOTP_LAST_STEP"));
+    assert_eq!(stored_last_step(&stack, bob.uid), Some(t / 30));
+    assert_eq!(stored(&stack, alice.uid), alice_state);
     assert_eq!(read(&alice.secret_path()), alice_after);
     // Sequential handles in threads: nothing leaks between transactions either.
     let name = alice.name.clone();

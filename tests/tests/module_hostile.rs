@@ -388,9 +388,11 @@ fn traversal_user_names_are_denied_without_file_access() {
     for (i, b) in baits.iter().enumerate() {
         assert_eq!(fs::read(b).expect("read"), before[i], "bait {b:?} bytes");
     }
-    // Control: for a valid name the trace does show the store being walked.
+    // Control: for a valid name (an account without a file) the trace does show the
+    // store being walked.
+    let valid = TestUser::create("tv");
     let trace = trace_dir.path().join("control");
-    let inner = Driver::new(&stacks[1].1, "svc", "validname")
+    let inner = Driver::new(&stacks[1].1, "svc", &valid.name)
         .answer("123456")
         .command();
     let out = Command::new("strace")
@@ -457,10 +459,11 @@ fn traversal_names_leave_the_bait_unread() {
         assert_eq!(atime(&bait), a_bait2, "the bait was read");
     }
     assert_eq!(fs::read(&bait).expect("read"), before);
-    // Control: a real name in the same store is read (and succeeds).
-    let real = store.join("realname");
+    // Control: a real account's file in the same store is read (and succeeds).
+    let account = TestUser::create("tb");
+    let real = store.join(&account.name);
     write_owned(&real, totp_file(&secret).as_bytes(), 0, 0, 0o600);
-    let d = Driver::new(&stack, "svc", "realname")
+    let d = Driver::new(&stack, "svc", &account.name)
         .answer(&code_at(&secret, T0))
         .at(T0)
         .run();

@@ -49,15 +49,17 @@ fn secret_expands_tilde_home_and_user() {
     let s1 = Stack::probe("svc", "secret=~/cfg/${USER}.ga");
     let d = run(&s1, &u.name, &code_at(&secret, T0), T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
-    assert!(file_value(&read(&f1), "PAM_TOTP_LAST_STEP").is_some());
+    assert_eq!(stored_last_step(&s1, u.uid), Some(T0 / 30));
+    assert_eq!(
+        read(&f1),
+        totp_file(&secret),
+        "the secret file is configuration"
+    );
 
     let s2 = Stack::probe("svc", "secret=${HOME}/cfg/two-${USER}");
     let d = run(&s2, &u.name, &code_at(&secret, T0), T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
-    assert_eq!(
-        file_value(&read(&f2), "PAM_TOTP_LAST_STEP"),
-        Some((T0 / 30).to_string())
-    );
+    assert_eq!(stored_last_step(&s2, u.uid), Some(T0 / 30));
 
     // The default spec is ~/.google_authenticator: absent here → prompt, then deny.
     let s3 = Stack::probe("svc", "");
@@ -81,28 +83,35 @@ fn user_root_store_mode_reads_and_writes_state_in_the_store() {
 
     let d = run(&stack, &u.name, &code_at(&secret, T0), T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
-    let after = read(&f);
     assert_eq!(
-        file_value(&after, "PAM_TOTP_LAST_STEP"),
-        Some((T0 / 30).to_string()),
-        "replay mark written in the store"
+        stored_last_step(&stack, u.uid),
+        Some(T0 / 30),
+        "replay mark written in the state store"
+    );
+    assert_eq!(
+        read(&f),
+        totp_file(&secret),
+        "the secret file is configuration"
     );
     assert_eq!(mode_owner(&f), (0o600, 0, 0), "still root-owned 0600");
-    // The state lives in the store: replay is refused and counted there.
+    // The state lives in the state store, keyed on the uid: replay is refused and
+    // counted there.
     let d = run(&stack, &u.name, &code_at(&secret, T0), T0);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR");
-    assert_eq!(failures(&read(&f)), 1);
+    assert_eq!(stored_failures(&stack, u.uid), 1);
     assert!(
         !u.secret_path().exists(),
         "nothing written in the home directory"
     );
 
-    // GA's use case: a name that NSS does not know, with a file in the store.
+    // A name NSS does not know has no uid to key its replay mark on: even with a file
+    // in the store it is prompted, then denied (fail closed; GA let it in).
     let ghost = format!("ghost{}", std::process::id());
     let g = store.path().join(&ghost);
     write_owned(&g, totp_file(&secret).as_bytes(), 0, 0, 0o600);
     let d = run(&stack, &ghost, &code_at(&secret, T0 + 60), T0 + 60);
-    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1);
 
     // A store file owned by the user (not by user=) is refused.
     write_owned(&f, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o600);
@@ -320,8 +329,8 @@ fn noskewadj_has_no_effect_because_skew_is_never_learned() {
             assert_eq!(d.module_code(), "PAM_AUTH_ERR", "[{args}] attempt {i}");
         }
         let after = read(&u.secret_path());
-        assert!(!after.contains("TIME_SKEW"), "[{args}] {after}");
-        assert_eq!(failures(&after), 4);
+        assert_eq!(after, totp_file(GA_SECRET), "[{args}] no skew written");
+        assert_eq!(stored_failures(&stack, u.uid), 4);
         // A current code still works.
         let t = 12_010 * 30;
         let code = oathtool_totp(GA_SECRET, t, 30, 6, "sha1");
@@ -395,7 +404,7 @@ fn grace_period_matches_numeric_rhost_only() {
     }
     let secret = random_secret_b32();
     let u = user_with_secret("gp", &secret);
-    let stack = Stack::probe("svc", "grace_period=3600");
+    let stack = Stack::probe("svc", "grace_period=3600 ceiling_burst=100");
     let login = |rhost: Option<&str>, answer: &str, at: u64| {
         let mut d = Driver::new(&stack, "svc", &u.name).answer(answer).at(at);
         if let Some(h) = rhost {
@@ -406,11 +415,10 @@ fn grace_period_matches_numeric_rhost_only() {
 
     let d = login(Some("192.0.2.7"), &code_at(&secret, T0), T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
-    let f = read(&u.secret_path());
     assert_eq!(
-        file_value(&f, "LAST0"),
-        Some(format!("192.0.2.7 {T0}")),
-        "{f}"
+        read(&u.secret_path()),
+        totp_file(&secret),
+        "grace is kept in the store"
     );
     // Same address within the period: success without a prompt; nothing evaluated.
     let d = login(Some("192.0.2.7"), "000000", T0 + 100);
@@ -432,22 +440,29 @@ fn grace_period_matches_numeric_rhost_only() {
     }
 
     // Host names never get a grace entry nor match one.
-    u.write_secret(&totp_file(&secret), 0o600);
+    reset_state(&stack, u.uid);
     let d = login(Some("client.example"), &code_at(&secret, T0), T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS");
-    assert!(file_value(&read(&u.secret_path()), "LAST0").is_none());
+    let d = login(Some("client.example"), "000000", T0 + 10);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    assert_eq!(d.prompts, 1);
+    // GA's LASTn lines in the file grant nothing: grace records live in the store.
+    reset_state(&stack, u.uid);
     u.write_secret(
-        &format!("{secret}\n\" TOTP_AUTH\n\" LAST0 client.example {T0}\n"),
+        &format!("{secret}\n\" TOTP_AUTH\n\" LAST0 192.0.2.7 {T0}\n"),
         0o600,
     );
-    let d = login(Some("client.example"), "000000", T0 + 10);
+    let d = login(Some("192.0.2.7"), "000000", T0 + 10);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR");
     assert_eq!(d.prompts, 1);
 }
 
+/// Issue 13: a secret in a directory the user cannot write logs in (GA does), with or
+/// without `allow_readonly`, which is no longer needed: TOTP logins never write the
+/// secret file. The replay mark still holds, in the state store.
 #[test]
-fn allow_readonly_cannot_excuse_losing_the_replay_mark() {
-    if !require_root("allow_readonly_cannot_excuse_losing_the_replay_mark") {
+fn a_secret_in_an_unwritable_directory_logs_in_and_replay_still_fails() {
+    if !require_root("a_secret_in_an_unwritable_directory_logs_in_and_replay_still_fails") {
         return;
     }
     let secret = random_secret_b32();
@@ -455,8 +470,8 @@ fn allow_readonly_cannot_excuse_losing_the_replay_mark() {
     let dir = u.home.join("ro");
     mkdir_owned(&dir, u.uid, u.gid, 0o700);
     let p = dir.join("ga");
-    write_owned(&p, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o600);
-    // The user cannot create the temp file next to the secret any more.
+    write_owned(&p, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o400);
+    // The user cannot create a temp file next to the secret.
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o500)).expect("chmod");
     let before = fs::read(&p).expect("read");
     for (i, args) in ["", "allow_readonly", "allow_readonly grace_period=60"]
@@ -465,19 +480,25 @@ fn allow_readonly_cannot_excuse_losing_the_replay_mark() {
     {
         let at = T0 + 30 * i as u64;
         let stack = Stack::probe("svc", &format!("secret=~/ro/ga {args}"));
-        let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, at))
-            .rhost("192.0.2.1")
-            .at(at)
-            .run();
-        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "[{args}] {d:?}");
+        let login = || {
+            Driver::new(&stack, "svc", &u.name)
+                .answer(&code_at(&secret, at))
+                .rhost("192.0.2.1")
+                .at(at)
+                .run()
+        };
+        let d = login();
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "[{args}] {d:?}");
+        let d = login();
+        if args.contains("grace_period") {
+            assert_eq!(d.module_code(), "PAM_SUCCESS", "[{args}] grace");
+            assert_eq!(d.prompts, 0);
+        } else {
+            assert_eq!(d.module_code(), "PAM_AUTH_ERR", "[{args}] replay");
+        }
         assert_eq!(fs::read(&p).expect("read"), before);
     }
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
-    // Control: writable again, the same setup succeeds.
-    let stack = Stack::probe("svc", "secret=~/ro/ga allow_readonly");
-    let d = run(&stack, &u.name, &code_at(&secret, T0 + 120), T0 + 120);
-    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 
 #[test]
@@ -585,10 +606,16 @@ fn max_failures_disables_after_the_cap() {
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "at {at}");
         assert_eq!(d.prompts, 1);
     }
-    assert_eq!(failures(&read(&u.secret_path())), 2);
-    // Without the cap, the same file lets the user in.
+    assert_eq!(stored_failures(&stack, u.uid), 2);
+    // Without the cap, the same record lets the user in.
     let d = run(
-        &Stack::probe("svc", "throttle_after=100"),
+        &Stack::probe(
+            "svc",
+            &format!(
+                "throttle_after=100 state_dir={}",
+                stack.state_dir().display()
+            ),
+        ),
         &u.name,
         &code_at(&secret, T0 + 86_030),
         T0 + 86_030,
@@ -613,11 +640,16 @@ fn throttle_after_and_throttle_max_set_the_backoff() {
         let d = run(&stack, &u.name, &wrong_totp(&secret, T0), T0 + i);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR");
     }
-    let before = read(&u.secret_path());
+    let before = stored(&stack, u.uid);
     let d = run(&stack, &u.name, &code_at(&secret, T0 + 10), T0 + 10);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "throttled");
     assert_eq!(d.prompts, 1, "a throttled attempt is still prompted");
-    assert_eq!(read(&u.secret_path()), before, "not charged");
+    assert!(
+        d.messages
+            .contains(&(3, "too many failed codes; try again in 21 s".to_string())),
+        "the user is told: {d:?}"
+    );
+    assert_eq!(stored(&stack, u.uid), before, "not charged");
     let d = run(&stack, &u.name, &code_at(&secret, T0 + 32), T0 + 32);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "backoff over: {d:?}");
 
@@ -658,10 +690,13 @@ fn lock_timeout_bounds_the_wait_for_a_held_lock() {
     }
     let secret = random_secret_b32();
     let u = user_with_secret("lt", &secret);
-    let holder = fs::File::open(u.secret_path()).expect("open");
-    holder.lock().expect("flock");
     // Real clock here: a frozen monotonic clock would never reach the deadline.
     let stack = Stack::probe("svc", "lock_timeout=500");
+    // One failed login creates the state record; another login then holds its lock.
+    let d = run(&stack, &u.name, &wrong_totp(&secret, now()), now());
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    let holder = fs::File::open(stack.state_file(u.uid)).expect("open");
+    holder.lock().expect("flock");
     let started = Instant::now();
     let d = Driver::new(&stack, "svc", &u.name)
         .answer(&code_at(&secret, now()))
@@ -715,8 +750,10 @@ fn unknown_or_malformed_option_is_a_service_error_for_everybody() {
             assert_eq!(d.prompts, 0, "[{args}] {name}");
         }
     }
-    assert!(
-        file_value(&read(&u.secret_path()), "PAM_TOTP_FAILURES").is_none(),
+    assert!(!u.secret_path().with_file_name("never").exists());
+    assert_eq!(
+        read(&u.secret_path()),
+        totp_file(&secret),
         "nothing evaluated"
     );
 }

@@ -28,8 +28,8 @@ use std::fs;
 use std::path::PathBuf;
 
 use system_tests::{
-    Drive, Driver, Stack, TestUser, built, now, oathtool_totp, random_secret_b32, require_root,
-    require_tool, workspace, write_owned, wrong_totp,
+    Drive, Driver, Stack, TestUser, module_with_state, now, oathtool_totp, random_secret_b32,
+    require_root, require_tool, reset_state, workspace, write_owned, wrong_totp,
 };
 
 const PASSWORD: &str = "correct horse 7 battery";
@@ -173,7 +173,6 @@ impl Setup {
     /// Installs `text` (an example) as this setup's service, with the substitutions
     /// listed at the top of this file.
     fn install_text(&self, text: &str, rw: &Rewrite<'_>) {
-        let module = built().module.to_string_lossy().into_owned();
         let store = format!("{}/", self.store.path().display());
         let mut out = String::new();
         let mut totp_lines = 0;
@@ -192,7 +191,7 @@ impl Setup {
                         assert!(standin.is_file(), "no stand-in for {t}");
                         standin.to_string_lossy().into_owned()
                     } else if t == "pam_totp.so" {
-                        module.clone()
+                        module_with_state(&self.stack.state_dir())
                     } else if rw.no_rootok && t == "pam_rootok.so" {
                         "pam_deny.so".to_string()
                     } else {
@@ -238,7 +237,10 @@ enum Mode {
 
 /// Writes a fresh secret file (new secret, so no replay mark or failure count carries
 /// over between cases) and returns the secret.
+/// A fresh enrollment: a new secret and no state left from the previous one (two
+/// enrollments in one 30-s step would otherwise share a replay mark).
 fn enroll(setup: &Setup, user: &TestUser, mode: Mode) -> String {
+    reset_state(&setup.stack, user.uid);
     let secret = random_secret_b32();
     let contents = format!("{secret}\n\" TOTP_AUTH\n");
     match mode {
@@ -839,11 +841,10 @@ fn pam_auth_update_profile_adds_the_code_after_the_password() {
     let setup = Setup::new("login");
     // common-auth as pam-auth-update writes it with the profile selected: the Primary
     // block, pam_deny, pam_permit, then the Additional block.
-    let module = built().module.to_string_lossy().into_owned();
     let mut common = COMMON_AUTH.to_string();
     for line in &auth {
         common.push_str("auth ");
-        common.push_str(&line.replace("pam_totp.so", &module));
+        common.push_str(&line.replace("pam_totp.so", &module_with_state(&setup.stack.state_dir())));
         common.push('\n');
     }
     fs::write(setup.stack.path().join("common-auth"), common).expect("common-auth");
@@ -874,7 +875,7 @@ fn sufficient_would_let_the_code_replace_the_password() {
         setup.stack.path().join("bad"),
         format!(
             "auth sufficient {} nullok\n@include {}\n",
-            built().module.display(),
+            module_with_state(&setup.stack.state_dir()),
             setup.stack.path().join("common-auth").display()
         ),
     )

@@ -9,8 +9,9 @@ use std::fmt;
 
 use crate::fleet::FleetOptions;
 use crate::policy::{
-    DEFAULT_MAX_CLOCK_LAG_SECS, DEFAULT_MAX_TIME_SKEW, DEFAULT_MAX_WINDOW, DEFAULT_MIN_SECRET_BITS,
-    DEFAULT_THROTTLE_AFTER, DEFAULT_THROTTLE_MAX_SECS, MAX_FAILURES_LIMIT, Policy,
+    DEFAULT_CEILING_BURST, DEFAULT_CEILING_INTERVAL_SECS, DEFAULT_MAX_CLOCK_LAG_SECS,
+    DEFAULT_MAX_TIME_SKEW, DEFAULT_MAX_WINDOW, DEFAULT_MIN_SECRET_BITS, DEFAULT_THROTTLE_AFTER,
+    DEFAULT_THROTTLE_MAX_SECS, MAX_FAILURES_LIMIT, Policy,
 };
 use crate::user::{DEFAULT_SECRET_SPEC, UserName};
 
@@ -45,8 +46,11 @@ pub const OPTION_NAMES: &[&str] = &[
     "skip_group",
     "require_group",
     "lock_timeout",
-    // Fleets (crate::fleet): state=redis://… and the options of FLEET_OPTION_NAMES.
     "state",
+    "state_dir",
+    "ceiling_burst",
+    "ceiling_interval",
+    // Fleets (crate::fleet): state=redis://… and the options of FLEET_OPTION_NAMES.
     "state_fallback",
     "redis_connect_timeout",
     "redis_timeout",
@@ -80,6 +84,16 @@ pub enum PassMode {
     TryFirstPass,
     /// Only `PAM_AUTHTOK`; never prompt.
     UseFirstPass,
+}
+
+/// `state=`: which state store keeps replay marks and throttling records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StateBackend {
+    /// One record file per uid in a local directory (`state_dir=`).
+    #[default]
+    Local,
+    /// A Redis/Valkey server shared by a fleet (`state=redis://…`, `crate::fleet`).
+    Redis,
 }
 
 /// `user=`: a uid or a (validated) name to resolve through NSS.
@@ -123,6 +137,13 @@ pub struct ModuleOptions {
     /// `require_group=` (repeatable, or comma-separated).
     pub require_groups: Vec<String>,
     pub lock_timeout_ms: u64,
+    /// `ceiling_burst=`: failed guesses per origin class before the per-user ceiling bites.
+    pub ceiling_burst: u32,
+    /// `ceiling_interval=`: seconds per further guess under the per-user ceiling.
+    pub ceiling_interval_secs: u64,
+    pub state: StateBackend,
+    /// `state_dir=`: directory of the local store (default: see `totp_os::state_dir`).
+    pub state_dir: Option<String>,
     /// Shared Redis state and the secret command (`crate::fleet`).
     pub fleet: FleetOptions,
 }
@@ -156,6 +177,10 @@ impl Default for ModuleOptions {
             skip_groups: Vec::new(),
             require_groups: Vec::new(),
             lock_timeout_ms: DEFAULT_LOCK_TIMEOUT_MS,
+            ceiling_burst: DEFAULT_CEILING_BURST,
+            ceiling_interval_secs: DEFAULT_CEILING_INTERVAL_SECS,
+            state: StateBackend::Local,
+            state_dir: None,
             fleet: FleetOptions::default(),
         }
     }
@@ -327,6 +352,22 @@ impl ModuleOptions {
                     "lock_timeout" => {
                         self.lock_timeout_ms = decimal("lock_timeout", v, 0, MAX_LOCK_TIMEOUT_MS)?
                     }
+                    "state" if crate::fleet::RedisEndpoint::is_remote(v) => {
+                        self.fleet.apply(name, v)?;
+                        self.state = StateBackend::Redis;
+                    }
+                    "state" => {
+                        self.state = match v {
+                            "local" => StateBackend::Local,
+                            _ => return Err(bad("state", "not a known state store")),
+                        };
+                        self.fleet.redis = None;
+                    }
+                    "state_dir" => self.state_dir = Some(absolute_path("state_dir", v)?),
+                    "ceiling_burst" => self.ceiling_burst = small("ceiling_burst", v, 1, 1000)?,
+                    "ceiling_interval" => {
+                        self.ceiling_interval_secs = decimal("ceiling_interval", v, 1, 86_400)?
+                    }
                     _ if self.fleet.apply(name, v)? => {}
                     _ => return Err(unknown()),
                 }
@@ -347,6 +388,8 @@ impl ModuleOptions {
             no_increment_hotp: self.no_increment_hotp,
             grace_period_secs: self.grace_period_secs,
             max_clock_lag_secs: DEFAULT_MAX_CLOCK_LAG_SECS,
+            ceiling_burst: self.ceiling_burst,
+            ceiling_interval_secs: self.ceiling_interval_secs,
         }
     }
 
@@ -359,9 +402,6 @@ impl ModuleOptions {
         if self.allowed_perm & !DEFAULT_ALLOWED_PERM != 0 || self.allowed_perm_masked {
             w.push("allowed_perm");
         }
-        if self.allow_readonly {
-            w.push("allow_readonly");
-        }
         if self.grace_period_secs > 0 {
             w.push("grace_period");
         }
@@ -373,6 +413,12 @@ impl ModuleOptions {
         }
         if self.max_time_skew > DEFAULT_MAX_TIME_SKEW {
             w.push("max_time_skew");
+        }
+        if self.ceiling_burst > DEFAULT_CEILING_BURST {
+            w.push("ceiling_burst");
+        }
+        if self.ceiling_interval_secs < DEFAULT_CEILING_INTERVAL_SECS {
+            w.push("ceiling_interval");
         }
         if self.fleet.fallback == crate::fleet::Fallback::Local {
             w.push("state_fallback");
@@ -419,6 +465,10 @@ mod tests {
             ("skip_group", "wheel"),
             ("require_group", "staff"),
             ("lock_timeout", "1000"),
+            ("state", "local"),
+            ("state_dir", "/var/lib/pam_totp/state"),
+            ("ceiling_burst", "20"),
+            ("ceiling_interval", "600"),
         ];
         for name in OPTION_NAMES {
             let arg = match values.iter().find(|(n, _)| n == name) {

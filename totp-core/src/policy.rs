@@ -23,6 +23,13 @@ pub const DEFAULT_THROTTLE_MAX_SECS: u64 = 600;
 pub const DEFAULT_MAX_CLOCK_LAG_SECS: u64 = 86_400;
 /// Upper bound for the optional hard cap (R14).
 pub const MAX_FAILURES_LIMIT: u32 = 100;
+/// Per-user guess ceiling (R14), kept separately for origins the user has logged in from
+/// and for all other origins: a burst of this many failed guesses...
+pub const DEFAULT_CEILING_BURST: u32 = 10;
+/// ...then one more every this many seconds. With both classes exhausted an attacker
+/// gets at most 2 × (10 + 48) guesses on the first day and 96 a day after that; see
+/// SECURITY.md (R14) for the probabilities.
+pub const DEFAULT_CEILING_INTERVAL_SECS: u64 = 1800;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -46,6 +53,10 @@ pub struct Policy {
     pub grace_period_secs: u64,
     /// See [`DEFAULT_MAX_CLOCK_LAG_SECS`].
     pub max_clock_lag_secs: u64,
+    /// See [`DEFAULT_CEILING_BURST`].
+    pub ceiling_burst: u32,
+    /// See [`DEFAULT_CEILING_INTERVAL_SECS`].
+    pub ceiling_interval_secs: u64,
 }
 
 impl Default for Policy {
@@ -60,6 +71,8 @@ impl Default for Policy {
             no_increment_hotp: false,
             grace_period_secs: 0,
             max_clock_lag_secs: DEFAULT_MAX_CLOCK_LAG_SECS,
+            ceiling_burst: DEFAULT_CEILING_BURST,
+            ceiling_interval_secs: DEFAULT_CEILING_INTERVAL_SECS,
         }
     }
 }
@@ -76,6 +89,11 @@ impl Policy {
         THROTTLE_BASE_SECS
             .saturating_mul(1u64 << exp)
             .min(self.throttle_max_secs)
+    }
+
+    /// GCRA tolerance of the per-user ceiling: how far the budget's clock may run ahead.
+    pub fn ceiling_tolerance_secs(&self) -> u64 {
+        u64::from(self.ceiling_burst.max(1) - 1).saturating_mul(self.ceiling_interval_secs)
     }
 
     /// The secret floor actually enforced: never below 80 bits whatever the field says.

@@ -1,24 +1,32 @@
-//! The verification state machine: (file, policy, answer, now) → (verdict, file).
+//! Verification: (secret file, user state, policy, answer, origin, now) →
+//! (verdict, state write, secret-file change).
 //!
-//! Everything is a pure function of its arguments; the clock is a parameter.
-//! Verification is split in two so the module can persist in between (R15):
+//! Everything is a pure function of its arguments; the clock is a parameter. One
+//! attempt is two steps:
 //!
-//! 1. [`begin`] does the bookkeeping that must happen whatever the answer turns
-//!    out to be: GA's `RATE_LIMIT` list, the backoff and hard-cap decisions, and
-//!    the failure counter pre-charged by one. The module writes `Begin::file`
-//!    *before* looking at the code, so killing the process mid-way can never give
-//!    an attacker a free guess.
-//! 2. [`finish`] evaluates the candidates (scratch codes first, then HOTP or
-//!    TOTP) and returns the file to persist before `PAM_SUCCESS` is returned.
+//! 1. [`prepare`] reads the secret file (configuration) and computes, in constant time,
+//!    which window positions and scratch codes every candidate matches. Nothing is
+//!    decided yet and nothing leaves the process.
+//! 2. [`Prepared::decide`] runs inside the state store's one atomic update
+//!    ([`crate::state::StateStore::update`]): throttling admission, the replay check
+//!    and the record of the attempt, all from the same record. The caller releases the
+//!    verdict only after the store has written what `decide` returned.
 //!
-//! [`authenticate`] composes both for callers that write once. [`grace_applies`]
-//! is the pre-prompt grace-period check.
+//! Why one write is enough (R15): a failure and a success take the same path up to the
+//! store write (the match was computed before, in memory, and is not observable), and
+//! the store write that records the attempt happens before the verdict leaves the
+//! process. Killing the process before that write gives an attacker no answer;
+//! killing it after gives an answer that is already recorded (a charged failure or a
+//! used step). The old scheme wrote a pre-charged failure before looking at the code
+//! and a second time after; this one writes once.
 //!
-//! Safe defaults where GA is weak (each documented in `docs/file-format.md`):
-//! replay protection is always on through the `PAM_TOTP_LAST_STEP` high-water
-//! mark; automatic skew learning never happens; throttling is always on through
-//! `PAM_TOTP_FAILURES`; window and skew are capped by the admin policy; every
-//! window position is computed and compared in constant time.
+//! The secret file is configuration: it changes only when a scratch code is used up or
+//! the HOTP counter advances (as GA does), returned as [`Decision::file`].
+//!
+//! Safe defaults where GA is weak (`docs/file-format.md`): replay protection always on
+//! through the store's high-water mark (raised by a `PAM_TOTP_LAST_STEP` line in the
+//! file, never lowered by one); no skew learning; throttling always on; window and
+//! skew capped by the admin policy.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -27,12 +35,13 @@ use subtle::{Choice, ConditionallySelectable};
 
 use crate::code::{Candidate, Code};
 use crate::gafile::{
-    self, Config, FileError, GaFile, KEY_DISALLOW_REUSE, KEY_FAILURES, KEY_HOTP_COUNTER,
-    KEY_LAST_STEP, KEY_RATE_LIMIT, MAX_COUNTER, Mode,
+    self, Config, FileError, GaFile, KEY_HOTP_COUNTER, MAX_COUNTER, Mode, RateLimit,
 };
+use crate::ledger::{Ledger, OriginKey};
 use crate::otp::{self, Digits};
 use crate::policy::{Policy, RECOMMENDED_SECRET_BITS};
 use crate::secret::Secret;
+use crate::state::{StoreError, UserState, Write};
 
 /// How a code was accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +65,7 @@ pub enum Verdict {
     Rejected,
     /// The code matched a step already used (high-water mark or `DISALLOW_REUSE`).
     Replayed,
-    /// Refused unevaluated: backoff running or GA's `RATE_LIMIT` exceeded. The
-    /// module still prompts and discards the answer.
+    /// Refused unevaluated: a backoff, the per-user ceiling or GA's `RATE_LIMIT`.
     Throttled,
     /// Refused unevaluated: the admin hard cap (`max_failures`) is reached.
     Disabled,
@@ -67,20 +75,6 @@ impl Verdict {
     pub fn is_accepted(self) -> bool {
         matches!(self, Self::Accepted(_))
     }
-}
-
-/// Whether [`begin`] lets the attempt be evaluated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
-    Evaluate,
-    /// Backoff running until this unix time.
-    Throttled {
-        until: u64,
-    },
-    /// GA's `RATE_LIMIT` line says too many attempts.
-    RateLimited,
-    /// Hard cap reached; needs an admin to remove `PAM_TOTP_FAILURES`.
-    Disabled,
 }
 
 /// Things worth a log line; never contains secrets or codes.
@@ -94,6 +88,15 @@ pub enum Warning {
     SkewClamped { file: i64, used: i64 },
     /// GA's "Too many concurrent login attempts".
     RateLimitExceeded,
+    /// First use of the state store: the file's old throttling lines were taken over.
+    Migrated,
+    /// Throttling records were dated after the clock by more than the allowed lag (the
+    /// clock was far ahead when they were written, or is far behind now); they were
+    /// dropped. The replay mark is never dropped this way.
+    FutureRecordsDropped { latest: u64 },
+    /// The code is from the step of the last boot or before (within the window): it
+    /// counts as used after a restart, and the next code works.
+    UsedBeforeBoot,
 }
 
 impl fmt::Display for Warning {
@@ -110,6 +113,16 @@ impl fmt::Display for Warning {
                 write!(f, "TIME_SKEW {file} exceeds the admin cap; using {used}")
             }
             Self::RateLimitExceeded => f.write_str("too many login attempts (RATE_LIMIT)"),
+            Self::Migrated => f.write_str(
+                "first use of the state store: throttling lines of the secret file taken over",
+            ),
+            Self::FutureRecordsDropped { latest } => write!(
+                f,
+                "throttling records dated {latest} are ahead of the clock; dropped them (check the clock)"
+            ),
+            Self::UsedBeforeBoot => f.write_str(
+                "code of a time step before the last boot: counted as used after a restart; the next code works",
+            ),
         }
     }
 }
@@ -123,8 +136,20 @@ pub enum Error {
         bits: usize,
         min: u32,
     },
-    /// Clock before 1970, or too far behind the state in the file.
+    /// Clock before 1970.
     ClockFault,
+    /// The replay mark is further ahead of the clock than the allowed lag: either the
+    /// clock is wrong now, or it was far ahead when the mark was recorded (bad RTC,
+    /// restored VM). Never resolved automatically, because lowering the mark could
+    /// re-admit used codes; the admin tool's reset is the recovery.
+    StateAhead {
+        /// Unix time of the recorded mark's step.
+        mark_time: u64,
+        /// The mark came from a `PAM_TOTP_LAST_STEP` line in the secret file.
+        in_file: bool,
+    },
+    /// The stored throttling record cannot be decoded.
+    Store(StoreError),
 }
 
 impl fmt::Display for Error {
@@ -134,9 +159,17 @@ impl fmt::Display for Error {
             Self::SecretTooShort { bits, min } => {
                 write!(f, "secret has {bits} bits, at least {min} required")
             }
-            Self::ClockFault => {
-                f.write_str("clock fault: time is before 1970 or behind the recorded state")
-            }
+            Self::ClockFault => f.write_str("clock fault: time is before 1970"),
+            Self::StateAhead { mark_time, in_file } => write!(
+                f,
+                "the last accepted code is dated {mark_time} (unix time), far after the clock{}",
+                if *in_file {
+                    " (PAM_TOTP_LAST_STEP line of the secret file)"
+                } else {
+                    ""
+                }
+            ),
+            Self::Store(e) => write!(f, "{e}"),
         }
     }
 }
@@ -149,40 +182,64 @@ impl From<FileError> for Error {
     }
 }
 
-/// Result of [`begin`].
-#[derive(Clone, Debug)]
-pub struct Begin {
-    /// Persist this before evaluating the answer.
-    pub file: GaFile,
-    pub admission: Admission,
-    /// Whether `file` differs from the input (it always does when admitted).
-    pub changed: bool,
-    pub warnings: Vec<Warning>,
+/// What one attempt is, besides the answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt {
+    pub origin: OriginKey,
+    /// `PAM_RHOST` as a strict IP literal (grace period).
+    pub rhost: Option<IpAddr>,
+    pub now: i64,
+    /// The attempt was admitted and charged by an earlier check of the same
+    /// authentication (`try_first_pass`): no admission, no second charge.
+    pub continued: bool,
+    /// When the kernel booted (unix seconds), if known. Every TOTP step up to the boot,
+    /// plus the steps the window reaches ahead, counts as used: a used code recorded
+    /// without an fsync and lost in a power loss or crash (which always ends in a
+    /// reboot) is still refused. With it, a used TOTP code is written lazily; without
+    /// it, durably.
+    pub boot_time: Option<u64>,
 }
 
-impl Begin {
-    pub fn may_evaluate(&self) -> bool {
-        self.admission == Admission::Evaluate
-    }
-}
-
-/// Result of [`finish`] / [`authenticate`].
+/// What [`Prepared::decide`] decided.
 #[derive(Clone, Debug)]
-pub struct Outcome {
+pub struct Decision {
     pub verdict: Verdict,
-    /// Persist this (when `changed`) before returning success.
-    pub file: GaFile,
-    /// Whether `file` differs from the file passed in.
-    pub changed: bool,
-    /// The only difference is `LASTn` grace bookkeeping: the one write failure
-    /// `allow_readonly` may excuse.
-    pub only_grace_bookkeeping: bool,
+    /// What the store must write before the verdict is released.
+    pub write: Write,
+    /// The new secret file, when a scratch code was used up or the HOTP counter moved.
+    pub file: Option<GaFile>,
     /// Index into the candidate list of the accepted candidate (for `forward_pass`).
     pub matched: Option<usize>,
+    /// With [`Verdict::Throttled`]: seconds until an attempt from this origin is
+    /// evaluated again.
+    pub retry_after: Option<u64>,
     pub warnings: Vec<Warning>,
 }
 
-/// What every step needs: validated config, secret, effective window and skew.
+/// What a candidate matched, computed before the store is asked.
+#[derive(Clone, Debug)]
+enum Matched {
+    /// A scratch-shaped candidate: the scratch code value it equals, if any.
+    Scratch(Option<u32>),
+    /// TOTP steps or HOTP counters in the window whose code equals the candidate.
+    Otp(Vec<u64>),
+    /// Cannot match (wrong length, scratch-only file).
+    Nothing,
+}
+
+/// The secret file read and every candidate compared; see the module docs.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    file: GaFile,
+    cfg: Config,
+    now: u64,
+    /// How many steps past the current one the window (with skew) reaches.
+    ahead: u64,
+    matches: Vec<Matched>,
+    warnings: Vec<Warning>,
+}
+
+/// Validated config, secret, effective window and skew.
 struct Checked {
     cfg: Config,
     secret: Secret,
@@ -205,16 +262,6 @@ fn check(file: &GaFile, policy: &Policy, now: i64) -> Result<Checked, Error> {
         warnings.push(Warning::LegacySecret { bits });
     }
     let now = u64::try_from(now).map_err(|_| Error::ClockFault)?;
-    let horizon = now.saturating_add(policy.max_clock_lag_secs);
-    if cfg
-        .last_step
-        .is_some_and(|ls| ls.saturating_mul(cfg.step_secs()) > horizon)
-    {
-        return Err(Error::ClockFault);
-    }
-    if cfg.failures.is_some_and(|f| f.last > horizon) {
-        return Err(Error::ClockFault);
-    }
     let file_window = cfg.window_or_default();
     let max_window = policy.max_window.clamp(1, 100);
     let window = file_window.min(max_window);
@@ -243,132 +290,22 @@ fn check(file: &GaFile, policy: &Policy, now: i64) -> Result<Checked, Error> {
     })
 }
 
-/// End of the running backoff, if one is running at `now`.
-fn backoff_until(cfg: &Config, policy: &Policy, now: u64) -> Option<u64> {
-    let f = cfg.failures?;
-    let delay = policy.backoff_secs(f.count);
-    let until = f.last.saturating_add(delay);
-    (delay > 0 && now < until).then_some(until)
-}
-
-fn hard_capped(cfg: &Config, policy: &Policy) -> bool {
-    let count = cfg.failures.map_or(0, |f| f.count);
-    policy.max_failures.is_some_and(|m| count >= m)
-}
-
-/// Step 1: record the attempt (see the module docs). Errors leave the state as
-/// it was; the caller denies.
-pub fn begin(file: GaFile, policy: &Policy, now: i64) -> Result<Begin, Error> {
-    let c = check(&file, policy, now)?;
-    let mut f = file.clone();
-    let mut warnings = c.warnings;
-    let mut rate_exceeded = false;
-    if let Some(rl) = &c.cfg.rate_limit {
-        let (updated, exceeded) = gafile::rate_limit_update(rl, c.now);
-        f.set(KEY_RATE_LIMIT, &gafile::format_rate_limit(&updated))?;
-        rate_exceeded = exceeded;
-        if exceeded {
-            warnings.push(Warning::RateLimitExceeded);
-        }
-    }
-    let admission = if hard_capped(&c.cfg, policy) {
-        Admission::Disabled
-    } else if let Some(until) = backoff_until(&c.cfg, policy, c.now) {
-        // Not charged: a stranger can make a user wait, but cannot extend the wait.
-        Admission::Throttled { until }
-    } else if rate_exceeded {
-        Admission::RateLimited
-    } else {
-        let count = c.cfg.failures.map_or(0, |x| x.count);
-        let count = count.saturating_add(1).min(gafile::MAX_FAILURE_COUNT);
-        f.set(KEY_FAILURES, &format!("{count} {}", c.now))?;
-        Admission::Evaluate
-    };
-    let changed = f != file;
-    Ok(Begin {
-        file: f,
-        admission,
-        changed,
-        warnings,
-    })
-}
-
-/// Constant-time search: computes and compares every position, then picks the
-/// lowest matching counter for which `acceptable` holds. Returns
-/// `(any match, accepted counter)`.
+/// Constant-time search: computes and compares every position; returns the matches.
 fn search_window(
     c: &Checked,
     code: &Code,
     counters: impl Iterator<Item = u64>,
     digits: Digits,
-    acceptable: impl Fn(u64) -> bool,
-) -> (bool, Option<u64>) {
+) -> Vec<u64> {
     let mut hits: Vec<(u64, Choice)> = Vec::new();
     for ctr in counters {
         let expected = Code::from_value(otp::hotp(&c.secret, ctr, c.cfg.algorithm, digits), digits);
         hits.push((ctr, expected.ct_eq(code)));
     }
-    let mut any = Choice::from(0);
-    for (_, eq) in &hits {
-        any.conditional_assign(&Choice::from(1), *eq);
-    }
-    let accepted = hits
-        .iter()
+    hits.iter()
         .filter(|(_, eq)| bool::from(*eq))
         .map(|&(ctr, _)| ctr)
-        .find(|&ctr| acceptable(ctr));
-    (bool::from(any), accepted)
-}
-
-enum OtpResult {
-    Accepted(Method),
-    Replayed,
-    NoMatch,
-}
-
-fn check_totp(c: &Checked, f: &mut GaFile, code: &Code) -> Result<OtpResult, Error> {
-    let step_secs = c.cfg.step_secs();
-    let t = otp::totp_step(c.now as i64, step_secs).ok_or(Error::ClockFault)?;
-    let w = i128::from(c.window);
-    let base = i128::from(t) + i128::from(c.skew);
-    let counters = (-((w - 1) / 2)..=w / 2)
-        .map(|i| base + i)
-        .filter(|&v| (0..=i128::from(MAX_COUNTER)).contains(&v))
-        .map(|v| v as u64);
-    let reuse = c.cfg.disallow_reuse.clone().unwrap_or_default();
-    let last = c.cfg.last_step;
-    let (any, accepted) = search_window(c, code, counters, c.cfg.digits, |s| {
-        last.is_none_or(|l| s > l) && !reuse.contains(&s)
-    });
-    let Some(step) = accepted else {
-        return Ok(if any {
-            OtpResult::Replayed
-        } else {
-            OtpResult::NoMatch
-        });
-    };
-    if let Some(value) = f.get(KEY_DISALLOW_REUSE) {
-        // GA prunes with the file's own window, so its bytes match GA's.
-        let file_window = u64::from(c.cfg.window_or_default());
-        match gafile::disallow_reuse_update(value, step, file_window)? {
-            Some(v) => f.set(KEY_DISALLOW_REUSE, &v)?,
-            None => return Ok(OtpResult::Replayed),
-        }
-    }
-    f.set(KEY_LAST_STEP, &step.to_string())?;
-    Ok(OtpResult::Accepted(Method::Totp { step }))
-}
-
-fn check_hotp(c: &Checked, f: &mut GaFile, code: &Code, counter: u64) -> Result<OtpResult, Error> {
-    let end = counter.saturating_add(u64::from(c.window)).min(MAX_COUNTER);
-    let (_, accepted) = search_window(c, code, counter..end, c.cfg.digits, |_| true);
-    Ok(match accepted {
-        Some(ctr) => {
-            f.set(KEY_HOTP_COUNTER, &(ctr + 1).to_string())?;
-            OtpResult::Accepted(Method::Hotp { counter: ctr })
-        }
-        None => OtpResult::NoMatch,
-    })
+        .collect()
 }
 
 /// Index-free constant-time scan of the scratch codes; returns the matched value.
@@ -382,167 +319,393 @@ fn check_scratch(f: &GaFile, code: &Code) -> Option<u32> {
     (found != 0).then_some(found)
 }
 
-fn is_grace_key(key: &[u8]) -> bool {
-    matches!(key, [b'L', b'A', b'S', b'T', d] if d.is_ascii_digit())
+fn totp_counters(c: &Checked) -> Result<Vec<u64>, Error> {
+    let t = otp::totp_step(c.now as i64, c.cfg.step_secs()).ok_or(Error::ClockFault)?;
+    let w = i128::from(c.window);
+    let base = i128::from(t) + i128::from(c.skew);
+    Ok((-((w - 1) / 2)..=w / 2)
+        .map(|i| base + i)
+        .filter(|&v| (0..=i128::from(MAX_COUNTER)).contains(&v))
+        .map(|v| v as u64)
+        .collect())
 }
 
-fn same_host(stored: &str, rhost: IpAddr) -> bool {
-    stored
-        .parse::<IpAddr>()
-        .is_ok_and(|ip| ip.to_canonical() == rhost.to_canonical())
-}
-
-/// GA's `LASTn` update: the slot already holding this host, else the first empty
-/// slot, else the oldest entry (malformed lines are skipped, as GA does).
-fn record_grace(cfg: &Config, f: &mut GaFile, rhost: IpAddr, now: u64) -> Result<(), Error> {
-    let host = rhost.to_canonical();
-    let mut empty = None;
-    let mut oldest: Option<(u64, u8)> = None;
-    let mut found = None;
-    for slot in 0..10u8 {
-        let key = format!("LAST{slot}");
-        if !f.contains_key(&key) {
-            empty = empty.or(Some(slot));
-            continue;
-        }
-        let Some(e) = cfg.grace.iter().find(|e| e.slot == slot) else {
-            continue;
-        };
-        if same_host(&e.host, host) {
-            found = Some(slot);
-            break;
-        }
-        if oldest.is_none_or(|(w, _)| e.when < w) {
-            oldest = Some((e.when, slot));
-        }
-    }
-    let slot = found.or(empty).or(oldest.map(|(_, s)| s)).unwrap_or(0);
-    f.set(&format!("LAST{slot}"), &format!("{host} {now}"))?;
-    Ok(())
-}
-
-fn summarize(before: &GaFile, after: &GaFile) -> (bool, bool) {
-    let changed = before != after;
-    let only_grace =
-        changed && *before.without_keys(is_grace_key) == *after.without_keys(is_grace_key);
-    (changed, only_grace)
-}
-
-/// Step 2: evaluate the candidates against the file [`begin`] returned. A refused
-/// attempt (`Throttled`, `Disabled`) is reported without evaluation and without
-/// any change.
-pub fn finish(
-    begun: Begin,
+/// Step 1: read the configuration and compare every candidate (see the module docs).
+pub fn prepare(
+    file: &GaFile,
     policy: &Policy,
     candidates: &[Candidate],
     now: i64,
-    rhost: Option<IpAddr>,
-) -> Result<Outcome, Error> {
-    let refused = match begun.admission {
-        Admission::Evaluate => None,
-        Admission::Throttled { .. } | Admission::RateLimited => Some(Verdict::Throttled),
-        Admission::Disabled => Some(Verdict::Disabled),
-    };
-    if let Some(verdict) = refused {
-        return Ok(Outcome {
-            verdict,
-            file: begun.file,
-            changed: false,
-            only_grace_bookkeeping: false,
-            matched: None,
-            warnings: begun.warnings,
-        });
-    }
-    let c = check(&begun.file, policy, now)?;
-    let before = begun.file;
-    let mut f = before.clone();
-    let mut verdict = Verdict::Rejected;
-    let mut matched = None;
-    let mut hotp_failed = false;
-    for (idx, cand) in candidates.iter().enumerate() {
-        let result = if cand.scratch {
-            match check_scratch(&f, &cand.code) {
-                Some(v) => {
-                    f.remove_scratch_code(v);
-                    OtpResult::Accepted(Method::Scratch)
-                }
-                None => OtpResult::NoMatch,
-            }
+) -> Result<Prepared, Error> {
+    let c = check(file, policy, now)?;
+    let mut matches = Vec::with_capacity(candidates.len());
+    for cand in candidates {
+        let m = if cand.scratch {
+            Matched::Scratch(check_scratch(file, &cand.code))
         } else if cand.code.len() != c.cfg.digits.len() {
-            OtpResult::NoMatch
+            Matched::Nothing
         } else {
             match c.cfg.mode {
-                Mode::ScratchOnly => OtpResult::NoMatch,
-                Mode::Totp => check_totp(&c, &mut f, &cand.code)?,
+                Mode::ScratchOnly => Matched::Nothing,
+                Mode::Totp => Matched::Otp(search_window(
+                    &c,
+                    &cand.code,
+                    totp_counters(&c)?.into_iter(),
+                    c.cfg.digits,
+                )),
                 Mode::Hotp { counter } => {
-                    let r = check_hotp(&c, &mut f, &cand.code, counter)?;
-                    hotp_failed |= matches!(r, OtpResult::NoMatch);
-                    r
+                    let end = counter.saturating_add(u64::from(c.window)).min(MAX_COUNTER);
+                    Matched::Otp(search_window(&c, &cand.code, counter..end, c.cfg.digits))
                 }
             }
         };
-        match result {
-            OtpResult::Accepted(m) => {
-                verdict = Verdict::Accepted(m);
-                matched = Some(idx);
-                break;
-            }
-            // GA ends the loop on a replay instead of trying further readings.
-            OtpResult::Replayed => {
-                verdict = Verdict::Replayed;
-                break;
-            }
-            OtpResult::NoMatch => {}
-        }
+        matches.push(m);
     }
-    if let (Mode::Hotp { counter }, false) = (c.cfg.mode, policy.no_increment_hotp) {
-        // GA advances once per attempt, even when a scratch code then succeeded.
-        if hotp_failed && !matches!(verdict, Verdict::Accepted(Method::Hotp { .. })) {
-            f.set(KEY_HOTP_COUNTER, &(counter.saturating_add(1)).to_string())?;
-        }
-    }
-    if verdict.is_accepted() {
-        f.remove(KEY_FAILURES);
-        if let (true, Some(ip)) = (policy.grace_period_secs > 0, rhost) {
-            record_grace(&c.cfg, &mut f, ip, c.now)?;
-        }
-    }
-    let (changed, only_grace_bookkeeping) = summarize(&before, &f);
-    Ok(Outcome {
-        verdict,
-        file: f,
-        changed,
-        only_grace_bookkeeping,
-        matched,
+    let ahead = u64::try_from(i64::from(c.window / 2) + c.skew).unwrap_or(0);
+    Ok(Prepared {
+        file: file.clone(),
+        cfg: c.cfg,
+        now: c.now,
+        ahead,
+        matches,
         warnings: c.warnings,
     })
 }
 
-/// [`begin`] then [`finish`], for callers that persist once; `changed` and
-/// `only_grace_bookkeeping` are relative to `file`.
-pub fn authenticate(
-    file: GaFile,
-    policy: &Policy,
-    candidates: &[Candidate],
-    now: i64,
-    rhost: Option<IpAddr>,
-) -> Result<Outcome, Error> {
-    let original = file.clone();
-    let b = begin(file, policy, now)?;
-    let mut out = finish(b, policy, candidates, now, rhost)?;
-    let (changed, only_grace) = summarize(&original, &out.file);
-    out.changed = changed;
-    out.only_grace_bookkeeping = only_grace;
-    Ok(out)
+/// The replay mark in force: the store's, raised by the file's `PAM_TOTP_LAST_STEP`
+/// line (written by earlier versions and by `totp-enroll resync`). `(mark, from file)`.
+fn effective_mark(cfg: &Config, state: &UserState) -> Option<(u64, bool)> {
+    match (state.last_step, cfg.last_step) {
+        (Some(s), Some(f)) if f > s => Some((f, true)),
+        (Some(s), _) => Some((s, false)),
+        (None, Some(f)) => Some((f, true)),
+        (None, None) => None,
+    }
 }
 
-/// GA's grace period, checked before prompting: a `LASTn` entry for this numeric
-/// address with `when ≤ now < when + grace_period`. Never with grace off, without
-/// an address, for a hard-capped account or while a backoff runs. Host names in
-/// `LASTn` never match (the caller passes only a parsed IP literal).
-pub fn grace_applies(
-    file: &GaFile,
+/// The ledger to decide from: the stored one, or on first use the file's old lines
+/// (never weaker than the file says). Records from far in the future are dropped.
+fn load_ledger(
+    cfg: &Config,
+    state: &UserState,
     policy: &Policy,
+    now: u64,
+    warnings: &mut Vec<Warning>,
+) -> Result<Ledger, Error> {
+    let mut l = Ledger::decode(&state.extra).map_err(Error::Store)?;
+    if state.extra.is_empty() {
+        if let Some(f) = cfg.failures {
+            l.consecutive = f.count;
+            let delay = policy.backoff_secs(f.count);
+            if delay > 0 {
+                l.blocked_until = f.last.saturating_add(delay);
+            }
+        }
+        if let Some(rl) = &cfg.rate_limit {
+            l.attempts = rl.timestamps.clone();
+            l.attempts.truncate(crate::ledger::MAX_ATTEMPTS);
+        }
+        if cfg.failures.is_some() || cfg.rate_limit.is_some() {
+            warnings.push(Warning::Migrated);
+        }
+    }
+    let horizon = now.saturating_add(policy.max_clock_lag_secs);
+    let ceiling_horizon = horizon
+        .saturating_add(policy.ceiling_tolerance_secs())
+        .saturating_add(policy.ceiling_interval_secs);
+    let latest = l.latest_time();
+    let latest_ceiling = l.ceiling[0].max(l.ceiling[1]);
+    if latest > horizon || latest_ceiling > ceiling_horizon {
+        warnings.push(Warning::FutureRecordsDropped {
+            latest: latest.max(latest_ceiling),
+        });
+        return Ok(Ledger::default());
+    }
+    // Small steps back of the clock (NTP): nothing may wait longer than from now.
+    for r in &mut l.origins {
+        r.last = r.last.min(now);
+    }
+    for t in &mut l.attempts {
+        *t = (*t).min(now);
+    }
+    l.blocked_until = l
+        .blocked_until
+        .min(now.saturating_add(policy.throttle_max_secs));
+    Ok(l)
+}
+
+/// End of the backoff running for `origin`, if any.
+fn origin_until(l: &Ledger, policy: &Policy, origin: OriginKey, now: u64) -> Option<u64> {
+    let r = l.origin(origin)?;
+    let delay = policy.backoff_secs(r.failures);
+    let until = r.last.saturating_add(delay);
+    (delay > 0 && now < until).then_some(until)
+}
+
+/// Which half of the per-user ceiling an origin draws from.
+fn ceiling_class(l: &Ledger, origin: OriginKey) -> usize {
+    if l.is_known(origin) { 0 } else { 1 }
+}
+
+/// End of the wait imposed by the per-user ceiling (GCRA) for `origin`'s class.
+fn ceiling_until(l: &Ledger, policy: &Policy, origin: OriginKey, now: u64) -> Option<u64> {
+    let tat = l.ceiling[ceiling_class(l, origin)];
+    let allowed_from = tat.saturating_sub(policy.ceiling_tolerance_secs());
+    (now < allowed_from).then_some(allowed_from)
+}
+
+fn hard_capped(l: &Ledger, policy: &Policy) -> bool {
+    policy.max_failures.is_some_and(|m| l.consecutive >= m)
+}
+
+/// The longest wait any rule imposes on `origin` now, if any.
+fn throttled_until(l: &Ledger, policy: &Policy, origin: OriginKey, now: u64) -> Option<u64> {
+    let blocked = (now < l.blocked_until).then_some(l.blocked_until);
+    [
+        origin_until(l, policy, origin, now),
+        ceiling_until(l, policy, origin, now),
+        blocked,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+}
+
+fn stored(state: &UserState, ledger: &Ledger) -> UserState {
+    UserState {
+        last_step: state.last_step,
+        hotp_mark: state.hotp_mark,
+        extra: ledger.encode(),
+    }
+}
+
+/// The configuration a doomed attempt is checked against: a 160-bit zero secret with
+/// no mode line and no scratch codes, so nothing can ever match.
+const STAND_IN: &[u8] = b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n";
+
+impl Prepared {
+    /// For a login that can never succeed (no account, no or an unusable secret): no
+    /// candidate, nothing to match. Its decision throttles and charges exactly like a
+    /// wrong code, so a name without an account is throttled, and told so, like one
+    /// with an account (R9).
+    pub fn doomed(now: i64) -> Result<Prepared, Error> {
+        let now = u64::try_from(now).map_err(|_| Error::ClockFault)?;
+        let file = GaFile::parse(STAND_IN)?;
+        let cfg = file.config()?;
+        Ok(Prepared {
+            file,
+            cfg,
+            now,
+            ahead: 0,
+            matches: Vec::new(),
+            warnings: Vec::new(),
+        })
+    }
+
+    /// The digits of the file's codes (for splitting the answer).
+    pub fn digits(&self) -> Digits {
+        self.cfg.digits
+    }
+
+    /// Step 2, run inside the store's atomic update; pure, may run more than once.
+    pub fn decide(
+        &self,
+        state: &UserState,
+        policy: &Policy,
+        attempt: &Attempt,
+    ) -> Result<Decision, Error> {
+        let now = self.now;
+        let mut warnings = self.warnings.clone();
+        let mark = effective_mark(&self.cfg, state);
+        if let Some((m, in_file)) = mark {
+            let mark_time = m.saturating_mul(self.cfg.step_secs());
+            if mark_time > now.saturating_add(policy.max_clock_lag_secs) {
+                return Err(Error::StateAhead { mark_time, in_file });
+            }
+        }
+        let mut ledger = load_ledger(&self.cfg, state, policy, now, &mut warnings)?;
+        let origin = attempt.origin;
+        let mut touched = state.extra.is_empty() && warnings.contains(&Warning::Migrated);
+
+        let mut refusal = None;
+        if !attempt.continued {
+            if let Some(rl) = &self.cfg.rate_limit {
+                let current = RateLimit {
+                    attempts: rl.attempts,
+                    interval_secs: rl.interval_secs,
+                    timestamps: ledger.attempts.clone(),
+                };
+                let (updated, exceeded) = gafile::rate_limit_update(&current, now);
+                ledger.attempts = updated.timestamps;
+                touched = true;
+                if exceeded {
+                    warnings.push(Warning::RateLimitExceeded);
+                    let oldest = ledger.attempts.first().copied().unwrap_or(now);
+                    let until = oldest
+                        .saturating_add(u64::from(rl.interval_secs))
+                        .max(now + 1);
+                    refusal = Some((Verdict::Throttled, Some(until - now)));
+                }
+            }
+            if hard_capped(&ledger, policy) {
+                refusal = Some((Verdict::Disabled, None));
+            } else if let Some(until) = throttled_until(&ledger, policy, origin, now) {
+                // Not charged: a stranger can make an origin wait, never extend the wait.
+                refusal = Some((Verdict::Throttled, Some(until - now)));
+            }
+        }
+        if let Some((verdict, retry_after)) = refusal {
+            let write = if touched {
+                Write::Lazy(stored(state, &ledger))
+            } else {
+                Write::Nothing
+            };
+            return Ok(Decision {
+                verdict,
+                write,
+                file: None,
+                matched: None,
+                retry_after,
+                warnings,
+            });
+        }
+
+        let reuse = self.cfg.disallow_reuse.clone().unwrap_or_default();
+        let boot_floor = attempt
+            .boot_time
+            .map(|b| (b / self.cfg.step_secs()).saturating_add(self.ahead));
+        let hotp_floor = match self.cfg.mode {
+            Mode::Hotp { counter } => {
+                counter.max(state.hotp_mark.map_or(0, |m| m.saturating_add(1)))
+            }
+            _ => 0,
+        };
+        let mut file = self.file.clone();
+        let mut verdict = Verdict::Rejected;
+        let mut matched = None;
+        let mut hotp_failed = false;
+        for (idx, m) in self.matches.iter().enumerate() {
+            let accepted = match (m, self.cfg.mode) {
+                (Matched::Scratch(Some(v)), _) => {
+                    file.remove_scratch_code(*v);
+                    Some(Method::Scratch)
+                }
+                (Matched::Scratch(None), _) => None,
+                // A wrong-length answer is no HOTP attempt: the counter stays (as before).
+                (Matched::Nothing, _) => None,
+                (Matched::Otp(steps), Mode::Totp) => {
+                    let unused = |s: &u64| mark.is_none_or(|(m, _)| *s > m) && !reuse.contains(s);
+                    let after_boot = |s: &u64| boot_floor.is_none_or(|f| *s > f);
+                    let ok = steps.iter().copied().find(|s| unused(s) && after_boot(s));
+                    match ok {
+                        Some(step) => Some(Method::Totp { step }),
+                        None if !steps.is_empty() => {
+                            if steps.iter().any(unused) {
+                                warnings.push(Warning::UsedBeforeBoot);
+                            }
+                            // GA ends the loop on a replay instead of trying further readings.
+                            verdict = Verdict::Replayed;
+                            break;
+                        }
+                        None => None,
+                    }
+                }
+                (Matched::Otp(ctrs), Mode::Hotp { .. }) => {
+                    match ctrs.iter().copied().find(|&c| c >= hotp_floor) {
+                        Some(counter) => {
+                            file.set(KEY_HOTP_COUNTER, &(counter + 1).to_string())?;
+                            Some(Method::Hotp { counter })
+                        }
+                        None => {
+                            hotp_failed = true;
+                            None
+                        }
+                    }
+                }
+                (Matched::Otp(_), Mode::ScratchOnly) => None,
+            };
+            if let Some(method) = accepted {
+                verdict = Verdict::Accepted(method);
+                matched = Some(idx);
+                break;
+            }
+        }
+        if let (Mode::Hotp { counter }, false) = (self.cfg.mode, policy.no_increment_hotp) {
+            // GA advances once per attempt, even when a scratch code then succeeded.
+            if hotp_failed && !matches!(verdict, Verdict::Accepted(Method::Hotp { .. })) {
+                file.set(KEY_HOTP_COUNTER, &(counter.saturating_add(1)).to_string())?;
+            }
+        }
+
+        let mut next = stored(state, &ledger);
+        let write = match verdict {
+            Verdict::Accepted(method) => {
+                ledger.clear_origin(origin);
+                ledger.consecutive = 0;
+                ledger.blocked_until = 0;
+                ledger.remember_known(origin, now);
+                if let (true, Some(ip)) = (policy.grace_period_secs > 0, attempt.rhost) {
+                    ledger.record_grace(ip, now);
+                }
+                next.extra = ledger.encode();
+                match method {
+                    // Lazy is enough when the boot floor covers a write lost to a
+                    // power loss or crash (see `Attempt::boot_time`).
+                    Method::Totp { step } => {
+                        next.last_step = Some(step);
+                        if attempt.boot_time.is_some() {
+                            Write::Lazy(next)
+                        } else {
+                            Write::Durable(next)
+                        }
+                    }
+                    // The secret file's crash-safe rewrite of HOTP_COUNTER is the
+                    // durable record; this mark only guards against a rolled-back file.
+                    Method::Hotp { counter } => {
+                        next.hotp_mark = Some(counter.max(state.hotp_mark.unwrap_or(0)));
+                        Write::Lazy(next)
+                    }
+                    // Single use is the secret file's rewrite; this only resets counters.
+                    Method::Scratch => Write::Lazy(next),
+                }
+            }
+            _ if attempt.continued => {
+                if touched {
+                    Write::Lazy(next)
+                } else {
+                    Write::Nothing
+                }
+            }
+            _ => {
+                ledger.charge_origin(origin, now);
+                ledger.consecutive = ledger.consecutive.saturating_add(1).min(1_000_000);
+                let class = ceiling_class(&ledger, origin);
+                ledger.ceiling[class] = ledger.ceiling[class]
+                    .max(now)
+                    .saturating_add(policy.ceiling_interval_secs);
+                next.extra = ledger.encode();
+                Write::Lazy(next)
+            }
+        };
+        let file = (file != self.file).then_some(file);
+        Ok(Decision {
+            verdict,
+            write,
+            file,
+            matched,
+            retry_after: None,
+            warnings,
+        })
+    }
+}
+
+/// GA's grace period, checked before prompting: a recorded acceptance from this
+/// numeric address with `when ≤ now < when + grace_period`. Never with grace off,
+/// without an address, for a hard-capped account or while this origin waits.
+pub fn grace_applies(
+    state: &UserState,
+    policy: &Policy,
+    origin: OriginKey,
     rhost: Option<IpAddr>,
     now: i64,
 ) -> Result<bool, Error> {
@@ -552,15 +715,23 @@ pub fn grace_applies(
     if policy.grace_period_secs == 0 {
         return Ok(false);
     }
-    let c = check(file, policy, now)?;
-    if hard_capped(&c.cfg, policy) || backoff_until(&c.cfg, policy, c.now).is_some() {
+    let now = u64::try_from(now).map_err(|_| Error::ClockFault)?;
+    let l = Ledger::decode(&state.extra).map_err(Error::Store)?;
+    if hard_capped(&l, policy) || throttled_until(&l, policy, origin, now).is_some() {
         return Ok(false);
     }
-    Ok(c.cfg.grace.iter().any(|e| {
-        same_host(&e.host, ip)
-            && e.when <= c.now
-            && c.now < e.when.saturating_add(policy.grace_period_secs)
+    let ip = crate::addr::canonical(ip);
+    Ok(l.grace.iter().any(|g| {
+        g.host == ip && g.when <= now && now < g.when.saturating_add(policy.grace_period_secs)
     }))
+}
+
+/// Seconds `origin` must still wait before an attempt is evaluated (for the message a
+/// throttled user sees), or `None`.
+pub fn wait_for(state: &UserState, policy: &Policy, origin: OriginKey, now: i64) -> Option<u64> {
+    let now = u64::try_from(now).ok()?;
+    let l = Ledger::decode(&state.extra).ok()?;
+    throttled_until(&l, policy, origin, now).map(|u| u - now)
 }
 
 #[cfg(test)]

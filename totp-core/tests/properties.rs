@@ -328,8 +328,8 @@ fn regressions() {
 /// unreadable. Such files are now refused when read, before anything is written; LF and
 /// CRLF files still record attempts and read back.
 #[test]
-fn bare_cr_files_are_refused_and_crlf_files_survive_recording_an_attempt() {
-    use totp_core::gafile::{FileError, GaFile, KEY_FAILURES};
+fn bare_cr_files_are_refused_and_crlf_files_survive_a_rewrite() {
+    use totp_core::gafile::{FileError, GaFile};
     for bad in [
         &b"JBSWY3DPEHPK3PXP\rJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n"[..],
         b"JBSWY3DPEHPK3PXP\n\rJUNK\n\" TOTP_AUTH\n",
@@ -347,18 +347,18 @@ fn bare_cr_files_are_refused_and_crlf_files_survive_recording_an_attempt() {
     ] {
         let f = GaFile::parse(good).expect("LF/CRLF accepted");
         let secret = f.secret().expect("secret");
-        let begun =
-            totp_core::verify::begin(f, &totp_core::policy::Policy::default(), 1_767_225_610)
-                .expect("attempt admitted");
-        let again = GaFile::parse(begun.file.as_bytes())
-            .unwrap_or_else(|e| panic!("recorded attempt made the file unreadable: {e:?}"));
+        // A HOTP file is rewritten on every attempt; the rewrite must keep it readable.
+        let mut hotp = f.clone();
+        hotp.set("HOTP_COUNTER", "7").expect("set counter");
+        let again = GaFile::parse(hotp.as_bytes())
+            .unwrap_or_else(|e| panic!("rewrite made the file unreadable: {e:?}"));
         assert_eq!(
             again.secret().expect("secret").as_bytes(),
             secret.as_bytes()
         );
-        assert!(
-            again.get(KEY_FAILURES).is_some(),
-            "the recorded attempt reads back"
+        assert_eq!(
+            again.config().map(|c| c.mode).ok(),
+            Some(totp_core::gafile::Mode::Hotp { counter: 7 })
         );
     }
 }

@@ -10,13 +10,13 @@
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
+use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 use pamapp::{Conversation, Item, Message, Reply, Transaction, codes, style};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::args::CheckArgs;
 use crate::error::Error;
-use crate::target::Caller;
 
 /// Answers are short codes or passwords; the rest of a longer line is dropped.
 const MAX_ANSWER: u64 = 4096;
@@ -78,36 +78,25 @@ fn read_answer(echo_off: bool) -> Option<Zeroizing<String>> {
 
 /// Terminal echo switched off until dropped.
 struct EchoOff {
-    saved: libc::termios,
+    saved: Termios,
 }
 
 impl EchoOff {
     fn new() -> Option<EchoOff> {
-        // SAFETY: termios is plain old data; an all-zero value is a valid
-        // buffer for tcgetattr to fill in.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: fd 0 is open for the life of the process and `t` is a valid,
-        // exclusively borrowed termios.
-        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut t) } != 0 {
-            return None;
-        }
-        let saved = t;
-        t.c_lflag &= !libc::ECHO;
-        t.c_lflag |= libc::ECHONL;
-        // SAFETY: as above; `t` is a termios obtained from tcgetattr.
-        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) } != 0 {
-            return None;
-        }
+        let stdin = io::stdin();
+        let saved = termios::tcgetattr(&stdin).ok()?;
+        let mut t = saved.clone();
+        t.local_flags.remove(LocalFlags::ECHO);
+        t.local_flags.insert(LocalFlags::ECHONL);
+        termios::tcsetattr(&stdin, SetArg::TCSANOW, &t).ok()?;
         Some(EchoOff { saved })
     }
 }
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
-        // SAFETY: fd 0 is open and `saved` came from tcgetattr on it.
-        unsafe {
-            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved);
-        }
+        // Nothing sensible to do if the terminal went away meanwhile.
+        let _ = termios::tcsetattr(io::stdin(), SetArg::TCSANOW, &self.saved);
     }
 }
 
@@ -159,7 +148,7 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
     let user = match args.user {
         Some(u) => u,
         None => {
-            let caller = Caller::current();
+            let caller = crate::host::caller();
             totp_os::nss::lookup_user_by_uid(caller.uid)
                 .map_err(|e| Error::failed(format!("cannot look up uid {}: {e}", caller.uid)))?
                 .map(|pw| pw.name)

@@ -207,6 +207,6 @@ impl<'a> ExplainJson<'a> {
     }
 }
 
-fn current_uid() -> libc::uid_t {
-    crate::target::Caller::current().uid
+fn current_uid() -> u32 {
+    crate::host::caller().uid
 }

@@ -8,12 +8,15 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use subtle::Choice;
-use totp_core::code::Code;
+use totp_core::code;
 use totp_core::gafile::{EnrollSettings, GaFile};
+use totp_core::ledger::OriginKey;
 use totp_core::otp::{self, Algorithm, Digits};
+use totp_core::policy::Policy;
 use totp_core::secret::Secret;
+use totp_core::state::UserState;
 use totp_core::uri::{KeyUri, Kind};
+use totp_core::verify;
 use zeroize::Zeroizing;
 
 use crate::args::{AlgorithmArg, ModeChoice, Request, WindowChoice};
@@ -23,7 +26,7 @@ use crate::error::Error;
 use crate::output::{self, EnrollJson, RateLimitJson, RegenerateJson};
 use crate::qr::{Matrix, QrMode};
 use crate::random;
-use crate::target::{self, Caller, Target};
+use crate::target::{self, Target};
 use crate::write;
 
 const FLAGS_MODE: &str = "-t/--time-based or -c/--counter-based";
@@ -42,8 +45,8 @@ const DEFAULT_STEP: u32 = 30;
 const FIRST_HOTP_COUNTER: u64 = 1;
 
 pub fn run(req: Request, console: &mut Console) -> Result<(), Error> {
-    let caller = Caller::current();
-    let target = target::resolve(&caller, req.user.as_deref(), req.secret_path.as_deref())?;
+    let caller = crate::host::caller();
+    let target = target::resolve(caller, req.user.as_deref(), req.secret_path.as_deref())?;
     if req.regenerate {
         regenerate(&req, &target, console)
     } else {
@@ -145,7 +148,7 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
         return Err(Error::usage(output::UNSEEN_SECRET));
     }
     if !req.force && write::target_exists(target)? {
-        return Err(Error::Exists(target.path.clone()));
+        return Err(Error::Exists(target.path().to_path_buf()));
     }
 
     let totp = match req.mode {
@@ -187,7 +190,7 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
         && !console.ask_yes_no(
             &format!(
                 "Do you want me to update your \"{}\" file?",
-                target.path.display()
+                target.path().display()
             ),
             FLAGS_FORCE,
         )?
@@ -288,7 +291,7 @@ fn new_enrollment(req: &Request, target: &Target, totp: bool) -> Result<Enrollme
     let step = req.step_size.unwrap_or(DEFAULT_STEP);
     let secret = random::new_secret()?;
     let scratch = Zeroizing::new(random::scratch_codes(req.scratch_codes)?);
-    let host = target::hostname();
+    let host = crate::host::hostname();
     let label = req
         .label
         .clone()
@@ -389,26 +392,43 @@ fn confirm(console: &mut Console, e: &Enrollment) -> Result<(), Error> {
     }
 }
 
-/// One step either way, as the module's default window allows: the phone's
-/// clock may be a little off, and typing takes time.
+/// Whether a login would accept `answer` now, with the default window (one step
+/// either way: the phone's clock may be a little off, and typing takes time). The
+/// check is the module's own (`verify`, every position compared in constant time),
+/// run on a file that holds only the new secret: no scratch codes, no replay mark.
+/// The window the user picks later is not asked for yet, and a wider one only adds
+/// steps.
 fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
-    // The core's code type: exactly N ASCII digits, compared in constant time.
-    let Some(typed) = Code::parse(answer.as_bytes(), e.digits.len()) else {
+    let settings = EnrollSettings {
+        totp: true,
+        disallow_reuse: false,
+        step: Some(e.step),
+        window: None,
+        rate_limit: None,
+        algorithm: e.algorithm,
+        digits: e.digits,
+        scratch_codes: Vec::new(),
+    };
+    let Ok(file) = GaFile::new_enrollment(&e.secret, &settings) else {
         return false;
     };
-    let Some(step) = otp::totp_step(now, u64::from(e.step)) else {
+    let policy = Policy::default();
+    // The whole answer is the code: no password prefix.
+    let candidates = code::candidates(answer.as_bytes(), e.digits, false);
+    let Ok(prepared) = verify::prepare(&file, &policy, &candidates, now) else {
         return false;
     };
-    let mut matched = Choice::from(0);
-    for counter in step.saturating_sub(1)..=step.saturating_add(1) {
-        let want = Code::from_value(
-            otp::hotp(&e.secret, counter, e.algorithm, e.digits),
-            e.digits,
-        );
-        // No early exit: how long the check takes says nothing about which step matched.
-        matched |= want.ct_eq(&typed);
-    }
-    bool::from(matched)
+    // A fresh state: nothing used, nothing throttled, so only the code decides.
+    let attempt = verify::Attempt {
+        origin: OriginKey::from_items(None, None),
+        rhost: None,
+        now,
+        continued: false,
+        boot_time: None,
+    };
+    prepared
+        .decide(&UserState::default(), &policy, &attempt)
+        .is_ok_and(|d| d.verdict.is_accepted())
 }
 
 /// `saved` is `None` when the user declined to save.
@@ -425,7 +445,7 @@ fn finish(
         let json = EnrollJson {
             action: "enroll",
             user: &target.user.name,
-            path: &target.path,
+            path: target.path(),
             written,
             kind: if e.totp { "totp" } else { "hotp" },
             secret: e.key.secret_base32(),
@@ -455,7 +475,7 @@ fn finish(
         print_stdout(&format!("{}\n", e.uri.as_str()))?;
     }
     if written && !req.quiet {
-        console.say(&format!("Wrote \"{}\".\n", target.path.display()))?;
+        console.say(&format!("Wrote \"{}\".\n", target.path().display()))?;
     }
     Ok(())
 }
@@ -481,18 +501,18 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
     write::as_writer(target, || {
         let mut locked = write::lock_existing(target)?;
         let mut file = GaFile::parse(locked.contents())
-            .map_err(|err| Error::failed(format!("\"{}\": {err}", target.path.display())))?;
+            .map_err(|err| Error::failed(format!("\"{}\": {err}", target.path().display())))?;
         file.regenerate_scratch_codes(&codes)
             .map_err(|err| Error::failed(format!("cannot replace the scratch codes: {err}")))?;
         locked
             .replace(&file.to_bytes())
-            .map_err(|err| write::file_error(&target.path, err))
+            .map_err(|err| write::file_error(target.path(), err))
     })?;
     if req.json {
         let json = RegenerateJson {
             action: "regenerate-scratch-codes",
             user: &target.user.name,
-            path: &target.path,
+            path: target.path(),
             scratch_codes: output::scratch_strings(&codes),
         };
         return print_stdout(&output::to_json_line(&json)?);
@@ -501,7 +521,7 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
         console.say(&output::scratch_block(&codes))?;
         console.say(&format!(
             "Replaced the scratch codes in \"{}\"; the secret is unchanged.\n",
-            target.path.display()
+            target.path().display()
         ))?;
     }
     Ok(())

@@ -1,6 +1,9 @@
 //! `totp-enroll`: put a phone on an account (a drop-in for google-authenticator's
 //! `google-authenticator` command), check a PAM stack, explain access rules.
 
+// System calls go through totp-os, nix and pamapp; the CLI itself has no unsafe code.
+#![forbid(unsafe_code)]
+
 // The doc comments in `args` are clap's --help text, where "[default: USER@HOST]" is
 // the conventional notation, not an intra-doc link.
 #[allow(rustdoc::broken_intra_doc_links)]
@@ -11,6 +14,7 @@ mod console;
 mod error;
 mod explain;
 mod flow;
+mod host;
 mod output;
 mod qr;
 mod random;

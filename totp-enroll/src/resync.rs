@@ -17,7 +17,7 @@ use crate::console::Console;
 use crate::error::Error;
 use crate::flow::{now_unix, print_stdout};
 use crate::output;
-use crate::target::{self, Caller};
+use crate::target;
 use crate::write;
 
 const FLAGS_CODES: &str = "the CODE1 CODE2 arguments";
@@ -39,8 +39,8 @@ struct ResyncJson<'a> {
 }
 
 pub fn run(args: ResyncArgs) -> Result<u8, Error> {
-    let caller = Caller::current();
-    let target = target::resolve(&caller, args.user.as_deref(), args.secret.as_deref())?;
+    let caller = crate::host::caller();
+    let target = target::resolve(caller, args.user.as_deref(), args.secret.as_deref())?;
     let caps = caps::load(args.service.as_deref(), args.pam_dir.as_deref())?;
     let (first, second) = match (args.first, args.second) {
         (Some(a), Some(b)) => (Zeroizing::new(a), Zeroizing::new(b)),
@@ -51,7 +51,7 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
     let done: Resynced = write::as_writer(&target, || {
         let mut locked = write::lock_existing(&target)?;
         let file = GaFile::parse(locked.contents())
-            .map_err(|e| Error::failed(format!("\"{}\": {e}", target.path.display())))?;
+            .map_err(|e| Error::failed(format!("\"{}\": {e}", target.path().display())))?;
         let done = resync::resync(
             &file,
             first.trim().as_bytes(),
@@ -67,7 +67,7 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
         })?;
         locked
             .replace(&done.file.to_bytes())
-            .map_err(|e| write::file_error(&target.path, e))?;
+            .map_err(|e| write::file_error(target.path(), e))?;
         Ok(done)
     })?;
 
@@ -77,7 +77,7 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
         let json = ResyncJson {
             action: "resync",
             user: &target.user.name,
-            path: &target.path,
+            path: target.path(),
             skew_steps: done.skew,
             step_secs: done.step_secs,
             drift_secs,
@@ -87,7 +87,7 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
         };
         print_stdout(&output::to_json_line(&json)?)?;
     } else {
-        print_stdout(&report(&done, &target.path, usable_in_secs))?;
+        print_stdout(&report(&done, target.path(), usable_in_secs))?;
     }
     Ok(0)
 }

@@ -2,33 +2,32 @@
 //!
 //! The byte-level safety (random temp name, `O_EXCL|O_NOFOLLOW`, fsync, rename,
 //! directory fsync, no symlink at the target, old file untouched on failure) is
-//! `totp_os::safefile`'s; this module decides *who* writes: the caller for
-//! itself, the target user's filesystem identity when root writes into that
-//! user's home (rule R4: never as root in a directory the user controls), or
-//! root into a store whose whole directory chain root alone can modify.
+//! `totp_os::safefile`'s, and *who* writes is the core's placement
+//! ([`Opener`]): the caller for itself, the target user's filesystem identity when
+//! root writes into that user's home (rule R4: never as root in a directory the user
+//! controls), or root into a store whose whole directory chain root alone can modify,
+//! checked on the descriptors the write itself uses.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use totp_core::placement::{Opener, SECRET_FILE_MODE};
 use totp_os::creds::{self, CredGuard};
 use totp_os::nss;
-use totp_os::safefile::{self, FileError, FileRules, LockedFile};
+use totp_os::safefile::{self, FileError, LockedFile};
 
 use crate::error::Error;
-use crate::target::{Target, WriteMode};
-
-/// Secret files are readable by their owner only, as both modules require.
-pub const SECRET_MODE: u32 = 0o600;
+use crate::target::Target;
 
 /// How long `--regenerate-scratch-codes` waits for a login holding the lock.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `f` with the filesystem identity `target` must be written as.
 pub fn as_writer<T>(target: &Target, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
-    let _guard: Option<CredGuard> = match target.mode {
-        WriteMode::Caller => None,
-        WriteMode::TargetUser => {
+    let _guard: Option<CredGuard> = match target.placed.opener {
+        // Root in a store writes as itself; the directory checks guard it.
+        Opener::Caller | Opener::Root => None,
+        Opener::User => {
             let id = nss::identity_of(&target.user).map_err(|e| {
                 Error::failed(format!(
                     "cannot look up the groups of \"{}\": {e}",
@@ -39,71 +38,78 @@ pub fn as_writer<T>(target: &Target, f: impl FnOnce() -> Result<T, Error>) -> Re
                 Error::failed(format!("cannot switch to \"{}\": {e}", target.user.name))
             })?)
         }
-        WriteMode::RootStore => {
-            check_root_store(&target.dir)?;
-            None
+        // Only the module's `user=` placements open as another account.
+        Opener::Owner => {
+            return Err(Error::failed(
+                "no enrollment writes as a user= account".to_owned(),
+            ));
         }
     };
     f()
 }
 
-/// Refuses a store directory unless it and every directory above it are owned
-/// by root and not group- or other-writable: only then can nobody but root
-/// swap what the path names between this check and the write.
-pub fn check_root_store(dir: &Path) -> Result<(), Error> {
-    let real = std::fs::canonicalize(dir).map_err(|e| {
-        Error::failed(format!(
-            "cannot use store directory \"{}\": {e}",
-            dir.display()
-        ))
-    })?;
-    for d in real.ancestors() {
-        let md = std::fs::metadata(d)
-            .map_err(|e| Error::failed(format!("cannot inspect \"{}\": {e}", d.display())))?;
-        if !md.is_dir() || md.uid() != 0 || md.mode() & 0o022 != 0 {
-            return Err(Error::failed(format!(
-                "\"{}\" is not a root-owned directory closed to group and other writes; \
-                 a secret for another user outside their home must go into such a store",
-                d.display()
-            )));
-        }
-    }
-    Ok(())
+/// Whether `true` the write checks the store's directory chain (and so does every
+/// earlier look at the path).
+fn dir_rules(target: &Target) -> Option<safefile::FileRules> {
+    target.placed.check_dirs_on_create.then(|| target.rules())
 }
 
 /// Is something already at the target? Checked early so that a user is not shown
-/// a QR code for a file that will then not be written. The write itself decides
+/// a QR code for a file that will then not be written (a store whose directories
+/// root alone does not control is refused here already). The write itself decides
 /// again, race-free.
 pub fn target_exists(target: &Target) -> Result<bool, Error> {
-    as_writer(target, || match std::fs::symlink_metadata(&target.path) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::failed(format!(
-            "cannot check \"{}\": {e}",
-            target.path.display()
-        ))),
+    as_writer(target, || {
+        safefile::entry_exists(target.path(), dir_rules(target).as_ref())
+            .map_err(|e| store_error(target, e))
     })
 }
 
 pub fn write_secret(target: &Target, contents: &[u8], overwrite: bool) -> Result<(), Error> {
+    let placed = &target.placed;
     as_writer(target, || {
-        safefile::write_new_file(&target.dir, &target.name, contents, SECRET_MODE, overwrite)
-            .map_err(|e| file_error(&target.path, e))
+        match dir_rules(target) {
+            Some(rules) => safefile::write_new_file_checked(
+                &placed.path,
+                &rules,
+                contents,
+                SECRET_FILE_MODE,
+                overwrite,
+            ),
+            None => safefile::write_new_file(
+                placed.dir(),
+                placed.file_name(),
+                contents,
+                SECRET_FILE_MODE,
+                overwrite,
+            ),
+        }
+        .map_err(|e| store_error(target, e))
     })
 }
 
-/// Opens and locks the existing secret file for an in-place update.
+/// Opens and locks the existing secret file for an in-place update, with the
+/// owners and directory checks the placement names.
 pub fn lock_existing(target: &Target) -> Result<LockedFile, Error> {
-    let owner = match target.mode {
-        WriteMode::RootStore => 0,
-        WriteMode::Caller | WriteMode::TargetUser => target.user.uid,
-    };
-    let mut rules = FileRules::new(vec![owner]);
-    if matches!(target.mode, WriteMode::TargetUser) {
-        rules = rules.with_trusted_root(&target.user.dir);
+    safefile::lock_with_deadline(target.path(), &target.rules(), LOCK_TIMEOUT)
+        .map_err(|e| store_error(target, e))
+}
+
+/// A refused store directory says what a store must be.
+fn store_error(target: &Target, e: FileError) -> Error {
+    match e {
+        FileError::UnsafeDirectory { .. } | FileError::UntrustedSymlink { .. }
+            if target.placed.opener == Opener::Root =>
+        {
+            Error::failed(format!(
+                "\"{}\": {e}; a secret for another user outside their home must go into \
+                 a store whose every directory is root-owned and closed to group and \
+                 other writes",
+                target.path().display()
+            ))
+        }
+        e => file_error(target.path(), e),
     }
-    safefile::lock_with_deadline(&target.path, &rules, LOCK_TIMEOUT)
-        .map_err(|e| file_error(&target.path, e))
 }
 
 /// Writes a QR image as the caller: it is the caller who asked for the file.
@@ -116,7 +122,7 @@ pub fn write_caller_file(path: &Path, contents: &[u8], overwrite: bool) -> Resul
             path.display()
         )));
     };
-    safefile::write_new_file(dir, name, contents, SECRET_MODE, overwrite)
+    safefile::write_new_file(dir, name, contents, SECRET_FILE_MODE, overwrite)
         .map_err(|e| file_error(&abs, e))?;
     Ok(abs)
 }

@@ -204,10 +204,12 @@ fn enrollment_logs_in_through_pam_totp_with_sha256_and_8_digits() {
             "8",
         ],
     );
+    // A state directory of the test's own, never the host's.
     let svc = service_dir(&format!(
-        "auth required {} secret={}\n",
+        "auth required {} secret={} state_dir={}\n",
         module.display(),
-        dir.path().join("s").display()
+        dir.path().join("s").display(),
+        dir.path().join("state").display()
     ));
     let params = decode_uri_params(v["uri"].as_str().expect("uri"));
     let now = std::time::SystemTime::now()

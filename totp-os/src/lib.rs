@@ -10,15 +10,19 @@
 //!   failed" (rules R8, R22, R27).
 //! - [`safefile`]: no-follow walk, fd checks, bounded read, lock with a deadline and
 //!   crash-safe rewrite (rules R5–R7, R15–R17).
+//! - [`state_dir`]: the local state store (replay marks, throttling), one record file
+//!   per uid in a directory only its owner can write (R14, R15, R19).
 //!
 //! Nothing here logs: callers decide what to say, and file contents (secrets) are never
 //! part of an error.
 
+pub mod boot;
 pub mod command;
 pub mod creds;
 pub mod nss;
 pub mod remote;
 pub mod safefile;
+pub mod state_dir;
 
 // Test-only failpoints. Production builds get an inert copy whose checks always succeed,
 // so there is no switch an attacker could flip.

@@ -14,12 +14,15 @@
 //! Errors never carry file contents. [`FileError::NotFound`] is reserved for "the final
 //! component does not exist", the only case `nullok` may turn into `PAM_IGNORE`.
 
+// Every system call here goes through nix or rustix.
+#![forbid(unsafe_code)]
+
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{File, TryLockError};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
@@ -30,9 +33,14 @@ use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use nix::unistd::{self, UnlinkatFlags};
+use totp_core::placement::Placement;
 use zeroize::Zeroizing;
 
 use crate::fault::{self, FaultPoint};
+
+// SELinux label preservation across a rewrite.
+mod label;
+use label::copy_selinux_label;
 
 /// Default size cap, as GA's: a secret file is a few hundred bytes.
 pub const DEFAULT_MAX_SIZE: usize = 64 * 1024;
@@ -80,6 +88,17 @@ impl FileRules {
             allowed_perm: DEFAULT_ALLOWED_PERM,
             max_size: DEFAULT_MAX_SIZE,
             trusted_root: None,
+        }
+    }
+
+    /// The checks for a secret file where `totp_core::placement` put it (owners,
+    /// trusted root, permission bits), with the default size cap.
+    pub fn for_placement(p: &Placement) -> Self {
+        Self {
+            allowed_owners: p.owners.clone(),
+            allowed_perm: p.allowed_perm,
+            max_size: DEFAULT_MAX_SIZE,
+            trusted_root: p.trusted_root.clone(),
         }
     }
 
@@ -533,11 +552,61 @@ pub fn write_new_file(
     if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
         return Err(FileError::InvalidPath);
     }
+    check_new_mode(mode)?;
+    let walked = walk(&dir_components(dir_path)?, None)?;
+    write_in(walked, name, contents, mode, overwrite)
+}
+
+/// [`write_new_file`] for `path`, creating it only after every directory from
+/// `rules.trusted_root` down to its parent (the parent alone without one) passed the
+/// checks [`open_checked`] makes: owned by root or one of `rules.allowed_owners`, not
+/// group/other writable. The checks are made on the descriptors the write then uses, so
+/// nothing can be swapped in between. For root writing as itself into a store.
+pub fn write_new_file_checked(
+    path: &Path,
+    rules: &FileRules,
+    contents: &[u8],
+    mode: u32,
+    overwrite: bool,
+) -> Result<(), FileError> {
+    check_new_mode(mode)?;
+    let (dirs, name) = split_file_path(path)?;
+    let walked = walk_checked(&dirs, rules)?;
+    write_in(walked, name, contents, mode, overwrite)
+}
+
+/// Whether anything (a symlink included, which is not followed) is at `path`. The
+/// directories are reached as [`open_checked`] reaches them; with `rules` they are also
+/// checked as [`write_new_file_checked`] checks them, so a caller can refuse early
+/// what the write would refuse.
+pub fn entry_exists(path: &Path, rules: Option<&FileRules>) -> Result<bool, FileError> {
+    let (dirs, name) = split_file_path(path)?;
+    let walked = match rules {
+        Some(rules) => walk_checked(&dirs, rules)?,
+        None => walk(&dirs, None)?,
+    };
+    match stat::fstatat(&walked.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(_) => Ok(true),
+        Err(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(FileError::os("stat", e)),
+    }
+}
+
+/// A new file never gets group/other write or special bits.
+fn check_new_mode(mode: u32) -> Result<(), FileError> {
     if mode & !0o777 != 0 || mode & 0o022 != 0 {
         return Err(FileError::BadMode { perm: mode });
     }
-    let comps = dir_components(dir_path)?;
-    let walked = walk(&comps, None)?;
+    Ok(())
+}
+
+fn write_in(
+    walked: Walked,
+    name: &OsStr,
+    contents: &[u8],
+    mode: u32,
+    overwrite: bool,
+) -> Result<(), FileError> {
     let dir = reopen_readable(walked.fd, "open directory for writing")?;
     match stat::fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => {
@@ -626,24 +695,7 @@ enum Step {
 
 fn open_unread(path: &Path, rules: &FileRules) -> Result<Unread, FileError> {
     let (dirs, name) = split_file_path(path)?;
-    let trusted_depth = match &rules.trusted_root {
-        None => None,
-        Some(root) => {
-            let root = dir_components(root)?;
-            if root.len() > dirs.len() || root.iter().zip(&dirs).any(|(a, b)| a != b) {
-                return Err(FileError::NotUnderTrustedRoot);
-            }
-            Some(root.len())
-        }
-    };
-    let checks = DirChecks {
-        owners: &rules.allowed_owners,
-        trusted_depth,
-    };
-    let walked = walk(&dirs, Some(&checks))?;
-    if !walked.checked {
-        check_dir(&walked.stat, &walked.shown, checks.owners)?;
-    }
+    let walked = walk_checked(&dirs, rules)?;
     // The lstat first keeps FIFOs and devices from being opened at all (opening some
     // devices has side effects); the fd checks below remain the authoritative ones.
     let pre = match stat::fstatat(&walked.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
@@ -689,6 +741,30 @@ fn open_unread(path: &Path, rules: &FileRules) -> Result<Unread, FileError> {
         name: name.to_owned(),
         info,
     })
+}
+
+/// Walk to the directory `dirs` names, checking every directory from the trusted root
+/// down (the last one alone without a trusted root).
+fn walk_checked(dirs: &[OsString], rules: &FileRules) -> Result<Walked, FileError> {
+    let trusted_depth = match &rules.trusted_root {
+        None => None,
+        Some(root) => {
+            let root = dir_components(root)?;
+            if root.len() > dirs.len() || root.iter().zip(dirs).any(|(a, b)| a != b) {
+                return Err(FileError::NotUnderTrustedRoot);
+            }
+            Some(root.len())
+        }
+    };
+    let checks = DirChecks {
+        owners: &rules.allowed_owners,
+        trusted_depth,
+    };
+    let walked = walk(dirs, Some(&checks))?;
+    if !walked.checked {
+        check_dir(&walked.stat, &walked.shown, checks.owners)?;
+    }
+    Ok(walked)
 }
 
 /// Split an absolute file path into its directory components and final name.
@@ -1103,58 +1179,7 @@ fn sync_dir(dir: BorrowedFd<'_>) -> Result<(), FileError> {
     sync_file(dir, FaultPoint::DirFsync, "fsync directory")
 }
 
-/// Give the temp file the SELinux label of the file it replaces; a rename would
-/// otherwise leave it with the directory's default type and lock GA-compatible
-/// policies out (GA #93/#101). No label (or no SELinux) means nothing to do.
-fn copy_selinux_label(from: &File, to: &File) -> Result<(), FileError> {
-    let Some(label) = read_label(from)? else {
-        return Ok(());
-    };
-    if read_label(to)?.as_deref() == Some(label.as_slice()) {
-        return Ok(());
-    }
-    // SAFETY: the fd is open for the duration (borrowed from `to`), the attribute name is
-    // a NUL-terminated static string, and `label` is a live buffer of `label.len()`
-    // bytes that the kernel only reads.
-    let rc = unsafe {
-        libc::fsetxattr(
-            to.as_raw_fd(),
-            SELINUX_XATTR.as_ptr(),
-            label.as_ptr().cast(),
-            label.len(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(FileError::os("set SELinux label", Errno::last()));
-    }
-    Ok(())
-}
-
-const SELINUX_XATTR: &std::ffi::CStr = c"security.selinux";
-
-fn read_label(file: &File) -> Result<Option<Vec<u8>>, FileError> {
-    let mut buf = [0u8; 1024];
-    // SAFETY: the fd is open for the duration (borrowed from `file`), the name is a
-    // NUL-terminated static string, and `buf` is writable for `buf.len()` bytes; the
-    // kernel writes at most that many.
-    let n = unsafe {
-        libc::fgetxattr(
-            file.as_raw_fd(),
-            SELINUX_XATTR.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        return match Errno::last() {
-            Errno::ENODATA | Errno::EOPNOTSUPP => Ok(None),
-            e => Err(FileError::os("read SELinux label", e)),
-        };
-    }
-    let n = usize::try_from(n).map_err(|_| FileError::os("read SELinux label", Errno::EINVAL))?;
-    Ok(Some(buf[..n.min(buf.len())].to_vec()))
-}
-
+#[cfg(test)]
+mod checked_write_tests;
 #[cfg(test)]
 mod tests;

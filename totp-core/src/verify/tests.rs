@@ -3,6 +3,8 @@ use crate::code::candidates;
 use crate::otp::{Algorithm, format_code};
 
 const S: &str = "2SH3V3GDW7ZNMGYE";
+const HOME: OriginKey = OriginKey(1);
+const STRANGER: OriginKey = OriginKey(2);
 
 fn file(text: &str) -> GaFile {
     gafile::parse(text.as_bytes()).unwrap()
@@ -20,28 +22,79 @@ fn code(counter: u64) -> String {
     )
 }
 
-fn attempt(f: &GaFile, policy: &Policy, answer: &str, now: i64) -> Outcome {
-    let digits = f.config().unwrap().digits;
-    let c = candidates(answer.as_bytes(), digits, false);
-    authenticate(f.clone(), policy, &c, now, None).unwrap()
+/// One user: the secret file and the store record, updated as the module would.
+#[derive(Clone)]
+struct User {
+    file: GaFile,
+    state: UserState,
 }
 
-/// GA's lines only: our `PAM_TOTP_*` lines removed.
-fn ga_bytes(f: &GaFile) -> String {
-    String::from_utf8(f.without_keys(|k| k.starts_with(b"PAM_TOTP_")).to_vec()).unwrap()
+impl User {
+    fn new(text: &str) -> Self {
+        Self {
+            file: file(text),
+            state: UserState::default(),
+        }
+    }
+
+    fn try_from(&mut self, p: &Policy, answer: &str, now: i64, origin: OriginKey) -> Decision {
+        let digits = self.file.config().unwrap().digits;
+        let c = candidates(answer.as_bytes(), digits, false);
+        self.run(p, &c, now, origin, false)
+    }
+
+    fn run(
+        &mut self,
+        p: &Policy,
+        c: &[Candidate],
+        now: i64,
+        origin: OriginKey,
+        continued: bool,
+    ) -> Decision {
+        let prep = prepare(&self.file, p, c, now).unwrap();
+        let a = Attempt {
+            origin,
+            rhost: Some("192.0.2.7".parse().unwrap()),
+            now,
+            continued,
+            boot_time: None,
+        };
+        let d = prep.decide(&self.state, p, &a).unwrap();
+        match &d.write {
+            Write::Nothing => {}
+            Write::Lazy(s) | Write::Durable(s) => {
+                // Every record written must survive the shared codec.
+                self.state = UserState::decode(&s.encode()).unwrap();
+            }
+        }
+        if let Some(f) = &d.file {
+            self.file = f.clone();
+        }
+        d
+    }
+
+    fn attempt(&mut self, p: &Policy, answer: &str, now: i64) -> Decision {
+        self.try_from(p, answer, now, HOME)
+    }
+
+    fn ledger(&self) -> Ledger {
+        Ledger::decode(&self.state.extra).unwrap()
+    }
 }
 
-fn accepted(o: &Outcome) -> bool {
-    o.verdict.is_accepted()
+fn accepted(d: &Decision) -> bool {
+    d.verdict.is_accepted()
 }
 
-/// Runs each (step, expected) against the *same* starting file: GA's window
+/// Runs each (step, expected) against the *same* starting state: GA's window
 /// scenarios reuse one code, which our always-on replay protection would refuse.
 fn window_matrix(text: &str, step_secs: i64, cases: &[(i64, bool)]) {
-    let f = file(text);
+    let u = User::new(text);
     for &(t, want) in cases {
-        let o = attempt(&f, &Policy::default(), "050548", t * step_secs);
-        assert_eq!(accepted(&o), want, "T = {t}");
+        let d = u
+            .clone()
+            .attempt(&Policy::default(), "050548", t * step_secs);
+        assert_eq!(accepted(&d), want, "T = {t}");
     }
 }
 
@@ -106,39 +159,52 @@ fn even_window_4_accepts_offsets_minus_1_to_plus_2() {
 }
 
 #[test]
-fn ga_scenario_disallow_reuse_list_bytes() {
-    let mut f = file(&format!("{S}\n\" TOTP_AUTH"));
-    f.set("WINDOW_SIZE", "6").unwrap();
-    f.set("DISALLOW_REUSE", "").unwrap();
-    let p = Policy::default();
-    let o = attempt(&f, &p, "050548", 300_000);
-    assert!(accepted(&o));
-    let o = attempt(&o.file, &p, "050548", 300_000);
-    assert_eq!(o.verdict, Verdict::Replayed);
-    let mut f = o.file;
-    for t in 10_001..=10_007u64 {
-        let o = attempt(&f, &p, &code(t), t as i64 * 30);
-        assert_eq!(
-            o.verdict,
-            Verdict::Accepted(Method::Totp { step: t }),
-            "T = {t}"
-        );
-        f = o.file;
-    }
-    assert_eq!(
-        ga_bytes(&f),
-        format!(
-            "{S}\n\" DISALLOW_REUSE 10002 10003 10004 10005 10006 10007\n\" WINDOW_SIZE 6\n\" TOTP_AUTH"
-        )
+fn totp_logins_never_change_the_secret_file() {
+    let text = format!(
+        "{S}\n\" RATE_LIMIT 3 30\n\" DISALLOW_REUSE\n\" PAM_TOTP_FAILURES 1 299000\n\" TOTP_AUTH\n12345678\n"
     );
-    assert_eq!(f.config().unwrap().last_step, Some(10_007));
-    assert_eq!(f.config().unwrap().failures, None);
+    let mut u = User::new(&text);
+    let p = Policy::default();
+    for (answer, now) in [
+        ("050548", 300_000),
+        ("050548", 300_005),
+        ("000000", 300_006),
+    ] {
+        let d = u.attempt(&p, answer, now);
+        assert!(d.file.is_none(), "{answer} at {now}: {:?}", d.verdict);
+    }
+    assert_eq!(u.file.as_bytes(), text.as_bytes());
 }
 
 #[test]
-fn ga_scenario_rate_limit_4_per_120() {
-    let mut f = file(&format!("{S}\n\" TOTP_AUTH"));
-    f.set("RATE_LIMIT", "4 120").unwrap();
+fn a_right_code_is_one_durable_write_and_a_wrong_one_a_lazy_one() {
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    let p = Policy::default();
+    let d = u.attempt(&p, "050548", 300_000);
+    assert!(matches!(d.write, Write::Durable(_)));
+    assert_eq!(u.state.last_step, Some(10_000));
+    let d = u.attempt(&p, "000000", 300_001);
+    assert!(matches!(d.write, Write::Lazy(_)));
+    assert_eq!(u.state.last_step, Some(10_000));
+}
+
+#[test]
+fn disallow_reuse_list_in_the_file_is_honoured_without_being_written() {
+    let mut u = User::new(&format!("{S}\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n"));
+    let p = Policy::default();
+    assert_eq!(u.attempt(&p, "050548", 300_000).verdict, Verdict::Replayed);
+    let d = u.attempt(&p, &code(10_001), 300_030);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Totp { step: 10_001 }));
+    assert!(d.file.is_none());
+    assert_eq!(
+        u.attempt(&p, &code(10_001), 300_031).verdict,
+        Verdict::Replayed
+    );
+}
+
+#[test]
+fn ga_scenario_rate_limit_4_per_120_from_the_store() {
+    let mut u = User::new(&format!("{S}\n\" RATE_LIMIT 4 120\n\" TOTP_AUTH"));
     let p = Policy::default();
     let want = [
         (20_000, true),
@@ -149,66 +215,67 @@ fn ga_scenario_rate_limit_4_per_120() {
         (20_006, true),
     ];
     for (t, ok) in want {
-        let o = attempt(&f, &p, &code(t), t as i64 * 30);
-        assert_eq!(accepted(&o), ok, "T = {t}");
+        let d = u.attempt(&p, &code(t), t as i64 * 30);
+        assert_eq!(accepted(&d), ok, "T = {t}");
         if !ok {
-            assert_eq!(o.verdict, Verdict::Throttled);
-            assert!(o.warnings.contains(&Warning::RateLimitExceeded));
+            assert_eq!(d.verdict, Verdict::Throttled);
+            assert!(d.warnings.contains(&Warning::RateLimitExceeded));
+            assert!(d.retry_after.is_some_and(|s| s > 0));
         }
-        f = o.file;
     }
     assert_eq!(
-        ga_bytes(&f),
-        format!("{S}\n\" RATE_LIMIT 4 120 600060 600090 600120 600180\n\" TOTP_AUTH")
+        u.ledger().attempts,
+        vec![600_060, 600_090, 600_120, 600_180]
     );
 }
 
 #[test]
-fn ga_scenario_rate_limit_with_trailing_space_is_an_error() {
-    let f = file(&format!("{S}\n\" TOTP_AUTH"));
-    let mut bytes = f.as_bytes().to_vec();
-    bytes.splice(17..17, b"\" RATE_LIMIT 4 120 \n".iter().copied());
-    assert_eq!(
-        gafile::parse(&bytes).err(),
-        Some(FileError::BadValue { key: "RATE_LIMIT" })
-    );
+fn rate_limit_timestamps_in_the_file_are_taken_over_on_first_use() {
+    let mut u = User::new(&format!(
+        "{S}\n\" RATE_LIMIT 2 120 600000 600010\n\" TOTP_AUTH"
+    ));
+    let d = u.attempt(&Policy::default(), &code(20_000), 600_020);
+    assert_eq!(d.verdict, Verdict::Throttled);
+    assert!(d.warnings.contains(&Warning::Migrated));
 }
 
 #[test]
 fn ga_scenario_skew_learning_never_happens() {
-    let mut f = file(&format!("{S}\n\" TOTP_AUTH"));
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH"));
     let p = Policy::default();
     for i in 0..4u64 {
-        let o = attempt(&f, &p, &code(11_000 + i), (12_000 + i as i64) * 30);
-        assert!(!accepted(&o), "attempt {i}");
-        f = o.file;
+        let d = u.try_from(
+            &p,
+            &code(11_000 + i),
+            (12_000 + i as i64) * 30,
+            OriginKey(i),
+        );
+        assert!(!accepted(&d), "attempt {i}");
+        assert!(d.file.is_none());
     }
-    assert!(!f.contains_key("RESETTING_TIME_SKEW"));
-    assert!(!f.contains_key("TIME_SKEW"));
 }
 
 #[test]
 fn stored_time_skew_is_honoured_only_within_the_cap() {
-    let f = file(&format!(
+    let u = User::new(&format!(
         "{S}\n\" TIME_SKEW -1000\n\" RESETTING_TIME_SKEW \n\" TOTP_AUTH\n"
     ));
     let wide = Policy {
         max_time_skew: 1000,
         ..Policy::default()
     };
-    // GA's noskewadj case: 10 steps outside the shifted window.
-    assert!(!accepted(&attempt(&f, &wide, &code(11_010), 12_020 * 30)));
-    let o = attempt(&f, &wide, &code(11_020), 12_020 * 30);
-    assert_eq!(o.verdict, Verdict::Accepted(Method::Totp { step: 11_020 }));
-    assert!(
-        o.file
-            .as_bytes()
-            .windows(22)
-            .any(|w| w == b"\" RESETTING_TIME_SKEW ")
-    );
-    let o = attempt(&f, &Policy::default(), &code(11_020), 12_020 * 30);
-    assert!(!accepted(&o));
-    assert!(o.warnings.contains(&Warning::SkewClamped {
+    assert!(!accepted(&u.clone().attempt(
+        &wide,
+        &code(11_010),
+        12_020 * 30
+    )));
+    let d = u.clone().attempt(&wide, &code(11_020), 12_020 * 30);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Totp { step: 11_020 }));
+    let d = u
+        .clone()
+        .attempt(&Policy::default(), &code(11_020), 12_020 * 30);
+    assert!(!accepted(&d));
+    assert!(d.warnings.contains(&Warning::SkewClamped {
         file: -1000,
         used: -3
     }));
@@ -216,225 +283,280 @@ fn stored_time_skew_is_honoured_only_within_the_cap() {
 
 #[test]
 fn ga_scenario_scratch_code_single_use() {
-    let f = file(&format!("{S}\n\" TOTP_AUTH"));
     let p = Policy::default();
-    assert!(!accepted(&attempt(&f, &p, "12345678", 300_000)));
-    let f = file(&format!("{S}\n\" TOTP_AUTH\n12345678\n"));
-    let o = attempt(&f, &p, "12345678", 300_000);
-    assert_eq!(o.verdict, Verdict::Accepted(Method::Scratch));
-    assert_eq!(ga_bytes(&o.file), format!("{S}\n\" TOTP_AUTH\n"));
-    assert!(!accepted(&attempt(&o.file, &p, "12345678", 300_010)));
+    assert!(!accepted(
+        &User::new(&format!("{S}\n\" TOTP_AUTH")).attempt(&p, "12345678", 300_000)
+    ));
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n12345678\n"));
+    let d = u.attempt(&p, "12345678", 300_000);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Scratch));
+    assert_eq!(
+        d.file.as_ref().map(|f| f.as_bytes().to_vec()),
+        Some(format!("{S}\n\" TOTP_AUTH\n").into_bytes())
+    );
+    assert!(!accepted(&u.attempt(&p, "12345678", 300_010)));
 }
 
 #[test]
 fn ga_scenario_hotp_counter() {
-    let f = file(&format!("{S}\n\" HOTP_COUNTER 1\n"));
+    let mut u = User::new(&format!("{S}\n\" HOTP_COUNTER 1\n"));
     let p = Policy::default();
-    let o = attempt(&f, &p, "293240", 300_000);
-    assert_eq!(o.verdict, Verdict::Accepted(Method::Hotp { counter: 1 }));
-    assert_eq!(ga_bytes(&o.file), format!("{S}\n\" HOTP_COUNTER 2\n"));
-    let o = attempt(&o.file, &p, "293240", 300_001);
-    assert_eq!(o.verdict, Verdict::Rejected);
-    assert_eq!(ga_bytes(&o.file), format!("{S}\n\" HOTP_COUNTER 3\n"));
-    let o = attempt(&o.file, &p, "932068", 300_002);
-    assert_eq!(o.verdict, Verdict::Accepted(Method::Hotp { counter: 5 }));
-    assert_eq!(ga_bytes(&o.file), format!("{S}\n\" HOTP_COUNTER 6\n"));
+    let d = u.attempt(&p, "293240", 300_000);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: 1 }));
+    assert!(
+        matches!(d.write, Write::Lazy(_)),
+        "the file rewrite is the durable record"
+    );
+    assert_eq!(
+        u.file.as_bytes(),
+        format!("{S}\n\" HOTP_COUNTER 2\n").as_bytes()
+    );
+    let d = u.attempt(&p, "293240", 300_001);
+    assert_eq!(d.verdict, Verdict::Rejected);
+    assert_eq!(
+        u.file.as_bytes(),
+        format!("{S}\n\" HOTP_COUNTER 3\n").as_bytes()
+    );
+    let d = u.attempt(&p, "932068", 300_002);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: 5 }));
+    assert_eq!(
+        u.file.as_bytes(),
+        format!("{S}\n\" HOTP_COUNTER 6\n").as_bytes()
+    );
+    assert_eq!(u.state.hotp_mark, Some(5));
+}
+
+#[test]
+fn hotp_file_rolled_back_below_the_stored_mark_never_reopens_a_counter() {
+    let mut u = User::new(&format!("{S}\n\" HOTP_COUNTER 1\n"));
+    let p = Policy::default();
+    assert!(accepted(&u.attempt(&p, "293240", 300_000)));
+    u.file = file(&format!("{S}\n\" HOTP_COUNTER 1\n"));
+    assert_eq!(u.attempt(&p, "293240", 300_001).verdict, Verdict::Rejected);
 }
 
 #[test]
 fn no_increment_hotp_keeps_the_counter_on_failure() {
-    let f = file(&format!("{S}\n\" HOTP_COUNTER 1\n"));
+    let mut u = User::new(&format!("{S}\n\" HOTP_COUNTER 1\n"));
     let p = Policy {
         no_increment_hotp: true,
         ..Policy::default()
     };
-    let o = attempt(&f, &p, "000000", 300_000);
-    assert_eq!(o.verdict, Verdict::Rejected);
-    assert_eq!(o.file.config().unwrap().mode, Mode::Hotp { counter: 1 });
+    let d = u.attempt(&p, "000000", 300_000);
+    assert_eq!(d.verdict, Verdict::Rejected);
+    assert!(d.file.is_none());
 }
 
 #[test]
 fn hotp_failure_then_scratch_success_still_advances_like_ga() {
-    let f = file(&format!("{S}\n\" HOTP_COUNTER 1\n12345678\n"));
+    let mut u = User::new(&format!("{S}\n\" HOTP_COUNTER 1\n12345678\n"));
     let c = candidates(b"pw12345678", Digits::SIX, true);
-    let o = authenticate(f, &Policy::default(), &c, 300_000, None).unwrap();
-    assert_eq!(o.verdict, Verdict::Accepted(Method::Scratch));
-    assert_eq!(o.matched, Some(1));
+    let d = u.run(&Policy::default(), &c, 300_000, HOME, false);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Scratch));
+    assert_eq!(d.matched, Some(1));
     assert_eq!(*c[1].prefix, b"pw");
-    assert_eq!(ga_bytes(&o.file), format!("{S}\n\" HOTP_COUNTER 2\n"));
-}
-
-#[test]
-fn golden_rewrite_sequence() {
-    let p = Policy::default();
-    let f = file(&format!(
-        "{S}\n\" RATE_LIMIT 3 30\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n"
-    ));
-
-    let o = attempt(&f, &p, "050548", 300_000);
-    assert!(accepted(&o));
     assert_eq!(
-        ga_bytes(&o.file),
-        format!(
-            "{S}\n\" RATE_LIMIT 3 30 300000\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n12345678\n"
-        )
-    );
-    assert_eq!(o.file.get(gafile::KEY_LAST_STEP), Some(&b"10000"[..]));
-    assert_eq!(o.file.get(gafile::KEY_FAILURES), None);
-
-    let o = attempt(&o.file, &p, "050548", 300_005);
-    assert_eq!(o.verdict, Verdict::Replayed);
-    assert_eq!(
-        ga_bytes(&o.file),
-        format!(
-            "{S}\n\" RATE_LIMIT 3 30 300000 300005\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n12345678\n"
-        )
-    );
-    assert_eq!(o.file.get(gafile::KEY_FAILURES), Some(&b"1 300005"[..]));
-
-    let o = attempt(&o.file, &p, "12345678", 300_010);
-    assert_eq!(o.verdict, Verdict::Accepted(Method::Scratch));
-    assert_eq!(
-        ga_bytes(&o.file),
-        format!(
-            "{S}\n\" RATE_LIMIT 3 30 300000 300005 300010\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n"
-        )
-    );
-    assert_eq!(o.file.get(gafile::KEY_FAILURES), None);
-
-    let o = attempt(&o.file, &p, "050548", 300_012);
-    assert_eq!(o.verdict, Verdict::Throttled);
-    assert_eq!(
-        ga_bytes(&o.file),
-        format!(
-            "{S}\n\" RATE_LIMIT 3 30 300005 300010 300012\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n"
-        )
-    );
-    assert_eq!(
-        String::from_utf8(o.file.as_bytes().to_vec()).unwrap(),
-        format!(
-            "{S}\n\" PAM_TOTP_LAST_STEP 10000\n\" RATE_LIMIT 3 30 300005 300010 300012\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n"
-        )
-    );
-}
-
-#[test]
-fn unchanged_ga_file_is_byte_identical_after_a_refused_attempt() {
-    let text = format!("{S}\r\n\" X_UNKNOWN_KEY 1 2 3\r\n\" TOTP_AUTH\r\n");
-    let f = file(&text);
-    let p = Policy::default();
-    let b = begin(f.clone(), &p, 300_000).unwrap();
-    assert!(b.changed);
-    assert_eq!(
-        String::from_utf8(b.file.as_bytes().to_vec()).unwrap(),
-        format!("{S}\r\n\" PAM_TOTP_FAILURES 1 300000\n\" X_UNKNOWN_KEY 1 2 3\r\n\" TOTP_AUTH\r\n")
-    );
-    let o = finish(
-        b,
-        &p,
-        &candidates(b"050548", Digits::SIX, false),
-        300_000,
-        None,
-    )
-    .unwrap();
-    assert!(accepted(&o));
-    assert_eq!(
-        String::from_utf8(o.file.as_bytes().to_vec()).unwrap(),
-        format!("{S}\r\n\" PAM_TOTP_LAST_STEP 10000\n\" X_UNKNOWN_KEY 1 2 3\r\n\" TOTP_AUTH\r\n")
+        u.file.as_bytes(),
+        format!("{S}\n\" HOTP_COUNTER 2\n").as_bytes()
     );
 }
 
 #[test]
 fn replay_is_refused_even_without_disallow_reuse() {
-    let f = file(&format!("{S}\n\" TOTP_AUTH\n"));
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
     let p = Policy::default();
-    let o = attempt(&f, &p, "050548", 300_000);
-    assert!(accepted(&o));
-    let o2 = attempt(&o.file, &p, "050548", 300_020);
-    assert_eq!(o2.verdict, Verdict::Replayed);
+    assert!(accepted(&u.attempt(&p, "050548", 300_000)));
+    assert_eq!(u.attempt(&p, "050548", 300_020).verdict, Verdict::Replayed);
+}
+
+#[test]
+fn a_last_step_line_in_the_file_is_a_floor_on_every_login() {
+    // What earlier versions and `totp-enroll resync` write: it can only raise the mark.
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    let p = Policy::default();
+    assert!(accepted(&u.attempt(&p, &code(10_000), 300_000)));
+    u.file = file(&format!("{S}\n\" PAM_TOTP_LAST_STEP 10002\n\" TOTP_AUTH\n"));
+    assert_eq!(
+        u.attempt(&p, &code(10_002), 300_060).verdict,
+        Verdict::Replayed
+    );
+    assert!(accepted(&u.attempt(&p, &code(10_003), 300_090)));
+    // A lower line does not lower the store's mark.
+    u.file = file(&format!("{S}\n\" PAM_TOTP_LAST_STEP 1\n\" TOTP_AUTH\n"));
+    assert_eq!(
+        u.attempt(&p, &code(10_003), 300_091).verdict,
+        Verdict::Replayed
+    );
 }
 
 #[test]
 fn clock_going_back_never_reopens_an_accepted_step() {
-    let f = file(&format!("{S}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"));
+    let mut u = User::new(&format!("{S}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"));
     let p = Policy::default();
-    let o = attempt(&f, &p, &code(10_001), 10_001 * 30);
-    assert!(accepted(&o));
-    // Ten minutes back: a step older than the mark is refused, DISALLOW_REUSE
-    // pruning notwithstanding.
-    let o = attempt(&o.file, &p, &code(9_981), 9_981 * 30);
-    assert_eq!(o.verdict, Verdict::Replayed);
-    let o = attempt(&o.file, &p, &code(10_000), 10_000 * 30);
-    assert_eq!(o.verdict, Verdict::Replayed);
-    let o = attempt(&o.file, &p, &code(10_002), 10_002 * 30);
-    assert!(accepted(&o));
-}
-
-#[test]
-fn clock_faults_deny_without_touching_state() {
-    let f = file(&format!("{S}\n\" PAM_TOTP_LAST_STEP 20000\n\" TOTP_AUTH\n"));
-    let p = Policy::default();
-    assert_eq!(begin(f.clone(), &p, -1).err(), Some(Error::ClockFault));
-    // Step 20000 starts at 600000; a clock more than a day behind is a fault.
+    assert!(accepted(&u.attempt(&p, &code(10_001), 10_001 * 30)));
     assert_eq!(
-        begin(f.clone(), &p, 600_000 - 86_401).err(),
-        Some(Error::ClockFault)
+        u.try_from(&p, &code(9_981), 9_981 * 30, OriginKey(5))
+            .verdict,
+        Verdict::Replayed
     );
-    assert!(begin(f.clone(), &p, 600_000 - 86_400).is_ok());
-    let g = file(&format!(
-        "{S}\n\" PAM_TOTP_FAILURES 1 900000\n\" TOTP_AUTH\n"
-    ));
-    assert_eq!(begin(g, &p, 300_000).err(), Some(Error::ClockFault));
-}
-
-fn fail(f: GaFile, p: &Policy, now: i64) -> Outcome {
-    authenticate(f, p, &candidates(b"000000", Digits::SIX, false), now, None).unwrap()
+    assert_eq!(
+        u.try_from(&p, &code(10_000), 10_000 * 30, OriginKey(6))
+            .verdict,
+        Verdict::Replayed
+    );
+    assert!(accepted(&u.attempt(&p, &code(10_002), 10_002 * 30)));
 }
 
 #[test]
-fn backoff_after_three_failures_expires_by_itself() {
+fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
     let p = Policy::default();
-    let mut f = file(&format!("{S}\n\" TOTP_AUTH\n"));
-    for i in 0..3 {
-        let o = fail(f, &p, 300_000 + i);
-        assert_eq!(o.verdict, Verdict::Rejected);
-        f = o.file;
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    u.state.last_step = Some(20_000);
+    let c = candidates(b"000000", Digits::SIX, false);
+    assert_eq!(prepare(&u.file, &p, &c, -1).err(), Some(Error::ClockFault));
+    let a = |now| Attempt {
+        origin: HOME,
+        rhost: None,
+        now,
+        continued: false,
+        boot_time: None,
+    };
+    let prep = prepare(&u.file, &p, &c, 600_000 - 86_401).unwrap();
+    assert_eq!(
+        prep.decide(&u.state, &p, &a(600_000 - 86_401)).err(),
+        Some(Error::StateAhead {
+            mark_time: 600_000,
+            in_file: false
+        })
+    );
+    let prep = prepare(&u.file, &p, &c, 600_000 - 86_400).unwrap();
+    assert!(prep.decide(&u.state, &p, &a(600_000 - 86_400)).is_ok());
+    // The admin tool's reset (an empty record) is the recovery.
+    u.state = UserState::default();
+    assert!(accepted(&u.attempt(&p, &code(10_000), 300_000)));
+    // The same from a file line.
+    let f = file(&format!("{S}\n\" PAM_TOTP_LAST_STEP 20000\n\" TOTP_AUTH\n"));
+    let prep = prepare(&f, &p, &c, 300_000).unwrap();
+    assert_eq!(
+        prep.decide(&UserState::default(), &p, &a(300_000)).err(),
+        Some(Error::StateAhead {
+            mark_time: 600_000,
+            in_file: true
+        })
+    );
+}
+
+#[test]
+fn throttling_records_from_the_future_are_dropped_not_obeyed() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    for i in 0..5 {
+        u.attempt(&p, "000000", 900_000_000 + i);
     }
-    assert_eq!(f.get(gafile::KEY_FAILURES), Some(&b"3 300002"[..]));
-    // The right code during the backoff is refused unevaluated, and the refusal
-    // does not extend the backoff.
+    // The clock is back to the truth, years earlier: no wait of years.
+    let d = u.attempt(&p, &code(10_000), 300_000);
+    assert!(accepted(&d), "{:?}", d.verdict);
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::FutureRecordsDropped { .. }))
+    );
+}
+
+#[test]
+fn backoff_is_per_origin_and_expires_by_itself() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    for i in 0..3 {
+        assert_eq!(
+            u.try_from(&p, "000000", 300_000 + i, STRANGER).verdict,
+            Verdict::Rejected
+        );
+    }
     let at = 300_002 + 29;
-    let b = begin(f.clone(), &p, at).unwrap();
-    assert_eq!(b.admission, Admission::Throttled { until: 300_032 });
-    assert!(!b.changed);
-    let o = attempt(&f, &p, &code(at as u64 / 30), at);
-    assert_eq!(o.verdict, Verdict::Throttled);
-    assert_eq!(o.file, f);
-    let o = attempt(&f, &p, &code(300_032 / 30), 300_032);
-    assert!(accepted(&o));
-    assert_eq!(o.file.get(gafile::KEY_FAILURES), None);
+    let before = u.state.clone();
+    let d = u.try_from(&p, &code(at as u64 / 30), at, STRANGER);
+    assert_eq!(d.verdict, Verdict::Throttled);
+    assert_eq!(d.retry_after, Some(1));
+    assert_eq!(
+        d.write,
+        Write::Nothing,
+        "a refusal does not extend the wait"
+    );
+    assert_eq!(u.state, before);
+    // The user's own origin is not held up by the stranger's failures.
+    let mut own = u.clone();
+    assert!(accepted(&own.attempt(&p, &code(at as u64 / 30), at)));
+    let d = u.try_from(&p, &code(300_032 / 30), 300_032, STRANGER);
+    assert!(accepted(&d));
+    assert!(u.ledger().origin(STRANGER).is_none());
 }
 
 #[test]
 fn backoff_doubles_and_is_capped() {
     let p = Policy::default();
-    let f = file(&format!(
-        "{S}\n\" PAM_TOTP_FAILURES 4 1000000\n\" TOTP_AUTH\n"
-    ));
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    let mut now = 1_000_000;
+    for _ in 0..3 {
+        u.attempt(&p, "000000", now);
+    }
+    assert_eq!(u.attempt(&p, "000000", now).retry_after, Some(30));
+    now += 30;
+    assert_eq!(u.attempt(&p, "000000", now).verdict, Verdict::Rejected);
+    assert_eq!(u.attempt(&p, "000000", now).retry_after, Some(60));
+    for _ in 0..20 {
+        now += 600;
+        u.state.extra = {
+            // Keep the ceiling out of the way: only the origin backoff is measured.
+            let mut l = u.ledger();
+            l.ceiling = [0, 0];
+            l.encode()
+        };
+        assert_eq!(u.attempt(&p, "000000", now).verdict, Verdict::Rejected);
+    }
+    assert_eq!(u.attempt(&p, "000000", now).retry_after, Some(600));
+}
+
+#[test]
+fn the_per_user_ceiling_bounds_guesses_from_rotating_origins() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    let burst = u64::from(p.ceiling_burst);
+    let now = 2_000_000;
+    for i in 0..burst {
+        assert_eq!(
+            u.try_from(&p, "000000", now, OriginKey(100 + i)).verdict,
+            Verdict::Rejected
+        );
+    }
+    let d = u.try_from(&p, "000000", now, OriginKey(999));
+    assert_eq!(d.verdict, Verdict::Throttled);
+    assert_eq!(d.retry_after, Some(p.ceiling_interval_secs));
+    // One more guess per interval afterwards, whatever the origin.
+    let later = now + p.ceiling_interval_secs as i64;
     assert_eq!(
-        begin(f, &p, 1_000_000).unwrap().admission,
-        Admission::Throttled { until: 1_000_060 }
+        u.try_from(&p, "000000", later, OriginKey(1000)).verdict,
+        Verdict::Rejected
     );
-    let f = file(&format!(
-        "{S}\n\" PAM_TOTP_FAILURES 50 1000000\n\" TOTP_AUTH\n"
-    ));
     assert_eq!(
-        begin(f.clone(), &p, 1_000_000).unwrap().admission,
-        Admission::Throttled { until: 1_000_600 }
+        u.try_from(&p, "000000", later, OriginKey(1001)).verdict,
+        Verdict::Throttled
     );
-    let b = begin(f, &p, 1_000_600).unwrap();
-    assert_eq!(b.admission, Admission::Evaluate);
-    assert_eq!(b.file.get(gafile::KEY_FAILURES), Some(&b"51 1000600"[..]));
+}
+
+#[test]
+fn an_exhausted_ceiling_of_strangers_leaves_the_known_origin_in() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&p, &code(10_000), 300_000)));
+    for i in 0..u64::from(p.ceiling_burst) + 5 {
+        u.try_from(&p, "000000", 300_010, OriginKey(100 + i));
+    }
+    assert_eq!(
+        u.try_from(&p, "000000", 300_040, OriginKey(7)).verdict,
+        Verdict::Throttled
+    );
+    assert!(accepted(&u.attempt(&p, &code(10_002), 300_060)));
 }
 
 #[test]
@@ -443,84 +565,120 @@ fn hard_cap_disables_until_an_admin_resets() {
         max_failures: Some(2),
         ..Policy::default()
     };
-    let mut f = file(&format!("{S}\n\" TOTP_AUTH\n12345678\n"));
-    // Scratch-code failures count too.
-    for now in [300_000, 400_000] {
-        let o = authenticate(
-            f,
-            &p,
-            &candidates(b"87654321", Digits::SIX, false),
-            now,
-            None,
-        )
-        .unwrap();
-        assert_eq!(o.verdict, Verdict::Rejected);
-        f = o.file;
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n12345678\n"));
+    for (i, now) in [300_000, 400_000].into_iter().enumerate() {
+        let d = u.try_from(&p, "87654321", now, OriginKey(i as u64));
+        assert_eq!(d.verdict, Verdict::Rejected);
     }
     let much_later = 10_000_000;
-    let o = attempt(&f, &p, "12345678", much_later);
-    assert_eq!(o.verdict, Verdict::Disabled);
-    assert!(o.file.contains_key("PAM_TOTP_FAILURES"));
-    f.remove(gafile::KEY_FAILURES);
-    assert!(accepted(&attempt(&f, &p, "12345678", much_later)));
+    assert_eq!(
+        u.attempt(&p, "12345678", much_later).verdict,
+        Verdict::Disabled
+    );
+    u.state = UserState::default();
+    assert!(accepted(&u.attempt(&p, "12345678", much_later)));
+}
+
+#[test]
+fn old_failure_lines_are_taken_over_on_first_use_only() {
+    let p = Policy::default();
+    let mut u = User::new(&format!(
+        "{S}\n\" PAM_TOTP_FAILURES 4 1000000\n\" TOTP_AUTH\n"
+    ));
+    let d = u.try_from(&p, &code(1_000_000 / 30), 1_000_000, STRANGER);
+    assert_eq!(d.verdict, Verdict::Throttled);
+    assert_eq!(d.retry_after, Some(60));
+    assert!(d.warnings.contains(&Warning::Migrated));
+    assert!(matches!(d.write, Write::Lazy(_)));
+    assert_eq!(u.ledger().consecutive, 4);
+    // From then on the line is ignored: the store decides.
+    let d = u.try_from(&p, &code(1_000_060 / 30), 1_000_060, STRANGER);
+    assert!(accepted(&d));
+    assert!(!d.warnings.contains(&Warning::Migrated));
+    assert_eq!(
+        u.try_from(&p, &code(1_000_090 / 30), 1_000_090, OriginKey(3))
+            .verdict,
+        Verdict::Accepted(Method::Totp {
+            step: 1_000_090 / 30
+        })
+    );
+}
+
+#[test]
+fn a_continued_attempt_is_neither_admitted_nor_charged_again() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    let c = candidates(b"000000", Digits::SIX, false);
+    u.run(&p, &c, 300_000, HOME, false);
+    let before = u.state.clone();
+    let d = u.run(&p, &c, 300_000, HOME, true);
+    assert_eq!(d.verdict, Verdict::Rejected);
+    assert_eq!(d.write, Write::Nothing);
+    assert_eq!(u.state, before);
+    let c = candidates(b"050548", Digits::SIX, false);
+    assert!(accepted(&u.run(&p, &c, 300_000, HOME, true)));
 }
 
 #[test]
 fn secret_strength_rules() {
     let p = Policy::default();
-    let short = file(
-        "MFRGGZDFMZTWQ2LK\n\" TOTP_AUTH\n"
-            .replace("MFRGGZDFMZTWQ2LK", "MFRGGZDFMZTWQ")
-            .as_str(),
-    );
+    let c = candidates(b"000000", Digits::SIX, false);
+    let short = file("MFRGGZDFMZTWQ\n\" TOTP_AUTH\n");
     assert!(matches!(
-        begin(short, &p, 300_000),
+        prepare(&short, &p, &c, 300_000),
         Err(Error::SecretTooShort { bits: 64, min: 80 })
     ));
     let legacy = file(&format!("{S}\n\" TOTP_AUTH\n"));
-    let b = begin(legacy.clone(), &p, 300_000).unwrap();
-    assert!(b.warnings.contains(&Warning::LegacySecret { bits: 80 }));
+    let prep = prepare(&legacy, &p, &c, 300_000).unwrap();
+    assert!(prep.warnings.contains(&Warning::LegacySecret { bits: 80 }));
     let strict = Policy {
         min_secret_bits: 128,
         ..Policy::default()
     };
     assert!(matches!(
-        begin(legacy, &strict, 300_000),
+        prepare(&legacy, &strict, &c, 300_000),
         Err(Error::SecretTooShort { bits: 80, min: 128 })
     ));
     let modern = file("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n");
-    assert!(begin(modern, &strict, 300_000).unwrap().warnings.is_empty());
+    assert!(
+        prepare(&modern, &strict, &c, 300_000)
+            .unwrap()
+            .warnings
+            .is_empty()
+    );
 }
 
 #[test]
 fn window_is_clamped_to_the_admin_cap() {
-    let f = file(&format!("{S}\n\" WINDOW_SIZE 100\n\" TOTP_AUTH\n"));
+    let u = User::new(&format!("{S}\n\" WINDOW_SIZE 100\n\" TOTP_AUTH\n"));
     let p = Policy::default();
-    let o = attempt(&f, &p, &code(10_008), 300_000);
-    assert!(accepted(&o));
-    assert!(o.warnings.contains(&Warning::WindowClamped {
+    let d = u.clone().attempt(&p, &code(10_008), 300_000);
+    assert!(accepted(&d));
+    assert!(d.warnings.contains(&Warning::WindowClamped {
         file: 100,
         used: 17
     }));
-    assert!(!accepted(&attempt(&f, &p, &code(10_009), 300_000)));
-    assert!(!accepted(&attempt(&f, &p, &code(10_020), 300_000)));
+    assert!(!accepted(&u.clone().attempt(&p, &code(10_009), 300_000)));
+    assert!(!accepted(&u.clone().attempt(&p, &code(10_020), 300_000)));
 }
 
 #[test]
 fn eight_digit_sha256_files_work() {
     let key = crate::base32::encode(b"12345678901234567890123456789012");
-    let f = file(&format!(
+    let u = User::new(&format!(
         "{key}\n\" PAM_TOTP_ALGORITHM SHA256\n\" PAM_TOTP_DIGITS 8\n\" TOTP_AUTH\n"
     ));
-    let o = attempt(&f, &Policy::default(), "46119246", 59);
-    assert_eq!(o.verdict, Verdict::Accepted(Method::Totp { step: 1 }));
-    let o = attempt(&f, &Policy::default(), "461192", 59);
-    assert_eq!(o.verdict, Verdict::Rejected);
+    let d = u.clone().attempt(&Policy::default(), "46119246", 59);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Totp { step: 1 }));
+    assert_eq!(
+        u.clone().attempt(&Policy::default(), "461192", 59).verdict,
+        Verdict::Rejected
+    );
 }
 
 #[test]
 fn malformed_input_is_a_counted_failure() {
-    let f = file(&format!("{S}\n\" TOTP_AUTH\n"));
+    let u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
     for bad in [
         "05054",
         "0505488",
@@ -530,23 +688,22 @@ fn malformed_input_is_a_counted_failure() {
         "\u{ff10}\u{ff15}\u{ff10}\u{ff15}\u{ff14}\u{ff18}",
         "",
     ] {
-        let o = attempt(&f, &Policy::default(), bad, 300_000);
-        assert_eq!(o.verdict, Verdict::Rejected, "{bad:?}");
-        assert_eq!(o.file.get(gafile::KEY_FAILURES), Some(&b"1 300000"[..]));
+        let mut v = u.clone();
+        let d = v.attempt(&Policy::default(), bad, 300_000);
+        assert_eq!(d.verdict, Verdict::Rejected, "{bad:?}");
+        assert_eq!(v.ledger().origin(HOME).map(|r| r.failures), Some(1));
     }
 }
 
 #[test]
 fn scratch_only_file_accepts_scratch_codes_only() {
-    let f = file(&format!("{S}\n12345678\n"));
-    assert!(!accepted(&attempt(
-        &f,
+    let u = User::new(&format!("{S}\n12345678\n"));
+    assert!(!accepted(&u.clone().attempt(
         &Policy::default(),
         "050548",
         300_000
     )));
-    assert!(accepted(&attempt(
-        &f,
+    assert!(accepted(&u.clone().attempt(
         &Policy::default(),
         "12345678",
         300_000
@@ -561,105 +718,111 @@ fn grace_policy() -> Policy {
 }
 
 #[test]
-fn grace_period_is_recorded_and_matched_by_numeric_address() {
+fn grace_period_is_recorded_in_the_store_and_matched_by_numeric_address() {
     let p = grace_policy();
-    let f = file(&format!("{S}\n\" TOTP_AUTH\n"));
-    let ip: IpAddr = "10.0.0.5".parse().unwrap();
-    let c = candidates(b"050548", Digits::SIX, false);
-    let o = authenticate(f, &p, &c, 300_000, Some(ip)).unwrap();
-    assert!(accepted(&o));
-    assert_eq!(o.file.get("LAST0"), Some(&b"10.0.0.5 300000"[..]));
-    let g = &o.file;
-    assert!(grace_applies(g, &p, Some(ip), 300_030).unwrap());
-    assert!(grace_applies(g, &p, Some("::ffff:10.0.0.5".parse().unwrap()), 300_030).unwrap());
-    assert!(!grace_applies(g, &p, Some(ip), 300_060).unwrap());
-    assert!(!grace_applies(g, &p, Some(ip), 299_999).unwrap());
-    assert!(!grace_applies(g, &p, Some("10.0.0.6".parse().unwrap()), 300_030).unwrap());
-    assert!(!grace_applies(g, &p, None, 300_030).unwrap());
-    assert!(!grace_applies(g, &Policy::default(), Some(ip), 300_030).unwrap());
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    let other: IpAddr = "192.0.2.8".parse().unwrap();
+    assert!(!grace_applies(&u.state, &p, HOME, Some(ip), 300_000).unwrap());
+    assert!(accepted(&u.attempt(&p, "050548", 300_000)));
+    assert!(grace_applies(&u.state, &p, HOME, Some(ip), 300_059).unwrap());
+    assert!(!grace_applies(&u.state, &p, HOME, Some(ip), 300_060).unwrap());
+    assert!(!grace_applies(&u.state, &p, HOME, Some(other), 300_010).unwrap());
+    assert!(!grace_applies(&u.state, &p, HOME, None, 300_010).unwrap());
+    assert!(!grace_applies(&u.state, &Policy::default(), HOME, Some(ip), 300_010).unwrap());
+    let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+    assert!(grace_applies(&u.state, &p, HOME, Some(mapped), 300_010).unwrap());
 }
 
 #[test]
-fn grace_never_applies_to_host_names_or_throttled_accounts() {
+fn grace_never_applies_while_the_origin_waits() {
     let p = grace_policy();
-    let f = file(&format!(
-        "{S}\n\" LAST0 host.example 300000\n\" LAST1 10.0.0.5 300000\n\" TOTP_AUTH\n"
-    ));
-    assert!(grace_applies(&f, &p, Some("10.0.0.5".parse().unwrap()), 300_010).unwrap());
-    let mut throttled = f.clone();
-    throttled.set(gafile::KEY_FAILURES, "3 300005").unwrap();
-    assert!(!grace_applies(&throttled, &p, Some("10.0.0.5".parse().unwrap()), 300_010).unwrap());
-    let capped = Policy {
-        max_failures: Some(3),
-        ..grace_policy()
-    };
-    assert!(
-        !grace_applies(
-            &throttled,
-            &capped,
-            Some("10.0.0.5".parse().unwrap()),
-            999_999
-        )
-        .unwrap()
-    );
-}
-
-#[test]
-fn grace_slots_reuse_the_host_then_empty_then_oldest() {
-    let p = grace_policy();
-    let mut text = format!("{S}\n");
-    for i in 0..10 {
-        text.push_str(&format!("\" LAST{i} 10.0.0.{i} {}\n", 1000 + (i * 7) % 10));
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    assert!(accepted(&u.attempt(&p, "050548", 300_000)));
+    for i in 0..3 {
+        u.attempt(&p, "000000", 300_001 + i);
     }
-    text.push_str("\" TOTP_AUTH\n");
-    let f = file(&text);
+    assert!(!grace_applies(&u.state, &p, HOME, Some(ip), 300_010).unwrap());
+    assert_eq!(wait_for(&u.state, &p, HOME, 300_010), Some(23));
+    assert!(grace_applies(&u.state, &p, STRANGER, Some(ip), 300_010).unwrap());
+}
+
+#[test]
+fn with_a_known_boot_time_a_used_code_is_written_lazily_and_survives_losing_it() {
+    let p = Policy::default();
+    let f = file(&format!("{S}\n\" TOTP_AUTH\n"));
     let c = candidates(b"050548", Digits::SIX, false);
-    let o = authenticate(
-        f.clone(),
-        &p,
-        &c,
-        300_000,
-        Some("10.0.0.4".parse().unwrap()),
-    )
-    .unwrap();
-    assert_eq!(o.file.get("LAST4"), Some(&b"10.0.0.4 300000"[..]));
-    // Oldest is slot 0 (time 1000).
-    let o = authenticate(f, &p, &c, 300_000, Some("192.0.2.1".parse().unwrap())).unwrap();
-    assert_eq!(o.file.get("LAST0"), Some(&b"192.0.2.1 300000"[..]));
-    let g = file(&format!(
-        "{S}\n\" LAST0 10.0.0.1 5\n\" LAST2 x 5\n\" TOTP_AUTH\n"
-    ));
-    let o = authenticate(g, &p, &c, 300_000, Some("2001:db8::1".parse().unwrap())).unwrap();
-    assert_eq!(o.file.get("LAST1"), Some(&b"2001:db8::1 300000"[..]));
+    // Booted at step 9966, long before the code's step 10000.
+    let booted = 299_000;
+    let a = |now, boot_time| Attempt {
+        origin: HOME,
+        rhost: None,
+        now,
+        continued: false,
+        boot_time,
+    };
+    let prep = prepare(&f, &p, &c, 300_000).unwrap();
+    let d = prep
+        .decide(&UserState::default(), &p, &a(300_000, Some(booted)))
+        .unwrap();
+    assert!(d.verdict.is_accepted());
+    assert!(matches!(d.write, Write::Lazy(_)), "no fsync: {:?}", d.write);
+    // Power loss: the lazy record is gone, and the machine boots again at 300_010.
+    let prep = prepare(&f, &p, &c, 300_020).unwrap();
+    let d = prep
+        .decide(&UserState::default(), &p, &a(300_020, Some(300_010)))
+        .unwrap();
+    assert_eq!(
+        d.verdict,
+        Verdict::Replayed,
+        "a code from before the boot is used"
+    );
+    assert!(d.warnings.contains(&Warning::UsedBeforeBoot));
+    // The window reaches one step ahead: steps up to 10000 + 1 count as used, and the
+    // code of step 10002 is the first that works after that boot.
+    for (step, ok) in [(10_001, false), (10_002, true)] {
+        let c = candidates(code(step).as_bytes(), Digits::SIX, false);
+        let now = step as i64 * 30;
+        let prep = prepare(&f, &p, &c, now).unwrap();
+        let d = prep
+            .decide(&UserState::default(), &p, &a(now, Some(300_010)))
+            .unwrap();
+        assert_eq!(d.verdict.is_accepted(), ok, "step {step}");
+    }
+    // Without a boot time a used code is written durably.
+    let prep = prepare(&f, &p, &c, 300_000).unwrap();
+    let d = prep
+        .decide(&UserState::default(), &p, &a(300_000, None))
+        .unwrap();
+    assert!(matches!(d.write, Write::Durable(_)));
 }
 
 #[test]
-fn only_grace_bookkeeping_is_detected() {
-    let a = file(&format!("{S}\n\" LAST0 10.0.0.1 5\n\" TOTP_AUTH\n"));
-    let mut b = a.clone();
-    b.set("LAST0", "10.0.0.1 6").unwrap();
-    assert_eq!(summarize(&a, &b), (true, true));
-    b.set(gafile::KEY_LAST_STEP, "1").unwrap();
-    assert_eq!(summarize(&a, &b), (true, false));
-    assert_eq!(summarize(&a, &a), (false, false));
-}
-
-#[test]
-fn finish_on_a_refused_begin_evaluates_nothing() {
-    let f = file(&format!(
-        "{S}\n\" PAM_TOTP_FAILURES 3 300000\n\" TOTP_AUTH\n"
-    ));
-    let b = begin(f.clone(), &Policy::default(), 300_001).unwrap();
-    assert!(!b.may_evaluate());
-    let o = finish(
-        b,
-        &Policy::default(),
-        &candidates(b"050548", Digits::SIX, false),
-        300_001,
-        None,
-    )
-    .unwrap();
-    assert_eq!(o.verdict, Verdict::Throttled);
-    assert!(!o.changed);
-    assert_eq!(o.file, f);
+fn a_doomed_attempt_is_throttled_and_charged_like_a_wrong_code() {
+    let p = Policy::default();
+    let mut state = UserState::default();
+    let mut real = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    for i in 0..4 {
+        let now = 300_000 + i;
+        let a = Attempt {
+            origin: HOME,
+            rhost: None,
+            now,
+            continued: false,
+            boot_time: None,
+        };
+        let d = Prepared::doomed(now)
+            .unwrap()
+            .decide(&state, &p, &a)
+            .unwrap();
+        let r = real.attempt(&p, "000000", now);
+        assert_eq!(d.verdict, r.verdict, "attempt {i}");
+        assert_eq!(d.retry_after, r.retry_after, "attempt {i}");
+        assert!(d.file.is_none());
+        if let Write::Lazy(next) = d.write {
+            state = next;
+        }
+    }
+    assert_eq!(Ledger::decode(&state.extra).unwrap().consecutive, 3);
 }

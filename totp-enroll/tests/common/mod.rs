@@ -83,8 +83,7 @@ pub fn have_tool(tool: &str) -> bool {
 }
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// The one skip policy for root-only tests (the same as the system tests' harness):

@@ -1,0 +1,58 @@
+//! Builds the state store the module options ask for (`state=`, `state_dir=`).
+//!
+//! Where the local store lives:
+//!
+//! - run as root (sshd, sudo, su, login): `state_dir=`, default
+//!   [`totp_os::state_dir::DEFAULT_STATE_DIR`], root-owned and created on first use;
+//! - run as another account (a screen locker authenticating its own user): that
+//!   account cannot write a root-owned directory, so the default is
+//!   `~/.local/state/pam_totp` in the *process owner's* home (from NSS, never from the
+//!   environment). The trade-off, documented in pam_totp(8): that account can reset its
+//!   own throttling and replay marks, which only the person already holding that
+//!   account's session can do; an admin who wants more sets `state_dir=` to a directory
+//!   the account owns but cannot be reached by the user, or runs the locker's check
+//!   through a root helper.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use totp_core::options::{ModuleOptions, StateBackend};
+use totp_core::state::StateStore;
+use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir, effective_uid};
+
+use crate::system::System;
+
+/// Below the process owner's home when not running as root.
+const UNPRIVILEGED_SUBDIR: &str = ".local/state/pam_totp";
+
+/// The store for this configuration, or why none can be used (for the log).
+pub fn open(opts: &ModuleOptions, sys: &dyn System) -> Result<Box<dyn StateStore>, String> {
+    let timeout = Duration::from_millis(opts.lock_timeout_ms);
+    match opts.state {
+        StateBackend::Local => {
+            let dir = match &opts.state_dir {
+                Some(d) => PathBuf::from(d),
+                None => default_dir(sys)?,
+            };
+            Ok(Box::new(StateDir::new(dir, timeout)))
+        }
+        // Refused before this point until the module serves fleets (crate::fleet).
+        StateBackend::Redis => Err("state=redis… is not served by this build".into()),
+    }
+}
+
+fn default_dir(sys: &dyn System) -> Result<PathBuf, String> {
+    let euid = effective_uid();
+    if euid == 0 {
+        return Ok(PathBuf::from(DEFAULT_STATE_DIR));
+    }
+    match sys.user_by_uid(euid) {
+        Ok(Some(pw)) if pw.dir.is_absolute() => Ok(pw.dir.join(UNPRIVILEGED_SUBDIR)),
+        Ok(_) => Err(format!(
+            "running as uid {euid} without a usable home directory; set state_dir="
+        )),
+        Err(e) => Err(format!(
+            "cannot look up the process owner (uid {euid}): {e:?}"
+        )),
+    }
+}

@@ -1,0 +1,910 @@
+//! The state store through the real libpam (issue 13, and the throttling and clock
+//! parts of issue 11): the secret file is configuration, replay marks and throttling
+//! live in a root-owned state directory, faults of that directory deny cleanly, the
+//! admin tool shows and resets a record.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use system_tests::*;
+
+fn login(stack: &Stack, user: &TestUser, answer: &str, at: u64) -> Drive {
+    Driver::new(stack, "svc", &user.name)
+        .answer(answer)
+        .at(at)
+        .run()
+}
+
+fn from(stack: &Stack, user: &TestUser, rhost: &str, answer: &str, at: u64) -> Drive {
+    Driver::new(stack, "svc", &user.name)
+        .rhost(rhost)
+        .answer(answer)
+        .at(at)
+        .run()
+}
+
+/// Runs `cmd` inside a private mount namespace after `setup` (shell, `$1` = `arg`).
+fn in_namespace(setup: &str, arg: &Path, cmd: &Command) -> Output {
+    let mut sh = Command::new("unshare");
+    sh.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("set -e\n{setup}\nshift\nexec env \"$@\""))
+        .arg("sh")
+        .arg(arg)
+        .arg("--");
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            let mut kv = k.to_os_string();
+            kv.push("=");
+            kv.push(v);
+            sh.arg(kv);
+        }
+    }
+    sh.arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare")
+}
+
+/// A tmpfs mounted on the host for the length of a test (unmounted on drop).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn new(size: &str) -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-tmpfs")
+            .tempdir()
+            .expect("tempdir");
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount tmpfs");
+        Tmpfs { dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn fill(&self) {
+        // Fill until ENOSPC (dd then fails, which is the point).
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=4096"])
+            .arg(format!("of={}", self.path().join("fill").display()))
+            .stderr(Stdio::null())
+            .status();
+    }
+    fn remount(&self, opts: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(self.path())
+            .status()
+            .expect("remount");
+        assert!(st.success(), "remount {opts}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn logs_contain(lines: &[String], needle: &str) -> bool {
+    lines.iter().any(|l| syslog_message(l).contains(needle))
+}
+
+const SCRATCH: &str = "12345678";
+
+/// Issue 13: the setups that work with GA and were denied while logins rewrote the
+/// secret file now log in, and a replay is still refused.
+#[test]
+fn read_only_secret_setups_log_in_and_replay_still_fails() {
+    if !require_root("read_only_secret_setups_log_in_and_replay_still_fails") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("rs");
+    let text = totp_file(&secret);
+
+    // 1. secret=/etc/totp/${USER} style: a root-owned 0755 directory, user-owned 0400.
+    let etc = tempfile::Builder::new()
+        .prefix("pam_totp-etc")
+        .tempdir()
+        .expect("tempdir");
+    fs::set_permissions(etc.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let f = etc.path().join(&u.name);
+    write_owned(&f, text.as_bytes(), u.uid, u.gid, 0o400);
+    let stack = Stack::probe("svc", &format!("secret={}/${{USER}}", etc.path().display()));
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        "PAM_SUCCESS"
+    );
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0), T0 + 1).module_code(),
+        "PAM_AUTH_ERR"
+    );
+    assert_eq!(read(&f), text);
+
+    // 2. A root-owned 0644 file in the home directory under no_strict_owner.
+    let p = u.write_secret(&text, 0o644);
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::os::unix::fs::chown(&p, Some(0), Some(0)).expect("chown");
+    let stack = Stack::probe("svc", "no_strict_owner allowed_perm=0644");
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        "PAM_SUCCESS"
+    );
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0), T0 + 1).module_code(),
+        "PAM_AUTH_ERR"
+    );
+    assert_eq!(read(&p), text);
+
+    // 3. The secret on a read-only file system (EROFS for any write).
+    let ro = u.home.join("ro");
+    fs::create_dir(&ro).expect("mkdir");
+    std::os::unix::fs::chown(&ro, Some(u.uid), Some(u.gid)).expect("chown");
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o700)).expect("chmod");
+    write_owned(&ro.join("ga"), text.as_bytes(), u.uid, u.gid, 0o600);
+    let stack = Stack::probe("svc", "secret=~/ro/ga");
+    let ro_setup = "mount --bind \"$1\" \"$1\"\nmount -o remount,bind,ro \"$1\"";
+    let run_ro = |answer: &str, at: u64| {
+        let cmd = Driver::new(&stack, "svc", &u.name)
+            .answer(answer)
+            .at(at)
+            .command();
+        Drive::parse(&in_namespace(ro_setup, &ro, &cmd))
+    };
+    let d = run_ro(&code_at(&secret, T0), T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "read-only secret fs: {d:?}");
+    assert_eq!(
+        run_ro(&code_at(&secret, T0), T0 + 1).module_code(),
+        "PAM_AUTH_ERR"
+    );
+    // A scratch code must be used up, which a read-only file system cannot do: denied.
+    write_owned(
+        &ro.join("ga"),
+        format!("{text}{SCRATCH}\n").as_bytes(),
+        u.uid,
+        u.gid,
+        0o600,
+    );
+    assert_eq!(run_ro(SCRATCH, T0 + 2).module_code(), "PAM_AUTH_ERR");
+    assert!(read(&ro.join("ga")).contains(SCRATCH));
+
+    // 4. The secret on a full file system (ENOSPC for any write).
+    let full = Tmpfs::new("256k");
+    let dir = full.path().join("u");
+    fs::create_dir(&dir).expect("mkdir");
+    std::os::unix::fs::chown(full.path(), Some(u.uid), Some(u.gid)).expect("chown");
+    std::os::unix::fs::chown(&dir, Some(u.uid), Some(u.gid)).expect("chown");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    write_owned(&dir.join("ga"), text.as_bytes(), u.uid, u.gid, 0o600);
+    full.fill();
+    let stack = Stack::probe("svc", &format!("secret={}/ga", dir.display()));
+    let d = login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "full secret fs: {d:?}");
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 31).module_code(),
+        "PAM_AUTH_ERR"
+    );
+    assert_eq!(read(&dir.join("ga")), text);
+}
+
+/// Issue 13: right, wrong, replayed and throttled attempts leave the secret file's
+/// bytes, inode and modification time alone.
+#[test]
+fn totp_attempts_never_write_the_secret_file() {
+    if !require_root("totp_attempts_never_write_the_secret_file") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("nw");
+    let text =
+        format!("{secret}\n\" RATE_LIMIT 5 60\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n{SCRATCH}\n");
+    let p = u.write_secret(&text, 0o600);
+    let meta = |p: &Path| {
+        let m = fs::metadata(p).expect("stat");
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    };
+    let before = meta(&p);
+    let stack = Stack::probe("svc", "throttle_after=2");
+    let right = login(&stack, &u, &code_at(&secret, T0), T0);
+    assert_eq!(right.module_code(), "PAM_SUCCESS");
+    let replayed = login(&stack, &u, &code_at(&secret, T0), T0 + 1);
+    assert_eq!(replayed.module_code(), "PAM_AUTH_ERR");
+    let wrong = login(&stack, &u, &wrong_totp(&secret, T0), T0 + 2);
+    assert_eq!(wrong.module_code(), "PAM_AUTH_ERR");
+    let throttled = login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 3);
+    assert_eq!(throttled.module_code(), "PAM_AUTH_ERR");
+    assert!(
+        throttled
+            .messages
+            .iter()
+            .any(|(s, t)| *s == 3 && t.starts_with("too many failed codes")),
+        "{throttled:?}"
+    );
+    assert_eq!(read(&p), text);
+    assert_eq!(meta(&p), before, "inode or mtime changed");
+    assert_eq!(stored_last_step(&stack, u.uid), Some(T0 / 30));
+    assert_eq!(stored_failures(&stack, u.uid), 2);
+}
+
+/// A user rewriting their own file (deleting state lines, adding zeroed ones) cannot
+/// reset the replay mark or the throttling: both live in a directory they cannot write.
+#[test]
+fn a_user_rewriting_their_own_file_cannot_reset_replay_or_throttling() {
+    if !require_root("a_user_rewriting_their_own_file_cannot_reset_replay_or_throttling") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("uw");
+    u.write_secret(&totp_file(&secret), 0o600);
+    let stack = Stack::probe("svc", "throttle_after=2");
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        "PAM_SUCCESS"
+    );
+    for i in 0..2 {
+        assert_eq!(
+            login(&stack, &u, &wrong_totp(&secret, T0), T0 + 1 + i).module_code(),
+            "PAM_AUTH_ERR"
+        );
+    }
+    // What a user with a shell could do to their own file.
+    for rewrite in [
+        totp_file(&secret),
+        format!("{secret}\n\" PAM_TOTP_FAILURES 0 0\n\" PAM_TOTP_LAST_STEP 0\n\" TOTP_AUTH\n"),
+        format!("{secret}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+    ] {
+        u.write_secret(&rewrite, 0o600);
+        let d = login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 10);
+        assert_eq!(
+            d.module_code(),
+            "PAM_AUTH_ERR",
+            "still throttled after {rewrite:?}"
+        );
+        assert!(d.messages.iter().any(|(s, _)| *s == 3), "{d:?}");
+    }
+    // After the backoff: the replayed code is still refused (a third failure, 60 s),
+    // a new one works after that.
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0), T0 + 40).module_code(),
+        "PAM_AUTH_ERR"
+    );
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0 + 120), T0 + 120).module_code(),
+        "PAM_SUCCESS"
+    );
+    let (mode, uid, _) = mode_owner(&stack.state_file(u.uid));
+    assert_eq!((mode, uid), (0o600, 0), "the record is root's");
+}
+
+/// Issue 11: someone who knows the password can throttle their own origin, never the
+/// user's; the throttled side is told how long to wait.
+#[test]
+fn a_strangers_origin_does_not_throttle_the_users_origin() {
+    if !require_root("a_strangers_origin_does_not_throttle_the_users_origin") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("so");
+    u.write_secret(&totp_file(&secret), 0o600);
+    let stack = Stack::probe("svc", "");
+    let stranger = "198.51.100.66";
+    let own = "192.0.2.10";
+    for i in 0..3 {
+        let d = from(&stack, &u, stranger, &wrong_totp(&secret, T0), T0 + i);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+        assert!(
+            !d.messages.iter().any(|(s, _)| *s == 3),
+            "not throttled yet: {d:?}"
+        );
+    }
+    // The stranger keeps trying the moment each backoff ends...
+    let d = from(&stack, &u, stranger, &code_at(&secret, T0 + 10), T0 + 10);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    assert!(
+        d.messages
+            .contains(&(3, "too many failed codes; try again in 22 s".to_string())),
+        "{d:?}"
+    );
+    // ...the user's own address is not held up.
+    let d = from(&stack, &u, own, &code_at(&secret, T0 + 10), T0 + 10);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    // Local logins are keyed by their tty: another tty is another origin.
+    for i in 0..3 {
+        let d = Driver::new(&stack, "svc", &u.name)
+            .tty("/dev/pts/7")
+            .answer(&wrong_totp(&secret, T0))
+            .at(T0 + 40 + i)
+            .run();
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    }
+    let d = Driver::new(&stack, "svc", &u.name)
+        .tty("/dev/pts/8")
+        .answer(&code_at(&secret, T0 + 60))
+        .at(T0 + 60)
+        .run();
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
+/// Issue 11: rotating origins does not buy more guesses: the per-user ceiling stops
+/// them (and the user's known origin still gets in).
+#[test]
+fn rotating_origins_meet_the_per_user_ceiling() {
+    if !require_root("rotating_origins_meet_the_per_user_ceiling") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("ce");
+    u.write_secret(&totp_file(&secret), 0o600);
+    let stack = Stack::probe("svc", "ceiling_burst=4 ceiling_interval=600");
+    let own = "192.0.2.10";
+    assert_eq!(
+        from(&stack, &u, own, &code_at(&secret, T0), T0).module_code(),
+        "PAM_SUCCESS"
+    );
+    for i in 0..4u64 {
+        let d = from(
+            &stack,
+            &u,
+            &format!("203.0.113.{i}"),
+            &wrong_totp(&secret, T0),
+            T0 + 1,
+        );
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+        assert!(
+            !d.messages.iter().any(|(s, _)| *s == 3),
+            "guess {i} evaluated: {d:?}"
+        );
+    }
+    let d = from(
+        &stack,
+        &u,
+        "203.0.113.99",
+        &code_at(&secret, T0 + 30),
+        T0 + 30,
+    );
+    assert_eq!(
+        d.module_code(),
+        "PAM_AUTH_ERR",
+        "a fifth origin is held by the ceiling"
+    );
+    assert!(
+        d.messages
+            .iter()
+            .any(|(s, t)| *s == 3 && t.contains("try again in")),
+        "{d:?}"
+    );
+    let d = from(&stack, &u, own, &code_at(&secret, T0 + 30), T0 + 31);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "the known origin: {d:?}");
+}
+
+/// Issue 13: a full or read-only state file system denies with a clear log line and
+/// loses nothing already recorded.
+#[test]
+fn a_full_or_read_only_state_file_system_denies_cleanly() {
+    if !require_root("a_full_or_read_only_state_file_system_denies_cleanly") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("sf");
+    u.write_secret(&totp_file(&secret), 0o600);
+    let fs_ = Tmpfs::new("64k");
+    let dir = fs_.path().join("state");
+    let stack = Stack::probe("svc", &format!("state_dir={}", dir.display()));
+    let read_state = || {
+        use totp_core::state::StateStore;
+        totp_os::state_dir::StateDir::new(&dir, Duration::from_secs(1))
+            .read(u.uid)
+            .expect("record readable")
+    };
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        "PAM_SUCCESS"
+    );
+    let recorded = read_state();
+    assert_eq!(recorded.last_step, Some(T0 / 30));
+
+    fs_.fill();
+    let (d, lines) = capture_syslog(
+        &Driver::new(&stack, "svc", &u.name)
+            .answer(&code_at(&secret, T0 + 30))
+            .at(T0 + 30),
+    );
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "full: {d:?}");
+    assert!(logs_contain(&lines, "No space left on device"), "{lines:?}");
+    assert_eq!(read_state().last_step, recorded.last_step, "nothing lost");
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0), T0 + 31).module_code(),
+        "PAM_AUTH_ERR"
+    );
+
+    let _ = fs::remove_file(fs_.path().join("fill"));
+    fs_.remount("ro");
+    let (d, lines) = capture_syslog(
+        &Driver::new(&stack, "svc", &u.name)
+            .answer(&code_at(&secret, T0 + 60))
+            .at(T0 + 60),
+    );
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "read-only: {d:?}");
+    assert!(logs_contain(&lines, "Read-only file system"), "{lines:?}");
+    assert_eq!(read_state(), recorded, "nothing lost");
+
+    fs_.remount("rw");
+    let d = login(&stack, &u, &code_at(&secret, T0 + 60), T0 + 60);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "healthy again: {d:?}");
+}
+
+/// Issue 13: hostile or damaged state records are never followed and never hang; the
+/// login is denied with a log line, and `totp-state reset` is the way back.
+#[test]
+fn hostile_state_records_deny_log_and_never_follow() {
+    if !require_root("hostile_state_records_deny_log_and_never_follow") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("hs");
+    u.write_secret(&totp_file(&secret), 0o600);
+    let stack = Stack::probe("svc", "lock_timeout=1000");
+    // A first login creates the directory and a healthy record.
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        "PAM_SUCCESS"
+    );
+    let rec = stack.state_file(u.uid);
+    let healthy = fs::read(&rec).expect("record");
+    let bait = stack.path().join("bait");
+    fs::write(&bait, b"do not touch").expect("bait");
+    type Plant = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Plant)> = vec![
+        (
+            "symlink",
+            Box::new(move |p: &Path| symlink(bait_path(p), p).expect("symlink")),
+        ),
+        (
+            "FIFO",
+            Box::new(|p: &Path| {
+                let st = Command::new("mkfifo").arg(p).status().expect("mkfifo");
+                assert!(st.success());
+            }),
+        ),
+        (
+            "owned by the user",
+            Box::new({
+                let (uid, gid, bytes) = (u.uid, u.gid, healthy.clone());
+                move |p: &Path| write_owned(p, &bytes, uid, gid, 0o600)
+            }),
+        ),
+        (
+            "huge",
+            Box::new(|p: &Path| write_owned(p, &vec![0x41; 1 << 20], 0, 0, 0o600)),
+        ),
+        (
+            "truncated",
+            Box::new({
+                // Cut inside the record's slot (zeros before it are unwritten slots).
+                let start = healthy.iter().position(|&b| b != 0).unwrap_or(0);
+                let bytes = healthy[..start + 20].to_vec();
+                move |p: &Path| write_owned(p, &bytes, 0, 0, 0o600)
+            }),
+        ),
+        (
+            "corrupt",
+            Box::new(|p: &Path| write_owned(p, &[0x5a; 300], 0, 0, 0o600)),
+        ),
+        (
+            "a directory",
+            Box::new(|p: &Path| fs::create_dir(p).expect("mkdir")),
+        ),
+    ];
+    for (i, (what, plant)) in cases.iter().enumerate() {
+        let _ = fs::remove_file(&rec);
+        let _ = fs::remove_dir(&rec);
+        plant(&rec);
+        let at = T0 + 30 * (i as u64 + 1);
+        let started = Instant::now();
+        let (d, lines) = capture_syslog(
+            &Driver::new(&stack, "svc", &u.name)
+                .answer(&code_at(&secret, at))
+                .at(at),
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}: hung");
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{what}: {d:?}");
+        assert!(logs_contain(&lines, "unusable"), "{what}: {lines:?}");
+        assert_eq!(
+            fs::read(stack.path().join("bait")).expect("bait"),
+            b"do not touch"
+        );
+        if *what == "a directory" {
+            fs::remove_dir(&rec).expect("rmdir");
+        } else {
+            let out = state_tool(
+                &["reset", "--user", &u.name, "--state-dir"],
+                &stack.state_dir(),
+            );
+            assert!(out.status.success(), "{what}: reset: {out:?}");
+        }
+        let d = login(&stack, &u, &code_at(&secret, at), at);
+        assert_eq!(
+            d.module_code(),
+            "PAM_SUCCESS",
+            "{what}: after the reset: {d:?}"
+        );
+    }
+}
+
+fn bait_path(record: &Path) -> PathBuf {
+    // <stack>/state/<uid> -> <stack>/bait
+    record
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("bait"))
+        .expect("bait path")
+}
+
+fn state_tool(args: &[&str], dir: &Path) -> Output {
+    Command::new(&built().state_tool)
+        .args(args)
+        .arg(dir)
+        .output()
+        .expect("run totp-state")
+}
+
+/// Migration: lines earlier versions and GA wrote are honoured (never weaker than the
+/// file says), and the file is not touched for them.
+#[test]
+fn old_state_lines_are_honoured_and_left_alone() {
+    if !require_root("old_state_lines_are_honoured_and_left_alone") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("mg");
+
+    // PAM_TOTP_FAILURES: a running backoff carries over (taken over on first use).
+    let text = format!(
+        "{secret}\n\" PAM_TOTP_FAILURES 5 {}\n\" TOTP_AUTH\n",
+        T0 - 10
+    );
+    u.write_secret(&text, 0o600);
+    let stack = Stack::probe("svc", "");
+    let d = login(&stack, &u, &code_at(&secret, T0), T0);
+    assert_eq!(
+        d.module_code(),
+        "PAM_AUTH_ERR",
+        "backoff of the old line: {d:?}"
+    );
+    assert!(d.messages.iter().any(|(s, _)| *s == 3), "{d:?}");
+    assert_eq!(stored_failures(&stack, u.uid), 5);
+    let d = login(&stack, &u, &code_at(&secret, T0 + 120), T0 + 120);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "after it: {d:?}");
+    assert_eq!(
+        read(&u.secret_path()),
+        text,
+        "the old line is left as it is"
+    );
+
+    // PAM_TOTP_LAST_STEP (also what `totp-enroll resync` writes): a floor on every
+    // login, even once the store has a mark of its own.
+    let stack = Stack::probe("svc", "");
+    u.write_secret(&totp_file(&secret), 0o600);
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        "PAM_SUCCESS"
+    );
+    let ahead = T0 / 30 + 2;
+    let text = format!("{secret}\n\" PAM_TOTP_LAST_STEP {ahead}\n\" TOTP_AUTH\n");
+    u.write_secret(&text, 0o600);
+    for s in [T0 / 30 + 1, ahead] {
+        let d = login(&stack, &u, &code_at(&secret, s * 30), s * 30);
+        assert_eq!(
+            d.module_code(),
+            "PAM_AUTH_ERR",
+            "step {s} is at or below the line"
+        );
+    }
+    let d = login(
+        &stack,
+        &u,
+        &code_at(&secret, (ahead + 1) * 30),
+        (ahead + 1) * 30,
+    );
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert_eq!(read(&u.secret_path()), text);
+
+    // GA's DISALLOW_REUSE list and RATE_LIMIT.
+    let stack = Stack::probe("svc", "throttle_after=100");
+    let step = T0 / 30;
+    let text = format!("{secret}\n\" RATE_LIMIT 2 60\n\" DISALLOW_REUSE {step}\n\" TOTP_AUTH\n");
+    u.write_secret(&text, 0o600);
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        "PAM_AUTH_ERR"
+    );
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 30).module_code(),
+        "PAM_SUCCESS"
+    );
+    let d = login(&stack, &u, &code_at(&secret, T0 + 60), T0 + 40);
+    assert_eq!(
+        d.module_code(),
+        "PAM_AUTH_ERR",
+        "third attempt within 60 s: {d:?}"
+    );
+    assert!(d.messages.iter().any(|(s, _)| *s == 3), "{d:?}");
+    assert_eq!(read(&u.secret_path()), text);
+}
+
+/// Issue 11: a replay mark recorded while the clock was far ahead denies with a log
+/// line that says what is wrong and how to recover, and `totp-state reset` recovers.
+#[test]
+fn a_clock_fault_is_logged_and_totp_state_reset_recovers() {
+    if !require_root("a_clock_fault_is_logged_and_totp_state_reset_recovers") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("cf");
+    u.write_secret(&totp_file(&secret), 0o600);
+    let stack = Stack::probe("svc", "");
+    // The RTC said 2100 for one login.
+    let future = 4_102_444_800 + 15;
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, future), future).module_code(),
+        "PAM_SUCCESS"
+    );
+    let (d, lines) = capture_syslog(
+        &Driver::new(&stack, "svc", &u.name)
+            .answer(&code_at(&secret, T0))
+            .at(T0),
+    );
+    assert_ne!(d.module_code(), "PAM_SUCCESS");
+    assert_ne!(d.module_code(), "PAM_IGNORE");
+    assert!(logs_contain(&lines, "clock fault"), "{lines:?}");
+    assert!(
+        logs_contain(&lines, &format!("totp-state reset --user {}", u.name)),
+        "{lines:?}"
+    );
+    let out = state_tool(
+        &["show", "--json", "--user", &u.name, "--state-dir"],
+        &stack.state_dir(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("\"mark_ahead_of_clock\":true"), "{shown}");
+    let out = state_tool(
+        &["reset", "--user", &u.name, "--state-dir"],
+        &stack.state_dir(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let d = login(&stack, &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "after the reset: {d:?}");
+}
+
+/// The admin tool: `show` (text and JSON) and `reset`, and a clear refusal when not
+/// run as root.
+#[test]
+fn totp_state_shows_and_resets_and_refuses_non_root() {
+    if !require_root("totp_state_shows_and_resets_and_refuses_non_root") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("ts");
+    u.write_secret(&totp_file(&secret), 0o600);
+    let stack = Stack::probe("svc", "");
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        "PAM_SUCCESS"
+    );
+    for i in 0..3 {
+        from(
+            &stack,
+            &u,
+            "198.51.100.1",
+            &wrong_totp(&secret, T0),
+            now() - 5 + i,
+        );
+    }
+    let out = state_tool(
+        &["show", "--json", "--user", &u.name, "--state-dir"],
+        &stack.state_dir(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let json = String::from_utf8_lossy(&out.stdout).into_owned();
+    for needle in [
+        format!("\"user\":\"{}\"", u.name),
+        format!("\"uid\":{}", u.uid),
+        format!("\"last_step\":{}", T0 / 30),
+        "\"last_accepted\":\"2023-11-14 22:13:30 UTC\"".to_string(),
+        "\"consecutive_failures\":3".to_string(),
+        "\"backoff_until\":\"".to_string(),
+    ] {
+        assert!(json.contains(&needle), "{needle} in {json}");
+    }
+    // Without --user: every record of the directory.
+    let out = state_tool(&["show", "--state-dir"], &stack.state_dir());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&format!("{} (uid {})", u.name, u.uid)),
+        "{text}"
+    );
+    assert!(text.contains("consecutive failures: 3"), "{text}");
+    // Reset ends the backoff at once.
+    let out = state_tool(
+        &["reset", "--user", &u.name, "--state-dir"],
+        &stack.state_dir(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let d = from(&stack, &u, "198.51.100.1", &code_at(&secret, now()), now());
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    // Unknown users are an error, not an empty record.
+    let out = state_tool(
+        &["show", "--user", "nosuchuser-pt", "--state-dir"],
+        &stack.state_dir(),
+    );
+    assert!(!out.status.success());
+    // Not root: refused, with the reason.
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={}", u.uid))
+        .arg(format!("--regid={}", u.gid))
+        .arg("--clear-groups")
+        .arg(&built().state_tool)
+        .args(["show", "--user", &u.name])
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be run as root"),
+        "{out:?}"
+    );
+}
+
+/// Issue 12 item 4: inside a grace period with `forward_pass`, the password part is
+/// still asked for and forwarded to the next module.
+#[test]
+fn grace_period_with_forward_pass_still_forwards_the_password() {
+    if !require_root("grace_period_with_forward_pass_still_forwards_the_password") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("gf");
+    u.write_secret(&totp_file(&secret), 0o600);
+    let stack = Stack::new();
+    let rec = stack.path().join("record-authtok");
+    fs::write(&rec, "#!/bin/sh\ncat > \"$1\"\n").expect("recorder");
+    fs::set_permissions(&rec, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = stack.path().join("authtok.out");
+    stack.service(
+        "svc",
+        &format!(
+            "auth requisite @MODULE@ forward_pass grace_period=3600\n\
+             auth optional pam_exec.so expose_authtok {} {}\n",
+            rec.display(),
+            out.display()
+        ),
+    );
+    let pw = "correct horse";
+    let d = Driver::new(&stack, "svc", &u.name)
+        .rhost("192.0.2.44")
+        .answer(&format!("{pw}{}", code_at(&secret, T0)))
+        .at(T0)
+        .run();
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(fs::read_to_string(&out).expect("forwarded"), pw);
+    fs::remove_file(&out).expect("rm");
+    let d = Driver::new(&stack, "svc", &u.name)
+        .rhost("192.0.2.44")
+        .answer(pw)
+        .at(T0 + 100)
+        .run();
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompt_list(), vec![(1, "Password: ".to_string())]);
+    assert_eq!(fs::read_to_string(&out).expect("forwarded in grace"), pw);
+}
+
+/// A module that does not run as root (a screen locker checking its own user) keeps
+/// its state in that account's ~/.local/state/pam_totp; replay is still refused.
+#[test]
+fn an_unprivileged_caller_keeps_state_in_its_own_home() {
+    if !require_root("an_unprivileged_caller_keeps_state_in_its_own_home") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("up");
+    u.write_secret(&totp_file(&secret), 0o600);
+    let stack = Stack::new();
+    fs::set_permissions(stack.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    // No state_dir=: the default for a non-root caller.
+    fs::write(
+        stack.path().join("svc"),
+        format!("auth required {}\n", built().module.display()),
+    )
+    .expect("service");
+    fs::set_permissions(stack.path().join("svc"), fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let run_as_user = |answer: &str, at: u64| {
+        let inner = Driver::new(&stack, "svc", &u.name)
+            .answer(answer)
+            .at(at)
+            .command();
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={}", u.uid))
+            .arg(format!("--regid={}", u.gid))
+            .arg("--clear-groups")
+            .arg("env");
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                let mut kv = k.to_os_string();
+                kv.push("=");
+                kv.push(v);
+                cmd.arg(kv);
+            }
+        }
+        cmd.arg(inner.get_program()).args(inner.get_args());
+        Drive::parse(&cmd.output().expect("setpriv"))
+    };
+    let d = run_as_user(&code_at(&secret, T0), T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    let rec = u.home.join(".local/state/pam_totp").join(u.uid.to_string());
+    let (mode, owner, _) = mode_owner(&rec);
+    assert_eq!((mode, owner), (0o600, u.uid), "the caller's own record");
+    let d = run_as_user(&code_at(&secret, T0), T0 + 1);
+    assert_eq!(d.result, "PAM_AUTH_ERR", "replay: {d:?}");
+    assert_eq!(read(&u.secret_path()), totp_file(&secret));
+}
+
+/// Issue 11, R9: the throttle message reveals nothing about the account: a name without
+/// an account, and an account without a secret, are throttled and told so after the
+/// same number of failures, with the same words, as an account with a wrong code.
+#[test]
+fn names_without_an_account_are_throttled_like_accounts() {
+    if !require_root("names_without_an_account_are_throttled_like_accounts") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let real = TestUser::create("tr");
+    real.write_secret(&totp_file(&secret), 0o600);
+    let bare = TestUser::create("tb");
+    let stack = Stack::probe("svc", "");
+    let ghost = format!("ghost{}", std::process::id());
+    let mut seen = Vec::new();
+    for name in [real.name.as_str(), bare.name.as_str(), ghost.as_str()] {
+        let runs: Vec<Drive> = (0..4)
+            .map(|i| {
+                Driver::new(&stack, "svc", name)
+                    .rhost("198.51.100.9")
+                    .answer(&wrong_totp(&secret, T0))
+                    .at(T0 + 10 + i)
+                    .run()
+            })
+            .collect();
+        let shape: Vec<(String, Vec<(i32, String)>)> = runs
+            .iter()
+            .map(|d| (d.module_code(), d.messages.clone()))
+            .collect();
+        assert!(
+            shape[3]
+                .1
+                .contains(&(3, "too many failed codes; try again in 29 s".to_string())),
+            "{name}: {shape:?}"
+        );
+        seen.push(shape);
+    }
+    assert_eq!(seen[0], seen[1], "account without a secret");
+    assert_eq!(seen[0], seen[2], "name without an account");
+}

@@ -1,0 +1,406 @@
+//! Throttling and grace records kept in [`crate::state::UserState::extra`].
+//!
+//! A [`Ledger`] is what the verification logic remembers about a user besides the
+//! replay marks: per-origin backoff, the per-user guess ceiling, GA's `RATE_LIMIT`
+//! timestamps, the origins a user has logged in from, and grace-period entries. Stores
+//! never look inside it; [`Ledger::encode`] / [`Ledger::decode`] are the only codec, and
+//! decode refuses anything encode would not write (a corrupt ledger denies, it never
+//! resets throttling).
+//!
+//! Every list is bounded, so a record stays far below
+//! [`crate::state::MAX_ENCODED_LEN`] whatever an attacker does.
+
+use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
+
+use crate::state::StoreError;
+
+/// Origins with a failure record; the one whose last failure is oldest is forgotten first.
+pub const MAX_ORIGINS: usize = 16;
+/// Origins remembered because a code was accepted from them ("known" origins).
+pub const MAX_KNOWN: usize = 4;
+/// GA's `RATE_LIMIT` allows at most 100 attempts.
+pub const MAX_ATTEMPTS: usize = 100;
+/// GA keeps ten grace slots (`LAST0`..`LAST9`).
+pub const MAX_GRACE: usize = 10;
+
+const VERSION: u8 = 1;
+
+/// Where an attempt comes from, reduced to 64 bits: `PAM_RHOST` (an IPv6 address by its
+/// /64, since one client owns a whole /64), else the tty, else "unknown". Hashed so the
+/// record has a fixed size and names no host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OriginKey(pub u64);
+
+impl OriginKey {
+    /// Builds the key from the raw PAM items (at most 256 bytes of each are used).
+    pub fn from_items(rhost: Option<&[u8]>, tty: Option<&[u8]>) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"pam_totp origin v1\0");
+        match (
+            rhost.filter(|r| !r.is_empty()),
+            tty.filter(|t| !t.is_empty()),
+        ) {
+            (Some(r), _) => {
+                h.update(b"rhost\0");
+                let ip = std::str::from_utf8(r)
+                    .ok()
+                    .and_then(crate::addr::parse_ip_literal)
+                    .map(crate::addr::canonical);
+                match ip {
+                    Some(IpAddr::V6(v6)) => h.update(&v6.octets()[..8]),
+                    Some(IpAddr::V4(v4)) => h.update(v4.octets()),
+                    None => h.update(&r[..r.len().min(256)]),
+                }
+            }
+            (None, Some(t)) => {
+                h.update(b"tty\0");
+                h.update(&t[..t.len().min(256)]);
+            }
+            (None, None) => h.update(b"none\0"),
+        }
+        let d = h.finalize();
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[..8]);
+        Self(u64::from_le_bytes(b))
+    }
+}
+
+/// Stand-in uids for names without an account (so they are throttled like accounts):
+/// 4096 keys from 2^31 up, a range Linux distributions leave unused (systemd reserves it),
+/// so the number of records an attacker can create by trying names stays bounded.
+pub fn stand_in_uid(name: &[u8]) -> crate::state::Uid {
+    let d = Sha256::new()
+        .chain_update(b"pam_totp stand-in uid v1\0")
+        .chain_update(&name[..name.len().min(256)])
+        .finalize();
+    0x8000_0000 | (u32::from_le_bytes([d[0], d[1], d[2], d[3]]) & 0x0fff)
+}
+
+/// Consecutive failures from one origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OriginFailures {
+    pub key: OriginKey,
+    pub failures: u32,
+    /// Unix time of the last failure.
+    pub last: u64,
+}
+
+/// An origin a code was accepted from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownOrigin {
+    pub key: OriginKey,
+    pub last_success: u64,
+}
+
+/// A grace-period entry: a code was accepted from `host` at `when`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GraceRecord {
+    pub host: IpAddr,
+    pub when: u64,
+}
+
+/// Everything throttling and grace remember about one user.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ledger {
+    pub origins: Vec<OriginFailures>,
+    pub known: Vec<KnownOrigin>,
+    /// Theoretical arrival time of the per-user ceiling (GCRA), for attempts from known
+    /// origins (`[0]`) and from all other origins (`[1]`). 0 = full budget.
+    pub ceiling: [u64; 2],
+    /// Consecutive failures from any origin (the optional `max_failures` hard cap).
+    pub consecutive: u32,
+    /// Backoff carried over from an earlier version's `PAM_TOTP_FAILURES` line: every
+    /// origin waits until then.
+    pub blocked_until: u64,
+    /// GA `RATE_LIMIT` attempt times (only used when the secret file has the line).
+    pub attempts: Vec<u64>,
+    pub grace: Vec<GraceRecord>,
+}
+
+fn corrupt(m: &str) -> StoreError {
+    StoreError::Corrupt(format!("throttling record: {m}"))
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], StoreError> {
+        if self.b.len() < n {
+            return Err(corrupt("truncated"));
+        }
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        Ok(h)
+    }
+    fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, StoreError> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    fn u64(&mut self) -> Result<u64, StoreError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn count(&mut self, max: usize) -> Result<usize, StoreError> {
+        let n = usize::from(self.u8()?);
+        if n > max {
+            return Err(corrupt("list too long"));
+        }
+        Ok(n)
+    }
+}
+
+impl Ledger {
+    /// Binary form: version, then each list as a one-byte count and fixed-size entries.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut o = vec![VERSION];
+        o.push(self.origins.len().min(MAX_ORIGINS) as u8);
+        for r in self.origins.iter().take(MAX_ORIGINS) {
+            o.extend_from_slice(&r.key.0.to_le_bytes());
+            o.extend_from_slice(&r.failures.to_le_bytes());
+            o.extend_from_slice(&r.last.to_le_bytes());
+        }
+        o.push(self.known.len().min(MAX_KNOWN) as u8);
+        for k in self.known.iter().take(MAX_KNOWN) {
+            o.extend_from_slice(&k.key.0.to_le_bytes());
+            o.extend_from_slice(&k.last_success.to_le_bytes());
+        }
+        o.extend_from_slice(&self.ceiling[0].to_le_bytes());
+        o.extend_from_slice(&self.ceiling[1].to_le_bytes());
+        o.extend_from_slice(&self.consecutive.to_le_bytes());
+        o.extend_from_slice(&self.blocked_until.to_le_bytes());
+        o.push(self.attempts.len().min(MAX_ATTEMPTS) as u8);
+        for t in self.attempts.iter().take(MAX_ATTEMPTS) {
+            o.extend_from_slice(&t.to_le_bytes());
+        }
+        o.push(self.grace.len().min(MAX_GRACE) as u8);
+        for g in self.grace.iter().take(MAX_GRACE) {
+            let v6 = match g.host {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                IpAddr::V6(v6) => v6,
+            };
+            o.extend_from_slice(&v6.octets());
+            o.extend_from_slice(&g.when.to_le_bytes());
+        }
+        o
+    }
+
+    /// Inverse of [`Ledger::encode`]. An empty slice is "never written" (see
+    /// [`Ledger::is_first_use`]); anything else must be exactly what encode writes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        if bytes.is_empty() {
+            return Ok(Self::default());
+        }
+        let mut r = Reader { b: bytes };
+        if r.u8()? != VERSION {
+            return Err(corrupt("unknown version"));
+        }
+        let mut l = Self::default();
+        for _ in 0..r.count(MAX_ORIGINS)? {
+            l.origins.push(OriginFailures {
+                key: OriginKey(r.u64()?),
+                failures: r.u32()?,
+                last: r.u64()?,
+            });
+        }
+        for _ in 0..r.count(MAX_KNOWN)? {
+            l.known.push(KnownOrigin {
+                key: OriginKey(r.u64()?),
+                last_success: r.u64()?,
+            });
+        }
+        l.ceiling = [r.u64()?, r.u64()?];
+        l.consecutive = r.u32()?;
+        l.blocked_until = r.u64()?;
+        for _ in 0..r.count(MAX_ATTEMPTS)? {
+            l.attempts.push(r.u64()?);
+        }
+        for _ in 0..r.count(MAX_GRACE)? {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(r.take(16)?);
+            let v6 = std::net::Ipv6Addr::from(a);
+            let host = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+            l.grace.push(GraceRecord {
+                host,
+                when: r.u64()?,
+            });
+        }
+        if !r.b.is_empty() {
+            return Err(corrupt("trailing bytes"));
+        }
+        Ok(l)
+    }
+
+    /// The record an origin's failures are counted in.
+    pub fn origin(&self, key: OriginKey) -> Option<&OriginFailures> {
+        self.origins.iter().find(|r| r.key == key)
+    }
+
+    pub fn is_known(&self, key: OriginKey) -> bool {
+        self.known.iter().any(|k| k.key == key)
+    }
+
+    /// Counts one failure from `key` at `now`, forgetting the stalest origin when full.
+    pub fn charge_origin(&mut self, key: OriginKey, now: u64) {
+        if let Some(r) = self.origins.iter_mut().find(|r| r.key == key) {
+            r.failures = r.failures.saturating_add(1).min(1_000_000);
+            r.last = now;
+            return;
+        }
+        if self.origins.len() >= MAX_ORIGINS
+            && let Some(i) = (0..self.origins.len()).min_by_key(|&i| self.origins[i].last)
+        {
+            self.origins.swap_remove(i);
+        }
+        self.origins.push(OriginFailures {
+            key,
+            failures: 1,
+            last: now,
+        });
+    }
+
+    pub fn clear_origin(&mut self, key: OriginKey) {
+        self.origins.retain(|r| r.key != key);
+    }
+
+    /// Remembers `key` as an origin the user logged in from.
+    pub fn remember_known(&mut self, key: OriginKey, now: u64) {
+        if let Some(k) = self.known.iter_mut().find(|k| k.key == key) {
+            k.last_success = now;
+            return;
+        }
+        if self.known.len() >= MAX_KNOWN
+            && let Some(i) = (0..self.known.len()).min_by_key(|&i| self.known[i].last_success)
+        {
+            self.known.swap_remove(i);
+        }
+        self.known.push(KnownOrigin {
+            key,
+            last_success: now,
+        });
+    }
+
+    /// GA's grace slot update: the entry for this host, else a free slot, else the oldest.
+    pub fn record_grace(&mut self, host: IpAddr, now: u64) {
+        let host = crate::addr::canonical(host);
+        if let Some(g) = self.grace.iter_mut().find(|g| g.host == host) {
+            g.when = now;
+            return;
+        }
+        if self.grace.len() >= MAX_GRACE
+            && let Some(i) = (0..self.grace.len()).min_by_key(|&i| self.grace[i].when)
+        {
+            self.grace.swap_remove(i);
+        }
+        self.grace.push(GraceRecord { host, when: now });
+    }
+
+    /// The latest time stored anywhere in the throttling records.
+    pub fn latest_time(&self) -> u64 {
+        let o = self.origins.iter().map(|r| r.last);
+        let k = self.known.iter().map(|k| k.last_success);
+        let a = self.attempts.iter().copied();
+        let g = self.grace.iter().map(|g| g.when);
+        o.chain(k)
+            .chain(a)
+            .chain(g)
+            .chain([self.blocked_until])
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Ledger {
+        let mut l = Ledger::default();
+        for i in 0..40u64 {
+            l.charge_origin(OriginKey(i), 1000 + i);
+            l.remember_known(OriginKey(i), 2000 + i);
+            l.record_grace(IpAddr::from([10, 0, 0, i as u8]), 3000 + i);
+        }
+        l.ceiling = [5, 6];
+        l.consecutive = 7;
+        l.blocked_until = 8;
+        l.attempts = (0..MAX_ATTEMPTS as u64).collect();
+        l.record_grace("2001:db8::1".parse().unwrap(), 9);
+        l
+    }
+
+    #[test]
+    fn stand_in_uids_are_stable_and_bounded() {
+        assert_eq!(stand_in_uid(b"nosuchuser"), stand_in_uid(b"nosuchuser"));
+        let all: std::collections::BTreeSet<u32> = (0..20_000)
+            .map(|i| stand_in_uid(format!("n{i}").as_bytes()))
+            .collect();
+        assert!(all.len() <= 4096 && all.len() > 4000);
+        assert!(all.iter().all(|&u| (0x8000_0000..0x8000_1000).contains(&u)));
+    }
+
+    #[test]
+    fn round_trips_and_stays_bounded() {
+        for l in [Ledger::default(), full()] {
+            let e = l.encode();
+            assert!(e.len() < crate::state::MAX_ENCODED_LEN / 2, "{}", e.len());
+            assert_eq!(Ledger::decode(&e), Ok(l));
+        }
+        assert_eq!(full().origins.len(), MAX_ORIGINS);
+        assert_eq!(full().known.len(), MAX_KNOWN);
+        assert_eq!(full().grace.len(), MAX_GRACE);
+    }
+
+    #[test]
+    fn eviction_forgets_the_stalest() {
+        let l = full();
+        assert!(l.origin(OriginKey(0)).is_none());
+        assert!(l.origin(OriginKey(39)).is_some());
+        assert!(l.is_known(OriginKey(39)) && !l.is_known(OriginKey(0)));
+    }
+
+    #[test]
+    fn decode_refuses_garbage() {
+        let e = full().encode();
+        for cut in [1, 2, e.len() / 2, e.len() - 1] {
+            assert!(Ledger::decode(&e[..cut]).is_err(), "cut {cut}");
+        }
+        let mut longer = e.clone();
+        longer.push(0);
+        assert!(Ledger::decode(&longer).is_err());
+        assert!(Ledger::decode(&[2]).is_err());
+        assert!(Ledger::decode(&[1, 200]).is_err());
+    }
+
+    #[test]
+    fn origins_are_keyed_by_host_then_tty_and_ipv6_by_its_64() {
+        let k = |r: Option<&str>, t: Option<&str>| {
+            OriginKey::from_items(r.map(str::as_bytes), t.map(str::as_bytes))
+        };
+        assert_eq!(k(Some("192.0.2.1"), Some("a")), k(Some("192.0.2.1"), None));
+        assert_ne!(k(Some("192.0.2.1"), None), k(Some("192.0.2.2"), None));
+        assert_eq!(
+            k(Some("2001:db8::1"), None),
+            k(Some("2001:db8::ffff"), None)
+        );
+        assert_ne!(
+            k(Some("2001:db8::1"), None),
+            k(Some("2001:db8:0:1::1"), None)
+        );
+        assert_eq!(k(Some(""), Some("/dev/pts/1")), k(None, Some("/dev/pts/1")));
+        assert_ne!(k(None, Some("/dev/pts/1")), k(None, Some("/dev/pts/2")));
+        assert_ne!(k(None, None), k(None, Some("/dev/pts/2")));
+        assert_eq!(
+            k(Some("::ffff:192.0.2.1"), None),
+            k(Some("192.0.2.1"), None)
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! Which file holds a user's secret, whose identity opens and writes it, who may own
+//! it and from which directory down its chain is checked.
+//!
+//! One description for both shells: the module asks [`for_login`] (module options and
+//! the canonical NSS entries) and `totp-enroll` asks [`for_enrollment`] (the CLI request,
+//! the canonical NSS entry and the ids of the process). Both get a [`Placement`] and only
+//! carry it out (`totp_os::safefile` checks, `totp_os::creds` switches); neither decides
+//! paths, owners or trusted roots on its own.
+//!
+//! Pure: the callers look the accounts up and make relative CLI paths absolute.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::options::ModuleOptions;
+use crate::user::{UserError, UserName, expand_secret_spec};
+
+/// File name google-authenticator and both modules use by default.
+pub const DEFAULT_FILE_NAME: &str = ".google_authenticator";
+
+/// Permission bits of a secret file the CLI creates: owner read/write only, what
+/// both modules accept by default.
+pub const SECRET_FILE_MODE: u32 = 0o600;
+
+/// GA's default `allowed_perm`, for files the CLI reads back.
+const DEFAULT_ALLOWED_PERM: u32 = 0o600;
+
+/// The parts of a canonical NSS entry placement depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct Account<'a> {
+    /// `pw_name`.
+    pub name: &'a str,
+    /// `pw_uid`.
+    pub uid: u32,
+    /// `pw_dir`.
+    pub dir: &'a Path,
+}
+
+/// The real and effective uid of the process asking (`totp-enroll`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub euid: u32,
+}
+
+/// Whose filesystem identity opens, locks and (re)writes the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opener {
+    /// The process as it runs: a user enrolling themselves.
+    Caller,
+    /// The user the file is for, by switching to their filesystem identity: every
+    /// login in home mode, and root enrolling a user into their home (rule R4: never
+    /// as root in a directory the user controls).
+    User,
+    /// GA's `user=` account, which owns every file of a store.
+    Owner,
+    /// Root itself, writing into a store whose whole directory chain only root can
+    /// change (root enrolling a user outside their home).
+    Root,
+}
+
+/// Where one user's secret file is and how it must be reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Absolute path, without `..`, naming a file.
+    pub path: PathBuf,
+    /// Whose identity opens and writes it.
+    pub opener: Opener,
+    /// Uids that may own the file (and, besides root, the directories below
+    /// `trusted_root`).
+    pub owners: Vec<u32>,
+    /// Top of the directory chain checked on every open (`None`: the parent only).
+    pub trusted_root: Option<PathBuf>,
+    /// Permission bits the file may have.
+    pub allowed_perm: u32,
+    /// Whether a new file may only be created after the directory chain from
+    /// `trusted_root` passed the same checks (root writing as itself). Other openers
+    /// write with the target's own credentials, so the kernel's permission checks are
+    /// the guard, as when the user writes the file themselves.
+    pub check_dirs_on_create: bool,
+}
+
+impl Placement {
+    /// The directory holding the file.
+    pub fn dir(&self) -> &Path {
+        // Construction guarantees an absolute path with a final name.
+        self.path.parent().unwrap_or(Path::new("/"))
+    }
+
+    /// The file's name in [`Placement::dir`].
+    pub fn file_name(&self) -> &OsStr {
+        self.path.file_name().unwrap_or_default()
+    }
+}
+
+/// Why no placement exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlacementError {
+    /// Home mode for a name NSS does not know.
+    UnknownUser,
+    /// The home directory is needed but is not an absolute (UTF-8) path.
+    HomeNotAbsolute { user: String },
+    /// `secret=` does not expand to a usable path.
+    Expand {
+        /// With `user=` (no home available).
+        fixed_owner: bool,
+        err: UserError,
+    },
+    /// A CLI path that is relative or has a `..` component, which would make "is
+    /// this inside the user's home" a lexical lie.
+    NotNormal,
+    /// A CLI path without a final file name.
+    NoFileName,
+    /// Someone other than root asked for another user's file.
+    NotRoot { user: String },
+    /// A store file named after a spelling of the account other than its canonical
+    /// name: the module looks up the canonical name, so the file would never be read.
+    AliasFileName { typed: String, canonical: String },
+}
+
+impl fmt::Display for PlacementError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownUser => f.write_str("unknown user"),
+            Self::HomeNotAbsolute { user } => {
+                write!(
+                    f,
+                    "the home directory of \"{user}\" is not an absolute path"
+                )
+            }
+            Self::Expand {
+                fixed_owner: true,
+                err,
+            } => write!(f, "secret= cannot be expanded with user=: {err}"),
+            Self::Expand {
+                fixed_owner: false,
+                err,
+            } => write!(f, "secret= cannot be expanded: {err}"),
+            Self::NotNormal => f.write_str("secret path must be absolute, without \"..\""),
+            Self::NoFileName => f.write_str("secret path does not name a file"),
+            Self::NotRoot { user } => {
+                write!(f, "only root can enroll another user (\"{user}\")")
+            }
+            Self::AliasFileName { typed, canonical } => write!(
+                f,
+                "\"{typed}\" is \"{canonical}\" to the name service, and the module looks \
+                 for a store file named \"{canonical}\"; name the file after it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PlacementError {}
+
+/// GA's `no_strict_owner`: root may own the file too (files an admin copied in).
+/// Root is otherwise never implied for the file.
+fn allowed_owners(owner: u32, no_strict_owner: bool) -> Vec<u32> {
+    let mut owners = vec![owner];
+    if no_strict_owner && owner != 0 {
+        owners.push(0);
+    }
+    owners
+}
+
+/// The file one login reads. `name` is the canonical name (NSS's `pw_name`, or in
+/// store mode the validated PAM name NSS does not know), `user` its NSS entry, and
+/// `owner` the `user=` account when the options name one.
+pub fn for_login(
+    opts: &ModuleOptions,
+    name: &UserName,
+    user: Option<Account<'_>>,
+    owner: Option<Account<'_>>,
+) -> Result<Placement, PlacementError> {
+    if let Some(owner) = owner {
+        // GA's `user=`: one fixed account owns every file (a root-owned store, or a
+        // service account); the PAM name only selects the file.
+        let path =
+            expand_secret_spec(&opts.secret, name, None).map_err(|err| PlacementError::Expand {
+                fixed_owner: true,
+                err,
+            })?;
+        return Ok(Placement {
+            path: PathBuf::from(path),
+            opener: Opener::Owner,
+            owners: allowed_owners(owner.uid, opts.no_strict_owner),
+            trusted_root: None,
+            allowed_perm: opts.allowed_perm,
+            check_dirs_on_create: false,
+        });
+    }
+    let user = user.ok_or(PlacementError::UnknownUser)?;
+    let home = user
+        .dir
+        .to_str()
+        .filter(|h| h.starts_with('/'))
+        .ok_or_else(|| PlacementError::HomeNotAbsolute {
+            user: user.name.to_owned(),
+        })?;
+    let path = PathBuf::from(expand_secret_spec(&opts.secret, name, Some(home)).map_err(
+        |err| PlacementError::Expand {
+            fixed_owner: false,
+            err,
+        },
+    )?);
+    // The chain is checked from the home down when the file is in it; elsewhere
+    // (an admin's `secret=/var/lib/...` with the user's own file) the parent only.
+    let trusted_root = path.starts_with(home).then(|| PathBuf::from(home));
+    Ok(Placement {
+        path,
+        opener: Opener::User,
+        owners: allowed_owners(user.uid, opts.no_strict_owner),
+        trusted_root,
+        allowed_perm: opts.allowed_perm,
+        check_dirs_on_create: false,
+    })
+}
+
+/// The file `totp-enroll` writes or updates for `user` (the canonical entry of
+/// `typed`, the `--user` spelling, or of the caller's uid when `typed` is `None`).
+/// `secret` is the `--secret` path already made absolute against the working
+/// directory; `None` means the default file in the NSS home (never `$HOME`).
+pub fn for_enrollment(
+    user: Account<'_>,
+    typed: Option<&str>,
+    secret: Option<&Path>,
+    caller: Caller,
+) -> Result<Placement, PlacementError> {
+    let for_other = user.uid != caller.uid;
+    if for_other && caller.euid != 0 {
+        return Err(PlacementError::NotRoot {
+            user: user.name.to_owned(),
+        });
+    }
+    let home = user.dir;
+    let path = match secret {
+        Some(p) => {
+            let normal = p.has_root() && p.components().all(|c| c != Component::ParentDir);
+            if !normal {
+                return Err(PlacementError::NotNormal);
+            }
+            p.to_path_buf()
+        }
+        None if home.is_absolute() => home.join(DEFAULT_FILE_NAME),
+        None => {
+            return Err(PlacementError::HomeNotAbsolute {
+                user: user.name.to_owned(),
+            });
+        }
+    };
+    let (Some(dir), Some(file)) = (path.parent(), path.file_name()) else {
+        return Err(PlacementError::NoFileName);
+    };
+    // A home of "/" (some service accounts) would make every path "in the home", so
+    // it never counts as one.
+    let in_home = home.is_absolute() && home != Path::new("/") && dir.starts_with(home);
+    let opener = if !for_other {
+        Opener::Caller
+    } else if in_home {
+        Opener::User
+    } else {
+        Opener::Root
+    };
+    if opener == Opener::Root
+        && let Some(typed) = typed
+        && typed != user.name
+        && file == OsStr::new(typed)
+    {
+        return Err(PlacementError::AliasFileName {
+            typed: typed.to_owned(),
+            canonical: user.name.to_owned(),
+        });
+    }
+    let (owners, trusted_root) = match opener {
+        // Only root may change anything from `/` down to the store's file.
+        Opener::Root => (vec![0], Some(PathBuf::from("/"))),
+        Opener::User => (vec![user.uid], Some(home.to_path_buf())),
+        Opener::Caller | Opener::Owner => (vec![user.uid], None),
+    };
+    Ok(Placement {
+        path,
+        opener,
+        owners,
+        trusted_root,
+        allowed_perm: DEFAULT_ALLOWED_PERM,
+        check_dirs_on_create: opener == Opener::Root,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,214 @@
+use super::*;
+
+fn opts(args: &[&str]) -> ModuleOptions {
+    let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    ModuleOptions::parse(&raw).expect("valid options")
+}
+
+fn name(n: &str) -> UserName {
+    UserName::parse(n.as_bytes()).expect("valid name")
+}
+
+fn alice() -> Account<'static> {
+    Account {
+        name: "alice",
+        uid: 1000,
+        dir: Path::new("/home/alice"),
+    }
+}
+
+fn root_account() -> Account<'static> {
+    Account {
+        name: "root",
+        uid: 0,
+        dir: Path::new("/root"),
+    }
+}
+
+const ROOT: Caller = Caller { uid: 0, euid: 0 };
+
+// ---- the module
+
+#[test]
+fn login_home_mode_reads_the_users_file_as_the_user_checked_from_the_home_down() {
+    let p = for_login(&opts(&[]), &name("alice"), Some(alice()), None).expect("placed");
+    assert_eq!(p.path, Path::new("/home/alice/.google_authenticator"));
+    assert_eq!(p.opener, Opener::User);
+    assert_eq!(p.owners, vec![1000]);
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/home/alice")));
+    assert_eq!(p.allowed_perm, 0o600);
+    assert!(!p.check_dirs_on_create);
+}
+
+#[test]
+fn login_home_mode_outside_the_home_checks_the_parent_only() {
+    let o = opts(&["secret=/var/lib/totp/${USER}"]);
+    let p = for_login(&o, &name("alice"), Some(alice()), None).expect("placed");
+    assert_eq!(p.path, Path::new("/var/lib/totp/alice"));
+    assert_eq!(p.trusted_root, None);
+    // "/home/alicex" is not inside "/home/alice": components, not string prefixes.
+    let o = opts(&["secret=/home/alicex/f"]);
+    let p = for_login(&o, &name("alice"), Some(alice()), None).expect("placed");
+    assert_eq!(p.trusted_root, None);
+}
+
+#[test]
+fn login_store_mode_opens_as_the_owner_and_needs_no_nss_entry() {
+    let o = opts(&["user=root", "secret=/var/lib/totp/${USER}"]);
+    let p = for_login(&o, &name("ghost"), None, Some(root_account())).expect("placed");
+    assert_eq!(p.path, Path::new("/var/lib/totp/ghost"));
+    assert_eq!(p.opener, Opener::Owner);
+    assert_eq!(p.owners, vec![0]);
+    assert_eq!(p.trusted_root, None);
+    // No home is available with user=, as in GA.
+    let o = opts(&["user=root", "secret=~/.f"]);
+    assert_eq!(
+        for_login(&o, &name("ghost"), None, Some(root_account())),
+        Err(PlacementError::Expand {
+            fixed_owner: true,
+            err: UserError::HomeUnavailable
+        })
+    );
+}
+
+#[test]
+fn no_strict_owner_adds_root_and_only_root_in_both_modes() {
+    let o = opts(&["no_strict_owner"]);
+    let p = for_login(&o, &name("alice"), Some(alice()), None).expect("placed");
+    assert_eq!(p.owners, vec![1000, 0]);
+    let svc = Account {
+        name: "totp",
+        uid: 990,
+        dir: Path::new("/var/lib/totp"),
+    };
+    let o = opts(&[
+        "no_strict_owner",
+        "user=totp",
+        "secret=/var/lib/totp/${USER}",
+    ]);
+    let p = for_login(&o, &name("alice"), Some(alice()), Some(svc)).expect("placed");
+    assert_eq!(p.owners, vec![990, 0]);
+    // Root already is the owner: no duplicate.
+    let o = opts(&["no_strict_owner", "user=root", "secret=/s/${USER}"]);
+    let p = for_login(&o, &name("alice"), None, Some(root_account())).expect("placed");
+    assert_eq!(p.owners, vec![0]);
+}
+
+#[test]
+fn login_allowed_perm_comes_from_the_options() {
+    let o = opts(&["allowed_perm=0640"]);
+    let p = for_login(&o, &name("alice"), Some(alice()), None).expect("placed");
+    assert_eq!(p.allowed_perm, 0o640);
+}
+
+#[test]
+fn login_refuses_unknown_users_and_relative_homes_in_home_mode() {
+    assert_eq!(
+        for_login(&opts(&[]), &name("ghost"), None, None),
+        Err(PlacementError::UnknownUser)
+    );
+    let odd = Account {
+        dir: Path::new("home/alice"),
+        ..alice()
+    };
+    assert!(matches!(
+        for_login(&opts(&[]), &name("alice"), Some(odd), None),
+        Err(PlacementError::HomeNotAbsolute { .. })
+    ));
+}
+
+// ---- the CLI
+
+#[test]
+fn enrolling_oneself_writes_as_the_caller_into_the_nss_home() {
+    let me = Caller {
+        uid: 1000,
+        euid: 1000,
+    };
+    let p = for_enrollment(alice(), None, None, me).expect("placed");
+    assert_eq!(p.path, Path::new("/home/alice/.google_authenticator"));
+    assert_eq!(p.dir(), Path::new("/home/alice"));
+    assert_eq!(p.file_name(), ".google_authenticator");
+    assert_eq!(p.opener, Opener::Caller);
+    assert_eq!(p.owners, vec![1000]);
+    assert_eq!(p.trusted_root, None);
+    assert!(!p.check_dirs_on_create);
+}
+
+#[test]
+fn non_root_cannot_enroll_someone_else() {
+    let other = Caller {
+        uid: 4242,
+        euid: 4242,
+    };
+    assert_eq!(
+        for_enrollment(root_account(), Some("root"), None, other),
+        Err(PlacementError::NotRoot {
+            user: "root".into()
+        })
+    );
+}
+
+#[test]
+fn root_writes_into_a_home_as_the_user_and_into_a_store_as_root() {
+    let p = for_enrollment(alice(), Some("alice"), None, ROOT).expect("placed");
+    assert_eq!(p.opener, Opener::User);
+    assert_eq!(p.owners, vec![1000]);
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/home/alice")));
+    assert!(!p.check_dirs_on_create);
+
+    let store = Path::new("/var/lib/totp/alice");
+    let p = for_enrollment(alice(), Some("alice"), Some(store), ROOT).expect("placed");
+    assert_eq!(p.opener, Opener::Root);
+    assert_eq!(p.owners, vec![0]);
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/")));
+    assert!(p.check_dirs_on_create);
+}
+
+#[test]
+fn a_home_of_slash_is_never_a_home() {
+    let svc = Account {
+        name: "svc",
+        uid: 5,
+        dir: Path::new("/"),
+    };
+    let p = for_enrollment(svc, Some("svc"), Some(Path::new("/srv/f")), ROOT).expect("placed");
+    assert_eq!(p.opener, Opener::Root);
+}
+
+#[test]
+fn cli_paths_must_be_absolute_without_dotdot_and_name_a_file() {
+    let me = Caller {
+        uid: 1000,
+        euid: 1000,
+    };
+    let placed = |p: &str| for_enrollment(alice(), None, Some(Path::new(p)), me);
+    assert_eq!(placed("/srv/../etc/x"), Err(PlacementError::NotNormal));
+    assert_eq!(placed("x/y"), Err(PlacementError::NotNormal));
+    assert_eq!(placed("/"), Err(PlacementError::NoFileName));
+    assert!(placed("/srv/./x").is_ok());
+    let homeless = Account {
+        dir: Path::new("nowhere"),
+        ..alice()
+    };
+    assert!(matches!(
+        for_enrollment(homeless, None, None, me),
+        Err(PlacementError::HomeNotAbsolute { .. })
+    ));
+}
+
+#[test]
+fn store_files_are_named_after_the_canonical_name() {
+    let store = |typed: &str, file: &str| {
+        let path = PathBuf::from(format!("/var/lib/totp/{file}"));
+        for_enrollment(alice(), Some(typed), Some(&path), ROOT)
+    };
+    let err = store("ALICE", "ALICE").expect_err("alias refused");
+    assert!(err.to_string().contains("\"alice\""), "{err}");
+    assert!(store("AD\\alice", "AD\\alice").is_err());
+    assert!(store("ALICE", "alice").is_ok());
+    assert!(store("alice", "alice").is_ok());
+    // Only a store file is keyed on the name: a home file is found through the home.
+    let home = Path::new("/home/alice/ALICE");
+    assert!(for_enrollment(alice(), Some("ALICE"), Some(home), ROOT).is_ok());
+}

@@ -1,0 +1,556 @@
+//! The local state store: one small record file per uid in a directory only its owner
+//! (root, on a normal host) can write.
+//!
+//! ## Layout
+//!
+//! `<dir>/<uid>` holds four fixed slots of [`SLOT_LEN`] bytes. Each slot is a header
+//! (magic, sequence number, payload length, SHA-256 of all three and the payload,
+//! truncated to 16 bytes) and an encoded [`UserState`]. The valid slot with the highest
+//! sequence number is the record; a slot that fails its check is ignored. Slots 0 and 1
+//! take durable writes, slots 2 and 3 lazy ones, each pair in turn, so a write only
+//! ever overwrites the *older* slot of its kind:
+//!
+//! - a process killed in the middle of a write leaves the previous record readable;
+//! - a lazy write (no fsync) never overwrites the latest durable record, so after a
+//!   power loss the newest record on disk carries at least the last durable replay
+//!   mark (every record carries the marks forward).
+//!
+//! A lazy write is one `pwrite`, a durable one a `pwrite` and an `fdatasync` (the module
+//! writes used TOTP codes lazily when it knows the boot time; see
+//! `totp_core::verify::Attempt::boot_time`); a throttled attempt writes nothing. The file is never renamed, so its lock
+//! (`flock` on the file itself, taken with a deadline) always protects the record.
+//!
+//! ## Hostile entries
+//!
+//! Nothing is followed: a symlink anywhere in the directory path or as the record is
+//! refused, as are FIFOs, devices, directories, records owned by anyone but the
+//! directory's owner, group/other permissions, hard links, and records larger than four
+//! slots. A record whose slots all fail their check is corrupt. Each of these is a
+//! [`StoreError`] the module turns into a denial and a log line; [`StateDir::reset`]
+//! (the admin tool) removes such an entry without following it.
+//!
+//! The directory is created when missing (as `pam_faillock` does), mode 0700, with
+//! missing parents 0755, all owned by the calling process's effective uid.
+
+use std::ffi::OsString;
+use std::fs::{File, TryLockError};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use libc::uid_t;
+use nix::errno::Errno;
+use nix::fcntl::{self, AtFlags, OFlag};
+use nix::sys::stat::{self, FileStat, Mode, SFlag};
+use nix::unistd::{self, UnlinkatFlags};
+use sha2::{Digest, Sha256};
+use totp_core::state::{StateStore, StoreError, Uid, UserState, Write};
+
+use crate::fault::{self, FaultPoint};
+
+/// Where root keeps the records unless `state_dir=` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/pam_totp/state";
+/// Bytes per slot; a record never needs more than a fraction of it.
+pub const SLOT_LEN: usize = 4096;
+const SLOTS: usize = 4;
+/// Largest acceptable record file.
+pub const MAX_FILE_LEN: usize = SLOT_LEN * SLOTS;
+const MAGIC: &[u8; 4] = b"PTS1";
+const HEADER_LEN: usize = 4 + 8 + 4 + 16;
+const LOCK_PAUSE_MIN: Duration = Duration::from_millis(1);
+const LOCK_PAUSE_MAX: Duration = Duration::from_millis(20);
+
+/// A state directory; opened (and created if missing) on first use.
+pub struct StateDir {
+    path: PathBuf,
+    owner: uid_t,
+    lock_timeout: Duration,
+    dir: Option<OwnedFd>,
+}
+
+fn errno_text(e: Errno) -> String {
+    format!("{} ({e:?})", e.desc())
+}
+
+/// Maps an OS error to the store's error kinds: anything that says "this file system
+/// will not take the write" is a refusal, the rest an unavailable store.
+fn os_error(what: &str, e: Errno) -> StoreError {
+    let m = format!("{what}: {}", errno_text(e));
+    match e {
+        Errno::EROFS
+        | Errno::ENOSPC
+        | Errno::EDQUOT
+        | Errno::EACCES
+        | Errno::EPERM
+        | Errno::EIO
+        | Errno::EFBIG => StoreError::Refused(m),
+        _ => StoreError::Unavailable(m),
+    }
+}
+
+fn io_error(what: &str, e: &std::io::Error) -> StoreError {
+    os_error(what, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+fn kind(st: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+}
+
+fn kind_name(st: &FileStat) -> &'static str {
+    match kind(st) {
+        SFlag::S_IFLNK => "a symlink",
+        SFlag::S_IFIFO => "a FIFO",
+        SFlag::S_IFDIR => "a directory",
+        SFlag::S_IFSOCK => "a socket",
+        SFlag::S_IFCHR | SFlag::S_IFBLK => "a device",
+        _ => "not a regular file",
+    }
+}
+
+/// One decoded slot.
+struct Slot {
+    index: usize,
+    seq: u64,
+    state: UserState,
+}
+
+fn digest(seq: u64, payload: &[u8]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(MAGIC);
+    h.update(seq.to_le_bytes());
+    h.update((payload.len() as u32).to_le_bytes());
+    h.update(payload);
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+fn parse_slot(index: usize, bytes: &[u8]) -> Option<Slot> {
+    let start = index * SLOT_LEN;
+    let slot = bytes.get(start..bytes.len().min(start + SLOT_LEN))?;
+    if slot.len() < HEADER_LEN || &slot[..4] != MAGIC {
+        return None;
+    }
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&slot[4..12]);
+    let seq = u64::from_le_bytes(seq);
+    let mut len = [0u8; 4];
+    len.copy_from_slice(&slot[12..16]);
+    let len = u32::from_le_bytes(len) as usize;
+    let payload = slot.get(HEADER_LEN..HEADER_LEN.checked_add(len)?)?;
+    if slot[16..32] != digest(seq, payload) {
+        return None;
+    }
+    let state = UserState::decode(payload).ok()?;
+    Some(Slot { index, seq, state })
+}
+
+/// The record in `bytes`: `Ok(None)` for an empty (never written or reset) file.
+fn parse_record(bytes: &[u8]) -> Result<Option<Slot>, StoreError> {
+    if bytes.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    (0..SLOTS)
+        .filter_map(|i| parse_slot(i, bytes))
+        .max_by_key(|s| s.seq)
+        .map(Some)
+        .ok_or_else(|| StoreError::Corrupt("no slot of the state file passes its check".into()))
+}
+
+fn encode_slot(seq: u64, state: &UserState) -> Result<Vec<u8>, StoreError> {
+    let payload = state.encode();
+    if HEADER_LEN + payload.len() > SLOT_LEN {
+        return Err(StoreError::Refused("record too large for a slot".into()));
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&digest(seq, &payload));
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// The slot to write next: the older one of the pair for this kind of write.
+fn next_slot(slots: &[Slot], durable: bool) -> usize {
+    let pair = if durable { [0, 1] } else { [2, 3] };
+    let seq_of = |i: usize| slots.iter().find(|s| s.index == i).map(|s| s.seq);
+    match (seq_of(pair[0]), seq_of(pair[1])) {
+        (None, _) => pair[0],
+        (Some(_), None) => pair[1],
+        (Some(a), Some(b)) => {
+            if a <= b {
+                pair[0]
+            } else {
+                pair[1]
+            }
+        }
+    }
+}
+
+fn read_all(file: &File) -> Result<Vec<u8>, StoreError> {
+    let mut buf = vec![0u8; MAX_FILE_LEN + 1];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_error("read state file", &e)),
+        }
+    }
+    if filled > MAX_FILE_LEN {
+        return Err(StoreError::Corrupt("state file is too large".into()));
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+impl StateDir {
+    /// A store in `path` (absolute, no `..`), owned by the calling process's effective
+    /// uid; `lock_timeout` bounds the wait for another login of the same user.
+    pub fn new(path: impl Into<PathBuf>, lock_timeout: Duration) -> Self {
+        Self {
+            path: path.into(),
+            owner: unistd::geteuid().as_raw(),
+            lock_timeout,
+            dir: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn shown(&self, uid: Uid) -> String {
+        self.path.join(uid.to_string()).display().to_string()
+    }
+
+    /// Walks to the directory without following anything, creating what is missing
+    /// when `create` (else `None` when a component is missing).
+    fn open_dir(&self, create: bool) -> Result<Option<OwnedFd>, StoreError> {
+        let shown = self.path.display().to_string();
+        let bad = |m: String| StoreError::Refused(format!("state directory {shown}: {m}"));
+        if !self.path.is_absolute() {
+            return Err(bad("not an absolute path".into()));
+        }
+        let comps: Vec<OsString> = self
+            .path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(Ok(n.to_owned())),
+                Component::RootDir | Component::CurDir => None,
+                _ => Some(Err(())),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|()| bad("has a .. component".into()))?;
+        let path_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mut cur =
+            fcntl::open("/", path_flags, Mode::empty()).map_err(|e| os_error("open /", e))?;
+        let last = comps.len().saturating_sub(1);
+        for (i, name) in comps.iter().enumerate() {
+            let is_last = i == last;
+            let st = match stat::fstatat(&cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::ENOENT) if !create => return Ok(None),
+                Err(Errno::ENOENT) => {
+                    let mode = if is_last { 0o700 } else { 0o755 };
+                    match stat::mkdirat(&cur, name.as_os_str(), Mode::from_bits_truncate(mode)) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(os_error(&format!("create {shown}"), e)),
+                    }
+                    stat::fstatat(&cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map_err(|e| os_error(&format!("stat {shown}"), e))?
+                }
+                Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
+            };
+            if kind(&st) != SFlag::S_IFDIR {
+                return Err(bad(format!(
+                    "component {:?} is {}; not followed",
+                    name,
+                    kind_name(&st)
+                )));
+            }
+            let fd = fcntl::openat(&cur, name.as_os_str(), path_flags, Mode::empty())
+                .map_err(|e| os_error(&format!("open {shown}"), e))?;
+            let st = stat::fstat(&fd).map_err(|e| os_error(&format!("stat {shown}"), e))?;
+            if kind(&st) != SFlag::S_IFDIR {
+                return Err(bad(format!("component {name:?} changed while opened")));
+            }
+            let owner_ok = if is_last {
+                st.st_uid == self.owner
+            } else {
+                st.st_uid == 0 || st.st_uid == self.owner
+            };
+            // A sticky world-writable parent (/tmp) is safe: nobody else can rename or
+            // replace our entries in it.
+            let writable = st.st_mode & 0o022 != 0 && (is_last || st.st_mode & 0o1000 == 0);
+            if !owner_ok || writable {
+                return Err(bad(format!(
+                    "{:?} is owned by uid {} with mode {:o}; it must be owned by uid {} (or root, above it) and not writable by others",
+                    name,
+                    st.st_uid,
+                    st.st_mode & 0o7777,
+                    self.owner
+                )));
+            }
+            cur = fd;
+        }
+        fcntl::openat(
+            &cur,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(Some)
+        .map_err(|e| os_error(&format!("open {shown}"), e))
+    }
+
+    /// The open directory; `None` when it does not exist and `create` is false.
+    fn dir(&mut self, create: bool) -> Result<Option<&OwnedFd>, StoreError> {
+        if self.dir.is_none() {
+            self.dir = self.open_dir(create)?;
+        }
+        Ok(self.dir.as_ref())
+    }
+
+    /// Opens `uid`'s record (read-write when `write`); `None` when absent and `create`
+    /// is false.
+    fn open_record(
+        &mut self,
+        uid: Uid,
+        create: bool,
+        write: bool,
+    ) -> Result<Option<File>, StoreError> {
+        let shown = self.shown(uid);
+        let owner = self.owner;
+        let Some(dir) = self.dir(create)? else {
+            return Ok(None);
+        };
+        let name = uid.to_string();
+        let exists = match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if kind(&st) != SFlag::S_IFREG => {
+                return Err(StoreError::Corrupt(format!(
+                    "{shown} is {}; not followed",
+                    kind_name(&st)
+                )));
+            }
+            Ok(_) => true,
+            Err(Errno::ENOENT) if !create => return Ok(None),
+            Err(Errno::ENOENT) => false,
+            Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
+        };
+        let base = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let rw = if create || write {
+            OFlag::O_RDWR
+        } else {
+            OFlag::O_RDONLY
+        };
+        let mut created = false;
+        let fd = if create && !exists {
+            match fcntl::openat(
+                dir,
+                name.as_str(),
+                base | rw | OFlag::O_CREAT | OFlag::O_EXCL,
+                Mode::from_bits_truncate(0o600),
+            ) {
+                Ok(fd) => {
+                    created = true;
+                    Ok(fd)
+                }
+                Err(Errno::EEXIST) => fcntl::openat(dir, name.as_str(), base | rw, Mode::empty()),
+                Err(e) => Err(e),
+            }
+        } else {
+            fcntl::openat(dir, name.as_str(), base | rw, Mode::empty())
+        };
+        let fd = match fd {
+            Ok(fd) => fd,
+            Err(Errno::ELOOP) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{shown} is a symlink; not followed"
+                )));
+            }
+            Err(Errno::ENOENT) if !create => return Ok(None),
+            Err(e) => return Err(os_error(&format!("open {shown}"), e)),
+        };
+        if created {
+            // The entry must outlive a power loss before any durable record goes in it.
+            unistd::fsync(dir)
+                .map_err(|e| os_error(&format!("fsync {}", self.path.display()), e))?;
+        }
+        let st = stat::fstat(&fd).map_err(|e| os_error(&format!("stat {shown}"), e))?;
+        let problem = if kind(&st) != SFlag::S_IFREG {
+            Some(format!("is {}", kind_name(&st)))
+        } else if st.st_uid != owner {
+            Some(format!("is owned by uid {}, not {owner}", st.st_uid))
+        } else if st.st_mode & 0o077 != 0 {
+            Some(format!("has mode {:o}, not 600", st.st_mode & 0o7777))
+        } else if st.st_nlink != 1 {
+            Some(format!("has {} hard links", st.st_nlink))
+        } else if st.st_size as u64 > MAX_FILE_LEN as u64 {
+            Some(format!("is larger than {MAX_FILE_LEN} bytes"))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            return Err(StoreError::Corrupt(format!("{shown} {p}; refused")));
+        }
+        Ok(Some(File::from(fd)))
+    }
+
+    fn lock(&self, file: &File, uid: Uid) -> Result<(), StoreError> {
+        let deadline = Instant::now() + self.lock_timeout;
+        let mut pause = LOCK_PAUSE_MIN;
+        loop {
+            let injected = fault::hit(FaultPoint::Lock);
+            let outcome = match injected {
+                Err(e) if e == libc::EWOULDBLOCK => Err(TryLockError::WouldBlock),
+                Err(e) => Err(TryLockError::Error(std::io::Error::from_raw_os_error(e))),
+                Ok(()) => file.try_lock(),
+            };
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(e)) => {
+                    return Err(io_error(&format!("lock {}", self.shown(uid)), &e));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "timed out waiting for the lock on {}",
+                    self.shown(uid)
+                )));
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(LOCK_PAUSE_MAX);
+        }
+    }
+
+    fn write_slot(
+        &self,
+        file: &File,
+        uid: Uid,
+        slots: &[Slot],
+        state: &UserState,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let seq = slots
+            .iter()
+            .map(|s| s.seq)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1);
+        let bytes = encode_slot(seq, state)?;
+        let offset = (next_slot(slots, durable) * SLOT_LEN) as u64;
+        let shown = self.shown(uid);
+        fault::hit(FaultPoint::Write)
+            .map_err(|e| os_error(&format!("write {shown}"), Errno::from_raw(e)))?;
+        file.write_all_at(&bytes, offset)
+            .map_err(|e| io_error(&format!("write {shown}"), &e))?;
+        if durable {
+            fault::hit(FaultPoint::Fsync)
+                .map_err(|e| os_error(&format!("fsync {shown}"), Errno::from_raw(e)))?;
+            file.sync_data()
+                .map_err(|e| io_error(&format!("fsync {shown}"), &e))?;
+        }
+        Ok(())
+    }
+}
+
+impl StateStore for StateDir {
+    fn update(
+        &mut self,
+        uid: Uid,
+        decide: &mut dyn FnMut(&UserState) -> Write,
+    ) -> Result<(), StoreError> {
+        let file = self
+            .open_record(uid, true, true)?
+            .ok_or_else(|| StoreError::Unavailable("state file vanished".into()))?;
+        self.lock(&file, uid)?;
+        let bytes = read_all(&file)?;
+        let current = parse_record(&bytes)?;
+        let slots: Vec<Slot> = (0..SLOTS).filter_map(|i| parse_slot(i, &bytes)).collect();
+        let state = current.map(|s| s.state).unwrap_or_default();
+        match decide(&state) {
+            Write::Nothing => Ok(()),
+            Write::Lazy(s) => self.write_slot(&file, uid, &slots, &s, false),
+            Write::Durable(s) => self.write_slot(&file, uid, &slots, &s, true),
+        }
+        // The lock goes with the file descriptor.
+    }
+
+    fn read(&mut self, uid: Uid) -> Result<UserState, StoreError> {
+        let Some(file) = self.open_record(uid, false, false)? else {
+            return Ok(UserState::default());
+        };
+        // No lock: a writer only ever rewrites the older slot of a pair, and a slot
+        // caught half-written fails its check, so the newest complete record wins.
+        let bytes = read_all(&file)?;
+        Ok(parse_record(&bytes)?.map(|s| s.state).unwrap_or_default())
+    }
+
+    fn reset(&mut self, uid: Uid) -> Result<(), StoreError> {
+        let shown = self.shown(uid);
+        let name = uid.to_string();
+        let st = {
+            let Some(dir) = self.dir(false)? else {
+                return Ok(());
+            };
+            match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::ENOENT) => return Ok(()),
+                Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
+            }
+        };
+        if kind(&st) == SFlag::S_IFREG
+            && st.st_uid == self.owner
+            && st.st_nlink == 1
+            && let Ok(Some(file)) = self.open_record(uid, false, true)
+        {
+            self.lock(&file, uid)?;
+            file.set_len(0)
+                .map_err(|e| io_error(&format!("truncate {shown}"), &e))?;
+            return file
+                .sync_all()
+                .map_err(|e| io_error(&format!("fsync {shown}"), &e));
+        }
+        if kind(&st) == SFlag::S_IFDIR {
+            return Err(StoreError::Refused(format!(
+                "{shown} is a directory; remove it by hand"
+            )));
+        }
+        // Anything else (symlink, FIFO, foreign or oversized file) is removed, never followed.
+        let Some(dir) = self.dir(false)? else {
+            return Ok(());
+        };
+        unistd::unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir)
+            .map_err(|e| os_error(&format!("remove {shown}"), e))?;
+        unistd::fsync(dir.as_fd()).map_err(|e| os_error(&format!("fsync {shown}"), e))
+    }
+}
+
+/// The calling process's effective uid: the owner the store's files must have.
+pub fn effective_uid() -> Uid {
+    unistd::geteuid().as_raw()
+}
+
+/// Whether `name` is a record file name (a decimal uid), for listing a directory.
+pub fn record_uid(name: &std::ffi::OsStr) -> Option<Uid> {
+    let b = name.as_bytes();
+    if b.is_empty()
+        || b.len() > 10
+        || !b.iter().all(u8::is_ascii_digit)
+        || (b[0] == b'0' && b.len() > 1)
+    {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+use super::*;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+
+fn store() -> (tempfile::TempDir, StateDir) {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let s = StateDir::new(t.path().join("a/state"), Duration::from_millis(300));
+    (t, s)
+}
+
+fn st(step: u64) -> UserState {
+    UserState {
+        last_step: Some(step),
+        hotp_mark: None,
+        extra: vec![1, 0, 0],
+    }
+}
+
+fn put(s: &mut StateDir, uid: Uid, w: Write) {
+    s.update(uid, &mut |_| w.clone()).unwrap();
+}
+
+#[test]
+fn missing_directory_is_created_private_and_records_round_trip() {
+    let (t, mut s) = store();
+    assert_eq!(s.read(1000).unwrap(), UserState::default());
+    s.reset(1000).unwrap();
+    assert!(
+        !t.path().join("a").exists(),
+        "reading and resetting create nothing"
+    );
+    put(&mut s, 1000, Write::Durable(st(5)));
+    assert_eq!(s.read(1000).unwrap(), st(5));
+    let m = std::fs::metadata(t.path().join("a/state")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o700);
+    let f = std::fs::metadata(t.path().join("a/state/1000")).unwrap();
+    assert_eq!(f.mode() & 0o7777, 0o600);
+    assert!(f.len() <= MAX_FILE_LEN as u64);
+    let mut seen = None;
+    s.update(1000, &mut |cur| {
+        seen = Some(cur.clone());
+        Write::Nothing
+    })
+    .unwrap();
+    assert_eq!(seen, Some(st(5)));
+    s.reset(1000).unwrap();
+    assert_eq!(s.read(1000).unwrap(), UserState::default());
+    assert_eq!(
+        std::fs::metadata(t.path().join("a/state/1000"))
+            .unwrap()
+            .len(),
+        0
+    );
+    s.reset(4711).unwrap();
+}
+
+#[test]
+fn a_lazy_write_never_overwrites_the_latest_durable_record() {
+    let (t, mut s) = store();
+    put(&mut s, 7, Write::Durable(st(10)));
+    for i in 0..5 {
+        put(&mut s, 7, Write::Lazy(st(10 + i)));
+    }
+    put(&mut s, 7, Write::Durable(st(20)));
+    put(&mut s, 7, Write::Lazy(st(21)));
+    put(&mut s, 7, Write::Lazy(st(22)));
+    assert_eq!(s.read(7).unwrap(), st(22));
+    // A power loss that keeps only what was fsynced: drop the lazy slots.
+    let path = t.path().join("a/state/7");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(2 * SLOT_LEN);
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(s.read(7).unwrap(), st(20));
+}
+
+#[test]
+fn a_torn_slot_falls_back_to_the_previous_record() {
+    let (t, mut s) = store();
+    put(&mut s, 8, Write::Durable(st(1)));
+    put(&mut s, 8, Write::Durable(st(2)));
+    let path = t.path().join("a/state/8");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Slot 1 holds the newest record; tear it.
+    bytes[SLOT_LEN + HEADER_LEN] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(s.read(8).unwrap(), st(1));
+}
+
+#[test]
+fn corrupt_truncated_and_huge_records_are_refused() {
+    let (t, mut s) = store();
+    put(&mut s, 9, Write::Durable(st(1)));
+    let path = t.path().join("a/state/9");
+    let good = std::fs::read(&path).unwrap();
+    for bad in [
+        good[..20].to_vec(),
+        vec![0x55; 100],
+        vec![0; MAX_FILE_LEN + 1],
+    ] {
+        std::fs::write(&path, &bad).unwrap();
+        let r = s.update(9, &mut |_| Write::Nothing);
+        assert!(
+            matches!(r, Err(StoreError::Corrupt(_))),
+            "{} bytes: {r:?}",
+            bad.len()
+        );
+        assert!(matches!(s.read(9), Err(StoreError::Corrupt(_))));
+    }
+    s.reset(9).unwrap();
+    assert_eq!(s.read(9).unwrap(), UserState::default());
+}
+
+#[test]
+fn hostile_entries_are_never_followed_and_reset_removes_them() {
+    let (t, mut s) = store();
+    put(&mut s, 1, Write::Nothing);
+    let dir = t.path().join("a/state");
+    let target = t.path().join("target");
+    std::fs::write(&target, b"x").unwrap();
+    symlink(&target, dir.join("11")).unwrap();
+    nix::unistd::mkfifo(&dir.join("12"), Mode::from_bits_truncate(0o600)).unwrap();
+    std::fs::write(dir.join("13"), b"").unwrap();
+    std::os::unix::fs::chown(dir.join("13"), Some(4242), None).unwrap();
+    std::fs::write(dir.join("14"), b"").unwrap();
+    std::fs::set_permissions(dir.join("14"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    for uid in [11, 12, 13, 14] {
+        let r = s.update(uid, &mut |_| Write::Durable(st(1)));
+        assert!(matches!(r, Err(StoreError::Corrupt(_))), "{uid}: {r:?}");
+        s.reset(uid).unwrap();
+        put(&mut s, uid, Write::Durable(st(3)));
+        assert_eq!(s.read(uid).unwrap(), st(3));
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), b"x");
+}
+
+#[test]
+fn an_unsafe_directory_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("open");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut s = StateDir::new(&d, Duration::from_millis(100));
+    assert!(matches!(s.read(1), Err(StoreError::Refused(_))));
+    let link = t.path().join("link");
+    symlink(t.path(), &link).unwrap();
+    let mut s = StateDir::new(link.join("x"), Duration::from_millis(100));
+    assert!(matches!(s.read(1), Err(StoreError::Refused(_))));
+}
+
+#[test]
+fn the_lock_wait_is_bounded() {
+    let (_t, mut s) = store();
+    put(&mut s, 5, Write::Nothing);
+    let holder = s.open_record(5, true, true).unwrap().unwrap();
+    holder.lock().unwrap();
+    let start = Instant::now();
+    let r = s.update(5, &mut |_| Write::Nothing);
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn record_names_are_canonical_uids() {
+    use std::ffi::OsStr;
+    assert_eq!(record_uid(OsStr::new("1000")), Some(1000));
+    assert_eq!(record_uid(OsStr::new("0")), Some(0));
+    for bad in ["", "01", "x", "1000.tmp", "99999999999"] {
+        assert_eq!(record_uid(OsStr::new(bad)), None, "{bad}");
+    }
+}

@@ -1,0 +1,163 @@
+//! `totp-state`: show and reset the per-user state pam_totp keeps in its state
+//! directory (replay mark, throttling, grace records), as `faillock` does for
+//! pam_faillock. Root only: the directory and its records belong to root.
+
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use totp_core::state::{StateStore, Uid};
+use totp_os::nss;
+use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir, effective_uid, record_uid};
+
+use crate::report::Report;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "totp-state",
+    version,
+    about = "Show or reset pam_totp's per-user state (replay mark, throttling, grace records)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show one user's record, or every record in the directory.
+    Show(Target),
+    /// Forget one user's record: throttling ends and the replay mark is cleared (the
+    /// recovery after a clock fault). Removes a hostile entry without following it.
+    Reset(Target),
+}
+
+#[derive(clap::Args, Debug)]
+struct Target {
+    /// The account (a name NSS knows, or a numeric uid).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// The module's state_dir= (default /var/lib/pam_totp/state).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// One JSON object per record on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failure with the message for standard error.
+struct Failure(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(m)) => {
+            eprintln!("totp-state: {m}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The uid a `--user` value names: an NSS name first, else a decimal uid.
+fn resolve(user: &str) -> Result<(Uid, Option<String>), Failure> {
+    match nss::lookup_user_by_name(user) {
+        Ok(Some(pw)) => return Ok((pw.uid, Some(pw.name))),
+        Ok(None) => {}
+        Err(e) => return Err(Failure(format!("cannot look up {user:?}: {e:?}"))),
+    }
+    match user.parse::<Uid>() {
+        Ok(uid) if !user.starts_with('+') => {
+            let name = nss::lookup_user_by_uid(uid).ok().flatten().map(|p| p.name);
+            Ok((uid, name))
+        }
+        _ => Err(Failure(format!("no such user: {user:?}"))),
+    }
+}
+
+fn run(cmd: Command) -> Result<(), Failure> {
+    if effective_uid() != 0 {
+        return Err(Failure(
+            "must be run as root: the state directory and its records belong to root".into(),
+        ));
+    }
+    let (target, reset) = match cmd {
+        Command::Show(t) => (t, false),
+        Command::Reset(t) => (t, true),
+    };
+    let dir = target
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    let mut store = StateDir::new(&dir, Duration::from_secs(5));
+    if reset {
+        let user = target
+            .user
+            .as_deref()
+            .ok_or_else(|| Failure("reset needs --user NAME".into()))?;
+        let (uid, name) = resolve(user)?;
+        store
+            .reset(uid)
+            .map_err(|e| Failure(format!("reset of uid {uid} failed: {e}")))?;
+        let shown = name.unwrap_or_else(|| uid.to_string());
+        if target.json {
+            println!(
+                "{}",
+                serde_json::json!({"user": shown, "uid": uid, "reset": true})
+            );
+        } else {
+            println!("reset the state of {shown} (uid {uid})");
+        }
+        return Ok(());
+    }
+    let uids: Vec<(Uid, Option<String>)> = match target.user.as_deref() {
+        Some(user) => vec![resolve(user)?],
+        None => list(&dir)?
+            .into_iter()
+            .map(|uid| {
+                let name = nss::lookup_user_by_uid(uid).ok().flatten().map(|p| p.name);
+                (uid, name)
+            })
+            .collect(),
+    };
+    let now = now();
+    let mut failed = false;
+    for (uid, name) in uids {
+        let r = Report::new(uid, name, store.read(uid), now);
+        failed |= r.error.is_some();
+        if target.json {
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        } else {
+            print!("{}", r.text());
+        }
+    }
+    if failed {
+        return Err(Failure("some records are unusable (see above)".into()));
+    }
+    Ok(())
+}
+
+/// The uids that have a record in `dir`, sorted.
+fn list(dir: &PathBuf) -> Result<Vec<Uid>, Failure> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Failure(format!("cannot list {}: {e}", dir.display()))),
+    };
+    let mut uids: Vec<Uid> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| record_uid(&e.file_name()))
+        .collect();
+    uids.sort_unstable();
+    Ok(uids)
+}

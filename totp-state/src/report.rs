@@ -1,0 +1,194 @@
+//! One record as people and scripts see it.
+//!
+//! Times are shown in UTC. The step of the replay mark is shown as a time assuming
+//! 30-s steps (the default; a file's `STEP_SIZE` is not known here). Backoff ends are
+//! computed with the module's default throttling options.
+
+use serde::Serialize;
+use totp_core::gafile::DEFAULT_STEP_SECS;
+use totp_core::ledger::Ledger;
+use totp_core::policy::Policy;
+use totp_core::state::{StoreError, Uid, UserState};
+use totp_core::utc::format_utc;
+
+#[derive(Serialize, Debug)]
+pub struct Origin {
+    /// The hashed origin key (the module never stores host names or ttys).
+    pub key: String,
+    pub failures: u32,
+    pub last_failure: String,
+    /// End of this origin's backoff, if one is running (default options).
+    pub backoff_until: Option<String>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Grace {
+    pub host: String,
+    pub since: String,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Report {
+    pub user: Option<String>,
+    pub uid: Uid,
+    /// Why the record cannot be used (the module denies this user until it is reset).
+    pub error: Option<String>,
+    pub last_step: Option<u64>,
+    pub last_accepted: Option<String>,
+    /// True when the replay mark is more than a day after the clock: a clock fault the
+    /// module refuses to resolve by itself (`reset` is the recovery).
+    pub mark_ahead_of_clock: bool,
+    pub hotp_mark: Option<u64>,
+    pub consecutive_failures: u32,
+    pub blocked_until: Option<String>,
+    pub origins: Vec<Origin>,
+    pub known_origins: usize,
+    /// When the per-user ceiling admits guesses again, for known and for other origins.
+    pub ceiling_until: [Option<String>; 2],
+    pub grace: Vec<Grace>,
+}
+
+fn future(t: u64, now: u64) -> Option<String> {
+    (t > now).then(|| format_utc(t))
+}
+
+impl Report {
+    pub fn new(
+        uid: Uid,
+        user: Option<String>,
+        state: Result<UserState, StoreError>,
+        now: u64,
+    ) -> Self {
+        let mut r = Report {
+            user,
+            uid,
+            error: None,
+            last_step: None,
+            last_accepted: None,
+            mark_ahead_of_clock: false,
+            hotp_mark: None,
+            consecutive_failures: 0,
+            blocked_until: None,
+            origins: Vec::new(),
+            known_origins: 0,
+            ceiling_until: [None, None],
+            grace: Vec::new(),
+        };
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                r.error = Some(e.to_string());
+                return r;
+            }
+        };
+        let policy = Policy::default();
+        let step = u64::from(DEFAULT_STEP_SECS);
+        r.last_step = state.last_step;
+        r.last_accepted = state.last_step.map(|s| format_utc(s.saturating_mul(step)));
+        r.mark_ahead_of_clock = state.last_step.is_some_and(|s| {
+            s.saturating_mul(step) > now.saturating_add(policy.max_clock_lag_secs)
+        });
+        r.hotp_mark = state.hotp_mark;
+        let ledger = match Ledger::decode(&state.extra) {
+            Ok(l) => l,
+            Err(e) => {
+                r.error = Some(e.to_string());
+                return r;
+            }
+        };
+        r.consecutive_failures = ledger.consecutive;
+        r.blocked_until = future(ledger.blocked_until, now);
+        r.origins = ledger
+            .origins
+            .iter()
+            .map(|o| Origin {
+                key: format!("{:016x}", o.key.0),
+                failures: o.failures,
+                last_failure: format_utc(o.last),
+                backoff_until: future(o.last.saturating_add(policy.backoff_secs(o.failures)), now),
+            })
+            .collect();
+        r.known_origins = ledger.known.len();
+        let tolerance = policy.ceiling_tolerance_secs();
+        r.ceiling_until = ledger
+            .ceiling
+            .map(|tat| future(tat.saturating_sub(tolerance), now));
+        r.grace = ledger
+            .grace
+            .iter()
+            .map(|g| Grace {
+                host: g.host.to_string(),
+                since: format_utc(g.when),
+            })
+            .collect();
+        r
+    }
+
+    /// The human-readable form, one block per record.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let who = self.user.clone().unwrap_or_else(|| "(no account)".into());
+        out.push_str(&format!("{who} (uid {})\n", self.uid));
+        if let Some(e) = &self.error {
+            out.push_str(&format!(
+                "  UNUSABLE: {e}\n  logins are denied until `totp-state reset --user {}`\n",
+                self.uid
+            ));
+            return out;
+        }
+        match (&self.last_step, &self.last_accepted) {
+            (Some(s), Some(t)) => {
+                out.push_str(&format!(
+                    "  last accepted code: step {s} ({t} at 30-s steps)\n"
+                ));
+                if self.mark_ahead_of_clock {
+                    out.push_str("  WARNING: that is more than a day after the clock; if the clock is right, reset this record\n");
+                }
+            }
+            _ => out.push_str("  last accepted code: none recorded\n"),
+        }
+        if let Some(h) = self.hotp_mark {
+            out.push_str(&format!("  highest HOTP counter used: {h}\n"));
+        }
+        out.push_str(&format!(
+            "  consecutive failures: {}\n",
+            self.consecutive_failures
+        ));
+        if let Some(b) = &self.blocked_until {
+            out.push_str(&format!(
+                "  blocked (earlier version's backoff) until {b}\n"
+            ));
+        }
+        for o in &self.origins {
+            out.push_str(&format!(
+                "  origin {}: {} failure(s), last {}{}\n",
+                o.key,
+                o.failures,
+                o.last_failure,
+                o.backoff_until
+                    .as_ref()
+                    .map(|b| format!(", backoff until {b}"))
+                    .unwrap_or_default()
+            ));
+        }
+        for (class, until) in ["known origins", "other origins"]
+            .iter()
+            .zip(&self.ceiling_until)
+        {
+            if let Some(u) = until {
+                out.push_str(&format!("  guess ceiling reached for {class} until {u}\n"));
+            }
+        }
+        out.push_str(&format!(
+            "  origins logged in from: {}\n",
+            self.known_origins
+        ));
+        for g in &self.grace {
+            out.push_str(&format!(
+                "  grace period from {} since {}\n",
+                g.host, g.since
+            ));
+        }
+        out
+    }
+}
