@@ -53,6 +53,7 @@ stage deb ./packaging/build-deb.sh
 stage rpm ./packaging/build-rpm.sh
 stage deb-install ./tests/e2e/deb-install.sh
 stage sshd ./tests/e2e/sshd.sh
+stage fleet-sshd ./tests/e2e/fleet-sshd.sh
 stage valgrind ./tests/e2e/valgrind.sh
 stage demo ./tests/e2e/demo.sh
 

@@ -11,6 +11,7 @@
 //! meets the same fresh state: a first failure, an unused code, an unused scratch code. Cases run interleaved in rounds so
 //! background load spreads evenly over them. Goals are printed, not enforced.
 
+mod fleet;
 mod footprint;
 mod memory;
 mod sandbox;
@@ -171,6 +172,8 @@ struct Bench {
     wrong_code: String,
     sink: sandbox::Sink,
     rewrite_samples: Vec<Duration>,
+    /// The shared-store rows (`totp-redis`); `None` without `redis-server`.
+    redis: Option<fleet::BenchRedis>,
 }
 
 /// Minor page faults of the calling thread so far.
@@ -349,6 +352,13 @@ impl Bench {
             ));
         }
         services.extend(access.iter().map(|(n, l)| (n.as_str(), l.clone())));
+        let redis = fleet::BenchRedis::start(&scratch, &release)?;
+        if let Some(r) = &redis {
+            services.push((
+                "totp-redis",
+                format!("auth required {m} user=root secret={s} {}", r.options()),
+            ));
+        }
         for (name, line) in &services {
             fs::write(confdir.join(name), format!("{line}\n"))
                 .map_err(|e| format!("write service {name}: {e}"))?;
@@ -365,6 +375,7 @@ impl Bench {
             wrong_code,
             sink,
             rewrite_samples: Vec::new(),
+            redis,
         };
         b.refresh()?;
         Ok(b)
@@ -380,6 +391,9 @@ impl Bench {
             .update(0, &mut |_| Write::Durable(UserState::default()))
             .map_err(|e| format!("reset pam_totp's state record: {e}"))?;
         self.rewrite_samples.push(t0.elapsed());
+        if let Some(r) = &self.redis {
+            r.flush()?;
+        }
         Ok(())
     }
 
@@ -476,6 +490,7 @@ fn auth_cases(wrong: &str) -> Vec<Case> {
         ("ga", "GA default", "ga"),
         ("ga-noskew", "GA noskewadj", "ga-noskew"),
         ("totp", "pam_totp.so", "totp"),
+        ("redis", "totp+Redis", "totp-redis"),
     ];
     let scenarios = [
         (
@@ -492,7 +507,10 @@ fn auth_cases(wrong: &str) -> Vec<Case> {
             Expect::Success,
         ),
     ];
-    for (mkey, mname, _) in modules.iter().filter(|m| m.0 != "ga-noskew") {
+    for (mkey, mname, _) in modules
+        .iter()
+        .filter(|m| m.0 != "ga-noskew" && m.0 != "redis")
+    {
         add(
             &format!("{mkey}-load"),
             "load+unload only",
@@ -860,11 +878,19 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
         .filter(|c| b.opts.wants(&c.key))
         .collect();
     // The ratios need the floor and GA's figure of the same run.
-    let all = auth_cases(&b.wrong_code);
+    let mut all = auth_cases(&b.wrong_code);
+    if b.redis.is_none() {
+        eprintln!("redis-server not installed: no Redis rows");
+        all.retain(|c| !c.key.starts_with("redis-"));
+    }
     let mut keep: Vec<String> = Vec::new();
     for c in all.iter().filter(|c| b.opts.wants(&c.key)) {
         let scenario = c.key.rsplit('-').next().unwrap_or("");
         keep.extend([c.key.clone(), format!("ga-{scenario}"), "permit".into()]);
+        // The Redis rows are judged against the local store.
+        if c.key.starts_with("redis-") {
+            keep.push(format!("totp-{scenario}"));
+        }
     }
     if !access.is_empty() {
         keep.push("permit".into());
@@ -992,6 +1018,24 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
             median_of(&auth, "ga-scratch"),
         ),
         1.0,
+        true,
+    );
+    goal(
+        "right code through Redis ≤ 1.2× the local store",
+        ratio(
+            median_of(&auth, "redis-right"),
+            median_of(&auth, "totp-right"),
+        ),
+        1.2,
+        true,
+    );
+    goal(
+        "wrong code through Redis ≤ 1.2× the local store",
+        ratio(
+            median_of(&auth, "redis-wrong"),
+            median_of(&auth, "totp-wrong"),
+        ),
+        1.2,
         true,
     );
     goal(

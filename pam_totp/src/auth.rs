@@ -25,6 +25,7 @@ use totp_os::safefile::{self, FileError, LockedFile};
 use zeroize::Zeroizing;
 
 use crate::error::{AuthError, Denial, Outcome};
+use crate::fleet::CommandSecret;
 use crate::log::sanitize;
 use crate::pamio::{ConvError, ItemKind, Level, PamIo, Style};
 use crate::skip::{self, LoginItems};
@@ -61,10 +62,6 @@ pub fn authenticate_with(
             Level::Warning,
             &format!("option {w} weakens security (see pam_totp(8))"),
         );
-    }
-    if let Some(why) = crate::fleet::unavailable(&opts) {
-        io.log(Level::Err, &format!("{why}; denying everybody"));
-        return Err(AuthError::Config(why.to_owned()));
     }
     let raw_user = io.user();
     let rhost_raw = io.item(ItemKind::RHost);
@@ -159,7 +156,7 @@ pub fn authenticate_with(
         }
         Err(e) => return Err(e),
     };
-    let mut store = match store::open(&ctx.opts, sys) {
+    let mut store = match store::open(&ctx.opts, sys, &mut |m| io.log(Level::Warning, m)) {
         Ok(s) => s,
         Err(why) => {
             io.log(
@@ -393,7 +390,8 @@ impl Ctx {
     /// anyway).
     fn charge_doomed(&self, sys: &dyn System, key: Uid) -> Option<u64> {
         let now = sys.now().ok()?;
-        let mut store = store::open(&self.opts, sys).ok()?;
+        // Best effort, like the rest of this charge: a fallback note is not repeated here.
+        let mut store = store::open(&self.opts, sys, &mut |_| {}).ok()?;
         let prepared = verify::Prepared::doomed(now).ok()?;
         let attempt = Attempt {
             origin: self.origin,
@@ -420,6 +418,18 @@ impl Ctx {
     }
 
     fn preread(&self, io: &dyn PamIo, target: &Target) -> Result<PreRead, AuthError> {
+        if self.opts.fleet.secret_command.is_some() {
+            // Run as root's child, before any credential switch: the command is checked
+            // and started by root, and runs as secret_command_user.
+            return Ok(
+                match crate::fleet::secret_from_command(&self.opts, target.name.as_str()) {
+                    Ok(Some(CommandSecret::File(f))) => PreRead::Present(f),
+                    Ok(Some(CommandSecret::NotEnrolled)) => PreRead::Absent,
+                    Ok(None) => PreRead::Unusable("no secret command configured".into()),
+                    Err(why) => PreRead::Unusable(format!("secret command: {why}")),
+                },
+            );
+        }
         let _creds = switch_creds(io, target)?;
         match safefile::open_checked(&target.path, &target.rules) {
             Ok(opened) => match GaFile::parse(&opened.contents) {

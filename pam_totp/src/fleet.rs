@@ -1,19 +1,57 @@
-//! The module's side of fleets (`state=redis…`, `secret_command=`).
-//!
-//! Both need the state store (a secret from a command has no file to keep its replay
-//! mark in, and a shared store is a state store): until this build has one, a pam.d line
-//! asking for either is a configuration error that denies everybody, never an option
-//! that is accepted and silently ignored.
+//! The module's side of fleets: the shared Redis store (`state=redis…`) and secrets
+//! served by a command (`secret_command=`). See docs/fleet.md.
 
+use std::path::Path;
+use std::time::Duration;
+
+use totp_core::fleet::check_command_file;
+use totp_core::gafile::GaFile;
 use totp_core::options::ModuleOptions;
+use totp_core::state::StateStore;
+use totp_os::command::{SecretOutput, run_secret_command};
+use totp_os::remote::open_configured;
 
-/// Why these options cannot be served by this build, if they cannot.
-pub fn unavailable(opts: &ModuleOptions) -> Option<&'static str> {
-    if opts.fleet.redis.is_some() {
-        return Some("state=redis… needs the state store, which this build does not have yet");
+/// Connects to the shared store `state=` names (after the plugin's ownership check).
+pub fn open_remote(opts: &ModuleOptions) -> Result<Box<dyn StateStore>, String> {
+    let redis = opts
+        .fleet
+        .redis()
+        .ok_or_else(|| "state=redis… without a server".to_owned())?;
+    let store = open_configured(&redis, opts.max_failures.is_some()).map_err(|e| e.to_string())?;
+    Ok(Box::new(store))
+}
+
+/// What `secret_command=` said about a user.
+pub enum CommandSecret {
+    /// A TOTP secret file (checked: no scratch codes, no HOTP counter).
+    File(GaFile),
+    /// The documented "not enrolled" answer.
+    NotEnrolled,
+}
+
+/// Runs the secret command for the canonical user name. `Ok(None)`: no command is
+/// configured. `Err`: why its answer cannot be used (the login is denied).
+pub fn secret_from_command(
+    opts: &ModuleOptions,
+    canonical: &str,
+) -> Result<Option<CommandSecret>, String> {
+    let Some(cmd) = opts.fleet.secret_command() else {
+        return Ok(None);
+    };
+    let out = run_secret_command(
+        Path::new(&cmd.path),
+        &cmd.user,
+        canonical,
+        Duration::from_millis(cmd.timeout_ms),
+    )
+    .map_err(|e| e.to_string())?;
+    match out {
+        SecretOutput::NotEnrolled => Ok(Some(CommandSecret::NotEnrolled)),
+        SecretOutput::Secret(bytes) => {
+            let file = GaFile::parse(&bytes)
+                .map_err(|e| format!("secret command output is not a secret file: {e}"))?;
+            check_command_file(&file).map_err(|e| e.to_string())?;
+            Ok(Some(CommandSecret::File(file)))
+        }
     }
-    if opts.fleet.secret_command.is_some() {
-        return Some("secret_command= needs the state store, which this build does not have yet");
-    }
-    None
 }

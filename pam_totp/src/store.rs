@@ -1,4 +1,5 @@
-//! Builds the state store the module options ask for (`state=`, `state_dir=`).
+//! Builds the state store the module options ask for (`state=`, `state_dir=`, and the
+//! shared Redis store of `state=redis…`, see `crate::fleet`).
 //!
 //! Where the local store lives:
 //!
@@ -16,6 +17,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use totp_core::fleet::Fallback;
 use totp_core::options::{ModuleOptions, StateBackend};
 use totp_core::state::StateStore;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir, effective_uid};
@@ -25,20 +27,37 @@ use crate::system::System;
 /// Below the process owner's home when not running as root.
 const UNPRIVILEGED_SUBDIR: &str = ".local/state/pam_totp";
 
-/// The store for this configuration, or why none can be used (for the log).
-pub fn open(opts: &ModuleOptions, sys: &dyn System) -> Result<Box<dyn StateStore>, String> {
-    let timeout = Duration::from_millis(opts.lock_timeout_ms);
+/// The store for this configuration, or why none can be used (for the log). `warn`
+/// receives the weakening note when `state_fallback=local` replaces an unreachable
+/// shared store with the local one.
+pub fn open(
+    opts: &ModuleOptions,
+    sys: &dyn System,
+    warn: &mut dyn FnMut(&str),
+) -> Result<Box<dyn StateStore>, String> {
     match opts.state {
-        StateBackend::Local => {
-            let dir = match &opts.state_dir {
-                Some(d) => PathBuf::from(d),
-                None => default_dir(sys)?,
-            };
-            Ok(Box::new(StateDir::new(dir, timeout)))
-        }
-        // Refused before this point until the module serves fleets (crate::fleet).
-        StateBackend::Redis => Err("state=redis… is not served by this build".into()),
+        StateBackend::Local => open_local(opts, sys),
+        StateBackend::Redis => match crate::fleet::open_remote(opts) {
+            Ok(store) => Ok(store),
+            Err(why) if opts.fleet.fallback == Fallback::Local => {
+                warn(&format!(
+                    "shared state store unusable ({why}); using this host's local store \
+                     (state_fallback=local: codes used on other hosts are not refused here)"
+                ));
+                open_local(opts, sys)
+            }
+            Err(why) => Err(why),
+        },
     }
+}
+
+fn open_local(opts: &ModuleOptions, sys: &dyn System) -> Result<Box<dyn StateStore>, String> {
+    let timeout = Duration::from_millis(opts.lock_timeout_ms);
+    let dir = match &opts.state_dir {
+        Some(d) => PathBuf::from(d),
+        None => default_dir(sys)?,
+    };
+    Ok(Box::new(StateDir::new(dir, timeout)))
 }
 
 fn default_dir(sys: &dyn System) -> Result<PathBuf, String> {

@@ -40,21 +40,3 @@ fn fleet_misconfigurations_deny_everybody_without_a_prompt() {
     let d = run("", &u, &secret);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
-
-#[test]
-fn fleet_options_are_refused_while_the_module_has_no_state_store() {
-    if !require_root("fleet_options_are_refused_while_the_module_has_no_state_store") {
-        return;
-    }
-    let secret = random_secret_b32();
-    let u = TestUser::create("fn");
-    u.write_secret(&totp_file(&secret), 0o600);
-    for args in [
-        "state=redis://127.0.0.1:6379",
-        "secret_command=/usr/lib/pam_totp/cmd secret_command_user=nobody",
-    ] {
-        let d = run(args, &u, &secret);
-        assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "[{args}] {d:?}");
-        assert_eq!(d.prompts, 0, "[{args}]");
-    }
-}

@@ -184,6 +184,19 @@ pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
     })
 }
 
+/// The shared store the Redis options describe: the plugin (`redis_plugin=` or
+/// [`DEFAULT_PLUGIN_PATH`]), the credentials and CA files, the settings. `hard_cap`:
+/// `max_failures=` is set (records then never expire).
+pub fn open_configured(opts: &RedisOptions, hard_cap: bool) -> Result<RemoteStore, StoreError> {
+    let plugin = opts.plugin.as_deref().unwrap_or(DEFAULT_PLUGIN_PATH);
+    let config = plugin_config(opts)?;
+    RemoteStore::open(
+        Path::new(plugin),
+        &config,
+        RemoteSettings::for_options(opts, hard_cap),
+    )
+}
+
 /// How a [`RemoteStore`] names and keeps records.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteSettings {

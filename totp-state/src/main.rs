@@ -9,8 +9,10 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
+use totp_core::options::ModuleOptions;
 use totp_core::state::{StateStore, Uid};
 use totp_os::nss;
+use totp_os::remote::open_configured;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir, effective_uid, record_uid};
 
 use crate::report::Report;
@@ -43,6 +45,10 @@ struct Target {
     /// The module's state_dir= (default /var/lib/pam_totp/state).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// The module's arguments, as on its pam.d line; with state=redis… (and its
+    /// redis_… options) the shared store of the fleet is used instead of a directory.
+    #[arg(long, value_name = "ARGS", conflicts_with = "state_dir")]
+    options: Option<String>,
     /// One JSON object per record on standard output.
     #[arg(long)]
     json: bool,
@@ -95,11 +101,28 @@ fn run(cmd: Command) -> Result<(), Failure> {
         Command::Show(t) => (t, false),
         Command::Reset(t) => (t, true),
     };
+    let opts = match target.options.as_deref() {
+        Some(args) => Some(module_options(args)?),
+        None => None,
+    };
     let dir = target
         .state_dir
         .clone()
+        .or_else(|| opts.as_ref()?.state_dir.as_ref().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-    let mut store = StateDir::new(&dir, Duration::from_secs(5));
+    let shared = match &opts {
+        Some(o) => fleet_store(o)?,
+        None => None,
+    };
+    if shared.is_some() && target.user.is_none() {
+        return Err(Failure(
+            "a shared store is not listed: name the account with --user".into(),
+        ));
+    }
+    let mut store: Box<dyn StateStore> = match shared {
+        Some(s) => s,
+        None => Box::new(StateDir::new(&dir, Duration::from_secs(5))),
+    };
     if reset {
         let user = target
             .user
@@ -145,6 +168,22 @@ fn run(cmd: Command) -> Result<(), Failure> {
         return Err(Failure("some records are unusable (see above)".into()));
     }
     Ok(())
+}
+
+/// `--options`: the module's arguments, parsed as the module parses them.
+fn module_options(args: &str) -> Result<ModuleOptions, Failure> {
+    let words: Vec<&[u8]> = args.split_whitespace().map(str::as_bytes).collect();
+    ModuleOptions::parse(&words).map_err(|e| Failure(format!("--options: {e}")))
+}
+
+/// The fleet's shared store when the module arguments name one (`state=redis…`).
+fn fleet_store(opts: &ModuleOptions) -> Result<Option<Box<dyn StateStore>>, Failure> {
+    let Some(redis) = opts.fleet.redis() else {
+        return Ok(None);
+    };
+    let store = open_configured(&redis, opts.max_failures.is_some())
+        .map_err(|e| Failure(format!("shared store: {e}")))?;
+    Ok(Some(Box::new(store)))
 }
 
 /// The uids that have a record in `dir`, sorted.

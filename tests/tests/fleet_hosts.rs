@@ -1,0 +1,479 @@
+//! Fleets through the real libpam: several "hosts" (separate PAM stacks, each with its
+//! own local state directory) share one real `redis-server` the test starts on a random
+//! loopback port. Exactly once across hosts, one guessing budget per user across hosts,
+//! bounded denial when the server is paused or stopped, the opt-in fallback, a wrong
+//! password, and the secret command end to end. Each fleet case also runs once on
+//! local-only stacks, to show the case would have passed without the shared store.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use system_tests::fleet::{RedisServer, ServerConfig, plugin, trusted_dir};
+use system_tests::*;
+
+/// A key prefix no other fleet of this test binary uses (a user deleted and created
+/// again may get the same uid, so records must not carry over).
+fn fresh_prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "t{}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `n` hosts sharing `server` under one fresh key prefix; `extra` module options on each.
+fn fleet(server: &RedisServer, n: usize, extra: &str) -> Vec<Stack> {
+    fleet_with_prefix(server, n, extra, &fresh_prefix())
+}
+
+fn fleet_with_prefix(server: &RedisServer, n: usize, extra: &str, prefix: &str) -> Vec<Stack> {
+    let args = format!(
+        "state={} redis_plugin={} redis_prefix={prefix} redis_timeout=2000 {extra}",
+        server.url(false),
+        plugin().display(),
+    );
+    (0..n).map(|_| Stack::probe("svc", &args)).collect()
+}
+
+/// `n` hosts that each keep their state locally (the situation fleets fix).
+fn islands(n: usize, extra: &str) -> Vec<Stack> {
+    (0..n).map(|_| Stack::probe("svc", extra)).collect()
+}
+
+fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> Drive {
+    Driver::new(host, "svc", &user.name)
+        .answer(code)
+        .rhost("192.0.2.7")
+        .at(at)
+        .run()
+}
+
+fn spawn_all(drivers: Vec<Driver>) -> Vec<Drive> {
+    let children: Vec<Child> = drivers
+        .iter()
+        .map(|d| {
+            d.command()
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn pam-drive")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| Drive::parse(&c.wait_with_output().expect("wait")))
+        .collect()
+}
+
+/// ~1.5 s ahead, not near a 30-s step boundary.
+fn start_time() -> u64 {
+    loop {
+        let start = now_ms() + 1_500;
+        if (3..27).contains(&((start / 1000) % 30)) {
+            return start;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn same_code_from_32_processes_over_4_hosts_succeeds_exactly_once() {
+    if !require_root("same_code_from_32_processes_over_4_hosts_succeeds_exactly_once") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    for round in 0..2 {
+        let hosts = fleet(&server, 4, "throttle_after=100");
+        let u = TestUser::create("fx");
+        let secret = random_secret_b32();
+        u.write_secret(&totp_file(&secret), 0o600);
+        let start = start_time();
+        let code = code_at(&secret, start / 1000);
+        let drivers = (0..32)
+            .map(|i| {
+                Driver::new(&hosts[i % 4], "svc", &u.name)
+                    .answer(&code)
+                    .start_at(start)
+            })
+            .collect();
+        let results = spawn_all(drivers);
+        let ok = results
+            .iter()
+            .filter(|d| d.returned() == Returned::Success)
+            .count();
+        let denied = results
+            .iter()
+            .filter(|d| d.returned() == Returned::Failed("PAM_AUTH_ERR".into()))
+            .count();
+        assert_eq!((ok, denied), (1, 31), "round {round}: {results:?}");
+    }
+}
+
+#[test]
+fn a_code_accepted_on_host_1_is_refused_on_host_2() {
+    if !require_root("a_code_accepted_on_host_1_is_refused_on_host_2") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let u = TestUser::create("fr");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    let code = code_at(&secret, T0);
+
+    let hosts = fleet(&server, 2, "");
+    assert_eq!(
+        login(&hosts[0], &u, &code, T0).returned(),
+        Returned::Success
+    );
+    let d = login(&hosts[1], &u, &code, T0 + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+
+    // Without the shared store the second host knows nothing and accepts the replay.
+    let local = islands(2, "");
+    let code = code_at(&secret, T0 + 60);
+    assert_eq!(
+        login(&local[0], &u, &code, T0 + 60).returned(),
+        Returned::Success
+    );
+    assert_eq!(
+        login(&local[1], &u, &code, T0 + 65).returned(),
+        Returned::Success
+    );
+}
+
+#[test]
+fn the_wrong_code_budget_is_shared_across_hosts() {
+    if !require_root("the_wrong_code_budget_is_shared_across_hosts") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let u = TestUser::create("fb");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    let wrong = wrong_totp(&secret, T0);
+    let right = code_at(&secret, T0);
+
+    // throttle_after=3: three failures from one origin, one on each of three hosts; the
+    // fourth attempt, on a fourth host and with the right code, is held back.
+    let hosts = fleet(&server, 4, "throttle_after=3");
+    for h in &hosts[..3] {
+        let d = login(h, &u, &wrong, T0);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{d:?}"
+        );
+    }
+    let d = login(&hosts[3], &u, &right, T0 + 1);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    assert!(
+        d.messages.iter().any(|(_, m)| m.contains("try again")),
+        "throttled users are told: {d:?}"
+    );
+
+    // Per-host budgets: each host has seen one failure only, so the code works.
+    let local = islands(4, "throttle_after=3");
+    for h in &local[..3] {
+        login(h, &u, &wrong, T0);
+    }
+    assert_eq!(
+        login(&local[3], &u, &right, T0 + 1).returned(),
+        Returned::Success
+    );
+}
+
+/// A login against a server that cannot answer is denied, within the configured
+/// bounds (real time: a paused server must not be met with a frozen clock).
+fn denied_within_bounds(host: &Stack, u: &TestUser, secret: &str) {
+    let started = Instant::now();
+    let d = Driver::new(host, "svc", &u.name)
+        .answer(&code_at(secret, now()))
+        .run();
+    assert_ne!(d.returned(), Returned::Success, "{d:?}");
+    assert_ne!(d.returned(), Returned::Ignore, "{d:?}");
+    // Hang guard, not a performance goal: connect 300 ms + commands 300 ms.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_paused_or_stopped_server_denies_in_bounded_time() {
+    if !require_root("a_paused_or_stopped_server_denies_in_bounded_time") {
+        return;
+    }
+    let mut server = RedisServer::start(&ServerConfig::default());
+    let u = TestUser::create("fp");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    let args = format!(
+        "state={} redis_plugin={} redis_connect_timeout=300 redis_timeout=300",
+        server.url(false),
+        plugin().display()
+    );
+    let host = Stack::probe("svc", &args);
+    server.pause();
+    denied_within_bounds(&host, &u, &secret);
+    server.resume();
+    server.stop();
+    denied_within_bounds(&host, &u, &secret);
+}
+
+#[test]
+fn the_local_fallback_is_opt_in_and_logged_as_a_weakening() {
+    if !require_root("the_local_fallback_is_opt_in_and_logged_as_a_weakening") {
+        return;
+    }
+    let mut server = RedisServer::start(&ServerConfig::default());
+    let u = TestUser::create("ff");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    let args = format!(
+        "state={} redis_plugin={} redis_connect_timeout=300 state_fallback=local",
+        server.url(false),
+        plugin().display()
+    );
+    let host = Stack::probe("svc", &args);
+    server.stop();
+    let driver = Driver::new(&host, "svc", &u.name)
+        .answer(&code_at(&secret, T0))
+        .at(T0);
+    let (d, log) = capture_syslog(&driver);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("state_fallback") && l.contains("weakens security")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("using this host's local store")),
+        "{log:?}"
+    );
+    // The local store has the mark now: the same code is refused on this host.
+    let d = login(&host, &u, &code_at(&secret, T0), T0 + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_wrong_redis_password_denies() {
+    if !require_root("a_wrong_redis_password_denies") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig {
+        acl_password: Some("correct"),
+        ..ServerConfig::default()
+    });
+    let u = TestUser::create("fw");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    let dir = trusted_dir("cred");
+    let cred = |pw: &str| {
+        let p = dir.path().join(format!("cred-{pw}"));
+        fs::write(&p, format!("username=fleet\npassword={pw}\n")).expect("write");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
+        p
+    };
+    let host = |c: &Path| {
+        Stack::probe(
+            "svc",
+            &format!(
+                "state={} redis_plugin={} redis_credentials={}",
+                server.url(false),
+                plugin().display(),
+                c.display()
+            ),
+        )
+    };
+    let good = host(&cred("correct"));
+    assert_eq!(
+        login(&good, &u, &code_at(&secret, T0), T0).returned(),
+        Returned::Success
+    );
+    let bad = host(&cred("wrong"));
+    let d = login(&bad, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+}
+
+/// A secret command in a trusted directory: prints `file` for `user`, exits 10 (not
+/// enrolled) for everybody else.
+fn secret_command(dir: &Path, user: &str, file: &str) -> PathBuf {
+    let path = dir.join("secret-command");
+    fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = '{user}' ]; then\ncat <<'EOF'\n{file}EOF\nexit 0\nfi\nexit 10\n"
+        ),
+    )
+    .expect("write command");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[test]
+fn secrets_from_a_command_work_across_hosts() {
+    if !require_root("secrets_from_a_command_work_across_hosts") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let u = TestUser::create("fc");
+    let other = TestUser::create("fo");
+    // No file anywhere: the secret exists only in the command's answer.
+    let secret = random_secret_b32();
+    assert!(!u.secret_path().exists());
+    let dir = trusted_dir("cmd");
+    let cmd = secret_command(dir.path(), &u.name, &totp_file(&secret));
+    let extra = format!(
+        "nullok secret_command={} secret_command_user=nobody",
+        cmd.display()
+    );
+    let hosts = fleet(&server, 2, &extra);
+    let code = code_at(&secret, T0);
+    assert_eq!(
+        login(&hosts[0], &u, &code, T0).returned(),
+        Returned::Success
+    );
+    let d = login(&hosts[1], &u, &code, T0 + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    assert_eq!(
+        login(&hosts[1], &u, &code_at(&secret, T0 + 30), T0 + 30).returned(),
+        Returned::Success
+    );
+    // Exit status 10, no output: not enrolled, and nullok skips.
+    let d = login(&hosts[0], &other, "123456", T0);
+    assert_eq!(d.returned(), Returned::Ignore, "{d:?}");
+}
+
+#[test]
+fn a_failing_or_untrusted_secret_command_denies() {
+    if !require_root("a_failing_or_untrusted_secret_command_denies") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let u = TestUser::create("fd");
+    let secret = random_secret_b32();
+    let code = code_at(&secret, T0);
+    let dir = trusted_dir("cmd");
+    let run = |body: &str, mode: u32| {
+        let path = dir.path().join("cmd");
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+        let extra = format!(
+            // throttle_after=100: every refusal below is charged as a failed attempt, and
+            // the last case must not be held back by them.
+            "nullok throttle_after=100 secret_command={} secret_command_user=nobody \
+             secret_command_timeout=500",
+            path.display()
+        );
+        login(&fleet(&server, 1, &extra)[0], &u, &code, T0)
+    };
+    let file = totp_file(&secret);
+    for (name, body, mode) in [
+        ("crashes", "exit 1".to_owned(), 0o755),
+        ("slow", format!("sleep 5\ncat <<'EOF'\n{file}EOF"), 0o755),
+        ("garbage", "echo '{\"error\": \"ldap\"}'".to_owned(), 0o755),
+        ("empty", "exit 0".to_owned(), 0o755),
+        (
+            "scratch codes",
+            format!("cat <<'EOF'\n{file}12345678\nEOF"),
+            0o755,
+        ),
+        ("group-writable", format!("cat <<'EOF'\n{file}EOF"), 0o775),
+        (
+            "not enrolled but talks",
+            "echo hi; exit 10".to_owned(),
+            0o755,
+        ),
+    ] {
+        let d = run(&body, mode);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{name}: {d:?}"
+        );
+        assert_eq!(d.prompts, 1, "{name}: prompted like everybody else");
+    }
+    // The same file from a trusted, working command: accepted.
+    let d = run(&format!("cat <<'EOF'\n{file}EOF"), 0o755);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}
+
+#[test]
+fn totp_state_shows_and_resets_a_user_fleet_wide() {
+    if !require_root("totp_state_shows_and_resets_a_user_fleet_wide") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let u = TestUser::create("fs");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    let prefix = fresh_prefix();
+    let hosts = fleet_with_prefix(&server, 2, "", &prefix);
+    let code = code_at(&secret, T0);
+    assert_eq!(
+        login(&hosts[0], &u, &code, T0).returned(),
+        Returned::Success
+    );
+
+    // The same options the hosts use name the shared store.
+    let options = format!(
+        "state={} redis_plugin={} redis_prefix={prefix}",
+        server.url(false),
+        plugin().display(),
+    );
+    let tool = |cmd: &str| {
+        std::process::Command::new(&built().state_tool)
+            .args([cmd, "--user", &u.name, "--json", "--options", &options])
+            .output()
+            .expect("run totp-state")
+    };
+    let shown = tool("show");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{shown:?}");
+    assert!(
+        text.contains(&(T0 / 30).to_string()),
+        "the mark host 1 wrote: {text}"
+    );
+
+    let reset = tool("reset");
+    assert!(reset.status.success(), "{reset:?}");
+    // Reset fleet-wide: host 2 now accepts the code host 1 consumed.
+    assert_eq!(
+        login(&hosts[1], &u, &code, T0 + 5).returned(),
+        Returned::Success
+    );
+
+    // Listing every record is a directory operation; the shared store needs --user.
+    let all = std::process::Command::new(&built().state_tool)
+        .args(["show", "--options", &options])
+        .output()
+        .expect("run totp-state");
+    assert!(!all.status.success());
+}
