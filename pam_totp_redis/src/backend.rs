@@ -108,13 +108,13 @@ end
 return 1
 "#;
 
-/// Connects (TCP or socket, TLS handshake, AUTH, SELECT) within `limit` of wall-clock
-/// time. The client library bounds the TCP connect and the setup commands, but its
-/// native-tls path does the TLS handshake on a socket without a read timeout, so a
-/// server that accepts and then stalls (paused, overloaded, a middlebox) would hang the
-/// login forever. The attempt therefore runs on its own thread; when the limit passes
-/// the login is denied and the thread is left to finish or fail on its own (it holds
-/// one socket until the server answers or the process exits).
+/// Connects over TLS (TCP, handshake, AUTH, SELECT) within `limit` of wall-clock time.
+/// The client library bounds the TCP connect and the setup commands, but its native-tls
+/// path does the TLS handshake on a socket without a read timeout, so a server that
+/// accepts and then stalls (paused, overloaded, a middlebox) would hang the login
+/// forever. The attempt therefore runs on its own thread; when the limit passes the
+/// login is denied and the thread is left to finish or fail on its own (it holds one
+/// socket until the server answers or the process exits).
 fn connect_bounded(client: Client, limit: Duration) -> Result<Connection, Failure> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let spawned = std::thread::Builder::new()
@@ -172,7 +172,12 @@ impl Backend {
         };
         let connect = Duration::from_millis(config.connect_timeout_ms.max(1));
         let command = Duration::from_millis(config.command_timeout_ms.max(1));
-        let con = connect_bounded(client, connect)?;
+        let con = if config.url.starts_with("rediss://") {
+            connect_bounded(client, connect)?
+        } else {
+            // TCP and socket connects, AUTH and SELECT are bounded by the library itself.
+            client.get_connection_with_timeout(connect)?
+        };
         con.set_read_timeout(Some(command))?;
         con.set_write_timeout(Some(command))?;
         let mut backend = Self {
@@ -181,11 +186,14 @@ impl Backend {
             wait_timeout_ms: config.wait_timeout_ms,
             command_timeout: command,
         };
-        // A server that accepts the connection but refuses commands (NOAUTH) or a
-        // replica (READONLY on write only) shows up here or on the first write.
-        let pong: String = redis::cmd("PING").query(&mut backend.con)?;
-        if pong != "PONG" {
-            return Err(Failure::corrupt("unexpected PING reply"));
+        // The open must prove the server answers (state_fallback=local acts on a failed
+        // open only). With credentials the AUTH exchange during the connect did; without,
+        // one PING does, and shows a server that wants a password (NOAUTH).
+        if password.is_none() {
+            let pong: String = redis::cmd("PING").query(&mut backend.con)?;
+            if pong != "PONG" {
+                return Err(Failure::corrupt("unexpected PING reply"));
+            }
         }
         Ok(backend)
     }
