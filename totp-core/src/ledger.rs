@@ -193,8 +193,8 @@ impl Ledger {
         o
     }
 
-    /// Inverse of [`Ledger::encode`]. An empty slice is "never written" (see
-    /// [`Ledger::is_first_use`]); anything else must be exactly what encode writes.
+    /// Inverse of [`Ledger::encode`]. An empty slice is "never written" (a record's first
+    /// use); anything else must be exactly what encode writes.
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         if bytes.is_empty() {
             return Ok(Self::default());
