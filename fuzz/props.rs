@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use totp_core::access::{AccessRules, Groups, ParseOptions, Subject, Verdict};
+use totp_core::access::{AccessRules, Groups, ParseOptions, Subject, Verdict, decide};
 use totp_core::addr::{self, Origin, RemoteHost, parse_rhost};
 use totp_core::base32;
 use totp_core::code::{Code, candidates};
@@ -92,6 +92,8 @@ pub fn secret_file(data: &[u8]) {
 /// `access_rules`: first line is a `PAM_RHOST` value, the rest the rule file.
 ///
 /// - never a panic; bounded (the parser caps size, line length and rule count);
+/// - the per-login path [`decide`] (each rule matched as it is parsed) agrees with
+///   parse + evaluate, error for error and verdict for verdict;
 /// - an accepted file has at most one rule per line, and the deciding rule is the
 ///   trimmed text of the line it names;
 /// - a missing group fact never adds a skip: what skips with the groups unknown also
@@ -113,7 +115,24 @@ pub fn access_rules(data: &[u8]) {
     let groups = vec!["wheel".to_string(), "staff".to_string()];
     for allow_any_network in [false, true] {
         let opts = ParseOptions { allow_any_network };
-        let rules = match AccessRules::parse(text, opts) {
+        let parsed = AccessRules::parse(text, opts);
+        for groups in [Groups::Unknown, Groups::Complete(&groups)] {
+            let subject = Subject {
+                user: "alice",
+                groups,
+                origin,
+            };
+            let streamed = decide(text, opts, &subject);
+            match &parsed {
+                Ok(rules) => assert_eq!(streamed, Ok(rules.evaluate(&subject))),
+                Err(e) => assert_eq!(
+                    streamed.as_ref().err(),
+                    Some(e),
+                    "decide accepted a bad file"
+                ),
+            }
+        }
+        let rules = match parsed {
             Ok(rules) => rules,
             Err(e) => {
                 assert!(

@@ -7,7 +7,7 @@ use std::cell::{OnceCell, RefCell};
 use std::path::Path;
 
 use totp_core::access::{
-    AccessRules, GroupDecision, Groups, ParseOptions, Subject, Verdict, group_skip_decision,
+    self, GroupDecision, Groups, ParseOptions, Subject, Verdict, group_skip_decision,
 };
 use totp_core::addr::{Origin, classify_origin};
 use totp_core::membership::{self, Facts, GroupList, Membership};
@@ -202,10 +202,10 @@ fn access_rules(
     let opts = ParseOptions {
         allow_any_network: opts.allow_any_network,
     };
-    // The whole file is parsed (so validated) on every login, into compact rules that
-    // borrow the buffer; an error anywhere means no skips.
-    let decision = match AccessRules::parse(&opened.contents, opts) {
-        Ok(rules) => rules.evaluate(&subject),
+    // The whole file is parsed (so validated) on every login, each rule matched as it is
+    // parsed; an error anywhere means no skips.
+    let decision = match access::decide(&opened.contents, opts, &subject) {
+        Ok(d) => d,
         Err(e) => {
             log(
                 Level::Err,

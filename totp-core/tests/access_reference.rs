@@ -465,7 +465,7 @@ fn bench_rules(n: usize) -> String {
     s
 }
 
-/// Timings of parse + evaluate, printed, never asserted: `cargo test --release -p
+/// Timings of `decide` (the login path) and of parse + evaluate, printed, never asserted: `cargo test --release -p
 /// totp-core --test access_reference -- --ignored --nocapture access_rule_timings`.
 #[test]
 #[ignore = "timing report, run by hand in release mode"]
@@ -512,8 +512,12 @@ fn access_rule_timings() {
             let rules = AccessRules::parse(std::hint::black_box(text), opts);
             std::hint::black_box(rules.map(|r| r.evaluate(&subject))).ok();
         });
+        let streamed = best_of(200, &mut || {
+            std::hint::black_box(decide(std::hint::black_box(text), opts, &subject)).ok();
+        });
         println!(
-            "{name:32} parse {:>8.1} µs; parse + evaluate {:>8.1} µs",
+            "{name:32} decide {:>8.1} µs; parse {:>8.1} µs; parse + evaluate {:>8.1} µs",
+            streamed.as_secs_f64() * 1e6,
             parse.as_secs_f64() * 1e6,
             both.as_secs_f64() * 1e6,
         );

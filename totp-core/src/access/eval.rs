@@ -1,8 +1,8 @@
 //! Matching: the rules in order, first match wins, with three-valued items.
 
 use super::{
-    AccessRules, Decision, List, MatchedRule, OriginItem, Rule, Subject, UserItem, Verdict,
-    to_usize,
+    AccessError, AccessRules, Decision, Items, List, MatchedRule, OriginItem, ParseOptions, Rule,
+    Subject, UserItem, Verdict, matched, parse, span_of, to_usize,
 };
 use crate::addr::{IpBits, Origin};
 use crate::membership::Membership;
@@ -59,7 +59,7 @@ enum RuleMatch {
     Decides { verdict: Verdict, uncertain: bool },
 }
 
-impl<'t> AccessRules<'t> {
+impl AccessRules<'_> {
     /// First match wins; no match requires the code. Allocates only for the deciding
     /// rule's text.
     pub fn evaluate(&self, subject: &Subject<'_>) -> Decision {
@@ -73,39 +73,81 @@ impl<'t> AccessRules<'t> {
         subject: &Subject<'_>,
         mut passed_over: impl FnMut(MatchedRule),
     ) -> (Decision, bool) {
-        let peer = Peer::from(subject.origin);
+        let login = Matcher::new(self.text, subject);
         for rule in &self.rules {
-            match self.rule_match(rule, peer, subject) {
+            match login.rule_match(&self.items, rule) {
                 RuleMatch::NoMatch => {}
-                RuleMatch::PassedOver => passed_over(self.matched(rule)),
+                RuleMatch::PassedOver => passed_over(matched(self.text, rule)),
                 RuleMatch::Decides { verdict, uncertain } => {
                     let decision = Decision {
                         verdict,
-                        matched: Some(self.matched(rule)),
+                        matched: Some(matched(self.text, rule)),
                     };
                     return (decision, uncertain);
                 }
             }
         }
-        let decision = Decision {
-            verdict: Verdict::Require,
-            matched: None,
-        };
-        (decision, false)
+        (REQUIRE_BY_DEFAULT, false)
+    }
+}
+
+/// No deciding rule means the code is required.
+const REQUIRE_BY_DEFAULT: Decision = Decision {
+    verdict: Verdict::Require,
+    matched: None,
+};
+
+/// [`super::decide`]: each rule is matched as the parser hands it over, then its items
+/// are dropped; after the first decision the rest of the file is only validated.
+pub(super) fn decide(
+    text: &[u8],
+    opts: ParseOptions,
+    subject: &Subject<'_>,
+) -> Result<Decision, AccessError> {
+    let login = Matcher::new(text, subject);
+    let mut items = Items::default();
+    let mut decided = None;
+    parse::parse_each(text, opts, &mut items, |rule, items| {
+        if decided.is_none()
+            && let RuleMatch::Decides { verdict, .. } = login.rule_match(items, &rule)
+        {
+            decided = Some(Decision {
+                verdict,
+                matched: Some(matched(text, &rule)),
+            });
+        }
+        items.clear();
+    })?;
+    Ok(decided.unwrap_or(REQUIRE_BY_DEFAULT))
+}
+
+/// One login as the rules see it: the subject, and the peer address as an integer.
+struct Matcher<'a> {
+    /// The rule file, which name spans point into.
+    text: &'a [u8],
+    subject: &'a Subject<'a>,
+    peer: Peer,
+}
+
+impl<'a> Matcher<'a> {
+    fn new(text: &'a [u8], subject: &'a Subject<'a>) -> Matcher<'a> {
+        Matcher {
+            text,
+            subject,
+            peer: Peer::from(subject.origin),
+        }
     }
 
-    fn rule_match(&self, rule: &Rule, peer: Peer, subject: &Subject<'_>) -> RuleMatch {
+    fn rule_match(&self, items: &Items, rule: &Rule) -> RuleMatch {
         // Origins first: they need no outside facts and are cheap, and a rule whose
         // origins do not match never asks about the user's groups.
-        let origin = list_match(&self.origins, rule.origins, |item| {
-            origin_item_match(item, peer)
+        let origin = list_match(&items.origins, rule.origins, |item| {
+            origin_item_match(item, self.peer)
         });
         if origin == Tri::No {
             return RuleMatch::NoMatch;
         }
-        let users = list_match(&self.users, rule.users, |item| {
-            self.user_item_match(item, subject)
-        });
+        let users = list_match(&items.users, rule.users, |item| self.user_item_match(item));
         let verdict = if rule.skip {
             Verdict::Skip
         } else {
@@ -125,14 +167,16 @@ impl<'t> AccessRules<'t> {
         }
     }
 
-    fn user_item_match(&self, item: &UserItem, subject: &Subject<'_>) -> Tri {
+    fn user_item_match(&self, item: &UserItem) -> Tri {
         match *item {
             UserItem::All => Tri::Yes,
-            UserItem::Name(span) => bool_tri(self.span(span) == subject.user.as_bytes()),
+            UserItem::Name(span) => {
+                bool_tri(span_of(self.text, span) == self.subject.user.as_bytes())
+            }
             UserItem::Group(span) => {
                 // Group names are printable ASCII (checked by the parser).
-                let group = std::str::from_utf8(self.span(span)).unwrap_or("");
-                match subject.groups.membership(group) {
+                let group = std::str::from_utf8(span_of(self.text, span)).unwrap_or("");
+                match self.subject.groups.membership(group) {
                     Membership::Member => Tri::Yes,
                     Membership::NotMember => Tri::No,
                     Membership::Unknown => Tri::Maybe,

@@ -168,14 +168,14 @@ pub struct LoginItems<'a> {
 ///
 /// Compact by design: every rule's items live in two flat vectors shared by all rules,
 /// and names and rule texts are spans of the file, so parsing costs a handful of
-/// allocations however many rules there are.
+/// allocations however many rules there are. To decide one login, [`decide`] runs the
+/// same parser and the same matching without keeping the rules.
 #[derive(Clone, Debug, Default)]
 pub struct AccessRules<'t> {
     /// The file as read; spans point into it.
     text: &'t [u8],
     rules: Vec<Rule>,
-    users: Vec<UserItem>,
-    origins: Vec<OriginItem>,
+    items: Items,
 }
 
 impl<'t> AccessRules<'t> {
@@ -193,20 +193,46 @@ impl<'t> AccessRules<'t> {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+}
 
-    /// The bytes of a span; rule text is printable ASCII, so it is also a `&str`.
-    fn span(&self, span: Span) -> &'t [u8] {
-        let text: &'t [u8] = self.text;
-        text.get(to_usize(span.start)..to_usize(span.end))
-            .unwrap_or(&[])
+/// Decides one login straight from the rule file: the same parser and the same matching
+/// as [`AccessRules::parse`] followed by [`AccessRules::evaluate`], and the whole file is
+/// still validated, but each rule is matched as it is parsed and then dropped. Memory
+/// stays at one rule's items however long the file is, which on a fresh login process
+/// means no page faults that grow with the file. This is the per-authentication path.
+pub fn decide(
+    text: &[u8],
+    opts: ParseOptions,
+    subject: &Subject<'_>,
+) -> Result<Decision, AccessError> {
+    eval::decide(text, opts, subject)
+}
+
+/// The items of the rules parsed so far; a rule's lists index into these.
+#[derive(Clone, Debug, Default)]
+struct Items {
+    users: Vec<UserItem>,
+    origins: Vec<OriginItem>,
+}
+
+impl Items {
+    fn clear(&mut self) {
+        self.users.clear();
+        self.origins.clear();
     }
+}
 
-    /// The rule as a [`MatchedRule`] (allocates its text).
-    fn matched(&self, rule: &Rule) -> MatchedRule {
-        MatchedRule {
-            line: to_usize(rule.line),
-            text: String::from_utf8_lossy(self.span(rule.text)).into_owned(),
-        }
+/// The bytes of a span of the file.
+fn span_of(text: &[u8], span: Span) -> &[u8] {
+    text.get(to_usize(span.start)..to_usize(span.end))
+        .unwrap_or(&[])
+}
+
+/// A rule as a [`MatchedRule`] (allocates its text; rule text is printable ASCII).
+fn matched(text: &[u8], rule: &Rule) -> MatchedRule {
+    MatchedRule {
+        line: to_usize(rule.line),
+        text: String::from_utf8_lossy(span_of(text, rule.text)).into_owned(),
     }
 }
 
@@ -234,9 +260,9 @@ struct Rule {
     /// The rule as written, trimmed.
     text: Span,
     skip: bool,
-    /// In [`AccessRules::users`].
+    /// In [`Items::users`].
     users: List,
-    /// In [`AccessRules::origins`].
+    /// In [`Items::origins`].
     origins: List,
 }
 

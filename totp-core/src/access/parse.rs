@@ -1,9 +1,10 @@
 //! The one parser of rule files: bytes in, compact rules or the first error out.
 //!
-//! Every line is read once, left to right: one pass trims it, checks that it is
-//! printable ASCII and finds its two field colons; then each list item is classified
-//! and, for networks, read into integers by [`crate::addr::parse_network`]. The first
-//! problem ends the parse. The checks run in a fixed order (length, bytes, shape,
+//! Every line is read left to right, in a few short passes: its end, whether it is
+//! printable ASCII (a pass without early exit, so it runs on whole vectors), its two
+//! field colons; then each list item is classified as its end is looked for, a network
+//! being read into integers in that same pass (the grammar of
+//! [`crate::addr::parse_network`], fed byte by byte). The first problem ends the parse. The checks run in a fixed order (length, bytes, shape,
 //! permission, users, origins), which decides the message when a line has several
 //! problems.
 //!
@@ -14,7 +15,7 @@
 use std::fmt::Write as _;
 
 use super::{
-    AccessError, AccessRules, List, MAX_FILE_BYTES, MAX_LINE_BYTES, MAX_RULES, OriginItem,
+    AccessError, AccessRules, Items, List, MAX_FILE_BYTES, MAX_LINE_BYTES, MAX_RULES, OriginItem,
     ParseOptions, Rule, Span, UserItem, to_u32, to_usize,
 };
 use crate::addr::{self, NetworkError};
@@ -25,33 +26,49 @@ const MAX_NAME_BYTES: usize = 256;
 const MAX_QUOTED_BYTES: usize = 64;
 
 pub(super) fn parse_file(text: &[u8], opts: ParseOptions) -> Result<AccessRules<'_>, AccessError> {
-    check_file(text)?;
     // A rule line is rarely under 8 bytes, and a list usually has one item: reserving
     // that much up front spares the copies of growing vectors (reserved memory that is
     // never written is never touched).
     let guess = (text.len() / 8 + 1).min(MAX_RULES + 1);
-    let mut out = AccessRules {
-        text,
-        rules: Vec::with_capacity(guess),
+    let mut rules = Vec::with_capacity(guess);
+    let mut items = Items {
         users: Vec::with_capacity(guess),
         origins: Vec::with_capacity(guess),
     };
+    parse_each(text, opts, &mut items, |rule, _| rules.push(rule))?;
+    Ok(AccessRules { text, rules, items })
+}
+
+/// Parses every line and hands each rule to `rule`, its items being the last ones in
+/// `items` (which `rule` may clear once it is done with them).
+pub(super) fn parse_each(
+    text: &[u8],
+    opts: ParseOptions,
+    items: &mut Items,
+    mut rule: impl FnMut(Rule, &mut Items),
+) -> Result<(), AccessError> {
+    check_file(text)?;
     let mut start = 0usize;
     let mut line_no = 0usize;
+    let mut count = 0usize;
     while start <= text.len() {
         line_no += 1;
         let rest = text.get(start..).unwrap_or(&[]);
-        match parse_line(rest, start, line_no, opts, &mut out) {
-            Ok(len) => start += len + 1,
-            Err(problem) => {
-                return Err(AccessError {
-                    line: Some(line_no),
-                    message: problem.message(text),
-                });
+        let fail = |problem: Problem| AccessError {
+            line: Some(line_no),
+            message: problem.message(text),
+        };
+        let (len, parsed) = parse_line(rest, start, line_no, opts, items).map_err(fail)?;
+        if let Some(parsed) = parsed {
+            count += 1;
+            if count > MAX_RULES {
+                return Err(fail(problem(Kind::TooManyRules)));
             }
+            rule(parsed, items);
         }
+        start += len + 1;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn check_file(text: &[u8]) -> Result<(), AccessError> {
@@ -200,36 +217,16 @@ impl Problem {
     }
 }
 
-/// Byte classes, so that the line pass does one table look-up per byte.
+/// Byte classes: one table look-up per byte where the item loops ask what a byte is.
 const BLANK: u8 = 1;
-/// Printable ASCII or blank: the only bytes a rule may hold.
-const ALLOWED: u8 = 2;
-const COLON: u8 = 4;
 /// List items are separated by spaces, tabs or commas.
-const SEPARATOR: u8 = 8;
+const SEPARATOR: u8 = 2;
 
 const CLASSES: [u8; 256] = {
     let mut table = [0u8; 256];
-    let mut i = 0;
-    while i < table.len() {
-        // In range: `i` < 256.
-        let b = i as u8;
-        let mut class = 0;
-        if b == b' ' || b == b'\t' {
-            class |= BLANK | ALLOWED | SEPARATOR;
-        }
-        if b.is_ascii_graphic() {
-            class |= ALLOWED;
-        }
-        if b == b':' {
-            class |= COLON;
-        }
-        if b == b',' {
-            class |= SEPARATOR;
-        }
-        table[i] = class;
-        i += 1;
-    }
+    table[b' ' as usize] = BLANK | SEPARATOR;
+    table[b'\t' as usize] = BLANK | SEPARATOR;
+    table[b',' as usize] = SEPARATOR;
     table
 };
 
@@ -241,87 +238,47 @@ fn is_blank(b: u8) -> bool {
     class(b) & BLANK != 0
 }
 
+// Inlined, as are the list readers below: their small results, returned through memory,
+// stall store forwarding on this per-line path (perf).
 /// The line at the start of `rest` (byte offset `at` of the file); returns its length
 /// without the newline. Blank lines and comments add nothing.
-///
-/// A rule line is read in one pass that also finds its end, so its bytes are not
-/// searched for the newline first.
+#[inline(always)]
 fn parse_line(
     rest: &[u8],
     at: usize,
     line_no: usize,
     opts: ParseOptions,
-    out: &mut AccessRules<'_>,
-) -> Result<usize, Problem> {
-    let first = rest
-        .iter()
-        .position(|&b| !is_blank(b))
-        .unwrap_or(rest.len());
-    if rest
-        .get(first)
-        .is_none_or(|&b| b == b'#' || b == b'\n' || b == b'\r')
-    {
-        // Blank, comment or end of file: only the length is checked.
-        let len = first + newline(rest.get(first..).unwrap_or(&[]));
-        if len > MAX_LINE_BYTES {
-            return Err(problem(Kind::TooLong));
-        }
-        // A CR is a blank at the end of a line only; elsewhere the line is a rule.
-        let ends_in_cr = len >= 1 && first == len - 1 && rest.get(first) == Some(&b'\r');
-        if rest.get(first) != Some(&b'\r') || first == len || ends_in_cr {
-            return Ok(len);
-        }
-    }
-    // One pass over the rest of the line: where it ends, which bytes occur, where the
-    // text ends, where the first two colons are. Comments may hold any bytes; a rule
-    // only printable ASCII and blanks, so that names and quoted tokens are plain text
-    // from here on.
-    let body = rest.get(first..).unwrap_or(&[]);
-    let (mut all, mut end, mut len) = (u8::MAX, 0, body.len());
-    let (mut c1, mut c2) = (None, None);
-    for (i, &b) in body.iter().enumerate() {
-        let c = class(b);
-        if c & ALLOWED == 0 {
-            if b == b'\n' {
-                len = i;
-                break;
-            }
-            all &= c;
-        }
-        if c & BLANK == 0 {
-            end = i + 1;
-        }
-        if c & COLON != 0 {
-            if c1.is_none() {
-                c1 = Some(i);
-            } else if c2.is_none() {
-                c2 = Some(i);
-            }
-        }
-    }
-    if first + len > MAX_LINE_BYTES {
+    out: &mut Items,
+) -> Result<(usize, Option<Rule>), Problem> {
+    let len = newline(rest);
+    if len > MAX_LINE_BYTES {
         return Err(problem(Kind::TooLong));
     }
-    // One CR before the newline is part of the line ending, not of the rule.
-    if let Some(text) = body.get(..len).and_then(|b| b.strip_suffix(b"\r")) {
-        all = if text.iter().all(|&b| class(b) & ALLOWED != 0) {
-            ALLOWED
-        } else {
-            0
-        };
-        end = text
-            .iter()
-            .rposition(|&b| !is_blank(b))
-            .map_or(0, |i| i + 1);
+    let raw = rest.get(..len).unwrap_or(&[]);
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let Some(first) = raw.iter().position(|&b| !is_blank(b)) else {
+        return Ok((len, None));
+    };
+    if raw.get(first) == Some(&b'#') {
+        return Ok((len, None));
     }
-    if all & ALLOWED == 0 {
+    // Comments may hold any bytes; a rule only printable ASCII and blanks, so that names
+    // and quoted tokens are plain text from here on. A fold rather than `all`: without
+    // the early exit the check runs on whole vectors of bytes.
+    let printable = raw.iter().fold(true, |ok, &b| {
+        ok & (b.is_ascii_graphic() | (b == b' ') | (b == b'\t'))
+    });
+    if !printable {
         return Err(problem(Kind::NotPrintable));
     }
+    let end = raw
+        .iter()
+        .rposition(|&b| !is_blank(b))
+        .map_or(first, |i| i + 1);
+    let line = raw.get(first..end).unwrap_or(&[]);
     let at = at + first;
-    let line = body.get(..end).unwrap_or(&[]);
-    let (Some(c1), Some(c2)) = (c1, c2) else {
-        return Err(problem(Kind::Shape));
-    };
+    let c1 = colon(line, 0).ok_or(problem(Kind::Shape))?;
+    let c2 = colon(line, c1 + 1).ok_or(problem(Kind::Shape))?;
     let perm = line.get(..c1).unwrap_or(&[]);
     let skip = match perm.iter().position(|&b| !is_blank(b)) {
         Some(p) => match trim_end(perm.get(p..).unwrap_or(&[])) {
@@ -336,10 +293,7 @@ fn parse_line(
     let origins_field = line.get(c2 + 1..).unwrap_or(&[]);
     let origins = origin_list(origins_field, at + c2 + 1, skip, opts, &mut out.origins)?;
 
-    if out.rules.len() == MAX_RULES {
-        return Err(problem(Kind::TooManyRules));
-    }
-    out.rules.push(Rule {
+    let rule = Rule {
         line: to_u32(line_no),
         text: Span {
             start: to_u32(at),
@@ -348,8 +302,14 @@ fn parse_line(
         skip,
         users,
         origins,
-    });
-    Ok(first + len)
+    };
+    Ok((len, Some(rule)))
+}
+
+/// The first colon at or after `from`.
+fn colon(line: &[u8], from: usize) -> Option<usize> {
+    let rest = line.get(from..)?;
+    Some(from + rest.iter().position(|&b| b == b':')?)
 }
 
 /// Where the first newline is, or the length.
@@ -363,7 +323,7 @@ fn trim_end(s: &[u8]) -> &[u8] {
 }
 
 /// The next item of a list from `*i`, with its offset; moves `*i` past it.
-#[inline]
+#[inline(always)]
 fn next_item<'l>(list: &'l [u8], i: &mut usize) -> Option<(usize, &'l [u8])> {
     let rest = list.get(*i..).unwrap_or(&[]);
     let start = *i + rest.iter().position(|&b| class(b) & SEPARATOR == 0)?;
@@ -392,6 +352,7 @@ impl ListBuilder {
         }
     }
 
+    #[inline(always)]
     fn except(&mut self, here: usize) -> Result<(), Problem> {
         if self.except.is_some() {
             return Err(problem(Kind::SecondExcept(self.field)));
@@ -403,6 +364,7 @@ impl ListBuilder {
         Ok(())
     }
 
+    #[inline(always)]
     fn finish(self, end: usize) -> Result<List, Problem> {
         let end = to_u32(end);
         if end == self.start {
@@ -420,7 +382,7 @@ impl ListBuilder {
 }
 
 /// `at`: where the field starts in the file, for name spans.
-#[inline]
+#[inline(always)]
 fn user_list(field: &[u8], at: usize, out: &mut Vec<UserItem>) -> Result<List, Problem> {
     let mut list = ListBuilder::new(out, Field::Users);
     let mut i = 0;
@@ -455,7 +417,7 @@ fn user_list(field: &[u8], at: usize, out: &mut Vec<UserItem>) -> Result<List, P
     list.finish(out.len())
 }
 
-#[inline]
+#[inline(always)]
 fn origin_list(
     field: &[u8],
     at: usize,
@@ -465,7 +427,21 @@ fn origin_list(
 ) -> Result<List, Problem> {
     let mut list = ListBuilder::new(out, Field::Origins);
     let mut i = 0;
-    while let Some((offset, token)) = next_item(field, &mut i) {
+    loop {
+        while field.get(i).is_some_and(|&b| class(b) & SEPARATOR != 0) {
+            i += 1;
+        }
+        if i >= field.len() {
+            break;
+        }
+        // The item is read as a network while its end is looked for: one pass.
+        let start = i;
+        let mut reader = addr::NetworkReader::default();
+        while let Some(&b) = field.get(i).filter(|&&b| class(b) & SEPARATOR == 0) {
+            reader.push(b);
+            i += 1;
+        }
+        let token = field.get(start..i).unwrap_or(&[]);
         let item = match token {
             b"ALL" => OriginItem::All,
             b"LOCAL" => OriginItem::Local,
@@ -479,15 +455,15 @@ fn origin_list(
                 let looks_numeric =
                     token.first().is_some_and(u8::is_ascii_digit) || token.contains(&b':');
                 if !looks_numeric {
-                    return Err(about(Kind::NotNumeric, at + offset, token));
+                    return Err(about(Kind::NotNumeric, at + start, token));
                 }
                 // Only the include part of a skip rule widens who skips the code.
                 let widens_skip = skip && list.except.is_none();
                 let allow_zero = opts.allow_any_network || !widens_skip;
-                match addr::parse_network_bytes(token, allow_zero) {
+                match reader.finish(token, allow_zero) {
                     Ok(net) => OriginItem::Network(net),
                     Err(_) => {
-                        return Err(about(Kind::Network { allow_zero }, at + offset, token));
+                        return Err(about(Kind::Network { allow_zero }, at + start, token));
                     }
                 }
             }

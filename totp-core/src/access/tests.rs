@@ -69,6 +69,12 @@ fn decide_login(text: &str, login: &Login) -> (Verdict, Option<usize>) {
         ),
     };
     let decision = rules.evaluate(&subject);
+    let streamed = decide(text.as_bytes(), ParseOptions::default(), &subject);
+    assert_eq!(
+        streamed.as_ref(),
+        Ok(&decision),
+        "decide agrees with evaluate"
+    );
     (decision.verdict, decision.matched.map(|m| m.line))
 }
 
@@ -401,6 +407,8 @@ fn ten_thousand_rules_parse_and_evaluate_correctly() {
             origin: classify_origin(Some(rhost.as_bytes()), None, None),
         };
         let d = rules.evaluate(&subject);
+        let streamed = decide(text.as_bytes(), ParseOptions::default(), &subject);
+        assert_eq!(streamed.as_ref(), Ok(&d));
         assert_eq!(
             (d.verdict, d.matched.as_ref().map(|m| m.line)),
             expect,

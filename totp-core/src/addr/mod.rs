@@ -28,8 +28,8 @@ mod network;
 mod tests;
 
 pub(crate) use network::IpBits;
-pub(crate) use network::parse_network_bytes;
 pub use network::{IpNetwork, NetworkError, parse_network};
+pub(crate) use network::{NetworkReader, parse_network_bytes};
 
 /// Parses a strict IP literal and canonicalises IPv4-mapped IPv6 to IPv4.
 ///

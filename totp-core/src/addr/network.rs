@@ -175,55 +175,106 @@ pub fn parse_network(s: &str, allow_zero_prefix: bool) -> Result<IpNetwork, Netw
 }
 
 /// [`parse_network`] on bytes: rule files are read as bytes, and an IPv4 network (the
-/// usual item) is then read straight into integers, without a UTF-8 check.
-#[inline]
+/// usual item) is read straight into integers.
 pub(crate) fn parse_network_bytes(
     s: &[u8],
     allow_zero_prefix: bool,
 ) -> Result<IpNetwork, NetworkError> {
-    let mut slash = None;
-    let mut colon = false;
-    for (i, &b) in s.iter().enumerate() {
+    let mut reader = NetworkReader::default();
+    for &b in s {
+        reader.push(b);
+    }
+    reader.finish(s, allow_zero_prefix)
+}
+
+/// [`parse_network`] fed one byte at a time, so that a caller that is looking for the
+/// end of an item reads the network in the same pass. Everything is decided in
+/// [`NetworkReader::finish`], in the documented order.
+#[derive(Default)]
+pub(crate) struct NetworkReader {
+    at: usize,
+    slash: Option<usize>,
+    /// A colon before the slash: an IPv6 literal.
+    colon: bool,
+    zone: bool,
+    v4: Ipv4Reader,
+}
+
+impl NetworkReader {
+    #[inline(always)]
+    pub(crate) fn push(&mut self, b: u8) {
+        if self.slash.is_none() && (b.is_ascii_digit() || b == b'.') {
+            self.v4.push(b);
+        } else {
+            self.other(b);
+        }
+        self.at += 1;
+    }
+
+    /// Any byte but the digits and dots of an IPv4 address.
+    fn other(&mut self, b: u8) {
         match b {
-            b'%' => return Err(NetworkError::ZoneId),
-            b'/' if slash.is_none() => slash = Some(i),
-            b':' if slash.is_none() => colon = true,
-            _ => {}
+            b'%' => self.zone = true,
+            // What follows the slash is read as the prefix by `finish`.
+            _ if self.slash.is_some() => {}
+            b'/' => self.slash = Some(self.at),
+            b':' => self.colon = true,
+            _ => self.v4.bad = true,
         }
     }
-    let (addr_text, prefix_text) = match slash {
-        None => (s, None),
-        Some(i) => (s.get(..i).unwrap_or(&[]), s.get(i + 1..)),
-    };
-    // An IPv6 literal always has a colon and an IPv4 literal never does: one attempt,
-    // with the reader of the right family.
-    if colon {
-        let addr = std::str::from_utf8(addr_text)
-            .ok()
-            .and_then(|t| t.parse::<Ipv6Addr>().ok())
-            .ok_or(NetworkError::InvalidAddress)?;
-        let prefix = prefix_of(prefix_text, 128)?;
-        let net = IpNetwork::truncated(IpAddr::V6(addr), prefix);
-        if net.addr() != IpAddr::V6(addr) {
+
+    /// `s` is every byte pushed, in order.
+    #[inline(always)]
+    pub(crate) fn finish(
+        &self,
+        s: &[u8],
+        allow_zero_prefix: bool,
+    ) -> Result<IpNetwork, NetworkError> {
+        if self.zone {
+            return Err(NetworkError::ZoneId);
+        }
+        let (addr_text, prefix_text) = match self.slash {
+            None => (s, None),
+            Some(i) => (s.get(..i).unwrap_or(&[]), s.get(i + 1..)),
+        };
+        // An IPv6 literal always has a colon and an IPv4 literal never does: one
+        // attempt, with the reader of the right family.
+        if self.colon {
+            return ipv6_network(addr_text, prefix_text, allow_zero_prefix);
+        }
+        let bits = self.v4.finish().ok_or(NetworkError::InvalidAddress)?;
+        let prefix = prefix_of(prefix_text, 32)?;
+        let mask = mask_u32(prefix);
+        let net = IpNetwork {
+            bits: NetBits::V4 {
+                net: bits & mask,
+                mask,
+            },
+            prefix,
+        };
+        if bits & !mask != 0 {
             return Err(NetworkError::HostBitsSet { suggestion: net });
         }
-        return checked_zero(canonical_network(net), allow_zero_prefix);
+        checked_zero(net, allow_zero_prefix)
     }
-    let addr = parse_ipv4(addr_text).ok_or(NetworkError::InvalidAddress)?;
-    let prefix = prefix_of(prefix_text, 32)?;
-    let mask = mask_u32(prefix);
-    let bits = u32::from(addr);
-    let net = IpNetwork {
-        bits: NetBits::V4 {
-            net: bits & mask,
-            mask,
-        },
-        prefix,
-    };
-    if bits & !mask != 0 {
+}
+
+/// IPv6 (and mapped IPv4) networks: the address is read by `std`.
+fn ipv6_network(
+    addr_text: &[u8],
+    prefix_text: Option<&[u8]>,
+    allow_zero_prefix: bool,
+) -> Result<IpNetwork, NetworkError> {
+    let addr = std::str::from_utf8(addr_text)
+        .ok()
+        .and_then(|t| t.parse::<Ipv6Addr>().ok())
+        .ok_or(NetworkError::InvalidAddress)?;
+    let prefix = prefix_of(prefix_text, 128)?;
+    let net = IpNetwork::truncated(IpAddr::V6(addr), prefix);
+    if net.addr() != IpAddr::V6(addr) {
         return Err(NetworkError::HostBitsSet { suggestion: net });
     }
-    checked_zero(net, allow_zero_prefix)
+    checked_zero(canonical_network(net), allow_zero_prefix)
 }
 
 /// The prefix after `/`, or the full length `max` without one.
@@ -248,41 +299,48 @@ fn checked_zero(net: IpNetwork, allow_zero_prefix: bool) -> Result<IpNetwork, Ne
     Ok(net)
 }
 
-/// A dotted-quad IPv4 address, exactly the syntax `Ipv4Addr::from_str` accepts: four
-/// parts of one to three decimal digits, each at most 255, no leading zero (`010` would
-/// be octal to inet_aton), no sign, nothing but the dots between them. Read here rather
-/// than by `std` because rule files are mostly IPv4 and this is their hottest loop; the
-/// tests hold it to `std` (`totp-core/tests/access_reference.rs`).
-pub(crate) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    // Octets are shifted into one integer as they complete.
-    let mut addr = 0u32;
-    let mut dots = 0u32;
-    let mut value = 0u32;
-    let mut digits = 0u32;
-    for &b in s {
+/// Reads a dotted-quad IPv4 address one byte at a time, exactly the syntax
+/// `Ipv4Addr::from_str` accepts: four parts of one to three decimal digits, each at most
+/// 255, no leading zero (`010` would be octal to inet_aton), no sign, nothing but the dots
+/// between them. Read here rather than by `std` because rule files are mostly IPv4 and
+/// this is their hottest loop; the tests hold it to `std`
+/// (`totp-core/tests/access_reference.rs`).
+#[derive(Default)]
+struct Ipv4Reader {
+    /// Completed octets, shifted in as they complete.
+    addr: u32,
+    dots: u32,
+    /// The octet being read.
+    value: u32,
+    digits: u32,
+    bad: bool,
+}
+
+impl Ipv4Reader {
+    #[inline(always)]
+    fn push(&mut self, b: u8) {
         if b.is_ascii_digit() {
-            // A second digit after a leading 0 is the octal trap.
-            if digits != 0 && value == 0 {
-                return None;
-            }
-            // At most 255 before, so no overflow; past 255 it is no octet, which also
-            // keeps out a fourth digit (no leading zero, so four digits are ≥ 1000).
-            value = value * 10 + u32::from(b - b'0');
-            if value > 255 {
-                return None;
-            }
-            digits += 1;
-        } else if b == b'.' && digits != 0 && dots < 3 {
-            addr = addr << 8 | value;
-            dots += 1;
-            value = 0;
-            digits = 0;
+            // A second digit after a leading 0 is the octal trap. Past 255 it is no
+            // octet, which also keeps out a fourth digit (no leading zero, so four
+            // digits are at least 1000); `bad` stops the value from growing further.
+            self.bad |= self.digits != 0 && self.value == 0;
+            self.value = (self.value * 10 + u32::from(b - b'0')).min(256);
+            self.bad |= self.value > 255;
+            self.digits += 1;
+        } else if b == b'.' && self.digits != 0 && self.dots < 3 {
+            self.addr = self.addr << 8 | self.value;
+            self.dots += 1;
+            self.value = 0;
+            self.digits = 0;
         } else {
-            return None;
+            self.bad = true;
         }
     }
-    // Exactly three dots, and digits after the last one.
-    (dots == 3 && digits != 0).then(|| Ipv4Addr::from(addr << 8 | value))
+
+    /// Exactly three dots, and digits after the last one.
+    fn finish(&self) -> Option<u32> {
+        (!self.bad && self.dots == 3 && self.digits != 0).then_some(self.addr << 8 | self.value)
+    }
 }
 
 /// Rewrites a network inside `::ffff:0:0/96` as the IPv4 network it stands for, so it
