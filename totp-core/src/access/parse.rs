@@ -308,17 +308,13 @@ fn parse_line(
 
 /// The first colon at or after `from`.
 fn colon(line: &[u8], from: usize) -> Option<usize> {
-    Some(from + memchr::memchr(b':', line.get(from..)?)?)
-}
-
-/// Where the first list separator is, or the length.
-fn separator(s: &[u8]) -> usize {
-    memchr::memchr3(b' ', b'\t', b',', s).unwrap_or(s.len())
+    let rest = line.get(from..)?;
+    Some(from + rest.iter().position(|&b| b == b':')?)
 }
 
 /// Where the first newline is, or the length.
 fn newline(s: &[u8]) -> usize {
-    memchr::memchr(b'\n', s).unwrap_or(s.len())
+    s.iter().position(|&b| b == b'\n').unwrap_or(s.len())
 }
 
 fn trim_end(s: &[u8]) -> &[u8] {
@@ -332,7 +328,10 @@ fn next_item<'l>(list: &'l [u8], i: &mut usize) -> Option<(usize, &'l [u8])> {
     let rest = list.get(*i..).unwrap_or(&[]);
     let start = *i + rest.iter().position(|&b| class(b) & SEPARATOR == 0)?;
     let rest = list.get(start..).unwrap_or(&[]);
-    let len = separator(rest);
+    let len = rest
+        .iter()
+        .position(|&b| class(b) & SEPARATOR != 0)
+        .unwrap_or(rest.len());
     *i = start + len;
     Some((start, rest.get(..len).unwrap_or(&[])))
 }

@@ -318,7 +318,7 @@ struct Ipv4Reader {
 
 impl Ipv4Reader {
     #[inline(always)]
-    pub(crate) fn push(&mut self, b: u8) {
+    fn push(&mut self, b: u8) {
         if b.is_ascii_digit() {
             // A second digit after a leading 0 is the octal trap. Past 255 it is no
             // octet, which also keeps out a fourth digit (no leading zero, so four
