@@ -58,12 +58,8 @@ impl IpNetwork {
         self.prefix
     }
 
-    /// Whether `ip` (canonicalised first) lies in this network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        self.contains_bits(IpBits::of(ip))
-    }
-
-    /// [`IpNetwork::contains`] for an address already turned into an integer.
+    /// Whether an address (turned into an integer once per login, canonical) lies in
+    /// this network.
     #[inline]
     pub(crate) fn contains_bits(&self, ip: IpBits) -> bool {
         match (self.bits, ip) {
