@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use totp_core::access::{AccessRules, ParseOptions, Subject, decide};
+use totp_core::access::{AccessRules, Groups, ParseOptions, Subject, Verdict, decide};
 use totp_core::addr::{self, Origin, RemoteHost, parse_rhost};
 use totp_core::base32;
 use totp_core::code::{Code, candidates};
@@ -88,9 +88,13 @@ pub fn secret_file(data: &[u8]) {
 /// `access_rules`: first line is a `PAM_RHOST` value, the rest the rule file.
 ///
 /// - never a panic; bounded (the parser caps size, line length and rule count);
-/// - the streaming per-login path [`decide`] agrees with parse + evaluate, error for
-///   error and verdict for verdict;
-/// - a rejected file is an error, never a decision (never "skip");
+/// - the per-login path [`decide`] (each rule matched as it is parsed) agrees with
+///   parse + evaluate, error for error and verdict for verdict;
+/// - an accepted file has at most one rule per line, and the deciding rule is the
+///   trimmed text of the line it names;
+/// - a missing group fact never adds a skip: what skips with the groups unknown also
+///   skips with them known;
+/// - an error names a line of the file (or the file as a whole, for its size);
 /// - only strict IP literals become an address, cross-checked against `std`.
 pub fn access_rules(data: &[u8]) {
     let (rhost, text) = match data.iter().position(|&b| b == b'\n') {
@@ -103,27 +107,54 @@ pub fn access_rules(data: &[u8]) {
         RemoteHost::Absent => Origin::Local,
         RemoteHost::NotAnAddress => Origin::Unknown,
     };
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
     let groups = vec!["wheel".to_string(), "staff".to_string()];
     for allow_any_network in [false, true] {
         let opts = ParseOptions { allow_any_network };
         let parsed = AccessRules::parse(text, opts);
-        for groups in [Some(groups.as_slice()), None] {
+        for groups in [Groups::Unknown, Groups::Complete(&groups)] {
             let subject = Subject {
                 user: "alice",
-                groups: groups.into(),
+                groups,
                 origin,
             };
             let streamed = decide(text, opts, &subject);
             match &parsed {
-                Ok(rules) => {
-                    let d = rules.evaluate(&subject);
-                    assert_eq!(streamed.as_ref(), Ok(&d), "decide disagrees with evaluate");
-                }
+                Ok(rules) => assert_eq!(streamed, Ok(rules.evaluate(&subject))),
                 Err(e) => assert_eq!(
                     streamed.as_ref().err(),
                     Some(e),
                     "decide accepted a bad file"
                 ),
+            }
+        }
+        let rules = match parsed {
+            Ok(rules) => rules,
+            Err(e) => {
+                assert!(
+                    e.line.is_none_or(|l| (1..=lines.len()).contains(&l)),
+                    "error names no line of the file"
+                );
+                continue;
+            }
+        };
+        assert!(rules.len() <= lines.len(), "more rules than lines");
+        let subject = |groups| Subject {
+            user: "alice",
+            groups,
+            origin,
+        };
+        let unknown = rules.evaluate(&subject(Groups::Unknown));
+        let known = rules.evaluate(&subject(Groups::Complete(&groups)));
+        if unknown.verdict == Verdict::Skip {
+            assert_eq!(known.verdict, Verdict::Skip, "a missing fact added a skip");
+        }
+        for decision in [&unknown, &known] {
+            if let Some(m) = &decision.matched {
+                let line = lines[m.line - 1];
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let trimmed = line.trim_ascii();
+                assert_eq!(trimmed, m.text.as_bytes(), "matched text is not its line");
             }
         }
     }

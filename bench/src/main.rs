@@ -1038,15 +1038,19 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
         1.2,
         true,
     );
-    goal(
-        "10,000 access rules ≥ 5× faster than pam_access (pam_access / pam_totp)",
-        ratio(
-            median_of(&access, "access-pam-10000"),
-            median_of(&access, "access-totp-10000"),
-        ),
-        5.0,
-        false,
-    );
+    // Issue 15: a realistic file must cost no more than pam_access (goal 0.8×), and the
+    // 10,000-rule file at most a third of it (goal 0.2×, i.e. 5× faster).
+    for (n, limit, target) in [(10, 1.0, 0.8), (10_000, 0.33, 0.2)] {
+        goal(
+            &format!("{n} access rules ≤ {limit}× pam_access (goal {target}×)"),
+            ratio(
+                median_of(&access, &format!("access-totp-{n}")),
+                median_of(&access, &format!("access-pam-{n}")),
+            ),
+            limit,
+            true,
+        );
+    }
     Ok(())
 }
 

@@ -202,7 +202,8 @@ fn access_rules(
     let opts = ParseOptions {
         allow_any_network: opts.allow_any_network,
     };
-    // The whole file is validated on every login; an error anywhere means no skips.
+    // The whole file is parsed (so validated) on every login, each rule matched as it is
+    // parsed; an error anywhere means no skips.
     let decision = match access::decide(&opened.contents, opts, &subject) {
         Ok(d) => d,
         Err(e) => {

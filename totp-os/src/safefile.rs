@@ -368,7 +368,7 @@ impl std::error::Error for FileError {}
 /// read ignores `st_size` and stops at `max_size + 1` bytes.
 pub fn open_checked(path: &Path, rules: &FileRules) -> Result<OpenedFile, FileError> {
     let opened = open_unread(path, rules)?;
-    let contents = read_bounded(&opened.file, rules.max_size)?;
+    let contents = read_bounded(&opened.file, rules.max_size, opened.info.size)?;
     Ok(OpenedFile {
         file: opened.file,
         dir: opened.dir,
@@ -444,7 +444,7 @@ pub fn lock_with_deadline(
         let st = stat::fstat(&opened.file).map_err(|e| FileError::os("fstat", e))?;
         let info = FileInfo::from_stat(&st);
         check_file(&info, rules)?;
-        let contents = read_bounded(&opened.file, rules.max_size)?;
+        let contents = read_bounded(&opened.file, rules.max_size, info.size)?;
         return Ok(LockedFile {
             file: opened.file,
             dir: opened.dir,
@@ -982,14 +982,28 @@ fn check_file(info: &FileInfo, rules: &FileRules) -> Result<(), FileError> {
 }
 
 /// Read from offset 0 up to `max + 1` bytes, whatever `st_size` says (the file may grow,
-/// or lie). The buffer is allocated once, so no reallocation leaves secret copies.
-fn read_bounded(file: &File, max: usize) -> Result<Zeroizing<Vec<u8>>, FileError> {
+/// or lie). The first buffer holds `size_hint + 1` bytes (the `st_size` just checked),
+/// so a small file does not cost a `max`-sized buffer that must be wiped; the hint only
+/// sizes the buffer. A file larger than its hint grows into a fresh buffer, and the old
+/// one is wiped when dropped, so no copy of the contents is left in freed memory.
+fn read_bounded(file: &File, max: usize, size_hint: u64) -> Result<Zeroizing<Vec<u8>>, FileError> {
     let cap = max
         .checked_add(1)
         .ok_or(FileError::TooLarge { limit: max })?;
-    let mut buf = Zeroizing::new(vec![0u8; cap]);
+    // At least a page, so a file that grows a little after fstat needs no second buffer.
+    let first = usize::try_from(size_hint)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1)
+        .max(4096)
+        .min(cap);
+    let mut buf = Zeroizing::new(vec![0u8; first]);
     let mut filled = 0usize;
     while filled < cap {
+        if filled == buf.len() {
+            let mut bigger = Zeroizing::new(vec![0u8; buf.len().saturating_mul(2).min(cap)]);
+            bigger[..filled].copy_from_slice(&buf[..filled]);
+            buf = bigger;
+        }
         match file.read_at(&mut buf[filled..], filled as u64) {
             Ok(0) => break,
             Ok(n) => filled += n,

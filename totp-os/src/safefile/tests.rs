@@ -240,11 +240,27 @@ fn bounded_read_ignores_st_size_and_stops_after_the_cap() {
     let s = Scratch::new();
     let p = s.file("grown", &[b'x'; 100], me(), 0o600);
     let f = File::open(&p).expect("open");
+    // The size hint is what fstat said: too small (the file grew), zero, or right.
+    for hint in [0, 10, 100] {
+        assert_eq!(
+            read_bounded(&f, 99, hint).expect_err("over cap"),
+            FileError::TooLarge { limit: 99 }
+        );
+        assert_eq!(read_bounded(&f, 100, hint).expect("at cap").len(), 100);
+    }
+    // A file far larger than its hint and than the first buffer is read whole, growing
+    // the buffer, and still stops after the cap.
+    let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    let p = s.file("big", &big, me(), 0o600);
+    let f = File::open(&p).expect("open");
     assert_eq!(
-        read_bounded(&f, 99).expect_err("over cap"),
-        FileError::TooLarge { limit: 99 }
+        read_bounded(&f, 64 * 1024, 1).expect("under cap")[..],
+        big[..]
     );
-    assert_eq!(read_bounded(&f, 100).expect("at cap").len(), 100);
+    assert_eq!(
+        read_bounded(&f, 19_999, 1).expect_err("over cap"),
+        FileError::TooLarge { limit: 19_999 }
+    );
 }
 
 #[test]
