@@ -197,3 +197,35 @@ fn hostile_names_and_hosts_are_escaped_exactly_once() {
         );
     }
 }
+
+/// A learned skew beyond the admin cap is clamped, and the log line says how the user
+/// (or the admin) measures the clock offset again: `totp-enroll resync` (issue 12).
+#[test]
+fn a_clamped_skew_names_the_resync_command() {
+    let test = "a_clamped_skew_names_the_resync_command";
+    if !require_root(test) || !require_tool(test, "unshare") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("sk");
+    // GA learned -1000 steps; the module uses at most the cap (3), so the code of the
+    // real clock is refused and the log tells what to do.
+    u.write_secret(
+        &format!("{secret}\n\" TOTP_AUTH\n\" TIME_SKEW -1000\n"),
+        0o600,
+    );
+    let stack = Stack::with_module("svc", "");
+    let drv = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, T0))
+        .at(T0);
+    let (d, lines) = capture_syslog(&drv);
+    // Steps t-4..t-2 are searched (skew -3, window 3): the phone's right code is refused.
+    assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+    let clamped: Vec<&str> = lines
+        .iter()
+        .map(|l| syslog_message(l))
+        .filter(|m| m.contains("TIME_SKEW -1000 exceeds the admin cap; using -3"))
+        .collect();
+    assert_eq!(clamped.len(), 1, "{lines:?}");
+    assert!(clamped[0].contains("totp-enroll resync"), "{}", clamped[0]);
+}

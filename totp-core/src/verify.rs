@@ -110,7 +110,11 @@ impl fmt::Display for Warning {
                 write!(f, "WINDOW_SIZE {file} exceeds the admin cap; using {used}")
             }
             Self::SkewClamped { file, used } => {
-                write!(f, "TIME_SKEW {file} exceeds the admin cap; using {used}")
+                write!(
+                    f,
+                    "TIME_SKEW {file} exceeds the admin cap; using {used} (if the phone's \
+                     clock is off, \"totp-enroll resync\" measures it again within the cap)"
+                )
             }
             Self::RateLimitExceeded => f.write_str("too many login attempts (RATE_LIMIT)"),
             Self::Migrated => f.write_str(
