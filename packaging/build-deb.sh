@@ -162,6 +162,7 @@ installed_size=$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)
 fill packaging/debian/control > "$pkg/DEBIAN/control"
 install -m 0755 packaging/debian/postinst "$pkg/DEBIAN/postinst"
 install -m 0755 packaging/debian/prerm "$pkg/DEBIAN/prerm"
+install -m 0755 packaging/debian/postrm "$pkg/DEBIAN/postrm"
 (cd "$pkg" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z \
     | xargs -0 md5sum) > "$pkg/DEBIAN/md5sums"
 chmod 0644 "$pkg/DEBIAN/md5sums"

@@ -28,8 +28,12 @@ echo
     --label "$user@pam_totp-demo" --issuer "pam_totp demo" --secret "$secret"
 
 # A throwaway PAM stack: only our module, reading the throwaway secret.
+# Its replay mark and throttling go to a throwaway state directory too, so the demo
+# leaves nothing behind.
 mkdir "$work/pam.d"
-printf 'auth required %s secret=%s\n' "$module" "$secret" > "$work/pam.d/pam_totp-demo"
+mkdir -m 700 "$work/state"
+printf 'auth required %s secret=%s state_dir=%s\n' "$module" "$secret" "$work/state" \
+    > "$work/pam.d/pam_totp-demo"
 printf 'auth required pam_deny.so\n' > "$work/pam.d/other"
 
 echo

@@ -39,6 +39,14 @@ cp -a /etc/pam.d/common-* "$backup/pam.d/"
 [ -d /var/lib/pam ] && cp -a /var/lib/pam/. "$backup/varlibpam/"
 was_installed=no
 dpkg-query -W -f='${Status}' pam-totp 2>/dev/null | grep -q "install ok installed" && was_installed=yes
+# A /var/lib/pam_totp left by a source install (the module creates its state directory
+# on first use) is moved aside, so the package's own directory and purge are what this
+# test sees, and put back afterwards.
+moved_varlib=no
+if [ "$was_installed" = no ] && [ -e /var/lib/pam_totp ]; then
+    mv /var/lib/pam_totp "$backup/varlib-pam_totp"
+    moved_varlib=yes
+fi
 
 cleanup() {
     set +e
@@ -52,6 +60,10 @@ cleanup() {
     if [ -d /var/lib/pam ]; then
         rm -rf /var/lib/pam/*
         cp -a "$backup/varlibpam/." /var/lib/pam/
+    fi
+    if [ "$moved_varlib" = yes ]; then
+        rm -rf /var/lib/pam_totp
+        mv "$backup/varlib-pam_totp" /var/lib/pam_totp
     fi
     rm -rf "$work"
 }
@@ -81,6 +93,9 @@ expected=(
     "$module 644"
     "$(dirname "$secdir")/pam_totp/redis.so 644"
     "/usr/bin/totp-enroll 755"
+    "/usr/sbin/totp-state 755"
+    "/usr/share/man/man8/totp-state.8.gz 644"
+    "/var/lib/pam_totp/state 700"
     "/usr/share/man/man8/pam_totp.8.gz 644"
     "/usr/share/man/man1/totp-enroll.1.gz 644"
     "/usr/share/pam-configs/pam_totp 644"
@@ -104,7 +119,7 @@ for entry in "${expected[@]}"; do
     else
         fail "installed: $path ($mode root:root); found: $(stat -c '%a %U:%G' "$path" 2>&1)"
     fi
-    if [ "$path" != /var/lib/pam_totp ] && ! dpkg -L pam-totp | grep -qxF "$path"; then
+    if [ "${path#/var/lib/pam_totp}" = "$path" ] && ! dpkg -L pam-totp | grep -qxF "$path"; then
         fail "dpkg -L pam-totp lists $path"
     fi
 done
@@ -175,12 +190,19 @@ check "the secret file is owned by $user, not readable by others" \
     sh -c "[ \"\$(stat -c '%U %a' '$secret_file' 2>/dev/null)\" = '$user 400' ] || [ \"\$(stat -c '%U %a' '$secret_file' 2>/dev/null)\" = '$user 600' ]"
 if [ -f "$secret_file" ]; then
     secret=$(secret_of "$secret_file")
+    sum_before=$(md5sum < "$secret_file")
     out=$(drive --service plain --user "$user" --tty ssh --rhost 192.0.2.1 --answer "$(totp_wrong "$secret")")
     check "installed module denies a wrong code" \
         sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_AUTH_ERR'" _ "$out"
     out=$(drive --service plain --user "$user" --tty ssh --rhost 192.0.2.1 --answer "$(totp_now "$secret")")
     check "installed module accepts the oathtool code for the totp-enroll secret" \
         sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_SUCCESS' && printf '%s\n' \"\$1\" | grep -qx 'prompts 1'" _ "$out"
+    check "the logins left the secret file unchanged and a record in the state directory" \
+        sh -c "[ \"\$(md5sum < '$secret_file')\" = '$sum_before' ] && [ -f '/var/lib/pam_totp/state/$(id -u "$user")' ]"
+    check "installed totp-state shows the accepted code as the replay mark" \
+        sh -c "/usr/sbin/totp-state show --user '$user' --json | grep -q '\"last_step\":[0-9]'"
+    check "installed totp-state resets the user's record" \
+        sh -c "/usr/sbin/totp-state reset --user '$user' >/dev/null && /usr/sbin/totp-state show --user '$user' --json | grep -q '\"last_step\":null'"
 fi
 
 # ---- pam-auth-update: off by default, works when selected, removed with the package
@@ -233,7 +255,8 @@ if [ "$was_installed" = no ]; then
     check "module and tool are gone after removal" \
         sh -c "[ ! -e '$module' ] && [ ! -e /usr/bin/totp-enroll ]"
     dpkg --purge pam-totp >/dev/null 2>&1 || true
-    check "purge leaves no /var/lib/pam_totp (it was empty)" test ! -e /var/lib/pam_totp
+    check "purge removes the state directory and the then empty /var/lib/pam_totp" \
+        test ! -e /var/lib/pam_totp
 else
     pam-auth-update --disable pam_totp >/dev/null 2>&1 || true
     echo "note: pam-totp was installed before this test; this build stays installed"

@@ -56,6 +56,7 @@ sshd_pid=""
 created_run_sshd=no
 installed_deb=no
 users=()
+state_tool=
 group=ptsg$tag
 
 cleanup() {
@@ -65,7 +66,10 @@ cleanup() {
         wait "$sshd_pid" 2>/dev/null
     fi
     rm -f "$pamfile"
-    for u in "${users[@]}"; do userdel -r -f "$u" >/dev/null 2>&1; done
+    for u in "${users[@]}"; do
+        [ -n "$state_tool" ] && "$state_tool" reset --user "$u" >/dev/null 2>&1
+        userdel -r -f "$u" >/dev/null 2>&1
+    done
     groupdel "$group" >/dev/null 2>&1
     [ "$created_run_sshd" = yes ] && rmdir /run/sshd 2>/dev/null
     if [ "$installed_deb" = yes ]; then dpkg --purge pam-totp >/dev/null 2>&1; fi
@@ -77,9 +81,10 @@ trap 'exit 130' INT TERM HUP
 
 # ---- what to test
 if [ "$mode" = workspace ]; then
-    cargo build --release -q -p pam_totp -p totp-enroll
+    cargo build --release -q -p pam_totp -p totp-enroll -p totp-state
     module_ref=$root/target/release/libpam_totp.so
     enroll=$root/target/release/totp-enroll
+    state_tool=$root/target/release/totp-state
 else
     secdir=$(pam_security_dir)
     if ! dpkg-query -W -f='${Status}' pam-totp 2>/dev/null | grep -q "install ok installed"; then
@@ -94,6 +99,7 @@ else
     # resolved by libpam in the security directory.
     module_ref=pam_totp.so
     enroll=/usr/bin/totp-enroll
+    state_tool=/usr/sbin/totp-state
 fi
 [ -x "$enroll" ] || die "$enroll missing"
 echo "sshd-e2e: mode $mode; module $module_ref; enrollment $enroll"
@@ -106,6 +112,9 @@ new_user() {
     userdel -r -f "$u" >/dev/null 2>&1 || true
     useradd -m -s /bin/sh -K UMASK=077 "$u"
     users+=("$u")
+    # The state store is keyed on the uid, and useradd reuses uids: forget whatever an
+    # earlier account with this uid left (with the admin tool under test).
+    "$state_tool" reset --user "$u" >/dev/null || die "totp-state reset --user $u failed"
     echo "$u:pw-$u-9" | chpasswd
     REPLY=$u
 }

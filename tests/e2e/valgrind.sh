@@ -67,13 +67,18 @@ printf '%s\n" TOTP_AUTH\n' "$secret" >"$store/openperm"
 chmod 600 "$store/root" "$store/garbage"
 chmod 644 "$store/openperm"
 
+# A state directory of this run's own: the default one may hold records of earlier
+# accounts with the same uid.
+state=$work/state
+mkdir -m 700 "$state"
+
 confdir=$work/pam.d
 mkdir "$confdir"
 echo "auth required pam_deny.so" >"$confdir/other"
-echo "auth required $module" >"$confdir/home"
-echo "auth required $module nullok" >"$confdir/nullok"
+echo "auth required $module state_dir=$state" >"$confdir/home"
+echo "auth required $module nullok state_dir=$state" >"$confdir/nullok"
 echo "auth required $module bogus_option" >"$confdir/badarg"
-echo "auth required $module user=root secret=$store/\${USER}" >"$confdir/store"
+echo "auth required $module user=root secret=$store/\${USER} state_dir=$state" >"$confdir/store"
 
 # vg NAME EXPECTED-RESULT pam-drive-args...
 vg() {
