@@ -303,25 +303,21 @@ fn print_file(
     file: &GaFile,
 ) -> Result<(), Error> {
     let bytes = file.to_bytes();
+    // The file is ASCII by construction (base32 and option lines).
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Error::failed("the new secret file is not text"))?;
     if req.json {
-        // The file is ASCII by construction (base32 and option lines).
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| Error::failed("the new secret file is not text"))?;
         let json = enroll_json(e, None, Some(saved), Some(text));
         return print_stdout(&output::to_json_line(&json)?);
     }
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)
-        .and_then(|()| out.flush())
-        .map_err(|err| Error::failed(format!("cannot write to standard output: {err}")))?;
+    print_stdout(text)?;
     if !req.quiet && console.human_is_tty() {
         console.say("Printed the secret file on standard output; nothing was written here.\n")?;
     }
     Ok(())
 }
 
-/// What was written, for the report.
+/// What the file holds and which QR files were written, for the report.
 struct Saved {
     window: Option<u32>,
     disallow_reuse: bool,
