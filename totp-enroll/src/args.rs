@@ -224,6 +224,16 @@ pub struct EnrollArgs {
     /// Never prompt: a question no flag answers is an error naming that flag.
     #[arg(long)]
     pub non_interactive: bool,
+    /// Print the new secret file on standard output; write nothing (for secret_command=).
+    ///
+    /// The file a fleet's secret_command= program serves. TOTP only and no scratch
+    /// codes (the module refuses both from a command); needs -l. With --json the file
+    /// text is the "file" member of the JSON instead.
+    #[arg(long, requires = "label", conflicts_with_all = [
+        "secret", "user", "force", "counter_based", "qr_png", "qr_svg", "uri",
+        "regenerate_scratch_codes",
+    ])]
+    pub print_file: bool,
     /// Check the window against this PAM service's pam_totp options (max_window=)
     /// [default: the module's default cap].
     #[arg(long, value_name = "NAME")]
@@ -277,9 +287,17 @@ pub struct Request {
     pub non_interactive: bool,
     pub service: Option<String>,
     pub pam_dir: Option<PathBuf>,
+    /// The file goes to standard output (or into the JSON), never to disk.
+    pub print_file: bool,
 }
 
 pub const DEFAULT_SCRATCH_CODES: u32 = 5;
+
+/// Scratch codes in a command-served file are refused by the module (a used one would
+/// have to be struck from a file it cannot write), so asking for them is an error
+/// rather than a file every login would deny.
+const PRINT_FILE_SCRATCH: &str = "--print-file makes a file for secret_command=, which \
+    refuses scratch codes: leave out -e/--emergency-codes (or pass -e 0)";
 
 impl EnrollArgs {
     pub fn validate(self) -> Result<Request, Error> {
@@ -289,7 +307,14 @@ impl EnrollArgs {
             }
             (true, false) => Some(ModeChoice::Totp),
             (false, true) => Some(ModeChoice::Hotp),
+            // A command-served secret is TOTP only: there is nothing to ask.
+            (false, false) if self.print_file => Some(ModeChoice::Totp),
             (false, false) => None,
+        };
+        let scratch_codes = match (self.print_file, self.emergency_codes) {
+            (true, Some(n)) if n > 0 => return Err(Error::usage(PRINT_FILE_SCRATCH)),
+            (true, _) => 0,
+            (false, n) => n.unwrap_or(DEFAULT_SCRATCH_CODES),
         };
         let reuse = match (self.disallow_reuse, self.allow_reuse) {
             (true, _) => Some(true),
@@ -352,7 +377,7 @@ impl EnrollArgs {
             quiet: self.quiet,
             qr_mode: self.qr_mode,
             secret_path: self.secret,
-            scratch_codes: self.emergency_codes.unwrap_or(DEFAULT_SCRATCH_CODES),
+            scratch_codes,
             confirm: !self.no_confirm,
             algorithm,
             digits: self.digits.unwrap_or(6),
@@ -365,6 +390,7 @@ impl EnrollArgs {
             non_interactive: self.non_interactive,
             service: self.service,
             pam_dir: self.pam_dir,
+            print_file: self.print_file,
         })
     }
 }
@@ -462,6 +488,37 @@ mod tests {
         let r = parse(&["--regenerate-scratch-codes", "-e", "7"]).expect("valid");
         assert!(r.regenerate);
         assert_eq!(r.scratch_codes, 7);
+    }
+
+    #[test]
+    fn print_file_is_totp_without_scratch_codes_and_writes_nowhere() {
+        let r = parse(&["--print-file", "-l", "alice"]).expect("valid");
+        assert!(r.print_file);
+        assert_eq!(r.mode, Some(ModeChoice::Totp));
+        assert_eq!(r.scratch_codes, 0);
+        assert!(parse(&["--print-file", "-l", "a", "-e", "0", "-d", "-S", "60"]).is_ok());
+        assert_eq!(
+            parse(&["--print-file", "-l", "a", "-e", "3"]).unwrap_err(),
+            PRINT_FILE_SCRATCH
+        );
+        assert!(parse(&["--print-file"]).is_err(), "needs -l");
+        for other in [
+            &["-s", "x"][..],
+            &["--user", "root"],
+            &["-f"],
+            &["-c"],
+            &["--qr-png", "x.png"],
+            &["--qr-svg", "x.svg"],
+            &["--uri"],
+            &["--regenerate-scratch-codes"],
+        ] {
+            let args: Vec<&str> = ["--print-file", "-l", "a"]
+                .iter()
+                .chain(other)
+                .copied()
+                .collect();
+            assert!(parse(&args).is_err(), "{other:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Text for people, and answers from them.
 //!
-//! With `--json` the standard output carries exactly one JSON object, so every
-//! message, question and QR code goes to the standard error instead.
+//! With `--json` the standard output carries exactly one JSON object (with
+//! `--print-file`, exactly the secret file), so every message, question and QR code
+//! goes to the standard error instead.
 //! Answers are read a line at a time from standard input, which may be a pipe
 //! (scripts that fed google-authenticator `y` lines keep working); end of input
 //! where an answer is needed is an error naming the flag that answers it.
@@ -23,8 +24,9 @@ pub struct Console {
 }
 
 impl Console {
-    pub fn new(json: bool, non_interactive: bool) -> Console {
-        let (human, human_is_tty): (Box<dyn Write>, bool) = if json {
+    /// `stdout_is_data`: standard output is reserved for `--json` or `--print-file`.
+    pub fn new(stdout_is_data: bool, non_interactive: bool) -> Console {
+        let (human, human_is_tty): (Box<dyn Write>, bool) = if stdout_is_data {
             (Box::new(io::stderr()), io::stderr().is_terminal())
         } else {
             (Box::new(io::stdout()), io::stdout().is_terminal())

@@ -45,12 +45,16 @@ const DEFAULT_STEP: u32 = 30;
 const FIRST_HOTP_COUNTER: u64 = 1;
 
 pub fn run(req: Request, console: &mut Console) -> Result<(), Error> {
+    if req.print_file {
+        // No local account or file: the fleet's secret source names the user.
+        return enroll(&req, None, console);
+    }
     let caller = crate::host::caller();
     let target = target::resolve(caller, req.user.as_deref(), req.secret_path.as_deref())?;
     if req.regenerate {
         regenerate(&req, &target, console)
     } else {
-        enroll(&req, &target, console)
+        enroll(&req, Some(&target), console)
     }
 }
 
@@ -116,6 +120,8 @@ fn check_window(req: &Request, totp: bool, caps: &Caps) -> Result<(), Error> {
 fn secret_reaches_someone(req: &Request, console: &Console) -> bool {
     req.quiet
         || req.json
+        // An explicit export, even into a pipe: the file is the secret's destination.
+        || req.print_file
         || req.print_uri
         || req.qr_mode.is_some()
         || req.qr_png.is_some()
@@ -137,7 +143,8 @@ struct Enrollment {
     uri: Zeroizing<String>,
 }
 
-fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), Error> {
+/// `target` is `None` with `--print-file`: the file goes to standard output.
+fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Result<(), Error> {
     if console.non_interactive() {
         let missing = missing_answers(req);
         if !missing.is_empty() {
@@ -147,7 +154,10 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
     if !secret_reaches_someone(req, console) {
         return Err(Error::usage(output::UNSEEN_SECRET));
     }
-    if !req.force && write::target_exists(target)? {
+    if let Some(target) = target
+        && !req.force
+        && write::target_exists(target)?
+    {
         return Err(Error::Exists(target.path().to_path_buf()));
     }
 
@@ -180,12 +190,17 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
 
     if show {
         display(req, console, &e, matrix.as_ref(), qr_mode)?;
+    } else if req.print_file {
+        if !req.quiet && !req.json {
+            eprint!("{}", output::PRINTED_NOT_SHOWN);
+        }
     } else if !req.quiet && !req.json && !req.print_uri {
         // Only a QR file carries the secret; say where it went.
         eprint!("{}", output::NOT_SHOWN);
     }
 
-    if !req.force
+    if let Some(target) = target
+        && !req.force
         && !console.non_interactive()
         && !console.ask_yes_no(
             &format!(
@@ -268,6 +283,10 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
             }
         }
     }
+    let Some(target) = target else {
+        // --print-file: nothing was written (clap refuses the QR file flags with it).
+        return print_file(req, console, &e, &saved, &file);
+    };
     if let Err(err) = write::write_secret(target, &file.to_bytes(), req.force) {
         undo(&saved);
         return Err(err);
@@ -275,7 +294,30 @@ fn enroll(req: &Request, target: &Target, console: &mut Console) -> Result<(), E
     finish(req, console, target, &e, Some(saved))
 }
 
-/// What was written, for the report.
+/// `--print-file`: the file's exact bytes on standard output, or its text in the JSON.
+fn print_file(
+    req: &Request,
+    console: &mut Console,
+    e: &Enrollment,
+    saved: &Saved,
+    file: &GaFile,
+) -> Result<(), Error> {
+    let bytes = file.to_bytes();
+    // The file is ASCII by construction (base32 and option lines).
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Error::failed("the new secret file is not text"))?;
+    if req.json {
+        let json = enroll_json(e, None, Some(saved), Some(text));
+        return print_stdout(&output::to_json_line(&json)?);
+    }
+    print_stdout(text)?;
+    if !req.quiet && console.human_is_tty() {
+        console.say("Printed the secret file on standard output; nothing was written here.\n")?;
+    }
+    Ok(())
+}
+
+/// What the file holds and which QR files were written, for the report.
 struct Saved {
     window: Option<u32>,
     disallow_reuse: bool,
@@ -284,7 +326,7 @@ struct Saved {
     svg: Option<PathBuf>,
 }
 
-fn new_enrollment(req: &Request, target: &Target, totp: bool) -> Result<Enrollment, Error> {
+fn new_enrollment(req: &Request, target: Option<&Target>, totp: bool) -> Result<Enrollment, Error> {
     let algorithm = algorithm(req.algorithm);
     let digits =
         Digits::new(req.digits).ok_or_else(|| Error::usage("--digits must be 6, 7 or 8"))?;
@@ -292,10 +334,12 @@ fn new_enrollment(req: &Request, target: &Target, totp: bool) -> Result<Enrollme
     let secret = random::new_secret()?;
     let scratch = Zeroizing::new(random::scratch_codes(req.scratch_codes)?);
     let host = crate::host::hostname();
-    let label = req
-        .label
-        .clone()
-        .unwrap_or_else(|| format!("{}@{host}", target.user.name));
+    let label = match (&req.label, target) {
+        (Some(label), _) => label.clone(),
+        (None, Some(t)) => format!("{}@{host}", t.user.name),
+        // clap makes --print-file require -l; keep the message should that change.
+        (None, None) => return Err(Error::usage("--print-file needs -l/--label")),
+    };
     let issuer = req.issuer.clone().unwrap_or(host);
     let kind = if totp {
         Kind::Totp { period: step }
@@ -441,33 +485,7 @@ fn finish(
 ) -> Result<(), Error> {
     let written = saved.is_some();
     if req.json {
-        let s = saved.as_ref();
-        let json = EnrollJson {
-            action: "enroll",
-            user: &target.user.name,
-            path: target.path(),
-            written,
-            kind: if e.totp { "totp" } else { "hotp" },
-            secret: e.key.secret_base32(),
-            uri: &e.uri,
-            scratch_codes: output::scratch_strings(&e.scratch),
-            label: &e.label,
-            issuer: &e.issuer,
-            algorithm: e.algorithm.name(),
-            digits: e.digits.get(),
-            period: e.totp.then_some(e.step),
-            counter: (!e.totp).then_some(FIRST_HOTP_COUNTER),
-            window_size: s.and_then(|s| s.window),
-            disallow_reuse: s.is_some_and(|s| s.disallow_reuse),
-            rate_limit: s
-                .and_then(|s| s.rate_limit)
-                .map(|(attempts, interval_secs)| RateLimitJson {
-                    attempts,
-                    interval_secs,
-                }),
-            qr_png: s.and_then(|s| s.png.as_deref()),
-            qr_svg: s.and_then(|s| s.svg.as_deref()),
-        };
+        let json = enroll_json(e, Some(target), saved.as_ref(), None);
         print_stdout(&output::to_json_line(&json)?)?;
         return Ok(());
     }
@@ -478,6 +496,43 @@ fn finish(
         console.say(&format!("Wrote \"{}\".\n", target.path().display()))?;
     }
     Ok(())
+}
+
+/// The `--json` result. `saved` is `None` when the user declined to save; `target` is
+/// `None` and `printed` the file text with `--print-file`.
+fn enroll_json<'a>(
+    e: &'a Enrollment,
+    target: Option<&'a Target>,
+    saved: Option<&'a Saved>,
+    printed: Option<&'a str>,
+) -> EnrollJson<'a> {
+    EnrollJson {
+        action: "enroll",
+        user: target.map(|t| t.user.name.as_str()),
+        path: target.map(Target::path),
+        written: target.is_some() && saved.is_some(),
+        kind: if e.totp { "totp" } else { "hotp" },
+        secret: e.key.secret_base32(),
+        uri: &e.uri,
+        scratch_codes: output::scratch_strings(&e.scratch),
+        label: &e.label,
+        issuer: &e.issuer,
+        algorithm: e.algorithm.name(),
+        digits: e.digits.get(),
+        period: e.totp.then_some(e.step),
+        counter: (!e.totp).then_some(FIRST_HOTP_COUNTER),
+        window_size: saved.and_then(|s| s.window),
+        disallow_reuse: saved.is_some_and(|s| s.disallow_reuse),
+        rate_limit: saved
+            .and_then(|s| s.rate_limit)
+            .map(|(attempts, interval_secs)| RateLimitJson {
+                attempts,
+                interval_secs,
+            }),
+        qr_png: saved.and_then(|s| s.png.as_deref()),
+        qr_svg: saved.and_then(|s| s.svg.as_deref()),
+        file: printed,
+    }
 }
 
 pub fn print_stdout(text: &str) -> Result<(), Error> {

@@ -47,7 +47,8 @@ fn main() -> ExitCode {
         None => {
             let json = cli.enroll.json;
             let result = cli.enroll.validate().and_then(|req| {
-                let mut console = Console::new(req.json, req.non_interactive);
+                // Standard output carries data (JSON or the printed file): people get stderr.
+                let mut console = Console::new(req.json || req.print_file, req.non_interactive);
                 flow::run(req, &mut console).map(|()| 0)
             });
             (result, json)

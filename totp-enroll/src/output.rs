@@ -21,9 +21,11 @@ pub struct RateLimitJson {
 #[derive(Serialize)]
 pub struct EnrollJson<'a> {
     pub action: &'static str,
-    pub user: &'a str,
-    pub path: &'a Path,
-    /// False when the user declined to save the file.
+    /// Null with `--print-file` (no local account is involved; `label` names it).
+    pub user: Option<&'a str>,
+    /// Null with `--print-file`.
+    pub path: Option<&'a Path>,
+    /// False when the user declined to save the file, and with `--print-file`.
     pub written: bool,
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -41,6 +43,9 @@ pub struct EnrollJson<'a> {
     pub rate_limit: Option<RateLimitJson>,
     pub qr_png: Option<&'a Path>,
     pub qr_svg: Option<&'a Path>,
+    /// With `--print-file`: the secret file's text, byte for byte what a
+    /// `secret_command=` program prints.
+    pub file: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -103,6 +108,9 @@ pub fn scratch_block(codes: &[u32]) -> String {
 
 pub const NOT_SHOWN: &str = "Standard output is not a terminal, so the secret, QR code and \
 scratch codes are not shown; the QR file holds the secret.\n";
+
+pub const PRINTED_NOT_SHOWN: &str = "Standard error is not a terminal, so the QR code and \
+secret are not shown; the secret file on standard output holds the secret.\n";
 
 pub const UNSEEN_SECRET: &str = "standard output is not a terminal, so nobody would see the \
 new secret and nothing was written; pass --json, --uri, -Q MODE, --qr-png PATH or \

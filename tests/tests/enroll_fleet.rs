@@ -1,0 +1,107 @@
+//! Enrollment for fleets, end to end through the real libpam: the file
+//! `totp-enroll --print-file` prints is served unchanged by a `secret_command=`
+//! program to two hosts sharing a real `redis-server`, and a code computed by
+//! `oathtool` from that file's secret logs in once, fleet-wide.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use system_tests::fleet::{RedisServer, ServerConfig, plugin, trusted_dir};
+use system_tests::*;
+
+/// A root-owned 0755 command in a trusted directory: prints `file` for `user`, exits
+/// 10 (not enrolled) for everybody else.
+fn secret_command(dir: &Path, user: &str, file: &str) -> PathBuf {
+    let path = dir.join("secret-command");
+    fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = '{user}' ]; then\ncat <<'EOF'\n{file}EOF\nexit 0\nfi\nexit 10\n"
+        ),
+    )
+    .expect("write command");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> Drive {
+    Driver::new(host, "svc", &user.name)
+        .answer(code)
+        .rhost("192.0.2.7")
+        .at(at)
+        .run()
+}
+
+#[test]
+fn a_printed_file_served_by_the_secret_command_logs_in_once_fleet_wide() {
+    if !require_root("a_printed_file_served_by_the_secret_command_logs_in_once_fleet_wide")
+        || !require_tool(
+            "a_printed_file_served_by_the_secret_command_logs_in_once_fleet_wide",
+            "oathtool",
+        )
+    {
+        return;
+    }
+    let u = TestUser::create("pf");
+    // The admin's run: nothing written, the file on stdout (a pipe).
+    let workdir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(&built().enroll)
+        .args([
+            "--print-file",
+            "-l",
+            &format!("{}@fleet.example", u.name),
+            "-i",
+            "Fleet",
+            "-d",
+            "-W",
+            "-u",
+            "--non-interactive",
+        ])
+        .current_dir(workdir.path())
+        .output()
+        .expect("run totp-enroll");
+    assert!(out.status.success(), "{out:?}");
+    let file = String::from_utf8(out.stdout).expect("ASCII file");
+    assert!(
+        fs::read_dir(workdir.path()).expect("read").next().is_none(),
+        "nothing written in the working directory"
+    );
+    assert!(!u.secret_path().exists(), "no home file");
+    let secret = file.lines().next().expect("secret line").to_owned();
+
+    let server = RedisServer::start(&ServerConfig::default());
+    let dir = trusted_dir("cmd");
+    let cmd = secret_command(dir.path(), &u.name, &file);
+    let args = format!(
+        "state={} redis_plugin={} redis_prefix=pf{}: redis_timeout=2000 \
+         secret_command={} secret_command_user=nobody",
+        server.url(false),
+        plugin().display(),
+        std::process::id(),
+        cmd.display()
+    );
+    let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &args)).collect();
+
+    let code = oathtool_totp(&secret, T0, 30, 6, "sha1");
+    let d = login(&hosts[0], &u, &code, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    // The same code on the other host: the fleet's one replay mark refuses it.
+    let d = login(&hosts[1], &u, &code, T0 + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    let next = oathtool_totp(&secret, T0 + 30, 30, 6, "sha1");
+    let d = login(&hosts[1], &u, &next, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    // A wrong code: the served file is checked, not just present.
+    let d = login(&hosts[0], &u, &wrong_totp(&secret, T0 + 60), T0 + 60);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+}
