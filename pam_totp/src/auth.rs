@@ -31,7 +31,7 @@ use crate::pamio::{ConvError, ItemKind, Level, PamIo, Style};
 use crate::skip::{self, LoginItems};
 use crate::store;
 use crate::system::{Host, System};
-use crate::target::{self, Doomed, Target};
+use crate::target::{self, Doomed, LoginTarget};
 
 const PROMPT: &str = "Verification code: ";
 const PROMPT_FORWARD: &str = "Password & verification code: ";
@@ -250,7 +250,7 @@ pub fn authenticate_with(
 
 /// The user being verified and their state store, for the evaluations of one login.
 struct Run<'a> {
-    target: &'a Target,
+    target: &'a LoginTarget,
     uid: Uid,
     store: &'a mut dyn StateStore,
     who: &'a str,
@@ -417,7 +417,7 @@ impl Ctx {
         retry
     }
 
-    fn preread(&self, io: &dyn PamIo, target: &Target) -> Result<PreRead, AuthError> {
+    fn preread(&self, io: &dyn PamIo, target: &LoginTarget) -> Result<PreRead, AuthError> {
         if self.opts.fleet.secret_command.is_some() {
             // Run as root's child, before any credential switch: the command is checked
             // and started by root, and runs as secret_command_user.
@@ -450,7 +450,7 @@ impl Ctx {
         }
     }
 
-    fn shown(&self, target: &Target) -> String {
+    fn shown(&self, target: &LoginTarget) -> String {
         sanitize(target.path.as_os_str().as_encoded_bytes())
     }
 
@@ -499,7 +499,7 @@ impl Ctx {
         };
         let prepared = match verify::prepare(&file, &self.policy, cands, now) {
             Ok(p) => p,
-            Err(verify::Error::ClockFault) => {
+            Err(verify::VerifyError::ClockFault) => {
                 io.log(Level::Err, "clock fault: time is before 1970; denying");
                 return Err(AuthError::Clock);
             }
@@ -584,7 +584,7 @@ impl Ctx {
     fn read_secret(
         &self,
         io: &mut dyn PamIo,
-        target: &Target,
+        target: &LoginTarget,
         preread: &GaFile,
         cands: &[Candidate],
     ) -> Result<Result<SecretRead, Denial>, AuthError> {
@@ -662,10 +662,10 @@ impl Ctx {
         who: &str,
         shown: &str,
         now: i64,
-        e: verify::Error,
+        e: verify::VerifyError,
     ) -> Result<Outcome, AuthError> {
         match e {
-            verify::Error::StateAhead { mark_time, in_file } => {
+            verify::VerifyError::StateAhead { mark_time, in_file } => {
                 let fix = if in_file {
                     format!("remove the PAM_TOTP_LAST_STEP line from {shown}")
                 } else {
@@ -681,8 +681,8 @@ impl Ctx {
                 );
                 Err(AuthError::Clock)
             }
-            verify::Error::Store(e) => self.store_failed(io, who, e),
-            verify::Error::ClockFault => Err(AuthError::Clock),
+            verify::VerifyError::Store(e) => self.store_failed(io, who, e),
+            verify::VerifyError::ClockFault => Err(AuthError::Clock),
             e => {
                 io.log(Level::Err, &format!("secret file {shown}: {e}"));
                 Ok(self.denied(io, who, Denial::BadFile))
@@ -778,7 +778,7 @@ impl Ctx {
 }
 
 /// Takes the target's file-system identity for the calling thread (restored on drop).
-fn switch_creds(io: &dyn PamIo, target: &Target) -> Result<creds::CredGuard, AuthError> {
+fn switch_creds(io: &dyn PamIo, target: &LoginTarget) -> Result<creds::CredGuard, AuthError> {
     creds::switch_to(&target.identity).map_err(|e| {
         io.log(
             Level::Err,

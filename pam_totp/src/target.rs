@@ -37,7 +37,7 @@ pub struct Named {
 
 impl Named {
     /// Adds the identity the file is opened as (uid, gid and the opener's groups).
-    pub fn with_identity(self, sys: &dyn System) -> Result<Target, Doomed> {
+    pub fn with_identity(self, sys: &dyn System) -> Result<LoginTarget, Doomed> {
         let identity = match sys.identity(&self.opener) {
             Ok(id) => id,
             Err(e) => {
@@ -51,7 +51,7 @@ impl Named {
                 ));
             }
         };
-        Ok(Target {
+        Ok(LoginTarget {
             name: self.name,
             pw: self.pw,
             path: self.path,
@@ -63,7 +63,7 @@ impl Named {
 
 /// Everything needed to read and update one user's secret file (see [`Named`]).
 #[derive(Debug)]
-pub struct Target {
+pub struct LoginTarget {
     /// As [`Named::name`].
     pub name: UserName,
     /// As [`Named::pw`].
@@ -76,7 +76,7 @@ pub struct Target {
     pub rules: FileRules,
 }
 
-impl Target {
+impl LoginTarget {
     /// Whether `nullok` may turn a missing file into `PAM_IGNORE`. Not for a name NSS
     /// does not know (store mode): a directory service may accept a spelling NSS cannot
     /// resolve, and the file for that spelling is then naturally missing.
@@ -159,7 +159,7 @@ fn resolve_fixed_owner(
     owner: Passwd,
 ) -> Result<Named, Doomed> {
     // GA does not require an NSS entry here, and neither do we (see
-    // `Target::nullok_applies` for what an unknown name loses). But a name NSS knows is
+    // `LoginTarget::nullok_applies` for what an unknown name loses). But a name NSS knows is
     // replaced by its canonical spelling, and an NSS error denies.
     let (name, pw) = match canonical(sys, &name) {
         Ok(Some((canonical, pw))) => (canonical, Some(pw)),

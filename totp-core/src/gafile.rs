@@ -58,7 +58,7 @@ pub const OUR_KEY_PREFIX: &str = "PAM_TOTP_";
 
 /// Why a file (or an edit of it) was refused. Messages never contain file content.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FileError {
+pub enum GaFileError {
     Empty,
     TooLarge,
     ContainsNul,
@@ -86,7 +86,7 @@ pub enum FileError {
     BareCarriageReturn,
 }
 
-impl fmt::Display for FileError {
+impl fmt::Display for GaFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => f.write_str("file is empty"),
@@ -107,7 +107,7 @@ impl fmt::Display for FileError {
     }
 }
 
-impl std::error::Error for FileError {}
+impl std::error::Error for GaFileError {}
 
 /// Authentication mode, decided as GA does: `HOTP_COUNTER` ≥ 1 wins, else TOTP if
 /// `" TOTP_AUTH` occurs anywhere, else only scratch codes work.
@@ -444,15 +444,15 @@ fn parse_scratch_line(line: &[u8]) -> Option<u32> {
 }
 
 /// Parses and fully validates a file (see the module docs).
-pub fn parse(bytes: &[u8]) -> Result<GaFile, FileError> {
+pub fn parse(bytes: &[u8]) -> Result<GaFile, GaFileError> {
     if bytes.is_empty() {
-        return Err(FileError::Empty);
+        return Err(GaFileError::Empty);
     }
     if bytes.len() > MAX_FILE_LEN {
-        return Err(FileError::TooLarge);
+        return Err(GaFileError::TooLarge);
     }
     if bytes.contains(&0) {
-        return Err(FileError::ContainsNul);
+        return Err(GaFileError::ContainsNul);
     }
     // LF and CRLF files are accepted (GA writes LF; editors write CRLF). A lone CR would
     // let a rewrite insert a line where the reader does not see it, or inside line 1
@@ -462,7 +462,7 @@ pub fn parse(bytes: &[u8]) -> Result<GaFile, FileError> {
         .enumerate()
         .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
     {
-        return Err(FileError::BareCarriageReturn);
+        return Err(GaFileError::BareCarriageReturn);
     }
     let file = GaFile {
         buf: Zeroizing::new(bytes.to_vec()),
@@ -474,7 +474,7 @@ pub fn parse(bytes: &[u8]) -> Result<GaFile, FileError> {
 
 impl GaFile {
     /// Same as [`parse`].
-    pub fn parse(bytes: &[u8]) -> Result<GaFile, FileError> {
+    pub fn parse(bytes: &[u8]) -> Result<GaFile, GaFileError> {
         parse(bytes)
     }
 
@@ -488,7 +488,7 @@ impl GaFile {
     }
 
     /// The secret from line 1 (everything up to the first LF), GA-decoded.
-    pub fn secret(&self) -> Result<Secret, FileError> {
+    pub fn secret(&self) -> Result<Secret, GaFileError> {
         let end = self
             .buf
             .iter()
@@ -496,13 +496,13 @@ impl GaFile {
             .unwrap_or(self.buf.len());
         let bytes = Zeroizing::new(
             base32::decode_lenient(&self.buf[..end])
-                .map_err(|e| FileError::BadSecret { offset: e.offset })?,
+                .map_err(|e| GaFileError::BadSecret { offset: e.offset })?,
         );
         if bytes.is_empty() {
-            return Err(FileError::EmptySecret);
+            return Err(GaFileError::EmptySecret);
         }
         if bytes.len() > MAX_SECRET_BYTES {
-            return Err(FileError::SecretTooLong);
+            return Err(GaFileError::SecretTooLong);
         }
         Ok(Secret::from_slice(&bytes))
     }
@@ -524,12 +524,12 @@ impl GaFile {
     /// it) with `" KEY value\n`, delete later duplicates, or insert the line right
     /// after line 1 when the key is absent. Unlike GA, a line 1 without any line
     /// break gets a LF first, instead of the new line being glued onto the secret.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), FileError> {
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), GaFileError> {
         if !valid_key(key) {
-            return Err(FileError::BadKey);
+            return Err(GaFileError::BadKey);
         }
         if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            return Err(FileError::BadValueBytes);
+            return Err(GaFileError::BadValueBytes);
         }
         let line = Zeroizing::new(format!("\" {key} {value}\n").into_bytes());
         let (start, stop) = match self.dedup_key(key) {
@@ -586,12 +586,12 @@ impl GaFile {
 
     /// Replaces all visible scratch codes with `codes`, appended at the end of the
     /// file as `%08d\n` lines (GA's tool writes them last).
-    pub fn regenerate_scratch_codes(&mut self, codes: &[u32]) -> Result<(), FileError> {
+    pub fn regenerate_scratch_codes(&mut self, codes: &[u32]) -> Result<(), GaFileError> {
         if codes
             .iter()
             .any(|c| !(SCRATCH_MIN..=SCRATCH_MAX).contains(c))
         {
-            return Err(FileError::BadScratchCode);
+            return Err(GaFileError::BadScratchCode);
         }
         for (start, next, _) in self.scratch_lines().into_iter().rev() {
             self.buf.drain(start..next);
@@ -608,9 +608,9 @@ impl GaFile {
     }
 
     /// The typed, validated view of the option lines.
-    pub fn config(&self) -> Result<Config, FileError> {
-        fn bad(key: &'static str) -> FileError {
-            FileError::BadValue { key }
+    pub fn config(&self) -> Result<Config, GaFileError> {
+        fn bad(key: &'static str) -> GaFileError {
+            GaFileError::BadValue { key }
         }
         let counter = match self.get(KEY_HOTP_COUNTER) {
             None => 0,
@@ -705,29 +705,31 @@ impl GaFile {
     /// of addition: `RATE_LIMIT`, `WINDOW_SIZE`, `STEP_SIZE`, `DISALLOW_REUSE`). Our
     /// `PAM_TOTP_ALGORITHM` / `PAM_TOTP_DIGITS` lines are added last, and only when
     /// not SHA1 / 6.
-    pub fn new_enrollment(secret: &Secret, s: &EnrollSettings) -> Result<GaFile, FileError> {
+    pub fn new_enrollment(secret: &Secret, s: &EnrollSettings) -> Result<GaFile, GaFileError> {
         if secret.is_empty() || secret.len() > MAX_SECRET_BYTES {
-            return Err(FileError::BadSettings("secret length"));
+            return Err(GaFileError::BadSettings("secret length"));
         }
         if s.step.is_some_and(|v| !(1..=60).contains(&v)) {
-            return Err(FileError::BadSettings("step"));
+            return Err(GaFileError::BadSettings("step"));
         }
         if s.window.is_some_and(|v| !(1..=100).contains(&v)) {
-            return Err(FileError::BadSettings("window"));
+            return Err(GaFileError::BadSettings("window"));
         }
         if s.rate_limit
             .is_some_and(|(n, m)| !(1..=100).contains(&n) || !(1..=3600).contains(&m))
         {
-            return Err(FileError::BadSettings("rate limit"));
+            return Err(GaFileError::BadSettings("rate limit"));
         }
         if !s.totp && (s.disallow_reuse || s.step.is_some()) {
-            return Err(FileError::BadSettings("reuse and step apply to TOTP only"));
+            return Err(GaFileError::BadSettings(
+                "reuse and step apply to TOTP only",
+            ));
         }
         if s.scratch_codes
             .iter()
             .any(|c| !(SCRATCH_MIN..=SCRATCH_MAX).contains(c))
         {
-            return Err(FileError::BadScratchCode);
+            return Err(GaFileError::BadScratchCode);
         }
         let mut text = Zeroizing::new(base32::encode(secret.as_bytes()));
         text.push('\n');
@@ -796,7 +798,7 @@ impl GaFile {
         first
     }
 
-    fn insert_after_first_line(&mut self, line: &[u8]) -> Result<(), FileError> {
+    fn insert_after_first_line(&mut self, line: &[u8]) -> Result<(), GaFileError> {
         let first = span_at(&self.buf, 0);
         if first.next == first.end {
             let end = first.end;
@@ -808,11 +810,11 @@ impl GaFile {
 
     /// Replaces `start..stop` with `parts`, building a fresh buffer so that growth
     /// never leaves an unwiped copy behind in freed memory.
-    fn splice(&mut self, start: usize, stop: usize, parts: &[&[u8]]) -> Result<(), FileError> {
+    fn splice(&mut self, start: usize, stop: usize, parts: &[&[u8]]) -> Result<(), GaFileError> {
         let add: usize = parts.iter().map(|p| p.len()).sum();
         let len = self.buf.len() - (stop - start) + add;
         if len > MAX_FILE_LEN {
-            return Err(FileError::TooLarge);
+            return Err(GaFileError::TooLarge);
         }
         let mut out = Zeroizing::new(Vec::with_capacity(len));
         out.extend_from_slice(&self.buf[..start]);
@@ -916,8 +918,8 @@ pub fn disallow_reuse_update(
     value: &[u8],
     tm: u64,
     window: u64,
-) -> Result<Option<String>, FileError> {
-    let bad = FileError::BadValue {
+) -> Result<Option<String>, GaFileError> {
+    let bad = GaFileError::BadValue {
         key: KEY_DISALLOW_REUSE,
     };
     let mut v = value.to_vec();

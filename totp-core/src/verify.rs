@@ -35,7 +35,7 @@ use subtle::{Choice, ConditionallySelectable};
 
 use crate::code::{Candidate, Code};
 use crate::gafile::{
-    self, Config, FileError, GaFile, KEY_HOTP_COUNTER, MAX_COUNTER, Mode, RateLimit,
+    self, Config, GaFile, GaFileError, KEY_HOTP_COUNTER, MAX_COUNTER, Mode, RateLimit,
 };
 use crate::ledger::{Ledger, OriginKey};
 use crate::otp::{self, Digits};
@@ -133,8 +133,8 @@ impl fmt::Display for Warning {
 
 /// Reasons to deny without evaluating and without changing state.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Error {
-    File(FileError),
+pub enum VerifyError {
+    File(GaFileError),
     /// Secret below the policy minimum (never below 80 bits).
     SecretTooShort {
         bits: usize,
@@ -156,7 +156,7 @@ pub enum Error {
     Store(StoreError),
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for VerifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::File(e) => write!(f, "bad secret file: {e}"),
@@ -178,10 +178,10 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for VerifyError {}
 
-impl From<FileError> for Error {
-    fn from(e: FileError) -> Self {
+impl From<GaFileError> for VerifyError {
+    fn from(e: GaFileError) -> Self {
         Self::File(e)
     }
 }
@@ -253,19 +253,19 @@ struct Checked {
     warnings: Vec<Warning>,
 }
 
-fn check(file: &GaFile, policy: &Policy, now: i64) -> Result<Checked, Error> {
+fn check(file: &GaFile, policy: &Policy, now: i64) -> Result<Checked, VerifyError> {
     let cfg = file.config()?;
     let secret = file.secret()?;
     let min = policy.effective_min_secret_bits();
     let bits = secret.bits();
     if bits < min as usize {
-        return Err(Error::SecretTooShort { bits, min });
+        return Err(VerifyError::SecretTooShort { bits, min });
     }
     let mut warnings = Vec::new();
     if bits < RECOMMENDED_SECRET_BITS as usize {
         warnings.push(Warning::LegacySecret { bits });
     }
-    let now = u64::try_from(now).map_err(|_| Error::ClockFault)?;
+    let now = u64::try_from(now).map_err(|_| VerifyError::ClockFault)?;
     let file_window = cfg.window_or_default();
     let max_window = policy.max_window.clamp(1, 100);
     let window = file_window.min(max_window);
@@ -323,8 +323,8 @@ fn check_scratch(f: &GaFile, code: &Code) -> Option<u32> {
     (found != 0).then_some(found)
 }
 
-fn totp_counters(c: &Checked) -> Result<Vec<u64>, Error> {
-    let t = otp::totp_step(c.now as i64, c.cfg.step_secs()).ok_or(Error::ClockFault)?;
+fn totp_counters(c: &Checked) -> Result<Vec<u64>, VerifyError> {
+    let t = otp::totp_step(c.now as i64, c.cfg.step_secs()).ok_or(VerifyError::ClockFault)?;
     let w = i128::from(c.window);
     let base = i128::from(t) + i128::from(c.skew);
     Ok((-((w - 1) / 2)..=w / 2)
@@ -340,7 +340,7 @@ pub fn prepare(
     policy: &Policy,
     candidates: &[Candidate],
     now: i64,
-) -> Result<Prepared, Error> {
+) -> Result<Prepared, VerifyError> {
     let c = check(file, policy, now)?;
     let mut matches = Vec::with_capacity(candidates.len());
     for cand in candidates {
@@ -395,8 +395,8 @@ fn load_ledger(
     policy: &Policy,
     now: u64,
     warnings: &mut Vec<Warning>,
-) -> Result<Ledger, Error> {
-    let mut l = Ledger::decode(&state.extra).map_err(Error::Store)?;
+) -> Result<Ledger, VerifyError> {
+    let mut l = Ledger::decode(&state.extra).map_err(VerifyError::Store)?;
     if state.extra.is_empty() {
         if let Some(f) = cfg.failures {
             l.consecutive = f.count;
@@ -492,8 +492,8 @@ impl Prepared {
     /// candidate, nothing to match. Its decision throttles and charges exactly like a
     /// wrong code, so a name without an account is throttled, and told so, like one
     /// with an account (R9).
-    pub fn doomed(now: i64) -> Result<Prepared, Error> {
-        let now = u64::try_from(now).map_err(|_| Error::ClockFault)?;
+    pub fn doomed(now: i64) -> Result<Prepared, VerifyError> {
+        let now = u64::try_from(now).map_err(|_| VerifyError::ClockFault)?;
         let file = GaFile::parse(STAND_IN)?;
         let cfg = file.config()?;
         Ok(Prepared {
@@ -517,14 +517,14 @@ impl Prepared {
         state: &UserState,
         policy: &Policy,
         attempt: &Attempt,
-    ) -> Result<Decision, Error> {
+    ) -> Result<Decision, VerifyError> {
         let now = self.now;
         let mut warnings = self.warnings.clone();
         let mark = effective_mark(&self.cfg, state);
         if let Some((m, in_file)) = mark {
             let mark_time = m.saturating_mul(self.cfg.step_secs());
             if mark_time > now.saturating_add(policy.max_clock_lag_secs) {
-                return Err(Error::StateAhead { mark_time, in_file });
+                return Err(VerifyError::StateAhead { mark_time, in_file });
             }
         }
         let mut ledger = load_ledger(&self.cfg, state, policy, now, &mut warnings)?;
@@ -712,15 +712,15 @@ pub fn grace_applies(
     origin: OriginKey,
     rhost: Option<IpAddr>,
     now: i64,
-) -> Result<bool, Error> {
+) -> Result<bool, VerifyError> {
     let Some(ip) = rhost else {
         return Ok(false);
     };
     if policy.grace_period_secs == 0 {
         return Ok(false);
     }
-    let now = u64::try_from(now).map_err(|_| Error::ClockFault)?;
-    let l = Ledger::decode(&state.extra).map_err(Error::Store)?;
+    let now = u64::try_from(now).map_err(|_| VerifyError::ClockFault)?;
+    let l = Ledger::decode(&state.extra).map_err(VerifyError::Store)?;
     if hard_capped(&l, policy) || throttled_until(&l, policy, origin, now).is_some() {
         return Ok(false);
     }

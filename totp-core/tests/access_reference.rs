@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
-use Verdict::{Require, Skip};
+use SkipVerdict::{Require, Skip};
 use totp_core::access::*;
 use totp_core::addr::{self, Origin, classify_origin};
 
@@ -220,7 +220,7 @@ fn peer_inside(item: &RefItem, host: u128, form: u8) -> Option<(String, Key)> {
     }
 }
 
-fn reference(rules: &[RefRule], addr: Key) -> (Verdict, Option<usize>) {
+fn reference(rules: &[RefRule], addr: Key) -> (SkipVerdict, Option<usize>) {
     for (i, r) in rules.iter().enumerate() {
         if r.include.iter().any(|n| n.contains(addr)) && !r.except.iter().any(|n| n.contains(addr))
         {
@@ -305,7 +305,7 @@ proptest! {
         if let Ok(rules) = parsed {
             let groups: Option<Vec<String>> =
                 groups.map(|g| g.into_iter().map(str::to_owned).collect());
-            let items = LoginItems {
+            let items = RawSubject {
                 user: "root",
                 groups: groups.as_deref().into(),
                 rhost: rhost.map(str::as_bytes),
