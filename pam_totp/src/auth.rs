@@ -31,7 +31,7 @@ use crate::pamio::{ConvError, ItemKind, Level, PamIo, Style};
 use crate::skip::{self, LoginItems};
 use crate::store;
 use crate::system::{Host, System};
-use crate::target::{self, Doomed, LoginTarget};
+use crate::target::{self, Doomed, LoginTarget, Resolved};
 
 const PROMPT: &str = "Verification code: ";
 const PROMPT_FORWARD: &str = "Password & verification code: ";
@@ -86,8 +86,8 @@ pub fn authenticate_with(
         service: service.as_deref(),
     };
     let (name, pw) = match &resolved {
-        Ok(t) => (Some(&t.name), t.pw.as_ref()),
-        Err(d) => (d.name.as_ref(), None),
+        Resolved::Named(t) => (Some(&t.name), t.pw.as_ref()),
+        Resolved::Doomed(d) => (d.name.as_ref(), None),
     };
     if let Some(name) = name {
         let mut log = |level: Level, msg: &str| io.log(level, msg);
@@ -101,7 +101,11 @@ pub fn authenticate_with(
         }
     }
     // The file-system identity (a group lookup) only now that no rule has skipped.
-    let target = match resolved.and_then(|named| named.with_identity(sys)) {
+    let identified = match resolved {
+        Resolved::Named(named) => named.with_identity(sys),
+        Resolved::Doomed(d) => Err(d),
+    };
+    let target = match identified {
         Ok(t) => t,
         Err(d) => {
             let key = d.name.as_ref().map(|n| stand_in_uid(n.as_str().as_bytes()));
@@ -261,7 +265,15 @@ struct Run<'a> {
 }
 
 /// The secret file for one evaluation, with its lock when it may be rewritten.
-type SecretRead = (GaFile, Option<LockedFile>);
+/// The secret file for one attempt, or a per-user denial (already logged).
+enum SecretRead {
+    /// The file to check; `locked` when the attempt may rewrite it.
+    Ready {
+        file: GaFile,
+        locked: Option<LockedFile>,
+    },
+    Deny(Denial),
+}
 
 /// A verdict refused unevaluated, with the wait to tell the user.
 type Refusal = (Verdict, Option<u64>);
@@ -494,8 +506,8 @@ impl Ctx {
             AuthError::Clock
         })?;
         let (file, mut locked) = match self.read_secret(io, run.target, &run.preread, cands)? {
-            Ok(f) => f,
-            Err(denial) => return Ok(Step::Done(self.denied(io, who, denial))),
+            SecretRead::Ready { file, locked } => (file, locked),
+            SecretRead::Deny(denial) => return Ok(Step::Done(self.denied(io, who, denial))),
         };
         let prepared = match verify::prepare(&file, &self.policy, cands, now) {
             Ok(p) => p,
@@ -579,22 +591,25 @@ impl Ctx {
     }
 
     /// The secret file as the target sees it, locked when the attempt may rewrite it
-    /// (HOTP, or a scratch-shaped answer and scratch codes present). `Ok(Err(_))` is a
-    /// per-user denial already logged.
+    /// (HOTP, or a scratch-shaped answer and scratch codes present). `Err` is a
+    /// module-wide fault.
     fn read_secret(
         &self,
         io: &mut dyn PamIo,
         target: &LoginTarget,
         preread: &GaFile,
         cands: &[Candidate],
-    ) -> Result<Result<SecretRead, Denial>, AuthError> {
+    ) -> Result<SecretRead, AuthError> {
         let shown = self.shown(target);
         let may_change = preread.config().is_ok_and(|c| {
             matches!(c.mode, Mode::Hotp { .. })
                 || (cands.iter().any(|c| c.scratch) && !preread.scratch_codes().is_empty())
         });
         if !may_change {
-            return Ok(Ok((preread.clone(), None)));
+            return Ok(SecretRead::Ready {
+                file: preread.clone(),
+                locked: None,
+            });
         }
         let _creds = switch_creds(&*io, target)?;
         let timeout = Duration::from_millis(self.opts.lock_timeout_ms);
@@ -609,14 +624,17 @@ impl Ctx {
             }
             Err(e) => {
                 io.log(Level::Err, &format!("secret file {shown}: {e:?}"));
-                return Ok(Err(Denial::BadFile));
+                return Ok(SecretRead::Deny(Denial::BadFile));
             }
         };
         match GaFile::parse(locked.contents()) {
-            Ok(f) => Ok(Ok((f, Some(locked)))),
+            Ok(file) => Ok(SecretRead::Ready {
+                file,
+                locked: Some(locked),
+            }),
             Err(e) => {
                 io.log(Level::Err, &format!("secret file {shown} is invalid: {e}"));
-                Ok(Err(Denial::BadFile))
+                Ok(SecretRead::Deny(Denial::BadFile))
             }
         }
     }

@@ -105,12 +105,30 @@ fn doomed(denial: Denial, why: impl Into<String>, name: Option<&UserName>) -> Do
     }
 }
 
-/// Resolves the target. `Err` is a module-wide fault; `Ok(Err(_))` a doomed user.
+/// Who a login is for, once the PAM name has been looked at.
+#[derive(Debug)]
+pub enum Resolved {
+    /// A name whose file can be placed: the login goes on to the skip rules and the code.
+    Named(Named),
+    /// A user who is prompted as usual and then denied (see [`Doomed`]).
+    Doomed(Doomed),
+}
+
+impl From<Result<Named, Doomed>> for Resolved {
+    fn from(r: Result<Named, Doomed>) -> Self {
+        match r {
+            Ok(n) => Resolved::Named(n),
+            Err(d) => Resolved::Doomed(d),
+        }
+    }
+}
+
+/// Resolves the target. `Err` is a module-wide fault (everybody is denied).
 pub fn resolve(
     opts: &ModuleOptions,
     sys: &dyn System,
     raw_user: Option<&[u8]>,
-) -> Result<Result<Named, Doomed>, AuthError> {
+) -> Result<Resolved, AuthError> {
     // A `user=` naming no account is a configuration error for everybody, decided before
     // the PAM name is looked at, so the answer never depends on the name.
     let owner = match &opts.user {
@@ -118,12 +136,16 @@ pub fn resolve(
         None => None,
     };
     let Some(raw) = raw_user else {
-        return Ok(Err(doomed(Denial::InvalidUserName, "no user name", None)));
+        return Ok(Resolved::Doomed(doomed(
+            Denial::InvalidUserName,
+            "no user name",
+            None,
+        )));
     };
     let name = match UserName::parse(raw) {
         Ok(n) => n,
         Err(e) => {
-            return Ok(Err(doomed(
+            return Ok(Resolved::Doomed(doomed(
                 Denial::InvalidUserName,
                 format!("invalid user name: {e}"),
                 None,
@@ -131,8 +153,8 @@ pub fn resolve(
         }
     };
     match owner {
-        Some(owner) => Ok(resolve_fixed_owner(opts, sys, name, owner)),
-        None => Ok(resolve_own_file(opts, sys, name)),
+        Some(owner) => Ok(resolve_fixed_owner(opts, sys, name, owner).into()),
+        None => Ok(resolve_own_file(opts, sys, name).into()),
     }
 }
 
