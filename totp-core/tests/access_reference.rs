@@ -307,7 +307,7 @@ proptest! {
                 groups.map(|g| g.into_iter().map(str::to_owned).collect());
             let items = RawSubject {
                 user: "root",
-                groups: groups.as_deref().into(),
+                groups: groups.as_deref().map_or(Groups::Unknown, Groups::Complete),
                 rhost: rhost.map(str::as_bytes),
                 tty: Some(b"tty1"),
                 service: Some(b"login"),
@@ -315,7 +315,7 @@ proptest! {
             let explanation = rules.explain(&items);
             let subject = Subject {
                 user: "root",
-                groups: groups.as_deref().into(),
+                groups: groups.as_deref().map_or(Groups::Unknown, Groups::Complete),
                 origin: explanation.origin,
             };
             prop_assert_eq!(&rules.evaluate(&subject), &explanation.decision);

@@ -61,7 +61,7 @@ fn decide_login(text: &str, login: &Login) -> (SkipVerdict, Option<usize>) {
     let groups = login.groups.map(owned);
     let subject = Subject {
         user: login.user,
-        groups: groups.as_deref().into(),
+        groups: groups.as_deref().map_or(Groups::Unknown, Groups::Complete),
         origin: classify_origin(
             login.rhost.map(str::as_bytes),
             login.tty.map(str::as_bytes),
@@ -594,7 +594,11 @@ fn group_skip_decision_table() {
     ];
     for (groups, skip, require, expect) in cases {
         assert_eq!(
-            group_skip_decision(groups.as_deref().into(), &skip, &require),
+            group_skip_decision(
+                groups.as_deref().map_or(Groups::Unknown, Groups::Complete),
+                &skip,
+                &require
+            ),
             expect,
             "{groups:?} {skip:?} {require:?}"
         );
