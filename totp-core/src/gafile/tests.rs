@@ -12,7 +12,7 @@ const GA_TOOL_FILE: &[u8] = b"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\
 93484149\n";
 
 fn p(bytes: &[u8]) -> GaFile {
-    parse(bytes).unwrap()
+    GaFile::parse(bytes).unwrap()
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn malformed_files_are_errors_never_defaults() {
     ];
     for (bytes, want) in cases {
         assert_eq!(
-            parse(bytes).as_ref().err(),
+            GaFile::parse(bytes).as_ref().err(),
             Some(want),
             "{:?}",
             String::from_utf8_lossy(bytes)
@@ -175,9 +175,9 @@ fn malformed_files_are_errors_never_defaults() {
     }
     let mut big = b"2SH3V3GDW7ZNMGYE\n".to_vec();
     big.resize(MAX_FILE_LEN + 1, b'\n');
-    assert_eq!(parse(&big), Err(GaFileError::TooLarge));
+    assert_eq!(GaFile::parse(&big), Err(GaFileError::TooLarge));
     big.truncate(MAX_FILE_LEN);
-    assert!(parse(&big).is_ok());
+    assert!(GaFile::parse(&big).is_ok());
 }
 
 #[test]
@@ -550,7 +550,7 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
-        if let Ok(f) = parse(&bytes) {
+        if let Ok(f) = GaFile::parse(&bytes) {
             prop_assert_eq!(f.as_bytes(), &bytes[..]);
             let _ = f.scratch_codes();
         }
@@ -560,29 +560,29 @@ proptest! {
     fn random_lines_after_a_secret_never_panic(tail in prop::collection::vec(prop::sample::select(b"\" \r\n\t0123456789ABLAST_TOTP-+x".to_vec()), 0..300)) {
         let mut bytes = b"2SH3V3GDW7ZNMGYE\n".to_vec();
         bytes.extend_from_slice(&tail);
-        if let Ok(mut f) = parse(&bytes) {
+        if let Ok(mut f) = GaFile::parse(&bytes) {
             prop_assert_eq!(f.as_bytes(), &bytes[..]);
             let _ = f.set("PAM_TOTP_LAST_STEP", "5");
-            let _ = parse(f.as_bytes());
+            let _ = GaFile::parse(f.as_bytes());
         }
     }
 
     #[test]
     fn generated_files_round_trip(bytes in arb_file()) {
-        let f = parse(&bytes).unwrap();
+        let f = GaFile::parse(&bytes).unwrap();
         prop_assert_eq!(f.as_bytes(), &bytes[..]);
-        let again = parse(&f.to_bytes()).unwrap();
+        let again = GaFile::parse(&f.to_bytes()).unwrap();
         prop_assert_eq!(&again, &f);
         prop_assert_eq!(again.config().unwrap(), f.config().unwrap());
     }
 
     #[test]
     fn edits_keep_the_file_valid_and_other_lines_intact(bytes in arb_file(), step in 0u64..1_000_000, n in 0u32..100) {
-        let mut f = parse(&bytes).unwrap();
+        let mut f = GaFile::parse(&bytes).unwrap();
         let before = f.config().unwrap();
         f.set(KEY_LAST_STEP, &step.to_string()).unwrap();
         f.set(KEY_FAILURES, &format!("{n} 1000")).unwrap();
-        let g = parse(&f.to_bytes()).unwrap();
+        let g = GaFile::parse(&f.to_bytes()).unwrap();
         let c = g.config().unwrap();
         prop_assert_eq!(c.last_step, Some(step));
         prop_assert_eq!(c.failures, Some(Failures { count: n, last: 1000 }));

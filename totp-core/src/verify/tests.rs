@@ -7,7 +7,7 @@ const HOME: OriginKey = OriginKey(1);
 const STRANGER: OriginKey = OriginKey(2);
 
 fn file(text: &str) -> GaFile {
-    gafile::parse(text.as_bytes()).unwrap()
+    gafile::GaFile::parse(text.as_bytes()).unwrap()
 }
 
 fn secret() -> Secret {
