@@ -156,7 +156,10 @@ fn garbage_output_never_parses_as_a_secret_file() {
             Ok(SecretOutput::Secret(b)) => b,
             other => panic!("{name}: {other:?}"),
         };
-        assert!(totp_core::gafile::GaFile::parse(&out).is_err(), "{name} parsed");
+        assert!(
+            totp_core::gafile::GaFile::parse(&out).is_err(),
+            "{name} parsed"
+        );
     }
 }
 
