@@ -103,6 +103,7 @@ impl FileRules {
     }
 
     /// Set [`FileRules::trusted_root`].
+    #[cfg(test)]
     pub fn with_trusted_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.trusted_root = Some(root.into());
         self

@@ -145,19 +145,6 @@ impl GaFile {
         Ok(f)
     }
 
-    /// The file with every option line whose key satisfies `drop` removed; used to
-    /// tell which kind of state an update touched.
-    pub fn without_keys(&self, drop: impl Fn(&[u8]) -> bool) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(self.buf.len()));
-        for s in spans(&self.buf) {
-            if line_key(&self.buf, s).is_some_and(&drop) {
-                continue;
-            }
-            out.extend_from_slice(&self.buf[s.start..s.next]);
-        }
-        out
-    }
-
     /// Deletes duplicates of `key` after the first and returns the first's span.
     fn dedup_key(&mut self, key: &str) -> Option<Span> {
         let mut first: Option<Span> = None;

@@ -53,19 +53,6 @@ pub(super) fn match_key(buf: &[u8], s: Span, key: &[u8]) -> Option<(usize, usize
     Some((s.end - rest.len() + skip, s.end))
 }
 
-/// The key of an option line, if the line is one.
-pub(super) fn line_key(buf: &[u8], s: Span) -> Option<&[u8]> {
-    if s.start == 0 || buf[s.start - 1] != b'\n' {
-        return None;
-    }
-    let rest = buf[s.start..s.end].strip_prefix(b"\" ")?;
-    let n = rest
-        .iter()
-        .take_while(|&&b| b != b' ' && b != b'\t')
-        .count();
-    Some(&rest[..n])
-}
-
 pub(super) fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key

@@ -91,6 +91,7 @@ pub enum FileError {
 
 impl FileError {
     /// True only for a missing final component.
+    #[cfg(test)]
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound)
     }
