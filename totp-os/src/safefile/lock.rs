@@ -6,12 +6,12 @@ use super::*;
 ///
 /// Fields are private so the lock cannot be separated from the file it protects.
 pub struct LockedFile {
-    pub(super) file: File,
-    pub(super) dir: OwnedFd,
-    pub(super) name: OsString,
-    pub(super) info: FileInfo,
-    pub(super) contents: Zeroizing<Vec<u8>>,
-    pub(super) max_size: usize,
+    file: File,
+    dir: OwnedFd,
+    name: OsString,
+    info: FileInfo,
+    contents: Zeroizing<Vec<u8>>,
+    max_size: usize,
 }
 
 /// Open and check `path` like [`open_checked`], then take an exclusive `flock`,
