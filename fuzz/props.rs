@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use totp_core::access::{AccessRules, Groups, ParseOptions, Subject, Verdict, decide};
+use totp_core::access::{AccessRules, Groups, ParseOptions, SkipVerdict, Subject, decide};
 use totp_core::addr::{self, Origin, RemoteHost, parse_rhost};
 use totp_core::base32;
 use totp_core::code::{Code, candidates};
@@ -146,8 +146,12 @@ pub fn access_rules(data: &[u8]) {
         };
         let unknown = rules.evaluate(&subject(Groups::Unknown));
         let known = rules.evaluate(&subject(Groups::Complete(&groups)));
-        if unknown.verdict == Verdict::Skip {
-            assert_eq!(known.verdict, Verdict::Skip, "a missing fact added a skip");
+        if unknown.verdict == SkipVerdict::Skip {
+            assert_eq!(
+                known.verdict,
+                SkipVerdict::Skip,
+                "a missing fact added a skip"
+            );
         }
         for decision in [&unknown, &known] {
             if let Some(m) = &decision.matched {

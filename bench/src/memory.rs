@@ -17,16 +17,16 @@ use pamapp::{Conversation, Item, Message, Reply, Transaction, style};
 
 /// The `kB` fields of `/proc/self/status` the report uses.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Status {
+pub struct ProcStatus {
     pub vm_hwm: u64,
     pub vm_rss: u64,
     pub rss_anon: u64,
     pub rss_file: u64,
 }
 
-pub fn status() -> Status {
+pub fn status() -> ProcStatus {
     let text = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let mut s = Status::default();
+    let mut s = ProcStatus::default();
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
             continue;
@@ -49,7 +49,7 @@ pub fn status() -> Status {
 
 #[derive(Default)]
 struct Probe {
-    at_prompt: Option<Status>,
+    at_prompt: Option<ProcStatus>,
     module_path: Option<String>,
 }
 

@@ -7,7 +7,7 @@ use std::cell::{OnceCell, RefCell};
 use std::path::Path;
 
 use totp_core::access::{
-    self, GroupDecision, Groups, ParseOptions, Subject, Verdict, group_skip_decision,
+    self, GroupDecision, Groups, ParseOptions, SkipVerdict, Subject, group_skip_decision,
 };
 use totp_core::addr::{Origin, classify_origin};
 use totp_core::membership::{self, Facts, GroupList, Membership};
@@ -215,7 +215,7 @@ fn access_rules(
         }
     };
     match (decision.verdict, decision.matched) {
-        (Verdict::Skip, Some(rule)) => Some(format!("access rule {shown}:{rule}")),
+        (SkipVerdict::Skip, Some(rule)) => Some(format!("access rule {shown}:{rule}")),
         _ => None,
     }
 }

@@ -37,7 +37,7 @@ pub struct Named {
 
 impl Named {
     /// Adds the identity the file is opened as (uid, gid and the opener's groups).
-    pub fn with_identity(self, sys: &dyn System) -> Result<Target, Doomed> {
+    pub fn with_identity(self, sys: &dyn System) -> Result<LoginTarget, Doomed> {
         let identity = match sys.identity(&self.opener) {
             Ok(id) => id,
             Err(e) => {
@@ -51,7 +51,7 @@ impl Named {
                 ));
             }
         };
-        Ok(Target {
+        Ok(LoginTarget {
             name: self.name,
             pw: self.pw,
             path: self.path,
@@ -63,7 +63,7 @@ impl Named {
 
 /// Everything needed to read and update one user's secret file (see [`Named`]).
 #[derive(Debug)]
-pub struct Target {
+pub struct LoginTarget {
     /// As [`Named::name`].
     pub name: UserName,
     /// As [`Named::pw`].
@@ -76,7 +76,7 @@ pub struct Target {
     pub rules: FileRules,
 }
 
-impl Target {
+impl LoginTarget {
     /// Whether `nullok` may turn a missing file into `PAM_IGNORE`. Not for a name NSS
     /// does not know (store mode): a directory service may accept a spelling NSS cannot
     /// resolve, and the file for that spelling is then naturally missing.
@@ -105,12 +105,30 @@ fn doomed(denial: Denial, why: impl Into<String>, name: Option<&UserName>) -> Do
     }
 }
 
-/// Resolves the target. `Err` is a module-wide fault; `Ok(Err(_))` a doomed user.
+/// Who a login is for, once the PAM name has been looked at.
+#[derive(Debug)]
+pub enum Resolved {
+    /// A name whose file can be placed: the login goes on to the skip rules and the code.
+    Named(Named),
+    /// A user who is prompted as usual and then denied (see [`Doomed`]).
+    Doomed(Doomed),
+}
+
+impl From<Result<Named, Doomed>> for Resolved {
+    fn from(r: Result<Named, Doomed>) -> Self {
+        match r {
+            Ok(n) => Resolved::Named(n),
+            Err(d) => Resolved::Doomed(d),
+        }
+    }
+}
+
+/// Resolves the target. `Err` is a module-wide fault (everybody is denied).
 pub fn resolve(
     opts: &ModuleOptions,
     sys: &dyn System,
     raw_user: Option<&[u8]>,
-) -> Result<Result<Named, Doomed>, AuthError> {
+) -> Result<Resolved, AuthError> {
     // A `user=` naming no account is a configuration error for everybody, decided before
     // the PAM name is looked at, so the answer never depends on the name.
     let owner = match &opts.user {
@@ -118,12 +136,16 @@ pub fn resolve(
         None => None,
     };
     let Some(raw) = raw_user else {
-        return Ok(Err(doomed(Denial::InvalidUserName, "no user name", None)));
+        return Ok(Resolved::Doomed(doomed(
+            Denial::InvalidUserName,
+            "no user name",
+            None,
+        )));
     };
     let name = match UserName::parse(raw) {
         Ok(n) => n,
         Err(e) => {
-            return Ok(Err(doomed(
+            return Ok(Resolved::Doomed(doomed(
                 Denial::InvalidUserName,
                 format!("invalid user name: {e}"),
                 None,
@@ -131,8 +153,8 @@ pub fn resolve(
         }
     };
     match owner {
-        Some(owner) => Ok(resolve_fixed_owner(opts, sys, name, owner)),
-        None => Ok(resolve_own_file(opts, sys, name)),
+        Some(owner) => Ok(resolve_fixed_owner(opts, sys, name, owner).into()),
+        None => Ok(resolve_own_file(opts, sys, name).into()),
     }
 }
 
@@ -159,7 +181,7 @@ fn resolve_fixed_owner(
     owner: Passwd,
 ) -> Result<Named, Doomed> {
     // GA does not require an NSS entry here, and neither do we (see
-    // `Target::nullok_applies` for what an unknown name loses). But a name NSS knows is
+    // `LoginTarget::nullok_applies` for what an unknown name loses). But a name NSS knows is
     // replaced by its canonical spelling, and an NSS error denies.
     let (name, pw) = match canonical(sys, &name) {
         Ok(Some((canonical, pw))) => (canonical, Some(pw)),

@@ -66,7 +66,7 @@ fn a_secret_file_printed_by_the_command_is_returned_and_parses() {
     let p = script(dir.path(), "ok", &format!("cat <<'EOF'\n{SECRET_FILE}EOF"));
     let out = output_of(&p);
     assert_eq!(out, SECRET_FILE);
-    assert!(totp_core::gafile::parse(out.as_bytes()).is_ok());
+    assert!(totp_core::gafile::GaFile::parse(out.as_bytes()).is_ok());
 }
 
 #[test]
@@ -156,7 +156,10 @@ fn garbage_output_never_parses_as_a_secret_file() {
             Ok(SecretOutput::Secret(b)) => b,
             other => panic!("{name}: {other:?}"),
         };
-        assert!(totp_core::gafile::parse(&out).is_err(), "{name} parsed");
+        assert!(
+            totp_core::gafile::GaFile::parse(&out).is_err(),
+            "{name} parsed"
+        );
     }
 }
 

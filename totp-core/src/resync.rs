@@ -25,7 +25,7 @@ use subtle::Choice;
 
 use crate::code::Code;
 use crate::gafile::{
-    self, FileError, GaFile, KEY_DISALLOW_REUSE, KEY_LAST_STEP, KEY_RESETTING_TIME_SKEW,
+    self, GaFile, GaFileError, KEY_DISALLOW_REUSE, KEY_LAST_STEP, KEY_RESETTING_TIME_SKEW,
     KEY_TIME_SKEW, MAX_COUNTER, Mode,
 };
 use crate::otp;
@@ -38,7 +38,7 @@ pub const SEARCH_SECS: u64 = 86_400;
 /// Why no offset was recorded. Messages never contain codes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResyncError {
-    File(FileError),
+    File(GaFileError),
     /// The file is counter-based (HOTP) or has only scratch codes.
     NotTimeBased,
     /// A code is not exactly the file's number of ASCII digits.
@@ -99,8 +99,8 @@ impl fmt::Display for ResyncError {
 
 impl std::error::Error for ResyncError {}
 
-impl From<FileError> for ResyncError {
-    fn from(e: FileError) -> Self {
+impl From<GaFileError> for ResyncError {
+    fn from(e: GaFileError) -> Self {
         Self::File(e)
     }
 }
@@ -203,7 +203,7 @@ pub fn resync(
                 value = v.into_bytes();
             }
         }
-        let value = String::from_utf8(value).map_err(|_| FileError::BadValue {
+        let value = String::from_utf8(value).map_err(|_| GaFileError::BadValue {
             key: KEY_DISALLOW_REUSE,
         })?;
         out.set(KEY_DISALLOW_REUSE, &value)?;

@@ -35,7 +35,7 @@ use subtle::{Choice, ConditionallySelectable};
 
 use crate::code::{Candidate, Code};
 use crate::gafile::{
-    self, Config, FileError, GaFile, KEY_HOTP_COUNTER, MAX_COUNTER, Mode, RateLimit,
+    self, Config, GaFile, GaFileError, KEY_HOTP_COUNTER, MAX_COUNTER, Mode, RateLimit,
 };
 use crate::ledger::{Ledger, OriginKey};
 use crate::otp::{self, Digits};
@@ -133,8 +133,8 @@ impl fmt::Display for Warning {
 
 /// Reasons to deny without evaluating and without changing state.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Error {
-    File(FileError),
+pub enum VerifyError {
+    File(GaFileError),
     /// Secret below the policy minimum (never below 80 bits).
     SecretTooShort {
         bits: usize,
@@ -156,7 +156,7 @@ pub enum Error {
     Store(StoreError),
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for VerifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::File(e) => write!(f, "bad secret file: {e}"),
@@ -178,10 +178,10 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for VerifyError {}
 
-impl From<FileError> for Error {
-    fn from(e: FileError) -> Self {
+impl From<GaFileError> for VerifyError {
+    fn from(e: GaFileError) -> Self {
         Self::File(e)
     }
 }
@@ -253,19 +253,19 @@ struct Checked {
     warnings: Vec<Warning>,
 }
 
-fn check(file: &GaFile, policy: &Policy, now: i64) -> Result<Checked, Error> {
+fn check(file: &GaFile, policy: &Policy, now: i64) -> Result<Checked, VerifyError> {
     let cfg = file.config()?;
     let secret = file.secret()?;
     let min = policy.effective_min_secret_bits();
     let bits = secret.bits();
     if bits < min as usize {
-        return Err(Error::SecretTooShort { bits, min });
+        return Err(VerifyError::SecretTooShort { bits, min });
     }
     let mut warnings = Vec::new();
     if bits < RECOMMENDED_SECRET_BITS as usize {
         warnings.push(Warning::LegacySecret { bits });
     }
-    let now = u64::try_from(now).map_err(|_| Error::ClockFault)?;
+    let now = u64::try_from(now).map_err(|_| VerifyError::ClockFault)?;
     let file_window = cfg.window_or_default();
     let max_window = policy.max_window.clamp(1, 100);
     let window = file_window.min(max_window);
@@ -323,8 +323,8 @@ fn check_scratch(f: &GaFile, code: &Code) -> Option<u32> {
     (found != 0).then_some(found)
 }
 
-fn totp_counters(c: &Checked) -> Result<Vec<u64>, Error> {
-    let t = otp::totp_step(c.now as i64, c.cfg.step_secs()).ok_or(Error::ClockFault)?;
+fn totp_counters(c: &Checked) -> Result<Vec<u64>, VerifyError> {
+    let t = otp::totp_step(c.now as i64, c.cfg.step_secs()).ok_or(VerifyError::ClockFault)?;
     let w = i128::from(c.window);
     let base = i128::from(t) + i128::from(c.skew);
     Ok((-((w - 1) / 2)..=w / 2)
@@ -340,7 +340,7 @@ pub fn prepare(
     policy: &Policy,
     candidates: &[Candidate],
     now: i64,
-) -> Result<Prepared, Error> {
+) -> Result<Prepared, VerifyError> {
     let c = check(file, policy, now)?;
     let mut matches = Vec::with_capacity(candidates.len());
     for cand in candidates {
@@ -376,367 +376,11 @@ pub fn prepare(
     })
 }
 
-/// The replay mark in force: the store's, raised by the file's `PAM_TOTP_LAST_STEP`
-/// line (written by earlier versions and by `totp-enroll resync`). `(mark, from file)`.
-fn effective_mark(cfg: &Config, state: &UserState) -> Option<(u64, bool)> {
-    match (state.last_step, cfg.last_step) {
-        (Some(s), Some(f)) if f > s => Some((f, true)),
-        (Some(s), _) => Some((s, false)),
-        (None, Some(f)) => Some((f, true)),
-        (None, None) => None,
-    }
-}
+mod decide;
+mod throttle;
 
-/// The ledger to decide from: the stored one, or on first use the file's old lines
-/// (never weaker than the file says). Records from far in the future are dropped.
-fn load_ledger(
-    cfg: &Config,
-    state: &UserState,
-    policy: &Policy,
-    now: u64,
-    warnings: &mut Vec<Warning>,
-) -> Result<Ledger, Error> {
-    let mut l = Ledger::decode(&state.extra).map_err(Error::Store)?;
-    if state.extra.is_empty() {
-        if let Some(f) = cfg.failures {
-            l.consecutive = f.count;
-            let delay = policy.backoff_secs(f.count);
-            if delay > 0 {
-                l.blocked_until = f.last.saturating_add(delay);
-            }
-        }
-        if let Some(rl) = &cfg.rate_limit {
-            l.attempts = rl.timestamps.clone();
-            l.attempts.truncate(crate::ledger::MAX_ATTEMPTS);
-        }
-        if cfg.failures.is_some() || cfg.rate_limit.is_some() {
-            warnings.push(Warning::Migrated);
-        }
-    }
-    let horizon = now.saturating_add(policy.max_clock_lag_secs);
-    let ceiling_horizon = horizon
-        .saturating_add(policy.ceiling_tolerance_secs())
-        .saturating_add(policy.ceiling_interval_secs);
-    let latest = l.latest_time();
-    let latest_ceiling = l.ceiling[0].max(l.ceiling[1]);
-    if latest > horizon || latest_ceiling > ceiling_horizon {
-        warnings.push(Warning::FutureRecordsDropped {
-            latest: latest.max(latest_ceiling),
-        });
-        return Ok(Ledger::default());
-    }
-    // Small steps back of the clock (NTP): nothing may wait longer than from now.
-    for r in &mut l.origins {
-        r.last = r.last.min(now);
-    }
-    for t in &mut l.attempts {
-        *t = (*t).min(now);
-    }
-    l.blocked_until = l
-        .blocked_until
-        .min(now.saturating_add(policy.throttle_max_secs));
-    Ok(l)
-}
-
-/// End of the backoff running for `origin`, if any.
-fn origin_until(l: &Ledger, policy: &Policy, origin: OriginKey, now: u64) -> Option<u64> {
-    let r = l.origin(origin)?;
-    let delay = policy.backoff_secs(r.failures);
-    let until = r.last.saturating_add(delay);
-    (delay > 0 && now < until).then_some(until)
-}
-
-/// Which half of the per-user ceiling an origin draws from.
-fn ceiling_class(l: &Ledger, origin: OriginKey) -> usize {
-    if l.is_known(origin) { 0 } else { 1 }
-}
-
-/// End of the wait imposed by the per-user ceiling (GCRA) for `origin`'s class.
-fn ceiling_until(l: &Ledger, policy: &Policy, origin: OriginKey, now: u64) -> Option<u64> {
-    let tat = l.ceiling[ceiling_class(l, origin)];
-    let allowed_from = tat.saturating_sub(policy.ceiling_tolerance_secs());
-    (now < allowed_from).then_some(allowed_from)
-}
-
-fn hard_capped(l: &Ledger, policy: &Policy) -> bool {
-    policy.max_failures.is_some_and(|m| l.consecutive >= m)
-}
-
-/// The longest wait any rule imposes on `origin` now, if any.
-fn throttled_until(l: &Ledger, policy: &Policy, origin: OriginKey, now: u64) -> Option<u64> {
-    let blocked = (now < l.blocked_until).then_some(l.blocked_until);
-    [
-        origin_until(l, policy, origin, now),
-        ceiling_until(l, policy, origin, now),
-        blocked,
-    ]
-    .into_iter()
-    .flatten()
-    .max()
-}
-
-fn stored(state: &UserState, ledger: &Ledger) -> UserState {
-    UserState {
-        last_step: state.last_step,
-        hotp_mark: state.hotp_mark,
-        extra: ledger.encode(),
-    }
-}
-
-/// The configuration a doomed attempt is checked against: a 160-bit zero secret with
-/// no mode line and no scratch codes, so nothing can ever match.
-const STAND_IN: &[u8] = b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n";
-
-impl Prepared {
-    /// For a login that can never succeed (no account, no or an unusable secret): no
-    /// candidate, nothing to match. Its decision throttles and charges exactly like a
-    /// wrong code, so a name without an account is throttled, and told so, like one
-    /// with an account (R9).
-    pub fn doomed(now: i64) -> Result<Prepared, Error> {
-        let now = u64::try_from(now).map_err(|_| Error::ClockFault)?;
-        let file = GaFile::parse(STAND_IN)?;
-        let cfg = file.config()?;
-        Ok(Prepared {
-            file,
-            cfg,
-            now,
-            ahead: 0,
-            matches: Vec::new(),
-            warnings: Vec::new(),
-        })
-    }
-
-    /// The digits of the file's codes (for splitting the answer).
-    pub fn digits(&self) -> Digits {
-        self.cfg.digits
-    }
-
-    /// Step 2, run inside the store's atomic update; pure, may run more than once.
-    pub fn decide(
-        &self,
-        state: &UserState,
-        policy: &Policy,
-        attempt: &Attempt,
-    ) -> Result<Decision, Error> {
-        let now = self.now;
-        let mut warnings = self.warnings.clone();
-        let mark = effective_mark(&self.cfg, state);
-        if let Some((m, in_file)) = mark {
-            let mark_time = m.saturating_mul(self.cfg.step_secs());
-            if mark_time > now.saturating_add(policy.max_clock_lag_secs) {
-                return Err(Error::StateAhead { mark_time, in_file });
-            }
-        }
-        let mut ledger = load_ledger(&self.cfg, state, policy, now, &mut warnings)?;
-        let origin = attempt.origin;
-        let mut touched = state.extra.is_empty() && warnings.contains(&Warning::Migrated);
-
-        let mut refusal = None;
-        if !attempt.continued {
-            if let Some(rl) = &self.cfg.rate_limit {
-                let current = RateLimit {
-                    attempts: rl.attempts,
-                    interval_secs: rl.interval_secs,
-                    timestamps: ledger.attempts.clone(),
-                };
-                let (updated, exceeded) = gafile::rate_limit_update(&current, now);
-                ledger.attempts = updated.timestamps;
-                touched = true;
-                if exceeded {
-                    warnings.push(Warning::RateLimitExceeded);
-                    let oldest = ledger.attempts.first().copied().unwrap_or(now);
-                    let until = oldest
-                        .saturating_add(u64::from(rl.interval_secs))
-                        .max(now + 1);
-                    refusal = Some((Verdict::Throttled, Some(until - now)));
-                }
-            }
-            if hard_capped(&ledger, policy) {
-                refusal = Some((Verdict::Disabled, None));
-            } else if let Some(until) = throttled_until(&ledger, policy, origin, now) {
-                // Not charged: a stranger can make an origin wait, never extend the wait.
-                refusal = Some((Verdict::Throttled, Some(until - now)));
-            }
-        }
-        if let Some((verdict, retry_after)) = refusal {
-            let write = if touched {
-                Write::Lazy(stored(state, &ledger))
-            } else {
-                Write::Nothing
-            };
-            return Ok(Decision {
-                verdict,
-                write,
-                file: None,
-                matched: None,
-                retry_after,
-                warnings,
-            });
-        }
-
-        let reuse = self.cfg.disallow_reuse.clone().unwrap_or_default();
-        let boot_floor = attempt
-            .boot_time
-            .map(|b| (b / self.cfg.step_secs()).saturating_add(self.ahead));
-        let hotp_floor = match self.cfg.mode {
-            Mode::Hotp { counter } => {
-                counter.max(state.hotp_mark.map_or(0, |m| m.saturating_add(1)))
-            }
-            _ => 0,
-        };
-        let mut file = self.file.clone();
-        let mut verdict = Verdict::Rejected;
-        let mut matched = None;
-        let mut hotp_failed = false;
-        for (idx, m) in self.matches.iter().enumerate() {
-            let accepted = match (m, self.cfg.mode) {
-                (Matched::Scratch(Some(v)), _) => {
-                    file.remove_scratch_code(*v);
-                    Some(Method::Scratch)
-                }
-                (Matched::Scratch(None), _) => None,
-                // A wrong-length answer is no HOTP attempt: the counter stays (as before).
-                (Matched::Nothing, _) => None,
-                (Matched::Otp(steps), Mode::Totp) => {
-                    let unused = |s: &u64| mark.is_none_or(|(m, _)| *s > m) && !reuse.contains(s);
-                    let after_boot = |s: &u64| boot_floor.is_none_or(|f| *s > f);
-                    let ok = steps.iter().copied().find(|s| unused(s) && after_boot(s));
-                    match ok {
-                        Some(step) => Some(Method::Totp { step }),
-                        None if !steps.is_empty() => {
-                            if steps.iter().any(unused) {
-                                warnings.push(Warning::UsedBeforeBoot);
-                            }
-                            // GA ends the loop on a replay instead of trying further readings.
-                            verdict = Verdict::Replayed;
-                            break;
-                        }
-                        None => None,
-                    }
-                }
-                (Matched::Otp(ctrs), Mode::Hotp { .. }) => {
-                    match ctrs.iter().copied().find(|&c| c >= hotp_floor) {
-                        Some(counter) => {
-                            file.set(KEY_HOTP_COUNTER, &(counter + 1).to_string())?;
-                            Some(Method::Hotp { counter })
-                        }
-                        None => {
-                            hotp_failed = true;
-                            None
-                        }
-                    }
-                }
-                (Matched::Otp(_), Mode::ScratchOnly) => None,
-            };
-            if let Some(method) = accepted {
-                verdict = Verdict::Accepted(method);
-                matched = Some(idx);
-                break;
-            }
-        }
-        if let (Mode::Hotp { counter }, false) = (self.cfg.mode, policy.no_increment_hotp) {
-            // GA advances once per attempt, even when a scratch code then succeeded.
-            if hotp_failed && !matches!(verdict, Verdict::Accepted(Method::Hotp { .. })) {
-                file.set(KEY_HOTP_COUNTER, &(counter.saturating_add(1)).to_string())?;
-            }
-        }
-
-        let mut next = stored(state, &ledger);
-        let write = match verdict {
-            Verdict::Accepted(method) => {
-                ledger.clear_origin(origin);
-                ledger.consecutive = 0;
-                ledger.blocked_until = 0;
-                ledger.remember_known(origin, now);
-                if let (true, Some(ip)) = (policy.grace_period_secs > 0, attempt.rhost) {
-                    ledger.record_grace(ip, now);
-                }
-                next.extra = ledger.encode();
-                match method {
-                    // Lazy is enough when the boot floor covers a write lost to a
-                    // power loss or crash (see `Attempt::boot_time`).
-                    Method::Totp { step } => {
-                        next.last_step = Some(step);
-                        if attempt.boot_time.is_some() {
-                            Write::Lazy(next)
-                        } else {
-                            Write::Durable(next)
-                        }
-                    }
-                    // The secret file's crash-safe rewrite of HOTP_COUNTER is the
-                    // durable record; this mark only guards against a rolled-back file.
-                    Method::Hotp { counter } => {
-                        next.hotp_mark = Some(counter.max(state.hotp_mark.unwrap_or(0)));
-                        Write::Lazy(next)
-                    }
-                    // Single use is the secret file's rewrite; this only resets counters.
-                    Method::Scratch => Write::Lazy(next),
-                }
-            }
-            _ if attempt.continued => {
-                if touched {
-                    Write::Lazy(next)
-                } else {
-                    Write::Nothing
-                }
-            }
-            _ => {
-                ledger.charge_origin(origin, now);
-                ledger.consecutive = ledger.consecutive.saturating_add(1).min(1_000_000);
-                let class = ceiling_class(&ledger, origin);
-                ledger.ceiling[class] = ledger.ceiling[class]
-                    .max(now)
-                    .saturating_add(policy.ceiling_interval_secs);
-                next.extra = ledger.encode();
-                Write::Lazy(next)
-            }
-        };
-        let file = (file != self.file).then_some(file);
-        Ok(Decision {
-            verdict,
-            write,
-            file,
-            matched,
-            retry_after: None,
-            warnings,
-        })
-    }
-}
-
-/// GA's grace period, checked before prompting: a recorded acceptance from this
-/// numeric address with `when ≤ now < when + grace_period`. Never with grace off,
-/// without an address, for a hard-capped account or while this origin waits.
-pub fn grace_applies(
-    state: &UserState,
-    policy: &Policy,
-    origin: OriginKey,
-    rhost: Option<IpAddr>,
-    now: i64,
-) -> Result<bool, Error> {
-    let Some(ip) = rhost else {
-        return Ok(false);
-    };
-    if policy.grace_period_secs == 0 {
-        return Ok(false);
-    }
-    let now = u64::try_from(now).map_err(|_| Error::ClockFault)?;
-    let l = Ledger::decode(&state.extra).map_err(Error::Store)?;
-    if hard_capped(&l, policy) || throttled_until(&l, policy, origin, now).is_some() {
-        return Ok(false);
-    }
-    let ip = crate::addr::canonical(ip);
-    Ok(l.grace.iter().any(|g| {
-        g.host == ip && g.when <= now && now < g.when.saturating_add(policy.grace_period_secs)
-    }))
-}
-
-/// Seconds `origin` must still wait before an attempt is evaluated (for the message a
-/// throttled user sees), or `None`.
-pub fn wait_for(state: &UserState, policy: &Policy, origin: OriginKey, now: i64) -> Option<u64> {
-    let now = u64::try_from(now).ok()?;
-    let l = Ledger::decode(&state.extra).ok()?;
-    throttled_until(&l, policy, origin, now).map(|u| u - now)
-}
+use throttle::*;
+pub use throttle::{grace_applies, wait_for};
 
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
-use Verdict::{Require, Skip};
+use SkipVerdict::{Require, Skip};
 use totp_core::access::*;
 use totp_core::addr::{self, Origin, classify_origin};
 
@@ -220,7 +220,7 @@ fn peer_inside(item: &RefItem, host: u128, form: u8) -> Option<(String, Key)> {
     }
 }
 
-fn reference(rules: &[RefRule], addr: Key) -> (Verdict, Option<usize>) {
+fn reference(rules: &[RefRule], addr: Key) -> (SkipVerdict, Option<usize>) {
     for (i, r) in rules.iter().enumerate() {
         if r.include.iter().any(|n| n.contains(addr)) && !r.except.iter().any(|n| n.contains(addr))
         {
@@ -305,9 +305,9 @@ proptest! {
         if let Ok(rules) = parsed {
             let groups: Option<Vec<String>> =
                 groups.map(|g| g.into_iter().map(str::to_owned).collect());
-            let items = LoginItems {
+            let items = RawSubject {
                 user: "root",
-                groups: groups.as_deref().into(),
+                groups: groups.as_deref().map_or(Groups::Unknown, Groups::Complete),
                 rhost: rhost.map(str::as_bytes),
                 tty: Some(b"tty1"),
                 service: Some(b"login"),
@@ -315,7 +315,7 @@ proptest! {
             let explanation = rules.explain(&items);
             let subject = Subject {
                 user: "root",
-                groups: groups.as_deref().into(),
+                groups: groups.as_deref().map_or(Groups::Unknown, Groups::Complete),
                 origin: explanation.origin,
             };
             prop_assert_eq!(&rules.evaluate(&subject), &explanation.decision);

@@ -329,7 +329,7 @@ fn regressions() {
 /// CRLF files still record attempts and read back.
 #[test]
 fn bare_cr_files_are_refused_and_crlf_files_survive_a_rewrite() {
-    use totp_core::gafile::{FileError, GaFile};
+    use totp_core::gafile::{GaFile, GaFileError};
     for bad in [
         &b"JBSWY3DPEHPK3PXP\rJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n"[..],
         b"JBSWY3DPEHPK3PXP\n\rJUNK\n\" TOTP_AUTH\n",
@@ -337,7 +337,7 @@ fn bare_cr_files_are_refused_and_crlf_files_survive_a_rewrite() {
     ] {
         assert_eq!(
             GaFile::parse(bad).err(),
-            Some(FileError::BareCarriageReturn),
+            Some(GaFileError::BareCarriageReturn),
             "{bad:?}"
         );
     }

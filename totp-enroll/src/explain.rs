@@ -7,7 +7,7 @@ use std::cell::RefCell;
 
 use serde::Serialize;
 use totp_core::access::{
-    self, AccessRules, Explanation, Groups, LoginItems, MatchedRule, ParseOptions, Verdict,
+    self, AccessRules, Explanation, Groups, MatchedRule, ParseOptions, RawSubject, SkipVerdict,
 };
 use totp_core::addr::Origin;
 use totp_core::membership::{self, Facts, GroupEntry, GroupList, Membership};
@@ -98,7 +98,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         });
         m
     };
-    let items = LoginItems {
+    let items = RawSubject {
         user: &pw.name,
         groups: Groups::Each(&ask),
         rhost: Some(args.rhost.as_bytes()),
@@ -196,8 +196,8 @@ impl<'a> ExplainJson<'a> {
             address,
             origin_reason: e.origin_reason.to_string(),
             verdict: match e.decision.verdict {
-                Verdict::Skip => "skip",
-                Verdict::Require => "require",
+                SkipVerdict::Skip => "skip",
+                SkipVerdict::Require => "require",
             },
             rule: e.decision.matched.as_ref().map(RuleJson::of),
             uncertain: e.uncertain,

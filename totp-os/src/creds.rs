@@ -193,8 +193,9 @@ pub fn switch_to(id: &Identity) -> Result<CredGuard, CredError> {
 /// The calling thread's fsuid, fsgid and supplementary groups, read from
 /// `/proc/thread-self/status` (the 4th `Uid:`/`Gid:` field is the filesystem id).
 ///
-/// Meant for tests and diagnostics: it is an independent view of what the kernel
-/// really applies, not the syscalls this module itself uses.
+/// Test-only (`cfg(test)` or the `test-support` feature): an independent view of what
+/// the kernel really applies, not the syscalls this module itself uses.
+#[cfg(any(test, feature = "test-support"))]
 pub fn current_fs_ids() -> std::io::Result<Identity> {
     let status = std::fs::read_to_string("/proc/thread-self/status")?;
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "unexpected status format");

@@ -31,14 +31,14 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Show one user's record, or every record in the directory.
-    Show(Target),
+    Show(RecordQuery),
     /// Forget one user's record: throttling ends and the replay mark is cleared (the
     /// recovery after a clock fault). Removes a hostile entry without following it.
-    Reset(Target),
+    Reset(RecordQuery),
 }
 
 #[derive(clap::Args, Debug)]
-struct Target {
+struct RecordQuery {
     /// The account (a name NSS knows, or a numeric uid).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,

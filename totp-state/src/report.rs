@@ -12,7 +12,7 @@ use totp_core::state::{StoreError, Uid, UserState};
 use totp_core::utc::format_utc;
 
 #[derive(Serialize, Debug)]
-pub struct Origin {
+pub struct OriginRecord {
     /// The hashed origin key (the module never stores host names or ttys).
     pub key: String,
     pub failures: u32,
@@ -41,7 +41,7 @@ pub struct Report {
     pub hotp_mark: Option<u64>,
     pub consecutive_failures: u32,
     pub blocked_until: Option<String>,
-    pub origins: Vec<Origin>,
+    pub origins: Vec<OriginRecord>,
     pub known_origins: usize,
     /// When the per-user ceiling admits guesses again, for known and for other origins.
     pub ceiling_until: [Option<String>; 2],
@@ -101,7 +101,7 @@ impl Report {
         r.origins = ledger
             .origins
             .iter()
-            .map(|o| Origin {
+            .map(|o| OriginRecord {
                 key: format!("{:016x}", o.key.0),
                 failures: o.failures,
                 last_failure: format_utc(o.last),

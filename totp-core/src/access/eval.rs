@@ -1,8 +1,8 @@
 //! Matching: the rules in order, first match wins, with three-valued items.
 
 use super::{
-    AccessError, AccessRules, Decision, Items, List, MatchedRule, OriginItem, ParseOptions, Rule,
-    Subject, UserItem, Verdict, matched, parse, span_of, to_usize,
+    AccessError, AccessRules, Items, List, MatchedRule, OriginItem, ParseOptions, Rule,
+    RuleDecision, SkipVerdict, Subject, UserItem, matched, parse, span_of, to_usize,
 };
 use crate::addr::{IpBits, Origin};
 use crate::membership::Membership;
@@ -56,13 +56,16 @@ enum RuleMatch {
     /// A `+` rule that maybe matches: go on, but the explain mode mentions it.
     PassedOver,
     /// This rule decides; `uncertain` when it only maybe matched (then it is a `-`).
-    Decides { verdict: Verdict, uncertain: bool },
+    Decides {
+        verdict: SkipVerdict,
+        uncertain: bool,
+    },
 }
 
 impl AccessRules<'_> {
     /// First match wins; no match requires the code. Allocates only for the deciding
     /// rule's text.
-    pub fn evaluate(&self, subject: &Subject<'_>) -> Decision {
+    pub fn evaluate(&self, subject: &Subject<'_>) -> RuleDecision {
         self.evaluate_with(subject, |_| {}).0
     }
 
@@ -72,14 +75,14 @@ impl AccessRules<'_> {
         &self,
         subject: &Subject<'_>,
         mut passed_over: impl FnMut(MatchedRule),
-    ) -> (Decision, bool) {
+    ) -> (RuleDecision, bool) {
         let login = Matcher::new(self.text, subject);
         for rule in &self.rules {
             match login.rule_match(&self.items, rule) {
                 RuleMatch::NoMatch => {}
                 RuleMatch::PassedOver => passed_over(matched(self.text, rule)),
                 RuleMatch::Decides { verdict, uncertain } => {
-                    let decision = Decision {
+                    let decision = RuleDecision {
                         verdict,
                         matched: Some(matched(self.text, rule)),
                     };
@@ -92,8 +95,8 @@ impl AccessRules<'_> {
 }
 
 /// No deciding rule means the code is required.
-const REQUIRE_BY_DEFAULT: Decision = Decision {
-    verdict: Verdict::Require,
+const REQUIRE_BY_DEFAULT: RuleDecision = RuleDecision {
+    verdict: SkipVerdict::Require,
     matched: None,
 };
 
@@ -103,7 +106,7 @@ pub(super) fn decide(
     text: &[u8],
     opts: ParseOptions,
     subject: &Subject<'_>,
-) -> Result<Decision, AccessError> {
+) -> Result<RuleDecision, AccessError> {
     let login = Matcher::new(text, subject);
     let mut items = Items::default();
     let mut decided = None;
@@ -111,7 +114,7 @@ pub(super) fn decide(
         if decided.is_none()
             && let RuleMatch::Decides { verdict, .. } = login.rule_match(items, &rule)
         {
-            decided = Some(Decision {
+            decided = Some(RuleDecision {
                 verdict,
                 matched: Some(matched(text, &rule)),
             });
@@ -149,9 +152,9 @@ impl<'a> Matcher<'a> {
         }
         let users = list_match(&items.users, rule.users, |item| self.user_item_match(item));
         let verdict = if rule.skip {
-            Verdict::Skip
+            SkipVerdict::Skip
         } else {
-            Verdict::Require
+            SkipVerdict::Require
         };
         match (origin.and(users), rule.skip) {
             (Tri::No, _) => RuleMatch::NoMatch,

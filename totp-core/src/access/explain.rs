@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{AccessRules, Decision, Groups, LoginItems, MatchedRule, Subject};
+use super::{AccessRules, Groups, MatchedRule, RawSubject, RuleDecision, Subject};
 use crate::addr::{self, Origin, OriginReason};
 
 /// The explain mode lists at most this many rules it passed over.
@@ -10,7 +10,7 @@ const MAX_PASSED_OVER: usize = 20;
 
 impl AccessRules<'_> {
     /// Explains the decision for a login given as raw PAM items.
-    pub fn explain(&self, items: &LoginItems<'_>) -> Explanation {
+    pub fn explain(&self, items: &RawSubject<'_>) -> Explanation {
         let (origin, origin_reason) =
             addr::classify_origin_with_reason(items.rhost, items.tty, items.service);
         let subject = Subject {
@@ -54,7 +54,7 @@ pub struct Explanation {
     /// Why.
     pub origin_reason: OriginReason,
     /// The decision, exactly as [`AccessRules::evaluate`] returns it.
-    pub decision: Decision,
+    pub decision: RuleDecision,
     /// The deciding `-` rule only maybe matched (missing groups or peer address).
     pub uncertain: bool,
     /// `+` rules that maybe matched and were passed over (first few).

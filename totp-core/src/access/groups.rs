@@ -8,7 +8,9 @@ use crate::membership::Membership;
 #[derive(Clone, Copy)]
 pub enum Groups<'a> {
     /// Every group of the user by name, from an answer known to be complete: a group
-    /// not listed is one the user is not in.
+    /// not listed is one the user is not in. Test-only: the module and the CLI ask group
+    /// by group ([`Groups::Each`]).
+    #[cfg(any(test, feature = "test-support"))]
     Complete(&'a [String]),
     /// Asked group by group, only for the groups a rule being evaluated names (the
     /// module asks the name service about each such group once).
@@ -22,7 +24,9 @@ impl Groups<'_> {
     /// Membership of one group.
     pub fn membership(&self, group: &str) -> Membership {
         match self {
+            #[cfg(any(test, feature = "test-support"))]
             Groups::Complete(names) if names.iter().any(|g| g == group) => Membership::Member,
+            #[cfg(any(test, feature = "test-support"))]
             Groups::Complete(_) => Membership::NotMember,
             Groups::Each(ask) => ask(group),
             Groups::Unknown => Membership::Unknown,
@@ -33,16 +37,11 @@ impl Groups<'_> {
 impl fmt::Debug for Groups<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            #[cfg(any(test, feature = "test-support"))]
             Groups::Complete(names) => f.debug_tuple("Complete").field(names).finish(),
             Groups::Each(_) => f.write_str("Each(..)"),
             Groups::Unknown => f.write_str("Unknown"),
         }
-    }
-}
-
-impl<'a> From<Option<&'a [String]>> for Groups<'a> {
-    fn from(groups: Option<&'a [String]>) -> Self {
-        groups.map_or(Groups::Unknown, Groups::Complete)
     }
 }
 

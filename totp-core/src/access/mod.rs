@@ -97,18 +97,18 @@ impl std::error::Error for AccessError {}
 
 /// The outcome of the access rules for one login.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum SkipVerdict {
     /// Do not ask for the code: the module returns `PAM_IGNORE` (never `PAM_SUCCESS`).
     Skip,
     /// Ask for the code.
     Require,
 }
 
-impl fmt::Display for Verdict {
+impl fmt::Display for SkipVerdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Verdict::Skip => "skip: the code is not asked for (PAM_IGNORE)",
-            Verdict::Require => "require: the code is asked for",
+            SkipVerdict::Skip => "skip: the code is not asked for (PAM_IGNORE)",
+            SkipVerdict::Require => "require: the code is asked for",
         })
     }
 }
@@ -128,11 +128,11 @@ impl fmt::Display for MatchedRule {
     }
 }
 
-/// Verdict plus the deciding rule (`None`: no rule matched, so the code is required).
+/// The skip verdict plus the deciding rule (`None`: no rule matched, so the code is required).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
+pub struct RuleDecision {
     /// Skip or require.
-    pub verdict: Verdict,
+    pub verdict: SkipVerdict,
     /// The deciding rule, if any.
     pub matched: Option<MatchedRule>,
 }
@@ -149,9 +149,9 @@ pub struct Subject<'a> {
     pub origin: Origin,
 }
 
-/// The raw PAM items the explain mode starts from.
+/// The raw PAM items the explain mode starts from (before [`Subject`]'s origin is classified).
 #[derive(Clone, Copy, Debug)]
-pub struct LoginItems<'a> {
+pub struct RawSubject<'a> {
     /// The NSS `pw_name` of the target user.
     pub user: &'a str,
     /// As in [`Subject::groups`].
@@ -204,7 +204,7 @@ pub fn decide(
     text: &[u8],
     opts: ParseOptions,
     subject: &Subject<'_>,
-) -> Result<Decision, AccessError> {
+) -> Result<RuleDecision, AccessError> {
     eval::decide(text, opts, subject)
 }
 

@@ -56,12 +56,12 @@ impl Login {
     }
 }
 
-fn decide_login(text: &str, login: &Login) -> (Verdict, Option<usize>) {
+fn decide_login(text: &str, login: &Login) -> (SkipVerdict, Option<usize>) {
     let rules = parse(text);
     let groups = login.groups.map(owned);
     let subject = Subject {
         user: login.user,
-        groups: groups.as_deref().into(),
+        groups: groups.as_deref().map_or(Groups::Unknown, Groups::Complete),
         origin: classify_origin(
             login.rhost.map(str::as_bytes),
             login.tty.map(str::as_bytes),
@@ -78,12 +78,12 @@ fn decide_login(text: &str, login: &Login) -> (Verdict, Option<usize>) {
     (decision.verdict, decision.matched.map(|m| m.line))
 }
 
-use Verdict::{Require, Skip};
+use SkipVerdict::{Require, Skip};
 
 #[test]
 fn decision_table() {
     #[rustfmt::skip]
-    let cases: &[(&str, &str, Login, Verdict, Option<usize>)] = &[
+    let cases: &[(&str, &str, Login, SkipVerdict, Option<usize>)] = &[
         // J1, J2, J3: canonicalisation of mapped addresses only.
         ("J1", "+ : ALL : 10.0.0.0/8", from("10.1.2.3"), Skip, Some(1)),
         ("J2 dotted", "+ : ALL : 10.0.0.0/8", from("::ffff:10.1.2.3"), Skip, Some(1)),
@@ -179,7 +179,7 @@ fn matched_rule_carries_line_and_trimmed_text() {
     });
     assert_eq!(
         decision,
-        Decision {
+        RuleDecision {
             verdict: Skip,
             matched: Some(MatchedRule {
                 line: 2,
@@ -376,7 +376,7 @@ fn empty_rules_require_the_code() {
         assert!(rules.is_empty());
         assert_eq!(
             rules.evaluate(&subject),
-            Decision {
+            RuleDecision {
                 verdict: Require,
                 matched: None
             }
@@ -399,7 +399,7 @@ fn ten_thousand_rules_parse_and_evaluate_correctly() {
     let rules = parse(&text);
     assert_eq!(rules.len(), n + 1);
 
-    let check = |user: &str, groups: &[&str], rhost: &str, expect: (Verdict, Option<usize>)| {
+    let check = |user: &str, groups: &[&str], rhost: &str, expect: (SkipVerdict, Option<usize>)| {
         let groups = owned(groups);
         let subject = Subject {
             user,
@@ -447,7 +447,7 @@ fn ten_thousand_rules_parse_and_evaluate_correctly() {
 #[test]
 fn explain_names_origin_rule_and_verdict() {
     let rules = parse(FIELD_EXAMPLE);
-    let e = rules.explain(&LoginItems {
+    let e = rules.explain(&RawSubject {
         user: "alice",
         groups: Groups::Complete(&[]),
         rhost: Some(b"::ffff:10.0.0.9"),
@@ -465,7 +465,7 @@ fn explain_names_origin_rule_and_verdict() {
     assert!(text.contains("line 1: + : ALL : 10.0.0.0/24"), "{text}");
     assert!(text.contains("PAM_IGNORE"), "{text}");
 
-    let e = rules.explain(&LoginItems {
+    let e = rules.explain(&RawSubject {
         user: "alice",
         groups: Groups::Complete(&[]),
         rhost: None,
@@ -480,7 +480,7 @@ fn explain_names_origin_rule_and_verdict() {
 #[test]
 fn explain_reports_rules_passed_over_for_missing_facts() {
     let rules = parse("+ : (lan) : ALL\n- : (otp) : ALL\n+ : ALL : ALL\n");
-    let e = rules.explain(&LoginItems {
+    let e = rules.explain(&RawSubject {
         user: "alice\n",
         groups: Groups::Unknown,
         rhost: Some(b"10.0.0.1"),
@@ -499,7 +499,7 @@ fn explain_reports_rules_passed_over_for_missing_facts() {
         "{text}"
     );
 
-    let none = parse("+ : ALL : 10.0.0.0/8\n").explain(&LoginItems {
+    let none = parse("+ : ALL : 10.0.0.0/8\n").explain(&RawSubject {
         user: "alice",
         groups: Groups::Complete(&[]),
         rhost: Some(b"evil.example"),
@@ -532,12 +532,18 @@ fn unknown_membership_never_skips_for_absence() {
         origin: Origin::Network("1.1.1.1".parse().unwrap()),
     };
     let verdict = |text: &str| parse(text).evaluate(&subject).verdict;
-    assert_eq!(verdict("+ : ALL EXCEPT (mfa) : ALL"), Verdict::Require);
-    assert_eq!(verdict("+ : ALL EXCEPT (staff) : ALL"), Verdict::Skip);
-    assert_eq!(verdict("- : (mfa) : ALL\n+ : ALL : ALL"), Verdict::Require);
-    assert_eq!(verdict("- : (staff) : ALL\n+ : ALL : ALL"), Verdict::Skip);
-    assert_eq!(verdict("+ : (lan) : ALL"), Verdict::Skip);
-    assert_eq!(verdict("+ : (mfa) : ALL"), Verdict::Require);
+    assert_eq!(verdict("+ : ALL EXCEPT (mfa) : ALL"), SkipVerdict::Require);
+    assert_eq!(verdict("+ : ALL EXCEPT (staff) : ALL"), SkipVerdict::Skip);
+    assert_eq!(
+        verdict("- : (mfa) : ALL\n+ : ALL : ALL"),
+        SkipVerdict::Require
+    );
+    assert_eq!(
+        verdict("- : (staff) : ALL\n+ : ALL : ALL"),
+        SkipVerdict::Skip
+    );
+    assert_eq!(verdict("+ : (lan) : ALL"), SkipVerdict::Skip);
+    assert_eq!(verdict("+ : (mfa) : ALL"), SkipVerdict::Require);
 
     let s = |v: &[&str]| v.iter().map(|g| (*g).to_owned()).collect::<Vec<_>>();
     let decide =
@@ -588,7 +594,11 @@ fn group_skip_decision_table() {
     ];
     for (groups, skip, require, expect) in cases {
         assert_eq!(
-            group_skip_decision(groups.as_deref().into(), &skip, &require),
+            group_skip_decision(
+                groups.as_deref().map_or(Groups::Unknown, Groups::Complete),
+                &skip,
+                &require
+            ),
             expect,
             "{groups:?} {skip:?} {require:?}"
         );

@@ -256,7 +256,7 @@ mod properties {
 
 #[test]
 fn command_files_with_scratch_codes_or_hotp_are_refused() {
-    let parse = |t: &str| crate::gafile::parse(t.as_bytes()).expect("parse");
+    let parse = |t: &str| crate::gafile::GaFile::parse(t.as_bytes()).expect("parse");
     let totp = parse("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n");
     assert_eq!(check_command_file(&totp), Ok(()));
     let scratch = parse("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n12345678\n");

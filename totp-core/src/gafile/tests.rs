@@ -12,7 +12,7 @@ const GA_TOOL_FILE: &[u8] = b"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\
 93484149\n";
 
 fn p(bytes: &[u8]) -> GaFile {
-    parse(bytes).unwrap()
+    GaFile::parse(bytes).unwrap()
 }
 
 #[test]
@@ -65,109 +65,109 @@ fn crlf_lowercase_and_no_trailing_newline_are_accepted() {
 
 #[test]
 fn malformed_files_are_errors_never_defaults() {
-    let cases: &[(&[u8], FileError)] = &[
-        (b"", FileError::Empty),
-        (b"2SH3V3GDW7ZNMGYE\n\0", FileError::ContainsNul),
+    let cases: &[(&[u8], GaFileError)] = &[
+        (b"", GaFileError::Empty),
+        (b"2SH3V3GDW7ZNMGYE\n\0", GaFileError::ContainsNul),
         (
             b"2SH3V3GDW7ZNMGYE====\n",
-            FileError::BadSecret { offset: 16 },
+            GaFileError::BadSecret { offset: 16 },
         ),
         (
             b"\xef\xbb\xbf2SH3V3GDW7ZNMGYE\n",
-            FileError::BadSecret { offset: 0 },
+            GaFileError::BadSecret { offset: 0 },
         ),
-        (b"\n\" TOTP_AUTH\n", FileError::EmptySecret),
-        (b"A\n", FileError::EmptySecret),
+        (b"\n\" TOTP_AUTH\n", GaFileError::EmptySecret),
+        (b"A\n", GaFileError::EmptySecret),
         (
             b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 0\n",
-            FileError::BadValue { key: "WINDOW_SIZE" },
+            GaFileError::BadValue { key: "WINDOW_SIZE" },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 101\n",
-            FileError::BadValue { key: "WINDOW_SIZE" },
+            GaFileError::BadValue { key: "WINDOW_SIZE" },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE x\n",
-            FileError::BadValue { key: "WINDOW_SIZE" },
+            GaFileError::BadValue { key: "WINDOW_SIZE" },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 0\n",
-            FileError::BadValue { key: "STEP_SIZE" },
+            GaFileError::BadValue { key: "STEP_SIZE" },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 61\n",
-            FileError::BadValue { key: "STEP_SIZE" },
+            GaFileError::BadValue { key: "STEP_SIZE" },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30 \n",
-            FileError::BadValue { key: "RATE_LIMIT" },
+            GaFileError::BadValue { key: "RATE_LIMIT" },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 0 30\n",
-            FileError::BadValue { key: "RATE_LIMIT" },
+            GaFileError::BadValue { key: "RATE_LIMIT" },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 3601\n",
-            FileError::BadValue { key: "RATE_LIMIT" },
+            GaFileError::BadValue { key: "RATE_LIMIT" },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3\n",
-            FileError::BadValue { key: "RATE_LIMIT" },
+            GaFileError::BadValue { key: "RATE_LIMIT" },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE 1 x\n",
-            FileError::BadValue {
+            GaFileError::BadValue {
                 key: "DISALLOW_REUSE",
             },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER one\n",
-            FileError::BadValue {
+            GaFileError::BadValue {
                 key: "HOTP_COUNTER",
             },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" TIME_SKEW 1x\n",
-            FileError::BadValue { key: "TIME_SKEW" },
+            GaFileError::BadValue { key: "TIME_SKEW" },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" TIME_SKEW 99999999\n",
-            FileError::BadValue { key: "TIME_SKEW" },
+            GaFileError::BadValue { key: "TIME_SKEW" },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_ALGORITHM MD5\n",
-            FileError::BadValue {
+            GaFileError::BadValue {
                 key: "PAM_TOTP_ALGORITHM",
             },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_DIGITS 9\n",
-            FileError::BadValue {
+            GaFileError::BadValue {
                 key: "PAM_TOTP_DIGITS",
             },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_LAST_STEP -1\n",
-            FileError::BadValue {
+            GaFileError::BadValue {
                 key: "PAM_TOTP_LAST_STEP",
             },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_FAILURES 3\n",
-            FileError::BadValue {
+            GaFileError::BadValue {
                 key: "PAM_TOTP_FAILURES",
             },
         ),
         (
             b"2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_FAILURES 3  100\n",
-            FileError::BadValue {
+            GaFileError::BadValue {
                 key: "PAM_TOTP_FAILURES",
             },
         ),
     ];
     for (bytes, want) in cases {
         assert_eq!(
-            parse(bytes).as_ref().err(),
+            GaFile::parse(bytes).as_ref().err(),
             Some(want),
             "{:?}",
             String::from_utf8_lossy(bytes)
@@ -175,9 +175,9 @@ fn malformed_files_are_errors_never_defaults() {
     }
     let mut big = b"2SH3V3GDW7ZNMGYE\n".to_vec();
     big.resize(MAX_FILE_LEN + 1, b'\n');
-    assert_eq!(parse(&big), Err(FileError::TooLarge));
+    assert_eq!(GaFile::parse(&big), Err(GaFileError::TooLarge));
     big.truncate(MAX_FILE_LEN);
-    assert!(parse(&big).is_ok());
+    assert!(GaFile::parse(&big).is_ok());
 }
 
 #[test]
@@ -256,10 +256,10 @@ fn set_on_a_secret_only_file_adds_the_missing_line_break() {
 #[test]
 fn set_rejects_bad_keys_and_values() {
     let mut f = p(b"2SH3V3GDW7ZNMGYE\n");
-    assert_eq!(f.set("lower", "1"), Err(FileError::BadKey));
-    assert_eq!(f.set("", "1"), Err(FileError::BadKey));
-    assert_eq!(f.set("A B", "1"), Err(FileError::BadKey));
-    assert_eq!(f.set("A", "1\n\" B"), Err(FileError::BadValueBytes));
+    assert_eq!(f.set("lower", "1"), Err(GaFileError::BadKey));
+    assert_eq!(f.set("", "1"), Err(GaFileError::BadKey));
+    assert_eq!(f.set("A B", "1"), Err(GaFileError::BadKey));
+    assert_eq!(f.set("A", "1\n\" B"), Err(GaFileError::BadValueBytes));
     assert_eq!(f.as_bytes(), b"2SH3V3GDW7ZNMGYE\n");
 }
 
@@ -267,7 +267,7 @@ fn set_rejects_bad_keys_and_values() {
 fn set_refuses_to_grow_past_the_cap() {
     let mut f = p(b"2SH3V3GDW7ZNMGYE\n");
     let huge = "1".repeat(MAX_FILE_LEN);
-    assert_eq!(f.set("X_BIG", &huge), Err(FileError::TooLarge));
+    assert_eq!(f.set("X_BIG", &huge), Err(GaFileError::TooLarge));
     assert_eq!(f.as_bytes(), b"2SH3V3GDW7ZNMGYE\n");
 }
 
@@ -319,7 +319,7 @@ fn regenerating_scratch_codes_replaces_the_visible_ones() {
     );
     assert_eq!(
         f.regenerate_scratch_codes(&[1234567]),
-        Err(FileError::BadScratchCode)
+        Err(GaFileError::BadScratchCode)
     );
     f.regenerate_scratch_codes(&[]).unwrap();
     assert_eq!(f.as_bytes(), b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n");
@@ -550,7 +550,7 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
-        if let Ok(f) = parse(&bytes) {
+        if let Ok(f) = GaFile::parse(&bytes) {
             prop_assert_eq!(f.as_bytes(), &bytes[..]);
             let _ = f.scratch_codes();
         }
@@ -560,29 +560,29 @@ proptest! {
     fn random_lines_after_a_secret_never_panic(tail in prop::collection::vec(prop::sample::select(b"\" \r\n\t0123456789ABLAST_TOTP-+x".to_vec()), 0..300)) {
         let mut bytes = b"2SH3V3GDW7ZNMGYE\n".to_vec();
         bytes.extend_from_slice(&tail);
-        if let Ok(mut f) = parse(&bytes) {
+        if let Ok(mut f) = GaFile::parse(&bytes) {
             prop_assert_eq!(f.as_bytes(), &bytes[..]);
             let _ = f.set("PAM_TOTP_LAST_STEP", "5");
-            let _ = parse(f.as_bytes());
+            let _ = GaFile::parse(f.as_bytes());
         }
     }
 
     #[test]
     fn generated_files_round_trip(bytes in arb_file()) {
-        let f = parse(&bytes).unwrap();
+        let f = GaFile::parse(&bytes).unwrap();
         prop_assert_eq!(f.as_bytes(), &bytes[..]);
-        let again = parse(&f.to_bytes()).unwrap();
+        let again = GaFile::parse(&f.to_bytes()).unwrap();
         prop_assert_eq!(&again, &f);
         prop_assert_eq!(again.config().unwrap(), f.config().unwrap());
     }
 
     #[test]
     fn edits_keep_the_file_valid_and_other_lines_intact(bytes in arb_file(), step in 0u64..1_000_000, n in 0u32..100) {
-        let mut f = parse(&bytes).unwrap();
+        let mut f = GaFile::parse(&bytes).unwrap();
         let before = f.config().unwrap();
         f.set(KEY_LAST_STEP, &step.to_string()).unwrap();
         f.set(KEY_FAILURES, &format!("{n} 1000")).unwrap();
-        let g = parse(&f.to_bytes()).unwrap();
+        let g = GaFile::parse(&f.to_bytes()).unwrap();
         let c = g.config().unwrap();
         prop_assert_eq!(c.last_step, Some(step));
         prop_assert_eq!(c.failures, Some(Failures { count: n, last: 1000 }));

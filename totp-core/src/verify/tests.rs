@@ -7,7 +7,7 @@ const HOME: OriginKey = OriginKey(1);
 const STRANGER: OriginKey = OriginKey(2);
 
 fn file(text: &str) -> GaFile {
-    gafile::parse(text.as_bytes()).unwrap()
+    gafile::GaFile::parse(text.as_bytes()).unwrap()
 }
 
 fn secret() -> Secret {
@@ -413,7 +413,10 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
     let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
     u.state.last_step = Some(20_000);
     let c = candidates(b"000000", Digits::SIX, false);
-    assert_eq!(prepare(&u.file, &p, &c, -1).err(), Some(Error::ClockFault));
+    assert_eq!(
+        prepare(&u.file, &p, &c, -1).err(),
+        Some(VerifyError::ClockFault)
+    );
     let a = |now| Attempt {
         origin: HOME,
         rhost: None,
@@ -424,7 +427,7 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
     let prep = prepare(&u.file, &p, &c, 600_000 - 86_401).unwrap();
     assert_eq!(
         prep.decide(&u.state, &p, &a(600_000 - 86_401)).err(),
-        Some(Error::StateAhead {
+        Some(VerifyError::StateAhead {
             mark_time: 600_000,
             in_file: false
         })
@@ -439,7 +442,7 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
     let prep = prepare(&f, &p, &c, 300_000).unwrap();
     assert_eq!(
         prep.decide(&UserState::default(), &p, &a(300_000)).err(),
-        Some(Error::StateAhead {
+        Some(VerifyError::StateAhead {
             mark_time: 600_000,
             in_file: true
         })
@@ -626,7 +629,7 @@ fn secret_strength_rules() {
     let short = file("MFRGGZDFMZTWQ\n\" TOTP_AUTH\n");
     assert!(matches!(
         prepare(&short, &p, &c, 300_000),
-        Err(Error::SecretTooShort { bits: 64, min: 80 })
+        Err(VerifyError::SecretTooShort { bits: 64, min: 80 })
     ));
     let legacy = file(&format!("{S}\n\" TOTP_AUTH\n"));
     let prep = prepare(&legacy, &p, &c, 300_000).unwrap();
@@ -637,7 +640,7 @@ fn secret_strength_rules() {
     };
     assert!(matches!(
         prepare(&legacy, &strict, &c, 300_000),
-        Err(Error::SecretTooShort { bits: 80, min: 128 })
+        Err(VerifyError::SecretTooShort { bits: 80, min: 128 })
     ));
     let modern = file("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n");
     assert!(

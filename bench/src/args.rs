@@ -1,0 +1,70 @@
+//! Command-line options of `pam-bench`.
+
+use super::*;
+
+pub(super) const USAGE: &str =
+    "usage: pam-bench [--budget SECS] [--quick] [--only SUBSTRING] [--no-sink] [--keep]
+  --budget SECS   time per case (default 3, spread over 5 interleaved rounds)
+  --quick         --budget 0.5 (a smoke run; figures are noisy)
+  --only S        only the cases whose key contains S (keys: permit, ga-wrong, ga-noskew-right,
+                  totp-scratch, access-pam-10000, access-totp-10, enroll, memory, ...)
+  --no-sink       do not enter a mount namespace; /dev/log is used as found
+  --tmpfs-state   put the state file on a tmpfs private to the run, where fsync costs
+                  nothing: a diagnostic that separates CPU and syscall cost from the disk
+  --keep          keep the scratch directory (under target/bench-tmp)
+  --module PATH   benchmark this build of pam_totp instead of target/release/libpam_totp.so
+Runs as root (mount namespace, GA's user=root file).";
+
+pub(super) struct Opts {
+    pub(super) budget: Duration,
+    pub(super) only: Option<String>,
+    pub(super) sink: bool,
+    pub(super) tmpfs_state: bool,
+    pub(super) keep: bool,
+    pub(super) module: Option<PathBuf>,
+}
+
+pub(super) fn parse_args(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        budget: Duration::from_secs(3),
+        only: None,
+        sink: true,
+        tmpfs_state: false,
+        keep: false,
+        module: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--budget" => {
+                let v = it.next().ok_or("--budget needs a value")?;
+                let secs: f64 = v.parse().map_err(|e| format!("--budget: {e}"))?;
+                if !(0.05..=600.0).contains(&secs) {
+                    return Err("--budget: between 0.05 and 600 seconds".into());
+                }
+                o.budget = Duration::from_secs_f64(secs);
+            }
+            "--quick" => o.budget = Duration::from_millis(500),
+            "--only" => o.only = Some(it.next().ok_or("--only needs a value")?.clone()),
+            "--no-sink" => o.sink = false,
+            "--keep" => o.keep = true,
+            "--tmpfs-state" => o.tmpfs_state = true,
+            "--module" => {
+                let p = PathBuf::from(it.next().ok_or("--module needs a path")?);
+                o.module = Some(std::path::absolute(&p).map_err(|e| format!("--module: {e}"))?);
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if o.tmpfs_state && !o.sink {
+        return Err("--tmpfs-state needs the mount namespace (drop --no-sink)".into());
+    }
+    Ok(o)
+}
+
+impl Opts {
+    pub(super) fn wants(&self, key: &str) -> bool {
+        self.only.as_deref().is_none_or(|s| key.contains(s))
+    }
+}

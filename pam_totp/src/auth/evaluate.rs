@@ -1,0 +1,347 @@
+//! The evaluation of one answer: read the secret file, compare, one atomic state-store
+//! update, the secret-file write when a code was used up, and the verdict with its log
+//! line.
+
+use super::*;
+
+impl Ctx {
+    /// Reads the secret file as the target (locked when this attempt may change it),
+    /// compares the candidates, then asks the store, in one atomic update, to admit,
+    /// check for replay and record the attempt. The verdict is released only after that
+    /// update (R15; see `totp_core::verify`).
+    pub(super) fn evaluate(
+        &self,
+        io: &mut dyn PamIo,
+        sys: &dyn System,
+        run: &mut Run<'_>,
+        cands: &[Candidate],
+        phase: Phase,
+    ) -> Result<Step, AuthError> {
+        let who = run.who;
+        let shown = self.shown(run.target);
+        let now = sys.now().map_err(|_| {
+            io.log(Level::Err, "cannot read the clock");
+            AuthError::Clock
+        })?;
+        let (file, mut locked) = match self.read_secret(io, run.target, &run.preread, cands)? {
+            SecretRead::Ready { file, locked } => (file, locked),
+            SecretRead::Deny(denial) => return Ok(Step::Done(self.denied(io, who, denial))),
+        };
+        let prepared = match verify::prepare(&file, &self.policy, cands, now) {
+            Ok(p) => p,
+            Err(verify::VerifyError::ClockFault) => {
+                io.log(Level::Err, "clock fault: time is before 1970; denying");
+                return Err(AuthError::Clock);
+            }
+            Err(e) => {
+                io.log(Level::Err, &format!("secret file {shown}: {e}"));
+                return Ok(Step::Done(self.denied(io, who, Denial::BadFile)));
+            }
+        };
+        let attempt = Attempt {
+            origin: self.origin,
+            rhost: self.rhost_ip,
+            now,
+            continued: phase == Phase::Continued,
+            // The boot time by the same clock the codes are checked against.
+            boot_time: sys
+                .uptime()
+                .and_then(|up| u64::try_from(now).ok()?.checked_sub(up)),
+        };
+        let mut decided = None;
+        let stored = run.store.update(run.uid, &mut |state| {
+            let d = prepared.decide(state, &self.policy, &attempt);
+            let write = d.as_ref().map_or(Write::Nothing, |d| d.write.clone());
+            decided = Some(d);
+            write
+        });
+        if let Err(e) = stored {
+            return self.store_failed(io, who, e).map(Step::Done);
+        }
+        let decision = match decided {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return self.decide_failed(io, who, &shown, now, e).map(Step::Done),
+            None => {
+                io.log(
+                    Level::Err,
+                    "the state store never ran the decision; denying",
+                );
+                return Ok(Step::Done(Outcome::Deny(Denial::StateUnusable)));
+            }
+        };
+        for w in &decision.warnings {
+            io.log(Level::Warning, &format!("{who} ({shown}): {w}"));
+        }
+        // A failed tentative check keeps only its charge: GA moves the HOTP counter at
+        // most once per authentication, after the prompted answer.
+        let keep_file = phase != Phase::Tentative || decision.verdict.is_accepted();
+        if let Some(changed) = decision.file.as_ref().filter(|_| keep_file) {
+            // A used scratch code or an advanced HOTP counter: the one secret-file write.
+            let saved = match locked.as_mut() {
+                Some(l) => {
+                    let _creds = switch_creds(&*io, run.target)?;
+                    l.replace(changed.as_bytes()).map_err(|e| format!("{e:?}"))
+                }
+                None => Err("file was not locked".to_owned()),
+            };
+            if let Err(e) = saved {
+                io.log(
+                    Level::Err,
+                    &format!("cannot save {shown} (scratch code or counter): {e}; denying"),
+                );
+                return Ok(Step::Done(Outcome::Deny(Denial::NotPersisted)));
+            }
+        }
+        drop(locked);
+        let verdict = decision.verdict;
+        if phase == Phase::Tentative && !verdict.is_accepted() {
+            if self.opts.debug {
+                io.log(
+                    Level::Info,
+                    &format!("no valid code in PAM_AUTHTOK for {who}; prompting"),
+                );
+            }
+            let refusal = matches!(verdict, Verdict::Throttled | Verdict::Disabled)
+                .then_some((verdict, decision.retry_after));
+            return Ok(Step::Carry(refusal));
+        }
+        self.verdict(io, who, cands, &decision).map(Step::Done)
+    }
+
+    /// The secret file as the target sees it, locked when the attempt may rewrite it
+    /// (HOTP, or a scratch-shaped answer and scratch codes present). `Err` is a
+    /// module-wide fault.
+    pub(super) fn read_secret(
+        &self,
+        io: &mut dyn PamIo,
+        target: &LoginTarget,
+        preread: &GaFile,
+        cands: &[Candidate],
+    ) -> Result<SecretRead, AuthError> {
+        let shown = self.shown(target);
+        let may_change = preread.config().is_ok_and(|c| {
+            matches!(c.mode, Mode::Hotp { .. })
+                || (cands.iter().any(|c| c.scratch) && !preread.scratch_codes().is_empty())
+        });
+        if !may_change {
+            return Ok(SecretRead::Ready {
+                file: preread.clone(),
+                locked: None,
+            });
+        }
+        let _creds = switch_creds(&*io, target)?;
+        let timeout = Duration::from_millis(self.opts.lock_timeout_ms);
+        let locked = match safefile::lock_with_deadline(&target.path, &target.rules, timeout) {
+            Ok(l) => l,
+            Err(FileError::LockTimeout | FileError::Unstable) => {
+                io.log(
+                    Level::Err,
+                    &format!("timed out waiting for the lock on {shown}"),
+                );
+                return Err(AuthError::LockTimeout);
+            }
+            Err(e) => {
+                io.log(Level::Err, &format!("secret file {shown}: {e:?}"));
+                return Ok(SecretRead::Deny(Denial::BadFile));
+            }
+        };
+        match GaFile::parse(locked.contents()) {
+            Ok(file) => Ok(SecretRead::Ready {
+                file,
+                locked: Some(locked),
+            }),
+            Err(e) => {
+                io.log(Level::Err, &format!("secret file {shown} is invalid: {e}"));
+                Ok(SecretRead::Deny(Denial::BadFile))
+            }
+        }
+    }
+
+    pub(super) fn store_failed(
+        &self,
+        io: &mut dyn PamIo,
+        who: &str,
+        e: StoreError,
+    ) -> Result<Outcome, AuthError> {
+        match e {
+            StoreError::Unavailable(m) => {
+                io.log(
+                    Level::Err,
+                    &format!("state store unavailable for {who}: {m}; denying"),
+                );
+                Err(AuthError::LockTimeout)
+            }
+            StoreError::Corrupt(m) => {
+                io.log(
+                    Level::Err,
+                    &format!(
+                        "state record of {who} is unusable: {m}; denying. Inspect it, then reset it with `totp-state reset --user {who}`"
+                    ),
+                );
+                Ok(Outcome::Deny(Denial::StateUnusable))
+            }
+            StoreError::Refused(m) => {
+                io.log(
+                    Level::Err,
+                    &format!(
+                        "state of {who} could not be saved: {m}; denying (the state directory must be writable)"
+                    ),
+                );
+                Ok(Outcome::Deny(Denial::StateUnusable))
+            }
+        }
+    }
+
+    pub(super) fn decide_failed(
+        &self,
+        io: &mut dyn PamIo,
+        who: &str,
+        shown: &str,
+        now: i64,
+        e: verify::VerifyError,
+    ) -> Result<Outcome, AuthError> {
+        match e {
+            verify::VerifyError::StateAhead { mark_time, in_file } => {
+                let fix = if in_file {
+                    format!("remove the PAM_TOTP_LAST_STEP line from {shown}")
+                } else {
+                    format!("reset the user's state with `totp-state reset --user {who}`")
+                };
+                io.log(
+                    Level::Err,
+                    &format!(
+                        "clock fault for {who}: the last accepted code is from {}, but the clock says {}. Either the clock is wrong now, or it was ahead when that code was accepted (bad RTC, restored VM). If the clock is right, {fix}; denying",
+                        format_utc(mark_time),
+                        format_utc(u64::try_from(now).unwrap_or(0)),
+                    ),
+                );
+                Err(AuthError::Clock)
+            }
+            verify::VerifyError::Store(e) => self.store_failed(io, who, e),
+            verify::VerifyError::ClockFault => Err(AuthError::Clock),
+            e => {
+                io.log(Level::Err, &format!("secret file {shown}: {e}"));
+                Ok(self.denied(io, who, Denial::BadFile))
+            }
+        }
+    }
+
+    /// A refusal without evaluation; throttled users are told how long to wait, with
+    /// the same words for every account.
+    pub(super) fn refused(
+        &self,
+        io: &mut dyn PamIo,
+        who: &str,
+        (verdict, retry): Refusal,
+    ) -> Outcome {
+        if verdict == Verdict::Throttled {
+            let secs = retry.unwrap_or(1).max(1);
+            // Best effort: the denial stands whether or not the message arrives.
+            let _ = io.converse(
+                Style::ErrorMsg,
+                &format!("too many failed codes; try again in {secs} s"),
+            );
+            self.denied(io, who, Denial::Throttled)
+        } else {
+            self.denied(io, who, Denial::Locked)
+        }
+    }
+
+    /// Logs and maps a verdict; forwards the password on success with `forward_pass`.
+    pub(super) fn verdict(
+        &self,
+        io: &mut dyn PamIo,
+        who: &str,
+        cands: &[Candidate],
+        decision: &Decision,
+    ) -> Result<Outcome, AuthError> {
+        let matched = decision.matched;
+        let method = match decision.verdict {
+            Verdict::Accepted(m) => m,
+            Verdict::Rejected => return Ok(self.denied(io, who, Denial::WrongCode)),
+            // Refused by the boot floor only: already explained by its warning.
+            Verdict::Replayed if decision.warnings.contains(&Warning::UsedBeforeBoot) => {
+                return Ok(self.denied(io, who, Denial::Replay));
+            }
+            Verdict::Replayed => {
+                io.log(
+                    Level::Warning,
+                    &format!(
+                        "{who} from {} reused an already accepted code; this might mean a man-in-the-middle attack",
+                        self.from
+                    ),
+                );
+                return Ok(self.denied(io, who, Denial::Replay));
+            }
+            v @ (Verdict::Throttled | Verdict::Disabled) => {
+                return Ok(self.refused(io, who, (v, decision.retry_after)));
+            }
+        };
+        if self.opts.forward_pass {
+            let prefix = matched
+                .and_then(|i| cands.get(i))
+                .map(|c| c.prefix.as_slice())
+                .unwrap_or_default();
+            if io.set_authtok(prefix).is_err() {
+                io.log(Level::Err, "could not forward the password (PAM_AUTHTOK)");
+                return Ok(Outcome::Deny(Denial::NotPersisted));
+            }
+        }
+        let how = match method {
+            Method::Totp { .. } => "time-based code",
+            Method::Hotp { .. } => "counter-based code",
+            Method::Scratch => "scratch code",
+        };
+        io.log(
+            Level::Notice,
+            &format!("accepted {how} for {who} from {}", self.from),
+        );
+        Ok(Outcome::Success)
+    }
+
+    pub(super) fn denied(&self, io: &mut dyn PamIo, who: &str, denial: Denial) -> Outcome {
+        let why = match denial {
+            Denial::WrongCode => "invalid verification code",
+            Denial::Replay => "code already used",
+            Denial::Throttled => "too many failures; attempt refused unevaluated (backoff)",
+            Denial::Locked => "second factor disabled after too many failures (max_failures)",
+            Denial::NotPersisted => "state could not be saved",
+            Denial::StateUnusable => "state store unusable",
+            Denial::BadFile => "secret file unusable",
+            _ => "denied",
+        };
+        io.log(
+            Level::Notice,
+            &format!("{why} for {who} from {}", self.from),
+        );
+        Outcome::Deny(denial)
+    }
+}
+
+/// Takes the target's file-system identity for the calling thread (restored on drop).
+pub(super) fn switch_creds(
+    io: &dyn PamIo,
+    target: &LoginTarget,
+) -> Result<creds::CredGuard, AuthError> {
+    creds::switch_to(&target.identity).map_err(|e| {
+        io.log(
+            Level::Err,
+            &format!(
+                "cannot switch to the identity of uid {}: {e}; denying",
+                target.identity.uid
+            ),
+        );
+        AuthError::Credentials(format!("{e:?}"))
+    })
+}
+
+/// Computes as many codes as a real check of the default window would, so a doomed user
+/// costs about what a real one does before the (fsync-bound) state write.
+pub(super) fn burn_window(policy: &Policy) {
+    let secret = Secret::new(vec![0x5a; 20]);
+    let mut sink = 0u32;
+    for c in 0..u64::from(policy.max_window.clamp(1, 3)) {
+        sink ^= otp::hotp(&secret, c, Algorithm::Sha1, Digits::SIX);
+    }
+    std::hint::black_box(sink);
+}

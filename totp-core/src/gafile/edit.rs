@@ -1,0 +1,194 @@
+//! Editing in place with GA's `set_cfg_value` rules, and new enrollments.
+
+use super::*;
+
+impl GaFile {
+    /// GA's `set_cfg_value`: replace the first `" KEY` line (and the CR/LF run after
+    /// it) with `" KEY value\n`, delete later duplicates, or insert the line right
+    /// after line 1 when the key is absent. Unlike GA, a line 1 without any line
+    /// break gets a LF first, instead of the new line being glued onto the secret.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), GaFileError> {
+        if !valid_key(key) {
+            return Err(GaFileError::BadKey);
+        }
+        if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err(GaFileError::BadValueBytes);
+        }
+        let line = Zeroizing::new(format!("\" {key} {value}\n").into_bytes());
+        let (start, stop) = match self.dedup_key(key) {
+            Some(s) => (s.start, s.next),
+            None => return self.insert_after_first_line(&line),
+        };
+        self.splice(start, stop, &[&line])
+    }
+
+    /// Removes every `" KEY` line with the CR/LF run after it. Returns whether any
+    /// line was removed. (GA never removes keys; we use it for our own keys.)
+    pub fn remove(&mut self, key: &str) -> bool {
+        let mut removed = false;
+        let mut pos = 0;
+        while pos < self.buf.len() {
+            let s = span_at(&self.buf, pos);
+            if match_key(&self.buf, s, key.as_bytes()).is_some() {
+                // Shrinking in place never reallocates, so no unwiped copy remains.
+                self.buf.drain(s.start..s.next);
+                removed = true;
+            } else {
+                pos = s.next;
+            }
+        }
+        removed
+    }
+
+    /// Removes the first visible scratch line holding `code` (GA: the line and the
+    /// CR/LF run after it). Returns whether one was removed.
+    pub fn remove_scratch_code(&mut self, code: u32) -> bool {
+        match self
+            .scratch_lines()
+            .into_iter()
+            .find(|&(_, _, v)| v == code)
+        {
+            Some((start, next, _)) => {
+                self.buf.drain(start..next);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Replaces all visible scratch codes with `codes`, appended at the end of the
+    /// file as `%08d\n` lines (GA's tool writes them last).
+    pub fn regenerate_scratch_codes(&mut self, codes: &[u32]) -> Result<(), GaFileError> {
+        if codes
+            .iter()
+            .any(|c| !(SCRATCH_MIN..=SCRATCH_MAX).contains(c))
+        {
+            return Err(GaFileError::BadScratchCode);
+        }
+        for (start, next, _) in self.scratch_lines().into_iter().rev() {
+            self.buf.drain(start..next);
+        }
+        let mut tail = Zeroizing::new(Vec::with_capacity(codes.len() * 9 + 1));
+        if self.buf.last().is_some_and(|&b| !is_eol(b)) {
+            tail.push(b'\n');
+        }
+        for c in codes {
+            tail.extend_from_slice(format!("{c:08}\n").as_bytes());
+        }
+        let len = self.buf.len();
+        self.splice(len, len, &[&tail])
+    }
+
+    /// A new file in the layout of GA's enrollment tool: secret, mode line, scratch
+    /// codes, then each option inserted after line 1 (so they read in reverse order
+    /// of addition: `RATE_LIMIT`, `WINDOW_SIZE`, `STEP_SIZE`, `DISALLOW_REUSE`). Our
+    /// `PAM_TOTP_ALGORITHM` / `PAM_TOTP_DIGITS` lines are added last, and only when
+    /// not SHA1 / 6.
+    pub fn new_enrollment(secret: &Secret, s: &EnrollSettings) -> Result<GaFile, GaFileError> {
+        if secret.is_empty() || secret.len() > MAX_SECRET_BYTES {
+            return Err(GaFileError::BadSettings("secret length"));
+        }
+        if s.step.is_some_and(|v| !(1..=60).contains(&v)) {
+            return Err(GaFileError::BadSettings("step"));
+        }
+        if s.window.is_some_and(|v| !(1..=100).contains(&v)) {
+            return Err(GaFileError::BadSettings("window"));
+        }
+        if s.rate_limit
+            .is_some_and(|(n, m)| !(1..=100).contains(&n) || !(1..=3600).contains(&m))
+        {
+            return Err(GaFileError::BadSettings("rate limit"));
+        }
+        if !s.totp && (s.disallow_reuse || s.step.is_some()) {
+            return Err(GaFileError::BadSettings(
+                "reuse and step apply to TOTP only",
+            ));
+        }
+        if s.scratch_codes
+            .iter()
+            .any(|c| !(SCRATCH_MIN..=SCRATCH_MAX).contains(c))
+        {
+            return Err(GaFileError::BadScratchCode);
+        }
+        let mut text = Zeroizing::new(base32::encode(secret.as_bytes()));
+        text.push('\n');
+        text.push_str(if s.totp {
+            "\" TOTP_AUTH\n"
+        } else {
+            "\" HOTP_COUNTER 1\n"
+        });
+        for c in &s.scratch_codes {
+            text.push_str(&format!("{c:08}\n"));
+        }
+        let mut f = GaFile {
+            buf: Zeroizing::new(text.as_bytes().to_vec()),
+        };
+        if s.disallow_reuse {
+            f.insert_after_first_line(b"\" DISALLOW_REUSE\n")?;
+        }
+        if let Some(v) = s.step {
+            f.insert_after_first_line(format!("\" STEP_SIZE {v}\n").as_bytes())?;
+        }
+        if let Some(v) = s.window {
+            f.insert_after_first_line(format!("\" WINDOW_SIZE {v}\n").as_bytes())?;
+        }
+        if let Some((n, m)) = s.rate_limit {
+            f.insert_after_first_line(format!("\" RATE_LIMIT {n} {m}\n").as_bytes())?;
+        }
+        if s.algorithm != Algorithm::Sha1 {
+            f.set(KEY_ALGORITHM, s.algorithm.name())?;
+        }
+        if s.digits != Digits::SIX {
+            f.set(KEY_DIGITS, &s.digits.to_string())?;
+        }
+        f.config()?;
+        Ok(f)
+    }
+
+    /// Deletes duplicates of `key` after the first and returns the first's span.
+    fn dedup_key(&mut self, key: &str) -> Option<Span> {
+        let mut first: Option<Span> = None;
+        let mut pos = 0;
+        while pos < self.buf.len() {
+            let s = span_at(&self.buf, pos);
+            if match_key(&self.buf, s, key.as_bytes()).is_some() {
+                if first.is_none() {
+                    first = Some(s);
+                } else {
+                    self.buf.drain(s.start..s.next);
+                    continue;
+                }
+            }
+            pos = s.next;
+        }
+        first
+    }
+
+    fn insert_after_first_line(&mut self, line: &[u8]) -> Result<(), GaFileError> {
+        let first = span_at(&self.buf, 0);
+        if first.next == first.end {
+            let end = first.end;
+            self.splice(end, end, &[b"\n", line])
+        } else {
+            self.splice(first.next, first.next, &[line])
+        }
+    }
+
+    /// Replaces `start..stop` with `parts`, building a fresh buffer so that growth
+    /// never leaves an unwiped copy behind in freed memory.
+    fn splice(&mut self, start: usize, stop: usize, parts: &[&[u8]]) -> Result<(), GaFileError> {
+        let add: usize = parts.iter().map(|p| p.len()).sum();
+        let len = self.buf.len() - (stop - start) + add;
+        if len > MAX_FILE_LEN {
+            return Err(GaFileError::TooLarge);
+        }
+        let mut out = Zeroizing::new(Vec::with_capacity(len));
+        out.extend_from_slice(&self.buf[..start]);
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        out.extend_from_slice(&self.buf[stop..]);
+        self.buf = out;
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! GA's `RATE_LIMIT` and `DISALLOW_REUSE` bookkeeping, byte-compatible with GA.
+
+use super::*;
+
+/// GA's `RATE_LIMIT` step (its documented algorithm): append `now`, sort, drop entries older
+/// than `now − interval` or later than `now`, and if more than `attempts` remain,
+/// keep the newest `attempts` and report the attempt as exceeded.
+pub fn rate_limit_update(rl: &RateLimit, now: u64) -> (RateLimit, bool) {
+    let mut ts = rl.timestamps.clone();
+    ts.push(now);
+    ts.sort_unstable();
+    let lo = now.saturating_sub(u64::from(rl.interval_secs));
+    let mut start: usize = 0;
+    let mut stop: Option<usize> = None;
+    for (i, &t) in ts.iter().enumerate() {
+        if t < lo {
+            start = i + 1;
+        } else if t > now {
+            break;
+        }
+        stop = Some(i);
+    }
+    let attempts = rl.attempts as usize;
+    let kept: &[u64] = match stop {
+        Some(stop) if stop + 1 > start => {
+            let exceeded = stop + 1 - start > attempts;
+            if exceeded {
+                start = stop + 1 - attempts;
+            }
+            let out = RateLimit {
+                attempts: rl.attempts,
+                interval_secs: rl.interval_secs,
+                timestamps: ts[start..=stop].to_vec(),
+            };
+            return (out, exceeded);
+        }
+        _ => &[],
+    };
+    (
+        RateLimit {
+            attempts: rl.attempts,
+            interval_secs: rl.interval_secs,
+            timestamps: kept.to_vec(),
+        },
+        false,
+    )
+}
+
+/// The `RATE_LIMIT` value as GA prints it: `"%d %d"` then `" %u"` per timestamp.
+pub fn format_rate_limit(rl: &RateLimit) -> String {
+    let mut s = format!("{} {}", rl.attempts, rl.interval_secs);
+    for t in &rl.timestamps {
+        s.push_str(&format!(" {t}"));
+    }
+    s
+}
+
+/// GA's `DISALLOW_REUSE` update for accepted step `tm`, on the raw value so the
+/// bytes match GA's (including its spacing quirks): `None` if `tm` is listed,
+/// otherwise the new value with entries `|entry − tm| ≥ window` pruned and `tm`
+/// appended.
+pub fn disallow_reuse_update(
+    value: &[u8],
+    tm: u64,
+    window: u64,
+) -> Result<Option<String>, GaFileError> {
+    let bad = GaFileError::BadValue {
+        key: KEY_DISALLOW_REUSE,
+    };
+    let mut v = value.to_vec();
+    let mut p = 0;
+    loop {
+        while p < v.len() && matches!(v[p], b' ' | b'\t' | b'\r' | b'\n') {
+            p += 1;
+        }
+        if p >= v.len() {
+            break;
+        }
+        let (blocked, end) = scan_u64(&v, p).ok_or(bad.clone())?;
+        if end < v.len() && !matches!(v[end], b' ' | b'\t' | b'\r' | b'\n') {
+            return Err(bad);
+        }
+        if blocked == tm {
+            return Ok(None);
+        }
+        if blocked.abs_diff(tm) >= window {
+            let mut e = end;
+            while e < v.len() && matches!(v[e], b' ' | b'\t') {
+                e += 1;
+            }
+            v.drain(p..e);
+        } else {
+            p = end;
+        }
+    }
+    let mut s = String::from_utf8(v).map_err(|_| bad)?;
+    if s.is_empty() {
+        s = tm.to_string();
+    } else {
+        s.push_str(&format!(" {tm}"));
+    }
+    Ok(Some(s))
+}

@@ -1,0 +1,61 @@
+//! The file as lines (CR/LF runs end a line) and GA's `" KEY value` lines.
+
+/// One line: content is `start..end`, the CR/LF run after it ends at `next`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Span {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) next: usize,
+}
+
+pub(super) fn is_eol(b: u8) -> bool {
+    b == b'\r' || b == b'\n'
+}
+
+pub(super) fn span_at(buf: &[u8], start: usize) -> Span {
+    let end = buf[start..]
+        .iter()
+        .position(|&b| is_eol(b))
+        .map_or(buf.len(), |p| start + p);
+    let next = end + buf[end..].iter().take_while(|&&b| is_eol(b)).count();
+    Span { start, end, next }
+}
+
+/// GA walks lines with `strcspn("\r\n")` / `strspn("\r\n")` from the start.
+pub(super) fn spans(buf: &[u8]) -> impl Iterator<Item = Span> + '_ {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos >= buf.len() {
+            return None;
+        }
+        let s = span_at(buf, pos);
+        pos = s.next;
+        Some(s)
+    })
+}
+
+/// GA recognises `" KEY` only at the start of a line that follows a LF, with KEY
+/// followed by end of line, space or tab. Returns the value range.
+pub(super) fn match_key(buf: &[u8], s: Span, key: &[u8]) -> Option<(usize, usize)> {
+    if s.start == 0 || buf[s.start - 1] != b'\n' {
+        return None;
+    }
+    let line = &buf[s.start..s.end];
+    let rest = line.strip_prefix(b"\" ")?.strip_prefix(key)?;
+    match rest.first() {
+        None | Some(b' ') | Some(b'\t') => {}
+        Some(_) => return None,
+    }
+    let skip = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    Some((s.end - rest.len() + skip, s.end))
+}
+
+pub(super) fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}

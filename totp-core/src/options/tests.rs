@@ -1,0 +1,255 @@
+use super::*;
+use proptest::prelude::*;
+
+fn parse(args: &[&str]) -> Result<ModuleOptions, OptionError> {
+    let v: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    ModuleOptions::parse(&v)
+}
+
+#[test]
+fn no_arguments_give_the_defaults() {
+    let o = parse(&[]).unwrap();
+    assert_eq!(o, ModuleOptions::default());
+    assert_eq!(o.secret, "~/.google_authenticator");
+    assert_eq!(o.allowed_perm, 0o600);
+    assert_eq!(o.lock_timeout_ms, 4000);
+    assert_eq!(o.policy(), Policy::default());
+}
+
+#[test]
+fn every_listed_name_is_accepted() {
+    let values = [
+        ("secret", "/x/${USER}"),
+        ("authtok_prompt", "Code: "),
+        ("user", "root"),
+        ("allowed_perm", "0400"),
+        ("grace_period", "60"),
+        ("max_window", "3"),
+        ("max_time_skew", "1"),
+        ("min_secret_bits", "128"),
+        ("max_failures", "10"),
+        ("throttle_after", "5"),
+        ("throttle_max", "300"),
+        ("accessfile", "/etc/security/pam_totp_access.conf"),
+        ("skip_group", "wheel"),
+        ("require_group", "staff"),
+        ("lock_timeout", "1000"),
+        ("state", "local"),
+        ("state_dir", "/var/lib/pam_totp/state"),
+        ("ceiling_burst", "20"),
+        ("ceiling_interval", "600"),
+    ];
+    for name in OPTION_NAMES {
+        let arg = match values.iter().find(|(n, _)| n == name) {
+            Some((n, v)) => format!("{n}={v}"),
+            None => match crate::fleet::tests_support::example_value(name) {
+                Some(v) => format!("{name}={v}"),
+                None => (*name).to_owned(),
+            },
+        };
+        // Fleet options need their companions (a Redis state=, the command's user).
+        let mut args = crate::fleet::tests_support::companions().to_vec();
+        args.push(&arg);
+        assert!(parse(&args).is_ok(), "{arg}");
+    }
+}
+
+#[test]
+fn unknown_options_fail_closed_and_are_named() {
+    for arg in [
+        "bogus",
+        "debug=1",
+        "secret",
+        "nullok ",
+        "SECRET=/x",
+        "max_window",
+    ] {
+        match parse(&[arg]) {
+            Err(OptionError::Unknown(o)) => assert_eq!(o, arg),
+            other => panic!("{arg}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        ModuleOptions::parse(&[b"\xffx"]),
+        Err(OptionError::Unknown(_))
+    ));
+}
+
+#[test]
+fn first_pass_options_last_one_wins() {
+    assert_eq!(
+        parse(&["try_first_pass", "use_first_pass"])
+            .unwrap()
+            .pass_mode,
+        PassMode::UseFirstPass
+    );
+    assert_eq!(
+        parse(&["use_first_pass", "try_first_pass"])
+            .unwrap()
+            .pass_mode,
+        PassMode::TryFirstPass
+    );
+}
+
+#[test]
+fn echo_alias_sets_the_same_flag() {
+    assert!(
+        parse(&["echo-verification-code"])
+            .unwrap()
+            .echo_verification_code
+    );
+    assert!(
+        parse(&["echo_verification_code"])
+            .unwrap()
+            .echo_verification_code
+    );
+}
+
+#[test]
+fn user_accepts_uid_or_name_and_rejects_trailing_garbage() {
+    assert_eq!(parse(&["user=0"]).unwrap().user, Some(UserSpec::Uid(0)));
+    assert_eq!(
+        parse(&["user=2147483647"]).unwrap().user,
+        Some(UserSpec::Uid(2_147_483_647))
+    );
+    assert!(matches!(
+        parse(&["user=svc"]).unwrap().user,
+        Some(UserSpec::Name(n)) if n.as_str() == "svc"
+    ));
+    for bad in [
+        "user=123abc",
+        "user=",
+        "user=2147483648",
+        "user=-1",
+        "user=a/b",
+        "user=..",
+    ] {
+        assert!(
+            matches!(
+                parse(&[bad]),
+                Err(OptionError::BadValue { option: "user", .. })
+            ),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn allowed_perm_is_octal_and_only_relaxes_read_bits() {
+    let o = parse(&["allowed_perm=0640"]).unwrap();
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o640, false));
+    let o = parse(&["allowed_perm=0400"]).unwrap();
+    assert_eq!(o.allowed_perm, 0o400);
+    let o = parse(&["allowed_perm=0666"]).unwrap();
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o644, true));
+    let o = parse(&["allowed_perm=4777"]).unwrap();
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o644, true));
+    assert!(o.weakening().contains(&"allowed_perm"));
+    for bad in [
+        "allowed_perm=0",
+        "allowed_perm=0800",
+        "allowed_perm=",
+        "allowed_perm=17777",
+        "allowed_perm=0x1",
+    ] {
+        assert!(parse(&[bad]).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn grace_period_follows_ga_parsing() {
+    assert_eq!(parse(&["grace_period="]).unwrap().grace_period_secs, 0);
+    assert_eq!(parse(&["grace_period=0"]).unwrap().grace_period_secs, 0);
+    assert_eq!(
+        parse(&["grace_period=86400"]).unwrap().grace_period_secs,
+        86_400
+    );
+    for bad in [
+        "grace_period=-1",
+        "grace_period=10s",
+        "grace_period= 10",
+        "grace_period=99999999999",
+    ] {
+        assert!(parse(&[bad]).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn numeric_bounds_are_enforced() {
+    for bad in [
+        "max_window=0",
+        "max_window=101",
+        "max_time_skew=1501",
+        "min_secret_bits=79",
+        "max_failures=0",
+        "max_failures=101",
+        "throttle_after=0",
+        "throttle_max=0",
+        "lock_timeout=5001",
+        "lock_timeout=+5",
+    ] {
+        assert!(
+            matches!(parse(&[bad]), Err(OptionError::BadValue { .. })),
+            "{bad}"
+        );
+    }
+    let o = parse(&[
+        "max_failures=100",
+        "lock_timeout=5000",
+        "min_secret_bits=160",
+    ])
+    .unwrap();
+    assert_eq!(o.max_failures, Some(100));
+    assert_eq!(o.policy().max_failures, Some(100));
+    assert_eq!(o.policy().min_secret_bits, 160);
+}
+
+#[test]
+fn groups_accumulate_and_split_on_commas() {
+    let o = parse(&["skip_group=a,b", "skip_group=c", "require_group=d"]).unwrap();
+    assert_eq!(o.skip_groups, ["a", "b", "c"]);
+    assert_eq!(o.require_groups, ["d"]);
+    for bad in [
+        "skip_group=",
+        "skip_group=a,,b",
+        "skip_group=a b",
+        "require_group=-x",
+    ] {
+        assert!(parse(&[bad]).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn accessfile_must_be_absolute() {
+    assert!(parse(&["accessfile=rules.conf"]).is_err());
+    assert!(parse(&["accessfile=/etc/../x"]).is_err());
+    assert!(parse(&["secret="]).is_err());
+}
+
+#[test]
+fn policy_carries_the_admin_caps() {
+    let o = parse(&[
+        "max_window=5",
+        "max_time_skew=0",
+        "no_increment_hotp",
+        "grace_period=30",
+        "throttle_after=2",
+        "throttle_max=120",
+    ])
+    .unwrap();
+    let p = o.policy();
+    assert_eq!(p.max_window, 5);
+    assert_eq!(p.max_time_skew, 0);
+    assert!(p.no_increment_hotp);
+    assert_eq!(p.grace_period_secs, 30);
+    assert_eq!(p.throttle_after, 2);
+    assert_eq!(p.throttle_max_secs, 120);
+}
+
+proptest! {
+    #[test]
+    fn random_arguments_never_panic(args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..6)) {
+        let v: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+        let _ = ModuleOptions::parse(&v);
+    }
+}

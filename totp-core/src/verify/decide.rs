@@ -1,0 +1,224 @@
+//! [`Prepared::decide`]: admission, the replay check and the record of one attempt,
+//! inside the state store's atomic update.
+
+use super::*;
+
+/// The configuration a doomed attempt is checked against: a 160-bit zero secret with
+/// no mode line and no scratch codes, so nothing can ever match.
+pub(super) const STAND_IN: &[u8] = b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n";
+
+impl Prepared {
+    /// For a login that can never succeed (no account, no or an unusable secret): no
+    /// candidate, nothing to match. Its decision throttles and charges exactly like a
+    /// wrong code, so a name without an account is throttled, and told so, like one
+    /// with an account (R9).
+    pub fn doomed(now: i64) -> Result<Prepared, VerifyError> {
+        let now = u64::try_from(now).map_err(|_| VerifyError::ClockFault)?;
+        let file = GaFile::parse(STAND_IN)?;
+        let cfg = file.config()?;
+        Ok(Prepared {
+            file,
+            cfg,
+            now,
+            ahead: 0,
+            matches: Vec::new(),
+            warnings: Vec::new(),
+        })
+    }
+
+    /// The digits of the file's codes (for splitting the answer).
+    pub fn digits(&self) -> Digits {
+        self.cfg.digits
+    }
+
+    /// Step 2, run inside the store's atomic update; pure, may run more than once.
+    pub fn decide(
+        &self,
+        state: &UserState,
+        policy: &Policy,
+        attempt: &Attempt,
+    ) -> Result<Decision, VerifyError> {
+        let now = self.now;
+        let mut warnings = self.warnings.clone();
+        let mark = effective_mark(&self.cfg, state);
+        if let Some((m, in_file)) = mark {
+            let mark_time = m.saturating_mul(self.cfg.step_secs());
+            if mark_time > now.saturating_add(policy.max_clock_lag_secs) {
+                return Err(VerifyError::StateAhead { mark_time, in_file });
+            }
+        }
+        let mut ledger = load_ledger(&self.cfg, state, policy, now, &mut warnings)?;
+        let origin = attempt.origin;
+        let mut touched = state.extra.is_empty() && warnings.contains(&Warning::Migrated);
+
+        let mut refusal = None;
+        if !attempt.continued {
+            if let Some(rl) = &self.cfg.rate_limit {
+                let current = RateLimit {
+                    attempts: rl.attempts,
+                    interval_secs: rl.interval_secs,
+                    timestamps: ledger.attempts.clone(),
+                };
+                let (updated, exceeded) = gafile::rate_limit_update(&current, now);
+                ledger.attempts = updated.timestamps;
+                touched = true;
+                if exceeded {
+                    warnings.push(Warning::RateLimitExceeded);
+                    let oldest = ledger.attempts.first().copied().unwrap_or(now);
+                    let until = oldest
+                        .saturating_add(u64::from(rl.interval_secs))
+                        .max(now + 1);
+                    refusal = Some((Verdict::Throttled, Some(until - now)));
+                }
+            }
+            if hard_capped(&ledger, policy) {
+                refusal = Some((Verdict::Disabled, None));
+            } else if let Some(until) = throttled_until(&ledger, policy, origin, now) {
+                // Not charged: a stranger can make an origin wait, never extend the wait.
+                refusal = Some((Verdict::Throttled, Some(until - now)));
+            }
+        }
+        if let Some((verdict, retry_after)) = refusal {
+            let write = if touched {
+                Write::Lazy(stored(state, &ledger))
+            } else {
+                Write::Nothing
+            };
+            return Ok(Decision {
+                verdict,
+                write,
+                file: None,
+                matched: None,
+                retry_after,
+                warnings,
+            });
+        }
+
+        let reuse = self.cfg.disallow_reuse.clone().unwrap_or_default();
+        let boot_floor = attempt
+            .boot_time
+            .map(|b| (b / self.cfg.step_secs()).saturating_add(self.ahead));
+        let hotp_floor = match self.cfg.mode {
+            Mode::Hotp { counter } => {
+                counter.max(state.hotp_mark.map_or(0, |m| m.saturating_add(1)))
+            }
+            _ => 0,
+        };
+        let mut file = self.file.clone();
+        let mut verdict = Verdict::Rejected;
+        let mut matched = None;
+        let mut hotp_failed = false;
+        for (idx, m) in self.matches.iter().enumerate() {
+            let accepted = match (m, self.cfg.mode) {
+                (Matched::Scratch(Some(v)), _) => {
+                    file.remove_scratch_code(*v);
+                    Some(Method::Scratch)
+                }
+                (Matched::Scratch(None), _) => None,
+                // A wrong-length answer is no HOTP attempt: the counter stays (as before).
+                (Matched::Nothing, _) => None,
+                (Matched::Otp(steps), Mode::Totp) => {
+                    let unused = |s: &u64| mark.is_none_or(|(m, _)| *s > m) && !reuse.contains(s);
+                    let after_boot = |s: &u64| boot_floor.is_none_or(|f| *s > f);
+                    let ok = steps.iter().copied().find(|s| unused(s) && after_boot(s));
+                    match ok {
+                        Some(step) => Some(Method::Totp { step }),
+                        None if !steps.is_empty() => {
+                            if steps.iter().any(unused) {
+                                warnings.push(Warning::UsedBeforeBoot);
+                            }
+                            // GA ends the loop on a replay instead of trying further readings.
+                            verdict = Verdict::Replayed;
+                            break;
+                        }
+                        None => None,
+                    }
+                }
+                (Matched::Otp(ctrs), Mode::Hotp { .. }) => {
+                    match ctrs.iter().copied().find(|&c| c >= hotp_floor) {
+                        Some(counter) => {
+                            file.set(KEY_HOTP_COUNTER, &(counter + 1).to_string())?;
+                            Some(Method::Hotp { counter })
+                        }
+                        None => {
+                            hotp_failed = true;
+                            None
+                        }
+                    }
+                }
+                (Matched::Otp(_), Mode::ScratchOnly) => None,
+            };
+            if let Some(method) = accepted {
+                verdict = Verdict::Accepted(method);
+                matched = Some(idx);
+                break;
+            }
+        }
+        if let (Mode::Hotp { counter }, false) = (self.cfg.mode, policy.no_increment_hotp) {
+            // GA advances once per attempt, even when a scratch code then succeeded.
+            if hotp_failed && !matches!(verdict, Verdict::Accepted(Method::Hotp { .. })) {
+                file.set(KEY_HOTP_COUNTER, &(counter.saturating_add(1)).to_string())?;
+            }
+        }
+
+        let mut next = stored(state, &ledger);
+        let write = match verdict {
+            Verdict::Accepted(method) => {
+                ledger.clear_origin(origin);
+                ledger.consecutive = 0;
+                ledger.blocked_until = 0;
+                ledger.remember_known(origin, now);
+                if let (true, Some(ip)) = (policy.grace_period_secs > 0, attempt.rhost) {
+                    ledger.record_grace(ip, now);
+                }
+                next.extra = ledger.encode();
+                match method {
+                    // Lazy is enough when the boot floor covers a write lost to a
+                    // power loss or crash (see `Attempt::boot_time`).
+                    Method::Totp { step } => {
+                        next.last_step = Some(step);
+                        if attempt.boot_time.is_some() {
+                            Write::Lazy(next)
+                        } else {
+                            Write::Durable(next)
+                        }
+                    }
+                    // The secret file's crash-safe rewrite of HOTP_COUNTER is the
+                    // durable record; this mark only guards against a rolled-back file.
+                    Method::Hotp { counter } => {
+                        next.hotp_mark = Some(counter.max(state.hotp_mark.unwrap_or(0)));
+                        Write::Lazy(next)
+                    }
+                    // Single use is the secret file's rewrite; this only resets counters.
+                    Method::Scratch => Write::Lazy(next),
+                }
+            }
+            _ if attempt.continued => {
+                if touched {
+                    Write::Lazy(next)
+                } else {
+                    Write::Nothing
+                }
+            }
+            _ => {
+                ledger.charge_origin(origin, now);
+                ledger.consecutive = ledger.consecutive.saturating_add(1).min(1_000_000);
+                let class = ceiling_class(&ledger, origin);
+                ledger.ceiling[class] = ledger.ceiling[class]
+                    .max(now)
+                    .saturating_add(policy.ceiling_interval_secs);
+                next.extra = ledger.encode();
+                Write::Lazy(next)
+            }
+        };
+        let file = (file != self.file).then_some(file);
+        Ok(Decision {
+            verdict,
+            write,
+            file,
+            matched,
+            retry_after: None,
+            warnings,
+        })
+    }
+}

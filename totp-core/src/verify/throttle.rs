@@ -1,0 +1,161 @@
+//! The replay mark in force and throttling from the ledger: admission, the per-user
+//! ceiling, the hard cap, GA's grace period.
+
+use super::*;
+
+/// The replay mark in force: the store's, raised by the file's `PAM_TOTP_LAST_STEP`
+/// line (written by earlier versions and by `totp-enroll resync`). `(mark, from file)`.
+pub(super) fn effective_mark(cfg: &Config, state: &UserState) -> Option<(u64, bool)> {
+    match (state.last_step, cfg.last_step) {
+        (Some(s), Some(f)) if f > s => Some((f, true)),
+        (Some(s), _) => Some((s, false)),
+        (None, Some(f)) => Some((f, true)),
+        (None, None) => None,
+    }
+}
+
+/// The ledger to decide from: the stored one, or on first use the file's old lines
+/// (never weaker than the file says). Records from far in the future are dropped.
+pub(super) fn load_ledger(
+    cfg: &Config,
+    state: &UserState,
+    policy: &Policy,
+    now: u64,
+    warnings: &mut Vec<Warning>,
+) -> Result<Ledger, VerifyError> {
+    let mut l = Ledger::decode(&state.extra).map_err(VerifyError::Store)?;
+    if state.extra.is_empty() {
+        if let Some(f) = cfg.failures {
+            l.consecutive = f.count;
+            let delay = policy.backoff_secs(f.count);
+            if delay > 0 {
+                l.blocked_until = f.last.saturating_add(delay);
+            }
+        }
+        if let Some(rl) = &cfg.rate_limit {
+            l.attempts = rl.timestamps.clone();
+            l.attempts.truncate(crate::ledger::MAX_ATTEMPTS);
+        }
+        if cfg.failures.is_some() || cfg.rate_limit.is_some() {
+            warnings.push(Warning::Migrated);
+        }
+    }
+    let horizon = now.saturating_add(policy.max_clock_lag_secs);
+    let ceiling_horizon = horizon
+        .saturating_add(policy.ceiling_tolerance_secs())
+        .saturating_add(policy.ceiling_interval_secs);
+    let latest = l.latest_time();
+    let latest_ceiling = l.ceiling[0].max(l.ceiling[1]);
+    if latest > horizon || latest_ceiling > ceiling_horizon {
+        warnings.push(Warning::FutureRecordsDropped {
+            latest: latest.max(latest_ceiling),
+        });
+        return Ok(Ledger::default());
+    }
+    // Small steps back of the clock (NTP): nothing may wait longer than from now.
+    for r in &mut l.origins {
+        r.last = r.last.min(now);
+    }
+    for t in &mut l.attempts {
+        *t = (*t).min(now);
+    }
+    l.blocked_until = l
+        .blocked_until
+        .min(now.saturating_add(policy.throttle_max_secs));
+    Ok(l)
+}
+
+/// End of the backoff running for `origin`, if any.
+pub(super) fn origin_until(
+    l: &Ledger,
+    policy: &Policy,
+    origin: OriginKey,
+    now: u64,
+) -> Option<u64> {
+    let r = l.origin(origin)?;
+    let delay = policy.backoff_secs(r.failures);
+    let until = r.last.saturating_add(delay);
+    (delay > 0 && now < until).then_some(until)
+}
+
+/// Which half of the per-user ceiling an origin draws from.
+pub(super) fn ceiling_class(l: &Ledger, origin: OriginKey) -> usize {
+    if l.is_known(origin) { 0 } else { 1 }
+}
+
+/// End of the wait imposed by the per-user ceiling (GCRA) for `origin`'s class.
+pub(super) fn ceiling_until(
+    l: &Ledger,
+    policy: &Policy,
+    origin: OriginKey,
+    now: u64,
+) -> Option<u64> {
+    let tat = l.ceiling[ceiling_class(l, origin)];
+    let allowed_from = tat.saturating_sub(policy.ceiling_tolerance_secs());
+    (now < allowed_from).then_some(allowed_from)
+}
+
+pub(super) fn hard_capped(l: &Ledger, policy: &Policy) -> bool {
+    policy.max_failures.is_some_and(|m| l.consecutive >= m)
+}
+
+/// The longest wait any rule imposes on `origin` now, if any.
+pub(super) fn throttled_until(
+    l: &Ledger,
+    policy: &Policy,
+    origin: OriginKey,
+    now: u64,
+) -> Option<u64> {
+    let blocked = (now < l.blocked_until).then_some(l.blocked_until);
+    [
+        origin_until(l, policy, origin, now),
+        ceiling_until(l, policy, origin, now),
+        blocked,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+}
+
+pub(super) fn stored(state: &UserState, ledger: &Ledger) -> UserState {
+    UserState {
+        last_step: state.last_step,
+        hotp_mark: state.hotp_mark,
+        extra: ledger.encode(),
+    }
+}
+
+/// GA's grace period, checked before prompting: a recorded acceptance from this
+/// numeric address with `when ≤ now < when + grace_period`. Never with grace off,
+/// without an address, for a hard-capped account or while this origin waits.
+pub fn grace_applies(
+    state: &UserState,
+    policy: &Policy,
+    origin: OriginKey,
+    rhost: Option<IpAddr>,
+    now: i64,
+) -> Result<bool, VerifyError> {
+    let Some(ip) = rhost else {
+        return Ok(false);
+    };
+    if policy.grace_period_secs == 0 {
+        return Ok(false);
+    }
+    let now = u64::try_from(now).map_err(|_| VerifyError::ClockFault)?;
+    let l = Ledger::decode(&state.extra).map_err(VerifyError::Store)?;
+    if hard_capped(&l, policy) || throttled_until(&l, policy, origin, now).is_some() {
+        return Ok(false);
+    }
+    let ip = crate::addr::canonical(ip);
+    Ok(l.grace.iter().any(|g| {
+        g.host == ip && g.when <= now && now < g.when.saturating_add(policy.grace_period_secs)
+    }))
+}
+
+/// Seconds `origin` must still wait before an attempt is evaluated (for the message a
+/// throttled user sees), or `None`.
+pub fn wait_for(state: &UserState, policy: &Policy, origin: OriginKey, now: i64) -> Option<u64> {
+    let now = u64::try_from(now).ok()?;
+    let l = Ledger::decode(&state.extra).ok()?;
+    throttled_until(&l, policy, origin, now).map(|u| u - now)
+}

@@ -1,0 +1,173 @@
+//! Why a file could not be opened, locked or written.
+
+use super::*;
+
+/// Why a file could not be opened, locked or written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileError {
+    /// The final component does not exist (`ENOENT` there, and only there).
+    NotFound,
+    /// The path is not absolute, has a `..` component, or has no file name.
+    InvalidPath,
+    /// The file's directory is not below [`FileRules::trusted_root`].
+    NotUnderTrustedRoot,
+    /// The final component is a symlink (`ELOOP`); it was not followed.
+    Symlink,
+    /// A directory component is a symlink that root did not place in a root-owned,
+    /// non-writable directory; it was not followed.
+    UntrustedSymlink {
+        /// The symlink.
+        path: PathBuf,
+    },
+    /// More than 40 symlinks on the way.
+    TooManySymlinks,
+    /// A directory component does not exist.
+    MissingDirectory {
+        /// The missing directory.
+        path: PathBuf,
+    },
+    /// A directory component is not a directory.
+    NotADirectory {
+        /// The offending component.
+        path: PathBuf,
+    },
+    /// A directory in the checked chain has a bad owner or is group/other writable.
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        uid: uid_t,
+        /// Its full `st_mode`.
+        mode: u32,
+    },
+    /// The file is not a regular file (directory, FIFO, device, socket).
+    NotRegular {
+        /// Full `st_mode`.
+        mode: u32,
+    },
+    /// The owner is not in [`FileRules::allowed_owners`].
+    BadOwner {
+        /// The file's owner.
+        uid: uid_t,
+    },
+    /// Permission bits outside what is allowed.
+    BadMode {
+        /// The permission bits (`mode & 0o7777`).
+        perm: u32,
+    },
+    /// The file has more than one hard link.
+    HardLinked {
+        /// `st_nlink`.
+        nlink: u64,
+    },
+    /// More than the size limit.
+    TooLarge {
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+    /// [`write_new_file`] without `overwrite` found the target present.
+    AlreadyExists,
+    /// The temp file would be owned by someone other than the file it replaces
+    /// (credentials were not switched to the owner).
+    WrongIdentity {
+        /// The original owner.
+        expected: uid_t,
+        /// The owner the temp file got.
+        got: uid_t,
+    },
+    /// Nobody released the lock before the deadline.
+    LockTimeout,
+    /// The path kept naming a different inode after each lock.
+    Unstable,
+    /// A system call failed.
+    Os {
+        /// What was being done.
+        op: &'static str,
+        /// The errno.
+        errno: i32,
+    },
+}
+
+impl FileError {
+    /// True only for a missing final component.
+    #[cfg(test)]
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound)
+    }
+
+    /// The closest errno, for callers that map errors to return codes or messages.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Self::NotFound | Self::MissingDirectory { .. } => libc::ENOENT,
+            Self::InvalidPath => libc::EINVAL,
+            Self::Symlink | Self::UntrustedSymlink { .. } | Self::TooManySymlinks => libc::ELOOP,
+            Self::NotADirectory { .. } => libc::ENOTDIR,
+            Self::NotUnderTrustedRoot
+            | Self::UnsafeDirectory { .. }
+            | Self::NotRegular { .. }
+            | Self::BadOwner { .. }
+            | Self::BadMode { .. }
+            | Self::HardLinked { .. }
+            | Self::WrongIdentity { .. } => libc::EPERM,
+            Self::TooLarge { .. } => libc::EFBIG,
+            Self::AlreadyExists => libc::EEXIST,
+            Self::LockTimeout | Self::Unstable => libc::EAGAIN,
+            Self::Os { errno, .. } => *errno,
+        }
+    }
+
+    pub(super) fn os(op: &'static str, errno: Errno) -> Self {
+        Self::Os {
+            op,
+            errno: errno as i32,
+        }
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("file does not exist"),
+            Self::InvalidPath => f.write_str("path must be absolute, without '..', naming a file"),
+            Self::NotUnderTrustedRoot => f.write_str("file is outside its trusted directory"),
+            Self::Symlink => f.write_str("file is a symbolic link (not followed)"),
+            Self::UntrustedSymlink { path } => {
+                write!(
+                    f,
+                    "{} is a symbolic link not owned by root (not followed)",
+                    path.display()
+                )
+            }
+            Self::TooManySymlinks => f.write_str("too many symbolic links"),
+            Self::MissingDirectory { path } => write!(f, "{} does not exist", path.display()),
+            Self::NotADirectory { path } => write!(f, "{} is not a directory", path.display()),
+            Self::UnsafeDirectory { path, uid, mode } => write!(
+                f,
+                "{} is owned by uid {uid} with mode {:04o}: must be owned by root or the \
+                 user and not group/other writable",
+                path.display(),
+                mode & 0o7777
+            ),
+            Self::NotRegular { mode } => {
+                write!(f, "not a regular file (type {:o})", mode & libc::S_IFMT)
+            }
+            Self::BadOwner { uid } => write!(f, "owned by uid {uid}, which is not allowed"),
+            Self::BadMode { perm } => write!(f, "mode {perm:04o} is too permissive"),
+            Self::HardLinked { nlink } => write!(f, "file has {nlink} hard links"),
+            Self::TooLarge { limit } => write!(f, "file is larger than {limit} bytes"),
+            Self::AlreadyExists => f.write_str("file already exists"),
+            Self::WrongIdentity { expected, got } => write!(
+                f,
+                "new file would be owned by uid {got} instead of {expected}; wrong credentials"
+            ),
+            Self::LockTimeout => f.write_str("timed out waiting for the file lock"),
+            Self::Unstable => f.write_str("file kept being replaced while locking"),
+            Self::Os { op, errno } => {
+                write!(f, "{op}: {}", io::Error::from_raw_os_error(*errno))
+            }
+        }
+    }
+}
+
+impl std::error::Error for FileError {}

@@ -1,0 +1,194 @@
+//! The locked file: `flock` with a deadline, the inode re-check, the rewrite under the lock.
+
+use super::*;
+
+/// A file opened with [`lock_with_deadline`]: exclusively `flock`ed until dropped.
+///
+/// Fields are private so the lock cannot be separated from the file it protects.
+pub struct LockedFile {
+    file: File,
+    dir: OwnedFd,
+    name: OsString,
+    info: FileInfo,
+    contents: Zeroizing<Vec<u8>>,
+    max_size: usize,
+}
+
+/// Open and check `path` like [`open_checked`], then take an exclusive `flock`,
+/// polling with short growing pauses until `timeout` runs out
+/// ([`FileError::LockTimeout`]).
+///
+/// Once locked, the path is checked to still name the locked inode; if a writer
+/// renamed a new file in meanwhile, the lock is dropped and the new file opened and
+/// locked instead (bounded, [`FileError::Unstable`]). The contents are read from the
+/// locked fd, so they are current for the whole critical section.
+pub fn lock_with_deadline(
+    path: &Path,
+    rules: &FileRules,
+    timeout: Duration,
+) -> Result<LockedFile, FileError> {
+    let deadline = Instant::now() + timeout;
+    for attempt in 0..MAX_REOPENS {
+        if attempt > 0 && Instant::now() >= deadline {
+            return Err(FileError::LockTimeout);
+        }
+        let opened = open_unread(path, rules)?;
+        acquire_lock(&opened.file, deadline)?;
+        match stat::fstatat(
+            &opened.dir,
+            opened.name.as_os_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) if same_inode(&FileInfo::from_stat(&st), &opened.info) => {}
+            // Replaced or removed while we waited: the lock we hold protects nothing.
+            Ok(_) | Err(Errno::ENOENT) => {
+                #[cfg(test)]
+                REOPENS.with(|r| r.set(r.get() + 1));
+                continue;
+            }
+            Err(e) => return Err(FileError::os("stat after lock", e)),
+        }
+        // The holder we waited for may also have changed mode or owner in place.
+        let st = stat::fstat(&opened.file).map_err(|e| FileError::os("fstat", e))?;
+        let info = FileInfo::from_stat(&st);
+        check_file(&info, rules)?;
+        let contents = read_bounded(&opened.file, rules.max_size, info.size)?;
+        return Ok(LockedFile {
+            file: opened.file,
+            dir: opened.dir,
+            name: opened.name,
+            info,
+            contents,
+            max_size: rules.max_size,
+        });
+    }
+    Err(FileError::Unstable)
+}
+
+impl LockedFile {
+    /// The contents read under the lock, or the last ones written by [`Self::replace`].
+    pub fn contents(&self) -> &[u8] {
+        &self.contents
+    }
+
+    /// `fstat` facts about the file currently locked.
+    pub fn info(&self) -> FileInfo {
+        self.info
+    }
+
+    /// The final path component.
+    pub fn name(&self) -> &OsStr {
+        &self.name
+    }
+
+    /// The parent directory.
+    pub fn dir(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    /// Atomically replace the file with `new_contents`, keeping the lock.
+    ///
+    /// A temp file `.<name>.tmp-<random hex>` is created in the same directory as the
+    /// calling identity (never chowned; it must match the current owner, else
+    /// [`FileError::WrongIdentity`]), given the original permission bits and SELinux
+    /// label, locked, written, fsynced and renamed over the original; then the directory
+    /// is fsynced. On any error before the rename the temp file is removed and the old
+    /// file is untouched. The new file is locked *before* it becomes visible, so a
+    /// waiter that wins the old inode's lock sees the path moved and queues on the new
+    /// one; this also lets the caller call `replace` again in the same critical section.
+    ///
+    /// An error from the final directory fsync is returned although the new contents
+    /// are in place (and locked): the caller cannot know they are durable.
+    pub fn replace(&mut self, new_contents: &[u8]) -> Result<(), FileError> {
+        if new_contents.len() > self.max_size {
+            return Err(FileError::TooLarge {
+                limit: self.max_size,
+            });
+        }
+        let perm = self.info.perm();
+        let dir = self.dir.as_fd();
+        let (temp, new_file) = TempName::create(dir, &self.name, perm & 0o600)?;
+        set_perm(&new_file, perm)?;
+        let st = stat::fstat(&new_file).map_err(|e| FileError::os("fstat temp file", e))?;
+        if st.st_uid != self.info.uid {
+            return Err(FileError::WrongIdentity {
+                expected: self.info.uid,
+                got: st.st_uid,
+            });
+        }
+        copy_selinux_label(&self.file, &new_file)?;
+        // Nobody else knows the random name yet, so this cannot be contended.
+        if !try_lock_once(&new_file)? {
+            return Err(FileError::os("lock temp file", Errno::EWOULDBLOCK));
+        }
+        write_all(&new_file, new_contents)?;
+        sync_file(&new_file, FaultPoint::Fsync, "fsync temp file")?;
+        fault::hit(FaultPoint::Rename).map_err(|e| FileError::Os {
+            op: "rename",
+            errno: e,
+        })?;
+        fcntl::renameat(dir, temp.name.as_os_str(), dir, self.name.as_os_str())
+            .map_err(|e| FileError::os("rename", e))?;
+        temp.disarm();
+        // Dropping the old fd releases the old inode's lock; waiters on it will see the
+        // path now names the new (already locked) inode and retry.
+        self.file = new_file;
+        self.info = FileInfo::from_stat(&st);
+        self.info.size = new_contents.len() as u64;
+        self.contents = Zeroizing::new(new_contents.to_vec());
+        sync_dir(dir)
+    }
+}
+
+impl fmt::Debug for LockedFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockedFile")
+            .field("name", &self.name)
+            .field("info", &self.info)
+            .field("contents", &format_args!("<{} bytes>", self.contents.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+// Lets tests see that the inode re-check really sent a waiter round again.
+#[cfg(test)]
+thread_local! {
+    pub(super) static REOPENS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// One non-blocking attempt: Ok(true) locked, Ok(false) held by someone else.
+pub(super) fn try_lock_once(file: &File) -> Result<bool, FileError> {
+    match fault::hit(FaultPoint::Lock) {
+        Ok(()) => {}
+        Err(e) if e == libc::EWOULDBLOCK => return Ok(false),
+        Err(e) => {
+            return Err(FileError::Os {
+                op: "flock",
+                errno: e,
+            });
+        }
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
+        Err(TryLockError::Error(e)) => Err(FileError::Os {
+            op: "flock",
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        }),
+    }
+}
+
+pub(super) fn acquire_lock(file: &File, deadline: Instant) -> Result<(), FileError> {
+    let mut pause = LOCK_PAUSE_MIN;
+    loop {
+        if try_lock_once(file)? {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(FileError::LockTimeout);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(LOCK_PAUSE_MAX);
+    }
+}

@@ -1,0 +1,88 @@
+//! Checked opens and the bounded read: the entry points for reading a file.
+
+use super::*;
+
+/// Open `path` safely, check it against `rules` and read it (at most `max_size` bytes).
+///
+/// The walk starts at `/` and opens one component at a time with `O_NOFOLLOW`. A
+/// symlink among the directories is followed only when root owns it and the directory
+/// holding it (which must not be group/other writable), e.g. `/home -> /var/home`. The
+/// final component is never followed. The file itself is opened with
+/// `O_RDONLY|O_NOFOLLOW|O_NONBLOCK|O_NOCTTY|O_CLOEXEC` after an `lstat`-style check, so
+/// FIFOs and devices are refused without blocking. Then, on the fd: regular file, owner
+/// in `allowed_owners`, permission bits within `allowed_perm` (never group/other write,
+/// never setuid/setgid/sticky), exactly one link, and not larger than `max_size`. The
+/// read ignores `st_size` and stops at `max_size + 1` bytes.
+pub fn open_checked(path: &Path, rules: &FileRules) -> Result<OpenedFile, FileError> {
+    let opened = open_unread(path, rules)?;
+    let contents = read_bounded(&opened.file, rules.max_size, opened.info.size)?;
+    Ok(OpenedFile {
+        file: opened.file,
+        dir: opened.dir,
+        name: opened.name,
+        info: opened.info,
+        contents,
+    })
+}
+
+/// Check that only root can change the file at `path` and the directories leading to it,
+/// for code the module runs or loads (the secret command, the Redis plugin): a regular
+/// file owned by root, not group/other writable, one link, at most `max_size` bytes;
+/// every directory from `/` down root-owned and not group/other writable; the final
+/// component not a symlink (root-owned directory symlinks such as `/lib -> usr/lib` are
+/// followed). Like OpenSSH's checks on `AuthorizedKeysCommand`.
+pub fn check_root_controlled(path: &Path, max_size: usize) -> Result<FileInfo, FileError> {
+    let rules = FileRules {
+        allowed_owners: vec![0],
+        allowed_perm: 0o755,
+        max_size,
+        trusted_root: Some(PathBuf::from("/")),
+    };
+    open_unread(path, &rules).map(|opened| opened.info)
+}
+
+/// Read from offset 0 up to `max + 1` bytes, whatever `st_size` says (the file may grow,
+/// or lie). The first buffer holds `size_hint + 1` bytes (the `st_size` just checked),
+/// so a small file does not cost a `max`-sized buffer that must be wiped; the hint only
+/// sizes the buffer. A file larger than its hint grows into a fresh buffer, and the old
+/// one is wiped when dropped, so no copy of the contents is left in freed memory.
+pub(super) fn read_bounded(
+    file: &File,
+    max: usize,
+    size_hint: u64,
+) -> Result<Zeroizing<Vec<u8>>, FileError> {
+    let cap = max
+        .checked_add(1)
+        .ok_or(FileError::TooLarge { limit: max })?;
+    // At least a page, so a file that grows a little after fstat needs no second buffer.
+    let first = usize::try_from(size_hint)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1)
+        .max(4096)
+        .min(cap);
+    let mut buf = Zeroizing::new(vec![0u8; first]);
+    let mut filled = 0usize;
+    while filled < cap {
+        if filled == buf.len() {
+            let mut bigger = Zeroizing::new(vec![0u8; buf.len().saturating_mul(2).min(cap)]);
+            bigger[..filled].copy_from_slice(&buf[..filled]);
+            buf = bigger;
+        }
+        match file.read_at(&mut buf[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(FileError::Os {
+                    op: "read",
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                });
+            }
+        }
+    }
+    if filled > max {
+        return Err(FileError::TooLarge { limit: max });
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}

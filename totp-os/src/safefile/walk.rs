@@ -1,0 +1,322 @@
+//! The no-follow walk from `/` and the checks on the descriptors it opens.
+
+use super::*;
+
+pub(super) struct Unread {
+    pub(super) file: File,
+    pub(super) dir: OwnedFd,
+    pub(super) name: OsString,
+    pub(super) info: FileInfo,
+}
+
+/// Directory checks for the chain from the trusted root (or just the parent) down.
+pub(super) struct DirChecks<'a> {
+    pub(super) owners: &'a [uid_t],
+    /// Number of directory components that make up the trusted root; `None` checks the
+    /// parent only.
+    pub(super) trusted_depth: Option<usize>,
+}
+
+pub(super) struct Walked {
+    pub(super) fd: OwnedFd,
+    pub(super) stat: FileStat,
+    pub(super) shown: PathBuf,
+    pub(super) checked: bool,
+}
+
+pub(super) enum Step {
+    Name(OsString),
+    Parent,
+    TrustedRoot,
+}
+
+pub(super) fn open_unread(path: &Path, rules: &FileRules) -> Result<Unread, FileError> {
+    let (dirs, name) = split_file_path(path)?;
+    let walked = walk_checked(&dirs, rules)?;
+    // The lstat first keeps FIFOs and devices from being opened at all (opening some
+    // devices has side effects); the fd checks below remain the authoritative ones.
+    let pre = match stat::fstatat(&walked.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Err(FileError::NotFound),
+        Err(e) => return Err(FileError::os("stat", e)),
+    };
+    match SFlag::from_bits_truncate(pre.st_mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFREG => {}
+        SFlag::S_IFLNK => return Err(FileError::Symlink),
+        _ => return Err(FileError::NotRegular { mode: pre.st_mode }),
+    }
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let mut reopens = 0;
+    let (file, info) = loop {
+        let fd = match fcntl::openat(&walked.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Err(FileError::NotFound),
+            Err(Errno::ELOOP) => return Err(FileError::Symlink),
+            Err(e) => return Err(FileError::os("open", e)),
+        };
+        let file = File::from(fd);
+        let st = stat::fstat(&file).map_err(|e| FileError::os("fstat", e))?;
+        let info = FileInfo::from_stat(&st);
+        // No links left: a concurrent rewrite renamed its new file over this one between
+        // our open and fstat (found by 32 parallel logins). The current file is at the
+        // path now, so open that one; anything else with no links fails the checks below.
+        if info.nlink == 0 && reopens < MAX_REOPENS_UNLINKED {
+            reopens += 1;
+            continue;
+        }
+        break (file, info);
+    };
+    check_file(&info, rules)?;
+    let dir = reopen_readable(walked.fd, "open directory")?;
+    Ok(Unread {
+        file,
+        dir,
+        name: name.to_owned(),
+        info,
+    })
+}
+
+/// Walk to the directory `dirs` names, checking every directory from the trusted root
+/// down (the last one alone without a trusted root).
+pub(super) fn walk_checked(dirs: &[OsString], rules: &FileRules) -> Result<Walked, FileError> {
+    let trusted_depth = match &rules.trusted_root {
+        None => None,
+        Some(root) => {
+            let root = dir_components(root)?;
+            if root.len() > dirs.len() || root.iter().zip(dirs).any(|(a, b)| a != b) {
+                return Err(FileError::NotUnderTrustedRoot);
+            }
+            Some(root.len())
+        }
+    };
+    let checks = DirChecks {
+        owners: &rules.allowed_owners,
+        trusted_depth,
+    };
+    let walked = walk(dirs, Some(&checks))?;
+    if !walked.checked {
+        check_dir(&walked.stat, &walked.shown, checks.owners)?;
+    }
+    Ok(walked)
+}
+
+/// Split an absolute file path into its directory components and final name.
+pub(super) fn split_file_path(path: &Path) -> Result<(Vec<OsString>, &OsStr), FileError> {
+    let name = match path.components().next_back() {
+        Some(Component::Normal(n)) => n,
+        _ => return Err(FileError::InvalidPath),
+    };
+    let parent = path.parent().ok_or(FileError::InvalidPath)?;
+    Ok((dir_components(parent)?, name))
+}
+
+/// Components of an absolute directory path; `..` is refused because the walk must not
+/// depend on how the caller spelled the path.
+pub(super) fn dir_components(path: &Path) -> Result<Vec<OsString>, FileError> {
+    let mut comps = path.components();
+    if comps.next() != Some(Component::RootDir) {
+        return Err(FileError::InvalidPath);
+    }
+    comps
+        .filter(|c| *c != Component::CurDir)
+        .map(|c| match c {
+            Component::Normal(n) => Ok(n.to_owned()),
+            _ => Err(FileError::InvalidPath),
+        })
+        .collect()
+}
+
+pub(super) fn open_root() -> Result<(OwnedFd, FileStat), FileError> {
+    let fd = fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| FileError::os("open /", e))?;
+    let st = stat::fstat(&fd).map_err(|e| FileError::os("fstat /", e))?;
+    Ok((fd, st))
+}
+
+/// Walk `comps` from `/`, one `O_PATH|O_NOFOLLOW` directory at a time.
+///
+/// With `checks`, every directory from the trusted root down (or none, when only the
+/// parent is checked by the caller) must pass [`check_dir`]; `Walked::checked` says
+/// whether the last directory has been checked already.
+pub(super) fn walk(
+    comps: &[OsString],
+    checks: Option<&DirChecks<'_>>,
+) -> Result<Walked, FileError> {
+    let mut steps: VecDeque<Step> = comps.iter().cloned().map(Step::Name).collect();
+    if let Some(depth) = checks.and_then(|c| c.trusted_depth) {
+        steps.insert(depth, Step::TrustedRoot);
+    }
+    let (mut cur, mut cur_stat) = open_root()?;
+    let mut shown = PathBuf::from("/");
+    let mut checking = false;
+    let mut links = 0u32;
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+
+    while let Some(step) = steps.pop_front() {
+        let name = match step {
+            Step::TrustedRoot => {
+                checking = true;
+                if let Some(c) = checks {
+                    check_dir(&cur_stat, &shown, c.owners)?;
+                }
+                continue;
+            }
+            Step::Parent => OsString::from(".."),
+            Step::Name(n) => n,
+        };
+        let st = match stat::fstatat(&cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => {
+                return Err(FileError::MissingDirectory {
+                    path: shown.join(&name),
+                });
+            }
+            Err(e) => return Err(FileError::os("stat directory", e)),
+        };
+        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        if kind == SFlag::S_IFLNK {
+            let link_path = shown.join(&name);
+            // Only root can have created a root-owned symlink, and only root can move
+            // things in a root-owned directory nobody else may write: such a link
+            // (e.g. /home -> /var/home) is the administrator's decision.
+            let trusted = st.st_uid == 0 && cur_stat.st_uid == 0 && cur_stat.st_mode & 0o022 == 0;
+            if !trusted {
+                return Err(FileError::UntrustedSymlink { path: link_path });
+            }
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return Err(FileError::TooManySymlinks);
+            }
+            let target = fcntl::readlinkat(&cur, name.as_os_str())
+                .map_err(|e| FileError::os("readlink", e))?;
+            let target = PathBuf::from(target);
+            let mut expansion = Vec::new();
+            for c in target.components() {
+                match c {
+                    Component::RootDir => {
+                        (cur, cur_stat) = open_root()?;
+                        shown = PathBuf::from("/");
+                        if checking && let Some(c) = checks {
+                            check_dir(&cur_stat, &shown, c.owners)?;
+                        }
+                    }
+                    Component::CurDir | Component::Prefix(_) => {}
+                    Component::ParentDir => expansion.push(Step::Parent),
+                    Component::Normal(n) => expansion.push(Step::Name(n.to_owned())),
+                }
+            }
+            if target.as_os_str().is_empty() {
+                return Err(FileError::MissingDirectory { path: link_path });
+            }
+            for s in expansion.into_iter().rev() {
+                steps.push_front(s);
+            }
+            continue;
+        }
+        if kind != SFlag::S_IFDIR {
+            return Err(FileError::NotADirectory {
+                path: shown.join(&name),
+            });
+        }
+        let fd =
+            fcntl::openat(&cur, name.as_os_str(), dir_flags, Mode::empty()).map_err(
+                |e| match e {
+                    Errno::ENOENT => FileError::MissingDirectory {
+                        path: shown.join(&name),
+                    },
+                    // Swapped for a symlink or a file since the stat: refuse, never follow.
+                    Errno::ENOTDIR | Errno::ELOOP => FileError::NotADirectory {
+                        path: shown.join(&name),
+                    },
+                    e => FileError::os("open directory", e),
+                },
+            )?;
+        let fst = stat::fstat(&fd).map_err(|e| FileError::os("fstat directory", e))?;
+        if SFlag::from_bits_truncate(fst.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFDIR {
+            return Err(FileError::NotADirectory {
+                path: shown.join(&name),
+            });
+        }
+        if name == ".." {
+            shown.pop();
+        } else {
+            shown.push(&name);
+        }
+        if checking && let Some(c) = checks {
+            check_dir(&fst, &shown, c.owners)?;
+        }
+        cur = fd;
+        cur_stat = fst;
+    }
+    Ok(Walked {
+        fd: cur,
+        stat: cur_stat,
+        shown,
+        checked: checking,
+    })
+}
+
+/// Reopen a walked `O_PATH` directory for reading, which `fsync` needs. An identity
+/// that may search but not list the directory keeps the `O_PATH` fd (enough to open
+/// the file; a later directory fsync then fails and the write is denied).
+pub(super) fn reopen_readable(fd: OwnedFd, op: &'static str) -> Result<OwnedFd, FileError> {
+    match fcntl::openat(
+        &fd,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(ro) => Ok(ro),
+        Err(Errno::EACCES) => Ok(fd),
+        Err(e) => Err(FileError::os(op, e)),
+    }
+}
+
+pub(super) fn same_inode(a: &FileInfo, b: &FileInfo) -> bool {
+    a.dev == b.dev && a.ino == b.ino
+}
+
+/// OpenSSH StrictModes: owned by root or an allowed owner, not group/other writable.
+pub(super) fn check_dir(st: &FileStat, shown: &Path, owners: &[uid_t]) -> Result<(), FileError> {
+    let owner_ok = st.st_uid == 0 || owners.contains(&st.st_uid);
+    if !owner_ok || st.st_mode & 0o022 != 0 {
+        return Err(FileError::UnsafeDirectory {
+            path: shown.to_owned(),
+            uid: st.st_uid,
+            mode: st.st_mode,
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn check_file(info: &FileInfo, rules: &FileRules) -> Result<(), FileError> {
+    if info.mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(FileError::NotRegular { mode: info.mode });
+    }
+    if !rules.allowed_owners.contains(&info.uid) {
+        return Err(FileError::BadOwner { uid: info.uid });
+    }
+    let perm = info.perm();
+    // allowed_perm may relax read bits only: write by others or special bits would let
+    // someone else change the secret or state, whatever the admin configured.
+    if perm & !rules.allowed_perm != 0 || perm & 0o7022 != 0 {
+        return Err(FileError::BadMode { perm });
+    }
+    if info.nlink != 1 {
+        return Err(FileError::HardLinked { nlink: info.nlink });
+    }
+    if info.size > rules.max_size as u64 {
+        return Err(FileError::TooLarge {
+            limit: rules.max_size,
+        });
+    }
+    Ok(())
+}
