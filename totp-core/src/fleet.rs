@@ -234,23 +234,6 @@ pub struct FleetOptions {
     pub secret_command_timeout_ms: Option<u64>,
 }
 
-/// The option names this file handles (listed in [`crate::options::OPTION_NAMES`]).
-pub const FLEET_OPTION_NAMES: &[&str] = &[
-    "state_fallback",
-    "redis_connect_timeout",
-    "redis_timeout",
-    "redis_prefix",
-    "redis_credentials",
-    "redis_ca_file",
-    "redis_wait",
-    "redis_wait_timeout",
-    "redis_ttl",
-    "redis_plugin",
-    "secret_command",
-    "secret_command_user",
-    "secret_command_timeout",
-];
-
 fn bad(option: &'static str, reason: &'static str) -> OptionError {
     OptionError::BadValue { option, reason }
 }
@@ -280,7 +263,8 @@ fn absolute(option: &'static str, v: &str) -> Result<String, OptionError> {
 }
 
 impl FleetOptions {
-    /// Applies `state=<remote>` or one of [`FLEET_OPTION_NAMES`]. `Ok(false)`: not ours.
+    /// Applies `state=<remote>` or one of the fleet options (the "Fleets" part of
+    /// [`crate::options::OPTION_NAMES`]). `Ok(false)`: not ours.
     pub fn apply(&mut self, name: &str, v: &str) -> Result<bool, OptionError> {
         match name {
             "state" if RedisEndpoint::is_remote(v) => self.redis = Some(RedisEndpoint::parse(v)?),

@@ -50,7 +50,7 @@ pub const OPTION_NAMES: &[&str] = &[
     "state_dir",
     "ceiling_burst",
     "ceiling_interval",
-    // Fleets (crate::fleet): state=redis://… and the options of FLEET_OPTION_NAMES.
+    // Fleets (crate::fleet): state=redis://… and these, parsed there.
     "state_fallback",
     "redis_connect_timeout",
     "redis_timeout",
