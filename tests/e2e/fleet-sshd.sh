@@ -29,7 +29,10 @@ done
 tag=$(( $$ % 100000 ))
 # The plugin and the secret command must be root-owned along the whole path, which a
 # directory under /tmp is not: they live under target/.
-trusted=$root/target/fleet-e2e-$tag
+# The plugin and the secret command must sit in a root-owned chain nobody else can write
+# (the module checks it); the checkout may live under a world-writable /tmp, so they go
+# to a directory of this run's own under /run.
+trusted=/run/pam_totp-fleet-e2e-$tag
 work=$(mktemp -d "${TMPDIR:-/tmp}/pam_totp-fleet.XXXXXX")
 chmod 0755 "$work"
 pids=()
@@ -50,7 +53,7 @@ trap 'exit 130' INT TERM HUP
 
 cargo build --release -q -p pam_totp -p pam_totp_redis
 module=$root/target/release/libpam_totp.so
-install -d -m 0755 "$root/target" "$trusted"
+install -d -m 0755 "$trusted"
 # One link (cargo hard-links its outputs) and root-owned: what the module's check wants.
 install -m 0755 "$root/target/release/libpam_totp_redis.so" "$trusted/redis.so"
 

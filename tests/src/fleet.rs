@@ -14,13 +14,21 @@ use std::time::{Duration, Instant};
 
 use crate::workspace;
 
-/// A directory under `target/` (root-owned, not group/other writable along the whole
-/// chain), for files the module's root-only checks must accept: the plugin, secret
-/// commands, credentials. `/tmp` is world-writable and would (rightly) be refused.
-pub fn trusted_dir(prefix: &str) -> tempfile::TempDir {
-    let base = workspace().join("target").join("fleet-tests");
-    fs::create_dir_all(&base).expect("create target/fleet-tests");
+/// Where files the module's root-only checks must accept live: root-owned and not
+/// group/other writable along the whole chain. The checkout may be anywhere (under a
+/// world-writable `/tmp`, which the checks rightly refuse), so this is a directory of the
+/// tests' own under `/run` (root-owned 0755 on every Linux system).
+fn trusted_base() -> PathBuf {
+    let base = PathBuf::from("/run/pam_totp-tests");
+    fs::create_dir_all(&base).expect("create /run/pam_totp-tests");
     fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).expect("chmod");
+    base
+}
+
+/// A fresh directory under [`trusted_base`], removed on drop, for the plugin, secret
+/// commands and credentials.
+pub fn trusted_dir(prefix: &str) -> tempfile::TempDir {
+    let base = trusted_base();
     let dir = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir_in(&base)
@@ -30,7 +38,7 @@ pub fn trusted_dir(prefix: &str) -> tempfile::TempDir {
 }
 
 /// The Redis plugin built from this tree, copied (cargo hard-links its outputs, and the
-/// ownership check wants one link) to `target/fleet-tests/redis.so`. The copy is renamed
+/// ownership check wants one link) to `redis.so` in [`trusted_base`]. The copy is renamed
 /// into place, so a test process that loaded the previous copy is not disturbed.
 pub fn plugin() -> &'static Path {
     static PLUGIN: OnceLock<PathBuf> = OnceLock::new();
@@ -49,10 +57,7 @@ pub fn plugin() -> &'static Path {
         let tmp = dir.path().join("redis.so");
         fs::copy(&built, &tmp).expect("copy plugin");
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let path = workspace()
-            .join("target")
-            .join("fleet-tests")
-            .join("redis.so");
+        let path = trusted_base().join("redis.so");
         fs::rename(&tmp, &path).expect("rename plugin into place");
         path
     })
