@@ -25,7 +25,7 @@ fn trusted_base() -> PathBuf {
     base
 }
 
-/// A fresh directory under [`trusted_base`], removed on drop, for the plugin, secret
+/// A fresh directory under `/run/pam_totp-tests`, removed on drop, for the plugin, secret
 /// commands and credentials.
 pub fn trusted_dir(prefix: &str) -> tempfile::TempDir {
     let base = trusted_base();
@@ -38,7 +38,7 @@ pub fn trusted_dir(prefix: &str) -> tempfile::TempDir {
 }
 
 /// The Redis plugin built from this tree, copied (cargo hard-links its outputs, and the
-/// ownership check wants one link) to `redis.so` in [`trusted_base`]. The copy is renamed
+/// ownership check wants one link) to `/run/pam_totp-tests/redis.so`. The copy is renamed
 /// into place, so a test process that loaded the previous copy is not disturbed.
 pub fn plugin() -> &'static Path {
     static PLUGIN: OnceLock<PathBuf> = OnceLock::new();
