@@ -12,7 +12,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::options::OptionError;
+use crate::options::{OptionError, bad, decimal};
 
 /// Redis connect timeout default (per attempt), milliseconds.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 500;
@@ -234,21 +234,6 @@ pub struct FleetOptions {
     pub secret_command_timeout_ms: Option<u64>,
 }
 
-fn bad(option: &'static str, reason: &'static str) -> OptionError {
-    OptionError::BadValue { option, reason }
-}
-
-fn number(option: &'static str, v: &str, min: u64, max: u64) -> Result<u64, OptionError> {
-    if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad(option, "not a decimal number"));
-    }
-    let n: u64 = v.parse().map_err(|_| bad(option, "not a decimal number"))?;
-    if !(min..=max).contains(&n) {
-        return Err(bad(option, "out of range"));
-    }
-    Ok(n)
-}
-
 fn absolute(option: &'static str, v: &str) -> Result<String, OptionError> {
     if !v.starts_with('/') || v.len() > 4096 {
         return Err(bad(option, "not an absolute path"));
@@ -276,11 +261,16 @@ impl FleetOptions {
                 }
             }
             "redis_connect_timeout" => {
-                self.connect_timeout_ms =
-                    Some(number("redis_connect_timeout", v, 1, MAX_REDIS_TIMEOUT_MS)?)
+                self.connect_timeout_ms = Some(decimal(
+                    "redis_connect_timeout",
+                    v,
+                    1,
+                    MAX_REDIS_TIMEOUT_MS,
+                )?)
             }
             "redis_timeout" => {
-                self.command_timeout_ms = Some(number("redis_timeout", v, 1, MAX_REDIS_TIMEOUT_MS)?)
+                self.command_timeout_ms =
+                    Some(decimal("redis_timeout", v, 1, MAX_REDIS_TIMEOUT_MS)?)
             }
             "redis_prefix" => {
                 let ok = !v.is_empty()
@@ -295,12 +285,12 @@ impl FleetOptions {
                 self.credentials = Some(absolute("redis_credentials", v)?);
             }
             "redis_ca_file" => self.ca_file = Some(absolute("redis_ca_file", v)?),
-            "redis_wait" => self.wait_replicas = Some(number("redis_wait", v, 0, 64)? as u32),
+            "redis_wait" => self.wait_replicas = Some(decimal("redis_wait", v, 0, 64)? as u32),
             "redis_wait_timeout" => {
                 self.wait_timeout_ms =
-                    Some(number("redis_wait_timeout", v, 1, MAX_REDIS_TIMEOUT_MS)?)
+                    Some(decimal("redis_wait_timeout", v, 1, MAX_REDIS_TIMEOUT_MS)?)
             }
-            "redis_ttl" => self.ttl_secs = Some(number("redis_ttl", v, 0, 10 * 366 * 86_400)?),
+            "redis_ttl" => self.ttl_secs = Some(decimal("redis_ttl", v, 0, 10 * 366 * 86_400)?),
             "redis_plugin" => self.plugin = Some(absolute("redis_plugin", v)?),
             "secret_command" => self.secret_command = Some(absolute("secret_command", v)?),
             "secret_command_user" => {
@@ -315,7 +305,7 @@ impl FleetOptions {
                 self.secret_command_user = Some(v.to_owned());
             }
             "secret_command_timeout" => {
-                self.secret_command_timeout_ms = Some(number(
+                self.secret_command_timeout_ms = Some(decimal(
                     "secret_command_timeout",
                     v,
                     1,

@@ -208,11 +208,17 @@ impl fmt::Display for OptionError {
 
 impl std::error::Error for OptionError {}
 
-fn bad(option: &'static str, reason: &'static str) -> OptionError {
+pub(crate) fn bad(option: &'static str, reason: &'static str) -> OptionError {
     OptionError::BadValue { option, reason }
 }
 
-fn decimal(option: &'static str, v: &str, min: u64, max: u64) -> Result<u64, OptionError> {
+/// A plain decimal in `min..=max` (no sign, no blanks); the fleet options use it too.
+pub(crate) fn decimal(
+    option: &'static str,
+    v: &str,
+    min: u64,
+    max: u64,
+) -> Result<u64, OptionError> {
     if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad(option, "not a decimal number"));
     }
