@@ -8,7 +8,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -51,34 +50,6 @@ fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> Drive {
         .rhost("192.0.2.7")
         .at(at)
         .run()
-}
-
-fn spawn_all(drivers: Vec<Driver>) -> Vec<Drive> {
-    let children: Vec<Child> = drivers
-        .iter()
-        .map(|d| {
-            d.command()
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn pam-drive")
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|c| Drive::parse(&c.wait_with_output().expect("wait")))
-        .collect()
-}
-
-/// ~1.5 s ahead, not near a 30-s step boundary.
-fn start_time() -> u64 {
-    loop {
-        let start = now_ms() + 1_500;
-        if (3..27).contains(&((start / 1000) % 30)) {
-            return start;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[test]

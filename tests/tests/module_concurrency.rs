@@ -3,40 +3,10 @@
 
 use std::fs;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use system_tests::*;
-
-fn spawn_all(drivers: Vec<Driver>) -> Vec<Drive> {
-    let children: Vec<Child> = drivers
-        .iter()
-        .map(|d| {
-            d.command()
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn pam-drive")
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|c| Drive::parse(&c.wait_with_output().expect("wait")))
-        .collect()
-}
-
-/// A start time ~1.5 s ahead that is not within 3 s of a 30-s step boundary, so all
-/// processes present the code of one step while that step is current.
-fn start_time() -> u64 {
-    loop {
-        let start = now_ms() + 1_500;
-        let into_step = (start / 1000) % 30;
-        if (3..27).contains(&into_step) {
-            return start;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 /// C1: 32 processes, the same valid code, released together: exactly one success,
 /// in each of five rounds (fresh secret each round).
