@@ -779,17 +779,8 @@ exec "$@""#;
     // not to unshare and sh: a process started with libfaketime preloaded that then
     // execs another program leaves libfaketime's per-process shared memory behind.
     .arg("env");
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            let mut kv = k.to_os_string();
-            kv.push("=");
-            kv.push(v);
-            cmd.arg(kv);
-        }
-    }
-    cmd.arg(inner.get_program())
-        .args(inner.get_args())
-        .stdin(Stdio::null());
+    append_env_exec(&mut cmd, inner);
+    cmd.stdin(Stdio::null());
     // Read while the child runs: a full datagram queue would block its syslog() call.
     sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
         .expect("timeout");
@@ -821,4 +812,19 @@ pub fn syslog_message(datagram: &str) -> &str {
         .split_once("): ")
         .map(|(_, m)| m)
         .unwrap_or(datagram)
+}
+
+/// Appends `inner` to an outer command that ends in `env`: its environment as `KEY=VALUE`
+/// arguments, then its program and arguments. Wrappers (unshare, sh) that exec `env` last
+/// apply the inner environment only to the final program.
+pub fn append_env_exec(outer: &mut Command, inner: &Command) {
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            let mut kv = k.to_os_string();
+            kv.push("=");
+            kv.push(v);
+            outer.arg(kv);
+        }
+    }
+    outer.arg(inner.get_program()).args(inner.get_args());
 }

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use system_tests::{
-    Drive, Driver, SECRET_160, Stack, T0, TestUser, code_at, require_root, require_tool,
-    root_store, syslog_message, totp_file, with_syslog_capture, write_owned, wrong_totp,
+    Drive, Driver, SECRET_160, Stack, T0, TestUser, append_env_exec, code_at, require_root,
+    require_tool, root_store, syslog_message, totp_file, with_syslog_capture, write_owned,
+    wrong_totp,
 };
 
 /// The stand-in's service name in nsswitch.conf (`libnss_ptotpds.so.2`).
@@ -158,17 +159,8 @@ impl DirSvc {
         .arg(self.path().join("nsswitch.conf"))
         .arg("env")
         .arg(format!("LD_LIBRARY_PATH={}", self.path().display()));
-        for (k, v) in inner.get_envs() {
-            if let Some(v) = v {
-                let mut kv = k.to_os_string();
-                kv.push("=");
-                kv.push(v);
-                cmd.arg(kv);
-            }
-        }
-        cmd.arg(inner.get_program())
-            .args(inner.get_args())
-            .stdin(Stdio::null());
+        append_env_exec(&mut cmd, inner);
+        cmd.stdin(Stdio::null());
         cmd
     }
 

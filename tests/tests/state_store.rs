@@ -34,19 +34,8 @@ fn in_namespace(setup: &str, arg: &Path, cmd: &Command) -> Output {
         .arg("sh")
         .arg(arg)
         .arg("--");
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            let mut kv = k.to_os_string();
-            kv.push("=");
-            kv.push(v);
-            sh.arg(kv);
-        }
-    }
-    sh.arg(cmd.get_program())
-        .args(cmd.get_args())
-        .stdin(Stdio::null())
-        .output()
-        .expect("unshare")
+    append_env_exec(&mut sh, cmd);
+    sh.stdin(Stdio::null()).output().expect("unshare")
 }
 
 /// A tmpfs mounted on the host for the length of a test (unmounted on drop).
