@@ -37,6 +37,21 @@ pub fn trusted_dir(prefix: &str) -> tempfile::TempDir {
     dir
 }
 
+/// A root-owned 0755 secret command in `dir` (a [`trusted_dir`]): prints `file` for
+/// `user`, exits 10 (not enrolled) for everybody else.
+pub fn secret_command(dir: &Path, user: &str, file: &str) -> PathBuf {
+    let path = dir.join("secret-command");
+    fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = '{user}' ]; then\ncat <<'EOF'\n{file}EOF\nexit 0\nfi\nexit 10\n"
+        ),
+    )
+    .expect("write command");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
 /// The Redis plugin built from this tree, copied (cargo hard-links its outputs, and the
 /// ownership check wants one link) to `/run/pam_totp-tests/redis.so`. The copy is renamed
 /// into place, so a test process that loaded the previous copy is not disturbed.

@@ -4,27 +4,10 @@
 //! `oathtool` from that file's secret logs in once, fleet-wide.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use system_tests::fleet::{RedisServer, ServerConfig, plugin, trusted_dir};
+use system_tests::fleet::{RedisServer, ServerConfig, plugin, secret_command, trusted_dir};
 use system_tests::*;
-
-/// A root-owned 0755 command in a trusted directory: prints `file` for `user`, exits
-/// 10 (not enrolled) for everybody else.
-fn secret_command(dir: &Path, user: &str, file: &str) -> PathBuf {
-    let path = dir.join("secret-command");
-    fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\nif [ \"$1\" = '{user}' ]; then\ncat <<'EOF'\n{file}EOF\nexit 0\nfi\nexit 10\n"
-        ),
-    )
-    .expect("write command");
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
-}
 
 fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> Drive {
     Driver::new(host, "svc", &user.name)

@@ -7,11 +7,11 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use system_tests::fleet::{RedisServer, ServerConfig, plugin, trusted_dir};
+use system_tests::fleet::{RedisServer, ServerConfig, plugin, secret_command, trusted_dir};
 use system_tests::*;
 
 /// A key prefix no other fleet of this test binary uses (a user deleted and created
@@ -287,21 +287,6 @@ fn a_wrong_redis_password_denies() {
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
-}
-
-/// A secret command in a trusted directory: prints `file` for `user`, exits 10 (not
-/// enrolled) for everybody else.
-fn secret_command(dir: &Path, user: &str, file: &str) -> PathBuf {
-    let path = dir.join("secret-command");
-    fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\nif [ \"$1\" = '{user}' ]; then\ncat <<'EOF'\n{file}EOF\nexit 0\nfi\nexit 10\n"
-        ),
-    )
-    .expect("write command");
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
 }
 
 #[test]
