@@ -46,15 +46,6 @@ pub fn rate_limit_update(rl: &RateLimit, now: u64) -> (RateLimit, bool) {
     )
 }
 
-/// The `RATE_LIMIT` value as GA prints it: `"%d %d"` then `" %u"` per timestamp.
-pub fn format_rate_limit(rl: &RateLimit) -> String {
-    let mut s = format!("{} {}", rl.attempts, rl.interval_secs);
-    for t in &rl.timestamps {
-        s.push_str(&format!(" {t}"));
-    }
-    s
-}
-
 /// GA's `DISALLOW_REUSE` update for accepted step `tm`, on the raw value so the
 /// bytes match GA's (including its spacing quirks): `None` if `tm` is listed,
 /// otherwise the new value with entries `|entry − tm| ≥ window` pruned and `tm`
