@@ -26,7 +26,8 @@ pub struct Identity {
     pub uid: uid_t,
     /// Filesystem group id.
     pub gid: gid_t,
-    /// Supplementary groups (usually from `getgrouplist`, so including `gid`).
+    /// Supplementary groups (usually from `getgrouplist`, so including `gid`; for uid 0
+    /// only `gid`, see [`switch_to`]).
     pub groups: Vec<gid_t>,
 }
 
@@ -161,6 +162,8 @@ fn restore(saved: &Saved) -> Result<(), CredError> {
 /// user), nothing can be switched: if the current fsuid and fsgid already equal the
 /// target, a no-op guard is returned (the supplementary groups are whatever the host
 /// has; it could not change them anyway), otherwise [`CredError::NotPermitted`].
+/// A root thread asked to open as root (fsuid 0 and the same fsgid) is left as it is:
+/// its capabilities, not its groups, decide what it may open.
 pub fn switch_to(id: &Identity) -> Result<CredGuard, CredError> {
     let fsuid = current_fsuid();
     let fsgid = current_fsgid();
@@ -172,6 +175,12 @@ pub fn switch_to(id: &Identity) -> Result<CredGuard, CredError> {
             uid: id.uid,
             gid: id.gid,
         });
+    }
+    if id.uid == 0 && fsuid == 0 && fsgid == id.gid {
+        // Root opening as root: fsuid 0 opens by its capabilities and the owner bits,
+        // which supplementary groups do not change. Nothing to switch, and no group
+        // list was looked up for it (nss::identity_of).
+        return Ok(CredGuard::noop());
     }
     let groups = thread_groups()?;
     // From here on the guard owns the restore, so an error in any step below puts the
@@ -248,8 +257,33 @@ fn set_fsgid(gid: gid_t) -> Result<(), CredError> {
 
 fn thread_groups() -> Result<Vec<gid_t>, CredError> {
     // getgroups(2) has no process-wide emulation in glibc: it reads this thread's creds.
-    let groups = unistd::getgroups().map_err(|e| CredError::Groups { errno: e as i32 })?;
-    Ok(groups.into_iter().map(Gid::as_raw).collect())
+    // Asked for the count first rather than sized by sysconf(NGROUPS_MAX), which glibc
+    // answers by reading a file in /proc on every call.
+    loop {
+        // SAFETY: a zero size with a null list only asks for the count; nothing is
+        // written.
+        let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+        let len = usize::try_from(count).map_err(|_| CredError::Groups {
+            errno: nix::errno::Errno::last_raw(),
+        })?;
+        let mut groups: Vec<gid_t> = vec![0; len];
+        // SAFETY: `groups` has room for `count` gid_t values and outlives the call.
+        let got = unsafe { libc::getgroups(count, groups.as_mut_ptr()) };
+        match usize::try_from(got) {
+            Ok(n) => {
+                groups.truncate(n);
+                return Ok(groups);
+            }
+            // The list grew between the two calls (another thread cannot change ours,
+            // but be exact): ask again.
+            Err(_) if nix::errno::Errno::last() == nix::errno::Errno::EINVAL => continue,
+            Err(_) => {
+                return Err(CredError::Groups {
+                    errno: nix::errno::Errno::last_raw(),
+                });
+            }
+        }
+    }
 }
 
 // On these 32-bit ABIs SYS_setgroups is the legacy 16-bit-gid call; glibc uses the

@@ -229,8 +229,17 @@ pub fn lookup_group_by_name(name: &str) -> Result<Option<Group>, NssError> {
 }
 
 /// The filesystem identity of `pw` (uid, primary gid and all NSS groups), ready for
-/// [`crate::creds::switch_to`].
+/// [`crate::creds::switch_to`]. Root's groups are not looked up: a root thread opening
+/// as root is not switched at all, so the lookup (and the NSS group modules it would
+/// load into the host) buys nothing.
 pub fn identity_of(pw: &Passwd) -> Result<Identity, NssError> {
+    if pw.uid == 0 {
+        return Ok(Identity {
+            uid: 0,
+            gid: pw.gid,
+            groups: vec![pw.gid],
+        });
+    }
     let groups = lookup_group_gids(&pw.name, pw.gid)?;
     Ok(Identity {
         uid: pw.uid,

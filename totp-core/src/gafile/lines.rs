@@ -35,22 +35,30 @@ pub(super) fn spans(buf: &[u8]) -> impl Iterator<Item = Span> + '_ {
 }
 
 /// GA recognises `" KEY` only at the start of a line that follows a LF, with KEY
-/// followed by end of line, space or tab. Returns the value range.
-pub(super) fn match_key(buf: &[u8], s: Span, key: &[u8]) -> Option<(usize, usize)> {
+/// followed by end of line, space or tab. Returns the key and the value range (leading
+/// blanks skipped).
+pub(super) fn option_line(buf: &[u8], s: Span) -> Option<(&[u8], (usize, usize))> {
     if s.start == 0 || buf[s.start - 1] != b'\n' {
         return None;
     }
-    let line = &buf[s.start..s.end];
-    let rest = line.strip_prefix(b"\" ")?.strip_prefix(key)?;
-    match rest.first() {
-        None | Some(b' ') | Some(b'\t') => {}
-        Some(_) => return None,
-    }
-    let skip = rest
+    let rest = buf[s.start..s.end].strip_prefix(b"\" ")?;
+    let key_len = rest
+        .iter()
+        .take_while(|&&b| b != b' ' && b != b'\t')
+        .count();
+    let (key, value) = rest.split_at(key_len);
+    let skip = value
         .iter()
         .take_while(|&&b| b == b' ' || b == b'\t')
         .count();
-    Some((s.end - rest.len() + skip, s.end))
+    Some((key, (s.end - value.len() + skip, s.end)))
+}
+
+/// The value range of `key`'s line, if `s` is one (see [`option_line`]).
+pub(super) fn match_key(buf: &[u8], s: Span, key: &[u8]) -> Option<(usize, usize)> {
+    option_line(buf, s)
+        .filter(|&(k, _)| k == key)
+        .map(|(_, range)| range)
 }
 
 pub(super) fn valid_key(key: &str) -> bool {

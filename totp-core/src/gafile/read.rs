@@ -90,7 +90,19 @@ impl GaFile {
         fn bad(key: &'static str) -> GaFileError {
             GaFileError::BadValue { key }
         }
-        let counter = match self.get(KEY_HOTP_COUNTER) {
+        // One pass over the lines; the first line of a key wins, as in `get`.
+        let buf: &[u8] = &self.buf;
+        let options: Vec<(&[u8], &[u8])> = spans(buf)
+            .filter_map(|s| option_line(buf, s))
+            .map(|(key, (a, b))| (key, &buf[a..b]))
+            .collect();
+        let get = |key: &str| {
+            options
+                .iter()
+                .find(|(k, _)| *k == key.as_bytes())
+                .map(|&(_, v)| v)
+        };
+        let counter = match get(KEY_HOTP_COUNTER) {
             None => 0,
             Some(v) => strict_u64(v)
                 .filter(|&c| c <= MAX_COUNTER)
@@ -104,28 +116,22 @@ impl GaFile {
         } else {
             Mode::ScratchOnly
         };
-        let window = self
-            .get(KEY_WINDOW_SIZE)
+        let window = get(KEY_WINDOW_SIZE)
             .map(|v| ga_small_number(v, 100).ok_or(bad(KEY_WINDOW_SIZE)))
             .transpose()?;
-        let step = self
-            .get(KEY_STEP_SIZE)
+        let step = get(KEY_STEP_SIZE)
             .map(|v| ga_small_number(v, 60).ok_or(bad(KEY_STEP_SIZE)))
             .transpose()?;
-        let disallow_reuse = self
-            .get(KEY_DISALLOW_REUSE)
+        let disallow_reuse = get(KEY_DISALLOW_REUSE)
             .map(|v| parse_reuse_list(v).ok_or(bad(KEY_DISALLOW_REUSE)))
             .transpose()?;
-        let rate_limit = self
-            .get(KEY_RATE_LIMIT)
+        let rate_limit = get(KEY_RATE_LIMIT)
             .map(|v| parse_rate_limit(v).ok_or(bad(KEY_RATE_LIMIT)))
             .transpose()?;
-        let time_skew = self
-            .get(KEY_TIME_SKEW)
+        let time_skew = get(KEY_TIME_SKEW)
             .map(|v| parse_time_skew(v).ok_or(bad(KEY_TIME_SKEW)))
             .transpose()?;
-        let algorithm = self
-            .get(KEY_ALGORITHM)
+        let algorithm = get(KEY_ALGORITHM)
             .map(|v| {
                 std::str::from_utf8(v)
                     .ok()
@@ -134,8 +140,7 @@ impl GaFile {
             })
             .transpose()?
             .unwrap_or_default();
-        let digits = self
-            .get(KEY_DIGITS)
+        let digits = get(KEY_DIGITS)
             .map(|v| {
                 std::str::from_utf8(v)
                     .ok()
@@ -144,22 +149,21 @@ impl GaFile {
             })
             .transpose()?
             .unwrap_or_default();
-        let last_step = self
-            .get(KEY_LAST_STEP)
+        let last_step = get(KEY_LAST_STEP)
             .map(|v| {
                 strict_u64(v)
                     .filter(|&s| s <= MAX_COUNTER)
                     .ok_or(bad(KEY_LAST_STEP))
             })
             .transpose()?;
-        let failures = self
-            .get(KEY_FAILURES)
+        let failures = get(KEY_FAILURES)
             .map(|v| parse_failures(v).ok_or(bad(KEY_FAILURES)))
             .transpose()?;
         let grace = (0..10u8)
             .filter_map(|slot| {
-                let key = format!("LAST{slot}");
-                self.get(&key).and_then(|v| parse_grace(slot, v))
+                let key = [b'L', b'A', b'S', b'T', b'0' + slot];
+                let key = std::str::from_utf8(&key).ok()?;
+                get(key).and_then(|v| parse_grace(slot, v))
             })
             .collect();
         Ok(Config {
@@ -169,7 +173,7 @@ impl GaFile {
             disallow_reuse,
             rate_limit,
             time_skew,
-            resetting_time_skew: self.contains_key(KEY_RESETTING_TIME_SKEW),
+            resetting_time_skew: get(KEY_RESETTING_TIME_SKEW).is_some(),
             algorithm,
             digits,
             last_step,

@@ -270,3 +270,30 @@ fn child_unprivileged() {
     assert_eq!((ids.uid, ids.gid), (ALICE, ALICE_GROUP));
     std::process::exit(42);
 }
+
+#[test]
+fn root_opening_as_root_is_left_as_it_is() {
+    if !require_root("root_opening_as_root_is_left_as_it_is") {
+        return;
+    }
+    let root = crate::nss::lookup_user_by_name("root")
+        .expect("lookup")
+        .expect("root exists");
+    let id = crate::nss::identity_of(&root).expect("identity");
+    let before = current_fs_ids().expect("status");
+    let guard = switch_to(&id).expect("switch");
+    assert!(!guard.switched(), "nothing to switch for root as root");
+    assert_eq!(current_fs_ids().expect("status"), before);
+    drop(guard);
+    // Another fsgid is a real switch, groups included.
+    let other_group = Identity {
+        uid: 0,
+        gid: SHARED_GROUP,
+        groups: vec![SHARED_GROUP],
+    };
+    let guard = switch_to(&other_group).expect("switch");
+    assert!(guard.switched());
+    assert_eq!(sorted(current_fs_ids().expect("status")), other_group);
+    drop(guard);
+    assert_eq!(current_fs_ids().expect("status"), before);
+}

@@ -172,73 +172,75 @@ pub(super) fn walk(
             Step::Parent => OsString::from(".."),
             Step::Name(n) => n,
         };
-        let st = match stat::fstatat(&cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
+        // The open comes first: it succeeds for a directory, the common case, and only
+        // a refusal (a symlink, which O_NOFOLLOW with O_DIRECTORY will not open, or not
+        // a directory) costs the lstat that tells the two apart.
+        let fd = match fcntl::openat(&cur, name.as_os_str(), dir_flags, Mode::empty()) {
+            Ok(fd) => fd,
             Err(Errno::ENOENT) => {
                 return Err(FileError::MissingDirectory {
                     path: shown.join(&name),
                 });
             }
-            Err(e) => return Err(FileError::os("stat directory", e)),
-        };
-        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-        if kind == SFlag::S_IFLNK {
-            let link_path = shown.join(&name);
-            // Only root can have created a root-owned symlink, and only root can move
-            // things in a root-owned directory nobody else may write: such a link
-            // (e.g. /home -> /var/home) is the administrator's decision.
-            let trusted = st.st_uid == 0 && cur_stat.st_uid == 0 && cur_stat.st_mode & 0o022 == 0;
-            if !trusted {
-                return Err(FileError::UntrustedSymlink { path: link_path });
-            }
-            links += 1;
-            if links > MAX_SYMLINKS {
-                return Err(FileError::TooManySymlinks);
-            }
-            let target = fcntl::readlinkat(&cur, name.as_os_str())
-                .map_err(|e| FileError::os("readlink", e))?;
-            let target = PathBuf::from(target);
-            let mut expansion = Vec::new();
-            for c in target.components() {
-                match c {
-                    Component::RootDir => {
-                        (cur, cur_stat) = open_root()?;
-                        shown = PathBuf::from("/");
-                        if checking && let Some(c) = checks {
-                            check_dir(&cur_stat, &shown, c.owners)?;
-                        }
+            Err(Errno::ENOTDIR | Errno::ELOOP) => {
+                let st = match stat::fstatat(&cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                    Ok(st) => st,
+                    Err(Errno::ENOENT) => {
+                        return Err(FileError::MissingDirectory {
+                            path: shown.join(&name),
+                        });
                     }
-                    Component::CurDir | Component::Prefix(_) => {}
-                    Component::ParentDir => expansion.push(Step::Parent),
-                    Component::Normal(n) => expansion.push(Step::Name(n.to_owned())),
+                    Err(e) => return Err(FileError::os("stat directory", e)),
+                };
+                let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+                // Anything but a symlink here (a file, or a directory swapped in since
+                // the open) is refused, never retried.
+                if kind != SFlag::S_IFLNK {
+                    return Err(FileError::NotADirectory {
+                        path: shown.join(&name),
+                    });
                 }
+                let link_path = shown.join(&name);
+                // Only root can have created a root-owned symlink, and only root can move
+                // things in a root-owned directory nobody else may write: such a link
+                // (e.g. /home -> /var/home) is the administrator's decision.
+                let trusted =
+                    st.st_uid == 0 && cur_stat.st_uid == 0 && cur_stat.st_mode & 0o022 == 0;
+                if !trusted {
+                    return Err(FileError::UntrustedSymlink { path: link_path });
+                }
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(FileError::TooManySymlinks);
+                }
+                let target = fcntl::readlinkat(&cur, name.as_os_str())
+                    .map_err(|e| FileError::os("readlink", e))?;
+                let target = PathBuf::from(target);
+                let mut expansion = Vec::new();
+                for c in target.components() {
+                    match c {
+                        Component::RootDir => {
+                            (cur, cur_stat) = open_root()?;
+                            shown = PathBuf::from("/");
+                            if checking && let Some(c) = checks {
+                                check_dir(&cur_stat, &shown, c.owners)?;
+                            }
+                        }
+                        Component::CurDir | Component::Prefix(_) => {}
+                        Component::ParentDir => expansion.push(Step::Parent),
+                        Component::Normal(n) => expansion.push(Step::Name(n.to_owned())),
+                    }
+                }
+                if target.as_os_str().is_empty() {
+                    return Err(FileError::MissingDirectory { path: link_path });
+                }
+                for s in expansion.into_iter().rev() {
+                    steps.push_front(s);
+                }
+                continue;
             }
-            if target.as_os_str().is_empty() {
-                return Err(FileError::MissingDirectory { path: link_path });
-            }
-            for s in expansion.into_iter().rev() {
-                steps.push_front(s);
-            }
-            continue;
-        }
-        if kind != SFlag::S_IFDIR {
-            return Err(FileError::NotADirectory {
-                path: shown.join(&name),
-            });
-        }
-        let fd =
-            fcntl::openat(&cur, name.as_os_str(), dir_flags, Mode::empty()).map_err(
-                |e| match e {
-                    Errno::ENOENT => FileError::MissingDirectory {
-                        path: shown.join(&name),
-                    },
-                    // Swapped for a symlink or a file since the stat: refuse, never follow.
-                    Errno::ENOTDIR | Errno::ELOOP => FileError::NotADirectory {
-                        path: shown.join(&name),
-                    },
-                    e => FileError::os("open directory", e),
-                },
-            )?;
+            Err(e) => return Err(FileError::os("open directory", e)),
+        };
         let fst = stat::fstat(&fd).map_err(|e| FileError::os("fstat directory", e))?;
         if SFlag::from_bits_truncate(fst.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFDIR {
             return Err(FileError::NotADirectory {
