@@ -153,6 +153,14 @@ pub fn resolve(
         }
     };
     match owner {
+        // `user=` names the account logging in (e.g. root with `user=root`): NSS has just
+        // answered this very query, so its entry is the canonical one.
+        Some(owner) if matches!(&opts.user, Some(UserSpec::Name(n)) if n.as_str() == name.as_str()) =>
+        {
+            let placed =
+                placement::for_login(opts, &name, Some(account(&owner)), Some(account(&owner)));
+            Ok(placed_named(placed, name, Some(owner.clone()), Some(owner)).into())
+        }
         Some(owner) => Ok(resolve_fixed_owner(opts, sys, name, owner).into()),
         None => Ok(resolve_own_file(opts, sys, name).into()),
     }

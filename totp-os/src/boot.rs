@@ -7,13 +7,14 @@
 //! it stays consistent with the clock the codes are checked against. `None` when the
 //! kernel does not say: the module then writes used codes durably instead.
 
-use rustix::time::{ClockId, clock_gettime};
+use nix::time::{ClockId, clock_gettime};
 
 /// Seconds since boot, rounded down (so `now − uptime` is never before the real boot).
-/// `CLOCK_BOOTTIME` counts suspended time too, as `/proc/uptime` does, and is read
-/// through the vDSO: no system call and no file on the login path.
+/// `CLOCK_BOOTTIME` counts suspended time too, as `/proc/uptime` does, and glibc reads
+/// it from the vDSO: no system call and no file on the login path.
 pub fn uptime() -> Option<u64> {
-    u64::try_from(clock_gettime(ClockId::Boottime).tv_sec).ok()
+    let now = clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?;
+    u64::try_from(now.tv_sec()).ok()
 }
 
 #[cfg(test)]

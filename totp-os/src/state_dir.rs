@@ -253,8 +253,17 @@ impl StateDir {
         let last = comps.len().saturating_sub(1);
         for (i, name) in comps.iter().enumerate() {
             let is_last = i == last;
-            let st = match stat::fstatat(&cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
+            // The open comes first (a directory is the common case); only a refusal costs
+            // the lstat that names what is there instead.
+            let not_followed = |cur: &OwnedFd| {
+                let what = stat::fstatat(cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .map_or("not a directory", |st| kind_name(&st));
+                bad(format!("component {name:?} is {what}; not followed"))
+            };
+            let open =
+                |cur: &OwnedFd| fcntl::openat(cur, name.as_os_str(), path_flags, Mode::empty());
+            let fd = match open(&cur) {
+                Ok(fd) => fd,
                 Err(Errno::ENOENT) if !create => return Ok(None),
                 Err(Errno::ENOENT) => {
                     let mode = if is_last { 0o700 } else { 0o755 };
@@ -262,20 +271,15 @@ impl StateDir {
                         Ok(()) | Err(Errno::EEXIST) => {}
                         Err(e) => return Err(os_error(&format!("create {shown}"), e)),
                     }
-                    stat::fstatat(&cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-                        .map_err(|e| os_error(&format!("stat {shown}"), e))?
+                    match open(&cur) {
+                        Ok(fd) => fd,
+                        Err(Errno::ENOTDIR | Errno::ELOOP) => return Err(not_followed(&cur)),
+                        Err(e) => return Err(os_error(&format!("open {shown}"), e)),
+                    }
                 }
-                Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
+                Err(Errno::ENOTDIR | Errno::ELOOP) => return Err(not_followed(&cur)),
+                Err(e) => return Err(os_error(&format!("open {shown}"), e)),
             };
-            if kind(&st) != SFlag::S_IFDIR {
-                return Err(bad(format!(
-                    "component {:?} is {}; not followed",
-                    name,
-                    kind_name(&st)
-                )));
-            }
-            let fd = fcntl::openat(&cur, name.as_os_str(), path_flags, Mode::empty())
-                .map_err(|e| os_error(&format!("open {shown}"), e))?;
             let st = stat::fstat(&fd).map_err(|e| os_error(&format!("stat {shown}"), e))?;
             if kind(&st) != SFlag::S_IFDIR {
                 return Err(bad(format!("component {name:?} changed while opened")));
