@@ -225,8 +225,8 @@ pub fn authenticate_with(
                 Phase::Tentative
             };
             match ctx.evaluate(io, sys, &mut run, &cands, phase)? {
-                Step::Done(outcome) => return Ok(outcome),
-                Step::Carry(c) => carried = Some(c),
+                Continuation::Done(outcome) => return Ok(outcome),
+                Continuation::Carry(c) => carried = Some(c),
             }
         } else if ctx.opts.pass_mode == PassMode::UseFirstPass {
             io.log(
@@ -245,12 +245,12 @@ pub fn authenticate_with(
         // Refused unevaluated by the tentative check: the prompt hid nothing, deny the same.
         Some(Some(refusal)) => Ok(ctx.refused(io, &who, refusal)),
         Some(None) => match ctx.evaluate(io, sys, &mut run, &cands, Phase::Continued)? {
-            Step::Done(o) => Ok(o),
-            Step::Carry(_) => Ok(Outcome::Deny(Denial::WrongCode)),
+            Continuation::Done(o) => Ok(o),
+            Continuation::Carry(_) => Ok(Outcome::Deny(Denial::WrongCode)),
         },
         None => match ctx.evaluate(io, sys, &mut run, &cands, Phase::Final)? {
-            Step::Done(o) => Ok(o),
-            Step::Carry(_) => Ok(Outcome::Deny(Denial::WrongCode)),
+            Continuation::Done(o) => Ok(o),
+            Continuation::Carry(_) => Ok(Outcome::Deny(Denial::WrongCode)),
         },
     }
 }
@@ -282,7 +282,7 @@ enum SecretRead {
 type Refusal = (Verdict, Option<u64>);
 
 /// What one evaluation leaves for the rest of the login.
-enum Step {
+enum Continuation {
     Done(Outcome),
     /// A tentative check failed: prompt, then either check the answer as the same
     /// (already charged) attempt (`None`) or repeat the refusal (`Some`).

@@ -146,7 +146,7 @@ enum Want {
 }
 
 #[derive(Clone, Debug)]
-struct Step {
+struct LoginStep {
     who: Who,
     at: u64,
     answers: Vec<Tok>,
@@ -158,10 +158,10 @@ struct Step {
     file_after: Option<String>,
 }
 
-/// A step at unix time `at`; finish it with [`Step::both`], [`Step::each`],
-/// [`Step::ga`] or [`Step::ours`].
-fn at(at: u64) -> Step {
-    Step {
+/// A step at unix time `at`; finish it with [`LoginStep::both`], [`LoginStep::each`],
+/// [`LoginStep::ga`] or [`LoginStep::ours`].
+fn at(at: u64) -> LoginStep {
+    LoginStep {
         who: Who::Both,
         at,
         answers: Vec::new(),
@@ -172,40 +172,40 @@ fn at(at: u64) -> Step {
     }
 }
 
-impl Step {
-    fn ans(mut self, t: Tok) -> Step {
+impl LoginStep {
+    fn ans(mut self, t: Tok) -> LoginStep {
         self.answers.push(t);
         self
     }
-    fn authtok(mut self, t: Tok) -> Step {
+    fn authtok(mut self, t: Tok) -> LoginStep {
         self.authtok = Some(t);
         self
     }
-    fn rhost(mut self, h: &'static str) -> Step {
+    fn rhost(mut self, h: &'static str) -> LoginStep {
         self.rhost = Some(h);
         self
     }
-    fn both(mut self, v: V) -> Step {
+    fn both(mut self, v: V) -> LoginStep {
         self.want = Want::Both(v);
         self
     }
-    fn each(mut self, ga: V, ours: V) -> Step {
+    fn each(mut self, ga: V, ours: V) -> LoginStep {
         self.want = Want::Each { ga, ours };
         self
     }
     /// Interop: run only GA's module.
-    fn ga(mut self, v: V) -> Step {
+    fn ga(mut self, v: V) -> LoginStep {
         self.who = Who::Ga;
         self.want = Want::Both(v);
         self
     }
     /// Interop: run only our module.
-    fn ours(mut self, v: V) -> Step {
+    fn ours(mut self, v: V) -> LoginStep {
         self.who = Who::Ours;
         self.want = Want::Both(v);
         self
     }
-    fn file_after(mut self, bytes: &str) -> Step {
+    fn file_after(mut self, bytes: &str) -> LoginStep {
         self.file_after = Some(bytes.to_string());
         self
     }
@@ -263,7 +263,7 @@ struct Scenario {
     /// Module arguments, identical for both modules (all are GA option names).
     args: &'static str,
     init: Init,
-    steps: Vec<Step>,
+    steps: Vec<LoginStep>,
     files: Files,
 }
 
@@ -293,7 +293,7 @@ impl Scenario {
         self.args = a;
         self
     }
-    fn steps(mut self, s: Vec<Step>) -> Scenario {
+    fn steps(mut self, s: Vec<LoginStep>) -> Scenario {
         self.steps = s;
         self
     }
@@ -1651,7 +1651,7 @@ fn file_state(env: &Env) -> Option<FileState> {
     })
 }
 
-fn run_step(env: &Env, sc: &Scenario, m: Module, st: &Step) -> Seen {
+fn run_step(env: &Env, sc: &Scenario, m: Module, st: &LoginStep) -> Seen {
     let (stack, module) = env.stack(m);
     let tok_file = stack.path().join("authtok-seen");
     let _ = fs::remove_file(&tok_file);

@@ -55,13 +55,13 @@ struct RecordQuery {
 }
 
 /// A failure with the message for standard error.
-struct Failure(String);
+struct Fatal(String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(m)) => {
+        Err(Fatal(m)) => {
             eprintln!("totp-state: {m}");
             ExitCode::FAILURE
         }
@@ -76,24 +76,24 @@ fn now() -> u64 {
 }
 
 /// The uid a `--user` value names: an NSS name first, else a decimal uid.
-fn resolve(user: &str) -> Result<(Uid, Option<String>), Failure> {
+fn resolve(user: &str) -> Result<(Uid, Option<String>), Fatal> {
     match nss::lookup_user_by_name(user) {
         Ok(Some(pw)) => return Ok((pw.uid, Some(pw.name))),
         Ok(None) => {}
-        Err(e) => return Err(Failure(format!("cannot look up {user:?}: {e:?}"))),
+        Err(e) => return Err(Fatal(format!("cannot look up {user:?}: {e:?}"))),
     }
     match user.parse::<Uid>() {
         Ok(uid) if !user.starts_with('+') => {
             let name = nss::lookup_user_by_uid(uid).ok().flatten().map(|p| p.name);
             Ok((uid, name))
         }
-        _ => Err(Failure(format!("no such user: {user:?}"))),
+        _ => Err(Fatal(format!("no such user: {user:?}"))),
     }
 }
 
-fn run(cmd: Command) -> Result<(), Failure> {
+fn run(cmd: Command) -> Result<(), Fatal> {
     if effective_uid() != 0 {
-        return Err(Failure(
+        return Err(Fatal(
             "must be run as root: the state directory and its records belong to root".into(),
         ));
     }
@@ -115,7 +115,7 @@ fn run(cmd: Command) -> Result<(), Failure> {
         None => None,
     };
     if shared.is_some() && target.user.is_none() {
-        return Err(Failure(
+        return Err(Fatal(
             "a shared store is not listed: name the account with --user".into(),
         ));
     }
@@ -127,11 +127,11 @@ fn run(cmd: Command) -> Result<(), Failure> {
         let user = target
             .user
             .as_deref()
-            .ok_or_else(|| Failure("reset needs --user NAME".into()))?;
+            .ok_or_else(|| Fatal("reset needs --user NAME".into()))?;
         let (uid, name) = resolve(user)?;
         store
             .reset(uid)
-            .map_err(|e| Failure(format!("reset of uid {uid} failed: {e}")))?;
+            .map_err(|e| Fatal(format!("reset of uid {uid} failed: {e}")))?;
         let shown = name.unwrap_or_else(|| uid.to_string());
         if target.json {
             println!(
@@ -165,33 +165,33 @@ fn run(cmd: Command) -> Result<(), Failure> {
         }
     }
     if failed {
-        return Err(Failure("some records are unusable (see above)".into()));
+        return Err(Fatal("some records are unusable (see above)".into()));
     }
     Ok(())
 }
 
 /// `--options`: the module's arguments, parsed as the module parses them.
-fn module_options(args: &str) -> Result<ModuleOptions, Failure> {
+fn module_options(args: &str) -> Result<ModuleOptions, Fatal> {
     let words: Vec<&[u8]> = args.split_whitespace().map(str::as_bytes).collect();
-    ModuleOptions::parse(&words).map_err(|e| Failure(format!("--options: {e}")))
+    ModuleOptions::parse(&words).map_err(|e| Fatal(format!("--options: {e}")))
 }
 
 /// The fleet's shared store when the module arguments name one (`state=redis…`).
-fn fleet_store(opts: &ModuleOptions) -> Result<Option<Box<dyn StateStore>>, Failure> {
+fn fleet_store(opts: &ModuleOptions) -> Result<Option<Box<dyn StateStore>>, Fatal> {
     let Some(redis) = opts.fleet.redis() else {
         return Ok(None);
     };
     let store = open_configured(&redis, opts.max_failures.is_some())
-        .map_err(|e| Failure(format!("shared store: {e}")))?;
+        .map_err(|e| Fatal(format!("shared store: {e}")))?;
     Ok(Some(Box::new(store)))
 }
 
 /// The uids that have a record in `dir`, sorted.
-fn list(dir: &PathBuf) -> Result<Vec<Uid>, Failure> {
+fn list(dir: &PathBuf) -> Result<Vec<Uid>, Fatal> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Failure(format!("cannot list {}: {e}", dir.display()))),
+        Err(e) => return Err(Fatal(format!("cannot list {}: {e}", dir.display()))),
     };
     let mut uids: Vec<Uid> = entries
         .filter_map(|e| e.ok())

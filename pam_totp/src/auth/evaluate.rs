@@ -16,7 +16,7 @@ impl Ctx {
         run: &mut Run<'_>,
         cands: &[Candidate],
         phase: Phase,
-    ) -> Result<Step, AuthError> {
+    ) -> Result<Continuation, AuthError> {
         let who = run.who;
         let shown = self.shown(run.target);
         let now = sys.now().map_err(|_| {
@@ -25,7 +25,9 @@ impl Ctx {
         })?;
         let (file, mut locked) = match self.read_secret(io, run.target, &run.preread, cands)? {
             SecretRead::Ready { file, locked } => (file, locked),
-            SecretRead::Deny(denial) => return Ok(Step::Done(self.denied(io, who, denial))),
+            SecretRead::Deny(denial) => {
+                return Ok(Continuation::Done(self.denied(io, who, denial)));
+            }
         };
         let prepared = match verify::prepare(&file, &self.policy, cands, now) {
             Ok(p) => p,
@@ -35,7 +37,7 @@ impl Ctx {
             }
             Err(e) => {
                 io.log(Level::Err, &format!("secret file {shown}: {e}"));
-                return Ok(Step::Done(self.denied(io, who, Denial::BadFile)));
+                return Ok(Continuation::Done(self.denied(io, who, Denial::BadFile)));
             }
         };
         let attempt = Attempt {
@@ -56,17 +58,21 @@ impl Ctx {
             write
         });
         if let Err(e) = stored {
-            return self.store_failed(io, who, e).map(Step::Done);
+            return self.store_failed(io, who, e).map(Continuation::Done);
         }
         let decision = match decided {
             Some(Ok(d)) => d,
-            Some(Err(e)) => return self.decide_failed(io, who, &shown, now, e).map(Step::Done),
+            Some(Err(e)) => {
+                return self
+                    .decide_failed(io, who, &shown, now, e)
+                    .map(Continuation::Done);
+            }
             None => {
                 io.log(
                     Level::Err,
                     "the state store never ran the decision; denying",
                 );
-                return Ok(Step::Done(Outcome::Deny(Denial::StateUnusable)));
+                return Ok(Continuation::Done(Outcome::Deny(Denial::StateUnusable)));
             }
         };
         for w in &decision.warnings {
@@ -89,7 +95,7 @@ impl Ctx {
                     Level::Err,
                     &format!("cannot save {shown} (scratch code or counter): {e}; denying"),
                 );
-                return Ok(Step::Done(Outcome::Deny(Denial::NotPersisted)));
+                return Ok(Continuation::Done(Outcome::Deny(Denial::NotPersisted)));
             }
         }
         drop(locked);
@@ -103,9 +109,10 @@ impl Ctx {
             }
             let refusal = matches!(verdict, Verdict::Throttled | Verdict::Disabled)
                 .then_some((verdict, decision.retry_after));
-            return Ok(Step::Carry(refusal));
+            return Ok(Continuation::Carry(refusal));
         }
-        self.verdict(io, who, cands, &decision).map(Step::Done)
+        self.verdict(io, who, cands, &decision)
+            .map(Continuation::Done)
     }
 
     /// The secret file as the target sees it, locked when the attempt may rewrite it

@@ -223,7 +223,7 @@ impl Items {
 }
 
 /// The bytes of a span of the file.
-fn span_of(text: &[u8], span: Span) -> &[u8] {
+fn span_of(text: &[u8], span: ByteRange) -> &[u8] {
     text.get(to_usize(span.start)..to_usize(span.end))
         .unwrap_or(&[])
 }
@@ -239,7 +239,7 @@ fn matched(text: &[u8], rule: &Rule) -> MatchedRule {
 /// Byte range of the file. `u32` keeps rules small; `MAX_FILE_BYTES` keeps every offset
 /// far below `u32::MAX`.
 #[derive(Clone, Copy, Debug)]
-struct Span {
+struct ByteRange {
     start: u32,
     end: u32,
 }
@@ -258,7 +258,7 @@ struct Rule {
     /// 1-based line number.
     line: u32,
     /// The rule as written, trimmed.
-    text: Span,
+    text: ByteRange,
     skip: bool,
     /// In [`Items::users`].
     users: List,
@@ -270,8 +270,8 @@ struct Rule {
 #[derive(Clone, Copy, Debug)]
 enum UserItem {
     All,
-    Name(Span),
-    Group(Span),
+    Name(ByteRange),
+    Group(ByteRange),
 }
 
 #[derive(Clone, Copy, Debug)]

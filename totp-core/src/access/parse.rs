@@ -15,8 +15,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    AccessError, AccessRules, Items, List, MAX_FILE_BYTES, MAX_LINE_BYTES, MAX_RULES, OriginItem,
-    ParseOptions, Rule, Span, UserItem, to_u32, to_usize,
+    AccessError, AccessRules, ByteRange, Items, List, MAX_FILE_BYTES, MAX_LINE_BYTES, MAX_RULES,
+    OriginItem, ParseOptions, Rule, UserItem, to_u32, to_usize,
 };
 use crate::addr::{self, NetworkError};
 
@@ -62,7 +62,7 @@ pub(super) fn parse_each(
         if let Some(parsed) = parsed {
             count += 1;
             if count > MAX_RULES {
-                return Err(fail(problem(Kind::TooManyRules)));
+                return Err(fail(problem(ProblemKind::TooManyRules)));
             }
             rule(parsed, items);
         }
@@ -109,7 +109,7 @@ impl Field {
 
 /// What is wrong with a line.
 #[derive(Clone, Copy, Debug)]
-enum Kind {
+enum ProblemKind {
     TooLong,
     NotPrintable,
     Shape,
@@ -135,21 +135,21 @@ enum Kind {
 /// A problem and the token it is about (a span of the file; empty when none).
 #[derive(Clone, Copy, Debug)]
 struct Problem {
-    kind: Kind,
-    token: Span,
+    kind: ProblemKind,
+    token: ByteRange,
 }
 
-fn problem(kind: Kind) -> Problem {
+fn problem(kind: ProblemKind) -> Problem {
     Problem {
         kind,
-        token: Span { start: 0, end: 0 },
+        token: ByteRange { start: 0, end: 0 },
     }
 }
 
-fn about(kind: Kind, at: usize, token: &[u8]) -> Problem {
+fn about(kind: ProblemKind, at: usize, token: &[u8]) -> Problem {
     Problem {
         kind,
-        token: Span {
+        token: ByteRange {
             start: to_u32(at),
             end: to_u32(at + token.len()),
         },
@@ -163,29 +163,29 @@ impl Problem {
             .unwrap_or(&[]);
         let q = quote(token);
         match self.kind {
-            Kind::TooLong => format!("line longer than {MAX_LINE_BYTES} bytes"),
-            Kind::NotPrintable => {
+            ProblemKind::TooLong => format!("line longer than {MAX_LINE_BYTES} bytes"),
+            ProblemKind::NotPrintable => {
                 "rules may contain only printable ASCII (comments may hold anything)".to_owned()
             }
-            Kind::Shape => "expected \"permission : users : origins\"".to_owned(),
-            Kind::Permission => format!("permission must be \"+\" or \"-\", not {q}"),
-            Kind::TooManyRules => format!("more than {MAX_RULES} rules"),
-            Kind::SecondExcept(f) => {
+            ProblemKind::Shape => "expected \"permission : users : origins\"".to_owned(),
+            ProblemKind::Permission => format!("permission must be \"+\" or \"-\", not {q}"),
+            ProblemKind::TooManyRules => format!("more than {MAX_RULES} rules"),
+            ProblemKind::SecondExcept(f) => {
                 format!("only one EXCEPT is allowed in the {} field", f.name())
             }
-            Kind::ExceptFirst(f) => {
+            ProblemKind::ExceptFirst(f) => {
                 format!("EXCEPT needs items before it in the {} field", f.name())
             }
-            Kind::ExceptLast(f) => {
+            ProblemKind::ExceptLast(f) => {
                 format!("EXCEPT needs items after it in the {} field", f.name())
             }
-            Kind::Empty(f) => format!("empty {} field", f.name()),
-            Kind::LocalInUsers => "LOCAL belongs in the origins field".to_owned(),
-            Kind::Group => format!("invalid group item {q}"),
-            Kind::Miscased => format!("keywords are uppercase: {q}"),
-            Kind::UserNetgroup => format!("netgroups and user@host are not supported: {q}"),
-            Kind::UserName => format!("invalid user name {q}"),
-            Kind::NotNumeric => {
+            ProblemKind::Empty(f) => format!("empty {} field", f.name()),
+            ProblemKind::LocalInUsers => "LOCAL belongs in the origins field".to_owned(),
+            ProblemKind::Group => format!("invalid group item {q}"),
+            ProblemKind::Miscased => format!("keywords are uppercase: {q}"),
+            ProblemKind::UserNetgroup => format!("netgroups and user@host are not supported: {q}"),
+            ProblemKind::UserName => format!("invalid user name {q}"),
+            ProblemKind::NotNumeric => {
                 let why = if is_miscased_keyword(token) {
                     "keywords are uppercase"
                 } else if token.first() == Some(&b'.') {
@@ -197,7 +197,7 @@ impl Problem {
                 };
                 format!("{why}: {q}")
             }
-            Kind::Network { allow_zero } => {
+            ProblemKind::Network { allow_zero } => {
                 let mut m = q;
                 if let Err(e) = addr::parse_network_bytes(token, allow_zero) {
                     let hint = match e {
@@ -252,7 +252,7 @@ fn parse_line(
 ) -> Result<(usize, Option<Rule>), Problem> {
     let len = newline(rest);
     if len > MAX_LINE_BYTES {
-        return Err(problem(Kind::TooLong));
+        return Err(problem(ProblemKind::TooLong));
     }
     let raw = rest.get(..len).unwrap_or(&[]);
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -269,7 +269,7 @@ fn parse_line(
         ok & (b.is_ascii_graphic() | (b == b' ') | (b == b'\t'))
     });
     if !printable {
-        return Err(problem(Kind::NotPrintable));
+        return Err(problem(ProblemKind::NotPrintable));
     }
     let end = raw
         .iter()
@@ -277,16 +277,16 @@ fn parse_line(
         .map_or(first, |i| i + 1);
     let line = raw.get(first..end).unwrap_or(&[]);
     let at = at + first;
-    let c1 = colon(line, 0).ok_or(problem(Kind::Shape))?;
-    let c2 = colon(line, c1 + 1).ok_or(problem(Kind::Shape))?;
+    let c1 = colon(line, 0).ok_or(problem(ProblemKind::Shape))?;
+    let c2 = colon(line, c1 + 1).ok_or(problem(ProblemKind::Shape))?;
     let perm = line.get(..c1).unwrap_or(&[]);
     let skip = match perm.iter().position(|&b| !is_blank(b)) {
         Some(p) => match trim_end(perm.get(p..).unwrap_or(&[])) {
             b"+" => true,
             b"-" => false,
-            other => return Err(about(Kind::Permission, at + p, other)),
+            other => return Err(about(ProblemKind::Permission, at + p, other)),
         },
-        None => return Err(about(Kind::Permission, at, &[])),
+        None => return Err(about(ProblemKind::Permission, at, &[])),
     };
     let users_field = line.get(c1 + 1..c2).unwrap_or(&[]);
     let users = user_list(users_field, at + c1 + 1, &mut out.users)?;
@@ -295,7 +295,7 @@ fn parse_line(
 
     let rule = Rule {
         line: to_u32(line_no),
-        text: Span {
+        text: ByteRange {
             start: to_u32(at),
             end: to_u32(at + line.len()),
         },
@@ -374,10 +374,10 @@ impl ListBuilder {
     #[inline(always)]
     fn except(&mut self, here: usize) -> Result<(), Problem> {
         if self.except.is_some() {
-            return Err(problem(Kind::SecondExcept(self.field)));
+            return Err(problem(ProblemKind::SecondExcept(self.field)));
         }
         if to_u32(here) == self.start {
-            return Err(problem(Kind::ExceptFirst(self.field)));
+            return Err(problem(ProblemKind::ExceptFirst(self.field)));
         }
         self.except = Some(to_u32(here));
         Ok(())
@@ -387,10 +387,10 @@ impl ListBuilder {
     fn finish(self, end: usize) -> Result<List, Problem> {
         let end = to_u32(end);
         if end == self.start {
-            return Err(problem(Kind::Empty(self.field)));
+            return Err(problem(ProblemKind::Empty(self.field)));
         }
         if self.except == Some(end) {
-            return Err(problem(Kind::ExceptLast(self.field)));
+            return Err(problem(ProblemKind::ExceptLast(self.field)));
         }
         Ok(List {
             start: self.start,
@@ -413,23 +413,23 @@ fn user_list(field: &[u8], at: usize, out: &mut Vec<UserItem>) -> Result<List, P
                 list.except(out.len())?;
                 continue;
             }
-            b"LOCAL" => return Err(problem(Kind::LocalInUsers)),
-            _ if valid_name(token) && !is_miscased_keyword(token) => UserItem::Name(Span {
+            b"LOCAL" => return Err(problem(ProblemKind::LocalInUsers)),
+            _ if valid_name(token) && !is_miscased_keyword(token) => UserItem::Name(ByteRange {
                 start: to_u32(at),
                 end: to_u32(at + token.len()),
             }),
             [b'(', name @ .., b')'] => {
                 if !valid_name(name) {
-                    return Err(about(Kind::Group, at, token));
+                    return Err(about(ProblemKind::Group, at, token));
                 }
-                UserItem::Group(Span {
+                UserItem::Group(ByteRange {
                     start: to_u32(at + 1),
                     end: to_u32(at + 1 + name.len()),
                 })
             }
-            _ if is_miscased_keyword(token) => return Err(about(Kind::Miscased, at, token)),
-            _ if token.contains(&b'@') => return Err(about(Kind::UserNetgroup, at, token)),
-            _ => return Err(about(Kind::UserName, at, token)),
+            _ if is_miscased_keyword(token) => return Err(about(ProblemKind::Miscased, at, token)),
+            _ if token.contains(&b'@') => return Err(about(ProblemKind::UserNetgroup, at, token)),
+            _ => return Err(about(ProblemKind::UserName, at, token)),
         };
         out.push(item);
     }
@@ -474,7 +474,7 @@ fn origin_list(
                 let looks_numeric =
                     token.first().is_some_and(u8::is_ascii_digit) || token.contains(&b':');
                 if !looks_numeric {
-                    return Err(about(Kind::NotNumeric, at + start, token));
+                    return Err(about(ProblemKind::NotNumeric, at + start, token));
                 }
                 // Only the include part of a skip rule widens who skips the code.
                 let widens_skip = skip && list.except.is_none();
@@ -482,7 +482,11 @@ fn origin_list(
                 match reader.finish(token, allow_zero) {
                     Ok(net) => OriginItem::Network(net),
                     Err(_) => {
-                        return Err(about(Kind::Network { allow_zero }, at + start, token));
+                        return Err(about(
+                            ProblemKind::Network { allow_zero },
+                            at + start,
+                            token,
+                        ));
                     }
                 }
             }

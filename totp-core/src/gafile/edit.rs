@@ -146,8 +146,8 @@ impl GaFile {
     }
 
     /// Deletes duplicates of `key` after the first and returns the first's span.
-    fn dedup_key(&mut self, key: &str) -> Option<Span> {
-        let mut first: Option<Span> = None;
+    fn dedup_key(&mut self, key: &str) -> Option<LineSpan> {
+        let mut first: Option<LineSpan> = None;
         let mut pos = 0;
         while pos < self.buf.len() {
             let s = span_at(&self.buf, pos);

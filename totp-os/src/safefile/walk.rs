@@ -24,7 +24,7 @@ pub(super) struct Walked {
     pub(super) checked: bool,
 }
 
-pub(super) enum Step {
+pub(super) enum WalkStep {
     Name(OsString),
     Parent,
     TrustedRoot,
@@ -150,9 +150,9 @@ pub(super) fn walk(
     comps: &[OsString],
     checks: Option<&DirChecks<'_>>,
 ) -> Result<Walked, FileError> {
-    let mut steps: VecDeque<Step> = comps.iter().cloned().map(Step::Name).collect();
+    let mut steps: VecDeque<WalkStep> = comps.iter().cloned().map(WalkStep::Name).collect();
     if let Some(depth) = checks.and_then(|c| c.trusted_depth) {
-        steps.insert(depth, Step::TrustedRoot);
+        steps.insert(depth, WalkStep::TrustedRoot);
     }
     let (mut cur, mut cur_stat) = open_root()?;
     let mut shown = PathBuf::from("/");
@@ -162,15 +162,15 @@ pub(super) fn walk(
 
     while let Some(step) = steps.pop_front() {
         let name = match step {
-            Step::TrustedRoot => {
+            WalkStep::TrustedRoot => {
                 checking = true;
                 if let Some(c) = checks {
                     check_dir(&cur_stat, &shown, c.owners)?;
                 }
                 continue;
             }
-            Step::Parent => OsString::from(".."),
-            Step::Name(n) => n,
+            WalkStep::Parent => OsString::from(".."),
+            WalkStep::Name(n) => n,
         };
         // The open comes first: it succeeds for a directory, the common case, and only
         // a refusal (a symlink, which O_NOFOLLOW with O_DIRECTORY will not open, or not
@@ -227,8 +227,8 @@ pub(super) fn walk(
                             }
                         }
                         Component::CurDir | Component::Prefix(_) => {}
-                        Component::ParentDir => expansion.push(Step::Parent),
-                        Component::Normal(n) => expansion.push(Step::Name(n.to_owned())),
+                        Component::ParentDir => expansion.push(WalkStep::Parent),
+                        Component::Normal(n) => expansion.push(WalkStep::Name(n.to_owned())),
                     }
                 }
                 if target.as_os_str().is_empty() {
