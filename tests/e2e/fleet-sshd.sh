@@ -152,33 +152,11 @@ start_host a; port_a=$REPLY
 start_host b; port_b=$REPLY
 echo "fleet-sshd-e2e: redis on $rport, host A on $port_a, host B on $port_b"
 
-cat > "$work/login.exp" <<'EOF'
-set timeout 25
-lassign $argv port user password code marker
-set pw 0
-set codes 0
-set ok 0
-log_user 0
-spawn ssh -F /dev/null -p $port -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-    -o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR -o NumberOfPasswordPrompts=1 \
-    -o ConnectTimeout=10 -o PubkeyAuthentication=no \
-    -o PreferredAuthentications=keyboard-interactive $user@127.0.0.1 "echo $marker-\$((6*7))"
-expect {
-    -re {assword: ?$} { incr pw; send -- "$password\r"; exp_continue }
-    -re {erification code: ?$} { incr codes; send -- "$code\r"; exp_continue }
-    "$marker-42" { set ok 1; exp_continue }
-    timeout { puts "E2E timeout"; exit 3 }
-    eof
-}
-set status [lindex [wait] 3]
-puts "E2E pw=$pw code=$codes ok=$ok status=$status"
-EOF
-
 # try PORT USER CODE "case" ok|denied
 try() {
     local port=$1 user=$2 code=$3 what=$4 want=$5 line started elapsed
     started=$(date +%s)
-    line=$(expect "$work/login.exp" "$port" "$user" "pw-$user-9" "$code" "m$RANDOM" 2>&1 \
+    line=$(expect "$root/tests/e2e/login.exp" "$port" "$user" "pw-$user-9" "$code" - "m$RANDOM" 2>&1 \
         | grep '^E2E' | tail -n 1 || true)
     elapsed=$(( $(date +%s) - started ))
     if { [ "$want" = ok ] && [[ "$line" == *"code=1 ok=1 status=0"* ]]; } \

@@ -231,41 +231,12 @@ stop_sshd() {
     fi
 }
 
-# The client, through expect. Answers "Password:" and "Verification code:" prompts and
-# reports what it saw on one line: E2E pw=<n> code=<n> ok=<0|1> status=<exit status>.
-cat > "$work/login.exp" <<'EOF'
-set timeout 25
-lassign $argv port user password code keyfile marker
-set opts [list -F /dev/null -p $port -o StrictHostKeyChecking=no \
-    -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null \
-    -o LogLevel=ERROR -o NumberOfPasswordPrompts=1 -o ConnectTimeout=10 \
-    -o BatchMode=no]
-if {$keyfile eq "-"} {
-    lappend opts -o PubkeyAuthentication=no -o PreferredAuthentications=keyboard-interactive
-} else {
-    lappend opts -i $keyfile -o IdentitiesOnly=yes \
-        -o PreferredAuthentications=publickey,keyboard-interactive
-}
-set pw 0
-set codes 0
-set ok 0
-log_user 0
-spawn ssh {*}$opts $user@127.0.0.1 "echo $marker-\$((6*7))"
-expect {
-    -re {assword: ?$} { incr pw; send -- "$password\r"; exp_continue }
-    -re {erification code: ?$} { incr codes; send -- "$code\r"; exp_continue }
-    "$marker-42" { set ok 1; exp_continue }
-    timeout { puts "E2E timeout"; exit 3 }
-    eof
-}
-set status [lindex [wait] 3]
-puts "E2E pw=$pw code=$codes ok=$ok status=$status"
-EOF
 
-# login USER PASSWORD CODE KEYFILE -> sets L_PW L_CODE L_OK L_STATUS
+# login USER PASSWORD CODE KEYFILE -> sets L_PW L_CODE L_OK L_STATUS (the client is
+# tests/e2e/login.exp)
 login() {
     local line
-    line=$(expect "$work/login.exp" "$port" "$1" "$2" "$3" "$4" "m$RANDOM" 2>&1 | grep '^E2E' | tail -n 1 || true)
+    line=$(expect "$root/tests/e2e/login.exp" "$port" "$1" "$2" "$3" "$4" "m$RANDOM" 2>&1 | grep '^E2E' | tail -n 1 || true)
     L_PW=$(sed -n 's/.* pw=\([0-9]*\).*/\1/p' <<<"$line")
     L_CODE=$(sed -n 's/.* code=\([0-9]*\).*/\1/p' <<<"$line")
     L_OK=$(sed -n 's/.* ok=\([0-9]*\).*/\1/p' <<<"$line")
