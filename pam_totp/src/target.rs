@@ -153,14 +153,6 @@ pub fn resolve(
         }
     };
     match owner {
-        // `user=` names the account logging in (e.g. root with `user=root`): NSS has just
-        // answered this very query, so its entry is the canonical one.
-        Some(owner) if matches!(&opts.user, Some(UserSpec::Name(n)) if n.as_str() == name.as_str()) =>
-        {
-            let placed =
-                placement::for_login(opts, &name, Some(account(&owner)), Some(account(&owner)));
-            Ok(placed_named(placed, name, Some(owner.clone()), Some(owner)).into())
-        }
         Some(owner) => Ok(resolve_fixed_owner(opts, sys, name, owner).into()),
         None => Ok(resolve_own_file(opts, sys, name).into()),
     }
@@ -191,7 +183,15 @@ fn resolve_fixed_owner(
     // GA does not require an NSS entry here, and neither do we (see
     // `LoginTarget::nullok_applies` for what an unknown name loses). But a name NSS knows is
     // replaced by its canonical spelling, and an NSS error denies.
-    let (name, pw) = match canonical(sys, &name) {
+    // `user=` naming the account logging in (root with `user=root`): NSS has just
+    // answered this very query for the owner, so that entry is the canonical one.
+    let same_query = matches!(&opts.user, Some(UserSpec::Name(n)) if n.as_str() == name.as_str());
+    let found = if same_query {
+        Ok(Some((name.clone(), owner.clone())))
+    } else {
+        canonical(sys, &name)
+    };
+    let (name, pw) = match found {
         Ok(Some((canonical, pw))) => (canonical, Some(pw)),
         Ok(None) => (name, None),
         Err(d) => return Err(d),

@@ -270,12 +270,14 @@ fn thread_groups() -> Result<Vec<gid_t>, CredError> {
         // SAFETY: `groups` has room for `count` gid_t values and outlives the call.
         let got = unsafe { libc::getgroups(count, groups.as_mut_ptr()) };
         match usize::try_from(got) {
-            Ok(n) => {
+            Ok(n) if n <= len => {
                 groups.truncate(n);
                 return Ok(groups);
             }
             // The list grew between the two calls (another thread cannot change ours,
-            // but be exact): ask again.
+            // but be exact): ask again. With a size of 0 the call answers with the new
+            // count instead of EINVAL.
+            Ok(_) => continue,
             Err(_) if nix::errno::Errno::last() == nix::errno::Errno::EINVAL => continue,
             Err(_) => {
                 return Err(CredError::Groups {

@@ -262,21 +262,18 @@ impl StateDir {
             };
             let open =
                 |cur: &OwnedFd| fcntl::openat(cur, name.as_os_str(), path_flags, Mode::empty());
-            let fd = match open(&cur) {
+            let mut opened = open(&cur);
+            if create && matches!(opened, Err(Errno::ENOENT)) {
+                let mode = if is_last { 0o700 } else { 0o755 };
+                match stat::mkdirat(&cur, name.as_os_str(), Mode::from_bits_truncate(mode)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(os_error(&format!("create {shown}"), e)),
+                }
+                opened = open(&cur);
+            }
+            let fd = match opened {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) if !create => return Ok(None),
-                Err(Errno::ENOENT) => {
-                    let mode = if is_last { 0o700 } else { 0o755 };
-                    match stat::mkdirat(&cur, name.as_os_str(), Mode::from_bits_truncate(mode)) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
-                        Err(e) => return Err(os_error(&format!("create {shown}"), e)),
-                    }
-                    match open(&cur) {
-                        Ok(fd) => fd,
-                        Err(Errno::ENOTDIR | Errno::ELOOP) => return Err(not_followed(&cur)),
-                        Err(e) => return Err(os_error(&format!("open {shown}"), e)),
-                    }
-                }
                 Err(Errno::ENOTDIR | Errno::ELOOP) => return Err(not_followed(&cur)),
                 Err(e) => return Err(os_error(&format!("open {shown}"), e)),
             };

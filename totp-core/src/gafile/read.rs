@@ -63,10 +63,17 @@ impl GaFile {
 
     /// Raw value of the first `" KEY` line (leading blanks removed, up to CR/LF).
     pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.option_lines()
+            .find(|(k, _)| *k == key.as_bytes())
+            .map(|(_, v)| v)
+    }
+
+    /// `(key, value)` of every `" KEY value` line, in file order.
+    fn option_lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         let buf: &[u8] = &self.buf;
         spans(buf)
-            .find_map(|s| match_key(buf, s, key.as_bytes()))
-            .map(|(a, b)| &buf[a..b])
+            .filter_map(move |s| option_line(buf, s))
+            .map(move |(key, (a, b))| (key, &buf[a..b]))
     }
 
     /// Whether a `" KEY` line exists.
@@ -91,11 +98,7 @@ impl GaFile {
             GaFileError::BadValue { key }
         }
         // One pass over the lines; the first line of a key wins, as in `get`.
-        let buf: &[u8] = &self.buf;
-        let options: Vec<(&[u8], &[u8])> = spans(buf)
-            .filter_map(|s| option_line(buf, s))
-            .map(|(key, (a, b))| (key, &buf[a..b]))
-            .collect();
+        let options: Vec<(&[u8], &[u8])> = self.option_lines().collect();
         let get = |key: &str| {
             options
                 .iter()
