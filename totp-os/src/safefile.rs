@@ -155,8 +155,8 @@ impl FileInfo {
 pub struct OpenedFile {
     /// The open file (read-only, `O_CLOEXEC`).
     pub file: File,
-    /// The parent directory the file was opened from (read-only when the identity may
-    /// list it, else `O_PATH`).
+    /// The parent directory the file was opened from (an `O_PATH` descriptor: enough to
+    /// name entries in it, not to read or sync it).
     pub dir: OwnedFd,
     /// The final path component.
     pub name: OsString,

@@ -34,7 +34,7 @@
 
 use std::ffi::OsString;
 use std::fs::{File, TryLockError};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
@@ -148,16 +148,23 @@ fn parse_slot(index: usize, bytes: &[u8]) -> Option<Slot> {
     Some(Slot { index, seq, state })
 }
 
-/// The record in `bytes`: `Ok(None)` for an empty (never written or reset) file.
-fn parse_record(bytes: &[u8]) -> Result<Option<Slot>, StoreError> {
-    if bytes.iter().all(|&b| b == 0) {
-        return Ok(None);
+/// The slots of `bytes` that pass their check, and the record among them (the highest
+/// sequence number): `Ok(None)` for an empty (never written or reset) file. Each slot is
+/// checked once; the writer needs all of them to pick the slot it may overwrite.
+fn parse_record(bytes: &[u8]) -> Result<(Vec<Slot>, Option<usize>), StoreError> {
+    let slots: Vec<Slot> = (0..SLOTS).filter_map(|i| parse_slot(i, bytes)).collect();
+    let newest = slots
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, s)| s.seq)
+        .map(|(i, _)| i);
+    // No slot passes: fine for a file that was never written, corrupt otherwise.
+    if newest.is_none() && bytes.iter().any(|&b| b != 0) {
+        return Err(StoreError::Corrupt(
+            "no slot of the state file passes its check".into(),
+        ));
     }
-    (0..SLOTS)
-        .filter_map(|i| parse_slot(i, bytes))
-        .max_by_key(|s| s.seq)
-        .map(Some)
-        .ok_or_else(|| StoreError::Corrupt("no slot of the state file passes its check".into()))
+    Ok((slots, newest))
 }
 
 fn encode_slot(seq: u64, state: &UserState) -> Result<Vec<u8>, StoreError> {
@@ -300,14 +307,8 @@ impl StateDir {
             }
             cur = fd;
         }
-        fcntl::openat(
-            &cur,
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map(Some)
-        .map_err(|e| os_error(&format!("open {shown}"), e))
+        // An O_PATH descriptor names entries; `sync_dir` opens one that can be synced.
+        Ok(Some(cur))
     }
 
     /// The open directory; `None` when it does not exist and `create` is false.
@@ -380,8 +381,7 @@ impl StateDir {
         };
         if created {
             // The entry must outlive a power loss before any durable record goes in it.
-            unistd::fsync(dir)
-                .map_err(|e| os_error(&format!("fsync {}", self.path.display()), e))?;
+            sync_dir(dir).map_err(|e| os_error(&format!("fsync {}", self.path.display()), e))?;
         }
         let st = stat::fstat(&fd).map_err(|e| os_error(&format!("stat {shown}"), e))?;
         let problem = if kind(&st) != SFlag::S_IFREG {
@@ -474,9 +474,10 @@ impl StateStore for StateDir {
             .ok_or_else(|| StoreError::Unavailable("state file vanished".into()))?;
         self.lock(&file, uid)?;
         let bytes = read_all(&file)?;
-        let current = parse_record(&bytes)?;
-        let slots: Vec<Slot> = (0..SLOTS).filter_map(|i| parse_slot(i, &bytes)).collect();
-        let state = current.map(|s| s.state).unwrap_or_default();
+        let (mut slots, newest) = parse_record(&bytes)?;
+        let state = newest
+            .map(|i| std::mem::take(&mut slots[i].state))
+            .unwrap_or_default();
         match decide(&state) {
             Write::Nothing => Ok(()),
             Write::Lazy(s) => self.write_slot(&file, uid, &slots, &s, false),
@@ -492,7 +493,10 @@ impl StateStore for StateDir {
         // No lock: a writer only ever rewrites the older slot of a pair, and a slot
         // caught half-written fails its check, so the newest complete record wins.
         let bytes = read_all(&file)?;
-        Ok(parse_record(&bytes)?.map(|s| s.state).unwrap_or_default())
+        let (mut slots, newest) = parse_record(&bytes)?;
+        Ok(newest
+            .map(|i| std::mem::take(&mut slots[i].state))
+            .unwrap_or_default())
     }
 
     fn reset(&mut self, uid: Uid) -> Result<(), StoreError> {
@@ -531,8 +535,19 @@ impl StateStore for StateDir {
         };
         unistd::unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir)
             .map_err(|e| os_error(&format!("remove {shown}"), e))?;
-        unistd::fsync(dir.as_fd()).map_err(|e| os_error(&format!("fsync {shown}"), e))
+        sync_dir(dir).map_err(|e| os_error(&format!("fsync {shown}"), e))
     }
+}
+
+/// `fsync` of the directory `dir` names (an `O_PATH` descriptor cannot be synced).
+fn sync_dir(dir: &OwnedFd) -> Result<(), Errno> {
+    let readable = fcntl::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    unistd::fsync(readable)
 }
 
 /// The calling process's effective uid: the owner the store's files must have.

@@ -55,7 +55,8 @@ pub fn lock_with_deadline(
         let contents = read_bounded(&opened.file, rules.max_size, info.size)?;
         return Ok(LockedFile {
             file: opened.file,
-            dir: opened.dir,
+            // Readable, for the directory fsync of a rewrite.
+            dir: reopen_readable(opened.dir, "open directory")?,
             name: opened.name,
             info,
             contents,

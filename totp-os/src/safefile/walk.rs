@@ -71,10 +71,9 @@ pub(super) fn open_unread(path: &Path, rules: &FileRules) -> Result<Unread, File
         break (file, info);
     };
     check_file(&info, rules)?;
-    let dir = reopen_readable(walked.fd, "open directory")?;
     Ok(Unread {
         file,
-        dir,
+        dir: walked.fd,
         name: name.to_owned(),
         info,
     })
