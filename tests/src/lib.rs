@@ -410,6 +410,15 @@ impl TestUser {
         p
     }
 
+    /// Creates `ptt<tag>` (see `create`) enrolled with a fresh random secret: a 0600
+    /// `totp_file` in the default place. Returns the user and the base32 secret.
+    pub fn enrolled(tag: &str) -> (TestUser, String) {
+        let u = TestUser::create(tag);
+        let secret = random_secret_b32();
+        u.write_secret(&totp_file(&secret), 0o600);
+        (u, secret)
+    }
+
     /// Adds the user to a (created if missing) group.
     pub fn add_to_group(&self, group: &str) {
         let _ = Command::new("groupadd").arg("-f").arg(group).status();

@@ -60,9 +60,7 @@ fn same_code_from_32_processes_over_4_hosts_succeeds_exactly_once() {
     let server = RedisServer::start(&ServerConfig::default());
     for round in 0..2 {
         let hosts = fleet(&server, 4, "throttle_after=100");
-        let u = TestUser::create("fx");
-        let secret = random_secret_b32();
-        u.write_secret(&totp_file(&secret), 0o600);
+        let (u, secret) = TestUser::enrolled("fx");
         let start = start_time();
         let code = code_at(&secret, start / 1000);
         let drivers = (0..32)
@@ -91,9 +89,7 @@ fn a_code_accepted_on_host_1_is_refused_on_host_2() {
         return;
     }
     let server = RedisServer::start(&ServerConfig::default());
-    let u = TestUser::create("fr");
-    let secret = random_secret_b32();
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("fr");
     let code = code_at(&secret, T0);
 
     let hosts = fleet(&server, 2, "");
@@ -127,9 +123,7 @@ fn the_wrong_code_budget_is_shared_across_hosts() {
         return;
     }
     let server = RedisServer::start(&ServerConfig::default());
-    let u = TestUser::create("fb");
-    let secret = random_secret_b32();
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("fb");
     let wrong = wrong_totp(&secret, T0);
     let right = code_at(&secret, T0);
 
@@ -189,9 +183,7 @@ fn a_paused_or_stopped_server_denies_in_bounded_time() {
         return;
     }
     let mut server = RedisServer::start(&ServerConfig::default());
-    let u = TestUser::create("fp");
-    let secret = random_secret_b32();
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("fp");
     let args = format!(
         "state={} redis_plugin={} redis_connect_timeout=300 redis_timeout=300",
         server.url(false),
@@ -211,9 +203,7 @@ fn the_local_fallback_is_opt_in_and_logged_as_a_weakening() {
         return;
     }
     let mut server = RedisServer::start(&ServerConfig::default());
-    let u = TestUser::create("ff");
-    let secret = random_secret_b32();
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("ff");
     let args = format!(
         "state={} redis_plugin={} redis_connect_timeout=300 state_fallback=local",
         server.url(false),
@@ -254,9 +244,7 @@ fn a_wrong_redis_password_denies() {
         acl_password: Some("correct"),
         ..ServerConfig::default()
     });
-    let u = TestUser::create("fw");
-    let secret = random_secret_b32();
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("fw");
     let dir = trusted_dir("cred");
     let cred = |pw: &str| {
         let p = dir.path().join(format!("cred-{pw}"));
@@ -387,9 +375,7 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
         return;
     }
     let server = RedisServer::start(&ServerConfig::default());
-    let u = TestUser::create("fs");
-    let secret = random_secret_b32();
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("fs");
     let prefix = fresh_prefix();
     let hosts = fleet_with_prefix(&server, 2, "", &prefix);
     let code = code_at(&secret, T0);

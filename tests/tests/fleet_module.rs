@@ -16,9 +16,7 @@ fn fleet_misconfigurations_deny_everybody_without_a_prompt() {
     if !require_root("fleet_misconfigurations_deny_everybody_without_a_prompt") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("fm");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("fm");
     for bad in [
         // Credentials on the pam.d line.
         "state=redis://fleet:hunter2@127.0.0.1:6379",

@@ -108,13 +108,6 @@ fn is_cloexec(fd: u32) -> Option<bool> {
 // ---------------------------------------------------------------------------------------
 // Fixtures
 
-fn user_with_secret(tag: &str) -> (TestUser, String) {
-    let u = TestUser::create(tag);
-    let secret = random_secret_b32();
-    u.write_secret(&totp_file(&secret), 0o600);
-    (u, secret)
-}
-
 /// A scratch code: the one kind of answer that still locks and rewrites the secret file.
 const SCRATCH: &str = "12345678";
 
@@ -340,14 +333,14 @@ fn credentials_and_descriptors_are_unchanged_after_every_call_path() {
     if !require_root("credentials_and_descriptors_are_unchanged_after_every_call_path") {
         return;
     }
-    let (u, secret) = user_with_secret("cr");
-    let (bad, _) = user_with_secret("cb");
+    let (u, secret) = TestUser::enrolled("cr");
+    let (bad, _) = TestUser::enrolled("cb");
     fs::set_permissions(
         bad.secret_path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )
     .expect("chmod");
-    let (nofile, _) = user_with_secret("cn");
+    let (nofile, _) = TestUser::enrolled("cn");
     fs::remove_file(nofile.secret_path()).expect("rm");
     let group = format!("ptg{}", std::process::id() % 100_000);
     u.add_to_group(&group);
@@ -528,7 +521,7 @@ fn other_threads_never_see_a_credential_change() {
     // Thread A authenticates and waits (lock held by this test) inside the critical
     // section, where it runs with the user's fsuid/fsgid/groups; the main thread and the
     // process as a whole must never see that.
-    let (u, secret) = user_with_secret("mt");
+    let (u, secret) = TestUser::enrolled("mt");
     let group = format!("ptm{}", std::process::id() % 100_000);
     u.add_to_group(&group);
     let user_gids: Vec<u32> = {
@@ -646,8 +639,8 @@ fn every_descriptor_the_module_opens_is_close_on_exec() {
     // E5 with strace: after libpam has loaded the module (pam_start), every open and
     // socket call of the process happens inside pam_authenticate — the module, or NSS and
     // syslog on its behalf — and must carry O_CLOEXEC / SOCK_CLOEXEC.
-    let (u, secret) = user_with_secret("ce");
-    let (nofile, _) = user_with_secret("cf");
+    let (u, secret) = TestUser::enrolled("ce");
+    let (nofile, _) = TestUser::enrolled("cf");
     fs::remove_file(nofile.secret_path()).expect("rm");
     let stack = Stack::probe("svc", "");
     let cases = [
@@ -765,8 +758,8 @@ fn a_stopped_lock_holder_delays_only_its_user_and_only_for_a_bounded_time() {
     if !require_root("a_stopped_lock_holder_delays_only_its_user_and_only_for_a_bounded_time") {
         return;
     }
-    let (a, secret_a) = user_with_secret("la");
-    let (b, secret_b) = user_with_secret("lb");
+    let (a, secret_a) = TestUser::enrolled("la");
+    let (b, secret_b) = TestUser::enrolled("lb");
     let stack = Stack::probe("svc", "");
     // Holder as root (C4), then as the user themselves (C5: a user's own flock). The
     // held lock is the secret file's, which a scratch code needs.
@@ -850,7 +843,7 @@ fn strace_injected_write_fsync_rename_errors_deny_and_keep_the_file() {
     {
         return;
     }
-    let (u, secret) = user_with_secret("si");
+    let (u, secret) = TestUser::enrolled("si");
     let stack = Stack::probe("svc", "");
     // What a fault must leave behind.
     #[derive(Clone, Copy, PartialEq, Debug)]

@@ -108,9 +108,7 @@ fn replayed_and_older_codes_are_refused() {
     if !require_root("replayed_and_older_codes_are_refused") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("rp");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("rp");
     let stack = Stack::probe("svc", "");
     let login = |code: &str, at: u64| {
         Driver::new(&stack, "svc", &u.name)
@@ -203,9 +201,7 @@ fn stale_temp_files_do_not_block() {
     if !require_root("stale_temp_files_do_not_block") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("sf");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("sf");
     let stale = [
         ".google_authenticator.tmp-0000000000000000",
         ".google_authenticator.tmp-ffffffffffffffff",
@@ -332,9 +328,7 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
     if !require_root("stopped_lock_holder_delays_others_only_boundedly") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("ls");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("ls");
     let stack = Stack::probe("svc", "lock_timeout=1000");
     // One failed login creates the record.
     let d = Driver::new(&stack, "svc", &u.name)

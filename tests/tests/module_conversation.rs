@@ -10,19 +10,12 @@
 use system_tests::pamapp::{Reply, Scripted, Transaction, codes};
 use system_tests::*;
 
-fn user_with_secret(tag: &str, secret: &str) -> TestUser {
-    let u = TestUser::create(tag);
-    u.write_secret(&totp_file(secret), 0o600);
-    u
-}
-
 #[test]
 fn conversation_errors_never_succeed_or_ignore() {
     if !require_root("conversation_errors_never_succeed_or_ignore") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("cv", &secret);
+    let (u, secret) = TestUser::enrolled("cv");
     for args in [
         "",
         "nullok",
@@ -80,8 +73,7 @@ fn in_process_conversation_failures_through_pamapp() {
     if !require_root("in_process_conversation_failures_through_pamapp") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("ci", &secret);
+    let (u, secret) = TestUser::enrolled("ci");
     let stack = Stack::with_module("svc", "");
     for reply in [
         Reply::Fail(codes::CONV_ERR),
@@ -109,8 +101,7 @@ fn malformed_answers_are_failed_attempts() {
     if !require_root("malformed_answers_are_failed_attempts") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("ma", &secret);
+    let (u, secret) = TestUser::enrolled("ma");
     let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=100");
     let good = code_at(&secret, T0);
     let fullwidth: String = good
@@ -424,8 +415,7 @@ fn prefix_rules_without_forward_pass() {
     if !require_root("prefix_rules_without_forward_pass") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("px", &secret);
+    let (u, secret) = TestUser::enrolled("px");
     let code = code_at(&secret, T0);
     let d = Driver::new(&Stack::probe("svc", ""), "svc", &u.name)
         .answer(&format!("pw{code}"))
@@ -463,8 +453,7 @@ fn forward_pass_sets_authtok_in_process() {
     if !require_root("forward_pass_sets_authtok_in_process") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("fp", &secret);
+    let (u, secret) = TestUser::enrolled("fp");
     let ms = mode_stack("forward_pass", false, true);
     let conv = Box::new(Scripted::texts([format!(
         "pässword{}",

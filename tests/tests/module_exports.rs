@@ -94,9 +94,7 @@ fn setcred_returns_success() {
     if !require_root("setcred_returns_success") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("sc");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("sc");
     let stack = Stack::with_module("svc", "");
     let out = Driver::new(&stack, "svc", &u.name)
         .answer(&code_at(&secret, T0))

@@ -478,9 +478,7 @@ fn no_oracle_between_unknown_missing_throttled_and_wrong() {
     if !require_root("no_oracle_between_unknown_missing_throttled_and_wrong") {
         return;
     }
-    let secret = random_secret_b32();
-    let real = TestUser::create("or");
-    real.write_secret(&totp_file(&secret), 0o600);
+    let (real, secret) = TestUser::enrolled("or");
     let missing = TestUser::create("om");
     let throttled = TestUser::create("ot");
     throttled.write_secret(

@@ -130,9 +130,7 @@ fn hostile_cases(real_user: &str) -> Vec<(String, String, &'static str, &'static
 }
 
 fn hostile_runs(tag: &str) -> Vec<(&'static str, &'static str, Vec<String>)> {
-    let secret = random_secret_b32();
-    let u = TestUser::create(tag);
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled(tag);
     let stack = Stack::with_module("svc", "debug");
     let mut out = Vec::new();
     for (user, rhost, escaped, literal) in hostile_cases(&u.name) {

@@ -14,12 +14,6 @@ use system_tests::*;
 /// Prepares one bad secret file.
 type Setup<'a> = Box<dyn Fn() + 'a>;
 
-fn user_with_secret(tag: &str, secret: &str) -> TestUser {
-    let u = TestUser::create(tag);
-    u.write_secret(&totp_file(secret), 0o600);
-    u
-}
-
 fn run(stack: &Stack, user: &str, answer: &str, at: u64) -> Drive {
     Driver::new(stack, "svc", user).answer(answer).at(at).run()
 }
@@ -125,8 +119,7 @@ fn authtok_prompt_replaces_the_prompt() {
     if !require_root("authtok_prompt_replaces_the_prompt") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("ap", &secret);
+    let (u, secret) = TestUser::enrolled("ap");
     let stack = Stack::new();
     stack.service(
         "svc",
@@ -217,8 +210,7 @@ fn no_strict_owner_never_admits_another_users_file() {
     if !require_root("no_strict_owner_never_admits_another_users_file") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("no", &secret);
+    let (u, secret) = TestUser::enrolled("no");
     let other = TestUser::create("nx");
     let lax = Stack::probe("svc", "no_strict_owner allowed_perm=0644");
     // Accepted: a normal file still works.
@@ -293,8 +285,7 @@ fn debug_noskewadj_and_flags_are_accepted() {
     if !require_root("debug_noskewadj_and_flags_are_accepted") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("dg", &secret);
+    let (u, secret) = TestUser::enrolled("dg");
     for (i, args) in ["debug", "noskewadj", "debug noskewadj allow_readonly"]
         .iter()
         .enumerate()
@@ -374,8 +365,7 @@ fn echo_verification_code_prompts_with_echo_on() {
     if !require_root("echo_verification_code_prompts_with_echo_on") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("ec", &secret);
+    let (u, secret) = TestUser::enrolled("ec");
     for (i, args) in ["echo_verification_code", "echo-verification-code"]
         .iter()
         .enumerate()
@@ -402,8 +392,7 @@ fn grace_period_matches_numeric_rhost_only() {
     if !require_root("grace_period_matches_numeric_rhost_only") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("gp", &secret);
+    let (u, secret) = TestUser::enrolled("gp");
     let stack = Stack::probe("svc", "grace_period=3600 ceiling_burst=100");
     let login = |rhost: Option<&str>, answer: &str, at: u64| {
         let mut d = Driver::new(&stack, "svc", &u.name).answer(answer).at(at);
@@ -593,8 +582,7 @@ fn max_failures_disables_after_the_cap() {
     if !require_root("max_failures_disables_after_the_cap") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("mf", &secret);
+    let (u, secret) = TestUser::enrolled("mf");
     let stack = Stack::probe("svc", "max_failures=2 throttle_after=100");
     for i in 0..2u64 {
         let d = run(&stack, &u.name, &wrong_totp(&secret, T0 + i), T0 + i);
@@ -632,8 +620,7 @@ fn throttle_after_and_throttle_max_set_the_backoff() {
     if !require_root("throttle_after_and_throttle_max_set_the_backoff") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("th", &secret);
+    let (u, secret) = TestUser::enrolled("th");
     // throttle_after=2: after two failures a 30-s backoff (base) runs.
     let stack = Stack::probe("svc", "throttle_after=2");
     for i in 0..2u64 {
@@ -688,8 +675,7 @@ fn lock_timeout_bounds_the_wait_for_a_held_lock() {
     if !require_root("lock_timeout_bounds_the_wait_for_a_held_lock") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("lt", &secret);
+    let (u, secret) = TestUser::enrolled("lt");
     // Real clock here: a frozen monotonic clock would never reach the deadline.
     let stack = Stack::probe("svc", "lock_timeout=500");
     // One failed login creates the state record; another login then holds its lock.
@@ -721,8 +707,7 @@ fn unknown_or_malformed_option_is_a_service_error_for_everybody() {
     if !require_root("unknown_or_malformed_option_is_a_service_error_for_everybody") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = user_with_secret("uo", &secret);
+    let (u, secret) = TestUser::enrolled("uo");
     let bare = TestUser::create("ub");
     let users = [
         u.name.clone(),

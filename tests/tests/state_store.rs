@@ -241,9 +241,7 @@ fn a_user_rewriting_their_own_file_cannot_reset_replay_or_throttling() {
     if !require_root("a_user_rewriting_their_own_file_cannot_reset_replay_or_throttling") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("uw");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("uw");
     let stack = Stack::probe("svc", "throttle_after=2");
     assert_eq!(
         login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
@@ -291,9 +289,7 @@ fn a_strangers_origin_does_not_throttle_the_users_origin() {
     if !require_root("a_strangers_origin_does_not_throttle_the_users_origin") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("so");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("so");
     let stack = Stack::probe("svc", "");
     let stranger = "198.51.100.66";
     let own = "192.0.2.10";
@@ -340,9 +336,7 @@ fn rotating_origins_meet_the_per_user_ceiling() {
     if !require_root("rotating_origins_meet_the_per_user_ceiling") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("ce");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("ce");
     let stack = Stack::probe("svc", "ceiling_burst=4 ceiling_interval=600");
     let own = "192.0.2.10";
     assert_eq!(
@@ -392,9 +386,7 @@ fn a_full_or_read_only_state_file_system_denies_cleanly() {
     if !require_root("a_full_or_read_only_state_file_system_denies_cleanly") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("sf");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("sf");
     let fs_ = Tmpfs::new("64k");
     let dir = fs_.path().join("state");
     let stack = Stack::probe("svc", &format!("state_dir={}", dir.display()));
@@ -448,9 +440,7 @@ fn hostile_state_records_deny_log_and_never_follow() {
     if !require_root("hostile_state_records_deny_log_and_never_follow") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("hs");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("hs");
     let stack = Stack::probe("svc", "lock_timeout=1000");
     // A first login creates the directory and a healthy record.
     assert_eq!(
@@ -647,9 +637,7 @@ fn a_clock_fault_is_logged_and_totp_state_reset_recovers() {
     if !require_root("a_clock_fault_is_logged_and_totp_state_reset_recovers") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("cf");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("cf");
     let stack = Stack::probe("svc", "");
     // The RTC said 2100 for one login.
     let future = 4_102_444_800 + 15;
@@ -692,9 +680,7 @@ fn totp_state_shows_and_resets_and_refuses_non_root() {
     if !require_root("totp_state_shows_and_resets_and_refuses_non_root") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("ts");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("ts");
     let stack = Stack::probe("svc", "");
     assert_eq!(
         login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
@@ -770,9 +756,7 @@ fn grace_period_with_forward_pass_still_forwards_the_password() {
     if !require_root("grace_period_with_forward_pass_still_forwards_the_password") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("gf");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("gf");
     let stack = Stack::new();
     let rec = stack.path().join("record-authtok");
     fs::write(&rec, "#!/bin/sh\ncat > \"$1\"\n").expect("recorder");
@@ -813,9 +797,7 @@ fn an_unprivileged_caller_keeps_state_in_its_own_home() {
     if !require_root("an_unprivileged_caller_keeps_state_in_its_own_home") {
         return;
     }
-    let secret = random_secret_b32();
-    let u = TestUser::create("up");
-    u.write_secret(&totp_file(&secret), 0o600);
+    let (u, secret) = TestUser::enrolled("up");
     let stack = Stack::new();
     fs::set_permissions(stack.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     // No state_dir=: the default for a non-root caller.
@@ -865,9 +847,7 @@ fn names_without_an_account_are_throttled_like_accounts() {
     if !require_root("names_without_an_account_are_throttled_like_accounts") {
         return;
     }
-    let secret = random_secret_b32();
-    let real = TestUser::create("tr");
-    real.write_secret(&totp_file(&secret), 0o600);
+    let (real, secret) = TestUser::enrolled("tr");
     let bare = TestUser::create("tb");
     let stack = Stack::probe("svc", "");
     let ghost = format!("ghost{}", std::process::id());
