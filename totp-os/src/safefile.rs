@@ -190,6 +190,7 @@ use lock::*;
 pub use lock::{LockedFile, lock_with_deadline};
 use read::*;
 pub use read::{check_root_controlled, open_checked};
+pub(crate) use walk::open_dir_readable;
 use walk::*;
 use write::*;
 pub use write::{entry_exists, write_new_file, write_new_file_checked};

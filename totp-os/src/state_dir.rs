@@ -109,10 +109,17 @@ fn kind_name(st: &FileStat) -> &'static str {
     }
 }
 
-/// One decoded slot.
+/// A slot that passed its check: where it is and how new it is, which is what the
+/// writer needs to pick the slot it may overwrite.
 struct Slot {
     index: usize,
     seq: u64,
+}
+
+/// What a record file holds: its valid slots and the state of the newest one (the
+/// default state for a file that was never written or was reset).
+struct Record {
+    slots: Vec<Slot>,
     state: UserState,
 }
 
@@ -128,7 +135,7 @@ fn digest(seq: u64, payload: &[u8]) -> [u8; 16] {
     out
 }
 
-fn parse_slot(index: usize, bytes: &[u8]) -> Option<Slot> {
+fn parse_slot(index: usize, bytes: &[u8]) -> Option<(Slot, UserState)> {
     let start = index * SLOT_LEN;
     let slot = bytes.get(start..bytes.len().min(start + SLOT_LEN))?;
     if slot.len() < HEADER_LEN || &slot[..4] != MAGIC {
@@ -145,26 +152,30 @@ fn parse_slot(index: usize, bytes: &[u8]) -> Option<Slot> {
         return None;
     }
     let state = UserState::decode(payload).ok()?;
-    Some(Slot { index, seq, state })
+    Some((Slot { index, seq }, state))
 }
 
-/// The slots of `bytes` that pass their check, and the record among them (the highest
-/// sequence number): `Ok(None)` for an empty (never written or reset) file. Each slot is
-/// checked once; the writer needs all of them to pick the slot it may overwrite.
-fn parse_record(bytes: &[u8]) -> Result<(Vec<Slot>, Option<usize>), StoreError> {
-    let slots: Vec<Slot> = (0..SLOTS).filter_map(|i| parse_slot(i, bytes)).collect();
-    let newest = slots
-        .iter()
-        .enumerate()
-        .max_by_key(|(_, s)| s.seq)
-        .map(|(i, _)| i);
+/// The record in `bytes`, each slot checked once. Among slots with the same sequence
+/// number the later one wins.
+fn parse_record(bytes: &[u8]) -> Result<Record, StoreError> {
+    let mut slots = Vec::with_capacity(SLOTS);
+    let mut newest: Option<(u64, UserState)> = None;
+    for (slot, state) in (0..SLOTS).filter_map(|i| parse_slot(i, bytes)) {
+        if newest.as_ref().is_none_or(|(seq, _)| slot.seq >= *seq) {
+            newest = Some((slot.seq, state));
+        }
+        slots.push(slot);
+    }
     // No slot passes: fine for a file that was never written, corrupt otherwise.
     if newest.is_none() && bytes.iter().any(|&b| b != 0) {
         return Err(StoreError::Corrupt(
             "no slot of the state file passes its check".into(),
         ));
     }
-    Ok((slots, newest))
+    Ok(Record {
+        slots,
+        state: newest.map(|(_, state)| state).unwrap_or_default(),
+    })
 }
 
 fn encode_slot(seq: u64, state: &UserState) -> Result<Vec<u8>, StoreError> {
@@ -474,14 +485,11 @@ impl StateStore for StateDir {
             .ok_or_else(|| StoreError::Unavailable("state file vanished".into()))?;
         self.lock(&file, uid)?;
         let bytes = read_all(&file)?;
-        let (mut slots, newest) = parse_record(&bytes)?;
-        let state = newest
-            .map(|i| std::mem::take(&mut slots[i].state))
-            .unwrap_or_default();
-        match decide(&state) {
+        let record = parse_record(&bytes)?;
+        match decide(&record.state) {
             Write::Nothing => Ok(()),
-            Write::Lazy(s) => self.write_slot(&file, uid, &slots, &s, false),
-            Write::Durable(s) => self.write_slot(&file, uid, &slots, &s, true),
+            Write::Lazy(s) => self.write_slot(&file, uid, &record.slots, &s, false),
+            Write::Durable(s) => self.write_slot(&file, uid, &record.slots, &s, true),
         }
         // The lock goes with the file descriptor.
     }
@@ -493,10 +501,7 @@ impl StateStore for StateDir {
         // No lock: a writer only ever rewrites the older slot of a pair, and a slot
         // caught half-written fails its check, so the newest complete record wins.
         let bytes = read_all(&file)?;
-        let (mut slots, newest) = parse_record(&bytes)?;
-        Ok(newest
-            .map(|i| std::mem::take(&mut slots[i].state))
-            .unwrap_or_default())
+        Ok(parse_record(&bytes)?.state)
     }
 
     fn reset(&mut self, uid: Uid) -> Result<(), StoreError> {
@@ -541,13 +546,7 @@ impl StateStore for StateDir {
 
 /// `fsync` of the directory `dir` names (an `O_PATH` descriptor cannot be synced).
 fn sync_dir(dir: &OwnedFd) -> Result<(), Errno> {
-    let readable = fcntl::openat(
-        dir,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    unistd::fsync(readable)
+    unistd::fsync(crate::safefile::open_dir_readable(dir)?)
 }
 
 /// The calling process's effective uid: the owner the store's files must have.

@@ -269,16 +269,21 @@ pub(super) fn walk(
 /// that may search but not list the directory keeps the `O_PATH` fd (enough to open
 /// the file; a later directory fsync then fails and the write is denied).
 pub(super) fn reopen_readable(fd: OwnedFd, op: &'static str) -> Result<OwnedFd, FileError> {
-    match fcntl::openat(
-        &fd,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
+    match open_dir_readable(&fd) {
         Ok(ro) => Ok(ro),
         Err(Errno::EACCES) => Ok(fd),
         Err(e) => Err(FileError::os(op, e)),
     }
+}
+
+/// A readable descriptor for the directory `dir` names (which may be `O_PATH`).
+pub(crate) fn open_dir_readable(dir: impl AsFd) -> Result<OwnedFd, Errno> {
+    fcntl::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 pub(super) fn same_inode(a: &FileInfo, b: &FileInfo) -> bool {
