@@ -17,7 +17,7 @@ need_root() {
 # GA's module, oathtool, zbarimg, sshd, libfaketime, strace, valgrind, redis-server (the
 # fleet tests start their own) and openssl (their test CA).
 packages=(
-    build-essential pkg-config libpam0g-dev libssl-dev redis-server openssl
+    build-essential pkg-config libpam0g-dev libssl-dev redis-server openssl fail2ban
     pamtester libpam-wrapper faketime oathtool libpam-google-authenticator
     qrencode zbar-tools librsvg2-bin openssh-server openssh-client sshpass expect
     strace valgrind rpm dpkg-dev man-db

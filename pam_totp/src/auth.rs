@@ -60,11 +60,15 @@ pub fn authenticate_with(
             return Err(AuthError::Config(e.to_string()));
         }
     };
-    for w in opts.weakening() {
-        io.log(
-            Level::Warning,
-            &format!("option {w} weakens security (see pam_totp(8))"),
-        );
+    // A fact of the configuration, the same on every login: logged only with `debug`
+    // (`totp-enroll check --service` reports it).
+    if opts.debug {
+        for w in opts.weakening() {
+            io.log(
+                Level::Warning,
+                &format!("option {w} weakens security (see pam_totp(8))"),
+            );
+        }
     }
     let raw_user = io.user();
     let rhost_raw = io.item(ItemKind::RHost);
@@ -135,9 +139,15 @@ pub fn authenticate_with(
     let file = match ctx.preread(&*io, &target) {
         Ok(PreRead::Present(f)) => f,
         Ok(PreRead::Absent) if ctx.opts.nullok && target.nullok_applies() => {
-            if ctx.opts.debug {
-                io.log(Level::Info, &format!("no secret file for {who}; nullok"));
-            }
+            // Always logged: a stack copied from another setup can drop the second factor
+            // through nullok, and that must leave a trace without `debug`.
+            io.log(
+                Level::Notice,
+                &format!(
+                    "not asking {who} from {} for a code: no secret file (nullok)",
+                    ctx.from
+                ),
+            );
             return Ok(Outcome::Ignore);
         }
         Ok(PreRead::Absent) => {
@@ -382,10 +392,13 @@ impl Ctx {
             Some(n) => sanitize(n.as_str().as_bytes()),
             None => sanitize(raw_user.unwrap_or(b"(none)")),
         };
-        io.log(
-            Level::Notice,
-            &format!("{who} from {}: {}", self.from, d.why),
-        );
+        // A file or store an admin must fix is an error; a name or an enrollment that
+        // is simply not there is routine.
+        let level = match d.denial {
+            Denial::BadFile | Denial::StateUnusable => Level::Err,
+            _ => Level::Notice,
+        };
+        io.log(level, &format!("{who} from {}: {}", self.from, d.why));
         if self.opts.pass_mode != PassMode::UseFirstPass {
             self.prompt(io)?;
         }
@@ -395,7 +408,7 @@ impl Ctx {
         }
         io.log(
             Level::Notice,
-            &format!("invalid verification code for {who} from {}", self.from),
+            &format!("{} for {who} from {}", d.denial.log_text(), self.from),
         );
         Ok(Outcome::Deny(d.denial))
     }

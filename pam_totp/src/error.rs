@@ -35,6 +35,27 @@ pub enum Denial {
     StateUnusable,
 }
 
+impl Denial {
+    /// The words of the log line that ends a denied login ("… for USER from HOST"). A
+    /// code was compared only for the first two; "code not verified" says none was.
+    /// docs/logging.md and the fail2ban filter depend on these words.
+    pub fn log_text(&self) -> &'static str {
+        match self {
+            Denial::WrongCode => "invalid verification code",
+            Denial::Replay => "code already used",
+            Denial::Throttled => "too many failures; attempt refused unevaluated (backoff)",
+            Denial::Locked => "second factor disabled after too many failures (max_failures)",
+            Denial::NotPersisted => "state could not be saved",
+            Denial::StateUnusable => "code not verified (state store unusable)",
+            Denial::BadFile => "code not verified (secret file unusable)",
+            Denial::NoSecret => "code not verified (no secret configured)",
+            Denial::UnknownUser => "code not verified (unknown user)",
+            Denial::InvalidUserName => "code not verified (invalid user name)",
+            Denial::NoAnswer => "no code given",
+        }
+    }
+}
+
 /// Faults of the module or its host; each denies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthError {

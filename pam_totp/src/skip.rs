@@ -187,9 +187,7 @@ fn access_rules(
         Err(e) => {
             log(
                 Level::Err,
-                &format!(
-                    "access file {shown} unusable ({e:?}); the code is required for everybody"
-                ),
+                &format!("access file {shown} unusable ({e}); the code is required for everybody"),
             );
             return None;
         }

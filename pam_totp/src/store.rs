@@ -71,7 +71,7 @@ fn default_dir(sys: &dyn System) -> Result<PathBuf, String> {
             "running as uid {euid} without a usable home directory; set state_dir="
         )),
         Err(e) => Err(format!(
-            "cannot look up the process owner (uid {euid}): {e:?}"
+            "cannot look up the process owner (uid {euid}): {e}"
         )),
     }
 }

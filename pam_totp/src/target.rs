@@ -167,7 +167,7 @@ fn resolve_owner(sys: &dyn System, spec: &UserSpec) -> Result<Passwd, AuthError>
     let owner = match owner {
         Ok(Some(pw)) => pw,
         Ok(None) => return Err(AuthError::Config("user= names no known account".into())),
-        Err(e) => return Err(AuthError::Nss(format!("user= lookup: {e:?}"))),
+        Err(e) => return Err(AuthError::Nss(format!("user= lookup: {e}"))),
     };
     Ok(owner)
 }

@@ -103,3 +103,30 @@ fn every_cli_flag_is_in_totp_state_8() {
         "flags missing from totp-state.8: {missing:?}"
     );
 }
+
+/// Every man page formats without a single groff warning (`-ww` enables them all), so
+/// a stray character or a misused macro cannot reach a reader as garbled text.
+#[test]
+fn every_man_page_is_groff_clean() {
+    let dir = workspace().join("man");
+    let mut pages: Vec<_> = fs::read_dir(&dir)
+        .expect("man directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 3, "man pages: {pages:?}");
+    for page in pages {
+        let out = Command::new("groff")
+            .args(["-ww", "-man", "-Tutf8", "-z"])
+            .arg(&page)
+            .output()
+            .expect("run groff (package groff-base)");
+        assert!(out.status.success(), "groff failed on {}", page.display());
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            warnings.trim().is_empty(),
+            "groff -ww warns on {}:\n{warnings}",
+            page.display()
+        );
+    }
+}

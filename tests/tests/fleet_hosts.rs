@@ -218,7 +218,7 @@ fn the_local_fallback_is_opt_in_and_logged_as_a_weakening() {
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     assert!(
         log.iter()
-            .any(|l| l.contains("state_fallback") && l.contains("weakens security")),
+            .any(|l| l.contains("state_fallback=local") && l.contains("not refused here")),
         "{log:?}"
     );
     assert!(

@@ -99,6 +99,17 @@ pub enum Warning {
     UsedBeforeBoot,
 }
 
+impl Warning {
+    /// A fact about the configuration (the file or the caps), true on every login until
+    /// an admin acts: reported by the tools, not logged on every login.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            Self::LegacySecret { .. } | Self::WindowClamped { .. } | Self::SkewClamped { .. }
+        )
+    }
+}
+
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

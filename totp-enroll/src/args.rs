@@ -101,9 +101,9 @@ pub struct ExplainArgs {
     /// User logging in.
     #[arg(long, value_name = "NAME")]
     pub user: String,
-    /// Remote address (PAM_RHOST).
+    /// Remote address (PAM_RHOST); without it, a console login (no PAM_RHOST).
     #[arg(long, value_name = "ADDR")]
-    pub rhost: String,
+    pub rhost: Option<String>,
     /// Terminal (PAM_TTY).
     #[arg(long, value_name = "TTY")]
     pub tty: Option<String>,

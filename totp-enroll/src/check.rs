@@ -8,12 +8,16 @@
 //! instead of /etc/pam.d.
 
 use std::io::{self, BufRead, IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 use pamapp::{Conversation, Item, Message, Reply, Transaction, codes, style};
 use serde::Serialize;
 use zeroize::Zeroizing;
+
+use totp_core::options::ModuleOptions;
+use totp_os::pam_stack;
+use totp_os::state_dir::DEFAULT_STATE_DIR;
 
 use crate::args::CheckArgs;
 use crate::error::Error;
@@ -123,6 +127,9 @@ struct CheckJson<'a> {
     result: &'static str,
     code: i32,
     success: bool,
+    /// What the tool found in the service file before running it: a missing service,
+    /// the store each pam_totp line uses, options that weaken security.
+    notes: Vec<&'a str>,
     messages: Vec<MessageJson<'a>>,
 }
 
@@ -140,6 +147,66 @@ fn style_key(style: i32) -> &'static str {
         style::ERROR_MSG => "error",
         style::TEXT_INFO => "info",
         _ => "unknown",
+    }
+}
+
+/// What an admin should know about the stack before trusting the result: libpam runs
+/// `other` for a service without a file (a typo tests the wrong stack), which store
+/// each `pam_totp` line uses (as this process: a non-root run uses its own), and the
+/// options the module would call weakening (it logs them only with `debug`).
+fn stack_notes(service: &str, confdir: Option<&Path>) -> Result<Vec<String>, Error> {
+    let dir = pam_stack::pam_dir_or_default(confdir);
+    if !pam_stack::service_exists(&dir, service)? {
+        return Ok(vec![format!(
+            "warning: there is no service \"{service}\" in \"{}\"; libpam runs the \"other\" stack instead",
+            dir.display()
+        )]);
+    }
+    let lines = match pam_stack::module_options(&dir, service) {
+        Ok(l) => l,
+        Err(e) => return Ok(vec![format!("warning: {e}")]),
+    };
+    if lines.is_empty() {
+        return Ok(vec![format!(
+            "note: service \"{service}\" has no auth line for {}",
+            pam_stack::MODULE_FILE
+        )]);
+    }
+    let mut notes: Vec<String> = Vec::new();
+    for o in &lines {
+        for n in std::iter::once(format!("note: state store: {}", store_of(o))).chain(
+            o.weakening()
+                .into_iter()
+                .map(|w| format!("warning: option {w} weakens security (see pam_totp(8))")),
+        ) {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
+    }
+    Ok(notes)
+}
+
+/// The store a module line uses when run by this process.
+fn store_of(o: &ModuleOptions) -> String {
+    use totp_core::fleet::RedisTarget;
+    if let Some(ep) = &o.fleet.redis {
+        let at = match &ep.target {
+            RedisTarget::Tcp { host, port, tls } => {
+                format!("{}://{host}:{port}", if *tls { "rediss" } else { "redis" })
+            }
+            RedisTarget::Unix { path } => format!("unix:{path}"),
+        };
+        return format!("the shared Redis store at {at} (database {})", ep.db);
+    }
+    match &o.state_dir {
+        Some(d) => format!("the directory {d}"),
+        None if nix::unistd::geteuid().is_root() => {
+            format!("the directory {DEFAULT_STATE_DIR}")
+        }
+        None => "~/.local/state/pam_totp of the account running this check (not root's \
+                 directory: run the check as root to use the store logins use)"
+            .to_owned(),
     }
 }
 
@@ -169,6 +236,13 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
         }
         None => None,
     };
+
+    let notes = stack_notes(&args.service, confdir.as_deref())?;
+    if !args.json {
+        for n in &notes {
+            eprintln!("{n}");
+        }
+    }
 
     let mut tx = Transaction::start(
         &args.service,
@@ -201,6 +275,7 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
             result: pamapp::code_name(rc),
             code: rc,
             success: rc == codes::SUCCESS,
+            notes: notes.iter().map(String::as_str).collect(),
             messages: tx
                 .transcript()
                 .iter()
@@ -230,7 +305,6 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
             report.push_str(&format!("  {}: {:?}\n", style_name(m.style), m.text));
         }
     }
-    print!("{report}");
-    let _ = io::stdout().flush();
+    crate::flow::print_stdout(&report)?;
     Ok(if rc == codes::SUCCESS { 0 } else { EXIT_DENIED })
 }

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status for everything else that failed.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit status when the reader of standard output went away (`| head`): what a shell
+/// reports for a tool killed by SIGPIPE, without the signal or a message.
+pub const EXIT_CLOSED_OUTPUT: u8 = 128 + 13;
 
 #[derive(Debug)]
 pub enum Error {
@@ -21,6 +24,8 @@ pub enum Error {
     Exists(PathBuf),
     /// Anything that failed while doing the work; the text says what.
     Failed(String),
+    /// Standard output was closed by its reader; nothing more is said.
+    ClosedOutput,
 }
 
 impl Error {
@@ -36,6 +41,7 @@ impl Error {
         match self {
             Error::Usage(_) | Error::MissingAnswers(_) | Error::EndOfInput(_) => EXIT_USAGE,
             Error::Exists(_) | Error::Failed(_) => EXIT_FAILURE,
+            Error::ClosedOutput => EXIT_CLOSED_OUTPUT,
         }
     }
 
@@ -46,6 +52,7 @@ impl Error {
             Error::MissingAnswers(_) | Error::EndOfInput(_) => "missing-answer",
             Error::Exists(_) => "exists",
             Error::Failed(_) => "failed",
+            Error::ClosedOutput => "closed-output",
         }
     }
 }
@@ -54,6 +61,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(m) | Error::Failed(m) => f.write_str(m),
+            Error::ClosedOutput => f.write_str("standard output was closed"),
             Error::MissingAnswers(flags) => {
                 f.write_str(
                     "cannot ask questions in non-interactive mode; answer them with flags:",

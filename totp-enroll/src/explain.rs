@@ -41,7 +41,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
                 path.display()
             );
             if !args.json {
-                println!("warning: {warning}");
+                crate::flow::print_stdout(&format!("warning: {warning}\n"))?;
             }
             refused_by_module = Some(warning);
             let mut draft = FileRules::new(vec![current_uid(), 0]);
@@ -101,7 +101,8 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
     let items = RawSubject {
         user: &pw.name,
         groups: Groups::Each(&ask),
-        rhost: Some(args.rhost.as_bytes()),
+        // No --rhost: a console login, which has no PAM_RHOST at all.
+        rhost: args.rhost.as_deref().map(str::as_bytes),
         tty: args.tty.as_deref().map(str::as_bytes),
         service: args.service.as_deref().map(str::as_bytes),
     };
@@ -111,7 +112,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         let json = ExplainJson::new(&args, &path, &groups, &explanation, refused_by_module);
         crate::flow::print_stdout(&crate::output::to_json_line(&json)?)?;
     } else {
-        println!("{explanation}");
+        crate::flow::print_stdout(&format!("{explanation}\n"))?;
     }
     Ok(0)
 }

@@ -540,7 +540,10 @@ pub fn print_stdout(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| Error::failed(format!("cannot write to standard output: {e}")))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Error::ClosedOutput,
+            _ => Error::failed(format!("cannot write to standard output: {e}")),
+        })
 }
 
 fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(), Error> {

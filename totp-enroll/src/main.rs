@@ -28,6 +28,7 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 use crate::console::Console;
+use crate::error::Error;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,9 +57,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        Err(Error::ClosedOutput) => ExitCode::from(Error::ClosedOutput.exit_code()),
         Err(err) => {
             if json {
-                print!("{}", output::error_json(&err));
+                // Best effort: the message below says it all if stdout is gone too.
+                let _ = flow::print_stdout(&output::error_json(&err));
             }
             eprintln!("totp-enroll: {err}");
             ExitCode::from(err.exit_code())

@@ -20,6 +20,7 @@ pub mod boot;
 pub mod command;
 pub mod creds;
 pub mod nss;
+pub mod pam_stack;
 pub mod remote;
 pub mod safefile;
 pub mod state_dir;

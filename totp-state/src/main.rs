@@ -4,16 +4,16 @@
 
 mod report;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use totp_core::options::ModuleOptions;
 use totp_core::state::{StateStore, Uid};
-use totp_os::nss;
 use totp_os::remote::open_configured;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir, effective_uid, record_uid};
+use totp_os::{nss, pam_stack};
 
 use crate::report::Report;
 
@@ -47,8 +47,15 @@ struct RecordQuery {
     state_dir: Option<PathBuf>,
     /// The module's arguments, as on its pam.d line; with state=redis… (and its
     /// redis_… options) the shared store of the fleet is used instead of a directory.
-    #[arg(long, value_name = "ARGS", conflicts_with = "state_dir")]
+    #[arg(long, value_name = "ARGS", conflicts_with_all = ["state_dir", "service"])]
     options: Option<String>,
+    /// Use the store of this PAM service's pam_totp lines (state_dir=, state=…), read
+    /// from /etc/pam.d or --pam-dir.
+    #[arg(long, value_name = "NAME", conflicts_with = "state_dir")]
+    service: Option<String>,
+    /// The directory of PAM service files for --service (default /etc/pam.d).
+    #[arg(long, value_name = "DIR", requires = "service")]
+    pam_dir: Option<PathBuf>,
     /// One JSON object per record on standard output.
     #[arg(long)]
     json: bool,
@@ -57,15 +64,45 @@ struct RecordQuery {
 /// A failure with the message for standard error.
 struct Fatal(String);
 
+/// Why `run` stopped early.
+enum Stop {
+    Fatal(Fatal),
+    /// The reader of standard output went away (`| head`): stop without a word.
+    ClosedOutput,
+}
+
+impl From<Fatal> for Stop {
+    fn from(f: Fatal) -> Stop {
+        Stop::Fatal(f)
+    }
+}
+
+/// Exit status for a closed standard output: what a shell reports for a tool killed by
+/// SIGPIPE, without the signal or a backtrace.
+const EXIT_CLOSED_OUTPUT: u8 = 128 + 13;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Fatal(m)) => {
+        Err(Stop::ClosedOutput) => ExitCode::from(EXIT_CLOSED_OUTPUT),
+        Err(Stop::Fatal(Fatal(m))) => {
             eprintln!("totp-state: {m}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `text` to standard output; a closed pipe ends the run quietly.
+fn emit(text: &str) -> Result<(), Stop> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Stop::ClosedOutput,
+            _ => Stop::Fatal(Fatal(format!("cannot write to standard output: {e}"))),
+        })
 }
 
 fn now() -> u64 {
@@ -80,7 +117,7 @@ fn resolve(user: &str) -> Result<(Uid, Option<String>), Fatal> {
     match nss::lookup_user_by_name(user) {
         Ok(Some(pw)) => return Ok((pw.uid, Some(pw.name))),
         Ok(None) => {}
-        Err(e) => return Err(Fatal(format!("cannot look up {user:?}: {e:?}"))),
+        Err(e) => return Err(Fatal(format!("cannot look up \"{user}\": {e}"))),
     }
     match user.parse::<Uid>() {
         Ok(uid) if !user.starts_with('+') => {
@@ -91,19 +128,21 @@ fn resolve(user: &str) -> Result<(Uid, Option<String>), Fatal> {
     }
 }
 
-fn run(cmd: Command) -> Result<(), Fatal> {
+fn run(cmd: Command) -> Result<(), Stop> {
     if effective_uid() != 0 {
         return Err(Fatal(
             "must be run as root: the state directory and its records belong to root".into(),
-        ));
+        )
+        .into());
     }
     let (target, reset) = match cmd {
         Command::Show(t) => (t, false),
         Command::Reset(t) => (t, true),
     };
-    let opts = match target.options.as_deref() {
-        Some(args) => Some(module_options(args)?),
-        None => None,
+    let opts = match (target.options.as_deref(), target.service.as_deref()) {
+        (Some(args), _) => Some(module_options(args)?),
+        (None, Some(service)) => Some(service_options(service, target.pam_dir.as_deref())?),
+        (None, None) => None,
     };
     let dir = target
         .state_dir
@@ -115,9 +154,12 @@ fn run(cmd: Command) -> Result<(), Fatal> {
         None => None,
     };
     if shared.is_some() && target.user.is_none() {
-        return Err(Fatal(
-            "a shared store is not listed: name the account with --user".into(),
-        ));
+        return Err(
+            Fatal("a shared store is not listed: name the account with --user".into()).into(),
+        );
+    }
+    if shared.is_none() {
+        require_dir(&dir)?;
     }
     let mut store: Box<dyn StateStore> = match shared {
         Some(s) => s,
@@ -134,12 +176,12 @@ fn run(cmd: Command) -> Result<(), Fatal> {
             .map_err(|e| Fatal(format!("reset of uid {uid} failed: {e}")))?;
         let shown = name.unwrap_or_else(|| uid.to_string());
         if target.json {
-            println!(
-                "{}",
+            emit(&format!(
+                "{}\n",
                 serde_json::json!({"user": shown, "uid": uid, "reset": true})
-            );
+            ))?;
         } else {
-            println!("reset the state of {shown} (uid {uid})");
+            emit(&format!("reset the state of {shown} (uid {uid})\n"))?;
         }
         return Ok(());
     }
@@ -159,13 +201,16 @@ fn run(cmd: Command) -> Result<(), Fatal> {
         let r = Report::new(uid, name, store.read(uid), now);
         failed |= r.error.is_some();
         if target.json {
-            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            emit(&format!(
+                "{}\n",
+                serde_json::to_string(&r).unwrap_or_default()
+            ))?;
         } else {
-            print!("{}", r.text());
+            emit(&r.text())?;
         }
     }
     if failed {
-        return Err(Fatal("some records are unusable (see above)".into()));
+        return Err(Fatal("some records are unusable (see above)".into()).into());
     }
     Ok(())
 }
@@ -174,6 +219,43 @@ fn run(cmd: Command) -> Result<(), Fatal> {
 fn module_options(args: &str) -> Result<ModuleOptions, Fatal> {
     let words: Vec<&[u8]> = args.split_whitespace().map(str::as_bytes).collect();
     ModuleOptions::parse(&words).map_err(|e| Fatal(format!("--options: {e}")))
+}
+
+/// `--service`: the options of the service's pam_totp lines. Lines that disagree on
+/// the store would make "the service's store" ambiguous: the admin names one instead.
+fn service_options(service: &str, pam_dir: Option<&Path>) -> Result<ModuleOptions, Fatal> {
+    let dir = pam_stack::pam_dir_or_default(pam_dir);
+    let found = pam_stack::module_options(&dir, service).map_err(|e| Fatal(e.to_string()))?;
+    let Some(first) = found.first() else {
+        return Err(Fatal(format!(
+            "service \"{service}\" in \"{}\" has no auth line for {}",
+            dir.display(),
+            pam_stack::MODULE_FILE
+        )));
+    };
+    if found
+        .iter()
+        .any(|o| o.state_dir != first.state_dir || o.fleet != first.fleet)
+    {
+        return Err(Fatal(format!(
+            "the {} lines of service \"{service}\" name different stores: use --options",
+            pam_stack::MODULE_FILE
+        )));
+    }
+    Ok(first.clone())
+}
+
+/// A local store directory that does not exist holds nothing, and most likely the name
+/// is wrong: say so rather than report "none recorded".
+fn require_dir(dir: &Path) -> Result<(), Fatal> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Fatal(format!("\"{}\" is not a directory", dir.display()))),
+        Err(e) => Err(Fatal(format!(
+            "no state directory \"{}\": {e} (the module's state_dir=, default {DEFAULT_STATE_DIR})",
+            dir.display()
+        ))),
+    }
 }
 
 /// The fleet's shared store when the module arguments name one (`state=redis…`).
@@ -190,7 +272,6 @@ fn fleet_store(opts: &ModuleOptions) -> Result<Option<Box<dyn StateStore>>, Fata
 fn list(dir: &PathBuf) -> Result<Vec<Uid>, Fatal> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Fatal(format!("cannot list {}: {e}", dir.display()))),
     };
     let mut uids: Vec<Uid> = entries

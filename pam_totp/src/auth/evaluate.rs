@@ -76,6 +76,19 @@ impl Ctx {
             }
         };
         for w in &decision.warnings {
+            // Configuration facts would repeat on every login: they are logged with
+            // `debug`, and a clamp also when a code was refused (it may be why);
+            // `totp-enroll check` reports them.
+            let clamp = matches!(
+                w,
+                Warning::WindowClamped { .. } | Warning::SkewClamped { .. }
+            );
+            if w.is_configuration()
+                && !self.opts.debug
+                && !(clamp && decision.verdict == Verdict::Rejected)
+            {
+                continue;
+            }
             io.log(Level::Warning, &format!("{who} ({shown}): {w}"));
         }
         // A failed tentative check keeps only its charge: GA moves the HOTP counter at
@@ -86,7 +99,7 @@ impl Ctx {
             let saved = match locked.as_mut() {
                 Some(l) => {
                     let _creds = switch_creds(&*io, run.target)?;
-                    l.replace(changed.as_bytes()).map_err(|e| format!("{e:?}"))
+                    l.replace(changed.as_bytes()).map_err(|e| e.to_string())
                 }
                 None => Err("file was not locked".to_owned()),
             };
@@ -148,7 +161,7 @@ impl Ctx {
                 return Err(AuthError::LockTimeout);
             }
             Err(e) => {
-                io.log(Level::Err, &format!("secret file {shown}: {e:?}"));
+                io.log(Level::Err, &format!("secret file {shown}: {e}"));
                 return Ok(SecretRead::Deny(Denial::BadFile));
             }
         };
@@ -268,6 +281,7 @@ impl Ctx {
             Verdict::Rejected => return Ok(self.denied(io, who, Denial::WrongCode)),
             // Refused by the boot floor only: already explained by its warning.
             Verdict::Replayed if decision.warnings.contains(&Warning::UsedBeforeBoot) => {
+                tell_code_used(io);
                 return Ok(self.denied(io, who, Denial::Replay));
             }
             Verdict::Replayed => {
@@ -278,6 +292,7 @@ impl Ctx {
                         self.from
                     ),
                 );
+                tell_code_used(io);
                 return Ok(self.denied(io, who, Denial::Replay));
             }
             v @ (Verdict::Throttled | Verdict::Disabled) => {
@@ -307,22 +322,24 @@ impl Ctx {
     }
 
     pub(super) fn denied(&self, io: &mut dyn PamIo, who: &str, denial: Denial) -> Outcome {
-        let why = match denial {
-            Denial::WrongCode => "invalid verification code",
-            Denial::Replay => "code already used",
-            Denial::Throttled => "too many failures; attempt refused unevaluated (backoff)",
-            Denial::Locked => "second factor disabled after too many failures (max_failures)",
-            Denial::NotPersisted => "state could not be saved",
-            Denial::StateUnusable => "state store unusable",
-            Denial::BadFile => "secret file unusable",
-            _ => "denied",
-        };
         io.log(
             Level::Notice,
-            &format!("{why} for {who} from {}", self.from),
+            &format!("{} for {who} from {}", denial.log_text(), self.from),
         );
         Outcome::Deny(denial)
     }
+}
+
+/// Tells the user that a right code was refused only because it was used already, so
+/// `ssh` then `scp` within one step is not mistaken for a typo. Only an answer that
+/// matched a valid code in constant time gets here (throttled attempts are refused
+/// unevaluated), so it tells nothing to anyone who does not hold that code.
+fn tell_code_used(io: &mut dyn PamIo) {
+    // Best effort: the denial stands whether or not the message arrives.
+    let _ = io.converse(
+        Style::ErrorMsg,
+        "that code was already used; wait for the next code",
+    );
 }
 
 /// Takes the target's file-system identity for the calling thread (restored on drop).
@@ -338,7 +355,7 @@ pub(super) fn switch_creds(
                 target.identity.uid
             ),
         );
-        AuthError::Credentials(format!("{e:?}"))
+        AuthError::Credentials(e.to_string())
     })
 }
 

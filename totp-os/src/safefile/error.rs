@@ -150,7 +150,16 @@ impl fmt::Display for FileError {
                 mode & 0o7777
             ),
             Self::NotRegular { mode } => {
-                write!(f, "not a regular file (type {:o})", mode & libc::S_IFMT)
+                let what = match mode & libc::S_IFMT {
+                    libc::S_IFDIR => "a directory",
+                    libc::S_IFIFO => "a FIFO",
+                    libc::S_IFSOCK => "a socket",
+                    libc::S_IFCHR => "a character device",
+                    libc::S_IFBLK => "a block device",
+                    libc::S_IFLNK => "a symbolic link",
+                    _ => "of an unknown type",
+                };
+                write!(f, "not a regular file: it is {what}")
             }
             Self::BadOwner { uid } => write!(f, "owned by uid {uid}, which is not allowed"),
             Self::BadMode { perm } => write!(f, "mode {perm:04o} is too permissive"),

@@ -1,0 +1,222 @@
+//! The admin CLIs as commands (issue "operations"): a closed pipe ends them quietly,
+//! a state directory that does not exist is an error, `totp-state --service` reads the
+//! store from the PAM service, `explain` without `--rhost` is a console login, and
+//! `check` warns about a missing service and names the store it used.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use system_tests::*;
+
+/// Runs `cmd` with standard output on a pipe whose reader is already closed: every
+/// write fails with EPIPE, as with `| head` once head has exited.
+fn with_closed_stdout(cmd: &mut Command) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    cmd.stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run")
+}
+
+/// A stack with one recorded login, so `show` has something to print.
+fn recorded() -> (Stack, TestUser) {
+    let (u, secret) = TestUser::enrolled("co");
+    let stack = Stack::with_module("svc", "");
+    let d = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, T0))
+        .at(T0)
+        .run();
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    (stack, u)
+}
+
+#[test]
+fn a_closed_pipe_ends_the_tools_quietly() {
+    if !require_root("a_closed_pipe_ends_the_tools_quietly") {
+        return;
+    }
+    let (stack, u) = recorded();
+    // Control: with a reader, the record is printed.
+    let out = Command::new(&built().state_tool)
+        .args(["show", "--json", "--state-dir"])
+        .arg(stack.state_dir())
+        .output()
+        .expect("totp-state");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&u.name));
+    for args in [vec!["show", "--json"], vec!["show"]] {
+        let out = with_closed_stdout(
+            Command::new(&built().state_tool)
+                .args(&args)
+                .arg("--state-dir")
+                .arg(stack.state_dir()),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(
+            stderr.is_empty(),
+            "{args:?}: no panic, no message: {stderr}"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("access.conf");
+    fs::write(&rules, "+ : ALL : 10.0.0.0/8\n").expect("rules");
+    let out = with_closed_stdout(
+        Command::new(&built().enroll)
+            .args(["explain", "--user", "root", "--accessfile"])
+            .arg(&rules),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn a_state_directory_that_does_not_exist_is_an_error() {
+    if !require_root("a_state_directory_that_does_not_exist_is_an_error") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let missing = dir.path().join("nonexistent");
+    let out = Command::new(&built().state_tool)
+        .args(["show", "--state-dir"])
+        .arg(&missing)
+        .output()
+        .expect("totp-state");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no state directory"),
+        "{out:?}"
+    );
+    // Control: an existing, empty directory lists nothing and succeeds.
+    let out = Command::new(&built().state_tool)
+        .args(["show", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("totp-state");
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn totp_state_service_uses_the_services_store() {
+    if !require_root("totp_state_service_uses_the_services_store") {
+        return;
+    }
+    let (stack, u) = recorded();
+    // The stack's service line names its own state_dir=: --service finds it.
+    let out = Command::new(&built().state_tool)
+        .args([
+            "show",
+            "--json",
+            "--user",
+            &u.name,
+            "--service",
+            "svc",
+            "--pam-dir",
+        ])
+        .arg(stack.path())
+        .output()
+        .expect("totp-state");
+    assert!(out.status.success(), "{out:?}");
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        json.contains(&format!("\"last_step\":{}", T0 / 30)),
+        "{json}"
+    );
+    // A service without the module, and two lines naming different stores: errors.
+    fs::write(stack.path().join("plain"), "auth required pam_permit.so\n").expect("write");
+    let out = Command::new(&built().state_tool)
+        .args(["show", "--service", "plain", "--pam-dir"])
+        .arg(stack.path())
+        .output()
+        .expect("totp-state");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no auth line"),
+        "{out:?}"
+    );
+    stack.service(
+        "two",
+        "auth required @MODULE@\nauth required @MODULE@ state_dir=/var/lib/other-store\n",
+    );
+    let out = Command::new(&built().state_tool)
+        .args(["show", "--service", "two", "--pam-dir"])
+        .arg(stack.path())
+        .output()
+        .expect("totp-state");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("different stores"),
+        "{out:?}"
+    );
+}
+
+fn explain(rules: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = Command::new(&built().enroll)
+        .args(["explain", "--json", "--user", "root", "--accessfile"])
+        .arg(rules)
+        .args(extra)
+        .output()
+        .expect("totp-enroll explain");
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn explain_without_rhost_is_a_console_login() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("access.conf");
+    fs::write(&rules, "+ : ALL : LOCAL\n- : ALL : ALL\n").expect("rules");
+    fs::set_permissions(&rules, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let console = explain(&rules, &["--tty", "tty1"]);
+    let remote = explain(&rules, &["--rhost", "192.0.2.7", "--tty", "pts/0"]);
+    assert_ne!(
+        console.to_string(),
+        remote.to_string(),
+        "a console login and a remote one are told apart"
+    );
+    assert!(console.to_string().contains("LOCAL"), "{console}");
+}
+
+fn check(dir: &Path, service: &str) -> Output {
+    Command::new(&built().enroll)
+        .args(["check", "--user", "root", "--service", service, "--pam-dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("totp-enroll check")
+}
+
+#[test]
+fn check_warns_about_a_missing_service_and_names_the_store() {
+    if !require_root("check_warns_about_a_missing_service_and_names_the_store") {
+        return;
+    }
+    let stack = Stack::new();
+    stack.service("svc", "auth required @MODULE@ allowed_perm=0640\n");
+    // A misspelt service: libpam runs "other", and the tool says so.
+    let out = check(stack.path(), "scv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no service \"scv\"") && stderr.contains("\"other\""),
+        "{stderr}"
+    );
+    // The real one: its store and its weakening option are named.
+    let out = check(stack.path(), "svc");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "state store: the directory {}",
+            stack.state_dir().display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("option allowed_perm weakens security"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no service"), "{stderr}");
+}

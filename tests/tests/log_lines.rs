@@ -1,0 +1,277 @@
+//! The log lines tools read (issue "operations"): the shipped fail2ban filter run by the
+//! real `fail2ban-regex` over lines the module wrote through libpam, the "code already
+//! used" message, and no Rust debug text in any line. See docs/logging.md.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::process::Command;
+
+use system_tests::*;
+
+/// `<PRI>Mmm dd hh:mm:ss tag[pid]: msg` from `/dev/log` as rsyslog writes it to
+/// /var/log/auth.log: without the priority, with a host name after the time stamp.
+fn auth_log_line(datagram: &str) -> String {
+    let body = datagram
+        .split_once('>')
+        .map(|(_, rest)| rest)
+        .unwrap_or(datagram);
+    let (stamp, rest) = body.split_at(body.len().min(15));
+    format!("{stamp} testhost{rest}")
+}
+
+/// One login; its captured log lines, converted to auth.log lines.
+fn login(driver: Driver, want: &str, all: &mut Vec<String>) -> (Drive, Vec<String>) {
+    let (d, lines) = capture_syslog(&driver);
+    assert_eq!(d.result, want, "{d:?}\n{lines:#?}");
+    let converted: Vec<String> = lines.iter().map(|l| auth_log_line(l)).collect();
+    all.extend(converted.iter().cloned());
+    (d, converted)
+}
+
+fn has(lines: &[String], needle: &str) -> bool {
+    lines.iter().any(|l| l.contains(needle))
+}
+
+#[test]
+fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
+    let t = "fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "fail2ban-regex") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("f2b");
+    // libpam names the module in log lines after its file: load the build under the
+    // installed name, so the lines are the ones a real host writes.
+    let stack = Stack::new();
+    let installed_name = stack.path().join("pam_totp.so");
+    std::os::unix::fs::symlink(&built().module, &installed_name).expect("symlink");
+    stack.service(
+        "svc",
+        &format!(
+            "auth required {} state_dir={} nullok\n",
+            installed_name.display(),
+            stack.state_dir().display()
+        ),
+    );
+    let mut all = Vec::new();
+
+    // Failures that count: a wrong code, an unknown user, a hostile user name that
+    // carries a fake "from HOST", and a throttled origin.
+    let (_, l) = login(
+        Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(&secret, T0))
+            .rhost("192.0.2.11")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "invalid verification code for"), "{l:#?}");
+    assert!(has(&l, " pam_totp(svc:auth): "), "{l:#?}");
+    let (_, l) = login(
+        Driver::new(&stack, "svc", "nosuchuser-f2b")
+            .answer("123456")
+            .rhost("192.0.2.12")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "code not verified (unknown user)"), "{l:#?}");
+    assert!(
+        !has(&l, "invalid verification code"),
+        "no code was compared: {l:#?}"
+    );
+    let (_, l) = login(
+        Driver::new(&stack, "svc", "x from 192.0.2.99")
+            .answer("123456")
+            .rhost("192.0.2.15")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(
+        has(
+            &l,
+            "code not verified (unknown user) for x from 192.0.2.99 from"
+        ),
+        "{l:#?}"
+    );
+
+    // Not counted: a success, the same right code again (replay), a console login, a
+    // nullok skip.
+    let good_at = T0 + 300;
+    let good = code_at(&secret, good_at);
+    let (_, l) = login(
+        Driver::new(&stack, "svc", &u.name)
+            .answer(&good)
+            .rhost("192.0.2.13")
+            .at(good_at),
+        "PAM_SUCCESS",
+        &mut all,
+    );
+    assert!(has(&l, "accepted time-based code"), "{l:#?}");
+    let (d, l) = login(
+        Driver::new(&stack, "svc", &u.name)
+            .answer(&good)
+            .rhost("192.0.2.14")
+            .at(good_at + 1),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "code already used for"), "{l:#?}");
+    assert!(
+        d.messages
+            .iter()
+            .any(|(style, text)| *style == 3 && text.contains("already used")),
+        "the user is told the code was used: {d:?}"
+    );
+    let (_, l) = login(
+        Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(&secret, good_at + 60))
+            .at(good_at + 60),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "invalid verification code for"), "{l:#?}");
+    let plain = TestUser::create("f2bn");
+    let (_, l) = login(
+        Driver::new(&stack, "svc", &plain.name)
+            .rhost("192.0.2.16")
+            .at(T0),
+        // The module's PAM_IGNORE leaves this one-line stack without a success.
+        "PAM_PERM_DENIED",
+        &mut all,
+    );
+    assert!(has(&l, "not asking"), "{l:#?}");
+
+    // Hammer one origin until the backoff refuses attempts unevaluated.
+    let mut throttled = false;
+    for i in 0..20 {
+        let at = T0 + 900 + i;
+        let (_, l) = login(
+            Driver::new(&stack, "svc", &u.name)
+                .answer(&wrong_totp(&secret, at))
+                .rhost("192.0.2.17")
+                .at(at),
+            "PAM_AUTH_ERR",
+            &mut all,
+        );
+        if has(&l, "attempt refused unevaluated") {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "backoff never started: {all:#?}");
+
+    // The filter as the package installs it, next to fail2ban's own common.conf.
+    let conf = tempfile::tempdir().expect("tempdir");
+    let filter_dir = conf.path().join("filter.d");
+    fs::create_dir(&filter_dir).expect("filter.d");
+    fs::copy(
+        "/etc/fail2ban/filter.d/common.conf",
+        filter_dir.join("common.conf"),
+    )
+    .expect("fail2ban's common.conf");
+    let filter = filter_dir.join("pam-totp.conf");
+    fs::copy(
+        workspace().join("packaging/fail2ban/filter.d/pam-totp.conf"),
+        &filter,
+    )
+    .expect("copy filter");
+    let log = conf.path().join("auth.log");
+    fs::write(&log, all.join("\n") + "\n").expect("write log");
+    let out = Command::new("fail2ban-regex")
+        .args(["-r", "-o", "ip"])
+        .arg(&log)
+        .arg(&filter)
+        .output()
+        .expect("run fail2ban-regex");
+    assert!(
+        out.status.success(),
+        "fail2ban-regex: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hits: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let hosts: BTreeSet<&str> = hits.iter().map(String::as_str).collect();
+    let want: BTreeSet<&str> = ["192.0.2.11", "192.0.2.12", "192.0.2.15", "192.0.2.17"]
+        .into_iter()
+        .collect();
+    assert_eq!(hosts, want, "matched hosts; log:\n{}", all.join("\n"));
+    // Every failure line of the hammered origin counts, not just one.
+    assert!(
+        hits.iter().filter(|h| *h == "192.0.2.17").count() >= 2,
+        "{hits:?}"
+    );
+}
+
+/// Shapes that only Rust's `Debug` output produces.
+fn debug_shape(line: &str) -> Option<&'static str> {
+    [
+        "{ ", " }", "Some(", "None", "Err(", "Ok(", "Os {", "errno:", "kind:",
+    ]
+    .into_iter()
+    .find(|s| line.contains(s))
+}
+
+#[test]
+fn no_log_line_carries_rust_debug_text() {
+    let t = "no_log_line_carries_rust_debug_text";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("dbg");
+    let mut all = Vec::new();
+    let mut collect = |stack: &Stack, user: &str, answer: &str| {
+        let drv = Driver::new(stack, "svc", user)
+            .answer(answer)
+            .rhost("192.0.2.20")
+            .at(T0);
+        let (_, lines) = capture_syslog(&drv);
+        assert!(!lines.is_empty(), "nothing logged");
+        all.extend(lines);
+    };
+    let good = code_at(&secret, T0);
+    let stack = Stack::with_module("svc", "debug");
+    collect(&stack, &u.name, &good);
+    collect(&stack, &u.name, &good);
+    collect(&stack, &u.name, "000000x");
+    collect(&stack, "nosuch-dbg", "123456");
+    // A directory, a FIFO, a group-writable file and a file of another owner in place
+    // of the secret: the refusals name the problem in words.
+    let path = u.secret_path();
+    fs::remove_file(&path).expect("remove secret");
+    fs::create_dir(&path).expect("mkdir");
+    collect(&stack, &u.name, &good);
+    fs::remove_dir(&path).expect("rmdir");
+    run("mkfifo", [path.as_os_str()]);
+    collect(&stack, &u.name, &good);
+    fs::remove_file(&path).expect("rm fifo");
+    u.write_secret(&totp_file(&secret), 0o660);
+    collect(&stack, &u.name, &good);
+    write_owned(&path, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    collect(&stack, &u.name, &good);
+    // Bad options and a state directory that is a file.
+    collect(
+        &Stack::with_module("svc", "window_size=abc"),
+        &u.name,
+        &good,
+    );
+    let bad_state = Stack::new();
+    fs::write(bad_state.state_dir(), b"not a directory").expect("write");
+    bad_state.service("svc", "auth required @MODULE@\n");
+    collect(&bad_state, &u.name, &good);
+    let messages: Vec<&str> = all.iter().map(|l| syslog_message(l)).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("not a regular file: it is a directory")),
+        "{messages:#?}"
+    );
+    for m in &messages {
+        if let Some(shape) = debug_shape(m) {
+            panic!("debug text {shape:?} in log line: {m}\nall: {messages:#?}");
+        }
+    }
+}
