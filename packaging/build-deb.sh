@@ -24,6 +24,9 @@
 #                                                present), docs/*.md under docs/, copyright,
 #                                                changelog.Debian.gz
 #   /usr/share/doc/pam-totp/examples/            pam.d-examples/
+#   /etc/security/pam_totp_access.conf (conffile) pam.d-examples/pam_totp_access.conf
+#                                                (every rule commented out: inert)
+#   /etc/fail2ban/filter.d/pam-totp.conf (conffile) packaging/fail2ban/filter.d/
 #   /var/lib/pam_totp/  (root, 0700)             empty secret store for store mode
 #   /var/lib/pam_totp/state/  (root, 0700)       the module's state directory
 set -euo pipefail
@@ -136,6 +139,13 @@ find "$doc/examples" -type f -exec chmod 0644 {} +
 fill packaging/debian/copyright > "$doc/copyright"
 fill packaging/debian/changelog | gzip -9n > "$doc/changelog.Debian.gz"
 
+# Configuration files the examples name, installed inert: the access-rule file with every
+# rule commented out (the sshd example's accessfile= then finds it and skips nobody), and
+# the fail2ban filter (used only once a jail enables it). Conffiles: dpkg keeps an
+# admin's edits across upgrades.
+install -D -m 0644 pam.d-examples/pam_totp_access.conf "$pkg/etc/security/pam_totp_access.conf"
+install -D -m 0644 packaging/fail2ban/filter.d/pam-totp.conf "$pkg/etc/fail2ban/filter.d/pam-totp.conf"
+
 # Store-mode secret directory: root only. dpkg keeps it (with a note) on purge when
 # secrets are in it, which is what we want.
 install -d -m 0700 "$pkg/var/lib/pam_totp"
@@ -163,6 +173,9 @@ fill packaging/debian/control > "$pkg/DEBIAN/control"
 install -m 0755 packaging/debian/postinst "$pkg/DEBIAN/postinst"
 install -m 0755 packaging/debian/prerm "$pkg/DEBIAN/prerm"
 install -m 0755 packaging/debian/postrm "$pkg/DEBIAN/postrm"
+printf '%s\n' /etc/security/pam_totp_access.conf /etc/fail2ban/filter.d/pam-totp.conf \
+    > "$pkg/DEBIAN/conffiles"
+chmod 0644 "$pkg/DEBIAN/conffiles"
 (cd "$pkg" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z \
     | xargs -0 md5sum) > "$pkg/DEBIAN/md5sums"
 chmod 0644 "$pkg/DEBIAN/md5sums"

@@ -104,6 +104,8 @@ expected=(
     "/usr/share/doc/pam-totp/copyright 644"
     "/usr/share/doc/pam-totp/changelog.Debian.gz 644"
     "/var/lib/pam_totp 700"
+    "/etc/security/pam_totp_access.conf 644"
+    "/etc/fail2ban/filter.d/pam-totp.conf 644"
 )
 for doc in "$root"/docs/*.md; do
     expected+=("/usr/share/doc/pam-totp/docs/$(basename "$doc") 644")
@@ -128,6 +130,11 @@ check "installed examples are byte-identical to pam.d-examples/" \
 check "profile in /usr/share/pam-configs matches the example" \
     cmp -s "$root/pam.d-examples/pam-configs/pam_totp" /usr/share/pam-configs/pam_totp
 check "dpkg --verify finds no changed files" test -z "$(dpkg --verify pam-totp 2>&1)"
+check "the access-rule file and the fail2ban filter are conffiles" \
+    sh -c "dpkg-query -W -f='\${Conffiles}' pam-totp | grep -q ' /etc/security/pam_totp_access.conf ' \
+           && dpkg-query -W -f='\${Conffiles}' pam-totp | grep -q ' /etc/fail2ban/filter.d/pam-totp.conf '"
+check "fail2ban-regex finds the host in a failed-code line with the installed filter" \
+    sh -c "fail2ban-regex -r -o ip 'Dec  5 10:00:00 host sshd[42]: pam_totp(sshd:auth): invalid verification code for alice from 192.0.2.77' pam-totp | grep -qx 192.0.2.77"
 
 # ---- man pages
 for page in /usr/share/man/man8/pam_totp.8.gz /usr/share/man/man1/totp-enroll.1.gz; do
@@ -168,11 +175,17 @@ mkdir -p "$confdir"
 echo "auth required pam_deny.so" > "$confdir/other"
 printf 'auth required pam_totp.so nullok\nauth required pam_permit.so\n' > "$confdir/plain"
 printf 'auth required pam_totp.so no_such_option\n' > "$confdir/badopt"
+# The sshd example's module line, with the access file the package installs.
+grep -E '^auth .*pam_totp\.so' "$root/pam.d-examples/sshd" > "$confdir/sshd-example"
+echo 'auth required pam_permit.so' >> "$confdir/sshd-example"
 drive() { "$driver" --confdir "$confdir" "$@" || true; }
 
 out=$(drive --service plain --user "$user" --tty ssh --rhost 192.0.2.1)
 check "pam_totp.so (bare name) loads: not enrolled + nullok -> skip, pam_permit succeeds" \
     sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_SUCCESS' && printf '%s\n' \"\$1\" | grep -qx 'prompts 0'" _ "$out"
+out=$(drive --service sshd-example --user "$user" --tty ssh --rhost 192.0.2.1)
+check "the sshd example's accessfile= exists as installed: not enrolled + nullok -> skip" \
+    sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_SUCCESS'" _ "$out"
 out=$(drive --service badopt --user "$user")
 check "an unknown module option fails closed (PAM_SERVICE_ERR, no prompt)" \
     sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_SERVICE_ERR' && printf '%s\n' \"\$1\" | grep -qx 'prompts 0'" _ "$out"

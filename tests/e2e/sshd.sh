@@ -58,6 +58,7 @@ installed_deb=no
 users=()
 state_tool=
 group=ptsg$tag
+group_auto=ptsa$tag
 
 cleanup() {
     set +e
@@ -71,6 +72,7 @@ cleanup() {
         userdel -r -f "$u" >/dev/null 2>&1
     done
     groupdel "$group" >/dev/null 2>&1
+    groupdel "$group_auto" >/dev/null 2>&1
     [ "$created_run_sshd" = yes ] && rmdir /run/sshd 2>/dev/null
     if [ "$installed_deb" = yes ]; then dpkg --purge pam-totp >/dev/null 2>&1; fi
     rm -rf "$work"
@@ -142,17 +144,23 @@ new_user new; u_new=$REPLY   # never enrolled (nullok)
 new_user lan; u_lan=$REPLY   # access rule for 127.0.0.1
 new_user grp; u_grp=$REPLY   # skip_group member
 new_user key; u_key=$REPLY   # publickey + code
+new_user auto; u_auto=$REPLY # the snippets' key-only exemption group
 groupadd "$group"
 usermod -a -G "$group" "$u_grp"
+groupadd "$group_auto"
+usermod -a -G "$group_auto" "$u_auto"
 
 # ---- sshd: own binary name, config, host key, port
 mkdir -m 0700 "$work/bin" "$work/keys"
 cp /usr/sbin/sshd "$work/bin/$service"
 ssh-keygen -q -t ed25519 -N '' -C pam_totp-e2e-host -f "$work/keys/host_ed25519"
 ssh-keygen -q -t ed25519 -N '' -C pam_totp-e2e-client -f "$work/keys/client_ed25519"
-key_home=$(home_of "$u_key")
-install -d -m 0700 -o "$u_key" -g "$u_key" "$key_home/.ssh"
-install -m 0600 -o "$u_key" -g "$u_key" "$work/keys/client_ed25519.pub" "$key_home/.ssh/authorized_keys"
+key=$work/keys/client_ed25519
+for u in "$u_key" "$u_auto"; do
+    key_home=$(home_of "$u")
+    install -d -m 0700 -o "$u" -g "$u" "$key_home/.ssh"
+    install -m 0600 -o "$u" -g "$u" "$key.pub" "$key_home/.ssh/authorized_keys"
+done
 if [ ! -d /run/sshd ]; then
     mkdir -m 0755 /run/sshd
     created_run_sshd=yes
@@ -190,7 +198,8 @@ install_pam() {
 start_sshd() {
     local snippet=$1
     stop_sshd
-    cp "$root/pam.d-examples/$snippet" "$work/snippet.conf"
+    # The snippet as shipped, with the test's group in place of its exemption group.
+    sed "s/ssh-keyonly/$group_auto/g" "$root/pam.d-examples/$snippet" > "$work/snippet.conf"
     # The project's snippet comes first: sshd keeps the first value it reads, exactly as
     # with Debian's "Include /etc/ssh/sshd_config.d/*.conf" at the top of sshd_config.
     cat > "$work/sshd_config" <<EOF
@@ -296,11 +305,29 @@ if enroll_user "$u_grp"; then
     expect_login "skip_group member logs in without a code" ok 1 0
 fi
 
+# The snippet's exemptions, as a real sshd reads them: root keeps its keys (Debian's
+# "PermitRootLogin prohibit-password" would otherwise lock root out), the automation
+# group logs in with a key alone, and everybody else still answers the PAM stack.
+check_root_keeps_keys() {
+    local methods
+    methods=$("$work/bin/$service" -T -f "$work/sshd_config" -C user=root,host=localhost,addr=127.0.0.1 \
+        | sed -n 's/^authenticationmethods //p')
+    if [ "$methods" = publickey ]; then pass "$1: root logs in with a key"
+    else fail "$1: root logs in with a key (sshd -T says: $methods)"; fi
+}
+check_root_keeps_keys sshd_config-password.conf
+login "$u_auto" unused 000000 "$key"
+expect_login "the automation group logs in with its key alone" ok 0 0
+login "$u_pw" "$(password_of "$u_pw")" 000000 "$key"
+expect_login "a key exempts nobody else from the password and the code" denied 1 1
+
 # ==== Phase 2: public key, then code (sshd-publickey + sshd_config-publickey.conf)
 install_pam sshd-publickey
 start_sshd sshd_config-publickey.conf
 echo "sshd-e2e: phase 2: publickey then code"
-key=$work/keys/client_ed25519
+check_root_keeps_keys sshd_config-publickey.conf
+login "$u_auto" unused 000000 "$key"
+expect_login "the automation group logs in with its key alone (publickey snippet)" ok 0 0
 if enroll_user "$u_key"; then
     s_key=$SECRET
     code=$(totp_now "$s_key")
