@@ -130,3 +130,25 @@ fn every_man_page_is_groff_clean() {
         );
     }
 }
+
+/// The Rust version the README names is the one the RPM spec requires (the only
+/// toolchain the suite runs; no older minimum is claimed anywhere).
+#[test]
+fn the_rpm_spec_requires_the_rust_version_the_readme_names() {
+    let readme = fs::read_to_string(workspace().join("README.md")).expect("README");
+    let spec = fs::read_to_string(workspace().join("packaging/rpm/pam_totp.spec")).expect("spec");
+    let version_after = |text: &str, marker: &str| -> Option<String> {
+        let rest = &text[text.find(marker)? + marker.len()..];
+        let v: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        Some(v.trim_end_matches('.').to_owned()).filter(|v| !v.is_empty())
+    };
+    let readme_v = version_after(&readme, "Built and tested with Rust ").expect("README version");
+    let spec_v = version_after(&spec, "BuildRequires:  rust >= ").expect("spec version");
+    assert_eq!(
+        readme_v, spec_v,
+        "README says Rust {readme_v}, the spec {spec_v}"
+    );
+}

@@ -168,12 +168,10 @@ fn hostile_names_and_hosts_are_inert_in_logs() {
             "{literal:?} not logged literally (format-string use?): {lines:#?}"
         );
         assert!(
-            lines
-                .iter()
-                .any(|l| {
-                    let m = syslog_message(l);
-                    m.contains("code not verified (") || m.contains("invalid verification code")
-                }),
+            lines.iter().any(|l| {
+                let m = syslog_message(l);
+                m.contains("code not verified (") || m.contains("invalid verification code")
+            }),
             "outcome logged: {lines:#?}"
         );
     }

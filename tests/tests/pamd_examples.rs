@@ -48,6 +48,7 @@ const EXAMPLES: &[&str] = &[
     "pam-configs/pam_totp",
     "pam_totp_access.conf",
     "polkit-1",
+    "screen-locker",
     "sddm",
     "sshd",
     "sshd-publickey",
@@ -60,6 +61,7 @@ const EXAMPLES: &[&str] = &[
 
 /// Every PAM stack among the examples.
 const STACKS: &[&str] = &[
+    "screen-locker",
     "sshd",
     "sshd-publickey",
     "sudo",
@@ -211,7 +213,10 @@ impl Setup {
             out.push_str(&tokens.join(" "));
             out.push('\n');
         }
-        assert_eq!(totp_lines, 1, "expected one pam_totp line in:\n{text}");
+        assert!(
+            (1..=2).contains(&totp_lines),
+            "expected one pam_totp line (two for a migration) in:\n{text}"
+        );
         fs::write(self.stack.path().join(&self.service), out).expect("write service");
     }
 
@@ -440,12 +445,25 @@ fn every_example_is_tested_and_no_pam_totp_line_is_sufficient_or_optional() {
         let totp: Vec<&str> = active_lines(&text)
             .filter(|l| l.split_whitespace().any(|t| t == "pam_totp.so"))
             .collect();
-        assert_eq!(totp.len(), 1, "{name}: one pam_totp line");
-        let line = totp[0];
+        // One line, or (sudo, su: moving from home mode to the store) a store line that
+        // jumps over a home-mode line; both die on anything but success or a skip.
+        let (first, last) = match totp.as_slice() {
+            [only] => (None, *only),
+            [store, home] if name == "sudo" || name == "su" => (Some(*store), *home),
+            other => panic!("{name}: unexpected pam_totp lines {other:?}"),
+        };
+        if let Some(store) = first {
+            assert!(
+                store.starts_with(
+                    "auth [success=1 ignore=ignore default=die] pam_totp.so user=root"
+                ),
+                "{name}: the store line jumps over the home line only on success: {store}"
+            );
+        }
         assert!(
-            line.starts_with("auth [success=ok ignore=ignore default=die] pam_totp.so")
-                || line.starts_with("auth required pam_totp.so"),
-            "{name}: pam_totp must be requisite-style or required: {line}"
+            last.starts_with("auth [success=ok ignore=ignore default=die] pam_totp.so")
+                || last.starts_with("auth required pam_totp.so"),
+            "{name}: pam_totp must be requisite-style or required: {last}"
         );
     }
     let profile = example_text("pam-configs/pam_totp");
@@ -925,6 +943,23 @@ fn sddm_example_takes_password_and_code_in_one_answer() {
     password_and_code_in_one_answer(&setup, &u, Mode::Home, display);
 }
 
+/// A locker that sends its one field to every prompt (i3lock, swaylock): one question,
+/// password and code together; the same cases as sddm.
+#[test]
+fn screen_locker_example_takes_password_and_code_in_one_answer() {
+    if !ready("screen_locker_example") {
+        return;
+    }
+    let setup = Setup::new("i3lock");
+    setup.install("screen-locker", &setup.default_rewrite());
+    let u = users("lk");
+    let display = Items {
+        tty: Some(":0"),
+        rhost: None,
+    };
+    password_and_code_in_one_answer(&setup, &u, Mode::Home, display);
+}
+
 #[test]
 fn xrdp_example_takes_password_and_code_in_one_answer() {
     if !ready("xrdp_example") {
@@ -1011,5 +1046,77 @@ fn polkit_example_asks_password_then_store_code() {
         2,
         true,
         "a code from the home file does not pass",
+    );
+}
+
+/// The sudo and su examples move people from home mode to the store without dropping
+/// anybody's second factor: a user enrolled only at home is asked for that code, a user
+/// with a store file for the store's, and only a user enrolled nowhere passes with the
+/// password alone (the recipe in the sudo example's comments).
+#[test]
+fn sudo_and_su_examples_keep_asking_users_enrolled_at_home() {
+    let test = "sudo_and_su_examples_keep_asking_users_enrolled_at_home";
+    if !ready(test) {
+        return;
+    }
+    let in_ssh = Items {
+        tty: Some("/dev/pts/3"),
+        rhost: None,
+    };
+    let setup = Setup::new("sudo");
+    setup.install("sudo", &setup.default_rewrite());
+    let u = users("mh");
+    // Enrolled at home only (the state of a host that ran a home-mode sudo stack).
+    let home = enroll(&setup, &u.enrolled, Mode::Home);
+    assert!(!setup.store_path(&u.enrolled).exists());
+    let d = with_items(setup.drive(&u.enrolled), in_ssh)
+        .answer(PASSWORD)
+        .answer(&wrong_totp(&home, now()))
+        .run();
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "home-enrolled user, wrong code: denied, not skipped",
+    );
+    let d = with_items(setup.drive(&u.enrolled), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&home))
+        .run();
+    expect(&d, OK, 2, true, "home-enrolled user, the home code");
+    // Moved to the store: the store's code, asked once.
+    let store = enroll(&setup, &u.enrolled, Mode::Store);
+    let d = with_items(setup.drive(&u.enrolled), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&store))
+        .run();
+    expect(&d, OK, 2, true, "moved to the store: one code, the store's");
+    // Enrolled nowhere: the password alone, as before the migration.
+    let d = with_items(setup.drive(&u.plain), in_ssh)
+        .answer(PASSWORD)
+        .run();
+    expect(&d, OK, 1, false, "enrolled nowhere: the password alone");
+
+    // su reads the target account's files the same way.
+    let su = Setup::new("su");
+    su.install(
+        "su",
+        &Rewrite {
+            no_rootok: true,
+            ..su.default_rewrite()
+        },
+    );
+    let home = enroll(&su, &u.plain, Mode::Home);
+    let d = with_items(su.drive(&u.plain), in_ssh)
+        .answer(PASSWORD)
+        .answer(&wrong_totp(&home, now()))
+        .run();
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "su to a home-enrolled account: its code is asked",
     );
 }
