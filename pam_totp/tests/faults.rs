@@ -225,9 +225,22 @@ struct Home {
 
 impl Home {
     fn new(contents: &str) -> Home {
+        // Below directories only their owner can write: the state store refuses a
+        // state directory below /tmp (anyone could create it first).
+        // /proc/self belongs to the effective uid.
+        let root = fs::metadata("/proc/self").is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid() == 0
+        });
+        let base = if root {
+            PathBuf::from("/run/pam_totp-tests")
+        } else {
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        };
+        fs::create_dir_all(&base).expect("test base");
         let dir = tempfile::Builder::new()
             .prefix("pam_totp-faults")
-            .tempdir()
+            .tempdir_in(&base)
             .expect("tempdir");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).expect("chmod home");
         let h = Home { dir };

@@ -33,7 +33,8 @@ tag=$(( $$ % 100000 ))
 # (the module checks it); the checkout may live under a world-writable /tmp, so they go
 # to a directory of this run's own under /run.
 trusted=/run/pam_totp-fleet-e2e-$tag
-work=$(mktemp -d "${TMPDIR:-/tmp}/pam_totp-fleet.XXXXXX")
+# Not below /tmp: the module refuses a state_dir= below a directory anyone can write.
+work=$(mktemp -d /run/pam_totp-fleet.XXXXXX)
 chmod 0755 "$work"
 pids=()
 pamfiles=()

@@ -38,7 +38,8 @@ driver=$root/target/debug/pam-drive
 logs=$root/target/valgrind
 rm -rf "$logs"
 mkdir -p "$logs"
-work=$(mktemp -d /tmp/pam_totp-valgrind.XXXXXX)
+# Not below /tmp: the module refuses a state_dir= below a directory anyone can write.
+work=$(mktemp -d /run/pam_totp-valgrind.XXXXXX)
 chmod 700 "$work"
 user=ptvg$$
 cleanup() {

@@ -123,12 +123,29 @@ pub struct Stack {
     pub dir: tempfile::TempDir,
 }
 
+/// A base for test directories that hold state directories: below directories only
+/// their owner can write, as the module requires of `state_dir=` (it refuses one below
+/// /tmp, which anyone can write). /run for root, the home directory otherwise.
+pub fn private_tmp() -> &'static Path {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let base = if nix_euid() == 0 {
+            PathBuf::from("/run/pam_totp-tests")
+        } else {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/pam_totp-tests")
+        };
+        fs::create_dir_all(&base).expect("private test base");
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).expect("chmod base");
+        base
+    })
+}
+
 impl Stack {
     /// A directory with `other` denying everything, as a real system has.
     pub fn new() -> Stack {
         let dir = tempfile::Builder::new()
             .prefix("pam_totp-stack")
-            .tempdir()
+            .tempdir_in(private_tmp())
             .expect("tempdir");
         fs::write(dir.path().join("other"), "auth required pam_deny.so\n").expect("write other");
         Stack { dir }

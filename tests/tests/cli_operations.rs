@@ -220,3 +220,89 @@ fn check_warns_about_a_missing_service_and_names_the_store() {
     );
     assert!(!stderr.contains("no service"), "{stderr}");
 }
+
+#[test]
+fn totp_state_show_names_each_origins_last_remote_address() {
+    if !require_root("totp_state_show_names_each_origins_last_remote_address") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("rh");
+    let stack = Stack::with_module("svc", "");
+    for (host, at) in [("192.0.2.44", T0), ("2001:db8::44", T0 + 30)] {
+        let d = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(&secret, at))
+            .rhost(host)
+            .at(at)
+            .run();
+        assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+    }
+    // A console failure: an origin without an address.
+    let d = Driver::new(&stack, "svc", &u.name)
+        .answer(&wrong_totp(&secret, T0 + 60))
+        .tty("tty3")
+        .at(T0 + 60)
+        .run();
+    assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+    let out = Command::new(&built().state_tool)
+        .args(["show", "--json", "--user", &u.name, "--state-dir"])
+        .arg(stack.state_dir())
+        .output()
+        .expect("totp-state");
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut hosts: Vec<String> = v["origins"]
+        .as_array()
+        .expect("origins")
+        .iter()
+        .map(|o| o["last_rhost"].as_str().unwrap_or("-").to_owned())
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, ["-", "192.0.2.44", "2001:db8::44"], "{v}");
+    let out = Command::new(&built().state_tool)
+        .args(["show", "--user", &u.name, "--state-dir"])
+        .arg(stack.state_dir())
+        .output()
+        .expect("totp-state");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(last from 192.0.2.44)"), "{text}");
+}
+
+/// A `state_dir=` below a directory anyone can write (sticky /tmp) is refused: any user
+/// could create the directory first and deny every login. The login is denied with a
+/// log line naming the cause, nothing is created; the same user logs in with a state
+/// directory below root-only directories.
+#[test]
+fn a_state_dir_below_a_sticky_world_writable_directory_is_refused() {
+    let t = "a_state_dir_below_a_sticky_world_writable_directory_is_refused";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sk");
+    let sticky = tempfile::Builder::new()
+        .prefix("pam_totp-sticky")
+        .tempdir_in("/tmp")
+        .expect("tempdir in /tmp");
+    let state = sticky.path().join("state");
+    let stack = Stack::new();
+    stack.service(
+        "svc",
+        &format!("auth required @MODULE@ state_dir={}\n", state.display()),
+    );
+    let drv = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, T0))
+        .at(T0);
+    let (d, lines) = capture_syslog(&drv);
+    assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("sticky") && l.contains("state_dir=")),
+        "{lines:#?}"
+    );
+    assert!(!state.exists(), "nothing created below /tmp");
+    // Control: the stack's own state directory (below root-only directories).
+    let ok = Stack::with_module("svc", "");
+    let d = Driver::new(&ok, "svc", &u.name)
+        .answer(&code_at(&secret, T0))
+        .at(T0)
+        .run();
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+}

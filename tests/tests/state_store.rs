@@ -47,7 +47,7 @@ impl Tmpfs {
     fn new(size: &str) -> Tmpfs {
         let dir = tempfile::Builder::new()
             .prefix("pam_totp-tmpfs")
-            .tempdir()
+            .tempdir_in(private_tmp())
             .expect("tempdir");
         let st = Command::new("mount")
             .args([

@@ -25,7 +25,10 @@ pub const MAX_ATTEMPTS: usize = 100;
 /// GA keeps ten grace slots (`LAST0`..`LAST9`).
 pub const MAX_GRACE: usize = 10;
 
-const VERSION: u8 = 1;
+/// 2 added each origin's last remote address; records of version 1 are still read.
+const VERSION: u8 = 2;
+/// Version 1: origins without their remote address.
+const VERSION_WITHOUT_HOSTS: u8 = 1;
 
 /// Where an attempt comes from, reduced to 64 bits: `PAM_RHOST` (an IPv6 address by its
 /// /64, since one client owns a whole /64), else the tty, else "unknown". Hashed so the
@@ -85,6 +88,9 @@ pub struct OriginFailures {
     pub failures: u32,
     /// Unix time of the last failure.
     pub last: u64,
+    /// The numeric `PAM_RHOST` of the last failure, for the admin (`totp-state show`),
+    /// as pam_faillock records it; the key stays the throttling identity.
+    pub host: Option<IpAddr>,
 }
 
 /// An origin a code was accepted from.
@@ -149,12 +155,39 @@ impl Reader<'_> {
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(a))
     }
+    fn ip(&mut self) -> Result<IpAddr, StoreError> {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(self.take(16)?);
+        let v6 = std::net::Ipv6Addr::from(a);
+        Ok(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
+    }
+    /// A presence byte (0 or 1), then 16 address bytes (zero when absent).
+    fn host(&mut self) -> Result<Option<IpAddr>, StoreError> {
+        match self.u8()? {
+            0 => {
+                if self.take(16)?.iter().any(|&b| b != 0) {
+                    return Err(corrupt("absent host with an address"));
+                }
+                Ok(None)
+            }
+            1 => self.ip().map(Some),
+            _ => Err(corrupt("bad host flag")),
+        }
+    }
     fn count(&mut self, max: usize) -> Result<usize, StoreError> {
         let n = usize::from(self.u8()?);
         if n > max {
             return Err(corrupt("list too long"));
         }
         Ok(n)
+    }
+}
+
+/// An address as 16 bytes (IPv4 as IPv4-mapped IPv6).
+fn ip_octets(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
     }
 }
 
@@ -167,6 +200,13 @@ impl Ledger {
             o.extend_from_slice(&r.key.0.to_le_bytes());
             o.extend_from_slice(&r.failures.to_le_bytes());
             o.extend_from_slice(&r.last.to_le_bytes());
+            match r.host {
+                Some(h) => {
+                    o.push(1);
+                    o.extend_from_slice(&ip_octets(h));
+                }
+                None => o.extend_from_slice(&[0; 17]),
+            }
         }
         o.push(self.known.len().min(MAX_KNOWN) as u8);
         for k in self.known.iter().take(MAX_KNOWN) {
@@ -183,11 +223,7 @@ impl Ledger {
         }
         o.push(self.grace.len().min(MAX_GRACE) as u8);
         for g in self.grace.iter().take(MAX_GRACE) {
-            let v6 = match g.host {
-                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-                IpAddr::V6(v6) => v6,
-            };
-            o.extend_from_slice(&v6.octets());
+            o.extend_from_slice(&ip_octets(g.host));
             o.extend_from_slice(&g.when.to_le_bytes());
         }
         o
@@ -200,15 +236,22 @@ impl Ledger {
             return Ok(Self::default());
         }
         let mut r = Reader { b: bytes };
-        if r.u8()? != VERSION {
-            return Err(corrupt("unknown version"));
-        }
+        let with_hosts = match r.u8()? {
+            VERSION => true,
+            VERSION_WITHOUT_HOSTS => false,
+            _ => return Err(corrupt("unknown version")),
+        };
         let mut l = Self::default();
         for _ in 0..r.count(MAX_ORIGINS)? {
+            let key = OriginKey(r.u64()?);
+            let failures = r.u32()?;
+            let last = r.u64()?;
+            let host = if with_hosts { r.host()? } else { None };
             l.origins.push(OriginFailures {
-                key: OriginKey(r.u64()?),
-                failures: r.u32()?,
-                last: r.u64()?,
+                key,
+                failures,
+                last,
+                host,
             });
         }
         for _ in 0..r.count(MAX_KNOWN)? {
@@ -224,10 +267,7 @@ impl Ledger {
             l.attempts.push(r.u64()?);
         }
         for _ in 0..r.count(MAX_GRACE)? {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(r.take(16)?);
-            let v6 = std::net::Ipv6Addr::from(a);
-            let host = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+            let host = r.ip()?;
             l.grace.push(GraceRecord {
                 host,
                 when: r.u64()?,
@@ -248,11 +288,14 @@ impl Ledger {
         self.known.iter().any(|k| k.key == key)
     }
 
-    /// Counts one failure from `key` at `now`, forgetting the stalest origin when full.
-    pub fn charge_origin(&mut self, key: OriginKey, now: u64) {
+    /// Counts one failure from `key` (remote address `host`, when numeric) at `now`,
+    /// forgetting the stalest origin when full.
+    pub fn charge_origin(&mut self, key: OriginKey, host: Option<IpAddr>, now: u64) {
+        let host = host.map(crate::addr::canonical);
         if let Some(r) = self.origins.iter_mut().find(|r| r.key == key) {
             r.failures = r.failures.saturating_add(1).min(1_000_000);
             r.last = now;
+            r.host = host.or(r.host);
             return;
         }
         if self.origins.len() >= MAX_ORIGINS
@@ -264,6 +307,7 @@ impl Ledger {
             key,
             failures: 1,
             last: now,
+            host,
         });
     }
 
@@ -325,7 +369,11 @@ mod tests {
     fn full() -> Ledger {
         let mut l = Ledger::default();
         for i in 0..40u64 {
-            l.charge_origin(OriginKey(i), 1000 + i);
+            l.charge_origin(
+                OriginKey(i),
+                Some(IpAddr::from([192, 0, 2, i as u8])),
+                1000 + i,
+            );
             l.remember_known(OriginKey(i), 2000 + i);
             l.record_grace(IpAddr::from([10, 0, 0, i as u8]), 3000 + i);
         }
@@ -402,5 +450,46 @@ mod tests {
             k(Some("::ffff:192.0.2.1"), None),
             k(Some("192.0.2.1"), None)
         );
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn an_origins_last_address_round_trips_and_version_1_records_still_read() {
+        let mut l = Ledger::default();
+        l.charge_origin(OriginKey(7), Some("192.0.2.9".parse().unwrap()), 100);
+        l.charge_origin(OriginKey(8), None, 101);
+        l.charge_origin(OriginKey(9), Some("2001:db8::5".parse().unwrap()), 102);
+        // A later failure without a numeric address keeps the last one known.
+        l.charge_origin(OriginKey(7), None, 103);
+        let back = Ledger::decode(&l.encode()).expect("decode");
+        assert_eq!(back, l);
+        let hosts: Vec<Option<String>> = back
+            .origins
+            .iter()
+            .map(|o| o.host.map(|h| h.to_string()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [Some("192.0.2.9".into()), None, Some("2001:db8::5".into())]
+        );
+        // What version 1 wrote: one origin, no address, then empty lists and zeros.
+        let mut v1 = vec![1u8, 1];
+        v1.extend_from_slice(&7u64.to_le_bytes());
+        v1.extend_from_slice(&3u32.to_le_bytes());
+        v1.extend_from_slice(&100u64.to_le_bytes());
+        v1.push(0);
+        v1.extend_from_slice(&[0; 8 + 8 + 4 + 8]);
+        v1.extend_from_slice(&[0, 0]);
+        let old = Ledger::decode(&v1).expect("version 1");
+        assert_eq!(old.origins.len(), 1);
+        assert_eq!((old.origins[0].failures, old.origins[0].host), (3, None));
+        // A flag byte that is neither 0 nor 1 is corruption, not an address.
+        let mut bad = l.encode();
+        bad[2 + 8 + 4 + 8] = 2;
+        assert!(Ledger::decode(&bad).is_err());
     }
 }

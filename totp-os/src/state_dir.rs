@@ -304,9 +304,16 @@ impl StateDir {
             } else {
                 st.st_uid == 0 || st.st_uid == self.owner
             };
-            // A sticky world-writable parent (/tmp) is safe: nobody else can rename or
-            // replace our entries in it.
-            let writable = st.st_mode & 0o022 != 0 && (is_last || st.st_mode & 0o1000 == 0);
+            // A sticky world-writable directory (/tmp) is refused too: it keeps others
+            // from replacing our entries, but not from creating the state directory
+            // before the module does, which would deny every login.
+            let writable = st.st_mode & 0o022 != 0;
+            if owner_ok && writable && st.st_mode & 0o1000 != 0 {
+                return Err(bad(format!(
+                    "{name:?} can be written by others (mode {:o}, sticky): any user could create the state directory first; put state_dir= below directories only root can write",
+                    st.st_mode & 0o7777
+                )));
+            }
             if !owner_ok || writable {
                 return Err(bad(format!(
                     "{:?} is owned by uid {} with mode {:o}; it must be owned by uid {} (or root, above it) and not writable by others",

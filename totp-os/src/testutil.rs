@@ -38,6 +38,20 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// A scratch directory below directories only its owner can write (the state store
+/// refuses one below /tmp, which anyone can write): /run for root, the home directory
+/// otherwise. Removed on drop.
+pub fn private_tempdir() -> tempfile::TempDir {
+    let base = if nix::unistd::geteuid().is_root() {
+        PathBuf::from("/run/pam_totp-tests")
+    } else {
+        PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/pam_totp-tests")
+    };
+    std::fs::create_dir_all(&base).expect("private test base");
+    set_mode(&base, 0o755);
+    tempfile::tempdir_in(&base).expect("tempdir")
+}
+
 /// A scratch directory (root-owned, 0755) removed on drop.
 pub struct Scratch {
     dir: tempfile::TempDir,

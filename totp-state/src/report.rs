@@ -13,8 +13,11 @@ use totp_core::utc::format_utc;
 
 #[derive(Serialize, Debug)]
 pub struct OriginRecord {
-    /// The hashed origin key (the module never stores host names or ttys).
+    /// The hashed origin key, the throttling identity (a tty is never stored).
     pub key: String,
+    /// The numeric remote address of the last failure from this origin (root-only
+    /// state, as pam_faillock records it); null for console logins and host names.
+    pub last_rhost: Option<String>,
     pub failures: u32,
     pub last_failure: String,
     /// End of this origin's backoff, if one is running (default options).
@@ -103,6 +106,7 @@ impl Report {
             .iter()
             .map(|o| OriginRecord {
                 key: format!("{:016x}", o.key.0),
+                last_rhost: o.host.map(|h| h.to_string()),
                 failures: o.failures,
                 last_failure: format_utc(o.last),
                 backoff_until: future(o.last.saturating_add(policy.backoff_secs(o.failures)), now),
@@ -161,8 +165,12 @@ impl Report {
         }
         for o in &self.origins {
             out.push_str(&format!(
-                "  origin {}: {} failure(s), last {}{}\n",
+                "  origin {}{}: {} failure(s), last {}{}\n",
                 o.key,
+                o.last_rhost
+                    .as_ref()
+                    .map(|h| format!(" (last from {h})"))
+                    .unwrap_or_default(),
                 o.failures,
                 o.last_failure,
                 o.backoff_until

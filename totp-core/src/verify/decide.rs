@@ -201,7 +201,7 @@ impl Prepared {
                 }
             }
             _ => {
-                ledger.charge_origin(origin, now);
+                ledger.charge_origin(origin, attempt.rhost, now);
                 ledger.consecutive = ledger.consecutive.saturating_add(1).min(1_000_000);
                 let class = ceiling_class(&ledger, origin);
                 ledger.ceiling[class] = ledger.ceiling[class]

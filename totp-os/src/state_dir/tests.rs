@@ -1,8 +1,10 @@
 use super::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
+use crate::testutil::private_tempdir;
+
 fn store() -> (tempfile::TempDir, StateDir) {
-    let t = tempfile::tempdir().unwrap();
+    let t = private_tempdir();
     std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let s = StateDir::new(t.path().join("a/state"), Duration::from_millis(300));
     (t, s)
@@ -135,12 +137,26 @@ fn hostile_entries_are_never_followed_and_reset_removes_them() {
 
 #[test]
 fn an_unsafe_directory_is_refused() {
-    let t = tempfile::tempdir().unwrap();
+    let t = private_tempdir();
     let d = t.path().join("open");
     std::fs::create_dir(&d).unwrap();
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
     let mut s = StateDir::new(&d, Duration::from_millis(100));
     assert!(matches!(s.read(1), Err(StoreError::Refused(_))));
+    // Below a sticky directory anyone can write (like /tmp): anyone could create the
+    // state directory first, so the store refuses it before creating anything.
+    let sticky = t.path().join("sticky");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let mut s = StateDir::new(sticky.join("state"), Duration::from_millis(100));
+    match s.update(1, &mut |_| Write::Lazy(st(1))) {
+        Err(StoreError::Refused(m)) => assert!(m.contains("sticky"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!sticky.join("state").exists(), "nothing created below it");
+    // Control: the same below a directory only its owner can write.
+    let mut s = StateDir::new(t.path().join("closed/state"), Duration::from_millis(100));
+    assert!(s.update(1, &mut |_| Write::Lazy(st(1))).is_ok());
     let link = t.path().join("link");
     symlink(t.path(), &link).unwrap();
     let mut s = StateDir::new(link.join("x"), Duration::from_millis(100));
