@@ -294,7 +294,9 @@ fn a_state_dir_below_a_sticky_world_writable_directory_is_refused() {
     let (d, lines) = capture_syslog(&drv);
     assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
     assert!(
-        lines.iter().any(|l| l.contains("sticky") && l.contains("state_dir=")),
+        lines
+            .iter()
+            .any(|l| l.contains("sticky") && l.contains("state_dir=")),
         "{lines:#?}"
     );
     assert!(!state.exists(), "nothing created below /tmp");

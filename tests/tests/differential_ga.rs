@@ -1156,25 +1156,18 @@ fn table() -> Vec<Scenario> {
     );
     rows.push(
         row(
-            "TIME_SKEW -1000 learned by GA, beyond our cap",
-            Expect::Differs(
-                "a stored TIME_SKEW is honoured only within max_time_skew (default 3 \
-                 steps); GA applies any value",
-            ),
-            file("2SH3V3GDW7ZNMGYE\n\" TIME_SKEW -1000\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+            "TIME_SKEW -1000 learned by GA, honoured as written",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" TIME_SKEW -1000\n\" TOTP_AUTH\n"),
         )
         .args("noskewadj")
         .steps(vec![
-            at(12_000 * 30).ans(Tok::Totp(11_000)).each(ok(1), err(1)),
-            // Our clamped skew of -3 puts the window at steps 11996..11998.
-            at(12_000 * 30 + 1)
-                .ans(Tok::Totp(11_997))
-                .each(err(1), ok(1)),
-        ])
-        .files(|f| {
-            expect_line(f.ga.as_ref(), "\" DISALLOW_REUSE 11000\n")?;
-            unchanged(f.ours.as_ref(), f)
-        }),
+            at(12_000 * 30).ans(Tok::Totp(11_000)).each(ok(1), ok(1)),
+            // The window is around step 11000, not around the clock's 12000.
+            at(12_000 * 30 + 31)
+                .ans(Tok::Totp(12_001))
+                .each(err(1), err(1)),
+        ]),
     );
     rows.push(
         row(

@@ -126,13 +126,19 @@ fn resync_beyond_the_cap_is_refused_and_changes_nothing() {
     let user = TestUser::create("rc");
     let path = user.write_secret(&totp_file(&secret), 0o600);
     let before = read(&path);
-    // Without --service the cap is the module's default (3 steps); 20 is refused.
+    // The service's admin lowered the cap to 3 steps; the CLI reads it, and 20 is refused.
+    let stack = Stack::with_module(SERVICE, "max_time_skew=3");
+    let stack_dir = stack.path().to_str().expect("utf-8").to_owned();
     let out = enroll_at(
         T0,
         &[
             "resync",
             "--user",
             &user.name,
+            "--service",
+            SERVICE,
+            "--pam-dir",
+            &stack_dir,
             &phone_code(&secret, T0 - 30),
             &phone_code(&secret, T0),
         ],
@@ -146,8 +152,7 @@ fn resync_beyond_the_cap_is_refused_and_changes_nothing() {
     );
     assert_eq!(read(&path), before, "file untouched");
 
-    // And the module with its default cap keeps denying, as the CLI said it would.
-    let stack = Stack::with_module(SERVICE, "");
+    // And the module with that cap keeps denying, as the CLI said it would.
     assert_eq!(
         login(&stack, &user, &phone_code(&secret, T0), T0),
         "PAM_AUTH_ERR"
@@ -175,7 +180,8 @@ fn interactive_resync_reads_two_codes_and_reports_json() {
     assert_eq!(v["action"], "resync");
     assert_eq!(v["skew_steps"], 2);
     assert_eq!(v["drift_secs"], 60);
-    assert_eq!(v["max_time_skew"], 3);
+    // The default cap is GA's own range, ±1500 steps.
+    assert_eq!(v["max_time_skew"], 1500);
     assert!(text(&out.stderr).contains("Next code: "));
     assert_eq!(file_value(&read(&path), "TIME_SKEW").as_deref(), Some("2"));
 
@@ -203,4 +209,59 @@ fn interactive_resync_reads_two_codes_and_reports_json() {
         text(&out.stderr)
     );
     assert_eq!(read(&path), before);
+}
+
+/// Issue 20: the default cap is GA's own range, so a phone 20 minutes off (40 steps) is
+/// fixed by the user alone: `totp-enroll resync` without `--service` accepts it, and the
+/// module with its default options then accepts the phone's codes.
+#[test]
+fn resync_without_an_admin_fixes_a_phone_twenty_minutes_off() {
+    if !ready("resync_without_an_admin_fixes_a_phone_twenty_minutes_off") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let user = TestUser::create("r2");
+    let path = user.write_secret(&totp_file(&secret), 0o600);
+    let off = |t: u64| oathtool_totp(&secret, t - 1200, 30, 6, "sha1");
+    let stack = Stack::with_module(SERVICE, "");
+    assert_eq!(login(&stack, &user, &off(T0 - 60), T0 - 60), "PAM_AUTH_ERR");
+    let out = enroll_at(
+        T0,
+        &["resync", "--user", &user.name, &off(T0 - 30), &off(T0)],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        file_value(&read(&path), "TIME_SKEW").as_deref(),
+        Some("-40")
+    );
+    let later = T0 + 60;
+    assert_eq!(login(&stack, &user, &off(later), later), "PAM_SUCCESS");
+}
+
+/// Issue 20: a skew GA learned (here -1000 steps, about 8 hours) is used as written by
+/// default, so its user is not locked out by the switch; `max_time_skew=` lowers the cap.
+#[test]
+fn a_skew_ga_learned_far_beyond_three_steps_logs_in() {
+    if !ready("a_skew_ga_learned_far_beyond_three_steps_logs_in") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let user = TestUser::create("r3");
+    user.write_secret(
+        &format!("{secret}\n\" TIME_SKEW -1000\n\" TOTP_AUTH\n"),
+        0o600,
+    );
+    let phone = |t: u64| oathtool_totp(&secret, t - 30_000, 30, 6, "sha1");
+    // Control first: an admin's cap of 3 steps refuses it (with a warning logged).
+    let capped = Stack::with_module(SERVICE, "max_time_skew=3");
+    assert_eq!(login(&capped, &user, &phone(T0), T0), "PAM_AUTH_ERR");
+    let stack = Stack::with_module(SERVICE, "");
+    assert_eq!(
+        login(&stack, &user, &phone(T0 + 30), T0 + 30),
+        "PAM_SUCCESS"
+    );
+    // The clock's own code is not what this phone shows: refused.
+    let clock = oathtool_totp(&secret, T0 + 90, 30, 6, "sha1");
+    assert_eq!(login(&stack, &user, &clock, T0 + 90), "PAM_AUTH_ERR");
 }

@@ -207,13 +207,13 @@ fn a_clamped_skew_names_the_resync_command() {
     }
     let secret = random_secret_b32();
     let u = TestUser::create("sk");
-    // GA learned -1000 steps; the module uses at most the cap (3), so the code of the
+    // GA learned -1000 steps; an admin capped the skew at 3 steps, so the code of the
     // real clock is refused and the log tells what to do.
     u.write_secret(
         &format!("{secret}\n\" TOTP_AUTH\n\" TIME_SKEW -1000\n"),
         0o600,
     );
-    let stack = Stack::with_module("svc", "");
+    let stack = Stack::with_module("svc", "max_time_skew=3");
     let drv = Driver::new(&stack, "svc", &u.name)
         .answer(&code_at(&secret, T0))
         .at(T0);

@@ -417,9 +417,6 @@ impl ModuleOptions {
         if self.max_window > DEFAULT_MAX_WINDOW {
             w.push("max_window");
         }
-        if self.max_time_skew > DEFAULT_MAX_TIME_SKEW {
-            w.push("max_time_skew");
-        }
         if self.ceiling_burst > DEFAULT_CEILING_BURST {
             w.push("ceiling_burst");
         }

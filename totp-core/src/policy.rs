@@ -6,10 +6,11 @@
 /// Largest `WINDOW_SIZE` honoured by default: the widest window GA's interactive
 /// enrollment offers, so no existing enrollment breaks (R13).
 pub const DEFAULT_MAX_WINDOW: u32 = 17;
-/// Largest stored `TIME_SKEW` (in steps, either direction) honoured by default.
-/// Three steps (90 s at 30 s) covers a phone whose clock is a little off without
-/// turning a learned ±1000-step skew from GA into a wide-open window.
-pub const DEFAULT_MAX_TIME_SKEW: u32 = 3;
+/// Largest stored `TIME_SKEW` (in steps, either direction) honoured by default: GA's own
+/// range (it learns up to ±1500 steps), so a file GA wrote works as written after the
+/// switch instead of locking its user out. A skew shifts the window, it never widens it
+/// (the window stays `WINDOW_SIZE` codes); `max_time_skew=` lowers the cap.
+pub const DEFAULT_MAX_TIME_SKEW: u32 = 1500;
 /// RFC 4226 §4 asks for 128 bits, but GA wrote 80-bit secrets until 2016.
 pub const DEFAULT_MIN_SECRET_BITS: u32 = 80;
 /// Secrets shorter than this work but are reported as legacy (R10).

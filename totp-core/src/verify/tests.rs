@@ -271,9 +271,22 @@ fn stored_time_skew_is_honoured_only_within_the_cap() {
     )));
     let d = u.clone().attempt(&wide, &code(11_020), 12_020 * 30);
     assert_eq!(d.verdict, Verdict::Accepted(Method::Totp { step: 11_020 }));
+    // The default cap is GA's own range: a skew GA learned works as written.
     let d = u
         .clone()
         .attempt(&Policy::default(), &code(11_020), 12_020 * 30);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Totp { step: 11_020 }));
+    assert!(
+        !d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::SkewClamped { .. }))
+    );
+    // An admin's lower cap clamps it, with a warning.
+    let narrow = Policy {
+        max_time_skew: 3,
+        ..Policy::default()
+    };
+    let d = u.clone().attempt(&narrow, &code(11_020), 12_020 * 30);
     assert!(!accepted(&d));
     assert!(d.warnings.contains(&Warning::SkewClamped {
         file: -1000,
