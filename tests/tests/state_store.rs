@@ -382,8 +382,8 @@ fn rotating_origins_meet_the_per_user_ceiling() {
 /// Issue 13: a full or read-only state file system denies with a clear log line and
 /// loses nothing already recorded.
 #[test]
-fn a_full_or_read_only_state_file_system_denies_cleanly() {
-    if !require_root("a_full_or_read_only_state_file_system_denies_cleanly") {
+fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
+    if !require_root("a_full_state_disk_spares_recorded_users_and_read_only_denies") {
         return;
     }
     let (u, secret) = TestUser::enrolled("sf");
@@ -404,18 +404,40 @@ fn a_full_or_read_only_state_file_system_denies_cleanly() {
     assert_eq!(recorded.last_step, Some(T0 / 30));
 
     fs_.fill();
-    let (d, lines) = capture_syslog(
-        &Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, T0 + 30))
-            .at(T0 + 30),
-    );
-    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "full: {d:?}");
-    assert!(logs_contain(&lines, "No space left on device"), "{lines:?}");
-    assert_eq!(read_state().last_step, recorded.last_step, "nothing lost");
+    // The fault happened: not one more block fits.
+    let probe = fs::write(fs_.path().join("probe"), [0u8; 4096]);
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0 + 31).module_code(),
+        probe.as_ref().map_err(|e| e.raw_os_error()),
+        Err(Some(libc_enospc())),
+        "the file system is full"
+    );
+    // Issue 20: a user with a record is not locked out by a full disk (the record's
+    // blocks were allocated when it was created).
+    let d = login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "full, with a record: {d:?}");
+    assert_eq!(read_state().last_step, Some((T0 + 30) / 30), "recorded");
+    // ... and the used code is still refused.
+    assert_eq!(
+        login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 31).module_code(),
         "PAM_AUTH_ERR"
     );
+    // A user without a record: denied, and the log names the cause.
+    let (u2, secret2) = TestUser::enrolled("sg");
+    let (d, lines) = capture_syslog(
+        &Driver::new(&stack, "svc", &u2.name)
+            .answer(&code_at(&secret2, T0 + 30))
+            .at(T0 + 30),
+    );
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "full, no record: {d:?}");
+    assert!(
+        logs_contain(&lines, "No space left on device") && logs_contain(&lines, "allocate"),
+        "{lines:?}"
+    );
+    assert!(
+        !dir.join(u2.uid.to_string()).exists(),
+        "no half-made record left"
+    );
+    let recorded = read_state();
 
     let _ = fs::remove_file(fs_.path().join("fill"));
     fs_.remount("ro");
@@ -431,6 +453,17 @@ fn a_full_or_read_only_state_file_system_denies_cleanly() {
     fs_.remount("rw");
     let d = login(&stack, &u, &code_at(&secret, T0 + 60), T0 + 60);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "healthy again: {d:?}");
+    let d = login(&stack, &u2, &code_at(&secret2, T0 + 60), T0 + 60);
+    assert_eq!(
+        d.module_code(),
+        "PAM_SUCCESS",
+        "room again for a new record: {d:?}"
+    );
+}
+
+/// ENOSPC, without a libc dependency in the tests.
+fn libc_enospc() -> i32 {
+    28
 }
 
 /// Issue 13: hostile or damaged state records are never followed and never hang; the

@@ -398,10 +398,25 @@ impl StateDir {
             Err(e) => return Err(os_error(&format!("open {shown}"), e)),
         };
         if created {
+            // Every slot's blocks now, so that no later write needs a new block: a full
+            // file system then never locks out a user who already has a record. A record
+            // that cannot be allocated is removed again, and the login denied with why.
+            if let Err(e) = fcntl::posix_fallocate(&fd, 0, MAX_FILE_LEN as libc::off_t) {
+                let _ = unistd::unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir);
+                return Err(os_error(
+                    &format!("allocate a new record {shown} (the state directory's file system)"),
+                    e,
+                ));
+            }
             // The entry must outlive a power loss before any durable record goes in it.
             sync_dir(dir).map_err(|e| os_error(&format!("fsync {}", self.path.display()), e))?;
         }
         let st = stat::fstat(&fd).map_err(|e| os_error(&format!("stat {shown}"), e))?;
+        // A record an earlier version created holes in: allocate it now, while there is
+        // room (best effort: a full file system leaves it as it was).
+        if write && !created && (st.st_blocks as u64) * 512 < MAX_FILE_LEN as u64 {
+            let _ = fcntl::posix_fallocate(&fd, 0, MAX_FILE_LEN as libc::off_t);
+        }
         let problem = if kind(&st) != SFlag::S_IFREG {
             Some(format!("is {}", kind_name(&st)))
         } else if st.st_uid != owner {
