@@ -163,6 +163,28 @@ pub fn authenticate_with(
             };
             return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(uid));
         }
+        Ok(PreRead::HomeMissing(home))
+            if ctx.opts.nullok_missing_home && target.nullok_applies() =>
+        {
+            io.log(
+                Level::Notice,
+                &format!(
+                    "not asking {who} from {} for a code: home directory {home} does not exist (nullok_missing_home)",
+                    ctx.from
+                ),
+            );
+            return Ok(Outcome::Ignore);
+        }
+        Ok(PreRead::HomeMissing(home)) => {
+            let d = Doomed {
+                denial: Denial::BadFile,
+                why: format!(
+                    "home directory {home} does not exist; asking for a code anyway (nullok_missing_home would skip)"
+                ),
+                name: Some(target.name.clone()),
+            };
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(uid));
+        }
         Ok(PreRead::Unusable(why)) => {
             let d = Doomed {
                 denial: Denial::BadFile,
@@ -319,6 +341,9 @@ enum PreRead {
     Absent,
     /// Exists but cannot be used; the reason is for the log.
     Unusable(String),
+    /// The user's home directory itself does not exist (`ENOENT` on the home, nothing
+    /// else): a skip only with `nullok_missing_home`, an outage otherwise.
+    HomeMissing(String),
 }
 
 struct Ctx {
@@ -471,6 +496,13 @@ impl Ctx {
             // enrolled"; a missing or unreachable directory (a home on a server that is
             // down, a store that was never created) is an outage, not an opt-out.
             Err(FileError::NotFound) => Ok(PreRead::Absent),
+            Err(FileError::MissingDirectory { path })
+                if target.pw.as_ref().is_some_and(|pw| pw.dir == path) =>
+            {
+                Ok(PreRead::HomeMissing(sanitize(
+                    path.as_os_str().as_encoded_bytes(),
+                )))
+            }
             Err(e) => Ok(PreRead::Unusable(format!(
                 "secret file {} refused ({e}); asking for a code anyway",
                 self.shown(target)

@@ -30,6 +30,7 @@ pub const OPTION_NAMES: &[&str] = &[
     "noskewadj",
     "no_increment_hotp",
     "nullok",
+    "nullok_missing_home",
     "echo_verification_code",
     "echo-verification-code",
     "grace_period",
@@ -121,6 +122,9 @@ pub struct ModuleOptions {
     pub noskewadj: bool,
     pub no_increment_hotp: bool,
     pub nullok: bool,
+    /// With `nullok`: a user whose home directory itself does not exist is skipped too
+    /// (GA's behaviour), a documented weakening: a failed automounter looks the same.
+    pub nullok_missing_home: bool,
     pub echo_verification_code: bool,
     pub grace_period_secs: u64,
     pub allow_readonly: bool,
@@ -163,6 +167,7 @@ impl Default for ModuleOptions {
             noskewadj: false,
             no_increment_hotp: false,
             nullok: false,
+            nullok_missing_home: false,
             echo_verification_code: false,
             grace_period_secs: 0,
             allow_readonly: false,
@@ -297,6 +302,9 @@ impl ModuleOptions {
             o.apply(arg)?;
         }
         o.fleet.check()?;
+        if o.nullok_missing_home && !o.nullok {
+            return Err(bad("nullok_missing_home", "only meaningful with nullok"));
+        }
         Ok(o)
     }
 
@@ -309,6 +317,7 @@ impl ModuleOptions {
             "noskewadj" => self.noskewadj = true,
             "no_increment_hotp" => self.no_increment_hotp = true,
             "nullok" => self.nullok = true,
+            "nullok_missing_home" => self.nullok_missing_home = true,
             "echo_verification_code" | "echo-verification-code" => {
                 self.echo_verification_code = true
             }
@@ -413,6 +422,9 @@ impl ModuleOptions {
         }
         if self.allow_any_network {
             w.push("allow_any_network");
+        }
+        if self.nullok_missing_home {
+            w.push("nullok_missing_home");
         }
         if self.max_window > DEFAULT_MAX_WINDOW {
             w.push("max_window");
