@@ -6,7 +6,8 @@
 //! group/other writable ([`check_root_controlled`]). It runs as a named unprivileged user
 //! (uid and primary gid of that user, no supplementary groups: the standard library
 //! clears them when a root parent sets the uid), in its own process group, in `/`, with
-//! an empty environment apart from a fixed `PATH`, stdin and stderr on `/dev/null`, and
+//! an empty environment apart from a fixed `PATH`, stdin and stderr on `/dev/null`, no
+//! other descriptor of the host (R33: all above 2 are closed at the exec), and
 //! the canonical user name as its only argument. Its output is read up to the 64 KiB
 //! secret-file cap; past the time limit, or past the cap, the whole process group is
 //! killed. Only exit status [`NOT_ENROLLED_EXIT_STATUS`] with empty output means "this
@@ -97,6 +98,28 @@ impl fmt::Display for CommandError {
 
 impl std::error::Error for CommandError {}
 
+/// Marks every descriptor above 2 close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`):
+/// they are gone in the command, while the standard library's own exec-status pipe keeps
+/// working until the exec. A kernel without it (before 5.11) fails the spawn: the login
+/// is denied rather than the command run with the host's descriptors.
+fn close_inherited_descriptors() -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range takes three integers and touches no memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Runs `program` as `run_as` for the canonical user name `user` and returns its
 /// verdict within `limit` (the whole process group is killed past it).
 pub fn run_secret_command(
@@ -108,7 +131,8 @@ pub fn run_secret_command(
     let deadline = Instant::now() + limit;
     check_root_controlled(program, MAX_PROGRAM_SIZE).map_err(CommandError::Untrusted)?;
     let runner = run_as_user(run_as)?;
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .arg(user)
         .env_clear()
         .env("PATH", COMMAND_PATH)
@@ -118,9 +142,15 @@ pub fn run_secret_command(
         .stderr(Stdio::null())
         .uid(runner.uid)
         .gid(runner.gid)
-        .process_group(0)
-        .spawn()
-        .map_err(CommandError::Spawn)?;
+        .process_group(0);
+    // R33: the host application (sshd keeps its log, pipes and monitor socket open)
+    // may have left descriptors without FD_CLOEXEC; none of them may reach the command.
+    // SAFETY: the closure runs in the forked child before exec and only makes one raw
+    // system call, which is async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        command.pre_exec(close_inherited_descriptors);
+    }
+    let mut child = command.spawn().map_err(CommandError::Spawn)?;
     let mut guard = KillOnDrop { child: &mut child };
     let output = read_until(&mut guard, deadline)?;
     let status = wait_until(&mut guard, deadline)?;
