@@ -149,8 +149,9 @@ impl Bench {
                 module.display()
             ));
         }
-        let target = release.parent().unwrap_or(&release);
-        let base = target.join("bench-tmp");
+        // Not below the checkout: the module refuses a state directory below one anyone
+        // can write (a checkout under /tmp), and the bench runs as root anyway.
+        let base = PathBuf::from("/run/pam_totp-bench");
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

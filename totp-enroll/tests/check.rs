@@ -204,12 +204,16 @@ fn enrollment_logs_in_through_pam_totp_with_sha256_and_8_digits() {
             "8",
         ],
     );
-    // A state directory of the test's own, never the host's.
+    // A state directory of the test's own, never the host's, below directories only root
+    // can write (the module refuses one below /tmp, where a checkout may live).
+    let base = std::path::Path::new("/run/pam_totp-tests");
+    std::fs::create_dir_all(base).expect("test base");
+    let state = tempfile::tempdir_in(base).expect("state tempdir");
     let svc = service_dir(&format!(
         "auth required {} secret={} state_dir={}\n",
         module.display(),
         dir.path().join("s").display(),
-        dir.path().join("state").display()
+        state.path().join("state").display()
     ));
     let params = decode_uri_params(v["uri"].as_str().expect("uri"));
     let now = std::time::SystemTime::now()
