@@ -11,7 +11,7 @@ pub(super) const USAGE: &str =
   --no-sink       do not enter a mount namespace; /dev/log is used as found
   --tmpfs-state   put the state file on a tmpfs private to the run, where fsync costs
                   nothing: a diagnostic that separates CPU and syscall cost from the disk
-  --keep          keep the scratch directory (under target/bench-tmp)
+  --keep          keep the scratch directory (under /run/pam_totp-bench)
   --module PATH   benchmark this build of pam_totp instead of target/release/libpam_totp.so
 Runs as root (mount namespace, GA's user=root file).";
 
