@@ -259,11 +259,23 @@ fn kill_9_during_state_writes_never_corrupts_state_or_readmits_a_code() {
             .stderr(Stdio::null());
         cmd
     };
-    // Typical duration of one login, to spread the kills over it.
-    let t = Instant::now();
+    // The duration of a warm login (the shortest of a few: the first one pays for cold
+    // caches), to spread the kills over it.
     let st = command(&code_at(&secret, T0), T0).status().expect("run");
     assert!(st.success(), "baseline login: {st:?}");
-    let typical = t.elapsed().as_micros() as u64;
+    // Measured from the return of spawn() (the exec is done by then) to the exit, the
+    // window a kill can land in.
+    let typical = (0..5)
+        .map(|k| {
+            let mut child = command(&wrong_totp(&secret, T0 + k), T0 + k)
+                .spawn()
+                .expect("spawn");
+            let t = Instant::now();
+            let _ = child.wait();
+            t.elapsed().as_micros() as u64
+        })
+        .min()
+        .unwrap_or(1);
     let mut seed = now_ms() ^ u64::from(std::process::id());
     let mut killed = 0;
     let mut mark = stored_last_step(&stack, u.uid);
@@ -272,7 +284,8 @@ fn kill_9_during_state_writes_never_corrupts_state_or_readmits_a_code() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = seed % (typical * 11 / 10 + 1);
+        // Within the login's typical duration, so that the kill lands on a running login.
+        let delay = seed % (typical * 9 / 10 + 1);
         let at = T0 + 30 * i;
         let right = i % 2 == 0;
         let answer = if right {
@@ -285,11 +298,13 @@ fn kill_9_during_state_writes_never_corrupts_state_or_readmits_a_code() {
         let pid = child.id() as i32;
         // SAFETY: kill(2) has no memory-safety preconditions; the target is the
         // process group this test just created for this child.
-        let rc = unsafe { libc::kill(-pid, libc::SIGKILL) };
-        if rc == 0 {
+        let _ = unsafe { libc::kill(-pid, libc::SIGKILL) };
+        // Only a child that died of the signal counts: kill() also succeeds on a child
+        // that already exited and is waiting to be reaped.
+        let status = child.wait().expect("wait");
+        if std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGKILL) {
             killed += 1;
         }
-        let _ = child.wait();
         // libfaketime keeps per-process shared memory that a SIGKILL leaves behind.
         for leftover in [
             format!("/dev/shm/faketime_shm_{pid}"),
@@ -311,8 +326,11 @@ fn kill_9_during_state_writes_never_corrupts_state_or_readmits_a_code() {
             );
         }
     }
-    assert!(killed > 100, "most runs were killed mid-way ({killed})");
-    eprintln!("{killed} kills, {readmission_checks} re-admission checks");
+    assert!(
+        killed >= 100,
+        "most runs were killed mid-way ({killed} died of SIGKILL)"
+    );
+    eprintln!("{killed} kills landed, {readmission_checks} re-admission checks");
     let at = T0 + 30 * 201;
     let d = Driver::new(&stack, "svc", &u.name)
         .answer(&code_at(&secret, at))
@@ -358,6 +376,103 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
     // SAFETY: as above.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     let _ = holder.wait();
+    let d = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, now()))
+        .run();
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
+/// D1 / R15, deterministic: the login is killed (SIGKILL, shown by its exit status) at
+/// the moment claimed, by strace. (a) On entry to the state write, while it holds the
+/// record's lock: nothing is recorded, the lock dies with it, and the same code then
+/// logs in (no answer was ever given for it). (b) Just after the write (strace holds the
+/// process 2 s after `pwrite64` returns; the test sees the record change, then kills):
+/// the code is used up and refused afterwards. Control: the same login without strace
+/// faults succeeds.
+#[test]
+fn kill_9_at_the_state_write_is_shown_and_never_readmits_a_code() {
+    let t = "kill_9_at_the_state_write_is_shown_and_never_readmits_a_code";
+    if !require_root(t) || !require_tool(t, "strace") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("kw");
+    let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=1000");
+    let record = stack.state_file(u.uid);
+    // A first failure creates the record, so the faults hit an update, not a creation.
+    let d = Driver::new(&stack, "svc", &u.name)
+        .answer(&wrong_totp(&secret, now()))
+        .run();
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    let traced = |answer: &str, inject: &str| {
+        let cmd = Driver::new(&stack, "svc", &u.name).answer(answer).command();
+        let mut strace = Command::new("strace");
+        strace
+            .args(["-f", "-qq", "-o", "/dev/null", "-e", inject])
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        strace
+    };
+    let died_of_sigkill = |s: std::process::ExitStatus| {
+        std::os::unix::process::ExitStatusExt::signal(&s) == Some(libc::SIGKILL)
+    };
+
+    // (a) Killed entering the write, holding the lock.
+    let code = code_at(&secret, now());
+    let before = fs::read(&record).expect("record");
+    let st = traced(&code, "inject=pwrite64:signal=KILL:when=1")
+        .status()
+        .expect("strace");
+    assert!(died_of_sigkill(st), "the login died of SIGKILL: {st:?}");
+    assert_eq!(
+        fs::read(&record).expect("record"),
+        before,
+        "nothing written"
+    );
+    let d = Driver::new(&stack, "svc", &u.name).answer(&code).run();
+    assert_eq!(
+        d.module_code(),
+        "PAM_SUCCESS",
+        "lock released and the code unused: {d:?}"
+    );
+
+    // (b) Killed after the write landed.
+    std::thread::sleep(Duration::from_millis(1100));
+    let wait_step = |step: u64| {
+        while now() / 30 == step {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_step(now() / 30);
+    let code = code_at(&secret, now());
+    let before = fs::read(&record).expect("record");
+    let mut child = traced(&code, "inject=pwrite64:delay_exit=2000000:when=1")
+        .spawn()
+        .expect("strace");
+    let start = Instant::now();
+    while fs::read(&record).expect("record") == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the state write never happened"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id() as i32;
+    // SAFETY: kill(2) on the process group this test created; no memory involved.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    let st = child.wait().expect("wait");
+    assert!(died_of_sigkill(st), "killed after the write: {st:?}");
+    let d = Driver::new(&stack, "svc", &u.name).answer(&code).run();
+    assert_eq!(
+        d.module_code(),
+        "PAM_AUTH_ERR",
+        "a code whose use was recorded is never admitted again: {d:?}"
+    );
+    // Control: the next code, without any fault, logs in.
+    wait_step(now() / 30);
     let d = Driver::new(&stack, "svc", &u.name)
         .answer(&code_at(&secret, now()))
         .run();
