@@ -247,10 +247,14 @@ fn placed_named(
             Some(&name),
         ));
     };
+    let rules = match &pw {
+        Some(user) => FileRules::for_placement_of(&placed, user),
+        None => FileRules::for_placement(&placed),
+    };
     Ok(Named {
         name,
         pw,
-        rules: FileRules::for_placement(&placed),
+        rules,
         path: placed.path,
         opener,
     })

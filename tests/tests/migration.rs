@@ -69,3 +69,139 @@ fn nullok_missing_home_skips_only_a_home_that_does_not_exist() {
     assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "{d:?}");
     assert_eq!(d.prompts, 0, "{d:?}");
 }
+
+/// Issue 20: homes judged like Debian's OpenSSH (user-group-modes): a home of mode 0775
+/// (or 2775) whose group is the user's private group (named like the user, no other
+/// member) is accepted; group write for a group with another member is refused, by the
+/// module and by `totp-enroll` alike (one rule).
+#[test]
+fn a_group_writable_home_is_accepted_only_under_a_private_group() {
+    let t = "a_group_writable_home_is_accepted_only_under_a_private_group";
+    if !require_root(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let stack = Stack::with_module("svc", "");
+    let enroll = |u: &TestUser| {
+        std::process::Command::new(&built().enroll)
+            .args([
+                "--user",
+                &u.name,
+                "-t",
+                "-d",
+                "-W",
+                "-u",
+                "-f",
+                "-C",
+                "-q",
+                "--non-interactive",
+            ])
+            .output()
+            .expect("totp-enroll")
+    };
+    let secret_of = |u: &TestUser| -> String {
+        fs::read_to_string(u.secret_path())
+            .expect("secret file")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+
+    // useradd made a user-private group named like the user, with no other member.
+    let upg = TestUser::create("gu");
+    let home = upg.secret_path().parent().expect("home").to_path_buf();
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o2775)).expect("chmod");
+    let out = enroll(&upg);
+    assert!(
+        out.status.success(),
+        "enroll under a private group: {out:?}"
+    );
+    let secret = secret_of(&upg);
+    let d = Driver::new(&stack, "svc", &upg.name)
+        .answer(&oathtool_totp(&secret, T0, 30, 6, "sha1"))
+        .at(T0)
+        .run();
+    assert_eq!(
+        d.result, "PAM_SUCCESS",
+        "0775 home under a private group: {d:?}"
+    );
+
+    // The same home, once another account joins the group: refused by both.
+    let other = TestUser::create("go");
+    let st = std::process::Command::new("usermod")
+        .args(["-a", "-G", &upg.name, &other.name])
+        .status()
+        .expect("usermod");
+    assert!(st.success());
+    let d = Driver::new(&stack, "svc", &upg.name)
+        .answer(&oathtool_totp(&secret, T0 + 30, 30, 6, "sha1"))
+        .at(T0 + 30)
+        .run();
+    assert_eq!(d.result, "PAM_AUTH_ERR", "group with another member: {d:?}");
+    let out = enroll(&upg);
+    assert!(
+        !out.status.success(),
+        "totp-enroll refuses what the module would: {out:?}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&home.display().to_string()), "{err}");
+
+    // Control: closing the home again lets the user in.
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let d = Driver::new(&stack, "svc", &upg.name)
+        .answer(&oathtool_totp(&secret, T0 + 60, 30, 6, "sha1"))
+        .at(T0 + 60)
+        .run();
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+}
+
+/// Issue 20: `sudo totp-enroll -s /home/alice/.google_authenticator` (GA's habit) would
+/// leave a root-owned file the module refuses; it is refused with a pointer to `--user`,
+/// which writes the file as alice, and the module then accepts that file.
+#[test]
+fn root_writing_into_another_users_home_is_refused_and_points_to_user() {
+    let t = "root_writing_into_another_users_home_is_refused_and_points_to_user";
+    if !require_root(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let u = TestUser::create("gs");
+    let path = u.secret_path();
+    let flags = [
+        "-t",
+        "-d",
+        "-W",
+        "-u",
+        "-f",
+        "-C",
+        "-q",
+        "--non-interactive",
+    ];
+    let out = std::process::Command::new(&built().enroll)
+        .arg("-s")
+        .arg(&path)
+        .args(flags)
+        .output()
+        .expect("totp-enroll");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("--user {}", u.name)), "{err}");
+    assert!(!path.exists(), "nothing written");
+    // What it points to works, and the module accepts the result.
+    let out = std::process::Command::new(&built().enroll)
+        .args(["--user", &u.name])
+        .args(flags)
+        .output()
+        .expect("totp-enroll --user");
+    assert!(out.status.success(), "{out:?}");
+    let secret = fs::read_to_string(&path)
+        .expect("written")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let d = Driver::new(&Stack::with_module("svc", ""), "svc", &u.name)
+        .answer(&oathtool_totp(&secret, T0, 30, 6, "sha1"))
+        .at(T0)
+        .run();
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+}

@@ -137,3 +137,70 @@ mod tests {
         assert_eq!(decide(&facts), Membership::NotMember);
     }
 }
+
+/// Debian's OpenSSH "user-group-modes" rule: a group-writable home or directory is as
+/// safe as a private one when its group is the owner's private group: the owner's
+/// primary group, named like the owner, with no member other than the owner (a
+/// user-private group, UPG). `group` is what the name service says of the group named
+/// like `user`; `None` (no such group, or the lookup failed) is never private.
+pub fn is_private_group(
+    user: &str,
+    primary_gid: u32,
+    dir_gid: u32,
+    group: Option<&GroupEntry>,
+) -> bool {
+    match group {
+        Some(g) => {
+            g.gid == primary_gid && dir_gid == primary_gid && g.members.iter().all(|m| m == user)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod private_group_tests {
+    use super::*;
+
+    fn entry(gid: u32, members: &[&str]) -> GroupEntry {
+        GroupEntry {
+            gid,
+            members: members.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn only_the_owners_own_group_without_other_members_is_private() {
+        assert!(is_private_group(
+            "alice",
+            1000,
+            1000,
+            Some(&entry(1000, &[]))
+        ));
+        assert!(is_private_group(
+            "alice",
+            1000,
+            1000,
+            Some(&entry(1000, &["alice"]))
+        ));
+        // Another member, another gid, the directory in another group, no answer.
+        assert!(!is_private_group(
+            "alice",
+            1000,
+            1000,
+            Some(&entry(1000, &["bob"]))
+        ));
+        assert!(!is_private_group(
+            "alice",
+            1000,
+            1000,
+            Some(&entry(1001, &[]))
+        ));
+        assert!(!is_private_group(
+            "alice",
+            1000,
+            100,
+            Some(&entry(1000, &[]))
+        ));
+        assert!(!is_private_group("alice", 1000, 1000, None));
+    }
+}

@@ -31,7 +31,7 @@ impl Target {
 
     /// The checks `totp_os::safefile` makes for this placement.
     pub fn rules(&self) -> FileRules {
-        FileRules::for_placement(&self.placed)
+        FileRules::for_placement_of(&self.placed, &self.user)
     }
 }
 
@@ -57,6 +57,9 @@ pub fn resolve(caller: Caller, user: Option<&str>, secret: Option<&Path>) -> Res
         ),
         None => None,
     };
+    if let (0, None, Some(path)) = (caller.uid, user, absolute.as_deref()) {
+        refuse_another_users_directory(path)?;
+    }
     let account = Account {
         name: &pw.name,
         uid: pw.uid,
@@ -80,6 +83,32 @@ pub fn resolve(caller: Caller, user: Option<&str>, secret: Option<&Path>) -> Res
         },
     )?;
     Ok(Target { user: pw, placed })
+}
+
+/// Root with `-s` into a directory another account owns (GA's habit, `sudo
+/// google-authenticator -s /home/alice/.google_authenticator`) would write a root-owned
+/// file the module refuses in alice's home. Refuse and name `--user`, which writes the
+/// file as alice. (Not a security check: `--user` and the module decide that.)
+fn refuse_another_users_directory(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return Ok(());
+    };
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    let owner = nss::lookup_user_by_uid(meta.uid())
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {}", meta.uid()), |p| p.name);
+    Err(Error::usage(format!(
+        "\"{}\" belongs to {owner}: root writing it would leave a root-owned file the \
+         module refuses; run totp-enroll --user {owner} (it writes the file as {owner})",
+        dir.display()
+    )))
 }
 
 #[cfg(test)]

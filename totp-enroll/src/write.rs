@@ -48,10 +48,12 @@ pub fn as_writer<T>(target: &Target, f: impl FnOnce() -> Result<T, Error>) -> Re
     f()
 }
 
-/// Whether `true` the write checks the store's directory chain (and so does every
-/// earlier look at the path).
+/// The directory checks the write makes (and so does every earlier look at the path):
+/// a store's whole chain, and a home's chain from the home down exactly as the module
+/// checks it at login (one rule: never write a secret the module would then refuse).
 fn dir_rules(target: &Target) -> Option<safefile::FileRules> {
-    target.placed.check_dirs_on_create.then(|| target.rules())
+    (target.placed.check_dirs_on_create || target.placed.trusted_root.is_some())
+        .then(|| target.rules())
 }
 
 /// Is something already at the target? Checked early so that a user is not shown
@@ -108,6 +110,13 @@ fn store_error(target: &Target, e: FileError) -> Error {
                 target.path().display()
             ))
         }
+        FileError::UnsafeDirectory { .. } => Error::failed(format!(
+            "\"{}\": {e}; the module would refuse a secret file there at every login \
+             (a directory others can write lets them replace the file). Remove group and \
+             other write (chmod g-w,o-w), or keep group write only for the user's own \
+             private group",
+            target.path().display()
+        )),
         e => file_error(target.path(), e),
     }
 }

@@ -78,6 +78,18 @@ pub struct FileRules {
     /// root in store mode). Must be an absolute prefix of the file's directory. `None`
     /// checks the parent directory only.
     pub trusted_root: Option<PathBuf>,
+    /// Whose user-private group may have write access to the directories in the chain
+    /// (Debian's OpenSSH user-group-modes rule; `None`: no group write at all). Asked of
+    /// the name service only when a group-writable directory of that gid is met.
+    pub private_group_of: Option<PrivateGroupOwner>,
+}
+
+/// The account whose user-private group (named like it, its primary group, no other
+/// member) may write the directories of its own secret file's chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrivateGroupOwner {
+    pub user: String,
+    pub primary_gid: gid_t,
 }
 
 impl FileRules {
@@ -88,6 +100,7 @@ impl FileRules {
             allowed_perm: DEFAULT_ALLOWED_PERM,
             max_size: DEFAULT_MAX_SIZE,
             trusted_root: None,
+            private_group_of: None,
         }
     }
 
@@ -99,7 +112,30 @@ impl FileRules {
             allowed_perm: p.allowed_perm,
             max_size: DEFAULT_MAX_SIZE,
             trusted_root: p.trusted_root.clone(),
+            private_group_of: None,
         }
+    }
+
+    /// The checks for `p` when it is `user`'s file: in the user's home (the chain checked
+    /// from it), a directory writable by the user's private group is accepted, as
+    /// Debian's OpenSSH accepts it. The module and the CLI both build their rules here.
+    pub fn for_placement_of(p: &Placement, user: &crate::nss::Passwd) -> Self {
+        let rules = Self::for_placement(p);
+        if p.trusted_root.as_deref() == Some(user.dir.as_path()) {
+            rules.with_private_group_of(&user.name, user.gid)
+        } else {
+            rules
+        }
+    }
+
+    /// Also accept directories writable by `owner`'s user-private group (a home of mode
+    /// 0775 or 2775 under user-private groups), as Debian's OpenSSH does.
+    pub fn with_private_group_of(mut self, user: &str, primary_gid: gid_t) -> Self {
+        self.private_group_of = Some(PrivateGroupOwner {
+            user: user.to_owned(),
+            primary_gid,
+        });
+        self
     }
 
     /// Set [`FileRules::trusted_root`].

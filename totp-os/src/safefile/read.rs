@@ -37,6 +37,7 @@ pub fn check_root_controlled(path: &Path, max_size: usize) -> Result<FileInfo, F
         allowed_perm: 0o755,
         max_size,
         trusted_root: Some(PathBuf::from("/")),
+        private_group_of: None,
     };
     open_unread(path, &rules).map(|opened| opened.info)
 }

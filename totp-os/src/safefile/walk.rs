@@ -12,6 +12,7 @@ pub(super) struct Unread {
 /// Directory checks for the chain from the trusted root (or just the parent) down.
 pub(super) struct DirChecks<'a> {
     pub(super) owners: &'a [uid_t],
+    pub(super) private_group_of: Option<&'a PrivateGroupOwner>,
     /// Number of directory components that make up the trusted root; `None` checks the
     /// parent only.
     pub(super) trusted_depth: Option<usize>,
@@ -94,11 +95,12 @@ pub(super) fn walk_checked(dirs: &[OsString], rules: &FileRules) -> Result<Walke
     };
     let checks = DirChecks {
         owners: &rules.allowed_owners,
+        private_group_of: rules.private_group_of.as_ref(),
         trusted_depth,
     };
     let walked = walk(dirs, Some(&checks))?;
     if !walked.checked {
-        check_dir(&walked.stat, &walked.shown, checks.owners)?;
+        check_dir(&walked.stat, &walked.shown, &checks)?;
     }
     Ok(walked)
 }
@@ -164,7 +166,7 @@ pub(super) fn walk(
             WalkStep::TrustedRoot => {
                 checking = true;
                 if let Some(c) = checks {
-                    check_dir(&cur_stat, &shown, c.owners)?;
+                    check_dir(&cur_stat, &shown, c)?;
                 }
                 continue;
             }
@@ -222,7 +224,7 @@ pub(super) fn walk(
                             (cur, cur_stat) = open_root()?;
                             shown = PathBuf::from("/");
                             if checking && let Some(c) = checks {
-                                check_dir(&cur_stat, &shown, c.owners)?;
+                                check_dir(&cur_stat, &shown, c)?;
                             }
                         }
                         Component::CurDir | Component::Prefix(_) => {}
@@ -252,7 +254,7 @@ pub(super) fn walk(
             shown.push(&name);
         }
         if checking && let Some(c) = checks {
-            check_dir(&fst, &shown, c.owners)?;
+            check_dir(&fst, &shown, c)?;
         }
         cur = fd;
         cur_stat = fst;
@@ -290,10 +292,31 @@ pub(super) fn same_inode(a: &FileInfo, b: &FileInfo) -> bool {
     a.dev == b.dev && a.ino == b.ino
 }
 
-/// OpenSSH StrictModes: owned by root or an allowed owner, not group/other writable.
-pub(super) fn check_dir(st: &FileStat, shown: &Path, owners: &[uid_t]) -> Result<(), FileError> {
-    let owner_ok = st.st_uid == 0 || owners.contains(&st.st_uid);
-    if !owner_ok || st.st_mode & 0o022 != 0 {
+/// OpenSSH StrictModes: owned by root or an allowed owner, not group/other writable;
+/// group write only for the owner's user-private group (Debian's user-group-modes).
+pub(super) fn check_dir(st: &FileStat, shown: &Path, c: &DirChecks<'_>) -> Result<(), FileError> {
+    let owner_ok = st.st_uid == 0 || c.owners.contains(&st.st_uid);
+    let group_ok = || {
+        c.private_group_of.is_some_and(|p| {
+            st.st_gid == p.primary_gid && {
+                let entry = crate::nss::lookup_group_by_name(&p.user)
+                    .ok()
+                    .flatten()
+                    .map(|g| totp_core::membership::GroupEntry {
+                        gid: g.gid,
+                        members: g.members,
+                    });
+                totp_core::membership::is_private_group(
+                    &p.user,
+                    p.primary_gid,
+                    st.st_gid,
+                    entry.as_ref(),
+                )
+            }
+        })
+    };
+    let writable = st.st_mode & 0o002 != 0 || (st.st_mode & 0o020 != 0 && !group_ok());
+    if !owner_ok || writable {
         return Err(FileError::UnsafeDirectory {
             path: shown.to_owned(),
             uid: st.st_uid,
