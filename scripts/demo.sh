@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 echo "demo: building (release)..."
 cargo build --release -q -p pam_totp -p totp-enroll
 
-work=$(mktemp -d -t pam_totp-demo.XXXXXX)   # mode 0700, owned by you
+# Mode 0700, owned by you, and not below /tmp: the module refuses a state directory
+# below a directory anyone can write (anyone could create it first).
+if [ "$(id -u)" -eq 0 ]; then base=/run; else base=$HOME; fi
+work=$(mktemp -d "$base/pam_totp-demo.XXXXXX")
 cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
 trap 'exit 130' HUP INT TERM

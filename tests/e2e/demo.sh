@@ -9,7 +9,9 @@ root=$PWD
 . tests/e2e/lib.sh
 
 log=$(mktemp -t pam_totp-demo-e2e.XXXXXX)
-leftovers() { find "${TMPDIR:-/tmp}" -maxdepth 1 -name 'pam_totp-demo.*' 2>/dev/null | sort; }
+# The demo's working directory: /run for root, the home directory otherwise.
+if [ "$(id -u)" -eq 0 ]; then demo_base=/run; else demo_base=$HOME; fi
+leftovers() { find "$demo_base" -maxdepth 1 -name 'pam_totp-demo.*' 2>/dev/null | sort; }
 before=$(leftovers)
 trap 'rm -f "$log"' EXIT
 
