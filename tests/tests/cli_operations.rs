@@ -308,3 +308,42 @@ fn a_state_dir_below_a_sticky_world_writable_directory_is_refused() {
         .run();
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
 }
+
+/// The facts the module logs only with `debug` (here an 80-bit secret and a window above
+/// the admin's cap) are what `totp-enroll check` reports for the user it checks, read
+/// as the module reads the file; a file the module would refuse is named with why.
+#[test]
+fn check_reports_what_the_module_logs_only_with_debug() {
+    if !require_root("check_reports_what_the_module_logs_only_with_debug") {
+        return;
+    }
+    let u = TestUser::create("cw");
+    u.write_secret("JBSWY3DPEHPK3PXP\n\" WINDOW_SIZE 21\n\" TOTP_AUTH\n", 0o600);
+    let stack = Stack::new();
+    stack.service("svc", "auth required @MODULE@\n");
+    let out = Command::new(&built().enroll)
+        .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+        .arg(stack.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("totp-enroll check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("secret is only 80 bits"), "{stderr}");
+    assert!(
+        stderr.contains("WINDOW_SIZE 21 exceeds the admin cap; using 17"),
+        "{stderr}"
+    );
+    // A file the module would refuse: named, with the reason.
+    u.write_secret("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n", 0o644);
+    let out = Command::new(&built().enroll)
+        .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+        .arg(stack.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("totp-enroll check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the module would refuse") && stderr.contains("mode 0644"),
+        "{stderr}"
+    );
+}

@@ -305,6 +305,15 @@ fn check(file: &GaFile, policy: &Policy, now: i64) -> Result<Checked, VerifyErro
     })
 }
 
+/// The facts about a secret file that stay true on every login until someone acts (a
+/// legacy secret length, a window or skew above the admin's caps): what the module logs
+/// only with `debug`, for the tools to report. Computed by the login's own checks.
+pub fn configuration_warnings(file: &GaFile, policy: &Policy) -> Result<Vec<Warning>, VerifyError> {
+    let mut warnings = check(file, policy, 0)?.warnings;
+    warnings.retain(Warning::is_configuration);
+    Ok(warnings)
+}
+
 /// Constant-time search: computes and compares every position; returns the matches.
 fn search_window(
     c: &Checked,

@@ -187,6 +187,69 @@ fn stack_notes(service: &str, confdir: Option<&Path>) -> Result<Vec<String>, Err
     Ok(notes)
 }
 
+/// What the module would find in `user`'s secret file for each home-mode line of the
+/// service: a file it refuses (and why), no file, or the facts it logs only with
+/// `debug` (an 80-bit secret, a window or skew above the caps). Read as the user, with
+/// the module's own placement, checks and parser.
+fn file_notes(service: &str, confdir: Option<&Path>, user: &str) -> Vec<String> {
+    let dir = pam_stack::pam_dir_or_default(confdir);
+    let Ok(lines) = pam_stack::module_options(&dir, service) else {
+        return Vec::new();
+    };
+    let Ok(Some(pw)) = totp_os::nss::lookup_user_by_name(user) else {
+        return Vec::new();
+    };
+    let Ok(name) = totp_core::user::UserName::parse(pw.name.as_bytes()) else {
+        return Vec::new();
+    };
+    let mut notes: Vec<String> = Vec::new();
+    for o in &lines {
+        if o.user.is_some() || o.fleet.secret_command.is_some() {
+            continue;
+        }
+        let account = totp_core::placement::Account {
+            name: &pw.name,
+            uid: pw.uid,
+            dir: &pw.dir,
+        };
+        let Ok(placed) = totp_core::placement::for_login(o, &name, Some(account), None) else {
+            continue;
+        };
+        let shown = placed.path.display().to_string();
+        let rules = totp_os::safefile::FileRules::for_placement_of(&placed, &pw);
+        let read = || {
+            let id = totp_os::nss::identity_of(&pw).map_err(|e| e.to_string())?;
+            let _as_user = totp_os::creds::switch_to(&id).map_err(|e| e.to_string())?;
+            totp_os::safefile::open_checked(&placed.path, &rules).map_err(|e| match e {
+                totp_os::safefile::FileError::NotFound => "none".to_owned(),
+                e => e.to_string(),
+            })
+        };
+        let note = match read() {
+            Err(e) if e == "none" => vec![format!("note: {user} has no secret file at {shown}")],
+            Err(e) => vec![format!(
+                "warning: the module would refuse {shown} and deny {user}: {e}"
+            )],
+            Ok(opened) => match totp_core::gafile::GaFile::parse(&opened.contents) {
+                Err(e) => vec![format!("warning: {shown} is invalid: {e}")],
+                Ok(file) => match totp_core::verify::configuration_warnings(&file, &o.policy()) {
+                    Err(e) => vec![format!("warning: {shown}: {e}")],
+                    Ok(ws) => ws
+                        .iter()
+                        .map(|w| format!("warning: {shown}: {w}"))
+                        .collect(),
+                },
+            },
+        };
+        for n in note {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
+    }
+    notes
+}
+
 /// The store a module line uses when run by this process.
 fn store_of(o: &ModuleOptions) -> String {
     use totp_core::fleet::RedisTarget;
@@ -237,7 +300,8 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
         None => None,
     };
 
-    let notes = stack_notes(&args.service, confdir.as_deref())?;
+    let mut notes = stack_notes(&args.service, confdir.as_deref())?;
+    notes.extend(file_notes(&args.service, confdir.as_deref(), &user));
     if !args.json {
         for n in &notes {
             eprintln!("{n}");
