@@ -127,30 +127,22 @@ fn totp_state_service_uses_the_services_store() {
     );
     // A service without the module, and two lines naming different stores: errors.
     fs::write(stack.path().join("plain"), "auth required pam_permit.so\n").expect("write");
-    let out = Command::new(&built().state_tool)
-        .args(["show", "--service", "plain", "--pam-dir"])
-        .arg(stack.path())
-        .output()
-        .expect("totp-state");
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no auth line"),
-        "{out:?}"
-    );
     stack.service(
         "two",
         "auth required @MODULE@\nauth required @MODULE@ state_dir=/var/lib/other-store\n",
     );
-    let out = Command::new(&built().state_tool)
-        .args(["show", "--service", "two", "--pam-dir"])
-        .arg(stack.path())
-        .output()
-        .expect("totp-state");
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("different stores"),
-        "{out:?}"
-    );
+    for (service, why) in [("plain", "no auth line"), ("two", "different stores")] {
+        let out = Command::new(&built().state_tool)
+            .args(["show", "--service", service, "--pam-dir"])
+            .arg(stack.path())
+            .output()
+            .expect("totp-state");
+        assert_eq!(out.status.code(), Some(1), "{service}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{service}: {out:?}"
+        );
+    }
 }
 
 fn explain(rules: &Path, extra: &[&str]) -> serde_json::Value {

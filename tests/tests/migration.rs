@@ -6,6 +6,38 @@ use std::os::unix::fs::PermissionsExt;
 
 use system_tests::*;
 
+/// `totp-enroll`'s scripted flags: time-based, replay refused, minimal window, no rate
+/// limit, overwrite, no confirmation, nothing shown.
+const ENROLL_FLAGS: [&str; 8] = [
+    "-t",
+    "-d",
+    "-W",
+    "-u",
+    "-f",
+    "-C",
+    "-q",
+    "--non-interactive",
+];
+
+/// Runs `totp-enroll` with `args` and the scripted flags.
+fn enroll(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(&built().enroll)
+        .args(args)
+        .args(ENROLL_FLAGS)
+        .output()
+        .expect("totp-enroll")
+}
+
+/// The secret (first line) of `u`'s home file.
+fn secret_of(u: &TestUser) -> String {
+    fs::read_to_string(u.secret_path())
+        .expect("secret file")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
 fn messages(lines: &[String]) -> Vec<String> {
     lines.iter().map(|l| syslog_message(l).to_owned()).collect()
 }
@@ -81,37 +113,13 @@ fn a_group_writable_home_is_accepted_only_under_a_private_group() {
         return;
     }
     let stack = Stack::with_module("svc", "");
-    let enroll = |u: &TestUser| {
-        std::process::Command::new(&built().enroll)
-            .args([
-                "--user",
-                &u.name,
-                "-t",
-                "-d",
-                "-W",
-                "-u",
-                "-f",
-                "-C",
-                "-q",
-                "--non-interactive",
-            ])
-            .output()
-            .expect("totp-enroll")
-    };
-    let secret_of = |u: &TestUser| -> String {
-        fs::read_to_string(u.secret_path())
-            .expect("secret file")
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_owned()
-    };
+    let enroll_user = |u: &TestUser| enroll(&["--user".as_ref(), u.name.as_ref()]);
 
     // useradd made a user-private group named like the user, with no other member.
     let upg = TestUser::create("gu");
     let home = upg.secret_path().parent().expect("home").to_path_buf();
     fs::set_permissions(&home, fs::Permissions::from_mode(0o2775)).expect("chmod");
-    let out = enroll(&upg);
+    let out = enroll_user(&upg);
     assert!(
         out.status.success(),
         "enroll under a private group: {out:?}"
@@ -138,7 +146,7 @@ fn a_group_writable_home_is_accepted_only_under_a_private_group() {
         .at(T0 + 30)
         .run();
     assert_eq!(d.result, "PAM_AUTH_ERR", "group with another member: {d:?}");
-    let out = enroll(&upg);
+    let out = enroll_user(&upg);
     assert!(
         !out.status.success(),
         "totp-enroll refuses what the module would: {out:?}"
@@ -166,39 +174,15 @@ fn root_writing_into_another_users_home_is_refused_and_points_to_user() {
     }
     let u = TestUser::create("gs");
     let path = u.secret_path();
-    let flags = [
-        "-t",
-        "-d",
-        "-W",
-        "-u",
-        "-f",
-        "-C",
-        "-q",
-        "--non-interactive",
-    ];
-    let out = std::process::Command::new(&built().enroll)
-        .arg("-s")
-        .arg(&path)
-        .args(flags)
-        .output()
-        .expect("totp-enroll");
+    let out = enroll(&["-s".as_ref(), path.as_os_str()]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("--user {}", u.name)), "{err}");
     assert!(!path.exists(), "nothing written");
     // What it points to works, and the module accepts the result.
-    let out = std::process::Command::new(&built().enroll)
-        .args(["--user", &u.name])
-        .args(flags)
-        .output()
-        .expect("totp-enroll --user");
+    let out = enroll(&["--user".as_ref(), u.name.as_ref()]);
     assert!(out.status.success(), "{out:?}");
-    let secret = fs::read_to_string(&path)
-        .expect("written")
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned();
+    let secret = secret_of(&u);
     let d = Driver::new(&Stack::with_module("svc", ""), "svc", &u.name)
         .answer(&oathtool_totp(&secret, T0, 30, 6, "sha1"))
         .at(T0)
