@@ -66,13 +66,23 @@ impl Tmpfs {
     fn path(&self) -> &Path {
         self.dir.path()
     }
+    /// Fills the file system until ENOSPC and shows that it is full: not one more
+    /// block can be written (a test of a full disk must not pass on a disk with room).
     fn fill(&self) {
-        // Fill until ENOSPC (dd then fails, which is the point).
+        // dd fails when the file system is full, which is the point.
         let _ = Command::new("dd")
             .args(["if=/dev/zero", "bs=4096"])
             .arg(format!("of={}", self.path().join("fill").display()))
             .stderr(Stdio::null())
             .status();
+        let probe = self.path().join("probe");
+        let wrote = fs::write(&probe, [0u8; 4096]);
+        let _ = fs::remove_file(&probe);
+        assert_eq!(
+            wrote.map_err(|e| e.raw_os_error()),
+            Err(Some(libc_enospc())),
+            "the file system is full"
+        );
     }
     fn remount(&self, opts: &str) {
         let st = Command::new("mount")
@@ -404,13 +414,6 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
     assert_eq!(recorded.last_step, Some(T0 / 30));
 
     fs_.fill();
-    // The fault happened: not one more block fits.
-    let probe = fs::write(fs_.path().join("probe"), [0u8; 4096]);
-    assert_eq!(
-        probe.as_ref().map_err(|e| e.raw_os_error()),
-        Err(Some(libc_enospc())),
-        "the file system is full"
-    );
     // Issue 20: a user with a record is not locked out by a full disk (the record's
     // blocks were allocated when it was created).
     let d = login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 30);
