@@ -420,7 +420,7 @@ impl Ctx {
         // A file or store an admin must fix is an error; a name or an enrollment that
         // is simply not there is routine.
         let level = match d.denial {
-            Denial::BadFile | Denial::StateUnusable => Level::Err,
+            Denial::BadFile | Denial::StateUnusable | Denial::NameService => Level::Err,
             _ => Level::Notice,
         };
         io.log(level, &format!("{who} from {}: {}", self.from, d.why));

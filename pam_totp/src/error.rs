@@ -23,6 +23,9 @@ pub enum Outcome {
 pub enum Denial {
     InvalidUserName,
     UnknownUser,
+    /// The name service failed for this user (not "no such user"): a host fault, such
+    /// as a directory server that is down.
+    NameService,
     NoSecret,
     BadFile,
     WrongCode,
@@ -50,6 +53,7 @@ impl Denial {
             Denial::BadFile => "code not verified (secret file unusable)",
             Denial::NoSecret => "code not verified (no secret configured)",
             Denial::UnknownUser => "code not verified (unknown user)",
+            Denial::NameService => "code not verified (name service error)",
             Denial::InvalidUserName => "code not verified (invalid user name)",
             Denial::NoAnswer => "no code given",
         }

@@ -42,7 +42,7 @@ impl Named {
             Ok(id) => id,
             Err(e) => {
                 return Err(doomed(
-                    Denial::UnknownUser,
+                    Denial::NameService,
                     format!(
                         "name service error (groups of uid {}): {e}",
                         self.opener.uid
@@ -276,7 +276,7 @@ fn canonical(sys: &dyn System, typed: &UserName) -> Result<Option<(UserName, Pas
         Ok(None) => return Ok(None),
         Err(e) => {
             return Err(Doomed {
-                denial: Denial::UnknownUser,
+                denial: Denial::NameService,
                 why: format!("name service error for this user ({e}); asking for a code anyway"),
                 name: None,
             });

@@ -386,6 +386,28 @@ fn name_service_errors_for_the_user_deny() {
         }
     }
     f.check();
+    // The log says it was the name service, not an unknown user, so tools that count
+    // failed attempts (the fail2ban filter) do not ban everybody during an outage.
+    ds.with(|c| c.passwd = "unavail");
+    let stack = Stack::probe("svc", "");
+    let (d, lines) = ds.run_logged(
+        &Driver::new(&stack, "svc", &typed)
+            .answer("123456")
+            .rhost("192.0.2.30")
+            .at(T0),
+    );
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("code not verified (name service error)")
+                && l.contains("192.0.2.30")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("(unknown user)")),
+        "{lines:#?}"
+    );
 }
 
 /// Store mode and a name NSS does not know: the name still selects a file (GA allows

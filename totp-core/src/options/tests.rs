@@ -49,8 +49,21 @@ fn every_listed_name_is_accepted() {
         };
         // Fleet options need their companions (a Redis state=, the command's user).
         let mut args = crate::fleet::tests_support::companions().to_vec();
+        // nullok_missing_home only means something with nullok.
+        if *name == "nullok_missing_home" {
+            args.push("nullok");
+        }
         args.push(&arg);
         assert!(parse(&args).is_ok(), "{arg}");
+    }
+}
+
+#[test]
+fn nullok_missing_home_needs_nullok() {
+    assert!(parse(&["nullok", "nullok_missing_home"]).is_ok());
+    match parse(&["nullok_missing_home"]) {
+        Err(OptionError::BadValue { option, .. }) => assert_eq!(option, "nullok_missing_home"),
+        other => panic!("{other:?}"),
     }
 }
 
