@@ -335,7 +335,7 @@ fn check_reports_what_the_module_logs_only_with_debug() {
         .expect("totp-enroll check");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("the module would refuse") && stderr.contains("mode 0644"),
+        stderr.contains("the module would deny") && stderr.contains("mode 0644"),
         "{stderr}"
     );
 }

@@ -85,7 +85,7 @@ fn every_cli_flag_is_in_totp_enroll_1() {
 fn every_cli_flag_is_in_totp_state_8() {
     let man = man_text("totp-state.8");
     let mut flags = BTreeSet::new();
-    for cmd in ["show", "reset"] {
+    for cmd in ["show", "reset", "audit"] {
         let out = Command::new(&built().state_tool)
             .args([cmd, "--help"])
             .output()

@@ -192,6 +192,7 @@ fn stack_notes(service: &str, confdir: Option<&Path>) -> Result<Vec<String>, Err
 /// `debug` (an 80-bit secret, a window or skew above the caps). Read as the user, with
 /// the module's own placement, checks and parser.
 fn file_notes(service: &str, confdir: Option<&Path>, user: &str) -> Vec<String> {
+    use totp_os::inspect::{self, Verdict};
     let dir = pam_stack::pam_dir_or_default(confdir);
     let Ok(lines) = pam_stack::module_options(&dir, service) else {
         return Vec::new();
@@ -199,49 +200,17 @@ fn file_notes(service: &str, confdir: Option<&Path>, user: &str) -> Vec<String> 
     let Ok(Some(pw)) = totp_os::nss::lookup_user_by_name(user) else {
         return Vec::new();
     };
-    let Ok(name) = totp_core::user::UserName::parse(pw.name.as_bytes()) else {
-        return Vec::new();
-    };
     let mut notes: Vec<String> = Vec::new();
     for o in &lines {
-        if o.user.is_some() || o.fleet.secret_command.is_some() {
-            continue;
-        }
-        let account = totp_core::placement::Account {
-            name: &pw.name,
-            uid: pw.uid,
-            dir: &pw.dir,
+        let finding = inspect::inspect(o, &pw);
+        let kind = match finding.verdict {
+            Verdict::Ok => continue,
+            Verdict::NotEnrolled => "note",
+            Verdict::Warning => "warning",
+            Verdict::Refused => "warning: the module would deny",
         };
-        let Ok(placed) = totp_core::placement::for_login(o, &name, Some(account), None) else {
-            continue;
-        };
-        let shown = placed.path.display().to_string();
-        let rules = totp_os::safefile::FileRules::for_placement_of(&placed, &pw);
-        let read = || {
-            let id = totp_os::nss::identity_of(&pw).map_err(|e| e.to_string())?;
-            let _as_user = totp_os::creds::switch_to(&id).map_err(|e| e.to_string())?;
-            totp_os::safefile::open_checked(&placed.path, &rules).map_err(|e| match e {
-                totp_os::safefile::FileError::NotFound => "none".to_owned(),
-                e => e.to_string(),
-            })
-        };
-        let note = match read() {
-            Err(e) if e == "none" => vec![format!("note: {user} has no secret file at {shown}")],
-            Err(e) => vec![format!(
-                "warning: the module would refuse {shown} and deny {user}: {e}"
-            )],
-            Ok(opened) => match totp_core::gafile::GaFile::parse(&opened.contents) {
-                Err(e) => vec![format!("warning: {shown} is invalid: {e}")],
-                Ok(file) => match totp_core::verify::configuration_warnings(&file, &o.policy()) {
-                    Err(e) => vec![format!("warning: {shown}: {e}")],
-                    Ok(ws) => ws
-                        .iter()
-                        .map(|w| format!("warning: {shown}: {w}"))
-                        .collect(),
-                },
-            },
-        };
-        for n in note {
+        for reason in finding.reasons {
+            let n = format!("{kind} {user}: {reason}");
             if !notes.contains(&n) {
                 notes.push(n);
             }

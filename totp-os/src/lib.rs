@@ -19,6 +19,7 @@
 pub mod boot;
 pub mod command;
 pub mod creds;
+pub mod inspect;
 pub mod nss;
 pub mod pam_stack;
 pub mod remote;

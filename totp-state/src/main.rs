@@ -2,6 +2,7 @@
 //! directory (replay mark, throttling, grace records), as `faillock` does for
 //! pam_faillock. Root only: the directory and its records belong to root.
 
+mod audit;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,22 @@ enum Command {
     /// Forget one user's record: throttling ends and the replay mark is cleared (the
     /// recovery after a clock fault). Removes a hostile entry without following it.
     Reset(RecordQuery),
+    /// Before changing pam.d: what the module of a PAM service would do for every
+    /// account the name service lists (read only). Exit status 1 when any is refused.
+    Audit(AuditArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AuditArgs {
+    /// The PAM service whose pam_totp options are audited.
+    #[arg(long, value_name = "NAME")]
+    service: String,
+    /// The directory of PAM service files (default /etc/pam.d).
+    #[arg(long, value_name = "DIR")]
+    pam_dir: Option<PathBuf>,
+    /// One JSON object per account: user, verdict, reasons.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -138,6 +155,10 @@ fn run(cmd: Command) -> Result<(), Stop> {
     let (target, reset) = match cmd {
         Command::Show(t) => (t, false),
         Command::Reset(t) => (t, true),
+        Command::Audit(a) => {
+            let opts = service_options(&a.service, a.pam_dir.as_deref())?;
+            return audit::run(&opts, a.json);
+        }
     };
     let opts = match (target.options.as_deref(), target.service.as_deref()) {
         (Some(args), _) => Some(module_options(args)?),

@@ -1,0 +1,87 @@
+//! `totp-state audit` (issue 20): before changing pam.d, what the service's module would
+//! do for every account, by the module's own rules, checked against real logins.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use system_tests::*;
+
+#[test]
+fn audit_reports_each_account_as_the_module_would_treat_it() {
+    if !require_root("audit_reports_each_account_as_the_module_would_treat_it") {
+        return;
+    }
+    let (ok, secret) = TestUser::enrolled("ao");
+    let none = TestUser::create("an");
+    let bad = TestUser::create("ab");
+    bad.write_secret(&totp_file(&random_secret_b32()), 0o644);
+    let legacy = TestUser::create("al");
+    legacy.write_secret(&format!("{GA_SECRET}\n\" TOTP_AUTH\n"), 0o600);
+    let stack = Stack::with_module("svc", "nullok");
+
+    let out = Command::new(&built().state_tool)
+        .args(["audit", "--json", "--service", "svc", "--pam-dir"])
+        .arg(stack.path())
+        .output()
+        .expect("totp-state audit");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a refused account fails the audit: {out:?}"
+    );
+    let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object a line");
+        let user = v["user"].as_str().expect("user").to_owned();
+        let reasons = v["reasons"].to_string();
+        seen.insert(
+            user,
+            (v["verdict"].as_str().expect("verdict").to_owned(), reasons),
+        );
+    }
+    let verdict = |u: &TestUser| seen.get(&u.name).cloned().unwrap_or_default();
+    assert_eq!(verdict(&ok).0, "ok", "{:?}", verdict(&ok));
+    assert_eq!(verdict(&none).0, "not-enrolled", "{:?}", verdict(&none));
+    assert!(
+        verdict(&none).1.contains("nullok skips"),
+        "{:?}",
+        verdict(&none)
+    );
+    assert_eq!(verdict(&bad).0, "refused", "{:?}", verdict(&bad));
+    assert!(verdict(&bad).1.contains("0644"), "{:?}", verdict(&bad));
+    assert_eq!(verdict(&legacy).0, "warning", "{:?}", verdict(&legacy));
+    assert!(
+        verdict(&legacy).1.contains("80 bits"),
+        "{:?}",
+        verdict(&legacy)
+    );
+    assert!(
+        seen.contains_key("root"),
+        "every account the name service lists"
+    );
+
+    // The verdicts are what logins do.
+    let login = |u: &TestUser, answer: &str| {
+        Driver::new(&stack, "svc", &u.name)
+            .answer(answer)
+            .at(T0)
+            .run()
+    };
+    assert_eq!(login(&ok, &code_at(&secret, T0)).result, "PAM_SUCCESS");
+    assert_eq!(login(&bad, "123456").result, "PAM_AUTH_ERR");
+    let d = login(&legacy, &oathtool_totp(GA_SECRET, T0, 30, 6, "sha1"));
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+
+    // Text form: one line per account, the verdict word in it.
+    let out = Command::new(&built().state_tool)
+        .args(["audit", "--service", "svc", "--pam-dir"])
+        .arg(stack.path())
+        .output()
+        .expect("totp-state audit");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("{}: refused: ", bad.name)), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused"),
+        "{out:?}"
+    );
+}

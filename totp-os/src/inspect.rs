@@ -1,0 +1,161 @@
+//! What the module would make of one account's secret file, for the admin tools
+//! (`totp-state audit`, `totp-enroll check`): the module's own placement, file checks
+//! (read as the account that opens the file at login), parser and caps, so a tool never
+//! disagrees with a login.
+
+use std::fmt;
+
+use totp_core::gafile::GaFile;
+use totp_core::options::{ModuleOptions, UserSpec};
+use totp_core::placement::{self, Account};
+use totp_core::user::UserName;
+use totp_core::verify;
+
+use crate::nss::{self, Passwd};
+use crate::safefile::{self, FileError, FileRules};
+
+/// The verdict `totp-state audit` prints, one word each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A usable secret; the code is asked for and can be right.
+    Ok,
+    /// No secret file: with `nullok` no code is asked, without it the login is denied.
+    NotEnrolled,
+    /// The module refuses the file (or cannot reach it): every login is denied.
+    Refused,
+    /// Usable, with something the admin should know (a legacy secret, a clamp, a skip).
+    Warning,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Ok => "ok",
+            Verdict::NotEnrolled => "not-enrolled",
+            Verdict::Refused => "refused",
+            Verdict::Warning => "warning",
+        })
+    }
+}
+
+/// One account's verdict and the reasons, in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+}
+
+impl Finding {
+    fn new(verdict: Verdict, reason: impl Into<String>) -> Finding {
+        Finding {
+            verdict,
+            reasons: vec![reason.into()],
+        }
+    }
+}
+
+fn account(p: &Passwd) -> Account<'_> {
+    Account {
+        name: &p.name,
+        uid: p.uid,
+        dir: &p.dir,
+    }
+}
+
+/// The account `user=` names, as the module looks it up.
+fn fixed_owner(spec: &UserSpec) -> Result<Option<Passwd>, nss::NssError> {
+    match spec {
+        UserSpec::Uid(uid) => nss::lookup_user_by_uid(*uid),
+        UserSpec::Name(name) => nss::lookup_user_by_name(name.as_str()),
+    }
+}
+
+/// What a login of `pw` with the module options `opts` would find. Must run as root to
+/// read other accounts' files (it takes the opener's file-system identity to read).
+pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
+    if opts.fleet.secret_command.is_some() {
+        return Finding::new(
+            Verdict::Warning,
+            "secrets come from secret_command=; not inspected here",
+        );
+    }
+    let Ok(name) = UserName::parse(pw.name.as_bytes()) else {
+        return Finding::new(Verdict::Refused, "the name is not a valid PAM user name");
+    };
+    let owner = match &opts.user {
+        None => None,
+        Some(spec) => match fixed_owner(spec) {
+            Ok(Some(o)) => Some(o),
+            Ok(None) => return Finding::new(Verdict::Refused, "user= names no account"),
+            Err(e) => return Finding::new(Verdict::Refused, format!("user= lookup: {e}")),
+        },
+    };
+    let placed =
+        match placement::for_login(opts, &name, Some(account(pw)), owner.as_ref().map(account)) {
+            Ok(p) => p,
+            Err(e) => return Finding::new(Verdict::Refused, e.to_string()),
+        };
+    let opener = owner.as_ref().unwrap_or(pw);
+    let shown = placed.path.display().to_string();
+    let rules = match &owner {
+        Some(_) => FileRules::for_placement(&placed),
+        None => FileRules::for_placement_of(&placed, pw),
+    };
+    let read = || -> Result<Result<safefile::OpenedFile, FileError>, String> {
+        let id = nss::identity_of(opener).map_err(|e| e.to_string())?;
+        let _as_opener = crate::creds::switch_to(&id).map_err(|e| e.to_string())?;
+        Ok(safefile::open_checked(&placed.path, &rules))
+    };
+    let opened = match read() {
+        Err(e) => {
+            return Finding::new(
+                Verdict::Refused,
+                format!("cannot read as {}: {e}", opener.name),
+            );
+        }
+        Ok(Err(FileError::NotFound)) => {
+            return Finding::new(
+                Verdict::NotEnrolled,
+                if opts.nullok {
+                    format!("no secret file at {shown}; nullok skips the code")
+                } else {
+                    format!(
+                        "no secret file at {shown}; the code is asked for and every login denied"
+                    )
+                },
+            );
+        }
+        Ok(Err(FileError::MissingDirectory { path })) if path == pw.dir && owner.is_none() => {
+            let home = path.display();
+            return if opts.nullok && opts.nullok_missing_home {
+                Finding::new(
+                    Verdict::NotEnrolled,
+                    format!(
+                        "home directory {home} does not exist; nullok_missing_home skips the code"
+                    ),
+                )
+            } else {
+                Finding::new(
+                    Verdict::Refused,
+                    format!(
+                        "home directory {home} does not exist; the code is asked for and every login denied"
+                    ),
+                )
+            };
+        }
+        Ok(Err(e)) => return Finding::new(Verdict::Refused, format!("{shown}: {e}")),
+        Ok(Ok(o)) => o,
+    };
+    let file = match GaFile::parse(&opened.contents) {
+        Ok(f) => f,
+        Err(e) => return Finding::new(Verdict::Refused, format!("{shown} is invalid: {e}")),
+    };
+    match verify::configuration_warnings(&file, &opts.policy()) {
+        Err(e) => Finding::new(Verdict::Refused, format!("{shown}: {e}")),
+        Ok(ws) if ws.is_empty() => Finding::new(Verdict::Ok, format!("{shown}: usable")),
+        Ok(ws) => Finding {
+            verdict: Verdict::Warning,
+            reasons: ws.iter().map(|w| format!("{shown}: {w}")).collect(),
+        },
+    }
+}
