@@ -85,3 +85,65 @@ fn audit_reports_each_account_as_the_module_would_treat_it() {
         "{out:?}"
     );
 }
+
+/// Store mode: accounts are judged by their file in the store, and a file in the store
+/// named after no account is reported as refused.
+#[test]
+fn audit_in_store_mode_reads_the_store_and_names_orphan_files() {
+    if !require_root("audit_in_store_mode_reads_the_store_and_names_orphan_files") {
+        return;
+    }
+    let store = root_store();
+    let u = TestUser::create("as");
+    let secret = random_secret_b32();
+    write_owned(
+        &store.path().join(&u.name),
+        totp_file(&secret).as_bytes(),
+        0,
+        0,
+        0o600,
+    );
+    write_owned(
+        &store.path().join("nobody-here-as"),
+        totp_file(&secret).as_bytes(),
+        0,
+        0,
+        0o600,
+    );
+    let stack = Stack::with_module(
+        "svc",
+        &format!("user=root secret={}/${{USER}}", store.path().display()),
+    );
+    let out = Command::new(&built().state_tool)
+        .args(["audit", "--json", "--service", "svc", "--pam-dir"])
+        .arg(stack.path())
+        .output()
+        .expect("totp-state audit");
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        seen.insert(
+            v["user"].as_str().expect("user").to_owned(),
+            v["verdict"].as_str().expect("verdict").to_owned(),
+        );
+    }
+    assert_eq!(
+        seen.get(&u.name).map(String::as_str),
+        Some("ok"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.get("nobody-here-as").map(String::as_str),
+        Some("refused"),
+        "{seen:?}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let d = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, T0))
+        .at(T0)
+        .run();
+    assert_eq!(
+        d.result, "PAM_SUCCESS",
+        "the store's file is what logins use: {d:?}"
+    );
+}

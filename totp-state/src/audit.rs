@@ -33,10 +33,45 @@ fn account_names() -> Result<Vec<String>, Fatal> {
     Ok(names)
 }
 
+/// In store mode (`user=`, `secret=DIR/${USER}`), the files of the store named after no
+/// account the name service lists: a login with such a name is always denied.
+fn orphans(opts: &ModuleOptions, accounts: &[String]) -> Vec<(String, inspect::Finding)> {
+    let Some(dir) = opts.user.as_ref().and(opts.secret.strip_suffix("/${USER}")) else {
+        return Vec::new();
+    };
+    if dir.contains("${") {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, inspect::Finding)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.') && !accounts.contains(n))
+        .map(|n| {
+            let reason = format!(
+                "{dir}/{n}: a secret file in the store for a name the name service does not know; logins with it are denied"
+            );
+            (
+                n,
+                inspect::Finding {
+                    verdict: Verdict::Refused,
+                    reasons: vec![reason],
+                },
+            )
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
 pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
     let mut refused = 0usize;
-    for name in account_names()? {
-        let finding = match nss::lookup_user_by_name(&name) {
+    let names = account_names()?;
+    let mut findings: Vec<(String, inspect::Finding)> = Vec::new();
+    for name in &names {
+        let finding = match nss::lookup_user_by_name(name) {
             Ok(Some(pw)) => inspect::inspect(opts, &pw),
             Ok(None) => continue,
             Err(e) => inspect::Finding {
@@ -44,6 +79,10 @@ pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
                 reasons: vec![format!("name service error: {e}")],
             },
         };
+        findings.push((name.clone(), finding));
+    }
+    findings.extend(orphans(opts, &names));
+    for (name, finding) in findings {
         if finding.verdict == Verdict::Refused {
             refused += 1;
         }
