@@ -141,7 +141,7 @@ fn resolve(user: &str) -> Result<(Uid, Option<String>), Fatal> {
             let name = nss::lookup_user_by_uid(uid).ok().flatten().map(|p| p.name);
             Ok((uid, name))
         }
-        _ => Err(Fatal(format!("no such user: {user:?}"))),
+        _ => Err(Fatal(format!("no such user: \"{user}\""))),
     }
 }
 
@@ -179,7 +179,11 @@ fn run(cmd: Command) -> Result<(), Stop> {
             Fatal("a shared store is not listed: name the account with --user".into()).into(),
         );
     }
-    if shared.is_none() {
+    // A directory someone named must exist (a typo would otherwise read as "nothing
+    // recorded"); the default one appears with the first login, so its absence is not
+    // an error.
+    let named = target.state_dir.is_some() || opts.as_ref().is_some_and(|o| o.state_dir.is_some());
+    if shared.is_none() && named {
         require_dir(&dir)?;
     }
     let mut store: Box<dyn StateStore> = match shared {
@@ -293,6 +297,8 @@ fn fleet_store(opts: &ModuleOptions) -> Result<Option<Box<dyn StateStore>>, Fata
 fn list(dir: &PathBuf) -> Result<Vec<Uid>, Fatal> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
+        // Only the default directory gets here missing: nothing recorded yet.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Fatal(format!("cannot list {}: {e}", dir.display()))),
     };
     let mut uids: Vec<Uid> = entries
