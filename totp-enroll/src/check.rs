@@ -152,9 +152,12 @@ fn style_key(style: i32) -> &'static str {
 
 /// What an admin should know about the stack before trusting the result: libpam runs
 /// `other` for a service without a file (a typo tests the wrong stack), which store
-/// each `pam_totp` line uses (as this process: a non-root run uses its own), and the
-/// options the module would call weakening (it logs them only with `debug`).
-fn stack_notes(service: &str, confdir: Option<&Path>) -> Result<Vec<String>, Error> {
+/// each `pam_totp` line uses (as this process: a non-root run uses its own), the
+/// options the module would call weakening (it logs them only with `debug`), and what
+/// the module would find in `user`'s secret file (`totp_os::inspect`: refused and why,
+/// no file, or the facts logged only with `debug`).
+fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<String>, Error> {
+    use totp_os::inspect::{self, Verdict};
     let dir = pam_stack::pam_dir_or_default(confdir);
     if !pam_stack::service_exists(&dir, service)? {
         return Ok(vec![format!(
@@ -172,37 +175,22 @@ fn stack_notes(service: &str, confdir: Option<&Path>) -> Result<Vec<String>, Err
             pam_stack::MODULE_FILE
         )]);
     }
+    let pw = totp_os::nss::lookup_user_by_name(user).ok().flatten();
     let mut notes: Vec<String> = Vec::new();
-    for o in &lines {
-        for n in std::iter::once(format!("note: state store: {}", store_of(o))).chain(
-            o.weakening()
-                .into_iter()
-                .map(|w| format!("warning: option {w} weakens security (see pam_totp(8))")),
-        ) {
-            if !notes.contains(&n) {
-                notes.push(n);
-            }
+    let mut add = |n: String| {
+        if !notes.contains(&n) {
+            notes.push(n);
         }
-    }
-    Ok(notes)
-}
-
-/// What the module would find in `user`'s secret file for each home-mode line of the
-/// service: a file it refuses (and why), no file, or the facts it logs only with
-/// `debug` (an 80-bit secret, a window or skew above the caps). Read as the user, with
-/// the module's own placement, checks and parser.
-fn file_notes(service: &str, confdir: Option<&Path>, user: &str) -> Vec<String> {
-    use totp_os::inspect::{self, Verdict};
-    let dir = pam_stack::pam_dir_or_default(confdir);
-    let Ok(lines) = pam_stack::module_options(&dir, service) else {
-        return Vec::new();
     };
-    let Ok(Some(pw)) = totp_os::nss::lookup_user_by_name(user) else {
-        return Vec::new();
-    };
-    let mut notes: Vec<String> = Vec::new();
     for o in &lines {
-        let finding = inspect::inspect(o, &pw);
+        add(format!("note: state store: {}", store_of(o)));
+        for w in o.weakening() {
+            add(format!(
+                "warning: option {w} weakens security (see pam_totp(8))"
+            ));
+        }
+        let Some(pw) = &pw else { continue };
+        let finding = inspect::inspect(o, pw);
         let kind = match finding.verdict {
             Verdict::Ok => continue,
             Verdict::NotEnrolled => "note",
@@ -210,13 +198,10 @@ fn file_notes(service: &str, confdir: Option<&Path>, user: &str) -> Vec<String> 
             Verdict::Refused => "warning: the module would deny",
         };
         for reason in finding.reasons {
-            let n = format!("{kind} {user}: {reason}");
-            if !notes.contains(&n) {
-                notes.push(n);
-            }
+            add(format!("{kind} {user}: {reason}"));
         }
     }
-    notes
+    Ok(notes)
 }
 
 /// The store a module line uses when run by this process.
@@ -269,8 +254,7 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
         None => None,
     };
 
-    let mut notes = stack_notes(&args.service, confdir.as_deref())?;
-    notes.extend(file_notes(&args.service, confdir.as_deref(), &user));
+    let notes = stack_notes(&args.service, confdir.as_deref(), &user)?;
     if !args.json {
         for n in &notes {
             eprintln!("{n}");
