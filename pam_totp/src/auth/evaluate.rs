@@ -279,19 +279,17 @@ impl Ctx {
         let method = match decision.verdict {
             Verdict::Accepted(m) => m,
             Verdict::Rejected => return Ok(self.denied(io, who, Denial::WrongCode)),
-            // Refused by the boot floor only: already explained by its warning.
-            Verdict::Replayed if decision.warnings.contains(&Warning::UsedBeforeBoot) => {
-                tell_code_used(io);
-                return Ok(self.denied(io, who, Denial::Replay));
-            }
             Verdict::Replayed => {
-                io.log(
-                    Level::Warning,
-                    &format!(
-                        "{who} from {} reused an already accepted code; this might mean a man-in-the-middle attack",
-                        self.from
-                    ),
-                );
+                // Refused by the boot floor only: already explained by its warning.
+                if !decision.warnings.contains(&Warning::UsedBeforeBoot) {
+                    io.log(
+                        Level::Warning,
+                        &format!(
+                            "{who} from {} reused an already accepted code; this might mean a man-in-the-middle attack",
+                            self.from
+                        ),
+                    );
+                }
                 tell_code_used(io);
                 return Ok(self.denied(io, who, Denial::Replay));
             }
