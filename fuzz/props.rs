@@ -51,7 +51,8 @@ pub fn secret_file(data: &[u8]) {
     let _ = f.secret();
     let _ = f.scratch_codes();
     let config = f.config();
-    let prepared = verify::prepare(&f, &Policy::default(), &[], NOW);
+    let key = totp_core::state::StoreKey::new([0; totp_core::state::STORE_KEY_LEN]);
+    let prepared = verify::prepare(&f, &Policy::default(), &[], NOW, &key);
     if config.is_err() {
         assert!(
             prepared.is_err(),

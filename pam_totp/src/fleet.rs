@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use totp_core::fleet::check_command_file;
 use totp_core::gafile::GaFile;
-use totp_core::options::ModuleOptions;
+use totp_core::options::{ModuleOptions, StateBackend};
 use totp_core::state::StateStore;
 use totp_os::command::{SecretOutput, run_secret_command};
 use totp_os::remote::open_configured;
@@ -23,7 +23,7 @@ pub fn open_remote(opts: &ModuleOptions) -> Result<Box<dyn StateStore>, String> 
 
 /// What `secret_command=` said about a user.
 pub enum CommandSecret {
-    /// A TOTP secret file (checked: no scratch codes, no HOTP counter).
+    /// A secret file (checked: scratch codes and HOTP only with a shared store).
     File(GaFile),
     /// The documented "not enrolled" answer.
     NotEnrolled,
@@ -50,7 +50,8 @@ pub fn secret_from_command(
         SecretOutput::Secret(bytes) => {
             let file = GaFile::parse(&bytes)
                 .map_err(|e| format!("secret command output is not a secret file: {e}"))?;
-            check_command_file(&file).map_err(|e| e.to_string())?;
+            let shared = opts.state == StateBackend::Redis;
+            check_command_file(&file, shared).map_err(|e| e.to_string())?;
             Ok(Some(CommandSecret::File(file)))
         }
     }

@@ -695,7 +695,10 @@ fn the_happy_path_works_with_the_fakes() {
             base_file().as_bytes(),
             "secret file untouched"
         );
-        assert_eq!(home.state().last_step, Some(NOW as u64 / 30));
+        assert_eq!(
+            home.state().latest().and_then(|m| m.last_totp_step(30)),
+            Some(NOW as u64 / 30)
+        );
         assert!(home.strays().is_empty());
         // Replay of the same code is refused.
         let (r, _) = run(&home, extra, Nss::Ok, Clock::Ok, vec![correct()]);
@@ -940,7 +943,10 @@ fn with_a_boot_time_a_used_code_needs_a_write_but_no_fsync() {
     let (r, pam) = run_booted(&home);
     fault::clear();
     assert_eq!(r, Ok(Outcome::Success), "{:#?}", pam.logs.borrow());
-    assert_eq!(home.state().last_step, Some(NOW as u64 / 30));
+    assert_eq!(
+        home.state().latest().and_then(|m| m.last_totp_step(30)),
+        Some(NOW as u64 / 30)
+    );
     let home = Home::new(&base_file());
     fault::fail_next(FaultPoint::Write, libc::ENOSPC);
     let (r, _) = run_booted(&home);

@@ -637,9 +637,12 @@ pub fn stored(stack: &Stack, uid: u32) -> totp_core::state::UserState {
         .unwrap_or_else(|e| panic!("state of uid {uid} unreadable: {e}"))
 }
 
-/// The replay high-water mark (last accepted TOTP step) in the store.
+/// The replay high-water mark (last accepted TOTP step, 30-s steps) of the enrolment
+/// used last, in the store.
 pub fn stored_last_step(stack: &Stack, uid: u32) -> Option<u64> {
-    stored(stack, uid).last_step
+    stored(stack, uid)
+        .latest()
+        .and_then(|m| m.last_totp_step(30))
 }
 
 /// Consecutive failures (any origin) recorded in the store.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use system_tests::fleet::{RedisServer, ServerConfig, TestCa, plugin, trusted_dir};
 use system_tests::require_root;
 use totp_core::fleet::{RedisEndpoint, RedisOptions};
-use totp_core::state::{StateStore, StoreError, UserState, Write};
+use totp_core::state::{EnrolmentId, Marks, StateStore, StoreError, UserState, Write};
 use totp_os::remote::{RemoteSettings, RemoteStore, plugin_config};
 
 fn options(url: &str) -> RedisOptions {
@@ -35,12 +35,25 @@ fn open(opts: &RedisOptions) -> Result<RemoteStore, StoreError> {
     RemoteStore::open(plugin(), &config, RemoteSettings::for_options(opts, false))
 }
 
-fn mark(step: u64) -> UserState {
+const ENROLMENT: EnrolmentId = EnrolmentId(1);
+
+fn mark(until: u64) -> UserState {
     UserState {
-        last_step: Some(step),
-        hotp_mark: None,
         extra: b"throttle".to_vec(),
+        ..UserState::default()
     }
+    .with_marks(ENROLMENT, totp_until(until))
+}
+
+fn totp_until(until: u64) -> Marks {
+    Marks {
+        totp_until: Some(until),
+        ..Marks::default()
+    }
+}
+
+fn until_of(s: &UserState) -> Option<u64> {
+    s.marks_of(ENROLMENT).and_then(|m| m.totp_until)
 }
 
 /// A credentials file in a trusted directory, with `mode`.
@@ -149,10 +162,12 @@ fn concurrent_updates_lose_no_write() {
                 for _ in 0..25 {
                     store
                         .update(77, &mut |cur| {
-                            Write::Lazy(UserState {
-                                last_step: Some(cur.last_step.unwrap_or(0) + 1),
-                                ..cur.clone()
-                            })
+                            Write::Lazy(
+                                cur.with_marks(
+                                    ENROLMENT,
+                                    totp_until(until_of(cur).unwrap_or(0) + 1),
+                                ),
+                            )
                         })
                         .expect("update");
                 }
@@ -160,7 +175,7 @@ fn concurrent_updates_lose_no_write() {
         }
     });
     let mut store = open(&options(&url)).expect("open");
-    assert_eq!(store.read(77).expect("read").last_step, Some(200));
+    assert_eq!(until_of(&store.read(77).expect("read")), Some(200));
 }
 
 #[test]
@@ -181,10 +196,13 @@ fn records_expire_with_the_ttl_except_hotp_counters() {
     assert!((3500..=3600).contains(&ttl), "ttl {ttl}");
     store
         .update(1, &mut |cur| {
-            Write::Durable(UserState {
-                hotp_mark: Some(12),
-                ..cur.clone()
-            })
+            Write::Durable(cur.with_marks(
+                ENROLMENT,
+                Marks {
+                    hotp: Some(12),
+                    ..Marks::default()
+                },
+            ))
         })
         .expect("update");
     assert_eq!(server.raw(None, &[b"TTL", b"t:uid:1"]), b":-1\r\n");

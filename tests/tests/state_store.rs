@@ -411,14 +411,21 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
         "PAM_SUCCESS"
     );
     let recorded = read_state();
-    assert_eq!(recorded.last_step, Some(T0 / 30));
+    assert_eq!(
+        recorded.latest().and_then(|m| m.last_totp_step(30)),
+        Some(T0 / 30)
+    );
 
     fs_.fill();
     // Issue 20: a user with a record is not locked out by a full disk (the record's
     // blocks were allocated when it was created).
     let d = login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "full, with a record: {d:?}");
-    assert_eq!(read_state().last_step, Some((T0 + 30) / 30), "recorded");
+    assert_eq!(
+        read_state().latest().and_then(|m| m.last_totp_step(30)),
+        Some((T0 + 30) / 30),
+        "recorded"
+    );
     // ... and the used code is still refused.
     assert_eq!(
         login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 31).module_code(),

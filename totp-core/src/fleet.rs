@@ -389,29 +389,38 @@ impl FleetOptions {
 /// Why a secret file served by the secret command is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandFileError {
-    /// It lists scratch codes: a used one would have to be struck from a file the module
-    /// cannot write, so every scratch code would be reusable.
+    /// It lists scratch codes, and a host-local store would let each host accept a
+    /// used one once more.
     ScratchCodes,
-    /// It is an HOTP file: the counter would live only in the state store and diverge
-    /// from the source of secrets.
+    /// It is an HOTP file, and with a host-local store each host would keep its own
+    /// counter.
     Hotp,
 }
 
 impl fmt::Display for CommandFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::ScratchCodes => {
-                "secret command output lists scratch codes (refused: they could not be struck out)"
-            }
-            Self::Hotp => {
-                "secret command output is an HOTP file (refused: only TOTP is served by a command)"
-            }
-        })
+        let what = match self {
+            Self::ScratchCodes => "lists scratch codes",
+            Self::Hotp => "is an HOTP file",
+        };
+        write!(
+            f,
+            "secret command output {what}: refused without a shared state store (state=redis…), \
+             where a used code is recorded for every host"
+        )
     }
 }
 
-/// The extra rule for files that come from `secret_command=` (no file to write back).
-pub fn check_command_file(file: &crate::gafile::GaFile) -> Result<(), CommandFileError> {
+/// The extra rule for files that come from `secret_command=`: there is no file to
+/// rewrite, so a used scratch code or HOTP counter lives only in the state store. Every
+/// host must see it: allowed with a shared store (`shared`), refused with a local one.
+pub fn check_command_file(
+    file: &crate::gafile::GaFile,
+    shared: bool,
+) -> Result<(), CommandFileError> {
+    if shared {
+        return Ok(());
+    }
     if file.contains_key(crate::gafile::KEY_HOTP_COUNTER) {
         return Err(CommandFileError::Hotp);
     }

@@ -11,24 +11,160 @@
 //! it decides. Stores only move opaque [`UserState`] values (encoded with
 //! [`UserState::encode`]) and guarantee that two concurrent updates of one user never
 //! both see the same old record.
+//!
+//! Replay marks belong to one enrolment (R35): a record keeps [`Marks`] for the last
+//! [`MAX_ENROLMENTS`] secrets it has seen, each named by an [`EnrolmentId`], a keyed
+//! fingerprint of the secret and its parameters under the store's [`StoreKey`].
+//! Throttling ([`UserState::extra`]) belongs to the account and survives re-enrolment.
 
 use std::fmt;
 
+use hmac::{KeyInit, Mac};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
 /// The canonical uid (NSS `pw_uid`) that keys every record.
 pub type Uid = u32;
+
+/// Length of a [`StoreKey`].
+pub const STORE_KEY_LEN: usize = 32;
+
+/// The store's own random key: fingerprints of enrolments and used scratch codes are
+/// HMACs under it, so a record read on its own (a backup, a dump of one key, the admin
+/// tool's output) cannot be used to test guesses of a secret or a scratch code. Kept
+/// beside the records by each store (created once, never changed).
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct StoreKey([u8; STORE_KEY_LEN]);
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreKey(..)")
+    }
+}
+
+impl StoreKey {
+    pub fn new(bytes: [u8; STORE_KEY_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// The key as stored; refuses anything of another length.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, StoreError> {
+        let b: [u8; STORE_KEY_LEN] = bytes
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("store key of the wrong length".to_owned()))?;
+        Ok(Self(b))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; STORE_KEY_LEN] {
+        &self.0
+    }
+
+    /// HMAC-SHA256 of the parts (each length-prefixed, so no two lists collide),
+    /// truncated to 64 bits.
+    pub fn tag(&self, parts: &[&[u8]]) -> u64 {
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        for p in parts {
+            mac.update(&(p.len() as u64).to_le_bytes());
+            mac.update(p);
+        }
+        let out = mac.finalize().into_bytes();
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&out[..8]);
+        u64::from_le_bytes(b)
+    }
+}
+
+/// Names one enrolment (secret, mode, algorithm, digits, step) without revealing it:
+/// a [`StoreKey::tag`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EnrolmentId(pub u64);
+
+/// Most enrolments a record keeps marks for (latest first); an older one is forgotten.
+pub const MAX_ENROLMENTS: usize = 4;
+/// Most used scratch codes recorded for one enrolment (GA writes at most 10).
+pub const MAX_USED_SCRATCH: usize = 16;
+
+/// The replay marks of one enrolment, in units that do not depend on the step size.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// TOTP: unix time at which the last accepted code's step ended; a code of a step
+    /// starting before it is used.
+    pub totp_until: Option<u64>,
+    /// HOTP: the highest counter accepted.
+    pub hotp: Option<u64>,
+    /// Used scratch codes, as [`StoreKey::tag`]s (never the code).
+    pub scratch: Vec<u64>,
+}
+
+impl Marks {
+    /// The last used TOTP step for a step size, if any.
+    pub fn last_totp_step(&self, step_secs: u64) -> Option<u64> {
+        let step = step_secs.max(1);
+        self.totp_until.map(|u| (u / step).saturating_sub(1))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.totp_until.is_none() && self.hotp.is_none() && self.scratch.is_empty()
+    }
+}
+
+/// Marks written by version 1 of the record, before marks were bound to an enrolment:
+/// a TOTP step of whatever step size the file had, and an HOTP counter. They are taken
+/// to be the marks of the first enrolment seen after the upgrade.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegacyMarks {
+    pub last_step: Option<u64>,
+    pub hotp: Option<u64>,
+}
 
 /// Everything a store keeps for one user. Fields are filled in by the verification
 /// logic; a store never interprets them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserState {
-    /// Replay high-water mark: the highest TOTP step accepted so far.
-    pub last_step: Option<u64>,
-    /// The highest HOTP counter accepted so far.
-    pub hotp_mark: Option<u64>,
+    /// Marks per enrolment, the latest first, at most [`MAX_ENROLMENTS`].
+    pub marks: Vec<(EnrolmentId, Marks)>,
+    /// Unbound marks of a version-1 record, until the first write after the upgrade.
+    pub legacy: Option<LegacyMarks>,
     /// Opaque throttling and grace records owned by the verification logic
     /// (per-origin backoff, per-user ceiling, grace entries). Kept as one encoded
     /// blob so stores need not change when the throttling rules do.
     pub extra: Vec<u8>,
+}
+
+impl UserState {
+    /// The marks of `id`, if the record has any.
+    pub fn marks_of(&self, id: EnrolmentId) -> Option<&Marks> {
+        self.marks.iter().find(|(e, _)| *e == id).map(|(_, m)| m)
+    }
+
+    /// The marks of the enrolment used last.
+    pub fn latest(&self) -> Option<&Marks> {
+        self.marks.first().map(|(_, m)| m)
+    }
+
+    /// The record with `id`'s marks replaced by `marks` and moved to the front; the
+    /// oldest enrolment beyond [`MAX_ENROLMENTS`] is forgotten, legacy marks are dropped
+    /// (they were taken over by the first enrolment to use them).
+    pub fn with_marks(&self, id: EnrolmentId, marks: Marks) -> Self {
+        let mut next = self.clone();
+        next.legacy = None;
+        next.marks.retain(|(e, _)| *e != id);
+        if !marks.is_empty() {
+            next.marks.insert(0, (id, marks));
+        }
+        next.marks.truncate(MAX_ENROLMENTS);
+        next
+    }
+
+    /// Whether losing this record would lose something that is recorded nowhere else
+    /// (an HOTP counter, a used scratch code): such records never expire.
+    pub fn holds_counters(&self) -> bool {
+        self.legacy.is_some_and(|l| l.hotp.is_some())
+            || self
+                .marks
+                .iter()
+                .any(|(_, m)| m.hotp.is_some() || !m.scratch.is_empty())
+    }
 }
 
 /// What the update function asks the store to write.
@@ -83,88 +219,135 @@ pub trait StateStore {
 
     /// Forget everything about `uid` (the admin tool's reset).
     fn reset(&mut self, uid: Uid) -> Result<(), StoreError>;
+
+    /// The store's [`StoreKey`], created (randomly, once) when the store has none yet.
+    fn key(&mut self) -> Result<StoreKey, StoreError>;
 }
 
-/// Format version of [`UserState::encode`].
-const VERSION: u8 = 1;
+/// Format version of [`UserState::encode`]; version 1 (unbound marks) is still read.
+const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
 /// Upper bound on an encoded record; anything larger is hostile.
 pub const MAX_ENCODED_LEN: usize = 4096;
 
+const HAS_TOTP: u8 = 1;
+const HAS_HOTP: u8 = 2;
+
+/// Reads a record front to back, refusing a short one.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.0.len() < n {
+            return Err(StoreError::Corrupt("truncated record".to_owned()));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, StoreError> {
+        Ok(self.bytes(1)?[0])
+    }
+
+    fn word(&mut self) -> Result<u64, StoreError> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.bytes(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
 impl UserState {
-    /// Compact binary form shared by every backend: version, flags, marks, extra.
+    /// Compact binary form shared by every backend: version, the marks of each
+    /// enrolment, extra.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 + self.extra.len());
+        let mut out = Vec::with_capacity(2 + 40 * self.marks.len() + self.extra.len());
         out.push(VERSION);
-        let flags = u8::from(self.last_step.is_some()) | (u8::from(self.hotp_mark.is_some()) << 1);
-        out.push(flags);
-        out.extend_from_slice(&self.last_step.unwrap_or(0).to_le_bytes());
-        out.extend_from_slice(&self.hotp_mark.unwrap_or(0).to_le_bytes());
+        let marks = &self.marks[..self.marks.len().min(MAX_ENROLMENTS)];
+        out.push(marks.len() as u8);
+        for (id, m) in marks {
+            out.extend_from_slice(&id.0.to_le_bytes());
+            let flags = if m.totp_until.is_some() { HAS_TOTP } else { 0 }
+                | if m.hotp.is_some() { HAS_HOTP } else { 0 };
+            out.push(flags);
+            out.extend_from_slice(&m.totp_until.unwrap_or(0).to_le_bytes());
+            out.extend_from_slice(&m.hotp.unwrap_or(0).to_le_bytes());
+            let scratch = &m.scratch[..m.scratch.len().min(MAX_USED_SCRATCH)];
+            out.push(scratch.len() as u8);
+            for t in scratch {
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+        }
         out.extend_from_slice(&self.extra);
         out
     }
 
-    /// Inverse of [`UserState::encode`]; refuses anything it did not write.
+    /// Inverse of [`UserState::encode`] (and of version 1's); refuses anything it did
+    /// not write.
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let corrupt = |m: &str| StoreError::Corrupt(m.to_owned());
         if bytes.len() > MAX_ENCODED_LEN {
             return Err(corrupt("record too large"));
         }
-        let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty record"))?;
-        if version != VERSION {
-            return Err(corrupt("unknown record version"));
+        let mut r = Reader(bytes);
+        let version = r.byte().map_err(|_| corrupt("empty record"))?;
+        match version {
+            VERSION_1 => {
+                let flags = r.byte()?;
+                if flags & !(HAS_TOTP | HAS_HOTP) != 0 {
+                    return Err(corrupt("unknown record flags"));
+                }
+                let (step, hotp) = (r.word()?, r.word()?);
+                let legacy = LegacyMarks {
+                    last_step: (flags & HAS_TOTP != 0).then_some(step),
+                    hotp: (flags & HAS_HOTP != 0).then_some(hotp),
+                };
+                Ok(Self {
+                    marks: Vec::new(),
+                    legacy: (legacy != LegacyMarks::default()).then_some(legacy),
+                    extra: r.0.to_vec(),
+                })
+            }
+            VERSION => {
+                let n = usize::from(r.byte()?);
+                if n > MAX_ENROLMENTS {
+                    return Err(corrupt("too many enrolments"));
+                }
+                let mut marks = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let id = EnrolmentId(r.word()?);
+                    let flags = r.byte()?;
+                    if flags & !(HAS_TOTP | HAS_HOTP) != 0 {
+                        return Err(corrupt("unknown record flags"));
+                    }
+                    let (until, hotp) = (r.word()?, r.word()?);
+                    let used = usize::from(r.byte()?);
+                    if used > MAX_USED_SCRATCH {
+                        return Err(corrupt("too many used scratch codes"));
+                    }
+                    let scratch = (0..used).map(|_| r.word()).collect::<Result<_, _>>()?;
+                    if marks.iter().any(|(e, _)| *e == id) {
+                        return Err(corrupt("an enrolment recorded twice"));
+                    }
+                    marks.push((
+                        id,
+                        Marks {
+                            totp_until: (flags & HAS_TOTP != 0).then_some(until),
+                            hotp: (flags & HAS_HOTP != 0).then_some(hotp),
+                            scratch,
+                        },
+                    ));
+                }
+                Ok(Self {
+                    marks,
+                    legacy: None,
+                    extra: r.0.to_vec(),
+                })
+            }
+            _ => Err(corrupt("unknown record version")),
         }
-        let (&flags, rest) = rest
-            .split_first()
-            .ok_or_else(|| corrupt("truncated record"))?;
-        if flags & !0b11 != 0 {
-            return Err(corrupt("unknown record flags"));
-        }
-        if rest.len() < 16 {
-            return Err(corrupt("truncated record"));
-        }
-        let (marks, extra) = rest.split_at(16);
-        let word = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&marks[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(b)
-        };
-        Ok(Self {
-            last_step: (flags & 1 != 0).then(|| word(0)),
-            hotp_mark: (flags & 2 != 0).then(|| word(1)),
-            extra: extra.to_vec(),
-        })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encode_round_trips() {
-        for s in [
-            UserState::default(),
-            UserState {
-                last_step: Some(58_000_000),
-                hotp_mark: None,
-                extra: vec![1, 2, 3],
-            },
-            UserState {
-                last_step: Some(0),
-                hotp_mark: Some(u64::MAX),
-                extra: Vec::new(),
-            },
-        ] {
-            assert_eq!(UserState::decode(&s.encode()), Ok(s));
-        }
-    }
-
-    #[test]
-    fn decode_refuses_what_encode_never_writes() {
-        assert!(UserState::decode(b"").is_err());
-        assert!(UserState::decode(&[2, 0]).is_err());
-        assert!(UserState::decode(&[1, 4]).is_err());
-        assert!(UserState::decode(&[1, 0, 0]).is_err());
-        assert!(UserState::decode(&vec![1; MAX_ENCODED_LEN + 1]).is_err());
-    }
-}
+mod tests;

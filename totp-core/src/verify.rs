@@ -21,7 +21,12 @@
 //! and a second time after; this one writes once.
 //!
 //! The secret file is configuration: it changes only when a scratch code is used up or
-//! the HOTP counter advances (as GA does), returned as [`Decision::file`].
+//! the HOTP counter advances (as GA does), returned as [`Decision::file`]. The store is
+//! the authority on what was used (R35): the marks of the file's enrolment (TOTP,
+//! HOTP high-water mark, used scratch codes) are checked and recorded there, so a
+//! secret that cannot be rewritten (read-only, configuration-managed, served by a
+//! command) still supports scratch codes and HOTP, and a new enrolment starts fresh
+//! marks while throttling stays with the account.
 //!
 //! Safe defaults where GA is weak (`docs/file-format.md`): replay protection always on
 //! through the store's high-water mark (raised by a `PAM_TOTP_LAST_STEP` line in the
@@ -41,7 +46,7 @@ use crate::ledger::{Ledger, OriginKey};
 use crate::otp::{self, Digits};
 use crate::policy::{Policy, RECOMMENDED_SECRET_BITS};
 use crate::secret::Secret;
-use crate::state::{StoreError, UserState, Write};
+use crate::state::{EnrolmentId, MAX_USED_SCRATCH, Marks, StoreError, StoreKey, UserState, Write};
 
 /// How a code was accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +170,9 @@ pub enum VerifyError {
     },
     /// The stored throttling record cannot be decoded.
     Store(StoreError),
+    /// The enrolment has used as many scratch codes as a record keeps; re-enrolment
+    /// (or `totp-state reset`) makes room.
+    TooManyUsedScratch,
 }
 
 impl fmt::Display for VerifyError {
@@ -185,6 +193,12 @@ impl fmt::Display for VerifyError {
                 }
             ),
             Self::Store(e) => write!(f, "{e}"),
+            Self::TooManyUsedScratch => write!(
+                f,
+                "{} scratch codes of this secret are recorded as used, the most a record keeps; \
+                 re-enroll the user",
+                crate::state::MAX_USED_SCRATCH
+            ),
         }
     }
 }
@@ -234,10 +248,14 @@ pub struct Decision {
 /// What a candidate matched, computed before the store is asked.
 #[derive(Clone, Debug)]
 enum Matched {
-    /// A scratch-shaped candidate: the scratch code value it equals, if any.
-    Scratch(Option<u32>),
-    /// TOTP steps or HOTP counters in the window whose code equals the candidate.
-    Otp(Vec<u64>),
+    /// A scratch-shaped candidate: the scratch code value it equals and that value's
+    /// tag for the store, if any.
+    Scratch(Option<(u32, u64)>),
+    /// TOTP steps in the window whose code equals the candidate.
+    Totp(Vec<u64>),
+    /// An HOTP candidate: compared in [`Prepared::decide`], because where the window
+    /// starts depends on the store's high-water mark.
+    Hotp(Code),
     /// Cannot match (wrong length, scratch-only file).
     Nothing,
 }
@@ -247,6 +265,11 @@ enum Matched {
 pub struct Prepared {
     file: GaFile,
     cfg: Config,
+    secret: Secret,
+    /// Which enrolment the file is, for the store's marks.
+    enrolment: EnrolmentId,
+    /// The effective window (HOTP counters are searched in `decide`).
+    window: u32,
     now: u64,
     /// How many steps past the current one the window (with skew) reaches.
     ahead: u64,
@@ -316,14 +339,15 @@ pub fn configuration_warnings(file: &GaFile, policy: &Policy) -> Result<Vec<Warn
 
 /// Constant-time search: computes and compares every position; returns the matches.
 fn search_window(
-    c: &Checked,
+    secret: &Secret,
+    cfg: &Config,
     code: &Code,
     counters: impl Iterator<Item = u64>,
-    digits: Digits,
 ) -> Vec<u64> {
+    let digits = cfg.digits;
     let mut hits: Vec<(u64, Choice)> = Vec::new();
     for ctr in counters {
-        let expected = Code::from_value(otp::hotp(&c.secret, ctr, c.cfg.algorithm, digits), digits);
+        let expected = Code::from_value(otp::hotp(secret, ctr, cfg.algorithm, digits), digits);
         hits.push((ctr, expected.ct_eq(code)));
     }
     hits.iter()
@@ -354,33 +378,68 @@ fn totp_counters(c: &Checked) -> Result<Vec<u64>, VerifyError> {
         .collect())
 }
 
+/// The keyed fingerprint of an enrolment: the secret and everything that changes which
+/// code it gives (mode, algorithm, digits, and for TOTP the step). An HOTP token is
+/// named by its secret, not its counter, so re-programming a token does not reset it.
+pub fn enrolment_id(key: &StoreKey, cfg: &Config, secret: &Secret) -> EnrolmentId {
+    let mode: &[u8] = match cfg.mode {
+        Mode::Totp => b"totp",
+        Mode::Hotp { .. } => b"hotp",
+        Mode::ScratchOnly => b"scratch",
+    };
+    let step = match cfg.mode {
+        Mode::Totp => cfg.step_secs(),
+        _ => 0,
+    };
+    EnrolmentId(key.tag(&[
+        b"pam_totp enrolment",
+        mode,
+        cfg.algorithm.name().as_bytes(),
+        &[cfg.digits.len() as u8],
+        &step.to_le_bytes(),
+        secret.as_bytes(),
+    ]))
+}
+
+/// The store's name for a used scratch code of an enrolment.
+fn scratch_tag(key: &StoreKey, enrolment: EnrolmentId, value: u32) -> u64 {
+    key.tag(&[
+        b"pam_totp scratch",
+        &enrolment.0.to_le_bytes(),
+        &value.to_le_bytes(),
+    ])
+}
+
 /// Step 1: read the configuration and compare every candidate (see the module docs).
+/// `key` is the state store's ([`crate::state::StateStore::key`]).
 pub fn prepare(
     file: &GaFile,
     policy: &Policy,
     candidates: &[Candidate],
     now: i64,
+    key: &StoreKey,
 ) -> Result<Prepared, VerifyError> {
     let c = check(file, policy, now)?;
+    let enrolment = enrolment_id(key, &c.cfg, &c.secret);
     let mut matches = Vec::with_capacity(candidates.len());
     for cand in candidates {
         let m = if cand.scratch {
-            Matched::Scratch(check_scratch(file, &cand.code))
+            // The tag is computed whether or not the code matched (timing).
+            let value = check_scratch(file, &cand.code);
+            let tag = scratch_tag(key, enrolment, value.unwrap_or(0));
+            Matched::Scratch(value.map(|v| (v, tag)))
         } else if cand.code.len() != c.cfg.digits.len() {
             Matched::Nothing
         } else {
             match c.cfg.mode {
                 Mode::ScratchOnly => Matched::Nothing,
-                Mode::Totp => Matched::Otp(search_window(
-                    &c,
+                Mode::Totp => Matched::Totp(search_window(
+                    &c.secret,
+                    &c.cfg,
                     &cand.code,
                     totp_counters(&c)?.into_iter(),
-                    c.cfg.digits,
                 )),
-                Mode::Hotp { counter } => {
-                    let end = counter.saturating_add(u64::from(c.window)).min(MAX_COUNTER);
-                    Matched::Otp(search_window(&c, &cand.code, counter..end, c.cfg.digits))
-                }
+                Mode::Hotp { .. } => Matched::Hotp(cand.code.clone()),
             }
         };
         matches.push(m);
@@ -389,6 +448,9 @@ pub fn prepare(
     Ok(Prepared {
         file: file.clone(),
         cfg: c.cfg,
+        secret: c.secret,
+        enrolment,
+        window: c.window,
         now: c.now,
         ahead,
         matches,

@@ -14,7 +14,7 @@ use totp_core::ledger::OriginKey;
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
 use totp_core::secret::Secret;
-use totp_core::state::UserState;
+use totp_core::state::{STORE_KEY_LEN, StoreKey, UserState};
 use totp_core::uri::{KeyUri, Kind};
 use totp_core::verify;
 use zeroize::Zeroizing;
@@ -459,7 +459,9 @@ fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
     let policy = Policy::default();
     // The whole answer is the code: no password prefix.
     let candidates = code::candidates(answer.as_bytes(), e.digits, false);
-    let Ok(prepared) = verify::prepare(&file, &policy, &candidates, now) else {
+    // No store is involved: any key names the one enrolment the fresh state has none of.
+    let key = StoreKey::new([0; STORE_KEY_LEN]);
+    let Ok(prepared) = verify::prepare(&file, &policy, &candidates, now, &key) else {
         return false;
     };
     // A fresh state: nothing used, nothing throttled, so only the code decides.

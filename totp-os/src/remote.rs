@@ -13,7 +13,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use totp_core::fleet::{Credentials, PluginConfig, RedisOptions};
-use totp_core::state::{MAX_ENCODED_LEN, StateStore, StoreError, Uid, UserState, Write};
+use totp_core::state::{
+    MAX_ENCODED_LEN, STORE_KEY_LEN, StateStore, StoreError, StoreKey, Uid, UserState, Write,
+};
 use zeroize::Zeroizing;
 
 use crate::safefile::{FileRules, check_root_controlled, open_checked};
@@ -274,12 +276,26 @@ impl RemoteStore {
         })
     }
 
-    fn key(&self, uid: Uid) -> Vec<u8> {
+    fn record_key(&self, uid: Uid) -> Vec<u8> {
         format!("{}uid:{uid}", self.settings.prefix).into_bytes()
     }
 
+    /// Where the store key lives: `<prefix>key`, beside the records.
+    fn store_key_name(&self) -> Vec<u8> {
+        format!("{}key", self.settings.prefix).into_bytes()
+    }
+
     fn get(&mut self, key: &[u8]) -> Result<(UserState, u64), StoreError> {
-        let mut out = vec![0u8; MAX_ENCODED_LEN];
+        let (bytes, version) = self.get_bytes(key)?;
+        if version == 0 {
+            return Ok((UserState::default(), 0));
+        }
+        Ok((UserState::decode(&bytes)?, version))
+    }
+
+    /// The value under `key` and its version (0: absent).
+    fn get_bytes(&mut self, key: &[u8]) -> Result<(Zeroizing<Vec<u8>>, u64), StoreError> {
+        let mut out = Zeroizing::new(vec![0u8; MAX_ENCODED_LEN]);
         let mut len = 0usize;
         let mut version = 0u64;
         let mut msg = [0u8; MESSAGE_CAP];
@@ -301,11 +317,8 @@ impl RemoteStore {
         if status != STATUS_OK {
             return Err(store_error(status, &msg));
         }
-        if version == 0 {
-            return Ok((UserState::default(), 0));
-        }
-        let state = UserState::decode(out.get(..len).unwrap_or(&[]))?;
-        Ok((state, version))
+        out.truncate(len.min(MAX_ENCODED_LEN));
+        Ok((out, version))
     }
 
     fn compare_and_set(
@@ -315,12 +328,23 @@ impl RemoteStore {
         state: &UserState,
         durable: bool,
     ) -> Result<bool, StoreError> {
-        let record = state.encode();
-        let ttl = if state.hotp_mark.is_some() {
+        // A record holding a counter or a used scratch code is the only record of it.
+        let ttl = if state.holds_counters() {
             0
         } else {
             self.settings.ttl_secs
         };
+        self.compare_and_set_bytes(key, expected, &state.encode(), ttl, durable)
+    }
+
+    fn compare_and_set_bytes(
+        &mut self,
+        key: &[u8],
+        expected: u64,
+        record: &[u8],
+        ttl: u64,
+        durable: bool,
+    ) -> Result<bool, StoreError> {
         let mut msg = [0u8; MESSAGE_CAP];
         // SAFETY: as in `get`.
         let status = unsafe {
@@ -346,12 +370,38 @@ impl RemoteStore {
 }
 
 impl StateStore for RemoteStore {
+    /// The fleet's one key: created by the first login that finds none (a
+    /// compare-and-set against "absent", so racing hosts agree on the winner's).
+    fn key(&mut self) -> Result<StoreKey, StoreError> {
+        let name = self.store_key_name();
+        for _ in 0..2 {
+            let (bytes, version) = self.get_bytes(&name)?;
+            if version != 0 {
+                return StoreKey::from_slice(&bytes).map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "Redis: {} is not a store key of {STORE_KEY_LEN} bytes",
+                        String::from_utf8_lossy(&name)
+                    ))
+                });
+            }
+            let mut fresh = Zeroizing::new([0u8; STORE_KEY_LEN]);
+            getrandom::fill(&mut fresh[..]).map_err(|e| {
+                StoreError::Unavailable(format!("no random numbers for a store key: {e}"))
+            })?;
+            self.compare_and_set_bytes(&name, 0, &fresh[..], 0, true)?;
+        }
+        Err(StoreError::Unavailable(format!(
+            "Redis: {} vanished after it was created",
+            String::from_utf8_lossy(&name)
+        )))
+    }
+
     fn update(
         &mut self,
         uid: Uid,
         decide: &mut dyn FnMut(&UserState) -> Write,
     ) -> Result<(), StoreError> {
-        let key = self.key(uid);
+        let key = self.record_key(uid);
         let deadline = Instant::now() + self.settings.update_budget;
         for _ in 0..MAX_ROUNDS {
             let (current, version) = self.get(&key)?;
@@ -373,12 +423,12 @@ impl StateStore for RemoteStore {
     }
 
     fn read(&mut self, uid: Uid) -> Result<UserState, StoreError> {
-        let key = self.key(uid);
+        let key = self.record_key(uid);
         self.get(&key).map(|(s, _)| s)
     }
 
     fn reset(&mut self, uid: Uid) -> Result<(), StoreError> {
-        let key = self.key(uid);
+        let key = self.record_key(uid);
         let mut msg = [0u8; MESSAGE_CAP];
         // SAFETY: as in `get`.
         let status = unsafe {

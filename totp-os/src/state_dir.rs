@@ -31,6 +31,14 @@
 //!
 //! The directory is created when missing (as `pam_faillock` does), mode 0700, with
 //! missing parents 0755, all owned by the calling process's effective uid.
+//!
+//! ## The store key
+//!
+//! `<dir>/store.key` holds the store's random [`StoreKey`] (32 bytes, mode 0600, the
+//! directory's owner, checked like a record). It is written once, completely and
+//! fsynced under a temporary name and then linked into place (a racing login reads the
+//! winner's), so no login ever sees half a key. Removing it unbinds every record's
+//! marks from its enrolment, like a reset of the replay marks of every user.
 
 use std::ffi::OsString;
 use std::fs::{File, TryLockError};
@@ -46,7 +54,7 @@ use nix::fcntl::{self, AtFlags, OFlag};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use nix::unistd::{self, UnlinkatFlags};
 use sha2::{Digest, Sha256};
-use totp_core::state::{StateStore, StoreError, Uid, UserState, Write};
+use totp_core::state::{STORE_KEY_LEN, StateStore, StoreError, StoreKey, Uid, UserState, Write};
 
 use crate::fault::{self, FaultPoint};
 
@@ -59,6 +67,8 @@ const SLOTS: usize = 4;
 pub const MAX_FILE_LEN: usize = SLOT_LEN * SLOTS;
 const MAGIC: &[u8; 4] = b"PTS1";
 const HEADER_LEN: usize = 4 + 8 + 4 + 16;
+/// The store key's file name (never a uid, so never a record's).
+pub const KEY_FILE: &str = "store.key";
 const LOCK_PAUSE_MIN: Duration = Duration::from_millis(1);
 const LOCK_PAUSE_MAX: Duration = Duration::from_millis(20);
 
@@ -436,6 +446,86 @@ impl StateDir {
         Ok(Some(File::from(fd)))
     }
 
+    /// Reads the key file; `None` when there is none yet.
+    fn read_key(&mut self) -> Result<Option<StoreKey>, StoreError> {
+        let shown = self.path.join(KEY_FILE).display().to_string();
+        let owner = self.owner;
+        let Some(dir) = self.dir(true)? else {
+            return Ok(None);
+        };
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let fd = match fcntl::openat(dir, KEY_FILE, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{shown} is a symlink; not followed"
+                )));
+            }
+            Err(e) => return Err(os_error(&format!("open {shown}"), e)),
+        };
+        let st = stat::fstat(&fd).map_err(|e| os_error(&format!("stat {shown}"), e))?;
+        if kind(&st) != SFlag::S_IFREG
+            || st.st_uid != owner
+            || st.st_mode & 0o077 != 0
+            || st.st_nlink != 1
+            || st.st_size != STORE_KEY_LEN as libc::off_t
+        {
+            return Err(StoreError::Corrupt(format!(
+                "{shown} must be a regular file of {STORE_KEY_LEN} bytes, mode 600, owned by \
+                 uid {owner}, with one link; removing it unbinds every user's replay marks \
+                 from their enrolments"
+            )));
+        }
+        let mut key = zeroize::Zeroizing::new([0u8; STORE_KEY_LEN]);
+        File::from(fd)
+            .read_exact_at(&mut key[..], 0)
+            .map_err(|e| io_error(&format!("read {shown}"), &e))?;
+        Ok(Some(StoreKey::new(*key)))
+    }
+
+    /// Writes a new random key under a temporary name, fsynced, then links it into
+    /// place; `false` when another login linked its key first.
+    fn create_key(&mut self) -> Result<bool, StoreError> {
+        let shown = self.path.display().to_string();
+        let mut key = zeroize::Zeroizing::new([0u8; STORE_KEY_LEN]);
+        getrandom::fill(&mut key[..]).map_err(|e| {
+            StoreError::Unavailable(format!("no random numbers for a store key: {e}"))
+        })?;
+        let dir = self
+            .dir(true)?
+            .ok_or_else(|| StoreError::Unavailable(format!("{shown} vanished")))?;
+        let mut rnd = [0u8; 8];
+        getrandom::fill(&mut rnd)
+            .map_err(|e| StoreError::Unavailable(format!("no random numbers: {e}")))?;
+        let temp: String = rnd
+            .iter()
+            .fold(format!(".{KEY_FILE}.tmp-"), |t, b| t + &format!("{b:02x}"));
+        let fd = fcntl::openat(
+            dir,
+            temp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| os_error(&format!("create a store key in {shown}"), e))?;
+        let file = File::from(fd);
+        let written = file
+            .write_all_at(&key[..], 0)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error(&format!("write a store key in {shown}"), &e));
+        let linked = written.and_then(|()| {
+            match unistd::linkat(dir, temp.as_str(), dir, KEY_FILE, AtFlags::empty()) {
+                Ok(()) => Ok(true),
+                Err(Errno::EEXIST) => Ok(false),
+                Err(e) => Err(os_error(&format!("link the store key in {shown}"), e)),
+            }
+        });
+        let _ = unistd::unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+        // The key must outlive a power loss before any record is bound to it.
+        sync_dir(dir).map_err(|e| os_error(&format!("fsync {shown}"), e))?;
+        linked
+    }
+
     fn lock(&self, file: &File, uid: Uid) -> Result<(), StoreError> {
         let deadline = Instant::now() + self.lock_timeout;
         let mut pause = LOCK_PAUSE_MIN;
@@ -497,6 +587,16 @@ impl StateDir {
 }
 
 impl StateStore for StateDir {
+    fn key(&mut self) -> Result<StoreKey, StoreError> {
+        if let Some(k) = self.read_key()? {
+            return Ok(k);
+        }
+        self.create_key()?;
+        self.read_key()?.ok_or_else(|| {
+            StoreError::Unavailable(format!("{} vanished", self.path.join(KEY_FILE).display()))
+        })
+    }
+
     fn update(
         &mut self,
         uid: Uid,

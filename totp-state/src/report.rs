@@ -42,6 +42,11 @@ pub struct Report {
     /// module refuses to resolve by itself (`reset` is the recovery).
     pub mark_ahead_of_clock: bool,
     pub hotp_mark: Option<u64>,
+    /// How many enrolments (secrets) the record keeps replay marks for; the figures
+    /// above and below are those of the one used last.
+    pub enrolments: usize,
+    /// Scratch codes of that enrolment recorded as used (stored as keyed tags).
+    pub used_scratch_codes: usize,
     pub consecutive_failures: u32,
     pub blocked_until: Option<String>,
     pub origins: Vec<OriginRecord>,
@@ -70,6 +75,8 @@ impl Report {
             last_accepted: None,
             mark_ahead_of_clock: false,
             hotp_mark: None,
+            enrolments: 0,
+            used_scratch_codes: 0,
             consecutive_failures: 0,
             blocked_until: None,
             origins: Vec::new(),
@@ -86,12 +93,17 @@ impl Report {
         };
         let policy = Policy::default();
         let step = u64::from(DEFAULT_STEP_SECS);
-        r.last_step = state.last_step;
-        r.last_accepted = state.last_step.map(|s| format_utc(s.saturating_mul(step)));
-        r.mark_ahead_of_clock = state.last_step.is_some_and(|s| {
+        let latest = state.latest();
+        // A version-1 record's unbound marks until the first login after the upgrade.
+        let legacy = state.legacy.unwrap_or_default();
+        r.last_step = latest.map_or(legacy.last_step, |m| m.last_totp_step(step));
+        r.last_accepted = r.last_step.map(|s| format_utc(s.saturating_mul(step)));
+        r.mark_ahead_of_clock = r.last_step.is_some_and(|s| {
             s.saturating_mul(step) > now.saturating_add(policy.max_clock_lag_secs)
         });
-        r.hotp_mark = state.hotp_mark;
+        r.hotp_mark = latest.map_or(legacy.hotp, |m| m.hotp);
+        r.enrolments = state.marks.len();
+        r.used_scratch_codes = latest.map_or(0, |m| m.scratch.len());
         let ledger = match Ledger::decode(&state.extra) {
             Ok(l) => l,
             Err(e) => {
@@ -153,6 +165,18 @@ impl Report {
         }
         if let Some(h) = self.hotp_mark {
             out.push_str(&format!("  highest HOTP counter used: {h}\n"));
+        }
+        if self.used_scratch_codes > 0 {
+            out.push_str(&format!(
+                "  scratch codes used: {}\n",
+                self.used_scratch_codes
+            ));
+        }
+        if self.enrolments > 1 {
+            out.push_str(&format!(
+                "  replay marks kept for {} secrets (the latest shown)\n",
+                self.enrolments
+            ));
         }
         out.push_str(&format!(
             "  consecutive failures: {}\n",

@@ -29,7 +29,11 @@ impl Ctx {
                 return Ok(Continuation::Done(self.denied(io, who, denial)));
             }
         };
-        let prepared = match verify::prepare(&file, &self.policy, cands, now) {
+        let key = match run.store.key() {
+            Ok(k) => k,
+            Err(e) => return self.store_failed(io, who, e).map(Continuation::Done),
+        };
+        let prepared = match verify::prepare(&file, &self.policy, cands, now, &key) {
             Ok(p) => p,
             Err(verify::VerifyError::ClockFault) => {
                 io.log(Level::Err, "clock fault: time is before 1970; denying");
@@ -94,21 +98,28 @@ impl Ctx {
         // A failed tentative check keeps only its charge: GA moves the HOTP counter at
         // most once per authentication, after the prompted answer.
         let keep_file = phase != Phase::Tentative || decision.verdict.is_accepted();
-        if let Some(changed) = decision.file.as_ref().filter(|_| keep_file) {
-            // A used scratch code or an advanced HOTP counter: the one secret-file write.
-            let saved = match locked.as_mut() {
-                Some(l) => {
-                    let _creds = switch_creds(&*io, run.target)?;
-                    l.replace(changed.as_bytes()).map_err(|e| e.to_string())
-                }
-                None => Err("file was not locked".to_owned()),
+        // A used scratch code or an advanced HOTP counter is already recorded, durably,
+        // in the state store, the authority on what was used. The secret file is
+        // rewritten too where it can be (so that going back to GA stays safe), without
+        // waiting for that to be durable; a file that cannot be rewritten (read-only,
+        // configuration-managed) is no reason to deny. A command-served secret has no
+        // file (nothing locked).
+        if let (Some(changed), Some(l)) = (
+            decision.file.as_ref().filter(|_| keep_file),
+            locked.as_mut(),
+        ) {
+            let saved = {
+                let _creds = switch_creds(&*io, run.target)?;
+                l.replace_unsynced(changed.as_bytes())
             };
             if let Err(e) = saved {
                 io.log(
-                    Level::Err,
-                    &format!("cannot save {shown} (scratch code or counter): {e}; denying"),
+                    Level::Warning,
+                    &format!(
+                        "{who} ({shown}): not rewritten ({e}); the used scratch code or \
+                         counter is recorded in the state store"
+                    ),
                 );
-                return Ok(Continuation::Done(Outcome::Deny(Denial::NotPersisted)));
             }
         }
         drop(locked);
@@ -139,10 +150,13 @@ impl Ctx {
         cands: &[Candidate],
     ) -> Result<SecretRead, AuthError> {
         let shown = self.shown(target);
-        let may_change = preread.config().is_ok_and(|c| {
-            matches!(c.mode, Mode::Hotp { .. })
-                || (cands.iter().any(|c| c.scratch) && !preread.scratch_codes().is_empty())
-        });
+        // A secret from a command has no file to lock or rewrite.
+        let from_command = self.opts.fleet.secret_command.is_some();
+        let may_change = !from_command
+            && preread.config().is_ok_and(|c| {
+                matches!(c.mode, Mode::Hotp { .. })
+                    || (cands.iter().any(|c| c.scratch) && !preread.scratch_codes().is_empty())
+            });
         if !may_change {
             return Ok(SecretRead::Ready {
                 file: preread.clone(),

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use totp_core::fleet::RedisOptions;
-use totp_core::state::{StateStore, UserState, Write};
+use totp_core::state::{EnrolmentId, Marks, StateStore, UserState, Write};
+
+const ENROLMENT: EnrolmentId = EnrolmentId(1);
 use totp_os::remote::{RemoteSettings, RemoteStore, plugin_config};
 
 fn main() -> ExitCode {
@@ -69,14 +71,18 @@ fn main() -> ExitCode {
     let mut won = false;
     let r = store.update(uid, &mut |cur: &UserState| {
         won = false;
-        if cur.last_step.is_some_and(|s| s >= step) {
+        let marks = cur.marks_of(ENROLMENT).cloned().unwrap_or_default();
+        if marks.totp_until.is_some_and(|s| s >= step) {
             return Write::Nothing;
         }
         won = true;
-        Write::Durable(UserState {
-            last_step: Some(step),
-            ..cur.clone()
-        })
+        Write::Durable(cur.with_marks(
+            ENROLMENT,
+            Marks {
+                totp_until: Some(step),
+                ..marks
+            },
+        ))
     });
     match r {
         Ok(()) => {

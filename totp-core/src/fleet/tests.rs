@@ -280,15 +280,21 @@ mod properties {
 }
 
 #[test]
-fn command_files_with_scratch_codes_or_hotp_are_refused() {
+fn command_files_with_scratch_codes_or_hotp_need_a_shared_store() {
     let parse = |t: &str| crate::gafile::GaFile::parse(t.as_bytes()).expect("parse");
     let totp = parse("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n");
-    assert_eq!(check_command_file(&totp), Ok(()));
+    assert_eq!(check_command_file(&totp, false), Ok(()));
     let scratch = parse("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n12345678\n");
     assert_eq!(
-        check_command_file(&scratch),
+        check_command_file(&scratch, false),
         Err(CommandFileError::ScratchCodes)
     );
     let hotp = parse("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" HOTP_COUNTER 1\n");
-    assert_eq!(check_command_file(&hotp), Err(CommandFileError::Hotp));
+    assert_eq!(
+        check_command_file(&hotp, false),
+        Err(CommandFileError::Hotp)
+    );
+    for shared in [&totp, &scratch, &hotp] {
+        assert_eq!(check_command_file(shared, true), Ok(()));
+    }
 }

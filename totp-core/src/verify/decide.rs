@@ -16,9 +16,13 @@ impl Prepared {
         let now = u64::try_from(now).map_err(|_| VerifyError::ClockFault)?;
         let file = GaFile::parse(STAND_IN)?;
         let cfg = file.config()?;
+        let secret = file.secret()?;
         Ok(Prepared {
             file,
             cfg,
+            secret,
+            enrolment: EnrolmentId(0),
+            window: 1,
             now,
             ahead: 0,
             matches: Vec::new(),
@@ -40,7 +44,8 @@ impl Prepared {
     ) -> Result<Decision, VerifyError> {
         let now = self.now;
         let mut warnings = self.warnings.clone();
-        let mark = effective_mark(&self.cfg, state);
+        let mut marks = current_marks(&self.cfg, self.enrolment, state);
+        let mark = effective_mark(&self.cfg, &marks);
         if let Some((m, in_file)) = mark {
             let mark_time = m.saturating_mul(self.cfg.step_secs());
             if mark_time > now.saturating_add(policy.max_clock_lag_secs) {
@@ -98,10 +103,10 @@ impl Prepared {
         let boot_floor = attempt
             .boot_time
             .map(|b| (b / self.cfg.step_secs()).saturating_add(self.ahead));
+        // The window starts after the store's high-water mark, which is ahead of the
+        // file's counter when the file could not be rewritten.
         let hotp_floor = match self.cfg.mode {
-            Mode::Hotp { counter } => {
-                counter.max(state.hotp_mark.map_or(0, |m| m.saturating_add(1)))
-            }
+            Mode::Hotp { counter } => counter.max(marks.hotp.map_or(0, |m| m.saturating_add(1))),
             _ => 0,
         };
         let mut file = self.file.clone();
@@ -110,14 +115,23 @@ impl Prepared {
         let mut hotp_failed = false;
         for (idx, m) in self.matches.iter().enumerate() {
             let accepted = match (m, self.cfg.mode) {
-                (Matched::Scratch(Some(v)), _) => {
+                (Matched::Scratch(Some((v, tag))), _) => {
+                    if marks.scratch.contains(tag) {
+                        // Used before; the file could not be rewritten then.
+                        verdict = Verdict::Replayed;
+                        break;
+                    }
+                    if marks.scratch.len() >= MAX_USED_SCRATCH {
+                        return Err(VerifyError::TooManyUsedScratch);
+                    }
+                    marks.scratch.push(*tag);
                     file.remove_scratch_code(*v);
                     Some(Method::Scratch)
                 }
                 (Matched::Scratch(None), _) => None,
                 // A wrong-length answer is no HOTP attempt: the counter stays (as before).
                 (Matched::Nothing, _) => None,
-                (Matched::Otp(steps), Mode::Totp) => {
+                (Matched::Totp(steps), Mode::Totp) => {
                     let unused = |s: &u64| mark.is_none_or(|(m, _)| *s > m) && !reuse.contains(s);
                     let after_boot = |s: &u64| boot_floor.is_none_or(|f| *s > f);
                     let ok = steps.iter().copied().find(|s| unused(s) && after_boot(s));
@@ -134,9 +148,13 @@ impl Prepared {
                         None => None,
                     }
                 }
-                (Matched::Otp(ctrs), Mode::Hotp { .. }) => {
-                    match ctrs.iter().copied().find(|&c| c >= hotp_floor) {
-                        Some(counter) => {
+                (Matched::Hotp(code), Mode::Hotp { .. }) => {
+                    let end = hotp_floor
+                        .saturating_add(u64::from(self.window))
+                        .min(MAX_COUNTER);
+                    let found = search_window(&self.secret, &self.cfg, code, hotp_floor..end);
+                    match found.first() {
+                        Some(&counter) => {
                             file.set(KEY_HOTP_COUNTER, &(counter + 1).to_string())?;
                             Some(Method::Hotp { counter })
                         }
@@ -146,7 +164,7 @@ impl Prepared {
                         }
                     }
                 }
-                (Matched::Otp(_), Mode::ScratchOnly) => None,
+                (Matched::Totp(_) | Matched::Hotp(_), _) => None,
             };
             if let Some(method) = accepted {
                 verdict = Verdict::Accepted(method);
@@ -172,25 +190,27 @@ impl Prepared {
                     ledger.record_grace(ip, now);
                 }
                 next.extra = ledger.encode();
-                match method {
-                    // Lazy is enough when the boot floor covers a write lost to a
-                    // power loss or crash (see `Attempt::boot_time`).
+                let lazy = match method {
                     Method::Totp { step } => {
-                        next.last_step = Some(step);
-                        if attempt.boot_time.is_some() {
-                            Write::Lazy(next)
-                        } else {
-                            Write::Durable(next)
-                        }
+                        let until = step.saturating_add(1).saturating_mul(self.cfg.step_secs());
+                        marks.totp_until = Some(until.max(marks.totp_until.unwrap_or(0)));
+                        // Lazy is enough when the boot floor covers a write lost to a
+                        // power loss or crash (see `Attempt::boot_time`).
+                        attempt.boot_time.is_some()
                     }
-                    // The secret file's crash-safe rewrite of HOTP_COUNTER is the
-                    // durable record; this mark only guards against a rolled-back file.
+                    // The store is the authority on counters and scratch codes (the
+                    // file may not be writable): nothing else covers a lost write.
                     Method::Hotp { counter } => {
-                        next.hotp_mark = Some(counter.max(state.hotp_mark.unwrap_or(0)));
-                        Write::Lazy(next)
+                        marks.hotp = Some(counter.max(marks.hotp.unwrap_or(0)));
+                        false
                     }
-                    // Single use is the secret file's rewrite; this only resets counters.
-                    Method::Scratch => Write::Lazy(next),
+                    Method::Scratch => false,
+                };
+                let next = next.with_marks(self.enrolment, marks);
+                if lazy {
+                    Write::Lazy(next)
+                } else {
+                    Write::Durable(next)
                 }
             }
             _ if attempt.continued => {

@@ -10,6 +10,10 @@ fn file(text: &str) -> GaFile {
     gafile::GaFile::parse(text.as_bytes()).unwrap()
 }
 
+fn key() -> StoreKey {
+    StoreKey::new([7; crate::state::STORE_KEY_LEN])
+}
+
 fn secret() -> Secret {
     Secret::new(crate::base32::decode_lenient(S.as_bytes()).unwrap())
 }
@@ -27,6 +31,9 @@ fn code(counter: u64) -> String {
 struct User {
     file: GaFile,
     state: UserState,
+    /// The secret file cannot be rewritten (read-only mount, configuration management,
+    /// a secret command): the decision's new file is dropped.
+    readonly: bool,
 }
 
 impl User {
@@ -34,6 +41,7 @@ impl User {
         Self {
             file: file(text),
             state: UserState::default(),
+            readonly: false,
         }
     }
 
@@ -51,7 +59,7 @@ impl User {
         origin: OriginKey,
         continued: bool,
     ) -> Decision {
-        let prep = prepare(&self.file, p, c, now).unwrap();
+        let prep = prepare(&self.file, p, c, now, &key()).unwrap();
         let a = Attempt {
             origin,
             rhost: Some("192.0.2.7".parse().unwrap()),
@@ -67,10 +75,15 @@ impl User {
                 self.state = UserState::decode(&s.encode()).unwrap();
             }
         }
-        if let Some(f) = &d.file {
+        if let (Some(f), false) = (&d.file, self.readonly) {
             self.file = f.clone();
         }
         d
+    }
+
+    /// The TOTP mark of the enrolment used last, in 30-s steps.
+    fn last_step(&self) -> Option<u64> {
+        self.state.latest().and_then(|m| m.last_totp_step(30))
     }
 
     fn attempt(&mut self, p: &Policy, answer: &str, now: i64) -> Decision {
@@ -182,10 +195,10 @@ fn a_right_code_is_one_durable_write_and_a_wrong_one_a_lazy_one() {
     let p = Policy::default();
     let d = u.attempt(&p, "050548", 300_000);
     assert!(matches!(d.write, Write::Durable(_)));
-    assert_eq!(u.state.last_step, Some(10_000));
+    assert_eq!(u.last_step(), Some(10_000));
     let d = u.attempt(&p, "000000", 300_001);
     assert!(matches!(d.write, Write::Lazy(_)));
-    assert_eq!(u.state.last_step, Some(10_000));
+    assert_eq!(u.last_step(), Some(10_000));
 }
 
 #[test]
@@ -317,8 +330,8 @@ fn ga_scenario_hotp_counter() {
     let d = u.attempt(&p, "293240", 300_000);
     assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: 1 }));
     assert!(
-        matches!(d.write, Write::Lazy(_)),
-        "the file rewrite is the durable record"
+        matches!(d.write, Write::Durable(_)),
+        "the store is the record of the counter, whether or not the file can be rewritten"
     );
     assert_eq!(
         u.file.as_bytes(),
@@ -336,7 +349,7 @@ fn ga_scenario_hotp_counter() {
         u.file.as_bytes(),
         format!("{S}\n\" HOTP_COUNTER 6\n").as_bytes()
     );
-    assert_eq!(u.state.hotp_mark, Some(5));
+    assert_eq!(u.state.latest().and_then(|m| m.hotp), Some(5));
 }
 
 #[test]
@@ -424,10 +437,14 @@ fn clock_going_back_never_reopens_an_accepted_step() {
 fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
     let p = Policy::default();
     let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
-    u.state.last_step = Some(20_000);
+    // A version-1 record's mark (unbound) is taken over by the file's enrolment.
+    u.state.legacy = Some(crate::state::LegacyMarks {
+        last_step: Some(20_000),
+        hotp: None,
+    });
     let c = candidates(b"000000", Digits::SIX, false);
     assert_eq!(
-        prepare(&u.file, &p, &c, -1).err(),
+        prepare(&u.file, &p, &c, -1, &key()).err(),
         Some(VerifyError::ClockFault)
     );
     let a = |now| Attempt {
@@ -437,7 +454,7 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
         continued: false,
         boot_time: None,
     };
-    let prep = prepare(&u.file, &p, &c, 600_000 - 86_401).unwrap();
+    let prep = prepare(&u.file, &p, &c, 600_000 - 86_401, &key()).unwrap();
     assert_eq!(
         prep.decide(&u.state, &p, &a(600_000 - 86_401)).err(),
         Some(VerifyError::StateAhead {
@@ -445,14 +462,14 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
             in_file: false
         })
     );
-    let prep = prepare(&u.file, &p, &c, 600_000 - 86_400).unwrap();
+    let prep = prepare(&u.file, &p, &c, 600_000 - 86_400, &key()).unwrap();
     assert!(prep.decide(&u.state, &p, &a(600_000 - 86_400)).is_ok());
     // The admin tool's reset (an empty record) is the recovery.
     u.state = UserState::default();
     assert!(accepted(&u.attempt(&p, &code(10_000), 300_000)));
     // The same from a file line.
     let f = file(&format!("{S}\n\" PAM_TOTP_LAST_STEP 20000\n\" TOTP_AUTH\n"));
-    let prep = prepare(&f, &p, &c, 300_000).unwrap();
+    let prep = prepare(&f, &p, &c, 300_000, &key()).unwrap();
     assert_eq!(
         prep.decide(&UserState::default(), &p, &a(300_000)).err(),
         Some(VerifyError::StateAhead {
@@ -641,23 +658,23 @@ fn secret_strength_rules() {
     let c = candidates(b"000000", Digits::SIX, false);
     let short = file("MFRGGZDFMZTWQ\n\" TOTP_AUTH\n");
     assert!(matches!(
-        prepare(&short, &p, &c, 300_000),
+        prepare(&short, &p, &c, 300_000, &key()),
         Err(VerifyError::SecretTooShort { bits: 64, min: 80 })
     ));
     let legacy = file(&format!("{S}\n\" TOTP_AUTH\n"));
-    let prep = prepare(&legacy, &p, &c, 300_000).unwrap();
+    let prep = prepare(&legacy, &p, &c, 300_000, &key()).unwrap();
     assert!(prep.warnings.contains(&Warning::LegacySecret { bits: 80 }));
     let strict = Policy {
         min_secret_bits: 128,
         ..Policy::default()
     };
     assert!(matches!(
-        prepare(&legacy, &strict, &c, 300_000),
+        prepare(&legacy, &strict, &c, 300_000, &key()),
         Err(VerifyError::SecretTooShort { bits: 80, min: 128 })
     ));
     let modern = file("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n");
     assert!(
-        prepare(&modern, &strict, &c, 300_000)
+        prepare(&modern, &strict, &c, 300_000, &key())
             .unwrap()
             .warnings
             .is_empty()
@@ -778,14 +795,14 @@ fn with_a_known_boot_time_a_used_code_is_written_lazily_and_survives_losing_it()
         continued: false,
         boot_time,
     };
-    let prep = prepare(&f, &p, &c, 300_000).unwrap();
+    let prep = prepare(&f, &p, &c, 300_000, &key()).unwrap();
     let d = prep
         .decide(&UserState::default(), &p, &a(300_000, Some(booted)))
         .unwrap();
     assert!(d.verdict.is_accepted());
     assert!(matches!(d.write, Write::Lazy(_)), "no fsync: {:?}", d.write);
     // Power loss: the lazy record is gone, and the machine boots again at 300_010.
-    let prep = prepare(&f, &p, &c, 300_020).unwrap();
+    let prep = prepare(&f, &p, &c, 300_020, &key()).unwrap();
     let d = prep
         .decide(&UserState::default(), &p, &a(300_020, Some(300_010)))
         .unwrap();
@@ -800,14 +817,14 @@ fn with_a_known_boot_time_a_used_code_is_written_lazily_and_survives_losing_it()
     for (step, ok) in [(10_001, false), (10_002, true)] {
         let c = candidates(code(step).as_bytes(), Digits::SIX, false);
         let now = step as i64 * 30;
-        let prep = prepare(&f, &p, &c, now).unwrap();
+        let prep = prepare(&f, &p, &c, now, &key()).unwrap();
         let d = prep
             .decide(&UserState::default(), &p, &a(now, Some(300_010)))
             .unwrap();
         assert_eq!(d.verdict.is_accepted(), ok, "step {step}");
     }
     // Without a boot time a used code is written durably.
-    let prep = prepare(&f, &p, &c, 300_000).unwrap();
+    let prep = prepare(&f, &p, &c, 300_000, &key()).unwrap();
     let d = prep
         .decide(&UserState::default(), &p, &a(300_000, None))
         .unwrap();
@@ -841,4 +858,221 @@ fn a_doomed_attempt_is_throttled_and_charged_like_a_wrong_code() {
         }
     }
     assert_eq!(Ledger::decode(&state.extra).unwrap().consecutive, 3);
+}
+
+/// Another 160-bit secret (a re-enrolment).
+const S2: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+fn code_of(secret_b32: &str, counter: u64) -> String {
+    let s = Secret::new(crate::base32::decode_lenient(secret_b32.as_bytes()).unwrap());
+    format_code(
+        otp::hotp(&s, counter, Algorithm::Sha1, Digits::SIX),
+        Digits::SIX,
+    )
+}
+
+#[test]
+fn a_new_secret_starts_fresh_marks_and_keeps_the_throttling() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&p, &code(10_000), 300_000)));
+    // A wrong code charges the account.
+    assert_eq!(u.attempt(&p, "000000", 300_001).verdict, Verdict::Rejected);
+    let charged = u.ledger().consecutive;
+    assert_eq!(charged, 1);
+    // Re-enrolled with another secret, in the same step: its code of this step was
+    // never used, so it is accepted (the old marks do not apply) ...
+    u.file = file(&format!("{S2}\n\" TOTP_AUTH\n"));
+    let later = 300_000 + i64::try_from(p.backoff_secs(1)).unwrap() + 1;
+    let d = u.attempt(
+        &p,
+        &code_of(S2, 10_000 + (later as u64 - 300_000) / 30),
+        later,
+    );
+    assert!(accepted(&d), "{d:?}");
+    // ... and both enrolments keep their own marks, the latest first.
+    assert_eq!(u.state.marks.len(), 2);
+    // Back to the first secret (a restored backup): its marks still hold.
+    u.file = file(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert_eq!(
+        u.attempt(&p, &code(10_000), 300_010 + 30).verdict,
+        Verdict::Replayed
+    );
+}
+
+#[test]
+fn throttling_survives_re_enrolment() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    let mut failures = 0;
+    while p.backoff_secs(failures) == 0 {
+        assert_eq!(u.attempt(&p, "000000", 300_000).verdict, Verdict::Rejected);
+        failures += 1;
+    }
+    u.file = file(&format!("{S2}\n\" TOTP_AUTH\n"));
+    // Within the backoff: refused unevaluated, even with the new secret's right code.
+    assert_eq!(
+        u.attempt(&p, &code_of(S2, 10_000), 300_000).verdict,
+        Verdict::Throttled
+    );
+}
+
+#[test]
+fn a_new_step_size_is_a_new_enrolment_not_a_clock_fault() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    let now = 1_700_000_000;
+    let step30 = now as u64 / 30;
+    assert!(accepted(&u.attempt(&p, &code(step30), now)));
+    // The same secret with 10-s steps: step numbers three times larger. Marks are kept
+    // in seconds and per enrolment, so neither a fault nor a lockout.
+    u.file = file(&format!("{S}\n\" STEP_SIZE 10\n\" TOTP_AUTH\n"));
+    let d = u.attempt(&p, &code(now as u64 / 10 + 1), now + 10);
+    assert!(accepted(&d), "{d:?}");
+    // And back to 30 s: the first enrolment's mark still refuses its used step.
+    u.file = file(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert_eq!(
+        u.attempt(&p, &code(step30), now + 11).verdict,
+        Verdict::Replayed
+    );
+}
+
+#[test]
+fn enrolment_ids_depend_on_key_secret_and_parameters() {
+    let k = key();
+    let cfg = |t: &str| file(t).config().unwrap();
+    let id = |k: &StoreKey, t: &str| enrolment_id(k, &cfg(t), &file(t).secret().unwrap());
+    let base = format!("{S}\n\" TOTP_AUTH\n");
+    let other_key = StoreKey::new([8; crate::state::STORE_KEY_LEN]);
+    assert_eq!(
+        id(&k, &base),
+        id(&k, &format!("{S}\n\" TOTP_AUTH\n12345678\n"))
+    );
+    for other in [
+        format!("{S2}\n\" TOTP_AUTH\n"),
+        format!("{S}\n\" STEP_SIZE 60\n\" TOTP_AUTH\n"),
+        format!("{S}\n\" HOTP_COUNTER 1\n"),
+        format!("{S}\n\" PAM_TOTP_DIGITS 8\n\" TOTP_AUTH\n"),
+    ] {
+        assert_ne!(id(&k, &base), id(&k, &other), "{other}");
+    }
+    assert_ne!(id(&k, &base), id(&other_key, &base));
+    // The HOTP counter is not part of it: re-programming a token keeps its marks.
+    assert_eq!(
+        id(&k, &format!("{S}\n\" HOTP_COUNTER 1\n")),
+        id(&k, &format!("{S}\n\" HOTP_COUNTER 9\n"))
+    );
+}
+
+#[test]
+fn scratch_codes_of_a_file_that_cannot_be_rewritten_are_used_once() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n12345678\n87654321\n"));
+    u.readonly = true;
+    let d = u.attempt(&p, "12345678", 300_000);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Scratch));
+    assert!(
+        matches!(d.write, Write::Durable(_)),
+        "the store is the record"
+    );
+    assert!(
+        d.file.is_some(),
+        "still rewritten where it can be (GA roll-back)"
+    );
+    // The file still lists it; the store refuses it.
+    assert_eq!(
+        u.attempt(&p, "12345678", 300_040).verdict,
+        Verdict::Replayed
+    );
+    assert_eq!(
+        u.attempt(&p, "87654321", 300_080).verdict,
+        Verdict::Accepted(Method::Scratch)
+    );
+    // What the store holds is a keyed tag, never the code.
+    let encoded = u.state.encode();
+    for code in [12_345_678u32, 87_654_321] {
+        for bytes in [code.to_le_bytes(), code.to_be_bytes()] {
+            assert!(!encoded.windows(4).any(|w| w == bytes));
+        }
+    }
+}
+
+#[test]
+fn used_scratch_codes_are_bounded_per_enrolment() {
+    let p = Policy::default();
+    let codes: Vec<u32> = (0..=MAX_USED_SCRATCH as u32)
+        .map(|i| 20_000_000 + i)
+        .collect();
+    let text = codes
+        .iter()
+        .fold(format!("{S}\n\" TOTP_AUTH\n"), |t, c| format!("{t}{c}\n"));
+    let mut u = User::new(&text);
+    u.readonly = true;
+    for (i, c) in codes.iter().enumerate().take(MAX_USED_SCRATCH) {
+        let d = u.attempt(&p, &c.to_string(), 300_000 + 40 * i as i64);
+        assert_eq!(d.verdict, Verdict::Accepted(Method::Scratch));
+    }
+    let last = codes[MAX_USED_SCRATCH].to_string();
+    let cands = candidates(last.as_bytes(), Digits::SIX, false);
+    let prep = prepare(&u.file, &p, &cands, 400_000, &key()).unwrap();
+    let a = Attempt {
+        origin: HOME,
+        rhost: None,
+        now: 400_000,
+        continued: false,
+        boot_time: None,
+    };
+    assert_eq!(
+        prep.decide(&u.state, &p, &a).err(),
+        Some(VerifyError::TooManyUsedScratch)
+    );
+}
+
+#[test]
+fn hotp_of_a_file_that_cannot_be_rewritten_moves_on_with_the_store() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" HOTP_COUNTER 1\n"));
+    u.readonly = true;
+    let d = u.attempt(&p, &code(1), 300_000);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: 1 }));
+    assert!(matches!(d.write, Write::Durable(_)));
+    assert_eq!(u.attempt(&p, &code(1), 300_040).verdict, Verdict::Rejected);
+    // The window starts after the store's mark, so more codes than the window work.
+    for ctr in 2..30 {
+        let d = u.attempt(&p, &code(ctr), 300_000 + 40 * ctr as i64);
+        assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: ctr }));
+    }
+}
+
+#[test]
+fn a_new_hotp_token_starts_at_its_own_counter() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" HOTP_COUNTER 1\n"));
+    for ctr in 1..8 {
+        assert!(accepted(&u.attempt(
+            &p,
+            &code(ctr),
+            300_000 + 40 * ctr as i64
+        )));
+    }
+    u.file = file(&format!("{S2}\n\" HOTP_COUNTER 1\n"));
+    let d = u.attempt(&p, &code_of(S2, 1), 301_000);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: 1 }));
+}
+
+#[test]
+fn a_version_1_record_keeps_protecting_after_the_upgrade() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    u.state.legacy = Some(crate::state::LegacyMarks {
+        last_step: Some(10_000),
+        hotp: None,
+    });
+    assert_eq!(
+        u.attempt(&p, &code(10_000), 300_010).verdict,
+        Verdict::Replayed
+    );
+    assert!(accepted(&u.attempt(&p, &code(10_001), 300_030)));
+    assert_eq!(u.state.legacy, None);
+    assert_eq!(u.last_step(), Some(10_001));
 }

@@ -3,10 +3,29 @@
 
 use super::*;
 
-/// The replay mark in force: the store's, raised by the file's `PAM_TOTP_LAST_STEP`
-/// line (written by earlier versions and by `totp-enroll resync`). `(mark, from file)`.
-pub(super) fn effective_mark(cfg: &Config, state: &UserState) -> Option<(u64, bool)> {
-    match (state.last_step, cfg.last_step) {
+/// The marks of the file's enrolment: the record's, or on the first login after an
+/// upgrade the version-1 record's unbound marks, or none (a new enrolment starts fresh).
+pub(super) fn current_marks(cfg: &Config, enrolment: EnrolmentId, state: &UserState) -> Marks {
+    if let Some(m) = state.marks_of(enrolment) {
+        return m.clone();
+    }
+    match state.legacy {
+        Some(l) => Marks {
+            totp_until: l
+                .last_step
+                .map(|s| s.saturating_add(1).saturating_mul(cfg.step_secs())),
+            hotp: l.hotp,
+            scratch: Vec::new(),
+        },
+        None => Marks::default(),
+    }
+}
+
+/// The TOTP replay mark in force: the enrolment's, raised by the file's
+/// `PAM_TOTP_LAST_STEP` line (written by earlier versions and by `totp-enroll resync`).
+/// `(mark, from file)`.
+pub(super) fn effective_mark(cfg: &Config, marks: &Marks) -> Option<(u64, bool)> {
+    match (marks.last_totp_step(cfg.step_secs()), cfg.last_step) {
         (Some(s), Some(f)) if f > s => Some((f, true)),
         (Some(s), _) => Some((s, false)),
         (None, Some(f)) => Some((f, true)),
@@ -119,9 +138,8 @@ pub(super) fn throttled_until(
 
 pub(super) fn stored(state: &UserState, ledger: &Ledger) -> UserState {
     UserState {
-        last_step: state.last_step,
-        hotp_mark: state.hotp_mark,
         extra: ledger.encode(),
+        ..state.clone()
     }
 }
 

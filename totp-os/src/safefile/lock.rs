@@ -101,6 +101,19 @@ impl LockedFile {
     /// An error from the final directory fsync is returned although the new contents
     /// are in place (and locked): the caller cannot know they are durable.
     pub fn replace(&mut self, new_contents: &[u8]) -> Result<(), FileError> {
+        self.replace_contents(new_contents)?;
+        sync_dir(self.dir.as_fd())
+    }
+
+    /// [`LockedFile::replace`] without the final directory fsync: the new contents are
+    /// complete on disk before the rename, but after a power loss the old file may be
+    /// back. For a copy whose authority is elsewhere (the state store records used
+    /// scratch codes and HOTP counters; the file is rewritten so that GA agrees).
+    pub fn replace_unsynced(&mut self, new_contents: &[u8]) -> Result<(), FileError> {
+        self.replace_contents(new_contents)
+    }
+
+    fn replace_contents(&mut self, new_contents: &[u8]) -> Result<(), FileError> {
         if new_contents.len() > self.max_size {
             return Err(FileError::TooLarge {
                 limit: self.max_size,
@@ -137,7 +150,7 @@ impl LockedFile {
         self.info = FileInfo::from_stat(&st);
         self.info.size = new_contents.len() as u64;
         self.contents = Zeroizing::new(new_contents.to_vec());
-        sync_dir(dir)
+        Ok(())
     }
 }
 

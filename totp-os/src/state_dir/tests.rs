@@ -10,12 +10,18 @@ fn store() -> (tempfile::TempDir, StateDir) {
     (t, s)
 }
 
-fn st(step: u64) -> UserState {
+fn st(until: u64) -> UserState {
     UserState {
-        last_step: Some(step),
-        hotp_mark: None,
         extra: vec![1, 0, 0],
+        ..UserState::default()
     }
+    .with_marks(
+        totp_core::state::EnrolmentId(1),
+        totp_core::state::Marks {
+            totp_until: Some(until),
+            ..Default::default()
+        },
+    )
 }
 
 fn put(s: &mut StateDir, uid: Uid, w: Write) {
@@ -183,4 +189,60 @@ fn record_names_are_canonical_uids() {
     for bad in ["", "01", "x", "1000.tmp", "99999999999"] {
         assert_eq!(record_uid(OsStr::new(bad)), None, "{bad}");
     }
+}
+
+#[test]
+fn the_store_key_is_created_once_and_checked_like_a_record() {
+    let (t, mut s) = store();
+    let k = s.key().unwrap();
+    let path = t.path().join("a/state").join(KEY_FILE);
+    let m = std::fs::metadata(&path).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o600);
+    assert_eq!(m.len(), STORE_KEY_LEN as u64);
+    assert_eq!(std::fs::read(&path).unwrap(), k.as_bytes());
+    // The same key for every later login (another store object, another process).
+    let mut again = StateDir::new(t.path().join("a/state"), Duration::from_millis(300));
+    assert_eq!(again.key().unwrap(), k);
+    // Nothing but the key is left behind (no temporary file).
+    let names: Vec<_> = std::fs::read_dir(t.path().join("a/state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from(KEY_FILE)]);
+    // Not a uid: never taken for a record.
+    assert_eq!(record_uid(std::ffi::OsStr::new(KEY_FILE)), None);
+
+    // A key of the wrong size, a wider mode or a symlink is refused, never replaced.
+    std::fs::write(&path, [1u8; 31]).unwrap();
+    assert!(matches!(again.key(), Err(StoreError::Corrupt(_))));
+    std::fs::write(&path, [1u8; STORE_KEY_LEN]).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(again.key(), Err(StoreError::Corrupt(_))));
+    std::fs::remove_file(&path).unwrap();
+    symlink(t.path().join("elsewhere"), &path).unwrap();
+    assert!(matches!(again.key(), Err(StoreError::Corrupt(_))));
+    assert!(!t.path().join("elsewhere").exists(), "not followed");
+    // Removed, a new (different) key is made.
+    std::fs::remove_file(&path).unwrap();
+    assert_ne!(again.key().unwrap(), k);
+}
+
+#[test]
+fn racing_logins_agree_on_one_store_key() {
+    let (t, _) = store();
+    let dir = t.path().join("a/state");
+    let keys: Vec<StoreKey> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.clone();
+                sc.spawn(move || {
+                    StateDir::new(dir, Duration::from_millis(300))
+                        .key()
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(keys.iter().all(|k| *k == keys[0]));
 }

@@ -1,0 +1,125 @@
+use super::*;
+
+fn marks(until: Option<u64>, hotp: Option<u64>, scratch: &[u64]) -> Marks {
+    Marks {
+        totp_until: until,
+        hotp,
+        scratch: scratch.to_vec(),
+    }
+}
+
+#[test]
+fn encode_round_trips() {
+    for s in [
+        UserState::default(),
+        UserState {
+            marks: vec![(EnrolmentId(7), marks(Some(1_740_000_030), None, &[]))],
+            legacy: None,
+            extra: vec![1, 2, 3],
+        },
+        UserState {
+            marks: vec![
+                (EnrolmentId(u64::MAX), marks(None, Some(u64::MAX), &[1, 2])),
+                (
+                    EnrolmentId(0),
+                    marks(Some(0), Some(0), &[9; MAX_USED_SCRATCH]),
+                ),
+            ],
+            legacy: None,
+            extra: Vec::new(),
+        },
+    ] {
+        assert_eq!(UserState::decode(&s.encode()), Ok(s));
+    }
+}
+
+#[test]
+fn version_1_records_are_read_as_unbound_marks() {
+    let mut v1 = vec![1, 0b11];
+    v1.extend_from_slice(&58_000_000u64.to_le_bytes());
+    v1.extend_from_slice(&12u64.to_le_bytes());
+    v1.extend_from_slice(&[5, 6]);
+    let s = UserState::decode(&v1).expect("version 1");
+    assert_eq!(
+        s.legacy,
+        Some(LegacyMarks {
+            last_step: Some(58_000_000),
+            hotp: Some(12)
+        })
+    );
+    assert!(s.marks.is_empty());
+    assert_eq!(s.extra, vec![5, 6]);
+    // Written back, it is a version-2 record whose legacy marks went to an enrolment.
+    let next = s.with_marks(EnrolmentId(3), marks(Some(30), None, &[]));
+    assert_eq!(next.legacy, None);
+    assert_eq!(UserState::decode(&next.encode()), Ok(next));
+}
+
+#[test]
+fn decode_refuses_what_encode_never_writes() {
+    assert!(UserState::decode(b"").is_err());
+    assert!(UserState::decode(&[3, 0]).is_err());
+    assert!(UserState::decode(&[1, 4]).is_err());
+    assert!(UserState::decode(&[1, 0, 0]).is_err());
+    assert!(UserState::decode(&[2]).is_err());
+    assert!(UserState::decode(&[2, MAX_ENROLMENTS as u8 + 1]).is_err());
+    // An enrolment with an unknown flag, or too many scratch tags, or recorded twice.
+    let one = |flags: u8, used: u8| {
+        let mut b = vec![2, 1];
+        b.extend_from_slice(&5u64.to_le_bytes());
+        b.push(flags);
+        b.extend_from_slice(&[0; 16]);
+        b.push(used);
+        b
+    };
+    assert!(UserState::decode(&one(0, 0)).is_ok());
+    assert!(UserState::decode(&one(4, 0)).is_err());
+    assert!(UserState::decode(&one(0, MAX_USED_SCRATCH as u8 + 1)).is_err());
+    assert!(UserState::decode(&one(0, 1)).is_err(), "tag missing");
+    let mut twice = one(0, 0);
+    twice[1] = 2;
+    twice.extend_from_slice(&one(0, 0)[2..]);
+    assert!(UserState::decode(&twice).is_err());
+    twice[3] = 6;
+    assert!(UserState::decode(&twice).is_ok());
+    assert!(UserState::decode(&vec![2; MAX_ENCODED_LEN + 1]).is_err());
+}
+
+#[test]
+fn marks_move_to_the_front_and_the_oldest_is_forgotten() {
+    let mut s = UserState::default();
+    for i in 0..6u64 {
+        s = s.with_marks(EnrolmentId(i), marks(Some(i * 30), None, &[]));
+    }
+    let ids: Vec<u64> = s.marks.iter().map(|(e, _)| e.0).collect();
+    assert_eq!(ids, vec![5, 4, 3, 2]);
+    s = s.with_marks(EnrolmentId(3), marks(Some(999), None, &[]));
+    assert_eq!(s.marks[0], (EnrolmentId(3), marks(Some(999), None, &[])));
+    assert_eq!(s.marks.len(), MAX_ENROLMENTS);
+    assert_eq!(s.latest().and_then(|m| m.last_totp_step(30)), Some(32));
+}
+
+#[test]
+fn tags_are_keyed_and_unambiguous() {
+    let a = StoreKey::new([1; STORE_KEY_LEN]);
+    let b = StoreKey::new([2; STORE_KEY_LEN]);
+    assert_ne!(a.tag(&[b"x"]), b.tag(&[b"x"]));
+    assert_ne!(a.tag(&[b"ab", b"c"]), a.tag(&[b"a", b"bc"]));
+    assert_eq!(a.tag(&[b"ab", b"c"]), a.tag(&[b"ab", b"c"]));
+    assert!(StoreKey::from_slice(&[0; 31]).is_err());
+    assert_eq!(format!("{a:?}"), "StoreKey(..)");
+}
+
+#[test]
+fn records_with_counters_are_recognised() {
+    let s = UserState::default().with_marks(EnrolmentId(1), marks(Some(60), None, &[]));
+    assert!(!s.holds_counters());
+    assert!(
+        s.with_marks(EnrolmentId(2), marks(None, None, &[4]))
+            .holds_counters()
+    );
+    assert!(
+        s.with_marks(EnrolmentId(2), marks(None, Some(0), &[]))
+            .holds_counters()
+    );
+}
