@@ -153,7 +153,9 @@ fn rewrites_keep_mode_and_owner() {
     let u = TestUser::create("mo");
     let stack = Stack::probe("svc", "");
     for (i, mode) in [0o600, 0o400].into_iter().enumerate() {
-        let text = format!("{secret}\n\" TOTP_AUTH\n12345678\n");
+        // A scratch code of its own per round: the store remembers a used one.
+        let scratch = (12_345_678 + i).to_string();
+        let text = format!("{secret}\n\" TOTP_AUTH\n{scratch}\n");
         let p = u.write_secret(&text, mode);
         // Held open so its inode number cannot be reused by the rewrite below.
         let original = fs::File::open(&p).expect("open original");
@@ -180,7 +182,7 @@ fn rewrites_keep_mode_and_owner() {
         assert_eq!(read(&p), text, "{mode:o}: TOTP logins never write the file");
         assert_eq!(ino_now(), ino, "{mode:o}: not even rewritten in place");
         let d = Driver::new(&stack, "svc", &u.name)
-            .answer("12345678")
+            .answer(&scratch)
             .at(at + 1)
             .run();
         assert_eq!(d.module_code(), "PAM_SUCCESS", "{mode:o}: {d:?}");

@@ -175,7 +175,9 @@ fn read_only_secret_setups_log_in_and_replay_still_fails() {
         run_ro(&code_at(&secret, T0), T0 + 1).module_code(),
         "PAM_AUTH_ERR"
     );
-    // A scratch code must be used up, which a read-only file system cannot do: denied.
+    // Issue 20: a scratch code works once although the file cannot be rewritten (the
+    // state store records it), and is refused after that although the file still
+    // lists it.
     write_owned(
         &ro.join("ga"),
         format!("{text}{SCRATCH}\n").as_bytes(),
@@ -183,8 +185,36 @@ fn read_only_secret_setups_log_in_and_replay_still_fails() {
         u.gid,
         0o600,
     );
-    assert_eq!(run_ro(SCRATCH, T0 + 2).module_code(), "PAM_AUTH_ERR");
-    assert!(read(&ro.join("ga")).contains(SCRATCH));
+    let d = run_ro(SCRATCH, T0 + 2);
+    assert_eq!(
+        d.module_code(),
+        "PAM_SUCCESS",
+        "scratch on a read-only fs: {d:?}"
+    );
+    assert!(
+        read(&ro.join("ga")).contains(SCRATCH),
+        "the file was read-only"
+    );
+    assert_eq!(run_ro(SCRATCH, T0 + 40).module_code(), "PAM_AUTH_ERR");
+    // HOTP on the read-only file: each counter once, and past the file's window (the
+    // window starts after the store's high-water mark, not at the file's counter).
+    write_owned(
+        &ro.join("ga"),
+        format!("{secret}\n\" HOTP_COUNTER 1\n").as_bytes(),
+        u.uid,
+        u.gid,
+        0o600,
+    );
+    for counter in 1..=5u64 {
+        let d = run_ro(&oathtool_hotp(&secret, counter), T0 + 100 + 40 * counter);
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "HOTP {counter}: {d:?}");
+    }
+    assert_eq!(
+        run_ro(&oathtool_hotp(&secret, 5), T0 + 400).module_code(),
+        "PAM_AUTH_ERR",
+        "a used counter"
+    );
+    assert!(read(&ro.join("ga")).contains("HOTP_COUNTER 1\n"));
 
     // 4. The secret on a full file system (ENOSPC for any write).
     let full = Tmpfs::new("256k");

@@ -51,6 +51,12 @@ mod plan {
         PLANS.with(|p| p.borrow_mut().push(Plan { point, skip, errno }));
     }
 
+    /// Whether a plan for `point` is still waiting on this thread (its fault has not
+    /// happened yet): how a test shows that the fault it injected was reached.
+    pub fn pending(point: FaultPoint) -> bool {
+        PLANS.with(|p| p.borrow().iter().any(|plan| plan.point == point))
+    }
+
     /// Forget every pending plan of this thread.
     pub fn clear() {
         PLANS.with(|p| p.borrow_mut().clear());
@@ -72,7 +78,7 @@ mod plan {
 }
 
 #[cfg(any(test, feature = "fault-injection"))]
-pub use plan::{clear, fail_next, fail_nth};
+pub use plan::{clear, fail_next, fail_nth, pending};
 
 #[cfg(any(test, feature = "fault-injection"))]
 pub(crate) use plan::hit;

@@ -508,9 +508,9 @@ impl StateDir {
             Mode::from_bits_truncate(0o600),
         )
         .map_err(|e| os_error(&format!("create a store key in {shown}"), e))?;
-        let file = File::from(fd);
-        let written = file
-            .write_all_at(&key[..], 0)
+        let mut file = File::from(fd);
+        // write(2), not pwrite: tests tell a record's write by its pwrite64.
+        let written = std::io::Write::write_all(&mut file, &key[..])
             .and_then(|()| file.sync_all())
             .map_err(|e| io_error(&format!("write a store key in {shown}"), &e));
         let linked = written.and_then(|()| {
