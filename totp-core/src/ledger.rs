@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 
-use crate::state::StoreError;
+use crate::state::{Reader, StoreError};
 
 /// Origins with a failure record; the one whose last failure is oldest is forgotten first.
 pub const MAX_ORIGINS: usize = 16;
@@ -129,32 +129,8 @@ fn corrupt(m: &str) -> StoreError {
     StoreError::Corrupt(format!("throttling record: {m}"))
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-}
-
+/// The ledger's own fields, on the record codec's reader.
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], StoreError> {
-        if self.b.len() < n {
-            return Err(corrupt("truncated"));
-        }
-        let (h, t) = self.b.split_at(n);
-        self.b = t;
-        Ok(h)
-    }
-    fn u8(&mut self) -> Result<u8, StoreError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32, StoreError> {
-        let mut a = [0u8; 4];
-        a.copy_from_slice(self.take(4)?);
-        Ok(u32::from_le_bytes(a))
-    }
-    fn u64(&mut self) -> Result<u64, StoreError> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(a))
-    }
     fn ip(&mut self) -> Result<IpAddr, StoreError> {
         let mut a = [0u8; 16];
         a.copy_from_slice(self.take(16)?);
@@ -235,7 +211,10 @@ impl Ledger {
         if bytes.is_empty() {
             return Ok(Self::default());
         }
-        let mut r = Reader { b: bytes };
+        let mut r = Reader {
+            b: bytes,
+            what: "throttling record",
+        };
         let with_hosts = match r.u8()? {
             VERSION => true,
             VERSION_WITHOUT_HOSTS => false,

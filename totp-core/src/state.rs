@@ -233,27 +233,38 @@ pub const MAX_ENCODED_LEN: usize = 4096;
 const HAS_TOTP: u8 = 1;
 const HAS_HOTP: u8 = 2;
 
-/// Reads a record front to back, refusing a short one.
-struct Reader<'a>(&'a [u8]);
+/// Reads an encoded record front to back, refusing a short one; shared by the
+/// record's codec and the throttling ledger's (`crate::ledger`).
+pub(crate) struct Reader<'a> {
+    pub(crate) b: &'a [u8],
+    /// Names the record in the error ("state record", "throttling record").
+    pub(crate) what: &'static str,
+}
 
 impl<'a> Reader<'a> {
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
-        if self.0.len() < n {
-            return Err(StoreError::Corrupt("truncated record".to_owned()));
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.b.len() < n {
+            return Err(StoreError::Corrupt(format!("{}: truncated", self.what)));
         }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        Ok(h)
     }
 
-    fn byte(&mut self) -> Result<u8, StoreError> {
-        Ok(self.bytes(1)?[0])
+    pub(crate) fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
     }
 
-    fn word(&mut self) -> Result<u64, StoreError> {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(self.bytes(8)?);
-        Ok(u64::from_le_bytes(b))
+    pub(crate) fn u32(&mut self) -> Result<u32, StoreError> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, StoreError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
     }
 }
 
@@ -289,15 +300,18 @@ impl UserState {
         if bytes.len() > MAX_ENCODED_LEN {
             return Err(corrupt("record too large"));
         }
-        let mut r = Reader(bytes);
-        let version = r.byte().map_err(|_| corrupt("empty record"))?;
+        let mut r = Reader {
+            b: bytes,
+            what: "state record",
+        };
+        let version = r.u8().map_err(|_| corrupt("empty record"))?;
         match version {
             VERSION_1 => {
-                let flags = r.byte()?;
+                let flags = r.u8()?;
                 if flags & !(HAS_TOTP | HAS_HOTP) != 0 {
                     return Err(corrupt("unknown record flags"));
                 }
-                let (step, hotp) = (r.word()?, r.word()?);
+                let (step, hotp) = (r.u64()?, r.u64()?);
                 let legacy = LegacyMarks {
                     last_step: (flags & HAS_TOTP != 0).then_some(step),
                     hotp: (flags & HAS_HOTP != 0).then_some(hotp),
@@ -305,27 +319,27 @@ impl UserState {
                 Ok(Self {
                     marks: Vec::new(),
                     legacy: (legacy != LegacyMarks::default()).then_some(legacy),
-                    extra: r.0.to_vec(),
+                    extra: r.b.to_vec(),
                 })
             }
             VERSION => {
-                let n = usize::from(r.byte()?);
+                let n = usize::from(r.u8()?);
                 if n > MAX_ENROLMENTS {
                     return Err(corrupt("too many enrolments"));
                 }
                 let mut marks = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let id = EnrolmentId(r.word()?);
-                    let flags = r.byte()?;
+                    let id = EnrolmentId(r.u64()?);
+                    let flags = r.u8()?;
                     if flags & !(HAS_TOTP | HAS_HOTP) != 0 {
                         return Err(corrupt("unknown record flags"));
                     }
-                    let (until, hotp) = (r.word()?, r.word()?);
-                    let used = usize::from(r.byte()?);
+                    let (until, hotp) = (r.u64()?, r.u64()?);
+                    let used = usize::from(r.u8()?);
                     if used > MAX_USED_SCRATCH {
                         return Err(corrupt("too many used scratch codes"));
                     }
-                    let scratch = (0..used).map(|_| r.word()).collect::<Result<_, _>>()?;
+                    let scratch = (0..used).map(|_| r.u64()).collect::<Result<_, _>>()?;
                     if marks.iter().any(|(e, _)| *e == id) {
                         return Err(corrupt("an enrolment recorded twice"));
                     }
@@ -341,7 +355,7 @@ impl UserState {
                 Ok(Self {
                     marks,
                     legacy: None,
-                    extra: r.0.to_vec(),
+                    extra: r.b.to_vec(),
                 })
             }
             _ => Err(corrupt("unknown record version")),
