@@ -297,7 +297,7 @@ fn kill_9_during_state_writes_never_corrupts_state_or_readmits_a_code() {
         // Within the login's typical duration, so that the kill lands on a running login.
         let delay = seed % (typical * 9 / 10 + 1);
         let at = T0 + 30 * i;
-        let right = i % 2 == 0;
+        let right = i.is_multiple_of(2);
         let answer = if right {
             code_at(&secret, at)
         } else {
