@@ -630,3 +630,53 @@ fn a_hostile_or_failing_secret_command_denies_and_the_log_names_why() {
         );
     }
 }
+
+/// M11 / R32, R33: through the module, the secret command runs as the named user with
+/// no supplementary groups, an empty environment (only `PATH` the module sets and what
+/// `sh` adds itself) and no terminal on stdin: a command that serves the file only when
+/// all of that holds logs in. Control: the same command run by the test as root
+/// refuses, so its checks can fail.
+#[test]
+fn the_secret_command_runs_as_the_named_user_with_nothing_inherited_through_libpam() {
+    let t = "the_secret_command_runs_as_the_named_user_with_nothing_inherited_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let u = TestUser::create("si");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-id");
+    let path = dir.path().join("checked");
+    fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\n\
+             [ \"$(id -u)\" = \"$(id -u nobody)\" ] || {{ echo uid >&2; exit 1; }}\n\
+             [ \"$(id -G)\" = \"$(id -g)\" ] || {{ echo groups >&2; exit 1; }}\n\
+             [ -z \"$(env | grep -v -e '^PATH=' -e '^PWD=' -e '^SHLVL=' -e '^_=')\" ] || \
+             {{ echo env >&2; exit 1; }}\n\
+             [ -t 0 ] && {{ echo tty >&2; exit 1; }}\n\
+             [ -z \"$(cat)\" ] || {{ echo stdin >&2; exit 1; }}\n\
+             cat <<'EOF'\n{}EOF\n",
+            totp_file(&secret)
+        ),
+    )
+    .expect("write");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Control: as root, with this test's environment, the checks refuse.
+    let out = std::process::Command::new(&path)
+        .arg(&u.name)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "the checks can fail: {out:?}");
+    let stack = host(
+        &server.url(false),
+        &format!(
+            "secret_command={} secret_command_user=nobody",
+            path.display()
+        ),
+    );
+    let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+}
