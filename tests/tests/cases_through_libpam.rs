@@ -326,3 +326,53 @@ fn peer_addresses_and_a_missing_rule_file_through_the_module() {
         "the log names the missing file: {lines:?}"
     );
 }
+
+/// I4: a success resets the failures of its origin. With `throttle_after=2`, failure,
+/// success, failure, then the right code logs in (the first failure was forgotten);
+/// control: two failures in a row, and the right code is held back.
+#[test]
+fn a_success_resets_the_failures_of_its_origin() {
+    if !require_root("a_success_resets_the_failures_of_its_origin") {
+        return;
+    }
+    let stack = Stack::probe("svc", "throttle_after=2");
+    let from = |u: &TestUser, answer: &str, at: u64| {
+        Driver::new(&stack, "svc", &u.name)
+            .answer(answer)
+            .rhost("192.0.2.44")
+            .at(at)
+            .run()
+            .module_code()
+    };
+    // Seconds apart (inside any backoff), across a step boundary so that the second
+    // right code is a new one: second 27 of a step, then the next step.
+    let base = T0 - T0 % 30 + 27;
+    let (u, secret) = TestUser::enrolled("rs");
+    for (what, right, at, want) in [
+        ("failure", false, base, "PAM_AUTH_ERR"),
+        ("success", true, base + 1, "PAM_SUCCESS"),
+        ("failure after the success", false, base + 2, "PAM_AUTH_ERR"),
+        (
+            "right code: one failure counted",
+            true,
+            base + 4,
+            "PAM_SUCCESS",
+        ),
+    ] {
+        let answer = if right {
+            code_at(&secret, at)
+        } else {
+            wrong_totp(&secret, at)
+        };
+        assert_eq!(from(&u, &answer, at), want, "{what}");
+    }
+    let (v, secret_v) = TestUser::enrolled("rt");
+    for at in [base, base + 2] {
+        assert_eq!(from(&v, &wrong_totp(&secret_v, at), at), "PAM_AUTH_ERR");
+    }
+    assert_eq!(
+        from(&v, &code_at(&secret_v, base + 4), base + 4),
+        "PAM_AUTH_ERR",
+        "control: two failures in a row hold the right code back"
+    );
+}
