@@ -19,7 +19,8 @@
 //!
 //! The table runs as a real Linux login does, with the boot time known (a used TOTP code
 //! is written lazily), and once more with it unknown (written durably, so the rows about
-//! that fsync apply). Every row shows its injected fault was reached.
+//! that fsync apply). Every row shows its injected fault was reached, and a log line of
+//! the denial names the row's cause.
 //!
 //! The failpoints are the thread-local ones of `totp_os::fault`, enabled for this test
 //! only through the dev-dependency feature `fault-injection`.
@@ -394,6 +395,8 @@ struct Row {
     /// boot time is unknown (with it known, the write is lazy and no fsync is made:
     /// `with_a_boot_time_a_used_code_needs_a_write_but_no_fsync`).
     unknown_boot_only: bool,
+    /// What one log line of the denial must contain (all of it): the cause, named.
+    cause: &'static [&'static str],
 }
 
 fn correct() -> Answer {
@@ -431,6 +434,7 @@ fn row(name: &'static str) -> Row {
         hold_lock: false,
         scratch: false,
         unknown_boot_only: false,
+        cause: &[],
     }
 }
 
@@ -440,10 +444,12 @@ fn table() -> Vec<Row> {
         // --- name service
         Row {
             nss: Nss::ByNameFails,
+            cause: &["name service error for this user"],
             ..row("nss: getpwnam fails")
         },
         Row {
             nss: Nss::IdentityFails,
+            cause: &["name service error (groups of uid"],
             ..row("nss: getgrouplist (identity) fails")
         },
         // A failed group lookup means "no skip": the code is asked for (with the right
@@ -453,6 +459,7 @@ fn table() -> Vec<Row> {
             args: &["skip_group=faultgroup"],
             answer: wrong,
             after: After::ValidFile,
+            cause: &["group faultgroup lookup failed", "cannot excuse the code"],
             ..row("nss: group names fail with skip_group")
         },
         Row {
@@ -460,6 +467,7 @@ fn table() -> Vec<Row> {
             args: &["require_group=faultgroup"],
             answer: wrong,
             after: After::ValidFile,
+            cause: &["group faultgroup lookup failed", "cannot excuse the code"],
             ..row("nss: group names fail with require_group")
         },
         Row {
@@ -467,79 +475,98 @@ fn table() -> Vec<Row> {
             args: &["require_group=faultgroup"],
             answer: wrong,
             after: After::ValidFile,
+            cause: &["is incomplete", "cannot excuse the code"],
             ..row("nss: incomplete group list with require_group")
         },
         Row {
             nss: Nss::ByUidFails,
             args: &["user=0", "secret=/nonexistent-dir/${USER}"],
+            cause: &["user= lookup", "denying everybody"],
             ..row("nss: getpwuid for user= fails")
         },
         Row {
             args: &["user=2000000000"],
+            cause: &["user= names no known account"],
             ..row("config: user= names no account")
         },
         // --- clock
         Row {
             clock: Clock::Fails,
+            cause: &["cannot read the clock"],
             ..row("clock: unreadable")
         },
         Row {
             clock: Clock::Negative,
+            cause: &["clock fault", "before 1970"],
             ..row("clock: before 1970")
         },
         Row {
             clock: Clock::Fails,
             args: &["grace_period=60"],
+            cause: &["cannot read the clock"],
             ..row("clock: unreadable with grace_period")
         },
         // --- conversation
         Row {
             answer: conv_fails,
+            cause: &["conversation failed"],
             ..row("conversation: conv() fails")
         },
         Row {
             answer: null_reply,
+            cause: &["did not receive a verification code"],
             ..row("conversation: NULL reply")
         },
         // --- lock
         Row {
             hold_lock: true,
             args: &["lock_timeout=200"],
+            cause: &["timed out waiting for the lock"],
             ..row("lock: held by another open file, timeout")
         },
         Row {
             faults: &[(Lock, 0, EIO)],
+            cause: &["lock ", "(EIO)"],
             ..row("lock: flock EIO")
         },
         Row {
             faults: &[(Lock, 0, libc::ENOLCK)],
+            cause: &["lock ", "(ENOLCK)"],
             ..row("lock: flock ENOLCK")
         },
     ];
     // --- the state record: its write and its fsync, each errno, right and wrong code.
     for errno in [ENOSPC, EROFS, EIO, EDQUOT] {
+        let write = leak(vec!["could not be saved: write ", errno_name(errno)]);
+        let fsync = leak(vec!["could not be saved: fsync ", errno_name(errno)]);
         rows.push(Row {
             faults: leak(vec![(Write, 0, errno)]),
+            cause: write,
             after: After::NotConsumed,
             ..row(leak_str(format!("state write fails ({errno}), right code")))
         });
         rows.push(Row {
             faults: leak(vec![(Write, 0, errno)]),
             answer: wrong,
+            cause: write,
             ..row(leak_str(format!("state write fails ({errno}), wrong code")))
         });
         rows.push(Row {
             faults: leak(vec![(Fsync, 0, errno)]),
             after: After::Consumed,
             unknown_boot_only: true,
+            cause: fsync,
             ..row(leak_str(format!("state fsync fails ({errno}), right code")))
         });
     }
     // --- a used scratch code: the store records it (one durable write: the record's
     // write, then its fsync) before the verdict; a failure there denies.
     for errno in [ENOSPC, EROFS, EIO, EDQUOT] {
+        let write = leak(vec!["could not be saved: write ", errno_name(errno)]);
+        let fsync = leak(vec!["could not be saved: fsync ", errno_name(errno)]);
         rows.push(Row {
             faults: leak(vec![(Write, 0, errno)]),
+            cause: write,
             answer: scratch,
             scratch: true,
             after: After::ScratchKept,
@@ -549,6 +576,7 @@ fn table() -> Vec<Row> {
         });
         rows.push(Row {
             faults: leak(vec![(Fsync, 0, errno)]),
+            cause: fsync,
             answer: scratch,
             scratch: true,
             after: After::ScratchRecorded,
@@ -558,6 +586,17 @@ fn table() -> Vec<Row> {
         });
     }
     rows
+}
+
+/// The errno's name as the log shows it, in parentheses.
+fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        ENOSPC => "(ENOSPC)",
+        EROFS => "(EROFS)",
+        EIO => "(EIO)",
+        EDQUOT => "(EDQUOT)",
+        _ => panic!("no name for errno {errno}"),
+    }
 }
 
 fn leak<T>(v: Vec<T>) -> &'static [T] {
@@ -697,6 +736,12 @@ fn check_row(r: &Row, extra: &[&str], uptime: Option<u64>) -> (Vec<String>, Opti
         ),
     }
     let logs = pam.logs.borrow();
+    check(!r.cause.is_empty(), "the row names no expected cause");
+    check(
+        logs.iter()
+            .any(|(_, m)| r.cause.iter().all(|c| m.contains(c))),
+        &format!("no log line names the cause {:?}", r.cause),
+    );
     let code_now = code_at(NOW);
     check(
         logs.iter()
