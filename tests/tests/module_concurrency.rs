@@ -358,7 +358,10 @@ fn kill_9_during_state_writes_never_corrupts_state_or_readmits_a_code() {
 }
 
 /// A lock holder that stops (SIGSTOP) delays others only up to lock_timeout; once it
-/// dies the lock is free again (C4). The lock that matters now is the state record's.
+/// dies the lock is free again (C4). The lock that matters now is the state record's:
+/// the holder is seen holding it in /proc/locks before it stops and after the login
+/// gave up; the login waited the lock timeout, no more than a hang guard allows, and
+/// the log names the lock. Control: after the holder died, the same code logs in.
 #[test]
 fn stopped_lock_holder_delays_others_only_boundedly() {
     if !require_root("stopped_lock_holder_delays_others_only_boundedly") {
@@ -379,18 +382,40 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
         .process_group(0)
         .spawn()
         .expect("flock");
-    std::thread::sleep(Duration::from_millis(300));
+    // The holder has the record's lock (seen in /proc/locks) before it is stopped.
+    let ino = std::os::unix::fs::MetadataExt::ino(
+        &fs::metadata(stack.state_file(u.uid)).expect("record"),
+    );
+    let start = Instant::now();
+    while flock_holders(ino).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the holder never locked the record"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let pid = holder.id() as i32;
     // SAFETY: kill(2) has no memory-safety preconditions; own child's process group.
     unsafe { libc::kill(-pid, libc::SIGSTOP) };
     let t = Instant::now();
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, now()))
-        .run();
+    let (d, lines) =
+        capture_syslog(&Driver::new(&stack, "svc", &u.name).answer(&code_at(&secret, now())));
     let took = t.elapsed();
     assert_ne!(d.module_code(), "PAM_SUCCESS");
     assert_ne!(d.module_code(), "PAM_IGNORE");
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    // At least the lock timeout (1 s) was waited, and not much more (hang guard).
+    assert!(took >= Duration::from_millis(1000), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| syslog_message(l).contains("timed out waiting for the lock")),
+        "the log names the lock: {lines:?}"
+    );
+    assert!(
+        !flock_holders(ino).is_empty(),
+        "the stopped holder still held the lock when the login gave up"
+    );
     // SAFETY: as above.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     let _ = holder.wait();
