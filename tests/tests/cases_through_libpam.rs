@@ -376,3 +376,102 @@ fn a_success_resets_the_failures_of_its_origin() {
         "control: two failures in a row hold the right code back"
     );
 }
+
+/// J11 / R21: the rule file must be root's and closed to writes by others; a file owned
+/// by a user, or writable by others, or holding a NUL, is refused: nobody skips, the
+/// code is asked and the log names the file. Control: the same rules in a root-owned
+/// 0644 file skip. J15: the skip is logged once, naming the rule file's verdict.
+#[test]
+fn rule_file_ownership_and_mode_through_the_module() {
+    if !require_root("rule_file_ownership_and_mode_through_the_module") {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("pam_totp-rules")
+        .tempdir()
+        .expect("tempdir");
+    let secret = dir.path().join("secret");
+    write_owned(
+        &secret,
+        format!("{SECRET_160}\n\" TOTP_AUTH\n").as_bytes(),
+        0,
+        0,
+        0o600,
+    );
+    let rules = dir.path().join("access.conf");
+    let rule = b"+ : ALL : 10.0.0.0/8\n";
+    let stack = Stack::probe(
+        "sshd",
+        &format!(
+            "secret={} accessfile={} throttle_after=100",
+            secret.display(),
+            rules.display()
+        ),
+    );
+    let attempt = || {
+        capture_syslog(
+            &Driver::new(&stack, "sshd", "root")
+                .answer("000000")
+                .rhost("10.1.2.3"),
+        )
+    };
+    write_owned(&rules, rule, 0, 0, 0o644);
+    let (d, lines) = attempt();
+    assert_eq!((d.returned(), d.prompts), (Returned::Ignore, 0), "control");
+    let skip_lines: Vec<&String> = lines
+        .iter()
+        .filter(|l| syslog_message(l).contains("not asking root"))
+        .collect();
+    assert_eq!(skip_lines.len(), 1, "the skip is logged once: {lines:?}");
+    assert!(
+        skip_lines[0].contains(&format!("{}:line 1", rules.display())),
+        "the skip names the rule: {lines:?}"
+    );
+    for (what, bytes, owner, mode, cause) in [
+        (
+            "owned by a user",
+            &rule[..],
+            65534,
+            0o644,
+            "owned by uid 65534",
+        ),
+        (
+            "writable by others",
+            &rule[..],
+            0,
+            0o666,
+            "mode 0666 is too permissive",
+        ),
+        (
+            "writable by the group",
+            &rule[..],
+            0,
+            0o664,
+            "mode 0664 is too permissive",
+        ),
+        (
+            "a NUL byte",
+            &b"+ : ALL : 10.0.0.0/8\n\0\n"[..],
+            0,
+            0o644,
+            "NUL byte",
+        ),
+    ] {
+        write_owned(&rules, bytes, owner, 0, mode);
+        let (d, lines) = attempt();
+        assert_eq!(
+            (d.returned(), d.prompts),
+            (Returned::Failed("PAM_AUTH_ERR".into()), 1),
+            "{what}: no skip, the code is asked"
+        );
+        assert!(
+            lines.iter().any(|l| {
+                let m = syslog_message(l);
+                m.contains(&rules.display().to_string())
+                    && m.contains(cause)
+                    && m.contains("the code is required for everybody")
+            }),
+            "{what}: the log names the file and {cause:?}: {lines:?}"
+        );
+    }
+}
