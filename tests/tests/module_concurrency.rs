@@ -567,3 +567,82 @@ fn flock_holders(ino: u64) -> Vec<u32> {
         })
         .collect()
 }
+
+/// D4 / R15: SIGTERM (what sshd sends its PAM child) reaching a login at its state
+/// write: strace holds the login 3 s after its `pwrite64` returns, the test sees the
+/// record change and sends SIGTERM to the login itself (the holder of the record's lock
+/// in /proc/locks). The login dies of it (strace passes the signal on as its own exit)
+/// without printing a verdict, and the code whose use was written is refused afterwards.
+/// Control: the next code, without any fault, logs in.
+#[test]
+fn sigterm_at_the_state_write_gives_no_verdict_and_never_readmits_a_code() {
+    let t = "sigterm_at_the_state_write_gives_no_verdict_and_never_readmits_a_code";
+    if !require_root(t) || !require_tool(t, "strace") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("st");
+    let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=1000");
+    let record = stack.state_file(u.uid);
+    let d = Driver::new(&stack, "svc", &u.name)
+        .answer(&wrong_totp(&secret, now()))
+        .run();
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&record).expect("record"));
+    let code = code_at(&secret, now());
+    let before = fs::read(&record).expect("record");
+    let cmd = Driver::new(&stack, "svc", &u.name).answer(&code).command();
+    let child = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "inject=pwrite64:delay_exit=3000000:when=1",
+        ])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace");
+    let start = Instant::now();
+    while fs::read(&record).expect("record") == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the state write never happened"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let holders = flock_holders(ino);
+    assert_eq!(holders.len(), 1, "the login holds the record: {holders:?}");
+    // SAFETY: kill(2) on the login process this test started (through strace).
+    let rc = unsafe { libc::kill(holders[0] as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(libc::SIGTERM),
+        "the login died of SIGTERM: {out:?}"
+    );
+    assert!(
+        Drive::parse(&out).result.is_empty(),
+        "no verdict left the process: {out:?}"
+    );
+    let d = Driver::new(&stack, "svc", &u.name).answer(&code).run();
+    assert_eq!(
+        d.module_code(),
+        "PAM_AUTH_ERR",
+        "a code whose use was written is never admitted again: {d:?}"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let step = now() / 30;
+    while now() / 30 == step {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let d = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, now()))
+        .run();
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}");
+}
