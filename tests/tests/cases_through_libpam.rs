@@ -475,3 +475,81 @@ fn rule_file_ownership_and_mode_through_the_module() {
         );
     }
 }
+
+/// L11: the enrolment's code confirmation, through the built `totp-enroll` with the
+/// clock frozen mid-step, accepts exactly what a login with the default window accepts:
+/// the codes of the steps just before and after, not two steps away (each of those is
+/// answered "Code incorrect" first, counted).
+#[test]
+fn the_enrolment_confirmation_accepts_one_step_either_way_through_the_cli() {
+    use std::io::{BufRead, BufReader, Write};
+    let t = "the_enrolment_confirmation_accepts_one_step_either_way_through_the_cli";
+    if !require_root(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let enroll = |offsets: &[i64]| -> (String, String) {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-confirm")
+            .tempdir_in(private_tmp())
+            .expect("tempdir");
+        let mut child = std::process::Command::new(&built().enroll)
+            .args(["-t", "-D", "-W", "-u", "-f", "-Q", "NONE", "-s", "s"])
+            .current_dir(dir.path())
+            .env_remove("HOME")
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", faketime_date(T0))
+            .env("TZ", "UTC")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn totp-enroll");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut seen = String::new();
+        let secret = loop {
+            let mut line = String::new();
+            assert!(
+                out.read_line(&mut line).expect("read") > 0,
+                "no secret shown: {seen}"
+            );
+            seen.push_str(&line);
+            if let Some(s) = line.strip_prefix("Your new secret key is: ") {
+                break s.trim().to_owned();
+            }
+        };
+        let answers: String = offsets
+            .iter()
+            .map(|k| {
+                let at = T0.checked_add_signed(k * 30).expect("time");
+                format!("{}\n", oathtool_totp(&secret, at, 30, 6, "sha1"))
+            })
+            .collect();
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(answers.as_bytes())
+            .expect("answer");
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).expect("read");
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "totp-enroll: {status:?} {seen}{rest}");
+        (rest, read(&dir.path().join("s")))
+    };
+    for (offsets, refused) in [(&[-2i64, 2, -1][..], 2), (&[3, 1][..], 1), (&[0][..], 0)] {
+        let (out, file) = enroll(offsets);
+        assert_eq!(
+            out.matches("Code incorrect. Try again.").count(),
+            refused,
+            "{offsets:?}: {out}"
+        );
+        assert!(
+            out.contains("Code confirmed") && !out.contains("Code confirmation skipped"),
+            "{offsets:?}: the last code was accepted: {out}"
+        );
+        assert!(
+            file.contains("TOTP_AUTH"),
+            "{offsets:?}: enrolled: {file:?}"
+        );
+    }
+}
