@@ -16,8 +16,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use system_tests::fleet::{RedisServer, ServerConfig, TestCa, plugin, trusted_dir};
@@ -87,6 +87,11 @@ struct StallProxy {
     stalled_after_read: Arc<AtomicUsize>,
     /// Compare-and-sets forwarded.
     forwarded_cas: Arc<AtomicUsize>,
+    /// While set, the read of a user's record (`HMGET` on a `…uid:…` key) is not
+    /// forwarded: the proxy answers it with these bytes itself.
+    answer_read: Arc<Mutex<Option<Vec<u8>>>>,
+    /// Reads answered that way.
+    answered: Arc<AtomicUsize>,
 }
 
 /// One client command: its bytes as sent and its arguments.
@@ -134,30 +139,22 @@ impl StallProxy {
             stalled: Arc::new(AtomicUsize::new(0)),
             stalled_after_read: Arc::new(AtomicUsize::new(0)),
             forwarded_cas: Arc::new(AtomicUsize::new(0)),
+            answer_read: Arc::new(Mutex::new(None)),
+            answered: Arc::new(AtomicUsize::new(0)),
         };
-        let (stall, stalled, after_read, forwarded) = (
-            proxy.stall.clone(),
-            proxy.stalled.clone(),
-            proxy.stalled_after_read.clone(),
-            proxy.forwarded_cas.clone(),
-        );
+        let shared = Shared {
+            stall: proxy.stall.clone(),
+            stalled: proxy.stalled.clone(),
+            after_read: proxy.stalled_after_read.clone(),
+            forwarded: proxy.forwarded_cas.clone(),
+            answer_read: proxy.answer_read.clone(),
+            answered: proxy.answered.clone(),
+        };
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (stall, stalled, after_read, forwarded) = (
-                    stall.clone(),
-                    stalled.clone(),
-                    after_read.clone(),
-                    forwarded.clone(),
-                );
+                let shared = shared.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(
-                        client,
-                        server_port,
-                        &stall,
-                        &stalled,
-                        &after_read,
-                        &forwarded,
-                    );
+                    let _ = serve(client, server_port, &shared);
                 });
             }
         });
@@ -169,14 +166,25 @@ impl StallProxy {
     }
 }
 
-fn serve(
-    client: TcpStream,
-    server_port: u16,
-    stall: &AtomicBool,
-    stalled: &AtomicUsize,
-    after_read: &AtomicUsize,
-    forwarded: &AtomicUsize,
-) -> std::io::Result<()> {
+/// The proxy's switches and counters, shared by its connections.
+#[derive(Clone)]
+struct Shared {
+    stall: Arc<AtomicBool>,
+    stalled: Arc<AtomicUsize>,
+    after_read: Arc<AtomicUsize>,
+    forwarded: Arc<AtomicUsize>,
+    answer_read: Arc<Mutex<Option<Vec<u8>>>>,
+    answered: Arc<AtomicUsize>,
+}
+
+fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Result<()> {
+    let (stall, stalled, after_read, forwarded) = (
+        &shared.stall,
+        &shared.stalled,
+        &shared.after_read,
+        &shared.forwarded,
+    );
+    let mut to_client = client.try_clone()?;
     let mut server = TcpStream::connect(("127.0.0.1", server_port))?;
     let mut back_from = server.try_clone()?;
     let mut back_to = client.try_clone()?;
@@ -212,6 +220,16 @@ fn serve(
         if name == b"HMGET"
             && let Some(k) = args.get(1)
         {
+            let answer = shared
+                .answer_read
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(bytes) = answer.filter(|_| is_record(k)) {
+                shared.answered.fetch_add(1, Ordering::SeqCst);
+                to_client.write_all(&bytes)?;
+                continue;
+            }
             read_keys.push(k.clone());
         }
         server.write_all(&raw)?;
@@ -679,4 +697,70 @@ fn the_secret_command_runs_as_the_named_user_with_nothing_inherited_through_libp
     );
     let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+}
+
+/// M4 / R31, R36: a server that answers the read of a user's record with garbage (a
+/// status line where an array belongs, an array of the wrong shape) or announces a
+/// huge reply and then stays silent: the proxy answers the read itself (counted); the
+/// login is denied within the bound (a 10-s guard), the log names the cause, and no
+/// record is written. Control: the same proxy forwarding everything logs in.
+#[test]
+fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
+    if !require_root("a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let proxy = StallProxy::start(server.port);
+    let stack = host(&proxy.url(), "");
+    let (u, secret) = TestUser::enrolled("gb");
+    let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    let (v, secret_v) = TestUser::enrolled("gc");
+    let cases: [(&str, &[u8], &[&str]); 4] = [
+        (
+            "a status line",
+            b"+garbage\r\n",
+            &["unexpected HMGET reply"],
+        ),
+        (
+            "an array of the wrong shape",
+            b"*1\r\n$1\r\n1\r\n",
+            &["stored record is incomplete"],
+        ),
+        (
+            "a huge string announced, then silence",
+            b"$2147483647\r\nxx",
+            &["state store unavailable for", "Redis"],
+        ),
+        (
+            "a huge record announced, then silence",
+            b"*2\r\n$1\r\n1\r\n$100000000\r\nxx",
+            &["state store unavailable for", "Redis"],
+        ),
+    ];
+    for (what, bytes, cause) in cases {
+        *proxy.answer_read.lock().expect("lock") = Some(bytes.to_vec());
+        let before = proxy.answered.load(Ordering::SeqCst);
+        let (d, lines, took) = login_logged(&stack, &v, &code_at(&secret_v, now()));
+        *proxy.answer_read.lock().expect("lock") = None;
+        assert!(
+            proxy.answered.load(Ordering::SeqCst) > before,
+            "{what}: the proxy answered the read"
+        );
+        assert!(denied(&d), "{what}: {d:?}");
+        assert!(took < Duration::from_secs(10), "{what}: bound: {took:?}");
+        assert!(
+            logged(&lines, cause),
+            "{what}: the log names {cause:?}: {lines:?}"
+        );
+    }
+    // Nothing was written for the user: the same proxy, forwarding again, logs them in
+    // with a code of this step.
+    let (d, lines, _) = login_logged(&stack, &v, &code_at(&secret_v, now()));
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "afterwards: {d:?} {lines:?}"
+    );
 }
