@@ -8,7 +8,10 @@
 #
 # Secrets come from secret_command= (no file in any home): a code accepted on host A is
 # refused on host B and the other way round; a user the command does not know is "not
-# enrolled" (nullok: password only); with the server stopped, logins are denied.
+# enrolled" (nullok: password only); with the server stopped, logins are denied. Each
+# case checks the password and code prompts the client saw, not only the outcome. One
+# login at a time: the parallel race (32 processes over 4 hosts) is
+# tests/tests/fleet_hosts.rs, through libpam.
 #
 # Nothing of the system's sshd or redis is touched; users, PAM files and processes made
 # here are removed afterwards. Prints PASS/FAIL per case and "N passed, N failed".
@@ -153,19 +156,27 @@ start_host a; port_a=$REPLY
 start_host b; port_b=$REPLY
 echo "fleet-sshd-e2e: redis on $rport, host A on $port_a, host B on $port_b"
 
-# try PORT USER CODE "case" ok|denied
+# try PORT USER CODE "case" ok|password-only|denied
+# Every case checks the prompts the client saw as well as the outcome: one password
+# prompt always (pam_unix), and one code prompt except for a user the command does not
+# know (nullok: password only). A denial is a finished login attempt with both prompts
+# answered and a non-zero exit, never a timeout.
 try() {
-    local port=$1 user=$2 code=$3 what=$4 want=$5 line started elapsed
+    local port=$1 user=$2 code=$3 what=$4 want=$5 line started elapsed expected
     started=$(date +%s)
     line=$(expect "$root/tests/e2e/login.exp" "$port" "$user" "pw-$user-9" "$code" - "m$RANDOM" 2>&1 \
         | grep '^E2E' | tail -n 1 || true)
     elapsed=$(( $(date +%s) - started ))
-    if { [ "$want" = ok ] && [[ "$line" == *"code=1 ok=1 status=0"* ]]; } \
-        || { [ "$want" = password-only ] && [[ "$line" == *"code=0 ok=1 status=0"* ]]; } \
-        || { [ "$want" = denied ] && [[ "$line" == *"ok=0"* ]] && [[ "$line" != *timeout* ]]; }; then
+    case $want in
+        ok) expected="E2E pw=1 code=1 ok=1 status=0" ;;
+        password-only) expected="E2E pw=1 code=0 ok=1 status=0" ;;
+        denied) expected="E2E pw=1 code=1 ok=0 status=" ;;
+        *) die "try: unknown outcome $want" ;;
+    esac
+    if [[ "$line" == "$expected"* ]] && { [ "$want" != denied ] || [[ "$line" != *"status=0" ]]; }; then
         pass "$what (${elapsed} s)"
     else
-        fail "$what: ${line:-no result}"
+        fail "$what: want ${expected}..., got ${line:-no result}"
         tail -n 8 "$work"/sshd-*.log | sed 's/^/    /'
     fi
 }

@@ -802,3 +802,65 @@ fn enrolling_an_alias_into_a_store_uses_the_canonical_name() {
     let d = ds.run(&Driver::new(&stack, "svc", &typed).answer(&code));
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
+
+/// B4 / R8: a directory service answering with a hostile home (empty, relative, with
+/// `..`, even one that resolves to the real home) for an alias of the account: prompted,
+/// then denied, with and without `nullok`, never a skip; the log names the unusable
+/// home or the secret path it would expand into. Control: the same alias with the real home logs in.
+#[test]
+fn hostile_homes_from_a_directory_service_deny_without_a_skip() {
+    let Some((u, ds)) = setup(
+        "hostile_homes_from_a_directory_service_deny_without_a_skip",
+        "dsh",
+    ) else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let typed = u.name.to_uppercase();
+    let mut at = T0;
+    for nullok in ["", "nullok"] {
+        at += 90;
+        let d = login(&ds, nullok, &typed, &code_at(SECRET_160, at), at);
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "control [{nullok}]: {d:?}");
+    }
+    let real = u.home.display().to_string();
+    let name = u
+        .home
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let dotdot = format!("{real}/../{name}");
+    let relative = real.trim_start_matches('/').to_owned();
+    let mut f = Failures::default();
+    for dir in [
+        "",
+        "relative/home",
+        relative.as_str(),
+        dotdot.as_str(),
+        "/nonexistent/../etc",
+    ] {
+        ds.with(|c| c.dir = PathBuf::from(dir));
+        for nullok in ["", "nullok"] {
+            at += 90;
+            let stack = Stack::probe("svc", nullok);
+            let (d, lines) = ds.run_logged(
+                &Driver::new(&stack, "svc", &typed)
+                    .answer(&code_at(SECRET_160, at))
+                    .at(at),
+            );
+            let what = format!("pw_dir {dir:?} [{nullok}]");
+            f.refused(&what, &d);
+            if !lines.iter().any(|l| {
+                l.contains(&u.name)
+                    && (l.contains("is not an absolute path")
+                        || l.contains("contains a .. component"))
+            }) {
+                // The cause: the home itself, or the secret path it would expand into.
+                f.0.push(format!("{what}: the log names no cause: {lines:?}"));
+            }
+        }
+    }
+    ds.with(|c| c.dir = u.home.clone());
+    f.check();
+}

@@ -152,3 +152,131 @@ fn the_rpm_spec_requires_the_rust_version_the_readme_names() {
         "README says Rust {readme_v}, the spec {spec_v}"
     );
 }
+
+/// Every `.rs` file of the workspace (sources and tests; not `target/`, not the fuzz
+/// crate, whose targets are cited as "fuzz target `name`"), as paths relative to the
+/// workspace.
+fn workspace_rust_files() -> Vec<String> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "target" || name == "fuzz" {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, root, out);
+            } else if name.ends_with(".rs") {
+                let rel = p.strip_prefix(root).unwrap_or(&p);
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let root = workspace();
+    let mut out = Vec::new();
+    walk(&root, &root, &mut out);
+    out
+}
+
+/// Whether `text` defines a function `name` (at any indentation: tests in `mod tests`
+/// and `proptest!` blocks are indented).
+fn defines_fn(text: &str, name: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_start();
+        let l = l.strip_prefix("pub ").unwrap_or(l);
+        l.strip_prefix("fn ")
+            .and_then(|rest| rest.strip_prefix(name))
+            .is_some_and(|rest| rest.starts_with('(') || rest.starts_with('<'))
+    })
+}
+
+/// Issue 25: the hostile-case tables of SECURITY.md cite tests that exist, each marked
+/// with its kind, and every case has a test through libpam, the CLI or an end-to-end
+/// script, or says "Partly"/"Not covered".
+#[test]
+fn security_md_cites_tests_that_exist_with_their_kind() {
+    let text = fs::read_to_string(workspace().join("SECURITY.md")).expect("SECURITY.md");
+    let start = text
+        .find("## Hostile cases and the tests that cover them")
+        .expect("hostile-case section");
+    let end = start + text[start..].find("\n## ").expect("next section");
+    let files = workspace_rust_files();
+    let mut problems = Vec::new();
+    let mut rows = 0;
+    let mut cited = 0;
+    for line in text[start..end].lines() {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let Some(id) = cells.first().and_then(|c| c.strip_prefix("| ")) else {
+            continue;
+        };
+        if cells.len() < 3 || !id.starts_with(|c: char| c.is_ascii_uppercase()) || id == "#" {
+            continue;
+        }
+        rows += 1;
+        let cover = cells[2..].join(" | ");
+        let strong = ["[libpam]", "[CLI]", "[e2e]"]
+            .iter()
+            .any(|k| cover.contains(k));
+        if !strong && !cover.contains("Partly") && !cover.contains("Not covered") {
+            problems.push(format!(
+                "{id}: no [libpam]/[CLI]/[e2e] test and no \"Partly\""
+            ));
+        }
+        // Backticked spans: `file::test`, or a bare `test` after one of the same file
+        // (a test name has at least two underscores; `pam_start` is an identifier).
+        let mut last_file: Option<String> = None;
+        let parts: Vec<&str> = cover.split('`').collect();
+        for (i, span) in parts.iter().enumerate().skip(1).step_by(2) {
+            let after = parts.get(i + 1).copied().unwrap_or("");
+            let before = parts[i - 1];
+            let (file, test) = if let Some((f, t)) = span.split_once("::") {
+                last_file = Some(f.to_owned());
+                (f.to_owned(), t.to_owned())
+            } else if span.matches('_').count() >= 2
+                && span
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && !before.trim_end().ends_with("fuzz target")
+                && !before.trim_end().ends_with("fuzz targets")
+                && let Some(f) = &last_file
+            {
+                (f.clone(), (*span).to_owned())
+            } else {
+                continue;
+            };
+            cited += 1;
+            if !after.starts_with(" [") {
+                problems.push(format!("{id}: `{span}` carries no kind marker"));
+            }
+            if test.ends_with('*') {
+                continue;
+            }
+            let matches: Vec<&String> = files
+                .iter()
+                .filter(|p| *p == &file || p.ends_with(&format!("/{file}")))
+                .collect();
+            let [path] = matches.as_slice() else {
+                problems.push(format!("{id}: `{file}` names {} files", matches.len()));
+                continue;
+            };
+            let src = fs::read_to_string(workspace().join(path)).unwrap_or_default();
+            if !defines_fn(&src, &test) {
+                problems.push(format!("{id}: no test `{test}` in {path}"));
+            }
+        }
+    }
+    assert!(
+        rows > 100,
+        "only {rows} rows found: the table format changed"
+    );
+    assert!(cited > 200, "only {cited} citations found");
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}

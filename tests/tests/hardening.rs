@@ -923,20 +923,44 @@ fn strace_injected_write_fsync_rename_errors_deny_and_keep_the_file() {
         let cmd = Driver::new(&stack, "svc", &u.name)
             .answer(&answer)
             .command();
+        // The trace of the injected calls only, to show the fault happened.
+        let trace = tempfile::NamedTempFile::new().expect("trace file");
         let mut strace = Command::new("strace");
-        strace.args(["-f", "-qq", "-o", "/dev/null"]);
+        strace.args(["-f", "-qq", "-o"]).arg(trace.path());
         if let Some(i) = inj {
-            strace.args(["-e", i]);
+            let calls = i
+                .strip_prefix("inject=")
+                .and_then(|r| r.split(':').next())
+                .expect("syscalls");
+            strace.args(["-e", &format!("trace={calls}"), "-e", i]);
         } else {
             strace.args(["-e", "trace=none"]);
         }
-        let out = strace
-            .arg(cmd.get_program())
-            .args(cmd.get_args())
-            .stdin(Stdio::null())
-            .output()
-            .expect("strace");
+        strace.arg(cmd.get_program()).args(cmd.get_args());
+        let (out, lines) = with_syslog_capture(&strace);
         let d = Drive::parse(&out);
+        if let Some(i) = inj {
+            let traced = fs::read_to_string(trace.path()).unwrap_or_default();
+            assert!(
+                traced.contains("(INJECTED)"),
+                "{i}: the fault was never injected: {traced}"
+            );
+            // The log names the cause: the errno's name, or the skipped rewrite.
+            let errno = i
+                .rsplit("error=")
+                .next()
+                .and_then(|e| e.split(':').next())
+                .unwrap_or("");
+            let cause = if expect == ScratchOnce {
+                "not rewritten".to_owned()
+            } else {
+                format!("({errno})")
+            };
+            assert!(
+                lines.iter().any(|l| syslog_message(l).contains(&cause)),
+                "{i}: the log names {cause:?}: {lines:?}"
+            );
+        }
         let after = fs::read(u.secret_path()).expect("read");
         let i = inj.unwrap_or("control");
         if expect == ScratchOnce {

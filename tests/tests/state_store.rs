@@ -506,8 +506,12 @@ fn libc_enospc() -> i32 {
     28
 }
 
-/// Issue 13: hostile or damaged state records are never followed and never hang; the
-/// login is denied with a log line, and `totp-state reset` is the way back.
+/// Issue 13 / A14: hostile or damaged state records (symlink, FIFO, foreign owner, group
+/// or other mode, a hard link planted in the state directory, huge, truncated, corrupt, a
+/// directory) are never followed, written through or waited on; the login is denied with
+/// a log line naming the cause, and `totp-state reset` is the way back. Control: a login
+/// with the healthy record first, and after every reset. Then an unsafe state directory
+/// (mode 0777): denied, the log names it, fixed by restoring its mode.
 #[test]
 fn hostile_state_records_deny_log_and_never_follow() {
     if !require_root("hostile_state_records_deny_log_and_never_follow") {
@@ -524,11 +528,14 @@ fn hostile_state_records_deny_log_and_never_follow() {
     let healthy = fs::read(&rec).expect("record");
     let bait = stack.path().join("bait");
     fs::write(&bait, b"do not touch").expect("bait");
+    let linked = stack.state_dir().join("linked-elsewhere");
     type Plant = Box<dyn Fn(&Path)>;
-    let cases: Vec<(&str, Plant)> = vec![
+    // (case, how it is planted, the cause the log line must name)
+    let cases: Vec<(&str, Plant, &str)> = vec![
         (
             "symlink",
             Box::new(move |p: &Path| symlink(bait_path(p), p).expect("symlink")),
+            "is a symlink",
         ),
         (
             "FIFO",
@@ -536,6 +543,7 @@ fn hostile_state_records_deny_log_and_never_follow() {
                 let st = Command::new("mkfifo").arg(p).status().expect("mkfifo");
                 assert!(st.success());
             }),
+            "is a FIFO",
         ),
         (
             "owned by the user",
@@ -543,10 +551,41 @@ fn hostile_state_records_deny_log_and_never_follow() {
                 let (uid, gid, bytes) = (u.uid, u.gid, healthy.clone());
                 move |p: &Path| write_owned(p, &bytes, uid, gid, 0o600)
             }),
+            "is owned by uid",
+        ),
+        (
+            "group-readable",
+            Box::new({
+                let bytes = healthy.clone();
+                move |p: &Path| write_owned(p, &bytes, 0, 0, 0o640)
+            }),
+            "has mode 640",
+        ),
+        (
+            "other-writable",
+            Box::new({
+                let bytes = healthy.clone();
+                move |p: &Path| write_owned(p, &bytes, 0, 0, 0o606)
+            }),
+            "has mode 606",
+        ),
+        (
+            // A healthy, root-owned 0600 record with a second name in the state
+            // directory: a write through one name would change the other.
+            "hard link",
+            Box::new({
+                let (bytes, linked) = (healthy.clone(), linked.clone());
+                move |p: &Path| {
+                    write_owned(&linked, &bytes, 0, 0, 0o600);
+                    fs::hard_link(&linked, p).expect("hard link");
+                }
+            }),
+            "has 2 hard links",
         ),
         (
             "huge",
             Box::new(|p: &Path| write_owned(p, &vec![0x41; 1 << 20], 0, 0, 0o600)),
+            "is larger than",
         ),
         (
             "truncated",
@@ -556,17 +595,20 @@ fn hostile_state_records_deny_log_and_never_follow() {
                 let bytes = healthy[..start + 20].to_vec();
                 move |p: &Path| write_owned(p, &bytes, 0, 0, 0o600)
             }),
+            "passes its check",
         ),
         (
             "corrupt",
             Box::new(|p: &Path| write_owned(p, &[0x5a; 300], 0, 0, 0o600)),
+            "passes its check",
         ),
         (
             "a directory",
             Box::new(|p: &Path| fs::create_dir(p).expect("mkdir")),
+            "is a directory",
         ),
     ];
-    for (i, (what, plant)) in cases.iter().enumerate() {
+    for (i, (what, plant, cause)) in cases.iter().enumerate() {
         let _ = fs::remove_file(&rec);
         let _ = fs::remove_dir(&rec);
         plant(&rec);
@@ -579,11 +621,24 @@ fn hostile_state_records_deny_log_and_never_follow() {
         );
         assert!(started.elapsed() < Duration::from_secs(5), "{what}: hung");
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{what}: {d:?}");
-        assert!(logs_contain(&lines, "unusable"), "{what}: {lines:?}");
+        assert!(
+            lines.iter().any(|l| {
+                let m = syslog_message(l);
+                m.contains("unusable") && m.contains(cause)
+            }),
+            "{what}: the log names the cause {cause:?}: {lines:?}"
+        );
         assert_eq!(
             fs::read(stack.path().join("bait")).expect("bait"),
             b"do not touch"
         );
+        if *what == "hard link" {
+            assert_eq!(
+                fs::read(&linked).expect("linked"),
+                healthy,
+                "nothing written through the other name"
+            );
+        }
         if *what == "a directory" {
             fs::remove_dir(&rec).expect("rmdir");
         } else {
@@ -593,6 +648,14 @@ fn hostile_state_records_deny_log_and_never_follow() {
             );
             assert!(out.status.success(), "{what}: reset: {out:?}");
         }
+        if *what == "hard link" {
+            assert_eq!(
+                fs::read(&linked).expect("linked"),
+                healthy,
+                "the reset removed the name, not the other one's bytes"
+            );
+            fs::remove_file(&linked).expect("rm linked");
+        }
         let d = login(&stack, &u, &code_at(&secret, at), at);
         assert_eq!(
             d.module_code(),
@@ -600,6 +663,23 @@ fn hostile_state_records_deny_log_and_never_follow() {
             "{what}: after the reset: {d:?}"
         );
     }
+    // An unsafe state directory (writable by others): denied with the directory named,
+    // and usable again once its mode is fixed.
+    let at = T0 + 30 * (cases.len() as u64 + 1);
+    fs::set_permissions(stack.state_dir(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let (d, lines) = capture_syslog(
+        &Driver::new(&stack, "svc", &u.name)
+            .answer(&code_at(&secret, at))
+            .at(at),
+    );
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "unsafe directory: {d:?}");
+    assert!(
+        logs_contain(&lines, "not writable by others"),
+        "unsafe directory: {lines:?}"
+    );
+    fs::set_permissions(stack.state_dir(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    let d = login(&stack, &u, &code_at(&secret, at), at);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "directory fixed: {d:?}");
 }
 
 fn bait_path(record: &Path) -> PathBuf {

@@ -1,0 +1,766 @@
+//! Fleet faults through the real libpam, each shown to happen where it is claimed and
+//! each with a control (the same set-up without the fault logs in); every denial's log
+//! line names its cause (SECURITY.md M4–M8, M10; R31, R32).
+//!
+//! - A server that stalls mid-update: a proxy between the module and a real
+//!   `redis-server` forwards the read of the user's record, then holds back the
+//!   compare-and-set (counted), so the stall is exactly between read and write.
+//! - Credentials: a server that requires a password, so the root-owned 0600 file is what
+//!   makes the control log in, and a file not root's (or readable by others) fails for
+//!   that reason.
+//! - TLS verification, plugin trust, corrupt records on the server, and a hostile or
+//!   failing secret command.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use system_tests::fleet::{RedisServer, ServerConfig, TestCa, plugin, trusted_dir};
+use system_tests::*;
+
+/// A key prefix no other test of this binary uses.
+fn fresh_prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "p{}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A probe stack using the Redis store at `url` with `extra` options.
+fn host(url: &str, extra: &str) -> Stack {
+    Stack::probe(
+        "svc",
+        &format!(
+            "state={url} redis_plugin={} redis_prefix={} redis_connect_timeout=300 \
+             redis_timeout=300 {extra}",
+            plugin().display(),
+            fresh_prefix()
+        ),
+    )
+}
+
+/// One login with real time (a stalled server must meet a running clock), its syslog
+/// lines and how long it took.
+fn login_logged(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<String>, Duration) {
+    let started = Instant::now();
+    let (d, lines) = capture_syslog(
+        &Driver::new(stack, "svc", &user.name)
+            .answer(code)
+            .rhost("192.0.2.7"),
+    );
+    (d, lines, started.elapsed())
+}
+
+/// True when one log line contains every needle.
+fn logged(lines: &[String], needles: &[&str]) -> bool {
+    lines.iter().any(|l| {
+        let m = syslog_message(l);
+        needles.iter().all(|n| m.contains(n))
+    })
+}
+
+fn denied(d: &Drive) -> bool {
+    !matches!(d.returned(), Returned::Success | Returned::Ignore)
+}
+
+// ---------------------------------------------------------------------------------------
+// A proxy that stalls the compare-and-set
+
+/// A TCP proxy in front of a real server. It parses the client's RESP commands and
+/// forwards them, except, while `stall` is set, the compare-and-set of a user's record
+/// (`EVAL` on a `…uid:…` key): that one is held back, the connection left open and
+/// silent, as a server that stopped answering mid-update would leave it.
+struct StallProxy {
+    port: u16,
+    stall: Arc<AtomicBool>,
+    /// Compare-and-sets held back.
+    stalled: Arc<AtomicUsize>,
+    /// Of those, how many came after the same connection's read of that record
+    /// (`HMGET` of the same key) had been forwarded and answered.
+    stalled_after_read: Arc<AtomicUsize>,
+    /// Compare-and-sets forwarded.
+    forwarded_cas: Arc<AtomicUsize>,
+    /// While set, the read of a user's record (`HMGET` on a `…uid:…` key) is not
+    /// forwarded: the proxy answers it with these bytes itself.
+    answer_read: Arc<Mutex<Option<Vec<u8>>>>,
+    /// Reads answered that way.
+    answered: Arc<AtomicUsize>,
+}
+
+/// One client command: its bytes as sent and its arguments.
+type Command = (Vec<u8>, Vec<Vec<u8>>);
+
+fn read_command(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Command>> {
+    let number = |line: &[u8]| -> std::io::Result<usize> {
+        std::str::from_utf8(&line[1..])
+            .ok()
+            .and_then(|s| s.trim_end().parse().ok())
+            .ok_or_else(|| std::io::Error::other("bad RESP header"))
+    };
+    let mut raw = Vec::new();
+    let mut line = Vec::new();
+    if r.read_until(b'\n', &mut line)? == 0 {
+        return Ok(None);
+    }
+    if line.first() != Some(&b'*') {
+        return Err(std::io::Error::other("not a RESP array"));
+    }
+    raw.extend_from_slice(&line);
+    let n = number(&line)?;
+    let mut args = Vec::with_capacity(n);
+    for _ in 0..n {
+        line.clear();
+        r.read_until(b'\n', &mut line)?;
+        raw.extend_from_slice(&line);
+        let len = number(&line)?;
+        let mut buf = vec![0u8; len + 2];
+        r.read_exact(&mut buf)?;
+        raw.extend_from_slice(&buf);
+        buf.truncate(len);
+        args.push(buf);
+    }
+    Ok(Some((raw, args)))
+}
+
+impl StallProxy {
+    fn start(server_port: u16) -> StallProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let proxy = StallProxy {
+            port,
+            stall: Arc::new(AtomicBool::new(false)),
+            stalled: Arc::new(AtomicUsize::new(0)),
+            stalled_after_read: Arc::new(AtomicUsize::new(0)),
+            forwarded_cas: Arc::new(AtomicUsize::new(0)),
+            answer_read: Arc::new(Mutex::new(None)),
+            answered: Arc::new(AtomicUsize::new(0)),
+        };
+        let shared = Shared {
+            stall: proxy.stall.clone(),
+            stalled: proxy.stalled.clone(),
+            after_read: proxy.stalled_after_read.clone(),
+            forwarded: proxy.forwarded_cas.clone(),
+            answer_read: proxy.answer_read.clone(),
+            answered: proxy.answered.clone(),
+        };
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(client, server_port, &shared);
+                });
+            }
+        });
+        proxy
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+/// The proxy's switches and counters, shared by its connections.
+#[derive(Clone)]
+struct Shared {
+    stall: Arc<AtomicBool>,
+    stalled: Arc<AtomicUsize>,
+    after_read: Arc<AtomicUsize>,
+    forwarded: Arc<AtomicUsize>,
+    answer_read: Arc<Mutex<Option<Vec<u8>>>>,
+    answered: Arc<AtomicUsize>,
+}
+
+fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Result<()> {
+    let (stall, stalled, after_read, forwarded) = (
+        &shared.stall,
+        &shared.stalled,
+        &shared.after_read,
+        &shared.forwarded,
+    );
+    let mut to_client = client.try_clone()?;
+    let mut server = TcpStream::connect(("127.0.0.1", server_port))?;
+    let mut back_from = server.try_clone()?;
+    let mut back_to = client.try_clone()?;
+    // Replies flow back untouched; the count of replies is not needed: a command held
+    // back is never sent, so its reply cannot come.
+    let replies = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut back_from, &mut back_to);
+        let _ = back_to.shutdown(Shutdown::Both);
+    });
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut read_keys: Vec<Vec<u8>> = Vec::new();
+    while let Some((raw, args)) = read_command(&mut reader)? {
+        let name = args
+            .first()
+            .map(|a| a.to_ascii_uppercase())
+            .unwrap_or_default();
+        let key = args.get(3).cloned().unwrap_or_default();
+        let is_record = |k: &[u8]| k.windows(4).any(|w| w == b"uid:");
+        if name == b"EVAL" && is_record(&key) {
+            if stall.load(Ordering::SeqCst) {
+                stalled.fetch_add(1, Ordering::SeqCst);
+                if read_keys.contains(&key) {
+                    after_read.fetch_add(1, Ordering::SeqCst);
+                }
+                // Silent from here on: read and drop whatever else comes, until the
+                // module gives up and closes the connection.
+                let mut sink = [0u8; 4096];
+                while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+                break;
+            }
+            forwarded.fetch_add(1, Ordering::SeqCst);
+        }
+        if name == b"HMGET"
+            && let Some(k) = args.get(1)
+        {
+            let answer = shared
+                .answer_read
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(bytes) = answer.filter(|_| is_record(k)) {
+                shared.answered.fetch_add(1, Ordering::SeqCst);
+                to_client.write_all(&bytes)?;
+                continue;
+            }
+            read_keys.push(k.clone());
+        }
+        server.write_all(&raw)?;
+    }
+    let _ = server.shutdown(Shutdown::Both);
+    let _ = replies.join();
+    Ok(())
+}
+
+/// M4 / R31: the server stalls after the module has read the user's record and before
+/// its compare-and-set (the proxy holds the `EVAL` back, shown by its counters): the
+/// login is denied within the documented bound (connect timeout plus a bounded number
+/// of command timeouts; here a 10-s hang guard, and at least one command timeout), the
+/// log names the unavailable store, and the code was not used (the write never reached
+/// the server). Control: the same proxy forwarding everything logs in.
+#[test]
+fn a_server_stalling_between_read_and_compare_and_set_denies_in_bounded_time() {
+    let t = "a_server_stalling_between_read_and_compare_and_set_denies_in_bounded_time";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let proxy = StallProxy::start(server.port);
+    let stack = host(&proxy.url(), "");
+
+    // Control: through the proxy, nothing held back.
+    let (u, secret) = TestUser::enrolled("sc");
+    let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(
+        proxy.forwarded_cas.load(Ordering::SeqCst) >= 1,
+        "control: the compare-and-set went through the proxy"
+    );
+
+    // The stall.
+    let (v, secret_v) = TestUser::enrolled("sd");
+    let code = code_at(&secret_v, now());
+    proxy.stall.store(true, Ordering::SeqCst);
+    let (d, lines, took) = login_logged(&stack, &v, &code);
+    proxy.stall.store(false, Ordering::SeqCst);
+    assert!(denied(&d), "stalled mid-update: {d:?}");
+    let stalled = proxy.stalled.load(Ordering::SeqCst);
+    let after_read = proxy.stalled_after_read.load(Ordering::SeqCst);
+    assert!(stalled >= 1, "no compare-and-set was held back");
+    assert_eq!(
+        after_read, stalled,
+        "every held-back compare-and-set followed the read of the same record"
+    );
+    assert!(
+        took >= Duration::from_millis(300),
+        "denied before a command timeout could run out: {took:?}"
+    );
+    assert!(took < Duration::from_secs(10), "hang guard: {took:?}");
+    assert!(
+        logged(&lines, &["state store unavailable for", &v.name, "Redis"]),
+        "the log names the cause: {lines:?}"
+    );
+    // The write never reached the server: the same code logs in once the server
+    // answers again (within its step).
+    let (d, lines, _) = login_logged(&stack, &v, &code);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "the stalled write was not applied: {d:?} {lines:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Credentials
+
+/// M5 / R31: the server requires a password, so the control (a root-owned 0600
+/// credentials file) logs in only because of that file; the same file owned by another
+/// user, or readable by group or others, is refused for that reason (the log names the
+/// credentials file), and so are no credentials and a wrong password.
+#[test]
+fn credentials_must_be_roots_and_private_and_right() {
+    if !require_root("credentials_must_be_roots_and_private_and_right") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig {
+        acl_password: Some("correct horse"),
+        ..ServerConfig::default()
+    });
+    let (u, secret) = TestUser::enrolled("cr");
+    let dir = trusted_dir("cred");
+    let cred = |name: &str, password: &str, mode: u32, owner: u32| {
+        let p = dir.path().join(name);
+        fs::write(&p, format!("username=fleet\npassword={password}\n")).expect("write");
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
+        std::os::unix::fs::chown(&p, Some(owner), None).expect("chown");
+        p
+    };
+    let with = |p: &Path| {
+        host(
+            &server.url(false),
+            &format!("redis_credentials={}", p.display()),
+        )
+    };
+    let url = server.url(false);
+
+    // Control: root's, 0600, the right password.
+    let good = cred("good", "correct horse", 0o600, 0);
+    let (d, lines, _) = login_logged(&with(&good), &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    let other_owner = cred("nobodys", "correct horse", 0o600, 65534);
+    let readable = cred("readable", "correct horse", 0o640, 0);
+    let wrong = cred("wrong", "not the password", 0o600, 0);
+    let cases: Vec<(&str, Stack, &[&str])> = vec![
+        (
+            "owned by another user",
+            with(&other_owner),
+            &["credentials file", "owned by uid 65534"],
+        ),
+        (
+            "readable by the group",
+            with(&readable),
+            &["credentials file", "mode 0640 is too permissive"],
+        ),
+        ("no credentials", host(&url, ""), &["NOAUTH"]),
+        (
+            "wrong password",
+            with(&wrong),
+            &["Password authentication failed"],
+        ),
+    ];
+    for (what, stack, cause) in cases {
+        let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+        assert!(denied(&d), "{what}: {d:?}");
+        assert!(
+            logged(&lines, cause),
+            "{what}: log names {cause:?}: {lines:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS
+
+/// M6 / R31: TLS is verified against `redis_ca_file=`. Control: the right CA logs in;
+/// another CA and plain RESP to the TLS port are denied, the log naming the failed
+/// verification.
+#[test]
+fn tls_is_verified_through_libpam() {
+    let t = "tls_is_verified_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("right");
+    let server = RedisServer::start(&ServerConfig {
+        tls: Some(&ca),
+        ..ServerConfig::default()
+    });
+    let (u, secret) = TestUser::enrolled("tl");
+    let tls = |ca_file: &Path| {
+        host(
+            &server.url(true),
+            &format!(
+                "redis_ca_file={} redis_connect_timeout=2000",
+                ca_file.display()
+            ),
+        )
+    };
+    let (d, lines, _) = login_logged(&tls(&ca.ca_cert), &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    let wrong = TestCa::new("wrong");
+    let (d, lines, _) = login_logged(&tls(&wrong.ca_cert), &u, &code_at(&secret, now()));
+    assert!(denied(&d), "another CA: {d:?}");
+    assert!(
+        logged(&lines, &["certificate verify failed"]),
+        "another CA: {lines:?}"
+    );
+
+    let (d, lines, _) = login_logged(&host(&server.url(false), ""), &u, &code_at(&secret, now()));
+    assert!(denied(&d), "plain RESP to the TLS port: {d:?}");
+    assert!(
+        logged(&lines, &["no usable state store", "Redis"]),
+        "plain RESP to the TLS port: {lines:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Plugin trust
+
+/// M8 / R31: a plugin others could replace is never loaded. Control: the root-owned
+/// plugin in a root-only directory logs in; a copy in a world-writable directory, a
+/// group-writable copy and a copy owned by another user are refused before loading, the
+/// log naming the plugin.
+#[test]
+fn a_plugin_others_could_replace_is_never_loaded_through_libpam() {
+    if !require_root("a_plugin_others_could_replace_is_never_loaded_through_libpam") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("pl");
+    let with_plugin = |p: &Path| {
+        Stack::probe(
+            "svc",
+            &format!(
+                "state={} redis_plugin={} redis_prefix={} redis_connect_timeout=300",
+                server.url(false),
+                p.display(),
+                fresh_prefix()
+            ),
+        )
+    };
+    let (d, lines, _) = login_logged(&with_plugin(plugin()), &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    let open_dir = tempfile::Builder::new()
+        .prefix("pam_totp-open")
+        .tempdir_in(private_tmp())
+        .expect("tempdir");
+    fs::set_permissions(open_dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let in_open_dir = open_dir.path().join("redis.so");
+    fs::copy(plugin(), &in_open_dir).expect("copy");
+    fs::set_permissions(&in_open_dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let dir = trusted_dir("plugin-bad");
+    let group_writable = dir.path().join("gw.so");
+    fs::copy(plugin(), &group_writable).expect("copy");
+    fs::set_permissions(&group_writable, fs::Permissions::from_mode(0o775)).expect("chmod");
+    let not_roots = dir.path().join("nobody.so");
+    fs::copy(plugin(), &not_roots).expect("copy");
+    fs::set_permissions(&not_roots, fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::chown(&not_roots, Some(65534), None).expect("chown");
+
+    for (what, path, cause) in [
+        ("in a world-writable directory", &in_open_dir, "mode 0777"),
+        (
+            "group-writable",
+            &group_writable,
+            "mode 0775 is too permissive",
+        ),
+        ("owned by another user", &not_roots, "owned by uid 65534"),
+    ] {
+        let (d, lines, _) = login_logged(&with_plugin(path), &u, &code_at(&secret, now()));
+        assert!(denied(&d), "{what}: {d:?}");
+        assert!(
+            logged(
+                &lines,
+                &["Redis plugin", &path.display().to_string(), cause]
+            ),
+            "{what}: the log names the plugin and {cause:?}: {lines:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Corrupt records on the server
+
+/// M7 / R31: a corrupt or foreign record on the server is refused, never reset: the
+/// login is denied, the log names the unusable record, and the server's bytes are left
+/// as they were. Control: the same user with no record (deleted) logs in.
+#[test]
+fn a_corrupt_remote_record_is_refused_never_reset_through_libpam() {
+    if !require_root("a_corrupt_remote_record_is_refused_never_reset_through_libpam") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("cq");
+    let prefix = fresh_prefix();
+    let stack = Stack::probe(
+        "svc",
+        &format!(
+            "state={} redis_plugin={} redis_prefix={prefix} redis_connect_timeout=300 \
+             redis_timeout=300",
+            server.url(false),
+            plugin().display(),
+        ),
+    );
+    let key = format!("{prefix}uid:{}", u.uid);
+    let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    let plants: [(&str, Vec<&[u8]>, &str); 4] = [
+        (
+            "garbage record",
+            vec![b"HSET", key.as_bytes(), b"v", b"1", b"r", b"\x07garbage"],
+            "unknown record version",
+        ),
+        (
+            "version not a number",
+            vec![b"HSET", key.as_bytes(), b"v", b"x", b"r", b""],
+            "not a positive number",
+        ),
+        (
+            "no version",
+            vec![b"HSET", key.as_bytes(), b"r", b"\x01\x00"],
+            "incomplete",
+        ),
+        (
+            "a string",
+            vec![b"SET", key.as_bytes(), b"a string"],
+            "WRONGTYPE",
+        ),
+    ];
+    for (what, plant, cause) in plants {
+        server.raw(None, &[b"DEL", key.as_bytes()]);
+        server.raw(None, &plant);
+        let dump = || server.raw(None, &[b"DUMP", key.as_bytes()]);
+        let before = dump();
+        let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+        assert!(denied(&d), "{what}: {d:?}");
+        assert!(
+            logged(&lines, &["state record of", &u.name, "unusable", cause]),
+            "{what}: the log names the unusable record and {cause:?}: {lines:?}"
+        );
+        assert_eq!(dump(), before, "{what}: the record was changed");
+    }
+    server.raw(None, &[b"DEL", key.as_bytes()]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let step = now() / 30;
+    while now() / 30 == step {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "after the delete: {d:?} {lines:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The secret command
+
+/// M10 / R32: a hostile or failing secret command denies, the user prompted like anyone
+/// else, and the log names the cause. Control: the same file from a trusted, working
+/// command logs in.
+#[test]
+fn a_hostile_or_failing_secret_command_denies_and_the_log_names_why() {
+    if !require_root("a_hostile_or_failing_secret_command_denies_and_the_log_names_why") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let u = TestUser::create("sx");
+    let secret = random_secret_b32();
+    let file = totp_file(&secret);
+    let dir = trusted_dir("cmd");
+    let make = |name: &str, body: &str, mode: u32, owner: u32| {
+        let path = dir.path().join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+        std::os::unix::fs::chown(&path, Some(owner), None).expect("chown");
+        path
+    };
+    let stack_for = |cmd: &Path| {
+        host(
+            &server.url(false),
+            &format!(
+                "throttle_after=100 secret_command={} secret_command_user=nobody \
+                 secret_command_timeout=500",
+                cmd.display()
+            ),
+        )
+    };
+    let serve = format!("cat <<'EOF'\n{file}EOF");
+    let working = make("working", &serve, 0o755, 0);
+    let (d, lines, _) = login_logged(&stack_for(&working), &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&working, &link).expect("symlink");
+    let cases: Vec<(&str, std::path::PathBuf, &str)> = vec![
+        (
+            "exits 1",
+            make("exit1", "exit 1", 0o755, 0),
+            "exited with status 1",
+        ),
+        (
+            "slow",
+            make("slow", &format!("sleep 5\n{serve}"), 0o755, 0),
+            "timed out",
+        ),
+        (
+            "killed by a signal",
+            make("signal", "kill -9 $$", 0o755, 0),
+            "killed by signal",
+        ),
+        (
+            "empty output",
+            make("empty", "exit 0", 0o755, 0),
+            "printed nothing",
+        ),
+        (
+            "not enrolled but talks",
+            make("talks", "echo hi; exit 10", 0o755, 0),
+            "not-enrolled status but printed",
+        ),
+        (
+            "huge output",
+            make("huge", "head -c 1000000 /dev/zero | tr '\\0' A", 0o755, 0),
+            "printed more than",
+        ),
+        (
+            "group-writable",
+            make("gw", &serve, 0o775, 0),
+            "not trusted",
+        ),
+        (
+            "owned by another user",
+            make("nobodys", &serve, 0o755, 65534),
+            "not trusted",
+        ),
+        ("a symlink", link.clone(), "not trusted"),
+    ];
+    for (what, cmd, cause) in cases {
+        let (d, lines, _) = login_logged(&stack_for(&cmd), &u, &code_at(&secret, now()));
+        assert!(denied(&d), "{what}: {d:?}");
+        assert_eq!(d.prompts, 1, "{what}: prompted like everybody else");
+        assert!(
+            logged(&lines, &[cause]),
+            "{what}: the log names {cause:?}: {lines:?}"
+        );
+    }
+}
+
+/// M11 / R32, R33: through the module, the secret command runs as the named user with
+/// no supplementary groups, an empty environment (only `PATH` the module sets and what
+/// `sh` adds itself) and no terminal on stdin: a command that serves the file only when
+/// all of that holds logs in. Control: the same command run by the test as root
+/// refuses, so its checks can fail.
+#[test]
+fn the_secret_command_runs_as_the_named_user_with_nothing_inherited_through_libpam() {
+    let t = "the_secret_command_runs_as_the_named_user_with_nothing_inherited_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let u = TestUser::create("si");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-id");
+    let path = dir.path().join("checked");
+    fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\n\
+             [ \"$(id -u)\" = \"$(id -u nobody)\" ] || {{ echo uid >&2; exit 1; }}\n\
+             [ \"$(id -G)\" = \"$(id -g)\" ] || {{ echo groups >&2; exit 1; }}\n\
+             [ -z \"$(env | grep -v -e '^PATH=' -e '^PWD=' -e '^SHLVL=' -e '^_=')\" ] || \
+             {{ echo env >&2; exit 1; }}\n\
+             [ -t 0 ] && {{ echo tty >&2; exit 1; }}\n\
+             [ -z \"$(cat)\" ] || {{ echo stdin >&2; exit 1; }}\n\
+             cat <<'EOF'\n{}EOF\n",
+            totp_file(&secret)
+        ),
+    )
+    .expect("write");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Control: as root, with this test's environment, the checks refuse.
+    let out = std::process::Command::new(&path)
+        .arg(&u.name)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "the checks can fail: {out:?}");
+    let stack = host(
+        &server.url(false),
+        &format!(
+            "secret_command={} secret_command_user=nobody",
+            path.display()
+        ),
+    );
+    let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+}
+
+/// M4 / R31, R36: a server that answers the read of a user's record with garbage (a
+/// status line where an array belongs, an array of the wrong shape) or announces a
+/// huge reply and then stays silent: the proxy answers the read itself (counted); the
+/// login is denied within the bound (a 10-s guard), the log names the cause, and no
+/// record is written. Control: the same proxy forwarding everything logs in.
+#[test]
+fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
+    if !require_root("a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let proxy = StallProxy::start(server.port);
+    let stack = host(&proxy.url(), "");
+    let (u, secret) = TestUser::enrolled("gb");
+    let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    let (v, secret_v) = TestUser::enrolled("gc");
+    let cases: [(&str, &[u8], &[&str]); 4] = [
+        (
+            "a status line",
+            b"+garbage\r\n",
+            &["unexpected HMGET reply"],
+        ),
+        (
+            "an array of the wrong shape",
+            b"*1\r\n$1\r\n1\r\n",
+            &["stored record is incomplete"],
+        ),
+        (
+            "a huge string announced, then silence",
+            b"$2147483647\r\nxx",
+            &["state store unavailable for", "Redis"],
+        ),
+        (
+            "a huge record announced, then silence",
+            b"*2\r\n$1\r\n1\r\n$100000000\r\nxx",
+            &["state store unavailable for", "Redis"],
+        ),
+    ];
+    for (what, bytes, cause) in cases {
+        *proxy.answer_read.lock().expect("lock") = Some(bytes.to_vec());
+        let before = proxy.answered.load(Ordering::SeqCst);
+        let (d, lines, took) = login_logged(&stack, &v, &code_at(&secret_v, now()));
+        *proxy.answer_read.lock().expect("lock") = None;
+        assert!(
+            proxy.answered.load(Ordering::SeqCst) > before,
+            "{what}: the proxy answered the read"
+        );
+        assert!(denied(&d), "{what}: {d:?}");
+        assert!(took < Duration::from_secs(10), "{what}: bound: {took:?}");
+        assert!(
+            logged(&lines, cause),
+            "{what}: the log names {cause:?}: {lines:?}"
+        );
+    }
+    // Nothing was written for the user: the same proxy, forwarding again, logs them in
+    // with a code of this step.
+    let (d, lines, _) = login_logged(&stack, &v, &code_at(&secret_v, now()));
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "afterwards: {d:?} {lines:?}"
+    );
+}
