@@ -68,6 +68,7 @@ pub fn secret_file(data: &[u8]) {
             now: NOW,
             continued: false,
             boot_time: None,
+            store_complete_since: 0,
         };
         let state = totp_core::state::UserState::default();
         if let Ok(d) = p.decide(&state, &Policy::default(), &attempt) {

@@ -83,16 +83,20 @@ impl BenchRedis {
 
     /// Forgets every record (between iterations, like the local state rewrite).
     pub fn flush(&self) -> Result<(), String> {
+        // Only the benchmarked user's record: the store key (`<prefix>key`) stays, as on a
+        // fleet, where it is made once by the first login ever.
+        let key = format!("{}uid:0", totp_core::fleet::DEFAULT_PREFIX);
         let mut s = TcpStream::connect(("127.0.0.1", self.port))
             .map_err(|e| format!("connect to redis-server: {e}"))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))
             .map_err(|e| e.to_string())?;
-        s.write_all(b"*1\r\n$7\r\nFLUSHDB\r\n")
-            .map_err(|e| format!("FLUSHDB: {e}"))?;
+        let cmd = format!("*2\r\n$3\r\nDEL\r\n${}\r\n{key}\r\n", key.len());
+        s.write_all(cmd.as_bytes())
+            .map_err(|e| format!("DEL {key}: {e}"))?;
         let mut reply = [0u8; 16];
-        let n = s.read(&mut reply).map_err(|e| format!("FLUSHDB: {e}"))?;
-        if !reply[..n].starts_with(b"+OK") {
-            return Err("FLUSHDB refused".into());
+        let n = s.read(&mut reply).map_err(|e| format!("DEL {key}: {e}"))?;
+        if !reply[..n].starts_with(b":") {
+            return Err(format!("DEL {key} refused"));
         }
         Ok(())
     }

@@ -78,12 +78,17 @@ impl From<RedisError> for Failure {
         {
             Status::Unavailable
         } else if e.kind() == ErrorKind::AuthenticationFailed
-            || matches!(
-                e.code(),
-                Some("WRONGPASS" | "NOAUTH" | "NOPERM" | "READONLY" | "MASTERDOWN")
-            )
+            || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
         {
+            // Our credentials or ACL: an admin must act.
             Status::Refused
+        } else if e.code().is_some()
+            || e.kind() == ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+        {
+            // Any other error reply is the server's state, not our record: out of memory,
+            // a busy script, still loading, a replica (READONLY, MASTERDOWN) during a
+            // failover, too many clients. An outage: it passes without anybody's help.
+            Status::Unavailable
         } else {
             Status::Corrupt
         };
@@ -140,6 +145,34 @@ fn connect_bounded(client: Client, limit: Duration) -> Result<Connection, Failur
     }
 }
 
+/// Refuses a server that may evict keys: an evicted record or store record is a lost
+/// replay mark (R34). Evicting nothing takes `maxmemory-policy noeviction`, or no memory
+/// limit at all (`maxmemory 0`).
+fn check_eviction(info: &str) -> Result<(), Failure> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let (Some(limit), Some(policy)) = (field("maxmemory"), field("maxmemory_policy")) else {
+        return Err(Failure::corrupt(
+            "INFO memory names no maxmemory and maxmemory_policy",
+        ));
+    };
+    if limit == "0" || policy == "noeviction" {
+        return Ok(());
+    }
+    let shown: String = policy
+        .chars()
+        .take(40)
+        .filter(|c| c.is_ascii_graphic())
+        .collect();
+    Err(Failure::refused(format!(
+        "the server may evict pam_totp's records (maxmemory-policy {shown} with a memory \
+         limit), which would make used codes usable again; set maxmemory-policy noeviction"
+    )))
+}
+
 pub struct Backend {
     con: Connection,
     wait_replicas: u32,
@@ -156,7 +189,7 @@ impl Backend {
             settings = settings.set_username(u);
         }
         let password: Option<Zeroizing<String>> = config.password.take();
-        if let Some(p) = &password {
+        if let Some(p) = password.as_ref() {
             settings = settings.set_password(p.as_str());
         }
         let info = info.set_redis_settings(settings);
@@ -187,14 +220,10 @@ impl Backend {
             command_timeout: command,
         };
         // The open must prove the server answers (state_fallback=local acts on a failed
-        // open only). With credentials the AUTH exchange during the connect did; without,
-        // one PING does, and shows a server that wants a password (NOAUTH).
-        if password.is_none() {
-            let pong: String = redis::cmd("PING").query(&mut backend.con)?;
-            if pong != "PONG" {
-                return Err(Failure::corrupt("unexpected PING reply"));
-            }
-        }
+        // open only), and that it will keep what we write: one INFO does both (and
+        // shows a server that wants a password, NOAUTH).
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut backend.con)?;
+        check_eviction(&info)?;
         Ok(backend)
     }
 
@@ -277,5 +306,34 @@ impl Backend {
     pub fn delete(&mut self, key: &[u8]) -> Result<(), Failure> {
         let _: i64 = redis::cmd("DEL").arg(key).query(&mut self.con)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_servers_that_evict_nothing_are_accepted() {
+        let info = |limit: &str, policy: &str| {
+            format!(
+                "# Memory\r\nused_memory:1\r\nmaxmemory:{limit}\r\nmaxmemory_policy:{policy}\r\n"
+            )
+        };
+        assert!(check_eviction(&info("0", "allkeys-lru")).is_ok());
+        assert!(check_eviction(&info("104857600", "noeviction")).is_ok());
+        for policy in [
+            "allkeys-lru",
+            "volatile-ttl",
+            "allkeys-random",
+            "volatile-lfu",
+        ] {
+            let e = check_eviction(&info("104857600", policy))
+                .err()
+                .expect(policy);
+            assert_eq!(e.status, Status::Refused);
+            assert!(e.message.contains("noeviction"), "{}", e.message);
+        }
+        assert!(check_eviction("# Memory\r\n").is_err());
     }
 }

@@ -52,6 +52,21 @@ pub fn secret_command(dir: &Path, user: &str, file: &str) -> PathBuf {
     path
 }
 
+/// `totp-state init --options ARGS`: the admin's one-time initialisation of a new
+/// shared store, so that its first login need not wait for the next code (R34: a store
+/// without its record is taken to have lost its data). Panics when it fails.
+pub fn init_store(module_args: &str) {
+    let out = Command::new(&crate::built().state_tool)
+        .args(["init", "--options", module_args])
+        .output()
+        .expect("run totp-state init");
+    assert!(
+        out.status.success(),
+        "totp-state init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The Redis plugin built from this tree, copied (cargo hard-links its outputs, and the
 /// ownership check wants one link) to `/run/pam_totp-tests/redis.so`. The copy is renamed
 /// into place, so a test process that loaded the previous copy is not disturbed.

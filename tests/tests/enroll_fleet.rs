@@ -6,7 +6,9 @@
 use std::fs;
 use std::process::Command;
 
-use system_tests::fleet::{RedisServer, ServerConfig, plugin, secret_command, trusted_dir};
+use system_tests::fleet::{
+    RedisServer, ServerConfig, init_store, plugin, secret_command, trusted_dir,
+};
 use system_tests::*;
 
 fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> Drive {
@@ -65,6 +67,7 @@ fn a_printed_file_served_by_the_secret_command_logs_in_once_fleet_wide() {
         std::process::id(),
         cmd.display()
     );
+    init_store(&args);
     let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &args)).collect();
 
     let code = oathtool_totp(&secret, T0, 30, 6, "sha1");

@@ -8,10 +8,13 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use system_tests::fleet::{RedisServer, ServerConfig, plugin, secret_command, trusted_dir};
+use system_tests::fleet::{
+    RedisServer, ServerConfig, init_store, plugin, secret_command, trusted_dir,
+};
 use system_tests::*;
 
 /// A key prefix no other fleet of this test binary uses (a user deleted and created
@@ -36,6 +39,14 @@ fn fleet_with_prefix(server: &RedisServer, n: usize, extra: &str, prefix: &str) 
         server.url(false),
         plugin().display(),
     );
+    // Once per prefix: a later call (another option set on the same fleet) finds it.
+    let initialised = Command::new(&built().state_tool)
+        .args(["ping", "--options", &args])
+        .status()
+        .expect("totp-state ping");
+    if !initialised.success() {
+        init_store(&args);
+    }
     (0..n).map(|_| Stack::probe("svc", &args)).collect()
 }
 
@@ -252,17 +263,16 @@ fn a_wrong_redis_password_denies() {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
         p
     };
-    let host = |c: &Path| {
-        Stack::probe(
-            "svc",
-            &format!(
-                "state={} redis_plugin={} redis_credentials={}",
-                server.url(false),
-                plugin().display(),
-                c.display()
-            ),
+    let args = |c: &Path| {
+        format!(
+            "state={} redis_plugin={} redis_credentials={}",
+            server.url(false),
+            plugin().display(),
+            c.display()
         )
     };
+    let host = |c: &Path| Stack::probe("svc", &args(c));
+    init_store(&args(&cred("correct")));
     let good = host(&cred("correct"));
     assert_eq!(
         login(&good, &u, &code_at(&secret, T0), T0).returned(),
@@ -313,6 +323,45 @@ fn secrets_from_a_command_work_across_hosts() {
     // Exit status 10, no output: not enrolled, and nullok skips.
     let d = login(&hosts[0], &other, "123456", T0);
     assert_eq!(d.returned(), Returned::Ignore, "{d:?}");
+}
+
+#[test]
+fn re_enrolment_starts_fresh_marks_fleet_wide() {
+    if !require_root("re_enrolment_starts_fresh_marks_fleet_wide") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let prefix = fresh_prefix();
+    let hosts = fleet_with_prefix(&server, 2, "", &prefix);
+    let u = TestUser::create("fe");
+    let (old, new) = (random_secret_b32(), random_secret_b32());
+    u.write_secret(&totp_file(&old), 0o600);
+    assert_eq!(
+        login(&hosts[0], &u, &code_at(&old, T0), T0).returned(),
+        Returned::Success
+    );
+    // Re-enrolled in the same step: the new secret's code works on the other host, and
+    // only once fleet-wide.
+    u.write_secret(&totp_file(&new), 0o600);
+    let d = login(&hosts[1], &u, &code_at(&new, T0 + 1), T0 + 1);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    let d = login(&hosts[0], &u, &code_at(&new, T0 + 1), T0 + 2);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    // The old secret restored: its used code stays used on every host.
+    u.write_secret(&totp_file(&old), 0o600);
+    let d = login(&hosts[1], &u, &code_at(&old, T0), T0 + 3);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    // The fleet's one store record (key and completeness), beside the user records.
+    let store = format!("{prefix}store");
+    assert_eq!(server.raw(None, &[b"EXISTS", store.as_bytes()]), b":1\r\n");
 }
 
 #[test]

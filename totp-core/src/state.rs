@@ -74,6 +74,51 @@ impl StoreKey {
     }
 }
 
+/// What a store says about itself before an attempt: its [`StoreKey`], and since when
+/// it holds everything that was written to it (R34).
+///
+/// A store that can lose its data set (a Redis restart without persistence, a failover
+/// to a replica that missed writes, a snapshot restore) keeps this beside the records,
+/// written once. When it is missing the data set was lost (or never existed): the store
+/// recreates it with `complete_since` = now, and every TOTP step up to then (plus what
+/// the window reaches ahead) counts as used — the store's analogue of the boot floor.
+/// A lost record then never reads as "nothing was used".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreContext {
+    pub key: StoreKey,
+    /// Unix time since which the store is complete; 0 for a store that has never lost
+    /// anything (the local store, a shared store its admin initialised).
+    pub complete_since: u64,
+}
+
+/// Encoded length of a [`StoreContext`].
+pub const CONTEXT_LEN: usize = 4 + 8 + STORE_KEY_LEN;
+const CONTEXT_MAGIC: &[u8; 4] = b"PTK1";
+
+impl StoreContext {
+    /// `PTK1`, `complete_since` (u64 LE), the key.
+    pub fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(CONTEXT_LEN));
+        out.extend_from_slice(CONTEXT_MAGIC);
+        out.extend_from_slice(&self.complete_since.to_le_bytes());
+        out.extend_from_slice(&self.key.0);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let bad = || StoreError::Corrupt("the store's key record is damaged".to_owned());
+        if bytes.len() != CONTEXT_LEN || &bytes[..4] != CONTEXT_MAGIC {
+            return Err(bad());
+        }
+        let mut since = [0u8; 8];
+        since.copy_from_slice(&bytes[4..12]);
+        Ok(Self {
+            key: StoreKey::from_slice(&bytes[12..]).map_err(|_| bad())?,
+            complete_since: u64::from_le_bytes(since),
+        })
+    }
+}
+
 /// Names one enrolment (secret, mode, algorithm, digits, step) without revealing it:
 /// a [`StoreKey::tag`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -220,8 +265,21 @@ pub trait StateStore {
     /// Forget everything about `uid` (the admin tool's reset).
     fn reset(&mut self, uid: Uid) -> Result<(), StoreError>;
 
-    /// The store's [`StoreKey`], created (randomly, once) when the store has none yet.
-    fn key(&mut self) -> Result<StoreKey, StoreError>;
+    /// The store's key and completeness ([`StoreContext`]). When the store has none,
+    /// `missing` says whether to create one (a random key) or to answer `None` (a
+    /// probe). A store that cannot lose its data set without a reboot (the local one)
+    /// is always complete since the beginning.
+    fn context(&mut self, missing: Missing) -> Result<Option<StoreContext>, StoreError>;
+}
+
+/// What [`StateStore::context`] does when the store has no context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    /// Create it, complete since this unix time: `now` on a login (the data set may
+    /// have been lost), 0 when an admin initialises a store never used before.
+    Create { complete_since: u64 },
+    /// Leave the store as it is (health probes, reports).
+    Leave,
 }
 
 /// Format version of [`UserState::encode`]; version 1 (unbound marks) is still read.

@@ -99,8 +99,9 @@ pub enum Warning {
     /// clock was far ahead when they were written, or is far behind now); they were
     /// dropped. The replay mark is never dropped this way.
     FutureRecordsDropped { latest: u64 },
-    /// The code is from the step of the last boot or before (within the window): it
-    /// counts as used after a restart, and the next code works.
+    /// The code is from the step of the last boot or before (within the window), or
+    /// from before the state store was recreated after losing its data: it counts as
+    /// used, and the next code works.
     UsedBeforeBoot,
 }
 
@@ -141,7 +142,7 @@ impl fmt::Display for Warning {
                 "throttling records dated {latest} are ahead of the clock; dropped them (check the clock)"
             ),
             Self::UsedBeforeBoot => f.write_str(
-                "code of a time step before the last boot: counted as used after a restart; the next code works",
+                "code of a time step before the last boot or before the state store lost its data: counted as used; the next code works",
             ),
         }
     }
@@ -227,6 +228,10 @@ pub struct Attempt {
     /// reboot) is still refused. With it, a used TOTP code is written lazily; without
     /// it, durably.
     pub boot_time: Option<u64>,
+    /// Since when the state store holds everything written to it
+    /// ([`crate::state::StoreContext::complete_since`]): steps before it count as used,
+    /// like steps before the boot (R34). 0 for a store that never lost anything.
+    pub store_complete_since: u64,
 }
 
 /// What [`Prepared::decide`] decided.

@@ -471,6 +471,7 @@ fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
         now,
         continued: false,
         boot_time: None,
+        store_complete_since: 0,
     };
     prepared
         .decide(&UserState::default(), &policy, &attempt)

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use totp_core::fleet::{Credentials, PluginConfig, RedisOptions};
 use totp_core::state::{
-    MAX_ENCODED_LEN, STORE_KEY_LEN, StateStore, StoreError, StoreKey, Uid, UserState, Write,
+    MAX_ENCODED_LEN, Missing, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid,
+    UserState, Write,
 };
 use zeroize::Zeroizing;
 
@@ -280,9 +281,9 @@ impl RemoteStore {
         format!("{}uid:{uid}", self.settings.prefix).into_bytes()
     }
 
-    /// Where the store key lives: `<prefix>key`, beside the records.
+    /// Where the store's context lives: `<prefix>store`, beside the records.
     fn store_key_name(&self) -> Vec<u8> {
-        format!("{}key", self.settings.prefix).into_bytes()
+        format!("{}store", self.settings.prefix).into_bytes()
     }
 
     fn get(&mut self, key: &[u8]) -> Result<(UserState, u64), StoreError> {
@@ -370,25 +371,37 @@ impl RemoteStore {
 }
 
 impl StateStore for RemoteStore {
-    /// The fleet's one key: created by the first login that finds none (a
-    /// compare-and-set against "absent", so racing hosts agree on the winner's).
-    fn key(&mut self) -> Result<StoreKey, StoreError> {
+    /// The fleet's one context (key and completeness), under `<prefix>store`. Missing
+    /// means the data set was lost (a restart without persistence, a failover, an
+    /// eviction, FLUSHALL) or never existed: a login creates it complete since now, so
+    /// every code of a step up to now counts as used (R34). A compare-and-set against
+    /// "absent" lets racing hosts agree on the winner's; the write waits for
+    /// `redis_wait=` replicas like a used code.
+    fn context(&mut self, missing: Missing) -> Result<Option<StoreContext>, StoreError> {
         let name = self.store_key_name();
         for _ in 0..2 {
             let (bytes, version) = self.get_bytes(&name)?;
             if version != 0 {
-                return StoreKey::from_slice(&bytes).map_err(|_| {
+                return StoreContext::decode(&bytes).map(Some).map_err(|_| {
                     StoreError::Corrupt(format!(
-                        "Redis: {} is not a store key of {STORE_KEY_LEN} bytes",
+                        "Redis: {} is not a pam_totp store record; if the data set was \
+                         lost, delete it (the next login recreates it)",
                         String::from_utf8_lossy(&name)
                     ))
                 });
             }
+            let Missing::Create { complete_since } = missing else {
+                return Ok(None);
+            };
             let mut fresh = Zeroizing::new([0u8; STORE_KEY_LEN]);
             getrandom::fill(&mut fresh[..]).map_err(|e| {
                 StoreError::Unavailable(format!("no random numbers for a store key: {e}"))
             })?;
-            self.compare_and_set_bytes(&name, 0, &fresh[..], 0, true)?;
+            let context = StoreContext {
+                key: StoreKey::new(*fresh),
+                complete_since,
+            };
+            self.compare_and_set_bytes(&name, 0, &context.encode(), 0, true)?;
         }
         Err(StoreError::Unavailable(format!(
             "Redis: {} vanished after it was created",
@@ -410,6 +423,10 @@ impl StateStore for RemoteStore {
                 Write::Lazy(s) => (s, false),
                 Write::Durable(s) => (s, true),
             };
+            // A write that moves a replay mark waits for `redis_wait=` replicas (R34),
+            // lazy or not: locally a lazy mark is covered by the boot floor, but a
+            // failover to a replica that missed it is not a reboot.
+            let durable = durable || next.marks != current.marks || next.legacy != current.legacy;
             if self.compare_and_set(&key, version, &next, durable)? {
                 return Ok(());
             }

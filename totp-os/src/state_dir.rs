@@ -54,7 +54,9 @@ use nix::fcntl::{self, AtFlags, OFlag};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use nix::unistd::{self, UnlinkatFlags};
 use sha2::{Digest, Sha256};
-use totp_core::state::{STORE_KEY_LEN, StateStore, StoreError, StoreKey, Uid, UserState, Write};
+use totp_core::state::{
+    Missing, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid, UserState, Write,
+};
 
 use crate::fault::{self, FaultPoint};
 
@@ -587,14 +589,26 @@ impl StateDir {
 }
 
 impl StateStore for StateDir {
-    fn key(&mut self) -> Result<StoreKey, StoreError> {
-        if let Some(k) = self.read_key()? {
-            return Ok(k);
-        }
-        self.create_key()?;
-        self.read_key()?.ok_or_else(|| {
-            StoreError::Unavailable(format!("{} vanished", self.path.join(KEY_FILE).display()))
-        })
+    /// The local store loses nothing a reboot's boot floor does not cover (records are
+    /// fsynced or covered by it), so it is complete since the beginning.
+    fn context(&mut self, missing: Missing) -> Result<Option<StoreContext>, StoreError> {
+        let key = match (self.read_key()?, missing) {
+            (Some(k), _) => k,
+            (None, Missing::Leave) => return Ok(None),
+            (None, Missing::Create { .. }) => {
+                self.create_key()?;
+                self.read_key()?.ok_or_else(|| {
+                    StoreError::Unavailable(format!(
+                        "{} vanished",
+                        self.path.join(KEY_FILE).display()
+                    ))
+                })?
+            }
+        };
+        Ok(Some(StoreContext {
+            key,
+            complete_since: 0,
+        }))
     }
 
     fn update(

@@ -4,6 +4,7 @@
 
 mod audit;
 mod report;
+mod store_admin;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,6 +40,28 @@ enum Command {
     /// Before changing pam.d: what the module of a PAM service would do for every
     /// account the name service lists (read only). Exit status 1 when any is refused.
     Audit(AuditArgs),
+    /// Health probe of the store: 0 usable, 1 reachable but not usable (no store
+    /// record: never initialised or its data set was lost; damaged; refused), 2 not
+    /// reachable. Changes nothing.
+    Ping(StoreArgs),
+    /// Initialise a new shared store once, before its first login: its key record, with
+    /// nothing counted as used. Without it the first login creates the record and
+    /// waits for the next code (the module cannot tell a new store from a lost one).
+    /// Refuses a store that already has one.
+    Init(StoreArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct StoreArgs {
+    /// The module's arguments, as on its pam.d line (state=redis…, redis_…, state_dir=).
+    #[arg(long, value_name = "ARGS", conflicts_with = "service")]
+    options: Option<String>,
+    /// Use the store of this PAM service's pam_totp lines.
+    #[arg(long, value_name = "NAME")]
+    service: Option<String>,
+    /// The directory of PAM service files for --service (default /etc/pam.d).
+    #[arg(long, value_name = "DIR", requires = "service")]
+    pam_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -84,6 +107,8 @@ struct Fatal(String);
 /// Why `run` stopped early.
 enum Stop {
     Fatal(Fatal),
+    /// A probe's verdict other than success: exit status and message.
+    Status(u8, String),
     /// The reader of standard output went away (`| head`): stop without a word.
     ClosedOutput,
 }
@@ -106,6 +131,10 @@ fn main() -> ExitCode {
         Err(Stop::Fatal(Fatal(m))) => {
             eprintln!("totp-state: {m}");
             ExitCode::FAILURE
+        }
+        Err(Stop::Status(code, m)) => {
+            eprintln!("totp-state: {m}");
+            ExitCode::from(code)
         }
     }
 }
@@ -159,6 +188,8 @@ fn run(cmd: Command) -> Result<(), Stop> {
             let opts = service_options(&a.service, a.pam_dir.as_deref())?;
             return audit::run(&opts, a.json);
         }
+        Command::Ping(a) => return store_admin::ping(&store_options(&a)?),
+        Command::Init(a) => return store_admin::init(&store_options(&a)?),
     };
     let opts = match (target.options.as_deref(), target.service.as_deref()) {
         (Some(args), _) => Some(module_options(args)?),
@@ -238,6 +269,15 @@ fn run(cmd: Command) -> Result<(), Stop> {
         return Err(Fatal("some records are unusable (see above)".into()).into());
     }
     Ok(())
+}
+
+/// The module options `ping` and `init` work on.
+fn store_options(a: &StoreArgs) -> Result<ModuleOptions, Fatal> {
+    match (a.options.as_deref(), a.service.as_deref()) {
+        (Some(args), _) => module_options(args),
+        (None, Some(service)) => service_options(service, a.pam_dir.as_deref()),
+        (None, None) => Err(Fatal("name the store with --options or --service".into())),
+    }
 }
 
 /// `--options`: the module's arguments, parsed as the module parses them.

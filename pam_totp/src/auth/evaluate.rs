@@ -29,11 +29,22 @@ impl Ctx {
                 return Ok(Continuation::Done(self.denied(io, who, denial)));
             }
         };
-        let key = match run.store.key() {
-            Ok(k) => k,
+        let Ok(now_secs) = u64::try_from(now) else {
+            io.log(Level::Err, "clock fault: time is before 1970; denying");
+            return Err(AuthError::Clock);
+        };
+        let missing = Missing::Create {
+            complete_since: now_secs,
+        };
+        let context = match run.store.context(missing) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                let e = StoreError::Unavailable("the store's key record vanished".into());
+                return self.store_failed(io, who, e).map(Continuation::Done);
+            }
             Err(e) => return self.store_failed(io, who, e).map(Continuation::Done),
         };
-        let prepared = match verify::prepare(&file, &self.policy, cands, now, &key) {
+        let prepared = match verify::prepare(&file, &self.policy, cands, now, &context.key) {
             Ok(p) => p,
             Err(verify::VerifyError::ClockFault) => {
                 io.log(Level::Err, "clock fault: time is before 1970; denying");
@@ -50,9 +61,8 @@ impl Ctx {
             now,
             continued: phase == Phase::Continued,
             // The boot time by the same clock the codes are checked against.
-            boot_time: sys
-                .uptime()
-                .and_then(|up| u64::try_from(now).ok()?.checked_sub(up)),
+            boot_time: sys.uptime().and_then(|up| now_secs.checked_sub(up)),
+            store_complete_since: context.complete_since,
         };
         let mut decided = None;
         let stored = run.store.update(run.uid, &mut |state| {
@@ -217,9 +227,7 @@ impl Ctx {
             StoreError::Refused(m) => {
                 io.log(
                     Level::Err,
-                    &format!(
-                        "state of {who} could not be saved: {m}; denying (the state directory must be writable)"
-                    ),
+                    &format!("the state store refused to save the state of {who}: {m}; denying"),
                 );
                 Ok(Outcome::Deny(Denial::StateUnusable))
             }

@@ -123,3 +123,19 @@ fn records_with_counters_are_recognised() {
             .holds_counters()
     );
 }
+
+#[test]
+fn contexts_round_trip_and_damage_is_refused() {
+    let c = StoreContext {
+        key: StoreKey::new([9; STORE_KEY_LEN]),
+        complete_since: 1_700_000_000,
+    };
+    let bytes = c.encode();
+    assert_eq!(bytes.len(), CONTEXT_LEN);
+    assert_eq!(StoreContext::decode(&bytes), Ok(c));
+    assert!(StoreContext::decode(&bytes[1..]).is_err());
+    let mut wrong = bytes.to_vec();
+    wrong[0] = b'X';
+    assert!(StoreContext::decode(&wrong).is_err());
+    assert!(StoreContext::decode(&[0; CONTEXT_LEN]).is_err());
+}

@@ -100,9 +100,14 @@ impl Prepared {
         }
 
         let reuse = self.cfg.disallow_reuse.clone().unwrap_or_default();
-        let boot_floor = attempt
+        // Steps before the boot (a lazy write lost in a crash) and before the store was
+        // recreated (a shared store that lost its data) count as used.
+        let floor_time = attempt
             .boot_time
-            .map(|b| (b / self.cfg.step_secs()).saturating_add(self.ahead));
+            .unwrap_or(0)
+            .max(attempt.store_complete_since);
+        let boot_floor = (attempt.boot_time.is_some() || attempt.store_complete_since > 0)
+            .then(|| (floor_time / self.cfg.step_secs()).saturating_add(self.ahead));
         // The window starts after the store's high-water mark, which is ahead of the
         // file's counter when the file could not be rewritten.
         let hotp_floor = match self.cfg.mode {

@@ -66,6 +66,7 @@ impl User {
             now,
             continued,
             boot_time: None,
+            store_complete_since: 0,
         };
         let d = prep.decide(&self.state, p, &a).unwrap();
         match &d.write {
@@ -453,6 +454,7 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
         now,
         continued: false,
         boot_time: None,
+        store_complete_since: 0,
     };
     let prep = prepare(&u.file, &p, &c, 600_000 - 86_401, &key()).unwrap();
     assert_eq!(
@@ -794,6 +796,7 @@ fn with_a_known_boot_time_a_used_code_is_written_lazily_and_survives_losing_it()
         now,
         continued: false,
         boot_time,
+        store_complete_since: 0,
     };
     let prep = prepare(&f, &p, &c, 300_000, &key()).unwrap();
     let d = prep
@@ -844,6 +847,7 @@ fn a_doomed_attempt_is_throttled_and_charged_like_a_wrong_code() {
             now,
             continued: false,
             boot_time: None,
+            store_complete_since: 0,
         };
         let d = Prepared::doomed(now)
             .unwrap()
@@ -1021,6 +1025,7 @@ fn used_scratch_codes_are_bounded_per_enrolment() {
         now: 400_000,
         continued: false,
         boot_time: None,
+        store_complete_since: 0,
     };
     assert_eq!(
         prep.decide(&u.state, &p, &a).err(),
@@ -1075,4 +1080,43 @@ fn a_version_1_record_keeps_protecting_after_the_upgrade() {
     assert!(accepted(&u.attempt(&p, &code(10_001), 300_030)));
     assert_eq!(u.state.legacy, None);
     assert_eq!(u.last_step(), Some(10_001));
+}
+
+#[test]
+fn a_store_that_lost_its_data_counts_every_step_before_it_as_used() {
+    // R34: a shared store recreated at 300_000 (its data set lost) holds no record of
+    // codes used just before; the code of that step is refused once, the next works.
+    let p = Policy::default();
+    let f = file(&format!("{S}\n\" TOTP_AUTH\n"));
+    let attempt = |now, since| Attempt {
+        origin: HOME,
+        rhost: None,
+        now,
+        continued: false,
+        boot_time: None,
+        store_complete_since: since,
+    };
+    let run = |answer: &str, now: i64, since: u64| {
+        let c = candidates(answer.as_bytes(), Digits::SIX, false);
+        let prep = prepare(&f, &p, &c, now, &key()).unwrap();
+        prep.decide(&UserState::default(), &p, &attempt(now, since))
+            .unwrap()
+    };
+    let d = run(&code(10_000), 300_010, 300_000);
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert!(d.warnings.contains(&Warning::UsedBeforeBoot));
+    // Control: the same attempt against a store complete since the beginning.
+    assert!(accepted(&run(&code(10_000), 300_010, 0)));
+    // The window reaches one step ahead: that one counts as used too; the one after it
+    // is the first that works.
+    assert_eq!(
+        run(&code(10_001), 300_040, 300_000).verdict,
+        Verdict::Replayed
+    );
+    assert!(accepted(&run(&code(10_002), 300_070, 300_000)));
+    // Without a boot time the write stays durable; the store floor does not make it lazy.
+    assert!(matches!(
+        run(&code(10_002), 300_070, 300_000).write,
+        Write::Durable(_)
+    ));
 }

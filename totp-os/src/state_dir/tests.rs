@@ -1,5 +1,6 @@
 use super::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use totp_core::state::Missing;
 
 use crate::testutil::private_tempdir;
 
@@ -194,7 +195,11 @@ fn record_names_are_canonical_uids() {
 #[test]
 fn the_store_key_is_created_once_and_checked_like_a_record() {
     let (t, mut s) = store();
-    let k = s.key().unwrap();
+    let k = s
+        .context(Missing::Create { complete_since: 0 })
+        .unwrap()
+        .unwrap()
+        .key;
     let path = t.path().join("a/state").join(KEY_FILE);
     let m = std::fs::metadata(&path).unwrap();
     assert_eq!(m.mode() & 0o7777, 0o600);
@@ -202,7 +207,13 @@ fn the_store_key_is_created_once_and_checked_like_a_record() {
     assert_eq!(std::fs::read(&path).unwrap(), k.as_bytes());
     // The same key for every later login (another store object, another process).
     let mut again = StateDir::new(t.path().join("a/state"), Duration::from_millis(300));
-    assert_eq!(again.key().unwrap(), k);
+    assert_eq!(
+        again
+            .context(Missing::Create { complete_since: 0 })
+            .map(|c| c.map(|c| c.key))
+            .unwrap(),
+        Some(k.clone())
+    );
     // Nothing but the key is left behind (no temporary file).
     let names: Vec<_> = std::fs::read_dir(t.path().join("a/state"))
         .unwrap()
@@ -214,17 +225,42 @@ fn the_store_key_is_created_once_and_checked_like_a_record() {
 
     // A key of the wrong size, a wider mode or a symlink is refused, never replaced.
     std::fs::write(&path, [1u8; 31]).unwrap();
-    assert!(matches!(again.key(), Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        again
+            .context(Missing::Create { complete_since: 0 })
+            .map(|c| c.map(|c| c.key)),
+        Err(StoreError::Corrupt(_))
+    ));
     std::fs::write(&path, [1u8; STORE_KEY_LEN]).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    assert!(matches!(again.key(), Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        again
+            .context(Missing::Create { complete_since: 0 })
+            .map(|c| c.map(|c| c.key)),
+        Err(StoreError::Corrupt(_))
+    ));
     std::fs::remove_file(&path).unwrap();
     symlink(t.path().join("elsewhere"), &path).unwrap();
-    assert!(matches!(again.key(), Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        again
+            .context(Missing::Create { complete_since: 0 })
+            .map(|c| c.map(|c| c.key)),
+        Err(StoreError::Corrupt(_))
+    ));
     assert!(!t.path().join("elsewhere").exists(), "not followed");
     // Removed, a new (different) key is made.
     std::fs::remove_file(&path).unwrap();
-    assert_ne!(again.key().unwrap(), k);
+    assert_ne!(
+        again
+            .context(Missing::Create { complete_since: 0 })
+            .map(|c| c.map(|c| c.key))
+            .unwrap(),
+        Some(k)
+    );
+    // A probe creates nothing.
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(again.context(Missing::Leave).unwrap(), None);
+    assert!(!path.exists());
 }
 
 #[test]
@@ -237,8 +273,10 @@ fn racing_logins_agree_on_one_store_key() {
                 let dir = dir.clone();
                 sc.spawn(move || {
                     StateDir::new(dir, Duration::from_millis(300))
-                        .key()
+                        .context(Missing::Create { complete_since: 0 })
                         .unwrap()
+                        .unwrap()
+                        .key
                 })
             })
             .collect();

@@ -1,0 +1,213 @@
+//! "Used" never rolls back through the shared store's faults (R34, issue 21), through
+//! the real libpam against real `redis-server` processes: every login that uses a code
+//! waits for `redis_wait=` replicas, a store that lost its data set counts every earlier
+//! step as used, a server that may evict records is refused, and `totp-state ping` /
+//! `init` tell a monitoring system and a new fleet's admin where the store stands.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin};
+use system_tests::*;
+
+fn args(server: &RedisServer, prefix: &str, extra: &str) -> String {
+    format!(
+        "state={} redis_plugin={} redis_prefix={prefix}: redis_timeout=2000 {extra}",
+        server.url(false),
+        plugin().display(),
+    )
+}
+
+fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> (Drive, Vec<String>) {
+    capture_syslog(
+        &Driver::new(host, "svc", &user.name)
+            .answer(code)
+            .rhost("192.0.2.7")
+            .at(at),
+    )
+}
+
+fn state_tool(args: &[&str]) -> Output {
+    Command::new(&built().state_tool)
+        .args(args)
+        .output()
+        .expect("run totp-state")
+}
+
+fn redis_reply(server: &RedisServer, args: &[&[u8]]) -> String {
+    String::from_utf8_lossy(&server.raw(None, args)).into_owned()
+}
+
+#[test]
+fn redis_wait_holds_for_every_login_that_uses_a_code() {
+    if !require_root("redis_wait_holds_for_every_login_that_uses_a_code") {
+        return;
+    }
+    let primary = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("dw");
+    // (init itself waits for the replica it is told about: initialised without.)
+    init_store(&args(&primary, "dw", ""));
+    let a = args(&primary, "dw", "redis_wait=1 redis_wait_timeout=300");
+    let host = Stack::probe("svc", &a);
+    // No replica: a right code (a lazy write locally) must still wait, and is denied.
+    let (d, logs) = login(&host, &u, &code_at(&secret, T0), T0);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("0 of 1 replicas")),
+        "{logs:?}"
+    );
+    // Control: with a replica attached, the next code logs in.
+    let replica = RedisServer::start(&ServerConfig::default());
+    let port = primary.port.to_string();
+    assert!(
+        redis_reply(&replica, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]).starts_with("+OK")
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !redis_reply(&primary, &[b"INFO", b"replication"]).contains("state=online")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(redis_reply(&primary, &[b"INFO", b"replication"]).contains("state=online"));
+    let (d, logs) = login(&host, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // The replica holds the mark: what a failover would promote.
+    let record = format!("dw:uid:{}", u.uid);
+    assert_eq!(
+        redis_reply(&replica, &[b"EXISTS", record.as_bytes()]),
+        ":1\r\n"
+    );
+}
+
+#[test]
+fn a_store_that_lost_its_data_never_reopens_a_used_code() {
+    if !require_root("a_store_that_lost_its_data_never_reopens_a_used_code") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("dl");
+    let a = args(&server, "dl", "");
+    // A store never used: ping says so (exit 1), init makes it usable (exit 0).
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(1), "{p:?}");
+    assert!(String::from_utf8_lossy(&p.stderr).contains("no store record"));
+    init_store(&a);
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(0), "{p:?}");
+    let again = state_tool(&["init", "--options", &a]);
+    assert!(!again.status.success(), "init twice: {again:?}");
+
+    let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &a)).collect();
+    let code = code_at(&secret, T0);
+    assert_eq!(
+        login(&hosts[0], &u, &code, T0).0.returned(),
+        Returned::Success
+    );
+    // The data set is lost (a restart without persistence, a failover to a replica
+    // that missed everything, FLUSHALL): shown gone, record and store record alike.
+    assert!(redis_reply(&server, &[b"FLUSHALL"]).starts_with("+OK"));
+    assert_eq!(redis_reply(&server, &[b"DBSIZE"]), ":0\r\n");
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(
+        p.status.code(),
+        Some(1),
+        "a lost data set is reported: {p:?}"
+    );
+    // The used code on another host: refused although no record says it was used.
+    let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(0), "{p:?}");
+    assert!(
+        String::from_utf8_lossy(&p.stdout).contains("recreated at"),
+        "{p:?}"
+    );
+    // The window reaches one step ahead of the recreation; the step after works.
+    let (d, logs) = login(&hosts[1], &u, &code_at(&secret, T0 + 65), T0 + 65);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+#[test]
+fn a_new_store_without_init_makes_its_first_login_wait_one_code() {
+    if !require_root("a_new_store_without_init_makes_its_first_login_wait_one_code") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("dn");
+    let host = Stack::probe("svc", &args(&server, "dn", ""));
+    // The module cannot tell a new store from one that lost its data.
+    let (d, _) = login(&host, &u, &code_at(&secret, T0), T0);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    let (d, logs) = login(&host, &u, &code_at(&secret, T0 + 65), T0 + 65);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+#[test]
+fn a_server_that_may_evict_records_is_refused() {
+    if !require_root("a_server_that_may_evict_records_is_refused") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("de");
+    let a = args(&server, "de", "");
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    let set = |k: &[u8], v: &[u8]| {
+        assert!(redis_reply(&server, &[b"CONFIG", b"SET", k, v]).starts_with("+OK"));
+    };
+    // An eviction policy with a memory limit: denied, and the log says how to fix it.
+    set(b"maxmemory", b"1gb");
+    for policy in [&b"allkeys-lru"[..], b"volatile-ttl"] {
+        set(b"maxmemory-policy", policy);
+        let (d, logs) = login(&host, &u, &code_at(&secret, T0), T0);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{d:?}"
+        );
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("maxmemory-policy") && l.contains("noeviction")),
+            "{logs:?}"
+        );
+    }
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(1), "{p:?}");
+    // Control: noeviction (or no limit) logs in.
+    set(b"maxmemory-policy", b"noeviction");
+    let (d, logs) = login(&host, &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+#[test]
+fn ping_reports_an_unreachable_store_with_its_own_status() {
+    if !require_root("ping_reports_an_unreachable_store_with_its_own_status") {
+        return;
+    }
+    let mut server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "dp", "redis_connect_timeout=300");
+    init_store(&a);
+    assert_eq!(
+        state_tool(&["ping", "--options", &a]).status.code(),
+        Some(0)
+    );
+    server.stop();
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(2), "{p:?}");
+}
