@@ -59,6 +59,7 @@ impl BenchRedis {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if fs::read_to_string(&log).is_ok_and(|t| t.contains("Ready to accept connections")) {
+                server.init(release)?;
                 return Ok(Some(server));
             }
             if let Ok(Some(_)) = server.child.try_wait() {
@@ -81,10 +82,26 @@ impl BenchRedis {
         )
     }
 
+    /// `totp-state init`, as an admin sets up a new fleet's store: without it the first
+    /// login would count the current step as used (R34).
+    fn init(&self, release: &Path) -> Result<(), String> {
+        let out = Command::new(release.join("totp-state"))
+            .args(["init", "--options", &self.options()])
+            .output()
+            .map_err(|e| format!("run totp-state init (build it first): {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "totp-state init: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
     /// Forgets every record (between iterations, like the local state rewrite).
     pub fn flush(&self) -> Result<(), String> {
-        // Only the benchmarked user's record: the store key (`<prefix>key`) stays, as on a
-        // fleet, where it is made once by the first login ever.
+        // Only the benchmarked user's record: the store's record (`<prefix>store`) stays, as on a
+        // fleet, where `totp-state init` made it once.
         let key = format!("{}uid:0", totp_core::fleet::DEFAULT_PREFIX);
         let mut s = TcpStream::connect(("127.0.0.1", self.port))
             .map_err(|e| format!("connect to redis-server: {e}"))?;

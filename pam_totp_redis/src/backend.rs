@@ -82,6 +82,10 @@ impl From<RedisError> for Failure {
         {
             // Our credentials or ACL: an admin must act.
             Status::Refused
+        } else if e.code() == Some("WRONGTYPE") || text.contains("WRONGTYPE") {
+            // Our key holds something that is not our record (from a script the code
+            // arrives inside the reply's text): corrupt, not an outage.
+            Status::Corrupt
         } else if e.code().is_some()
             || e.kind() == ErrorKind::Server(redis::ServerErrorKind::ResponseError)
         {
@@ -328,9 +332,7 @@ mod tests {
             "allkeys-random",
             "volatile-lfu",
         ] {
-            let e = check_eviction(&info("104857600", policy))
-                .err()
-                .expect(policy);
+            let e = check_eviction(&info("104857600", policy)).expect_err(policy);
             assert_eq!(e.status, Status::Refused);
             assert!(e.message.contains("noeviction"), "{}", e.message);
         }

@@ -55,7 +55,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-cargo build --release -q -p pam_totp -p pam_totp_redis
+cargo build --release -q -p pam_totp -p pam_totp_redis -p totp-state
 module=$root/target/release/libpam_totp.so
 install -d -m 0755 "$trusted"
 # One link (cargo hard-links its outputs) and root-owned: what the module's check wants.
@@ -81,6 +81,10 @@ for _ in $(seq 1 100); do
     sleep 0.05
 done
 grep -q "Ready to accept connections" "$work/redis.log" || die "redis-server did not start"
+# A new fleet's store is initialised once; without it the first login would count the
+# current code as used (the store could have lost its data).
+store_opts="state=redis://127.0.0.1:$rport redis_plugin=$trusted/redis.so redis_prefix=e2e$tag: redis_connect_timeout=500 redis_timeout=500"
+"$root/target/release/totp-state" init --options "$store_opts" || die "totp-state init failed"
 
 # ---- users
 new_user() {
@@ -118,7 +122,7 @@ start_host() {
     cp /usr/sbin/sshd "$work/$service"
     cat > "/etc/pam.d/$service" <<EOF
 auth required pam_unix.so
-auth [success=ok ignore=ignore default=die] $module nullok state=redis://127.0.0.1:$rport redis_plugin=$trusted/redis.so redis_prefix=e2e$tag: state_dir=$work/state-$name secret_command=$trusted/secret-command secret_command_user=nobody redis_connect_timeout=500 redis_timeout=500
+auth [success=ok ignore=ignore default=die] $module nullok $store_opts state_dir=$work/state-$name secret_command=$trusted/secret-command secret_command_user=nobody
 account required pam_permit.so
 session required pam_permit.so
 EOF

@@ -66,13 +66,24 @@ fn redis_wait_holds_for_every_login_that_uses_a_code() {
     assert!(
         redis_reply(&replica, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]).starts_with("+OK")
     );
+    // Online on the primary's side and synced on the replica's: the replica has loaded
+    // the data set and acknowledges from here on.
+    let synced = || {
+        redis_reply(&primary, &[b"INFO", b"replication"]).contains("state=online")
+            && redis_reply(&replica, &[b"INFO", b"replication"])
+                .contains("master_sync_in_progress:0")
+            && redis_reply(&replica, &[b"INFO", b"replication"]).contains("master_link_status:up")
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !redis_reply(&primary, &[b"INFO", b"replication"]).contains("state=online")
-        && Instant::now() < deadline
-    {
+    while !synced() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(redis_reply(&primary, &[b"INFO", b"replication"]).contains("state=online"));
+    assert!(synced(), "the replica never synced");
+    // A timeout that a healthy loopback replica always meets.
+    let host = Stack::probe(
+        "svc",
+        &args(&primary, "dw", "redis_wait=1 redis_wait_timeout=5000"),
+    );
     let (d, logs) = login(&host, &u, &code_at(&secret, T0 + 30), T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // The replica holds the mark: what a failover would promote.

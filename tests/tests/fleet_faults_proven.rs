@@ -34,16 +34,26 @@ fn fresh_prefix() -> String {
 }
 
 /// A probe stack using the Redis store at `url` with `extra` options.
+/// The store is initialised as an admin would (`totp-state init`) where these options
+/// reach it; hosts built to fail cannot, and each test's control login shows that the
+/// working ones did.
 fn host(url: &str, extra: &str) -> Stack {
-    Stack::probe(
-        "svc",
-        &format!(
-            "state={url} redis_plugin={} redis_prefix={} redis_connect_timeout=300 \
-             redis_timeout=300 {extra}",
-            plugin().display(),
-            fresh_prefix()
-        ),
-    )
+    let args = format!(
+        "state={url} redis_plugin={} redis_prefix={} redis_connect_timeout=300 \
+         redis_timeout=300 {extra}",
+        plugin().display(),
+        fresh_prefix()
+    );
+    initialised(&args)
+}
+
+/// A probe stack with `args`, after `totp-state init` with the same options (which
+/// fails harmlessly where the options are built to fail).
+fn initialised(args: &str) -> Stack {
+    let _ = std::process::Command::new(&built().state_tool)
+        .args(["init", "--options", args])
+        .output();
+    Stack::probe("svc", args)
 }
 
 /// One login with real time (a stalled server must meet a running clock), its syslog
@@ -427,15 +437,12 @@ fn a_plugin_others_could_replace_is_never_loaded_through_libpam() {
     let server = RedisServer::start(&ServerConfig::default());
     let (u, secret) = TestUser::enrolled("pl");
     let with_plugin = |p: &Path| {
-        Stack::probe(
-            "svc",
-            &format!(
-                "state={} redis_plugin={} redis_prefix={} redis_connect_timeout=300",
-                server.url(false),
-                p.display(),
-                fresh_prefix()
-            ),
-        )
+        initialised(&format!(
+            "state={} redis_plugin={} redis_prefix={} redis_connect_timeout=300",
+            server.url(false),
+            p.display(),
+            fresh_prefix()
+        ))
     };
     let (d, lines, _) = login_logged(&with_plugin(plugin()), &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
@@ -493,15 +500,12 @@ fn a_corrupt_remote_record_is_refused_never_reset_through_libpam() {
     let server = RedisServer::start(&ServerConfig::default());
     let (u, secret) = TestUser::enrolled("cq");
     let prefix = fresh_prefix();
-    let stack = Stack::probe(
-        "svc",
-        &format!(
-            "state={} redis_plugin={} redis_prefix={prefix} redis_connect_timeout=300 \
+    let stack = initialised(&format!(
+        "state={} redis_plugin={} redis_prefix={prefix} redis_connect_timeout=300 \
              redis_timeout=300",
-            server.url(false),
-            plugin().display(),
-        ),
-    );
+        server.url(false),
+        plugin().display(),
+    ));
     let key = format!("{prefix}uid:{}", u.uid);
     let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
