@@ -416,7 +416,7 @@ fn scratch_tag(key: &StoreKey, enrolment: EnrolmentId, value: u32) -> u64 {
 }
 
 /// Step 1: read the configuration and compare every candidate (see the module docs).
-/// `key` is the state store's ([`crate::state::StateStore::key`]).
+/// `key` is the state store's (its [`crate::state::StoreContext`]).
 pub fn prepare(
     file: &GaFile,
     policy: &Policy,
