@@ -509,6 +509,9 @@ pub struct PluginConfig {
     /// A URL from [`RedisEndpoint::url`] (no credentials in it).
     pub url: String,
     pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and its key (PEM), for servers with `tls-auth-clients yes`.
+    pub client_cert: Option<Vec<u8>>,
+    pub client_key: Option<Zeroizing<Vec<u8>>>,
     pub username: Option<String>,
     pub password: Option<Zeroizing<String>>,
     pub connect_timeout_ms: u64,
@@ -522,6 +525,11 @@ impl fmt::Debug for PluginConfig {
         f.debug_struct("PluginConfig")
             .field("url", &self.url)
             .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .field("client_cert", &self.client_cert.as_ref().map(Vec::len))
+            .field(
+                "client_key",
+                &self.client_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("connect_timeout_ms", &self.connect_timeout_ms)
@@ -540,6 +548,8 @@ const TAG_CONNECT_MS: u8 = 5;
 const TAG_COMMAND_MS: u8 = 6;
 const TAG_WAIT_REPLICAS: u8 = 7;
 const TAG_WAIT_MS: u8 = 8;
+const TAG_CLIENT_CERT: u8 = 9;
+const TAG_CLIENT_KEY: u8 = 10;
 /// Largest encoded configuration (a CA bundle included).
 pub const MAX_PLUGIN_CONFIG_LEN: usize = 1 << 20;
 
@@ -555,6 +565,12 @@ impl PluginConfig {
         put(TAG_URL, self.url.as_bytes());
         if let Some(ca) = &self.ca_pem {
             put(TAG_CA, ca);
+        }
+        if let Some(c) = &self.client_cert {
+            put(TAG_CLIENT_CERT, c);
+        }
+        if let Some(k) = &self.client_key {
+            put(TAG_CLIENT_KEY, k);
         }
         if let Some(u) = &self.username {
             put(TAG_USER, u.as_bytes());
@@ -599,6 +615,8 @@ impl PluginConfig {
                     have_url = true;
                 }
                 TAG_CA => c.ca_pem = Some(v.to_vec()),
+                TAG_CLIENT_CERT => c.client_cert = Some(v.to_vec()),
+                TAG_CLIENT_KEY => c.client_key = Some(Zeroizing::new(v.to_vec())),
                 TAG_USER => c.username = Some(text()?.to_owned()),
                 TAG_PASSWORD => c.password = Some(Zeroizing::new(text()?.to_owned())),
                 TAG_CONNECT_MS => c.connect_timeout_ms = u64_of()?,

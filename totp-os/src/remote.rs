@@ -178,6 +178,8 @@ pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
     Ok(PluginConfig {
         url: opts.endpoint.url(),
         ca_pem,
+        client_cert: None,
+        client_key: None,
         username,
         password,
         connect_timeout_ms: opts.connect_timeout_ms,

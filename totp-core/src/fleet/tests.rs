@@ -170,6 +170,8 @@ fn plugin_config_round_trips() {
     let c = PluginConfig {
         url: "rediss://h:1/0".into(),
         ca_pem: Some(b"-----BEGIN CERTIFICATE-----\n".to_vec()),
+        client_cert: Some(b"cert".to_vec()),
+        client_key: Some(Zeroizing::new(b"secret key".to_vec())),
         username: Some("u".into()),
         password: Some(Zeroizing::new("p w".into())),
         connect_timeout_ms: 7,
@@ -179,6 +181,7 @@ fn plugin_config_round_trips() {
     };
     assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
     assert!(!format!("{c:?}").contains("p w"));
+    assert!(!format!("{c:?}").contains("secret key"));
     let minimal = PluginConfig {
         url: "redis://h:1/0".into(),
         ..PluginConfig::default()
@@ -267,6 +270,8 @@ mod properties {
             let c = PluginConfig {
                 url,
                 ca_pem: ca,
+                client_cert: None,
+                client_key: None,
                 username: user,
                 password: pw.map(Zeroizing::new),
                 connect_timeout_ms: nums.0,
