@@ -102,6 +102,8 @@ struct StallProxy {
     answer_read: Arc<Mutex<Option<Vec<u8>>>>,
     /// Reads answered that way.
     answered: Arc<AtomicUsize>,
+    /// While set, those answers are dripped: one byte, then this pause, and so on.
+    drip: Arc<Mutex<Option<Duration>>>,
 }
 
 /// One client command: its bytes as sent and its arguments.
@@ -151,6 +153,7 @@ impl StallProxy {
             forwarded_cas: Arc::new(AtomicUsize::new(0)),
             answer_read: Arc::new(Mutex::new(None)),
             answered: Arc::new(AtomicUsize::new(0)),
+            drip: Arc::new(Mutex::new(None)),
         };
         let shared = Shared {
             stall: proxy.stall.clone(),
@@ -159,6 +162,7 @@ impl StallProxy {
             forwarded: proxy.forwarded_cas.clone(),
             answer_read: proxy.answer_read.clone(),
             answered: proxy.answered.clone(),
+            drip: proxy.drip.clone(),
         };
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
@@ -185,6 +189,7 @@ struct Shared {
     forwarded: Arc<AtomicUsize>,
     answer_read: Arc<Mutex<Option<Vec<u8>>>>,
     answered: Arc<AtomicUsize>,
+    drip: Arc<Mutex<Option<Duration>>>,
 }
 
 fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Result<()> {
@@ -237,7 +242,16 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
                 .clone();
             if let Some(bytes) = answer.filter(|_| is_record(k)) {
                 shared.answered.fetch_add(1, Ordering::SeqCst);
-                to_client.write_all(&bytes)?;
+                let drip = *shared.drip.lock().unwrap_or_else(|e| e.into_inner());
+                match drip {
+                    None => to_client.write_all(&bytes)?,
+                    Some(pause) => {
+                        for b in &bytes {
+                            to_client.write_all(&[*b])?;
+                            std::thread::sleep(pause);
+                        }
+                    }
+                }
                 continue;
             }
             read_keys.push(k.clone());
@@ -706,7 +720,8 @@ fn the_secret_command_runs_as_the_named_user_with_nothing_inherited_through_libp
 /// M4 / R31, R36: a server that answers the read of a user's record with garbage (a
 /// status line where an array belongs, an array of the wrong shape) or announces a
 /// huge reply and then stays silent: the proxy answers the read itself (counted); the
-/// login is denied within the bound (a 10-s guard), the log names the cause, and no
+/// login is denied within the bound (a 10-s guard), the log names the cause (a huge
+/// announcement: "reply too large", refused before its bytes are awaited), and no
 /// record is written. Control: the same proxy forwarding everything logs in.
 #[test]
 fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
@@ -735,12 +750,12 @@ fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
         (
             "a huge string announced, then silence",
             b"$2147483647\r\nxx",
-            &["state store unavailable for", "Redis"],
+            &["state store unavailable for", "Redis", "reply too large"],
         ),
         (
             "a huge record announced, then silence",
             b"*2\r\n$1\r\n1\r\n$100000000\r\nxx",
-            &["state store unavailable for", "Redis"],
+            &["state store unavailable for", "Redis", "reply too large"],
         ),
     ];
     for (what, bytes, cause) in cases {
@@ -761,6 +776,137 @@ fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
     }
     // Nothing was written for the user: the same proxy, forwarding again, logs them in
     // with a code of this step.
+    let (d, lines, _) = login_logged(&stack, &v, &code_at(&secret_v, now()));
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "afterwards: {d:?} {lines:?}"
+    );
+}
+
+/// One login under an address-space limit of `limit` bytes (`prlimit --as`), real time:
+/// a module that tried to buffer more would fail to allocate and abort.
+fn login_limited(
+    stack: &Stack,
+    user: &TestUser,
+    code: &str,
+    limit: u64,
+) -> (Drive, Vec<String>, Duration) {
+    let inner = Driver::new(stack, "svc", &user.name)
+        .answer(code)
+        .rhost("192.0.2.7")
+        .command();
+    let mut limited = std::process::Command::new("prlimit");
+    limited
+        .arg(format!("--as={limit}"))
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    let started = Instant::now();
+    let (out, lines) = with_syslog_capture(&limited);
+    let d = Drive::parse(&out);
+    assert!(
+        !out.stdout.is_empty(),
+        "pam-drive did not finish (killed?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (d, lines, started.elapsed())
+}
+
+/// M4 / R36: bounds hold per command, not per read. The proxy answers the read of a
+/// user's record itself (counted) with a valid "no record" reply (14 bytes):
+/// - control: sent at once, the login succeeds (the write goes to the real server);
+/// - dripped one byte every 150 ms (2.1 s in all, every byte well within the 300-ms
+///   `redis_timeout=`): denied once 300 ms have passed since the command was sent, long
+///   before the drip ends, the log naming the whole-command bound;
+/// - a 1.5-GB string announced, the login running under a 512-MiB address-space limit:
+///   denied on the header (the log names the announced size), cleanly (the driver
+///   finishes and reports: no failed allocation). The control runs under the same
+///   limit.
+#[test]
+fn every_reply_is_bounded_in_total_time_and_size_through_libpam() {
+    let t = "every_reply_is_bounded_in_total_time_and_size_through_libpam";
+    if !require_root(t) || !require_tool(t, "prlimit") {
+        return;
+    }
+    const LIMIT: u64 = 512 << 20;
+    let server = RedisServer::start(&ServerConfig::default());
+    let proxy = StallProxy::start(server.port);
+    let stack = host(&proxy.url(), "");
+    let no_record: &[u8] = b"*2\r\n$-1\r\n$-1\r\n";
+    let answer = |bytes: Option<&[u8]>, drip: Option<Duration>| {
+        *proxy.answer_read.lock().expect("lock") = bytes.map(<[u8]>::to_vec);
+        *proxy.drip.lock().expect("lock") = drip;
+    };
+
+    // Control: the same reply, at once, under the same memory limit.
+    let (u, secret) = TestUser::enrolled("dc");
+    answer(Some(no_record), None);
+    let before = proxy.answered.load(Ordering::SeqCst);
+    let (d, lines, _) = login_limited(&stack, &u, &code_at(&secret, now()), LIMIT);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(
+        proxy.answered.load(Ordering::SeqCst) > before,
+        "control: answered by the proxy"
+    );
+
+    // Dripped.
+    let (v, secret_v) = TestUser::enrolled("dd");
+    answer(Some(no_record), Some(Duration::from_millis(150)));
+    let before = proxy.answered.load(Ordering::SeqCst);
+    let (d, lines, took) = login_logged(&stack, &v, &code_at(&secret_v, now()));
+    answer(None, None);
+    assert!(
+        proxy.answered.load(Ordering::SeqCst) > before,
+        "drip: answered by the proxy"
+    );
+    assert!(denied(&d), "drip: {d:?}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "drip: denied before the command's bound: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1900),
+        "drip: held until the drip ended (per-read bounds only): {took:?}"
+    );
+    assert!(
+        logged(
+            &lines,
+            &[
+                "state store unavailable for",
+                &v.name,
+                "HMGET",
+                "no complete reply within 300 ms"
+            ]
+        ),
+        "drip: the log names the bound: {lines:?}"
+    );
+
+    // 1.5 GB announced.
+    answer(Some(b"$1500000000\r\n"), None);
+    let before = proxy.answered.load(Ordering::SeqCst);
+    let (d, lines, took) = login_limited(&stack, &v, &code_at(&secret_v, now()), LIMIT);
+    answer(None, None);
+    assert!(
+        proxy.answered.load(Ordering::SeqCst) > before,
+        "huge: answered by the proxy"
+    );
+    assert!(denied(&d), "huge: {d:?}");
+    assert!(
+        logged(
+            &lines,
+            &[
+                "state store unavailable for",
+                &v.name,
+                "reply too large",
+                "1500000000"
+            ]
+        ),
+        "huge: the log names the announced size: {lines:?}"
+    );
+    assert!(took < Duration::from_secs(10), "huge: hang guard: {took:?}");
+
+    // Nothing was written for v: forwarding again, a code of this step logs in.
     let (d, lines, _) = login_logged(&stack, &v, &code_at(&secret_v, now()));
     assert_eq!(
         d.returned(),
