@@ -181,17 +181,21 @@ fn tls_connector(tls: &Tls<'_>) -> Result<TlsConnector, WireError> {
     let bad = |what: &str, e: native_tls::Error| WireError::Tls(format!("{what}: {e}"));
     let mut b = TlsConnector::builder();
     b.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
-    if let Some(pem) = tls.ca_pem {
-        let certs = native_tls::Certificate::stack_from_pem(pem).map_err(|e| bad("CA file", e))?;
-        if certs.is_empty() {
-            return Err(WireError::Tls("CA file holds no certificate".to_owned()));
-        }
-        // The configured CA replaces the system bundle: trusting both would let any
-        // public CA vouch for a host named like the Redis server.
-        b.disable_built_in_roots(true);
-        for c in certs {
-            b.add_root_certificate(c);
-        }
+    // Only the CAs the module sends are trusted: the configured CA file, or the system
+    // bundle the module read from fixed paths. OpenSSL's own defaults are dropped, since
+    // they follow SSL_CERT_FILE and SSL_CERT_DIR from the environment; and a configured CA
+    // replaces the system bundle, as trusting both would let any public CA vouch for a
+    // host named like the Redis server.
+    b.disable_built_in_roots(true);
+    let pem = tls
+        .ca_pem
+        .ok_or_else(|| WireError::Tls("no CA to verify the server with".to_owned()))?;
+    let certs = native_tls::Certificate::stack_from_pem(pem).map_err(|e| bad("CA file", e))?;
+    if certs.is_empty() {
+        return Err(WireError::Tls("CA file holds no certificate".to_owned()));
+    }
+    for c in certs {
+        b.add_root_certificate(c);
     }
     if let Some((cert, key)) = tls.client {
         let id = native_tls::Identity::from_pkcs8(cert, key)
@@ -358,6 +362,14 @@ impl Conn {
                     return Ok(());
                 }
                 Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+                // An alert after the handshake (TLS 1.3 servers check the client
+                // certificate then: "certificate required") is a refusal to trust.
+                // A reset connection stays an outage.
+                Err(e)
+                    if matches!(self.stream, Stream::Tls(_)) && e.to_string().contains("SSL") =>
+                {
+                    return Err(WireError::Tls(format!("receive: {e}")));
+                }
                 Err(e) => return Err(WireError::Io(format!("receive: {e}"))),
             }
         }

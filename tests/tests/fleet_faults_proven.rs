@@ -436,6 +436,158 @@ fn tls_is_verified_through_libpam() {
     );
 }
 
+/// M6 / R31: client certificates, and only the configured CA. The server requires
+/// client certificates of its CA (`tls-auth-clients yes`). Control: the CA, the client
+/// certificate and its root-only 0600 key log in. Denied, each with its cause in the
+/// log: no client certificate (the server ends the connection); the key readable by
+/// the group; the CA file in a world-writable directory (R31, a whole root-only chain);
+/// no `redis_ca_file=` while the environment's `SSL_CERT_FILE` names the right CA (the
+/// environment is not read: only the system bundle, which does not hold the test CA);
+/// `redis_ca_file=` naming another CA while `SSL_CERT_FILE` names the right one.
+#[test]
+fn tls_client_certificates_and_only_the_configured_ca_through_libpam() {
+    let t = "tls_client_certificates_and_only_the_configured_ca_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("clients");
+    let server = RedisServer::start(&ServerConfig {
+        tls: Some(&ca),
+        tls_auth_clients: true,
+        ..ServerConfig::default()
+    });
+    let (u, secret) = TestUser::enrolled("tc");
+    let url = server.url(true);
+    let with = |extra: &str| host(&url, &format!("redis_connect_timeout=2000 {extra}"));
+    let client = format!(
+        "redis_client_cert={} redis_client_key={}",
+        ca.client_cert.display(),
+        ca.client_key.display()
+    );
+    let ca_opt = |p: &Path| format!("redis_ca_file={}", p.display());
+    let login_env = |stack: &Stack, env: Option<&Path>| {
+        let mut cmd = Driver::new(stack, "svc", &u.name)
+            .answer(&code_at(&secret, now()))
+            .rhost("192.0.2.7")
+            .command();
+        if let Some(p) = env {
+            cmd.env("SSL_CERT_FILE", p);
+        }
+        let (out, lines) = with_syslog_capture(&cmd);
+        (Drive::parse(&out), lines)
+    };
+
+    // Control.
+    let good = with(&format!("{} {client}", ca_opt(&ca.ca_cert)));
+    let (d, lines) = login_env(&good, None);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    // The key readable by the group.
+    let dir = trusted_dir("tls-bad");
+    let readable_key = dir.path().join("client.key");
+    fs::copy(&ca.client_key, &readable_key).expect("copy");
+    fs::set_permissions(&readable_key, fs::Permissions::from_mode(0o640)).expect("chmod");
+    // The CA in a world-writable directory (the file itself root's and 0644).
+    let open = dir.path().join("open");
+    fs::create_dir(&open).expect("mkdir");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let open_ca = open.join("ca.pem");
+    fs::copy(&ca.ca_cert, &open_ca).expect("copy");
+    fs::set_permissions(&open_ca, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let wrong = TestCa::new("other");
+
+    let cases: Vec<(&str, Stack, Option<&Path>, Vec<String>)> = vec![
+        (
+            "no client certificate",
+            with(&ca_opt(&ca.ca_cert)),
+            None,
+            vec![
+                "no usable state store".into(),
+                "Redis".into(),
+                "alert certificate required".into(),
+            ],
+        ),
+        (
+            "a group-readable key",
+            with(&format!(
+                "{} redis_client_cert={} redis_client_key={}",
+                ca_opt(&ca.ca_cert),
+                ca.client_cert.display(),
+                readable_key.display()
+            )),
+            None,
+            vec!["client key".into(), "mode 0640 is too permissive".into()],
+        ),
+        (
+            "the CA in a world-writable directory",
+            with(&format!("{} {client}", ca_opt(&open_ca))),
+            None,
+            vec![
+                "CA file".into(),
+                open_ca.display().to_string(),
+                "mode 0777".into(),
+            ],
+        ),
+        (
+            "no CA file, SSL_CERT_FILE naming the right CA",
+            with(&client),
+            Some(&ca.ca_cert),
+            vec!["certificate verify failed".into()],
+        ),
+        (
+            "another CA file, SSL_CERT_FILE naming the right CA",
+            with(&format!("{} {client}", ca_opt(&wrong.ca_cert))),
+            Some(&ca.ca_cert),
+            vec!["certificate verify failed".into()],
+        ),
+    ];
+    for (what, stack, env, cause) in cases {
+        let (d, lines) = login_env(&stack, env);
+        assert!(denied(&d), "{what}: {d:?}");
+        let needles: Vec<&str> = cause.iter().map(String::as_str).collect();
+        assert!(
+            logged(&lines, &needles),
+            "{what}: the log names {cause:?}: {lines:?}"
+        );
+    }
+}
+
+/// R31 (paths): a `state=unix:` socket others could replace is refused before
+/// connecting. Control: the server's socket, in a root-only directory chain, logs in.
+/// Denied, the log naming the socket and the cause: a link to the same socket in a
+/// world-writable directory, and a symbolic link to it in a root-only directory.
+#[test]
+fn a_socket_others_could_replace_is_refused_through_libpam() {
+    if !require_root("a_socket_others_could_replace_is_refused_through_libpam") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("us");
+    let unix = |p: &Path| host(&format!("unix:{}", p.display()), "");
+    let (d, lines, _) = login_logged(&unix(&server.socket), &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    let dir = trusted_dir("sock-bad");
+    let open = dir.path().join("open");
+    fs::create_dir(&open).expect("mkdir");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let in_open = open.join("redis.sock");
+    fs::hard_link(&server.socket, &in_open).expect("link");
+    let symlink = dir.path().join("redis.sock");
+    std::os::unix::fs::symlink(&server.socket, &symlink).expect("symlink");
+    for (what, path, cause) in [
+        ("in a world-writable directory", &in_open, "mode 0777"),
+        ("a symbolic link", &symlink, "symbolic link"),
+    ] {
+        let (d, lines, _) = login_logged(&unix(path), &u, &code_at(&secret, now()));
+        assert!(denied(&d), "{what}: {d:?}");
+        assert!(
+            logged(&lines, &["socket", &path.display().to_string(), cause]),
+            "{what}: the log names the socket and {cause:?}: {lines:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Plugin trust
 

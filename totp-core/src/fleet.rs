@@ -197,6 +197,9 @@ pub struct RedisOptions {
     pub credentials: Option<String>,
     /// CA bundle (PEM) that verifies a `rediss://` server; the system store otherwise.
     pub ca_file: Option<String>,
+    /// Client certificate (PEM) and its root-only key, for `tls-auth-clients yes`.
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
     /// Replicas that must acknowledge a consumed code (`WAIT`); 0 = do not wait.
     pub wait_replicas: u32,
     pub wait_timeout_ms: u64,
@@ -225,6 +228,8 @@ pub struct FleetOptions {
     pub prefix: Option<String>,
     pub credentials: Option<String>,
     pub ca_file: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
     pub wait_replicas: Option<u32>,
     pub wait_timeout_ms: Option<u64>,
     pub ttl_secs: Option<u64>,
@@ -285,6 +290,10 @@ impl FleetOptions {
                 self.credentials = Some(absolute("redis_credentials", v)?);
             }
             "redis_ca_file" => self.ca_file = Some(absolute("redis_ca_file", v)?),
+            "redis_client_cert" => {
+                self.client_cert = Some(absolute("redis_client_cert", v)?);
+            }
+            "redis_client_key" => self.client_key = Some(absolute("redis_client_key", v)?),
             "redis_wait" => self.wait_replicas = Some(decimal("redis_wait", v, 0, 64)? as u32),
             "redis_wait_timeout" => {
                 self.wait_timeout_ms =
@@ -326,6 +335,8 @@ impl FleetOptions {
             ("redis_prefix", self.prefix.is_some()),
             ("redis_credentials", self.credentials.is_some()),
             ("redis_ca_file", self.ca_file.is_some()),
+            ("redis_client_cert", self.client_cert.is_some()),
+            ("redis_client_key", self.client_key.is_some()),
             ("redis_wait", self.wait_replicas.is_some()),
             ("redis_wait_timeout", self.wait_timeout_ms.is_some()),
             ("redis_ttl", self.ttl_secs.is_some()),
@@ -339,6 +350,14 @@ impl FleetOptions {
         }
         if self.ca_file.is_some() && !self.redis.as_ref().is_some_and(RedisEndpoint::tls) {
             return Err(bad("redis_ca_file", "needs a rediss:// server"));
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(_), None) => return Err(bad("redis_client_cert", "needs redis_client_key=")),
+            (None, Some(_)) => return Err(bad("redis_client_key", "needs redis_client_cert=")),
+            (Some(_), Some(_)) if !self.redis.as_ref().is_some_and(RedisEndpoint::tls) => {
+                return Err(bad("redis_client_cert", "needs a rediss:// server"));
+            }
+            _ => {}
         }
         match (&self.secret_command, &self.secret_command_user) {
             (Some(_), None) => Err(bad("secret_command", "needs secret_command_user=")),
@@ -367,6 +386,8 @@ impl FleetOptions {
                 .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
             credentials: self.credentials.clone(),
             ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
             wait_replicas: self.wait_replicas.unwrap_or(0),
             wait_timeout_ms: self.wait_timeout_ms.unwrap_or(DEFAULT_WAIT_TIMEOUT_MS),
             ttl_secs: self.ttl_secs.unwrap_or(DEFAULT_TTL_SECS),
@@ -659,6 +680,8 @@ pub(crate) mod tests_support {
             "redis_prefix" => "fleet1:",
             "redis_credentials" => "/etc/security/pam_totp_redis.cred",
             "redis_ca_file" => "/etc/ssl/certs/redis-ca.pem",
+            "redis_client_cert" => "/etc/security/pam_totp_redis.crt",
+            "redis_client_key" => "/etc/security/pam_totp_redis.key",
             "redis_wait" => "1",
             "redis_ttl" => "86400",
             "redis_plugin" => "/usr/lib/pam_totp/redis.so",

@@ -104,6 +104,14 @@ fn redis_settings_without_a_redis_state_are_refused() {
 fn a_ca_file_needs_tls() {
     assert!(apply_all(&[("state", "redis://h"), ("redis_ca_file", "/etc/ca.pem")]).is_err());
     assert!(apply_all(&[("state", "rediss://h"), ("redis_ca_file", "/etc/ca.pem")]).is_ok());
+    let (c, k) = (
+        ("redis_client_cert", "/etc/c.pem"),
+        ("redis_client_key", "/etc/k.pem"),
+    );
+    assert!(apply_all(&[("state", "rediss://h"), c, k]).is_ok());
+    assert!(apply_all(&[("state", "redis://h"), c, k]).is_err());
+    assert!(apply_all(&[("state", "rediss://h"), c]).is_err());
+    assert!(apply_all(&[("state", "rediss://h"), k]).is_err());
 }
 
 #[test]
@@ -209,6 +217,8 @@ fn the_fleet_parser_takes_exactly_the_fleet_names_of_the_option_list() {
         "redis_prefix",
         "redis_credentials",
         "redis_ca_file",
+        "redis_client_cert",
+        "redis_client_key",
         "redis_wait",
         "redis_wait_timeout",
         "redis_ttl",
