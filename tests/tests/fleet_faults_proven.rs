@@ -1066,3 +1066,60 @@ fn every_reply_is_bounded_in_total_time_and_size_through_libpam() {
         "afterwards: {d:?} {lines:?}"
     );
 }
+
+/// Connect after the prompt: nothing is held while the user types. The server closes
+/// connections idle for a second (`CONFIG SET timeout 1`), and the user answers 2.5 s
+/// after the prompt (pam-drive's answer gate). The fault is shown to act: a connection
+/// the test opens when the prompt appears is closed by the server while the user
+/// types. The login succeeds: the module connected after the answer. Before, the
+/// connection opened before the prompt was gone by then and the login was denied.
+#[test]
+fn a_server_idle_timeout_while_the_user_types_does_not_deny_through_libpam() {
+    let t = "a_server_idle_timeout_while_the_user_types_does_not_deny_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let stack = host(&server.url(false), "");
+    let reply = server.raw(None, &[b"CONFIG", b"SET", b"timeout", b"1"]);
+    assert!(
+        reply.starts_with(b"+OK"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let (u, secret) = TestUser::enrolled("ty");
+    let gates = tempfile::Builder::new()
+        .prefix("pam_totp-gate")
+        .tempdir_in(private_tmp())
+        .expect("tempdir");
+    let gate = gates.path().join("go");
+    let asked = gates.path().join("go.asked");
+    let driver = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, now()))
+        .rhost("192.0.2.7")
+        .arg("--answer-gate", &gate.display().to_string());
+    let login = std::thread::spawn(move || capture_syslog(&driver));
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !asked.exists() {
+        assert!(Instant::now() < deadline, "the prompt never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The user "types" for 2.5 s; an idle connection opened now is closed meanwhile.
+    let mut idle = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    std::thread::sleep(Duration::from_millis(2500));
+    idle.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(idle.read(&mut buf), Ok(0)),
+        "the server closed an idle connection during the prompt"
+    );
+    fs::write(&gate, b"").expect("open the gate");
+    let (d, lines) = login.join().expect("login thread");
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(
+        !logged(&lines, &["unavailable"]),
+        "no store fault logged: {lines:?}"
+    );
+}
