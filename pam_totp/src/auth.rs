@@ -1,8 +1,8 @@
 //! One `pam_sm_authenticate`, from module arguments to verdict.
 //!
 //! Order (docs/architecture.md): options → user → skip rules → pre-read (nullok) →
-//! grace (state store) → answer → read the secret, compare, one atomic state-store
-//! update (admit, replay check, record) → secret-file write only for a used scratch code
+//! grace (state store, closed again) → answer → open the state store, read the secret,
+//! compare, one atomic state-store update (admit, replay check, record) → secret-file write only for a used scratch code
 //! or HOTP counter → verdict. Every path
 //! that is not a verified code, a verified skip or `nullok` with no file denies.
 

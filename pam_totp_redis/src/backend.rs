@@ -240,6 +240,24 @@ impl Backend {
         };
         let mut con = Conn::connect(&addr, target.tls.then_some(&tls), deadline)
             .map_err(|e| Failure::wire("connect", e, connect))?;
+        // A TLS 1.3 server checks the client certificate after the handshake: without
+        // one, a server with `tls-auth-clients yes` ends the connection at the first
+        // command, with an alert or (when the alert loses the race) a reset. The log
+        // names the likely cause either way.
+        let no_client_cert = target.tls && tls.client.is_none();
+        let hint = |mut f: Failure| {
+            // Only for a connection that broke (not a timeout, not an error reply).
+            let broke = ["send:", "receive:", "connection closed"]
+                .iter()
+                .any(|w| f.message.contains(w));
+            if no_client_cert && broke {
+                f.message.push_str(
+                    " (the server ended the TLS connection after the handshake: does it \
+                     require a client certificate? see redis_client_cert=)",
+                );
+            }
+            f
+        };
         let password: Option<Zeroizing<String>> = config.password.take();
         if let Some(p) = password.as_ref() {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];
@@ -256,7 +274,7 @@ impl Backend {
                     )));
                 }
                 Ok(_) => return Err(Failure::corrupt("unexpected AUTH reply")),
-                Err(e) => return Err(Failure::wire("AUTH", e, connect)),
+                Err(e) => return Err(hint(Failure::wire("AUTH", e, connect))),
             }
         }
         if target.db != 0 {
@@ -277,7 +295,10 @@ impl Backend {
         // The open must prove the server answers (state_fallback=local acts on a failed
         // open only), and that it will keep what we write: one INFO does both (and
         // shows a server that wants a password, NOAUTH).
-        let info = match backend.call("INFO", &[b"INFO", b"memory"], INFO_REPLY)? {
+        let info = match backend
+            .call("INFO", &[b"INFO", b"memory"], INFO_REPLY)
+            .map_err(hint)?
+        {
             Reply::Bulk(Some(v)) => v,
             _ => return Err(Failure::corrupt("unexpected INFO reply")),
         };
