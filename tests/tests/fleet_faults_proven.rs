@@ -57,7 +57,9 @@ fn initialised(args: &str) -> Stack {
 }
 
 /// One login with real time (a stalled server must meet a running clock), its syslog
-/// lines and how long it took.
+/// lines and how long it took. Every login of this file answers with the right code, so
+/// "invalid verification code" in the log would misreport a fault: it is asserted
+/// absent (a store or command failure compares no code).
 fn login_logged(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<String>, Duration) {
     let started = Instant::now();
     let (d, lines) = capture_syslog(
@@ -65,7 +67,15 @@ fn login_logged(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<Strin
             .answer(code)
             .rhost("192.0.2.7"),
     );
+    no_wrong_code_line(&lines);
     (d, lines, started.elapsed())
+}
+
+fn no_wrong_code_line(lines: &[String]) {
+    assert!(
+        !logged(lines, &["invalid verification code"]),
+        "a fault logged as a wrong code: {lines:?}"
+    );
 }
 
 /// True when one log line contains every needle.
@@ -476,6 +486,7 @@ fn tls_client_certificates_and_only_the_configured_ca_through_libpam() {
             cmd.env("SSL_CERT_FILE", p);
         }
         let (out, lines) = with_syslog_capture(&cmd);
+        no_wrong_code_line(&lines);
         (Drive::parse(&out), lines)
     };
 
@@ -958,6 +969,7 @@ fn login_limited(
         .args(inner.get_args());
     let started = Instant::now();
     let (out, lines) = with_syslog_capture(&limited);
+    no_wrong_code_line(&lines);
     let d = Drive::parse(&out);
     assert!(
         !out.stdout.is_empty(),
