@@ -1,8 +1,8 @@
 //! One `pam_sm_authenticate`, from module arguments to verdict.
 //!
 //! Order (docs/architecture.md): options → user → skip rules → pre-read (nullok) →
-//! grace (state store) → answer → read the secret, compare, one atomic state-store
-//! update (admit, replay check, record) → secret-file write only for a used scratch code
+//! grace (state store, closed again) → answer → open the state store, read the secret,
+//! compare, one atomic state-store update (admit, replay check, record) → secret-file write only for a used scratch code
 //! or HOTP counter → verdict. Every path
 //! that is not a verified code, a verified skip or `nullok` with no file denies.
 
@@ -195,28 +195,19 @@ pub fn authenticate_with(
         }
         Err(e) => return Err(e),
     };
-    let mut store = match store::open(&ctx.opts, sys, &mut |m| io.log(Level::Warning, m)) {
-        Ok(s) => s,
-        Err(why) => {
-            io.log(
-                Level::Err,
-                &format!("no usable state store: {why}; denying"),
-            );
-            let d = Doomed {
-                denial: Denial::StateUnusable,
-                why: "state store unusable".into(),
-                name: Some(target.name.clone()),
-            };
-            return ctx.doomed(io, sys, d, raw_user.as_deref(), None);
-        }
-    };
-
+    // The state store is opened where it is used and closed before the prompt: nothing
+    // is held while the user types, so a shared server's idle timeout, a restart or a
+    // full client table during the prompt cannot deny a healthy login. A store that
+    // cannot be opened denies after the prompt, like every other per-login fault.
     if ctx.opts.grace_period_secs > 0 && ctx.rhost_ip.is_some() {
         let now = sys.now().map_err(|_| {
             io.log(Level::Err, "cannot read the clock; denying");
             AuthError::Clock
         })?;
-        match store.read(uid) {
+        let read = store::open(&ctx.opts, sys, &mut |m| io.log(Level::Warning, m))
+            .map_err(|why| format!("no usable state store: {why}"))
+            .and_then(|mut store| store.read(uid).map_err(|e| e.to_string()));
+        match read {
             Ok(state) => {
                 if let Ok(true) =
                     verify::grace_applies(&state, &ctx.policy, ctx.origin, ctx.rhost_ip, now)
@@ -238,7 +229,7 @@ pub fn authenticate_with(
     let mut run = Run {
         target: &target,
         uid,
-        store: store.as_mut(),
+        store: None,
         who: &who,
         preread: file,
     };
@@ -268,6 +259,8 @@ pub fn authenticate_with(
             return Ok(Outcome::Deny(Denial::NoAnswer));
         }
     }
+    // Closed (if a tentative check opened it) before waiting for the user.
+    run.store = None;
     let answer = match ctx.prompt(io)? {
         Some(a) => a,
         None => return Ok(Outcome::Deny(Denial::NoAnswer)),
@@ -291,7 +284,8 @@ pub fn authenticate_with(
 struct Run<'a> {
     target: &'a LoginTarget,
     uid: Uid,
-    store: &'a mut dyn StateStore,
+    /// Open only while an evaluation uses it (never across the prompt).
+    store: Option<Box<dyn StateStore>>,
     who: &'a str,
     /// The secret file as read before the prompt. A TOTP check uses it as it is (the
     /// file is configuration, as GA reads it once per login); an attempt that may

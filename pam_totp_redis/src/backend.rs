@@ -7,12 +7,13 @@
 //! the replay mark exactly once: every other host's script sees a newer version and the
 //! module re-reads and decides again (now seeing the mark).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, ErrorKind, RedisError, TlsCertificates, Value};
 use totp_core::fleet::PluginConfig;
 use totp_core::state::MAX_ENCODED_LEN;
 use zeroize::Zeroizing;
+
+use crate::resp::{Address, Conn, Limits, Reply, Tls, WireError};
 
 /// Status codes of the C ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,45 +60,49 @@ impl Failure {
             message: m,
         }
     }
-}
 
-impl From<RedisError> for Failure {
-    fn from(e: RedisError) -> Self {
-        let text = e.to_string();
-        // A failed TLS handshake (wrong CA, wrong name) reaches us as an I/O error; it is
-        // a refusal to trust the server, not an outage.
-        let tls_refusal = ["SSL", "TLS", "certificate"]
-            .iter()
-            .any(|w| text.contains(w));
-        let status = if tls_refusal {
-            Status::Refused
-        } else if e.is_timeout()
-            || e.is_io_error()
-            || e.is_connection_refusal()
-            || e.is_connection_dropped()
-        {
-            Status::Unavailable
-        } else if e.kind() == ErrorKind::AuthenticationFailed
-            || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
-        {
+    fn unavailable(m: String) -> Self {
+        Self {
+            status: Status::Unavailable,
+            message: m,
+        }
+    }
+
+    /// A failure on the wire during `what` (a command name or "connect").
+    fn wire(what: &str, e: WireError, limit: Duration) -> Self {
+        match e {
+            WireError::Timeout(_) => Self::unavailable(format!(
+                "{what}: no complete reply within {} ms (the bound of the whole command)",
+                limit.as_millis()
+            )),
+            WireError::Io(m) => Self::unavailable(format!("{what}: {m}")),
+            // A failed handshake (wrong CA, wrong name, no client certificate) is a
+            // refusal to trust, not an outage: an admin must act.
+            WireError::Tls(m) => Self::refused(format!("{what}: {m}")),
+            // A peer that breaks the protocol or a bound (R36): nothing of it was
+            // trusted; the server, not the user's record, is at fault.
+            WireError::Protocol(m) => Self::unavailable(format!("{what}: {m}")),
+        }
+    }
+
+    /// An error reply of the server to `what`.
+    fn server(what: &str, text: &str) -> Self {
+        let shown: String = text.chars().take(300).collect();
+        let message = format!("{what}: {shown}");
+        let code = text.split_whitespace().next().unwrap_or("");
+        if matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM") {
             // Our credentials or ACL: an admin must act.
-            Status::Refused
-        } else if e.code() == Some("WRONGTYPE") || text.contains("WRONGTYPE") {
+            Self::refused(message)
+        } else if text.contains("WRONGTYPE") {
             // Our key holds something that is not our record (from a script the code
             // arrives inside the reply's text): corrupt, not an outage.
-            Status::Corrupt
-        } else if e.code().is_some()
-            || e.kind() == ErrorKind::Server(redis::ServerErrorKind::ResponseError)
-        {
+            Self::corrupt(&message)
+        } else {
             // Any other error reply is the server's state, not our record: out of memory,
             // a busy script, still loading, a replica (READONLY, MASTERDOWN) during a
             // failover, too many clients. An outage: it passes without anybody's help.
-            Status::Unavailable
-        } else {
-            Status::Corrupt
-        };
-        let message: String = text.chars().take(300).collect();
-        Self { status, message }
+            Self::unavailable(message)
+        }
     }
 }
 
@@ -116,38 +121,6 @@ else
 end
 return 1
 "#;
-
-/// Connects over TLS (TCP, handshake, AUTH, SELECT) within `limit` of wall-clock time.
-/// The client library bounds the TCP connect and the setup commands, but its native-tls
-/// path does the TLS handshake on a socket without a read timeout, so a server that
-/// accepts and then stalls (paused, overloaded, a middlebox) would hang the login
-/// forever. The attempt therefore runs on its own thread; when the limit passes the
-/// login is denied and the thread is left to finish or fail on its own (it holds one
-/// socket until the server answers or the process exits).
-fn connect_bounded(client: Client, limit: Duration) -> Result<Connection, Failure> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let spawned = std::thread::Builder::new()
-        .name("pam_totp_redis-connect".into())
-        .spawn(move || {
-            let _ = tx.send(client.get_connection_with_timeout(limit));
-        });
-    if spawned.is_err() {
-        return Err(Failure {
-            status: Status::Unavailable,
-            message: "cannot start the connect thread".to_owned(),
-        });
-    }
-    match rx.recv_timeout(limit) {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(Failure {
-            status: Status::Unavailable,
-            message: format!(
-                "no connection within {} ms (connect, TLS handshake or authentication)",
-                limit.as_millis()
-            ),
-        }),
-    }
-}
 
 /// Refuses a server that may evict keys: an evicted record or store record is a lost
 /// replay mark (R34). Evicting nothing takes `maxmemory-policy noeviction`, or no memory
@@ -177,46 +150,142 @@ fn check_eviction(info: &str) -> Result<(), Failure> {
     )))
 }
 
+/// Size bounds of the replies (R36), checked before anything is buffered.
+/// A record and its version.
+const RECORD_REPLY: Limits = Limits {
+    total: MAX_ENCODED_LEN + 256,
+    items: 2,
+};
+/// `INFO memory` is about a kilobyte on current servers.
+const INFO_REPLY: Limits = Limits {
+    total: 64 * 1024,
+    items: 0,
+};
+/// A status, an integer or an error line.
+const SHORT_REPLY: Limits = Limits {
+    total: 2048,
+    items: 0,
+};
+
+/// Where the module's URL points (the forms [`totp_core::fleet::RedisEndpoint::url`]
+/// writes).
+struct Target {
+    tls: bool,
+    host: String,
+    port: u16,
+    unix: Option<String>,
+    db: u32,
+}
+
+fn parse_url(url: &str) -> Result<Target, Failure> {
+    let bad = || Failure::invalid("bad server URL in configuration");
+    if let Some(rest) = url.strip_prefix("redis+unix://") {
+        let (path, db) = rest.split_once("?db=").ok_or_else(bad)?;
+        return Ok(Target {
+            tls: false,
+            host: String::new(),
+            port: 0,
+            unix: Some(path.to_owned()),
+            db: db.parse().map_err(|_| bad())?,
+        });
+    }
+    let (tls, rest) = match (url.strip_prefix("rediss://"), url.strip_prefix("redis://")) {
+        (Some(r), _) => (true, r),
+        (None, Some(r)) => (false, r),
+        _ => return Err(bad()),
+    };
+    let (hostport, db) = rest.split_once('/').ok_or_else(bad)?;
+    let (host, port) = hostport.rsplit_once(':').ok_or_else(bad)?;
+    Ok(Target {
+        tls,
+        host: host.to_owned(),
+        port: port.parse().map_err(|_| bad())?,
+        unix: None,
+        db: db.parse().map_err(|_| bad())?,
+    })
+}
+
 pub struct Backend {
-    con: Connection,
+    con: Conn,
     wait_replicas: u32,
     wait_timeout_ms: u64,
     command_timeout: Duration,
 }
 
 impl Backend {
+    /// Connects, authenticates and selects the database within the connect timeout,
+    /// then checks the server's eviction policy within one command timeout: an open
+    /// takes at most `redis_connect_timeout + redis_timeout`.
     pub fn connect(mut config: PluginConfig) -> Result<Self, Failure> {
-        use redis::IntoConnectionInfo;
-        let info = config.url.as_str().into_connection_info()?;
-        let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
-        if let Some(u) = &config.username {
-            settings = settings.set_username(u);
-        }
-        let password: Option<Zeroizing<String>> = config.password.take();
-        if let Some(p) = password.as_ref() {
-            settings = settings.set_password(p.as_str());
-        }
-        let info = info.set_redis_settings(settings);
-        let client = match config.ca_pem.take() {
-            Some(ca) => Client::build_with_tls(
-                info,
-                TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca),
-                },
-            )?,
-            None => Client::open(info)?,
-        };
+        let target = parse_url(&config.url)?;
         let connect = Duration::from_millis(config.connect_timeout_ms.max(1));
         let command = Duration::from_millis(config.command_timeout_ms.max(1));
-        let con = if config.url.starts_with("rediss://") {
-            connect_bounded(client, connect)?
-        } else {
-            // TCP and socket connects, AUTH and SELECT are bounded by the library itself.
-            client.get_connection_with_timeout(connect)?
+        let deadline = Instant::now() + connect;
+        let addr = match &target.unix {
+            Some(path) => Address::Unix { path },
+            None => Address::Tcp {
+                host: &target.host,
+                port: target.port,
+            },
         };
-        con.set_read_timeout(Some(command))?;
-        con.set_write_timeout(Some(command))?;
+        let ca = config.ca_pem.take();
+        let client_key: Option<Zeroizing<Vec<u8>>> = config.client_key.take();
+        let client = match (&config.client_cert, &client_key) {
+            (Some(c), Some(k)) => Some((c.as_slice(), k.as_slice())),
+            _ => None,
+        };
+        let tls = Tls {
+            ca_pem: ca.as_deref(),
+            client,
+        };
+        let mut con = Conn::connect(&addr, target.tls.then_some(&tls), deadline)
+            .map_err(|e| Failure::wire("connect", e, connect))?;
+        // A TLS 1.3 server checks the client certificate after the handshake: without
+        // one, a server with `tls-auth-clients yes` ends the connection at the first
+        // command, with an alert or (when the alert loses the race) a reset. The log
+        // names the likely cause either way.
+        let no_client_cert = target.tls && tls.client.is_none();
+        let hint = |mut f: Failure| {
+            // Only for a connection that broke (not a timeout, not an error reply).
+            let broke = ["send:", "receive:", "connection closed"]
+                .iter()
+                .any(|w| f.message.contains(w));
+            if no_client_cert && broke {
+                f.message.push_str(
+                    " (the server ended the TLS connection after the handshake: does it \
+                     require a client certificate? see redis_client_cert=)",
+                );
+            }
+            f
+        };
+        let password: Option<Zeroizing<String>> = config.password.take();
+        if let Some(p) = password.as_ref() {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            if let Some(u) = &config.username {
+                args.push(u.as_bytes());
+            }
+            args.push(p.as_bytes());
+            match con.call(&args, deadline, SHORT_REPLY) {
+                Ok(Reply::Status(_)) => {}
+                Ok(Reply::Error(e)) => {
+                    let shown: String = e.chars().take(200).collect();
+                    return Err(Failure::refused(format!(
+                        "Password authentication failed: {shown}"
+                    )));
+                }
+                Ok(_) => return Err(Failure::corrupt("unexpected AUTH reply")),
+                Err(e) => return Err(hint(Failure::wire("AUTH", e, connect))),
+            }
+        }
+        if target.db != 0 {
+            let db = target.db.to_string();
+            match con.call(&[b"SELECT", db.as_bytes()], deadline, SHORT_REPLY) {
+                Ok(Reply::Status(_)) => {}
+                Ok(Reply::Error(e)) => return Err(Failure::server("SELECT", &e)),
+                Ok(_) => return Err(Failure::corrupt("unexpected SELECT reply")),
+                Err(e) => return Err(Failure::wire("SELECT", e, connect)),
+            }
+        }
         let mut backend = Self {
             con,
             wait_replicas: config.wait_replicas,
@@ -226,24 +295,46 @@ impl Backend {
         // The open must prove the server answers (state_fallback=local acts on a failed
         // open only), and that it will keep what we write: one INFO does both (and
         // shows a server that wants a password, NOAUTH).
-        let info: String = redis::cmd("INFO").arg("memory").query(&mut backend.con)?;
-        check_eviction(&info)?;
+        let info = match backend
+            .call("INFO", &[b"INFO", b"memory"], INFO_REPLY)
+            .map_err(hint)?
+        {
+            Reply::Bulk(Some(v)) => v,
+            _ => return Err(Failure::corrupt("unexpected INFO reply")),
+        };
+        check_eviction(&String::from_utf8_lossy(&info))?;
         Ok(backend)
+    }
+
+    /// One command within the command timeout; an error reply becomes a [`Failure`].
+    fn call(&mut self, what: &str, args: &[&[u8]], limits: Limits) -> Result<Reply, Failure> {
+        self.call_within(what, args, limits, self.command_timeout)
+    }
+
+    fn call_within(
+        &mut self,
+        what: &str,
+        args: &[&[u8]],
+        limits: Limits,
+        limit: Duration,
+    ) -> Result<Reply, Failure> {
+        let deadline = Instant::now() + limit;
+        match self.con.call(args, deadline, limits) {
+            Ok(Reply::Error(e)) => Err(Failure::server(what, &e)),
+            Ok(r) => Ok(r),
+            Err(e) => Err(Failure::wire(what, e, limit)),
+        }
     }
 
     /// The record and its version; `(empty, 0)` when the user has none.
     pub fn get(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
-        let reply: Value = redis::cmd("HMGET")
-            .arg(key)
-            .arg("v")
-            .arg("r")
-            .query(&mut self.con)?;
-        let Value::Array(items) = reply else {
+        let reply = self.call("HMGET", &[b"HMGET", key, b"v", b"r"], RECORD_REPLY)?;
+        let Reply::Array(Some(items)) = reply else {
             return Err(Failure::corrupt("unexpected HMGET reply"));
         };
         match items.as_slice() {
-            [Value::Nil, Value::Nil] => Ok((Vec::new(), 0)),
-            [Value::BulkString(v), Value::BulkString(r)] => {
+            [Reply::Bulk(None), Reply::Bulk(None)] => Ok((Vec::new(), 0)),
+            [Reply::Bulk(Some(v)), Reply::Bulk(Some(r))] => {
                 let version = std::str::from_utf8(v)
                     .ok()
                     .filter(|s| {
@@ -274,29 +365,36 @@ impl Backend {
         if record.len() > MAX_ENCODED_LEN {
             return Err(Failure::invalid("record too large"));
         }
-        let written: i64 = redis::cmd("EVAL")
-            .arg(CAS_SCRIPT)
-            .arg(1)
-            .arg(key)
-            .arg(expected.to_string())
-            .arg(record)
-            .arg(ttl_secs.to_string())
-            .query(&mut self.con)?;
-        match written {
-            0 => return Ok(Status::Conflict),
-            1 => {}
+        let expected = expected.to_string();
+        let ttl = ttl_secs.to_string();
+        let args: [&[u8]; 7] = [
+            b"EVAL",
+            CAS_SCRIPT.as_bytes(),
+            b"1",
+            key,
+            expected.as_bytes(),
+            record,
+            ttl.as_bytes(),
+        ];
+        match self.call("EVAL", &args, SHORT_REPLY)? {
+            Reply::Int(0) => return Ok(Status::Conflict),
+            Reply::Int(1) => {}
             _ => return Err(Failure::corrupt("unexpected script reply")),
         }
         if durable && self.wait_replicas > 0 {
             // The server answers WAIT only when its own timeout runs out.
-            let wait = Duration::from_millis(self.wait_timeout_ms) + self.command_timeout;
-            self.con.set_read_timeout(Some(wait))?;
-            let acked: Result<i64, RedisError> = redis::cmd("WAIT")
-                .arg(self.wait_replicas)
-                .arg(self.wait_timeout_ms)
-                .query(&mut self.con);
-            self.con.set_read_timeout(Some(self.command_timeout))?;
-            let acked = acked?;
+            let limit = Duration::from_millis(self.wait_timeout_ms) + self.command_timeout;
+            let n = self.wait_replicas.to_string();
+            let ms = self.wait_timeout_ms.to_string();
+            let acked = match self.call_within(
+                "WAIT",
+                &[b"WAIT", n.as_bytes(), ms.as_bytes()],
+                SHORT_REPLY,
+                limit,
+            )? {
+                Reply::Int(a) => a,
+                _ => return Err(Failure::corrupt("unexpected WAIT reply")),
+            };
             if acked < i64::from(self.wait_replicas) {
                 return Err(Failure::refused(format!(
                     "only {acked} of {} replicas acknowledged the write",
@@ -308,8 +406,10 @@ impl Backend {
     }
 
     pub fn delete(&mut self, key: &[u8]) -> Result<(), Failure> {
-        let _: i64 = redis::cmd("DEL").arg(key).query(&mut self.con)?;
-        Ok(())
+        match self.call("DEL", &[b"DEL", key], SHORT_REPLY)? {
+            Reply::Int(_) => Ok(()),
+            _ => Err(Failure::corrupt("unexpected DEL reply")),
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 //! stay in the module; the plugin only moves bytes atomically.
 
 mod backend;
+mod resp;
 
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -93,12 +93,15 @@ pub fn plugin() -> &'static Path {
     })
 }
 
-/// A test CA and a server certificate for 127.0.0.1 / localhost, made with `openssl`.
+/// A test CA, a server certificate for 127.0.0.1 / localhost and a client certificate
+/// (`clientAuth`, key root's and 0600), made with `openssl`.
 pub struct TestCa {
     pub dir: tempfile::TempDir,
     pub ca_cert: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -167,13 +170,53 @@ impl TestCa {
                 "server.pem",
             ],
         );
-        for f in ["ca.pem", "server.pem", "server.key"] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=pam_totp test client",
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+            ],
+        );
+        fs::write(d.join("client.cnf"), "extendedKeyUsage=clientAuth\n").expect("write");
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "client.cnf",
+                "-out",
+                "client.pem",
+            ],
+        );
+        for f in ["ca.pem", "server.pem", "server.key", "client.pem"] {
             fs::set_permissions(d.join(f), fs::Permissions::from_mode(0o644)).expect("chmod");
         }
+        fs::set_permissions(d.join("client.key"), fs::Permissions::from_mode(0o600))
+            .expect("chmod");
         TestCa {
             ca_cert: d.join("ca.pem"),
             server_cert: d.join("server.pem"),
             server_key: d.join("server.key"),
+            client_cert: d.join("client.pem"),
+            client_key: d.join("client.key"),
             dir,
         }
     }
@@ -186,6 +229,8 @@ pub struct ServerConfig<'a> {
     pub acl_password: Option<&'a str>,
     /// Serve TLS only, with this CA's server certificate.
     pub tls: Option<&'a TestCa>,
+    /// With `tls`: require client certificates of that CA (`tls-auth-clients yes`).
+    pub tls_auth_clients: bool,
     /// Key patterns and command rules of the `fleet` user (default `~* +@all`).
     pub acl_rules: Option<&'a str>,
 }
@@ -195,8 +240,10 @@ pub struct ServerConfig<'a> {
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
+    /// In a [`trusted_dir`]: the module checks a socket's directory chain.
     pub socket: PathBuf,
     dir: tempfile::TempDir,
+    _socket_dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -226,7 +273,8 @@ impl RedisServer {
             .tempdir()
             .expect("tempdir");
         let port = free_port();
-        let socket = dir.path().join("redis.sock");
+        let socket_dir = trusted_dir("sock");
+        let socket = socket_dir.path().join("redis.sock");
         let mut args: Vec<String> = vec![
             "--bind".into(),
             "127.0.0.1".into(),
@@ -257,7 +305,7 @@ impl RedisServer {
                 "--tls-ca-cert-file".into(),
                 ca.ca_cert.display().to_string(),
                 "--tls-auth-clients".into(),
-                "no".into(),
+                if config.tls_auth_clients { "yes" } else { "no" }.into(),
             ]),
         }
         if let Some(pw) = config.acl_password {
@@ -285,6 +333,7 @@ impl RedisServer {
             port,
             socket,
             dir,
+            _socket_dir: socket_dir,
         };
         let log = server.dir.path().join("redis.log");
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -57,7 +57,9 @@ fn initialised(args: &str) -> Stack {
 }
 
 /// One login with real time (a stalled server must meet a running clock), its syslog
-/// lines and how long it took.
+/// lines and how long it took. Every login of this file answers with the right code, so
+/// "invalid verification code" in the log would misreport a fault: it is asserted
+/// absent (a store or command failure compares no code).
 fn login_logged(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<String>, Duration) {
     let started = Instant::now();
     let (d, lines) = capture_syslog(
@@ -65,7 +67,15 @@ fn login_logged(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<Strin
             .answer(code)
             .rhost("192.0.2.7"),
     );
+    no_wrong_code_line(&lines);
     (d, lines, started.elapsed())
+}
+
+fn no_wrong_code_line(lines: &[String]) {
+    assert!(
+        !logged(lines, &["invalid verification code"]),
+        "a fault logged as a wrong code: {lines:?}"
+    );
 }
 
 /// True when one log line contains every needle.
@@ -102,6 +112,8 @@ struct StallProxy {
     answer_read: Arc<Mutex<Option<Vec<u8>>>>,
     /// Reads answered that way.
     answered: Arc<AtomicUsize>,
+    /// While set, those answers are dripped: one byte, then this pause, and so on.
+    drip: Arc<Mutex<Option<Duration>>>,
 }
 
 /// One client command: its bytes as sent and its arguments.
@@ -151,6 +163,7 @@ impl StallProxy {
             forwarded_cas: Arc::new(AtomicUsize::new(0)),
             answer_read: Arc::new(Mutex::new(None)),
             answered: Arc::new(AtomicUsize::new(0)),
+            drip: Arc::new(Mutex::new(None)),
         };
         let shared = Shared {
             stall: proxy.stall.clone(),
@@ -159,6 +172,7 @@ impl StallProxy {
             forwarded: proxy.forwarded_cas.clone(),
             answer_read: proxy.answer_read.clone(),
             answered: proxy.answered.clone(),
+            drip: proxy.drip.clone(),
         };
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
@@ -185,6 +199,7 @@ struct Shared {
     forwarded: Arc<AtomicUsize>,
     answer_read: Arc<Mutex<Option<Vec<u8>>>>,
     answered: Arc<AtomicUsize>,
+    drip: Arc<Mutex<Option<Duration>>>,
 }
 
 fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Result<()> {
@@ -237,7 +252,16 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
                 .clone();
             if let Some(bytes) = answer.filter(|_| is_record(k)) {
                 shared.answered.fetch_add(1, Ordering::SeqCst);
-                to_client.write_all(&bytes)?;
+                let drip = *shared.drip.lock().unwrap_or_else(|e| e.into_inner());
+                match drip {
+                    None => to_client.write_all(&bytes)?,
+                    Some(pause) => {
+                        for b in &bytes {
+                            to_client.write_all(&[*b])?;
+                            std::thread::sleep(pause);
+                        }
+                    }
+                }
                 continue;
             }
             read_keys.push(k.clone());
@@ -420,6 +444,161 @@ fn tls_is_verified_through_libpam() {
         logged(&lines, &["no usable state store", "Redis"]),
         "plain RESP to the TLS port: {lines:?}"
     );
+}
+
+/// M6 / R31: client certificates, and only the configured CA. The server requires
+/// client certificates of its CA (`tls-auth-clients yes`). Control: the CA, the client
+/// certificate and its root-only 0600 key log in. Denied, each with its cause in the
+/// log: no client certificate (the server ends the connection: an alert, or a reset
+/// when the alert loses the race with the module's first command; the log names the
+/// likely cause either way); the key readable by
+/// the group; the CA file in a world-writable directory (R31, a whole root-only chain);
+/// no `redis_ca_file=` while the environment's `SSL_CERT_FILE` names the right CA (the
+/// environment is not read: only the system bundle, which does not hold the test CA);
+/// `redis_ca_file=` naming another CA while `SSL_CERT_FILE` names the right one.
+#[test]
+fn tls_client_certificates_and_only_the_configured_ca_through_libpam() {
+    let t = "tls_client_certificates_and_only_the_configured_ca_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("clients");
+    let server = RedisServer::start(&ServerConfig {
+        tls: Some(&ca),
+        tls_auth_clients: true,
+        ..ServerConfig::default()
+    });
+    let (u, secret) = TestUser::enrolled("tc");
+    let url = server.url(true);
+    let with = |extra: &str| host(&url, &format!("redis_connect_timeout=2000 {extra}"));
+    let client = format!(
+        "redis_client_cert={} redis_client_key={}",
+        ca.client_cert.display(),
+        ca.client_key.display()
+    );
+    let ca_opt = |p: &Path| format!("redis_ca_file={}", p.display());
+    let login_env = |stack: &Stack, env: Option<&Path>| {
+        let mut cmd = Driver::new(stack, "svc", &u.name)
+            .answer(&code_at(&secret, now()))
+            .rhost("192.0.2.7")
+            .command();
+        if let Some(p) = env {
+            cmd.env("SSL_CERT_FILE", p);
+        }
+        let (out, lines) = with_syslog_capture(&cmd);
+        no_wrong_code_line(&lines);
+        (Drive::parse(&out), lines)
+    };
+
+    // Control.
+    let good = with(&format!("{} {client}", ca_opt(&ca.ca_cert)));
+    let (d, lines) = login_env(&good, None);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    // The key readable by the group.
+    let dir = trusted_dir("tls-bad");
+    let readable_key = dir.path().join("client.key");
+    fs::copy(&ca.client_key, &readable_key).expect("copy");
+    fs::set_permissions(&readable_key, fs::Permissions::from_mode(0o640)).expect("chmod");
+    // The CA in a world-writable directory (the file itself root's and 0644).
+    let open = dir.path().join("open");
+    fs::create_dir(&open).expect("mkdir");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let open_ca = open.join("ca.pem");
+    fs::copy(&ca.ca_cert, &open_ca).expect("copy");
+    fs::set_permissions(&open_ca, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let wrong = TestCa::new("other");
+
+    let cases: Vec<(&str, Stack, Option<&Path>, Vec<String>)> = vec![
+        (
+            "no client certificate",
+            with(&ca_opt(&ca.ca_cert)),
+            None,
+            vec![
+                "no usable state store".into(),
+                "Redis".into(),
+                "require a client certificate".into(),
+            ],
+        ),
+        (
+            "a group-readable key",
+            with(&format!(
+                "{} redis_client_cert={} redis_client_key={}",
+                ca_opt(&ca.ca_cert),
+                ca.client_cert.display(),
+                readable_key.display()
+            )),
+            None,
+            vec!["client key".into(), "mode 0640 is too permissive".into()],
+        ),
+        (
+            "the CA in a world-writable directory",
+            with(&format!("{} {client}", ca_opt(&open_ca))),
+            None,
+            vec![
+                "CA file".into(),
+                open_ca.display().to_string(),
+                "mode 0777".into(),
+            ],
+        ),
+        (
+            "no CA file, SSL_CERT_FILE naming the right CA",
+            with(&client),
+            Some(&ca.ca_cert),
+            vec!["certificate verify failed".into()],
+        ),
+        (
+            "another CA file, SSL_CERT_FILE naming the right CA",
+            with(&format!("{} {client}", ca_opt(&wrong.ca_cert))),
+            Some(&ca.ca_cert),
+            vec!["certificate verify failed".into()],
+        ),
+    ];
+    for (what, stack, env, cause) in cases {
+        let (d, lines) = login_env(&stack, env);
+        assert!(denied(&d), "{what}: {d:?}");
+        let needles: Vec<&str> = cause.iter().map(String::as_str).collect();
+        assert!(
+            logged(&lines, &needles),
+            "{what}: the log names {cause:?}: {lines:?}"
+        );
+    }
+}
+
+/// R31 (paths): a `state=unix:` socket others could replace is refused before
+/// connecting. Control: the server's socket, in a root-only directory chain, logs in.
+/// Denied, the log naming the socket and the cause: a link to the same socket in a
+/// world-writable directory, and a symbolic link to it in a root-only directory.
+#[test]
+fn a_socket_others_could_replace_is_refused_through_libpam() {
+    if !require_root("a_socket_others_could_replace_is_refused_through_libpam") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("us");
+    let unix = |p: &Path| host(&format!("unix:{}", p.display()), "");
+    let (d, lines, _) = login_logged(&unix(&server.socket), &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    let dir = trusted_dir("sock-bad");
+    let open = dir.path().join("open");
+    fs::create_dir(&open).expect("mkdir");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let in_open = open.join("redis.sock");
+    fs::hard_link(&server.socket, &in_open).expect("link");
+    let symlink = dir.path().join("redis.sock");
+    std::os::unix::fs::symlink(&server.socket, &symlink).expect("symlink");
+    for (what, path, cause) in [
+        ("in a world-writable directory", &in_open, "mode 0777"),
+        ("a symbolic link", &symlink, "symbolic link"),
+    ] {
+        let (d, lines, _) = login_logged(&unix(path), &u, &code_at(&secret, now()));
+        assert!(denied(&d), "{what}: {d:?}");
+        assert!(
+            logged(&lines, &["socket", &path.display().to_string(), cause]),
+            "{what}: the log names the socket and {cause:?}: {lines:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -706,7 +885,8 @@ fn the_secret_command_runs_as_the_named_user_with_nothing_inherited_through_libp
 /// M4 / R31, R36: a server that answers the read of a user's record with garbage (a
 /// status line where an array belongs, an array of the wrong shape) or announces a
 /// huge reply and then stays silent: the proxy answers the read itself (counted); the
-/// login is denied within the bound (a 10-s guard), the log names the cause, and no
+/// login is denied within the bound (a 10-s guard), the log names the cause (a huge
+/// announcement: "reply too large", refused before its bytes are awaited), and no
 /// record is written. Control: the same proxy forwarding everything logs in.
 #[test]
 fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
@@ -735,12 +915,12 @@ fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
         (
             "a huge string announced, then silence",
             b"$2147483647\r\nxx",
-            &["state store unavailable for", "Redis"],
+            &["state store unavailable for", "Redis", "reply too large"],
         ),
         (
             "a huge record announced, then silence",
             b"*2\r\n$1\r\n1\r\n$100000000\r\nxx",
-            &["state store unavailable for", "Redis"],
+            &["state store unavailable for", "Redis", "reply too large"],
         ),
     ];
     for (what, bytes, cause) in cases {
@@ -766,5 +946,194 @@ fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
         d.returned(),
         Returned::Success,
         "afterwards: {d:?} {lines:?}"
+    );
+}
+
+/// One login under an address-space limit of `limit` bytes (`prlimit --as`), real time:
+/// a module that tried to buffer more would fail to allocate and abort.
+fn login_limited(
+    stack: &Stack,
+    user: &TestUser,
+    code: &str,
+    limit: u64,
+) -> (Drive, Vec<String>, Duration) {
+    let inner = Driver::new(stack, "svc", &user.name)
+        .answer(code)
+        .rhost("192.0.2.7")
+        .command();
+    let mut limited = std::process::Command::new("prlimit");
+    limited
+        .arg(format!("--as={limit}"))
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    let started = Instant::now();
+    let (out, lines) = with_syslog_capture(&limited);
+    no_wrong_code_line(&lines);
+    let d = Drive::parse(&out);
+    assert!(
+        !out.stdout.is_empty(),
+        "pam-drive did not finish (killed?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (d, lines, started.elapsed())
+}
+
+/// M4 / R36: bounds hold per command, not per read. The proxy answers the read of a
+/// user's record itself (counted) with a valid "no record" reply (14 bytes):
+/// - control: sent at once, the login succeeds (the write goes to the real server);
+/// - dripped one byte every 150 ms (2.1 s in all, every byte well within the 300-ms
+///   `redis_timeout=`): denied once 300 ms have passed since the command was sent, long
+///   before the drip ends, the log naming the whole-command bound;
+/// - a 1.5-GB string announced, the login running under a 512-MiB address-space limit:
+///   denied on the header (the log names the announced size), cleanly (the driver
+///   finishes and reports: no failed allocation). The control runs under the same
+///   limit.
+#[test]
+fn every_reply_is_bounded_in_total_time_and_size_through_libpam() {
+    let t = "every_reply_is_bounded_in_total_time_and_size_through_libpam";
+    if !require_root(t) || !require_tool(t, "prlimit") {
+        return;
+    }
+    const LIMIT: u64 = 512 << 20;
+    let server = RedisServer::start(&ServerConfig::default());
+    let proxy = StallProxy::start(server.port);
+    let stack = host(&proxy.url(), "");
+    let no_record: &[u8] = b"*2\r\n$-1\r\n$-1\r\n";
+    let answer = |bytes: Option<&[u8]>, drip: Option<Duration>| {
+        *proxy.answer_read.lock().expect("lock") = bytes.map(<[u8]>::to_vec);
+        *proxy.drip.lock().expect("lock") = drip;
+    };
+
+    // Control: the same reply, at once, under the same memory limit.
+    let (u, secret) = TestUser::enrolled("dc");
+    answer(Some(no_record), None);
+    let before = proxy.answered.load(Ordering::SeqCst);
+    let (d, lines, _) = login_limited(&stack, &u, &code_at(&secret, now()), LIMIT);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(
+        proxy.answered.load(Ordering::SeqCst) > before,
+        "control: answered by the proxy"
+    );
+
+    // Dripped.
+    let (v, secret_v) = TestUser::enrolled("dd");
+    answer(Some(no_record), Some(Duration::from_millis(150)));
+    let before = proxy.answered.load(Ordering::SeqCst);
+    let (d, lines, took) = login_logged(&stack, &v, &code_at(&secret_v, now()));
+    answer(None, None);
+    assert!(
+        proxy.answered.load(Ordering::SeqCst) > before,
+        "drip: answered by the proxy"
+    );
+    assert!(denied(&d), "drip: {d:?}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "drip: denied before the command's bound: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1900),
+        "drip: held until the drip ended (per-read bounds only): {took:?}"
+    );
+    assert!(
+        logged(
+            &lines,
+            &[
+                "state store unavailable for",
+                &v.name,
+                "HMGET",
+                "no complete reply within 300 ms"
+            ]
+        ),
+        "drip: the log names the bound: {lines:?}"
+    );
+
+    // 1.5 GB announced.
+    answer(Some(b"$1500000000\r\n"), None);
+    let before = proxy.answered.load(Ordering::SeqCst);
+    let (d, lines, took) = login_limited(&stack, &v, &code_at(&secret_v, now()), LIMIT);
+    answer(None, None);
+    assert!(
+        proxy.answered.load(Ordering::SeqCst) > before,
+        "huge: answered by the proxy"
+    );
+    assert!(denied(&d), "huge: {d:?}");
+    assert!(
+        logged(
+            &lines,
+            &[
+                "state store unavailable for",
+                &v.name,
+                "reply too large",
+                "1500000000"
+            ]
+        ),
+        "huge: the log names the announced size: {lines:?}"
+    );
+    assert!(took < Duration::from_secs(10), "huge: hang guard: {took:?}");
+
+    // Nothing was written for v: forwarding again, a code of this step logs in.
+    let (d, lines, _) = login_logged(&stack, &v, &code_at(&secret_v, now()));
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "afterwards: {d:?} {lines:?}"
+    );
+}
+
+/// Connect after the prompt: nothing is held while the user types. The server closes
+/// connections idle for a second (`CONFIG SET timeout 1`), and the user answers 2.5 s
+/// after the prompt (pam-drive's answer gate). The fault is shown to act: a connection
+/// the test opens when the prompt appears is closed by the server while the user
+/// types. The login succeeds: the module connected after the answer. Before, the
+/// connection opened before the prompt was gone by then and the login was denied.
+#[test]
+fn a_server_idle_timeout_while_the_user_types_does_not_deny_through_libpam() {
+    let t = "a_server_idle_timeout_while_the_user_types_does_not_deny_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let stack = host(&server.url(false), "");
+    let reply = server.raw(None, &[b"CONFIG", b"SET", b"timeout", b"1"]);
+    assert!(
+        reply.starts_with(b"+OK"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let (u, secret) = TestUser::enrolled("ty");
+    let gates = tempfile::Builder::new()
+        .prefix("pam_totp-gate")
+        .tempdir_in(private_tmp())
+        .expect("tempdir");
+    let gate = gates.path().join("go");
+    let asked = gates.path().join("go.asked");
+    let driver = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, now()))
+        .rhost("192.0.2.7")
+        .arg("--answer-gate", &gate.display().to_string());
+    let login = std::thread::spawn(move || capture_syslog(&driver));
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !asked.exists() {
+        assert!(Instant::now() < deadline, "the prompt never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The user "types" for 2.5 s; an idle connection opened now is closed meanwhile.
+    let mut idle = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    std::thread::sleep(Duration::from_millis(2500));
+    idle.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(idle.read(&mut buf), Ok(0)),
+        "the server closed an idle connection during the prompt"
+    );
+    fs::write(&gate, b"").expect("open the gate");
+    let (d, lines) = login.join().expect("login thread");
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(
+        !logged(&lines, &["unavailable"]),
+        "no store fault logged: {lines:?}"
     );
 }

@@ -23,6 +23,8 @@ fn options(url: &str) -> RedisOptions {
         prefix: "t:".into(),
         credentials: None,
         ca_file: None,
+        client_cert: None,
+        client_key: None,
         wait_replicas: 0,
         wait_timeout_ms: 100,
         ttl_secs: 3600,

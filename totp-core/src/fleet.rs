@@ -197,6 +197,9 @@ pub struct RedisOptions {
     pub credentials: Option<String>,
     /// CA bundle (PEM) that verifies a `rediss://` server; the system store otherwise.
     pub ca_file: Option<String>,
+    /// Client certificate (PEM) and its root-only key, for `tls-auth-clients yes`.
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
     /// Replicas that must acknowledge a consumed code (`WAIT`); 0 = do not wait.
     pub wait_replicas: u32,
     pub wait_timeout_ms: u64,
@@ -225,6 +228,8 @@ pub struct FleetOptions {
     pub prefix: Option<String>,
     pub credentials: Option<String>,
     pub ca_file: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
     pub wait_replicas: Option<u32>,
     pub wait_timeout_ms: Option<u64>,
     pub ttl_secs: Option<u64>,
@@ -285,6 +290,10 @@ impl FleetOptions {
                 self.credentials = Some(absolute("redis_credentials", v)?);
             }
             "redis_ca_file" => self.ca_file = Some(absolute("redis_ca_file", v)?),
+            "redis_client_cert" => {
+                self.client_cert = Some(absolute("redis_client_cert", v)?);
+            }
+            "redis_client_key" => self.client_key = Some(absolute("redis_client_key", v)?),
             "redis_wait" => self.wait_replicas = Some(decimal("redis_wait", v, 0, 64)? as u32),
             "redis_wait_timeout" => {
                 self.wait_timeout_ms =
@@ -326,6 +335,8 @@ impl FleetOptions {
             ("redis_prefix", self.prefix.is_some()),
             ("redis_credentials", self.credentials.is_some()),
             ("redis_ca_file", self.ca_file.is_some()),
+            ("redis_client_cert", self.client_cert.is_some()),
+            ("redis_client_key", self.client_key.is_some()),
             ("redis_wait", self.wait_replicas.is_some()),
             ("redis_wait_timeout", self.wait_timeout_ms.is_some()),
             ("redis_ttl", self.ttl_secs.is_some()),
@@ -339,6 +350,14 @@ impl FleetOptions {
         }
         if self.ca_file.is_some() && !self.redis.as_ref().is_some_and(RedisEndpoint::tls) {
             return Err(bad("redis_ca_file", "needs a rediss:// server"));
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(_), None) => return Err(bad("redis_client_cert", "needs redis_client_key=")),
+            (None, Some(_)) => return Err(bad("redis_client_key", "needs redis_client_cert=")),
+            (Some(_), Some(_)) if !self.redis.as_ref().is_some_and(RedisEndpoint::tls) => {
+                return Err(bad("redis_client_cert", "needs a rediss:// server"));
+            }
+            _ => {}
         }
         match (&self.secret_command, &self.secret_command_user) {
             (Some(_), None) => Err(bad("secret_command", "needs secret_command_user=")),
@@ -367,6 +386,8 @@ impl FleetOptions {
                 .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
             credentials: self.credentials.clone(),
             ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
             wait_replicas: self.wait_replicas.unwrap_or(0),
             wait_timeout_ms: self.wait_timeout_ms.unwrap_or(DEFAULT_WAIT_TIMEOUT_MS),
             ttl_secs: self.ttl_secs.unwrap_or(DEFAULT_TTL_SECS),
@@ -509,6 +530,9 @@ pub struct PluginConfig {
     /// A URL from [`RedisEndpoint::url`] (no credentials in it).
     pub url: String,
     pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and its key (PEM), for servers with `tls-auth-clients yes`.
+    pub client_cert: Option<Vec<u8>>,
+    pub client_key: Option<Zeroizing<Vec<u8>>>,
     pub username: Option<String>,
     pub password: Option<Zeroizing<String>>,
     pub connect_timeout_ms: u64,
@@ -522,6 +546,11 @@ impl fmt::Debug for PluginConfig {
         f.debug_struct("PluginConfig")
             .field("url", &self.url)
             .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .field("client_cert", &self.client_cert.as_ref().map(Vec::len))
+            .field(
+                "client_key",
+                &self.client_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("connect_timeout_ms", &self.connect_timeout_ms)
@@ -540,6 +569,8 @@ const TAG_CONNECT_MS: u8 = 5;
 const TAG_COMMAND_MS: u8 = 6;
 const TAG_WAIT_REPLICAS: u8 = 7;
 const TAG_WAIT_MS: u8 = 8;
+const TAG_CLIENT_CERT: u8 = 9;
+const TAG_CLIENT_KEY: u8 = 10;
 /// Largest encoded configuration (a CA bundle included).
 pub const MAX_PLUGIN_CONFIG_LEN: usize = 1 << 20;
 
@@ -555,6 +586,12 @@ impl PluginConfig {
         put(TAG_URL, self.url.as_bytes());
         if let Some(ca) = &self.ca_pem {
             put(TAG_CA, ca);
+        }
+        if let Some(c) = &self.client_cert {
+            put(TAG_CLIENT_CERT, c);
+        }
+        if let Some(k) = &self.client_key {
+            put(TAG_CLIENT_KEY, k);
         }
         if let Some(u) = &self.username {
             put(TAG_USER, u.as_bytes());
@@ -599,6 +636,8 @@ impl PluginConfig {
                     have_url = true;
                 }
                 TAG_CA => c.ca_pem = Some(v.to_vec()),
+                TAG_CLIENT_CERT => c.client_cert = Some(v.to_vec()),
+                TAG_CLIENT_KEY => c.client_key = Some(Zeroizing::new(v.to_vec())),
                 TAG_USER => c.username = Some(text()?.to_owned()),
                 TAG_PASSWORD => c.password = Some(Zeroizing::new(text()?.to_owned())),
                 TAG_CONNECT_MS => c.connect_timeout_ms = u64_of()?,
@@ -641,6 +680,8 @@ pub(crate) mod tests_support {
             "redis_prefix" => "fleet1:",
             "redis_credentials" => "/etc/security/pam_totp_redis.cred",
             "redis_ca_file" => "/etc/ssl/certs/redis-ca.pem",
+            "redis_client_cert" => "/etc/security/pam_totp_redis.crt",
+            "redis_client_key" => "/etc/security/pam_totp_redis.key",
             "redis_wait" => "1",
             "redis_ttl" => "86400",
             "redis_plugin" => "/usr/lib/pam_totp/redis.so",

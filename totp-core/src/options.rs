@@ -58,6 +58,8 @@ pub const OPTION_NAMES: &[&str] = &[
     "redis_prefix",
     "redis_credentials",
     "redis_ca_file",
+    "redis_client_cert",
+    "redis_client_key",
     "redis_wait",
     "redis_wait_timeout",
     "redis_ttl",

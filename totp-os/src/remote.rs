@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use totp_core::fleet::{Credentials, PluginConfig, RedisOptions};
+use totp_core::fleet::{Credentials, PluginConfig, RedisOptions, RedisTarget};
 use totp_core::state::{
     MAX_ENCODED_LEN, Missing, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid,
     UserState, Write,
 };
 use zeroize::Zeroizing;
 
-use crate::safefile::{FileRules, check_root_controlled, open_checked};
+use crate::safefile::{FileRules, check_root_controlled, check_socket_path, open_checked};
 
 /// Where the plugin is installed unless `redis_plugin=` says otherwise: beside the
 /// module's `security/` directory on Debian multiarch (`/usr/lib/<triplet>/pam_totp/`).
@@ -141,43 +141,103 @@ fn load_plugin(path: &Path) -> Result<&'static Plugin, StoreError> {
     Ok(plugin)
 }
 
-/// Reads the root-only credentials file and the CA bundle and builds what the plugin's
-/// `open` receives.
+/// Rules for the files the plugin configuration is made of: root-owned, one link, and
+/// every directory from `/` root-owned and not group/other writable (like the plugin):
+/// whoever could replace a CA file or a directory on its path could put their own
+/// server in the fleet's place.
+fn root_file_rules(allowed_perm: u32, max_size: usize) -> FileRules {
+    FileRules {
+        allowed_perm,
+        max_size,
+        trusted_root: Some(PathBuf::from("/")),
+        ..FileRules::new(vec![0])
+    }
+}
+
+/// Where distributions keep the system's CA bundle, first match wins (Debian, Ubuntu
+/// and Alpine; Fedora and RHEL, whose `/etc/pki/tls/certs/ca-bundle.crt` is a symlink
+/// to it; openSUSE; others). The file itself must not be a symlink.
+const SYSTEM_BUNDLES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The system's CA bundle, for `rediss://` without `redis_ca_file=`. Read here, from
+/// fixed paths, rather than left to OpenSSL's defaults, which follow `SSL_CERT_FILE`
+/// and `SSL_CERT_DIR` from the environment: `su` keeps its caller's environment, and
+/// no setting may come from there.
+fn system_bundle(rules: &FileRules) -> Result<Vec<u8>, StoreError> {
+    let found = SYSTEM_BUNDLES
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or_else(|| {
+            StoreError::Refused(
+                "no system CA bundle found; set redis_ca_file= for rediss://".to_owned(),
+            )
+        })?;
+    Ok(read_root_file("system CA bundle", found, rules)?.to_vec())
+}
+
+/// `path` read after the checks of `rules`; the error names `what` and the path.
+fn read_root_file(
+    what: &str,
+    path: &str,
+    rules: &FileRules,
+) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    open_checked(Path::new(path), rules)
+        .map(|f| f.contents)
+        .map_err(|e| StoreError::Refused(format!("{what} {path}: {e}")))
+}
+
+/// Reads the root-only credentials file, the CA bundle and the client certificate and
+/// key, and builds what the plugin's `open` receives.
 pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
     let refused =
         |what: &str, path: &str, m: String| StoreError::Refused(format!("{what} {path}: {m}"));
+    // Not group/other readable (0600 or 0400): a readable password lets any local user
+    // reset every replay mark and throttle counter of the fleet, and a readable client
+    // key lets them connect as the fleet.
+    let secret_rules = root_file_rules(0o600, MAX_CREDENTIALS_SIZE);
+    let public_rules = root_file_rules(0o644, MAX_CA_SIZE);
+    let read = read_root_file;
+    if let RedisTarget::Unix { path } = &opts.endpoint.target {
+        // Whoever could replace the socket, or a directory on its path, could put their
+        // own server in the fleet's place.
+        check_socket_path(Path::new(path)).map_err(|e| refused("socket", path, e.to_string()))?;
+    }
     let (username, password) = match &opts.credentials {
         None => (None, None),
         Some(path) => {
-            // Not group/other readable: a readable password lets any local user reset
-            // every replay mark and throttle counter of the fleet.
-            let rules = FileRules {
-                max_size: MAX_CREDENTIALS_SIZE,
-                ..FileRules::new(vec![0])
-            };
-            let file = open_checked(Path::new(path), &rules)
-                .map_err(|e| refused("credentials file", path, e.to_string()))?;
-            let c = Credentials::parse(&file.contents)
+            let contents = read("credentials file", path, &secret_rules)?;
+            let c = Credentials::parse(&contents)
                 .map_err(|e| refused("credentials file", path, e.to_string()))?;
             (c.username, Some(c.password))
         }
     };
     let ca_pem = match &opts.ca_file {
+        None if opts.endpoint.tls() => Some(system_bundle(&public_rules)?),
         None => None,
-        Some(path) => {
-            let rules = FileRules {
-                allowed_perm: 0o644,
-                max_size: MAX_CA_SIZE,
-                ..FileRules::new(vec![0])
-            };
-            let file = open_checked(Path::new(path), &rules)
-                .map_err(|e| refused("CA file", path, e.to_string()))?;
-            Some(file.contents.to_vec())
-        }
+        Some(path) => Some(read("CA file", path, &public_rules)?.to_vec()),
+    };
+    let client_cert = match &opts.client_cert {
+        None => None,
+        Some(path) => Some(read("client certificate", path, &public_rules)?.to_vec()),
+    };
+    let client_key = match &opts.client_key {
+        None => None,
+        Some(path) => Some(read(
+            "client key",
+            path,
+            &root_file_rules(0o600, MAX_CA_SIZE),
+        )?),
     };
     Ok(PluginConfig {
         url: opts.endpoint.url(),
         ca_pem,
+        client_cert,
+        client_key,
         username,
         password,
         connect_timeout_ms: opts.connect_timeout_ms,

@@ -225,7 +225,7 @@ pub use error::FileError;
 use lock::*;
 pub use lock::{LockedFile, lock_with_deadline};
 use read::*;
-pub use read::{check_root_controlled, open_checked};
+pub use read::{check_root_controlled, check_socket_path, open_checked};
 pub(crate) use walk::open_dir_readable;
 use walk::*;
 use write::*;

@@ -23,6 +23,23 @@ impl Ctx {
             io.log(Level::Err, "cannot read the clock");
             AuthError::Clock
         })?;
+        // Opened now that the answer is in (state_fallback=local acts here, when the
+        // shared store cannot be opened), before the secret file is locked.
+        let store = match run.store {
+            Some(ref mut s) => s,
+            None => match store::open(&self.opts, sys, &mut |m| io.log(Level::Warning, m)) {
+                Ok(s) => run.store.insert(s),
+                Err(why) => {
+                    io.log(
+                        Level::Err,
+                        &format!("no usable state store: {why}; denying"),
+                    );
+                    burn_window(&self.policy);
+                    let outcome = self.denied(io, who, Denial::StateUnusable);
+                    return Ok(Continuation::Done(outcome));
+                }
+            },
+        };
         let (file, mut locked) = match self.read_secret(io, run.target, &run.preread, cands)? {
             SecretRead::Ready { file, locked } => (file, locked),
             SecretRead::Deny(denial) => {
@@ -36,7 +53,7 @@ impl Ctx {
         let missing = Missing::Create {
             complete_since: now_secs,
         };
-        let context = match run.store.context(missing) {
+        let context = match store.context(missing) {
             Ok(Some(c)) => c,
             Ok(None) => {
                 let e = StoreError::Unavailable("the store's key record vanished".into());
@@ -65,7 +82,7 @@ impl Ctx {
             store_complete_since: context.complete_since,
         };
         let mut decided = None;
-        let stored = run.store.update(run.uid, &mut |state| {
+        let stored = store.update(run.uid, &mut |state| {
             let d = prepared.decide(state, &self.policy, &attempt);
             let write = d.as_ref().map_or(Write::Nothing, |d| d.write.clone());
             decided = Some(d);

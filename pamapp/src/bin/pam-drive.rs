@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pamapp::{Item, Reply, Scripted, Transaction, code_name};
+use pamapp::{Conversation, Item, Message, Reply, Scripted, Transaction, code_name, style};
 
 const USAGE: &str = "usage: pam-drive --service S [--user U] [--confdir DIR] [--rhost H] \
 [--tty T] [--ruser R] [--answer A]... [--null-answer] [--null-array] \
-[--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS]";
+[--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS] [--answer-gate PATH]";
 
 #[derive(Default)]
 struct Args {
@@ -25,6 +25,30 @@ struct Args {
     setcred: bool,
     repeat: u32,
     start_at_ms: Option<u64>,
+    /// A slow typist: at each prompt, create `PATH.asked`, then answer only once `PATH`
+    /// exists (at most a minute), so a test can act while the user "types".
+    answer_gate: Option<PathBuf>,
+}
+
+/// [`Scripted`] behind the gate of `--answer-gate`.
+struct Gated {
+    inner: Scripted,
+    gate: PathBuf,
+}
+
+impl Conversation for Gated {
+    fn reply(&mut self, message: &Message) -> Reply {
+        if message.style == style::PROMPT_ECHO_OFF || message.style == style::PROMPT_ECHO_ON {
+            let mut asked = self.gate.clone().into_os_string();
+            asked.push(".asked");
+            let _ = std::fs::write(&asked, b"");
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !self.gate.exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.inner.reply(message)
+    }
 }
 
 fn parse() -> Result<Args, String> {
@@ -53,6 +77,7 @@ fn parse() -> Result<Args, String> {
                 args.replies.push(Reply::Fail(code));
             }
             "--setcred" => args.setcred = true,
+            "--answer-gate" => args.answer_gate = Some(PathBuf::from(value()?)),
             "--repeat" => args.repeat = value()?.parse().map_err(|e| format!("--repeat: {e}"))?,
             "--start-at" => {
                 args.start_at_ms = Some(value()?.parse().map_err(|e| format!("--start-at: {e}"))?)
@@ -84,7 +109,14 @@ fn main() -> ExitCode {
     let mut rc = 0;
     // Repeat is for the benchmark: the same transaction shape many times in one process.
     for _ in 0..args.repeat.max(1) {
-        let conv = Box::new(Scripted::new(args.replies.clone()));
+        let scripted = Scripted::new(args.replies.clone());
+        let conv: Box<dyn Conversation> = match &args.answer_gate {
+            Some(gate) => Box::new(Gated {
+                inner: scripted,
+                gate: gate.clone(),
+            }),
+            None => Box::new(scripted),
+        };
         let mut tx = match Transaction::start(
             &args.service,
             args.user.as_deref(),

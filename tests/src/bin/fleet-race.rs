@@ -39,6 +39,8 @@ fn main() -> ExitCode {
         prefix: prefix.clone(),
         credentials: None,
         ca_file: None,
+        client_cert: None,
+        client_key: None,
         wait_replicas: 0,
         wait_timeout_ms: 0,
         ttl_secs: 600,

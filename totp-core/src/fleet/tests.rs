@@ -104,6 +104,14 @@ fn redis_settings_without_a_redis_state_are_refused() {
 fn a_ca_file_needs_tls() {
     assert!(apply_all(&[("state", "redis://h"), ("redis_ca_file", "/etc/ca.pem")]).is_err());
     assert!(apply_all(&[("state", "rediss://h"), ("redis_ca_file", "/etc/ca.pem")]).is_ok());
+    let (c, k) = (
+        ("redis_client_cert", "/etc/c.pem"),
+        ("redis_client_key", "/etc/k.pem"),
+    );
+    assert!(apply_all(&[("state", "rediss://h"), c, k]).is_ok());
+    assert!(apply_all(&[("state", "redis://h"), c, k]).is_err());
+    assert!(apply_all(&[("state", "rediss://h"), c]).is_err());
+    assert!(apply_all(&[("state", "rediss://h"), k]).is_err());
 }
 
 #[test]
@@ -170,6 +178,8 @@ fn plugin_config_round_trips() {
     let c = PluginConfig {
         url: "rediss://h:1/0".into(),
         ca_pem: Some(b"-----BEGIN CERTIFICATE-----\n".to_vec()),
+        client_cert: Some(b"cert".to_vec()),
+        client_key: Some(Zeroizing::new(b"secret key".to_vec())),
         username: Some("u".into()),
         password: Some(Zeroizing::new("p w".into())),
         connect_timeout_ms: 7,
@@ -179,6 +189,7 @@ fn plugin_config_round_trips() {
     };
     assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
     assert!(!format!("{c:?}").contains("p w"));
+    assert!(!format!("{c:?}").contains("secret key"));
     let minimal = PluginConfig {
         url: "redis://h:1/0".into(),
         ..PluginConfig::default()
@@ -206,6 +217,8 @@ fn the_fleet_parser_takes_exactly_the_fleet_names_of_the_option_list() {
         "redis_prefix",
         "redis_credentials",
         "redis_ca_file",
+        "redis_client_cert",
+        "redis_client_key",
         "redis_wait",
         "redis_wait_timeout",
         "redis_ttl",
@@ -267,6 +280,8 @@ mod properties {
             let c = PluginConfig {
                 url,
                 ca_pem: ca,
+                client_cert: None,
+                client_key: None,
                 username: user,
                 password: pw.map(Zeroizing::new),
                 connect_timeout_ms: nums.0,

@@ -53,6 +53,12 @@ fn every_listed_name_is_accepted() {
         if *name == "nullok_missing_home" {
             args.push("nullok");
         }
+        // A client certificate and its key go together.
+        match *name {
+            "redis_client_cert" => args.push("redis_client_key=/etc/security/k.pem"),
+            "redis_client_key" => args.push("redis_client_cert=/etc/security/c.pem"),
+            _ => {}
+        }
         args.push(&arg);
         assert!(parse(&args).is_ok(), "{arg}");
     }

@@ -87,3 +87,78 @@ pub(super) fn read_bounded(
     buf.truncate(filled);
     Ok(buf)
 }
+
+/// Check that only root, or the account that serves it, can replace the Unix socket at
+/// `path` (a Redis `state=unix:` socket): every directory from `/` down to the socket's
+/// grandparent root-owned and not group/other writable (as for the plugin); the
+/// socket's own directory not group/other writable and owned by root or by the
+/// socket's owner (a server's runtime directory such as `/run/redis` belongs to its
+/// account, which serves the data anyway); the socket a socket, not a symlink, owned by
+/// root or by its directory's owner.
+pub fn check_socket_path(path: &Path) -> Result<(), FileError> {
+    let (dirs, name) = split_file_path(path)?;
+    let rules = FileRules {
+        allowed_owners: vec![0],
+        allowed_perm: 0o755,
+        max_size: 0,
+        trusted_root: Some(PathBuf::from("/")),
+        private_group_of: None,
+    };
+    let Some((parent, upper)) = dirs.split_last() else {
+        // A socket directly in `/`: the walk checks `/` itself.
+        let walked = walk_checked(&dirs, &rules)?;
+        return check_socket(&walked.fd, name, 0);
+    };
+    let walked = walk_checked(upper, &rules)?;
+    let shown = Path::new("/")
+        .join(upper.iter().collect::<PathBuf>())
+        .join(parent);
+    let st = stat::fstatat(&walked.fd, parent.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(
+        |e| match e {
+            Errno::ENOENT => FileError::MissingDirectory {
+                path: shown.clone(),
+            },
+            e => FileError::os("stat", e),
+        },
+    )?;
+    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFDIR {
+        return Err(FileError::NotADirectory { path: shown });
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(FileError::UnsafeDirectory {
+            path: shown,
+            uid: st.st_uid,
+            mode: st.st_mode,
+        });
+    }
+    let dir = fcntl::openat(
+        &walked.fd,
+        parent.as_os_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| FileError::os("open", e))?;
+    // The directory opened is the one checked (not swapped since the stat).
+    let again = stat::fstat(&dir).map_err(|e| FileError::os("fstat", e))?;
+    if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) {
+        return Err(FileError::os("open", Errno::EAGAIN));
+    }
+    check_socket(&dir, name, st.st_uid)
+}
+
+fn check_socket(dir: &impl AsFd, name: &OsStr, dir_owner: uid_t) -> Result<(), FileError> {
+    let st = match stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Err(FileError::NotFound),
+        Err(e) => return Err(FileError::os("stat", e)),
+    };
+    match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFSOCK => {}
+        SFlag::S_IFLNK => return Err(FileError::Symlink),
+        _ => return Err(FileError::NotRegular { mode: st.st_mode }),
+    }
+    if st.st_uid != 0 && st.st_uid != dir_owner {
+        return Err(FileError::BadOwner { uid: st.st_uid });
+    }
+    Ok(())
+}

@@ -1,0 +1,600 @@
+//! A small RESP2 client with bounds per operation (R36): every command, its reply
+//! included, finishes before one deadline, and every reply is bounded in size before a
+//! byte of it is buffered.
+//!
+//! Why not a general client library: socket timeouts bound one `read`, not a reply, so a
+//! peer dripping one byte per timeout holds a login for as long as it likes; and a bulk
+//! header announcing gigabytes is trusted for the allocation. The module sends a handful
+//! of commands (AUTH, SELECT, INFO, HMGET, EVAL, WAIT, DEL, ROLE, SENTINEL), so a reader
+//! for the five RESP2 types with explicit limits is less code to audit than a wrapper
+//! around a library's reader.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use native_tls::{HandshakeError, TlsConnector, TlsStream};
+
+/// One reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Status(String),
+    Error(String),
+    Int(i64),
+    /// `None`: the nil bulk string (`$-1`).
+    Bulk(Option<Vec<u8>>),
+    /// `None`: the nil array (`*-1`).
+    Array(Option<Vec<Reply>>),
+}
+
+/// Why a command got no usable reply.
+#[derive(Debug)]
+pub enum WireError {
+    /// The deadline passed (connect, handshake, write or read).
+    Timeout(String),
+    /// The connection failed or closed.
+    Io(String),
+    /// The TLS handshake failed: the server was not trusted (or did not trust us).
+    Tls(String),
+    /// The peer broke the protocol or a bound (size, nesting, line length).
+    Protocol(String),
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Timeout(m) | Self::Io(m) | Self::Tls(m) | Self::Protocol(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Size bounds of one reply.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Bytes of the whole reply, headers included.
+    pub total: usize,
+    /// Elements of one array.
+    pub items: usize,
+}
+
+/// Longest status, error or number line (a server's error text is cut there).
+const MAX_LINE: usize = 1024;
+/// Deepest nesting of arrays (ROLE's replica list is three deep).
+const MAX_DEPTH: usize = 4;
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Sets the socket's timeouts to what is left of the deadline, so no single system
+    /// call outlives it; the loops above re-check the deadline after every call.
+    fn arm(&self, deadline: Instant) -> Result<(), WireError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(WireError::Timeout(String::new()));
+        }
+        let t = Some(left.max(Duration::from_millis(1)));
+        let r = match self {
+            Stream::Tcp(s) => s.set_read_timeout(t).and(s.set_write_timeout(t)),
+            Stream::Unix(s) => s.set_read_timeout(t).and(s.set_write_timeout(t)),
+            Stream::Tls(s) => {
+                let s = s.get_ref();
+                s.set_read_timeout(t).and(s.set_write_timeout(t))
+            }
+        };
+        r.map_err(|e| WireError::Io(format!("socket: {e}")))
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tls(s) => s.flush(),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// How to reach a server.
+pub enum Address<'a> {
+    Tcp { host: &'a str, port: u16 },
+    Unix { path: &'a str },
+}
+
+/// TLS settings: the CA (only it is trusted, never the system bundle alongside) and an
+/// optional client certificate and key (PEM).
+pub struct Tls<'a> {
+    pub ca_pem: Option<&'a [u8]>,
+    pub client: Option<(&'a [u8], &'a [u8])>,
+}
+
+/// One connection and its read buffer.
+pub struct Conn {
+    stream: Stream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// A command failed part-way: what the stream holds next is not the next reply.
+    broken: bool,
+}
+
+const BUF: usize = 4096;
+
+/// Connects to one of `host`'s addresses before `deadline`.
+fn tcp_connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, WireError> {
+    // Name resolution has no timeout of its own; IP literals (the documented advice)
+    // need none. Brackets of an IPv6 literal are the URL's, not the address's.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = (bare, port)
+        .to_socket_addrs()
+        .map_err(|e| WireError::Io(format!("cannot resolve {host}: {e}")))?
+        .take(8)
+        .collect();
+    let mut last = format!("{host} has no address");
+    for a in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(WireError::Timeout(format!(
+                "no connection to {host}:{port}"
+            )));
+        }
+        match TcpStream::connect_timeout(&a, left) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) if is_timeout(&e) => {
+                return Err(WireError::Timeout(format!("no connection to {a}")));
+            }
+            Err(e) => last = format!("connect to {a}: {e}"),
+        }
+    }
+    Err(WireError::Io(last))
+}
+
+fn tls_connector(tls: &Tls<'_>) -> Result<TlsConnector, WireError> {
+    let bad = |what: &str, e: native_tls::Error| WireError::Tls(format!("{what}: {e}"));
+    let mut b = TlsConnector::builder();
+    b.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
+    // Only the CAs the module sends are trusted: the configured CA file, or the system
+    // bundle the module read from fixed paths. OpenSSL's own defaults are dropped, since
+    // they follow SSL_CERT_FILE and SSL_CERT_DIR from the environment; and a configured CA
+    // replaces the system bundle, as trusting both would let any public CA vouch for a
+    // host named like the Redis server.
+    b.disable_built_in_roots(true);
+    let pem = tls
+        .ca_pem
+        .ok_or_else(|| WireError::Tls("no CA to verify the server with".to_owned()))?;
+    let certs = native_tls::Certificate::stack_from_pem(pem).map_err(|e| bad("CA file", e))?;
+    if certs.is_empty() {
+        return Err(WireError::Tls("CA file holds no certificate".to_owned()));
+    }
+    for c in certs {
+        b.add_root_certificate(c);
+    }
+    if let Some((cert, key)) = tls.client {
+        let id = native_tls::Identity::from_pkcs8(cert, key)
+            .map_err(|e| bad("client certificate or key", e))?;
+        b.identity(id);
+    }
+    b.build().map_err(|e| bad("TLS set-up", e))
+}
+
+/// The time left before `deadline`, as a socket timeout; an error once it has passed.
+fn left(deadline: Instant) -> Result<Duration, WireError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(WireError::Timeout(String::new()));
+    }
+    Ok(left.max(Duration::from_millis(1)))
+}
+
+/// The TLS handshake on `tcp`, before `deadline`. The socket's timeouts make every read
+/// of the handshake return in time; an interrupted handshake is resumed with the time
+/// left, so a server that drips its certificate is cut off like a dripped reply.
+fn handshake(
+    connector: &TlsConnector,
+    name: &str,
+    tcp: TcpStream,
+    deadline: Instant,
+) -> Result<TlsStream<TcpStream>, WireError> {
+    let arm = |s: &TcpStream| -> Result<(), WireError> {
+        let t = Some(left(deadline)?);
+        s.set_read_timeout(t)
+            .and(s.set_write_timeout(t))
+            .map_err(|e| WireError::Io(format!("socket: {e}")))
+    };
+    arm(&tcp)?;
+    let mut attempt = connector.connect(name, tcp);
+    loop {
+        match attempt {
+            Ok(s) => return Ok(s),
+            Err(HandshakeError::Failure(e)) => {
+                return Err(WireError::Tls(format!("TLS handshake: {e}")));
+            }
+            Err(HandshakeError::WouldBlock(mid)) => {
+                if arm(mid.get_ref()).is_err() {
+                    return Err(WireError::Timeout("TLS handshake not finished".to_owned()));
+                }
+                attempt = mid.handshake();
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Connects (TCP or socket, then the TLS handshake when `tls` is given), all before
+    /// `deadline`.
+    pub fn connect(
+        addr: &Address<'_>,
+        tls: Option<&Tls<'_>>,
+        deadline: Instant,
+    ) -> Result<Conn, WireError> {
+        let stream = match (addr, tls) {
+            (Address::Unix { path }, _) => {
+                // connect(2) on a local socket does not wait for the server; what it
+                // says afterwards is bounded by the deadline of each command.
+                let s = UnixStream::connect(path)
+                    .map_err(|e| WireError::Io(format!("connect to {path}: {e}")))?;
+                Stream::Unix(s)
+            }
+            (Address::Tcp { host, port }, None) => Stream::Tcp(tcp_connect(host, *port, deadline)?),
+            (Address::Tcp { host, port }, Some(tls)) => {
+                let connector = tls_connector(tls)?;
+                let tcp = tcp_connect(host, *port, deadline)?;
+                let name = host.trim_start_matches('[').trim_end_matches(']');
+                Stream::Tls(Box::new(handshake(&connector, name, tcp, deadline)?))
+            }
+        };
+        Ok(Conn {
+            stream,
+            buf: vec![0; BUF],
+            start: 0,
+            end: 0,
+            broken: false,
+        })
+    }
+
+    /// Sends one command and reads its reply, both before `deadline`, the reply within
+    /// `limits`. An error reply is `Ok(Reply::Error)`: the caller decides what it means.
+    pub fn call(
+        &mut self,
+        args: &[&[u8]],
+        deadline: Instant,
+        limits: Limits,
+    ) -> Result<Reply, WireError> {
+        if self.broken {
+            return Err(WireError::Io(
+                "connection unusable after an earlier failure".to_owned(),
+            ));
+        }
+        self.send(args, deadline)
+            .inspect_err(|_| self.broken = true)?;
+        let mut budget = Budget {
+            deadline,
+            left: limits.total,
+            items: limits.items,
+        };
+        let reply = self
+            .reply(&mut budget, 0)
+            .inspect_err(|_| self.broken = true)?;
+        if self.start != self.end {
+            // More than one reply to one command: not a server we understand.
+            self.broken = true;
+            return Err(WireError::Protocol(
+                "unsolicited bytes after a reply".to_owned(),
+            ));
+        }
+        Ok(reply)
+    }
+
+    fn send(&mut self, args: &[&[u8]], deadline: Instant) -> Result<(), WireError> {
+        let mut req = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+        req.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a);
+            req.extend_from_slice(b"\r\n");
+        }
+        let mut sent = 0;
+        let result = loop {
+            if sent == req.len() {
+                break self
+                    .stream
+                    .flush()
+                    .map_err(|e| WireError::Io(format!("send: {e}")));
+            }
+            if let Err(e) = self.stream.arm(deadline) {
+                break Err(e);
+            }
+            match self.stream.write(&req[sent..]) {
+                Ok(0) => break Err(WireError::Io("connection closed while sending".to_owned())),
+                Ok(n) => sent += n,
+                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(WireError::Io(format!("send: {e}"))),
+            }
+        };
+        // The request may hold a password (AUTH) or a record.
+        req.fill(0);
+        result.map_err(|e| match e {
+            WireError::Timeout(_) => WireError::Timeout("command not sent in time".to_owned()),
+            e => e,
+        })
+    }
+
+    /// Refills the buffer with at least one byte, before the deadline.
+    fn fill(&mut self, deadline: Instant) -> Result<(), WireError> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        loop {
+            self.stream.arm(deadline)?;
+            match self.stream.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Err(WireError::Io("connection closed by the server".to_owned())),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
+                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+                // An alert after the handshake (TLS 1.3 servers check the client
+                // certificate then: "certificate required") is a refusal to trust.
+                // A reset connection stays an outage.
+                Err(e)
+                    if matches!(self.stream, Stream::Tls(_)) && e.to_string().contains("SSL") =>
+                {
+                    return Err(WireError::Tls(format!("receive: {e}")));
+                }
+                Err(e) => return Err(WireError::Io(format!("receive: {e}"))),
+            }
+        }
+    }
+
+    /// One byte of the reply, charged to the budget.
+    fn byte(&mut self, b: &mut Budget) -> Result<u8, WireError> {
+        if b.left == 0 {
+            return Err(WireError::Protocol(
+                "reply too large: more bytes than allowed".to_owned(),
+            ));
+        }
+        if self.start == self.end {
+            self.fill(b.deadline)?;
+        }
+        let c = self.buf[self.start];
+        self.start += 1;
+        b.left -= 1;
+        Ok(c)
+    }
+
+    /// One CRLF-terminated line (without the CRLF), at most [`MAX_LINE`] bytes.
+    fn line(&mut self, b: &mut Budget) -> Result<Vec<u8>, WireError> {
+        let mut out = Vec::new();
+        loop {
+            match self.byte(b)? {
+                b'\r' => {
+                    return if self.byte(b)? == b'\n' {
+                        Ok(out)
+                    } else {
+                        Err(WireError::Protocol("bad line end in reply".to_owned()))
+                    };
+                }
+                c if out.len() < MAX_LINE => out.push(c),
+                _ => return Err(WireError::Protocol("reply line too long".to_owned())),
+            }
+        }
+    }
+
+    fn number(&mut self, b: &mut Budget) -> Result<i64, WireError> {
+        let line = self.line(b)?;
+        std::str::from_utf8(&line)
+            .ok()
+            .filter(|s| s.len() <= 20)
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(|| WireError::Protocol("bad number in reply".to_owned()))
+    }
+
+    fn reply(&mut self, b: &mut Budget, depth: usize) -> Result<Reply, WireError> {
+        let text = |l: Vec<u8>| String::from_utf8_lossy(&l).into_owned();
+        match self.byte(b)? {
+            b'+' => Ok(Reply::Status(text(self.line(b)?))),
+            b'-' => Ok(Reply::Error(text(self.line(b)?))),
+            b':' => Ok(Reply::Int(self.number(b)?)),
+            b'$' => {
+                let n = self.number(b)?;
+                if n == -1 {
+                    return Ok(Reply::Bulk(None));
+                }
+                let n = usize::try_from(n)
+                    .map_err(|_| WireError::Protocol("negative length in reply".to_owned()))?;
+                // Checked before anything is allocated or read: a header may announce
+                // gigabytes.
+                if n.saturating_add(2) > b.left {
+                    return Err(WireError::Protocol(format!(
+                        "reply too large: a string of {n} bytes announced, at most {} \
+                         accepted",
+                        b.left.saturating_sub(2)
+                    )));
+                }
+                let mut v = Vec::with_capacity(n);
+                while v.len() < n {
+                    if self.start == self.end {
+                        self.fill(b.deadline)?;
+                    }
+                    let take = (n - v.len()).min(self.end - self.start);
+                    v.extend_from_slice(&self.buf[self.start..self.start + take]);
+                    self.start += take;
+                    b.left -= take;
+                }
+                if self.byte(b)? != b'\r' || self.byte(b)? != b'\n' {
+                    return Err(WireError::Protocol("bad string end in reply".to_owned()));
+                }
+                Ok(Reply::Bulk(Some(v)))
+            }
+            b'*' => {
+                let n = self.number(b)?;
+                if n == -1 {
+                    return Ok(Reply::Array(None));
+                }
+                let n = usize::try_from(n)
+                    .map_err(|_| WireError::Protocol("negative length in reply".to_owned()))?;
+                if n > b.items || depth >= MAX_DEPTH {
+                    return Err(WireError::Protocol(format!(
+                        "reply too large: an array of {n} elements announced, at most {} \
+                         accepted",
+                        b.items
+                    )));
+                }
+                b.items -= n;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(self.reply(b, depth + 1)?);
+                }
+                Ok(Reply::Array(Some(v)))
+            }
+            c => Err(WireError::Protocol(format!(
+                "unexpected reply type byte 0x{c:02x}"
+            ))),
+        }
+    }
+}
+
+/// What one reply may still use.
+struct Budget {
+    deadline: Instant,
+    left: usize,
+    items: usize,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // The buffer may have held a record.
+        self.buf.fill(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        total: 1000,
+        items: 8,
+    };
+
+    /// A connection whose server side is a socket pair end the test writes to.
+    fn pair() -> (Conn, UnixStream) {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        let conn = Conn {
+            stream: Stream::Unix(a),
+            buf: vec![0; BUF],
+            start: 0,
+            end: 0,
+            broken: false,
+        };
+        (conn, b)
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Reply, WireError> {
+        let (mut c, mut s) = pair();
+        s.write_all(bytes).expect("write");
+        let deadline = Instant::now() + Duration::from_millis(200);
+        c.call(&[b"PING"], deadline, LIMITS)
+    }
+
+    #[test]
+    fn the_five_types_are_read() {
+        assert_eq!(parse(b"+OK\r\n").ok(), Some(Reply::Status("OK".into())));
+        assert_eq!(
+            parse(b"-ERR x\r\n").ok(),
+            Some(Reply::Error("ERR x".into()))
+        );
+        assert_eq!(parse(b":-12\r\n").ok(), Some(Reply::Int(-12)));
+        assert_eq!(parse(b"$-1\r\n").ok(), Some(Reply::Bulk(None)));
+        assert_eq!(parse(b"*-1\r\n").ok(), Some(Reply::Array(None)));
+        assert_eq!(
+            parse(b"*2\r\n$2\r\nab\r\n*1\r\n:1\r\n").ok(),
+            Some(Reply::Array(Some(vec![
+                Reply::Bulk(Some(b"ab".to_vec())),
+                Reply::Array(Some(vec![Reply::Int(1)])),
+            ])))
+        );
+    }
+
+    #[test]
+    fn huge_announcements_are_refused_before_anything_is_buffered() {
+        for bytes in [
+            &b"$1500000000\r\n"[..],
+            b"*2\r\n$1\r\n1\r\n$999\r\n",
+            b"*100000000\r\n",
+            b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
+        ] {
+            match parse(bytes) {
+                Err(WireError::Protocol(m)) => assert!(m.contains("too large"), "{m}"),
+                other => panic!("{bytes:?}: {other:?}"),
+            }
+        }
+        match parse(
+            b"-ERR "
+                .iter()
+                .chain(&[b'x'; 2000])
+                .copied()
+                .collect::<Vec<_>>()
+                .as_slice(),
+        ) {
+            Err(WireError::Protocol(m)) => assert!(m.contains("too large"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        for bytes in [&b"?\r\n"[..], b"$2\r\nabc\r\n", b":x\r\n", b"$-5\r\n"] {
+            assert!(
+                matches!(parse(bytes), Err(WireError::Protocol(_))),
+                "{bytes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dripping_peer_is_cut_off_at_the_deadline_of_the_whole_reply() {
+        let (mut c, mut s) = pair();
+        let dripper = std::thread::spawn(move || {
+            for b in b"$10\r\n0123456789\r\n" {
+                if s.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(40));
+            }
+        });
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(300);
+        let r = c.call(&[b"PING"], deadline, LIMITS);
+        let took = started.elapsed();
+        assert!(matches!(r, Err(WireError::Timeout(_))), "{r:?}");
+        assert!(took < Duration::from_millis(400), "{took:?}");
+        drop(c);
+        let _ = dripper.join();
+    }
+}
