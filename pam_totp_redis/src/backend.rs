@@ -166,6 +166,16 @@ const SHORT_REPLY: Limits = Limits {
     total: 2048,
     items: 0,
 };
+/// A sentinel's address reply (two strings).
+const SHORT_REPLY_2: Limits = Limits {
+    total: 2048,
+    items: 2,
+};
+/// `ROLE`: a primary lists its replicas (three fields each).
+const ROLE_REPLY: Limits = Limits {
+    total: 16 * 1024,
+    items: 4 + 4 * 64,
+};
 
 /// Where the module's URL points (the forms [`totp_core::fleet::RedisEndpoint::url`]
 /// writes).
@@ -175,6 +185,14 @@ struct Target {
     port: u16,
     unix: Option<String>,
     db: u32,
+    /// With a sentinel URL: the sentinels and the name of the primary they monitor
+    /// (`host` and `port` are then found by asking them).
+    sentinel: Option<(Vec<(String, u16)>, String)>,
+}
+
+fn host_port(v: &str) -> Option<(String, u16)> {
+    let (host, port) = v.rsplit_once(':')?;
+    Some((host.to_owned(), port.parse().ok()?))
 }
 
 fn parse_url(url: &str) -> Result<Target, Failure> {
@@ -187,6 +205,32 @@ fn parse_url(url: &str) -> Result<Target, Failure> {
             port: 0,
             unix: Some(path.to_owned()),
             db: db.parse().map_err(|_| bad())?,
+            sentinel: None,
+        });
+    }
+    let sentinel = url
+        .strip_prefix("redis+sentinel://")
+        .map(|r| (false, r))
+        .or_else(|| url.strip_prefix("rediss+sentinel://").map(|r| (true, r)));
+    if let Some((tls, rest)) = sentinel {
+        let mut parts = rest.split('/');
+        let (Some(hosts), Some(name), Some(db), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let nodes = hosts
+            .split(',')
+            .map(host_port)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
+        return Ok(Target {
+            tls,
+            host: String::new(),
+            port: 0,
+            unix: None,
+            db: db.parse().map_err(|_| bad())?,
+            sentinel: Some((nodes, name.to_owned())),
         });
     }
     let (tls, rest) = match (url.strip_prefix("rediss://"), url.strip_prefix("redis://")) {
@@ -202,7 +246,67 @@ fn parse_url(url: &str) -> Result<Target, Failure> {
         port: port.parse().map_err(|_| bad())?,
         unix: None,
         db: db.parse().map_err(|_| bad())?,
+        sentinel: None,
     })
+}
+
+/// Asks the sentinels, in order, where the primary `name` is, all before `deadline`.
+/// Each sentinel gets an equal share of the time left, so one that stalls cannot use up
+/// the others' time. The first answer wins: the role check on the server itself (ROLE)
+/// catches a sentinel that is behind.
+fn discover(
+    nodes: &[(String, u16)],
+    name: &str,
+    tls: Option<&Tls<'_>>,
+    deadline: Instant,
+) -> Result<(String, u16), Failure> {
+    let mut why = Vec::new();
+    for (i, (host, port)) in nodes.iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share = left / u32::try_from(nodes.len() - i).unwrap_or(1);
+        let until = Instant::now() + share;
+        let addr = Address::Tcp { host, port: *port };
+        let asked = Conn::connect(&addr, tls, until).and_then(|mut con| {
+            con.call(
+                &[b"SENTINEL", b"get-master-addr-by-name", name.as_bytes()],
+                until,
+                SHORT_REPLY_2,
+            )
+        });
+        let answer = match asked {
+            Ok(Reply::Array(Some(items))) => match items.as_slice() {
+                [Reply::Bulk(Some(h)), Reply::Bulk(Some(p))] => std::str::from_utf8(h)
+                    .ok()
+                    .filter(|h| {
+                        !h.is_empty()
+                            && h.len() <= 253
+                            && h.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b".:-".contains(&b))
+                    })
+                    .zip(
+                        std::str::from_utf8(p)
+                            .ok()
+                            .and_then(|p| p.parse::<u16>().ok()),
+                    )
+                    .map(|(h, p)| (h.to_owned(), p))
+                    .ok_or_else(|| "an address that is not one".to_owned()),
+                _ => Err("an unexpected reply".to_owned()),
+            },
+            Ok(Reply::Array(None)) => Err(format!("does not monitor {name}")),
+            Ok(Reply::Error(e)) => Err(e.chars().take(120).collect()),
+            Ok(_) => Err("an unexpected reply".to_owned()),
+            Err(WireError::Timeout(_)) => Err(format!("no answer within {} ms", share.as_millis())),
+            Err(e) => Err(e.to_string().chars().take(120).collect()),
+        };
+        match answer {
+            Ok(found) => return Ok(found),
+            Err(e) => why.push(format!("sentinel {host}:{port}: {e}")),
+        }
+    }
+    Err(Failure::unavailable(format!(
+        "no sentinel named the primary {name}: {}",
+        why.join("; ")
+    )))
 }
 
 pub struct Backend {
@@ -221,13 +325,6 @@ impl Backend {
         let connect = Duration::from_millis(config.connect_timeout_ms.max(1));
         let command = Duration::from_millis(config.command_timeout_ms.max(1));
         let deadline = Instant::now() + connect;
-        let addr = match &target.unix {
-            Some(path) => Address::Unix { path },
-            None => Address::Tcp {
-                host: &target.host,
-                port: target.port,
-            },
-        };
         let ca = config.ca_pem.take();
         let client_key: Option<Zeroizing<Vec<u8>>> = config.client_key.take();
         let client = match (&config.client_cert, &client_key) {
@@ -237,6 +334,20 @@ impl Backend {
         let tls = Tls {
             ca_pem: ca.as_deref(),
             client,
+        };
+        let primary = match &target.sentinel {
+            Some((nodes, name)) => {
+                Some(discover(nodes, name, target.tls.then_some(&tls), deadline)?)
+            }
+            None => None,
+        };
+        let addr = match (&target.unix, &primary) {
+            (Some(path), _) => Address::Unix { path },
+            (None, Some((host, port))) => Address::Tcp { host, port: *port },
+            (None, None) => Address::Tcp {
+                host: &target.host,
+                port: target.port,
+            },
         };
         let mut con = Conn::connect(&addr, target.tls.then_some(&tls), deadline)
             .map_err(|e| Failure::wire("connect", e, connect))?;
@@ -284,6 +395,22 @@ impl Backend {
                 Ok(Reply::Error(e)) => return Err(Failure::server("SELECT", &e)),
                 Ok(_) => return Err(Failure::corrupt("unexpected SELECT reply")),
                 Err(e) => return Err(Failure::wire("SELECT", e, connect)),
+            }
+        }
+        if let Some((host, port)) = &primary {
+            // What a sentinel said may be out of date (a failover in progress): only a
+            // server that says it is the primary takes writes.
+            match con.call(&[b"ROLE"], deadline, ROLE_REPLY) {
+                Ok(Reply::Array(Some(items))) if matches!(items.first(), Some(Reply::Bulk(Some(r))) if r == b"master") =>
+                    {}
+                Ok(Reply::Error(e)) => return Err(Failure::server("ROLE", &e)),
+                Ok(_) => {
+                    return Err(Failure::unavailable(format!(
+                        "{host}:{port}, named the primary by a sentinel, is not the primary \
+                         (a failover in progress?)"
+                    )));
+                }
+                Err(e) => return Err(Failure::wire("ROLE", e, connect)),
             }
         }
         let mut backend = Self {

@@ -231,6 +231,8 @@ pub struct ServerConfig<'a> {
     pub tls: Option<&'a TestCa>,
     /// With `tls`: require client certificates of that CA (`tls-auth-clients yes`).
     pub tls_auth_clients: bool,
+    /// Start as a replica of the server on this loopback port.
+    pub replica_of: Option<u16>,
     /// Key patterns and command rules of the `fleet` user (default `~* +@all`).
     pub acl_rules: Option<&'a str>,
 }
@@ -307,6 +309,9 @@ impl RedisServer {
                 "--tls-auth-clients".into(),
                 if config.tls_auth_clients { "yes" } else { "no" }.into(),
             ]),
+        }
+        if let Some(p) = config.replica_of {
+            args.extend(["--replicaof".into(), "127.0.0.1".into(), p.to_string()]);
         }
         if let Some(pw) = config.acl_password {
             args.extend([
@@ -426,5 +431,83 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A Redis Sentinel (`redis-server CONF --sentinel`) owned by the test, monitoring the
+/// primary on `primary_port` as `name` with a quorum of `quorum`; quick to act
+/// (`down-after-milliseconds 1000`, `failover-timeout 5000`). Killed on drop.
+pub struct Sentinel {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    pub fn start(primary_port: u16, name: &str, quorum: u32) -> Sentinel {
+        for _ in 0..5 {
+            let dir = tempfile::Builder::new()
+                .prefix("pam_totp-sentinel")
+                .tempdir()
+                .expect("tempdir");
+            let port = free_port();
+            let conf = dir.path().join("sentinel.conf");
+            let log = dir.path().join("sentinel.log");
+            fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
+                     sentinel monitor {name} 127.0.0.1 {primary_port} {quorum}\n\
+                     sentinel down-after-milliseconds {name} 1000\n\
+                     sentinel failover-timeout {name} 5000\n\
+                     sentinel parallel-syncs {name} 1\n",
+                    dir = dir.path().display(),
+                    log = log.display(),
+                ),
+            )
+            .expect("write sentinel.conf");
+            let child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server --sentinel");
+            let mut s = Sentinel {
+                child: Some(child),
+                port,
+                dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("+monitor") {
+                    return s;
+                }
+                if let Some(c) = s.child.as_mut()
+                    && let Ok(Some(_)) = c.try_wait()
+                {
+                    s.child = None;
+                    break;
+                }
+                sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("redis-server --sentinel did not start");
+    }
+
+    /// The sentinel's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sentinel.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

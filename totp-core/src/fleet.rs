@@ -41,7 +41,19 @@ pub enum RedisTarget {
     Tcp { host: String, port: u16, tls: bool },
     /// `unix:/path` or `redis+unix:///path`.
     Unix { path: String },
+    /// `redis+sentinel://H1:P1,H2:P2/NAME` or `rediss+sentinel://…` (TLS to the sentinels
+    /// and the primary): the primary named NAME, as any reachable sentinel reports it.
+    Sentinel {
+        nodes: Vec<(String, u16)>,
+        name: String,
+        tls: bool,
+    },
 }
+
+/// Most sentinels one `state=` may list.
+pub const MAX_SENTINELS: usize = 8;
+/// The sentinel port when none is given.
+pub const DEFAULT_SENTINEL_PORT: u16 = 26379;
 
 /// A parsed `state=` value naming a Redis/Valkey server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,9 +66,16 @@ pub struct RedisEndpoint {
 impl RedisEndpoint {
     /// Whether a `state=` value names a Redis server rather than the local store.
     pub fn is_remote(v: &str) -> bool {
-        ["redis://", "rediss://", "redis+unix://", "unix:"]
-            .iter()
-            .any(|s| v.starts_with(s))
+        [
+            "redis://",
+            "rediss://",
+            "redis+unix://",
+            "unix:",
+            "redis+sentinel://",
+            "rediss+sentinel://",
+        ]
+        .iter()
+        .any(|s| v.starts_with(s))
     }
 
     /// Parses `redis://HOST[:PORT][/DB]`, `rediss://…`, `unix:/path[?db=N]` and
@@ -90,6 +109,13 @@ impl RedisEndpoint {
                 db,
             });
         }
+        let sentinel = v
+            .strip_prefix("redis+sentinel://")
+            .map(|r| (false, r))
+            .or_else(|| v.strip_prefix("rediss+sentinel://").map(|r| (true, r)));
+        if let Some((tls, rest)) = sentinel {
+            return Self::parse_sentinel(rest, tls);
+        }
         let (tls, rest) = if let Some(r) = v.strip_prefix("rediss://") {
             (true, r)
         } else if let Some(r) = v.strip_prefix("redis://") {
@@ -117,9 +143,68 @@ impl RedisEndpoint {
         })
     }
 
+    /// `H1:P1,H2:P2/NAME[/DB]` after a sentinel scheme.
+    fn parse_sentinel(rest: &str, tls: bool) -> Result<Self, OptionError> {
+        let bad = |r| bad("state", r);
+        if rest.contains('@') {
+            return Err(bad(
+                "credentials are not allowed on the pam.d line (use redis_credentials=)",
+            ));
+        }
+        if rest.contains('?') || rest.contains('#') {
+            return Err(bad("query strings are not supported"));
+        }
+        let mut parts = rest.split('/');
+        let hosts = parts.next().unwrap_or("");
+        let name = parts
+            .next()
+            .filter(|n| {
+                !n.is_empty()
+                    && n.len() <= 64
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            })
+            .ok_or_else(|| bad("a sentinel address needs /NAME (the monitored primary)"))?;
+        let db = match parts.next() {
+            None | Some("") => 0,
+            Some(d) => decimal_u32(d).ok_or_else(|| bad("bad database number"))?,
+        };
+        if parts.next().is_some() {
+            return Err(bad("expected SENTINELS/NAME[/DB]"));
+        }
+        let nodes = hosts
+            .split(',')
+            .map(|h| {
+                let (host, port) = if h.contains(':') || h.starts_with('[') {
+                    split_host_port(h)?
+                } else {
+                    (split_host_port(h)?.0, DEFAULT_SENTINEL_PORT)
+                };
+                Some((host, port))
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("bad sentinel host or port"))?;
+        if nodes.is_empty() || nodes.len() > MAX_SENTINELS {
+            return Err(bad("1 to 8 sentinels"));
+        }
+        Ok(Self {
+            target: RedisTarget::Sentinel {
+                nodes,
+                name: name.to_owned(),
+                tls,
+            },
+            db,
+        })
+    }
+
     /// The URL handed to the client library (never carries credentials).
     pub fn url(&self) -> String {
         match &self.target {
+            RedisTarget::Sentinel { nodes, name, tls } => {
+                let scheme = if *tls { "rediss" } else { "redis" };
+                let hosts: Vec<String> = nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+                format!("{scheme}+sentinel://{}/{name}/{}", hosts.join(","), self.db)
+            }
             RedisTarget::Tcp { host, port, tls } => {
                 let scheme = if *tls { "rediss" } else { "redis" };
                 format!("{scheme}://{host}:{port}/{}", self.db)
@@ -130,7 +215,10 @@ impl RedisEndpoint {
 
     /// Whether the connection is TLS.
     pub fn tls(&self) -> bool {
-        matches!(self.target, RedisTarget::Tcp { tls: true, .. })
+        matches!(
+            self.target,
+            RedisTarget::Tcp { tls: true, .. } | RedisTarget::Sentinel { tls: true, .. }
+        )
     }
 }
 
