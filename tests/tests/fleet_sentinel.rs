@@ -54,7 +54,9 @@ fn logged(lines: &[String], needle: &str) -> bool {
 /// replica `WAIT` reached holds its mark), the log saying it was used; logins work
 /// again within 30 s of the kill. The failover is shown to happen (a sentinel names
 /// another primary and logs `+switch-master`). Control: host A logs in through the
-/// sentinels before the kill.
+/// sentinels before the kill. Bounds: a first sentinel that accepts and never answers
+/// costs only its share (a third) of `redis_connect_timeout=`: host C, listing it
+/// first, logs in within the bound.
 #[test]
 fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through_libpam() {
     let t = "a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through_libpam";
@@ -106,6 +108,37 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
     let (u, secret) = TestUser::enrolled("sn");
     let (v, secret_v) = TestUser::enrolled("so");
 
+    // A first sentinel that accepts and never answers costs only its share of the
+    // connect bound: host C, listing it first, logs in (within the bound).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let held = std::thread::spawn(move || {
+        let conns: Vec<_> = silent.incoming().take(1).flatten().collect();
+        std::thread::sleep(Duration::from_secs(3));
+        drop(conns);
+    });
+    let host_c = Stack::probe(
+        "svc",
+        &args.replace(
+            "redis+sentinel://",
+            &format!("redis+sentinel://127.0.0.1:{silent_port},"),
+        ),
+    );
+    let (w, secret_w) = TestUser::enrolled("sp");
+    let started = Instant::now();
+    let (d, lines) = login(&host_c, &w, &code_at(&secret_w, now()));
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "silent first sentinel: {lines:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    let _ = held.join();
+
     // Control: host A logs in through the sentinels.
     let code = code_at(&secret, now());
     let (d, lines) = login(&host_a, &u, &code);
@@ -122,9 +155,10 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
         );
         !named.is_empty() && !named.contains(&format!("${}\r\n{old}\r\n", old.len()))
     });
-    assert!(
-        sentinels.iter().any(|s| s.log().contains("+switch-master")),
-        "a sentinel logged the switch"
+    wait_for(
+        "a sentinel logging the switch",
+        Duration::from_secs(10),
+        || sentinels.iter().any(|s| s.log().contains("+switch-master")),
     );
 
     // The code used on A is refused on B (retried while the store is still settling:
