@@ -90,8 +90,11 @@ impl Failure {
         let shown: String = text.chars().take(300).collect();
         let message = format!("{what}: {shown}");
         let code = text.split_whitespace().next().unwrap_or("");
-        if matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM") {
-            // Our credentials or ACL: an admin must act.
+        if matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
+            || text.contains("can't run this command")
+        {
+            // Our credentials or ACL (also as a script or function reports it): an
+            // admin must act.
             Self::refused(message)
         } else if text.contains("WRONGTYPE") {
             // Our key holds something that is not our record (from a script the code
@@ -108,7 +111,10 @@ impl Failure {
 
 /// Compare the version, then write record and version, then set or clear the TTL.
 /// KEYS[1] = record key; ARGV = expected version ("0" = absent), record, TTL seconds.
-const CAS_SCRIPT: &str = r#"
+/// One text for the `EVAL` script and the function library's body.
+macro_rules! cas_body {
+    () => {
+        r#"
 local v = redis.call('HGET', KEYS[1], 'v')
 if v == false then v = '0' end
 if v ~= ARGV[1] then return 0 end
@@ -120,7 +126,27 @@ else
   redis.call('PERSIST', KEYS[1])
 end
 return 1
-"#;
+"#
+    };
+}
+
+/// For servers without the function library (before Redis 7, or a store `totp-state
+/// init` has not prepared): the same compare-and-set as a script.
+const CAS_SCRIPT: &str = cas_body!();
+
+/// The function name, versioned: a changed body gets a new name, so hosts of two
+/// releases can share a server while they are upgraded.
+const CAS_FUNCTION: &str = "pam_totp_cas_v1";
+
+/// The function library `totp-state init` installs (`FUNCTION LOAD REPLACE`): with it,
+/// hosts need `+fcall` instead of `+eval` (no arbitrary scripts, which could stall the
+/// server or rewrite any record the ACL reaches).
+const LIBRARY: &str = concat!(
+    "#!lua name=pam_totp\n",
+    "redis.register_function('pam_totp_cas_v1', function(KEYS, ARGV)",
+    cas_body!(),
+    "end)\n"
+);
 
 /// Refuses a server that may evict keys: an evicted record or store record is a lost
 /// replay mark (R34). Evicting nothing takes `maxmemory-policy noeviction`, or no memory
@@ -309,8 +335,16 @@ fn discover(
     )))
 }
 
+/// An error reply saying the function library is not there (Redis 7 and Valkey say
+/// "Function not found"; older servers do not know FCALL).
+fn is_missing_function(message: &str) -> bool {
+    message.contains("Function not found") || message.contains("unknown command")
+}
+
 pub struct Backend {
     con: Conn,
+    /// Compare-and-set through the function library (until the server says it has none).
+    use_function: bool,
     wait_replicas: u32,
     wait_timeout_ms: u64,
     command_timeout: Duration,
@@ -413,7 +447,22 @@ impl Backend {
                 Err(e) => return Err(Failure::wire("ROLE", e, connect)),
             }
         }
+        if config.install_functions {
+            match con.call(
+                &[b"FUNCTION", b"LOAD", b"REPLACE", LIBRARY.as_bytes()],
+                deadline,
+                SHORT_REPLY,
+            ) {
+                Ok(Reply::Bulk(Some(name))) if name == b"pam_totp" => {}
+                // A server before Redis 7 has no functions: hosts use the script.
+                Ok(Reply::Error(e)) if e.contains("unknown command") => {}
+                Ok(Reply::Error(e)) => return Err(Failure::server("FUNCTION LOAD", &e)),
+                Ok(_) => return Err(Failure::corrupt("unexpected FUNCTION LOAD reply")),
+                Err(e) => return Err(Failure::wire("FUNCTION LOAD", e, connect)),
+            }
+        }
         let mut backend = Self {
+            use_function: true,
             con,
             wait_replicas: config.wait_replicas,
             wait_timeout_ms: config.wait_timeout_ms,
@@ -494,16 +543,41 @@ impl Backend {
         }
         let expected = expected.to_string();
         let ttl = ttl_secs.to_string();
-        let args: [&[u8]; 7] = [
-            b"EVAL",
-            CAS_SCRIPT.as_bytes(),
-            b"1",
-            key,
-            expected.as_bytes(),
-            record,
-            ttl.as_bytes(),
-        ];
-        match self.call("EVAL", &args, SHORT_REPLY)? {
+        let mut reply = None;
+        if self.use_function {
+            let args: [&[u8]; 7] = [
+                b"FCALL",
+                CAS_FUNCTION.as_bytes(),
+                b"1",
+                key,
+                expected.as_bytes(),
+                record,
+                ttl.as_bytes(),
+            ];
+            match self.call("FCALL", &args, SHORT_REPLY) {
+                Ok(r) => reply = Some(r),
+                // No library (not installed, or a server before Redis 7): the script,
+                // for the rest of this connection.
+                Err(f) if is_missing_function(&f.message) => self.use_function = false,
+                Err(f) => return Err(f),
+            }
+        }
+        let reply = match reply {
+            Some(r) => r,
+            None => {
+                let args: [&[u8]; 7] = [
+                    b"EVAL",
+                    CAS_SCRIPT.as_bytes(),
+                    b"1",
+                    key,
+                    expected.as_bytes(),
+                    record,
+                    ttl.as_bytes(),
+                ];
+                self.call("EVAL", &args, SHORT_REPLY)?
+            }
+        };
+        match reply {
             Reply::Int(0) => return Ok(Status::Conflict),
             Reply::Int(1) => {}
             _ => return Err(Failure::corrupt("unexpected script reply")),

@@ -95,7 +95,7 @@ fn denied(d: &Drive) -> bool {
 
 /// A TCP proxy in front of a real server. It parses the client's RESP commands and
 /// forwards them, except, while `stall` is set, the compare-and-set of a user's record
-/// (`EVAL` on a `…uid:…` key): that one is held back, the connection left open and
+/// (`FCALL` or `EVAL` on a `…uid:…` key): that one is held back, the connection left open and
 /// silent, as a server that stopped answering mid-update would leave it.
 struct StallProxy {
     port: u16,
@@ -228,7 +228,8 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
             .unwrap_or_default();
         let key = args.get(3).cloned().unwrap_or_default();
         let is_record = |k: &[u8]| k.windows(4).any(|w| w == b"uid:");
-        if name == b"EVAL" && is_record(&key) {
+        // The compare-and-set: the function (FCALL) or the script (EVAL), key third.
+        if (name == b"EVAL" || name == b"FCALL") && is_record(&key) {
             if stall.load(Ordering::SeqCst) {
                 stalled.fetch_add(1, Ordering::SeqCst);
                 if read_keys.contains(&key) {
@@ -274,7 +275,7 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
 }
 
 /// M4 / R31: the server stalls after the module has read the user's record and before
-/// its compare-and-set (the proxy holds the `EVAL` back, shown by its counters): the
+/// its compare-and-set (the proxy holds the compare-and-set back, shown by its counters): the
 /// login is denied within the documented bound (connect timeout plus a bounded number
 /// of command timeouts; here a 10-s hang guard, and at least one command timeout), the
 /// log names the unavailable store, and the code was not used (the write never reached

@@ -627,6 +627,9 @@ pub struct PluginConfig {
     pub command_timeout_ms: u64,
     pub wait_replicas: u32,
     pub wait_timeout_ms: u64,
+    /// Install (or replace) the compare-and-set function library at open: for the
+    /// admin tool (`totp-state init`), never for a login.
+    pub install_functions: bool,
 }
 
 impl fmt::Debug for PluginConfig {
@@ -645,6 +648,7 @@ impl fmt::Debug for PluginConfig {
             .field("command_timeout_ms", &self.command_timeout_ms)
             .field("wait_replicas", &self.wait_replicas)
             .field("wait_timeout_ms", &self.wait_timeout_ms)
+            .field("install_functions", &self.install_functions)
             .finish()
     }
 }
@@ -659,6 +663,7 @@ const TAG_WAIT_REPLICAS: u8 = 7;
 const TAG_WAIT_MS: u8 = 8;
 const TAG_CLIENT_CERT: u8 = 9;
 const TAG_CLIENT_KEY: u8 = 10;
+const TAG_INSTALL_FUNCTIONS: u8 = 11;
 /// Largest encoded configuration (a CA bundle included).
 pub const MAX_PLUGIN_CONFIG_LEN: usize = 1 << 20;
 
@@ -691,6 +696,9 @@ impl PluginConfig {
         put(TAG_COMMAND_MS, &self.command_timeout_ms.to_le_bytes());
         put(TAG_WAIT_REPLICAS, &self.wait_replicas.to_le_bytes());
         put(TAG_WAIT_MS, &self.wait_timeout_ms.to_le_bytes());
+        if self.install_functions {
+            put(TAG_INSTALL_FUNCTIONS, &[1]);
+        }
         out
     }
 
@@ -736,6 +744,7 @@ impl PluginConfig {
                         .map_err(|_| "bad number in configuration")?
                 }
                 TAG_WAIT_MS => c.wait_timeout_ms = u64_of()?,
+                TAG_INSTALL_FUNCTIONS => c.install_functions = v == [1],
                 _ => return Err("unknown configuration tag"),
             }
         }

@@ -244,6 +244,7 @@ pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
         command_timeout_ms: opts.command_timeout_ms,
         wait_replicas: opts.wait_replicas,
         wait_timeout_ms: opts.wait_timeout_ms,
+        install_functions: false,
     })
 }
 
@@ -251,8 +252,19 @@ pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
 /// [`DEFAULT_PLUGIN_PATH`]), the credentials and CA files, the settings. `hard_cap`:
 /// `max_failures=` is set (records then never expire).
 pub fn open_configured(opts: &RedisOptions, hard_cap: bool) -> Result<RemoteStore, StoreError> {
+    open_configured_admin(opts, hard_cap, false)
+}
+
+/// As [`open_configured`], for the admin tool: `install_functions` installs (or
+/// replaces) the compare-and-set function library on the server (`totp-state init`).
+pub fn open_configured_admin(
+    opts: &RedisOptions,
+    hard_cap: bool,
+    install_functions: bool,
+) -> Result<RemoteStore, StoreError> {
     let plugin = opts.plugin.as_deref().unwrap_or(DEFAULT_PLUGIN_PATH);
-    let config = plugin_config(opts)?;
+    let mut config = plugin_config(opts)?;
+    config.install_functions = install_functions;
     RemoteStore::open(
         Path::new(plugin),
         &config,

@@ -186,6 +186,7 @@ fn plugin_config_round_trips() {
         command_timeout_ms: 9,
         wait_replicas: 2,
         wait_timeout_ms: 11,
+        install_functions: true,
     };
     assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
     assert!(!format!("{c:?}").contains("p w"));
@@ -288,6 +289,7 @@ mod properties {
                 command_timeout_ms: nums.1,
                 wait_replicas: nums.2,
                 wait_timeout_ms: nums.3,
+                install_functions: false,
             };
             prop_assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
         }
