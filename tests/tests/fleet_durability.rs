@@ -87,7 +87,7 @@ fn redis_wait_holds_for_every_login_that_uses_a_code() {
     let (d, logs) = login(&host, &u, &code_at(&secret, T0 + 30), T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // The replica holds the mark: what a failover would promote.
-    let record = format!("dw:uid:{}", u.uid);
+    let record = format!("dw:user:{}", u.name);
     assert_eq!(
         redis_reply(&replica, &[b"EXISTS", record.as_bytes()]),
         ":1\r\n"

@@ -95,7 +95,7 @@ fn denied(d: &Drive) -> bool {
 
 /// A TCP proxy in front of a real server. It parses the client's RESP commands and
 /// forwards them, except, while `stall` is set, the compare-and-set of a user's record
-/// (`FCALL` or `EVAL` on a `…uid:…` key): that one is held back, the connection left open and
+/// (`FCALL` or `EVAL` on a `…user:…` key): that one is held back, the connection left open and
 /// silent, as a server that stopped answering mid-update would leave it.
 struct StallProxy {
     port: u16,
@@ -107,7 +107,7 @@ struct StallProxy {
     stalled_after_read: Arc<AtomicUsize>,
     /// Compare-and-sets forwarded.
     forwarded_cas: Arc<AtomicUsize>,
-    /// While set, the read of a user's record (`HMGET` on a `…uid:…` key) is not
+    /// While set, the read of a user's record (`HMGET` on a `…user:…` key) is not
     /// forwarded: the proxy answers it with these bytes itself.
     answer_read: Arc<Mutex<Option<Vec<u8>>>>,
     /// Reads answered that way.
@@ -227,7 +227,8 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
             .map(|a| a.to_ascii_uppercase())
             .unwrap_or_default();
         let key = args.get(3).cloned().unwrap_or_default();
-        let is_record = |k: &[u8]| k.windows(4).any(|w| w == b"uid:");
+        let is_record =
+            |k: &[u8]| k.windows(4).any(|w| w == b"uid:") || k.windows(5).any(|w| w == b"user:");
         // The compare-and-set: the function (FCALL) or the script (EVAL), key third.
         if (name == b"EVAL" || name == b"FCALL") && is_record(&key) {
             if stall.load(Ordering::SeqCst) {
@@ -686,7 +687,7 @@ fn a_corrupt_remote_record_is_refused_never_reset_through_libpam() {
         server.url(false),
         plugin().display(),
     ));
-    let key = format!("{prefix}uid:{}", u.uid);
+    let key = format!("{prefix}user:{}", u.name);
     let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 

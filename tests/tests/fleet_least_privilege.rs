@@ -105,7 +105,7 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
 
     // And it could not run a script or delete a record.
-    let key = format!("lp:uid:{}", u.uid);
+    let key = format!("lp:user:{}", u.name);
     let replies = session(
         server.port,
         &[

@@ -270,6 +270,12 @@ pub trait StateStore {
     /// probe). A store that cannot lose its data set without a reboot (the local one)
     /// is always complete since the beginning.
     fn context(&mut self, missing: Missing) -> Result<Option<StoreContext>, StoreError>;
+
+    /// Tells the store the canonical user name of `uid`, before `update`, `read` or
+    /// `reset` of it. A store shared by hosts keys records by that name (uids may
+    /// differ between hosts; names are the fleet's identity); a host-local store keys
+    /// by uid and ignores it.
+    fn name_user(&mut self, _uid: Uid, _name: &str) {}
 }
 
 /// What [`StateStore::context`] does when the store has no context.

@@ -28,7 +28,10 @@ impl Ctx {
         let store = match run.store {
             Some(ref mut s) => s,
             None => match store::open(&self.opts, sys, &mut |m| io.log(Level::Warning, m)) {
-                Ok(s) => run.store.insert(s),
+                Ok(mut s) => {
+                    s.name_user(run.uid, run.target.name.as_str());
+                    run.store.insert(s)
+                }
                 Err(why) => {
                     io.log(
                         Level::Err,
