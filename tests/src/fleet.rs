@@ -68,7 +68,7 @@ pub fn init_store(module_args: &str) {
 }
 
 /// The Redis plugin built from this tree, copied (cargo hard-links its outputs, and the
-/// ownership check wants one link) to `/run/pam_totp-tests/redis.so`. The copy is renamed
+/// ownership check wants one link) to `/run/pam_totp-tests/redis-<checkout>.so`. The copy is renamed
 /// into place, so a test process that loaded the previous copy is not disturbed.
 pub fn plugin() -> &'static Path {
     static PLUGIN: OnceLock<PathBuf> = OnceLock::new();
@@ -87,7 +87,15 @@ pub fn plugin() -> &'static Path {
         let tmp = dir.path().join("redis.so");
         fs::copy(&built, &tmp).expect("copy plugin");
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let path = trusted_base().join("redis.so");
+        // Named after this checkout: two checkouts testing at once (another branch's
+        // plugin may export other symbols) must not load each other's build.
+        let tag = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            workspace().hash(&mut h);
+            h.finish()
+        };
+        let path = trusted_base().join(format!("redis-{tag:016x}.so"));
         fs::rename(&tmp, &path).expect("rename plugin into place");
         path
     })
