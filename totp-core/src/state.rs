@@ -230,7 +230,8 @@ pub enum StoreError {
     Unavailable(String),
     /// The stored record is corrupt, hostile or from an unknown version.
     Corrupt(String),
-    /// The store refused the write (read-only or full file system, auth failure, …).
+    /// The store refused the write or the connection (read-only or full file system,
+    /// credentials, ACL, TLS, a file or socket that is not trusted, …).
     Refused(String),
 }
 
@@ -239,7 +240,7 @@ impl fmt::Display for StoreError {
         match self {
             Self::Unavailable(m) => write!(f, "state store unavailable: {m}"),
             Self::Corrupt(m) => write!(f, "state record unusable: {m}"),
-            Self::Refused(m) => write!(f, "state store refused the write: {m}"),
+            Self::Refused(m) => write!(f, "state store refused: {m}"),
         }
     }
 }

@@ -247,7 +247,7 @@ impl Ctx {
             StoreError::Refused(m) => {
                 io.log(
                     Level::Err,
-                    &format!("the state store refused to save the state of {who}: {m}; denying"),
+                    &format!("the state of {who} could not be saved: {m}; denying"),
                 );
                 Ok(Outcome::Deny(Denial::StateUnusable))
             }
