@@ -206,7 +206,10 @@ pub fn authenticate_with(
         })?;
         let read = store::open(&ctx.opts, sys, &mut |m| io.log(Level::Warning, m))
             .map_err(|why| format!("no usable state store: {why}"))
-            .and_then(|mut store| store.read(uid).map_err(|e| e.to_string()));
+            .and_then(|mut store| {
+                store.name_user(uid, target.name.as_str());
+                store.read(uid).map_err(|e| e.to_string())
+            });
         match read {
             Ok(state) => {
                 if let Ok(true) =

@@ -537,16 +537,8 @@ fn table() -> Vec<Row> {
     ];
     // --- the state record: its write and its fsync, each errno, right and wrong code.
     for errno in [ENOSPC, EROFS, EIO, EDQUOT] {
-        let write = leak(vec![
-            "refused to save the state of",
-            ": write ",
-            errno_name(errno),
-        ]);
-        let fsync = leak(vec![
-            "refused to save the state of",
-            ": fsync ",
-            errno_name(errno),
-        ]);
+        let write = leak(vec!["could not be saved: write ", errno_name(errno)]);
+        let fsync = leak(vec!["could not be saved: fsync ", errno_name(errno)]);
         rows.push(Row {
             faults: leak(vec![(Write, 0, errno)]),
             cause: write,
@@ -570,16 +562,8 @@ fn table() -> Vec<Row> {
     // --- a used scratch code: the store records it (one durable write: the record's
     // write, then its fsync) before the verdict; a failure there denies.
     for errno in [ENOSPC, EROFS, EIO, EDQUOT] {
-        let write = leak(vec![
-            "refused to save the state of",
-            ": write ",
-            errno_name(errno),
-        ]);
-        let fsync = leak(vec![
-            "refused to save the state of",
-            ": fsync ",
-            errno_name(errno),
-        ]);
+        let write = leak(vec!["could not be saved: write ", errno_name(errno)]);
+        let fsync = leak(vec!["could not be saved: fsync ", errno_name(errno)]);
         rows.push(Row {
             faults: leak(vec![(Write, 0, errno)]),
             cause: write,

@@ -90,8 +90,11 @@ impl Failure {
         let shown: String = text.chars().take(300).collect();
         let message = format!("{what}: {shown}");
         let code = text.split_whitespace().next().unwrap_or("");
-        if matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM") {
-            // Our credentials or ACL: an admin must act.
+        if matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
+            || text.contains("can't run this command")
+        {
+            // Our credentials or ACL (also as a script or function reports it): an
+            // admin must act.
             Self::refused(message)
         } else if text.contains("WRONGTYPE") {
             // Our key holds something that is not our record (from a script the code
@@ -108,7 +111,10 @@ impl Failure {
 
 /// Compare the version, then write record and version, then set or clear the TTL.
 /// KEYS[1] = record key; ARGV = expected version ("0" = absent), record, TTL seconds.
-const CAS_SCRIPT: &str = r#"
+/// One text for the `EVAL` script and the function library's body.
+macro_rules! cas_body {
+    () => {
+        r#"
 local v = redis.call('HGET', KEYS[1], 'v')
 if v == false then v = '0' end
 if v ~= ARGV[1] then return 0 end
@@ -120,7 +126,27 @@ else
   redis.call('PERSIST', KEYS[1])
 end
 return 1
-"#;
+"#
+    };
+}
+
+/// For servers without the function library (before Redis 7, or a store `totp-state
+/// init` has not prepared): the same compare-and-set as a script.
+const CAS_SCRIPT: &str = cas_body!();
+
+/// The function name, versioned: a changed body gets a new name, so hosts of two
+/// releases can share a server while they are upgraded.
+const CAS_FUNCTION: &str = "pam_totp_cas_v1";
+
+/// The function library `totp-state init` installs (`FUNCTION LOAD REPLACE`): with it,
+/// hosts need `+fcall` instead of `+eval` (no arbitrary scripts, which could stall the
+/// server or rewrite any record the ACL reaches).
+const LIBRARY: &str = concat!(
+    "#!lua name=pam_totp\n",
+    "redis.register_function('pam_totp_cas_v1', function(KEYS, ARGV)",
+    cas_body!(),
+    "end)\n"
+);
 
 /// Refuses a server that may evict keys: an evicted record or store record is a lost
 /// replay mark (R34). Evicting nothing takes `maxmemory-policy noeviction`, or no memory
@@ -166,6 +192,16 @@ const SHORT_REPLY: Limits = Limits {
     total: 2048,
     items: 0,
 };
+/// A sentinel's address reply (two strings).
+const SHORT_REPLY_2: Limits = Limits {
+    total: 2048,
+    items: 2,
+};
+/// `ROLE`: a primary lists its replicas (three fields each).
+const ROLE_REPLY: Limits = Limits {
+    total: 16 * 1024,
+    items: 4 + 4 * 64,
+};
 
 /// Where the module's URL points (the forms [`totp_core::fleet::RedisEndpoint::url`]
 /// writes).
@@ -175,6 +211,14 @@ struct Target {
     port: u16,
     unix: Option<String>,
     db: u32,
+    /// With a sentinel URL: the sentinels and the name of the primary they monitor
+    /// (`host` and `port` are then found by asking them).
+    sentinel: Option<(Vec<(String, u16)>, String)>,
+}
+
+fn host_port(v: &str) -> Option<(String, u16)> {
+    let (host, port) = v.rsplit_once(':')?;
+    Some((host.to_owned(), port.parse().ok()?))
 }
 
 fn parse_url(url: &str) -> Result<Target, Failure> {
@@ -187,6 +231,32 @@ fn parse_url(url: &str) -> Result<Target, Failure> {
             port: 0,
             unix: Some(path.to_owned()),
             db: db.parse().map_err(|_| bad())?,
+            sentinel: None,
+        });
+    }
+    let sentinel = url
+        .strip_prefix("redis+sentinel://")
+        .map(|r| (false, r))
+        .or_else(|| url.strip_prefix("rediss+sentinel://").map(|r| (true, r)));
+    if let Some((tls, rest)) = sentinel {
+        let mut parts = rest.split('/');
+        let (Some(hosts), Some(name), Some(db), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let nodes = hosts
+            .split(',')
+            .map(host_port)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
+        return Ok(Target {
+            tls,
+            host: String::new(),
+            port: 0,
+            unix: None,
+            db: db.parse().map_err(|_| bad())?,
+            sentinel: Some((nodes, name.to_owned())),
         });
     }
     let (tls, rest) = match (url.strip_prefix("rediss://"), url.strip_prefix("redis://")) {
@@ -202,11 +272,79 @@ fn parse_url(url: &str) -> Result<Target, Failure> {
         port: port.parse().map_err(|_| bad())?,
         unix: None,
         db: db.parse().map_err(|_| bad())?,
+        sentinel: None,
     })
+}
+
+/// Asks the sentinels, in order, where the primary `name` is, all before `deadline`.
+/// Each sentinel gets an equal share of the time left, so one that stalls cannot use up
+/// the others' time. The first answer wins: the role check on the server itself (ROLE)
+/// catches a sentinel that is behind.
+fn discover(
+    nodes: &[(String, u16)],
+    name: &str,
+    tls: Option<&Tls<'_>>,
+    deadline: Instant,
+) -> Result<(String, u16), Failure> {
+    let mut why = Vec::new();
+    for (i, (host, port)) in nodes.iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share = left / u32::try_from(nodes.len() - i).unwrap_or(1);
+        let until = Instant::now() + share;
+        let addr = Address::Tcp { host, port: *port };
+        let asked = Conn::connect(&addr, tls, until).and_then(|mut con| {
+            con.call(
+                &[b"SENTINEL", b"get-master-addr-by-name", name.as_bytes()],
+                until,
+                SHORT_REPLY_2,
+            )
+        });
+        let answer = match asked {
+            Ok(Reply::Array(Some(items))) => match items.as_slice() {
+                [Reply::Bulk(Some(h)), Reply::Bulk(Some(p))] => std::str::from_utf8(h)
+                    .ok()
+                    .filter(|h| {
+                        !h.is_empty()
+                            && h.len() <= 253
+                            && h.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b".:-".contains(&b))
+                    })
+                    .zip(
+                        std::str::from_utf8(p)
+                            .ok()
+                            .and_then(|p| p.parse::<u16>().ok()),
+                    )
+                    .map(|(h, p)| (h.to_owned(), p))
+                    .ok_or_else(|| "an address that is not one".to_owned()),
+                _ => Err("an unexpected reply".to_owned()),
+            },
+            Ok(Reply::Array(None)) => Err(format!("does not monitor {name}")),
+            Ok(Reply::Error(e)) => Err(e.chars().take(120).collect()),
+            Ok(_) => Err("an unexpected reply".to_owned()),
+            Err(WireError::Timeout(_)) => Err(format!("no answer within {} ms", share.as_millis())),
+            Err(e) => Err(e.to_string().chars().take(120).collect()),
+        };
+        match answer {
+            Ok(found) => return Ok(found),
+            Err(e) => why.push(format!("sentinel {host}:{port}: {e}")),
+        }
+    }
+    Err(Failure::unavailable(format!(
+        "no sentinel named the primary {name}: {}",
+        why.join("; ")
+    )))
+}
+
+/// An error reply saying the function library is not there (Redis 7 and Valkey say
+/// "Function not found"; older servers do not know FCALL).
+fn is_missing_function(message: &str) -> bool {
+    message.contains("Function not found") || message.contains("unknown command")
 }
 
 pub struct Backend {
     con: Conn,
+    /// Compare-and-set through the function library (until the server says it has none).
+    use_function: bool,
     wait_replicas: u32,
     wait_timeout_ms: u64,
     command_timeout: Duration,
@@ -221,13 +359,6 @@ impl Backend {
         let connect = Duration::from_millis(config.connect_timeout_ms.max(1));
         let command = Duration::from_millis(config.command_timeout_ms.max(1));
         let deadline = Instant::now() + connect;
-        let addr = match &target.unix {
-            Some(path) => Address::Unix { path },
-            None => Address::Tcp {
-                host: &target.host,
-                port: target.port,
-            },
-        };
         let ca = config.ca_pem.take();
         let client_key: Option<Zeroizing<Vec<u8>>> = config.client_key.take();
         let client = match (&config.client_cert, &client_key) {
@@ -237,6 +368,20 @@ impl Backend {
         let tls = Tls {
             ca_pem: ca.as_deref(),
             client,
+        };
+        let primary = match &target.sentinel {
+            Some((nodes, name)) => {
+                Some(discover(nodes, name, target.tls.then_some(&tls), deadline)?)
+            }
+            None => None,
+        };
+        let addr = match (&target.unix, &primary) {
+            (Some(path), _) => Address::Unix { path },
+            (None, Some((host, port))) => Address::Tcp { host, port: *port },
+            (None, None) => Address::Tcp {
+                host: &target.host,
+                port: target.port,
+            },
         };
         let mut con = Conn::connect(&addr, target.tls.then_some(&tls), deadline)
             .map_err(|e| Failure::wire("connect", e, connect))?;
@@ -286,7 +431,38 @@ impl Backend {
                 Err(e) => return Err(Failure::wire("SELECT", e, connect)),
             }
         }
+        if let Some((host, port)) = &primary {
+            // What a sentinel said may be out of date (a failover in progress): only a
+            // server that says it is the primary takes writes.
+            match con.call(&[b"ROLE"], deadline, ROLE_REPLY) {
+                Ok(Reply::Array(Some(items))) if matches!(items.first(), Some(Reply::Bulk(Some(r))) if r == b"master") =>
+                    {}
+                Ok(Reply::Error(e)) => return Err(Failure::server("ROLE", &e)),
+                Ok(_) => {
+                    return Err(Failure::unavailable(format!(
+                        "{host}:{port}, named the primary by a sentinel, is not the primary \
+                         (a failover in progress?)"
+                    )));
+                }
+                Err(e) => return Err(Failure::wire("ROLE", e, connect)),
+            }
+        }
+        if config.install_functions {
+            match con.call(
+                &[b"FUNCTION", b"LOAD", b"REPLACE", LIBRARY.as_bytes()],
+                deadline,
+                SHORT_REPLY,
+            ) {
+                Ok(Reply::Bulk(Some(name))) if name == b"pam_totp" => {}
+                // A server before Redis 7 has no functions: hosts use the script.
+                Ok(Reply::Error(e)) if e.contains("unknown command") => {}
+                Ok(Reply::Error(e)) => return Err(Failure::server("FUNCTION LOAD", &e)),
+                Ok(_) => return Err(Failure::corrupt("unexpected FUNCTION LOAD reply")),
+                Err(e) => return Err(Failure::wire("FUNCTION LOAD", e, connect)),
+            }
+        }
         let mut backend = Self {
+            use_function: true,
             con,
             wait_replicas: config.wait_replicas,
             wait_timeout_ms: config.wait_timeout_ms,
@@ -367,16 +543,41 @@ impl Backend {
         }
         let expected = expected.to_string();
         let ttl = ttl_secs.to_string();
-        let args: [&[u8]; 7] = [
-            b"EVAL",
-            CAS_SCRIPT.as_bytes(),
-            b"1",
-            key,
-            expected.as_bytes(),
-            record,
-            ttl.as_bytes(),
-        ];
-        match self.call("EVAL", &args, SHORT_REPLY)? {
+        let mut reply = None;
+        if self.use_function {
+            let args: [&[u8]; 7] = [
+                b"FCALL",
+                CAS_FUNCTION.as_bytes(),
+                b"1",
+                key,
+                expected.as_bytes(),
+                record,
+                ttl.as_bytes(),
+            ];
+            match self.call("FCALL", &args, SHORT_REPLY) {
+                Ok(r) => reply = Some(r),
+                // No library (not installed, or a server before Redis 7): the script,
+                // for the rest of this connection.
+                Err(f) if is_missing_function(&f.message) => self.use_function = false,
+                Err(f) => return Err(f),
+            }
+        }
+        let reply = match reply {
+            Some(r) => r,
+            None => {
+                let args: [&[u8]; 7] = [
+                    b"EVAL",
+                    CAS_SCRIPT.as_bytes(),
+                    b"1",
+                    key,
+                    expected.as_bytes(),
+                    record,
+                    ttl.as_bytes(),
+                ];
+                self.call("EVAL", &args, SHORT_REPLY)?
+            }
+        };
+        match reply {
             Reply::Int(0) => return Ok(Status::Conflict),
             Reply::Int(1) => {}
             _ => return Err(Failure::corrupt("unexpected script reply")),

@@ -68,7 +68,7 @@ pub fn init_store(module_args: &str) {
 }
 
 /// The Redis plugin built from this tree, copied (cargo hard-links its outputs, and the
-/// ownership check wants one link) to `/run/pam_totp-tests/redis.so`. The copy is renamed
+/// ownership check wants one link) to `/run/pam_totp-tests/redis-<checkout>.so`. The copy is renamed
 /// into place, so a test process that loaded the previous copy is not disturbed.
 pub fn plugin() -> &'static Path {
     static PLUGIN: OnceLock<PathBuf> = OnceLock::new();
@@ -87,7 +87,15 @@ pub fn plugin() -> &'static Path {
         let tmp = dir.path().join("redis.so");
         fs::copy(&built, &tmp).expect("copy plugin");
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let path = trusted_base().join("redis.so");
+        // Named after this checkout: two checkouts testing at once (another branch's
+        // plugin may export other symbols) must not load each other's build.
+        let tag = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            workspace().hash(&mut h);
+            h.finish()
+        };
+        let path = trusted_base().join(format!("redis-{tag:016x}.so"));
         fs::rename(&tmp, &path).expect("rename plugin into place");
         path
     })
@@ -231,6 +239,8 @@ pub struct ServerConfig<'a> {
     pub tls: Option<&'a TestCa>,
     /// With `tls`: require client certificates of that CA (`tls-auth-clients yes`).
     pub tls_auth_clients: bool,
+    /// Start as a replica of the server on this loopback port.
+    pub replica_of: Option<u16>,
     /// Key patterns and command rules of the `fleet` user (default `~* +@all`).
     pub acl_rules: Option<&'a str>,
 }
@@ -307,6 +317,9 @@ impl RedisServer {
                 "--tls-auth-clients".into(),
                 if config.tls_auth_clients { "yes" } else { "no" }.into(),
             ]),
+        }
+        if let Some(p) = config.replica_of {
+            args.extend(["--replicaof".into(), "127.0.0.1".into(), p.to_string()]);
         }
         if let Some(pw) = config.acl_password {
             args.extend([
@@ -426,5 +439,83 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A Redis Sentinel (`redis-server CONF --sentinel`) owned by the test, monitoring the
+/// primary on `primary_port` as `name` with a quorum of `quorum`; quick to act
+/// (`down-after-milliseconds 1000`, `failover-timeout 5000`). Killed on drop.
+pub struct Sentinel {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    pub fn start(primary_port: u16, name: &str, quorum: u32) -> Sentinel {
+        for _ in 0..5 {
+            let dir = tempfile::Builder::new()
+                .prefix("pam_totp-sentinel")
+                .tempdir()
+                .expect("tempdir");
+            let port = free_port();
+            let conf = dir.path().join("sentinel.conf");
+            let log = dir.path().join("sentinel.log");
+            fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
+                     sentinel monitor {name} 127.0.0.1 {primary_port} {quorum}\n\
+                     sentinel down-after-milliseconds {name} 1000\n\
+                     sentinel failover-timeout {name} 5000\n\
+                     sentinel parallel-syncs {name} 1\n",
+                    dir = dir.path().display(),
+                    log = log.display(),
+                ),
+            )
+            .expect("write sentinel.conf");
+            let child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server --sentinel");
+            let mut s = Sentinel {
+                child: Some(child),
+                port,
+                dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("+monitor") {
+                    return s;
+                }
+                if let Some(c) = s.child.as_mut()
+                    && let Ok(Some(_)) = c.try_wait()
+                {
+                    s.child = None;
+                    break;
+                }
+                sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("redis-server --sentinel did not start");
+    }
+
+    /// The sentinel's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sentinel.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

@@ -95,7 +95,7 @@ fn denied(d: &Drive) -> bool {
 
 /// A TCP proxy in front of a real server. It parses the client's RESP commands and
 /// forwards them, except, while `stall` is set, the compare-and-set of a user's record
-/// (`EVAL` on a `…uid:…` key): that one is held back, the connection left open and
+/// (`FCALL` or `EVAL` on a `…user:…` key): that one is held back, the connection left open and
 /// silent, as a server that stopped answering mid-update would leave it.
 struct StallProxy {
     port: u16,
@@ -107,7 +107,7 @@ struct StallProxy {
     stalled_after_read: Arc<AtomicUsize>,
     /// Compare-and-sets forwarded.
     forwarded_cas: Arc<AtomicUsize>,
-    /// While set, the read of a user's record (`HMGET` on a `…uid:…` key) is not
+    /// While set, the read of a user's record (`HMGET` on a `…user:…` key) is not
     /// forwarded: the proxy answers it with these bytes itself.
     answer_read: Arc<Mutex<Option<Vec<u8>>>>,
     /// Reads answered that way.
@@ -227,8 +227,10 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
             .map(|a| a.to_ascii_uppercase())
             .unwrap_or_default();
         let key = args.get(3).cloned().unwrap_or_default();
-        let is_record = |k: &[u8]| k.windows(4).any(|w| w == b"uid:");
-        if name == b"EVAL" && is_record(&key) {
+        let is_record =
+            |k: &[u8]| k.windows(4).any(|w| w == b"uid:") || k.windows(5).any(|w| w == b"user:");
+        // The compare-and-set: the function (FCALL) or the script (EVAL), key third.
+        if (name == b"EVAL" || name == b"FCALL") && is_record(&key) {
             if stall.load(Ordering::SeqCst) {
                 stalled.fetch_add(1, Ordering::SeqCst);
                 if read_keys.contains(&key) {
@@ -274,7 +276,7 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
 }
 
 /// M4 / R31: the server stalls after the module has read the user's record and before
-/// its compare-and-set (the proxy holds the `EVAL` back, shown by its counters): the
+/// its compare-and-set (the proxy holds the compare-and-set back, shown by its counters): the
 /// login is denied within the documented bound (connect timeout plus a bounded number
 /// of command timeouts; here a 10-s hang guard, and at least one command timeout), the
 /// log names the unavailable store, and the code was not used (the write never reached
@@ -685,7 +687,7 @@ fn a_corrupt_remote_record_is_refused_never_reset_through_libpam() {
         server.url(false),
         plugin().display(),
     ));
-    let key = format!("{prefix}uid:{}", u.uid);
+    let key = format!("{prefix}user:{}", u.name);
     let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 

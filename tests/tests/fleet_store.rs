@@ -457,41 +457,70 @@ fn wait_for_missing_replicas_refuses_a_durable_write_only() {
 }
 
 #[test]
-fn the_minimal_acl_of_docs_fleet_md_is_enough() {
-    if !require_root("the_minimal_acl_of_docs_fleet_md_is_enough") {
+fn the_minimal_acls_of_docs_fleet_md_are_enough() {
+    if !require_root("the_minimal_acls_of_docs_fleet_md_are_enough") {
         return;
     }
     let doc = fs::read_to_string(system_tests::workspace().join("docs/fleet.md"))
         .expect("read docs/fleet.md");
-    // The rule list after "user pam_totp on >PASSWORD", with the test's prefix.
-    let line = doc
-        .split("`user pam_totp on >PASSWORD ")
-        .nth(1)
-        .and_then(|r| r.split('`').next())
-        .expect("ACL example in docs/fleet.md");
-    let rules = line.replace('\n', " ").replace("pam_totp:*", "t:*");
-    let server = RedisServer::start(&ServerConfig {
-        acl_password: Some("pw"),
-        acl_rules: Some(&rules),
-        ..ServerConfig::default()
-    });
-    let dir = trusted_dir("cred");
-    let mut opts = options(&format!("{}/3", server.url(false)));
-    opts.wait_replicas = 0;
-    opts.credentials = Some(credentials(
-        dir.path(),
-        "username=fleet\npassword=pw\n",
-        0o600,
-    ));
-    let mut store = open(&opts).expect("open with the minimal ACL");
+    // The rule lists after "user NAME on >PASSWORD", with the test's prefix.
+    let rules_of = |user: &str| {
+        let line = doc
+            .split(&format!("`user {user} on >PASSWORD "))
+            .nth(1)
+            .and_then(|r| r.split('`').next())
+            .expect("ACL example in docs/fleet.md");
+        line.replace('\n', " ").replace("pam_totp:*", "t:*")
+    };
+    let server = RedisServer::start(&ServerConfig::default());
+    for (user, rules) in [
+        ("host", rules_of("pam_totp")),
+        ("admin", rules_of("pam_totp_admin")),
+    ] {
+        let mut cmd: Vec<&[u8]> = vec![b"ACL", b"SETUSER", user.as_bytes(), b"on", b">pw"];
+        cmd.extend(rules.split_whitespace().map(str::as_bytes));
+        let reply = server.raw(None, &cmd);
+        assert!(
+            reply.starts_with(b"+OK"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    let as_user = |user: &str| {
+        let dir = trusted_dir("cred");
+        let mut opts = options(&format!("{}/3", server.url(false)));
+        opts.wait_replicas = 0;
+        opts.credentials = Some(credentials(
+            dir.path(),
+            &format!("username={user}\npassword=pw\n"),
+            0o600,
+        ));
+        (opts, dir)
+    };
+    // The admin installs the function library (what `totp-state init` does).
+    let (admin, _a) = as_user("admin");
+    let mut config = plugin_config(&admin).expect("config");
+    config.install_functions = true;
+    RemoteStore::open(
+        plugin(),
+        &config,
+        RemoteSettings::for_options(&admin, false),
+    )
+    .expect("open as the admin, installing the library");
+    // The host records and reads.
+    let (mut host, _h) = as_user("host");
+    let mut store = open(&host).expect("open with the hosts' ACL");
     store
         .update(1, &mut |_| Write::Durable(mark(1)))
         .expect("update");
     assert_eq!(store.read(1).expect("read"), mark(1));
-    store.reset(1).expect("reset");
+    // Only the admin resets.
+    let err = store.reset(1).expect_err("a host deletes a record");
+    assert!(matches!(err, StoreError::Refused(_)), "{err}");
+    open(&admin).expect("open").reset(1).expect("reset");
     // Keys outside the prefix stay out of reach.
-    opts.prefix = "other:".into();
-    let mut outside = open(&opts).expect("open");
+    host.prefix = "other:".into();
+    let mut outside = open(&host).expect("open");
     let err = outside.read(1).expect_err("read outside the prefix");
     assert!(matches!(err, StoreError::Refused(_)), "{err}");
 }

@@ -41,7 +41,19 @@ pub enum RedisTarget {
     Tcp { host: String, port: u16, tls: bool },
     /// `unix:/path` or `redis+unix:///path`.
     Unix { path: String },
+    /// `redis+sentinel://H1:P1,H2:P2/NAME` or `rediss+sentinel://…` (TLS to the sentinels
+    /// and the primary): the primary named NAME, as any reachable sentinel reports it.
+    Sentinel {
+        nodes: Vec<(String, u16)>,
+        name: String,
+        tls: bool,
+    },
 }
+
+/// Most sentinels one `state=` may list.
+pub const MAX_SENTINELS: usize = 8;
+/// The sentinel port when none is given.
+pub const DEFAULT_SENTINEL_PORT: u16 = 26379;
 
 /// A parsed `state=` value naming a Redis/Valkey server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,9 +66,16 @@ pub struct RedisEndpoint {
 impl RedisEndpoint {
     /// Whether a `state=` value names a Redis server rather than the local store.
     pub fn is_remote(v: &str) -> bool {
-        ["redis://", "rediss://", "redis+unix://", "unix:"]
-            .iter()
-            .any(|s| v.starts_with(s))
+        [
+            "redis://",
+            "rediss://",
+            "redis+unix://",
+            "unix:",
+            "redis+sentinel://",
+            "rediss+sentinel://",
+        ]
+        .iter()
+        .any(|s| v.starts_with(s))
     }
 
     /// Parses `redis://HOST[:PORT][/DB]`, `rediss://…`, `unix:/path[?db=N]` and
@@ -90,6 +109,13 @@ impl RedisEndpoint {
                 db,
             });
         }
+        let sentinel = v
+            .strip_prefix("redis+sentinel://")
+            .map(|r| (false, r))
+            .or_else(|| v.strip_prefix("rediss+sentinel://").map(|r| (true, r)));
+        if let Some((tls, rest)) = sentinel {
+            return Self::parse_sentinel(rest, tls);
+        }
         let (tls, rest) = if let Some(r) = v.strip_prefix("rediss://") {
             (true, r)
         } else if let Some(r) = v.strip_prefix("redis://") {
@@ -117,9 +143,68 @@ impl RedisEndpoint {
         })
     }
 
+    /// `H1:P1,H2:P2/NAME[/DB]` after a sentinel scheme.
+    fn parse_sentinel(rest: &str, tls: bool) -> Result<Self, OptionError> {
+        let bad = |r| bad("state", r);
+        if rest.contains('@') {
+            return Err(bad(
+                "credentials are not allowed on the pam.d line (use redis_credentials=)",
+            ));
+        }
+        if rest.contains('?') || rest.contains('#') {
+            return Err(bad("query strings are not supported"));
+        }
+        let mut parts = rest.split('/');
+        let hosts = parts.next().unwrap_or("");
+        let name = parts
+            .next()
+            .filter(|n| {
+                !n.is_empty()
+                    && n.len() <= 64
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            })
+            .ok_or_else(|| bad("a sentinel address needs /NAME (the monitored primary)"))?;
+        let db = match parts.next() {
+            None | Some("") => 0,
+            Some(d) => decimal_u32(d).ok_or_else(|| bad("bad database number"))?,
+        };
+        if parts.next().is_some() {
+            return Err(bad("expected SENTINELS/NAME[/DB]"));
+        }
+        let nodes = hosts
+            .split(',')
+            .map(|h| {
+                let (host, port) = if h.contains(':') || h.starts_with('[') {
+                    split_host_port(h)?
+                } else {
+                    (split_host_port(h)?.0, DEFAULT_SENTINEL_PORT)
+                };
+                Some((host, port))
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("bad sentinel host or port"))?;
+        if nodes.is_empty() || nodes.len() > MAX_SENTINELS {
+            return Err(bad("1 to 8 sentinels"));
+        }
+        Ok(Self {
+            target: RedisTarget::Sentinel {
+                nodes,
+                name: name.to_owned(),
+                tls,
+            },
+            db,
+        })
+    }
+
     /// The URL handed to the client library (never carries credentials).
     pub fn url(&self) -> String {
         match &self.target {
+            RedisTarget::Sentinel { nodes, name, tls } => {
+                let scheme = if *tls { "rediss" } else { "redis" };
+                let hosts: Vec<String> = nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+                format!("{scheme}+sentinel://{}/{name}/{}", hosts.join(","), self.db)
+            }
             RedisTarget::Tcp { host, port, tls } => {
                 let scheme = if *tls { "rediss" } else { "redis" };
                 format!("{scheme}://{host}:{port}/{}", self.db)
@@ -130,7 +215,10 @@ impl RedisEndpoint {
 
     /// Whether the connection is TLS.
     pub fn tls(&self) -> bool {
-        matches!(self.target, RedisTarget::Tcp { tls: true, .. })
+        matches!(
+            self.target,
+            RedisTarget::Tcp { tls: true, .. } | RedisTarget::Sentinel { tls: true, .. }
+        )
     }
 }
 
@@ -539,6 +627,9 @@ pub struct PluginConfig {
     pub command_timeout_ms: u64,
     pub wait_replicas: u32,
     pub wait_timeout_ms: u64,
+    /// Install (or replace) the compare-and-set function library at open: for the
+    /// admin tool (`totp-state init`), never for a login.
+    pub install_functions: bool,
 }
 
 impl fmt::Debug for PluginConfig {
@@ -557,6 +648,7 @@ impl fmt::Debug for PluginConfig {
             .field("command_timeout_ms", &self.command_timeout_ms)
             .field("wait_replicas", &self.wait_replicas)
             .field("wait_timeout_ms", &self.wait_timeout_ms)
+            .field("install_functions", &self.install_functions)
             .finish()
     }
 }
@@ -571,6 +663,7 @@ const TAG_WAIT_REPLICAS: u8 = 7;
 const TAG_WAIT_MS: u8 = 8;
 const TAG_CLIENT_CERT: u8 = 9;
 const TAG_CLIENT_KEY: u8 = 10;
+const TAG_INSTALL_FUNCTIONS: u8 = 11;
 /// Largest encoded configuration (a CA bundle included).
 pub const MAX_PLUGIN_CONFIG_LEN: usize = 1 << 20;
 
@@ -603,6 +696,9 @@ impl PluginConfig {
         put(TAG_COMMAND_MS, &self.command_timeout_ms.to_le_bytes());
         put(TAG_WAIT_REPLICAS, &self.wait_replicas.to_le_bytes());
         put(TAG_WAIT_MS, &self.wait_timeout_ms.to_le_bytes());
+        if self.install_functions {
+            put(TAG_INSTALL_FUNCTIONS, &[1]);
+        }
         out
     }
 
@@ -648,6 +744,7 @@ impl PluginConfig {
                         .map_err(|_| "bad number in configuration")?
                 }
                 TAG_WAIT_MS => c.wait_timeout_ms = u64_of()?,
+                TAG_INSTALL_FUNCTIONS => c.install_functions = v == [1],
                 _ => return Err("unknown configuration tag"),
             }
         }

@@ -230,7 +230,8 @@ pub enum StoreError {
     Unavailable(String),
     /// The stored record is corrupt, hostile or from an unknown version.
     Corrupt(String),
-    /// The store refused the write (read-only or full file system, auth failure, …).
+    /// The store refused the write or the connection (read-only or full file system,
+    /// credentials, ACL, TLS, a file or socket that is not trusted, …).
     Refused(String),
 }
 
@@ -239,7 +240,7 @@ impl fmt::Display for StoreError {
         match self {
             Self::Unavailable(m) => write!(f, "state store unavailable: {m}"),
             Self::Corrupt(m) => write!(f, "state record unusable: {m}"),
-            Self::Refused(m) => write!(f, "state store refused the write: {m}"),
+            Self::Refused(m) => write!(f, "state store refused: {m}"),
         }
     }
 }
@@ -270,6 +271,12 @@ pub trait StateStore {
     /// probe). A store that cannot lose its data set without a reboot (the local one)
     /// is always complete since the beginning.
     fn context(&mut self, missing: Missing) -> Result<Option<StoreContext>, StoreError>;
+
+    /// Tells the store the canonical user name of `uid`, before `update`, `read` or
+    /// `reset` of it. A store shared by hosts keys records by that name (uids may
+    /// differ between hosts; names are the fleet's identity); a host-local store keys
+    /// by uid and ignores it.
+    fn name_user(&mut self, _uid: Uid, _name: &str) {}
 }
 
 /// What [`StateStore::context`] does when the store has no context.

@@ -213,6 +213,7 @@ fn store_of(o: &ModuleOptions) -> String {
                 format!("{}://{host}:{port}", if *tls { "rediss" } else { "redis" })
             }
             RedisTarget::Unix { path } => format!("unix:{path}"),
+            RedisTarget::Sentinel { .. } => ep.url(),
         };
         return format!("the shared Redis store at {at} (database {})", ep.db);
     }

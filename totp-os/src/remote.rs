@@ -244,6 +244,7 @@ pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
         command_timeout_ms: opts.command_timeout_ms,
         wait_replicas: opts.wait_replicas,
         wait_timeout_ms: opts.wait_timeout_ms,
+        install_functions: false,
     })
 }
 
@@ -251,8 +252,19 @@ pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
 /// [`DEFAULT_PLUGIN_PATH`]), the credentials and CA files, the settings. `hard_cap`:
 /// `max_failures=` is set (records then never expire).
 pub fn open_configured(opts: &RedisOptions, hard_cap: bool) -> Result<RemoteStore, StoreError> {
+    open_configured_admin(opts, hard_cap, false)
+}
+
+/// As [`open_configured`], for the admin tool: `install_functions` installs (or
+/// replaces) the compare-and-set function library on the server (`totp-state init`).
+pub fn open_configured_admin(
+    opts: &RedisOptions,
+    hard_cap: bool,
+    install_functions: bool,
+) -> Result<RemoteStore, StoreError> {
     let plugin = opts.plugin.as_deref().unwrap_or(DEFAULT_PLUGIN_PATH);
-    let config = plugin_config(opts)?;
+    let mut config = plugin_config(opts)?;
+    config.install_functions = install_functions;
     RemoteStore::open(
         Path::new(plugin),
         &config,
@@ -263,7 +275,8 @@ pub fn open_configured(opts: &RedisOptions, hard_cap: bool) -> Result<RemoteStor
 /// How a [`RemoteStore`] names and keeps records.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteSettings {
-    /// Key prefix (`redis_prefix=`); the key is `<prefix>uid:<uid>`.
+    /// Key prefix (`redis_prefix=`); the key is `<prefix>user:<name>` (or
+    /// `<prefix>uid:<uid>` where no name is known).
     pub prefix: String,
     /// Record time-to-live in seconds, refreshed on every write; 0 = never expire.
     /// Records holding an HOTP counter never expire whatever this says.
@@ -291,7 +304,13 @@ pub struct RemoteStore {
     plugin: &'static Plugin,
     handle: *mut c_void,
     settings: RemoteSettings,
+    /// Canonical names of the uids this store was told about ([`StateStore::name_user`]):
+    /// their records are keyed by name.
+    names: Vec<(Uid, String)>,
 }
+
+/// Longest user name that keys a record (longer ones keep the uid key).
+const MAX_KEY_NAME: usize = 256;
 
 fn store_error(status: i32, msg: &[u8]) -> StoreError {
     let end = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
@@ -334,11 +353,43 @@ impl RemoteStore {
             plugin,
             handle,
             settings,
+            names: Vec::new(),
         })
     }
 
+    /// `<prefix>user:<name>` for a uid whose canonical name the store was told,
+    /// `<prefix>uid:<uid>` otherwise (and for stores written before names were used).
     fn record_key(&self, uid: Uid) -> Vec<u8> {
+        match self.names.iter().find(|(u, _)| *u == uid) {
+            Some((_, name)) => {
+                let mut key = format!("{}user:", self.settings.prefix).into_bytes();
+                key.extend_from_slice(name.as_bytes());
+                key
+            }
+            None => self.uid_key(uid),
+        }
+    }
+
+    fn uid_key(&self, uid: Uid) -> Vec<u8> {
         format!("{}uid:{uid}", self.settings.prefix).into_bytes()
+    }
+
+    /// The record under `key` and its version; for a name key with no record yet, the
+    /// record a release keyed by uid left (`<prefix>uid:<uid>`), with version 0, so the
+    /// first write under the name carries it over (the migration: marks and counters
+    /// written before the upgrade still count). The uid record is left in place.
+    fn get_migrating(&mut self, key: &[u8], uid: Uid) -> Result<(UserState, u64), StoreError> {
+        let (state, version) = self.get(key)?;
+        let legacy = self.uid_key(uid);
+        if version != 0 || key == legacy.as_slice() {
+            return Ok((state, version));
+        }
+        let (old, old_version) = self.get(&legacy)?;
+        Ok(if old_version != 0 {
+            (old, 0)
+        } else {
+            (state, 0)
+        })
     }
 
     /// Where the store's context lives: `<prefix>store`, beside the records.
@@ -380,6 +431,25 @@ impl RemoteStore {
         }
         out.truncate(len.min(MAX_ENCODED_LEN));
         Ok((out, version))
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        let mut msg = [0u8; MESSAGE_CAP];
+        // SAFETY: as in `get`.
+        let status = unsafe {
+            (self.plugin.del)(
+                self.handle,
+                key.as_ptr(),
+                key.len(),
+                msg.as_mut_ptr(),
+                msg.len(),
+            )
+        };
+        if status == STATUS_OK {
+            Ok(())
+        } else {
+            Err(store_error(status, &msg))
+        }
     }
 
     fn compare_and_set(
@@ -477,7 +547,7 @@ impl StateStore for RemoteStore {
         let key = self.record_key(uid);
         let deadline = Instant::now() + self.settings.update_budget;
         for _ in 0..MAX_ROUNDS {
-            let (current, version) = self.get(&key)?;
+            let (current, version) = self.get_migrating(&key, uid)?;
             let (next, durable) = match decide(&current) {
                 Write::Nothing => return Ok(()),
                 Write::Lazy(s) => (s, false),
@@ -501,27 +571,26 @@ impl StateStore for RemoteStore {
 
     fn read(&mut self, uid: Uid) -> Result<UserState, StoreError> {
         let key = self.record_key(uid);
-        self.get(&key).map(|(s, _)| s)
+        self.get_migrating(&key, uid).map(|(s, _)| s)
+    }
+
+    fn name_user(&mut self, uid: Uid, name: &str) {
+        let usable =
+            !name.is_empty() && name.len() <= MAX_KEY_NAME && !name.chars().any(char::is_control);
+        if usable && !self.names.iter().any(|(u, _)| *u == uid) {
+            self.names.push((uid, name.to_owned()));
+        }
     }
 
     fn reset(&mut self, uid: Uid) -> Result<(), StoreError> {
-        let key = self.record_key(uid);
-        let mut msg = [0u8; MESSAGE_CAP];
-        // SAFETY: as in `get`.
-        let status = unsafe {
-            (self.plugin.del)(
-                self.handle,
-                key.as_ptr(),
-                key.len(),
-                msg.as_mut_ptr(),
-                msg.len(),
-            )
-        };
-        if status == STATUS_OK {
-            Ok(())
-        } else {
-            Err(store_error(status, &msg))
+        // A reset forgets the record under the name and the one a release keyed by
+        // uid left (which would otherwise be carried over again).
+        let legacy = self.uid_key(uid);
+        if self.record_key(uid) != legacy {
+            self.delete(&legacy)?;
         }
+        let key = self.record_key(uid);
+        self.delete(&key)
     }
 }
 

@@ -227,6 +227,9 @@ fn run(cmd: Command) -> Result<(), Stop> {
             .as_deref()
             .ok_or_else(|| Fatal("reset needs --user NAME".into()))?;
         let (uid, name) = resolve(user)?;
+        if let Some(n) = &name {
+            store.name_user(uid, n);
+        }
         store
             .reset(uid)
             .map_err(|e| Fatal(format!("reset of uid {uid} failed: {e}")))?;
@@ -254,6 +257,9 @@ fn run(cmd: Command) -> Result<(), Stop> {
     let now = now();
     let mut failed = false;
     for (uid, name) in uids {
+        if let Some(n) = &name {
+            store.name_user(uid, n);
+        }
         let r = Report::new(uid, name, store.read(uid), now);
         failed |= r.error.is_some();
         if target.json {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use totp_core::options::ModuleOptions;
 use totp_core::state::{Missing, StateStore, StoreError};
 use totp_core::utc::format_utc;
-use totp_os::remote::open_configured;
+use totp_os::remote::open_configured_admin;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir};
 
 use crate::{Fatal, Stop, emit};
@@ -18,8 +18,9 @@ const UNUSABLE: u8 = 1;
 const UNREACHABLE: u8 = 2;
 
 /// The store the options name and a name for it in messages; `Err` when it cannot be
-/// opened (for a shared store: not reached).
-fn open(opts: &ModuleOptions) -> Result<(Box<dyn StateStore>, String), StoreError> {
+/// opened (for a shared store: not reached). `install`: install the shared store's
+/// function library while connecting.
+fn open(opts: &ModuleOptions, install: bool) -> Result<(Box<dyn StateStore>, String), StoreError> {
     match opts.fleet.redis() {
         Some(redis) => {
             let shown = format!(
@@ -27,7 +28,7 @@ fn open(opts: &ModuleOptions) -> Result<(Box<dyn StateStore>, String), StoreErro
                 redis.endpoint.url(),
                 redis.prefix
             );
-            let store = open_configured(&redis, opts.max_failures.is_some())?;
+            let store = open_configured_admin(&redis, opts.max_failures.is_some(), install)?;
             Ok((Box::new(store), shown))
         }
         None => {
@@ -49,7 +50,8 @@ fn status_of(e: &StoreError) -> u8 {
 }
 
 pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
-    let (mut store, shown) = open(opts).map_err(|e| Stop::Status(status_of(&e), e.to_string()))?;
+    let (mut store, shown) =
+        open(opts, false).map_err(|e| Stop::Status(status_of(&e), e.to_string()))?;
     match store.context(Missing::Leave) {
         Ok(Some(c)) if c.complete_since == 0 => {
             emit(&format!("ok: {shown}\n"))?;
@@ -74,9 +76,19 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
 }
 
 pub(crate) fn init(opts: &ModuleOptions) -> Result<(), Stop> {
-    let (mut store, shown) = open(opts).map_err(|e| Fatal(e.to_string()))?;
+    // A shared store gets its function library (the compare-and-set hosts call with
+    // FCALL) here, and again on every later `init`, which is how an upgrade installs a
+    // new one.
+    let shared = opts.fleet.redis().is_some();
+    let (mut store, shown) = open(opts, shared).map_err(|e| Fatal(e.to_string()))?;
     let fail = |e: StoreError| Fatal(format!("{shown}: {e}"));
     if store.context(Missing::Leave).map_err(fail)?.is_some() {
+        if shared {
+            emit(&format!(
+                "{shown} is already initialised; its function library is installed\n"
+            ))?;
+            return Ok(());
+        }
         return Err(Fatal(format!(
             "{shown} is already initialised (init is for a store never used before)"
         ))

@@ -28,7 +28,10 @@ impl Ctx {
         let store = match run.store {
             Some(ref mut s) => s,
             None => match store::open(&self.opts, sys, &mut |m| io.log(Level::Warning, m)) {
-                Ok(s) => run.store.insert(s),
+                Ok(mut s) => {
+                    s.name_user(run.uid, run.target.name.as_str());
+                    run.store.insert(s)
+                }
                 Err(why) => {
                     io.log(
                         Level::Err,
@@ -244,7 +247,7 @@ impl Ctx {
             StoreError::Refused(m) => {
                 io.log(
                     Level::Err,
-                    &format!("the state store refused to save the state of {who}: {m}; denying"),
+                    &format!("the state of {who} could not be saved: {m}; denying"),
                 );
                 Ok(Outcome::Deny(Denial::StateUnusable))
             }

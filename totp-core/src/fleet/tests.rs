@@ -186,6 +186,7 @@ fn plugin_config_round_trips() {
         command_timeout_ms: 9,
         wait_replicas: 2,
         wait_timeout_ms: 11,
+        install_functions: true,
     };
     assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
     assert!(!format!("{c:?}").contains("p w"));
@@ -288,6 +289,7 @@ mod properties {
                 command_timeout_ms: nums.1,
                 wait_replicas: nums.2,
                 wait_timeout_ms: nums.3,
+                install_functions: false,
             };
             prop_assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
         }
@@ -311,5 +313,34 @@ fn command_files_with_scratch_codes_or_hotp_need_a_shared_store() {
     );
     for shared in [&totp, &scratch, &hotp] {
         assert_eq!(check_command_file(shared, true), Ok(()));
+    }
+}
+
+#[test]
+fn sentinel_endpoints_parse_and_round_trip_through_the_plugin_url() {
+    let e = RedisEndpoint::parse("redis+sentinel://10.0.0.1:26380,10.0.0.2,[::1]:5/fleet-1")
+        .expect("sentinel");
+    assert_eq!(
+        e.url(),
+        "redis+sentinel://10.0.0.1:26380,10.0.0.2:26379,[::1]:5/fleet-1/0"
+    );
+    assert!(!e.tls());
+    let t = RedisEndpoint::parse("rediss+sentinel://h:1/m/3").expect("tls sentinel");
+    assert!(t.tls());
+    assert_eq!(t.db, 3);
+    assert!(RedisEndpoint::is_remote("rediss+sentinel://h/m"));
+    for bad in [
+        "redis+sentinel://h:1",
+        "redis+sentinel://h:1/",
+        "redis+sentinel://u:p@h:1/m",
+        "redis+sentinel://h:1/m?x=1",
+        "redis+sentinel://h:1/m/x",
+        "redis+sentinel://h:1/m/1/2",
+        "redis+sentinel://h:0/m",
+        "redis+sentinel://,/m",
+        "redis+sentinel://a,b,c,d,e,f,g,h,i/m",
+        "redis+sentinel://h/na me",
+    ] {
+        assert!(RedisEndpoint::parse(bad).is_err(), "{bad} accepted");
     }
 }

@@ -1,0 +1,120 @@
+//! Least privilege for hosts, through the real libpam: `totp-state init` installs the
+//! compare-and-set as a Redis function library, so a host's ACL user needs no `EVAL`
+//! (arbitrary scripts) and no `DEL`.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin, trusted_dir};
+use system_tests::*;
+
+/// Commands over plain RESP on one connection; the raw reply of each.
+fn session(port: u16, commands: &[&[&str]]) -> Vec<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    commands
+        .iter()
+        .map(|args| {
+            let mut req = format!("*{}\r\n", args.len());
+            for a in *args {
+                req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+            }
+            s.write_all(req.as_bytes()).expect("send");
+            let mut buf = vec![0u8; 65536];
+            let n = s.read(&mut buf).expect("reply");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        })
+        .collect()
+}
+
+fn login(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<String>) {
+    capture_syslog(
+        &Driver::new(stack, "svc", &user.name)
+            .answer(code)
+            .rhost("192.0.2.10"),
+    )
+}
+
+/// Hosts need `+fcall +hmget +ping +info` on the prefix, and the commands the function
+/// runs (Redis checks them against the caller's ACL: `+hget +hset +expire +persist`),
+/// but no `EVAL` and no `DEL` (SECURITY.md M18). The host's ACL user is exactly that. Before `totp-state init` installed the
+/// library, the host falls back to `EVAL`, which its ACL refuses: denied, `NOPERM` in
+/// the log. After `init` (run as an admin user): the same host logs in (control), the
+/// library is listed on the server, and the host user's `EVAL` and `DEL` are refused.
+#[test]
+fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam() {
+    let t = "hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let acl = [
+        "ACL",
+        "SETUSER",
+        "host",
+        "on",
+        ">host pw",
+        "~lp:*",
+        "resetchannels",
+        "-@all",
+        "+fcall",
+        "+hmget",
+        "+hget",
+        "+hset",
+        "+expire",
+        "+persist",
+        "+ping",
+        "+info",
+    ];
+    assert!(session(server.port, &[&acl])[0].starts_with("+OK"));
+    let dir = trusted_dir("acl");
+    let cred = dir.path().join("host.cred");
+    fs::write(&cred, "username=host\npassword=host pw\n").expect("write");
+    fs::set_permissions(&cred, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let common = format!(
+        "state={} redis_plugin={} redis_prefix=lp: redis_connect_timeout=1000 \
+         redis_timeout=1000",
+        server.url(false),
+        plugin().display()
+    );
+    let host = Stack::probe(
+        "svc",
+        &format!("{common} redis_credentials={}", cred.display()),
+    );
+    let (u, secret) = TestUser::enrolled("lp");
+
+    // No library yet: the script fallback is refused by the host's ACL.
+    let (d, lines) = login(&host, &u, &code_at(&secret, now()));
+    assert_ne!(d.returned(), Returned::Success, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| syslog_message(l).contains("NOPERM")),
+        "the log names the refused command: {lines:?}"
+    );
+
+    // The admin (the default user here) initialises the store: the library is installed.
+    init_store(&common);
+    let listed = session(server.port, &[&["FUNCTION", "LIST"]]);
+    assert!(listed[0].contains("pam_totp_cas_v1"), "{listed:?}");
+
+    // Control: the same host logs in.
+    let (d, lines) = login(&host, &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+
+    // And it could not run a script or delete a record.
+    let key = format!("lp:user:{}", u.name);
+    let replies = session(
+        server.port,
+        &[
+            &["AUTH", "host", "host pw"],
+            &["EVAL", "return 1", "0"],
+            &["DEL", &key],
+        ],
+    );
+    assert!(replies[0].starts_with("+OK"), "{replies:?}");
+    assert!(replies[1].starts_with("-NOPERM"), "EVAL: {replies:?}");
+    assert!(replies[2].starts_with("-NOPERM"), "DEL: {replies:?}");
+}
