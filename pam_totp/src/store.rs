@@ -37,7 +37,7 @@ pub fn open(
 ) -> Result<Box<dyn StateStore>, String> {
     match opts.state {
         StateBackend::Local => open_local(opts, sys),
-        StateBackend::Redis => match crate::fleet::open_remote(opts) {
+        StateBackend::Redis | StateBackend::Etcd => match crate::fleet::open_remote(opts) {
             Ok(store) => Ok(store),
             Err(why) if opts.fleet.fallback == Fallback::Local => {
                 warn(&format!(

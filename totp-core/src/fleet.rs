@@ -14,6 +14,9 @@ use zeroize::Zeroizing;
 
 use crate::options::{OptionError, bad, decimal};
 
+pub mod etcd;
+pub use etcd::{EtcdEndpoints, EtcdOptions};
+
 /// Redis connect timeout default (per attempt), milliseconds.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 500;
 /// Redis command (reply) timeout default, milliseconds.
@@ -142,6 +145,11 @@ fn decimal_u32(v: &str) -> Option<u32> {
 }
 
 fn split_host_port(v: &str) -> Option<(String, u16)> {
+    split_host_port_default(v, 6379)
+}
+
+/// `HOST[:PORT]` with `default` for a missing port (shared with the etcd endpoints).
+fn split_host_port_default(v: &str, default: u16) -> Option<(String, u16)> {
     let (host, port) = if let Some(rest) = v.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
         h.parse::<std::net::Ipv6Addr>().ok()?;
@@ -166,7 +174,7 @@ fn split_host_port(v: &str) -> Option<(String, u16)> {
         (h.to_owned(), p)
     };
     let port = match port {
-        None => 6379,
+        None => default,
         Some(p) => {
             let n = decimal_u32(p)?;
             u16::try_from(n).ok().filter(|&n| n != 0)?
@@ -232,6 +240,15 @@ pub struct FleetOptions {
     pub secret_command: Option<String>,
     pub secret_command_user: Option<String>,
     pub secret_command_timeout_ms: Option<u64>,
+    /// `state=etcd…` and the `etcd_*` options (`fleet/etcd.rs`).
+    pub etcd: etcd::EtcdFleet,
+}
+
+/// The shared store a module line names, whichever backend it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SharedStore {
+    Redis(RedisOptions),
+    Etcd(EtcdOptions),
 }
 
 fn absolute(option: &'static str, v: &str) -> Result<String, OptionError> {
@@ -251,6 +268,9 @@ impl FleetOptions {
     /// Applies `state=<remote>` or one of the fleet options (the "Fleets" part of
     /// [`crate::options::OPTION_NAMES`]). `Ok(false)`: not ours.
     pub fn apply(&mut self, name: &str, v: &str) -> Result<bool, OptionError> {
+        if self.etcd.apply(name, v)? {
+            return Ok(true);
+        }
         match name {
             "state" if RedisEndpoint::is_remote(v) => self.redis = Some(RedisEndpoint::parse(v)?),
             "state_fallback" => {
@@ -330,8 +350,15 @@ impl FleetOptions {
             ("redis_wait_timeout", self.wait_timeout_ms.is_some()),
             ("redis_ttl", self.ttl_secs.is_some()),
             ("redis_plugin", self.plugin.is_some()),
-            ("state_fallback", self.fallback != Fallback::Deny),
         ];
+        self.etcd.check()?;
+        if self.fallback != Fallback::Deny && self.redis.is_none() && self.etcd.endpoints.is_none()
+        {
+            return Err(bad(
+                "state_fallback",
+                "needs a shared state= store (redis…, unix:, etcd://, etcds://)",
+            ));
+        }
         if self.redis.is_none()
             && let Some((name, _)) = redis_only.iter().find(|(_, set)| *set)
         {
@@ -372,6 +399,14 @@ impl FleetOptions {
             ttl_secs: self.ttl_secs.unwrap_or(DEFAULT_TTL_SECS),
             plugin: self.plugin.clone(),
         })
+    }
+
+    /// The shared store `state=` names, if any (etcd or Redis).
+    pub fn shared(&self) -> Option<SharedStore> {
+        if let Some(e) = self.etcd.options() {
+            return Some(SharedStore::Etcd(e));
+        }
+        self.redis().map(SharedStore::Redis)
     }
 
     /// The secret command, when configured (after [`FleetOptions::check`]).
@@ -515,6 +550,10 @@ pub struct PluginConfig {
     pub command_timeout_ms: u64,
     pub wait_replicas: u32,
     pub wait_timeout_ms: u64,
+    /// A client certificate chain (PEM) and its key (PEM), for a backend that
+    /// authenticates clients by TLS certificate (etcd's `--client-cert-auth`).
+    pub client_cert_pem: Option<Vec<u8>>,
+    pub client_key_pem: Option<Zeroizing<Vec<u8>>>,
 }
 
 impl fmt::Debug for PluginConfig {
@@ -528,6 +567,14 @@ impl fmt::Debug for PluginConfig {
             .field("command_timeout_ms", &self.command_timeout_ms)
             .field("wait_replicas", &self.wait_replicas)
             .field("wait_timeout_ms", &self.wait_timeout_ms)
+            .field(
+                "client_cert_pem",
+                &self.client_cert_pem.as_ref().map(Vec::len),
+            )
+            .field(
+                "client_key_pem",
+                &self.client_key_pem.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -540,6 +587,8 @@ const TAG_CONNECT_MS: u8 = 5;
 const TAG_COMMAND_MS: u8 = 6;
 const TAG_WAIT_REPLICAS: u8 = 7;
 const TAG_WAIT_MS: u8 = 8;
+const TAG_CLIENT_CERT: u8 = 9;
+const TAG_CLIENT_KEY: u8 = 10;
 /// Largest encoded configuration (a CA bundle included).
 pub const MAX_PLUGIN_CONFIG_LEN: usize = 1 << 20;
 
@@ -566,6 +615,12 @@ impl PluginConfig {
         put(TAG_COMMAND_MS, &self.command_timeout_ms.to_le_bytes());
         put(TAG_WAIT_REPLICAS, &self.wait_replicas.to_le_bytes());
         put(TAG_WAIT_MS, &self.wait_timeout_ms.to_le_bytes());
+        if let Some(c) = &self.client_cert_pem {
+            put(TAG_CLIENT_CERT, c);
+        }
+        if let Some(k) = &self.client_key_pem {
+            put(TAG_CLIENT_KEY, k);
+        }
         out
     }
 
@@ -609,6 +664,8 @@ impl PluginConfig {
                         .map_err(|_| "bad number in configuration")?
                 }
                 TAG_WAIT_MS => c.wait_timeout_ms = u64_of()?,
+                TAG_CLIENT_CERT => c.client_cert_pem = Some(v.to_vec()),
+                TAG_CLIENT_KEY => c.client_key_pem = Some(Zeroizing::new(v.to_vec())),
                 _ => return Err("unknown configuration tag"),
             }
         }

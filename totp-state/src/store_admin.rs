@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use totp_core::fleet::SharedStore;
 use totp_core::options::ModuleOptions;
 use totp_core::state::{Missing, StateStore, StoreError};
 use totp_core::utc::format_utc;
-use totp_os::remote::open_configured;
+use totp_os::remote::open_shared;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir};
 
 use crate::{Fatal, Stop, emit};
@@ -20,14 +21,14 @@ const UNREACHABLE: u8 = 2;
 /// The store the options name and a name for it in messages; `Err` when it cannot be
 /// opened (for a shared store: not reached).
 fn open(opts: &ModuleOptions) -> Result<(Box<dyn StateStore>, String), StoreError> {
-    match opts.fleet.redis() {
-        Some(redis) => {
-            let shown = format!(
-                "shared store {} (prefix {})",
-                redis.endpoint.url(),
-                redis.prefix
-            );
-            let store = open_configured(&redis, opts.max_failures.is_some())?;
+    match opts.fleet.shared() {
+        Some(shared) => {
+            let (url, prefix) = match &shared {
+                SharedStore::Redis(r) => (r.endpoint.url(), &r.prefix),
+                SharedStore::Etcd(e) => (e.endpoints.url(), &e.prefix),
+            };
+            let shown = format!("shared store {url} (prefix {prefix})");
+            let store = open_shared(&shared, opts.max_failures.is_some())?;
             Ok((Box::new(store), shown))
         }
         None => {

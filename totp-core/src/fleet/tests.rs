@@ -176,9 +176,12 @@ fn plugin_config_round_trips() {
         command_timeout_ms: 9,
         wait_replicas: 2,
         wait_timeout_ms: 11,
+        client_cert_pem: Some(b"cert".to_vec()),
+        client_key_pem: Some(Zeroizing::new(b"secret key".to_vec())),
     };
     assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
     assert!(!format!("{c:?}").contains("p w"));
+    assert!(!format!("{c:?}").contains("secret key"));
     let minimal = PluginConfig {
         url: "redis://h:1/0".into(),
         ..PluginConfig::default()
@@ -210,6 +213,14 @@ fn the_fleet_parser_takes_exactly_the_fleet_names_of_the_option_list() {
         "redis_wait_timeout",
         "redis_ttl",
         "redis_plugin",
+        "etcd_connect_timeout",
+        "etcd_timeout",
+        "etcd_prefix",
+        "etcd_credentials",
+        "etcd_ca_file",
+        "etcd_cert_file",
+        "etcd_key_file",
+        "etcd_plugin",
         "secret_command",
         "secret_command_user",
         "secret_command_timeout",
@@ -273,6 +284,8 @@ mod properties {
                 command_timeout_ms: nums.1,
                 wait_replicas: nums.2,
                 wait_timeout_ms: nums.3,
+                client_cert_pem: None,
+                client_key_pem: None,
             };
             prop_assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
         }
