@@ -161,41 +161,43 @@ pub mod support {
     use std::panic::{AssertUnwindSafe, catch_unwind};
     use std::sync::Once;
 
-    /// A panic in a plugin must never unwind into the host's C frames, nor print on its
-    /// stderr (the user's terminal under su or sudo).
+    /// Runs one call of a plugin. A panic in a plugin must never unwind into the host's
+    /// C frames, nor print on its stderr (the user's terminal under su or sudo): it
+    /// becomes [`Status::Internal`].
     pub fn guarded(
-        msg: *mut u8,
-        cap: usize,
         name: &str,
         f: impl FnOnce() -> Result<Status, Failure>,
-    ) -> i32 {
+    ) -> Result<Status, Failure> {
         static QUIET: Once = Once::new();
         QUIET.call_once(|| std::panic::set_hook(Box::new(|_| {})));
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(Ok(status)) => status as i32,
-            Ok(Err(failure)) => {
-                write_message(msg, cap, &failure.message);
-                failure.status as i32
-            }
-            Err(_) => {
-                write_message(msg, cap, &format!("internal error in the {name} plugin"));
-                Status::Internal as i32
-            }
-        }
+        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+            Err(Failure::new(
+                Status::Internal,
+                format!("internal error in the {name} plugin"),
+            ))
+        })
     }
 
-    /// Copies `text` (cut to fit) and a NUL into the caller's buffer.
-    pub fn write_message(msg: *mut u8, cap: usize, text: &str) {
-        if msg.is_null() || cap == 0 {
-            return;
+    /// The status to return; a failure's message (cut to fit) and a NUL go into the
+    /// caller's buffer.
+    ///
+    /// # Safety
+    /// `msg` is NULL or writable for `cap` bytes.
+    pub unsafe fn finish(msg: *mut u8, cap: usize, result: Result<Status, Failure>) -> i32 {
+        let failure = match result {
+            Ok(status) => return status as i32,
+            Err(f) => f,
+        };
+        if !msg.is_null() && cap > 0 {
+            let n = failure.message.len().min(cap - 1);
+            // SAFETY: `msg` is writable for `cap` bytes (this function's contract); we
+            // write `n + 1 <= cap` bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(failure.message.as_ptr(), msg, n);
+                *msg.add(n) = 0;
+            }
         }
-        let n = text.len().min(cap - 1);
-        // SAFETY: the caller passes a writable buffer of `cap` bytes at `msg` (ABI
-        // contract); we write `n + 1 <= cap` bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(text.as_ptr(), msg, n);
-            *msg.add(n) = 0;
-        }
+        failure.status as i32
     }
 
     /// # Safety
@@ -251,7 +253,7 @@ macro_rules! export_backend {
             msg: *mut u8,
             cap: usize,
         ) -> i32 {
-            $crate::support::guarded(msg, cap, $name, || {
+            let result = $crate::support::guarded($name, || {
                 if handle.is_null() {
                     return Err($crate::Failure::invalid("NULL handle pointer"));
                 }
@@ -261,7 +263,10 @@ macro_rules! export_backend {
                 // SAFETY: `handle` is writable (checked non-NULL above).
                 unsafe { *handle = Box::into_raw(Box::new(backend)).cast::<::std::ffi::c_void>() };
                 Ok($crate::Status::Ok)
-            })
+            });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::finish(msg, cap, result) }
         }
 
         /// # Safety
@@ -279,7 +284,7 @@ macro_rules! export_backend {
             msg: *mut u8,
             cap: usize,
         ) -> i32 {
-            $crate::support::guarded(msg, cap, $name, || {
+            let result = $crate::support::guarded($name, || {
                 // SAFETY: forwarded contracts of this function.
                 let (b, key) = unsafe {
                     (
@@ -306,7 +311,10 @@ macro_rules! export_backend {
                     *version = v;
                 }
                 Ok($crate::Status::Ok)
-            })
+            });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::finish(msg, cap, result) }
         }
 
         /// # Safety
@@ -324,7 +332,7 @@ macro_rules! export_backend {
             msg: *mut u8,
             cap: usize,
         ) -> i32 {
-            $crate::support::guarded(msg, cap, $name, || {
+            let result = $crate::support::guarded($name, || {
                 // SAFETY: forwarded contracts of this function.
                 let (b, key, rec) = unsafe {
                     (
@@ -334,7 +342,10 @@ macro_rules! export_backend {
                     )
                 };
                 $crate::Backend::cas(b, key, expected, rec, ttl_secs, durable != 0)
-            })
+            });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::finish(msg, cap, result) }
         }
 
         /// # Safety
@@ -347,7 +358,7 @@ macro_rules! export_backend {
             msg: *mut u8,
             cap: usize,
         ) -> i32 {
-            $crate::support::guarded(msg, cap, $name, || {
+            let result = $crate::support::guarded($name, || {
                 // SAFETY: forwarded contracts of this function.
                 let (b, key) = unsafe {
                     (
@@ -357,7 +368,10 @@ macro_rules! export_backend {
                 };
                 $crate::Backend::delete(b, key)?;
                 Ok($crate::Status::Ok)
-            })
+            });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::finish(msg, cap, result) }
         }
 
         /// # Safety
