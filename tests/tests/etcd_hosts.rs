@@ -1,0 +1,360 @@
+//! The etcd backend through the real libpam: a real three-member cluster the test starts
+//! on random loopback ports (`system_tests::etcd`), several "hosts" (separate PAM stacks,
+//! each with its own local state directory) sharing it. Exactly once across hosts and
+//! processes, a leader killed right after a login, a cluster without a majority, TLS
+//! verified against a test CA, and a user whose role reaches only the prefix. Every
+//! denial has a control that logs in without the fault, and its log line names the
+//! cause.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use system_tests::etcd::{EtcdCluster, EtcdConfig, client_cert, etcd_plugin};
+use system_tests::fleet::{TestCa, init_store, trusted_dir};
+use system_tests::*;
+
+/// A key prefix no other fleet of this test binary uses.
+fn fresh_prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "t{}-{}/",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn args(cluster: &EtcdCluster, prefix: &str, extra: &str) -> String {
+    format!(
+        "state={} etcd_plugin={} etcd_prefix={prefix} etcd_timeout=1000 {extra}",
+        cluster.url(),
+        etcd_plugin().display(),
+    )
+}
+
+/// `n` hosts sharing `cluster` under a fresh prefix, initialised once (`totp-state init`).
+fn fleet(cluster: &EtcdCluster, n: usize, extra: &str) -> (Vec<Stack>, String) {
+    let a = args(cluster, &fresh_prefix(), extra);
+    init_store(&a);
+    ((0..n).map(|_| Stack::probe("svc", &a)).collect(), a)
+}
+
+fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> (Drive, Vec<String>) {
+    capture_syslog(
+        &Driver::new(host, "svc", &user.name)
+            .answer(code)
+            .rhost("192.0.2.7")
+            .at(at),
+    )
+}
+
+fn state_tool(args: &[&str]) -> Output {
+    Command::new(&built().state_tool)
+        .args(args)
+        .output()
+        .expect("run totp-state")
+}
+
+fn denied() -> Returned {
+    Returned::Failed("PAM_AUTH_ERR".into())
+}
+
+#[test]
+fn same_code_from_32_processes_over_4_hosts_succeeds_exactly_once() {
+    if !require_root("same_code_from_32_processes_over_4_hosts_succeeds_exactly_once") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    for round in 0..3 {
+        let (hosts, _) = fleet(&cluster, 4, "throttle_after=100 etcd_timeout=3000");
+        let (u, secret) = TestUser::enrolled("ex");
+        let start = start_time();
+        let code = code_at(&secret, start / 1000);
+        let drivers = (0..32)
+            .map(|i| {
+                Driver::new(&hosts[i % 4], "svc", &u.name)
+                    .answer(&code)
+                    .start_at(start)
+            })
+            .collect();
+        let results = spawn_all(drivers);
+        let ok = results
+            .iter()
+            .filter(|d| d.returned() == Returned::Success)
+            .count();
+        let refused = results.iter().filter(|d| d.returned() == denied()).count();
+        assert_eq!((ok, refused), (1, 31), "round {round}: {results:?}");
+    }
+}
+
+#[test]
+fn a_code_accepted_on_one_host_is_refused_on_another() {
+    if !require_root("a_code_accepted_on_one_host_is_refused_on_another") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("er");
+    let (hosts, a) = fleet(&cluster, 2, "");
+    let code = code_at(&secret, T0);
+    let (d, logs) = login(&hosts[0], &u, &code, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reused an already accepted code")),
+        "{logs:?}"
+    );
+    // Control: the next code logs in on the second host.
+    let (d, _) = login(&hosts[1], &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+
+    // The admin tool works on the cluster: show, ping, init refused twice, reset.
+    let name = u.name.as_str();
+    let shown = state_tool(&["show", "--user", name, "--options", &a]);
+    assert!(shown.status.success(), "{shown:?}");
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(0), "{p:?}");
+    let again = state_tool(&["init", "--options", &a]);
+    assert!(!again.status.success(), "init twice: {again:?}");
+    let r = state_tool(&["reset", "--user", name, "--options", &a]);
+    assert!(r.status.success(), "{r:?}");
+}
+
+#[test]
+fn the_leader_killed_right_after_a_login_loses_no_used_code() {
+    if !require_root("the_leader_killed_right_after_a_login_loses_no_used_code") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("el");
+    let (hosts, _) = fleet(&cluster, 2, "etcd_connect_timeout=300 etcd_timeout=500");
+    let code = code_at(&secret, T0);
+    let (d, logs) = login(&hosts[0], &u, &code, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let leader = cluster.leader();
+    cluster.kill(leader);
+    let killed_at = Instant::now();
+
+    // The same code on the other host: refused as a replay (the acknowledged write is on
+    // a majority), never accepted. While the two survivors elect a leader the store may
+    // be unavailable, which also denies; retried until the replay itself is seen.
+    let mut seen_replay = false;
+    while killed_at.elapsed() < Duration::from_secs(10) {
+        let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+        assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+        if logs
+            .iter()
+            .any(|l| l.contains("reused an already accepted code"))
+        {
+            seen_replay = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        seen_replay,
+        "the replay was never recognised after the kill"
+    );
+
+    // The next code logs in within 10 s of the kill.
+    let next = code_at(&secret, T0 + 30);
+    let logged_in = loop {
+        let (d, _) = login(&hosts[1], &u, &next, T0 + 30);
+        if d.returned() == Returned::Success {
+            break true;
+        }
+        if killed_at.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        logged_in,
+        "no login within 10 s of the kill ({:?})",
+        killed_at.elapsed()
+    );
+}
+
+#[test]
+fn two_of_three_members_down_deny_in_bounded_time() {
+    if !require_root("two_of_three_members_down_deny_in_bounded_time") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("eq");
+    let (hosts, a) = fleet(&cluster, 1, "etcd_connect_timeout=300 etcd_timeout=500");
+    // Control: the whole cluster logs in.
+    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // One member down: a majority is left, the next code logs in.
+    let leader = cluster.leader();
+    cluster.kill((leader + 1) % 3);
+    let mut ok = false;
+    for _ in 0..20 {
+        let (d, _) = login(&hosts[0], &u, &code_at(&secret, T0 + 30), T0 + 30);
+        if d.returned() == Returned::Success {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ok, "one member down must not stop logins");
+    // Two down: no majority. Denied, answered within 3 s (a hang guard), the cause
+    // named.
+    cluster.kill(leader);
+    let started = Instant::now();
+    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0 + 60), T0 + 60);
+    let took = started.elapsed();
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("etcd:") && l.contains("denying")),
+        "{logs:?}"
+    );
+    // `ping` says the store cannot be reached.
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(2), "{p:?}");
+}
+
+#[test]
+fn a_lost_store_record_counts_every_earlier_step_as_used() {
+    if !require_root("a_lost_store_record_counts_every_earlier_step_as_used") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("ed");
+    let prefix = fresh_prefix();
+    let a = args(&cluster, &prefix, "");
+    init_store(&a);
+    let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &a)).collect();
+    let code = code_at(&secret, T0);
+    let (d, _) = login(&hosts[0], &u, &code, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    // A cluster restored from an old snapshot, or wiped: the admin deletes every key of
+    // the prefix (docs/fleet.md), as a restore procedure must.
+    cluster.ctl(&["del", "--prefix", &prefix]);
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(1), "{p:?}");
+    let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+    // Control: a code of a later step logs in.
+    let (d, logs) = login(&hosts[1], &u, &code_at(&secret, T0 + 65), T0 + 65);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+fn write_root_only(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, text).expect("write");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
+    p
+}
+
+#[test]
+fn tls_and_a_role_limited_to_the_prefix() {
+    if !require_root("tls_and_a_role_limited_to_the_prefix") {
+        return;
+    }
+    let ca = TestCa::new("etcd");
+    let other_ca = TestCa::new("etcd-other");
+    let mut cluster = EtcdCluster::start(
+        3,
+        &EtcdConfig {
+            tls: Some(&ca),
+            ..EtcdConfig::default()
+        },
+    );
+    cluster.enable_auth("fleet", "fleet-pw", "pam_totp/");
+    let dir = trusted_dir("etcd-cred");
+    let good = write_root_only(dir.path(), "good", "username=fleet\npassword=fleet-pw\n");
+    let bad = write_root_only(dir.path(), "bad", "username=fleet\npassword=wrong\n");
+    let (u, secret) = TestUser::enrolled("et");
+    let opts = |prefix: &str, cred: &Path, ca: &TestCa| {
+        args(
+            &cluster,
+            prefix,
+            &format!(
+                "etcd_credentials={} etcd_ca_file={}",
+                cred.display(),
+                ca.ca_cert.display()
+            ),
+        )
+    };
+    let a = opts("pam_totp/", &good, &ca);
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    // Control: TLS verified, the role's prefix, the right password.
+    let (d, logs) = login(&host, &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+
+    // A prefix outside the role: refused by etcd, the log names it.
+    let outside = Stack::probe("svc", &opts("elsewhere/", &good, &ca));
+    let (d, logs) = login(&outside, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("permission denied")),
+        "{logs:?}"
+    );
+    // A wrong password.
+    let wrong = Stack::probe("svc", &opts("pam_totp/", &bad, &ca));
+    let (d, logs) = login(&wrong, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("authentication failed")),
+        "{logs:?}"
+    );
+    // Another CA: the members' certificates are not trusted.
+    let untrusted = Stack::probe("svc", &opts("pam_totp/", &good, &other_ca));
+    let (d, logs) = login(&untrusted, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(logs.iter().any(|l| l.contains("TLS")), "{logs:?}");
+    // The control again, after the refusals: the code nobody used logs in.
+    let (d, logs) = login(&host, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+#[test]
+fn client_certificates_authenticate_to_a_cluster_that_requires_them() {
+    if !require_root("client_certificates_authenticate_to_a_cluster_that_requires_them") {
+        return;
+    }
+    let ca = TestCa::new("etcd-mtls");
+    let cluster = EtcdCluster::start(
+        3,
+        &EtcdConfig {
+            tls: Some(&ca),
+            client_cert_auth: true,
+        },
+    );
+    let (cert, key) = client_cert(&ca, "fleet");
+    let (u, secret) = TestUser::enrolled("ec");
+    let base = |extra: &str| {
+        args(
+            &cluster,
+            "pam_totp/",
+            &format!("etcd_ca_file={} {extra}", ca.ca_cert.display()),
+        )
+    };
+    let a = base(&format!(
+        "etcd_cert_file={} etcd_key_file={}",
+        cert.display(),
+        key.display()
+    ));
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    let (d, logs) = login(&host, &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // Without a certificate the handshake is refused.
+    let bare = Stack::probe("svc", &base(""));
+    let (d, logs) = login(&bare, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(logs.iter().any(|l| l.contains("etcd")), "{logs:?}");
+}
