@@ -222,20 +222,20 @@ impl Client {
 
     fn post_any(&mut self, path: &str, body: &str, retry: Retry) -> Result<Value, Failure> {
         let started = Instant::now();
-        let mut last = None;
+        let mut failures: Vec<Failure> = Vec::new();
         for i in 0..self.members.len() {
             if i > 0 && started.elapsed() >= self.call_budget {
                 break;
             }
             let m = (self.current + i) % self.members.len();
-            match self.post_one(m, path, body, retry) {
+            match self.post_one(m, path, body) {
                 Ok(v) => {
                     self.current = m;
                     return Ok(v);
                 }
                 Err(Attempt::Fatal(f)) => return Err(f),
                 Err(Attempt::Next(f, delivered)) => {
-                    last = Some(f);
+                    failures.push(f);
                     // A write that may have reached a member is not sent again.
                     if delivered && retry == Retry::NotDelivered {
                         break;
@@ -245,16 +245,10 @@ impl Client {
         }
         // Start with the next member next time: this one failed.
         self.current = (self.current + 1) % self.members.len();
-        Err(last.unwrap_or_else(|| unavailable("no etcd member answered".to_owned())))
+        Err(summarise(failures))
     }
 
-    fn post_one(
-        &self,
-        member: usize,
-        path: &str,
-        body: &str,
-        _retry: Retry,
-    ) -> Result<Value, Attempt> {
+    fn post_one(&self, member: usize, path: &str, body: &str) -> Result<Value, Attempt> {
         let base = &self.members[member];
         let url = format!("{base}{path}");
         let mut req = self.agent.post(&url).content_type("application/json");
@@ -282,6 +276,30 @@ impl Client {
             return Ok(value);
         }
         Err(gateway_error(base, code, &value))
+    }
+}
+
+/// One failure for the module's log: alone as it is; several (one per member tried)
+/// joined under the cause they share, a cluster that cannot serve (no majority reached).
+fn summarise(mut failures: Vec<Failure>) -> Failure {
+    match failures.len() {
+        0 => unavailable("no etcd member answered in time".to_owned()),
+        1 => failures.remove(0),
+        n => {
+            let status = if failures.iter().all(|f| f.status == Status::Unavailable) {
+                Status::Unavailable
+            } else {
+                failures[n - 1].status
+            };
+            let each: Vec<String> = failures.into_iter().map(|f| f.message).collect();
+            Failure::new(
+                status,
+                format!(
+                    "no majority reached: {n} members tried, none could serve ({})",
+                    each.join("; ")
+                ),
+            )
+        }
     }
 }
 

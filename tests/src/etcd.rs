@@ -123,8 +123,13 @@ impl EtcdCluster {
                 "--log-outputs=stderr".into(),
             ];
             if let Some(ca) = config.tls {
-                args.push(format!("--cert-file={}", ca.server_cert.display()));
-                args.push(format!("--key-file={}", ca.server_key.display()));
+                let (cert, key) = if config.client_cert_auth {
+                    member_cert(ca)
+                } else {
+                    (ca.server_cert.clone(), ca.server_key.clone())
+                };
+                args.push(format!("--cert-file={}", cert.display()));
+                args.push(format!("--key-file={}", key.display()));
                 if config.client_cert_auth {
                     args.push("--client-cert-auth".into());
                     args.push(format!("--trusted-ca-file={}", ca.ca_cert.display()));
@@ -292,15 +297,36 @@ impl Drop for EtcdCluster {
     }
 }
 
-/// A client certificate with common name `cn`, signed by `ca` (for `--client-cert-auth`
-/// clusters etcd takes the user name from it). The key is root-only (mode 0600).
+/// A client certificate with common name `cn`, signed by `ca`, for clusters started
+/// with `--client-cert-auth`. The key is root-only (mode 0600).
 pub fn client_cert(ca: &TestCa, cn: &str) -> (PathBuf, PathBuf) {
+    signed(
+        ca,
+        &format!("client-{cn}"),
+        cn,
+        "extendedKeyUsage=clientAuth\n",
+    )
+}
+
+/// A member certificate for a `--client-cert-auth` cluster: etcd 3.4's JSON gateway
+/// dials its own gRPC server with the member's certificate, so that certificate must be
+/// good for client authentication too.
+fn member_cert(ca: &TestCa) -> (PathBuf, PathBuf) {
+    signed(
+        ca,
+        "member",
+        "localhost",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+}
+
+fn signed(ca: &TestCa, name: &str, cn: &str, extensions: &str) -> (PathBuf, PathBuf) {
     let d = ca.dir.path();
-    let key = d.join(format!("client-{cn}.key"));
-    let csr = d.join(format!("client-{cn}.csr"));
-    let cert = d.join(format!("client-{cn}.pem"));
-    let ext = d.join("client-ext.cnf");
-    fs::write(&ext, "extendedKeyUsage=clientAuth\n").expect("write ext");
+    let key = d.join(format!("{name}.key"));
+    let csr = d.join(format!("{name}.csr"));
+    let cert = d.join(format!("{name}.pem"));
+    let ext = d.join(format!("{name}-ext.cnf"));
+    fs::write(&ext, extensions).expect("write ext");
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
