@@ -174,11 +174,16 @@ impl Client {
         })
     }
 
-    /// Proves a member answers and, with credentials, gets a token (etcd checks the
-    /// password through Raft, so that also proves a majority).
-    pub fn connect(&mut self) -> Result<(), Failure> {
+    /// With credentials, gets a token (etcd checks the password through Raft, which
+    /// needs a majority). `probe`: without credentials, also ask a member whether it
+    /// knows a leader (when the caller has no read of its own to prove the cluster
+    /// serves).
+    pub fn connect(&mut self, probe: bool) -> Result<(), Failure> {
         if self.credentials.is_some() {
             return self.authenticate();
+        }
+        if !probe {
+            return Ok(());
         }
         let status = self.call("/v3/maintenance/status", &json!({}), Retry::Idempotent)?;
         // A member cut off from the majority still answers; it reports no leader.

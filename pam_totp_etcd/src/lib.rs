@@ -37,6 +37,9 @@ const MAX_KEY_LEN: usize = 256;
 /// One client of the cluster behind a plugin handle.
 pub struct Etcd {
     client: Client,
+    /// The probe key's record as read while opening, until it is asked for (once) or
+    /// anything is written.
+    prefetched: Option<(Vec<u8>, Result<(Vec<u8>, u64), Failure>)>,
 }
 
 fn check_key(key: &[u8]) -> Result<(), Failure> {
@@ -91,6 +94,19 @@ fn parse_range(reply: &Value, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
     Ok((value, revision))
 }
 
+impl Etcd {
+    /// A linearizable read of one key: the record and its `mod_revision`.
+    fn read(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
+        check_key(key)?;
+        let reply = self.client.call(
+            "/v3/kv/range",
+            &json!({ "key": B64.encode(key) }),
+            Retry::Idempotent,
+        )?;
+        parse_range(&reply, key)
+    }
+}
+
 impl Backend for Etcd {
     fn open(config: &[u8]) -> Result<Self, Failure> {
         let mut config = PluginConfig::decode(config).map_err(Failure::invalid)?;
@@ -116,18 +132,34 @@ impl Backend for Etcd {
             Duration::from_millis(config.connect_timeout_ms.max(1)),
             Duration::from_millis(config.command_timeout_ms.max(1)),
         )?;
-        client.connect()?;
-        Ok(Self { client })
+        client.connect(config.probe_key.is_none())?;
+        let mut etcd = Self {
+            client,
+            prefetched: None,
+        };
+        // A linearizable read proves that a majority serves this login before the module
+        // relies on the store (`state_fallback=local` acts on a failed open), and it is
+        // the module's first read anyway.
+        if let Some(key) = config.probe_key.take() {
+            let record = match etcd.read(&key) {
+                // A damaged record is the store's content, not an outage: it is reported
+                // where the module reads it, as without the probe.
+                Err(f) if f.status == Status::Corrupt => Err(f),
+                other => Ok(other?),
+            };
+            etcd.prefetched = Some((key, record));
+        }
+        Ok(etcd)
     }
 
     fn get(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
-        check_key(key)?;
-        let reply = self.client.call(
-            "/v3/kv/range",
-            &json!({ "key": B64.encode(key) }),
-            Retry::Idempotent,
-        )?;
-        parse_range(&reply, key)
+        if let Some((k, _)) = &self.prefetched
+            && k.as_slice() == key
+            && let Some((_, record)) = self.prefetched.take()
+        {
+            return record;
+        }
+        self.read(key)
     }
 
     fn cas(
@@ -139,6 +171,8 @@ impl Backend for Etcd {
         _durable: bool,
     ) -> Result<Status, Failure> {
         check_key(key)?;
+        // Whatever was read while opening may be stale after any write.
+        self.prefetched = None;
         if record.is_empty() || record.len() > MAX_ENCODED_LEN {
             return Err(Failure::invalid("bad record length"));
         }
@@ -163,6 +197,7 @@ impl Backend for Etcd {
 
     fn delete(&mut self, key: &[u8]) -> Result<(), Failure> {
         check_key(key)?;
+        self.prefetched = None;
         self.client.call(
             "/v3/kv/deleterange",
             &json!({ "key": B64.encode(key) }),

@@ -554,6 +554,10 @@ pub struct PluginConfig {
     /// authenticates clients by TLS certificate (etcd's `--client-cert-auth`).
     pub client_cert_pem: Option<Vec<u8>>,
     pub client_key_pem: Option<Zeroizing<Vec<u8>>>,
+    /// A key the plugin may read while opening, to prove the store serves reads (the
+    /// store record, `<prefix>store`); the first `get` of that key may answer with that
+    /// read instead of asking again (one round trip less per login).
+    pub probe_key: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for PluginConfig {
@@ -575,6 +579,7 @@ impl fmt::Debug for PluginConfig {
                 "client_key_pem",
                 &self.client_key_pem.as_ref().map(|_| "<redacted>"),
             )
+            .field("probe_key", &self.probe_key)
             .finish()
     }
 }
@@ -589,6 +594,7 @@ const TAG_WAIT_REPLICAS: u8 = 7;
 const TAG_WAIT_MS: u8 = 8;
 const TAG_CLIENT_CERT: u8 = 9;
 const TAG_CLIENT_KEY: u8 = 10;
+const TAG_PROBE_KEY: u8 = 11;
 /// Largest encoded configuration (a CA bundle included).
 pub const MAX_PLUGIN_CONFIG_LEN: usize = 1 << 20;
 
@@ -620,6 +626,9 @@ impl PluginConfig {
         }
         if let Some(k) = &self.client_key_pem {
             put(TAG_CLIENT_KEY, k);
+        }
+        if let Some(k) = &self.probe_key {
+            put(TAG_PROBE_KEY, k);
         }
         out
     }
@@ -666,6 +675,7 @@ impl PluginConfig {
                 TAG_WAIT_MS => c.wait_timeout_ms = u64_of()?,
                 TAG_CLIENT_CERT => c.client_cert_pem = Some(v.to_vec()),
                 TAG_CLIENT_KEY => c.client_key_pem = Some(Zeroizing::new(v.to_vec())),
+                TAG_PROBE_KEY => c.probe_key = Some(v.to_vec()),
                 _ => return Err("unknown configuration tag"),
             }
         }

@@ -188,6 +188,7 @@ pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
         wait_timeout_ms: opts.wait_timeout_ms,
         client_cert_pem: None,
         client_key_pem: None,
+        probe_key: None,
     })
 }
 
@@ -222,6 +223,9 @@ pub fn etcd_plugin_config(opts: &EtcdOptions) -> Result<PluginConfig, StoreError
         wait_timeout_ms: 0,
         client_cert_pem,
         client_key_pem,
+        // The store record: opening reads it (a linearizable read proves a majority) and
+        // the module's first read of it is answered from there.
+        probe_key: Some(format!("{}store", opts.prefix).into_bytes()),
     })
 }
 

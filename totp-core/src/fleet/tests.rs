@@ -178,6 +178,7 @@ fn plugin_config_round_trips() {
         wait_timeout_ms: 11,
         client_cert_pem: Some(b"cert".to_vec()),
         client_key_pem: Some(Zeroizing::new(b"secret key".to_vec())),
+        probe_key: Some(b"pam_totp/store".to_vec()),
     };
     assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
     assert!(!format!("{c:?}").contains("p w"));
@@ -286,6 +287,7 @@ mod properties {
                 wait_timeout_ms: nums.3,
                 client_cert_pem: None,
                 client_key_pem: None,
+                probe_key: None,
             };
             prop_assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
         }
