@@ -35,9 +35,9 @@ fn installed(tool: &str) -> bool {
 
 impl BenchEtcd {
     /// `Ok(None)` when `etcd` or `etcdctl` is not installed (the etcd rows are left out).
-    /// The members keep their data under `data` (the local store's filesystem, a tmpfs
-    /// with `--tmpfs-state`), so both stores write to the same kind of storage.
-    pub fn start(scratch: &Path, data: &Path, release: &Path) -> Result<Option<BenchEtcd>, String> {
+    /// The members keep their data on disk in the scratch directory (fsync and all: a
+    /// tmpfs is too small for etcd's preallocated write-ahead log).
+    pub fn start(scratch: &Path, release: &Path) -> Result<Option<BenchEtcd>, String> {
         if !installed("etcd") || !installed("etcdctl") {
             return Ok(None);
         }

@@ -252,7 +252,7 @@ impl Bench {
                 format!("auth required {m} user=root secret={s} {}", r.options()),
             ));
         }
-        let etcd = etcd::BenchEtcd::start(&scratch, &secrets, &release)?;
+        let etcd = etcd::BenchEtcd::start(&scratch, &release)?;
         if let Some(e) = &etcd {
             services.push((
                 "totp-etcd",
