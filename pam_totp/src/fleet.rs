@@ -1,4 +1,4 @@
-//! The module's side of fleets: the shared Redis store (`state=redis…`) and secrets
+//! The module's side of fleets: the shared store (`state=redis…`, `state=etcd…`) and secrets
 //! served by a command (`secret_command=`). See docs/fleet.md.
 
 use std::path::Path;

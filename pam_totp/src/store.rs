@@ -1,5 +1,5 @@
 //! Builds the state store the module options ask for (`state=`, `state_dir=`, and the
-//! shared Redis store of `state=redis…`, see `crate::fleet`).
+//! shared store of `state=redis…` or `state=etcd…`, see `crate::fleet`).
 //!
 //! Where the local store lives:
 //!

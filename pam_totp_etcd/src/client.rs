@@ -370,3 +370,86 @@ fn gateway_error(base: &str, http: u16, v: &Value) -> Attempt {
         _ => Attempt::Next(unavailable(message), true),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(a: Attempt) -> (Status, bool) {
+        match a {
+            Attempt::Next(f, delivered) => (f.status, delivered),
+            Attempt::Fatal(f) => (f.status, true),
+        }
+    }
+
+    #[test]
+    fn gateway_errors_are_classified_by_their_grpc_code() {
+        let e = |code: u64, text: &str| json!({ "error": text, "code": code });
+        let fatal = |a: Attempt| matches!(a, Attempt::Fatal(_));
+        assert!(fatal(gateway_error(
+            "m",
+            401,
+            &e(16, "etcdserver: invalid auth token")
+        )));
+        let denied = gateway_error("m", 403, &e(7, "etcdserver: permission denied"));
+        assert_eq!(status_of(denied).0, Status::Refused);
+        let bad = gateway_error("m", 400, &e(3, "etcdserver: key is not provided"));
+        assert_eq!(status_of(bad).0, Status::Invalid);
+        // No leader, request timed out: the next member may serve; a write may have
+        // been proposed, so it counts as delivered.
+        let busy = gateway_error("m", 503, &e(14, "etcdserver: no leader"));
+        assert!(!fatal(gateway_error("m", 503, &e(14, "x"))));
+        assert_eq!(status_of(busy), (Status::Unavailable, true));
+    }
+
+    #[test]
+    fn messages_from_the_wire_are_cut_and_stripped_of_control_characters() {
+        let long = format!("a\nb{}", "x".repeat(1000));
+        let Attempt::Next(f, _) = gateway_error("m", 500, &json!({ "error": long, "code": 2 }))
+        else {
+            panic!("not fatal");
+        };
+        assert!(f.message.len() < 300, "{}", f.message);
+        assert!(!f.message.contains('\n'));
+    }
+
+    #[test]
+    fn failures_on_every_member_are_one_no_majority_message() {
+        let one = summarise(vec![unavailable("m1: connection refused".into())]);
+        assert_eq!(one.message, "m1: connection refused");
+        let all = summarise(vec![
+            unavailable("m1: connection refused".into()),
+            unavailable("m2: no complete reply in time".into()),
+        ]);
+        assert_eq!(all.status, Status::Unavailable);
+        assert!(
+            all.message.contains("no majority reached"),
+            "{}",
+            all.message
+        );
+        assert!(all.message.contains("m1") && all.message.contains("m2"));
+        assert_eq!(summarise(Vec::new()).status, Status::Unavailable);
+    }
+
+    #[test]
+    fn numbers_come_as_strings_or_numbers() {
+        assert_eq!(number(&json!("42")), Some(42));
+        assert_eq!(number(&json!(7)), Some(7));
+        assert_eq!(number(&json!("-1")), None);
+        assert_eq!(number(&json!("123456789012345678901")), None);
+        assert_eq!(number(&json!(null)), None);
+    }
+
+    #[test]
+    fn endpoint_lists_become_member_urls_and_nothing_else() {
+        let d = Duration::from_millis(100);
+        let c = Client::new("etcd://127.0.0.1:1,[::1]:2", None, None, None, d, d).unwrap();
+        assert_eq!(c.members, ["http://127.0.0.1:1", "http://[::1]:2"]);
+        let c = Client::new("etcds://h:3", None, None, None, d, d).unwrap();
+        assert_eq!(c.members, ["https://h:3"]);
+        for bad in ["redis://h:1", "etcd://", "http://h:1"] {
+            assert!(Client::new(bad, None, None, None, d, d).is_err(), "{bad}");
+        }
+        assert!(Client::new("etcds://h:3", Some(b"not pem"), None, None, d, d).is_err());
+    }
+}
