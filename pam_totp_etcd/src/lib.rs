@@ -34,12 +34,15 @@ use client::{Client, Retry, number};
 /// Longest key the module builds (prefix ≤ 64 bytes + `uid:` + a 10-digit uid).
 const MAX_KEY_LEN: usize = 256;
 
+/// A record and its `mod_revision`, or why it could not be read.
+type Read = Result<(Vec<u8>, u64), Failure>;
+
 /// One client of the cluster behind a plugin handle.
 pub struct Etcd {
     client: Client,
     /// The probe key's record as read while opening, until it is asked for (once) or
     /// anything is written.
-    prefetched: Option<(Vec<u8>, Result<(Vec<u8>, u64), Failure>)>,
+    prefetched: Option<(Vec<u8>, Read)>,
 }
 
 fn check_key(key: &[u8]) -> Result<(), Failure> {
