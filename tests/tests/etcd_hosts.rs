@@ -367,3 +367,34 @@ fn client_certificates_authenticate_to_a_cluster_that_requires_them() {
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(logs.iter().any(|l| l.contains("etcd")), "{logs:?}");
 }
+
+#[test]
+fn the_local_fallback_works_for_etcd_and_is_logged_as_a_weakening() {
+    if !require_root("the_local_fallback_works_for_etcd_and_is_logged_as_a_weakening") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("ef");
+    let (hosts, _) = fleet(
+        &cluster,
+        1,
+        "etcd_connect_timeout=300 etcd_timeout=500 state_fallback=local",
+    );
+    // Control: with the cluster up the shared store is used, nothing is logged about it.
+    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(
+        !logs.iter().any(|l| l.contains("state_fallback=local")),
+        "{logs:?}"
+    );
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("using this host's local store") && l.contains("etcd")),
+        "{logs:?}"
+    );
+}
