@@ -398,3 +398,88 @@ fn the_local_fallback_works_for_etcd_and_is_logged_as_a_weakening() {
         "{logs:?}"
     );
 }
+
+/// A fake member on loopback that reads a request and answers with `reply`, one chunk
+/// every `pace`; returns its port. Serves connections until the test process ends.
+fn fake_member(reply: Vec<Vec<u8>>, pace: Duration) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let reply = reply.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                for chunk in reply {
+                    if s.write_all(&chunk).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(pace);
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_member_dripping_or_announcing_a_huge_reply_is_cut_off_in_bounded_time() {
+    if !require_root("a_member_dripping_or_announcing_a_huge_reply_is_cut_off_in_bounded_time") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("eg");
+    let through = |port: u16| {
+        let a = format!(
+            "state=etcd://127.0.0.1:{port} etcd_plugin={} etcd_connect_timeout=300 \
+             etcd_timeout=500",
+            etcd_plugin().display()
+        );
+        let host = Stack::probe("svc", &a);
+        let started = Instant::now();
+        // Real time: the bound is on the wall clock (under libfaketime's frozen clock
+        // the client's overall deadline would never come).
+        let (d, logs) = capture_syslog(
+            &Driver::new(&host, "svc", &u.name)
+                .answer(&code_at(&secret, now()))
+                .rhost("192.0.2.7"),
+        );
+        (d, logs, started.elapsed())
+    };
+    // One byte every 100 ms: each read is well inside any per-read timeout, the whole
+    // reply never arrives within etcd_timeout=500.
+    let head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n";
+    let drip = fake_member(
+        head.iter().map(|b| vec![*b]).collect(),
+        Duration::from_millis(100),
+    );
+    let (d, logs, took) = through(drip);
+    assert_ne!(d.returned(), Returned::Success, "{d:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("no complete reply in time")),
+        "{logs:?}"
+    );
+    // A reply announcing 100 MB: cut off at the body cap, never buffered.
+    let mut huge =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
+            .to_vec();
+    huge.extend_from_slice(b"{\"kvs\":[");
+    let mut chunks = vec![huge];
+    chunks.extend((0..2000).map(|_| vec![b' '; 65536]));
+    let big = fake_member(chunks, Duration::from_millis(0));
+    let (d, logs, took) = through(big);
+    assert_ne!(d.returned(), Returned::Success, "{d:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("larger than pam_totp reads")),
+        "{logs:?}"
+    );
+    // Control: a real cluster behind the same options logs in.
+    let cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    let (hosts, _) = fleet(&cluster, 1, "etcd_connect_timeout=300 etcd_timeout=500");
+    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
