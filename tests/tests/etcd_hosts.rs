@@ -483,3 +483,39 @@ fn a_member_dripping_or_announcing_a_huge_reply_is_cut_off_in_bounded_time() {
     let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
+
+#[test]
+fn etcd_misconfigurations_deny_everybody_without_a_prompt() {
+    if !require_root("etcd_misconfigurations_deny_everybody_without_a_prompt") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("em");
+    let run = |args: &str| {
+        Driver::new(&Stack::probe("svc", args), "svc", &u.name)
+            .answer(&code_at(&secret, T0))
+            .at(T0)
+            .run()
+    };
+    for bad in [
+        // Credentials on the pam.d line.
+        "state=etcd://fleet:hunter2@127.0.0.1:2379",
+        // etcd settings without an etcd state=, or beside a Redis one.
+        "etcd_prefix=a/",
+        "state=redis://127.0.0.1 etcd_timeout=100",
+        // TLS files without TLS; a certificate without its key.
+        "state=etcd://127.0.0.1 etcd_ca_file=/etc/ssl/certs/ca.pem",
+        "state=etcds://127.0.0.1 etcd_cert_file=/etc/ssl/c.pem",
+        // A path, a member named twice, a timeout out of bounds, a relative plugin.
+        "state=etcd://127.0.0.1:2379/v3",
+        "state=etcd://127.0.0.1:2379,127.0.0.1:2379",
+        "state=etcd://127.0.0.1 etcd_timeout=60000",
+        "state=etcd://127.0.0.1 etcd_plugin=etcd.so",
+    ] {
+        let d = run(bad);
+        assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "[{bad}] {d:?}");
+        assert_eq!(d.prompts, 0, "[{bad}]");
+    }
+    // Control: the same user and code succeed without the bad options.
+    let d = run("");
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
