@@ -7,7 +7,7 @@ BENCH_ARGS ?=
 
 .PHONY: bench
 bench:
-	$(CARGO) build --release -p pam_totp -p pam_totp_redis -p totp-enroll -p totp-state -p pam-bench
+	$(CARGO) build --release -p pam_totp -p pam_totp_redis -p pam_totp_etcd -p totp-enroll -p totp-state -p pam-bench
 	@if [ "$$(id -u)" -eq 0 ]; then \
 		./target/release/pam-bench $(BENCH_ARGS); \
 	else \

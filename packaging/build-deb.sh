@@ -14,6 +14,8 @@
 #   /usr/lib/<multiarch>/security/pam_totp.so    target/release/libpam_totp.so
 #   /usr/lib/<multiarch>/pam_totp/redis.so       target/release/libpam_totp_redis.so (the
 #                                                Redis plugin, loaded only for state=redis…)
+#   /usr/lib/<multiarch>/pam_totp/etcd.so        target/release/libpam_totp_etcd.so (the
+#                                                etcd plugin, loaded only for state=etcd…)
 #   /usr/bin/totp-enroll                         target/release/totp-enroll
 #   /usr/sbin/totp-state                         target/release/totp-state
 #   /usr/share/man/man8/pam_totp.8.gz            man/pam_totp.8
@@ -61,18 +63,19 @@ epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 export SOURCE_DATE_EPOCH=$epoch
 
 if [ "$build" -eq 1 ]; then
-    cargo build --release -p pam_totp -p pam_totp_redis -p totp-enroll -p totp-state
+    cargo build --release -p pam_totp -p pam_totp_redis -p pam_totp_etcd -p totp-enroll -p totp-state
 fi
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 module=$target_dir/release/libpam_totp.so
 plugin=$target_dir/release/libpam_totp_redis.so
+etcd_plugin=$target_dir/release/libpam_totp_etcd.so
 enroll=$target_dir/release/totp-enroll
 state_tool=$target_dir/release/totp-state
 
 # Everything the package must contain; a missing piece is an error, not a smaller package.
 missing=()
-for f in "$module" "$plugin" "$enroll" "$state_tool" man/pam_totp.8 man/totp-enroll.1 man/totp-state.8 \
+for f in "$module" "$plugin" "$etcd_plugin" "$enroll" "$state_tool" man/pam_totp.8 man/totp-enroll.1 man/totp-state.8 \
          README.md SECURITY.md \
          pam.d-examples/pam-configs/pam_totp packaging/debian/control \
          packaging/debian/copyright packaging/debian/changelog packaging/debian/postinst \
@@ -112,8 +115,11 @@ install -m 0755 "$state_tool" "$pkg/usr/sbin/totp-state"
 plugin_dir=usr/lib/$multiarch/pam_totp
 install -d "$pkg/$plugin_dir"
 install -m 0644 "$plugin" "$pkg/$plugin_dir/redis.so"
+# The etcd plugin beside it (DEFAULT_ETCD_PLUGIN_PATH).
+install -m 0644 "$etcd_plugin" "$pkg/$plugin_dir/etcd.so"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
-    "$pkg/$security_dir/pam_totp.so" "$pkg/$plugin_dir/redis.so" "$pkg/usr/bin/totp-enroll" \
+    "$pkg/$security_dir/pam_totp.so" "$pkg/$plugin_dir/redis.so" "$pkg/$plugin_dir/etcd.so" \
+    "$pkg/usr/bin/totp-enroll" \
     "$pkg/usr/sbin/totp-state"
 
 # Man pages.
@@ -160,7 +166,7 @@ if command -v dpkg-shlibdeps >/dev/null; then
         > "$work/shlibs/debian/control"
     if out=$(cd "$work/shlibs" && dpkg-shlibdeps -O \
             "$pkg/$security_dir/pam_totp.so" "$pkg/$plugin_dir/redis.so" \
-            "$pkg/usr/bin/totp-enroll" "$pkg/usr/sbin/totp-state" 2>/dev/null); then
+            "$pkg/$plugin_dir/etcd.so" "$pkg/usr/bin/totp-enroll" "$pkg/usr/sbin/totp-state" 2>/dev/null); then
         depends=${out#shlibs:Depends=}
     fi
 fi

@@ -15,9 +15,11 @@ need_root() {
 # Build: libpam0g-dev (link against libpam), libssl-dev (the Redis plugin's TLS, through
 # the distribution's OpenSSL). Tests: the rest, each a real component nobody here wrote:
 # GA's module, oathtool, zbarimg, sshd, libfaketime, strace, valgrind, redis-server (the
-# fleet tests start their own) and openssl (their test CA).
+# fleet tests start their own), etcd-server and etcd-client (the etcd tests start their
+# own three-member cluster and use etcdctl) and openssl (their test CA).
 packages=(
-    build-essential pkg-config libpam0g-dev libssl-dev redis-server openssl fail2ban
+    build-essential pkg-config libpam0g-dev libssl-dev redis-server etcd-server etcd-client
+    openssl fail2ban
     pamtester libpam-wrapper faketime oathtool libpam-google-authenticator
     qrencode zbar-tools librsvg2-bin openssh-server openssh-client sshpass expect
     strace valgrind rpm dpkg-dev man-db

@@ -84,6 +84,7 @@ pub(super) fn auth_cases(wrong: &str) -> Vec<Case> {
         ("ga-noskew", "GA noskewadj", "ga-noskew"),
         ("totp", "pam_totp.so", "totp"),
         ("redis", "totp+Redis", "totp-redis"),
+        ("etcd", "totp+etcd", "totp-etcd"),
     ];
     let scenarios = [
         (
@@ -102,7 +103,7 @@ pub(super) fn auth_cases(wrong: &str) -> Vec<Case> {
     ];
     for (mkey, mname, _) in modules
         .iter()
-        .filter(|m| m.0 != "ga-noskew" && m.0 != "redis")
+        .filter(|m| !matches!(m.0, "ga-noskew" | "redis" | "etcd"))
     {
         add(
             &format!("{mkey}-load"),

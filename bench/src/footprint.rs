@@ -99,6 +99,12 @@ pub fn report(release: &Path, strip: impl Fn(&Path) -> Option<u64>) {
     );
     println!("  module needs: {}", needed(&module));
     println!("  plugin needs: {}", needed(&plugin));
+    let etcd = release.join("libpam_totp_etcd.so");
+    println!(
+        "etcd plugin (loaded only for state=etcd…): libpam_totp_etcd.so {}",
+        size(&etcd)
+    );
+    println!("  plugin needs: {}", needed(&etcd));
     let exe = std::env::current_exe().unwrap_or_else(|_| "pam-bench".into());
     let out = Command::new(exe)
         .arg("--footprint-child")

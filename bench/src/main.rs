@@ -13,6 +13,7 @@
 
 mod args;
 mod cases;
+mod etcd;
 mod fleet;
 mod footprint;
 mod memory;
@@ -63,6 +64,8 @@ struct Bench {
     rewrite_samples: Vec<Duration>,
     /// The shared-store rows (`totp-redis`); `None` without `redis-server`.
     redis: Option<fleet::BenchRedis>,
+    /// The etcd rows (`totp-etcd`); `None` without `etcd`.
+    etcd: Option<etcd::BenchEtcd>,
 }
 
 /// Minor page faults of the calling thread so far.
@@ -249,6 +252,13 @@ impl Bench {
                 format!("auth required {m} user=root secret={s} {}", r.options()),
             ));
         }
+        let etcd = etcd::BenchEtcd::start(&scratch, &release)?;
+        if let Some(e) = &etcd {
+            services.push((
+                "totp-etcd",
+                format!("auth required {m} user=root secret={s} {}", e.options()),
+            ));
+        }
         for (name, line) in &services {
             fs::write(confdir.join(name), format!("{line}\n"))
                 .map_err(|e| format!("write service {name}: {e}"))?;
@@ -266,6 +276,7 @@ impl Bench {
             sink,
             rewrite_samples: Vec::new(),
             redis,
+            etcd,
         };
         b.refresh()?;
         Ok(b)
@@ -283,6 +294,9 @@ impl Bench {
         self.rewrite_samples.push(t0.elapsed());
         if let Some(r) = &self.redis {
             r.flush()?;
+        }
+        if let Some(e) = &self.etcd {
+            e.flush()?;
         }
         Ok(())
     }
@@ -472,12 +486,16 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
         eprintln!("redis-server not installed: no Redis rows");
         all.retain(|c| !c.key.starts_with("redis-"));
     }
+    if b.etcd.is_none() {
+        eprintln!("etcd not installed: no etcd rows");
+        all.retain(|c| !c.key.starts_with("etcd-"));
+    }
     let mut keep: Vec<String> = Vec::new();
     for c in all.iter().filter(|c| b.opts.wants(&c.key)) {
         let scenario = c.key.rsplit('-').next().unwrap_or("");
         keep.extend([c.key.clone(), format!("ga-{scenario}"), "permit".into()]);
         // The Redis rows are judged against the local store.
-        if c.key.starts_with("redis-") {
+        if c.key.starts_with("redis-") || c.key.starts_with("etcd-") {
             keep.push(format!("totp-{scenario}"));
         }
     }
@@ -625,6 +643,16 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
             median_of(&auth, "totp-wrong"),
         ),
         1.2,
+        true,
+    );
+    // Issue 22: a three-member etcd cluster on loopback (every write on a majority).
+    goal(
+        "right code through etcd ≤ 3× the local store",
+        ratio(
+            median_of(&auth, "etcd-right"),
+            median_of(&auth, "totp-right"),
+        ),
+        3.0,
         true,
     );
     // Issue 15: a realistic file must cost no more than pam_access (goal 0.8×), and the

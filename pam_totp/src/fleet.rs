@@ -1,4 +1,4 @@
-//! The module's side of fleets: the shared Redis store (`state=redis…`) and secrets
+//! The module's side of fleets: the shared store (`state=redis…`, `state=etcd…`) and secrets
 //! served by a command (`secret_command=`). See docs/fleet.md.
 
 use std::path::Path;
@@ -6,18 +6,18 @@ use std::time::Duration;
 
 use totp_core::fleet::check_command_file;
 use totp_core::gafile::GaFile;
-use totp_core::options::{ModuleOptions, StateBackend};
+use totp_core::options::ModuleOptions;
 use totp_core::state::StateStore;
 use totp_os::command::{SecretOutput, run_secret_command};
-use totp_os::remote::open_configured;
+use totp_os::remote::open_shared;
 
 /// Connects to the shared store `state=` names (after the plugin's ownership check).
 pub fn open_remote(opts: &ModuleOptions) -> Result<Box<dyn StateStore>, String> {
-    let redis = opts
+    let shared = opts
         .fleet
-        .redis()
-        .ok_or_else(|| "state=redis… without a server".to_owned())?;
-    let store = open_configured(&redis, opts.max_failures.is_some()).map_err(|e| e.to_string())?;
+        .shared()
+        .ok_or_else(|| "a shared state= without a server".to_owned())?;
+    let store = open_shared(&shared, opts.max_failures.is_some()).map_err(|e| e.to_string())?;
     Ok(Box::new(store))
 }
 
@@ -50,7 +50,7 @@ pub fn secret_from_command(
         SecretOutput::Secret(bytes) => {
             let file = GaFile::parse(&bytes)
                 .map_err(|e| format!("secret command output is not a secret file: {e}"))?;
-            let shared = opts.state == StateBackend::Redis;
+            let shared = opts.state.is_shared();
             check_command_file(&file, shared).map_err(|e| e.to_string())?;
             Ok(Some(CommandSecret::File(file)))
         }

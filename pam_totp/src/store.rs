@@ -1,5 +1,5 @@
 //! Builds the state store the module options ask for (`state=`, `state_dir=`, and the
-//! shared Redis store of `state=redis…`, see `crate::fleet`).
+//! shared store of `state=redis…` or `state=etcd…`, see `crate::fleet`).
 //!
 //! Where the local store lives:
 //!
@@ -37,7 +37,7 @@ pub fn open(
 ) -> Result<Box<dyn StateStore>, String> {
     match opts.state {
         StateBackend::Local => open_local(opts, sys),
-        StateBackend::Redis => match crate::fleet::open_remote(opts) {
+        StateBackend::Redis | StateBackend::Etcd => match crate::fleet::open_remote(opts) {
             Ok(store) => Ok(store),
             Err(why) if opts.fleet.fallback == Fallback::Local => {
                 warn(&format!(

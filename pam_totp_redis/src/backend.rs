@@ -15,24 +15,8 @@ use zeroize::Zeroizing;
 
 use crate::resp::{Address, Conn, Limits, Reply, Tls, WireError};
 
-/// Status codes of the C ABI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum Status {
-    Ok = 0,
-    /// The version moved on: re-read and decide again.
-    Conflict = 1,
-    /// Not reachable in time (connect, timeout, connection dropped).
-    Unavailable = -1,
-    /// Reachable but refused (authentication, ACL, read-only replica, WAIT short).
-    Refused = -2,
-    /// A reply or a stored value we did not expect.
-    Corrupt = -3,
-    /// The caller broke the ABI contract or sent a bad configuration.
-    Invalid = -4,
-    /// A panic was caught.
-    Internal = -5,
-}
+/// Status codes of the C ABI: the one definition in the ABI crate.
+pub use pam_totp_plugin_abi::Status;
 
 pub struct Failure {
     pub status: Status,

@@ -92,6 +92,7 @@ check "dpkg reports version $version installed" \
 expected=(
     "$module 644"
     "$(dirname "$secdir")/pam_totp/redis.so 644"
+    "$(dirname "$secdir")/pam_totp/etcd.so 644"
     "/usr/bin/totp-enroll 755"
     "/usr/sbin/totp-state 755"
     "/usr/share/man/man8/totp-state.8.gz 644"

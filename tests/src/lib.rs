@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use pamapp;
 
+pub mod etcd;
 pub mod fleet;
 
 /// The workspace root.

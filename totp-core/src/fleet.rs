@@ -14,6 +14,9 @@ use zeroize::Zeroizing;
 
 use crate::options::{OptionError, bad, decimal};
 
+pub mod etcd;
+pub use etcd::{EtcdEndpoints, EtcdOptions};
+
 /// Redis connect timeout default (per attempt), milliseconds.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 500;
 /// Redis command (reply) timeout default, milliseconds.
@@ -230,6 +233,11 @@ fn decimal_u32(v: &str) -> Option<u32> {
 }
 
 fn split_host_port(v: &str) -> Option<(String, u16)> {
+    split_host_port_default(v, 6379)
+}
+
+/// `HOST[:PORT]` with `default` for a missing port (shared with the etcd endpoints).
+fn split_host_port_default(v: &str, default: u16) -> Option<(String, u16)> {
     let (host, port) = if let Some(rest) = v.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
         h.parse::<std::net::Ipv6Addr>().ok()?;
@@ -254,7 +262,7 @@ fn split_host_port(v: &str) -> Option<(String, u16)> {
         (h.to_owned(), p)
     };
     let port = match port {
-        None => 6379,
+        None => default,
         Some(p) => {
             let n = decimal_u32(p)?;
             u16::try_from(n).ok().filter(|&n| n != 0)?
@@ -325,6 +333,15 @@ pub struct FleetOptions {
     pub secret_command: Option<String>,
     pub secret_command_user: Option<String>,
     pub secret_command_timeout_ms: Option<u64>,
+    /// `state=etcd…` and the `etcd_*` options (`fleet/etcd.rs`).
+    pub etcd: etcd::EtcdFleet,
+}
+
+/// The shared store a module line names, whichever backend it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SharedStore {
+    Redis(RedisOptions),
+    Etcd(EtcdOptions),
 }
 
 fn absolute(option: &'static str, v: &str) -> Result<String, OptionError> {
@@ -344,6 +361,9 @@ impl FleetOptions {
     /// Applies `state=<remote>` or one of the fleet options (the "Fleets" part of
     /// [`crate::options::OPTION_NAMES`]). `Ok(false)`: not ours.
     pub fn apply(&mut self, name: &str, v: &str) -> Result<bool, OptionError> {
+        if self.etcd.apply(name, v)? {
+            return Ok(true);
+        }
         match name {
             "state" if RedisEndpoint::is_remote(v) => self.redis = Some(RedisEndpoint::parse(v)?),
             "state_fallback" => {
@@ -429,8 +449,15 @@ impl FleetOptions {
             ("redis_wait_timeout", self.wait_timeout_ms.is_some()),
             ("redis_ttl", self.ttl_secs.is_some()),
             ("redis_plugin", self.plugin.is_some()),
-            ("state_fallback", self.fallback != Fallback::Deny),
         ];
+        self.etcd.check()?;
+        if self.fallback != Fallback::Deny && self.redis.is_none() && self.etcd.endpoints.is_none()
+        {
+            return Err(bad(
+                "state_fallback",
+                "needs a shared state= store (redis…, unix:, etcd://, etcds://)",
+            ));
+        }
         if self.redis.is_none()
             && let Some((name, _)) = redis_only.iter().find(|(_, set)| *set)
         {
@@ -481,6 +508,14 @@ impl FleetOptions {
             ttl_secs: self.ttl_secs.unwrap_or(DEFAULT_TTL_SECS),
             plugin: self.plugin.clone(),
         })
+    }
+
+    /// The shared store `state=` names, if any (etcd or Redis).
+    pub fn shared(&self) -> Option<SharedStore> {
+        if let Some(e) = self.etcd.options() {
+            return Some(SharedStore::Etcd(e));
+        }
+        self.redis().map(SharedStore::Redis)
     }
 
     /// The secret command, when configured (after [`FleetOptions::check`]).
@@ -630,6 +665,10 @@ pub struct PluginConfig {
     /// Install (or replace) the compare-and-set function library at open: for the
     /// admin tool (`totp-state init`), never for a login.
     pub install_functions: bool,
+    /// A key the plugin may read while opening, to prove the store serves reads (the
+    /// store record, `<prefix>store`); the first `get` of that key may answer with that
+    /// read instead of asking again (one round trip less per login).
+    pub probe_key: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for PluginConfig {
@@ -649,6 +688,7 @@ impl fmt::Debug for PluginConfig {
             .field("wait_replicas", &self.wait_replicas)
             .field("wait_timeout_ms", &self.wait_timeout_ms)
             .field("install_functions", &self.install_functions)
+            .field("probe_key", &self.probe_key)
             .finish()
     }
 }
@@ -664,6 +704,7 @@ const TAG_WAIT_MS: u8 = 8;
 const TAG_CLIENT_CERT: u8 = 9;
 const TAG_CLIENT_KEY: u8 = 10;
 const TAG_INSTALL_FUNCTIONS: u8 = 11;
+const TAG_PROBE_KEY: u8 = 12;
 /// Largest encoded configuration (a CA bundle included).
 pub const MAX_PLUGIN_CONFIG_LEN: usize = 1 << 20;
 
@@ -698,6 +739,9 @@ impl PluginConfig {
         put(TAG_WAIT_MS, &self.wait_timeout_ms.to_le_bytes());
         if self.install_functions {
             put(TAG_INSTALL_FUNCTIONS, &[1]);
+        }
+        if let Some(k) = &self.probe_key {
+            put(TAG_PROBE_KEY, k);
         }
         out
     }
@@ -745,6 +789,7 @@ impl PluginConfig {
                 }
                 TAG_WAIT_MS => c.wait_timeout_ms = u64_of()?,
                 TAG_INSTALL_FUNCTIONS => c.install_functions = v == [1],
+                TAG_PROBE_KEY => c.probe_key = Some(v.to_vec()),
                 _ => return Err("unknown configuration tag"),
             }
         }

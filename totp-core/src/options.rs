@@ -64,6 +64,15 @@ pub const OPTION_NAMES: &[&str] = &[
     "redis_wait_timeout",
     "redis_ttl",
     "redis_plugin",
+    // state=etcd://… and its settings (crate::fleet::etcd).
+    "etcd_connect_timeout",
+    "etcd_timeout",
+    "etcd_prefix",
+    "etcd_credentials",
+    "etcd_ca_file",
+    "etcd_cert_file",
+    "etcd_key_file",
+    "etcd_plugin",
     "secret_command",
     "secret_command_user",
     "secret_command_timeout",
@@ -97,6 +106,15 @@ pub enum StateBackend {
     Local,
     /// A Redis/Valkey server shared by a fleet (`state=redis://…`, `crate::fleet`).
     Redis,
+    /// An etcd cluster shared by a fleet (`state=etcd://…`, `crate::fleet::etcd`).
+    Etcd,
+}
+
+impl StateBackend {
+    /// Whether the store is shared by a fleet (every host sees every write).
+    pub fn is_shared(self) -> bool {
+        self != Self::Local
+    }
 }
 
 /// `user=`: a uid or a (validated) name to resolve through NSS.
@@ -371,7 +389,13 @@ impl ModuleOptions {
                     }
                     "state" if crate::fleet::RedisEndpoint::is_remote(v) => {
                         self.fleet.apply(name, v)?;
+                        self.fleet.etcd.endpoints = None;
                         self.state = StateBackend::Redis;
+                    }
+                    "state" if crate::fleet::EtcdEndpoints::is_etcd(v) => {
+                        self.fleet.apply(name, v)?;
+                        self.fleet.redis = None;
+                        self.state = StateBackend::Etcd;
                     }
                     "state" => {
                         self.state = match v {
@@ -379,6 +403,7 @@ impl ModuleOptions {
                             _ => return Err(bad("state", "not a known state store")),
                         };
                         self.fleet.redis = None;
+                        self.fleet.etcd.endpoints = None;
                     }
                     "state_dir" => self.state_dir = Some(absolute_path("state_dir", v)?),
                     "ceiling_burst" => self.ceiling_burst = small("ceiling_burst", v, 1, 1000)?,

@@ -207,6 +207,9 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
 /// The store a module line uses when run by this process.
 fn store_of(o: &ModuleOptions) -> String {
     use totp_core::fleet::RedisTarget;
+    if let Some(etcd) = &o.fleet.etcd.endpoints {
+        return format!("the shared etcd store at {}", etcd.url());
+    }
     if let Some(ep) = &o.fleet.redis {
         let at = match &ep.target {
             RedisTarget::Tcp { host, port, tls } => {

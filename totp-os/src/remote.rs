@@ -1,18 +1,25 @@
-//! The shared Redis/Valkey state store, as seen from the module: [`RemoteStore`] runs
-//! the optimistic update loop (read record and version → decide → compare-and-set,
-//! again on a conflict) over the narrow C ABI of the `pam_totp_redis` plugin, which is
-//! `dlopen`ed only when a pam.d line asks for it.
+//! The shared state store (Redis/Valkey, etcd), as seen from the module: [`RemoteStore`]
+//! runs the optimistic update loop (read record and version → decide → compare-and-set,
+//! again on a conflict) over the one narrow C ABI every backend plugin exports
+//! (`pam_totp_plugin_abi`); the plugin is `dlopen`ed only when a pam.d line asks for its
+//! backend. Adding a backend adds its options and its default path here, nothing else.
 //!
 //! The plugin is code loaded into sshd: it must pass [`check_root_controlled`] (root-owned
 //! along its whole path) before it is loaded, and it is never unloaded (a Rust shared
 //! object with thread-local destructors cannot be `dlclose`d safely).
 
 use std::ffi::c_void;
+
+use pam_totp_plugin_abi::{
+    ABI_VERSION, AbiFn, CasFn, CloseFn, DelFn, GetFn, MESSAGE_CAP, OpenFn, Status, symbol,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use totp_core::fleet::{Credentials, PluginConfig, RedisOptions, RedisTarget};
+use totp_core::fleet::{
+    Credentials, EtcdOptions, PluginConfig, RedisOptions, RedisTarget, SharedStore,
+};
 use totp_core::state::{
     MAX_ENCODED_LEN, Missing, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid,
     UserState, Write,
@@ -37,8 +44,20 @@ const MULTIARCH_PLUGIN_PATH: &str = "/usr/lib/aarch64-linux-gnu/pam_totp/redis.s
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const MULTIARCH_PLUGIN_PATH: &str = "/usr/lib/pam_totp/redis.so";
 
-/// The plugin ABI this module speaks (`pam_totp_redis::ABI_VERSION`).
-const ABI_VERSION: u32 = 1;
+/// Where the etcd plugin is installed unless `etcd_plugin=` says otherwise (beside the
+/// Redis plugin); `PAM_TOTP_ETCD_PLUGIN` at build time for another layout.
+pub const DEFAULT_ETCD_PLUGIN_PATH: &str = match option_env!("PAM_TOTP_ETCD_PLUGIN") {
+    Some(p) => p,
+    None => MULTIARCH_ETCD_PLUGIN_PATH,
+};
+
+#[cfg(target_arch = "x86_64")]
+const MULTIARCH_ETCD_PLUGIN_PATH: &str = "/usr/lib/x86_64-linux-gnu/pam_totp/etcd.so";
+#[cfg(target_arch = "aarch64")]
+const MULTIARCH_ETCD_PLUGIN_PATH: &str = "/usr/lib/aarch64-linux-gnu/pam_totp/etcd.so";
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const MULTIARCH_ETCD_PLUGIN_PATH: &str = "/usr/lib/pam_totp/etcd.so";
+
 /// Largest plugin file accepted by the ownership check.
 const MAX_PLUGIN_SIZE: usize = 256 << 20;
 /// Largest credentials file and CA bundle.
@@ -46,41 +65,6 @@ const MAX_CREDENTIALS_SIZE: usize = 4096;
 const MAX_CA_SIZE: usize = 1 << 20;
 /// Conflicts tolerated in one update; each one means another login made progress.
 const MAX_ROUNDS: u32 = 64;
-const MESSAGE_CAP: usize = 512;
-
-const STATUS_OK: i32 = 0;
-const STATUS_CONFLICT: i32 = 1;
-const STATUS_UNAVAILABLE: i32 = -1;
-const STATUS_REFUSED: i32 = -2;
-const STATUS_CORRUPT: i32 = -3;
-
-type AbiFn = unsafe extern "C" fn() -> u32;
-type OpenFn = unsafe extern "C" fn(*const u8, usize, *mut *mut c_void, *mut u8, usize) -> i32;
-type GetFn = unsafe extern "C" fn(
-    *mut c_void,
-    *const u8,
-    usize,
-    *mut u8,
-    usize,
-    *mut usize,
-    *mut u64,
-    *mut u8,
-    usize,
-) -> i32;
-type CasFn = unsafe extern "C" fn(
-    *mut c_void,
-    *const u8,
-    usize,
-    u64,
-    *const u8,
-    usize,
-    u64,
-    u32,
-    *mut u8,
-    usize,
-) -> i32;
-type DelFn = unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut u8, usize) -> i32;
-type CloseFn = unsafe extern "C" fn(*mut c_void);
 
 /// The plugin's entry points (valid for the life of the process: never unloaded).
 struct Plugin {
@@ -94,8 +78,9 @@ struct Plugin {
 /// Plugins loaded so far, by path (normally one).
 static LOADED: Mutex<Vec<(PathBuf, &'static Plugin)>> = Mutex::new(Vec::new());
 
-fn load_plugin(path: &Path) -> Result<&'static Plugin, StoreError> {
-    let refused = |m: String| StoreError::Refused(format!("Redis plugin {}: {m}", path.display()));
+fn load_plugin(path: &Path, backend: &str) -> Result<&'static Plugin, StoreError> {
+    let refused =
+        |m: String| StoreError::Refused(format!("{backend} plugin {}: {m}", path.display()));
     let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, p)) = loaded.iter().find(|(p, _)| p == path) {
         return Ok(p);
@@ -106,31 +91,35 @@ fn load_plugin(path: &Path) -> Result<&'static Plugin, StoreError> {
     // ownership check above, so it is as trusted as the module itself.
     let lib = unsafe { libloading::os::unix::Library::open(Some(path), flags) }
         .map_err(|e| refused(e.to_string()))?;
-    // SAFETY: each symbol is looked up with the exact type the plugin exports it with
-    // (pam_totp_redis/src/lib.rs); the ABI version check below guards against another
-    // build of the plugin with different signatures.
+    // SAFETY: each symbol is looked up with the type the one ABI definition gives it
+    // (`pam_totp_plugin_abi`, which every plugin's exports are checked against when it
+    // is built); the version check comes before any other call, so a plugin built for
+    // another ABI is refused before its functions are used.
     let plugin = unsafe {
         let abi: AbiFn = *lib
-            .get::<AbiFn>(b"pam_totp_redis_abi\0")
+            .get::<AbiFn>(symbol::ABI)
             .map_err(|e| refused(e.to_string()))?;
-        if abi() != ABI_VERSION {
-            return Err(refused("incompatible plugin version".to_owned()));
+        let version = abi();
+        if version != ABI_VERSION {
+            return Err(refused(format!(
+                "plugin ABI version {version}, this module speaks {ABI_VERSION}"
+            )));
         }
         Plugin {
             open: *lib
-                .get::<OpenFn>(b"pam_totp_redis_open\0")
+                .get::<OpenFn>(symbol::OPEN)
                 .map_err(|e| refused(e.to_string()))?,
             get: *lib
-                .get::<GetFn>(b"pam_totp_redis_get\0")
+                .get::<GetFn>(symbol::GET)
                 .map_err(|e| refused(e.to_string()))?,
             cas: *lib
-                .get::<CasFn>(b"pam_totp_redis_cas\0")
+                .get::<CasFn>(symbol::CAS)
                 .map_err(|e| refused(e.to_string()))?,
             del: *lib
-                .get::<DelFn>(b"pam_totp_redis_del\0")
+                .get::<DelFn>(symbol::DEL)
                 .map_err(|e| refused(e.to_string()))?,
             close: *lib
-                .get::<CloseFn>(b"pam_totp_redis_close\0")
+                .get::<CloseFn>(symbol::CLOSE)
                 .map_err(|e| refused(e.to_string()))?,
         }
     };
@@ -191,6 +180,20 @@ fn read_root_file(
         .map_err(|e| StoreError::Refused(format!("{what} {path}: {e}")))
 }
 
+type UserPassword = (Option<String>, Option<Zeroizing<String>>);
+
+/// The user name and password of a root-only credentials file (`redis_credentials=`,
+/// `etcd_credentials=`).
+fn credentials(path: Option<&str>, rules: &FileRules) -> Result<UserPassword, StoreError> {
+    let Some(path) = path else {
+        return Ok((None, None));
+    };
+    let bytes = read_root_file("credentials file", path, rules)?;
+    let c = Credentials::parse(&bytes)
+        .map_err(|e| StoreError::Refused(format!("credentials file {path}: {e}")))?;
+    Ok((c.username, Some(c.password)))
+}
+
 /// Reads the root-only credentials file, the CA bundle and the client certificate and
 /// key, and builds what the plugin's `open` receives.
 pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
@@ -207,15 +210,7 @@ pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
         // own server in the fleet's place.
         check_socket_path(Path::new(path)).map_err(|e| refused("socket", path, e.to_string()))?;
     }
-    let (username, password) = match &opts.credentials {
-        None => (None, None),
-        Some(path) => {
-            let contents = read("credentials file", path, &secret_rules)?;
-            let c = Credentials::parse(&contents)
-                .map_err(|e| refused("credentials file", path, e.to_string()))?;
-            (c.username, Some(c.password))
-        }
-    };
+    let (username, password) = credentials(opts.credentials.as_deref(), &secret_rules)?;
     let ca_pem = match &opts.ca_file {
         None if opts.endpoint.tls() => Some(system_bundle(&public_rules)?),
         None => None,
@@ -245,7 +240,54 @@ pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
         wait_replicas: opts.wait_replicas,
         wait_timeout_ms: opts.wait_timeout_ms,
         install_functions: false,
+        probe_key: None,
     })
+}
+
+/// The etcd plugin's configuration: the endpoint list, the credentials file, the CA, the
+/// client certificate and its root-only key.
+pub fn etcd_plugin_config(opts: &EtcdOptions) -> Result<PluginConfig, StoreError> {
+    let secret_rules = root_file_rules(0o600, MAX_CREDENTIALS_SIZE);
+    let public_rules = root_file_rules(0o644, MAX_CA_SIZE);
+    let (username, password) = credentials(opts.credentials.as_deref(), &secret_rules)?;
+    let public = |what: &str, path: &Option<String>| {
+        path.as_deref()
+            .map(|p| read_root_file(what, p, &public_rules).map(|c| c.to_vec()))
+            .transpose()
+    };
+    let client_key = opts
+        .key_file
+        .as_deref()
+        .map(|p| read_root_file("client key", p, &root_file_rules(0o600, MAX_CA_SIZE)))
+        .transpose()?;
+    Ok(PluginConfig {
+        url: opts.endpoints.url(),
+        ca_pem: public("CA file", &opts.ca_file)?,
+        client_cert: public("client certificate", &opts.cert_file)?,
+        client_key,
+        username,
+        password,
+        connect_timeout_ms: opts.connect_timeout_ms,
+        command_timeout_ms: opts.command_timeout_ms,
+        wait_replicas: 0,
+        wait_timeout_ms: 0,
+        install_functions: false,
+        // The store record: opening reads it (a linearizable read proves a majority) and
+        // the module's first read of it is answered from there.
+        probe_key: Some(format!("{}store", opts.prefix).into_bytes()),
+    })
+}
+
+/// The shared store a module line names (`state=redis…` or `state=etcd…`), opened.
+pub fn open_shared(shared: &SharedStore, hard_cap: bool) -> Result<RemoteStore, StoreError> {
+    match shared {
+        SharedStore::Redis(r) => open_configured(r, hard_cap),
+        SharedStore::Etcd(e) => {
+            let plugin = e.plugin.as_deref().unwrap_or(DEFAULT_ETCD_PLUGIN_PATH);
+            let config = etcd_plugin_config(e)?;
+            RemoteStore::open(Path::new(plugin), &config, RemoteSettings::for_etcd(e))
+        }
+    }
 }
 
 /// The shared store the Redis options describe: the plugin (`redis_plugin=` or
@@ -275,8 +317,10 @@ pub fn open_configured_admin(
 /// How a [`RemoteStore`] names and keeps records.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteSettings {
-    /// Key prefix (`redis_prefix=`); the key is `<prefix>user:<name>` (or
-    /// `<prefix>uid:<uid>` where no name is known).
+    /// The backend's name in messages ("Redis", "etcd").
+    pub backend: &'static str,
+    /// Key prefix (`redis_prefix=`, `etcd_prefix=`); the key is `<prefix>user:<name>`
+    /// (or `<prefix>uid:<uid>` where no name is known).
     pub prefix: String,
     /// Record time-to-live in seconds, refreshed on every write; 0 = never expire.
     /// Records holding an HOTP counter never expire whatever this says.
@@ -292,8 +336,21 @@ impl RemoteSettings {
     pub fn for_options(opts: &RedisOptions, hard_cap: bool) -> Self {
         let per_round = Duration::from_millis(opts.command_timeout_ms);
         Self {
+            backend: "Redis",
             prefix: opts.prefix.clone(),
             ttl_secs: if hard_cap { 0 } else { opts.ttl_secs },
+            update_budget: Duration::from_millis(opts.connect_timeout_ms) + 4 * per_round,
+        }
+    }
+
+    /// The settings for an etcd cluster. Records never expire there (a TTL would cost a
+    /// lease per record; keeping them is the stricter choice), so the TTL is 0.
+    pub fn for_etcd(opts: &EtcdOptions) -> Self {
+        let per_round = Duration::from_millis(opts.command_timeout_ms);
+        Self {
+            backend: "etcd",
+            prefix: opts.prefix.clone(),
+            ttl_secs: 0,
             update_budget: Duration::from_millis(opts.connect_timeout_ms) + 4 * per_round,
         }
     }
@@ -312,13 +369,12 @@ pub struct RemoteStore {
 /// Longest user name that keys a record (longer ones keep the uid key).
 const MAX_KEY_NAME: usize = 256;
 
-fn store_error(status: i32, msg: &[u8]) -> StoreError {
+fn store_error(backend: &str, status: i32, msg: &[u8]) -> StoreError {
     let end = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
-    let text = format!("Redis: {}", String::from_utf8_lossy(&msg[..end]));
-    match status {
-        STATUS_UNAVAILABLE => StoreError::Unavailable(text),
-        STATUS_CORRUPT => StoreError::Corrupt(text),
-        STATUS_REFUSED => StoreError::Refused(text),
+    let text = format!("{backend}: {}", String::from_utf8_lossy(&msg[..end]));
+    match Status::from_raw(status) {
+        Status::Unavailable => StoreError::Unavailable(text),
+        Status::Corrupt => StoreError::Corrupt(text),
         _ => StoreError::Refused(text),
     }
 }
@@ -331,7 +387,7 @@ impl RemoteStore {
         config: &PluginConfig,
         settings: RemoteSettings,
     ) -> Result<Self, StoreError> {
-        let plugin = load_plugin(plugin_path)?;
+        let plugin = load_plugin(plugin_path, settings.backend)?;
         let encoded: Zeroizing<Vec<u8>> = config.encode();
         let mut msg = [0u8; MESSAGE_CAP];
         let mut handle: *mut c_void = std::ptr::null_mut();
@@ -346,8 +402,8 @@ impl RemoteStore {
                 msg.len(),
             )
         };
-        if status != STATUS_OK || handle.is_null() {
-            return Err(store_error(status, &msg));
+        if status != Status::Ok as i32 || handle.is_null() {
+            return Err(store_error(settings.backend, status, &msg));
         }
         Ok(Self {
             plugin,
@@ -426,8 +482,8 @@ impl RemoteStore {
                 msg.len(),
             )
         };
-        if status != STATUS_OK {
-            return Err(store_error(status, &msg));
+        if status != Status::Ok as i32 {
+            return Err(store_error(self.settings.backend, status, &msg));
         }
         out.truncate(len.min(MAX_ENCODED_LEN));
         Ok((out, version))
@@ -445,10 +501,10 @@ impl RemoteStore {
                 msg.len(),
             )
         };
-        if status == STATUS_OK {
+        if status == Status::Ok as i32 {
             Ok(())
         } else {
-            Err(store_error(status, &msg))
+            Err(store_error(self.settings.backend, status, &msg))
         }
     }
 
@@ -492,10 +548,10 @@ impl RemoteStore {
                 msg.len(),
             )
         };
-        match status {
-            STATUS_OK => Ok(true),
-            STATUS_CONFLICT => Ok(false),
-            s => Err(store_error(s, &msg)),
+        match Status::from_raw(status) {
+            Status::Ok => Ok(true),
+            Status::Conflict => Ok(false),
+            _ => Err(store_error(self.settings.backend, status, &msg)),
         }
     }
 }
@@ -514,8 +570,9 @@ impl StateStore for RemoteStore {
             if version != 0 {
                 return StoreContext::decode(&bytes).map(Some).map_err(|_| {
                     StoreError::Corrupt(format!(
-                        "Redis: {} is not a pam_totp store record; if the data set was \
+                        "{}: {} is not a pam_totp store record; if the data set was \
                          lost, delete it (the next login recreates it)",
+                        self.settings.backend,
                         String::from_utf8_lossy(&name)
                     ))
                 });
@@ -534,7 +591,8 @@ impl StateStore for RemoteStore {
             self.compare_and_set_bytes(&name, 0, &context.encode(), 0, true)?;
         }
         Err(StoreError::Unavailable(format!(
-            "Redis: {} vanished after it was created",
+            "{}: {} vanished after it was created",
+            self.settings.backend,
             String::from_utf8_lossy(&name)
         )))
     }
@@ -564,9 +622,10 @@ impl StateStore for RemoteStore {
                 break;
             }
         }
-        Err(StoreError::Unavailable(
-            "Redis: too many concurrent updates of this user".to_owned(),
-        ))
+        Err(StoreError::Unavailable(format!(
+            "{}: too many concurrent updates of this user",
+            self.settings.backend
+        )))
     }
 
     fn read(&mut self, uid: Uid) -> Result<UserState, StoreError> {

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use totp_core::options::ModuleOptions;
 use totp_core::state::{StateStore, Uid};
-use totp_os::remote::open_configured;
+use totp_os::remote::open_shared;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir, effective_uid, record_uid};
 use totp_os::{nss, pam_stack};
 
@@ -329,12 +329,13 @@ fn require_dir(dir: &Path) -> Result<(), Fatal> {
     }
 }
 
-/// The fleet's shared store when the module arguments name one (`state=redis…`).
+/// The fleet's shared store when the module arguments name one (`state=redis…`,
+/// `state=etcd…`).
 fn fleet_store(opts: &ModuleOptions) -> Result<Option<Box<dyn StateStore>>, Fatal> {
-    let Some(redis) = opts.fleet.redis() else {
+    let Some(shared) = opts.fleet.shared() else {
         return Ok(None);
     };
-    let store = open_configured(&redis, opts.max_failures.is_some())
+    let store = open_shared(&shared, opts.max_failures.is_some())
         .map_err(|e| Fatal(format!("shared store: {e}")))?;
     Ok(Some(Box::new(store)))
 }

@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use totp_core::fleet::SharedStore;
 use totp_core::options::ModuleOptions;
 use totp_core::state::{Missing, StateStore, StoreError};
 use totp_core::utc::format_utc;
-use totp_os::remote::open_configured_admin;
+use totp_os::remote::{open_configured_admin, open_shared};
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir};
 
 use crate::{Fatal, Stop, emit};
@@ -18,17 +19,25 @@ const UNUSABLE: u8 = 1;
 const UNREACHABLE: u8 = 2;
 
 /// The store the options name and a name for it in messages; `Err` when it cannot be
-/// opened (for a shared store: not reached). `install`: install the shared store's
-/// function library while connecting.
+/// opened (for a shared store: not reached). `install`: install a Redis store's
+/// function library while connecting (etcd has none).
 fn open(opts: &ModuleOptions, install: bool) -> Result<(Box<dyn StateStore>, String), StoreError> {
-    match opts.fleet.redis() {
-        Some(redis) => {
-            let shown = format!(
-                "shared store {} (prefix {})",
-                redis.endpoint.url(),
-                redis.prefix
-            );
-            let store = open_configured_admin(&redis, opts.max_failures.is_some(), install)?;
+    match opts.fleet.shared() {
+        Some(shared) => {
+            let hard_cap = opts.max_failures.is_some();
+            let (url, prefix, store) = match &shared {
+                SharedStore::Redis(r) => (
+                    r.endpoint.url(),
+                    &r.prefix,
+                    open_configured_admin(r, hard_cap, install)?,
+                ),
+                SharedStore::Etcd(e) => (
+                    e.endpoints.url(),
+                    &e.prefix,
+                    open_shared(&shared, hard_cap)?,
+                ),
+            };
+            let shown = format!("shared store {url} (prefix {prefix})");
             Ok((Box::new(store), shown))
         }
         None => {

@@ -187,6 +187,7 @@ fn plugin_config_round_trips() {
         wait_replicas: 2,
         wait_timeout_ms: 11,
         install_functions: true,
+        probe_key: Some(b"pam_totp/store".to_vec()),
     };
     assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
     assert!(!format!("{c:?}").contains("p w"));
@@ -224,6 +225,14 @@ fn the_fleet_parser_takes_exactly_the_fleet_names_of_the_option_list() {
         "redis_wait_timeout",
         "redis_ttl",
         "redis_plugin",
+        "etcd_connect_timeout",
+        "etcd_timeout",
+        "etcd_prefix",
+        "etcd_credentials",
+        "etcd_ca_file",
+        "etcd_cert_file",
+        "etcd_key_file",
+        "etcd_plugin",
         "secret_command",
         "secret_command_user",
         "secret_command_timeout",
@@ -290,6 +299,7 @@ mod properties {
                 wait_replicas: nums.2,
                 wait_timeout_ms: nums.3,
                 install_functions: false,
+                probe_key: None,
             };
             prop_assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
         }

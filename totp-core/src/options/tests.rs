@@ -42,13 +42,19 @@ fn every_listed_name_is_accepted() {
     for name in OPTION_NAMES {
         let arg = match values.iter().find(|(n, _)| n == name) {
             Some((n, v)) => format!("{n}={v}"),
-            None => match crate::fleet::tests_support::example_value(name) {
+            None => match crate::fleet::tests_support::example_value(name)
+                .or_else(|| crate::fleet::etcd::tests_support::example_value(name))
+            {
                 Some(v) => format!("{name}={v}"),
                 None => (*name).to_owned(),
             },
         };
         // Fleet options need their companions (a Redis state=, the command's user).
-        let mut args = crate::fleet::tests_support::companions().to_vec();
+        let mut args = if name.starts_with("etcd_") {
+            crate::fleet::etcd::tests_support::companions()
+        } else {
+            crate::fleet::tests_support::companions().to_vec()
+        };
         // nullok_missing_home only means something with nullok.
         if *name == "nullok_missing_home" {
             args.push("nullok");

@@ -1,0 +1,455 @@
+//! The HTTP side: one `ureq` agent, the member list, failover, authentication.
+//!
+//! Every request is bounded as a whole (`timeout_global`: connect, TLS, send, the whole
+//! reply) and its body is capped before it is buffered (R36). No proxy, no redirect, no
+//! setting from the environment. Host names are resolved by [`SyncResolver`] on the
+//! calling thread, so the plugin never leaves a thread behind in sshd (ureq's own
+//! resolver runs a bounded lookup on a helper thread).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use pam_totp_plugin_abi::{Failure, Status};
+use serde_json::{Value, json};
+use ureq::Agent;
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use zeroize::Zeroizing;
+
+/// Largest reply body read (a record is at most `MAX_ENCODED_LEN` bytes, base64 and JSON
+/// around it stay far below this).
+const MAX_BODY: u64 = 64 * 1024;
+/// Largest reply header block.
+const MAX_HEADER: usize = 16 * 1024;
+
+/// Resolves on the calling thread (getaddrinfo, bounded by the system resolver's own
+/// timeouts). IP literals, the usual case for etcd members, need no lookup at all.
+#[derive(Debug)]
+struct SyncResolver;
+
+impl Resolver for SyncResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        _config: &Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().ok_or(ureq::Error::HostNotFound)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().ok_or(ureq::Error::HostNotFound)?;
+        let mut out = self.empty();
+        let found: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+        for a in found {
+            // Room for 16 addresses; the rest are not needed.
+            if out.try_push(a).is_err() {
+                break;
+            }
+        }
+        if out.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
+    }
+}
+
+/// How a failed request is retried.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// A read: any member may answer it, so any failure moves on to the next member.
+    Idempotent,
+    /// A write: moved on only when the request cannot have reached a member (no
+    /// connection). After a timeout it may have been committed; the caller then denies
+    /// rather than guess.
+    NotDelivered,
+}
+
+/// What went wrong on one member.
+enum Attempt {
+    /// Move on to the next member (with this failure if none is left).
+    Next(Failure, bool),
+    /// Stop here.
+    Fatal(Failure),
+}
+
+pub struct Client {
+    agent: Agent,
+    /// `http(s)://host:port` of each member.
+    members: Vec<String>,
+    /// The member that answered last; tried first.
+    current: usize,
+    credentials: Option<(String, Zeroizing<String>)>,
+    token: Option<Zeroizing<String>>,
+    /// Bound of one whole call, failovers included.
+    call_budget: Duration,
+}
+
+fn unavailable(m: String) -> Failure {
+    Failure::new(Status::Unavailable, m)
+}
+
+fn refused(m: String) -> Failure {
+    Failure::new(Status::Refused, m)
+}
+
+/// The certificates of a PEM bundle.
+fn certificates(pem: &[u8], what: &str) -> Result<Vec<Certificate<'static>>, Failure> {
+    let mut out = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => out.push(c),
+            Ok(_) => {}
+            Err(_) => return Err(Failure::invalid(&format!("{what} is not valid PEM"))),
+        }
+    }
+    if out.is_empty() {
+        return Err(Failure::invalid(&format!("{what} holds no certificate")));
+    }
+    Ok(out)
+}
+
+impl Client {
+    /// The agent and the member list; nothing is sent yet.
+    pub fn new(
+        endpoints: &str,
+        ca_pem: Option<&[u8]>,
+        client_cert: Option<(&[u8], &[u8])>,
+        credentials: Option<(String, Zeroizing<String>)>,
+        connect: Duration,
+        command: Duration,
+    ) -> Result<Self, Failure> {
+        let (tls, list) = if let Some(l) = endpoints.strip_prefix("etcds://") {
+            (true, l)
+        } else if let Some(l) = endpoints.strip_prefix("etcd://") {
+            (false, l)
+        } else {
+            return Err(Failure::invalid("not an etcd endpoint list"));
+        };
+        let scheme = if tls { "https" } else { "http" };
+        let members: Vec<String> = list
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(|m| format!("{scheme}://{m}"))
+            .collect();
+        if members.is_empty() || members.len() > totp_core::fleet::etcd::MAX_ETCD_ENDPOINTS {
+            return Err(Failure::invalid("bad etcd endpoint list"));
+        }
+        let roots = match ca_pem {
+            Some(pem) => RootCerts::new_with_certs(&certificates(pem, "the CA file")?),
+            None => RootCerts::PlatformVerifier,
+        };
+        let mut tls_config = TlsConfig::builder()
+            .provider(TlsProvider::NativeTls)
+            .root_certs(roots);
+        if let Some((cert, key)) = client_cert {
+            let chain = certificates(cert, "the client certificate")?;
+            let key = PrivateKey::from_pem(key)
+                .map_err(|_| Failure::invalid("the client key is not a PEM private key"))?;
+            tls_config = tls_config.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        let config = Agent::config_builder()
+            // Status codes are read, not turned into errors: etcd's gateway explains a
+            // refusal in the body.
+            .http_status_as_error(false)
+            .max_redirects(0)
+            // Never from the environment (HTTP_PROXY and friends): R36 and "no
+            // configuration from the environment".
+            .proxy(None)
+            .timeout_connect(Some(connect))
+            .timeout_global(Some(command))
+            .max_response_header_size(MAX_HEADER)
+            .user_agent("pam_totp")
+            .tls_config(tls_config.build())
+            .build();
+        let agent = Agent::with_parts(config, DefaultConnector::default(), SyncResolver);
+        Ok(Self {
+            agent,
+            members,
+            current: 0,
+            credentials,
+            token: None,
+            call_budget: connect + command,
+        })
+    }
+
+    /// With credentials, gets a token (etcd checks the password through Raft, which
+    /// needs a majority). `probe`: without credentials, also ask a member whether it
+    /// knows a leader (when the caller has no read of its own to prove the cluster
+    /// serves).
+    pub fn connect(&mut self, probe: bool) -> Result<(), Failure> {
+        if self.credentials.is_some() {
+            return self.authenticate();
+        }
+        if !probe {
+            return Ok(());
+        }
+        let status = self.call("/v3/maintenance/status", &json!({}), Retry::Idempotent)?;
+        // A member cut off from the majority still answers; it reports no leader.
+        if status.get("leader").and_then(number).unwrap_or(0) == 0 {
+            return Err(unavailable(
+                "the etcd member answering knows no leader (no majority)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn authenticate(&mut self) -> Result<(), Failure> {
+        let Some((name, password)) = &self.credentials else {
+            return Ok(());
+        };
+        let body =
+            Zeroizing::new(json!({ "name": name, "password": password.as_str() }).to_string());
+        self.token = None;
+        let reply = self.post_any("/v3/auth/authenticate", &body, Retry::Idempotent)?;
+        let token = reply
+            .get("token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty() && t.len() <= 4096)
+            .ok_or_else(|| Failure::corrupt("etcd authentication reply has no token"))?;
+        self.token = Some(Zeroizing::new(token.to_owned()));
+        Ok(())
+    }
+
+    /// One gateway call, on the first member that answers; a token that expired (etcd's
+    /// simple tokens live five minutes) is renewed once.
+    pub fn call(&mut self, path: &str, body: &Value, retry: Retry) -> Result<Value, Failure> {
+        let text = Zeroizing::new(body.to_string());
+        match self.post_any(path, &text, retry) {
+            Err(f) if f.message.contains("invalid auth token") && self.credentials.is_some() => {
+                self.authenticate()?;
+                self.post_any(path, &text, retry)
+            }
+            other => other,
+        }
+    }
+
+    fn post_any(&mut self, path: &str, body: &str, retry: Retry) -> Result<Value, Failure> {
+        let started = Instant::now();
+        let mut failures: Vec<Failure> = Vec::new();
+        for i in 0..self.members.len() {
+            if i > 0 && started.elapsed() >= self.call_budget {
+                break;
+            }
+            let m = (self.current + i) % self.members.len();
+            match self.post_one(m, path, body) {
+                Ok(v) => {
+                    self.current = m;
+                    return Ok(v);
+                }
+                Err(Attempt::Fatal(f)) => return Err(f),
+                Err(Attempt::Next(f, delivered)) => {
+                    failures.push(f);
+                    // A write that may have reached a member is not sent again.
+                    if delivered && retry == Retry::NotDelivered {
+                        break;
+                    }
+                }
+            }
+        }
+        // Start with the next member next time: this one failed.
+        self.current = (self.current + 1) % self.members.len();
+        Err(summarise(failures))
+    }
+
+    fn post_one(&self, member: usize, path: &str, body: &str) -> Result<Value, Attempt> {
+        let base = &self.members[member];
+        let url = format!("{base}{path}");
+        let mut req = self.agent.post(&url).content_type("application/json");
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", t.as_str());
+        }
+        let mut resp = match req.send(body.as_bytes()) {
+            Ok(r) => r,
+            Err(e) => return Err(transport_error(base, e)),
+        };
+        let code = resp.status().as_u16();
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| transport_error(base, e))?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            Attempt::Next(
+                Failure::corrupt(&format!("{base}: reply is not JSON (HTTP {code})")),
+                true,
+            )
+        })?;
+        if code == 200 {
+            return Ok(value);
+        }
+        Err(gateway_error(base, code, &value))
+    }
+}
+
+/// One failure for the module's log: alone as it is; several (one per member tried)
+/// joined under the cause they share, a cluster that cannot serve (no majority reached).
+fn summarise(mut failures: Vec<Failure>) -> Failure {
+    match failures.len() {
+        0 => unavailable("no etcd member answered in time".to_owned()),
+        1 => failures.remove(0),
+        n => {
+            let status = if failures.iter().all(|f| f.status == Status::Unavailable) {
+                Status::Unavailable
+            } else {
+                failures[n - 1].status
+            };
+            let each: Vec<String> = failures.into_iter().map(|f| f.message).collect();
+            Failure::new(
+                status,
+                format!(
+                    "no majority reached: {n} members tried, none could serve ({})",
+                    each.join("; ")
+                ),
+            )
+        }
+    }
+}
+
+/// A JSON number or a decimal string (the gateway writes 64-bit integers as strings).
+pub fn number(v: &Value) -> Option<u64> {
+    match v {
+        Value::String(s) if !s.is_empty() && s.len() <= 20 => s.parse().ok(),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
+fn transport_error(base: &str, e: ureq::Error) -> Attempt {
+    use ureq::Error as E;
+    match e {
+        // Never reached the member: safe to send elsewhere.
+        E::ConnectionFailed | E::HostNotFound | E::Timeout(ureq::Timeout::Connect) => {
+            Attempt::Next(unavailable(format!("{base}: cannot connect")), false)
+        }
+        E::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Attempt::Next(unavailable(format!("{base}: connection refused")), false)
+        }
+        E::Timeout(t) => Attempt::Next(
+            unavailable(format!("{base}: no complete reply in time ({t})")),
+            true,
+        ),
+        E::Io(io) => Attempt::Next(unavailable(format!("{base}: {io}")), true),
+        // A TLS failure is the member's certificate or ours: a refusal an admin fixes.
+        E::NativeTls(t) => Attempt::Fatal(refused(format!("{base}: TLS: {t}"))),
+        E::Tls(t) => Attempt::Fatal(refused(format!("{base}: TLS: {t}"))),
+        E::BodyExceedsLimit(_) | E::LargeResponseHeader(..) => Attempt::Next(
+            Failure::corrupt(&format!("{base}: reply larger than pam_totp reads")),
+            true,
+        ),
+        other => {
+            let text: String = other.to_string().chars().take(200).collect();
+            Attempt::Next(Failure::corrupt(&format!("{base}: {text}")), true)
+        }
+    }
+}
+
+/// An error reply of the gateway: `{"error": "...", "code": N}` (gRPC codes).
+fn gateway_error(base: &str, http: u16, v: &Value) -> Attempt {
+    let grpc = v.get("code").and_then(Value::as_u64).unwrap_or(0);
+    let text: String = v
+        .get("error")
+        .or_else(|| v.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .filter(|c| !c.is_control())
+        .collect();
+    let message = format!("{base}: HTTP {http}: {text}");
+    match grpc {
+        // UNAUTHENTICATED, PERMISSION_DENIED: our credentials or role.
+        16 | 7 => Attempt::Fatal(refused(message)),
+        // INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE: what we sent.
+        3 | 9 | 11 => Attempt::Fatal(Failure::invalid(&message)),
+        // UNAVAILABLE, DEADLINE_EXCEEDED and the rest: this member cannot serve now (no
+        // leader, no majority, shutting down); another may. A write may have been
+        // proposed, so `Retry::NotDelivered` stops here.
+        _ => Attempt::Next(unavailable(message), true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(a: Attempt) -> (Status, bool) {
+        match a {
+            Attempt::Next(f, delivered) => (f.status, delivered),
+            Attempt::Fatal(f) => (f.status, true),
+        }
+    }
+
+    #[test]
+    fn gateway_errors_are_classified_by_their_grpc_code() {
+        let e = |code: u64, text: &str| json!({ "error": text, "code": code });
+        let fatal = |a: Attempt| matches!(a, Attempt::Fatal(_));
+        assert!(fatal(gateway_error(
+            "m",
+            401,
+            &e(16, "etcdserver: invalid auth token")
+        )));
+        let denied = gateway_error("m", 403, &e(7, "etcdserver: permission denied"));
+        assert_eq!(status_of(denied).0, Status::Refused);
+        let bad = gateway_error("m", 400, &e(3, "etcdserver: key is not provided"));
+        assert_eq!(status_of(bad).0, Status::Invalid);
+        // No leader, request timed out: the next member may serve; a write may have
+        // been proposed, so it counts as delivered.
+        let busy = gateway_error("m", 503, &e(14, "etcdserver: no leader"));
+        assert!(!fatal(gateway_error("m", 503, &e(14, "x"))));
+        assert_eq!(status_of(busy), (Status::Unavailable, true));
+    }
+
+    #[test]
+    fn messages_from_the_wire_are_cut_and_stripped_of_control_characters() {
+        let long = format!("a\nb{}", "x".repeat(1000));
+        let Attempt::Next(f, _) = gateway_error("m", 500, &json!({ "error": long, "code": 2 }))
+        else {
+            panic!("not fatal");
+        };
+        assert!(f.message.len() < 300, "{}", f.message);
+        assert!(!f.message.contains('\n'));
+    }
+
+    #[test]
+    fn failures_on_every_member_are_one_no_majority_message() {
+        let one = summarise(vec![unavailable("m1: connection refused".into())]);
+        assert_eq!(one.message, "m1: connection refused");
+        let all = summarise(vec![
+            unavailable("m1: connection refused".into()),
+            unavailable("m2: no complete reply in time".into()),
+        ]);
+        assert_eq!(all.status, Status::Unavailable);
+        assert!(
+            all.message.contains("no majority reached"),
+            "{}",
+            all.message
+        );
+        assert!(all.message.contains("m1") && all.message.contains("m2"));
+        assert_eq!(summarise(Vec::new()).status, Status::Unavailable);
+    }
+
+    #[test]
+    fn numbers_come_as_strings_or_numbers() {
+        assert_eq!(number(&json!("42")), Some(42));
+        assert_eq!(number(&json!(7)), Some(7));
+        assert_eq!(number(&json!("-1")), None);
+        assert_eq!(number(&json!("123456789012345678901")), None);
+        assert_eq!(number(&json!(null)), None);
+    }
+
+    #[test]
+    fn endpoint_lists_become_member_urls_and_nothing_else() {
+        let d = Duration::from_millis(100);
+        let c = Client::new("etcd://127.0.0.1:1,[::1]:2", None, None, None, d, d).unwrap();
+        assert_eq!(c.members, ["http://127.0.0.1:1", "http://[::1]:2"]);
+        let c = Client::new("etcds://h:3", None, None, None, d, d).unwrap();
+        assert_eq!(c.members, ["https://h:3"]);
+        for bad in ["redis://h:1", "etcd://", "http://h:1"] {
+            assert!(Client::new(bad, None, None, None, d, d).is_err(), "{bad}");
+        }
+        assert!(Client::new("etcds://h:3", Some(b"not pem"), None, None, d, d).is_err());
+    }
+}

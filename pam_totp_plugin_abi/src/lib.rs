@@ -1,0 +1,426 @@
+//! The state-store plugin ABI of pam_totp, defined once.
+//!
+//! The module (`totp_os::remote`) and every backend plugin (`pam_totp_redis`,
+//! `pam_totp_etcd`, …) use this crate and nothing else to agree on the contract, in the
+//! manner of OpenSSH's `sk-api.h`: fixed, backend-neutral symbol names, plain C function
+//! types carrying bytes only (no Rust type crosses a shared-object boundary: each side
+//! has its own standard library), status codes, and a version the module checks before it
+//! calls anything else.
+//!
+//! | symbol | does |
+//! |---|---|
+//! | `pam_totp_plugin_abi()` | [`ABI_VERSION`]; the module refuses any other |
+//! | `pam_totp_plugin_open(cfg, len, &h, msg, cap)` | connect and authenticate |
+//! | `pam_totp_plugin_get(h, key, klen, out, cap, &len, &version, msg, cap)` | record + version (0 = absent) |
+//! | `pam_totp_plugin_cas(h, key, klen, expected, rec, rlen, ttl, durable, msg, cap)` | write if the version is still `expected` |
+//! | `pam_totp_plugin_del(h, key, klen, msg, cap)` | forget the record |
+//! | `pam_totp_plugin_close(h)` | drop the connection |
+//!
+//! `cfg` is a `totp_core::fleet::PluginConfig` encoding. Every function but `abi` and
+//! `close` returns a [`Status`] and, on error, a NUL-terminated message without secrets in
+//! the caller's buffer of `cap` bytes. The retry loop and every decision stay in the
+//! module; a plugin only moves bytes atomically. A plugin writes its exports with
+//! [`export_backend!`], which checks them against the types below at compile time.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+use std::ffi::c_void;
+
+/// Bumped on any change of a symbol, a signature or a status value. 2: the symbols lost
+/// their backend name (`pam_totp_redis_*` in version 1).
+pub const ABI_VERSION: u32 = 2;
+
+/// The exported symbol names, NUL-terminated for `dlsym`.
+pub mod symbol {
+    pub const ABI: &[u8] = b"pam_totp_plugin_abi\0";
+    pub const OPEN: &[u8] = b"pam_totp_plugin_open\0";
+    pub const GET: &[u8] = b"pam_totp_plugin_get\0";
+    pub const CAS: &[u8] = b"pam_totp_plugin_cas\0";
+    pub const DEL: &[u8] = b"pam_totp_plugin_del\0";
+    pub const CLOSE: &[u8] = b"pam_totp_plugin_close\0";
+}
+
+/// `pam_totp_plugin_abi() -> version`.
+pub type AbiFn = unsafe extern "C" fn() -> u32;
+/// `open(cfg, cfg_len, handle_out, msg, msg_cap) -> status`.
+pub type OpenFn = unsafe extern "C" fn(*const u8, usize, *mut *mut c_void, *mut u8, usize) -> i32;
+/// `get(h, key, key_len, out, out_cap, out_len, version, msg, msg_cap) -> status`.
+pub type GetFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const u8,
+    usize,
+    *mut u8,
+    usize,
+    *mut usize,
+    *mut u64,
+    *mut u8,
+    usize,
+) -> i32;
+/// `cas(h, key, key_len, expected, rec, rec_len, ttl_secs, durable, msg, msg_cap) -> status`.
+pub type CasFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const u8,
+    usize,
+    u64,
+    *const u8,
+    usize,
+    u64,
+    u32,
+    *mut u8,
+    usize,
+) -> i32;
+/// `del(h, key, key_len, msg, msg_cap) -> status`.
+pub type DelFn = unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut u8, usize) -> i32;
+/// `close(h)`.
+pub type CloseFn = unsafe extern "C" fn(*mut c_void);
+
+/// The size of the message buffer the module passes.
+pub const MESSAGE_CAP: usize = 512;
+
+/// What a call returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Status {
+    Ok = 0,
+    /// The version moved on: re-read and decide again.
+    Conflict = 1,
+    /// Not reachable in time (connect, timeout, connection dropped, no quorum).
+    Unavailable = -1,
+    /// Reachable but refused (authentication, permissions, TLS trust).
+    Refused = -2,
+    /// A reply or a stored value we did not expect.
+    Corrupt = -3,
+    /// The caller broke the ABI contract or sent a bad configuration.
+    Invalid = -4,
+    /// A panic was caught inside the plugin.
+    Internal = -5,
+}
+
+impl Status {
+    /// The status a returned integer means; an unknown value is [`Status::Internal`].
+    pub fn from_raw(v: i32) -> Self {
+        match v {
+            0 => Self::Ok,
+            1 => Self::Conflict,
+            -1 => Self::Unavailable,
+            -2 => Self::Refused,
+            -3 => Self::Corrupt,
+            -4 => Self::Invalid,
+            _ => Self::Internal,
+        }
+    }
+}
+
+/// An error inside a plugin: its status and a message without secrets.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: Status,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(status: Status, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(m: &str) -> Self {
+        Self::new(Status::Invalid, m)
+    }
+
+    pub fn corrupt(m: &str) -> Self {
+        Self::new(Status::Corrupt, m)
+    }
+}
+
+/// What a backend implements inside its plugin; [`export_backend!`] turns it into the C
+/// exports. Rust types stay on the plugin's side of the boundary.
+pub trait Backend: Sized {
+    /// Connects with the `PluginConfig` encoding the module sent.
+    fn open(config: &[u8]) -> Result<Self, Failure>;
+    /// The record and its version; `(empty, 0)` when absent.
+    fn get(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure>;
+    /// Writes when the version is still `expected`: [`Status::Ok`] or [`Status::Conflict`].
+    fn cas(
+        &mut self,
+        key: &[u8],
+        expected: u64,
+        record: &[u8],
+        ttl_secs: u64,
+        durable: bool,
+    ) -> Result<Status, Failure>;
+    fn delete(&mut self, key: &[u8]) -> Result<(), Failure>;
+}
+
+/// Plugin-side helpers used by [`export_backend!`]; not for the module.
+#[doc(hidden)]
+pub mod support {
+    use super::{Failure, Status};
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::Once;
+
+    /// Runs one call of a plugin. A panic in a plugin must never unwind into the host's
+    /// C frames, nor print on its stderr (the user's terminal under su or sudo): it
+    /// becomes [`Status::Internal`].
+    pub fn guarded(
+        name: &str,
+        f: impl FnOnce() -> Result<Status, Failure>,
+    ) -> Result<Status, Failure> {
+        static QUIET: Once = Once::new();
+        QUIET.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+            Err(Failure::new(
+                Status::Internal,
+                format!("internal error in the {name} plugin"),
+            ))
+        })
+    }
+
+    /// The status to return; a failure's message (cut to fit) and a NUL go into the
+    /// caller's buffer.
+    ///
+    /// # Safety
+    /// `msg` is NULL or writable for `cap` bytes.
+    pub unsafe fn finish(msg: *mut u8, cap: usize, result: Result<Status, Failure>) -> i32 {
+        let failure = match result {
+            Ok(status) => return status as i32,
+            Err(f) => f,
+        };
+        if !msg.is_null() && cap > 0 {
+            let n = failure.message.len().min(cap - 1);
+            // SAFETY: `msg` is writable for `cap` bytes (this function's contract); we
+            // write `n + 1 <= cap` bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(failure.message.as_ptr(), msg, n);
+                *msg.add(n) = 0;
+            }
+        }
+        failure.status as i32
+    }
+
+    /// # Safety
+    /// `ptr` is NULL with `len == 0`, or valid for reads of `len` bytes.
+    pub unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], Failure> {
+        if len == 0 {
+            return Ok(&[]);
+        }
+        if ptr.is_null() {
+            return Err(Failure::invalid("NULL buffer"));
+        }
+        // SAFETY: non-NULL and valid for `len` bytes by this function's contract.
+        Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+    }
+
+    /// # Safety
+    /// `h` is NULL or a handle from `open` not yet closed, used by one thread.
+    pub unsafe fn handle<'a, B>(h: *mut std::ffi::c_void) -> Result<&'a mut B, Failure> {
+        if h.is_null() {
+            return Err(Failure::invalid("NULL handle"));
+        }
+        // SAFETY: a non-NULL handle is a live `Box<B>` from `open`, used exclusively.
+        Ok(unsafe { &mut *h.cast::<B>() })
+    }
+}
+
+/// Writes the six C exports of a plugin for a [`Backend`] type: `export_backend!(Type,
+/// "name")`, the name appearing in messages. Each export is checked against the ABI's
+/// function types, so a plugin cannot drift from the module.
+#[macro_export]
+macro_rules! export_backend {
+    ($backend:ty, $name:literal) => {
+        const _: $crate::AbiFn = pam_totp_plugin_abi;
+        const _: $crate::OpenFn = pam_totp_plugin_open;
+        const _: $crate::GetFn = pam_totp_plugin_get;
+        const _: $crate::CasFn = pam_totp_plugin_cas;
+        const _: $crate::DelFn = pam_totp_plugin_del;
+        const _: $crate::CloseFn = pam_totp_plugin_close;
+
+        #[unsafe(no_mangle)]
+        pub extern "C" fn pam_totp_plugin_abi() -> u32 {
+            $crate::ABI_VERSION
+        }
+
+        /// # Safety
+        /// `cfg` holds `len` bytes; `handle` is writable; `msg` is NULL or holds `cap`
+        /// writable bytes.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn pam_totp_plugin_open(
+            cfg: *const u8,
+            len: usize,
+            handle: *mut *mut ::std::ffi::c_void,
+            msg: *mut u8,
+            cap: usize,
+        ) -> i32 {
+            let result = $crate::support::guarded($name, || {
+                if handle.is_null() {
+                    return Err($crate::Failure::invalid("NULL handle pointer"));
+                }
+                // SAFETY: forwarded contract of this function.
+                let raw = unsafe { $crate::support::bytes(cfg, len) }?;
+                let backend = <$backend as $crate::Backend>::open(raw)?;
+                // SAFETY: `handle` is writable (checked non-NULL above).
+                unsafe { *handle = Box::into_raw(Box::new(backend)).cast::<::std::ffi::c_void>() };
+                Ok($crate::Status::Ok)
+            });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::finish(msg, cap, result) }
+        }
+
+        /// # Safety
+        /// `h` is a live handle; `key` holds `klen` bytes; `out` holds `out_cap` writable
+        /// bytes; `out_len` and `version` are writable; `msg` as for `open`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn pam_totp_plugin_get(
+            h: *mut ::std::ffi::c_void,
+            key: *const u8,
+            klen: usize,
+            out: *mut u8,
+            out_cap: usize,
+            out_len: *mut usize,
+            version: *mut u64,
+            msg: *mut u8,
+            cap: usize,
+        ) -> i32 {
+            let result = $crate::support::guarded($name, || {
+                // SAFETY: forwarded contracts of this function.
+                let (b, key) = unsafe {
+                    (
+                        $crate::support::handle::<$backend>(h)?,
+                        $crate::support::bytes(key, klen)?,
+                    )
+                };
+                if out_len.is_null() || version.is_null() || (out.is_null() && out_cap > 0) {
+                    return Err($crate::Failure::invalid("NULL output pointer"));
+                }
+                let (record, v) = $crate::Backend::get(b, key)?;
+                if record.len() > out_cap {
+                    return Err($crate::Failure::corrupt(
+                        "stored record larger than the caller's buffer",
+                    ));
+                }
+                // SAFETY: `out` holds `out_cap >= record.len()` writable bytes; `out_len`
+                // and `version` are writable (checked non-NULL above).
+                unsafe {
+                    if !record.is_empty() {
+                        ::std::ptr::copy_nonoverlapping(record.as_ptr(), out, record.len());
+                    }
+                    *out_len = record.len();
+                    *version = v;
+                }
+                Ok($crate::Status::Ok)
+            });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::finish(msg, cap, result) }
+        }
+
+        /// # Safety
+        /// As for `pam_totp_plugin_get`; `rec` holds `rlen` bytes.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn pam_totp_plugin_cas(
+            h: *mut ::std::ffi::c_void,
+            key: *const u8,
+            klen: usize,
+            expected: u64,
+            rec: *const u8,
+            rlen: usize,
+            ttl_secs: u64,
+            durable: u32,
+            msg: *mut u8,
+            cap: usize,
+        ) -> i32 {
+            let result = $crate::support::guarded($name, || {
+                // SAFETY: forwarded contracts of this function.
+                let (b, key, rec) = unsafe {
+                    (
+                        $crate::support::handle::<$backend>(h)?,
+                        $crate::support::bytes(key, klen)?,
+                        $crate::support::bytes(rec, rlen)?,
+                    )
+                };
+                $crate::Backend::cas(b, key, expected, rec, ttl_secs, durable != 0)
+            });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::finish(msg, cap, result) }
+        }
+
+        /// # Safety
+        /// As for `pam_totp_plugin_get`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn pam_totp_plugin_del(
+            h: *mut ::std::ffi::c_void,
+            key: *const u8,
+            klen: usize,
+            msg: *mut u8,
+            cap: usize,
+        ) -> i32 {
+            let result = $crate::support::guarded($name, || {
+                // SAFETY: forwarded contracts of this function.
+                let (b, key) = unsafe {
+                    (
+                        $crate::support::handle::<$backend>(h)?,
+                        $crate::support::bytes(key, klen)?,
+                    )
+                };
+                $crate::Backend::delete(b, key)?;
+                Ok($crate::Status::Ok)
+            });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::finish(msg, cap, result) }
+        }
+
+        /// # Safety
+        /// `h` is NULL or a handle from `pam_totp_plugin_open`, closed at most once.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn pam_totp_plugin_close(h: *mut ::std::ffi::c_void) {
+            if h.is_null() {
+                return;
+            }
+            let _ = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {
+                // SAFETY: `h` came from `Box::into_raw` in `open` and is closed once.
+                drop(unsafe { Box::from_raw(h.cast::<$backend>()) });
+            }));
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_unknown_is_internal() {
+        for s in [
+            Status::Ok,
+            Status::Conflict,
+            Status::Unavailable,
+            Status::Refused,
+            Status::Corrupt,
+            Status::Invalid,
+            Status::Internal,
+        ] {
+            assert_eq!(Status::from_raw(s as i32), s);
+        }
+        assert_eq!(Status::from_raw(42), Status::Internal);
+    }
+
+    #[test]
+    fn symbols_are_nul_terminated_and_backend_neutral() {
+        for s in [
+            symbol::ABI,
+            symbol::OPEN,
+            symbol::GET,
+            symbol::CAS,
+            symbol::DEL,
+            symbol::CLOSE,
+        ] {
+            assert_eq!(s.last(), Some(&0));
+            assert!(s.starts_with(b"pam_totp_plugin_"));
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! etcd test helpers: a real cluster of `etcd` members started by the test on random
+//! loopback ports, each in its own temporary data directory (killed on drop), `etcdctl`
+//! against it, and the etcd plugin built from this tree and installed where its
+//! ownership check passes.
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::fleet::{TestCa, trusted_dir};
+use crate::workspace;
+
+/// The etcd plugin built from this tree, copied to `/run/pam_totp-tests/etcd.so` (one
+/// link, root-owned directories: what the module's ownership check wants).
+pub fn etcd_plugin() -> &'static Path {
+    static PLUGIN: OnceLock<PathBuf> = OnceLock::new();
+    PLUGIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "pam_totp_etcd"])
+            .current_dir(workspace())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p pam_totp_etcd failed");
+        let built = workspace()
+            .join("target")
+            .join("debug")
+            .join("libpam_totp_etcd.so");
+        let dir = trusted_dir("etcd-plugin");
+        let tmp = dir.path().join("etcd.so");
+        fs::copy(&built, &tmp).expect("copy plugin");
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = PathBuf::from("/run/pam_totp-tests/etcd.so");
+        fs::rename(&tmp, &path).expect("rename plugin into place");
+        path
+    })
+}
+
+/// How to start a cluster.
+#[derive(Default)]
+pub struct EtcdConfig<'a> {
+    /// Serve clients over TLS only, with this CA's server certificate.
+    pub tls: Option<&'a TestCa>,
+    /// With TLS: require client certificates signed by the same CA.
+    pub client_cert_auth: bool,
+}
+
+struct Member {
+    child: Option<Child>,
+    client_port: u16,
+}
+
+/// An etcd cluster owned by the test; every member is killed on drop.
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    tls: bool,
+    /// CA, client certificate and key for `etcdctl` against a TLS cluster.
+    ctl_tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// `root:password` once authentication is on.
+    root: Option<String>,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+impl EtcdCluster {
+    /// `n` members on loopback; returns once every member reports healthy.
+    pub fn start(n: usize, config: &EtcdConfig<'_>) -> EtcdCluster {
+        assert!(
+            crate::require_tool("etcd", "etcd") && crate::require_tool("etcd", "etcdctl"),
+            "etcd or etcdctl is missing (apt-get install etcd-server etcd-client)"
+        );
+        for _ in 0..3 {
+            if let Some(c) = Self::try_start(n, config) {
+                return c;
+            }
+        }
+        panic!("the etcd cluster did not start");
+    }
+
+    fn try_start(n: usize, config: &EtcdConfig<'_>) -> Option<EtcdCluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-etcd")
+            .tempdir()
+            .expect("tempdir");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let client_scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let token = format!("pam_totp-{}-{}", std::process::id(), ports[0].0);
+        let mut members = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let data = dir.path().join(format!("m{i}"));
+            let log = fs::File::create(dir.path().join(format!("m{i}.log"))).expect("log");
+            let mut args: Vec<String> = vec![
+                format!("--name=m{i}"),
+                format!("--data-dir={}", data.display()),
+                format!("--listen-client-urls={client_scheme}://127.0.0.1:{client}"),
+                format!("--advertise-client-urls={client_scheme}://127.0.0.1:{client}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-cluster={}", initial.join(",")),
+                format!("--initial-cluster-token={token}"),
+                "--initial-cluster-state=new".into(),
+                // Loopback: a short election keeps the failover tests quick.
+                "--heartbeat-interval=50".into(),
+                "--election-timeout=500".into(),
+                "--logger=zap".into(),
+                "--log-outputs=stderr".into(),
+            ];
+            if let Some(ca) = config.tls {
+                let (cert, key) = if config.client_cert_auth {
+                    member_cert(ca)
+                } else {
+                    (ca.server_cert.clone(), ca.server_key.clone())
+                };
+                args.push(format!("--cert-file={}", cert.display()));
+                args.push(format!("--key-file={}", key.display()));
+                if config.client_cert_auth {
+                    args.push("--client-cert-auth".into());
+                    args.push(format!("--trusted-ca-file={}", ca.ca_cert.display()));
+                }
+            }
+            let child = Command::new("etcd")
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn etcd");
+            members.push(Member {
+                child: Some(child),
+                client_port: *client,
+            });
+        }
+        let ctl_tls = config.tls.map(|ca| {
+            let (cert, key) = client_cert(ca, "root");
+            (ca.ca_cert.clone(), cert, key)
+        });
+        let cluster = EtcdCluster {
+            members,
+            tls: config.tls.is_some(),
+            ctl_tls,
+            root: None,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if cluster.etcdctl(&["endpoint", "health"]).status.success() {
+                return Some(cluster);
+            }
+            sleep(Duration::from_millis(100));
+        }
+        for i in 0..n {
+            let log = fs::read_to_string(cluster.dir.path().join(format!("m{i}.log")));
+            eprintln!("etcd m{i} did not become healthy: {log:?}");
+        }
+        None
+    }
+
+    fn endpoints_of(&self, members: impl Iterator<Item = usize>) -> Vec<String> {
+        members
+            .map(|i| format!("127.0.0.1:{}", self.members[i].client_port))
+            .collect()
+    }
+
+    /// `etcd://127.0.0.1:P1,…` (or `etcds://`) naming every member.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "etcds" } else { "etcd" };
+        let list = self.endpoints_of(0..self.members.len());
+        format!("{scheme}://{}", list.join(","))
+    }
+
+    /// Runs `etcdctl` against the members still running (as root once auth is on).
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        let live: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_some())
+            .collect();
+        let scheme = if self.tls { "https" } else { "http" };
+        let endpoints: Vec<String> = self
+            .endpoints_of(live.into_iter())
+            .into_iter()
+            .map(|e| format!("{scheme}://{e}"))
+            .collect();
+        let mut cmd = Command::new("etcdctl");
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", endpoints.join(",")))
+            .arg("--dial-timeout=2s")
+            .arg("--command-timeout=5s");
+        if let Some((ca, cert, key)) = &self.ctl_tls {
+            cmd.arg(format!("--cacert={}", ca.display()))
+                .arg(format!("--cert={}", cert.display()))
+                .arg(format!("--key={}", key.display()));
+        }
+        if let Some(root) = &self.root {
+            cmd.arg(format!("--user={root}"));
+        }
+        cmd.args(args).output().expect("run etcdctl")
+    }
+
+    /// `etcdctl`, asserting success; its standard output.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The index of the current leader (asked of the running members).
+    pub fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let out = self.etcdctl(&["endpoint", "status", "-w", "json"]);
+            if out.status.success()
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            {
+                for s in v.as_array().into_iter().flatten() {
+                    let member = s["Status"]["header"]["member_id"].as_u64();
+                    let leader = s["Status"]["leader"].as_u64();
+                    if member.is_some() && member == leader {
+                        let ep = s["Endpoint"].as_str().unwrap_or("");
+                        if let Some(i) = self
+                            .members
+                            .iter()
+                            .position(|m| ep.ends_with(&format!(":{}", m.client_port)))
+                        {
+                            return i;
+                        }
+                    }
+                }
+            }
+            sleep(Duration::from_millis(100));
+        }
+        panic!("no etcd leader");
+    }
+
+    /// SIGKILL to member `i` (no goodbye to its peers).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Turns authentication on: a `root` user, and `user` with `password` whose role may
+    /// read and write only keys under `prefix`.
+    pub fn enable_auth(&mut self, user: &str, password: &str, prefix: &str) {
+        self.ctl(&["user", "add", "root", "--new-user-password=root-test-pw"]);
+        // The root role exists once auth is used; granting it may need it created.
+        let _ = self.etcdctl(&["role", "add", "root"]);
+        self.ctl(&["user", "grant-role", "root", "root"]);
+        self.ctl(&["role", "add", "pam_totp"]);
+        self.ctl(&[
+            "role",
+            "grant-permission",
+            "pam_totp",
+            "--prefix=true",
+            "readwrite",
+            prefix,
+        ]);
+        self.ctl(&[
+            "user",
+            "add",
+            user,
+            &format!("--new-user-password={password}"),
+        ]);
+        self.ctl(&["user", "grant-role", user, "pam_totp"]);
+        self.ctl(&["auth", "enable"]);
+        self.root = Some("root:root-test-pw".to_owned());
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// A client certificate with common name `cn`, signed by `ca`, for clusters started
+/// with `--client-cert-auth`. The key is root-only (mode 0600).
+pub fn client_cert(ca: &TestCa, cn: &str) -> (PathBuf, PathBuf) {
+    signed(
+        ca,
+        &format!("client-{cn}"),
+        cn,
+        "extendedKeyUsage=clientAuth\n",
+    )
+}
+
+/// A member certificate for a `--client-cert-auth` cluster: etcd 3.4's JSON gateway
+/// dials its own gRPC server with the member's certificate, so that certificate must be
+/// good for client authentication too.
+fn member_cert(ca: &TestCa) -> (PathBuf, PathBuf) {
+    signed(
+        ca,
+        "member",
+        "localhost",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+}
+
+fn signed(ca: &TestCa, name: &str, cn: &str, extensions: &str) -> (PathBuf, PathBuf) {
+    let d = ca.dir.path();
+    let key = d.join(format!("{name}.key"));
+    let csr = d.join(format!("{name}.csr"));
+    let cert = d.join(format!("{name}.pem"));
+    let ext = d.join(format!("{name}-ext.cnf"));
+    fs::write(&ext, extensions).expect("write ext");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let subj = format!("/CN={cn}");
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        &subj,
+        "-keyout",
+        &key.display().to_string(),
+        "-out",
+        &csr.display().to_string(),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr.display().to_string(),
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &ext.display().to_string(),
+        "-out",
+        &cert.display().to_string(),
+    ]);
+    fs::set_permissions(&cert, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
+    (cert, key)
+}

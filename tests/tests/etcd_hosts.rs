@@ -1,0 +1,521 @@
+//! The etcd backend through the real libpam: a real three-member cluster the test starts
+//! on random loopback ports (`system_tests::etcd`), several "hosts" (separate PAM stacks,
+//! each with its own local state directory) sharing it. Exactly once across hosts and
+//! processes, a leader killed right after a login, a cluster without a majority, TLS
+//! verified against a test CA, and a user whose role reaches only the prefix. Every
+//! denial has a control that logs in without the fault, and its log line names the
+//! cause.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use system_tests::etcd::{EtcdCluster, EtcdConfig, client_cert, etcd_plugin};
+use system_tests::fleet::{TestCa, init_store, trusted_dir};
+use system_tests::*;
+
+/// A key prefix no other fleet of this test binary uses.
+fn fresh_prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "t{}-{}/",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn args(cluster: &EtcdCluster, prefix: &str, extra: &str) -> String {
+    format!(
+        "state={} etcd_plugin={} etcd_prefix={prefix} etcd_timeout=1000 {extra}",
+        cluster.url(),
+        etcd_plugin().display(),
+    )
+}
+
+/// `n` hosts sharing `cluster` under a fresh prefix, initialised once (`totp-state init`).
+fn fleet(cluster: &EtcdCluster, n: usize, extra: &str) -> (Vec<Stack>, String) {
+    let a = args(cluster, &fresh_prefix(), extra);
+    init_store(&a);
+    ((0..n).map(|_| Stack::probe("svc", &a)).collect(), a)
+}
+
+fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> (Drive, Vec<String>) {
+    capture_syslog(
+        &Driver::new(host, "svc", &user.name)
+            .answer(code)
+            .rhost("192.0.2.7")
+            .at(at),
+    )
+}
+
+fn state_tool(args: &[&str]) -> Output {
+    Command::new(&built().state_tool)
+        .args(args)
+        .output()
+        .expect("run totp-state")
+}
+
+/// A faked time in the middle of a step after the present: certificates the test has
+/// just made are valid then (a fixed past time would be before their start).
+fn soon() -> u64 {
+    (now() / 30 + 1) * 30 + 15
+}
+
+fn denied() -> Returned {
+    Returned::Failed("PAM_AUTH_ERR".into())
+}
+
+#[test]
+fn same_code_from_32_processes_over_4_hosts_succeeds_exactly_once() {
+    if !require_root("same_code_from_32_processes_over_4_hosts_succeeds_exactly_once") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    for round in 0..3 {
+        let (hosts, _) = fleet(&cluster, 4, "throttle_after=100 etcd_timeout=3000");
+        let (u, secret) = TestUser::enrolled("ex");
+        let start = start_time();
+        let code = code_at(&secret, start / 1000);
+        let drivers = (0..32)
+            .map(|i| {
+                Driver::new(&hosts[i % 4], "svc", &u.name)
+                    .answer(&code)
+                    .start_at(start)
+            })
+            .collect();
+        let results = spawn_all(drivers);
+        let ok = results
+            .iter()
+            .filter(|d| d.returned() == Returned::Success)
+            .count();
+        let refused = results.iter().filter(|d| d.returned() == denied()).count();
+        assert_eq!((ok, refused), (1, 31), "round {round}: {results:?}");
+    }
+}
+
+#[test]
+fn a_code_accepted_on_one_host_is_refused_on_another() {
+    if !require_root("a_code_accepted_on_one_host_is_refused_on_another") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("er");
+    let (hosts, a) = fleet(&cluster, 2, "");
+    let code = code_at(&secret, T0);
+    let (d, logs) = login(&hosts[0], &u, &code, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reused an already accepted code")),
+        "{logs:?}"
+    );
+    // Control: the next code logs in on the second host.
+    let (d, _) = login(&hosts[1], &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+
+    // The admin tool works on the cluster: show, ping, init refused twice, reset.
+    let name = u.name.as_str();
+    let shown = state_tool(&["show", "--user", name, "--options", &a]);
+    assert!(shown.status.success(), "{shown:?}");
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(0), "{p:?}");
+    let again = state_tool(&["init", "--options", &a]);
+    assert!(!again.status.success(), "init twice: {again:?}");
+    let r = state_tool(&["reset", "--user", name, "--options", &a]);
+    assert!(r.status.success(), "{r:?}");
+}
+
+#[test]
+fn the_leader_killed_right_after_a_login_loses_no_used_code() {
+    if !require_root("the_leader_killed_right_after_a_login_loses_no_used_code") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("el");
+    let (hosts, _) = fleet(&cluster, 2, "etcd_connect_timeout=300 etcd_timeout=500");
+    let code = code_at(&secret, T0);
+    let (d, logs) = login(&hosts[0], &u, &code, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let leader = cluster.leader();
+    cluster.kill(leader);
+    let killed_at = Instant::now();
+
+    // The same code on the other host: refused as a replay (the acknowledged write is on
+    // a majority), never accepted. While the two survivors elect a leader the store may
+    // be unavailable, which also denies; retried until the replay itself is seen.
+    let mut seen_replay = false;
+    while killed_at.elapsed() < Duration::from_secs(10) {
+        let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+        assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+        if logs
+            .iter()
+            .any(|l| l.contains("reused an already accepted code"))
+        {
+            seen_replay = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        seen_replay,
+        "the replay was never recognised after the kill"
+    );
+
+    // The next code logs in within 10 s of the kill.
+    let next = code_at(&secret, T0 + 30);
+    let logged_in = loop {
+        let (d, _) = login(&hosts[1], &u, &next, T0 + 30);
+        if d.returned() == Returned::Success {
+            break true;
+        }
+        if killed_at.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        logged_in,
+        "no login within 10 s of the kill ({:?})",
+        killed_at.elapsed()
+    );
+}
+
+#[test]
+fn two_of_three_members_down_deny_in_bounded_time() {
+    if !require_root("two_of_three_members_down_deny_in_bounded_time") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("eq");
+    let (hosts, a) = fleet(&cluster, 1, "etcd_connect_timeout=300 etcd_timeout=500");
+    // Control: the whole cluster logs in.
+    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // One member down: a majority is left, the next code logs in.
+    let leader = cluster.leader();
+    cluster.kill((leader + 1) % 3);
+    let mut ok = false;
+    for _ in 0..20 {
+        let (d, _) = login(&hosts[0], &u, &code_at(&secret, T0 + 30), T0 + 30);
+        if d.returned() == Returned::Success {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ok, "one member down must not stop logins");
+    // Two down: no majority. Denied, answered within 3 s (a hang guard), the cause
+    // named.
+    cluster.kill(leader);
+    let started = Instant::now();
+    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0 + 60), T0 + 60);
+    let took = started.elapsed();
+    assert_ne!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert_ne!(d.returned(), Returned::Ignore, "{d:?} {logs:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("etcd:") && l.contains("denying")),
+        "{logs:?}"
+    );
+    // `ping` says the store cannot be reached.
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(2), "{p:?}");
+}
+
+#[test]
+fn a_lost_store_record_counts_every_earlier_step_as_used() {
+    if !require_root("a_lost_store_record_counts_every_earlier_step_as_used") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("ed");
+    let prefix = fresh_prefix();
+    let a = args(&cluster, &prefix, "");
+    init_store(&a);
+    let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &a)).collect();
+    let code = code_at(&secret, T0);
+    let (d, _) = login(&hosts[0], &u, &code, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    // A cluster restored from an old snapshot, or wiped: the admin deletes every key of
+    // the prefix (docs/fleet.md), as a restore procedure must.
+    cluster.ctl(&["del", "--prefix", &prefix]);
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(1), "{p:?}");
+    let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+    // Control: a code of a later step logs in.
+    let (d, logs) = login(&hosts[1], &u, &code_at(&secret, T0 + 65), T0 + 65);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+fn write_root_only(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, text).expect("write");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
+    p
+}
+
+#[test]
+fn tls_and_a_role_limited_to_the_prefix() {
+    if !require_root("tls_and_a_role_limited_to_the_prefix") {
+        return;
+    }
+    let ca = TestCa::new("etcd");
+    let other_ca = TestCa::new("etcd-other");
+    let mut cluster = EtcdCluster::start(
+        3,
+        &EtcdConfig {
+            tls: Some(&ca),
+            ..EtcdConfig::default()
+        },
+    );
+    cluster.enable_auth("fleet", "fleet-pw", "pam_totp/");
+    let dir = trusted_dir("etcd-cred");
+    let good = write_root_only(dir.path(), "good", "username=fleet\npassword=fleet-pw\n");
+    let bad = write_root_only(dir.path(), "bad", "username=fleet\npassword=wrong\n");
+    let t = soon();
+    let (u, secret) = TestUser::enrolled("et");
+    let opts = |prefix: &str, cred: &Path, ca: &TestCa| {
+        args(
+            &cluster,
+            prefix,
+            &format!(
+                "etcd_credentials={} etcd_ca_file={}",
+                cred.display(),
+                ca.ca_cert.display()
+            ),
+        )
+    };
+    let a = opts("pam_totp/", &good, &ca);
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    // Control: TLS verified, the role's prefix, the right password.
+    let (d, logs) = login(&host, &u, &code_at(&secret, t), t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+
+    // A prefix outside the role: refused by etcd, the log names it.
+    let outside = Stack::probe("svc", &opts("elsewhere/", &good, &ca));
+    let (d, logs) = login(&outside, &u, &code_at(&secret, t + 30), t + 30);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("permission denied")),
+        "{logs:?}"
+    );
+    // A wrong password.
+    let wrong = Stack::probe("svc", &opts("pam_totp/", &bad, &ca));
+    let (d, logs) = login(&wrong, &u, &code_at(&secret, t + 30), t + 30);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("authentication failed")),
+        "{logs:?}"
+    );
+    // Another CA: the members' certificates are not trusted.
+    let untrusted = Stack::probe("svc", &opts("pam_totp/", &good, &other_ca));
+    let (d, logs) = login(&untrusted, &u, &code_at(&secret, t + 30), t + 30);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(logs.iter().any(|l| l.contains("TLS")), "{logs:?}");
+    // The control again, after the refusals: the code nobody used logs in.
+    let (d, logs) = login(&host, &u, &code_at(&secret, t + 30), t + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+#[test]
+fn client_certificates_authenticate_to_a_cluster_that_requires_them() {
+    if !require_root("client_certificates_authenticate_to_a_cluster_that_requires_them") {
+        return;
+    }
+    let ca = TestCa::new("etcd-mtls");
+    let cluster = EtcdCluster::start(
+        3,
+        &EtcdConfig {
+            tls: Some(&ca),
+            client_cert_auth: true,
+        },
+    );
+    let (cert, key) = client_cert(&ca, "fleet");
+    let t = soon();
+    let (u, secret) = TestUser::enrolled("ec");
+    let base = |extra: &str| {
+        args(
+            &cluster,
+            "pam_totp/",
+            &format!("etcd_ca_file={} {extra}", ca.ca_cert.display()),
+        )
+    };
+    let a = base(&format!(
+        "etcd_cert_file={} etcd_key_file={}",
+        cert.display(),
+        key.display()
+    ));
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    let (d, logs) = login(&host, &u, &code_at(&secret, t), t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // Without a certificate the handshake is refused.
+    let bare = Stack::probe("svc", &base(""));
+    let (d, logs) = login(&bare, &u, &code_at(&secret, t + 30), t + 30);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(logs.iter().any(|l| l.contains("etcd")), "{logs:?}");
+}
+
+#[test]
+fn the_local_fallback_works_for_etcd_and_is_logged_as_a_weakening() {
+    if !require_root("the_local_fallback_works_for_etcd_and_is_logged_as_a_weakening") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("ef");
+    let (hosts, _) = fleet(
+        &cluster,
+        1,
+        "etcd_connect_timeout=300 etcd_timeout=500 state_fallback=local",
+    );
+    // Control: with the cluster up the shared store is used, nothing is logged about it.
+    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(
+        !logs.iter().any(|l| l.contains("state_fallback=local")),
+        "{logs:?}"
+    );
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0 + 30), T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("using this host's local store") && l.contains("etcd")),
+        "{logs:?}"
+    );
+}
+
+/// A fake member on loopback that reads a request and answers with `reply`, one chunk
+/// every `pace`; returns its port. Serves connections until the test process ends.
+fn fake_member(reply: Vec<Vec<u8>>, pace: Duration) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let reply = reply.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                for chunk in reply {
+                    if s.write_all(&chunk).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(pace);
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_member_dripping_or_announcing_a_huge_reply_is_cut_off_in_bounded_time() {
+    if !require_root("a_member_dripping_or_announcing_a_huge_reply_is_cut_off_in_bounded_time") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("eg");
+    let through = |port: u16| {
+        let a = format!(
+            "state=etcd://127.0.0.1:{port} etcd_plugin={} etcd_connect_timeout=300 \
+             etcd_timeout=500",
+            etcd_plugin().display()
+        );
+        let host = Stack::probe("svc", &a);
+        let started = Instant::now();
+        // Real time: the bound is on the wall clock (under libfaketime's frozen clock
+        // the client's overall deadline would never come).
+        let (d, logs) = capture_syslog(
+            &Driver::new(&host, "svc", &u.name)
+                .answer(&code_at(&secret, now()))
+                .rhost("192.0.2.7"),
+        );
+        (d, logs, started.elapsed())
+    };
+    // One byte every 100 ms: each read is well inside any per-read timeout, the whole
+    // reply never arrives within etcd_timeout=500.
+    let head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n";
+    let drip = fake_member(
+        head.iter().map(|b| vec![*b]).collect(),
+        Duration::from_millis(100),
+    );
+    let (d, logs, took) = through(drip);
+    assert_ne!(d.returned(), Returned::Success, "{d:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("no complete reply in time")),
+        "{logs:?}"
+    );
+    // A reply announcing 100 MB: cut off at the body cap, never buffered.
+    let mut huge =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
+            .to_vec();
+    huge.extend_from_slice(b"{\"kvs\":[");
+    let mut chunks = vec![huge];
+    chunks.extend((0..2000).map(|_| vec![b' '; 65536]));
+    let big = fake_member(chunks, Duration::from_millis(0));
+    let (d, logs, took) = through(big);
+    assert_ne!(d.returned(), Returned::Success, "{d:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("larger than pam_totp reads")),
+        "{logs:?}"
+    );
+    // Control: a real cluster behind the same options logs in.
+    let cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    let (hosts, _) = fleet(&cluster, 1, "etcd_connect_timeout=300 etcd_timeout=500");
+    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+#[test]
+fn etcd_misconfigurations_deny_everybody_without_a_prompt() {
+    if !require_root("etcd_misconfigurations_deny_everybody_without_a_prompt") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("em");
+    let run = |args: &str| {
+        Driver::new(&Stack::probe("svc", args), "svc", &u.name)
+            .answer(&code_at(&secret, T0))
+            .at(T0)
+            .run()
+    };
+    for bad in [
+        // Credentials on the pam.d line.
+        "state=etcd://fleet:hunter2@127.0.0.1:2379",
+        // etcd settings without an etcd state=, or beside a Redis one.
+        "etcd_prefix=a/",
+        "state=redis://127.0.0.1 etcd_timeout=100",
+        // TLS files without TLS; a certificate without its key.
+        "state=etcd://127.0.0.1 etcd_ca_file=/etc/ssl/certs/ca.pem",
+        "state=etcds://127.0.0.1 etcd_cert_file=/etc/ssl/c.pem",
+        // A path, a member named twice, a timeout out of bounds, a relative plugin.
+        "state=etcd://127.0.0.1:2379/v3",
+        "state=etcd://127.0.0.1:2379,127.0.0.1:2379",
+        "state=etcd://127.0.0.1 etcd_timeout=60000",
+        "state=etcd://127.0.0.1 etcd_plugin=etcd.so",
+    ] {
+        let d = run(bad);
+        assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "[{bad}] {d:?}");
+        assert_eq!(d.prompts, 0, "[{bad}]");
+    }
+    // Control: the same user and code succeed without the bad options.
+    let d = run("");
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
