@@ -1011,3 +1011,59 @@ fn strace_injected_write_fsync_rename_errors_deny_and_keep_the_file() {
         assert!(s.starts_with(&secret), "{inj:?}: secret lost");
     }
 }
+
+/// E3 through libpam: the credential restore fails (strace makes the login's second
+/// `setgroups`, the first restore, return EPERM) and the process aborts rather than go
+/// on with the user's identity: pam-drive dies by SIGABRT before it prints a result.
+/// Control: the same login untraced by faults logs in, with the switch shown to happen
+/// (at least two `setgroups` calls, switch and restore).
+#[test]
+fn a_failed_credential_restore_aborts_the_login_process() {
+    let _g = serial();
+    let t = "a_failed_credential_restore_aborts_the_login_process";
+    if !require_root(t) || !require_tool(t, "strace") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("cr");
+    let stack = Stack::probe("svc", "");
+    let run = |inject: Option<&str>| {
+        let cmd = Driver::new(&stack, "svc", &u.name)
+            .answer(&code_now(&secret))
+            .command();
+        let trace = tempfile::NamedTempFile::new().expect("trace file");
+        let mut strace = Command::new("strace");
+        strace
+            .args(["-f", "-qq", "-e", "trace=setgroups", "-o"])
+            .arg(trace.path());
+        if let Some(i) = inject {
+            strace.args(["-e", i]);
+        }
+        strace.arg(cmd.get_program()).args(cmd.get_args());
+        let out = strace.output().expect("run strace");
+        let traced = fs::read_to_string(trace.path()).unwrap_or_default();
+        (out, traced)
+    };
+    let (out, traced) = run(None);
+    assert_eq!(
+        Drive::parse(&out).returned(),
+        Returned::Success,
+        "control: {out:?}"
+    );
+    assert!(
+        traced.matches("setgroups(").count() >= 2,
+        "control: the switch and its restore: {traced}"
+    );
+    let (out, traced) = run(Some("inject=setgroups:error=EPERM:when=2"));
+    assert!(
+        traced.contains("(INJECTED)"),
+        "the fault was never injected: {traced}"
+    );
+    assert!(
+        traced.contains("SIGABRT"),
+        "the process did not abort: {traced}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "a result was printed after a failed restore: {out:?}"
+    );
+}
