@@ -62,3 +62,130 @@ fn records_are_keyed_by_name_and_uid_records_are_carried_over_through_libpam() {
     let (d, lines) = login(&host_b, &u, &code);
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 }
+
+/// Host B runs `pam-drive` in a private mount namespace whose `/etc/passwd` gives the
+/// user another uid, and gives the user's uid on host A to somebody else (as two hosts
+/// with unsynchronised local accounts do).
+fn login_on_host_with_passwd(
+    stack: &Stack,
+    passwd: &std::path::Path,
+    user: &str,
+    code: &str,
+) -> (Drive, Vec<String>) {
+    let inner = Driver::new(stack, "svc", user)
+        .answer(code)
+        .rhost("192.0.2.12")
+        .command();
+    let mut wrapped = std::process::Command::new("sh");
+    wrapped
+        .args([
+            "-c",
+            r#"mount --bind "$1" /etc/passwd && shift && exec "$@""#,
+            "sh",
+        ])
+        .arg(passwd)
+        .arg("env");
+    append_env_exec(&mut wrapped, &inner);
+    let (out, lines) = with_syslog_capture(&wrapped);
+    assert!(
+        !out.stdout.is_empty(),
+        "pam-drive did not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (Drive::parse(&out), lines)
+}
+
+/// SECURITY.md M19 with uids that really differ. Store mode (root-owned secrets named by
+/// user, as fleets keep them), one Redis. On host A the user has its real uid; on host
+/// B (its own `/etc/passwd`) the same name has another uid, and the real uid belongs to
+/// a second user. The code used on A is refused on B ("code already used" logged),
+/// although the uid differs; the second user, who has A's uid on B, logs in with its own
+/// code (no shared record); control: the user's next code logs in on B.
+#[test]
+fn a_code_used_on_one_host_is_refused_where_the_same_name_has_another_uid() {
+    let t = "a_code_used_on_one_host_is_refused_where_the_same_name_has_another_uid";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let secrets = tempfile::Builder::new()
+        .prefix("pam_totp-uidsecrets")
+        .tempdir()
+        .expect("tempdir");
+    let args = format!(
+        "user=root secret={}/${{USER}} state={} redis_plugin={} redis_prefix=ud: \
+         redis_connect_timeout=1000 redis_timeout=1000",
+        secrets.path().display(),
+        server.url(false),
+        plugin().display()
+    );
+    init_store(&args);
+    let host_a = Stack::probe("svc", &args);
+    let host_b = Stack::probe("svc", &args);
+    let (u, secret) = TestUser::enrolled("ud");
+    let (other, other_secret) = TestUser::enrolled("ue");
+    for (who, s) in [(&u, &secret), (&other, &other_secret)] {
+        write_owned(
+            &secrets.path().join(&who.name),
+            format!("{s}\n\" TOTP_AUTH\n").as_bytes(),
+            0,
+            0,
+            0o600,
+        );
+    }
+    // Host B's accounts: the user moved to an unused uid, the other user on the user's
+    // uid on host A.
+    let moved_uid = 64_000 + (u.uid % 1000);
+    let passwd: String = std::fs::read_to_string("/etc/passwd")
+        .expect("read /etc/passwd")
+        .lines()
+        .filter(|l| {
+            let name = l.split(':').next().unwrap_or("");
+            name != u.name && name != other.name
+        })
+        .map(|l| format!("{l}\n"))
+        .chain([
+            format!("{}:x:{moved_uid}:{}::/nonexistent:/bin/sh\n", u.name, u.gid),
+            format!(
+                "{}:x:{}:{}::/nonexistent:/bin/sh\n",
+                other.name, u.uid, other.gid
+            ),
+        ])
+        .collect();
+    let b_passwd = tempfile::NamedTempFile::new().expect("passwd copy");
+    std::fs::write(b_passwd.path(), passwd).expect("write passwd copy");
+
+    let code = code_at(&secret, now());
+    let (d, lines) = login(&host_a, &u, &code);
+    assert_eq!(d.returned(), Returned::Success, "host A: {d:?} {lines:?}");
+    let (d, lines) = login_on_host_with_passwd(&host_b, b_passwd.path(), &u.name, &code);
+    assert_ne!(d.returned(), Returned::Success, "replayed on B: {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| syslog_message(l).contains("code already used")),
+        "refused as used on B: {lines:?}"
+    );
+    let (d, lines) = login_on_host_with_passwd(
+        &host_b,
+        b_passwd.path(),
+        &other.name,
+        &code_at(&other_secret, now()),
+    );
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "the other user on A's uid: {d:?} {lines:?}"
+    );
+    let (d, lines) = login_on_host_with_passwd(
+        &host_b,
+        b_passwd.path(),
+        &u.name,
+        &code_at(&secret, now() + 30),
+    );
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "control on B: {d:?} {lines:?}"
+    );
+}
