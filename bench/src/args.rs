@@ -6,8 +6,9 @@ pub(super) const USAGE: &str =
     "usage: pam-bench [--budget SECS] [--quick] [--only SUBSTRING] [--no-sink] [--keep]
   --budget SECS   time per case (default 3, spread over 5 interleaved rounds)
   --quick         --budget 0.5 (a smoke run; figures are noisy)
-  --only S        only the cases whose key contains S (keys: permit, ga-wrong, ga-noskew-right,
-                  totp-scratch, access-pam-10000, access-totp-10, enroll, memory, ...)
+  --only S        only the cases whose key contains S, with the rows they are compared with
+                  (keys: permit, totp-store-wrong, ga-noskew-home-hammered, totp-home-steady,
+                  ga-wrong, totp-scratch, access-totp-10, enroll, memory, ...)
   --no-sink       do not enter a mount namespace; /dev/log is used as found
   --tmpfs-state   put the state file on a tmpfs private to the run, where fsync costs
                   nothing: a diagnostic that separates CPU and syscall cost from the disk

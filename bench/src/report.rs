@@ -92,46 +92,47 @@ pub(super) fn median_of(cases: &[Case], key: &str) -> Option<f64> {
 
 pub(super) fn print_table(auth: &[Case], access: &[Case]) {
     let permit = median_of(auth, "permit");
-    println!(
-        "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}",
-        "scenario",
-        "module",
-        "median",
-        "p90",
-        "n",
-        "logs/auth",
-        "faults/auth",
-        "×permit",
-        "×GA default"
-    );
-    for c in auth {
-        let scen_key = c.key.rsplit('-').next().unwrap_or("");
-        let ga = median_of(auth, &format!("ga-{scen_key}"));
-        let vs_ga = if c.key == "permit" {
-            None
-        } else {
-            ratio(c.median_us(), ga)
-        };
-        print_row(c, ratio(c.median_us(), permit), vs_ga, "");
-    }
-    if !access.is_empty() {
+    let header = |other: &str| {
         println!(
-            "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}",
-            "", "", "", "", "", "", "", "×permit", "×pam_access"
+            "{:<18} {:<16} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}",
+            "scenario",
+            "module",
+            "median",
+            "p90",
+            "n",
+            "logs/auth",
+            "faults/auth",
+            "×permit",
+            other
         );
-        for c in access {
-            let n = c.key.rsplit('-').next().unwrap_or("");
-            let pa = median_of(access, &format!("access-pam-{n}"));
-            let vs = (c.module == "pam_totp.so")
-                .then(|| ratio(c.median_us(), pa))
-                .flatten();
-            print_row(c, ratio(c.median_us(), permit), vs, "");
+    };
+    header("×GA");
+    let mut group = "";
+    for c in auth.iter().chain(access) {
+        if c.group != group {
+            group = c.group;
+            println!("-- {group}");
+            if c.key.starts_with("access-") {
+                header("×pam_access");
+            }
         }
+        let all: Vec<&Case> = auth.iter().chain(access).collect();
+        let other = c
+            .reference
+            .as_deref()
+            .and_then(|r| all.iter().find(|x| x.key == r))
+            .and_then(|x| x.median_us());
+        print_row(
+            c,
+            ratio(c.median_us(), permit),
+            ratio(c.median_us(), other),
+            "",
+        );
     }
 }
 
 pub(super) fn print_row(c: &Case, vs_permit: Option<f64>, vs_other: Option<f64>, note: &str) {
-    let n = c.samples.len() + c.skipped_warmup;
+    let n = c.samples.len() + c.skipped_warmup + c.primed;
     let per = |v: u64| {
         if n > 0 {
             format!("{:.1}", v as f64 / n as f64)
@@ -140,7 +141,7 @@ pub(super) fn print_row(c: &Case, vs_permit: Option<f64>, vs_other: Option<f64>,
         }
     };
     println!(
-        "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}{note}",
+        "{:<18} {:<16} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}{note}",
         c.scenario,
         c.module,
         fmt_us(c.median_us()),

@@ -107,60 +107,7 @@ pub fn isolate() -> Result<Sink, String> {
     }
     // Nothing we mount from here on propagates back to the host.
     mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
-    // A detached copy of the host's /dev with its submounts (pts, shm, ...), taken
-    // before our tmpfs covers it.
-    let flags =
-        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
-    // SAFETY: the path is a NUL-terminated literal; open_tree returns a new descriptor
-    // or -1 and touches no memory of ours.
-    let raw =
-        unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c"/dev".as_ptr(), flags) };
-    if raw < 0 {
-        return Err(format!(
-            "open_tree /dev: {} (pass --no-sink)",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let raw = i32::try_from(raw).map_err(|_| "open_tree: descriptor out of range")?;
-    // SAFETY: `raw` is a descriptor open_tree just returned; nothing else owns it.
-    let tree = unsafe { OwnedFd::from_raw_fd(raw) };
-    mount(
-        Some("tmpfs"),
-        "/dev",
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NOEXEC,
-        Some("mode=0755,size=1m"),
-    )?;
-    fs::create_dir("/dev/.host").map_err(|e| format!("mkdir /dev/.host: {e}"))?;
-    // SAFETY: `tree` is a valid descriptor; both paths are NUL-terminated literals.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            c"/dev/.host".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "move_mount /dev/.host: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    drop(tree);
-    let entries = fs::read_dir("/dev/.host").map_err(|e| format!("read /dev/.host: {e}"))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("read /dev/.host: {e}"))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name == "log" {
-            continue;
-        }
-        symlink(format!("/dev/.host/{name}"), format!("/dev/{name}"))
-            .map_err(|e| format!("symlink /dev/{name}: {e}"))?;
-    }
+    shadow("/dev", &["log"])?;
     let socket = UnixDatagram::bind("/dev/log").map_err(|e| format!("bind /dev/log: {e}"))?;
     let received = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&received);
@@ -177,6 +124,83 @@ pub fn isolate() -> Result<Sink, String> {
         received,
         installed: true,
     })
+}
+
+/// Covers `dir` with a tmpfs (seen by this process and its children only) in which
+/// every entry of the host's `dir` is a symlink into a detached copy of it mounted at
+/// `dir/.host`, except the names in `keep_out`, which the caller then creates itself.
+/// Our own entries are plain files in our tmpfs, not mount points, so nothing the host
+/// does to its own files (a `useradd` renaming `/etc/passwd`) can make them disappear.
+fn shadow(dir: &str, keep_out: &[&str]) -> Result<(), String> {
+    let dir_c = cstr(dir)?;
+    let host = format!("{dir}/.host");
+    let host_c = cstr(&host)?;
+    // A detached copy of the host's directory with its submounts (pts, shm, ...),
+    // taken before our tmpfs covers it.
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: the path is NUL-terminated and outlives the call; open_tree returns a new
+    // descriptor or -1 and touches no memory of ours.
+    let raw = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, dir_c.as_ptr(), flags) };
+    if raw < 0 {
+        return Err(format!(
+            "open_tree {dir}: {} (pass --no-sink)",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let raw = i32::try_from(raw).map_err(|_| "open_tree: descriptor out of range")?;
+    // SAFETY: `raw` is a descriptor open_tree just returned; nothing else owns it.
+    let tree = unsafe { OwnedFd::from_raw_fd(raw) };
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("mode=0755,size=1m"),
+    )?;
+    fs::create_dir(&host).map_err(|e| format!("mkdir {host}: {e}"))?;
+    // SAFETY: `tree` is a valid descriptor; both paths are NUL-terminated and outlive
+    // the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            host_c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "move_mount {host}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    drop(tree);
+    let entries = fs::read_dir(&host).map_err(|e| format!("read {host}: {e}"))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("read {host}: {e}"))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if keep_out.contains(&name) {
+            continue;
+        }
+        symlink(format!("{host}/{name}"), format!("{dir}/{name}"))
+            .map_err(|e| format!("symlink {dir}/{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Gives this process (which has entered its own mount namespace, [`isolate`]) an
+/// `/etc` whose `passwd` and `group` are the given texts; every other entry is the
+/// host's.
+pub fn private_accounts(passwd: &str, group: &str) -> Result<(), String> {
+    shadow("/etc", &["passwd", "group"])?;
+    for (path, text) in [("/etc/passwd", passwd), ("/etc/group", group)] {
+        fs::write(path, text).map_err(|e| format!("write {path}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Mounts a small tmpfs on `dir` (inside the private namespace, so only this process
