@@ -12,7 +12,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{DirBuilderExt, symlink};
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,8 +133,6 @@ pub fn isolate() -> Result<Sink, String> {
 /// does to its own files (a `useradd` renaming `/etc/passwd`) can make them disappear.
 fn shadow(dir: &str, keep_out: &[&str]) -> Result<(), String> {
     let dir_c = cstr(dir)?;
-    let host = format!("{dir}/.host");
-    let host_c = cstr(&host)?;
     // A detached copy of the host's directory with its submounts (pts, shm, ...),
     // taken before our tmpfs covers it.
     let flags =
@@ -142,42 +140,53 @@ fn shadow(dir: &str, keep_out: &[&str]) -> Result<(), String> {
     // SAFETY: the path is NUL-terminated and outlives the call; open_tree returns a new
     // descriptor or -1 and touches no memory of ours.
     let raw = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, dir_c.as_ptr(), flags) };
-    if raw < 0 {
+    let mut host = format!("{dir}/.host");
+    if raw >= 0 {
+        let raw = i32::try_from(raw).map_err(|_| "open_tree: descriptor out of range")?;
+        // SAFETY: `raw` is a descriptor open_tree just returned; nothing else owns it.
+        let tree = unsafe { OwnedFd::from_raw_fd(raw) };
+        cover(dir)?;
+        fs::create_dir(&host).map_err(|e| format!("mkdir {host}: {e}"))?;
+        let host_c = cstr(&host)?;
+        // SAFETY: `tree` is a valid descriptor; both paths are NUL-terminated and
+        // outlive the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                host_c.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "move_mount {host}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        // Under valgrind, which does not know open_tree: the host's directory is
+        // bind-mounted on a staging directory of the bench's own before it is covered.
+        host = format!(
+            "{STAGING}/host-{}{}",
+            std::process::id(),
+            dir.replace('/', "-")
+        );
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&host)
+            .map_err(|e| format!("mkdir {host}: {e}"))?;
+        mount(Some(dir), &host, None, libc::MS_BIND | libc::MS_REC, None)?;
+        cover(dir)?;
+    } else {
         return Err(format!(
             "open_tree {dir}: {} (pass --no-sink)",
             std::io::Error::last_os_error()
         ));
     }
-    let raw = i32::try_from(raw).map_err(|_| "open_tree: descriptor out of range")?;
-    // SAFETY: `raw` is a descriptor open_tree just returned; nothing else owns it.
-    let tree = unsafe { OwnedFd::from_raw_fd(raw) };
-    mount(
-        Some("tmpfs"),
-        dir,
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NOEXEC,
-        Some("mode=0755,size=1m"),
-    )?;
-    fs::create_dir(&host).map_err(|e| format!("mkdir {host}: {e}"))?;
-    // SAFETY: `tree` is a valid descriptor; both paths are NUL-terminated and outlive
-    // the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            host_c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "move_mount {host}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    drop(tree);
     let entries = fs::read_dir(&host).map_err(|e| format!("read {host}: {e}"))?;
     for entry in entries {
         let entry = entry.map_err(|e| format!("read {host}: {e}"))?;
@@ -190,6 +199,21 @@ fn shadow(dir: &str, keep_out: &[&str]) -> Result<(), String> {
             .map_err(|e| format!("symlink {dir}/{name}: {e}"))?;
     }
     Ok(())
+}
+
+/// Where the valgrind fallback of [`shadow`] stages the host's directories (the
+/// benchmark's own directory, see `main.rs`).
+const STAGING: &str = "/run/pam_totp-bench";
+
+/// A small tmpfs over `dir`, seen by this process and its children only.
+fn cover(dir: &str) -> Result<(), String> {
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("mode=0755,size=1m"),
+    )
 }
 
 /// Gives this process (which has entered its own mount namespace, [`isolate`]) an

@@ -20,7 +20,9 @@ pub(super) struct DirChecks<'a> {
 
 pub(super) struct Walked {
     pub(super) fd: OwnedFd,
-    pub(super) stat: FileStat,
+    /// `fstat` of `fd` when the walk needed it (a checked directory); `None` above the
+    /// trusted root, where nothing about the directory is checked.
+    pub(super) stat: Option<FileStat>,
     pub(super) shown: PathBuf,
     pub(super) checked: bool,
 }
@@ -100,7 +102,11 @@ pub(super) fn walk_checked(dirs: &[OsString], rules: &FileRules) -> Result<Walke
     };
     let walked = walk(dirs, Some(&checks))?;
     if !walked.checked {
-        check_dir(&walked.stat, &walked.shown, &checks)?;
+        let st = match walked.stat {
+            Some(st) => st,
+            None => stat::fstat(&walked.fd).map_err(|e| FileError::os("fstat directory", e))?,
+        };
+        check_dir(&st, &walked.shown, &checks)?;
     }
     Ok(walked)
 }
@@ -131,15 +137,24 @@ pub(super) fn dir_components(path: &Path) -> Result<Vec<OsString>, FileError> {
         .collect()
 }
 
-pub(super) fn open_root() -> Result<(OwnedFd, FileStat), FileError> {
+pub(super) fn open_root() -> Result<(OwnedFd, Option<FileStat>), FileError> {
     let fd = fcntl::open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| FileError::os("open /", e))?;
-    let st = stat::fstat(&fd).map_err(|e| FileError::os("fstat /", e))?;
-    Ok((fd, st))
+    Ok((fd, None))
+}
+
+/// The `fstat` of the directory `fd`, taken now if the walk has not needed it yet.
+fn stat_of(fd: &OwnedFd, known: &mut Option<FileStat>) -> Result<FileStat, FileError> {
+    if let Some(st) = known {
+        return Ok(*st);
+    }
+    let st = stat::fstat(fd).map_err(|e| FileError::os("fstat directory", e))?;
+    *known = Some(st);
+    Ok(st)
 }
 
 /// Walk `comps` from `/`, one `O_PATH|O_NOFOLLOW` directory at a time.
@@ -147,6 +162,12 @@ pub(super) fn open_root() -> Result<(OwnedFd, FileStat), FileError> {
 /// With `checks`, every directory from the trusted root down (or none, when only the
 /// parent is checked by the caller) must pass [`check_dir`]; `Walked::checked` says
 /// whether the last directory has been checked already.
+///
+/// A directory above the trusted root is opened with `O_DIRECTORY | O_NOFOLLOW` (so it
+/// is a directory and no link was followed) and not `fstat`ed: nothing about it is
+/// checked unless the next component is a symlink, whose trust depends on the
+/// directory holding it, and then it is `fstat`ed at that point (issue 23: one system
+/// call per ancestor, the same checks).
 pub(super) fn walk(
     comps: &[OsString],
     checks: Option<&DirChecks<'_>>,
@@ -166,7 +187,7 @@ pub(super) fn walk(
             WalkStep::TrustedRoot => {
                 checking = true;
                 if let Some(c) = checks {
-                    check_dir(&cur_stat, &shown, c)?;
+                    check_dir(&stat_of(&cur, &mut cur_stat)?, &shown, c)?;
                 }
                 continue;
             }
@@ -205,8 +226,8 @@ pub(super) fn walk(
                 // Only root can have created a root-owned symlink, and only root can move
                 // things in a root-owned directory nobody else may write: such a link
                 // (e.g. /home -> /var/home) is the administrator's decision.
-                let trusted =
-                    st.st_uid == 0 && cur_stat.st_uid == 0 && cur_stat.st_mode & 0o022 == 0;
+                let holder = stat_of(&cur, &mut cur_stat)?;
+                let trusted = st.st_uid == 0 && holder.st_uid == 0 && holder.st_mode & 0o022 == 0;
                 if !trusted {
                     return Err(FileError::UntrustedSymlink { path: link_path });
                 }
@@ -224,7 +245,7 @@ pub(super) fn walk(
                             (cur, cur_stat) = open_root()?;
                             shown = PathBuf::from("/");
                             if checking && let Some(c) = checks {
-                                check_dir(&cur_stat, &shown, c)?;
+                                check_dir(&stat_of(&cur, &mut cur_stat)?, &shown, c)?;
                             }
                         }
                         Component::CurDir | Component::Prefix(_) => {}
@@ -242,22 +263,23 @@ pub(super) fn walk(
             }
             Err(e) => return Err(FileError::os("open directory", e)),
         };
-        let fst = stat::fstat(&fd).map_err(|e| FileError::os("fstat directory", e))?;
-        if SFlag::from_bits_truncate(fst.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFDIR {
-            return Err(FileError::NotADirectory {
-                path: shown.join(&name),
-            });
-        }
         if name == ".." {
             shown.pop();
         } else {
             shown.push(&name);
         }
+        cur_stat = None;
         if checking && let Some(c) = checks {
+            let fst = stat_of(&fd, &mut cur_stat)?;
+            // O_DIRECTORY already guarantees this; the check stays next to the others.
+            if SFlag::from_bits_truncate(fst.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFDIR {
+                return Err(FileError::NotADirectory {
+                    path: shown.clone(),
+                });
+            }
             check_dir(&fst, &shown, c)?;
         }
         cur = fd;
-        cur_stat = fst;
     }
     Ok(Walked {
         fd: cur,
