@@ -128,7 +128,8 @@ pub fn isolate() -> Result<Sink, String> {
 
 /// Covers `dir` with a tmpfs (seen by this process and its children only) in which
 /// every entry of the host's `dir` is a symlink into a detached copy of it mounted at
-/// `dir/.host`, except the names in `keep_out`, which the caller then creates itself.
+/// `dir/.host` (a symlink of the host's is copied instead), except the names in
+/// `keep_out`, which the caller then creates itself.
 /// Our own entries are plain files in our tmpfs, not mount points, so nothing the host
 /// does to its own files (a `useradd` renaming `/etc/passwd`) can make them disappear.
 fn shadow(dir: &str, keep_out: &[&str]) -> Result<(), String> {
@@ -195,7 +196,16 @@ fn shadow(dir: &str, keep_out: &[&str]) -> Result<(), String> {
         if keep_out.contains(&name) {
             continue;
         }
-        symlink(format!("{host}/{name}"), format!("{dir}/{name}"))
+        // A symlink is copied as it is (its target, relative ones included, means the
+        // same from `dir`: /etc/os-release -> ../usr/lib/os-release); anything else is
+        // reached through the copy of the host's directory.
+        let target = match entry.file_type() {
+            Ok(t) if t.is_symlink() => {
+                fs::read_link(entry.path()).map_err(|e| format!("readlink {host}/{name}: {e}"))?
+            }
+            _ => std::path::PathBuf::from(format!("{host}/{name}")),
+        };
+        symlink(&target, format!("{dir}/{name}"))
             .map_err(|e| format!("symlink {dir}/{name}: {e}"))?;
     }
     Ok(())
