@@ -11,8 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -p pam_totp >/dev/null
-cargo build --profile profiling -p pam_totp >/dev/null
+# The same packages as `make bench`, so that feature unification gives the same module.
+packages=(-p pam_totp -p pam_totp_redis -p totp-enroll -p totp-state -p pam-bench)
+cargo build --release "${packages[@]}" >/dev/null 2>&1
+cargo build --profile profiling -p pam_totp >/dev/null 2>&1
 release=target/release/libpam_totp.so
 symbols=target/profiling/libpam_totp.so
 tmp=$(mktemp)
@@ -22,7 +24,7 @@ strip -o "$tmp" "$release"
 echo "libpam_totp.so stripped: $(( $(stat -c %s "$tmp") / 1024 )) KiB"
 echo
 echo "sections (stripped release build), bytes:"
-size -A "$tmp" | awk 'NR > 2 && $2 > 1024 { printf "  %-22s %8d\n", $1, $2 }' | sort -k2 -nr
+size -A "$tmp" | awk 'NR > 2 && $1 != "Total" && $2 > 1024 { printf "  %-22s %8d\n", $1, $2 }' | sort -k2 -nr
 echo
 echo "code and constants by crate (profiling build, same code), KiB:"
 nm -C --size-sort -S "$symbols" | awk '
