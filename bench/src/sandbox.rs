@@ -250,6 +250,22 @@ pub fn mount_tmpfs(dir: &std::path::Path) -> Result<(), String> {
     )
 }
 
+/// Removes the staging directories of the valgrind fallback of [`shadow`] (their mounts
+/// are this process's own; the directories are on the host).
+pub fn release_staging() {
+    let prefix = format!("host-{}-", std::process::id());
+    let Ok(entries) = fs::read_dir(STAGING) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let path = entry.path();
+            unmount(&path);
+            let _ = fs::remove_dir(&path);
+        }
+    }
+}
+
 /// Undoes [`mount_tmpfs`] so the directory can be removed.
 pub fn unmount(dir: &std::path::Path) {
     use std::os::unix::ffi::OsStrExt;
