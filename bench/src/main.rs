@@ -752,6 +752,7 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
             stripped.map_or("n/a".into(), |s| format!("{} KiB", s / 1024)),
             ga_size.map_or("n/a".into(), |s| format!("{} KiB", s / 1024)),
         );
+        size_breakdown(&so);
     }
     if b.opts.wants("memory") {
         footprint::report(&b.release, |p| stripped_size(b, p));
