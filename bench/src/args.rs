@@ -6,8 +6,11 @@ pub(super) const USAGE: &str =
     "usage: pam-bench [--budget SECS] [--quick] [--only SUBSTRING] [--no-sink] [--keep]
   --budget SECS   time per case (default 3, spread over 5 interleaved rounds)
   --quick         --budget 0.5 (a smoke run; figures are noisy)
-  --only S        only the cases whose key contains S (keys: permit, ga-wrong, ga-noskew-right,
-                  totp-scratch, access-pam-10000, access-totp-10, enroll, memory, ...)
+  --only S        only the cases whose key contains S, with the rows they are compared with
+                  (keys: permit, totp-store-wrong, ga-noskew-home-hammered, totp-home-steady,
+                  ga-wrong, totp-scratch, access-totp-10, enroll, memory, ...)
+  --exact         --only names one key exactly, without the rows it is compared with
+                  (for profiling one case: valgrind --tool=callgrind, docs/performance.md)
   --no-sink       do not enter a mount namespace; /dev/log is used as found
   --tmpfs-state   put the state file on a tmpfs private to the run, where fsync costs
                   nothing: a diagnostic that separates CPU and syscall cost from the disk
@@ -18,6 +21,7 @@ Runs as root (mount namespace, GA's user=root file).";
 pub(super) struct Opts {
     pub(super) budget: Duration,
     pub(super) only: Option<String>,
+    pub(super) exact: bool,
     pub(super) sink: bool,
     pub(super) tmpfs_state: bool,
     pub(super) keep: bool,
@@ -28,6 +32,7 @@ pub(super) fn parse_args(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
         budget: Duration::from_secs(3),
         only: None,
+        exact: false,
         sink: true,
         tmpfs_state: false,
         keep: false,
@@ -46,6 +51,7 @@ pub(super) fn parse_args(args: &[String]) -> Result<Opts, String> {
             }
             "--quick" => o.budget = Duration::from_millis(500),
             "--only" => o.only = Some(it.next().ok_or("--only needs a value")?.clone()),
+            "--exact" => o.exact = true,
             "--no-sink" => o.sink = false,
             "--keep" => o.keep = true,
             "--tmpfs-state" => o.tmpfs_state = true,
@@ -65,6 +71,10 @@ pub(super) fn parse_args(args: &[String]) -> Result<Opts, String> {
 
 impl Opts {
     pub(super) fn wants(&self, key: &str) -> bool {
-        self.only.as_deref().is_none_or(|s| key.contains(s))
+        match self.only.as_deref() {
+            None => true,
+            Some(s) if self.exact => key == s,
+            Some(s) => key.contains(s),
+        }
     }
 }

@@ -22,20 +22,73 @@ pub(super) enum Expect {
     Skipped,
 }
 
+/// Whose files a case uses, which decides what its refresh rewrites and who logs in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Who {
+    /// Root authenticating as root (`user=root`, the earlier figures of record): no
+    /// group lookup and no credential switch.
+    Root,
+    /// The normal user, store mode: `user=root secret=DIR/${USER}`, a root-owned file.
+    Store,
+    /// The normal user, home mode: `~/.google_authenticator`, owned by the user.
+    Home,
+}
+
+impl Who {
+    pub(super) fn user(self) -> &'static str {
+        match self {
+            Who::Root => USER,
+            Who::Store | Who::Home => user::NAME,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Who::Root => "root as root (secondary)",
+            Who::Store => "normal user, store mode",
+            Who::Home => "normal user, home mode",
+        }
+    }
+}
+
+/// What the untimed refresh before each iteration puts in place.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refresh {
+    /// Nothing: the state the previous iteration left (hammering, load, access rules).
+    Keep,
+    /// The initial secret file and an empty state record: a first failure, an unused
+    /// code.
+    Fresh,
+    /// A user with records at a new step: the secret file with earlier
+    /// `DISALLOW_REUSE` and `RATE_LIMIT` entries, pam_totp's record as a real login
+    /// left it with its TOTP mark moved back.
+    Steady,
+}
+
 pub(super) struct Case {
     pub(super) key: String,
+    /// The table section (who logs in, which mode).
+    pub(super) group: &'static str,
+    pub(super) who: Who,
     pub(super) scenario: String,
     pub(super) module: String,
     pub(super) service: String,
     pub(super) answer: Answer,
     pub(super) expect: Expect,
-    /// Rewrite the state file before each iteration (untimed).
-    pub(super) refresh: bool,
+    /// What is rewritten before each iteration (untimed).
+    pub(super) refresh: Refresh,
+    /// Untimed iterations at the start of every batch (hammering: other cases reset
+    /// the user's record between batches, so the throttle is re-established first).
+    pub(super) prime: usize,
+    /// The key of the row this one is compared with in the "×GA" column.
+    pub(super) reference: Option<String>,
     pub(super) samples: Vec<Duration>,
     pub(super) skipped_warmup: usize,
     pub(super) logs: u64,
     /// Minor page faults of the benchmark thread (the module is mapped afresh each time).
     pub(super) faults: u64,
+    /// Untimed priming iterations run so far (in the logs and faults counts).
+    pub(super) primed: usize,
 }
 
 impl Case {
@@ -54,31 +107,140 @@ pub(super) fn percentile(samples: &[Duration], p: usize) -> Option<f64> {
     Some(v[idx])
 }
 
-pub(super) fn auth_cases(wrong: &str) -> Vec<Case> {
-    let mut v = Vec::new();
-    let mut add = |key: &str, scenario: &str, module: &str, service: &str, answer, expect| {
-        v.push(Case {
-            key: key.into(),
-            scenario: scenario.into(),
-            module: module.into(),
-            service: service.into(),
-            answer,
-            expect,
-            refresh: !key.ends_with("-load"),
-            samples: Vec::new(),
-            skipped_warmup: 0,
-            logs: 0,
-            faults: 0,
-        });
-    };
-    add(
-        "permit",
+/// A case with no samples yet.
+#[allow(clippy::too_many_arguments)]
+fn case(
+    key: String,
+    who: Who,
+    scenario: &str,
+    module: &str,
+    service: String,
+    answer: Answer,
+    expect: Expect,
+    refresh: Refresh,
+    reference: Option<String>,
+) -> Case {
+    Case {
+        key,
+        group: who.label(),
+        who,
+        scenario: scenario.into(),
+        module: module.into(),
+        service,
+        answer,
+        expect,
+        refresh,
+        prime: 0,
+        reference,
+        samples: Vec::new(),
+        skipped_warmup: 0,
+        logs: 0,
+        faults: 0,
+        primed: 0,
+    }
+}
+
+/// Attempts from one origin after which pam_totp refuses unevaluated (its first
+/// backoff), plus one: a hammering batch starts with this many untimed failures.
+pub(super) const THROTTLE_PRIME: usize = 4;
+
+/// The normal user's rows (the figures of record, issue 23), then root as root.
+/// `normal` is false without the namespace the normal user lives in (`--no-sink`).
+pub(super) fn auth_cases(wrong: &str, normal: bool) -> Vec<Case> {
+    let mut v = vec![case(
+        "permit".into(),
+        Who::Root,
         "floor",
         "pam_permit.so",
-        "permit",
+        "permit".into(),
         Answer::None,
         Expect::Success,
-    );
+        Refresh::Fresh,
+        None,
+    )];
+    v[0].group = "floor";
+    let wrong = Answer::Fixed(wrong.into());
+    // GA is compared in its cheapest configuration for each scenario: noskewadj for a
+    // wrong code (no ±1500-step search), DISALLOW_REUSE + RATE_LIMIT in its file for the
+    // steady-state right code (what a GA user who asked for replay and rate protection,
+    // which pam_totp always gives, runs).
+    let scenarios = [
+        (
+            "wrong",
+            "wrong code, fresh",
+            "ga-noskew",
+            wrong.clone(),
+            Expect::Denied,
+            Refresh::Fresh,
+        ),
+        (
+            "hammered",
+            "wrong, hammered",
+            "ga-noskew",
+            wrong.clone(),
+            Expect::Denied,
+            Refresh::Keep,
+        ),
+        (
+            "steady",
+            "right, steady",
+            "ga",
+            Answer::TotpNow,
+            Expect::Success,
+            Refresh::Steady,
+        ),
+    ];
+    if normal {
+        for (who, mode) in [(Who::Store, "store"), (Who::Home, "home")] {
+            for (skey, sname, ga, answer, expect, refresh) in &scenarios {
+                let reference = format!("{ga}-{mode}-{skey}");
+                let ga_name = if *ga == "ga" {
+                    "GA DIS_REUSE+RL"
+                } else {
+                    "GA noskewadj"
+                };
+                v.push(case(
+                    reference.clone(),
+                    who,
+                    sname,
+                    ga_name,
+                    format!("{ga}-{mode}"),
+                    answer.clone(),
+                    *expect,
+                    *refresh,
+                    None,
+                ));
+                v.push(case(
+                    format!("totp-{mode}-{skey}"),
+                    who,
+                    sname,
+                    "pam_totp.so",
+                    format!("totp-{mode}"),
+                    answer.clone(),
+                    *expect,
+                    *refresh,
+                    Some(reference),
+                ));
+            }
+        }
+        for c in v.iter_mut().filter(|c| c.key.ends_with("-hammered")) {
+            c.prime = THROTTLE_PRIME;
+        }
+    }
+    // Root as root, as in the earlier figures of record: a fresh record each time.
+    for (mkey, mname) in [("ga", "GA default"), ("totp", "pam_totp.so")] {
+        v.push(case(
+            format!("{mkey}-load"),
+            Who::Root,
+            "load+unload only",
+            mname,
+            format!("{mkey}-load"),
+            Answer::None,
+            Expect::Success,
+            Refresh::Keep,
+            (mkey != "ga").then(|| "ga-load".to_string()),
+        ));
+    }
     let modules = [
         ("ga", "GA default", "ga"),
         ("ga-noskew", "GA noskewadj", "ga-noskew"),
@@ -86,13 +248,8 @@ pub(super) fn auth_cases(wrong: &str) -> Vec<Case> {
         ("redis", "totp+Redis", "totp-redis"),
         ("etcd", "totp+etcd", "totp-etcd"),
     ];
-    let scenarios = [
-        (
-            "wrong",
-            "wrong code",
-            Answer::Fixed(wrong.into()),
-            Expect::Denied,
-        ),
+    let root_scenarios = [
+        ("wrong", "wrong code", wrong, Expect::Denied),
         ("right", "right code", Answer::TotpNow, Expect::Success),
         (
             "scratch",
@@ -101,34 +258,26 @@ pub(super) fn auth_cases(wrong: &str) -> Vec<Case> {
             Expect::Success,
         ),
     ];
-    for (mkey, mname, _) in modules
-        .iter()
-        .filter(|m| !matches!(m.0, "ga-noskew" | "redis" | "etcd"))
-    {
-        add(
-            &format!("{mkey}-load"),
-            "load+unload only",
-            mname,
-            &format!("{mkey}-load"),
-            Answer::None,
-            Expect::Success,
-        );
-    }
-    for (skey, sname, answer, expect) in scenarios {
+    for (skey, sname, answer, expect) in root_scenarios {
         for (mkey, mname, service) in modules {
-            add(
-                &format!("{mkey}-{skey}"),
+            let reference = (!mkey.starts_with("ga")).then(|| format!("ga-{skey}"));
+            v.push(case(
+                format!("{mkey}-{skey}"),
+                Who::Root,
                 sname,
                 mname,
-                service,
+                service.into(),
                 answer.clone(),
                 expect,
-            );
+                Refresh::Fresh,
+                reference,
+            ));
         }
     }
     v
 }
 
+/// The access-rule skip, for the normal user in home mode (pam_totp's default setup).
 pub(super) fn access_cases() -> Vec<Case> {
     let mut v = Vec::new();
     for n in ACCESS_SIZES {
@@ -136,20 +285,20 @@ pub(super) fn access_cases() -> Vec<Case> {
             ("pam", "pam_access.so", Expect::Success),
             ("totp", "pam_totp.so", Expect::Skipped),
         ] {
-            v.push(Case {
-                key: format!("access-{who}-{n}"),
-                scenario: format!("{n} access rules"),
-                module: module.into(),
-                service: format!("access-{who}-{n}"),
+            let mut c = case(
+                format!("access-{who}-{n}"),
+                Who::Home,
+                &format!("{n} access rules"),
+                module,
+                format!("access-{who}-{n}"),
                 // pam_totp would prompt if the rules did not skip: the check catches it.
-                answer: Answer::Fixed("000000".into()),
+                Answer::Fixed("000000".into()),
                 expect,
-                refresh: false,
-                samples: Vec::new(),
-                skipped_warmup: 0,
-                logs: 0,
-                faults: 0,
-            });
+                Refresh::Keep,
+                (who == "totp").then(|| format!("access-pam-{n}")),
+            );
+            c.group = "skip by access rules (normal user, home mode)";
+            v.push(c);
         }
     }
     v
@@ -166,7 +315,8 @@ pub(super) fn check_access_controls(b: &Bench, cases: &[Case]) -> Result<(), Str
             (format!("control-totp-{n}"), 1, None),
         ] {
             let conv = Scripted::texts([b.wrong_code.clone()]);
-            let mut tx = Transaction::start(&service, Some(USER), Some(&b.confdir), Box::new(conv))
+            let user = case.who.user();
+            let mut tx = Transaction::start(&service, Some(user), Some(&b.confdir), Box::new(conv))
                 .map_err(|e| format!("{service}: {e}"))?;
             tx.set_item(Item::RHost, RHOST.as_bytes());
             let rc = tx.authenticate(0);

@@ -92,46 +92,47 @@ pub(super) fn median_of(cases: &[Case], key: &str) -> Option<f64> {
 
 pub(super) fn print_table(auth: &[Case], access: &[Case]) {
     let permit = median_of(auth, "permit");
-    println!(
-        "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}",
-        "scenario",
-        "module",
-        "median",
-        "p90",
-        "n",
-        "logs/auth",
-        "faults/auth",
-        "×permit",
-        "×GA default"
-    );
-    for c in auth {
-        let scen_key = c.key.rsplit('-').next().unwrap_or("");
-        let ga = median_of(auth, &format!("ga-{scen_key}"));
-        let vs_ga = if c.key == "permit" {
-            None
-        } else {
-            ratio(c.median_us(), ga)
-        };
-        print_row(c, ratio(c.median_us(), permit), vs_ga, "");
-    }
-    if !access.is_empty() {
+    let header = |other: &str| {
         println!(
-            "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}",
-            "", "", "", "", "", "", "", "×permit", "×pam_access"
+            "{:<18} {:<16} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}",
+            "scenario",
+            "module",
+            "median",
+            "p90",
+            "n",
+            "logs/auth",
+            "faults/auth",
+            "×permit",
+            other
         );
-        for c in access {
-            let n = c.key.rsplit('-').next().unwrap_or("");
-            let pa = median_of(access, &format!("access-pam-{n}"));
-            let vs = (c.module == "pam_totp.so")
-                .then(|| ratio(c.median_us(), pa))
-                .flatten();
-            print_row(c, ratio(c.median_us(), permit), vs, "");
+    };
+    header("×GA");
+    let mut group = "";
+    for c in auth.iter().chain(access) {
+        if c.group != group {
+            group = c.group;
+            println!("-- {group}");
+            if c.key.starts_with("access-") {
+                header("×pam_access");
+            }
         }
+        let all: Vec<&Case> = auth.iter().chain(access).collect();
+        let other = c
+            .reference
+            .as_deref()
+            .and_then(|r| all.iter().find(|x| x.key == r))
+            .and_then(|x| x.median_us());
+        print_row(
+            c,
+            ratio(c.median_us(), permit),
+            ratio(c.median_us(), other),
+            "",
+        );
     }
 }
 
 pub(super) fn print_row(c: &Case, vs_permit: Option<f64>, vs_other: Option<f64>, note: &str) {
-    let n = c.samples.len() + c.skipped_warmup;
+    let n = c.samples.len() + c.skipped_warmup + c.primed;
     let per = |v: u64| {
         if n > 0 {
             format!("{:.1}", v as f64 / n as f64)
@@ -140,7 +141,7 @@ pub(super) fn print_row(c: &Case, vs_permit: Option<f64>, vs_other: Option<f64>,
         }
     };
     println!(
-        "{:<18} {:<14} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}{note}",
+        "{:<18} {:<16} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}{note}",
         c.scenario,
         c.module,
         fmt_us(c.median_us()),
@@ -161,4 +162,94 @@ pub(super) fn goal(label: &str, value: Option<f64>, limit: f64, at_most: bool) {
     };
     let shown = value.map_or("not measured".into(), |v| format!("{v:.3}×"));
     println!("{verdict}  {label}: {shown}");
+}
+
+/// Crates whose code is std's backtrace printer, linked through its default panic hook.
+const BACKTRACE_CRATES: [&str; 6] = [
+    "gimli",
+    "addr2line",
+    "rustc_demangle",
+    "miniz_oxide",
+    "adler2",
+    "object",
+];
+
+/// The module's size broken down (issue 23): its sections by `size -A`, and, when the
+/// `profiling` build (same code, symbols kept; `scripts/module-size.sh` builds it) is at
+/// least as new as the release one, its code and constants per crate from
+/// `nm --size-sort`, each symbol counted for the crate its demangled path starts with.
+pub(super) fn size_breakdown(release_so: &Path) {
+    let kib = |b: u64| (b as f64) / 1024.0;
+    if let Ok(out) = Command::new("size").arg("-A").arg(release_so).output() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut parts: Vec<(String, u64)> = text
+            .lines()
+            .skip(2)
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let name = f.next()?;
+                let bytes = f.next()?.parse().ok()?;
+                (name.starts_with('.') && bytes >= 8 * 1024).then(|| (name.to_owned(), bytes))
+            })
+            .collect();
+        parts.sort_by_key(|p| std::cmp::Reverse(p.1));
+        let shown: Vec<String> = parts
+            .iter()
+            .map(|(n, b)| format!("{n} {:.0}", kib(*b)))
+            .collect();
+        println!("  sections ≥ 8 KiB (KiB): {}", shown.join(", "));
+    }
+    let profiling = release_so
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("profiling/libpam_totp.so"));
+    let fresh = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let usable = profiling
+        .as_deref()
+        .filter(|p| matches!((fresh(p), fresh(release_so)), (Some(a), Some(b)) if a >= b));
+    let Some(symbols) = usable else {
+        println!("  per crate: run scripts/module-size.sh (needs a current profiling build)");
+        return;
+    };
+    let Ok(out) = Command::new("nm")
+        .args(["-C", "--size-sort", "-S"])
+        .arg(symbols)
+        .output()
+    else {
+        return;
+    };
+    let mut per: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut f = line.splitn(4, ' ');
+        let (Some(_), Some(size), Some(_), Some(name)) = (f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let Ok(size) = u64::from_str_radix(size, 16) else {
+            continue;
+        };
+        // "<crate::T as other::Trait>::f" belongs to the type's crate.
+        let name = name.trim_start_matches(['<', '&']);
+        let name = name.strip_prefix("mut ").unwrap_or(name);
+        let name = name.strip_prefix("dyn ").unwrap_or(name);
+        let end = name
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(name.len());
+        let krate = match &name[..end] {
+            "" => "(other)",
+            k if BACKTRACE_CRATES.contains(&k) => "std backtrace",
+            k => k,
+        };
+        *per.entry(krate.to_owned()).or_default() += size;
+    }
+    let mut per: Vec<(String, u64)> = per.into_iter().filter(|(_, b)| *b >= 4 * 1024).collect();
+    per.sort_by_key(|p| std::cmp::Reverse(p.1));
+    let shown: Vec<String> = per
+        .iter()
+        .map(|(k, b)| format!("{k} {:.0}", kib(*b)))
+        .collect();
+    println!(
+        "  code and constants per crate ≥ 4 KiB (KiB): {}",
+        shown.join(", ")
+    );
 }

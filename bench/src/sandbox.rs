@@ -12,7 +12,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{DirBuilderExt, symlink};
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,60 +107,7 @@ pub fn isolate() -> Result<Sink, String> {
     }
     // Nothing we mount from here on propagates back to the host.
     mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
-    // A detached copy of the host's /dev with its submounts (pts, shm, ...), taken
-    // before our tmpfs covers it.
-    let flags =
-        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
-    // SAFETY: the path is a NUL-terminated literal; open_tree returns a new descriptor
-    // or -1 and touches no memory of ours.
-    let raw =
-        unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c"/dev".as_ptr(), flags) };
-    if raw < 0 {
-        return Err(format!(
-            "open_tree /dev: {} (pass --no-sink)",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let raw = i32::try_from(raw).map_err(|_| "open_tree: descriptor out of range")?;
-    // SAFETY: `raw` is a descriptor open_tree just returned; nothing else owns it.
-    let tree = unsafe { OwnedFd::from_raw_fd(raw) };
-    mount(
-        Some("tmpfs"),
-        "/dev",
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NOEXEC,
-        Some("mode=0755,size=1m"),
-    )?;
-    fs::create_dir("/dev/.host").map_err(|e| format!("mkdir /dev/.host: {e}"))?;
-    // SAFETY: `tree` is a valid descriptor; both paths are NUL-terminated literals.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            c"/dev/.host".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "move_mount /dev/.host: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    drop(tree);
-    let entries = fs::read_dir("/dev/.host").map_err(|e| format!("read /dev/.host: {e}"))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("read /dev/.host: {e}"))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name == "log" {
-            continue;
-        }
-        symlink(format!("/dev/.host/{name}"), format!("/dev/{name}"))
-            .map_err(|e| format!("symlink /dev/{name}: {e}"))?;
-    }
+    shadow("/dev", &["log"])?;
     let socket = UnixDatagram::bind("/dev/log").map_err(|e| format!("bind /dev/log: {e}"))?;
     let received = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&received);
@@ -179,6 +126,117 @@ pub fn isolate() -> Result<Sink, String> {
     })
 }
 
+/// Covers `dir` with a tmpfs (seen by this process and its children only) in which
+/// every entry of the host's `dir` is a symlink into a detached copy of it mounted at
+/// `dir/.host` (a symlink of the host's is copied instead), except the names in
+/// `keep_out`, which the caller then creates itself.
+/// Our own entries are plain files in our tmpfs, not mount points, so nothing the host
+/// does to its own files (a `useradd` renaming `/etc/passwd`) can make them disappear.
+fn shadow(dir: &str, keep_out: &[&str]) -> Result<(), String> {
+    let dir_c = cstr(dir)?;
+    // A detached copy of the host's directory with its submounts (pts, shm, ...),
+    // taken before our tmpfs covers it.
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: the path is NUL-terminated and outlives the call; open_tree returns a new
+    // descriptor or -1 and touches no memory of ours.
+    let raw = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, dir_c.as_ptr(), flags) };
+    let mut host = format!("{dir}/.host");
+    if raw >= 0 {
+        let raw = i32::try_from(raw).map_err(|_| "open_tree: descriptor out of range")?;
+        // SAFETY: `raw` is a descriptor open_tree just returned; nothing else owns it.
+        let tree = unsafe { OwnedFd::from_raw_fd(raw) };
+        cover(dir)?;
+        fs::create_dir(&host).map_err(|e| format!("mkdir {host}: {e}"))?;
+        let host_c = cstr(&host)?;
+        // SAFETY: `tree` is a valid descriptor; both paths are NUL-terminated and
+        // outlive the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                host_c.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "move_mount {host}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        // Under valgrind, which does not know open_tree: the host's directory is
+        // bind-mounted on a staging directory of the bench's own before it is covered.
+        host = format!(
+            "{STAGING}/host-{}{}",
+            std::process::id(),
+            dir.replace('/', "-")
+        );
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&host)
+            .map_err(|e| format!("mkdir {host}: {e}"))?;
+        mount(Some(dir), &host, None, libc::MS_BIND | libc::MS_REC, None)?;
+        cover(dir)?;
+    } else {
+        return Err(format!(
+            "open_tree {dir}: {} (pass --no-sink)",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let entries = fs::read_dir(&host).map_err(|e| format!("read {host}: {e}"))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("read {host}: {e}"))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if keep_out.contains(&name) {
+            continue;
+        }
+        // A symlink is copied as it is (its target, relative ones included, means the
+        // same from `dir`: /etc/os-release -> ../usr/lib/os-release); anything else is
+        // reached through the copy of the host's directory.
+        let target = match entry.file_type() {
+            Ok(t) if t.is_symlink() => {
+                fs::read_link(entry.path()).map_err(|e| format!("readlink {host}/{name}: {e}"))?
+            }
+            _ => std::path::PathBuf::from(format!("{host}/{name}")),
+        };
+        symlink(&target, format!("{dir}/{name}"))
+            .map_err(|e| format!("symlink {dir}/{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Where the valgrind fallback of [`shadow`] stages the host's directories (the
+/// benchmark's own directory, see `main.rs`).
+const STAGING: &str = "/run/pam_totp-bench";
+
+/// A small tmpfs over `dir`, seen by this process and its children only.
+fn cover(dir: &str) -> Result<(), String> {
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("mode=0755,size=1m"),
+    )
+}
+
+/// Gives this process (which has entered its own mount namespace, [`isolate`]) an
+/// `/etc` whose `passwd` and `group` are the given texts; every other entry is the
+/// host's.
+pub fn private_accounts(passwd: &str, group: &str) -> Result<(), String> {
+    shadow("/etc", &["passwd", "group"])?;
+    for (path, text) in [("/etc/passwd", passwd), ("/etc/group", group)] {
+        fs::write(path, text).map_err(|e| format!("write {path}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Mounts a small tmpfs on `dir` (inside the private namespace, so only this process
 /// and its children see it; it vanishes with them).
 pub fn mount_tmpfs(dir: &std::path::Path) -> Result<(), String> {
@@ -190,6 +248,22 @@ pub fn mount_tmpfs(dir: &std::path::Path) -> Result<(), String> {
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         Some("mode=0700,size=1m"),
     )
+}
+
+/// Removes the staging directories of the valgrind fallback of [`shadow`] (their mounts
+/// are this process's own; the directories are on the host).
+pub fn release_staging() {
+    let prefix = format!("host-{}-", std::process::id());
+    let Ok(entries) = fs::read_dir(STAGING) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let path = entry.path();
+            unmount(&path);
+            let _ = fs::remove_dir(&path);
+        }
+    }
 }
 
 /// Undoes [`mount_tmpfs`] so the directory can be removed.

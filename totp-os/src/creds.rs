@@ -257,8 +257,18 @@ fn set_fsgid(gid: gid_t) -> Result<(), CredError> {
 
 fn thread_groups() -> Result<Vec<gid_t>, CredError> {
     // getgroups(2) has no process-wide emulation in glibc: it reads this thread's creds.
-    // Asked for the count first rather than sized by sysconf(NGROUPS_MAX), which glibc
-    // answers by reading a file in /proc on every call.
+    // Not sized by sysconf(NGROUPS_MAX), which glibc answers by reading a file in /proc
+    // on every call. One call into a small buffer answers the usual case (a few
+    // groups); only a longer list costs the count-then-fetch below (issue 23: this runs
+    // three times per credential switch).
+    let mut small = [0 as gid_t; 32];
+    // SAFETY: `small` has room for its length in gid_t values and outlives the call.
+    let got = unsafe { libc::getgroups(small.len() as libc::c_int, small.as_mut_ptr()) };
+    if let Ok(n) = usize::try_from(got)
+        && n <= small.len()
+    {
+        return Ok(small[..n].to_vec());
+    }
     loop {
         // SAFETY: a zero size with a null list only asks for the count; nothing is
         // written.

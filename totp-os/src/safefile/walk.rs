@@ -20,7 +20,9 @@ pub(super) struct DirChecks<'a> {
 
 pub(super) struct Walked {
     pub(super) fd: OwnedFd,
-    pub(super) stat: FileStat,
+    /// `fstat` of `fd` when the walk needed it (a checked directory); `None` above the
+    /// trusted root, where nothing about the directory is checked.
+    pub(super) stat: Option<FileStat>,
     pub(super) shown: PathBuf,
     pub(super) checked: bool,
 }
@@ -100,7 +102,11 @@ pub(super) fn walk_checked(dirs: &[OsString], rules: &FileRules) -> Result<Walke
     };
     let walked = walk(dirs, Some(&checks))?;
     if !walked.checked {
-        check_dir(&walked.stat, &walked.shown, &checks)?;
+        let st = match walked.stat {
+            Some(st) => st,
+            None => stat::fstat(&walked.fd).map_err(|e| FileError::os("fstat directory", e))?,
+        };
+        check_dir(&st, &walked.shown, &checks)?;
     }
     Ok(walked)
 }
@@ -131,15 +137,44 @@ pub(super) fn dir_components(path: &Path) -> Result<Vec<OsString>, FileError> {
         .collect()
 }
 
-pub(super) fn open_root() -> Result<(OwnedFd, FileStat), FileError> {
+pub(super) fn open_root() -> Result<(OwnedFd, Option<FileStat>), FileError> {
     let fd = fcntl::open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| FileError::os("open /", e))?;
-    let st = stat::fstat(&fd).map_err(|e| FileError::os("fstat /", e))?;
-    Ok((fd, st))
+    Ok((fd, None))
+}
+
+/// The directories `prefix` names from `/`, in one `openat2` with
+/// `RESOLVE_NO_SYMLINKS` (issue 23: one system call instead of two per directory). It
+/// succeeds only where the component walk would have gone through the same plain
+/// directories without following anything; `None` for everything else, which the walk
+/// then handles (and names).
+fn open_unchecked_prefix(prefix: &[OsString]) -> Option<(OwnedFd, PathBuf)> {
+    if prefix.is_empty() {
+        return None;
+    }
+    let mut path = PathBuf::from("/");
+    path.extend(prefix);
+    let how = fcntl::OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(
+            fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS | fcntl::ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+    let fd = fcntl::openat2(fcntl::AT_FDCWD, path.as_path(), how).ok()?;
+    Some((fd, path))
+}
+
+/// The `fstat` of the directory `fd`, taken now if the walk has not needed it yet.
+fn stat_of(fd: &OwnedFd, known: &mut Option<FileStat>) -> Result<FileStat, FileError> {
+    if let Some(st) = known {
+        return Ok(*st);
+    }
+    let st = stat::fstat(fd).map_err(|e| FileError::os("fstat directory", e))?;
+    *known = Some(st);
+    Ok(st)
 }
 
 /// Walk `comps` from `/`, one `O_PATH|O_NOFOLLOW` directory at a time.
@@ -147,16 +182,38 @@ pub(super) fn open_root() -> Result<(OwnedFd, FileStat), FileError> {
 /// With `checks`, every directory from the trusted root down (or none, when only the
 /// parent is checked by the caller) must pass [`check_dir`]; `Walked::checked` says
 /// whether the last directory has been checked already.
+///
+/// A directory above the trusted root is opened with `O_DIRECTORY | O_NOFOLLOW` (so it
+/// is a directory and no link was followed) and not `fstat`ed: nothing about it is
+/// checked unless the next component is a symlink, whose trust depends on the
+/// directory holding it, and then it is `fstat`ed at that point (issue 23: one system
+/// call per ancestor, the same checks).
+///
+/// Those unchecked directories are first tried in one `openat2` that follows no
+/// symlink at all ([`open_unchecked_prefix`]); only when that fails (a symlink, even a
+/// root-owned one, a missing directory, a kernel without `openat2`) does the walk go
+/// through them one by one, with the symlink rules and error messages above.
 pub(super) fn walk(
     comps: &[OsString],
     checks: Option<&DirChecks<'_>>,
 ) -> Result<Walked, FileError> {
-    let mut steps: VecDeque<WalkStep> = comps.iter().cloned().map(WalkStep::Name).collect();
-    if let Some(depth) = checks.and_then(|c| c.trusted_depth) {
-        steps.insert(depth, WalkStep::TrustedRoot);
+    let trusted_depth = checks.and_then(|c| c.trusted_depth);
+    // Everything above the trusted root is unchecked; without one, every directory is
+    // (the caller checks the last one).
+    let unchecked = trusted_depth.unwrap_or(comps.len()).min(comps.len());
+    let (mut cur, mut cur_stat, mut shown, start) = match open_unchecked_prefix(&comps[..unchecked])
+    {
+        Some((fd, path)) => (fd, None, path, unchecked),
+        None => {
+            let (fd, st) = open_root()?;
+            (fd, st, PathBuf::from("/"), 0)
+        }
+    };
+    let mut steps: VecDeque<WalkStep> =
+        comps[start..].iter().cloned().map(WalkStep::Name).collect();
+    if let Some(depth) = trusted_depth {
+        steps.insert(depth.saturating_sub(start), WalkStep::TrustedRoot);
     }
-    let (mut cur, mut cur_stat) = open_root()?;
-    let mut shown = PathBuf::from("/");
     let mut checking = false;
     let mut links = 0u32;
     let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -166,7 +223,7 @@ pub(super) fn walk(
             WalkStep::TrustedRoot => {
                 checking = true;
                 if let Some(c) = checks {
-                    check_dir(&cur_stat, &shown, c)?;
+                    check_dir(&stat_of(&cur, &mut cur_stat)?, &shown, c)?;
                 }
                 continue;
             }
@@ -205,8 +262,8 @@ pub(super) fn walk(
                 // Only root can have created a root-owned symlink, and only root can move
                 // things in a root-owned directory nobody else may write: such a link
                 // (e.g. /home -> /var/home) is the administrator's decision.
-                let trusted =
-                    st.st_uid == 0 && cur_stat.st_uid == 0 && cur_stat.st_mode & 0o022 == 0;
+                let holder = stat_of(&cur, &mut cur_stat)?;
+                let trusted = st.st_uid == 0 && holder.st_uid == 0 && holder.st_mode & 0o022 == 0;
                 if !trusted {
                     return Err(FileError::UntrustedSymlink { path: link_path });
                 }
@@ -224,7 +281,7 @@ pub(super) fn walk(
                             (cur, cur_stat) = open_root()?;
                             shown = PathBuf::from("/");
                             if checking && let Some(c) = checks {
-                                check_dir(&cur_stat, &shown, c)?;
+                                check_dir(&stat_of(&cur, &mut cur_stat)?, &shown, c)?;
                             }
                         }
                         Component::CurDir | Component::Prefix(_) => {}
@@ -242,22 +299,23 @@ pub(super) fn walk(
             }
             Err(e) => return Err(FileError::os("open directory", e)),
         };
-        let fst = stat::fstat(&fd).map_err(|e| FileError::os("fstat directory", e))?;
-        if SFlag::from_bits_truncate(fst.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFDIR {
-            return Err(FileError::NotADirectory {
-                path: shown.join(&name),
-            });
-        }
         if name == ".." {
             shown.pop();
         } else {
             shown.push(&name);
         }
+        cur_stat = None;
         if checking && let Some(c) = checks {
+            let fst = stat_of(&fd, &mut cur_stat)?;
+            // O_DIRECTORY already guarantees this; the check stays next to the others.
+            if SFlag::from_bits_truncate(fst.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFDIR {
+                return Err(FileError::NotADirectory {
+                    path: shown.clone(),
+                });
+            }
             check_dir(&fst, &shown, c)?;
         }
         cur = fd;
-        cur_stat = fst;
     }
     Ok(Walked {
         fd: cur,

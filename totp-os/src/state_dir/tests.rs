@@ -284,3 +284,47 @@ fn racing_logins_agree_on_one_store_key() {
     });
     assert!(keys.iter().all(|k| *k == keys[0]));
 }
+
+/// The `openat2` fast path accepts exactly what the component walk accepts: every
+/// directory below is tried both ways.
+#[test]
+fn the_fast_open_accepts_only_what_the_walk_accepts() {
+    let t = private_tempdir();
+    let comps = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_owned()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let good = t.path().join("good/state");
+    std::fs::create_dir_all(&good).unwrap();
+    mode(&good, 0o700);
+    let writable = t.path().join("writable/state");
+    std::fs::create_dir_all(&writable).unwrap();
+    mode(&t.path().join("writable"), 0o775);
+    let foreign = t.path().join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::os::unix::fs::chown(&foreign, Some(4242), None).unwrap();
+    std::fs::create_dir_all(t.path().join("real/state")).unwrap();
+    symlink(t.path().join("real"), t.path().join("link")).unwrap();
+    let linked = t.path().join("link/state");
+    let missing = t.path().join("missing/state");
+    for (dir, accepted) in [
+        (&good, true),
+        (&writable, false),
+        (&foreign, false),
+        (&linked, false),
+        (&missing, false),
+    ] {
+        let s = StateDir::new(dir, Duration::from_millis(100));
+        let fast = s.open_dir_fast(&comps(dir)).is_some();
+        let walked = matches!(s.open_dir(false), Ok(Some(_)));
+        assert_eq!(fast, accepted, "fast path for {}", dir.display());
+        assert_eq!(walked, accepted, "walk for {}", dir.display());
+    }
+}
