@@ -427,6 +427,26 @@ fn rule_file_ownership_and_mode_through_the_module() {
         skip_lines[0].contains(&format!("{}:line 1", rules.display())),
         "the skip names the rule: {lines:?}"
     );
+    // A file written on Windows: CRLF line ends are read as LF, and the rule skips.
+    write_owned(
+        &rules,
+        b"# comment\r\n+ : ALL : 10.0.0.0/8\r\n",
+        0,
+        0,
+        0o644,
+    );
+    let (d, lines) = attempt();
+    assert_eq!(
+        (d.returned(), d.prompts),
+        (Returned::Ignore, 0),
+        "CRLF rules skip: {lines:?}"
+    );
+    // The caps (1 MiB, 8192-byte lines, 100,000 rules), each one over, the matching
+    // rule first so only the cap can stop the skip.
+    let mut oversize = rule.to_vec();
+    oversize.resize(1024 * 1024 + 1, b'#');
+    let long_line = format!("+ : ALL : 10.0.0.0/8\n# {}\n", "x".repeat(8192));
+    let too_many = format!("+ : ALL : 10.0.0.0/8\n{}", "-:ALL:ALL\n".repeat(100_000));
     for (what, bytes, owner, mode, cause) in [
         (
             "owned by a user",
@@ -455,6 +475,27 @@ fn rule_file_ownership_and_mode_through_the_module() {
             0,
             0o644,
             "NUL byte",
+        ),
+        (
+            "over the size cap",
+            &oversize[..],
+            0,
+            0o644,
+            "file is larger than 1048576 bytes",
+        ),
+        (
+            "a line over the line cap",
+            long_line.as_bytes(),
+            0,
+            0o644,
+            "line longer than 8192 bytes",
+        ),
+        (
+            "more rules than the cap",
+            too_many.as_bytes(),
+            0,
+            0o644,
+            "more than 100000 rules",
         ),
     ] {
         write_owned(&rules, bytes, owner, 0, mode);
