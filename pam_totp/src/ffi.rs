@@ -157,10 +157,15 @@ impl PamIo for LivePam<'_> {
             Style::ErrorMsg => PAM_ERROR_MSG,
             Style::TextInfo => PAM_TEXT_INFO,
         };
-        match conv.send(raw_style, text) {
-            Ok(reply) => Ok(reply.map(|r| Zeroizing::new(r.as_bytes().to_vec()))),
-            Err(_) => Err(ConvError::Failed),
+        let reply = match conv.send(raw_style, text) {
+            Ok(reply) => reply.map(|r| Zeroizing::new(r.as_bytes().to_vec())),
+            Err(_) => return Err(ConvError::Failed),
+        };
+        #[cfg(feature = "test-panic-after-prompt")]
+        if matches!(style, Style::PromptEchoOff | Style::PromptEchoOn) {
+            panic!("forced panic after the prompt was answered (test build)");
         }
+        Ok(reply)
     }
 
     fn log(&self, level: Level, message: &str) {

@@ -180,9 +180,36 @@ fn panic_module() -> PathBuf {
     .clone()
 }
 
+/// The `test-panic-after-prompt` build: a panic inside the conversation path, once the
+/// application has answered the prompt.
+fn panic_after_prompt_module() -> PathBuf {
+    static SO: OnceLock<PathBuf> = OnceLock::new();
+    SO.get_or_init(|| {
+        let target = workspace().join("target/panic-conv-build");
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "pam_totp"])
+            .args(["--features", "test-panic-after-prompt"])
+            .arg("--target-dir")
+            .arg(&target)
+            .current_dir(workspace())
+            .output()
+            .expect("cargo build --features test-panic-after-prompt");
+        assert!(
+            out.status.success(),
+            "test-panic-after-prompt build failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join("debug/libpam_totp.so")
+    })
+    .clone()
+}
+
 /// A probe stack (see `Stack::probe`) around the panicking module.
 fn panic_stack(service: &str) -> Stack {
-    let so = panic_module();
+    stack_around(service, &panic_module())
+}
+
+fn stack_around(service: &str, so: &Path) -> Stack {
     let s = Stack::new();
     s.service(
         service,
@@ -195,6 +222,36 @@ fn panic_stack(service: &str) -> Stack {
         ),
     );
     s
+}
+
+/// G2: a panic inside the conversation path, after the user answered: the same silent
+/// denial as a panic at the entry (PAM_SYSTEM_ERR, the host alive, nothing on stderr,
+/// one syslog line), with the prompt shown once. Control: the same user and code with
+/// the real module log in.
+#[test]
+fn panic_after_the_prompt_is_a_silent_denial_and_the_host_survives() {
+    let _g = serial();
+    if !require_root("panic_after_the_prompt_is_a_silent_denial_and_the_host_survives") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("pp");
+    let control = Stack::probe("svc", "");
+    let d = Driver::new(&control, "svc", &u.name)
+        .answer(&code_now(&secret))
+        .run();
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?}");
+    let stack = stack_around("svc", &panic_after_prompt_module());
+    let cmd = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_now(&secret))
+        .command();
+    let (out, syslog) = with_syslog_capture(&cmd);
+    let d = Drive::parse(&out);
+    assert_eq!(out.status.signal(), None, "host killed by a signal: {d:?}");
+    assert_eq!(d.result, "PAM_SYSTEM_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "the panic came after the prompt: {d:?}");
+    assert!(out.stderr.is_empty(), "stderr: {:?}", d.stderr);
+    let panics: Vec<&String> = syslog.iter().filter(|l| l.contains("panic")).collect();
+    assert_eq!(panics.len(), 1, "one syslog line per panic: {syslog:?}");
 }
 
 #[test]
