@@ -156,7 +156,11 @@ impl BenchEtcd {
 
     /// Forgets the benchmarked user's record (the store's record stays, as on a fleet).
     pub fn flush(&self) -> Result<(), String> {
-        let key = format!("{}uid:0", totp_core::fleet::etcd::DEFAULT_ETCD_PREFIX);
+        let key = format!(
+            "{}user:{}",
+            totp_core::fleet::etcd::DEFAULT_ETCD_PREFIX,
+            crate::USER
+        );
         self.ctl(&["del", &key])
     }
 }

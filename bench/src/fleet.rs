@@ -102,7 +102,8 @@ impl BenchRedis {
     pub fn flush(&self) -> Result<(), String> {
         // Only the benchmarked user's record: the store's record (`<prefix>store`) stays, as on a
         // fleet, where `totp-state init` made it once.
-        let key = format!("{}uid:0", totp_core::fleet::DEFAULT_PREFIX);
+        // Records are keyed by the canonical user name (`<prefix>user:NAME`).
+        let key = format!("{}user:{}", totp_core::fleet::DEFAULT_PREFIX, crate::USER);
         let mut s = TcpStream::connect(("127.0.0.1", self.port))
             .map_err(|e| format!("connect to redis-server: {e}"))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))
