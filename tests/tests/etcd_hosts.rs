@@ -258,6 +258,44 @@ fn a_lost_store_record_counts_every_earlier_step_as_used() {
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
+#[test]
+fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
+    if !require_root("a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("es");
+    let (hosts, a) = fleet(&cluster, 2, "");
+    // Control: a code logs in, and the store record is written on this cluster.
+    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let snapshot = cluster.snapshot_save();
+    // Used after the snapshot: the restored cluster will not have its replay mark.
+    let code = code_at(&secret, T0 + 30);
+    let (d, logs) = login(&hosts[0], &u, &code, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // etcd's disaster recovery, and nothing more: no key deleted by hand. The new
+    // cluster token gives the restored cluster a new cluster ID.
+    cluster.restore(
+        &snapshot,
+        &format!("pam_totp-restored-{}", std::process::id()),
+    );
+    let (d, logs) = login(&hosts[1], &u, &code, T0 + 35);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+    // Control: a code of a later step logs in, on either host; the recreated record
+    // is bound to the restored cluster, so it is not recreated again.
+    let (d, logs) = login(&hosts[1], &u, &code_at(&secret, T0 + 95), T0 + 95);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0 + 125), T0 + 125);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(0), "{p:?}");
+}
+
 fn write_root_only(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     fs::write(&p, text).expect("write");
