@@ -4,6 +4,7 @@
 //! ownership check passes.
 
 use std::fs;
+use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -266,6 +267,11 @@ impl EtcdCluster {
 
     /// Runs `etcdctl` against the members `on`.
     fn etcdctl_on(&self, on: &[usize], args: &[&str]) -> Output {
+        self.etcdctl_cmd(on, args).output().expect("run etcdctl")
+    }
+
+    /// The `etcdctl` command line for the members `on`, `args` last.
+    fn etcdctl_cmd(&self, on: &[usize], args: &[&str]) -> Command {
         let scheme = if self.tls { "https" } else { "http" };
         let endpoints: Vec<String> = self
             .endpoints_of(on.iter().copied())
@@ -287,7 +293,32 @@ impl EtcdCluster {
         if let Some(root) = &self.root {
             cmd.arg(format!("--user={root}"));
         }
-        cmd.args(args).output().expect("run etcdctl")
+        cmd.args(args);
+        cmd
+    }
+
+    /// `etcdctl put key` with the value's bytes on its standard input (a value with
+    /// bytes a command line cannot carry), asserting success.
+    pub fn put_bytes(&self, key: &str, value: &[u8]) {
+        let live: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_some())
+            .collect();
+        let mut child = self
+            .etcdctl_cmd(&live, &["put", key])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run etcdctl put");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(value).expect("write the value to etcdctl");
+        }
+        let out = child.wait_with_output().expect("wait for etcdctl put");
+        assert!(
+            out.status.success(),
+            "etcdctl put: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `etcdctl`, asserting success; its standard output.

@@ -296,6 +296,39 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     assert_eq!(p.status.code(), Some(0), "{p:?}");
 }
 
+#[test]
+fn a_store_record_of_an_earlier_release_is_bound_to_its_cluster_on_first_read() {
+    if !require_root("a_store_record_of_an_earlier_release_is_bound_to_its_cluster_on_first_read") {
+        return;
+    }
+    let cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("eb");
+    let prefix = fresh_prefix();
+    let a = args(&cluster, &prefix, "");
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    let store = format!("{prefix}store");
+    let raw = |cluster: &EtcdCluster| -> Vec<u8> {
+        let out = cluster.etcdctl(&["get", &store, "--print-value-only"]);
+        assert!(out.status.success(), "{out:?}");
+        let mut v = out.stdout;
+        // etcdctl ends the value with a newline of its own.
+        assert_eq!(v.pop(), Some(b'\n'));
+        v
+    };
+    let bound = raw(&cluster);
+    assert!(bound.starts_with(b"PTE1"), "{bound:?}");
+    // What an earlier release wrote: the module's record alone (magic + cluster ID cut).
+    cluster.put_bytes(&store, &bound[12..]);
+    let (d, logs) = login(&host, &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // Kept (the same record: the code above was not refused as "lost its data"), and
+    // bound to the cluster again.
+    assert_eq!(raw(&cluster), bound);
+    let (d, _) = login(&host, &u, &code_at(&secret, T0), T0 + 5);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+}
+
 fn write_root_only(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     fs::write(&p, text).expect("write");
