@@ -242,8 +242,8 @@ fn a_lost_store_record_counts_every_earlier_step_as_used() {
     let code = code_at(&secret, T0);
     let (d, _) = login(&hosts[0], &u, &code, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
-    // A cluster restored from an old snapshot, or wiped: the admin deletes every key of
-    // the prefix (docs/fleet.md), as a restore procedure must.
+    // A wiped cluster, or one restored with its old cluster ID, whose admin deleted
+    // every key of the prefix (docs/fleet.md).
     cluster.ctl(&["del", "--prefix", &prefix]);
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(1), "{p:?}");
@@ -280,6 +280,9 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
         &snapshot,
         &format!("pam_totp-restored-{}", std::process::id()),
     );
+    // The monitoring probe sees the lost data set before any login does.
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(1), "{p:?}");
     let (d, logs) = login(&hosts[1], &u, &code, T0 + 35);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     assert!(
