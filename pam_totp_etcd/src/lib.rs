@@ -25,6 +25,8 @@
 //! there, the record is reported absent, so the module recreates it complete since now
 //! (R34), and the plugin turns that create ("expected version 0") into a compare-and-set
 //! on the stale record's real `mod_revision`, so racing hosts still agree on one winner.
+//! etcd derives the cluster ID from the peer URLs and the cluster token: a restore that
+//! keeps both keeps the ID and is not detected (docs/fleet.md: delete the prefix).
 
 mod client;
 
