@@ -2,7 +2,8 @@
 //! on random loopback ports (`system_tests::etcd`), several "hosts" (separate PAM stacks,
 //! each with its own local state directory) sharing it. Exactly once across hosts and
 //! processes, a leader killed right after a login, a cluster without a majority, TLS
-//! verified against a test CA, and a user whose role reaches only the prefix. Every
+//! verified against a test CA, a user whose role reaches only the prefix, and a cluster
+//! restored from a snapshot (`etcdctl snapshot save`/`restore`). Every
 //! denial has a control that logs in without the fault, and its log line names the
 //! cause.
 
