@@ -81,6 +81,11 @@ fn classify(value: Vec<u8>, revision: u64, cluster: u64) -> Result<StoreRecord, 
         return Ok(StoreRecord::Absent);
     }
     let Some(rest) = value.strip_prefix(BOUND_MAGIC) else {
+        // Read with room for the binding header: without one, the record alone must
+        // fit (binding it must not make it unreadable).
+        if value.len() > MAX_ENCODED_LEN {
+            return Err(Failure::corrupt("stored record too large"));
+        }
         return Ok(StoreRecord::Unbound(value, revision));
     };
     let (id, record) = rest
@@ -451,6 +456,11 @@ mod tests {
             StoreRecord::Unbound(b"PTK1rec".to_vec(), 3)
         );
         // A bound header with nothing (or not all of the ID) behind it is damage.
+        let too_large = vec![b'P'; MAX_ENCODED_LEN + 1];
+        assert_eq!(
+            classify(too_large, 3, 7).unwrap_err().status,
+            Status::Corrupt
+        );
         for short in [b"PTE1".to_vec(), bind(7, b""), b"PTE1\0\0\0".to_vec()] {
             let e = classify(short, 3, 7).expect_err("corrupt");
             assert_eq!(e.status, Status::Corrupt);
