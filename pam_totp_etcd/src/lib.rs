@@ -17,6 +17,16 @@
 //! TTLs are not used (etcd would need a lease per record): records stay until reset,
 //! which is the stricter choice. `durable` needs nothing more: every acknowledged write
 //! is already on a majority.
+//!
+//! The store record (the probe key, `<prefix>store`) is bound to the cluster it was
+//! written on: its value is `PTE1` + the cluster ID (from the reply header) + the
+//! module's record. A cluster restored from a snapshot with a new cluster ID serves an
+//! old store record whose replay marks miss every code used after the snapshot; read
+//! there, the record is reported absent, so the module recreates it complete since now
+//! (R34), and the plugin turns that create ("expected version 0") into a compare-and-set
+//! on the stale record's real `mod_revision`, so racing hosts still agree on one winner.
+//! etcd derives the cluster ID from the peer URLs and the cluster token: a restore that
+//! keeps both keeps the ID and is not detected (docs/fleet.md: delete the prefix).
 
 mod client;
 
@@ -37,12 +47,87 @@ const MAX_KEY_LEN: usize = 256;
 /// A record and its `mod_revision`, or why it could not be read.
 type Read = Result<(Vec<u8>, u64), Failure>;
 
+/// Marks a store record bound to a cluster (the module's own records start `PTK1`).
+const BOUND_MAGIC: &[u8; 4] = b"PTE1";
+/// The magic and the cluster ID in front of the module's store record.
+const BOUND_HEADER: usize = BOUND_MAGIC.len() + 8;
+
+/// The store record as etcd holds it: bound to `cluster`.
+fn bind(cluster: u64, record: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BOUND_HEADER + record.len());
+    out.extend_from_slice(BOUND_MAGIC);
+    out.extend_from_slice(&cluster.to_be_bytes());
+    out.extend_from_slice(record);
+    out
+}
+
+/// What a stored store record is on the cluster `cluster` that served it.
+#[derive(Debug, PartialEq, Eq)]
+enum StoreRecord {
+    /// None stored.
+    Absent,
+    /// Written on this cluster: the module's record and its `mod_revision`.
+    Current(Vec<u8>, u64),
+    /// Written on another cluster (a restore from a snapshot): absent to the module;
+    /// its `mod_revision` is what a create must replace.
+    Stale(u64),
+    /// Written before records were bound (an earlier release): the module's record as
+    /// it is and its `mod_revision`, to be bound to this cluster.
+    Unbound(Vec<u8>, u64),
+}
+
+fn classify(value: Vec<u8>, revision: u64, cluster: u64) -> Result<StoreRecord, Failure> {
+    if revision == 0 {
+        return Ok(StoreRecord::Absent);
+    }
+    let Some(rest) = value.strip_prefix(BOUND_MAGIC) else {
+        // Read with room for the binding header: without one, the record alone must
+        // fit (binding it must not make it unreadable).
+        if value.len() > MAX_ENCODED_LEN {
+            return Err(Failure::corrupt("stored record too large"));
+        }
+        return Ok(StoreRecord::Unbound(value, revision));
+    };
+    let (id, record) = rest
+        .split_first_chunk::<8>()
+        .ok_or_else(|| Failure::corrupt("bound store record too short"))?;
+    if record.is_empty() {
+        return Err(Failure::corrupt("bound store record too short"));
+    }
+    if u64::from_be_bytes(*id) != cluster {
+        return Ok(StoreRecord::Stale(revision));
+    }
+    Ok(StoreRecord::Current(record.to_vec(), revision))
+}
+
+/// The cluster ID every gateway reply carries in its header. Needed wherever the store
+/// record is read or written: without it a restored cluster could not be told apart.
+fn cluster_of(reply: &Value) -> Result<u64, Failure> {
+    reply
+        .get("header")
+        .and_then(|h| h.get("cluster_id"))
+        .and_then(number)
+        .filter(|&c| c != 0)
+        .ok_or_else(|| Failure::corrupt("etcd reply header has no cluster ID"))
+}
+
+/// Whether a txn reply says its comparisons held (proto3 JSON leaves `false` out).
+fn succeeded(reply: &Value) -> Result<bool, Failure> {
+    match reply.get("succeeded") {
+        Some(Value::Bool(b)) => Ok(*b),
+        None => Ok(false),
+        Some(_) => Err(Failure::corrupt("txn reply: succeeded is not a boolean")),
+    }
+}
+
 /// One client of the cluster behind a plugin handle.
 pub struct Etcd {
     client: Client,
     /// The probe key's record as read while opening, until it is asked for (once) or
     /// anything is written.
     prefetched: Option<(Vec<u8>, Read)>,
+    /// `<prefix>store` (the probe key): the one key bound to its cluster.
+    store_key: Option<Vec<u8>>,
 }
 
 fn check_key(key: &[u8]) -> Result<(), Failure> {
@@ -52,8 +137,8 @@ fn check_key(key: &[u8]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The record and its `mod_revision` from a range reply.
-fn parse_range(reply: &Value, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
+/// The record and its `mod_revision` from a range reply; values up to `max` bytes.
+fn parse_range(reply: &Value, key: &[u8], max: usize) -> Result<(Vec<u8>, u64), Failure> {
     let kvs = match reply.get("kvs") {
         // proto3 JSON leaves empty lists out: no key.
         None | Some(Value::Null) => return Ok((Vec::new(), 0)),
@@ -83,7 +168,7 @@ fn parse_range(reply: &Value, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
         None => Vec::new(),
         Some(Value::String(v)) => {
             // Checked before decoding: base64 grows by a third.
-            if v.len() > (MAX_ENCODED_LEN / 3 + 1) * 4 {
+            if v.len() > (max / 3 + 1) * 4 {
                 return Err(Failure::corrupt("stored record too large"));
             }
             B64.decode(v)
@@ -91,22 +176,120 @@ fn parse_range(reply: &Value, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
         }
         Some(_) => return Err(Failure::corrupt("stored value is not a string")),
     };
-    if value.is_empty() || value.len() > MAX_ENCODED_LEN {
+    if value.is_empty() || value.len() > max {
         return Err(Failure::corrupt("stored record is empty or too large"));
     }
     Ok((value, revision))
 }
 
 impl Etcd {
+    fn is_store_key(&self, key: &[u8]) -> bool {
+        self.store_key.as_deref() == Some(key)
+    }
+
     /// A linearizable read of one key: the record and its `mod_revision`.
     fn read(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
         check_key(key)?;
+        if self.is_store_key(key) {
+            return self.read_store(key);
+        }
         let reply = self.client.call(
             "/v3/kv/range",
             &json!({ "key": B64.encode(key) }),
             Retry::Idempotent,
         )?;
-        parse_range(&reply, key)
+        parse_range(&reply, key, MAX_ENCODED_LEN)
+    }
+
+    /// The store record and the cluster that served it.
+    fn read_bound(&mut self, key: &[u8]) -> Result<(StoreRecord, u64), Failure> {
+        let reply = self.client.call(
+            "/v3/kv/range",
+            &json!({ "key": B64.encode(key) }),
+            Retry::Idempotent,
+        )?;
+        let cluster = cluster_of(&reply)?;
+        let (value, revision) = parse_range(&reply, key, MAX_ENCODED_LEN + BOUND_HEADER)?;
+        Ok((classify(value, revision, cluster)?, cluster))
+    }
+
+    /// The store record as the module sees it: one written on another cluster is absent
+    /// (the module then recreates it at now, R34). One from an earlier release is bound
+    /// to this cluster first (once per store), so a later restore is caught too.
+    fn read_store(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
+        // Two rounds: a bind that lost a race reads again; bounded either way.
+        for _ in 0..2 {
+            let (record, cluster) = self.read_bound(key)?;
+            let (value, revision) = match record {
+                StoreRecord::Absent | StoreRecord::Stale(_) => return Ok((Vec::new(), 0)),
+                StoreRecord::Current(v, r) => return Ok((v, r)),
+                StoreRecord::Unbound(v, r) => (v, r),
+            };
+            let k = B64.encode(key);
+            let body = json!({
+                "compare": [{
+                    "key": k,
+                    "target": "MOD",
+                    "result": "EQUAL",
+                    "mod_revision": revision.to_string(),
+                }],
+                "success": [{ "request_put": { "key": k, "value": B64.encode(bind(cluster, &value)) } }],
+            });
+            let reply = self.client.call("/v3/kv/txn", &body, Retry::NotDelivered)?;
+            if succeeded(&reply)? {
+                // The put's revision is the reply's: the version the module compares.
+                let revision = reply
+                    .get("header")
+                    .and_then(|h| h.get("revision"))
+                    .and_then(number)
+                    .filter(|&r| r > 0)
+                    .ok_or_else(|| Failure::corrupt("txn reply header has no revision"))?;
+                return Ok((value, revision));
+            }
+        }
+        Err(Failure::new(
+            Status::Unavailable,
+            "the etcd store record kept changing while it was bound to its cluster".to_owned(),
+        ))
+    }
+
+    /// A compare-and-set of the store record. A create ("expected 0") also replaces a
+    /// record written on another cluster, which the module was told is absent: on its
+    /// real `mod_revision`, so of two hosts recreating it only one wins.
+    fn cas_store(&mut self, key: &[u8], expected: u64, record: &[u8]) -> Result<Status, Failure> {
+        let k = B64.encode(key);
+        let mut compare = expected;
+        // Two rounds: the create, then the replacement of a stale record.
+        for _ in 0..2 {
+            let (record_now, cluster) = self.read_bound(key)?;
+            if expected == 0 {
+                compare = match record_now {
+                    StoreRecord::Absent => 0,
+                    StoreRecord::Stale(r) => r,
+                    // Someone else created or bound it: the module reads again.
+                    StoreRecord::Current(..) | StoreRecord::Unbound(..) => {
+                        return Ok(Status::Conflict);
+                    }
+                };
+            }
+            let body = json!({
+                "compare": [{
+                    "key": k,
+                    "target": "MOD",
+                    "result": "EQUAL",
+                    "mod_revision": compare.to_string(),
+                }],
+                "success": [{ "request_put": { "key": k, "value": B64.encode(bind(cluster, record)) } }],
+            });
+            let reply = self.client.call("/v3/kv/txn", &body, Retry::NotDelivered)?;
+            if succeeded(&reply)? {
+                return Ok(Status::Ok);
+            }
+            if expected != 0 {
+                return Ok(Status::Conflict);
+            }
+        }
+        Ok(Status::Conflict)
     }
 }
 
@@ -139,6 +322,7 @@ impl Backend for Etcd {
         let mut etcd = Self {
             client,
             prefetched: None,
+            store_key: config.probe_key.clone(),
         };
         // A linearizable read proves that a majority serves this login before the module
         // relies on the store (`state_fallback=local` acts on a failed open), and it is
@@ -179,6 +363,9 @@ impl Backend for Etcd {
         if record.is_empty() || record.len() > MAX_ENCODED_LEN {
             return Err(Failure::invalid("bad record length"));
         }
+        if self.is_store_key(key) {
+            return self.cas_store(key, expected, record);
+        }
         let k = B64.encode(key);
         let body = json!({
             "compare": [{
@@ -190,12 +377,11 @@ impl Backend for Etcd {
             "success": [{ "request_put": { "key": k, "value": B64.encode(record) } }],
         });
         let reply = self.client.call("/v3/kv/txn", &body, Retry::NotDelivered)?;
-        // proto3 JSON leaves `false` out.
-        match reply.get("succeeded") {
-            Some(Value::Bool(true)) => Ok(Status::Ok),
-            None | Some(Value::Bool(false)) => Ok(Status::Conflict),
-            Some(_) => Err(Failure::corrupt("txn reply: succeeded is not a boolean")),
-        }
+        Ok(if succeeded(&reply)? {
+            Status::Ok
+        } else {
+            Status::Conflict
+        })
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), Failure> {
@@ -223,12 +409,15 @@ mod tests {
     #[test]
     fn range_replies_give_record_and_revision() {
         assert_eq!(
-            parse_range(&json!({"header": {}}), b"k").unwrap(),
+            parse_range(&json!({"header": {}}), b"k", MAX_ENCODED_LEN).unwrap(),
             (vec![], 0)
         );
-        assert_eq!(parse_range(&json!({"kvs": []}), b"k").unwrap(), (vec![], 0));
         assert_eq!(
-            parse_range(&kv(b"k", b"rec", "42"), b"k").unwrap(),
+            parse_range(&json!({"kvs": []}), b"k", MAX_ENCODED_LEN).unwrap(),
+            (vec![], 0)
+        );
+        assert_eq!(
+            parse_range(&kv(b"k", b"rec", "42"), b"k", MAX_ENCODED_LEN).unwrap(),
             (b"rec".to_vec(), 42)
         );
     }
@@ -245,9 +434,69 @@ mod tests {
             json!({"kvs": [{}, {}]}),
             json!({"kvs": [{"key": B64.encode(b"k"), "value": "%%%", "mod_revision": "3"}]}),
         ] {
-            let e = parse_range(&reply, b"k").expect_err("corrupt");
+            let e = parse_range(&reply, b"k", MAX_ENCODED_LEN).expect_err("corrupt");
             assert_eq!(e.status, Status::Corrupt, "{reply}");
         }
+    }
+
+    #[test]
+    fn store_records_are_bound_to_the_cluster_that_wrote_them() {
+        let bound = bind(7, b"PTK1rec");
+        assert_eq!(
+            classify(bound.clone(), 5, 7).unwrap(),
+            StoreRecord::Current(b"PTK1rec".to_vec(), 5)
+        );
+        // Read on a cluster restored with a new ID: absent to the module, and the
+        // revision a create must replace.
+        assert_eq!(classify(bound, 5, 8).unwrap(), StoreRecord::Stale(5));
+        assert_eq!(classify(Vec::new(), 0, 7).unwrap(), StoreRecord::Absent);
+        // An earlier release's record: kept, to be bound.
+        assert_eq!(
+            classify(b"PTK1rec".to_vec(), 3, 7).unwrap(),
+            StoreRecord::Unbound(b"PTK1rec".to_vec(), 3)
+        );
+        // A bound header with nothing (or not all of the ID) behind it is damage.
+        let too_large = vec![b'P'; MAX_ENCODED_LEN + 1];
+        assert_eq!(
+            classify(too_large, 3, 7).unwrap_err().status,
+            Status::Corrupt
+        );
+        for short in [b"PTE1".to_vec(), bind(7, b""), b"PTE1\0\0\0".to_vec()] {
+            let e = classify(short, 3, 7).expect_err("corrupt");
+            assert_eq!(e.status, Status::Corrupt);
+        }
+    }
+
+    #[test]
+    fn a_bound_store_record_of_full_size_is_read() {
+        let big = bind(7, &vec![1u8; MAX_ENCODED_LEN]);
+        let reply = kv(b"s", &big, "9");
+        assert_eq!(
+            parse_range(&reply, b"s", MAX_ENCODED_LEN + BOUND_HEADER)
+                .unwrap()
+                .0,
+            big
+        );
+        assert!(parse_range(&reply, b"s", MAX_ENCODED_LEN).is_err());
+    }
+
+    #[test]
+    fn replies_without_a_cluster_id_are_corrupt() {
+        assert_eq!(
+            cluster_of(&json!({"header": {"cluster_id": "12724201897254889653"}})).unwrap(),
+            12_724_201_897_254_889_653
+        );
+        for reply in [
+            json!({}),
+            json!({"header": {}}),
+            json!({"header": {"cluster_id": "0"}}),
+            json!({"header": {"cluster_id": "x"}}),
+        ] {
+            assert_eq!(cluster_of(&reply).unwrap_err().status, Status::Corrupt);
+        }
+        assert!(succeeded(&json!({"succeeded": true})).unwrap());
+        assert!(!succeeded(&json!({})).unwrap());
+        assert!(succeeded(&json!({"succeeded": "yes"})).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! ownership check passes.
 
 use std::fs;
+use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,8 @@ pub struct EtcdConfig<'a> {
 struct Member {
     child: Option<Child>,
     client_port: u16,
+    /// The command line it was started with (a restore starts it again on other data).
+    args: Vec<String>,
 }
 
 /// An etcd cluster owned by the test; every member is killed on drop.
@@ -135,16 +138,11 @@ impl EtcdCluster {
                     args.push(format!("--trusted-ca-file={}", ca.ca_cert.display()));
                 }
             }
-            let child = Command::new("etcd")
-                .args(&args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("spawn etcd");
+            let child = spawn_member(&args, log);
             members.push(Member {
                 child: Some(child),
                 client_port: *client,
+                args,
             });
         }
         let ctl_tls = config.tls.map(|ca| {
@@ -158,18 +156,92 @@ impl EtcdCluster {
             root: None,
             dir,
         };
+        cluster.healthy().then_some(cluster)
+    }
+
+    /// Waits (bounded) until every member reports healthy; prints the logs if not.
+    fn healthy(&self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if cluster.etcdctl(&["endpoint", "health"]).status.success() {
-                return Some(cluster);
+            if self.etcdctl(&["endpoint", "health"]).status.success() {
+                return true;
             }
             sleep(Duration::from_millis(100));
         }
-        for i in 0..n {
-            let log = fs::read_to_string(cluster.dir.path().join(format!("m{i}.log")));
+        for i in 0..self.members.len() {
+            let log = fs::read_to_string(self.dir.path().join(format!("m{i}.log")));
             eprintln!("etcd m{i} did not become healthy: {log:?}");
         }
-        None
+        false
+    }
+
+    /// `etcdctl snapshot save` from member 0 (etcd 3.4 takes a snapshot from one member)
+    /// into the cluster's directory; the snapshot's path.
+    pub fn snapshot_save(&self) -> PathBuf {
+        let path = self.dir.path().join("snapshot.db");
+        let out = self.etcdctl_on(&[0], &["snapshot", "save", &path.to_string_lossy()]);
+        assert!(
+            out.status.success(),
+            "etcdctl snapshot save: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    }
+
+    /// The disaster recovery of etcd's documentation: every member stopped, `etcdctl
+    /// snapshot restore` of `snapshot` into a new data directory per member (same names,
+    /// peer URLs and `--initial-cluster`, the new cluster token `token`), every member
+    /// started on its new data. Returns once the restored cluster is healthy.
+    pub fn restore(&mut self, snapshot: &Path, token: &str) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        for i in 0..self.members.len() {
+            let data = self.dir.path().join(format!("m{i}-restored"));
+            let mut args = self.members[i].args.clone();
+            let flag = |args: &[String], name: &str| -> String {
+                args.iter()
+                    .find_map(|a| a.strip_prefix(name))
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| panic!("member {i} has no {name}"))
+            };
+            let out = Command::new("etcdctl")
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .env("ETCDCTL_API", "3")
+                .arg("snapshot")
+                .arg("restore")
+                .arg(snapshot)
+                .arg(format!("--name={}", flag(&args, "--name=")))
+                .arg(format!("--data-dir={}", data.display()))
+                .arg(format!(
+                    "--initial-cluster={}",
+                    flag(&args, "--initial-cluster=")
+                ))
+                .arg(format!("--initial-cluster-token={token}"))
+                .arg(format!(
+                    "--initial-advertise-peer-urls={}",
+                    flag(&args, "--initial-advertise-peer-urls=")
+                ))
+                .output()
+                .expect("run etcdctl snapshot restore");
+            assert!(
+                out.status.success(),
+                "etcdctl snapshot restore: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            for a in &mut args {
+                if a.starts_with("--data-dir=") {
+                    *a = format!("--data-dir={}", data.display());
+                } else if a.starts_with("--initial-cluster-token=") {
+                    *a = format!("--initial-cluster-token={token}");
+                }
+            }
+            let log = fs::File::create(self.dir.path().join(format!("m{i}.log"))).expect("log");
+            self.members[i].child = Some(spawn_member(&args, log));
+            self.members[i].args = args;
+        }
+        assert!(self.healthy(), "the restored etcd cluster did not start");
     }
 
     fn endpoints_of(&self, members: impl Iterator<Item = usize>) -> Vec<String> {
@@ -190,9 +262,19 @@ impl EtcdCluster {
         let live: Vec<usize> = (0..self.members.len())
             .filter(|&i| self.members[i].child.is_some())
             .collect();
+        self.etcdctl_on(&live, args)
+    }
+
+    /// Runs `etcdctl` against the members `on`.
+    fn etcdctl_on(&self, on: &[usize], args: &[&str]) -> Output {
+        self.etcdctl_cmd(on, args).output().expect("run etcdctl")
+    }
+
+    /// The `etcdctl` command line for the members `on`, `args` last.
+    fn etcdctl_cmd(&self, on: &[usize], args: &[&str]) -> Command {
         let scheme = if self.tls { "https" } else { "http" };
         let endpoints: Vec<String> = self
-            .endpoints_of(live.into_iter())
+            .endpoints_of(on.iter().copied())
             .into_iter()
             .map(|e| format!("{scheme}://{e}"))
             .collect();
@@ -211,7 +293,32 @@ impl EtcdCluster {
         if let Some(root) = &self.root {
             cmd.arg(format!("--user={root}"));
         }
-        cmd.args(args).output().expect("run etcdctl")
+        cmd.args(args);
+        cmd
+    }
+
+    /// `etcdctl put key` with the value's bytes on its standard input (a value with
+    /// bytes a command line cannot carry), asserting success.
+    pub fn put_bytes(&self, key: &str, value: &[u8]) {
+        let live: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_some())
+            .collect();
+        let mut child = self
+            .etcdctl_cmd(&live, &["put", key])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run etcdctl put");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(value).expect("write the value to etcdctl");
+        }
+        let out = child.wait_with_output().expect("wait for etcdctl put");
+        assert!(
+            out.status.success(),
+            "etcdctl put: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `etcdctl`, asserting success; its standard output.
@@ -287,6 +394,16 @@ impl EtcdCluster {
         self.ctl(&["auth", "enable"]);
         self.root = Some("root:root-test-pw".to_owned());
     }
+}
+
+fn spawn_member(args: &[String], log: fs::File) -> Child {
+    Command::new("etcd")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn etcd")
 }
 
 impl Drop for EtcdCluster {

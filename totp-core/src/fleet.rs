@@ -667,7 +667,9 @@ pub struct PluginConfig {
     pub install_functions: bool,
     /// A key the plugin may read while opening, to prove the store serves reads (the
     /// store record, `<prefix>store`); the first `get` of that key may answer with that
-    /// read instead of asking again (one round trip less per login).
+    /// read instead of asking again (one round trip less per login). The etcd plugin
+    /// also binds this key's record to the cluster ID it was written on (a cluster
+    /// restored from a snapshot then reads it as absent, R34).
     pub probe_key: Option<Vec<u8>>,
 }
 

@@ -273,7 +273,8 @@ pub fn etcd_plugin_config(opts: &EtcdOptions) -> Result<PluginConfig, StoreError
         wait_timeout_ms: 0,
         install_functions: false,
         // The store record: opening reads it (a linearizable read proves a majority) and
-        // the module's first read of it is answered from there.
+        // the module's first read of it is answered from there. The plugin binds this
+        // key's record to the cluster's ID, so a restored snapshot reads as a lost one.
         probe_key: Some(format!("{}store", opts.prefix).into_bytes()),
     })
 }
