@@ -13,32 +13,12 @@ use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::fleet::{TestCa, trusted_dir};
-use crate::workspace;
+use crate::fleet::{TestCa, install_plugin};
 
-/// The etcd plugin built from this tree, copied to `/run/pam_totp-tests/etcd.so` (one
-/// link, root-owned directories: what the module's ownership check wants).
+/// The etcd plugin built from this tree, installed by [`install_plugin`].
 pub fn etcd_plugin() -> &'static Path {
     static PLUGIN: OnceLock<PathBuf> = OnceLock::new();
-    PLUGIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "pam_totp_etcd"])
-            .current_dir(workspace())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p pam_totp_etcd failed");
-        let built = workspace()
-            .join("target")
-            .join("debug")
-            .join("libpam_totp_etcd.so");
-        let dir = trusted_dir("etcd-plugin");
-        let tmp = dir.path().join("etcd.so");
-        fs::copy(&built, &tmp).expect("copy plugin");
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let path = PathBuf::from("/run/pam_totp-tests/etcd.so");
-        fs::rename(&tmp, &path).expect("rename plugin into place");
-        path
-    })
+    PLUGIN.get_or_init(|| install_plugin("pam_totp_etcd", "etcd"))
 }
 
 /// How to start a cluster.

@@ -67,38 +67,42 @@ pub fn init_store(module_args: &str) {
     );
 }
 
-/// The Redis plugin built from this tree, copied (cargo hard-links its outputs, and the
-/// ownership check wants one link) to `/run/pam_totp-tests/redis-<checkout>.so`. The copy is renamed
-/// into place, so a test process that loaded the previous copy is not disturbed.
+/// The Redis plugin built from this tree, installed by [`install_plugin`].
 pub fn plugin() -> &'static Path {
     static PLUGIN: OnceLock<PathBuf> = OnceLock::new();
-    PLUGIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "pam_totp_redis"])
-            .current_dir(workspace())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p pam_totp_redis failed");
-        let built = workspace()
-            .join("target")
-            .join("debug")
-            .join("libpam_totp_redis.so");
-        let dir = trusted_dir("plugin");
-        let tmp = dir.path().join("redis.so");
-        fs::copy(&built, &tmp).expect("copy plugin");
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod");
-        // Named after this checkout: two checkouts testing at once (another branch's
-        // plugin may export other symbols) must not load each other's build.
-        let tag = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            workspace().hash(&mut h);
-            h.finish()
-        };
-        let path = trusted_base().join(format!("redis-{tag:016x}.so"));
-        fs::rename(&tmp, &path).expect("rename plugin into place");
-        path
-    })
+    PLUGIN.get_or_init(|| install_plugin("pam_totp_redis", "redis"))
+}
+
+/// Builds the plugin crate `package` of this tree and copies it (cargo hard-links its
+/// outputs, and the ownership check wants one link) to
+/// `/run/pam_totp-tests/<name>-<checkout>.so`. The copy is renamed into place, so a test
+/// process that loaded the previous copy is not disturbed.
+pub fn install_plugin(package: &str, name: &str) -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", package])
+        .current_dir(workspace())
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} failed");
+    let built = workspace()
+        .join("target")
+        .join("debug")
+        .join(format!("lib{package}.so"));
+    let dir = trusted_dir(&format!("{name}-plugin"));
+    let tmp = dir.path().join(format!("{name}.so"));
+    fs::copy(&built, &tmp).expect("copy plugin");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Named after this checkout: two checkouts testing at once (another branch's
+    // plugin may export other symbols) must not load each other's build.
+    let tag = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        workspace().hash(&mut h);
+        h.finish()
+    };
+    let path = trusted_base().join(format!("{name}-{tag:016x}.so"));
+    fs::rename(&tmp, &path).expect("rename plugin into place");
+    path
 }
 
 /// A test CA, a server certificate for 127.0.0.1 / localhost and a client certificate
