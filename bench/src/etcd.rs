@@ -92,7 +92,7 @@ impl BenchEtcd {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if cluster.ctl(&["endpoint", "health"]).is_ok() {
-                cluster.init(release)?;
+                crate::fleet::init_store(release, &cluster.options())?;
                 return Ok(Some(cluster));
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -137,21 +137,6 @@ impl BenchEtcd {
             self.endpoints().join(","),
             self.plugin.display()
         )
-    }
-
-    /// `totp-state init`, as an admin sets up a new fleet's store (R34).
-    fn init(&self, release: &Path) -> Result<(), String> {
-        let out = Command::new(release.join("totp-state"))
-            .args(["init", "--options", &self.options()])
-            .output()
-            .map_err(|e| format!("run totp-state init (build it first): {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "totp-state init: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(())
     }
 
     /// Forgets the benchmarked user's record (the store's record stays, as on a fleet).

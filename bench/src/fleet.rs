@@ -59,7 +59,7 @@ impl BenchRedis {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if fs::read_to_string(&log).is_ok_and(|t| t.contains("Ready to accept connections")) {
-                server.init(release)?;
+                init_store(release, &server.options())?;
                 return Ok(Some(server));
             }
             if let Ok(Some(_)) = server.child.try_wait() {
@@ -80,22 +80,6 @@ impl BenchRedis {
             self.port,
             self.plugin.display()
         )
-    }
-
-    /// `totp-state init`, as an admin sets up a new fleet's store: without it the first
-    /// login would count the current step as used (R34).
-    fn init(&self, release: &Path) -> Result<(), String> {
-        let out = Command::new(release.join("totp-state"))
-            .args(["init", "--options", &self.options()])
-            .output()
-            .map_err(|e| format!("run totp-state init (build it first): {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "totp-state init: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(())
     }
 
     /// Forgets every record (between iterations, like the local state rewrite).
@@ -125,4 +109,20 @@ impl Drop for BenchRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `totp-state init --options OPTIONS`, as an admin sets up a new fleet's store: without
+/// it the first login would count the current step as used (R34).
+pub fn init_store(release: &Path, options: &str) -> Result<(), String> {
+    let out = Command::new(release.join("totp-state"))
+        .args(["init", "--options", options])
+        .output()
+        .map_err(|e| format!("run totp-state init (build it first): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "totp-state init: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
 }
