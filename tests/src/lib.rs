@@ -773,6 +773,30 @@ pub fn capture_syslog(driver: &Driver) -> (Drive, Vec<String>) {
     (Drive::parse(&out), lines)
 }
 
+/// [`capture_syslog`] with `src` bind-mounted over `dst` (both absolute) inside the same
+/// private mount namespace first: a device or another file over a secret, another
+/// `/etc/passwd` for a host whose accounts differ. The host's mounts are untouched.
+pub fn capture_syslog_with_bind(src: &Path, dst: &Path, driver: &Driver) -> (Drive, Vec<String>) {
+    let mut wrapped = Command::new("sh");
+    wrapped
+        .args([
+            "-c",
+            r#"src=$1; dst=$2; shift 2; mount --bind "$src" "$dst" && exec "$@""#,
+            "sh",
+        ])
+        .arg(src)
+        .arg(dst)
+        .arg("env");
+    append_env_exec(&mut wrapped, &driver.command());
+    let (out, lines) = with_syslog_capture(&wrapped);
+    assert!(
+        !out.stdout.is_empty(),
+        "pam-drive did not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (Drive::parse(&out), lines)
+}
+
 /// Runs any command with `/dev/log` replaced, inside a private mount namespace, by a
 /// socket this test reads; the host's `/dev` is untouched. Root only (it mounts).
 pub fn with_syslog_capture(inner: &Command) -> (Output, Vec<String>) {

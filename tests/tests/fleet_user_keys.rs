@@ -63,36 +63,22 @@ fn records_are_keyed_by_name_and_uid_records_are_carried_over_through_libpam() {
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 }
 
-/// Host B runs `pam-drive` in a private mount namespace whose `/etc/passwd` gives the
-/// user another uid, and gives the user's uid on host A to somebody else (as two hosts
-/// with unsynchronised local accounts do).
+/// Host B: `pam-drive` in a private mount namespace whose `/etc/passwd` is `passwd` (the
+/// user on another uid, the user's uid on host A given to somebody else, as two hosts
+/// with unsynchronised local accounts have it).
 fn login_on_host_with_passwd(
     stack: &Stack,
     passwd: &std::path::Path,
     user: &str,
     code: &str,
 ) -> (Drive, Vec<String>) {
-    let inner = Driver::new(stack, "svc", user)
-        .answer(code)
-        .rhost("192.0.2.12")
-        .command();
-    let mut wrapped = std::process::Command::new("sh");
-    wrapped
-        .args([
-            "-c",
-            r#"mount --bind "$1" /etc/passwd && shift && exec "$@""#,
-            "sh",
-        ])
-        .arg(passwd)
-        .arg("env");
-    append_env_exec(&mut wrapped, &inner);
-    let (out, lines) = with_syslog_capture(&wrapped);
-    assert!(
-        !out.stdout.is_empty(),
-        "pam-drive did not run: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (Drive::parse(&out), lines)
+    capture_syslog_with_bind(
+        passwd,
+        std::path::Path::new("/etc/passwd"),
+        &Driver::new(stack, "svc", user)
+            .answer(code)
+            .rhost("192.0.2.12"),
+    )
 }
 
 /// SECURITY.md M19 with uids that really differ. Store mode (root-owned secrets named by

@@ -6,35 +6,15 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use system_tests::*;
 
-/// Runs `driver` with `src` bind-mounted over `dst` (both absolute), inside the private
-/// mount namespace [`with_syslog_capture`] makes; the run, its syslog lines, its time.
+/// [`capture_syslog_with_bind`] and how long it took.
 fn login_with_bind(src: &Path, dst: &Path, driver: &Driver) -> (Drive, Vec<String>, Duration) {
-    let inner = driver.command();
-    let mut wrapped = Command::new("sh");
-    wrapped
-        .args([
-            "-c",
-            r#"src=$1; dst=$2; shift 2; mount --bind "$src" "$dst" && exec "$@""#,
-            "sh",
-        ])
-        .arg(src)
-        .arg(dst)
-        .arg("env");
-    append_env_exec(&mut wrapped, &inner);
     let started = Instant::now();
-    let (out, lines) = with_syslog_capture(&wrapped);
-    let took = started.elapsed();
-    assert!(
-        !out.stdout.is_empty(),
-        "pam-drive did not run: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (Drive::parse(&out), lines, took)
+    let (d, lines) = capture_syslog_with_bind(src, dst, driver);
+    (d, lines, started.elapsed())
 }
 
 fn logged(lines: &[String], needle: &str) -> bool {
