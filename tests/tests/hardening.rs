@@ -157,51 +157,37 @@ fn temp_leftovers(dir: &Path) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 // 1. Panics (G1, G2)
 
-/// The `test-panic` build of the module, in its own target directory so that it never
-/// replaces the real one.
+/// The module built with the test-only `feature`, in its own target directory so that
+/// it never replaces the real one.
+fn module_with_feature(feature: &str) -> PathBuf {
+    let target = workspace().join(format!("target/{feature}-build"));
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "pam_totp", "--features", feature])
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(workspace())
+        .output()
+        .unwrap_or_else(|e| panic!("cargo build --features {feature}: {e}"));
+    assert!(
+        out.status.success(),
+        "{feature} build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("debug/libpam_totp.so")
+}
+
+/// The `test-panic` build: a panic at the entry of each export.
 fn panic_module() -> PathBuf {
     static SO: OnceLock<PathBuf> = OnceLock::new();
-    SO.get_or_init(|| {
-        let target = workspace().join("target/panic-build");
-        let out = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "pam_totp", "--features", "test-panic"])
-            .arg("--target-dir")
-            .arg(&target)
-            .current_dir(workspace())
-            .output()
-            .expect("cargo build --features test-panic");
-        assert!(
-            out.status.success(),
-            "test-panic build failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("debug/libpam_totp.so")
-    })
-    .clone()
+    SO.get_or_init(|| module_with_feature("test-panic")).clone()
 }
 
 /// The `test-panic-after-prompt` build: a panic inside the conversation path, once the
 /// application has answered the prompt.
 fn panic_after_prompt_module() -> PathBuf {
     static SO: OnceLock<PathBuf> = OnceLock::new();
-    SO.get_or_init(|| {
-        let target = workspace().join("target/panic-conv-build");
-        let out = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "pam_totp"])
-            .args(["--features", "test-panic-after-prompt"])
-            .arg("--target-dir")
-            .arg(&target)
-            .current_dir(workspace())
-            .output()
-            .expect("cargo build --features test-panic-after-prompt");
-        assert!(
-            out.status.success(),
-            "test-panic-after-prompt build failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("debug/libpam_totp.so")
-    })
-    .clone()
+    SO.get_or_init(|| module_with_feature("test-panic-after-prompt"))
+        .clone()
 }
 
 /// A probe stack (see `Stack::probe`) around the panicking module.
