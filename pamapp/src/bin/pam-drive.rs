@@ -4,6 +4,10 @@
 //! Output, one item per line: `result <PAM code name>`, `prompts <n>`,
 //! `msg <style> <text>` for each message.
 //! The exit status is the PAM code.
+//!
+//! `--hold-after-end HEX` (memory tests): after the last `pam_end`, keep the bytes HEX
+//! decodes to alive on the heap and, bit-inverted, on the stack, print `held <pid>`,
+//! and wait until stdin closes, so a test can read this process's memory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +17,8 @@ use pamapp::{Conversation, Item, Message, Reply, Scripted, Transaction, code_nam
 
 const USAGE: &str = "usage: pam-drive --service S [--user U] [--confdir DIR] [--rhost H] \
 [--tty T] [--ruser R] [--answer A]... [--null-answer] [--null-array] \
-[--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS] [--answer-gate PATH]";
+[--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS] [--answer-gate PATH] \
+[--hold-after-end HEX]";
 
 #[derive(Default)]
 struct Args {
@@ -28,6 +33,8 @@ struct Args {
     /// A slow typist: at each prompt, create `PATH.asked`, then answer only once `PATH`
     /// exists (at most a minute), so a test can act while the user "types".
     answer_gate: Option<PathBuf>,
+    /// The marker of `--hold-after-end`, as given (hex).
+    hold_marker: Option<String>,
 }
 
 /// [`Scripted`] behind the gate of `--answer-gate`.
@@ -78,6 +85,7 @@ fn parse() -> Result<Args, String> {
             }
             "--setcred" => args.setcred = true,
             "--answer-gate" => args.answer_gate = Some(PathBuf::from(value()?)),
+            "--hold-after-end" => args.hold_marker = Some(value()?),
             "--repeat" => args.repeat = value()?.parse().map_err(|e| format!("--repeat: {e}"))?,
             "--start-at" => {
                 args.start_at_ms = Some(value()?.parse().map_err(|e| format!("--start-at: {e}"))?)
@@ -89,6 +97,47 @@ fn parse() -> Result<Args, String> {
         return Err(USAGE.to_string());
     }
     Ok(args)
+}
+
+/// The bytes of a hex string (the marker is given in hex so that its bytes appear in
+/// memory only where this driver puts them, never in argv).
+fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Length of the stack copy of the marker (a fixed-size array, so it lives in this
+/// frame and not on the heap).
+const STACK_MARKER: usize = 16;
+
+/// The memory tests' wait: the marker on the heap and, inverted, on the stack stay alive
+/// while a test reads this process; returns once stdin is closed.
+fn hold(hex: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let heap = from_hex(hex).ok_or("--hold-after-end: an even number of hex digits")?;
+    if heap.len() != STACK_MARKER {
+        return Err(format!("--hold-after-end: {STACK_MARKER} bytes"));
+    }
+    let mut stack = [0u8; STACK_MARKER];
+    for (s, h) in stack.iter_mut().zip(&heap) {
+        *s = !h;
+    }
+    let heap = std::hint::black_box(heap);
+    let stack = std::hint::black_box(stack);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "held {}", std::process::id()).map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())?;
+    drop(out);
+    let mut sink = [0u8; 64];
+    while std::io::stdin().read(&mut sink).is_ok_and(|n| n > 0) {}
+    std::hint::black_box(&heap);
+    std::hint::black_box(&stack);
+    Ok(())
 }
 
 fn wait_until(ms: u64) {
@@ -150,6 +199,12 @@ fn main() -> ExitCode {
     }
     if args.repeat > 1 {
         println!("result {}", code_name(rc));
+    }
+    if let Some(hex) = &args.hold_marker
+        && let Err(e) = hold(hex)
+    {
+        eprintln!("{e}");
+        return ExitCode::from(100);
     }
     ExitCode::from(u8::try_from(rc).unwrap_or(255))
 }

@@ -1,0 +1,247 @@
+//! K4 of SECURITY.md through the real libpam: once a login is over, the secret is gone
+//! from the login process's memory.
+//!
+//! `pam-drive --hold-after-end` runs a login with a known random secret (a right code,
+//! a wrong code, a scratch code that makes the module rewrite the file), then, after
+//! `pam_end` (which also unloads the module), waits with the process alive. The test
+//! (root) reads every writable mapping of that process through `/proc/PID/mem` (heap,
+//! anonymous mappings, thread stacks, the main stack, the data of loaded libraries) and
+//! looks for the secret in each form the module handles: its base32 text as the file
+//! holds it, the decoded key bytes, and the key XORed with HMAC's inner and outer pads.
+//! Any 12-character run of the text or 8-byte run of a key form counts, so a partly
+//! overwritten copy is found too.
+//!
+//! Control: the driver keeps a random marker on its heap and, inverted, on its stack
+//! while it waits, and the same scan must find each in a mapping of that kind, so a
+//! clean result means the scan read the heap and the stack, not that it read nothing.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::process::Stdio;
+
+use system_tests::*;
+
+const SCRATCH: &str = "48151623";
+
+/// One writable mapping of the held process.
+struct Mapping {
+    start: u64,
+    end: u64,
+    /// The pathname column of `/proc/PID/maps`: empty for anonymous memory.
+    name: String,
+}
+
+impl Mapping {
+    fn kind(&self) -> &str {
+        match self.name.as_str() {
+            "" => "anonymous",
+            "[heap]" => "heap",
+            n if n.starts_with("[stack") => "stack",
+            _ => "file",
+        }
+    }
+}
+
+/// The writable mappings the kernel lets a tracer read (not `[vvar]` and the like).
+fn writable_mappings(pid: u32) -> Vec<Mapping> {
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).expect("read maps");
+    maps.lines()
+        .filter_map(|line| {
+            let mut cols = line.split_whitespace();
+            let range = cols.next()?;
+            let perms = cols.next()?;
+            let name = cols.nth(3).unwrap_or("").to_string();
+            if !perms.starts_with("rw") || name.starts_with("[v") {
+                return None;
+            }
+            let (a, b) = range.split_once('-')?;
+            Some(Mapping {
+                start: u64::from_str_radix(a, 16).ok()?,
+                end: u64::from_str_radix(b, 16).ok()?,
+                name,
+            })
+        })
+        .collect()
+}
+
+/// What the scan of one process found: for each needle, the kinds of mapping it was in.
+struct Scan {
+    mappings: usize,
+    bytes: u64,
+    found: Vec<(String, String)>,
+}
+
+/// Reads every writable mapping of `pid` and reports which needles (label, bytes, the
+/// run length that counts as a hit) occur where.
+fn scan(pid: u32, needles: &[(String, Vec<u8>, usize)]) -> Scan {
+    let mem = fs::File::open(format!("/proc/{pid}/mem")).expect("open /proc/PID/mem");
+    let mut result = Scan {
+        mappings: 0,
+        bytes: 0,
+        found: Vec::new(),
+    };
+    for m in writable_mappings(pid) {
+        let len = usize::try_from(m.end - m.start).expect("mapping size");
+        let mut buf = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            match mem.read_at(&mut buf[filled..], m.start + filled as u64) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => filled += n,
+            }
+        }
+        if filled == 0 {
+            continue;
+        }
+        result.mappings += 1;
+        result.bytes += filled as u64;
+        let hay = &buf[..filled];
+        for (label, needle, run) in needles {
+            let hit = needle
+                .windows(*run)
+                .any(|w| hay.windows(w.len()).any(|h| h == w));
+            if hit {
+                result
+                    .found
+                    .push((label.clone(), format!("{} {}", m.kind(), m.name)));
+            }
+        }
+    }
+    result
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut b = vec![0u8; n];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("urandom");
+    b
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Runs one login in a held driver, scans it after `pam_end`, then lets it exit.
+/// Returns the PAM result and the scan.
+fn held_login(driver: Driver, needles: &[(String, Vec<u8>, usize)], marker: &[u8]) -> (Drive, Scan) {
+    let mut child = driver
+        .arg("--hold-after-end", &hex(marker))
+        .command()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pam-drive");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    let mut pid = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read pam-drive");
+        if let Some(p) = line.strip_prefix("held ") {
+            pid = Some(p.parse::<u32>().expect("pid"));
+            break;
+        }
+        lines.push(line);
+    }
+    let Some(pid) = pid else {
+        let out = child.wait_with_output().expect("wait");
+        panic!(
+            "pam-drive never held: {lines:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    assert_eq!(pid, child.id(), "the held process is the driver itself");
+    let result = scan(pid, needles);
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success() || out.status.code().is_some(), "{out:?}");
+    let mut joined = lines.join("\n").into_bytes();
+    joined.push(b'\n');
+    let d = Drive::parse(&std::process::Output {
+        status: out.status,
+        stdout: joined,
+        stderr: out.stderr,
+    });
+    (d, result)
+}
+
+/// Each form of the secret the module handles, with the run length that counts as a hit.
+fn secret_needles(secret_b32: &str) -> Vec<(String, Vec<u8>, usize)> {
+    let key = totp_core::base32::decode_lenient(secret_b32.as_bytes()).expect("base32");
+    let xored = |pad: u8| key.iter().map(|b| b ^ pad).collect::<Vec<u8>>();
+    vec![
+        ("base32 text".into(), secret_b32.as_bytes().to_vec(), 12),
+        ("key bytes".into(), key.clone(), 8),
+        ("key ^ ipad".into(), xored(0x36), 8),
+        ("key ^ opad".into(), xored(0x5c), 8),
+    ]
+}
+
+/// K4: after a right code, a wrong code and a scratch code (the file rewritten), no form
+/// of the secret is left in any writable mapping of the login process; the control
+/// markers are found in the heap and in the stack by the same scan.
+#[test]
+fn no_copy_of_the_secret_survives_a_login() {
+    if !require_root("no_copy_of_the_secret_survives_a_login") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("kz");
+    u.write_secret(&format!("{}{SCRATCH}\n", totp_file(&secret)), 0o600);
+    let stack = Stack::probe("svc", "");
+    let cases: [(&str, String, Returned); 3] = [
+        ("right code", code_at(&secret, now()), Returned::Success),
+        (
+            "wrong code",
+            wrong_totp(&secret, now()),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+        ),
+        ("scratch code", SCRATCH.to_string(), Returned::Success),
+    ];
+    for (name, answer, expected) in cases {
+        let marker = random_bytes(16);
+        let inverted: Vec<u8> = marker.iter().map(|b| !b).collect();
+        let mut needles = secret_needles(&secret);
+        needles.push(("heap marker".into(), marker.clone(), 16));
+        needles.push(("stack marker".into(), inverted, 16));
+        let driver = Driver::new(&stack, "svc", &u.name).answer(&answer);
+        let (d, scan) = held_login(driver, &needles, &marker);
+        assert_eq!(d.returned(), expected, "{name}: {d:?}");
+        let kinds = |label: &str| -> Vec<&str> {
+            scan.found
+                .iter()
+                .filter(|(l, _)| l == label)
+                .map(|(_, k)| k.as_str())
+                .collect()
+        };
+        assert!(
+            kinds("heap marker")
+                .iter()
+                .any(|k| k.starts_with("heap") || k.starts_with("anonymous")),
+            "{name}: control: the heap marker was not found ({} mappings, {} bytes read): {:?}",
+            scan.mappings,
+            scan.bytes,
+            scan.found
+        );
+        assert!(
+            kinds("stack marker").iter().any(|k| k.starts_with("stack")),
+            "{name}: control: the stack marker was not found: {:?}",
+            scan.found
+        );
+        let residues: Vec<&(String, String)> = scan
+            .found
+            .iter()
+            .filter(|(l, _)| !l.ends_with("marker"))
+            .collect();
+        assert!(
+            residues.is_empty(),
+            "{name}: the secret is still in the login process after pam_end: {residues:?}"
+        );
+    }
+    assert!(
+        !read(&u.secret_path()).contains(SCRATCH),
+        "the scratch code was used up, so the file was rewritten"
+    );
+}
