@@ -7,9 +7,15 @@
 //! (root) reads every writable mapping of that process through `/proc/PID/mem` (heap,
 //! anonymous mappings, thread stacks, the main stack, the data of loaded libraries) and
 //! looks for the secret in each form the module handles: its base32 text as the file
-//! holds it, the decoded key bytes, and the key XORed with HMAC's inner and outer pads.
-//! Any 12-character run of the text or 8-byte run of a key form counts, so a partly
-//! overwritten copy is found too.
+//! holds it, the decoded key bytes, and the key XORed with HMAC's inner and outer pads;
+//! and for the codes the module computes, the HMAC values and codes of the steps around
+//! the login's time (the HMAC of the next step is the next valid code). Any 12-character
+//! run of the text or 8-byte run of a key or HMAC counts, so a partly overwritten copy is
+//! found too. The code the driver was given is not looked for: the application holds it
+//! (argv, its conversation), so a hit could not be told apart from the module's copies.
+//!
+//! Both builds are scanned: the debug module the other tests load and the release module
+//! as it is installed (optimised code keeps other temporaries, on the stack above all).
 //!
 //! Control: the driver keeps a random marker on its heap and, inverted, on its stack
 //! while it waits, and the same scan must find each in a mapping of that kind, so a
@@ -18,7 +24,8 @@
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use system_tests::*;
 
@@ -126,7 +133,11 @@ fn hex(b: &[u8]) -> String {
 
 /// Runs one login in a held driver, scans it after `pam_end`, then lets it exit.
 /// Returns the PAM result and the scan.
-fn held_login(driver: Driver, needles: &[(String, Vec<u8>, usize)], marker: &[u8]) -> (Drive, Scan) {
+fn held_login(
+    driver: Driver,
+    needles: &[(String, Vec<u8>, usize)],
+    marker: &[u8],
+) -> (Drive, Scan) {
     let mut child = driver
         .arg("--hold-after-end", &hex(marker))
         .command()
@@ -157,7 +168,10 @@ fn held_login(driver: Driver, needles: &[(String, Vec<u8>, usize)], marker: &[u8
     let result = scan(pid, needles);
     drop(child.stdin.take());
     let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success() || out.status.code().is_some(), "{out:?}");
+    assert!(
+        out.status.success() || out.status.code().is_some(),
+        "{out:?}"
+    );
     let mut joined = lines.join("\n").into_bytes();
     joined.push(b'\n');
     let d = Drive::parse(&std::process::Output {
@@ -180,6 +194,75 @@ fn secret_needles(secret_b32: &str) -> Vec<(String, Vec<u8>, usize)> {
     ]
 }
 
+/// The release build of the module (`target/release`, as `make install` builds it).
+fn release_module() -> PathBuf {
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "-q", "--release", "-p", "pam_totp"])
+        .current_dir(workspace())
+        .output()
+        .expect("cargo build --release");
+    assert!(
+        out.status.success(),
+        "release build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    workspace().join("target/release/libpam_totp.so")
+}
+
+/// [`Stack::probe`] around the module at `so`, with the stack's own state directory.
+fn probe_stack(so: &Path) -> Stack {
+    let s = Stack::new();
+    s.service(
+        "svc",
+        &format!(
+            "auth [success=2 ignore=ignore default=die] {so} state_dir={state}\n\
+             auth required pam_echo.so pam_totp-returned-ignore\n\
+             auth [success=done default=die] pam_permit.so\n\
+             auth required pam_echo.so pam_totp-returned-success\n",
+            so = so.display(),
+            state = s.state_dir().display()
+        ),
+    );
+    s
+}
+
+/// HMAC-SHA1 of the 8-byte big-endian `counter` under `key`, from `openssl` (an
+/// implementation nobody here wrote).
+fn hmac_sha1(key: &[u8], counter: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha1", "-mac", "HMAC", "-macopt"])
+        .arg(format!("hexkey:{}", hex(key)))
+        .arg("-binary")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&counter.to_be_bytes())
+        .expect("write counter");
+    let out = child.wait_with_output().expect("openssl");
+    assert!(out.status.success() && out.stdout.len() == 20, "{out:?}");
+    out.stdout
+}
+
+/// The HMAC values and codes of the steps around `unix` (the module computes those of
+/// its window; the caller leaves out the code the driver itself was given).
+fn window_needles(secret_b32: &str, unix: u64) -> Vec<(String, Vec<u8>, usize)> {
+    let key = totp_core::base32::decode_lenient(secret_b32.as_bytes()).expect("base32");
+    let step = unix / 30;
+    let mut needles = Vec::new();
+    for s in step - 2..=step + 2 {
+        needles.push((format!("HMAC of step {s}"), hmac_sha1(&key, s), 8));
+        let code = code_at(secret_b32, s * 30);
+        needles.push((format!("code of step {s}"), code.into_bytes(), 6));
+    }
+    needles
+}
+
 /// K4: after a right code, a wrong code and a scratch code (the file rewritten), no form
 /// of the secret is left in any writable mapping of the login process; the control
 /// markers are found in the heap and in the stack by the same scan.
@@ -188,9 +271,16 @@ fn no_copy_of_the_secret_survives_a_login() {
     if !require_root("no_copy_of_the_secret_survives_a_login") {
         return;
     }
+    let debug = built().module.clone();
+    for so in [debug, release_module()] {
+        logins_leave_no_copy(&so);
+    }
+}
+
+fn logins_leave_no_copy(so: &Path) {
     let (u, secret) = TestUser::enrolled("kz");
     u.write_secret(&format!("{}{SCRATCH}\n", totp_file(&secret)), 0o600);
-    let stack = Stack::probe("svc", "");
+    let stack = probe_stack(so);
     let cases: [(&str, String, Returned); 3] = [
         ("right code", code_at(&secret, now()), Returned::Success),
         (
@@ -204,11 +294,16 @@ fn no_copy_of_the_secret_survives_a_login() {
         let marker = random_bytes(16);
         let inverted: Vec<u8> = marker.iter().map(|b| !b).collect();
         let mut needles = secret_needles(&secret);
+        needles.extend(
+            window_needles(&secret, now())
+                .into_iter()
+                .filter(|(_, n, _)| n != answer.as_bytes()),
+        );
         needles.push(("heap marker".into(), marker.clone(), 16));
         needles.push(("stack marker".into(), inverted, 16));
         let driver = Driver::new(&stack, "svc", &u.name).answer(&answer);
         let (d, scan) = held_login(driver, &needles, &marker);
-        assert_eq!(d.returned(), expected, "{name}: {d:?}");
+        assert_eq!(d.returned(), expected, "{so:?} {name}: {d:?}");
         let kinds = |label: &str| -> Vec<&str> {
             scan.found
                 .iter()
@@ -220,14 +315,14 @@ fn no_copy_of_the_secret_survives_a_login() {
             kinds("heap marker")
                 .iter()
                 .any(|k| k.starts_with("heap") || k.starts_with("anonymous")),
-            "{name}: control: the heap marker was not found ({} mappings, {} bytes read): {:?}",
+            "{so:?} {name}: control: the heap marker was not found ({} mappings, {} bytes read): {:?}",
             scan.mappings,
             scan.bytes,
             scan.found
         );
         assert!(
             kinds("stack marker").iter().any(|k| k.starts_with("stack")),
-            "{name}: control: the stack marker was not found: {:?}",
+            "{so:?} {name}: control: the stack marker was not found: {:?}",
             scan.found
         );
         let residues: Vec<&(String, String)> = scan
@@ -237,7 +332,7 @@ fn no_copy_of_the_secret_survives_a_login() {
             .collect();
         assert!(
             residues.is_empty(),
-            "{name}: the secret is still in the login process after pam_end: {residues:?}"
+            "{so:?} {name}: the secret is still in the login process after pam_end: {residues:?}"
         );
     }
     assert!(
