@@ -42,8 +42,27 @@ const PROMPT_FORWARD: &str = "Password & verification code: ";
 const PROMPT_PASSWORD: &str = "Password: ";
 
 /// Entry point used by the FFI layer: the real clock and NSS.
+#[cfg(not(feature = "test-hmac-count"))]
 pub fn authenticate(io: &mut dyn PamIo, args: &[&[u8]], _flags: u32) -> Result<Outcome, AuthError> {
     authenticate_with(io, args, &Host)
+}
+
+/// The entry point of the `test-hmac-count` build: the same flow, then one log line with
+/// the HMACs it computed, for the test of the work per attempt (SECURITY.md I8).
+#[cfg(feature = "test-hmac-count")]
+pub fn authenticate(io: &mut dyn PamIo, args: &[&[u8]], _flags: u32) -> Result<Outcome, AuthError> {
+    use totp_core::hmac_count;
+    let before = (hmac_count::otp(), hmac_count::tags());
+    let result = authenticate_with(io, args, &Host);
+    io.log(
+        Level::Info,
+        &format!(
+            "test build: {} OTP HMACs and {} store-key tags in this call",
+            hmac_count::otp().saturating_sub(before.0),
+            hmac_count::tags().saturating_sub(before.1)
+        ),
+    );
+    result
 }
 
 /// The whole flow with injectable host facilities (tests inject failures here).

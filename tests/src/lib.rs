@@ -882,3 +882,58 @@ pub fn append_env_exec(outer: &mut Command, inner: &Command) {
     }
     outer.arg(inner.get_program()).args(inner.get_args());
 }
+
+/// The module built with the test-only cargo `feature` (see `pam_totp/Cargo.toml`), in
+/// its own target directory so that it never replaces the real one.
+pub fn module_with_feature(feature: &str) -> PathBuf {
+    let target = workspace().join(format!("target/{feature}-build"));
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "pam_totp", "--features", feature])
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(workspace())
+        .output()
+        .unwrap_or_else(|e| panic!("cargo build --features {feature}: {e}"));
+    assert!(
+        out.status.success(),
+        "{feature} build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("debug/libpam_totp.so")
+}
+
+impl Stack {
+    /// [`Stack::probe`] around another build of the module (`so`), with this stack's
+    /// own state directory as `@MODULE@` gives the real one.
+    pub fn probe_module(service: &str, so: &Path, args: &str) -> Stack {
+        let s = Stack::new();
+        s.service(
+            service,
+            &format!(
+                "auth [success=2 ignore=ignore default=die] {so} state_dir={state} {args}\n\
+                 auth required pam_echo.so pam_totp-returned-ignore\n\
+                 auth [success=done default=die] pam_permit.so\n\
+                 auth required pam_echo.so pam_totp-returned-success\n",
+                so = so.display(),
+                state = s.state_dir().display()
+            ),
+        );
+        s
+    }
+}
+
+/// The release build of the module (`cargo build --release`, the build installed), for
+/// tests that check the installed form too.
+pub fn release_module() -> PathBuf {
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "-q", "--release", "-p", "pam_totp"])
+        .current_dir(workspace())
+        .output()
+        .expect("cargo build --release");
+    assert!(
+        out.status.success(),
+        "release build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target_dir().join("release/libpam_totp.so")
+}

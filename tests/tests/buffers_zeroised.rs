@@ -24,7 +24,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use system_tests::*;
@@ -194,38 +194,6 @@ fn secret_needles(secret_b32: &str) -> Vec<(String, Vec<u8>, usize)> {
     ]
 }
 
-/// The release build of the module (`target/release`, as `make install` builds it).
-fn release_module() -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "-q", "--release", "-p", "pam_totp"])
-        .current_dir(workspace())
-        .output()
-        .expect("cargo build --release");
-    assert!(
-        out.status.success(),
-        "release build failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    workspace().join("target/release/libpam_totp.so")
-}
-
-/// [`Stack::probe`] around the module at `so`, with the stack's own state directory.
-fn probe_stack(so: &Path) -> Stack {
-    let s = Stack::new();
-    s.service(
-        "svc",
-        &format!(
-            "auth [success=2 ignore=ignore default=die] {so} state_dir={state}\n\
-             auth required pam_echo.so pam_totp-returned-ignore\n\
-             auth [success=done default=die] pam_permit.so\n\
-             auth required pam_echo.so pam_totp-returned-success\n",
-            so = so.display(),
-            state = s.state_dir().display()
-        ),
-    );
-    s
-}
-
 /// HMAC-SHA1 of the 8-byte big-endian `counter` under `key`, from `openssl` (an
 /// implementation nobody here wrote).
 fn hmac_sha1(key: &[u8], counter: u64) -> Vec<u8> {
@@ -268,7 +236,8 @@ fn window_needles(secret_b32: &str, unix: u64) -> Vec<(String, Vec<u8>, usize)> 
 /// markers are found in the heap and in the stack by the same scan.
 #[test]
 fn no_copy_of_the_secret_survives_a_login() {
-    if !require_root("no_copy_of_the_secret_survives_a_login") {
+    let t = "no_copy_of_the_secret_survives_a_login";
+    if !require_root(t) || !require_tool(t, "openssl") {
         return;
     }
     let debug = built().module.clone();
@@ -280,7 +249,7 @@ fn no_copy_of_the_secret_survives_a_login() {
 fn logins_leave_no_copy(so: &Path) {
     let (u, secret) = TestUser::enrolled("kz");
     u.write_secret(&format!("{}{SCRATCH}\n", totp_file(&secret)), 0o600);
-    let stack = probe_stack(so);
+    let stack = Stack::probe_module("svc", so, "");
     let cases: [(&str, String, Returned); 3] = [
         ("right code", code_at(&secret, now()), Returned::Success),
         (

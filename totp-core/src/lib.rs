@@ -11,6 +11,8 @@ pub mod base32;
 pub mod code;
 pub mod fleet;
 pub mod gafile;
+#[cfg(feature = "test-hmac-count")]
+pub mod hmac_count;
 pub mod ledger;
 pub mod membership;
 pub mod options;

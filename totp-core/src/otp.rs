@@ -139,6 +139,8 @@ fn mac_truncated<M: Mac + KeyInit>(key: &[u8], msg: &[u8; 8]) -> u32 {
 
 /// HOTP value (RFC 4226 §5.3) for `counter`, already reduced modulo 10^digits.
 pub fn hotp(secret: &Secret, counter: u64, alg: Algorithm, digits: Digits) -> u32 {
+    #[cfg(feature = "test-hmac-count")]
+    crate::hmac_count::count_otp();
     let msg = counter.to_be_bytes();
     let key = secret.as_bytes();
     let t = match alg {

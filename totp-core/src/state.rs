@@ -61,6 +61,8 @@ impl StoreKey {
     /// HMAC-SHA256 of the parts (each length-prefixed, so no two lists collide),
     /// truncated to 64 bits.
     pub fn tag(&self, parts: &[&[u8]]) -> u64 {
+        #[cfg(feature = "test-hmac-count")]
+        crate::hmac_count::count_tag();
         let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         for p in parts {
