@@ -32,6 +32,10 @@ pub(super) enum Who {
     Store,
     /// The normal user, home mode: `~/.google_authenticator`, owned by the user.
     Home,
+    /// A name with no account ([`user::UNKNOWN`]) in the store-mode or home-mode
+    /// service (`true`: store mode): SECURITY.md B2, compared with the normal user's
+    /// wrong code.
+    Unknown { store: bool },
 }
 
 impl Who {
@@ -39,6 +43,7 @@ impl Who {
         match self {
             Who::Root => USER,
             Who::Store | Who::Home => user::NAME,
+            Who::Unknown { .. } => user::UNKNOWN,
         }
     }
 
@@ -46,7 +51,8 @@ impl Who {
         match self {
             Who::Root => "root as root (secondary)",
             Who::Store => "normal user, store mode",
-            Who::Home => "normal user, home mode",
+            Who::Home | Who::Unknown { store: false } => "normal user, home mode",
+            Who::Unknown { store: true } => "normal user, store mode",
         }
     }
 }
@@ -225,6 +231,28 @@ pub(super) fn auth_cases(wrong: &str, normal: bool) -> Vec<Case> {
         }
         for c in v.iter_mut().filter(|c| c.key.ends_with("-hammered")) {
             c.prime = THROTTLE_PRIME;
+        }
+        // B2: a name with no account gets the same prompt and denial; its row sits next
+        // to the wrong code's of the same service (the ratio is printed, not judged).
+        for (store, mode) in [(true, "store"), (false, "home")] {
+            let at = v
+                .iter()
+                .position(|c| c.key == format!("totp-{mode}-wrong"))
+                .map_or(v.len(), |i| i + 1);
+            v.insert(
+                at,
+                case(
+                    format!("totp-{mode}-unknown"),
+                    Who::Unknown { store },
+                    "unknown user",
+                    "pam_totp.so",
+                    format!("totp-{mode}"),
+                    wrong.clone(),
+                    Expect::Denied,
+                    Refresh::Fresh,
+                    None,
+                ),
+            );
         }
     }
     // Root as root, as in the earlier figures of record: a fresh record each time.

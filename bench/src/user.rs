@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 /// The benchmark user's name, uid and gid (its private group has the same id).
 pub const NAME: &str = "pambench";
 pub const UID: u32 = 60_123;
+/// A name no account has (the "unknown user" rows); [`install`] checks that.
+pub const UNKNOWN: &str = "pambenchnobody";
 
 /// Where the normal user's files are.
 pub struct NormalUser {
@@ -28,7 +30,8 @@ fn chmod(p: &Path, mode: u32) -> Result<(), String> {
 }
 
 /// Adds `line` to a copy of the database file `db`, refusing when the name or the id
-/// is taken already (the figures would then be some other account's).
+/// is taken already (the figures would then be some other account's) or when
+/// [`UNKNOWN`] is there.
 fn extended(db: &str, line: &str) -> Result<String, String> {
     let text = fs::read_to_string(db).map_err(|e| format!("read {db}: {e}"))?;
     let id = UID.to_string();
@@ -36,6 +39,11 @@ fn extended(db: &str, line: &str) -> Result<String, String> {
         let mut f = l.split(':');
         let name = f.next().unwrap_or("");
         let num = f.nth(1).unwrap_or("");
+        if name == UNKNOWN {
+            return Err(format!(
+                "{db} has {UNKNOWN}, the name the unknown-user rows need unknown"
+            ));
+        }
         if name == NAME || num == id {
             return Err(format!(
                 "{db} already has {NAME} or id {UID}: pick other values in bench/src/user.rs"
