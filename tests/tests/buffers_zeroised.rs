@@ -2,17 +2,18 @@
 //! from the login process's memory.
 //!
 //! `pam-drive --hold-after-end` runs a login with a known random secret (a right code,
-//! a wrong code, a scratch code that makes the module rewrite the file), then, after
-//! `pam_end` (which also unloads the module), waits with the process alive. The test
-//! (root) reads every writable mapping of that process through `/proc/PID/mem` (heap,
-//! anonymous mappings, thread stacks, the main stack, the data of loaded libraries) and
-//! looks for the secret in each form the module handles: its base32 text as the file
-//! holds it, the decoded key bytes, and the key XORed with HMAC's inner and outer pads;
-//! and for the codes the module computes, the HMAC values and codes of the steps around
-//! the login's time (the HMAC of the next step is the next valid code). Any 12-character
-//! run of the text or 8-byte run of a key or HMAC counts, so a partly overwritten copy is
-//! found too. The code the driver was given is not looked for: the application holds it
-//! (argv, its conversation), so a hit could not be told apart from the module's copies.
+//! a wrong code, a scratch code and an HOTP code, the last two making the module rewrite
+//! the file), then, after `pam_end` (which also unloads the module), waits with the
+//! process alive. The test (root) reads every writable mapping of that process through
+//! `/proc/PID/mem` (heap, anonymous mappings, thread stacks, the main stack, the data of
+//! loaded libraries) and looks for the secret in each form the module handles: its
+//! base32 text as the file holds it, the decoded key bytes, and the key XORed with HMAC's
+//! inner and outer pads; and for the codes the module computes, the HMAC values and codes
+//! of the steps around the login's time or of the HOTP look-ahead (the HMAC of the next
+//! step is the next valid code). Any 12-character run of the text or 8-byte run of a key
+//! or HMAC counts, so a partly overwritten copy is found too. The code the driver was
+//! given is not looked for: the application holds it (argv, its conversation), so a hit
+//! could not be told apart from the module's copies.
 //!
 //! Both builds are scanned: the debug module the other tests load and the release module
 //! as it is installed (optimised code keeps other temporaries, on the stack above all).
@@ -30,6 +31,9 @@ use std::process::{Command, Stdio};
 use system_tests::*;
 
 const SCRATCH: &str = "48151623";
+
+/// What the scan looks for: a label, the bytes, and the run of them that counts as a hit.
+type Needles = Vec<(String, Vec<u8>, usize)>;
 
 /// One writable mapping of the held process.
 struct Mapping {
@@ -81,7 +85,7 @@ struct Scan {
 
 /// Reads every writable mapping of `pid` and reports which needles (label, bytes, the
 /// run length that counts as a hit) occur where.
-fn scan(pid: u32, needles: &[(String, Vec<u8>, usize)]) -> Scan {
+fn scan(pid: u32, needles: &Needles) -> Scan {
     let mem = fs::File::open(format!("/proc/{pid}/mem")).expect("open /proc/PID/mem");
     let mut result = Scan {
         mappings: 0,
@@ -133,11 +137,7 @@ fn hex(b: &[u8]) -> String {
 
 /// Runs one login in a held driver, scans it after `pam_end`, then lets it exit.
 /// Returns the PAM result and the scan.
-fn held_login(
-    driver: Driver,
-    needles: &[(String, Vec<u8>, usize)],
-    marker: &[u8],
-) -> (Drive, Scan) {
+fn held_login(driver: Driver, needles: &Needles, marker: &[u8]) -> (Drive, Scan) {
     let mut child = driver
         .arg("--hold-after-end", &hex(marker))
         .command()
@@ -183,7 +183,7 @@ fn held_login(
 }
 
 /// Each form of the secret the module handles, with the run length that counts as a hit.
-fn secret_needles(secret_b32: &str) -> Vec<(String, Vec<u8>, usize)> {
+fn secret_needles(secret_b32: &str) -> Needles {
     let key = totp_core::base32::decode_lenient(secret_b32.as_bytes()).expect("base32");
     let xored = |pad: u8| key.iter().map(|b| b ^ pad).collect::<Vec<u8>>();
     vec![
@@ -219,7 +219,7 @@ fn hmac_sha1(key: &[u8], counter: u64) -> Vec<u8> {
 
 /// The HMAC values and codes of the steps around `unix` (the module computes those of
 /// its window; the caller leaves out the code the driver itself was given).
-fn window_needles(secret_b32: &str, unix: u64) -> Vec<(String, Vec<u8>, usize)> {
+fn window_needles(secret_b32: &str, unix: u64) -> Needles {
     let key = totp_core::base32::decode_lenient(secret_b32.as_bytes()).expect("base32");
     let step = unix / 30;
     let mut needles = Vec::new();
@@ -231,8 +231,23 @@ fn window_needles(secret_b32: &str, unix: u64) -> Vec<(String, Vec<u8>, usize)> 
     needles
 }
 
-/// K4: after a right code, a wrong code and a scratch code (the file rewritten), no form
-/// of the secret is left in any writable mapping of the login process; the control
+/// The HMAC values and codes of the HOTP `counters` (the module's look-ahead).
+fn hotp_needles(secret_b32: &str, counters: std::ops::RangeInclusive<u64>) -> Needles {
+    let key = totp_core::base32::decode_lenient(secret_b32.as_bytes()).expect("base32");
+    let mut needles = Vec::new();
+    for c in counters {
+        needles.push((format!("HMAC of counter {c}"), hmac_sha1(&key, c), 8));
+        needles.push((
+            format!("code of counter {c}"),
+            oathtool_hotp(secret_b32, c).into_bytes(),
+            6,
+        ));
+    }
+    needles
+}
+
+/// K4: after a right code, a wrong code, a scratch code and an HOTP code (the file
+/// rewritten for the last two), no form of the secret is left in any writable mapping of the login process; the control
 /// markers are found in the heap and in the stack by the same scan.
 #[test]
 fn no_copy_of_the_secret_survives_a_login() {
@@ -248,31 +263,63 @@ fn no_copy_of_the_secret_survives_a_login() {
 
 fn logins_leave_no_copy(so: &Path) {
     let (u, secret) = TestUser::enrolled("kz");
-    u.write_secret(&format!("{}{SCRATCH}\n", totp_file(&secret)), 0o600);
+    let totp = format!("{}{SCRATCH}\n", totp_file(&secret));
+    let hotp = format!("{secret}\n\" HOTP_COUNTER 1\n");
     let stack = Stack::probe_module("svc", so, "");
-    let cases: [(&str, String, Returned); 3] = [
-        ("right code", code_at(&secret, now()), Returned::Success),
+    let t = now();
+    // (name, file, answer, expected result, the module's own codes and HMACs)
+    let cases: [(&str, &str, String, Returned, Needles); 4] = [
+        (
+            "right code",
+            &totp,
+            code_at(&secret, t),
+            Returned::Success,
+            window_needles(&secret, t),
+        ),
         (
             "wrong code",
-            wrong_totp(&secret, now()),
+            &totp,
+            wrong_totp(&secret, t),
             Returned::Failed("PAM_AUTH_ERR".into()),
+            window_needles(&secret, t),
         ),
-        ("scratch code", SCRATCH.to_string(), Returned::Success),
+        (
+            "scratch code",
+            &totp,
+            SCRATCH.to_string(),
+            Returned::Success,
+            window_needles(&secret, t),
+        ),
+        (
+            "HOTP code (the counter rewritten)",
+            &hotp,
+            oathtool_hotp(&secret, 2),
+            Returned::Success,
+            hotp_needles(&secret, 1..=3),
+        ),
     ];
-    for (name, answer, expected) in cases {
+    for (name, file, answer, expected, own) in cases {
+        u.write_secret(file, 0o600);
+        reset_state(&stack, u.uid);
         let marker = random_bytes(16);
         let inverted: Vec<u8> = marker.iter().map(|b| !b).collect();
         let mut needles = secret_needles(&secret);
-        needles.extend(
-            window_needles(&secret, now())
-                .into_iter()
-                .filter(|(_, n, _)| n != answer.as_bytes()),
-        );
+        needles.extend(own.into_iter().filter(|(_, n, _)| n != answer.as_bytes()));
         needles.push(("heap marker".into(), marker.clone(), 16));
         needles.push(("stack marker".into(), inverted, 16));
         let driver = Driver::new(&stack, "svc", &u.name).answer(&answer);
         let (d, scan) = held_login(driver, &needles, &marker);
         assert_eq!(d.returned(), expected, "{so:?} {name}: {d:?}");
+        let after = read(&u.secret_path());
+        if answer == SCRATCH {
+            assert!(!after.contains(SCRATCH), "{name}: the file was rewritten");
+        }
+        if file == hotp {
+            assert!(
+                after.contains("\" HOTP_COUNTER 3"),
+                "{name}: the file was rewritten: {after:?}"
+            );
+        }
         let kinds = |label: &str| -> Vec<&str> {
             scan.found
                 .iter()
@@ -304,8 +351,4 @@ fn logins_leave_no_copy(so: &Path) {
             "{so:?} {name}: the secret is still in the login process after pam_end: {residues:?}"
         );
     }
-    assert!(
-        !read(&u.secret_path()).contains(SCRATCH),
-        "the scratch code was used up, so the file was rewritten"
-    );
 }
