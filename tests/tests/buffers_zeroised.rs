@@ -225,6 +225,8 @@ fn window_needles(secret_b32: &str, unix: u64) -> Needles {
     let mut needles = Vec::new();
     for s in step - 2..=step + 2 {
         needles.push((format!("HMAC of step {s}"), hmac_sha1(&key, s), 8));
+        // Six digits are a short needle: the scanned memory holds some thirty six-digit
+        // runs, so a chance hit is about one run in a thousand; the HMAC beside it is not.
         let code = code_at(secret_b32, s * 30);
         needles.push((format!("code of step {s}"), code.into_bytes(), 6));
     }
