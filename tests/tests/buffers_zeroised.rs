@@ -2,8 +2,8 @@
 //! from the login process's memory.
 //!
 //! `pam-drive --hold-after-end` runs a login with a known random secret (a right code,
-//! a wrong code, a scratch code and an HOTP code, the last two making the module rewrite
-//! the file), then, after `pam_end` (which also unloads the module), waits with the
+//! a wrong code, a scratch code, a SHA-512 code and an HOTP code; the scratch and HOTP
+//! codes make the module rewrite the file), then, after `pam_end` (which also unloads the module), waits with the
 //! process alive. The test (root) reads every writable mapping of that process through
 //! `/proc/PID/mem` (heap, anonymous mappings, thread stacks, the main stack, the data of
 //! loaded libraries) and looks for the secret in each form the module handles: its
@@ -194,12 +194,12 @@ fn secret_needles(secret_b32: &str) -> Needles {
     ]
 }
 
-/// HMAC-SHA1 of the 8-byte big-endian `counter` under `key`, from `openssl` (an
-/// implementation nobody here wrote).
-fn hmac_sha1(key: &[u8], counter: u64) -> Vec<u8> {
+/// HMAC (`alg`: `sha1`, `sha512`) of the 8-byte big-endian `counter` under `key`, from
+/// `openssl` (an implementation nobody here wrote).
+fn hmac(alg: &str, key: &[u8], counter: u64) -> Vec<u8> {
     use std::io::Write;
     let mut child = Command::new("openssl")
-        .args(["dgst", "-sha1", "-mac", "HMAC", "-macopt"])
+        .args(["dgst", &format!("-{alg}"), "-mac", "HMAC", "-macopt"])
         .arg(format!("hexkey:{}", hex(key)))
         .arg("-binary")
         .stdin(Stdio::piped())
@@ -213,21 +213,21 @@ fn hmac_sha1(key: &[u8], counter: u64) -> Vec<u8> {
         .write_all(&counter.to_be_bytes())
         .expect("write counter");
     let out = child.wait_with_output().expect("openssl");
-    assert!(out.status.success() && out.stdout.len() == 20, "{out:?}");
+    assert!(out.status.success() && out.stdout.len() >= 20, "{out:?}");
     out.stdout
 }
 
-/// The HMAC values and codes of the steps around `unix` (the module computes those of
-/// its window; the caller leaves out the code the driver itself was given).
-fn window_needles(secret_b32: &str, unix: u64) -> Needles {
+/// The HMAC values (`alg`) and codes of the steps around `unix` (the module computes
+/// those of its window; the caller leaves out the code the driver itself was given).
+fn window_needles(secret_b32: &str, unix: u64, alg: &str) -> Needles {
     let key = totp_core::base32::decode_lenient(secret_b32.as_bytes()).expect("base32");
     let step = unix / 30;
     let mut needles = Vec::new();
     for s in step - 2..=step + 2 {
-        needles.push((format!("HMAC of step {s}"), hmac_sha1(&key, s), 8));
+        needles.push((format!("HMAC of step {s}"), hmac(alg, &key, s), 8));
         // Six digits are a short needle: the scanned memory holds some thirty six-digit
         // runs, so a chance hit is about one run in a thousand; the HMAC beside it is not.
-        let code = code_at(secret_b32, s * 30);
+        let code = oathtool_totp(secret_b32, s * 30, 30, 6, alg);
         needles.push((format!("code of step {s}"), code.into_bytes(), 6));
     }
     needles
@@ -238,7 +238,7 @@ fn hotp_needles(secret_b32: &str, counters: std::ops::RangeInclusive<u64>) -> Ne
     let key = totp_core::base32::decode_lenient(secret_b32.as_bytes()).expect("base32");
     let mut needles = Vec::new();
     for c in counters {
-        needles.push((format!("HMAC of counter {c}"), hmac_sha1(&key, c), 8));
+        needles.push((format!("HMAC of counter {c}"), hmac("sha1", &key, c), 8));
         needles.push((
             format!("code of counter {c}"),
             oathtool_hotp(secret_b32, c).into_bytes(),
@@ -248,8 +248,8 @@ fn hotp_needles(secret_b32: &str, counters: std::ops::RangeInclusive<u64>) -> Ne
     needles
 }
 
-/// K4: after a right code, a wrong code, a scratch code and an HOTP code (the file
-/// rewritten for the last two), no form of the secret is left in any writable mapping of the login process; the control
+/// K4: after a right code, a wrong code, a scratch code, a SHA-512 code and an HOTP code
+/// (the file rewritten for the scratch and HOTP codes), no form of the secret is left in any writable mapping of the login process; the control
 /// markers are found in the heap and in the stack by the same scan.
 #[test]
 fn no_copy_of_the_secret_survives_a_login() {
@@ -267,30 +267,38 @@ fn logins_leave_no_copy(so: &Path) {
     let (u, secret) = TestUser::enrolled("kz");
     let totp = format!("{}{SCRATCH}\n", totp_file(&secret));
     let hotp = format!("{secret}\n\" HOTP_COUNTER 1\n");
+    let sha512 = format!("{secret}\n\" PAM_TOTP_ALGORITHM SHA512\n\" TOTP_AUTH\n");
     let stack = Stack::probe_module("svc", so, "");
     let t = now();
     // (name, file, answer, expected result, the module's own codes and HMACs)
-    let cases: [(&str, &str, String, Returned, Needles); 4] = [
+    let cases: [(&str, &str, String, Returned, Needles); 5] = [
         (
             "right code",
             &totp,
             code_at(&secret, t),
             Returned::Success,
-            window_needles(&secret, t),
+            window_needles(&secret, t, "sha1"),
         ),
         (
             "wrong code",
             &totp,
             wrong_totp(&secret, t),
             Returned::Failed("PAM_AUTH_ERR".into()),
-            window_needles(&secret, t),
+            window_needles(&secret, t, "sha1"),
         ),
         (
             "scratch code",
             &totp,
             SCRATCH.to_string(),
             Returned::Success,
-            window_needles(&secret, t),
+            window_needles(&secret, t, "sha1"),
+        ),
+        (
+            "SHA-512 code",
+            &sha512,
+            oathtool_totp(&secret, t, 30, 6, "sha512"),
+            Returned::Success,
+            window_needles(&secret, t, "sha512"),
         ),
         (
             "HOTP code (the counter rewritten)",
