@@ -157,25 +157,6 @@ fn temp_leftovers(dir: &Path) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 // 1. Panics (G1, G2)
 
-/// The module built with the test-only `feature`, in its own target directory so that
-/// it never replaces the real one.
-fn module_with_feature(feature: &str) -> PathBuf {
-    let target = workspace().join(format!("target/{feature}-build"));
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "pam_totp", "--features", feature])
-        .arg("--target-dir")
-        .arg(&target)
-        .current_dir(workspace())
-        .output()
-        .unwrap_or_else(|e| panic!("cargo build --features {feature}: {e}"));
-    assert!(
-        out.status.success(),
-        "{feature} build failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target.join("debug/libpam_totp.so")
-}
-
 /// The `test-panic` build: a panic at the entry of each export.
 fn panic_module() -> PathBuf {
     static SO: OnceLock<PathBuf> = OnceLock::new();
@@ -192,22 +173,7 @@ fn panic_after_prompt_module() -> PathBuf {
 
 /// A probe stack (see `Stack::probe`) around the panicking module.
 fn panic_stack(service: &str) -> Stack {
-    stack_around(service, &panic_module())
-}
-
-fn stack_around(service: &str, so: &Path) -> Stack {
-    let s = Stack::new();
-    s.service(
-        service,
-        &format!(
-            "auth [success=2 ignore=ignore default=die] {so} \n\
-             auth required pam_echo.so pam_totp-returned-ignore\n\
-             auth [success=done default=die] pam_permit.so\n\
-             auth required pam_echo.so pam_totp-returned-success\n",
-            so = so.display()
-        ),
-    );
-    s
+    Stack::probe_module(service, &panic_module(), "")
 }
 
 /// G2: a panic inside the conversation path, after the user answered: the same silent
@@ -226,7 +192,7 @@ fn panic_after_the_prompt_is_a_silent_denial_and_the_host_survives() {
         .answer(&code_now(&secret))
         .run();
     assert_eq!(d.returned(), Returned::Success, "control: {d:?}");
-    let stack = stack_around("svc", &panic_after_prompt_module());
+    let stack = Stack::probe_module("svc", &panic_after_prompt_module(), "");
     let cmd = Driver::new(&stack, "svc", &u.name)
         .answer(&code_now(&secret))
         .command();
