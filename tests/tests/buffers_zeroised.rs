@@ -225,8 +225,8 @@ fn window_needles(secret_b32: &str, unix: u64, alg: &str) -> Needles {
     let mut needles = Vec::new();
     for s in step - 2..=step + 2 {
         needles.push((format!("HMAC of step {s}"), hmac(alg, &key, s), 8));
-        // Six digits are a short needle: the scanned memory holds some thirty six-digit
-        // runs, so a chance hit is about one run in a thousand; the HMAC beside it is not.
+        // Six digits are a short needle (some thirty six-digit runs per scan): a scan
+        // whose only finds are codes is repeated in a new process before it fails.
         let code = oathtool_totp(secret_b32, s * 30, 30, 6, alg);
         needles.push((format!("code of step {s}"), code.into_bytes(), 6));
     }
@@ -309,16 +309,29 @@ fn logins_leave_no_copy(so: &Path) {
         ),
     ];
     for (name, file, answer, expected, own) in cases {
-        u.write_secret(file, 0o600);
-        reset_state(&stack, u.uid);
         let marker = random_bytes(16);
         let inverted: Vec<u8> = marker.iter().map(|b| !b).collect();
         let mut needles = secret_needles(&secret);
         needles.extend(own.into_iter().filter(|(_, n, _)| n != answer.as_bytes()));
         needles.push(("heap marker".into(), marker.clone(), 16));
         needles.push(("stack marker".into(), inverted, 16));
-        let driver = Driver::new(&stack, "svc", &u.name).answer(&answer);
-        let (d, scan) = held_login(driver, &needles, &marker);
+        let login = || {
+            u.write_secret(file, 0o600);
+            reset_state(&stack, u.uid);
+            let driver = Driver::new(&stack, "svc", &u.name).answer(&answer);
+            held_login(driver, &needles, &marker)
+        };
+        let (mut d, mut scan) = login();
+        // A six-digit code can turn up by chance (about one scan in a thousand); a
+        // chance run does not come back in a second process, a residue does.
+        let only_codes = |scan: &Scan| {
+            let residues = scan.found.iter().filter(|(l, _)| !l.ends_with("marker"));
+            residues.clone().count() > 0
+                && residues.into_iter().all(|(l, _)| l.starts_with("code of"))
+        };
+        if only_codes(&scan) {
+            (d, scan) = login();
+        }
         assert_eq!(d.returned(), expected, "{so:?} {name}: {d:?}");
         let after = read(&u.secret_path());
         if answer == SCRATCH {
