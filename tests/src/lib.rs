@@ -262,6 +262,11 @@ impl Driver {
         self.args.push(flag.into());
         self
     }
+    /// `user` answering `answer` on the service `svc` of `stack`, the service the probe
+    /// and one-line stacks of most tests name.
+    pub fn login(stack: &Stack, user: &TestUser, answer: &str) -> Driver {
+        Driver::new(stack, "svc", &user.name).answer(answer)
+    }
     pub fn answer(self, a: &str) -> Driver {
         self.arg("--answer", a)
     }
@@ -771,6 +776,45 @@ pub fn capture_syslog(driver: &Driver) -> (Drive, Vec<String>) {
         String::from_utf8_lossy(&out.stderr)
     );
     (Drive::parse(&out), lines)
+}
+
+/// One [`Driver::login`] run, from `rhost` when given, with the clock frozen at `at`.
+pub fn login_at(
+    stack: &Stack,
+    user: &TestUser,
+    answer: &str,
+    rhost: Option<&str>,
+    at: u64,
+) -> Drive {
+    let driver = Driver::login(stack, user, answer).at(at);
+    match rhost {
+        Some(rhost) => driver.rhost(rhost),
+        None => driver,
+    }
+    .run()
+}
+
+/// The peer address (RFC 5737) the fleet tests log in from.
+pub const PEER: &str = "192.0.2.7";
+
+/// One [`Driver::login`], from `rhost` and with the clock frozen at `at` when given (a
+/// test that waits on a real server or times the login needs the running clock): the
+/// run and the syslog lines the module sent ([`capture_syslog`]).
+pub fn login_logged(
+    stack: &Stack,
+    user: &TestUser,
+    answer: &str,
+    rhost: Option<&str>,
+    at: Option<u64>,
+) -> (Drive, Vec<String>) {
+    let mut driver = Driver::login(stack, user, answer);
+    if let Some(rhost) = rhost {
+        driver = driver.rhost(rhost);
+    }
+    if let Some(unix) = at {
+        driver = driver.at(unix);
+    }
+    capture_syslog(&driver)
 }
 
 /// [`capture_syslog`] with `src` bind-mounted over `dst` (both absolute) inside the same

@@ -11,13 +11,6 @@ use std::path::Path;
 
 use system_tests::*;
 
-fn login(stack: &Stack, user: &TestUser, answer: &str, at: u64) -> Drive {
-    Driver::new(stack, "svc", &user.name)
-        .answer(answer)
-        .at(at)
-        .run()
-}
-
 fn logged(lines: &[String], needle: &str) -> bool {
     lines.iter().any(|l| syslog_message(l).contains(needle))
 }
@@ -57,16 +50,12 @@ fn a_root_owned_symlink_on_the_way_home_is_followed_and_a_users_is_not() {
     assert!(st.status.success(), "usermod: {st:?}");
 
     let stack = Stack::probe("svc", "");
-    let d = login(&stack, &u, &code_at(&secret, T0), T0);
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "root-owned symlink: {d:?}");
 
     // The same link owned by the user: not followed.
     std::os::unix::fs::lchown(&link, Some(u.uid), Some(u.gid)).expect("lchown");
-    let (d, lines) = capture_syslog(
-        &Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, T0 + 30))
-            .at(T0 + 30),
-    );
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0 + 30), None, Some(T0 + 30));
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "user's symlink: {d:?}");
     assert!(
         logged(&lines, "is a symbolic link not owned by root"),
@@ -115,7 +104,7 @@ fn line_one_spellings_are_read_as_ga_reads_them() {
     ] {
         at += 30;
         u.write_secret(&format!("{line1}\n\" TOTP_AUTH\n"), 0o600);
-        let d = login(&stack, &u, &code_at(canonical, at), at);
+        let d = login_at(&stack, &u, &code_at(canonical, at), None, at);
         assert_eq!(d.module_code(), "PAM_SUCCESS", "{what}: {d:?}");
     }
     for (what, line1) in [
@@ -124,11 +113,7 @@ fn line_one_spellings_are_read_as_ga_reads_them() {
     ] {
         at += 30;
         u.write_secret(&format!("{line1}\n\" TOTP_AUTH\n"), 0o600);
-        let (d, lines) = capture_syslog(
-            &Driver::new(&stack, "svc", &u.name)
-                .answer(&code_at(canonical, at))
-                .at(at),
-        );
+        let (d, lines) = login_logged(&stack, &u, &code_at(canonical, at), None, Some(at));
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{what}: {d:?}");
         assert_eq!(d.prompts, 1, "{what}: prompted like everybody");
         assert!(logged(&lines, "secret file unusable"), "{what}: {lines:?}");
@@ -147,7 +132,7 @@ fn malformed_settings_deny_and_unknown_lines_are_kept() {
     }
     let (u, secret) = TestUser::enrolled("mf");
     let stack = Stack::probe("svc", "");
-    let d = login(&stack, &u, &code_at(&secret, T0), T0);
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}");
     let mut at = T0;
     for setting in [
@@ -160,11 +145,7 @@ fn malformed_settings_deny_and_unknown_lines_are_kept() {
         at += 30;
         let text = format!("{secret}\n\" {setting}\n\" TOTP_AUTH\n");
         let p = u.write_secret(&text, 0o600);
-        let (d, lines) = capture_syslog(
-            &Driver::new(&stack, "svc", &u.name)
-                .answer(&code_at(&secret, at))
-                .at(at),
-        );
+        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, Some(at));
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{setting:?}: {d:?}");
         assert!(
             lines
@@ -180,7 +161,7 @@ fn malformed_settings_deny_and_unknown_lines_are_kept() {
     );
     let p = u.write_secret(&text, 0o600);
     // The code of the previous step: inside window 3, outside window 1.
-    let d = login(&stack, &u, &code_at(&secret, at - 30), at);
+    let d = login_at(&stack, &u, &code_at(&secret, at - 30), None, at);
     assert_eq!(
         d.module_code(),
         "PAM_SUCCESS",
@@ -202,9 +183,9 @@ fn gas_vector_logs_in_through_the_module() {
     assert_eq!(oathtool_totp(GA_SECRET, 300_000, 30, 6, "sha1"), "050548");
     let stack = Stack::probe("svc", "");
     let far = oathtool_totp(GA_SECRET, 300_000 + 30 * 5, 30, 6, "sha1");
-    let d = login(&stack, &u, &far, 300_000);
+    let d = login_at(&stack, &u, &far, None, 300_000);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "five steps ahead: {d:?}");
-    let d = login(&stack, &u, "050548", 300_000);
+    let d = login_at(&stack, &u, "050548", None, 300_000);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "GA's vector: {d:?}");
 }
 
@@ -219,15 +200,15 @@ fn clock_going_back_and_even_windows() {
     }
     let stack = Stack::probe("svc", "");
     let (u, secret) = TestUser::enrolled("cb");
-    let d = login(&stack, &u, &code_at(&secret, T0 + 300), T0 + 300);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 300), None, T0 + 300);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     // The clock goes back 5 minutes: the code of that time is valid there, but its
     // step is before the mark.
-    let d = login(&stack, &u, &code_at(&secret, T0), T0);
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "clock went back: {d:?}");
     // Control: a fresh user, the same time and code, logs in.
     let (w, secret_w) = TestUser::enrolled("cc");
-    let d = login(&stack, &w, &code_at(&secret_w, T0), T0);
+    let d = login_at(&stack, &w, &code_at(&secret_w, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}");
 
     // Window 4 (even): offsets -1, 0, +1, +2 in, -2 out.
@@ -237,13 +218,13 @@ fn clock_going_back_and_even_windows() {
         0o600,
     );
     let at = T0 + 3_000;
-    let d = login(&stack, &e, &code_at(&secret_e, at - 60), at);
+    let d = login_at(&stack, &e, &code_at(&secret_e, at - 60), None, at);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "offset -2: {d:?}");
     for (k, offset) in [-1i64, 0, 1, 2].iter().enumerate() {
         // Each a later time, so the mark of the one before does not refuse it.
         let now = at + 300 * (k as u64 + 1);
         let step_time = now.checked_add_signed(offset * 30).expect("time");
-        let d = login(&stack, &e, &code_at(&secret_e, step_time), now);
+        let d = login_at(&stack, &e, &code_at(&secret_e, step_time), None, now);
         assert_eq!(d.module_code(), "PAM_SUCCESS", "offset {offset}: {d:?}");
     }
 }

@@ -43,15 +43,6 @@ fn fleet(cluster: &EtcdCluster, n: usize, extra: &str) -> (Vec<Stack>, String) {
     ((0..n).map(|_| Stack::probe("svc", &a)).collect(), a)
 }
 
-fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> (Drive, Vec<String>) {
-    capture_syslog(
-        &Driver::new(host, "svc", &user.name)
-            .answer(code)
-            .rhost("192.0.2.7")
-            .at(at),
-    )
-}
-
 fn state_tool(args: &[&str]) -> Output {
     Command::new(&built().state_tool)
         .args(args)
@@ -106,9 +97,9 @@ fn a_code_accepted_on_one_host_is_refused_on_another() {
     let (u, secret) = TestUser::enrolled("er");
     let (hosts, a) = fleet(&cluster, 2, "");
     let code = code_at(&secret, T0);
-    let (d, logs) = login(&hosts[0], &u, &code, T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code, Some(PEER), Some(T0));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
-    let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+    let (d, logs) = login_logged(&hosts[1], &u, &code, Some(PEER), Some(T0 + 5));
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter()
@@ -116,7 +107,13 @@ fn a_code_accepted_on_one_host_is_refused_on_another() {
         "{logs:?}"
     );
     // Control: the next code logs in on the second host.
-    let (d, _) = login(&hosts[1], &u, &code_at(&secret, T0 + 30), T0 + 30);
+    let (d, _) = login_logged(
+        &hosts[1],
+        &u,
+        &code_at(&secret, T0 + 30),
+        Some(PEER),
+        Some(T0 + 30),
+    );
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 
     // The admin tool works on the cluster: show, ping, init refused twice, reset.
@@ -140,7 +137,7 @@ fn the_leader_killed_right_after_a_login_loses_no_used_code() {
     let (u, secret) = TestUser::enrolled("el");
     let (hosts, _) = fleet(&cluster, 2, "etcd_connect_timeout=300 etcd_timeout=500");
     let code = code_at(&secret, T0);
-    let (d, logs) = login(&hosts[0], &u, &code, T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code, Some(PEER), Some(T0));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let leader = cluster.leader();
     cluster.kill(leader);
@@ -151,7 +148,7 @@ fn the_leader_killed_right_after_a_login_loses_no_used_code() {
     // be unavailable, which also denies; retried until the replay itself is seen.
     let mut seen_replay = false;
     while killed_at.elapsed() < Duration::from_secs(10) {
-        let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+        let (d, logs) = login_logged(&hosts[1], &u, &code, Some(PEER), Some(T0 + 5));
         assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
         if logs
             .iter()
@@ -170,7 +167,7 @@ fn the_leader_killed_right_after_a_login_loses_no_used_code() {
     // The next code logs in within 10 s of the kill.
     let next = code_at(&secret, T0 + 30);
     let logged_in = loop {
-        let (d, _) = login(&hosts[1], &u, &next, T0 + 30);
+        let (d, _) = login_logged(&hosts[1], &u, &next, Some(PEER), Some(T0 + 30));
         if d.returned() == Returned::Success {
             break true;
         }
@@ -195,14 +192,20 @@ fn two_of_three_members_down_deny_in_bounded_time() {
     let (u, secret) = TestUser::enrolled("eq");
     let (hosts, a) = fleet(&cluster, 1, "etcd_connect_timeout=300 etcd_timeout=500");
     // Control: the whole cluster logs in.
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), Some(PEER), Some(T0));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // One member down: a majority is left, the next code logs in.
     let leader = cluster.leader();
     cluster.kill((leader + 1) % 3);
     let mut ok = false;
     for _ in 0..20 {
-        let (d, _) = login(&hosts[0], &u, &code_at(&secret, T0 + 30), T0 + 30);
+        let (d, _) = login_logged(
+            &hosts[0],
+            &u,
+            &code_at(&secret, T0 + 30),
+            Some(PEER),
+            Some(T0 + 30),
+        );
         if d.returned() == Returned::Success {
             ok = true;
             break;
@@ -214,7 +217,13 @@ fn two_of_three_members_down_deny_in_bounded_time() {
     // named.
     cluster.kill(leader);
     let started = Instant::now();
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0 + 60), T0 + 60);
+    let (d, logs) = login_logged(
+        &hosts[0],
+        &u,
+        &code_at(&secret, T0 + 60),
+        Some(PEER),
+        Some(T0 + 60),
+    );
     let took = started.elapsed();
     assert_ne!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     assert_ne!(d.returned(), Returned::Ignore, "{d:?} {logs:?}");
@@ -241,21 +250,27 @@ fn a_lost_store_record_counts_every_earlier_step_as_used() {
     init_store(&a);
     let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &a)).collect();
     let code = code_at(&secret, T0);
-    let (d, _) = login(&hosts[0], &u, &code, T0);
+    let (d, _) = login_logged(&hosts[0], &u, &code, Some(PEER), Some(T0));
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     // A wiped cluster, or one restored with its old cluster ID, whose admin deleted
     // every key of the prefix (docs/fleet.md).
     cluster.ctl(&["del", "--prefix", &prefix]);
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(1), "{p:?}");
-    let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+    let (d, logs) = login_logged(&hosts[1], &u, &code, Some(PEER), Some(T0 + 5));
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
         "{logs:?}"
     );
     // Control: a code of a later step logs in.
-    let (d, logs) = login(&hosts[1], &u, &code_at(&secret, T0 + 65), T0 + 65);
+    let (d, logs) = login_logged(
+        &hosts[1],
+        &u,
+        &code_at(&secret, T0 + 65),
+        Some(PEER),
+        Some(T0 + 65),
+    );
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -268,12 +283,12 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     let (u, secret) = TestUser::enrolled("es");
     let (hosts, a) = fleet(&cluster, 2, "");
     // Control: a code logs in, and the store record is written on this cluster.
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), Some(PEER), Some(T0));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let snapshot = cluster.snapshot_save();
     // Used after the snapshot: the restored cluster will not have its replay mark.
     let code = code_at(&secret, T0 + 30);
-    let (d, logs) = login(&hosts[0], &u, &code, T0 + 30);
+    let (d, logs) = login_logged(&hosts[0], &u, &code, Some(PEER), Some(T0 + 30));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // etcd's disaster recovery, and nothing more: no key deleted by hand. The new
     // cluster token gives the restored cluster a new cluster ID.
@@ -284,7 +299,7 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     // The monitoring probe sees the lost data set before any login does.
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(1), "{p:?}");
-    let (d, logs) = login(&hosts[1], &u, &code, T0 + 35);
+    let (d, logs) = login_logged(&hosts[1], &u, &code, Some(PEER), Some(T0 + 35));
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
@@ -292,9 +307,21 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     );
     // Control: a code of a later step logs in, on either host; the recreated record
     // is bound to the restored cluster, so it is not recreated again.
-    let (d, logs) = login(&hosts[1], &u, &code_at(&secret, T0 + 95), T0 + 95);
+    let (d, logs) = login_logged(
+        &hosts[1],
+        &u,
+        &code_at(&secret, T0 + 95),
+        Some(PEER),
+        Some(T0 + 95),
+    );
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0 + 125), T0 + 125);
+    let (d, logs) = login_logged(
+        &hosts[0],
+        &u,
+        &code_at(&secret, T0 + 125),
+        Some(PEER),
+        Some(T0 + 125),
+    );
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(0), "{p:?}");
@@ -308,7 +335,7 @@ fn hosts_racing_to_recreate_a_restored_clusters_store_record_agree_on_one() {
     let mut cluster = EtcdCluster::start(1, &EtcdConfig::default());
     let (u, secret) = TestUser::enrolled("ew");
     let (hosts, a) = fleet(&cluster, 4, "throttle_after=100 etcd_timeout=3000");
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), Some(PEER), Some(T0));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let snapshot = cluster.snapshot_save();
     cluster.restore(&snapshot, &format!("pam_totp-race-{}", std::process::id()));
@@ -371,12 +398,12 @@ fn a_store_record_of_an_earlier_release_is_bound_to_its_cluster_on_first_read() 
     assert!(bound.starts_with(b"PTE1"), "{bound:?}");
     // What an earlier release wrote: the module's record alone (magic + cluster ID cut).
     cluster.put_bytes(&store, &bound[12..]);
-    let (d, logs) = login(&host, &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0), Some(PEER), Some(T0));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // Kept (the same record: the code above was not refused as "lost its data"), and
     // bound to the cluster again.
     assert_eq!(raw(&cluster), bound);
-    let (d, _) = login(&host, &u, &code_at(&secret, T0), T0 + 5);
+    let (d, _) = login_logged(&host, &u, &code_at(&secret, T0), Some(PEER), Some(T0 + 5));
     assert_eq!(d.returned(), denied(), "{d:?}");
 }
 
@@ -422,12 +449,18 @@ fn tls_and_a_role_limited_to_the_prefix() {
     init_store(&a);
     let host = Stack::probe("svc", &a);
     // Control: TLS verified, the role's prefix, the right password.
-    let (d, logs) = login(&host, &u, &code_at(&secret, t), t);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t), Some(PEER), Some(t));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 
     // A prefix outside the role: refused by etcd, the log names it.
     let outside = Stack::probe("svc", &opts("elsewhere/", &good, &ca));
-    let (d, logs) = login(&outside, &u, &code_at(&secret, t + 30), t + 30);
+    let (d, logs) = login_logged(
+        &outside,
+        &u,
+        &code_at(&secret, t + 30),
+        Some(PEER),
+        Some(t + 30),
+    );
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter().any(|l| l.contains("permission denied")),
@@ -435,7 +468,13 @@ fn tls_and_a_role_limited_to_the_prefix() {
     );
     // A wrong password.
     let wrong = Stack::probe("svc", &opts("pam_totp/", &bad, &ca));
-    let (d, logs) = login(&wrong, &u, &code_at(&secret, t + 30), t + 30);
+    let (d, logs) = login_logged(
+        &wrong,
+        &u,
+        &code_at(&secret, t + 30),
+        Some(PEER),
+        Some(t + 30),
+    );
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter().any(|l| l.contains("authentication failed")),
@@ -443,11 +482,23 @@ fn tls_and_a_role_limited_to_the_prefix() {
     );
     // Another CA: the members' certificates are not trusted.
     let untrusted = Stack::probe("svc", &opts("pam_totp/", &good, &other_ca));
-    let (d, logs) = login(&untrusted, &u, &code_at(&secret, t + 30), t + 30);
+    let (d, logs) = login_logged(
+        &untrusted,
+        &u,
+        &code_at(&secret, t + 30),
+        Some(PEER),
+        Some(t + 30),
+    );
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(logs.iter().any(|l| l.contains("TLS")), "{logs:?}");
     // The control again, after the refusals: the code nobody used logs in.
-    let (d, logs) = login(&host, &u, &code_at(&secret, t + 30), t + 30);
+    let (d, logs) = login_logged(
+        &host,
+        &u,
+        &code_at(&secret, t + 30),
+        Some(PEER),
+        Some(t + 30),
+    );
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -481,11 +532,17 @@ fn client_certificates_authenticate_to_a_cluster_that_requires_them() {
     ));
     init_store(&a);
     let host = Stack::probe("svc", &a);
-    let (d, logs) = login(&host, &u, &code_at(&secret, t), t);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t), Some(PEER), Some(t));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // Without a certificate the handshake is refused.
     let bare = Stack::probe("svc", &base(""));
-    let (d, logs) = login(&bare, &u, &code_at(&secret, t + 30), t + 30);
+    let (d, logs) = login_logged(
+        &bare,
+        &u,
+        &code_at(&secret, t + 30),
+        Some(PEER),
+        Some(t + 30),
+    );
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(logs.iter().any(|l| l.contains("etcd")), "{logs:?}");
 }
@@ -503,7 +560,7 @@ fn the_local_fallback_works_for_etcd_and_is_logged_as_a_weakening() {
         "etcd_connect_timeout=300 etcd_timeout=500 state_fallback=local",
     );
     // Control: with the cluster up the shared store is used, nothing is logged about it.
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), Some(PEER), Some(T0));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     assert!(
         !logs.iter().any(|l| l.contains("state_fallback=local")),
@@ -512,7 +569,13 @@ fn the_local_fallback_works_for_etcd_and_is_logged_as_a_weakening() {
     for i in 0..3 {
         cluster.kill(i);
     }
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0 + 30), T0 + 30);
+    let (d, logs) = login_logged(
+        &hosts[0],
+        &u,
+        &code_at(&secret, T0 + 30),
+        Some(PEER),
+        Some(T0 + 30),
+    );
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     assert!(
         logs.iter()
@@ -562,11 +625,7 @@ fn a_member_dripping_or_announcing_a_huge_reply_is_cut_off_in_bounded_time() {
         let started = Instant::now();
         // Real time: the bound is on the wall clock (under libfaketime's frozen clock
         // the client's overall deadline would never come).
-        let (d, logs) = capture_syslog(
-            &Driver::new(&host, "svc", &u.name)
-                .answer(&code_at(&secret, now()))
-                .rhost("192.0.2.7"),
-        );
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret, now()), Some(PEER), None);
         (d, logs, started.elapsed())
     };
     // One byte every 100 ms: each read is well inside any per-read timeout, the whole
@@ -602,7 +661,7 @@ fn a_member_dripping_or_announcing_a_huge_reply_is_cut_off_in_bounded_time() {
     // Control: a real cluster behind the same options logs in.
     let cluster = EtcdCluster::start(1, &EtcdConfig::default());
     let (hosts, _) = fleet(&cluster, 1, "etcd_connect_timeout=300 etcd_timeout=500");
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), Some(PEER), Some(T0));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 

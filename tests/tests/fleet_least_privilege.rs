@@ -11,6 +11,8 @@ use std::time::Duration;
 use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin, trusted_dir};
 use system_tests::*;
 
+const RHOST: &str = "192.0.2.10";
+
 /// Commands over plain RESP on one connection; the raw reply of each.
 fn session(port: u16, commands: &[&[&str]]) -> Vec<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -29,14 +31,6 @@ fn session(port: u16, commands: &[&[&str]]) -> Vec<String> {
             String::from_utf8_lossy(&buf[..n]).into_owned()
         })
         .collect()
-}
-
-fn login(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<String>) {
-    capture_syslog(
-        &Driver::new(stack, "svc", &user.name)
-            .answer(code)
-            .rhost("192.0.2.10"),
-    )
 }
 
 /// Hosts need `+fcall +hmget +ping +info` on the prefix, and the commands the function
@@ -88,7 +82,7 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
     let (u, secret) = TestUser::enrolled("lp");
 
     // No library yet: the script fallback is refused by the host's ACL.
-    let (d, lines) = login(&host, &u, &code_at(&secret, now()));
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), Some(RHOST), None);
     assert_ne!(d.returned(), Returned::Success, "{lines:?}");
     assert!(
         lines.iter().any(|l| syslog_message(l).contains("NOPERM")),
@@ -101,7 +95,7 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
     assert!(listed[0].contains("pam_totp_cas_v1"), "{listed:?}");
 
     // Control: the same host logs in.
-    let (d, lines) = login(&host, &u, &code_at(&secret, now()));
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), Some(RHOST), None);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
 
     // And it could not run a script or delete a record.

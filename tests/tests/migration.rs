@@ -55,7 +55,7 @@ fn nullok_missing_home_skips_only_a_home_that_does_not_exist() {
     let weak = Stack::probe("svc", "nullok nullok_missing_home");
 
     // Default: a missing home is an outage, not an opt-out: asked, denied, logged.
-    let (d, lines) = capture_syslog(&Driver::new(&plain, "svc", &gone.name).answer("123456"));
+    let (d, lines) = login_logged(&plain, &gone, "123456", None, None);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
     assert_eq!(d.prompts, 1, "{d:?}");
     let m = messages(&lines);

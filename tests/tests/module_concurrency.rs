@@ -398,8 +398,7 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
     // SAFETY: kill(2) has no memory-safety preconditions; own child's process group.
     unsafe { libc::kill(-pid, libc::SIGSTOP) };
     let t = Instant::now();
-    let (d, lines) =
-        capture_syslog(&Driver::new(&stack, "svc", &u.name).answer(&code_at(&secret, now())));
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, now()), None, None);
     let took = t.elapsed();
     assert_ne!(d.module_code(), "PAM_SUCCESS");
     assert_ne!(d.module_code(), "PAM_IGNORE");
