@@ -779,19 +779,14 @@ pub fn capture_syslog(driver: &Driver) -> (Drive, Vec<String>) {
 }
 
 /// One [`Driver::login`] run, from `rhost` when given, with the clock frozen at `at`.
-pub fn login_at(
+pub fn login_at<'a>(
     stack: &Stack,
     user: &TestUser,
     answer: &str,
-    rhost: Option<&str>,
+    rhost: impl Into<Option<&'a str>>,
     at: u64,
 ) -> Drive {
-    let driver = Driver::login(stack, user, answer).at(at);
-    match rhost {
-        Some(rhost) => driver.rhost(rhost),
-        None => driver,
-    }
-    .run()
+    with_rhost(Driver::login(stack, user, answer).at(at), rhost.into()).run()
 }
 
 /// The peer address (RFC 5737) the fleet tests log in from.
@@ -800,21 +795,25 @@ pub const PEER: &str = "192.0.2.7";
 /// One [`Driver::login`], from `rhost` and with the clock frozen at `at` when given (a
 /// test that waits on a real server or times the login needs the running clock): the
 /// run and the syslog lines the module sent ([`capture_syslog`]).
-pub fn login_logged(
+pub fn login_logged<'a>(
     stack: &Stack,
     user: &TestUser,
     answer: &str,
-    rhost: Option<&str>,
-    at: Option<u64>,
+    rhost: impl Into<Option<&'a str>>,
+    at: impl Into<Option<u64>>,
 ) -> (Drive, Vec<String>) {
-    let mut driver = Driver::login(stack, user, answer);
-    if let Some(rhost) = rhost {
-        driver = driver.rhost(rhost);
+    let driver = with_rhost(Driver::login(stack, user, answer), rhost.into());
+    capture_syslog(&match at.into() {
+        Some(unix) => driver.at(unix),
+        None => driver,
+    })
+}
+
+fn with_rhost(driver: Driver, rhost: Option<&str>) -> Driver {
+    match rhost {
+        Some(rhost) => driver.rhost(rhost),
+        None => driver,
     }
-    if let Some(unix) = at {
-        driver = driver.at(unix);
-    }
-    capture_syslog(&driver)
 }
 
 /// [`capture_syslog`] with `src` bind-mounted over `dst` (both absolute) inside the same

@@ -55,7 +55,7 @@ fn a_root_owned_symlink_on_the_way_home_is_followed_and_a_users_is_not() {
 
     // The same link owned by the user: not followed.
     std::os::unix::fs::lchown(&link, Some(u.uid), Some(u.gid)).expect("lchown");
-    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0 + 30), None, Some(T0 + 30));
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "user's symlink: {d:?}");
     assert!(
         logged(&lines, "is a symbolic link not owned by root"),
@@ -113,7 +113,7 @@ fn line_one_spellings_are_read_as_ga_reads_them() {
     ] {
         at += 30;
         u.write_secret(&format!("{line1}\n\" TOTP_AUTH\n"), 0o600);
-        let (d, lines) = login_logged(&stack, &u, &code_at(canonical, at), None, Some(at));
+        let (d, lines) = login_logged(&stack, &u, &code_at(canonical, at), None, at);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{what}: {d:?}");
         assert_eq!(d.prompts, 1, "{what}: prompted like everybody");
         assert!(logged(&lines, "secret file unusable"), "{what}: {lines:?}");
@@ -145,7 +145,7 @@ fn malformed_settings_deny_and_unknown_lines_are_kept() {
         at += 30;
         let text = format!("{secret}\n\" {setting}\n\" TOTP_AUTH\n");
         let p = u.write_secret(&text, 0o600);
-        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, Some(at));
+        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, at);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{setting:?}: {d:?}");
         assert!(
             lines

@@ -63,26 +63,20 @@ fn a_printed_file_served_by_the_secret_command_logs_in_once_fleet_wide() {
     let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &args)).collect();
 
     let code = oathtool_totp(&secret, T0, 30, 6, "sha1");
-    let d = login_at(&hosts[0], &u, &code, Some(PEER), T0);
+    let d = login_at(&hosts[0], &u, &code, PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     // The same code on the other host: the fleet's one replay mark refuses it.
-    let d = login_at(&hosts[1], &u, &code, Some(PEER), T0 + 5);
+    let d = login_at(&hosts[1], &u, &code, PEER, T0 + 5);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
     let next = oathtool_totp(&secret, T0 + 30, 30, 6, "sha1");
-    let d = login_at(&hosts[1], &u, &next, Some(PEER), T0 + 30);
+    let d = login_at(&hosts[1], &u, &next, PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     // A wrong code: the served file is checked, not just present.
-    let d = login_at(
-        &hosts[0],
-        &u,
-        &wrong_totp(&secret, T0 + 60),
-        Some(PEER),
-        T0 + 60,
-    );
+    let d = login_at(&hosts[0], &u, &wrong_totp(&secret, T0 + 60), PEER, T0 + 60);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),

@@ -97,9 +97,9 @@ fn a_code_accepted_on_one_host_is_refused_on_another() {
     let (u, secret) = TestUser::enrolled("er");
     let (hosts, a) = fleet(&cluster, 2, "");
     let code = code_at(&secret, T0);
-    let (d, logs) = login_logged(&hosts[0], &u, &code, Some(PEER), Some(T0));
+    let (d, logs) = login_logged(&hosts[0], &u, &code, PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
-    let (d, logs) = login_logged(&hosts[1], &u, &code, Some(PEER), Some(T0 + 5));
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, T0 + 5);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter()
@@ -107,13 +107,7 @@ fn a_code_accepted_on_one_host_is_refused_on_another() {
         "{logs:?}"
     );
     // Control: the next code logs in on the second host.
-    let (d, _) = login_logged(
-        &hosts[1],
-        &u,
-        &code_at(&secret, T0 + 30),
-        Some(PEER),
-        Some(T0 + 30),
-    );
+    let (d, _) = login_logged(&hosts[1], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 
     // The admin tool works on the cluster: show, ping, init refused twice, reset.
@@ -137,7 +131,7 @@ fn the_leader_killed_right_after_a_login_loses_no_used_code() {
     let (u, secret) = TestUser::enrolled("el");
     let (hosts, _) = fleet(&cluster, 2, "etcd_connect_timeout=300 etcd_timeout=500");
     let code = code_at(&secret, T0);
-    let (d, logs) = login_logged(&hosts[0], &u, &code, Some(PEER), Some(T0));
+    let (d, logs) = login_logged(&hosts[0], &u, &code, PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let leader = cluster.leader();
     cluster.kill(leader);
@@ -148,7 +142,7 @@ fn the_leader_killed_right_after_a_login_loses_no_used_code() {
     // be unavailable, which also denies; retried until the replay itself is seen.
     let mut seen_replay = false;
     while killed_at.elapsed() < Duration::from_secs(10) {
-        let (d, logs) = login_logged(&hosts[1], &u, &code, Some(PEER), Some(T0 + 5));
+        let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, T0 + 5);
         assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
         if logs
             .iter()
@@ -167,7 +161,7 @@ fn the_leader_killed_right_after_a_login_loses_no_used_code() {
     // The next code logs in within 10 s of the kill.
     let next = code_at(&secret, T0 + 30);
     let logged_in = loop {
-        let (d, _) = login_logged(&hosts[1], &u, &next, Some(PEER), Some(T0 + 30));
+        let (d, _) = login_logged(&hosts[1], &u, &next, PEER, T0 + 30);
         if d.returned() == Returned::Success {
             break true;
         }
@@ -192,20 +186,14 @@ fn two_of_three_members_down_deny_in_bounded_time() {
     let (u, secret) = TestUser::enrolled("eq");
     let (hosts, a) = fleet(&cluster, 1, "etcd_connect_timeout=300 etcd_timeout=500");
     // Control: the whole cluster logs in.
-    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), Some(PEER), Some(T0));
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // One member down: a majority is left, the next code logs in.
     let leader = cluster.leader();
     cluster.kill((leader + 1) % 3);
     let mut ok = false;
     for _ in 0..20 {
-        let (d, _) = login_logged(
-            &hosts[0],
-            &u,
-            &code_at(&secret, T0 + 30),
-            Some(PEER),
-            Some(T0 + 30),
-        );
+        let (d, _) = login_logged(&hosts[0], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
         if d.returned() == Returned::Success {
             ok = true;
             break;
@@ -217,13 +205,7 @@ fn two_of_three_members_down_deny_in_bounded_time() {
     // named.
     cluster.kill(leader);
     let started = Instant::now();
-    let (d, logs) = login_logged(
-        &hosts[0],
-        &u,
-        &code_at(&secret, T0 + 60),
-        Some(PEER),
-        Some(T0 + 60),
-    );
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0 + 60), PEER, T0 + 60);
     let took = started.elapsed();
     assert_ne!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     assert_ne!(d.returned(), Returned::Ignore, "{d:?} {logs:?}");
@@ -250,27 +232,21 @@ fn a_lost_store_record_counts_every_earlier_step_as_used() {
     init_store(&a);
     let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &a)).collect();
     let code = code_at(&secret, T0);
-    let (d, _) = login_logged(&hosts[0], &u, &code, Some(PEER), Some(T0));
+    let (d, _) = login_logged(&hosts[0], &u, &code, PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     // A wiped cluster, or one restored with its old cluster ID, whose admin deleted
     // every key of the prefix (docs/fleet.md).
     cluster.ctl(&["del", "--prefix", &prefix]);
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(1), "{p:?}");
-    let (d, logs) = login_logged(&hosts[1], &u, &code, Some(PEER), Some(T0 + 5));
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, T0 + 5);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
         "{logs:?}"
     );
     // Control: a code of a later step logs in.
-    let (d, logs) = login_logged(
-        &hosts[1],
-        &u,
-        &code_at(&secret, T0 + 65),
-        Some(PEER),
-        Some(T0 + 65),
-    );
+    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, T0 + 65), PEER, T0 + 65);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -283,12 +259,12 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     let (u, secret) = TestUser::enrolled("es");
     let (hosts, a) = fleet(&cluster, 2, "");
     // Control: a code logs in, and the store record is written on this cluster.
-    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), Some(PEER), Some(T0));
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let snapshot = cluster.snapshot_save();
     // Used after the snapshot: the restored cluster will not have its replay mark.
     let code = code_at(&secret, T0 + 30);
-    let (d, logs) = login_logged(&hosts[0], &u, &code, Some(PEER), Some(T0 + 30));
+    let (d, logs) = login_logged(&hosts[0], &u, &code, PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // etcd's disaster recovery, and nothing more: no key deleted by hand. The new
     // cluster token gives the restored cluster a new cluster ID.
@@ -299,7 +275,7 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     // The monitoring probe sees the lost data set before any login does.
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(1), "{p:?}");
-    let (d, logs) = login_logged(&hosts[1], &u, &code, Some(PEER), Some(T0 + 35));
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, T0 + 35);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
@@ -307,21 +283,9 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     );
     // Control: a code of a later step logs in, on either host; the recreated record
     // is bound to the restored cluster, so it is not recreated again.
-    let (d, logs) = login_logged(
-        &hosts[1],
-        &u,
-        &code_at(&secret, T0 + 95),
-        Some(PEER),
-        Some(T0 + 95),
-    );
+    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, T0 + 95), PEER, T0 + 95);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
-    let (d, logs) = login_logged(
-        &hosts[0],
-        &u,
-        &code_at(&secret, T0 + 125),
-        Some(PEER),
-        Some(T0 + 125),
-    );
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0 + 125), PEER, T0 + 125);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(0), "{p:?}");
@@ -335,7 +299,7 @@ fn hosts_racing_to_recreate_a_restored_clusters_store_record_agree_on_one() {
     let mut cluster = EtcdCluster::start(1, &EtcdConfig::default());
     let (u, secret) = TestUser::enrolled("ew");
     let (hosts, a) = fleet(&cluster, 4, "throttle_after=100 etcd_timeout=3000");
-    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), Some(PEER), Some(T0));
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let snapshot = cluster.snapshot_save();
     cluster.restore(&snapshot, &format!("pam_totp-race-{}", std::process::id()));
@@ -398,12 +362,12 @@ fn a_store_record_of_an_earlier_release_is_bound_to_its_cluster_on_first_read() 
     assert!(bound.starts_with(b"PTE1"), "{bound:?}");
     // What an earlier release wrote: the module's record alone (magic + cluster ID cut).
     cluster.put_bytes(&store, &bound[12..]);
-    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0), Some(PEER), Some(T0));
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // Kept (the same record: the code above was not refused as "lost its data"), and
     // bound to the cluster again.
     assert_eq!(raw(&cluster), bound);
-    let (d, _) = login_logged(&host, &u, &code_at(&secret, T0), Some(PEER), Some(T0 + 5));
+    let (d, _) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0 + 5);
     assert_eq!(d.returned(), denied(), "{d:?}");
 }
 
@@ -449,18 +413,12 @@ fn tls_and_a_role_limited_to_the_prefix() {
     init_store(&a);
     let host = Stack::probe("svc", &a);
     // Control: TLS verified, the role's prefix, the right password.
-    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t), Some(PEER), Some(t));
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t), PEER, t);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 
     // A prefix outside the role: refused by etcd, the log names it.
     let outside = Stack::probe("svc", &opts("elsewhere/", &good, &ca));
-    let (d, logs) = login_logged(
-        &outside,
-        &u,
-        &code_at(&secret, t + 30),
-        Some(PEER),
-        Some(t + 30),
-    );
+    let (d, logs) = login_logged(&outside, &u, &code_at(&secret, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter().any(|l| l.contains("permission denied")),
@@ -468,13 +426,7 @@ fn tls_and_a_role_limited_to_the_prefix() {
     );
     // A wrong password.
     let wrong = Stack::probe("svc", &opts("pam_totp/", &bad, &ca));
-    let (d, logs) = login_logged(
-        &wrong,
-        &u,
-        &code_at(&secret, t + 30),
-        Some(PEER),
-        Some(t + 30),
-    );
+    let (d, logs) = login_logged(&wrong, &u, &code_at(&secret, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter().any(|l| l.contains("authentication failed")),
@@ -482,23 +434,11 @@ fn tls_and_a_role_limited_to_the_prefix() {
     );
     // Another CA: the members' certificates are not trusted.
     let untrusted = Stack::probe("svc", &opts("pam_totp/", &good, &other_ca));
-    let (d, logs) = login_logged(
-        &untrusted,
-        &u,
-        &code_at(&secret, t + 30),
-        Some(PEER),
-        Some(t + 30),
-    );
+    let (d, logs) = login_logged(&untrusted, &u, &code_at(&secret, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(logs.iter().any(|l| l.contains("TLS")), "{logs:?}");
     // The control again, after the refusals: the code nobody used logs in.
-    let (d, logs) = login_logged(
-        &host,
-        &u,
-        &code_at(&secret, t + 30),
-        Some(PEER),
-        Some(t + 30),
-    );
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -532,17 +472,11 @@ fn client_certificates_authenticate_to_a_cluster_that_requires_them() {
     ));
     init_store(&a);
     let host = Stack::probe("svc", &a);
-    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t), Some(PEER), Some(t));
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t), PEER, t);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // Without a certificate the handshake is refused.
     let bare = Stack::probe("svc", &base(""));
-    let (d, logs) = login_logged(
-        &bare,
-        &u,
-        &code_at(&secret, t + 30),
-        Some(PEER),
-        Some(t + 30),
-    );
+    let (d, logs) = login_logged(&bare, &u, &code_at(&secret, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(logs.iter().any(|l| l.contains("etcd")), "{logs:?}");
 }
@@ -560,7 +494,7 @@ fn the_local_fallback_works_for_etcd_and_is_logged_as_a_weakening() {
         "etcd_connect_timeout=300 etcd_timeout=500 state_fallback=local",
     );
     // Control: with the cluster up the shared store is used, nothing is logged about it.
-    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), Some(PEER), Some(T0));
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     assert!(
         !logs.iter().any(|l| l.contains("state_fallback=local")),
@@ -569,13 +503,7 @@ fn the_local_fallback_works_for_etcd_and_is_logged_as_a_weakening() {
     for i in 0..3 {
         cluster.kill(i);
     }
-    let (d, logs) = login_logged(
-        &hosts[0],
-        &u,
-        &code_at(&secret, T0 + 30),
-        Some(PEER),
-        Some(T0 + 30),
-    );
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     assert!(
         logs.iter()
@@ -625,7 +553,7 @@ fn a_member_dripping_or_announcing_a_huge_reply_is_cut_off_in_bounded_time() {
         let started = Instant::now();
         // Real time: the bound is on the wall clock (under libfaketime's frozen clock
         // the client's overall deadline would never come).
-        let (d, logs) = login_logged(&host, &u, &code_at(&secret, now()), Some(PEER), None);
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret, now()), PEER, None);
         (d, logs, started.elapsed())
     };
     // One byte every 100 ms: each read is well inside any per-read timeout, the whole
@@ -661,7 +589,7 @@ fn a_member_dripping_or_announcing_a_huge_reply_is_cut_off_in_bounded_time() {
     // Control: a real cluster behind the same options logs in.
     let cluster = EtcdCluster::start(1, &EtcdConfig::default());
     let (hosts, _) = fleet(&cluster, 1, "etcd_connect_timeout=300 etcd_timeout=500");
-    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), Some(PEER), Some(T0));
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 

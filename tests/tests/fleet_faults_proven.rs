@@ -62,7 +62,7 @@ fn initialised(args: &str) -> Stack {
 /// absent (a store or command failure compares no code).
 fn timed_login(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<String>, Duration) {
     let started = Instant::now();
-    let (d, lines) = login_logged(stack, user, code, Some(PEER), None);
+    let (d, lines) = login_logged(stack, user, code, PEER, None);
     no_wrong_code_line(&lines);
     (d, lines, started.elapsed())
 }

@@ -97,10 +97,10 @@ fn a_code_accepted_on_host_1_is_refused_on_host_2() {
 
     let hosts = fleet(&server, 2, "");
     assert_eq!(
-        login_at(&hosts[0], &u, &code, Some(PEER), T0).returned(),
+        login_at(&hosts[0], &u, &code, PEER, T0).returned(),
         Returned::Success
     );
-    let d = login_at(&hosts[1], &u, &code, Some(PEER), T0 + 5);
+    let d = login_at(&hosts[1], &u, &code, PEER, T0 + 5);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -111,11 +111,11 @@ fn a_code_accepted_on_host_1_is_refused_on_host_2() {
     let local = islands(2, "");
     let code = code_at(&secret, T0 + 60);
     assert_eq!(
-        login_at(&local[0], &u, &code, Some(PEER), T0 + 60).returned(),
+        login_at(&local[0], &u, &code, PEER, T0 + 60).returned(),
         Returned::Success
     );
     assert_eq!(
-        login_at(&local[1], &u, &code, Some(PEER), T0 + 65).returned(),
+        login_at(&local[1], &u, &code, PEER, T0 + 65).returned(),
         Returned::Success
     );
 }
@@ -134,14 +134,14 @@ fn the_wrong_code_budget_is_shared_across_hosts() {
     // fourth attempt, on a fourth host and with the right code, is held back.
     let hosts = fleet(&server, 4, "throttle_after=3");
     for h in &hosts[..3] {
-        let d = login_at(h, &u, &wrong, Some(PEER), T0);
+        let d = login_at(h, &u, &wrong, PEER, T0);
         assert_eq!(
             d.returned(),
             Returned::Failed("PAM_AUTH_ERR".into()),
             "{d:?}"
         );
     }
-    let d = login_at(&hosts[3], &u, &right, Some(PEER), T0 + 1);
+    let d = login_at(&hosts[3], &u, &right, PEER, T0 + 1);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -155,10 +155,10 @@ fn the_wrong_code_budget_is_shared_across_hosts() {
     // Per-host budgets: each host has seen one failure only, so the code works.
     let local = islands(4, "throttle_after=3");
     for h in &local[..3] {
-        login_at(h, &u, &wrong, Some(PEER), T0);
+        login_at(h, &u, &wrong, PEER, T0);
     }
     assert_eq!(
-        login_at(&local[3], &u, &right, Some(PEER), T0 + 1).returned(),
+        login_at(&local[3], &u, &right, PEER, T0 + 1).returned(),
         Returned::Success
     );
 }
@@ -214,7 +214,7 @@ fn the_local_fallback_is_opt_in_and_logged_as_a_weakening() {
     );
     let host = Stack::probe("svc", &args);
     server.stop();
-    let (d, log) = login_logged(&host, &u, &code_at(&secret, T0), None, Some(T0));
+    let (d, log) = login_logged(&host, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     assert!(
         log.iter()
@@ -227,7 +227,7 @@ fn the_local_fallback_is_opt_in_and_logged_as_a_weakening() {
         "{log:?}"
     );
     // The local store has the mark now: the same code is refused on this host.
-    let d = login_at(&host, &u, &code_at(&secret, T0), Some(PEER), T0 + 5);
+    let d = login_at(&host, &u, &code_at(&secret, T0), PEER, T0 + 5);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -264,11 +264,11 @@ fn a_wrong_redis_password_denies() {
     init_store(&args(&cred("correct")));
     let good = host(&cred("correct"));
     assert_eq!(
-        login_at(&good, &u, &code_at(&secret, T0), Some(PEER), T0).returned(),
+        login_at(&good, &u, &code_at(&secret, T0), PEER, T0).returned(),
         Returned::Success
     );
     let bad = host(&cred("wrong"));
-    let d = login_at(&bad, &u, &code_at(&secret, T0 + 30), Some(PEER), T0 + 30);
+    let d = login_at(&bad, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -296,28 +296,21 @@ fn secrets_from_a_command_work_across_hosts() {
     let hosts = fleet(&server, 2, &extra);
     let code = code_at(&secret, T0);
     assert_eq!(
-        login_at(&hosts[0], &u, &code, Some(PEER), T0).returned(),
+        login_at(&hosts[0], &u, &code, PEER, T0).returned(),
         Returned::Success
     );
-    let d = login_at(&hosts[1], &u, &code, Some(PEER), T0 + 5);
+    let d = login_at(&hosts[1], &u, &code, PEER, T0 + 5);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
     assert_eq!(
-        login_at(
-            &hosts[1],
-            &u,
-            &code_at(&secret, T0 + 30),
-            Some(PEER),
-            T0 + 30
-        )
-        .returned(),
+        login_at(&hosts[1], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30).returned(),
         Returned::Success
     );
     // Exit status 10, no output: not enrolled, and nullok skips.
-    let d = login_at(&hosts[0], &other, "123456", Some(PEER), T0);
+    let d = login_at(&hosts[0], &other, "123456", PEER, T0);
     assert_eq!(d.returned(), Returned::Ignore, "{d:?}");
 }
 
@@ -333,15 +326,15 @@ fn re_enrolment_starts_fresh_marks_fleet_wide() {
     let (old, new) = (random_secret_b32(), random_secret_b32());
     u.write_secret(&totp_file(&old), 0o600);
     assert_eq!(
-        login_at(&hosts[0], &u, &code_at(&old, T0), Some(PEER), T0).returned(),
+        login_at(&hosts[0], &u, &code_at(&old, T0), PEER, T0).returned(),
         Returned::Success
     );
     // Re-enrolled in the same step: the new secret's code works on the other host, and
     // only once fleet-wide.
     u.write_secret(&totp_file(&new), 0o600);
-    let d = login_at(&hosts[1], &u, &code_at(&new, T0 + 1), Some(PEER), T0 + 1);
+    let d = login_at(&hosts[1], &u, &code_at(&new, T0 + 1), PEER, T0 + 1);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
-    let d = login_at(&hosts[0], &u, &code_at(&new, T0 + 1), Some(PEER), T0 + 2);
+    let d = login_at(&hosts[0], &u, &code_at(&new, T0 + 1), PEER, T0 + 2);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -349,7 +342,7 @@ fn re_enrolment_starts_fresh_marks_fleet_wide() {
     );
     // The old secret restored: its used code stays used on every host.
     u.write_secret(&totp_file(&old), 0o600);
-    let d = login_at(&hosts[1], &u, &code_at(&old, T0), Some(PEER), T0 + 3);
+    let d = login_at(&hosts[1], &u, &code_at(&old, T0), PEER, T0 + 3);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -381,17 +374,17 @@ fn scratch_codes_and_hotp_from_a_command_are_used_once_fleet_wide() {
     let extra = serve(&format!("{}12345678\n87654321\n", totp_file(&secret)));
     let hosts = fleet(&server, 2, &extra);
     assert_eq!(
-        login_at(&hosts[0], &u, "12345678", Some(PEER), T0).returned(),
+        login_at(&hosts[0], &u, "12345678", PEER, T0).returned(),
         Returned::Success
     );
-    let d = login_at(&hosts[1], &u, "12345678", Some(PEER), T0 + 1);
+    let d = login_at(&hosts[1], &u, "12345678", PEER, T0 + 1);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
     assert_eq!(
-        login_at(&hosts[1], &u, "87654321", Some(PEER), T0 + 2).returned(),
+        login_at(&hosts[1], &u, "87654321", PEER, T0 + 2).returned(),
         Returned::Success
     );
     // HOTP: the window follows the fleet's high-water mark, the served counter stays 1.
@@ -403,18 +396,12 @@ fn scratch_codes_and_hotp_from_a_command_are_used_once_fleet_wide() {
             host,
             &u,
             &oathtool_hotp(&secret, counter),
-            Some(PEER),
+            PEER,
             T0 + 10 + counter,
         );
         assert_eq!(d.returned(), Returned::Success, "counter {counter}: {d:?}");
     }
-    let d = login_at(
-        &hosts[0],
-        &u,
-        &oathtool_hotp(&secret, 5),
-        Some(PEER),
-        T0 + 30,
-    );
+    let d = login_at(&hosts[0], &u, &oathtool_hotp(&secret, 5), PEER, T0 + 30);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -424,7 +411,7 @@ fn scratch_codes_and_hotp_from_a_command_are_used_once_fleet_wide() {
     // with the reason logged (control: the same command serving TOTP only logs in).
     let scratch = serve(&format!("{}12345678\n", totp_file(&secret)));
     let island = &islands(1, &scratch)[0];
-    let (d, logs) = login_logged(island, &u, &code_at(&secret, T0 + 60), None, Some(T0 + 60));
+    let (d, logs) = login_logged(island, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -436,7 +423,7 @@ fn scratch_codes_and_hotp_from_a_command_are_used_once_fleet_wide() {
     );
     let island = &islands(1, &serve(&totp_file(&secret)))[0];
     assert_eq!(
-        login_at(island, &u, &code_at(&secret, T0 + 90), Some(PEER), T0 + 90).returned(),
+        login_at(island, &u, &code_at(&secret, T0 + 90), PEER, T0 + 90).returned(),
         Returned::Success
     );
 }
@@ -462,7 +449,7 @@ fn a_failing_or_untrusted_secret_command_denies() {
              secret_command_timeout=500",
             path.display()
         );
-        login_at(&fleet(&server, 1, &extra)[0], &u, &code, Some(PEER), T0)
+        login_at(&fleet(&server, 1, &extra)[0], &u, &code, PEER, T0)
     };
     let file = totp_file(&secret);
     for (name, body, mode) in [
@@ -501,7 +488,7 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
     let hosts = fleet_with_prefix(&server, 2, "", &prefix);
     let code = code_at(&secret, T0);
     assert_eq!(
-        login_at(&hosts[0], &u, &code, Some(PEER), T0).returned(),
+        login_at(&hosts[0], &u, &code, PEER, T0).returned(),
         Returned::Success
     );
 
@@ -529,7 +516,7 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
     assert!(reset.status.success(), "{reset:?}");
     // Reset fleet-wide: host 2 now accepts the code host 1 consumed.
     assert_eq!(
-        login_at(&hosts[1], &u, &code, Some(PEER), T0 + 5).returned(),
+        login_at(&hosts[1], &u, &code, PEER, T0 + 5).returned(),
         Returned::Success
     );
 

@@ -82,7 +82,7 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
     let (u, secret) = TestUser::enrolled("lp");
 
     // No library yet: the script fallback is refused by the host's ACL.
-    let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), Some(RHOST), None);
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), RHOST, None);
     assert_ne!(d.returned(), Returned::Success, "{lines:?}");
     assert!(
         lines.iter().any(|l| syslog_message(l).contains("NOPERM")),
@@ -95,7 +95,7 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
     assert!(listed[0].contains("pam_totp_cas_v1"), "{listed:?}");
 
     // Control: the same host logs in.
-    let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), Some(RHOST), None);
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
 
     // And it could not run a script or delete a record.

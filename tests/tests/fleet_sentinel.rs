@@ -120,7 +120,7 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
     );
     let (w, secret_w) = TestUser::enrolled("sp");
     let started = Instant::now();
-    let (d, lines) = login_logged(&host_c, &w, &code_at(&secret_w, now()), Some(RHOST), None);
+    let (d, lines) = login_logged(&host_c, &w, &code_at(&secret_w, now()), RHOST, None);
     assert_eq!(
         d.returned(),
         Returned::Success,
@@ -135,7 +135,7 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
 
     // Control: host A logs in through the sentinels.
     let code = code_at(&secret, now());
-    let (d, lines) = login_logged(&host_a, &u, &code, Some(RHOST), None);
+    let (d, lines) = login_logged(&host_a, &u, &code, RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 
     // The primary dies.
@@ -158,7 +158,7 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
     // The code used on A is refused on B (retried while the store is still settling:
     // an unavailable store compares nothing and records nothing).
     let refused = loop {
-        let (d, lines) = login_logged(&host_b, &u, &code, Some(RHOST), None);
+        let (d, lines) = login_logged(&host_b, &u, &code, RHOST, None);
         assert_ne!(
             d.returned(),
             Returned::Success,
@@ -177,7 +177,7 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
 
     // Logins work again within 30 s of the kill (another user: a fresh code).
     loop {
-        let (d, lines) = login_logged(&host_b, &v, &code_at(&secret_v, now()), Some(RHOST), None);
+        let (d, lines) = login_logged(&host_b, &v, &code_at(&secret_v, now()), RHOST, None);
         if d.returned() == Returned::Success {
             break;
         }

@@ -34,7 +34,7 @@ fn records_are_keyed_by_name_and_uid_records_are_carried_over_through_libpam() {
     let exists = |k: &str| server.raw(None, &[b"EXISTS", k.as_bytes()]) == b":1\r\n";
 
     let code = code_at(&secret, now());
-    let (d, lines) = login_logged(&host_a, &u, &code, Some(RHOST), None);
+    let (d, lines) = login_logged(&host_a, &u, &code, RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
     assert!(exists(&by_name), "the record is keyed by name");
     assert!(!exists(&by_uid), "and not by uid");
@@ -42,7 +42,7 @@ fn records_are_keyed_by_name_and_uid_records_are_carried_over_through_libpam() {
     // As the previous release would have left it.
     let r = server.raw(None, &[b"RENAME", by_name.as_bytes(), by_uid.as_bytes()]);
     assert!(r.starts_with(b"+OK"), "{}", String::from_utf8_lossy(&r));
-    let (d, lines) = login_logged(&host_b, &u, &code, Some(RHOST), None);
+    let (d, lines) = login_logged(&host_b, &u, &code, RHOST, None);
     assert_ne!(d.returned(), Returned::Success, "{lines:?}");
     assert!(
         lines
@@ -53,7 +53,7 @@ fn records_are_keyed_by_name_and_uid_records_are_carried_over_through_libpam() {
 
     // Control: nothing remembers the code once both records are gone.
     server.raw(None, &[b"DEL", by_name.as_bytes(), by_uid.as_bytes()]);
-    let (d, lines) = login_logged(&host_b, &u, &code, Some(RHOST), None);
+    let (d, lines) = login_logged(&host_b, &u, &code, RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 }
 
@@ -134,7 +134,7 @@ fn a_code_used_on_one_host_is_refused_where_the_same_name_has_another_uid() {
     std::fs::write(b_passwd.path(), passwd).expect("write passwd copy");
 
     let code = code_at(&secret, now());
-    let (d, lines) = login_logged(&host_a, &u, &code, Some(RHOST), None);
+    let (d, lines) = login_logged(&host_a, &u, &code, RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "host A: {d:?} {lines:?}");
     let (d, lines) = login_on_host_with_passwd(&host_b, b_passwd.path(), &u, &code);
     assert_ne!(d.returned(), Returned::Success, "replayed on B: {lines:?}");

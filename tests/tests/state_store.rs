@@ -319,7 +319,7 @@ fn a_strangers_origin_does_not_throttle_the_users_origin() {
     let stranger = "198.51.100.66";
     let own = "192.0.2.10";
     for i in 0..3 {
-        let d = login_at(&stack, &u, &wrong_totp(&secret, T0), Some(stranger), T0 + i);
+        let d = login_at(&stack, &u, &wrong_totp(&secret, T0), stranger, T0 + i);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR");
         assert!(
             !d.messages.iter().any(|(s, _)| *s == 3),
@@ -327,13 +327,7 @@ fn a_strangers_origin_does_not_throttle_the_users_origin() {
         );
     }
     // The stranger keeps trying the moment each backoff ends...
-    let d = login_at(
-        &stack,
-        &u,
-        &code_at(&secret, T0 + 10),
-        Some(stranger),
-        T0 + 10,
-    );
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 10), stranger, T0 + 10);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR");
     assert!(
         d.messages
@@ -341,7 +335,7 @@ fn a_strangers_origin_does_not_throttle_the_users_origin() {
         "{d:?}"
     );
     // ...the user's own address is not held up.
-    let d = login_at(&stack, &u, &code_at(&secret, T0 + 10), Some(own), T0 + 10);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 10), own, T0 + 10);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     // Local logins are keyed by their tty: another tty is another origin.
     for i in 0..3 {
@@ -371,7 +365,7 @@ fn rotating_origins_meet_the_per_user_ceiling() {
     let stack = Stack::probe("svc", "ceiling_burst=4 ceiling_interval=600");
     let own = "192.0.2.10";
     assert_eq!(
-        login_at(&stack, &u, &code_at(&secret, T0), Some(own), T0).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), own, T0).module_code(),
         "PAM_SUCCESS"
     );
     for i in 0..4u64 {
@@ -379,7 +373,7 @@ fn rotating_origins_meet_the_per_user_ceiling() {
             &stack,
             &u,
             &wrong_totp(&secret, T0),
-            Some(&format!("203.0.113.{i}")),
+            format!("203.0.113.{i}").as_str(),
             T0 + 1,
         );
         assert_eq!(d.module_code(), "PAM_AUTH_ERR");
@@ -392,7 +386,7 @@ fn rotating_origins_meet_the_per_user_ceiling() {
         &stack,
         &u,
         &code_at(&secret, T0 + 30),
-        Some("203.0.113.99"),
+        "203.0.113.99",
         T0 + 30,
     );
     assert_eq!(
@@ -406,7 +400,7 @@ fn rotating_origins_meet_the_per_user_ceiling() {
             .any(|(s, t)| *s == 3 && t.contains("try again in")),
         "{d:?}"
     );
-    let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), Some(own), T0 + 31);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), own, T0 + 31);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "the known origin: {d:?}");
 }
 
@@ -454,13 +448,7 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
     );
     // A user without a record: denied, and the log names the cause.
     let (u2, secret2) = TestUser::enrolled("sg");
-    let (d, lines) = login_logged(
-        &stack,
-        &u2,
-        &code_at(&secret2, T0 + 30),
-        None,
-        Some(T0 + 30),
-    );
+    let (d, lines) = login_logged(&stack, &u2, &code_at(&secret2, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "full, no record: {d:?}");
     assert!(
         logs_contain(&lines, "No space left on device") && logs_contain(&lines, "allocate"),
@@ -474,7 +462,7 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
 
     let _ = fs::remove_file(fs_.path().join("fill"));
     fs_.remount("ro");
-    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0 + 60), None, Some(T0 + 60));
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "read-only: {d:?}");
     assert!(logs_contain(&lines, "Read-only file system"), "{lines:?}");
     assert_eq!(read_state(), recorded, "nothing lost");
@@ -603,7 +591,7 @@ fn hostile_state_records_deny_log_and_never_follow() {
         plant(&rec);
         let at = T0 + 30 * (i as u64 + 1);
         let started = Instant::now();
-        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, Some(at));
+        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, at);
         assert!(started.elapsed() < Duration::from_secs(5), "{what}: hung");
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{what}: {d:?}");
         assert!(
@@ -652,7 +640,7 @@ fn hostile_state_records_deny_log_and_never_follow() {
     // and usable again once its mode is fixed.
     let at = T0 + 30 * (cases.len() as u64 + 1);
     fs::set_permissions(stack.state_dir(), fs::Permissions::from_mode(0o777)).expect("chmod");
-    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, Some(at));
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, at);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "unsafe directory: {d:?}");
     assert!(
         logs_contain(&lines, "not writable by others"),
@@ -780,7 +768,7 @@ fn a_clock_fault_is_logged_and_totp_state_reset_recovers() {
         login_at(&stack, &u, &code_at(&secret, future), None, future).module_code(),
         "PAM_SUCCESS"
     );
-    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0), None, Some(T0));
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_ne!(d.module_code(), "PAM_SUCCESS");
     assert_ne!(d.module_code(), "PAM_IGNORE");
     assert!(logs_contain(&lines, "clock fault"), "{lines:?}");
@@ -822,7 +810,7 @@ fn totp_state_shows_and_resets_and_refuses_non_root() {
             &stack,
             &u,
             &wrong_totp(&secret, T0),
-            Some("198.51.100.1"),
+            "198.51.100.1",
             now() - 5 + i,
         );
     }
@@ -856,13 +844,7 @@ fn totp_state_shows_and_resets_and_refuses_non_root() {
         &stack.state_dir(),
     );
     assert!(out.status.success(), "{out:?}");
-    let d = login_at(
-        &stack,
-        &u,
-        &code_at(&secret, now()),
-        Some("198.51.100.1"),
-        now(),
-    );
+    let d = login_at(&stack, &u, &code_at(&secret, now()), "198.51.100.1", now());
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     // Unknown users are an error, not an empty record.
     let out = state_tool(
