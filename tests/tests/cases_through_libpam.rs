@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use system_tests::*;
 
@@ -229,6 +229,50 @@ fn clock_going_back_and_even_windows() {
     }
 }
 
+/// The rule that lets the peers of 10.0.0.0/8 skip the code.
+const RULE: &[u8] = b"+ : ALL : 10.0.0.0/8\n";
+
+/// The rule-file tests' set-up: root's secret, root-owned, and the path of the rule
+/// file the test writes, in one private directory.
+struct RuleSetup {
+    dir: tempfile::TempDir,
+    secret: PathBuf,
+    rules: PathBuf,
+}
+
+impl RuleSetup {
+    fn new() -> RuleSetup {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-rules")
+            .tempdir()
+            .expect("tempdir");
+        let secret = dir.path().join("secret");
+        write_owned(&secret, totp_file(SECRET_160).as_bytes(), 0, 0, 0o600);
+        let rules = dir.path().join("access.conf");
+        RuleSetup { dir, secret, rules }
+    }
+
+    /// A probe stack for `sshd` reading the rules in `rules`, with `extra` options.
+    fn stack(&self, rules: &Path, extra: &str) -> Stack {
+        let args = format!(
+            "secret={} accessfile={} {extra}",
+            self.secret.display(),
+            rules.display()
+        );
+        Stack::probe("sshd", args.trim_end())
+    }
+}
+
+/// Root's login to `sshd` with a wrong code, from `rhost` when given: only a skip lets
+/// it through.
+fn root_login(stack: &Stack, rhost: Option<&str>) -> Driver {
+    let d = Driver::new(stack, "sshd", "root").answer("000000");
+    match rhost {
+        Some(h) => d.rhost(h),
+        None => d,
+    }
+}
+
 /// J2–J6, J12: peer addresses as the rules see them, through the module: an
 /// IPv4-mapped IPv6 address matches the IPv4 rule (skip); the IPv4-compatible form,
 /// `010.1.2.3`-style literals, a trailing dot, a host name and no `PAM_RHOST` at all do
@@ -239,28 +283,11 @@ fn peer_addresses_and_a_missing_rule_file_through_the_module() {
     if !require_root("peer_addresses_and_a_missing_rule_file_through_the_module") {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("pam_totp-peers")
-        .tempdir()
-        .expect("tempdir");
-    let secret = dir.path().join("secret");
-    write_owned(
-        &secret,
-        format!("{SECRET_160}\n\" TOTP_AUTH\n").as_bytes(),
-        0,
-        0,
-        0o600,
-    );
-    let rules = dir.path().join("access.conf");
-    write_owned(&rules, b"+ : ALL : 10.0.0.0/8\n", 0, 0, 0o644);
-    let args = |rules: &Path| format!("secret={} accessfile={}", secret.display(), rules.display());
-    let stack = Stack::probe("sshd", &args(&rules));
+    let setup = RuleSetup::new();
+    write_owned(&setup.rules, RULE, 0, 0, 0o644);
+    let stack = setup.stack(&setup.rules, "");
     let returned = |stack: &Stack, rhost: Option<&str>| {
-        let mut d = Driver::new(stack, "sshd", "root").answer("000000");
-        if let Some(h) = rhost {
-            d = d.rhost(h);
-        }
-        let r = d.run();
+        let r = root_login(stack, rhost).run();
         (r.returned(), r.prompts)
     };
     assert_eq!(
@@ -290,13 +317,9 @@ fn peer_addresses_and_a_missing_rule_file_through_the_module() {
             "{rhost:?}: the code is asked"
         );
     }
-    let missing = dir.path().join("no-such-access.conf");
-    let stack = Stack::probe("sshd", &args(&missing));
-    let (d, lines) = capture_syslog(
-        &Driver::new(&stack, "sshd", "root")
-            .answer("000000")
-            .rhost("10.1.2.3"),
-    );
+    let missing = setup.dir.path().join("no-such-access.conf");
+    let stack = setup.stack(&missing, "");
+    let (d, lines) = capture_syslog(&root_login(&stack, Some("10.1.2.3")));
     assert_eq!(
         (d.returned(), d.prompts),
         (Returned::Failed("PAM_AUTH_ERR".into()), 1),
@@ -318,12 +341,7 @@ fn a_success_resets_the_failures_of_its_origin() {
     }
     let stack = Stack::probe("svc", "throttle_after=2");
     let from = |u: &TestUser, answer: &str, at: u64| {
-        Driver::new(&stack, "svc", &u.name)
-            .answer(answer)
-            .rhost("192.0.2.44")
-            .at(at)
-            .run()
-            .module_code()
+        login_at(&stack, u, answer, "192.0.2.44", at).module_code()
     };
     // Seconds apart (inside any backoff), across a step boundary so that the second
     // right code is a new one: second 27 of a step, then the next step.
@@ -367,36 +385,10 @@ fn rule_file_ownership_and_mode_through_the_module() {
     if !require_root("rule_file_ownership_and_mode_through_the_module") {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("pam_totp-rules")
-        .tempdir()
-        .expect("tempdir");
-    let secret = dir.path().join("secret");
-    write_owned(
-        &secret,
-        format!("{SECRET_160}\n\" TOTP_AUTH\n").as_bytes(),
-        0,
-        0,
-        0o600,
-    );
-    let rules = dir.path().join("access.conf");
-    let rule = b"+ : ALL : 10.0.0.0/8\n";
-    let stack = Stack::probe(
-        "sshd",
-        &format!(
-            "secret={} accessfile={} throttle_after=100",
-            secret.display(),
-            rules.display()
-        ),
-    );
-    let attempt = || {
-        capture_syslog(
-            &Driver::new(&stack, "sshd", "root")
-                .answer("000000")
-                .rhost("10.1.2.3"),
-        )
-    };
-    write_owned(&rules, rule, 0, 0, 0o644);
+    let setup = RuleSetup::new();
+    let stack = setup.stack(&setup.rules, "throttle_after=100");
+    let attempt = || capture_syslog(&root_login(&stack, Some("10.1.2.3")));
+    write_owned(&setup.rules, RULE, 0, 0, 0o644);
     let (d, lines) = attempt();
     assert_eq!((d.returned(), d.prompts), (Returned::Ignore, 0), "control");
     let skip_lines: Vec<&String> = lines
@@ -405,12 +397,12 @@ fn rule_file_ownership_and_mode_through_the_module() {
         .collect();
     assert_eq!(skip_lines.len(), 1, "the skip is logged once: {lines:?}");
     assert!(
-        skip_lines[0].contains(&format!("{}:line 1", rules.display())),
+        skip_lines[0].contains(&format!("{}:line 1", setup.rules.display())),
         "the skip names the rule: {lines:?}"
     );
     // A file written on Windows: CRLF line ends are read as LF, and the rule skips.
     write_owned(
-        &rules,
+        &setup.rules,
         b"# comment\r\n+ : ALL : 10.0.0.0/8\r\n",
         0,
         0,
@@ -424,28 +416,22 @@ fn rule_file_ownership_and_mode_through_the_module() {
     );
     // The caps (1 MiB, 8192-byte lines, 100,000 rules), each one over, the matching
     // rule first so only the cap can stop the skip.
-    let mut oversize = rule.to_vec();
+    let mut oversize = RULE.to_vec();
     oversize.resize(1024 * 1024 + 1, b'#');
     let long_line = format!("+ : ALL : 10.0.0.0/8\n# {}\n", "x".repeat(8192));
     let too_many = format!("+ : ALL : 10.0.0.0/8\n{}", "-:ALL:ALL\n".repeat(100_000));
     for (what, bytes, owner, mode, cause) in [
-        (
-            "owned by a user",
-            &rule[..],
-            65534,
-            0o644,
-            "owned by uid 65534",
-        ),
+        ("owned by a user", RULE, 65534, 0o644, "owned by uid 65534"),
         (
             "writable by others",
-            &rule[..],
+            RULE,
             0,
             0o666,
             "mode 0666 is too permissive",
         ),
         (
             "writable by the group",
-            &rule[..],
+            RULE,
             0,
             0o664,
             "mode 0664 is too permissive",
@@ -479,7 +465,7 @@ fn rule_file_ownership_and_mode_through_the_module() {
             "more than 100000 rules",
         ),
     ] {
-        write_owned(&rules, bytes, owner, 0, mode);
+        write_owned(&setup.rules, bytes, owner, 0, mode);
         let (d, lines) = attempt();
         assert_eq!(
             (d.returned(), d.prompts),
@@ -489,7 +475,7 @@ fn rule_file_ownership_and_mode_through_the_module() {
         assert!(
             lines.iter().any(|l| {
                 let m = syslog_message(l);
-                m.contains(&rules.display().to_string())
+                m.contains(&setup.rules.display().to_string())
                     && m.contains(cause)
                     && m.contains("the code is required for everybody")
             }),
