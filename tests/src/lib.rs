@@ -698,6 +698,23 @@ pub fn spawn_all(drivers: Vec<Driver>) -> Vec<Drive> {
         .collect()
 }
 
+/// The right code of `secret` answered by `n` logins of `user` spread over `hosts`, all
+/// released at one instant ([`start_time`]) so that they race: their results, and the
+/// 30-s step whose code they answered.
+pub fn same_code_at_once(
+    hosts: &[Stack],
+    user: &TestUser,
+    secret: &str,
+    n: usize,
+) -> (Vec<Drive>, u64) {
+    let start = start_time();
+    let code = code_at(secret, start / 1000);
+    let drivers = (0..n)
+        .map(|i| Driver::login(&hosts[i % hosts.len()], user, &code).start_at(start))
+        .collect();
+    (spawn_all(drivers), start / 1000 / 30)
+}
+
 /// A start time (unix ms) about 1.5 s ahead that is not within 3 s of a 30-s step
 /// boundary, so parallel processes all present the code of one step while it is current.
 pub fn start_time() -> u64 {

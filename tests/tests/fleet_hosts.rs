@@ -64,16 +64,7 @@ fn same_code_from_32_processes_over_4_hosts_succeeds_exactly_once() {
     for round in 0..2 {
         let hosts = fleet(&server, 4, "throttle_after=100");
         let (u, secret) = TestUser::enrolled("fx");
-        let start = start_time();
-        let code = code_at(&secret, start / 1000);
-        let drivers = (0..32)
-            .map(|i| {
-                Driver::new(&hosts[i % 4], "svc", &u.name)
-                    .answer(&code)
-                    .start_at(start)
-            })
-            .collect();
-        let results = spawn_all(drivers);
+        let (results, _) = same_code_at_once(&hosts, &u, &secret, 32);
         let ok = results
             .iter()
             .filter(|d| d.returned() == Returned::Success)

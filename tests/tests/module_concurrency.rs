@@ -25,16 +25,7 @@ fn same_code_in_32_parallel_logins_succeeds_exactly_once() {
         u.write_secret(&totp_file(&secret), 0o600);
         // A fresh enrollment: rounds may fall in one 30-s step.
         reset_state(&stack, u.uid);
-        let start = start_time();
-        let code = code_at(&secret, start / 1000);
-        let drivers = (0..32)
-            .map(|_| {
-                Driver::new(&stack, "svc", &u.name)
-                    .answer(&code)
-                    .start_at(start)
-            })
-            .collect();
-        let results = spawn_all(drivers);
+        let (results, step) = same_code_at_once(std::slice::from_ref(&stack), &u, &secret, 32);
         let ok = results
             .iter()
             .filter(|d| d.module_code() == "PAM_SUCCESS")
@@ -48,11 +39,7 @@ fn same_code_in_32_parallel_logins_succeeds_exactly_once() {
             denied, 31,
             "round {round}: every other one denied: {results:?}"
         );
-        assert_eq!(
-            stored_last_step(&stack, u.uid),
-            Some(start / 1000 / 30),
-            "round {round}"
-        );
+        assert_eq!(stored_last_step(&stack, u.uid), Some(step), "round {round}");
         assert_eq!(
             read(&u.secret_path()),
             totp_file(&secret),
