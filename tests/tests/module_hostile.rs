@@ -60,6 +60,13 @@ fn hostile_secret_files_are_denied_even_with_nullok() {
     fs::set_permissions(&other.home, fs::Permissions::from_mode(0o755)).expect("chmod");
 
     let valid = totp_file(&secret);
+    // `contents` at the secret path with `mode`, owned by `owner` (uid, gid) or the user.
+    let written = |contents: String, owner: Option<(u32, u32)>, mode: u32| -> SetupFn {
+        Box::new(move |u, p| {
+            let (uid, gid) = owner.unwrap_or((u.uid, u.gid));
+            write_owned(p, contents.as_bytes(), uid, gid, mode)
+        })
+    };
     let cases: Vec<Case> = vec![
         Case {
             name: "symlink to a root-owned file",
@@ -100,46 +107,27 @@ fn hostile_secret_files_are_denied_even_with_nullok() {
         },
         Case {
             name: "wrong owner (another user)",
-            setup: Box::new({
-                let v = valid.clone();
-                let (ou, og) = (other.uid, other.gid);
-                move |_, p| write_owned(p, v.as_bytes(), ou, og, 0o644)
-            }),
+            setup: written(valid.clone(), Some((other.uid, other.gid)), 0o644),
         },
         Case {
             name: "wrong owner (root, home mode)",
-            setup: Box::new({
-                let v = valid.clone();
-                move |_, p| write_owned(p, v.as_bytes(), 0, 0, 0o644)
-            }),
+            setup: written(valid.clone(), Some((0, 0)), 0o644),
         },
         Case {
             name: "group-writable 0620",
-            setup: Box::new({
-                let v = valid.clone();
-                move |u, p| write_owned(p, v.as_bytes(), u.uid, u.gid, 0o620)
-            }),
+            setup: written(valid.clone(), None, 0o620),
         },
         Case {
             name: "world-writable 0602",
-            setup: Box::new({
-                let v = valid.clone();
-                move |u, p| write_owned(p, v.as_bytes(), u.uid, u.gid, 0o602)
-            }),
+            setup: written(valid.clone(), None, 0o602),
         },
         Case {
             name: "group-readable 0640",
-            setup: Box::new({
-                let v = valid.clone();
-                move |u, p| write_owned(p, v.as_bytes(), u.uid, u.gid, 0o640)
-            }),
+            setup: written(valid.clone(), None, 0o640),
         },
         Case {
             name: "setuid bit 04600",
-            setup: Box::new({
-                let v = valid.clone();
-                move |u, p| write_owned(p, v.as_bytes(), u.uid, u.gid, 0o4600)
-            }),
+            setup: written(valid.clone(), None, 0o4600),
         },
         Case {
             name: "hard link (nlink 2)",
@@ -154,13 +142,7 @@ fn hostile_secret_files_are_denied_even_with_nullok() {
         },
         Case {
             name: "NUL byte",
-            setup: Box::new({
-                let s = secret.clone();
-                move |u, p| {
-                    let c = format!("{s}\n\0\" TOTP_AUTH\n");
-                    write_owned(p, c.as_bytes(), u.uid, u.gid, 0o600)
-                }
-            }),
+            setup: written(format!("{secret}\n\0\" TOTP_AUTH\n"), None, 0o600),
         },
         Case {
             name: "directory",
@@ -171,17 +153,11 @@ fn hostile_secret_files_are_denied_even_with_nullok() {
         },
         Case {
             name: "empty file",
-            setup: Box::new(|u, p| write_owned(p, b"", u.uid, u.gid, 0o600)),
+            setup: written(String::new(), None, 0o600),
         },
         Case {
             name: "= padding",
-            setup: Box::new({
-                let s = secret.clone();
-                move |u, p| {
-                    let c = format!("{s}====\n\" TOTP_AUTH\n");
-                    write_owned(p, c.as_bytes(), u.uid, u.gid, 0o600)
-                }
-            }),
+            setup: written(format!("{secret}====\n\" TOTP_AUTH\n"), None, 0o600),
         },
         Case {
             name: "home directory world-writable",
