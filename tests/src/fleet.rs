@@ -56,10 +56,7 @@ pub fn secret_command(dir: &Path, user: &str, file: &str) -> PathBuf {
 /// shared store, so that its first login need not wait for the next code (R34: a store
 /// without its record is taken to have lost its data). Panics when it fails.
 pub fn init_store(module_args: &str) {
-    let out = Command::new(&crate::built().state_tool)
-        .args(["init", "--options", module_args])
-        .output()
-        .expect("run totp-state init");
+    let out = crate::state_tool(&["init", "--options", module_args]);
     assert!(
         out.status.success(),
         "totp-state init failed: {}",

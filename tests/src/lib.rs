@@ -60,6 +60,14 @@ pub fn built() -> &'static Built {
     })
 }
 
+/// Runs the `totp-state` admin tool built from this tree with `args`.
+pub fn state_tool(args: &[&str]) -> Output {
+    Command::new(&built().state_tool)
+        .args(args)
+        .output()
+        .expect("run totp-state")
+}
+
 pub struct Built {
     pub module: PathBuf,
     pub driver: PathBuf,

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::process::Command;
 
-use system_tests::{built, workspace};
+use system_tests::{built, state_tool, workspace};
 use totp_core::options::OPTION_NAMES;
 
 /// The man page text with roff escapes for '-' undone, so "\-\-user" reads "--user".
@@ -86,10 +86,7 @@ fn every_cli_flag_is_in_totp_state_8() {
     let man = man_text("totp-state.8");
     let mut flags = BTreeSet::new();
     for cmd in ["show", "reset", "audit"] {
-        let out = Command::new(&built().state_tool)
-            .args([cmd, "--help"])
-            .output()
-            .expect("run totp-state");
+        let out = state_tool(&[cmd, "--help"]);
         flags.extend(long_flags(&String::from_utf8_lossy(&out.stdout)));
         assert!(man.contains(cmd), "command {cmd} missing from totp-state.8");
     }

@@ -10,7 +10,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -41,13 +40,6 @@ fn fleet(cluster: &EtcdCluster, n: usize, extra: &str) -> (Vec<Stack>, String) {
     let a = args(cluster, &fresh_prefix(), extra);
     init_store(&a);
     ((0..n).map(|_| Stack::probe("svc", &a)).collect(), a)
-}
-
-fn state_tool(args: &[&str]) -> Output {
-    Command::new(&built().state_tool)
-        .args(args)
-        .output()
-        .expect("run totp-state")
 }
 
 /// A faked time in the middle of a step after the present: certificates the test has

@@ -4,7 +4,6 @@
 //! step as used, a server that may evict records is refused, and `totp-state ping` /
 //! `init` tell a monitoring system and a new fleet's admin where the store stands.
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin};
@@ -16,13 +15,6 @@ fn args(server: &RedisServer, prefix: &str, extra: &str) -> String {
         server.url(false),
         plugin().display(),
     )
-}
-
-fn state_tool(args: &[&str]) -> Output {
-    Command::new(&built().state_tool)
-        .args(args)
-        .output()
-        .expect("run totp-state")
 }
 
 fn redis_reply(server: &RedisServer, args: &[&[u8]]) -> String {

@@ -50,9 +50,7 @@ fn host(url: &str, extra: &str) -> Stack {
 /// A probe stack with `args`, after `totp-state init` with the same options (which
 /// fails harmlessly where the options are built to fail).
 fn initialised(args: &str) -> Stack {
-    let _ = std::process::Command::new(&built().state_tool)
-        .args(["init", "--options", args])
-        .output();
+    let _ = state_tool(&["init", "--options", args]);
     Stack::probe("svc", args)
 }
 

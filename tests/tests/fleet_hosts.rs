@@ -8,7 +8,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -40,11 +39,7 @@ fn fleet_with_prefix(server: &RedisServer, n: usize, extra: &str, prefix: &str) 
         plugin().display(),
     );
     // Once per prefix: a later call (another option set on the same fleet) finds it.
-    let initialised = Command::new(&built().state_tool)
-        .args(["ping", "--options", &args])
-        .status()
-        .expect("totp-state ping");
-    if !initialised.success() {
+    if !state_tool(&["ping", "--options", &args]).status.success() {
         init_store(&args);
     }
     (0..n).map(|_| Stack::probe("svc", &args)).collect()
@@ -489,12 +484,7 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
         server.url(false),
         plugin().display(),
     );
-    let tool = |cmd: &str| {
-        std::process::Command::new(&built().state_tool)
-            .args([cmd, "--user", &u.name, "--json", "--options", &options])
-            .output()
-            .expect("run totp-state")
-    };
+    let tool = |cmd: &str| state_tool(&[cmd, "--user", &u.name, "--json", "--options", &options]);
     let shown = tool("show");
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.status.success(), "{shown:?}");
@@ -512,9 +502,6 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
     );
 
     // Listing every record is a directory operation; the shared store needs --user.
-    let all = std::process::Command::new(&built().state_tool)
-        .args(["show", "--options", &options])
-        .output()
-        .expect("run totp-state");
+    let all = state_tool(&["show", "--options", &options]);
     assert!(!all.status.success());
 }
