@@ -374,6 +374,16 @@ impl RedisServer {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
+    /// Module options naming this server (plain, not TLS) and the plugin built from this
+    /// tree, then `extra`.
+    pub fn options(&self, extra: &str) -> String {
+        format!(
+            "state={} redis_plugin={} {extra}",
+            self.url(false),
+            plugin().display()
+        )
+    }
+
     fn pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
     }

@@ -6,9 +6,7 @@
 use std::fs;
 use std::process::Command;
 
-use system_tests::fleet::{
-    RedisServer, ServerConfig, init_store, plugin, secret_command, trusted_dir,
-};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store, secret_command, trusted_dir};
 use system_tests::*;
 
 #[test]
@@ -51,14 +49,11 @@ fn a_printed_file_served_by_the_secret_command_logs_in_once_fleet_wide() {
     let server = RedisServer::start(&ServerConfig::default());
     let dir = trusted_dir("cmd");
     let cmd = secret_command(dir.path(), &u.name, &file);
-    let args = format!(
-        "state={} redis_plugin={} redis_prefix=pf{}: redis_timeout=2000 \
-         secret_command={} secret_command_user=nobody",
-        server.url(false),
-        plugin().display(),
+    let args = server.options(&format!(
+        "redis_prefix=pf{}: redis_timeout=2000 secret_command={} secret_command_user=nobody",
         std::process::id(),
         cmd.display()
-    );
+    ));
     init_store(&args);
     let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &args)).collect();
 

@@ -6,15 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store};
 use system_tests::*;
 
 fn args(server: &RedisServer, prefix: &str, extra: &str) -> String {
-    format!(
-        "state={} redis_plugin={} redis_prefix={prefix}: redis_timeout=2000 {extra}",
-        server.url(false),
-        plugin().display(),
-    )
+    server.options(&format!(
+        "redis_prefix={prefix}: redis_timeout=2000 {extra}"
+    ))
 }
 
 fn redis_reply(server: &RedisServer, args: &[&[u8]]) -> String {

@@ -674,12 +674,9 @@ fn a_corrupt_remote_record_is_refused_never_reset_through_libpam() {
     let server = RedisServer::start(&ServerConfig::default());
     let (u, secret) = TestUser::enrolled("cq");
     let prefix = fresh_prefix();
-    let stack = initialised(&format!(
-        "state={} redis_plugin={} redis_prefix={prefix} redis_connect_timeout=300 \
-             redis_timeout=300",
-        server.url(false),
-        plugin().display(),
-    ));
+    let stack = initialised(&server.options(&format!(
+        "redis_prefix={prefix} redis_connect_timeout=300 redis_timeout=300"
+    )));
     let key = format!("{prefix}user:{}", u.name);
     let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");

@@ -11,9 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use system_tests::fleet::{
-    RedisServer, ServerConfig, init_store, plugin, secret_command, trusted_dir,
-};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store, secret_command, trusted_dir};
 use system_tests::*;
 
 /// A key prefix no other fleet of this test binary uses (a user deleted and created
@@ -33,11 +31,7 @@ fn fleet(server: &RedisServer, n: usize, extra: &str) -> Vec<Stack> {
 }
 
 fn fleet_with_prefix(server: &RedisServer, n: usize, extra: &str, prefix: &str) -> Vec<Stack> {
-    let args = format!(
-        "state={} redis_plugin={} redis_prefix={prefix} redis_timeout=2000 {extra}",
-        server.url(false),
-        plugin().display(),
-    );
+    let args = server.options(&format!("redis_prefix={prefix} redis_timeout=2000 {extra}"));
     // Once per prefix: a later call (another option set on the same fleet) finds it.
     if !state_tool(&["ping", "--options", &args]).status.success() {
         init_store(&args);
@@ -173,11 +167,7 @@ fn a_paused_or_stopped_server_denies_in_bounded_time() {
     }
     let mut server = RedisServer::start(&ServerConfig::default());
     let (u, secret) = TestUser::enrolled("fp");
-    let args = format!(
-        "state={} redis_plugin={} redis_connect_timeout=300 redis_timeout=300",
-        server.url(false),
-        plugin().display()
-    );
+    let args = server.options("redis_connect_timeout=300 redis_timeout=300");
     let host = Stack::probe("svc", &args);
     server.pause();
     denied_within_bounds(&host, &u, &secret);
@@ -193,11 +183,7 @@ fn the_local_fallback_is_opt_in_and_logged_as_a_weakening() {
     }
     let mut server = RedisServer::start(&ServerConfig::default());
     let (u, secret) = TestUser::enrolled("ff");
-    let args = format!(
-        "state={} redis_plugin={} redis_connect_timeout=300 state_fallback=local",
-        server.url(false),
-        plugin().display()
-    );
+    let args = server.options("redis_connect_timeout=300 state_fallback=local");
     let host = Stack::probe("svc", &args);
     server.stop();
     let (d, log) = login_logged(&host, &u, &code_at(&secret, T0), None, T0);
@@ -238,14 +224,7 @@ fn a_wrong_redis_password_denies() {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
         p
     };
-    let args = |c: &Path| {
-        format!(
-            "state={} redis_plugin={} redis_credentials={}",
-            server.url(false),
-            plugin().display(),
-            c.display()
-        )
-    };
+    let args = |c: &Path| server.options(&format!("redis_credentials={}", c.display()));
     let host = |c: &Path| Stack::probe("svc", &args(c));
     init_store(&args(&cred("correct")));
     let good = host(&cred("correct"));
@@ -479,11 +458,7 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
     );
 
     // The same options the hosts use name the shared store.
-    let options = format!(
-        "state={} redis_plugin={} redis_prefix={prefix}",
-        server.url(false),
-        plugin().display(),
-    );
+    let options = server.options(&format!("redis_prefix={prefix}"));
     let tool = |cmd: &str| state_tool(&[cmd, "--user", &u.name, "--json", "--options", &options]);
     let shown = tool("show");
     let text = String::from_utf8_lossy(&shown.stdout);

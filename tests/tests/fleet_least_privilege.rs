@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin, trusted_dir};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store, trusted_dir};
 use system_tests::*;
 
 const RHOST: &str = "192.0.2.10";
@@ -69,12 +69,7 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
     let cred = dir.path().join("host.cred");
     fs::write(&cred, "username=host\npassword=host pw\n").expect("write");
     fs::set_permissions(&cred, fs::Permissions::from_mode(0o600)).expect("chmod");
-    let common = format!(
-        "state={} redis_plugin={} redis_prefix=lp: redis_connect_timeout=1000 \
-         redis_timeout=1000",
-        server.url(false),
-        plugin().display()
-    );
+    let common = server.options("redis_prefix=lp: redis_connect_timeout=1000 redis_timeout=1000");
     let host = Stack::probe(
         "svc",
         &format!("{common} redis_credentials={}", cred.display()),

@@ -2,7 +2,7 @@
 //! between hosts), and records a release keyed by uid are carried over: through the
 //! real libpam against a real `redis-server`.
 
-use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store};
 use system_tests::*;
 
 const RHOST: &str = "192.0.2.11";
@@ -19,12 +19,7 @@ fn records_are_keyed_by_name_and_uid_records_are_carried_over_through_libpam() {
         return;
     }
     let server = RedisServer::start(&ServerConfig::default());
-    let args = format!(
-        "state={} redis_plugin={} redis_prefix=uk: redis_connect_timeout=1000 \
-         redis_timeout=1000",
-        server.url(false),
-        plugin().display()
-    );
+    let args = server.options("redis_prefix=uk: redis_connect_timeout=1000 redis_timeout=1000");
     init_store(&args);
     let host_a = Stack::probe("svc", &args);
     let host_b = Stack::probe("svc", &args);
@@ -91,11 +86,9 @@ fn a_code_used_on_one_host_is_refused_where_the_same_name_has_another_uid() {
         .tempdir()
         .expect("tempdir");
     let args = format!(
-        "user=root secret={}/${{USER}} state={} redis_plugin={} redis_prefix=ud: \
-         redis_connect_timeout=1000 redis_timeout=1000",
+        "user=root secret={}/${{USER}} {}",
         secrets.path().display(),
-        server.url(false),
-        plugin().display()
+        server.options("redis_prefix=ud: redis_connect_timeout=1000 redis_timeout=1000")
     );
     init_store(&args);
     let host_a = Stack::probe("svc", &args);
