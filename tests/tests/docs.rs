@@ -27,6 +27,16 @@ fn every_module_option_is_in_pam_totp_8() {
     );
 }
 
+/// Asserts that the man page `page` (text `man`) names every one of `flags` but the
+/// `--help` and `--version` every tool has.
+fn all_in_man(flags: &BTreeSet<String>, man: &str, page: &str) {
+    let missing: Vec<_> = flags
+        .iter()
+        .filter(|f| *f != "--help" && *f != "--version" && !man.contains(f.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "flags missing from {page}: {missing:?}");
+}
+
 /// Long flags as `--help` prints them (for every subcommand too).
 fn long_flags(help: &str) -> BTreeSet<String> {
     help.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']' || c == '=')
@@ -71,14 +81,7 @@ fn every_cli_flag_is_in_totp_enroll_1() {
         flags.len() > 20,
         "expected GA's flags in --help, got {flags:?}"
     );
-    let missing: Vec<_> = flags
-        .iter()
-        .filter(|f| *f != "--help" && *f != "--version" && !man.contains(f.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "flags missing from totp-enroll.1: {missing:?}"
-    );
+    all_in_man(&flags, &man, "totp-enroll.1");
 }
 
 #[test]
@@ -91,14 +94,7 @@ fn every_cli_flag_is_in_totp_state_8() {
         assert!(man.contains(cmd), "command {cmd} missing from totp-state.8");
     }
     assert!(flags.contains("--user"), "{flags:?}");
-    let missing: Vec<_> = flags
-        .iter()
-        .filter(|f| *f != "--help" && *f != "--version" && !man.contains(f.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "flags missing from totp-state.8: {missing:?}"
-    );
+    all_in_man(&flags, &man, "totp-state.8");
 }
 
 /// Every man page formats without a single groff warning (`-ww` enables them all), so
