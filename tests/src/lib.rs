@@ -875,8 +875,7 @@ pub fn with_syslog_capture(inner: &Command) -> (Output, Vec<String>) {
         .expect("tempdir");
     let sock_path = dir.path().join("log.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind syslog socket");
-    const SCRIPT: &str = r#"set -e
-t="$1"; shift
+    const SETUP: &str = r#"t="$1"
 mkdir "$t/dev"
 mount -t tmpfs -o mode=755 none "$t/dev"
 for n in null zero urandom random full tty; do
@@ -884,25 +883,8 @@ for n in null zero urandom random full tty; do
 done
 touch "$t/dev/log"; mount --bind "$t/log.sock" "$t/dev/log"
 mkdir "$t/dev/shm"; mount -t tmpfs -o mode=1777 none "$t/dev/shm"
-mount --rbind "$t/dev" /dev
-exec "$@""#;
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        SCRIPT,
-        "sh",
-    ])
-    .arg(dir.path())
-    // The inner command's environment is applied by `env` right before the final exec,
-    // not to unshare and sh: a process started with libfaketime preloaded that then
-    // execs another program leaves libfaketime's per-process shared memory behind.
-    .arg("env");
-    append_env_exec(&mut cmd, inner);
-    cmd.stdin(Stdio::null());
+mount --rbind "$t/dev" /dev"#;
+    let mut cmd = in_private_mounts(SETUP, dir.path(), inner);
     // Read while the child runs: a full datagram queue would block its syslog() call.
     sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
         .expect("timeout");
@@ -926,6 +908,24 @@ exec "$@""#;
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let lines = reader.join().expect("syslog reader");
     (out, lines)
+}
+
+/// `inner` in a private mount namespace, run by a shell once `setup` (with `$1` = `arg`)
+/// has mounted there what the run needs; the host's mounts are untouched. Root only.
+pub fn in_private_mounts(setup: &str, arg: &Path, inner: &Command) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("set -e\n{setup}\nshift\nexec \"$@\""))
+        .arg("sh")
+        .arg(arg)
+        // The inner command's environment is applied by `env` right before the final
+        // exec, not to unshare and sh: a process started with libfaketime preloaded that
+        // then execs another program leaves libfaketime's per-process shared memory
+        // behind.
+        .arg("env");
+    append_env_exec(&mut cmd, inner);
+    cmd.stdin(Stdio::null());
+    cmd
 }
 
 /// The message part of a syslog datagram (after `ident[pid]: ` or `ident: `).

@@ -11,18 +11,6 @@ use std::time::{Duration, Instant};
 
 use system_tests::*;
 
-/// Runs `cmd` inside a private mount namespace after `setup` (shell, `$1` = `arg`).
-fn in_namespace(setup: &str, arg: &Path, cmd: &Command) -> Output {
-    let mut sh = Command::new("unshare");
-    sh.args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(format!("set -e\n{setup}\nshift\nexec env \"$@\""))
-        .arg("sh")
-        .arg(arg)
-        .arg("--");
-    append_env_exec(&mut sh, cmd);
-    sh.stdin(Stdio::null()).output().expect("unshare")
-}
-
 /// A tmpfs mounted on the host for the length of a test (unmounted on drop).
 struct Tmpfs {
     dir: tempfile::TempDir,
@@ -152,7 +140,8 @@ fn read_only_secret_setups_log_in_and_replay_still_fails() {
             .answer(answer)
             .at(at)
             .command();
-        Drive::parse(&in_namespace(ro_setup, &ro, &cmd))
+        let out = in_private_mounts(ro_setup, &ro, &cmd).output();
+        Drive::parse(&out.expect("unshare"))
     };
     let d = run_ro(&code_at(&secret, T0), T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "read-only secret fs: {d:?}");
