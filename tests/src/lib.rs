@@ -60,6 +60,19 @@ pub fn built() -> &'static Built {
     })
 }
 
+/// `totp-enroll` without a question: time-based, replay refused, the smallest window,
+/// no rate limit, no confirmation, no QR code.
+pub const ENROLL_SCRIPTED: [&str; 8] = [
+    "-t",
+    "-d",
+    "-W",
+    "-u",
+    "-C",
+    "--non-interactive",
+    "-Q",
+    "NONE",
+];
+
 /// Runs the `totp-state` admin tool built from this tree with `args`.
 pub fn state_tool(args: &[&str]) -> Output {
     Command::new(&built().state_tool)

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use system_tests::{
-    Drive, Driver, SECRET_160, Stack, T0, TestUser, append_env_exec, code_at, in_private_mounts,
-    require_root, require_tool, root_store, syslog_message, totp_file, with_syslog_capture,
-    write_owned, wrong_totp,
+    Drive, Driver, ENROLL_SCRIPTED, SECRET_160, Stack, T0, TestUser, append_env_exec, code_at,
+    in_private_mounts, require_root, require_tool, root_store, syslog_message, totp_file,
+    with_syslog_capture, write_owned, wrong_totp,
 };
 
 /// The stand-in's service name in nsswitch.conf (`libnss_ptotpds.so.2`).
@@ -756,19 +756,10 @@ fn enrolling_an_alias_into_a_store_uses_the_canonical_name() {
     let typed = u.name.to_uppercase();
     let enroll = |file: &str| {
         let mut cmd = Command::new(&system_tests::built().enroll);
-        cmd.args([
-            "-t",
-            "-d",
-            "-W",
-            "-u",
-            "-C",
-            "--non-interactive",
-            "-Q",
-            "NONE",
-            "--json",
-        ])
-        .args(["--user", &typed, "-s"])
-        .arg(store.path().join(file));
+        cmd.args(ENROLL_SCRIPTED)
+            .arg("--json")
+            .args(["--user", &typed, "-s"])
+            .arg(store.path().join(file));
         ds.wrap(&cmd).output().expect("run totp-enroll")
     };
     let out = enroll(&typed);
