@@ -200,6 +200,13 @@ impl Stack {
         self.dir.path().join("state")
     }
 
+    /// `totp-state` with `args` on this stack's state directory.
+    pub fn state_tool(&self, args: &[&str]) -> Output {
+        let dir = self.state_dir();
+        let dir = dir.to_str().expect("a UTF-8 state directory");
+        state_tool(&[args, &["--state-dir", dir]].concat())
+    }
+
     /// The path of `uid`'s state record in this stack.
     pub fn state_file(&self, uid: u32) -> PathBuf {
         self.state_dir().join(uid.to_string())

@@ -39,11 +39,7 @@ fn a_closed_pipe_ends_the_tools_quietly() {
     }
     let (stack, u) = recorded();
     // Control: with a reader, the record is printed.
-    let out = Command::new(&built().state_tool)
-        .args(["show", "--json", "--state-dir"])
-        .arg(stack.state_dir())
-        .output()
-        .expect("totp-state");
+    let out = stack.state_tool(&["show", "--json"]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&u.name));
     for args in [vec!["show", "--json"], vec!["show"]] {
@@ -235,11 +231,7 @@ fn totp_state_show_names_each_origins_last_remote_address() {
         .at(T0 + 60)
         .run();
     assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
-    let out = Command::new(&built().state_tool)
-        .args(["show", "--json", "--user", &u.name, "--state-dir"])
-        .arg(stack.state_dir())
-        .output()
-        .expect("totp-state");
+    let out = stack.state_tool(&["show", "--json", "--user", &u.name]);
     assert!(out.status.success(), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let mut hosts: Vec<String> = v["origins"]
@@ -250,11 +242,7 @@ fn totp_state_show_names_each_origins_last_remote_address() {
         .collect();
     hosts.sort();
     assert_eq!(hosts, ["-", "192.0.2.44", "2001:db8::44"], "{v}");
-    let out = Command::new(&built().state_tool)
-        .args(["show", "--user", &u.name, "--state-dir"])
-        .arg(stack.state_dir())
-        .output()
-        .expect("totp-state");
+    let out = stack.state_tool(&["show", "--user", &u.name]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("(last from 192.0.2.44)"), "{text}");
 }

@@ -6,7 +6,7 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use system_tests::*;
@@ -604,10 +604,7 @@ fn hostile_state_records_deny_log_and_never_follow() {
         if *what == "a directory" {
             fs::remove_dir(&rec).expect("rmdir");
         } else {
-            let out = state_tool(
-                &["reset", "--user", &u.name, "--state-dir"],
-                &stack.state_dir(),
-            );
+            let out = stack.state_tool(&["reset", "--user", &u.name]);
             assert!(out.status.success(), "{what}: reset: {out:?}");
         }
         if *what == "hard link" {
@@ -647,14 +644,6 @@ fn bait_path(record: &Path) -> PathBuf {
         .and_then(Path::parent)
         .map(|p| p.join("bait"))
         .expect("bait path")
-}
-
-fn state_tool(args: &[&str], dir: &Path) -> Output {
-    Command::new(&built().state_tool)
-        .args(args)
-        .arg(dir)
-        .output()
-        .expect("run totp-state")
 }
 
 /// Migration: lines earlier versions and GA wrote are honoured (never weaker than the
@@ -765,17 +754,11 @@ fn a_clock_fault_is_logged_and_totp_state_reset_recovers() {
         logs_contain(&lines, &format!("totp-state reset --user {}", u.name)),
         "{lines:?}"
     );
-    let out = state_tool(
-        &["show", "--json", "--user", &u.name, "--state-dir"],
-        &stack.state_dir(),
-    );
+    let out = stack.state_tool(&["show", "--json", "--user", &u.name]);
     assert!(out.status.success(), "{out:?}");
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("\"mark_ahead_of_clock\":true"), "{shown}");
-    let out = state_tool(
-        &["reset", "--user", &u.name, "--state-dir"],
-        &stack.state_dir(),
-    );
+    let out = stack.state_tool(&["reset", "--user", &u.name]);
     assert!(out.status.success(), "{out:?}");
     let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "after the reset: {d:?}");
@@ -803,10 +786,7 @@ fn totp_state_shows_and_resets_and_refuses_non_root() {
             now() - 5 + i,
         );
     }
-    let out = state_tool(
-        &["show", "--json", "--user", &u.name, "--state-dir"],
-        &stack.state_dir(),
-    );
+    let out = stack.state_tool(&["show", "--json", "--user", &u.name]);
     assert!(out.status.success(), "{out:?}");
     let json = String::from_utf8_lossy(&out.stdout).into_owned();
     for needle in [
@@ -820,7 +800,7 @@ fn totp_state_shows_and_resets_and_refuses_non_root() {
         assert!(json.contains(&needle), "{needle} in {json}");
     }
     // Without --user: every record of the directory.
-    let out = state_tool(&["show", "--state-dir"], &stack.state_dir());
+    let out = stack.state_tool(&["show"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         text.contains(&format!("{} (uid {})", u.name, u.uid)),
@@ -828,18 +808,12 @@ fn totp_state_shows_and_resets_and_refuses_non_root() {
     );
     assert!(text.contains("consecutive failures: 3"), "{text}");
     // Reset ends the backoff at once.
-    let out = state_tool(
-        &["reset", "--user", &u.name, "--state-dir"],
-        &stack.state_dir(),
-    );
+    let out = stack.state_tool(&["reset", "--user", &u.name]);
     assert!(out.status.success(), "{out:?}");
     let d = login_at(&stack, &u, &code_at(&secret, now()), "198.51.100.1", now());
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     // Unknown users are an error, not an empty record.
-    let out = state_tool(
-        &["show", "--user", "nosuchuser-pt", "--state-dir"],
-        &stack.state_dir(),
-    );
+    let out = stack.state_tool(&["show", "--user", "nosuchuser-pt"]);
     assert!(!out.status.success());
     // Not root: refused, with the reason.
     let out = Command::new("setpriv")
