@@ -24,10 +24,7 @@ fn with_closed_stdout(cmd: &mut Command) -> Output {
 fn recorded() -> (Stack, TestUser) {
     let (u, secret) = TestUser::enrolled("co");
     let stack = Stack::with_module("svc", "");
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0)
-        .run();
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
     (stack, u)
 }
@@ -217,16 +214,11 @@ fn totp_state_show_names_each_origins_last_remote_address() {
     let (u, secret) = TestUser::enrolled("rh");
     let stack = Stack::with_module("svc", "");
     for (host, at) in [("192.0.2.44", T0), ("2001:db8::44", T0 + 30)] {
-        let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&wrong_totp(&secret, at))
-            .rhost(host)
-            .at(at)
-            .run();
+        let d = login_at(&stack, &u, &wrong_totp(&secret, at), host, at);
         assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
     }
     // A console failure: an origin without an address.
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&wrong_totp(&secret, T0 + 60))
+    let d = Driver::login(&stack, &u, &wrong_totp(&secret, T0 + 60))
         .tty("tty3")
         .at(T0 + 60)
         .run();
@@ -268,10 +260,7 @@ fn a_state_dir_below_a_sticky_world_writable_directory_is_refused() {
         "svc",
         &format!("auth required @MODULE@ state_dir={}\n", state.display()),
     );
-    let drv = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0);
-    let (d, lines) = capture_syslog(&drv);
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
     assert!(
         lines
@@ -282,10 +271,7 @@ fn a_state_dir_below_a_sticky_world_writable_directory_is_refused() {
     assert!(!state.exists(), "nothing created below /tmp");
     // Control: the stack's own state directory (below root-only directories).
     let ok = Stack::with_module("svc", "");
-    let d = Driver::new(&ok, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0)
-        .run();
+    let d = login_at(&ok, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
 }
 

@@ -615,9 +615,7 @@ fn skip_without_group_rules_never_opens_the_group_database() {
         let opens = |rules: &Path| -> Vec<String> {
             let args = mode.args(&format!("accessfile={}", rules.display()));
             let stack = Stack::probe("svc", &args);
-            let driver = Driver::new(&stack, "svc", &u.name)
-                .answer("1")
-                .rhost("10.1.2.3");
+            let driver = Driver::login(&stack, &u, "1").rhost("10.1.2.3");
             let inner = driver.command();
             let trace = ds.path().join("trace");
             let out = Command::new("strace")

@@ -293,11 +293,7 @@ fn hosts_racing_to_recreate_a_restored_clusters_store_record_agree_on_one() {
     let race = |at: u64| {
         let code = code_at(&secret, at);
         let drivers = (0..16)
-            .map(|i| {
-                Driver::new(&hosts[i % 4], "svc", &u.name)
-                    .answer(&code)
-                    .at(at)
-            })
+            .map(|i| Driver::login(&hosts[i % 4], &u, &code).at(at))
             .collect();
         spawn_all(drivers)
     };

@@ -147,9 +147,7 @@ fn the_wrong_code_budget_is_shared_across_hosts() {
 /// bounds (real time: a paused server must not be met with a frozen clock).
 fn denied_within_bounds(host: &Stack, u: &TestUser, secret: &str) {
     let started = Instant::now();
-    let d = Driver::new(host, "svc", &u.name)
-        .answer(&code_at(secret, now()))
-        .run();
+    let d = Driver::login(host, u, &code_at(secret, now())).run();
     assert_ne!(d.returned(), Returned::Success, "{d:?}");
     assert_ne!(d.returned(), Returned::Ignore, "{d:?}");
     // Hang guard, not a performance goal: connect 300 ms + commands 300 ms.

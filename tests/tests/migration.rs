@@ -82,18 +82,13 @@ fn nullok_missing_home_skips_only_a_home_that_does_not_exist() {
     let lhome = locked.secret_path().parent().expect("home").to_path_buf();
     fs::set_permissions(&lhome, fs::Permissions::from_mode(0o000)).expect("chmod");
     std::os::unix::fs::chown(&lhome, Some(0), Some(0)).expect("chown");
-    let d = Driver::new(&weak, "svc", &locked.name)
-        .answer("123456")
-        .run();
+    let d = Driver::login(&weak, &locked, "123456").run();
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
     assert_eq!(d.prompts, 1, "{d:?}");
 
     // An enrolled user with a home is unaffected by the option.
     let (u, secret) = TestUser::enrolled("ne");
-    let d = Driver::new(&weak, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0)
-        .run();
+    let d = login_at(&weak, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 
     // Without nullok the option means nothing: a configuration error, no prompt.
@@ -125,10 +120,13 @@ fn a_group_writable_home_is_accepted_only_under_a_private_group() {
         "enroll under a private group: {out:?}"
     );
     let secret = secret_of(&upg);
-    let d = Driver::new(&stack, "svc", &upg.name)
-        .answer(&oathtool_totp(&secret, T0, 30, 6, "sha1"))
-        .at(T0)
-        .run();
+    let d = login_at(
+        &stack,
+        &upg,
+        &oathtool_totp(&secret, T0, 30, 6, "sha1"),
+        None,
+        T0,
+    );
     assert_eq!(
         d.result, "PAM_SUCCESS",
         "0775 home under a private group: {d:?}"
@@ -141,10 +139,13 @@ fn a_group_writable_home_is_accepted_only_under_a_private_group() {
         .status()
         .expect("usermod");
     assert!(st.success());
-    let d = Driver::new(&stack, "svc", &upg.name)
-        .answer(&oathtool_totp(&secret, T0 + 30, 30, 6, "sha1"))
-        .at(T0 + 30)
-        .run();
+    let d = login_at(
+        &stack,
+        &upg,
+        &oathtool_totp(&secret, T0 + 30, 30, 6, "sha1"),
+        None,
+        T0 + 30,
+    );
     assert_eq!(d.result, "PAM_AUTH_ERR", "group with another member: {d:?}");
     let out = enroll_user(&upg);
     assert!(
@@ -156,10 +157,13 @@ fn a_group_writable_home_is_accepted_only_under_a_private_group() {
 
     // Control: closing the home again lets the user in.
     fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let d = Driver::new(&stack, "svc", &upg.name)
-        .answer(&oathtool_totp(&secret, T0 + 60, 30, 6, "sha1"))
-        .at(T0 + 60)
-        .run();
+    let d = login_at(
+        &stack,
+        &upg,
+        &oathtool_totp(&secret, T0 + 60, 30, 6, "sha1"),
+        None,
+        T0 + 60,
+    );
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
 }
 

@@ -75,9 +75,7 @@ fn parallel_wrong_codes_are_counted_exactly() {
                 "{:06}",
                 (code_at(&secret, start / 1000).parse::<u32>().expect("n") + 1 + i) % 1_000_000
             );
-            Driver::new(&stack, "svc", &u.name)
-                .answer(&wrong)
-                .start_at(start)
+            Driver::login(&stack, &u, &wrong).start_at(start)
         })
         .collect();
     let results = spawn_all(drivers);
@@ -97,12 +95,7 @@ fn replayed_and_older_codes_are_refused() {
     }
     let (u, secret) = TestUser::enrolled("rp");
     let stack = Stack::probe("svc", "");
-    let login = |code: &str, at: u64| {
-        Driver::new(&stack, "svc", &u.name)
-            .answer(code)
-            .at(at)
-            .run()
-    };
+    let login = |code: &str, at: u64| login_at(&stack, &u, code, None, at);
     let c0 = code_at(&secret, T0);
     assert_eq!(login(&c0, T0).module_code(), "PAM_SUCCESS");
     assert_eq!(
@@ -156,22 +149,13 @@ fn rewrites_keep_mode_and_owner() {
                 .ok()
         };
         let at = T0 + 60 * i as u64;
-        let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&wrong_totp(&secret, at))
-            .at(at)
-            .run();
+        let d = login_at(&stack, &u, &wrong_totp(&secret, at), None, at);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR");
-        let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, at))
-            .at(at)
-            .run();
+        let d = login_at(&stack, &u, &code_at(&secret, at), None, at);
         assert_eq!(d.module_code(), "PAM_SUCCESS", "{mode:o}: {d:?}");
         assert_eq!(read(&p), text, "{mode:o}: TOTP logins never write the file");
         assert_eq!(ino_now(), ino, "{mode:o}: not even rewritten in place");
-        let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&scratch)
-            .at(at + 1)
-            .run();
+        let d = login_at(&stack, &u, &scratch, None, at + 1);
         assert_eq!(d.module_code(), "PAM_SUCCESS", "{mode:o}: {d:?}");
         assert_eq!(read(&p), totp_file(&secret), "the scratch code is used up");
         assert_eq!(
@@ -213,10 +197,7 @@ fn stale_temp_files_do_not_block() {
     let stack = Stack::probe("svc", "");
     for i in 0..3u64 {
         let at = T0 + 30 * i;
-        let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, at))
-            .at(at)
-            .run();
+        let d = login_at(&stack, &u, &code_at(&secret, at), None, at);
         assert_eq!(d.module_code(), "PAM_SUCCESS", "login {i}: {d:?}");
     }
     assert_eq!(stored_last_step(&stack, u.uid), Some((T0 + 60) / 30));
@@ -241,10 +222,7 @@ fn kill_9_during_state_writes_never_corrupts_state_or_readmits_a_code() {
     let p = u.write_secret(&text, 0o600);
     let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=1000");
     let command = |answer: &str, at: u64| {
-        let mut cmd = Driver::new(&stack, "svc", &u.name)
-            .answer(answer)
-            .at(at)
-            .command();
+        let mut cmd = Driver::login(&stack, &u, answer).at(at).command();
         // Own process group, so the kill reaches everything the child started.
         cmd.process_group(0)
             .stdout(Stdio::null())
@@ -337,10 +315,7 @@ fn kill_9_during_state_writes_never_corrupts_state_or_readmits_a_code() {
     );
     assert_eq!(readmitted, 0, "a recorded code was admitted again");
     let at = T0 + 30 * (i + 1);
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, at))
-        .at(at)
-        .run();
+    let d = login_at(&stack, &u, &code_at(&secret, at), None, at);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "after 200 kills: {d:?}");
 }
 
@@ -357,9 +332,7 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
     let (u, secret) = TestUser::enrolled("ls");
     let stack = Stack::probe("svc", "lock_timeout=1000");
     // One failed login creates the record.
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&wrong_totp(&secret, now()))
-        .run();
+    let d = Driver::login(&stack, &u, &wrong_totp(&secret, now())).run();
     assert_eq!(d.module_code(), "PAM_AUTH_ERR");
     // The holder: flock(1) on the record, then sleeping.
     let mut holder = Command::new("flock")
@@ -405,9 +378,7 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
     // SAFETY: as above.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     let _ = holder.wait();
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, now()))
-        .run();
+    let d = Driver::login(&stack, &u, &code_at(&secret, now())).run();
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 

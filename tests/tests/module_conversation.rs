@@ -123,7 +123,7 @@ fn malformed_answers_are_failed_attempts() {
         "\u{8}\n\r\u{7f}INCORRECT".to_string(),
     ];
     for (i, a) in answers.iter().enumerate() {
-        let d = Driver::new(&stack, "svc", &u.name).answer(a).at(T0).run();
+        let d = login_at(&stack, &u, a, None, T0);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{a:?}: {d:?}");
         assert_eq!(d.prompts, 1);
         assert_eq!(
@@ -133,10 +133,7 @@ fn malformed_answers_are_failed_attempts() {
         );
     }
     // The exact code is still accepted (nothing above consumed it).
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&good)
-        .at(T0)
-        .run();
+    let d = login_at(&stack, &u, &good, None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     assert_eq!(stored_failures(&stack, u.uid), 0);
 }
@@ -427,10 +424,7 @@ fn prefix_rules_without_forward_pass() {
         "prefix refused when prompted"
     );
     let ms = mode_stack("use_first_pass", true, true);
-    let d = Driver::new(&ms.stack, "svc", &u.name)
-        .answer(&format!("pw{code}"))
-        .at(T0)
-        .run();
+    let d = login_at(&ms.stack, &u, &format!("pw{code}"), None, T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
     assert_eq!(
         ms.take_authtok(),

@@ -368,9 +368,7 @@ fn traversal_user_names_are_denied_without_file_access() {
     // store being walked.
     let valid = TestUser::create("tv");
     let trace = trace_dir.path().join("control");
-    let inner = Driver::new(&stacks[1].1, "svc", &valid.name)
-        .answer("123456")
-        .command();
+    let inner = Driver::login(&stacks[1].1, &valid, "123456").command();
     let out = Command::new("strace")
         .args(["-f", "-qq", "-e", "trace=%file", "-o"])
         .arg(&trace)
@@ -439,10 +437,7 @@ fn traversal_names_leave_the_bait_unread() {
     let account = TestUser::create("tb");
     let real = store.join(&account.name);
     write_owned(&real, totp_file(&secret).as_bytes(), 0, 0, 0o600);
-    let d = Driver::new(&stack, "svc", &account.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0)
-        .run();
+    let d = login_at(&stack, &account, &code_at(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 

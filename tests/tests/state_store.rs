@@ -136,10 +136,7 @@ fn read_only_secret_setups_log_in_and_replay_still_fails() {
     let stack = Stack::probe("svc", "secret=~/ro/ga");
     let ro_setup = "mount --bind \"$1\" \"$1\"\nmount -o remount,bind,ro \"$1\"";
     let run_ro = |answer: &str, at: u64| {
-        let cmd = Driver::new(&stack, "svc", &u.name)
-            .answer(answer)
-            .at(at)
-            .command();
+        let cmd = Driver::login(&stack, &u, answer).at(at).command();
         let out = in_private_mounts(ro_setup, &ro, &cmd).output();
         Drive::parse(&out.expect("unshare"))
     };
@@ -328,16 +325,14 @@ fn a_strangers_origin_does_not_throttle_the_users_origin() {
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     // Local logins are keyed by their tty: another tty is another origin.
     for i in 0..3 {
-        let d = Driver::new(&stack, "svc", &u.name)
+        let d = Driver::login(&stack, &u, &wrong_totp(&secret, T0))
             .tty("/dev/pts/7")
-            .answer(&wrong_totp(&secret, T0))
             .at(T0 + 40 + i)
             .run();
         assert_eq!(d.module_code(), "PAM_AUTH_ERR");
     }
-    let d = Driver::new(&stack, "svc", &u.name)
+    let d = Driver::login(&stack, &u, &code_at(&secret, T0 + 60))
         .tty("/dev/pts/8")
-        .answer(&code_at(&secret, T0 + 60))
         .at(T0 + 60)
         .run();
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
@@ -854,19 +849,17 @@ fn grace_period_with_forward_pass_still_forwards_the_password() {
         ),
     );
     let pw = "correct horse";
-    let d = Driver::new(&stack, "svc", &u.name)
-        .rhost("192.0.2.44")
-        .answer(&format!("{pw}{}", code_at(&secret, T0)))
-        .at(T0)
-        .run();
+    let d = login_at(
+        &stack,
+        &u,
+        &format!("{pw}{}", code_at(&secret, T0)),
+        "192.0.2.44",
+        T0,
+    );
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
     assert_eq!(fs::read_to_string(&out).expect("forwarded"), pw);
     fs::remove_file(&out).expect("rm");
-    let d = Driver::new(&stack, "svc", &u.name)
-        .rhost("192.0.2.44")
-        .answer(pw)
-        .at(T0 + 100)
-        .run();
+    let d = login_at(&stack, &u, pw, "192.0.2.44", T0 + 100);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
     assert_eq!(d.prompt_list(), vec![(1, "Password: ".to_string())]);
     assert_eq!(fs::read_to_string(&out).expect("forwarded in grace"), pw);
@@ -891,10 +884,7 @@ fn an_unprivileged_caller_keeps_state_in_its_own_home() {
     fs::set_permissions(stack.path().join("svc"), fs::Permissions::from_mode(0o644))
         .expect("chmod");
     let run_as_user = |answer: &str, at: u64| {
-        let inner = Driver::new(&stack, "svc", &u.name)
-            .answer(answer)
-            .at(at)
-            .command();
+        let inner = Driver::login(&stack, &u, answer).at(at).command();
         let mut cmd = Command::new("setpriv");
         cmd.arg(format!("--reuid={}", u.uid))
             .arg(format!("--regid={}", u.gid))
