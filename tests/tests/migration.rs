@@ -120,13 +120,8 @@ fn a_group_writable_home_is_accepted_only_under_a_private_group() {
         "enroll under a private group: {out:?}"
     );
     let secret = secret_of(&upg);
-    let d = login_at(
-        &stack,
-        &upg,
-        &oathtool_totp(&secret, T0, 30, 6, "sha1"),
-        None,
-        T0,
-    );
+    let code = |at: u64| oathtool_totp(&secret, at, 30, 6, "sha1");
+    let d = login_at(&stack, &upg, &code(T0), None, T0);
     assert_eq!(
         d.result, "PAM_SUCCESS",
         "0775 home under a private group: {d:?}"
@@ -139,13 +134,7 @@ fn a_group_writable_home_is_accepted_only_under_a_private_group() {
         .status()
         .expect("usermod");
     assert!(st.success());
-    let d = login_at(
-        &stack,
-        &upg,
-        &oathtool_totp(&secret, T0 + 30, 30, 6, "sha1"),
-        None,
-        T0 + 30,
-    );
+    let d = login_at(&stack, &upg, &code(T0 + 30), None, T0 + 30);
     assert_eq!(d.result, "PAM_AUTH_ERR", "group with another member: {d:?}");
     let out = enroll_user(&upg);
     assert!(
@@ -157,13 +146,7 @@ fn a_group_writable_home_is_accepted_only_under_a_private_group() {
 
     // Control: closing the home again lets the user in.
     fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let d = login_at(
-        &stack,
-        &upg,
-        &oathtool_totp(&secret, T0 + 60, 30, 6, "sha1"),
-        None,
-        T0 + 60,
-    );
+    let d = login_at(&stack, &upg, &code(T0 + 60), None, T0 + 60);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
 }
 
