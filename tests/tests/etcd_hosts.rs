@@ -579,10 +579,8 @@ fn etcd_misconfigurations_deny_everybody_without_a_prompt() {
     }
     let (u, secret) = TestUser::enrolled("em");
     let run = |args: &str| {
-        Driver::new(&Stack::probe("svc", args), "svc", &u.name)
-            .answer(&code_at(&secret, T0))
-            .at(T0)
-            .run()
+        let probe = Stack::probe("svc", args);
+        login_at(&probe, &u, &code_at(&secret, T0), None, T0)
     };
     for bad in [
         // Credentials on the pam.d line.

@@ -170,9 +170,8 @@ fn root_writing_into_another_users_home_is_refused_and_points_to_user() {
     let out = enroll(&["--user".as_ref(), u.name.as_ref()]);
     assert!(out.status.success(), "{out:?}");
     let secret = secret_of(&u);
-    let d = Driver::new(&Stack::with_module("svc", ""), "svc", &u.name)
-        .answer(&oathtool_totp(&secret, T0, 30, 6, "sha1"))
-        .at(T0)
-        .run();
+    let stack = Stack::with_module("svc", "");
+    let code = oathtool_totp(&secret, T0, 30, 6, "sha1");
+    let d = login_at(&stack, &u, &code, None, T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
 }

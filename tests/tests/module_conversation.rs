@@ -61,10 +61,8 @@ fn conversation_errors_never_succeed_or_ignore() {
     assert!(f.starts_with(&secret));
     // And a real answer still works afterwards (after any backoff).
     let later = T0 + 3_600;
-    let d = Driver::new(&Stack::probe("svc", ""), "svc", &u.name)
-        .answer(&code_at(&secret, later))
-        .at(later)
-        .run();
+    let probe = Stack::probe("svc", "");
+    let d = login_at(&probe, &u, &code_at(&secret, later), None, later);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 
@@ -414,10 +412,8 @@ fn prefix_rules_without_forward_pass() {
     }
     let (u, secret) = TestUser::enrolled("px");
     let code = code_at(&secret, T0);
-    let d = Driver::new(&Stack::probe("svc", ""), "svc", &u.name)
-        .answer(&format!("pw{code}"))
-        .at(T0)
-        .run();
+    let probe = Stack::probe("svc", "");
+    let d = login_at(&probe, &u, &format!("pw{code}"), None, T0);
     assert_eq!(
         d.module_code(),
         "PAM_AUTH_ERR",
@@ -432,10 +428,8 @@ fn prefix_rules_without_forward_pass() {
         "not forwarded"
     );
     // use_first_pass without PAM_AUTHTOK: no prompt, denied.
-    let d = Driver::new(&Stack::probe("svc", "use_first_pass"), "svc", &u.name)
-        .answer(&code_at(&secret, T0 + 30))
-        .at(T0 + 30)
-        .run();
+    let probe = Stack::probe("svc", "use_first_pass");
+    let d = login_at(&probe, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR");
     assert_eq!(d.prompts, 0);
 }

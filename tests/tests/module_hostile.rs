@@ -204,10 +204,8 @@ fn hostile_secret_files_are_denied_even_with_nullok() {
             let at = T0 + 30 * step;
             step += 1;
             let started = Instant::now();
-            let d = Driver::new(&Stack::probe("svc", &args), "svc", &u.name)
-                .answer(&code_at(&secret, at))
-                .at(at)
-                .run();
+            let probe = Stack::probe("svc", &args);
+            let d = login_at(&probe, &u, &code_at(&secret, at), None, at);
             let took = started.elapsed();
             assert_eq!(
                 d.module_code(),
@@ -239,10 +237,8 @@ fn hostile_secret_files_are_denied_even_with_nullok() {
     remove_any(&u.home.join(".cfg"));
     u.write_secret(&totp_file(&secret), 0o600);
     let at = T0 + 30 * step;
-    let d = Driver::new(&Stack::probe("svc", "nullok"), "svc", &u.name)
-        .answer(&code_at(&secret, at))
-        .at(at)
-        .run();
+    let probe = Stack::probe("svc", "nullok");
+    let d = login_at(&probe, &u, &code_at(&secret, at), None, at);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 
@@ -498,9 +494,7 @@ fn no_oracle_between_unknown_missing_throttled_and_wrong() {
             assert_eq!(prompts, prompts0, "[{args}] {what}");
         }
     }
-    let d = Driver::new(&Stack::probe("svc", ""), "svc", &real.name)
-        .answer(&code_at(&secret, T0 + 30))
-        .at(T0 + 30)
-        .run();
+    let probe = Stack::probe("svc", "");
+    let d = login_at(&probe, &real, &code_at(&secret, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
