@@ -287,12 +287,15 @@ fn check_reports_what_the_module_logs_only_with_debug() {
     u.write_secret("JBSWY3DPEHPK3PXP\n\" WINDOW_SIZE 21\n\" TOTP_AUTH\n", 0o600);
     let stack = Stack::new();
     stack.service("svc", "auth required @MODULE@\n");
-    let out = Command::new(&built().enroll)
-        .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
-        .arg(stack.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("totp-enroll check");
+    let check = || {
+        Command::new(&built().enroll)
+            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("totp-enroll check")
+    };
+    let out = check();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("secret is only 80 bits"), "{stderr}");
     assert!(
@@ -301,12 +304,7 @@ fn check_reports_what_the_module_logs_only_with_debug() {
     );
     // A file the module would refuse: named, with the reason.
     u.write_secret("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n", 0o644);
-    let out = Command::new(&built().enroll)
-        .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
-        .arg(stack.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("totp-enroll check");
+    let out = check();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("the module would deny") && stderr.contains("mode 0644"),
