@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -288,17 +288,8 @@ fn traversal_user_names_are_denied_without_file_access() {
     {
         return;
     }
-    let secret = random_secret_b32();
-    let top = tempfile::Builder::new()
-        .prefix("pam_totp-trav")
-        .tempdir()
-        .expect("tempdir");
-    let store = top.path().join("store");
-    fs::create_dir(&store).expect("mkdir");
-    fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).expect("chmod");
-    // Bait: where `<store>/${USER}` leads for `../bait`, and what `a/b` would name.
-    let bait = top.path().join("bait");
-    write_owned(&bait, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    let (_top, store, bait, secret) = baited_store("pam_totp-trav");
+    // More bait: what `a/b` would name.
     fs::create_dir(store.join("a")).expect("mkdir");
     let bait2 = store.join("a").join("b");
     write_owned(&bait2, totp_file(&secret).as_bytes(), 0, 0, 0o600);
@@ -380,15 +371,13 @@ fn traversal_user_names_are_denied_without_file_access() {
     );
 }
 
-/// The bait check without strace: the bait at `<store>/../bait` keeps its access time.
-#[test]
-fn traversal_names_leave_the_bait_unread() {
-    if !require_root("traversal_names_leave_the_bait_unread") {
-        return;
-    }
+/// A directory (kept while the value lives) with a 0700 store, and beside the store the
+/// bait: a valid root-owned secret file where `<store>/${USER}` leads for the user name
+/// `../bait`. Returns the directory, the store, the bait and the bait's secret.
+fn baited_store(prefix: &str) -> (tempfile::TempDir, PathBuf, PathBuf, String) {
     let secret = random_secret_b32();
     let top = tempfile::Builder::new()
-        .prefix("pam_totp-bait")
+        .prefix(prefix)
         .tempdir()
         .expect("tempdir");
     let store = top.path().join("store");
@@ -396,6 +385,16 @@ fn traversal_names_leave_the_bait_unread() {
     fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).expect("chmod");
     let bait = top.path().join("bait");
     write_owned(&bait, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    (top, store, bait, secret)
+}
+
+/// The bait check without strace: the bait at `<store>/../bait` keeps its access time.
+#[test]
+fn traversal_names_leave_the_bait_unread() {
+    if !require_root("traversal_names_leave_the_bait_unread") {
+        return;
+    }
+    let (top, store, bait, secret) = baited_store("pam_totp-bait");
     let probe = top.path().join("probe");
     write_owned(&probe, b"x", 0, 0, 0o600);
     // Does this filesystem update atime on read? (relatime: yes when atime < mtime.)
