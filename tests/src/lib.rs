@@ -301,8 +301,22 @@ impl Driver {
     pub fn rhost(self, h: &str) -> Driver {
         self.arg("--rhost", h)
     }
+    /// [`Driver::rhost`] when there is one: no `PAM_RHOST` at all otherwise.
+    pub fn rhost_opt(self, h: Option<&str>) -> Driver {
+        match h {
+            Some(h) => self.rhost(h),
+            None => self,
+        }
+    }
     pub fn tty(self, t: &str) -> Driver {
         self.arg("--tty", t)
+    }
+    /// [`Driver::tty`] when there is one: no `PAM_TTY` at all otherwise.
+    pub fn tty_opt(self, t: Option<&str>) -> Driver {
+        match t {
+            Some(t) => self.tty(t),
+            None => self,
+        }
     }
     /// Freezes the clock at `unix` seconds with libfaketime.
     pub fn at(mut self, unix: u64) -> Driver {
@@ -831,7 +845,10 @@ pub fn login_at<'a>(
     rhost: impl Into<Option<&'a str>>,
     at: u64,
 ) -> Drive {
-    with_rhost(Driver::login(stack, user, answer).at(at), rhost.into()).run()
+    Driver::login(stack, user, answer)
+        .rhost_opt(rhost.into())
+        .at(at)
+        .run()
 }
 
 /// The peer address (RFC 5737) the fleet tests log in from.
@@ -847,18 +864,11 @@ pub fn login_logged<'a>(
     rhost: impl Into<Option<&'a str>>,
     at: impl Into<Option<u64>>,
 ) -> (Drive, Vec<String>) {
-    let driver = with_rhost(Driver::login(stack, user, answer), rhost.into());
+    let driver = Driver::login(stack, user, answer).rhost_opt(rhost.into());
     capture_syslog(&match at.into() {
         Some(unix) => driver.at(unix),
         None => driver,
     })
-}
-
-fn with_rhost(driver: Driver, rhost: Option<&str>) -> Driver {
-    match rhost {
-        Some(rhost) => driver.rhost(rhost),
-        None => driver,
-    }
 }
 
 /// [`capture_syslog`] with `src` bind-mounted over `dst` (both absolute) inside the same

@@ -266,11 +266,9 @@ impl RuleSetup {
 /// Root's login to `sshd` with a wrong code, from `rhost` when given: only a skip lets
 /// it through.
 fn root_login(stack: &Stack, rhost: Option<&str>) -> Driver {
-    let d = Driver::new(stack, "sshd", "root").answer("000000");
-    match rhost {
-        Some(h) => d.rhost(h),
-        None => d,
-    }
+    Driver::new(stack, "sshd", "root")
+        .answer("000000")
+        .rhost_opt(rhost)
 }
 
 /// J2–J6, J12: peer addresses as the rules see them, through the module: an

@@ -394,13 +394,8 @@ fn grace_period_matches_numeric_rhost_only() {
     }
     let (u, secret) = TestUser::enrolled("gp");
     let stack = Stack::probe("svc", "grace_period=3600 ceiling_burst=100");
-    let login = |rhost: Option<&str>, answer: &str, at: u64| {
-        let mut d = Driver::login(&stack, &u, answer).at(at);
-        if let Some(h) = rhost {
-            d = d.rhost(h);
-        }
-        d.run()
-    };
+    let login =
+        |rhost: Option<&str>, answer: &str, at: u64| login_at(&stack, &u, answer, rhost, at);
 
     let d = login(Some("192.0.2.7"), &code_at(&secret, T0), T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");

@@ -302,14 +302,7 @@ struct Items {
 }
 
 fn with_items(d: Driver, items: Items) -> Driver {
-    let d = match items.tty {
-        Some(t) => d.tty(t),
-        None => d,
-    };
-    match items.rhost {
-        Some(h) => d.rhost(h),
-        None => d,
-    }
+    d.tty_opt(items.tty).rhost_opt(items.rhost)
 }
 
 /// The cases every "password, then code" example must pass.
