@@ -6,14 +6,13 @@
 use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::fleet::{TestCa, install_plugin};
+use crate::fleet::{TestCa, install_plugin, signed};
 
 /// The etcd plugin built from this tree, installed by [`install_plugin`].
 pub fn etcd_plugin() -> &'static Path {
@@ -398,7 +397,7 @@ impl Drop for EtcdCluster {
 /// with `--client-cert-auth`. The key is root-only (mode 0600).
 pub fn client_cert(ca: &TestCa, cn: &str) -> (PathBuf, PathBuf) {
     signed(
-        ca,
+        ca.dir.path(),
         &format!("client-{cn}"),
         cn,
         "extendedKeyUsage=clientAuth\n",
@@ -410,63 +409,9 @@ pub fn client_cert(ca: &TestCa, cn: &str) -> (PathBuf, PathBuf) {
 /// good for client authentication too.
 fn member_cert(ca: &TestCa) -> (PathBuf, PathBuf) {
     signed(
-        ca,
+        ca.dir.path(),
         "member",
         "localhost",
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
     )
-}
-
-fn signed(ca: &TestCa, name: &str, cn: &str, extensions: &str) -> (PathBuf, PathBuf) {
-    let d = ca.dir.path();
-    let key = d.join(format!("{name}.key"));
-    let csr = d.join(format!("{name}.csr"));
-    let cert = d.join(format!("{name}.pem"));
-    let ext = d.join(format!("{name}-ext.cnf"));
-    fs::write(&ext, extensions).expect("write ext");
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(d)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let subj = format!("/CN={cn}");
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        &subj,
-        "-keyout",
-        &key.display().to_string(),
-        "-out",
-        &csr.display().to_string(),
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr.display().to_string(),
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        &ext.display().to_string(),
-        "-out",
-        &cert.display().to_string(),
-    ]);
-    fs::set_permissions(&cert, fs::Permissions::from_mode(0o644)).expect("chmod");
-    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
-    (cert, key)
 }

@@ -56,10 +56,7 @@ pub fn secret_command(dir: &Path, user: &str, file: &str) -> PathBuf {
 /// shared store, so that its first login need not wait for the next code (R34: a store
 /// without its record is taken to have lost its data). Panics when it fails.
 pub fn init_store(module_args: &str) {
-    let out = Command::new(&crate::built().state_tool)
-        .args(["init", "--options", module_args])
-        .output()
-        .expect("run totp-state init");
+    let out = crate::state_tool(&["init", "--options", module_args]);
     assert!(
         out.status.success(),
         "totp-state init failed: {}",
@@ -142,96 +139,79 @@ impl TestCa {
                 "-keyout", "ca.key", "-out", "ca.pem",
             ],
         );
-        openssl(
+        let (server_cert, server_key) = signed(
             d,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ],
-        );
-        fs::write(
-            d.join("ext.cnf"),
+            "server",
+            "localhost",
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("write ext.cnf");
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-                "-out",
-                "server.pem",
-            ],
         );
-        openssl(
+        let (client_cert, client_key) = signed(
             d,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=pam_totp test client",
-                "-keyout",
-                "client.key",
-                "-out",
-                "client.csr",
-            ],
+            "client",
+            "pam_totp test client",
+            "extendedKeyUsage=clientAuth\n",
         );
-        fs::write(d.join("client.cnf"), "extendedKeyUsage=clientAuth\n").expect("write");
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "client.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "client.cnf",
-                "-out",
-                "client.pem",
-            ],
-        );
-        for f in ["ca.pem", "server.pem", "server.key", "client.pem"] {
-            fs::set_permissions(d.join(f), fs::Permissions::from_mode(0o644)).expect("chmod");
+        for f in [&d.join("ca.pem"), &server_key] {
+            fs::set_permissions(f, fs::Permissions::from_mode(0o644)).expect("chmod");
         }
-        fs::set_permissions(d.join("client.key"), fs::Permissions::from_mode(0o600))
-            .expect("chmod");
         TestCa {
             ca_cert: d.join("ca.pem"),
-            server_cert: d.join("server.pem"),
-            server_key: d.join("server.key"),
-            client_cert: d.join("client.pem"),
-            client_key: d.join("client.key"),
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
             dir,
         }
     }
+}
+
+/// A key and a certificate for `cn` with the openssl `extensions`, signed by the CA in
+/// `d` (`NAME.key`, root-only, and `NAME.pem` there).
+pub(crate) fn signed(d: &Path, name: &str, cn: &str, extensions: &str) -> (PathBuf, PathBuf) {
+    let key = d.join(format!("{name}.key"));
+    let csr = d.join(format!("{name}.csr"));
+    let cert = d.join(format!("{name}.pem"));
+    let ext = d.join(format!("{name}-ext.cnf"));
+    fs::write(&ext, extensions).expect("write ext");
+    let subj = format!("/CN={cn}");
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &subj,
+            "-keyout",
+            &key.display().to_string(),
+            "-out",
+            &csr.display().to_string(),
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr.display().to_string(),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext.display().to_string(),
+            "-out",
+            &cert.display().to_string(),
+        ],
+    );
+    fs::set_permissions(&cert, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
+    (cert, key)
 }
 
 /// How to start a server.
@@ -375,6 +355,16 @@ impl RedisServer {
     pub fn url(&self, tls: bool) -> String {
         let scheme = if tls { "rediss" } else { "redis" };
         format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Module options naming this server (plain, not TLS) and the plugin built from this
+    /// tree, then `extra`.
+    pub fn options(&self, extra: &str) -> String {
+        format!(
+            "state={} redis_plugin={} {extra}",
+            self.url(false),
+            plugin().display()
+        )
     }
 
     fn pid(&self) -> i32 {

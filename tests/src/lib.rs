@@ -60,6 +60,27 @@ pub fn built() -> &'static Built {
     })
 }
 
+/// `totp-enroll` without a question: time-based, replay refused, the smallest window,
+/// no rate limit, no confirmation, no QR code.
+pub const ENROLL_SCRIPTED: [&str; 8] = [
+    "-t",
+    "-d",
+    "-W",
+    "-u",
+    "-C",
+    "--non-interactive",
+    "-Q",
+    "NONE",
+];
+
+/// Runs the `totp-state` admin tool built from this tree with `args`.
+pub fn state_tool(args: &[&str]) -> Output {
+    Command::new(&built().state_tool)
+        .args(args)
+        .output()
+        .expect("run totp-state")
+}
+
 pub struct Built {
     pub module: PathBuf,
     pub driver: PathBuf,
@@ -179,6 +200,13 @@ impl Stack {
         self.dir.path().join("state")
     }
 
+    /// `totp-state` with `args` on this stack's state directory.
+    pub fn state_tool(&self, args: &[&str]) -> Output {
+        let dir = self.state_dir();
+        let dir = dir.to_str().expect("a UTF-8 state directory");
+        state_tool(&[args, &["--state-dir", dir]].concat())
+    }
+
     /// The path of `uid`'s state record in this stack.
     pub fn state_file(&self, uid: u32) -> PathBuf {
         self.state_dir().join(uid.to_string())
@@ -262,14 +290,33 @@ impl Driver {
         self.args.push(flag.into());
         self
     }
+    /// `user` answering `answer` on the service `svc` of `stack`, the service the probe
+    /// and one-line stacks of most tests name.
+    pub fn login(stack: &Stack, user: &TestUser, answer: &str) -> Driver {
+        Driver::new(stack, "svc", &user.name).answer(answer)
+    }
     pub fn answer(self, a: &str) -> Driver {
         self.arg("--answer", a)
     }
     pub fn rhost(self, h: &str) -> Driver {
         self.arg("--rhost", h)
     }
+    /// [`Driver::rhost`] when there is one: no `PAM_RHOST` at all otherwise.
+    pub fn rhost_opt(self, h: Option<&str>) -> Driver {
+        match h {
+            Some(h) => self.rhost(h),
+            None => self,
+        }
+    }
     pub fn tty(self, t: &str) -> Driver {
         self.arg("--tty", t)
+    }
+    /// [`Driver::tty`] when there is one: no `PAM_TTY` at all otherwise.
+    pub fn tty_opt(self, t: Option<&str>) -> Driver {
+        match t {
+            Some(t) => self.tty(t),
+            None => self,
+        }
     }
     /// Freezes the clock at `unix` seconds with libfaketime.
     pub fn at(mut self, unix: u64) -> Driver {
@@ -693,6 +740,23 @@ pub fn spawn_all(drivers: Vec<Driver>) -> Vec<Drive> {
         .collect()
 }
 
+/// The right code of `secret` answered by `n` logins of `user` spread over `hosts`, all
+/// released at one instant ([`start_time`]) so that they race: their results, and the
+/// 30-s step whose code they answered.
+pub fn same_code_at_once(
+    hosts: &[Stack],
+    user: &TestUser,
+    secret: &str,
+    n: usize,
+) -> (Vec<Drive>, u64) {
+    let start = start_time();
+    let code = code_at(secret, start / 1000);
+    let drivers = (0..n)
+        .map(|i| Driver::login(&hosts[i % hosts.len()], user, &code).start_at(start))
+        .collect();
+    (spawn_all(drivers), start / 1000 / 30)
+}
+
 /// A start time (unix ms) about 1.5 s ahead that is not within 3 s of a 30-s step
 /// boundary, so parallel processes all present the code of one step while it is current.
 pub fn start_time() -> u64 {
@@ -773,6 +837,40 @@ pub fn capture_syslog(driver: &Driver) -> (Drive, Vec<String>) {
     (Drive::parse(&out), lines)
 }
 
+/// One [`Driver::login`] run, from `rhost` when given, with the clock frozen at `at`.
+pub fn login_at<'a>(
+    stack: &Stack,
+    user: &TestUser,
+    answer: &str,
+    rhost: impl Into<Option<&'a str>>,
+    at: u64,
+) -> Drive {
+    Driver::login(stack, user, answer)
+        .rhost_opt(rhost.into())
+        .at(at)
+        .run()
+}
+
+/// The peer address (RFC 5737) the fleet tests log in from.
+pub const PEER: &str = "192.0.2.7";
+
+/// One [`Driver::login`], from `rhost` and with the clock frozen at `at` when given (a
+/// test that waits on a real server or times the login needs the running clock): the
+/// run and the syslog lines the module sent ([`capture_syslog`]).
+pub fn login_logged<'a>(
+    stack: &Stack,
+    user: &TestUser,
+    answer: &str,
+    rhost: impl Into<Option<&'a str>>,
+    at: impl Into<Option<u64>>,
+) -> (Drive, Vec<String>) {
+    let driver = Driver::login(stack, user, answer).rhost_opt(rhost.into());
+    capture_syslog(&match at.into() {
+        Some(unix) => driver.at(unix),
+        None => driver,
+    })
+}
+
 /// [`capture_syslog`] with `src` bind-mounted over `dst` (both absolute) inside the same
 /// private mount namespace first: a device or another file over a secret, another
 /// `/etc/passwd` for a host whose accounts differ. The host's mounts are untouched.
@@ -807,8 +905,7 @@ pub fn with_syslog_capture(inner: &Command) -> (Output, Vec<String>) {
         .expect("tempdir");
     let sock_path = dir.path().join("log.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind syslog socket");
-    const SCRIPT: &str = r#"set -e
-t="$1"; shift
+    const SETUP: &str = r#"t="$1"
 mkdir "$t/dev"
 mount -t tmpfs -o mode=755 none "$t/dev"
 for n in null zero urandom random full tty; do
@@ -816,25 +913,8 @@ for n in null zero urandom random full tty; do
 done
 touch "$t/dev/log"; mount --bind "$t/log.sock" "$t/dev/log"
 mkdir "$t/dev/shm"; mount -t tmpfs -o mode=1777 none "$t/dev/shm"
-mount --rbind "$t/dev" /dev
-exec "$@""#;
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        SCRIPT,
-        "sh",
-    ])
-    .arg(dir.path())
-    // The inner command's environment is applied by `env` right before the final exec,
-    // not to unshare and sh: a process started with libfaketime preloaded that then
-    // execs another program leaves libfaketime's per-process shared memory behind.
-    .arg("env");
-    append_env_exec(&mut cmd, inner);
-    cmd.stdin(Stdio::null());
+mount --rbind "$t/dev" /dev"#;
+    let mut cmd = in_private_mounts(SETUP, dir.path(), inner);
     // Read while the child runs: a full datagram queue would block its syslog() call.
     sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
         .expect("timeout");
@@ -858,6 +938,24 @@ exec "$@""#;
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let lines = reader.join().expect("syslog reader");
     (out, lines)
+}
+
+/// `inner` in a private mount namespace, run by a shell once `setup` (with `$1` = `arg`)
+/// has mounted there what the run needs; the host's mounts are untouched. Root only.
+pub fn in_private_mounts(setup: &str, arg: &Path, inner: &Command) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("set -e\n{setup}\nshift\nexec \"$@\""))
+        .arg("sh")
+        .arg(arg)
+        // The inner command's environment is applied by `env` right before the final
+        // exec, not to unshare and sh: a process started with libfaketime preloaded that
+        // then execs another program leaves libfaketime's per-process shared memory
+        // behind.
+        .arg("env");
+    append_env_exec(&mut cmd, inner);
+    cmd.stdin(Stdio::null());
+    cmd
 }
 
 /// The message part of a syslog datagram (after `ident[pid]: ` or `ident: `).

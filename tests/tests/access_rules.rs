@@ -324,14 +324,12 @@ fn user_and_group_items_in_rules() {
     );
     let stack = Stack::probe("sshd", &format!("accessfile={}", rules.display()));
     let run = |user: &str, rhost: Option<&str>, tty: Option<&str>| {
-        let mut d = Driver::new(&stack, "sshd", user).answer("000000");
-        if let Some(h) = rhost {
-            d = d.rhost(h);
-        }
-        if let Some(t) = tty {
-            d = d.tty(t);
-        }
-        d.run().returned()
+        Driver::new(&stack, "sshd", user)
+            .answer("000000")
+            .rhost_opt(rhost)
+            .tty_opt(tty)
+            .run()
+            .returned()
     };
     let required = Returned::Failed("PAM_AUTH_ERR".into());
     assert_eq!(

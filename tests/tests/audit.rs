@@ -61,12 +61,7 @@ fn audit_reports_each_account_as_the_module_would_treat_it() {
     );
 
     // The verdicts are what logins do.
-    let login = |u: &TestUser, answer: &str| {
-        Driver::new(&stack, "svc", &u.name)
-            .answer(answer)
-            .at(T0)
-            .run()
-    };
+    let login = |u: &TestUser, answer: &str| login_at(&stack, u, answer, None, T0);
     assert_eq!(login(&ok, &code_at(&secret, T0)).result, "PAM_SUCCESS");
     assert_eq!(login(&bad, "123456").result, "PAM_AUTH_ERR");
     let d = login(&legacy, &oathtool_totp(GA_SECRET, T0, 30, 6, "sha1"));
@@ -138,10 +133,7 @@ fn audit_in_store_mode_reads_the_store_and_names_orphan_files() {
         "{seen:?}"
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0)
-        .run();
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(
         d.result, "PAM_SUCCESS",
         "the store's file is what logins use: {d:?}"

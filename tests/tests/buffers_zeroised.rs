@@ -318,7 +318,7 @@ fn logins_leave_no_copy(so: &Path) {
         let login = || {
             u.write_secret(file, 0o600);
             reset_state(&stack, u.uid);
-            let driver = Driver::new(&stack, "svc", &u.name).answer(&answer);
+            let driver = Driver::login(&stack, &u, &answer);
             held_login(driver, &needles, &marker)
         };
         let (mut d, mut scan) = login();

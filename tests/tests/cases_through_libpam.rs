@@ -7,16 +7,9 @@
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use system_tests::*;
-
-fn login(stack: &Stack, user: &TestUser, answer: &str, at: u64) -> Drive {
-    Driver::new(stack, "svc", &user.name)
-        .answer(answer)
-        .at(at)
-        .run()
-}
 
 fn logged(lines: &[String], needle: &str) -> bool {
     lines.iter().any(|l| syslog_message(l).contains(needle))
@@ -57,16 +50,12 @@ fn a_root_owned_symlink_on_the_way_home_is_followed_and_a_users_is_not() {
     assert!(st.status.success(), "usermod: {st:?}");
 
     let stack = Stack::probe("svc", "");
-    let d = login(&stack, &u, &code_at(&secret, T0), T0);
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "root-owned symlink: {d:?}");
 
     // The same link owned by the user: not followed.
     std::os::unix::fs::lchown(&link, Some(u.uid), Some(u.gid)).expect("lchown");
-    let (d, lines) = capture_syslog(
-        &Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, T0 + 30))
-            .at(T0 + 30),
-    );
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "user's symlink: {d:?}");
     assert!(
         logged(&lines, "is a symbolic link not owned by root"),
@@ -115,7 +104,7 @@ fn line_one_spellings_are_read_as_ga_reads_them() {
     ] {
         at += 30;
         u.write_secret(&format!("{line1}\n\" TOTP_AUTH\n"), 0o600);
-        let d = login(&stack, &u, &code_at(canonical, at), at);
+        let d = login_at(&stack, &u, &code_at(canonical, at), None, at);
         assert_eq!(d.module_code(), "PAM_SUCCESS", "{what}: {d:?}");
     }
     for (what, line1) in [
@@ -124,11 +113,7 @@ fn line_one_spellings_are_read_as_ga_reads_them() {
     ] {
         at += 30;
         u.write_secret(&format!("{line1}\n\" TOTP_AUTH\n"), 0o600);
-        let (d, lines) = capture_syslog(
-            &Driver::new(&stack, "svc", &u.name)
-                .answer(&code_at(canonical, at))
-                .at(at),
-        );
+        let (d, lines) = login_logged(&stack, &u, &code_at(canonical, at), None, at);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{what}: {d:?}");
         assert_eq!(d.prompts, 1, "{what}: prompted like everybody");
         assert!(logged(&lines, "secret file unusable"), "{what}: {lines:?}");
@@ -147,7 +132,7 @@ fn malformed_settings_deny_and_unknown_lines_are_kept() {
     }
     let (u, secret) = TestUser::enrolled("mf");
     let stack = Stack::probe("svc", "");
-    let d = login(&stack, &u, &code_at(&secret, T0), T0);
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}");
     let mut at = T0;
     for setting in [
@@ -160,11 +145,7 @@ fn malformed_settings_deny_and_unknown_lines_are_kept() {
         at += 30;
         let text = format!("{secret}\n\" {setting}\n\" TOTP_AUTH\n");
         let p = u.write_secret(&text, 0o600);
-        let (d, lines) = capture_syslog(
-            &Driver::new(&stack, "svc", &u.name)
-                .answer(&code_at(&secret, at))
-                .at(at),
-        );
+        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, at);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{setting:?}: {d:?}");
         assert!(
             lines
@@ -180,7 +161,7 @@ fn malformed_settings_deny_and_unknown_lines_are_kept() {
     );
     let p = u.write_secret(&text, 0o600);
     // The code of the previous step: inside window 3, outside window 1.
-    let d = login(&stack, &u, &code_at(&secret, at - 30), at);
+    let d = login_at(&stack, &u, &code_at(&secret, at - 30), None, at);
     assert_eq!(
         d.module_code(),
         "PAM_SUCCESS",
@@ -202,9 +183,9 @@ fn gas_vector_logs_in_through_the_module() {
     assert_eq!(oathtool_totp(GA_SECRET, 300_000, 30, 6, "sha1"), "050548");
     let stack = Stack::probe("svc", "");
     let far = oathtool_totp(GA_SECRET, 300_000 + 30 * 5, 30, 6, "sha1");
-    let d = login(&stack, &u, &far, 300_000);
+    let d = login_at(&stack, &u, &far, None, 300_000);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "five steps ahead: {d:?}");
-    let d = login(&stack, &u, "050548", 300_000);
+    let d = login_at(&stack, &u, "050548", None, 300_000);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "GA's vector: {d:?}");
 }
 
@@ -219,15 +200,15 @@ fn clock_going_back_and_even_windows() {
     }
     let stack = Stack::probe("svc", "");
     let (u, secret) = TestUser::enrolled("cb");
-    let d = login(&stack, &u, &code_at(&secret, T0 + 300), T0 + 300);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 300), None, T0 + 300);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     // The clock goes back 5 minutes: the code of that time is valid there, but its
     // step is before the mark.
-    let d = login(&stack, &u, &code_at(&secret, T0), T0);
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "clock went back: {d:?}");
     // Control: a fresh user, the same time and code, logs in.
     let (w, secret_w) = TestUser::enrolled("cc");
-    let d = login(&stack, &w, &code_at(&secret_w, T0), T0);
+    let d = login_at(&stack, &w, &code_at(&secret_w, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}");
 
     // Window 4 (even): offsets -1, 0, +1, +2 in, -2 out.
@@ -237,15 +218,57 @@ fn clock_going_back_and_even_windows() {
         0o600,
     );
     let at = T0 + 3_000;
-    let d = login(&stack, &e, &code_at(&secret_e, at - 60), at);
+    let d = login_at(&stack, &e, &code_at(&secret_e, at - 60), None, at);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "offset -2: {d:?}");
     for (k, offset) in [-1i64, 0, 1, 2].iter().enumerate() {
         // Each a later time, so the mark of the one before does not refuse it.
         let now = at + 300 * (k as u64 + 1);
         let step_time = now.checked_add_signed(offset * 30).expect("time");
-        let d = login(&stack, &e, &code_at(&secret_e, step_time), now);
+        let d = login_at(&stack, &e, &code_at(&secret_e, step_time), None, now);
         assert_eq!(d.module_code(), "PAM_SUCCESS", "offset {offset}: {d:?}");
     }
+}
+
+/// The rule that lets the peers of 10.0.0.0/8 skip the code.
+const RULE: &[u8] = b"+ : ALL : 10.0.0.0/8\n";
+
+/// The rule-file tests' set-up: root's secret, root-owned, and the path of the rule
+/// file the test writes, in one private directory.
+struct RuleSetup {
+    dir: tempfile::TempDir,
+    secret: PathBuf,
+    rules: PathBuf,
+}
+
+impl RuleSetup {
+    fn new() -> RuleSetup {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-rules")
+            .tempdir()
+            .expect("tempdir");
+        let secret = dir.path().join("secret");
+        write_owned(&secret, totp_file(SECRET_160).as_bytes(), 0, 0, 0o600);
+        let rules = dir.path().join("access.conf");
+        RuleSetup { dir, secret, rules }
+    }
+
+    /// A probe stack for `sshd` reading the rules in `rules`, with `extra` options.
+    fn stack(&self, rules: &Path, extra: &str) -> Stack {
+        let args = format!(
+            "secret={} accessfile={} {extra}",
+            self.secret.display(),
+            rules.display()
+        );
+        Stack::probe("sshd", args.trim_end())
+    }
+}
+
+/// Root's login to `sshd` with a wrong code, from `rhost` when given: only a skip lets
+/// it through.
+fn root_login(stack: &Stack, rhost: Option<&str>) -> Driver {
+    Driver::new(stack, "sshd", "root")
+        .answer("000000")
+        .rhost_opt(rhost)
 }
 
 /// J2–J6, J12: peer addresses as the rules see them, through the module: an
@@ -258,28 +281,11 @@ fn peer_addresses_and_a_missing_rule_file_through_the_module() {
     if !require_root("peer_addresses_and_a_missing_rule_file_through_the_module") {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("pam_totp-peers")
-        .tempdir()
-        .expect("tempdir");
-    let secret = dir.path().join("secret");
-    write_owned(
-        &secret,
-        format!("{SECRET_160}\n\" TOTP_AUTH\n").as_bytes(),
-        0,
-        0,
-        0o600,
-    );
-    let rules = dir.path().join("access.conf");
-    write_owned(&rules, b"+ : ALL : 10.0.0.0/8\n", 0, 0, 0o644);
-    let args = |rules: &Path| format!("secret={} accessfile={}", secret.display(), rules.display());
-    let stack = Stack::probe("sshd", &args(&rules));
+    let setup = RuleSetup::new();
+    write_owned(&setup.rules, RULE, 0, 0, 0o644);
+    let stack = setup.stack(&setup.rules, "");
     let returned = |stack: &Stack, rhost: Option<&str>| {
-        let mut d = Driver::new(stack, "sshd", "root").answer("000000");
-        if let Some(h) = rhost {
-            d = d.rhost(h);
-        }
-        let r = d.run();
+        let r = root_login(stack, rhost).run();
         (r.returned(), r.prompts)
     };
     assert_eq!(
@@ -309,13 +315,9 @@ fn peer_addresses_and_a_missing_rule_file_through_the_module() {
             "{rhost:?}: the code is asked"
         );
     }
-    let missing = dir.path().join("no-such-access.conf");
-    let stack = Stack::probe("sshd", &args(&missing));
-    let (d, lines) = capture_syslog(
-        &Driver::new(&stack, "sshd", "root")
-            .answer("000000")
-            .rhost("10.1.2.3"),
-    );
+    let missing = setup.dir.path().join("no-such-access.conf");
+    let stack = setup.stack(&missing, "");
+    let (d, lines) = capture_syslog(&root_login(&stack, Some("10.1.2.3")));
     assert_eq!(
         (d.returned(), d.prompts),
         (Returned::Failed("PAM_AUTH_ERR".into()), 1),
@@ -337,12 +339,7 @@ fn a_success_resets_the_failures_of_its_origin() {
     }
     let stack = Stack::probe("svc", "throttle_after=2");
     let from = |u: &TestUser, answer: &str, at: u64| {
-        Driver::new(&stack, "svc", &u.name)
-            .answer(answer)
-            .rhost("192.0.2.44")
-            .at(at)
-            .run()
-            .module_code()
+        login_at(&stack, u, answer, "192.0.2.44", at).module_code()
     };
     // Seconds apart (inside any backoff), across a step boundary so that the second
     // right code is a new one: second 27 of a step, then the next step.
@@ -386,36 +383,10 @@ fn rule_file_ownership_and_mode_through_the_module() {
     if !require_root("rule_file_ownership_and_mode_through_the_module") {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("pam_totp-rules")
-        .tempdir()
-        .expect("tempdir");
-    let secret = dir.path().join("secret");
-    write_owned(
-        &secret,
-        format!("{SECRET_160}\n\" TOTP_AUTH\n").as_bytes(),
-        0,
-        0,
-        0o600,
-    );
-    let rules = dir.path().join("access.conf");
-    let rule = b"+ : ALL : 10.0.0.0/8\n";
-    let stack = Stack::probe(
-        "sshd",
-        &format!(
-            "secret={} accessfile={} throttle_after=100",
-            secret.display(),
-            rules.display()
-        ),
-    );
-    let attempt = || {
-        capture_syslog(
-            &Driver::new(&stack, "sshd", "root")
-                .answer("000000")
-                .rhost("10.1.2.3"),
-        )
-    };
-    write_owned(&rules, rule, 0, 0, 0o644);
+    let setup = RuleSetup::new();
+    let stack = setup.stack(&setup.rules, "throttle_after=100");
+    let attempt = || capture_syslog(&root_login(&stack, Some("10.1.2.3")));
+    write_owned(&setup.rules, RULE, 0, 0, 0o644);
     let (d, lines) = attempt();
     assert_eq!((d.returned(), d.prompts), (Returned::Ignore, 0), "control");
     let skip_lines: Vec<&String> = lines
@@ -424,12 +395,12 @@ fn rule_file_ownership_and_mode_through_the_module() {
         .collect();
     assert_eq!(skip_lines.len(), 1, "the skip is logged once: {lines:?}");
     assert!(
-        skip_lines[0].contains(&format!("{}:line 1", rules.display())),
+        skip_lines[0].contains(&format!("{}:line 1", setup.rules.display())),
         "the skip names the rule: {lines:?}"
     );
     // A file written on Windows: CRLF line ends are read as LF, and the rule skips.
     write_owned(
-        &rules,
+        &setup.rules,
         b"# comment\r\n+ : ALL : 10.0.0.0/8\r\n",
         0,
         0,
@@ -443,28 +414,22 @@ fn rule_file_ownership_and_mode_through_the_module() {
     );
     // The caps (1 MiB, 8192-byte lines, 100,000 rules), each one over, the matching
     // rule first so only the cap can stop the skip.
-    let mut oversize = rule.to_vec();
+    let mut oversize = RULE.to_vec();
     oversize.resize(1024 * 1024 + 1, b'#');
     let long_line = format!("+ : ALL : 10.0.0.0/8\n# {}\n", "x".repeat(8192));
     let too_many = format!("+ : ALL : 10.0.0.0/8\n{}", "-:ALL:ALL\n".repeat(100_000));
     for (what, bytes, owner, mode, cause) in [
-        (
-            "owned by a user",
-            &rule[..],
-            65534,
-            0o644,
-            "owned by uid 65534",
-        ),
+        ("owned by a user", RULE, 65534, 0o644, "owned by uid 65534"),
         (
             "writable by others",
-            &rule[..],
+            RULE,
             0,
             0o666,
             "mode 0666 is too permissive",
         ),
         (
             "writable by the group",
-            &rule[..],
+            RULE,
             0,
             0o664,
             "mode 0664 is too permissive",
@@ -498,7 +463,7 @@ fn rule_file_ownership_and_mode_through_the_module() {
             "more than 100000 rules",
         ),
     ] {
-        write_owned(&rules, bytes, owner, 0, mode);
+        write_owned(&setup.rules, bytes, owner, 0, mode);
         let (d, lines) = attempt();
         assert_eq!(
             (d.returned(), d.prompts),
@@ -508,7 +473,7 @@ fn rule_file_ownership_and_mode_through_the_module() {
         assert!(
             lines.iter().any(|l| {
                 let m = syslog_message(l);
-                m.contains(&rules.display().to_string())
+                m.contains(&setup.rules.display().to_string())
                     && m.contains(cause)
                     && m.contains("the code is required for everybody")
             }),

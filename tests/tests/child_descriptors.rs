@@ -64,10 +64,7 @@ fn the_secret_command_inherits_no_descriptor_of_the_host() {
             cmd.display()
         ),
     );
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0)
-        .run();
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     // SAFETY: closes the descriptor this test made.
     unsafe { libc::close(LEAKED_FD) };
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");

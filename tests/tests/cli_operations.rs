@@ -24,10 +24,7 @@ fn with_closed_stdout(cmd: &mut Command) -> Output {
 fn recorded() -> (Stack, TestUser) {
     let (u, secret) = TestUser::enrolled("co");
     let stack = Stack::with_module("svc", "");
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0)
-        .run();
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
     (stack, u)
 }
@@ -39,11 +36,7 @@ fn a_closed_pipe_ends_the_tools_quietly() {
     }
     let (stack, u) = recorded();
     // Control: with a reader, the record is printed.
-    let out = Command::new(&built().state_tool)
-        .args(["show", "--json", "--state-dir"])
-        .arg(stack.state_dir())
-        .output()
-        .expect("totp-state");
+    let out = stack.state_tool(&["show", "--json"]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&u.name));
     for args in [vec!["show", "--json"], vec!["show"]] {
@@ -221,25 +214,16 @@ fn totp_state_show_names_each_origins_last_remote_address() {
     let (u, secret) = TestUser::enrolled("rh");
     let stack = Stack::with_module("svc", "");
     for (host, at) in [("192.0.2.44", T0), ("2001:db8::44", T0 + 30)] {
-        let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&wrong_totp(&secret, at))
-            .rhost(host)
-            .at(at)
-            .run();
+        let d = login_at(&stack, &u, &wrong_totp(&secret, at), host, at);
         assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
     }
     // A console failure: an origin without an address.
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&wrong_totp(&secret, T0 + 60))
+    let d = Driver::login(&stack, &u, &wrong_totp(&secret, T0 + 60))
         .tty("tty3")
         .at(T0 + 60)
         .run();
     assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
-    let out = Command::new(&built().state_tool)
-        .args(["show", "--json", "--user", &u.name, "--state-dir"])
-        .arg(stack.state_dir())
-        .output()
-        .expect("totp-state");
+    let out = stack.state_tool(&["show", "--json", "--user", &u.name]);
     assert!(out.status.success(), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let mut hosts: Vec<String> = v["origins"]
@@ -250,11 +234,7 @@ fn totp_state_show_names_each_origins_last_remote_address() {
         .collect();
     hosts.sort();
     assert_eq!(hosts, ["-", "192.0.2.44", "2001:db8::44"], "{v}");
-    let out = Command::new(&built().state_tool)
-        .args(["show", "--user", &u.name, "--state-dir"])
-        .arg(stack.state_dir())
-        .output()
-        .expect("totp-state");
+    let out = stack.state_tool(&["show", "--user", &u.name]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("(last from 192.0.2.44)"), "{text}");
 }
@@ -280,10 +260,7 @@ fn a_state_dir_below_a_sticky_world_writable_directory_is_refused() {
         "svc",
         &format!("auth required @MODULE@ state_dir={}\n", state.display()),
     );
-    let drv = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0);
-    let (d, lines) = capture_syslog(&drv);
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
     assert!(
         lines
@@ -294,10 +271,7 @@ fn a_state_dir_below_a_sticky_world_writable_directory_is_refused() {
     assert!(!state.exists(), "nothing created below /tmp");
     // Control: the stack's own state directory (below root-only directories).
     let ok = Stack::with_module("svc", "");
-    let d = Driver::new(&ok, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0)
-        .run();
+    let d = login_at(&ok, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
 }
 
@@ -313,12 +287,15 @@ fn check_reports_what_the_module_logs_only_with_debug() {
     u.write_secret("JBSWY3DPEHPK3PXP\n\" WINDOW_SIZE 21\n\" TOTP_AUTH\n", 0o600);
     let stack = Stack::new();
     stack.service("svc", "auth required @MODULE@\n");
-    let out = Command::new(&built().enroll)
-        .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
-        .arg(stack.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("totp-enroll check");
+    let check = || {
+        Command::new(&built().enroll)
+            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("totp-enroll check")
+    };
+    let out = check();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("secret is only 80 bits"), "{stderr}");
     assert!(
@@ -327,12 +304,7 @@ fn check_reports_what_the_module_logs_only_with_debug() {
     );
     // A file the module would refuse: named, with the reason.
     u.write_secret("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n", 0o644);
-    let out = Command::new(&built().enroll)
-        .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
-        .arg(stack.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("totp-enroll check");
+    let out = check();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("the module would deny") && stderr.contains("mode 0644"),

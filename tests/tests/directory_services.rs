@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use system_tests::{
-    Drive, Driver, SECRET_160, Stack, T0, TestUser, append_env_exec, code_at, require_root,
-    require_tool, root_store, syslog_message, totp_file, with_syslog_capture, write_owned,
-    wrong_totp,
+    Drive, Driver, ENROLL_SCRIPTED, SECRET_160, Stack, T0, TestUser, append_env_exec, code_at,
+    in_private_mounts, require_root, require_tool, root_store, syslog_message, totp_file,
+    with_syslog_capture, write_owned, wrong_totp,
 };
 
 /// The stand-in's service name in nsswitch.conf (`libnss_ptotpds.so.2`).
@@ -145,23 +145,14 @@ impl DirSvc {
 
     /// Any command inside the namespace (see [`DirSvc::command`]).
     fn wrap(&self, inner: &Command) -> Command {
-        const SCRIPT: &str = "set -e\nmount --bind \"$1\" /etc/nsswitch.conf\nshift\nexec \"$@\"";
-        let mut cmd = Command::new("unshare");
-        cmd.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            SCRIPT,
-            "sh",
-        ])
-        .arg(self.path().join("nsswitch.conf"))
-        .arg("env")
-        .arg(format!("LD_LIBRARY_PATH={}", self.path().display()));
-        append_env_exec(&mut cmd, inner);
-        cmd.stdin(Stdio::null());
-        cmd
+        let mut with_lib = Command::new("env");
+        with_lib.arg(format!("LD_LIBRARY_PATH={}", self.path().display()));
+        append_env_exec(&mut with_lib, inner);
+        in_private_mounts(
+            "mount --bind \"$1\" /etc/nsswitch.conf",
+            &self.path().join("nsswitch.conf"),
+            &with_lib,
+        )
     }
 
     fn run(&self, driver: &Driver) -> Drive {
@@ -624,9 +615,7 @@ fn skip_without_group_rules_never_opens_the_group_database() {
         let opens = |rules: &Path| -> Vec<String> {
             let args = mode.args(&format!("accessfile={}", rules.display()));
             let stack = Stack::probe("svc", &args);
-            let driver = Driver::new(&stack, "svc", &u.name)
-                .answer("1")
-                .rhost("10.1.2.3");
+            let driver = Driver::login(&stack, &u, "1").rhost("10.1.2.3");
             let inner = driver.command();
             let trace = ds.path().join("trace");
             let out = Command::new("strace")
@@ -765,19 +754,10 @@ fn enrolling_an_alias_into_a_store_uses_the_canonical_name() {
     let typed = u.name.to_uppercase();
     let enroll = |file: &str| {
         let mut cmd = Command::new(&system_tests::built().enroll);
-        cmd.args([
-            "-t",
-            "-d",
-            "-W",
-            "-u",
-            "-C",
-            "--non-interactive",
-            "-Q",
-            "NONE",
-            "--json",
-        ])
-        .args(["--user", &typed, "-s"])
-        .arg(store.path().join(file));
+        cmd.args(ENROLL_SCRIPTED)
+            .arg("--json")
+            .args(["--user", &typed, "-s"])
+            .arg(store.path().join(file));
         ds.wrap(&cmd).output().expect("run totp-enroll")
     };
     let out = enroll(&typed);

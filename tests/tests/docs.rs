@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::process::Command;
 
-use system_tests::{built, workspace};
+use system_tests::{built, state_tool, workspace};
 use totp_core::options::OPTION_NAMES;
 
 /// The man page text with roff escapes for '-' undone, so "\-\-user" reads "--user".
@@ -25,6 +25,16 @@ fn every_module_option_is_in_pam_totp_8() {
         missing.is_empty(),
         "options missing from pam_totp.8: {missing:?}"
     );
+}
+
+/// Asserts that the man page `page` (text `man`) names every one of `flags` but the
+/// `--help` and `--version` every tool has.
+fn all_in_man(flags: &BTreeSet<String>, man: &str, page: &str) {
+    let missing: Vec<_> = flags
+        .iter()
+        .filter(|f| *f != "--help" && *f != "--version" && !man.contains(f.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "flags missing from {page}: {missing:?}");
 }
 
 /// Long flags as `--help` prints them (for every subcommand too).
@@ -71,14 +81,7 @@ fn every_cli_flag_is_in_totp_enroll_1() {
         flags.len() > 20,
         "expected GA's flags in --help, got {flags:?}"
     );
-    let missing: Vec<_> = flags
-        .iter()
-        .filter(|f| *f != "--help" && *f != "--version" && !man.contains(f.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "flags missing from totp-enroll.1: {missing:?}"
-    );
+    all_in_man(&flags, &man, "totp-enroll.1");
 }
 
 #[test]
@@ -86,22 +89,12 @@ fn every_cli_flag_is_in_totp_state_8() {
     let man = man_text("totp-state.8");
     let mut flags = BTreeSet::new();
     for cmd in ["show", "reset", "audit"] {
-        let out = Command::new(&built().state_tool)
-            .args([cmd, "--help"])
-            .output()
-            .expect("run totp-state");
+        let out = state_tool(&[cmd, "--help"]);
         flags.extend(long_flags(&String::from_utf8_lossy(&out.stdout)));
         assert!(man.contains(cmd), "command {cmd} missing from totp-state.8");
     }
     assert!(flags.contains("--user"), "{flags:?}");
-    let missing: Vec<_> = flags
-        .iter()
-        .filter(|f| *f != "--help" && *f != "--version" && !man.contains(f.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "flags missing from totp-state.8: {missing:?}"
-    );
+    all_in_man(&flags, &man, "totp-state.8");
 }
 
 /// Every man page formats without a single groff warning (`-ww` enables them all), so

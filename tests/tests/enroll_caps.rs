@@ -33,11 +33,7 @@ fn code_off(secret: &str, offset: u64) -> String {
 }
 
 fn login(stack: &Stack, user: &TestUser, code: &str) -> String {
-    Driver::new(stack, SERVICE, &user.name)
-        .answer(code)
-        .at(T0)
-        .run()
-        .module_code()
+    login_at(stack, user, code, None, T0).module_code()
 }
 
 #[test]

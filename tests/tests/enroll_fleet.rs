@@ -6,18 +6,8 @@
 use std::fs;
 use std::process::Command;
 
-use system_tests::fleet::{
-    RedisServer, ServerConfig, init_store, plugin, secret_command, trusted_dir,
-};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store, secret_command, trusted_dir};
 use system_tests::*;
-
-fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> Drive {
-    Driver::new(host, "svc", &user.name)
-        .answer(code)
-        .rhost("192.0.2.7")
-        .at(at)
-        .run()
-}
 
 #[test]
 fn a_printed_file_served_by_the_secret_command_logs_in_once_fleet_wide() {
@@ -59,32 +49,29 @@ fn a_printed_file_served_by_the_secret_command_logs_in_once_fleet_wide() {
     let server = RedisServer::start(&ServerConfig::default());
     let dir = trusted_dir("cmd");
     let cmd = secret_command(dir.path(), &u.name, &file);
-    let args = format!(
-        "state={} redis_plugin={} redis_prefix=pf{}: redis_timeout=2000 \
-         secret_command={} secret_command_user=nobody",
-        server.url(false),
-        plugin().display(),
+    let args = server.options(&format!(
+        "redis_prefix=pf{}: redis_timeout=2000 secret_command={} secret_command_user=nobody",
         std::process::id(),
         cmd.display()
-    );
+    ));
     init_store(&args);
     let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &args)).collect();
 
     let code = oathtool_totp(&secret, T0, 30, 6, "sha1");
-    let d = login(&hosts[0], &u, &code, T0);
+    let d = login_at(&hosts[0], &u, &code, PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     // The same code on the other host: the fleet's one replay mark refuses it.
-    let d = login(&hosts[1], &u, &code, T0 + 5);
+    let d = login_at(&hosts[1], &u, &code, PEER, T0 + 5);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
     let next = oathtool_totp(&secret, T0 + 30, 30, 6, "sha1");
-    let d = login(&hosts[1], &u, &next, T0 + 30);
+    let d = login_at(&hosts[1], &u, &next, PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     // A wrong code: the served file is checked, not just present.
-    let d = login(&hosts[0], &u, &wrong_totp(&secret, T0 + 60), T0 + 60);
+    let d = login_at(&hosts[0], &u, &wrong_totp(&secret, T0 + 60), PEER, T0 + 60);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),

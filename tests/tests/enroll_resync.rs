@@ -43,11 +43,7 @@ fn text(b: &[u8]) -> String {
 }
 
 fn login(stack: &Stack, user: &TestUser, code: &str, at: u64) -> String {
-    Driver::new(stack, SERVICE, &user.name)
-        .answer(code)
-        .at(at)
-        .run()
-        .module_code()
+    login_at(stack, user, code, None, at).module_code()
 }
 
 fn ready(test: &str) -> bool {

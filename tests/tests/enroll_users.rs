@@ -7,23 +7,14 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use system_tests::{
-    Driver, Stack, TestUser, built, now, oathtool_totp, read, require_root, require_tool,
-    stored_last_step, write_owned,
+    Driver, ENROLL_SCRIPTED, Stack, TestUser, built, now, oathtool_totp, read, require_root,
+    require_tool, stored_last_step, write_owned,
 };
 
 fn enroll(args: &[&str]) -> Output {
     Command::new(&built().enroll)
-        .args([
-            "-t",
-            "-d",
-            "-W",
-            "-u",
-            "-C",
-            "--non-interactive",
-            "-Q",
-            "NONE",
-            "--json",
-        ])
+        .args(ENROLL_SCRIPTED)
+        .arg("--json")
         .args(args)
         .output()
         .expect("run totp-enroll")
@@ -112,17 +103,8 @@ fn the_write_into_a_home_happens_with_the_users_credentials() {
             "trace=setfsuid,openat,renameat2,renameat,rename,linkat",
         ])
         .arg(&built().enroll)
-        .args([
-            "-t",
-            "-d",
-            "-W",
-            "-u",
-            "-C",
-            "--non-interactive",
-            "-Q",
-            "NONE",
-            "-q",
-        ])
+        .args(ENROLL_SCRIPTED)
+        .arg("-q")
         .args(["--user", &user.name])
         .output()
         .expect("strace");

@@ -7,13 +7,6 @@ use std::os::unix::fs::MetadataExt;
 
 use system_tests::*;
 
-fn login(stack: &Stack, user: &TestUser, answer: &str, at: u64) -> Drive {
-    Driver::new(stack, "svc", &user.name)
-        .answer(answer)
-        .at(at)
-        .run()
-}
-
 #[test]
 fn a_new_secret_logs_in_in_the_same_step_and_the_old_one_stays_used() {
     if !require_root("a_new_secret_logs_in_in_the_same_step_and_the_old_one_stays_used") {
@@ -24,16 +17,16 @@ fn a_new_secret_logs_in_in_the_same_step_and_the_old_one_stays_used() {
     u.write_secret(&totp_file(&old), 0o600);
     let stack = Stack::probe("svc", "");
     assert_eq!(
-        login(&stack, &u, &code_at(&old, T0), T0).module_code(),
+        login_at(&stack, &u, &code_at(&old, T0), None, T0).module_code(),
         "PAM_SUCCESS"
     );
     // Re-enrolled within the same 30-s step: the new secret's code of this step was
     // never used, so it works (the old marks would have refused it).
     u.write_secret(&totp_file(&new), 0o600);
-    let d = login(&stack, &u, &code_at(&new, T0 + 1), T0 + 1);
+    let d = login_at(&stack, &u, &code_at(&new, T0 + 1), None, T0 + 1);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     assert_eq!(
-        login(&stack, &u, &code_at(&new, T0 + 1), T0 + 2).module_code(),
+        login_at(&stack, &u, &code_at(&new, T0 + 1), None, T0 + 2).module_code(),
         "PAM_AUTH_ERR",
         "the new secret's marks hold"
     );
@@ -41,11 +34,11 @@ fn a_new_secret_logs_in_in_the_same_step_and_the_old_one_stays_used() {
     // one works.
     u.write_secret(&totp_file(&old), 0o600);
     assert_eq!(
-        login(&stack, &u, &code_at(&old, T0), T0 + 3).module_code(),
+        login_at(&stack, &u, &code_at(&old, T0), None, T0 + 3).module_code(),
         "PAM_AUTH_ERR"
     );
     assert_eq!(
-        login(&stack, &u, &code_at(&old, T0 + 30), T0 + 30).module_code(),
+        login_at(&stack, &u, &code_at(&old, T0 + 30), None, T0 + 30).module_code(),
         "PAM_SUCCESS"
     );
     let record = stored(&stack, u.uid);
@@ -62,7 +55,7 @@ fn a_new_step_size_logs_in_without_an_admin() {
     u.write_secret(&totp_file(&secret), 0o600);
     let stack = Stack::probe("svc", "");
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0).module_code(),
         "PAM_SUCCESS"
     );
     // The same secret re-enrolled with 60-s steps (step numbers halve), then with 10-s
@@ -73,10 +66,10 @@ fn a_new_step_size_logs_in_without_an_admin() {
             0o600,
         );
         let code = oathtool_totp(&secret, at, step, 6, "sha1");
-        let d = login(&stack, &u, &code, at);
+        let d = login_at(&stack, &u, &code, None, at);
         assert_eq!(d.module_code(), "PAM_SUCCESS", "step {step}: {d:?}");
         assert_eq!(
-            login(&stack, &u, &code, at + 1).module_code(),
+            login_at(&stack, &u, &code, None, at + 1).module_code(),
             "PAM_AUTH_ERR",
             "step {step}: replayed"
         );
@@ -93,15 +86,21 @@ fn a_new_hotp_token_starts_at_its_own_counter() {
     let stack = Stack::probe("svc", "");
     u.write_secret(&format!("{old}\n\" HOTP_COUNTER 1\n"), 0o600);
     for counter in 1..=8u64 {
-        let d = login(&stack, &u, &oathtool_hotp(&old, counter), T0 + counter);
+        let d = login_at(
+            &stack,
+            &u,
+            &oathtool_hotp(&old, counter),
+            None,
+            T0 + counter,
+        );
         assert_eq!(d.module_code(), "PAM_SUCCESS", "old token {counter}: {d:?}");
     }
     // A new token whose counter starts again at 1.
     u.write_secret(&format!("{new}\n\" HOTP_COUNTER 1\n"), 0o600);
-    let d = login(&stack, &u, &oathtool_hotp(&new, 1), T0 + 20);
+    let d = login_at(&stack, &u, &oathtool_hotp(&new, 1), None, T0 + 20);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "new token: {d:?}");
     assert_eq!(
-        login(&stack, &u, &oathtool_hotp(&new, 1), T0 + 21).module_code(),
+        login_at(&stack, &u, &oathtool_hotp(&new, 1), None, T0 + 21).module_code(),
         "PAM_AUTH_ERR"
     );
 }
@@ -117,7 +116,7 @@ fn throttling_stays_with_the_account_across_re_enrolment() {
     let stack = Stack::probe("svc", "");
     for i in 1..=3 {
         assert_eq!(
-            login(&stack, &u, &wrong_totp(&old, T0 + i), T0 + i).module_code(),
+            login_at(&stack, &u, &wrong_totp(&old, T0 + i), None, T0 + i).module_code(),
             "PAM_AUTH_ERR"
         );
     }
@@ -125,7 +124,7 @@ fn throttling_stays_with_the_account_across_re_enrolment() {
     u.write_secret(&totp_file(&new), 0o600);
     // Within the backoff the new secret's right code is refused unevaluated ...
     assert_eq!(
-        login(&stack, &u, &code_at(&new, T0 + 4), T0 + 4).module_code(),
+        login_at(&stack, &u, &code_at(&new, T0 + 4), None, T0 + 4).module_code(),
         "PAM_AUTH_ERR"
     );
     assert_eq!(
@@ -134,7 +133,7 @@ fn throttling_stays_with_the_account_across_re_enrolment() {
         "a refusal is not charged"
     );
     // ... and after it, accepted (control: nothing else kept it out).
-    let d = login(&stack, &u, &code_at(&new, T0 + 40), T0 + 40);
+    let d = login_at(&stack, &u, &code_at(&new, T0 + 40), None, T0 + 40);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     assert_eq!(stored_failures(&stack, u.uid), 0);
 }
@@ -149,11 +148,11 @@ fn records_name_enrolments_by_a_keyed_tag_and_keep_no_secret() {
     u.write_secret(&format!("{}12345678\n", totp_file(&secret)), 0o600);
     let stack = Stack::probe("svc", "");
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0).module_code(),
         "PAM_SUCCESS"
     );
     assert_eq!(
-        login(&stack, &u, "12345678", T0 + 40).module_code(),
+        login_at(&stack, &u, "12345678", None, T0 + 40).module_code(),
         "PAM_SUCCESS"
     );
     let key = stack.state_dir().join("store.key");
@@ -178,7 +177,7 @@ fn records_name_enrolments_by_a_keyed_tag_and_keep_no_secret() {
     // Another store (another key) names the same enrolment differently.
     let other = Stack::probe("svc", "");
     assert_eq!(
-        login(&other, &u, &code_at(&secret, T0 + 60), T0 + 60).module_code(),
+        login_at(&other, &u, &code_at(&secret, T0 + 60), None, T0 + 60).module_code(),
         "PAM_SUCCESS"
     );
     let (a, b) = (stored(&stack, u.uid), stored(&other, u.uid));

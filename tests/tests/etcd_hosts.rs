@@ -10,7 +10,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -43,22 +42,6 @@ fn fleet(cluster: &EtcdCluster, n: usize, extra: &str) -> (Vec<Stack>, String) {
     ((0..n).map(|_| Stack::probe("svc", &a)).collect(), a)
 }
 
-fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> (Drive, Vec<String>) {
-    capture_syslog(
-        &Driver::new(host, "svc", &user.name)
-            .answer(code)
-            .rhost("192.0.2.7")
-            .at(at),
-    )
-}
-
-fn state_tool(args: &[&str]) -> Output {
-    Command::new(&built().state_tool)
-        .args(args)
-        .output()
-        .expect("run totp-state")
-}
-
 /// A faked time in the middle of a step after the present: certificates the test has
 /// just made are valid then (a fixed past time would be before their start).
 fn soon() -> u64 {
@@ -78,16 +61,7 @@ fn same_code_from_32_processes_over_4_hosts_succeeds_exactly_once() {
     for round in 0..3 {
         let (hosts, _) = fleet(&cluster, 4, "throttle_after=100 etcd_timeout=3000");
         let (u, secret) = TestUser::enrolled("ex");
-        let start = start_time();
-        let code = code_at(&secret, start / 1000);
-        let drivers = (0..32)
-            .map(|i| {
-                Driver::new(&hosts[i % 4], "svc", &u.name)
-                    .answer(&code)
-                    .start_at(start)
-            })
-            .collect();
-        let results = spawn_all(drivers);
+        let (results, _) = same_code_at_once(&hosts, &u, &secret, 32);
         let ok = results
             .iter()
             .filter(|d| d.returned() == Returned::Success)
@@ -106,9 +80,9 @@ fn a_code_accepted_on_one_host_is_refused_on_another() {
     let (u, secret) = TestUser::enrolled("er");
     let (hosts, a) = fleet(&cluster, 2, "");
     let code = code_at(&secret, T0);
-    let (d, logs) = login(&hosts[0], &u, &code, T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code, PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
-    let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, T0 + 5);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter()
@@ -116,7 +90,7 @@ fn a_code_accepted_on_one_host_is_refused_on_another() {
         "{logs:?}"
     );
     // Control: the next code logs in on the second host.
-    let (d, _) = login(&hosts[1], &u, &code_at(&secret, T0 + 30), T0 + 30);
+    let (d, _) = login_logged(&hosts[1], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 
     // The admin tool works on the cluster: show, ping, init refused twice, reset.
@@ -140,7 +114,7 @@ fn the_leader_killed_right_after_a_login_loses_no_used_code() {
     let (u, secret) = TestUser::enrolled("el");
     let (hosts, _) = fleet(&cluster, 2, "etcd_connect_timeout=300 etcd_timeout=500");
     let code = code_at(&secret, T0);
-    let (d, logs) = login(&hosts[0], &u, &code, T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code, PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let leader = cluster.leader();
     cluster.kill(leader);
@@ -151,7 +125,7 @@ fn the_leader_killed_right_after_a_login_loses_no_used_code() {
     // be unavailable, which also denies; retried until the replay itself is seen.
     let mut seen_replay = false;
     while killed_at.elapsed() < Duration::from_secs(10) {
-        let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+        let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, T0 + 5);
         assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
         if logs
             .iter()
@@ -170,7 +144,7 @@ fn the_leader_killed_right_after_a_login_loses_no_used_code() {
     // The next code logs in within 10 s of the kill.
     let next = code_at(&secret, T0 + 30);
     let logged_in = loop {
-        let (d, _) = login(&hosts[1], &u, &next, T0 + 30);
+        let (d, _) = login_logged(&hosts[1], &u, &next, PEER, T0 + 30);
         if d.returned() == Returned::Success {
             break true;
         }
@@ -195,14 +169,14 @@ fn two_of_three_members_down_deny_in_bounded_time() {
     let (u, secret) = TestUser::enrolled("eq");
     let (hosts, a) = fleet(&cluster, 1, "etcd_connect_timeout=300 etcd_timeout=500");
     // Control: the whole cluster logs in.
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // One member down: a majority is left, the next code logs in.
     let leader = cluster.leader();
     cluster.kill((leader + 1) % 3);
     let mut ok = false;
     for _ in 0..20 {
-        let (d, _) = login(&hosts[0], &u, &code_at(&secret, T0 + 30), T0 + 30);
+        let (d, _) = login_logged(&hosts[0], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
         if d.returned() == Returned::Success {
             ok = true;
             break;
@@ -214,7 +188,7 @@ fn two_of_three_members_down_deny_in_bounded_time() {
     // named.
     cluster.kill(leader);
     let started = Instant::now();
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0 + 60), T0 + 60);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0 + 60), PEER, T0 + 60);
     let took = started.elapsed();
     assert_ne!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     assert_ne!(d.returned(), Returned::Ignore, "{d:?} {logs:?}");
@@ -241,21 +215,21 @@ fn a_lost_store_record_counts_every_earlier_step_as_used() {
     init_store(&a);
     let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &a)).collect();
     let code = code_at(&secret, T0);
-    let (d, _) = login(&hosts[0], &u, &code, T0);
+    let (d, _) = login_logged(&hosts[0], &u, &code, PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     // A wiped cluster, or one restored with its old cluster ID, whose admin deleted
     // every key of the prefix (docs/fleet.md).
     cluster.ctl(&["del", "--prefix", &prefix]);
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(1), "{p:?}");
-    let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, T0 + 5);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
         "{logs:?}"
     );
     // Control: a code of a later step logs in.
-    let (d, logs) = login(&hosts[1], &u, &code_at(&secret, T0 + 65), T0 + 65);
+    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, T0 + 65), PEER, T0 + 65);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -268,12 +242,12 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     let (u, secret) = TestUser::enrolled("es");
     let (hosts, a) = fleet(&cluster, 2, "");
     // Control: a code logs in, and the store record is written on this cluster.
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let snapshot = cluster.snapshot_save();
     // Used after the snapshot: the restored cluster will not have its replay mark.
     let code = code_at(&secret, T0 + 30);
-    let (d, logs) = login(&hosts[0], &u, &code, T0 + 30);
+    let (d, logs) = login_logged(&hosts[0], &u, &code, PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // etcd's disaster recovery, and nothing more: no key deleted by hand. The new
     // cluster token gives the restored cluster a new cluster ID.
@@ -284,7 +258,7 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     // The monitoring probe sees the lost data set before any login does.
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(1), "{p:?}");
-    let (d, logs) = login(&hosts[1], &u, &code, T0 + 35);
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, T0 + 35);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
@@ -292,9 +266,9 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     );
     // Control: a code of a later step logs in, on either host; the recreated record
     // is bound to the restored cluster, so it is not recreated again.
-    let (d, logs) = login(&hosts[1], &u, &code_at(&secret, T0 + 95), T0 + 95);
+    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, T0 + 95), PEER, T0 + 95);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0 + 125), T0 + 125);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0 + 125), PEER, T0 + 125);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(0), "{p:?}");
@@ -308,7 +282,7 @@ fn hosts_racing_to_recreate_a_restored_clusters_store_record_agree_on_one() {
     let mut cluster = EtcdCluster::start(1, &EtcdConfig::default());
     let (u, secret) = TestUser::enrolled("ew");
     let (hosts, a) = fleet(&cluster, 4, "throttle_after=100 etcd_timeout=3000");
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let snapshot = cluster.snapshot_save();
     cluster.restore(&snapshot, &format!("pam_totp-race-{}", std::process::id()));
@@ -319,11 +293,7 @@ fn hosts_racing_to_recreate_a_restored_clusters_store_record_agree_on_one() {
     let race = |at: u64| {
         let code = code_at(&secret, at);
         let drivers = (0..16)
-            .map(|i| {
-                Driver::new(&hosts[i % 4], "svc", &u.name)
-                    .answer(&code)
-                    .at(at)
-            })
+            .map(|i| Driver::login(&hosts[i % 4], &u, &code).at(at))
             .collect();
         spawn_all(drivers)
     };
@@ -371,12 +341,12 @@ fn a_store_record_of_an_earlier_release_is_bound_to_its_cluster_on_first_read() 
     assert!(bound.starts_with(b"PTE1"), "{bound:?}");
     // What an earlier release wrote: the module's record alone (magic + cluster ID cut).
     cluster.put_bytes(&store, &bound[12..]);
-    let (d, logs) = login(&host, &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // Kept (the same record: the code above was not refused as "lost its data"), and
     // bound to the cluster again.
     assert_eq!(raw(&cluster), bound);
-    let (d, _) = login(&host, &u, &code_at(&secret, T0), T0 + 5);
+    let (d, _) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0 + 5);
     assert_eq!(d.returned(), denied(), "{d:?}");
 }
 
@@ -422,12 +392,12 @@ fn tls_and_a_role_limited_to_the_prefix() {
     init_store(&a);
     let host = Stack::probe("svc", &a);
     // Control: TLS verified, the role's prefix, the right password.
-    let (d, logs) = login(&host, &u, &code_at(&secret, t), t);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t), PEER, t);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 
     // A prefix outside the role: refused by etcd, the log names it.
     let outside = Stack::probe("svc", &opts("elsewhere/", &good, &ca));
-    let (d, logs) = login(&outside, &u, &code_at(&secret, t + 30), t + 30);
+    let (d, logs) = login_logged(&outside, &u, &code_at(&secret, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter().any(|l| l.contains("permission denied")),
@@ -435,7 +405,7 @@ fn tls_and_a_role_limited_to_the_prefix() {
     );
     // A wrong password.
     let wrong = Stack::probe("svc", &opts("pam_totp/", &bad, &ca));
-    let (d, logs) = login(&wrong, &u, &code_at(&secret, t + 30), t + 30);
+    let (d, logs) = login_logged(&wrong, &u, &code_at(&secret, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter().any(|l| l.contains("authentication failed")),
@@ -443,11 +413,11 @@ fn tls_and_a_role_limited_to_the_prefix() {
     );
     // Another CA: the members' certificates are not trusted.
     let untrusted = Stack::probe("svc", &opts("pam_totp/", &good, &other_ca));
-    let (d, logs) = login(&untrusted, &u, &code_at(&secret, t + 30), t + 30);
+    let (d, logs) = login_logged(&untrusted, &u, &code_at(&secret, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(logs.iter().any(|l| l.contains("TLS")), "{logs:?}");
     // The control again, after the refusals: the code nobody used logs in.
-    let (d, logs) = login(&host, &u, &code_at(&secret, t + 30), t + 30);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -481,11 +451,11 @@ fn client_certificates_authenticate_to_a_cluster_that_requires_them() {
     ));
     init_store(&a);
     let host = Stack::probe("svc", &a);
-    let (d, logs) = login(&host, &u, &code_at(&secret, t), t);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t), PEER, t);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // Without a certificate the handshake is refused.
     let bare = Stack::probe("svc", &base(""));
-    let (d, logs) = login(&bare, &u, &code_at(&secret, t + 30), t + 30);
+    let (d, logs) = login_logged(&bare, &u, &code_at(&secret, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(logs.iter().any(|l| l.contains("etcd")), "{logs:?}");
 }
@@ -503,7 +473,7 @@ fn the_local_fallback_works_for_etcd_and_is_logged_as_a_weakening() {
         "etcd_connect_timeout=300 etcd_timeout=500 state_fallback=local",
     );
     // Control: with the cluster up the shared store is used, nothing is logged about it.
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     assert!(
         !logs.iter().any(|l| l.contains("state_fallback=local")),
@@ -512,7 +482,7 @@ fn the_local_fallback_works_for_etcd_and_is_logged_as_a_weakening() {
     for i in 0..3 {
         cluster.kill(i);
     }
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0 + 30), T0 + 30);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     assert!(
         logs.iter()
@@ -562,11 +532,7 @@ fn a_member_dripping_or_announcing_a_huge_reply_is_cut_off_in_bounded_time() {
         let started = Instant::now();
         // Real time: the bound is on the wall clock (under libfaketime's frozen clock
         // the client's overall deadline would never come).
-        let (d, logs) = capture_syslog(
-            &Driver::new(&host, "svc", &u.name)
-                .answer(&code_at(&secret, now()))
-                .rhost("192.0.2.7"),
-        );
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret, now()), PEER, None);
         (d, logs, started.elapsed())
     };
     // One byte every 100 ms: each read is well inside any per-read timeout, the whole
@@ -602,7 +568,7 @@ fn a_member_dripping_or_announcing_a_huge_reply_is_cut_off_in_bounded_time() {
     // Control: a real cluster behind the same options logs in.
     let cluster = EtcdCluster::start(1, &EtcdConfig::default());
     let (hosts, _) = fleet(&cluster, 1, "etcd_connect_timeout=300 etcd_timeout=500");
-    let (d, logs) = login(&hosts[0], &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -613,10 +579,8 @@ fn etcd_misconfigurations_deny_everybody_without_a_prompt() {
     }
     let (u, secret) = TestUser::enrolled("em");
     let run = |args: &str| {
-        Driver::new(&Stack::probe("svc", args), "svc", &u.name)
-            .answer(&code_at(&secret, T0))
-            .at(T0)
-            .run()
+        let probe = Stack::probe("svc", args);
+        login_at(&probe, &u, &code_at(&secret, T0), None, T0)
     };
     for bad in [
         // Credentials on the pam.d line.

@@ -4,34 +4,15 @@
 //! step as used, a server that may evict records is refused, and `totp-state ping` /
 //! `init` tell a monitoring system and a new fleet's admin where the store stands.
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store};
 use system_tests::*;
 
 fn args(server: &RedisServer, prefix: &str, extra: &str) -> String {
-    format!(
-        "state={} redis_plugin={} redis_prefix={prefix}: redis_timeout=2000 {extra}",
-        server.url(false),
-        plugin().display(),
-    )
-}
-
-fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> (Drive, Vec<String>) {
-    capture_syslog(
-        &Driver::new(host, "svc", &user.name)
-            .answer(code)
-            .rhost("192.0.2.7")
-            .at(at),
-    )
-}
-
-fn state_tool(args: &[&str]) -> Output {
-    Command::new(&built().state_tool)
-        .args(args)
-        .output()
-        .expect("run totp-state")
+    server.options(&format!(
+        "redis_prefix={prefix}: redis_timeout=2000 {extra}"
+    ))
 }
 
 fn redis_reply(server: &RedisServer, args: &[&[u8]]) -> String {
@@ -50,7 +31,7 @@ fn redis_wait_holds_for_every_login_that_uses_a_code() {
     let a = args(&primary, "dw", "redis_wait=1 redis_wait_timeout=300");
     let host = Stack::probe("svc", &a);
     // No replica: a right code (a lazy write locally) must still wait, and is denied.
-    let (d, logs) = login(&host, &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -84,7 +65,7 @@ fn redis_wait_holds_for_every_login_that_uses_a_code() {
         "svc",
         &args(&primary, "dw", "redis_wait=1 redis_wait_timeout=5000"),
     );
-    let (d, logs) = login(&host, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // The replica holds the mark: what a failover would promote.
     let record = format!("dw:user:{}", u.name);
@@ -126,7 +107,7 @@ fn a_store_that_lost_its_data_never_reopens_a_used_code() {
     let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &a)).collect();
     let code = code_at(&secret, T0);
     assert_eq!(
-        login(&hosts[0], &u, &code, T0).0.returned(),
+        login_logged(&hosts[0], &u, &code, PEER, T0).0.returned(),
         Returned::Success
     );
     // The data set is lost (a restart without persistence, a failover to a replica
@@ -140,7 +121,7 @@ fn a_store_that_lost_its_data_never_reopens_a_used_code() {
         "a lost data set is reported: {p:?}"
     );
     // The used code on another host: refused although no record says it was used.
-    let (d, logs) = login(&hosts[1], &u, &code, T0 + 5);
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, T0 + 5);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -157,7 +138,7 @@ fn a_store_that_lost_its_data_never_reopens_a_used_code() {
         "{p:?}"
     );
     // The window reaches one step ahead of the recreation; the step after works.
-    let (d, logs) = login(&hosts[1], &u, &code_at(&secret, T0 + 65), T0 + 65);
+    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, T0 + 65), PEER, T0 + 65);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -170,13 +151,13 @@ fn a_new_store_without_init_makes_its_first_login_wait_one_code() {
     let (u, secret) = TestUser::enrolled("dn");
     let host = Stack::probe("svc", &args(&server, "dn", ""));
     // The module cannot tell a new store from one that lost its data.
-    let (d, _) = login(&host, &u, &code_at(&secret, T0), T0);
+    let (d, _) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
-    let (d, logs) = login(&host, &u, &code_at(&secret, T0 + 65), T0 + 65);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0 + 65), PEER, T0 + 65);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -197,7 +178,7 @@ fn a_server_that_may_evict_records_is_refused() {
     set(b"maxmemory", b"1gb");
     for policy in [&b"allkeys-lru"[..], b"volatile-ttl"] {
         set(b"maxmemory-policy", policy);
-        let (d, logs) = login(&host, &u, &code_at(&secret, T0), T0);
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0);
         assert_eq!(
             d.returned(),
             Returned::Failed("PAM_AUTH_ERR".into()),
@@ -213,7 +194,7 @@ fn a_server_that_may_evict_records_is_refused() {
     assert_eq!(p.status.code(), Some(1), "{p:?}");
     // Control: noeviction (or no limit) logs in.
     set(b"maxmemory-policy", b"noeviction");
-    let (d, logs) = login(&host, &u, &code_at(&secret, T0), T0);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 

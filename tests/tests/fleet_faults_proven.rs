@@ -50,9 +50,7 @@ fn host(url: &str, extra: &str) -> Stack {
 /// A probe stack with `args`, after `totp-state init` with the same options (which
 /// fails harmlessly where the options are built to fail).
 fn initialised(args: &str) -> Stack {
-    let _ = std::process::Command::new(&built().state_tool)
-        .args(["init", "--options", args])
-        .output();
+    let _ = state_tool(&["init", "--options", args]);
     Stack::probe("svc", args)
 }
 
@@ -60,13 +58,9 @@ fn initialised(args: &str) -> Stack {
 /// lines and how long it took. Every login of this file answers with the right code, so
 /// "invalid verification code" in the log would misreport a fault: it is asserted
 /// absent (a store or command failure compares no code).
-fn login_logged(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<String>, Duration) {
+fn timed_login(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<String>, Duration) {
     let started = Instant::now();
-    let (d, lines) = capture_syslog(
-        &Driver::new(stack, "svc", &user.name)
-            .answer(code)
-            .rhost("192.0.2.7"),
-    );
+    let (d, lines) = login_logged(stack, user, code, PEER, None);
     no_wrong_code_line(&lines);
     (d, lines, started.elapsed())
 }
@@ -293,7 +287,7 @@ fn a_server_stalling_between_read_and_compare_and_set_denies_in_bounded_time() {
 
     // Control: through the proxy, nothing held back.
     let (u, secret) = TestUser::enrolled("sc");
-    let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+    let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
     assert!(
         proxy.forwarded_cas.load(Ordering::SeqCst) >= 1,
@@ -304,7 +298,7 @@ fn a_server_stalling_between_read_and_compare_and_set_denies_in_bounded_time() {
     let (v, secret_v) = TestUser::enrolled("sd");
     let code = code_at(&secret_v, now());
     proxy.stall.store(true, Ordering::SeqCst);
-    let (d, lines, took) = login_logged(&stack, &v, &code);
+    let (d, lines, took) = timed_login(&stack, &v, &code);
     proxy.stall.store(false, Ordering::SeqCst);
     assert!(denied(&d), "stalled mid-update: {d:?}");
     let stalled = proxy.stalled.load(Ordering::SeqCst);
@@ -325,7 +319,7 @@ fn a_server_stalling_between_read_and_compare_and_set_denies_in_bounded_time() {
     );
     // The write never reached the server: the same code logs in once the server
     // answers again (within its step).
-    let (d, lines, _) = login_logged(&stack, &v, &code);
+    let (d, lines, _) = timed_login(&stack, &v, &code);
     assert_eq!(
         d.returned(),
         Returned::Success,
@@ -368,7 +362,7 @@ fn credentials_must_be_roots_and_private_and_right() {
 
     // Control: root's, 0600, the right password.
     let good = cred("good", "correct horse", 0o600, 0);
-    let (d, lines, _) = login_logged(&with(&good), &u, &code_at(&secret, now()));
+    let (d, lines, _) = timed_login(&with(&good), &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 
     let other_owner = cred("nobodys", "correct horse", 0o600, 65534);
@@ -393,7 +387,7 @@ fn credentials_must_be_roots_and_private_and_right() {
         ),
     ];
     for (what, stack, cause) in cases {
-        let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+        let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
         assert!(denied(&d), "{what}: {d:?}");
         assert!(
             logged(&lines, cause),
@@ -429,18 +423,18 @@ fn tls_is_verified_through_libpam() {
             ),
         )
     };
-    let (d, lines, _) = login_logged(&tls(&ca.ca_cert), &u, &code_at(&secret, now()));
+    let (d, lines, _) = timed_login(&tls(&ca.ca_cert), &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 
     let wrong = TestCa::new("wrong");
-    let (d, lines, _) = login_logged(&tls(&wrong.ca_cert), &u, &code_at(&secret, now()));
+    let (d, lines, _) = timed_login(&tls(&wrong.ca_cert), &u, &code_at(&secret, now()));
     assert!(denied(&d), "another CA: {d:?}");
     assert!(
         logged(&lines, &["certificate verify failed"]),
         "another CA: {lines:?}"
     );
 
-    let (d, lines, _) = login_logged(&host(&server.url(false), ""), &u, &code_at(&secret, now()));
+    let (d, lines, _) = timed_login(&host(&server.url(false), ""), &u, &code_at(&secret, now()));
     assert!(denied(&d), "plain RESP to the TLS port: {d:?}");
     assert!(
         logged(&lines, &["no usable state store", "Redis"]),
@@ -480,9 +474,8 @@ fn tls_client_certificates_and_only_the_configured_ca_through_libpam() {
     );
     let ca_opt = |p: &Path| format!("redis_ca_file={}", p.display());
     let login_env = |stack: &Stack, env: Option<&Path>| {
-        let mut cmd = Driver::new(stack, "svc", &u.name)
-            .answer(&code_at(&secret, now()))
-            .rhost("192.0.2.7")
+        let mut cmd = Driver::login(stack, &u, &code_at(&secret, now()))
+            .rhost(PEER)
             .command();
         if let Some(p) = env {
             cmd.env("SSL_CERT_FILE", p);
@@ -579,7 +572,7 @@ fn a_socket_others_could_replace_is_refused_through_libpam() {
     let server = RedisServer::start(&ServerConfig::default());
     let (u, secret) = TestUser::enrolled("us");
     let unix = |p: &Path| host(&format!("unix:{}", p.display()), "");
-    let (d, lines, _) = login_logged(&unix(&server.socket), &u, &code_at(&secret, now()));
+    let (d, lines, _) = timed_login(&unix(&server.socket), &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 
     let dir = trusted_dir("sock-bad");
@@ -594,7 +587,7 @@ fn a_socket_others_could_replace_is_refused_through_libpam() {
         ("in a world-writable directory", &in_open, "mode 0777"),
         ("a symbolic link", &symlink, "symbolic link"),
     ] {
-        let (d, lines, _) = login_logged(&unix(path), &u, &code_at(&secret, now()));
+        let (d, lines, _) = timed_login(&unix(path), &u, &code_at(&secret, now()));
         assert!(denied(&d), "{what}: {d:?}");
         assert!(
             logged(&lines, &["socket", &path.display().to_string(), cause]),
@@ -625,7 +618,7 @@ fn a_plugin_others_could_replace_is_never_loaded_through_libpam() {
             fresh_prefix()
         ))
     };
-    let (d, lines, _) = login_logged(&with_plugin(plugin()), &u, &code_at(&secret, now()));
+    let (d, lines, _) = timed_login(&with_plugin(plugin()), &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 
     let open_dir = tempfile::Builder::new()
@@ -655,7 +648,7 @@ fn a_plugin_others_could_replace_is_never_loaded_through_libpam() {
         ),
         ("owned by another user", &not_roots, "owned by uid 65534"),
     ] {
-        let (d, lines, _) = login_logged(&with_plugin(path), &u, &code_at(&secret, now()));
+        let (d, lines, _) = timed_login(&with_plugin(path), &u, &code_at(&secret, now()));
         assert!(denied(&d), "{what}: {d:?}");
         assert!(
             logged(
@@ -681,14 +674,11 @@ fn a_corrupt_remote_record_is_refused_never_reset_through_libpam() {
     let server = RedisServer::start(&ServerConfig::default());
     let (u, secret) = TestUser::enrolled("cq");
     let prefix = fresh_prefix();
-    let stack = initialised(&format!(
-        "state={} redis_plugin={} redis_prefix={prefix} redis_connect_timeout=300 \
-             redis_timeout=300",
-        server.url(false),
-        plugin().display(),
-    ));
+    let stack = initialised(&server.options(&format!(
+        "redis_prefix={prefix} redis_connect_timeout=300 redis_timeout=300"
+    )));
     let key = format!("{prefix}user:{}", u.name);
-    let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+    let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 
     let plants: [(&str, Vec<&[u8]>, &str); 4] = [
@@ -718,7 +708,7 @@ fn a_corrupt_remote_record_is_refused_never_reset_through_libpam() {
         server.raw(None, &plant);
         let dump = || server.raw(None, &[b"DUMP", key.as_bytes()]);
         let before = dump();
-        let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+        let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
         assert!(denied(&d), "{what}: {d:?}");
         assert!(
             logged(&lines, &["state record of", &u.name, "unusable", cause]),
@@ -732,7 +722,7 @@ fn a_corrupt_remote_record_is_refused_never_reset_through_libpam() {
     while now() / 30 == step {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+    let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
     assert_eq!(
         d.returned(),
         Returned::Success,
@@ -775,7 +765,7 @@ fn a_hostile_or_failing_secret_command_denies_and_the_log_names_why() {
     };
     let serve = format!("cat <<'EOF'\n{file}EOF");
     let working = make("working", &serve, 0o755, 0);
-    let (d, lines, _) = login_logged(&stack_for(&working), &u, &code_at(&secret, now()));
+    let (d, lines, _) = timed_login(&stack_for(&working), &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 
     let link = dir.path().join("link");
@@ -824,7 +814,7 @@ fn a_hostile_or_failing_secret_command_denies_and_the_log_names_why() {
         ("a symlink", link.clone(), "not trusted"),
     ];
     for (what, cmd, cause) in cases {
-        let (d, lines, _) = login_logged(&stack_for(&cmd), &u, &code_at(&secret, now()));
+        let (d, lines, _) = timed_login(&stack_for(&cmd), &u, &code_at(&secret, now()));
         assert!(denied(&d), "{what}: {d:?}");
         assert_eq!(d.prompts, 1, "{what}: prompted like everybody else");
         assert!(
@@ -880,7 +870,7 @@ fn the_secret_command_runs_as_the_named_user_with_nothing_inherited_through_libp
             path.display()
         ),
     );
-    let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+    let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
 }
 
@@ -899,7 +889,7 @@ fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
     let proxy = StallProxy::start(server.port);
     let stack = host(&proxy.url(), "");
     let (u, secret) = TestUser::enrolled("gb");
-    let (d, lines, _) = login_logged(&stack, &u, &code_at(&secret, now()));
+    let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 
     let (v, secret_v) = TestUser::enrolled("gc");
@@ -928,7 +918,7 @@ fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
     for (what, bytes, cause) in cases {
         *proxy.answer_read.lock().expect("lock") = Some(bytes.to_vec());
         let before = proxy.answered.load(Ordering::SeqCst);
-        let (d, lines, took) = login_logged(&stack, &v, &code_at(&secret_v, now()));
+        let (d, lines, took) = timed_login(&stack, &v, &code_at(&secret_v, now()));
         *proxy.answer_read.lock().expect("lock") = None;
         assert!(
             proxy.answered.load(Ordering::SeqCst) > before,
@@ -943,7 +933,7 @@ fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
     }
     // Nothing was written for the user: the same proxy, forwarding again, logs them in
     // with a code of this step.
-    let (d, lines, _) = login_logged(&stack, &v, &code_at(&secret_v, now()));
+    let (d, lines, _) = timed_login(&stack, &v, &code_at(&secret_v, now()));
     assert_eq!(
         d.returned(),
         Returned::Success,
@@ -959,10 +949,7 @@ fn login_limited(
     code: &str,
     limit: u64,
 ) -> (Drive, Vec<String>, Duration) {
-    let inner = Driver::new(stack, "svc", &user.name)
-        .answer(code)
-        .rhost("192.0.2.7")
-        .command();
+    let inner = Driver::login(stack, user, code).rhost(PEER).command();
     let mut limited = std::process::Command::new("prlimit");
     limited
         .arg(format!("--as={limit}"))
@@ -1022,7 +1009,7 @@ fn every_reply_is_bounded_in_total_time_and_size_through_libpam() {
     let (v, secret_v) = TestUser::enrolled("dd");
     answer(Some(no_record), Some(Duration::from_millis(150)));
     let before = proxy.answered.load(Ordering::SeqCst);
-    let (d, lines, took) = login_logged(&stack, &v, &code_at(&secret_v, now()));
+    let (d, lines, took) = timed_login(&stack, &v, &code_at(&secret_v, now()));
     answer(None, None);
     assert!(
         proxy.answered.load(Ordering::SeqCst) > before,
@@ -1075,7 +1062,7 @@ fn every_reply_is_bounded_in_total_time_and_size_through_libpam() {
     assert!(took < Duration::from_secs(10), "huge: hang guard: {took:?}");
 
     // Nothing was written for v: forwarding again, a code of this step logs in.
-    let (d, lines, _) = login_logged(&stack, &v, &code_at(&secret_v, now()));
+    let (d, lines, _) = timed_login(&stack, &v, &code_at(&secret_v, now()));
     assert_eq!(
         d.returned(),
         Returned::Success,
@@ -1110,9 +1097,8 @@ fn a_server_idle_timeout_while_the_user_types_does_not_deny_through_libpam() {
         .expect("tempdir");
     let gate = gates.path().join("go");
     let asked = gates.path().join("go.asked");
-    let driver = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, now()))
-        .rhost("192.0.2.7")
+    let driver = Driver::login(&stack, &u, &code_at(&secret, now()))
+        .rhost(PEER)
         .arg("--answer-gate", &gate.display().to_string());
     let login = std::thread::spawn(move || capture_syslog(&driver));
 

@@ -8,13 +8,10 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use system_tests::fleet::{
-    RedisServer, ServerConfig, init_store, plugin, secret_command, trusted_dir,
-};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store, secret_command, trusted_dir};
 use system_tests::*;
 
 /// A key prefix no other fleet of this test binary uses (a user deleted and created
@@ -34,17 +31,9 @@ fn fleet(server: &RedisServer, n: usize, extra: &str) -> Vec<Stack> {
 }
 
 fn fleet_with_prefix(server: &RedisServer, n: usize, extra: &str, prefix: &str) -> Vec<Stack> {
-    let args = format!(
-        "state={} redis_plugin={} redis_prefix={prefix} redis_timeout=2000 {extra}",
-        server.url(false),
-        plugin().display(),
-    );
+    let args = server.options(&format!("redis_prefix={prefix} redis_timeout=2000 {extra}"));
     // Once per prefix: a later call (another option set on the same fleet) finds it.
-    let initialised = Command::new(&built().state_tool)
-        .args(["ping", "--options", &args])
-        .status()
-        .expect("totp-state ping");
-    if !initialised.success() {
+    if !state_tool(&["ping", "--options", &args]).status.success() {
         init_store(&args);
     }
     (0..n).map(|_| Stack::probe("svc", &args)).collect()
@@ -53,14 +42,6 @@ fn fleet_with_prefix(server: &RedisServer, n: usize, extra: &str, prefix: &str) 
 /// `n` hosts that each keep their state locally (the situation fleets fix).
 fn islands(n: usize, extra: &str) -> Vec<Stack> {
     (0..n).map(|_| Stack::probe("svc", extra)).collect()
-}
-
-fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> Drive {
-    Driver::new(host, "svc", &user.name)
-        .answer(code)
-        .rhost("192.0.2.7")
-        .at(at)
-        .run()
 }
 
 #[test]
@@ -72,16 +53,7 @@ fn same_code_from_32_processes_over_4_hosts_succeeds_exactly_once() {
     for round in 0..2 {
         let hosts = fleet(&server, 4, "throttle_after=100");
         let (u, secret) = TestUser::enrolled("fx");
-        let start = start_time();
-        let code = code_at(&secret, start / 1000);
-        let drivers = (0..32)
-            .map(|i| {
-                Driver::new(&hosts[i % 4], "svc", &u.name)
-                    .answer(&code)
-                    .start_at(start)
-            })
-            .collect();
-        let results = spawn_all(drivers);
+        let (results, _) = same_code_at_once(&hosts, &u, &secret, 32);
         let ok = results
             .iter()
             .filter(|d| d.returned() == Returned::Success)
@@ -105,10 +77,10 @@ fn a_code_accepted_on_host_1_is_refused_on_host_2() {
 
     let hosts = fleet(&server, 2, "");
     assert_eq!(
-        login(&hosts[0], &u, &code, T0).returned(),
+        login_at(&hosts[0], &u, &code, PEER, T0).returned(),
         Returned::Success
     );
-    let d = login(&hosts[1], &u, &code, T0 + 5);
+    let d = login_at(&hosts[1], &u, &code, PEER, T0 + 5);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -119,11 +91,11 @@ fn a_code_accepted_on_host_1_is_refused_on_host_2() {
     let local = islands(2, "");
     let code = code_at(&secret, T0 + 60);
     assert_eq!(
-        login(&local[0], &u, &code, T0 + 60).returned(),
+        login_at(&local[0], &u, &code, PEER, T0 + 60).returned(),
         Returned::Success
     );
     assert_eq!(
-        login(&local[1], &u, &code, T0 + 65).returned(),
+        login_at(&local[1], &u, &code, PEER, T0 + 65).returned(),
         Returned::Success
     );
 }
@@ -142,14 +114,14 @@ fn the_wrong_code_budget_is_shared_across_hosts() {
     // fourth attempt, on a fourth host and with the right code, is held back.
     let hosts = fleet(&server, 4, "throttle_after=3");
     for h in &hosts[..3] {
-        let d = login(h, &u, &wrong, T0);
+        let d = login_at(h, &u, &wrong, PEER, T0);
         assert_eq!(
             d.returned(),
             Returned::Failed("PAM_AUTH_ERR".into()),
             "{d:?}"
         );
     }
-    let d = login(&hosts[3], &u, &right, T0 + 1);
+    let d = login_at(&hosts[3], &u, &right, PEER, T0 + 1);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -163,10 +135,10 @@ fn the_wrong_code_budget_is_shared_across_hosts() {
     // Per-host budgets: each host has seen one failure only, so the code works.
     let local = islands(4, "throttle_after=3");
     for h in &local[..3] {
-        login(h, &u, &wrong, T0);
+        login_at(h, &u, &wrong, PEER, T0);
     }
     assert_eq!(
-        login(&local[3], &u, &right, T0 + 1).returned(),
+        login_at(&local[3], &u, &right, PEER, T0 + 1).returned(),
         Returned::Success
     );
 }
@@ -175,9 +147,7 @@ fn the_wrong_code_budget_is_shared_across_hosts() {
 /// bounds (real time: a paused server must not be met with a frozen clock).
 fn denied_within_bounds(host: &Stack, u: &TestUser, secret: &str) {
     let started = Instant::now();
-    let d = Driver::new(host, "svc", &u.name)
-        .answer(&code_at(secret, now()))
-        .run();
+    let d = Driver::login(host, u, &code_at(secret, now())).run();
     assert_ne!(d.returned(), Returned::Success, "{d:?}");
     assert_ne!(d.returned(), Returned::Ignore, "{d:?}");
     // Hang guard, not a performance goal: connect 300 ms + commands 300 ms.
@@ -195,11 +165,7 @@ fn a_paused_or_stopped_server_denies_in_bounded_time() {
     }
     let mut server = RedisServer::start(&ServerConfig::default());
     let (u, secret) = TestUser::enrolled("fp");
-    let args = format!(
-        "state={} redis_plugin={} redis_connect_timeout=300 redis_timeout=300",
-        server.url(false),
-        plugin().display()
-    );
+    let args = server.options("redis_connect_timeout=300 redis_timeout=300");
     let host = Stack::probe("svc", &args);
     server.pause();
     denied_within_bounds(&host, &u, &secret);
@@ -215,17 +181,10 @@ fn the_local_fallback_is_opt_in_and_logged_as_a_weakening() {
     }
     let mut server = RedisServer::start(&ServerConfig::default());
     let (u, secret) = TestUser::enrolled("ff");
-    let args = format!(
-        "state={} redis_plugin={} redis_connect_timeout=300 state_fallback=local",
-        server.url(false),
-        plugin().display()
-    );
+    let args = server.options("redis_connect_timeout=300 state_fallback=local");
     let host = Stack::probe("svc", &args);
     server.stop();
-    let driver = Driver::new(&host, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0);
-    let (d, log) = capture_syslog(&driver);
+    let (d, log) = login_logged(&host, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     assert!(
         log.iter()
@@ -238,7 +197,7 @@ fn the_local_fallback_is_opt_in_and_logged_as_a_weakening() {
         "{log:?}"
     );
     // The local store has the mark now: the same code is refused on this host.
-    let d = login(&host, &u, &code_at(&secret, T0), T0 + 5);
+    let d = login_at(&host, &u, &code_at(&secret, T0), PEER, T0 + 5);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -263,23 +222,16 @@ fn a_wrong_redis_password_denies() {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
         p
     };
-    let args = |c: &Path| {
-        format!(
-            "state={} redis_plugin={} redis_credentials={}",
-            server.url(false),
-            plugin().display(),
-            c.display()
-        )
-    };
+    let args = |c: &Path| server.options(&format!("redis_credentials={}", c.display()));
     let host = |c: &Path| Stack::probe("svc", &args(c));
     init_store(&args(&cred("correct")));
     let good = host(&cred("correct"));
     assert_eq!(
-        login(&good, &u, &code_at(&secret, T0), T0).returned(),
+        login_at(&good, &u, &code_at(&secret, T0), PEER, T0).returned(),
         Returned::Success
     );
     let bad = host(&cred("wrong"));
-    let d = login(&bad, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    let d = login_at(&bad, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -307,21 +259,21 @@ fn secrets_from_a_command_work_across_hosts() {
     let hosts = fleet(&server, 2, &extra);
     let code = code_at(&secret, T0);
     assert_eq!(
-        login(&hosts[0], &u, &code, T0).returned(),
+        login_at(&hosts[0], &u, &code, PEER, T0).returned(),
         Returned::Success
     );
-    let d = login(&hosts[1], &u, &code, T0 + 5);
+    let d = login_at(&hosts[1], &u, &code, PEER, T0 + 5);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
     assert_eq!(
-        login(&hosts[1], &u, &code_at(&secret, T0 + 30), T0 + 30).returned(),
+        login_at(&hosts[1], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30).returned(),
         Returned::Success
     );
     // Exit status 10, no output: not enrolled, and nullok skips.
-    let d = login(&hosts[0], &other, "123456", T0);
+    let d = login_at(&hosts[0], &other, "123456", PEER, T0);
     assert_eq!(d.returned(), Returned::Ignore, "{d:?}");
 }
 
@@ -337,15 +289,15 @@ fn re_enrolment_starts_fresh_marks_fleet_wide() {
     let (old, new) = (random_secret_b32(), random_secret_b32());
     u.write_secret(&totp_file(&old), 0o600);
     assert_eq!(
-        login(&hosts[0], &u, &code_at(&old, T0), T0).returned(),
+        login_at(&hosts[0], &u, &code_at(&old, T0), PEER, T0).returned(),
         Returned::Success
     );
     // Re-enrolled in the same step: the new secret's code works on the other host, and
     // only once fleet-wide.
     u.write_secret(&totp_file(&new), 0o600);
-    let d = login(&hosts[1], &u, &code_at(&new, T0 + 1), T0 + 1);
+    let d = login_at(&hosts[1], &u, &code_at(&new, T0 + 1), PEER, T0 + 1);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
-    let d = login(&hosts[0], &u, &code_at(&new, T0 + 1), T0 + 2);
+    let d = login_at(&hosts[0], &u, &code_at(&new, T0 + 1), PEER, T0 + 2);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -353,7 +305,7 @@ fn re_enrolment_starts_fresh_marks_fleet_wide() {
     );
     // The old secret restored: its used code stays used on every host.
     u.write_secret(&totp_file(&old), 0o600);
-    let d = login(&hosts[1], &u, &code_at(&old, T0), T0 + 3);
+    let d = login_at(&hosts[1], &u, &code_at(&old, T0), PEER, T0 + 3);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -385,17 +337,17 @@ fn scratch_codes_and_hotp_from_a_command_are_used_once_fleet_wide() {
     let extra = serve(&format!("{}12345678\n87654321\n", totp_file(&secret)));
     let hosts = fleet(&server, 2, &extra);
     assert_eq!(
-        login(&hosts[0], &u, "12345678", T0).returned(),
+        login_at(&hosts[0], &u, "12345678", PEER, T0).returned(),
         Returned::Success
     );
-    let d = login(&hosts[1], &u, "12345678", T0 + 1);
+    let d = login_at(&hosts[1], &u, "12345678", PEER, T0 + 1);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
     assert_eq!(
-        login(&hosts[1], &u, "87654321", T0 + 2).returned(),
+        login_at(&hosts[1], &u, "87654321", PEER, T0 + 2).returned(),
         Returned::Success
     );
     // HOTP: the window follows the fleet's high-water mark, the served counter stays 1.
@@ -403,15 +355,16 @@ fn scratch_codes_and_hotp_from_a_command_are_used_once_fleet_wide() {
     let hosts = fleet(&server, 2, &extra);
     for counter in 1..=6u64 {
         let host = &hosts[counter as usize % 2];
-        let d = login(
+        let d = login_at(
             host,
             &u,
             &oathtool_hotp(&secret, counter),
+            PEER,
             T0 + 10 + counter,
         );
         assert_eq!(d.returned(), Returned::Success, "counter {counter}: {d:?}");
     }
-    let d = login(&hosts[0], &u, &oathtool_hotp(&secret, 5), T0 + 30);
+    let d = login_at(&hosts[0], &u, &oathtool_hotp(&secret, 5), PEER, T0 + 30);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -421,11 +374,7 @@ fn scratch_codes_and_hotp_from_a_command_are_used_once_fleet_wide() {
     // with the reason logged (control: the same command serving TOTP only logs in).
     let scratch = serve(&format!("{}12345678\n", totp_file(&secret)));
     let island = &islands(1, &scratch)[0];
-    let (d, logs) = capture_syslog(
-        &Driver::new(island, "svc", &u.name)
-            .answer(&code_at(&secret, T0 + 60))
-            .at(T0 + 60),
-    );
+    let (d, logs) = login_logged(island, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -437,7 +386,7 @@ fn scratch_codes_and_hotp_from_a_command_are_used_once_fleet_wide() {
     );
     let island = &islands(1, &serve(&totp_file(&secret)))[0];
     assert_eq!(
-        login(island, &u, &code_at(&secret, T0 + 90), T0 + 90).returned(),
+        login_at(island, &u, &code_at(&secret, T0 + 90), PEER, T0 + 90).returned(),
         Returned::Success
     );
 }
@@ -463,7 +412,7 @@ fn a_failing_or_untrusted_secret_command_denies() {
              secret_command_timeout=500",
             path.display()
         );
-        login(&fleet(&server, 1, &extra)[0], &u, &code, T0)
+        login_at(&fleet(&server, 1, &extra)[0], &u, &code, PEER, T0)
     };
     let file = totp_file(&secret);
     for (name, body, mode) in [
@@ -502,22 +451,13 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
     let hosts = fleet_with_prefix(&server, 2, "", &prefix);
     let code = code_at(&secret, T0);
     assert_eq!(
-        login(&hosts[0], &u, &code, T0).returned(),
+        login_at(&hosts[0], &u, &code, PEER, T0).returned(),
         Returned::Success
     );
 
     // The same options the hosts use name the shared store.
-    let options = format!(
-        "state={} redis_plugin={} redis_prefix={prefix}",
-        server.url(false),
-        plugin().display(),
-    );
-    let tool = |cmd: &str| {
-        std::process::Command::new(&built().state_tool)
-            .args([cmd, "--user", &u.name, "--json", "--options", &options])
-            .output()
-            .expect("run totp-state")
-    };
+    let options = server.options(&format!("redis_prefix={prefix}"));
+    let tool = |cmd: &str| state_tool(&[cmd, "--user", &u.name, "--json", "--options", &options]);
     let shown = tool("show");
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.status.success(), "{shown:?}");
@@ -530,14 +470,11 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
     assert!(reset.status.success(), "{reset:?}");
     // Reset fleet-wide: host 2 now accepts the code host 1 consumed.
     assert_eq!(
-        login(&hosts[1], &u, &code, T0 + 5).returned(),
+        login_at(&hosts[1], &u, &code, PEER, T0 + 5).returned(),
         Returned::Success
     );
 
     // Listing every record is a directory operation; the shared store needs --user.
-    let all = std::process::Command::new(&built().state_tool)
-        .args(["show", "--options", &options])
-        .output()
-        .expect("run totp-state");
+    let all = state_tool(&["show", "--options", &options]);
     assert!(!all.status.success());
 }

@@ -8,8 +8,10 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin, trusted_dir};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store, trusted_dir};
 use system_tests::*;
+
+const RHOST: &str = "192.0.2.10";
 
 /// Commands over plain RESP on one connection; the raw reply of each.
 fn session(port: u16, commands: &[&[&str]]) -> Vec<String> {
@@ -29,14 +31,6 @@ fn session(port: u16, commands: &[&[&str]]) -> Vec<String> {
             String::from_utf8_lossy(&buf[..n]).into_owned()
         })
         .collect()
-}
-
-fn login(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<String>) {
-    capture_syslog(
-        &Driver::new(stack, "svc", &user.name)
-            .answer(code)
-            .rhost("192.0.2.10"),
-    )
 }
 
 /// Hosts need `+fcall +hmget +ping +info` on the prefix, and the commands the function
@@ -75,12 +69,7 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
     let cred = dir.path().join("host.cred");
     fs::write(&cred, "username=host\npassword=host pw\n").expect("write");
     fs::set_permissions(&cred, fs::Permissions::from_mode(0o600)).expect("chmod");
-    let common = format!(
-        "state={} redis_plugin={} redis_prefix=lp: redis_connect_timeout=1000 \
-         redis_timeout=1000",
-        server.url(false),
-        plugin().display()
-    );
+    let common = server.options("redis_prefix=lp: redis_connect_timeout=1000 redis_timeout=1000");
     let host = Stack::probe(
         "svc",
         &format!("{common} redis_credentials={}", cred.display()),
@@ -88,7 +77,7 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
     let (u, secret) = TestUser::enrolled("lp");
 
     // No library yet: the script fallback is refused by the host's ACL.
-    let (d, lines) = login(&host, &u, &code_at(&secret, now()));
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), RHOST, None);
     assert_ne!(d.returned(), Returned::Success, "{lines:?}");
     assert!(
         lines.iter().any(|l| syslog_message(l).contains("NOPERM")),
@@ -101,7 +90,7 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
     assert!(listed[0].contains("pam_totp_cas_v1"), "{listed:?}");
 
     // Control: the same host logs in.
-    let (d, lines) = login(&host, &u, &code_at(&secret, now()));
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
 
     // And it could not run a script or delete a record.

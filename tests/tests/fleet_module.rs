@@ -5,10 +5,8 @@
 use system_tests::*;
 
 fn run(args: &str, user: &TestUser, secret: &str) -> Drive {
-    Driver::new(&Stack::probe("svc", args), "svc", &user.name)
-        .answer(&code_at(secret, T0))
-        .at(T0)
-        .run()
+    let probe = Stack::probe("svc", args);
+    login_at(&probe, user, &code_at(secret, T0), None, T0)
 }
 
 #[test]

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use system_tests::fleet::{RedisServer, Sentinel, ServerConfig, init_store, plugin};
 use system_tests::*;
 
+const RHOST: &str = "192.0.2.9";
+
 /// One command over plain RESP to any loopback port (a server or a sentinel); the raw
 /// reply as text, empty when nothing answers.
 fn ask(port: u16, args: &[&str]) -> String {
@@ -35,14 +37,6 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn login(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<String>) {
-    capture_syslog(
-        &Driver::new(stack, "svc", &user.name)
-            .answer(code)
-            .rhost("192.0.2.9"),
-    )
 }
 
 fn logged(lines: &[String], needle: &str) -> bool {
@@ -126,7 +120,7 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
     );
     let (w, secret_w) = TestUser::enrolled("sp");
     let started = Instant::now();
-    let (d, lines) = login(&host_c, &w, &code_at(&secret_w, now()));
+    let (d, lines) = login_logged(&host_c, &w, &code_at(&secret_w, now()), RHOST, None);
     assert_eq!(
         d.returned(),
         Returned::Success,
@@ -141,7 +135,7 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
 
     // Control: host A logs in through the sentinels.
     let code = code_at(&secret, now());
-    let (d, lines) = login(&host_a, &u, &code);
+    let (d, lines) = login_logged(&host_a, &u, &code, RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 
     // The primary dies.
@@ -164,7 +158,7 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
     // The code used on A is refused on B (retried while the store is still settling:
     // an unavailable store compares nothing and records nothing).
     let refused = loop {
-        let (d, lines) = login(&host_b, &u, &code);
+        let (d, lines) = login_logged(&host_b, &u, &code, RHOST, None);
         assert_ne!(
             d.returned(),
             Returned::Success,
@@ -183,7 +177,7 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
 
     // Logins work again within 30 s of the kill (another user: a fresh code).
     loop {
-        let (d, lines) = login(&host_b, &v, &code_at(&secret_v, now()));
+        let (d, lines) = login_logged(&host_b, &v, &code_at(&secret_v, now()), RHOST, None);
         if d.returned() == Returned::Success {
             break;
         }

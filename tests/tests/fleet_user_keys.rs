@@ -2,16 +2,10 @@
 //! between hosts), and records a release keyed by uid are carried over: through the
 //! real libpam against a real `redis-server`.
 
-use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store};
 use system_tests::*;
 
-fn login(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<String>) {
-    capture_syslog(
-        &Driver::new(stack, "svc", &user.name)
-            .answer(code)
-            .rhost("192.0.2.11"),
-    )
-}
+const RHOST: &str = "192.0.2.11";
 
 /// SECURITY.md M19. A login writes `PREFIX user:NAME`, not `PREFIX uid:UID`. The
 /// migration: the record renamed to the uid key (as the previous release left it), the
@@ -25,12 +19,7 @@ fn records_are_keyed_by_name_and_uid_records_are_carried_over_through_libpam() {
         return;
     }
     let server = RedisServer::start(&ServerConfig::default());
-    let args = format!(
-        "state={} redis_plugin={} redis_prefix=uk: redis_connect_timeout=1000 \
-         redis_timeout=1000",
-        server.url(false),
-        plugin().display()
-    );
+    let args = server.options("redis_prefix=uk: redis_connect_timeout=1000 redis_timeout=1000");
     init_store(&args);
     let host_a = Stack::probe("svc", &args);
     let host_b = Stack::probe("svc", &args);
@@ -40,7 +29,7 @@ fn records_are_keyed_by_name_and_uid_records_are_carried_over_through_libpam() {
     let exists = |k: &str| server.raw(None, &[b"EXISTS", k.as_bytes()]) == b":1\r\n";
 
     let code = code_at(&secret, now());
-    let (d, lines) = login(&host_a, &u, &code);
+    let (d, lines) = login_logged(&host_a, &u, &code, RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
     assert!(exists(&by_name), "the record is keyed by name");
     assert!(!exists(&by_uid), "and not by uid");
@@ -48,7 +37,7 @@ fn records_are_keyed_by_name_and_uid_records_are_carried_over_through_libpam() {
     // As the previous release would have left it.
     let r = server.raw(None, &[b"RENAME", by_name.as_bytes(), by_uid.as_bytes()]);
     assert!(r.starts_with(b"+OK"), "{}", String::from_utf8_lossy(&r));
-    let (d, lines) = login(&host_b, &u, &code);
+    let (d, lines) = login_logged(&host_b, &u, &code, RHOST, None);
     assert_ne!(d.returned(), Returned::Success, "{lines:?}");
     assert!(
         lines
@@ -59,7 +48,7 @@ fn records_are_keyed_by_name_and_uid_records_are_carried_over_through_libpam() {
 
     // Control: nothing remembers the code once both records are gone.
     server.raw(None, &[b"DEL", by_name.as_bytes(), by_uid.as_bytes()]);
-    let (d, lines) = login(&host_b, &u, &code);
+    let (d, lines) = login_logged(&host_b, &u, &code, RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 }
 
@@ -69,15 +58,13 @@ fn records_are_keyed_by_name_and_uid_records_are_carried_over_through_libpam() {
 fn login_on_host_with_passwd(
     stack: &Stack,
     passwd: &std::path::Path,
-    user: &str,
+    user: &TestUser,
     code: &str,
 ) -> (Drive, Vec<String>) {
     capture_syslog_with_bind(
         passwd,
         std::path::Path::new("/etc/passwd"),
-        &Driver::new(stack, "svc", user)
-            .answer(code)
-            .rhost("192.0.2.12"),
+        &Driver::login(stack, user, code).rhost("192.0.2.12"),
     )
 }
 
@@ -99,11 +86,9 @@ fn a_code_used_on_one_host_is_refused_where_the_same_name_has_another_uid() {
         .tempdir()
         .expect("tempdir");
     let args = format!(
-        "user=root secret={}/${{USER}} state={} redis_plugin={} redis_prefix=ud: \
-         redis_connect_timeout=1000 redis_timeout=1000",
+        "user=root secret={}/${{USER}} {}",
         secrets.path().display(),
-        server.url(false),
-        plugin().display()
+        server.options("redis_prefix=ud: redis_connect_timeout=1000 redis_timeout=1000")
     );
     init_store(&args);
     let host_a = Stack::probe("svc", &args);
@@ -142,9 +127,9 @@ fn a_code_used_on_one_host_is_refused_where_the_same_name_has_another_uid() {
     std::fs::write(b_passwd.path(), passwd).expect("write passwd copy");
 
     let code = code_at(&secret, now());
-    let (d, lines) = login(&host_a, &u, &code);
+    let (d, lines) = login_logged(&host_a, &u, &code, RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "host A: {d:?} {lines:?}");
-    let (d, lines) = login_on_host_with_passwd(&host_b, b_passwd.path(), &u.name, &code);
+    let (d, lines) = login_on_host_with_passwd(&host_b, b_passwd.path(), &u, &code);
     assert_ne!(d.returned(), Returned::Success, "replayed on B: {lines:?}");
     assert!(
         lines
@@ -155,7 +140,7 @@ fn a_code_used_on_one_host_is_refused_where_the_same_name_has_another_uid() {
     let (d, lines) = login_on_host_with_passwd(
         &host_b,
         b_passwd.path(),
-        &other.name,
+        &other,
         &code_at(&other_secret, now()),
     );
     assert_eq!(
@@ -163,12 +148,8 @@ fn a_code_used_on_one_host_is_refused_where_the_same_name_has_another_uid() {
         Returned::Success,
         "the other user on A's uid: {d:?} {lines:?}"
     );
-    let (d, lines) = login_on_host_with_passwd(
-        &host_b,
-        b_passwd.path(),
-        &u.name,
-        &code_at(&secret, now() + 30),
-    );
+    let (d, lines) =
+        login_on_host_with_passwd(&host_b, b_passwd.path(), &u, &code_at(&secret, now() + 30));
     assert_eq!(
         d.returned(),
         Returned::Success,

@@ -188,14 +188,10 @@ fn panic_after_the_prompt_is_a_silent_denial_and_the_host_survives() {
     }
     let (u, secret) = TestUser::enrolled("pp");
     let control = Stack::probe("svc", "");
-    let d = Driver::new(&control, "svc", &u.name)
-        .answer(&code_now(&secret))
-        .run();
+    let d = Driver::login(&control, &u, &code_now(&secret)).run();
     assert_eq!(d.returned(), Returned::Success, "control: {d:?}");
     let stack = Stack::probe_module("svc", &panic_after_prompt_module(), "");
-    let cmd = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_now(&secret))
-        .command();
+    let cmd = Driver::login(&stack, &u, &code_now(&secret)).command();
     let (out, syslog) = with_syslog_capture(&cmd);
     let d = Drive::parse(&out);
     assert_eq!(out.status.signal(), None, "host killed by a signal: {d:?}");
@@ -782,8 +778,7 @@ fn a_stopped_lock_holder_delays_only_its_user_and_only_for_a_bounded_time() {
         let mut holder = stopped_lock_holder(&a.secret_path(), uid, gid);
 
         let started = Instant::now();
-        let blocked = Driver::new(&stack, "svc", &a.name)
-            .answer(SCRATCH)
+        let blocked = Driver::login(&stack, &a, SCRATCH)
             .command()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -791,9 +786,7 @@ fn a_stopped_lock_holder_delays_only_its_user_and_only_for_a_bounded_time() {
             .expect("spawn blocked login");
         // Meanwhile another user logs in normally, and quickly.
         let other_started = Instant::now();
-        let other = Driver::new(&stack, "svc", &b.name)
-            .answer(&code_now(&secret_b))
-            .run();
+        let other = Driver::login(&stack, &b, &code_now(&secret_b)).run();
         let other_took = other_started.elapsed();
         assert_eq!(
             other.returned(),
@@ -829,7 +822,7 @@ fn a_stopped_lock_holder_delays_only_its_user_and_only_for_a_bounded_time() {
         // The lock dies with its holder.
         holder.kill().expect("kill holder");
         holder.wait().expect("reap holder");
-        let after = Driver::new(&stack, "svc", &a.name).answer(SCRATCH).run();
+        let after = Driver::login(&stack, &a, SCRATCH).run();
         assert_eq!(
             after.returned(),
             Returned::Success,
@@ -918,9 +911,7 @@ fn strace_injected_write_fsync_rename_errors_deny_and_keep_the_file() {
         reset_state(&stack, u.uid);
         // The record exists before the fault, so the fault hits a write, not the
         // record's creation.
-        let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&wrong_now(&secret))
-            .run();
+        let d = Driver::login(&stack, &u, &wrong_now(&secret)).run();
         assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
         let before = fs::read(u.secret_path()).expect("read");
         let mark_before = stored_last_step(&stack, u.uid);
@@ -929,9 +920,7 @@ fn strace_injected_write_fsync_rename_errors_deny_and_keep_the_file() {
         } else {
             code_now(&secret)
         };
-        let cmd = Driver::new(&stack, "svc", &u.name)
-            .answer(&answer)
-            .command();
+        let cmd = Driver::login(&stack, &u, &answer).command();
         // The trace of the injected calls only, to show the fault happened.
         let trace = tempfile::NamedTempFile::new().expect("trace file");
         let mut strace = Command::new("strace");
@@ -996,7 +985,7 @@ fn strace_injected_write_fsync_rename_errors_deny_and_keep_the_file() {
                 mark_before,
                 "{i}: recorded"
             );
-            let again = Driver::new(&stack, "svc", &u.name).answer(&answer).run();
+            let again = Driver::login(&stack, &u, &answer).run();
             assert_eq!(
                 again.returned(),
                 Returned::Success,
@@ -1004,7 +993,7 @@ fn strace_injected_write_fsync_rename_errors_deny_and_keep_the_file() {
             );
         }
         if matches!(expect, ScratchRecorded | ScratchOnce) {
-            let again = Driver::new(&stack, "svc", &u.name).answer(SCRATCH).run();
+            let again = Driver::login(&stack, &u, SCRATCH).run();
             assert_eq!(
                 again.returned(),
                 Returned::Failed("PAM_AUTH_ERR".into()),
@@ -1036,9 +1025,7 @@ fn a_failed_credential_restore_aborts_the_login_process() {
     let (u, secret) = TestUser::enrolled("cr");
     let stack = Stack::probe("svc", "");
     let run = |inject: Option<&str>| {
-        let cmd = Driver::new(&stack, "svc", &u.name)
-            .answer(&code_now(&secret))
-            .command();
+        let cmd = Driver::login(&stack, &u, &code_now(&secret)).command();
         let trace = tempfile::NamedTempFile::new().expect("trace file");
         let mut strace = Command::new("strace");
         strace

@@ -57,8 +57,7 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
     // Failures that count: a wrong code, an unknown user, a hostile user name that
     // carries a fake "from HOST", and a throttled origin.
     let (_, l) = login(
-        Driver::new(&stack, "svc", &u.name)
-            .answer(&wrong_totp(&secret, T0))
+        Driver::login(&stack, &u, &wrong_totp(&secret, T0))
             .rhost("192.0.2.11")
             .at(T0),
         "PAM_AUTH_ERR",
@@ -100,8 +99,7 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
     let good_at = T0 + 300;
     let good = code_at(&secret, good_at);
     let (_, l) = login(
-        Driver::new(&stack, "svc", &u.name)
-            .answer(&good)
+        Driver::login(&stack, &u, &good)
             .rhost("192.0.2.13")
             .at(good_at),
         "PAM_SUCCESS",
@@ -109,8 +107,7 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
     );
     assert!(has(&l, "accepted time-based code"), "{l:#?}");
     let (d, l) = login(
-        Driver::new(&stack, "svc", &u.name)
-            .answer(&good)
+        Driver::login(&stack, &u, &good)
             .rhost("192.0.2.14")
             .at(good_at + 1),
         "PAM_AUTH_ERR",
@@ -124,9 +121,7 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
         "the user is told the code was used: {d:?}"
     );
     let (_, l) = login(
-        Driver::new(&stack, "svc", &u.name)
-            .answer(&wrong_totp(&secret, good_at + 60))
-            .at(good_at + 60),
+        Driver::login(&stack, &u, &wrong_totp(&secret, good_at + 60)).at(good_at + 60),
         "PAM_AUTH_ERR",
         &mut all,
     );
@@ -147,8 +142,7 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
     for i in 0..20 {
         let at = T0 + 900 + i;
         let (_, l) = login(
-            Driver::new(&stack, "svc", &u.name)
-                .answer(&wrong_totp(&secret, at))
+            Driver::login(&stack, &u, &wrong_totp(&secret, at))
                 .rhost("192.0.2.17")
                 .at(at),
             "PAM_AUTH_ERR",

@@ -1,11 +1,7 @@
 //! Log lines for configuration problems, and no openlog/closelog. (Who/where/outcome,
 //! secret hygiene and escaping are in module_logging.rs.)
 
-use system_tests::{Drive, Driver, Stack, built, capture_syslog, require_root, run, write_owned};
-
-fn capture(d: &Driver) -> (Drive, Vec<String>) {
-    capture_syslog(d)
-}
+use system_tests::{Driver, Stack, built, capture_syslog, require_root, run, write_owned};
 
 fn joined(lines: &[String]) -> String {
     lines.join("\n")
@@ -26,7 +22,7 @@ fn a_broken_access_file_is_logged_with_file_and_line() {
         0o644,
     );
     let stack = Stack::with_module("sshd", &format!("accessfile={}", rules.display()));
-    let (_, lines) = capture(
+    let (_, lines) = capture_syslog(
         &Driver::new(&stack, "sshd", "root")
             .answer("000000")
             .rhost("10.0.0.5"),
@@ -42,7 +38,7 @@ fn an_unknown_option_is_logged_and_denies_without_prompt() {
         return;
     }
     let stack = Stack::with_module("sshd", "nullok no_such_option=1");
-    let (r, lines) = capture(&Driver::new(&stack, "sshd", "root").answer("000000"));
+    let (r, lines) = capture_syslog(&Driver::new(&stack, "sshd", "root").answer("000000"));
     assert_eq!(r.result, "PAM_SERVICE_ERR");
     assert_eq!(r.prompts, 0);
     assert!(joined(&lines).contains("no_such_option"), "{lines:?}");

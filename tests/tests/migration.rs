@@ -55,7 +55,7 @@ fn nullok_missing_home_skips_only_a_home_that_does_not_exist() {
     let weak = Stack::probe("svc", "nullok nullok_missing_home");
 
     // Default: a missing home is an outage, not an opt-out: asked, denied, logged.
-    let (d, lines) = capture_syslog(&Driver::new(&plain, "svc", &gone.name).answer("123456"));
+    let (d, lines) = login_logged(&plain, &gone, "123456", None, None);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
     assert_eq!(d.prompts, 1, "{d:?}");
     let m = messages(&lines);
@@ -82,18 +82,13 @@ fn nullok_missing_home_skips_only_a_home_that_does_not_exist() {
     let lhome = locked.secret_path().parent().expect("home").to_path_buf();
     fs::set_permissions(&lhome, fs::Permissions::from_mode(0o000)).expect("chmod");
     std::os::unix::fs::chown(&lhome, Some(0), Some(0)).expect("chown");
-    let d = Driver::new(&weak, "svc", &locked.name)
-        .answer("123456")
-        .run();
+    let d = Driver::login(&weak, &locked, "123456").run();
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
     assert_eq!(d.prompts, 1, "{d:?}");
 
     // An enrolled user with a home is unaffected by the option.
     let (u, secret) = TestUser::enrolled("ne");
-    let d = Driver::new(&weak, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0)
-        .run();
+    let d = login_at(&weak, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 
     // Without nullok the option means nothing: a configuration error, no prompt.
@@ -125,10 +120,8 @@ fn a_group_writable_home_is_accepted_only_under_a_private_group() {
         "enroll under a private group: {out:?}"
     );
     let secret = secret_of(&upg);
-    let d = Driver::new(&stack, "svc", &upg.name)
-        .answer(&oathtool_totp(&secret, T0, 30, 6, "sha1"))
-        .at(T0)
-        .run();
+    let code = |at: u64| oathtool_totp(&secret, at, 30, 6, "sha1");
+    let d = login_at(&stack, &upg, &code(T0), None, T0);
     assert_eq!(
         d.result, "PAM_SUCCESS",
         "0775 home under a private group: {d:?}"
@@ -141,10 +134,7 @@ fn a_group_writable_home_is_accepted_only_under_a_private_group() {
         .status()
         .expect("usermod");
     assert!(st.success());
-    let d = Driver::new(&stack, "svc", &upg.name)
-        .answer(&oathtool_totp(&secret, T0 + 30, 30, 6, "sha1"))
-        .at(T0 + 30)
-        .run();
+    let d = login_at(&stack, &upg, &code(T0 + 30), None, T0 + 30);
     assert_eq!(d.result, "PAM_AUTH_ERR", "group with another member: {d:?}");
     let out = enroll_user(&upg);
     assert!(
@@ -156,10 +146,7 @@ fn a_group_writable_home_is_accepted_only_under_a_private_group() {
 
     // Control: closing the home again lets the user in.
     fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let d = Driver::new(&stack, "svc", &upg.name)
-        .answer(&oathtool_totp(&secret, T0 + 60, 30, 6, "sha1"))
-        .at(T0 + 60)
-        .run();
+    let d = login_at(&stack, &upg, &code(T0 + 60), None, T0 + 60);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
 }
 
@@ -183,9 +170,8 @@ fn root_writing_into_another_users_home_is_refused_and_points_to_user() {
     let out = enroll(&["--user".as_ref(), u.name.as_ref()]);
     assert!(out.status.success(), "{out:?}");
     let secret = secret_of(&u);
-    let d = Driver::new(&Stack::with_module("svc", ""), "svc", &u.name)
-        .answer(&oathtool_totp(&secret, T0, 30, 6, "sha1"))
-        .at(T0)
-        .run();
+    let stack = Stack::with_module("svc", "");
+    let code = oathtool_totp(&secret, T0, 30, 6, "sha1");
+    let d = login_at(&stack, &u, &code, None, T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
 }

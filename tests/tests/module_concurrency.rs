@@ -25,16 +25,7 @@ fn same_code_in_32_parallel_logins_succeeds_exactly_once() {
         u.write_secret(&totp_file(&secret), 0o600);
         // A fresh enrollment: rounds may fall in one 30-s step.
         reset_state(&stack, u.uid);
-        let start = start_time();
-        let code = code_at(&secret, start / 1000);
-        let drivers = (0..32)
-            .map(|_| {
-                Driver::new(&stack, "svc", &u.name)
-                    .answer(&code)
-                    .start_at(start)
-            })
-            .collect();
-        let results = spawn_all(drivers);
+        let (results, step) = same_code_at_once(std::slice::from_ref(&stack), &u, &secret, 32);
         let ok = results
             .iter()
             .filter(|d| d.module_code() == "PAM_SUCCESS")
@@ -48,11 +39,7 @@ fn same_code_in_32_parallel_logins_succeeds_exactly_once() {
             denied, 31,
             "round {round}: every other one denied: {results:?}"
         );
-        assert_eq!(
-            stored_last_step(&stack, u.uid),
-            Some(start / 1000 / 30),
-            "round {round}"
-        );
+        assert_eq!(stored_last_step(&stack, u.uid), Some(step), "round {round}");
         assert_eq!(
             read(&u.secret_path()),
             totp_file(&secret),
@@ -88,9 +75,7 @@ fn parallel_wrong_codes_are_counted_exactly() {
                 "{:06}",
                 (code_at(&secret, start / 1000).parse::<u32>().expect("n") + 1 + i) % 1_000_000
             );
-            Driver::new(&stack, "svc", &u.name)
-                .answer(&wrong)
-                .start_at(start)
+            Driver::login(&stack, &u, &wrong).start_at(start)
         })
         .collect();
     let results = spawn_all(drivers);
@@ -110,12 +95,7 @@ fn replayed_and_older_codes_are_refused() {
     }
     let (u, secret) = TestUser::enrolled("rp");
     let stack = Stack::probe("svc", "");
-    let login = |code: &str, at: u64| {
-        Driver::new(&stack, "svc", &u.name)
-            .answer(code)
-            .at(at)
-            .run()
-    };
+    let login = |code: &str, at: u64| login_at(&stack, &u, code, None, at);
     let c0 = code_at(&secret, T0);
     assert_eq!(login(&c0, T0).module_code(), "PAM_SUCCESS");
     assert_eq!(
@@ -169,22 +149,13 @@ fn rewrites_keep_mode_and_owner() {
                 .ok()
         };
         let at = T0 + 60 * i as u64;
-        let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&wrong_totp(&secret, at))
-            .at(at)
-            .run();
+        let d = login_at(&stack, &u, &wrong_totp(&secret, at), None, at);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR");
-        let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, at))
-            .at(at)
-            .run();
+        let d = login_at(&stack, &u, &code_at(&secret, at), None, at);
         assert_eq!(d.module_code(), "PAM_SUCCESS", "{mode:o}: {d:?}");
         assert_eq!(read(&p), text, "{mode:o}: TOTP logins never write the file");
         assert_eq!(ino_now(), ino, "{mode:o}: not even rewritten in place");
-        let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&scratch)
-            .at(at + 1)
-            .run();
+        let d = login_at(&stack, &u, &scratch, None, at + 1);
         assert_eq!(d.module_code(), "PAM_SUCCESS", "{mode:o}: {d:?}");
         assert_eq!(read(&p), totp_file(&secret), "the scratch code is used up");
         assert_eq!(
@@ -226,10 +197,7 @@ fn stale_temp_files_do_not_block() {
     let stack = Stack::probe("svc", "");
     for i in 0..3u64 {
         let at = T0 + 30 * i;
-        let d = Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, at))
-            .at(at)
-            .run();
+        let d = login_at(&stack, &u, &code_at(&secret, at), None, at);
         assert_eq!(d.module_code(), "PAM_SUCCESS", "login {i}: {d:?}");
     }
     assert_eq!(stored_last_step(&stack, u.uid), Some((T0 + 60) / 30));
@@ -254,10 +222,7 @@ fn kill_9_during_state_writes_never_corrupts_state_or_readmits_a_code() {
     let p = u.write_secret(&text, 0o600);
     let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=1000");
     let command = |answer: &str, at: u64| {
-        let mut cmd = Driver::new(&stack, "svc", &u.name)
-            .answer(answer)
-            .at(at)
-            .command();
+        let mut cmd = Driver::login(&stack, &u, answer).at(at).command();
         // Own process group, so the kill reaches everything the child started.
         cmd.process_group(0)
             .stdout(Stdio::null())
@@ -350,10 +315,7 @@ fn kill_9_during_state_writes_never_corrupts_state_or_readmits_a_code() {
     );
     assert_eq!(readmitted, 0, "a recorded code was admitted again");
     let at = T0 + 30 * (i + 1);
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, at))
-        .at(at)
-        .run();
+    let d = login_at(&stack, &u, &code_at(&secret, at), None, at);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "after 200 kills: {d:?}");
 }
 
@@ -370,9 +332,7 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
     let (u, secret) = TestUser::enrolled("ls");
     let stack = Stack::probe("svc", "lock_timeout=1000");
     // One failed login creates the record.
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&wrong_totp(&secret, now()))
-        .run();
+    let d = Driver::login(&stack, &u, &wrong_totp(&secret, now())).run();
     assert_eq!(d.module_code(), "PAM_AUTH_ERR");
     // The holder: flock(1) on the record, then sleeping.
     let mut holder = Command::new("flock")
@@ -398,8 +358,7 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
     // SAFETY: kill(2) has no memory-safety preconditions; own child's process group.
     unsafe { libc::kill(-pid, libc::SIGSTOP) };
     let t = Instant::now();
-    let (d, lines) =
-        capture_syslog(&Driver::new(&stack, "svc", &u.name).answer(&code_at(&secret, now())));
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, now()), None, None);
     let took = t.elapsed();
     assert_ne!(d.module_code(), "PAM_SUCCESS");
     assert_ne!(d.module_code(), "PAM_IGNORE");
@@ -419,9 +378,7 @@ fn stopped_lock_holder_delays_others_only_boundedly() {
     // SAFETY: as above.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     let _ = holder.wait();
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, now()))
-        .run();
+    let d = Driver::login(&stack, &u, &code_at(&secret, now())).run();
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 
@@ -439,50 +396,29 @@ fn kill_9_at_the_state_write_is_shown_and_never_readmits_a_code() {
     if !require_root(t) || !require_tool(t, "strace") {
         return;
     }
-    let (u, secret) = TestUser::enrolled("kw");
-    let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=1000");
-    let record = stack.state_file(u.uid);
-    // A first failure creates the record, so the faults hit an update, not a creation.
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&wrong_totp(&secret, now()))
-        .run();
-    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    let w = AtTheWrite::new("kw");
+    // Its own process group, so that one kill reaches strace and the login it runs.
     let traced = |answer: &str, inject: &str| {
-        let cmd = Driver::new(&stack, "svc", &u.name).answer(answer).command();
-        let mut strace = Command::new("strace");
-        strace
-            .args(["-f", "-qq", "-o", "/dev/null", "-e", inject])
-            .arg(cmd.get_program())
-            .args(cmd.get_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0);
+        let mut strace = w.traced(answer, inject);
+        strace.stdout(Stdio::null()).process_group(0);
         strace
     };
     let died_of_sigkill = |s: std::process::ExitStatus| {
         std::os::unix::process::ExitStatusExt::signal(&s) == Some(libc::SIGKILL)
     };
-    // Each code is used once: the next round waits for the next step.
-    let wait_step = |step: u64| {
-        while now() / 30 == step {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
 
     // (a) Killed entering the write, holding the lock: strace holds each login 5 s on
     // entry to its first pwrite64 (the state write), the test sees the record's flock
     // held by the login in /proc/locks, then kills it. Three rounds, each counted.
-    let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&record).expect("record"));
     let mut killed_while_locked = 0;
     for round in 0..3 {
-        let code = code_at(&secret, now());
-        let before = fs::read(&record).expect("record");
+        let code = code_at(&w.secret, now());
+        let before = fs::read(&w.record).expect("record");
         let mut child = traced(&code, "inject=pwrite64:delay_enter=5000000:when=1")
             .spawn()
             .expect("strace");
         let start = Instant::now();
-        while flock_holders(ino).is_empty() {
+        while flock_holders(w.ino).is_empty() {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "round {round}: the record was never locked"
@@ -495,12 +431,12 @@ fn kill_9_at_the_state_write_is_shown_and_never_readmits_a_code() {
         let st = child.wait().expect("wait");
         assert!(died_of_sigkill(st), "round {round}: {st:?}");
         assert_eq!(
-            fs::read(&record).expect("record"),
+            fs::read(&w.record).expect("record"),
             before,
             "round {round}: killed before the write, nothing written"
         );
         let start = Instant::now();
-        while !flock_holders(ino).is_empty() {
+        while !flock_holders(w.ino).is_empty() {
             assert!(
                 start.elapsed() < Duration::from_secs(5),
                 "round {round}: the lock outlived its holder"
@@ -508,48 +444,101 @@ fn kill_9_at_the_state_write_is_shown_and_never_readmits_a_code() {
             std::thread::sleep(Duration::from_millis(5));
         }
         killed_while_locked += 1;
-        let d = Driver::new(&stack, "svc", &u.name).answer(&code).run();
+        let d = Driver::login(&w.stack, &w.user, &code).run();
         assert_eq!(
             d.module_code(),
             "PAM_SUCCESS",
             "round {round}: lock released and the code unused: {d:?}"
         );
         std::thread::sleep(Duration::from_millis(1100));
-        wait_step(now() / 30);
+        wait_next_step();
     }
     assert_eq!(killed_while_locked, 3, "every kill landed while locked");
 
     // (b) Killed after the write landed.
-    let code = code_at(&secret, now());
-    let before = fs::read(&record).expect("record");
+    let code = code_at(&w.secret, now());
+    let before = fs::read(&w.record).expect("record");
     let mut child = traced(&code, "inject=pwrite64:delay_exit=2000000:when=1")
         .spawn()
         .expect("strace");
-    let start = Instant::now();
-    while fs::read(&record).expect("record") == before {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the state write never happened"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    w.wait_written(&before);
     let pid = child.id() as i32;
     // SAFETY: kill(2) on the process group this test created; no memory involved.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     let st = child.wait().expect("wait");
     assert!(died_of_sigkill(st), "killed after the write: {st:?}");
-    let d = Driver::new(&stack, "svc", &u.name).answer(&code).run();
+    let d = Driver::login(&w.stack, &w.user, &code).run();
     assert_eq!(
         d.module_code(),
         "PAM_AUTH_ERR",
         "a code whose use was recorded is never admitted again: {d:?}"
     );
     // Control: the next code, without any fault, logs in.
-    wait_step(now() / 30);
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, now()))
-        .run();
+    wait_next_step();
+    let d = Driver::login(&w.stack, &w.user, &code_at(&w.secret, now())).run();
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
+/// The faults at the state write share their start: a probe stack whose throttling never
+/// gets in the way, and a record that a first failure created, so that the faults hit an
+/// update and not a creation.
+struct AtTheWrite {
+    user: TestUser,
+    secret: String,
+    stack: Stack,
+    record: std::path::PathBuf,
+    ino: u64,
+}
+
+impl AtTheWrite {
+    fn new(tag: &str) -> AtTheWrite {
+        let (user, secret) = TestUser::enrolled(tag);
+        let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=1000");
+        let record = stack.state_file(user.uid);
+        let d = Driver::login(&stack, &user, &wrong_totp(&secret, now())).run();
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+        let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&record).expect("record"));
+        AtTheWrite {
+            user,
+            secret,
+            stack,
+            record,
+            ino,
+        }
+    }
+
+    /// The login answering `answer` under strace, which injects `inject`.
+    fn traced(&self, answer: &str, inject: &str) -> Command {
+        let cmd = Driver::login(&self.stack, &self.user, answer).command();
+        let mut strace = Command::new("strace");
+        strace
+            .args(["-f", "-qq", "-o", "/dev/null", "-e", inject])
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null());
+        strace
+    }
+
+    /// Returns once the record differs from `before`: the state write landed.
+    fn wait_written(&self, before: &[u8]) {
+        let start = Instant::now();
+        while fs::read(&self.record).expect("record") == before {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the state write never happened"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Each code is used once: a login after one that used a code waits for the next step.
+fn wait_next_step() {
+    let step = now() / 30;
+    while now() / 30 == step {
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Pids holding a flock on the inode `ino` (any device), from /proc/locks.
@@ -580,42 +569,16 @@ fn sigterm_at_the_state_write_gives_no_verdict_and_never_readmits_a_code() {
     if !require_root(t) || !require_tool(t, "strace") {
         return;
     }
-    let (u, secret) = TestUser::enrolled("st");
-    let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=1000");
-    let record = stack.state_file(u.uid);
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&wrong_totp(&secret, now()))
-        .run();
-    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
-    let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&record).expect("record"));
-    let code = code_at(&secret, now());
-    let before = fs::read(&record).expect("record");
-    let cmd = Driver::new(&stack, "svc", &u.name).answer(&code).command();
-    let child = Command::new("strace")
-        .args([
-            "-f",
-            "-qq",
-            "-o",
-            "/dev/null",
-            "-e",
-            "inject=pwrite64:delay_exit=3000000:when=1",
-        ])
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .stdin(Stdio::null())
+    let w = AtTheWrite::new("st");
+    let code = code_at(&w.secret, now());
+    let before = fs::read(&w.record).expect("record");
+    let child = w
+        .traced(&code, "inject=pwrite64:delay_exit=3000000:when=1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .expect("strace");
-    let start = Instant::now();
-    while fs::read(&record).expect("record") == before {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the state write never happened"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let holders = flock_holders(ino);
+    w.wait_written(&before);
+    let holders = flock_holders(w.ino);
     assert_eq!(holders.len(), 1, "the login holds the record: {holders:?}");
     // SAFETY: kill(2) on the login process this test started (through strace).
     let rc = unsafe { libc::kill(holders[0] as i32, libc::SIGTERM) };
@@ -630,19 +593,14 @@ fn sigterm_at_the_state_write_gives_no_verdict_and_never_readmits_a_code() {
         Drive::parse(&out).result.is_empty(),
         "no verdict left the process: {out:?}"
     );
-    let d = Driver::new(&stack, "svc", &u.name).answer(&code).run();
+    let d = Driver::login(&w.stack, &w.user, &code).run();
     assert_eq!(
         d.module_code(),
         "PAM_AUTH_ERR",
         "a code whose use was written is never admitted again: {d:?}"
     );
     std::thread::sleep(Duration::from_millis(1100));
-    let step = now() / 30;
-    while now() / 30 == step {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, now()))
-        .run();
+    wait_next_step();
+    let d = Driver::login(&w.stack, &w.user, &code_at(&w.secret, now())).run();
     assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}");
 }

@@ -61,10 +61,8 @@ fn conversation_errors_never_succeed_or_ignore() {
     assert!(f.starts_with(&secret));
     // And a real answer still works afterwards (after any backoff).
     let later = T0 + 3_600;
-    let d = Driver::new(&Stack::probe("svc", ""), "svc", &u.name)
-        .answer(&code_at(&secret, later))
-        .at(later)
-        .run();
+    let probe = Stack::probe("svc", "");
+    let d = login_at(&probe, &u, &code_at(&secret, later), None, later);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 
@@ -123,7 +121,7 @@ fn malformed_answers_are_failed_attempts() {
         "\u{8}\n\r\u{7f}INCORRECT".to_string(),
     ];
     for (i, a) in answers.iter().enumerate() {
-        let d = Driver::new(&stack, "svc", &u.name).answer(a).at(T0).run();
+        let d = login_at(&stack, &u, a, None, T0);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{a:?}: {d:?}");
         assert_eq!(d.prompts, 1);
         assert_eq!(
@@ -133,10 +131,7 @@ fn malformed_answers_are_failed_attempts() {
         );
     }
     // The exact code is still accepted (nothing above consumed it).
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&good)
-        .at(T0)
-        .run();
+    let d = login_at(&stack, &u, &good, None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     assert_eq!(stored_failures(&stack, u.uid), 0);
 }
@@ -417,20 +412,15 @@ fn prefix_rules_without_forward_pass() {
     }
     let (u, secret) = TestUser::enrolled("px");
     let code = code_at(&secret, T0);
-    let d = Driver::new(&Stack::probe("svc", ""), "svc", &u.name)
-        .answer(&format!("pw{code}"))
-        .at(T0)
-        .run();
+    let probe = Stack::probe("svc", "");
+    let d = login_at(&probe, &u, &format!("pw{code}"), None, T0);
     assert_eq!(
         d.module_code(),
         "PAM_AUTH_ERR",
         "prefix refused when prompted"
     );
     let ms = mode_stack("use_first_pass", true, true);
-    let d = Driver::new(&ms.stack, "svc", &u.name)
-        .answer(&format!("pw{code}"))
-        .at(T0)
-        .run();
+    let d = login_at(&ms.stack, &u, &format!("pw{code}"), None, T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
     assert_eq!(
         ms.take_authtok(),
@@ -438,10 +428,8 @@ fn prefix_rules_without_forward_pass() {
         "not forwarded"
     );
     // use_first_pass without PAM_AUTHTOK: no prompt, denied.
-    let d = Driver::new(&Stack::probe("svc", "use_first_pass"), "svc", &u.name)
-        .answer(&code_at(&secret, T0 + 30))
-        .at(T0 + 30)
-        .run();
+    let probe = Stack::probe("svc", "use_first_pass");
+    let d = login_at(&probe, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR");
     assert_eq!(d.prompts, 0);
 }

@@ -96,8 +96,7 @@ fn setcred_returns_success() {
     }
     let (u, secret) = TestUser::enrolled("sc");
     let stack = Stack::with_module("svc", "");
-    let out = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
+    let out = Driver::login(&stack, &u, &code_at(&secret, T0))
         .at(T0)
         .flag("--setcred")
         .command()

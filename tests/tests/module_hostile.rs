@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,13 @@ fn hostile_secret_files_are_denied_even_with_nullok() {
     fs::set_permissions(&other.home, fs::Permissions::from_mode(0o755)).expect("chmod");
 
     let valid = totp_file(&secret);
+    // `contents` at the secret path with `mode`, owned by `owner` (uid, gid) or the user.
+    let written = |contents: String, owner: Option<(u32, u32)>, mode: u32| -> SetupFn {
+        Box::new(move |u, p| {
+            let (uid, gid) = owner.unwrap_or((u.uid, u.gid));
+            write_owned(p, contents.as_bytes(), uid, gid, mode)
+        })
+    };
     let cases: Vec<Case> = vec![
         Case {
             name: "symlink to a root-owned file",
@@ -100,46 +107,27 @@ fn hostile_secret_files_are_denied_even_with_nullok() {
         },
         Case {
             name: "wrong owner (another user)",
-            setup: Box::new({
-                let v = valid.clone();
-                let (ou, og) = (other.uid, other.gid);
-                move |_, p| write_owned(p, v.as_bytes(), ou, og, 0o644)
-            }),
+            setup: written(valid.clone(), Some((other.uid, other.gid)), 0o644),
         },
         Case {
             name: "wrong owner (root, home mode)",
-            setup: Box::new({
-                let v = valid.clone();
-                move |_, p| write_owned(p, v.as_bytes(), 0, 0, 0o644)
-            }),
+            setup: written(valid.clone(), Some((0, 0)), 0o644),
         },
         Case {
             name: "group-writable 0620",
-            setup: Box::new({
-                let v = valid.clone();
-                move |u, p| write_owned(p, v.as_bytes(), u.uid, u.gid, 0o620)
-            }),
+            setup: written(valid.clone(), None, 0o620),
         },
         Case {
             name: "world-writable 0602",
-            setup: Box::new({
-                let v = valid.clone();
-                move |u, p| write_owned(p, v.as_bytes(), u.uid, u.gid, 0o602)
-            }),
+            setup: written(valid.clone(), None, 0o602),
         },
         Case {
             name: "group-readable 0640",
-            setup: Box::new({
-                let v = valid.clone();
-                move |u, p| write_owned(p, v.as_bytes(), u.uid, u.gid, 0o640)
-            }),
+            setup: written(valid.clone(), None, 0o640),
         },
         Case {
             name: "setuid bit 04600",
-            setup: Box::new({
-                let v = valid.clone();
-                move |u, p| write_owned(p, v.as_bytes(), u.uid, u.gid, 0o4600)
-            }),
+            setup: written(valid.clone(), None, 0o4600),
         },
         Case {
             name: "hard link (nlink 2)",
@@ -154,13 +142,7 @@ fn hostile_secret_files_are_denied_even_with_nullok() {
         },
         Case {
             name: "NUL byte",
-            setup: Box::new({
-                let s = secret.clone();
-                move |u, p| {
-                    let c = format!("{s}\n\0\" TOTP_AUTH\n");
-                    write_owned(p, c.as_bytes(), u.uid, u.gid, 0o600)
-                }
-            }),
+            setup: written(format!("{secret}\n\0\" TOTP_AUTH\n"), None, 0o600),
         },
         Case {
             name: "directory",
@@ -171,17 +153,11 @@ fn hostile_secret_files_are_denied_even_with_nullok() {
         },
         Case {
             name: "empty file",
-            setup: Box::new(|u, p| write_owned(p, b"", u.uid, u.gid, 0o600)),
+            setup: written(String::new(), None, 0o600),
         },
         Case {
             name: "= padding",
-            setup: Box::new({
-                let s = secret.clone();
-                move |u, p| {
-                    let c = format!("{s}====\n\" TOTP_AUTH\n");
-                    write_owned(p, c.as_bytes(), u.uid, u.gid, 0o600)
-                }
-            }),
+            setup: written(format!("{secret}====\n\" TOTP_AUTH\n"), None, 0o600),
         },
         Case {
             name: "home directory world-writable",
@@ -228,10 +204,8 @@ fn hostile_secret_files_are_denied_even_with_nullok() {
             let at = T0 + 30 * step;
             step += 1;
             let started = Instant::now();
-            let d = Driver::new(&Stack::probe("svc", &args), "svc", &u.name)
-                .answer(&code_at(&secret, at))
-                .at(at)
-                .run();
+            let probe = Stack::probe("svc", &args);
+            let d = login_at(&probe, &u, &code_at(&secret, at), None, at);
             let took = started.elapsed();
             assert_eq!(
                 d.module_code(),
@@ -263,10 +237,8 @@ fn hostile_secret_files_are_denied_even_with_nullok() {
     remove_any(&u.home.join(".cfg"));
     u.write_secret(&totp_file(&secret), 0o600);
     let at = T0 + 30 * step;
-    let d = Driver::new(&Stack::probe("svc", "nullok"), "svc", &u.name)
-        .answer(&code_at(&secret, at))
-        .at(at)
-        .run();
+    let probe = Stack::probe("svc", "nullok");
+    let d = login_at(&probe, &u, &code_at(&secret, at), None, at);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 
@@ -316,17 +288,8 @@ fn traversal_user_names_are_denied_without_file_access() {
     {
         return;
     }
-    let secret = random_secret_b32();
-    let top = tempfile::Builder::new()
-        .prefix("pam_totp-trav")
-        .tempdir()
-        .expect("tempdir");
-    let store = top.path().join("store");
-    fs::create_dir(&store).expect("mkdir");
-    fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).expect("chmod");
-    // Bait: where `<store>/${USER}` leads for `../bait`, and what `a/b` would name.
-    let bait = top.path().join("bait");
-    write_owned(&bait, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    let (_top, store, bait, secret) = baited_store("pam_totp-trav");
+    // More bait: what `a/b` would name.
     fs::create_dir(store.join("a")).expect("mkdir");
     let bait2 = store.join("a").join("b");
     write_owned(&bait2, totp_file(&secret).as_bytes(), 0, 0, 0o600);
@@ -392,9 +355,7 @@ fn traversal_user_names_are_denied_without_file_access() {
     // store being walked.
     let valid = TestUser::create("tv");
     let trace = trace_dir.path().join("control");
-    let inner = Driver::new(&stacks[1].1, "svc", &valid.name)
-        .answer("123456")
-        .command();
+    let inner = Driver::login(&stacks[1].1, &valid, "123456").command();
     let out = Command::new("strace")
         .args(["-f", "-qq", "-e", "trace=%file", "-o"])
         .arg(&trace)
@@ -410,15 +371,13 @@ fn traversal_user_names_are_denied_without_file_access() {
     );
 }
 
-/// The bait check without strace: the bait at `<store>/../bait` keeps its access time.
-#[test]
-fn traversal_names_leave_the_bait_unread() {
-    if !require_root("traversal_names_leave_the_bait_unread") {
-        return;
-    }
+/// A directory (kept while the value lives) with a 0700 store, and beside the store the
+/// bait: a valid root-owned secret file where `<store>/${USER}` leads for the user name
+/// `../bait`. Returns the directory, the store, the bait and the bait's secret.
+fn baited_store(prefix: &str) -> (tempfile::TempDir, PathBuf, PathBuf, String) {
     let secret = random_secret_b32();
     let top = tempfile::Builder::new()
-        .prefix("pam_totp-bait")
+        .prefix(prefix)
         .tempdir()
         .expect("tempdir");
     let store = top.path().join("store");
@@ -426,6 +385,16 @@ fn traversal_names_leave_the_bait_unread() {
     fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).expect("chmod");
     let bait = top.path().join("bait");
     write_owned(&bait, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    (top, store, bait, secret)
+}
+
+/// The bait check without strace: the bait at `<store>/../bait` keeps its access time.
+#[test]
+fn traversal_names_leave_the_bait_unread() {
+    if !require_root("traversal_names_leave_the_bait_unread") {
+        return;
+    }
+    let (top, store, bait, secret) = baited_store("pam_totp-bait");
     let probe = top.path().join("probe");
     write_owned(&probe, b"x", 0, 0, 0o600);
     // Does this filesystem update atime on read? (relatime: yes when atime < mtime.)
@@ -463,10 +432,7 @@ fn traversal_names_leave_the_bait_unread() {
     let account = TestUser::create("tb");
     let real = store.join(&account.name);
     write_owned(&real, totp_file(&secret).as_bytes(), 0, 0, 0o600);
-    let d = Driver::new(&stack, "svc", &account.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0)
-        .run();
+    let d = login_at(&stack, &account, &code_at(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 
@@ -527,9 +493,7 @@ fn no_oracle_between_unknown_missing_throttled_and_wrong() {
             assert_eq!(prompts, prompts0, "[{args}] {what}");
         }
     }
-    let d = Driver::new(&Stack::probe("svc", ""), "svc", &real.name)
-        .answer(&code_at(&secret, T0 + 30))
-        .at(T0 + 30)
-        .run();
+    let probe = Stack::probe("svc", "");
+    let d = login_at(&probe, &real, &code_at(&secret, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }

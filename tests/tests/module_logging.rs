@@ -40,11 +40,7 @@ fn logs_name_who_where_and_outcome_but_no_secrets() {
     let wrong = wrong_totp(&secret, T0 + 30);
     let mut all = Vec::new();
     let mut run = |answer: String, at: u64, want: &str| {
-        let drv = Driver::new(&stack, "svc", &u.name)
-            .answer(&answer)
-            .rhost(host)
-            .at(at);
-        let (d, lines) = capture_syslog(&drv);
+        let (d, lines) = login_logged(&stack, &u, &answer, host, at);
         assert_eq!(d.result, want, "{answer}: {d:?}");
         all.extend(lines);
     };
@@ -214,10 +210,7 @@ fn a_clamped_skew_names_the_resync_command() {
         0o600,
     );
     let stack = Stack::with_module("svc", "max_time_skew=3");
-    let drv = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, T0))
-        .at(T0);
-    let (d, lines) = capture_syslog(&drv);
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0), None, T0);
     // Steps t-4..t-2 are searched (skew -3, window 3): the phone's right code is refused.
     assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
     let clamped: Vec<&str> = lines

@@ -394,13 +394,8 @@ fn grace_period_matches_numeric_rhost_only() {
     }
     let (u, secret) = TestUser::enrolled("gp");
     let stack = Stack::probe("svc", "grace_period=3600 ceiling_burst=100");
-    let login = |rhost: Option<&str>, answer: &str, at: u64| {
-        let mut d = Driver::new(&stack, "svc", &u.name).answer(answer).at(at);
-        if let Some(h) = rhost {
-            d = d.rhost(h);
-        }
-        d.run()
-    };
+    let login =
+        |rhost: Option<&str>, answer: &str, at: u64| login_at(&stack, &u, answer, rhost, at);
 
     let d = login(Some("192.0.2.7"), &code_at(&secret, T0), T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
@@ -469,13 +464,7 @@ fn a_secret_in_an_unwritable_directory_logs_in_and_replay_still_fails() {
     {
         let at = T0 + 30 * i as u64;
         let stack = Stack::probe("svc", &format!("secret=~/ro/ga {args}"));
-        let login = || {
-            Driver::new(&stack, "svc", &u.name)
-                .answer(&code_at(&secret, at))
-                .rhost("192.0.2.1")
-                .at(at)
-                .run()
-        };
+        let login = || login_at(&stack, &u, &code_at(&secret, at), "192.0.2.1", at);
         let d = login();
         assert_eq!(d.module_code(), "PAM_SUCCESS", "[{args}] {d:?}");
         let d = login();
@@ -685,17 +674,13 @@ fn lock_timeout_bounds_the_wait_for_a_held_lock() {
     let holder = fs::File::open(stack.state_file(u.uid)).expect("open");
     holder.lock().expect("flock");
     let started = Instant::now();
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, now()))
-        .run();
+    let d = Driver::login(&stack, &u, &code_at(&secret, now())).run();
     let took = started.elapsed();
     assert_eq!(d.module_code(), "PAM_SYSTEM_ERR", "{d:?}");
     assert!(took >= Duration::from_millis(450), "waited {took:?}");
     assert!(took < Duration::from_secs(3), "waited {took:?}");
     drop(holder);
-    let d = Driver::new(&stack, "svc", &u.name)
-        .answer(&code_at(&secret, now()))
-        .run();
+    let d = Driver::login(&stack, &u, &code_at(&secret, now())).run();
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     for bad in ["lock_timeout=5001", "lock_timeout=-1", "lock_timeout="] {
         let d = run(&Stack::probe("svc", bad), &u.name, "123456", T0);

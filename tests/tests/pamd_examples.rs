@@ -164,6 +164,14 @@ impl Setup {
         write_owned(&self.access_path(), rules.as_bytes(), 0, 0, 0o644);
     }
 
+    /// A set-up for `service` whose stack is the example `example` with the default
+    /// rewrite.
+    fn example(service: &str, example: &str) -> Setup {
+        let setup = Setup::new(service);
+        setup.install(example, &setup.default_rewrite());
+        setup
+    }
+
     fn default_rewrite(&self) -> Rewrite<'static> {
         Rewrite {
             no_rootok: false,
@@ -294,14 +302,7 @@ struct Items {
 }
 
 fn with_items(d: Driver, items: Items) -> Driver {
-    let d = match items.tty {
-        Some(t) => d.tty(t),
-        None => d,
-    };
-    match items.rhost {
-        Some(h) => d.rhost(h),
-        None => d,
-    }
+    d.tty_opt(items.tty).rhost_opt(items.rhost)
 }
 
 /// The cases every "password, then code" example must pass.
@@ -508,8 +509,7 @@ fn sshd_example_asks_password_then_code_and_skips_only_by_rule() {
     if !ready(test) {
         return;
     }
-    let setup = Setup::new("sshd");
-    setup.install("sshd", &setup.default_rewrite());
+    let setup = Setup::example("sshd", "sshd");
     let u = users("ss");
     // sshd sets PAM_TTY "ssh" and PAM_RHOST to the client's numeric address.
     let remote = Items {
@@ -629,8 +629,7 @@ fn sshd_publickey_example_asks_only_the_code_and_needs_pam_permit_for_skips() {
     if !ready(test) {
         return;
     }
-    let setup = Setup::new("sshd");
-    setup.install("sshd-publickey", &setup.default_rewrite());
+    let setup = Setup::example("sshd", "sshd-publickey");
     let u = users("sk");
     let user = &u.enrolled;
 
@@ -698,8 +697,7 @@ fn sudo_example_uses_the_root_owned_store_and_asks_inside_ssh() {
     if !ready(test) {
         return;
     }
-    let setup = Setup::new("sudo");
-    setup.install("sudo", &setup.default_rewrite());
+    let setup = Setup::example("sudo", "sudo");
     let u = users("su");
     // sudo run from an SSH session: a pseudo-terminal and no PAM_RHOST.
     let in_ssh = Items {
@@ -798,8 +796,7 @@ fn local_example_asks_password_then_code(service: &str, tag: &str, tty: &'static
     if !ready(service) {
         return;
     }
-    let setup = Setup::new(service);
-    setup.install(service, &setup.default_rewrite());
+    let setup = Setup::example(service, service);
     let u = users(tag);
     let local = Items {
         tty: Some(tty),
@@ -933,8 +930,7 @@ fn sddm_example_takes_password_and_code_in_one_answer() {
     if !ready("sddm_example") {
         return;
     }
-    let setup = Setup::new("sddm");
-    setup.install("sddm", &setup.default_rewrite());
+    let setup = Setup::example("sddm", "sddm");
     let u = users("sd");
     let display = Items {
         tty: Some(":0"),
@@ -950,8 +946,7 @@ fn screen_locker_example_takes_password_and_code_in_one_answer() {
     if !ready("screen_locker_example") {
         return;
     }
-    let setup = Setup::new("i3lock");
-    setup.install("screen-locker", &setup.default_rewrite());
+    let setup = Setup::example("i3lock", "screen-locker");
     let u = users("lk");
     let display = Items {
         tty: Some(":0"),
@@ -965,8 +960,7 @@ fn xrdp_example_takes_password_and_code_in_one_answer() {
     if !ready("xrdp_example") {
         return;
     }
-    let setup = Setup::new("xrdp-sesman");
-    setup.install("xrdp-sesman", &setup.default_rewrite());
+    let setup = Setup::example("xrdp-sesman", "xrdp-sesman");
     let u = users("xr");
     let remote = Items {
         tty: None,
@@ -980,8 +974,7 @@ fn openvpn_example_takes_password_and_store_code_in_one_answer() {
     if !ready("openvpn_example") {
         return;
     }
-    let setup = Setup::new("openvpn");
-    setup.install("openvpn", &setup.default_rewrite());
+    let setup = Setup::example("openvpn", "openvpn");
     let u = users("ov");
     let vpn = Items {
         tty: None,
@@ -1010,8 +1003,7 @@ fn cockpit_example_asks_password_then_code() {
     if !ready("cockpit_example") {
         return;
     }
-    let setup = Setup::new("cockpit");
-    setup.install("cockpit", &setup.default_rewrite());
+    let setup = Setup::example("cockpit", "cockpit");
     let u = users("ck");
     let browser = Items {
         tty: None,
@@ -1025,8 +1017,7 @@ fn polkit_example_asks_password_then_store_code() {
     if !ready("polkit_example") {
         return;
     }
-    let setup = Setup::new("polkit-1");
-    setup.install("polkit-1", &setup.default_rewrite());
+    let setup = Setup::example("polkit-1", "polkit-1");
     let u = users("pk");
     // pkexec from a terminal inside SSH: a pseudo-terminal, no PAM_RHOST.
     let pkexec = Items {
@@ -1063,8 +1054,7 @@ fn sudo_and_su_examples_keep_asking_users_enrolled_at_home() {
         tty: Some("/dev/pts/3"),
         rhost: None,
     };
-    let setup = Setup::new("sudo");
-    setup.install("sudo", &setup.default_rewrite());
+    let setup = Setup::example("sudo", "sudo");
     let u = users("mh");
     // Enrolled at home only (the state of a host that ran a home-mode sudo stack).
     let home = enroll(&setup, &u.enrolled, Mode::Home);

@@ -6,37 +6,10 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use system_tests::*;
-
-fn login(stack: &Stack, user: &TestUser, answer: &str, at: u64) -> Drive {
-    Driver::new(stack, "svc", &user.name)
-        .answer(answer)
-        .at(at)
-        .run()
-}
-
-fn from(stack: &Stack, user: &TestUser, rhost: &str, answer: &str, at: u64) -> Drive {
-    Driver::new(stack, "svc", &user.name)
-        .rhost(rhost)
-        .answer(answer)
-        .at(at)
-        .run()
-}
-
-/// Runs `cmd` inside a private mount namespace after `setup` (shell, `$1` = `arg`).
-fn in_namespace(setup: &str, arg: &Path, cmd: &Command) -> Output {
-    let mut sh = Command::new("unshare");
-    sh.args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(format!("set -e\n{setup}\nshift\nexec env \"$@\""))
-        .arg("sh")
-        .arg(arg)
-        .arg("--");
-    append_env_exec(&mut sh, cmd);
-    sh.stdin(Stdio::null()).output().expect("unshare")
-}
 
 /// A tmpfs mounted on the host for the length of a test (unmounted on drop).
 struct Tmpfs {
@@ -130,11 +103,11 @@ fn read_only_secret_setups_log_in_and_replay_still_fails() {
     write_owned(&f, text.as_bytes(), u.uid, u.gid, 0o400);
     let stack = Stack::probe("svc", &format!("secret={}/${{USER}}", etc.path().display()));
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0).module_code(),
         "PAM_SUCCESS"
     );
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0 + 1).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0 + 1).module_code(),
         "PAM_AUTH_ERR"
     );
     assert_eq!(read(&f), text);
@@ -145,11 +118,11 @@ fn read_only_secret_setups_log_in_and_replay_still_fails() {
     std::os::unix::fs::chown(&p, Some(0), Some(0)).expect("chown");
     let stack = Stack::probe("svc", "no_strict_owner allowed_perm=0644");
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0).module_code(),
         "PAM_SUCCESS"
     );
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0 + 1).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0 + 1).module_code(),
         "PAM_AUTH_ERR"
     );
     assert_eq!(read(&p), text);
@@ -163,11 +136,9 @@ fn read_only_secret_setups_log_in_and_replay_still_fails() {
     let stack = Stack::probe("svc", "secret=~/ro/ga");
     let ro_setup = "mount --bind \"$1\" \"$1\"\nmount -o remount,bind,ro \"$1\"";
     let run_ro = |answer: &str, at: u64| {
-        let cmd = Driver::new(&stack, "svc", &u.name)
-            .answer(answer)
-            .at(at)
-            .command();
-        Drive::parse(&in_namespace(ro_setup, &ro, &cmd))
+        let cmd = Driver::login(&stack, &u, answer).at(at).command();
+        let out = in_private_mounts(ro_setup, &ro, &cmd).output();
+        Drive::parse(&out.expect("unshare"))
     };
     let d = run_ro(&code_at(&secret, T0), T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "read-only secret fs: {d:?}");
@@ -226,10 +197,10 @@ fn read_only_secret_setups_log_in_and_replay_still_fails() {
     write_owned(&dir.join("ga"), text.as_bytes(), u.uid, u.gid, 0o600);
     full.fill();
     let stack = Stack::probe("svc", &format!("secret={}/ga", dir.display()));
-    let d = login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "full secret fs: {d:?}");
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 31).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 31).module_code(),
         "PAM_AUTH_ERR"
     );
     assert_eq!(read(&dir.join("ga")), text);
@@ -253,13 +224,13 @@ fn totp_attempts_never_write_the_secret_file() {
     };
     let before = meta(&p);
     let stack = Stack::probe("svc", "throttle_after=2");
-    let right = login(&stack, &u, &code_at(&secret, T0), T0);
+    let right = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(right.module_code(), "PAM_SUCCESS");
-    let replayed = login(&stack, &u, &code_at(&secret, T0), T0 + 1);
+    let replayed = login_at(&stack, &u, &code_at(&secret, T0), None, T0 + 1);
     assert_eq!(replayed.module_code(), "PAM_AUTH_ERR");
-    let wrong = login(&stack, &u, &wrong_totp(&secret, T0), T0 + 2);
+    let wrong = login_at(&stack, &u, &wrong_totp(&secret, T0), None, T0 + 2);
     assert_eq!(wrong.module_code(), "PAM_AUTH_ERR");
-    let throttled = login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 3);
+    let throttled = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 3);
     assert_eq!(throttled.module_code(), "PAM_AUTH_ERR");
     assert!(
         throttled
@@ -284,12 +255,12 @@ fn a_user_rewriting_their_own_file_cannot_reset_replay_or_throttling() {
     let (u, secret) = TestUser::enrolled("uw");
     let stack = Stack::probe("svc", "throttle_after=2");
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0).module_code(),
         "PAM_SUCCESS"
     );
     for i in 0..2 {
         assert_eq!(
-            login(&stack, &u, &wrong_totp(&secret, T0), T0 + 1 + i).module_code(),
+            login_at(&stack, &u, &wrong_totp(&secret, T0), None, T0 + 1 + i).module_code(),
             "PAM_AUTH_ERR"
         );
     }
@@ -300,7 +271,7 @@ fn a_user_rewriting_their_own_file_cannot_reset_replay_or_throttling() {
         format!("{secret}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
     ] {
         u.write_secret(&rewrite, 0o600);
-        let d = login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 10);
+        let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 10);
         assert_eq!(
             d.module_code(),
             "PAM_AUTH_ERR",
@@ -311,11 +282,11 @@ fn a_user_rewriting_their_own_file_cannot_reset_replay_or_throttling() {
     // After the backoff: the replayed code is still refused (a third failure, 60 s),
     // a new one works after that.
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0 + 40).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0 + 40).module_code(),
         "PAM_AUTH_ERR"
     );
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0 + 120), T0 + 120).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0 + 120), None, T0 + 120).module_code(),
         "PAM_SUCCESS"
     );
     let (mode, uid, _) = mode_owner(&stack.state_file(u.uid));
@@ -334,7 +305,7 @@ fn a_strangers_origin_does_not_throttle_the_users_origin() {
     let stranger = "198.51.100.66";
     let own = "192.0.2.10";
     for i in 0..3 {
-        let d = from(&stack, &u, stranger, &wrong_totp(&secret, T0), T0 + i);
+        let d = login_at(&stack, &u, &wrong_totp(&secret, T0), stranger, T0 + i);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR");
         assert!(
             !d.messages.iter().any(|(s, _)| *s == 3),
@@ -342,7 +313,7 @@ fn a_strangers_origin_does_not_throttle_the_users_origin() {
         );
     }
     // The stranger keeps trying the moment each backoff ends...
-    let d = from(&stack, &u, stranger, &code_at(&secret, T0 + 10), T0 + 10);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 10), stranger, T0 + 10);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR");
     assert!(
         d.messages
@@ -350,20 +321,18 @@ fn a_strangers_origin_does_not_throttle_the_users_origin() {
         "{d:?}"
     );
     // ...the user's own address is not held up.
-    let d = from(&stack, &u, own, &code_at(&secret, T0 + 10), T0 + 10);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 10), own, T0 + 10);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     // Local logins are keyed by their tty: another tty is another origin.
     for i in 0..3 {
-        let d = Driver::new(&stack, "svc", &u.name)
+        let d = Driver::login(&stack, &u, &wrong_totp(&secret, T0))
             .tty("/dev/pts/7")
-            .answer(&wrong_totp(&secret, T0))
             .at(T0 + 40 + i)
             .run();
         assert_eq!(d.module_code(), "PAM_AUTH_ERR");
     }
-    let d = Driver::new(&stack, "svc", &u.name)
+    let d = Driver::login(&stack, &u, &code_at(&secret, T0 + 60))
         .tty("/dev/pts/8")
-        .answer(&code_at(&secret, T0 + 60))
         .at(T0 + 60)
         .run();
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
@@ -380,15 +349,15 @@ fn rotating_origins_meet_the_per_user_ceiling() {
     let stack = Stack::probe("svc", "ceiling_burst=4 ceiling_interval=600");
     let own = "192.0.2.10";
     assert_eq!(
-        from(&stack, &u, own, &code_at(&secret, T0), T0).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), own, T0).module_code(),
         "PAM_SUCCESS"
     );
     for i in 0..4u64 {
-        let d = from(
+        let d = login_at(
             &stack,
             &u,
-            &format!("203.0.113.{i}"),
             &wrong_totp(&secret, T0),
+            format!("203.0.113.{i}").as_str(),
             T0 + 1,
         );
         assert_eq!(d.module_code(), "PAM_AUTH_ERR");
@@ -397,11 +366,11 @@ fn rotating_origins_meet_the_per_user_ceiling() {
             "guess {i} evaluated: {d:?}"
         );
     }
-    let d = from(
+    let d = login_at(
         &stack,
         &u,
-        "203.0.113.99",
         &code_at(&secret, T0 + 30),
+        "203.0.113.99",
         T0 + 30,
     );
     assert_eq!(
@@ -415,7 +384,7 @@ fn rotating_origins_meet_the_per_user_ceiling() {
             .any(|(s, t)| *s == 3 && t.contains("try again in")),
         "{d:?}"
     );
-    let d = from(&stack, &u, own, &code_at(&secret, T0 + 30), T0 + 31);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), own, T0 + 31);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "the known origin: {d:?}");
 }
 
@@ -437,7 +406,7 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
             .expect("record readable")
     };
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0).module_code(),
         "PAM_SUCCESS"
     );
     let recorded = read_state();
@@ -449,7 +418,7 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
     fs_.fill();
     // Issue 20: a user with a record is not locked out by a full disk (the record's
     // blocks were allocated when it was created).
-    let d = login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 30);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "full, with a record: {d:?}");
     assert_eq!(
         read_state().latest().and_then(|m| m.last_totp_step(30)),
@@ -458,16 +427,12 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
     );
     // ... and the used code is still refused.
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 31).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 31).module_code(),
         "PAM_AUTH_ERR"
     );
     // A user without a record: denied, and the log names the cause.
     let (u2, secret2) = TestUser::enrolled("sg");
-    let (d, lines) = capture_syslog(
-        &Driver::new(&stack, "svc", &u2.name)
-            .answer(&code_at(&secret2, T0 + 30))
-            .at(T0 + 30),
-    );
+    let (d, lines) = login_logged(&stack, &u2, &code_at(&secret2, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "full, no record: {d:?}");
     assert!(
         logs_contain(&lines, "No space left on device") && logs_contain(&lines, "allocate"),
@@ -481,19 +446,15 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
 
     let _ = fs::remove_file(fs_.path().join("fill"));
     fs_.remount("ro");
-    let (d, lines) = capture_syslog(
-        &Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, T0 + 60))
-            .at(T0 + 60),
-    );
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "read-only: {d:?}");
     assert!(logs_contain(&lines, "Read-only file system"), "{lines:?}");
     assert_eq!(read_state(), recorded, "nothing lost");
 
     fs_.remount("rw");
-    let d = login(&stack, &u, &code_at(&secret, T0 + 60), T0 + 60);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "healthy again: {d:?}");
-    let d = login(&stack, &u2, &code_at(&secret2, T0 + 60), T0 + 60);
+    let d = login_at(&stack, &u2, &code_at(&secret2, T0 + 60), None, T0 + 60);
     assert_eq!(
         d.module_code(),
         "PAM_SUCCESS",
@@ -521,7 +482,7 @@ fn hostile_state_records_deny_log_and_never_follow() {
     let stack = Stack::probe("svc", "lock_timeout=1000");
     // A first login creates the directory and a healthy record.
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0).module_code(),
         "PAM_SUCCESS"
     );
     let rec = stack.state_file(u.uid);
@@ -614,11 +575,7 @@ fn hostile_state_records_deny_log_and_never_follow() {
         plant(&rec);
         let at = T0 + 30 * (i as u64 + 1);
         let started = Instant::now();
-        let (d, lines) = capture_syslog(
-            &Driver::new(&stack, "svc", &u.name)
-                .answer(&code_at(&secret, at))
-                .at(at),
-        );
+        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, at);
         assert!(started.elapsed() < Duration::from_secs(5), "{what}: hung");
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{what}: {d:?}");
         assert!(
@@ -642,10 +599,7 @@ fn hostile_state_records_deny_log_and_never_follow() {
         if *what == "a directory" {
             fs::remove_dir(&rec).expect("rmdir");
         } else {
-            let out = state_tool(
-                &["reset", "--user", &u.name, "--state-dir"],
-                &stack.state_dir(),
-            );
+            let out = stack.state_tool(&["reset", "--user", &u.name]);
             assert!(out.status.success(), "{what}: reset: {out:?}");
         }
         if *what == "hard link" {
@@ -656,7 +610,7 @@ fn hostile_state_records_deny_log_and_never_follow() {
             );
             fs::remove_file(&linked).expect("rm linked");
         }
-        let d = login(&stack, &u, &code_at(&secret, at), at);
+        let d = login_at(&stack, &u, &code_at(&secret, at), None, at);
         assert_eq!(
             d.module_code(),
             "PAM_SUCCESS",
@@ -667,18 +621,14 @@ fn hostile_state_records_deny_log_and_never_follow() {
     // and usable again once its mode is fixed.
     let at = T0 + 30 * (cases.len() as u64 + 1);
     fs::set_permissions(stack.state_dir(), fs::Permissions::from_mode(0o777)).expect("chmod");
-    let (d, lines) = capture_syslog(
-        &Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, at))
-            .at(at),
-    );
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, at);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "unsafe directory: {d:?}");
     assert!(
         logs_contain(&lines, "not writable by others"),
         "unsafe directory: {lines:?}"
     );
     fs::set_permissions(stack.state_dir(), fs::Permissions::from_mode(0o700)).expect("chmod");
-    let d = login(&stack, &u, &code_at(&secret, at), at);
+    let d = login_at(&stack, &u, &code_at(&secret, at), None, at);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "directory fixed: {d:?}");
 }
 
@@ -689,14 +639,6 @@ fn bait_path(record: &Path) -> PathBuf {
         .and_then(Path::parent)
         .map(|p| p.join("bait"))
         .expect("bait path")
-}
-
-fn state_tool(args: &[&str], dir: &Path) -> Output {
-    Command::new(&built().state_tool)
-        .args(args)
-        .arg(dir)
-        .output()
-        .expect("run totp-state")
 }
 
 /// Migration: lines earlier versions and GA wrote are honoured (never weaker than the
@@ -716,7 +658,7 @@ fn old_state_lines_are_honoured_and_left_alone() {
     );
     u.write_secret(&text, 0o600);
     let stack = Stack::probe("svc", "");
-    let d = login(&stack, &u, &code_at(&secret, T0), T0);
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(
         d.module_code(),
         "PAM_AUTH_ERR",
@@ -724,7 +666,7 @@ fn old_state_lines_are_honoured_and_left_alone() {
     );
     assert!(d.messages.iter().any(|(s, _)| *s == 3), "{d:?}");
     assert_eq!(stored_failures(&stack, u.uid), 5);
-    let d = login(&stack, &u, &code_at(&secret, T0 + 120), T0 + 120);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 120), None, T0 + 120);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "after it: {d:?}");
     assert_eq!(
         read(&u.secret_path()),
@@ -737,24 +679,25 @@ fn old_state_lines_are_honoured_and_left_alone() {
     let stack = Stack::probe("svc", "");
     u.write_secret(&totp_file(&secret), 0o600);
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0).module_code(),
         "PAM_SUCCESS"
     );
     let ahead = T0 / 30 + 2;
     let text = format!("{secret}\n\" PAM_TOTP_LAST_STEP {ahead}\n\" TOTP_AUTH\n");
     u.write_secret(&text, 0o600);
     for s in [T0 / 30 + 1, ahead] {
-        let d = login(&stack, &u, &code_at(&secret, s * 30), s * 30);
+        let d = login_at(&stack, &u, &code_at(&secret, s * 30), None, s * 30);
         assert_eq!(
             d.module_code(),
             "PAM_AUTH_ERR",
             "step {s} is at or below the line"
         );
     }
-    let d = login(
+    let d = login_at(
         &stack,
         &u,
         &code_at(&secret, (ahead + 1) * 30),
+        None,
         (ahead + 1) * 30,
     );
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
@@ -766,14 +709,14 @@ fn old_state_lines_are_honoured_and_left_alone() {
     let text = format!("{secret}\n\" RATE_LIMIT 2 60\n\" DISALLOW_REUSE {step}\n\" TOTP_AUTH\n");
     u.write_secret(&text, 0o600);
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0).module_code(),
         "PAM_AUTH_ERR"
     );
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0 + 30), T0 + 30).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 30).module_code(),
         "PAM_SUCCESS"
     );
-    let d = login(&stack, &u, &code_at(&secret, T0 + 60), T0 + 40);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 40);
     assert_eq!(
         d.module_code(),
         "PAM_AUTH_ERR",
@@ -795,14 +738,10 @@ fn a_clock_fault_is_logged_and_totp_state_reset_recovers() {
     // The RTC said 2100 for one login.
     let future = 4_102_444_800 + 15;
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, future), future).module_code(),
+        login_at(&stack, &u, &code_at(&secret, future), None, future).module_code(),
         "PAM_SUCCESS"
     );
-    let (d, lines) = capture_syslog(
-        &Driver::new(&stack, "svc", &u.name)
-            .answer(&code_at(&secret, T0))
-            .at(T0),
-    );
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_ne!(d.module_code(), "PAM_SUCCESS");
     assert_ne!(d.module_code(), "PAM_IGNORE");
     assert!(logs_contain(&lines, "clock fault"), "{lines:?}");
@@ -810,19 +749,13 @@ fn a_clock_fault_is_logged_and_totp_state_reset_recovers() {
         logs_contain(&lines, &format!("totp-state reset --user {}", u.name)),
         "{lines:?}"
     );
-    let out = state_tool(
-        &["show", "--json", "--user", &u.name, "--state-dir"],
-        &stack.state_dir(),
-    );
+    let out = stack.state_tool(&["show", "--json", "--user", &u.name]);
     assert!(out.status.success(), "{out:?}");
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("\"mark_ahead_of_clock\":true"), "{shown}");
-    let out = state_tool(
-        &["reset", "--user", &u.name, "--state-dir"],
-        &stack.state_dir(),
-    );
+    let out = stack.state_tool(&["reset", "--user", &u.name]);
     assert!(out.status.success(), "{out:?}");
-    let d = login(&stack, &u, &code_at(&secret, T0), T0);
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "after the reset: {d:?}");
 }
 
@@ -836,22 +769,19 @@ fn totp_state_shows_and_resets_and_refuses_non_root() {
     let (u, secret) = TestUser::enrolled("ts");
     let stack = Stack::probe("svc", "");
     assert_eq!(
-        login(&stack, &u, &code_at(&secret, T0), T0).module_code(),
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0).module_code(),
         "PAM_SUCCESS"
     );
     for i in 0..3 {
-        from(
+        login_at(
             &stack,
             &u,
-            "198.51.100.1",
             &wrong_totp(&secret, T0),
+            "198.51.100.1",
             now() - 5 + i,
         );
     }
-    let out = state_tool(
-        &["show", "--json", "--user", &u.name, "--state-dir"],
-        &stack.state_dir(),
-    );
+    let out = stack.state_tool(&["show", "--json", "--user", &u.name]);
     assert!(out.status.success(), "{out:?}");
     let json = String::from_utf8_lossy(&out.stdout).into_owned();
     for needle in [
@@ -865,7 +795,7 @@ fn totp_state_shows_and_resets_and_refuses_non_root() {
         assert!(json.contains(&needle), "{needle} in {json}");
     }
     // Without --user: every record of the directory.
-    let out = state_tool(&["show", "--state-dir"], &stack.state_dir());
+    let out = stack.state_tool(&["show"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         text.contains(&format!("{} (uid {})", u.name, u.uid)),
@@ -873,18 +803,12 @@ fn totp_state_shows_and_resets_and_refuses_non_root() {
     );
     assert!(text.contains("consecutive failures: 3"), "{text}");
     // Reset ends the backoff at once.
-    let out = state_tool(
-        &["reset", "--user", &u.name, "--state-dir"],
-        &stack.state_dir(),
-    );
+    let out = stack.state_tool(&["reset", "--user", &u.name]);
     assert!(out.status.success(), "{out:?}");
-    let d = from(&stack, &u, "198.51.100.1", &code_at(&secret, now()), now());
+    let d = login_at(&stack, &u, &code_at(&secret, now()), "198.51.100.1", now());
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     // Unknown users are an error, not an empty record.
-    let out = state_tool(
-        &["show", "--user", "nosuchuser-pt", "--state-dir"],
-        &stack.state_dir(),
-    );
+    let out = stack.state_tool(&["show", "--user", "nosuchuser-pt"]);
     assert!(!out.status.success());
     // Not root: refused, with the reason.
     let out = Command::new("setpriv")
@@ -925,19 +849,17 @@ fn grace_period_with_forward_pass_still_forwards_the_password() {
         ),
     );
     let pw = "correct horse";
-    let d = Driver::new(&stack, "svc", &u.name)
-        .rhost("192.0.2.44")
-        .answer(&format!("{pw}{}", code_at(&secret, T0)))
-        .at(T0)
-        .run();
+    let d = login_at(
+        &stack,
+        &u,
+        &format!("{pw}{}", code_at(&secret, T0)),
+        "192.0.2.44",
+        T0,
+    );
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
     assert_eq!(fs::read_to_string(&out).expect("forwarded"), pw);
     fs::remove_file(&out).expect("rm");
-    let d = Driver::new(&stack, "svc", &u.name)
-        .rhost("192.0.2.44")
-        .answer(pw)
-        .at(T0 + 100)
-        .run();
+    let d = login_at(&stack, &u, pw, "192.0.2.44", T0 + 100);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
     assert_eq!(d.prompt_list(), vec![(1, "Password: ".to_string())]);
     assert_eq!(fs::read_to_string(&out).expect("forwarded in grace"), pw);
@@ -962,10 +884,7 @@ fn an_unprivileged_caller_keeps_state_in_its_own_home() {
     fs::set_permissions(stack.path().join("svc"), fs::Permissions::from_mode(0o644))
         .expect("chmod");
     let run_as_user = |answer: &str, at: u64| {
-        let inner = Driver::new(&stack, "svc", &u.name)
-            .answer(answer)
-            .at(at)
-            .command();
+        let inner = Driver::login(&stack, &u, answer).at(at).command();
         let mut cmd = Command::new("setpriv");
         cmd.arg(format!("--reuid={}", u.uid))
             .arg(format!("--regid={}", u.gid))
