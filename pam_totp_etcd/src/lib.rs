@@ -7,6 +7,10 @@
 //! `/v3/kv/deleterange`, base64 keys and values) over a synchronous HTTP client
 //! (`client.rs`): no runtime and no thread stays in the host process.
 //!
+//! - `open`: the keys the module will read first (`PluginConfig::prefetch`: the store
+//!   record, the user's records) in one linearizable read-only transaction, one range
+//!   per key, which also proves a majority serves; each `get` of such a key is answered
+//!   from it once.
 //! - `get`: a linearizable range read (the gateway's default: `serializable` is never
 //!   set); the version is the key's `mod_revision` (0: absent).
 //! - `cas`: one transaction comparing the key's `mod_revision` with the version the
@@ -18,7 +22,7 @@
 //! which is the stricter choice. `durable` needs nothing more: every acknowledged write
 //! is already on a majority.
 //!
-//! The store record (the probe key, `<prefix>store`) is bound to the cluster it was
+//! The store record (`PluginConfig::store_key`, `<prefix>store`) is bound to the cluster it was
 //! written on: its value is `PTE1` + the cluster ID (from the reply header) + the
 //! module's record. A cluster restored from a snapshot with a new cluster ID serves an
 //! old store record whose replay marks miss every code used after the snapshot; read
@@ -123,10 +127,10 @@ fn succeeded(reply: &Value) -> Result<bool, Failure> {
 /// One client of the cluster behind a plugin handle.
 pub struct Etcd {
     client: Client,
-    /// The probe key's record as read while opening, until it is asked for (once) or
-    /// anything is written.
-    prefetched: Option<(Vec<u8>, Read)>,
-    /// `<prefix>store` (the probe key): the one key bound to its cluster.
+    /// The records read while opening, each until it is asked for (once) or anything is
+    /// written.
+    prefetched: Vec<(Vec<u8>, Read)>,
+    /// `<prefix>store`: the one key bound to its cluster.
     store_key: Option<Vec<u8>>,
 }
 
@@ -199,6 +203,57 @@ impl Etcd {
             Retry::Idempotent,
         )?;
         parse_range(&reply, key, MAX_ENCODED_LEN)
+    }
+
+    /// Every key of `keys` in one request: a transaction without comparisons whose
+    /// `success` branch is one range per key. A read-only transaction is served
+    /// linearizably (the gateway never sets `serializable` here), like a single range,
+    /// and costs one request instead of one per key. A store record found unbound (an
+    /// earlier release's) is left out: its first `get` binds it.
+    fn read_all(&mut self, keys: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, Read)>, Failure> {
+        let ranges: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({ "request_range": { "key": B64.encode(k) } }))
+            .collect();
+        let reply = self.client.call(
+            "/v3/kv/txn",
+            &json!({ "success": ranges }),
+            Retry::Idempotent,
+        )?;
+        let cluster = cluster_of(&reply)?;
+        if !succeeded(&reply)? {
+            return Err(Failure::corrupt("txn without comparisons did not succeed"));
+        }
+        let responses = match reply.get("responses") {
+            Some(Value::Array(r)) if r.len() == keys.len() => r,
+            _ => {
+                return Err(Failure::corrupt(
+                    "txn reply: not one response per range requested",
+                ));
+            }
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, response) in keys.into_iter().zip(responses) {
+            let Some(range) = response.get("response_range") else {
+                return Err(Failure::corrupt("txn reply: a response is not a range"));
+            };
+            // A damaged record is the store's content, not an outage: it is reported
+            // where the module reads it.
+            let read = if self.is_store_key(&key) {
+                let bound = parse_range(range, &key, MAX_ENCODED_LEN + BOUND_HEADER)
+                    .and_then(|(v, r)| classify(v, r, cluster));
+                match bound {
+                    Ok(StoreRecord::Absent | StoreRecord::Stale(_)) => Ok((Vec::new(), 0)),
+                    Ok(StoreRecord::Current(v, r)) => Ok((v, r)),
+                    Ok(StoreRecord::Unbound(..)) => continue,
+                    Err(f) => Err(f),
+                }
+            } else {
+                parse_range(range, &key, MAX_ENCODED_LEN)
+            };
+            out.push((key, read));
+        }
+        Ok(out)
     }
 
     /// The store record and the cluster that served it.
@@ -318,33 +373,32 @@ impl Backend for Etcd {
             Duration::from_millis(config.connect_timeout_ms.max(1)),
             Duration::from_millis(config.command_timeout_ms.max(1)),
         )?;
-        client.connect(config.probe_key.is_none())?;
+        let keys: Vec<Vec<u8>> = std::mem::take(&mut config.prefetch)
+            .into_iter()
+            .filter(|k| check_key(k).is_ok())
+            .collect();
+        client.connect(keys.is_empty())?;
         let mut etcd = Self {
             client,
-            prefetched: None,
-            store_key: config.probe_key.clone(),
+            prefetched: Vec::new(),
+            store_key: config.store_key.take(),
         };
         // A linearizable read proves that a majority serves this login before the module
-        // relies on the store (`state_fallback=local` acts on a failed open), and it is
-        // the module's first read anyway.
-        if let Some(key) = config.probe_key.take() {
-            let record = match etcd.read(&key) {
-                // A damaged record is the store's content, not an outage: it is reported
-                // where the module reads it, as without the probe.
-                Err(f) if f.status == Status::Corrupt => Err(f),
-                other => Ok(other?),
-            };
-            etcd.prefetched = Some((key, record));
+        // relies on the store (`state_fallback=local` acts on a failed open), and these
+        // are the module's first reads anyway.
+        if !keys.is_empty() {
+            etcd.prefetched = etcd.read_all(keys)?;
         }
         Ok(etcd)
     }
 
     fn get(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
-        if let Some((k, _)) = &self.prefetched
-            && k.as_slice() == key
-            && let Some((_, record)) = self.prefetched.take()
+        if let Some(i) = self
+            .prefetched
+            .iter()
+            .position(|(k, _)| k.as_slice() == key)
         {
-            return record;
+            return self.prefetched.swap_remove(i).1;
         }
         self.read(key)
     }
@@ -359,7 +413,7 @@ impl Backend for Etcd {
     ) -> Result<Status, Failure> {
         check_key(key)?;
         // Whatever was read while opening may be stale after any write.
-        self.prefetched = None;
+        self.prefetched.clear();
         if record.is_empty() || record.len() > MAX_ENCODED_LEN {
             return Err(Failure::invalid("bad record length"));
         }
@@ -386,7 +440,7 @@ impl Backend for Etcd {
 
     fn delete(&mut self, key: &[u8]) -> Result<(), Failure> {
         check_key(key)?;
-        self.prefetched = None;
+        self.prefetched.clear();
         self.client.call(
             "/v3/kv/deleterange",
             &json!({ "key": B64.encode(key) }),

@@ -40,7 +40,7 @@ fn a_login_through_the_etcd_plugin_leaves_no_thread_behind() {
     // The first load maps the plugin (its initialisers may start nothing either).
     let before = threads();
     for round in 0..3 {
-        let mut store = open_shared(&shared, false).expect("open");
+        let mut store = open_shared(&shared, false, None).expect("open");
         store
             .context(Missing::Create { complete_since: 0 })
             .expect("context");

@@ -240,7 +240,9 @@ pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
         wait_replicas: opts.wait_replicas,
         wait_timeout_ms: opts.wait_timeout_ms,
         install_functions: false,
-        probe_key: None,
+        store_key: Some(format!("{}store", opts.prefix).into_bytes()),
+        // Set by `RemoteStore::open_for`, which knows the login's user.
+        prefetch: Vec::new(),
     })
 }
 
@@ -272,34 +274,47 @@ pub fn etcd_plugin_config(opts: &EtcdOptions) -> Result<PluginConfig, StoreError
         wait_replicas: 0,
         wait_timeout_ms: 0,
         install_functions: false,
-        // The store record: opening reads it (a linearizable read proves a majority) and
-        // the module's first read of it is answered from there. The plugin binds this
-        // key's record to the cluster's ID, so a restored snapshot reads as a lost one.
-        probe_key: Some(format!("{}store", opts.prefix).into_bytes()),
+        // The plugin binds this key's record to the cluster's ID, so a restored snapshot
+        // reads as a lost one.
+        store_key: Some(format!("{}store", opts.prefix).into_bytes()),
+        // Set by `RemoteStore::open_for`, which knows the login's user.
+        prefetch: Vec::new(),
     })
 }
 
 /// The shared store a module line names (`state=redis…` or `state=etcd…`), opened.
-pub fn open_shared(shared: &SharedStore, hard_cap: bool) -> Result<RemoteStore, StoreError> {
+/// `user`: the uid and canonical name of the login the store is opened for (the module
+/// knows them before it opens); their records are keyed by that name and read in the
+/// open's round trip, with the store record. Without one (the admin tool), only the store
+/// record is read there and names come from [`StateStore::name_user`].
+pub fn open_shared(
+    shared: &SharedStore,
+    hard_cap: bool,
+    user: Option<(Uid, &str)>,
+) -> Result<RemoteStore, StoreError> {
     match shared {
-        SharedStore::Redis(r) => open_configured(r, hard_cap),
+        SharedStore::Redis(r) => {
+            let plugin = r.plugin.as_deref().unwrap_or(DEFAULT_PLUGIN_PATH);
+            let config = plugin_config(r)?;
+            let settings = RemoteSettings::for_options(r, hard_cap);
+            RemoteStore::open_for(Path::new(plugin), &config, settings, user)
+        }
         SharedStore::Etcd(e) => {
             let plugin = e.plugin.as_deref().unwrap_or(DEFAULT_ETCD_PLUGIN_PATH);
             let config = etcd_plugin_config(e)?;
-            RemoteStore::open(Path::new(plugin), &config, RemoteSettings::for_etcd(e))
+            RemoteStore::open_for(
+                Path::new(plugin),
+                &config,
+                RemoteSettings::for_etcd(e),
+                user,
+            )
         }
     }
 }
 
-/// The shared store the Redis options describe: the plugin (`redis_plugin=` or
-/// [`DEFAULT_PLUGIN_PATH`]), the credentials and CA files, the settings. `hard_cap`:
-/// `max_failures=` is set (records then never expire).
-pub fn open_configured(opts: &RedisOptions, hard_cap: bool) -> Result<RemoteStore, StoreError> {
-    open_configured_admin(opts, hard_cap, false)
-}
-
-/// As [`open_configured`], for the admin tool: `install_functions` installs (or
-/// replaces) the compare-and-set function library on the server (`totp-state init`).
+/// The Redis store the options describe, for the admin tool: `install_functions`
+/// installs (or replaces) the compare-and-set function library on the server
+/// (`totp-state init`). `hard_cap`: `max_failures=` is set (records then never expire).
 pub fn open_configured_admin(
     opts: &RedisOptions,
     hard_cap: bool,
@@ -370,6 +385,11 @@ pub struct RemoteStore {
 /// Longest user name that keys a record (longer ones keep the uid key).
 const MAX_KEY_NAME: usize = 256;
 
+/// Whether `name` can key a record (other names keep the uid key).
+fn usable_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_KEY_NAME && !name.chars().any(char::is_control)
+}
+
 fn store_error(backend: &str, status: i32, msg: &[u8]) -> StoreError {
     let end = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
     let text = format!("{backend}: {}", String::from_utf8_lossy(&msg[..end]));
@@ -382,13 +402,47 @@ fn store_error(backend: &str, status: i32, msg: &[u8]) -> StoreError {
 
 impl RemoteStore {
     /// Loads the plugin at `plugin_path` (after its ownership check), connects and
-    /// authenticates within the connect timeout.
+    /// authenticates within the connect timeout; the store record is read on the way.
     pub fn open(
         plugin_path: &Path,
         config: &PluginConfig,
         settings: RemoteSettings,
     ) -> Result<Self, StoreError> {
+        Self::open_for(plugin_path, config, settings, None)
+    }
+
+    /// As [`RemoteStore::open`], for one login's `user` (uid, canonical name): the
+    /// plugin reads, in the round trip that proves the store answers, every record the
+    /// login's first update reads (the store record, the user's record under the name,
+    /// and under the uid for a user an earlier release keyed by uid). Each is served
+    /// once; a re-read after a conflict goes to the server.
+    pub fn open_for(
+        plugin_path: &Path,
+        config: &PluginConfig,
+        settings: RemoteSettings,
+        user: Option<(Uid, &str)>,
+    ) -> Result<Self, StoreError> {
         let plugin = load_plugin(plugin_path, settings.backend)?;
+        let mut store = Self {
+            plugin,
+            handle: std::ptr::null_mut(),
+            settings,
+            names: Vec::new(),
+        };
+        let mut prefetch = vec![store.store_key_name()];
+        if let Some((uid, name)) = user {
+            store.name_user(uid, name);
+            let key = store.record_key(uid);
+            let legacy = store.uid_key(uid);
+            if key != legacy {
+                prefetch.push(key);
+            }
+            prefetch.push(legacy);
+        }
+        let config = PluginConfig {
+            prefetch,
+            ..config.clone()
+        };
         let encoded: Zeroizing<Vec<u8>> = config.encode();
         let mut msg = [0u8; MESSAGE_CAP];
         let mut handle: *mut c_void = std::ptr::null_mut();
@@ -404,14 +458,10 @@ impl RemoteStore {
             )
         };
         if status != Status::Ok as i32 || handle.is_null() {
-            return Err(store_error(settings.backend, status, &msg));
+            return Err(store_error(store.settings.backend, status, &msg));
         }
-        Ok(Self {
-            plugin,
-            handle,
-            settings,
-            names: Vec::new(),
-        })
+        store.handle = handle;
+        Ok(store)
     }
 
     /// `<prefix>user:<name>` for a uid whose canonical name the store was told,
@@ -635,9 +685,7 @@ impl StateStore for RemoteStore {
     }
 
     fn name_user(&mut self, uid: Uid, name: &str) {
-        let usable =
-            !name.is_empty() && name.len() <= MAX_KEY_NAME && !name.chars().any(char::is_control);
-        if usable && !self.names.iter().any(|(u, _)| *u == uid) {
+        if usable_name(name) && !self.names.iter().any(|(u, _)| *u == uid) {
             self.names.push((uid, name.to_owned()));
         }
     }
@@ -656,6 +704,9 @@ impl StateStore for RemoteStore {
 
 impl Drop for RemoteStore {
     fn drop(&mut self) {
+        if self.handle.is_null() {
+            return;
+        }
         // SAFETY: the handle came from the plugin's `open` and is closed exactly once.
         unsafe { (self.plugin.close)(self.handle) };
     }

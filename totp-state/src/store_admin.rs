@@ -34,7 +34,7 @@ fn open(opts: &ModuleOptions, install: bool) -> Result<(Box<dyn StateStore>, Str
                 SharedStore::Etcd(e) => (
                     e.endpoints.url(),
                     &e.prefix,
-                    open_shared(&shared, hard_cap)?,
+                    open_shared(&shared, hard_cap, None)?,
                 ),
             };
             let shown = format!("shared store {url} (prefix {prefix})");
