@@ -1,11 +1,12 @@
 //! A small RESP2 client with bounds per operation (R36): every command, its reply
 //! included, finishes before one deadline, and every reply is bounded in size before a
-//! byte of it is buffered.
+//! byte of it is buffered. Commands may be pipelined (sent in one write, the replies
+//! read in order), each reply keeping its own deadline and bounds.
 //!
 //! Why not a general client library: socket timeouts bound one `read`, not a reply, so a
 //! peer dripping one byte per timeout holds a login for as long as it likes; and a bulk
 //! header announcing gigabytes is trusted for the allocation. The module sends a handful
-//! of commands (AUTH, SELECT, INFO, HMGET, EVAL, WAIT, DEL, ROLE, SENTINEL), so a reader
+//! of commands (AUTH, SELECT, INFO, HMGET, FCALL, EVAL, WAIT, DEL, ROLE, SENTINEL), so a reader
 //! for the five RESP2 types with explicit limits is less code to audit than a wrapper
 //! around a library's reader.
 
