@@ -45,8 +45,9 @@ use totp_core::state::MAX_ENCODED_LEN;
 
 use client::{Client, Retry, number};
 
-/// Longest key the module builds (prefix ≤ 64 bytes + `uid:` + a 10-digit uid).
-const MAX_KEY_LEN: usize = 256;
+/// Longest key the module builds (prefix ≤ 64 bytes + `user:` + a name of ≤ 256 bytes),
+/// with room to spare: the bound on a prefetch key.
+const MAX_KEY_LEN: usize = totp_core::fleet::MAX_PREFETCH_KEY_LEN;
 
 /// A record and its `mod_revision`, or why it could not be read.
 type Read = Result<(Vec<u8>, u64), Failure>;

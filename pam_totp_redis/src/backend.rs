@@ -18,6 +18,7 @@ use crate::resp::{Address, Conn, Limits, Reply, Tls, WireError};
 /// Status codes of the C ABI: the one definition in the ABI crate.
 pub use pam_totp_plugin_abi::Status;
 
+#[derive(Debug)]
 pub struct Failure {
     pub status: Status,
     pub message: String,
@@ -698,6 +699,145 @@ impl Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A server on a Unix socket that answers each chunk the client sends (a pipeline is
+    /// one write) with the next scripted bytes, and returns the chunks it was sent.
+    fn scripted(replies: Vec<&'static [u8]>) -> (PathBuf, std::thread::JoinHandle<Vec<String>>) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "pam_totp_redis-test-{}-{}.sock",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("bind");
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let Ok((mut s, _)) = listener.accept() else {
+                return seen;
+            };
+            for reply in replies {
+                let mut buf = vec![0u8; 65536];
+                match s.read(&mut buf) {
+                    Ok(n) if n > 0 => seen.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                    _ => break,
+                }
+                if s.write_all(reply).is_err() {
+                    break;
+                }
+            }
+            seen
+        });
+        (path, server)
+    }
+
+    fn config(path: &std::path::Path, keys: &[&[u8]]) -> PluginConfig {
+        PluginConfig {
+            url: format!("redis+unix://{}?db=0", path.display()),
+            connect_timeout_ms: 500,
+            command_timeout_ms: 500,
+            prefetch: keys.iter().map(|k| k.to_vec()).collect(),
+            ..PluginConfig::default()
+        }
+    }
+
+    /// `INFO memory` of a server without a memory limit.
+    const INFO_OK: &[u8] = b"$43\r\n# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:x\r\n\r\n";
+
+    #[test]
+    fn the_open_reads_every_prefetch_key_in_one_write_and_each_answers_once() {
+        let open: &[u8] = const_concat(&[
+            INFO_OK,
+            b"*2\r\n$1\r\n7\r\n$3\r\nabc\r\n*2\r\n$-1\r\n$-1\r\n",
+        ]);
+        let reread: &[u8] = b"*2\r\n$1\r\n8\r\n$3\r\nxyz\r\n";
+        let (path, server) = scripted(vec![open, reread]);
+        let mut b = Backend::connect(config(&path, &[b"p:store", b"p:user:a"])).expect("open");
+        assert_eq!(b.get(b"p:user:a").ok(), Some((Vec::new(), 0)));
+        assert_eq!(b.get(b"p:store").ok(), Some((b"abc".to_vec(), 7)));
+        // Used once: the same key again is asked of the server.
+        assert_eq!(b.get(b"p:store").ok(), Some((b"xyz".to_vec(), 8)));
+        drop(b);
+        let seen = server.join().expect("server");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(
+            seen[0].contains("INFO") && seen[0].contains("p:store") && seen[0].contains("p:user:a"),
+            "INFO and both reads in one write: {seen:?}"
+        );
+        assert!(
+            seen[1].contains("HMGET") && seen[1].contains("p:store"),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn a_write_drops_what_the_open_read() {
+        let open: &[u8] = const_concat(&[INFO_OK, b"*2\r\n$1\r\n7\r\n$3\r\nabc\r\n"]);
+        let (path, server) = scripted(vec![open, b":0\r\n", b"*2\r\n$1\r\n9\r\n$3\r\nnew\r\n"]);
+        let mut b = Backend::connect(config(&path, &[b"p:user:a"])).expect("open");
+        // A conflict: the module reads again, and must see the server's record.
+        assert_eq!(
+            b.compare_and_set(b"p:user:a", 7, b"rec", 0, false).ok(),
+            Some(Status::Conflict)
+        );
+        assert_eq!(b.get(b"p:user:a").ok(), Some((b"new".to_vec(), 9)));
+        drop(b);
+        let _ = server.join();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_refused_password_fails_at_its_own_reply_not_at_the_ones_behind_it() {
+        let (path, server) = scripted(vec![
+            b"-WRONGPASS invalid username-password pair\r\n-NOAUTH Authentication required.\r\n\
+              -NOAUTH Authentication required.\r\n",
+        ]);
+        let mut c = config(&path, &[b"p:store"]);
+        c.password = Some(Zeroizing::new("pw".to_owned()));
+        let e = Backend::connect(c).err().expect("refused");
+        assert_eq!(e.status, Status::Refused);
+        assert!(
+            e.message
+                .starts_with("Password authentication failed: WRONGPASS"),
+            "{}",
+            e.message
+        );
+        let _ = server.join();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_read_cut_off_at_the_open_is_reported_by_its_own_get() {
+        let open: &[u8] = const_concat(&[INFO_OK, b"*2\r\n$1\r\n7\r\n$3\r\nabc\r\n$100000000\r\n"]);
+        let (path, server) = scripted(vec![open]);
+        let mut b = Backend::connect(config(&path, &[b"p:store", b"p:user:a", b"p:uid:1"]))
+            .expect("the open itself was answered");
+        assert_eq!(b.get(b"p:store").ok(), Some((b"abc".to_vec(), 7)));
+        let e = b.get(b"p:user:a").err().expect("cut off");
+        assert_eq!(e.status, Status::Unavailable);
+        assert!(
+            e.message.starts_with("HMGET:") && e.message.contains("reply too large"),
+            "{}",
+            e.message
+        );
+        // The connection is unusable behind a reply cut off: so is every later read.
+        let e = b.get(b"p:uid:1").err().expect("unusable");
+        assert_eq!(e.status, Status::Unavailable);
+        assert!(e.message.starts_with("HMGET:"), "{}", e.message);
+        drop(b);
+        let _ = server.join();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// The bytes of `parts`, leaked: test replies built from shared pieces.
+    fn const_concat(parts: &[&[u8]]) -> &'static [u8] {
+        Box::leak(parts.concat().into_boxed_slice())
+    }
 
     #[test]
     fn only_servers_that_evict_nothing_are_accepted() {

@@ -18,7 +18,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use totp_core::fleet::{
-    Credentials, EtcdOptions, PluginConfig, RedisOptions, RedisTarget, SharedStore,
+    Credentials, EtcdOptions, MAX_PREFETCH_KEY_LEN, MAX_PREFETCH_KEYS, PluginConfig, RedisOptions,
+    RedisTarget, SharedStore,
 };
 use totp_core::state::{
     MAX_ENCODED_LEN, Missing, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid,
@@ -439,6 +440,10 @@ impl RemoteStore {
             }
             prefetch.push(legacy);
         }
+        // Bounds the plugin would refuse the whole configuration for; the module's keys
+        // stay far inside them, and a key left out is only read later.
+        prefetch.retain(|k| k.len() <= MAX_PREFETCH_KEY_LEN);
+        prefetch.truncate(MAX_PREFETCH_KEYS);
         let config = PluginConfig {
             prefetch,
             ..config.clone()
