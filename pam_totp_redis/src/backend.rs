@@ -818,7 +818,7 @@ mod tests {
         let mut b = Backend::connect(config(&path, &[b"p:store", b"p:user:a", b"p:uid:1"]))
             .expect("the open itself was answered");
         assert_eq!(b.get(b"p:store").ok(), Some((b"abc".to_vec(), 7)));
-        let e = b.get(b"p:user:a").err().expect("cut off");
+        let e = b.get(b"p:user:a").expect_err("cut off");
         assert_eq!(e.status, Status::Unavailable);
         assert!(
             e.message.starts_with("HMGET:") && e.message.contains("reply too large"),
@@ -826,7 +826,7 @@ mod tests {
             e.message
         );
         // The connection is unusable behind a reply cut off: so is every later read.
-        let e = b.get(b"p:uid:1").err().expect("unusable");
+        let e = b.get(b"p:uid:1").expect_err("unusable");
         assert_eq!(e.status, Status::Unavailable);
         assert!(e.message.starts_with("HMGET:"), "{}", e.message);
         drop(b);
