@@ -125,6 +125,50 @@ fn succeeded(reply: &Value) -> Result<bool, Failure> {
     }
 }
 
+/// What a read-only transaction of one range per key says about each key: the record and
+/// its `mod_revision` (the store record `store_key` as the module sees it, see
+/// [`classify`]), or why it is unusable. A damaged record is the store's content, not an
+/// outage: it is kept for the key, and reported where the module reads it. A store record
+/// still unbound (an earlier release's) is left out, for its first `get` to bind.
+fn parse_reads(
+    reply: &Value,
+    keys: Vec<Vec<u8>>,
+    store_key: Option<&[u8]>,
+) -> Result<Vec<(Vec<u8>, Read)>, Failure> {
+    let cluster = cluster_of(reply)?;
+    if !succeeded(reply)? {
+        return Err(Failure::corrupt("txn without comparisons did not succeed"));
+    }
+    let responses = match reply.get("responses") {
+        Some(Value::Array(r)) if r.len() == keys.len() => r,
+        _ => {
+            return Err(Failure::corrupt(
+                "txn reply: not one response per range requested",
+            ));
+        }
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    for (key, response) in keys.into_iter().zip(responses) {
+        let Some(range) = response.get("response_range") else {
+            return Err(Failure::corrupt("txn reply: a response is not a range"));
+        };
+        let read = if store_key == Some(key.as_slice()) {
+            let bound = parse_range(range, &key, MAX_ENCODED_LEN + BOUND_HEADER)
+                .and_then(|(v, r)| classify(v, r, cluster));
+            match bound {
+                Ok(StoreRecord::Absent | StoreRecord::Stale(_)) => Ok((Vec::new(), 0)),
+                Ok(StoreRecord::Current(v, r)) => Ok((v, r)),
+                Ok(StoreRecord::Unbound(..)) => continue,
+                Err(f) => Err(f),
+            }
+        } else {
+            parse_range(range, &key, MAX_ENCODED_LEN)
+        };
+        out.push((key, read));
+    }
+    Ok(out)
+}
+
 /// One client of the cluster behind a plugin handle.
 pub struct Etcd {
     client: Client,
@@ -221,40 +265,7 @@ impl Etcd {
             &json!({ "success": ranges }),
             Retry::Idempotent,
         )?;
-        let cluster = cluster_of(&reply)?;
-        if !succeeded(&reply)? {
-            return Err(Failure::corrupt("txn without comparisons did not succeed"));
-        }
-        let responses = match reply.get("responses") {
-            Some(Value::Array(r)) if r.len() == keys.len() => r,
-            _ => {
-                return Err(Failure::corrupt(
-                    "txn reply: not one response per range requested",
-                ));
-            }
-        };
-        let mut out = Vec::with_capacity(keys.len());
-        for (key, response) in keys.into_iter().zip(responses) {
-            let Some(range) = response.get("response_range") else {
-                return Err(Failure::corrupt("txn reply: a response is not a range"));
-            };
-            // A damaged record is the store's content, not an outage: it is reported
-            // where the module reads it.
-            let read = if self.is_store_key(&key) {
-                let bound = parse_range(range, &key, MAX_ENCODED_LEN + BOUND_HEADER)
-                    .and_then(|(v, r)| classify(v, r, cluster));
-                match bound {
-                    Ok(StoreRecord::Absent | StoreRecord::Stale(_)) => Ok((Vec::new(), 0)),
-                    Ok(StoreRecord::Current(v, r)) => Ok((v, r)),
-                    Ok(StoreRecord::Unbound(..)) => continue,
-                    Err(f) => Err(f),
-                }
-            } else {
-                parse_range(range, &key, MAX_ENCODED_LEN)
-            };
-            out.push((key, read));
-        }
-        Ok(out)
+        parse_reads(&reply, keys, self.store_key.as_deref())
     }
 
     /// The store record and the cluster that served it.
@@ -552,6 +563,73 @@ mod tests {
         assert!(succeeded(&json!({"succeeded": true})).unwrap());
         assert!(!succeeded(&json!({})).unwrap());
         assert!(succeeded(&json!({"succeeded": "yes"})).is_err());
+    }
+
+    #[test]
+    fn one_read_only_transaction_answers_every_prefetch_key() {
+        let header = json!({ "cluster_id": "7", "revision": "12" });
+        let range = |kvs: Value| json!({ "response_range": { "header": {}, "kvs": kvs } });
+        let kv = |k: &[u8], v: &[u8], rev: &str| json!([{ "key": B64.encode(k), "value": B64.encode(v), "mod_revision": rev }]);
+        let keys = || {
+            vec![
+                b"p/store".to_vec(),
+                b"p/user:a".to_vec(),
+                b"p/uid:1".to_vec(),
+            ]
+        };
+        let reply = json!({
+            "header": header,
+            "succeeded": true,
+            "responses": [
+                range(kv(b"p/store", &bind(7, b"PTK1ctx"), "3")),
+                range(kv(b"p/user:a", b"rec", "11")),
+                { "response_range": { "header": {} } },
+            ],
+        });
+        let reads = parse_reads(&reply, keys(), Some(b"p/store")).unwrap();
+        let got: Vec<_> = reads.into_iter().map(|(k, r)| (k, r.unwrap())).collect();
+        assert_eq!(
+            got,
+            [
+                (b"p/store".to_vec(), (b"PTK1ctx".to_vec(), 3)),
+                (b"p/user:a".to_vec(), (b"rec".to_vec(), 11)),
+                (b"p/uid:1".to_vec(), (Vec::new(), 0)),
+            ]
+        );
+        // A store record of another cluster reads as absent; an unbound one is left for
+        // its first `get` to bind; a damaged user record is kept for its own `get`.
+        let reply = json!({
+            "header": { "cluster_id": "8" },
+            "succeeded": true,
+            "responses": [range(kv(b"p/store", &bind(7, b"PTK1ctx"), "3")), range(kv(b"p/user:a", b"", "4")), range(json!([]))],
+        });
+        let reads = parse_reads(&reply, keys(), Some(b"p/store")).unwrap();
+        assert_eq!(reads[0].1.as_ref().ok(), Some(&(Vec::new(), 0)));
+        assert_eq!(reads[1].1.as_ref().unwrap_err().status, Status::Corrupt);
+        let reply = json!({
+            "header": header,
+            "succeeded": true,
+            "responses": [range(kv(b"p/store", b"PTK1old", "2")), range(json!([])), range(json!([]))],
+        });
+        let reads = parse_reads(&reply, keys(), Some(b"p/store")).unwrap();
+        assert_eq!(reads.len(), 2);
+        assert!(reads.iter().all(|(k, _)| k.as_slice() != b"p/store"));
+    }
+
+    #[test]
+    fn a_reading_transaction_of_another_shape_is_corrupt() {
+        let ok = json!({ "response_range": { "header": {} } });
+        let keys = || vec![b"p/a".to_vec(), b"p/b".to_vec()];
+        for reply in [
+            json!({ "succeeded": true, "responses": [ok, ok] }),
+            json!({ "header": { "cluster_id": "7" }, "responses": [ok, ok] }),
+            json!({ "header": { "cluster_id": "7" }, "succeeded": true, "responses": [ok] }),
+            json!({ "header": { "cluster_id": "7" }, "succeeded": true }),
+            json!({ "header": { "cluster_id": "7" }, "succeeded": true, "responses": [ok, { "response_put": {} }] }),
+        ] {
+            let e = parse_reads(&reply, keys(), None).expect_err("corrupt");
+            assert_eq!(e.status, Status::Corrupt, "{reply}");
+        }
     }
 
     #[test]
