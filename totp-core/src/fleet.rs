@@ -282,27 +282,39 @@ pub enum Fallback {
     Local,
 }
 
-/// The Redis backend settings.
+/// What a shared store's connection is made of, whatever the backend, with defaults
+/// filled in. Each backend keeps its own option names (`redis_client_cert=` and
+/// `etcd_cert_file=` both set `client_cert`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RedisOptions {
-    pub endpoint: RedisEndpoint,
+pub struct ConnectionOptions {
+    /// Bound on the connect (and TLS handshake; with Redis also `AUTH`), milliseconds.
     pub connect_timeout_ms: u64,
+    /// Bound on each whole command or request, its reply included, milliseconds.
     pub command_timeout_ms: u64,
     pub prefix: String,
     /// Root-only file with `username=` / `password=` lines.
     pub credentials: Option<String>,
-    /// CA bundle (PEM) that verifies a `rediss://` server; the system store otherwise.
+    /// CA bundle (PEM) that verifies a TLS server: only it is trusted.
     pub ca_file: Option<String>,
-    /// Client certificate (PEM) and its root-only key, for `tls-auth-clients yes`.
+    /// Client certificate (PEM) and its root-only key, for servers that require one.
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
+    /// Plugin path override (absolute); the module's own default otherwise.
+    pub plugin: Option<String>,
+}
+
+/// The Redis backend settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisOptions {
+    pub endpoint: RedisEndpoint,
+    /// The connection; without `redis_ca_file=`, a `rediss://` server is verified
+    /// against the system bundle.
+    pub conn: ConnectionOptions,
     /// Replicas that must acknowledge a consumed code (`WAIT`); 0 = do not wait.
     pub wait_replicas: u32,
     pub wait_timeout_ms: u64,
     /// Record time-to-live; 0 = never expire.
     pub ttl_secs: u64,
-    /// Plugin path override (absolute); the module's own default otherwise.
-    pub plugin: Option<String>,
 }
 
 /// The secret command (`secret_command=`), OpenSSH `AuthorizedKeysCommand` style.
@@ -489,24 +501,26 @@ impl FleetOptions {
         let endpoint = self.redis.clone()?;
         Some(RedisOptions {
             endpoint,
-            connect_timeout_ms: self
-                .connect_timeout_ms
-                .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
-            command_timeout_ms: self
-                .command_timeout_ms
-                .unwrap_or(DEFAULT_COMMAND_TIMEOUT_MS),
-            prefix: self
-                .prefix
-                .clone()
-                .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
-            credentials: self.credentials.clone(),
-            ca_file: self.ca_file.clone(),
-            client_cert: self.client_cert.clone(),
-            client_key: self.client_key.clone(),
+            conn: ConnectionOptions {
+                connect_timeout_ms: self
+                    .connect_timeout_ms
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
+                command_timeout_ms: self
+                    .command_timeout_ms
+                    .unwrap_or(DEFAULT_COMMAND_TIMEOUT_MS),
+                prefix: self
+                    .prefix
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
+                credentials: self.credentials.clone(),
+                ca_file: self.ca_file.clone(),
+                client_cert: self.client_cert.clone(),
+                client_key: self.client_key.clone(),
+                plugin: self.plugin.clone(),
+            },
             wait_replicas: self.wait_replicas.unwrap_or(0),
             wait_timeout_ms: self.wait_timeout_ms.unwrap_or(DEFAULT_WAIT_TIMEOUT_MS),
             ttl_secs: self.ttl_secs.unwrap_or(DEFAULT_TTL_SECS),
-            plugin: self.plugin.clone(),
         })
     }
 

@@ -18,8 +18,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use totp_core::fleet::{
-    Credentials, EtcdOptions, MAX_PREFETCH_KEY_LEN, MAX_PREFETCH_KEYS, PluginConfig, RedisOptions,
-    RedisTarget, SharedStore,
+    ConnectionOptions, Credentials, EtcdOptions, MAX_PREFETCH_KEY_LEN, MAX_PREFETCH_KEYS,
+    PluginConfig, RedisOptions, RedisTarget, SharedStore,
 };
 use totp_core::state::{
     MAX_ENCODED_LEN, Missing, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid,
@@ -195,92 +195,75 @@ fn credentials(path: Option<&str>, rules: &FileRules) -> Result<UserPassword, St
     Ok((c.username, Some(c.password)))
 }
 
-/// Reads the root-only credentials file, the CA bundle and the client certificate and
-/// key, and builds what the plugin's `open` receives.
-pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
-    let refused =
-        |what: &str, path: &str, m: String| StoreError::Refused(format!("{what} {path}: {m}"));
+/// What the plugin's `open` receives for a connection to `url`: the root-only
+/// credentials file, the CA bundle, the client certificate and its key, read after their
+/// checks, and the bounds. `system_ca`: without a CA file, send the system bundle (the
+/// Redis plugin trusts only the CAs it is given).
+fn connection_config(
+    url: String,
+    conn: &ConnectionOptions,
+    system_ca: bool,
+) -> Result<PluginConfig, StoreError> {
     // Not group/other readable (0600 or 0400): a readable password lets any local user
     // reset every replay mark and throttle counter of the fleet, and a readable client
     // key lets them connect as the fleet.
     let secret_rules = root_file_rules(0o600, MAX_CREDENTIALS_SIZE);
     let public_rules = root_file_rules(0o644, MAX_CA_SIZE);
-    let read = read_root_file;
-    if let RedisTarget::Unix { path } = &opts.endpoint.target {
-        // Whoever could replace the socket, or a directory on its path, could put their
-        // own server in the fleet's place.
-        check_socket_path(Path::new(path)).map_err(|e| refused("socket", path, e.to_string()))?;
-    }
-    let (username, password) = credentials(opts.credentials.as_deref(), &secret_rules)?;
-    let ca_pem = match &opts.ca_file {
-        None if opts.endpoint.tls() => Some(system_bundle(&public_rules)?),
+    let (username, password) = credentials(conn.credentials.as_deref(), &secret_rules)?;
+    let ca_pem = match &conn.ca_file {
+        None if system_ca => Some(system_bundle(&public_rules)?),
         None => None,
-        Some(path) => Some(read("CA file", path, &public_rules)?.to_vec()),
+        Some(path) => Some(read_root_file("CA file", path, &public_rules)?.to_vec()),
     };
-    let client_cert = match &opts.client_cert {
-        None => None,
-        Some(path) => Some(read("client certificate", path, &public_rules)?.to_vec()),
-    };
-    let client_key = match &opts.client_key {
-        None => None,
-        Some(path) => Some(read(
-            "client key",
-            path,
-            &root_file_rules(0o600, MAX_CA_SIZE),
-        )?),
-    };
+    let client_cert = conn
+        .client_cert
+        .as_deref()
+        .map(|p| read_root_file("client certificate", p, &public_rules).map(|c| c.to_vec()))
+        .transpose()?;
+    let client_key = conn
+        .client_key
+        .as_deref()
+        .map(|p| read_root_file("client key", p, &root_file_rules(0o600, MAX_CA_SIZE)))
+        .transpose()?;
     Ok(PluginConfig {
-        url: opts.endpoint.url(),
+        url,
         ca_pem,
         client_cert,
         client_key,
         username,
         password,
-        connect_timeout_ms: opts.connect_timeout_ms,
-        command_timeout_ms: opts.command_timeout_ms,
-        wait_replicas: opts.wait_replicas,
-        wait_timeout_ms: opts.wait_timeout_ms,
+        connect_timeout_ms: conn.connect_timeout_ms,
+        command_timeout_ms: conn.command_timeout_ms,
+        wait_replicas: 0,
+        wait_timeout_ms: 0,
         install_functions: false,
-        store_key: Some(format!("{}store", opts.prefix).into_bytes()),
+        // The etcd plugin binds this key's record to the cluster's ID, so a restored
+        // snapshot reads as a lost one.
+        store_key: Some(format!("{}store", conn.prefix).into_bytes()),
         // Set by `RemoteStore::open_for`, which knows the login's user.
         prefetch: Vec::new(),
     })
 }
 
-/// The etcd plugin's configuration: the endpoint list, the credentials file, the CA, the
-/// client certificate and its root-only key.
-pub fn etcd_plugin_config(opts: &EtcdOptions) -> Result<PluginConfig, StoreError> {
-    let secret_rules = root_file_rules(0o600, MAX_CREDENTIALS_SIZE);
-    let public_rules = root_file_rules(0o644, MAX_CA_SIZE);
-    let (username, password) = credentials(opts.credentials.as_deref(), &secret_rules)?;
-    let public = |what: &str, path: &Option<String>| {
-        path.as_deref()
-            .map(|p| read_root_file(what, p, &public_rules).map(|c| c.to_vec()))
-            .transpose()
-    };
-    let client_key = opts
-        .key_file
-        .as_deref()
-        .map(|p| read_root_file("client key", p, &root_file_rules(0o600, MAX_CA_SIZE)))
-        .transpose()?;
+/// The Redis plugin's configuration: the socket checked (for `unix:`), the connection's
+/// files read, the `WAIT` settings.
+pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
+    if let RedisTarget::Unix { path } = &opts.endpoint.target {
+        // Whoever could replace the socket, or a directory on its path, could put their
+        // own server in the fleet's place.
+        check_socket_path(Path::new(path))
+            .map_err(|e| StoreError::Refused(format!("socket {path}: {e}")))?;
+    }
     Ok(PluginConfig {
-        url: opts.endpoints.url(),
-        ca_pem: public("CA file", &opts.ca_file)?,
-        client_cert: public("client certificate", &opts.cert_file)?,
-        client_key,
-        username,
-        password,
-        connect_timeout_ms: opts.connect_timeout_ms,
-        command_timeout_ms: opts.command_timeout_ms,
-        wait_replicas: 0,
-        wait_timeout_ms: 0,
-        install_functions: false,
-        // The plugin binds this key's record to the cluster's ID, so a restored snapshot
-        // reads as a lost one.
-        store_key: Some(format!("{}store", opts.prefix).into_bytes()),
-        // Set by `RemoteStore::open_for`, which knows the login's user.
-        prefetch: Vec::new(),
+        wait_replicas: opts.wait_replicas,
+        wait_timeout_ms: opts.wait_timeout_ms,
+        ..connection_config(opts.endpoint.url(), &opts.conn, opts.endpoint.tls())?
     })
+}
+
+/// The etcd plugin's configuration: the endpoint list and the connection's files.
+pub fn etcd_plugin_config(opts: &EtcdOptions) -> Result<PluginConfig, StoreError> {
+    connection_config(opts.endpoints.url(), &opts.conn, false)
 }
 
 /// The shared store a module line names (`state=redis…` or `state=etcd…`), opened.
@@ -295,13 +278,13 @@ pub fn open_shared(
 ) -> Result<RemoteStore, StoreError> {
     match shared {
         SharedStore::Redis(r) => {
-            let plugin = r.plugin.as_deref().unwrap_or(DEFAULT_PLUGIN_PATH);
+            let plugin = r.conn.plugin.as_deref().unwrap_or(DEFAULT_PLUGIN_PATH);
             let config = plugin_config(r)?;
             let settings = RemoteSettings::for_options(r, hard_cap);
             RemoteStore::open_for(Path::new(plugin), &config, settings, user)
         }
         SharedStore::Etcd(e) => {
-            let plugin = e.plugin.as_deref().unwrap_or(DEFAULT_ETCD_PLUGIN_PATH);
+            let plugin = e.conn.plugin.as_deref().unwrap_or(DEFAULT_ETCD_PLUGIN_PATH);
             let config = etcd_plugin_config(e)?;
             RemoteStore::open_for(
                 Path::new(plugin),
@@ -321,7 +304,7 @@ pub fn open_configured_admin(
     hard_cap: bool,
     install_functions: bool,
 ) -> Result<RemoteStore, StoreError> {
-    let plugin = opts.plugin.as_deref().unwrap_or(DEFAULT_PLUGIN_PATH);
+    let plugin = opts.conn.plugin.as_deref().unwrap_or(DEFAULT_PLUGIN_PATH);
     let mut config = plugin_config(opts)?;
     config.install_functions = install_functions;
     RemoteStore::open(
@@ -351,24 +334,23 @@ impl RemoteSettings {
     /// (`max_failures=`), records never expire: an expiring record would re-enable an
     /// account an admin must reset.
     pub fn for_options(opts: &RedisOptions, hard_cap: bool) -> Self {
-        let per_round = Duration::from_millis(opts.command_timeout_ms);
-        Self {
-            backend: "Redis",
-            prefix: opts.prefix.clone(),
-            ttl_secs: if hard_cap { 0 } else { opts.ttl_secs },
-            update_budget: Duration::from_millis(opts.connect_timeout_ms) + 4 * per_round,
-        }
+        let ttl_secs = if hard_cap { 0 } else { opts.ttl_secs };
+        Self::for_connection("Redis", &opts.conn, ttl_secs)
     }
 
     /// The settings for an etcd cluster. Records never expire there (a TTL would cost a
     /// lease per record; keeping them is the stricter choice), so the TTL is 0.
     pub fn for_etcd(opts: &EtcdOptions) -> Self {
-        let per_round = Duration::from_millis(opts.command_timeout_ms);
+        Self::for_connection("etcd", &opts.conn, 0)
+    }
+
+    fn for_connection(backend: &'static str, conn: &ConnectionOptions, ttl_secs: u64) -> Self {
+        let per_round = Duration::from_millis(conn.command_timeout_ms);
         Self {
-            backend: "etcd",
-            prefix: opts.prefix.clone(),
-            ttl_secs: 0,
-            update_budget: Duration::from_millis(opts.connect_timeout_ms) + 4 * per_round,
+            backend,
+            prefix: conn.prefix.clone(),
+            ttl_secs,
+            update_budget: Duration::from_millis(conn.connect_timeout_ms) + 4 * per_round,
         }
     }
 }

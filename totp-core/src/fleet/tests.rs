@@ -71,9 +71,9 @@ fn malformed_endpoints_are_refused() {
 fn defaults_fill_in_the_redis_settings() {
     let f = apply_all(&[("state", "redis://127.0.0.1:6379")]).unwrap();
     let r = f.redis().unwrap();
-    assert_eq!(r.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
-    assert_eq!(r.command_timeout_ms, DEFAULT_COMMAND_TIMEOUT_MS);
-    assert_eq!(r.prefix, DEFAULT_PREFIX);
+    assert_eq!(r.conn.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
+    assert_eq!(r.conn.command_timeout_ms, DEFAULT_COMMAND_TIMEOUT_MS);
+    assert_eq!(r.conn.prefix, DEFAULT_PREFIX);
     assert_eq!(r.wait_replicas, 0);
     assert_eq!(r.ttl_secs, DEFAULT_TTL_SECS);
     const { assert!(DEFAULT_CONNECT_TIMEOUT_MS + DEFAULT_COMMAND_TIMEOUT_MS < 3000) };
