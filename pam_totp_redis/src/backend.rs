@@ -489,7 +489,6 @@ impl Backend {
         let commands: Vec<&[&[u8]]> = steps.iter().map(|(_, a)| a.as_slice()).collect();
         con.send_all(&commands, send_by)
             .map_err(|e| hint(Failure::wire(first, e, send_limit)))?;
-        drop(commands);
         let mut info_deadline = None;
         let mut prefetched = Vec::with_capacity(config.prefetch.len());
         for (step, _) in &steps {
