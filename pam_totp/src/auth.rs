@@ -223,12 +223,10 @@ pub fn authenticate_with(
             io.log(Level::Err, "cannot read the clock; denying");
             AuthError::Clock
         })?;
-        let read = store::open(&ctx.opts, sys, &mut |m| io.log(Level::Warning, m))
+        let user = Some((uid, target.name.as_str()));
+        let read = store::open(&ctx.opts, sys, user, &mut |m| io.log(Level::Warning, m))
             .map_err(|why| format!("no usable state store: {why}"))
-            .and_then(|mut store| {
-                store.name_user(uid, target.name.as_str());
-                store.read(uid).map_err(|e| e.to_string())
-            });
+            .and_then(|mut store| store.read(uid).map_err(|e| e.to_string()));
         match read {
             Ok(state) => {
                 if let Ok(true) =
@@ -460,7 +458,7 @@ impl Ctx {
     fn charge_doomed(&self, sys: &dyn System, key: Uid) -> Option<u64> {
         let now = sys.now().ok()?;
         // Best effort, like the rest of this charge: a fallback note is not repeated here.
-        let mut store = store::open(&self.opts, sys, &mut |_| {}).ok()?;
+        let mut store = store::open(&self.opts, sys, None, &mut |_| {}).ok()?;
         let prepared = verify::Prepared::doomed(now).ok()?;
         let attempt = Attempt {
             origin: self.origin,

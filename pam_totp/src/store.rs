@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use totp_core::fleet::Fallback;
 use totp_core::options::{ModuleOptions, StateBackend};
-use totp_core::state::StateStore;
+use totp_core::state::{StateStore, Uid};
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir, effective_uid};
 
 use crate::system::System;
@@ -27,17 +27,19 @@ use crate::system::System;
 /// Below the process owner's home when not running as root.
 const UNPRIVILEGED_SUBDIR: &str = ".local/state/pam_totp";
 
-/// The store for this configuration, or why none can be used (for the log). `warn`
-/// receives the weakening note when `state_fallback=local` replaces an unreachable
-/// shared store with the local one.
+/// The store for this configuration, or why none can be used (for the log), opened for
+/// `user` (uid, canonical NSS name; `None` for a name NSS does not know, whose record
+/// keeps the uid key). `warn` receives the weakening note when `state_fallback=local`
+/// replaces an unreachable shared store with the local one.
 pub fn open(
     opts: &ModuleOptions,
     sys: &dyn System,
+    user: Option<(Uid, &str)>,
     warn: &mut dyn FnMut(&str),
 ) -> Result<Box<dyn StateStore>, String> {
     match opts.state {
         StateBackend::Local => open_local(opts, sys),
-        StateBackend::Redis | StateBackend::Etcd => match crate::fleet::open_remote(opts) {
+        StateBackend::Redis | StateBackend::Etcd => match crate::fleet::open_remote(opts, user) {
             Ok(store) => Ok(store),
             Err(why) if opts.fleet.fallback == Fallback::Local => {
                 warn(&format!(

@@ -7,6 +7,10 @@
 //! `/v3/kv/deleterange`, base64 keys and values) over a synchronous HTTP client
 //! (`client.rs`): no runtime and no thread stays in the host process.
 //!
+//! - `open`: the keys the module will read first (`PluginConfig::prefetch`: the store
+//!   record, the user's records) in one linearizable read-only transaction, one range
+//!   per key, which also proves a majority serves; each `get` of such a key is answered
+//!   from it once.
 //! - `get`: a linearizable range read (the gateway's default: `serializable` is never
 //!   set); the version is the key's `mod_revision` (0: absent).
 //! - `cas`: one transaction comparing the key's `mod_revision` with the version the
@@ -18,7 +22,7 @@
 //! which is the stricter choice. `durable` needs nothing more: every acknowledged write
 //! is already on a majority.
 //!
-//! The store record (the probe key, `<prefix>store`) is bound to the cluster it was
+//! The store record (`PluginConfig::store_key`, `<prefix>store`) is bound to the cluster it was
 //! written on: its value is `PTE1` + the cluster ID (from the reply header) + the
 //! module's record. A cluster restored from a snapshot with a new cluster ID serves an
 //! old store record whose replay marks miss every code used after the snapshot; read
@@ -41,8 +45,9 @@ use totp_core::state::MAX_ENCODED_LEN;
 
 use client::{Client, Retry, number};
 
-/// Longest key the module builds (prefix ≤ 64 bytes + `uid:` + a 10-digit uid).
-const MAX_KEY_LEN: usize = 256;
+/// Longest key the module builds (prefix ≤ 64 bytes + `user:` + a name of ≤ 256 bytes),
+/// with room to spare: the bound on a prefetch key.
+const MAX_KEY_LEN: usize = totp_core::fleet::MAX_PREFETCH_KEY_LEN;
 
 /// A record and its `mod_revision`, or why it could not be read.
 type Read = Result<(Vec<u8>, u64), Failure>;
@@ -120,13 +125,57 @@ fn succeeded(reply: &Value) -> Result<bool, Failure> {
     }
 }
 
+/// What a read-only transaction of one range per key says about each key: the record and
+/// its `mod_revision` (the store record `store_key` as the module sees it, see
+/// [`classify`]), or why it is unusable. A damaged record is the store's content, not an
+/// outage: it is kept for the key, and reported where the module reads it. A store record
+/// still unbound (an earlier release's) is left out, for its first `get` to bind.
+fn parse_reads(
+    reply: &Value,
+    keys: Vec<Vec<u8>>,
+    store_key: Option<&[u8]>,
+) -> Result<Vec<(Vec<u8>, Read)>, Failure> {
+    let cluster = cluster_of(reply)?;
+    if !succeeded(reply)? {
+        return Err(Failure::corrupt("txn without comparisons did not succeed"));
+    }
+    let responses = match reply.get("responses") {
+        Some(Value::Array(r)) if r.len() == keys.len() => r,
+        _ => {
+            return Err(Failure::corrupt(
+                "txn reply: not one response per range requested",
+            ));
+        }
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    for (key, response) in keys.into_iter().zip(responses) {
+        let Some(range) = response.get("response_range") else {
+            return Err(Failure::corrupt("txn reply: a response is not a range"));
+        };
+        let read = if store_key == Some(key.as_slice()) {
+            let bound = parse_range(range, &key, MAX_ENCODED_LEN + BOUND_HEADER)
+                .and_then(|(v, r)| classify(v, r, cluster));
+            match bound {
+                Ok(StoreRecord::Absent | StoreRecord::Stale(_)) => Ok((Vec::new(), 0)),
+                Ok(StoreRecord::Current(v, r)) => Ok((v, r)),
+                Ok(StoreRecord::Unbound(..)) => continue,
+                Err(f) => Err(f),
+            }
+        } else {
+            parse_range(range, &key, MAX_ENCODED_LEN)
+        };
+        out.push((key, read));
+    }
+    Ok(out)
+}
+
 /// One client of the cluster behind a plugin handle.
 pub struct Etcd {
     client: Client,
-    /// The probe key's record as read while opening, until it is asked for (once) or
-    /// anything is written.
-    prefetched: Option<(Vec<u8>, Read)>,
-    /// `<prefix>store` (the probe key): the one key bound to its cluster.
+    /// The records read while opening, each until it is asked for (once) or anything is
+    /// written.
+    prefetched: Vec<(Vec<u8>, Read)>,
+    /// `<prefix>store`: the one key bound to its cluster.
     store_key: Option<Vec<u8>>,
 }
 
@@ -199,6 +248,24 @@ impl Etcd {
             Retry::Idempotent,
         )?;
         parse_range(&reply, key, MAX_ENCODED_LEN)
+    }
+
+    /// Every key of `keys` in one request: a transaction without comparisons whose
+    /// `success` branch is one range per key. A read-only transaction is served
+    /// linearizably (the gateway never sets `serializable` here), like a single range,
+    /// and costs one request instead of one per key. A store record found unbound (an
+    /// earlier release's) is left out: its first `get` binds it.
+    fn read_all(&mut self, keys: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, Read)>, Failure> {
+        let ranges: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({ "request_range": { "key": B64.encode(k) } }))
+            .collect();
+        let reply = self.client.call(
+            "/v3/kv/txn",
+            &json!({ "success": ranges }),
+            Retry::Idempotent,
+        )?;
+        parse_reads(&reply, keys, self.store_key.as_deref())
     }
 
     /// The store record and the cluster that served it.
@@ -318,33 +385,32 @@ impl Backend for Etcd {
             Duration::from_millis(config.connect_timeout_ms.max(1)),
             Duration::from_millis(config.command_timeout_ms.max(1)),
         )?;
-        client.connect(config.probe_key.is_none())?;
+        let keys: Vec<Vec<u8>> = std::mem::take(&mut config.prefetch)
+            .into_iter()
+            .filter(|k| check_key(k).is_ok())
+            .collect();
+        client.connect(keys.is_empty())?;
         let mut etcd = Self {
             client,
-            prefetched: None,
-            store_key: config.probe_key.clone(),
+            prefetched: Vec::new(),
+            store_key: config.store_key.take(),
         };
         // A linearizable read proves that a majority serves this login before the module
-        // relies on the store (`state_fallback=local` acts on a failed open), and it is
-        // the module's first read anyway.
-        if let Some(key) = config.probe_key.take() {
-            let record = match etcd.read(&key) {
-                // A damaged record is the store's content, not an outage: it is reported
-                // where the module reads it, as without the probe.
-                Err(f) if f.status == Status::Corrupt => Err(f),
-                other => Ok(other?),
-            };
-            etcd.prefetched = Some((key, record));
+        // relies on the store (`state_fallback=local` acts on a failed open), and these
+        // are the module's first reads anyway.
+        if !keys.is_empty() {
+            etcd.prefetched = etcd.read_all(keys)?;
         }
         Ok(etcd)
     }
 
     fn get(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
-        if let Some((k, _)) = &self.prefetched
-            && k.as_slice() == key
-            && let Some((_, record)) = self.prefetched.take()
+        if let Some(i) = self
+            .prefetched
+            .iter()
+            .position(|(k, _)| k.as_slice() == key)
         {
-            return record;
+            return self.prefetched.swap_remove(i).1;
         }
         self.read(key)
     }
@@ -359,7 +425,7 @@ impl Backend for Etcd {
     ) -> Result<Status, Failure> {
         check_key(key)?;
         // Whatever was read while opening may be stale after any write.
-        self.prefetched = None;
+        self.prefetched.clear();
         if record.is_empty() || record.len() > MAX_ENCODED_LEN {
             return Err(Failure::invalid("bad record length"));
         }
@@ -386,7 +452,7 @@ impl Backend for Etcd {
 
     fn delete(&mut self, key: &[u8]) -> Result<(), Failure> {
         check_key(key)?;
-        self.prefetched = None;
+        self.prefetched.clear();
         self.client.call(
             "/v3/kv/deleterange",
             &json!({ "key": B64.encode(key) }),
@@ -497,6 +563,73 @@ mod tests {
         assert!(succeeded(&json!({"succeeded": true})).unwrap());
         assert!(!succeeded(&json!({})).unwrap());
         assert!(succeeded(&json!({"succeeded": "yes"})).is_err());
+    }
+
+    #[test]
+    fn one_read_only_transaction_answers_every_prefetch_key() {
+        let header = json!({ "cluster_id": "7", "revision": "12" });
+        let range = |kvs: Value| json!({ "response_range": { "header": {}, "kvs": kvs } });
+        let kv = |k: &[u8], v: &[u8], rev: &str| json!([{ "key": B64.encode(k), "value": B64.encode(v), "mod_revision": rev }]);
+        let keys = || {
+            vec![
+                b"p/store".to_vec(),
+                b"p/user:a".to_vec(),
+                b"p/uid:1".to_vec(),
+            ]
+        };
+        let reply = json!({
+            "header": header,
+            "succeeded": true,
+            "responses": [
+                range(kv(b"p/store", &bind(7, b"PTK1ctx"), "3")),
+                range(kv(b"p/user:a", b"rec", "11")),
+                { "response_range": { "header": {} } },
+            ],
+        });
+        let reads = parse_reads(&reply, keys(), Some(b"p/store")).unwrap();
+        let got: Vec<_> = reads.into_iter().map(|(k, r)| (k, r.unwrap())).collect();
+        assert_eq!(
+            got,
+            [
+                (b"p/store".to_vec(), (b"PTK1ctx".to_vec(), 3)),
+                (b"p/user:a".to_vec(), (b"rec".to_vec(), 11)),
+                (b"p/uid:1".to_vec(), (Vec::new(), 0)),
+            ]
+        );
+        // A store record of another cluster reads as absent; an unbound one is left for
+        // its first `get` to bind; a damaged user record is kept for its own `get`.
+        let reply = json!({
+            "header": { "cluster_id": "8" },
+            "succeeded": true,
+            "responses": [range(kv(b"p/store", &bind(7, b"PTK1ctx"), "3")), range(kv(b"p/user:a", b"", "4")), range(json!([]))],
+        });
+        let reads = parse_reads(&reply, keys(), Some(b"p/store")).unwrap();
+        assert_eq!(reads[0].1.as_ref().ok(), Some(&(Vec::new(), 0)));
+        assert_eq!(reads[1].1.as_ref().unwrap_err().status, Status::Corrupt);
+        let reply = json!({
+            "header": header,
+            "succeeded": true,
+            "responses": [range(kv(b"p/store", b"PTK1old", "2")), range(json!([])), range(json!([]))],
+        });
+        let reads = parse_reads(&reply, keys(), Some(b"p/store")).unwrap();
+        assert_eq!(reads.len(), 2);
+        assert!(reads.iter().all(|(k, _)| k.as_slice() != b"p/store"));
+    }
+
+    #[test]
+    fn a_reading_transaction_of_another_shape_is_corrupt() {
+        let ok = json!({ "response_range": { "header": {} } });
+        let keys = || vec![b"p/a".to_vec(), b"p/b".to_vec()];
+        for reply in [
+            json!({ "succeeded": true, "responses": [ok, ok] }),
+            json!({ "header": { "cluster_id": "7" }, "responses": [ok, ok] }),
+            json!({ "header": { "cluster_id": "7" }, "succeeded": true, "responses": [ok] }),
+            json!({ "header": { "cluster_id": "7" }, "succeeded": true }),
+            json!({ "header": { "cluster_id": "7" }, "succeeded": true, "responses": [ok, { "response_put": {} }] }),
+        ] {
+            let e = parse_reads(&reply, keys(), None).expect_err("corrupt");
+            assert_eq!(e.status, Status::Corrupt, "{reply}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! | symbol | does |
 //! |---|---|
 //! | `pam_totp_plugin_abi()` | [`ABI_VERSION`]; the module refuses any other |
-//! | `pam_totp_plugin_open(cfg, len, &h, msg, cap)` | connect and authenticate |
+//! | `pam_totp_plugin_open(cfg, len, &h, msg, cap)` | connect, authenticate, read the configuration's prefetch keys |
 //! | `pam_totp_plugin_get(h, key, klen, out, cap, &len, &version, msg, cap)` | record + version (0 = absent) |
 //! | `pam_totp_plugin_cas(h, key, klen, expected, rec, rlen, ttl, durable, msg, cap)` | write if the version is still `expected` |
 //! | `pam_totp_plugin_del(h, key, klen, msg, cap)` | forget the record |
@@ -138,9 +138,11 @@ impl Failure {
 /// What a backend implements inside its plugin; [`export_backend!`] turns it into the C
 /// exports. Rust types stay on the plugin's side of the boundary.
 pub trait Backend: Sized {
-    /// Connects with the `PluginConfig` encoding the module sent.
+    /// Connects with the `PluginConfig` encoding the module sent, reading its prefetch
+    /// keys in the round trip that proves the store answers.
     fn open(config: &[u8]) -> Result<Self, Failure>;
-    /// The record and its version; `(empty, 0)` when absent.
+    /// The record and its version; `(empty, 0)` when absent. A prefetch key is answered
+    /// from the open's read the first time, and only while nothing was written since.
     fn get(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure>;
     /// Writes when the version is still `expected`: [`Status::Ok`] or [`Status::Conflict`].
     fn cas(

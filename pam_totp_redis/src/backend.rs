@@ -18,6 +18,7 @@ use crate::resp::{Address, Conn, Limits, Reply, Tls, WireError};
 /// Status codes of the C ABI: the one definition in the ABI crate.
 pub use pam_totp_plugin_abi::Status;
 
+#[derive(Debug)]
 pub struct Failure {
     pub status: Status,
     pub message: String,
@@ -325,6 +326,58 @@ fn is_missing_function(message: &str) -> bool {
     message.contains("Function not found") || message.contains("unknown command")
 }
 
+/// One command of the open's pipeline, in the order sent.
+#[derive(Clone, Copy)]
+enum Step {
+    Auth,
+    Select,
+    Role,
+    Load,
+    Info,
+    /// The HMGET of `PluginConfig::prefetch[i]`.
+    Read(usize),
+}
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::Auth => "AUTH",
+            Step::Select => "SELECT",
+            Step::Role => "ROLE",
+            Step::Load => "FUNCTION LOAD",
+            Step::Info => "INFO",
+            Step::Read(_) => "HMGET",
+        }
+    }
+}
+
+/// A record and its version, or why it could not be read.
+type Read = Result<(Vec<u8>, u64), Failure>;
+
+/// What an `HMGET key v r` reply says: the record and its version, `(empty, 0)` when
+/// there is none.
+fn parse_record(reply: Reply) -> Read {
+    let Reply::Array(Some(items)) = reply else {
+        return Err(Failure::corrupt("unexpected HMGET reply"));
+    };
+    match items.as_slice() {
+        [Reply::Bulk(None), Reply::Bulk(None)] => Ok((Vec::new(), 0)),
+        [Reply::Bulk(Some(v)), Reply::Bulk(Some(r))] => {
+            let version = std::str::from_utf8(v)
+                .ok()
+                .filter(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(|| Failure::corrupt("stored version is not a positive number"))?;
+            if r.len() > MAX_ENCODED_LEN {
+                return Err(Failure::corrupt("stored record too large"));
+            }
+            Ok((r.clone(), version))
+        }
+        _ => Err(Failure::corrupt("stored record is incomplete")),
+    }
+}
+
 pub struct Backend {
     con: Conn,
     /// Compare-and-set through the function library (until the server says it has none).
@@ -332,12 +385,16 @@ pub struct Backend {
     wait_replicas: u32,
     wait_timeout_ms: u64,
     command_timeout: Duration,
+    /// The keys read while opening and what each read gave, until asked for (once) or
+    /// anything is written.
+    prefetched: Vec<(Vec<u8>, Read)>,
 }
 
 impl Backend {
     /// Connects, authenticates and selects the database within the connect timeout,
-    /// then checks the server's eviction policy within one command timeout: an open
-    /// takes at most `redis_connect_timeout + redis_timeout`.
+    /// then checks the server's eviction policy and reads the prefetch keys within one
+    /// command timeout: an open takes at most `redis_connect_timeout + redis_timeout`,
+    /// and one round trip after the connect.
     pub fn connect(mut config: PluginConfig) -> Result<Self, Failure> {
         let target = parse_url(&config.url)?;
         let connect = Duration::from_millis(config.connect_timeout_ms.max(1));
@@ -388,82 +445,131 @@ impl Backend {
             f
         };
         let password: Option<Zeroizing<String>> = config.password.take();
+        // The open is one round trip (the connect aside): every command below goes out
+        // in one write, and the replies are read in order, each bounded as if it had
+        // been sent alone. What a command must prove (the password, the primary's role,
+        // an evicting server) still fails the open at its own reply, before any later
+        // reply is used; a command the server refuses because an earlier one failed
+        // (NOAUTH after a wrong password) is never read.
+        let db = target.db.to_string();
+        let mut steps: Vec<(Step, Vec<&[u8]>)> = Vec::new();
         if let Some(p) = password.as_ref() {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];
             if let Some(u) = &config.username {
                 args.push(u.as_bytes());
             }
             args.push(p.as_bytes());
-            match con.call(&args, deadline, SHORT_REPLY) {
-                Ok(Reply::Status(_)) => {}
-                Ok(Reply::Error(e)) => {
-                    let shown: String = e.chars().take(200).collect();
-                    return Err(Failure::refused(format!(
-                        "Password authentication failed: {shown}"
-                    )));
-                }
-                Ok(_) => return Err(Failure::corrupt("unexpected AUTH reply")),
-                Err(e) => return Err(hint(Failure::wire("AUTH", e, connect))),
-            }
+            steps.push((Step::Auth, args));
         }
         if target.db != 0 {
-            let db = target.db.to_string();
-            match con.call(&[b"SELECT", db.as_bytes()], deadline, SHORT_REPLY) {
-                Ok(Reply::Status(_)) => {}
-                Ok(Reply::Error(e)) => return Err(Failure::server("SELECT", &e)),
-                Ok(_) => return Err(Failure::corrupt("unexpected SELECT reply")),
-                Err(e) => return Err(Failure::wire("SELECT", e, connect)),
-            }
+            steps.push((Step::Select, vec![b"SELECT", db.as_bytes()]));
         }
-        if let Some((host, port)) = &primary {
-            // What a sentinel said may be out of date (a failover in progress): only a
-            // server that says it is the primary takes writes.
-            match con.call(&[b"ROLE"], deadline, ROLE_REPLY) {
-                Ok(Reply::Array(Some(items))) if matches!(items.first(), Some(Reply::Bulk(Some(r))) if r == b"master") =>
-                    {}
-                Ok(Reply::Error(e)) => return Err(Failure::server("ROLE", &e)),
-                Ok(_) => {
-                    return Err(Failure::unavailable(format!(
-                        "{host}:{port}, named the primary by a sentinel, is not the primary \
-                         (a failover in progress?)"
-                    )));
-                }
-                Err(e) => return Err(Failure::wire("ROLE", e, connect)),
-            }
+        if primary.is_some() {
+            steps.push((Step::Role, vec![b"ROLE"]));
         }
         if config.install_functions {
-            match con.call(
-                &[b"FUNCTION", b"LOAD", b"REPLACE", LIBRARY.as_bytes()],
-                deadline,
-                SHORT_REPLY,
-            ) {
-                Ok(Reply::Bulk(Some(name))) if name == b"pam_totp" => {}
-                // A server before Redis 7 has no functions: hosts use the script.
-                Ok(Reply::Error(e)) if e.contains("unknown command") => {}
-                Ok(Reply::Error(e)) => return Err(Failure::server("FUNCTION LOAD", &e)),
-                Ok(_) => return Err(Failure::corrupt("unexpected FUNCTION LOAD reply")),
-                Err(e) => return Err(Failure::wire("FUNCTION LOAD", e, connect)),
+            steps.push((
+                Step::Load,
+                vec![b"FUNCTION", b"LOAD", b"REPLACE", LIBRARY.as_bytes()],
+            ));
+        }
+        // The open must prove the server answers (state_fallback=local acts on a failed
+        // open only), and that it will keep what we write: one INFO does both (and
+        // shows a server that wants a password, NOAUTH).
+        steps.push((Step::Info, vec![b"INFO", b"memory"]));
+        for (i, key) in config.prefetch.iter().enumerate() {
+            steps.push((Step::Read(i), vec![b"HMGET", key.as_slice(), b"v", b"r"]));
+        }
+        // Sent within the connect bound when the first command belongs to it (as AUTH
+        // alone was), within a command bound otherwise (as INFO alone was).
+        let (first, send_by, send_limit) = match steps.first() {
+            Some((Step::Info, _)) | None => ("INFO", Instant::now() + command, command),
+            Some((step, _)) => (step.name(), deadline, connect),
+        };
+        let commands: Vec<&[&[u8]]> = steps.iter().map(|(_, a)| a.as_slice()).collect();
+        con.send_all(&commands, send_by)
+            .map_err(|e| hint(Failure::wire(first, e, send_limit)))?;
+        let mut info_deadline = None;
+        let mut prefetched = Vec::with_capacity(config.prefetch.len());
+        for (step, _) in &steps {
+            match step {
+                Step::Auth => match con.receive(deadline, SHORT_REPLY) {
+                    Ok(Reply::Status(_)) => {}
+                    Ok(Reply::Error(e)) => {
+                        let shown: String = e.chars().take(200).collect();
+                        return Err(Failure::refused(format!(
+                            "Password authentication failed: {shown}"
+                        )));
+                    }
+                    Ok(_) => return Err(Failure::corrupt("unexpected AUTH reply")),
+                    Err(e) => return Err(hint(Failure::wire("AUTH", e, connect))),
+                },
+                Step::Select => match con.receive(deadline, SHORT_REPLY) {
+                    Ok(Reply::Status(_)) => {}
+                    Ok(Reply::Error(e)) => return Err(Failure::server("SELECT", &e)),
+                    Ok(_) => return Err(Failure::corrupt("unexpected SELECT reply")),
+                    Err(e) => return Err(Failure::wire("SELECT", e, connect)),
+                },
+                Step::Role => {
+                    // What a sentinel said may be out of date (a failover in progress):
+                    // only a server that says it is the primary takes writes.
+                    let (host, port) = primary.as_ref().map_or(("", 0), |(h, p)| (h, *p));
+                    match con.receive(deadline, ROLE_REPLY) {
+                        Ok(Reply::Array(Some(items))) if matches!(items.first(), Some(Reply::Bulk(Some(r))) if r == b"master") =>
+                            {}
+                        Ok(Reply::Error(e)) => return Err(Failure::server("ROLE", &e)),
+                        Ok(_) => {
+                            return Err(Failure::unavailable(format!(
+                                "{host}:{port}, named the primary by a sentinel, is not the \
+                                 primary (a failover in progress?)"
+                            )));
+                        }
+                        Err(e) => return Err(Failure::wire("ROLE", e, connect)),
+                    }
+                }
+                Step::Load => match con.receive(deadline, SHORT_REPLY) {
+                    Ok(Reply::Bulk(Some(name))) if name == b"pam_totp" => {}
+                    // A server before Redis 7 has no functions: hosts use the script.
+                    Ok(Reply::Error(e)) if e.contains("unknown command") => {}
+                    Ok(Reply::Error(e)) => return Err(Failure::server("FUNCTION LOAD", &e)),
+                    Ok(_) => return Err(Failure::corrupt("unexpected FUNCTION LOAD reply")),
+                    Err(e) => return Err(Failure::wire("FUNCTION LOAD", e, connect)),
+                },
+                Step::Info => {
+                    // One command bound from here for INFO and the reads behind it:
+                    // they arrive together.
+                    let by = Instant::now() + command;
+                    info_deadline = Some(by);
+                    let info = match con.receive(by, INFO_REPLY) {
+                        Ok(Reply::Bulk(Some(v))) => v,
+                        Ok(Reply::Error(e)) => return Err(hint(Failure::server("INFO", &e))),
+                        Ok(_) => return Err(Failure::corrupt("unexpected INFO reply")),
+                        Err(e) => return Err(hint(Failure::wire("INFO", e, command))),
+                    };
+                    check_eviction(&String::from_utf8_lossy(&info))?;
+                }
+                Step::Read(i) => {
+                    let by = info_deadline.unwrap_or_else(|| Instant::now() + command);
+                    // A record read here is reported where the module reads it, as if
+                    // read then: a damaged record, an error reply, or a reply cut off
+                    // (the connection is then unusable, and every later read with it).
+                    let result = match con.receive(by, RECORD_REPLY) {
+                        Ok(Reply::Error(e)) => Err(Failure::server("HMGET", &e)),
+                        Ok(r) => parse_record(r),
+                        Err(e) => Err(Failure::wire("HMGET", e, command)),
+                    };
+                    prefetched.push((config.prefetch[*i].clone(), result));
+                }
             }
         }
-        let mut backend = Self {
+        Ok(Self {
             use_function: true,
             con,
             wait_replicas: config.wait_replicas,
             wait_timeout_ms: config.wait_timeout_ms,
             command_timeout: command,
-        };
-        // The open must prove the server answers (state_fallback=local acts on a failed
-        // open only), and that it will keep what we write: one INFO does both (and
-        // shows a server that wants a password, NOAUTH).
-        let info = match backend
-            .call("INFO", &[b"INFO", b"memory"], INFO_REPLY)
-            .map_err(hint)?
-        {
-            Reply::Bulk(Some(v)) => v,
-            _ => return Err(Failure::corrupt("unexpected INFO reply")),
-        };
-        check_eviction(&String::from_utf8_lossy(&info))?;
-        Ok(backend)
+            prefetched,
+        })
     }
 
     /// One command within the command timeout; an error reply becomes a [`Failure`].
@@ -486,30 +592,18 @@ impl Backend {
         }
     }
 
-    /// The record and its version; `(empty, 0)` when the user has none.
+    /// The record and its version; `(empty, 0)` when the user has none. A key read while
+    /// opening is answered from that read, once.
     pub fn get(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
-        let reply = self.call("HMGET", &[b"HMGET", key, b"v", b"r"], RECORD_REPLY)?;
-        let Reply::Array(Some(items)) = reply else {
-            return Err(Failure::corrupt("unexpected HMGET reply"));
-        };
-        match items.as_slice() {
-            [Reply::Bulk(None), Reply::Bulk(None)] => Ok((Vec::new(), 0)),
-            [Reply::Bulk(Some(v)), Reply::Bulk(Some(r))] => {
-                let version = std::str::from_utf8(v)
-                    .ok()
-                    .filter(|s| {
-                        !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
-                    })
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| Failure::corrupt("stored version is not a positive number"))?;
-                if r.len() > MAX_ENCODED_LEN {
-                    return Err(Failure::corrupt("stored record too large"));
-                }
-                Ok((r.clone(), version))
-            }
-            _ => Err(Failure::corrupt("stored record is incomplete")),
+        if let Some(i) = self
+            .prefetched
+            .iter()
+            .position(|(k, _)| k.as_slice() == key)
+        {
+            return self.prefetched.swap_remove(i).1;
         }
+        let reply = self.call("HMGET", &[b"HMGET", key, b"v", b"r"], RECORD_REPLY)?;
+        parse_record(reply)
     }
 
     /// Writes `record` if the version is still `expected`; [`Status::Conflict`] if not.
@@ -522,6 +616,8 @@ impl Backend {
         ttl_secs: u64,
         durable: bool,
     ) -> Result<Status, Failure> {
+        // What was read while opening may be stale after any write.
+        self.prefetched.clear();
         if record.len() > MAX_ENCODED_LEN {
             return Err(Failure::invalid("record too large"));
         }
@@ -591,6 +687,7 @@ impl Backend {
     }
 
     pub fn delete(&mut self, key: &[u8]) -> Result<(), Failure> {
+        self.prefetched.clear();
         match self.call("DEL", &[b"DEL", key], SHORT_REPLY)? {
             Reply::Int(_) => Ok(()),
             _ => Err(Failure::corrupt("unexpected DEL reply")),
@@ -601,6 +698,145 @@ impl Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A server on a Unix socket that answers each chunk the client sends (a pipeline is
+    /// one write) with the next scripted bytes, and returns the chunks it was sent.
+    fn scripted(replies: Vec<&'static [u8]>) -> (PathBuf, std::thread::JoinHandle<Vec<String>>) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "pam_totp_redis-test-{}-{}.sock",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("bind");
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let Ok((mut s, _)) = listener.accept() else {
+                return seen;
+            };
+            for reply in replies {
+                let mut buf = vec![0u8; 65536];
+                match s.read(&mut buf) {
+                    Ok(n) if n > 0 => seen.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                    _ => break,
+                }
+                if s.write_all(reply).is_err() {
+                    break;
+                }
+            }
+            seen
+        });
+        (path, server)
+    }
+
+    fn config(path: &std::path::Path, keys: &[&[u8]]) -> PluginConfig {
+        PluginConfig {
+            url: format!("redis+unix://{}?db=0", path.display()),
+            connect_timeout_ms: 500,
+            command_timeout_ms: 500,
+            prefetch: keys.iter().map(|k| k.to_vec()).collect(),
+            ..PluginConfig::default()
+        }
+    }
+
+    /// `INFO memory` of a server without a memory limit.
+    const INFO_OK: &[u8] = b"$43\r\n# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:x\r\n\r\n";
+
+    #[test]
+    fn the_open_reads_every_prefetch_key_in_one_write_and_each_answers_once() {
+        let open: &[u8] = const_concat(&[
+            INFO_OK,
+            b"*2\r\n$1\r\n7\r\n$3\r\nabc\r\n*2\r\n$-1\r\n$-1\r\n",
+        ]);
+        let reread: &[u8] = b"*2\r\n$1\r\n8\r\n$3\r\nxyz\r\n";
+        let (path, server) = scripted(vec![open, reread]);
+        let mut b = Backend::connect(config(&path, &[b"p:store", b"p:user:a"])).expect("open");
+        assert_eq!(b.get(b"p:user:a").ok(), Some((Vec::new(), 0)));
+        assert_eq!(b.get(b"p:store").ok(), Some((b"abc".to_vec(), 7)));
+        // Used once: the same key again is asked of the server.
+        assert_eq!(b.get(b"p:store").ok(), Some((b"xyz".to_vec(), 8)));
+        drop(b);
+        let seen = server.join().expect("server");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(
+            seen[0].contains("INFO") && seen[0].contains("p:store") && seen[0].contains("p:user:a"),
+            "INFO and both reads in one write: {seen:?}"
+        );
+        assert!(
+            seen[1].contains("HMGET") && seen[1].contains("p:store"),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn a_write_drops_what_the_open_read() {
+        let open: &[u8] = const_concat(&[INFO_OK, b"*2\r\n$1\r\n7\r\n$3\r\nabc\r\n"]);
+        let (path, server) = scripted(vec![open, b":0\r\n", b"*2\r\n$1\r\n9\r\n$3\r\nnew\r\n"]);
+        let mut b = Backend::connect(config(&path, &[b"p:user:a"])).expect("open");
+        // A conflict: the module reads again, and must see the server's record.
+        assert_eq!(
+            b.compare_and_set(b"p:user:a", 7, b"rec", 0, false).ok(),
+            Some(Status::Conflict)
+        );
+        assert_eq!(b.get(b"p:user:a").ok(), Some((b"new".to_vec(), 9)));
+        drop(b);
+        let _ = server.join();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_refused_password_fails_at_its_own_reply_not_at_the_ones_behind_it() {
+        let (path, server) = scripted(vec![
+            b"-WRONGPASS invalid username-password pair\r\n-NOAUTH Authentication required.\r\n\
+              -NOAUTH Authentication required.\r\n",
+        ]);
+        let mut c = config(&path, &[b"p:store"]);
+        c.password = Some(Zeroizing::new("pw".to_owned()));
+        let e = Backend::connect(c).err().expect("refused");
+        assert_eq!(e.status, Status::Refused);
+        assert!(
+            e.message
+                .starts_with("Password authentication failed: WRONGPASS"),
+            "{}",
+            e.message
+        );
+        let _ = server.join();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_read_cut_off_at_the_open_is_reported_by_its_own_get() {
+        let open: &[u8] = const_concat(&[INFO_OK, b"*2\r\n$1\r\n7\r\n$3\r\nabc\r\n$100000000\r\n"]);
+        let (path, server) = scripted(vec![open]);
+        let mut b = Backend::connect(config(&path, &[b"p:store", b"p:user:a", b"p:uid:1"]))
+            .expect("the open itself was answered");
+        assert_eq!(b.get(b"p:store").ok(), Some((b"abc".to_vec(), 7)));
+        let e = b.get(b"p:user:a").expect_err("cut off");
+        assert_eq!(e.status, Status::Unavailable);
+        assert!(
+            e.message.starts_with("HMGET:") && e.message.contains("reply too large"),
+            "{}",
+            e.message
+        );
+        // The connection is unusable behind a reply cut off: so is every later read.
+        let e = b.get(b"p:uid:1").expect_err("unusable");
+        assert_eq!(e.status, Status::Unavailable);
+        assert!(e.message.starts_with("HMGET:"), "{}", e.message);
+        drop(b);
+        let _ = server.join();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// The bytes of `parts`, leaked: test replies built from shared pieces.
+    fn const_concat(parts: &[&[u8]]) -> &'static [u8] {
+        Box::leak(parts.concat().into_boxed_slice())
+    }
 
     #[test]
     fn only_servers_that_evict_nothing_are_accepted() {

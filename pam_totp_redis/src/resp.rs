@@ -1,11 +1,12 @@
 //! A small RESP2 client with bounds per operation (R36): every command, its reply
 //! included, finishes before one deadline, and every reply is bounded in size before a
-//! byte of it is buffered.
+//! byte of it is buffered. Commands may be pipelined (sent in one write, the replies
+//! read in order), each reply keeping its own deadline and bounds.
 //!
 //! Why not a general client library: socket timeouts bound one `read`, not a reply, so a
 //! peer dripping one byte per timeout holds a login for as long as it likes; and a bulk
 //! header announcing gigabytes is trusted for the allocation. The module sends a handful
-//! of commands (AUTH, SELECT, INFO, HMGET, EVAL, WAIT, DEL, ROLE, SENTINEL), so a reader
+//! of commands (AUTH, SELECT, INFO, HMGET, FCALL, EVAL, WAIT, DEL, ROLE, SENTINEL), so a reader
 //! for the five RESP2 types with explicit limits is less code to audit than a wrapper
 //! around a library's reader.
 
@@ -141,6 +142,8 @@ pub struct Conn {
     end: usize,
     /// A command failed part-way: what the stream holds next is not the next reply.
     broken: bool,
+    /// Replies of commands sent and not read yet.
+    pending: usize,
 }
 
 const BUF: usize = 4096;
@@ -277,6 +280,7 @@ impl Conn {
             start: 0,
             end: 0,
             broken: false,
+            pending: 0,
         })
     }
 
@@ -288,13 +292,45 @@ impl Conn {
         deadline: Instant,
         limits: Limits,
     ) -> Result<Reply, WireError> {
+        self.send_all(&[args], deadline)?;
+        self.receive(deadline, limits)
+    }
+
+    /// Sends `commands` in one write before `deadline` (a pipeline: one round trip for
+    /// all of them); their replies are then read in order with [`Conn::receive`], each
+    /// with its own deadline and bounds.
+    pub fn send_all(&mut self, commands: &[&[&[u8]]], deadline: Instant) -> Result<(), WireError> {
         if self.broken {
             return Err(WireError::Io(
                 "connection unusable after an earlier failure".to_owned(),
             ));
         }
-        self.send(args, deadline)
+        if self.pending != 0 {
+            // A caller that sends before reading every reply would take an old reply
+            // for the new command's.
+            self.broken = true;
+            return Err(WireError::Io(
+                "replies of earlier commands unread".to_owned(),
+            ));
+        }
+        self.send(commands, deadline)
             .inspect_err(|_| self.broken = true)?;
+        self.pending = commands.len();
+        Ok(())
+    }
+
+    /// The next reply of the commands [`Conn::send_all`] sent, before `deadline` and
+    /// within `limits`. An error reply is `Ok(Reply::Error)`: the caller decides what it
+    /// means.
+    pub fn receive(&mut self, deadline: Instant, limits: Limits) -> Result<Reply, WireError> {
+        if self.broken {
+            return Err(WireError::Io(
+                "connection unusable after an earlier failure".to_owned(),
+            ));
+        }
+        if self.pending == 0 {
+            return Err(WireError::Io("no reply awaited".to_owned()));
+        }
         let mut budget = Budget {
             deadline,
             left: limits.total,
@@ -303,8 +339,9 @@ impl Conn {
         let reply = self
             .reply(&mut budget, 0)
             .inspect_err(|_| self.broken = true)?;
-        if self.start != self.end {
-            // More than one reply to one command: not a server we understand.
+        self.pending -= 1;
+        if self.pending == 0 && self.start != self.end {
+            // More replies than commands: not a server we understand.
             self.broken = true;
             return Err(WireError::Protocol(
                 "unsolicited bytes after a reply".to_owned(),
@@ -313,13 +350,19 @@ impl Conn {
         Ok(reply)
     }
 
-    fn send(&mut self, args: &[&[u8]], deadline: Instant) -> Result<(), WireError> {
-        let mut req = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
-        req.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for a in args {
-            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            req.extend_from_slice(a);
-            req.extend_from_slice(b"\r\n");
+    fn send(&mut self, commands: &[&[&[u8]]], deadline: Instant) -> Result<(), WireError> {
+        let size = commands
+            .iter()
+            .map(|args| 16 + args.iter().map(|a| a.len() + 16).sum::<usize>())
+            .sum::<usize>();
+        let mut req = Vec::with_capacity(size);
+        for args in commands {
+            req.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for a in args.iter() {
+                req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                req.extend_from_slice(a);
+                req.extend_from_slice(b"\r\n");
+            }
         }
         let mut sent = 0;
         let result = loop {
@@ -515,6 +558,7 @@ mod tests {
             start: 0,
             end: 0,
             broken: false,
+            pending: 0,
         };
         (conn, b)
     }
@@ -575,6 +619,50 @@ mod tests {
                 "{bytes:?}"
             );
         }
+    }
+
+    #[test]
+    fn pipelined_replies_are_read_in_order_each_within_its_bounds() {
+        let (mut c, mut s) = pair();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        c.send_all(&[&[b"PING"], &[b"GET", b"k"]], deadline)
+            .expect("send");
+        let mut sent = vec![0u8; 64];
+        let n = s.read(&mut sent).expect("read");
+        assert_eq!(
+            &sent[..n],
+            b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+            "one write for both"
+        );
+        s.write_all(b"+PONG\r\n$2\r\nab\r\n").expect("write");
+        assert_eq!(
+            c.receive(deadline, LIMITS).ok(),
+            Some(Reply::Status("PONG".into()))
+        );
+        assert_eq!(
+            c.receive(deadline, LIMITS).ok(),
+            Some(Reply::Bulk(Some(b"ab".to_vec())))
+        );
+        // Nothing more is awaited; a further read is refused, not taken from the wire.
+        assert!(c.receive(deadline, LIMITS).is_err());
+
+        // More bytes than the replies awaited: unsolicited, the connection unusable.
+        let (mut c, mut s) = pair();
+        c.send_all(&[&[b"PING"], &[b"PING"]], deadline)
+            .expect("send");
+        s.write_all(b"+PONG\r\n+PONG\r\n+PONG\r\n").expect("write");
+        assert!(c.receive(deadline, LIMITS).is_ok());
+        assert!(matches!(
+            c.receive(deadline, LIMITS),
+            Err(WireError::Protocol(_))
+        ));
+        assert!(c.call(&[b"PING"], deadline, LIMITS).is_err());
+
+        // A new pipeline before the replies of the last were read would misattribute
+        // them: refused.
+        let (mut c, _s) = pair();
+        c.send_all(&[&[b"PING"]], deadline).expect("send");
+        assert!(c.send_all(&[&[b"PING"]], deadline).is_err());
     }
 
     #[test]

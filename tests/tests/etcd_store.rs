@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
 use system_tests::require_root;
-use totp_core::fleet::{EtcdEndpoints, EtcdOptions, SharedStore};
+use totp_core::fleet::{ConnectionOptions, EtcdEndpoints, EtcdOptions, SharedStore};
 use totp_core::state::{Missing, StateStore, UserState, Write};
 use totp_os::remote::open_shared;
 
@@ -27,20 +27,22 @@ fn a_login_through_the_etcd_plugin_leaves_no_thread_behind() {
     let url = cluster.url().replace("127.0.0.1", "localhost");
     let opts = EtcdOptions {
         endpoints: EtcdEndpoints::parse(&url).expect("endpoints"),
-        connect_timeout_ms: 500,
-        command_timeout_ms: 1000,
-        prefix: "threads/".into(),
-        credentials: None,
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        plugin: Some(etcd_plugin().display().to_string()),
+        conn: ConnectionOptions {
+            connect_timeout_ms: 500,
+            command_timeout_ms: 1000,
+            prefix: "threads/".into(),
+            credentials: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            plugin: Some(etcd_plugin().display().to_string()),
+        },
     };
     let shared = SharedStore::Etcd(opts);
     // The first load maps the plugin (its initialisers may start nothing either).
     let before = threads();
     for round in 0..3 {
-        let mut store = open_shared(&shared, false).expect("open");
+        let mut store = open_shared(&shared, false, None).expect("open");
         store
             .context(Missing::Create { complete_since: 0 })
             .expect("context");

@@ -196,6 +196,46 @@ struct Shared {
     drip: Arc<Mutex<Option<Duration>>>,
 }
 
+/// Appends one whole RESP reply from `r` to `out`; false at the end of the stream.
+fn read_reply(r: &mut BufReader<TcpStream>, out: &mut Vec<u8>) -> std::io::Result<bool> {
+    let start = out.len();
+    if r.read_until(b'\n', out)? == 0 {
+        return Ok(false);
+    }
+    let line = out[start..].to_vec();
+    let number = || -> std::io::Result<i64> {
+        std::str::from_utf8(&line[1..])
+            .ok()
+            .and_then(|s| s.trim_end().parse().ok())
+            .ok_or_else(|| std::io::Error::other("bad RESP reply header"))
+    };
+    match line.first() {
+        Some(b'$') => {
+            if let Ok(n) = usize::try_from(number()?) {
+                let mut body = vec![0u8; n + 2];
+                r.read_exact(&mut body)?;
+                out.extend_from_slice(&body);
+            }
+        }
+        Some(b'*') => {
+            for _ in 0..number()?.max(0) {
+                if !read_reply(r, out)? {
+                    return Ok(false);
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(true)
+}
+
+/// What the proxy does with the server's next reply.
+enum Action {
+    Forward,
+    /// Send these bytes instead (dripped with this pause between bytes).
+    Replace(Vec<u8>, Option<Duration>),
+}
+
 fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Result<()> {
     let (stall, stalled, after_read, forwarded) = (
         &shared.stall,
@@ -203,14 +243,36 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
         &shared.after_read,
         &shared.forwarded,
     );
-    let mut to_client = client.try_clone()?;
     let mut server = TcpStream::connect(("127.0.0.1", server_port))?;
-    let mut back_from = server.try_clone()?;
+    let mut back_from = BufReader::new(server.try_clone()?);
     let mut back_to = client.try_clone()?;
-    // Replies flow back untouched; the count of replies is not needed: a command held
-    // back is never sent, so its reply cannot come.
+    // The module pipelines its commands (the open sends INFO and every read at once), so
+    // a reply the proxy makes up must take the place of the server's reply in order: the
+    // command it replaces goes to the server as a PING, whose reply it then replaces. A
+    // command held back is never sent, so no reply of it is awaited.
+    let actions: Arc<Mutex<std::collections::VecDeque<Action>>> = Arc::default();
+    let pending = actions.clone();
     let replies = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut back_from, &mut back_to);
+        let mut reply = Vec::new();
+        while let Ok(true) = read_reply(&mut back_from, &mut reply) {
+            let action = pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            let sent = match action {
+                Some(Action::Replace(bytes, Some(pause))) => bytes.iter().try_for_each(|b| {
+                    back_to.write_all(&[*b])?;
+                    std::thread::sleep(pause);
+                    Ok::<(), std::io::Error>(())
+                }),
+                Some(Action::Replace(bytes, None)) => back_to.write_all(&bytes),
+                _ => back_to.write_all(&reply),
+            };
+            if sent.is_err() {
+                break;
+            }
+            reply.clear();
+        }
         let _ = back_to.shutdown(Shutdown::Both);
     });
     let mut reader = BufReader::new(client.try_clone()?);
@@ -249,19 +311,19 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
             if let Some(bytes) = answer.filter(|_| is_record(k)) {
                 shared.answered.fetch_add(1, Ordering::SeqCst);
                 let drip = *shared.drip.lock().unwrap_or_else(|e| e.into_inner());
-                match drip {
-                    None => to_client.write_all(&bytes)?,
-                    Some(pause) => {
-                        for b in &bytes {
-                            to_client.write_all(&[*b])?;
-                            std::thread::sleep(pause);
-                        }
-                    }
-                }
+                actions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_back(Action::Replace(bytes, drip));
+                server.write_all(b"*1\r\n$4\r\nPING\r\n")?;
                 continue;
             }
             read_keys.push(k.clone());
         }
+        actions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(Action::Forward);
         server.write_all(&raw)?;
     }
     let _ = server.shutdown(Shutdown::Both);

@@ -11,24 +11,26 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use system_tests::fleet::{RedisServer, ServerConfig, TestCa, plugin, trusted_dir};
 use system_tests::require_root;
-use totp_core::fleet::{RedisEndpoint, RedisOptions};
+use totp_core::fleet::{ConnectionOptions, RedisEndpoint, RedisOptions};
 use totp_core::state::{EnrolmentId, Marks, StateStore, StoreError, UserState, Write};
 use totp_os::remote::{RemoteSettings, RemoteStore, plugin_config};
 
 fn options(url: &str) -> RedisOptions {
     RedisOptions {
         endpoint: RedisEndpoint::parse(url).expect("endpoint"),
-        connect_timeout_ms: 300,
-        command_timeout_ms: 300,
-        prefix: "t:".into(),
-        credentials: None,
-        ca_file: None,
-        client_cert: None,
-        client_key: None,
+        conn: ConnectionOptions {
+            connect_timeout_ms: 300,
+            command_timeout_ms: 300,
+            prefix: "t:".into(),
+            credentials: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            plugin: None,
+        },
         wait_replicas: 0,
         wait_timeout_ms: 100,
         ttl_secs: 3600,
-        plugin: None,
     }
 }
 
@@ -159,7 +161,7 @@ fn concurrent_updates_lose_no_write() {
             let url = url.clone();
             s.spawn(move || {
                 let mut opts = options(&url);
-                opts.command_timeout_ms = 2000;
+                opts.conn.command_timeout_ms = 2000;
                 let mut store = open(&opts).expect("open");
                 for _ in 0..25 {
                     store
@@ -218,7 +220,7 @@ fn the_prefix_separates_fleets_on_one_server() {
     let server = RedisServer::start(&ServerConfig::default());
     let mut a = open(&options(&server.url(false))).expect("open");
     let mut other = options(&server.url(false));
-    other.prefix = "fleet2:".into();
+    other.conn.prefix = "fleet2:".into();
     let mut b = open(&other).expect("open");
     a.update(3, &mut |_| Write::Lazy(mark(3))).expect("update");
     assert_eq!(b.read(3).expect("read"), UserState::default());
@@ -260,7 +262,7 @@ fn a_wrong_password_is_refused() {
     });
     let dir = trusted_dir("cred");
     let mut opts = options(&server.url(false));
-    opts.credentials = Some(credentials(
+    opts.conn.credentials = Some(credentials(
         dir.path(),
         "username=fleet\npassword=right horse battery\n",
         0o600,
@@ -270,7 +272,7 @@ fn a_wrong_password_is_refused() {
         .update(1, &mut |_| Write::Lazy(mark(1)))
         .expect("update");
 
-    opts.credentials = Some(credentials(
+    opts.conn.credentials = Some(credentials(
         dir.path(),
         "username=fleet\npassword=wrong\n",
         0o600,
@@ -278,7 +280,7 @@ fn a_wrong_password_is_refused() {
     let err = open(&opts).err().expect("wrong password accepted");
     assert!(matches!(err, StoreError::Refused(_)), "{err}");
 
-    opts.credentials = None;
+    opts.conn.credentials = None;
     let err = open(&opts).err().expect("no password accepted");
     assert!(matches!(err, StoreError::Refused(_)), "{err}");
 }
@@ -292,14 +294,14 @@ fn a_credentials_file_others_can_read_is_refused() {
     let dir = trusted_dir("cred");
     let mut opts = options(&server.url(false));
     for mode in [0o640, 0o604, 0o644] {
-        opts.credentials = Some(credentials(dir.path(), "password=x\n", mode));
+        opts.conn.credentials = Some(credentials(dir.path(), "password=x\n", mode));
         let err = open(&opts).err().expect("readable credentials accepted");
         assert!(err.to_string().contains("credentials file"), "{err}");
     }
     // Owned by someone other than root.
-    opts.credentials = Some(credentials(dir.path(), "password=x\n", 0o600));
+    opts.conn.credentials = Some(credentials(dir.path(), "password=x\n", 0o600));
     std::os::unix::fs::chown(
-        opts.credentials.as_deref().expect("path"),
+        opts.conn.credentials.as_deref().expect("path"),
         Some(65534),
         None,
     )
@@ -393,8 +395,8 @@ fn tls_is_verified_against_the_configured_ca() {
         ..ServerConfig::default()
     });
     let mut opts = options(&server.url(true));
-    opts.connect_timeout_ms = 2000;
-    opts.ca_file = Some(ca.ca_cert.display().to_string());
+    opts.conn.connect_timeout_ms = 2000;
+    opts.conn.ca_file = Some(ca.ca_cert.display().to_string());
     let mut store = open(&opts).expect("TLS with the right CA");
     store
         .update(1, &mut |_| Write::Durable(mark(5)))
@@ -402,7 +404,7 @@ fn tls_is_verified_against_the_configured_ca() {
     assert_eq!(store.read(1).expect("read"), mark(5));
 
     let wrong = TestCa::new("wrong");
-    opts.ca_file = Some(wrong.ca_cert.display().to_string());
+    opts.conn.ca_file = Some(wrong.ca_cert.display().to_string());
     let err = open(&opts).err().expect("TLS with the wrong CA accepted");
     assert!(matches!(err, StoreError::Refused(_)), "{err}");
     assert!(
@@ -415,8 +417,8 @@ fn tls_is_verified_against_the_configured_ca() {
     assert!(open(&plain).is_err());
 
     // A TLS server that accepts and then stalls: the handshake never completes.
-    opts.ca_file = Some(ca.ca_cert.display().to_string());
-    opts.connect_timeout_ms = 300;
+    opts.conn.ca_file = Some(ca.ca_cert.display().to_string());
+    opts.conn.connect_timeout_ms = 300;
     server.pause();
     let started = Instant::now();
     let err = open(&opts).err().expect("paused TLS server opened");
@@ -490,7 +492,7 @@ fn the_minimal_acls_of_docs_fleet_md_are_enough() {
         let dir = trusted_dir("cred");
         let mut opts = options(&format!("{}/3", server.url(false)));
         opts.wait_replicas = 0;
-        opts.credentials = Some(credentials(
+        opts.conn.credentials = Some(credentials(
             dir.path(),
             &format!("username={user}\npassword=pw\n"),
             0o600,
@@ -519,7 +521,7 @@ fn the_minimal_acls_of_docs_fleet_md_are_enough() {
     assert!(matches!(err, StoreError::Refused(_)), "{err}");
     open(&admin).expect("open").reset(1).expect("reset");
     // Keys outside the prefix stay out of reach.
-    host.prefix = "other:".into();
+    host.conn.prefix = "other:".into();
     let mut outside = open(&host).expect("open");
     let err = outside.read(1).expect_err("read outside the prefix");
     assert!(matches!(err, StoreError::Refused(_)), "{err}");

@@ -282,27 +282,39 @@ pub enum Fallback {
     Local,
 }
 
-/// The Redis backend settings.
+/// What a shared store's connection is made of, whatever the backend, with defaults
+/// filled in. Each backend keeps its own option names (`redis_client_cert=` and
+/// `etcd_cert_file=` both set `client_cert`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RedisOptions {
-    pub endpoint: RedisEndpoint,
+pub struct ConnectionOptions {
+    /// Bound on the connect (and TLS handshake; with Redis also `AUTH`), milliseconds.
     pub connect_timeout_ms: u64,
+    /// Bound on each whole command or request, its reply included, milliseconds.
     pub command_timeout_ms: u64,
     pub prefix: String,
     /// Root-only file with `username=` / `password=` lines.
     pub credentials: Option<String>,
-    /// CA bundle (PEM) that verifies a `rediss://` server; the system store otherwise.
+    /// CA bundle (PEM) that verifies a TLS server: only it is trusted.
     pub ca_file: Option<String>,
-    /// Client certificate (PEM) and its root-only key, for `tls-auth-clients yes`.
+    /// Client certificate (PEM) and its root-only key, for servers that require one.
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
+    /// Plugin path override (absolute); the module's own default otherwise.
+    pub plugin: Option<String>,
+}
+
+/// The Redis backend settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisOptions {
+    pub endpoint: RedisEndpoint,
+    /// The connection; without `redis_ca_file=`, a `rediss://` server is verified
+    /// against the system bundle.
+    pub conn: ConnectionOptions,
     /// Replicas that must acknowledge a consumed code (`WAIT`); 0 = do not wait.
     pub wait_replicas: u32,
     pub wait_timeout_ms: u64,
     /// Record time-to-live; 0 = never expire.
     pub ttl_secs: u64,
-    /// Plugin path override (absolute); the module's own default otherwise.
-    pub plugin: Option<String>,
 }
 
 /// The secret command (`secret_command=`), OpenSSH `AuthorizedKeysCommand` style.
@@ -489,24 +501,26 @@ impl FleetOptions {
         let endpoint = self.redis.clone()?;
         Some(RedisOptions {
             endpoint,
-            connect_timeout_ms: self
-                .connect_timeout_ms
-                .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
-            command_timeout_ms: self
-                .command_timeout_ms
-                .unwrap_or(DEFAULT_COMMAND_TIMEOUT_MS),
-            prefix: self
-                .prefix
-                .clone()
-                .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
-            credentials: self.credentials.clone(),
-            ca_file: self.ca_file.clone(),
-            client_cert: self.client_cert.clone(),
-            client_key: self.client_key.clone(),
+            conn: ConnectionOptions {
+                connect_timeout_ms: self
+                    .connect_timeout_ms
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
+                command_timeout_ms: self
+                    .command_timeout_ms
+                    .unwrap_or(DEFAULT_COMMAND_TIMEOUT_MS),
+                prefix: self
+                    .prefix
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
+                credentials: self.credentials.clone(),
+                ca_file: self.ca_file.clone(),
+                client_cert: self.client_cert.clone(),
+                client_key: self.client_key.clone(),
+                plugin: self.plugin.clone(),
+            },
             wait_replicas: self.wait_replicas.unwrap_or(0),
             wait_timeout_ms: self.wait_timeout_ms.unwrap_or(DEFAULT_WAIT_TIMEOUT_MS),
             ttl_secs: self.ttl_secs.unwrap_or(DEFAULT_TTL_SECS),
-            plugin: self.plugin.clone(),
         })
     }
 
@@ -665,12 +679,15 @@ pub struct PluginConfig {
     /// Install (or replace) the compare-and-set function library at open: for the
     /// admin tool (`totp-state init`), never for a login.
     pub install_functions: bool,
-    /// A key the plugin may read while opening, to prove the store serves reads (the
-    /// store record, `<prefix>store`); the first `get` of that key may answer with that
-    /// read instead of asking again (one round trip less per login). The etcd plugin
-    /// also binds this key's record to the cluster ID it was written on (a cluster
-    /// restored from a snapshot then reads it as absent, R34).
-    pub probe_key: Option<Vec<u8>>,
+    /// The store record's key (`<prefix>store`). The etcd plugin binds the record under
+    /// it to the cluster ID it was written on (a cluster restored from a snapshot then
+    /// reads it as absent, R34); the Redis plugin treats it like any other key.
+    pub store_key: Option<Vec<u8>>,
+    /// Keys the plugin reads while opening, in the open's one round trip (at most
+    /// [`MAX_PREFETCH_KEYS`], each at most [`MAX_PREFETCH_KEY_LEN`] bytes): the store
+    /// record and the login's user records. The first `get` of each is answered from
+    /// that read, once; a later `get`, or any `get` after a write, asks the server.
+    pub prefetch: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for PluginConfig {
@@ -690,7 +707,8 @@ impl fmt::Debug for PluginConfig {
             .field("wait_replicas", &self.wait_replicas)
             .field("wait_timeout_ms", &self.wait_timeout_ms)
             .field("install_functions", &self.install_functions)
-            .field("probe_key", &self.probe_key)
+            .field("store_key", &self.store_key)
+            .field("prefetch", &self.prefetch)
             .finish()
     }
 }
@@ -706,7 +724,16 @@ const TAG_WAIT_MS: u8 = 8;
 const TAG_CLIENT_CERT: u8 = 9;
 const TAG_CLIENT_KEY: u8 = 10;
 const TAG_INSTALL_FUNCTIONS: u8 = 11;
-const TAG_PROBE_KEY: u8 = 12;
+/// Was the etcd plugin's `probe_key` (read at open and bound to the cluster); now the
+/// store key only, the reads at open being [`TAG_PREFETCH`]'s.
+const TAG_STORE_KEY: u8 = 12;
+/// Repeated, one key each.
+const TAG_PREFETCH: u8 = 13;
+/// Most keys read at open: the store record, the user's record under its name and
+/// under its uid (the record an earlier release left), and one spare.
+pub const MAX_PREFETCH_KEYS: usize = 4;
+/// Longest prefetched key (a prefix, `user:` and a user name the module keys by).
+pub const MAX_PREFETCH_KEY_LEN: usize = 512;
 /// Largest encoded configuration (a CA bundle included).
 pub const MAX_PLUGIN_CONFIG_LEN: usize = 1 << 20;
 
@@ -742,13 +769,17 @@ impl PluginConfig {
         if self.install_functions {
             put(TAG_INSTALL_FUNCTIONS, &[1]);
         }
-        if let Some(k) = &self.probe_key {
-            put(TAG_PROBE_KEY, k);
+        if let Some(k) = &self.store_key {
+            put(TAG_STORE_KEY, k);
+        }
+        for k in &self.prefetch {
+            put(TAG_PREFETCH, k);
         }
         out
     }
 
-    /// Inverse of [`PluginConfig::encode`]; refuses unknown tags and short values.
+    /// Inverse of [`PluginConfig::encode`]; refuses unknown tags, short values and prefetch
+    /// keys beyond their bounds.
     pub fn decode(mut bytes: &[u8]) -> Result<Self, &'static str> {
         if bytes.len() > MAX_PLUGIN_CONFIG_LEN {
             return Err("configuration too large");
@@ -791,7 +822,16 @@ impl PluginConfig {
                 }
                 TAG_WAIT_MS => c.wait_timeout_ms = u64_of()?,
                 TAG_INSTALL_FUNCTIONS => c.install_functions = v == [1],
-                TAG_PROBE_KEY => c.probe_key = Some(v.to_vec()),
+                TAG_STORE_KEY => c.store_key = Some(v.to_vec()),
+                TAG_PREFETCH => {
+                    if v.is_empty() || v.len() > MAX_PREFETCH_KEY_LEN {
+                        return Err("bad prefetch key length in configuration");
+                    }
+                    if c.prefetch.len() == MAX_PREFETCH_KEYS {
+                        return Err("too many prefetch keys in configuration");
+                    }
+                    c.prefetch.push(v.to_vec());
+                }
                 _ => return Err("unknown configuration tag"),
             }
         }

@@ -18,7 +18,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use totp_core::fleet::{
-    Credentials, EtcdOptions, PluginConfig, RedisOptions, RedisTarget, SharedStore,
+    ConnectionOptions, Credentials, EtcdOptions, MAX_PREFETCH_KEY_LEN, MAX_PREFETCH_KEYS,
+    PluginConfig, RedisOptions, RedisTarget, SharedStore,
 };
 use totp_core::state::{
     MAX_ENCODED_LEN, Missing, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid,
@@ -194,118 +195,116 @@ fn credentials(path: Option<&str>, rules: &FileRules) -> Result<UserPassword, St
     Ok((c.username, Some(c.password)))
 }
 
-/// Reads the root-only credentials file, the CA bundle and the client certificate and
-/// key, and builds what the plugin's `open` receives.
-pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
-    let refused =
-        |what: &str, path: &str, m: String| StoreError::Refused(format!("{what} {path}: {m}"));
+/// What the plugin's `open` receives for a connection to `url`: the root-only
+/// credentials file, the CA bundle, the client certificate and its key, read after their
+/// checks, and the bounds. `system_ca`: without a CA file, send the system bundle (the
+/// Redis plugin trusts only the CAs it is given).
+fn connection_config(
+    url: String,
+    conn: &ConnectionOptions,
+    system_ca: bool,
+) -> Result<PluginConfig, StoreError> {
     // Not group/other readable (0600 or 0400): a readable password lets any local user
     // reset every replay mark and throttle counter of the fleet, and a readable client
     // key lets them connect as the fleet.
     let secret_rules = root_file_rules(0o600, MAX_CREDENTIALS_SIZE);
     let public_rules = root_file_rules(0o644, MAX_CA_SIZE);
-    let read = read_root_file;
-    if let RedisTarget::Unix { path } = &opts.endpoint.target {
-        // Whoever could replace the socket, or a directory on its path, could put their
-        // own server in the fleet's place.
-        check_socket_path(Path::new(path)).map_err(|e| refused("socket", path, e.to_string()))?;
-    }
-    let (username, password) = credentials(opts.credentials.as_deref(), &secret_rules)?;
-    let ca_pem = match &opts.ca_file {
-        None if opts.endpoint.tls() => Some(system_bundle(&public_rules)?),
+    let (username, password) = credentials(conn.credentials.as_deref(), &secret_rules)?;
+    let ca_pem = match &conn.ca_file {
+        None if system_ca => Some(system_bundle(&public_rules)?),
         None => None,
-        Some(path) => Some(read("CA file", path, &public_rules)?.to_vec()),
+        Some(path) => Some(read_root_file("CA file", path, &public_rules)?.to_vec()),
     };
-    let client_cert = match &opts.client_cert {
-        None => None,
-        Some(path) => Some(read("client certificate", path, &public_rules)?.to_vec()),
-    };
-    let client_key = match &opts.client_key {
-        None => None,
-        Some(path) => Some(read(
-            "client key",
-            path,
-            &root_file_rules(0o600, MAX_CA_SIZE),
-        )?),
-    };
+    let client_cert = conn
+        .client_cert
+        .as_deref()
+        .map(|p| read_root_file("client certificate", p, &public_rules).map(|c| c.to_vec()))
+        .transpose()?;
+    let client_key = conn
+        .client_key
+        .as_deref()
+        .map(|p| read_root_file("client key", p, &root_file_rules(0o600, MAX_CA_SIZE)))
+        .transpose()?;
     Ok(PluginConfig {
-        url: opts.endpoint.url(),
+        url,
         ca_pem,
         client_cert,
         client_key,
         username,
         password,
-        connect_timeout_ms: opts.connect_timeout_ms,
-        command_timeout_ms: opts.command_timeout_ms,
-        wait_replicas: opts.wait_replicas,
-        wait_timeout_ms: opts.wait_timeout_ms,
-        install_functions: false,
-        probe_key: None,
-    })
-}
-
-/// The etcd plugin's configuration: the endpoint list, the credentials file, the CA, the
-/// client certificate and its root-only key.
-pub fn etcd_plugin_config(opts: &EtcdOptions) -> Result<PluginConfig, StoreError> {
-    let secret_rules = root_file_rules(0o600, MAX_CREDENTIALS_SIZE);
-    let public_rules = root_file_rules(0o644, MAX_CA_SIZE);
-    let (username, password) = credentials(opts.credentials.as_deref(), &secret_rules)?;
-    let public = |what: &str, path: &Option<String>| {
-        path.as_deref()
-            .map(|p| read_root_file(what, p, &public_rules).map(|c| c.to_vec()))
-            .transpose()
-    };
-    let client_key = opts
-        .key_file
-        .as_deref()
-        .map(|p| read_root_file("client key", p, &root_file_rules(0o600, MAX_CA_SIZE)))
-        .transpose()?;
-    Ok(PluginConfig {
-        url: opts.endpoints.url(),
-        ca_pem: public("CA file", &opts.ca_file)?,
-        client_cert: public("client certificate", &opts.cert_file)?,
-        client_key,
-        username,
-        password,
-        connect_timeout_ms: opts.connect_timeout_ms,
-        command_timeout_ms: opts.command_timeout_ms,
+        connect_timeout_ms: conn.connect_timeout_ms,
+        command_timeout_ms: conn.command_timeout_ms,
         wait_replicas: 0,
         wait_timeout_ms: 0,
         install_functions: false,
-        // The store record: opening reads it (a linearizable read proves a majority) and
-        // the module's first read of it is answered from there. The plugin binds this
-        // key's record to the cluster's ID, so a restored snapshot reads as a lost one.
-        probe_key: Some(format!("{}store", opts.prefix).into_bytes()),
+        // The etcd plugin binds this key's record to the cluster's ID, so a restored
+        // snapshot reads as a lost one.
+        store_key: Some(format!("{}store", conn.prefix).into_bytes()),
+        // Set by `RemoteStore::open_for`, which knows the login's user.
+        prefetch: Vec::new(),
     })
 }
 
+/// The Redis plugin's configuration: the socket checked (for `unix:`), the connection's
+/// files read, the `WAIT` settings.
+pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
+    if let RedisTarget::Unix { path } = &opts.endpoint.target {
+        // Whoever could replace the socket, or a directory on its path, could put their
+        // own server in the fleet's place.
+        check_socket_path(Path::new(path))
+            .map_err(|e| StoreError::Refused(format!("socket {path}: {e}")))?;
+    }
+    Ok(PluginConfig {
+        wait_replicas: opts.wait_replicas,
+        wait_timeout_ms: opts.wait_timeout_ms,
+        ..connection_config(opts.endpoint.url(), &opts.conn, opts.endpoint.tls())?
+    })
+}
+
+/// The etcd plugin's configuration: the endpoint list and the connection's files.
+pub fn etcd_plugin_config(opts: &EtcdOptions) -> Result<PluginConfig, StoreError> {
+    connection_config(opts.endpoints.url(), &opts.conn, false)
+}
+
 /// The shared store a module line names (`state=redis…` or `state=etcd…`), opened.
-pub fn open_shared(shared: &SharedStore, hard_cap: bool) -> Result<RemoteStore, StoreError> {
+/// `user`: the uid and canonical name of the login the store is opened for (the module
+/// knows them before it opens); their records are keyed by that name and read in the
+/// open's round trip, with the store record. Without one (the admin tool), only the store
+/// record is read there and names come from [`StateStore::name_user`].
+pub fn open_shared(
+    shared: &SharedStore,
+    hard_cap: bool,
+    user: Option<(Uid, &str)>,
+) -> Result<RemoteStore, StoreError> {
     match shared {
-        SharedStore::Redis(r) => open_configured(r, hard_cap),
+        SharedStore::Redis(r) => {
+            let plugin = r.conn.plugin.as_deref().unwrap_or(DEFAULT_PLUGIN_PATH);
+            let config = plugin_config(r)?;
+            let settings = RemoteSettings::for_options(r, hard_cap);
+            RemoteStore::open_for(Path::new(plugin), &config, settings, user)
+        }
         SharedStore::Etcd(e) => {
-            let plugin = e.plugin.as_deref().unwrap_or(DEFAULT_ETCD_PLUGIN_PATH);
+            let plugin = e.conn.plugin.as_deref().unwrap_or(DEFAULT_ETCD_PLUGIN_PATH);
             let config = etcd_plugin_config(e)?;
-            RemoteStore::open(Path::new(plugin), &config, RemoteSettings::for_etcd(e))
+            RemoteStore::open_for(
+                Path::new(plugin),
+                &config,
+                RemoteSettings::for_etcd(e),
+                user,
+            )
         }
     }
 }
 
-/// The shared store the Redis options describe: the plugin (`redis_plugin=` or
-/// [`DEFAULT_PLUGIN_PATH`]), the credentials and CA files, the settings. `hard_cap`:
-/// `max_failures=` is set (records then never expire).
-pub fn open_configured(opts: &RedisOptions, hard_cap: bool) -> Result<RemoteStore, StoreError> {
-    open_configured_admin(opts, hard_cap, false)
-}
-
-/// As [`open_configured`], for the admin tool: `install_functions` installs (or
-/// replaces) the compare-and-set function library on the server (`totp-state init`).
+/// The Redis store the options describe, for the admin tool: `install_functions`
+/// installs (or replaces) the compare-and-set function library on the server
+/// (`totp-state init`). `hard_cap`: `max_failures=` is set (records then never expire).
 pub fn open_configured_admin(
     opts: &RedisOptions,
     hard_cap: bool,
     install_functions: bool,
 ) -> Result<RemoteStore, StoreError> {
-    let plugin = opts.plugin.as_deref().unwrap_or(DEFAULT_PLUGIN_PATH);
+    let plugin = opts.conn.plugin.as_deref().unwrap_or(DEFAULT_PLUGIN_PATH);
     let mut config = plugin_config(opts)?;
     config.install_functions = install_functions;
     RemoteStore::open(
@@ -335,24 +334,23 @@ impl RemoteSettings {
     /// (`max_failures=`), records never expire: an expiring record would re-enable an
     /// account an admin must reset.
     pub fn for_options(opts: &RedisOptions, hard_cap: bool) -> Self {
-        let per_round = Duration::from_millis(opts.command_timeout_ms);
-        Self {
-            backend: "Redis",
-            prefix: opts.prefix.clone(),
-            ttl_secs: if hard_cap { 0 } else { opts.ttl_secs },
-            update_budget: Duration::from_millis(opts.connect_timeout_ms) + 4 * per_round,
-        }
+        let ttl_secs = if hard_cap { 0 } else { opts.ttl_secs };
+        Self::for_connection("Redis", &opts.conn, ttl_secs)
     }
 
     /// The settings for an etcd cluster. Records never expire there (a TTL would cost a
     /// lease per record; keeping them is the stricter choice), so the TTL is 0.
     pub fn for_etcd(opts: &EtcdOptions) -> Self {
-        let per_round = Duration::from_millis(opts.command_timeout_ms);
+        Self::for_connection("etcd", &opts.conn, 0)
+    }
+
+    fn for_connection(backend: &'static str, conn: &ConnectionOptions, ttl_secs: u64) -> Self {
+        let per_round = Duration::from_millis(conn.command_timeout_ms);
         Self {
-            backend: "etcd",
-            prefix: opts.prefix.clone(),
-            ttl_secs: 0,
-            update_budget: Duration::from_millis(opts.connect_timeout_ms) + 4 * per_round,
+            backend,
+            prefix: conn.prefix.clone(),
+            ttl_secs,
+            update_budget: Duration::from_millis(conn.connect_timeout_ms) + 4 * per_round,
         }
     }
 }
@@ -370,6 +368,11 @@ pub struct RemoteStore {
 /// Longest user name that keys a record (longer ones keep the uid key).
 const MAX_KEY_NAME: usize = 256;
 
+/// Whether `name` can key a record (other names keep the uid key).
+fn usable_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_KEY_NAME && !name.chars().any(char::is_control)
+}
+
 fn store_error(backend: &str, status: i32, msg: &[u8]) -> StoreError {
     let end = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
     let text = format!("{backend}: {}", String::from_utf8_lossy(&msg[..end]));
@@ -382,13 +385,51 @@ fn store_error(backend: &str, status: i32, msg: &[u8]) -> StoreError {
 
 impl RemoteStore {
     /// Loads the plugin at `plugin_path` (after its ownership check), connects and
-    /// authenticates within the connect timeout.
+    /// authenticates within the connect timeout; the store record is read on the way.
     pub fn open(
         plugin_path: &Path,
         config: &PluginConfig,
         settings: RemoteSettings,
     ) -> Result<Self, StoreError> {
+        Self::open_for(plugin_path, config, settings, None)
+    }
+
+    /// As [`RemoteStore::open`], for one login's `user` (uid, canonical name): the
+    /// plugin reads, in the round trip that proves the store answers, every record the
+    /// login's first update reads (the store record, the user's record under the name,
+    /// and under the uid for a user an earlier release keyed by uid). Each is served
+    /// once; a re-read after a conflict goes to the server.
+    pub fn open_for(
+        plugin_path: &Path,
+        config: &PluginConfig,
+        settings: RemoteSettings,
+        user: Option<(Uid, &str)>,
+    ) -> Result<Self, StoreError> {
         let plugin = load_plugin(plugin_path, settings.backend)?;
+        let mut store = Self {
+            plugin,
+            handle: std::ptr::null_mut(),
+            settings,
+            names: Vec::new(),
+        };
+        let mut prefetch = vec![store.store_key_name()];
+        if let Some((uid, name)) = user {
+            store.name_user(uid, name);
+            let key = store.record_key(uid);
+            let legacy = store.uid_key(uid);
+            if key != legacy {
+                prefetch.push(key);
+            }
+            prefetch.push(legacy);
+        }
+        // Bounds the plugin would refuse the whole configuration for; the module's keys
+        // stay far inside them, and a key left out is only read later.
+        prefetch.retain(|k| k.len() <= MAX_PREFETCH_KEY_LEN);
+        prefetch.truncate(MAX_PREFETCH_KEYS);
+        let config = PluginConfig {
+            prefetch,
+            ..config.clone()
+        };
         let encoded: Zeroizing<Vec<u8>> = config.encode();
         let mut msg = [0u8; MESSAGE_CAP];
         let mut handle: *mut c_void = std::ptr::null_mut();
@@ -404,14 +445,10 @@ impl RemoteStore {
             )
         };
         if status != Status::Ok as i32 || handle.is_null() {
-            return Err(store_error(settings.backend, status, &msg));
+            return Err(store_error(store.settings.backend, status, &msg));
         }
-        Ok(Self {
-            plugin,
-            handle,
-            settings,
-            names: Vec::new(),
-        })
+        store.handle = handle;
+        Ok(store)
     }
 
     /// `<prefix>user:<name>` for a uid whose canonical name the store was told,
@@ -635,9 +672,7 @@ impl StateStore for RemoteStore {
     }
 
     fn name_user(&mut self, uid: Uid, name: &str) {
-        let usable =
-            !name.is_empty() && name.len() <= MAX_KEY_NAME && !name.chars().any(char::is_control);
-        if usable && !self.names.iter().any(|(u, _)| *u == uid) {
+        if usable_name(name) && !self.names.iter().any(|(u, _)| *u == uid) {
             self.names.push((uid, name.to_owned()));
         }
     }
@@ -656,6 +691,9 @@ impl StateStore for RemoteStore {
 
 impl Drop for RemoteStore {
     fn drop(&mut self) {
+        if self.handle.is_null() {
+            return;
+        }
         // SAFETY: the handle came from the plugin's `open` and is closed exactly once.
         unsafe { (self.plugin.close)(self.handle) };
     }

@@ -335,7 +335,7 @@ fn fleet_store(opts: &ModuleOptions) -> Result<Option<Box<dyn StateStore>>, Fata
     let Some(shared) = opts.fleet.shared() else {
         return Ok(None);
     };
-    let store = open_shared(&shared, opts.max_failures.is_some())
+    let store = open_shared(&shared, opts.max_failures.is_some(), None)
         .map_err(|e| Fatal(format!("shared store: {e}")))?;
     Ok(Some(Box::new(store)))
 }

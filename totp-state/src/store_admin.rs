@@ -28,13 +28,13 @@ fn open(opts: &ModuleOptions, install: bool) -> Result<(Box<dyn StateStore>, Str
             let (url, prefix, store) = match &shared {
                 SharedStore::Redis(r) => (
                     r.endpoint.url(),
-                    &r.prefix,
+                    &r.conn.prefix,
                     open_configured_admin(r, hard_cap, install)?,
                 ),
                 SharedStore::Etcd(e) => (
                     e.endpoints.url(),
-                    &e.prefix,
-                    open_shared(&shared, hard_cap)?,
+                    &e.conn.prefix,
+                    open_shared(&shared, hard_cap, None)?,
                 ),
             };
             let shown = format!("shared store {url} (prefix {prefix})");

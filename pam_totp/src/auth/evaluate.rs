@@ -27,11 +27,13 @@ impl Ctx {
         // shared store cannot be opened), before the secret file is locked.
         let store = match run.store {
             Some(ref mut s) => s,
-            None => match store::open(&self.opts, sys, &mut |m| io.log(Level::Warning, m)) {
-                Ok(mut s) => {
-                    s.name_user(run.uid, run.target.name.as_str());
-                    run.store.insert(s)
-                }
+            None => match store::open(
+                &self.opts,
+                sys,
+                Some((run.uid, run.target.name.as_str())),
+                &mut |m| io.log(Level::Warning, m),
+            ) {
+                Ok(s) => run.store.insert(s),
                 Err(why) => {
                     io.log(
                         Level::Err,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use totp_core::fleet::RedisOptions;
+use totp_core::fleet::{ConnectionOptions, RedisOptions};
 use totp_core::state::{EnrolmentId, Marks, StateStore, UserState, Write};
 
 const ENROLMENT: EnrolmentId = EnrolmentId(1);
@@ -34,17 +34,19 @@ fn main() -> ExitCode {
     };
     let opts = RedisOptions {
         endpoint,
-        connect_timeout_ms: 2000,
-        command_timeout_ms: 2000,
-        prefix: prefix.clone(),
-        credentials: None,
-        ca_file: None,
-        client_cert: None,
-        client_key: None,
+        conn: ConnectionOptions {
+            connect_timeout_ms: 2000,
+            command_timeout_ms: 2000,
+            prefix: prefix.clone(),
+            credentials: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            plugin: None,
+        },
         wait_replicas: 0,
         wait_timeout_ms: 0,
         ttl_secs: 600,
-        plugin: None,
     };
     let result = plugin_config(&opts).and_then(|c| {
         RemoteStore::open(

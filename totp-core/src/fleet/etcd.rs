@@ -9,7 +9,9 @@
 
 use crate::options::{OptionError, bad, decimal};
 
-use super::{DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, MAX_REDIS_TIMEOUT_MS};
+use super::{
+    ConnectionOptions, DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, MAX_REDIS_TIMEOUT_MS,
+};
 
 /// Default key prefix of the etcd store (etcd keys are conventionally paths).
 pub const DEFAULT_ETCD_PREFIX: &str = "pam_totp/";
@@ -79,25 +81,14 @@ impl EtcdEndpoints {
     }
 }
 
-/// The etcd backend settings with defaults filled in.
+/// The etcd backend settings with defaults filled in. `conn.client_cert` and
+/// `conn.client_key` are `etcd_cert_file=` and `etcd_key_file=`; without `etcd_ca_file=`
+/// an `etcds://` cluster is verified against the system store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EtcdOptions {
     pub endpoints: EtcdEndpoints,
-    /// Per-request connect bound (TCP and TLS), milliseconds.
-    pub connect_timeout_ms: u64,
-    /// Per-request bound on the whole reply, milliseconds.
-    pub command_timeout_ms: u64,
-    pub prefix: String,
-    /// Root-only file with `username=` / `password=` lines (etcd's user authentication).
-    pub credentials: Option<String>,
-    /// CA bundle (PEM) that verifies the members of an `etcds://` cluster.
-    pub ca_file: Option<String>,
-    /// Client certificate (PEM) for clusters started with `--client-cert-auth`.
-    pub cert_file: Option<String>,
-    /// Its private key (PEM), root-only.
-    pub key_file: Option<String>,
-    /// Plugin path override (absolute); the module's own default otherwise.
-    pub plugin: Option<String>,
+    /// The connection; its bounds apply to each request (every member tried included).
+    pub conn: ConnectionOptions,
 }
 
 /// The `etcd_*` options as given; [`EtcdFleet::check`] makes them consistent.
@@ -184,21 +175,23 @@ impl EtcdFleet {
     pub fn options(&self) -> Option<EtcdOptions> {
         Some(EtcdOptions {
             endpoints: self.endpoints.clone()?,
-            connect_timeout_ms: self
-                .connect_timeout_ms
-                .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
-            command_timeout_ms: self
-                .command_timeout_ms
-                .unwrap_or(DEFAULT_COMMAND_TIMEOUT_MS),
-            prefix: self
-                .prefix
-                .clone()
-                .unwrap_or_else(|| DEFAULT_ETCD_PREFIX.to_owned()),
-            credentials: self.credentials.clone(),
-            ca_file: self.ca_file.clone(),
-            cert_file: self.cert_file.clone(),
-            key_file: self.key_file.clone(),
-            plugin: self.plugin.clone(),
+            conn: ConnectionOptions {
+                connect_timeout_ms: self
+                    .connect_timeout_ms
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
+                command_timeout_ms: self
+                    .command_timeout_ms
+                    .unwrap_or(DEFAULT_COMMAND_TIMEOUT_MS),
+                prefix: self
+                    .prefix
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_ETCD_PREFIX.to_owned()),
+                credentials: self.credentials.clone(),
+                ca_file: self.ca_file.clone(),
+                client_cert: self.cert_file.clone(),
+                client_key: self.key_file.clone(),
+                plugin: self.plugin.clone(),
+            },
         })
     }
 }
@@ -266,9 +259,13 @@ mod tests {
         ])
         .unwrap();
         let o = f.options().unwrap();
-        assert_eq!(o.command_timeout_ms, 200);
-        assert_eq!(o.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
-        assert_eq!(o.prefix, DEFAULT_ETCD_PREFIX);
+        assert_eq!(o.conn.command_timeout_ms, 200);
+        assert_eq!(o.conn.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
+        assert_eq!(o.conn.prefix, DEFAULT_ETCD_PREFIX);
+        // The etcd names of the shared fields land where the Redis names do.
+        assert_eq!(o.conn.ca_file.as_deref(), Some("/ca.pem"));
+        assert_eq!(o.conn.client_cert.as_deref(), Some("/c.pem"));
+        assert_eq!(o.conn.client_key.as_deref(), Some("/k.pem"));
         assert!(fleet(&[("state", "etcd://a"), ("etcd_timeout", "0")]).is_err());
         assert!(fleet(&[("state", "etcd://a"), ("etcd_credentials", "rel")]).is_err());
     }

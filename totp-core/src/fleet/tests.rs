@@ -71,9 +71,9 @@ fn malformed_endpoints_are_refused() {
 fn defaults_fill_in_the_redis_settings() {
     let f = apply_all(&[("state", "redis://127.0.0.1:6379")]).unwrap();
     let r = f.redis().unwrap();
-    assert_eq!(r.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
-    assert_eq!(r.command_timeout_ms, DEFAULT_COMMAND_TIMEOUT_MS);
-    assert_eq!(r.prefix, DEFAULT_PREFIX);
+    assert_eq!(r.conn.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS);
+    assert_eq!(r.conn.command_timeout_ms, DEFAULT_COMMAND_TIMEOUT_MS);
+    assert_eq!(r.conn.prefix, DEFAULT_PREFIX);
     assert_eq!(r.wait_replicas, 0);
     assert_eq!(r.ttl_secs, DEFAULT_TTL_SECS);
     const { assert!(DEFAULT_CONNECT_TIMEOUT_MS + DEFAULT_COMMAND_TIMEOUT_MS < 3000) };
@@ -187,7 +187,12 @@ fn plugin_config_round_trips() {
         wait_replicas: 2,
         wait_timeout_ms: 11,
         install_functions: true,
-        probe_key: Some(b"pam_totp/store".to_vec()),
+        store_key: Some(b"pam_totp/store".to_vec()),
+        prefetch: vec![
+            b"pam_totp/store".to_vec(),
+            b"pam_totp/user:alice".to_vec(),
+            b"pam_totp/uid:1000".to_vec(),
+        ],
     };
     assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
     assert!(!format!("{c:?}").contains("p w"));
@@ -205,6 +210,26 @@ fn plugin_config_refuses_what_encode_never_writes() {
     assert!(PluginConfig::decode(&[1, 5, 0, 0, 0, b'a']).is_err());
     assert!(PluginConfig::decode(&[99, 0, 0, 0, 0]).is_err());
     assert!(PluginConfig::decode(&[5, 1, 0, 0, 0, 1]).is_err());
+}
+
+#[test]
+fn prefetch_keys_are_bounded_in_number_and_length() {
+    let with = |keys: Vec<Vec<u8>>| PluginConfig {
+        url: "etcd://h:1".into(),
+        prefetch: keys,
+        ..PluginConfig::default()
+    };
+    let most = with(vec![b"k".to_vec(); MAX_PREFETCH_KEYS]);
+    assert_eq!(PluginConfig::decode(&most.encode()), Ok(most.clone()));
+    let longest = with(vec![vec![b'k'; MAX_PREFETCH_KEY_LEN]]);
+    assert_eq!(PluginConfig::decode(&longest.encode()), Ok(longest.clone()));
+    for bad in [
+        with(vec![b"k".to_vec(); MAX_PREFETCH_KEYS + 1]),
+        with(vec![vec![b'k'; MAX_PREFETCH_KEY_LEN + 1]]),
+        with(vec![Vec::new()]),
+    ] {
+        assert!(PluginConfig::decode(&bad.encode()).is_err(), "{bad:?}");
+    }
 }
 
 #[test]
@@ -286,6 +311,10 @@ mod properties {
             user in proptest::option::of(".{0,20}"),
             pw in proptest::option::of(".{0,20}"),
             nums in any::<(u64, u64, u32, u64)>(),
+            keys in proptest::collection::vec(
+                proptest::collection::vec(any::<u8>(), 1..=MAX_PREFETCH_KEY_LEN),
+                0..=MAX_PREFETCH_KEYS,
+            ),
         ) {
             let c = PluginConfig {
                 url,
@@ -299,7 +328,8 @@ mod properties {
                 wait_replicas: nums.2,
                 wait_timeout_ms: nums.3,
                 install_functions: false,
-                probe_key: None,
+                store_key: None,
+                prefetch: keys,
             };
             prop_assert_eq!(PluginConfig::decode(&c.encode()), Ok(c.clone()));
         }
