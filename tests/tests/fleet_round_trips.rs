@@ -29,15 +29,6 @@ fn fresh_prefix(sep: char) -> String {
     )
 }
 
-fn login(host: &Stack, user: &TestUser, code: &str, at: u64) -> (Drive, Vec<String>) {
-    capture_syslog(
-        &Driver::new(host, "svc", &user.name)
-            .answer(code)
-            .rhost("192.0.2.7")
-            .at(at),
-    )
-}
-
 // ---------------------------------------------------------------------------------------
 // Redis
 
@@ -183,7 +174,7 @@ fn a_redis_login_reads_everything_in_the_round_trip_that_opens_the_store() {
     ];
     let cas = vec![format!("FCALL {prefix}user:{}", u.name)];
     for (i, at) in [T0, T0 + 30].into_iter().enumerate() {
-        let (d, logs) = login(&host, &u, &code_at(&secret, at), at);
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret, at), PEER, at);
         assert_eq!(d.returned(), Returned::Success, "login {i}: {d:?} {logs:?}");
         assert_eq!(
             proxy.take(),
@@ -265,7 +256,7 @@ fn an_etcd_login_reads_everything_in_the_request_that_opens_the_store() {
     let (u, secret) = TestUser::enrolled("re");
     for (i, at) in [T0, T0 + 30].into_iter().enumerate() {
         let before = grpc_calls(&member);
-        let (d, logs) = login(&host, &u, &code_at(&secret, at), at);
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret, at), PEER, at);
         assert_eq!(d.returned(), Returned::Success, "login {i}: {d:?} {logs:?}");
         assert_eq!(
             delta(&before, &grpc_calls(&member)),
