@@ -318,12 +318,13 @@ fn pam_d(lines: &str) -> tempfile::TempDir {
     d
 }
 
-/// The replay mark of `user`'s record in `dir`, read as `user`: the store refuses a
-/// directory its reader does not own, as the module does. The identity is changed for one
-/// short-lived thread only (raw per-thread syscalls; the saved uid stays root), so the
-/// rest of the test keeps running as root.
-fn replay_mark_as(user: &TestUser, dir: &Path) -> Option<u64> {
-    let (uid, gid, dir) = (user.uid, user.gid, dir.to_path_buf());
+/// `user`'s record in the store below their home (where a locker running as them keeps
+/// it), read as `user`: the store refuses a directory its reader does not own, as the
+/// module does. The identity is changed for one short-lived thread only (raw per-thread
+/// syscalls; the saved uid stays root), so the rest of the test keeps running as root.
+fn home_record(user: &TestUser) -> totp_core::state::UserState {
+    let (uid, gid) = (user.uid, user.gid);
+    let dir = user.home.join(".local/state/pam_totp");
     std::thread::spawn(move || {
         // SAFETY: plain syscalls on integers; they change this thread's ids only.
         let rc = unsafe {
@@ -334,13 +335,20 @@ fn replay_mark_as(user: &TestUser, dir: &Path) -> Option<u64> {
         };
         assert_eq!(rc, (0, 0), "{}", std::io::Error::last_os_error());
         let mut store = totp_os::state_dir::StateDir::new(dir, Duration::from_secs(5));
-        totp_core::state::StateStore::read(&mut store, uid)
-            .expect("the user's record")
-            .latest()
-            .and_then(|m| m.last_totp_step(30))
+        totp_core::state::StateStore::read(&mut store, uid).expect("the user's record")
     })
     .join()
     .expect("reader thread")
+}
+
+fn replay_mark(st: &totp_core::state::UserState) -> Option<u64> {
+    st.latest().and_then(|m| m.last_totp_step(30))
+}
+
+fn failures(st: &totp_core::state::UserState) -> u32 {
+    totp_core::ledger::Ledger::decode(&st.extra)
+        .map(|l| l.consecutive)
+        .expect("ledger")
 }
 
 /// Waits until the current 30-s step has at least 10 s left, so a code typed now is
@@ -405,12 +413,13 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
     );
     let (mode, owner, _) = mode_owner(&record);
     assert_eq!((mode, owner), (0o600, u.uid), "the user's own record");
-    let mark = replay_mark_as(&u, &u.home.join(".local/state/pam_totp"));
+    let after_unlock = home_record(&u);
     assert_eq!(
-        mark,
+        replay_mark(&after_unlock),
         Some(now / 30),
         "the replay mark is in the user's record"
     );
+    assert_eq!(failures(&after_unlock), 0);
     assert!(
         !root_record.exists(),
         "nothing written to the root-owned directory: {}",
@@ -423,8 +432,18 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
     let at = lock.answer(0, &u.name, &code);
     let line = lock.wait_log(&format!("code already used for {} from -", u.name));
     assert_eq!(line, format!("code already used for {} from -", u.name));
+    assert!(
+        lock.log().contains(&format!(
+            "{} from - reused an already accepted code; this might mean a man-in-the-middle attack",
+            u.name
+        )),
+        "{:#?}",
+        lock.log()
+    );
     lock.wait_screen(at, "that code was already used; wait for the next code");
-    lock.wait_screen(at, "vlock: Authentication failure");
+    let at = lock.wait_screen(at, "vlock: Authentication failure");
+    // vlock goes on (root's turn, then the lock screen again): it did not unlock.
+    lock.wait_screen(at, "Please press [ENTER] to unlock.");
     assert!(lock.still_locked(), "a replayed code must not unlock");
     lock.kill();
     assert!(
@@ -433,6 +452,8 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
         lock.log()
     );
     drop(lock);
+    let after_replay = home_record(&u);
+    assert_eq!(replay_mark(&after_replay), Some(now / 30));
 
     // A wrong code: refused, still locked.
     let mut lock = Locker::start(&u, pamd.path(), Privs::UserOnly);
@@ -442,7 +463,8 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
         line,
         format!("invalid verification code for {} from -", u.name)
     );
-    lock.wait_screen(at, "vlock: Authentication failure");
+    let at = lock.wait_screen(at, "vlock: Authentication failure");
+    lock.wait_screen(at, "Please press [ENTER] to unlock.");
     assert!(lock.still_locked(), "a wrong code must not unlock");
     lock.kill();
     assert!(
@@ -450,6 +472,13 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
         "{:#?}",
         lock.log()
     );
+    let after_wrong = home_record(&u);
+    assert_eq!(
+        failures(&after_wrong),
+        failures(&after_replay) + 1,
+        "the failure is counted in the user's record"
+    );
+    assert_eq!(replay_mark(&after_wrong), Some(now / 30));
     assert!(!root_record.exists());
     // Never a code in the log.
     let all = lock.log();
