@@ -383,7 +383,10 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
     // No state_dir=: the default a locker gets, which E4 is about.
     let pamd = pam_d(&format!("auth required {}\n", built().module.display()));
     let record = u.home.join(".local/state/pam_totp").join(u.uid.to_string());
+    // Compared, not required absent: a uid is reused once its test user is deleted.
     let root_record = Path::new(totp_os::state_dir::DEFAULT_STATE_DIR).join(u.uid.to_string());
+    let root_before = fs::read(&root_record).ok();
+    let mut all_logs = Vec::new();
 
     // Control: the right code unlocks.
     let mut lock = Locker::start(&u, pamd.path(), Privs::UserOnly);
@@ -420,11 +423,13 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
         "the replay mark is in the user's record"
     );
     assert_eq!(failures(&after_unlock), 0);
-    assert!(
-        !root_record.exists(),
+    assert_eq!(
+        fs::read(&root_record).ok(),
+        root_before,
         "nothing written to the root-owned directory: {}",
         root_record.display()
     );
+    all_logs.extend(lock.log());
     drop(lock);
 
     // The same code at the next lock: refused as used, the terminal stays locked.
@@ -451,13 +456,15 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
         "{:#?}",
         lock.log()
     );
+    all_logs.extend(lock.log());
     drop(lock);
     let after_replay = home_record(&u);
     assert_eq!(replay_mark(&after_replay), Some(now / 30));
 
     // A wrong code: refused, still locked.
     let mut lock = Locker::start(&u, pamd.path(), Privs::UserOnly);
-    let at = lock.answer(0, &u.name, &wrong_totp(&secret, now));
+    let wrong = wrong_totp(&secret, now);
+    let at = lock.answer(0, &u.name, &wrong);
     let line = lock.wait_log(&format!("invalid verification code for {} from -", u.name));
     assert_eq!(
         line,
@@ -479,10 +486,14 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
         "the failure is counted in the user's record"
     );
     assert_eq!(replay_mark(&after_wrong), Some(now / 30));
-    assert!(!root_record.exists());
-    // Never a code in the log.
-    let all = lock.log();
-    assert!(!all.iter().any(|l| l.contains(&code)), "{all:#?}");
+    assert_eq!(fs::read(&root_record).ok(), root_before);
+    all_logs.extend(lock.log());
+    assert!(
+        !all_logs
+            .iter()
+            .any(|l| l.contains(&code) || l.contains(&wrong)),
+        "a code in the log: {all_logs:#?}"
+    );
 }
 
 /// Store mode: the secret sits in a root-only store the user cannot read. The locker,
@@ -528,6 +539,11 @@ fn vlock_as_the_user_is_denied_cleanly_when_the_store_is_unreadable() {
     // Denied before the prompt: there is no code to ask for that could be checked.
     let at = lock.wait_screen(at, &format!("{}'s vlock: System error", u.name));
     assert_eq!(lock.wait_log("cannot switch"), denied);
+    assert!(
+        !lock.screen().contains("Verification code"),
+        "no prompt: {}",
+        lock.screen()
+    );
     // vlock goes on to offer root's password, then locks again: it neither crashed nor
     // unlocked.
     lock.wait_screen(at, "Please press [ENTER] to unlock.");
