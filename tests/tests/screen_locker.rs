@@ -565,7 +565,8 @@ fn vlock_as_the_user_is_denied_cleanly_when_the_store_is_unreadable() {
     assert_eq!(
         ids.get(1).map(String::as_str),
         Some("0"),
-        "effective uid: root"
+        "effective uid: root (a setuid bit that did not apply: no_new_privs inherited by \
+         this test, or a nosuid mount)"
     );
     let now = mid_step();
     lock.answer(at, &u.name, &code_at(&secret, now));
