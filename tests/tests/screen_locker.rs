@@ -297,6 +297,13 @@ fn open_pty() -> (File, File) {
         )
     };
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // openpty sets no close-on-exec flag: a process another test thread starts meanwhile
+    // would inherit this terminal and hold it open.
+    for fd in [master, slave] {
+        // SAFETY: fcntl on a descriptor this function owns.
+        let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        assert_eq!(rc, 0, "fcntl: {}", std::io::Error::last_os_error());
+    }
     // SAFETY: both descriptors were just opened by openpty and are owned by nobody else.
     let (m, s) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
     (File::from(m), File::from(s))
