@@ -16,13 +16,14 @@ need_root() {
 # the distribution's OpenSSL). Tests: the rest, each a real component nobody here wrote:
 # GA's module, oathtool, zbarimg, sshd, libfaketime, strace, valgrind, redis-server (the
 # fleet tests start their own), etcd-server and etcd-client (the etcd tests start their
-# own three-member cluster and use etcdctl) and openssl (their test CA).
+# own three-member cluster and use etcdctl), openssl (their test CA) and vlock (a real
+# screen locker, run as the user: SECURITY.md E4).
 packages=(
     build-essential pkg-config libpam0g-dev libssl-dev redis-server etcd-server etcd-client
     openssl fail2ban
     pamtester libpam-wrapper faketime oathtool libpam-google-authenticator
     qrencode zbar-tools librsvg2-bin openssh-server openssh-client sshpass expect
-    strace valgrind rpm dpkg-dev man-db
+    strace valgrind rpm dpkg-dev man-db vlock
 )
 if [ "${1:-}" = "--demo" ]; then
     packages=(build-essential pkg-config libpam0g-dev libssl-dev)
