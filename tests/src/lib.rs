@@ -688,17 +688,24 @@ pub fn stored(stack: &Stack, uid: u32) -> totp_core::state::UserState {
 /// The replay high-water mark (last accepted TOTP step, 30-s steps) of the enrolment
 /// used last, in the store.
 pub fn stored_last_step(stack: &Stack, uid: u32) -> Option<u64> {
-    stored(stack, uid)
-        .latest()
-        .and_then(|m| m.last_totp_step(30))
+    last_step_of(&stored(stack, uid))
 }
 
 /// Consecutive failures (any origin) recorded in the store.
 pub fn stored_failures(stack: &Stack, uid: u32) -> u32 {
-    let st = stored(stack, uid);
+    failures_of(&stored(stack, uid))
+}
+
+/// The replay high-water mark (30-s steps) of the enrolment a record used last.
+pub fn last_step_of(st: &totp_core::state::UserState) -> Option<u64> {
+    st.latest().and_then(|m| m.last_totp_step(30))
+}
+
+/// Consecutive failures (any origin) in a record.
+pub fn failures_of(st: &totp_core::state::UserState) -> u32 {
     totp_core::ledger::Ledger::decode(&st.extra)
         .map(|l| l.consecutive)
-        .unwrap_or_else(|e| panic!("ledger of uid {uid}: {e}"))
+        .unwrap_or_else(|e| panic!("ledger: {e}"))
 }
 
 /// Forgets `uid`'s state in `stack` (what `totp-state reset` does).

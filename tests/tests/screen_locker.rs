@@ -348,16 +348,6 @@ fn home_record(user: &TestUser) -> totp_core::state::UserState {
     .expect("reader thread")
 }
 
-fn replay_mark(st: &totp_core::state::UserState) -> Option<u64> {
-    st.latest().and_then(|m| m.last_totp_step(30))
-}
-
-fn failures(st: &totp_core::state::UserState) -> u32 {
-    totp_core::ledger::Ledger::decode(&st.extra)
-        .map(|l| l.consecutive)
-        .expect("ledger")
-}
-
 /// Waits until the current 30-s step has at least 10 s left, so a code typed now is
 /// still the current one when the module checks it; returns the time.
 fn mid_step() -> u64 {
@@ -425,11 +415,11 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
     assert_eq!((mode, owner), (0o600, u.uid), "the user's own record");
     let after_unlock = home_record(&u);
     assert_eq!(
-        replay_mark(&after_unlock),
+        last_step_of(&after_unlock),
         Some(now / 30),
         "the replay mark is in the user's record"
     );
-    assert_eq!(failures(&after_unlock), 0);
+    assert_eq!(failures_of(&after_unlock), 0);
     assert_eq!(
         fs::read(&root_record).ok(),
         root_before,
@@ -466,7 +456,7 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
     all_logs.extend(lock.log());
     drop(lock);
     let after_replay = home_record(&u);
-    assert_eq!(replay_mark(&after_replay), Some(now / 30));
+    assert_eq!(last_step_of(&after_replay), Some(now / 30));
 
     // A wrong code: refused, still locked.
     let mut lock = Locker::start(&u, pamd.path(), Privs::UserOnly);
@@ -488,11 +478,11 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
     );
     let after_wrong = home_record(&u);
     assert_eq!(
-        failures(&after_wrong),
-        failures(&after_replay) + 1,
+        failures_of(&after_wrong),
+        failures_of(&after_replay) + 1,
         "the failure is counted in the user's record"
     );
-    assert_eq!(replay_mark(&after_wrong), Some(now / 30));
+    assert_eq!(last_step_of(&after_wrong), Some(now / 30));
     assert_eq!(fs::read(&root_record).ok(), root_before);
     all_logs.extend(lock.log());
     assert!(
