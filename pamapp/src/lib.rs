@@ -250,6 +250,39 @@ impl Drop for Transaction {
     }
 }
 
+/// The host application's own syslog, as a program that uses PAM sets it up: tests
+/// check that a module's logging leaves the host's ident, facility and options alone.
+pub mod host_log {
+    use std::ffi::CStr;
+
+    pub use libc::{LOG_AUTHPRIV, LOG_INFO, LOG_LOCAL3, LOG_PID};
+
+    /// `openlog(3)`; `ident` is 'static because glibc keeps the pointer.
+    pub fn open(ident: &'static CStr, option: i32, facility: i32) {
+        crate::sys::openlog(ident, option, facility);
+    }
+
+    /// `syslog(3)` of `text` as data, never as a format.
+    pub fn log(priority: i32, text: &str) {
+        // A NUL would end the line early in C: the tests never log one, so it is cut.
+        let text = text.split('\0').next().unwrap_or_default();
+        if let Ok(text) = std::ffi::CString::new(text) {
+            crate::sys::syslog(priority, &text);
+        }
+    }
+
+    /// `closelog(3)`: what a module must never do to its host.
+    pub fn close() {
+        crate::sys::closelog();
+    }
+
+    /// Leaks `ident` into a 'static C string for [`open`]; `None` if it holds a NUL.
+    pub fn leak_ident(ident: &str) -> Option<&'static CStr> {
+        let c = std::ffi::CString::new(ident).ok()?;
+        Some(Box::leak(c.into_boxed_c_str()))
+    }
+}
+
 /// The symbolic name of a PAM return code.
 pub fn code_name(code: i32) -> &'static str {
     sys::code_name(code)

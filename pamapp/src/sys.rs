@@ -165,6 +165,27 @@ pub fn end(handle: *mut PamHandle, status: c_int) {
     }
 }
 
+/// `openlog(3)` for the host application: glibc keeps the `ident` pointer, not a copy,
+/// so only a string that lives for the rest of the process is accepted.
+pub fn openlog(ident: &'static CStr, option: c_int, facility: c_int) {
+    // SAFETY: `ident` is NUL-terminated and 'static, so every later syslog() that reads
+    // glibc's stored pointer finds it alive.
+    unsafe { libc::openlog(ident.as_ptr(), option, facility) }
+}
+
+/// `syslog(3)` with a fixed `%s` format: the text is never read as a format string.
+pub fn syslog(priority: c_int, text: &CStr) {
+    // SAFETY: the format is a literal with one `%s`, matched by one NUL-terminated
+    // string that outlives the call.
+    unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) }
+}
+
+/// `closelog(3)`.
+pub fn closelog() {
+    // SAFETY: takes no arguments; glibc serialises it with syslog() under its own lock.
+    unsafe { libc::closelog() }
+}
+
 /// Allocates a C string with malloc, as libpam frees replies with free().
 fn malloc_string(s: &[u8]) -> *mut c_char {
     // SAFETY: calloc returns either NULL or a zeroed block of len+1 bytes.

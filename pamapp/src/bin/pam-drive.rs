@@ -8,17 +8,29 @@
 //! `--hold-after-end HEX` (memory tests): after the last `pam_end`, keep the bytes HEX
 //! decodes to alive on the heap and, bit-inverted, on the stack, print `held <pid>`,
 //! and wait until stdin closes, so a test can read this process's memory.
+//!
+//! `--host-syslog IDENT` (K3): act as a host with its own syslog set-up, which a module
+//! must leave alone: `openlog(IDENT, LOG_PID, LOG_LOCAL3)` before `pam_start`, then
+//! `syslog(LOG_INFO)` lines `host: before pam_start`, `host: between pam_authenticate
+//! and pam_end` (after `pam_setcred` when asked for) and `host: after pam_end`.
+//! The controls stand in for a module that touches the host's log, right after the PAM
+//! calls and before the `between` line: `--host-closelog-mid` calls `closelog()`,
+//! `--host-openlog-mid IDENT2` calls `openlog(IDENT2, 0, LOG_AUTHPRIV)`.
 
+use std::ffi::CStr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pamapp::{Conversation, Item, Message, Reply, Scripted, Transaction, code_name, style};
+use pamapp::{
+    Conversation, Item, Message, Reply, Scripted, Transaction, code_name, host_log, style,
+};
 
 const USAGE: &str = "usage: pam-drive --service S [--user U] [--confdir DIR] [--rhost H] \
 [--tty T] [--ruser R] [--answer A]... [--null-answer] [--null-array] \
 [--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS] [--answer-gate PATH] \
-[--hold-after-end HEX]";
+[--hold-after-end HEX] [--host-syslog IDENT] [--host-closelog-mid] \
+[--host-openlog-mid IDENT]";
 
 #[derive(Default)]
 struct Args {
@@ -35,6 +47,10 @@ struct Args {
     answer_gate: Option<PathBuf>,
     /// The marker of `--hold-after-end`, as given (hex).
     hold_marker: Option<String>,
+    /// `--host-syslog`: the host's ident, leaked because glibc keeps the pointer.
+    host_ident: Option<&'static CStr>,
+    host_closelog_mid: bool,
+    host_openlog_mid: Option<&'static CStr>,
 }
 
 /// [`Scripted`] behind the gate of `--answer-gate`.
@@ -86,6 +102,9 @@ fn parse() -> Result<Args, String> {
             "--setcred" => args.setcred = true,
             "--answer-gate" => args.answer_gate = Some(PathBuf::from(value()?)),
             "--hold-after-end" => args.hold_marker = Some(value()?),
+            "--host-syslog" => args.host_ident = Some(ident(&value()?)?),
+            "--host-closelog-mid" => args.host_closelog_mid = true,
+            "--host-openlog-mid" => args.host_openlog_mid = Some(ident(&value()?)?),
             "--repeat" => args.repeat = value()?.parse().map_err(|e| format!("--repeat: {e}"))?,
             "--start-at" => {
                 args.start_at_ms = Some(value()?.parse().map_err(|e| format!("--start-at: {e}"))?)
@@ -97,6 +116,17 @@ fn parse() -> Result<Args, String> {
         return Err(USAGE.to_string());
     }
     Ok(args)
+}
+
+fn ident(value: &str) -> Result<&'static CStr, String> {
+    host_log::leak_ident(value).ok_or(format!("syslog ident with a NUL byte: {value:?}"))
+}
+
+/// The host's own line at one point of the transaction, when it has its own log.
+fn host_line(args: &Args, text: &str) {
+    if args.host_ident.is_some() {
+        host_log::log(host_log::LOG_INFO, &format!("host: {text}"));
+    }
 }
 
 /// The bytes of a hex string (the marker is given in hex so that its bytes appear in
@@ -155,9 +185,13 @@ fn main() -> ExitCode {
             return ExitCode::from(100);
         }
     };
+    if let Some(ident) = args.host_ident {
+        host_log::open(ident, host_log::LOG_PID, host_log::LOG_LOCAL3);
+    }
     let mut rc = 0;
     // Repeat is for the benchmark: the same transaction shape many times in one process.
     for _ in 0..args.repeat.max(1) {
+        host_line(&args, "before pam_start");
         let scripted = Scripted::new(args.replies.clone());
         let conv: Box<dyn Conversation> = match &args.answer_gate {
             Some(gate) => Box::new(Gated {
@@ -189,6 +223,13 @@ fn main() -> ExitCode {
             let sc = tx.setcred();
             println!("setcred {}", code_name(sc));
         }
+        if args.host_closelog_mid {
+            host_log::close();
+        }
+        if let Some(other) = args.host_openlog_mid {
+            host_log::open(other, 0, host_log::LOG_AUTHPRIV);
+        }
+        host_line(&args, "between pam_authenticate and pam_end");
         if args.repeat <= 1 {
             println!("result {}", code_name(rc));
             println!("prompts {}", tx.prompt_count());
@@ -196,6 +237,9 @@ fn main() -> ExitCode {
                 println!("msg {} {}", m.style, m.text.replace('\n', "\\n"));
             }
         }
+        // pam_end runs the modules' cleanup functions: a module could touch the log there.
+        drop(tx);
+        host_line(&args, "after pam_end");
     }
     if args.repeat > 1 {
         println!("result {}", code_name(rc));
