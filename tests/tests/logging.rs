@@ -69,7 +69,7 @@ fn the_module_never_calls_openlog_or_closelog() {
     }
 }
 
-/// The host `pam-drive --host-syslog` plays (SECURITY.md K3).
+/// The ident of the host that `pam-drive --host-syslog` plays (SECURITY.md K3).
 const HOST_IDENT: &str = "pam-drive-host";
 /// What the host's ident becomes after a `closelog()`: glibc falls back to the program
 /// name.
