@@ -303,6 +303,43 @@ pub struct ConnectionOptions {
     pub plugin: Option<String>,
 }
 
+/// A backend's connection options as a module line gave them (each backend has its
+/// own option names), before defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionInput {
+    pub connect_timeout_ms: Option<u64>,
+    pub command_timeout_ms: Option<u64>,
+    pub prefix: Option<String>,
+    pub credentials: Option<String>,
+    pub ca_file: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub plugin: Option<String>,
+}
+
+impl ConnectionInput {
+    /// The connection with the shared defaults and the backend's own key prefix.
+    pub fn with_defaults(&self, default_prefix: &str) -> ConnectionOptions {
+        ConnectionOptions {
+            connect_timeout_ms: self
+                .connect_timeout_ms
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
+            command_timeout_ms: self
+                .command_timeout_ms
+                .unwrap_or(DEFAULT_COMMAND_TIMEOUT_MS),
+            prefix: self
+                .prefix
+                .clone()
+                .unwrap_or_else(|| default_prefix.to_owned()),
+            credentials: self.credentials.clone(),
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            plugin: self.plugin.clone(),
+        }
+    }
+}
+
 /// The Redis backend settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisOptions {
@@ -331,17 +368,11 @@ pub struct SecretCommand {
 pub struct FleetOptions {
     pub redis: Option<RedisEndpoint>,
     pub fallback: Fallback,
-    pub connect_timeout_ms: Option<u64>,
-    pub command_timeout_ms: Option<u64>,
-    pub prefix: Option<String>,
-    pub credentials: Option<String>,
-    pub ca_file: Option<String>,
-    pub client_cert: Option<String>,
-    pub client_key: Option<String>,
+    /// The `redis_*` connection options as given.
+    pub conn: ConnectionInput,
     pub wait_replicas: Option<u32>,
     pub wait_timeout_ms: Option<u64>,
     pub ttl_secs: Option<u64>,
-    pub plugin: Option<String>,
     pub secret_command: Option<String>,
     pub secret_command_user: Option<String>,
     pub secret_command_timeout_ms: Option<u64>,
@@ -386,7 +417,7 @@ impl FleetOptions {
                 }
             }
             "redis_connect_timeout" => {
-                self.connect_timeout_ms = Some(decimal(
+                self.conn.connect_timeout_ms = Some(decimal(
                     "redis_connect_timeout",
                     v,
                     1,
@@ -394,7 +425,7 @@ impl FleetOptions {
                 )?)
             }
             "redis_timeout" => {
-                self.command_timeout_ms =
+                self.conn.command_timeout_ms =
                     Some(decimal("redis_timeout", v, 1, MAX_REDIS_TIMEOUT_MS)?)
             }
             "redis_prefix" => {
@@ -404,23 +435,23 @@ impl FleetOptions {
                 if !ok {
                     return Err(bad("redis_prefix", "1-64 printable characters"));
                 }
-                self.prefix = Some(v.to_owned());
+                self.conn.prefix = Some(v.to_owned());
             }
             "redis_credentials" => {
-                self.credentials = Some(absolute("redis_credentials", v)?);
+                self.conn.credentials = Some(absolute("redis_credentials", v)?);
             }
-            "redis_ca_file" => self.ca_file = Some(absolute("redis_ca_file", v)?),
+            "redis_ca_file" => self.conn.ca_file = Some(absolute("redis_ca_file", v)?),
             "redis_client_cert" => {
-                self.client_cert = Some(absolute("redis_client_cert", v)?);
+                self.conn.client_cert = Some(absolute("redis_client_cert", v)?);
             }
-            "redis_client_key" => self.client_key = Some(absolute("redis_client_key", v)?),
+            "redis_client_key" => self.conn.client_key = Some(absolute("redis_client_key", v)?),
             "redis_wait" => self.wait_replicas = Some(decimal("redis_wait", v, 0, 64)? as u32),
             "redis_wait_timeout" => {
                 self.wait_timeout_ms =
                     Some(decimal("redis_wait_timeout", v, 1, MAX_REDIS_TIMEOUT_MS)?)
             }
             "redis_ttl" => self.ttl_secs = Some(decimal("redis_ttl", v, 0, 10 * 366 * 86_400)?),
-            "redis_plugin" => self.plugin = Some(absolute("redis_plugin", v)?),
+            "redis_plugin" => self.conn.plugin = Some(absolute("redis_plugin", v)?),
             "secret_command" => self.secret_command = Some(absolute("secret_command", v)?),
             "secret_command_user" => {
                 let ok = !v.is_empty()
@@ -450,17 +481,20 @@ impl FleetOptions {
     /// without a Redis `state=`, a CA file without TLS, a command without its user.
     pub fn check(&self) -> Result<(), OptionError> {
         let redis_only = [
-            ("redis_connect_timeout", self.connect_timeout_ms.is_some()),
-            ("redis_timeout", self.command_timeout_ms.is_some()),
-            ("redis_prefix", self.prefix.is_some()),
-            ("redis_credentials", self.credentials.is_some()),
-            ("redis_ca_file", self.ca_file.is_some()),
-            ("redis_client_cert", self.client_cert.is_some()),
-            ("redis_client_key", self.client_key.is_some()),
+            (
+                "redis_connect_timeout",
+                self.conn.connect_timeout_ms.is_some(),
+            ),
+            ("redis_timeout", self.conn.command_timeout_ms.is_some()),
+            ("redis_prefix", self.conn.prefix.is_some()),
+            ("redis_credentials", self.conn.credentials.is_some()),
+            ("redis_ca_file", self.conn.ca_file.is_some()),
+            ("redis_client_cert", self.conn.client_cert.is_some()),
+            ("redis_client_key", self.conn.client_key.is_some()),
             ("redis_wait", self.wait_replicas.is_some()),
             ("redis_wait_timeout", self.wait_timeout_ms.is_some()),
             ("redis_ttl", self.ttl_secs.is_some()),
-            ("redis_plugin", self.plugin.is_some()),
+            ("redis_plugin", self.conn.plugin.is_some()),
         ];
         self.etcd.check()?;
         if self.fallback != Fallback::Deny && self.redis.is_none() && self.etcd.endpoints.is_none()
@@ -475,10 +509,10 @@ impl FleetOptions {
         {
             return Err(bad(name, "needs state=redis://, rediss:// or unix:"));
         }
-        if self.ca_file.is_some() && !self.redis.as_ref().is_some_and(RedisEndpoint::tls) {
+        if self.conn.ca_file.is_some() && !self.redis.as_ref().is_some_and(RedisEndpoint::tls) {
             return Err(bad("redis_ca_file", "needs a rediss:// server"));
         }
-        match (&self.client_cert, &self.client_key) {
+        match (&self.conn.client_cert, &self.conn.client_key) {
             (Some(_), None) => return Err(bad("redis_client_cert", "needs redis_client_key=")),
             (None, Some(_)) => return Err(bad("redis_client_key", "needs redis_client_cert=")),
             (Some(_), Some(_)) if !self.redis.as_ref().is_some_and(RedisEndpoint::tls) => {
@@ -501,23 +535,7 @@ impl FleetOptions {
         let endpoint = self.redis.clone()?;
         Some(RedisOptions {
             endpoint,
-            conn: ConnectionOptions {
-                connect_timeout_ms: self
-                    .connect_timeout_ms
-                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
-                command_timeout_ms: self
-                    .command_timeout_ms
-                    .unwrap_or(DEFAULT_COMMAND_TIMEOUT_MS),
-                prefix: self
-                    .prefix
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
-                credentials: self.credentials.clone(),
-                ca_file: self.ca_file.clone(),
-                client_cert: self.client_cert.clone(),
-                client_key: self.client_key.clone(),
-                plugin: self.plugin.clone(),
-            },
+            conn: self.conn.with_defaults(DEFAULT_PREFIX),
             wait_replicas: self.wait_replicas.unwrap_or(0),
             wait_timeout_ms: self.wait_timeout_ms.unwrap_or(DEFAULT_WAIT_TIMEOUT_MS),
             ttl_secs: self.ttl_secs.unwrap_or(DEFAULT_TTL_SECS),

@@ -9,9 +9,7 @@
 
 use crate::options::{OptionError, bad, decimal};
 
-use super::{
-    ConnectionOptions, DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, MAX_REDIS_TIMEOUT_MS,
-};
+use super::{ConnectionInput, ConnectionOptions, MAX_REDIS_TIMEOUT_MS};
 
 /// Default key prefix of the etcd store (etcd keys are conventionally paths).
 pub const DEFAULT_ETCD_PREFIX: &str = "pam_totp/";
@@ -95,14 +93,8 @@ pub struct EtcdOptions {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EtcdFleet {
     pub endpoints: Option<EtcdEndpoints>,
-    pub connect_timeout_ms: Option<u64>,
-    pub command_timeout_ms: Option<u64>,
-    pub prefix: Option<String>,
-    pub credentials: Option<String>,
-    pub ca_file: Option<String>,
-    pub cert_file: Option<String>,
-    pub key_file: Option<String>,
-    pub plugin: Option<String>,
+    /// The `etcd_*` connection options as given.
+    pub conn: ConnectionInput,
 }
 
 impl EtcdFleet {
@@ -111,11 +103,12 @@ impl EtcdFleet {
         match name {
             "state" if EtcdEndpoints::is_etcd(v) => self.endpoints = Some(EtcdEndpoints::parse(v)?),
             "etcd_connect_timeout" => {
-                self.connect_timeout_ms =
+                self.conn.connect_timeout_ms =
                     Some(decimal("etcd_connect_timeout", v, 1, MAX_REDIS_TIMEOUT_MS)?)
             }
             "etcd_timeout" => {
-                self.command_timeout_ms = Some(decimal("etcd_timeout", v, 1, MAX_REDIS_TIMEOUT_MS)?)
+                self.conn.command_timeout_ms =
+                    Some(decimal("etcd_timeout", v, 1, MAX_REDIS_TIMEOUT_MS)?)
             }
             "etcd_prefix" => {
                 let ok = !v.is_empty()
@@ -124,13 +117,15 @@ impl EtcdFleet {
                 if !ok {
                     return Err(bad("etcd_prefix", "1-64 printable characters"));
                 }
-                self.prefix = Some(v.to_owned());
+                self.conn.prefix = Some(v.to_owned());
             }
-            "etcd_credentials" => self.credentials = Some(super::absolute("etcd_credentials", v)?),
-            "etcd_ca_file" => self.ca_file = Some(super::absolute("etcd_ca_file", v)?),
-            "etcd_cert_file" => self.cert_file = Some(super::absolute("etcd_cert_file", v)?),
-            "etcd_key_file" => self.key_file = Some(super::absolute("etcd_key_file", v)?),
-            "etcd_plugin" => self.plugin = Some(super::absolute("etcd_plugin", v)?),
+            "etcd_credentials" => {
+                self.conn.credentials = Some(super::absolute("etcd_credentials", v)?)
+            }
+            "etcd_ca_file" => self.conn.ca_file = Some(super::absolute("etcd_ca_file", v)?),
+            "etcd_cert_file" => self.conn.client_cert = Some(super::absolute("etcd_cert_file", v)?),
+            "etcd_key_file" => self.conn.client_key = Some(super::absolute("etcd_key_file", v)?),
+            "etcd_plugin" => self.conn.plugin = Some(super::absolute("etcd_plugin", v)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -140,14 +135,17 @@ impl EtcdFleet {
     /// and a certificate without its key (or the reverse).
     pub fn check(&self) -> Result<(), OptionError> {
         let etcd_only = [
-            ("etcd_connect_timeout", self.connect_timeout_ms.is_some()),
-            ("etcd_timeout", self.command_timeout_ms.is_some()),
-            ("etcd_prefix", self.prefix.is_some()),
-            ("etcd_credentials", self.credentials.is_some()),
-            ("etcd_ca_file", self.ca_file.is_some()),
-            ("etcd_cert_file", self.cert_file.is_some()),
-            ("etcd_key_file", self.key_file.is_some()),
-            ("etcd_plugin", self.plugin.is_some()),
+            (
+                "etcd_connect_timeout",
+                self.conn.connect_timeout_ms.is_some(),
+            ),
+            ("etcd_timeout", self.conn.command_timeout_ms.is_some()),
+            ("etcd_prefix", self.conn.prefix.is_some()),
+            ("etcd_credentials", self.conn.credentials.is_some()),
+            ("etcd_ca_file", self.conn.ca_file.is_some()),
+            ("etcd_cert_file", self.conn.client_cert.is_some()),
+            ("etcd_key_file", self.conn.client_key.is_some()),
+            ("etcd_plugin", self.conn.plugin.is_some()),
         ];
         if self.endpoints.is_none()
             && let Some((name, _)) = etcd_only.iter().find(|(_, set)| *set)
@@ -156,15 +154,15 @@ impl EtcdFleet {
         }
         let tls = self.endpoints.as_ref().is_some_and(|e| e.tls);
         for (name, set) in [
-            ("etcd_ca_file", self.ca_file.is_some()),
-            ("etcd_cert_file", self.cert_file.is_some()),
-            ("etcd_key_file", self.key_file.is_some()),
+            ("etcd_ca_file", self.conn.ca_file.is_some()),
+            ("etcd_cert_file", self.conn.client_cert.is_some()),
+            ("etcd_key_file", self.conn.client_key.is_some()),
         ] {
             if set && !tls {
                 return Err(bad(name, "needs an etcds:// cluster"));
             }
         }
-        match (&self.cert_file, &self.key_file) {
+        match (&self.conn.client_cert, &self.conn.client_key) {
             (Some(_), None) => Err(bad("etcd_cert_file", "needs etcd_key_file=")),
             (None, Some(_)) => Err(bad("etcd_key_file", "needs etcd_cert_file=")),
             _ => Ok(()),
@@ -175,23 +173,7 @@ impl EtcdFleet {
     pub fn options(&self) -> Option<EtcdOptions> {
         Some(EtcdOptions {
             endpoints: self.endpoints.clone()?,
-            conn: ConnectionOptions {
-                connect_timeout_ms: self
-                    .connect_timeout_ms
-                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
-                command_timeout_ms: self
-                    .command_timeout_ms
-                    .unwrap_or(DEFAULT_COMMAND_TIMEOUT_MS),
-                prefix: self
-                    .prefix
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_ETCD_PREFIX.to_owned()),
-                credentials: self.credentials.clone(),
-                ca_file: self.ca_file.clone(),
-                client_cert: self.cert_file.clone(),
-                client_key: self.key_file.clone(),
-                plugin: self.plugin.clone(),
-            },
+            conn: self.conn.with_defaults(DEFAULT_ETCD_PREFIX),
         })
     }
 }
@@ -199,6 +181,7 @@ impl EtcdFleet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::DEFAULT_CONNECT_TIMEOUT_MS;
 
     #[test]
     fn endpoint_lists_parse_and_normalise() {
