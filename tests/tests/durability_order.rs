@@ -203,6 +203,29 @@ fn traced_all(driver: &Driver) -> Run {
     traced(driver, &["-e", TRACED])
 }
 
+/// The login's `flock` on `what` was answered with an injected ENOLCK, the login was
+/// denied, and the log names the lock failure.
+fn assert_denied_for_enolck(run: &Run, what: &str) {
+    assert!(
+        run.calls
+            .iter()
+            .any(|c| c.is(&["flock"]) && c.ret.contains("ENOLCK") && c.ret.contains("INJECTED")),
+        "{what}'s flock was answered with ENOLCK\n{}",
+        run.trace
+    );
+    assert!(
+        matches!(run.drive.returned(), Returned::Failed(_)),
+        "no lock on {what} and still not denied: {:?} {:?}",
+        run.drive,
+        run.syslog
+    );
+    assert!(
+        names_enolck(&run.syslog),
+        "the log names the lock failure: {:?}",
+        run.syslog
+    );
+}
+
 fn path_is(c: &Call, p: &Path) -> bool {
     c.fd_path().is_some_and(|f| Path::new(f) == p)
 }
@@ -532,24 +555,7 @@ fn enolck_on_the_secret_file_lock_denies() {
     ];
 
     let run = traced(&Driver::login(&stack, &u, SCRATCH), &inject);
-    assert!(
-        run.calls
-            .iter()
-            .any(|c| c.is(&["flock"]) && c.ret.contains("ENOLCK") && c.ret.contains("INJECTED")),
-        "the secret file's flock was answered with ENOLCK\n{}",
-        run.trace
-    );
-    assert!(
-        matches!(run.drive.returned(), Returned::Failed(_)),
-        "no lock and still not denied: {:?} {:?}",
-        run.drive,
-        run.syslog
-    );
-    assert!(
-        names_enolck(&run.syslog),
-        "the log names the lock failure: {:?}",
-        run.syslog
-    );
+    assert_denied_for_enolck(&run, "the secret file");
     assert!(
         read(&path).contains(SCRATCH),
         "the denied login did not use the scratch code"
@@ -624,24 +630,7 @@ fn enolck_on_the_state_record_lock_denies() {
             "inject=flock:error=ENOLCK",
         ],
     );
-    assert!(
-        run.calls
-            .iter()
-            .any(|c| c.is(&["flock"]) && c.ret.contains("ENOLCK") && c.ret.contains("INJECTED")),
-        "the record's flock was answered with ENOLCK\n{}",
-        run.trace
-    );
-    assert!(
-        matches!(run.drive.returned(), Returned::Failed(_)),
-        "no lock and still not denied: {:?} {:?}",
-        run.drive,
-        run.syslog
-    );
-    assert!(
-        names_enolck(&run.syslog),
-        "the log names the lock failure: {:?}",
-        run.syslog
-    );
+    assert_denied_for_enolck(&run, "the record");
     assert_eq!(
         fs::read(&record).unwrap_or_default(),
         before,
