@@ -9,7 +9,7 @@
 //!   then renames it over the secret file, which then lacks the code. No directory
 //!   fsync follows that rename (the store, not the file, is the authority): with the old
 //!   file put back, as a power loss may leave it, the code is still refused.
-//! - A fresh state directory: the store key is fsynced under a temporary name, linked,
+//! - A fresh state directory: the store key is fsynced under a temporary name, renamed (or linked),
 //!   and the directory fsynced; a user's first record is created `O_EXCL`, allocated,
 //!   and the directory fsynced before anything is written into it.
 //! - An accepted TOTP code with the boot time known is a lazy write: a `pwrite64` and

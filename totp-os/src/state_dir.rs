@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use libc::uid_t;
 use nix::errno::Errno;
-use nix::fcntl::{self, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{self, AtFlags, OFlag, OpenHow, RenameFlags, ResolveFlag};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use nix::unistd::{self, UnlinkatFlags};
 use sha2::{Digest, Sha256};
@@ -527,8 +527,8 @@ impl StateDir {
         Ok(Some(StoreKey::new(*key)))
     }
 
-    /// Writes a new random key under a temporary name, fsynced, then links it into
-    /// place; `false` when another login linked its key first.
+    /// Writes a new random key under a temporary name, fsynced, then renames it into
+    /// place without replacing one; `false` when another login placed its key first.
     fn create_key(&mut self) -> Result<bool, StoreError> {
         let shown = self.path.display().to_string();
         let mut key = zeroize::Zeroizing::new([0u8; STORE_KEY_LEN]);
@@ -556,13 +556,31 @@ impl StateDir {
         let written = std::io::Write::write_all(&mut file, &key[..])
             .and_then(|()| file.sync_all())
             .map_err(|e| io_error(&format!("write a store key in {shown}"), &e));
+        // RENAME_NOREPLACE, not link-then-unlink: between those two calls the key has two
+        // links, and a racing login's check (one link) would refuse it as tampered with.
         let linked = written.and_then(|()| {
-            match unistd::linkat(dir, temp.as_str(), dir, KEY_FILE, AtFlags::empty()) {
+            let renamed = fcntl::renameat2(
+                dir,
+                temp.as_str(),
+                dir,
+                KEY_FILE,
+                RenameFlags::RENAME_NOREPLACE,
+            );
+            match renamed {
                 Ok(()) => Ok(true),
                 Err(Errno::EEXIST) => Ok(false),
-                Err(e) => Err(os_error(&format!("link the store key in {shown}"), e)),
+                // File systems without RENAME_NOREPLACE: linkat also refuses an existing key.
+                Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+                    match unistd::linkat(dir, temp.as_str(), dir, KEY_FILE, AtFlags::empty()) {
+                        Ok(()) => Ok(true),
+                        Err(Errno::EEXIST) => Ok(false),
+                        Err(e) => Err(os_error(&format!("link the store key in {shown}"), e)),
+                    }
+                }
+                Err(e) => Err(os_error(&format!("rename the store key in {shown}"), e)),
             }
         });
+        // Gone already after a rename; left by a refused rename or by the link.
         let _ = unistd::unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
         // The key must outlive a power loss before any record is bound to it.
         sync_dir(dir).map_err(|e| os_error(&format!("fsync {shown}"), e))?;
