@@ -280,6 +280,29 @@ impl Etcd {
         Ok((classify(value, revision, cluster)?, cluster))
     }
 
+    /// Puts `value` under `key` if its `mod_revision` is still `revision` (0: absent),
+    /// in one transaction: whether it was put, and the reply (its header's revision is
+    /// the new version).
+    fn put_if_revision(
+        &mut self,
+        key: &[u8],
+        revision: u64,
+        value: &[u8],
+    ) -> Result<(bool, Value), Failure> {
+        let k = B64.encode(key);
+        let body = json!({
+            "compare": [{
+                "key": k,
+                "target": "MOD",
+                "result": "EQUAL",
+                "mod_revision": revision.to_string(),
+            }],
+            "success": [{ "request_put": { "key": k, "value": B64.encode(value) } }],
+        });
+        let reply = self.client.call("/v3/kv/txn", &body, Retry::NotDelivered)?;
+        Ok((succeeded(&reply)?, reply))
+    }
+
     /// The store record as the module sees it: one written on another cluster is absent
     /// (the module then recreates it at now, R34). One from an earlier release is bound
     /// to this cluster first (once per store), so a later restore is caught too.
@@ -292,18 +315,8 @@ impl Etcd {
                 StoreRecord::Current(v, r) => return Ok((v, r)),
                 StoreRecord::Unbound(v, r) => (v, r),
             };
-            let k = B64.encode(key);
-            let body = json!({
-                "compare": [{
-                    "key": k,
-                    "target": "MOD",
-                    "result": "EQUAL",
-                    "mod_revision": revision.to_string(),
-                }],
-                "success": [{ "request_put": { "key": k, "value": B64.encode(bind(cluster, &value)) } }],
-            });
-            let reply = self.client.call("/v3/kv/txn", &body, Retry::NotDelivered)?;
-            if succeeded(&reply)? {
+            let (put, reply) = self.put_if_revision(key, revision, &bind(cluster, &value))?;
+            if put {
                 // The put's revision is the reply's: the version the module compares.
                 let revision = reply
                     .get("header")
@@ -324,7 +337,6 @@ impl Etcd {
     /// record written on another cluster, which the module was told is absent: on its
     /// real `mod_revision`, so of two hosts recreating it only one wins.
     fn cas_store(&mut self, key: &[u8], expected: u64, record: &[u8]) -> Result<Status, Failure> {
-        let k = B64.encode(key);
         let mut compare = expected;
         // Two rounds: the create, then the replacement of a stale record.
         for _ in 0..2 {
@@ -339,17 +351,10 @@ impl Etcd {
                     }
                 };
             }
-            let body = json!({
-                "compare": [{
-                    "key": k,
-                    "target": "MOD",
-                    "result": "EQUAL",
-                    "mod_revision": compare.to_string(),
-                }],
-                "success": [{ "request_put": { "key": k, "value": B64.encode(bind(cluster, record)) } }],
-            });
-            let reply = self.client.call("/v3/kv/txn", &body, Retry::NotDelivered)?;
-            if succeeded(&reply)? {
+            if self
+                .put_if_revision(key, compare, &bind(cluster, record))?
+                .0
+            {
                 return Ok(Status::Ok);
             }
             if expected != 0 {
@@ -432,18 +437,7 @@ impl Backend for Etcd {
         if self.is_store_key(key) {
             return self.cas_store(key, expected, record);
         }
-        let k = B64.encode(key);
-        let body = json!({
-            "compare": [{
-                "key": k,
-                "target": "MOD",
-                "result": "EQUAL",
-                "mod_revision": expected.to_string(),
-            }],
-            "success": [{ "request_put": { "key": k, "value": B64.encode(record) } }],
-        });
-        let reply = self.client.call("/v3/kv/txn", &body, Retry::NotDelivered)?;
-        Ok(if succeeded(&reply)? {
+        Ok(if self.put_if_revision(key, expected, record)?.0 {
             Status::Ok
         } else {
             Status::Conflict
