@@ -759,7 +759,7 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
     }
     if b.opts.tmpfs_etcd {
         println!(
-            "--tmpfs-etcd: the etcd members' data directories are on a {} tmpfs private to this run, \
+            "--tmpfs-etcd: the etcd members' data directories are on a tmpfs (size={}) private to this run, \
              so Raft's fsyncs cost nothing. A DIAGNOSTIC that separates the protocol's cost from the \
              disk's, not a supported deployment: members that lose their logs at a power cut lose \
              committed writes.",
