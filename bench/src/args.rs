@@ -9,7 +9,8 @@ pub(super) const USAGE: &str =
   --quick         --budget 0.5 (a smoke run; figures are noisy)
   --only S        only the cases whose key contains S, with the rows they are compared with
                   (keys: permit, totp-store-wrong, ga-noskew-home-hammered, totp-home-steady,
-                  ga-wrong, totp-scratch, access-totp-10, enroll, memory, ...)
+                  ga-wrong, totp-scratch, access-totp-10, redis-right-exec,
+                  etcd-right-exec-crypto, enroll, memory, ...)
   --exact         --only names one key exactly, without the rows it is compared with
                   (for profiling one case: valgrind --tool=callgrind, docs/performance.md)
   --no-sink       do not enter a mount namespace; /dev/log is used as found

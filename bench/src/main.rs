@@ -14,7 +14,8 @@
 //! record with an earlier TOTP mark); or nothing at all for a hammered wrong code, which
 //! meets the throttle its own earlier iterations set off. Cases run interleaved in
 //! rounds so background load spreads evenly over them. Limits are printed, not
-//! enforced.
+//! enforced. A few right-code rows run each login in a freshly exec'd child instead
+//! (`login.rs`), since a real login's process loads the shared-store plugins afresh.
 
 mod args;
 mod cases;
