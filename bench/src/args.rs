@@ -4,16 +4,21 @@ use super::*;
 
 pub(super) const USAGE: &str =
     "usage: pam-bench [--budget SECS] [--quick] [--only SUBSTRING] [--no-sink] [--keep]
+                 [--tmpfs-state] [--tmpfs-etcd] [--exact] [--module PATH]
   --budget SECS   time per case (default 3, spread over 5 interleaved rounds)
   --quick         --budget 0.5 (a smoke run; figures are noisy)
   --only S        only the cases whose key contains S, with the rows they are compared with
                   (keys: permit, totp-store-wrong, ga-noskew-home-hammered, totp-home-steady,
-                  ga-wrong, totp-scratch, access-totp-10, enroll, memory, ...)
+                  ga-wrong, totp-scratch, access-totp-10, redis-right-exec,
+                  etcd-right-exec-crypto, enroll, memory, ...)
   --exact         --only names one key exactly, without the rows it is compared with
                   (for profiling one case: valgrind --tool=callgrind, docs/performance.md)
   --no-sink       do not enter a mount namespace; /dev/log is used as found
   --tmpfs-state   put the state file on a tmpfs private to the run, where fsync costs
                   nothing: a diagnostic that separates CPU and syscall cost from the disk
+  --tmpfs-etcd    put the etcd members' data directories on a 1 GiB tmpfs private to the
+                  run, where Raft's fsyncs cost nothing: a diagnostic that separates the
+                  protocol's cost from the disk's, not a supported deployment
   --keep          keep the scratch directory (under /run/pam_totp-bench)
   --module PATH   benchmark this build of pam_totp instead of target/release/libpam_totp.so
 Runs as root (mount namespace, GA's user=root file).";
@@ -24,6 +29,7 @@ pub(super) struct Opts {
     pub(super) exact: bool,
     pub(super) sink: bool,
     pub(super) tmpfs_state: bool,
+    pub(super) tmpfs_etcd: bool,
     pub(super) keep: bool,
     pub(super) module: Option<PathBuf>,
 }
@@ -35,6 +41,7 @@ pub(super) fn parse_args(args: &[String]) -> Result<Opts, String> {
         exact: false,
         sink: true,
         tmpfs_state: false,
+        tmpfs_etcd: false,
         keep: false,
         module: None,
     };
@@ -55,6 +62,7 @@ pub(super) fn parse_args(args: &[String]) -> Result<Opts, String> {
             "--no-sink" => o.sink = false,
             "--keep" => o.keep = true,
             "--tmpfs-state" => o.tmpfs_state = true,
+            "--tmpfs-etcd" => o.tmpfs_etcd = true,
             "--module" => {
                 let p = PathBuf::from(it.next().ok_or("--module needs a path")?);
                 o.module = Some(std::path::absolute(&p).map_err(|e| format!("--module: {e}"))?);
@@ -65,6 +73,9 @@ pub(super) fn parse_args(args: &[String]) -> Result<Opts, String> {
     }
     if o.tmpfs_state && !o.sink {
         return Err("--tmpfs-state needs the mount namespace (drop --no-sink)".into());
+    }
+    if o.tmpfs_etcd && !o.sink {
+        return Err("--tmpfs-etcd needs the mount namespace (drop --no-sink)".into());
     }
     Ok(o)
 }

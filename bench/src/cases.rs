@@ -71,6 +71,36 @@ pub(super) enum Refresh {
     Steady,
 }
 
+/// Where each iteration runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Process {
+    /// In the benchmark process: whatever a module dlopens and keeps (the shared-store
+    /// plugins and their TLS libraries) is loaded once for the whole run.
+    Bench,
+    /// A freshly exec'd child per login (`login.rs`), as sshd, login and sudo run; with
+    /// `libcrypto`, the child has libcrypto loaded before the clock starts, as sshd has.
+    Fresh { libcrypto: bool },
+}
+
+impl Process {
+    /// The pam_permit row the "×permit" column divides by: a floor run the same way.
+    pub(super) fn floor(self) -> &'static str {
+        match self {
+            Process::Bench => "permit",
+            Process::Fresh { libcrypto: false } => "permit-exec",
+            Process::Fresh { libcrypto: true } => "permit-exec-crypto",
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Process::Bench => "",
+            Process::Fresh { libcrypto: false } => "-exec",
+            Process::Fresh { libcrypto: true } => "-exec-crypto",
+        }
+    }
+}
+
 pub(super) struct Case {
     pub(super) key: String,
     /// The table section (who logs in, which mode).
@@ -83,6 +113,7 @@ pub(super) struct Case {
     pub(super) expect: Expect,
     /// What is rewritten before each iteration (untimed).
     pub(super) refresh: Refresh,
+    pub(super) process: Process,
     /// Untimed iterations at the start of every batch (hammering: other cases reset
     /// the user's record between batches, so the throttle is re-established first).
     pub(super) prime: usize,
@@ -136,6 +167,7 @@ fn case(
         answer,
         expect,
         refresh,
+        process: Process::Bench,
         prime: 0,
         reference,
         samples: Vec::new(),
@@ -300,6 +332,51 @@ pub(super) fn auth_cases(wrong: &str, normal: bool) -> Vec<Case> {
                 Refresh::Fresh,
                 reference,
             ));
+        }
+    }
+    // The right code again, one fresh process per login: the module, the plugin and
+    // the plugin's libssl/libcrypto are loaded at every login, as in a real one. The
+    // ratios to the local store are printed next to the in-process goals.
+    for (process, group) in [
+        (
+            Process::Fresh { libcrypto: false },
+            "right code, fresh process (root as root)",
+        ),
+        (
+            Process::Fresh { libcrypto: true },
+            "right code, fresh process, libcrypto preloaded as in sshd (root as root)",
+        ),
+    ] {
+        let sfx = process.suffix();
+        let mut floor = case(
+            process.floor().into(),
+            Who::Root,
+            "floor",
+            "pam_permit.so",
+            "permit".into(),
+            Answer::None,
+            Expect::Success,
+            Refresh::Keep,
+            None,
+        );
+        floor.group = group;
+        floor.process = process;
+        v.push(floor);
+        for (mkey, mname, service) in &modules[2..] {
+            let mut c = case(
+                format!("{mkey}-right{sfx}"),
+                Who::Root,
+                "right code",
+                mname,
+                (*service).into(),
+                Answer::TotpNow,
+                Expect::Success,
+                Refresh::Fresh,
+                None,
+            );
+            c.group = group;
+            c.process = process;
+            v.push(c);
         }
     }
     v

@@ -14,13 +14,15 @@
 //! record with an earlier TOTP mark); or nothing at all for a hammered wrong code, which
 //! meets the throttle its own earlier iterations set off. Cases run interleaved in
 //! rounds so background load spreads evenly over them. Limits are printed, not
-//! enforced.
+//! enforced. A few right-code rows run each login in a freshly exec'd child instead
+//! (`login.rs`), since a real login's process loads the shared-store plugins afresh.
 
 mod args;
 mod cases;
 mod etcd;
 mod fleet;
 mod footprint;
+mod login;
 mod memory;
 mod report;
 mod sandbox;
@@ -226,7 +228,7 @@ impl Bench {
                 .map_err(|e| format!("create {}: {e}", d.display()))?;
         }
         if opts.tmpfs_state {
-            sandbox::mount_tmpfs(&secrets)?;
+            sandbox::mount_tmpfs(&secrets, "1m")?;
         }
         let state = secrets.join("state");
         let state_dir = secrets.join("pam_totp-state");
@@ -344,7 +346,10 @@ impl Bench {
                 format!("auth required {m} user=root secret={s} {}", r.options()),
             ));
         }
-        let etcd = etcd::BenchEtcd::start(&scratch, &release)?;
+        let etcd = etcd::BenchEtcd::start(&scratch, &release, opts.tmpfs_etcd)?;
+        if opts.tmpfs_etcd && etcd.is_none() {
+            return Err("--tmpfs-etcd: etcd and etcdctl are not installed".into());
+        }
         if let Some(e) = &etcd {
             services.push((
                 "totp-etcd",
@@ -497,20 +502,38 @@ impl Bench {
                 break;
             }
             self.refresh(case.who, case.refresh)?;
-            let conv = Scripted::texts(self.answer(&case.answer));
-            let t0 = Instant::now();
-            let mut tx = Transaction::start(
-                &case.service,
-                Some(case.who.user()),
-                Some(&self.confdir),
-                Box::new(conv),
-            )
-            .map_err(|e| format!("{}: {e}", case.key))?;
-            tx.set_item(Item::RHost, RHOST.as_bytes());
-            let rc = tx.authenticate(0);
-            let prompts = tx.prompt_count();
-            drop(tx);
-            let dt = t0.elapsed();
+            let (dt, rc, prompts) = match case.process {
+                Process::Bench => {
+                    let conv = Scripted::texts(self.answer(&case.answer));
+                    let t0 = Instant::now();
+                    let mut tx = Transaction::start(
+                        &case.service,
+                        Some(case.who.user()),
+                        Some(&self.confdir),
+                        Box::new(conv),
+                    )
+                    .map_err(|e| format!("{}: {e}", case.key))?;
+                    tx.set_item(Item::RHost, RHOST.as_bytes());
+                    let rc = tx.authenticate(0);
+                    let prompts = tx.prompt_count();
+                    drop(tx);
+                    (t0.elapsed(), rc, prompts)
+                }
+                Process::Fresh { libcrypto } => {
+                    let answer = self.answer(&case.answer).pop();
+                    let o = login::spawn(
+                        &self.confdir,
+                        &case.service,
+                        case.who.user(),
+                        answer.as_deref(),
+                        libcrypto,
+                    )
+                    .map_err(|e| format!("{}: {e}", case.key))?;
+                    // The child's faults are not this thread's: counted here instead.
+                    case.faults += o.faults;
+                    (o.elapsed, o.rc, o.prompts)
+                }
+            };
             let ok = match case.expect {
                 Expect::Success => rc == codes::SUCCESS,
                 Expect::Denied => rc != codes::SUCCESS && prompts == 1,
@@ -534,7 +557,9 @@ impl Bench {
                 case.samples.push(dt);
             }
         }
-        case.faults += minor_faults().saturating_sub(faults_before);
+        if case.process == Process::Bench {
+            case.faults += minor_faults().saturating_sub(faults_before);
+        }
         case.logs += self.sink.settled_count().saturating_sub(before);
         Ok(())
     }
@@ -639,11 +664,16 @@ fn run(opts: Opts) -> Result<(), String> {
     };
     let mut b = Bench::setup(opts, sink)?;
     let result = run_all(&mut b);
+    // The members hold their data directories open: stopped before those go.
+    drop(b.etcd.take());
     if b.opts.keep {
         eprintln!("scratch directory kept: {}", b.scratch.display());
     } else {
         if b.opts.tmpfs_state {
             sandbox::unmount(b.state.parent().unwrap_or(&b.scratch));
+        }
+        if b.opts.tmpfs_etcd {
+            sandbox::unmount(&etcd::data_root(&b.scratch));
         }
         let _ = fs::remove_dir_all(&b.scratch);
     }
@@ -687,6 +717,7 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
             continue;
         }
         keep.push("permit".into());
+        keep.push(c.process.floor().into());
         keep.extend(c.reference.clone());
         // B2's unknown user is printed against the wrong code of the same service.
         if let Some(service) = c.key.strip_suffix("-unknown") {
@@ -721,6 +752,21 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
         user::UID,
         b.opts.budget.as_secs_f64()
     );
+    if b.etcd.is_some() {
+        println!(
+            "etcd members' data on: {}",
+            sandbox::fs_type(&etcd::data_root(&b.scratch))
+        );
+    }
+    if b.opts.tmpfs_etcd {
+        println!(
+            "--tmpfs-etcd: the etcd members' data directories are on a tmpfs (size={}) private to this run, \
+             so Raft's fsyncs cost nothing. A DIAGNOSTIC that separates the protocol's cost from the \
+             disk's, not a supported deployment: members that lose their logs at a power cut lose \
+             committed writes.",
+            etcd::TMPFS_SIZE
+        );
+    }
     eprintln!(
         "authentication cases ({}), then access rules ({})",
         auth.len(),
@@ -879,6 +925,7 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
         1.2,
         true,
     );
+    fresh_ratios(&auth, "redis");
     goal(
         "wrong code through Redis ≤ 1.2× the local store",
         ratio(
@@ -898,6 +945,7 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
         3.0,
         true,
     );
+    fresh_ratios(&auth, "etcd");
     goal(
         "10,000 access rules ≤ 0.33× pam_access",
         ratio(
@@ -923,6 +971,26 @@ fn run_all(b: &mut Bench) -> Result<(), String> {
     Ok(())
 }
 
+/// The right code's shared-store/local ratio in the fresh-process rows, printed under
+/// the in-process goal with no limit of its own.
+fn fresh_ratios(auth: &[Case], store: &str) {
+    let of = |sfx: &str| {
+        ratio(
+            median_of(auth, &format!("{store}-right{sfx}")),
+            median_of(auth, &format!("totp-right{sfx}")),
+        )
+    };
+    let (plain, crypto) = (of("-exec"), of("-exec-crypto"));
+    if plain.is_none() && crypto.is_none() {
+        return;
+    }
+    println!(
+        "      same ratio, a fresh process per login: {}; with libcrypto preloaded as in sshd: {} (printed, no limit)",
+        fmt_ratio(plain),
+        fmt_ratio(crypto),
+    );
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--memory-child") {
@@ -930,6 +998,9 @@ fn main() -> ExitCode {
     }
     if args.first().map(String::as_str) == Some("--footprint-child") {
         return footprint::child(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some(login::ARG) {
+        return login::child(&args[1..]);
     }
     let opts = match parse_args(&args) {
         Ok(o) => o,

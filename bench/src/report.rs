@@ -91,7 +91,6 @@ pub(super) fn median_of(cases: &[Case], key: &str) -> Option<f64> {
 }
 
 pub(super) fn print_table(auth: &[Case], access: &[Case]) {
-    let permit = median_of(auth, "permit");
     let header = |other: &str| {
         println!(
             "{:<18} {:<16} {:>11} {:>11} {:>6} {:>9} {:>11} {:>10} {:>10}",
@@ -122,6 +121,9 @@ pub(super) fn print_table(auth: &[Case], access: &[Case]) {
             .as_deref()
             .and_then(|r| all.iter().find(|x| x.key == r))
             .and_then(|x| x.median_us());
+        // A fresh process's row over a fresh process's floor: both pay the start-up
+        // of a process that never ran libpam.
+        let permit = median_of(auth, c.process.floor());
         print_row(
             c,
             ratio(c.median_us(), permit),

@@ -237,16 +237,17 @@ pub fn private_accounts(passwd: &str, group: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Mounts a small tmpfs on `dir` (inside the private namespace, so only this process
-/// and its children see it; it vanishes with them).
-pub fn mount_tmpfs(dir: &std::path::Path) -> Result<(), String> {
+/// Mounts a tmpfs of at most `size` (tmpfs syntax: `1m`, `1g`) on `dir`, inside the
+/// private namespace, so only this process and its children see it; it vanishes with
+/// them.
+pub fn mount_tmpfs(dir: &std::path::Path, size: &str) -> Result<(), String> {
     let target = dir.to_str().ok_or("the scratch path is not UTF-8")?;
     mount(
         Some("tmpfs"),
         target,
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        Some("mode=0700,size=1m"),
+        Some(&format!("mode=0700,size={size}")),
     )
 }
 
