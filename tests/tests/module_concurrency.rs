@@ -1,5 +1,5 @@
 //! Parallel logins, replay, crash safety of the state store, and what rewrites keep
-//! (SECURITY.md cases C1–C3, D1, D6, R12, R15–R17), with real processes.
+//! (SECURITY.md cases C1–C3, D1, D5, D6, R12, R15–R17), with real processes.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -165,6 +165,116 @@ fn rewrites_keep_mode_and_owner() {
         );
         assert_ne!(ino_now(), ino, "replaced by rename");
         drop(original);
+    }
+}
+
+/// The `security.selinux` attribute of `path`, read without following a symlink; `None`
+/// when the file has none.
+fn selinux_label(path: &std::path::Path) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+    let name = c"security.selinux";
+    let mut buf = [0u8; 256];
+    // SAFETY: both strings are NUL-terminated and `buf` is writable for its length.
+    let n = unsafe {
+        libc::lgetxattr(
+            p.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
+/// D5 (partly: this kernel has no SELinux, so the label is an attribute no policy acts
+/// on): a scratch code's rewrite replaces the secret file by rename, and the new file
+/// carries the old one's SELinux label, in home mode (the rewrite runs as the user) and
+/// for a root-owned secret store. Control: a file newly created beside it has no label,
+/// so the label seen after the rename was copied, not inherited.
+#[test]
+fn rewrites_keep_the_selinux_label() {
+    if !require_root("rewrites_keep_the_selinux_label") {
+        return;
+    }
+    const LABEL: &[u8] = b"system_u:object_r:auth_home_t:s0";
+    let set_label = |path: &std::path::Path| {
+        use std::os::unix::ffi::OsStrExt;
+        let p = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+        // SAFETY: NUL-terminated strings and a readable value of the given length.
+        let rc = unsafe {
+            libc::lsetxattr(
+                p.as_ptr(),
+                c"security.selinux".as_ptr(),
+                LABEL.as_ptr().cast(),
+                LABEL.len(),
+                0,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "set security.selinux on {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    };
+    let secret = random_secret_b32();
+    let u = TestUser::create("sl");
+    let store = root_store();
+    let home_stack = Stack::probe("svc", "");
+    let store_stack = Stack::probe(
+        "svc",
+        &format!("user=root secret={}/${{USER}}", store.path().display()),
+    );
+    let store_file = store.path().join(&u.name);
+    let cases = [
+        ("home mode", &home_stack, u.secret_path(), u.uid, u.gid),
+        ("secret store", &store_stack, store_file, 0, 0),
+    ];
+    for (i, (what, stack, path, uid, gid)) in cases.into_iter().enumerate() {
+        let scratch = (23_456_789 + i).to_string();
+        let text = format!("{secret}\n\" TOTP_AUTH\n{scratch}\n");
+        write_owned(&path, text.as_bytes(), uid, gid, 0o600);
+        set_label(&path);
+        assert_eq!(
+            selinux_label(&path).as_deref(),
+            Some(LABEL),
+            "{what}: label set"
+        );
+        let beside = path.with_file_name(format!("unlabelled-{i}"));
+        write_owned(&beside, b"", uid, gid, 0o600);
+        assert_eq!(
+            selinux_label(&beside),
+            None,
+            "{what}: control: a new file in that directory gets no label of its own"
+        );
+        fs::remove_file(&beside).expect("remove control file");
+        let ino = |p: &std::path::Path| {
+            fs::metadata(p)
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .ok()
+        };
+        let before = ino(&path);
+        let at = T0 + 60 * i as u64;
+        let d = login_at(stack, &u, &scratch, None, at);
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "{what}: {d:?}");
+        assert_eq!(
+            read(&path),
+            totp_file(&secret),
+            "{what}: the scratch code is used up"
+        );
+        assert_ne!(ino(&path), before, "{what}: replaced by rename");
+        assert_eq!(
+            selinux_label(&path).as_deref(),
+            Some(LABEL),
+            "{what}: the label survives the rewrite"
+        );
+        assert_eq!(
+            mode_owner(&path),
+            (0o600, uid, gid),
+            "{what}: mode and owner"
+        );
     }
 }
 
