@@ -348,30 +348,36 @@ pub(super) fn auth_cases(wrong: &str, normal: bool) -> Vec<Case> {
         ),
     ] {
         let sfx = process.suffix();
-        let mut floor = case(
-            process.floor().into(),
-            Who::Root,
+        // The section's own floor first, run the same way, then the right code per store.
+        let floor = (
+            process.floor().to_string(),
             "floor",
             "pam_permit.so",
-            "permit".into(),
+            "permit",
             Answer::None,
-            Expect::Success,
             Refresh::Keep,
-            None,
         );
-        floor.group = group;
-        floor.process = process;
-        v.push(floor);
-        for (mkey, mname, service) in &modules[2..] {
-            let mut c = case(
+        let rows = modules[2..].iter().map(|(mkey, mname, service)| {
+            (
                 format!("{mkey}-right{sfx}"),
-                Who::Root,
                 "right code",
-                mname,
-                (*service).into(),
+                *mname,
+                *service,
                 Answer::TotpNow,
-                Expect::Success,
                 Refresh::Fresh,
+            )
+        });
+        for (key, scenario, module, service, answer, refresh) in std::iter::once(floor).chain(rows)
+        {
+            let mut c = case(
+                key,
+                Who::Root,
+                scenario,
+                module,
+                service.into(),
+                answer,
+                Expect::Success,
+                refresh,
                 None,
             );
             c.group = group;
