@@ -905,6 +905,14 @@ pub fn capture_syslog_with_bind(src: &Path, dst: &Path, driver: &Driver) -> (Dri
 /// Runs any command with `/dev/log` replaced, inside a private mount namespace, by a
 /// socket this test reads; the host's `/dev` is untouched. Root only (it mounts).
 pub fn with_syslog_capture(inner: &Command) -> (Output, Vec<String>) {
+    with_syslog_capture_after("", inner)
+}
+
+/// [`with_syslog_capture`], with the shell commands `first` run in the private mount
+/// namespace (`$1`: a private directory of this capture) before `/dev` is replaced
+/// there: for a set-up that needs the host's devices, such as a FUSE daemon opening
+/// `/dev/fuse`.
+pub fn with_syslog_capture_after(first: &str, inner: &Command) -> (Output, Vec<String>) {
     use std::os::unix::net::UnixDatagram;
     let dir = tempfile::Builder::new()
         .prefix("pam_totp-syslog")
@@ -924,7 +932,7 @@ done
 touch "$t/dev/log"; mount --bind "$t/log.sock" "$t/dev/log"
 mkdir "$t/dev/shm"; mount -t tmpfs -o mode=1777 none "$t/dev/shm"
 mount --rbind "$t/dev" /dev"#;
-    let mut cmd = in_private_mounts(SETUP, dir.path(), inner);
+    let mut cmd = in_private_mounts(&format!("{first}\n{SETUP}"), dir.path(), inner);
     // Read while the child runs: a full datagram queue would block its syslog() call.
     sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
         .expect("timeout");

@@ -1,0 +1,454 @@
+//! C7 (SECURITY.md): homes and secret stores on an NFS export with `root_squash`,
+//! through the real libpam. This kernel has no NFS, so a stand-in plays the server: a
+//! FUSE passthrough file system (tests/fuse/ptotpsquash.c, compiled here) that does
+//! every operation with the caller's file-system identity, except that root is nobody
+//! (65534), and leaves permission checks to the backing file system (no
+//! `default_permissions`, no caching). It is mounted over the directory it serves, in a
+//! private mount namespace around the `pam-drive` child, so the host sees the backing
+//! files at the same paths and the test checks them there.
+//!
+//! Every mount first shows that root cannot read through it (the set-up fails
+//! otherwise), and `the_stand_in_squashes_root_and_serves_the_user` shows the mapping
+//! itself, so a login that succeeds below succeeded under a real squash.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use system_tests::{
+    Drive, Driver, Returned, Stack, T0, TestUser, code_at, in_private_mounts, mode_owner,
+    require_root, require_tool, root_store, syslog_message, totp_file, with_syslog_capture_after,
+    workspace, write_owned, wrong_totp,
+};
+
+/// What the stand-in maps root to (an NFS server's default anonymous uid and gid).
+const NOBODY: u32 = 65534;
+
+/// A scratch code written into secret files.
+const SCRATCH: &str = "48151623";
+
+/// True when the stand-in can be built and mounted here: root, a C compiler, libfuse3's
+/// headers and `/dev/fuse`. In CI (CI=true) anything missing fails the test.
+fn require_fuse(test: &str) -> bool {
+    if !require_root(test)
+        || !require_tool(test, "cc")
+        || !require_tool(test, "pkg-config")
+        || !require_tool(test, "unshare")
+        || !require_tool(test, "setpriv")
+    {
+        return false;
+    }
+    let headers = Command::new("pkg-config")
+        .args(["--exists", "fuse3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let missing = match (Path::new("/dev/fuse").exists(), headers) {
+        (true, true) => return true,
+        (false, _) => "/dev/fuse",
+        (true, false) => "libfuse3-dev (pkg-config fuse3)",
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs {missing}, and CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: {missing} missing");
+    false
+}
+
+/// The stand-in, compiled once per test binary into the target directory.
+fn squash_fs() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = workspace().join("target/test-helpers");
+        fs::create_dir_all(&dir).expect("helper directory");
+        let bin = dir.join("ptotpsquash");
+        let flags = |arg: &str| -> Vec<String> {
+            let out = Command::new("pkg-config")
+                .args([arg, "fuse3"])
+                .output()
+                .expect("pkg-config");
+            assert!(out.status.success(), "pkg-config {arg} fuse3: {out:?}");
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        let out = Command::new("cc")
+            .args(["-O1", "-Wall", "-Wextra", "-Werror"])
+            .args(flags("--cflags"))
+            .arg("-o")
+            .arg(&bin)
+            .arg(workspace().join("tests/fuse/ptotpsquash.c"))
+            .args(flags("--libs"))
+            .output()
+            .expect("run cc");
+        assert!(
+            out.status.success(),
+            "cc failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bin
+    })
+}
+
+/// Shell commands (for [`in_private_mounts`] or [`with_syslog_capture_after`], `$1` a
+/// private directory) that mount the stand-in over `dir`, serving `dir` itself, wait
+/// for the mount, and fail unless root is refused reading `probe` through it.
+fn mount_squashed(dir: &Path, probe: &Path) -> String {
+    let (bin, dir, probe) = (squash_fs().display(), dir.display(), probe.display());
+    format!(
+        r#""{bin}" "{dir}" "{dir}" </dev/null >/dev/null 2>>"$1/squash.err" &
+n=0
+until grep -q " {dir} .* - fuse.ptotpsquash " /proc/self/mountinfo; do
+  n=$((n+1)); if [ $n -gt 400 ]; then cat "$1/squash.err" >&2; exit 97; fi; sleep 0.025
+done
+if cat "{probe}" >/dev/null 2>&1; then echo "root read {probe}: not squashed" >&2; exit 98; fi"#
+    )
+}
+
+/// `driver` with `dir` squashed ([`mount_squashed`]): the run and the module's syslog.
+fn squashed_login(dir: &Path, probe: &Path, driver: &Driver) -> (Drive, Vec<String>) {
+    let (out, lines) = with_syslog_capture_after(&mount_squashed(dir, probe), &driver.command());
+    assert!(
+        !out.stdout.is_empty(),
+        "pam-drive did not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
+    (Drive::parse(&out), lines)
+}
+
+fn logged(lines: &[String], needle: &str) -> bool {
+    lines.iter().any(|l| l.contains(needle))
+}
+
+/// The entries of `dir` with their owner uid and mode, sorted by name.
+fn entries(dir: &Path) -> Vec<(String, u32, u32)> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let m = e.metadata().expect("metadata");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                m.uid(),
+                m.mode() & 0o7777,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A shell script as root inside a private mount namespace where `setup` has run.
+fn in_namespace(setup: &str, script: &str) -> Output {
+    let scratch = tempfile::Builder::new()
+        .prefix("pam_totp-squash")
+        .tempdir()
+        .expect("tempdir");
+    let mut inner = Command::new("sh");
+    inner.args(["-c", script]);
+    in_private_mounts(setup, scratch.path(), &inner)
+        .output()
+        .expect("run unshare")
+}
+
+/// The control: through the stand-in root is nobody (it cannot read the user's 0600
+/// secret, list the user's 0700 home or create a file there, and what it creates in a
+/// world-writable directory belongs to 65534), while the user reads the file and what
+/// the user creates is the user's. The mount is the FUSE one. Without the mount, root
+/// reads the same file, so the refusals are the stand-in's.
+#[test]
+fn the_stand_in_squashes_root_and_serves_the_user() {
+    let t = "the_stand_in_squashes_root_and_serves_the_user";
+    if !require_fuse(t) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sqc");
+    let path = u.secret_path();
+    assert_eq!(
+        fs::read_to_string(&path).expect("root reads it unmounted"),
+        totp_file(&secret)
+    );
+    // A second export: root-owned, with a world-writable directory (mode 1777).
+    let export = tempfile::Builder::new()
+        .prefix("pam_totp-export")
+        .tempdir()
+        .expect("tempdir");
+    fs::set_permissions(export.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let drop = export.path().join("drop");
+    fs::create_dir(&drop).expect("mkdir");
+    fs::set_permissions(&drop, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let setup = format!(
+        "{}\n{}",
+        mount_squashed(&u.home, &path),
+        mount_squashed(export.path(), &export.path().join("none"))
+    );
+    let as_user = format!("setpriv --reuid={} --regid={} --clear-groups", u.uid, u.gid);
+    let script = format!(
+        r#"grep " {home} " /proc/self/mountinfo | sed 's/^/mount /'
+cat "{file}" 2>&1 | sed 's/^/root-read /'
+ls "{home}" 2>&1 | sed 's/^/root-list /'
+touch "{home}/by-root" 2>&1 | sed 's/^/root-create /'
+touch "{drop}/by-root"
+{as_user} cat "{file}" | sed 's/^/user-read /'
+{as_user} touch "{drop}/by-user""#,
+        home = u.home.display(),
+        file = path.display(),
+        drop = drop.display(),
+    );
+    let out = in_namespace(&setup, &script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let report = format!("{out:?}");
+    assert!(out.status.success(), "{report}");
+    let with = |prefix: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .collect()
+    };
+    let mounts = with("mount ");
+    assert!(
+        mounts.len() == 1 && mounts[0].contains(" - fuse.ptotpsquash "),
+        "the home is the stand-in's FUSE mount: {report}"
+    );
+    assert!(
+        !mounts[0].contains("default_permissions"),
+        "the server decides, not the kernel: {report}"
+    );
+    for what in ["root-read ", "root-list ", "root-create "] {
+        let got = with(what);
+        assert!(
+            got.len() == 1 && got[0].contains("Permission denied"),
+            "{what}: {report}"
+        );
+    }
+    let user_read: String = with("user-read ").concat();
+    assert_eq!(
+        user_read,
+        secret.clone() + "\" TOTP_AUTH",
+        "the user reads: {report}"
+    );
+    // The backing files, seen from the host: root's file is nobody's.
+    let owner = |p: &Path| {
+        let m = fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e} ({report})", p.display()));
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner(&drop.join("by-root")), (NOBODY, NOBODY));
+    assert_eq!(owner(&drop.join("by-user")), (u.uid, u.gid));
+    assert!(!u.home.join("by-root").exists());
+}
+
+/// Home mode on a squashed home (mode 0700), with the default secret path and GA's
+/// `secret=${HOME}/.google_authenticator`: the module, running as root, reads the file
+/// as the user. A right code logs in, the same code again is refused as used, a wrong
+/// code is refused; the file's content, owner and mode are untouched and nothing new
+/// appears in the home.
+#[test]
+fn home_mode_logs_in_through_a_squashed_home() {
+    let t = "home_mode_logs_in_through_a_squashed_home";
+    if !require_fuse(t) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sqh");
+    let path = u.secret_path();
+    let before = (read_bytes(&path), mode_owner(&path), entries(&u.home));
+    assert_eq!(before.1, (0o600, u.uid, u.gid));
+    for (round, args) in ["", "secret=${HOME}/.google_authenticator"]
+        .into_iter()
+        .enumerate()
+    {
+        let stack = Stack::probe("svc", args);
+        let at = T0 + 90 * round as u64;
+        let code = code_at(&secret, at);
+        let login = |answer: &str| {
+            squashed_login(&u.home, &path, &Driver::login(&stack, &u, answer).at(at))
+        };
+
+        let (d, lines) = login(&code);
+        assert_eq!(d.returned(), Returned::Success, "{args:?}: {d:?} {lines:?}");
+        assert!(
+            logged(&lines, &format!("accepted time-based code for {}", u.name)),
+            "{lines:?}"
+        );
+        let (d, lines) = login(&code);
+        assert!(
+            matches!(d.returned(), Returned::Failed(_)),
+            "{args:?}, replay: {d:?} {lines:?}"
+        );
+        assert!(logged(&lines, "code already used for"), "{lines:?}");
+        let (d, lines) = login(&wrong_totp(&secret, at));
+        assert!(
+            matches!(d.returned(), Returned::Failed(_)),
+            "{args:?}, wrong: {d:?} {lines:?}"
+        );
+        assert!(logged(&lines, "invalid verification code for"), "{lines:?}");
+    }
+    assert_eq!(
+        (read_bytes(&path), mode_owner(&path), entries(&u.home)),
+        before,
+        "the secret file and the home are as they were"
+    );
+}
+
+/// Home mode, a scratch code on a squashed home: the module rewrites the secret file
+/// (temp file, fsync, rename, directory fsync, under `flock`) as the user. The code is
+/// used once, the new file (another inode) belongs to the user with mode 0600, and no
+/// temp file or other entry is left; the same code again is refused.
+#[test]
+fn a_scratch_code_rewrites_the_secret_as_the_user() {
+    let t = "a_scratch_code_rewrites_the_secret_as_the_user";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sqs");
+    let secret = system_tests::random_secret_b32();
+    let path = u.write_secret(&format!("{}{SCRATCH}\n", totp_file(&secret)), 0o600);
+    let inode = fs::metadata(&path).expect("stat").ino();
+    let names: Vec<String> = entries(&u.home).into_iter().map(|e| e.0).collect();
+    let stack = Stack::probe("svc", "");
+    let login = || squashed_login(&u.home, &path, &Driver::login(&stack, &u, SCRATCH).at(T0));
+
+    let (d, lines) = login();
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(logged(&lines, "accepted scratch code for"), "{lines:?}");
+    assert_eq!(read_bytes(&path), totp_file(&secret).into_bytes());
+    assert_ne!(fs::metadata(&path).expect("stat").ino(), inode, "rewritten");
+    assert_eq!(mode_owner(&path), (0o600, u.uid, u.gid));
+    let after = entries(&u.home);
+    assert_eq!(
+        after.iter().map(|e| e.0.clone()).collect::<Vec<_>>(),
+        names,
+        "no entry added or left behind"
+    );
+    assert!(after.iter().all(|e| e.1 == u.uid), "{after:?}");
+
+    let (d, lines) = login();
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+}
+
+/// `nullok` on a squashed home without a secret file: the module looks for the file as
+/// the user, finds it missing in a home it reached and skips. Had it looked as root
+/// (nobody on the server), the home would be unreachable and the login denied.
+#[test]
+fn nullok_skips_a_user_without_a_file_on_a_squashed_home() {
+    let t = "nullok_skips_a_user_without_a_file_on_a_squashed_home";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sqn");
+    let stack = Stack::probe("svc", "nullok");
+    let (d, lines) = squashed_login(
+        &u.home,
+        &u.home.join(".profile"),
+        &Driver::login(&stack, &u, "123456").at(T0),
+    );
+    assert_eq!(d.returned(), Returned::Ignore, "{d:?} {lines:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+}
+
+/// Store mode on a squashed export, as an admin with NFS would set it up: the secrets
+/// in a directory of a dedicated store account (mode 0700), `user=` naming that account
+/// and `secret=` the store. The module opens the files as that account: a right code
+/// logs in, its replay and a wrong code are refused, the file is untouched.
+#[test]
+fn store_mode_with_a_store_account_logs_in_through_a_squashed_export() {
+    let t = "store_mode_with_a_store_account_logs_in_through_a_squashed_export";
+    if !require_fuse(t) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sql");
+    let store = TestUser::create("sqa");
+    let path = store.home.join(&u.name);
+    write_owned(
+        &path,
+        totp_file(&secret).as_bytes(),
+        store.uid,
+        store.gid,
+        0o600,
+    );
+    let before = (read_bytes(&path), mode_owner(&path));
+    let stack = Stack::probe(
+        "svc",
+        &format!(
+            "user={} secret={}/${{USER}}",
+            store.name,
+            store.home.display()
+        ),
+    );
+    let code = code_at(&secret, T0);
+    let login = |answer: &str| {
+        squashed_login(
+            &store.home,
+            &path,
+            &Driver::login(&stack, &u, answer).at(T0),
+        )
+    };
+
+    let (d, lines) = login(&code);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let (d, lines) = login(&code);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(logged(&lines, "code already used for"), "{lines:?}");
+    let (d, lines) = login(&wrong_totp(&secret, T0));
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(logged(&lines, "invalid verification code for"), "{lines:?}");
+    assert_eq!((read_bytes(&path), mode_owner(&path)), before);
+}
+
+/// Store mode with `user=root` on a squashed export cannot work (root is nobody on the
+/// server, and the root-only store is closed to nobody): the login is denied after the
+/// prompt, with an error line naming the secret file and the refusal. Control: the same
+/// stack without the squash logs in.
+#[test]
+fn store_mode_as_root_on_a_squashed_export_is_denied_and_logged() {
+    let t = "store_mode_as_root_on_a_squashed_export_is_denied_and_logged";
+    if !require_fuse(t) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sqr");
+    let store = root_store();
+    let path = store.path().join(&u.name);
+    write_owned(&path, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    let stack = Stack::probe(
+        "svc",
+        &format!("user=root secret={}/${{USER}}", store.path().display()),
+    );
+    let code = code_at(&secret, T0);
+    let driver = Driver::login(&stack, &u, &code).at(T0);
+
+    let (d, lines) = squashed_login(store.path(), &path, &driver);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert_eq!(d.prompts, 1, "denied after the usual prompt: {d:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&path.display().to_string()) && l.contains("Permission denied")),
+        "the log names the file and the refusal: {lines:?}"
+    );
+    assert!(
+        logged(&lines, "code not verified (secret file unusable)"),
+        "{lines:?}"
+    );
+
+    let (d, lines) = system_tests::capture_syslog(&driver);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+}
+
+fn read_bytes(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
