@@ -22,6 +22,9 @@
  * an NFS client mounted with `local_lock=all` would. There is no lockd, no client-side
  * caching of attributes or access rights, no delegation and no silly-rename.
  *
+ * With a third argument, LOG, every operation done as a caller is appended to it as
+ * `OP uid=UID PATH RESULT`, UID being the identity the backing file system saw.
+ *
  * Single-threaded (`-s`): credentials are set per operation on the one thread (glibc's
  * setgroups applies to every thread anyway). It stays in the foreground and dies with
  * its parent (PR_SET_PDEATHSIG), so it never outlives the test's mount namespace.
@@ -49,6 +52,8 @@
 
 static int backing = -1;
 static pid_t parent;
+/* The optional third argument: every operation done as a caller, one line each. */
+static FILE *oplog;
 
 /* Dies with the parent. The kernel forgets this setting whenever the fsuid changes, so
  * it is set again after every operation (and the parent checked for a death missed
@@ -111,23 +116,27 @@ static int as_caller(void)
     return 0;
 }
 
-static void as_daemon(void)
+/* Back to root after an operation, which the log records as the server saw it. */
+static int as_daemon(const char *op, const char *path, int err)
 {
     /* fsuid first: it brings back the capabilities setgroups needs. */
-    setfsuid(0);
+    uid_t uid = (uid_t)setfsuid(0);
     setfsgid(0);
     setgroups(0, NULL);
     die_with_parent();
+    if (oplog != NULL)
+        fprintf(oplog, "%s uid=%u %s %s\n", op + 3, (unsigned)uid, path ? path : "-",
+                err ? strerror(-err) : "ok");
+    return err;
 }
 
 /* Runs EXPR as the caller; EXPR is a system call result (-1 and errno on failure). */
-#define AS_CALLER(expr)                                                                 \
+#define AS_CALLER(path, expr)                                                           \
     do {                                                                                \
         int err_ = as_caller();                                                         \
         if (err_ == 0 && (expr) == -1)                                                  \
             err_ = -errno;                                                              \
-        as_daemon();                                                                    \
-        return err_;                                                                    \
+        return as_daemon(__func__, (path), err_);                                       \
     } while (0)
 
 static void *sq_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
@@ -146,15 +155,15 @@ static int sq_getattr(const char *path, struct stat *st, struct fuse_file_info *
 {
     /* The export's root answers anyone, as an NFS root file handle does. */
     if (fi != NULL)
-        AS_CALLER(fstat((int)fi->fh, st));
+        AS_CALLER(path, fstat((int)fi->fh, st));
     if (is_root(path))
-        AS_CALLER(fstat(backing, st));
-    AS_CALLER(fstatat(backing, rel(path), st, AT_SYMLINK_NOFOLLOW));
+        AS_CALLER(path, fstat(backing, st));
+    AS_CALLER(path, fstatat(backing, rel(path), st, AT_SYMLINK_NOFOLLOW));
 }
 
 static int sq_access(const char *path, int mask)
 {
-    AS_CALLER(faccessat(backing, rel(path), mask, AT_EACCESS));
+    AS_CALLER(path, faccessat(backing, rel(path), mask, AT_EACCESS));
 }
 
 static int sq_readlink(const char *path, char *buf, size_t size)
@@ -163,7 +172,7 @@ static int sq_readlink(const char *path, char *buf, size_t size)
     int err = as_caller();
     if (err == 0 && (n = readlinkat(backing, rel(path), buf, size - 1)) == -1)
         err = -errno;
-    as_daemon();
+    as_daemon(__func__, path, err);
     if (err == 0)
         buf[n] = '\0';
     return err;
@@ -171,53 +180,53 @@ static int sq_readlink(const char *path, char *buf, size_t size)
 
 static int sq_mkdir(const char *path, mode_t mode)
 {
-    AS_CALLER(mkdirat(backing, rel(path), mode));
+    AS_CALLER(path, mkdirat(backing, rel(path), mode));
 }
 
 static int sq_unlink(const char *path)
 {
-    AS_CALLER(unlinkat(backing, rel(path), 0));
+    AS_CALLER(path, unlinkat(backing, rel(path), 0));
 }
 
 static int sq_rmdir(const char *path)
 {
-    AS_CALLER(unlinkat(backing, rel(path), AT_REMOVEDIR));
+    AS_CALLER(path, unlinkat(backing, rel(path), AT_REMOVEDIR));
 }
 
 static int sq_symlink(const char *target, const char *path)
 {
-    AS_CALLER(symlinkat(target, backing, rel(path)));
+    AS_CALLER(path, symlinkat(target, backing, rel(path)));
 }
 
 static int sq_link(const char *from, const char *to)
 {
-    AS_CALLER(linkat(backing, rel(from), backing, rel(to), 0));
+    AS_CALLER(to, linkat(backing, rel(from), backing, rel(to), 0));
 }
 
 static int sq_rename(const char *from, const char *to, unsigned int flags)
 {
     /* The flags (RENAME_NOREPLACE) reach the backing file system unchanged. */
-    AS_CALLER(renameat2(backing, rel(from), backing, rel(to), flags));
+    AS_CALLER(to, renameat2(backing, rel(from), backing, rel(to), flags));
 }
 
 static int sq_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
     if (fi != NULL)
-        AS_CALLER(fchmod((int)fi->fh, mode));
-    AS_CALLER(fchmodat(backing, rel(path), mode, 0));
+        AS_CALLER(path, fchmod((int)fi->fh, mode));
+    AS_CALLER(path, fchmodat(backing, rel(path), mode, 0));
 }
 
 static int sq_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
     if (fi != NULL)
-        AS_CALLER(fchown((int)fi->fh, uid, gid));
-    AS_CALLER(fchownat(backing, rel(path), uid, gid, AT_SYMLINK_NOFOLLOW));
+        AS_CALLER(path, fchown((int)fi->fh, uid, gid));
+    AS_CALLER(path, fchownat(backing, rel(path), uid, gid, AT_SYMLINK_NOFOLLOW));
 }
 
 static int sq_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
     if (fi != NULL)
-        AS_CALLER(ftruncate((int)fi->fh, size));
+        AS_CALLER(path, ftruncate((int)fi->fh, size));
     int err = as_caller();
     int fd = -1;
     if (err == 0 && ((fd = openat(backing, rel(path), O_WRONLY | O_NOFOLLOW)) == -1 ||
@@ -225,24 +234,25 @@ static int sq_truncate(const char *path, off_t size, struct fuse_file_info *fi)
         err = -errno;
     if (fd != -1)
         close(fd);
-    as_daemon();
+    as_daemon(__func__, path, err);
     return err;
 }
 
 static int sq_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
 {
     if (fi != NULL)
-        AS_CALLER(futimens((int)fi->fh, tv));
-    AS_CALLER(utimensat(backing, rel(path), tv, AT_SYMLINK_NOFOLLOW));
+        AS_CALLER(path, futimens((int)fi->fh, tv));
+    AS_CALLER(path, utimensat(backing, rel(path), tv, AT_SYMLINK_NOFOLLOW));
 }
 
-static int sq_open_common(const char *path, struct fuse_file_info *fi, int flags, mode_t mode)
+static int open_as_caller(const char *op, const char *path, struct fuse_file_info *fi, int flags,
+                          mode_t mode)
 {
     int fd = -1;
     int err = as_caller();
     if (err == 0 && (fd = openat(backing, rel(path), flags, mode)) == -1)
         err = -errno;
-    as_daemon();
+    as_daemon(op, path, err);
     if (err == 0)
         fi->fh = (uint64_t)fd;
     return err;
@@ -250,13 +260,13 @@ static int sq_open_common(const char *path, struct fuse_file_info *fi, int flags
 
 static int sq_open(const char *path, struct fuse_file_info *fi)
 {
-    return sq_open_common(path, fi, fi->flags, 0);
+    return open_as_caller("sq_open", path, fi, fi->flags, 0);
 }
 
 static int sq_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
     /* Created with the caller's fsuid/fsgid: the owner NFS would record. */
-    return sq_open_common(path, fi, fi->flags | O_CREAT, mode);
+    return open_as_caller("sq_create", path, fi, fi->flags | O_CREAT, mode);
 }
 
 static int sq_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
@@ -274,7 +284,7 @@ static int sq_write(const char *path, const char *buf, size_t size, off_t off,
     int err = as_caller();
     if (err == 0 && (n = pwrite((int)fi->fh, buf, size, off)) == -1)
         err = -errno;
-    as_daemon();
+    as_daemon(__func__, path, err);
     return err == 0 ? (int)n : err;
 }
 
@@ -302,7 +312,7 @@ static int sq_fallocate(const char *path, int mode, off_t off, off_t len,
                         struct fuse_file_info *fi)
 {
     (void)path;
-    AS_CALLER(fallocate((int)fi->fh, mode, off, len));
+    AS_CALLER(path, fallocate((int)fi->fh, mode, off, len));
 }
 
 static int sq_opendir(const char *path, struct fuse_file_info *fi)
@@ -312,7 +322,7 @@ static int sq_opendir(const char *path, struct fuse_file_info *fi)
     int err = as_caller();
     if (err == 0 && (fd = openat(backing, rel(path), O_RDONLY | O_DIRECTORY)) == -1)
         err = -errno;
-    as_daemon();
+    as_daemon(__func__, path, err);
     if (err == 0 && (d = fdopendir(fd)) == NULL) {
         err = -errno;
         close(fd);
@@ -386,9 +396,17 @@ static const struct fuse_operations ops = {
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s BACKING MOUNTPOINT\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s BACKING MOUNTPOINT [LOG]\n", argv[0]);
         return 2;
+    }
+    if (argc == 4) {
+        oplog = fopen(argv[3], "ae");
+        if (oplog == NULL) {
+            perror(argv[3]);
+            return 1;
+        }
+        setvbuf(oplog, NULL, _IOLBF, 0);
     }
     parent = getppid();
     die_with_parent();

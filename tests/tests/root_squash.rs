@@ -63,6 +63,9 @@ fn squash_fs() -> &'static Path {
         let dir = workspace().join("target/test-helpers");
         fs::create_dir_all(&dir).expect("helper directory");
         let bin = dir.join("ptotpsquash");
+        // Built beside and renamed into place: a daemon of another run may still be
+        // executing the old one.
+        let fresh = dir.join(format!("ptotpsquash.{}", std::process::id()));
         let flags = |arg: &str| -> Vec<String> {
             let out = Command::new("pkg-config")
                 .args([arg, "fuse3"])
@@ -78,7 +81,7 @@ fn squash_fs() -> &'static Path {
             .args(["-O1", "-Wall", "-Wextra", "-Werror"])
             .args(flags("--cflags"))
             .arg("-o")
-            .arg(&bin)
+            .arg(&fresh)
             .arg(workspace().join("tests/fuse/ptotpsquash.c"))
             .args(flags("--libs"))
             .output()
@@ -88,28 +91,72 @@ fn squash_fs() -> &'static Path {
             "cc failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        fs::rename(&fresh, &bin).expect("rename the stand-in into place");
         bin
     })
 }
 
+/// The operations the stand-in did for its callers, `OP uid=UID PATH RESULT` per line
+/// (UID as the backing file system saw it: 65534 for root), from a file of the test.
+struct OpLog {
+    dir: tempfile::TempDir,
+}
+
+impl OpLog {
+    fn new() -> OpLog {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-squashlog")
+            .tempdir()
+            .expect("tempdir");
+        OpLog { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("ops")
+    }
+
+    fn lines(&self) -> Vec<String> {
+        fs::read_to_string(self.path())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 /// Shell commands (for [`in_private_mounts`] or [`with_syslog_capture_after`], `$1` a
 /// private directory) that mount the stand-in over `dir`, serving `dir` itself, wait
-/// for the mount, and fail unless root is refused reading `probe` through it.
-fn mount_squashed(dir: &Path, probe: &Path) -> String {
+/// for the mount, and fail unless root is refused reading `probe` through it; with a
+/// log, the operations after that refusal are logged there.
+fn mount_squashed(dir: &Path, probe: &Path, log: Option<&OpLog>) -> String {
     let (bin, dir, probe) = (squash_fs().display(), dir.display(), probe.display());
+    let (log, start_log) = match log {
+        Some(l) => {
+            let p = format!("\"{}\"", l.path().display());
+            (p.clone(), format!(": > {p}"))
+        }
+        None => (String::new(), String::new()),
+    };
     format!(
-        r#""{bin}" "{dir}" "{dir}" </dev/null >/dev/null 2>>"$1/squash.err" &
+        r#""{bin}" "{dir}" "{dir}" {log} </dev/null >/dev/null 2>>"$1/squash.err" &
 n=0
 until grep -q " {dir} .* - fuse.ptotpsquash " /proc/self/mountinfo; do
   n=$((n+1)); if [ $n -gt 400 ]; then cat "$1/squash.err" >&2; exit 97; fi; sleep 0.025
 done
-if cat "{probe}" >/dev/null 2>&1; then echo "root read {probe}: not squashed" >&2; exit 98; fi"#
+if cat "{probe}" >/dev/null 2>&1; then echo "root read {probe}: not squashed" >&2; exit 98; fi
+{start_log}"#
     )
 }
 
 /// `driver` with `dir` squashed ([`mount_squashed`]): the run and the module's syslog.
-fn squashed_login(dir: &Path, probe: &Path, driver: &Driver) -> (Drive, Vec<String>) {
-    let (out, lines) = with_syslog_capture_after(&mount_squashed(dir, probe), &driver.command());
+fn squashed_login(
+    dir: &Path,
+    probe: &Path,
+    log: Option<&OpLog>,
+    driver: &Driver,
+) -> (Drive, Vec<String>) {
+    let (out, lines) =
+        with_syslog_capture_after(&mount_squashed(dir, probe, log), &driver.command());
     assert!(
         !out.stdout.is_empty(),
         "pam-drive did not run: {}",
@@ -182,8 +229,8 @@ fn the_stand_in_squashes_root_and_serves_the_user() {
     fs::set_permissions(&drop, fs::Permissions::from_mode(0o1777)).expect("chmod");
     let setup = format!(
         "{}\n{}",
-        mount_squashed(&u.home, &path),
-        mount_squashed(export.path(), &export.path().join("none"))
+        mount_squashed(&u.home, &path, None),
+        mount_squashed(export.path(), &export.path().join("none"), None)
     );
     let as_user = format!("setpriv --reuid={} --regid={} --clear-groups", u.uid, u.gid);
     let script = format!(
@@ -253,6 +300,7 @@ fn home_mode_logs_in_through_a_squashed_home() {
         return;
     }
     let (u, secret) = TestUser::enrolled("sqh");
+    let ops = OpLog::new();
     let path = u.secret_path();
     let before = (read_bytes(&path), mode_owner(&path), entries(&u.home));
     assert_eq!(before.1, (0o600, u.uid, u.gid));
@@ -263,8 +311,17 @@ fn home_mode_logs_in_through_a_squashed_home() {
         let stack = Stack::probe("svc", args);
         let at = T0 + 90 * round as u64;
         let code = code_at(&secret, at);
+        // Each login reads the file through the stand-in as the user, and does nothing
+        // there as anybody else.
         let login = |answer: &str| {
-            squashed_login(&u.home, &path, &Driver::login(&stack, &u, answer).at(at))
+            let run = squashed_login(
+                &u.home,
+                &path,
+                Some(&ops),
+                &Driver::login(&stack, &u, answer).at(at),
+            );
+            assert_ops_only_as(&ops, u.uid, &["open /.google_authenticator ok"]);
+            run
         };
 
         let (d, lines) = login(&code);
@@ -304,16 +361,33 @@ fn a_scratch_code_rewrites_the_secret_as_the_user() {
         return;
     }
     let u = TestUser::create("sqs");
+    let ops = OpLog::new();
     let secret = system_tests::random_secret_b32();
     let path = u.write_secret(&format!("{}{SCRATCH}\n", totp_file(&secret)), 0o600);
     let inode = fs::metadata(&path).expect("stat").ino();
     let names: Vec<String> = entries(&u.home).into_iter().map(|e| e.0).collect();
     let stack = Stack::probe("svc", "");
-    let login = || squashed_login(&u.home, &path, &Driver::login(&stack, &u, SCRATCH).at(T0));
+    let login = || {
+        squashed_login(
+            &u.home,
+            &path,
+            Some(&ops),
+            &Driver::login(&stack, &u, SCRATCH).at(T0),
+        )
+    };
 
     let (d, lines) = login();
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
     assert!(logged(&lines, "accepted scratch code for"), "{lines:?}");
+    // The temp file's name is random; the rename names the file it replaced.
+    assert_ops_only_as(
+        &ops,
+        u.uid,
+        &[
+            "open /.google_authenticator ok",
+            "rename /.google_authenticator ok",
+        ],
+    );
     assert_eq!(read_bytes(&path), totp_file(&secret).into_bytes());
     assert_ne!(fs::metadata(&path).expect("stat").ino(), inode, "rewritten");
     assert_eq!(mode_owner(&path), (0o600, u.uid, u.gid));
@@ -330,6 +404,7 @@ fn a_scratch_code_rewrites_the_secret_as_the_user() {
         matches!(d.returned(), Returned::Failed(_)),
         "{d:?} {lines:?}"
     );
+    assert_ops_only_as(&ops, u.uid, &["open /.google_authenticator ok"]);
 }
 
 /// `nullok` on a squashed home without a secret file: the module looks for the file as
@@ -342,14 +417,17 @@ fn nullok_skips_a_user_without_a_file_on_a_squashed_home() {
         return;
     }
     let u = TestUser::create("sqn");
+    let ops = OpLog::new();
     let stack = Stack::probe("svc", "nullok");
     let (d, lines) = squashed_login(
         &u.home,
         &u.home.join(".profile"),
+        Some(&ops),
         &Driver::login(&stack, &u, "123456").at(T0),
     );
     assert_eq!(d.returned(), Returned::Ignore, "{d:?} {lines:?}");
     assert_eq!(d.prompts, 0, "{d:?}");
+    assert_ops_only_as(&ops, u.uid, &[]);
 }
 
 /// Store mode on a squashed export, as an admin with NFS would set it up: the secrets
@@ -364,6 +442,7 @@ fn store_mode_with_a_store_account_logs_in_through_a_squashed_export() {
     }
     let (u, secret) = TestUser::enrolled("sql");
     let store = TestUser::create("sqa");
+    let ops = OpLog::new();
     let path = store.home.join(&u.name);
     write_owned(
         &path,
@@ -382,12 +461,16 @@ fn store_mode_with_a_store_account_logs_in_through_a_squashed_export() {
         ),
     );
     let code = code_at(&secret, T0);
+    let opened = format!("open /{} ok", u.name);
     let login = |answer: &str| {
-        squashed_login(
+        let run = squashed_login(
             &store.home,
             &path,
+            Some(&ops),
             &Driver::login(&stack, &u, answer).at(T0),
-        )
+        );
+        assert_ops_only_as(&ops, store.uid, &[&opened]);
+        run
     };
 
     let (d, lines) = login(&code);
@@ -418,6 +501,7 @@ fn store_mode_as_root_on_a_squashed_export_is_denied_and_logged() {
         return;
     }
     let (u, secret) = TestUser::enrolled("sqr");
+    let ops = OpLog::new();
     let store = root_store();
     let path = store.path().join(&u.name);
     write_owned(&path, totp_file(&secret).as_bytes(), 0, 0, 0o600);
@@ -428,7 +512,7 @@ fn store_mode_as_root_on_a_squashed_export_is_denied_and_logged() {
     let code = code_at(&secret, T0);
     let driver = Driver::login(&stack, &u, &code).at(T0);
 
-    let (d, lines) = squashed_login(store.path(), &path, &driver);
+    let (d, lines) = squashed_login(store.path(), &path, Some(&ops), &driver);
     assert!(
         matches!(d.returned(), Returned::Failed(_)),
         "{d:?} {lines:?}"
@@ -444,9 +528,31 @@ fn store_mode_as_root_on_a_squashed_export_is_denied_and_logged() {
         logged(&lines, "code not verified (secret file unusable)"),
         "{lines:?}"
     );
+    // The server saw nobody, and refused it.
+    assert_ops_only_as(
+        &ops,
+        NOBODY,
+        &[&format!("getattr /{} Permission denied", u.name)],
+    );
 
     let (d, lines) = system_tests::capture_syslog(&driver);
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+}
+
+/// Every operation the module had the stand-in do was done as `uid`, and `wanted` is
+/// among them (`OP uid=UID /PATH RESULT`, without the uid).
+fn assert_ops_only_as(ops: &OpLog, uid: u32, wanted: &[&str]) {
+    let all = ops.lines();
+    let tag = format!(" uid={uid} ");
+    assert!(
+        !all.is_empty() && all.iter().all(|l| l.contains(&tag)),
+        "only uid {uid}: {all:#?}"
+    );
+    for w in wanted {
+        let (op, rest) = w.split_once(' ').expect("OP PATH RESULT");
+        let line = format!("{op}{tag}{rest}");
+        assert!(all.contains(&line), "{line:?} in {all:#?}");
+    }
 }
 
 fn read_bytes(path: &Path) -> Vec<u8> {
