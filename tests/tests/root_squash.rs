@@ -558,3 +558,104 @@ fn assert_ops_only_as(ops: &OpLog, uid: u32, wanted: &[&str]) {
 fn read_bytes(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Removes a group created for one test.
+struct GroupGuard(String);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(&self.0).output();
+    }
+}
+
+/// Home mode with the home behind a directory only a supplementary group may search
+/// (`staff`, mode 0710, as many NFS sites arrange homes): root is nobody and cannot
+/// pass it, the user's primary group cannot either, so only the module's switch to the
+/// user's supplementary groups (sent to the server, as NFS's AUTH_SYS does) reaches the
+/// file. A right code logs in; with the user taken out of the group, the same set-up is
+/// denied after the prompt and the log names the refusal.
+#[test]
+fn supplementary_groups_reach_a_home_behind_a_group_only_directory() {
+    let t = "supplementary_groups_reach_a_home_behind_a_group_only_directory";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sqg");
+    let group = GroupGuard(format!("{}g", u.name));
+    u.add_to_group(&group.0);
+    let gid: u32 = String::from_utf8_lossy(
+        &Command::new("getent")
+            .args(["group", &group.0])
+            .output()
+            .expect("getent")
+            .stdout,
+    )
+    .split(':')
+    .nth(2)
+    .and_then(|g| g.trim().parse().ok())
+    .expect("the group's gid");
+    let export = tempfile::Builder::new()
+        .prefix("pam_totp-export")
+        .tempdir()
+        .expect("tempdir");
+    fs::set_permissions(export.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let staff = export.path().join("staff");
+    fs::create_dir(&staff).expect("mkdir");
+    std::os::unix::fs::chown(&staff, Some(0), Some(gid)).expect("chown");
+    fs::set_permissions(&staff, fs::Permissions::from_mode(0o710)).expect("chmod");
+    let home = staff.join(&u.name);
+    fs::create_dir(&home).expect("mkdir");
+    std::os::unix::fs::chown(&home, Some(u.uid), Some(u.gid)).expect("chown");
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let st = Command::new("usermod")
+        .args(["-d"])
+        .arg(&home)
+        .arg(&u.name)
+        .status()
+        .expect("usermod");
+    assert!(st.success(), "usermod -d");
+    let secret = system_tests::random_secret_b32();
+    let path = home.join(".google_authenticator");
+    write_owned(&path, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o600);
+    let ops = OpLog::new();
+    let stack = Stack::probe("svc", "");
+    let login = |at: u64| {
+        squashed_login(
+            export.path(),
+            &path,
+            Some(&ops),
+            &Driver::login(&stack, &u, &code_at(&secret, at)).at(at),
+        )
+    };
+
+    let (d, lines) = login(T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert_ops_only_as(
+        &ops,
+        u.uid,
+        &[&format!("open /staff/{}/.google_authenticator ok", u.name)],
+    );
+
+    let st = Command::new("gpasswd")
+        .args(["-d", &u.name, &group.0])
+        .output()
+        .expect("gpasswd");
+    assert!(st.status.success(), "gpasswd -d: {st:?}");
+    let (d, lines) = login(T0 + 60);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert_eq!(d.prompts, 1, "denied after the usual prompt: {d:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Permission denied") && l.contains(&staff.display().to_string())),
+        "the log names the refusal: {lines:?}"
+    );
+    assert_ops_only_as(
+        &ops,
+        u.uid,
+        &[&format!("getattr /staff/{} Permission denied", u.name)],
+    );
+}
