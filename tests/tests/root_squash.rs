@@ -18,9 +18,9 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use system_tests::{
-    Drive, Driver, Returned, Stack, T0, TestUser, code_at, in_private_mounts, mode_owner,
-    require_root, require_tool, root_store, syslog_message, totp_file, with_syslog_capture_after,
-    workspace, write_owned, wrong_totp,
+    Drive, Driver, ENROLL_SCRIPTED, Returned, Stack, T0, TestUser, built, code_at,
+    in_private_mounts, mode_owner, private_tmp, require_root, require_tool, root_store,
+    syslog_message, totp_file, with_syslog_capture_after, workspace, write_owned, wrong_totp,
 };
 
 /// What the stand-in maps root to (an NFS server's default anonymous uid and gid).
@@ -190,13 +190,18 @@ fn entries(dir: &Path) -> Vec<(String, u32, u32)> {
 
 /// A shell script as root inside a private mount namespace where `setup` has run.
 fn in_namespace(setup: &str, script: &str) -> Output {
+    let mut inner = Command::new("sh");
+    inner.args(["-c", script]);
+    run_in_namespace(setup, &inner)
+}
+
+/// `inner` (as root) inside a private mount namespace where `setup` has run.
+fn run_in_namespace(setup: &str, inner: &Command) -> Output {
     let scratch = tempfile::Builder::new()
         .prefix("pam_totp-squash")
         .tempdir()
         .expect("tempdir");
-    let mut inner = Command::new("sh");
-    inner.args(["-c", script]);
-    in_private_mounts(setup, scratch.path(), &inner)
+    in_private_mounts(setup, scratch.path(), inner)
         .output()
         .expect("run unshare")
 }
@@ -658,4 +663,90 @@ fn supplementary_groups_reach_a_home_behind_a_group_only_directory() {
         u.uid,
         &[&format!("getattr /staff/{} Permission denied", u.name)],
     );
+}
+
+/// `totp-enroll --user` run by root for a user whose home is squashed: the CLI writes
+/// the new secret file as the user (root could not create it there), the file is the
+/// user's with mode 0600, and the module then logs the user in with a code of it.
+#[test]
+fn root_enrolls_a_user_on_a_squashed_home_as_the_user() {
+    let t = "root_enrolls_a_user_on_a_squashed_home_as_the_user";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sqe");
+    let ops = OpLog::new();
+    let path = u.secret_path();
+    let mut enroll = Command::new(&built().enroll);
+    enroll.args(ENROLL_SCRIPTED).args(["-q", "--user", &u.name]);
+    let out = run_in_namespace(
+        &mount_squashed(&u.home, &u.home.join(".profile"), Some(&ops)),
+        &enroll,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(mode_owner(&path), (0o600, u.uid, u.gid), "{out:?}");
+    assert_ops_only_as(&ops, u.uid, &["rename /.google_authenticator ok"]);
+    let text = String::from_utf8_lossy(&read_bytes(&path)).into_owned();
+    let secret = text.lines().next().expect("line 1").to_owned();
+
+    let stack = Stack::probe("svc", "");
+    let (d, lines) = squashed_login(
+        &u.home,
+        &path,
+        Some(&ops),
+        &Driver::login(&stack, &u, &code_at(&secret, T0)).at(T0),
+    );
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+}
+
+/// `state_dir=` on a squashed export cannot work (the state store is root's, and root
+/// is nobody there): the login is denied after the prompt, nothing is created on the
+/// export, and the log names the state directory and the refusal. Control: the same stack with
+/// its usual local state directory logs in through the same squashed home.
+#[test]
+fn a_state_dir_on_a_squashed_export_is_denied_and_logged() {
+    let t = "a_state_dir_on_a_squashed_export_is_denied_and_logged";
+    if !require_fuse(t) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sqd");
+    let ops = OpLog::new();
+    // Below directories only root can write, as the module requires of a state_dir=.
+    let export = tempfile::Builder::new()
+        .prefix("pam_totp-export")
+        .tempdir_in(private_tmp())
+        .expect("tempdir");
+    fs::set_permissions(export.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let state = export.path().join("state");
+    let code = code_at(&secret, T0);
+    let stack = Stack::probe("svc", &format!("state_dir={}", state.display()));
+    let (d, lines) = squashed_login(
+        export.path(),
+        &state.join("probe"),
+        Some(&ops),
+        &Driver::login(&stack, &u, &code).at(T0),
+    );
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert_eq!(d.prompts, 1, "denied after the usual prompt: {d:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("could not be saved")
+            && l.contains(&state.display().to_string())
+            && l.contains("Permission denied")),
+        "the log names the state directory and the refusal: {lines:?}"
+    );
+    assert!(!state.exists(), "nothing created on the export");
+    // Root reached the export as nobody only, and the server refused the creation.
+    assert_ops_only_as(&ops, NOBODY, &["mkdir /state Permission denied"]);
+
+    let control = Stack::probe("svc", "");
+    let (d, lines) = squashed_login(
+        export.path(),
+        &state.join("probe"),
+        None,
+        &Driver::login(&control, &u, &code).at(T0),
+    );
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 }
