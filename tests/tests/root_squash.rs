@@ -750,3 +750,92 @@ fn a_state_dir_on_a_squashed_export_is_denied_and_logged() {
     );
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 }
+
+/// GA's layout for secrets kept outside the home (`secret=/DIR/${USER}/.google_authenticator`,
+/// one 0700 directory per user in a root-owned one), with that tree on the squashed
+/// export and no `user=`: the module opens each file as its user, so a right code logs
+/// in and a wrong one is refused, and nothing on the export is touched as anybody else.
+#[test]
+fn ga_style_secret_outside_the_home_on_a_squashed_export() {
+    let t = "ga_style_secret_outside_the_home_on_a_squashed_export";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sqo");
+    let ops = OpLog::new();
+    let export = tempfile::Builder::new()
+        .prefix("pam_totp-export")
+        .tempdir_in(private_tmp())
+        .expect("tempdir");
+    fs::set_permissions(export.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = export.path().join(&u.name);
+    fs::create_dir(&dir).expect("mkdir");
+    std::os::unix::fs::chown(&dir, Some(u.uid), Some(u.gid)).expect("chown");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let secret = system_tests::random_secret_b32();
+    let path = dir.join(".google_authenticator");
+    write_owned(&path, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o600);
+    let stack = Stack::probe(
+        "svc",
+        &format!(
+            "secret={}/${{USER}}/.google_authenticator",
+            export.path().display()
+        ),
+    );
+    let opened = format!("open /{}/.google_authenticator ok", u.name);
+    let login = |answer: &str| {
+        let run = squashed_login(
+            export.path(),
+            &path,
+            Some(&ops),
+            &Driver::login(&stack, &u, answer).at(T0),
+        );
+        assert_ops_only_as(&ops, u.uid, &[&opened]);
+        run
+    };
+
+    let (d, lines) = login(&code_at(&secret, T0));
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let (d, lines) = login(&wrong_totp(&secret, T0));
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(logged(&lines, "invalid verification code for"), "{lines:?}");
+    assert_eq!(mode_owner(&path), (0o600, u.uid, u.gid));
+}
+
+/// `totp-state audit`, run by root before a pam.d change, inspects a squashed home as
+/// its user: the enrolled user on the export is `ok` (read through the stand-in as the
+/// user only), and the login then agrees.
+#[test]
+fn audit_inspects_a_squashed_home_as_the_user() {
+    let t = "audit_inspects_a_squashed_home_as_the_user";
+    if !require_fuse(t) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("squ");
+    let ops = OpLog::new();
+    let path = u.secret_path();
+    let stack = Stack::probe("svc", "");
+    let mut audit = Command::new(&built().state_tool);
+    audit
+        .args(["audit", "--json", "--service", "svc", "--pam-dir"])
+        .arg(stack.path());
+    let out = run_in_namespace(&mount_squashed(&u.home, &path, Some(&ops)), &audit);
+    let verdict = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["user"] == u.name.as_str())
+        .unwrap_or_else(|| panic!("{} not audited: {out:?}", u.name));
+    assert_eq!(verdict["verdict"], "ok", "{verdict}");
+    assert_ops_only_as(&ops, u.uid, &["open /.google_authenticator ok"]);
+
+    let (d, lines) = squashed_login(
+        &u.home,
+        &path,
+        Some(&ops),
+        &Driver::login(&stack, &u, &code_at(&secret, T0)).at(T0),
+    );
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+}
