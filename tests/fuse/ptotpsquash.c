@@ -16,7 +16,8 @@
  * `default_permissions` (the kernel does not check modes itself; the server does, as
  * with NFS) and zero cache timeouts, so every lookup and attribute read reaches this
  * process with its caller's identity instead of being answered from a cache another
- * identity filled.
+ * identity filled. Reads, fsync and close use the descriptor opened as the caller:
+ * permission was decided at the open, as on a local file system.
  *
  * Locks (flock, fcntl) are not implemented here: the kernel then keeps them locally, as
  * an NFS client mounted with `local_lock=all` would. There is no lockd, no client-side
@@ -40,7 +41,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>

@@ -209,8 +209,9 @@ fn run_in_namespace(setup: &str, inner: &Command) -> Output {
 /// The control: through the stand-in root is nobody (it cannot read the user's 0600
 /// secret, list the user's 0700 home or create a file there, and what it creates in a
 /// world-writable directory belongs to 65534), while the user reads the file and what
-/// the user creates is the user's. The mount is the FUSE one. Without the mount, root
-/// reads the same file, so the refusals are the stand-in's.
+/// the user creates is the user's; a `flock` held on the file through the mount
+/// excludes a second one. The mount is the FUSE one. Without the mount, root reads the
+/// same file, so the refusals are the stand-in's.
 #[test]
 fn the_stand_in_squashes_root_and_serves_the_user() {
     let t = "the_stand_in_squashes_root_and_serves_the_user";
@@ -245,6 +246,7 @@ ls "{home}" 2>&1 | sed 's/^/root-list /'
 touch "{home}/by-root" 2>&1 | sed 's/^/root-create /'
 touch "{drop}/by-root"
 {as_user} cat "{file}" | sed 's/^/user-read /'
+{as_user} flock -n "{file}" sh -c 'flock -n "$1" true; echo "second-lock $?"' sh "{file}"
 {as_user} touch "{drop}/by-user""#,
         home = u.home.display(),
         file = path.display(),
@@ -282,6 +284,12 @@ touch "{drop}/by-root"
         user_read,
         secret.clone() + "\" TOTP_AUTH",
         "the user reads: {report}"
+    );
+    // Locks are the kernel's (the stand-in has none): still exclusive on the mount.
+    assert_eq!(
+        with("second-lock "),
+        ["1"],
+        "a second flock is refused: {report}"
     );
     // The backing files, seen from the host: root's file is nobody's.
     let owner = |p: &Path| {
