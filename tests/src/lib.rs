@@ -132,6 +132,26 @@ pub fn require_tool(test: &str, tool: &str) -> bool {
     false
 }
 
+/// Compiles the C test helper `source` (relative to the workspace, e.g. an NSS or FUSE
+/// stand-in under `tests/`) into `output` with `cc -O1 -Wall -Wextra -Werror`, `flags`
+/// before the source and `libs` after it; panics with the compiler's message.
+pub fn compile_c(source: &str, output: &Path, flags: &[String], libs: &[String]) {
+    let out = Command::new("cc")
+        .args(["-O1", "-Wall", "-Wextra", "-Werror"])
+        .args(flags)
+        .arg("-o")
+        .arg(output)
+        .arg(workspace().join(source))
+        .args(libs)
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "cc {source} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Current unix time in seconds.
 pub fn now() -> u64 {
     SystemTime::now()

@@ -77,19 +77,11 @@ fn squash_fs() -> &'static Path {
                 .map(str::to_owned)
                 .collect()
         };
-        let out = Command::new("cc")
-            .args(["-O1", "-Wall", "-Wextra", "-Werror"])
-            .args(flags("--cflags"))
-            .arg("-o")
-            .arg(&fresh)
-            .arg(workspace().join("tests/fuse/ptotpsquash.c"))
-            .args(flags("--libs"))
-            .output()
-            .expect("run cc");
-        assert!(
-            out.status.success(),
-            "cc failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        system_tests::compile_c(
+            "tests/fuse/ptotpsquash.c",
+            &fresh,
+            &flags("--cflags"),
+            &flags("--libs"),
         );
         fs::rename(&fresh, &bin).expect("rename the stand-in into place");
         bin
