@@ -293,11 +293,12 @@ touch "{drop}/by-root"
     assert!(!u.home.join("by-root").exists());
 }
 
-/// Home mode on a squashed home (mode 0700), with the default secret path and GA's
-/// `secret=${HOME}/.google_authenticator`: the module, running as root, reads the file
-/// as the user. A right code logs in, the same code again is refused as used, a wrong
-/// code is refused; the file's content, owner and mode are untouched and nothing new
-/// appears in the home.
+/// Home mode on a squashed home (mode 0700): the home itself exported (as an automounter
+/// mounts one home), with the default secret path and with GA's
+/// `secret=${HOME}/.google_authenticator`, and the directory of all homes exported (an
+/// NFS `/home`). The module, running as root, reads the file as the user. A right code
+/// logs in, the same code again is refused as used, a wrong code is refused; the file's
+/// content, owner and mode are untouched and nothing new appears in the home.
 #[test]
 fn home_mode_logs_in_through_a_squashed_home() {
     let t = "home_mode_logs_in_through_a_squashed_home";
@@ -309,44 +310,57 @@ fn home_mode_logs_in_through_a_squashed_home() {
     let path = u.secret_path();
     let before = (read_bytes(&path), mode_owner(&path), entries(&u.home));
     assert_eq!(before.1, (0o600, u.uid, u.gid));
-    for (round, args) in ["", "secret=${HOME}/.google_authenticator"]
-        .into_iter()
-        .enumerate()
-    {
+    let homes = u.home.parent().expect("the directory of homes");
+    let cases = [
+        (u.home.as_path(), ""),
+        (u.home.as_path(), "secret=${HOME}/.google_authenticator"),
+        (homes, ""),
+    ];
+    for (round, (export, args)) in cases.into_iter().enumerate() {
         let stack = Stack::probe("svc", args);
         let at = T0 + 90 * round as u64;
         let code = code_at(&secret, at);
+        let opened = format!(
+            "open /{} ok",
+            path.strip_prefix(export)
+                .expect("below the export")
+                .display()
+        );
         // Each login reads the file through the stand-in as the user, and does nothing
         // there as anybody else.
         let login = |answer: &str| {
             let run = squashed_login(
-                &u.home,
+                export,
                 &path,
                 Some(&ops),
                 &Driver::login(&stack, &u, answer).at(at),
             );
-            assert_ops_only_as(&ops, u.uid, &["open /.google_authenticator ok"]);
+            assert_ops_only_as(&ops, u.uid, &[&opened]);
             run
         };
+        let case = format!("{} exported, {args:?}", export.display());
 
         let (d, lines) = login(&code);
-        assert_eq!(d.returned(), Returned::Success, "{args:?}: {d:?} {lines:?}");
+        assert_eq!(d.returned(), Returned::Success, "{case}: {d:?} {lines:?}");
         assert!(
             logged(&lines, &format!("accepted time-based code for {}", u.name)),
-            "{lines:?}"
+            "{case}: {lines:?}"
         );
         let (d, lines) = login(&code);
         assert!(
             matches!(d.returned(), Returned::Failed(_)),
-            "{args:?}, replay: {d:?} {lines:?}"
+            "{case}, replay: {d:?} {lines:?}"
         );
-        assert!(logged(&lines, "code already used for"), "{lines:?}");
+        assert!(logged(&lines, "code already used for"), "{case}: {lines:?}");
         let (d, lines) = login(&wrong_totp(&secret, at));
         assert!(
             matches!(d.returned(), Returned::Failed(_)),
-            "{args:?}, wrong: {d:?} {lines:?}"
+            "{case}, wrong: {d:?} {lines:?}"
         );
-        assert!(logged(&lines, "invalid verification code for"), "{lines:?}");
+        assert!(
+            logged(&lines, "invalid verification code for"),
+            "{case}: {lines:?}"
+        );
     }
     assert_eq!(
         (read_bytes(&path), mode_owner(&path), entries(&u.home)),
