@@ -131,9 +131,14 @@ fn mount_squashed(dir: &Path, probe: &Path, log: Option<&OpLog>) -> String {
     };
     format!(
         r#""{bin}" "{dir}" "{dir}" {log} </dev/null >/dev/null 2>>"$1/squash.err" &
+daemon=$!
 n=0
 until grep -q " {dir} .* - fuse.ptotpsquash " /proc/self/mountinfo; do
-  n=$((n+1)); if [ $n -gt 400 ]; then cat "$1/squash.err" >&2; exit 97; fi; sleep 0.025
+  n=$((n+1))
+  if [ $n -gt 400 ] || ! kill -0 $daemon 2>/dev/null; then
+    echo "the stand-in did not mount {dir}:" >&2; cat "$1/squash.err" >&2; exit 97
+  fi
+  sleep 0.025
 done
 if cat "{probe}" >/dev/null 2>&1; then echo "root read {probe}: not squashed" >&2; exit 98; fi
 {start_log}"#
