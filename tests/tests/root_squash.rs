@@ -428,6 +428,7 @@ fn a_scratch_code_rewrites_the_secret_as_the_user() {
         matches!(d.returned(), Returned::Failed(_)),
         "{d:?} {lines:?}"
     );
+    assert!(logged(&lines, "invalid verification code for"), "{lines:?}");
     assert_ops_only_as(&ops, u.uid, &["open /.google_authenticator ok"]);
 }
 
@@ -451,7 +452,11 @@ fn nullok_skips_a_user_without_a_file_on_a_squashed_home() {
     );
     assert_eq!(d.returned(), Returned::Ignore, "{d:?} {lines:?}");
     assert_eq!(d.prompts, 0, "{d:?}");
-    assert_ops_only_as(&ops, u.uid, &[]);
+    assert_ops_only_as(
+        &ops,
+        u.uid,
+        &["getattr /.google_authenticator No such file or directory"],
+    );
 }
 
 /// Store mode on a squashed export, as an admin with NFS would set it up: the secrets
