@@ -863,3 +863,52 @@ fn audit_inspects_a_squashed_home_as_the_user() {
     );
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
 }
+
+/// Home mode, an HOTP code on a squashed home: the counter moves in the secret file,
+/// rewritten as the user (the user's, 0600, another inode, nothing else in the home
+/// changed); the same code again is refused.
+#[test]
+fn an_hotp_counter_is_rewritten_as_the_user() {
+    let t = "an_hotp_counter_is_rewritten_as_the_user";
+    if !require_fuse(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let u = TestUser::create("sqk");
+    let ops = OpLog::new();
+    let secret = system_tests::random_secret_b32();
+    let path = u.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let inode = fs::metadata(&path).expect("stat").ino();
+    let others: Vec<_> = entries(&u.home)
+        .into_iter()
+        .filter(|e| e.0 != ".google_authenticator")
+        .collect();
+    let stack = Stack::probe("svc", "");
+    let code = system_tests::oathtool_hotp(&secret, 2);
+    let login = || {
+        squashed_login(
+            &u.home,
+            &path,
+            Some(&ops),
+            &Driver::login(&stack, &u, &code).at(T0),
+        )
+    };
+
+    let (d, lines) = login();
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert_ops_only_as(&ops, u.uid, &["rename /.google_authenticator ok"]);
+    let after = String::from_utf8_lossy(&read_bytes(&path)).into_owned();
+    assert!(after.contains("\" HOTP_COUNTER 3"), "{after}");
+    assert_ne!(fs::metadata(&path).expect("stat").ino(), inode, "rewritten");
+    assert_eq!(mode_owner(&path), (0o600, u.uid, u.gid));
+    let now: Vec<_> = entries(&u.home)
+        .into_iter()
+        .filter(|e| e.0 != ".google_authenticator")
+        .collect();
+    assert_eq!(now, others, "nothing else in the home changed");
+
+    let (d, lines) = login();
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+}
