@@ -132,6 +132,26 @@ pub fn require_tool(test: &str, tool: &str) -> bool {
     false
 }
 
+/// Compiles the C test helper `source` (relative to the workspace, e.g. an NSS or FUSE
+/// stand-in under `tests/`) into `output` with `cc -O1 -Wall -Wextra -Werror`, `flags`
+/// before the source and `libs` after it; panics with the compiler's message.
+pub fn compile_c(source: &str, output: &Path, flags: &[String], libs: &[String]) {
+    let out = Command::new("cc")
+        .args(["-O1", "-Wall", "-Wextra", "-Werror"])
+        .args(flags)
+        .arg("-o")
+        .arg(output)
+        .arg(workspace().join(source))
+        .args(libs)
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "cc {source} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Current unix time in seconds.
 pub fn now() -> u64 {
     SystemTime::now()
@@ -905,6 +925,14 @@ pub fn capture_syslog_with_bind(src: &Path, dst: &Path, driver: &Driver) -> (Dri
 /// Runs any command with `/dev/log` replaced, inside a private mount namespace, by a
 /// socket this test reads; the host's `/dev` is untouched. Root only (it mounts).
 pub fn with_syslog_capture(inner: &Command) -> (Output, Vec<String>) {
+    with_syslog_capture_after("", inner)
+}
+
+/// [`with_syslog_capture`], with the shell commands `first` run in the private mount
+/// namespace (`$1`: a private directory of this capture) before `/dev` is replaced
+/// there: for a set-up that needs the host's devices, such as a FUSE daemon opening
+/// `/dev/fuse`.
+pub fn with_syslog_capture_after(first: &str, inner: &Command) -> (Output, Vec<String>) {
     use std::os::unix::net::UnixDatagram;
     let dir = tempfile::Builder::new()
         .prefix("pam_totp-syslog")
@@ -924,7 +952,7 @@ done
 touch "$t/dev/log"; mount --bind "$t/log.sock" "$t/dev/log"
 mkdir "$t/dev/shm"; mount -t tmpfs -o mode=1777 none "$t/dev/shm"
 mount --rbind "$t/dev" /dev"#;
-    let mut cmd = in_private_mounts(SETUP, dir.path(), inner);
+    let mut cmd = in_private_mounts(&format!("{first}\n{SETUP}"), dir.path(), inner);
     // Read while the child runs: a full datagram queue would block its syslog() call.
     sock.set_read_timeout(Some(std::time::Duration::from_millis(50)))
         .expect("timeout");

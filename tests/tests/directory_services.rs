@@ -54,20 +54,15 @@ impl DirSvc {
             .tempdir()
             .expect("tempdir");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        let source = system_tests::workspace().join("tests/nss/ptotpds.c");
-        let lib = dir.path().join(format!("libnss_{SERVICE}.so.2"));
-        let out = Command::new("cc")
-            .args(["-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror"])
-            .arg(format!("-DSTATE_DIR=\"{}\"", dir.path().display()))
-            .arg("-o")
-            .arg(&lib)
-            .arg(&source)
-            .output()
-            .expect("run cc");
-        assert!(
-            out.status.success(),
-            "cc failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        system_tests::compile_c(
+            "tests/nss/ptotpds.c",
+            &dir.path().join(format!("libnss_{SERVICE}.so.2")),
+            &[
+                "-shared".into(),
+                "-fPIC".into(),
+                format!("-DSTATE_DIR=\"{}\"", dir.path().display()),
+            ],
+            &[],
         );
         fs::write(
             dir.path().join("nsswitch.conf"),

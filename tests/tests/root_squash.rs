@@ -1,0 +1,914 @@
+//! C7 (SECURITY.md): homes and secret stores on an NFS export with `root_squash`,
+//! through the real libpam. This kernel has no NFS, so a stand-in plays the server: a
+//! FUSE passthrough file system (tests/fuse/ptotpsquash.c, compiled here) that does
+//! every operation with the caller's file-system identity, except that root is nobody
+//! (65534), and leaves permission checks to the backing file system (no
+//! `default_permissions`, no caching). It is mounted over the directory it serves, in a
+//! private mount namespace around the `pam-drive` child, so the host sees the backing
+//! files at the same paths and the test checks them there.
+//!
+//! Every mount first shows that root cannot read through it (the set-up fails
+//! otherwise), and `the_stand_in_squashes_root_and_serves_the_user` shows the mapping
+//! itself, so a login that succeeds below succeeded under a real squash.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use system_tests::{
+    Drive, Driver, ENROLL_SCRIPTED, Returned, Stack, T0, TestUser, built, code_at,
+    in_private_mounts, mode_owner, private_tmp, require_root, require_tool, root_store,
+    syslog_message, totp_file, with_syslog_capture_after, workspace, write_owned, wrong_totp,
+};
+
+/// What the stand-in maps root to (an NFS server's default anonymous uid and gid).
+const NOBODY: u32 = 65534;
+
+/// A scratch code written into secret files.
+const SCRATCH: &str = "48151623";
+
+/// True when the stand-in can be built and mounted here: root, a C compiler, libfuse3's
+/// headers and `/dev/fuse`. In CI (CI=true) anything missing fails the test.
+fn require_fuse(test: &str) -> bool {
+    if !require_root(test)
+        || !require_tool(test, "cc")
+        || !require_tool(test, "pkg-config")
+        || !require_tool(test, "unshare")
+        || !require_tool(test, "setpriv")
+    {
+        return false;
+    }
+    let headers = Command::new("pkg-config")
+        .args(["--exists", "fuse3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let missing = match (Path::new("/dev/fuse").exists(), headers) {
+        (true, true) => return true,
+        (false, _) => "/dev/fuse",
+        (true, false) => "libfuse3-dev (pkg-config fuse3)",
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs {missing}, and CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: {missing} missing");
+    false
+}
+
+/// The stand-in, compiled once per test binary into the target directory.
+fn squash_fs() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = workspace().join("target/test-helpers");
+        fs::create_dir_all(&dir).expect("helper directory");
+        let bin = dir.join("ptotpsquash");
+        // Built beside and renamed into place: a daemon of another run may still be
+        // executing the old one.
+        let fresh = dir.join(format!("ptotpsquash.{}", std::process::id()));
+        let flags = |arg: &str| -> Vec<String> {
+            let out = Command::new("pkg-config")
+                .args([arg, "fuse3"])
+                .output()
+                .expect("pkg-config");
+            assert!(out.status.success(), "pkg-config {arg} fuse3: {out:?}");
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        system_tests::compile_c(
+            "tests/fuse/ptotpsquash.c",
+            &fresh,
+            &flags("--cflags"),
+            &flags("--libs"),
+        );
+        fs::rename(&fresh, &bin).expect("rename the stand-in into place");
+        bin
+    })
+}
+
+/// The operations the stand-in did for its callers, `OP uid=UID PATH RESULT` per line
+/// (UID as the backing file system saw it: 65534 for root), from a file of the test.
+struct OpLog {
+    dir: tempfile::TempDir,
+}
+
+impl OpLog {
+    fn new() -> OpLog {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-squashlog")
+            .tempdir()
+            .expect("tempdir");
+        OpLog { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("ops")
+    }
+
+    fn lines(&self) -> Vec<String> {
+        fs::read_to_string(self.path())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Shell commands (for [`in_private_mounts`] or [`with_syslog_capture_after`], `$1` a
+/// private directory) that mount the stand-in over `dir`, serving `dir` itself, wait
+/// for the mount, and fail unless root is refused reading `probe` through it; with a
+/// log, the operations after that refusal are logged there.
+fn mount_squashed(dir: &Path, probe: &Path, log: Option<&OpLog>) -> String {
+    let (bin, dir, probe) = (squash_fs().display(), dir.display(), probe.display());
+    let (log, start_log) = match log {
+        Some(l) => {
+            let p = format!("\"{}\"", l.path().display());
+            (p.clone(), format!(": > {p}"))
+        }
+        None => (String::new(), String::new()),
+    };
+    format!(
+        r#""{bin}" "{dir}" "{dir}" {log} </dev/null >/dev/null 2>>"$1/squash.err" &
+daemon=$!
+n=0
+until grep -q " {dir} .* - fuse.ptotpsquash " /proc/self/mountinfo; do
+  n=$((n+1))
+  if [ $n -gt 400 ] || ! kill -0 $daemon 2>/dev/null; then
+    echo "the stand-in did not mount {dir}:" >&2; cat "$1/squash.err" >&2; exit 97
+  fi
+  sleep 0.025
+done
+if cat "{probe}" >/dev/null 2>&1; then echo "root read {probe}: not squashed" >&2; exit 98; fi
+{start_log}"#
+    )
+}
+
+/// `driver` with `dir` squashed ([`mount_squashed`]): the run and the module's syslog.
+fn squashed_login(
+    dir: &Path,
+    probe: &Path,
+    log: Option<&OpLog>,
+    driver: &Driver,
+) -> (Drive, Vec<String>) {
+    let (out, lines) =
+        with_syslog_capture_after(&mount_squashed(dir, probe, log), &driver.command());
+    assert!(
+        !out.stdout.is_empty(),
+        "pam-drive did not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
+    (Drive::parse(&out), lines)
+}
+
+fn logged(lines: &[String], needle: &str) -> bool {
+    lines.iter().any(|l| l.contains(needle))
+}
+
+/// The entries of `dir` with their owner uid and mode, sorted by name.
+fn entries(dir: &Path) -> Vec<(String, u32, u32)> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let m = e.metadata().expect("metadata");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                m.uid(),
+                m.mode() & 0o7777,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A shell script as root inside a private mount namespace where `setup` has run.
+fn in_namespace(setup: &str, script: &str) -> Output {
+    let mut inner = Command::new("sh");
+    inner.args(["-c", script]);
+    run_in_namespace(setup, &inner)
+}
+
+/// `inner` (as root) inside a private mount namespace where `setup` has run.
+fn run_in_namespace(setup: &str, inner: &Command) -> Output {
+    let scratch = tempfile::Builder::new()
+        .prefix("pam_totp-squash")
+        .tempdir()
+        .expect("tempdir");
+    in_private_mounts(setup, scratch.path(), inner)
+        .output()
+        .expect("run unshare")
+}
+
+/// The control: through the stand-in root is nobody (it cannot read the user's 0600
+/// secret, list the user's 0700 home or create a file there, and what it creates in a
+/// world-writable directory belongs to 65534), while the user reads the file and what
+/// the user creates is the user's; a `flock` held on the file through the mount
+/// excludes a second one. The mount is the FUSE one. Without the mount, root reads the
+/// same file, so the refusals are the stand-in's.
+#[test]
+fn the_stand_in_squashes_root_and_serves_the_user() {
+    let t = "the_stand_in_squashes_root_and_serves_the_user";
+    if !require_fuse(t) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sqc");
+    let path = u.secret_path();
+    assert_eq!(
+        fs::read_to_string(&path).expect("root reads it unmounted"),
+        totp_file(&secret)
+    );
+    // A second export: root-owned, with a world-writable directory (mode 1777).
+    let export = tempfile::Builder::new()
+        .prefix("pam_totp-export")
+        .tempdir()
+        .expect("tempdir");
+    fs::set_permissions(export.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let drop = export.path().join("drop");
+    fs::create_dir(&drop).expect("mkdir");
+    fs::set_permissions(&drop, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let setup = format!(
+        "{}\n{}",
+        mount_squashed(&u.home, &path, None),
+        mount_squashed(export.path(), &export.path().join("none"), None)
+    );
+    let as_user = format!("setpriv --reuid={} --regid={} --clear-groups", u.uid, u.gid);
+    let script = format!(
+        r#"grep " {home} " /proc/self/mountinfo | sed 's/^/mount /'
+cat "{file}" 2>&1 | sed 's/^/root-read /'
+ls "{home}" 2>&1 | sed 's/^/root-list /'
+touch "{home}/by-root" 2>&1 | sed 's/^/root-create /'
+touch "{drop}/by-root"
+{as_user} cat "{file}" | sed 's/^/user-read /'
+{as_user} flock -n "{file}" sh -c 'flock -n "$1" true; echo "second-lock $?"' sh "{file}"
+{as_user} touch "{drop}/by-user""#,
+        home = u.home.display(),
+        file = path.display(),
+        drop = drop.display(),
+    );
+    let out = in_namespace(&setup, &script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let report = format!("{out:?}");
+    assert!(out.status.success(), "{report}");
+    let with = |prefix: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .collect()
+    };
+    let mounts = with("mount ");
+    assert!(
+        mounts.len() == 1 && mounts[0].contains(" - fuse.ptotpsquash "),
+        "the home is the stand-in's FUSE mount: {report}"
+    );
+    assert!(
+        !mounts[0].contains("default_permissions"),
+        "the server decides, not the kernel: {report}"
+    );
+    for what in ["root-read ", "root-list ", "root-create "] {
+        let got = with(what);
+        assert!(
+            got.len() == 1 && got[0].contains("Permission denied"),
+            "{what}: {report}"
+        );
+    }
+    let user_read: String = with("user-read ").concat();
+    assert_eq!(
+        user_read,
+        secret.clone() + "\" TOTP_AUTH",
+        "the user reads: {report}"
+    );
+    // Locks are the kernel's (the stand-in has none): still exclusive on the mount.
+    assert_eq!(
+        with("second-lock "),
+        ["1"],
+        "a second flock is refused: {report}"
+    );
+    // The backing files, seen from the host: root's file is nobody's.
+    let owner = |p: &Path| {
+        let m = fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e} ({report})", p.display()));
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner(&drop.join("by-root")), (NOBODY, NOBODY));
+    assert_eq!(owner(&drop.join("by-user")), (u.uid, u.gid));
+    assert!(!u.home.join("by-root").exists());
+}
+
+/// Home mode on a squashed home (mode 0700): the home itself exported (as an automounter
+/// mounts one home), with the default secret path and with GA's
+/// `secret=${HOME}/.google_authenticator`, and the directory of all homes exported (an
+/// NFS `/home`). The module, running as root, reads the file as the user. A right code
+/// logs in, the same code again is refused as used, a wrong code is refused; the file's
+/// content, owner and mode are untouched and nothing new appears in the home.
+#[test]
+fn home_mode_logs_in_through_a_squashed_home() {
+    let t = "home_mode_logs_in_through_a_squashed_home";
+    if !require_fuse(t) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sqh");
+    let ops = OpLog::new();
+    let path = u.secret_path();
+    let before = (read_bytes(&path), mode_owner(&path), entries(&u.home));
+    assert_eq!(before.1, (0o600, u.uid, u.gid));
+    let homes = u.home.parent().expect("the directory of homes");
+    let cases = [
+        (u.home.as_path(), ""),
+        (u.home.as_path(), "secret=${HOME}/.google_authenticator"),
+        (homes, ""),
+    ];
+    for (round, (export, args)) in cases.into_iter().enumerate() {
+        let stack = Stack::probe("svc", args);
+        let at = T0 + 90 * round as u64;
+        let code = code_at(&secret, at);
+        let opened = format!(
+            "open /{} ok",
+            path.strip_prefix(export)
+                .expect("below the export")
+                .display()
+        );
+        // Each login reads the file through the stand-in as the user, and does nothing
+        // there as anybody else.
+        let login = |answer: &str| {
+            let run = squashed_login(
+                export,
+                &path,
+                Some(&ops),
+                &Driver::login(&stack, &u, answer).at(at),
+            );
+            assert_ops_only_as(&ops, u.uid, &[&opened]);
+            run
+        };
+        let case = format!("{} exported, {args:?}", export.display());
+
+        let (d, lines) = login(&code);
+        assert_eq!(d.returned(), Returned::Success, "{case}: {d:?} {lines:?}");
+        assert!(
+            logged(&lines, &format!("accepted time-based code for {}", u.name)),
+            "{case}: {lines:?}"
+        );
+        let (d, lines) = login(&code);
+        assert!(
+            matches!(d.returned(), Returned::Failed(_)),
+            "{case}, replay: {d:?} {lines:?}"
+        );
+        assert!(logged(&lines, "code already used for"), "{case}: {lines:?}");
+        let (d, lines) = login(&wrong_totp(&secret, at));
+        assert!(
+            matches!(d.returned(), Returned::Failed(_)),
+            "{case}, wrong: {d:?} {lines:?}"
+        );
+        assert!(
+            logged(&lines, "invalid verification code for"),
+            "{case}: {lines:?}"
+        );
+    }
+    assert_eq!(
+        (read_bytes(&path), mode_owner(&path), entries(&u.home)),
+        before,
+        "the secret file and the home are as they were"
+    );
+}
+
+/// Home mode, a scratch code on a squashed home: the module rewrites the secret file
+/// (temp file, fsync, rename, directory fsync, under `flock`) as the user. The code is
+/// used once, the new file (another inode) belongs to the user with mode 0600, and no
+/// temp file or other entry is left; the same code again is refused.
+#[test]
+fn a_scratch_code_rewrites_the_secret_as_the_user() {
+    let t = "a_scratch_code_rewrites_the_secret_as_the_user";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sqs");
+    let ops = OpLog::new();
+    let secret = system_tests::random_secret_b32();
+    let path = u.write_secret(&format!("{}{SCRATCH}\n", totp_file(&secret)), 0o600);
+    let inode = fs::metadata(&path).expect("stat").ino();
+    let names: Vec<String> = entries(&u.home).into_iter().map(|e| e.0).collect();
+    let stack = Stack::probe("svc", "");
+    let login = || {
+        squashed_login(
+            &u.home,
+            &path,
+            Some(&ops),
+            &Driver::login(&stack, &u, SCRATCH).at(T0),
+        )
+    };
+
+    let (d, lines) = login();
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(logged(&lines, "accepted scratch code for"), "{lines:?}");
+    // The temp file's name is random; the rename names the file it replaced.
+    assert_ops_only_as(
+        &ops,
+        u.uid,
+        &[
+            "open /.google_authenticator ok",
+            "rename /.google_authenticator ok",
+        ],
+    );
+    assert_eq!(read_bytes(&path), totp_file(&secret).into_bytes());
+    assert_ne!(fs::metadata(&path).expect("stat").ino(), inode, "rewritten");
+    assert_eq!(mode_owner(&path), (0o600, u.uid, u.gid));
+    let after = entries(&u.home);
+    assert_eq!(
+        after.iter().map(|e| e.0.clone()).collect::<Vec<_>>(),
+        names,
+        "no entry added or left behind"
+    );
+    assert!(after.iter().all(|e| e.1 == u.uid), "{after:?}");
+
+    let (d, lines) = login();
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(logged(&lines, "invalid verification code for"), "{lines:?}");
+    assert_ops_only_as(&ops, u.uid, &["open /.google_authenticator ok"]);
+}
+
+/// `nullok` on a squashed home without a secret file: the module looks for the file as
+/// the user, finds it missing in a home it reached and skips. Had it looked as root
+/// (nobody on the server), the home would be unreachable and the login denied.
+#[test]
+fn nullok_skips_a_user_without_a_file_on_a_squashed_home() {
+    let t = "nullok_skips_a_user_without_a_file_on_a_squashed_home";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sqn");
+    let ops = OpLog::new();
+    let stack = Stack::probe("svc", "nullok");
+    let (d, lines) = squashed_login(
+        &u.home,
+        &u.home.join(".profile"),
+        Some(&ops),
+        &Driver::login(&stack, &u, "123456").at(T0),
+    );
+    assert_eq!(d.returned(), Returned::Ignore, "{d:?} {lines:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+    assert_ops_only_as(
+        &ops,
+        u.uid,
+        &["getattr /.google_authenticator No such file or directory"],
+    );
+}
+
+/// Store mode on a squashed export, as an admin with NFS would set it up: the secrets
+/// in a directory of a dedicated store account (mode 0700), `user=` naming that account
+/// and `secret=` the store. The module opens the files as that account: a right code
+/// logs in, its replay and a wrong code are refused, the file is untouched.
+#[test]
+fn store_mode_with_a_store_account_logs_in_through_a_squashed_export() {
+    let t = "store_mode_with_a_store_account_logs_in_through_a_squashed_export";
+    if !require_fuse(t) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sql");
+    let store = TestUser::create("sqa");
+    let ops = OpLog::new();
+    let path = store.home.join(&u.name);
+    write_owned(
+        &path,
+        totp_file(&secret).as_bytes(),
+        store.uid,
+        store.gid,
+        0o600,
+    );
+    let before = (read_bytes(&path), mode_owner(&path));
+    let stack = Stack::probe(
+        "svc",
+        &format!(
+            "user={} secret={}/${{USER}}",
+            store.name,
+            store.home.display()
+        ),
+    );
+    let code = code_at(&secret, T0);
+    let opened = format!("open /{} ok", u.name);
+    let login = |answer: &str| {
+        let run = squashed_login(
+            &store.home,
+            &path,
+            Some(&ops),
+            &Driver::login(&stack, &u, answer).at(T0),
+        );
+        assert_ops_only_as(&ops, store.uid, &[&opened]);
+        run
+    };
+
+    let (d, lines) = login(&code);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let (d, lines) = login(&code);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(logged(&lines, "code already used for"), "{lines:?}");
+    let (d, lines) = login(&wrong_totp(&secret, T0));
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(logged(&lines, "invalid verification code for"), "{lines:?}");
+    assert_eq!((read_bytes(&path), mode_owner(&path)), before);
+}
+
+/// Store mode with `user=root` on a squashed export cannot work (root is nobody on the
+/// server, and the root-only store is closed to nobody): the login is denied after the
+/// prompt, with an error line naming the secret file and the refusal. Control: the same
+/// stack without the squash logs in.
+#[test]
+fn store_mode_as_root_on_a_squashed_export_is_denied_and_logged() {
+    let t = "store_mode_as_root_on_a_squashed_export_is_denied_and_logged";
+    if !require_fuse(t) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sqr");
+    let ops = OpLog::new();
+    let store = root_store();
+    let path = store.path().join(&u.name);
+    write_owned(&path, totp_file(&secret).as_bytes(), 0, 0, 0o600);
+    let stack = Stack::probe(
+        "svc",
+        &format!("user=root secret={}/${{USER}}", store.path().display()),
+    );
+    let code = code_at(&secret, T0);
+    let driver = Driver::login(&stack, &u, &code).at(T0);
+
+    let (d, lines) = squashed_login(store.path(), &path, Some(&ops), &driver);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert_eq!(d.prompts, 1, "denied after the usual prompt: {d:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&path.display().to_string()) && l.contains("Permission denied")),
+        "the log names the file and the refusal: {lines:?}"
+    );
+    assert!(
+        logged(&lines, "code not verified (secret file unusable)"),
+        "{lines:?}"
+    );
+    // The server saw nobody, and refused it.
+    assert_ops_only_as(
+        &ops,
+        NOBODY,
+        &[&format!("getattr /{} Permission denied", u.name)],
+    );
+
+    let (d, lines) = system_tests::capture_syslog(&driver);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+}
+
+/// Every operation the module had the stand-in do was done as `uid`, and `wanted` is
+/// among them (`OP uid=UID /PATH RESULT`, without the uid).
+fn assert_ops_only_as(ops: &OpLog, uid: u32, wanted: &[&str]) {
+    let all = ops.lines();
+    let tag = format!(" uid={uid} ");
+    assert!(
+        !all.is_empty() && all.iter().all(|l| l.contains(&tag)),
+        "only uid {uid}: {all:#?}"
+    );
+    for w in wanted {
+        let (op, rest) = w.split_once(' ').expect("OP PATH RESULT");
+        let line = format!("{op}{tag}{rest}");
+        assert!(all.contains(&line), "{line:?} in {all:#?}");
+    }
+}
+
+fn read_bytes(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Removes a group created for one test.
+struct GroupGuard(String);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(&self.0).output();
+    }
+}
+
+/// Home mode with the home behind a directory only a supplementary group may search
+/// (`staff`, mode 0710, as many NFS sites arrange homes): root is nobody and cannot
+/// pass it, the user's primary group cannot either, so only the module's switch to the
+/// user's supplementary groups (sent to the server, as NFS's AUTH_SYS does) reaches the
+/// file. A right code logs in; with the user taken out of the group, the same set-up is
+/// denied after the prompt and the log names the refusal.
+#[test]
+fn supplementary_groups_reach_a_home_behind_a_group_only_directory() {
+    let t = "supplementary_groups_reach_a_home_behind_a_group_only_directory";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sqg");
+    let group = GroupGuard(format!("{}g", u.name));
+    u.add_to_group(&group.0);
+    let gid: u32 = String::from_utf8_lossy(
+        &Command::new("getent")
+            .args(["group", &group.0])
+            .output()
+            .expect("getent")
+            .stdout,
+    )
+    .split(':')
+    .nth(2)
+    .and_then(|g| g.trim().parse().ok())
+    .expect("the group's gid");
+    let export = tempfile::Builder::new()
+        .prefix("pam_totp-export")
+        .tempdir()
+        .expect("tempdir");
+    fs::set_permissions(export.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let staff = export.path().join("staff");
+    fs::create_dir(&staff).expect("mkdir");
+    std::os::unix::fs::chown(&staff, Some(0), Some(gid)).expect("chown");
+    fs::set_permissions(&staff, fs::Permissions::from_mode(0o710)).expect("chmod");
+    let home = staff.join(&u.name);
+    fs::create_dir(&home).expect("mkdir");
+    std::os::unix::fs::chown(&home, Some(u.uid), Some(u.gid)).expect("chown");
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let st = Command::new("usermod")
+        .args(["-d"])
+        .arg(&home)
+        .arg(&u.name)
+        .status()
+        .expect("usermod");
+    assert!(st.success(), "usermod -d");
+    let secret = system_tests::random_secret_b32();
+    let path = home.join(".google_authenticator");
+    write_owned(&path, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o600);
+    let ops = OpLog::new();
+    let stack = Stack::probe("svc", "");
+    let login = |at: u64| {
+        squashed_login(
+            export.path(),
+            &path,
+            Some(&ops),
+            &Driver::login(&stack, &u, &code_at(&secret, at)).at(at),
+        )
+    };
+
+    let (d, lines) = login(T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert_ops_only_as(
+        &ops,
+        u.uid,
+        &[&format!("open /staff/{}/.google_authenticator ok", u.name)],
+    );
+
+    let st = Command::new("gpasswd")
+        .args(["-d", &u.name, &group.0])
+        .output()
+        .expect("gpasswd");
+    assert!(st.status.success(), "gpasswd -d: {st:?}");
+    let (d, lines) = login(T0 + 60);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert_eq!(d.prompts, 1, "denied after the usual prompt: {d:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Permission denied") && l.contains(&staff.display().to_string())),
+        "the log names the refusal: {lines:?}"
+    );
+    assert_ops_only_as(
+        &ops,
+        u.uid,
+        &[&format!("getattr /staff/{} Permission denied", u.name)],
+    );
+}
+
+/// `totp-enroll --user` run by root for a user whose home is squashed: the CLI writes
+/// the new secret file as the user (root could not create it there), the file is the
+/// user's with mode 0600, and the module then logs the user in with a code of it.
+#[test]
+fn root_enrolls_a_user_on_a_squashed_home_as_the_user() {
+    let t = "root_enrolls_a_user_on_a_squashed_home_as_the_user";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sqe");
+    let ops = OpLog::new();
+    let path = u.secret_path();
+    let mut enroll = Command::new(&built().enroll);
+    enroll.args(ENROLL_SCRIPTED).args(["-q", "--user", &u.name]);
+    let out = run_in_namespace(
+        &mount_squashed(&u.home, &u.home.join(".profile"), Some(&ops)),
+        &enroll,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(mode_owner(&path), (0o600, u.uid, u.gid), "{out:?}");
+    assert_ops_only_as(&ops, u.uid, &["rename /.google_authenticator ok"]);
+    let text = String::from_utf8_lossy(&read_bytes(&path)).into_owned();
+    let secret = text.lines().next().expect("line 1").to_owned();
+
+    let stack = Stack::probe("svc", "");
+    let (d, lines) = squashed_login(
+        &u.home,
+        &path,
+        Some(&ops),
+        &Driver::login(&stack, &u, &code_at(&secret, T0)).at(T0),
+    );
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+}
+
+/// `state_dir=` on a squashed export cannot work (the state store is root's, and root
+/// is nobody there): the login is denied after the prompt, nothing is created on the
+/// export, and the log names the state directory and the refusal. Control: the same stack with
+/// its usual local state directory logs in through the same squashed home.
+#[test]
+fn a_state_dir_on_a_squashed_export_is_denied_and_logged() {
+    let t = "a_state_dir_on_a_squashed_export_is_denied_and_logged";
+    if !require_fuse(t) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sqd");
+    let ops = OpLog::new();
+    // Below directories only root can write, as the module requires of a state_dir=.
+    let export = tempfile::Builder::new()
+        .prefix("pam_totp-export")
+        .tempdir_in(private_tmp())
+        .expect("tempdir");
+    fs::set_permissions(export.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let state = export.path().join("state");
+    let code = code_at(&secret, T0);
+    let stack = Stack::probe("svc", &format!("state_dir={}", state.display()));
+    let (d, lines) = squashed_login(
+        export.path(),
+        &state.join("probe"),
+        Some(&ops),
+        &Driver::login(&stack, &u, &code).at(T0),
+    );
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert_eq!(d.prompts, 1, "denied after the usual prompt: {d:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("could not be saved")
+            && l.contains(&state.display().to_string())
+            && l.contains("Permission denied")),
+        "the log names the state directory and the refusal: {lines:?}"
+    );
+    assert!(!state.exists(), "nothing created on the export");
+    // Root reached the export as nobody only, and the server refused the creation.
+    assert_ops_only_as(&ops, NOBODY, &["mkdir /state Permission denied"]);
+
+    let control = Stack::probe("svc", "");
+    let (d, lines) = squashed_login(
+        export.path(),
+        &state.join("probe"),
+        None,
+        &Driver::login(&control, &u, &code).at(T0),
+    );
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+}
+
+/// GA's layout for secrets kept outside the home (`secret=/DIR/${USER}/.google_authenticator`,
+/// one 0700 directory per user in a root-owned one), with that tree on the squashed
+/// export and no `user=`: the module opens each file as its user, so a right code logs
+/// in and a wrong one is refused, and nothing on the export is touched as anybody else.
+#[test]
+fn ga_style_secret_outside_the_home_on_a_squashed_export() {
+    let t = "ga_style_secret_outside_the_home_on_a_squashed_export";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sqo");
+    let ops = OpLog::new();
+    let export = tempfile::Builder::new()
+        .prefix("pam_totp-export")
+        .tempdir_in(private_tmp())
+        .expect("tempdir");
+    fs::set_permissions(export.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = export.path().join(&u.name);
+    fs::create_dir(&dir).expect("mkdir");
+    std::os::unix::fs::chown(&dir, Some(u.uid), Some(u.gid)).expect("chown");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let secret = system_tests::random_secret_b32();
+    let path = dir.join(".google_authenticator");
+    write_owned(&path, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o600);
+    let stack = Stack::probe(
+        "svc",
+        &format!(
+            "secret={}/${{USER}}/.google_authenticator",
+            export.path().display()
+        ),
+    );
+    let opened = format!("open /{}/.google_authenticator ok", u.name);
+    let login = |answer: &str| {
+        let run = squashed_login(
+            export.path(),
+            &path,
+            Some(&ops),
+            &Driver::login(&stack, &u, answer).at(T0),
+        );
+        assert_ops_only_as(&ops, u.uid, &[&opened]);
+        run
+    };
+
+    let (d, lines) = login(&code_at(&secret, T0));
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let (d, lines) = login(&wrong_totp(&secret, T0));
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(logged(&lines, "invalid verification code for"), "{lines:?}");
+    assert_eq!(mode_owner(&path), (0o600, u.uid, u.gid));
+}
+
+/// `totp-state audit`, run by root before a pam.d change, inspects a squashed home as
+/// its user: the enrolled user on the export is `ok` (read through the stand-in as the
+/// user only), and the login then agrees.
+#[test]
+fn audit_inspects_a_squashed_home_as_the_user() {
+    let t = "audit_inspects_a_squashed_home_as_the_user";
+    if !require_fuse(t) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("squ");
+    let ops = OpLog::new();
+    let path = u.secret_path();
+    let stack = Stack::probe("svc", "");
+    let mut audit = Command::new(&built().state_tool);
+    audit
+        .args(["audit", "--json", "--service", "svc", "--pam-dir"])
+        .arg(stack.path());
+    let out = run_in_namespace(&mount_squashed(&u.home, &path, Some(&ops)), &audit);
+    let verdict = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["user"] == u.name.as_str())
+        .unwrap_or_else(|| panic!("{} not audited: {out:?}", u.name));
+    assert_eq!(verdict["verdict"], "ok", "{verdict}");
+    assert_ops_only_as(&ops, u.uid, &["open /.google_authenticator ok"]);
+
+    let (d, lines) = squashed_login(
+        &u.home,
+        &path,
+        Some(&ops),
+        &Driver::login(&stack, &u, &code_at(&secret, T0)).at(T0),
+    );
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+}
+
+/// Home mode, an HOTP code on a squashed home: the counter moves in the secret file,
+/// rewritten as the user (the user's, 0600, another inode, nothing else in the home
+/// changed); the same code again is refused.
+#[test]
+fn an_hotp_counter_is_rewritten_as_the_user() {
+    let t = "an_hotp_counter_is_rewritten_as_the_user";
+    if !require_fuse(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let u = TestUser::create("sqk");
+    let ops = OpLog::new();
+    let secret = system_tests::random_secret_b32();
+    let path = u.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let inode = fs::metadata(&path).expect("stat").ino();
+    let others: Vec<_> = entries(&u.home)
+        .into_iter()
+        .filter(|e| e.0 != ".google_authenticator")
+        .collect();
+    let stack = Stack::probe("svc", "");
+    let code = system_tests::oathtool_hotp(&secret, 2);
+    let login = || {
+        squashed_login(
+            &u.home,
+            &path,
+            Some(&ops),
+            &Driver::login(&stack, &u, &code).at(T0),
+        )
+    };
+
+    let (d, lines) = login();
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert_ops_only_as(&ops, u.uid, &["rename /.google_authenticator ok"]);
+    let after = String::from_utf8_lossy(&read_bytes(&path)).into_owned();
+    assert!(after.contains("\" HOTP_COUNTER 3"), "{after}");
+    assert_ne!(fs::metadata(&path).expect("stat").ino(), inode, "rewritten");
+    assert_eq!(mode_owner(&path), (0o600, u.uid, u.gid));
+    let now: Vec<_> = entries(&u.home)
+        .into_iter()
+        .filter(|e| e.0 != ".google_authenticator")
+        .collect();
+    assert_eq!(now, others, "nothing else in the home changed");
+
+    let (d, lines) = login();
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+}
