@@ -258,6 +258,16 @@ pub struct Drive {
 }
 
 impl Drive {
+    /// [`Drive::parse`] of a run that must have reached pam-drive's report (a set-up
+    /// around it, such as a namespace or a mount, can fail before it).
+    pub fn ran(out: &Output) -> Drive {
+        assert!(
+            !out.stdout.is_empty(),
+            "pam-drive did not run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Drive::parse(out)
+    }
     pub fn parse(out: &Output) -> Drive {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let mut d = Drive {
@@ -856,12 +866,7 @@ impl Drive {
 /// and the syslog datagrams the module sent (root only; the host's `/dev` is untouched).
 pub fn capture_syslog(driver: &Driver) -> (Drive, Vec<String>) {
     let (out, lines) = with_syslog_capture(&driver.command());
-    assert!(
-        !out.stdout.is_empty(),
-        "pam-drive did not run: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (Drive::parse(&out), lines)
+    (Drive::ran(&out), lines)
 }
 
 /// One [`Driver::login`] run, from `rhost` when given, with the clock frozen at `at`.
@@ -914,12 +919,7 @@ pub fn capture_syslog_with_bind(src: &Path, dst: &Path, driver: &Driver) -> (Dri
         .arg("env");
     append_env_exec(&mut wrapped, &driver.command());
     let (out, lines) = with_syslog_capture(&wrapped);
-    assert!(
-        !out.stdout.is_empty(),
-        "pam-drive did not run: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (Drive::parse(&out), lines)
+    (Drive::ran(&out), lines)
 }
 
 /// Runs any command with `/dev/log` replaced, inside a private mount namespace, by a
