@@ -427,15 +427,12 @@ pub(super) fn check_access_controls(b: &Bench, cases: &[Case]) -> Result<(), Str
         ] {
             let conv = Scripted::texts([b.wrong_code.clone()]);
             let user = case.who.user();
-            let mut tx = Transaction::start(&service, Some(user), Some(&b.confdir), Box::new(conv))
+            let (rc, prompts) = authenticate_once(&b.confdir, &service, user, Box::new(conv))
                 .map_err(|e| format!("{service}: {e}"))?;
-            tx.set_item(Item::RHost, RHOST.as_bytes());
-            let rc = tx.authenticate(0);
-            if tx.prompt_count() != want_prompts || want_rc.is_some_and(|w| w != rc) {
+            if prompts != want_prompts || want_rc.is_some_and(|w| w != rc) {
                 return Err(format!(
-                    "{service}: control check failed ({} after {} prompt(s)): the rule file is not read as intended",
+                    "{service}: control check failed ({} after {prompts} prompt(s)): the rule file is not read as intended",
                     code_name(rc),
-                    tx.prompt_count()
                 ));
             }
         }

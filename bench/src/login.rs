@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use pamapp::{Item, Scripted, Transaction};
+use pamapp::Scripted;
 
 pub const ARG: &str = "--one-login";
 /// sshd's libcrypto (OpenSSL 3), which the plugins' libssl needs too.
@@ -118,19 +118,13 @@ pub fn child(args: &[String]) -> ExitCode {
     };
     let faults_before = minor_faults_self();
     let t0 = Instant::now();
-    let (rc, prompts) = match Transaction::start(
+    let (rc, prompts) = crate::authenticate_once(
+        Path::new(confdir),
         service,
-        Some(user),
-        Some(Path::new(confdir)),
+        user,
         Box::new(Scripted::texts(answers)),
-    ) {
-        Ok(mut tx) => {
-            tx.set_item(Item::RHost, crate::RHOST.as_bytes());
-            let rc = tx.authenticate(0);
-            (rc, tx.prompt_count())
-        }
-        Err(e) => (e.0, 0),
-    };
+    )
+    .unwrap_or_else(|e| (e.0, 0));
     let elapsed = t0.elapsed();
     let faults = minor_faults_self().saturating_sub(faults_before);
     println!("elapsed_ns {}", elapsed.as_nanos());

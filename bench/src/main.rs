@@ -49,6 +49,21 @@ use totp_core::secret::Secret;
 pub const USER: &str = "root";
 /// The remote address of every login (TEST-NET-1), matched by the last access rule.
 pub const RHOST: &str = "192.0.2.10";
+
+/// One login as every bench transaction runs it: `pam_start_confdir` on `confdir` for
+/// `service` and `user`, `PAM_RHOST` set to [`RHOST`], `pam_authenticate`, `pam_end`.
+/// The result code and the number of prompts shown.
+pub fn authenticate_once(
+    confdir: &Path,
+    service: &str,
+    user: &str,
+    conv: Box<dyn pamapp::Conversation>,
+) -> Result<(i32, usize), pamapp::StartError> {
+    let mut tx = Transaction::start(service, Some(user), Some(confdir), conv)?;
+    tx.set_item(Item::RHost, RHOST.as_bytes());
+    let rc = tx.authenticate(0);
+    Ok((rc, tx.prompt_count()))
+}
 const SECRET: &[u8; 20] = b"pam-bench-secret-160";
 const SCRATCH: [&str; 5] = ["31415926", "27182818", "14142135", "17320508", "22360679"];
 const ACCESS_SIZES: [usize; 3] = [10, 1_000, 10_000];
@@ -395,16 +410,8 @@ impl Bench {
         use totp_core::state::StateStore;
         self.refresh(Who::Store, Refresh::Fresh)?;
         let conv = Scripted::texts([self.totp_now()]);
-        let mut tx = Transaction::start(
-            "totp-store",
-            Some(user::NAME),
-            Some(&self.confdir),
-            Box::new(conv),
-        )
-        .map_err(|e| format!("totp-store: {e}"))?;
-        tx.set_item(Item::RHost, RHOST.as_bytes());
-        let rc = tx.authenticate(0);
-        drop(tx);
+        let (rc, _) = authenticate_once(&self.confdir, "totp-store", user::NAME, Box::new(conv))
+            .map_err(|e| format!("totp-store: {e}"))?;
         if rc != codes::SUCCESS {
             return Err(format!(
                 "the normal user's first login failed ({}): no steady-state record",
@@ -506,17 +513,13 @@ impl Bench {
                 Process::Bench => {
                     let conv = Scripted::texts(self.answer(&case.answer));
                     let t0 = Instant::now();
-                    let mut tx = Transaction::start(
+                    let (rc, prompts) = authenticate_once(
+                        &self.confdir,
                         &case.service,
-                        Some(case.who.user()),
-                        Some(&self.confdir),
+                        case.who.user(),
                         Box::new(conv),
                     )
                     .map_err(|e| format!("{}: {e}", case.key))?;
-                    tx.set_item(Item::RHost, RHOST.as_bytes());
-                    let rc = tx.authenticate(0);
-                    let prompts = tx.prompt_count();
-                    drop(tx);
                     (t0.elapsed(), rc, prompts)
                 }
                 Process::Fresh { libcrypto } => {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use pamapp::{Conversation, Item, Message, Reply, Transaction, style};
+use pamapp::{Conversation, Message, Reply, style};
 
 /// The `kB` fields of `/proc/self/status` the report uses.
 #[derive(Clone, Copy, Debug, Default)]
@@ -79,14 +79,8 @@ impl Conversation for ProbeConv {
     }
 }
 
-fn transaction(confdir: &Path, service: &str, rhost: &str, conv: Box<dyn Conversation>) -> i32 {
-    match Transaction::start(service, Some(crate::USER), Some(confdir), conv) {
-        Ok(mut tx) => {
-            tx.set_item(Item::RHost, rhost.as_bytes());
-            tx.authenticate(0)
-        }
-        Err(e) => e.0,
-    }
+fn transaction(confdir: &Path, service: &str, conv: Box<dyn Conversation>) -> i32 {
+    crate::authenticate_once(confdir, service, crate::USER, conv).map_or_else(|e| e.0, |(rc, _)| rc)
 }
 
 /// `--memory-child CONFDIR SERVICE NEEDLE ANSWER`; prints `key value` lines.
@@ -96,12 +90,7 @@ pub fn child(args: &[String]) -> ExitCode {
         return ExitCode::from(2);
     };
     let confdir = Path::new(confdir);
-    let warm = transaction(
-        confdir,
-        "permit",
-        crate::RHOST,
-        Box::new(pamapp::Scripted::default()),
-    );
+    let warm = transaction(confdir, "permit", Box::new(pamapp::Scripted::default()));
     if warm != pamapp::codes::SUCCESS {
         eprintln!("warm-up transaction failed: {}", pamapp::code_name(warm));
         return ExitCode::from(1);
@@ -113,7 +102,7 @@ pub fn child(args: &[String]) -> ExitCode {
         needle: needle.clone(),
         probe: Rc::clone(&probe),
     };
-    let rc = transaction(confdir, service, crate::RHOST, Box::new(conv));
+    let rc = transaction(confdir, service, Box::new(conv));
     let after = status();
     let p = probe.borrow();
     println!("result {}", pamapp::code_name(rc));
