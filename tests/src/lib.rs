@@ -94,13 +94,16 @@ pub struct Built {
 pub fn require_root(test: &str) -> bool {
     // SAFETY-free: geteuid has no preconditions; via libc for a plain number.
     let euid = nix_euid();
-    if euid == 0 {
-        return true;
-    }
+    euid == 0 || skip(test, "root")
+}
+
+/// A test that cannot run here for want of `what`: skipped (false) on a developer's
+/// machine, a failure in CI (CI=true), where every test must run.
+pub fn skip(test: &str, what: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs root, and CI=true forbids skipping");
+        panic!("{test}: needs {what}, and CI=true forbids skipping");
     }
-    eprintln!("SKIPPED {test}: needs root");
+    eprintln!("SKIPPED {test}: needs {what}");
     false
 }
 
@@ -122,14 +125,7 @@ pub fn require_tool(test: &str, tool: &str) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if found {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs {tool}, and CI=true forbids skipping");
-    }
-    eprintln!("SKIPPED {test}: {tool} not installed");
-    false
+    found || skip(test, tool)
 }
 
 /// Compiles the C test helper `source` (relative to the workspace, e.g. an NSS or FUSE
