@@ -171,20 +171,9 @@ fn rewrites_keep_mode_and_owner() {
 /// The `security.selinux` attribute of `path`, read without following a symlink; `None`
 /// when the file has none.
 fn selinux_label(path: &std::path::Path) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
-    let name = c"security.selinux";
     let mut buf = [0u8; 256];
-    // SAFETY: both strings are NUL-terminated and `buf` is writable for its length.
-    let n = unsafe {
-        libc::lgetxattr(
-            p.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    (n >= 0).then(|| buf[..n as usize].to_vec())
+    let n = rustix::fs::lgetxattr(path, "security.selinux", &mut buf[..]).ok()?;
+    Some(buf[..n].to_vec())
 }
 
 /// D5 (partly: this kernel has no SELinux, so the label is an attribute no policy acts
@@ -199,25 +188,13 @@ fn rewrites_keep_the_selinux_label() {
     }
     const LABEL: &[u8] = b"system_u:object_r:auth_home_t:s0";
     let set_label = |path: &std::path::Path| {
-        use std::os::unix::ffi::OsStrExt;
-        let p = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
-        // SAFETY: NUL-terminated strings and a readable value of the given length.
-        let rc = unsafe {
-            libc::lsetxattr(
-                p.as_ptr(),
-                c"security.selinux".as_ptr(),
-                LABEL.as_ptr().cast(),
-                LABEL.len(),
-                0,
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "set security.selinux on {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
+        rustix::fs::lsetxattr(
+            path,
+            "security.selinux",
+            LABEL,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap_or_else(|e| panic!("set security.selinux on {}: {e}", path.display()));
     };
     let secret = random_secret_b32();
     let u = TestUser::create("sl");
