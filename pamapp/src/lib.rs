@@ -283,6 +283,52 @@ pub mod host_log {
     }
 }
 
+/// The host application's SIGCHLD disposition, as programs that use PAM leave it: a
+/// module that runs a child must get its exit status whatever the host set.
+pub mod host_signals {
+    /// What the host does with SIGCHLD.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Sigchld {
+        Default,
+        /// `SIG_IGN`: the kernel reaps children, so `wait` finds none.
+        Ignore,
+        /// A handler that reaps every child that exits (`waitpid(-1, …)` in a loop).
+        Reap,
+    }
+
+    impl Sigchld {
+        pub fn parse(s: &str) -> Option<Sigchld> {
+            match s {
+                "default" => Some(Sigchld::Default),
+                "ignore" => Some(Sigchld::Ignore),
+                "reap" => Some(Sigchld::Reap),
+                _ => None,
+            }
+        }
+        pub fn name(self) -> &'static str {
+            match self {
+                Sigchld::Default => "default",
+                Sigchld::Ignore => "ignore",
+                Sigchld::Reap => "reap",
+            }
+        }
+    }
+
+    pub fn set(how: Sigchld) -> std::io::Result<()> {
+        crate::sys::set_sigchld(how)
+    }
+
+    /// The disposition now; `None` for a handler this driver did not install.
+    pub fn current() -> Option<Sigchld> {
+        crate::sys::sigchld()
+    }
+
+    /// Children the [`Sigchld::Reap`] handler has reaped so far.
+    pub fn reaped() -> usize {
+        crate::sys::HOST_REAPED.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// The symbolic name of a PAM return code.
 pub fn code_name(code: i32) -> &'static str {
     sys::code_name(code)

@@ -186,6 +186,55 @@ pub fn closelog() {
     unsafe { libc::closelog() }
 }
 
+/// Children the host's own SIGCHLD handler reaped (see [`sigchld_reap`]).
+pub static HOST_REAPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn reap_every_child(_: c_int) {
+    // What many daemons do on SIGCHLD: reap whatever exited, whoever started it.
+    // SAFETY: waitpid with a null status pointer is async-signal-safe.
+    while unsafe { libc::waitpid(-1, ptr::null_mut(), libc::WNOHANG) } > 0 {
+        HOST_REAPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Sets the process's SIGCHLD disposition: ignored (children reaped by the kernel), or a
+/// handler that reaps every child that exits, or the default.
+pub fn set_sigchld(how: crate::host_signals::Sigchld) -> std::io::Result<()> {
+    use crate::host_signals::Sigchld;
+    // SAFETY: a zeroed sigaction is a valid "default, no flags, empty mask" action.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = match how {
+        Sigchld::Default => libc::SIG_DFL,
+        Sigchld::Ignore => libc::SIG_IGN,
+        Sigchld::Reap => reap_every_child as extern "C" fn(c_int) as libc::sighandler_t,
+    };
+    act.sa_flags = libc::SA_RESTART;
+    // SAFETY: `act` is initialised; the old action is not asked for.
+    if unsafe { libc::sigaction(libc::SIGCHLD, &act, ptr::null_mut()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The process's SIGCHLD disposition now (`None` for a handler this driver did not set).
+pub fn sigchld() -> Option<crate::host_signals::Sigchld> {
+    use crate::host_signals::Sigchld;
+    // SAFETY: a zeroed sigaction is valid storage for the old action.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `old`.
+    if unsafe { libc::sigaction(libc::SIGCHLD, ptr::null(), &mut old) } != 0 {
+        return None;
+    }
+    let reaper = reap_every_child as extern "C" fn(c_int) as libc::sighandler_t;
+    match old.sa_sigaction {
+        libc::SIG_DFL => Some(Sigchld::Default),
+        libc::SIG_IGN => Some(Sigchld::Ignore),
+        h if h == reaper => Some(Sigchld::Reap),
+        _ => None,
+    }
+}
+
 /// Allocates a C string with malloc, as libpam frees replies with free().
 fn malloc_string(s: &[u8]) -> *mut c_char {
     // SAFETY: calloc returns either NULL or a zeroed block of len+1 bytes.

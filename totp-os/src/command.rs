@@ -7,7 +7,8 @@
 //! (uid and primary gid of that user, no supplementary groups: the standard library
 //! clears them when a root parent sets the uid), in its own process group, in `/`, with
 //! an empty environment apart from a fixed `PATH`, stdin and stderr on `/dev/null`, no
-//! other descriptor of the host (R33: all above 2 are closed at the exec), and
+//! other descriptor of the host (R33: all above 2 are closed at the exec), SIGCHLD at
+//! its default whatever the host set (restored once the command is reaped), and
 //! the canonical user name as its only argument. Its output is read up to the 64 KiB
 //! secret-file cap; past the time limit, or past the cap, the whole process group is
 //! killed. Only exit status [`NOT_ENROLLED_EXIT_STATUS`] with empty output means "this
@@ -22,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, killpg, sigaction};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 use totp_core::fleet::NOT_ENROLLED_EXIT_STATUS;
@@ -131,6 +132,8 @@ pub fn run_secret_command(
     let deadline = Instant::now() + limit;
     check_root_controlled(program, MAX_PROGRAM_SIZE).map_err(CommandError::Untrusted)?;
     let runner = run_as_user(run_as)?;
+    // Dropped last, after the child is reaped: the host gets its SIGCHLD back only then.
+    let _sigchld = DefaultSigchld::set().map_err(CommandError::Spawn)?;
     let mut command = Command::new(program);
     command
         .arg(user)
@@ -161,6 +164,51 @@ pub fn run_secret_command(
         (Some(NOT_ENROLLED_EXIT_STATUS), false) => Err(CommandError::NotEnrolledWithOutput),
         (Some(c), _) => Err(CommandError::Exited(c)),
         (None, _) => Err(CommandError::Killed(status.signal().unwrap_or(0))),
+    }
+}
+
+/// SIGCHLD at its default while the command runs, the host's own disposition restored
+/// on drop (as pam_unix does around its helper). A host that ignores SIGCHLD has every
+/// child reaped by the kernel, and one whose handler reaps every child can take the
+/// command's exit status first: either would deny every login. The command would also
+/// inherit an ignored SIGCHLD, which breaks a script's own `wait`. While the default
+/// is set, a child of the host that exits stays a zombie until the host reaps it; its
+/// SIGCHLD in that window is lost, which pam_unix accepts too.
+///
+/// Concurrent commands in one process (threads of a host, or of a test) share one
+/// saved disposition: the first sets the default and saves the host's, the last gives it
+/// back, so two overlapping commands cannot save each other's default and leave the host
+/// without its handler.
+struct DefaultSigchld;
+
+/// Commands running now, and the host's disposition saved by the first of them.
+static HOST_SIGCHLD: std::sync::Mutex<(usize, Option<SigAction>)> =
+    std::sync::Mutex::new((0, None));
+
+impl DefaultSigchld {
+    fn set() -> io::Result<DefaultSigchld> {
+        let mut shared = HOST_SIGCHLD.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.0 == 0 {
+            let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+            // SAFETY: installs the default disposition, no handler code of ours runs.
+            let host = unsafe { sigaction(Signal::SIGCHLD, &default) }.map_err(io::Error::from)?;
+            shared.1 = Some(host);
+        }
+        shared.0 += 1;
+        Ok(DefaultSigchld)
+    }
+}
+
+impl Drop for DefaultSigchld {
+    fn drop(&mut self) {
+        let mut shared = HOST_SIGCHLD.lock().unwrap_or_else(|e| e.into_inner());
+        shared.0 = shared.0.saturating_sub(1);
+        if shared.0 == 0
+            && let Some(host) = shared.1.take()
+        {
+            // SAFETY: puts back exactly the action the host had installed.
+            let _ = unsafe { sigaction(Signal::SIGCHLD, &host) };
+        }
     }
 }
 

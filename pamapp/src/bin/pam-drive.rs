@@ -16,6 +16,11 @@
 //! The controls stand in for a module that touches the host's log, right after the PAM
 //! calls and before the `between` line: `--host-closelog-mid` calls `closelog()`,
 //! `--host-openlog-mid IDENT2` calls `openlog(IDENT2, 0, LOG_AUTHPRIV)`.
+//!
+//! `--host-sigchld ignore|reap|default`: act as a host that ignores SIGCHLD or reaps
+//! every child in a handler, set before `pam_start`; after each `pam_end` the driver
+//! prints `sigchld <disposition>` and `host-reaped <n>` (children its handler reaped), so a
+//! test sees a module's child handled without changing what the host set.
 
 use std::ffi::CStr;
 use std::path::PathBuf;
@@ -23,14 +28,16 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pamapp::{
-    Conversation, Item, Message, Reply, Scripted, Transaction, code_name, host_log, style,
+    Conversation, Item, Message, Reply, Scripted, Transaction, code_name, host_log,
+    host_signals::{self, Sigchld},
+    style,
 };
 
 const USAGE: &str = "usage: pam-drive --service S [--user U] [--confdir DIR] [--rhost H] \
 [--tty T] [--ruser R] [--answer A]... [--null-answer] [--null-array] \
 [--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS] [--answer-gate PATH] \
 [--hold-after-end HEX] [--host-syslog IDENT] [--host-closelog-mid] \
-[--host-openlog-mid IDENT]";
+[--host-openlog-mid IDENT] [--host-sigchld ignore|reap|default]";
 
 #[derive(Default)]
 struct Args {
@@ -51,6 +58,7 @@ struct Args {
     host_ident: Option<&'static CStr>,
     host_closelog_mid: bool,
     host_openlog_mid: Option<&'static CStr>,
+    host_sigchld: Option<Sigchld>,
 }
 
 /// [`Scripted`] behind the gate of `--answer-gate`.
@@ -105,6 +113,13 @@ fn parse() -> Result<Args, String> {
             "--host-syslog" => args.host_ident = Some(ident(&value()?)?),
             "--host-closelog-mid" => args.host_closelog_mid = true,
             "--host-openlog-mid" => args.host_openlog_mid = Some(ident(&value()?)?),
+            "--host-sigchld" => {
+                let v = value()?;
+                args.host_sigchld = Some(
+                    Sigchld::parse(&v)
+                        .ok_or(format!("--host-sigchld: ignore, reap or default, not {v}"))?,
+                );
+            }
             "--repeat" => args.repeat = value()?.parse().map_err(|e| format!("--repeat: {e}"))?,
             "--start-at" => {
                 args.start_at_ms = Some(value()?.parse().map_err(|e| format!("--start-at: {e}"))?)
@@ -188,6 +203,12 @@ fn main() -> ExitCode {
     if let Some(ident) = args.host_ident {
         host_log::open(ident, host_log::LOG_PID, host_log::LOG_LOCAL3);
     }
+    if let Some(how) = args.host_sigchld
+        && let Err(e) = host_signals::set(how)
+    {
+        eprintln!("--host-sigchld: {e}");
+        return ExitCode::from(100);
+    }
     let mut rc = 0;
     // Repeat is for the benchmark: the same transaction shape many times in one process.
     for _ in 0..args.repeat.max(1) {
@@ -240,6 +261,11 @@ fn main() -> ExitCode {
         // pam_end runs the modules' cleanup functions: a module could touch the log there.
         drop(tx);
         host_line(&args, "after pam_end");
+        if args.host_sigchld.is_some() {
+            let now = host_signals::current().map_or("other", Sigchld::name);
+            println!("sigchld {now}");
+            println!("host-reaped {}", host_signals::reaped());
+        }
     }
     if args.repeat > 1 {
         println!("result {}", code_name(rc));
