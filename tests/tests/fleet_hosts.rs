@@ -478,3 +478,87 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
     let all = state_tool(&["show", "--options", &options]);
     assert!(!all.status.success());
 }
+
+/// The severity of a syslog datagram (`<PRI>…`), if it has one.
+fn severity(datagram: &str) -> Option<i32> {
+    let pri: i32 = datagram
+        .strip_prefix('<')?
+        .split_once('>')?
+        .0
+        .parse()
+        .ok()?;
+    Some(pri & libc::LOG_PRIMASK)
+}
+
+/// The row "server down" of fleet.md's fault table, both columns. While the server is
+/// down a login on another host is denied within the connect bound, its cause logged
+/// once at error level and no "invalid verification code" line (no code was compared).
+/// Once the server is back (with its data: `appendfsync always`), the code used before
+/// it went down is refused on every host, "already used" logged; the next code logs in
+/// (control).
+#[test]
+fn a_code_used_before_the_server_went_down_is_refused_everywhere_once_it_is_back() {
+    let t = "a_code_used_before_the_server_went_down_is_refused_everywhere_once_it_is_back";
+    if !require_root(t) {
+        return;
+    }
+    let mut server = RedisServer::start(&ServerConfig {
+        persistent: true,
+        ..ServerConfig::default()
+    });
+    let hosts = fleet(&server, 3, "redis_connect_timeout=300");
+    let (u, secret) = TestUser::enrolled("fd");
+    let code = code_at(&secret, T0);
+    assert_eq!(
+        login_at(&hosts[0], &u, &code, PEER, T0).returned(),
+        Returned::Success
+    );
+
+    server.stop();
+    let started = Instant::now();
+    let (d, lines) = login_logged(&hosts[1], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    let took = started.elapsed();
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    // Hang guard (connect 300 ms), not a performance goal.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter(|l| severity(l) == Some(libc::LOG_ERR))
+        .collect();
+    assert_eq!(errors.len(), 1, "the cause once, at error level: {lines:?}");
+    assert!(
+        errors[0].contains("Connection refused"),
+        "it names the cause: {lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("invalid verification code")),
+        "no code was compared: {lines:?}"
+    );
+
+    server.restart();
+    for h in &hosts[1..] {
+        let (d, lines) = login_logged(h, &u, &code, PEER, T0 + 5);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{d:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("code already used")),
+            "refused as used: {lines:?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("lost its data")),
+            "by its record, not by a lost data set's floor: {lines:?}"
+        );
+    }
+    // Control: the code the down server could not take logs in now.
+    let (d, lines) = login_logged(&hosts[2], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+}
