@@ -562,3 +562,46 @@ fn a_code_used_before_the_server_went_down_is_refused_everywhere_once_it_is_back
     let (d, lines) = login_logged(&hosts[2], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
 }
+
+/// fleet.md, "Expiry (TTL)", through libpam: a login's write gives the user's record
+/// the `redis_ttl=` lifetime (90 days by default); with `max_failures=` (an expiring
+/// record would re-enable a locked account) and with `redis_ttl=0` it never expires.
+#[test]
+fn records_get_the_ttl_except_with_max_failures_or_ttl_0_through_libpam() {
+    let t = "records_get_the_ttl_except_with_max_failures_or_ttl_0_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let prefix = fresh_prefix();
+    let (u, secret) = TestUser::enrolled("fl");
+    let key = format!("{prefix}user:{}", u.name);
+    let ttl = || {
+        let r = server.raw(None, &[b"TTL", key.as_bytes()]);
+        String::from_utf8_lossy(&r)
+            .trim()
+            .trim_start_matches(':')
+            .parse::<i64>()
+            .expect("TTL reply")
+    };
+    let wrong = wrong_totp(&secret, T0);
+    // Module options, and the TTL range the record must then have (-1: none).
+    let cases: [(&str, i64, i64); 4] = [
+        ("", 7_775_000, 7_776_000),
+        ("max_failures=50", -1, -1),
+        ("redis_ttl=600", 500, 600),
+        ("redis_ttl=0", -1, -1),
+    ];
+    for (extra, low, high) in cases {
+        let host =
+            &fleet_with_prefix(&server, 1, &format!("throttle_after=100 {extra}"), &prefix)[0];
+        let d = login_at(host, &u, &wrong, PEER, T0);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{d:?}"
+        );
+        let got = ttl();
+        assert!((low..=high).contains(&got), "{extra:?}: TTL {got}");
+    }
+}
