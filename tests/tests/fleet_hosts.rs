@@ -446,7 +446,7 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
         return;
     }
     let server = RedisServer::start(&ServerConfig::default());
-    let (u, secret) = TestUser::enrolled("fs");
+    let (u, secret) = TestUser::enrolled("fz");
     let prefix = fresh_prefix();
     let hosts = fleet_with_prefix(&server, 2, "", &prefix);
     let code = code_at(&secret, T0);
@@ -507,7 +507,7 @@ fn a_code_used_before_the_server_went_down_is_refused_everywhere_once_it_is_back
         ..ServerConfig::default()
     });
     let hosts = fleet(&server, 3, "redis_connect_timeout=300");
-    let (u, secret) = TestUser::enrolled("fd");
+    let (u, secret) = TestUser::enrolled("fk");
     let code = code_at(&secret, T0);
     assert_eq!(
         login_at(&hosts[0], &u, &code, PEER, T0).returned(),
