@@ -605,3 +605,51 @@ fn records_get_the_ttl_except_with_max_failures_or_ttl_0_through_libpam() {
         assert!((low..=high).contains(&got), "{extra:?}: TTL {got}");
     }
 }
+
+/// `totp-state show` of a shared store's unusable record suggests the reset that
+/// clears it: on the same store. Run through a shell as printed, it resets the fleet's
+/// record and the user logs in again. Before, it suggested `totp-state reset --user
+/// UID`, which resets the default local directory and leaves the fleet's record.
+#[test]
+fn the_reset_show_suggests_for_an_unusable_shared_record_clears_it() {
+    let t = "the_reset_show_suggests_for_an_unusable_shared_record_clears_it";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let prefix = fresh_prefix();
+    let hosts = fleet_with_prefix(&server, 1, "", &prefix);
+    let options = server.options(&format!("redis_prefix={prefix} redis_timeout=2000"));
+    let (u, secret) = TestUser::enrolled("fu");
+    let key = format!("{prefix}user:{}", u.name);
+    let r = server.raw(
+        None,
+        &[b"HSET", key.as_bytes(), b"v", b"3", b"r", b"garbage"],
+    );
+    assert!(r.starts_with(b":"), "{}", String::from_utf8_lossy(&r));
+    let d = login_at(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+
+    let shown = state_tool(&["show", "--user", &u.name, "--options", &options]);
+    assert_eq!(shown.status.code(), Some(1), "{shown:?}");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    let suggested = text
+        .split('`')
+        .nth(1)
+        .filter(|c| c.starts_with("totp-state reset "))
+        .unwrap_or_else(|| panic!("no reset suggested: {text}"));
+    assert!(suggested.contains(&options), "{suggested}");
+    let tool = built().state_tool.display().to_string();
+    let command = suggested.replacen("totp-state", &tool, 1);
+    let out = std::process::Command::new("sh")
+        .args(["-c", &command])
+        .output()
+        .expect("run sh");
+    assert!(out.status.success(), "{command}: {out:?}");
+    let d = login_at(&hosts[0], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}

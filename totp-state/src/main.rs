@@ -281,13 +281,33 @@ fn run(cmd: Command) -> Result<(), Stop> {
                 serde_json::to_string(&r).unwrap_or_default()
             ))?;
         } else {
-            emit(&r.text())?;
+            emit(&r.text(&store_words(&target)))?;
         }
     }
     if failed {
         return Err(Fatal("some records are unusable (see above)".into()).into());
     }
     Ok(())
+}
+
+/// How `target` named its store, as command-line words (each after a space) to repeat
+/// in a suggested command.
+fn store_words(target: &RecordQuery) -> String {
+    let quote = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
+    let mut words = String::new();
+    if let Some(o) = &target.options {
+        words.push_str(&format!(" --options {}", quote(o)));
+    }
+    if let Some(s) = &target.service {
+        words.push_str(&format!(" --service {}", quote(s)));
+    }
+    if let Some(d) = &target.pam_dir {
+        words.push_str(&format!(" --pam-dir {}", quote(&d.to_string_lossy())));
+    }
+    if let Some(d) = &target.state_dir {
+        words.push_str(&format!(" --state-dir {}", quote(&d.to_string_lossy())));
+    }
+    words
 }
 
 /// The module options `ping` and `init` work on.
