@@ -654,7 +654,17 @@ impl Backend {
                     record,
                     ttl.as_bytes(),
                 ];
-                self.call("EVAL", &args, SHORT_REPLY)?
+                self.call("EVAL", &args, SHORT_REPLY).map_err(|mut f| {
+                    // A host ACL without EVAL needs the library: say how it comes back.
+                    if f.status == Status::Refused {
+                        f.message.push_str(
+                            " (the function library pam_totp is not on the server: never \
+                             installed, or lost with the data set; run `totp-state init`, \
+                             after a data loss `totp-state init --after-loss`)",
+                        );
+                    }
+                    f
+                })?
             }
         };
         match reply {

@@ -227,12 +227,17 @@ pub struct ServerConfig<'a> {
     pub replica_of: Option<u16>,
     /// Key patterns and command rules of the `fleet` user (default `~* +@all`).
     pub acl_rules: Option<&'a str>,
+    /// Persist every write (`appendonly yes`, `appendfsync always`): a
+    /// [`RedisServer::restart`] keeps the data set. Without it a restart loses it.
+    pub persistent: bool,
 }
 
 /// A `redis-server` owned by the test: random loopback port, its own directory and
-/// socket, no persistence; killed (after SIGCONT, if paused) on drop.
+/// socket, no persistence unless asked for; killed (after SIGCONT, if paused) on drop.
 pub struct RedisServer {
     child: Option<Child>,
+    /// What it was started with, for [`RedisServer::restart`].
+    args: Vec<String>,
     pub port: u16,
     /// In a [`trusted_dir`]: the module checks a socket's directory chain.
     pub socket: PathBuf,
@@ -277,7 +282,9 @@ impl RedisServer {
             "--save".into(),
             "".into(),
             "--appendonly".into(),
-            "no".into(),
+            if config.persistent { "yes" } else { "no" }.into(),
+            "--appendfsync".into(),
+            "always".into(),
             "--unixsocket".into(),
             socket.display().to_string(),
             "--unixsocketperm".into(),
@@ -318,37 +325,53 @@ impl RedisServer {
             let rules = config.acl_rules.unwrap_or("~* +@all");
             args.extend(rules.split_whitespace().map(str::to_owned));
         }
-        let child = Command::new("redis-server")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
+        let child = spawn_redis(&args);
         let mut server = RedisServer {
             child: Some(child),
+            args,
             port,
             socket,
             dir,
             _socket_dir: socket_dir,
         };
-        let log = server.dir.path().join("redis.log");
+        server.ready(0).then_some(server)
+    }
+
+    /// Waits until the log says "Ready to accept connections" more than `before` times;
+    /// false when the server exited or took longer than 10 s.
+    fn ready(&mut self, before: usize) -> bool {
+        let log = self.dir.path().join("redis.log");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let text = fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("Ready to accept connections") {
-                return Some(server);
+            if text.matches("Ready to accept connections").count() > before {
+                return true;
             }
-            if let Some(c) = server.child.as_mut()
+            if let Some(c) = self.child.as_mut()
                 && let Ok(Some(_)) = c.try_wait()
             {
                 eprintln!("redis-server exited: {text}");
-                server.child = None;
-                return None;
+                self.child = None;
+                return false;
             }
             sleep(Duration::from_millis(20));
         }
-        None
+        false
+    }
+
+    /// Kills the server and starts it again with the same configuration, on the same
+    /// port and in the same directory: without [`ServerConfig::persistent`] it comes
+    /// back empty (no records, no function library, no ACL user added at run time), as
+    /// a server restarted without persistence does.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = self.dir.path().join("redis.log");
+        let before = fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("Ready to accept connections")
+            .count();
+        self.child = Some(spawn_redis(&self.args));
+        assert!(self.ready(before), "redis-server did not start again");
     }
 
     /// `redis://127.0.0.1:PORT` (or `rediss://`).
@@ -428,6 +451,16 @@ impl RedisServer {
         }
         send(args)
     }
+}
+
+fn spawn_redis(args: &[String]) -> Child {
+    Command::new("redis-server")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server")
 }
 
 impl Drop for RedisServer {

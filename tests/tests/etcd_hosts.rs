@@ -605,3 +605,47 @@ fn etcd_misconfigurations_deny_everybody_without_a_prompt() {
     let d = run("");
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
+
+/// totp-state(8): after a loss the admin recreates the store record with `init
+/// --after-loss`, never a plain `init` (which records "complete since the beginning").
+/// The prefix deleted after a login (a wiped cluster, or a restore that kept the
+/// cluster ID); `init --after-loss` recreates the record as a login would: the code
+/// used before the loss is refused on another host, "lost its data" logged, and a code
+/// of a later step logs in (control).
+#[test]
+fn init_after_loss_recreates_the_store_record_without_reopening_used_codes() {
+    let t = "init_after_loss_recreates_the_store_record_without_reopening_used_codes";
+    if !require_root(t) {
+        return;
+    }
+    let cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("ek");
+    let prefix = fresh_prefix();
+    let a = args(&cluster, &prefix, "");
+    init_store(&a);
+    let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &a)).collect();
+    let start = now();
+    let code = code_at(&secret, start);
+    let (d, logs) = login_logged(&hosts[0], &u, &code, PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+
+    cluster.ctl(&["del", "--prefix", &prefix]);
+    let out = state_tool(&["init", "--after-loss", "--options", &a]);
+    assert!(out.status.success(), "{out:?}");
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(0), "{p:?}");
+    assert!(
+        String::from_utf8_lossy(&p.stdout).contains("recreated at"),
+        "{p:?}"
+    );
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, None);
+    assert_eq!(d.returned(), denied(), "reopened: {d:?} {logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+    // Control: a code of a later step logs in.
+    let later = start + 120;
+    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}

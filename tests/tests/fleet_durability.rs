@@ -65,6 +65,18 @@ fn redis_wait_holds_for_every_login_that_uses_a_code() {
         "svc",
         &args(&primary, "dw", "redis_wait=1 redis_wait_timeout=5000"),
     );
+    // The denied login's mark stayed written on the primary: with the replica
+    // acknowledging now, its code is still refused (fleet.md's fault table).
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0 + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("code already used")),
+        "{logs:?}"
+    );
     let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // The replica holds the mark: what a failover would promote.

@@ -1187,3 +1187,93 @@ fn a_server_idle_timeout_while_the_user_types_does_not_deny_through_libpam() {
         "no store fault logged: {lines:?}"
     );
 }
+
+/// A login whose answer waits for `gate` (`--answer-gate`): started on a thread, with
+/// its run and syslog lines returned by the handle; returns once the prompt is shown.
+fn gated_login(
+    stack: &Stack,
+    user: &TestUser,
+    code: &str,
+    gate: &std::path::Path,
+) -> std::thread::JoinHandle<(Drive, Vec<String>)> {
+    let driver = Driver::login(stack, user, code)
+        .rhost(PEER)
+        .arg("--answer-gate", &gate.display().to_string());
+    let asked = gate.with_extension("asked");
+    let login = std::thread::spawn(move || capture_syslog(&driver));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !asked.exists() {
+        assert!(Instant::now() < deadline, "the prompt never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    login
+}
+
+/// The rest of fleet.md's fault-table row "closes idle connections, restarts or is
+/// full while the user types": a server restarted (with its data) during the prompt,
+/// and one whose client table is full during the prompt and has room again by the
+/// answer. Both logins succeed with nothing logged as a store fault: the module
+/// connects once the answer is in.
+#[test]
+fn a_server_restart_or_a_full_client_table_while_the_user_types_does_not_deny_through_libpam() {
+    let t =
+        "a_server_restart_or_a_full_client_table_while_the_user_types_does_not_deny_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let mut server = RedisServer::start(&ServerConfig {
+        persistent: true,
+        ..ServerConfig::default()
+    });
+    let stack = host(&server.url(false), "");
+    let (u, secret) = TestUser::enrolled("tr");
+    let gates = tempfile::Builder::new()
+        .prefix("pam_totp-gate")
+        .tempdir_in(private_tmp())
+        .expect("tempdir");
+
+    // Restarted while the user types.
+    let gate = gates.path().join("restart");
+    let login = gated_login(&stack, &u, &code_at(&secret, now()), &gate);
+    server.restart();
+    fs::write(&gate, b"").expect("open the gate");
+    let (d, lines) = login.join().expect("login thread");
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(!logged(&lines, &["unavailable"]), "{lines:?}");
+
+    // Full while the user types: one client allowed, and it is taken.
+    let (u, secret) = TestUser::enrolled("tf");
+    let gate = gates.path().join("full");
+    let login = gated_login(&stack, &u, &code_at(&secret, now()), &gate);
+    let mut filler = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    filler
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let send = |s: &mut TcpStream, args: &[&str]| {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).expect("send");
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(send(&mut filler, &["CONFIG", "SET", "maxclients", "1"]).starts_with("+OK"));
+    let mut refused = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    refused
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let reply = send(&mut refused, &["PING"]);
+    assert!(
+        reply.contains("max number of clients"),
+        "the table is full during the prompt: {reply:?}"
+    );
+    drop(refused);
+    assert!(send(&mut filler, &["CONFIG", "SET", "maxclients", "10000"]).starts_with("+OK"));
+    drop(filler);
+    fs::write(&gate, b"").expect("open the gate");
+    let (d, lines) = login.join().expect("login thread");
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(!logged(&lines, &["unavailable"]), "{lines:?}");
+}

@@ -446,7 +446,7 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
         return;
     }
     let server = RedisServer::start(&ServerConfig::default());
-    let (u, secret) = TestUser::enrolled("fs");
+    let (u, secret) = TestUser::enrolled("fz");
     let prefix = fresh_prefix();
     let hosts = fleet_with_prefix(&server, 2, "", &prefix);
     let code = code_at(&secret, T0);
@@ -477,4 +477,179 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
     // Listing every record is a directory operation; the shared store needs --user.
     let all = state_tool(&["show", "--options", &options]);
     assert!(!all.status.success());
+}
+
+/// The severity of a syslog datagram (`<PRI>…`), if it has one.
+fn severity(datagram: &str) -> Option<i32> {
+    let pri: i32 = datagram
+        .strip_prefix('<')?
+        .split_once('>')?
+        .0
+        .parse()
+        .ok()?;
+    Some(pri & libc::LOG_PRIMASK)
+}
+
+/// The row "server down" of fleet.md's fault table, both columns. While the server is
+/// down a login on another host is denied within the connect bound, its cause logged
+/// once at error level and no "invalid verification code" line (no code was compared).
+/// Once the server is back (with its data: `appendfsync always`), the code used before
+/// it went down is refused on every host, "already used" logged; the next code logs in
+/// (control).
+#[test]
+fn a_code_used_before_the_server_went_down_is_refused_everywhere_once_it_is_back() {
+    let t = "a_code_used_before_the_server_went_down_is_refused_everywhere_once_it_is_back";
+    if !require_root(t) {
+        return;
+    }
+    let mut server = RedisServer::start(&ServerConfig {
+        persistent: true,
+        ..ServerConfig::default()
+    });
+    let hosts = fleet(&server, 3, "redis_connect_timeout=300");
+    let (u, secret) = TestUser::enrolled("fk");
+    let code = code_at(&secret, T0);
+    assert_eq!(
+        login_at(&hosts[0], &u, &code, PEER, T0).returned(),
+        Returned::Success
+    );
+
+    server.stop();
+    let started = Instant::now();
+    let (d, lines) = login_logged(&hosts[1], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    let took = started.elapsed();
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    // Hang guard (connect 300 ms), not a performance goal.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter(|l| severity(l) == Some(libc::LOG_ERR))
+        .collect();
+    assert_eq!(errors.len(), 1, "the cause once, at error level: {lines:?}");
+    assert!(
+        errors[0].contains("Connection refused"),
+        "it names the cause: {lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("invalid verification code")),
+        "no code was compared: {lines:?}"
+    );
+
+    server.restart();
+    for h in &hosts[1..] {
+        let (d, lines) = login_logged(h, &u, &code, PEER, T0 + 5);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{d:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("code already used")),
+            "refused as used: {lines:?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("lost its data")),
+            "by its record, not by a lost data set's floor: {lines:?}"
+        );
+    }
+    // Control: the code the down server could not take logs in now.
+    let (d, lines) = login_logged(&hosts[2], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+}
+
+/// fleet.md, "Expiry (TTL)", through libpam: a login's write gives the user's record
+/// the `redis_ttl=` lifetime (90 days by default); with `max_failures=` (an expiring
+/// record would re-enable a locked account) and with `redis_ttl=0` it never expires.
+#[test]
+fn records_get_the_ttl_except_with_max_failures_or_ttl_0_through_libpam() {
+    let t = "records_get_the_ttl_except_with_max_failures_or_ttl_0_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let prefix = fresh_prefix();
+    let (u, secret) = TestUser::enrolled("fl");
+    let key = format!("{prefix}user:{}", u.name);
+    let ttl = || {
+        let r = server.raw(None, &[b"TTL", key.as_bytes()]);
+        String::from_utf8_lossy(&r)
+            .trim()
+            .trim_start_matches(':')
+            .parse::<i64>()
+            .expect("TTL reply")
+    };
+    let wrong = wrong_totp(&secret, T0);
+    // Module options, and the TTL range the record must then have (-1: none).
+    let cases: [(&str, i64, i64); 4] = [
+        ("", 7_775_000, 7_776_000),
+        ("max_failures=50", -1, -1),
+        ("redis_ttl=600", 500, 600),
+        ("redis_ttl=0", -1, -1),
+    ];
+    for (extra, low, high) in cases {
+        let host =
+            &fleet_with_prefix(&server, 1, &format!("throttle_after=100 {extra}"), &prefix)[0];
+        let d = login_at(host, &u, &wrong, PEER, T0);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{d:?}"
+        );
+        let got = ttl();
+        assert!((low..=high).contains(&got), "{extra:?}: TTL {got}");
+    }
+}
+
+/// `totp-state show` of a shared store's unusable record suggests the reset that
+/// clears it: on the same store. Run through a shell as printed, it resets the fleet's
+/// record and the user logs in again. Before, it suggested `totp-state reset --user
+/// UID`, which resets the default local directory and leaves the fleet's record.
+#[test]
+fn the_reset_show_suggests_for_an_unusable_shared_record_clears_it() {
+    let t = "the_reset_show_suggests_for_an_unusable_shared_record_clears_it";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let prefix = fresh_prefix();
+    let hosts = fleet_with_prefix(&server, 1, "", &prefix);
+    let options = server.options(&format!("redis_prefix={prefix} redis_timeout=2000"));
+    let (u, secret) = TestUser::enrolled("fu");
+    let key = format!("{prefix}user:{}", u.name);
+    let r = server.raw(
+        None,
+        &[b"HSET", key.as_bytes(), b"v", b"3", b"r", b"garbage"],
+    );
+    assert!(r.starts_with(b":"), "{}", String::from_utf8_lossy(&r));
+    let d = login_at(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+
+    let shown = state_tool(&["show", "--user", &u.name, "--options", &options]);
+    assert_eq!(shown.status.code(), Some(1), "{shown:?}");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    let suggested = text
+        .split('`')
+        .nth(1)
+        .filter(|c| c.starts_with("totp-state reset "))
+        .unwrap_or_else(|| panic!("no reset suggested: {text}"));
+    assert!(suggested.contains(&options), "{suggested}");
+    let tool = built().state_tool.display().to_string();
+    let command = suggested.replacen("totp-state", &tool, 1);
+    let out = std::process::Command::new("sh")
+        .args(["-c", &command])
+        .output()
+        .expect("run sh");
+    assert!(out.status.success(), "{command}: {out:?}");
+    let d = login_at(&hosts[0], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
 }

@@ -107,3 +107,102 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
     assert!(replies[1].starts_with("-NOPERM"), "EVAL: {replies:?}");
     assert!(replies[2].starts_with("-NOPERM"), "DEL: {replies:?}");
 }
+
+/// R34 with the hosts' ACL of docs/fleet.md. A server restarted without persistence
+/// loses the function library with the records: hosts (no `EVAL`) are then refused,
+/// and the log says how the library comes back. `totp-state init --after-loss`
+/// reinstalls it and recreates the store record complete since now, so the code used
+/// before the restart stays refused on another host, "lost its data" logged; a code of
+/// a later step logs in (control). Before, the only way back was a plain `init`, which
+/// recreated the record "complete since the beginning" and the used code logged in
+/// again.
+#[test]
+fn a_restart_without_persistence_reopens_no_code_through_init_after_loss_through_libpam() {
+    let t = "a_restart_without_persistence_reopens_no_code_through_init_after_loss_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let mut server = RedisServer::start(&ServerConfig::default());
+    let acl = [
+        "ACL",
+        "SETUSER",
+        "host",
+        "on",
+        ">host pw",
+        "~rl:*",
+        "resetchannels",
+        "-@all",
+        "+fcall",
+        "+hmget",
+        "+hget",
+        "+hset",
+        "+expire",
+        "+persist",
+        "+ping",
+        "+info",
+    ];
+    assert!(session(server.port, &[&acl])[0].starts_with("+OK"));
+    let dir = trusted_dir("acl");
+    let cred = dir.path().join("host.cred");
+    fs::write(&cred, "username=host\npassword=host pw\n").expect("write");
+    fs::set_permissions(&cred, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let common = server.options("redis_prefix=rl: redis_connect_timeout=1000 redis_timeout=1000");
+    let host_args = format!("{common} redis_credentials={}", cred.display());
+    let host_a = Stack::probe("svc", &host_args);
+    let host_b = Stack::probe("svc", &host_args);
+    let (u, secret) = TestUser::enrolled("rl");
+    init_store(&common);
+
+    let start = now();
+    let code = code_at(&secret, start);
+    let (d, lines) = login_logged(&host_a, &u, &code, RHOST, None);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+
+    // The restart: records, store record and library gone; the ACL file's users are
+    // back (here: set again, as the test made them at run time).
+    server.restart();
+    assert!(session(server.port, &[&acl])[0].starts_with("+OK"));
+    assert!(!session(server.port, &[&["FUNCTION", "LIST"]])[0].contains("pam_totp"));
+    let (d, lines) = login_logged(&host_b, &u, &code, RHOST, None);
+    assert_ne!(d.returned(), Returned::Success, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| {
+            let m = syslog_message(l);
+            m.contains("NOPERM") && m.contains("totp-state init --after-loss")
+        }),
+        "the log says how the library comes back: {lines:?}"
+    );
+    let p = state_tool(&["ping", "--options", &common]);
+    assert_eq!(p.status.code(), Some(1), "{p:?}");
+    assert!(
+        String::from_utf8_lossy(&p.stderr).contains("--after-loss"),
+        "{p:?}"
+    );
+
+    // The admin's recovery.
+    let out = state_tool(&["init", "--after-loss", "--options", &common]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("count as used"),
+        "{out:?}"
+    );
+    let p = state_tool(&["ping", "--options", &common]);
+    assert_eq!(p.status.code(), Some(0), "{p:?}");
+    assert!(
+        String::from_utf8_lossy(&p.stdout).contains("recreated at"),
+        "{p:?}"
+    );
+    let (d, lines) = login_logged(&host_b, &u, &code, RHOST, None);
+    assert_ne!(d.returned(), Returned::Success, "reopened: {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| syslog_message(l).contains("state store lost its data")),
+        "refused as used before the loss: {lines:?}"
+    );
+
+    // Control: a code of a step after the recreation (and its window) logs in.
+    let later = start + 120;
+    let (d, lines) = login_logged(&host_b, &u, &code_at(&secret, later), RHOST, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+}

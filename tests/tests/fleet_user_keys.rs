@@ -156,3 +156,43 @@ fn a_code_used_on_one_host_is_refused_where_the_same_name_has_another_uid() {
         "control on B: {d:?} {lines:?}"
     );
 }
+
+/// fleet.md, "Keys": the uid record a previous release left is not deleted by hosts,
+/// and `totp-state reset` removes it with the name record. After the reset neither key
+/// exists and the code the uid record marked as used logs in on another host (were
+/// the uid record left, it would be carried over again and refuse the code).
+#[test]
+fn totp_state_reset_removes_the_uid_record_too() {
+    let t = "totp_state_reset_removes_the_uid_record_too";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let args = server.options("redis_prefix=ur: redis_connect_timeout=1000 redis_timeout=1000");
+    init_store(&args);
+    let host_a = Stack::probe("svc", &args);
+    let host_b = Stack::probe("svc", &args);
+    let (u, secret) = TestUser::enrolled("ur");
+    let by_name = format!("ur:user:{}", u.name);
+    let by_uid = format!("ur:uid:{}", u.uid);
+    let exists = |k: &str| server.raw(None, &[b"EXISTS", k.as_bytes()]) == b":1\r\n";
+
+    let code = code_at(&secret, T0);
+    assert_eq!(
+        login_at(&host_a, &u, &code, RHOST, T0).returned(),
+        Returned::Success
+    );
+    // As the previous release would have left it; a host carries it over and keeps it.
+    let r = server.raw(None, &[b"RENAME", by_name.as_bytes(), by_uid.as_bytes()]);
+    assert!(r.starts_with(b"+OK"), "{}", String::from_utf8_lossy(&r));
+    let d = login_at(&host_b, &u, &code, RHOST, T0 + 5);
+    assert_ne!(d.returned(), Returned::Success, "{d:?}");
+    assert!(exists(&by_name) && exists(&by_uid), "both records now");
+
+    let out = state_tool(&["reset", "--user", &u.name, "--options", &args]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!exists(&by_name), "the name record is gone");
+    assert!(!exists(&by_uid), "the uid record is gone");
+    let d = login_at(&host_b, &u, &code, RHOST, T0 + 10);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}

@@ -47,8 +47,9 @@ enum Command {
     /// Initialise a new shared store once, before its first login: its key record, with
     /// nothing counted as used. Without it the first login creates the record and
     /// waits for the next code (the module cannot tell a new store from a lost one).
-    /// Refuses a store that already has one.
-    Init(StoreArgs),
+    /// Refuses a store that already has one. With --after-loss: recreate the record of
+    /// a store that lost its data, every code up to now counted as used.
+    Init(InitArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -62,6 +63,18 @@ struct StoreArgs {
     /// The directory of PAM service files for --service (default /etc/pam.d).
     #[arg(long, value_name = "DIR", requires = "service")]
     pam_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct InitArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The shared store lost its data set (a restart without persistence, FLUSHALL, a
+    /// failover to an empty replica, an old snapshot restored): recreate its record as
+    /// a login would, every code of a step up to now counted as used, and reinstall
+    /// the function library. Never a plain init after a loss: that reopens used codes.
+    #[arg(long)]
+    after_loss: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -189,7 +202,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
             return audit::run(&opts, a.json);
         }
         Command::Ping(a) => return store_admin::ping(&store_options(&a)?),
-        Command::Init(a) => return store_admin::init(&store_options(&a)?),
+        Command::Init(a) => return store_admin::init(&store_options(&a.store)?, a.after_loss),
     };
     let opts = match (target.options.as_deref(), target.service.as_deref()) {
         (Some(args), _) => Some(module_options(args)?),
@@ -268,13 +281,33 @@ fn run(cmd: Command) -> Result<(), Stop> {
                 serde_json::to_string(&r).unwrap_or_default()
             ))?;
         } else {
-            emit(&r.text())?;
+            emit(&r.text(&store_words(&target)))?;
         }
     }
     if failed {
         return Err(Fatal("some records are unusable (see above)".into()).into());
     }
     Ok(())
+}
+
+/// How `target` named its store, as command-line words (each after a space) to repeat
+/// in a suggested command.
+fn store_words(target: &RecordQuery) -> String {
+    let quote = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
+    let mut words = String::new();
+    if let Some(o) = &target.options {
+        words.push_str(&format!(" --options {}", quote(o)));
+    }
+    if let Some(s) = &target.service {
+        words.push_str(&format!(" --service {}", quote(s)));
+    }
+    if let Some(d) = &target.pam_dir {
+        words.push_str(&format!(" --pam-dir {}", quote(&d.to_string_lossy())));
+    }
+    if let Some(d) = &target.state_dir {
+        words.push_str(&format!(" --state-dir {}", quote(&d.to_string_lossy())));
+    }
+    words
 }
 
 /// The module options `ping` and `init` work on.

@@ -140,15 +140,19 @@ impl Report {
         r
     }
 
-    /// The human-readable form, one block per record.
-    pub fn text(&self) -> String {
+    /// The human-readable form, one block per record. `store` names the store the way
+    /// it was named on this command line (`--options '…'`, `--service …`, `--state-dir
+    /// …`, or nothing for the default directory), for the reset command it suggests.
+    pub fn text(&self, store: &str) -> String {
         let mut out = String::new();
         let who = self.user.clone().unwrap_or_else(|| "(no account)".into());
         out.push_str(&format!("{who} (uid {})\n", self.uid));
         if let Some(e) = &self.error {
+            // The same store as shown here: without its options the reset would go to
+            // the default local directory, and a fleet's record would stay.
+            let account = self.user.clone().unwrap_or_else(|| self.uid.to_string());
             out.push_str(&format!(
-                "  UNUSABLE: {e}\n  logins are denied until `totp-state reset --user {}`\n",
-                self.uid
+                "  UNUSABLE: {e}\n  logins are denied until `totp-state reset --user {account}{store}`\n"
             ));
             return out;
         }

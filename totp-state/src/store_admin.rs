@@ -77,25 +77,35 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
             UNUSABLE,
             format!(
                 "{shown} has no store record: it was never used, or its data set was lost \
-                 (the next login recreates it; `totp-state init` for a new store)"
+                 (a new store: `totp-state init`; after a loss: `totp-state init --after-loss`, \
+                 which also reinstalls a lost function library)"
             ),
         )),
         Err(e) => Err(Stop::Status(status_of(&e), format!("{shown}: {e}"))),
     }
 }
 
-pub(crate) fn init(opts: &ModuleOptions) -> Result<(), Stop> {
+pub(crate) fn init(opts: &ModuleOptions, after_loss: bool) -> Result<(), Stop> {
+    if after_loss && opts.fleet.shared().is_none() {
+        return Err(Fatal(
+            "--after-loss is for a shared store (state=redis… or state=etcd…)".into(),
+        )
+        .into());
+    }
     // A shared store gets its function library (the compare-and-set hosts call with
     // FCALL) here, and again on every later `init`, which is how an upgrade installs a
-    // new one.
+    // new one, and how a store that lost it with its data set gets it back.
     let shared = opts.fleet.redis().is_some();
     let (mut store, shown) = open(opts, shared).map_err(|e| Fatal(e.to_string()))?;
     let fail = |e: StoreError| Fatal(format!("{shown}: {e}"));
     if store.context(Missing::Leave).map_err(fail)?.is_some() {
-        if shared {
-            emit(&format!(
-                "{shown} is already initialised; its function library is installed\n"
-            ))?;
+        if shared || after_loss {
+            let library = if shared {
+                "; its function library is installed"
+            } else {
+                ""
+            };
+            emit(&format!("{shown} is already initialised{library}\n"))?;
             return Ok(());
         }
         return Err(Fatal(format!(
@@ -103,9 +113,21 @@ pub(crate) fn init(opts: &ModuleOptions) -> Result<(), Stop> {
         ))
         .into());
     }
+    // A store that lost its data set looks like a new one. Only the admin knows which:
+    // "complete since the beginning" for a new store, "since now" after a loss, so that
+    // every code used before the loss still counts as used (R34), as when a login
+    // recreates the record.
+    let complete_since = if after_loss { crate::now() } else { 0 };
     store
-        .context(Missing::Create { complete_since: 0 })
+        .context(Missing::Create { complete_since })
         .map_err(fail)?;
-    emit(&format!("initialised {shown}\n"))?;
+    if after_loss {
+        emit(&format!(
+            "recreated the store record of {shown}: codes of steps up to {} count as used\n",
+            format_utc(complete_since)
+        ))?;
+    } else {
+        emit(&format!("initialised {shown}\n"))?;
+    }
     Ok(())
 }
