@@ -7,23 +7,23 @@ use std::time::Duration;
 use totp_core::fleet::check_command_file;
 use totp_core::gafile::GaFile;
 use totp_core::options::ModuleOptions;
-use totp_core::state::{StateStore, Uid};
+use totp_core::state::{StateStore, StoreError, Uid};
 use totp_os::command::{SecretOutput, run_secret_command};
 use totp_os::remote::open_shared;
 
 /// Connects to the shared store `state=` names (after the plugin's ownership check), for
 /// `user` (uid, canonical name) when the login has one: its records are keyed by that
-/// name and read in the open's round trip.
+/// name and read in the open's round trip. The error keeps its class: only an
+/// unavailable store may be replaced by the local one (`state_fallback=local`).
 pub fn open_remote(
     opts: &ModuleOptions,
     user: Option<(Uid, &str)>,
-) -> Result<Box<dyn StateStore>, String> {
+) -> Result<Box<dyn StateStore>, StoreError> {
     let shared = opts
         .fleet
         .shared()
-        .ok_or_else(|| "a shared state= without a server".to_owned())?;
-    let store =
-        open_shared(&shared, opts.max_failures.is_some(), user).map_err(|e| e.to_string())?;
+        .ok_or_else(|| StoreError::Refused("a shared state= without a server".to_owned()))?;
+    let store = open_shared(&shared, opts.max_failures.is_some(), user)?;
     Ok(Box::new(store))
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use totp_core::fleet::Fallback;
 use totp_core::options::{ModuleOptions, StateBackend};
-use totp_core::state::{StateStore, Uid};
+use totp_core::state::{StateStore, StoreError, Uid};
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir, effective_uid};
 
 use crate::system::System;
@@ -30,7 +30,11 @@ const UNPRIVILEGED_SUBDIR: &str = ".local/state/pam_totp";
 /// The store for this configuration, or why none can be used (for the log), opened for
 /// `user` (uid, canonical NSS name; `None` for a name NSS does not know, whose record
 /// keeps the uid key). `warn` receives the weakening note when `state_fallback=local`
-/// replaces an unreachable shared store with the local one.
+/// replaces an unreachable shared store with the local one. Only an unavailable store is
+/// replaced: a refusal (credentials, ACL, TLS verification, an untrusted file, an
+/// evicting server) or a damaged store record is a fault an admin must fix, and a
+/// fallback there would let whoever can cause it (a forged certificate on the path)
+/// turn the fleet's replay protection into one host's.
 pub fn open(
     opts: &ModuleOptions,
     sys: &dyn System,
@@ -41,14 +45,14 @@ pub fn open(
         StateBackend::Local => open_local(opts, sys),
         StateBackend::Redis | StateBackend::Etcd => match crate::fleet::open_remote(opts, user) {
             Ok(store) => Ok(store),
-            Err(why) if opts.fleet.fallback == Fallback::Local => {
+            Err(why @ StoreError::Unavailable(_)) if opts.fleet.fallback == Fallback::Local => {
                 warn(&format!(
                     "shared state store unusable ({why}); using this host's local store \
                      (state_fallback=local: codes used on other hosts are not refused here)"
                 ));
                 open_local(opts, sys)
             }
-            Err(why) => Err(why),
+            Err(why) => Err(why.to_string()),
         },
     }
 }

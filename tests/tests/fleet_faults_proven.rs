@@ -504,6 +504,108 @@ fn tls_is_verified_through_libpam() {
     );
 }
 
+/// R31: `state_fallback=local` replaces only a store that cannot be reached. One that
+/// refuses (TLS verified against another CA, a wrong password, credentials readable by
+/// the group) or that may evict records denies exactly as without the option, with its
+/// cause in the log, and the local store is not used: whoever can forge a certificate on
+/// the path must not be able to turn the fleet's replay protection into one host's.
+/// Control: the same options with the right credentials log in through the server, and
+/// with the server stopped through the local store, the weakening logged.
+#[test]
+fn the_local_fallback_never_replaces_a_refusing_store_through_libpam() {
+    let t = "the_local_fallback_never_replaces_a_refusing_store_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    const FALLBACK: &str = "state_fallback=local";
+    const LOCAL: &[&str] = &["using this host's local store"];
+    let ca = TestCa::new("fbright");
+    let other_ca = TestCa::new("fbwrong");
+    let tls_server = RedisServer::start(&ServerConfig {
+        tls: Some(&ca),
+        ..ServerConfig::default()
+    });
+    let mut server = RedisServer::start(&ServerConfig {
+        acl_password: Some("correct horse"),
+        ..ServerConfig::default()
+    });
+    let (u, secret) = TestUser::enrolled("fb");
+    let dir = trusted_dir("fbcred");
+    let cred = |name: &str, password: &str, mode: u32| {
+        let p = dir.path().join(name);
+        fs::write(&p, format!("username=fleet\npassword={password}\n")).expect("write");
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
+        p
+    };
+    let with = |p: &Path| {
+        host(
+            &server.url(false),
+            &format!("redis_credentials={} {FALLBACK}", p.display()),
+        )
+    };
+    let good = with(&cred("good", "correct horse", 0o600));
+    let refusing: Vec<(&str, Stack, &[&str])> = vec![
+        (
+            "TLS verified against another CA",
+            host(
+                &tls_server.url(true),
+                &format!(
+                    "redis_ca_file={} redis_connect_timeout=2000 {FALLBACK}",
+                    other_ca.ca_cert.display()
+                ),
+            ),
+            &["certificate verify failed"],
+        ),
+        (
+            "wrong password",
+            with(&cred("wrong", "not the password", 0o600)),
+            &["Password authentication failed"],
+        ),
+        (
+            "credentials readable by the group",
+            with(&cred("readable", "correct horse", 0o640)),
+            &["credentials file", "mode 0640 is too permissive"],
+        ),
+    ];
+    for (what, stack, cause) in &refusing {
+        let (d, lines, _) = timed_login(stack, &u, &code_at(&secret, now()));
+        assert!(denied(&d), "{what}: {d:?} {lines:?}");
+        assert!(
+            logged(&lines, cause),
+            "{what}: log names {cause:?}: {lines:?}"
+        );
+        assert!(!logged(&lines, LOCAL), "{what}: no fallback: {lines:?}");
+    }
+
+    let config = |k: &[u8], v: &[u8]| {
+        let r = server.raw(Some("correct horse"), &[b"CONFIG", b"SET", k, v]);
+        assert!(r.starts_with(b"+OK"), "{}", String::from_utf8_lossy(&r));
+    };
+    config(b"maxmemory", b"1gb");
+    config(b"maxmemory-policy", b"allkeys-lru");
+    let (d, lines, _) = timed_login(&good, &u, &code_at(&secret, now()));
+    assert!(denied(&d), "an evicting server: {d:?} {lines:?}");
+    assert!(logged(&lines, &["maxmemory-policy"]), "{lines:?}");
+    assert!(
+        !logged(&lines, LOCAL),
+        "an evicting server: no fallback: {lines:?}"
+    );
+    config(b"maxmemory-policy", b"noeviction");
+
+    // Control: the server answers with the right credentials; then it is stopped.
+    let (d, lines, _) = timed_login(&good, &u, &code_at(&secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(!logged(&lines, LOCAL), "control: {lines:?}");
+    server.stop();
+    let (d, lines, _) = timed_login(&good, &u, &code_at(&secret, now() + 30));
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "server stopped: {d:?} {lines:?}"
+    );
+    assert!(logged(&lines, LOCAL), "server stopped: {lines:?}");
+}
+
 /// M6 / R31: client certificates, and only the configured CA. The server requires
 /// client certificates of its CA (`tls-auth-clients yes`). Control: the CA, the client
 /// certificate and its root-only 0600 key log in. Denied, each with its cause in the
