@@ -1282,6 +1282,115 @@ fn table() -> Vec<Scenario> {
         }),
     );
 
+    // --- Hand-edited files and option values GA accepts ---------------------------------
+    rows.push(
+        row(
+            "HOTP_COUNTER with a trailing blank (hand-edited)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1 \n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Hotp(1)).both(ok(1))])
+        .files(|f| {
+            check_equal(f)?;
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 2\n")
+        }),
+    );
+    rows.push(
+        row(
+            "TIME_SKEW with a sign and a trailing blank (hand-edited)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" TIME_SKEW -2 \n\" TOTP_AUTH\n"),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T - 2)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "grace_period beyond 366 days",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("grace_period=99999999")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).rhost("10.0.0.5").both(ok(1)),
+            at(T * 30 + 86_400).rhost("10.0.0.5").both(ok(0)),
+        ])
+        .files(|f| {
+            check_equal(f)?;
+            expect_line(f.ga.as_ref(), "\" LAST0 10.0.0.5 300000\n")
+        }),
+    );
+    rows.push(
+        row(
+            "allowed_perm with leading zeros",
+            Expect::Same,
+            Init::File("2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n".into(), 0o400),
+        )
+        .args("allowed_perm=00000400")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "scratch code while STEP_SIZE is out of range",
+            Expect::Differs(
+                "GA checks STEP_SIZE, WINDOW_SIZE and DISALLOW_REUSE only when it tries a TOTP \
+                 code, so scratch codes (and HOTP) still work with a broken value; we refuse \
+                 the whole file as invalid",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 61\n\" TOTP_AUTH\n12345678\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("12345678")).each(ok(1), err(1)),
+        ])
+        .files(|f| {
+            unchanged(f.ours.as_ref(), f)?;
+            if text(f.ga.as_ref()).contains("12345678") {
+                return Err("GA kept the used scratch code".into());
+            }
+            Ok(())
+        }),
+    );
+    rows.push(
+        row(
+            "RATE_LIMIT times ahead of the clock (clock stepped back)",
+            Expect::Differs(
+                "GA drops RATE_LIMIT times later than now; we count them as attempts made \
+                 now, so a clock stepped back does not hand out a fresh budget: the first \
+                 login after the step waits out the interval",
+            ),
+            file(
+                "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30 300100 300200 300300 300400\n\" TOTP_AUTH\n",
+            ),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1)),
+            at((T + 1) * 30 + 1).ans(Tok::Totp(T + 1)).both(ok(1)),
+        ])
+        .files(|f| {
+            unchanged(f.ours.as_ref(), f)?;
+            expect_line(f.ga.as_ref(), "\" RATE_LIMIT 3 30 300031\n")
+        }),
+    );
+    rows.push(
+        row(
+            "HOTP: WINDOW_SIZE 100 look-ahead, beyond our cap of 17",
+            Expect::Differs(
+                "WINDOW_SIZE is capped by max_window (default 17) for the HOTP look-ahead too; \
+                 GA looks up to 100 counters ahead",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 100\n\" HOTP_COUNTER 1\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Hotp(30)).each(ok(1), err(1))])
+        .files(|f| {
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 31\n")?;
+            expect_line(f.ours.as_ref(), "\" HOTP_COUNTER 2\n")
+        }),
+    );
+
     // --- Interop: one file, both modules in turn ----------------------------------------
     rows.push(
         row(
