@@ -227,6 +227,11 @@ enum Init {
     Missing,
     /// `~/.google_authenticator` is a symlink to `~/.ga_target` (mode 0600).
     Symlink(String),
+    /// `~/.google_authenticator` (mode 0600, the user's) with a second hard link,
+    /// `~/.ga_target` (a backup made with `ln`).
+    HardLink(String),
+    /// `~/.google_authenticator` owned by root, with this mode.
+    RootOwned(String, u32),
 }
 
 /// The file a module left behind.
@@ -770,6 +775,47 @@ fn table() -> Vec<Scenario> {
                 if !s.symlink || Some(&s.bytes) != f.initial.as_ref() {
                     return Err(format!("symlink or target changed: {s:?}"));
                 }
+            }
+            Ok(())
+        }),
+    );
+    rows.push(
+        row(
+            "hard-linked secret file (a backup made with ln)",
+            Expect::Differs(
+                "we refuse a secret file with more than one link (R5/R6: a link planted \
+                 elsewhere would make the module read or rewrite that file); GA reads it",
+            ),
+            Init::HardLink(TOTP_FILE.into()),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            unchanged(f.ours.as_ref(), f)
+        }),
+    );
+    rows.push(
+        row(
+            "no_strict_owner: root-owned file readable by the user",
+            Expect::Differs(
+                "same verdicts; GA replaces the root-owned file with the user's own copy \
+                 (mode 0400) to remove a used scratch code, we never change a file's owner, \
+                 so the code stays in the file and the state store refuses it",
+            ),
+            Init::RootOwned(format!("{TOTP_FILE}12345678\n"), 0o644),
+        )
+        .args("no_strict_owner allowed_perm=0644")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Wrong).both(err(1)),
+            at(T * 30 + 40).ans(Tok::Lit("12345678")).both(ok(1)),
+            at(T * 30 + 41).ans(Tok::Lit("12345678")).both(err(1)),
+        ])
+        .files(|f| {
+            unchanged(f.ours.as_ref(), f)?;
+            let ga = f.ga.as_ref().ok_or("GA's file vanished")?;
+            if text(Some(ga)).contains("12345678") || ga.mode != 0o400 {
+                return Err(format!("GA should have rewritten the file: {ga:?}"));
             }
             Ok(())
         }),
@@ -1739,6 +1785,15 @@ fn init_file(env: &Env, init: &Init) -> Option<Vec<u8>> {
             lchown(&path, Some(env.user.uid), Some(env.user.gid)).expect("lchown");
             Some(text.as_bytes().to_vec())
         }
+        Init::HardLink(text) => {
+            env.user.write_secret(text, 0o600);
+            fs::hard_link(&path, &target).expect("hard link");
+            Some(text.as_bytes().to_vec())
+        }
+        Init::RootOwned(text, mode) => {
+            write_owned(&path, text.as_bytes(), 0, 0, *mode);
+            Some(text.as_bytes().to_vec())
+        }
     }
 }
 
@@ -1847,7 +1902,8 @@ fn run_row(env: &Env, sc: &Scenario) -> (String, Vec<String>) {
     let mut problems = Vec::new();
     let initial_mode = match &sc.init {
         Init::File(_, mode) => Some(*mode),
-        Init::Symlink(_) => Some(0o600),
+        Init::Symlink(_) | Init::HardLink(_) => Some(0o600),
+        Init::RootOwned(_, mode) => Some(*mode),
         Init::Missing => None,
     };
     let mut finals = Finals {
