@@ -1437,6 +1437,22 @@ fn table() -> Vec<Scenario> {
         }),
     );
 
+    rows.push(
+        row(
+            "TIME_SKEW 1450 at STEP_SIZE 60 (a day ahead), logins in a row",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 60\n\" TIME_SKEW 1450\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .step_secs(60)
+        .args("noskewadj")
+        .steps(vec![
+            at(5_000 * 60).ans(Tok::Totp(6_450)).both(ok(1)),
+            at(5_001 * 60).ans(Tok::Totp(6_451)).both(ok(1)),
+            at(5_001 * 60 + 1).ans(Tok::Totp(6_451)).both(err(1)),
+            at(5_002 * 60).ans(Tok::Totp(6_452)).both(ok(1)),
+        ]),
+    );
+
     // --- Interop: one file, both modules in turn ----------------------------------------
     rows.push(
         row(

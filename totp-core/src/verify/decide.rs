@@ -48,7 +48,16 @@ impl Prepared {
         let mark = effective_mark(&self.cfg, &marks);
         if let Some((m, in_file)) = mark {
             let mark_time = m.saturating_mul(self.cfg.step_secs());
-            if mark_time > now.saturating_add(policy.max_clock_lag_secs) {
+            // A positive stored TIME_SKEW puts every accepted step that far past the
+            // clock: that lead is no clock fault. (A skew GA learned, up to 1500 steps,
+            // is more than a day at a 60-s step.)
+            let skew_steps = self.ahead.saturating_sub(u64::from(self.window / 2));
+            let lead = skew_steps.saturating_mul(self.cfg.step_secs());
+            if mark_time
+                > now
+                    .saturating_add(policy.max_clock_lag_secs)
+                    .saturating_add(lead)
+            {
                 return Err(VerifyError::StateAhead { mark_time, in_file });
             }
         }

@@ -308,6 +308,52 @@ fn stored_time_skew_is_honoured_only_within_the_cap() {
     }));
 }
 
+/// A skew GA learned (up to 1500 steps) at a 60-s step puts the accepted steps more
+/// than a day ahead of the clock; the mark they leave is not a clock fault, or the
+/// user would be locked out from the second login on.
+#[test]
+fn a_mark_ahead_by_a_stored_skew_is_no_clock_fault() {
+    let p = Policy::default();
+    for skew in [1450i64, 1500] {
+        let mut u = User::new(&format!(
+            "{S}\n\" STEP_SIZE 60\n\" TIME_SKEW {skew}\n\" TOTP_AUTH\n"
+        ));
+        let step = |t: i64| code((t + skew) as u64);
+        for t in [5_000i64, 5_001, 5_002] {
+            let d = u.attempt(&p, &step(t), t * 60);
+            assert_eq!(
+                d.verdict,
+                Verdict::Accepted(Method::Totp {
+                    step: (t + skew) as u64
+                }),
+                "skew {skew}, step {t}"
+            );
+        }
+        // The replay mark still works, and a clock really set back is still a fault.
+        assert_eq!(
+            u.attempt(&p, &step(5_002), 5_002 * 60 + 1).verdict,
+            Verdict::Replayed
+        );
+        let c = candidates(step(3_000).as_bytes(), Digits::SIX, false);
+        let prep = prepare(&u.file, &p, &c, 3_000 * 60, &key()).unwrap();
+        let a = Attempt {
+            origin: HOME,
+            rhost: None,
+            now: 3_000 * 60,
+            continued: false,
+            boot_time: None,
+            store_complete_since: 0,
+        };
+        assert!(
+            matches!(
+                prep.decide(&u.state, &p, &a),
+                Err(VerifyError::StateAhead { .. })
+            ),
+            "skew {skew}"
+        );
+    }
+}
+
 #[test]
 fn ga_scenario_scratch_code_single_use() {
     let p = Policy::default();
