@@ -1380,6 +1380,23 @@ fn table() -> Vec<Scenario> {
     );
     rows.push(
         row(
+            "allowed_perm=0660 and a group-writable file",
+            Expect::Differs(
+                "allowed_perm= only relaxes read bits for us: a file its group (or others) \
+                 can write is refused whatever the option says; GA accepts the bits it is \
+                 given",
+            ),
+            Init::File(TOTP_FILE.into(), 0o660),
+        )
+        .args("allowed_perm=0660")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            unchanged(f.ours.as_ref(), f)
+        }),
+    );
+    rows.push(
+        row(
             "scratch code while STEP_SIZE is out of range",
             Expect::Differs(
                 "GA checks STEP_SIZE, WINDOW_SIZE and DISALLOW_REUSE only when it tries a TOTP \
