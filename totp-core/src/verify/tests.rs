@@ -1079,6 +1079,35 @@ fn used_scratch_codes_are_bounded_per_enrolment() {
     );
 }
 
+/// GA has no limit on scratch codes per secret: an admin appends new ones (or
+/// `totp-enroll --regenerate-scratch-codes` replaces them) for the same secret. Once the
+/// record of used codes is full, the oldest one the file no longer lists is forgotten,
+/// instead of refusing every scratch code from then on.
+#[test]
+fn scratch_codes_appended_for_the_same_secret_keep_working() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    for i in 0..(3 * MAX_USED_SCRATCH as u32) {
+        let c = 30_000_000 + i;
+        u.file = file(&format!(
+            "{}{c}\n",
+            String::from_utf8_lossy(u.file.as_bytes())
+        ));
+        let d = u.attempt(&p, &c.to_string(), 300_000 + 40 * i64::from(i));
+        assert_eq!(d.verdict, Verdict::Accepted(Method::Scratch), "code {i}");
+        assert!(!u.file.scratch_codes().contains(&c), "code {i} removed");
+        // The newest used codes are still refused if a backup brings them back.
+        let back = file(&format!(
+            "{}{c}\n",
+            String::from_utf8_lossy(u.file.as_bytes())
+        ));
+        let mut restored = u.clone();
+        restored.file = back;
+        let d = restored.attempt(&p, &c.to_string(), 300_020 + 40 * i64::from(i));
+        assert_eq!(d.verdict, Verdict::Replayed, "code {i} restored");
+    }
+}
+
 #[test]
 fn hotp_of_a_file_that_cannot_be_rewritten_moves_on_with_the_store() {
     let p = Policy::default();
