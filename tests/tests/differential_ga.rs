@@ -1397,6 +1397,23 @@ fn table() -> Vec<Scenario> {
     );
     rows.push(
         row(
+            "secret= with a .. component",
+            Expect::Differs(
+                "the expanded secret= path must be absolute and free of .. components (a \
+                 user name or home could otherwise climb out of the intended directory); GA \
+                 opens whatever the expansion gives",
+            ),
+            file(TOTP_FILE),
+        )
+        .args("secret=${HOME}/../${USER}/.google_authenticator")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            unchanged(f.ours.as_ref(), f)
+        }),
+    );
+    rows.push(
+        row(
             "scratch code while STEP_SIZE is out of range",
             Expect::Differs(
                 "GA checks STEP_SIZE, WINDOW_SIZE and DISALLOW_REUSE only when it tries a TOTP \
