@@ -88,6 +88,15 @@ pub fn authenticate_with(
                 &format!("option {w} weakens security (see pam_totp(8))"),
             );
         }
+        if opts.grace_period_clamped {
+            io.log(
+                Level::Warning,
+                &format!(
+                    "grace_period= is longer than {} seconds (366 days); that is used instead",
+                    totp_core::options::MAX_GRACE_PERIOD_SECS
+                ),
+            );
+        }
     }
     let raw_user = io.user();
     let rhost_raw = io.item(ItemKind::RHost);
@@ -155,7 +164,18 @@ pub fn authenticate_with(
         }
     };
 
-    let file = match ctx.preread(&*io, &target) {
+    let pre = match ctx.preread(&*io, &target) {
+        // google-authenticator named the file by the spelling typed at login; a file left
+        // under that name means the user is enrolled, not that they have no file.
+        Ok(PreRead::Absent) => ctx
+            .typed_spelling_file(&*io, &target)
+            .map(|found| match found {
+                Some(why) => PreRead::Unusable(why),
+                None => PreRead::Absent,
+            }),
+        other => other,
+    };
+    let file = match pre {
         Ok(PreRead::Present(f)) => f,
         Ok(PreRead::Absent) if ctx.opts.nullok && target.nullok_applies() => {
             // Always logged: a stack copied from another setup can drop the second factor
@@ -521,6 +541,31 @@ impl Ctx {
             Err(e) => Ok(PreRead::Unusable(format!(
                 "secret file {} refused ({e}); asking for a code anyway",
                 self.shown(target)
+            ))),
+        }
+    }
+
+    /// When the canonical file is missing: whether something is at the path the typed
+    /// spelling names ([`LoginTarget::typed_path`]). Looked at, never used: the login is
+    /// denied, with a log line saying which file to rename.
+    fn typed_spelling_file(
+        &self,
+        io: &dyn PamIo,
+        target: &LoginTarget,
+    ) -> Result<Option<String>, AuthError> {
+        let Some(typed) = target.typed_path.as_ref() else {
+            return Ok(None);
+        };
+        if self.opts.fleet.secret_command.is_some() {
+            return Ok(None);
+        }
+        let _creds = switch_creds(io, target)?;
+        match safefile::open_checked(typed, &target.rules) {
+            Err(FileError::NotFound | FileError::MissingDirectory { .. }) => Ok(None),
+            _ => Ok(Some(format!(
+                "no secret file {}, but {} exists: it is named by the spelling typed at login (as google-authenticator named files), not by the account name; rename it to the first name; asking for a code anyway",
+                self.shown(target),
+                sanitize(typed.as_os_str().as_encoded_bytes())
             ))),
         }
     }

@@ -30,6 +30,8 @@ pub struct Named {
     /// know, which GA allows: the name only selects a file).
     pub pw: Option<Passwd>,
     path: PathBuf,
+    /// See [`LoginTarget::typed_path`].
+    typed_path: Option<PathBuf>,
     rules: FileRules,
     /// The account the file is opened as: the user, or the `user=` account.
     opener: Passwd,
@@ -55,6 +57,7 @@ impl Named {
             name: self.name,
             pw: self.pw,
             path: self.path,
+            typed_path: self.typed_path,
             identity,
             rules: self.rules,
         })
@@ -70,6 +73,12 @@ pub struct LoginTarget {
     pub pw: Option<Passwd>,
     /// The expanded `secret=` path.
     pub path: PathBuf,
+    /// The path `secret=` names for the spelling typed at login, when that is not the
+    /// canonical name and gives another path (`${USER}`): where google-authenticator,
+    /// which pastes the typed name, kept this user's file. Only ever checked for
+    /// existence, so that a file left under that name is not mistaken for "not
+    /// enrolled" (with `nullok`, a skip); never read or used.
+    pub typed_path: Option<PathBuf>,
     /// The identity the file is opened and rewritten as.
     pub identity: Identity,
     /// Owner, mode and directory rules for the file.
@@ -109,7 +118,7 @@ fn doomed(denial: Denial, why: impl Into<String>, name: Option<&UserName>) -> Do
 #[derive(Debug)]
 pub enum Resolved {
     /// A name whose file can be placed: the login goes on to the skip rules and the code.
-    Named(Named),
+    Named(Box<Named>),
     /// A user who is prompted as usual and then denied (see [`Doomed`]).
     Doomed(Doomed),
 }
@@ -117,7 +126,7 @@ pub enum Resolved {
 impl From<Result<Named, Doomed>> for Resolved {
     fn from(r: Result<Named, Doomed>) -> Self {
         match r {
-            Ok(n) => Resolved::Named(n),
+            Ok(n) => Resolved::Named(Box::new(n)),
             Err(d) => Resolved::Doomed(d),
         }
     }
@@ -191,13 +200,18 @@ fn resolve_fixed_owner(
     } else {
         canonical(sys, &name)
     };
+    let typed = name.clone();
     let (name, pw) = match found {
         Ok(Some((canonical, pw))) => (canonical, Some(pw)),
         Ok(None) => (name, None),
         Err(d) => return Err(d),
     };
-    let placed = placement::for_login(opts, &name, pw.as_ref().map(account), Some(account(&owner)));
-    placed_named(placed, name, pw, Some(owner))
+    let place = |n: &UserName| {
+        placement::for_login(opts, n, pw.as_ref().map(account), Some(account(&owner)))
+    };
+    let placed = place(&name);
+    let typed_path = typed_path(&typed, &name, &placed, place);
+    placed_named(placed, name, pw, Some(owner), typed_path)
 }
 
 /// The default: the user's own file, opened with the user's credentials.
@@ -206,13 +220,34 @@ fn resolve_own_file(
     sys: &dyn System,
     name: UserName,
 ) -> Result<Named, Doomed> {
-    let (name, pw) = match canonical(sys, &name) {
+    let typed = name;
+    let (name, pw) = match canonical(sys, &typed) {
         Ok(Some(found)) => found,
-        Ok(None) => return Err(doomed(Denial::UnknownUser, "unknown user", Some(&name))),
+        Ok(None) => return Err(doomed(Denial::UnknownUser, "unknown user", Some(&typed))),
         Err(d) => return Err(d),
     };
-    let placed = placement::for_login(opts, &name, Some(account(&pw)), None);
-    placed_named(placed, name, Some(pw), None)
+    let place = |n: &UserName| placement::for_login(opts, n, Some(account(&pw)), None);
+    let placed = place(&name);
+    let typed_path = typed_path(&typed, &name, &placed, place);
+    placed_named(placed, name, Some(pw), None, typed_path)
+}
+
+/// [`LoginTarget::typed_path`]: the placement of the typed spelling, when it differs
+/// from the canonical name and leads to another path.
+fn typed_path(
+    typed: &UserName,
+    canonical: &UserName,
+    placed: &Result<Placement, PlacementError>,
+    place: impl Fn(&UserName) -> Result<Placement, PlacementError>,
+) -> Option<PathBuf> {
+    let canonical_path = &placed.as_ref().ok()?.path;
+    if typed == canonical {
+        return None;
+    }
+    place(typed)
+        .ok()
+        .map(|p| p.path)
+        .filter(|p| p != canonical_path)
 }
 
 /// The core's placement as the module carries it out: the [`Opener`] it names is the
@@ -222,6 +257,7 @@ fn placed_named(
     name: UserName,
     pw: Option<Passwd>,
     owner: Option<Passwd>,
+    typed_path: Option<PathBuf>,
 ) -> Result<Named, Doomed> {
     let placed = match placed {
         Ok(p) => p,
@@ -256,6 +292,7 @@ fn placed_named(
         pw,
         rules,
         path: placed.path,
+        typed_path,
         opener,
     })
 }

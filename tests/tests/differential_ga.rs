@@ -227,6 +227,11 @@ enum Init {
     Missing,
     /// `~/.google_authenticator` is a symlink to `~/.ga_target` (mode 0600).
     Symlink(String),
+    /// `~/.google_authenticator` (mode 0600, the user's) with a second hard link,
+    /// `~/.ga_target` (a backup made with `ln`).
+    HardLink(String),
+    /// `~/.google_authenticator` owned by root, with this mode.
+    RootOwned(String, u32),
 }
 
 /// The file a module left behind.
@@ -776,6 +781,47 @@ fn table() -> Vec<Scenario> {
     );
     rows.push(
         row(
+            "hard-linked secret file (a backup made with ln)",
+            Expect::Differs(
+                "we refuse a secret file with more than one link (R5/R6: a link planted \
+                 elsewhere would make the module read or rewrite that file); GA reads it",
+            ),
+            Init::HardLink(TOTP_FILE.into()),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            unchanged(f.ours.as_ref(), f)
+        }),
+    );
+    rows.push(
+        row(
+            "no_strict_owner: root-owned file readable by the user",
+            Expect::Differs(
+                "same verdicts; GA replaces the root-owned file with the user's own copy \
+                 (mode 0400) to remove a used scratch code, we never change a file's owner, \
+                 so the code stays in the file and the state store refuses it",
+            ),
+            Init::RootOwned(format!("{TOTP_FILE}12345678\n"), 0o644),
+        )
+        .args("no_strict_owner allowed_perm=0644")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Wrong).both(err(1)),
+            at(T * 30 + 40).ans(Tok::Lit("12345678")).both(ok(1)),
+            at(T * 30 + 41).ans(Tok::Lit("12345678")).both(err(1)),
+        ])
+        .files(|f| {
+            unchanged(f.ours.as_ref(), f)?;
+            let ga = f.ga.as_ref().ok_or("GA's file vanished")?;
+            if text(Some(ga)).contains("12345678") || ga.mode != 0o400 {
+                return Err(format!("GA should have rewritten the file: {ga:?}"));
+            }
+            Ok(())
+        }),
+    );
+    rows.push(
+        row(
             "'=' padding on the secret line",
             Expect::Same,
             file("2SH3V3GDW7ZNMGYE====\n\" TOTP_AUTH\n"),
@@ -1282,6 +1328,165 @@ fn table() -> Vec<Scenario> {
         }),
     );
 
+    // --- Hand-edited files and option values GA accepts ---------------------------------
+    rows.push(
+        row(
+            "HOTP_COUNTER with a trailing blank (hand-edited)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1 \n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Hotp(1)).both(ok(1))])
+        .files(|f| {
+            check_equal(f)?;
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 2\n")
+        }),
+    );
+    rows.push(
+        row(
+            "TIME_SKEW with a sign and a trailing blank (hand-edited)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" TIME_SKEW -2 \n\" TOTP_AUTH\n"),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T - 2)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "grace_period beyond 366 days",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("grace_period=99999999")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).rhost("10.0.0.5").both(ok(1)),
+            at(T * 30 + 86_400).rhost("10.0.0.5").both(ok(0)),
+        ])
+        .files(|f| {
+            check_equal(f)?;
+            expect_line(f.ga.as_ref(), "\" LAST0 10.0.0.5 300000\n")
+        }),
+    );
+    rows.push(
+        row(
+            "allowed_perm with leading zeros",
+            Expect::Same,
+            Init::File("2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n".into(), 0o400),
+        )
+        .args("allowed_perm=00000400")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "allowed_perm=0660 and a group-writable file",
+            Expect::Differs(
+                "allowed_perm= only relaxes read bits for us: a file its group (or others) \
+                 can write is refused whatever the option says; GA accepts the bits it is \
+                 given",
+            ),
+            Init::File(TOTP_FILE.into(), 0o660),
+        )
+        .args("allowed_perm=0660")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            unchanged(f.ours.as_ref(), f)
+        }),
+    );
+    rows.push(
+        row(
+            "secret= with a .. component",
+            Expect::Differs(
+                "the expanded secret= path must be absolute and free of .. components (a \
+                 user name or home could otherwise climb out of the intended directory); GA \
+                 opens whatever the expansion gives",
+            ),
+            file(TOTP_FILE),
+        )
+        .args("secret=${HOME}/../${USER}/.google_authenticator")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
+        .files(|f| {
+            unchanged(f.ga.as_ref(), f)?;
+            unchanged(f.ours.as_ref(), f)
+        }),
+    );
+    rows.push(
+        row(
+            "scratch code while STEP_SIZE is out of range",
+            Expect::Differs(
+                "GA checks STEP_SIZE, WINDOW_SIZE and DISALLOW_REUSE only when it tries a TOTP \
+                 code, so scratch codes (and HOTP) still work with a broken value; we refuse \
+                 the whole file as invalid",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 61\n\" TOTP_AUTH\n12345678\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("12345678")).each(ok(1), err(1)),
+        ])
+        .files(|f| {
+            unchanged(f.ours.as_ref(), f)?;
+            if text(f.ga.as_ref()).contains("12345678") {
+                return Err("GA kept the used scratch code".into());
+            }
+            Ok(())
+        }),
+    );
+    rows.push(
+        row(
+            "RATE_LIMIT times ahead of the clock (clock stepped back)",
+            Expect::Differs(
+                "GA drops RATE_LIMIT times later than now; we count them as attempts made \
+                 now, so a clock stepped back does not hand out a fresh budget: the first \
+                 login after the step waits out the interval",
+            ),
+            file(
+                "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30 300100 300200 300300 300400\n\" TOTP_AUTH\n",
+            ),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1)),
+            at((T + 1) * 30 + 1).ans(Tok::Totp(T + 1)).both(ok(1)),
+        ])
+        .files(|f| {
+            unchanged(f.ours.as_ref(), f)?;
+            expect_line(f.ga.as_ref(), "\" RATE_LIMIT 3 30 300031\n")
+        }),
+    );
+    rows.push(
+        row(
+            "HOTP: WINDOW_SIZE 100 look-ahead, beyond our cap of 17",
+            Expect::Differs(
+                "WINDOW_SIZE is capped by max_window (default 17) for the HOTP look-ahead too; \
+                 GA looks up to 100 counters ahead",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 100\n\" HOTP_COUNTER 1\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Hotp(30)).each(ok(1), err(1))])
+        .files(|f| {
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 31\n")?;
+            expect_line(f.ours.as_ref(), "\" HOTP_COUNTER 2\n")
+        }),
+    );
+
+    rows.push(
+        row(
+            "TIME_SKEW 1450 at STEP_SIZE 60 (a day ahead), logins in a row",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 60\n\" TIME_SKEW 1450\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .step_secs(60)
+        .args("noskewadj")
+        .steps(vec![
+            at(5_000 * 60).ans(Tok::Totp(6_450)).both(ok(1)),
+            at(5_001 * 60).ans(Tok::Totp(6_451)).both(ok(1)),
+            at(5_001 * 60 + 1).ans(Tok::Totp(6_451)).both(err(1)),
+            at(5_002 * 60).ans(Tok::Totp(6_452)).both(ok(1)),
+        ]),
+    );
+
     // --- Interop: one file, both modules in turn ----------------------------------------
     rows.push(
         row(
@@ -1630,6 +1835,15 @@ fn init_file(env: &Env, init: &Init) -> Option<Vec<u8>> {
             lchown(&path, Some(env.user.uid), Some(env.user.gid)).expect("lchown");
             Some(text.as_bytes().to_vec())
         }
+        Init::HardLink(text) => {
+            env.user.write_secret(text, 0o600);
+            fs::hard_link(&path, &target).expect("hard link");
+            Some(text.as_bytes().to_vec())
+        }
+        Init::RootOwned(text, mode) => {
+            write_owned(&path, text.as_bytes(), 0, 0, *mode);
+            Some(text.as_bytes().to_vec())
+        }
     }
 }
 
@@ -1738,7 +1952,8 @@ fn run_row(env: &Env, sc: &Scenario) -> (String, Vec<String>) {
     let mut problems = Vec::new();
     let initial_mode = match &sc.init {
         Init::File(_, mode) => Some(*mode),
-        Init::Symlink(_) => Some(0o600),
+        Init::Symlink(_) | Init::HardLink(_) => Some(0o600),
+        Init::RootOwned(_, mode) => Some(*mode),
         Init::Missing => None,
     };
     let mut finals = Finals {

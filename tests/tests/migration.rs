@@ -175,3 +175,125 @@ fn root_writing_into_another_users_home_is_refused_and_points_to_user() {
     let d = login_at(&stack, &u, &code, None, T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
 }
+
+/// GA's `pam_google_authenticator.so`, found next to the libpam the system uses.
+fn ga_module() -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("libpam.so.0"))
+        .filter_map(|l| l.split("=>").nth(1))
+        .filter_map(|p| {
+            std::path::Path::new(p.trim())
+                .parent()
+                .map(|d| d.join("security/pam_google_authenticator.so"))
+        })
+        .find(|p| p.exists())
+}
+
+/// Scratch codes the file lists (lines of eight digits).
+fn scratch_of(u: &TestUser) -> Vec<String> {
+    fs::read_to_string(u.secret_path())
+        .expect("secret file")
+        .lines()
+        .filter(|l| l.len() == 8 && l.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Rolling back to GA: a file `totp-enroll` wrote, that the module then used (a TOTP
+/// code, a scratch code), that `totp-enroll resync` moved (`TIME_SKEW`,
+/// `PAM_TOTP_LAST_STEP`) and `--regenerate-scratch-codes` renewed, still works with GA's
+/// own module: the skew is honoured, the scratch code pam_totp used stays used, new ones
+/// work; and back again, pam_totp reads what GA rewrote (mode 0400, `DISALLOW_REUSE`).
+#[test]
+fn ga_reads_what_totp_enroll_and_the_module_wrote() {
+    let t = "ga_reads_what_totp_enroll_and_the_module_wrote";
+    if !require_root(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let Some(ga) = ga_module() else {
+        skip(
+            t,
+            "google-authenticator's PAM module (libpam-google-authenticator)",
+        );
+        return;
+    };
+    let u = TestUser::create("rb");
+    let out = enroll(&[
+        "--user".as_ref(),
+        u.name.as_ref(),
+        "-e".as_ref(),
+        "3".as_ref(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let secret = secret_of(&u);
+    let codes = scratch_of(&u);
+    assert_eq!(codes.len(), 3, "{codes:?}");
+    let ga_stack = Stack::new();
+    ga_stack.service("svc", &format!("auth required {}\n", ga.display()));
+    let ours = Stack::with_module("svc", "");
+    let pam_dir = ours.path().to_str().expect("utf-8").to_owned();
+    let login = |stack: &Stack, answer: &str, at: u64| login_at(stack, &u, answer, None, at);
+    let totp = |at: u64| oathtool_totp(&secret, at, 30, 6, "sha1");
+
+    // pam_totp on the file totp-enroll wrote, then GA on the same file.
+    assert_eq!(login(&ours, &totp(T0), T0).result, "PAM_SUCCESS");
+    assert_eq!(login(&ours, &codes[0], T0 + 5).result, "PAM_SUCCESS");
+    assert!(!scratch_of(&u).contains(&codes[0]), "used code removed");
+    assert_eq!(
+        login(&ga_stack, &totp(T0 + 30), T0 + 30).result,
+        "PAM_SUCCESS"
+    );
+    assert_eq!(login(&ga_stack, &codes[0], T0 + 35).result, "PAM_AUTH_ERR");
+
+    // The phone drifts 20 steps behind; totp-enroll resync records it for both modules.
+    let phone = |at: u64| oathtool_totp(&secret, at - 600, 30, 6, "sha1");
+    let at = T0 + 3_000;
+    let out = std::process::Command::new(&built().enroll)
+        .args(["resync", "--user", &u.name, "--service", "svc", "--pam-dir"])
+        .arg(&pam_dir)
+        .args([phone(at - 30), phone(at)])
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", faketime_date(at))
+        .env("TZ", "UTC")
+        .output()
+        .expect("totp-enroll resync");
+    assert!(out.status.success(), "{out:?}");
+    let file = fs::read_to_string(u.secret_path()).expect("secret file");
+    assert_eq!(
+        file_value(&file, "TIME_SKEW").as_deref(),
+        Some("-20"),
+        "{file}"
+    );
+    assert_eq!(
+        login(&ga_stack, &phone(at + 30), at + 30).result,
+        "PAM_SUCCESS"
+    );
+    assert_eq!(login(&ours, &phone(at + 60), at + 60).result, "PAM_SUCCESS");
+
+    // New scratch codes for the same secret: GA takes them; the used one stays used.
+    let out = std::process::Command::new(&built().enroll)
+        .args([
+            "--user",
+            &u.name,
+            "--regenerate-scratch-codes",
+            "-e",
+            "3",
+            "-q",
+            "--non-interactive",
+        ])
+        .output()
+        .expect("totp-enroll --regenerate-scratch-codes");
+    assert!(out.status.success(), "{out:?}");
+    let fresh = scratch_of(&u);
+    assert_eq!(fresh.len(), 3, "{fresh:?}");
+    assert!(!fresh.contains(&codes[0]));
+    assert_eq!(login(&ga_stack, &fresh[0], at + 65).result, "PAM_SUCCESS");
+    assert_eq!(login(&ours, &fresh[1], at + 70).result, "PAM_SUCCESS");
+    assert_eq!(login(&ga_stack, &fresh[1], at + 75).result, "PAM_AUTH_ERR");
+    assert_eq!(login(&ours, &phone(at + 90), at + 90).result, "PAM_SUCCESS");
+}

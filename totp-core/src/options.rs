@@ -147,6 +147,8 @@ pub struct ModuleOptions {
     pub nullok_missing_home: bool,
     pub echo_verification_code: bool,
     pub grace_period_secs: u64,
+    /// `grace_period=` asked for more than [`MAX_GRACE_PERIOD_SECS`]; it was clamped.
+    pub grace_period_clamped: bool,
     pub allow_readonly: bool,
     pub max_window: u32,
     pub max_time_skew: u32,
@@ -190,6 +192,7 @@ impl Default for ModuleOptions {
             nullok_missing_home: false,
             echo_verification_code: false,
             grace_period_secs: 0,
+            grace_period_clamped: false,
             allow_readonly: false,
             max_window: DEFAULT_MAX_WINDOW,
             max_time_skew: DEFAULT_MAX_TIME_SKEW,
@@ -272,10 +275,19 @@ fn parse_user(v: &str) -> Result<UserSpec, OptionError> {
 }
 
 fn parse_perm(v: &str) -> Result<u32, OptionError> {
-    if v.is_empty() || v.len() > 6 || !v.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+    if v.is_empty() || !v.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return Err(bad("allowed_perm", "not an octal number"));
     }
-    let n = u32::from_str_radix(v, 8).map_err(|_| bad("allowed_perm", "not an octal number"))?;
+    // GA's strtol takes any number of leading zeros (`0000600`).
+    let digits = v.trim_start_matches('0');
+    if digits.len() > 5 {
+        return Err(bad("allowed_perm", "out of range"));
+    }
+    let n = if digits.is_empty() {
+        0
+    } else {
+        u32::from_str_radix(digits, 8).map_err(|_| bad("allowed_perm", "not an octal number"))?
+    };
     if n == 0 || n > 0o7777 {
         return Err(bad("allowed_perm", "out of range"));
     }
@@ -362,12 +374,17 @@ impl ModuleOptions {
                         self.allowed_perm_masked = p & !ALLOWED_PERM_CEILING != 0;
                     }
                     "grace_period" => {
-                        // GA: empty means 0 (off).
-                        self.grace_period_secs = if v.is_empty() {
+                        // GA: empty means 0 (off). GA takes any period that fits a
+                        // `long`; a longer one than ours is clamped (a shorter grace
+                        // period only asks for a code sooner) rather than refusing a
+                        // configuration GA ran with, which would deny everybody.
+                        let n = if v.is_empty() {
                             0
                         } else {
-                            decimal("grace_period", v, 0, MAX_GRACE_PERIOD_SECS)?
+                            decimal("grace_period", v, 0, u64::MAX)?
                         };
+                        self.grace_period_clamped = n > MAX_GRACE_PERIOD_SECS;
+                        self.grace_period_secs = n.min(MAX_GRACE_PERIOD_SECS);
                     }
                     "max_window" => self.max_window = small("max_window", v, 1, 100)?,
                     "max_time_skew" => self.max_time_skew = small("max_time_skew", v, 0, 1500)?,

@@ -171,8 +171,9 @@ pub enum VerifyError {
     },
     /// The stored throttling record cannot be decoded.
     Store(StoreError),
-    /// The enrolment has used as many scratch codes as a record keeps; re-enrolment
-    /// (or `totp-state reset`) makes room.
+    /// The enrolment has used as many scratch codes as a record keeps, and the file
+    /// still lists every one of them (it could not be rewritten); re-enrolment (or
+    /// `totp-state reset`) makes room.
     TooManyUsedScratch,
 }
 
@@ -273,6 +274,9 @@ pub struct Prepared {
     secret: Secret,
     /// Which enrolment the file is, for the store's marks.
     enrolment: EnrolmentId,
+    /// The store's key, to tag the file's scratch codes when the record of used ones
+    /// is full (see `decide`).
+    key: StoreKey,
     /// The effective window (HOTP counters are searched in `decide`).
     window: u32,
     now: u64,
@@ -455,6 +459,7 @@ pub fn prepare(
         cfg: c.cfg,
         secret: c.secret,
         enrolment,
+        key: key.clone(),
         window: c.window,
         now: c.now,
         ahead,

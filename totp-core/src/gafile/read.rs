@@ -107,9 +107,7 @@ impl GaFile {
         };
         let counter = match get(KEY_HOTP_COUNTER) {
             None => 0,
-            Some(v) => strict_u64(v)
-                .filter(|&c| c <= MAX_COUNTER)
-                .ok_or(bad(KEY_HOTP_COUNTER))?,
+            Some(v) => parse_hotp_counter(v).ok_or(bad(KEY_HOTP_COUNTER))?,
         };
         let totp_marker = self.buf.windows(11).any(|w| w == b"\" TOTP_AUTH");
         let mode = if counter >= 1 {

@@ -190,6 +190,50 @@ fn ga_lenient_number_forms_are_kept() {
     assert_eq!(c.time_skew, Some(-1000));
 }
 
+/// GA reads `HOTP_COUNTER` and `TIME_SKEW` with `strtol`, so a trailing blank (an
+/// editor, a template) or a `+` does not change the value; refusing such a file locked
+/// its user out after the switch.
+#[test]
+fn hotp_counter_and_time_skew_read_like_strtol_up_to_a_blank() {
+    let c = |b: &[u8]| p(b).config().unwrap();
+    assert_eq!(
+        c(b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 7 \n").mode,
+        Mode::Hotp { counter: 7 }
+    );
+    assert_eq!(
+        c(b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER +7\t# reset by hand\r\n").mode,
+        Mode::Hotp { counter: 7 }
+    );
+    assert_eq!(
+        c(b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 0007\n").mode,
+        Mode::Hotp { counter: 7 }
+    );
+    assert_eq!(
+        c(b"2SH3V3GDW7ZNMGYE\n\" TIME_SKEW -2 \n\" TOTP_AUTH\n").time_skew,
+        Some(-2)
+    );
+    assert_eq!(
+        c(b"2SH3V3GDW7ZNMGYE\n\" TIME_SKEW +3\t\n").time_skew,
+        Some(3)
+    );
+    // Text glued to the digits, no digits, or a negative counter stay malformed.
+    for bad in [
+        &b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 7x\n"[..],
+        b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER -1\n",
+        b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER + 7\n",
+        b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER \n",
+        b"2SH3V3GDW7ZNMGYE\n\" TIME_SKEW -\n",
+        b"2SH3V3GDW7ZNMGYE\n\" TIME_SKEW --2\n",
+        b"2SH3V3GDW7ZNMGYE\n\" TIME_SKEW 2-\n",
+    ] {
+        assert!(
+            matches!(GaFile::parse(bad), Err(GaFileError::BadValue { .. })),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
 #[test]
 fn key_must_be_followed_by_blank_or_end_of_line() {
     let f = p(b"2SH3V3GDW7ZNMGYE\n\" X_KEYX 5\n\" X_KEY\n\" WINDOW_SIZEX 0\n");

@@ -93,13 +93,37 @@ pub(super) fn parse_reuse_list(s: &[u8]) -> Option<Vec<u64>> {
     }
 }
 
-pub(super) fn parse_time_skew(s: &[u8]) -> Option<i64> {
-    let (neg, digits) = match s.first() {
+/// GA reads `HOTP_COUNTER` and `TIME_SKEW` with `strtol`: an optional sign, digits, and
+/// whatever follows is ignored, so `" HOTP_COUNTER 7 ` (a trailing blank left by an
+/// editor or a template) is counter 7 to GA. We take the number when the end of the
+/// line or a blank follows it, as for `WINDOW_SIZE`; any other text after the digits
+/// (`7x`), or no digits at all, is malformed (GA would read 7 or 0: a guess we refuse).
+/// Returns the sign (`true` for `-`) and the magnitude.
+pub(super) fn ga_signed(s: &[u8]) -> Option<(bool, u64)> {
+    let (neg, rest) = match s.first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    let v = i64::try_from(strict_u64(digits)?).ok()?;
+    let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (digits, tail) = rest.split_at(n);
+    if tail.first().is_some_and(|b| !matches!(b, b' ' | b'\t')) {
+        return None;
+    }
+    strict_u64(digits).map(|v| (neg, v))
+}
+
+/// `HOTP_COUNTER`: see [`ga_signed`]; a negative counter is refused.
+pub(super) fn parse_hotp_counter(s: &[u8]) -> Option<u64> {
+    match ga_signed(s)? {
+        (false, v) if v <= MAX_COUNTER => Some(v),
+        _ => None,
+    }
+}
+
+pub(super) fn parse_time_skew(s: &[u8]) -> Option<i64> {
+    let (neg, v) = ga_signed(s)?;
+    let v = i64::try_from(v).ok()?;
     (v <= MAX_TIME_SKEW).then_some(if neg { -v } else { v })
 }
 

@@ -167,6 +167,9 @@ fn allowed_perm_is_octal_and_only_relaxes_read_bits() {
     assert_eq!(o.allowed_perm, 0o400);
     let o = parse(&["allowed_perm=0666"]).unwrap();
     assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o644, true));
+    // GA's strtol: leading zeros do not count.
+    let o = parse(&["allowed_perm=0000000640"]).unwrap();
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o640, false));
     let o = parse(&["allowed_perm=4777"]).unwrap();
     assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o644, true));
     assert!(o.weakening().contains(&"allowed_perm"));
@@ -189,11 +192,27 @@ fn grace_period_follows_ga_parsing() {
         parse(&["grace_period=86400"]).unwrap().grace_period_secs,
         86_400
     );
+    assert!(!parse(&["grace_period=86400"]).unwrap().grace_period_clamped);
+    // GA accepts any period that fits a long: a longer one than ours is clamped, not a
+    // configuration error that would deny everybody after the switch.
+    for long in ["grace_period=31708801", "grace_period=99999999999"] {
+        let o = parse(&[long]).unwrap();
+        assert_eq!(
+            (o.grace_period_secs, o.grace_period_clamped),
+            (MAX_GRACE_PERIOD_SECS, true),
+            "{long}"
+        );
+    }
+    assert!(
+        !parse(&["grace_period=31622400"])
+            .unwrap()
+            .grace_period_clamped
+    );
     for bad in [
         "grace_period=-1",
         "grace_period=10s",
         "grace_period= 10",
-        "grace_period=99999999999",
+        "grace_period=999999999999999999999",
     ] {
         assert!(parse(&[bad]).is_err(), "{bad}");
     }

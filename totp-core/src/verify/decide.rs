@@ -22,6 +22,7 @@ impl Prepared {
             cfg,
             secret,
             enrolment: EnrolmentId(0),
+            key: StoreKey::new([0; crate::state::STORE_KEY_LEN]),
             window: 1,
             now,
             ahead: 0,
@@ -48,7 +49,16 @@ impl Prepared {
         let mark = effective_mark(&self.cfg, &marks);
         if let Some((m, in_file)) = mark {
             let mark_time = m.saturating_mul(self.cfg.step_secs());
-            if mark_time > now.saturating_add(policy.max_clock_lag_secs) {
+            // A positive stored TIME_SKEW puts every accepted step that far past the
+            // clock: that lead is no clock fault. (A skew GA learned, up to 1500 steps,
+            // is more than a day at a 60-s step.)
+            let skew_steps = self.ahead.saturating_sub(u64::from(self.window / 2));
+            let lead = skew_steps.saturating_mul(self.cfg.step_secs());
+            if mark_time
+                > now
+                    .saturating_add(policy.max_clock_lag_secs)
+                    .saturating_add(lead)
+            {
                 return Err(VerifyError::StateAhead { mark_time, in_file });
             }
         }
@@ -127,7 +137,23 @@ impl Prepared {
                         break;
                     }
                     if marks.scratch.len() >= MAX_USED_SCRATCH {
-                        return Err(VerifyError::TooManyUsedScratch);
+                        // GA has no limit: users who live on scratch codes get new ones
+                        // appended (or regenerated) for the same secret. Room is made by
+                        // forgetting the oldest used code the file no longer lists (its
+                        // line was removed); one still listed (a file that could not be
+                        // rewritten) is never forgotten, so it stays refused.
+                        let listed: Vec<u64> = self
+                            .file
+                            .scratch_codes()
+                            .iter()
+                            .map(|&c| scratch_tag(&self.key, self.enrolment, c))
+                            .collect();
+                        match marks.scratch.iter().position(|t| !listed.contains(t)) {
+                            Some(oldest) => {
+                                marks.scratch.remove(oldest);
+                            }
+                            None => return Err(VerifyError::TooManyUsedScratch),
+                        }
                     }
                     marks.scratch.push(*tag);
                     file.remove_scratch_code(*v);

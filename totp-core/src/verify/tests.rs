@@ -308,6 +308,52 @@ fn stored_time_skew_is_honoured_only_within_the_cap() {
     }));
 }
 
+/// A skew GA learned (up to 1500 steps) at a 60-s step puts the accepted steps more
+/// than a day ahead of the clock; the mark they leave is not a clock fault, or the
+/// user would be locked out from the second login on.
+#[test]
+fn a_mark_ahead_by_a_stored_skew_is_no_clock_fault() {
+    let p = Policy::default();
+    for skew in [1450i64, 1500] {
+        let mut u = User::new(&format!(
+            "{S}\n\" STEP_SIZE 60\n\" TIME_SKEW {skew}\n\" TOTP_AUTH\n"
+        ));
+        let step = |t: i64| code((t + skew) as u64);
+        for t in [5_000i64, 5_001, 5_002] {
+            let d = u.attempt(&p, &step(t), t * 60);
+            assert_eq!(
+                d.verdict,
+                Verdict::Accepted(Method::Totp {
+                    step: (t + skew) as u64
+                }),
+                "skew {skew}, step {t}"
+            );
+        }
+        // The replay mark still works, and a clock really set back is still a fault.
+        assert_eq!(
+            u.attempt(&p, &step(5_002), 5_002 * 60 + 1).verdict,
+            Verdict::Replayed
+        );
+        let c = candidates(step(3_000).as_bytes(), Digits::SIX, false);
+        let prep = prepare(&u.file, &p, &c, 3_000 * 60, &key()).unwrap();
+        let a = Attempt {
+            origin: HOME,
+            rhost: None,
+            now: 3_000 * 60,
+            continued: false,
+            boot_time: None,
+            store_complete_since: 0,
+        };
+        assert!(
+            matches!(
+                prep.decide(&u.state, &p, &a),
+                Err(VerifyError::StateAhead { .. })
+            ),
+            "skew {skew}"
+        );
+    }
+}
+
 #[test]
 fn ga_scenario_scratch_code_single_use() {
     let p = Policy::default();
@@ -1031,6 +1077,35 @@ fn used_scratch_codes_are_bounded_per_enrolment() {
         prep.decide(&u.state, &p, &a).err(),
         Some(VerifyError::TooManyUsedScratch)
     );
+}
+
+/// GA has no limit on scratch codes per secret: an admin appends new ones (or
+/// `totp-enroll --regenerate-scratch-codes` replaces them) for the same secret. Once the
+/// record of used codes is full, the oldest one the file no longer lists is forgotten,
+/// instead of refusing every scratch code from then on.
+#[test]
+fn scratch_codes_appended_for_the_same_secret_keep_working() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    for i in 0..(3 * MAX_USED_SCRATCH as u32) {
+        let c = 30_000_000 + i;
+        u.file = file(&format!(
+            "{}{c}\n",
+            String::from_utf8_lossy(u.file.as_bytes())
+        ));
+        let d = u.attempt(&p, &c.to_string(), 300_000 + 40 * i64::from(i));
+        assert_eq!(d.verdict, Verdict::Accepted(Method::Scratch), "code {i}");
+        assert!(!u.file.scratch_codes().contains(&c), "code {i} removed");
+        // The newest used codes are still refused if a backup brings them back.
+        let back = file(&format!(
+            "{}{c}\n",
+            String::from_utf8_lossy(u.file.as_bytes())
+        ));
+        let mut restored = u.clone();
+        restored.file = back;
+        let d = restored.attempt(&p, &c.to_string(), 300_020 + 40 * i64::from(i));
+        assert_eq!(d.verdict, Verdict::Replayed, "code {i} restored");
+    }
 }
 
 #[test]
