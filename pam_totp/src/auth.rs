@@ -110,6 +110,7 @@ pub fn authenticate_with(
         },
         origin: OriginKey::from_items(rhost_raw.as_deref(), tty.as_deref()),
         policy: opts.policy(),
+        service: service.as_deref().map(sanitize),
         opts,
     };
 
@@ -389,6 +390,9 @@ struct Ctx {
     rhost_ip: Option<IpAddr>,
     /// Where the attempt comes from, for per-origin throttling.
     origin: OriginKey,
+    /// `PAM_SERVICE` escaped for logs: where a log line sends the admin to reset a
+    /// record, `totp-state --service` finds this line's store.
+    service: Option<String>,
 }
 
 impl Ctx {

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use system_tests::fleet::{RedisServer, ServerConfig, init_store};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin};
 use system_tests::*;
 
 fn args(server: &RedisServer, prefix: &str, extra: &str) -> String {
@@ -225,4 +225,43 @@ fn ping_reports_an_unreachable_store_with_its_own_status() {
     server.stop();
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(2), "{p:?}");
+}
+
+/// A server behind a `unix:` socket that shut down cleanly has removed its socket: that
+/// is a stopped server, not a refusal. `ping` says "not reachable" (2) and a login is
+/// denied with the store logged as unavailable. Control: the same options while the
+/// server runs, 0 and a login.
+#[test]
+fn a_removed_unix_socket_is_an_unreachable_store() {
+    if !require_root("a_removed_unix_socket_is_an_unreachable_store") {
+        return;
+    }
+    let mut server = RedisServer::start(&ServerConfig::default());
+    let a = format!(
+        "state=unix:{} redis_plugin={} redis_prefix=ds: redis_timeout=2000",
+        server.socket.display(),
+        plugin().display()
+    );
+    init_store(&a);
+    let (u, secret) = TestUser::enrolled("ds");
+    let host = Stack::probe("svc", &a);
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(0), "control: {p:?}");
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
+
+    server.stop();
+    std::fs::remove_file(&server.socket).expect("remove the socket, as a clean shutdown does");
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(2), "{p:?}");
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    assert!(
+        !matches!(d.returned(), Returned::Success | Returned::Ignore),
+        "{d:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("unavailable") && l.contains("is the server running?")),
+        "{logs:?}"
+    );
 }

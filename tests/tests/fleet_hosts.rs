@@ -653,3 +653,52 @@ fn the_reset_show_suggests_for_an_unusable_shared_record_clears_it() {
     let d = login_at(&hosts[0], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 }
+
+/// The module's own log line for an unusable shared record names the reset that
+/// clears it: through the PAM service's lines (`--service`), which lead to the fleet's
+/// store. Run as logged (with `--pam-dir` standing in for /etc/pam.d), it resets the
+/// fleet's record and the user logs in again. A plain `reset --user` would have reset
+/// the default local directory.
+#[test]
+fn the_reset_the_module_logs_for_an_unusable_shared_record_clears_it() {
+    let t = "the_reset_the_module_logs_for_an_unusable_shared_record_clears_it";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let prefix = fresh_prefix();
+    let hosts = fleet_with_prefix(&server, 1, "", &prefix);
+    let (u, secret) = TestUser::enrolled("fm");
+    let key = format!("{prefix}user:{}", u.name);
+    let r = server.raw(
+        None,
+        &[b"HSET", key.as_bytes(), b"v", b"3", b"r", b"garbage"],
+    );
+    assert!(r.starts_with(b":"), "{}", String::from_utf8_lossy(&r));
+    let (d, lines) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    let suggested = lines
+        .iter()
+        .find_map(|l| {
+            l.split('`')
+                .nth(1)
+                .filter(|c| c.starts_with("totp-state reset "))
+        })
+        .unwrap_or_else(|| panic!("no reset logged: {lines:?}"));
+    assert_eq!(
+        suggested,
+        format!("totp-state reset --user {} --service svc", u.name),
+        "{lines:?}"
+    );
+    let mut args: Vec<&str> = suggested.split(' ').skip(1).collect();
+    let pam_dir = hosts[0].path().to_string_lossy().into_owned();
+    args.extend(["--pam-dir", &pam_dir]);
+    let out = state_tool(&args);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    let d = login_at(&hosts[0], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}

@@ -27,7 +27,9 @@ use totp_core::state::{
 };
 use zeroize::Zeroizing;
 
-use crate::safefile::{FileRules, check_root_controlled, check_socket_path, open_checked};
+use crate::safefile::{
+    FileError, FileRules, check_root_controlled, check_socket_path, open_checked,
+};
 
 /// Where the plugin is installed unless `redis_plugin=` says otherwise: beside the
 /// module's `security/` directory on Debian multiarch (`/usr/lib/<triplet>/pam_totp/`).
@@ -251,8 +253,14 @@ pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
     if let RedisTarget::Unix { path } = &opts.endpoint.target {
         // Whoever could replace the socket, or a directory on its path, could put their
         // own server in the fleet's place.
-        check_socket_path(Path::new(path))
-            .map_err(|e| StoreError::Refused(format!("socket {path}: {e}")))?;
+        check_socket_path(Path::new(path)).map_err(|e| match e {
+            // A server that shut down cleanly removes its socket (and systemd its
+            // runtime directory): a stopped server, not a refusal.
+            FileError::NotFound | FileError::MissingDirectory { .. } => {
+                StoreError::Unavailable(format!("socket {path}: {e} (is the server running?)"))
+            }
+            e => StoreError::Refused(format!("socket {path}: {e}")),
+        })?;
     }
     Ok(PluginConfig {
         wait_replicas: opts.wait_replicas,

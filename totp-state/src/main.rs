@@ -47,8 +47,9 @@ enum Command {
     /// Initialise a new shared store once, before its first login: its key record, with
     /// nothing counted as used. Without it the first login creates the record and
     /// waits for the next code (the module cannot tell a new store from a lost one).
-    /// Refuses a store that already has one. With --after-loss: recreate the record of
-    /// a store that lost its data, every code up to now counted as used.
+    /// On a store that already has one it changes nothing but the Redis function
+    /// library, which it installs again (etcd: refused). With --after-loss: recreate
+    /// the record of a store that lost its data, every code up to now counted as used.
     Init(InitArgs),
 }
 

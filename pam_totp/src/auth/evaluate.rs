@@ -223,6 +223,23 @@ impl Ctx {
         }
     }
 
+    /// The `totp-state reset` that reaches this line's store: the default directory
+    /// needs only the user; another directory or a shared store is found from the PAM
+    /// service's lines (a plain `reset --user` there would reset the default directory
+    /// and leave the record that denies).
+    fn reset_command(&self, who: &str) -> String {
+        let default_store = !self.opts.state.is_shared() && self.opts.state_dir.is_none();
+        match &self.service {
+            Some(service) if !default_store => {
+                format!("totp-state reset --user {who} --service {service}")
+            }
+            None if !default_store => format!(
+                "totp-state reset --user {who} --options '<this pam_totp line's arguments>'"
+            ),
+            _ => format!("totp-state reset --user {who}"),
+        }
+    }
+
     pub(super) fn store_failed(
         &self,
         io: &mut dyn PamIo,
@@ -241,7 +258,8 @@ impl Ctx {
                 io.log(
                     Level::Err,
                     &format!(
-                        "state record of {who} is unusable: {m}; denying. Inspect it, then reset it with `totp-state reset --user {who}`"
+                        "state record of {who} is unusable: {m}; denying. Inspect it, then reset it with `{}`",
+                        self.reset_command(who)
                     ),
                 );
                 Ok(Outcome::Deny(Denial::StateUnusable))
@@ -269,7 +287,7 @@ impl Ctx {
                 let fix = if in_file {
                     format!("remove the PAM_TOTP_LAST_STEP line from {shown}")
                 } else {
-                    format!("reset the user's state with `totp-state reset --user {who}`")
+                    format!("reset the user's state with `{}`", self.reset_command(who))
                 };
                 io.log(
                     Level::Err,
