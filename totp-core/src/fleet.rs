@@ -507,16 +507,25 @@ impl FleetOptions {
         if self.redis.is_none()
             && let Some((name, _)) = redis_only.iter().find(|(_, set)| *set)
         {
-            return Err(bad(name, "needs state=redis://, rediss:// or unix:"));
+            return Err(bad(
+                name,
+                "needs a Redis state= (redis://, rediss://, unix:, redis+sentinel://, rediss+sentinel://)",
+            ));
         }
         if self.conn.ca_file.is_some() && !self.redis.as_ref().is_some_and(RedisEndpoint::tls) {
-            return Err(bad("redis_ca_file", "needs a rediss:// server"));
+            return Err(bad(
+                "redis_ca_file",
+                "needs a TLS server (rediss://, rediss+sentinel://)",
+            ));
         }
         match (&self.conn.client_cert, &self.conn.client_key) {
             (Some(_), None) => return Err(bad("redis_client_cert", "needs redis_client_key=")),
             (None, Some(_)) => return Err(bad("redis_client_key", "needs redis_client_cert=")),
             (Some(_), Some(_)) if !self.redis.as_ref().is_some_and(RedisEndpoint::tls) => {
-                return Err(bad("redis_client_cert", "needs a rediss:// server"));
+                return Err(bad(
+                    "redis_client_cert",
+                    "needs a TLS server (rediss://, rediss+sentinel://)",
+                ));
             }
             _ => {}
         }
