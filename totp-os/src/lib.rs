@@ -19,6 +19,7 @@
 pub mod boot;
 pub mod command;
 pub mod creds;
+mod fsize;
 pub mod inspect;
 pub mod nss;
 pub mod pam_stack;

@@ -89,7 +89,13 @@ fn errno_text(e: Errno) -> String {
 /// Maps an OS error to the store's error kinds: anything that says "this file system
 /// will not take the write" is a refusal, the rest an unavailable store.
 fn os_error(what: &str, e: Errno) -> StoreError {
-    let m = format!("{what}: {}", errno_text(e));
+    // The store's files are far below any file system's size limit: EFBIG is the
+    // process's own RLIMIT_FSIZE, which every write checks first (crate::fsize).
+    let m = if e == Errno::EFBIG {
+        format!("{what}: {}", crate::fsize::REFUSED)
+    } else {
+        format!("{what}: {}", errno_text(e))
+    };
     match e {
         Errno::EROFS
         | Errno::ENOSPC
@@ -454,7 +460,9 @@ impl StateDir {
             // Every slot's blocks now, so that no later write needs a new block: a full
             // file system then never locks out a user who already has a record. A record
             // that cannot be allocated is removed again, and the login denied with why.
-            if let Err(e) = fcntl::posix_fallocate(&fd, 0, MAX_FILE_LEN as libc::off_t) {
+            let allocated = crate::fsize::allows(MAX_FILE_LEN as u64)
+                .and_then(|()| fcntl::posix_fallocate(&fd, 0, MAX_FILE_LEN as libc::off_t));
+            if let Err(e) = allocated {
                 let _ = unistd::unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir);
                 return Err(os_error(
                     &format!("allocate a new record {shown} (the state directory's file system)"),
@@ -467,7 +475,11 @@ impl StateDir {
         let st = stat::fstat(&fd).map_err(|e| os_error(&format!("stat {shown}"), e))?;
         // A record an earlier version created holes in: allocate it now, while there is
         // room (best effort: a full file system leaves it as it was).
-        if write && !created && (st.st_blocks as u64) * 512 < MAX_FILE_LEN as u64 {
+        if write
+            && !created
+            && (st.st_blocks as u64) * 512 < MAX_FILE_LEN as u64
+            && crate::fsize::allows(MAX_FILE_LEN as u64).is_ok()
+        {
             let _ = fcntl::posix_fallocate(&fd, 0, MAX_FILE_LEN as libc::off_t);
         }
         let problem = if kind(&st) != SFlag::S_IFREG {
@@ -553,7 +565,9 @@ impl StateDir {
         .map_err(|e| os_error(&format!("create a store key in {shown}"), e))?;
         let mut file = File::from(fd);
         // write(2), not pwrite: tests tell a record's write by its pwrite64.
-        let written = std::io::Write::write_all(&mut file, &key[..])
+        let written = crate::fsize::allows(key.len() as u64)
+            .map_err(std::io::Error::from)
+            .and_then(|()| std::io::Write::write_all(&mut file, &key[..]))
             .and_then(|()| file.sync_all())
             .map_err(|e| io_error(&format!("write a store key in {shown}"), &e));
         // RENAME_NOREPLACE, not link-then-unlink: between those two calls the key has two
@@ -635,6 +649,8 @@ impl StateDir {
         let shown = self.shown(uid);
         fault::hit(FaultPoint::Write)
             .map_err(|e| os_error(&format!("write {shown}"), Errno::from_raw(e)))?;
+        crate::fsize::allows(offset + bytes.len() as u64)
+            .map_err(|e| os_error(&format!("write {shown}"), e))?;
         file.write_all_at(&bytes, offset)
             .map_err(|e| io_error(&format!("write {shown}"), &e))?;
         if durable {
