@@ -842,6 +842,26 @@ fn profile_auth_lines(profile: &str) -> Vec<String> {
     lines
 }
 
+/// A set-up whose `service` is a stock file that only includes `common-auth`, and whose
+/// `common-auth` is what pam-auth-update writes with the profile (`auth` lines)
+/// selected: the Primary block, pam_deny, pam_permit, then the Additional block.
+fn profile_setup(service: &str, auth: &[String]) -> Setup {
+    let setup = Setup::new(service);
+    let mut common = COMMON_AUTH.to_string();
+    for line in auth {
+        common.push_str("auth ");
+        common.push_str(&line.replace("pam_totp.so", &module_with_state(&setup.stack.state_dir())));
+        common.push('\n');
+    }
+    fs::write(setup.stack.path().join("common-auth"), common).expect("common-auth");
+    let include = format!(
+        "@include {}\n",
+        setup.stack.path().join("common-auth").display()
+    );
+    fs::write(setup.stack.path().join(service), include).expect("service");
+    setup
+}
+
 #[test]
 fn pam_auth_update_profile_adds_the_code_after_the_password() {
     let test = "pam_auth_update_profile";
@@ -853,21 +873,7 @@ fn pam_auth_update_profile_adds_the_code_after_the_password() {
     let auth = profile_auth_lines(&profile);
     assert!(!auth.is_empty(), "profile has no Auth lines");
 
-    let setup = Setup::new("login");
-    // common-auth as pam-auth-update writes it with the profile selected: the Primary
-    // block, pam_deny, pam_permit, then the Additional block.
-    let mut common = COMMON_AUTH.to_string();
-    for line in &auth {
-        common.push_str("auth ");
-        common.push_str(&line.replace("pam_totp.so", &module_with_state(&setup.stack.state_dir())));
-        common.push('\n');
-    }
-    fs::write(setup.stack.path().join("common-auth"), common).expect("common-auth");
-    let include = format!(
-        "@include {}\n",
-        setup.stack.path().join("common-auth").display()
-    );
-    fs::write(setup.stack.path().join("login"), include).expect("login");
+    let setup = profile_setup("login", &auth);
 
     let u = users("pa");
     let console = Items {
@@ -875,6 +881,49 @@ fn pam_auth_update_profile_adds_the_code_after_the_password() {
         rhost: None,
     };
     password_then_code(&setup, &u, Mode::Home, console);
+}
+
+/// What pam.d-examples/README.md warns about: with the profile selected and Debian's
+/// stock sshd settings (`PasswordAuthentication yes`, keyboard-interactive off), sshd's
+/// "password" method answers every hidden PAM question with the password, the code
+/// prompt included. An enrolled user is then refused with the right password (and the
+/// attempt counts as a wrong code); a user without a secret file still logs in.
+#[test]
+fn pam_auth_update_profile_refuses_enrolled_users_on_sshds_password_method() {
+    let test = "pam_auth_update_profile_password_method";
+    if !ready(test) {
+        return;
+    }
+    let auth = profile_auth_lines(&example_text("pam-configs/pam_totp"));
+    let setup = profile_setup("sshd", &auth);
+    let u = users("pw");
+    enroll(&setup, &u.enrolled, Mode::Home);
+    // sshd's password method: the same password for every echo-off prompt.
+    let as_sshd_password_method = |user: &TestUser| {
+        setup
+            .drive(user)
+            .tty("ssh")
+            .rhost("192.0.2.30")
+            .answer(PASSWORD)
+            .answer(PASSWORD)
+            .run()
+    };
+    let d = as_sshd_password_method(&u.enrolled);
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "enrolled: the code prompt gets the password and the login fails",
+    );
+    let d = as_sshd_password_method(&u.plain);
+    expect(
+        &d,
+        OK,
+        1,
+        false,
+        "not enrolled (nullok): the password alone",
+    );
 }
 
 #[test]
