@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 use system_tests::{
     Drive, Driver, Stack, TestUser, module_with_state, now, oathtool_totp, random_secret_b32,
-    require_root, require_tool, reset_state, workspace, write_owned, wrong_totp,
+    require_root, require_tool, reset_state, skip, workspace, write_owned, wrong_totp,
 };
 
 const PASSWORD: &str = "correct horse 7 battery";
@@ -478,6 +478,56 @@ fn every_example_is_tested_and_no_pam_totp_line_is_sufficient_or_optional() {
             .all(|l| l.starts_with("[success=ok ignore=ignore default=die]")),
         "profile Auth lines must be requisite-style"
     );
+}
+
+/// Whitespace-normalised active lines, for comparing PAM files.
+fn normalised_lines(text: &str) -> Vec<String> {
+    active_lines(text)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// An example installed as it is must not drop what the stock file did (pam_limits,
+/// pam_loginuid, the locale environment...). `login` and `su` are Debian 12's stock
+/// files with the pam_totp lines added: every active line of the host's stock file is
+/// in them, in the same order. Every other example that stands for a distribution's
+/// file with more lines says to keep those lines.
+#[test]
+fn examples_keep_the_stock_files_other_lines_or_say_to() {
+    let test = "examples_keep_the_stock_files_other_lines_or_say_to";
+    for name in ["login", "su"] {
+        let system = PathBuf::from("/etc/pam.d").join(name);
+        let Ok(stock) = fs::read_to_string(&system) else {
+            skip(test, &format!("Debian's stock {}", system.display()));
+            continue;
+        };
+        let example = normalised_lines(&example_text(name));
+        let mut at = 0;
+        for line in normalised_lines(&stock) {
+            match example[at..].iter().position(|l| *l == line) {
+                Some(i) => at += i + 1,
+                None => panic!(
+                    "pam.d-examples/{name} lacks (or reorders) the stock line {line:?} of {}",
+                    system.display()
+                ),
+            }
+        }
+    }
+    for name in [
+        "sshd",
+        "sshd-publickey",
+        "gdm-password",
+        "lightdm",
+        "sddm",
+        "cockpit",
+        "xrdp-sesman",
+    ] {
+        let text = example_text(name);
+        assert!(
+            text.contains("Keep your distribution's account,"),
+            "pam.d-examples/{name} must say to keep the stock file's other lines"
+        );
+    }
 }
 
 #[test]
