@@ -311,3 +311,58 @@ fn check_reports_what_the_module_logs_only_with_debug() {
         "{stderr}"
     );
 }
+
+/// totp-enroll(1): with `--json`, a failure is one `error` object on standard output
+/// with kind `usage` for bad flags. That holds for the usage errors the flag parser
+/// finds itself (a conflict, a value out of range, an unknown flag, in a subcommand
+/// too), not only for those found later: a provisioning tool reading standard output
+/// used to get nothing at all for them. Without `--json` standard output stays empty,
+/// and `--help` is still help.
+#[test]
+fn json_usage_errors_are_json_on_standard_output() {
+    let cases: &[&[&str]] = &[
+        &["-t", "-D", "-W", "-C", "--non-interactive", "-r", "3", "-u"],
+        &["-t", "-r", "11", "-R", "30"],
+        &["-t", "--digits", "9"],
+        &["--no-such-flag"],
+        &["resync", "--bogus"],
+        &["check"],
+    ];
+    for args in cases {
+        let out = Command::new(&built().enroll)
+            .args(*args)
+            .arg("--json")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run totp-enroll");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: standard output is not one JSON object ({e}): {:?}; stderr {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(v["error"]["kind"], "usage", "{args:?}: {v}");
+        assert_eq!(v["error"]["exit_code"], 2, "{args:?}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.is_empty() && !message.starts_with("error:"),
+            "{args:?}: {v}"
+        );
+        // Without --json: the same status, nothing on standard output.
+        let plain = Command::new(&built().enroll)
+            .args(*args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run totp-enroll");
+        assert_eq!(plain.status.code(), Some(2), "{args:?}");
+        assert!(plain.stdout.is_empty(), "{args:?}: {plain:?}");
+    }
+    let help = Command::new(&built().enroll)
+        .args(["--json", "--help"])
+        .output()
+        .expect("run totp-enroll");
+    assert!(help.status.success(), "{help:?}");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage:"));
+}
