@@ -366,3 +366,42 @@ fn json_usage_errors_are_json_on_standard_output() {
     assert!(help.status.success(), "{help:?}");
     assert!(String::from_utf8_lossy(&help.stdout).contains("Usage:"));
 }
+
+/// An existing `--qr-png` file is not replaced without `-f`, nothing is written, and the
+/// refusal points at `-f` only: the hint for an existing secret file
+/// (`--regenerate-scratch-codes`) is no way out for an image, and the run used to give it.
+#[test]
+fn an_existing_qr_file_is_refused_with_a_hint_that_fits_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let png = dir.path().join("qr.png");
+    let secret = dir.path().join("ga");
+    fs::write(&png, b"an older image").expect("write png");
+    let run = |force: bool| {
+        let mut cmd = Command::new(&built().enroll);
+        cmd.args(ENROLL_SCRIPTED)
+            .arg("--json")
+            .arg("--qr-png")
+            .arg(&png)
+            .arg("-s")
+            .arg(&secret)
+            .stdin(Stdio::null());
+        if force {
+            cmd.arg("-f");
+        }
+        cmd.output().expect("run totp-enroll")
+    };
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON error");
+    assert_eq!(v["error"]["kind"], "exists", "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("qr.png") && message.contains("-f/--force"), "{v}");
+    assert!(!message.contains("regenerate"), "a hint for secret files: {v}");
+    assert!(!secret.exists(), "nothing written");
+    assert_eq!(fs::read(&png).expect("png"), b"an older image");
+
+    let out = run(true);
+    assert!(out.status.success(), "{out:?}");
+    assert!(secret.exists());
+    assert!(fs::read(&png).expect("png").starts_with(b"\x89PNG"));
+}
