@@ -28,8 +28,9 @@ use std::fs;
 use std::path::PathBuf;
 
 use system_tests::{
-    Drive, Driver, Stack, TestUser, module_with_state, now, oathtool_totp, random_secret_b32,
-    require_root, require_tool, reset_state, skip, workspace, write_owned, wrong_totp,
+    Drive, Driver, Stack, TestUser, built, module_with_state, now, oathtool_totp,
+    random_secret_b32, require_root, require_tool, reset_state, skip, workspace, write_owned,
+    wrong_totp,
 };
 
 const PASSWORD: &str = "correct horse 7 battery";
@@ -974,6 +975,27 @@ fn pam_auth_update_profile_refuses_enrolled_users_on_sshds_password_method() {
         false,
         "not enrolled (nullok): the password alone",
     );
+}
+
+/// What the README says before removing the package: a pam.d line naming a module that
+/// is gone fails every login through the stack, with the right password and without a
+/// secret file (nullok cannot help: the module never runs).
+#[test]
+fn a_removed_module_fails_every_login_through_the_login_example() {
+    let test = "removed_module";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::example("login", "login");
+    let installed = setup.stack.path().join("login");
+    let text = fs::read_to_string(&installed).expect("installed example");
+    let module = built().module.to_string_lossy().into_owned();
+    assert!(text.contains(&module), "{text}");
+    let gone = setup.stack.path().join("removed").join("pam_totp.so");
+    fs::write(&installed, text.replace(&module, &gone.to_string_lossy())).expect("write");
+    let u = users("rm");
+    let d = setup.drive(&u.plain).tty("tty4").answer(PASSWORD).run();
+    assert_eq!(d.result, "PAM_MODULE_UNKNOWN", "{d:?}");
 }
 
 #[test]
