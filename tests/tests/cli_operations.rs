@@ -395,8 +395,14 @@ fn an_existing_qr_file_is_refused_with_a_hint_that_fits_it() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON error");
     assert_eq!(v["error"]["kind"], "exists", "{v}");
     let message = v["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("qr.png") && message.contains("-f/--force"), "{v}");
-    assert!(!message.contains("regenerate"), "a hint for secret files: {v}");
+    assert!(
+        message.contains("qr.png") && message.contains("-f/--force"),
+        "{v}"
+    );
+    assert!(
+        !message.contains("regenerate"),
+        "a hint for secret files: {v}"
+    );
     assert!(!secret.exists(), "nothing written");
     assert_eq!(fs::read(&png).expect("png"), b"an older image");
 

@@ -977,6 +977,71 @@ fn pam_auth_update_profile_refuses_enrolled_users_on_sshds_password_method() {
     );
 }
 
+/// pam.d-examples/README.md: with the profile enabled, a locker that answers every
+/// question with its one field gets the `screen-locker` stack. Its password lines are
+/// its own: `@include common-auth` would bring in the profile's pam_totp line, which
+/// asks again, and the locker's same answer then fails (a replay at best), so the
+/// screen could never be unlocked by an enrolled user.
+#[test]
+fn screen_locker_example_unlocks_with_the_profile_enabled() {
+    let test = "screen_locker_with_profile";
+    if !ready(test) {
+        return;
+    }
+    let auth = profile_auth_lines(&example_text("pam-configs/pam_totp"));
+    let setup = profile_setup("i3lock", &auth);
+    setup.install("screen-locker", &setup.default_rewrite());
+    let u = users("sp");
+    let secret = enroll(&setup, &u.enrolled, Mode::Home);
+    let typed = format!("{PASSWORD}{}", code(&secret));
+    // The locker's one field answers every prompt with the same text.
+    let d = setup
+        .drive(&u.enrolled)
+        .tty(":0")
+        .answer(&typed)
+        .answer(&typed)
+        .run();
+    expect(&d, OK, 1, true, "one question, with the profile enabled");
+    let d = setup
+        .drive(&u.plain)
+        .tty(":0")
+        .answer(PASSWORD)
+        .answer(PASSWORD)
+        .run();
+    expect(&d, OK, 1, false, "not enrolled: the password alone");
+}
+
+/// Why the examples and the profile do not combine (pam.d-examples/README.md): an
+/// example that includes `common-auth` and adds its own pam_totp line asks for the code
+/// twice when the profile is enabled, and the second answer is refused.
+#[test]
+fn an_example_with_the_profile_enabled_asks_twice_and_fails() {
+    let test = "example_with_profile";
+    if !ready(test) {
+        return;
+    }
+    let auth = profile_auth_lines(&example_text("pam-configs/pam_totp"));
+    let setup = profile_setup("login", &auth);
+    setup.install("login", &setup.default_rewrite());
+    let u = users("pl");
+    let secret = enroll(&setup, &u.enrolled, Mode::Home);
+    let right = code(&secret);
+    let d = setup
+        .drive(&u.enrolled)
+        .tty("tty5")
+        .answer(PASSWORD)
+        .answer(&right)
+        .answer(&right)
+        .run();
+    expect(
+        &d,
+        DENIED,
+        3,
+        true,
+        "the code asked twice; the second is a replay",
+    );
+}
+
 /// What the README says before removing the package: a pam.d line naming a module that
 /// is gone fails every login through the stack, with the right password and without a
 /// secret file (nullok cannot help: the module never runs).
