@@ -411,3 +411,66 @@ fn an_existing_qr_file_is_refused_with_a_hint_that_fits_it() {
     assert!(secret.exists());
     assert!(fs::read(&png).expect("png").starts_with(b"\x89PNG"));
 }
+
+/// README, "Migrating from google-authenticator": the audit before the switch runs on a
+/// copy of the PAM directory with the word changed, includes read from the copy. On the
+/// directory as it still is (the GA module named) it can only say there is no pam_totp
+/// line, which is why the README no longer tells people to run it there.
+#[test]
+fn the_readmes_audit_before_the_switch_works_on_a_changed_copy() {
+    if !require_root("the_readmes_audit_before_the_switch_works_on_a_changed_copy") {
+        return;
+    }
+    let (u, _) = TestUser::enrolled("ra");
+    let live = tempfile::tempdir().expect("tempdir");
+    fs::write(
+        live.path().join("common-auth"),
+        "auth [success=1 default=ignore] pam_unix.so nullok\n\
+         auth requisite pam_deny.so\nauth required pam_permit.so\n",
+    )
+    .expect("common-auth");
+    fs::write(
+        live.path().join("sshd"),
+        "@include common-auth\nauth required pam_google_authenticator.so nullok\n",
+    )
+    .expect("sshd");
+    let audit = |dir: &Path| {
+        state_tool(&[
+            "audit",
+            "--service",
+            "sshd",
+            "--pam-dir",
+            dir.to_str().expect("utf-8"),
+        ])
+    };
+    let out = audit(live.path());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no auth line for pam_totp.so"),
+        "{out:?}"
+    );
+
+    // The README's steps: copy, change the word in the copy, audit the copy.
+    let copy = tempfile::tempdir().expect("tempdir");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", live.path().display()))
+        .arg(copy.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let status = Command::new("sed")
+        .args(["-i", r"s/pam_google_authenticator\.so/pam_totp.so/"])
+        .arg(copy.path().join("sshd"))
+        .status()
+        .expect("sed");
+    assert!(status.success());
+    let out = audit(copy.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{}: ok:", u.name))),
+        "the enrolled account is audited: {out:?}"
+    );
+}
