@@ -143,6 +143,25 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
         "{l:#?}"
     );
 
+    // Not counted either: use_first_pass with nothing usable in PAM_AUTHTOK (no code
+    // was given, none compared).
+    stack.service(
+        "firstpass",
+        &format!(
+            "auth required {} state_dir={} use_first_pass\n",
+            installed_name.display(),
+            stack.state_dir().display()
+        ),
+    );
+    let (_, l) = login(
+        Driver::new(&stack, "firstpass", &u.name)
+            .rhost("192.0.2.24")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "no usable code in PAM_AUTHTOK for"), "{l:#?}");
+
     // Not counted: a success, the same right code again (replay), a console login, a
     // nullok skip.
     let good_at = T0 + 300;
