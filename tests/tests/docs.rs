@@ -340,11 +340,8 @@ fn every_test_file_the_docs_cite_exists() {
         }
     }
     let root = workspace();
-    let mut files = vec![
-        root.join("README.md"),
-        root.join("SECURITY.md"),
-        root.join("CHANGELOG.md"),
-    ];
+    // Not CHANGELOG.md: it records what was true when each entry was written.
+    let mut files = vec![root.join("README.md"), root.join("SECURITY.md")];
     for dir in ["docs", "man", "pam.d-examples", "packaging"] {
         collect(&root.join(dir), &mut files);
     }
