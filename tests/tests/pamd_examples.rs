@@ -57,6 +57,7 @@ const EXAMPLES: &[&str] = &[
     "sshd_config-publickey.conf",
     "su",
     "sudo",
+    "sudo-i",
     "xrdp-sesman",
 ];
 
@@ -66,6 +67,7 @@ const STACKS: &[&str] = &[
     "sshd",
     "sshd-publickey",
     "sudo",
+    "sudo-i",
     "su",
     "login",
     "lightdm",
@@ -451,7 +453,7 @@ fn every_example_is_tested_and_no_pam_totp_line_is_sufficient_or_optional() {
         // jumps over a home-mode line; both die on anything but success or a skip.
         let (first, last) = match totp.as_slice() {
             [only] => (None, *only),
-            [store, home] if name == "sudo" || name == "su" => (Some(*store), *home),
+            [store, home] if ["sudo", "sudo-i", "su"].contains(&name) => (Some(*store), *home),
             other => panic!("{name}: unexpected pam_totp lines {other:?}"),
         };
         if let Some(store) = first {
@@ -814,6 +816,44 @@ fn sudo_example_uses_the_root_owned_store_and_asks_inside_ssh() {
         true,
         "sudo inside SSH with access rules: wrong code denied",
     );
+}
+
+/// Debian's sudo runs `sudo -i` through the `sudo-i` service, not `sudo`: the sudo-i
+/// example asks the same password and store code, with the same move from home mode,
+/// so `sudo -i` is no way around the code the sudo example asks for.
+#[test]
+fn sudo_i_example_asks_the_same_store_code_as_sudo() {
+    let test = "sudo_i_example";
+    if !ready(test) {
+        return;
+    }
+    let in_ssh = Items {
+        tty: Some("/dev/pts/4"),
+        rhost: None,
+    };
+    let sudo = example_text("sudo");
+    let sudo_i = example_text("sudo-i");
+    let totp_lines = |text: &str| -> Vec<String> {
+        normalised_lines(text)
+            .into_iter()
+            .filter(|l| l.contains("pam_totp.so"))
+            .collect()
+    };
+    assert_eq!(
+        totp_lines(&sudo_i),
+        totp_lines(&sudo),
+        "sudo-i asks what sudo asks"
+    );
+    let setup = Setup::example("sudo-i", "sudo-i");
+    let u = users("si");
+    password_then_code(&setup, &u, Mode::Store, in_ssh);
+    // A user enrolled only at home keeps being asked for that code (migration).
+    let home_secret = enroll(&setup, &u.plain, Mode::Home);
+    let d = with_items(setup.drive(&u.plain), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&home_secret))
+        .run();
+    expect(&d, OK, 2, true, "enrolled at home only: that code is asked");
 }
 
 #[test]
