@@ -491,17 +491,25 @@ fn normalised_lines(text: &str) -> Vec<String> {
 }
 
 /// An example installed as it is must not drop what the stock file did (pam_limits,
-/// pam_loginuid, the locale environment...). `login` and `su` are Debian 12's stock
-/// files with the pam_totp lines added: every active line of the host's stock file is
-/// in them, in the same order. Every other example that stands for a distribution's
+/// pam_loginuid, the locale environment...). `login`, `su`, `sudo` and `sudo-i` are
+/// Debian 12's stock files with the pam_totp lines added: every active line of the
+/// host's stock file (sudo's only where sudo is installed) is in them, in order. Every other example that stands for a distribution's
 /// file with more lines says to keep those lines.
 #[test]
 fn examples_keep_the_stock_files_other_lines_or_say_to() {
     let test = "examples_keep_the_stock_files_other_lines_or_say_to";
-    for name in ["login", "su"] {
+    // login and su come with every Debian system; sudo's files only with sudo.
+    for (name, always) in [
+        ("login", true),
+        ("su", true),
+        ("sudo", false),
+        ("sudo-i", false),
+    ] {
         let system = PathBuf::from("/etc/pam.d").join(name);
         let Ok(stock) = fs::read_to_string(&system) else {
-            skip(test, &format!("Debian's stock {}", system.display()));
+            if always {
+                skip(test, &format!("Debian's stock {}", system.display()));
+            }
             continue;
         };
         let example = normalised_lines(&example_text(name));
