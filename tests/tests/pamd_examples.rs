@@ -491,21 +491,24 @@ fn normalised_lines(text: &str) -> Vec<String> {
 }
 
 /// An example installed as it is must not drop what the stock file did (pam_limits,
-/// pam_loginuid, the locale environment...). `login`, `su`, `sudo` and `sudo-i` are
-/// Debian 12's stock files with the pam_totp lines added: every active line of the
-/// host's stock file (sudo's only where sudo is installed) is in them, in order. Every other example that stands for a distribution's
-/// file with more lines says to keep those lines.
+/// pam_loginuid, the locale environment...). `login`, `su`, `sudo`, `sudo-i` and
+/// `polkit-1` are Debian 12's stock files with the pam_totp lines added: every active
+/// line of the host's stock file (sudo's and polkit's only where those are installed) is
+/// in them, in order. Every other example that stands for a distribution's file with
+/// more lines says to keep those lines.
 #[test]
 fn examples_keep_the_stock_files_other_lines_or_say_to() {
     let test = "examples_keep_the_stock_files_other_lines_or_say_to";
-    // login and su come with every Debian system; sudo's files only with sudo.
-    for (name, always) in [
-        ("login", true),
-        ("su", true),
-        ("sudo", false),
-        ("sudo-i", false),
+    // login and su come with every Debian system; sudo's files only with sudo, polkit's
+    // only with polkitd (in the vendor directory, which /etc/pam.d overrides).
+    for (name, dir, always) in [
+        ("login", "/etc/pam.d", true),
+        ("su", "/etc/pam.d", true),
+        ("sudo", "/etc/pam.d", false),
+        ("sudo-i", "/etc/pam.d", false),
+        ("polkit-1", "/usr/lib/pam.d", false),
     ] {
-        let system = PathBuf::from("/etc/pam.d").join(name);
+        let system = PathBuf::from(dir).join(name);
         let Ok(stock) = fs::read_to_string(&system) else {
             if always {
                 skip(test, &format!("Debian's stock {}", system.display()));
