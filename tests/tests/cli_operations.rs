@@ -311,3 +311,166 @@ fn check_reports_what_the_module_logs_only_with_debug() {
         "{stderr}"
     );
 }
+
+/// totp-enroll(1): with `--json`, a failure is one `error` object on standard output
+/// with kind `usage` for bad flags. That holds for the usage errors the flag parser
+/// finds itself (a conflict, a value out of range, an unknown flag, in a subcommand
+/// too), not only for those found later: a provisioning tool reading standard output
+/// used to get nothing at all for them. Without `--json` standard output stays empty,
+/// and `--help` is still help.
+#[test]
+fn json_usage_errors_are_json_on_standard_output() {
+    let cases: &[&[&str]] = &[
+        &["-t", "-D", "-W", "-C", "--non-interactive", "-r", "3", "-u"],
+        &["-t", "-r", "11", "-R", "30"],
+        &["-t", "--digits", "9"],
+        &["--no-such-flag"],
+        &["resync", "--bogus"],
+        &["check"],
+    ];
+    for args in cases {
+        let out = Command::new(&built().enroll)
+            .args(*args)
+            .arg("--json")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run totp-enroll");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: standard output is not one JSON object ({e}): {:?}; stderr {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(v["error"]["kind"], "usage", "{args:?}: {v}");
+        assert_eq!(v["error"]["exit_code"], 2, "{args:?}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.is_empty() && !message.starts_with("error:"),
+            "{args:?}: {v}"
+        );
+        // Without --json: the same status, nothing on standard output.
+        let plain = Command::new(&built().enroll)
+            .args(*args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run totp-enroll");
+        assert_eq!(plain.status.code(), Some(2), "{args:?}");
+        assert!(plain.stdout.is_empty(), "{args:?}: {plain:?}");
+    }
+    let help = Command::new(&built().enroll)
+        .args(["--json", "--help"])
+        .output()
+        .expect("run totp-enroll");
+    assert!(help.status.success(), "{help:?}");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage:"));
+}
+
+/// An existing `--qr-png` file is not replaced without `-f`, nothing is written, and the
+/// refusal points at `-f` only: the hint for an existing secret file
+/// (`--regenerate-scratch-codes`) is no way out for an image, and the run used to give it.
+#[test]
+fn an_existing_qr_file_is_refused_with_a_hint_that_fits_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let png = dir.path().join("qr.png");
+    let secret = dir.path().join("ga");
+    fs::write(&png, b"an older image").expect("write png");
+    let run = |force: bool| {
+        let mut cmd = Command::new(&built().enroll);
+        cmd.args(ENROLL_SCRIPTED)
+            .arg("--json")
+            .arg("--qr-png")
+            .arg(&png)
+            .arg("-s")
+            .arg(&secret)
+            .stdin(Stdio::null());
+        if force {
+            cmd.arg("-f");
+        }
+        cmd.output().expect("run totp-enroll")
+    };
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON error");
+    assert_eq!(v["error"]["kind"], "exists", "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("qr.png") && message.contains("-f/--force"),
+        "{v}"
+    );
+    assert!(
+        !message.contains("regenerate"),
+        "a hint for secret files: {v}"
+    );
+    assert!(!secret.exists(), "nothing written");
+    assert_eq!(fs::read(&png).expect("png"), b"an older image");
+
+    let out = run(true);
+    assert!(out.status.success(), "{out:?}");
+    assert!(secret.exists());
+    assert!(fs::read(&png).expect("png").starts_with(b"\x89PNG"));
+}
+
+/// README, "Migrating from google-authenticator": the audit before the switch runs on a
+/// copy of the PAM directory with the word changed, includes read from the copy. On the
+/// directory as it still is (the GA module named) it can only say there is no pam_totp
+/// line, which is why the README no longer tells people to run it there.
+#[test]
+fn the_readmes_audit_before_the_switch_works_on_a_changed_copy() {
+    if !require_root("the_readmes_audit_before_the_switch_works_on_a_changed_copy") {
+        return;
+    }
+    let (u, _) = TestUser::enrolled("ra");
+    let live = tempfile::tempdir().expect("tempdir");
+    fs::write(
+        live.path().join("common-auth"),
+        "auth [success=1 default=ignore] pam_unix.so nullok\n\
+         auth requisite pam_deny.so\nauth required pam_permit.so\n",
+    )
+    .expect("common-auth");
+    fs::write(
+        live.path().join("sshd"),
+        "@include common-auth\nauth required pam_google_authenticator.so nullok\n",
+    )
+    .expect("sshd");
+    let audit = |dir: &Path| {
+        state_tool(&[
+            "audit",
+            "--service",
+            "sshd",
+            "--pam-dir",
+            dir.to_str().expect("utf-8"),
+        ])
+    };
+    let out = audit(live.path());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no auth line for pam_totp.so"),
+        "{out:?}"
+    );
+
+    // The README's steps: copy, change the word in the copy, audit the copy.
+    let copy = tempfile::tempdir().expect("tempdir");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", live.path().display()))
+        .arg(copy.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let status = Command::new("sed")
+        .args(["-i", r"s/pam_google_authenticator\.so/pam_totp.so/"])
+        .arg(copy.path().join("sshd"))
+        .status()
+        .expect("sed");
+    assert!(status.success());
+    let out = audit(copy.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{}: ok:", u.name))),
+        "the enrolled account is audited: {out:?}"
+    );
+}

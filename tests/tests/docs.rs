@@ -273,3 +273,107 @@ fn security_md_cites_tests_that_exist_with_their_kind() {
         problems.join("\n")
     );
 }
+
+/// The text between the first `start` and the next `end` after it.
+fn section<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start:?} in the page"));
+    let rest = &text[from..];
+    let to = rest[start.len()..]
+        .find(end)
+        .map_or(rest.len(), |i| i + start.len());
+    &rest[..to]
+}
+
+/// The caps the pages promise are the module's: `totp-enroll resync` without `--service`
+/// allows `DEFAULT_MAX_TIME_SKEW` steps (its page once said 3, the default before GA's
+/// range was adopted), and every other place that names a default cap says the same.
+#[test]
+fn the_man_pages_state_the_module_default_caps() {
+    use totp_core::policy::{DEFAULT_MAX_TIME_SKEW, DEFAULT_MAX_WINDOW};
+    let enroll = man_text("totp-enroll.1");
+    let resync = section(&enroll, ".SS \"resync\"", ".SS ");
+    let want = format!("default cap ({DEFAULT_MAX_TIME_SKEW} steps)");
+    assert!(
+        resync.contains(&want),
+        "totp-enroll.1, resync --service: expected {want:?} in:\n{resync}"
+    );
+    let caps = section(&enroll, ".SH \"CAPS SHARED WITH THE MODULE\"", ".SH ");
+    let want = format!("(defaults {DEFAULT_MAX_WINDOW} and {DEFAULT_MAX_TIME_SKEW})");
+    assert!(caps.contains(&want), "totp-enroll.1: {want:?} in:\n{caps}");
+    let window = section(&enroll, "--window-size", ".TP");
+    let want = format!("cap ({DEFAULT_MAX_WINDOW} unless");
+    assert!(
+        window.contains(&want),
+        "totp-enroll.1 -w: {want:?} in:\n{window}"
+    );
+
+    let module = man_text("pam_totp.8");
+    let want = format!("default {DEFAULT_MAX_WINDOW}.");
+    let item = section(&module, ".BI max_window= n", ".TP");
+    assert!(item.contains(&want), "pam_totp.8: {want:?} in:\n{item}");
+    let want = format!("default {DEFAULT_MAX_TIME_SKEW}:");
+    let item = section(&module, ".BI max_time_skew= steps", ".TP");
+    assert!(item.contains(&want), "pam_totp.8: {want:?} in:\n{item}");
+
+    let help = help_of(&["--help"]);
+    let want = format!("{DEFAULT_MAX_WINDOW} unless --service");
+    assert!(help.contains(&want), "totp-enroll --help: {want:?}");
+}
+
+/// Every test file the documentation names as proof (`tests/tests/NAME.rs`,
+/// `tests/e2e/NAME`) exists, so a reader who follows a claim to its test finds it.
+#[test]
+fn every_test_file_the_docs_cite_exists() {
+    fn collect(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                collect(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let root = workspace();
+    // Not CHANGELOG.md: it records what was true when each entry was written.
+    let mut files = vec![root.join("README.md"), root.join("SECURITY.md")];
+    for dir in ["docs", "man", "pam.d-examples", "packaging"] {
+        collect(&root.join(dir), &mut files);
+    }
+    let mut cited = 0;
+    let mut missing = Vec::new();
+    for file in &files {
+        let Ok(text) = fs::read_to_string(file) else {
+            continue;
+        };
+        for prefix in ["tests/tests/", "tests/e2e/"] {
+            for (at, _) in text.match_indices(prefix) {
+                // The path as written: up to the first character a path does not hold.
+                let path: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c))
+                    .collect();
+                let path = path.trim_end_matches('.');
+                if path.len() == prefix.len() || path.ends_with('/') {
+                    continue;
+                }
+                cited += 1;
+                if !root.join(path).exists() {
+                    let shown = file.strip_prefix(&root).unwrap_or(file);
+                    missing.push(format!("{}: {path}", shown.display()));
+                }
+            }
+        }
+    }
+    assert!(cited > 10, "only {cited} citations found");
+    assert!(
+        missing.is_empty(),
+        "cited test files that do not exist:\n{}",
+        missing.join("\n")
+    );
+}

@@ -73,3 +73,46 @@ fn the_window_the_cli_writes_is_the_window_a_login_gets() {
     assert_eq!(login(&wide, &user, &code_off(&secret, 11)), "PAM_AUTH_ERR");
     assert_eq!(login(&wide, &user, &code_off(&secret, 10)), "PAM_SUCCESS");
 }
+
+/// The wider-window question promises the window a "yes" writes: with a service that
+/// caps `max_window=5`, it speaks of 5 codes (it used to say 17 and then write 5), and
+/// the module honours those 5 (offsets -2..+2).
+#[test]
+fn the_wider_window_question_names_the_window_it_writes() {
+    let test = "the_wider_window_question_names_the_window_it_writes";
+    if !require_root(test) || !require_tool(test, "oathtool") {
+        return;
+    }
+    let user = TestUser::create("wq");
+    let capped = Stack::with_module(SERVICE, "max_window=5");
+    let dir = capped.path().to_str().expect("utf-8").to_owned();
+    let mut child = Command::new(&built().enroll)
+        .args(["--user", &user.name, "-t", "-C", "-f", "--json"])
+        .args(["--service", SERVICE, "--pam-dir", &dir])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run totp-enroll");
+    {
+        use std::io::Write;
+        // Disallow reuse: yes; a wider window: yes; rate limiting: no.
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"y\ny\nn\n").expect("answers");
+    }
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("more, 5 codes (the 2 before, the current one and the 2 after)"),
+        "the question names the capped window: {stderr}"
+    );
+    assert!(!stderr.contains("17 codes"), "{stderr}");
+    assert!(read(&user.secret_path()).contains("\" WINDOW_SIZE 5\n"));
+    let secret = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["secret"].as_str().map(str::to_owned))
+        .expect("secret in the JSON");
+    assert_eq!(login(&capped, &user, &code_off(&secret, 3)), "PAM_AUTH_ERR");
+    assert_eq!(login(&capped, &user, &code_off(&secret, 2)), "PAM_SUCCESS");
+}

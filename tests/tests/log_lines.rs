@@ -94,6 +94,74 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
         "{l:#?}"
     );
 
+    // The other two "code not verified" lines docs/logging.md marks for the filter: a
+    // name the module refuses before any lookup, and an account without a secret file
+    // on a stack without nullok. Both from an IPv6 client, which <HOST> must take whole.
+    stack.service(
+        "strict",
+        &format!(
+            "auth required {} state_dir={}\n",
+            installed_name.display(),
+            stack.state_dir().display()
+        ),
+    );
+    let (_, l) = login(
+        Driver::new(&stack, "svc", "../f2b")
+            .answer("123456")
+            .rhost("2001:db8::21")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "code not verified (invalid user name)"), "{l:#?}");
+    let unenrolled = TestUser::create("f2bu");
+    let (_, l) = login(
+        Driver::new(&stack, "strict", &unenrolled.name)
+            .answer("123456")
+            .rhost("192.0.2.22")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(
+        has(&l, "code not verified (no secret configured)"),
+        "{l:#?}"
+    );
+    // A fault of this host is never counted: a secret file the module refuses (group
+    // writable) is the admin's to fix, not the client's doing.
+    let (bad, bad_secret) = TestUser::enrolled("f2bb");
+    bad.write_secret(&totp_file(&bad_secret), 0o660);
+    let (_, l) = login(
+        Driver::login(&stack, &bad, &code_at(&bad_secret, T0))
+            .rhost("192.0.2.23")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(
+        has(&l, "code not verified (secret file unusable)"),
+        "{l:#?}"
+    );
+
+    // Not counted either: use_first_pass with nothing usable in PAM_AUTHTOK (no code
+    // was given, none compared).
+    stack.service(
+        "firstpass",
+        &format!(
+            "auth required {} state_dir={} use_first_pass\n",
+            installed_name.display(),
+            stack.state_dir().display()
+        ),
+    );
+    let (_, l) = login(
+        Driver::new(&stack, "firstpass", &u.name)
+            .rhost("192.0.2.24")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "no usable code in PAM_AUTHTOK for"), "{l:#?}");
+
     // Not counted: a success, the same right code again (replay), a console login, a
     // nullok skip.
     let good_at = T0 + 300;
@@ -191,9 +259,16 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
     let hosts: BTreeSet<&str> = hits.iter().map(String::as_str).collect();
     // The hammered origin counts for its wrong codes; its throttled attempts do not (a
     // user whose budget an attacker used up would otherwise be banned).
-    let want: BTreeSet<&str> = ["192.0.2.11", "192.0.2.12", "192.0.2.15", "192.0.2.17"]
-        .into_iter()
-        .collect();
+    let want: BTreeSet<&str> = [
+        "192.0.2.11",
+        "192.0.2.12",
+        "192.0.2.15",
+        "192.0.2.17",
+        "192.0.2.22",
+        "2001:db8::21",
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(hosts, want, "matched hosts; log:\n{}", all.join("\n"));
     let wrong_from_17 = all
         .iter()

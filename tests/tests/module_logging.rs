@@ -221,3 +221,37 @@ fn a_clamped_skew_names_the_resync_command() {
     assert_eq!(clamped.len(), 1, "{lines:?}");
     assert!(clamped[0].contains("totp-enroll resync"), "{}", clamped[0]);
 }
+
+/// pam_totp(8), max_window= and max_time_skew=: a clamped `WINDOW_SIZE` is logged when
+/// a code is refused (it may be why) and at every login with `debug`, never on an
+/// ordinary success, so a routine fact does not fill the log (docs/logging.md).
+#[test]
+fn a_clamped_window_is_logged_on_a_refusal_or_with_debug() {
+    let test = "a_clamped_window_is_logged_on_a_refusal_or_with_debug";
+    if !require_root(test) || !require_tool(test, "unshare") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("cw");
+    u.write_secret(
+        &format!("{secret}\n\" WINDOW_SIZE 21\n\" TOTP_AUTH\n"),
+        0o600,
+    );
+    let clamp = "WINDOW_SIZE 21 exceeds the admin cap; using 17";
+    let logged = |lines: &[String]| lines.iter().any(|l| syslog_message(l).contains(clamp));
+    for (args, at, right, want, clamp_logged) in [
+        ("", T0, true, "PAM_SUCCESS", false),
+        ("", T0 + 60, false, "PAM_AUTH_ERR", true),
+        ("debug", T0 + 120, true, "PAM_SUCCESS", true),
+    ] {
+        let stack = Stack::with_module("svc", args);
+        let answer = if right {
+            code_at(&secret, at)
+        } else {
+            wrong_totp(&secret, at)
+        };
+        let (d, lines) = login_logged(&stack, &u, &answer, None, at);
+        assert_eq!(d.result, want, "[{args}] {d:?}");
+        assert_eq!(logged(&lines), clamp_logged, "[{args}] {want}: {lines:#?}");
+    }
+}

@@ -752,3 +752,34 @@ fn user_option_naming_no_account_is_a_service_error_for_every_name() {
         assert_eq!(d.prompts, 0, "{name:?}");
     }
 }
+
+/// The ranges pam_totp(8) states for `grace_period=` (0–31622400, empty is off) and
+/// `min_secret_bits=` (80–8192): the bounds load, one past them is a service error for
+/// everybody, without a prompt.
+#[test]
+fn grace_period_and_min_secret_bits_take_the_ranges_the_page_states() {
+    if !require_root("grace_period_and_min_secret_bits_take_the_ranges_the_page_states") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("gr");
+    for (i, (args, expect, prompts)) in [
+        ("grace_period=", "PAM_SUCCESS", 1),
+        ("grace_period=0", "PAM_SUCCESS", 1),
+        ("grace_period=31622400", "PAM_SUCCESS", 1),
+        ("grace_period=31622401", "PAM_SERVICE_ERR", 0),
+        ("min_secret_bits=8192", "PAM_AUTH_ERR", 1),
+        ("min_secret_bits=8193", "PAM_SERVICE_ERR", 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // A new step for every login, so no code is a replay of the one before.
+        let at = T0 + 60 * i as u64;
+        let d = Driver::login(&Stack::probe("svc", args), &u, &code_at(&secret, at))
+            .rhost("192.0.2.40")
+            .at(at)
+            .run();
+        assert_eq!(d.module_code(), expect, "[{args}] {d:?}");
+        assert_eq!(d.prompts, prompts, "[{args}]");
+    }
+}

@@ -28,8 +28,9 @@ use std::fs;
 use std::path::PathBuf;
 
 use system_tests::{
-    Drive, Driver, Stack, TestUser, module_with_state, now, oathtool_totp, random_secret_b32,
-    require_root, require_tool, reset_state, workspace, write_owned, wrong_totp,
+    Drive, Driver, Stack, TestUser, built, module_with_state, now, oathtool_totp,
+    random_secret_b32, require_root, require_tool, reset_state, skip, workspace, write_owned,
+    wrong_totp,
 };
 
 const PASSWORD: &str = "correct horse 7 battery";
@@ -56,6 +57,7 @@ const EXAMPLES: &[&str] = &[
     "sshd_config-publickey.conf",
     "su",
     "sudo",
+    "sudo-i",
     "xrdp-sesman",
 ];
 
@@ -65,6 +67,7 @@ const STACKS: &[&str] = &[
     "sshd",
     "sshd-publickey",
     "sudo",
+    "sudo-i",
     "su",
     "login",
     "lightdm",
@@ -450,7 +453,7 @@ fn every_example_is_tested_and_no_pam_totp_line_is_sufficient_or_optional() {
         // jumps over a home-mode line; both die on anything but success or a skip.
         let (first, last) = match totp.as_slice() {
             [only] => (None, *only),
-            [store, home] if name == "sudo" || name == "su" => (Some(*store), *home),
+            [store, home] if ["sudo", "sudo-i", "su"].contains(&name) => (Some(*store), *home),
             other => panic!("{name}: unexpected pam_totp lines {other:?}"),
         };
         if let Some(store) = first {
@@ -478,6 +481,67 @@ fn every_example_is_tested_and_no_pam_totp_line_is_sufficient_or_optional() {
             .all(|l| l.starts_with("[success=ok ignore=ignore default=die]")),
         "profile Auth lines must be requisite-style"
     );
+}
+
+/// Whitespace-normalised active lines, for comparing PAM files.
+fn normalised_lines(text: &str) -> Vec<String> {
+    active_lines(text)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// An example installed as it is must not drop what the stock file did (pam_limits,
+/// pam_loginuid, the locale environment...). `login`, `su`, `sudo`, `sudo-i` and
+/// `polkit-1` are Debian 12's stock files with the pam_totp lines added: every active
+/// line of the host's stock file (sudo's and polkit's only where those are installed) is
+/// in them, in order. Every other example that stands for a distribution's file with
+/// more lines says to keep those lines.
+#[test]
+fn examples_keep_the_stock_files_other_lines_or_say_to() {
+    let test = "examples_keep_the_stock_files_other_lines_or_say_to";
+    // login and su come with every Debian system; sudo's files only with sudo, polkit's
+    // only with polkitd (in the vendor directory, which /etc/pam.d overrides).
+    for (name, dir, always) in [
+        ("login", "/etc/pam.d", true),
+        ("su", "/etc/pam.d", true),
+        ("sudo", "/etc/pam.d", false),
+        ("sudo-i", "/etc/pam.d", false),
+        ("polkit-1", "/usr/lib/pam.d", false),
+    ] {
+        let system = PathBuf::from(dir).join(name);
+        let Ok(stock) = fs::read_to_string(&system) else {
+            if always {
+                skip(test, &format!("Debian's stock {}", system.display()));
+            }
+            continue;
+        };
+        let example = normalised_lines(&example_text(name));
+        let mut at = 0;
+        for line in normalised_lines(&stock) {
+            match example[at..].iter().position(|l| *l == line) {
+                Some(i) => at += i + 1,
+                None => panic!(
+                    "pam.d-examples/{name} lacks (or reorders) the stock line {line:?} of {}",
+                    system.display()
+                ),
+            }
+        }
+    }
+    for name in [
+        "sshd",
+        "sshd-publickey",
+        "gdm-password",
+        "lightdm",
+        "sddm",
+        "cockpit",
+        "xrdp-sesman",
+    ] {
+        let text = example_text(name);
+        assert!(
+            text.contains("Keep your distribution's account,"),
+            "pam.d-examples/{name} must say to keep the stock file's other lines"
+        );
+    }
 }
 
 #[test]
@@ -765,6 +829,44 @@ fn sudo_example_uses_the_root_owned_store_and_asks_inside_ssh() {
     );
 }
 
+/// Debian's sudo runs `sudo -i` through the `sudo-i` service, not `sudo`: the sudo-i
+/// example asks the same password and store code, with the same move from home mode,
+/// so `sudo -i` is no way around the code the sudo example asks for.
+#[test]
+fn sudo_i_example_asks_the_same_store_code_as_sudo() {
+    let test = "sudo_i_example";
+    if !ready(test) {
+        return;
+    }
+    let in_ssh = Items {
+        tty: Some("/dev/pts/4"),
+        rhost: None,
+    };
+    let sudo = example_text("sudo");
+    let sudo_i = example_text("sudo-i");
+    let totp_lines = |text: &str| -> Vec<String> {
+        normalised_lines(text)
+            .into_iter()
+            .filter(|l| l.contains("pam_totp.so"))
+            .collect()
+    };
+    assert_eq!(
+        totp_lines(&sudo_i),
+        totp_lines(&sudo),
+        "sudo-i asks what sudo asks"
+    );
+    let setup = Setup::example("sudo-i", "sudo-i");
+    let u = users("si");
+    password_then_code(&setup, &u, Mode::Store, in_ssh);
+    // A user enrolled only at home keeps being asked for that code (migration).
+    let home_secret = enroll(&setup, &u.plain, Mode::Home);
+    let d = with_items(setup.drive(&u.plain), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&home_secret))
+        .run();
+    expect(&d, OK, 2, true, "enrolled at home only: that code is asked");
+}
+
 #[test]
 fn su_example_asks_the_target_accounts_password_and_store_code() {
     let test = "su_example";
@@ -842,6 +944,26 @@ fn profile_auth_lines(profile: &str) -> Vec<String> {
     lines
 }
 
+/// A set-up whose `service` is a stock file that only includes `common-auth`, and whose
+/// `common-auth` is what pam-auth-update writes with the profile (`auth` lines)
+/// selected: the Primary block, pam_deny, pam_permit, then the Additional block.
+fn profile_setup(service: &str, auth: &[String]) -> Setup {
+    let setup = Setup::new(service);
+    let mut common = COMMON_AUTH.to_string();
+    for line in auth {
+        common.push_str("auth ");
+        common.push_str(&line.replace("pam_totp.so", &module_with_state(&setup.stack.state_dir())));
+        common.push('\n');
+    }
+    fs::write(setup.stack.path().join("common-auth"), common).expect("common-auth");
+    let include = format!(
+        "@include {}\n",
+        setup.stack.path().join("common-auth").display()
+    );
+    fs::write(setup.stack.path().join(service), include).expect("service");
+    setup
+}
+
 #[test]
 fn pam_auth_update_profile_adds_the_code_after_the_password() {
     let test = "pam_auth_update_profile";
@@ -853,21 +975,7 @@ fn pam_auth_update_profile_adds_the_code_after_the_password() {
     let auth = profile_auth_lines(&profile);
     assert!(!auth.is_empty(), "profile has no Auth lines");
 
-    let setup = Setup::new("login");
-    // common-auth as pam-auth-update writes it with the profile selected: the Primary
-    // block, pam_deny, pam_permit, then the Additional block.
-    let mut common = COMMON_AUTH.to_string();
-    for line in &auth {
-        common.push_str("auth ");
-        common.push_str(&line.replace("pam_totp.so", &module_with_state(&setup.stack.state_dir())));
-        common.push('\n');
-    }
-    fs::write(setup.stack.path().join("common-auth"), common).expect("common-auth");
-    let include = format!(
-        "@include {}\n",
-        setup.stack.path().join("common-auth").display()
-    );
-    fs::write(setup.stack.path().join("login"), include).expect("login");
+    let setup = profile_setup("login", &auth);
 
     let u = users("pa");
     let console = Items {
@@ -875,6 +983,135 @@ fn pam_auth_update_profile_adds_the_code_after_the_password() {
         rhost: None,
     };
     password_then_code(&setup, &u, Mode::Home, console);
+}
+
+/// What pam.d-examples/README.md warns about: with the profile selected and Debian's
+/// stock sshd settings (`PasswordAuthentication yes`, keyboard-interactive off), sshd's
+/// "password" method answers every hidden PAM question with the password, the code
+/// prompt included. An enrolled user is then refused with the right password (and the
+/// attempt counts as a wrong code); a user without a secret file still logs in.
+#[test]
+fn pam_auth_update_profile_refuses_enrolled_users_on_sshds_password_method() {
+    let test = "pam_auth_update_profile_password_method";
+    if !ready(test) {
+        return;
+    }
+    let auth = profile_auth_lines(&example_text("pam-configs/pam_totp"));
+    let setup = profile_setup("sshd", &auth);
+    let u = users("pw");
+    enroll(&setup, &u.enrolled, Mode::Home);
+    // sshd's password method: the same password for every echo-off prompt.
+    let as_sshd_password_method = |user: &TestUser| {
+        setup
+            .drive(user)
+            .tty("ssh")
+            .rhost("192.0.2.30")
+            .answer(PASSWORD)
+            .answer(PASSWORD)
+            .run()
+    };
+    let d = as_sshd_password_method(&u.enrolled);
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "enrolled: the code prompt gets the password and the login fails",
+    );
+    let d = as_sshd_password_method(&u.plain);
+    expect(
+        &d,
+        OK,
+        1,
+        false,
+        "not enrolled (nullok): the password alone",
+    );
+}
+
+/// pam.d-examples/README.md: with the profile enabled, a locker that answers every
+/// question with its one field gets the `screen-locker` stack. Its password lines are
+/// its own: `@include common-auth` would bring in the profile's pam_totp line, which
+/// asks again, and the locker's same answer then fails (a replay at best), so the
+/// screen could never be unlocked by an enrolled user.
+#[test]
+fn screen_locker_example_unlocks_with_the_profile_enabled() {
+    let test = "screen_locker_with_profile";
+    if !ready(test) {
+        return;
+    }
+    let auth = profile_auth_lines(&example_text("pam-configs/pam_totp"));
+    let setup = profile_setup("i3lock", &auth);
+    setup.install("screen-locker", &setup.default_rewrite());
+    let u = users("sp");
+    let secret = enroll(&setup, &u.enrolled, Mode::Home);
+    let typed = format!("{PASSWORD}{}", code(&secret));
+    // The locker's one field answers every prompt with the same text.
+    let d = setup
+        .drive(&u.enrolled)
+        .tty(":0")
+        .answer(&typed)
+        .answer(&typed)
+        .run();
+    expect(&d, OK, 1, true, "one question, with the profile enabled");
+    let d = setup
+        .drive(&u.plain)
+        .tty(":0")
+        .answer(PASSWORD)
+        .answer(PASSWORD)
+        .run();
+    expect(&d, OK, 1, false, "not enrolled: the password alone");
+}
+
+/// Why the examples and the profile do not combine (pam.d-examples/README.md): an
+/// example that includes `common-auth` and adds its own pam_totp line asks for the code
+/// twice when the profile is enabled, and the second answer is refused.
+#[test]
+fn an_example_with_the_profile_enabled_asks_twice_and_fails() {
+    let test = "example_with_profile";
+    if !ready(test) {
+        return;
+    }
+    let auth = profile_auth_lines(&example_text("pam-configs/pam_totp"));
+    let setup = profile_setup("login", &auth);
+    setup.install("login", &setup.default_rewrite());
+    let u = users("pl");
+    let secret = enroll(&setup, &u.enrolled, Mode::Home);
+    let right = code(&secret);
+    let d = setup
+        .drive(&u.enrolled)
+        .tty("tty5")
+        .answer(PASSWORD)
+        .answer(&right)
+        .answer(&right)
+        .run();
+    expect(
+        &d,
+        DENIED,
+        3,
+        true,
+        "the code asked twice; the second is a replay",
+    );
+}
+
+/// What the README says before removing the package: a pam.d line naming a module that
+/// is gone fails every login through the stack, with the right password and without a
+/// secret file (nullok cannot help: the module never runs).
+#[test]
+fn a_removed_module_fails_every_login_through_the_login_example() {
+    let test = "removed_module";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::example("login", "login");
+    let installed = setup.stack.path().join("login");
+    let text = fs::read_to_string(&installed).expect("installed example");
+    let module = built().module.to_string_lossy().into_owned();
+    assert!(text.contains(&module), "{text}");
+    let gone = setup.stack.path().join("removed").join("pam_totp.so");
+    fs::write(&installed, text.replace(&module, &gone.to_string_lossy())).expect("write");
+    let u = users("rm");
+    let d = setup.drive(&u.plain).tty("tty4").answer(PASSWORD).run();
+    assert_eq!(d.result, "PAM_MODULE_UNKNOWN", "{d:?}");
 }
 
 #[test]

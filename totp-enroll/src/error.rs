@@ -22,6 +22,8 @@ pub enum Error {
     EndOfInput(&'static str),
     /// The secret file exists and `-f` was not given.
     Exists(PathBuf),
+    /// Another file this run would create (a QR image) exists and `-f` was not given.
+    OtherExists(PathBuf),
     /// Anything that failed while doing the work; the text says what.
     Failed(String),
     /// Standard output was closed by its reader; nothing more is said.
@@ -40,7 +42,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::MissingAnswers(_) | Error::EndOfInput(_) => EXIT_USAGE,
-            Error::Exists(_) | Error::Failed(_) => EXIT_FAILURE,
+            Error::Exists(_) | Error::OtherExists(_) | Error::Failed(_) => EXIT_FAILURE,
             Error::ClosedOutput => EXIT_CLOSED_OUTPUT,
         }
     }
@@ -50,7 +52,7 @@ impl Error {
         match self {
             Error::Usage(_) => "usage",
             Error::MissingAnswers(_) | Error::EndOfInput(_) => "missing-answer",
-            Error::Exists(_) => "exists",
+            Error::Exists(_) | Error::OtherExists(_) => "exists",
             Error::Failed(_) => "failed",
             Error::ClosedOutput => "closed-output",
         }
@@ -74,6 +76,11 @@ impl fmt::Display for Error {
             Error::EndOfInput(flags) => write!(
                 f,
                 "no answer on standard input (end of input); answer the question with {flags}"
+            ),
+            Error::OtherExists(path) => write!(
+                f,
+                "\"{}\" already exists; pass -f/--force to replace it",
+                path.display()
             ),
             Error::Exists(path) => write!(
                 f,

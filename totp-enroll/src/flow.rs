@@ -226,14 +226,13 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         Some(WindowChoice::Size(w)) => Some(w),
         Some(WindowChoice::Minimal) => Some(minimal_window(totp)),
         None => {
+            let wide = WIDE_WINDOW.min(caps.max_window);
             let q = if totp {
-                output::Q_WINDOW_TOTP
+                output::q_window_totp(wide)
             } else {
-                output::Q_WINDOW_HOTP
+                output::q_window_hotp(wide)
             };
-            console
-                .ask_yes_no(q, FLAGS_WINDOW)?
-                .then_some(WIDE_WINDOW.min(caps.max_window))
+            console.ask_yes_no(&q, FLAGS_WINDOW)?.then_some(wide)
         }
     };
     let rate_limit = match req.rate_limit {

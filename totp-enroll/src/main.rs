@@ -30,8 +30,31 @@ use crate::args::{Cli, Command};
 use crate::console::Console;
 use crate::error::Error;
 
+/// Whether the command line asks for `--json` (before a `--` that ends the options).
+fn asks_for_json() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A usage error clap finds (a conflict, a value out of range, a missing
+            // flag) is answered on stdout as JSON too, as every later error is, so a
+            // provisioning tool never reads an empty standard output. --help and
+            // --version are not errors.
+            if e.use_stderr() && asks_for_json() {
+                let rendered = e.render().to_string();
+                let first = rendered.lines().next().unwrap_or_default();
+                let message = first.strip_prefix("error: ").unwrap_or(first);
+                let _ = flow::print_stdout(&output::error_json(&Error::usage(message)));
+            }
+            e.exit()
+        }
+    };
     let (result, json) = match cli.command {
         Some(Command::Resync(a)) => {
             let json = a.json;

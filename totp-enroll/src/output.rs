@@ -123,14 +123,39 @@ login per time step (every 30s by default),\nbut it defeats an attacker who watc
 a code. (pam_totp always refuses reuse;\nthis line matters for pam_google_authenticator.)\n\
 Do you want to disallow multiple uses of the same authentication\ntoken?";
 
-pub const Q_WINDOW_TOTP: &str = "Codes one step before and after the current one are accepted \
-(3 codes), which\ncovers 30s of clock difference between the phone and this machine. If the \
-clocks drift\nmore, 17 codes (the 8 before, the current one and the 8 after) cover about 4 \
-minutes,\nat the price of more codes an attacker could guess.\nDo you want to do so?";
+/// The wider-window question for TOTP; `wide` is the window a "yes" writes (17, or the
+/// service's `max_window=` when lower), so the question promises what is written.
+pub fn q_window_totp(wide: u32) -> String {
+    // The module's offsets for a window of `wide` codes: -((w-1)/2) ..= w/2 steps.
+    let before = wide.saturating_sub(1) / 2;
+    let after = wide / 2;
+    let reach = u64::from(before.max(after)) * 30;
+    let reach = if reach >= 60 && reach % 60 == 0 {
+        format!(
+            "{} minute{}",
+            reach / 60,
+            if reach == 60 { "" } else { "s" }
+        )
+    } else {
+        format!("{reach}s")
+    };
+    format!(
+        "Codes one step before and after the current one are accepted (3 codes), which\n\
+         covers 30s of clock difference between the phone and this machine. If the clocks \
+         drift\nmore, {wide} codes (the {before} before, the current one and the {after} \
+         after) cover about {reach},\nat the price of more codes an attacker could guess.\n\
+         Do you want to do so?"
+    )
+}
 
-pub const Q_WINDOW_HOTP: &str = "By default the next 3 codes of the counter are accepted. \
-Pressing the button\nwithout logging in moves the phone ahead; 17 codes tolerate more of \
-that.\nDo you want to increase the window from 3 to 17?";
+/// The wider-window question for HOTP; `wide` as for [`q_window_totp`].
+pub fn q_window_hotp(wide: u32) -> String {
+    format!(
+        "By default the next 3 codes of the counter are accepted. Pressing the button\n\
+         without logging in moves the phone ahead; {wide} codes tolerate more of that.\n\
+         Do you want to increase the window from 3 to {wide}?"
+    )
+}
 
 pub const Q_RATE_LIMIT: &str = "Without other protection against guessing, the module can \
 limit attempts:\nno more than 3 login attempts every 30s.\nDo you want to enable \

@@ -131,8 +131,13 @@ pub fn write_caller_file(path: &Path, contents: &[u8], overwrite: bool) -> Resul
             path.display()
         )));
     };
-    safefile::write_new_file(dir, name, contents, SECRET_FILE_MODE, overwrite)
-        .map_err(|e| file_error(&abs, e))?;
+    safefile::write_new_file(dir, name, contents, SECRET_FILE_MODE, overwrite).map_err(|e| {
+        match e {
+            // Not the secret file: --regenerate-scratch-codes is no way out here.
+            FileError::AlreadyExists => Error::OtherExists(abs.clone()),
+            e => file_error(&abs, e),
+        }
+    })?;
     Ok(abs)
 }
 
