@@ -766,7 +766,10 @@ fn grace_period_and_min_secret_bits_take_the_ranges_the_page_states() {
         ("grace_period=", "PAM_SUCCESS", 1),
         ("grace_period=0", "PAM_SUCCESS", 1),
         ("grace_period=31622400", "PAM_SUCCESS", 1),
-        ("grace_period=31622401", "PAM_SERVICE_ERR", 0),
+        // Longer periods, which GA runs with, are clamped to 366 days.
+        ("grace_period=31622401", "PAM_SUCCESS", 1),
+        ("grace_period=99999999999", "PAM_SUCCESS", 1),
+        ("grace_period=1x", "PAM_SERVICE_ERR", 0),
         ("min_secret_bits=8192", "PAM_AUTH_ERR", 1),
         ("min_secret_bits=8193", "PAM_SERVICE_ERR", 0),
     ]
