@@ -139,3 +139,62 @@ fn audit_in_store_mode_reads_the_store_and_names_orphan_files() {
         "the store's file is what logins use: {d:?}"
     );
 }
+
+/// System accounts such as `_apt` and `nobody` have a home that does not exist and a
+/// shell that refuses logins. The module refuses them as it refuses every missing home,
+/// but they do not fail the audit: on a stock host it would fail every time and check
+/// nothing. An account with a login shell and the same missing home still does. Run with
+/// a private `/etc/passwd` (bind-mounted in a mount namespace) that lists only root and
+/// these accounts, so the exit status depends on nothing else on the machine.
+#[test]
+fn accounts_without_a_login_shell_do_not_fail_the_audit() {
+    if !require_root("accounts_without_a_login_shell_do_not_fail_the_audit") {
+        return;
+    }
+    let stack = Stack::with_module("svc", "nullok");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = |extra: &str| {
+        let passwd = dir.path().join("passwd");
+        std::fs::write(
+            &passwd,
+            format!(
+                "root:x:0:0:root:/root:/bin/bash\n\
+                 ptotpsys:x:64001:64001::/nonexistent:/usr/sbin/nologin\n\
+                 ptotpfalse:x:64002:64002::/nonexistent:/bin/false\n{extra}"
+            ),
+        )
+        .expect("write passwd");
+        let mut inner = Command::new(&built().state_tool);
+        inner
+            .args(["audit", "--json", "--service", "svc", "--pam-dir"])
+            .arg(stack.path());
+        let out = in_private_mounts(r#"mount --bind "$1" /etc/passwd"#, &passwd, &inner)
+            .output()
+            .expect("totp-state audit");
+        let lines: BTreeMap<String, serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("JSON");
+                (v["user"].as_str().expect("user").to_owned(), v)
+            })
+            .collect();
+        (out, lines)
+    };
+
+    let (out, lines) = audit("");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for user in ["ptotpsys", "ptotpfalse"] {
+        assert_eq!(lines[user]["verdict"], "refused", "{lines:?}");
+        assert_eq!(lines[user]["login_shell"], false, "{lines:?}");
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("2 refused account(s) without a login shell"),
+        "{out:?}"
+    );
+
+    // Control: the same missing home with a login shell fails the audit.
+    let (out, lines) = audit("ptotpshell:x:64003:64003::/nonexistent:/bin/sh\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(lines["ptotpshell"]["verdict"], "refused", "{lines:?}");
+    assert_eq!(lines["ptotpshell"]["login_shell"], true, "{lines:?}");
+}

@@ -10,9 +10,24 @@ use totp_os::nss;
 
 use crate::{Fatal, Stop, emit};
 
-/// The account names the name service enumerates (`getent passwd`, which asks every
-/// source the way logins do); each is then looked up as the module looks it up.
-fn account_names() -> Result<Vec<String>, Fatal> {
+/// An account the name service enumerates, and whether its shell lets it log in.
+struct Listed {
+    name: String,
+    login_shell: bool,
+}
+
+/// Shells that refuse a login (`nologin`, `false`): system accounts such as `_apt` or
+/// `nobody` have one, with a home that does not exist. The module refuses them as it
+/// refuses anyone whose home is missing, but nobody logs in there, so they do not fail
+/// the audit (an audit that fails on every stock host checks nothing).
+fn is_login_shell(shell: &str) -> bool {
+    let base = shell.rsplit('/').next().unwrap_or(shell);
+    !matches!(base, "nologin" | "false")
+}
+
+/// The accounts the name service enumerates (`getent passwd`, which asks every source
+/// the way logins do); each is then looked up as the module looks it up.
+fn accounts() -> Result<Vec<Listed>, Fatal> {
     let out = Command::new("getent")
         .arg("passwd")
         .output()
@@ -22,15 +37,23 @@ fn account_names() -> Result<Vec<String>, Fatal> {
             "getent passwd failed: the name service cannot be listed".into(),
         ));
     }
-    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let mut listed: Vec<Listed> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.split(':').next())
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned)
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split(':').collect();
+            let name = *fields.first()?;
+            (!name.is_empty()).then(|| Listed {
+                name: name.to_owned(),
+                // No shell field means /bin/sh (passwd(5)).
+                login_shell: fields
+                    .get(6)
+                    .is_none_or(|s| s.is_empty() || is_login_shell(s)),
+            })
+        })
         .collect();
-    names.sort();
-    names.dedup();
-    Ok(names)
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    listed.dedup_by(|a, b| a.name == b.name);
+    Ok(listed)
 }
 
 /// In store mode (`user=`, `secret=DIR/${USER}`), the files of the store named after no
@@ -69,10 +92,12 @@ fn orphans(opts: &ModuleOptions, accounts: &[String]) -> Vec<(String, inspect::F
 
 pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
     let mut refused = 0usize;
-    let names = account_names()?;
-    let mut findings: Vec<(String, inspect::Finding)> = Vec::new();
-    for name in &names {
-        let finding = match nss::lookup_user_by_name(name) {
+    let mut refused_without_login = 0usize;
+    let listed = accounts()?;
+    let names: Vec<String> = listed.iter().map(|l| l.name.clone()).collect();
+    let mut findings: Vec<(String, bool, inspect::Finding)> = Vec::new();
+    for account in &listed {
+        let finding = match nss::lookup_user_by_name(&account.name) {
             Ok(Some(pw)) => inspect::inspect(opts, &pw),
             Ok(None) => continue,
             Err(e) => inspect::Finding {
@@ -80,18 +105,27 @@ pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
                 reasons: vec![format!("name service error: {e}")],
             },
         };
-        findings.push((name.clone(), finding));
+        findings.push((account.name.clone(), account.login_shell, finding));
     }
-    findings.extend(orphans(opts, &names));
-    for (name, finding) in findings {
+    // A store file named after nobody is refused whatever its name's shell would be.
+    findings.extend(orphans(opts, &names).into_iter().map(|(n, f)| (n, true, f)));
+    for (name, login_shell, mut finding) in findings {
         if finding.verdict == Verdict::Refused {
-            refused += 1;
+            if login_shell {
+                refused += 1;
+            } else {
+                refused_without_login += 1;
+                finding
+                    .reasons
+                    .push("no login shell: not counted in the exit status".to_owned());
+            }
         }
         let line = if json {
             serde_json::json!({
                 "user": name,
                 "verdict": finding.verdict.to_string(),
                 "reasons": finding.reasons,
+                "login_shell": login_shell,
             })
             .to_string()
         } else {
@@ -102,6 +136,11 @@ pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
             )
         };
         emit(&format!("{line}\n"))?;
+    }
+    if refused_without_login > 0 {
+        eprintln!(
+            "{refused_without_login} refused account(s) without a login shell (nologin, false): not counted"
+        );
     }
     if refused > 0 {
         return Err(Fatal(format!(
