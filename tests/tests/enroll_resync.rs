@@ -261,3 +261,84 @@ fn a_skew_ga_learned_far_beyond_three_steps_logs_in() {
     let clock = oathtool_totp(&secret, T0 + 90, 30, 6, "sha1");
     assert_eq!(login(&stack, &user, &clock, T0 + 90), "PAM_AUTH_ERR");
 }
+
+/// A phone GA had learned to be 100 steps ahead gets its clock fixed. A code accepted
+/// with the old offset left the state store's replay mark 100 steps ahead of the phone's
+/// codes now, so after the resync they are refused as used. The resync says so, with how
+/// long at most and the reset that lets them in at once; through libpam, the phone's code
+/// is refused until `totp-state reset`, then accepted.
+#[test]
+fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
+    if !ready("a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let user = TestUser::create("rl");
+    user.write_secret(
+        &format!("{secret}\n\" TIME_SKEW 100\n\" TOTP_AUTH\n"),
+        0o600,
+    );
+    let stack = Stack::with_module(SERVICE, "");
+    let stack_dir = stack.path().to_str().expect("utf-8").to_owned();
+    let ahead = |t: u64| oathtool_totp(&secret, t + 3000, 30, 6, "sha1");
+    let fixed = |t: u64| oathtool_totp(&secret, t, 30, 6, "sha1");
+    assert_eq!(login(&stack, &user, &ahead(T0), T0), "PAM_SUCCESS");
+
+    let out = enroll_at(
+        T0 + 60,
+        &[
+            "resync",
+            "--user",
+            &user.name,
+            "--service",
+            SERVICE,
+            "--pam-dir",
+            &stack_dir,
+            &fixed(T0 + 30),
+            &fixed(T0 + 60),
+        ],
+        None,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("The offset went down by 100 steps")
+            && stdout.contains("at most 50 minutes")
+            && stdout.contains(&format!("totp-state reset --user {}", user.name)),
+        "{stdout}"
+    );
+
+    // The claim, through libpam: the phone's code is held back by the store's mark ...
+    assert_eq!(
+        login(&stack, &user, &fixed(T0 + 90), T0 + 90),
+        "PAM_AUTH_ERR"
+    );
+    // ... and the reset the resync named lets the next one in.
+    let reset = stack.state_tool(&["reset", "--user", &user.name]);
+    assert!(reset.status.success(), "{reset:?}");
+    assert_eq!(
+        login(&stack, &user, &fixed(T0 + 120), T0 + 120),
+        "PAM_SUCCESS"
+    );
+
+    // JSON: the same wait, in seconds; a resync that does not lower it says 0.
+    let out = enroll_at(
+        T0 + 180,
+        &[
+            "resync",
+            "--json",
+            "--user",
+            &user.name,
+            "--service",
+            SERVICE,
+            "--pam-dir",
+            &stack_dir,
+            &fixed(T0 + 150),
+            &fixed(T0 + 180),
+        ],
+        None,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("\"store_wait_up_to_secs\":0"), "{stdout}");
+}

@@ -118,6 +118,11 @@ pub struct Resynced {
     /// Steps until the phone shows a code above a replay mark that was already
     /// beyond the second code (0 when the next code works at once).
     pub steps_until_usable: u64,
+    /// How many steps the offset went down (the old `TIME_SKEW` minus the new one, when
+    /// positive). The state store's replay mark, which this file does not show, may
+    /// be ahead of the phone's codes by up to this many steps if a code was accepted
+    /// with the old offset that recently: they are refused as used until it passes.
+    pub lowered_by: u64,
 }
 
 /// Finds the phone's offset from `first` and `second` (typed in that order, the
@@ -214,6 +219,7 @@ pub fn resync(
         step_secs,
         last_step,
         steps_until_usable: last_step - second_step,
+        lowered_by: u64::try_from(cfg.time_skew.unwrap_or(0).saturating_sub(skew)).unwrap_or(0),
     })
 }
 

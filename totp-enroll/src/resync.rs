@@ -36,6 +36,9 @@ struct ResyncJson<'a> {
     last_step: u64,
     /// Seconds until the phone shows a code above the replay mark (usually 0).
     usable_in_secs: u64,
+    /// The offset went down by this many seconds: the state store's replay mark may
+    /// hold the phone's codes back for up to this long (0 when it did not go down).
+    store_wait_up_to_secs: u64,
 }
 
 pub fn run(args: ResyncArgs) -> Result<u8, Error> {
@@ -73,6 +76,7 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
 
     let drift_secs = done.skew.saturating_mul(done.step_secs as i64);
     let usable_in_secs = done.steps_until_usable.saturating_mul(done.step_secs);
+    let store_wait_up_to_secs = done.lowered_by.saturating_mul(done.step_secs);
     if args.json {
         let json = ResyncJson {
             action: "resync",
@@ -84,10 +88,17 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
             max_time_skew: caps.max_time_skew,
             last_step: done.last_step,
             usable_in_secs,
+            store_wait_up_to_secs,
         };
         print_stdout(&output::to_json_line(&json)?)?;
     } else {
-        print_stdout(&report(&done, target.path(), usable_in_secs))?;
+        print_stdout(&report(
+            &done,
+            target.path(),
+            usable_in_secs,
+            store_wait_up_to_secs,
+            &target.user.name,
+        ))?;
     }
     Ok(0)
 }
@@ -105,7 +116,13 @@ fn ask_codes(json: bool) -> Result<(Zeroizing<String>, Zeroizing<String>), Error
     Ok((first, second))
 }
 
-fn report(done: &Resynced, path: &std::path::Path, usable_in_secs: u64) -> String {
+fn report(
+    done: &Resynced,
+    path: &std::path::Path,
+    usable_in_secs: u64,
+    store_wait_up_to_secs: u64,
+    user: &str,
+) -> String {
     let mut out = String::new();
     let drift = done.skew.unsigned_abs().saturating_mul(done.step_secs);
     if done.skew == 0 {
@@ -135,6 +152,18 @@ fn report(done: &Resynced, path: &std::path::Path, usable_in_secs: u64) -> Strin
             "A later code was already used to log in, so the phone's codes are refused \
              for about {} more (replay protection).\n",
             duration_words(usable_in_secs)
+        ));
+    }
+    if store_wait_up_to_secs > 0 {
+        out.push_str(&format!(
+            "The offset went down by {} steps. If a code was accepted with the old offset \
+             during the last {}, the state store's replay mark is ahead of the phone's \
+             codes, and they are refused as already used until it passes (at most {}). \
+             To let them in at once, an admin runs `totp-state reset --user {user}` (with \
+             the service's `--service NAME` where the store is not the default).\n",
+            done.lowered_by,
+            duration_words(store_wait_up_to_secs),
+            duration_words(store_wait_up_to_secs),
         ));
     }
     out
