@@ -219,7 +219,7 @@ check "fail2ban-regex finds the host in a failed-code line with the installed fi
     sh -c "fail2ban-regex -r -o ip 'Dec  5 10:00:00 host sshd[42]: pam_totp(sshd:auth): invalid verification code for alice from 192.0.2.77' pam-totp | grep -qx 192.0.2.77"
 
 # ---- man pages
-for page in /usr/share/man/man8/pam_totp.8.gz /usr/share/man/man1/totp-enroll.1.gz; do
+for page in /usr/share/man/man8/pam_totp.8.gz /usr/share/man/man1/totp-enroll.1.gz /usr/share/man/man8/totp-state.8.gz; do
     name=$(basename "$page" | sed 's/\.[0-9]\.gz$//')
     if out=$(MANWIDTH=80 man -l "$page" 2>"$work/man.err") \
         && printf '%s\n' "$out" | grep -q '^NAME' \
