@@ -43,6 +43,14 @@ if [ "$target_dir" != "$root/target" ]; then
     die "CARGO_TARGET_DIR outside the tree is not supported by the spec's prebuilt mode"
 fi
 
+# The spec's source build fixes the plugins' default path at %{_libdir}/pam_totp; a
+# prebuilt module keeps the one it was built with (the .deb's, on Debian).
+libdir=$(rpm --eval '%{_libdir}')
+if ! grep -qaF "$libdir/pam_totp/redis.so" "$target_dir/release/libpam_totp.so"; then
+    echo "build-rpm: note: this module looks for its plugins elsewhere than $libdir/pam_totp/;" \
+        "with this RPM, state=redis…/etcd… lines need redis_plugin=/etcd_plugin=" >&2
+fi
+
 top=$(mktemp -d "${TMPDIR:-/tmp}/pam_totp-rpm.XXXXXX")
 trap 'rm -rf "$top"' EXIT
 rpmbuild -bb --nodeps \
