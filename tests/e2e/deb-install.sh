@@ -172,11 +172,14 @@ check "profile in /usr/share/pam-configs matches the example" \
 check "dpkg --verify finds no changed files" test -z "$(dpkg --verify pam-totp 2>&1)"
 check "installing changed no file in /etc/pam.d" test "$(all_pamd_sums)" = "$all_sums_before"
 
-# Paths README's Install section and the man pages' FILES sections name are installed.
+# Paths README's Install section and the man pages' FILES sections name are installed,
+# and so are the /usr/lib/<triplet>/… paths README, the man pages and docs/ name.
 doc_paths=$( { sed -n '/^## Install/,/^## [^I]/p' "$root/README.md" | grep -o '`/[^` ]*`' | tr -d '`'
     for page in "$root"/man/*.[18]; do
         sed -n '/^\.SH FILES/,/^\.SH /p' "$page" | sed -n 's/^\.IR\{0,1\} \(\/[^ ]*\).*/\1/p' | sed 's/\\-/-/g'
-    done; } | sed 's/[.,;:)]*$//' | grep -v '[<~]' \
+    done
+    grep -ohE '/usr/lib/<triplet>/[A-Za-z0-9_./-]*' "$root"/man/*.[18] "$root"/docs/*.md "$root/README.md" \
+        | sed "s|^/usr/lib/<triplet>/|/usr/lib/x86_64-linux-gnu/|"; } | sed 's/[.,;:)]*$//' | grep -v '[<~]' \
     | sed "s|/usr/lib/x86_64-linux-gnu/|$(dirname "$secdir")/|" | LC_ALL=C sort -u)
 dpkg -L pam-totp > "$work/dpkg-L"
 missing_docs=""
