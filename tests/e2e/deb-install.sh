@@ -342,20 +342,23 @@ if command -v pam-auth-update >/dev/null; then
 fi
 
 # ---- reinstall (the same version again, as an upgrade runs it)
-echo "# edited by deb-install" >> /etc/security/pam_totp_access.conf
-if dpkg -i "$deb" > "$work/dpkg-i2.log" 2>&1; then
-    pass "dpkg -i installs the package again over itself"
-else
-    cat "$work/dpkg-i2.log"; fail "dpkg -i installs the package again over itself"
-fi
-check "reinstalling kept the edited conffile" \
-    grep -qx '# edited by deb-install' /etc/security/pam_totp_access.conf
-check "reinstalling kept the user's state record and the root-only modes" \
-    sh -c "[ -f '/var/lib/pam_totp/state/$(id -u "$user")' ] \
-           && [ \"\$(stat -c %a /var/lib/pam_totp /var/lib/pam_totp/state | tr '\n' ' ')\" = '700 700 ' ]"
-if command -v pam-auth-update >/dev/null; then
-    check "reinstalling kept the selected profile's line in common-auth" \
-        grep -q '^auth.*pam_totp\.so' /etc/pam.d/common-auth
+# (Only on a host where this test installed the package: the conffile edit is ours.)
+if [ "$was_installed" = no ]; then
+    echo "# edited by deb-install" >> /etc/security/pam_totp_access.conf
+    if dpkg -i "$deb" > "$work/dpkg-i2.log" 2>&1; then
+        pass "dpkg -i installs the package again over itself"
+    else
+        cat "$work/dpkg-i2.log"; fail "dpkg -i installs the package again over itself"
+    fi
+    check "reinstalling kept the edited conffile" \
+        grep -qx '# edited by deb-install' /etc/security/pam_totp_access.conf
+    check "reinstalling kept the user's state record and the root-only modes" \
+        sh -c "[ -f '/var/lib/pam_totp/state/$(id -u "$user")' ] \
+               && [ \"\$(stat -c %a /var/lib/pam_totp /var/lib/pam_totp/state | tr '\n' ' ')\" = '700 700 ' ]"
+    if command -v pam-auth-update >/dev/null; then
+        check "reinstalling kept the selected profile's line in common-auth" \
+            grep -q '^auth.*pam_totp\.so' /etc/pam.d/common-auth
+    fi
 fi
 
 # ---- removal
