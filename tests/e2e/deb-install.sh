@@ -11,7 +11,8 @@
 #
 #   sudo ./tests/e2e/deb-install.sh [path/to/pam-totp_*.deb]
 #
-# Default package: the newest target/debian/pam-totp_*.deb. Needs root, dpkg, oathtool.
+# Default package: the newest target/debian/pam-totp_*.deb. Needs root, dpkg, oathtool,
+# objdump, and lintian (skipped without it, except when CI=true).
 # Leaves the machine as it found it: the package is purged again unless it was
 # installed before (then this build stays installed), /etc/pam.d/common-* and
 # /var/lib/pam are restored, /var/lib/pam_totp is deleted (a previous one put back), the
