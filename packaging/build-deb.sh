@@ -22,15 +22,16 @@
 #   /usr/share/man/man1/totp-enroll.1.gz         man/totp-enroll.1
 #   /usr/share/man/man8/totp-state.8.gz          man/totp-state.8
 #   /usr/share/pam-configs/pam_totp              pam.d-examples/pam-configs/pam_totp
-#   /usr/share/doc/pam-totp/                     README.md, SECURITY.md, CHANGELOG.md (if
-#                                                present), docs/*.md under docs/, copyright,
-#                                                changelog.Debian.gz
+#   /usr/share/doc/pam-totp/                     README.md, SECURITY.md, changelog.gz (from
+#                                                CHANGELOG.md, if present), docs/*.md under
+#                                                docs/, copyright, changelog.Debian.gz
 #   /usr/share/doc/pam-totp/examples/            pam.d-examples/
 #   /etc/security/pam_totp_access.conf (conffile) pam.d-examples/pam_totp_access.conf
 #                                                (every rule commented out: inert)
 #   /etc/fail2ban/filter.d/pam-totp.conf (conffile) packaging/fail2ban/filter.d/
 #   /var/lib/pam_totp/  (root, 0700)             empty secret store for store mode
 #   /var/lib/pam_totp/state/  (root, 0700)       the module's state directory
+#   /usr/share/lintian/overrides/pam-totp        packaging/debian/lintian-overrides
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -62,6 +63,14 @@ multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-mul
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 export SOURCE_DATE_EPOCH=$epoch
 
+# The module looks for its plugins at a path fixed when it is built (totp-os remote.rs):
+# /usr/lib/<triplet>/pam_totp/ for x86_64 and aarch64, else what these variables say.
+plugin_dir=usr/lib/$multiarch/pam_totp
+case $multiarch in
+    x86_64-linux-gnu|aarch64-linux-gnu) ;;
+    *) export PAM_TOTP_REDIS_PLUGIN=/$plugin_dir/redis.so PAM_TOTP_ETCD_PLUGIN=/$plugin_dir/etcd.so ;;
+esac
+
 if [ "$build" -eq 1 ]; then
     cargo build --release -p pam_totp -p pam_totp_redis -p pam_totp_etcd -p totp-enroll -p totp-state
 fi
@@ -79,7 +88,7 @@ for f in "$module" "$plugin" "$etcd_plugin" "$enroll" "$state_tool" man/pam_totp
          README.md SECURITY.md \
          pam.d-examples/pam-configs/pam_totp packaging/debian/control \
          packaging/debian/copyright packaging/debian/changelog packaging/debian/postinst \
-         packaging/debian/prerm; do
+         packaging/debian/prerm packaging/debian/postrm packaging/debian/lintian-overrides; do
     [ -f "$f" ] || missing+=("$f")
 done
 shopt -s nullglob
@@ -90,6 +99,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     printf 'build-deb: MISSING: %s\n' "${missing[@]}" >&2
     die "cannot build the package without the files above"
 fi
+# A module that looks for the plugins elsewhere than where they are installed (built for
+# another layout, or with --no-build from such a tree) would refuse every state=redis/etcd
+# line that has no redis_plugin=/etcd_plugin=.
+for p in redis etcd; do
+    grep -qaF "/$plugin_dir/$p.so" "$module" \
+        || die "$module does not look for its $p plugin at /$plugin_dir/$p.so (rebuild it)"
+done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pam_totp-deb.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -111,8 +127,7 @@ install -d "$pkg/$security_dir" "$pkg/usr/bin" "$pkg/usr/sbin"
 install -m 0644 "$module" "$pkg/$security_dir/pam_totp.so"
 install -m 0755 "$enroll" "$pkg/usr/bin/totp-enroll"
 install -m 0755 "$state_tool" "$pkg/usr/sbin/totp-state"
-# The Redis plugin, where the module looks for it by default (totp-os remote.rs).
-plugin_dir=usr/lib/$multiarch/pam_totp
+# The Redis plugin, where the module looks for it by default (checked above).
 install -d "$pkg/$plugin_dir"
 install -m 0644 "$plugin" "$pkg/$plugin_dir/redis.so"
 # The etcd plugin beside it (DEFAULT_ETCD_PLUGIN_PATH).
@@ -137,13 +152,16 @@ install -D -m 0644 pam.d-examples/pam-configs/pam_totp "$pkg/usr/share/pam-confi
 doc=$pkg/usr/share/doc/pam-totp
 install -d "$doc/docs" "$doc/examples"
 install -m 0644 README.md SECURITY.md "$doc/"
-[ -f CHANGELOG.md ] && install -m 0644 CHANGELOG.md "$doc/"
+# The upstream changelog under the name Debian policy gives it (12.7).
+if [ -f CHANGELOG.md ]; then gzip -9n < CHANGELOG.md > "$doc/changelog.gz"; fi
 install -m 0644 "${docs[@]}" "$doc/docs/"
 cp -R pam.d-examples/. "$doc/examples/"
 find "$doc/examples" -type d -exec chmod 0755 {} +
 find "$doc/examples" -type f -exec chmod 0644 {} +
 fill packaging/debian/copyright > "$doc/copyright"
 fill packaging/debian/changelog | gzip -9n > "$doc/changelog.Debian.gz"
+# Lintian overrides, each with its reason in the file.
+install -D -m 0644 packaging/debian/lintian-overrides "$pkg/usr/share/lintian/overrides/pam-totp"
 
 # Configuration files the examples name, installed inert: the access-rule file with every
 # rule commented out (the sshd example's accessfile= then finds it and skips nobody), and

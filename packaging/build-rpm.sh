@@ -27,13 +27,13 @@ version=$(sed -n '/^\[workspace\.package\]/,/^\[/{s/^version[[:space:]]*=[[:spac
 [ -n "$version" ] || die "no version in [workspace.package] of Cargo.toml"
 
 if [ "$build" -eq 1 ]; then
-    cargo build --release -p pam_totp -p pam_totp_redis -p totp-enroll -p totp-state
+    cargo build --release -p pam_totp -p pam_totp_redis -p pam_totp_etcd -p totp-enroll -p totp-state
 fi
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 for f in "$target_dir/release/libpam_totp.so" "$target_dir/release/libpam_totp_redis.so" \
-         "$target_dir/release/totp-enroll" \
+         "$target_dir/release/libpam_totp_etcd.so" "$target_dir/release/totp-enroll" \
          "$target_dir/release/totp-state" man/pam_totp.8 man/totp-enroll.1 man/totp-state.8 \
-         README.md SECURITY.md; do
+         README.md SECURITY.md CHANGELOG.md; do
     [ -f "$f" ] || die "MISSING: $f"
 done
 
@@ -41,6 +41,14 @@ done
 src=$root
 if [ "$target_dir" != "$root/target" ]; then
     die "CARGO_TARGET_DIR outside the tree is not supported by the spec's prebuilt mode"
+fi
+
+# The spec's source build fixes the plugins' default path at %{_libdir}/pam_totp; a
+# prebuilt module keeps the one it was built with (the .deb's, on Debian).
+libdir=$(rpm --eval '%{_libdir}')
+if ! grep -qaF "$libdir/pam_totp/redis.so" "$target_dir/release/libpam_totp.so"; then
+    echo "build-rpm: note: this module looks for its plugins elsewhere than $libdir/pam_totp/;" \
+        "with this RPM, state=redis…/etcd… lines need redis_plugin=/etcd_plugin=" >&2
 fi
 
 top=$(mktemp -d "${TMPDIR:-/tmp}/pam_totp-rpm.XXXXXX")
@@ -57,6 +65,16 @@ rpm_file=$(find "$top/RPMS" -name 'pam_totp-*.rpm' | head -n 1)
 [ -n "$rpm_file" ] || die "rpmbuild produced no package"
 cp "$rpm_file" "$out_dir/"
 rpm_file=$out_dir/$(basename "$rpm_file")
+# Every path the man pages' FILES sections name is in the package (library paths
+# excepted: the RPM's are under %{_libdir}; and Debian's pam-auth-update profile).
+named=$(for page in man/*.[18]; do
+        sed -n '/^\.SH FILES/,/^\.SH /p' "$page" | sed -n 's/^\.IR\{0,1\} \(\/[^ ]*\).*/\1/p'
+    done | sed -e 's/\\-/-/g' -e 's/[.,;:)]*$//' | grep -v -e '[<~]' -e '^/usr/lib/' -e '^/usr/share/pam-configs/' | LC_ALL=C sort -u)
+[ -n "$named" ] || die "no paths found in the man pages' FILES sections"
+listed=$(rpm -qlp "$rpm_file" 2>/dev/null)
+for p in $named; do
+    printf '%s\n' "$listed" | grep -qxF "$p" || die "the package lacks $p, which the man pages name"
+done
 echo "build-rpm: contents:"
 rpm -qlp "$rpm_file" 2>/dev/null | sed 's/^/  /'
 rpm -qp --requires "$rpm_file" 2>/dev/null | sed 's/^/  requires: /'

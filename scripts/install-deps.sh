@@ -20,13 +20,13 @@ need_root() {
 # screen locker, run as the user: SECURITY.md E4). libfuse3-dev: tests/root_squash.rs
 # compiles an NFS root_squash stand-in (tests/fuse/ptotpsquash.c, a FUSE file system)
 # against libfuse3; the tests mount it as root, so fusermount3 (package fuse3) is not
-# needed, but /dev/fuse is.
+# needed, but /dev/fuse is. lintian: tests/e2e/deb-install.sh checks the .deb with it.
 packages=(
     build-essential pkg-config libpam0g-dev libssl-dev redis-server etcd-server etcd-client
     openssl fail2ban
     pamtester libpam-wrapper faketime oathtool libpam-google-authenticator
     qrencode zbar-tools librsvg2-bin openssh-server openssh-client sshpass expect
-    strace valgrind rpm dpkg-dev man-db vlock libfuse3-dev
+    strace valgrind rpm dpkg-dev man-db vlock libfuse3-dev lintian
 )
 if [ "${1:-}" = "--demo" ]; then
     packages=(build-essential pkg-config libpam0g-dev libssl-dev)

@@ -3,14 +3,20 @@
 # every file where it belongs (owner, mode), the man pages render, the module loads
 # through libpam by its bare name pam_totp.so and verifies a real code, totp-enroll
 # runs and enrolls, the pam-auth-update profile stays off by default and works when
-# selected, and removing the package takes the profile out again.
+# selected, and removing the package takes the profile out again. Also: lintian (no error
+# or warning), Depends against the libraries the binaries link, the plugins pass the
+# module's ownership check where it looks for them, the paths README and the man pages
+# name, reinstalling keeps an edited conffile, removal warns about hand-written pam.d
+# lines, and purge keeps the used-code records (deleting only empty directories).
 #
 #   sudo ./tests/e2e/deb-install.sh [path/to/pam-totp_*.deb]
 #
-# Default package: the newest target/debian/pam-totp_*.deb. Needs root, dpkg, oathtool.
+# Default package: the newest target/debian/pam-totp_*.deb. Needs root, dpkg, oathtool,
+# objdump, and lintian (skipped without it, except when CI=true).
 # Leaves the machine as it found it: the package is purged again unless it was
 # installed before (then this build stays installed), /etc/pam.d/common-* and
-# /var/lib/pam are restored, the test user is deleted.
+# /var/lib/pam are restored, /var/lib/pam_totp is deleted (a previous one put back), the
+# test user and the test's pam.d files are deleted.
 # Prints PASS/FAIL per case and "N passed, N failed"; exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,7 +26,7 @@ root=$PWD
 
 die() { echo "deb-install: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (dpkg, test users): sudo $0"
-for tool in dpkg oathtool useradd man; do
+for tool in dpkg oathtool useradd man objdump; do
     command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh)"
 done
 
@@ -32,6 +38,10 @@ echo "deb-install: testing $deb"
 secdir=$(pam_security_dir)
 module=$secdir/pam_totp.so
 user=ptdeb$(( $$ % 100000 ))
+# Hand-written pam.d files for the removal warning: one names the module, one only in a
+# comment.
+handfile=/etc/pam.d/$user-hand
+commentfile=/etc/pam.d/$user-comment
 work=$(mktemp -d "${TMPDIR:-/tmp}/pam_totp-debtest.XXXXXX")
 backup=$work/backup
 mkdir -p "$backup/pam.d" "$backup/varlibpam"
@@ -51,6 +61,7 @@ fi
 cleanup() {
     set +e
     userdel -r -f "$user" >/dev/null 2>&1
+    rm -f "$handfile" "$commentfile"
     if [ "$was_installed" = no ] && dpkg-query -W pam-totp >/dev/null 2>&1; then
         dpkg --purge pam-totp >/dev/null 2>&1
     fi
@@ -61,8 +72,11 @@ cleanup() {
         rm -rf /var/lib/pam/*
         cp -a "$backup/varlibpam/." /var/lib/pam/
     fi
-    if [ "$moved_varlib" = yes ]; then
+    # Purge keeps the records this test's logins wrote: they go with the test.
+    if [ "$was_installed" = no ]; then
         rm -rf /var/lib/pam_totp
+    fi
+    if [ "$moved_varlib" = yes ]; then
         mv "$backup/varlib-pam_totp" /var/lib/pam_totp
     fi
     rm -rf "$work"
@@ -73,6 +87,30 @@ trap 'exit 130' INT TERM HUP
 
 common_sums() { (cd /etc/pam.d && md5sum common-*); }
 sums_before=$(common_sums)
+# Every pam.d file (a pam_google_authenticator.so line keeps working until the admin
+# changes it: installing must not touch any of them).
+all_pamd_sums() { (cd /etc/pam.d && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 md5sum); }
+all_sums_before=$(all_pamd_sums)
+
+# ---- lintian
+if command -v lintian >/dev/null; then
+    lintian "$deb" > "$work/lintian.log" 2>&1 || true
+    if grep -qE '^[EW]: ' "$work/lintian.log"; then
+        fail "lintian reports no error or warning: $(grep -E '^[EW]: ' "$work/lintian.log" | tr '\n' ' ')"
+    else
+        pass "lintian reports no error or warning (overrides: packaging/debian/lintian-overrides)"
+    fi
+elif [ "${CI:-}" = true ]; then
+    fail "lintian not installed (scripts/install-deps.sh)"
+else
+    echo "note: lintian not installed; skipped"
+fi
+
+# The module makes /var/lib/pam_totp 0755 when it runs before the package is installed
+# (a source install); dpkg keeps an existing directory's mode, postinst must not.
+if [ "$was_installed" = no ]; then
+    mkdir -m 0755 /var/lib/pam_totp
+fi
 
 # ---- install
 if dpkg -i "$deb" > "$work/dpkg-i.log" 2>&1; then
@@ -104,6 +142,8 @@ expected=(
     "/usr/share/doc/pam-totp/SECURITY.md 644"
     "/usr/share/doc/pam-totp/copyright 644"
     "/usr/share/doc/pam-totp/changelog.Debian.gz 644"
+    "/usr/share/doc/pam-totp/changelog.gz 644"
+    "/usr/share/lintian/overrides/pam-totp 644"
     "/var/lib/pam_totp 700"
     "/etc/security/pam_totp_access.conf 644"
     "/etc/fail2ban/filter.d/pam-totp.conf 644"
@@ -131,6 +171,51 @@ check "installed examples are byte-identical to pam.d-examples/" \
 check "profile in /usr/share/pam-configs matches the example" \
     cmp -s "$root/pam.d-examples/pam-configs/pam_totp" /usr/share/pam-configs/pam_totp
 check "dpkg --verify finds no changed files" test -z "$(dpkg --verify pam-totp 2>&1)"
+check "installing changed no file in /etc/pam.d" test "$(all_pamd_sums)" = "$all_sums_before"
+
+# Paths README's Install section and the man pages' FILES sections name are installed,
+# and so are the /usr/lib/<triplet>/… paths README, the man pages and docs/ name.
+doc_paths=$( { sed -n '/^## Install/,/^## [^I]/p' "$root/README.md" | grep -o '`/[^` ]*`' | tr -d '`'
+    for page in "$root"/man/*.[18]; do
+        sed -n '/^\.SH FILES/,/^\.SH /p' "$page" | sed -n 's/^\.IR\{0,1\} \(\/[^ ]*\).*/\1/p' | sed 's/\\-/-/g'
+    done
+    grep -ohE '/usr/lib/<triplet>/[A-Za-z0-9_./-]*' "$root"/man/*.[18] "$root"/docs/*.md "$root/README.md" \
+        | sed "s|^/usr/lib/<triplet>/|/usr/lib/x86_64-linux-gnu/|"; } | sed 's/[.,;:)]*$//' | grep -v '[<~]' \
+    | sed "s|/usr/lib/x86_64-linux-gnu/|$(dirname "$secdir")/|" | LC_ALL=C sort -u)
+dpkg -L pam-totp > "$work/dpkg-L"
+missing_docs=""
+for p in $doc_paths; do
+    grep -qxF "$p" "$work/dpkg-L" || missing_docs="$missing_docs $p"
+done
+check "dpkg -L lists every path README (Install) and the man pages (FILES) name:$missing_docs" \
+    test -n "$doc_paths" -a -z "$missing_docs"
+
+# Depends names the package of every library the installed binaries link (DT_NEEDED,
+# resolved as the loader does).
+depends=$(dpkg-query -W -f='${Depends}' pam-totp)
+plugin_dir=$(dirname "$secdir")/pam_totp
+missing_deps=""
+for lib in $(for f in "$module" "$plugin_dir"/redis.so "$plugin_dir"/etcd.so /usr/bin/totp-enroll /usr/sbin/totp-state; do
+        for so in $(objdump -p "$f" | awk '$1 == "NEEDED" {print $2}'); do
+            ldd "$f" | awk -v so="$so" '$1 == so && $2 == "=>" && $3 ~ /^\// {print $3}'
+        done
+    done | LC_ALL=C sort -u); do
+    owner=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "$(echo "$lib" | sed 's|^/usr/lib/|/lib/|;t;s|^/lib/|/usr/lib/|')" 2>/dev/null || true)
+    owner=${owner%%:*}
+    if [ -z "$owner" ] || ! printf '%s\n' "$depends" | tr ',' '\n' | grep -qE "^ *$owner( |\$)"; then
+        missing_deps="$missing_deps $lib(${owner:-no package})"
+    fi
+done
+check "Depends ($depends) names the package of every linked library:$missing_deps" test -z "$missing_deps"
+
+# The plugins pass the module's own ownership check at the paths it looks for them by
+# default: totp-state loads them like the module does, and then finds nobody listening
+# (exit 2, unreachable). A refused or missing plugin exits 1.
+for backend in redis etcd; do
+    out=$(/usr/sbin/totp-state ping --options "state=$backend://127.0.0.1:1" 2>&1) && rc=0 || rc=$?
+    check "the $backend plugin loads from its default path (ownership check passed): $out" \
+        sh -c "[ $rc -eq 2 ] && ! printf '%s\n' \"\$1\" | grep -q 'plugin'" _ "$out"
+done
 check "the access-rule file and the fail2ban filter are conffiles" \
     sh -c "dpkg-query -W -f='\${Conffiles}' pam-totp | grep -q ' /etc/security/pam_totp_access.conf ' \
            && dpkg-query -W -f='\${Conffiles}' pam-totp | grep -q ' /etc/fail2ban/filter.d/pam-totp.conf '"
@@ -138,7 +223,7 @@ check "fail2ban-regex finds the host in a failed-code line with the installed fi
     sh -c "fail2ban-regex -r -o ip 'Dec  5 10:00:00 host sshd[42]: pam_totp(sshd:auth): invalid verification code for alice from 192.0.2.77' pam-totp | grep -qx 192.0.2.77"
 
 # ---- man pages
-for page in /usr/share/man/man8/pam_totp.8.gz /usr/share/man/man1/totp-enroll.1.gz; do
+for page in /usr/share/man/man8/pam_totp.8.gz /usr/share/man/man1/totp-enroll.1.gz /usr/share/man/man8/totp-state.8.gz; do
     name=$(basename "$page" | sed 's/\.[0-9]\.gz$//')
     if out=$(MANWIDTH=80 man -l "$page" 2>"$work/man.err") \
         && printf '%s\n' "$out" | grep -q '^NAME' \
@@ -257,20 +342,60 @@ if command -v pam-auth-update >/dev/null; then
     pam-auth-update --enable pam_totp >/dev/null 2>&1 || true
 fi
 
+# ---- reinstall (the same version again, as an upgrade runs it)
+# (Only on a host where this test installed the package: the conffile edit is ours.)
+if [ "$was_installed" = no ]; then
+    echo "# edited by deb-install" >> /etc/security/pam_totp_access.conf
+    if dpkg -i "$deb" > "$work/dpkg-i2.log" 2>&1; then
+        pass "dpkg -i installs the package again over itself"
+    else
+        cat "$work/dpkg-i2.log"; fail "dpkg -i installs the package again over itself"
+    fi
+    check "reinstalling kept the edited conffile" \
+        grep -qx '# edited by deb-install' /etc/security/pam_totp_access.conf
+    check "reinstalling kept the user's state record and the root-only modes" \
+        sh -c "[ -f '/var/lib/pam_totp/state/$(id -u "$user")' ] \
+               && [ \"\$(stat -c %a /var/lib/pam_totp /var/lib/pam_totp/state | tr '\n' ' ')\" = '700 700 ' ]"
+    if command -v pam-auth-update >/dev/null; then
+        check "reinstalling kept the selected profile's line in common-auth" \
+            grep -q '^auth.*pam_totp\.so' /etc/pam.d/common-auth
+    fi
+fi
+
 # ---- removal
 if [ "$was_installed" = no ]; then
+    printf 'auth required pam_unix.so\nauth required pam_totp.so nullok\n' > "$handfile"
+    printf 'auth required pam_unix.so\n# auth required pam_totp.so nullok\n' > "$commentfile"
     if dpkg -r pam-totp > "$work/dpkg-r.log" 2>&1; then
         pass "dpkg -r removes the package"
     else
         cat "$work/dpkg-r.log"; fail "dpkg -r removes the package"
     fi
+    check "removal warns about the hand-written pam.d file that names pam_totp.so" \
+        sh -c "grep -q 'WARNING' '$work/dpkg-r.log' && grep -q 'pam-totp: *$handfile\$' '$work/dpkg-r.log' \
+               && grep -q 'PAM_MODULE_UNKNOWN' '$work/dpkg-r.log'"
+    check "removal does not list a file that names pam_totp.so only in a comment" \
+        sh -c "! grep -qF '$commentfile' '$work/dpkg-r.log'"
+    rm -f "$handfile" "$commentfile"
     check "removal took the profile out of common-auth" \
         sh -c '! grep -q pam_totp /etc/pam.d/common-auth'
     check "module and tool are gone after removal" \
         sh -c "[ ! -e '$module' ] && [ ! -e /usr/bin/totp-enroll ]"
-    dpkg --purge pam-totp >/dev/null 2>&1 || true
-    check "purge removes the state directory and the then empty /var/lib/pam_totp" \
-        test ! -e /var/lib/pam_totp
+    # Purge keeps the records of used codes (a reinstall must not re-admit them) and
+    # says so; it deletes the conffiles and directories that are empty.
+    dpkg --purge pam-totp > "$work/dpkg-purge.log" 2>&1 || true
+    check "purge keeps the user's used-code record and the store key" \
+        test -f "/var/lib/pam_totp/state/$(id -u "$user")" -a -f /var/lib/pam_totp/state/store.key
+    check "purge names what it kept and the command that deletes it" \
+        sh -c "grep -q 'kept /var/lib/pam_totp' '$work/dpkg-purge.log' \
+               && grep -q 'rm -r /var/lib/pam_totp/state' '$work/dpkg-purge.log'"
+    check "purge removes the conffiles" \
+        test ! -e /etc/security/pam_totp_access.conf -a ! -e /etc/fail2ban/filter.d/pam-totp.conf
+    rm -rf /var/lib/pam_totp
+    dpkg -i "$deb" >/dev/null 2>&1 || true
+    dpkg --purge pam-totp > "$work/dpkg-purge2.log" 2>&1 || true
+    check "purge without any record removes /var/lib/pam_totp and says nothing about it" \
+        sh -c "[ ! -e /var/lib/pam_totp ] && ! grep -q 'kept' '$work/dpkg-purge2.log'"
 else
     pam-auth-update --disable pam_totp >/dev/null 2>&1 || true
     echo "note: pam-totp was installed before this test; this build stays installed"
