@@ -55,6 +55,9 @@ chmod 0755 "$work"
 sshd_pid=""
 created_run_sshd=no
 installed_deb=no
+# The package's purge keeps a state directory that holds anything (a used code must stay
+# used across a reinstall): one this test's logins created is removed here.
+if [ -e /var/lib/pam_totp ]; then had_state=yes; else had_state=no; fi
 users=()
 state_tool=
 group=ptsg$tag
@@ -74,7 +77,10 @@ cleanup() {
     groupdel "$group" >/dev/null 2>&1
     groupdel "$group_auto" >/dev/null 2>&1
     [ "$created_run_sshd" = yes ] && rmdir /run/sshd 2>/dev/null
-    if [ "$installed_deb" = yes ]; then dpkg --purge pam-totp >/dev/null 2>&1; fi
+    if [ "$installed_deb" = yes ]; then
+        dpkg --purge pam-totp >/dev/null 2>&1
+        [ "$had_state" = no ] && rm -rf /var/lib/pam_totp
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
