@@ -284,23 +284,20 @@ fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
     let fixed = |t: u64| oathtool_totp(&secret, t, 30, 6, "sha1");
     assert_eq!(login(&stack, &user, &ahead(T0), T0), "PAM_SUCCESS");
 
-    let out = enroll_at(
-        T0 + 60,
-        &[
-            "resync",
-            "--user",
-            &user.name,
-            "--service",
-            SERVICE,
-            "--pam-dir",
-            &stack_dir,
-            &fixed(T0 + 30),
-            &fixed(T0 + 60),
-        ],
-        None,
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    // The phone's two consecutive codes at `at - 30` and `at`, resynced at `at`.
+    let resync = |at: u64, json: bool| {
+        let (first, second) = (fixed(at - 30), fixed(at));
+        let mut args = vec!["resync", "--user", &user.name, "--service", SERVICE];
+        args.extend(["--pam-dir", &stack_dir, &first, &second]);
+        if json {
+            args.push("--json");
+        }
+        let out = enroll_at(at, &args, None);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+        stdout
+    };
+    let stdout = resync(T0 + 60, false);
     assert!(
         stdout.contains("The offset went down by 100 steps")
             && stdout.contains("at most 50 minutes")
@@ -322,23 +319,6 @@ fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
     );
 
     // JSON: the same wait, in seconds; a resync that does not lower it says 0.
-    let out = enroll_at(
-        T0 + 180,
-        &[
-            "resync",
-            "--json",
-            "--user",
-            &user.name,
-            "--service",
-            SERVICE,
-            "--pam-dir",
-            &stack_dir,
-            &fixed(T0 + 150),
-            &fixed(T0 + 180),
-        ],
-        None,
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let stdout = resync(T0 + 180, true);
     assert!(stdout.contains("\"store_wait_up_to_secs\":0"), "{stdout}");
 }
