@@ -829,3 +829,52 @@ fn hostile_homes_from_a_directory_service_deny_without_a_skip() {
     ds.with(|c| c.dir = u.home.clone());
     f.check();
 }
+
+/// Migration from google-authenticator, through libpam with the stand-in directory
+/// service: GA put the name typed at login into `secret=…/${USER}`, so a store migrated
+/// from it may hold `ALICE` where the name service answers `alice`. Such a file must not
+/// read as "not enrolled", or `nullok` would skip the code: the alias is asked for a
+/// code and denied, and the log names the file to rename. Control: renamed to the
+/// canonical name, the same login succeeds.
+#[test]
+fn a_file_named_by_the_typed_spelling_is_never_a_nullok_skip() {
+    let Some((u, ds)) = setup(
+        "a_file_named_by_the_typed_spelling_is_never_a_nullok_skip",
+        "dst",
+    ) else {
+        return;
+    };
+    let store = root_store();
+    let typed = u.name.to_uppercase();
+    let by_typed = store.path().join(&typed);
+    write_owned(&by_typed, totp_file(SECRET_160).as_bytes(), 0, 0, 0o600);
+    let args = format!(
+        "nullok user=root secret={}/${{USER}}",
+        store.path().display()
+    );
+    let stack = Stack::probe("svc", &args);
+    let at = T0;
+    let (d, lines) = ds.run_logged(
+        &Driver::new(&stack, "svc", &typed)
+            .answer(&code_at(SECRET_160, at))
+            .at(at),
+    );
+    let mut f = Failures::default();
+    f.refused("file named by the typed spelling", &d);
+    f.check();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&typed) && l.contains("rename it")),
+        "{lines:?}"
+    );
+
+    fs::rename(&by_typed, store.path().join(&u.name)).expect("rename");
+    let at = T0 + 60;
+    let d = ds.run(
+        &Driver::new(&stack, "svc", &typed)
+            .answer(&code_at(SECRET_160, at))
+            .at(at),
+    );
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "renamed: {d:?}");
+}
