@@ -33,6 +33,41 @@ fn session(port: u16, commands: &[&[&str]]) -> Vec<String> {
         .collect()
 }
 
+/// The hosts' ACL user of docs/fleet.md on `prefix`, and a root-only credentials file
+/// for it (in the returned directory).
+fn host_acl_user(server: &RedisServer, prefix: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    set_host_acl(server, prefix);
+    let dir = trusted_dir("acl");
+    let cred = dir.path().join("host.cred");
+    fs::write(&cred, "username=host\npassword=host pw\n").expect("write");
+    fs::set_permissions(&cred, fs::Permissions::from_mode(0o600)).expect("chmod");
+    (dir, cred)
+}
+
+/// The hosts' ACL user `host` of docs/fleet.md, on the keys of `prefix`.
+fn set_host_acl(server: &RedisServer, prefix: &str) {
+    let keys = format!("~{prefix}:*");
+    let acl = [
+        "ACL",
+        "SETUSER",
+        "host",
+        "on",
+        ">host pw",
+        &keys,
+        "resetchannels",
+        "-@all",
+        "+fcall",
+        "+hmget",
+        "+hget",
+        "+hset",
+        "+expire",
+        "+persist",
+        "+ping",
+        "+info",
+    ];
+    assert!(session(server.port, &[&acl])[0].starts_with("+OK"));
+}
+
 /// Hosts need `+fcall +hmget +ping +info` on the prefix, and the commands the function
 /// runs (Redis checks them against the caller's ACL: `+hget +hset +expire +persist`),
 /// but no `EVAL` and no `DEL` (SECURITY.md M18). The host's ACL user is exactly that. Before `totp-state init` installed the
@@ -46,29 +81,7 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
         return;
     }
     let server = RedisServer::start(&ServerConfig::default());
-    let acl = [
-        "ACL",
-        "SETUSER",
-        "host",
-        "on",
-        ">host pw",
-        "~lp:*",
-        "resetchannels",
-        "-@all",
-        "+fcall",
-        "+hmget",
-        "+hget",
-        "+hset",
-        "+expire",
-        "+persist",
-        "+ping",
-        "+info",
-    ];
-    assert!(session(server.port, &[&acl])[0].starts_with("+OK"));
-    let dir = trusted_dir("acl");
-    let cred = dir.path().join("host.cred");
-    fs::write(&cred, "username=host\npassword=host pw\n").expect("write");
-    fs::set_permissions(&cred, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (_dir, cred) = host_acl_user(&server, "lp");
     let common = server.options("redis_prefix=lp: redis_connect_timeout=1000 redis_timeout=1000");
     let host = Stack::probe(
         "svc",
@@ -123,29 +136,7 @@ fn a_restart_without_persistence_reopens_no_code_through_init_after_loss_through
         return;
     }
     let mut server = RedisServer::start(&ServerConfig::default());
-    let acl = [
-        "ACL",
-        "SETUSER",
-        "host",
-        "on",
-        ">host pw",
-        "~rl:*",
-        "resetchannels",
-        "-@all",
-        "+fcall",
-        "+hmget",
-        "+hget",
-        "+hset",
-        "+expire",
-        "+persist",
-        "+ping",
-        "+info",
-    ];
-    assert!(session(server.port, &[&acl])[0].starts_with("+OK"));
-    let dir = trusted_dir("acl");
-    let cred = dir.path().join("host.cred");
-    fs::write(&cred, "username=host\npassword=host pw\n").expect("write");
-    fs::set_permissions(&cred, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (_dir, cred) = host_acl_user(&server, "rl");
     let common = server.options("redis_prefix=rl: redis_connect_timeout=1000 redis_timeout=1000");
     let host_args = format!("{common} redis_credentials={}", cred.display());
     let host_a = Stack::probe("svc", &host_args);
@@ -161,7 +152,7 @@ fn a_restart_without_persistence_reopens_no_code_through_init_after_loss_through
     // The restart: records, store record and library gone; the ACL file's users are
     // back (here: set again, as the test made them at run time).
     server.restart();
-    assert!(session(server.port, &[&acl])[0].starts_with("+OK"));
+    set_host_acl(&server, "rl");
     assert!(!session(server.port, &[&["FUNCTION", "LIST"]])[0].contains("pam_totp"));
     let (d, lines) = login_logged(&host_b, &u, &code, RHOST, None);
     assert_ne!(d.returned(), Returned::Success, "{lines:?}");
