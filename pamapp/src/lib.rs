@@ -329,6 +329,34 @@ pub mod host_signals {
     }
 }
 
+/// A host that closed some of its standard descriptors (0, 1, 2) before calling PAM, as
+/// a daemon that never reopened them on /dev/null does: the module's own descriptors may
+/// then take those numbers, and nothing may be written to them as if they were stdio.
+pub mod host_fds {
+    /// Closes `fds`; the driver's stdout is first kept at a high descriptor, returned so
+    /// that [`restore_stdout`] can bring the report back.
+    pub fn close(fds: &[i32]) -> Option<i32> {
+        let saved = crate::sys::dup_high(1);
+        for &fd in fds {
+            crate::sys::close_fd(fd);
+        }
+        saved
+    }
+
+    /// Which of `fds` are open now.
+    pub fn open_among(fds: &[i32]) -> Vec<i32> {
+        fds.iter()
+            .copied()
+            .filter(|&fd| crate::sys::fd_is_open(fd))
+            .collect()
+    }
+
+    /// Puts the saved stdout back at 1.
+    pub fn restore_stdout(saved: i32) -> bool {
+        crate::sys::dup2(saved, 1)
+    }
+}
+
 /// The symbolic name of a PAM return code.
 pub fn code_name(code: i32) -> &'static str {
     sys::code_name(code)

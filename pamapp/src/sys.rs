@@ -326,3 +326,29 @@ unsafe fn converse(
     unsafe { *resp = array };
     codes::SUCCESS
 }
+
+/// `close(2)` of a descriptor the host gives up (tests of a host with 0, 1 or 2 closed).
+pub fn close_fd(fd: c_int) {
+    // SAFETY: closing a descriptor number touches no memory; std objects that may wrap
+    // 0, 1 or 2 (Stdin, Stdout, Stderr) treat EBADF as a closed stream.
+    unsafe { libc::close(fd) };
+}
+
+/// A close-on-exec duplicate of `fd` at 100 or above, out of the way of the module's.
+pub fn dup_high(fd: c_int) -> Option<c_int> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer and touches no memory.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100) };
+    (new >= 0).then_some(new)
+}
+
+/// `dup2(2)`.
+pub fn dup2(from: c_int, to: c_int) -> bool {
+    // SAFETY: integers only.
+    unsafe { libc::dup2(from, to) == to }
+}
+
+/// Whether `fd` is an open descriptor.
+pub fn fd_is_open(fd: c_int) -> bool {
+    // SAFETY: F_GETFD takes no argument and touches no memory.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}

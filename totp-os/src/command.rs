@@ -102,7 +102,8 @@ impl std::error::Error for CommandError {}
 /// Marks every descriptor above 2 close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`):
 /// they are gone in the command, while the standard library's own exec-status pipe keeps
 /// working until the exec. A kernel without it (before 5.11) fails the spawn: the login
-/// is denied rather than the command run with the host's descriptors.
+/// is denied rather than the command run with the host's descriptors. Descriptors 0, 1
+/// and 2 are made to survive the exec.
 fn close_inherited_descriptors() -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range takes three integers and touches no memory.
@@ -114,11 +115,22 @@ fn close_inherited_descriptors() -> io::Result<()> {
             CLOSE_RANGE_CLOEXEC,
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
     }
+    // A host that closed 0, 1 or 2 (a daemon that never reopened them) gives the
+    // command's /dev/null or pipe that very number in the parent, opened close-on-exec;
+    // the standard library's dup2 onto the same number is then a no-op that keeps the
+    // flag, so the command would start with that stream closed and its first open file
+    // in its place. Here 0, 1 and 2 are already what the command must get.
+    for fd in 0..=2 {
+        // SAFETY: F_SETFD on an integer descriptor touches no memory and is
+        // async-signal-safe.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Runs `program` as `run_as` for the canonical user name `user` and returns its
