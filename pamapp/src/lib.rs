@@ -323,6 +323,26 @@ pub mod host_signals {
         crate::sys::sigchld()
     }
 
+    /// Blocks every signal in the calling thread (a threaded daemon's worker).
+    pub fn block_all() -> std::io::Result<()> {
+        crate::sys::block_all_signals()
+    }
+
+    /// Ignores SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGALRM, SIGTERM, SIGUSR1 and SIGUSR2.
+    pub fn ignore_common() -> std::io::Result<()> {
+        crate::sys::ignore_signals()
+    }
+
+    /// A SIGALRM every `ms` milliseconds into a counting handler without SA_RESTART.
+    pub fn alarm_every(ms: u64) -> std::io::Result<()> {
+        crate::sys::start_itimer(ms)
+    }
+
+    /// SIGALRMs taken by the [`alarm_every`] handler so far.
+    pub fn alarms() -> usize {
+        crate::sys::HOST_ALARMS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Children the [`Sigchld::Reap`] handler has reaped so far.
     pub fn reaped() -> usize {
         crate::sys::HOST_REAPED.load(std::sync::atomic::Ordering::Relaxed)

@@ -8,7 +8,8 @@
 //! clears them when a root parent sets the uid), in its own process group, in `/`, with
 //! an empty environment apart from a fixed `PATH`, stdin and stderr on `/dev/null`, no
 //! other descriptor of the host (R33: all above 2 are closed at the exec), SIGCHLD at
-//! its default whatever the host set (restored once the command is reaped), and
+//! its default whatever the host set (restored once the command is reaped), no signal
+//! blocked or ignored (the host thread's mask and ignored signals are not inherited), and
 //! the canonical user name as its only argument. Its output is read up to the 64 KiB
 //! secret-file cap; past the time limit, or past the cap, the whole process group is
 //! killed. Only exit status [`NOT_ENROLLED_EXIT_STATUS`] with empty output means "this
@@ -133,6 +134,43 @@ fn close_inherited_descriptors() -> io::Result<()> {
     Ok(())
 }
 
+/// An empty signal mask and no ignored signal in the command. The forked child has the
+/// mask of the host thread that called the module, and ignored signals survive an exec:
+/// a threaded daemon typically blocks every signal in its workers (one thread takes
+/// them with sigwait), and the command then started with SIGCHLD blocked, so a script's
+/// own `wait` for a child of its own never returned and every login ran into the time
+/// limit and was denied. Handlers need nothing: the exec resets them.
+fn default_signals() -> io::Result<()> {
+    // SAFETY: a zeroed sigset_t is valid storage; sigemptyset initialises it.
+    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `empty` is a valid sigset_t; sigprocmask only reads it.
+    let rc = unsafe {
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // glibc refuses the two signals it keeps for itself (32 and 33) with EINVAL; they are
+    // left as they are.
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction is a valid "default, no flags, empty mask" action.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null new action only reads the current one into `act`.
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut act) } == 0
+            && act.sa_sigaction == libc::SIG_IGN
+        {
+            act.sa_sigaction = libc::SIG_DFL;
+            // SAFETY: installs the default action; no handler code runs.
+            unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) };
+        }
+    }
+    Ok(())
+}
+
 /// Runs `program` as `run_as` for the canonical user name `user` and returns its
 /// verdict within `limit` (the whole process group is killed past it).
 pub fn run_secret_command(
@@ -160,10 +198,14 @@ pub fn run_secret_command(
         .process_group(0);
     // R33: the host application (sshd keeps its log, pipes and monitor socket open)
     // may have left descriptors without FD_CLOEXEC; none of them may reach the command.
-    // SAFETY: the closure runs in the forked child before exec and only makes one raw
-    // system call, which is async-signal-safe; it touches no memory of the parent.
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (close_range, fcntl, sigprocmask, sigaction) on
+    // its own stack; it touches no memory of the parent.
     unsafe {
-        command.pre_exec(close_inherited_descriptors);
+        command.pre_exec(|| {
+            close_inherited_descriptors()?;
+            default_signals()
+        });
     }
     let mut child = command.spawn().map_err(CommandError::Spawn)?;
     let mut guard = KillOnDrop { child: &mut child };

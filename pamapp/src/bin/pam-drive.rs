@@ -22,6 +22,12 @@
 //! prints `sigchld <disposition>` and `host-reaped <n>` (children its handler reaped), so a
 //! test sees a module's child handled without changing what the host set.
 //!
+//! `--host-block-signals`: block every signal before `pam_start` (a threaded daemon's
+//! worker); `--host-ignore-signals`: ignore SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGALRM,
+//! SIGTERM, SIGUSR1 and SIGUSR2; `--host-alarm-every MS`: a SIGALRM every MS ms into a
+//! counting handler without SA_RESTART, so slow system calls fail with EINTR again and
+//! again (after each `pam_end`: `host-alarms <n>`).
+//!
 //! `--host-close-std LIST` (e.g. `0,1,2`): act as a daemon that closed those standard
 //! descriptors and never reopened them, closed before `pam_start`. The report is kept
 //! until after `pam_end`, then printed on the original stdout with `std-open <fds>`
@@ -43,7 +49,8 @@ const USAGE: &str = "usage: pam-drive --service S [--user U] [--confdir DIR] [--
 [--tty T] [--ruser R] [--answer A]... [--null-answer] [--null-array] \
 [--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS] [--answer-gate PATH] \
 [--hold-after-end HEX] [--host-syslog IDENT] [--host-closelog-mid] \
-[--host-openlog-mid IDENT] [--host-sigchld ignore|reap|default] [--host-close-std LIST]";
+[--host-openlog-mid IDENT] [--host-sigchld ignore|reap|default] [--host-close-std LIST] [--host-block-signals] [--host-ignore-signals] \
+[--host-alarm-every MS]";
 
 #[derive(Default)]
 struct Args {
@@ -66,6 +73,9 @@ struct Args {
     host_openlog_mid: Option<&'static CStr>,
     host_sigchld: Option<Sigchld>,
     host_close_std: Vec<i32>,
+    host_block_signals: bool,
+    host_ignore_signals: bool,
+    host_alarm_ms: Option<u64>,
 }
 
 /// [`Scripted`] behind the gate of `--answer-gate`.
@@ -136,6 +146,15 @@ fn parse() -> Result<Args, String> {
                         _ => Err(format!("--host-close-std: 0, 1 or 2, not {f}")),
                     })
                     .collect::<Result<_, _>>()?;
+            }
+            "--host-block-signals" => args.host_block_signals = true,
+            "--host-ignore-signals" => args.host_ignore_signals = true,
+            "--host-alarm-every" => {
+                args.host_alarm_ms = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--host-alarm-every: {e}"))?,
+                )
             }
             "--repeat" => args.repeat = value()?.parse().map_err(|e| format!("--repeat: {e}"))?,
             "--start-at" => {
@@ -226,6 +245,25 @@ fn main() -> ExitCode {
         eprintln!("--host-sigchld: {e}");
         return ExitCode::from(100);
     }
+    let signals = [
+        (
+            args.host_ignore_signals,
+            host_signals::ignore_common as fn() -> _,
+        ),
+        (args.host_block_signals, host_signals::block_all),
+    ];
+    for (wanted, set) in signals {
+        if wanted && let Err(e) = set() {
+            eprintln!("host signals: {e}");
+            return ExitCode::from(100);
+        }
+    }
+    if let Some(ms) = args.host_alarm_ms
+        && let Err(e) = host_signals::alarm_every(ms)
+    {
+        eprintln!("--host-alarm-every: {e}");
+        return ExitCode::from(100);
+    }
     let saved_stdout = if args.host_close_std.is_empty() {
         None
     } else {
@@ -305,6 +343,9 @@ fn main() -> ExitCode {
                     open.join(",")
                 }
             ));
+        }
+        if args.host_alarm_ms.is_some() {
+            report.push(format!("host-alarms {}", host_signals::alarms()));
         }
         for line in &report {
             println!("{line}");
