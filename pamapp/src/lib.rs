@@ -377,6 +377,20 @@ pub mod host_fds {
     }
 }
 
+/// A host whose thread already runs with another filesystem uid (a file server that
+/// switches per request and calls PAM in between).
+pub mod host_ids {
+    /// Sets the calling thread's fsuid; returns the fsuid now in effect.
+    pub fn set_fsuid(uid: u32) -> u32 {
+        crate::sys::set_fsuid(uid)
+    }
+
+    /// The calling thread's fsuid.
+    pub fn fsuid() -> u32 {
+        crate::sys::set_fsuid(u32::MAX)
+    }
+}
+
 /// The symbolic name of a PAM return code.
 pub fn code_name(code: i32) -> &'static str {
     sys::code_name(code)

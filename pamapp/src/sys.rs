@@ -423,3 +423,12 @@ pub fn start_itimer(ms: u64) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// `setfsuid(2)` for the calling thread; returns the fsuid in effect afterwards.
+pub fn set_fsuid(uid: u32) -> u32 {
+    // SAFETY: integers only; setfsuid(-1) changes nothing and reports the current id.
+    unsafe {
+        libc::setfsuid(uid);
+        libc::setfsuid(u32::MAX) as u32
+    }
+}

@@ -13,7 +13,9 @@
 //!   absolute paths and runs the command in `/`, so logins succeed;
 //! - a setuid host (real uid the caller's, effective uid root): the store stays
 //!   root-owned and replay is refused, for the caller logging in as themselves and
-//!   as someone else.
+//!   as someone else;
+//! - a host thread already running with another fsuid: denied (the root-only store is
+//!   out of reach), never written with that identity, and the fsuid is given back.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
@@ -192,4 +194,41 @@ fn a_setuid_host_keeps_the_store_root_owned_and_refuses_replay() {
         let (mode, uid, _) = mode_owner(&stack.state_file(u.uid));
         assert_eq!((mode & 0o7777, uid), (0o600, 0), "{}: the record", who.name);
     }
+}
+
+/// A host thread that already runs with another filesystem uid (effective uid root)
+/// when it calls PAM: the store, which only root may open, is out of reach, so the login
+/// is denied rather than written with that identity, and the host's fsuid is what it
+/// set. Control: the same code with the host's fsuid left at root logs in.
+#[test]
+fn a_host_thread_with_another_fsuid_is_denied_and_keeps_it() {
+    if !require_root("a_host_thread_with_another_fsuid_is_denied_and_keeps_it") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("fs");
+    let other = TestUser::create("ft");
+    let stack = Stack::probe("svc", "");
+    // The store exists (made by a plain login) and the code is fresh.
+    let first = Driver::login(&stack, &u, &code_at(&secret, T0)).at(T0);
+    assert_eq!(first.run().returned(), Returned::Success, "set-up");
+    let login = Driver::login(&stack, &u, &code_at(&secret, T0 + 30)).at(T0 + 30);
+    for fsuid in [u.uid, other.uid] {
+        let out = login
+            .clone()
+            .arg("--host-fsuid", &fsuid.to_string())
+            .command()
+            .output()
+            .expect("pam-drive");
+        let d = Drive::ran(&out);
+        assert!(
+            !matches!(d.returned(), Returned::Success | Returned::Ignore),
+            "fsuid {fsuid}: {d:?}"
+        );
+        let kept = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l == format!("fsuid {fsuid}"));
+        assert!(kept, "fsuid {fsuid}: the host's fsuid is kept: {d:?}");
+    }
+    // Control: the same code, unused by the denied logins.
+    assert_eq!(login.run().returned(), Returned::Success, "control");
 }

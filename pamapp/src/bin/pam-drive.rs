@@ -28,6 +28,9 @@
 //! counting handler without SA_RESTART, so slow system calls fail with EINTR again and
 //! again (after each `pam_end`: `host-alarms <n>`).
 //!
+//! `--host-fsuid UID`: run the PAM calls with this filesystem uid already set (the
+//! effective uid unchanged); after `pam_end`: `fsuid <n>`.
+//!
 //! `--host-close-std LIST` (e.g. `0,1,2`): act as a daemon that closed those standard
 //! descriptors and never reopened them, closed before `pam_start`. The report is kept
 //! until after `pam_end`, then printed on the original stdout with `std-open <fds>`
@@ -40,7 +43,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pamapp::{
-    Conversation, Item, Message, Reply, Scripted, Transaction, code_name, host_fds, host_log,
+    Conversation, Item, Message, Reply, Scripted, Transaction, code_name, host_fds, host_ids,
+    host_log,
     host_signals::{self, Sigchld},
     style,
 };
@@ -50,7 +54,7 @@ const USAGE: &str = "usage: pam-drive --service S [--user U] [--confdir DIR] [--
 [--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS] [--answer-gate PATH] \
 [--hold-after-end HEX] [--host-syslog IDENT] [--host-closelog-mid] \
 [--host-openlog-mid IDENT] [--host-sigchld ignore|reap|default] [--host-close-std LIST] [--host-block-signals] [--host-ignore-signals] \
-[--host-alarm-every MS]";
+[--host-alarm-every MS] [--host-fsuid UID]";
 
 #[derive(Default)]
 struct Args {
@@ -76,6 +80,7 @@ struct Args {
     host_block_signals: bool,
     host_ignore_signals: bool,
     host_alarm_ms: Option<u64>,
+    host_fsuid: Option<u32>,
 }
 
 /// [`Scripted`] behind the gate of `--answer-gate`.
@@ -146,6 +151,9 @@ fn parse() -> Result<Args, String> {
                         _ => Err(format!("--host-close-std: 0, 1 or 2, not {f}")),
                     })
                     .collect::<Result<_, _>>()?;
+            }
+            "--host-fsuid" => {
+                args.host_fsuid = Some(value()?.parse().map_err(|e| format!("--host-fsuid: {e}"))?)
             }
             "--host-block-signals" => args.host_block_signals = true,
             "--host-ignore-signals" => args.host_ignore_signals = true,
@@ -264,6 +272,12 @@ fn main() -> ExitCode {
         eprintln!("--host-alarm-every: {e}");
         return ExitCode::from(100);
     }
+    if let Some(uid) = args.host_fsuid
+        && host_ids::set_fsuid(uid) != uid
+    {
+        eprintln!("--host-fsuid: not set");
+        return ExitCode::from(100);
+    }
     let saved_stdout = if args.host_close_std.is_empty() {
         None
     } else {
@@ -343,6 +357,9 @@ fn main() -> ExitCode {
                     open.join(",")
                 }
             ));
+        }
+        if args.host_fsuid.is_some() {
+            report.push(format!("fsuid {}", host_ids::fsuid()));
         }
         if args.host_alarm_ms.is_some() {
             report.push(format!("host-alarms {}", host_signals::alarms()));
