@@ -323,9 +323,71 @@ pub mod host_signals {
         crate::sys::sigchld()
     }
 
+    /// Blocks every signal in the calling thread (a threaded daemon's worker).
+    pub fn block_all() -> std::io::Result<()> {
+        crate::sys::block_all_signals()
+    }
+
+    /// Ignores SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGALRM, SIGTERM, SIGUSR1 and SIGUSR2.
+    pub fn ignore_common() -> std::io::Result<()> {
+        crate::sys::ignore_signals()
+    }
+
+    /// A SIGALRM every `ms` milliseconds into a counting handler without SA_RESTART.
+    pub fn alarm_every(ms: u64) -> std::io::Result<()> {
+        crate::sys::start_itimer(ms)
+    }
+
+    /// SIGALRMs taken by the [`alarm_every`] handler so far.
+    pub fn alarms() -> usize {
+        crate::sys::HOST_ALARMS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Children the [`Sigchld::Reap`] handler has reaped so far.
     pub fn reaped() -> usize {
         crate::sys::HOST_REAPED.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A host that closed some of its standard descriptors (0, 1, 2) before calling PAM, as
+/// a daemon that never reopened them on /dev/null does: the module's own descriptors may
+/// then take those numbers, and nothing may be written to them as if they were stdio.
+pub mod host_fds {
+    /// Closes `fds`; the driver's stdout is first kept at a high descriptor, returned so
+    /// that [`restore_stdout`] can bring the report back.
+    pub fn close(fds: &[i32]) -> Option<i32> {
+        let saved = crate::sys::dup_high(1);
+        for &fd in fds {
+            crate::sys::close_fd(fd);
+        }
+        saved
+    }
+
+    /// Which of `fds` are open now.
+    pub fn open_among(fds: &[i32]) -> Vec<i32> {
+        fds.iter()
+            .copied()
+            .filter(|&fd| crate::sys::fd_is_open(fd))
+            .collect()
+    }
+
+    /// Puts the saved stdout back at 1.
+    pub fn restore_stdout(saved: i32) -> bool {
+        crate::sys::dup2(saved, 1)
+    }
+}
+
+/// A host whose thread already runs with another filesystem uid (a file server that
+/// switches per request and calls PAM in between).
+pub mod host_ids {
+    /// Sets the calling thread's fsuid; returns the fsuid now in effect.
+    pub fn set_fsuid(uid: u32) -> u32 {
+        crate::sys::set_fsuid(uid)
+    }
+
+    /// The calling thread's fsuid.
+    pub fn fsuid() -> u32 {
+        crate::sys::set_fsuid(u32::MAX)
     }
 }
 

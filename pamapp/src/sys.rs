@@ -326,3 +326,109 @@ unsafe fn converse(
     unsafe { *resp = array };
     codes::SUCCESS
 }
+
+/// `close(2)` of a descriptor the host gives up (tests of a host with 0, 1 or 2 closed).
+pub fn close_fd(fd: c_int) {
+    // SAFETY: closing a descriptor number touches no memory; std objects that may wrap
+    // 0, 1 or 2 (Stdin, Stdout, Stderr) treat EBADF as a closed stream.
+    unsafe { libc::close(fd) };
+}
+
+/// A close-on-exec duplicate of `fd` at 100 or above, out of the way of the module's.
+pub fn dup_high(fd: c_int) -> Option<c_int> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer and touches no memory.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100) };
+    (new >= 0).then_some(new)
+}
+
+/// `dup2(2)`.
+pub fn dup2(from: c_int, to: c_int) -> bool {
+    // SAFETY: integers only.
+    unsafe { libc::dup2(from, to) == to }
+}
+
+/// Whether `fd` is an open descriptor.
+pub fn fd_is_open(fd: c_int) -> bool {
+    // SAFETY: F_GETFD takes no argument and touches no memory.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// Blocks every signal in the calling thread, as a threaded daemon's workers do (one
+/// thread takes them with sigwait); inherited by threads it starts and across exec.
+pub fn block_all_signals() -> std::io::Result<()> {
+    // SAFETY: a zeroed sigset_t is valid storage; sigfillset initialises it.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `all` is a valid sigset_t, only read by pthread_sigmask.
+    let rc = unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, ptr::null_mut())
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Ignores the signals daemons commonly ignore (`nohup`, terminal and pipe signals).
+pub fn ignore_signals() -> std::io::Result<()> {
+    for sig in [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGPIPE,
+        libc::SIGALRM,
+        libc::SIGTERM,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
+        // SAFETY: installs SIG_IGN; no handler code runs.
+        if unsafe { libc::signal(sig, libc::SIG_IGN) } == libc::SIG_ERR {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// SIGALRMs the host's own handler took (see [`start_itimer`]).
+pub static HOST_ALARMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn count_alarm(_: c_int) {
+    HOST_ALARMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A periodic SIGALRM every `ms` milliseconds, taken by a handler installed without
+/// SA_RESTART (as login's alarm handler is): every slow system call of the process is
+/// then interrupted with EINTR again and again.
+pub fn start_itimer(ms: u64) -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction is a valid "default, no flags, empty mask" action.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = count_alarm as extern "C" fn(c_int) as libc::sighandler_t;
+    act.sa_flags = 0;
+    // SAFETY: `act` is initialised; the old action is not asked for.
+    if unsafe { libc::sigaction(libc::SIGALRM, &act, ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let every = libc::timeval {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_usec: ((ms % 1000) * 1000) as libc::suseconds_t,
+    };
+    let timer = libc::itimerval {
+        it_interval: every,
+        it_value: every,
+    };
+    // SAFETY: `timer` is initialised; the old value is not asked for.
+    if unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `setfsuid(2)` for the calling thread; returns the fsuid in effect afterwards.
+pub fn set_fsuid(uid: u32) -> u32 {
+    // SAFETY: integers only; setfsuid(-1) changes nothing and reports the current id.
+    unsafe {
+        libc::setfsuid(uid);
+        libc::setfsuid(u32::MAX) as u32
+    }
+}

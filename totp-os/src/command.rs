@@ -8,7 +8,8 @@
 //! clears them when a root parent sets the uid), in its own process group, in `/`, with
 //! an empty environment apart from a fixed `PATH`, stdin and stderr on `/dev/null`, no
 //! other descriptor of the host (R33: all above 2 are closed at the exec), SIGCHLD at
-//! its default whatever the host set (restored once the command is reaped), and
+//! its default whatever the host set (restored once the command is reaped), no signal
+//! blocked or ignored (the host thread's mask and ignored signals are not inherited), and
 //! the canonical user name as its only argument. Its output is read up to the 64 KiB
 //! secret-file cap; past the time limit, or past the cap, the whole process group is
 //! killed. Only exit status [`NOT_ENROLLED_EXIT_STATUS`] with empty output means "this
@@ -102,7 +103,8 @@ impl std::error::Error for CommandError {}
 /// Marks every descriptor above 2 close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`):
 /// they are gone in the command, while the standard library's own exec-status pipe keeps
 /// working until the exec. A kernel without it (before 5.11) fails the spawn: the login
-/// is denied rather than the command run with the host's descriptors.
+/// is denied rather than the command run with the host's descriptors. Descriptors 0, 1
+/// and 2 are made to survive the exec.
 fn close_inherited_descriptors() -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range takes three integers and touches no memory.
@@ -114,11 +116,59 @@ fn close_inherited_descriptors() -> io::Result<()> {
             CLOSE_RANGE_CLOEXEC,
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
     }
+    // A host that closed 0, 1 or 2 (a daemon that never reopened them) gives the
+    // command's /dev/null or pipe that very number in the parent, opened close-on-exec;
+    // the standard library's dup2 onto the same number is then a no-op that keeps the
+    // flag, so the command would start with that stream closed and its first open file
+    // in its place. Here 0, 1 and 2 are already what the command must get.
+    for fd in 0..=2 {
+        // SAFETY: F_SETFD on an integer descriptor touches no memory and is
+        // async-signal-safe.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// An empty signal mask and no ignored signal in the command. The forked child has the
+/// mask of the host thread that called the module, and ignored signals survive an exec:
+/// a threaded daemon typically blocks every signal in its workers (one thread takes
+/// them with sigwait), and the command then started with SIGCHLD blocked, so a script's
+/// own `wait` for a child of its own never returned and every login ran into the time
+/// limit and was denied. Handlers need nothing: the exec resets them.
+fn default_signals() -> io::Result<()> {
+    // SAFETY: a zeroed sigset_t is valid storage; sigemptyset initialises it.
+    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `empty` is a valid sigset_t; sigprocmask only reads it.
+    let rc = unsafe {
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // glibc refuses the two signals it keeps for itself (32 and 33) with EINVAL; they are
+    // left as they are.
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction is a valid "default, no flags, empty mask" action.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null new action only reads the current one into `act`.
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut act) } == 0
+            && act.sa_sigaction == libc::SIG_IGN
+        {
+            act.sa_sigaction = libc::SIG_DFL;
+            // SAFETY: installs the default action; no handler code runs.
+            unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) };
+        }
+    }
+    Ok(())
 }
 
 /// Runs `program` as `run_as` for the canonical user name `user` and returns its
@@ -148,10 +198,14 @@ pub fn run_secret_command(
         .process_group(0);
     // R33: the host application (sshd keeps its log, pipes and monitor socket open)
     // may have left descriptors without FD_CLOEXEC; none of them may reach the command.
-    // SAFETY: the closure runs in the forked child before exec and only makes one raw
-    // system call, which is async-signal-safe; it touches no memory of the parent.
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (close_range, fcntl, sigprocmask, sigaction) on
+    // its own stack; it touches no memory of the parent.
     unsafe {
-        command.pre_exec(close_inherited_descriptors);
+        command.pre_exec(|| {
+            close_inherited_descriptors()?;
+            default_signals()
+        });
     }
     let mut child = command.spawn().map_err(CommandError::Spawn)?;
     let mut guard = KillOnDrop { child: &mut child };

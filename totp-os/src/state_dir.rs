@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use libc::uid_t;
 use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag, OpenHow, RenameFlags, ResolveFlag};
-use nix::sys::stat::{self, FileStat, Mode, SFlag};
+use nix::sys::stat::{self, FchmodatFlags, FileStat, Mode, SFlag};
 use nix::unistd::{self, UnlinkatFlags};
 use sha2::{Digest, Sha256};
 use totp_core::state::{
@@ -303,9 +303,17 @@ impl StateDir {
                 |cur: &OwnedFd| fcntl::openat(cur, name.as_os_str(), path_flags, Mode::empty());
             let mut opened = open(&cur);
             if create && matches!(opened, Err(Errno::ENOENT)) {
-                let mode = if is_last { 0o700 } else { 0o755 };
-                match stat::mkdirat(&cur, name.as_os_str(), Mode::from_bits_truncate(mode)) {
-                    Ok(()) | Err(Errno::EEXIST) => {}
+                let mode = Mode::from_bits_truncate(if is_last { 0o700 } else { 0o755 });
+                match stat::mkdirat(&cur, name.as_os_str(), mode) {
+                    // The host's umask shaped the mode: a screen locker under umask 0277
+                    // made a directory it could not enter again, denying every later
+                    // login. `cur` passed the checks, so only its owner (root or us) can
+                    // have put anything else at `name` since the mkdir.
+                    Ok(()) => {
+                        stat::fchmodat(&cur, name.as_os_str(), mode, FchmodatFlags::FollowSymlink)
+                            .map_err(|e| os_error(&format!("chmod {shown}"), e))?
+                    }
+                    Err(Errno::EEXIST) => {}
                     Err(e) => return Err(os_error(&format!("create {shown}"), e)),
                 }
                 opened = open(&cur);
@@ -457,6 +465,12 @@ impl StateDir {
             Err(e) => return Err(os_error(&format!("open {shown}"), e)),
         };
         if created {
+            // Exactly 0600 whatever the host's umask: a record created 0400 or 0000 could
+            // not be opened for writing by an unprivileged owner again (a lockout).
+            if let Err(e) = stat::fchmod(&fd, Mode::from_bits_truncate(0o600)) {
+                let _ = unistd::unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir);
+                return Err(os_error(&format!("chmod {shown}"), e));
+            }
             // Every slot's blocks now, so that no later write needs a new block: a full
             // file system then never locks out a user who already has a record. A record
             // that cannot be allocated is removed again, and the login denied with why.
@@ -563,13 +577,18 @@ impl StateDir {
             Mode::from_bits_truncate(0o600),
         )
         .map_err(|e| os_error(&format!("create a store key in {shown}"), e))?;
+        // 0600 exactly, not what the host's umask left of it (0400 under umask 0277).
+        let chmodded = stat::fchmod(&fd, Mode::from_bits_truncate(0o600))
+            .map_err(|e| os_error(&format!("chmod a store key in {shown}"), e));
         let mut file = File::from(fd);
         // write(2), not pwrite: tests tell a record's write by its pwrite64.
-        let written = crate::fsize::allows(key.len() as u64)
-            .map_err(std::io::Error::from)
-            .and_then(|()| std::io::Write::write_all(&mut file, &key[..]))
-            .and_then(|()| file.sync_all())
-            .map_err(|e| io_error(&format!("write a store key in {shown}"), &e));
+        let written = chmodded.and_then(|()| {
+            crate::fsize::allows(key.len() as u64)
+                .map_err(std::io::Error::from)
+                .and_then(|()| std::io::Write::write_all(&mut file, &key[..]))
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io_error(&format!("write a store key in {shown}"), &e))
+        });
         // RENAME_NOREPLACE, not link-then-unlink: between those two calls the key has two
         // links, and a racing login's check (one link) would refuse it as tampered with.
         let linked = written.and_then(|()| {

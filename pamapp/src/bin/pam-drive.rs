@@ -21,6 +21,21 @@
 //! every child in a handler, set before `pam_start`; after each `pam_end` the driver
 //! prints `sigchld <disposition>` and `host-reaped <n>` (children its handler reaped), so a
 //! test sees a module's child handled without changing what the host set.
+//!
+//! `--host-block-signals`: block every signal before `pam_start` (a threaded daemon's
+//! worker); `--host-ignore-signals`: ignore SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGALRM,
+//! SIGTERM, SIGUSR1 and SIGUSR2; `--host-alarm-every MS`: a SIGALRM every MS ms into a
+//! counting handler without SA_RESTART, so slow system calls fail with EINTR again and
+//! again (after each `pam_end`: `host-alarms <n>`).
+//!
+//! `--host-fsuid UID`: run the PAM calls with this filesystem uid already set (the
+//! effective uid unchanged); after `pam_end`: `fsuid <n>`.
+//!
+//! `--host-close-std LIST` (e.g. `0,1,2`): act as a daemon that closed those standard
+//! descriptors and never reopened them, closed before `pam_start`. The report is kept
+//! until after `pam_end`, then printed on the original stdout with `std-open <fds>`
+//! (those of LIST open after `pam_end`, `-` for none): a module must leave none of
+//! them open, and must never have written to one as if it were stdio.
 
 use std::ffi::CStr;
 use std::path::PathBuf;
@@ -28,7 +43,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pamapp::{
-    Conversation, Item, Message, Reply, Scripted, Transaction, code_name, host_log,
+    Conversation, Item, Message, Reply, Scripted, Transaction, code_name, host_fds, host_ids,
+    host_log,
     host_signals::{self, Sigchld},
     style,
 };
@@ -37,7 +53,8 @@ const USAGE: &str = "usage: pam-drive --service S [--user U] [--confdir DIR] [--
 [--tty T] [--ruser R] [--answer A]... [--null-answer] [--null-array] \
 [--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS] [--answer-gate PATH] \
 [--hold-after-end HEX] [--host-syslog IDENT] [--host-closelog-mid] \
-[--host-openlog-mid IDENT] [--host-sigchld ignore|reap|default]";
+[--host-openlog-mid IDENT] [--host-sigchld ignore|reap|default] [--host-close-std LIST] [--host-block-signals] [--host-ignore-signals] \
+[--host-alarm-every MS] [--host-fsuid UID]";
 
 #[derive(Default)]
 struct Args {
@@ -59,6 +76,11 @@ struct Args {
     host_closelog_mid: bool,
     host_openlog_mid: Option<&'static CStr>,
     host_sigchld: Option<Sigchld>,
+    host_close_std: Vec<i32>,
+    host_block_signals: bool,
+    host_ignore_signals: bool,
+    host_alarm_ms: Option<u64>,
+    host_fsuid: Option<u32>,
 }
 
 /// [`Scripted`] behind the gate of `--answer-gate`.
@@ -119,6 +141,28 @@ fn parse() -> Result<Args, String> {
                     Sigchld::parse(&v)
                         .ok_or(format!("--host-sigchld: ignore, reap or default, not {v}"))?,
                 );
+            }
+            "--host-close-std" => {
+                let v = value()?;
+                args.host_close_std = v
+                    .split(',')
+                    .map(|f| match f.parse::<i32>() {
+                        Ok(fd @ 0..=2) => Ok(fd),
+                        _ => Err(format!("--host-close-std: 0, 1 or 2, not {f}")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--host-fsuid" => {
+                args.host_fsuid = Some(value()?.parse().map_err(|e| format!("--host-fsuid: {e}"))?)
+            }
+            "--host-block-signals" => args.host_block_signals = true,
+            "--host-ignore-signals" => args.host_ignore_signals = true,
+            "--host-alarm-every" => {
+                args.host_alarm_ms = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--host-alarm-every: {e}"))?,
+                )
             }
             "--repeat" => args.repeat = value()?.parse().map_err(|e| format!("--repeat: {e}"))?,
             "--start-at" => {
@@ -209,6 +253,42 @@ fn main() -> ExitCode {
         eprintln!("--host-sigchld: {e}");
         return ExitCode::from(100);
     }
+    let signals = [
+        (
+            args.host_ignore_signals,
+            host_signals::ignore_common as fn() -> _,
+        ),
+        (args.host_block_signals, host_signals::block_all),
+    ];
+    for (wanted, set) in signals {
+        if wanted && let Err(e) = set() {
+            eprintln!("host signals: {e}");
+            return ExitCode::from(100);
+        }
+    }
+    if let Some(ms) = args.host_alarm_ms
+        && let Err(e) = host_signals::alarm_every(ms)
+    {
+        eprintln!("--host-alarm-every: {e}");
+        return ExitCode::from(100);
+    }
+    if let Some(uid) = args.host_fsuid
+        && host_ids::set_fsuid(uid) != uid
+    {
+        eprintln!("--host-fsuid: not set");
+        return ExitCode::from(100);
+    }
+    let saved_stdout = if args.host_close_std.is_empty() {
+        None
+    } else {
+        match host_fds::close(&args.host_close_std) {
+            Some(fd) => Some(fd),
+            None => {
+                eprintln!("--host-close-std: cannot keep stdout");
+                return ExitCode::from(100);
+            }
+        }
+    };
     let mut rc = 0;
     // Repeat is for the benchmark: the same transaction shape many times in one process.
     for _ in 0..args.repeat.max(1) {
@@ -240,9 +320,11 @@ fn main() -> ExitCode {
             wait_until(ms);
         }
         rc = tx.authenticate(0);
+        // Printed after pam_end: the host's stdout may be closed until then.
+        let mut report = Vec::new();
         if args.setcred && rc == 0 {
             let sc = tx.setcred();
-            println!("setcred {}", code_name(sc));
+            report.push(format!("setcred {}", code_name(sc)));
         }
         if args.host_closelog_mid {
             host_log::close();
@@ -252,15 +334,39 @@ fn main() -> ExitCode {
         }
         host_line(&args, "between pam_authenticate and pam_end");
         if args.repeat <= 1 {
-            println!("result {}", code_name(rc));
-            println!("prompts {}", tx.prompt_count());
+            report.push(format!("result {}", code_name(rc)));
+            report.push(format!("prompts {}", tx.prompt_count()));
             for m in tx.transcript() {
-                println!("msg {} {}", m.style, m.text.replace('\n', "\\n"));
+                report.push(format!("msg {} {}", m.style, m.text.replace('\n', "\\n")));
             }
         }
         // pam_end runs the modules' cleanup functions: a module could touch the log there.
         drop(tx);
         host_line(&args, "after pam_end");
+        if let Some(saved) = saved_stdout {
+            let open = host_fds::open_among(&args.host_close_std);
+            if !host_fds::restore_stdout(saved) {
+                return ExitCode::from(100);
+            }
+            let open: Vec<String> = open.iter().map(i32::to_string).collect();
+            report.push(format!(
+                "std-open {}",
+                if open.is_empty() {
+                    "-".to_owned()
+                } else {
+                    open.join(",")
+                }
+            ));
+        }
+        if args.host_fsuid.is_some() {
+            report.push(format!("fsuid {}", host_ids::fsuid()));
+        }
+        if args.host_alarm_ms.is_some() {
+            report.push(format!("host-alarms {}", host_signals::alarms()));
+        }
+        for line in &report {
+            println!("{line}");
+        }
         if args.host_sigchld.is_some() {
             let now = host_signals::current().map_or("other", Sigchld::name);
             println!("sigchld {now}");

@@ -1,0 +1,114 @@
+//! The host's environment and the TLS library under the fleet plugins. native-tls (over
+//! OpenSSL) opens the file `SSL_CERT_FILE` names, as the host and without a bound,
+//! before the plugin replaces its trust store with the configured CA. A setuid host
+//! (su, sudo, polkit's helper) runs with its caller's environment, so a user could make
+//! root open a FIFO (the login then hung past every timeout, until someone wrote to it)
+//! or a device. The module now refuses the TLS connection, before the plugin runs, when
+//! `SSL_CERT_FILE` names anything but a regular file only root can change; the login is
+//! denied with the variable named in the log. Controls: unset, and naming a root-owned
+//! CA file, the connection is attempted (and fails on the closed port, as the test wants
+//! no server).
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use system_tests::fleet::{TestCa, plugin, trusted_dir};
+use system_tests::*;
+
+/// One login with `SSL_CERT_FILE` set to `value` (unset for `None`), against a TLS store
+/// on a closed port: the verdict, the log, and whether anything opened `fifo` to read
+/// while it ran (a writer's non-blocking open succeeds only when a reader has it open).
+fn login(
+    stack: &Stack,
+    u: &TestUser,
+    value: Option<&std::path::Path>,
+    fifo: &std::path::Path,
+) -> (Returned, Vec<String>, bool) {
+    let mut command = Driver::login(stack, u, "123456").command();
+    // Empty for "unset": the capture's wrappers pass on set variables only, and an empty
+    // name is no file to the TLS library either.
+    command.env(
+        "SSL_CERT_FILE",
+        value.map_or(Default::default(), |v| v.as_os_str()),
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        let fifo = fifo.to_path_buf();
+        std::thread::spawn(move || {
+            let mut opened = false;
+            while !done.load(Ordering::SeqCst) {
+                // Our open ends the reader's wait at once: the login goes on either way.
+                if OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&fifo)
+                    .is_ok()
+                {
+                    opened = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            opened
+        })
+    };
+    let (out, lines) = with_syslog_capture(&command);
+    done.store(true, Ordering::SeqCst);
+    let opened = watcher.join().expect("watcher");
+    (Drive::ran(&out).returned(), lines, opened)
+}
+
+#[test]
+fn a_callers_ssl_cert_file_cannot_make_root_open_a_fifo_or_a_device() {
+    let t = "a_callers_ssl_cert_file_cannot_make_root_open_a_fifo_or_a_device";
+    if !require_root(t) || !require_tool(t, "openssl") || !require_tool(t, "mkfifo") {
+        return;
+    }
+    let ca = TestCa::new("env");
+    let dir = trusted_dir("tlsenv");
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let (u, _) = TestUser::enrolled("te");
+    let stack = Stack::probe(
+        "svc",
+        &format!(
+            "state=rediss://127.0.0.1:1 redis_plugin={} redis_ca_file={}",
+            plugin().display(),
+            ca.ca_cert.display()
+        ),
+    );
+    let named = |lines: &[String]| lines.iter().any(|l| l.contains("SSL_CERT_FILE"));
+    let denied = Returned::Failed("PAM_AUTH_ERR".into());
+
+    let (r, lines, opened) = login(&stack, &u, Some(&fifo), &fifo);
+    assert!(!opened, "the FIFO was opened: {lines:?}");
+    assert_ne!(r, Returned::Success);
+    assert_ne!(r, Returned::Ignore);
+    assert!(named(&lines), "the log names the variable: {lines:?}");
+
+    for device in ["/dev/null", "/dev/zero"] {
+        let (r, lines, _) = login(&stack, &u, Some(std::path::Path::new(device)), &fifo);
+        assert!(named(&lines), "{device}: {r:?} {lines:?}");
+    }
+
+    // Controls: unset or a root-owned CA file, the connection is tried.
+    for value in [None, Some(ca.ca_cert.as_path())] {
+        let (r, lines, opened) = login(&stack, &u, value, &fifo);
+        assert!(!opened);
+        assert_eq!(r, denied, "{value:?}: no server: {lines:?}");
+        assert!(!named(&lines), "{value:?}: {lines:?}");
+        assert!(
+            lines.iter().any(|l| l.contains("127.0.0.1")),
+            "{value:?}: the connection was tried: {lines:?}"
+        );
+    }
+}
