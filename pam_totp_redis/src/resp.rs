@@ -15,7 +15,13 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use native_tls::{HandshakeError, TlsConnector, TlsStream};
+use openssl::pkey::PKey;
+use openssl::ssl::{
+    HandshakeError, Ssl, SslContext, SslMethod, SslStream, SslVerifyMode, SslVersion,
+};
+use openssl::x509::X509;
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::verify::X509CheckFlags;
 
 /// One reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +73,7 @@ const MAX_DEPTH: usize = 4;
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<SslStream<TcpStream>>),
 }
 
 impl Stream {
@@ -180,32 +186,64 @@ fn tcp_connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Wi
     Err(WireError::Io(last))
 }
 
-fn tls_connector(tls: &Tls<'_>) -> Result<TlsConnector, WireError> {
-    let bad = |what: &str, e: native_tls::Error| WireError::Tls(format!("{what}: {e}"));
-    let mut b = TlsConnector::builder();
-    b.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
-    // Only the CAs the module sends are trusted: the configured CA file, or the system
-    // bundle the module read from fixed paths. OpenSSL's own defaults are dropped, since
-    // they follow SSL_CERT_FILE and SSL_CERT_DIR from the environment; and a configured CA
-    // replaces the system bundle, as trusting both would let any public CA vouch for a
-    // host named like the Redis server.
-    b.disable_built_in_roots(true);
+/// The TLS context for one connection, straight from OpenSSL: only the CAs the module
+/// sends are trusted (the configured CA file, or the system bundle the module read from
+/// its fixed path). No default verify paths are loaded: they follow `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` from the environment, which a setuid host's caller sets (a FIFO there
+/// held the login past every bound), and loading the whole system bundle to throw it
+/// away cost about 40 ms of CPU per login (native-tls did both, whatever it was told).
+/// A configured CA replaces the system bundle: trusting both would let any public CA
+/// vouch for a host named like the Redis server.
+fn tls_context(tls: &Tls<'_>) -> Result<SslContext, WireError> {
+    let bad = |what: &str, e: openssl::error::ErrorStack| WireError::Tls(format!("{what}: {e}"));
+    let mut b = SslContext::builder(SslMethod::tls_client()).map_err(|e| bad("TLS set-up", e))?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(|e| bad("TLS set-up", e))?;
+    b.set_verify(SslVerifyMode::PEER);
     let pem = tls
         .ca_pem
         .ok_or_else(|| WireError::Tls("no CA to verify the server with".to_owned()))?;
-    let certs = native_tls::Certificate::stack_from_pem(pem).map_err(|e| bad("CA file", e))?;
+    let certs = X509::stack_from_pem(pem).map_err(|e| bad("CA file", e))?;
     if certs.is_empty() {
         return Err(WireError::Tls("CA file holds no certificate".to_owned()));
     }
+    let mut store = X509StoreBuilder::new().map_err(|e| bad("TLS set-up", e))?;
     for c in certs {
-        b.add_root_certificate(c);
+        store.add_cert(c).map_err(|e| bad("CA file", e))?;
     }
+    b.set_cert_store(store.build());
     if let Some((cert, key)) = tls.client {
-        let id = native_tls::Identity::from_pkcs8(cert, key)
-            .map_err(|e| bad("client certificate or key", e))?;
-        b.identity(id);
+        let bad_id = |e| bad("client certificate or key", e);
+        let mut chain = X509::stack_from_pem(cert).map_err(bad_id)?.into_iter();
+        let leaf = chain
+            .next()
+            .ok_or_else(|| WireError::Tls("client certificate file holds no certificate".into()))?;
+        let key = PKey::private_key_from_pem(key).map_err(bad_id)?;
+        b.set_certificate(&leaf).map_err(bad_id)?;
+        b.set_private_key(&key).map_err(bad_id)?;
+        b.check_private_key().map_err(bad_id)?;
+        for extra in chain {
+            b.add_extra_chain_cert(extra).map_err(bad_id)?;
+        }
     }
-    b.build().map_err(|e| bad("TLS set-up", e))
+    Ok(b.build())
+}
+
+/// One connection's TLS state: the server is verified against the context's CAs and
+/// must be named `name` (a DNS name, with SNI, or an IP literal).
+fn tls_session(ctx: &SslContext, name: &str) -> Result<Ssl, WireError> {
+    let bad = |e: openssl::error::ErrorStack| WireError::Tls(format!("TLS set-up: {e}"));
+    let mut ssl = Ssl::new(ctx).map_err(bad)?;
+    let param = ssl.param_mut();
+    param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => param.set_ip(ip).map_err(bad)?,
+        Err(_) => {
+            param.set_host(name).map_err(bad)?;
+            ssl.set_hostname(name).map_err(bad)?;
+        }
+    }
+    Ok(ssl)
 }
 
 /// The time left before `deadline`, as a socket timeout; an error once it has passed.
@@ -221,11 +259,10 @@ fn left(deadline: Instant) -> Result<Duration, WireError> {
 /// of the handshake return in time; an interrupted handshake is resumed with the time
 /// left, so a server that drips its certificate is cut off like a dripped reply.
 fn handshake(
-    connector: &TlsConnector,
-    name: &str,
+    ssl: Ssl,
     tcp: TcpStream,
     deadline: Instant,
-) -> Result<TlsStream<TcpStream>, WireError> {
+) -> Result<SslStream<TcpStream>, WireError> {
     let arm = |s: &TcpStream| -> Result<(), WireError> {
         let t = Some(left(deadline)?);
         s.set_read_timeout(t)
@@ -233,12 +270,21 @@ fn handshake(
             .map_err(|e| WireError::Io(format!("socket: {e}")))
     };
     arm(&tcp)?;
-    let mut attempt = connector.connect(name, tcp);
+    let mut attempt = ssl.connect(tcp);
     loop {
         match attempt {
             Ok(s) => return Ok(s),
-            Err(HandshakeError::Failure(e)) => {
-                return Err(WireError::Tls(format!("TLS handshake: {e}")));
+            Err(HandshakeError::Failure(mid)) => {
+                let verify = mid.ssl().verify_result();
+                let why = if verify == openssl::x509::X509VerifyResult::OK {
+                    mid.error().to_string()
+                } else {
+                    format!("{} (certificate verify failed: {verify})", mid.error())
+                };
+                return Err(WireError::Tls(format!("TLS handshake: {why}")));
+            }
+            Err(HandshakeError::SetupFailure(e)) => {
+                return Err(WireError::Tls(format!("TLS set-up: {e}")));
             }
             Err(HandshakeError::WouldBlock(mid)) => {
                 if arm(mid.get_ref()).is_err() {
@@ -268,10 +314,10 @@ impl Conn {
             }
             (Address::Tcp { host, port }, None) => Stream::Tcp(tcp_connect(host, *port, deadline)?),
             (Address::Tcp { host, port }, Some(tls)) => {
-                let connector = tls_connector(tls)?;
-                let tcp = tcp_connect(host, *port, deadline)?;
                 let name = host.trim_start_matches('[').trim_end_matches(']');
-                Stream::Tls(Box::new(handshake(&connector, name, tcp, deadline)?))
+                let ssl = tls_session(&tls_context(tls)?, name)?;
+                let tcp = tcp_connect(host, *port, deadline)?;
+                Stream::Tls(Box::new(handshake(ssl, tcp, deadline)?))
             }
         };
         Ok(Conn {

@@ -504,6 +504,85 @@ fn tls_is_verified_through_libpam() {
     );
 }
 
+/// Issue 21, item 3: with `redis_ca_file=` only that CA is loaded. Under strace, a TLS
+/// login opens the configured CA file and no file of the system bundle (native-tls,
+/// which the plugin used before, loaded the bundle on every connection, about 40 ms of
+/// CPU, before dropping it for the configured CA). Control: without `redis_ca_file=`,
+/// the same trace shows the bundle read (by the module, from its fixed path), so the
+/// check sees a bundle opened when one is.
+#[test]
+fn only_the_configured_ca_is_loaded_through_libpam() {
+    let t = "only_the_configured_ca_is_loaded_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") || !require_tool(t, "strace") {
+        return;
+    }
+    let ca = TestCa::new("only");
+    let server = RedisServer::start(&ServerConfig {
+        tls: Some(&ca),
+        ..ServerConfig::default()
+    });
+    let (u, secret) = TestUser::enrolled("oc");
+    let traced_login = |stack: &Stack| {
+        let trace = tempfile::NamedTempFile::new().expect("trace file");
+        let cmd = Driver::login(stack, &u, &code_at(&secret, now()))
+            .rhost(PEER)
+            .command();
+        let mut strace = std::process::Command::new("strace");
+        strace
+            .args([
+                "-f",
+                "-qq",
+                "-s",
+                "0",
+                "-e",
+                "trace=open,openat,openat2",
+                "-o",
+            ])
+            .arg(trace.path())
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                strace.env(k, v);
+            }
+        }
+        let (out, lines) = with_syslog_capture(&strace);
+        (
+            Drive::ran(&out),
+            lines,
+            fs::read_to_string(trace.path()).expect("read the trace"),
+        )
+    };
+    let bundle = |trace: &str| {
+        trace.lines().any(|l| {
+            l.contains("ca-certificates.crt")
+                || l.contains("ssl/cert.pem")
+                || l.contains("ca-bundle")
+                || l.contains("/etc/ssl/certs\"")
+        })
+    };
+    let with_ca = host(
+        &server.url(true),
+        &format!(
+            "redis_ca_file={} redis_connect_timeout=2000",
+            ca.ca_cert.display()
+        ),
+    );
+    let (d, lines, trace) = traced_login(&with_ca);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    // Opened by name in its checked directory (the walk holds the directory open).
+    let ca_name = ca.ca_cert.file_name().expect("file name").to_string_lossy();
+    assert!(
+        trace.contains(&format!("\"{ca_name}\"")),
+        "the configured CA was read:\n{trace}"
+    );
+    assert!(!bundle(&trace), "no file of the system bundle:\n{trace}");
+
+    // Control: the system bundle, read when no CA file is configured.
+    let (_, _, trace) = traced_login(&host(&server.url(true), "redis_connect_timeout=2000"));
+    assert!(bundle(&trace), "control: the bundle was read:\n{trace}");
+}
+
 /// R31: `state_fallback=local` replaces only a store that cannot be reached. One that
 /// refuses (TLS verified against another CA, a wrong password, credentials readable by
 /// the group) or that may evict records denies exactly as without the option, with its

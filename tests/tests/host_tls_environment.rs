@@ -3,11 +3,15 @@
 //! before the plugin replaces its trust store with the configured CA. A setuid host
 //! (su, sudo, polkit's helper) runs with its caller's environment, so a user could make
 //! root open a FIFO (the login then hung past every timeout, until someone wrote to it)
-//! or a device. The module now refuses the TLS connection, before the plugin runs, when
-//! `SSL_CERT_FILE` names anything but a regular file only root can change; the login is
-//! denied with the variable named in the log. Controls: unset, and naming a root-owned
-//! CA file, the connection is attempted (and fails on the closed port, as the test wants
-//! no server).
+//! or a device.
+//!
+//! The Redis plugin now uses OpenSSL directly and loads no default verify path, so the
+//! variable is never looked at: the FIFO is not opened and the connection is tried as
+//! usual. The etcd plugin's HTTP client still goes through native-tls, so the module
+//! refuses an `etcds://` connection, before the plugin runs, when `SSL_CERT_FILE` names
+//! anything but a regular file only root can change; the login is denied with the
+//! variable named in the log. Controls: unset, and naming a root-owned CA file, the
+//! connection is attempted (and fails on the closed port, as the test wants no server).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,6 +19,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use system_tests::etcd::etcd_plugin;
 use system_tests::fleet::{TestCa, plugin, trusted_dir};
 use system_tests::*;
 
@@ -78,7 +83,15 @@ fn a_callers_ssl_cert_file_cannot_make_root_open_a_fifo_or_a_device() {
             .success()
     );
     let (u, _) = TestUser::enrolled("te");
-    let stack = Stack::probe(
+    let etcd = Stack::probe(
+        "svc",
+        &format!(
+            "state=etcds://127.0.0.1:1 etcd_plugin={} etcd_ca_file={}",
+            etcd_plugin().display(),
+            ca.ca_cert.display()
+        ),
+    );
+    let redis = Stack::probe(
         "svc",
         &format!(
             "state=rediss://127.0.0.1:1 redis_plugin={} redis_ca_file={}",
@@ -87,22 +100,35 @@ fn a_callers_ssl_cert_file_cannot_make_root_open_a_fifo_or_a_device() {
         ),
     );
     let named = |lines: &[String]| lines.iter().any(|l| l.contains("SSL_CERT_FILE"));
+    let tried = |lines: &[String]| lines.iter().any(|l| l.contains("127.0.0.1"));
     let denied = Returned::Failed("PAM_AUTH_ERR".into());
 
-    let (r, lines, opened) = login(&stack, &u, Some(&fifo), &fifo);
-    assert!(!opened, "the FIFO was opened: {lines:?}");
+    // etcd: refused before the plugin runs, the variable named.
+    let (r, lines, opened) = login(&etcd, &u, Some(&fifo), &fifo);
+    assert!(!opened, "etcd: the FIFO was opened: {lines:?}");
     assert_ne!(r, Returned::Success);
     assert_ne!(r, Returned::Ignore);
-    assert!(named(&lines), "the log names the variable: {lines:?}");
-
+    assert!(named(&lines), "etcd: the log names the variable: {lines:?}");
     for device in ["/dev/null", "/dev/zero"] {
-        let (r, lines, _) = login(&stack, &u, Some(std::path::Path::new(device)), &fifo);
-        assert!(named(&lines), "{device}: {r:?} {lines:?}");
+        let (r, lines, _) = login(&etcd, &u, Some(std::path::Path::new(device)), &fifo);
+        assert!(named(&lines), "etcd, {device}: {r:?} {lines:?}");
     }
 
-    // Controls: unset or a root-owned CA file, the connection is tried.
+    // Redis: the variable is never looked at; the connection is tried as usual.
+    for value in [fifo.as_path(), std::path::Path::new("/dev/zero")] {
+        let (r, lines, opened) = login(&redis, &u, Some(value), &fifo);
+        assert!(!opened, "Redis: the FIFO was opened: {lines:?}");
+        assert_eq!(r, denied, "Redis, {value:?}: no server: {lines:?}");
+        assert!(!named(&lines), "Redis, {value:?}: {lines:?}");
+        assert!(
+            tried(&lines),
+            "Redis, {value:?}: the connection was tried: {lines:?}"
+        );
+    }
+
+    // Controls (etcd): unset or a root-owned CA file, the connection is tried.
     for value in [None, Some(ca.ca_cert.as_path())] {
-        let (r, lines, opened) = login(&stack, &u, value, &fifo);
+        let (r, lines, opened) = login(&etcd, &u, value, &fifo);
         assert!(!opened);
         assert_eq!(r, denied, "{value:?}: no server: {lines:?}");
         assert!(!named(&lines), "{value:?}: {lines:?}");
