@@ -14,9 +14,10 @@ use serde_json::{Value, json};
 use ureq::Agent;
 use ureq::config::Config;
 use ureq::http::Uri;
-use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::{Connector, NextTimeout, TcpConnector};
+
+use crate::tls::{OpensslConnector, TlsFailure};
 use zeroize::Zeroizing;
 
 /// Largest reply body read (a record is at most `MAX_ENCODED_LEN` bytes, base64 and JSON
@@ -94,22 +95,6 @@ fn refused(m: String) -> Failure {
     Failure::new(Status::Refused, m)
 }
 
-/// The certificates of a PEM bundle.
-fn certificates(pem: &[u8], what: &str) -> Result<Vec<Certificate<'static>>, Failure> {
-    let mut out = Vec::new();
-    for item in ureq::tls::parse_pem(pem) {
-        match item {
-            Ok(PemItem::Certificate(c)) => out.push(c),
-            Ok(_) => {}
-            Err(_) => return Err(Failure::invalid(&format!("{what} is not valid PEM"))),
-        }
-    }
-    if out.is_empty() {
-        return Err(Failure::invalid(&format!("{what} holds no certificate")));
-    }
-    Ok(out)
-}
-
 impl Client {
     /// The agent and the member list; nothing is sent yet.
     pub fn new(
@@ -136,19 +121,14 @@ impl Client {
         if members.is_empty() || members.len() > totp_core::fleet::etcd::MAX_ETCD_ENDPOINTS {
             return Err(Failure::invalid("bad etcd endpoint list"));
         }
-        let roots = match ca_pem {
-            Some(pem) => RootCerts::new_with_certs(&certificates(pem, "the CA file")?),
-            None => RootCerts::PlatformVerifier,
+        // One TLS context for the login's connections: only the CAs the module handed
+        // over (the CA file, or the system bundle it read from its fixed path).
+        let tls_context = if tls {
+            let ca = ca_pem.ok_or_else(|| Failure::invalid("no CA to verify the members with"))?;
+            Some(pam_totp_tls::client_context(ca, client_cert).map_err(|e| Failure::invalid(&e))?)
+        } else {
+            None
         };
-        let mut tls_config = TlsConfig::builder()
-            .provider(TlsProvider::NativeTls)
-            .root_certs(roots);
-        if let Some((cert, key)) = client_cert {
-            let chain = certificates(cert, "the client certificate")?;
-            let key = PrivateKey::from_pem(key)
-                .map_err(|_| Failure::invalid("the client key is not a PEM private key"))?;
-            tls_config = tls_config.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
-        }
         let config = Agent::config_builder()
             // Status codes are read, not turned into errors: etcd's gateway explains a
             // refusal in the body.
@@ -161,9 +141,14 @@ impl Client {
             .timeout_global(Some(command))
             .max_response_header_size(MAX_HEADER)
             .user_agent("pam_totp")
-            .tls_config(tls_config.build())
             .build();
-        let agent = Agent::with_parts(config, DefaultConnector::default(), SyncResolver);
+        let tcp = ().chain(TcpConnector::default());
+        let agent = match tls_context {
+            Some(ctx) => {
+                Agent::with_parts(config, tcp.chain(OpensslConnector::new(ctx)), SyncResolver)
+            }
+            None => Agent::with_parts(config, tcp, SyncResolver),
+        };
         Ok(Self {
             agent,
             members,
@@ -333,7 +318,7 @@ fn transport_error(base: &str, e: ureq::Error) -> Attempt {
         ),
         E::Io(io) => Attempt::Next(unavailable(format!("{base}: {io}")), true),
         // A TLS failure is the member's certificate or ours: a refusal an admin fixes.
-        E::NativeTls(t) => Attempt::Fatal(refused(format!("{base}: TLS: {t}"))),
+        E::Other(t) if t.is::<TlsFailure>() => Attempt::Fatal(refused(format!("{base}: TLS: {t}"))),
         E::Tls(t) => Attempt::Fatal(refused(format!("{base}: TLS: {t}"))),
         E::BodyExceedsLimit(_) | E::LargeResponseHeader(..) => Attempt::Next(
             Failure::corrupt(&format!("{base}: reply larger than pam_totp reads")),
@@ -440,13 +425,36 @@ mod tests {
         assert_eq!(number(&json!(null)), None);
     }
 
+    /// A throwaway self-signed CA certificate (PEM).
+    fn self_signed_pem() -> Vec<u8> {
+        use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509};
+        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "test CA").unwrap();
+        let name = name.build();
+        let mut b = x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        b.build().to_pem().unwrap()
+    }
+
     #[test]
     fn endpoint_lists_become_member_urls_and_nothing_else() {
         let d = Duration::from_millis(100);
         let c = Client::new("etcd://127.0.0.1:1,[::1]:2", None, None, None, d, d).unwrap();
         assert_eq!(c.members, ["http://127.0.0.1:1", "http://[::1]:2"]);
-        let c = Client::new("etcds://h:3", None, None, None, d, d).unwrap();
+        let ca = self_signed_pem();
+        let c = Client::new("etcds://h:3", Some(&ca), None, None, d, d).unwrap();
         assert_eq!(c.members, ["https://h:3"]);
+        // TLS without a CA is refused: the module always hands one over.
+        assert!(Client::new("etcds://h:3", None, None, None, d, d).is_err());
         for bad in ["redis://h:1", "etcd://", "http://h:1"] {
             assert!(Client::new(bad, None, None, None, d, d).is_err(), "{bad}");
         }

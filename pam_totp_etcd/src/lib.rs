@@ -33,6 +33,7 @@
 //! keeps both keeps the ID and is not detected (docs/fleet.md: delete the prefix).
 
 mod client;
+mod tls;
 
 use std::time::Duration;
 

@@ -15,13 +15,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use openssl::pkey::PKey;
-use openssl::ssl::{
-    HandshakeError, Ssl, SslContext, SslMethod, SslStream, SslVerifyMode, SslVersion,
-};
-use openssl::x509::X509;
-use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::verify::X509CheckFlags;
+use openssl::ssl::{HandshakeError, Ssl, SslStream};
 
 /// One reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,64 +180,14 @@ fn tcp_connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Wi
     Err(WireError::Io(last))
 }
 
-/// The TLS context for one connection, straight from OpenSSL: only the CAs the module
-/// sends are trusted (the configured CA file, or the system bundle the module read from
-/// its fixed path). No default verify paths are loaded: they follow `SSL_CERT_FILE` and
-/// `SSL_CERT_DIR` from the environment, which a setuid host's caller sets (a FIFO there
-/// held the login past every bound), and loading the whole system bundle to throw it
-/// away cost about 40 ms of CPU per login (native-tls did both, whatever it was told).
-/// A configured CA replaces the system bundle: trusting both would let any public CA
-/// vouch for a host named like the Redis server.
-fn tls_context(tls: &Tls<'_>) -> Result<SslContext, WireError> {
-    let bad = |what: &str, e: openssl::error::ErrorStack| WireError::Tls(format!("{what}: {e}"));
-    let mut b = SslContext::builder(SslMethod::tls_client()).map_err(|e| bad("TLS set-up", e))?;
-    b.set_min_proto_version(Some(SslVersion::TLS1_2))
-        .map_err(|e| bad("TLS set-up", e))?;
-    b.set_verify(SslVerifyMode::PEER);
-    let pem = tls
+/// The TLS state for one connection to `name` (see `pam_totp_tls`: only the CAs the
+/// module hands over are trusted, nothing is read from the environment).
+fn tls_session(tls: &Tls<'_>, name: &str) -> Result<Ssl, WireError> {
+    let ca = tls
         .ca_pem
         .ok_or_else(|| WireError::Tls("no CA to verify the server with".to_owned()))?;
-    let certs = X509::stack_from_pem(pem).map_err(|e| bad("CA file", e))?;
-    if certs.is_empty() {
-        return Err(WireError::Tls("CA file holds no certificate".to_owned()));
-    }
-    let mut store = X509StoreBuilder::new().map_err(|e| bad("TLS set-up", e))?;
-    for c in certs {
-        store.add_cert(c).map_err(|e| bad("CA file", e))?;
-    }
-    b.set_cert_store(store.build());
-    if let Some((cert, key)) = tls.client {
-        let bad_id = |e| bad("client certificate or key", e);
-        let mut chain = X509::stack_from_pem(cert).map_err(bad_id)?.into_iter();
-        let leaf = chain
-            .next()
-            .ok_or_else(|| WireError::Tls("client certificate file holds no certificate".into()))?;
-        let key = PKey::private_key_from_pem(key).map_err(bad_id)?;
-        b.set_certificate(&leaf).map_err(bad_id)?;
-        b.set_private_key(&key).map_err(bad_id)?;
-        b.check_private_key().map_err(bad_id)?;
-        for extra in chain {
-            b.add_extra_chain_cert(extra).map_err(bad_id)?;
-        }
-    }
-    Ok(b.build())
-}
-
-/// One connection's TLS state: the server is verified against the context's CAs and
-/// must be named `name` (a DNS name, with SNI, or an IP literal).
-fn tls_session(ctx: &SslContext, name: &str) -> Result<Ssl, WireError> {
-    let bad = |e: openssl::error::ErrorStack| WireError::Tls(format!("TLS set-up: {e}"));
-    let mut ssl = Ssl::new(ctx).map_err(bad)?;
-    let param = ssl.param_mut();
-    param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
-    match name.parse::<std::net::IpAddr>() {
-        Ok(ip) => param.set_ip(ip).map_err(bad)?,
-        Err(_) => {
-            param.set_host(name).map_err(bad)?;
-            ssl.set_hostname(name).map_err(bad)?;
-        }
-    }
-    Ok(ssl)
+    let ctx = pam_totp_tls::client_context(ca, tls.client).map_err(WireError::Tls)?;
+    pam_totp_tls::session(&ctx, name).map_err(WireError::Tls)
 }
 
 /// The time left before `deadline`, as a socket timeout; an error once it has passed.
@@ -275,12 +219,7 @@ fn handshake(
         match attempt {
             Ok(s) => return Ok(s),
             Err(HandshakeError::Failure(mid)) => {
-                let verify = mid.ssl().verify_result();
-                let why = if verify == openssl::x509::X509VerifyResult::OK {
-                    mid.error().to_string()
-                } else {
-                    format!("{} (certificate verify failed: {verify})", mid.error())
-                };
+                let why = pam_totp_tls::handshake_failure(&mid);
                 return Err(WireError::Tls(format!("TLS handshake: {why}")));
             }
             Err(HandshakeError::SetupFailure(e)) => {
@@ -315,7 +254,7 @@ impl Conn {
             (Address::Tcp { host, port }, None) => Stream::Tcp(tcp_connect(host, *port, deadline)?),
             (Address::Tcp { host, port }, Some(tls)) => {
                 let name = host.trim_start_matches('[').trim_end_matches(']');
-                let ssl = tls_session(&tls_context(tls)?, name)?;
+                let ssl = tls_session(tls, name)?;
                 let tcp = tcp_connect(host, *port, deadline)?;
                 Stream::Tls(Box::new(handshake(ssl, tcp, deadline)?))
             }

@@ -271,7 +271,8 @@ pub fn plugin_config(opts: &RedisOptions) -> Result<PluginConfig, StoreError> {
 
 /// The etcd plugin's configuration: the endpoint list and the connection's files.
 pub fn etcd_plugin_config(opts: &EtcdOptions) -> Result<PluginConfig, StoreError> {
-    connection_config(opts.endpoints.url(), &opts.conn, false)
+    // As for Redis: without `etcd_ca_file=`, the system bundle from its fixed path.
+    connection_config(opts.endpoints.url(), &opts.conn, opts.endpoints.tls)
 }
 
 /// The shared store a module line names (`state=redis…` or `state=etcd…`), opened.
@@ -284,13 +285,6 @@ pub fn open_shared(
     hard_cap: bool,
     user: Option<(Uid, &str)>,
 ) -> Result<RemoteStore, StoreError> {
-    // Only etcd's TLS still goes through native-tls (inside ureq), which reads the
-    // environment; the Redis plugin uses OpenSSL directly and never looks at it.
-    if let SharedStore::Etcd(e) = shared
-        && e.endpoints.tls
-    {
-        check_tls_environment()?;
-    }
     match shared {
         SharedStore::Redis(r) => {
             let plugin = r.conn.plugin.as_deref().unwrap_or(DEFAULT_PLUGIN_PATH);
@@ -309,34 +303,6 @@ pub fn open_shared(
             )
         }
     }
-}
-
-/// The largest `SSL_CERT_FILE` accepted (a distribution's bundle is a few hundred KiB).
-const MAX_CERT_FILE: usize = 16 << 20;
-
-/// native-tls (over OpenSSL), which the etcd plugin's HTTP client uses, opens the file
-/// the process environment names in `SSL_CERT_FILE` before the plugin replaces its
-/// trust store, as the host (root) and with no bound. In a setuid host (su, sudo,
-/// polkit's helper) the caller sets that environment: a FIFO held the login forever,
-/// past every timeout, and a device path made root open that device. The environment
-/// configures nothing here; it only decides whether the connection may be made: a name
-/// that is not a regular file only root can change (the check that loads a plugin)
-/// refuses it.
-fn check_tls_environment() -> Result<(), StoreError> {
-    let Some(named) = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) else {
-        return Ok(());
-    };
-    let path = Path::new(&named);
-    check_root_controlled(path, MAX_CERT_FILE)
-        .map(|_| ())
-        .map_err(|e| {
-            StoreError::Refused(format!(
-                "the process environment names SSL_CERT_FILE={} ({e}), which the TLS \
-                 library would open as this process before the connection; refused \
-                 (unset it, or name a root-owned regular file)",
-                path.display()
-            ))
-        })
 }
 
 /// The Redis store the options describe, for the admin tool: `install_functions`

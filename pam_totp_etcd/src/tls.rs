@@ -1,0 +1,137 @@
+//! TLS to the members: `pam_totp_tls`'s OpenSSL context (only the CAs the module hands
+//! over, nothing from the environment) as a link of ureq's connector chain, after its
+//! TCP connector. ureq's own native-tls link loaded the default verify paths (the system
+//! bundle, or what `SSL_CERT_FILE` names) on every agent, about 40 ms of CPU per login,
+//! before it was told to trust only the configured CA.
+
+use std::error::Error;
+use std::fmt;
+use std::io::{Read, Write};
+
+use openssl::ssl::{HandshakeError, SslContext, SslStream};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
+    TransportAdapter,
+};
+
+/// Why TLS could not be set up or verified: a refusal an admin fixes, never retried on
+/// another member as an outage would be.
+#[derive(Debug)]
+pub struct TlsFailure(pub String);
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for TlsFailure {}
+
+fn failure(m: String) -> ureq::Error {
+    ureq::Error::Other(Box::new(TlsFailure(m)))
+}
+
+/// Wraps an `https` connection in TLS with one context for the whole login.
+pub struct OpensslConnector {
+    ctx: SslContext,
+}
+
+impl OpensslConnector {
+    pub fn new(ctx: SslContext) -> Self {
+        Self { ctx }
+    }
+}
+
+impl fmt::Debug for OpensslConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OpensslConnector")
+    }
+}
+
+impl<In: Transport> Connector<In> for OpensslConnector {
+    type Out = Either<In, OpensslTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let host = details.uri.host().ok_or(ureq::Error::HostNotFound)?;
+        let ssl = pam_totp_tls::session(&self.ctx, host).map_err(failure)?;
+        let mut adapter = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        // The handshake's reads and writes end with the connection's own deadline.
+        adapter.set_timeout(details.timeout);
+        let stream = match ssl.connect(adapter) {
+            Ok(s) => s,
+            Err(HandshakeError::Failure(mid)) => {
+                let why = pam_totp_tls::handshake_failure(&mid);
+                // A timeout or a reset below TLS stays what it was (an outage).
+                return Err(match mid.into_error().into_io_error() {
+                    Ok(io) => ureq::Error::from(io),
+                    Err(_) => failure(format!("TLS handshake: {why}")),
+                });
+            }
+            Err(HandshakeError::WouldBlock(mid)) => {
+                return Err(match mid.into_error().into_io_error() {
+                    Ok(io) => ureq::Error::from(io),
+                    Err(e) => failure(format!("TLS handshake: {e}")),
+                });
+            }
+            Err(HandshakeError::SetupFailure(e)) => {
+                return Err(failure(format!("TLS set-up: {e}")));
+            }
+        };
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(Either::B(OpensslTransport { buffers, stream })))
+    }
+}
+
+/// An established TLS connection to a member.
+pub struct OpensslTransport {
+    buffers: LazyBuffers,
+    stream: SslStream<TransportAdapter>,
+}
+
+impl fmt::Debug for OpensslTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OpensslTransport")
+    }
+}
+
+impl Transport for OpensslTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output)?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
+}
