@@ -834,8 +834,10 @@ fn hostile_homes_from_a_directory_service_deny_without_a_skip() {
 /// service: GA put the name typed at login into `secret=…/${USER}`, so a store migrated
 /// from it may hold `ALICE` where the name service answers `alice`. Such a file must not
 /// read as "not enrolled", or `nullok` would skip the code: the alias is asked for a
-/// code and denied, and the log names the file to rename. Control: renamed to the
-/// canonical name, the same login succeeds.
+/// code and denied, and the log names the file to rename. Both of GA's layouts (a
+/// root-owned store with `user=root`, and per-user files opened as the user), with and
+/// without `nullok`. Controls: renamed to the canonical name, the same login succeeds;
+/// with no file under either name, `nullok` skips as before.
 #[test]
 fn a_file_named_by_the_typed_spelling_is_never_a_nullok_skip() {
     let Some((u, ds)) = setup(
@@ -844,37 +846,70 @@ fn a_file_named_by_the_typed_spelling_is_never_a_nullok_skip() {
     ) else {
         return;
     };
-    let store = root_store();
     let typed = u.name.to_uppercase();
-    let by_typed = store.path().join(&typed);
-    write_owned(&by_typed, totp_file(SECRET_160).as_bytes(), 0, 0, 0o600);
-    let args = format!(
-        "nullok user=root secret={}/${{USER}}",
-        store.path().display()
-    );
-    let stack = Stack::probe("svc", &args);
-    let at = T0;
-    let (d, lines) = ds.run_logged(
-        &Driver::new(&stack, "svc", &typed)
-            .answer(&code_at(SECRET_160, at))
-            .at(at),
-    );
-    let mut f = Failures::default();
-    f.refused("file named by the typed spelling", &d);
-    f.check();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains(&typed) && l.contains("rename it")),
-        "{lines:?}"
-    );
+    let mut at = T0;
+    // (layout, the store's owner and mode, the files' owner, the module's owner option)
+    for (layout, owner) in [("user=root store", 0), ("files of the users", u.uid)] {
+        for nullok in ["", "nullok"] {
+            let store = root_store();
+            if owner != 0 {
+                fs::set_permissions(store.path(), fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            }
+            let user_opt = if owner == 0 { "user=root" } else { "" };
+            let args = format!(
+                "{nullok} {user_opt} secret={}/${{USER}}",
+                store.path().display()
+            );
+            let what = format!("{layout}, [{nullok}]");
+            let stack = Stack::probe("svc", &args);
+            let login = |at: u64| {
+                ds.run_logged(
+                    &Driver::new(&stack, "svc", &typed)
+                        .answer(&code_at(SECRET_160, at))
+                        .at(at),
+                )
+            };
+            let put = |name: &str| {
+                let gid = if owner == 0 { 0 } else { u.gid };
+                let text = totp_file(SECRET_160);
+                write_owned(&store.path().join(name), text.as_bytes(), owner, gid, 0o600);
+            };
+            put(&typed);
+            at += 60;
+            let (d, lines) = login(at);
+            let mut f = Failures::default();
+            f.refused(&format!("{what}: file named by the typed spelling"), &d);
+            f.check();
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains(&typed) && l.contains("rename it")),
+                "{what}: {lines:?}"
+            );
 
-    fs::rename(&by_typed, store.path().join(&u.name)).expect("rename");
-    let at = T0 + 60;
-    let d = ds.run(
-        &Driver::new(&stack, "svc", &typed)
-            .answer(&code_at(SECRET_160, at))
-            .at(at),
-    );
-    assert_eq!(d.module_code(), "PAM_SUCCESS", "renamed: {d:?}");
+            fs::rename(store.path().join(&typed), store.path().join(&u.name)).expect("rename");
+            at += 60;
+            let (d, lines) = login(at);
+            assert_eq!(
+                d.module_code(),
+                "PAM_SUCCESS",
+                "{what}, renamed: {d:?} {lines:?}"
+            );
+
+            fs::remove_file(store.path().join(&u.name)).expect("remove");
+            at += 60;
+            let (d, lines) = login(at);
+            let want = if nullok.is_empty() {
+                "PAM_AUTH_ERR"
+            } else {
+                "PAM_IGNORE"
+            };
+            assert_eq!(d.module_code(), want, "{what}, no file: {d:?} {lines:?}");
+            assert!(
+                !lines.iter().any(|l| l.contains("rename it")),
+                "{what}: {lines:?}"
+            );
+        }
+    }
 }
