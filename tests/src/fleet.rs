@@ -52,6 +52,23 @@ pub fn secret_command(dir: &Path, user: &str, file: &str) -> PathBuf {
     path
 }
 
+/// The module options of a root-owned 0755 secret command in `dir` (a [`trusted_dir`])
+/// that runs the shell lines `checks` first (each exits non-zero when what it checks
+/// about its own process is wrong) and then prints `file`; it runs as nobody.
+pub fn checking_secret_command(dir: &Path, checks: &str, file: &str) -> String {
+    let path = dir.join("secret-command");
+    fs::write(
+        &path,
+        format!("#!/bin/sh\n{checks}\ncat <<'EOF'\n{file}EOF\n"),
+    )
+    .expect("write command");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    format!(
+        "secret_command={} secret_command_user=nobody",
+        path.display()
+    )
+}
+
 /// `totp-state init --options ARGS`: the admin's one-time initialisation of a new
 /// shared store, so that its first login need not wait for the next code (R34: a store
 /// without its record is taken to have lost its data). Panics when it fails.

@@ -8,11 +8,9 @@
 //! exec, so the command started without stdin and its first open file took fd 0.
 //! Controls: the same logins with every descriptor open.
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use system_tests::fleet::trusted_dir;
+use system_tests::fleet::{checking_secret_command, trusted_dir};
 use system_tests::*;
 
 const CLOSED: [&str; 7] = ["0", "1", "2", "0,1", "0,2", "1,2", "0,1,2"];
@@ -88,22 +86,12 @@ fn a_host_with_closed_standard_descriptors_gets_the_usual_verdicts() {
 /// A secret command that prints `file` only when its stdin and stderr are /dev/null
 /// and its stdout a pipe, else exits with 3, 4 or 5 (which the module denies).
 fn checking_command(dir: &Path, file: &str) -> String {
-    let cmd = dir.join("secret-command");
-    fs::write(
-        &cmd,
-        format!(
-            "#!/bin/sh\n\
-             [ \"$(readlink /proc/$$/fd/0)\" = /dev/null ] || exit 3\n\
-             [ \"$(readlink /proc/$$/fd/2)\" = /dev/null ] || exit 4\n\
-             case \"$(readlink /proc/$$/fd/1)\" in pipe:*) ;; *) exit 5;; esac\n\
-             cat <<'EOF'\n{file}EOF\n"
-        ),
-    )
-    .expect("write command");
-    fs::set_permissions(&cmd, fs::Permissions::from_mode(0o755)).expect("chmod");
-    format!(
-        "secret_command={} secret_command_user=nobody",
-        cmd.display()
+    checking_secret_command(
+        dir,
+        "[ \"$(readlink /proc/$$/fd/0)\" = /dev/null ] || exit 3\n\
+         [ \"$(readlink /proc/$$/fd/2)\" = /dev/null ] || exit 4\n\
+         case \"$(readlink /proc/$$/fd/1)\" in pipe:*) ;; *) exit 5;; esac",
+        file,
     )
 }
 

@@ -11,10 +11,9 @@
 //! Controls: the same logins with the host's signals left alone.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use system_tests::fleet::trusted_dir;
+use system_tests::fleet::{checking_secret_command, trusted_dir};
 use system_tests::*;
 
 /// Signals 32 and 33, which glibc keeps for itself: its sigaction refuses them, so
@@ -25,26 +24,18 @@ const GLIBC_OWN: u64 = 0x1_8000_0000;
 /// ignored (read with the shell's own `read`, before it forks anything: a shell blocks
 /// signals around its own forks), and that waits for a child of its own as scripts do.
 fn checking_command(dir: &Path, file: &str) -> String {
-    let cmd = dir.join("secret-command");
-    fs::write(
-        &cmd,
-        format!(
-            "#!/bin/sh\n\
-             while read -r key value; do\n\
+    checking_secret_command(
+        dir,
+        &format!(
+            "while read -r key value; do\n\
                case $key in\n\
                  SigBlk:|SigIgn:) [ $(( 0x$value & ~{GLIBC_OWN:#x} )) -eq 0 ] || exit 5;;\n\
                esac\n\
              done < /proc/$$/status\n\
              sleep 0.01 &\n\
-             wait\n\
-             cat <<'EOF'\n{file}EOF\n"
+             wait"
         ),
-    )
-    .expect("write command");
-    fs::set_permissions(&cmd, fs::Permissions::from_mode(0o755)).expect("chmod");
-    format!(
-        "secret_command={} secret_command_user=nobody",
-        cmd.display()
+        file,
     )
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use pamapp::host_signals::{self, Sigchld};
 use totp_os::command::{SecretOutput, run_secret_command};
 
-use system_tests::fleet::trusted_dir;
+use system_tests::fleet::{checking_secret_command, trusted_dir};
 use system_tests::*;
 
 /// SIGCHLD (17) in the `SigIgn:` mask of /proc/PID/status.
@@ -23,20 +23,13 @@ const SIGCHLD_BIT: &str = "0x10000";
 /// A command that prints `file` only if SIGCHLD is not ignored in it, and that runs
 /// a child of its own first (as a script that asks a directory does).
 fn command(dir: &Path, file: &str) -> String {
-    let cmd = dir.join("secret-command");
-    fs::write(
-        &cmd,
-        format!(
-            "#!/bin/sh\nign=$(sed -n 's/^SigIgn:[[:space:]]*//p' /proc/$$/status)\n\
-             if [ $(( 0x$ign & {SIGCHLD_BIT} )) -ne 0 ]; then exit 5; fi\n\
-             cat <<'EOF'\n{file}EOF\n"
+    checking_secret_command(
+        dir,
+        &format!(
+            "ign=$(sed -n 's/^SigIgn:[[:space:]]*//p' /proc/$$/status)\n\
+             if [ $(( 0x$ign & {SIGCHLD_BIT} )) -ne 0 ]; then exit 5; fi"
         ),
-    )
-    .expect("write command");
-    fs::set_permissions(&cmd, fs::Permissions::from_mode(0o755)).expect("chmod");
-    format!(
-        "secret_command={} secret_command_user=nobody",
-        cmd.display()
+        file,
     )
 }
 
