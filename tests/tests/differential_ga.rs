@@ -433,10 +433,7 @@ fn table() -> Vec<Scenario> {
             // An older step that is still inside the window.
             at((T + 1) * 30).ans(Tok::Totp(T)).each(ok(1), err(1)),
         ])
-        .files(|f| {
-            unchanged(f.ga.as_ref(), f)?;
-            unchanged(f.ours.as_ref(), f)
-        }),
+        .files(both_unchanged),
     );
 
     // --- Scratch codes in every password mode ----------------------------------------
@@ -789,10 +786,7 @@ fn table() -> Vec<Scenario> {
             Init::HardLink(TOTP_FILE.into()),
         )
         .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
-        .files(|f| {
-            unchanged(f.ga.as_ref(), f)?;
-            unchanged(f.ours.as_ref(), f)
-        }),
+        .files(both_unchanged),
     );
     rows.push(
         row(
@@ -1035,10 +1029,7 @@ fn table() -> Vec<Scenario> {
                 .rhost("10.0.0.5")
                 .each(ok(1), ok(0)),
         ])
-        .files(|f| {
-            unchanged(f.ga.as_ref(), f)?;
-            unchanged(f.ours.as_ref(), f)
-        }),
+        .files(both_unchanged),
     );
     rows.push(
         row(
@@ -1082,10 +1073,7 @@ fn table() -> Vec<Scenario> {
         )
         .args("noskewadj")
         .steps(vec![at(T * 30).ans(Tok::Totp8).each(err(1), ok(1))])
-        .files(|f| {
-            unchanged(f.ga.as_ref(), f)?;
-            unchanged(f.ours.as_ref(), f)
-        }),
+        .files(both_unchanged),
     );
 
     // --- More file and option edges --------------------------------------------------------
@@ -1299,10 +1287,7 @@ fn table() -> Vec<Scenario> {
         )
         .key("GEZDGNBV")
         .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
-        .files(|f| {
-            unchanged(f.ga.as_ref(), f)?;
-            unchanged(f.ours.as_ref(), f)
-        }),
+        .files(both_unchanged),
     );
     rows.push(
         row(
@@ -1322,10 +1307,7 @@ fn table() -> Vec<Scenario> {
                 tok: TokOut::Unchanged,
             },
         )])
-        .files(|f| {
-            unchanged(f.ga.as_ref(), f)?;
-            unchanged(f.ours.as_ref(), f)
-        }),
+        .files(both_unchanged),
     );
 
     // --- Hand-edited files and option values GA accepts ---------------------------------
@@ -1390,10 +1372,7 @@ fn table() -> Vec<Scenario> {
         )
         .args("allowed_perm=0660")
         .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
-        .files(|f| {
-            unchanged(f.ga.as_ref(), f)?;
-            unchanged(f.ours.as_ref(), f)
-        }),
+        .files(both_unchanged),
     );
     rows.push(
         row(
@@ -1407,10 +1386,7 @@ fn table() -> Vec<Scenario> {
         )
         .args("secret=${HOME}/../${USER}/.google_authenticator")
         .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
-        .files(|f| {
-            unchanged(f.ga.as_ref(), f)?;
-            unchanged(f.ours.as_ref(), f)
-        }),
+        .files(both_unchanged),
     );
     rows.push(
         row(
@@ -1656,6 +1632,12 @@ fn expect_line(s: Option<&FileState>, line: &str) -> Result<(), String> {
     } else {
         Err(format!("expected {line:?} in {t:?}"))
     }
+}
+
+/// Neither module changed the file.
+fn both_unchanged(f: &Finals) -> Result<(), String> {
+    unchanged(f.ga.as_ref(), f)?;
+    unchanged(f.ours.as_ref(), f)
 }
 
 fn unchanged(s: Option<&FileState>, f: &Finals) -> Result<(), String> {
