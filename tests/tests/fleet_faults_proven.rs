@@ -504,6 +504,50 @@ fn tls_is_verified_through_libpam() {
     );
 }
 
+/// R31: the server's certificate must name the host the URL names. The test CA's
+/// server certificate names `localhost` and 127.0.0.1. In a private mount namespace
+/// whose `/etc/hosts` also gives 127.0.0.1 the name `wrongname`, `rediss://wrongname`
+/// reaches the same server with the same CA and is denied ("certificate verify failed",
+/// a host-name mismatch); `rediss://localhost` (a DNS name, sent as SNI) logs in.
+#[test]
+fn the_server_certificate_must_name_the_host_through_libpam() {
+    let t = "the_server_certificate_must_name_the_host_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("names");
+    let server = RedisServer::start(&ServerConfig {
+        tls: Some(&ca),
+        ..ServerConfig::default()
+    });
+    let (u, secret) = TestUser::enrolled("hn");
+    let hosts = tempfile::NamedTempFile::new().expect("hosts file");
+    fs::write(hosts.path(), "127.0.0.1 localhost\n127.0.0.1 wrongname\n").expect("write");
+    let login = |name: &str| {
+        let stack = host(
+            &format!("rediss://{name}:{}", server.port),
+            &format!(
+                "redis_ca_file={} redis_connect_timeout=2000",
+                ca.ca_cert.display()
+            ),
+        );
+        let driver = Driver::login(&stack, &u, &code_at(&secret, now())).rhost(PEER);
+        capture_syslog_with_bind(hosts.path(), Path::new("/etc/hosts"), &driver)
+    };
+    let (d, lines) = login("localhost");
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "localhost: {d:?} {lines:?}"
+    );
+    let (d, lines) = login("wrongname");
+    assert!(denied(&d), "wrongname: {d:?}");
+    assert!(
+        logged(&lines, &["certificate verify failed"]),
+        "wrongname: {lines:?}"
+    );
+}
+
 /// Issue 21, item 3: with `redis_ca_file=` only that CA is loaded. Under strace, a TLS
 /// login opens the configured CA file and no file of the system bundle (native-tls,
 /// which the plugin used before, loaded the bundle on every connection, about 40 ms of
