@@ -219,12 +219,7 @@ pub(super) fn set_perm(file: &File, perm: u32) -> Result<(), FileError> {
 
 /// Writes `data` to a new, empty file.
 pub(super) fn write_all(file: &File, mut data: &[u8]) -> Result<(), FileError> {
-    crate::fsize::allows(data.len() as u64).map_err(|e| {
-        FileError::os(
-            "write (the file would pass the process's file size limit, RLIMIT_FSIZE)",
-            e,
-        )
-    })?;
+    crate::fsize::allows(data.len() as u64).map_err(|e| FileError::os(crate::fsize::REFUSED, e))?;
     let mut out = file;
     while !data.is_empty() {
         fault::hit(FaultPoint::Write).map_err(|e| FileError::Os {
