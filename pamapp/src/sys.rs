@@ -186,7 +186,7 @@ pub fn closelog() {
     unsafe { libc::closelog() }
 }
 
-/// Children the host's own SIGCHLD handler reaped (see [`sigchld_reap`]).
+/// Children the host's own SIGCHLD handler reaped (see [`set_sigchld`]).
 pub static HOST_REAPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 extern "C" fn reap_every_child(_: c_int) {
@@ -201,16 +201,24 @@ extern "C" fn reap_every_child(_: c_int) {
 /// handler that reaps every child that exits, or the default.
 pub fn set_sigchld(how: crate::host_signals::Sigchld) -> std::io::Result<()> {
     use crate::host_signals::Sigchld;
-    // SAFETY: a zeroed sigaction is a valid "default, no flags, empty mask" action.
-    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-    act.sa_sigaction = match how {
+    let handler = match how {
         Sigchld::Default => libc::SIG_DFL,
         Sigchld::Ignore => libc::SIG_IGN,
         Sigchld::Reap => reap_every_child as extern "C" fn(c_int) as libc::sighandler_t,
     };
-    act.sa_flags = libc::SA_RESTART;
-    // SAFETY: `act` is initialised; the old action is not asked for.
-    if unsafe { libc::sigaction(libc::SIGCHLD, &act, ptr::null_mut()) } == 0 {
+    install(libc::SIGCHLD, handler, libc::SA_RESTART)
+}
+
+/// `sigaction(2)`: `handler` (a function of this driver, `SIG_DFL` or `SIG_IGN`) for
+/// `sig`, with `flags` and an empty mask.
+fn install(sig: c_int, handler: libc::sighandler_t, flags: c_int) -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction is a valid "default, no flags, empty mask" action.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = handler;
+    act.sa_flags = flags;
+    // SAFETY: `act` is initialised, and its handler is async-signal-safe; the old action
+    // is not asked for.
+    if unsafe { libc::sigaction(sig, &act, ptr::null_mut()) } == 0 {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
@@ -382,10 +390,7 @@ pub fn ignore_signals() -> std::io::Result<()> {
         libc::SIGUSR1,
         libc::SIGUSR2,
     ] {
-        // SAFETY: installs SIG_IGN; no handler code runs.
-        if unsafe { libc::signal(sig, libc::SIG_IGN) } == libc::SIG_ERR {
-            return Err(std::io::Error::last_os_error());
-        }
+        install(sig, libc::SIG_IGN, 0)?;
     }
     Ok(())
 }
@@ -401,14 +406,11 @@ extern "C" fn count_alarm(_: c_int) {
 /// SA_RESTART (as login's alarm handler is): every slow system call of the process is
 /// then interrupted with EINTR again and again.
 pub fn start_itimer(ms: u64) -> std::io::Result<()> {
-    // SAFETY: a zeroed sigaction is a valid "default, no flags, empty mask" action.
-    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-    act.sa_sigaction = count_alarm as extern "C" fn(c_int) as libc::sighandler_t;
-    act.sa_flags = 0;
-    // SAFETY: `act` is initialised; the old action is not asked for.
-    if unsafe { libc::sigaction(libc::SIGALRM, &act, ptr::null_mut()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    install(
+        libc::SIGALRM,
+        count_alarm as extern "C" fn(c_int) as libc::sighandler_t,
+        0,
+    )?;
     let every = libc::timeval {
         tv_sec: (ms / 1000) as libc::time_t,
         tv_usec: ((ms % 1000) * 1000) as libc::suseconds_t,
