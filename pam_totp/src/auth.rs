@@ -245,14 +245,21 @@ pub fn authenticate_with(
             AuthError::Clock
         })?;
         let user = Some((uid, target.name.as_str()));
+        // A store without its key has no record a grace entry could be in.
         let read = store::open(&ctx.opts, sys, user, &mut |m| io.log(Level::Warning, m))
             .map_err(|why| format!("no usable state store: {why}"))
-            .and_then(|mut store| store.read(uid).map_err(|e| e.to_string()));
+            .and_then(|mut store| {
+                let key = store.context(Missing::Leave).map_err(|e| e.to_string())?;
+                let state = store.read(uid).map_err(|e| e.to_string())?;
+                Ok(key.map(|k| (k.key, state)))
+            });
         match read {
-            Ok(state) => {
-                if let Ok(true) =
-                    verify::grace_applies(&state, &ctx.policy, ctx.origin, ctx.rhost_ip, now)
-                {
+            Ok(None) => {}
+            Ok(Some((key, state))) => {
+                let enrolment = verify::enrolment_of(&file, &key);
+                if let Ok(true) = enrolment.and_then(|e| {
+                    verify::grace_applies(&state, &ctx.policy, e, ctx.origin, ctx.rhost_ip, now)
+                }) {
                     io.log(
                         Level::Notice,
                         &format!("accepted {who} from {} within the grace period", ctx.from),

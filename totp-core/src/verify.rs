@@ -410,6 +410,12 @@ pub fn enrolment_id(key: &StoreKey, cfg: &Config, secret: &Secret) -> EnrolmentI
     ]))
 }
 
+/// The enrolment a secret file is ([`enrolment_id`] of its configuration and secret),
+/// for a decision taken before the answer is in (the grace period).
+pub fn enrolment_of(file: &GaFile, key: &StoreKey) -> Result<EnrolmentId, VerifyError> {
+    Ok(enrolment_id(key, &file.config()?, &file.secret()?))
+}
+
 /// The store's name for a used scratch code of an enrolment.
 fn scratch_tag(key: &StoreKey, enrolment: EnrolmentId, value: u32) -> u64 {
     key.tag(&[

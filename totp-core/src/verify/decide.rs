@@ -217,6 +217,10 @@ impl Prepared {
                 ledger.consecutive = 0;
                 ledger.blocked_until = 0;
                 ledger.remember_known(origin, now);
+                if latest_enrolment(state) != Some(self.enrolment) {
+                    // Grace entries earned with another secret never skip this one's code.
+                    ledger.grace.clear();
+                }
                 if let (true, Some(ip)) = (policy.grace_period_secs > 0, attempt.rhost) {
                     ledger.record_grace(ip, now);
                 }

@@ -34,6 +34,8 @@ struct User {
     /// The secret file cannot be rewritten (read-only mount, configuration management,
     /// a secret command): the decision's new file is dropped.
     readonly: bool,
+    /// `PAM_RHOST` of the attempts.
+    rhost: IpAddr,
 }
 
 impl User {
@@ -42,6 +44,7 @@ impl User {
             file: file(text),
             state: UserState::default(),
             readonly: false,
+            rhost: IpAddr::from([192, 0, 2, 7]),
         }
     }
 
@@ -62,7 +65,7 @@ impl User {
         let prep = prepare(&self.file, p, c, now, &key()).unwrap();
         let a = Attempt {
             origin,
-            rhost: Some("192.0.2.7".parse().unwrap()),
+            rhost: Some(self.rhost),
             now,
             continued,
             boot_time: None,
@@ -791,6 +794,14 @@ fn scratch_only_file_accepts_scratch_codes_only() {
     )));
 }
 
+impl User {
+    /// Whether a login from `ip` at `now` skips the code (the module's pre-prompt check).
+    fn graced(&self, p: &Policy, origin: OriginKey, ip: Option<IpAddr>, now: i64) -> bool {
+        let e = enrolment_of(&self.file, &key()).unwrap();
+        grace_applies(&self.state, p, e, origin, ip, now).unwrap()
+    }
+}
+
 fn grace_policy() -> Policy {
     Policy {
         grace_period_secs: 60,
@@ -804,15 +815,15 @@ fn grace_period_is_recorded_in_the_store_and_matched_by_numeric_address() {
     let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
     let ip: IpAddr = "192.0.2.7".parse().unwrap();
     let other: IpAddr = "192.0.2.8".parse().unwrap();
-    assert!(!grace_applies(&u.state, &p, HOME, Some(ip), 300_000).unwrap());
+    assert!(!u.graced(&p, HOME, Some(ip), 300_000));
     assert!(accepted(&u.attempt(&p, "050548", 300_000)));
-    assert!(grace_applies(&u.state, &p, HOME, Some(ip), 300_059).unwrap());
-    assert!(!grace_applies(&u.state, &p, HOME, Some(ip), 300_060).unwrap());
-    assert!(!grace_applies(&u.state, &p, HOME, Some(other), 300_010).unwrap());
-    assert!(!grace_applies(&u.state, &p, HOME, None, 300_010).unwrap());
-    assert!(!grace_applies(&u.state, &Policy::default(), HOME, Some(ip), 300_010).unwrap());
+    assert!(u.graced(&p, HOME, Some(ip), 300_059));
+    assert!(!u.graced(&p, HOME, Some(ip), 300_060));
+    assert!(!u.graced(&p, HOME, Some(other), 300_010));
+    assert!(!u.graced(&p, HOME, None, 300_010));
+    assert!(!u.graced(&Policy::default(), HOME, Some(ip), 300_010));
     let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-    assert!(grace_applies(&u.state, &p, HOME, Some(mapped), 300_010).unwrap());
+    assert!(u.graced(&p, HOME, Some(mapped), 300_010));
 }
 
 #[test]
@@ -824,9 +835,32 @@ fn grace_never_applies_while_the_origin_waits() {
     for i in 0..3 {
         u.attempt(&p, "000000", 300_001 + i);
     }
-    assert!(!grace_applies(&u.state, &p, HOME, Some(ip), 300_010).unwrap());
+    assert!(!u.graced(&p, HOME, Some(ip), 300_010));
     assert_eq!(wait_for(&u.state, &p, HOME, 300_010), Some(23));
-    assert!(grace_applies(&u.state, &p, STRANGER, Some(ip), 300_010).unwrap());
+    assert!(u.graced(&p, STRANGER, Some(ip), 300_010));
+}
+
+#[test]
+fn grace_entries_belong_to_the_enrolment_that_earned_them() {
+    let p = grace_policy();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    let (a, b) = (IpAddr::from([192, 0, 2, 7]), IpAddr::from([192, 0, 2, 8]));
+    assert!(accepted(&u.attempt(&p, "050548", 300_000)));
+    assert!(u.graced(&p, HOME, Some(a), 300_010));
+    // Re-enrolled: the entry earned with the old secret skips nothing.
+    u.file = file("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n");
+    assert!(!u.graced(&p, HOME, Some(a), 300_010));
+    // The new secret's first login, from another address, does not bring it back.
+    let secret = u.file.secret().unwrap();
+    let value = otp::totp(&secret, 300_020, 30, Algorithm::Sha1, Digits::SIX).unwrap();
+    u.rhost = b;
+    assert!(accepted(&u.attempt(
+        &p,
+        &format_code(value, Digits::SIX),
+        300_020
+    )));
+    assert!(u.graced(&p, HOME, Some(b), 300_030));
+    assert!(!u.graced(&p, HOME, Some(a), 300_030));
 }
 
 #[test]
