@@ -5,6 +5,7 @@
 
 use std::process::Command;
 
+use system_tests::fleet::{RedisServer, ServerConfig, init_store};
 use system_tests::*;
 
 /// The address the old phone's holder logged in from, and the user's own.
@@ -131,4 +132,173 @@ fn a_reused_uid_does_not_inherit_the_leavers_grace_period() {
         T0 + 90,
     );
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}
+
+/// A fleet keys records by name, so a name handed to a newcomer meets the leaver's
+/// record. The leaver's account is usually gone from the name service before anyone
+/// thinks of the record: `totp-state reset --user NAME` must still reach it. Control:
+/// the leaver was hard-capped (`max_failures=`), and the newcomer logs in only after
+/// the reset.
+#[test]
+fn a_deleted_accounts_fleet_record_is_reset_by_name_before_the_name_is_reused() {
+    let t = "a_deleted_accounts_fleet_record_is_reset_by_name_before_the_name_is_reused";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let args = server.options("redis_prefix=lc: max_failures=3 redis_timeout=2000");
+    init_store(&args);
+    let stack = Stack::probe("svc", &args);
+    let (leaver, old) = TestUser::enrolled("fl");
+    for peer in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+        let (d, lines) = login_logged(&stack, &leaver, &wrong_totp(&old, now()), peer, None);
+        assert_ne!(d.returned(), Returned::Success, "{lines:?}");
+    }
+    let (d, lines) = login_logged(&stack, &leaver, &code_at(&old, now()), PEER, None);
+    assert_ne!(
+        d.returned(),
+        Returned::Success,
+        "control: hard-capped: {lines:?}"
+    );
+
+    let out = Command::new("userdel")
+        .args(["-r", &leaver.name])
+        .output()
+        .expect("userdel");
+    assert!(out.status.success(), "{out:?}");
+    let out = state_tool(&["reset", "--user", &leaver.name, "--options", &args]);
+    assert!(
+        out.status.success(),
+        "reset of a deleted name: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no account of that name"),
+        "{out:?}"
+    );
+
+    // The same name for somebody else.
+    let (newcomer, secret) = TestUser::enrolled("fl");
+    assert_eq!(newcomer.name, leaver.name);
+    let (d, lines) = login_logged(&stack, &newcomer, &code_at(&secret, now()), PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+}
+
+/// A uid nobody has, for `usermod -u`.
+fn free_uid(from: u32) -> u32 {
+    (from + 20_000..from + 30_000)
+        .find(|u| {
+            !Command::new("getent")
+                .args(["passwd", &u.to_string()])
+                .status()
+                .expect("getent")
+                .success()
+        })
+        .expect("a free uid")
+}
+
+fn change_uid(user: &mut TestUser) {
+    let uid = free_uid(user.uid);
+    let out = Command::new("usermod")
+        .args(["-u", &uid.to_string(), &user.name])
+        .output()
+        .expect("usermod");
+    assert!(out.status.success(), "{out:?}");
+    user.uid = uid;
+}
+
+/// `usermod -u`: the local store keys records by uid, so a code used just before the
+/// change would be taken once more under the new uid. pam_totp(8) tells the admin to
+/// move the record with the account; this is that procedure, and the control without it.
+#[test]
+fn a_changed_uid_keeps_its_used_codes_used_once_its_record_is_moved() {
+    if !require_root("a_changed_uid_keeps_its_used_codes_used_once_its_record_is_moved") {
+        return;
+    }
+    let stack = Stack::probe("svc", "");
+    for mv in [true, false] {
+        let (mut u, secret) = TestUser::enrolled(if mv { "um" } else { "uc" });
+        let code = code_at(&secret, T0);
+        let d = login_at(&stack, &u, &code, None, T0);
+        assert_eq!(d.returned(), Returned::Success, "{d:?}");
+        let old = stack.state_file(u.uid);
+        change_uid(&mut u);
+        if mv {
+            std::fs::rename(&old, stack.state_file(u.uid)).expect("mv the record");
+        }
+        let d = login_at(&stack, &u, &code, None, T0 + 5);
+        if mv {
+            assert_eq!(
+                d.returned(),
+                Returned::Failed("PAM_AUTH_ERR".into()),
+                "{d:?}"
+            );
+            let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
+            assert_eq!(d.returned(), Returned::Success, "the next code: {d:?}");
+        } else {
+            assert_eq!(d.returned(), Returned::Success, "control: {d:?}");
+        }
+    }
+}
+
+/// `totp-enroll --json ARGS` (a new enrolment also needs `ENROLL_SCRIPTED`).
+fn enroll(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(&built().enroll)
+        .arg("--json")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run totp-enroll");
+    assert!(out.status.success(), "totp-enroll {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// The lost-phone procedure of README and pam_totp(8), with the real `totp-enroll`: a
+/// scratch code gets the user in, root re-enrolls with `--user NAME -f`, and the lost
+/// phone's codes are refused from then on. `--regenerate-scratch-codes`, which the
+/// README used to offer for a lost phone, keeps the secret: the control shows the lost
+/// phone still logging in after it.
+#[test]
+fn the_lost_phone_procedure_refuses_the_old_phone_at_once() {
+    if !require_root("the_lost_phone_procedure_refuses_the_old_phone_at_once") {
+        return;
+    }
+    let u = TestUser::create("lp");
+    let stack = Stack::probe("svc", "");
+    let first = enroll(&[&ENROLL_SCRIPTED[..], &["--user", &u.name]].concat());
+    let old = first["secret"].as_str().expect("secret").to_owned();
+    let scratch = first["scratch_codes"][0].to_string().replace('"', "");
+    let d = login_at(&stack, &u, &code_at(&old, T0), None, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    // The phone is gone: a scratch code, once.
+    let d = login_at(&stack, &u, &scratch, None, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "scratch code: {d:?}");
+    let d = login_at(&stack, &u, &scratch, None, T0 + 31);
+    assert_ne!(
+        d.returned(),
+        Returned::Success,
+        "scratch code used twice: {d:?}"
+    );
+
+    // Control: new scratch codes leave the secret, and so the lost phone, in place.
+    enroll(&[
+        "--user",
+        &u.name,
+        "--regenerate-scratch-codes",
+        "--non-interactive",
+    ]);
+    let d = login_at(&stack, &u, &code_at(&old, T0 + 60), None, T0 + 60);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?}");
+
+    let second = enroll(&[&ENROLL_SCRIPTED[..], &["--user", &u.name, "-f"]].concat());
+    let new = second["secret"].as_str().expect("secret").to_owned();
+    assert_ne!(new, old);
+    let d = login_at(&stack, &u, &code_at(&old, T0 + 90), None, T0 + 90);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "the lost phone: {d:?}"
+    );
+    let d = login_at(&stack, &u, &code_at(&new, T0 + 120), None, T0 + 120);
+    assert_eq!(d.returned(), Returned::Success, "the new phone: {d:?}");
 }

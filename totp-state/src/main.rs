@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use totp_core::options::ModuleOptions;
 use totp_core::state::{StateStore, Uid};
+use totp_core::user::UserName;
 use totp_os::remote::open_shared;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir, effective_uid, record_uid};
 use totp_os::{nss, pam_stack};
@@ -172,8 +173,10 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// The uid a `--user` value names: an NSS name first, else a decimal uid.
-fn resolve(user: &str) -> Result<(Uid, Option<String>), Fatal> {
+/// The uid a `--user` value names: an NSS name first, else a decimal uid. For a shared
+/// store (`shared`), whose records are keyed by name, a valid name the name service no
+/// longer knows (a deleted account) names its record too, under [`NO_UID`].
+fn resolve(user: &str, shared: bool) -> Result<(Uid, Option<String>), Fatal> {
     match nss::lookup_user_by_name(user) {
         Ok(Some(pw)) => return Ok((pw.uid, Some(pw.name))),
         Ok(None) => {}
@@ -184,9 +187,21 @@ fn resolve(user: &str) -> Result<(Uid, Option<String>), Fatal> {
             let name = nss::lookup_user_by_uid(uid).ok().flatten().map(|p| p.name);
             Ok((uid, name))
         }
-        _ => Err(Fatal(format!("no such user: \"{user}\""))),
+        _ if shared && UserName::parse(user.as_bytes()).is_ok() => {
+            Ok((NO_UID, Some(user.to_owned())))
+        }
+        _ if shared => Err(Fatal(format!("not a user name: \"{user}\""))),
+        // The local store keys records by uid: a deleted account's is reached by its uid.
+        _ => Err(Fatal(format!(
+            "no such user: \"{user}\" (the record of a deleted account is named by its uid: totp-state show lists them)"
+        ))),
     }
 }
+
+/// The uid under which a name without an account is handed to a shared store:
+/// `(uid_t)-1`, which no account has, so the legacy `uid:` key a reset also deletes is
+/// nobody's.
+const NO_UID: Uid = Uid::MAX;
 
 fn run(cmd: Command) -> Result<(), Stop> {
     if effective_uid() != 0 {
@@ -219,6 +234,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
         Some(o) => fleet_store(o)?,
         None => None,
     };
+    let shared_store = shared.is_some();
     if shared.is_some() && target.user.is_none() {
         return Err(
             Fatal("a shared store is not listed: name the account with --user".into()).into(),
@@ -240,7 +256,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
             .user
             .as_deref()
             .ok_or_else(|| Fatal("reset needs --user NAME".into()))?;
-        let (uid, name) = resolve(user)?;
+        let (uid, name) = resolve(user, shared_store)?;
         if let Some(n) = &name {
             store.name_user(uid, n);
         }
@@ -248,18 +264,23 @@ fn run(cmd: Command) -> Result<(), Stop> {
             .reset(uid)
             .map_err(|e| Fatal(format!("reset of uid {uid} failed: {e}")))?;
         let shown = name.unwrap_or_else(|| uid.to_string());
+        let known = (uid != NO_UID).then_some(uid);
         if target.json {
             emit(&format!(
                 "{}\n",
-                serde_json::json!({"user": shown, "uid": uid, "reset": true})
+                serde_json::json!({"user": shown, "uid": known, "reset": true})
             ))?;
-        } else {
+        } else if let Some(uid) = known {
             emit(&format!("reset the state of {shown} (uid {uid})\n"))?;
+        } else {
+            emit(&format!(
+                "reset the state of {shown} (no account of that name)\n"
+            ))?;
         }
         return Ok(());
     }
     let uids: Vec<(Uid, Option<String>)> = match target.user.as_deref() {
-        Some(user) => vec![resolve(user)?],
+        Some(user) => vec![resolve(user, shared_store)?],
         None => list(&dir)?
             .into_iter()
             .map(|uid| {
@@ -274,7 +295,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
         if let Some(n) = &name {
             store.name_user(uid, n);
         }
-        let r = Report::new(uid, name, store.read(uid), now);
+        let r = Report::new((uid != NO_UID).then_some(uid), name, store.read(uid), now);
         failed |= r.error.is_some();
         if target.json {
             emit(&format!(

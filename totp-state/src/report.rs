@@ -33,7 +33,8 @@ pub struct Grace {
 #[derive(Serialize, Debug)]
 pub struct Report {
     pub user: Option<String>,
-    pub uid: Uid,
+    /// `None` for a shared store's record of a name no account has here any more.
+    pub uid: Option<Uid>,
     /// Why the record cannot be used (the module denies this user until it is reset).
     pub error: Option<String>,
     pub last_step: Option<u64>,
@@ -62,7 +63,7 @@ fn future(t: u64, now: u64) -> Option<String> {
 
 impl Report {
     pub fn new(
-        uid: Uid,
+        uid: Option<Uid>,
         user: Option<String>,
         state: Result<UserState, StoreError>,
         now: u64,
@@ -146,11 +147,18 @@ impl Report {
     pub fn text(&self, store: &str) -> String {
         let mut out = String::new();
         let who = self.user.clone().unwrap_or_else(|| "(no account)".into());
-        out.push_str(&format!("{who} (uid {})\n", self.uid));
+        match self.uid {
+            Some(uid) => out.push_str(&format!("{who} (uid {uid})\n")),
+            None => out.push_str(&format!("{who} (no account of that name)\n")),
+        }
         if let Some(e) = &self.error {
             // The same store as shown here: without its options the reset would go to
             // the default local directory, and a fleet's record would stay.
-            let account = self.user.clone().unwrap_or_else(|| self.uid.to_string());
+            let account = self
+                .user
+                .clone()
+                .or_else(|| self.uid.map(|u| u.to_string()))
+                .unwrap_or_default();
             out.push_str(&format!(
                 "  UNUSABLE: {e}\n  logins are denied until `totp-state reset --user {account}{store}`\n"
             ));
