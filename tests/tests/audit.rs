@@ -187,9 +187,22 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
         assert_eq!(lines[user]["verdict"], "refused", "{lines:?}");
         assert_eq!(lines[user]["login_shell"], false, "{lines:?}");
     }
+    // Run from cron, a passing audit says nothing on standard error (cron mails it).
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let mut inner = Command::new(&built().state_tool);
+    inner
+        .args(["audit", "--service", "svc", "--pam-dir"])
+        .arg(stack.path());
+    let passwd = dir.path().join("passwd");
+    let text = in_private_mounts(r#"mount --bind "$1" /etc/passwd"#, &passwd, &inner)
+        .output()
+        .expect("totp-state audit");
+    assert_eq!(text.status.code(), Some(0), "{text:?}");
+    assert!(text.stderr.is_empty(), "{text:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("2 refused account(s) without a login shell"),
-        "{out:?}"
+        String::from_utf8_lossy(&text.stdout)
+            .contains("2 refused account(s) without a login shell"),
+        "{text:?}"
     );
 
     // Control: the same missing home with a login shell fails the audit.
