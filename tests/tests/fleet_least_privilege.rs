@@ -197,3 +197,99 @@ fn a_restart_without_persistence_reopens_no_code_through_init_after_loss_through
     let (d, lines) = login_logged(&host_b, &u, &code_at(&secret, later), RHOST, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
 }
+
+/// Rotating the hosts' password as docs/fleet.md says: the ACL user gets the new
+/// password beside the old, the credentials file is replaced by a rename (never
+/// rewritten in place), then the old password goes. Logins running meanwhile, with the
+/// file renamed back and forth under them, all reach the store. Control: a file caught
+/// half-written (empty, as `>` leaves it before the write) denies the login that reads
+/// it, and the log says why.
+#[test]
+fn the_hosts_password_is_rotated_by_rename_while_logins_run_through_libpam() {
+    let t = "the_hosts_password_is_rotated_by_rename_while_logins_run_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let (dir, cred) = host_acl_user(&server, "rot");
+    let common = server.options("redis_prefix=rot: redis_connect_timeout=1000 redis_timeout=1000");
+    init_store(&common);
+    let host = Stack::probe(
+        "svc",
+        &format!("{common} redis_credentials={}", cred.display()),
+    );
+    let (u, secret) = TestUser::enrolled("rot");
+    let store_failed = |lines: &[String]| {
+        lines
+            .iter()
+            .any(|l| syslog_message(l).contains("no usable state store"))
+    };
+
+    let acl = |arg: &str| {
+        let r = session(server.port, &[&["ACL", "SETUSER", "host", arg]]);
+        assert!(r[0].starts_with("+OK"), "{r:?}");
+    };
+    acl(">new pw");
+    let root_only = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        fs::write(&p, text).expect("write");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
+        p
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, dir, cred) = (stop.clone(), dir.path().to_owned(), cred.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let pw = if n.is_multiple_of(2) {
+                    "new pw"
+                } else {
+                    "host pw"
+                };
+                let tmp = dir.join(format!("host.cred.{n}"));
+                fs::write(&tmp, format!("username=host\npassword={pw}\n")).expect("write");
+                fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).expect("chmod");
+                fs::rename(&tmp, &cred).expect("rename");
+                n += 1;
+            }
+            n
+        })
+    };
+    // Wrong codes, each from its own address: no origin reaches its backoff.
+    for i in 0..6u64 {
+        let peer = format!("198.51.100.{}", i + 1);
+        let (d, lines) = login_logged(&host, &u, &wrong_totp(&secret, now()), &*peer, None);
+        assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+        assert!(
+            !store_failed(&lines),
+            "login {i} during the renames: {lines:?}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        swapper.join().expect("swapper") > 12,
+        "the file was replaced meanwhile"
+    );
+    fs::rename(
+        root_only("final", "username=host\npassword=new pw\n"),
+        &cred,
+    )
+    .expect("mv");
+    acl("<host pw");
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), RHOST, None);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "after the rotation: {d:?} {lines:?}"
+    );
+
+    // Control: the file as a shell redirection leaves it before writing.
+    fs::write(&cred, "").expect("truncate");
+    let (d, lines) = login_logged(&host, &u, &wrong_totp(&secret, now()), RHOST, None);
+    assert_ne!(d.returned(), Returned::Success, "{d:?}");
+    assert!(
+        store_failed(&lines) && lines.iter().any(|l| l.contains("no password= line")),
+        "{lines:?}"
+    );
+}
