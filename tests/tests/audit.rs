@@ -211,3 +211,51 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
     assert_eq!(lines["ptotpshell"]["verdict"], "refused", "{lines:?}");
     assert_eq!(lines["ptotpshell"]["login_shell"], true, "{lines:?}");
 }
+
+/// A deleted account leaves its state record, keyed by uid, for whoever `useradd` gives
+/// the uid next (pam_totp(8), ACCOUNT CHANGES). The audit names it as a warning with the
+/// reset to run, which does not fail the audit; after the reset it is gone. Control:
+/// while the account exists the record is not listed.
+#[test]
+fn audit_warns_of_a_deleted_accounts_state_record() {
+    if !require_root("audit_warns_of_a_deleted_accounts_state_record") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("ad");
+    let stack = Stack::with_module("svc", "nullok");
+    let d = login_at(&stack, &u, &wrong_totp(&secret, T0), None, T0);
+    assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+    assert!(stack.state_file(u.uid).exists());
+    let key = format!("uid {}", u.uid);
+    let audit = || {
+        let out = Command::new(&built().state_tool)
+            .args(["audit", "--json", "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .output()
+            .expect("totp-state audit");
+        let found = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+            .find(|v| v["user"] == key.as_str());
+        (out, found)
+    };
+    let (_, found) = audit();
+    assert!(found.is_none(), "control: the account exists: {found:?}");
+
+    let out = Command::new("userdel")
+        .args(["-r", &u.name])
+        .output()
+        .expect("userdel");
+    assert!(out.status.success(), "{out:?}");
+    let (out, found) = audit();
+    let found = found.unwrap_or_else(|| panic!("no finding for {key}: {out:?}"));
+    assert_eq!(found["verdict"], "warning", "{found}");
+    let reset = format!("totp-state reset --user {}", u.uid);
+    assert!(found["reasons"].to_string().contains(&reset), "{found}");
+
+    let uid = u.uid.to_string();
+    let out = stack.state_tool(&["reset", "--user", &uid]);
+    assert!(out.status.success(), "{out:?}");
+    let (_, found) = audit();
+    assert!(found.is_none(), "after the reset: {found:?}");
+}

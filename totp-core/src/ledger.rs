@@ -78,8 +78,11 @@ pub fn stand_in_uid(name: &[u8]) -> crate::state::Uid {
         .chain_update(b"pam_totp stand-in uid v1\0")
         .chain_update(&name[..name.len().min(256)])
         .finalize();
-    0x8000_0000 | (u32::from_le_bytes([d[0], d[1], d[2], d[3]]) & 0x0fff)
+    STAND_IN_UIDS.start() | (u32::from_le_bytes([d[0], d[1], d[2], d[3]]) & 0x0fff)
 }
+
+/// Every uid [`stand_in_uid`] gives.
+pub const STAND_IN_UIDS: std::ops::RangeInclusive<crate::state::Uid> = 0x8000_0000..=0x8000_0fff;
 
 /// Consecutive failures from one origin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

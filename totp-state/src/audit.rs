@@ -2,11 +2,16 @@
 //! For every account the name service lists, what the service's module would do and
 //! why (`totp_os::inspect`, the module's own placement, checks and parser). Read only.
 
+use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
+use totp_core::ledger::STAND_IN_UIDS;
 use totp_core::options::ModuleOptions;
+use totp_core::state::{StateStore, UserState};
 use totp_os::inspect::{self, Verdict};
 use totp_os::nss;
+use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir};
 
 use crate::{Fatal, Stop, emit};
 
@@ -90,6 +95,40 @@ fn orphans(opts: &ModuleOptions, accounts: &[String]) -> Vec<(String, inspect::F
     found
 }
 
+/// The local store's records of uids no account has (a deleted account, a changed uid):
+/// the next account given such a uid would start with its failures, backoff and
+/// `max_failures=` count. A warning, not a refusal: nobody's login fails because of it.
+/// Stand-in records (names without an account) are meant to be there. A shared store
+/// keys records by name and is not listed.
+fn stale_records(opts: &ModuleOptions) -> Result<Vec<(String, inspect::Finding)>, Fatal> {
+    if opts.fleet.shared().is_some() {
+        return Ok(Vec::new());
+    }
+    let dir = PathBuf::from(opts.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR));
+    let mut store = StateDir::new(&dir, Duration::from_secs(5));
+    Ok(crate::list(&dir)?
+        .into_iter()
+        .filter(|uid| !STAND_IN_UIDS.contains(uid))
+        .filter(|&uid| matches!(nss::lookup_user_by_uid(uid), Ok(None)))
+        // A reset leaves an empty record: nothing to inherit. An unusable one would deny
+        // the next account outright.
+        .filter(|&uid| !matches!(store.read(uid), Ok(s) if s == UserState::default()))
+        .map(|uid| {
+            let reason = format!(
+                "{}/{uid}: a state record for a uid no account has; the next account given this uid inherits it (failures, backoff, the max_failures= count): totp-state reset --user {uid}",
+                dir.display()
+            );
+            (
+                format!("uid {uid}"),
+                inspect::Finding {
+                    verdict: Verdict::Warning,
+                    reasons: vec![reason],
+                },
+            )
+        })
+        .collect())
+}
+
 pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
     let mut refused = 0usize;
     let mut refused_without_login = 0usize;
@@ -109,6 +148,7 @@ pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
     }
     // A store file named after nobody is refused whatever its name's shell would be.
     findings.extend(orphans(opts, &names).into_iter().map(|(n, f)| (n, true, f)));
+    findings.extend(stale_records(opts)?.into_iter().map(|(n, f)| (n, true, f)));
     for (name, login_shell, mut finding) in findings {
         if finding.verdict == Verdict::Refused {
             if login_shell {
