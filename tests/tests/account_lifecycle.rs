@@ -302,3 +302,31 @@ fn the_lost_phone_procedure_refuses_the_old_phone_at_once() {
     let d = login_at(&stack, &u, &code_at(&new, T0 + 120), None, T0 + 120);
     assert_eq!(d.returned(), Returned::Success, "the new phone: {d:?}");
 }
+
+/// The same through a fleet's shared store (the grace check reads the store's key
+/// there before the prompt): grace works for the secret that earned it, and a name
+/// re-enrolled on another host gets none.
+#[test]
+fn a_fleets_grace_period_belongs_to_the_secret_that_earned_it() {
+    if !require_root("a_fleets_grace_period_belongs_to_the_secret_that_earned_it") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let args = server.options(&format!("redis_prefix=lg: redis_timeout=2000 {GRACE}"));
+    init_store(&args);
+    let (host_a, host_b) = (Stack::probe("svc", &args), Stack::probe("svc", &args));
+    let (u, old) = TestUser::enrolled("fg");
+    let (d, lines) = login_logged(&host_a, &u, &code_at(&old, now()), OLD_PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "{lines:?}");
+    let (d, lines) = login_logged(&host_b, &u, &wrong_totp(&old, now()), OLD_PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "control: grace: {lines:?}");
+
+    let new = random_secret_b32();
+    u.write_secret(&totp_file(&new), 0o600);
+    let (d, lines) = login_logged(&host_b, &u, &wrong_totp(&new, now()), OLD_PEER, None);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "the old secret's grace: {lines:?}"
+    );
+}
