@@ -330,3 +330,56 @@ fn a_fleets_grace_period_belongs_to_the_secret_that_earned_it() {
         "the old secret's grace: {lines:?}"
     );
 }
+
+/// README's layout for one user: a home-mode secret for SSH (with a grace period) and a
+/// store-mode secret for sudo, one state record. The first sudo code is a secret new to
+/// the record and drops the grace entries once (as a re-enrolment would); from then on
+/// sudo codes leave the SSH address its grace. Control: a new SSH secret loses it.
+#[test]
+fn a_second_secret_in_use_for_sudo_keeps_the_ssh_grace_period() {
+    if !require_root("a_second_secret_in_use_for_sudo_keeps_the_ssh_grace_period") {
+        return;
+    }
+    let (u, ssh) = TestUser::enrolled("ss");
+    let store = root_store();
+    let sudo = random_secret_b32();
+    write_owned(
+        &store.path().join(&u.name),
+        totp_file(&sudo).as_bytes(),
+        0,
+        0,
+        0o600,
+    );
+    let stack = Stack::probe("svc", GRACE);
+    stack.service(
+        "sudo",
+        &format!(
+            "auth required @MODULE@ user=root secret={}/${{USER}}\n",
+            store.path().display()
+        ),
+    );
+    let sudo_at = |at: u64| {
+        let d = Driver::new(&stack, "sudo", &u.name)
+            .answer(&code_at(&sudo, at))
+            .at(at)
+            .run();
+        assert_eq!(d.result, "PAM_SUCCESS", "sudo: {d:?}");
+    };
+    let ssh_at = |at: u64, answer: &str| login_at(&stack, &u, answer, NEW_PEER, at).returned();
+    assert_eq!(ssh_at(T0, &code_at(&ssh, T0)), Returned::Success);
+    sudo_at(T0 + 30);
+    assert_eq!(ssh_at(T0 + 60, &code_at(&ssh, T0 + 60)), Returned::Success);
+    sudo_at(T0 + 90);
+    assert_eq!(
+        ssh_at(T0 + 120, &wrong_totp(&ssh, T0 + 120)),
+        Returned::Success,
+        "the SSH address's grace after a sudo code"
+    );
+
+    u.write_secret(&totp_file(&random_secret_b32()), 0o600);
+    assert_eq!(
+        ssh_at(T0 + 150, &wrong_totp(&ssh, T0 + 150)),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "control: a new SSH secret"
+    );
+}

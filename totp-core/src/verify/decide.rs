@@ -217,8 +217,9 @@ impl Prepared {
                 ledger.consecutive = 0;
                 ledger.blocked_until = 0;
                 ledger.remember_known(origin, now);
-                if latest_enrolment(state) != Some(self.enrolment) {
-                    // Grace entries earned with another secret never skip this one's code.
+                if state.marks_of(self.enrolment).is_none() {
+                    // A secret new to the record: the grace entries were earned by the
+                    // ones before it (a lost phone, the uid's earlier owner).
                     ledger.grace.clear();
                 }
                 if let (true, Some(ip)) = (policy.grace_period_secs > 0, attempt.rhost) {

@@ -861,6 +861,27 @@ fn grace_entries_belong_to_the_enrolment_that_earned_them() {
     )));
     assert!(u.graced(&p, HOME, Some(b), 300_030));
     assert!(!u.graced(&p, HOME, Some(a), 300_030));
+    // Two secrets in use (a home file for SSH, a store file for sudo): switching
+    // between known ones keeps what both earned.
+    let second = u.file.clone();
+    u.file = file(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(u.graced(&p, HOME, Some(b), 300_040));
+    u.rhost = a;
+    let value = otp::totp(
+        &u.file.secret().unwrap(),
+        300_060,
+        30,
+        Algorithm::Sha1,
+        Digits::SIX,
+    );
+    assert!(accepted(&u.attempt(
+        &p,
+        &format_code(value.unwrap(), Digits::SIX),
+        300_060
+    )));
+    u.file = second;
+    assert!(u.graced(&p, HOME, Some(a), 300_070));
+    assert!(u.graced(&p, HOME, Some(b), 300_070));
 }
 
 #[test]

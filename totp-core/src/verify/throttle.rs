@@ -145,11 +145,13 @@ pub(super) fn stored(state: &UserState, ledger: &Ledger) -> UserState {
 
 /// GA's grace period, checked before prompting: a recorded acceptance from this
 /// numeric address with `when ≤ now < when + grace_period`. Never with grace off,
-/// without an address, for a hard-capped account or while this origin waits, and
-/// only for the enrolment whose code was accepted last (`enrolment`, the secret file's
+/// without an address, for a hard-capped account or while this origin waits, and only
+/// for an enrolment the record has seen accept a code (`enrolment`, the secret file's
 /// [`enrolment_of`]): a grace entry stands for a code, so a new secret (a lost phone
 /// re-enrolled, a uid or name handed to someone else) starts without any, as GA's
-/// `LASTn` lines go with the file they are in.
+/// `LASTn` lines go with the file they are in. Its first accepted code drops the
+/// entries earned before ([`Prepared::decide`]); a user with two secrets in use (a
+/// home file for SSH, a store file for sudo) keeps the entries of both.
 pub fn grace_applies(
     state: &UserState,
     policy: &Policy,
@@ -161,7 +163,7 @@ pub fn grace_applies(
     let Some(ip) = rhost else {
         return Ok(false);
     };
-    if policy.grace_period_secs == 0 || latest_enrolment(state) != Some(enrolment) {
+    if policy.grace_period_secs == 0 || state.marks_of(enrolment).is_none() {
         return Ok(false);
     }
     let now = u64::try_from(now).map_err(|_| VerifyError::ClockFault)?;
@@ -181,9 +183,4 @@ pub fn wait_for(state: &UserState, policy: &Policy, origin: OriginKey, now: i64)
     let now = u64::try_from(now).ok()?;
     let l = Ledger::decode(&state.extra).ok()?;
     throttled_until(&l, policy, origin, now).map(|u| u - now)
-}
-
-/// The enrolment whose code was accepted last: the grace entries are its.
-pub(super) fn latest_enrolment(state: &UserState) -> Option<EnrolmentId> {
-    state.marks.first().map(|(id, _)| *id)
 }
