@@ -236,6 +236,56 @@ fn failures_charged_on_a_host_hours_ahead_hold_the_fleet_and_name_the_clock() {
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 }
 
+#[test]
+fn a_host_an_hour_behind_obeys_the_fleet_s_backoff() {
+    let t = "a_host_an_hour_behind_obeys_the_fleet_s_backoff";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "cl", "throttle_after=3");
+    init_store(&a);
+    let right = Stack::probe("svc", &a);
+    let behind = Stack::probe("svc", &a);
+    let behind_now = T0 - HOUR;
+    let (u, secret) = TestUser::enrolled("cl");
+    for i in 0..3 {
+        denied(&login_at(
+            &right,
+            &u,
+            &wrong_totp(&secret, T0),
+            PEER,
+            T0 + i,
+        ));
+    }
+    // To the host behind, the failures are an hour in its future: the backoff they
+    // started holds there (each refusal says at most the backoff from its "now") until
+    // its own clock passes it; the host that is off fails closed.
+    let (d, logs) = login_logged(&behind, &u, &code_at(&secret, behind_now), PEER, behind_now);
+    denied(&d);
+    assert!(
+        d.messages
+            .iter()
+            .any(|(_, m)| m.contains("try again in 30 s")),
+        "{d:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("clock: throttling records dated")),
+        "{logs:?}"
+    );
+    // Control: on the same host, a user nobody failed for logs in with its clock.
+    let (v, secret_v) = TestUser::enrolled("cl2");
+    let d = login_at(
+        &behind,
+        &v,
+        &code_at(&secret_v, behind_now),
+        PEER,
+        behind_now,
+    );
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}
+
 /// A host whose RTC battery died boots in 1970 and stays there until NTP syncs.
 const BOOTED_IN_1970: u64 = 1_000;
 
