@@ -115,6 +115,12 @@ fn a_store_recreated_by_a_host_hours_ahead_is_obeyed_and_names_the_clock() {
     let (d, logs) = login_logged(&right, &u, &code_at(&secret, T0), PEER, T0);
     denied(&d);
     assert!(
+        d.messages
+            .iter()
+            .any(|(_, m)| m.contains("codes are refused until 2023-11-15 00:13:45 UTC")),
+        "the user is told until when, not to wait for the next code: {d:?}"
+    );
+    assert!(
         logs.iter()
             .any(|l| l.contains("clock: the state store was recreated")
                 && l.contains("7200 s after this host's clock")),

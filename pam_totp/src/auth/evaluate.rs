@@ -372,7 +372,24 @@ impl Ctx {
                         ),
                     );
                 }
-                tell_code_used(io);
+                let ahead = decision.warnings.iter().find_map(|w| match w {
+                    Warning::StoreRecreatedAhead { since, .. } => Some(*since),
+                    _ => None,
+                });
+                match ahead {
+                    // "Wait for the next code" would be wrong for hours: say until when.
+                    Some(since) => {
+                        let _ = io.converse(
+                            Style::ErrorMsg,
+                            &format!(
+                                "codes are refused until {} (a server's clock was ahead); \
+                                 ask an administrator",
+                                format_utc(since)
+                            ),
+                        );
+                    }
+                    None => tell_code_used(io),
+                }
                 return Ok(self.denied(io, who, Denial::Replay));
             }
             v @ (Verdict::Throttled | Verdict::Disabled) => {
