@@ -92,6 +92,12 @@ fn resync_turns_a_denied_drifted_phone_into_an_accepted_one() {
         stdout.contains("about 10 minutes behind this machine's (20 steps of 30 s)"),
         "{stdout}"
     );
+    // The other suspect is named: a host whose clock is off would record an offset
+    // that refuses the phone wherever the clock is right.
+    assert!(
+        stdout.contains("this machine's clock is the one that is off"),
+        "{stdout}"
+    );
     let file = read(&path);
     assert_eq!(file_value(&file, "TIME_SKEW").as_deref(), Some("-20"));
     let phone_step = (T0 - DRIFT_SECS) / 30;

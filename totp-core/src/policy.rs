@@ -22,6 +22,11 @@ pub const DEFAULT_THROTTLE_MAX_SECS: u64 = 600;
 /// How far the clock may be behind the last accepted step before it counts as a
 /// clock fault rather than ordinary drift.
 pub const DEFAULT_MAX_CLOCK_LAG_SECS: u64 = 86_400;
+/// How far a time in the state store (a throttling record, the replay mark beyond what the
+/// window reaches, a recreated store's floor) may be after this host's clock before the
+/// log names the clock: more than NTP keeps a fleet apart, less than a step back anyone
+/// would mind.
+pub const CLOCK_SLACK_SECS: u64 = 60;
 /// Upper bound for the optional hard cap (R14).
 pub const MAX_FAILURES_LIMIT: u32 = 100;
 /// Per-user guess ceiling (R14), kept separately for origins the user has logged in from

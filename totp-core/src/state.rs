@@ -281,6 +281,12 @@ pub trait StateStore {
     fn name_user(&mut self, _uid: Uid, _name: &str) {}
 }
 
+/// The earliest clock reading from which a store record may be recreated (2023-01-01
+/// UTC, before any release of this module). A host whose RTC battery died boots in 1970
+/// and stays there until NTP syncs; a record "complete since 1970" written by it after a
+/// loss would let every code used before the loss be used again, on every host (R34).
+pub const EARLIEST_CLOCK: u64 = 1_672_531_200;
+
 /// What [`StateStore::context`] does when the store has no context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Missing {
@@ -289,6 +295,21 @@ pub enum Missing {
     Create { complete_since: u64 },
     /// Leave the store as it is (health probes, reports).
     Leave,
+}
+
+impl Missing {
+    /// A missing record recreated complete since `now` (a login, `init --after-loss`),
+    /// or left missing when `now` is before [`EARLIEST_CLOCK`]: the caller then reports
+    /// the clock instead of writing a floor that reopens used codes.
+    pub fn recreate_at(now: u64) -> Missing {
+        if now < EARLIEST_CLOCK {
+            Missing::Leave
+        } else {
+            Missing::Create {
+                complete_since: now,
+            }
+        }
+    }
 }
 
 /// Format version of [`UserState::encode`]; version 1 (unbound marks) is still read.

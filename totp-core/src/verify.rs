@@ -44,9 +44,10 @@ use crate::gafile::{
 };
 use crate::ledger::{Ledger, OriginKey};
 use crate::otp::{self, Digits};
-use crate::policy::{Policy, RECOMMENDED_SECRET_BITS};
+use crate::policy::{CLOCK_SLACK_SECS, Policy, RECOMMENDED_SECRET_BITS};
 use crate::secret::Secret;
 use crate::state::{EnrolmentId, MAX_USED_SCRATCH, Marks, StoreError, StoreKey, UserState, Write};
+use crate::utc::format_utc;
 
 /// How a code was accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,16 +97,37 @@ pub enum Warning {
     /// First use of the state store: the file's old throttling lines were taken over.
     Migrated,
     /// Throttling records were dated after the clock by more than the allowed lag (the
-    /// clock was far ahead when they were written, or is far behind now); they were
-    /// dropped. The replay mark is never dropped this way.
-    FutureRecordsDropped { latest: u64 },
+    /// clock was far ahead when they were written, or is far behind now); their times
+    /// were dropped, the failure count (the hard cap's) kept. The replay mark is never
+    /// dropped this way.
+    FutureRecordsDropped { latest: u64, ahead: u64 },
+    /// Throttling records are dated after the clock by more than [`CLOCK_SLACK_SECS`]
+    /// (and less than the allowed lag): this clock is behind, or a host whose clock was
+    /// ahead wrote them. They are obeyed as written.
+    RecordsAheadOfClock { latest: u64, ahead: u64 },
+    /// The replay mark is after everything the window reaches (by more than
+    /// [`CLOCK_SLACK_SECS`]): the clock went back since that code was accepted, so no
+    /// code works until it passes the mark.
+    MarkAheadOfClock { mark_time: u64, ahead: u64 },
     /// The code is from the step of the last boot or before (within the window), or
     /// from before the state store was recreated after losing its data: it counts as
     /// used, and the next code works.
     UsedBeforeBoot,
+    /// The state store was recreated (after losing its data) at a time after this
+    /// clock: every code up to then counts as used (R34), so codes are refused until the
+    /// clock passes it, however far that is.
+    StoreRecreatedAhead { since: u64, ahead: u64 },
 }
 
 impl Warning {
+    /// The warning says why a right code was refused as used (no replay to report).
+    pub fn explains_replay(&self) -> bool {
+        matches!(
+            self,
+            Self::UsedBeforeBoot | Self::StoreRecreatedAhead { .. }
+        )
+    }
+
     /// A fact about the configuration (the file or the caps), true on every login until
     /// an admin acts: reported by the tools, not logged on every login.
     pub fn is_configuration(&self) -> bool {
@@ -137,12 +159,36 @@ impl fmt::Display for Warning {
             Self::Migrated => f.write_str(
                 "first use of the state store: throttling lines of the secret file taken over",
             ),
-            Self::FutureRecordsDropped { latest } => write!(
+            Self::FutureRecordsDropped { latest, ahead } => write!(
                 f,
-                "throttling records dated {latest} are ahead of the clock; dropped them (check the clock)"
+                "clock: throttling records dated {} are {ahead} s ahead of this host's clock, \
+                 more than the lag allowed; their times dropped, the failure count kept \
+                 (check this host's clock and that of the host that wrote them)",
+                format_utc(*latest)
+            ),
+            Self::RecordsAheadOfClock { latest, ahead } => write!(
+                f,
+                "clock: throttling records dated {} are {ahead} s ahead of this host's clock: \
+                 this clock is behind, or a host whose clock was ahead wrote them (check both)",
+                format_utc(*latest)
+            ),
+            Self::MarkAheadOfClock { mark_time, ahead } => write!(
+                f,
+                "clock: the last accepted code is dated {}, {ahead} s after this host's clock: \
+                 the clock went back since, and no code is accepted until it passes that time \
+                 (check the clock)",
+                format_utc(*mark_time)
             ),
             Self::UsedBeforeBoot => f.write_str(
                 "code of a time step before the last boot or before the state store lost its data: counted as used; the next code works",
+            ),
+            Self::StoreRecreatedAhead { since, ahead } => write!(
+                f,
+                "clock: the state store was recreated after losing its data at {}, {ahead} s \
+                 after this host's clock, and every code up to then counts as used: this \
+                 clock is behind, or the host that recreated it was ahead (see \"Clocks\" in \
+                 the fleet documentation)",
+                format_utc(*since)
             ),
         }
     }
@@ -478,7 +524,7 @@ mod decide;
 mod throttle;
 
 use throttle::*;
-pub use throttle::{grace_applies, wait_for};
+pub use throttle::{grace_applies, records_lead, wait_for};
 
 #[cfg(test)]
 mod tests;

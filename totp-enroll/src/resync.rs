@@ -135,7 +135,12 @@ fn report(
         out.push_str(&format!(
             "The phone's clock is about {} {} this machine's ({} steps of {} s).\n\
              Recorded TIME_SKEW {} so its codes are accepted; setting the phone to \
-             automatic date and time is the better fix (then run resync again).\n",
+             automatic date and time is the better fix (then run resync again).\n\
+             If the phone already sets its time automatically, this machine's clock is \
+             the one that is off: the offset would then refuse the phone's codes \
+             wherever the clock is right (every host reading this file, and this one \
+             once its clock is set). Set this machine's clock (NTP) and run resync \
+             again, which removes the offset.\n",
             duration_words(drift),
             if done.skew < 0 { "behind" } else { "ahead of" },
             done.skew.unsigned_abs(),

@@ -7,9 +7,10 @@
 use serde::Serialize;
 use totp_core::gafile::DEFAULT_STEP_SECS;
 use totp_core::ledger::Ledger;
-use totp_core::policy::Policy;
+use totp_core::policy::{CLOCK_SLACK_SECS, Policy};
 use totp_core::state::{StoreError, Uid, UserState};
 use totp_core::utc::format_utc;
+use totp_core::verify::records_lead;
 
 #[derive(Serialize, Debug)]
 pub struct OriginRecord {
@@ -42,6 +43,9 @@ pub struct Report {
     /// True when the replay mark is more than a day after the clock: a clock fault the
     /// module refuses to resolve by itself (`reset` is the recovery).
     pub mark_ahead_of_clock: bool,
+    /// Seconds the replay mark's step begins after this host's clock (0 when it does
+    /// not): the clock went back since, or is behind the host that accepted the code.
+    pub mark_ahead_secs: u64,
     pub hotp_mark: Option<u64>,
     /// How many enrolments (secrets) the record keeps replay marks for; the figures
     /// above and below are those of the one used last.
@@ -55,6 +59,10 @@ pub struct Report {
     /// When the per-user ceiling admits guesses again, for known and for other origins.
     pub ceiling_until: [Option<String>; 2],
     pub grace: Vec<Grace>,
+    /// Seconds the throttling records are ahead of what this host's clock could have
+    /// written (0 when none is): a host whose clock was ahead wrote them, or this clock
+    /// is behind.
+    pub records_ahead_secs: u64,
 }
 
 fn future(t: u64, now: u64) -> Option<String> {
@@ -75,6 +83,7 @@ impl Report {
             last_step: None,
             last_accepted: None,
             mark_ahead_of_clock: false,
+            mark_ahead_secs: 0,
             hotp_mark: None,
             enrolments: 0,
             used_scratch_codes: 0,
@@ -84,6 +93,7 @@ impl Report {
             known_origins: 0,
             ceiling_until: [None, None],
             grace: Vec::new(),
+            records_ahead_secs: 0,
         };
         let state = match state {
             Ok(s) => s,
@@ -102,6 +112,9 @@ impl Report {
         r.mark_ahead_of_clock = r.last_step.is_some_and(|s| {
             s.saturating_mul(step) > now.saturating_add(policy.max_clock_lag_secs)
         });
+        r.mark_ahead_secs = r
+            .last_step
+            .map_or(0, |s| s.saturating_mul(step).saturating_sub(now));
         r.hotp_mark = latest.map_or(legacy.hotp, |m| m.hotp);
         r.enrolments = state.marks.len();
         r.used_scratch_codes = latest.map_or(0, |m| m.scratch.len());
@@ -112,6 +125,7 @@ impl Report {
                 return r;
             }
         };
+        r.records_ahead_secs = records_lead(&ledger, &policy, now);
         r.consecutive_failures = ledger.consecutive;
         r.blocked_until = future(ledger.blocked_until, now);
         r.origins = ledger
@@ -171,6 +185,11 @@ impl Report {
                 ));
                 if self.mark_ahead_of_clock {
                     out.push_str("  WARNING: that is more than a day after the clock; if the clock is right, reset this record\n");
+                } else if self.mark_ahead_secs > CLOCK_SLACK_SECS {
+                    out.push_str(&format!(
+                        "  WARNING: that is {} s after this host's clock: no code is accepted until the clock passes it (check the clock)\n",
+                        self.mark_ahead_secs
+                    ));
                 }
             }
             _ => out.push_str("  last accepted code: none recorded\n"),
@@ -222,6 +241,12 @@ impl Report {
             if let Some(u) = until {
                 out.push_str(&format!("  guess ceiling reached for {class} until {u}\n"));
             }
+        }
+        if self.records_ahead_secs > CLOCK_SLACK_SECS {
+            out.push_str(&format!(
+                "  WARNING: throttling records up to {} s after this host's clock: a host whose clock was ahead wrote them, or this clock is behind (check both)\n",
+                self.records_ahead_secs
+            ));
         }
         out.push_str(&format!(
             "  origins logged in from: {}\n",

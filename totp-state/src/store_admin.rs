@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use totp_core::fleet::SharedStore;
 use totp_core::options::ModuleOptions;
-use totp_core::state::{Missing, StateStore, StoreError};
+use totp_core::policy::CLOCK_SLACK_SECS;
+use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError};
 use totp_core::utc::format_utc;
 use totp_os::remote::{open_configured_admin, open_shared};
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir};
@@ -67,8 +68,18 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
             Ok(())
         }
         Ok(Some(c)) => {
+            let now = crate::now();
+            let ahead = if c.complete_since > now.saturating_add(CLOCK_SLACK_SECS) {
+                format!(
+                    "; WARNING: that is {} s after this host's clock, and no code is accepted \
+                     before it: a host whose clock was ahead recreated it, or this clock is behind",
+                    c.complete_since - now
+                )
+            } else {
+                String::new()
+            };
             emit(&format!(
-                "ok: {shown} (recreated at {}: codes of earlier steps count as used)\n",
+                "ok: {shown} (recreated at {}: codes of earlier steps count as used{ahead})\n",
                 format_utc(c.complete_since)
             ))?;
             Ok(())
@@ -117,10 +128,21 @@ pub(crate) fn init(opts: &ModuleOptions, after_loss: bool) -> Result<(), Stop> {
     // "complete since the beginning" for a new store, "since now" after a loss, so that
     // every code used before the loss still counts as used (R34), as when a login
     // recreates the record.
-    let complete_since = if after_loss { crate::now() } else { 0 };
-    store
-        .context(Missing::Create { complete_since })
-        .map_err(fail)?;
+    let missing = if after_loss {
+        Missing::recreate_at(crate::now())
+    } else {
+        Missing::Create { complete_since: 0 }
+    };
+    let Missing::Create { complete_since } = missing else {
+        return Err(Fatal(format!(
+            "this host's clock says {}, before {}: a store record complete since then would \
+             let codes used before the loss be used again; set the clock first",
+            format_utc(crate::now()),
+            format_utc(EARLIEST_CLOCK)
+        ))
+        .into());
+    };
+    store.context(missing).map_err(fail)?;
     if after_loss {
         emit(&format!(
             "recreated the store record of {shown}: codes of steps up to {} count as used\n",

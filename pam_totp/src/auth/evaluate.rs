@@ -55,11 +55,31 @@ impl Ctx {
             io.log(Level::Err, "clock fault: time is before 1970; denying");
             return Err(AuthError::Clock);
         };
-        let missing = Missing::Create {
-            complete_since: now_secs,
+        // Only a shared store keeps a floor (the local one is complete since the
+        // beginning whatever it is told), so only its record waits for a sane clock.
+        let missing = if self.opts.fleet.shared().is_some() {
+            Missing::recreate_at(now_secs)
+        } else {
+            Missing::Create {
+                complete_since: now_secs,
+            }
         };
         let context = match store.context(missing) {
             Ok(Some(c)) => c,
+            Ok(None) if missing == Missing::Leave => {
+                io.log(
+                    Level::Err,
+                    &format!(
+                        "clock fault: the state store has no store record (its data set was \
+                         lost, or it was never initialised) and this host's clock says {}, \
+                         before {}: recreating it now would let codes used before the loss \
+                         be used again on every host; denying until the clock is set",
+                        format_utc(now_secs),
+                        format_utc(EARLIEST_CLOCK)
+                    ),
+                );
+                return Err(AuthError::Clock);
+            }
             Ok(None) => {
                 let e = StoreError::Unavailable("the store's key record vanished".into());
                 return self.store_failed(io, who, e).map(Continuation::Done);
@@ -342,8 +362,8 @@ impl Ctx {
             Verdict::Accepted(m) => m,
             Verdict::Rejected => return Ok(self.denied(io, who, Denial::WrongCode)),
             Verdict::Replayed => {
-                // Refused by the boot floor only: already explained by its warning.
-                if !decision.warnings.contains(&Warning::UsedBeforeBoot) {
+                // Refused by the boot or store floor only: already explained by its warning.
+                if !decision.warnings.iter().any(Warning::explains_replay) {
                     io.log(
                         Level::Warning,
                         &format!(
@@ -352,7 +372,24 @@ impl Ctx {
                         ),
                     );
                 }
-                tell_code_used(io);
+                let ahead = decision.warnings.iter().find_map(|w| match w {
+                    Warning::StoreRecreatedAhead { since, .. } => Some(*since),
+                    _ => None,
+                });
+                match ahead {
+                    // "Wait for the next code" would be wrong for hours: say until when.
+                    Some(since) => {
+                        let _ = io.converse(
+                            Style::ErrorMsg,
+                            &format!(
+                                "codes are refused until {} (a server's clock was ahead); \
+                                 ask an administrator",
+                                format_utc(since)
+                            ),
+                        );
+                    }
+                    None => tell_code_used(io),
+                }
                 return Ok(self.denied(io, who, Denial::Replay));
             }
             v @ (Verdict::Throttled | Verdict::Disabled) => {

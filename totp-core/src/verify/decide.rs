@@ -61,6 +61,16 @@ impl Prepared {
             {
                 return Err(VerifyError::StateAhead { mark_time, in_file });
             }
+            let reach = (now / self.cfg.step_secs())
+                .saturating_add(self.ahead)
+                .saturating_add(1)
+                .saturating_mul(self.cfg.step_secs());
+            if mark_time > reach.saturating_add(CLOCK_SLACK_SECS) {
+                warnings.push(Warning::MarkAheadOfClock {
+                    mark_time,
+                    ahead: mark_time - now,
+                });
+            }
         }
         let mut ledger = load_ledger(&self.cfg, state, policy, now, &mut warnings)?;
         let origin = attempt.origin;
@@ -170,7 +180,15 @@ impl Prepared {
                         Some(step) => Some(Method::Totp { step }),
                         None if !steps.is_empty() => {
                             if steps.iter().any(unused) {
-                                warnings.push(Warning::UsedBeforeBoot);
+                                let since = attempt.store_complete_since;
+                                warnings.push(if since > now.saturating_add(CLOCK_SLACK_SECS) {
+                                    Warning::StoreRecreatedAhead {
+                                        since,
+                                        ahead: since - now,
+                                    }
+                                } else {
+                                    Warning::UsedBeforeBoot
+                                });
                             }
                             // GA ends the loop on a replay instead of trying further readings.
                             verdict = Verdict::Replayed;

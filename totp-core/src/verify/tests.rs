@@ -548,6 +548,26 @@ fn throttling_records_from_the_future_are_dropped_not_obeyed() {
 }
 
 #[test]
+fn a_far_future_record_keeps_the_failure_count_of_the_hard_cap() {
+    let p = Policy {
+        max_failures: Some(3),
+        ..Policy::default()
+    };
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    u.attempt(&p, "000000", 300_000);
+    u.attempt(&p, "000000", 300_001);
+    // The third failure on a host whose clock is two days ahead.
+    u.attempt(&p, "000000", 300_002 + 2 * 86_400);
+    let d = u.attempt(&p, &code(10_002), 300_060);
+    assert_eq!(d.verdict, Verdict::Disabled);
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::FutureRecordsDropped { .. }))
+    );
+}
+
+#[test]
 fn backoff_is_per_origin_and_expires_by_itself() {
     let p = Policy::default();
     let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));

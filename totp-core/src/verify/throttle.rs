@@ -59,21 +59,34 @@ pub(super) fn load_ledger(
             warnings.push(Warning::Migrated);
         }
     }
-    let horizon = now.saturating_add(policy.max_clock_lag_secs);
-    let ceiling_horizon = horizon
-        .saturating_add(policy.ceiling_tolerance_secs())
-        .saturating_add(policy.ceiling_interval_secs);
-    let latest = l.latest_time();
-    let latest_ceiling = l.ceiling[0].max(l.ceiling[1]);
-    if latest > horizon || latest_ceiling > ceiling_horizon {
+    let lead = records_lead(&l, policy, now);
+    if lead > policy.max_clock_lag_secs {
+        // Dated by a clock far ahead (a host booted in a wrong year, an RTC in local
+        // time): their waits would last for days, so their times go. The failure count
+        // is no time: it stays, or a host with such a clock would erase every
+        // `max_failures=` lockout of the fleet with one failed attempt.
         warnings.push(Warning::FutureRecordsDropped {
-            latest: latest.max(latest_ceiling),
+            latest: l.latest_time().max(l.ceiling[0].max(l.ceiling[1])),
+            ahead: lead,
         });
-        return Ok(Ledger::default());
+        let known = std::mem::take(&mut l.known);
+        l = Ledger {
+            consecutive: l.consecutive,
+            known,
+            ..Ledger::default()
+        };
+    } else if lead > CLOCK_SLACK_SECS {
+        warnings.push(Warning::RecordsAheadOfClock {
+            latest: l.latest_time().max(l.ceiling[0].max(l.ceiling[1])),
+            ahead: lead,
+        });
     }
     // Small steps back of the clock (NTP): nothing may wait longer than from now.
     for r in &mut l.origins {
         r.last = r.last.min(now);
+    }
+    for k in &mut l.known {
+        k.last_success = k.last_success.min(now);
     }
     for t in &mut l.attempts {
         *t = (*t).min(now);
@@ -82,6 +95,30 @@ pub(super) fn load_ledger(
         .blocked_until
         .min(now.saturating_add(policy.throttle_max_secs));
     Ok(l)
+}
+
+/// How many seconds the records are ahead of what this clock could have written: a
+/// failure, a success or a `RATE_LIMIT` time after now, a backoff or a per-user ceiling
+/// reaching further than a failure now could have set them. 0 when none is.
+pub fn records_lead(l: &Ledger, policy: &Policy, now: u64) -> u64 {
+    let times = l
+        .origins
+        .iter()
+        .map(|r| r.last)
+        .chain(l.known.iter().map(|k| k.last_success))
+        .chain(l.attempts.iter().copied())
+        .chain(l.grace.iter().map(|g| g.when))
+        .max()
+        .unwrap_or(0)
+        .saturating_sub(now);
+    let blocked = l
+        .blocked_until
+        .saturating_sub(now.saturating_add(policy.throttle_max_secs));
+    let ceiling = l.ceiling[0].max(l.ceiling[1]).saturating_sub(
+        now.saturating_add(policy.ceiling_tolerance_secs())
+            .saturating_add(policy.ceiling_interval_secs),
+    );
+    times.max(blocked).max(ceiling)
 }
 
 /// End of the backoff running for `origin`, if any.

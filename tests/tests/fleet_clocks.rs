@@ -1,0 +1,381 @@
+//! Hosts whose clocks disagree (docs/fleet.md, "Clocks"), through the real libpam: each
+//! "host" is a PAM stack whose `pam-drive` process runs with its own frozen clock
+//! (libfaketime), sharing one real `redis-server`; the single-host case uses the local
+//! store. A host days ahead cannot erase a `max_failures=` lockout; a store record
+//! recreated by a host hours ahead, a replay mark ahead of a clock that went back and
+//! throttling records written ahead are refused as before (R34, R14) with a log line that
+//! names the clock and how far off it is.
+
+use std::process::Command;
+use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store};
+
+use system_tests::*;
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 86_400;
+
+fn args(server: &RedisServer, prefix: &str, extra: &str) -> String {
+    server.options(&format!(
+        "redis_prefix={prefix}: redis_timeout=2000 {extra}"
+    ))
+}
+
+/// `totp-state` with the clock frozen at `unix`, as an admin on that host runs it.
+fn state_tool_at(unix: u64, args: &[&str]) -> std::process::Output {
+    Command::new(&built().state_tool)
+        .args(args)
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", faketime_date(unix))
+        .env("TZ", "UTC")
+        .output()
+        .expect("run totp-state")
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn denied(d: &Drive) {
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_host_days_ahead_cannot_erase_a_max_failures_lockout_fleet_wide() {
+    let t = "a_host_days_ahead_cannot_erase_a_max_failures_lockout_fleet_wide";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "ck", "max_failures=3 throttle_after=50");
+    init_store(&a);
+    let right = Stack::probe("svc", &a);
+    let ahead = Stack::probe("svc", &a);
+    let (u, secret) = TestUser::enrolled("ck");
+    let wrong = wrong_totp(&secret, T0);
+
+    // Two failures on a host with the right clock, the third on one two days ahead.
+    denied(&login_at(&right, &u, &wrong, PEER, T0));
+    denied(&login_at(&right, &u, &wrong, PEER, T0 + 1));
+    denied(&login_at(&ahead, &u, &wrong, PEER, T0 + 2 * DAY));
+
+    // The account is locked on the host with the right clock too, and its log says why
+    // the other host's records look odd.
+    let (d, logs) = login_logged(&right, &u, &code_at(&secret, T0 + 60), PEER, T0 + 60);
+    denied(&d);
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("disabled after too many failures")),
+        "refused by the hard cap: {logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("clock: throttling records dated")
+                && l.contains(&format!("{} s ahead", 2 * DAY - 60))),
+        "the clock is named, with how far off: {logs:?}"
+    );
+
+    // Control: two failures alone do not lock; the right code logs in.
+    let b = args(&server, "ck2", "max_failures=3 throttle_after=50");
+    init_store(&b);
+    let host = Stack::probe("svc", &b);
+    let (u2, secret2) = TestUser::enrolled("ck2");
+    let wrong2 = wrong_totp(&secret2, T0);
+    denied(&login_at(&host, &u2, &wrong2, PEER, T0));
+    denied(&login_at(&host, &u2, &wrong2, PEER, T0 + 1));
+    let d = login_at(&host, &u2, &code_at(&secret2, T0 + 60), PEER, T0 + 60);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}
+
+#[test]
+fn a_store_recreated_by_a_host_hours_ahead_is_obeyed_and_names_the_clock() {
+    let t = "a_store_recreated_by_a_host_hours_ahead_is_obeyed_and_names_the_clock";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    // Never initialised: the first login recreates the store record, as after a loss.
+    let a = args(&server, "cs", "");
+    let right = Stack::probe("svc", &a);
+    let ahead = Stack::probe("svc", &a);
+    let (u, secret) = TestUser::enrolled("cs");
+
+    let (d, logs) = login_logged(&ahead, &u, &code_at(&secret, T0), PEER, T0 + 2 * HOUR);
+    denied(&d);
+    assert!(
+        !logs.iter().any(|l| l.contains("clock:")),
+        "the host ahead cannot tell: {logs:?}"
+    );
+
+    // R34 stands: every code up to the host's "now" counts as used, on every host...
+    let (d, logs) = login_logged(&right, &u, &code_at(&secret, T0), PEER, T0);
+    denied(&d);
+    assert!(
+        d.messages
+            .iter()
+            .any(|(_, m)| m.contains("codes are refused until 2023-11-15 00:13:45 UTC")),
+        "the user is told until when, not to wait for the next code: {d:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("clock: the state store was recreated")
+                && l.contains("7200 s after this host's clock")),
+        "the clock is named, with how far off: {logs:?}"
+    );
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("man-in-the-middle") || l.contains("the next code works")),
+        "no replay and no promise the next code cannot keep: {logs:?}"
+    );
+    // The monitoring probe on a host with the right clock says so too.
+    let ping = state_tool_at(T0, &["ping", "--options", &a]);
+    assert!(
+        ping.status.success() && stdout(&ping).contains("7200 s after this host's clock"),
+        "{ping:?}"
+    );
+    // ...until the clocks pass the time it was recreated at.
+    let later = T0 + 2 * HOUR + 60;
+    let d = login_at(&right, &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}
+
+#[test]
+fn a_clock_that_went_back_an_hour_is_named_and_the_mark_holds() {
+    let t = "a_clock_that_went_back_an_hour_is_named_and_the_mark_holds";
+    if !require_root(t) {
+        return;
+    }
+    let host = Stack::probe("svc", "");
+    let (u, secret) = TestUser::enrolled("cb");
+    let d = login_at(&host, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+
+    // The accepted code's step began at:
+    let mark = T0 / 30 * 30;
+    // The clock steps back an hour; the phone still shows the right code.
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0 + 30), None, T0 - HOUR);
+    denied(&d);
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("clock: the last accepted code is dated")
+                && l.contains(&format!("{} s after this host's clock", mark - (T0 - HOUR)))),
+        "the clock is named, with how far off: {logs:?}"
+    );
+    let dir = host.state_dir();
+    let dir = dir.to_str().expect("a UTF-8 state directory");
+    let shown = state_tool_at(T0 - HOUR, &["show", "--user", &u.name, "--state-dir", dir]);
+    assert!(
+        stdout(&shown).contains(&format!(
+            "WARNING: that is {} s after this host's clock",
+            mark - (T0 - HOUR)
+        )),
+        "{shown:?}"
+    );
+    // Control: the clock set right again, the same code logs in (the mark never rolled
+    // back, and nothing was locked).
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    assert!(!logs.iter().any(|l| l.contains("clock:")), "{logs:?}");
+}
+
+#[test]
+fn failures_charged_on_a_host_hours_ahead_hold_the_fleet_and_name_the_clock() {
+    let t = "failures_charged_on_a_host_hours_ahead_hold_the_fleet_and_name_the_clock";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "cf", "throttle_after=50");
+    init_store(&a);
+    let right = Stack::probe("svc", &a);
+    let ahead = Stack::probe("svc", &a);
+    let (u, secret) = TestUser::enrolled("cf");
+    // The user logs in from PEER: an origin the per-user ceiling then counts as known.
+    let d = login_at(&right, &u, &code_at(&secret, T0 - 120), PEER, T0 - 120);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+
+    // One wrong code from there on a host six hours ahead draws the known origins' half
+    // of the per-user ceiling (10 guesses, then one per 30 min) from six hours ahead.
+    denied(&login_at(
+        &ahead,
+        &u,
+        &wrong_totp(&secret, T0),
+        PEER,
+        T0 + 6 * HOUR,
+    ));
+    // Obeyed on the host with the right clock (a host whose clock is behind must not
+    // be able to lower it for the fleet), and its log names the clock.
+    let (d, logs) = login_logged(&right, &u, &code_at(&secret, T0), PEER, T0);
+    denied(&d);
+    assert!(
+        d.messages.iter().any(|(_, m)| m.contains("try again")),
+        "{d:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("clock: throttling records dated")
+                && l.contains(&format!("{} s ahead of this host's clock", 6 * HOUR))),
+        "the clock is named, with how far off: {logs:?}"
+    );
+    let shown = state_tool_at(T0, &["show", "--user", &u.name, "--options", &a]);
+    assert!(
+        stdout(&shown).contains(&format!(
+            "WARNING: throttling records up to {} s after this host's clock",
+            6 * HOUR
+        )),
+        "{shown:?}"
+    );
+    // Control: the other half of the ceiling (origins the user never logged in from)
+    // was not charged; the user gets in from one.
+    let d = login_at(
+        &right,
+        &u,
+        &code_at(&secret, T0 + 30),
+        "198.51.100.9",
+        T0 + 30,
+    );
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}
+
+#[test]
+fn a_host_an_hour_behind_obeys_the_fleet_s_backoff() {
+    let t = "a_host_an_hour_behind_obeys_the_fleet_s_backoff";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "cl", "throttle_after=3");
+    init_store(&a);
+    let right = Stack::probe("svc", &a);
+    let behind = Stack::probe("svc", &a);
+    let behind_now = T0 - HOUR;
+    let (u, secret) = TestUser::enrolled("cl");
+    for i in 0..3 {
+        denied(&login_at(
+            &right,
+            &u,
+            &wrong_totp(&secret, T0),
+            PEER,
+            T0 + i,
+        ));
+    }
+    // To the host behind, the failures are an hour in its future: the backoff they
+    // started holds there (each refusal says at most the backoff from its "now") until
+    // its own clock passes it; the host that is off fails closed.
+    let (d, logs) = login_logged(&behind, &u, &code_at(&secret, behind_now), PEER, behind_now);
+    denied(&d);
+    assert!(
+        d.messages
+            .iter()
+            .any(|(_, m)| m.contains("try again in 30 s")),
+        "{d:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("clock: throttling records dated")),
+        "{logs:?}"
+    );
+    // Control: on the same host, a user nobody failed for logs in with its clock.
+    let (v, secret_v) = TestUser::enrolled("cl2");
+    let d = login_at(
+        &behind,
+        &v,
+        &code_at(&secret_v, behind_now),
+        PEER,
+        behind_now,
+    );
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}
+
+/// A host whose RTC battery died boots in 1970 and stays there until NTP syncs.
+const BOOTED_IN_1970: u64 = 1_000;
+
+#[test]
+fn a_host_booted_in_1970_cannot_recreate_a_lost_store_and_reopen_used_codes() {
+    let t = "a_host_booted_in_1970_cannot_recreate_a_lost_store_and_reopen_used_codes";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "c70", "");
+    booted_in_1970_after_a_loss(&a, "c70", &|| {
+        assert!(String::from_utf8_lossy(&server.raw(None, &[b"FLUSHALL"])).starts_with("+OK"));
+    });
+}
+
+#[test]
+fn an_etcd_host_booted_in_1970_cannot_recreate_a_lost_store_and_reopen_used_codes() {
+    let t = "an_etcd_host_booted_in_1970_cannot_recreate_a_lost_store_and_reopen_used_codes";
+    if !require_root(t) {
+        return;
+    }
+    let cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    let prefix = "c70e/";
+    let a = format!(
+        "state={} etcd_plugin={} etcd_prefix={prefix} etcd_timeout=1000",
+        cluster.url(),
+        etcd_plugin().display(),
+    );
+    booted_in_1970_after_a_loss(&a, "c70e", &|| {
+        cluster.ctl(&["del", "--prefix", prefix]);
+    });
+}
+
+/// A code used on one host, the store's data set lost (`lose`), the first login after
+/// it on a host whose clock says 1970: denied as a clock fault, the store record left
+/// missing (and `init --after-loss` there refuses too), so the host with the right clock
+/// recreates it and the used code stays used.
+fn booted_in_1970_after_a_loss(a: &str, tag: &str, lose: &dyn Fn()) {
+    init_store(a);
+    let right = Stack::probe("svc", a);
+    let in_1970 = Stack::probe("svc", a);
+    let (u, secret) = TestUser::enrolled(tag);
+    let code = code_at(&secret, T0);
+    let d = login_at(&right, &u, &code, PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+
+    lose();
+    let (d, logs) = login_logged(&in_1970, &u, &code, PEER, BOOTED_IN_1970);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_SYSTEM_ERR".into()),
+        "{d:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("clock fault")
+            && l.contains("1970-01-01 00:16:40 UTC")
+            && l.contains("no store record")),
+        "the clock is named: {logs:?}"
+    );
+    let ping = state_tool(&["ping", "--options", a]);
+    assert_eq!(
+        ping.status.code(),
+        Some(1),
+        "still no store record: {ping:?}"
+    );
+
+    // Nor can an admin on such a host recreate it by hand.
+    let init = state_tool_at(BOOTED_IN_1970, &["init", "--after-loss", "--options", a]);
+    assert_eq!(init.status.code(), Some(1), "{init:?}");
+    assert!(
+        String::from_utf8_lossy(&init.stderr).contains("set the clock first"),
+        "{init:?}"
+    );
+    assert_eq!(state_tool(&["ping", "--options", a]).status.code(), Some(1));
+
+    // A host with the right clock recreates it: the code used before the loss stays
+    // used (R34), and the next code works (control).
+    let (d, logs) = login_logged(&right, &u, &code, PEER, T0 + 5);
+    denied(&d);
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+    let d = login_at(&right, &u, &code_at(&secret, T0 + 60), PEER, T0 + 60);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}
