@@ -8,21 +8,14 @@
 //! google-authenticator's module, which exports no such hook, makes libpam fail the line
 //! (`PAM_MODULE_UNKNOWN`). Now the line fails and the log says why and what to do.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use system_tests::*;
 
-/// Runs `sh -c script` with `file` (a service written in `stack`) mounted over
-/// `/etc/pam.d/<service>`, and `/dev/log` captured.
+/// `script` with `stack`'s file for `service` mounted over the host's.
 fn run_with_service(stack: &Stack, service: &str, script: &str) -> (Output, Vec<String>) {
     let file = stack.path().join(service);
-    let mount = format!(
-        "mount --bind '{}' '/etc/pam.d/{service}'",
-        file.to_str().expect("a UTF-8 path")
-    );
-    let mut inner = Command::new("sh");
-    inner.args(["-c", script]);
-    with_syslog_capture_after(&mount, &inner)
+    run_with_files_over(&[(&file, &format!("/etc/pam.d/{service}"))], script)
 }
 
 /// `su` from root to `user`, running a shell that prints `reached`.
