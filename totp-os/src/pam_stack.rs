@@ -96,11 +96,7 @@ fn collect(
     let text = read_bounded(&path)?;
     for line in logical_lines(&text) {
         match parse_line(&line) {
-            Line::Include { name, auth } => {
-                if auth || !auth_only {
-                    collect(dir, &name, depth + 1, auth_only || auth, out)?
-                }
-            }
+            Line::Include { name, auth } => collect(dir, &name, depth + 1, auth_only || auth, out)?,
             Line::Module {
                 kind,
                 control,
@@ -315,8 +311,9 @@ mod tests {
         write(
             dir.path(),
             "svc",
-            "auth include common\n@include common\nsession [default=ignore] pam_totp.so\n",
+            "auth include nested\n@include common\nsession [default=ignore] pam_totp.so\n",
         );
+        write(dir.path(), "nested", "@include common\n");
         let found: Vec<(String, String, bool)> = module_lines(dir.path(), "svc")
             .expect("lines")
             .into_iter()
@@ -326,7 +323,8 @@ mod tests {
         assert_eq!(
             found,
             [
-                // `auth include` takes the auth line only; `@include` takes both.
+                // `auth include` takes the auth line only, also through a nested
+                // `@include`; a plain `@include` takes both.
                 row("auth", "optional", true),
                 row("auth", "optional", true),
                 row("account", "required", false),
