@@ -347,5 +347,15 @@ if enroll_user "$u_key"; then
     expect_login "without the key nothing is asked and nobody gets in" denied 0 0
 fi
 
+# ==== Phase 3: the module on an account line (a stack copied with the wrong type). sshd
+# runs the account stack for every method, a key alone included; the line can ask for no
+# code, so it fails, where it used to return PAM_IGNORE and let the key alone in.
+install_pam sshd-publickey
+printf 'account required %s\n' "$module_ref" >> "$pamfile"
+start_sshd sshd_config-publickey.conf
+echo "sshd-e2e: phase 3: pam_totp on an account line"
+login "$u_auto" unused 000000 "$key"
+expect_login "pam_totp on an account line refuses a key-only login instead of skipping the code" denied 0 0
+
 stop_sshd
 summary
