@@ -16,8 +16,9 @@ need_root() {
 # the distribution's OpenSSL). Tests: the rest, each a real component nobody here wrote:
 # GA's module, oathtool, zbarimg, sshd, libfaketime, strace, valgrind, redis-server (the
 # fleet tests start their own), etcd-server and etcd-client (the etcd tests start their
-# own three-member cluster and use etcdctl), openssl (their test CA) and vlock (a real
-# screen locker, run as the user: SECURITY.md E4). libfuse3-dev: tests/root_squash.rs
+# own three-member cluster and use etcdctl), openssl (their test CA), vlock (a real
+# screen locker, run as the user: SECURITY.md E4) and sudo (tests/tests/sudo_front_end.rs
+# runs the real sudo -S with a sudoers file of its own). libfuse3-dev: tests/root_squash.rs
 # compiles an NFS root_squash stand-in (tests/fuse/ptotpsquash.c, a FUSE file system)
 # against libfuse3; the tests mount it as root, so fusermount3 (package fuse3) is not
 # needed, but /dev/fuse is. lintian: tests/e2e/deb-install.sh checks the .deb with it.
@@ -26,7 +27,7 @@ packages=(
     openssl fail2ban
     pamtester libpam-wrapper faketime oathtool libpam-google-authenticator
     qrencode zbar-tools librsvg2-bin openssh-server openssh-client sshpass expect
-    strace valgrind rpm dpkg-dev man-db vlock libfuse3-dev lintian
+    strace valgrind rpm dpkg-dev man-db vlock libfuse3-dev lintian sudo
 )
 if [ "${1:-}" = "--demo" ]; then
     packages=(build-essential pkg-config libpam0g-dev libssl-dev)

@@ -65,6 +65,20 @@ pub fn authenticate(io: &mut dyn PamIo, args: &[&[u8]], _flags: u32) -> Result<O
     result
 }
 
+/// A PAM line of another type than `auth` (`account`, `session`, `password`) that loads
+/// the module. Such a line cannot ask for a code, and an export that quietly returned
+/// `PAM_IGNORE` there let an admin believe the second factor was enforced while every
+/// login went through without one. google-authenticator exports no such hook, so libpam
+/// fails the line; this fails it too, and says why.
+pub fn misplaced(io: &dyn PamIo, kind: &str) -> Result<Outcome, AuthError> {
+    let msg = format!(
+        "loaded on a PAM line of type {kind}, where no code can be asked for (only auth \
+         lines check one); this line fails every time: move it to an auth line (see pam_totp(8))"
+    );
+    io.log(Level::Err, &msg);
+    Err(AuthError::Config(msg))
+}
+
 /// The whole flow with injectable host facilities (tests inject failures here).
 pub fn authenticate_with(
     io: &mut dyn PamIo,

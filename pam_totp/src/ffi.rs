@@ -45,6 +45,32 @@ impl PamHooks for PamTotp {
         })
     }
 
+    // The module only authenticates; on a line of any other type it fails (and logs
+    // why) rather than return PAM_IGNORE, which would drop the second factor unseen.
+    fn acct_mgmt(pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        firewall(pamh, |pamh| {
+            crate::auth::misplaced(&LivePam { pamh }, "account")
+        })
+    }
+
+    fn sm_open_session(pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        firewall(pamh, |pamh| {
+            crate::auth::misplaced(&LivePam { pamh }, "session")
+        })
+    }
+
+    fn sm_close_session(pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        firewall(pamh, |pamh| {
+            crate::auth::misplaced(&LivePam { pamh }, "session")
+        })
+    }
+
+    fn sm_chauthtok(pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        firewall(pamh, |pamh| {
+            crate::auth::misplaced(&LivePam { pamh }, "password")
+        })
+    }
+
     fn sm_setcred(pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
         // sshd calls pam_setcred after authentication; there is no credential to set.
         firewall(pamh, |_| {

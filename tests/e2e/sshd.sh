@@ -251,7 +251,10 @@ stop_sshd() {
 # tests/e2e/login.exp)
 login() {
     local line
-    line=$(expect "$root/tests/e2e/login.exp" "$port" "$1" "$2" "$3" "$4" "m$RANDOM" 2>&1 | grep '^E2E' | tail -n 1 || true)
+    local out
+    out=$(expect "$root/tests/e2e/login.exp" "$port" "$1" "$2" "$3" "$4" "m$RANDOM" 2>&1 || true)
+    line=$(grep '^E2E ' <<<"$out" | tail -n 1 || true)
+    if grep -q '^E2E-MSG used' <<<"$out"; then L_USED=1; else L_USED=0; fi
     L_PW=$(sed -n 's/.* pw=\([0-9]*\).*/\1/p' <<<"$line")
     L_CODE=$(sed -n 's/.* code=\([0-9]*\).*/\1/p' <<<"$line")
     L_OK=$(sed -n 's/.* ok=\([0-9]*\).*/\1/p' <<<"$line")
@@ -276,6 +279,12 @@ expect_login() {
     fi
 }
 
+# told_used "case": the last login's client saw the module's replay message (sshd hands
+# PAM's error messages to keyboard-interactive as text, also on the failing round).
+told_used() {
+    if [ "$L_USED" = 1 ]; then pass "$1"; else fail "$1 (got: ${L_LINE:-nothing})"; fi
+}
+
 # ==== Phase 1: password, then code (pam.d-examples/sshd + sshd_config-password.conf)
 install_pam sshd
 start_sshd sshd_config-password.conf
@@ -288,6 +297,7 @@ if enroll_user "$u_pw"; then
     expect_login "right password and right code log in and run a command" ok 1 1
     login "$u_pw" "$(password_of "$u_pw")" "$code" -
     expect_login "the same code again (replay) is refused" denied 1 1
+    told_used "the user is told the code was already used (keyboard-interactive)"
     login "$u_pw" "$(password_of "$u_pw")" "$(totp_wrong "$s_pw")" -
     expect_login "a wrong code is refused" denied 1 1
     login "$u_pw" "wrong-password" "$(totp_now "$s_pw")" -
@@ -341,11 +351,22 @@ if enroll_user "$u_key"; then
     expect_login "public key, then the right code, logs in" ok 0 1
     login "$u_key" unused "$code" "$key"
     expect_login "public key, then the same code again (replay), is refused" denied 0 1
+    told_used "after a key, the user is told the code was already used"
     login "$u_key" unused "$(totp_wrong "$s_key")" "$key"
     expect_login "public key, then a wrong code, is refused" denied 0 1
     login "$u_key" "$(password_of "$u_key")" "$(totp_now "$s_key")" -
     expect_login "without the key nothing is asked and nobody gets in" denied 0 0
 fi
+
+# ==== Phase 3: the module on an account line (a stack copied with the wrong type). sshd
+# runs the account stack for every method, a key alone included; the line can ask for no
+# code, so it fails, where it used to return PAM_IGNORE and let the key alone in.
+install_pam sshd-publickey
+printf 'account required %s\n' "$module_ref" >> "$pamfile"
+start_sshd sshd_config-publickey.conf
+echo "sshd-e2e: phase 3: pam_totp on an account line"
+login "$u_auto" unused 000000 "$key"
+expect_login "pam_totp on an account line refuses a key-only login instead of skipping the code" denied 0 0
 
 stop_sshd
 summary

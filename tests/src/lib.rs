@@ -918,6 +918,25 @@ pub fn capture_syslog_with_bind(src: &Path, dst: &Path, driver: &Driver) -> (Dri
     (Drive::ran(&out), lines)
 }
 
+/// `sh -c script` with each `(file, over)` bind-mounted over the host's `over` (a PAM
+/// service file over `/etc/pam.d/su`, a sudoers file) in a private mount namespace, and
+/// `/dev/log` captured ([`with_syslog_capture_after`]): real programs (su, sudo,
+/// chpasswd) read a configuration the test wrote, and the host's stays untouched.
+pub fn run_with_files_over(mounts: &[(&Path, &str)], script: &str) -> (Output, Vec<String>) {
+    let first: Vec<String> = mounts
+        .iter()
+        .map(|(file, over)| {
+            format!(
+                "mount --bind '{}' '{over}'",
+                file.to_str().expect("a UTF-8 path")
+            )
+        })
+        .collect();
+    let mut inner = Command::new("sh");
+    inner.args(["-c", script]);
+    with_syslog_capture_after(&first.join("\n"), &inner)
+}
+
 /// Runs any command with `/dev/log` replaced, inside a private mount namespace, by a
 /// socket this test reads; the host's `/dev` is untouched. Root only (it mounts).
 pub fn with_syslog_capture(inner: &Command) -> (Output, Vec<String>) {

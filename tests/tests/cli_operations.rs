@@ -206,6 +206,62 @@ fn check_warns_about_a_missing_service_and_names_the_store() {
     assert!(!stderr.contains("no service"), "{stderr}");
 }
 
+/// Stacks copied from guides: `totp-enroll check` says what the line's control value or
+/// type does to a wrong code; the stacks of the examples get no such warning.
+#[test]
+fn check_warns_about_lines_that_let_a_wrong_code_through() {
+    if !require_root("check_warns_about_lines_that_let_a_wrong_code_through") {
+        return;
+    }
+    let unix = "auth required pam_unix.so\n";
+    let cases = [
+        (
+            format!("{unix}auth optional @MODULE@\n"),
+            "auth line is optional: a wrong or missing code does not fail the login",
+        ),
+        (
+            format!("auth sufficient @MODULE@\n{unix}"),
+            "auth line is sufficient: a right code ends the stack",
+        ),
+        (
+            format!(
+                "{unix}auth [success=1 default=ignore] @MODULE@\nauth requisite pam_deny.so\n\
+                 auth required pam_permit.so\n"
+            ),
+            "auth line [success=1 default=ignore] a wrong code is ignored",
+        ),
+        (
+            format!("{unix}auth [success=done auth_err=ok default=die] @MODULE@\n"),
+            "a wrong code counts as a success",
+        ),
+        (
+            format!("{unix}account required @MODULE@\n"),
+            "line of type account fails every time",
+        ),
+    ];
+    for (lines, want) in &cases {
+        let stack = Stack::new();
+        stack.service("svc", lines);
+        let out = check(stack.path(), "svc");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{lines}: {stderr}");
+    }
+    // Control: the examples' forms draw none of these warnings.
+    for lines in [
+        "auth required @MODULE@\n".to_owned(),
+        format!("{unix}auth [success=ok ignore=ignore default=die] @MODULE@\n"),
+        format!("{unix}auth requisite @MODULE@\n"),
+    ] {
+        let stack = Stack::new();
+        stack.service("svc", &lines);
+        let out = check(stack.path(), "svc");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("CONTROL VALUES"), "{lines}: {stderr}");
+        assert!(!stderr.contains("PAM LINE TYPES"), "{lines}: {stderr}");
+        assert!(stderr.contains("state store:"), "{lines}: {stderr}");
+    }
+}
+
 #[test]
 fn totp_state_show_names_each_origins_last_remote_address() {
     if !require_root("totp_state_show_names_each_origins_last_remote_address") {

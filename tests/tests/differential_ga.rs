@@ -87,6 +87,8 @@ enum Tok {
     Wrong,
     /// A password prefix followed by a code.
     Pre(&'static str, Box<Tok>),
+    /// The TOTP code of this step as a user may type or paste it (`123 456`).
+    Typed(u64, fn(&str) -> String),
 }
 
 fn pre(prefix: &'static str, t: Tok) -> Tok {
@@ -728,6 +730,42 @@ fn table() -> Vec<Scenario> {
             stripped_equal(f.ours.as_ref(), f.initial.as_deref())
         }),
     );
+    // Codes as apps show them or as they are pasted: no module reads them as codes. Two
+    // per row, so that neither module's throttling explains the right code that follows.
+    for (name, first, second) in [
+        (
+            "code typed with a space or a dash between its halves",
+            (|c: &str| format!("{} {}", &c[..3], &c[3..])) as fn(&str) -> String,
+            (|c: &str| format!("{}-{}", &c[..3], &c[3..])) as fn(&str) -> String,
+        ),
+        (
+            "code typed with a blank before or after it",
+            |c: &str| format!(" {c}"),
+            |c: &str| format!("{c} "),
+        ),
+        (
+            "code typed with full-width digits or a carriage return",
+            |c: &str| {
+                c.chars()
+                    .map(|d| char::from_u32(0xFF10 + d.to_digit(10).unwrap_or(0)).unwrap_or(d))
+                    .collect()
+            },
+            |c: &str| format!("{c}\r"),
+        ),
+    ] {
+        rows.push(
+            row(name, Expect::Same, file(TOTP_FILE))
+                .steps(vec![
+                    at(T * 30).ans(Tok::Typed(T, first)).both(err(1)),
+                    at(T * 30 + 1).ans(Tok::Typed(T, second)).both(err(1)),
+                    at(T * 30 + 2).ans(Tok::Totp(T)).both(ok(1)),
+                ])
+                .files(|f| {
+                    unchanged(f.ga.as_ref(), f)?;
+                    stripped_equal(f.ours.as_ref(), f.initial.as_deref())
+                }),
+        );
+    }
 
     // --- nullok and file checks -----------------------------------------------------------
     rows.push(
@@ -1795,6 +1833,7 @@ fn resolve(sc: &Scenario, now: u64, t: &Tok) -> String {
         Tok::Lit(s) => (*s).to_string(),
         Tok::Wrong => wrong_code(sc.key, now, sc.step_secs),
         Tok::Pre(p, inner) => format!("{p}{}", resolve(sc, now, inner)),
+        Tok::Typed(step, shape) => shape(&resolve(sc, now, &Tok::Totp(*step))),
     }
 }
 

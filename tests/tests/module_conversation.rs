@@ -136,6 +136,73 @@ fn malformed_answers_are_failed_attempts() {
     assert_eq!(stored_failures(&stack, u.uid), 0);
 }
 
+/// A code as users paste or type it from an app ("123 456", "123-456", spaces around
+/// it, a trailing CR, full-width digits) is one failed attempt, as in GA; the log says
+/// the answer was not a code, which a wrong or drifted code never gets, so an admin
+/// looking at a user's failures can tell the two apart. The answer never appears.
+#[test]
+fn pasted_forms_of_the_code_are_logged_as_not_a_code() {
+    if !require_root("pasted_forms_of_the_code_are_logged_as_not_a_code") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("pf");
+    let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=100");
+    let good = code_at(&secret, T0);
+    let fullwidth: String = good
+        .chars()
+        .map(|c| char::from_u32(0xFF10 + c.to_digit(10).expect("digit")).expect("char"))
+        .collect();
+    let note = |log: &[String]| {
+        log.iter()
+            .filter(|l| l.contains("the answer is not a code (digits only"))
+            .count()
+    };
+    let finals = |log: &[String]| {
+        log.iter()
+            .filter(|l| syslog_message(l).starts_with("invalid verification code for "))
+            .count()
+    };
+    let pasted = [
+        format!("{} {}", &good[..3], &good[3..]),
+        format!("{}-{}", &good[..3], &good[3..]),
+        format!(" {good} "),
+        format!("{good}\r"),
+        fullwidth,
+    ];
+    for (i, a) in pasted.iter().enumerate() {
+        let (d, log) = login_logged(&stack, &u, a, None, T0);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{a:?}: {d:?}");
+        assert_eq!(
+            note(&log),
+            1,
+            "{a:?}: the log says it was not a code: {log:#?}"
+        );
+        assert_eq!(finals(&log), 1, "{a:?}: one failed attempt line: {log:#?}");
+        assert!(
+            !log.iter().any(|l| l.contains(&good[3..])),
+            "{a:?}: no part of the answer is logged: {log:#?}"
+        );
+        assert_eq!(stored_failures(&stack, u.uid), i as u32 + 1, "{a:?}");
+    }
+    // Control: a wrong code of the right shape was compared: no such note.
+    let window = [T0 - 30, T0, T0 + 30].map(|t| code_at(&secret, t));
+    let wrong = (0..)
+        .map(|n: u32| format!("{n:06}"))
+        .find(|c| !window.contains(c))
+        .expect("a code outside the window");
+    let (d, log) = login_logged(&stack, &u, &wrong, None, T0);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(
+        note(&log),
+        0,
+        "a compared code is not 'not a code': {log:#?}"
+    );
+    assert_eq!(finals(&log), 1, "{log:#?}");
+    // The code itself, as the app shows it without separators, logs in.
+    let (d, _) = login_logged(&stack, &u, &good, None, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
 /// One of GA's eight password modes (GA's unit test).
 struct Mode {
     name: &'static str,

@@ -165,24 +165,31 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
             dir.display()
         )]);
     }
-    let lines = match pam_stack::module_options(&dir, service) {
+    let all = match pam_stack::module_lines(&dir, service) {
         Ok(l) => l,
         Err(e) => return Ok(vec![format!("warning: {e}")]),
     };
-    if lines.is_empty() {
-        return Ok(vec![format!(
-            "note: service \"{service}\" has no auth line for {}",
-            pam_stack::MODULE_FILE
-        )]);
-    }
-    let pw = totp_os::nss::lookup_user_by_name(user).ok().flatten();
     let mut notes: Vec<String> = Vec::new();
     let mut add = |n: String| {
         if !notes.contains(&n) {
             notes.push(n);
         }
     };
-    for o in &lines {
+    for line in &all {
+        if let Some(w) = control_warning(line) {
+            add(w);
+        }
+    }
+    let lines: Vec<&ModuleOptions> = all.iter().filter_map(|l| l.options.as_ref()).collect();
+    if lines.is_empty() {
+        add(format!(
+            "note: service \"{service}\" has no auth line for {}",
+            pam_stack::MODULE_FILE
+        ));
+        return Ok(notes);
+    }
+    let pw = totp_os::nss::lookup_user_by_name(user).ok().flatten();
+    for o in lines {
         add(format!("note: state store: {}", store_of(o)));
         for w in o.weakening() {
             add(format!(
@@ -202,6 +209,57 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
         }
     }
     Ok(notes)
+}
+
+/// What a module line's type or control value does to a wrong code, when that is not
+/// "the login fails": the stacks copied from guides with `optional`, `sufficient`,
+/// `[success=1 default=ignore]`, or the module on an account or session line.
+fn control_warning(line: &pam_stack::ModuleLine) -> Option<String> {
+    let m = pam_stack::MODULE_FILE;
+    let c = &line.control;
+    if line.kind != "auth" {
+        return Some(format!(
+            "warning: the {m} line of type {} fails every time: the module can ask for no \
+             code there; put it on an auth line (pam_totp(8), PAM LINE TYPES)",
+            line.kind
+        ));
+    }
+    match c.as_str() {
+        "optional" => {
+            return Some(format!(
+                "warning: the {m} auth line is optional: a wrong or missing code does not \
+                 fail the login (pam_totp(8), CONTROL VALUES)"
+            ));
+        }
+        "sufficient" => {
+            return Some(format!(
+                "warning: the {m} auth line is sufficient: a right code ends the stack, so \
+                 the code alone can log in (pam_totp(8), CONTROL VALUES)"
+            ));
+        }
+        _ => {}
+    }
+    let inner = c.strip_prefix('[')?.strip_suffix(']')?;
+    let action = |key: &str| {
+        inner
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_owned())
+    };
+    let on_failure = action("auth_err").or_else(|| action("default"))?;
+    let what = match on_failure.as_str() {
+        "ok" => "counts as a success".to_owned(),
+        "ignore" => {
+            "is ignored: only a later line (such as requisite pam_deny.so) can deny".to_owned()
+        }
+        "done" => "ends the stack with the result so far".to_owned(),
+        n if n.parse::<u32>().is_ok() => format!("jumps over the next {n} lines"),
+        _ => return None,
+    };
+    Some(format!(
+        "warning: on the {m} auth line {c} a wrong code {what} (pam_totp(8), CONTROL VALUES)"
+    ))
 }
 
 /// The store a module line uses when run by this process.

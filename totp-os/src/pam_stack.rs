@@ -44,11 +44,31 @@ pub fn pam_dir_or_default(pam_dir: Option<&Path>) -> PathBuf {
     pam_dir.map_or_else(|| PathBuf::from(DEFAULT_PAM_DIR), Path::to_path_buf)
 }
 
+/// One line of a stack that loads the module.
+#[derive(Debug)]
+pub struct ModuleLine {
+    /// The line's type without a leading `-`: `auth`, `account`, `session`, `password`.
+    pub kind: String,
+    /// The control value as written: `required`, `optional`, `[success=ok default=die]`.
+    pub control: String,
+    /// The module's options, parsed by its own parser (`auth` lines only: on other lines
+    /// the module fails whatever they say).
+    pub options: Option<ModuleOptions>,
+}
+
 /// The options of every `auth` line of `service` (in `dir`) that loads the module, in
 /// stack order. Empty when the service exists but never loads it.
 pub fn module_options(dir: &Path, service: &str) -> Result<Vec<ModuleOptions>, StackError> {
+    Ok(module_lines(dir, service)?
+        .into_iter()
+        .filter_map(|l| l.options)
+        .collect())
+}
+
+/// Every line of `service` (in `dir`) that loads the module, of any type, in stack order.
+pub fn module_lines(dir: &Path, service: &str) -> Result<Vec<ModuleLine>, StackError> {
     let mut found = Vec::new();
-    collect(dir, service, 0, &mut found)?;
+    collect(dir, service, 0, false, &mut found)?;
     Ok(found)
 }
 
@@ -58,11 +78,14 @@ pub fn service_exists(dir: &Path, service: &str) -> Result<bool, StackError> {
     Ok(std::fs::symlink_metadata(path).is_ok())
 }
 
+/// `auth_only`: the file is read for an `auth include` or `auth substack`, which take
+/// only its auth lines.
 fn collect(
     dir: &Path,
     service: &str,
     depth: usize,
-    out: &mut Vec<ModuleOptions>,
+    auth_only: bool,
+    out: &mut Vec<ModuleLine>,
 ) -> Result<(), StackError> {
     if depth > MAX_INCLUDE_DEPTH {
         return Err(StackError::Unusable(format!(
@@ -73,8 +96,12 @@ fn collect(
     let text = read_bounded(&path)?;
     for line in logical_lines(&text) {
         match parse_line(&line) {
-            Line::Include(name) => collect(dir, &name, depth + 1, out)?,
-            Line::Module { auth: true, args } => {
+            Line::Include { name, auth } => collect(dir, &name, depth + 1, auth_only || auth, out)?,
+            Line::Module {
+                kind,
+                control,
+                args,
+            } if kind == "auth" => {
                 let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
                 let opts = ModuleOptions::parse(&raw).map_err(|e| {
                     StackError::Unusable(format!(
@@ -83,9 +110,18 @@ fn collect(
                         path.display()
                     ))
                 })?;
-                out.push(opts);
+                out.push(ModuleLine {
+                    kind,
+                    control,
+                    options: Some(opts),
+                });
             }
-            Line::Module { auth: false, .. } | Line::Other => {}
+            Line::Module { kind, control, .. } if !auth_only => out.push(ModuleLine {
+                kind,
+                control,
+                options: None,
+            }),
+            Line::Module { .. } | Line::Other => {}
         }
     }
     Ok(())
@@ -136,11 +172,15 @@ fn logical_lines(text: &str) -> Vec<String> {
 
 #[derive(Debug, PartialEq, Eq)]
 enum Line {
-    /// `@include NAME`, or `TYPE include|substack NAME`.
-    Include(String),
-    /// A `pam_totp.so` line; `auth` says whether it is of type auth.
-    Module {
+    /// `@include NAME` (every type), or `auth include|substack NAME` (`auth`).
+    Include {
+        name: String,
         auth: bool,
+    },
+    /// A `pam_totp.so` line of type `kind` (without a leading `-`).
+    Module {
+        kind: String,
+        control: String,
         args: Vec<String>,
     },
     Other,
@@ -183,12 +223,18 @@ fn tokens(line: &str) -> Vec<String> {
 fn parse_line(line: &str) -> Line {
     let toks = tokens(line);
     match toks.as_slice() {
-        [inc, name, ..] if inc == "@include" => Line::Include(name.clone()),
+        [inc, name, ..] if inc == "@include" => Line::Include {
+            name: name.clone(),
+            auth: false,
+        },
         [kind, control, module, args @ ..] => {
             let kind = kind.trim_start_matches('-');
             if control == "include" || control == "substack" {
                 return if kind == "auth" {
-                    Line::Include(module.clone())
+                    Line::Include {
+                        name: module.clone(),
+                        auth: true,
+                    }
                 } else {
                     Line::Other
                 };
@@ -208,7 +254,8 @@ fn parse_line(line: &str) -> Line {
                 })
                 .collect();
             Line::Module {
-                auth: kind == "auth",
+                kind: kind.to_owned(),
+                control: control.clone(),
                 args,
             }
         }
@@ -254,6 +301,39 @@ mod tests {
     }
 
     #[test]
+    fn lines_of_every_type_keep_their_control_value() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write(
+            dir.path(),
+            "common",
+            "auth optional pam_totp.so\naccount required pam_totp.so\n",
+        );
+        write(
+            dir.path(),
+            "svc",
+            "auth include nested\n@include common\nsession [default=ignore] pam_totp.so\n",
+        );
+        write(dir.path(), "nested", "@include common\n");
+        let found: Vec<(String, String, bool)> = module_lines(dir.path(), "svc")
+            .expect("lines")
+            .into_iter()
+            .map(|l| (l.kind, l.control, l.options.is_some()))
+            .collect();
+        let row = |k: &str, c: &str, o: bool| (k.to_owned(), c.to_owned(), o);
+        assert_eq!(
+            found,
+            [
+                // `auth include` takes the auth line only, also through a nested
+                // `@include`; a plain `@include` takes both.
+                row("auth", "optional", true),
+                row("auth", "optional", true),
+                row("account", "required", false),
+                row("session", "[default=ignore]", false),
+            ]
+        );
+    }
+
+    #[test]
     fn unusable_services_are_errors() {
         let dir = tempfile::tempdir().expect("tmp");
         write(
@@ -286,7 +366,8 @@ mod tests {
         assert_eq!(
             parse_line("auth [success=ok default=die] pam_totp.so [authtok_prompt=Code: ]"),
             Line::Module {
-                auth: true,
+                kind: "auth".into(),
+                control: "[success=ok default=die]".into(),
                 args: vec!["authtok_prompt=Code: ".into()]
             }
         );

@@ -360,7 +360,28 @@ impl Ctx {
         let matched = decision.matched;
         let method = match decision.verdict {
             Verdict::Accepted(m) => m,
-            Verdict::Rejected => return Ok(self.denied(io, who, Denial::WrongCode)),
+            Verdict::Rejected => {
+                if cands.is_empty() {
+                    // Nothing was compared: a pasted "123 456" or "123-456" would
+                    // otherwise read in the log like a wrong code or a drifted phone.
+                    // Only the shape is told, never the answer or its length (it may
+                    // be a password typed at the wrong prompt).
+                    let what = if self.opts.forward_pass {
+                        "the answer does not end in a code"
+                    } else {
+                        "the answer is not a code"
+                    };
+                    io.log(
+                        Level::Notice,
+                        &format!(
+                            "{who} from {}: {what} (digits only: no spaces, dashes or other \
+                             characters); counted as a failed attempt",
+                            self.from
+                        ),
+                    );
+                }
+                return Ok(self.denied(io, who, Denial::WrongCode));
+            }
             Verdict::Replayed => {
                 // Refused by the boot or store floor only: already explained by its warning.
                 if !decision.warnings.iter().any(Warning::explains_replay) {
