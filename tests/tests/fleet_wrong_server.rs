@@ -1,0 +1,451 @@
+//! A shared store URL pointing at the wrong kind of server, or at a server configured
+//! differently than docs/fleet.md assumes, through the real libpam against real daemons
+//! the tests start (a replica, a sentinel, a cluster node, a server with fewer
+//! databases or a renamed command, an HTTP server on the port, twemproxy, a TLS port):
+//! the login is denied with one log line that says what to fix, never as a wrong code,
+//! never through `state_fallback=local` where the server answered what it is, and
+//! `totp-state ping` exits with the documented status and says the same thing.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use system_tests::etcd::{EtcdCluster, EtcdConfig};
+use system_tests::fleet::{RedisServer, Sentinel, ServerConfig, TestCa, init_store, plugin};
+use system_tests::*;
+
+const FALLBACK_USED: &str = "using this host's local store";
+
+/// Module options for the store at `url` (a fresh prefix), short bounds, and `extra`.
+fn options(url: &str, extra: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "state={url} redis_plugin={} redis_prefix=ws{}-{}: redis_connect_timeout=1000 \
+         redis_timeout=1000 {extra}",
+        plugin().display(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The module's log lines (their messages) that contain every needle.
+fn lines_with<'a>(lines: &'a [String], needles: &[&str]) -> Vec<&'a str> {
+    lines
+        .iter()
+        .map(|l| syslog_message(l))
+        .filter(|m| needles.iter().all(|n| m.contains(n)))
+        .collect()
+}
+
+/// One login with the right code at the running clock (the servers are real), through
+/// a probe stack with `args`: its result and log lines.
+fn login(args: &str, user: &TestUser, secret: &str) -> (Drive, Vec<String>) {
+    let stack = Stack::probe("svc", args);
+    login_logged(&stack, user, &code_at(secret, now()), PEER, None)
+}
+
+/// `totp-state ping --options ARGS`: exit status and standard error.
+fn ping(args: &str) -> (Option<i32>, String) {
+    let out = state_tool(&["ping", "--options", args]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A store URL naming a server that says what it is (a replica, a sentinel, a cluster
+/// node, a server with four databases asked for the fifth, one whose `INFO` was renamed
+/// away, an HTTP server, a data server named as a sentinel): with `state_fallback=local`
+/// on, the right code is denied (the local store is not used: these servers answered,
+/// and stay wrong until an admin acts), one log line refuses the store and names the
+/// fix, no wrong code is logged, and `ping` exits 1 with the same words. Control: the
+/// primary, with the same options, logs in.
+#[test]
+fn a_server_that_is_not_a_writable_primary_is_refused_with_the_fix_through_libpam() {
+    let t = "a_server_that_is_not_a_writable_primary_is_refused_with_the_fix_through_libpam";
+    if !require_root(t) || !require_tool(t, "redis-server") {
+        return;
+    }
+    let primary = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("wsrv");
+    let control = options(&primary.url(false), "state_fallback=local");
+    init_store(&control);
+    let (d, lines) = login(&control, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(lines_with(&lines, &[FALLBACK_USED]).is_empty(), "{lines:?}");
+
+    let replica = RedisServer::start(&ServerConfig {
+        replica_of: Some(primary.port),
+        ..ServerConfig::default()
+    });
+    let sentinel = Sentinel::start(primary.port, "wsm", 1);
+    let cluster_node = RedisServer::start(&ServerConfig {
+        extra: &["--cluster-enabled", "yes"],
+        ..ServerConfig::default()
+    });
+    let four_dbs = RedisServer::start(&ServerConfig {
+        extra: &["--databases", "4"],
+        ..ServerConfig::default()
+    });
+    let no_info = RedisServer::start(&ServerConfig {
+        extra: &["--rename-command", "INFO", ""],
+        ..ServerConfig::default()
+    });
+    let etcd = EtcdCluster::start(1, &EtcdConfig::default());
+    let http = format!("redis://{}", etcd.peer_address(0));
+    let primary_as_sentinel = format!("redis+sentinel://127.0.0.1:{}/wsm", primary.port);
+    let of_primary = format!("a replica of 127.0.0.1:{}", primary.port);
+    let cases: [(&str, String, &[&str]); 7] = [
+        ("a replica", replica.url(false), &[&of_primary, "primary"]),
+        (
+            "a sentinel's port",
+            format!("redis://127.0.0.1:{}", sentinel.port),
+            &["Redis Sentinel", "redis+sentinel://"],
+        ),
+        (
+            "a cluster node",
+            cluster_node.url(false),
+            &["Redis Cluster node", "Sentinel"],
+        ),
+        (
+            "a database beyond the server's `databases`",
+            format!("{}/5", four_dbs.url(false)),
+            &["SELECT", "DB index is out of range", "`databases`"],
+        ),
+        (
+            "INFO renamed away",
+            no_info.url(false),
+            &["INFO", "unknown command", "rename-command"],
+        ),
+        (
+            "an HTTP server's port",
+            http,
+            &["not a Redis server", "HTTP/1.1 400", "an HTTP server"],
+        ),
+        (
+            "a data server named as a sentinel",
+            primary_as_sentinel,
+            &["not a sentinel", "26379"],
+        ),
+    ];
+    for (what, url, fix) in &cases {
+        let args = options(url, "state_fallback=local");
+        let (d, lines) = login(&args, &u, &secret);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{what}: {d:?} {lines:?}"
+        );
+        let named = lines_with(&lines, fix);
+        assert_eq!(named.len(), 1, "{what}: one line names {fix:?}: {lines:?}");
+        assert!(
+            named[0].contains("state store refused"),
+            "{what}: a refusal, not an outage: {lines:?}"
+        );
+        assert!(
+            lines_with(&lines, &[FALLBACK_USED]).is_empty(),
+            "{what}: no fallback: {lines:?}"
+        );
+        assert!(
+            lines_with(&lines, &["invalid verification code"]).is_empty(),
+            "{what}: no code was compared: {lines:?}"
+        );
+        let (status, said) = ping(&args);
+        assert_eq!(status, Some(1), "{what}: ping: {said}");
+        assert!(fix.iter().all(|f| said.contains(f)), "{what}: ping: {said}");
+    }
+}
+
+/// twemproxy (nutcracker) in front of the primary, as its own process.
+struct Twemproxy {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Twemproxy {
+    fn start(server_port: u16) -> Twemproxy {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-twemproxy")
+            .tempdir()
+            .expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let conf = dir.path().join("nutcracker.yml");
+        std::fs::write(
+            &conf,
+            format!(
+                "fleet:\n  listen: 127.0.0.1:{port}\n  redis: true\n  \
+                 servers:\n   - 127.0.0.1:{server_port}:1\n"
+            ),
+        )
+        .expect("write nutcracker.yml");
+        // Its statistics port too: the default (22222) may be taken.
+        let stats = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("nutcracker")
+            .arg("-c")
+            .arg(&conf)
+            .args(["-a", "127.0.0.1", "-s"])
+            .arg(stats.to_string())
+            .arg("-o")
+            .arg(dir.path().join("nutcracker.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nutcracker");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nutcracker did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Twemproxy {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Twemproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Servers that end the connection without a word (twemproxy, which closes it at a
+/// command it does not support; a TLS port spoken to in plain text) or never finish a
+/// handshake (a plain port spoken to in TLS) look exactly like a server that is down or
+/// a proxy whose server is: an outage (`ping` exits 2), but the log line and `ping` say
+/// which misconfigurations look like this. Control: the same server through its right
+/// URL logs in.
+#[test]
+fn a_proxy_or_a_tls_mismatch_that_ends_the_connection_names_the_likely_cause_through_libpam() {
+    let t =
+        "a_proxy_or_a_tls_mismatch_that_ends_the_connection_names_the_likely_cause_through_libpam";
+    if !require_root(t) || !require_tool(t, "nutcracker") || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("wstls");
+    let primary = RedisServer::start(&ServerConfig::default());
+    let tls_server = RedisServer::start(&ServerConfig {
+        tls: Some(&ca),
+        ..ServerConfig::default()
+    });
+    let proxy = Twemproxy::start(primary.port);
+    let (u, secret) = TestUser::enrolled("wsprx");
+    let ca_file = format!("redis_ca_file={}", ca.ca_cert.display());
+    for (what, url, extra) in [
+        ("the plain server", primary.url(false), String::new()),
+        ("the TLS server", tls_server.url(true), ca_file.clone()),
+    ] {
+        let args = options(&url, &extra);
+        init_store(&args);
+        let (d, lines) = login(&args, &u, &secret);
+        assert_eq!(
+            d.returned(),
+            Returned::Success,
+            "control, {what}: {d:?} {lines:?}"
+        );
+    }
+    const CLOSED: &[&str] = &[
+        "ended the connection without a reply",
+        "rediss://",
+        "twemproxy",
+    ];
+    const NO_HANDSHAKE: &[&str] = &["TLS handshake not finished", "does this port serve TLS"];
+    let cases: [(&str, String, String, &[&str]); 3] = [
+        (
+            "twemproxy",
+            format!("redis://127.0.0.1:{}", proxy.port),
+            String::new(),
+            CLOSED,
+        ),
+        (
+            "a TLS port in plain text",
+            tls_server.url(false),
+            String::new(),
+            CLOSED,
+        ),
+        (
+            "a plain port in TLS",
+            primary.url(true),
+            ca_file,
+            NO_HANDSHAKE,
+        ),
+    ];
+    for (what, url, extra, cause) in &cases {
+        let args = options(url, extra);
+        let (d, lines) = login(&args, &u, &secret);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{what}: {d:?} {lines:?}"
+        );
+        let named = lines_with(&lines, cause);
+        assert_eq!(
+            named.len(),
+            1,
+            "{what}: one line names {cause:?}: {lines:?}"
+        );
+        assert!(
+            named[0].contains("state store unavailable"),
+            "{what}: {lines:?}"
+        );
+        assert!(
+            lines_with(&lines, &["invalid verification code"]).is_empty(),
+            "{what}: no code was compared: {lines:?}"
+        );
+        let (status, said) = ping(&args);
+        assert_eq!(status, Some(2), "{what}: ping: {said}");
+        assert!(
+            cause.iter().all(|c| said.contains(c)),
+            "{what}: ping: {said}"
+        );
+    }
+}
+
+/// An etcd endpoint list naming no voting member: only a learner (it serves no
+/// linearizable read until promoted), or an HTTP server that is no v3 gateway (a
+/// member's peer port, as an etcd without `/v3/` or a wrong port would answer), or an
+/// SSH server, which greets in its own protocol: the login is denied, one line refuses the store and names the fix, no
+/// fallback and no wrong code, and `ping` exits 1 with the same words. Control: the
+/// voting member with the same options logs in, and a learner listed after it does not
+/// stop that.
+#[test]
+fn an_etcd_list_without_a_voting_member_or_gateway_is_refused_with_the_fix_through_libpam() {
+    let t =
+        "an_etcd_list_without_a_voting_member_or_gateway_is_refused_with_the_fix_through_libpam";
+    if !require_root(t) || !require_tool(t, "etcd") || !require_tool(t, "ssh-keygen") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    let voting = cluster.url().replace("etcd://", "");
+    let learner = cluster.add_learner();
+    let (u, secret) = TestUser::enrolled("wsetc");
+    let options = |members: &str| {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        format!(
+            "state=etcd://{members} etcd_plugin={} etcd_prefix=ws{}-{}/ etcd_timeout=1000 \
+             state_fallback=local",
+            system_tests::etcd::etcd_plugin().display(),
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    };
+    let control = options(&format!("{voting},{learner}"));
+    init_store(&control);
+    let (d, lines) = login(&control, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(lines_with(&lines, &[FALLBACK_USED]).is_empty(), "{lines:?}");
+
+    let sshd = Sshd::start();
+    let cases: [(&str, String, &[&str]); 3] = [
+        (
+            "a learner",
+            learner.clone(),
+            &["rpc not supported for learner", "etcdctl member promote"],
+        ),
+        (
+            "a peer port",
+            cluster.peer_address(0),
+            &["not an etcd v3 gateway", "HTTP 404", "/v3/"],
+        ),
+        (
+            "an SSH server's port",
+            format!("127.0.0.1:{}", sshd.port),
+            &["not an etcd member", "check the ports of state="],
+        ),
+    ];
+    for (what, members, fix) in &cases {
+        let args = options(members);
+        let (d, lines) = login(&args, &u, &secret);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{what}: {d:?} {lines:?}"
+        );
+        let named = lines_with(&lines, fix);
+        assert_eq!(named.len(), 1, "{what}: one line names {fix:?}: {lines:?}");
+        assert!(
+            named[0].contains("state store refused"),
+            "{what}: a refusal, not an outage: {lines:?}"
+        );
+        assert!(
+            lines_with(&lines, &[FALLBACK_USED]).is_empty(),
+            "{what}: no fallback: {lines:?}"
+        );
+        assert!(
+            lines_with(&lines, &["invalid verification code"]).is_empty(),
+            "{what}: no code was compared: {lines:?}"
+        );
+        let (status, said) = ping(&args);
+        assert_eq!(status, Some(1), "{what}: ping: {said}");
+        assert!(fix.iter().all(|f| said.contains(f)), "{what}: ping: {said}");
+    }
+}
+
+/// A real sshd on a loopback port (a fresh host key, no configuration file): a server
+/// that speaks first, and not HTTP. Killed on drop.
+struct Sshd {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    fn start() -> Sshd {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-sshd")
+            .tempdir()
+            .expect("tempdir");
+        let key = dir.path().join("host_key");
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .output()
+            .expect("run ssh-keygen");
+        assert!(out.status.success(), "ssh-keygen: {out:?}");
+        // sshd refuses to start without its privilege separation directory, which the
+        // service's unit creates at boot.
+        std::fs::create_dir_all("/run/sshd").expect("mkdir /run/sshd");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-f", "/dev/null", "-o", "PidFile=none", "-o"])
+            .arg(format!("ListenAddress=127.0.0.1:{port}"))
+            .arg("-h")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sshd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sshd {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
