@@ -449,3 +449,156 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+/// A credentials file for `user` (password `pw`) in a root-only directory.
+fn credentials(dir: &std::path::Path, user: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("{user}.cred"));
+    std::fs::write(&path, format!("username={user}\npassword=pw\n")).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    path.display().to_string()
+}
+
+/// A host ACL that lets the store be read but not written as a login writes it: the
+/// key pattern read-only (`%R~`), or neither `FCALL` nor `EVAL`; on etcd, a role that
+/// may only read the prefix. Every login is denied with `NOPERM` or "permission denied"
+/// in its one line, and `totp-state ping`, which used to read and say "ok" (exit 0),
+/// now runs the compare-and-set a login runs, against a version no record has (nothing
+/// is written: the server's keys are the same before and after), and exits 1 naming
+/// it. Control: the hosts' ACL of docs/fleet.md (Redis) and the read-write role (etcd)
+/// log in and pass `ping`.
+#[test]
+fn an_acl_or_role_that_cannot_write_fails_ping_as_it_fails_logins_through_libpam() {
+    let t = "an_acl_or_role_that_cannot_write_fails_ping_as_it_fails_logins_through_libpam";
+    if !require_root(t) || !require_tool(t, "redis-server") || !require_tool(t, "etcd") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let dir = system_tests::fleet::trusted_dir("wsacl");
+    let (u, secret) = TestUser::enrolled("wsacl");
+    let host_rules = "resetchannels -@all +fcall +hmget +hget +hset +expire +persist +ping +info";
+    for (user, keys, commands) in [
+        ("host", "~ws*", host_rules),
+        ("readonly", "%R~ws*", host_rules),
+        (
+            "nocas",
+            "~ws*",
+            "resetchannels -@all +hmget +hget +hset +expire +persist +ping +info",
+        ),
+    ] {
+        let mut cmd: Vec<&[u8]> = vec![b"ACL", b"SETUSER", user.as_bytes(), b"on", b">pw"];
+        cmd.push(keys.as_bytes());
+        cmd.extend(commands.split_whitespace().map(str::as_bytes));
+        let reply = server.raw(None, &cmd);
+        assert!(
+            reply.starts_with(b"+OK"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    // The store is initialised by its admin (here the default user, under the same
+    // prefix): the function library and the store record are there.
+    let as_user = |user: &str| {
+        let admin = options(&server.url(false), "");
+        init_store(&admin);
+        format!(
+            "{admin} redis_credentials={}",
+            credentials(dir.path(), user)
+        )
+    };
+    let keys = || String::from_utf8_lossy(&server.raw(None, &[b"KEYS", b"*"])).into_owned();
+
+    let control = as_user("host");
+    let (d, lines) = login(&control, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let (status, said) = ping(&control);
+    assert_eq!(status, Some(0), "control: ping: {said}");
+
+    for (what, user) in [
+        ("a read-only key pattern", "readonly"),
+        ("no FCALL and no EVAL", "nocas"),
+    ] {
+        let args = as_user(user);
+        let (d, lines) = login(&args, &u, &secret);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{what}: {d:?} {lines:?}"
+        );
+        assert_eq!(
+            lines_with(&lines, &["NOPERM"]).len(),
+            1,
+            "{what}: {lines:?}"
+        );
+        assert!(
+            lines_with(&lines, &["invalid verification code"]).is_empty(),
+            "{what}: {lines:?}"
+        );
+        let before = keys();
+        let (status, said) = ping(&args);
+        assert_eq!(status, Some(1), "{what}: ping: {said}");
+        assert!(
+            said.contains("the compare-and-set every login runs") && said.contains("NOPERM"),
+            "{what}: ping: {said}"
+        );
+        assert_eq!(keys(), before, "{what}: ping wrote nothing");
+    }
+
+    let mut cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    let prefix = format!("ws{}/", std::process::id());
+    cluster.enable_auth("writer", "pw", &prefix);
+    cluster.ctl(&["role", "add", "reader"]);
+    cluster.ctl(&[
+        "role",
+        "grant-permission",
+        "reader",
+        "--prefix=true",
+        "read",
+        &prefix,
+    ]);
+    cluster.ctl(&["user", "add", "reader", "--new-user-password=pw"]);
+    cluster.ctl(&["user", "grant-role", "reader", "reader"]);
+    let etcd_as = |user: &str| {
+        format!(
+            "state={} etcd_plugin={} etcd_prefix={prefix} etcd_timeout=1000 \
+             etcd_credentials={}",
+            cluster.url(),
+            system_tests::etcd::etcd_plugin().display(),
+            credentials(dir.path(), user)
+        )
+    };
+    let writer = etcd_as("writer");
+    init_store(&writer);
+    let (d, lines) = login(&writer, &u, &secret);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "etcd control: {d:?} {lines:?}"
+    );
+    let (status, said) = ping(&writer);
+    assert_eq!(status, Some(0), "etcd control: ping: {said}");
+    let reader = etcd_as("reader");
+    let (d, lines) = login(&reader, &u, &secret);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "etcd, a read-only role: {d:?} {lines:?}"
+    );
+    assert_eq!(
+        lines_with(&lines, &["permission denied"]).len(),
+        1,
+        "{lines:?}"
+    );
+    let before = cluster.ctl(&["get", "--prefix", &prefix, "--keys-only"]);
+    let (status, said) = ping(&reader);
+    assert_eq!(status, Some(1), "etcd, a read-only role: ping: {said}");
+    assert!(
+        said.contains("the compare-and-set every login runs") && said.contains("permission denied"),
+        "{said}"
+    );
+    assert_eq!(
+        cluster.ctl(&["get", "--prefix", &prefix, "--keys-only"]),
+        before,
+        "ping wrote nothing"
+    );
+}
