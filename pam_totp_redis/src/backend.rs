@@ -183,7 +183,9 @@ fn shown(value: &str, max: usize) -> String {
 /// sentinel, a cluster node or a replica, each a state= pointing at the wrong server,
 /// which stays wrong until an admin fixes it) that evicts nothing.
 fn check_server(info: &str) -> Result<(), Failure> {
-    match info_field(info, "redis_mode") {
+    // Valkey names the field `server_mode` as well.
+    let mode = info_field(info, "redis_mode").or_else(|| info_field(info, "server_mode"));
+    match mode {
         Some("sentinel") => {
             return Err(Failure::refused(
                 "the server is a Redis Sentinel, not the server that holds the data; name \
@@ -197,7 +199,7 @@ fn check_server(info: &str) -> Result<(), Failure> {
     if info_field(info, "cluster_enabled") == Some("1") {
         return Err(Failure::refused(format!("the server is {NOT_CLUSTER}")));
     }
-    if info_field(info, "role") == Some("slave") {
+    if matches!(info_field(info, "role"), Some("slave" | "replica")) {
         let of = match (
             info_field(info, "master_host"),
             info_field(info, "master_port"),
@@ -947,6 +949,28 @@ mod tests {
         drop(b);
         let _ = server.join();
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn only_a_primary_that_is_no_sentinel_or_cluster_node_is_accepted() {
+        let memory = "maxmemory:0\r\nmaxmemory_policy:noeviction\r\n";
+        let info = |head: &str| format!("# Server\r\n{head}\r\n{memory}");
+        assert!(check_server(&info("redis_mode:standalone\r\nrole:master")).is_ok());
+        for (head, says) in [
+            ("redis_mode:sentinel", "Sentinel"),
+            ("server_mode:sentinel", "Sentinel"),
+            ("redis_mode:cluster", "Cluster"),
+            ("redis_mode:standalone\r\ncluster_enabled:1", "Cluster"),
+            (
+                "role:slave\r\nmaster_host:10.0.0.5\r\nmaster_port:6379",
+                "a replica of 10.0.0.5:6379",
+            ),
+            ("role:replica", "a replica,"),
+        ] {
+            let e = check_server(&info(head)).expect_err(head);
+            assert_eq!(e.status, Status::Refused, "{head}");
+            assert!(e.message.contains(says), "{head}: {}", e.message);
+        }
     }
 
     /// Redis in protected mode answers a client from another host with one error line
