@@ -602,3 +602,113 @@ fn an_acl_or_role_that_cannot_write_fails_ping_as_it_fails_logins_through_libpam
         "ping wrote nothing"
     );
 }
+
+/// Where the protected-mode server listens, inside a network namespace of the test's
+/// own: an address (RFC 2544's benchmarking range) that is not 127.x, so Redis takes the
+/// module's connection for one from another host.
+const NOT_LOOPBACK: &str = "198.18.0.1";
+
+/// `inner` run in a new network namespace where the loopback device also carries
+/// [`NOT_LOOPBACK`] and a `redis-server` listens there (port 6379, in `dir`), in
+/// protected mode or not; `init` (module options), when not empty, is given to
+/// `totp-state init` first. The server is stopped when `inner` ends; the command exits
+/// with `inner`'s status.
+fn beside_a_server_elsewhere(
+    dir: &std::path::Path,
+    protected: bool,
+    init: &str,
+    inner: &Command,
+) -> Command {
+    const SCRIPT: &str = r#"set -e
+ip link set lo up
+ip addr add "$NOT_LOOPBACK/32" dev lo
+redis-server --port 6379 --bind "$NOT_LOOPBACK" --protected-mode "$2" --save '' \
+  --dir "$1" --logfile "$1/redis.log" &
+server=$!
+for _ in $(seq 200); do
+  grep -q 'Ready to accept connections' "$1/redis.log" 2>/dev/null && break
+  sleep 0.05
+done
+if [ -n "$3" ]; then "$4" init --options "$3" >/dev/null; fi
+shift 4
+set +e
+"$@"
+status=$?
+kill "$server"
+wait "$server"
+exit "$status""#;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "sh", "-c", SCRIPT, "sh"])
+        .arg(dir)
+        .arg(if protected { "yes" } else { "no" })
+        .arg(init)
+        .arg(&system_tests::built().state_tool)
+        .arg("env")
+        .env("NOT_LOOPBACK", NOT_LOOPBACK);
+    append_env_exec(&mut cmd, inner);
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Redis in protected mode (no password, the client not on 127.x) refuses the
+/// connection with one error line longer than any other reply line, then closes it. It
+/// was read as "reply line too long", an outage, so `state_fallback=local` used the
+/// local store; now the server's own words are logged as a refusal, the login is denied
+/// and `ping` exits 1 with them. Control: the same server without protected mode logs
+/// in. Each run has its own network namespace and server.
+#[test]
+fn a_server_in_protected_mode_is_refused_in_its_own_words_through_libpam() {
+    let t = "a_server_in_protected_mode_is_refused_in_its_own_words_through_libpam";
+    if !require_root(t) || !require_tool(t, "redis-server") || !require_tool(t, "ip") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("wsprot");
+    let args = options(
+        &format!("redis://{NOT_LOOPBACK}:6379"),
+        "state_fallback=local",
+    );
+    let run = |protected: bool, init: &str, inner: &Command| {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-protected")
+            .tempdir()
+            .expect("tempdir");
+        with_syslog_capture(&beside_a_server_elsewhere(
+            dir.path(),
+            protected,
+            init,
+            inner,
+        ))
+    };
+    let stack = Stack::probe("svc", &args);
+    let driver = Driver::login(&stack, &u, &code_at(&secret, now())).rhost(PEER);
+
+    let (out, lines) = run(false, &args, &driver.command());
+    let d = Drive::ran(&out);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(lines_with(&lines, &[FALLBACK_USED]).is_empty(), "{lines:?}");
+
+    const DENIED: &[&str] = &[
+        "state store refused",
+        "DENIED Redis is running in protected mode",
+    ];
+    let (out, lines) = run(true, "", &driver.command());
+    let d = Drive::ran(&out);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?} {lines:?}"
+    );
+    assert_eq!(lines_with(&lines, DENIED).len(), 1, "{lines:?}");
+    assert!(lines_with(&lines, &[FALLBACK_USED]).is_empty(), "{lines:?}");
+    assert!(
+        lines_with(&lines, &["invalid verification code"]).is_empty(),
+        "{lines:?}"
+    );
+
+    let mut ping = Command::new(&system_tests::built().state_tool);
+    ping.args(["ping", "--options", &args]);
+    let (out, _) = run(true, "", &ping);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "ping: {said}");
+    assert!(DENIED[1..].iter().all(|n| said.contains(n)), "ping: {said}");
+}
