@@ -93,7 +93,9 @@ impl Failure {
             // Our credentials or ACL (also as a script or function reports it), or a
             // server in protected mode: an admin must act.
             Self::refused(message)
-        } else if matches!(code, "MOVED" | "ASK" | "CROSSSLOT" | "CLUSTERDOWN") {
+        } else if matches!(code, "MOVED" | "ASK" | "CROSSSLOT" | "CLUSTERDOWN")
+            || text.contains("not allowed in cluster mode")
+        {
             Self::refused(format!("{message} ({NOT_CLUSTER})"))
         } else if text.contains("unknown command") {
             // Renamed or disabled on the server (`rename-command`), or a proxy that does

@@ -96,7 +96,7 @@ fn a_server_that_is_not_a_writable_primary_is_refused_with_the_fix_through_libpa
     let http = format!("redis://{}", etcd.peer_address(0));
     let primary_as_sentinel = format!("redis+sentinel://127.0.0.1:{}/wsm", primary.port);
     let of_primary = format!("a replica of 127.0.0.1:{}", primary.port);
-    let cases: [(&str, String, &[&str]); 7] = [
+    let cases: [(&str, String, &[&str]); 8] = [
         ("a replica", replica.url(false), &[&of_primary, "primary"]),
         (
             "a sentinel's port",
@@ -107,6 +107,11 @@ fn a_server_that_is_not_a_writable_primary_is_refused_with_the_fix_through_libpa
             "a cluster node",
             cluster_node.url(false),
             &["Redis Cluster node", "Sentinel"],
+        ),
+        (
+            "a cluster node with a database number",
+            format!("{}/1", cluster_node.url(false)),
+            &["SELECT", "cluster mode", "Redis Cluster node"],
         ),
         (
             "a database beyond the server's `databases`",
