@@ -415,6 +415,35 @@ fn discover(
     Err(Failure::unavailable(message))
 }
 
+/// After a refused `AUTH`: whether the server is a sentinel after all, which has no
+/// users and so refuses any credentials, and still answers `INFO` (a server that wants
+/// a password answers it `NOAUTH`). Reads the replies behind `AUTH` up to `INFO`'s,
+/// before `deadline`; `None` when it is not a sentinel or cannot tell. Without this, a
+/// sentinel's port named with the hosts' credentials reads as a wrong password.
+fn sentinel_behind(
+    con: &mut Conn,
+    steps: &[(Step, Vec<&[u8]>)],
+    deadline: Instant,
+) -> Option<Failure> {
+    for (step, _) in steps.iter().skip(1) {
+        let limits = match step {
+            Step::Info => INFO_REPLY,
+            Step::Role => ROLE_REPLY,
+            _ => SHORT_REPLY,
+        };
+        let reply = con.receive(deadline, limits).ok()?;
+        if let Step::Info = step {
+            let Reply::Bulk(Some(info)) = reply else {
+                return None;
+            };
+            return check_server(&String::from_utf8_lossy(&info))
+                .err()
+                .filter(|f| f.message.contains("Sentinel"));
+        }
+    }
+    None
+}
+
 /// An error reply saying the function library is not there (Redis 7 and Valkey say
 /// "Function not found"; older servers do not know FCALL).
 fn is_missing_function(message: &str) -> bool {
@@ -607,9 +636,9 @@ impl Backend {
                     }
                     Ok(Reply::Error(e)) => {
                         let shown: String = e.chars().take(200).collect();
-                        return Err(Failure::refused(format!(
-                            "Password authentication failed: {shown}"
-                        )));
+                        let failed =
+                            Failure::refused(format!("Password authentication failed: {shown}"));
+                        return Err(sentinel_behind(&mut con, &steps, deadline).unwrap_or(failed));
                     }
                     Ok(_) => return Err(Failure::corrupt("unexpected AUTH reply")),
                     Err(e) => return Err(hint(Failure::wire("AUTH", e, connect))),

@@ -96,11 +96,22 @@ fn a_server_that_is_not_a_writable_primary_is_refused_with_the_fix_through_libpa
     let http = format!("redis://{}", etcd.peer_address(0));
     let primary_as_sentinel = format!("redis+sentinel://127.0.0.1:{}/wsm", primary.port);
     let of_primary = format!("a replica of 127.0.0.1:{}", primary.port);
-    let cases: [(&str, String, &[&str]); 8] = [
+    let cred_dir = system_tests::fleet::trusted_dir("wscred");
+    let sentinel_with_credentials = format!(
+        "redis://127.0.0.1:{} redis_credentials={}",
+        sentinel.port,
+        credentials(cred_dir.path(), "fleet")
+    );
+    let cases: [(&str, String, &[&str]); 9] = [
         ("a replica", replica.url(false), &[&of_primary, "primary"]),
         (
             "a sentinel's port",
             format!("redis://127.0.0.1:{}", sentinel.port),
+            &["Redis Sentinel", "redis+sentinel://"],
+        ),
+        (
+            "a sentinel's port, with the hosts' credentials",
+            sentinel_with_credentials,
             &["Redis Sentinel", "redis+sentinel://"],
         ),
         (
