@@ -728,3 +728,48 @@ fn a_server_in_protected_mode_is_refused_in_its_own_words_through_libpam() {
     assert_eq!(out.status.code(), Some(1), "ping: {said}");
     assert!(DENIED[1..].iter().all(|n| said.contains(n)), "ping: {said}");
 }
+
+/// One host whose `redis_prefix=` differs from the fleet's (a typo) finds no store
+/// record under it: its first login creates one, and it would keep a store of its own
+/// (the fleet's replay marks not seen there) with nothing in the log but a code counted
+/// as used. That login now logs the creation with what to check, and `ping` of the
+/// host's options names the other prefix as one cause. Control: a host of the
+/// initialised fleet logs in without that line; the typo'd host's next code logs in
+/// (the store it created is a working store, which is why the line matters).
+#[test]
+fn a_host_whose_prefix_is_not_the_fleets_says_so_when_it_creates_a_store_through_libpam() {
+    let t = "a_host_whose_prefix_is_not_the_fleets_says_so_when_it_creates_a_store_through_libpam";
+    if !require_root(t) || !require_tool(t, "redis-server") {
+        return;
+    }
+    const CREATED: &[&str] = &["had no store record", "redis_prefix="];
+    let server = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("wspfx");
+    let fleet = options(&server.url(false), "");
+    init_store(&fleet);
+    let (d, lines) = login(&fleet, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(lines_with(&lines, CREATED).is_empty(), "control: {lines:?}");
+
+    // The same server, another prefix: `options` gives every call its own.
+    let typo = options(&server.url(false), "");
+    let (status, said) = ping(&typo);
+    assert_eq!(status, Some(1), "ping: {said}");
+    assert!(
+        said.contains("another server, prefix or database"),
+        "ping: {said}"
+    );
+    let (d, lines) = login(&typo, &u, &secret);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "the first login waits a code: {d:?} {lines:?}"
+    );
+    assert_eq!(lines_with(&lines, CREATED).len(), 1, "{lines:?}");
+    // Past the window ahead of the moment of creation, which counts as used too.
+    let next = now() + 90;
+    let stack = Stack::probe("svc", &typo);
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, next), PEER, next);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(lines_with(&lines, CREATED).is_empty(), "once: {lines:?}");
+}

@@ -106,7 +106,8 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
             format!(
                 "{shown} has no store record: it was never used, or its data set was lost \
                  (a new store: `totp-state init`; after a loss: `totp-state init --after-loss`, \
-                 which also reinstalls a lost function library)"
+                 which also reinstalls a lost function library), or these options name \
+                 another server, prefix or database than the fleet's hosts use"
             ),
         )),
         Err(e) => Err(Stop::Status(status_of(&e), format!("{shown}: {e}"))),
