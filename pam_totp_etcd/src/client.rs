@@ -375,6 +375,10 @@ fn gateway_error(base: &str, http: u16, v: &Value) -> Attempt {
             )),
             false,
         ),
+        // A cluster with authentication on, asked without a token.
+        3 if text.contains("user name is empty") => Attempt::Fatal(refused(format!(
+            "{message} (authentication is on: etcd_credentials= names the user)"
+        ))),
         // INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE: what we sent.
         3 | 9 | 11 => Attempt::Fatal(Failure::invalid(&message)),
         // UNAVAILABLE, DEADLINE_EXCEEDED and the rest: this member cannot serve now (no

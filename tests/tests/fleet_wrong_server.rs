@@ -481,8 +481,9 @@ fn credentials(dir: &std::path::Path, user: &str) -> String {
 /// in its one line, and `totp-state ping`, which used to read and say "ok" (exit 0),
 /// now runs the compare-and-set a login runs, against a version no record has (nothing
 /// is written: the server's keys are the same before and after), and exits 1 naming
-/// it. Control: the hosts' ACL of docs/fleet.md (Redis) and the read-write role (etcd)
-/// log in and pass `ping`.
+/// it. An etcd cluster with authentication on, asked without credentials, is refused
+/// with the option to set. Control: the hosts' ACL of docs/fleet.md (Redis) and the
+/// read-write role (etcd) log in and pass `ping`.
 #[test]
 fn an_acl_or_role_that_cannot_write_fails_ping_as_it_fails_logins_through_libpam() {
     let t = "an_acl_or_role_that_cannot_write_fails_ping_as_it_fails_logins_through_libpam";
@@ -605,6 +606,33 @@ fn an_acl_or_role_that_cannot_write_fails_ping_as_it_fails_logins_through_libpam
         1,
         "{lines:?}"
     );
+    // Authentication on, no credentials: etcd's "user name is empty", with the option.
+    let anonymous = writer.replace(
+        &format!(
+            "etcd_credentials={}",
+            dir.path().join("writer.cred").display()
+        ),
+        "",
+    );
+    let (d, lines) = login(&anonymous, &u, &secret);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "etcd without credentials: {d:?} {lines:?}"
+    );
+    const NO_USER: &[&str] = &[
+        "state store refused",
+        "user name is empty",
+        "etcd_credentials=",
+    ];
+    assert_eq!(lines_with(&lines, NO_USER).len(), 1, "{lines:?}");
+    let (status, said) = ping(&anonymous);
+    assert_eq!(status, Some(1), "etcd without credentials: ping: {said}");
+    assert!(
+        NO_USER[1..].iter().all(|n| said.contains(n)),
+        "ping: {said}"
+    );
+
     let before = cluster.ctl(&["get", "--prefix", &prefix, "--keys-only"]);
     let (status, said) = ping(&reader);
     assert_eq!(status, Some(1), "etcd, a read-only role: ping: {said}");
