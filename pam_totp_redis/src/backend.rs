@@ -87,7 +87,12 @@ impl Failure {
         let shown: String = text.chars().take(300).collect();
         let message = format!("{what}: {shown}");
         let code = text.split_whitespace().next().unwrap_or("");
-        if matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM" | "DENIED")
+        if code == "NOAUTH" {
+            Self::refused(format!(
+                "{message} (the server wants a password: redis_credentials= names the user \
+                 and password)"
+            ))
+        } else if matches!(code, "WRONGPASS" | "NOPERM" | "DENIED")
             || text.contains("can't run this command")
         {
             // Our credentials or ACL (also as a script or function reports it), or a

@@ -92,6 +92,10 @@ fn a_server_that_is_not_a_writable_primary_is_refused_with_the_fix_through_libpa
         extra: &["--rename-command", "INFO", ""],
         ..ServerConfig::default()
     });
+    let with_password = RedisServer::start(&ServerConfig {
+        acl_password: Some("pw"),
+        ..ServerConfig::default()
+    });
     let etcd = EtcdCluster::start(1, &EtcdConfig::default());
     let http = format!("redis://{}", etcd.peer_address(0));
     let primary_as_sentinel = format!("redis+sentinel://127.0.0.1:{}/wsm", primary.port);
@@ -102,8 +106,13 @@ fn a_server_that_is_not_a_writable_primary_is_refused_with_the_fix_through_libpa
         sentinel.port,
         credentials(cred_dir.path(), "fleet")
     );
-    let cases: [(&str, String, &[&str]); 9] = [
+    let cases: [(&str, String, &[&str]); 10] = [
         ("a replica", replica.url(false), &[&of_primary, "primary"]),
+        (
+            "a server that wants a password, without credentials",
+            with_password.url(false),
+            &["NOAUTH", "redis_credentials="],
+        ),
         (
             "a sentinel's port",
             format!("redis://127.0.0.1:{}", sentinel.port),
