@@ -22,12 +22,15 @@ need_root() {
 # compiles an NFS root_squash stand-in (tests/fuse/ptotpsquash.c, a FUSE file system)
 # against libfuse3; the tests mount it as root, so fusermount3 (package fuse3) is not
 # needed, but /dev/fuse is. lintian: tests/e2e/deb-install.sh checks the .deb with it.
+# nutcracker: twemproxy, a proxy the fleet tests put in front of redis-server to show how
+# a store URL naming it is reported; iproute2 (ip): the same tests give a network
+# namespace of their own a non-loopback address (tests/tests/fleet_wrong_server.rs).
 packages=(
     build-essential pkg-config libpam0g-dev libssl-dev redis-server etcd-server etcd-client
     openssl fail2ban
     pamtester libpam-wrapper faketime oathtool libpam-google-authenticator
     qrencode zbar-tools librsvg2-bin openssh-server openssh-client sshpass expect
-    strace valgrind rpm dpkg-dev man-db vlock libfuse3-dev lintian sudo
+    strace valgrind rpm dpkg-dev man-db vlock libfuse3-dev lintian sudo nutcracker iproute2
 )
 if [ "${1:-}" = "--demo" ]; then
     packages=(build-essential pkg-config libpam0g-dev libssl-dev)

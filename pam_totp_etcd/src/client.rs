@@ -256,9 +256,16 @@ impl Client {
             .limit(MAX_BODY)
             .read_to_vec()
             .map_err(|e| transport_error(base, e))?;
+        // Not the gateway (another HTTP server on the port, or an etcd that serves its
+        // gateway elsewhere): it stays so until an admin changes state=, and no record
+        // was read, so it is no damaged record either.
         let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
             Attempt::Next(
-                Failure::corrupt(&format!("{base}: reply is not JSON (HTTP {code})")),
+                refused(format!(
+                    "{base}: not an etcd v3 gateway: HTTP {code} with a reply that is not \
+                     JSON (a wrong port? pam_totp needs etcd 3.4 or later, which serves \
+                     /v3/ on its client URLs)"
+                )),
                 true,
             )
         })?;
@@ -276,7 +283,9 @@ fn summarise(mut failures: Vec<Failure>) -> Failure {
         0 => unavailable("no etcd member answered in time".to_owned()),
         1 => failures.remove(0),
         n => {
-            let status = if failures.iter().all(|f| f.status == Status::Unavailable) {
+            // A member that could not be reached may serve once it is back: only members
+            // that all answered, and could not serve, are the configuration's fault.
+            let status = if failures.iter().any(|f| f.status == Status::Unavailable) {
                 Status::Unavailable
             } else {
                 failures[n - 1].status
@@ -320,6 +329,16 @@ fn transport_error(base: &str, e: ureq::Error) -> Attempt {
         // A TLS failure is the member's certificate or ours: a refusal an admin fixes.
         E::Other(t) if t.is::<TlsFailure>() => Attempt::Fatal(refused(format!("{base}: TLS: {t}"))),
         E::Tls(t) => Attempt::Fatal(refused(format!("{base}: TLS: {t}"))),
+        // What answered does not speak HTTP (an SSH or Redis port).
+        E::Protocol(p) => {
+            let text: String = p.to_string().chars().take(200).collect();
+            Attempt::Next(
+                refused(format!(
+                    "{base}: not an etcd member ({text}); check the ports of state="
+                )),
+                true,
+            )
+        }
         E::BodyExceedsLimit(_) | E::LargeResponseHeader(..) => Attempt::Next(
             Failure::corrupt(&format!("{base}: reply larger than pam_totp reads")),
             true,
@@ -347,6 +366,19 @@ fn gateway_error(base: &str, http: u16, v: &Value) -> Attempt {
     match grpc {
         // UNAUTHENTICATED, PERMISSION_DENIED: our credentials or role.
         16 | 7 => Attempt::Fatal(refused(message)),
+        // A learner serves no linearizable read and no write until it is promoted:
+        // another member may serve, but a list of learners never will.
+        14 if text.contains("not supported for learner") => Attempt::Next(
+            refused(format!(
+                "{message} (a learner: name the cluster's voting members in state=, or \
+                 promote it with `etcdctl member promote`)"
+            )),
+            false,
+        ),
+        // A cluster with authentication on, asked without a token.
+        3 if text.contains("user name is empty") => Attempt::Fatal(refused(format!(
+            "{message} (authentication is on: etcd_credentials= names the user)"
+        ))),
         // INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE: what we sent.
         3 | 9 | 11 => Attempt::Fatal(Failure::invalid(&message)),
         // UNAVAILABLE, DEADLINE_EXCEEDED and the rest: this member cannot serve now (no
@@ -414,6 +446,22 @@ mod tests {
         );
         assert!(all.message.contains("m1") && all.message.contains("m2"));
         assert_eq!(summarise(Vec::new()).status, Status::Unavailable);
+        // A learner (refused) and a member that could not be reached, in either order:
+        // the member may serve once it is back, so an outage.
+        let learner = || refused("m1: rpc not supported for learner".into());
+        let down = || unavailable("m2: connection refused".into());
+        assert_eq!(
+            summarise(vec![learner(), down()]).status,
+            Status::Unavailable
+        );
+        assert_eq!(
+            summarise(vec![down(), learner()]).status,
+            Status::Unavailable
+        );
+        assert_eq!(
+            summarise(vec![learner(), learner()]).status,
+            Status::Refused
+        );
     }
 
     #[test]

@@ -56,6 +56,13 @@ impl Failure {
     /// A failure on the wire during `what` (a command name or "connect").
     fn wire(what: &str, e: WireError, limit: Duration) -> Self {
         match e {
+            // A plain server takes a TLS client's hello for the start of a command and
+            // waits for the rest: the handshake times out.
+            WireError::Timeout(m) if m.starts_with("TLS handshake") => Self::unavailable(format!(
+                "{what}: {m} within {} ms (does this port serve TLS? rediss:// needs the \
+                 server's tls-port, redis:// its plain port)",
+                limit.as_millis()
+            )),
             WireError::Timeout(_) => Self::unavailable(format!(
                 "{what}: no complete reply within {} ms (the bound of the whole command)",
                 limit.as_millis()
@@ -67,6 +74,11 @@ impl Failure {
             // A peer that breaks the protocol or a bound (R36): nothing of it was
             // trusted; the server, not the user's record, is at fault.
             WireError::Protocol(m) => Self::unavailable(format!("{what}: {m}")),
+            // Another kind of server at the configured address (a wrong port): it will
+            // not become Redis by itself, so no fallback hides it.
+            WireError::Foreign(m) => {
+                Self::refused(format!("{what}: {m}; check the port of state="))
+            }
         }
     }
 
@@ -75,12 +87,33 @@ impl Failure {
         let shown: String = text.chars().take(300).collect();
         let message = format!("{what}: {shown}");
         let code = text.split_whitespace().next().unwrap_or("");
-        if matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
+        if code == "NOAUTH" {
+            Self::refused(format!(
+                "{message} (the server wants a password: redis_credentials= names the user \
+                 and password)"
+            ))
+        } else if matches!(code, "WRONGPASS" | "NOPERM" | "DENIED")
             || text.contains("can't run this command")
         {
-            // Our credentials or ACL (also as a script or function reports it): an
-            // admin must act.
+            // Our credentials or ACL (also as a script or function reports it), or a
+            // server in protected mode: an admin must act.
             Self::refused(message)
+        } else if matches!(code, "MOVED" | "ASK" | "CROSSSLOT" | "CLUSTERDOWN")
+            || text.contains("not allowed in cluster mode")
+        {
+            Self::refused(format!("{message} ({NOT_CLUSTER})"))
+        } else if text.contains("unknown command") {
+            // Renamed or disabled on the server (`rename-command`), or a proxy that does
+            // not pass it on: it stays so until an admin changes the server.
+            Self::refused(format!(
+                "{message} (the server does not know the command under its own name: \
+                 renamed or disabled with rename-command?)"
+            ))
+        } else if text.contains("DB index is out of range") {
+            Self::refused(format!(
+                "{message} (the database number of state= is not below the server's \
+                 `databases` setting)"
+            ))
         } else if text.contains("WRONGTYPE") {
             // Our key holds something that is not our record (from a script the code
             // arrives inside the reply's text): corrupt, not an outage.
@@ -133,28 +166,76 @@ const LIBRARY: &str = concat!(
     "end)\n"
 );
 
+/// Why a Redis Cluster node is refused, in every message that finds one.
+const NOT_CLUSTER: &str = "a Redis Cluster node: pam_totp keeps its records on one \
+     primary and does not follow cluster redirections; use a standalone server or Sentinel";
+
+/// The value of `name` in an `INFO` reply.
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// At most `max` characters of a server-given value, graphic ASCII only (for the log).
+fn shown(value: &str, max: usize) -> String {
+    value
+        .chars()
+        .take(max)
+        .filter(|c| c.is_ascii_graphic())
+        .collect()
+}
+
+/// What the open's `INFO` says about the server: it must be one writable primary (not a
+/// sentinel, a cluster node or a replica, each a state= pointing at the wrong server,
+/// which stays wrong until an admin fixes it) that evicts nothing.
+fn check_server(info: &str) -> Result<(), Failure> {
+    // Valkey names the field `server_mode` as well.
+    let mode = info_field(info, "redis_mode").or_else(|| info_field(info, "server_mode"));
+    match mode {
+        Some("sentinel") => {
+            return Err(Failure::refused(
+                "the server is a Redis Sentinel, not the server that holds the data; name \
+                 the sentinels with state=redis+sentinel://HOST:PORT,…/NAME"
+                    .to_owned(),
+            ));
+        }
+        Some("cluster") => return Err(Failure::refused(format!("the server is {NOT_CLUSTER}"))),
+        _ => {}
+    }
+    if info_field(info, "cluster_enabled") == Some("1") {
+        return Err(Failure::refused(format!("the server is {NOT_CLUSTER}")));
+    }
+    if matches!(info_field(info, "role"), Some("slave" | "replica")) {
+        let of = match (
+            info_field(info, "master_host"),
+            info_field(info, "master_port"),
+        ) {
+            (Some(h), Some(p)) => format!(" of {}:{}", shown(h, 253), shown(p, 5)),
+            _ => String::new(),
+        };
+        return Err(Failure::refused(format!(
+            "the server is a replica{of}, which takes no writes; point state= at the \
+             primary, or at its sentinels (redis+sentinel://)"
+        )));
+    }
+    check_eviction(info)
+}
+
 /// Refuses a server that may evict keys: an evicted record or store record is a lost
 /// replay mark (R34). Evicting nothing takes `maxmemory-policy noeviction`, or no memory
 /// limit at all (`maxmemory 0`).
 fn check_eviction(info: &str) -> Result<(), Failure> {
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .map(str::trim)
-    };
+    let field = |name: &str| info_field(info, name);
     let (Some(limit), Some(policy)) = (field("maxmemory"), field("maxmemory_policy")) else {
         return Err(Failure::corrupt(
-            "INFO memory names no maxmemory and maxmemory_policy",
+            "INFO names no maxmemory and maxmemory_policy",
         ));
     };
     if limit == "0" || policy == "noeviction" {
         return Ok(());
     }
-    let shown: String = policy
-        .chars()
-        .take(40)
-        .filter(|c| c.is_ascii_graphic())
-        .collect();
+    let shown = shown(policy, 40);
     Err(Failure::refused(format!(
         "the server may evict pam_totp's records (maxmemory-policy {shown} with a memory \
          limit), which would make used codes usable again; set maxmemory-policy noeviction"
@@ -272,6 +353,8 @@ fn discover(
     deadline: Instant,
 ) -> Result<(String, u16), Failure> {
     let mut why = Vec::new();
+    // Nodes that answered for certain that they cannot name the primary.
+    let mut definite = 0;
     for (i, (host, port)) in nodes.iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
         let share = left / u32::try_from(nodes.len() - i).unwrap_or(1);
@@ -303,10 +386,21 @@ fn discover(
                     .ok_or_else(|| "an address that is not one".to_owned()),
                 _ => Err("an unexpected reply".to_owned()),
             },
-            Ok(Reply::Array(None)) => Err(format!("does not monitor {name}")),
+            Ok(Reply::Array(None)) => {
+                definite += 1;
+                Err(format!("does not monitor {name}"))
+            }
+            Ok(Reply::Error(e)) if e.contains("unknown command") => {
+                definite += 1;
+                Err("not a sentinel (it does not know SENTINEL)".to_owned())
+            }
             Ok(Reply::Error(e)) => Err(e.chars().take(120).collect()),
             Ok(_) => Err("an unexpected reply".to_owned()),
             Err(WireError::Timeout(_)) => Err(format!("no answer within {} ms", share.as_millis())),
+            Err(WireError::Foreign(m)) => {
+                definite += 1;
+                Err(m.chars().take(120).collect())
+            }
             Err(e) => Err(e.to_string().chars().take(120).collect()),
         };
         match answer {
@@ -314,10 +408,45 @@ fn discover(
             Err(e) => why.push(format!("sentinel {host}:{port}: {e}")),
         }
     }
-    Err(Failure::unavailable(format!(
-        "no sentinel named the primary {name}: {}",
-        why.join("; ")
-    )))
+    let message = format!("no sentinel named the primary {name}: {}", why.join("; "));
+    if definite == nodes.len() {
+        // Every address answered, and none is a sentinel that monitors the name: a
+        // state= naming the wrong ports or the wrong name, not an outage.
+        return Err(Failure::refused(format!(
+            "{message} (redis+sentinel:// names the sentinels' ports, 26379 by default, \
+             and the name of their `sentinel monitor` line)"
+        )));
+    }
+    Err(Failure::unavailable(message))
+}
+
+/// After a refused `AUTH`: whether the server is a sentinel after all, which has no
+/// users and so refuses any credentials, and still answers `INFO` (a server that wants
+/// a password answers it `NOAUTH`). Reads the replies behind `AUTH` up to `INFO`'s,
+/// before `deadline`; `None` when it is not a sentinel or cannot tell. Without this, a
+/// sentinel's port named with the hosts' credentials reads as a wrong password.
+fn sentinel_behind(
+    con: &mut Conn,
+    steps: &[(Step, Vec<&[u8]>)],
+    deadline: Instant,
+) -> Option<Failure> {
+    for (step, _) in steps.iter().skip(1) {
+        let limits = match step {
+            Step::Info => INFO_REPLY,
+            Step::Role => ROLE_REPLY,
+            _ => SHORT_REPLY,
+        };
+        let reply = con.receive(deadline, limits).ok()?;
+        if let Step::Info = step {
+            let Reply::Bulk(Some(info)) = reply else {
+                return None;
+            };
+            return check_server(&String::from_utf8_lossy(&info))
+                .err()
+                .filter(|f| f.message.contains("Sentinel"));
+        }
+    }
+    None
 }
 
 /// An error reply saying the function library is not there (Redis 7 and Valkey say
@@ -441,6 +570,14 @@ impl Backend {
                     " (the server ended the TLS connection after the handshake: does it \
                      require a client certificate? see redis_client_cert=)",
                 );
+            } else if !target.tls && broke {
+                // Indistinguishable from a proxy whose server is down, so still an outage;
+                // but two misconfigurations look exactly like this.
+                f.message.push_str(
+                    " (the server ended the connection without a reply: a TLS port, which \
+                     needs rediss://? a proxy such as twemproxy, which closes the \
+                     connection at commands it does not support?)",
+                );
             }
             f
         };
@@ -474,9 +611,11 @@ impl Backend {
             ));
         }
         // The open must prove the server answers (state_fallback=local acts on a failed
-        // open only), and that it will keep what we write: one INFO does both (and
-        // shows a server that wants a password, NOAUTH).
-        steps.push((Step::Info, vec![b"INFO", b"memory"]));
+        // open only), that it is the kind of server that takes our writes (not a
+        // sentinel, a cluster node or a replica) and that it will keep them: one INFO
+        // (its default sections: server, replication, memory, cluster) does all three
+        // (and shows a server that wants a password, NOAUTH).
+        steps.push((Step::Info, vec![b"INFO"]));
         for (i, key) in config.prefetch.iter().enumerate() {
             steps.push((Step::Read(i), vec![b"HMGET", key.as_slice(), b"v", b"r"]));
         }
@@ -495,11 +634,16 @@ impl Backend {
             match step {
                 Step::Auth => match con.receive(deadline, SHORT_REPLY) {
                     Ok(Reply::Status(_)) => {}
+                    // Protected mode refuses the connection before any command is read:
+                    // its reply is not about the password.
+                    Ok(Reply::Error(e)) if e.starts_with("DENIED") => {
+                        return Err(Failure::server("AUTH", &e));
+                    }
                     Ok(Reply::Error(e)) => {
                         let shown: String = e.chars().take(200).collect();
-                        return Err(Failure::refused(format!(
-                            "Password authentication failed: {shown}"
-                        )));
+                        let failed =
+                            Failure::refused(format!("Password authentication failed: {shown}"));
+                        return Err(sentinel_behind(&mut con, &steps, deadline).unwrap_or(failed));
                     }
                     Ok(_) => return Err(Failure::corrupt("unexpected AUTH reply")),
                     Err(e) => return Err(hint(Failure::wire("AUTH", e, connect))),
@@ -546,7 +690,7 @@ impl Backend {
                         Ok(_) => return Err(Failure::corrupt("unexpected INFO reply")),
                         Err(e) => return Err(hint(Failure::wire("INFO", e, command))),
                     };
-                    check_eviction(&String::from_utf8_lossy(&info))?;
+                    check_server(&String::from_utf8_lossy(&info))?;
                 }
                 Step::Read(i) => {
                     let by = info_deadline.unwrap_or_else(|| Instant::now() + command);
@@ -842,6 +986,67 @@ mod tests {
         let _ = server.join();
         let _ = std::fs::remove_file(&path);
     }
+
+    #[test]
+    fn only_a_primary_that_is_no_sentinel_or_cluster_node_is_accepted() {
+        let memory = "maxmemory:0\r\nmaxmemory_policy:noeviction\r\n";
+        let info = |head: &str| format!("# Server\r\n{head}\r\n{memory}");
+        assert!(check_server(&info("redis_mode:standalone\r\nrole:master")).is_ok());
+        for (head, says) in [
+            ("redis_mode:sentinel", "Sentinel"),
+            ("server_mode:sentinel", "Sentinel"),
+            ("redis_mode:cluster", "Cluster"),
+            ("redis_mode:standalone\r\ncluster_enabled:1", "Cluster"),
+            (
+                "role:slave\r\nmaster_host:10.0.0.5\r\nmaster_port:6379",
+                "a replica of 10.0.0.5:6379",
+            ),
+            ("role:replica", "a replica,"),
+        ] {
+            let e = check_server(&info(head)).expect_err(head);
+            assert_eq!(e.status, Status::Refused, "{head}");
+            assert!(e.message.contains(says), "{head}: {}", e.message);
+        }
+    }
+
+    /// Redis in protected mode answers a client from another host with one error line
+    /// longer than any other reply line (and closes): cut, it is read for what it says,
+    /// a refusal, whichever command it answers first.
+    #[test]
+    fn a_server_in_protected_mode_is_refused_with_its_own_words() {
+        let denied: &'static [u8] = const_concat(&[
+            b"-DENIED Redis is running in protected mode because protected mode is enabled \
+              and no password is set for the default user. ",
+            "In this mode connections are only accepted from the loopback interface. "
+                .repeat(16)
+                .as_bytes(),
+            b"\r\n",
+        ]);
+        assert!(denied.len() > MAX_LINE_FOR_TEST, "longer than a reply line");
+        for password in [None, Some("pw")] {
+            let (path, server) = scripted(vec![denied]);
+            let mut c = config(&path, &[b"p:store"]);
+            c.password = password.map(|p| Zeroizing::new(p.to_owned()));
+            let e = Backend::connect(c).err().expect("refused");
+            assert_eq!(e.status, Status::Refused, "{}", e.message);
+            assert!(
+                e.message
+                    .contains("DENIED Redis is running in protected mode"),
+                "{}",
+                e.message
+            );
+            assert!(
+                !e.message.contains("Password authentication"),
+                "{}",
+                e.message
+            );
+            let _ = server.join();
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    /// The reply line bound of `resp` (1 KiB).
+    const MAX_LINE_FOR_TEST: usize = 1024;
 
     /// The bytes of `parts`, leaked: test replies built from shared pieces.
     fn const_concat(parts: &[&[u8]]) -> &'static [u8] {

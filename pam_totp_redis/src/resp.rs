@@ -40,12 +40,19 @@ pub enum WireError {
     Tls(String),
     /// The peer broke the protocol or a bound (size, nesting, line length).
     Protocol(String),
+    /// The very first bytes the peer sent are no Redis reply at all: another kind of
+    /// server (SSH, HTTP, TLS) listens there. The text says what they look like.
+    Foreign(String),
 }
 
 impl std::fmt::Display for WireError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Timeout(m) | Self::Io(m) | Self::Tls(m) | Self::Protocol(m) => f.write_str(m),
+            Self::Timeout(m)
+            | Self::Io(m)
+            | Self::Tls(m)
+            | Self::Protocol(m)
+            | Self::Foreign(m) => f.write_str(m),
         }
     }
 }
@@ -144,6 +151,9 @@ pub struct Conn {
     broken: bool,
     /// Replies of commands sent and not read yet.
     pending: usize,
+    /// A whole reply has been read on this connection: from then on, bytes that are no
+    /// reply are a broken server, not another kind of server.
+    answered: bool,
 }
 
 const BUF: usize = 4096;
@@ -266,6 +276,7 @@ impl Conn {
             end: 0,
             broken: false,
             pending: 0,
+            answered: false,
         })
     }
 
@@ -325,6 +336,7 @@ impl Conn {
             .reply(&mut budget, 0)
             .inspect_err(|_| self.broken = true)?;
         self.pending -= 1;
+        self.answered = true;
         if self.pending == 0 && self.start != self.end {
             // More replies than commands: not a server we understand.
             self.broken = true;
@@ -419,8 +431,11 @@ impl Conn {
         Ok(c)
     }
 
-    /// One CRLF-terminated line (without the CRLF), at most [`MAX_LINE`] bytes.
-    fn line(&mut self, b: &mut Budget) -> Result<Vec<u8>, WireError> {
+    /// One CRLF-terminated line (without the CRLF), at most [`MAX_LINE`] bytes; with
+    /// `cut`, a longer line is cut there and the rest skipped (still within the reply's
+    /// budget): an error text is read for what it begins with (Redis's protected-mode
+    /// refusal is longer than a line).
+    fn line(&mut self, b: &mut Budget, cut: bool) -> Result<Vec<u8>, WireError> {
         let mut out = Vec::new();
         loop {
             match self.byte(b)? {
@@ -432,13 +447,39 @@ impl Conn {
                     };
                 }
                 c if out.len() < MAX_LINE => out.push(c),
+                _ if cut => {}
                 _ => return Err(WireError::Protocol("reply line too long".to_owned())),
             }
         }
     }
 
+    /// What a peer whose first bytes are no reply sent (`first` and what the buffer
+    /// holds behind it), for the log: printable ASCII as it is, the rest escaped, and a
+    /// guess at the kind of server.
+    fn foreign(&self, first: u8) -> WireError {
+        let mut seen = vec![first];
+        seen.extend(self.buf[self.start..self.end].iter().take(31));
+        let shown: String = seen
+            .iter()
+            .map(|&c| match c {
+                b' '..=b'~' if c != b'"' && c != b'\\' => char::from(c).to_string(),
+                _ => format!("\\x{c:02x}"),
+            })
+            .collect();
+        let kind = if seen.starts_with(b"SSH-") {
+            " (an SSH server)"
+        } else if seen.starts_with(b"HTTP/") || first == b'<' {
+            " (an HTTP server)"
+        } else if matches!(seen.as_slice(), [0x15 | 0x16, 0x03, ..]) {
+            " (TLS: rediss:// for a TLS port)"
+        } else {
+            ""
+        };
+        WireError::Foreign(format!("not a Redis server: it sent \"{shown}\"{kind}"))
+    }
+
     fn number(&mut self, b: &mut Budget) -> Result<i64, WireError> {
-        let line = self.line(b)?;
+        let line = self.line(b, false)?;
         std::str::from_utf8(&line)
             .ok()
             .filter(|s| s.len() <= 20)
@@ -449,8 +490,8 @@ impl Conn {
     fn reply(&mut self, b: &mut Budget, depth: usize) -> Result<Reply, WireError> {
         let text = |l: Vec<u8>| String::from_utf8_lossy(&l).into_owned();
         match self.byte(b)? {
-            b'+' => Ok(Reply::Status(text(self.line(b)?))),
-            b'-' => Ok(Reply::Error(text(self.line(b)?))),
+            b'+' => Ok(Reply::Status(text(self.line(b, false)?))),
+            b'-' => Ok(Reply::Error(text(self.line(b, true)?))),
             b':' => Ok(Reply::Int(self.number(b)?)),
             b'$' => {
                 let n = self.number(b)?;
@@ -504,6 +545,7 @@ impl Conn {
                 }
                 Ok(Reply::Array(Some(v)))
             }
+            c if !self.answered && depth == 0 => Err(self.foreign(c)),
             c => Err(WireError::Protocol(format!(
                 "unexpected reply type byte 0x{c:02x}"
             ))),
@@ -544,6 +586,7 @@ mod tests {
             end: 0,
             broken: false,
             pending: 0,
+            answered: false,
         };
         (conn, b)
     }
@@ -598,11 +641,21 @@ mod tests {
             Err(WireError::Protocol(m)) => assert!(m.contains("too large"), "{m}"),
             other => panic!("{other:?}"),
         }
-        for bytes in [&b"?\r\n"[..], b"$2\r\nabc\r\n", b":x\r\n", b"$-5\r\n"] {
+        for bytes in [&b"$2\r\nabc\r\n"[..], b":x\r\n", b"$-5\r\n"] {
             assert!(
                 matches!(parse(bytes), Err(WireError::Protocol(_))),
                 "{bytes:?}"
             );
+        }
+        // A first byte that starts no reply: another kind of server, shown as it spoke.
+        match parse(b"SSH-2.0-OpenSSH_9.2p1\r\n") {
+            Err(WireError::Foreign(m)) => {
+                assert!(
+                    m.contains("\"SSH-2.0-OpenSSH_9.2p1\\x0d\\x0a\" (an SSH server)"),
+                    "{m}"
+                );
+            }
+            other => panic!("{other:?}"),
         }
     }
 

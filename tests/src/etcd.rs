@@ -32,6 +32,8 @@ pub struct EtcdConfig<'a> {
 struct Member {
     child: Option<Child>,
     client_port: u16,
+    /// Where it serves its peers (plain HTTP).
+    peer_port: u16,
     /// The command line it was started with (a restore starts it again on other data).
     args: Vec<String>,
 }
@@ -121,6 +123,7 @@ impl EtcdCluster {
             members.push(Member {
                 child: Some(child),
                 client_port: *client,
+                peer_port: *peer,
                 args,
             });
         }
@@ -234,6 +237,64 @@ impl EtcdCluster {
         let scheme = if self.tls { "etcds" } else { "etcd" };
         let list = self.endpoints_of(0..self.members.len());
         format!("{scheme}://{}", list.join(","))
+    }
+
+    /// `127.0.0.1:PORT` where member `i` serves its peers: a plain HTTP server (not the
+    /// client port, which closes a connection that is neither HTTP/1 nor gRPC).
+    pub fn peer_address(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].peer_port)
+    }
+
+    /// Adds a learner (`etcdctl member add --learner`, plain HTTP, no authentication
+    /// set-up) and starts it; returns `127.0.0.1:PORT` of its client URL once it answers
+    /// there. It is a member from then on: [`EtcdCluster::url`] names it too.
+    pub fn add_learner(&mut self) -> String {
+        let i = self.members.len();
+        let (client, peer) = (free_port(), free_port());
+        let name = format!("m{i}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let added = self.ctl(&[
+            "member",
+            "add",
+            &name,
+            "--learner",
+            "--peer-urls",
+            &peer_url,
+        ]);
+        // etcdctl prints the initial cluster the new member must be started with.
+        let initial = added
+            .lines()
+            .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+            .and_then(|l| l.strip_suffix('"'))
+            .expect("member add names the initial cluster")
+            .to_owned();
+        let data = self.dir.path().join(&name);
+        let log = fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log");
+        let args: Vec<String> = vec![
+            format!("--name={name}"),
+            format!("--data-dir={}", data.display()),
+            format!("--listen-client-urls=http://127.0.0.1:{client}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster={initial}"),
+            "--initial-cluster-state=existing".into(),
+            "--logger=zap".into(),
+            "--log-outputs=stderr".into(),
+        ];
+        let child = spawn_member(&args, log);
+        self.members.push(Member {
+            child: Some(child),
+            client_port: client,
+            peer_port: peer,
+            args,
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
+            assert!(Instant::now() < deadline, "the learner did not start");
+            sleep(Duration::from_millis(50));
+        }
+        format!("127.0.0.1:{client}")
     }
 
     /// Runs `etcdctl` against the members still running (as root once auth is on).

@@ -247,6 +247,9 @@ pub struct ServerConfig<'a> {
     /// Persist every write (`appendonly yes`, `appendfsync always`): a
     /// [`RedisServer::restart`] keeps the data set. Without it a restart loses it.
     pub persistent: bool,
+    /// More `redis-server` arguments, after the rest (`--databases 4`, `--cluster-enabled
+    /// yes`): a server configured differently than the fleet expects.
+    pub extra: &'a [&'a str],
 }
 
 /// A `redis-server` owned by the test: random loopback port, its own directory and
@@ -342,6 +345,7 @@ impl RedisServer {
             let rules = config.acl_rules.unwrap_or("~* +@all");
             args.extend(rules.split_whitespace().map(str::to_owned));
         }
+        args.extend(config.extra.iter().map(|a| (*a).to_owned()));
         let child = spawn_redis(&args);
         let mut server = RedisServer {
             child: Some(child),

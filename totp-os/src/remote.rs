@@ -571,6 +571,29 @@ impl RemoteStore {
         self.compare_and_set_bytes(key, expected, &state.encode(), ttl, durable)
     }
 
+    /// Whether this connection may run the compare-and-set a login runs, without
+    /// writing anything: one on a key no record uses, against a version no record has.
+    /// A server that lets the write through answers "conflict" (Redis: `FCALL`, or
+    /// `EVAL` where the function library is missing, whose keys need read and write
+    /// access under the ACL; etcd: a transaction with a put, which needs a role that may
+    /// write the prefix); one that would refuse a login's write refuses this one. For
+    /// `totp-state ping`, which otherwise only reads. What the script itself runs
+    /// (`HSET`, `EXPIRE`) is checked by Redis only when it runs, so a host ACL missing
+    /// those is not seen here.
+    pub fn probe_write(&mut self) -> Result<(), StoreError> {
+        let key = format!("{}uid:probe", self.settings.prefix).into_bytes();
+        // i64::MAX: a version no record reaches, in the range both backends accept.
+        let never = i64::MAX.unsigned_abs();
+        match self.compare_and_set_bytes(&key, never, b"probe", 0, false) {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(StoreError::Corrupt(format!(
+                "{}: a write against version {never} of a key no record uses went through",
+                self.settings.backend
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
     fn compare_and_set_bytes(
         &mut self,
         key: &[u8],

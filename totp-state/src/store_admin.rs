@@ -9,7 +9,7 @@ use totp_core::options::ModuleOptions;
 use totp_core::policy::CLOCK_SLACK_SECS;
 use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError};
 use totp_core::utc::format_utc;
-use totp_os::remote::{open_configured_admin, open_shared};
+use totp_os::remote::{RemoteStore, open_configured_admin, open_shared};
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir};
 
 use crate::{Fatal, Stop, emit};
@@ -23,24 +23,8 @@ const UNREACHABLE: u8 = 2;
 /// opened (for a shared store: not reached). `install`: install a Redis store's
 /// function library while connecting (etcd has none).
 fn open(opts: &ModuleOptions, install: bool) -> Result<(Box<dyn StateStore>, String), StoreError> {
-    match opts.fleet.shared() {
-        Some(shared) => {
-            let hard_cap = opts.max_failures.is_some();
-            let (url, prefix, store) = match &shared {
-                SharedStore::Redis(r) => (
-                    r.endpoint.url(),
-                    &r.conn.prefix,
-                    open_configured_admin(r, hard_cap, install)?,
-                ),
-                SharedStore::Etcd(e) => (
-                    e.endpoints.url(),
-                    &e.conn.prefix,
-                    open_shared(&shared, hard_cap, None)?,
-                ),
-            };
-            let shown = format!("shared store {url} (prefix {prefix})");
-            Ok((Box::new(store), shown))
-        }
+    match open_remote(opts, install)? {
+        Some((store, shown)) => Ok((Box::new(store), shown)),
         None => {
             let dir = opts
                 .state_dir
@@ -52,6 +36,34 @@ fn open(opts: &ModuleOptions, install: bool) -> Result<(Box<dyn StateStore>, Str
     }
 }
 
+/// The shared store the options name (`None` for the local one) and its name in
+/// messages.
+fn open_remote(
+    opts: &ModuleOptions,
+    install: bool,
+) -> Result<Option<(RemoteStore, String)>, StoreError> {
+    let Some(shared) = opts.fleet.shared() else {
+        return Ok(None);
+    };
+    let hard_cap = opts.max_failures.is_some();
+    let (url, prefix, store) = match &shared {
+        SharedStore::Redis(r) => (
+            r.endpoint.url(),
+            &r.conn.prefix,
+            open_configured_admin(r, hard_cap, install)?,
+        ),
+        SharedStore::Etcd(e) => (
+            e.endpoints.url(),
+            &e.conn.prefix,
+            open_shared(&shared, hard_cap, None)?,
+        ),
+    };
+    Ok(Some((
+        store,
+        format!("shared store {url} (prefix {prefix})"),
+    )))
+}
+
 fn status_of(e: &StoreError) -> u8 {
     match e {
         StoreError::Unavailable(_) => UNREACHABLE,
@@ -60,8 +72,24 @@ fn status_of(e: &StoreError) -> u8 {
 }
 
 pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
-    let (mut store, shown) =
-        open(opts, false).map_err(|e| Stop::Status(status_of(&e), e.to_string()))?;
+    let stop = |e: StoreError| Stop::Status(status_of(&e), e.to_string());
+    let (mut store, shown): (Box<dyn StateStore>, String) = match open_remote(opts, false) {
+        Ok(Some((mut remote, shown))) => {
+            // Reading proves less than a login needs: a host ACL without the
+            // compare-and-set (or a server without its function library, for an ACL
+            // without EVAL), or a key pattern or role that only reads, fails every login
+            // at its write.
+            remote.probe_write().map_err(|e| {
+                Stop::Status(
+                    status_of(&e),
+                    format!("{shown}: the compare-and-set every login runs: {e}"),
+                )
+            })?;
+            (Box::new(remote), shown)
+        }
+        Ok(None) => open(opts, false).map_err(stop)?,
+        Err(e) => return Err(stop(e)),
+    };
     match store.context(Missing::Leave) {
         Ok(Some(c)) if c.complete_since == 0 => {
             emit(&format!("ok: {shown}\n"))?;
@@ -89,7 +117,8 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
             format!(
                 "{shown} has no store record: it was never used, or its data set was lost \
                  (a new store: `totp-state init`; after a loss: `totp-state init --after-loss`, \
-                 which also reinstalls a lost function library)"
+                 which also reinstalls a lost function library), or these options name \
+                 another server, prefix or database than the fleet's hosts use"
             ),
         )),
         Err(e) => Err(Stop::Status(status_of(&e), format!("{shown}: {e}"))),

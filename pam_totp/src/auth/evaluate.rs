@@ -25,15 +25,24 @@ impl Ctx {
         })?;
         // Opened now that the answer is in (state_fallback=local acts here, when the
         // shared store cannot be opened), before the secret file is locked.
+        // Whether this login opened the shared store (not the local fallback) itself.
+        let mut shared_opened = false;
+        let mut fell_back = false;
         let store = match run.store {
             Some(ref mut s) => s,
             None => match store::open(
                 &self.opts,
                 sys,
                 Some((run.uid, run.target.name.as_str())),
-                &mut |m| io.log(Level::Warning, m),
+                &mut |m| {
+                    fell_back = true;
+                    io.log(Level::Warning, m);
+                },
             ) {
-                Ok(s) => run.store.insert(s),
+                Ok(s) => {
+                    shared_opened = self.opts.state.is_shared() && !fell_back;
+                    run.store.insert(s)
+                }
                 Err(why) => {
                     io.log(
                         Level::Err,
@@ -65,6 +74,21 @@ impl Ctx {
             }
         };
         let context = match store.context(missing) {
+            // A store record as new as this login: this login (or another host's in the
+            // same second) created it. Right once for a new store or after a data loss;
+            // on a fleet in use, the sign of a host whose store URL, prefix or database
+            // is not the other hosts', which would otherwise keep a store of its own.
+            Ok(Some(c)) if shared_opened && c.complete_since == now_secs => {
+                io.log(
+                    Level::Warning,
+                    "the shared state store had no store record, so it was created now: \
+                     every code up to now counts as used (expected for a new store without \
+                     `totp-state init`, or after a data loss; otherwise check that this \
+                     host's state=, redis_prefix= or etcd_prefix= and database are the \
+                     other hosts')",
+                );
+                c
+            }
             Ok(Some(c)) => c,
             Ok(None) if missing == Missing::Leave => {
                 io.log(
