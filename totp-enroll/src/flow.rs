@@ -427,9 +427,14 @@ fn confirm(console: &mut Console, e: &Enrollment) -> Result<(), Error> {
             console.say("Code confirmation skipped\n")?;
             return Ok(());
         }
-        if code_matches(e, answer, now_unix()?) {
+        let now = now_unix()?;
+        if code_matches(e, answer, now) {
             console.say("Code confirmed\n")?;
             return Ok(());
+        }
+        if let Some(ignored) = ignored_settings(e, answer, now) {
+            // Skipping would save a secret this phone can never log in with.
+            return Err(Error::AppIgnoredSettings(ignored));
         }
         console.say("Code incorrect. Try again.\n")?;
     }
@@ -475,6 +480,87 @@ fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
     prepared
         .decide(&UserState::default(), &policy, &attempt)
         .is_ok_and(|d| d.verdict.is_accepted())
+}
+
+/// When `answer` is a code of this secret under the defaults an app falls back to
+/// (SHA1, 6 digits, 30 s) for one or more of the settings the URI names, the settings
+/// the app ignored, as the flags that chose them. Some apps (Google Authenticator
+/// among them, for years) read only the secret. Never true for a default enrolment.
+fn ignored_settings(e: &Enrollment, answer: &str, now: i64) -> Option<IgnoredSettings> {
+    let algorithms = [e.algorithm, Algorithm::Sha1];
+    let digits = [e.digits, Digits::SIX];
+    let steps = [e.step, DEFAULT_STEP];
+    let mut found = None;
+    for (ai, alg) in algorithms.iter().enumerate() {
+        for (di, dig) in digits.iter().enumerate() {
+            for (si, step) in steps.iter().enumerate() {
+                let ignored = IgnoredSettings {
+                    algorithm: (ai == 1 && *alg != e.algorithm).then_some(e.algorithm),
+                    digits: (di == 1 && *dig != e.digits).then_some(e.digits),
+                    step: (si == 1 && *step != e.step).then_some(e.step),
+                };
+                if ignored.is_empty() || found.is_some() {
+                    continue;
+                }
+                let step = u64::from(*step);
+                let step_secs = i64::try_from(step).unwrap_or(i64::MAX);
+                let hit = [
+                    now.saturating_sub(step_secs),
+                    now,
+                    now.saturating_add(step_secs),
+                ]
+                .into_iter()
+                .filter_map(|t| otp::totp(&e.secret, t, step, *alg, *dig))
+                .any(|c| otp::format_code(c, *dig) == answer);
+                if hit {
+                    found = Some(ignored);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The settings of the URI an app did not apply, each with the value it should have.
+#[derive(Debug, PartialEq, Eq)]
+pub struct IgnoredSettings {
+    pub algorithm: Option<Algorithm>,
+    pub digits: Option<Digits>,
+    pub step: Option<u32>,
+}
+
+impl IgnoredSettings {
+    fn is_empty(&self) -> bool {
+        self.algorithm.is_none() && self.digits.is_none() && self.step.is_none()
+    }
+}
+
+impl std::fmt::Display for IgnoredSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        let mut flags = Vec::new();
+        if let Some(a) = self.algorithm {
+            parts.push(format!("algorithm={} (it used SHA1)", a.name()));
+            flags.push("--algorithm");
+        }
+        if let Some(d) = self.digits {
+            parts.push(format!("digits={d} (it used 6)"));
+            flags.push("--digits");
+        }
+        if let Some(s) = self.step {
+            parts.push(format!("period={s} (it used {DEFAULT_STEP})"));
+            flags.push("-S/--step-size");
+        }
+        write!(
+            f,
+            "the code you entered is the one an app shows when it ignores {} of the \
+             QR code, so this phone would never log in; nothing was written. Delete this \
+             account from the app, then run totp-enroll again without {} or with an app \
+             that honours these settings",
+            parts.join(", "),
+            flags.join(", ")
+        )
+    }
 }
 
 /// `saved` is `None` when the user declined to save.
@@ -628,6 +714,19 @@ mod tests {
         assert!(!code_matches(&e, "9428708", 59));
         assert!(!code_matches(&e, " 94287082", 59));
         assert!(!code_matches(&e, "+4287082", 59));
+    }
+
+    #[test]
+    fn a_default_enrolment_never_blames_the_app() {
+        // Every variant of the defaults is the enrolment itself: nothing to ignore.
+        let e = enrollment(30, Digits::SIX);
+        for t in [0, 29, 30, 59, 89] {
+            let code = otp::format_code(
+                otp::totp(&e.secret, t, 30, Algorithm::Sha1, Digits::SIX).expect("code"),
+                Digits::SIX,
+            );
+            assert_eq!(ignored_settings(&e, &code, 59), None);
+        }
     }
 
     #[test]

@@ -586,6 +586,98 @@ fn correct_confirmation_code_is_accepted() {
     assert!(dir.path().join("s").exists());
 }
 
+/// An app that reads only the secret from the URI (or some of its settings) shows
+/// codes of SHA1, 6 digits or 30 s; the confirmation must say so and write nothing,
+/// rather than let the user skip and keep a phone that never logs in. The old
+/// enrolment (here under -f) stays as it was.
+#[test]
+fn a_confirmation_code_from_an_app_that_ignored_the_uri_settings_is_named_and_nothing_is_written() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    if !have_tool("oathtool") {
+        return;
+    }
+    /// Flags; the app's algorithm, digits and period; what the message names and not.
+    type Case<'a> = (
+        &'a [&'a str],
+        (&'a str, u32, u64),
+        &'a [&'a str],
+        &'a [&'a str],
+    );
+    let cases: [Case; 2] = [
+        (
+            &["--algorithm", "sha256", "--digits", "8", "-S", "60"],
+            ("SHA1", 6, 30),
+            &["algorithm=SHA256", "digits=8", "period=60"],
+            &[],
+        ),
+        (
+            &["--digits", "8", "-S", "60"],
+            ("SHA1", 8, 30),
+            &["period=60"],
+            &["digits=8", "algorithm="],
+        ),
+    ];
+    for (flags, (alg, digits, period), named, not_named) in cases {
+        let dir = tempdir();
+        let old = "OLDSECRETOLDSECRET\n\" TOTP_AUTH\n";
+        std::fs::write(dir.path().join("s"), old).expect("old enrolment");
+        let mut child = Command::new(BIN)
+            .args(["-t", "-D", "-W", "-u", "-f", "-Q", "NONE", "-s", "s"])
+            .args(flags)
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains("Enter code from app") {
+            let n = stdout.read(&mut buf).expect("read");
+            assert!(n > 0, "exited early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let shown = String::from_utf8_lossy(&seen).into_owned();
+        let secret = shown
+            .lines()
+            .find_map(|l| l.strip_prefix("Your new secret key is: "))
+            .expect("secret shown")
+            .to_owned();
+        let code = oathtool_code(
+            &secret,
+            alg,
+            digits,
+            OathKind::Totp {
+                period,
+                time: unix_now() as u64,
+            },
+        );
+        let mut stdin = child.stdin.take().expect("stdin");
+        // Were the code not recognised, "-1" would skip and "y" save.
+        stdin
+            .write_all(format!("{code}\n-1\ny\n").as_bytes())
+            .expect("answer");
+        drop(stdin);
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {stderr}");
+        for n in named {
+            assert!(stderr.contains(n), "{flags:?}: {n} not named: {stderr}");
+        }
+        for n in not_named {
+            assert!(!stderr.contains(n), "{flags:?}: {n} named: {stderr}");
+        }
+        assert!(stderr.contains("nothing was written"), "{stderr}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("s")).expect("old file"),
+            old,
+            "the old enrolment was replaced"
+        );
+    }
+}
+
 fn secret_from_output(out: &str) -> totp_core::secret::Secret {
     let line = out
         .lines()
