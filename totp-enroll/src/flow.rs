@@ -24,7 +24,7 @@ use crate::caps::{self, Caps};
 use crate::console::Console;
 use crate::error::Error;
 use crate::output::{self, EnrollJson, RateLimitJson, RegenerateJson};
-use crate::qr::{Matrix, QrMode};
+use crate::qr::{self, Choice, Matrix, QrMode};
 use crate::random;
 use crate::target::{self, Target};
 use crate::write;
@@ -169,16 +169,17 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     check_window(req, totp, &caps)?;
     let e = new_enrollment(req, target, totp)?;
 
-    let qr_mode = req.qr_mode.unwrap_or(QrMode::Utf8);
     // -Q is an explicit request to show, as are --json and --uri for their own
     // output; otherwise only a terminal gets the secret (rule R29).
     let show = !req.quiet && (req.qr_mode.is_some() || (!req.json && console.human_is_tty()));
-    let matrix =
-        if (show && qr_mode != QrMode::None) || req.qr_png.is_some() || req.qr_svg.is_some() {
-            Some(Matrix::new(&e.uri).map_err(|err| Error::failed(err.to_string()))?)
-        } else {
-            None
-        };
+    let matrix = if (show && req.qr_mode != Some(QrMode::None))
+        || req.qr_png.is_some()
+        || req.qr_svg.is_some()
+    {
+        Some(Matrix::new(&e.uri).map_err(|err| Error::failed(err.to_string()))?)
+    } else {
+        None
+    };
     let png = match (&req.qr_png, &matrix) {
         (Some(_), Some(m)) => Some(m.png().map_err(|err| Error::failed(err.to_string()))?),
         _ => None,
@@ -189,7 +190,7 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     };
 
     if show {
-        display(req, console, &e, matrix.as_ref(), qr_mode)?;
+        display(req, console, &e, matrix.as_ref())?;
     } else if req.print_file {
         if !req.quiet && !req.json {
             eprint!("{}", output::PRINTED_NOT_SHOWN);
@@ -369,12 +370,18 @@ fn display(
     console: &mut Console,
     e: &Enrollment,
     matrix: Option<&Matrix>,
-    qr_mode: QrMode,
 ) -> Result<(), Error> {
-    if let Some(m) = matrix
-        && qr_mode != QrMode::None
-    {
-        console.say(&m.render_text(qr_mode))?;
+    if let Some(m) = matrix {
+        match qr::choose(req.qr_mode, console.terminal(), m.size()) {
+            Choice::Draw(mode) => console.say(&m.render_text(mode))?,
+            // A code that wraps or turns into wrong glyphs does not scan, and a
+            // scanner's failure says nothing about why.
+            Choice::Skip(why) => console.say(&format!(
+                "No QR code: {why}.\nType the secret key below into the app, or widen the \
+                 window and run totp-enroll again (--qr-png FILE writes the QR code to an \
+                 image, -Q MODE draws it anyway).\n"
+            ))?,
+        }
     }
     console.say(&format!(
         "Your new secret key is: {}\n",

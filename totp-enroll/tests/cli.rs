@@ -1087,8 +1087,13 @@ fn a_terminal_gets_the_qr_code_secret_and_scratch_codes() {
     let dir = tempdir();
     let path = dir.path().join("s");
     let cmd = format!("{BIN} -t -D -W -u -C -f -s {}", path.display());
+    // A UTF-8 terminal whatever the runner's locale (qr.rs covers the others).
     let out = std::process::Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE")
+        .env("LANG", "C.UTF-8")
+        .env("TERM", "xterm")
         .stdin(std::process::Stdio::null())
         .output()
         .expect("script runs");
