@@ -154,9 +154,15 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     if !secret_reaches_someone(req, console) {
         return Err(Error::usage(output::UNSEEN_SECRET));
     }
+    // Asked with -f too: the look walks the directories the write will, so a place
+    // the write would refuse is refused before anyone scans a secret for it.
+    let replacing = match target {
+        Some(target) => write::target_exists(target)?,
+        None => false,
+    };
     if let Some(target) = target
+        && replacing
         && !req.force
-        && write::target_exists(target)?
     {
         return Err(Error::Exists(target.path().to_path_buf()));
     }
@@ -260,6 +266,7 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     // written either; if the secret file fails, the QR files go again. Either
     // way a failed run leaves no half-enrollment behind.
     let mut saved = Saved {
+        replaced: replacing,
         window,
         disallow_reuse,
         rate_limit,
@@ -319,6 +326,8 @@ fn print_file(
 
 /// What the file holds and which QR files were written, for the report.
 struct Saved {
+    /// An earlier enrolment was at the path (only with -f).
+    replaced: bool,
     window: Option<u32>,
     disallow_reuse: bool,
     rate_limit: Option<(u32, u32)>,
@@ -589,6 +598,14 @@ fn finish(
     }
     if written && !req.quiet {
         console.say(&format!("Wrote \"{}\".\n", target.path().display()))?;
+        if saved.as_ref().is_some_and(|s| s.replaced) {
+            // Apps keep the old entry, often under the same name: its codes are now
+            // refused, and a user who picks it thinks the new enrolment failed.
+            console.say(
+                "The earlier secret and its scratch codes no longer work: delete the \
+                 earlier entry from the authenticator app.\n",
+            )?;
+        }
     }
     Ok(())
 }
@@ -606,6 +623,7 @@ fn enroll_json<'a>(
         user: target.map(|t| t.user.name.as_str()),
         path: target.map(Target::path),
         written: target.is_some() && saved.is_some(),
+        replaced: saved.is_some_and(|s| s.replaced),
         kind: if e.totp { "totp" } else { "hotp" },
         secret: e.key.secret_base32(),
         uri: &e.uri,

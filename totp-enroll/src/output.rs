@@ -27,6 +27,8 @@ pub struct EnrollJson<'a> {
     pub path: Option<&'a Path>,
     /// False when the user declined to save the file, and with `--print-file`.
     pub written: bool,
+    /// The file written replaced an earlier enrolment (`-f`).
+    pub replaced: bool,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub secret: &'a str,

@@ -724,7 +724,7 @@ fn existing_file_is_refused_without_force_before_anything_is_shown() {
 
     let r = run_in(
         dir.path(),
-        &["-t", "-D", "-W", "-u", "-f", "-q", "-s", "s"],
+        &["-t", "-D", "-W", "-u", "-f", "-C", "-Q", "NONE", "-s", "s"],
         None,
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -732,6 +732,52 @@ fn existing_file_is_refused_without_force_before_anything_is_shown() {
         std::fs::read_to_string(dir.path().join("s")).expect("read"),
         "old\n"
     );
+    // The app keeps the old entry, whose codes are now refused: say so.
+    let dead = "The earlier secret and its scratch codes no longer work";
+    assert!(r.stdout.contains(dead), "{}", r.stdout);
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-f", "--json", "-s", "s"],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(v["replaced"], true, "{v}");
+    let r = run_in(
+        dir.path(),
+        &[
+            "-t", "-D", "-W", "-u", "-f", "-C", "-Q", "NONE", "-s", "new",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains(dead), "{}", r.stdout);
+}
+
+/// `-f` answers "replace the file?", not "write where the write will fail": a place
+/// the write refuses is refused before a secret is shown, as without it (re-enrolling
+/// after a lost phone is where -f is used, and the user would scan a dead secret).
+#[test]
+fn a_forced_enrollment_the_write_would_refuse_shows_no_secret() {
+    let dir = tempdir();
+    let r = run_in(
+        dir.path(),
+        &[
+            "-t",
+            "-D",
+            "-W",
+            "-u",
+            "-C",
+            "-f",
+            "-Q",
+            "NONE",
+            "-s",
+            "missing/s",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    assert_eq!(r.stdout, "", "a secret was shown for a file never written");
 }
 
 #[test]
