@@ -224,7 +224,7 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     let disallow_reuse = if totp {
         match req.disallow_reuse {
             Some(d) => d,
-            None => console.ask_yes_no(output::Q_DISALLOW_REUSE, FLAGS_REUSE)?,
+            None => console.ask_yes_no(&output::q_disallow_reuse(e.step), FLAGS_REUSE)?,
         }
     } else {
         false
@@ -235,7 +235,7 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         None => {
             let wide = WIDE_WINDOW.min(caps.max_window);
             let q = if totp {
-                output::q_window_totp(wide)
+                output::q_window_totp(wide, e.step)
             } else {
                 output::q_window_hotp(wide)
             };
