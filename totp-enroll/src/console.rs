@@ -66,12 +66,15 @@ impl Console {
         } else {
             rustix::termios::tcgetwinsize(io::stdout())
         };
-        // A pty nobody sized reports 0 columns: unknown, not zero.
-        let columns = size.ok().map(|w| w.ws_col).filter(|&c| c > 0);
+        // A pty nobody sized reports 0 columns and rows: unknown, not zero.
+        let size = size.ok();
+        let columns = size.map(|w| w.ws_col).filter(|&c| c > 0);
+        let rows = size.map(|w| w.ws_row).filter(|&r| r > 0);
         Terminal {
             utf8,
             colours,
             columns,
+            rows,
         }
     }
 

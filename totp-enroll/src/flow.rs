@@ -381,8 +381,15 @@ fn display(
     matrix: Option<&Matrix>,
 ) -> Result<(), Error> {
     if let Some(m) = matrix {
-        match qr::choose(req.qr_mode, console.terminal(), m.size()) {
-            Choice::Draw(mode) => console.say(&m.render_text(mode))?,
+        let term = console.terminal();
+        match qr::choose(req.qr_mode, term, m.size()) {
+            Choice::Draw(mode) => {
+                let text = m.render_text(mode);
+                console.say(&text)?;
+                if let Some(note) = qr::height_note(term, &text) {
+                    console.say(&note)?;
+                }
+            }
             // A code that wraps or turns into wrong glyphs does not scan, and a
             // scanner's failure says nothing about why.
             Choice::Skip(why) => console.say(&format!(

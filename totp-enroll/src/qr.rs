@@ -94,6 +94,8 @@ pub struct Terminal {
     pub colours: bool,
     /// Its width in columns, when known.
     pub columns: Option<u16>,
+    /// Its height in rows, when known.
+    pub rows: Option<u16>,
 }
 
 /// Draw the QR code in this mode, or draw none and say why.
@@ -135,6 +137,27 @@ pub fn choose(explicit: Option<QrMode>, term: Terminal, modules: usize) -> Choic
         )),
         None => Choice::Draw(QrMode::Ansi),
     }
+}
+
+/// Lines printed between the code and the first prompt: the secret key and the
+/// prompt's own line.
+const LINES_AFTER_CODE: usize = 2;
+/// The note below, each of its lines short enough for any window the code fits.
+const NOTE_LINES: usize = 2;
+
+/// A note for a drawn code taller than the window: unlike a wrapped line, a
+/// scrolled one comes back when the window grows, but a code cut off at the top
+/// does not scan (the missing quiet zone merges with the background).
+pub fn height_note(term: Terminal, text: &str) -> Option<String> {
+    let need = text.lines().count() + LINES_AFTER_CODE;
+    let rows = usize::from(term.rows?);
+    (rows < need).then(|| {
+        format!(
+            "The QR code needs a window {} rows tall; this one has {rows}.\n\
+             Make it taller (or the font smaller) to see it whole before scanning.\n",
+            need + NOTE_LINES
+        )
+    })
 }
 
 /// The QR module matrix of one URI, quiet zone included.
@@ -317,6 +340,7 @@ mod tests {
             utf8,
             colours,
             columns,
+            rows: None,
         };
         let draw = |m| Choice::Draw(m);
         assert_eq!(
@@ -349,6 +373,22 @@ mod tests {
             choose(asked, term(false, false, Some(10)), 45),
             draw(QrMode::Utf8Inverse)
         );
+    }
+
+    #[test]
+    fn a_code_taller_than_the_window_gets_a_note_naming_the_rows_it_needs() {
+        let term = |rows| Terminal {
+            utf8: true,
+            colours: true,
+            columns: None,
+            rows,
+        };
+        let code = "x\n".repeat(25);
+        assert_eq!(height_note(term(Some(27)), &code), None);
+        assert_eq!(height_note(term(None), &code), None);
+        let note = height_note(term(Some(26)), &code).expect("note");
+        assert!(note.contains("29 rows tall; this one has 26."), "{note}");
+        assert!(note.lines().count() == NOTE_LINES && note.lines().all(|l| l.len() < 80));
     }
 
     #[test]
