@@ -455,7 +455,22 @@ fn confirm(console: &mut Console, e: &Enrollment) -> Result<(), Error> {
             console.say("Code confirmed\n")?;
             return Ok(());
         }
-        if let Some(ignored) = ignored_settings(e, answer, now) {
+        // Apps show "123 456"; the login prompt, like GA's, takes digits only. Saying
+        // "incorrect" to a right code sends the user hunting for a clock problem.
+        let digits = Zeroizing::new(
+            answer
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '-'))
+                .collect::<String>(),
+        );
+        if digits.as_str() != answer && code_matches(e, &digits, now) {
+            console.say(
+                "Code confirmed. At login, type the digits without spaces or dashes: \
+                 the prompt refuses them.\n",
+            )?;
+            return Ok(());
+        }
+        if let Some(ignored) = ignored_settings(e, &digits, now) {
             // Skipping would save a secret this phone can never log in with.
             return Err(Error::AppIgnoredSettings(ignored));
         }

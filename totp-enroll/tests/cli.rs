@@ -592,8 +592,6 @@ fn correct_confirmation_code_is_accepted() {
 /// enrolment (here under -f) stays as it was.
 #[test]
 fn a_confirmation_code_from_an_app_that_ignored_the_uri_settings_is_named_and_nothing_is_written() {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
     if !have_tool("oathtool") {
         return;
     }
@@ -622,45 +620,10 @@ fn a_confirmation_code_from_an_app_that_ignored_the_uri_settings_is_named_and_no
         let dir = tempdir();
         let old = "OLDSECRETOLDSECRET\n\" TOTP_AUTH\n";
         std::fs::write(dir.path().join("s"), old).expect("old enrolment");
-        let mut child = Command::new(BIN)
-            .args(["-t", "-D", "-W", "-u", "-f", "-Q", "NONE", "-s", "s"])
-            .args(flags)
-            .current_dir(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut stdout = child.stdout.take().expect("stdout");
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 256];
-        while !String::from_utf8_lossy(&seen).contains("Enter code from app") {
-            let n = stdout.read(&mut buf).expect("read");
-            assert!(n > 0, "exited early: {}", String::from_utf8_lossy(&seen));
-            seen.extend_from_slice(&buf[..n]);
-        }
-        let shown = String::from_utf8_lossy(&seen).into_owned();
-        let secret = shown
-            .lines()
-            .find_map(|l| l.strip_prefix("Your new secret key is: "))
-            .expect("secret shown")
-            .to_owned();
-        let code = oathtool_code(
-            &secret,
-            alg,
-            digits,
-            OathKind::Totp {
-                period,
-                time: unix_now() as u64,
-            },
-        );
-        let mut stdin = child.stdin.take().expect("stdin");
-        // Were the code not recognised, "-1" would skip and "y" save.
-        stdin
-            .write_all(format!("{code}\n-1\ny\n").as_bytes())
-            .expect("answer");
-        drop(stdin);
-        let out = child.wait_with_output().expect("wait");
+        let out = answer_confirmation(dir.path(), flags, |secret| {
+            let time = unix_now() as u64;
+            oathtool_code(secret, alg, digits, OathKind::Totp { period, time })
+        });
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{flags:?}: {stderr}");
         for n in named {
@@ -676,6 +639,71 @@ fn a_confirmation_code_from_an_app_that_ignored_the_uri_settings_is_named_and_no
             "the old enrolment was replaced"
         );
     }
+}
+
+/// Runs an enrollment with `args` on pipes up to the confirmation prompt, answers it
+/// with `answer(secret in base32)` then "-1" (skip, should the answer be refused) and
+/// "y" (save), and returns what it did.
+fn answer_confirmation(
+    dir: &Path,
+    args: &[&str],
+    answer: impl FnOnce(&str) -> String,
+) -> std::process::Output {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(BIN)
+        .args(["-t", "-D", "-W", "-u", "-f", "-Q", "NONE", "-s", "s"])
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("Enter code from app") {
+        let n = stdout.read(&mut buf).expect("read");
+        assert!(n > 0, "exited early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let shown = String::from_utf8_lossy(&seen).into_owned();
+    let secret = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("Your new secret key is: "))
+        .expect("secret shown")
+        .to_owned();
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{}\n-1\ny\n", answer(&secret)).as_bytes())
+        .expect("answer");
+    drop(stdin);
+    stdout.read_to_end(&mut seen).expect("rest");
+    let mut out = child.wait_with_output().expect("wait");
+    out.stdout = seen;
+    out
+}
+
+/// Apps show "123 456"; a user who types that at the confirmation was told
+/// "Code incorrect" for the right code. It is confirmed, with the login's rule.
+#[test]
+fn a_right_code_typed_as_the_app_groups_it_is_confirmed_with_the_login_rule() {
+    if !have_tool("oathtool") {
+        return;
+    }
+    let dir = tempdir();
+    let out = answer_confirmation(dir.path(), &[], |secret| {
+        let time = unix_now() as u64;
+        let code = oathtool_code(secret, "SHA1", 6, OathKind::Totp { period: 30, time });
+        format!("{} {}", &code[..3], &code[3..])
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("Code confirmed"), "{stdout}");
+    assert!(stdout.contains("without spaces"), "{stdout}");
+    assert!(!stdout.contains("Code incorrect"), "{stdout}");
+    assert!(dir.path().join("s").exists());
 }
 
 fn secret_from_output(out: &str) -> totp_core::secret::Secret {
