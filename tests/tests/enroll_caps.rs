@@ -116,3 +116,46 @@ fn the_wider_window_question_names_the_window_it_writes() {
     assert_eq!(login(&capped, &user, &code_off(&secret, 3)), "PAM_AUTH_ERR");
     assert_eq!(login(&capped, &user, &code_off(&secret, 2)), "PAM_SUCCESS");
 }
+
+/// With `-S 60` the questions spoke of 30 s steps ("covers 30s", "about 4 minutes"):
+/// a user sizing the window for a phone minutes off chose on wrong numbers. They now
+/// name the file's step, and the module reaches exactly as far as the question said.
+#[test]
+fn the_questions_name_the_time_step_the_file_gets() {
+    let test = "the_questions_name_the_time_step_the_file_gets";
+    if !require_root(test) || !require_tool(test, "oathtool") {
+        return;
+    }
+    let user = TestUser::create("ws");
+    let mut child = Command::new(&built().enroll)
+        .args(["--user", &user.name, "-t", "-C", "-f", "-S", "60", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run totp-enroll");
+    {
+        use std::io::Write;
+        // Disallow reuse: yes; a wider window: yes; rate limiting: no.
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"y\ny\nn\n").expect("answers");
+    }
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for said in [
+        "one login per time step (every 1 minute)",
+        "covers 1 minute of clock difference",
+        "17 codes (the 8 before, the current one and the 8 after) cover about 8 minutes",
+    ] {
+        assert!(stderr.contains(said), "{said:?} not in: {stderr}");
+    }
+    let secret = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["secret"].as_str().map(str::to_owned))
+        .expect("secret in the JSON");
+    let stack = Stack::with_module(SERVICE, "");
+    let minutes_ahead = |m: u64| oathtool_totp(&secret, T0 + m * 60, 60, 6, "sha1");
+    assert_eq!(login(&stack, &user, &minutes_ahead(9)), "PAM_AUTH_ERR");
+    assert_eq!(login(&stack, &user, &minutes_ahead(8)), "PAM_SUCCESS");
+}

@@ -53,22 +53,21 @@ fn a_store_reached_through_a_users_symlink_is_refused_before_the_secret_is_shown
     lchown(&link, Some(user.uid), Some(user.uid)).expect("lchown");
 
     let target = link.join(&user.name);
-    let out = enroll(&[
-        "--user",
-        &user.name,
-        "-Q",
-        "UTF8",
-        "-s",
-        &target.to_string_lossy(),
-    ]);
-    assert!(!out.status.success(), "{out:?}");
-    let said = text(&out);
-    assert!(said.contains("symbolic link"), "{said}");
-    assert!(
-        !said.contains("secret key"),
-        "secret shown for a file never written: {said}"
-    );
-    assert!(!real.join(&user.name).exists());
+    let target = target.to_string_lossy();
+    // -f (a lost phone's re-enrolment) replaces a file; it does not skip the look.
+    for force in [None, Some("-f")] {
+        let mut args = vec!["--user", &user.name, "-Q", "UTF8", "-s", &target];
+        args.extend(force);
+        let out = enroll(&args);
+        assert!(!out.status.success(), "{force:?} {out:?}");
+        let said = text(&out);
+        assert!(said.contains("symbolic link"), "{force:?} {said}");
+        assert!(
+            !said.contains("secret key"),
+            "{force:?}: secret shown for a file never written: {said}"
+        );
+        assert!(!real.join(&user.name).exists());
+    }
 }
 
 #[test]

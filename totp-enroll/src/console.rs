@@ -12,6 +12,7 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
+use crate::qr::Terminal;
 
 /// Longest answer line read; the rest of a longer line is discarded.
 const MAX_LINE: u64 = 1024;
@@ -19,6 +20,7 @@ const MAX_LINE: u64 = 1024;
 pub struct Console {
     human: Box<dyn Write>,
     human_is_tty: bool,
+    human_is_stderr: bool,
     input: Box<dyn BufRead>,
     non_interactive: bool,
 }
@@ -34,6 +36,7 @@ impl Console {
         Console {
             human,
             human_is_tty,
+            human_is_stderr: stdout_is_data,
             input: Box::new(io::BufReader::new(io::stdin())),
             non_interactive,
         }
@@ -43,6 +46,36 @@ impl Console {
     /// a secret must not end up in a log file or a pipe by accident).
     pub fn human_is_tty(&self) -> bool {
         self.human_is_tty
+    }
+
+    /// What the terminal people read can draw. The locale and `TERM` variables are
+    /// read here only: they describe the user's terminal (what it shows), not how
+    /// pam_totp behaves, and are what every program and multiplexer goes by.
+    pub fn terminal(&self) -> Terminal {
+        let charset = ["LC_ALL", "LC_CTYPE", "LANG"]
+            .iter()
+            .find_map(|v| std::env::var_os(v).filter(|s| !s.is_empty()));
+        // Unset means the POSIX locale, whose character set is ASCII.
+        let utf8 = charset.is_some_and(|v| {
+            let v = v.to_string_lossy().to_ascii_lowercase();
+            v.contains("utf-8") || v.contains("utf8")
+        });
+        let colours = std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+        let size = if self.human_is_stderr {
+            rustix::termios::tcgetwinsize(io::stderr())
+        } else {
+            rustix::termios::tcgetwinsize(io::stdout())
+        };
+        // A pty nobody sized reports 0 columns and rows: unknown, not zero.
+        let size = size.ok();
+        let columns = size.map(|w| w.ws_col).filter(|&c| c > 0);
+        let rows = size.map(|w| w.ws_row).filter(|&r| r > 0);
+        Terminal {
+            utf8,
+            colours,
+            columns,
+            rows,
+        }
     }
 
     pub fn non_interactive(&self) -> bool {

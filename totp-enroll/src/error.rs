@@ -26,6 +26,8 @@ pub enum Error {
     OtherExists(PathBuf),
     /// Anything that failed while doing the work; the text says what.
     Failed(String),
+    /// The confirmation code shows the app ignored settings of the URI.
+    AppIgnoredSettings(crate::flow::IgnoredSettings),
     /// Standard output was closed by its reader; nothing more is said.
     ClosedOutput,
 }
@@ -42,7 +44,10 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::MissingAnswers(_) | Error::EndOfInput(_) => EXIT_USAGE,
-            Error::Exists(_) | Error::OtherExists(_) | Error::Failed(_) => EXIT_FAILURE,
+            Error::Exists(_)
+            | Error::OtherExists(_)
+            | Error::Failed(_)
+            | Error::AppIgnoredSettings(_) => EXIT_FAILURE,
             Error::ClosedOutput => EXIT_CLOSED_OUTPUT,
         }
     }
@@ -54,6 +59,7 @@ impl Error {
             Error::MissingAnswers(_) | Error::EndOfInput(_) => "missing-answer",
             Error::Exists(_) | Error::OtherExists(_) => "exists",
             Error::Failed(_) => "failed",
+            Error::AppIgnoredSettings(_) => "app-ignored-settings",
             Error::ClosedOutput => "closed-output",
         }
     }
@@ -64,6 +70,7 @@ impl fmt::Display for Error {
         match self {
             Error::Usage(m) | Error::Failed(m) => f.write_str(m),
             Error::ClosedOutput => f.write_str("standard output was closed"),
+            Error::AppIgnoredSettings(ignored) => write!(f, "{ignored}"),
             Error::MissingAnswers(flags) => {
                 f.write_str(
                     "cannot ask questions in non-interactive mode; answer them with flags:",

@@ -24,7 +24,7 @@ use crate::caps::{self, Caps};
 use crate::console::Console;
 use crate::error::Error;
 use crate::output::{self, EnrollJson, RateLimitJson, RegenerateJson};
-use crate::qr::{Matrix, QrMode};
+use crate::qr::{self, Choice, Matrix, QrMode};
 use crate::random;
 use crate::target::{self, Target};
 use crate::write;
@@ -154,9 +154,15 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     if !secret_reaches_someone(req, console) {
         return Err(Error::usage(output::UNSEEN_SECRET));
     }
+    // Asked with -f too: the look walks the directories the write will, so a place
+    // the write would refuse is refused before anyone scans a secret for it.
+    let replacing = match target {
+        Some(target) => write::target_exists(target)?,
+        None => false,
+    };
     if let Some(target) = target
+        && replacing
         && !req.force
-        && write::target_exists(target)?
     {
         return Err(Error::Exists(target.path().to_path_buf()));
     }
@@ -169,16 +175,17 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     check_window(req, totp, &caps)?;
     let e = new_enrollment(req, target, totp)?;
 
-    let qr_mode = req.qr_mode.unwrap_or(QrMode::Utf8);
     // -Q is an explicit request to show, as are --json and --uri for their own
     // output; otherwise only a terminal gets the secret (rule R29).
     let show = !req.quiet && (req.qr_mode.is_some() || (!req.json && console.human_is_tty()));
-    let matrix =
-        if (show && qr_mode != QrMode::None) || req.qr_png.is_some() || req.qr_svg.is_some() {
-            Some(Matrix::new(&e.uri).map_err(|err| Error::failed(err.to_string()))?)
-        } else {
-            None
-        };
+    let matrix = if (show && req.qr_mode != Some(QrMode::None))
+        || req.qr_png.is_some()
+        || req.qr_svg.is_some()
+    {
+        Some(Matrix::new(&e.uri).map_err(|err| Error::failed(err.to_string()))?)
+    } else {
+        None
+    };
     let png = match (&req.qr_png, &matrix) {
         (Some(_), Some(m)) => Some(m.png().map_err(|err| Error::failed(err.to_string()))?),
         _ => None,
@@ -189,7 +196,7 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     };
 
     if show {
-        display(req, console, &e, matrix.as_ref(), qr_mode)?;
+        display(req, console, &e, matrix.as_ref())?;
     } else if req.print_file {
         if !req.quiet && !req.json {
             eprint!("{}", output::PRINTED_NOT_SHOWN);
@@ -217,7 +224,7 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     let disallow_reuse = if totp {
         match req.disallow_reuse {
             Some(d) => d,
-            None => console.ask_yes_no(output::Q_DISALLOW_REUSE, FLAGS_REUSE)?,
+            None => console.ask_yes_no(&output::q_disallow_reuse(e.step), FLAGS_REUSE)?,
         }
     } else {
         false
@@ -228,7 +235,7 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         None => {
             let wide = WIDE_WINDOW.min(caps.max_window);
             let q = if totp {
-                output::q_window_totp(wide)
+                output::q_window_totp(wide, e.step)
             } else {
                 output::q_window_hotp(wide)
             };
@@ -259,6 +266,7 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     // written either; if the secret file fails, the QR files go again. Either
     // way a failed run leaves no half-enrollment behind.
     let mut saved = Saved {
+        replaced: replacing,
         window,
         disallow_reuse,
         rate_limit,
@@ -318,6 +326,8 @@ fn print_file(
 
 /// What the file holds and which QR files were written, for the report.
 struct Saved {
+    /// An earlier enrolment was at the path (only with -f).
+    replaced: bool,
     window: Option<u32>,
     disallow_reuse: bool,
     rate_limit: Option<(u32, u32)>,
@@ -369,12 +379,25 @@ fn display(
     console: &mut Console,
     e: &Enrollment,
     matrix: Option<&Matrix>,
-    qr_mode: QrMode,
 ) -> Result<(), Error> {
-    if let Some(m) = matrix
-        && qr_mode != QrMode::None
-    {
-        console.say(&m.render_text(qr_mode))?;
+    if let Some(m) = matrix {
+        let term = console.terminal();
+        match qr::choose(req.qr_mode, term, m.size()) {
+            Choice::Draw(mode) => {
+                let text = m.render_text(mode);
+                console.say(&text)?;
+                if let Some(note) = qr::height_note(term, &text) {
+                    console.say(&note)?;
+                }
+            }
+            // A code that wraps or turns into wrong glyphs does not scan, and a
+            // scanner's failure says nothing about why.
+            Choice::Skip(why) => console.say(&format!(
+                "No QR code: {why}.\nType the secret key below into the app, or widen the \
+                 window and run totp-enroll again (--qr-png FILE writes the QR code to an \
+                 image, -Q MODE draws it anyway).\n"
+            ))?,
+        }
     }
     console.say(&format!(
         "Your new secret key is: {}\n",
@@ -427,9 +450,29 @@ fn confirm(console: &mut Console, e: &Enrollment) -> Result<(), Error> {
             console.say("Code confirmation skipped\n")?;
             return Ok(());
         }
-        if code_matches(e, answer, now_unix()?) {
+        let now = now_unix()?;
+        if code_matches(e, answer, now) {
             console.say("Code confirmed\n")?;
             return Ok(());
+        }
+        // Apps show "123 456"; the login prompt, like GA's, takes digits only. Saying
+        // "incorrect" to a right code sends the user hunting for a clock problem.
+        let digits = Zeroizing::new(
+            answer
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '-'))
+                .collect::<String>(),
+        );
+        if digits.as_str() != answer && code_matches(e, &digits, now) {
+            console.say(
+                "Code confirmed. At login, type the digits without spaces or dashes: \
+                 the prompt refuses them.\n",
+            )?;
+            return Ok(());
+        }
+        if let Some(ignored) = ignored_settings(e, &digits, now) {
+            // Skipping would save a secret this phone can never log in with.
+            return Err(Error::AppIgnoredSettings(ignored));
         }
         console.say("Code incorrect. Try again.\n")?;
     }
@@ -477,6 +520,87 @@ fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
         .is_ok_and(|d| d.verdict.is_accepted())
 }
 
+/// When `answer` is a code of this secret under the defaults an app falls back to
+/// (SHA1, 6 digits, 30 s) for one or more of the settings the URI names, the settings
+/// the app ignored, as the flags that chose them. Some apps (Google Authenticator
+/// among them, for years) read only the secret. Never true for a default enrolment.
+fn ignored_settings(e: &Enrollment, answer: &str, now: i64) -> Option<IgnoredSettings> {
+    let algorithms = [e.algorithm, Algorithm::Sha1];
+    let digits = [e.digits, Digits::SIX];
+    let steps = [e.step, DEFAULT_STEP];
+    let mut found = None;
+    for (ai, alg) in algorithms.iter().enumerate() {
+        for (di, dig) in digits.iter().enumerate() {
+            for (si, step) in steps.iter().enumerate() {
+                let ignored = IgnoredSettings {
+                    algorithm: (ai == 1 && *alg != e.algorithm).then_some(e.algorithm),
+                    digits: (di == 1 && *dig != e.digits).then_some(e.digits),
+                    step: (si == 1 && *step != e.step).then_some(e.step),
+                };
+                if ignored.is_empty() || found.is_some() {
+                    continue;
+                }
+                let step = u64::from(*step);
+                let step_secs = i64::try_from(step).unwrap_or(i64::MAX);
+                let hit = [
+                    now.saturating_sub(step_secs),
+                    now,
+                    now.saturating_add(step_secs),
+                ]
+                .into_iter()
+                .filter_map(|t| otp::totp(&e.secret, t, step, *alg, *dig))
+                .any(|c| otp::format_code(c, *dig) == answer);
+                if hit {
+                    found = Some(ignored);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The settings of the URI an app did not apply, each with the value it should have.
+#[derive(Debug, PartialEq, Eq)]
+pub struct IgnoredSettings {
+    pub algorithm: Option<Algorithm>,
+    pub digits: Option<Digits>,
+    pub step: Option<u32>,
+}
+
+impl IgnoredSettings {
+    fn is_empty(&self) -> bool {
+        self.algorithm.is_none() && self.digits.is_none() && self.step.is_none()
+    }
+}
+
+impl std::fmt::Display for IgnoredSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        let mut flags = Vec::new();
+        if let Some(a) = self.algorithm {
+            parts.push(format!("algorithm={} (it used SHA1)", a.name()));
+            flags.push("--algorithm");
+        }
+        if let Some(d) = self.digits {
+            parts.push(format!("digits={d} (it used 6)"));
+            flags.push("--digits");
+        }
+        if let Some(s) = self.step {
+            parts.push(format!("period={s} (it used {DEFAULT_STEP})"));
+            flags.push("-S/--step-size");
+        }
+        write!(
+            f,
+            "the code you entered is the one an app shows when it ignores {} of the \
+             QR code, so this phone would never log in; nothing was written. Delete this \
+             account from the app, then run totp-enroll again without {} or with an app \
+             that honours these settings",
+            parts.join(", "),
+            flags.join(", ")
+        )
+    }
+}
+
 /// `saved` is `None` when the user declined to save.
 fn finish(
     req: &Request,
@@ -496,6 +620,14 @@ fn finish(
     }
     if written && !req.quiet {
         console.say(&format!("Wrote \"{}\".\n", target.path().display()))?;
+        if saved.as_ref().is_some_and(|s| s.replaced) {
+            // Apps keep the old entry, often under the same name: its codes are now
+            // refused, and a user who picks it thinks the new enrolment failed.
+            console.say(
+                "The earlier secret and its scratch codes no longer work: delete the \
+                 earlier entry from the authenticator app.\n",
+            )?;
+        }
     }
     Ok(())
 }
@@ -513,6 +645,7 @@ fn enroll_json<'a>(
         user: target.map(|t| t.user.name.as_str()),
         path: target.map(Target::path),
         written: target.is_some() && saved.is_some(),
+        replaced: saved.is_some_and(|s| s.replaced),
         kind: if e.totp { "totp" } else { "hotp" },
         secret: e.key.secret_base32(),
         uri: &e.uri,
@@ -628,6 +761,19 @@ mod tests {
         assert!(!code_matches(&e, "9428708", 59));
         assert!(!code_matches(&e, " 94287082", 59));
         assert!(!code_matches(&e, "+4287082", 59));
+    }
+
+    #[test]
+    fn a_default_enrolment_never_blames_the_app() {
+        // Every variant of the defaults is the enrolment itself: nothing to ignore.
+        let e = enrollment(30, Digits::SIX);
+        for t in [0, 29, 30, 59, 89] {
+            let code = otp::format_code(
+                otp::totp(&e.secret, t, 30, Algorithm::Sha1, Digits::SIX).expect("code"),
+                Digits::SIX,
+            );
+            assert_eq!(ignored_settings(&e, &code, 59), None);
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct EnrollJson<'a> {
     pub path: Option<&'a Path>,
     /// False when the user declined to save the file, and with `--print-file`.
     pub written: bool,
+    /// The file written replaced an earlier enrolment (`-f`).
+    pub replaced: bool,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub secret: &'a str,
@@ -118,33 +120,42 @@ new secret and nothing was written; pass --json, --uri, -Q MODE, --qr-png PATH o
 
 pub const Q_TIME_BASED: &str = "Do you want authentication tokens to be time-based";
 
-pub const Q_DISALLOW_REUSE: &str = "Refusing a code that was already used means at most one \
-login per time step (every 30s by default),\nbut it defeats an attacker who watched you type \
-a code. (pam_totp always refuses reuse;\nthis line matters for pam_google_authenticator.)\n\
-Do you want to disallow multiple uses of the same authentication\ntoken?";
+/// The reuse question; `step` is the time step the file gets, in seconds.
+pub fn q_disallow_reuse(step: u32) -> String {
+    format!(
+        "Refusing a code that was already used means at most one login per time step \
+         (every {}),\nbut it defeats an attacker who watched you type a code. (pam_totp \
+         always refuses reuse;\nthis line matters for pam_google_authenticator.)\n\
+         Do you want to disallow multiple uses of the same authentication\ntoken?",
+        duration(u64::from(step))
+    )
+}
+
+/// Seconds as people say them: whole minutes in minutes, the rest in seconds.
+fn duration(secs: u64) -> String {
+    if secs >= 60 && secs.is_multiple_of(60) {
+        let m = secs / 60;
+        format!("{m} minute{}", if m == 1 { "" } else { "s" })
+    } else {
+        format!("{secs}s")
+    }
+}
 
 /// The wider-window question for TOTP; `wide` is the window a "yes" writes (17, or the
-/// service's `max_window=` when lower), so the question promises what is written.
-pub fn q_window_totp(wide: u32) -> String {
+/// service's `max_window=` when lower), so the question promises what is written, and
+/// `step` the time step the file gets, so the times it names are the module's.
+pub fn q_window_totp(wide: u32, step: u32) -> String {
     // The module's offsets for a window of `wide` codes: -((w-1)/2) ..= w/2 steps.
     let before = wide.saturating_sub(1) / 2;
     let after = wide / 2;
-    let reach = u64::from(before.max(after)) * 30;
-    let reach = if reach >= 60 && reach % 60 == 0 {
-        format!(
-            "{} minute{}",
-            reach / 60,
-            if reach == 60 { "" } else { "s" }
-        )
-    } else {
-        format!("{reach}s")
-    };
+    let reach = duration(u64::from(before.max(after)) * u64::from(step));
+    let default_reach = duration(u64::from(step));
     format!(
         "Codes one step before and after the current one are accepted (3 codes), which\n\
-         covers 30s of clock difference between the phone and this machine. If the clocks \
-         drift\nmore, {wide} codes (the {before} before, the current one and the {after} \
-         after) cover about {reach},\nat the price of more codes an attacker could guess.\n\
-         Do you want to do so?"
+         covers {default_reach} of clock difference between the phone and this machine. If \
+         the clocks drift\nmore, {wide} codes (the {before} before, the current one and the \
+         {after} after) cover about {reach},\nat the price of more codes an attacker could \
+         guess.\nDo you want to do so?"
     )
 }
 

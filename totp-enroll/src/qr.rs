@@ -84,6 +84,82 @@ impl FromStr for QrMode {
     }
 }
 
+/// What the terminal showing the QR code can draw.
+#[derive(Clone, Copy, Debug)]
+pub struct Terminal {
+    /// Its character set is UTF-8 (else half blocks turn into several wrong glyphs,
+    /// or into `_` under tmux and screen).
+    pub utf8: bool,
+    /// It has background colours (not `TERM=dumb`).
+    pub colours: bool,
+    /// Its width in columns, when known.
+    pub columns: Option<u16>,
+    /// Its height in rows, when known.
+    pub rows: Option<u16>,
+}
+
+/// Draw the QR code in this mode, or draw none and say why.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Choice {
+    Draw(QrMode),
+    Skip(String),
+}
+
+/// The mode for a code of `modules` modules (quiet zone included). An explicit `-Q`
+/// is drawn as asked; otherwise only what will scan: half blocks on a UTF-8 terminal,
+/// colours two columns per module elsewhere, and nothing where the lines would wrap.
+pub fn choose(explicit: Option<QrMode>, term: Terminal, modules: usize) -> Choice {
+    if let Some(mode) = explicit {
+        return Choice::Draw(mode);
+    }
+    let narrower = |need: usize| term.columns.filter(|&w| usize::from(w) < need);
+    if term.utf8 {
+        return match narrower(modules) {
+            Some(w) => Choice::Skip(format!(
+                "it needs {modules} columns and this window has {w}"
+            )),
+            None => Choice::Draw(QrMode::Utf8),
+        };
+    }
+    if !term.colours {
+        return Choice::Skip(
+            "the terminal's character set is not UTF-8 (LC_ALL, LC_CTYPE or LANG) and \
+             TERM=dumb has no colours, so it cannot be drawn here"
+                .to_owned(),
+        );
+    }
+    let need = 2 * modules;
+    match narrower(need) {
+        Some(w) => Choice::Skip(format!(
+            "the terminal's character set is not UTF-8 (LC_ALL, LC_CTYPE or LANG), so it \
+             would be drawn in colour, two columns per module: {need} columns, and this \
+             window has {w}"
+        )),
+        None => Choice::Draw(QrMode::Ansi),
+    }
+}
+
+/// Lines printed between the code and the first prompt: the secret key and the
+/// prompt's own line.
+const LINES_AFTER_CODE: usize = 2;
+/// The note below, each of its lines short enough for any window the code fits.
+const NOTE_LINES: usize = 2;
+
+/// A note for a drawn code taller than the window: unlike a wrapped line, a
+/// scrolled one comes back when the window grows, but a code cut off at the top
+/// does not scan (the missing quiet zone merges with the background).
+pub fn height_note(term: Terminal, text: &str) -> Option<String> {
+    let need = text.lines().count() + LINES_AFTER_CODE;
+    let rows = usize::from(term.rows?);
+    (rows < need).then(|| {
+        format!(
+            "The QR code needs a window {} rows tall; this one has {rows}.\n\
+             Make it taller (or the font smaller) to see it whole before scanning.\n",
+            need + NOTE_LINES
+        )
+    })
+}
+
 /// The QR module matrix of one URI, quiet zone included.
 pub struct Matrix {
     code: QrCode,
@@ -117,7 +193,6 @@ impl Matrix {
     }
 
     /// Side length in modules, quiet zone included.
-    #[cfg(test)]
     pub fn size(&self) -> usize {
         self.size
     }
@@ -257,6 +332,63 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines.len() <= 25, "{} lines", lines.len());
         assert!(lines.iter().all(|l| l.chars().count() <= 80));
+    }
+
+    #[test]
+    fn only_a_code_that_fits_and_uses_glyphs_the_terminal_has_is_drawn() {
+        let term = |utf8, colours, columns| Terminal {
+            utf8,
+            colours,
+            columns,
+            rows: None,
+        };
+        let draw = |m| Choice::Draw(m);
+        assert_eq!(
+            choose(None, term(true, true, Some(45)), 45),
+            draw(QrMode::Utf8)
+        );
+        assert_eq!(
+            choose(None, term(true, false, None), 45),
+            draw(QrMode::Utf8)
+        );
+        assert!(matches!(
+            choose(None, term(true, true, Some(44)), 45),
+            Choice::Skip(_)
+        ));
+        assert_eq!(
+            choose(None, term(false, true, Some(90)), 45),
+            draw(QrMode::Ansi)
+        );
+        assert!(matches!(
+            choose(None, term(false, true, Some(89)), 45),
+            Choice::Skip(_)
+        ));
+        assert!(matches!(
+            choose(None, term(false, false, None), 45),
+            Choice::Skip(_)
+        ));
+        // An explicit mode is the user's call, whatever the terminal.
+        let asked = Some(QrMode::Utf8Inverse);
+        assert_eq!(
+            choose(asked, term(false, false, Some(10)), 45),
+            draw(QrMode::Utf8Inverse)
+        );
+    }
+
+    #[test]
+    fn a_code_taller_than_the_window_gets_a_note_naming_the_rows_it_needs() {
+        let term = |rows| Terminal {
+            utf8: true,
+            colours: true,
+            columns: None,
+            rows,
+        };
+        let code = "x\n".repeat(25);
+        assert_eq!(height_note(term(Some(27)), &code), None);
+        assert_eq!(height_note(term(None), &code), None);
+        let note = height_note(term(Some(26)), &code).expect("note");
+        assert!(note.contains("29 rows tall; this one has 26."), "{note}");
+        assert!(note.lines().count() == NOTE_LINES && note.lines().all(|l| l.len() < 80));
     }
 
     #[test]

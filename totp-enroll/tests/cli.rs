@@ -586,6 +586,126 @@ fn correct_confirmation_code_is_accepted() {
     assert!(dir.path().join("s").exists());
 }
 
+/// An app that reads only the secret from the URI (or some of its settings) shows
+/// codes of SHA1, 6 digits or 30 s; the confirmation must say so and write nothing,
+/// rather than let the user skip and keep a phone that never logs in. The old
+/// enrolment (here under -f) stays as it was.
+#[test]
+fn a_confirmation_code_from_an_app_that_ignored_the_uri_settings_is_named_and_nothing_is_written() {
+    if !have_tool("oathtool") {
+        return;
+    }
+    /// Flags; the app's algorithm, digits and period; what the message names and not.
+    type Case<'a> = (
+        &'a [&'a str],
+        (&'a str, u32, u64),
+        &'a [&'a str],
+        &'a [&'a str],
+    );
+    let cases: [Case; 2] = [
+        (
+            &["--algorithm", "sha256", "--digits", "8", "-S", "60"],
+            ("SHA1", 6, 30),
+            &["algorithm=SHA256", "digits=8", "period=60"],
+            &[],
+        ),
+        (
+            &["--digits", "8", "-S", "60"],
+            ("SHA1", 8, 30),
+            &["period=60"],
+            &["digits=8", "algorithm="],
+        ),
+    ];
+    for (flags, (alg, digits, period), named, not_named) in cases {
+        let dir = tempdir();
+        let old = "OLDSECRETOLDSECRET\n\" TOTP_AUTH\n";
+        std::fs::write(dir.path().join("s"), old).expect("old enrolment");
+        let out = answer_confirmation(dir.path(), flags, |secret| {
+            let time = unix_now() as u64;
+            oathtool_code(secret, alg, digits, OathKind::Totp { period, time })
+        });
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {stderr}");
+        for n in named {
+            assert!(stderr.contains(n), "{flags:?}: {n} not named: {stderr}");
+        }
+        for n in not_named {
+            assert!(!stderr.contains(n), "{flags:?}: {n} named: {stderr}");
+        }
+        assert!(stderr.contains("nothing was written"), "{stderr}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("s")).expect("old file"),
+            old,
+            "the old enrolment was replaced"
+        );
+    }
+}
+
+/// Runs an enrollment with `args` on pipes up to the confirmation prompt, answers it
+/// with `answer(secret in base32)` then "-1" (skip, should the answer be refused) and
+/// "y" (save), and returns what it did.
+fn answer_confirmation(
+    dir: &Path,
+    args: &[&str],
+    answer: impl FnOnce(&str) -> String,
+) -> std::process::Output {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(BIN)
+        .args(["-t", "-D", "-W", "-u", "-f", "-Q", "NONE", "-s", "s"])
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("Enter code from app") {
+        let n = stdout.read(&mut buf).expect("read");
+        assert!(n > 0, "exited early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let shown = String::from_utf8_lossy(&seen).into_owned();
+    let secret = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("Your new secret key is: "))
+        .expect("secret shown")
+        .to_owned();
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{}\n-1\ny\n", answer(&secret)).as_bytes())
+        .expect("answer");
+    drop(stdin);
+    stdout.read_to_end(&mut seen).expect("rest");
+    let mut out = child.wait_with_output().expect("wait");
+    out.stdout = seen;
+    out
+}
+
+/// Apps show "123 456"; a user who types that at the confirmation was told
+/// "Code incorrect" for the right code. It is confirmed, with the login's rule.
+#[test]
+fn a_right_code_typed_as_the_app_groups_it_is_confirmed_with_the_login_rule() {
+    if !have_tool("oathtool") {
+        return;
+    }
+    let dir = tempdir();
+    let out = answer_confirmation(dir.path(), &[], |secret| {
+        let time = unix_now() as u64;
+        let code = oathtool_code(secret, "SHA1", 6, OathKind::Totp { period: 30, time });
+        format!("{} {}", &code[..3], &code[3..])
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("Code confirmed"), "{stdout}");
+    assert!(stdout.contains("without spaces"), "{stdout}");
+    assert!(!stdout.contains("Code incorrect"), "{stdout}");
+    assert!(dir.path().join("s").exists());
+}
+
 fn secret_from_output(out: &str) -> totp_core::secret::Secret {
     let line = out
         .lines()
@@ -632,7 +752,7 @@ fn existing_file_is_refused_without_force_before_anything_is_shown() {
 
     let r = run_in(
         dir.path(),
-        &["-t", "-D", "-W", "-u", "-f", "-q", "-s", "s"],
+        &["-t", "-D", "-W", "-u", "-f", "-C", "-Q", "NONE", "-s", "s"],
         None,
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -640,6 +760,52 @@ fn existing_file_is_refused_without_force_before_anything_is_shown() {
         std::fs::read_to_string(dir.path().join("s")).expect("read"),
         "old\n"
     );
+    // The app keeps the old entry, whose codes are now refused: say so.
+    let dead = "The earlier secret and its scratch codes no longer work";
+    assert!(r.stdout.contains(dead), "{}", r.stdout);
+    let r = run_in(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-f", "--json", "-s", "s"],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(v["replaced"], true, "{v}");
+    let r = run_in(
+        dir.path(),
+        &[
+            "-t", "-D", "-W", "-u", "-f", "-C", "-Q", "NONE", "-s", "new",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains(dead), "{}", r.stdout);
+}
+
+/// `-f` answers "replace the file?", not "write where the write will fail": a place
+/// the write refuses is refused before a secret is shown, as without it (re-enrolling
+/// after a lost phone is where -f is used, and the user would scan a dead secret).
+#[test]
+fn a_forced_enrollment_the_write_would_refuse_shows_no_secret() {
+    let dir = tempdir();
+    let r = run_in(
+        dir.path(),
+        &[
+            "-t",
+            "-D",
+            "-W",
+            "-u",
+            "-C",
+            "-f",
+            "-Q",
+            "NONE",
+            "-s",
+            "missing/s",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    assert_eq!(r.stdout, "", "a secret was shown for a file never written");
 }
 
 #[test]
@@ -995,8 +1161,13 @@ fn a_terminal_gets_the_qr_code_secret_and_scratch_codes() {
     let dir = tempdir();
     let path = dir.path().join("s");
     let cmd = format!("{BIN} -t -D -W -u -C -f -s {}", path.display());
+    // A UTF-8 terminal whatever the runner's locale (qr.rs covers the others).
     let out = std::process::Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE")
+        .env("LANG", "C.UTF-8")
+        .env("TERM", "xterm")
         .stdin(std::process::Stdio::null())
         .output()
         .expect("script runs");

@@ -275,3 +275,103 @@ fn default_terminal_mode_is_utf8_half_blocks() {
     let lines: Vec<&str> = block.lines().collect();
     assert!(lines.len() <= 30, "fits a terminal: {} lines", lines.len());
 }
+
+/// One enrollment on a pseudo-terminal `cols` by `rows`, with only the locale and
+/// `TERM` variables given: its output as the terminal received it, and the URI it
+/// printed. The label is fixed, so the code's size does not depend on the host name.
+fn enroll_on_a_terminal(
+    dir: &Path,
+    (cols, rows): (u16, u16),
+    env: &[(&str, &str)],
+) -> (Vec<u8>, String) {
+    let path = dir.join("s");
+    let cmd = format!(
+        "stty cols {cols} rows {rows} && exec {BIN} -t -D -W -u -C -f --uri \
+         -l alice@web01.example.com -i web01.example.com -s {}",
+        path.display()
+    );
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null());
+    for var in ["LC_ALL", "LC_CTYPE", "LANG", "TERM"] {
+        script.env_remove(var);
+    }
+    let out = script
+        .envs(env.iter().copied())
+        .output()
+        .expect("script runs");
+    assert!(out.status.success(), "{env:?} {cols}x{rows}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let uri = text
+        .lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix("otpauth://"))
+        .map(|rest| format!("otpauth://{rest}"))
+        .expect("URI printed");
+    let file = std::fs::read_to_string(&path).expect("written");
+    let secret = file.lines().next().expect("secret line");
+    assert!(text.contains(&format!("Your new secret key is: {secret}")));
+    (out.stdout, uri)
+}
+
+/// A login over ssh with `LANG=C` (or a Latin-1 PuTTY, or tmux without UTF-8) turns
+/// half blocks into wrong glyphs, and a narrow window wraps every line: either way
+/// the phone scans nothing and the user is not told why. Without `-Q` the code is
+/// drawn only in a form that terminal shows intact, or not at all, with the reason;
+/// one taller than the window (80x24 and a usual label) comes with a note to enlarge it.
+#[test]
+fn the_terminal_gets_a_qr_code_it_can_draw_or_the_reason_for_none() {
+    if !tools() || !have_tool("script") {
+        return;
+    }
+    let dir = tempdir();
+    let ascii = |out: &[u8]| out.iter().all(u8::is_ascii);
+    let block = |out: &[u8]| qr_block(&String::from_utf8_lossy(out)).replace('\r', "");
+    let decodes = |rows: Vec<Vec<bool>>, uri: &str| {
+        let png = dir.path().join("term.png");
+        matrix_png(&rows, &png);
+        assert_eq!(zbar(&png).as_deref(), Some(uri));
+    };
+    let c = [("LANG", "C"), ("TERM", "xterm")];
+
+    // Not UTF-8, wide enough: colours, two columns per module, nothing but ASCII.
+    let (out, uri) = enroll_on_a_terminal(dir.path(), (200, 80), &c);
+    assert!(ascii(&out), "a non-UTF-8 terminal got UTF-8");
+    decodes(parse_ansi(&block(&out), "\x1b[40m"), &uri);
+
+    // Not UTF-8, 80 columns: no code that would wrap, and why.
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, 24), &c);
+    assert!(ascii(&out), "a non-UTF-8 terminal got UTF-8");
+    let text = block(&out);
+    assert!(
+        text.starts_with("No QR code:") && text.contains("this window has 80"),
+        "{text}"
+    );
+
+    // No colours either: the reason names TERM=dumb.
+    let (out, _) = enroll_on_a_terminal(dir.path(), (200, 80), &[("LANG", "C"), ("TERM", "dumb")]);
+    assert!(
+        ascii(&out) && !out.contains(&0x1b),
+        "escape or UTF-8 on a dumb terminal"
+    );
+    assert!(block(&out).contains("TERM=dumb"), "{}", block(&out));
+
+    // LC_ALL decides over LANG: UTF-8 half blocks, which fit 80 columns.
+    let utf8 = [("LANG", "C"), ("LC_ALL", "C.UTF-8"), ("TERM", "xterm")];
+    let (out, uri) = enroll_on_a_terminal(dir.path(), (80, 40), &utf8);
+    decodes(parse_halves(&block(&out), false), &uri);
+
+    // 24 rows are fewer than the code and the lines up to the prompt: drawn, and said.
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, 24), &utf8);
+    let text = block(&out);
+    assert!(text.contains('\u{2588}'), "{text}");
+    assert!(text.contains("rows tall; this one has 24."), "{text}");
+
+    // A window narrower than the code: none, and the width it needs.
+    let (out, _) = enroll_on_a_terminal(dir.path(), (40, 24), &utf8);
+    let text = block(&out);
+    assert!(
+        text.starts_with("No QR code:") && text.contains("this window has 40"),
+        "{text}"
+    );
+}
