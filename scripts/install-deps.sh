@@ -21,12 +21,14 @@ need_root() {
 # compiles an NFS root_squash stand-in (tests/fuse/ptotpsquash.c, a FUSE file system)
 # against libfuse3; the tests mount it as root, so fusermount3 (package fuse3) is not
 # needed, but /dev/fuse is. lintian: tests/e2e/deb-install.sh checks the .deb with it.
+# libcap2-bin: tests/containers.rs starts logins with capsh, capabilities dropped as a
+# container drops them.
 packages=(
     build-essential pkg-config libpam0g-dev libssl-dev redis-server etcd-server etcd-client
     openssl fail2ban
     pamtester libpam-wrapper faketime oathtool libpam-google-authenticator
     qrencode zbar-tools librsvg2-bin openssh-server openssh-client sshpass expect
-    strace valgrind rpm dpkg-dev man-db vlock libfuse3-dev lintian
+    strace valgrind rpm dpkg-dev man-db vlock libfuse3-dev lintian libcap2-bin
 )
 if [ "${1:-}" = "--demo" ]; then
     packages=(build-essential pkg-config libpam0g-dev libssl-dev)

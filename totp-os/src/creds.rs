@@ -74,18 +74,36 @@ impl fmt::Display for CredError {
                 f,
                 "not running as root: cannot switch filesystem identity to uid {uid} gid {gid}"
             ),
-            Self::Groups { errno } => write!(
-                f,
-                "cannot set supplementary groups: {}",
-                std::io::Error::from_raw_os_error(*errno)
-            ),
+            Self::Groups { errno } => {
+                write!(
+                    f,
+                    "cannot set supplementary groups: {}",
+                    std::io::Error::from_raw_os_error(*errno)
+                )?;
+                // The two causes a container gives, named so that the admin need not
+                // know setgroups(2) by heart.
+                match *errno {
+                    libc::EPERM => f.write_str(
+                        " (the process lacks CAP_SETGID, or runs in a user namespace \
+                         that denies setgroups)",
+                    ),
+                    libc::EINVAL => f.write_str(
+                        " (a group not mapped in this user namespace, or too many groups)",
+                    ),
+                    _ => Ok(()),
+                }
+            }
             Self::GroupsNotApplied => f.write_str("supplementary groups did not take effect"),
-            Self::FsGid { wanted, got } => {
-                write!(f, "setfsgid({wanted}) did not take effect (fsgid is {got})")
-            }
-            Self::FsUid { wanted, got } => {
-                write!(f, "setfsuid({wanted}) did not take effect (fsuid is {got})")
-            }
+            Self::FsGid { wanted, got } => write!(
+                f,
+                "setfsgid({wanted}) did not take effect (fsgid is {got}): the process \
+                 lacks CAP_SETGID, or gid {wanted} is not mapped in this user namespace"
+            ),
+            Self::FsUid { wanted, got } => write!(
+                f,
+                "setfsuid({wanted}) did not take effect (fsuid is {got}): the process \
+                 lacks CAP_SETUID, or uid {wanted} is not mapped in this user namespace"
+            ),
         }
     }
 }
@@ -149,6 +167,16 @@ fn restore(saved: &Saved) -> Result<(), CredError> {
     // capabilities that setfsgid and setgroups need.
     set_fsuid(saved.fsuid)?;
     set_fsgid(saved.fsgid)?;
+    // A switch refused at setgroups (no CAP_SETGID in a container, or a user namespace
+    // whose setgroups is "deny") left the groups as they were; setting them again would
+    // need the very capability that was missing, and its failure would abort the host.
+    let mut now = thread_groups()?;
+    now.sort_unstable();
+    let mut want = saved.groups.clone();
+    want.sort_unstable();
+    if now == want {
+        return Ok(());
+    }
     set_groups_checked(&saved.groups)
 }
 

@@ -1,0 +1,248 @@
+//! Containers and user namespaces through the real libpam and the built `.so`: what a
+//! login does where "root" lacks the capabilities the per-thread credential switch needs
+//! (a container that drops CAP_SETUID/CAP_SETGID from its bounding set, a user namespace
+//! whose `setgroups` is denied). Home mode cannot open the user's file there: the login
+//! is denied with one log line naming the missing capability, and the host process
+//! survives. Store mode with `user=root` needs no switch and logs in.
+//!
+//! Every run shows its fault: the shell that starts `pam-drive` prints its capability
+//! sets, its uid map and its `setgroups` setting to standard error, and the test reads
+//! them back. Root only (real users, capability sets, user namespaces, mounts).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+
+use system_tests::*;
+
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
+
+/// How `pam-drive` is started: as the test runs, or inside one of the faults.
+#[derive(Clone, Copy, Debug)]
+enum Host {
+    /// Root with every capability.
+    Plain,
+    /// Root whose bounding set lacks these capabilities (`capsh --drop`), as in a
+    /// container started with `--cap-drop`.
+    Without(&'static [u32]),
+    /// Root inside a user namespace that maps only root and denies `setgroups`
+    /// (`unshare --map-root-user`, what an unprivileged user gets).
+    RootOnlyNamespace,
+}
+
+/// What the starting shell reports about itself before it becomes `pam-drive`.
+const SHOW: &str = r#"grep -E '^CapEff' /proc/self/status >&2
+printf 'uid_map %s\n' "$(tr -s ' ' < /proc/self/uid_map | tr '\n' ';')" >&2
+printf 'setgroups %s\n' "$(cat /proc/self/setgroups)" >&2
+exec "$@""#;
+
+/// Runs `driver` started as `host` with its syslog captured; asserts that the fault
+/// really was in place (or really absent for [`Host::Plain`]).
+fn run(host: Host, driver: &Driver) -> (Output, Drive, Vec<String>) {
+    let mut cmd = match host {
+        Host::Plain => {
+            let mut c = Command::new("sh");
+            c.args(["-c", SHOW, "sh"]);
+            c
+        }
+        Host::Without(caps) => {
+            let names: Vec<String> = caps
+                .iter()
+                .map(|c| format!("cap_{}", cap_name(*c)))
+                .collect();
+            let mut c = Command::new("capsh");
+            c.arg(format!("--drop={}", names.join(",")))
+                .args(["--", "-c", SHOW, "sh"]);
+            c
+        }
+        Host::RootOnlyNamespace => {
+            let mut c = Command::new("unshare");
+            c.args(["--user", "--map-root-user", "sh", "-c", SHOW, "sh"]);
+            c
+        }
+    };
+    cmd.arg("env");
+    append_env_exec(&mut cmd, &driver.command());
+    let (out, lines) = with_syslog_capture(&cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let eff = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no CapEff reported: {stderr}"));
+    let has = |cap: u32| eff & (1 << cap) != 0;
+    let uid_map = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("uid_map "))
+        .unwrap_or_else(|| panic!("no uid_map reported: {stderr}"));
+    let setgroups = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("setgroups "))
+        .unwrap_or_else(|| panic!("no setgroups reported: {stderr}"));
+    // The initial namespace maps every id onto itself.
+    let initial = uid_map.trim() == "0 0 4294967295;";
+    match host {
+        Host::Plain => {
+            assert!(has(CAP_SETUID) && has(CAP_SETGID), "{stderr}");
+            assert!(initial, "{stderr}");
+        }
+        Host::Without(caps) => {
+            for c in caps {
+                assert!(!has(*c), "capability {c} still effective: {stderr}");
+            }
+            assert!(initial, "{stderr}");
+        }
+        Host::RootOnlyNamespace => {
+            assert_eq!(uid_map.trim(), "0 0 1;", "not in a root-only namespace");
+            assert_eq!(setgroups.trim(), "deny", "{stderr}");
+        }
+    }
+    assert!(
+        out.status.signal().is_none(),
+        "pam-drive killed by signal {:?} (the module took the host down): {stderr}",
+        out.status.signal()
+    );
+    let drive = Drive::ran(&out);
+    (out, drive, lines)
+}
+
+fn cap_name(cap: u32) -> &'static str {
+    match cap {
+        CAP_SETGID => "setgid",
+        CAP_SETUID => "setuid",
+        _ => panic!("no name for capability {cap}"),
+    }
+}
+
+/// The lines that refused the identity switch.
+fn switch_refusals(lines: &[String]) -> Vec<&str> {
+    lines
+        .iter()
+        .map(|l| syslog_message(l))
+        .filter(|m| m.contains("cannot switch to the identity"))
+        .collect()
+}
+
+fn home_login(tag: &str) -> (Stack, TestUser, String) {
+    let (user, secret) = TestUser::enrolled(tag);
+    let stack = Stack::with_module("svc", "");
+    (stack, user, secret)
+}
+
+#[test]
+fn home_mode_without_cap_setgid_denies_with_one_line_and_the_host_survives() {
+    if !require_root("home_mode_without_cap_setgid_denies_with_one_line_and_the_host_survives")
+        || !require_tool("home_mode_without_cap_setgid", "capsh")
+    {
+        return;
+    }
+    let (stack, user, secret) = home_login("cg");
+    let code = code_at(&secret, now());
+    let (_, denied, lines) = run(
+        Host::Without(&[CAP_SETGID]),
+        &Driver::login(&stack, &user, &code),
+    );
+    assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
+    assert_ne!(denied.result, "PAM_IGNORE", "{lines:?}");
+    let refused = switch_refusals(&lines);
+    assert_eq!(refused.len(), 1, "one line naming the refusal: {lines:?}");
+    assert!(
+        refused[0].contains("CAP_SETGID") && refused[0].contains("denying"),
+        "{}",
+        refused[0]
+    );
+    // Nothing recorded as used: the same code still logs in where the switch works.
+    let (_, ok, lines) = run(Host::Plain, &Driver::login(&stack, &user, &code));
+    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
+}
+
+#[test]
+fn home_mode_without_cap_setuid_names_the_capability() {
+    if !require_root("home_mode_without_cap_setuid_names_the_capability")
+        || !require_tool("home_mode_without_cap_setuid", "capsh")
+    {
+        return;
+    }
+    let (stack, user, secret) = home_login("cu");
+    let code = code_at(&secret, now());
+    let (_, denied, lines) = run(
+        Host::Without(&[CAP_SETUID]),
+        &Driver::login(&stack, &user, &code),
+    );
+    assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
+    assert_ne!(denied.result, "PAM_IGNORE", "{lines:?}");
+    let refused = switch_refusals(&lines);
+    assert_eq!(refused.len(), 1, "{lines:?}");
+    assert!(refused[0].contains("CAP_SETUID"), "{}", refused[0]);
+    let (_, ok, lines) = run(Host::Plain, &Driver::login(&stack, &user, &code));
+    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
+}
+
+#[test]
+fn home_mode_in_a_namespace_denying_setgroups_denies_and_the_host_survives() {
+    if !require_root("home_mode_in_a_namespace_denying_setgroups_denies_and_the_host_survives") {
+        return;
+    }
+    let (stack, user, secret) = home_login("ns");
+    let code = code_at(&secret, now());
+    let (_, denied, lines) = run(
+        Host::RootOnlyNamespace,
+        &Driver::login(&stack, &user, &code),
+    );
+    assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
+    assert_ne!(denied.result, "PAM_IGNORE", "{lines:?}");
+    let refused = switch_refusals(&lines);
+    assert_eq!(refused.len(), 1, "{lines:?}");
+    assert!(
+        refused[0].contains("user namespace that denies setgroups"),
+        "{}",
+        refused[0]
+    );
+    let (_, ok, lines) = run(Host::Plain, &Driver::login(&stack, &user, &code));
+    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
+}
+
+/// The set-up pam_totp(8) names for such containers: a root-owned store read as root.
+#[test]
+fn store_mode_as_root_logs_in_without_the_switch_capabilities() {
+    if !require_root("store_mode_as_root_logs_in_without_the_switch_capabilities")
+        || !require_tool("store_mode_as_root", "capsh")
+    {
+        return;
+    }
+    let user = TestUser::create("st");
+    let store = root_store();
+    let secret = random_secret_b32();
+    write_owned(
+        &store.path().join(&user.name),
+        totp_file(&secret).as_bytes(),
+        0,
+        0,
+        0o600,
+    );
+    fs::set_permissions(store.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    let stack = Stack::with_module(
+        "svc",
+        &format!("user=root secret={}/${{USER}}", store.path().display()),
+    );
+    let step = now() / 30;
+    for (host, at) in [
+        (Host::Without(&[CAP_SETUID, CAP_SETGID]), step * 30),
+        (Host::RootOnlyNamespace, (step + 1) * 30),
+    ] {
+        let code = code_at(&secret, at);
+        let (_, ok, lines) = run(host, &Driver::login(&stack, &user, &code).at(at));
+        assert_eq!(ok.result, "PAM_SUCCESS", "{host:?}: {lines:?}");
+        // The replay mark was written there too: the same code is refused as used.
+        let (_, again, lines) = run(host, &Driver::login(&stack, &user, &code).at(at));
+        assert_eq!(again.result, "PAM_AUTH_ERR", "{host:?}: {lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| syslog_message(l).contains("already used")),
+            "{host:?}: {lines:?}"
+        );
+    }
+}
