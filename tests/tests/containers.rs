@@ -20,7 +20,7 @@ const CAP_SETGID: u32 = 6;
 const CAP_SETUID: u32 = 7;
 
 /// How `pam-drive` is started: as the test runs, or inside one of the faults.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Host {
     /// Root with every capability.
     Plain,
@@ -30,17 +30,27 @@ enum Host {
     /// Root inside a user namespace that maps only root and denies `setgroups`
     /// (`unshare --map-root-user`, what an unprivileged user gets).
     RootOnlyNamespace,
+    /// Root inside the user namespace of this process (see [`Mapped`]), with its
+    /// uid map: what an unprivileged LXC container is.
+    Mapped(u32, String),
 }
 
 /// What the starting shell reports about itself before it becomes `pam-drive`.
 const SHOW: &str = r#"grep -E '^CapEff' /proc/self/status >&2
-printf 'uid_map %s\n' "$(tr -s ' ' < /proc/self/uid_map | tr '\n' ';')" >&2
+printf 'uid_map %s\n' "$(tr '\n' ';' < /proc/self/uid_map)" >&2
 printf 'setgroups %s\n' "$(cat /proc/self/setgroups)" >&2
 exec "$@""#;
 
 /// Runs `driver` started as `host` with its syslog captured; asserts that the fault
 /// really was in place (or really absent for [`Host::Plain`]).
-fn run(host: Host, driver: &Driver) -> (Output, Drive, Vec<String>) {
+fn run(host: &Host, driver: &Driver) -> (Output, Drive, Vec<String>) {
+    let (out, lines) = started(host, &driver.command());
+    let drive = Drive::ran(&out);
+    (out, drive, lines)
+}
+
+/// Runs `inner` started as `host` with its syslog captured (see [`run`]).
+fn started(host: &Host, inner: &Command) -> (Output, Vec<String>) {
     let mut cmd = match host {
         Host::Plain => {
             let mut c = Command::new("sh");
@@ -62,9 +72,22 @@ fn run(host: Host, driver: &Driver) -> (Output, Drive, Vec<String>) {
             c.args(["--user", "--map-root-user", "sh", "-c", SHOW, "sh"]);
             c
         }
+        Host::Mapped(pid, _) => {
+            let mut c = Command::new("nsenter");
+            c.args([
+                "--user",
+                "--target",
+                &pid.to_string(),
+                "sh",
+                "-c",
+                SHOW,
+                "sh",
+            ]);
+            c
+        }
     };
     cmd.arg("env");
-    append_env_exec(&mut cmd, &driver.command());
+    append_env_exec(&mut cmd, inner);
     let (out, lines) = with_syslog_capture(&cmd);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let eff = stderr
@@ -77,6 +100,13 @@ fn run(host: Host, driver: &Driver) -> (Output, Drive, Vec<String>) {
         .lines()
         .find_map(|l| l.strip_prefix("uid_map "))
         .unwrap_or_else(|| panic!("no uid_map reported: {stderr}"));
+    // "inside outside count;" per line, however the kernel pads the columns.
+    let uid_map: String = uid_map
+        .split(';')
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .map(|l| l + ";")
+        .collect();
     let setgroups = stderr
         .lines()
         .find_map(|l| l.strip_prefix("setgroups "))
@@ -89,7 +119,7 @@ fn run(host: Host, driver: &Driver) -> (Output, Drive, Vec<String>) {
             assert!(initial, "{stderr}");
         }
         Host::Without(caps) => {
-            for c in caps {
+            for c in caps.iter() {
                 assert!(!has(*c), "capability {c} still effective: {stderr}");
             }
             assert!(initial, "{stderr}");
@@ -98,14 +128,14 @@ fn run(host: Host, driver: &Driver) -> (Output, Drive, Vec<String>) {
             assert_eq!(uid_map.trim(), "0 0 1;", "not in a root-only namespace");
             assert_eq!(setgroups.trim(), "deny", "{stderr}");
         }
+        Host::Mapped(_, map) => assert_eq!(uid_map.trim(), map, "{stderr}"),
     }
     assert!(
         out.status.signal().is_none(),
-        "pam-drive killed by signal {:?} (the module took the host down): {stderr}",
+        "killed by signal {:?} (the module or the tool took its process down): {stderr}",
         out.status.signal()
     );
-    let drive = Drive::ran(&out);
-    (out, drive, lines)
+    (out, lines)
 }
 
 fn cap_name(cap: u32) -> &'static str {
@@ -141,7 +171,7 @@ fn home_mode_without_cap_setgid_denies_with_one_line_and_the_host_survives() {
     let (stack, user, secret) = home_login("cg");
     let code = code_at(&secret, now());
     let (_, denied, lines) = run(
-        Host::Without(&[CAP_SETGID]),
+        &Host::Without(&[CAP_SETGID]),
         &Driver::login(&stack, &user, &code),
     );
     assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
@@ -154,7 +184,7 @@ fn home_mode_without_cap_setgid_denies_with_one_line_and_the_host_survives() {
         refused[0]
     );
     // Nothing recorded as used: the same code still logs in where the switch works.
-    let (_, ok, lines) = run(Host::Plain, &Driver::login(&stack, &user, &code));
+    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
     assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
 }
 
@@ -168,7 +198,7 @@ fn home_mode_without_cap_setuid_names_the_capability() {
     let (stack, user, secret) = home_login("cu");
     let code = code_at(&secret, now());
     let (_, denied, lines) = run(
-        Host::Without(&[CAP_SETUID]),
+        &Host::Without(&[CAP_SETUID]),
         &Driver::login(&stack, &user, &code),
     );
     assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
@@ -176,7 +206,7 @@ fn home_mode_without_cap_setuid_names_the_capability() {
     let refused = switch_refusals(&lines);
     assert_eq!(refused.len(), 1, "{lines:?}");
     assert!(refused[0].contains("CAP_SETUID"), "{}", refused[0]);
-    let (_, ok, lines) = run(Host::Plain, &Driver::login(&stack, &user, &code));
+    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
     assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
 }
 
@@ -188,7 +218,7 @@ fn home_mode_in_a_namespace_denying_setgroups_denies_and_the_host_survives() {
     let (stack, user, secret) = home_login("ns");
     let code = code_at(&secret, now());
     let (_, denied, lines) = run(
-        Host::RootOnlyNamespace,
+        &Host::RootOnlyNamespace,
         &Driver::login(&stack, &user, &code),
     );
     assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
@@ -200,7 +230,7 @@ fn home_mode_in_a_namespace_denying_setgroups_denies_and_the_host_survives() {
         "{}",
         refused[0]
     );
-    let (_, ok, lines) = run(Host::Plain, &Driver::login(&stack, &user, &code));
+    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
     assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
 }
 
@@ -233,10 +263,10 @@ fn store_mode_as_root_logs_in_without_the_switch_capabilities() {
         (Host::RootOnlyNamespace, (step + 1) * 30),
     ] {
         let code = code_at(&secret, at);
-        let (_, ok, lines) = run(host, &Driver::login(&stack, &user, &code).at(at));
+        let (_, ok, lines) = run(&host, &Driver::login(&stack, &user, &code).at(at));
         assert_eq!(ok.result, "PAM_SUCCESS", "{host:?}: {lines:?}");
         // The replay mark was written there too: the same code is refused as used.
-        let (_, again, lines) = run(host, &Driver::login(&stack, &user, &code).at(at));
+        let (_, again, lines) = run(&host, &Driver::login(&stack, &user, &code).at(at));
         assert_eq!(again.result, "PAM_AUTH_ERR", "{host:?}: {lines:?}");
         assert!(
             lines
@@ -245,4 +275,138 @@ fn store_mode_as_root_logs_in_without_the_switch_capabilities() {
             "{host:?}: {lines:?}"
         );
     }
+}
+
+/// A user namespace for the length of a test, held by a sleeping child: root and the
+/// system accounts mapped onto themselves, and one user's uid and gid onto ids far
+/// away, so that the user exists inside (a login can switch to it) while every file
+/// the user owns on the host shows as 65534, as a home bind-mounted into an
+/// unprivileged LXC container does.
+struct Mapped {
+    holder: std::process::Child,
+    map: String,
+}
+
+impl Mapped {
+    fn new(user: &TestUser) -> Mapped {
+        let holder = Command::new("unshare")
+            .args(["--user", "sleep", "600"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("unshare");
+        let pid = holder.id();
+        let ours = fs::read_link("/proc/self/ns/user").expect("own user namespace");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while fs::read_link(format!("/proc/{pid}/ns/user")).ok().as_ref() == Some(&ours) {
+            assert!(std::time::Instant::now() < deadline, "unshare never left");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // One write each: a map file takes a single write.
+        let far = 200_000;
+        let ids = |id: u32| format!("0 0 1000\n{id} {} 1\n", id + far);
+        fs::write(format!("/proc/{pid}/uid_map"), ids(user.uid)).expect("uid_map");
+        fs::write(format!("/proc/{pid}/gid_map"), ids(user.gid)).expect("gid_map");
+        let map = format!("0 0 1000;{} {} 1;", user.uid, user.uid + far);
+        Mapped { holder, map }
+    }
+
+    fn host(&self) -> Host {
+        Host::Mapped(self.holder.id(), self.map.clone())
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// The message part of the lines that mention the overflow id.
+fn overflow_lines(lines: &[String]) -> Vec<&str> {
+    lines
+        .iter()
+        .map(|l| syslog_message(l))
+        .filter(|m| m.contains("uid 65534 (65534 is nobody"))
+        .collect()
+}
+
+#[test]
+fn a_home_from_outside_the_namespace_is_refused_naming_the_unmapped_owner() {
+    if !require_root("a_home_from_outside_the_namespace_is_refused_naming_the_unmapped_owner") {
+        return;
+    }
+    let (stack, user, secret) = home_login("mp");
+    let code = code_at(&secret, now());
+    let mapped = Mapped::new(&user);
+    let host = mapped.host();
+    // The fault: inside, the user's own home belongs to the overflow id.
+    let mut owner = Command::new("stat");
+    owner.args(["-c", "%u"]).arg(&user.home);
+    let (shown, _) = started(&host, &owner);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), "65534");
+
+    let (_, denied, lines) = run(&host, &Driver::login(&stack, &user, &code));
+    assert_eq!(denied.result, "PAM_AUTH_ERR", "{lines:?}");
+    let named = overflow_lines(&lines);
+    assert_eq!(
+        named.len(),
+        1,
+        "one line names the unmapped owner: {lines:?}"
+    );
+    assert!(
+        named[0].contains(&*user.home.to_string_lossy()),
+        "{}",
+        named[0]
+    );
+
+    // totp-state audit run in the same container predicts the refusal, in the same words.
+    let mut audit = Command::new(&built().state_tool);
+    audit
+        .args(["audit", "--service", "svc", "--pam-dir"])
+        .arg(stack.path());
+    let (out, _) = started(&host, &audit);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{}:", user.name)))
+        .unwrap_or_else(|| panic!("no audit line for {}: {stdout}", user.name));
+    assert!(
+        line.contains("refused") && line.contains("65534 is nobody"),
+        "{line}"
+    );
+
+    // Control: the same code outside the namespace logs in.
+    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
+    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
+}
+
+#[test]
+fn audit_without_cap_setgid_predicts_the_refusal_instead_of_aborting() {
+    if !require_root("audit_without_cap_setgid_predicts_the_refusal_instead_of_aborting")
+        || !require_tool("audit_without_cap_setgid", "capsh")
+    {
+        return;
+    }
+    let (stack, user, _) = home_login("au");
+    let mut audit = Command::new(&built().state_tool);
+    audit
+        .args(["audit", "--service", "svc", "--pam-dir"])
+        .arg(stack.path());
+    let (out, _) = started(&Host::Without(&[CAP_SETGID]), &audit);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{}:", user.name)))
+        .unwrap_or_else(|| panic!("no audit line for {}: {stdout}", user.name));
+    assert!(
+        line.contains("refused") && line.contains("CAP_SETGID"),
+        "{line}"
+    );
+    // Control: with the capability, the same account is ok.
+    let (out, _) = started(&Host::Plain, &audit);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("{}: ok", user.name)), "{stdout}");
 }

@@ -110,6 +110,23 @@ impl fmt::Display for CredError {
 
 impl std::error::Error for CredError {}
 
+/// The kernel's default overflow id (`/proc/sys/kernel/overflowuid`): what a user
+/// namespace shows as the owner of a file whose real owner it does not map.
+const OVERFLOW_ID: uid_t = 65534;
+
+/// Words to add where an owner is refused: inside an unprivileged container, a home or
+/// a store bind-mounted from the host shows up owned by the overflow id, and "owned by
+/// uid 65534" alone sends the admin looking for a `nobody` who never touched the file.
+/// Empty for any other owner.
+pub(crate) fn unmapped_owner_note(uid: uid_t) -> &'static str {
+    if uid == OVERFLOW_ID {
+        " (65534 is nobody, and also how a user namespace shows an owner it does not \
+         map: a host directory bind-mounted into a container)"
+    } else {
+        ""
+    }
+}
+
 /// Restores the thread's previous fsuid, fsgid and groups when dropped.
 ///
 /// If the restore fails the process aborts: continuing to serve other PAM calls (or

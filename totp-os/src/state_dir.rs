@@ -345,9 +345,10 @@ impl StateDir {
             }
             if !owner_ok || writable {
                 return Err(bad(format!(
-                    "{:?} is owned by uid {} with mode {:o}; it must be owned by uid {} (or root, above it) and not writable by others",
+                    "{:?} is owned by uid {}{} with mode {:o}; it must be owned by uid {} (or root, above it) and not writable by others",
                     name,
                     st.st_uid,
+                    crate::creds::unmapped_owner_note(st.st_uid),
                     st.st_mode & 0o7777,
                     self.owner
                 )));
@@ -499,7 +500,11 @@ impl StateDir {
         let problem = if kind(&st) != SFlag::S_IFREG {
             Some(format!("is {}", kind_name(&st)))
         } else if st.st_uid != owner {
-            Some(format!("is owned by uid {}, not {owner}", st.st_uid))
+            Some(format!(
+                "is owned by uid {}{}, not {owner}",
+                st.st_uid,
+                crate::creds::unmapped_owner_note(st.st_uid)
+            ))
         } else if st.st_mode & 0o077 != 0 {
             Some(format!("has mode {:o}, not 600", st.st_mode & 0o7777))
         } else if st.st_nlink != 1 {
