@@ -410,3 +410,73 @@ fn audit_without_cap_setgid_predicts_the_refusal_instead_of_aborting() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("{}: ok", user.name)), "{stdout}");
 }
+
+/// A read-only file system under the state store, as `docker run --read-only` gives one
+/// whose volume does not cover `/var/lib/pam_totp`: the store directory missing (the
+/// image never ran a login), present and empty (as the package installs it), or holding
+/// records already.
+#[test]
+fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
+    if !require_root("a_read_only_state_store_denies_with_one_line_and_audit_predicts_it") {
+        return;
+    }
+    let (stack, user, secret) = home_login("ro");
+    let dir = stack.path().display().to_string();
+    // The fault, shown before anything runs: nothing can be created there.
+    let read_only = format!(
+        "mount --bind {dir} {dir}\nmount -o remount,bind,ro {dir}\n\
+         if touch {dir}/.probe 2>/dev/null; then echo still writable >&2; exit 97; fi"
+    );
+    let audit = || {
+        let mut a = Command::new(&built().state_tool);
+        a.args(["audit", "--service", "svc", "--pam-dir"])
+            .arg(stack.path());
+        a
+    };
+    let state_line = |out: &Output| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("state store:"))
+            .map(str::to_owned)
+    };
+    for case in ["missing", "empty", "with records"] {
+        let _ = fs::remove_dir_all(stack.state_dir());
+        if case != "missing" {
+            fs::create_dir(stack.state_dir()).expect("state dir");
+            fs::set_permissions(stack.state_dir(), fs::Permissions::from_mode(0o700))
+                .expect("chmod");
+        }
+        if case == "with records" {
+            let wrong = wrong_totp(&secret, now());
+            let (_, d, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &wrong));
+            assert_eq!(d.result, "PAM_AUTH_ERR", "{lines:?}");
+            assert!(stack.state_file(user.uid).exists());
+        }
+        let code = code_at(&secret, now());
+        let (out, lines) =
+            with_syslog_capture_after(&read_only, &Driver::login(&stack, &user, &code).command());
+        let denied = Drive::ran(&out);
+        assert_eq!(denied.result, "PAM_AUTH_ERR", "{case}: {lines:?}");
+        let named: Vec<&str> = lines
+            .iter()
+            .map(|l| syslog_message(l))
+            .filter(|m| m.contains("Read-only file system"))
+            .collect();
+        assert_eq!(named.len(), 1, "{case}: {lines:?}");
+        assert!(named[0].contains("denying"), "{case}: {}", named[0]);
+
+        let (out, _) = with_syslog_capture_after(&read_only, &audit());
+        assert_eq!(out.status.code(), Some(1), "{case}: {out:?}");
+        let line = state_line(&out).unwrap_or_else(|| panic!("{case}: no state store line"));
+        assert!(
+            line.contains("refused") && line.contains("read-only file system"),
+            "{case}: {line}"
+        );
+        // Control: on the writable file system audit has nothing to say of the store,
+        // and the same code logs in.
+        let (out, _) = with_syslog_capture(&audit());
+        assert_eq!(state_line(&out), None, "{case}");
+        let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
+        assert_eq!(ok.result, "PAM_SUCCESS", "{case}: {lines:?}");
+    }
+}

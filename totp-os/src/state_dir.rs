@@ -52,6 +52,7 @@ use libc::uid_t;
 use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag, OpenHow, RenameFlags, ResolveFlag};
 use nix::sys::stat::{self, FchmodatFlags, FileStat, Mode, SFlag};
+use nix::sys::statvfs::{self, FsFlags};
 use nix::unistd::{self, UnlinkatFlags};
 use sha2::{Digest, Sha256};
 use totp_core::state::{
@@ -357,6 +358,39 @@ impl StateDir {
         }
         // An O_PATH descriptor names entries; `sync_dir` opens one that can be synced.
         Ok(Some(cur))
+    }
+
+    /// Whether a login could record its attempt here, without writing anything: the
+    /// walk the module takes (its owner and mode checks), then the file system's
+    /// read-only flag, which a container started with a read-only root sets and which
+    /// denies every login at the write. A directory not there yet is judged where the
+    /// module would create it, on its nearest existing ancestor. For `totp-state audit`.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        let shown = self.path.display().to_string();
+        let flags = match self.open_dir(false)? {
+            Some(fd) => statvfs::fstatvfs(&fd),
+            None => {
+                let mut at = self.path.as_path();
+                loop {
+                    match statvfs::statvfs(at) {
+                        Err(Errno::ENOENT) => match at.parent() {
+                            Some(up) => at = up,
+                            None => break Err(Errno::ENOENT),
+                        },
+                        other => break other,
+                    }
+                }
+            }
+        }
+        .map_err(|e| os_error(&format!("statvfs {shown}"), e))?
+        .flags();
+        if flags.contains(FsFlags::ST_RDONLY) {
+            return Err(StoreError::Refused(format!(
+                "state directory {shown}: on a read-only file system, so every login \
+                 would be denied; give state_dir= a writable volume"
+            )));
+        }
+        Ok(())
     }
 
     /// The common case of [`StateDir::open_dir`] in fewer system calls (issue 23): one
