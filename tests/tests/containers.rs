@@ -480,3 +480,68 @@ fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
         assert_eq!(ok.result, "PAM_SUCCESS", "{case}: {lines:?}");
     }
 }
+
+/// `/var/lib/pam_totp` bind-mounted from the host into an unprivileged container: the
+/// state directory's owner is not mapped there and shows as 65534. Store mode with
+/// `user=root`, the set-up that works in such a container otherwise.
+#[test]
+fn a_state_store_from_outside_the_namespace_is_refused_naming_the_unmapped_owner() {
+    if !require_root(
+        "a_state_store_from_outside_the_namespace_is_refused_naming_the_unmapped_owner",
+    ) {
+        return;
+    }
+    let user = TestUser::create("sd");
+    let store = root_store();
+    let secret = random_secret_b32();
+    write_owned(
+        &store.path().join(&user.name),
+        totp_file(&secret).as_bytes(),
+        0,
+        0,
+        0o600,
+    );
+    let stack = Stack::with_module(
+        "svc",
+        &format!("user=root secret={}/${{USER}}", store.path().display()),
+    );
+    fs::create_dir(stack.state_dir()).expect("state dir");
+    fs::set_permissions(stack.state_dir(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    // An owner far outside the namespace's map, as a host's root is in an unprivileged
+    // container.
+    std::os::unix::fs::chown(stack.state_dir(), Some(400_000), Some(400_000)).expect("chown");
+    let mapped = Mapped::new(&user);
+    let host = mapped.host();
+    let mut owner = Command::new("stat");
+    owner.args(["-c", "%u"]).arg(stack.state_dir());
+    let (shown, _) = started(&host, &owner);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), "65534");
+
+    let code = code_at(&secret, now());
+    let (_, denied, lines) = run(&host, &Driver::login(&stack, &user, &code));
+    assert_eq!(denied.result, "PAM_AUTH_ERR", "{lines:?}");
+    let named = overflow_lines(&lines);
+    assert_eq!(named.len(), 1, "{lines:?}");
+    assert!(named[0].contains("state"), "{}", named[0]);
+
+    let mut audit = Command::new(&built().state_tool);
+    audit
+        .args(["audit", "--service", "svc", "--pam-dir"])
+        .arg(stack.path());
+    let (out, _) = started(&host, &audit);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("state store:"))
+        .unwrap_or_else(|| panic!("no state store line: {stdout} {out:?}"));
+    assert!(
+        line.contains("refused") && line.contains("65534 is nobody"),
+        "{line}"
+    );
+
+    // Control: the directory given to root, as the container maps it, logs in there.
+    std::os::unix::fs::chown(stack.state_dir(), Some(0), Some(0)).expect("chown");
+    let (_, ok, lines) = run(&host, &Driver::login(&stack, &user, &code));
+    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
+}

@@ -174,7 +174,11 @@ pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
     let store = store_problem(opts);
     let store_refused = store.is_some();
     findings.extend(store.map(|(n, f)| (n, true, f)));
-    findings.extend(stale_records(opts)?.into_iter().map(|(n, f)| (n, true, f)));
+    // A refused directory may not even be listable (an owner a container does not map):
+    // its refusal is the finding, not a fault that hides every other line.
+    if !store_refused {
+        findings.extend(stale_records(opts)?.into_iter().map(|(n, f)| (n, true, f)));
+    }
     for (name, login_shell, mut finding) in findings {
         if finding.verdict == Verdict::Refused {
             if login_shell {
