@@ -545,3 +545,84 @@ fn a_state_store_from_outside_the_namespace_is_refused_naming_the_unmapped_owner
     let (_, ok, lines) = run(&host, &Driver::login(&stack, &user, &code));
     assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
 }
+
+/// `driver` with every `setfsuid` and `setfsgid` answered EPERM, as a container's
+/// seccomp filter answers a call it denies (strace injects it, and its trace shows
+/// each injection): the run, its syslog lines and how many calls were refused.
+fn with_fs_ids_refused(driver: &Driver) -> (Drive, Vec<String>, usize) {
+    let trace = tempfile::NamedTempFile::new().expect("trace file");
+    let inner = driver.command();
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-e", "trace=setfsuid,setfsgid"])
+        .args(["-e", "inject=setfsuid,setfsgid:error=EPERM", "-o"])
+        .arg(trace.path())
+        .arg("env");
+    append_env_exec(&mut strace, &inner);
+    let (out, lines) = with_syslog_capture(&strace);
+    assert!(out.status.signal().is_none(), "{out:?}");
+    let injected = fs::read_to_string(trace.path())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("EPERM") && l.contains("INJECTED"))
+        .count();
+    (Drive::ran(&out), lines, injected)
+}
+
+#[test]
+fn with_setfsuid_refused_store_mode_as_root_logs_in_and_home_mode_says_why_it_cannot() {
+    let t = "with_setfsuid_refused_store_mode_as_root_logs_in_and_home_mode_says_why_it_cannot";
+    if !require_root(t) || !require_tool(t, "strace") {
+        return;
+    }
+    let user = TestUser::create("sc");
+    let store = root_store();
+    let secret = random_secret_b32();
+    write_owned(
+        &store.path().join(&user.name),
+        totp_file(&secret).as_bytes(),
+        0,
+        0,
+        0o600,
+    );
+    user.write_secret(&totp_file(&secret), 0o600);
+    let root_store_stack = Stack::with_module(
+        "svc",
+        &format!("user=root secret={}/${{USER}}", store.path().display()),
+    );
+    let home_stack = Stack::with_module("svc", "");
+    let step = now() / 30;
+
+    // Store mode as root needs no switch: it logs in, and a replay is refused.
+    let at = step * 30;
+    let code = code_at(&secret, at);
+    let (ok, lines, injected) =
+        with_fs_ids_refused(&Driver::login(&root_store_stack, &user, &code).at(at));
+    assert!(injected > 0, "nothing refused");
+    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
+    let (again, lines, _) =
+        with_fs_ids_refused(&Driver::login(&root_store_stack, &user, &code).at(at));
+    assert_eq!(again.result, "PAM_AUTH_ERR", "{lines:?}");
+
+    // Home mode cannot read as the user: denied, one line naming the refused call.
+    let at = (step + 1) * 30;
+    let code = code_at(&secret, at);
+    let (denied, lines, injected) =
+        with_fs_ids_refused(&Driver::login(&home_stack, &user, &code).at(at));
+    assert!(injected > 0, "nothing refused");
+    assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
+    assert_ne!(denied.result, "PAM_IGNORE", "{lines:?}");
+    let refused = switch_refusals(&lines);
+    assert_eq!(refused.len(), 1, "{lines:?}");
+    assert!(
+        refused[0].contains("is refused in this process"),
+        "{}",
+        refused[0]
+    );
+    // Control: the same code, nothing refused.
+    let (_, ok, lines) = run(
+        &Host::Plain,
+        &Driver::login(&home_stack, &user, &code).at(at),
+    );
+    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
+}
