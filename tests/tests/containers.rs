@@ -626,3 +626,52 @@ fn with_setfsuid_refused_store_mode_as_root_logs_in_and_home_mode_says_why_it_ca
     );
     assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
 }
+
+/// A container whose seccomp profile predates `close_range(2)` (older Docker defaults
+/// answer it EPERM; strace injects that here, each injection counted in its trace):
+/// the secret command is not started, and the line says why.
+#[test]
+fn a_refused_close_range_keeps_the_secret_command_from_starting_and_says_so() {
+    let t = "a_refused_close_range_keeps_the_secret_command_from_starting_and_says_so";
+    if !require_root(t) || !require_tool(t, "strace") {
+        return;
+    }
+    let user = TestUser::create("cr");
+    let secret = random_secret_b32();
+    let dir = system_tests::fleet::trusted_dir("cr");
+    let command = system_tests::fleet::secret_command(dir.path(), &user.name, &totp_file(&secret));
+    let stack = Stack::with_module(
+        "svc",
+        &format!(
+            "secret_command={} secret_command_user=nobody",
+            command.display()
+        ),
+    );
+    let code = code_at(&secret, now());
+    let trace = tempfile::NamedTempFile::new().expect("trace file");
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-e", "trace=close_range"])
+        .args(["-e", "inject=close_range:error=EPERM", "-o"])
+        .arg(trace.path())
+        .arg("env");
+    append_env_exec(&mut strace, &Driver::login(&stack, &user, &code).command());
+    let (out, lines) = with_syslog_capture(&strace);
+    let injected = fs::read_to_string(trace.path())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("INJECTED"))
+        .count();
+    assert!(injected > 0, "close_range was not refused");
+    let denied = Drive::ran(&out);
+    assert_eq!(denied.result, "PAM_AUTH_ERR", "{lines:?}");
+    let named: Vec<&str> = lines
+        .iter()
+        .map(|l| syslog_message(l))
+        .filter(|m| m.contains("close_range(2) is refused"))
+        .collect();
+    assert_eq!(named.len(), 1, "{lines:?}");
+    // Control: the same code, nothing refused.
+    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
+    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
+}
