@@ -675,3 +675,37 @@ fn a_refused_close_range_keeps_the_secret_command_from_starting_and_says_so() {
     let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
     assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
 }
+
+/// A minimal container: no syslog socket and no /proc. Nothing of the module needs
+/// either: home mode logs in and refuses a replay, the log lines are dropped by
+/// pam_syslog, and nothing is written to standard error instead (under sudo or su that
+/// is the user's terminal).
+#[test]
+fn without_dev_log_or_proc_home_mode_works_and_writes_nothing_to_stderr() {
+    if !require_root("without_dev_log_or_proc_home_mode_works_and_writes_nothing_to_stderr") {
+        return;
+    }
+    let (stack, user, secret) = home_login("dl");
+    let bare = tempfile::tempdir().expect("tempdir");
+    const SETUP: &str = r#"t="$1"
+mkdir -p "$t/dev"
+mount -t tmpfs -o mode=755 none "$t/dev"
+for n in null zero urandom random full tty; do
+  touch "$t/dev/$n"; mount --bind "/dev/$n" "$t/dev/$n"
+done
+mount --rbind "$t/dev" /dev
+mount -t tmpfs -o mode=555 none /proc
+if [ -e /dev/log ] || [ -e /proc/self ]; then echo "not bare" >&2; exit 97; fi"#;
+    let at = (now() / 30) * 30;
+    let code = code_at(&secret, at);
+    for (expect, what) in [("PAM_SUCCESS", "right code"), ("PAM_AUTH_ERR", "replay")] {
+        let driver = Driver::login(&stack, &user, &code);
+        let out = in_private_mounts(SETUP, bare.path(), &driver.command())
+            .output()
+            .expect("run");
+        assert!(out.status.signal().is_none(), "{what}: {out:?}");
+        let drive = Drive::ran(&out);
+        assert_eq!(drive.result, expect, "{what}: {out:?}");
+        assert!(out.stderr.is_empty(), "{what}: stderr {:?}", drive.stderr);
+    }
+}
