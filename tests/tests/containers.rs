@@ -433,6 +433,19 @@ fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
             .arg(stack.path());
         a
     };
+    let check = || {
+        let mut c = Command::new(&built().enroll);
+        c.args([
+            "check",
+            "--user",
+            &user.name,
+            "--service",
+            "svc",
+            "--pam-dir",
+        ])
+        .arg(stack.path());
+        c
+    };
     let state_line = |out: &Output| {
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -472,10 +485,25 @@ fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
             line.contains("refused") && line.contains("read-only file system"),
             "{case}: {line}"
         );
-        // Control: on the writable file system audit has nothing to say of the store,
-        // and the same code logs in.
+        // totp-enroll check, the admin's test of a stack, says it too (with no syslog in
+        // the container, nothing else would).
+        let (out, _) = with_syslog_capture_after(&read_only, &check());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("warning: the module would deny every login: state directory")
+                && stderr.contains("read-only file system"),
+            "{case}: {stderr}"
+        );
+        // Control: on the writable file system audit and check have nothing to say of
+        // the store, and the same code logs in.
         let (out, _) = with_syslog_capture(&audit());
         assert_eq!(state_line(&out), None, "{case}");
+        let (out, _) = with_syslog_capture(&check());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("would deny every login"),
+            "{case}: {stderr}"
+        );
         let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
         assert_eq!(ok.result, "PAM_SUCCESS", "{case}: {lines:?}");
     }

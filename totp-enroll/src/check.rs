@@ -184,6 +184,11 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
     };
     for o in &lines {
         add(format!("note: state store: {}", store_of(o)));
+        if let Some(problem) = local_store_problem(o) {
+            add(format!(
+                "warning: the module would deny every login: {problem}"
+            ));
+        }
         for w in o.weakening() {
             add(format!(
                 "warning: option {w} weakens security (see pam_totp(8))"
@@ -202,6 +207,25 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
         }
     }
     Ok(notes)
+}
+
+/// Why the local store of a module line would refuse every login's write (a read-only
+/// file system in a container, a directory the module refuses), where this process
+/// uses the store logins use (root's). Without a syslog in the container, this is the
+/// only place the admin reads it.
+fn local_store_problem(o: &ModuleOptions) -> Option<String> {
+    use totp_core::state::StoreError;
+    use totp_os::state_dir::StateDir;
+    if o.fleet.shared().is_some() || !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let dir = o.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR);
+    match StateDir::new(dir, std::time::Duration::from_secs(5))
+        .check_writable()
+        .err()?
+    {
+        StoreError::Refused(m) | StoreError::Unavailable(m) | StoreError::Corrupt(m) => Some(m),
+    }
 }
 
 /// The store a module line uses when run by this process.
