@@ -1,13 +1,22 @@
-//! Containers and user namespaces through the real libpam and the built `.so`: what a
-//! login does where "root" lacks the capabilities the per-thread credential switch needs
-//! (a container that drops CAP_SETUID/CAP_SETGID from its bounding set, a user namespace
-//! whose `setgroups` is denied). Home mode cannot open the user's file there: the login
-//! is denied with one log line naming the missing capability, and the host process
-//! survives. Store mode with `user=root` needs no switch and logs in.
+//! Containers and user namespaces through the real libpam, the built `.so` and the CLI
+//! (pam_totp(8), CONTAINERS):
 //!
-//! Every run shows its fault: the shell that starts `pam-drive` prints its capability
-//! sets, its uid map and its `setgroups` setting to standard error, and the test reads
-//! them back. Root only (real users, capability sets, user namespaces, mounts).
+//! - "root" without the capabilities the per-thread credential switch needs (a
+//!   container dropping CAP_SETUID/CAP_SETGID), or in a user namespace whose
+//!   `setgroups` is denied, or with `setfsuid`/`setfsgid` refused by a seccomp filter:
+//!   home mode is denied with one log line naming the cause and the host process
+//!   survives; store mode with `user=root` needs no switch and logs in.
+//! - Files from outside the namespace (a bind-mounted home or state directory in an
+//!   unprivileged LXC container) show as 65534: refused, and the line says why.
+//! - A read-only state store (`docker run --read-only`): denied with one line;
+//!   `totp-state audit` and `totp-enroll check` predict it.
+//! - `close_range(2)` refused: the secret command does not start, and the line says why.
+//! - No `/dev/log` and no `/proc`: home mode works and nothing goes to standard error.
+//!
+//! Every run shows its fault: the shell that starts the process prints its capability
+//! sets, its uid map and its `setgroups` setting to standard error and the test reads
+//! them back; strace's trace counts each refused call; mounts are checked from inside.
+//! Root only (real users, capability sets, user namespaces, mounts).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
