@@ -11,6 +11,7 @@
 //! - A read-only state store (`docker run --read-only`): denied with one line;
 //!   `totp-state audit` and `totp-enroll check` predict it.
 //! - `close_range(2)` refused: the secret command does not start, and the line says why.
+//!   `renameat2(2)` refused: the store key is created through the link fallback.
 //! - No `/dev/log` and no `/proc`: home mode works and nothing goes to standard error.
 //!
 //! Every run shows its fault: the shell that starts the process prints its capability
@@ -745,4 +746,51 @@ if [ -e /dev/log ] || [ -e /proc/self ]; then echo "not bare" >&2; exit 97; fi"#
         assert_eq!(drive.result, expect, "{what}: {out:?}");
         assert!(out.stderr.is_empty(), "{what}: stderr {:?}", drive.stderr);
     }
+}
+
+/// A seccomp profile without `renameat2` (answered EPERM; strace injects it, each
+/// injection counted): the first login of a host creates the state store's key with a
+/// no-replace rename, and falls back to a link as on a file system without it.
+#[test]
+fn a_refused_renameat2_still_creates_the_store_key_and_logs_in() {
+    let t = "a_refused_renameat2_still_creates_the_store_key_and_logs_in";
+    if !require_root(t) || !require_tool(t, "strace") {
+        return;
+    }
+    let (stack, user, secret) = home_login("rn");
+    assert!(!stack.state_dir().exists(), "a fresh store");
+    let at = (now() / 30) * 30;
+    let code = code_at(&secret, at);
+    let trace = tempfile::NamedTempFile::new().expect("trace file");
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-e", "trace=renameat2"])
+        .args(["-e", "inject=renameat2:error=EPERM", "-o"])
+        .arg(trace.path())
+        .arg("env");
+    append_env_exec(
+        &mut strace,
+        &Driver::login(&stack, &user, &code).at(at).command(),
+    );
+    let (out, lines) = with_syslog_capture(&strace);
+    let injected = fs::read_to_string(trace.path())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("INJECTED"))
+        .count();
+    assert!(injected > 0, "renameat2 was not refused");
+    assert_eq!(Drive::ran(&out).result, "PAM_SUCCESS", "{lines:?}");
+    let key = stack.state_dir().join("store.key");
+    let meta = fs::metadata(&key).expect("store key");
+    assert_eq!(meta.len(), 32, "{}", key.display());
+    assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 1);
+    // The key holds: the code is refused as used by a login that renames nothing.
+    let (_, again, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code).at(at));
+    assert_eq!(again.result, "PAM_AUTH_ERR", "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| syslog_message(l).contains("already used")),
+        "{lines:?}"
+    );
 }

@@ -641,8 +641,10 @@ impl StateDir {
             match renamed {
                 Ok(()) => Ok(true),
                 Err(Errno::EEXIST) => Ok(false),
-                // File systems without RENAME_NOREPLACE: linkat also refuses an existing key.
-                Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+                // File systems without RENAME_NOREPLACE, or a container's seccomp filter
+                // without renameat2 (EPERM): linkat also refuses an existing key, and a
+                // real permission problem fails it as well.
+                Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM) => {
                     match unistd::linkat(dir, temp.as_str(), dir, KEY_FILE, AtFlags::empty()) {
                         Ok(()) => Ok(true),
                         Err(Errno::EEXIST) => Ok(false),
