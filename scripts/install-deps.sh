@@ -25,12 +25,15 @@ need_root() {
 # nutcracker: twemproxy, a proxy the fleet tests put in front of redis-server to show how
 # a store URL naming it is reported; iproute2 (ip): the same tests give a network
 # namespace of their own a non-loopback address (tests/tests/fleet_wrong_server.rs).
+# libcap2-bin: tests/containers.rs starts logins with capsh, capabilities dropped as a
+# container drops them.
 packages=(
     build-essential pkg-config libpam0g-dev libssl-dev redis-server etcd-server etcd-client
     openssl fail2ban
     pamtester libpam-wrapper faketime oathtool libpam-google-authenticator
     qrencode zbar-tools librsvg2-bin openssh-server openssh-client sshpass expect
     strace valgrind rpm dpkg-dev man-db vlock libfuse3-dev lintian sudo nutcracker iproute2
+    libcap2-bin
 )
 if [ "${1:-}" = "--demo" ]; then
     packages=(build-essential pkg-config libpam0g-dev libssl-dev)

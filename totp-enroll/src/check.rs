@@ -191,6 +191,11 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
     let pw = totp_os::nss::lookup_user_by_name(user).ok().flatten();
     for o in lines {
         add(format!("note: state store: {}", store_of(o)));
+        if let Some(problem) = local_store_problem(o) {
+            add(format!(
+                "warning: the module would deny every login: {problem}"
+            ));
+        }
         for w in o.weakening() {
             add(format!(
                 "warning: option {w} weakens security (see pam_totp(8))"
@@ -260,6 +265,25 @@ fn control_warning(line: &pam_stack::ModuleLine) -> Option<String> {
     Some(format!(
         "warning: on the {m} auth line {c} a wrong code {what} (pam_totp(8), CONTROL VALUES)"
     ))
+}
+
+/// Why the local store of a module line would refuse every login's write (a read-only
+/// file system in a container, a directory the module refuses), where this process
+/// uses the store logins use (root's). Without a syslog in the container, this is the
+/// only place the admin reads it.
+fn local_store_problem(o: &ModuleOptions) -> Option<String> {
+    use totp_core::state::StoreError;
+    use totp_os::state_dir::StateDir;
+    if o.fleet.shared().is_some() || !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let dir = o.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR);
+    match StateDir::new(dir, std::time::Duration::from_secs(5))
+        .check_writable()
+        .err()?
+    {
+        StoreError::Refused(m) | StoreError::Unavailable(m) | StoreError::Corrupt(m) => Some(m),
+    }
 }
 
 /// The store a module line uses when run by this process.

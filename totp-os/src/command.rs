@@ -65,6 +65,9 @@ pub enum CommandError {
     /// `secret_command_user=` names nobody, or root.
     BadRunAsUser(String),
     Spawn(io::Error),
+    /// `close_range(2)` is refused in this process, so the command cannot be started
+    /// without the host's descriptors (R33).
+    NoCloseRange(io::Error),
     Read(io::Error),
     TimedOut,
     TooLarge,
@@ -82,6 +85,13 @@ impl fmt::Display for CommandError {
             Self::Untrusted(e) => write!(f, "secret command not trusted: {e}"),
             Self::BadRunAsUser(m) => write!(f, "secret_command_user: {m}"),
             Self::Spawn(e) => write!(f, "secret command could not start: {e}"),
+            Self::NoCloseRange(e) => write!(
+                f,
+                "secret command not started: close_range(2) is refused here ({e}): a \
+                 seccomp filter (an older container runtime's default profile) or a kernel \
+                 before 5.11, and without it the command would inherit the host's \
+                 descriptors"
+            ),
             Self::Read(e) => write!(f, "reading the secret command's output: {e}"),
             Self::TimedOut => f.write_str("secret command timed out and was killed"),
             Self::TooLarge => write!(
@@ -100,18 +110,14 @@ impl fmt::Display for CommandError {
 
 impl std::error::Error for CommandError {}
 
-/// Marks every descriptor above 2 close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`):
-/// they are gone in the command, while the standard library's own exec-status pipe keeps
-/// working until the exec. A kernel without it (before 5.11) fails the spawn: the login
-/// is denied rather than the command run with the host's descriptors. Descriptors 0, 1
-/// and 2 are made to survive the exec.
-fn close_inherited_descriptors() -> io::Result<()> {
+/// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: async-signal-safe, a raw system call.
+fn cloexec_range(first: libc::c_uint) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range takes three integers and touches no memory.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3 as libc::c_uint,
+            first,
             libc::c_uint::MAX,
             CLOSE_RANGE_CLOEXEC,
         )
@@ -119,6 +125,16 @@ fn close_inherited_descriptors() -> io::Result<()> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// Marks every descriptor above 2 close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`):
+/// they are gone in the command, while the standard library's own exec-status pipe keeps
+/// working until the exec. A kernel without it (before 5.11) fails the spawn: the login
+/// is denied rather than the command run with the host's descriptors. Descriptors 0, 1
+/// and 2 are made to survive the exec.
+fn close_inherited_descriptors() -> io::Result<()> {
+    cloexec_range(3)?;
     // A host that closed 0, 1 or 2 (a daemon that never reopened them) gives the
     // command's /dev/null or pipe that very number in the parent, opened close-on-exec;
     // the standard library's dup2 onto the same number is then a no-op that keeps the
@@ -182,6 +198,10 @@ pub fn run_secret_command(
     let deadline = Instant::now() + limit;
     check_root_controlled(program, MAX_PROGRAM_SIZE).map_err(CommandError::Untrusted)?;
     let runner = run_as_user(run_as)?;
+    // Asked in the parent on a range no descriptor can be in: a refusal here (a seccomp
+    // filter, an old kernel) is named as such, where the child's would reach the log
+    // as a bare "Operation not permitted" that reads like the program's permissions.
+    cloexec_range(libc::c_uint::MAX).map_err(CommandError::NoCloseRange)?;
     // Dropped last, after the child is reaped: the host gets its SIGCHLD back only then.
     let _sigchld = DefaultSigchld::set().map_err(CommandError::Spawn)?;
     let mut command = Command::new(program);

@@ -58,6 +58,14 @@ pub enum CredError {
         /// fsgid in effect after the attempt.
         got: gid_t,
     },
+    /// `setfsuid(2)` or `setfsgid(2)` itself is refused (it returns -1, which no id
+    /// is): a seccomp filter in a container. Nothing was changed by it.
+    FsRefused {
+        /// The refused call.
+        call: &'static str,
+        /// The id it was asked to take.
+        wanted: u32,
+    },
     /// The fsuid did not change to the requested value.
     FsUid {
         /// Requested fsuid.
@@ -74,23 +82,63 @@ impl fmt::Display for CredError {
                 f,
                 "not running as root: cannot switch filesystem identity to uid {uid} gid {gid}"
             ),
-            Self::Groups { errno } => write!(
-                f,
-                "cannot set supplementary groups: {}",
-                std::io::Error::from_raw_os_error(*errno)
-            ),
+            Self::Groups { errno } => {
+                write!(
+                    f,
+                    "cannot set supplementary groups: {}",
+                    std::io::Error::from_raw_os_error(*errno)
+                )?;
+                // The two causes a container gives, named so that the admin need not
+                // know setgroups(2) by heart.
+                match *errno {
+                    libc::EPERM => f.write_str(
+                        " (the process lacks CAP_SETGID, or runs in a user namespace \
+                         that denies setgroups)",
+                    ),
+                    libc::EINVAL => f.write_str(
+                        " (a group not mapped in this user namespace, or too many groups)",
+                    ),
+                    _ => Ok(()),
+                }
+            }
             Self::GroupsNotApplied => f.write_str("supplementary groups did not take effect"),
-            Self::FsGid { wanted, got } => {
-                write!(f, "setfsgid({wanted}) did not take effect (fsgid is {got})")
-            }
-            Self::FsUid { wanted, got } => {
-                write!(f, "setfsuid({wanted}) did not take effect (fsuid is {got})")
-            }
+            Self::FsGid { wanted, got } => write!(
+                f,
+                "setfsgid({wanted}) did not take effect (fsgid is {got}): the process \
+                 lacks CAP_SETGID, or gid {wanted} is not mapped in this user namespace"
+            ),
+            Self::FsRefused { call, wanted } => write!(
+                f,
+                "{call}({wanted}) is refused in this process (a seccomp filter?): the \
+                 file-system identity cannot be switched"
+            ),
+            Self::FsUid { wanted, got } => write!(
+                f,
+                "setfsuid({wanted}) did not take effect (fsuid is {got}): the process \
+                 lacks CAP_SETUID, or uid {wanted} is not mapped in this user namespace"
+            ),
         }
     }
 }
 
 impl std::error::Error for CredError {}
+
+/// The kernel's default overflow id (`/proc/sys/kernel/overflowuid`): what a user
+/// namespace shows as the owner of a file whose real owner it does not map.
+const OVERFLOW_ID: uid_t = 65534;
+
+/// Words to add where an owner is refused: inside an unprivileged container, a home or
+/// a store bind-mounted from the host shows up owned by the overflow id, and "owned by
+/// uid 65534" alone sends the admin looking for a `nobody` who never touched the file.
+/// Empty for any other owner.
+pub(crate) fn unmapped_owner_note(uid: uid_t) -> &'static str {
+    if uid == OVERFLOW_ID {
+        " (65534 is nobody, and also how a user namespace shows an owner it does not \
+         map: a host directory bind-mounted into a container)"
+    } else {
+        ""
+    }
+}
 
 /// Restores the thread's previous fsuid, fsgid and groups when dropped.
 ///
@@ -107,6 +155,11 @@ struct Saved {
     fsuid: uid_t,
     fsgid: gid_t,
     groups: Vec<gid_t>,
+    /// Whether the switch may have changed the fs ids: only those are set back, so
+    /// that a call the process may not make (a seccomp filter) and that changed
+    /// nothing is not made again at the restore, where its failure aborts.
+    fsgid_touched: bool,
+    fsuid_touched: bool,
 }
 
 impl CredGuard {
@@ -147,8 +200,22 @@ fn restore(saved: &Saved) -> Result<(), CredError> {
     fault::hit(FaultPoint::CredRestore).map_err(|errno| CredError::Groups { errno })?;
     // Reverse order of the switch: fsuid back to root first brings back the
     // capabilities that setfsgid and setgroups need.
-    set_fsuid(saved.fsuid)?;
-    set_fsgid(saved.fsgid)?;
+    if saved.fsuid_touched {
+        set_fsuid(saved.fsuid)?;
+    }
+    if saved.fsgid_touched {
+        set_fsgid(saved.fsgid)?;
+    }
+    // A switch refused at setgroups (no CAP_SETGID in a container, or a user namespace
+    // whose setgroups is "deny") left the groups as they were; setting them again would
+    // need the very capability that was missing, and its failure would abort the host.
+    let mut now = thread_groups()?;
+    now.sort_unstable();
+    let mut want = saved.groups.clone();
+    want.sort_unstable();
+    if now == want {
+        return Ok(());
+    }
     set_groups_checked(&saved.groups)
 }
 
@@ -165,8 +232,10 @@ fn restore(saved: &Saved) -> Result<(), CredError> {
 /// A root thread asked to open as root (fsuid 0 and the same fsgid) is left as it is:
 /// its capabilities, not its groups, decide what it may open.
 pub fn switch_to(id: &Identity) -> Result<CredGuard, CredError> {
-    let fsuid = current_fsuid();
-    let fsgid = current_fsgid();
+    // With setfsuid(2) refused (a seccomp filter), the fs ids are the effective ids:
+    // every call that sets those sets them too, and nothing else could have.
+    let fsuid = current_fsuid().unwrap_or_else(|| unistd::geteuid().as_raw());
+    let fsgid = current_fsgid().unwrap_or_else(|| unistd::getegid().as_raw());
     if !unistd::geteuid().is_root() {
         if fsuid == id.uid && fsgid == id.gid {
             return Ok(CredGuard::noop());
@@ -185,17 +254,28 @@ pub fn switch_to(id: &Identity) -> Result<CredGuard, CredError> {
     let groups = thread_groups()?;
     // From here on the guard owns the restore, so an error in any step below puts the
     // old identity back before the error reaches the caller.
-    let guard = CredGuard {
+    let mut guard = CredGuard {
         saved: Some(Saved {
             fsuid,
             fsgid,
             groups,
+            fsgid_touched: false,
+            fsuid_touched: false,
         }),
         _not_send: PhantomData,
     };
     set_groups_checked(&id.groups)?;
-    set_fsgid(id.gid)?;
-    set_fsuid(id.uid)?;
+    let touched = |r: &Result<(), CredError>| !matches!(r, Err(CredError::FsRefused { .. }));
+    let r = set_fsgid(id.gid);
+    if let Some(saved) = guard.saved.as_mut() {
+        saved.fsgid_touched = touched(&r);
+    }
+    r?;
+    let r = set_fsuid(id.uid);
+    if let Some(saved) = guard.saved.as_mut() {
+        saved.fsuid_touched = touched(&r);
+    }
+    r?;
     Ok(guard)
 }
 
@@ -225,13 +305,16 @@ pub fn current_fs_ids() -> std::io::Result<Identity> {
     Ok(Identity { uid, gid, groups })
 }
 
-fn current_fsuid() -> uid_t {
-    // -1 is never a valid id, so the kernel changes nothing and reports the current one.
-    unistd::setfsuid(Uid::from_raw(uid_t::MAX)).as_raw()
+/// `None` when the call is refused: -1 is never a valid id, so the kernel changes
+/// nothing and reports the current one, and -1 back means the call did not run.
+fn current_fsuid() -> Option<uid_t> {
+    let got = unistd::setfsuid(Uid::from_raw(uid_t::MAX)).as_raw();
+    (got != uid_t::MAX).then_some(got)
 }
 
-fn current_fsgid() -> gid_t {
-    unistd::setfsgid(Gid::from_raw(gid_t::MAX)).as_raw()
+fn current_fsgid() -> Option<gid_t> {
+    let got = unistd::setfsgid(Gid::from_raw(gid_t::MAX)).as_raw();
+    (got != gid_t::MAX).then_some(got)
 }
 
 fn set_fsuid(uid: uid_t) -> Result<(), CredError> {
@@ -240,6 +323,11 @@ fn set_fsuid(uid: uid_t) -> Result<(), CredError> {
     let got = unistd::setfsuid(Uid::from_raw(uid)).as_raw();
     if got == uid {
         Ok(())
+    } else if got == uid_t::MAX {
+        Err(CredError::FsRefused {
+            call: "setfsuid",
+            wanted: uid,
+        })
     } else {
         Err(CredError::FsUid { wanted: uid, got })
     }
@@ -250,6 +338,11 @@ fn set_fsgid(gid: gid_t) -> Result<(), CredError> {
     let got = unistd::setfsgid(Gid::from_raw(gid)).as_raw();
     if got == gid {
         Ok(())
+    } else if got == gid_t::MAX {
+        Err(CredError::FsRefused {
+            call: "setfsgid",
+            wanted: gid,
+        })
     } else {
         Err(CredError::FsGid { wanted: gid, got })
     }

@@ -52,6 +52,7 @@ use libc::uid_t;
 use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag, OpenHow, RenameFlags, ResolveFlag};
 use nix::sys::stat::{self, FchmodatFlags, FileStat, Mode, SFlag};
+use nix::sys::statvfs::{self, FsFlags};
 use nix::unistd::{self, UnlinkatFlags};
 use sha2::{Digest, Sha256};
 use totp_core::state::{
@@ -345,9 +346,10 @@ impl StateDir {
             }
             if !owner_ok || writable {
                 return Err(bad(format!(
-                    "{:?} is owned by uid {} with mode {:o}; it must be owned by uid {} (or root, above it) and not writable by others",
+                    "{:?} is owned by uid {}{} with mode {:o}; it must be owned by uid {} (or root, above it) and not writable by others",
                     name,
                     st.st_uid,
+                    crate::creds::unmapped_owner_note(st.st_uid),
                     st.st_mode & 0o7777,
                     self.owner
                 )));
@@ -356,6 +358,39 @@ impl StateDir {
         }
         // An O_PATH descriptor names entries; `sync_dir` opens one that can be synced.
         Ok(Some(cur))
+    }
+
+    /// Whether a login could record its attempt here, without writing anything: the
+    /// walk the module takes (its owner and mode checks), then the file system's
+    /// read-only flag, which a container started with a read-only root sets and which
+    /// denies every login at the write. A directory not there yet is judged where the
+    /// module would create it, on its nearest existing ancestor. For `totp-state audit`.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        let shown = self.path.display().to_string();
+        let flags = match self.open_dir(false)? {
+            Some(fd) => statvfs::fstatvfs(&fd),
+            None => {
+                let mut at = self.path.as_path();
+                loop {
+                    match statvfs::statvfs(at) {
+                        Err(Errno::ENOENT) => match at.parent() {
+                            Some(up) => at = up,
+                            None => break Err(Errno::ENOENT),
+                        },
+                        other => break other,
+                    }
+                }
+            }
+        }
+        .map_err(|e| os_error(&format!("statvfs {shown}"), e))?
+        .flags();
+        if flags.contains(FsFlags::ST_RDONLY) {
+            return Err(StoreError::Refused(format!(
+                "state directory {shown}: on a read-only file system, so every login \
+                 would be denied; give state_dir= a writable volume"
+            )));
+        }
+        Ok(())
     }
 
     /// The common case of [`StateDir::open_dir`] in fewer system calls (issue 23): one
@@ -499,7 +534,11 @@ impl StateDir {
         let problem = if kind(&st) != SFlag::S_IFREG {
             Some(format!("is {}", kind_name(&st)))
         } else if st.st_uid != owner {
-            Some(format!("is owned by uid {}, not {owner}", st.st_uid))
+            Some(format!(
+                "is owned by uid {}{}, not {owner}",
+                st.st_uid,
+                crate::creds::unmapped_owner_note(st.st_uid)
+            ))
         } else if st.st_mode & 0o077 != 0 {
             Some(format!("has mode {:o}, not 600", st.st_mode & 0o7777))
         } else if st.st_nlink != 1 {
@@ -602,8 +641,10 @@ impl StateDir {
             match renamed {
                 Ok(()) => Ok(true),
                 Err(Errno::EEXIST) => Ok(false),
-                // File systems without RENAME_NOREPLACE: linkat also refuses an existing key.
-                Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+                // File systems without RENAME_NOREPLACE, or a container's seccomp filter
+                // without renameat2 (EPERM): linkat also refuses an existing key, and a
+                // real permission problem fails it as well.
+                Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM) => {
                     match unistd::linkat(dir, temp.as_str(), dir, KEY_FILE, AtFlags::empty()) {
                         Ok(()) => Ok(true),
                         Err(Errno::EEXIST) => Ok(false),

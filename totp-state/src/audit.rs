@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use totp_core::ledger::STAND_IN_UIDS;
 use totp_core::options::ModuleOptions;
-use totp_core::state::{StateStore, UserState};
+use totp_core::state::{StateStore, StoreError, UserState};
 use totp_os::inspect::{self, Verdict};
 use totp_os::nss;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir};
@@ -129,6 +129,29 @@ fn stale_records(opts: &ModuleOptions) -> Result<Vec<(String, inspect::Finding)>
         .collect())
 }
 
+/// The local store as a login would meet it: a directory the module refuses, or one on
+/// a read-only file system (a container's read-only root), denies every account at
+/// the write of its attempt, whatever its secret file says.
+fn store_problem(opts: &ModuleOptions) -> Option<(String, inspect::Finding)> {
+    if opts.fleet.shared().is_some() {
+        return None;
+    }
+    let dir = PathBuf::from(opts.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR));
+    let reason = match StateDir::new(&dir, Duration::from_secs(5))
+        .check_writable()
+        .err()?
+    {
+        StoreError::Refused(m) | StoreError::Unavailable(m) | StoreError::Corrupt(m) => m,
+    };
+    Some((
+        "state store".to_owned(),
+        inspect::Finding {
+            verdict: Verdict::Refused,
+            reasons: vec![reason],
+        },
+    ))
+}
+
 pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
     let mut refused = 0usize;
     let mut refused_without_login = 0usize;
@@ -148,7 +171,14 @@ pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
     }
     // A store file named after nobody is refused whatever its name's shell would be.
     findings.extend(orphans(opts, &names).into_iter().map(|(n, f)| (n, true, f)));
-    findings.extend(stale_records(opts)?.into_iter().map(|(n, f)| (n, true, f)));
+    let store = store_problem(opts);
+    let store_refused = store.is_some();
+    findings.extend(store.map(|(n, f)| (n, true, f)));
+    // A refused directory may not even be listable (an owner a container does not map):
+    // its refusal is the finding, not a fault that hides every other line.
+    if !store_refused {
+        findings.extend(stale_records(opts)?.into_iter().map(|(n, f)| (n, true, f)));
+    }
     for (name, login_shell, mut finding) in findings {
         if finding.verdict == Verdict::Refused {
             if login_shell {
@@ -184,6 +214,12 @@ pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
         emit(&format!(
             "{refused_without_login} refused account(s) without a login shell (nologin, false): not counted\n"
         ))?;
+    }
+    if store_refused {
+        return Err(Fatal(
+            "the state store would deny every login, whatever the accounts' files say".into(),
+        )
+        .into());
     }
     if refused > 0 {
         return Err(Fatal(format!(

@@ -21,8 +21,8 @@ fn sorted(mut id: Identity) -> Identity {
 #[test]
 fn current_fs_ids_matches_the_syscalls() {
     let ids = current_fs_ids().expect("status");
-    assert_eq!(ids.uid, current_fsuid());
-    assert_eq!(ids.gid, current_fsgid());
+    assert_eq!(Some(ids.uid), current_fsuid());
+    assert_eq!(Some(ids.gid), current_fsgid());
     let mut groups = thread_groups().expect("getgroups");
     groups.sort_unstable();
     assert_eq!(sorted(ids).groups, groups);

@@ -144,9 +144,10 @@ impl fmt::Display for FileError {
             Self::NotADirectory { path } => write!(f, "{} is not a directory", path.display()),
             Self::UnsafeDirectory { path, uid, mode } => write!(
                 f,
-                "{} is owned by uid {uid} with mode {:04o}: must be owned by root or the \
+                "{} is owned by uid {uid}{} with mode {:04o}: must be owned by root or the \
                  user and not group/other writable",
                 path.display(),
+                crate::creds::unmapped_owner_note(*uid),
                 mode & 0o7777
             ),
             Self::NotRegular { mode } => {
@@ -161,7 +162,11 @@ impl fmt::Display for FileError {
                 };
                 write!(f, "not a regular file: it is {what}")
             }
-            Self::BadOwner { uid } => write!(f, "owned by uid {uid}, which is not allowed"),
+            Self::BadOwner { uid } => write!(
+                f,
+                "owned by uid {uid}{}, which is not allowed",
+                crate::creds::unmapped_owner_note(*uid)
+            ),
             Self::BadMode { perm } => write!(f, "mode {perm:04o} is too permissive"),
             Self::HardLinked { nlink } => write!(f, "file has {nlink} hard links"),
             Self::TooLarge { limit } => write!(f, "file is larger than {limit} bytes"),

@@ -117,9 +117,10 @@ pub(super) fn write_in(
         ) {
             Ok(()) => temp.disarm(),
             Err(Errno::EEXIST) => return Err(FileError::AlreadyExists),
-            // Filesystems without RENAME_NOREPLACE: linkat also refuses an existing
-            // target; the temp name is then removed when `temp` drops.
-            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+            // Filesystems without RENAME_NOREPLACE, or a seccomp filter without
+            // renameat2 (EPERM): linkat also refuses an existing target (and fails on a
+            // real permission problem too); the temp name is removed when `temp` drops.
+            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM) => {
                 match unistd::linkat(&dir, temp.name.as_os_str(), &dir, name, AtFlags::empty()) {
                     Ok(()) => drop(temp),
                     Err(Errno::EEXIST) => return Err(FileError::AlreadyExists),
