@@ -423,6 +423,63 @@ fn a_scratch_code_rewrites_the_secret_as_the_user() {
     assert_ops_only_as(&ops, u.uid, &["open /.google_authenticator ok"]);
 }
 
+/// A shared home (shared_home.rs) on a squashed export: the TOTP login that keeps GA's
+/// `DISALLOW_REUSE` line up to date rewrites the file as the user, and a second host
+/// (its own state directory) refuses the code from that line.
+#[test]
+fn ga_lines_are_rewritten_as_the_user_on_a_squashed_home() {
+    let t = "ga_lines_are_rewritten_as_the_user_on_a_squashed_home";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sqr");
+    let ops = OpLog::new();
+    let secret = system_tests::random_secret_b32();
+    let text = format!("{secret}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n");
+    let path = u.write_secret(&text, 0o600);
+    let names: Vec<String> = entries(&u.home).into_iter().map(|e| e.0).collect();
+    let (a, b) = (Stack::probe("svc", ""), Stack::probe("svc", ""));
+    let code = code_at(&secret, T0);
+    let login = |stack: &Stack, at: u64| {
+        squashed_login(
+            &u.home,
+            &path,
+            Some(&ops),
+            &Driver::login(stack, &u, &code).at(at),
+        )
+    };
+
+    let (d, lines) = login(&a, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert_ops_only_as(
+        &ops,
+        u.uid,
+        &[
+            "open /.google_authenticator ok",
+            "rename /.google_authenticator ok",
+        ],
+    );
+    let want = format!("{secret}\n\" DISALLOW_REUSE {}\n\" TOTP_AUTH\n", T0 / 30);
+    assert_eq!(read_bytes(&path), want.into_bytes());
+    assert_eq!(mode_owner(&path), (0o600, u.uid, u.gid));
+    let after = entries(&u.home);
+    assert_eq!(
+        after.iter().map(|e| e.0.clone()).collect::<Vec<_>>(),
+        names,
+        "no entry added or left behind"
+    );
+
+    let (d, lines) = login(&b, T0 + 5);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(
+        d.messages.iter().any(|(_, m)| m.contains("already used")),
+        "{d:?}"
+    );
+}
+
 /// `nullok` on a squashed home without a secret file: the module looks for the file as
 /// the user, finds it missing in a home it reached and skips. Had it looked as root
 /// (nobody on the server), the home would be unreachable and the login denied.
