@@ -217,13 +217,15 @@ impl Ctx {
         let from_command = self.opts.fleet.secret_command.is_some();
         // GA's DISALLOW_REUSE and RATE_LIMIT lines are kept up to date, under the lock,
         // where the file has them: hosts with other state stores read the same file.
-        let may_change = !from_command
-            && preread.config().is_ok_and(|c| {
-                matches!(c.mode, Mode::Hotp { .. })
-                    || c.disallow_reuse.is_some()
-                    || c.rate_limit.is_some()
-                    || (cands.iter().any(|c| c.scratch) && !preread.scratch_codes().is_empty())
-            });
+        let config = preread.config().ok();
+        let uses_up = config.as_ref().is_some_and(|c| {
+            matches!(c.mode, Mode::Hotp { .. })
+                || (cands.iter().any(|c| c.scratch) && !preread.scratch_codes().is_empty())
+        });
+        let ga_lines = config
+            .as_ref()
+            .is_some_and(|c| c.disallow_reuse.is_some() || c.rate_limit.is_some());
+        let may_change = !from_command && (uses_up || ga_lines);
         if !may_change {
             return Ok(SecretRead::Ready {
                 file: preread.clone(),
@@ -240,6 +242,24 @@ impl Ctx {
                     &format!("timed out waiting for the lock on {shown}"),
                 );
                 return Err(AuthError::LockTimeout);
+            }
+            // Locked only for GA's lines (an NFSv4 client refuses an exclusive flock on
+            // a descriptor opened read-only, flock(2)): the store decides as it does for
+            // a file without them, so the login goes on with the file unchanged.
+            Err(e @ FileError::Os { op: "flock", .. }) if !uses_up => {
+                io.log(
+                    Level::Warning,
+                    &format!(
+                        "{shown}: cannot be locked ({e}); its DISALLOW_REUSE and RATE_LIMIT \
+                         lines are not updated, so hosts with another state store reading \
+                         this file do not see this attempt (a shared state= store holds \
+                         across hosts)"
+                    ),
+                );
+                return Ok(SecretRead::Ready {
+                    file: preread.clone(),
+                    locked: None,
+                });
             }
             Err(e) => {
                 io.log(Level::Err, &format!("secret file {shown}: {e}"));
