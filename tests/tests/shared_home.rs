@@ -159,22 +159,28 @@ fn a_read_only_file_with_ga_lines_still_logs_in() {
     let f = ro.join("ga");
     write_owned(&f, text.as_bytes(), u.uid, u.gid, 0o600);
     let stack = Stack::with_module(SVC, "secret=~/ro/ga");
-    let setup = "mount --bind \"$1\" \"$1\"\nmount -o remount,bind,ro \"$1\"";
+    let dir = ro.to_str().expect("a UTF-8 path");
+    let setup = format!("mount --bind '{dir}' '{dir}'\nmount -o remount,bind,ro '{dir}'");
     let run_ro = |answer: &str, at: u64| {
         let cmd = Driver::new(&stack, SVC, &u.name)
             .answer(answer)
             .at(at)
             .command();
-        Drive::ran(
-            &in_private_mounts(setup, &ro, &cmd)
-                .output()
-                .expect("unshare"),
-        )
+        let (out, lines) = with_syslog_capture_after(&setup, &cmd);
+        (Drive::ran(&out), lines)
     };
     let code = code_at(&secret, T0);
-    let d = run_ro(&code, T0);
+    let (d, lines) = run_ro(&code, T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
-    let d = run_ro(&code, T0 + 1);
+    // The rewrite was tried and failed (the control, a writable file, is rewritten:
+    // a_code_used_on_one_host_is_refused_on_another_as_with_ga).
+    assert!(
+        lines.iter().any(|l| l.contains("not rewritten")
+            && l.contains("Read-only file system")
+            && l.contains("DISALLOW_REUSE")),
+        "{lines:#?}"
+    );
+    let (d, _) = run_ro(&code, T0 + 1);
     assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
     assert!(told_already_used(&d), "{d:?}");
     assert_eq!(read(&f), text);
