@@ -20,7 +20,10 @@
  * permission was decided at the open, as on a local file system.
  *
  * Locks (flock, fcntl) are not implemented here: the kernel then keeps them locally, as
- * an NFS client mounted with `local_lock=all` would. There is no lockd, no client-side
+ * an NFS client mounted with `local_lock=all` would. With `--nfs4-flock` before the
+ * other arguments, flock is served here as an NFSv4 client serves it (emulated with a
+ * whole-file lock on the server): an exclusive lock on a descriptor not open for
+ * writing fails with EBADF (flock(2)); any other lock is taken on the backing file. There is no lockd, no client-side
  * caching of attributes or access rights, no delegation and no silly-rename.
  *
  * With a third argument, LOG, every operation done as a caller is appended to it as
@@ -37,6 +40,7 @@
 #include <fcntl.h>
 #include <fuse.h>
 #include <grp.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,9 +143,12 @@ static int as_daemon(const char *op, const char *path, int err)
         return as_daemon(__func__, (path), err_);                                       \
     } while (0)
 
+static int nfs4_flock = 0;
+
 static void *sq_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-    (void)conn;
+    if (nfs4_flock)
+        conn->want |= FUSE_CAP_FLOCK_LOCKS;
     cfg->entry_timeout = 0;
     cfg->attr_timeout = 0;
     cfg->negative_timeout = 0;
@@ -301,6 +308,17 @@ static int sq_release(const char *path, struct fuse_file_info *fi)
     return 0;
 }
 
+static int sq_flock(const char *path, struct fuse_file_info *fi, int op)
+{
+    (void)path;
+    int mode = fcntl((int)fi->fh, F_GETFL);
+    if (mode == -1)
+        return -errno;
+    if ((op & LOCK_EX) && (mode & O_ACCMODE) == O_RDONLY)
+        return -EBADF;
+    return flock((int)fi->fh, op) == -1 ? -errno : 0;
+}
+
 static int sq_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
     (void)path;
@@ -396,6 +414,14 @@ static const struct fuse_operations ops = {
 
 int main(int argc, char **argv)
 {
+    struct fuse_operations served = ops;
+    if (argc > 1 && strcmp(argv[1], "--nfs4-flock") == 0) {
+        nfs4_flock = 1;
+        served.flock = sq_flock;
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+    }
     if (argc != 3 && argc != 4) {
         fprintf(stderr, "usage: %s BACKING MOUNTPOINT [LOG]\n", argv[0]);
         return 2;
@@ -418,5 +444,5 @@ int main(int argc, char **argv)
     /* The semantics are fixed here, not by whoever starts it: no default_permissions. */
     char *args[] = {argv[0], "-f", "-s", "-o",
                     "allow_other,fsname=ptotpsquash,subtype=ptotpsquash", argv[2], NULL};
-    return fuse_main(6, args, &ops, NULL);
+    return fuse_main(6, args, &served, NULL);
 }

@@ -664,6 +664,21 @@ impl Driver {
     }
 }
 
+/// GA's `pam_google_authenticator.so`, found next to the libpam the system uses.
+pub fn ga_module() -> Option<PathBuf> {
+    let out = Command::new("ldconfig").arg("-p").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("libpam.so.0"))
+        .filter_map(|l| l.split("=>").nth(1))
+        .filter_map(|p| {
+            Path::new(p.trim())
+                .parent()
+                .map(|d| d.join("security/pam_google_authenticator.so"))
+        })
+        .find(|p| p.exists())
+}
+
 /// A minimal TOTP file as GA's tool writes it.
 pub fn totp_file(secret_b32: &str) -> String {
     format!("{secret_b32}\n\" TOTP_AUTH\n")

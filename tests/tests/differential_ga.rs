@@ -894,9 +894,9 @@ fn table() -> Vec<Scenario> {
         row(
             "no trailing newline; LAST0 inserted after line 1",
             Expect::Differs(
-                "GA rewrites the file on every TOTP login (LASTn, DISALLOW_REUSE, fixing \
-                 the missing newline); we keep that state in the state store and never \
-                 write the file for a TOTP login",
+                "GA writes a LASTn grace line on a TOTP login; we keep grace records in \
+                 the state store and rewrite only the file's DISALLOW_REUSE (fixing the \
+                 missing newline too)",
             ),
             file("2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n\" DISALLOW_REUSE"),
         )
@@ -907,16 +907,17 @@ fn table() -> Vec<Scenario> {
         ])
         .files(|f| {
             expect_line(f.ga.as_ref(), "\" LAST0 10.0.0.5 300000\n\" TOTP_AUTH\n")?;
-            unchanged(f.ours.as_ref(), f)
+            let want = "2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n\" DISALLOW_REUSE 10000\n";
+            match text(f.ours.as_ref()) {
+                t if t == want => Ok(()),
+                t => Err(format!("expected {want:?}, got {t:?}")),
+            }
         }),
     );
     rows.push(
         row(
             "duplicate keys: first wins, later ones deleted on rewrite",
-            Expect::Differs(
-                "GA rewrites DISALLOW_REUSE on a TOTP login (deleting the duplicate); we \
-                 read the first line, as GA does, and leave the file alone",
-            ),
+            Expect::Same,
             file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n\" DISALLOW_REUSE 10000\n"),
         )
         .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))])
@@ -925,7 +926,7 @@ fn table() -> Vec<Scenario> {
             if ga != "2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n" {
                 return Err(format!("GA: {ga:?}"));
             }
-            unchanged(f.ours.as_ref(), f)
+            check_equal(f)
         }),
     );
     for (key, len) in [(GA_SECRET, 16), (SECRET_128, 26), (SECRET_160, 32)] {
@@ -1223,7 +1224,11 @@ fn table() -> Vec<Scenario> {
         ])
         .files(|f| {
             expect_line(f.ga.as_ref(), "\" LAST0 ::ffff:10.0.0.5 300000\n")?;
-            unchanged(f.ours.as_ref(), f)
+            expect_line(f.ours.as_ref(), "\" DISALLOW_REUSE 10000\n")?;
+            match text(f.ours.as_ref()) {
+                t if t.contains("LAST0") => Err(format!("grace line in the file: {t:?}")),
+                _ => Ok(()),
+            }
         }),
     );
     rows.push(
@@ -1465,7 +1470,8 @@ fn table() -> Vec<Scenario> {
             at((T + 1) * 30 + 1).ans(Tok::Totp(T + 1)).both(ok(1)),
         ])
         .files(|f| {
-            unchanged(f.ours.as_ref(), f)?;
+            // Same file at the end: the times ahead counted as now have expired.
+            expect_line(f.ours.as_ref(), "\" RATE_LIMIT 3 30 300031\n")?;
             expect_line(f.ga.as_ref(), "\" RATE_LIMIT 3 30 300031\n")
         }),
     );
@@ -1505,11 +1511,7 @@ fn table() -> Vec<Scenario> {
     rows.push(
         row(
             "interop: GA uses a file pam_totp has written",
-            Expect::Differs(
-                "a TOTP login no longer writes DISALLOW_REUSE: GA, run on the same file \
-                 right after us (a rollback), accepts a code we accepted once more within \
-                 its window; scratch codes we used stay used",
-            ),
+            Expect::Same,
             file(
                 "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 10 60\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n87654321\n",
             ),
@@ -1517,8 +1519,9 @@ fn table() -> Vec<Scenario> {
         .steps(vec![
             at(T * 30).ans(Tok::Totp(T)).ours(ok(1)),
             at(T * 30 + 1).ans(Tok::Wrong).ours(err(1)),
-            // Our replay mark is in the state store, which GA does not read.
-            at(T * 30 + 2).ans(Tok::Totp(T)).ga(ok(1)),
+            // Our TOTP login kept the file's DISALLOW_REUSE up to date: GA (a rollback,
+            // or another host sharing the home) refuses the code too.
+            at(T * 30 + 2).ans(Tok::Totp(T)).ga(err(1)),
             at((T + 1) * 30).ans(Tok::Totp(T + 1)).ga(ok(1)),
             at((T + 1) * 30 + 1).ans(Tok::Lit("12345678")).ga(ok(1)),
             // And back to us: GA's rewrite (mode 0400) is fine, the scratch code is gone.
@@ -1529,7 +1532,7 @@ fn table() -> Vec<Scenario> {
             let s = f.ours.as_ref().ok_or("file vanished")?;
             let t = String::from_utf8_lossy(&s.bytes);
             for line in [
-                "\" DISALLOW_REUSE 10000 10001\n",
+                "\" DISALLOW_REUSE 10000 10001 10002\n",
                 "\" TOTP_AUTH\n87654321\n",
             ] {
                 if !t.contains(line) {
@@ -1563,7 +1566,7 @@ fn table() -> Vec<Scenario> {
         ])
         .files(|f| {
             let t = text(f.ours.as_ref());
-            for line in ["\" TIME_SKEW -2\n", "\" DISALLOW_REUSE 10003\n"] {
+            for line in ["\" TIME_SKEW -2\n", "\" DISALLOW_REUSE 10002 10003\n"] {
                 if !t.contains(line) {
                     return Err(format!("expected {line:?} in {t:?}"));
                 }
@@ -1585,8 +1588,9 @@ fn table() -> Vec<Scenario> {
         ])
         .files(|f| {
             let t = text(f.ours.as_ref());
-            // GA's rewrites only: our TOTP logins add nothing to the file.
-            let want = "2sh3 v3gd-w7zn mgye\r\n\" RATE_LIMIT 3 30 300031\n\" TOTP_AUTH\r\n";
+            // Our TOTP logins keep RATE_LIMIT as GA does, and add nothing else.
+            let want =
+                "2sh3 v3gd-w7zn mgye\r\n\" RATE_LIMIT 3 30 300030 300031 300060\n\" TOTP_AUTH\r\n";
             if t != want {
                 return Err(format!("expected {want:?}, got {t:?}"));
             }

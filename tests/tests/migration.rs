@@ -176,24 +176,6 @@ fn root_writing_into_another_users_home_is_refused_and_points_to_user() {
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
 }
 
-/// GA's `pam_google_authenticator.so`, found next to the libpam the system uses.
-fn ga_module() -> Option<std::path::PathBuf> {
-    let out = std::process::Command::new("ldconfig")
-        .arg("-p")
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("libpam.so.0"))
-        .filter_map(|l| l.split("=>").nth(1))
-        .filter_map(|p| {
-            std::path::Path::new(p.trim())
-                .parent()
-                .map(|d| d.join("security/pam_google_authenticator.so"))
-        })
-        .find(|p| p.exists())
-}
-
 /// Scratch codes the file lists (lines of eight digits).
 fn scratch_of(u: &TestUser) -> Vec<String> {
     fs::read_to_string(u.secret_path())

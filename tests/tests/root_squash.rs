@@ -117,6 +117,11 @@ impl OpLog {
 /// for the mount, and fail unless root is refused reading `probe` through it; with a
 /// log, the operations after that refusal are logged there.
 fn mount_squashed(dir: &Path, probe: &Path, log: Option<&OpLog>) -> String {
+    mount_squashed_with("", dir, probe, log)
+}
+
+/// [`mount_squashed`] with the stand-in's `flags` (`--nfs4-flock`).
+fn mount_squashed_with(flags: &str, dir: &Path, probe: &Path, log: Option<&OpLog>) -> String {
     let (bin, dir, probe) = (squash_fs().display(), dir.display(), probe.display());
     let (log, start_log) = match log {
         Some(l) => {
@@ -126,7 +131,7 @@ fn mount_squashed(dir: &Path, probe: &Path, log: Option<&OpLog>) -> String {
         None => (String::new(), String::new()),
     };
     format!(
-        r#""{bin}" "{dir}" "{dir}" {log} </dev/null >/dev/null 2>>"$1/squash.err" &
+        r#""{bin}" {flags} "{dir}" "{dir}" {log} </dev/null >/dev/null 2>>"$1/squash.err" &
 daemon=$!
 n=0
 until grep -q " {dir} .* - fuse.ptotpsquash " /proc/self/mountinfo; do
@@ -421,6 +426,106 @@ fn a_scratch_code_rewrites_the_secret_as_the_user() {
     );
     assert!(logged(&lines, "invalid verification code for"), "{lines:?}");
     assert_ops_only_as(&ops, u.uid, &["open /.google_authenticator ok"]);
+}
+
+/// A shared home (shared_home.rs) on a squashed export: the TOTP login that keeps GA's
+/// `DISALLOW_REUSE` line up to date rewrites the file as the user, and a second host
+/// (its own state directory) refuses the code from that line.
+#[test]
+fn ga_lines_are_rewritten_as_the_user_on_a_squashed_home() {
+    let t = "ga_lines_are_rewritten_as_the_user_on_a_squashed_home";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sqr");
+    let ops = OpLog::new();
+    let secret = system_tests::random_secret_b32();
+    let text = format!("{secret}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n");
+    let path = u.write_secret(&text, 0o600);
+    let names: Vec<String> = entries(&u.home).into_iter().map(|e| e.0).collect();
+    let (a, b) = (Stack::probe("svc", ""), Stack::probe("svc", ""));
+    let code = code_at(&secret, T0);
+    let login = |stack: &Stack, at: u64| {
+        squashed_login(
+            &u.home,
+            &path,
+            Some(&ops),
+            &Driver::login(stack, &u, &code).at(at),
+        )
+    };
+
+    let (d, lines) = login(&a, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert_ops_only_as(
+        &ops,
+        u.uid,
+        &[
+            "open /.google_authenticator ok",
+            "rename /.google_authenticator ok",
+        ],
+    );
+    let want = format!("{secret}\n\" DISALLOW_REUSE {}\n\" TOTP_AUTH\n", T0 / 30);
+    assert_eq!(read_bytes(&path), want.into_bytes());
+    assert_eq!(mode_owner(&path), (0o600, u.uid, u.gid));
+    let after = entries(&u.home);
+    assert_eq!(
+        after.iter().map(|e| e.0.clone()).collect::<Vec<_>>(),
+        names,
+        "no entry added or left behind"
+    );
+
+    let (d, lines) = login(&b, T0 + 5);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(
+        d.messages.iter().any(|(_, m)| m.contains("already used")),
+        "{d:?}"
+    );
+}
+
+/// An NFSv4 client refuses an exclusive flock on a file opened read-only, the lock
+/// taken to keep GA's lines: the TOTP login still succeeds with the file unchanged, the
+/// failure is logged, and the host's own store still refuses the replay. (Control: the
+/// test above, where the lock is granted and the line written.)
+#[test]
+fn a_refused_lock_on_an_nfs4_home_never_denies_a_totp_login() {
+    let t = "a_refused_lock_on_an_nfs4_home_never_denies_a_totp_login";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sq4");
+    let secret = system_tests::random_secret_b32();
+    let text = format!("{secret}\n\" RATE_LIMIT 3 30\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n");
+    // GA leaves its files at 0400.
+    let path = u.write_secret(&text, 0o400);
+    let stack = Stack::probe("svc", "");
+    let code = code_at(&secret, T0);
+    let login = |at: u64| {
+        let mount = mount_squashed_with("--nfs4-flock", &u.home, &path, None);
+        let (out, lines) =
+            with_syslog_capture_after(&mount, &Driver::login(&stack, &u, &code).at(at).command());
+        let lines: Vec<String> = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
+        (Drive::ran(&out), lines)
+    };
+
+    let (d, lines) = login(T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(
+        logged(&lines, "cannot be locked") && logged(&lines, "flock"),
+        "the refused lock is what happened: {lines:?}"
+    );
+    assert_eq!(read_bytes(&path), text.clone().into_bytes());
+    let (d, lines) = login(T0 + 5);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(
+        d.messages.iter().any(|(_, m)| m.contains("already used")),
+        "{d:?}"
+    );
 }
 
 /// `nullok` on a squashed home without a secret file: the module looks for the file as

@@ -207,7 +207,8 @@ fn read_only_secret_setups_log_in_and_replay_still_fails() {
 }
 
 /// Issue 13: right, wrong, replayed and throttled attempts leave the secret file's
-/// bytes, inode and modification time alone.
+/// bytes, inode and modification time alone (a file without GA's own `RATE_LIMIT` and
+/// `DISALLOW_REUSE` lines, which are kept up to date where present: `shared_home.rs`).
 #[test]
 fn totp_attempts_never_write_the_secret_file() {
     if !require_root("totp_attempts_never_write_the_secret_file") {
@@ -215,8 +216,7 @@ fn totp_attempts_never_write_the_secret_file() {
     }
     let secret = random_secret_b32();
     let u = TestUser::create("nw");
-    let text =
-        format!("{secret}\n\" RATE_LIMIT 5 60\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n{SCRATCH}\n");
+    let text = format!("{secret}\n\" WINDOW_SIZE 3\n\" TOTP_AUTH\n{SCRATCH}\n");
     let p = u.write_secret(&text, 0o600);
     let meta = |p: &Path| {
         let m = fs::metadata(p).expect("stat");
@@ -642,7 +642,8 @@ fn bait_path(record: &Path) -> PathBuf {
 }
 
 /// Migration: lines earlier versions and GA wrote are honoured (never weaker than the
-/// file says), and the file is not touched for them.
+/// file says); our old lines are not touched, GA's `RATE_LIMIT` and `DISALLOW_REUSE`
+/// are kept up to date as GA keeps them.
 #[test]
 fn old_state_lines_are_honoured_and_left_alone() {
     if !require_root("old_state_lines_are_honoured_and_left_alone") {
@@ -723,7 +724,16 @@ fn old_state_lines_are_honoured_and_left_alone() {
         "third attempt within 60 s: {d:?}"
     );
     assert!(d.messages.iter().any(|(s, _)| *s == 3), "{d:?}");
-    assert_eq!(read(&u.secret_path()), text);
+    // Both lines kept up to date as GA keeps them (hosts sharing the file read them).
+    assert_eq!(
+        read(&u.secret_path()),
+        format!(
+            "{secret}\n\" RATE_LIMIT 2 60 {} {}\n\" DISALLOW_REUSE {step} {}\n\" TOTP_AUTH\n",
+            T0 + 30,
+            T0 + 40,
+            step + 1
+        )
+    );
 }
 
 /// Issue 11: a replay mark recorded while the clock was far ahead denies with a log

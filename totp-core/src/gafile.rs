@@ -230,7 +230,7 @@ mod lines;
 mod read;
 mod values;
 
-pub use limits::{disallow_reuse_update, rate_limit_update};
+pub use limits::{disallow_reuse_update, rate_limit_update, rate_limit_value};
 use lines::*;
 use values::*;
 

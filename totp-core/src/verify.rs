@@ -40,7 +40,8 @@ use subtle::{Choice, ConditionallySelectable};
 
 use crate::code::{Candidate, Code};
 use crate::gafile::{
-    self, Config, GaFile, GaFileError, KEY_HOTP_COUNTER, MAX_COUNTER, Mode, RateLimit,
+    self, Config, GaFile, GaFileError, KEY_DISALLOW_REUSE, KEY_HOTP_COUNTER, KEY_RATE_LIMIT,
+    MAX_COUNTER, Mode, RateLimit,
 };
 use crate::ledger::{Ledger, OriginKey};
 use crate::otp::{self, Digits};

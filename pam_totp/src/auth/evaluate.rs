@@ -172,8 +172,11 @@ impl Ctx {
             io.log(Level::Warning, &format!("{who} ({shown}): {w}"));
         }
         // A failed tentative check keeps only its charge: GA moves the HOTP counter at
-        // most once per authentication, after the prompted answer.
-        let keep_file = phase != Phase::Tentative || decision.verdict.is_accepted();
+        // most once per authentication, after the prompted answer. (A TOTP file's change
+        // is its RATE_LIMIT line, the charge itself.)
+        let keep_file = phase != Phase::Tentative
+            || decision.verdict.is_accepted()
+            || !matches!(prepared.mode(), Mode::Hotp { .. });
         // A used scratch code or an advanced HOTP counter is already recorded, durably,
         // in the state store, the authority on what was used. The secret file is
         // rewritten too where it can be (so that going back to GA stays safe), without
@@ -189,11 +192,19 @@ impl Ctx {
                 l.replace_unsynced(changed.as_bytes())
             };
             if let Err(e) = saved {
+                // Said only where it matters: the lines hosts with another store read.
+                let shared =
+                    if file.contains_key(KEY_DISALLOW_REUSE) || file.contains_key(KEY_RATE_LIMIT) {
+                        "; its DISALLOW_REUSE and RATE_LIMIT lines stay as they were, so hosts \
+                     with another state store reading this file do not see this attempt"
+                    } else {
+                        ""
+                    };
                 io.log(
                     Level::Warning,
                     &format!(
-                        "{who} ({shown}): not rewritten ({e}); the used scratch code or \
-                         counter is recorded in the state store"
+                        "{who} ({shown}): not rewritten ({e}); what was used is recorded in \
+                         the state store{shared}"
                     ),
                 );
             }
@@ -228,11 +239,17 @@ impl Ctx {
         let shown = self.shown(target);
         // A secret from a command has no file to lock or rewrite.
         let from_command = self.opts.fleet.secret_command.is_some();
-        let may_change = !from_command
-            && preread.config().is_ok_and(|c| {
-                matches!(c.mode, Mode::Hotp { .. })
-                    || (cands.iter().any(|c| c.scratch) && !preread.scratch_codes().is_empty())
-            });
+        // GA's DISALLOW_REUSE and RATE_LIMIT lines are kept up to date, under the lock,
+        // where the file has them: hosts with other state stores read the same file.
+        let config = preread.config().ok();
+        let uses_up = config.as_ref().is_some_and(|c| {
+            matches!(c.mode, Mode::Hotp { .. })
+                || (cands.iter().any(|c| c.scratch) && !preread.scratch_codes().is_empty())
+        });
+        let ga_lines = config
+            .as_ref()
+            .is_some_and(|c| c.disallow_reuse.is_some() || c.rate_limit.is_some());
+        let may_change = !from_command && (uses_up || ga_lines);
         if !may_change {
             return Ok(SecretRead::Ready {
                 file: preread.clone(),
@@ -249,6 +266,24 @@ impl Ctx {
                     &format!("timed out waiting for the lock on {shown}"),
                 );
                 return Err(AuthError::LockTimeout);
+            }
+            // Locked only for GA's lines (an NFSv4 client refuses an exclusive flock on
+            // a descriptor opened read-only, flock(2)): the store decides as it does for
+            // a file without them, so the login goes on with the file unchanged.
+            Err(e @ FileError::Os { op: "flock", .. }) if !uses_up => {
+                io.log(
+                    Level::Warning,
+                    &format!(
+                        "{shown}: cannot be locked ({e}); its DISALLOW_REUSE and RATE_LIMIT \
+                         lines are not updated, so hosts with another state store reading \
+                         this file do not see this attempt (a shared state= store holds \
+                         across hosts)"
+                    ),
+                );
+                return Ok(SecretRead::Ready {
+                    file: preread.clone(),
+                    locked: None,
+                });
             }
             Err(e) => {
                 io.log(Level::Err, &format!("secret file {shown}: {e}"));

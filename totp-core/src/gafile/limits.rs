@@ -46,6 +46,15 @@ pub fn rate_limit_update(rl: &RateLimit, now: u64) -> (RateLimit, bool) {
     )
 }
 
+/// The value of a `RATE_LIMIT` line as GA writes it: `n m` and the kept times.
+pub fn rate_limit_value(rl: &RateLimit) -> String {
+    let mut v = format!("{} {}", rl.attempts, rl.interval_secs);
+    for t in &rl.timestamps {
+        v.push_str(&format!(" {t}"));
+    }
+    v
+}
+
 /// GA's `DISALLOW_REUSE` update for accepted step `tm`, on the raw value so the
 /// bytes match GA's (including its spacing quirks): `None` if `tm` is listed,
 /// otherwise the new value with entries `|entry − tm| ≥ window` pruned and `tm`

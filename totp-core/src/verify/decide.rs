@@ -36,6 +36,11 @@ impl Prepared {
         self.cfg.digits
     }
 
+    /// The file's mode (TOTP or HOTP).
+    pub fn mode(&self) -> Mode {
+        self.cfg.mode
+    }
+
     /// Step 2, run inside the store's atomic update; pure, may run more than once.
     pub fn decide(
         &self,
@@ -76,15 +81,19 @@ impl Prepared {
         let origin = attempt.origin;
         let mut touched = state.extra.is_empty() && warnings.contains(&Warning::Migrated);
 
+        let mut file = self.file.clone();
         let mut refusal = None;
         if !attempt.continued {
             if let Some(rl) = &self.cfg.rate_limit {
+                // A home shared by several hosts (NFS) holds the attempts of all of them
+                // in this line, as with GA; this store knows only this host's.
                 let current = RateLimit {
                     attempts: rl.attempts,
                     interval_secs: rl.interval_secs,
-                    timestamps: ledger.attempts.clone(),
+                    timestamps: merge_attempts(&ledger.attempts, &rl.timestamps, now),
                 };
                 let (updated, exceeded) = gafile::rate_limit_update(&current, now);
+                file.set(KEY_RATE_LIMIT, &gafile::rate_limit_value(&updated))?;
                 ledger.attempts = updated.timestamps;
                 touched = true;
                 if exceeded {
@@ -112,7 +121,7 @@ impl Prepared {
             return Ok(Decision {
                 verdict,
                 write,
-                file: None,
+                file: (file != self.file).then_some(file),
                 matched: None,
                 retry_after,
                 warnings,
@@ -134,7 +143,6 @@ impl Prepared {
             Mode::Hotp { counter } => counter.max(marks.hotp.map_or(0, |m| m.saturating_add(1))),
             _ => 0,
         };
-        let mut file = self.file.clone();
         let mut verdict = Verdict::Rejected;
         let mut matched = None;
         let mut hotp_failed = false;
@@ -177,7 +185,20 @@ impl Prepared {
                     let after_boot = |s: &u64| boot_floor.is_none_or(|f| *s > f);
                     let ok = steps.iter().copied().find(|s| unused(s) && after_boot(s));
                     match ok {
-                        Some(step) => Some(Method::Totp { step }),
+                        Some(step) => {
+                            // Kept up to date where the file has it: hosts with other
+                            // stores that read the same file (a shared home) refuse the
+                            // step too, as they did with GA.
+                            if let Some(listed) = self.file.get(KEY_DISALLOW_REUSE) {
+                                let window = u64::from(self.cfg.window_or_default());
+                                if let Some(v) =
+                                    gafile::disallow_reuse_update(listed, step, window)?
+                                {
+                                    file.set(KEY_DISALLOW_REUSE, &v)?;
+                                }
+                            }
+                            Some(Method::Totp { step })
+                        }
                         None if !steps.is_empty() => {
                             if steps.iter().any(unused) {
                                 let since = attempt.store_complete_since;

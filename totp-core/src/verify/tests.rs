@@ -176,12 +176,30 @@ fn even_window_4_accepts_offsets_minus_1_to_plus_2() {
 }
 
 #[test]
-fn totp_logins_never_change_the_secret_file() {
+fn totp_logins_change_only_the_files_own_ga_lines_as_ga_does() {
+    // GA's golden sequence (compat reference 7.5): the lines a shared home's other
+    // hosts read are kept up to date byte for byte; nothing else changes.
     let text = format!(
         "{S}\n\" RATE_LIMIT 3 30\n\" DISALLOW_REUSE\n\" PAM_TOTP_FAILURES 1 299000\n\" TOTP_AUTH\n12345678\n"
     );
     let mut u = User::new(&text);
     let p = Policy::default();
+    for (answer, now, reuse, times) in [
+        ("050548", 300_000, "10000", "300000"),
+        ("050548", 300_005, "10000", "300000 300005"),
+        ("000000", 300_006, "10000", "300000 300005 300006"),
+    ] {
+        let d = u.attempt(&p, answer, now);
+        assert!(d.file.is_some(), "{answer} at {now}: {:?}", d.verdict);
+        let want = format!(
+            "{S}\n\" RATE_LIMIT 3 30 {times}\n\" DISALLOW_REUSE {reuse}\n\" PAM_TOTP_FAILURES 1 299000\n\" TOTP_AUTH\n12345678\n"
+        );
+        assert_eq!(String::from_utf8_lossy(u.file.as_bytes()), want);
+    }
+
+    // A file without them is configuration: never written on a TOTP login.
+    let text = format!("{S}\n\" PAM_TOTP_FAILURES 1 299000\n\" TOTP_AUTH\n12345678\n");
+    let mut u = User::new(&text);
     for (answer, now) in [
         ("050548", 300_000),
         ("050548", 300_005),
@@ -191,6 +209,15 @@ fn totp_logins_never_change_the_secret_file() {
         assert!(d.file.is_none(), "{answer} at {now}: {:?}", d.verdict);
     }
     assert_eq!(u.file.as_bytes(), text.as_bytes());
+}
+
+#[test]
+fn rate_limit_times_of_the_file_and_the_store_are_counted_once_each() {
+    // Another host's attempts are in the file only; this host's in both.
+    assert_eq!(
+        super::throttle::merge_attempts(&[5, 7, 5], &[6, 5, 9], 8),
+        vec![5, 5, 6, 7, 8]
+    );
 }
 
 #[test]
@@ -206,17 +233,23 @@ fn a_right_code_is_one_durable_write_and_a_wrong_one_a_lazy_one() {
 }
 
 #[test]
-fn disallow_reuse_list_in_the_file_is_honoured_without_being_written() {
-    let mut u = User::new(&format!("{S}\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n"));
-    let p = Policy::default();
-    assert_eq!(u.attempt(&p, "050548", 300_000).verdict, Verdict::Replayed);
-    let d = u.attempt(&p, &code(10_001), 300_030);
-    assert_eq!(d.verdict, Verdict::Accepted(Method::Totp { step: 10_001 }));
-    assert!(d.file.is_none());
-    assert_eq!(
-        u.attempt(&p, &code(10_001), 300_031).verdict,
-        Verdict::Replayed
-    );
+fn disallow_reuse_list_in_the_file_is_honoured_and_kept_up_to_date() {
+    for readonly in [false, true] {
+        let mut u = User::new(&format!("{S}\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n"));
+        u.readonly = readonly;
+        let p = Policy::default();
+        assert_eq!(u.attempt(&p, "050548", 300_000).verdict, Verdict::Replayed);
+        let d = u.attempt(&p, &code(10_001), 300_030);
+        assert_eq!(d.verdict, Verdict::Accepted(Method::Totp { step: 10_001 }));
+        let listed = d.file.as_ref().and_then(|f| f.get(KEY_DISALLOW_REUSE));
+        assert_eq!(listed, Some(&b"10000 10001"[..]));
+        // A file that could not be rewritten: the store still refuses the step.
+        assert_eq!(
+            u.attempt(&p, &code(10_001), 300_031).verdict,
+            Verdict::Replayed,
+            "readonly {readonly}"
+        );
+    }
 }
 
 #[test]

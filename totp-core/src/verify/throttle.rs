@@ -33,6 +33,44 @@ pub(super) fn effective_mark(cfg: &Config, marks: &Marks) -> Option<(u64, bool)>
     }
 }
 
+/// The attempt times to apply GA's `RATE_LIMIT` to: this store's and the file's line
+/// (written by every host that shares the file), an attempt listed in both counted once
+/// (a time as often as the list with more of it has it). A time after `now` counts as
+/// now, as the store's own do (a clock stepped back hands out no fresh budget).
+pub(super) fn merge_attempts(stored: &[u64], in_file: &[u64], now: u64) -> Vec<u64> {
+    let clamp = |v: &[u64]| {
+        let mut v: Vec<u64> = v.iter().map(|&t| t.min(now)).collect();
+        v.sort_unstable();
+        v
+    };
+    let (a, b) = (clamp(stored), clamp(in_file));
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) if x == y => {
+                out.push(x);
+                i += 1;
+                j += 1;
+            }
+            (Some(&x), Some(&y)) if x < y => {
+                out.push(x);
+                i += 1;
+            }
+            (Some(&x), None) => {
+                out.push(x);
+                i += 1;
+            }
+            (_, Some(&y)) => {
+                out.push(y);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
 /// The ledger to decide from: the stored one, or on first use the file's old lines
 /// (never weaker than the file says). Records from far in the future are dropped.
 pub(super) fn load_ledger(
