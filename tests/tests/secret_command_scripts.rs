@@ -301,3 +301,45 @@ fn audit_runs_the_secret_command_as_a_login_would() {
     let (d, _) = login(&cmd, &down, &secret);
     assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
 }
+
+/// A script that prints only the secret (`vault kv get -field=…`), with LF or CRLF:
+/// without a `" TOTP_AUTH` line google-authenticator's format takes it for a file of
+/// scratch codes, and it has none, so no code can be right. The login is denied with a
+/// log line saying that, not "invalid verification code" (which also counted towards
+/// throttling). Control: the same secret printed with its `" TOTP_AUTH` line, CRLF line
+/// ends and all, logs in.
+#[test]
+fn a_script_printing_only_the_secret_is_told_to_print_the_whole_file() {
+    if !require_root("a_script_printing_only_the_secret_is_told_to_print_the_whole_file") {
+        return;
+    }
+    let u = TestUser::create("sl");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-bare");
+    let whole = program(
+        dir.path(),
+        "whole",
+        &format!("#!/bin/sh\nprintf '%s\\r\\n\" TOTP_AUTH\\r\\n' {secret}\n"),
+        0o755,
+    );
+    let (d, lines) = login(&whole, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    for (what, printf) in [("LF", "%s\\n"), ("CRLF", "%s\\r\\n")] {
+        let bare = program(
+            dir.path(),
+            "bare",
+            &format!("#!/bin/sh\nprintf '{printf}' {secret}\n"),
+            0o755,
+        );
+        let (d, lines) = login(&bare, &u, &secret);
+        assert!(matches!(d.returned(), Returned::Failed(_)), "{what}: {d:?}");
+        assert!(
+            logged(&lines, &["no \" TOTP_AUTH", "print the whole secret file"]),
+            "{what}: {lines:?}"
+        );
+        assert!(
+            !logged(&lines, &["invalid verification code"]),
+            "{what}: a right code logged as wrong: {lines:?}"
+        );
+    }
+}
