@@ -343,3 +343,50 @@ fn a_script_printing_only_the_secret_is_told_to_print_the_whole_file() {
         );
     }
 }
+
+/// A program the module will not run is named in the log with the rule that refuses it
+/// (the bare check said "owned by uid 65534, which is not allowed" about no file, or
+/// that a directory must be owned "by root or the user"), and a program that is not
+/// there is called missing, not untrusted. Control: the trusted program logs in.
+#[test]
+fn an_untrusted_or_missing_program_is_named_in_the_log_with_the_rule() {
+    if !require_root("an_untrusted_or_missing_program_is_named_in_the_log_with_the_rule") {
+        return;
+    }
+    let u = TestUser::create("su");
+    let secret = random_secret_b32();
+    let text = format!("#!/bin/sh\ncat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let dir = trusted_dir("cmd-trust");
+    let trusted = program(dir.path(), "trusted", &text, 0o755);
+    let (d, lines) = login(&trusted, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let theirs = program(dir.path(), "theirs", &text, 0o755);
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+    let shared = dir.path().join("shared");
+    fs::create_dir(&shared).expect("mkdir");
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o775)).expect("chmod");
+    let in_shared = program(&shared, "cmd", &text, 0o755);
+    let rule = "must be owned by root and not writable by group or others";
+    for (what, cmd) in [
+        ("owned by nobody", &theirs),
+        ("group-writable directory", &in_shared),
+    ] {
+        let (d, lines) = login(cmd, &u, &secret);
+        assert!(matches!(d.returned(), Returned::Failed(_)), "{what}: {d:?}");
+        let shown = cmd.display().to_string();
+        assert!(
+            logged(&lines, &[&shown, "not trusted", rule]),
+            "{what}: {lines:?}"
+        );
+    }
+    let gone = dir.path().join("gone");
+    let (d, lines) = login(&gone, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &[&format!("secret command {} does not exist", gone.display())]
+        ),
+        "{lines:?}"
+    );
+}

@@ -96,7 +96,9 @@ impl fmt::Display for CommandError {
             ),
             Self::NotExecutable(why) => write!(f, "secret command could not start: {why}"),
             Self::Read(e) => write!(f, "reading the secret command's output: {e}"),
-            Self::TimedOut => f.write_str("secret command timed out and was killed"),
+            Self::TimedOut => {
+                f.write_str("secret command timed out and was killed (secret_command_timeout=)")
+            }
             Self::OutputHeldOpen(status) => write!(
                 f,
                 "secret command exited ({}) but a process it started in the background kept its standard output open until the time limit; all were killed; send that process's output to /dev/null",
@@ -266,7 +268,18 @@ pub fn secret_from_command(
         canonical,
         Duration::from_millis(cmd.timeout_ms),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| match e {
+        // The check's own message names neither the program nor the rule it applies,
+        // and a missing program is no question of trust.
+        CommandError::Untrusted(FileError::NotFound | FileError::MissingDirectory { .. }) => {
+            format!("secret command {} does not exist", cmd.path.escape_debug())
+        }
+        CommandError::Untrusted(f) => format!(
+            "secret command {} not trusted: {f}; the program and every directory above it must be owned by root and not writable by group or others",
+            cmd.path.escape_debug()
+        ),
+        other => other.to_string(),
+    })?;
     match out {
         SecretOutput::NotEnrolled => Ok(Some(CommandSecret::NotEnrolled)),
         SecretOutput::Secret(bytes) => {
