@@ -390,3 +390,43 @@ fn an_untrusted_or_missing_program_is_named_in_the_log_with_the_rule() {
         "{lines:?}"
     );
 }
+
+/// A CLI that prints a warning on stdout before the secret ("token expires soon"): the
+/// log says the secret must be the first line and where messages belong, without
+/// quoting the output. Control: the warning on stderr logs in.
+#[test]
+fn a_warning_printed_before_the_secret_is_named_in_the_log() {
+    if !require_root("a_warning_printed_before_the_secret_is_named_in_the_log") {
+        return;
+    }
+    let u = TestUser::create("sw");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-warn");
+    let serve = format!("cat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let to_stderr = program(
+        dir.path(),
+        "stderr",
+        &format!("#!/bin/sh\necho 'WARNING: token expires soon' >&2\n{serve}"),
+        0o755,
+    );
+    let (d, lines) = login(&to_stderr, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let to_stdout = program(
+        dir.path(),
+        "stdout",
+        &format!("#!/bin/sh\necho 'WARNING: token expires soon'\n{serve}"),
+        0o755,
+    );
+    let (d, lines) = login(&to_stdout, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(&lines, &["the secret must be its first line", "stderr"]),
+        "{lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("expires") || l.contains(&secret)),
+        "the output is not quoted: {lines:?}"
+    );
+}

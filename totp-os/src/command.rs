@@ -28,6 +28,7 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, killpg, s
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 use totp_core::fleet::NOT_ENROLLED_EXIT_STATUS;
+use totp_core::gafile::GaFileError;
 use zeroize::Zeroizing;
 
 use crate::nss::{self, Passwd};
@@ -283,8 +284,13 @@ pub fn secret_from_command(
     match out {
         SecretOutput::NotEnrolled => Ok(Some(CommandSecret::NotEnrolled)),
         SecretOutput::Secret(bytes) => {
-            let file = totp_core::gafile::GaFile::parse(&bytes)
-                .map_err(|e| format!("secret command output is not a secret file: {e}"))?;
+            let file = totp_core::gafile::GaFile::parse(&bytes).map_err(|e| match e {
+                // A CLI's warning or banner on stdout lands before the secret.
+                GaFileError::BadSecret { .. } => format!(
+                    "secret command output is not a secret file: {e}; the secret must be its first line (a message the command prints belongs on stderr)"
+                ),
+                _ => format!("secret command output is not a secret file: {e}"),
+            })?;
             totp_core::fleet::check_command_file(&file, opts.state.is_shared())
                 .map_err(|e| e.to_string())?;
             Ok(Some(CommandSecret::File(file)))
