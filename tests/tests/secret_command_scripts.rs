@@ -241,11 +241,12 @@ fn a_background_child_holding_the_output_is_named_in_the_log() {
 
 /// `totp-state audit` runs the secret command for each account as a login would and
 /// reports its answer: a served file is usable, the not-enrolled status is "not
-/// enrolled", a failing command is refused with the cause. The same verdicts hold at
-/// login (the enrolled user logs in, the failing one is denied).
+/// enrolled", a failing command is refused with the cause; `totp-enroll check` says the
+/// same for one user. The same verdicts hold at login (the enrolled user logs in, the
+/// failing one is denied).
 #[test]
-fn audit_runs_the_secret_command_as_a_login_would() {
-    if !require_root("audit_runs_the_secret_command_as_a_login_would") {
+fn audit_and_check_run_the_secret_command_as_a_login_would() {
+    if !require_root("audit_and_check_run_the_secret_command_as_a_login_would") {
         return;
     }
     let ok = TestUser::create("sao");
@@ -296,6 +297,25 @@ fn audit_runs_the_secret_command_as_a_login_would() {
         verdict(&down)
     );
     assert!(!out.stdout.is_empty() && !String::from_utf8_lossy(&out.stdout).contains(&secret));
+    // totp-enroll check says the same for one user before it asks for a code.
+    let check = Command::new(&built().enroll)
+        .args([
+            "check",
+            "--user",
+            &down.name,
+            "--service",
+            "svc",
+            "--pam-dir",
+        ])
+        .arg(stack.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("totp-enroll check");
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        said.contains("the module would deny") && said.contains("exited with status 1"),
+        "{said}"
+    );
     let (d, lines) = login(&cmd, &ok, &secret);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
     let (d, _) = login(&cmd, &down, &secret);
