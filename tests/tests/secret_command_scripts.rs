@@ -1,8 +1,9 @@
 //! The secret command as admins really write it, through the real libpam: a script that
 //! the kernel cannot start (a `#!` line saved with CRLF, a missing interpreter, a
 //! `noexec` mount, no execute bit for `secret_command_user=`), one that calls a CLI not
-//! on the module's `PATH`, one that leaves a background process holding its output, and
-//! the admin tools that run the command without a login. Each denial's log line names
+//! on the module's `PATH`, one that leaves a background process holding its output, a
+//! program the module refuses or cannot find, a command killed by SIGKILL, output with
+//! only the secret or a warning before it, and the admin tools that run the command without a login. Each denial's log line names
 //! the fix; each case has a control that logs in.
 
 use std::fs;
@@ -448,5 +449,35 @@ fn a_warning_printed_before_the_secret_is_named_in_the_log() {
             .iter()
             .any(|l| l.contains("expires") || l.contains(&secret)),
         "the output is not quoted: {lines:?}"
+    );
+}
+
+/// A command the kernel's OOM killer (or a cgroup limit) ends with SIGKILL: the log
+/// names the likely killers, since the script itself never exits that way. The kill
+/// is simulated by the script killing itself. Control: the same script without the
+/// kill logs in.
+#[test]
+fn a_command_killed_by_sigkill_names_the_likely_killers() {
+    if !require_root("a_command_killed_by_sigkill_names_the_likely_killers") {
+        return;
+    }
+    let u = TestUser::create("so");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-kill");
+    let serve = format!("cat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let fine = program(dir.path(), "fine", &format!("#!/bin/sh\n{serve}"), 0o755);
+    let (d, lines) = login(&fine, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let killed = program(
+        dir.path(),
+        "killed",
+        &format!("#!/bin/sh\nkill -9 $$\n{serve}"),
+        0o755,
+    );
+    let (d, lines) = login(&killed, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(&lines, &["killed by signal 9", "OOM killer"]),
+        "{lines:?}"
     );
 }

@@ -122,6 +122,10 @@ impl fmt::Display for CommandError {
                 "secret command exited with status {c} (a program it runs could not be executed by secret_command_user)"
             ),
             Self::Exited(c) => write!(f, "secret command exited with status {c}"),
+            Self::Killed(s @ 9) => write!(
+                f,
+                "secret command killed by signal {s} (SIGKILL: the kernel's OOM killer, a cgroup limit, or someone with kill)"
+            ),
             Self::Killed(s) => write!(f, "secret command killed by signal {s}"),
         }
     }
