@@ -580,6 +580,11 @@ pub enum CommandFileError {
     /// It is an HOTP file, and with a host-local store each host would keep its own
     /// counter.
     Hotp,
+    /// No code can ever be right: neither `" TOTP_AUTH` nor `HOTP_COUNTER` (so, as in
+    /// google-authenticator, only scratch codes count) and no scratch code. A script
+    /// printing just the secret from its vault gives exactly this; every right code
+    /// would be logged and throttled as a wrong one.
+    NoCode,
 }
 
 impl fmt::Display for CommandFileError {
@@ -587,6 +592,13 @@ impl fmt::Display for CommandFileError {
         let what = match self {
             Self::ScratchCodes => "lists scratch codes",
             Self::Hotp => "is an HOTP file",
+            Self::NoCode => {
+                return f.write_str(
+                    "secret command output has no \" TOTP_AUTH (or HOTP_COUNTER) line and no \
+                     scratch code, so no code could be right; print the whole secret file \
+                     (as totp-enroll --print-file writes it), not just the secret",
+                );
+            }
         };
         write!(
             f,
@@ -599,10 +611,19 @@ impl fmt::Display for CommandFileError {
 /// The extra rule for files that come from `secret_command=`: there is no file to
 /// rewrite, so a used scratch code or HOTP counter lives only in the state store. Every
 /// host must see it: allowed with a shared store (`shared`), refused with a local one.
+/// A file no code can match is refused with any store, so the log says why instead of
+/// calling every right code wrong.
 pub fn check_command_file(
     file: &crate::gafile::GaFile,
     shared: bool,
 ) -> Result<(), CommandFileError> {
+    if file
+        .config()
+        .is_ok_and(|c| c.mode == crate::gafile::Mode::ScratchOnly)
+        && file.scratch_codes().is_empty()
+    {
+        return Err(CommandFileError::NoCode);
+    }
     if shared {
         return Ok(());
     }

@@ -28,6 +28,7 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, killpg, s
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 use totp_core::fleet::NOT_ENROLLED_EXIT_STATUS;
+use totp_core::gafile::GaFileError;
 use zeroize::Zeroizing;
 
 use crate::nss::{self, Passwd};
@@ -68,8 +69,16 @@ pub enum CommandError {
     /// `close_range(2)` is refused in this process, so the command cannot be started
     /// without the host's descriptors (R33).
     NoCloseRange(io::Error),
+    /// The program's `#!` line names an interpreter that does not exist (the kernel
+    /// reports that as the program missing, which misleads).
+    NoInterpreter(String),
+    /// The kernel refused to execute the program for `secret_command_user=`.
+    NotExecutable(&'static str),
     Read(io::Error),
     TimedOut,
+    /// The command itself exited with this status, but something it started kept its
+    /// standard output open until the time limit.
+    OutputHeldOpen(std::process::ExitStatus),
     TooLarge,
     /// Exit status 0 and nothing printed.
     EmptyOutput,
@@ -92,8 +101,20 @@ impl fmt::Display for CommandError {
                  before 5.11, and without it the command would inherit the host's \
                  descriptors"
             ),
+            Self::NoInterpreter(i) => write!(
+                f,
+                "secret command could not start: the interpreter its #! line names ({i}) does not exist; install it or fix the #! line"
+            ),
+            Self::NotExecutable(why) => write!(f, "secret command could not start: {why}"),
             Self::Read(e) => write!(f, "reading the secret command's output: {e}"),
-            Self::TimedOut => f.write_str("secret command timed out and was killed"),
+            Self::TimedOut => {
+                f.write_str("secret command timed out and was killed (secret_command_timeout=)")
+            }
+            Self::OutputHeldOpen(status) => write!(
+                f,
+                "secret command exited ({}) but a process it started in the background kept its standard output open until the time limit; all were killed; send that process's output to /dev/null",
+                describe_status(*status)
+            ),
             Self::TooLarge => write!(
                 f,
                 "secret command printed more than {DEFAULT_MAX_SIZE} bytes and was killed"
@@ -102,13 +123,69 @@ impl fmt::Display for CommandError {
             Self::NotEnrolledWithOutput => f.write_str(
                 "secret command exited with the not-enrolled status but printed something",
             ),
+            Self::Exited(c @ 127) => write!(
+                f,
+                "secret command exited with status {c} (a program it runs was not found: its PATH is only {COMMAND_PATH}; name programs elsewhere by their full path)"
+            ),
+            Self::Exited(c @ 126) => write!(
+                f,
+                "secret command exited with status {c} (a program it runs could not be executed by secret_command_user)"
+            ),
             Self::Exited(c) => write!(f, "secret command exited with status {c}"),
+            Self::Killed(s @ 9) => write!(
+                f,
+                "secret command killed by signal {s} (SIGKILL: the kernel's OOM killer, a cgroup limit, or someone with kill)"
+            ),
             Self::Killed(s) => write!(f, "secret command killed by signal {s}"),
         }
     }
 }
 
 impl std::error::Error for CommandError {}
+
+fn describe_status(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("status {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        (None, None) => "unknown status".to_owned(),
+    }
+}
+
+/// Turns a failed exec into the cause an admin can act on. The program itself was just
+/// checked, so ENOENT means its interpreter is missing; EACCES is a `noexec` mount or
+/// an execute bit `secret_command_user=` lacks.
+fn spawn_error(program: &Path, e: io::Error) -> CommandError {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => match interpreter_of(program) {
+            Some(i) if !Path::new(&i).exists() => CommandError::NoInterpreter(i),
+            _ => CommandError::Spawn(e),
+        },
+        Some(libc::EACCES) => {
+            let noexec = rustix::fs::statvfs(program)
+                .is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC));
+            CommandError::NotExecutable(if noexec {
+                "its file system is mounted noexec; put it on one that is not"
+            } else {
+                "permission denied: it (and a #! interpreter) must be executable by secret_command_user (mode 0755)"
+            })
+        }
+        _ => CommandError::Spawn(e),
+    }
+}
+
+/// The interpreter path of a `#!` line, from the first 256 bytes of the program (root
+/// reads a root-owned file; nothing else of it is looked at).
+fn interpreter_of(program: &Path) -> Option<String> {
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let word = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .find(|w| !w.is_empty())?;
+    // A script saved with CRLF line ends names "/bin/sh\r": escaped, the \r shows.
+    Some(String::from_utf8_lossy(word).escape_debug().to_string())
+}
 
 /// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: async-signal-safe, a raw system call.
 fn cloexec_range(first: libc::c_uint) -> io::Result<()> {
@@ -187,6 +264,60 @@ fn default_signals() -> io::Result<()> {
     Ok(())
 }
 
+/// What `secret_command=` said about a user, checked as a login checks it.
+pub enum CommandSecret {
+    /// A secret file (checked: scratch codes and HOTP only with a shared store).
+    File(totp_core::gafile::GaFile),
+    /// The documented "not enrolled" answer.
+    NotEnrolled,
+}
+
+/// Runs the secret command of `opts` for the canonical user name, parses and checks its
+/// file: the one path for the module and the admin tools, so `totp-enroll check` never
+/// disagrees with a login. `Ok(None)`: no command is configured. `Err`: why its answer
+/// cannot be used (the login is denied); never carries the output.
+pub fn secret_from_command(
+    opts: &totp_core::options::ModuleOptions,
+    canonical: &str,
+) -> Result<Option<CommandSecret>, String> {
+    let Some(cmd) = opts.fleet.secret_command() else {
+        return Ok(None);
+    };
+    let out = run_secret_command(
+        Path::new(&cmd.path),
+        &cmd.user,
+        canonical,
+        Duration::from_millis(cmd.timeout_ms),
+    )
+    .map_err(|e| match e {
+        // The check's own message names neither the program nor the rule it applies,
+        // and a missing program is no question of trust.
+        CommandError::Untrusted(FileError::NotFound | FileError::MissingDirectory { .. }) => {
+            format!("secret command {} does not exist", cmd.path.escape_debug())
+        }
+        CommandError::Untrusted(f) => format!(
+            "secret command {} not trusted: {f}; the program and every directory above it must be owned by root and not writable by group or others",
+            cmd.path.escape_debug()
+        ),
+        other => other.to_string(),
+    })?;
+    match out {
+        SecretOutput::NotEnrolled => Ok(Some(CommandSecret::NotEnrolled)),
+        SecretOutput::Secret(bytes) => {
+            let file = totp_core::gafile::GaFile::parse(&bytes).map_err(|e| match e {
+                // A CLI's warning or banner on stdout lands before the secret.
+                GaFileError::BadSecret { .. } => format!(
+                    "secret command output is not a secret file: {e}; the secret must be its first line (a message the command prints belongs on stderr)"
+                ),
+                _ => format!("secret command output is not a secret file: {e}"),
+            })?;
+            totp_core::fleet::check_command_file(&file, opts.state.is_shared())
+                .map_err(|e| e.to_string())?;
+            Ok(Some(CommandSecret::File(file)))
+        }
+    }
+}
+
 /// Runs `program` as `run_as` for the canonical user name `user` and returns its
 /// verdict within `limit` (the whole process group is killed past it).
 pub fn run_secret_command(
@@ -227,9 +358,17 @@ pub fn run_secret_command(
             default_signals()
         });
     }
-    let mut child = command.spawn().map_err(CommandError::Spawn)?;
+    let mut child = command.spawn().map_err(|e| spawn_error(program, e))?;
     let mut guard = KillOnDrop { child: &mut child };
-    let output = read_until(&mut guard, deadline)?;
+    let output = match read_until(&mut guard, deadline) {
+        Err(CommandError::TimedOut) => {
+            return Err(match exited(&mut guard) {
+                Some(status) => CommandError::OutputHeldOpen(status),
+                None => CommandError::TimedOut,
+            });
+        }
+        other => other?,
+    };
     let status = wait_until(&mut guard, deadline)?;
     match (status.code(), output.is_empty()) {
         (Some(0), false) => Ok(SecretOutput::Secret(output)),
@@ -359,6 +498,19 @@ fn read_until(
     }
     buf.truncate(filled);
     Ok(buf)
+}
+
+/// The child's exit status if it has already exited (not reaped: the guard does that).
+fn exited(guard: &mut KillOnDrop<'_>) -> Option<std::process::ExitStatus> {
+    let pid = Pid::from_raw(guard.child.id() as i32);
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(pid), flags) {
+        Ok(WaitStatus::Exited(_, code)) => {
+            Some(std::process::ExitStatus::from_raw((code & 0xff) << 8))
+        }
+        Ok(WaitStatus::Signaled(_, sig, _)) => Some(std::process::ExitStatus::from_raw(sig as i32)),
+        _ => None,
+    }
 }
 
 /// Waits for the child to exit before `deadline`, without reaping it (the guard reaps

@@ -11,6 +11,7 @@ use totp_core::placement::{self, Account};
 use totp_core::user::UserName;
 use totp_core::verify;
 
+use crate::command::CommandSecret;
 use crate::nss::{self, Passwd};
 use crate::safefile::{self, FileError, FileRules};
 
@@ -70,14 +71,47 @@ fn fixed_owner(spec: &UserSpec) -> Result<Option<Passwd>, nss::NssError> {
     }
 }
 
+/// What the secret command answers for `pw`, run exactly as a login runs it (so it
+/// needs root, like the module), checked like the module checks it.
+fn from_command(opts: &ModuleOptions, pw: &Passwd) -> Finding {
+    let shown = "secret_command=";
+    let file = match crate::command::secret_from_command(opts, &pw.name) {
+        Ok(Some(CommandSecret::File(f))) => f,
+        Ok(Some(CommandSecret::NotEnrolled)) => {
+            return Finding::new(
+                Verdict::NotEnrolled,
+                if opts.nullok {
+                    format!("{shown} answers \"not enrolled\"; nullok skips the code")
+                } else {
+                    format!(
+                        "{shown} answers \"not enrolled\"; the code is asked for and every login denied"
+                    )
+                },
+            );
+        }
+        Ok(None) => return Finding::new(Verdict::Refused, "no secret command configured"),
+        Err(e) => return Finding::new(Verdict::Refused, e),
+    };
+    usable(&file, opts, shown)
+}
+
+/// The verdict on a secret file the module would accept as it is read.
+fn usable(file: &GaFile, opts: &ModuleOptions, shown: &str) -> Finding {
+    match verify::configuration_warnings(file, &opts.policy()) {
+        Err(e) => Finding::new(Verdict::Refused, format!("{shown}: {e}")),
+        Ok(ws) if ws.is_empty() => Finding::new(Verdict::Ok, format!("{shown}: usable")),
+        Ok(ws) => Finding {
+            verdict: Verdict::Warning,
+            reasons: ws.iter().map(|w| format!("{shown}: {w}")).collect(),
+        },
+    }
+}
+
 /// What a login of `pw` with the module options `opts` would find. Must run as root to
 /// read other accounts' files (it takes the opener's file-system identity to read).
 pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
     if opts.fleet.secret_command.is_some() {
-        return Finding::new(
-            Verdict::Warning,
-            "secrets come from secret_command=; not inspected here",
-        );
+        return from_command(opts, pw);
     }
     let Ok(name) = UserName::parse(pw.name.as_bytes()) else {
         return Finding::new(Verdict::Refused, "the name is not a valid PAM user name");
@@ -150,12 +184,5 @@ pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
         Ok(f) => f,
         Err(e) => return Finding::new(Verdict::Refused, format!("{shown} is invalid: {e}")),
     };
-    match verify::configuration_warnings(&file, &opts.policy()) {
-        Err(e) => Finding::new(Verdict::Refused, format!("{shown}: {e}")),
-        Ok(ws) if ws.is_empty() => Finding::new(Verdict::Ok, format!("{shown}: usable")),
-        Ok(ws) => Finding {
-            verdict: Verdict::Warning,
-            reasons: ws.iter().map(|w| format!("{shown}: {w}")).collect(),
-        },
-    }
+    usable(&file, opts, &shown)
 }

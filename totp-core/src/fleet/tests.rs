@@ -354,6 +354,15 @@ fn command_files_with_scratch_codes_or_hotp_need_a_shared_store() {
     for shared in [&totp, &scratch, &hotp] {
         assert_eq!(check_command_file(shared, true), Ok(()));
     }
+    let bare = parse("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n");
+    for shared in [false, true] {
+        assert_eq!(
+            check_command_file(&bare, shared),
+            Err(CommandFileError::NoCode)
+        );
+    }
+    let scratch_only = parse("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n12345678\n");
+    assert_eq!(check_command_file(&scratch_only, true), Ok(()));
 }
 
 #[test]

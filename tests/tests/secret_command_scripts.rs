@@ -1,0 +1,483 @@
+//! The secret command as admins really write it, through the real libpam: a script that
+//! the kernel cannot start (a `#!` line saved with CRLF, a missing interpreter, a
+//! `noexec` mount, no execute bit for `secret_command_user=`), one that calls a CLI not
+//! on the module's `PATH`, one that leaves a background process holding its output, a
+//! program the module refuses or cannot find, a command killed by SIGKILL, output with
+//! only the secret or a warning before it, and the admin tools that run the command without a login. Each denial's log line names
+//! the fix; each case has a control that logs in.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use system_tests::fleet::trusted_dir;
+use system_tests::*;
+
+/// A root-owned program in `dir` with exactly `text` and `mode`.
+fn program(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, text).expect("write command");
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+    path
+}
+
+fn stack_for(cmd: &Path) -> Stack {
+    Stack::probe(
+        "svc",
+        &format!(
+            "throttle_after=100 secret_command={} secret_command_user=nobody \
+             secret_command_timeout=1000",
+            cmd.display()
+        ),
+    )
+}
+
+/// True when one log line of the module contains every needle.
+fn logged(lines: &[String], needles: &[&str]) -> bool {
+    lines.iter().any(|l| {
+        let m = syslog_message(l);
+        needles.iter().all(|n| m.contains(n))
+    })
+}
+
+fn login(cmd: &Path, user: &TestUser, secret: &str) -> (Drive, Vec<String>) {
+    login_logged(&stack_for(cmd), user, &code_at(secret, now()), PEER, None)
+}
+
+/// A tmpfs mounted `noexec` on a directory, unmounted on drop.
+struct NoexecMount(PathBuf);
+
+impl NoexecMount {
+    fn at(dir: &Path) -> NoexecMount {
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "noexec,mode=0755,size=64k", "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount a noexec tmpfs");
+        NoexecMount(dir.to_path_buf())
+    }
+}
+
+impl Drop for NoexecMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A script the kernel refuses to start is denied with a log line naming the cause an
+/// admin can act on, not the bare "No such file or directory" / "Permission denied" of
+/// the exec (the program is right there). Control: the same script, startable, logs in.
+#[test]
+fn a_script_the_kernel_cannot_start_denies_and_the_log_names_the_fix() {
+    if !require_root("a_script_the_kernel_cannot_start_denies_and_the_log_names_the_fix") {
+        return;
+    }
+    let u = TestUser::create("sk");
+    let secret = random_secret_b32();
+    let body = format!("cat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let dir = trusted_dir("cmd-exec");
+    let working = program(dir.path(), "working", &format!("#!/bin/sh\n{body}"), 0o755);
+    let (d, lines) = login(&working, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    let crlf = program(
+        dir.path(),
+        "crlf",
+        &format!("#!/bin/sh\r\n{}", body.replace('\n', "\r\n")),
+        0o755,
+    );
+    let missing = program(
+        dir.path(),
+        "missing",
+        &format!("#!/usr/bin/pam-totp-no-such-shell -e\n{body}"),
+        0o755,
+    );
+    let root_only = program(
+        dir.path(),
+        "root-only",
+        &format!("#!/bin/sh\n{body}"),
+        0o700,
+    );
+    let noexec_dir = dir.path().join("noexec");
+    fs::create_dir(&noexec_dir).expect("mkdir");
+    let _mount = NoexecMount::at(&noexec_dir);
+    let on_noexec = program(&noexec_dir, "cmd", &format!("#!/bin/sh\n{body}"), 0o755);
+    // The fault is real: a root shell cannot execute it either.
+    let direct = Command::new(&on_noexec).arg(&u.name).output();
+    assert!(
+        direct.is_err_and(|e| e.raw_os_error() == Some(libc::EACCES)),
+        "the mount is noexec"
+    );
+    for (what, cmd, cause) in [
+        ("CRLF #! line", &crlf, "(/bin/sh\\r) does not exist"),
+        (
+            "missing interpreter",
+            &missing,
+            "(/usr/bin/pam-totp-no-such-shell) does not exist",
+        ),
+        (
+            "not executable by secret_command_user",
+            &root_only,
+            "must be executable by secret_command_user",
+        ),
+        ("noexec mount", &on_noexec, "mounted noexec"),
+    ] {
+        let (d, lines) = login(cmd, &u, &secret);
+        assert!(
+            matches!(d.returned(), Returned::Failed(_)),
+            "{what}: {d:?} {lines:?}"
+        );
+        assert!(
+            logged(&lines, &["secret command could not start", cause]),
+            "{what}: the log names {cause:?}: {lines:?}"
+        );
+    }
+}
+
+/// A script that calls its vault CLI by name from /usr/local/bin works from the admin's
+/// shell but exits 127 under the module's `PATH`; the log says so and names the `PATH`.
+/// Control: the same CLI called by its full path logs in.
+#[test]
+fn a_cli_not_on_the_commands_path_is_named_in_the_log() {
+    if !require_root("a_cli_not_on_the_commands_path_is_named_in_the_log") {
+        return;
+    }
+    let u = TestUser::create("sp");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-path");
+    let cli_name = format!("pam-totp-vault-{}", std::process::id());
+    let cli = program(
+        dir.path(),
+        &cli_name,
+        &format!("#!/bin/sh\ncat <<'EOF'\n{}EOF\n", totp_file(&secret)),
+        0o755,
+    );
+    let by_name = program(
+        dir.path(),
+        "by-name",
+        &format!("#!/bin/sh\nset -e\n{cli_name} \"$1\"\n"),
+        0o755,
+    );
+    let by_path = program(
+        dir.path(),
+        "by-path",
+        &format!("#!/bin/sh\nset -e\n{} \"$1\"\n", cli.display()),
+        0o755,
+    );
+    let (d, lines) = login(&by_path, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let (d, lines) = login(&by_name, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &["exited with status 127", "PATH is only /usr/sbin:/usr/bin"]
+        ),
+        "{lines:?}"
+    );
+}
+
+/// A script that starts a helper in the background (an agent, a cache refresher) which
+/// inherits its standard output: the script printed the secret and exited, but the pipe
+/// stays open. The login is denied at the time limit with a log line that says the
+/// command itself exited and what to do, not a bare "timed out", and nothing it started
+/// is left running. Control: the helper's output sent to /dev/null logs in.
+#[test]
+fn a_background_child_holding_the_output_is_named_in_the_log() {
+    if !require_root("a_background_child_holding_the_output_is_named_in_the_log") {
+        return;
+    }
+    let u = TestUser::create("sb");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-bg");
+    let marker = format!("{}.5", std::process::id() % 100_000 + 100_000);
+    let serve = format!("cat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let quiet = program(
+        dir.path(),
+        "quiet",
+        &format!("#!/bin/sh\nsleep {marker} >/dev/null &\n{serve}"),
+        0o755,
+    );
+    let (d, lines) = login(&quiet, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let holding = program(
+        dir.path(),
+        "holding",
+        &format!("#!/bin/sh\nsleep {marker} &\n{serve}"),
+        0o755,
+    );
+    let (d, lines) = login(&holding, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &[
+                "exited (status 0)",
+                "kept its standard output open",
+                "/dev/null"
+            ]
+        ),
+        "{lines:?}"
+    );
+    let left = || {
+        fs::read_dir("/proc").is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+            })
+        })
+    };
+    let mut gone = false;
+    for _ in 0..200 {
+        if !left() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(gone, "the background helper was killed");
+}
+
+/// `totp-state audit` runs the secret command for each account as a login would and
+/// reports its answer: a served file is usable, the not-enrolled status is "not
+/// enrolled", a failing command is refused with the cause; `totp-enroll check` says the
+/// same for one user. The same verdicts hold at login (the enrolled user logs in, the
+/// failing one is denied).
+#[test]
+fn audit_and_check_run_the_secret_command_as_a_login_would() {
+    if !require_root("audit_and_check_run_the_secret_command_as_a_login_would") {
+        return;
+    }
+    let ok = TestUser::create("sao");
+    let none = TestUser::create("san");
+    let down = TestUser::create("sad");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-audit");
+    let cmd = program(
+        dir.path(),
+        "cmd",
+        &format!(
+            "#!/bin/sh\ncase \"$1\" in\n{}) cat <<'EOF'\n{}EOF\n;;\n{}) echo 'backend down' >&2; exit 1;;\n*) exit 10;;\nesac\n",
+            ok.name,
+            totp_file(&secret),
+            down.name
+        ),
+        0o755,
+    );
+    let stack = stack_for(&cmd);
+    let out = Command::new(&built().state_tool)
+        .args(["audit", "--json", "--service", "svc", "--pam-dir"])
+        .arg(stack.path())
+        .output()
+        .expect("totp-state audit");
+    let mut seen = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object a line");
+        seen.insert(
+            v["user"].as_str().expect("user").to_owned(),
+            (
+                v["verdict"].as_str().expect("verdict").to_owned(),
+                v["reasons"].to_string(),
+            ),
+        );
+    }
+    let verdict = |u: &TestUser| seen.get(&u.name).cloned().unwrap_or_default();
+    assert_eq!(verdict(&ok).0, "ok", "{:?}", verdict(&ok));
+    assert_eq!(verdict(&none).0, "not-enrolled", "{:?}", verdict(&none));
+    assert!(
+        verdict(&none).1.contains("not enrolled"),
+        "{:?}",
+        verdict(&none)
+    );
+    assert_eq!(verdict(&down).0, "refused", "{:?}", verdict(&down));
+    assert!(
+        verdict(&down).1.contains("exited with status 1"),
+        "{:?}",
+        verdict(&down)
+    );
+    assert!(!out.stdout.is_empty() && !String::from_utf8_lossy(&out.stdout).contains(&secret));
+    // totp-enroll check says the same for one user before it asks for a code.
+    let check = Command::new(&built().enroll)
+        .args([
+            "check",
+            "--user",
+            &down.name,
+            "--service",
+            "svc",
+            "--pam-dir",
+        ])
+        .arg(stack.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("totp-enroll check");
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        said.contains("the module would deny") && said.contains("exited with status 1"),
+        "{said}"
+    );
+    let (d, lines) = login(&cmd, &ok, &secret);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let (d, _) = login(&cmd, &down, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+}
+
+/// A script that prints only the secret (`vault kv get -field=…`), with LF or CRLF:
+/// without a `" TOTP_AUTH` line google-authenticator's format takes it for a file of
+/// scratch codes, and it has none, so no code can be right. The login is denied with a
+/// log line saying that, not "invalid verification code" (which also counted towards
+/// throttling). Control: the same secret printed with its `" TOTP_AUTH` line, CRLF line
+/// ends and all, logs in.
+#[test]
+fn a_script_printing_only_the_secret_is_told_to_print_the_whole_file() {
+    if !require_root("a_script_printing_only_the_secret_is_told_to_print_the_whole_file") {
+        return;
+    }
+    let u = TestUser::create("sl");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-bare");
+    let whole = program(
+        dir.path(),
+        "whole",
+        &format!("#!/bin/sh\nprintf '%s\\r\\n\" TOTP_AUTH\\r\\n' {secret}\n"),
+        0o755,
+    );
+    let (d, lines) = login(&whole, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    for (what, printf) in [("LF", "%s\\n"), ("CRLF", "%s\\r\\n")] {
+        let bare = program(
+            dir.path(),
+            "bare",
+            &format!("#!/bin/sh\nprintf '{printf}' {secret}\n"),
+            0o755,
+        );
+        let (d, lines) = login(&bare, &u, &secret);
+        assert!(matches!(d.returned(), Returned::Failed(_)), "{what}: {d:?}");
+        assert!(
+            logged(&lines, &["no \" TOTP_AUTH", "print the whole secret file"]),
+            "{what}: {lines:?}"
+        );
+        assert!(
+            !logged(&lines, &["invalid verification code"]),
+            "{what}: a right code logged as wrong: {lines:?}"
+        );
+    }
+}
+
+/// A program the module will not run is named in the log with the rule that refuses it
+/// (the bare check said "owned by uid 65534, which is not allowed" about no file, or
+/// that a directory must be owned "by root or the user"), and a program that is not
+/// there is called missing, not untrusted. Control: the trusted program logs in.
+#[test]
+fn an_untrusted_or_missing_program_is_named_in_the_log_with_the_rule() {
+    if !require_root("an_untrusted_or_missing_program_is_named_in_the_log_with_the_rule") {
+        return;
+    }
+    let u = TestUser::create("su");
+    let secret = random_secret_b32();
+    let text = format!("#!/bin/sh\ncat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let dir = trusted_dir("cmd-trust");
+    let trusted = program(dir.path(), "trusted", &text, 0o755);
+    let (d, lines) = login(&trusted, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let theirs = program(dir.path(), "theirs", &text, 0o755);
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+    let shared = dir.path().join("shared");
+    fs::create_dir(&shared).expect("mkdir");
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o775)).expect("chmod");
+    let in_shared = program(&shared, "cmd", &text, 0o755);
+    let rule = "must be owned by root and not writable by group or others";
+    for (what, cmd) in [
+        ("owned by nobody", &theirs),
+        ("group-writable directory", &in_shared),
+    ] {
+        let (d, lines) = login(cmd, &u, &secret);
+        assert!(matches!(d.returned(), Returned::Failed(_)), "{what}: {d:?}");
+        let shown = cmd.display().to_string();
+        assert!(
+            logged(&lines, &[&shown, "not trusted", rule]),
+            "{what}: {lines:?}"
+        );
+    }
+    let gone = dir.path().join("gone");
+    let (d, lines) = login(&gone, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &[&format!("secret command {} does not exist", gone.display())]
+        ),
+        "{lines:?}"
+    );
+}
+
+/// A CLI that prints a warning on stdout before the secret ("token expires soon"): the
+/// log says the secret must be the first line and where messages belong, without
+/// quoting the output. Control: the warning on stderr logs in.
+#[test]
+fn a_warning_printed_before_the_secret_is_named_in_the_log() {
+    if !require_root("a_warning_printed_before_the_secret_is_named_in_the_log") {
+        return;
+    }
+    let u = TestUser::create("sw");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-warn");
+    let serve = format!("cat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let to_stderr = program(
+        dir.path(),
+        "stderr",
+        &format!("#!/bin/sh\necho 'WARNING: token expires soon' >&2\n{serve}"),
+        0o755,
+    );
+    let (d, lines) = login(&to_stderr, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let to_stdout = program(
+        dir.path(),
+        "stdout",
+        &format!("#!/bin/sh\necho 'WARNING: token expires soon'\n{serve}"),
+        0o755,
+    );
+    let (d, lines) = login(&to_stdout, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(&lines, &["the secret must be its first line", "stderr"]),
+        "{lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("expires") || l.contains(&secret)),
+        "the output is not quoted: {lines:?}"
+    );
+}
+
+/// A command the kernel's OOM killer (or a cgroup limit) ends with SIGKILL: the log
+/// names the likely killers, since the script itself never exits that way. The kill
+/// is simulated by the script killing itself. Control: the same script without the
+/// kill logs in.
+#[test]
+fn a_command_killed_by_sigkill_names_the_likely_killers() {
+    if !require_root("a_command_killed_by_sigkill_names_the_likely_killers") {
+        return;
+    }
+    let u = TestUser::create("so");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-kill");
+    let serve = format!("cat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let fine = program(dir.path(), "fine", &format!("#!/bin/sh\n{serve}"), 0o755);
+    let (d, lines) = login(&fine, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let killed = program(
+        dir.path(),
+        "killed",
+        &format!("#!/bin/sh\nkill -9 $$\n{serve}"),
+        0o755,
+    );
+    let (d, lines) = login(&killed, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(&lines, &["killed by signal 9", "OOM killer"]),
+        "{lines:?}"
+    );
+}
