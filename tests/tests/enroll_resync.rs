@@ -392,10 +392,15 @@ fn resync_brings_back_a_token_the_file_counter_overtook() {
     let stack = Stack::with_module(SERVICE, "");
     let token = |counter: u64| oathtool_hotp(&secret, counter);
 
-    assert_eq!(login(&stack, &user, &token(1), T0), "PAM_SUCCESS");
-    // The same code typed again (no press): refused, and as in GA a failure moves the
-    // file's counter on, one ahead of the token. From then on each press fails and
-    // moves the counter on again: the token stays one behind.
+    // A typo, then the right code typed again (no press): as in GA each failure moves
+    // the file's counter on, so it is now one ahead of the token. From then on each
+    // press fails and moves the counter on again: the token stays one behind.
+    let near: Vec<String> = (1..=4).map(token).collect();
+    let typo = (0..)
+        .map(|n: u32| format!("{n:06}"))
+        .find(|c| !near.contains(c))
+        .expect("a code no press shows");
+    assert_eq!(login(&stack, &user, &typo, T0), "PAM_AUTH_ERR");
     assert_eq!(login(&stack, &user, &token(1), T0 + 300), "PAM_AUTH_ERR");
     assert_eq!(login(&stack, &user, &token(2), T0 + 600), "PAM_AUTH_ERR");
     assert_eq!(login(&stack, &user, &token(3), T0 + 900), "PAM_AUTH_ERR");
@@ -414,5 +419,5 @@ fn resync_brings_back_a_token_the_file_counter_overtook() {
     );
     assert_eq!(login(&stack, &user, &token(6), T0 + 1300), "PAM_SUCCESS");
     // What a login accepted stays refused whatever the file says (the store's mark).
-    assert_eq!(login(&stack, &user, &token(1), T0 + 1600), "PAM_AUTH_ERR");
+    assert_eq!(login(&stack, &user, &token(6), T0 + 1600), "PAM_AUTH_ERR");
 }

@@ -187,7 +187,10 @@ impl Ctx {
                 .then_some((verdict, decision.retry_after));
             return Ok(Continuation::Carry(refusal));
         }
-        self.verdict(io, who, cands, &decision)
+        let counter_based = file
+            .config()
+            .is_ok_and(|c| matches!(c.mode, Mode::Hotp { .. }));
+        self.verdict(io, who, cands, &decision, counter_based)
             .map(Continuation::Done)
     }
 
@@ -356,6 +359,7 @@ impl Ctx {
         who: &str,
         cands: &[Candidate],
         decision: &Decision,
+        counter_based: bool,
     ) -> Result<Outcome, AuthError> {
         let matched = decision.matched;
         let method = match decision.verdict {
@@ -409,7 +413,7 @@ impl Ctx {
                             ),
                         );
                     }
-                    None => tell_code_used(io),
+                    None => tell_code_used(io, counter_based),
                 }
                 return Ok(self.denied(io, who, Denial::Replay));
             }
@@ -452,11 +456,16 @@ impl Ctx {
 /// `ssh` then `scp` within one step is not mistaken for a typo. Only an answer that
 /// matched a valid code in constant time gets here (throttled attempts are refused
 /// unevaluated), so it tells nothing to anyone who does not hold that code.
-fn tell_code_used(io: &mut dyn PamIo) {
-    // Best effort: the denial stands whether or not the message arrives.
+fn tell_code_used(io: &mut dyn PamIo, counter_based: bool) {
+    // Best effort: the denial stands whether or not the message arrives. A token
+    // shows its next code only when pressed: waiting would never bring it.
     let _ = io.converse(
         Style::ErrorMsg,
-        "that code was already used; wait for the next code",
+        if counter_based {
+            "that code was already used; press the token for a new code"
+        } else {
+            "that code was already used; wait for the next code"
+        },
     );
 }
 
