@@ -421,3 +421,27 @@ fn resync_brings_back_a_token_the_file_counter_overtook() {
     // What a login accepted stays refused whatever the file says (the store's mark).
     assert_eq!(login(&stack, &user, &token(6), T0 + 1600), "PAM_AUTH_ERR");
 }
+
+/// The documented set-up of a hardware token whose seed comes with it: the file written
+/// by hand (the seed, `HOTP_COUNTER 1`), then aligned with the token's first two
+/// presses. A token counting from 0 (RFC 4226) would otherwise start one behind.
+#[test]
+fn a_hand_written_hardware_token_file_is_aligned_by_its_first_two_presses() {
+    if !ready("a_hand_written_hardware_token_file_is_aligned_by_its_first_two_presses") {
+        return;
+    }
+    let seed = random_secret_b32();
+    let user = TestUser::create("rz");
+    let path = user.write_secret(&format!("{seed}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let stack = Stack::with_module(SERVICE, "");
+    let token = |counter: u64| oathtool_hotp(&seed, counter);
+
+    let out = resync_user(&user, &stack, &token(0), &token(1), T0);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        file_value(&read(&path), "HOTP_COUNTER").as_deref(),
+        Some("2")
+    );
+    assert_eq!(login(&stack, &user, &token(2), T0 + 10), "PAM_SUCCESS");
+    assert_eq!(login(&stack, &user, &token(3), T0 + 20), "PAM_SUCCESS");
+}
