@@ -165,12 +165,17 @@ impl Ctx {
                 l.replace_unsynced(changed.as_bytes())
             };
             if let Err(e) = saved {
+                // Only a success is in the store; a failure's move of the counter (GA's
+                // rule) is simply dropped, and the log must not claim otherwise.
+                let what = if decision.verdict.is_accepted() {
+                    "the used scratch code or counter is recorded in the state store"
+                } else {
+                    "the HOTP counter stays where it is (a failed attempt moves it on only \
+                     in a file that can be rewritten)"
+                };
                 io.log(
                     Level::Warning,
-                    &format!(
-                        "{who} ({shown}): not rewritten ({e}); the used scratch code or \
-                         counter is recorded in the state store"
-                    ),
+                    &format!("{who} ({shown}): not rewritten ({e}); {what}"),
                 );
             }
         }
