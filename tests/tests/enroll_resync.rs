@@ -436,8 +436,14 @@ fn a_hand_written_hardware_token_file_is_aligned_by_its_first_two_presses() {
     let stack = Stack::with_module(SERVICE, "");
     let token = |counter: u64| oathtool_hotp(&seed, counter);
 
-    let out = resync_user(&user, &stack, &token(0), &token(1), T0);
+    let (first, second) = (token(0), token(1));
+    let args = ["resync", "--json", "--user", &user.name, &first, &second];
+    let out = enroll_at(T0, &args, None);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(v["action"], "resync", "{v}");
+    assert_eq!(v["counter"], 2, "{v}");
+    assert_eq!(v["previous_counter"], 1, "{v}");
     assert_eq!(
         file_value(&read(&path), "HOTP_COUNTER").as_deref(),
         Some("2")
