@@ -295,6 +295,39 @@ fn totp_state_show_names_each_origins_last_remote_address() {
     assert!(text.contains("(last from 192.0.2.44)"), "{text}");
 }
 
+/// An HOTP user's record: `show` names the highest counter used and where the next
+/// login's codes start, even when the file (restored from a backup here) says less,
+/// and does not call the user's logins "none recorded".
+#[test]
+fn totp_state_show_tells_an_hotp_users_counter() {
+    if !require_root("totp_state_show_tells_an_hotp_users_counter") {
+        return;
+    }
+    let u = TestUser::create("hs");
+    let secret = random_secret_b32();
+    let backup = format!("{secret}\n\" HOTP_COUNTER 1\n");
+    u.write_secret(&backup, 0o600);
+    let stack = Stack::with_module("svc", "");
+    for counter in 1..=3u64 {
+        let d = login_at(&stack, &u, &oathtool_hotp(&secret, counter), None, T0);
+        assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    }
+    u.write_secret(&backup, 0o600);
+    let out = stack.state_tool(&["show", "--user", &u.name]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("highest HOTP counter used: 3 (codes are accepted from counter 4 on"),
+        "{text}"
+    );
+    assert!(!text.contains("none recorded"), "{text}");
+    // What it says is what a login does: the restored file's counter 1 is refused.
+    let d = login_at(&stack, &u, &oathtool_hotp(&secret, 1), None, T0 + 60);
+    assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+    let d = login_at(&stack, &u, &oathtool_hotp(&secret, 4), None, T0 + 120);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+}
+
 /// A `state_dir=` below a directory anyone can write (sticky /tmp) is refused: any user
 /// could create the directory first and deny every login. The login is denied with a
 /// log line naming the cause, nothing is created; the same user logs in with a state

@@ -543,17 +543,22 @@ fn table() -> Vec<Scenario> {
     rows.push(
         row(
             "HOTP: GA unit-test sequence (counter moves on failure)",
-            Expect::Same,
+            Expect::Differs(
+                "the code just accepted, typed again, is a replay for us and does not move \
+                 the counter; GA counts it as a failure and moves on, which its next step \
+                 (a code 4 counters on) relies on",
+            ),
             file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n"),
         )
         .steps(vec![
             at(T * 30).ans(Tok::Hotp(1)).both(ok(1)),
             at(T * 30 + 1).ans(Tok::Hotp(1)).both(err(1)),
-            at(T * 30 + 2).ans(Tok::Hotp(5)).both(ok(1)),
+            at(T * 30 + 2).ans(Tok::Hotp(5)).each(ok(1), err(1)),
         ])
         .files(|f| {
-            check_equal(f)?;
-            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 6\n")
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 6\n")?;
+            // Moved on once, by the real failure (counter 5, outside 2..=4).
+            expect_line(f.ours.as_ref(), "\" HOTP_COUNTER 3\n")
         }),
     );
     rows.push(
@@ -1595,6 +1600,27 @@ fn table() -> Vec<Scenario> {
                 return Err(format!("expected {want:?}, got {t:?}"));
             }
             Ok(())
+        }),
+    );
+    rows.push(
+        row(
+            "HOTP: the code just accepted typed again, then the token's next presses",
+            Expect::Differs(
+                "the repeated code is a replay for us and the counter stays, so the next \
+                 press logs in; GA counts it as a failure and moves the counter one past the \
+                 token, and every later press fails and moves it on again",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Hotp(1)).both(ok(1)),
+            at(T * 30 + 60).ans(Tok::Hotp(1)).both(err(1)),
+            at(T * 30 + 120).ans(Tok::Hotp(2)).each(err(1), ok(1)),
+            at(T * 30 + 180).ans(Tok::Hotp(3)).each(err(1), ok(1)),
+        ])
+        .files(|f| {
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 5\n")?;
+            expect_line(f.ours.as_ref(), "\" HOTP_COUNTER 4\n")
         }),
     );
 

@@ -328,3 +328,126 @@ fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
     let stdout = resync(T0 + 180, true);
     assert!(stdout.contains("\"store_wait_up_to_secs\":0"), "{stdout}");
 }
+
+/// `totp-enroll resync --user NAME` with two codes, the clock frozen at `at`.
+fn resync_user(user: &TestUser, stack: &Stack, first: &str, second: &str, at: u64) -> Output {
+    let dir = stack.path().to_str().expect("utf-8").to_owned();
+    let args = [
+        "resync",
+        "--user",
+        &user.name,
+        "--service",
+        SERVICE,
+        "--pam-dir",
+        &dir,
+        first,
+        second,
+    ];
+    enroll_at(at, &args, None)
+}
+
+#[test]
+fn an_hotp_token_pressed_past_its_window_is_resynchronised_by_two_presses() {
+    if !ready("an_hotp_token_pressed_past_its_window_is_resynchronised_by_two_presses") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let user = TestUser::create("rh");
+    let path = user.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let stack = Stack::with_module(SERVICE, "");
+    let token = |counter: u64| oathtool_hotp(&secret, counter);
+
+    // The key fob was pressed 39 times in a pocket: its code for counter 40 is far
+    // past the look-ahead (WINDOW_SIZE 3) and is denied.
+    assert_eq!(login(&stack, &user, &token(40), T0), "PAM_AUTH_ERR");
+
+    // Two more presses, typed to resync.
+    let out = resync_user(&user, &stack, &token(41), &token(42), T0 + 10);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("next code is for counter 43, 41 ahead of the file's counter 2"),
+        "{stdout}"
+    );
+    assert_eq!(
+        file_value(&read(&path), "HOTP_COUNTER").as_deref(),
+        Some("43")
+    );
+    assert_eq!(mode_owner(&path), (0o600, user.uid, user.gid));
+
+    // The next press logs in; the two codes typed for the resync never do.
+    assert_eq!(login(&stack, &user, &token(43), T0 + 300), "PAM_SUCCESS");
+    assert_eq!(login(&stack, &user, &token(42), T0 + 600), "PAM_AUTH_ERR");
+    assert_eq!(login(&stack, &user, &token(41), T0 + 900), "PAM_AUTH_ERR");
+}
+
+#[test]
+fn resync_brings_back_a_token_the_file_counter_overtook() {
+    if !ready("resync_brings_back_a_token_the_file_counter_overtook") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let user = TestUser::create("rb");
+    let path = user.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let stack = Stack::with_module(SERVICE, "");
+    let token = |counter: u64| oathtool_hotp(&secret, counter);
+
+    // A typo, then the right code typed again (no press): as in GA each failure moves
+    // the file's counter on, so it is now one ahead of the token. From then on each
+    // press fails and moves the counter on again: the token stays one behind.
+    let near: Vec<String> = (1..=4).map(token).collect();
+    let typo = (0..)
+        .map(|n: u32| format!("{n:06}"))
+        .find(|c| !near.contains(c))
+        .expect("a code no press shows");
+    assert_eq!(login(&stack, &user, &typo, T0), "PAM_AUTH_ERR");
+    assert_eq!(login(&stack, &user, &token(1), T0 + 300), "PAM_AUTH_ERR");
+    assert_eq!(login(&stack, &user, &token(2), T0 + 600), "PAM_AUTH_ERR");
+    assert_eq!(login(&stack, &user, &token(3), T0 + 900), "PAM_AUTH_ERR");
+    assert_eq!(
+        file_value(&read(&path), "HOTP_COUNTER").as_deref(),
+        Some("5")
+    );
+
+    // Resync with the next two presses, the first of them behind the file's counter.
+    let out = resync_user(&user, &stack, &token(4), &token(5), T0 + 1000);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("next code is for counter 6, 1 ahead of the file's counter 5"),
+        "{stdout}"
+    );
+    assert_eq!(login(&stack, &user, &token(6), T0 + 1300), "PAM_SUCCESS");
+    // What a login accepted stays refused whatever the file says (the store's mark).
+    assert_eq!(login(&stack, &user, &token(6), T0 + 1600), "PAM_AUTH_ERR");
+}
+
+/// The documented set-up of a hardware token whose seed comes with it: the file written
+/// by hand (the seed, `HOTP_COUNTER 1`), then aligned with the token's first two
+/// presses. A token counting from 0 (RFC 4226) would otherwise start one behind.
+#[test]
+fn a_hand_written_hardware_token_file_is_aligned_by_its_first_two_presses() {
+    if !ready("a_hand_written_hardware_token_file_is_aligned_by_its_first_two_presses") {
+        return;
+    }
+    let seed = random_secret_b32();
+    let user = TestUser::create("rz");
+    let path = user.write_secret(&format!("{seed}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let stack = Stack::with_module(SERVICE, "");
+    let token = |counter: u64| oathtool_hotp(&seed, counter);
+
+    let (first, second) = (token(0), token(1));
+    let args = ["resync", "--json", "--user", &user.name, &first, &second];
+    let out = enroll_at(T0, &args, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(v["action"], "resync", "{v}");
+    assert_eq!(v["counter"], 2, "{v}");
+    assert_eq!(v["previous_counter"], 1, "{v}");
+    assert_eq!(
+        file_value(&read(&path), "HOTP_COUNTER").as_deref(),
+        Some("2")
+    );
+    assert_eq!(login(&stack, &user, &token(2), T0 + 10), "PAM_SUCCESS");
+    assert_eq!(login(&stack, &user, &token(3), T0 + 20), "PAM_SUCCESS");
+}

@@ -105,6 +105,49 @@ fn a_new_hotp_token_starts_at_its_own_counter() {
     );
 }
 
+/// A user moved from an HOTP token to a phone (TOTP) and back to the same token, whose
+/// file comes back from configuration management with its old `HOTP_COUNTER 1`: the
+/// phone starts fresh, and the token's used counters stay used (its marks were kept
+/// with its enrolment), refused as reused; its next press logs in.
+#[test]
+fn an_hotp_token_given_back_keeps_its_used_counters() {
+    if !require_root("an_hotp_token_given_back_keeps_its_used_counters") {
+        return;
+    }
+    let (token, phone) = (random_secret_b32(), random_secret_b32());
+    let u = TestUser::create("eb");
+    let stack = Stack::probe("svc", "");
+    let hotp = format!("{token}\n\" HOTP_COUNTER 1\n");
+    u.write_secret(&hotp, 0o600);
+    for counter in 1..=3u64 {
+        let d = login_at(
+            &stack,
+            &u,
+            &oathtool_hotp(&token, counter),
+            None,
+            T0 + counter,
+        );
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "token {counter}: {d:?}");
+    }
+    u.write_secret(&totp_file(&phone), 0o600);
+    let d = login_at(&stack, &u, &code_at(&phone, T0 + 30), None, T0 + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "phone: {d:?}");
+
+    u.write_secret(&hotp, 0o600);
+    for counter in 1..=3u64 {
+        let at = T0 + 60 * (counter + 1);
+        let (d, log) = login_logged(&stack, &u, &oathtool_hotp(&token, counter), None, at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "used {counter}: {d:?}");
+        assert!(
+            log.iter()
+                .any(|l| l.contains("reused an already accepted code")),
+            "{log:?}"
+        );
+    }
+    let d = login_at(&stack, &u, &oathtool_hotp(&token, 4), None, T0 + 600);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "the next press: {d:?}");
+}
+
 #[test]
 fn throttling_stays_with_the_account_across_re_enrolment() {
     if !require_root("throttling_stays_with_the_account_across_re_enrolment") {

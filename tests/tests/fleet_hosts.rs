@@ -391,6 +391,64 @@ fn scratch_codes_and_hotp_from_a_command_are_used_once_fleet_wide() {
     );
 }
 
+/// HOTP with a copy of the file on each host (configuration management writes the same
+/// `HOTP_COUNTER 1` everywhere) and one shared store: a counter used on one host is
+/// refused on the other as a reused code, and that refusal does not push the other
+/// host's counter past the token, so the token's next press logs in there.
+#[test]
+fn hotp_with_a_file_copy_on_each_host_uses_each_counter_once_fleet_wide() {
+    if !require_root("hotp_with_a_file_copy_on_each_host_uses_each_counter_once_fleet_wide") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let u = TestUser::create("fc");
+    let secret = random_secret_b32();
+    let prefix = fresh_prefix();
+    let hosts: Vec<Stack> = ["ga_host0", "ga_host1"]
+        .iter()
+        .map(|copy| {
+            let text = format!("{secret}\n\" HOTP_COUNTER 1\n");
+            write_owned(&u.home.join(copy), text.as_bytes(), u.uid, u.gid, 0o600);
+            let extra = format!("secret=${{HOME}}/{copy}");
+            fleet_with_prefix(&server, 1, &extra, &prefix).remove(0)
+        })
+        .collect();
+    let token = |counter: u64| oathtool_hotp(&secret, counter);
+    let reused = |logs: &[String]| {
+        logs.iter()
+            .any(|l| l.contains("reused an already accepted code"))
+    };
+
+    let d = login_at(&hosts[0], &u, &token(1), PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    let (d, logs) = login_logged(&hosts[1], &u, &token(1), PEER, T0 + 60);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    assert!(reused(&logs), "{logs:?}");
+    let d = login_at(&hosts[1], &u, &token(2), PEER, T0 + 120);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "the next press on host 1: {d:?}"
+    );
+    let (d, logs) = login_logged(&hosts[0], &u, &token(2), PEER, T0 + 180);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    assert!(reused(&logs), "{logs:?}");
+    let d = login_at(&hosts[0], &u, &token(3), PEER, T0 + 240);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "the next press on host 0: {d:?}"
+    );
+}
+
 #[test]
 fn a_failing_or_untrusted_secret_command_denies() {
     if !require_root("a_failing_or_untrusted_secret_command_denies") {

@@ -360,6 +360,43 @@ fn no_increment_hotp_keeps_the_counter_on_failure() {
     }
 }
 
+/// The code just accepted, typed again (no press of the token): refused and logged as
+/// a replay, the user told to press the token, and the counter left where it is, so
+/// the token's next press logs in. A wrong code still moves the counter (above).
+#[test]
+fn an_hotp_code_typed_twice_is_a_replay_and_the_next_press_logs_in() {
+    if !require_root("an_hotp_code_typed_twice_is_a_replay_and_the_next_press_logs_in") {
+        return;
+    }
+    let u = TestUser::create("hr");
+    let secret = random_secret_b32();
+    u.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let stack = Stack::probe("svc", "");
+    let counter = || file_value(&read(&u.secret_path()), "HOTP_COUNTER");
+    let (d, _) = login_logged(&stack, &u, &oathtool_hotp(&secret, 1), None, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert_eq!(counter().as_deref(), Some("2"));
+
+    let (d, log) = login_logged(&stack, &u, &oathtool_hotp(&secret, 1), None, T0 + 60);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("reused an already accepted code")),
+        "{log:?}"
+    );
+    assert!(
+        d.messages
+            .iter()
+            .any(|(_, m)| m == "that code was already used; press the token for a new code"),
+        "{d:?}"
+    );
+    assert_eq!(counter().as_deref(), Some("2"), "a replay moves no counter");
+
+    let (d, _) = login_logged(&stack, &u, &oathtool_hotp(&secret, 2), None, T0 + 120);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "the next press: {d:?}");
+    assert_eq!(counter().as_deref(), Some("3"));
+}
+
 #[test]
 fn echo_verification_code_prompts_with_echo_on() {
     if !require_root("echo_verification_code_prompts_with_echo_on") {

@@ -206,6 +206,57 @@ fn read_only_secret_setups_log_in_and_replay_still_fails() {
     assert_eq!(read(&dir.join("ga")), text);
 }
 
+/// A failed HOTP attempt on a read-only secret file: GA's move of the counter cannot be
+/// written, and the log says the counter stays, not that something was recorded; a
+/// right code's log line (the control) says the store recorded it.
+#[test]
+fn a_failed_hotp_attempt_on_a_read_only_file_is_logged_as_such() {
+    if !require_root("a_failed_hotp_attempt_on_a_read_only_file_is_logged_as_such") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("rf");
+    let ro = u.home.join("ro");
+    fs::create_dir(&ro).expect("mkdir");
+    std::os::unix::fs::chown(&ro, Some(u.uid), Some(u.gid)).expect("chown");
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let text = format!("{secret}\n\" HOTP_COUNTER 1\n");
+    write_owned(&ro.join("ga"), text.as_bytes(), u.uid, u.gid, 0o600);
+    let stack = Stack::probe("svc", "secret=~/ro/ga");
+    let ro_setup = "mount --bind \"$1\" \"$1\"\nmount -o remount,bind,ro \"$1\"";
+    let run_ro = |answer: &str, at: u64| {
+        let cmd = Driver::login(&stack, &u, answer).at(at).command();
+        let (out, lines) = with_syslog_capture(&in_private_mounts(ro_setup, &ro, &cmd));
+        (Drive::parse(&out), lines)
+    };
+    let near: Vec<String> = (1..=4).map(|c| oathtool_hotp(&secret, c)).collect();
+    let wrong = (0..)
+        .map(|n: u32| format!("{n:06}"))
+        .find(|c| !near.contains(c))
+        .expect("a wrong code");
+    let (d, lines) = run_ro(&wrong, T0);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    let line = lines
+        .iter()
+        .find(|l| l.contains("not rewritten"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(
+        line.contains("the HOTP counter stays where it is"),
+        "{line}"
+    );
+    assert!(!line.contains("recorded in the state store"), "{line}");
+
+    let (d, lines) = run_ro(&oathtool_hotp(&secret, 1), T0 + 60);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("not rewritten") && l.contains("recorded in the state store")),
+        "{lines:?}"
+    );
+    assert_eq!(read(&ro.join("ga")), text);
+}
+
 /// Issue 13: right, wrong, replayed and throttled attempts leave the secret file's
 /// bytes, inode and modification time alone (a file without GA's own `RATE_LIMIT` and
 /// `DISALLOW_REUSE` lines, which are kept up to date where present: `shared_home.rs`).

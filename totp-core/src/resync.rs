@@ -1,4 +1,6 @@
-//! Resynchronising a phone whose clock drifted: two consecutive codes → `TIME_SKEW`.
+//! Resynchronising a phone whose clock drifted: two consecutive codes → `TIME_SKEW`;
+//! and an HOTP token out of step with its file: two consecutive codes → `HOTP_COUNTER`
+//! ([`resync_counter`]).
 //!
 //! The module never learns a skew by itself (a wide search at login costs thousands
 //! of HMACs and lets stale codes in), so a user whose phone clock is off needs a
@@ -25,8 +27,8 @@ use subtle::Choice;
 
 use crate::code::Code;
 use crate::gafile::{
-    self, GaFile, GaFileError, KEY_DISALLOW_REUSE, KEY_LAST_STEP, KEY_RESETTING_TIME_SKEW,
-    KEY_TIME_SKEW, MAX_COUNTER, Mode,
+    self, GaFile, GaFileError, KEY_DISALLOW_REUSE, KEY_HOTP_COUNTER, KEY_LAST_STEP,
+    KEY_RESETTING_TIME_SKEW, KEY_TIME_SKEW, MAX_COUNTER, Mode,
 };
 use crate::otp;
 
@@ -35,12 +37,21 @@ use crate::otp;
 /// owner should fix the clock instead.
 pub const SEARCH_SECS: u64 = 86_400;
 
+/// How far an HOTP search reaches either way from the file's counter. Ahead: a
+/// token pressed (or a YubiKey touched) this many times without a login. Behind:
+/// the file's counter pushed past the token by failed attempts made without a
+/// press (a code typed twice, a typo retyped), which GA's rule of moving on after
+/// each failure never undoes.
+pub const COUNTER_REACH: u64 = 10_000;
+
 /// Why no offset was recorded. Messages never contain codes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResyncError {
     File(GaFileError),
     /// The file is counter-based (HOTP) or has only scratch codes.
     NotTimeBased,
+    /// The file is time-based (TOTP) or has only scratch codes.
+    NotCounterBased,
     /// A code is not exactly the file's number of ASCII digits.
     Malformed {
         digits: usize,
@@ -49,6 +60,8 @@ pub enum ResyncError {
     SameCode,
     /// Neither code occurs within the search range.
     NotFound,
+    /// Neither code occurs within [`COUNTER_REACH`] of the file's HOTP counter.
+    CounterNotFound,
     /// Both codes occur, but never the first directly followed by the second.
     NotConsecutive,
     /// The pair occurs at more than one offset (a coincidence; try two other codes).
@@ -69,6 +82,9 @@ impl fmt::Display for ResyncError {
             Self::NotTimeBased => {
                 f.write_str("the secret file is not time-based (TOTP); nothing to resynchronise")
             }
+            Self::NotCounterBased => {
+                f.write_str("the secret file is not counter-based (HOTP); nothing to resynchronise")
+            }
             Self::Malformed { digits } => write!(f, "each code must be exactly {digits} digits"),
             Self::SameCode => f.write_str(
                 "the two codes are the same; wait until the app shows the next code and \
@@ -78,12 +94,19 @@ impl fmt::Display for ResyncError {
                 "neither code belongs to this secret within one day of this machine's clock \
                  (wrong account in the app, or the phone's date is wrong)",
             ),
+            Self::CounterNotFound => write!(
+                f,
+                "neither code belongs to this secret within {COUNTER_REACH} counters of the \
+                 file's HOTP_COUNTER (wrong token, or a token pressed that many times: \
+                 re-enroll it)"
+            ),
             Self::NotConsecutive => f.write_str(
                 "the codes belong to this secret but are not consecutive; type the code the \
-                 app shows now, then the very next one",
+                 app (or token) shows now, then the very next one",
             ),
             Self::Ambiguous => f.write_str(
-                "the two codes fit more than one clock offset; try again with the next two codes",
+                "the two codes fit more than one place (clock offset or counter); try again with \
+                 the next two codes",
             ),
             Self::BeyondCap { skew, cap } => write!(
                 f,
@@ -140,14 +163,7 @@ pub fn resync(
         return Err(ResyncError::NotTimeBased);
     }
     let digits = cfg.digits;
-    let malformed = ResyncError::Malformed {
-        digits: digits.len(),
-    };
-    let first = Code::parse(first, digits.len()).ok_or(malformed.clone())?;
-    let second = Code::parse(second, digits.len()).ok_or(malformed)?;
-    if bool::from(first.ct_eq(&second)) {
-        return Err(ResyncError::SameCode);
-    }
+    let (first, second) = parse_codes(first, second, digits)?;
     let secret = file.secret()?;
     let step_secs = cfg.step_secs();
     let now_step = otp::totp_step(now, step_secs).ok_or(ResyncError::ClockFault)?;
@@ -155,31 +171,7 @@ pub fn resync(
     let lo = now_step.saturating_sub(reach);
     let hi = now_step.saturating_add(reach).min(MAX_COUNTER - 1);
 
-    // Every position is computed and compared; nothing branches on a comparison
-    // until all of them are known.
-    let mut is_first: Vec<Choice> = Vec::new();
-    let mut is_second: Vec<Choice> = Vec::new();
-    for step in lo..=hi {
-        let expected = Code::from_value(otp::hotp(&secret, step, cfg.algorithm, digits), digits);
-        is_first.push(expected.ct_eq(&first));
-        is_second.push(expected.ct_eq(&second));
-    }
-    let pairs: Vec<u64> = (0..is_first.len().saturating_sub(1))
-        .filter(|&i| bool::from(is_first[i] & is_second[i + 1]))
-        .map(|i| lo + i as u64)
-        .collect();
-    let first_step = match pairs.as_slice() {
-        [one] => *one,
-        [] => {
-            let seen = |v: &[Choice]| v.iter().any(|c| bool::from(*c));
-            return Err(if seen(&is_first) || seen(&is_second) {
-                ResyncError::NotConsecutive
-            } else {
-                ResyncError::NotFound
-            });
-        }
-        _ => return Err(ResyncError::Ambiguous),
-    };
+    let first_step = find_pair(&secret, &cfg, &first, &second, lo..=hi)?;
     let second_step = first_step + 1;
     // The phone shows `second` now (or a moment ago): its clock is at that step.
     let skew = i64::try_from(i128::from(second_step) - i128::from(now_step))
@@ -221,6 +213,108 @@ pub fn resync(
         steps_until_usable: last_step - second_step,
         lowered_by: u64::try_from(cfg.time_skew.unwrap_or(0).saturating_sub(skew)).unwrap_or(0),
     })
+}
+
+/// A successful HOTP resynchronisation.
+#[derive(Clone, Debug)]
+pub struct CounterResynced {
+    /// The file to write.
+    pub file: GaFile,
+    /// The counter of the second code; `HOTP_COUNTER` now names the one after it.
+    pub second_counter: u64,
+    /// The file's `HOTP_COUNTER` before.
+    pub old_counter: u64,
+}
+
+/// Finds where an HOTP token is from `first` and `second` (two consecutive presses)
+/// within [`COUNTER_REACH`] of the file's counter, either way, and sets
+/// `HOTP_COUNTER` to the counter after `second`, so both codes are used up and the
+/// token's next press is the first code of the login window. The counter may go
+/// down (the file overtook the token); nothing used is reopened by that, because
+/// every counter the token has shown is at most `second`'s, and the state store's
+/// high-water mark still refuses every counter a login accepted.
+pub fn resync_counter(
+    file: &GaFile,
+    first: &[u8],
+    second: &[u8],
+) -> Result<CounterResynced, ResyncError> {
+    let cfg = file.config()?;
+    let Mode::Hotp { counter } = cfg.mode else {
+        return Err(ResyncError::NotCounterBased);
+    };
+    let (first, second) = parse_codes(first, second, cfg.digits)?;
+    let secret = file.secret()?;
+    let lo = counter.saturating_sub(COUNTER_REACH);
+    let hi = counter.saturating_add(COUNTER_REACH).min(MAX_COUNTER - 2);
+    let first_counter =
+        find_pair(&secret, &cfg, &first, &second, lo..=hi).map_err(|e| match e {
+            ResyncError::NotFound => ResyncError::CounterNotFound,
+            e => e,
+        })?;
+    let second_counter = first_counter + 1;
+    let mut out = file.clone();
+    out.set(KEY_HOTP_COUNTER, &(second_counter + 1).to_string())?;
+    Ok(CounterResynced {
+        file: out,
+        second_counter,
+        old_counter: counter,
+    })
+}
+
+/// Both codes as the file's number of digits, and not the same code twice.
+fn parse_codes(
+    first: &[u8],
+    second: &[u8],
+    digits: otp::Digits,
+) -> Result<(Code, Code), ResyncError> {
+    let malformed = ResyncError::Malformed {
+        digits: digits.len(),
+    };
+    let first = Code::parse(first, digits.len()).ok_or(malformed.clone())?;
+    let second = Code::parse(second, digits.len()).ok_or(malformed)?;
+    if bool::from(first.ct_eq(&second)) {
+        return Err(ResyncError::SameCode);
+    }
+    Ok((first, second))
+}
+
+/// The one counter in `range` whose code is `first` and whose successor's is
+/// `second`. Every position is computed and compared; nothing branches on a
+/// comparison until all of them are known.
+fn find_pair(
+    secret: &crate::secret::Secret,
+    cfg: &gafile::Config,
+    first: &Code,
+    second: &Code,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ResyncError> {
+    let lo = *range.start();
+    let mut is_first: Vec<Choice> = Vec::new();
+    let mut is_second: Vec<Choice> = Vec::new();
+    for counter in range {
+        let expected = Code::from_value(
+            otp::hotp(secret, counter, cfg.algorithm, cfg.digits),
+            cfg.digits,
+        );
+        is_first.push(expected.ct_eq(first));
+        is_second.push(expected.ct_eq(second));
+    }
+    let pairs: Vec<u64> = (0..is_first.len().saturating_sub(1))
+        .filter(|&i| bool::from(is_first[i] & is_second[i + 1]))
+        .map(|i| lo + i as u64)
+        .collect();
+    match pairs.as_slice() {
+        [one] => Ok(*one),
+        [] => {
+            let seen = |v: &[Choice]| v.iter().any(|c| bool::from(*c));
+            Err(if seen(&is_first) || seen(&is_second) {
+                ResyncError::NotConsecutive
+            } else {
+                ResyncError::NotFound
+            })
+        }
+        _ => Err(ResyncError::Ambiguous),
+    }
 }
 
 #[cfg(test)]
@@ -381,5 +475,50 @@ mod tests {
         };
         let r = resync(&f, c(t).as_bytes(), c(t + 1).as_bytes(), NOW, 3).expect("found");
         assert_eq!(r.skew, 1);
+    }
+
+    fn hotp_file(counter: u64) -> GaFile {
+        GaFile::parse(format!("{KEY}\n\" HOTP_COUNTER {counter}\n").as_bytes()).expect("file")
+    }
+
+    #[test]
+    fn a_counter_pair_ahead_or_behind_sets_the_counter_after_it() {
+        for (file_counter, token) in [(1u64, 1u64), (1, 500), (50, 20), (1, COUNTER_REACH)] {
+            let r = resync_counter(
+                &hotp_file(file_counter),
+                code_at(token).as_bytes(),
+                code_at(token + 1).as_bytes(),
+            )
+            .expect("found");
+            assert_eq!(r.second_counter, token + 1);
+            assert_eq!(r.old_counter, file_counter);
+            assert_eq!(
+                r.file.config().expect("valid").mode,
+                Mode::Hotp { counter: token + 2 }
+            );
+        }
+    }
+
+    #[test]
+    fn a_counter_pair_beyond_the_reach_or_out_of_order_is_refused() {
+        let f = hotp_file(1);
+        let r = |a: u64, b: u64| {
+            resync_counter(&f, code_at(a).as_bytes(), code_at(b).as_bytes()).unwrap_err()
+        };
+        // Over 10,000 counters one of two 6-digit codes may match somewhere by chance.
+        assert!(matches!(
+            r(COUNTER_REACH + 2, COUNTER_REACH + 3),
+            ResyncError::CounterNotFound | ResyncError::NotConsecutive
+        ));
+        assert_eq!(r(7, 9), ResyncError::NotConsecutive);
+        assert_eq!(r(8, 7), ResyncError::NotConsecutive);
+        assert_eq!(
+            resync_counter(&f, code_at(3).as_bytes(), code_at(3).as_bytes()).unwrap_err(),
+            ResyncError::SameCode
+        );
+        assert_eq!(
+            resync_counter(&file(""), code_at(3).as_bytes(), code_at(4).as_bytes()).unwrap_err(),
+            ResyncError::NotCounterBased
+        );
     }
 }

@@ -5,10 +5,13 @@
 //! file is rewritten in place under the same lock a login takes (so a login
 //! running at the same moment is neither lost nor given a stale file). The offset
 //! must stay within the module's `max_time_skew` cap, read as `caps` reads it.
+//! An HOTP file takes two consecutive presses of its token instead, and gets the
+//! `HOTP_COUNTER` after them (`totp_core::resync::resync_counter`).
 
 use serde::Serialize;
 use totp_core::gafile::GaFile;
-use totp_core::resync::{self, Resynced};
+use totp_core::gafile::Mode;
+use totp_core::resync::{self, CounterResynced, Resynced};
 use zeroize::Zeroizing;
 
 use crate::args::ResyncArgs;
@@ -41,6 +44,23 @@ struct ResyncJson<'a> {
     store_wait_up_to_secs: u64,
 }
 
+#[derive(Serialize)]
+struct CounterJson<'a> {
+    action: &'static str,
+    user: &'a str,
+    path: &'a std::path::Path,
+    /// The `HOTP_COUNTER` written: the counter of the token's next press.
+    counter: u64,
+    /// The `HOTP_COUNTER` before.
+    previous_counter: u64,
+}
+
+/// What a resync found: a phone's clock offset or a token's counter.
+enum Done {
+    Clock(Resynced),
+    Counter(CounterResynced),
+}
+
 pub fn run(args: ResyncArgs) -> Result<u8, Error> {
     let caller = crate::host::caller();
     let target = target::resolve(caller, args.user.as_deref(), args.secret.as_deref())?;
@@ -51,28 +71,51 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
     };
     // The phone shows the second code now: its step is compared with this moment.
     let now = now_unix()?;
-    let done: Resynced = write::as_writer(&target, || {
+    let done = write::as_writer(&target, || {
         let mut locked = write::lock_existing(&target)?;
         let file = GaFile::parse(locked.contents())
             .map_err(|e| Error::failed(format!("\"{}\": {e}", target.path().display())))?;
-        let done = resync::resync(
-            &file,
-            first.trim().as_bytes(),
-            second.trim().as_bytes(),
-            now,
-            caps.max_time_skew,
-        )
+        let (first, second) = (first.trim().as_bytes(), second.trim().as_bytes());
+        let counter_based = matches!(file.config().map(|c| c.mode), Ok(Mode::Hotp { .. }));
+        let done = if counter_based {
+            resync::resync_counter(&file, first, second).map(Done::Counter)
+        } else {
+            resync::resync(&file, first, second, now, caps.max_time_skew).map(Done::Clock)
+        }
         .map_err(|e| match e {
             resync::ResyncError::BeyondCap { .. } => {
                 Error::failed(format!("{e}\n(the cap comes from {})", caps.source))
             }
             e => Error::failed(e.to_string()),
         })?;
+        let new_file = match &done {
+            Done::Clock(d) => &d.file,
+            Done::Counter(d) => &d.file,
+        };
         locked
-            .replace(&done.file.to_bytes())
+            .replace(&new_file.to_bytes())
             .map_err(|e| write::file_error(target.path(), e))?;
         Ok(done)
     })?;
+    let done = match done {
+        Done::Clock(done) => done,
+        Done::Counter(done) => {
+            let counter = done.second_counter + 1;
+            if args.json {
+                let json = CounterJson {
+                    action: "resync",
+                    user: &target.user.name,
+                    path: target.path(),
+                    counter,
+                    previous_counter: done.old_counter,
+                };
+                print_stdout(&output::to_json_line(&json)?)?;
+            } else {
+                print_stdout(&counter_report(&done, target.path()))?;
+            }
+            return Ok(0);
+        }
+    };
 
     let drift_secs = done.skew.saturating_mul(done.step_secs as i64);
     let usable_in_secs = done.steps_until_usable.saturating_mul(done.step_secs);
@@ -103,13 +146,30 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
     Ok(0)
 }
 
+fn counter_report(done: &CounterResynced, path: &std::path::Path) -> String {
+    let counter = done.second_counter + 1;
+    let moved = if counter >= done.old_counter {
+        format!("{} ahead of", counter - done.old_counter)
+    } else {
+        format!("{} behind", done.old_counter - counter)
+    };
+    format!(
+        "The token's next code is for counter {counter}, {moved} the file's counter \
+         {old}; recorded HOTP_COUNTER {counter}.\n\
+         The two codes typed here are used up. Updated \"{path}\".\n\
+         Hosts with their own copy of this file need the same HOTP_COUNTER line.\n",
+        old = done.old_counter,
+        path = path.display()
+    )
+}
+
 /// Asks for the two codes on the terminal (or reads two lines from a pipe).
 fn ask_codes(json: bool) -> Result<(Zeroizing<String>, Zeroizing<String>), Error> {
     let mut console = Console::new(json, false);
     let first = console
-        .ask_line("Code the app shows now: ", FLAGS_CODES)?
+        .ask_line("Code the app (or token) shows now: ", FLAGS_CODES)?
         .ok_or(Error::EndOfInput(FLAGS_CODES))?;
-    console.say("Wait until the app shows the next code.\n")?;
+    console.say("Wait until the app shows the next code (press a token again).\n")?;
     let second = console
         .ask_line("Next code: ", FLAGS_CODES)?
         .ok_or(Error::EndOfInput(FLAGS_CODES))?;

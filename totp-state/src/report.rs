@@ -192,10 +192,18 @@ impl Report {
                     ));
                 }
             }
+            // An HOTP user's logins are told by the counter line below, not as "none".
+            _ if self.hotp_mark.is_some() => {}
             _ => out.push_str("  last accepted code: none recorded\n"),
         }
         if let Some(h) = self.hotp_mark {
-            out.push_str(&format!("  highest HOTP counter used: {h}\n"));
+            // The file's HOTP_COUNTER may lag behind (read-only, restored, served by a
+            // command): the window starts after the store's mark all the same.
+            out.push_str(&format!(
+                "  highest HOTP counter used: {h} (codes are accepted from counter {} on, \
+                 whatever the file's HOTP_COUNTER says)\n",
+                h.saturating_add(1)
+            ));
         }
         if self.used_scratch_codes > 0 {
             out.push_str(&format!(

@@ -200,12 +200,19 @@ impl Ctx {
                     } else {
                         ""
                     };
+                // Only a success is in the store; a failure's move of an HOTP counter (GA's
+                // rule) is simply dropped, and the log must not claim otherwise.
+                let what = if decision.verdict.is_accepted() {
+                    "what was used is recorded in the state store"
+                } else if matches!(prepared.mode(), Mode::Hotp { .. }) {
+                    "the HOTP counter stays where it is (a failed attempt moves it on only \
+                     in a file that can be rewritten)"
+                } else {
+                    "the attempt is counted in the state store"
+                };
                 io.log(
                     Level::Warning,
-                    &format!(
-                        "{who} ({shown}): not rewritten ({e}); what was used is recorded in \
-                         the state store{shared}"
-                    ),
+                    &format!("{who} ({shown}): not rewritten ({e}); {what}{shared}"),
                 );
             }
         }
@@ -222,7 +229,10 @@ impl Ctx {
                 .then_some((verdict, decision.retry_after));
             return Ok(Continuation::Carry(refusal));
         }
-        self.verdict(io, who, cands, &decision)
+        let counter_based = file
+            .config()
+            .is_ok_and(|c| matches!(c.mode, Mode::Hotp { .. }));
+        self.verdict(io, who, cands, &decision, counter_based)
             .map(Continuation::Done)
     }
 
@@ -415,6 +425,7 @@ impl Ctx {
         who: &str,
         cands: &[Candidate],
         decision: &Decision,
+        counter_based: bool,
     ) -> Result<Outcome, AuthError> {
         let matched = decision.matched;
         let method = match decision.verdict {
@@ -468,7 +479,7 @@ impl Ctx {
                             ),
                         );
                     }
-                    None => tell_code_used(io),
+                    None => tell_code_used(io, counter_based),
                 }
                 return Ok(self.denied(io, who, Denial::Replay));
             }
@@ -511,11 +522,16 @@ impl Ctx {
 /// `ssh` then `scp` within one step is not mistaken for a typo. Only an answer that
 /// matched a valid code in constant time gets here (throttled attempts are refused
 /// unevaluated), so it tells nothing to anyone who does not hold that code.
-fn tell_code_used(io: &mut dyn PamIo) {
-    // Best effort: the denial stands whether or not the message arrives.
+fn tell_code_used(io: &mut dyn PamIo, counter_based: bool) {
+    // Best effort: the denial stands whether or not the message arrives. A token
+    // shows its next code only when pressed: waiting would never bring it.
     let _ = io.converse(
         Style::ErrorMsg,
-        "that code was already used; wait for the next code",
+        if counter_based {
+            "that code was already used; press the token for a new code"
+        } else {
+            "that code was already used; wait for the next code"
+        },
     );
 }
 

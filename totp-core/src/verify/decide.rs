@@ -229,6 +229,15 @@ impl Prepared {
                             Some(Method::Hotp { counter })
                         }
                         None => {
+                            // A code just accepted, typed again without a press: a replay,
+                            // not a failure. Moving the counter on for it (GA does) would
+                            // leave the token one behind, every later press failing.
+                            let recent = hotp_floor.saturating_sub(u64::from(self.window))
+                                ..marks.hotp.map_or(0, |m| m.saturating_add(1));
+                            if !search_window(&self.secret, &self.cfg, code, recent).is_empty() {
+                                verdict = Verdict::Replayed;
+                                break;
+                            }
                             hotp_failed = true;
                             None
                         }

@@ -420,19 +420,33 @@ fn ga_scenario_hotp_counter() {
         u.file.as_bytes(),
         format!("{S}\n\" HOTP_COUNTER 2\n").as_bytes()
     );
+    // GA's sequence then types the same code again (a failure that moves the counter)
+    // and a code 4 counters on. The repeat is a replay here: the counter stays, so
+    // the token's next press is not left behind (differential row "HOTP: GA
+    // unit-test sequence").
     let d = u.attempt(&p, "293240", 300_001);
-    assert_eq!(d.verdict, Verdict::Rejected);
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert!(d.file.is_none());
     assert_eq!(
         u.file.as_bytes(),
-        format!("{S}\n\" HOTP_COUNTER 3\n").as_bytes()
+        format!("{S}\n\" HOTP_COUNTER 2\n").as_bytes()
     );
-    let d = u.attempt(&p, "932068", 300_002);
-    assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: 5 }));
+    let d = u.attempt(&p, &code(4), 300_002);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: 4 }));
+    assert_eq!(
+        u.file.as_bytes(),
+        format!("{S}\n\" HOTP_COUNTER 5\n").as_bytes()
+    );
+    assert_eq!(u.state.latest().and_then(|m| m.hotp), Some(4));
+    // A code of a counter passed over by that look-ahead (never accepted) is behind
+    // the store's mark too: refused as used, and the counter stays.
+    assert_eq!(u.attempt(&p, &code(3), 300_003).verdict, Verdict::Replayed);
+    // A code that is no code of the window at all is a failure and moves it on (GA).
+    assert_eq!(u.attempt(&p, "000000", 300_004).verdict, Verdict::Rejected);
     assert_eq!(
         u.file.as_bytes(),
         format!("{S}\n\" HOTP_COUNTER 6\n").as_bytes()
     );
-    assert_eq!(u.state.latest().and_then(|m| m.hotp), Some(5));
 }
 
 #[test]
@@ -441,7 +455,7 @@ fn hotp_file_rolled_back_below_the_stored_mark_never_reopens_a_counter() {
     let p = Policy::default();
     assert!(accepted(&u.attempt(&p, "293240", 300_000)));
     u.file = file(&format!("{S}\n\" HOTP_COUNTER 1\n"));
-    assert_eq!(u.attempt(&p, "293240", 300_001).verdict, Verdict::Rejected);
+    assert_eq!(u.attempt(&p, "293240", 300_001).verdict, Verdict::Replayed);
 }
 
 #[test]
@@ -1224,7 +1238,7 @@ fn hotp_of_a_file_that_cannot_be_rewritten_moves_on_with_the_store() {
     let d = u.attempt(&p, &code(1), 300_000);
     assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: 1 }));
     assert!(matches!(d.write, Write::Durable(_)));
-    assert_eq!(u.attempt(&p, &code(1), 300_040).verdict, Verdict::Rejected);
+    assert_eq!(u.attempt(&p, &code(1), 300_040).verdict, Verdict::Replayed);
     // The window starts after the store's mark, so more codes than the window work.
     for ctr in 2..30 {
         let d = u.attempt(&p, &code(ctr), 300_000 + 40 * ctr as i64);
