@@ -263,7 +263,7 @@ impl From<GaFileError> for VerifyError {
 #[derive(Clone, Copy, Debug)]
 pub struct Attempt {
     pub origin: OriginKey,
-    /// `PAM_RHOST` as a strict IP literal (grace period).
+    /// `PAM_RHOST` as a strict IP literal (grace period; only such an origin becomes known).
     pub rhost: Option<IpAddr>,
     pub now: i64,
     /// The attempt was admitted and charged by an earlier check of the same

@@ -234,7 +234,13 @@ impl Prepared {
                 ledger.clear_origin(origin);
                 ledger.consecutive = 0;
                 ledger.blocked_until = 0;
-                ledger.remember_known(origin, now);
+                // Only a numeric peer address is a place the user logs in from. A tty
+                // (sudo, su) is a number any local account can pick, and each sudo in a
+                // new session would push the user's network origins out of the short
+                // list; a host name is whatever the peer's reverse zone says (R21).
+                if attempt.rhost.is_some() {
+                    ledger.remember_known(origin, now);
+                }
                 if state.marks_of(self.enrolment).is_none() {
                     // A secret new to the record: the grace entries were earned by the
                     // ones before it (a lost phone, the uid's earlier owner).

@@ -1,0 +1,141 @@
+//! Throttling against attackers who choose where their attempts come from (SECURITY.md
+//! I10, I11, I13), through the real libpam with the clock frozen by libfaketime: which
+//! origins become "known" (the half of the per-user ceiling a stranger cannot spend), and
+//! which `PAM_RHOST` spellings are one origin for the backoff.
+
+use system_tests::*;
+
+fn throttled(d: &Drive) -> bool {
+    d.messages
+        .iter()
+        .any(|(s, t)| *s == 3 && t.starts_with("too many failed codes; try again in"))
+}
+
+/// `user` answering with no `PAM_RHOST` on terminal `tty` (sudo or su in a session).
+fn local_login(stack: &Stack, user: &TestUser, answer: &str, tty: &str, at: u64) -> Drive {
+    Driver::login(stack, user, answer).tty(tty).at(at).run()
+}
+
+/// I13: a user who runs sudo in several SSH sessions (each on a new pseudo-terminal,
+/// sharing the record of their SSH logins) keeps their own address a known origin, so
+/// strangers who used up the other half of the ceiling do not keep them out of SSH.
+#[test]
+fn sudo_in_new_sessions_leaves_the_users_address_known() {
+    if !require_root("sudo_in_new_sessions_leaves_the_users_address_known") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("tk");
+    let stack = Stack::probe("svc", "ceiling_burst=2 ceiling_interval=600");
+    let own = "192.0.2.10";
+    let d = login_at(&stack, &u, &code_at(&secret, T0), own, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    // More sudo sessions than the record keeps known origins, each with its own code.
+    for k in 1..=5u64 {
+        let at = T0 + 30 * k;
+        let d = local_login(
+            &stack,
+            &u,
+            &code_at(&secret, at),
+            &format!("/dev/pts/{k}"),
+            at,
+        );
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "sudo {k}: {d:?}");
+    }
+    let at = T0 + 200;
+    for i in 1..=2 {
+        let stranger = format!("203.0.113.{i}");
+        let d = login_at(&stack, &u, &wrong_totp(&secret, at), stranger.as_str(), at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+        assert!(!throttled(&d), "guess {i} is evaluated: {d:?}");
+    }
+    // Control: the strangers' half is spent; a right code from a new address waits.
+    let at = T0 + 240;
+    let d = login_at(&stack, &u, &code_at(&secret, at), "203.0.113.3", at);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    assert!(throttled(&d), "the ceiling holds strangers: {d:?}");
+    let d = login_at(&stack, &u, &code_at(&secret, at), own, at);
+    assert_eq!(
+        d.module_code(),
+        "PAM_SUCCESS",
+        "the user's own address: {d:?}"
+    );
+}
+
+/// I13: a terminal number is no place a stranger cannot take. Failures from the
+/// pseudo-terminal the user ran sudo on are charged to the strangers' half of the
+/// ceiling, not to the half that keeps the user's own address in.
+#[test]
+fn failures_from_the_users_old_tty_spend_the_strangers_budget() {
+    if !require_root("failures_from_the_users_old_tty_spend_the_strangers_budget") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("tt");
+    let stack = Stack::probe("svc", "ceiling_burst=2 ceiling_interval=600");
+    let own = "192.0.2.10";
+    let tty = "/dev/pts/3";
+    let d = login_at(&stack, &u, &code_at(&secret, T0), own, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    let d = local_login(&stack, &u, &code_at(&secret, T0 + 30), tty, T0 + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    // Someone else on this host, on a terminal with the same number (su).
+    for i in 0..2 {
+        let d = local_login(&stack, &u, &wrong_totp(&secret, T0 + 40), tty, T0 + 40 + i);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+        assert!(!throttled(&d), "guess {i} is evaluated: {d:?}");
+    }
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), own, T0 + 60);
+    assert_eq!(
+        d.module_code(),
+        "PAM_SUCCESS",
+        "the user's own address: {d:?}"
+    );
+    // Control: those two failures did spend a budget, the strangers' one.
+    let d = login_at(
+        &stack,
+        &u,
+        &code_at(&secret, T0 + 90),
+        "203.0.113.9",
+        T0 + 90,
+    );
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    assert!(throttled(&d), "a new address meets the spent half: {d:?}");
+}
+
+/// I11: sshd writes a link-local peer with its zone id (`fe80::1%eth0`); walking through
+/// the /64 with it buys no fresh backoff, as it buys none without the zone id. Another
+/// /64 is another origin (control).
+#[test]
+fn link_local_peers_with_a_zone_id_share_the_backoff_of_their_64() {
+    if !require_root("link_local_peers_with_a_zone_id_share_the_backoff_of_their_64") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("tz");
+    let stack = Stack::probe("svc", "");
+    for i in 0..3u64 {
+        let peer = format!("fe80::{}%eth0", i + 1);
+        let d = login_at(&stack, &u, &wrong_totp(&secret, T0), peer.as_str(), T0 + i);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+        assert!(!throttled(&d), "guess {i} is evaluated: {d:?}");
+    }
+    let d = login_at(
+        &stack,
+        &u,
+        &code_at(&secret, T0 + 10),
+        "fe80::99%eth0",
+        T0 + 10,
+    );
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR");
+    assert!(
+        d.messages
+            .contains(&(3, "too many failed codes; try again in 22 s".to_string())),
+        "{d:?}"
+    );
+    let d = login_at(
+        &stack,
+        &u,
+        &code_at(&secret, T0 + 10),
+        "fe80:0:0:1::99%eth0",
+        T0 + 10,
+    );
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "another /64: {d:?}");
+}
