@@ -61,44 +61,47 @@ fn sudo_in_new_sessions_leaves_the_users_address_known() {
     );
 }
 
-/// I13: a terminal number is no place a stranger cannot take. Failures from the
-/// pseudo-terminal the user ran sudo on are charged to the strangers' half of the
-/// ceiling, not to the half that keeps the user's own address in.
+/// I13: strangers on the network who used up their half of the ceiling (a password
+/// stack where everybody reaches the code prompt) do not keep a user who is already
+/// logged in from sudo: an attempt without `PAM_RHOST` is made on this host and draws
+/// from the half of the known origins.
 #[test]
-fn failures_from_the_users_old_tty_spend_the_strangers_budget() {
-    if !require_root("failures_from_the_users_old_tty_spend_the_strangers_budget") {
+fn network_strangers_who_spent_their_half_do_not_keep_the_user_from_sudo() {
+    if !require_root("network_strangers_who_spent_their_half_do_not_keep_the_user_from_sudo") {
         return;
     }
     let (u, secret) = TestUser::enrolled("tt");
     let stack = Stack::probe("svc", "ceiling_burst=2 ceiling_interval=600");
-    let own = "192.0.2.10";
-    let tty = "/dev/pts/3";
-    let d = login_at(&stack, &u, &code_at(&secret, T0), own, T0);
-    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
-    let d = local_login(&stack, &u, &code_at(&secret, T0 + 30), tty, T0 + 30);
-    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
-    // Someone else on this host, on a terminal with the same number (su).
-    for i in 0..2 {
-        let d = local_login(&stack, &u, &wrong_totp(&secret, T0 + 40), tty, T0 + 40 + i);
+    for i in 1..=2 {
+        let stranger = format!("203.0.113.{i}");
+        let d = login_at(
+            &stack,
+            &u,
+            &wrong_totp(&secret, T0),
+            stranger.as_str(),
+            T0 + i,
+        );
         assert_eq!(d.module_code(), "PAM_AUTH_ERR");
         assert!(!throttled(&d), "guess {i} is evaluated: {d:?}");
     }
-    let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), own, T0 + 60);
-    assert_eq!(
-        d.module_code(),
-        "PAM_SUCCESS",
-        "the user's own address: {d:?}"
-    );
-    // Control: those two failures did spend a budget, the strangers' one.
+    // Control: the strangers' half is spent; a right code from a new address waits.
     let d = login_at(
         &stack,
         &u,
-        &code_at(&secret, T0 + 90),
-        "203.0.113.9",
-        T0 + 90,
+        &code_at(&secret, T0 + 30),
+        "203.0.113.3",
+        T0 + 30,
     );
     assert_eq!(d.module_code(), "PAM_AUTH_ERR");
-    assert!(throttled(&d), "a new address meets the spent half: {d:?}");
+    assert!(throttled(&d), "the ceiling holds strangers: {d:?}");
+    let d = local_login(
+        &stack,
+        &u,
+        &code_at(&secret, T0 + 30),
+        "/dev/pts/4",
+        T0 + 31,
+    );
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "sudo: {d:?}");
 }
 
 /// I11: sshd writes a link-local peer with its zone id (`fe80::1%eth0`); walking through

@@ -98,7 +98,8 @@ impl Prepared {
             }
             if hard_capped(&ledger, policy) {
                 refusal = Some((Verdict::Disabled, None));
-            } else if let Some(until) = throttled_until(&ledger, policy, origin, now) {
+            } else if let Some(until) = throttled_until(&ledger, policy, origin, attempt.local, now)
+            {
                 // Not charged: a stranger can make an origin wait, never extend the wait.
                 refusal = Some((Verdict::Throttled, Some(until - now)));
             }
@@ -283,7 +284,7 @@ impl Prepared {
             _ => {
                 ledger.charge_origin(origin, attempt.rhost, now);
                 ledger.consecutive = ledger.consecutive.saturating_add(1).min(1_000_000);
-                let class = ceiling_class(&ledger, origin);
+                let class = ceiling_class(&ledger, origin, attempt.local);
                 ledger.ceiling[class] = ledger.ceiling[class]
                     .max(now)
                     .saturating_add(policy.ceiling_interval_secs);
