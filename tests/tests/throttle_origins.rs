@@ -3,6 +3,7 @@
 //! origins become "known" (the half of the per-user ceiling a stranger cannot spend), and
 //! which `PAM_RHOST` spellings are one origin for the backoff.
 
+use system_tests::fleet::{RedisServer, ServerConfig, init_store};
 use system_tests::*;
 
 fn throttled(d: &Drive) -> bool {
@@ -141,4 +142,62 @@ fn link_local_peers_with_a_zone_id_share_the_backoff_of_their_64() {
         T0 + 10,
     );
     assert_eq!(d.module_code(), "PAM_SUCCESS", "another /64: {d:?}");
+}
+
+/// I13 through a shared store: strangers spend their half on one host of the fleet; on
+/// another, the user's sudo still gets in, while a new address there waits (the fleet
+/// shares one ceiling).
+#[test]
+fn a_fleet_attacked_on_one_host_lets_the_user_sudo_on_another() {
+    if !require_root("a_fleet_attacked_on_one_host_lets_the_user_sudo_on_another") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a =
+        server.options("redis_prefix=to: redis_timeout=2000 ceiling_burst=2 ceiling_interval=600");
+    init_store(&a);
+    let attacked = Stack::probe("svc", &a);
+    let other = Stack::probe("svc", &a);
+    let (u, secret) = TestUser::enrolled("tf");
+    for i in 1..=2 {
+        let stranger = format!("203.0.113.{i}");
+        let d = login_at(
+            &attacked,
+            &u,
+            &wrong_totp(&secret, T0),
+            stranger.as_str(),
+            T0 + i,
+        );
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{d:?}"
+        );
+        assert!(!throttled(&d), "guess {i} is evaluated: {d:?}");
+    }
+    let d = login_at(
+        &other,
+        &u,
+        &code_at(&secret, T0 + 30),
+        "203.0.113.3",
+        T0 + 30,
+    );
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    assert!(throttled(&d), "the fleet's ceiling holds strangers: {d:?}");
+    let d = local_login(
+        &other,
+        &u,
+        &code_at(&secret, T0 + 30),
+        "/dev/pts/2",
+        T0 + 31,
+    );
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "sudo on another host: {d:?}"
+    );
 }
