@@ -65,6 +65,7 @@ pub fn secret_file(data: &[u8]) {
         let attempt = verify::Attempt {
             origin: totp_core::ledger::OriginKey(0),
             rhost: None,
+            local: false,
             now: NOW,
             continued: false,
             boot_time: None,

@@ -122,6 +122,7 @@ pub fn authenticate_with(
             RemoteHost::Address(ip) => Some(ip),
             _ => None,
         },
+        local: parse_rhost(rhost_raw.as_deref()) == RemoteHost::Absent,
         origin: OriginKey::from_items(rhost_raw.as_deref(), tty.as_deref()),
         policy: opts.policy(),
         service: service.as_deref().map(sanitize),
@@ -411,6 +412,8 @@ struct Ctx {
     rhost_ip: Option<IpAddr>,
     /// Where the attempt comes from, for per-origin throttling.
     origin: OriginKey,
+    /// No `PAM_RHOST`: an attempt made on this host ([`Attempt::local`]).
+    local: bool,
     /// `PAM_SERVICE` escaped for logs: where a log line sends the admin to reset a
     /// record, `totp-state --service` finds this line's store.
     service: Option<String>,
@@ -508,6 +511,7 @@ impl Ctx {
         let attempt = Attempt {
             origin: self.origin,
             rhost: None,
+            local: self.local,
             now,
             continued: false,
             boot_time: None,

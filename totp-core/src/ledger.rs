@@ -14,6 +14,7 @@ use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 
+use crate::addr::RemoteHost;
 use crate::state::{Reader, StoreError};
 
 /// Origins with a failure record; the one whose last failure is oldest is forgotten first.
@@ -47,14 +48,15 @@ impl OriginKey {
         ) {
             (Some(r), _) => {
                 h.update(b"rhost\0");
-                let ip = std::str::from_utf8(r)
-                    .ok()
-                    .and_then(crate::addr::parse_ip_literal)
-                    .map(crate::addr::canonical);
-                match ip {
-                    Some(IpAddr::V6(v6)) => h.update(&v6.octets()[..8]),
-                    Some(IpAddr::V4(v4)) => h.update(v4.octets()),
-                    None => h.update(&r[..r.len().min(256)]),
+                // The reading access rules and grace use: a link-local peer as sshd
+                // writes it (`fe80::1%eth0`) is an address too, so rotating through its
+                // /64 buys no fresh backoff.
+                match crate::addr::parse_rhost(Some(r)) {
+                    RemoteHost::Address(IpAddr::V6(v6)) => h.update(&v6.octets()[..8]),
+                    RemoteHost::Address(IpAddr::V4(v4)) => h.update(v4.octets()),
+                    RemoteHost::NotAnAddress | RemoteHost::Absent => {
+                        h.update(&r[..r.len().min(256)])
+                    }
                 }
             }
             (None, Some(t)) => {
@@ -425,6 +427,9 @@ mod tests {
             k(Some("2001:db8::1"), None),
             k(Some("2001:db8:0:1::1"), None)
         );
+        // sshd writes a link-local peer with its zone id: still an address and its /64.
+        assert_eq!(k(Some("fe80::1%eth0"), None), k(Some("fe80::2%eth0"), None));
+        assert_eq!(k(Some("fe80::1%eth0"), None), k(Some("fe80::9"), None));
         assert_eq!(k(Some(""), Some("/dev/pts/1")), k(None, Some("/dev/pts/1")));
         assert_ne!(k(None, Some("/dev/pts/1")), k(None, Some("/dev/pts/2")));
         assert_ne!(k(None, None), k(None, Some("/dev/pts/2")));

@@ -30,7 +30,8 @@ pub const CLOCK_SLACK_SECS: u64 = 60;
 /// Upper bound for the optional hard cap (R14).
 pub const MAX_FAILURES_LIMIT: u32 = 100;
 /// Per-user guess ceiling (R14), kept separately for origins the user has logged in from
-/// and for all other origins: a burst of this many failed guesses...
+/// (with attempts made on the host: sudo, su) and for all other origins: a burst of this
+/// many failed guesses...
 pub const DEFAULT_CEILING_BURST: u32 = 10;
 /// ...then one more every this many seconds. With both classes exhausted an attacker
 /// gets at most 2 × (10 + 48) guesses on the first day and 96 a day after that; see

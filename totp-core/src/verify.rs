@@ -264,8 +264,12 @@ impl From<GaFileError> for VerifyError {
 #[derive(Clone, Copy, Debug)]
 pub struct Attempt {
     pub origin: OriginKey,
-    /// `PAM_RHOST` as a strict IP literal (grace period).
+    /// `PAM_RHOST` as a strict IP literal (grace period; only such an origin becomes known).
     pub rhost: Option<IpAddr>,
+    /// No `PAM_RHOST` at all: the attempt is made on this host (sudo, su, a console).
+    /// It draws from the known origins' half of the per-user ceiling, so strangers on
+    /// the network who used up the other half do not keep a logged-in user from sudo.
+    pub local: bool,
     pub now: i64,
     /// The attempt was admitted and charged by an earlier check of the same
     /// authentication (`try_first_pass`): no admission, no second charge.

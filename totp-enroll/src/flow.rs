@@ -510,6 +510,7 @@ fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
     let attempt = verify::Attempt {
         origin: OriginKey::from_items(None, None),
         rhost: None,
+        local: false,
         now,
         continued: false,
         boot_time: None,

@@ -242,7 +242,9 @@ impl Report {
                     .unwrap_or_default()
             ));
         }
-        for (class, until) in ["known origins", "other origins"]
+        // Logins without PAM_RHOST (sudo, su) share the known origins' half: an admin
+        // asked why sudo waits must find it here.
+        for (class, until) in ["known origins and logins on this host", "other origins"]
             .iter()
             .zip(&self.ceiling_until)
         {

@@ -124,6 +124,7 @@ impl Ctx {
         let attempt = Attempt {
             origin: self.origin,
             rhost: self.rhost_ip,
+            local: self.local,
             now,
             continued: phase == Phase::Continued,
             // The boot time by the same clock the codes are checked against.

@@ -107,7 +107,8 @@ impl Prepared {
             }
             if hard_capped(&ledger, policy) {
                 refusal = Some((Verdict::Disabled, None));
-            } else if let Some(until) = throttled_until(&ledger, policy, origin, now) {
+            } else if let Some(until) = throttled_until(&ledger, policy, origin, attempt.local, now)
+            {
                 // Not charged: a stranger can make an origin wait, never extend the wait.
                 refusal = Some((Verdict::Throttled, Some(until - now)));
             }
@@ -264,7 +265,13 @@ impl Prepared {
                 ledger.clear_origin(origin);
                 ledger.consecutive = 0;
                 ledger.blocked_until = 0;
-                ledger.remember_known(origin, now);
+                // Only a numeric peer address is a place the user logs in from. A tty
+                // (sudo, su) is a number any local account can pick, and each sudo in a
+                // new session would push the user's network origins out of the short
+                // list; a host name is whatever the peer's reverse zone says (R21).
+                if attempt.rhost.is_some() {
+                    ledger.remember_known(origin, now);
+                }
                 if state.marks_of(self.enrolment).is_none() {
                     // A secret new to the record: the grace entries were earned by the
                     // ones before it (a lost phone, the uid's earlier owner).
@@ -307,7 +314,7 @@ impl Prepared {
             _ => {
                 ledger.charge_origin(origin, attempt.rhost, now);
                 ledger.consecutive = ledger.consecutive.saturating_add(1).min(1_000_000);
-                let class = ceiling_class(&ledger, origin);
+                let class = ceiling_class(&ledger, origin, attempt.local);
                 ledger.ceiling[class] = ledger.ceiling[class]
                     .max(now)
                     .saturating_add(policy.ceiling_interval_secs);

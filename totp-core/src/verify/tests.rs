@@ -66,6 +66,7 @@ impl User {
         let a = Attempt {
             origin,
             rhost: Some(self.rhost),
+            local: false,
             now,
             continued,
             boot_time: None,
@@ -375,6 +376,7 @@ fn a_mark_ahead_by_a_stored_skew_is_no_clock_fault() {
         let a = Attempt {
             origin: HOME,
             rhost: None,
+            local: false,
             now: 3_000 * 60,
             continued: false,
             boot_time: None,
@@ -547,6 +549,7 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
     let a = |now| Attempt {
         origin: HOME,
         rhost: None,
+        local: false,
         now,
         continued: false,
         boot_time: None,
@@ -903,7 +906,7 @@ fn grace_never_applies_while_the_origin_waits() {
         u.attempt(&p, "000000", 300_001 + i);
     }
     assert!(!u.graced(&p, HOME, Some(ip), 300_010));
-    assert_eq!(wait_for(&u.state, &p, HOME, 300_010), Some(23));
+    assert_eq!(wait_for(&u.state, &p, HOME, false, 300_010), Some(23));
     assert!(u.graced(&p, STRANGER, Some(ip), 300_010));
 }
 
@@ -961,6 +964,7 @@ fn with_a_known_boot_time_a_used_code_is_written_lazily_and_survives_losing_it()
     let a = |now, boot_time| Attempt {
         origin: HOME,
         rhost: None,
+        local: false,
         now,
         continued: false,
         boot_time,
@@ -1012,6 +1016,7 @@ fn a_doomed_attempt_is_throttled_and_charged_like_a_wrong_code() {
         let a = Attempt {
             origin: HOME,
             rhost: None,
+            local: false,
             now,
             continued: false,
             boot_time: None,
@@ -1190,6 +1195,7 @@ fn used_scratch_codes_are_bounded_per_enrolment() {
     let a = Attempt {
         origin: HOME,
         rhost: None,
+        local: false,
         now: 400_000,
         continued: false,
         boot_time: None,
@@ -1288,6 +1294,7 @@ fn a_store_that_lost_its_data_counts_every_step_before_it_as_used() {
     let attempt = |now, since| Attempt {
         origin: HOME,
         rhost: None,
+        local: false,
         now,
         continued: false,
         boot_time: None,

@@ -172,9 +172,10 @@ pub(super) fn origin_until(
     (delay > 0 && now < until).then_some(until)
 }
 
-/// Which half of the per-user ceiling an origin draws from.
-pub(super) fn ceiling_class(l: &Ledger, origin: OriginKey) -> usize {
-    if l.is_known(origin) { 0 } else { 1 }
+/// Which half of the per-user ceiling an origin draws from: the known origins' for an
+/// origin a code was accepted from and for an attempt made on this host (`local`).
+pub(super) fn ceiling_class(l: &Ledger, origin: OriginKey, local: bool) -> usize {
+    if local || l.is_known(origin) { 0 } else { 1 }
 }
 
 /// End of the wait imposed by the per-user ceiling (GCRA) for `origin`'s class.
@@ -182,9 +183,10 @@ pub(super) fn ceiling_until(
     l: &Ledger,
     policy: &Policy,
     origin: OriginKey,
+    local: bool,
     now: u64,
 ) -> Option<u64> {
-    let tat = l.ceiling[ceiling_class(l, origin)];
+    let tat = l.ceiling[ceiling_class(l, origin, local)];
     let allowed_from = tat.saturating_sub(policy.ceiling_tolerance_secs());
     (now < allowed_from).then_some(allowed_from)
 }
@@ -198,12 +200,13 @@ pub(super) fn throttled_until(
     l: &Ledger,
     policy: &Policy,
     origin: OriginKey,
+    local: bool,
     now: u64,
 ) -> Option<u64> {
     let blocked = (now < l.blocked_until).then_some(l.blocked_until);
     [
         origin_until(l, policy, origin, now),
-        ceiling_until(l, policy, origin, now),
+        ceiling_until(l, policy, origin, local, now),
         blocked,
     ]
     .into_iter()
@@ -243,7 +246,7 @@ pub fn grace_applies(
     }
     let now = u64::try_from(now).map_err(|_| VerifyError::ClockFault)?;
     let l = Ledger::decode(&state.extra).map_err(VerifyError::Store)?;
-    if hard_capped(&l, policy) || throttled_until(&l, policy, origin, now).is_some() {
+    if hard_capped(&l, policy) || throttled_until(&l, policy, origin, false, now).is_some() {
         return Ok(false);
     }
     let ip = crate::addr::canonical(ip);
@@ -252,10 +255,16 @@ pub fn grace_applies(
     }))
 }
 
-/// Seconds `origin` must still wait before an attempt is evaluated (for the message a
-/// throttled user sees), or `None`.
-pub fn wait_for(state: &UserState, policy: &Policy, origin: OriginKey, now: i64) -> Option<u64> {
+/// Seconds `origin` (`local`: see [`Attempt::local`]) must still wait before an attempt
+/// is evaluated (for the message a throttled user sees), or `None`.
+pub fn wait_for(
+    state: &UserState,
+    policy: &Policy,
+    origin: OriginKey,
+    local: bool,
+    now: i64,
+) -> Option<u64> {
     let now = u64::try_from(now).ok()?;
     let l = Ledger::decode(&state.extra).ok()?;
-    throttled_until(&l, policy, origin, now).map(|u| u - now)
+    throttled_until(&l, policy, origin, local, now).map(|u| u - now)
 }
