@@ -609,6 +609,37 @@ fn a_scratch_code_logs_in_on_an_nfs4_home_and_is_used_up() {
     failed(&d2, &lines2);
 }
 
+/// The comparison for `a_scratch_code_logs_in_on_an_nfs4_home_and_is_used_up`: GA,
+/// which takes no lock, logs in with a scratch code on the same NFSv4 stand-in and
+/// strikes it from the file; pam_totp now does too.
+#[test]
+fn ga_logs_in_with_a_scratch_code_on_an_nfs4_home() {
+    let t = "ga_logs_in_with_a_scratch_code_on_an_nfs4_home";
+    if !require_fuse(t) {
+        return;
+    }
+    let Some(ga) = system_tests::ga_module() else {
+        system_tests::skip(
+            t,
+            "google-authenticator's PAM module (libpam-google-authenticator)",
+        );
+        return;
+    };
+    let u = TestUser::create("sq7");
+    let secret = system_tests::random_secret_b32();
+    let path = u.write_secret(&format!("{}{SCRATCH}\n", totp_file(&secret)), 0o400);
+    let stack = Stack::new();
+    stack.service("svc", &format!("auth required {}\n", ga.display()));
+    let (d, lines) = login_with(
+        "--nfs4-flock",
+        &u,
+        &path,
+        &Driver::login(&stack, &u, SCRATCH).at(T0),
+    );
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?} {lines:?}");
+    assert!(!String::from_utf8_lossy(&read_bytes(&path)).contains(SCRATCH));
+}
+
 /// An HOTP code on an NFSv4 home whose GA file (0400) cannot be locked: the login
 /// succeeds, the counter moves in the file, and the code is refused again on this host
 /// and on a host with its own state store. (Control: the plain-mount login of
