@@ -17,7 +17,7 @@ use totp_core::options::{ModuleOptions, PassMode};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
 use totp_core::secret::Secret;
-use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError, Uid, Write};
+use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError, Uid, UserState, Write};
 use totp_core::utc::format_utc;
 use totp_core::verify::{self, Attempt, Decision, Method, Verdict, Warning};
 use totp_os::creds;

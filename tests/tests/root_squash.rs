@@ -528,6 +528,160 @@ fn a_refused_lock_on_an_nfs4_home_never_denies_a_totp_login() {
     );
 }
 
+/// `driver` on `u`'s home mounted by the stand-in with `flags`: the run and the
+/// module's syslog.
+fn login_with(flags: &str, u: &TestUser, path: &Path, driver: &Driver) -> (Drive, Vec<String>) {
+    let mount = mount_squashed_with(flags, &u.home, path, None);
+    let (out, lines) = with_syslog_capture_after(&mount, &driver.command());
+    let lines = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
+    (Drive::ran(&out), lines)
+}
+
+/// What the module logs when the stand-in refused the lock with EBADF and the file was
+/// rewritten under the state store's lock instead.
+const REFUSED_LOCK: &str = "refused the lock on a file opened read-only (flock: EBADF";
+
+/// The lockout: on an NFSv4 home a GA file (0400) cannot be locked (EBADF), and a
+/// scratch code, which must be struck from the file, used to deny the login. It now
+/// logs in with the refusal logged, the code is struck from the file (mode kept), and
+/// the code is refused again on this host and on a host with its own state store.
+/// Control: the same login on the plain mount takes the lock and logs no refusal. A
+/// rewrite that fails still leaves the used code refused on this host.
+#[test]
+fn a_scratch_code_logs_in_on_an_nfs4_home_and_is_used_up() {
+    let t = "a_scratch_code_logs_in_on_an_nfs4_home_and_is_used_up";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sq5");
+    let secret = system_tests::random_secret_b32();
+    let (plain, second) = ("27182818", "31415926");
+    let text = format!("{}{SCRATCH}\n{plain}\n{second}\n", totp_file(&secret));
+    let path = u.write_secret(&text, 0o400);
+    let (a, b) = (Stack::probe("svc", ""), Stack::probe("svc", ""));
+    let login = |flags: &str, stack: &Stack, code: &str| {
+        login_with(flags, &u, &path, &Driver::login(stack, &u, code).at(T0))
+    };
+    let failed = |d: &Drive, lines: &[String]| {
+        assert!(
+            matches!(d.returned(), Returned::Failed(_)),
+            "{d:?} {lines:?}"
+        );
+    };
+
+    // Control: the plain mount grants the lock on the read-only descriptor.
+    let (d, lines) = login("", &a, plain);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(!logged(&lines, REFUSED_LOCK), "{lines:?}");
+    assert!(!String::from_utf8_lossy(&read_bytes(&path)).contains(plain));
+
+    let (d, lines) = login("--nfs4-flock", &a, SCRATCH);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(
+        logged(&lines, REFUSED_LOCK),
+        "the lock was refused: {lines:?}"
+    );
+    assert!(logged(&lines, "accepted scratch code for"), "{lines:?}");
+    assert_eq!(
+        read_bytes(&path),
+        format!("{}{second}\n", totp_file(&secret)).into_bytes()
+    );
+    assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid));
+
+    let (d, lines) = login("--nfs4-flock", &a, SCRATCH);
+    failed(&d, &lines);
+    let (d, lines) = login("--nfs4-flock", &b, SCRATCH);
+    failed(&d, &lines);
+
+    // A rewrite that fails (the home is not writable) logs in, and the used code stays
+    // refused on this host: the state store recorded it first.
+    let mode = fs::metadata(&u.home)
+        .expect("stat home")
+        .permissions()
+        .mode();
+    fs::set_permissions(&u.home, fs::Permissions::from_mode(0o555)).expect("chmod home");
+    let (d, lines) = login("--nfs4-flock", &a, second);
+    let (d2, lines2) = login("--nfs4-flock", &a, second);
+    fs::set_permissions(&u.home, fs::Permissions::from_mode(mode)).expect("chmod home");
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(logged(&lines, "not rewritten"), "{lines:?}");
+    assert!(String::from_utf8_lossy(&read_bytes(&path)).contains(second));
+    failed(&d2, &lines2);
+}
+
+/// The comparison for `a_scratch_code_logs_in_on_an_nfs4_home_and_is_used_up`: GA,
+/// which takes no lock, logs in with a scratch code on the same NFSv4 stand-in and
+/// strikes it from the file; pam_totp now does too.
+#[test]
+fn ga_logs_in_with_a_scratch_code_on_an_nfs4_home() {
+    let t = "ga_logs_in_with_a_scratch_code_on_an_nfs4_home";
+    if !require_fuse(t) {
+        return;
+    }
+    let Some(ga) = system_tests::ga_module() else {
+        system_tests::skip(
+            t,
+            "google-authenticator's PAM module (libpam-google-authenticator)",
+        );
+        return;
+    };
+    let u = TestUser::create("sq7");
+    let secret = system_tests::random_secret_b32();
+    let path = u.write_secret(&format!("{}{SCRATCH}\n", totp_file(&secret)), 0o400);
+    let stack = Stack::new();
+    stack.service("svc", &format!("auth required {}\n", ga.display()));
+    let (d, lines) = login_with(
+        "--nfs4-flock",
+        &u,
+        &path,
+        &Driver::login(&stack, &u, SCRATCH).at(T0),
+    );
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?} {lines:?}");
+    assert!(!String::from_utf8_lossy(&read_bytes(&path)).contains(SCRATCH));
+}
+
+/// An HOTP code on an NFSv4 home whose GA file (0400) cannot be locked: the login
+/// succeeds, the counter moves in the file, and the code is refused again on this host
+/// and on a host with its own state store. (Control: the plain-mount login of
+/// `a_scratch_code_logs_in_on_an_nfs4_home_and_is_used_up`.)
+#[test]
+fn an_hotp_code_logs_in_on_an_nfs4_home_and_advances_the_counter() {
+    let t = "an_hotp_code_logs_in_on_an_nfs4_home_and_advances_the_counter";
+    if !require_fuse(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let u = TestUser::create("sq6");
+    let secret = system_tests::random_secret_b32();
+    let path = u.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o400);
+    let (a, b) = (Stack::probe("svc", ""), Stack::probe("svc", ""));
+    let code = system_tests::oathtool_hotp(&secret, 2);
+    let login = |stack: &Stack| {
+        login_with(
+            "--nfs4-flock",
+            &u,
+            &path,
+            &Driver::login(stack, &u, &code).at(T0),
+        )
+    };
+
+    let (d, lines) = login(&a);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(
+        logged(&lines, REFUSED_LOCK),
+        "the lock was refused: {lines:?}"
+    );
+    let after = String::from_utf8_lossy(&read_bytes(&path)).into_owned();
+    assert!(after.contains("\" HOTP_COUNTER 3"), "{after}");
+    assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid));
+    for stack in [&a, &b] {
+        let (d, lines) = login(stack);
+        assert!(
+            matches!(d.returned(), Returned::Failed(_)),
+            "{d:?} {lines:?}"
+        );
+    }
+}
+
 /// `nullok` on a squashed home without a secret file: the module looks for the file as
 /// the user, finds it missing in a home it reached and skips. Had it looked as root
 /// (nobody on the server), the home would be unreachable and the login denied.

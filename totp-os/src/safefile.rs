@@ -4,7 +4,8 @@
 //!   could have planted, checks on the opened fd (type, owner, mode, link count, size),
 //!   an OpenSSH-StrictModes-style directory chain check, and a bounded read.
 //! - [`lock_with_deadline`]: the same, plus an exclusive `flock` taken with a bounded
-//!   wait and a check that the path still names the locked inode.
+//!   wait and a check that the path still names the locked inode; [`open_refused_lock`]
+//!   where the file system refuses that lock on a read-only descriptor (NFSv4).
 //! - [`LockedFile::replace`] and [`write_new_file`]: crash-safe rewrite (random temp
 //!   name, fsync, rename, directory fsync), keeping mode and SELinux label.
 //!
@@ -223,7 +224,7 @@ pub use error::FileError;
 // The tests reach the lock internals (the reopen counter, the single attempt).
 #[cfg(test)]
 use lock::*;
-pub use lock::{LockedFile, lock_with_deadline};
+pub use lock::{LockedFile, is_refused_read_only_lock, lock_with_deadline, open_refused_lock};
 use read::*;
 pub use read::{check_root_controlled, check_socket_path, open_checked};
 pub(crate) use walk::open_dir_readable;

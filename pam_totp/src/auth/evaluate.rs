@@ -188,9 +188,12 @@ impl Ctx {
             decision.file.as_ref().filter(|_| keep_file),
             locked.as_mut(),
         ) {
-            let saved = {
+            let saved = if l.is_locked() {
                 let _creds = switch_creds(&*io, run.target)?;
                 l.replace_unsynced(changed.as_bytes())
+                    .map_err(|e| e.to_string())
+            } else {
+                self.rewrite_refused_lock(io, run, &decision.write, l.contents(), changed)?
             };
             if let Err(e) = saved {
                 // Said only where it matters: the lines hosts with another store read.
@@ -235,6 +238,87 @@ impl Ctx {
             .is_ok_and(|c| matches!(c.mode, Mode::Hotp { .. }));
         self.verdict(io, who, cands, &decision, counter_based)
             .map(Continuation::Done)
+    }
+
+    /// The rewrite of a file whose lock the file system refused (NFSv4, see
+    /// `read_secret`), run inside a second per-user update of the state store. A local
+    /// state directory holds its per-user lock there, which serialises the rewrite with
+    /// every other login of this user on this host; a shared store (`state=`) refuses
+    /// a used code on every host itself, and the file is only GA's copy. The store must
+    /// already hold what the first update recorded (a used scratch code, an HOTP
+    /// counter): the file is only a copy, and a code this host accepted stays refused
+    /// here whatever becomes of the file. The file is re-read there and rewritten only
+    /// if it still holds the bytes the decision was made from, so a login on this host
+    /// never puts back a code another one removed. Hosts sharing the file are excluded
+    /// by the file alone, as with GA, which takes no lock: that is logged.
+    fn rewrite_refused_lock(
+        &self,
+        io: &mut dyn PamIo,
+        run: &mut Run<'_>,
+        recorded: &Write,
+        decided_from: &[u8],
+        changed: &GaFile,
+    ) -> Result<Result<(), String>, AuthError> {
+        let (who, shown) = (run.who, self.shown(run.target));
+        let Some(store) = run.store.as_mut() else {
+            return Ok(Err("no state store to serialise the rewrite".into()));
+        };
+        let target = run.target;
+        let mut outcome: Option<Result<Result<(), String>, AuthError>> = None;
+        let updated = store.update(run.uid, &mut |state| {
+            // A store that retries calls this again: the file is rewritten once.
+            if outcome.is_some() {
+                return Write::Nothing;
+            }
+            if let Write::Durable(next) = recorded
+                && !records_hold(state, next)
+            {
+                outcome = Some(Ok(Err(
+                    "the state store does not hold what this login used".into(),
+                )));
+                return Write::Nothing;
+            }
+            let creds = match switch_creds(&*io, target) {
+                Ok(c) => c,
+                Err(e) => {
+                    outcome = Some(Err(e));
+                    return Write::Nothing;
+                }
+            };
+            let saved = match safefile::open_refused_lock(&target.path, &target.rules) {
+                Ok(fresh) if fresh.contents() != decided_from => Err(
+                    "changed by another login since it was read; the newer file is kept".to_owned(),
+                ),
+                Ok(mut fresh) => fresh
+                    .replace_unsynced(changed.as_bytes())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            drop(creds);
+            outcome = Some(Ok(saved));
+            Write::Nothing
+        });
+        if let Err(e) = updated {
+            return Ok(Err(format!("state store: {e}")));
+        }
+        let saved =
+            outcome.unwrap_or_else(|| Ok(Err("the state store never ran the rewrite".into())))?;
+        let saved = saved.map_err(|e| {
+            format!("the file system refused the lock (flock: EBADF), then the rewrite: {e}")
+        });
+        if saved.is_ok() {
+            io.log(
+                Level::Warning,
+                &format!(
+                    "{who} ({shown}): the file system refused the lock on a file opened \
+                     read-only (flock: EBADF, as an NFSv4 client does); rewritten under this \
+                     host's state store lock instead: what was used is recorded in the \
+                     state store, and hosts with another state store are kept from reusing \
+                     it by the rewritten file alone, as with GA"
+                ),
+            );
+        }
+        Ok(saved)
     }
 
     /// The secret file as the target sees it, locked when the attempt may rewrite it
@@ -295,6 +379,20 @@ impl Ctx {
                     file: preread.clone(),
                     locked: None,
                 });
+            }
+            // A code would be used up (scratch, HOTP) and the file system refuses the
+            // lock as an NFSv4 client does: denying would lock out a user whose only
+            // way in is a scratch code. The store's per-user update serialises the
+            // rewrite on this host instead (see `rewrite_refused_lock`). ENOLCK (no lock
+            // service) and every other fault still deny.
+            Err(e) if safefile::is_refused_read_only_lock(&e) => {
+                match safefile::open_refused_lock(&target.path, &target.rules) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        io.log(Level::Err, &format!("secret file {shown}: {e}"));
+                        return Ok(SecretRead::Deny(Denial::BadFile));
+                    }
+                }
             }
             Err(e) => {
                 io.log(Level::Err, &format!("secret file {shown}: {e}"));
@@ -562,4 +660,17 @@ pub(super) fn burn_window(policy: &Policy) {
         sink ^= otp::hotp(&secret, c, Algorithm::Sha1, Digits::SIX);
     }
     std::hint::black_box(sink);
+}
+
+/// Whether `state` still holds the marks `recorded` gave the enrolment it used last (a
+/// later login may only have added to them: counters move forward, used scratch codes
+/// are forgotten only when the file no longer lists them).
+fn records_hold(state: &UserState, recorded: &UserState) -> bool {
+    let Some((id, want)) = recorded.marks.first() else {
+        return true;
+    };
+    let Some(have) = state.marks_of(*id) else {
+        return false;
+    };
+    want.hotp <= have.hotp && want.scratch.iter().all(|t| have.scratch.contains(t))
 }

@@ -2,11 +2,14 @@
 
 use super::*;
 
-/// A file opened with [`lock_with_deadline`]: exclusively `flock`ed until dropped.
+/// A file opened with [`lock_with_deadline`]: exclusively `flock`ed until dropped; or
+/// with [`open_refused_lock`], where the file system refused the lock and the caller
+/// serialises by other means ([`LockedFile::is_locked`] tells which).
 ///
 /// Fields are private so the lock cannot be separated from the file it protects.
 pub struct LockedFile {
     file: File,
+    locked: bool,
     dir: OwnedFd,
     name: OsString,
     info: FileInfo,
@@ -55,6 +58,7 @@ pub fn lock_with_deadline(
         let contents = read_bounded(&opened.file, rules.max_size, info.size)?;
         return Ok(LockedFile {
             file: opened.file,
+            locked: true,
             // Readable, for the directory fsync of a rewrite.
             dir: reopen_readable(opened.dir, "open directory")?,
             name: opened.name,
@@ -66,7 +70,42 @@ pub fn lock_with_deadline(
     Err(FileError::Unstable)
 }
 
+/// Whether `e` is the lock refusal of an NFSv4 client: an exclusive `flock` on a
+/// descriptor opened read-only fails with EBADF (flock(2)). Only this refusal is known
+/// to come from the file system's lock semantics rather than a missing lock service
+/// (ENOLCK) or a fault.
+pub fn is_refused_read_only_lock(e: &FileError) -> bool {
+    matches!(e, FileError::Os { op: "flock", errno } if *errno == libc::EBADF)
+}
+
+/// Open, check and read `path` like [`lock_with_deadline`], without the lock, for a
+/// file system whose refusal [`is_refused_read_only_lock`] says so. The caller must
+/// serialise its read-compare-rewrite on this host by other means and re-read (with
+/// this function) right before a rewrite; hosts sharing the file are not excluded.
+pub fn open_refused_lock(path: &Path, rules: &FileRules) -> Result<LockedFile, FileError> {
+    let opened = open_unread(path, rules)?;
+    let st = stat::fstat(&opened.file).map_err(|e| FileError::os("fstat", e))?;
+    let info = FileInfo::from_stat(&st);
+    check_file(&info, rules)?;
+    let contents = read_bounded(&opened.file, rules.max_size, info.size)?;
+    Ok(LockedFile {
+        file: opened.file,
+        locked: false,
+        dir: reopen_readable(opened.dir, "open directory")?,
+        name: opened.name,
+        info,
+        contents,
+        max_size: rules.max_size,
+    })
+}
+
 impl LockedFile {
+    /// Whether the file is `flock`ed ([`lock_with_deadline`]) or was opened after the
+    /// file system refused the lock ([`open_refused_lock`]).
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+
     /// The contents read under the lock, or the last ones written by [`Self::replace`].
     pub fn contents(&self) -> &[u8] {
         &self.contents
@@ -204,5 +243,20 @@ pub(super) fn acquire_lock(file: &File, deadline: Instant) -> Result<(), FileErr
         }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(LOCK_PAUSE_MAX);
+    }
+}
+
+#[cfg(test)]
+mod refused_lock_tests {
+    use super::*;
+
+    // Only the NFSv4 refusal opens the unlocked path; a missing lock service does not.
+    #[test]
+    fn only_ebadf_from_flock_is_the_read_only_refusal() {
+        let os = |op, errno| FileError::Os { op, errno };
+        assert!(is_refused_read_only_lock(&os("flock", libc::EBADF)));
+        assert!(!is_refused_read_only_lock(&os("flock", libc::ENOLCK)));
+        assert!(!is_refused_read_only_lock(&os("open", libc::EBADF)));
+        assert!(!is_refused_read_only_lock(&FileError::LockTimeout));
     }
 }
