@@ -19,7 +19,7 @@ use totp_core::policy::Policy;
 use totp_core::secret::Secret;
 use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError, Uid, Write};
 use totp_core::utc::format_utc;
-use totp_core::verify::{self, Attempt, Decision, Method, Verdict, Warning};
+use totp_core::verify::{self, Attempt, Decision, Method, Throttle, Verdict, Warning};
 use totp_os::creds;
 use totp_os::safefile::{self, FileError, LockedFile};
 use zeroize::Zeroizing;
@@ -490,8 +490,8 @@ impl Ctx {
             self.prompt(io)?;
         }
         burn_window(&self.policy);
-        if let Some(retry) = key.and_then(|k| self.charge_doomed(sys, k)) {
-            return Ok(self.refused(io, &who, (Verdict::Throttled, Some(retry))));
+        if let Some((rule, retry)) = key.and_then(|k| self.charge_doomed(sys, k)) {
+            return Ok(self.refused(io, &who, (Verdict::Throttled(rule), Some(retry))));
         }
         io.log(
             Level::Notice,
@@ -500,10 +500,10 @@ impl Ctx {
         Ok(Outcome::Deny(d.denial))
     }
 
-    /// Throttles and charges a doomed attempt like a wrong code; `Some(seconds)` when it
-    /// is throttled. Best effort: a store fault changes nothing (the login is denied
-    /// anyway).
-    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> Option<u64> {
+    /// Throttles and charges a doomed attempt like a wrong code; the rule and the
+    /// seconds to wait when it is throttled. Best effort: a store fault changes nothing
+    /// (the login is denied anyway).
+    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> Option<(Throttle, u64)> {
         let now = sys.now().ok()?;
         // Best effort, like the rest of this charge: a fallback note is not repeated here.
         let mut store = store::open(&self.opts, sys, None, &mut |_| {}).ok()?;
@@ -523,8 +523,9 @@ impl Ctx {
                 key,
                 &mut |state| match prepared.decide(state, &self.policy, &attempt) {
                     Ok(d) => {
-                        retry =
-                            (d.verdict == Verdict::Throttled).then(|| d.retry_after.unwrap_or(1));
+                        if let Verdict::Throttled(rule) = d.verdict {
+                            retry = Some((rule, d.retry_after.unwrap_or(1)));
+                        }
                         d.write
                     }
                     Err(_) => Write::Nothing,

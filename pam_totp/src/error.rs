@@ -6,6 +6,7 @@
 
 use pam::constants::PamResultCode;
 use std::fmt;
+use totp_core::verify::Throttle;
 
 /// How an authentication ended when nothing went wrong inside the module.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +31,8 @@ pub enum Denial {
     BadFile,
     WrongCode,
     Replay,
-    Throttled,
+    /// Refused unevaluated; the rule that refused it is named in the log line.
+    Throttled(Throttle),
     Locked,
     NoAnswer,
     NotPersisted,
@@ -46,7 +48,15 @@ impl Denial {
         match self {
             Denial::WrongCode => "invalid verification code",
             Denial::Replay => "code already used",
-            Denial::Throttled => "too many failures; attempt refused unevaluated (backoff)",
+            Denial::Throttled(Throttle::Backoff) => {
+                "too many failures; attempt refused unevaluated (backoff)"
+            }
+            Denial::Throttled(Throttle::Ceiling) => {
+                "too many failures; attempt refused unevaluated (per-user ceiling)"
+            }
+            Denial::Throttled(Throttle::RateLimit) => {
+                "too many failures; attempt refused unevaluated (RATE_LIMIT)"
+            }
             Denial::Locked => "second factor disabled after too many failures (max_failures)",
             Denial::NotPersisted => "state could not be saved",
             Denial::StateUnusable => "code not verified (state store unusable)",
@@ -131,7 +141,10 @@ mod tests {
             (Ok(Outcome::Ignore), PAM_IGNORE),
             (Ok(Outcome::Deny(Denial::WrongCode)), PAM_AUTH_ERR),
             (Ok(Outcome::Deny(Denial::UnknownUser)), PAM_AUTH_ERR),
-            (Ok(Outcome::Deny(Denial::Throttled)), PAM_AUTH_ERR),
+            (
+                Ok(Outcome::Deny(Denial::Throttled(Throttle::Ceiling))),
+                PAM_AUTH_ERR,
+            ),
             (Ok(Outcome::Deny(Denial::NotPersisted)), PAM_AUTH_ERR),
             (Ok(Outcome::Deny(Denial::StateUnusable)), PAM_AUTH_ERR),
             (Err(AuthError::Config("x".into())), PAM_SERVICE_ERR),

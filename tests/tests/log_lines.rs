@@ -351,3 +351,143 @@ fn no_log_line_carries_rust_debug_text() {
         }
     }
 }
+
+/// The line ending an attempt refused unevaluated for a `RATE_LIMIT` line or the
+/// per-user ceiling said "(backoff)", as if this origin had failed too often, and sent
+/// the admin to the wrong option. Each rule is named, for an account and for a name
+/// without one (throttled in a stand-in record), and none of these lines is counted by
+/// the shipped fail2ban filter's words.
+#[test]
+fn a_throttled_attempt_names_the_rule_that_refused_it() {
+    let t = "a_throttled_attempt_names_the_rule_that_refused_it";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let refused = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| syslog_message(l).to_owned())
+            .filter(|m| m.contains("attempt refused unevaluated"))
+            .collect()
+    };
+    let one = |stack: &Stack, user: &str, answer: &str, rhost: &str, at: u64| {
+        let (d, lines) = capture_syslog(
+            &Driver::new(stack, "svc", user)
+                .answer(answer)
+                .rhost(rhost)
+                .at(at),
+        );
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}\n{lines:#?}");
+        refused(&lines)
+    };
+
+    // The per-user ceiling: two strangers spend their half (one failure each, far from
+    // any origin's backoff); a third address, with the right code, waits.
+    let (u, secret) = TestUser::enrolled("thc");
+    let stack = Stack::probe("svc", "ceiling_burst=2 ceiling_interval=600");
+    for i in 1..=2 {
+        let l = one(
+            &stack,
+            &u.name,
+            &wrong_totp(&secret, T0),
+            &format!("203.0.113.{i}"),
+            T0 + i,
+        );
+        assert!(l.is_empty(), "guess {i} is evaluated: {l:#?}");
+    }
+    let l = one(
+        &stack,
+        &u.name,
+        &code_at(&secret, T0 + 30),
+        "203.0.113.3",
+        T0 + 30,
+    );
+    assert_eq!(
+        l,
+        [format!(
+            "too many failures; attempt refused unevaluated (per-user ceiling) for {} from 203.0.113.3",
+            u.name
+        )],
+        "the ceiling refused it"
+    );
+    // The same for a name without an account: its stand-in record has a ceiling too.
+    for i in 1..=2 {
+        let l = one(
+            &stack,
+            "nosuch-thc",
+            "123456",
+            &format!("198.51.100.{i}"),
+            T0 + i,
+        );
+        assert!(l.is_empty(), "guess {i} is charged, not refused: {l:#?}");
+    }
+    let l = one(&stack, "nosuch-thc", "123456", "198.51.100.3", T0 + 30);
+    assert_eq!(
+        l,
+        [
+            "too many failures; attempt refused unevaluated (per-user ceiling) for nosuch-thc from 198.51.100.3"
+        ],
+    );
+
+    // One origin failing: its backoff (control: the words this line had all along).
+    let (b, b_secret) = TestUser::enrolled("thb");
+    let stack = Stack::probe("svc", "throttle_after=2");
+    for i in 0..2 {
+        let l = one(
+            &stack,
+            &b.name,
+            &wrong_totp(&b_secret, T0),
+            "192.0.2.40",
+            T0 + i,
+        );
+        assert!(l.is_empty(), "failure {i} is evaluated: {l:#?}");
+    }
+    let l = one(
+        &stack,
+        &b.name,
+        &code_at(&b_secret, T0 + 5),
+        "192.0.2.40",
+        T0 + 5,
+    );
+    assert_eq!(
+        l,
+        [format!(
+            "too many failures; attempt refused unevaluated (backoff) for {} from 192.0.2.40",
+            b.name
+        )]
+    );
+
+    // google-authenticator's RATE_LIMIT line: two attempts in 30 s, from two addresses
+    // (no backoff, the ceiling far off); the third is refused by the line.
+    let r = TestUser::create("thr");
+    let r_secret = random_secret_b32();
+    r.write_secret(
+        &format!("{r_secret}\n\" RATE_LIMIT 2 30\n\" TOTP_AUTH\n"),
+        0o600,
+    );
+    let stack = Stack::probe("svc", "");
+    for i in 1..=2 {
+        let l = one(
+            &stack,
+            &r.name,
+            &wrong_totp(&r_secret, T0),
+            &format!("192.0.2.5{i}"),
+            T0 + i,
+        );
+        assert!(l.is_empty(), "attempt {i} is evaluated: {l:#?}");
+    }
+    let l = one(
+        &stack,
+        &r.name,
+        &code_at(&r_secret, T0 + 3),
+        "192.0.2.53",
+        T0 + 3,
+    );
+    assert_eq!(
+        l,
+        [format!(
+            "too many failures; attempt refused unevaluated (RATE_LIMIT) for {} from 192.0.2.53",
+            r.name
+        )]
+    );
+}

@@ -226,7 +226,7 @@ impl Ctx {
                     &format!("no valid code in PAM_AUTHTOK for {who}; prompting"),
                 );
             }
-            let refusal = matches!(verdict, Verdict::Throttled | Verdict::Disabled)
+            let refusal = matches!(verdict, Verdict::Throttled(_) | Verdict::Disabled)
                 .then_some((verdict, decision.retry_after));
             return Ok(Continuation::Carry(refusal));
         }
@@ -406,14 +406,14 @@ impl Ctx {
         who: &str,
         (verdict, retry): Refusal,
     ) -> Outcome {
-        if verdict == Verdict::Throttled {
+        if let Verdict::Throttled(rule) = verdict {
             let secs = retry.unwrap_or(1).max(1);
             // Best effort: the denial stands whether or not the message arrives.
             let _ = io.converse(
                 Style::ErrorMsg,
                 &format!("too many failed codes; try again in {secs} s"),
             );
-            self.denied(io, who, Denial::Throttled)
+            self.denied(io, who, Denial::Throttled(rule))
         } else {
             self.denied(io, who, Denial::Locked)
         }
@@ -484,7 +484,7 @@ impl Ctx {
                 }
                 return Ok(self.denied(io, who, Denial::Replay));
             }
-            v @ (Verdict::Throttled | Verdict::Disabled) => {
+            v @ (Verdict::Throttled(_) | Verdict::Disabled) => {
                 return Ok(self.refused(io, who, (v, decision.retry_after)));
             }
         };
