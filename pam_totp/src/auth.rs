@@ -486,8 +486,20 @@ impl Ctx {
             _ => Level::Notice,
         };
         io.log(level, &format!("{who} from {}: {}", self.from, d.why));
-        if self.opts.pass_mode != PassMode::UseFirstPass {
-            self.prompt(io)?;
+        // No answer is no attempt, as for an account that can succeed: charging it here
+        // alone would throttle a name without an account (and tell the client so) where
+        // an account's empty answers never are, and log it as a failure fail2ban counts.
+        if self.opts.pass_mode == PassMode::UseFirstPass {
+            let tok = io.authtok().unwrap_or_default();
+            if candidates(&tok, Digits::SIX, true).is_empty() {
+                io.log(
+                    Level::Notice,
+                    &format!("no usable code in PAM_AUTHTOK for {who} from {}", self.from),
+                );
+                return Ok(Outcome::Deny(Denial::NoAnswer));
+            }
+        } else if self.prompt(io)?.is_none() {
+            return Ok(Outcome::Deny(Denial::NoAnswer));
         }
         burn_window(&self.policy);
         if let Some((rule, retry)) = key.and_then(|k| self.charge_doomed(sys, k)) {

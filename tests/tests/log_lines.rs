@@ -491,3 +491,75 @@ fn a_throttled_attempt_names_the_rule_that_refused_it() {
         )]
     );
 }
+
+/// An empty answer is no attempt for an account (logged as no code received, never
+/// charged); for a name without an account it was charged and logged as `code not
+/// verified (unknown user)`, a line the fail2ban filter counts, so the second empty
+/// answer of that name was throttled and the client told so: whether a name has an
+/// account showed in the reply (R9). Both now end alike.
+#[test]
+fn an_empty_answer_is_no_attempt_whether_or_not_the_name_has_an_account() {
+    let t = "an_empty_answer_is_no_attempt_whether_or_not_the_name_has_an_account";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let (u, _) = TestUser::enrolled("ea");
+    let stack = Stack::probe("svc", "throttle_after=1");
+    for user in [u.name.as_str(), "nosuch-ea"] {
+        for i in 0..2 {
+            let (d, lines) = capture_syslog(
+                &Driver::new(&stack, "svc", user)
+                    .answer("")
+                    .rhost("192.0.2.60")
+                    .at(T0 + i),
+            );
+            assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{user} {i}: {d:?}");
+            let messages: Vec<&str> = lines.iter().map(|l| syslog_message(l)).collect();
+            assert!(
+                messages.contains(&"did not receive a verification code from the user"),
+                "{user} {i}: {messages:#?}"
+            );
+            for counted in [
+                "code not verified",
+                "invalid verification code",
+                "refused unevaluated",
+            ] {
+                assert!(
+                    !messages.iter().any(|m| m.contains(counted)),
+                    "{user} {i}: {counted:?} logged for an empty answer: {messages:#?}"
+                );
+            }
+            assert!(
+                !d.messages
+                    .iter()
+                    .any(|(s, m)| *s == 3 && m.contains("too many")),
+                "{user} {i}: told to wait: {d:?}"
+            );
+        }
+    }
+    // The same with use_first_pass and nothing usable in PAM_AUTHTOK: no code given.
+    let first = Stack::probe("svc", "use_first_pass throttle_after=1");
+    for user in [u.name.as_str(), "nosuch-ea"] {
+        let (d, lines) =
+            capture_syslog(&Driver::new(&first, "svc", user).rhost("192.0.2.61").at(T0));
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{user}: {d:?}");
+        let last = lines.last().map(|l| syslog_message(l));
+        assert_eq!(
+            last,
+            Some(format!("no usable code in PAM_AUTHTOK for {user} from 192.0.2.61").as_str()),
+            "{user}: {lines:#?}"
+        );
+    }
+    // Control: a code-shaped answer of the same name is an attempt, charged and logged.
+    let (_, lines) = capture_syslog(
+        &Driver::new(&stack, "svc", "nosuch-ea")
+            .answer("123456")
+            .rhost("192.0.2.60")
+            .at(T0 + 5),
+    );
+    assert!(
+        lines.iter().any(|l| syslog_message(l)
+            == "code not verified (unknown user) for nosuch-ea from 192.0.2.60"),
+        "{lines:#?}"
+    );
+}
