@@ -70,6 +70,25 @@ impl Denial {
     }
 }
 
+impl AuthError {
+    /// The words of the line that ends an attempt this fault stopped once the answer
+    /// was in ("… for USER from HOST", after the error line saying what failed), so that
+    /// every answered attempt ends with a line naming the user and the host. `None` for
+    /// faults that never happen there.
+    pub fn log_text(&self) -> Option<&'static str> {
+        match self {
+            AuthError::Clock => Some("code not verified (clock fault)"),
+            AuthError::LockTimeout => Some("code not verified (secret file lock timed out)"),
+            AuthError::StoreUnavailable => Some(Denial::StateUnusable.log_text()),
+            AuthError::Credentials(_) => Some("code not verified (credential switch failed)"),
+            AuthError::Config(_)
+            | AuthError::Conversation
+            | AuthError::Nss(_)
+            | AuthError::Panic => None,
+        }
+    }
+}
+
 /// Faults of the module or its host; each denies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthError {
@@ -81,9 +100,10 @@ pub enum AuthError {
     Credentials(String),
     /// The clock is before 1970 or far behind the stored state.
     Clock,
-    /// A lock (secret file or state record) could not be taken in time, or the state
-    /// store did not answer.
+    /// The secret file's lock could not be taken in time.
     LockTimeout,
+    /// The state store did not answer (or timed out on its record's lock).
+    StoreUnavailable,
     /// A name service lookup failed (not "not found": a real error).
     Nss(String),
     /// A panic was caught at the FFI boundary.
@@ -97,7 +117,8 @@ impl fmt::Display for AuthError {
             AuthError::Conversation => f.write_str("conversation failed"),
             AuthError::Credentials(m) => write!(f, "credential switch failed: {m}"),
             AuthError::Clock => f.write_str("clock fault"),
-            AuthError::LockTimeout => f.write_str("timed out waiting for the state file lock"),
+            AuthError::LockTimeout => f.write_str("timed out waiting for the secret file lock"),
+            AuthError::StoreUnavailable => f.write_str("state store unavailable"),
             AuthError::Nss(m) => write!(f, "name service error: {m}"),
             AuthError::Panic => f.write_str("internal error"),
         }
@@ -124,6 +145,7 @@ pub fn to_pam_code(result: &Result<Outcome, AuthError>) -> i32 {
         Err(AuthError::Credentials(_))
         | Err(AuthError::Clock)
         | Err(AuthError::LockTimeout)
+        | Err(AuthError::StoreUnavailable)
         | Err(AuthError::Panic) => PAM_SYSTEM_ERR,
         // An NSS failure is about one user lookup; keep it indistinguishable from a denial.
         Err(AuthError::Nss(_)) => PAM_AUTH_ERR,
@@ -152,6 +174,7 @@ mod tests {
             (Err(AuthError::Credentials("x".into())), PAM_SYSTEM_ERR),
             (Err(AuthError::Clock), PAM_SYSTEM_ERR),
             (Err(AuthError::LockTimeout), PAM_SYSTEM_ERR),
+            (Err(AuthError::StoreUnavailable), PAM_SYSTEM_ERR),
             (Err(AuthError::Panic), PAM_SYSTEM_ERR),
             (Err(AuthError::Nss("x".into())), PAM_AUTH_ERR),
         ];

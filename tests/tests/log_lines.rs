@@ -563,3 +563,85 @@ fn an_empty_answer_is_no_attempt_whether_or_not_the_name_has_an_account() {
         "{lines:#?}"
     );
 }
+
+/// Faults that stop an attempt after the answer came in (a state record that cannot be
+/// used or written, a clock behind the last accepted code) logged an error line
+/// without the host, and no line ending the attempt: the "for USER from HOST" line
+/// docs/logging.md promises for every answered attempt was missing, so a SIEM saw the
+/// fault but not whose login from where it denied. Each now ends with a line the
+/// fail2ban filter does not count (a fault of this host).
+#[test]
+fn an_attempt_stopped_by_a_fault_of_this_host_ends_with_a_line_naming_user_and_host() {
+    let t = "an_attempt_stopped_by_a_fault_of_this_host_ends_with_a_line_naming_user_and_host";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "chattr") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("hf");
+    let stack = Stack::probe("svc", "");
+    let attempt = |answer: &str, rhost: &str, at: u64| {
+        let (d, lines) = capture_syslog(&Driver::login(&stack, &u, answer).rhost(rhost).at(at));
+        assert_ne!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+        let messages: Vec<String> = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
+        messages
+    };
+    let ends = |messages: &[String], error: &str, last: &str| {
+        assert!(
+            messages.iter().any(|m| m.contains(error)),
+            "no error line {error:?}: {messages:#?}"
+        );
+        assert_eq!(
+            messages.last().map(String::as_str),
+            Some(last),
+            "{messages:#?}"
+        );
+    };
+
+    // A code accepted on a clock 30 days ahead; back on the right clock, the mark is
+    // ahead of it by far more than the allowed lag: a clock fault.
+    let ahead = T0 + 30 * 86_400;
+    let d = login_at(&stack, &u, &code_at(&secret, ahead), "192.0.2.70", ahead);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    let m = attempt(&code_at(&secret, T0), "192.0.2.71", T0);
+    ends(
+        &m,
+        "clock fault for",
+        &format!(
+            "code not verified (clock fault) for {} from 192.0.2.71",
+            u.name
+        ),
+    );
+
+    // A record that is not one: the store is unusable for this user.
+    let rec = stack.state_file(u.uid);
+    write_owned(&rec, &[0x5a; 300], 0, 0, 0o600);
+    let m = attempt(&code_at(&secret, ahead + 60), "192.0.2.72", ahead + 60);
+    ends(
+        &m,
+        "is unusable",
+        &format!(
+            "code not verified (state store unusable) for {} from 192.0.2.72",
+            u.name
+        ),
+    );
+
+    // A record the store cannot write (immutable): the attempt's state is not saved.
+    fs::remove_file(&rec).expect("remove record");
+    let d = login_at(
+        &stack,
+        &u,
+        &code_at(&secret, ahead + 120),
+        "192.0.2.70",
+        ahead + 120,
+    );
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    let chattr = run("chattr", [std::ffi::OsStr::new("+i"), rec.as_os_str()]);
+    assert!(chattr.status.success(), "chattr +i: {chattr:?}");
+    let m = attempt(&wrong_totp(&secret, ahead + 180), "192.0.2.73", ahead + 180);
+    let undo = run("chattr", [std::ffi::OsStr::new("-i"), rec.as_os_str()]);
+    assert!(undo.status.success(), "chattr -i: {undo:?}");
+    ends(
+        &m,
+        "could not be saved",
+        &format!("state could not be saved for {} from 192.0.2.73", u.name),
+    );
+}

@@ -5,11 +5,32 @@
 use super::*;
 
 impl Ctx {
+    /// One answer evaluated ([`Ctx::evaluate_answer`]); a fault that stops it still
+    /// ends the attempt with a line naming the user and the host, as every answered
+    /// attempt does (docs/logging.md).
+    pub(super) fn evaluate(
+        &self,
+        io: &mut dyn PamIo,
+        sys: &dyn System,
+        run: &mut Run<'_>,
+        cands: &[Candidate],
+        phase: Phase,
+    ) -> Result<Continuation, AuthError> {
+        let result = self.evaluate_answer(io, sys, run, cands, phase);
+        if let Some(text) = result.as_ref().err().and_then(AuthError::log_text) {
+            io.log(
+                Level::Notice,
+                &format!("{text} for {} from {}", run.who, self.from),
+            );
+        }
+        result
+    }
+
     /// Reads the secret file as the target (locked when this attempt may change it),
     /// compares the candidates, then asks the store, in one atomic update, to admit,
     /// check for replay and record the attempt. The verdict is released only after that
     /// update (R15; see `totp_core::verify`).
-    pub(super) fn evaluate(
+    fn evaluate_answer(
         &self,
         io: &mut dyn PamIo,
         sys: &dyn System,
@@ -153,7 +174,8 @@ impl Ctx {
                     Level::Err,
                     "the state store never ran the decision; denying",
                 );
-                return Ok(Continuation::Done(Outcome::Deny(Denial::StateUnusable)));
+                let outcome = self.denied(io, who, Denial::StateUnusable);
+                return Ok(Continuation::Done(outcome));
             }
         };
         for w in &decision.warnings {
@@ -342,7 +364,7 @@ impl Ctx {
                     Level::Err,
                     &format!("state store unavailable for {who}: {m}; denying"),
                 );
-                Err(AuthError::LockTimeout)
+                Err(AuthError::StoreUnavailable)
             }
             StoreError::Corrupt(m) => {
                 io.log(
@@ -352,14 +374,14 @@ impl Ctx {
                         self.reset_command(who)
                     ),
                 );
-                Ok(Outcome::Deny(Denial::StateUnusable))
+                Ok(self.denied(io, who, Denial::StateUnusable))
             }
             StoreError::Refused(m) => {
                 io.log(
                     Level::Err,
                     &format!("the state of {who} could not be saved: {m}; denying"),
                 );
-                Ok(Outcome::Deny(Denial::StateUnusable))
+                Ok(self.denied(io, who, Denial::NotPersisted))
             }
         }
     }
