@@ -34,7 +34,7 @@ use crate::system::{Host, System};
 use crate::target::{self, Doomed, LoginTarget, Resolved};
 
 mod evaluate;
-use evaluate::{burn_window, switch_creds};
+use evaluate::{burn_window, refusal_denial, switch_creds};
 
 const PROMPT: &str = "Verification code: ";
 const PROMPT_FORWARD: &str = "Password & verification code: ";
@@ -324,9 +324,24 @@ pub fn authenticate_with(
     }
     // Closed (if a tentative check opened it) before waiting for the user.
     run.store = None;
-    let answer = match ctx.prompt(io)? {
-        Some(a) => a,
-        None => return Ok(Outcome::Deny(Denial::NoAnswer)),
+    let answer = match ctx.prompt(io) {
+        Ok(Some(a)) => a,
+        no_answer => {
+            // The failed check of PAM_AUTHTOK was the attempt (compared and charged, or
+            // refused): it ends with its line whether or not a second answer comes, or a
+            // guess sent as the password, then no code, would never reach fail2ban.
+            if let Some(carried) = carried {
+                let denial = match carried {
+                    None => Denial::WrongCode,
+                    Some((verdict, _)) => refusal_denial(verdict),
+                };
+                io.log(
+                    Level::Notice,
+                    &format!("{} for {who} from {}", denial.log_text(), ctx.from),
+                );
+            }
+            return no_answer.map(|_| Outcome::Deny(Denial::NoAnswer));
+        }
     };
     let cands = candidates(&answer, digits, ctx.opts.forward_pass);
     match carried {

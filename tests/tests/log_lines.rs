@@ -223,39 +223,7 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
     }
     assert!(throttled, "backoff never started: {all:#?}");
 
-    // The filter as the package installs it, next to fail2ban's own common.conf.
-    let conf = tempfile::tempdir().expect("tempdir");
-    let filter_dir = conf.path().join("filter.d");
-    fs::create_dir(&filter_dir).expect("filter.d");
-    fs::copy(
-        "/etc/fail2ban/filter.d/common.conf",
-        filter_dir.join("common.conf"),
-    )
-    .expect("fail2ban's common.conf");
-    let filter = filter_dir.join("pam-totp.conf");
-    fs::copy(
-        workspace().join("packaging/fail2ban/filter.d/pam-totp.conf"),
-        &filter,
-    )
-    .expect("copy filter");
-    let log = conf.path().join("auth.log");
-    fs::write(&log, all.join("\n") + "\n").expect("write log");
-    let out = Command::new("fail2ban-regex")
-        .args(["-r", "-o", "ip"])
-        .arg(&log)
-        .arg(&filter)
-        .output()
-        .expect("run fail2ban-regex");
-    assert!(
-        out.status.success(),
-        "fail2ban-regex: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hits: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().to_owned())
-        .filter(|l| !l.is_empty())
-        .collect();
+    let hits = fail2ban_hits(&all);
     let hosts: BTreeSet<&str> = hits.iter().map(String::as_str).collect();
     // The hammered origin counts for its wrong codes; its throttled attempts do not (a
     // user whose budget an attacker used up would otherwise be banned).
@@ -280,6 +248,44 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
         wrong_from_17,
         "only the compared codes of 192.0.2.17 count, not its throttled attempts"
     );
+}
+
+/// The hosts the shipped filter matches in `lines` (auth.log lines), one per match, as
+/// the real `fail2ban-regex` reports them.
+fn fail2ban_hits(lines: &[String]) -> Vec<String> {
+    // The filter as the package installs it, next to fail2ban's own common.conf.
+    let conf = tempfile::tempdir().expect("tempdir");
+    let filter_dir = conf.path().join("filter.d");
+    fs::create_dir(&filter_dir).expect("filter.d");
+    fs::copy(
+        "/etc/fail2ban/filter.d/common.conf",
+        filter_dir.join("common.conf"),
+    )
+    .expect("fail2ban's common.conf");
+    let filter = filter_dir.join("pam-totp.conf");
+    fs::copy(
+        workspace().join("packaging/fail2ban/filter.d/pam-totp.conf"),
+        &filter,
+    )
+    .expect("copy filter");
+    let log = conf.path().join("auth.log");
+    fs::write(&log, lines.join("\n") + "\n").expect("write log");
+    let out = Command::new("fail2ban-regex")
+        .args(["-r", "-o", "ip"])
+        .arg(&log)
+        .arg(&filter)
+        .output()
+        .expect("run fail2ban-regex");
+    assert!(
+        out.status.success(),
+        "fail2ban-regex: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// Shapes that only Rust's `Debug` output produces.
@@ -644,4 +650,78 @@ fn an_attempt_stopped_by_a_fault_of_this_host_ends_with_a_line_naming_user_and_h
         "could not be saved",
         &format!("state could not be saved for {} from 192.0.2.73", u.name),
     );
+}
+
+/// With `try_first_pass`, a code in `PAM_AUTHTOK` (what was typed at the password
+/// prompt) is checked and charged; when no second answer followed (an empty one, or a
+/// client that hung up at the code prompt), the attempt ended without its `invalid
+/// verification code` line, so a guess sent as the password never reached fail2ban.
+#[test]
+fn a_wrong_code_in_pam_authtok_is_counted_when_no_second_answer_follows() {
+    let t = "a_wrong_code_in_pam_authtok_is_counted_when_no_second_answer_follows";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "fail2ban-regex") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("tf");
+    let stack = Stack::new();
+    let installed_name = stack.path().join("pam_totp.so");
+    std::os::unix::fs::symlink(&built().module, &installed_name).expect("symlink");
+    // pam_unix reads the password and stores it as PAM_AUTHTOK (its verdict is moot).
+    stack.service(
+        "svc",
+        &format!(
+            "auth optional pam_unix.so nodelay\n\
+             auth requisite {} state_dir={} try_first_pass\n",
+            installed_name.display(),
+            stack.state_dir().display()
+        ),
+    );
+    let guess = wrong_totp(&secret, T0);
+    let mut all = Vec::new();
+    // An empty code, a client that hangs up at the code prompt, and (control) a
+    // password without a code: nothing was compared, nothing is counted.
+    for (rhost, answers, want, ends) in [
+        (
+            "192.0.2.80",
+            vec![guess.as_str(), ""],
+            "PAM_AUTH_ERR",
+            "did not receive a verification code from the user",
+        ),
+        (
+            "192.0.2.81",
+            vec![guess.as_str()],
+            "PAM_CONV_ERR",
+            "conversation failed while asking for the code",
+        ),
+        (
+            "192.0.2.82",
+            vec!["hunter2", ""],
+            "PAM_AUTH_ERR",
+            "did not receive",
+        ),
+    ] {
+        let driver = answers.iter().fold(
+            Driver::new(&stack, "svc", &u.name).rhost(rhost).at(T0),
+            |d, a| d.answer(a),
+        );
+        let (d, lines) = login(driver, want, &mut all);
+        assert_eq!(d.prompts, 2, "{rhost}: password and code prompts: {d:?}");
+        assert!(has(&lines, ends), "{rhost}: {lines:#?}");
+        let compared = rhost != "192.0.2.82";
+        assert_eq!(
+            has(
+                &lines,
+                &format!("invalid verification code for {} from {rhost}", u.name)
+            ),
+            compared,
+            "{rhost}: {lines:#?}"
+        );
+    }
+    assert_eq!(
+        stored_failures(&stack, u.uid),
+        2,
+        "the two guesses were charged"
+    );
+    let hits = fail2ban_hits(&all);
+    assert_eq!(hits, ["192.0.2.80", "192.0.2.81"], "{all:#?}");
 }

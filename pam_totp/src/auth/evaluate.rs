@@ -428,17 +428,15 @@ impl Ctx {
         who: &str,
         (verdict, retry): Refusal,
     ) -> Outcome {
-        if let Verdict::Throttled(rule) = verdict {
+        if let Verdict::Throttled(_) = verdict {
             let secs = retry.unwrap_or(1).max(1);
             // Best effort: the denial stands whether or not the message arrives.
             let _ = io.converse(
                 Style::ErrorMsg,
                 &format!("too many failed codes; try again in {secs} s"),
             );
-            self.denied(io, who, Denial::Throttled(rule))
-        } else {
-            self.denied(io, who, Denial::Locked)
         }
+        self.denied(io, who, refusal_denial(verdict))
     }
 
     /// Logs and maps a verdict; forwards the password on success with `forward_pass`.
@@ -538,6 +536,14 @@ impl Ctx {
             &format!("{} for {who} from {}", denial.log_text(), self.from),
         );
         Outcome::Deny(denial)
+    }
+}
+
+/// The denial of an attempt refused unevaluated (a throttling rule or the hard cap).
+pub(super) fn refusal_denial(verdict: Verdict) -> Denial {
+    match verdict {
+        Verdict::Throttled(rule) => Denial::Throttled(rule),
+        _ => Denial::Locked,
     }
 }
 
