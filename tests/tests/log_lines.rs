@@ -663,19 +663,7 @@ fn a_wrong_code_in_pam_authtok_is_counted_when_no_second_answer_follows() {
         return;
     }
     let (u, secret) = TestUser::enrolled("tf");
-    let stack = Stack::new();
-    let installed_name = stack.path().join("pam_totp.so");
-    std::os::unix::fs::symlink(&built().module, &installed_name).expect("symlink");
-    // pam_unix reads the password and stores it as PAM_AUTHTOK (its verdict is moot).
-    stack.service(
-        "svc",
-        &format!(
-            "auth optional pam_unix.so nodelay\n\
-             auth requisite {} state_dir={} try_first_pass\n",
-            installed_name.display(),
-            stack.state_dir().display()
-        ),
-    );
+    let stack = try_first_pass_stack();
     let guess = wrong_totp(&secret, T0);
     let mut all = Vec::new();
     // An empty code, a client that hangs up at the code prompt, and (control) a
@@ -724,4 +712,65 @@ fn a_wrong_code_in_pam_authtok_is_counted_when_no_second_answer_follows() {
     );
     let hits = fail2ban_hits(&all);
     assert_eq!(hits, ["192.0.2.80", "192.0.2.81"], "{all:#?}");
+}
+
+/// `svc`: pam_unix, which reads the password and stores it as `PAM_AUTHTOK` (its own
+/// verdict is moot), then the module under its installed name with `try_first_pass`.
+fn try_first_pass_stack() -> Stack {
+    let stack = Stack::new();
+    let installed_name = stack.path().join("pam_totp.so");
+    std::os::unix::fs::symlink(&built().module, &installed_name).expect("symlink");
+    stack.service(
+        "svc",
+        &format!(
+            "auth optional pam_unix.so nodelay\n\
+             auth requisite {} state_dir={} try_first_pass\n",
+            installed_name.display(),
+            stack.state_dir().display()
+        ),
+    );
+    stack
+}
+
+/// A used code sent as the password under `try_first_pass` was refused as a replay
+/// and charged without any line: the man-in-the-middle warning a replay at the prompt
+/// gets was missing.
+#[test]
+fn a_used_code_in_pam_authtok_is_logged_as_reused() {
+    let t = "a_used_code_in_pam_authtok_is_logged_as_reused";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("tr");
+    let stack = try_first_pass_stack();
+    let used = code_at(&secret, T0);
+    let mut all = Vec::new();
+    let (_, l) = login(
+        Driver::login(&stack, &u, "hunter2")
+            .answer(&used)
+            .rhost("192.0.2.90")
+            .at(T0),
+        "PAM_SUCCESS",
+        &mut all,
+    );
+    assert!(!has(&l, "reused"), "control: a fresh code: {l:#?}");
+    // One step later the used code is still inside the window: a replay, then the
+    // user's fresh code at the prompt.
+    let next = T0 + 30;
+    let (_, l) = login(
+        Driver::login(&stack, &u, &used)
+            .answer(&code_at(&secret, next))
+            .rhost("192.0.2.91")
+            .at(next),
+        "PAM_SUCCESS",
+        &mut all,
+    );
+    assert!(
+        has(
+            &l,
+            &format!("{} from 192.0.2.91 reused an already accepted code", u.name)
+        ),
+        "{l:#?}"
+    );
+    assert!(has(&l, "accepted time-based code for"), "{l:#?}");
 }

@@ -242,6 +242,11 @@ impl Ctx {
         drop(locked);
         let verdict = decision.verdict;
         if phase == Phase::Tentative && !verdict.is_accepted() {
+            // The prompt decides the login, but a used code sent as the password is
+            // still worth the warning (and the attempt is charged).
+            if verdict == Verdict::Replayed {
+                self.warn_replay(io, who, &decision);
+            }
             if self.opts.debug {
                 io.log(
                     Level::Info,
@@ -474,16 +479,7 @@ impl Ctx {
                 return Ok(self.denied(io, who, Denial::WrongCode));
             }
             Verdict::Replayed => {
-                // Refused by the boot or store floor only: already explained by its warning.
-                if !decision.warnings.iter().any(Warning::explains_replay) {
-                    io.log(
-                        Level::Warning,
-                        &format!(
-                            "{who} from {} reused an already accepted code; this might mean a man-in-the-middle attack",
-                            self.from
-                        ),
-                    );
-                }
+                self.warn_replay(io, who, decision);
                 let ahead = decision.warnings.iter().find_map(|w| match w {
                     Warning::StoreRecreatedAhead { since, .. } => Some(*since),
                     _ => None,
@@ -528,6 +524,21 @@ impl Ctx {
             &format!("accepted {how} for {who} from {}", self.from),
         );
         Ok(Outcome::Success)
+    }
+
+    /// The warning a replayed code gets, wherever it was sent (the prompt, or
+    /// `PAM_AUTHTOK` under `try_first_pass`).
+    fn warn_replay(&self, io: &mut dyn PamIo, who: &str, decision: &Decision) {
+        // Refused by the boot or store floor only: already explained by its warning.
+        if !decision.warnings.iter().any(Warning::explains_replay) {
+            io.log(
+                Level::Warning,
+                &format!(
+                    "{who} from {} reused an already accepted code; this might mean a man-in-the-middle attack",
+                    self.from
+                ),
+            );
+        }
     }
 
     pub(super) fn denied(&self, io: &mut dyn PamIo, who: &str, denial: Denial) -> Outcome {
