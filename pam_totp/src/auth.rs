@@ -275,11 +275,7 @@ pub fn authenticate_with(
                 if let Ok(true) = enrolment.and_then(|e| {
                     verify::grace_applies(&state, &ctx.policy, e, ctx.origin, ctx.rhost_ip, now)
                 }) {
-                    io.log(
-                        Level::Notice,
-                        &format!("accepted {who} from {} within the grace period", ctx.from),
-                    );
-                    return ctx.grace_forward(io);
+                    return ctx.grace_forward(io, &who);
                 }
             }
             Err(e) => io.log(
@@ -631,24 +627,41 @@ impl Ctx {
         sanitize(target.path.as_os_str().as_encoded_bytes())
     }
 
-    /// Inside a grace period: success without a code. With `forward_pass` the next
-    /// module still needs the password, so ask for it unless PAM already has one.
-    fn grace_forward(&self, io: &mut dyn PamIo) -> Result<Outcome, AuthError> {
-        if !self.opts.forward_pass
-            || (self.opts.pass_mode != PassMode::Prompt && io.authtok().is_some())
-        {
-            return Ok(Outcome::Success);
-        }
-        match io.converse(Style::PromptEchoOff, PROMPT_PASSWORD) {
-            Ok(Some(pw)) => {
-                if io.set_authtok(&pw).is_err() {
-                    io.log(Level::Err, "could not forward the password (PAM_AUTHTOK)");
-                    return Ok(Outcome::Deny(Denial::NotPersisted));
+    /// Inside a grace period: success without a code, logged only once it is one. With
+    /// `forward_pass` the next module still needs the password, so ask for it unless
+    /// PAM already has one; without it the login is denied, and the log must not have
+    /// called it accepted.
+    fn grace_forward(&self, io: &mut dyn PamIo, who: &str) -> Result<Outcome, AuthError> {
+        let asks = self.opts.forward_pass
+            && !(self.opts.pass_mode != PassMode::Prompt && io.authtok().is_some());
+        if asks {
+            match io.converse(Style::PromptEchoOff, PROMPT_PASSWORD) {
+                Ok(Some(pw)) => {
+                    if io.set_authtok(&pw).is_err() {
+                        io.log(Level::Err, "could not forward the password (PAM_AUTHTOK)");
+                        return Ok(Outcome::Deny(Denial::NotPersisted));
+                    }
                 }
-                Ok(Outcome::Success)
+                Ok(None) => {
+                    io.log(
+                        Level::Notice,
+                        "did not receive the password from the user (grace period)",
+                    );
+                    return Ok(Outcome::Deny(Denial::NoAnswer));
+                }
+                Err(ConvError::Failed) => {
+                    io.log(
+                        Level::Notice,
+                        "conversation failed while asking for the password (grace period)",
+                    );
+                    return Err(AuthError::Conversation);
+                }
             }
-            Ok(None) => Ok(Outcome::Deny(Denial::NoAnswer)),
-            Err(ConvError::Failed) => Err(AuthError::Conversation),
         }
+        io.log(
+            Level::Notice,
+            &format!("accepted {who} from {} within the grace period", self.from),
+        );
+        Ok(Outcome::Success)
     }
 }

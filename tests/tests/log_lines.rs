@@ -774,3 +774,52 @@ fn a_used_code_in_pam_authtok_is_logged_as_reused() {
     );
     assert!(has(&l, "accepted time-based code for"), "{l:#?}");
 }
+
+/// Inside a grace period with `forward_pass`, `accepted USER from HOST within the grace
+/// period` was logged before the password was asked for; a login that then got no
+/// password (or whose client hung up) was denied, with the log saying it was accepted
+/// and nothing else.
+#[test]
+fn a_grace_login_denied_for_want_of_the_password_is_not_logged_as_accepted() {
+    let t = "a_grace_login_denied_for_want_of_the_password_is_not_logged_as_accepted";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("gr");
+    let stack = Stack::probe("svc", "forward_pass grace_period=3600");
+    let host = "192.0.2.95";
+    let accepted = format!("accepted {} from {host} within the grace period", u.name);
+    let d = login_at(&stack, &u, &format!("pw{}", code_at(&secret, T0)), host, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    for (what, driver, want, said) in [
+        (
+            "no password",
+            Driver::new(&stack, "svc", &u.name).null_answer(),
+            "PAM_AUTH_ERR",
+            "did not receive the password from the user (grace period)",
+        ),
+        (
+            "hung up",
+            Driver::new(&stack, "svc", &u.name).conv_fail("PAM_CONV_ERR"),
+            "PAM_CONV_ERR",
+            "conversation failed while asking for the password (grace period)",
+        ),
+    ] {
+        let (d, lines) = capture_syslog(&driver.rhost(host).at(T0 + 100));
+        assert_eq!(d.module_code(), want, "{what}: {d:?}");
+        assert_eq!(d.prompt_list(), [(1, "Password: ".to_string())], "{what}");
+        let messages: Vec<&str> = lines.iter().map(|l| syslog_message(l)).collect();
+        assert!(
+            !messages.contains(&accepted.as_str()),
+            "{what}: {messages:#?}"
+        );
+        assert!(messages.contains(&said), "{what}: {messages:#?}");
+    }
+    // Control: the password given, the grace login is accepted and says so.
+    let (d, lines) = login_logged(&stack, &u, "pw", host, T0 + 200);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert!(
+        lines.iter().any(|l| syslog_message(l) == accepted),
+        "{lines:#?}"
+    );
+}
