@@ -54,8 +54,9 @@ impl Denial {
             Denial::Throttled(Throttle::Ceiling) => {
                 "too many failures; attempt refused unevaluated (per-user ceiling)"
             }
+            // GA's line limits attempts, right ones included, not failures.
             Denial::Throttled(Throttle::RateLimit) => {
-                "too many failures; attempt refused unevaluated (RATE_LIMIT)"
+                "too many login attempts; attempt refused unevaluated (RATE_LIMIT)"
             }
             Denial::Locked => "second factor disabled after too many failures (max_failures)",
             Denial::NotPersisted => "state could not be saved",

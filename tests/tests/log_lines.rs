@@ -492,7 +492,7 @@ fn a_throttled_attempt_names_the_rule_that_refused_it() {
     assert_eq!(
         l,
         [format!(
-            "too many failures; attempt refused unevaluated (RATE_LIMIT) for {} from 192.0.2.53",
+            "too many login attempts; attempt refused unevaluated (RATE_LIMIT) for {} from 192.0.2.53",
             r.name
         )]
     );
