@@ -19,7 +19,7 @@ use totp_core::policy::Policy;
 use totp_core::secret::Secret;
 use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError, Uid, UserState, Write};
 use totp_core::utc::format_utc;
-use totp_core::verify::{self, Attempt, Decision, Method, Verdict, Warning};
+use totp_core::verify::{self, Attempt, Decision, Method, Throttle, Verdict, Warning};
 use totp_os::creds;
 use totp_os::safefile::{self, FileError, LockedFile};
 use zeroize::Zeroizing;
@@ -34,7 +34,7 @@ use crate::system::{Host, System};
 use crate::target::{self, Doomed, LoginTarget, Resolved};
 
 mod evaluate;
-use evaluate::{burn_window, switch_creds};
+use evaluate::{burn_window, refusal_denial, switch_creds};
 
 const PROMPT: &str = "Verification code: ";
 const PROMPT_FORWARD: &str = "Password & verification code: ";
@@ -275,11 +275,7 @@ pub fn authenticate_with(
                 if let Ok(true) = enrolment.and_then(|e| {
                     verify::grace_applies(&state, &ctx.policy, e, ctx.origin, ctx.rhost_ip, now)
                 }) {
-                    io.log(
-                        Level::Notice,
-                        &format!("accepted {who} from {} within the grace period", ctx.from),
-                    );
-                    return ctx.grace_forward(io);
+                    return ctx.grace_forward(io, &who);
                 }
             }
             Err(e) => io.log(
@@ -324,9 +320,24 @@ pub fn authenticate_with(
     }
     // Closed (if a tentative check opened it) before waiting for the user.
     run.store = None;
-    let answer = match ctx.prompt(io)? {
-        Some(a) => a,
-        None => return Ok(Outcome::Deny(Denial::NoAnswer)),
+    let answer = match ctx.prompt(io) {
+        Ok(Some(a)) => a,
+        no_answer => {
+            // The failed check of PAM_AUTHTOK was the attempt (compared and charged, or
+            // refused): it ends with its line whether or not a second answer comes, or a
+            // guess sent as the password, then no code, would never reach fail2ban.
+            if let Some(carried) = carried {
+                let denial = match carried {
+                    None => Denial::WrongCode,
+                    Some((verdict, _)) => refusal_denial(verdict),
+                };
+                io.log(
+                    Level::Notice,
+                    &format!("{} for {who} from {}", denial.log_text(), ctx.from),
+                );
+            }
+            return no_answer.map(|_| Outcome::Deny(Denial::NoAnswer));
+        }
     };
     let cands = candidates(&answer, digits, ctx.opts.forward_pass);
     match carried {
@@ -486,12 +497,24 @@ impl Ctx {
             _ => Level::Notice,
         };
         io.log(level, &format!("{who} from {}: {}", self.from, d.why));
-        if self.opts.pass_mode != PassMode::UseFirstPass {
-            self.prompt(io)?;
+        // No answer is no attempt, as for an account that can succeed: charging it here
+        // alone would throttle a name without an account (and tell the client so) where
+        // an account's empty answers never are, and log it as a failure fail2ban counts.
+        if self.opts.pass_mode == PassMode::UseFirstPass {
+            let tok = io.authtok().unwrap_or_default();
+            if candidates(&tok, Digits::SIX, true).is_empty() {
+                io.log(
+                    Level::Notice,
+                    &format!("no usable code in PAM_AUTHTOK for {who} from {}", self.from),
+                );
+                return Ok(Outcome::Deny(Denial::NoAnswer));
+            }
+        } else if self.prompt(io)?.is_none() {
+            return Ok(Outcome::Deny(Denial::NoAnswer));
         }
         burn_window(&self.policy);
-        if let Some(retry) = key.and_then(|k| self.charge_doomed(sys, k)) {
-            return Ok(self.refused(io, &who, (Verdict::Throttled, Some(retry))));
+        if let Some((rule, retry)) = key.and_then(|k| self.charge_doomed(sys, k)) {
+            return Ok(self.refused(io, &who, (Verdict::Throttled(rule), Some(retry))));
         }
         io.log(
             Level::Notice,
@@ -500,10 +523,10 @@ impl Ctx {
         Ok(Outcome::Deny(d.denial))
     }
 
-    /// Throttles and charges a doomed attempt like a wrong code; `Some(seconds)` when it
-    /// is throttled. Best effort: a store fault changes nothing (the login is denied
-    /// anyway).
-    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> Option<u64> {
+    /// Throttles and charges a doomed attempt like a wrong code; the rule and the
+    /// seconds to wait when it is throttled. Best effort: a store fault changes nothing
+    /// (the login is denied anyway).
+    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> Option<(Throttle, u64)> {
         let now = sys.now().ok()?;
         // Best effort, like the rest of this charge: a fallback note is not repeated here.
         let mut store = store::open(&self.opts, sys, None, &mut |_| {}).ok()?;
@@ -523,8 +546,9 @@ impl Ctx {
                 key,
                 &mut |state| match prepared.decide(state, &self.policy, &attempt) {
                     Ok(d) => {
-                        retry =
-                            (d.verdict == Verdict::Throttled).then(|| d.retry_after.unwrap_or(1));
+                        if let Verdict::Throttled(rule) = d.verdict {
+                            retry = Some((rule, d.retry_after.unwrap_or(1)));
+                        }
                         d.write
                     }
                     Err(_) => Write::Nothing,
@@ -603,24 +627,41 @@ impl Ctx {
         sanitize(target.path.as_os_str().as_encoded_bytes())
     }
 
-    /// Inside a grace period: success without a code. With `forward_pass` the next
-    /// module still needs the password, so ask for it unless PAM already has one.
-    fn grace_forward(&self, io: &mut dyn PamIo) -> Result<Outcome, AuthError> {
-        if !self.opts.forward_pass
-            || (self.opts.pass_mode != PassMode::Prompt && io.authtok().is_some())
-        {
-            return Ok(Outcome::Success);
-        }
-        match io.converse(Style::PromptEchoOff, PROMPT_PASSWORD) {
-            Ok(Some(pw)) => {
-                if io.set_authtok(&pw).is_err() {
-                    io.log(Level::Err, "could not forward the password (PAM_AUTHTOK)");
-                    return Ok(Outcome::Deny(Denial::NotPersisted));
+    /// Inside a grace period: success without a code, logged only once it is one. With
+    /// `forward_pass` the next module still needs the password, so ask for it unless
+    /// PAM already has one; without it the login is denied, and the log must not have
+    /// called it accepted.
+    fn grace_forward(&self, io: &mut dyn PamIo, who: &str) -> Result<Outcome, AuthError> {
+        let asks = self.opts.forward_pass
+            && !(self.opts.pass_mode != PassMode::Prompt && io.authtok().is_some());
+        if asks {
+            match io.converse(Style::PromptEchoOff, PROMPT_PASSWORD) {
+                Ok(Some(pw)) => {
+                    if io.set_authtok(&pw).is_err() {
+                        io.log(Level::Err, "could not forward the password (PAM_AUTHTOK)");
+                        return Ok(Outcome::Deny(Denial::NotPersisted));
+                    }
                 }
-                Ok(Outcome::Success)
+                Ok(None) => {
+                    io.log(
+                        Level::Notice,
+                        "did not receive the password from the user (grace period)",
+                    );
+                    return Ok(Outcome::Deny(Denial::NoAnswer));
+                }
+                Err(ConvError::Failed) => {
+                    io.log(
+                        Level::Notice,
+                        "conversation failed while asking for the password (grace period)",
+                    );
+                    return Err(AuthError::Conversation);
+                }
             }
-            Ok(None) => Ok(Outcome::Deny(Denial::NoAnswer)),
-            Err(ConvError::Failed) => Err(AuthError::Conversation),
         }
+        io.log(
+            Level::Notice,
+            &format!("accepted {who} from {} within the grace period", self.from),
+        );
+        Ok(Outcome::Success)
     }
 }

@@ -6,6 +6,7 @@
 
 use pam::constants::PamResultCode;
 use std::fmt;
+use totp_core::verify::Throttle;
 
 /// How an authentication ended when nothing went wrong inside the module.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +31,8 @@ pub enum Denial {
     BadFile,
     WrongCode,
     Replay,
-    Throttled,
+    /// Refused unevaluated; the rule that refused it is named in the log line.
+    Throttled(Throttle),
     Locked,
     NoAnswer,
     NotPersisted,
@@ -46,7 +48,16 @@ impl Denial {
         match self {
             Denial::WrongCode => "invalid verification code",
             Denial::Replay => "code already used",
-            Denial::Throttled => "too many failures; attempt refused unevaluated (backoff)",
+            Denial::Throttled(Throttle::Backoff) => {
+                "too many failures; attempt refused unevaluated (backoff)"
+            }
+            Denial::Throttled(Throttle::Ceiling) => {
+                "too many failures; attempt refused unevaluated (per-user ceiling)"
+            }
+            // GA's line limits attempts, right ones included, not failures.
+            Denial::Throttled(Throttle::RateLimit) => {
+                "too many login attempts; attempt refused unevaluated (RATE_LIMIT)"
+            }
             Denial::Locked => "second factor disabled after too many failures (max_failures)",
             Denial::NotPersisted => "state could not be saved",
             Denial::StateUnusable => "code not verified (state store unusable)",
@@ -56,6 +67,25 @@ impl Denial {
             Denial::NameService => "code not verified (name service error)",
             Denial::InvalidUserName => "code not verified (invalid user name)",
             Denial::NoAnswer => "no code given",
+        }
+    }
+}
+
+impl AuthError {
+    /// The words of the line that ends an attempt this fault stopped once the answer
+    /// was in ("… for USER from HOST", after the error line saying what failed), so that
+    /// every answered attempt ends with a line naming the user and the host. `None` for
+    /// faults that never happen there.
+    pub fn log_text(&self) -> Option<&'static str> {
+        match self {
+            AuthError::Clock => Some("code not verified (clock fault)"),
+            AuthError::LockTimeout => Some("code not verified (secret file lock timed out)"),
+            AuthError::StoreUnavailable => Some(Denial::StateUnusable.log_text()),
+            AuthError::Credentials(_) => Some("code not verified (credential switch failed)"),
+            AuthError::Config(_)
+            | AuthError::Conversation
+            | AuthError::Nss(_)
+            | AuthError::Panic => None,
         }
     }
 }
@@ -71,9 +101,10 @@ pub enum AuthError {
     Credentials(String),
     /// The clock is before 1970 or far behind the stored state.
     Clock,
-    /// A lock (secret file or state record) could not be taken in time, or the state
-    /// store did not answer.
+    /// The secret file's lock could not be taken in time.
     LockTimeout,
+    /// The state store did not answer (or timed out on its record's lock).
+    StoreUnavailable,
     /// A name service lookup failed (not "not found": a real error).
     Nss(String),
     /// A panic was caught at the FFI boundary.
@@ -87,7 +118,8 @@ impl fmt::Display for AuthError {
             AuthError::Conversation => f.write_str("conversation failed"),
             AuthError::Credentials(m) => write!(f, "credential switch failed: {m}"),
             AuthError::Clock => f.write_str("clock fault"),
-            AuthError::LockTimeout => f.write_str("timed out waiting for the state file lock"),
+            AuthError::LockTimeout => f.write_str("timed out waiting for the secret file lock"),
+            AuthError::StoreUnavailable => f.write_str("state store unavailable"),
             AuthError::Nss(m) => write!(f, "name service error: {m}"),
             AuthError::Panic => f.write_str("internal error"),
         }
@@ -114,6 +146,7 @@ pub fn to_pam_code(result: &Result<Outcome, AuthError>) -> i32 {
         Err(AuthError::Credentials(_))
         | Err(AuthError::Clock)
         | Err(AuthError::LockTimeout)
+        | Err(AuthError::StoreUnavailable)
         | Err(AuthError::Panic) => PAM_SYSTEM_ERR,
         // An NSS failure is about one user lookup; keep it indistinguishable from a denial.
         Err(AuthError::Nss(_)) => PAM_AUTH_ERR,
@@ -131,7 +164,10 @@ mod tests {
             (Ok(Outcome::Ignore), PAM_IGNORE),
             (Ok(Outcome::Deny(Denial::WrongCode)), PAM_AUTH_ERR),
             (Ok(Outcome::Deny(Denial::UnknownUser)), PAM_AUTH_ERR),
-            (Ok(Outcome::Deny(Denial::Throttled)), PAM_AUTH_ERR),
+            (
+                Ok(Outcome::Deny(Denial::Throttled(Throttle::Ceiling))),
+                PAM_AUTH_ERR,
+            ),
             (Ok(Outcome::Deny(Denial::NotPersisted)), PAM_AUTH_ERR),
             (Ok(Outcome::Deny(Denial::StateUnusable)), PAM_AUTH_ERR),
             (Err(AuthError::Config("x".into())), PAM_SERVICE_ERR),
@@ -139,6 +175,7 @@ mod tests {
             (Err(AuthError::Credentials("x".into())), PAM_SYSTEM_ERR),
             (Err(AuthError::Clock), PAM_SYSTEM_ERR),
             (Err(AuthError::LockTimeout), PAM_SYSTEM_ERR),
+            (Err(AuthError::StoreUnavailable), PAM_SYSTEM_ERR),
             (Err(AuthError::Panic), PAM_SYSTEM_ERR),
             (Err(AuthError::Nss("x".into())), PAM_AUTH_ERR),
         ];

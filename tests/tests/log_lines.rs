@@ -223,39 +223,7 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
     }
     assert!(throttled, "backoff never started: {all:#?}");
 
-    // The filter as the package installs it, next to fail2ban's own common.conf.
-    let conf = tempfile::tempdir().expect("tempdir");
-    let filter_dir = conf.path().join("filter.d");
-    fs::create_dir(&filter_dir).expect("filter.d");
-    fs::copy(
-        "/etc/fail2ban/filter.d/common.conf",
-        filter_dir.join("common.conf"),
-    )
-    .expect("fail2ban's common.conf");
-    let filter = filter_dir.join("pam-totp.conf");
-    fs::copy(
-        workspace().join("packaging/fail2ban/filter.d/pam-totp.conf"),
-        &filter,
-    )
-    .expect("copy filter");
-    let log = conf.path().join("auth.log");
-    fs::write(&log, all.join("\n") + "\n").expect("write log");
-    let out = Command::new("fail2ban-regex")
-        .args(["-r", "-o", "ip"])
-        .arg(&log)
-        .arg(&filter)
-        .output()
-        .expect("run fail2ban-regex");
-    assert!(
-        out.status.success(),
-        "fail2ban-regex: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hits: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().to_owned())
-        .filter(|l| !l.is_empty())
-        .collect();
+    let hits = fail2ban_hits(&all);
     let hosts: BTreeSet<&str> = hits.iter().map(String::as_str).collect();
     // The hammered origin counts for its wrong codes; its throttled attempts do not (a
     // user whose budget an attacker used up would otherwise be banned).
@@ -280,6 +248,44 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
         wrong_from_17,
         "only the compared codes of 192.0.2.17 count, not its throttled attempts"
     );
+}
+
+/// The hosts the shipped filter matches in `lines` (auth.log lines), one per match, as
+/// the real `fail2ban-regex` reports them.
+fn fail2ban_hits(lines: &[String]) -> Vec<String> {
+    // The filter as the package installs it, next to fail2ban's own common.conf.
+    let conf = tempfile::tempdir().expect("tempdir");
+    let filter_dir = conf.path().join("filter.d");
+    fs::create_dir(&filter_dir).expect("filter.d");
+    fs::copy(
+        "/etc/fail2ban/filter.d/common.conf",
+        filter_dir.join("common.conf"),
+    )
+    .expect("fail2ban's common.conf");
+    let filter = filter_dir.join("pam-totp.conf");
+    fs::copy(
+        workspace().join("packaging/fail2ban/filter.d/pam-totp.conf"),
+        &filter,
+    )
+    .expect("copy filter");
+    let log = conf.path().join("auth.log");
+    fs::write(&log, lines.join("\n") + "\n").expect("write log");
+    let out = Command::new("fail2ban-regex")
+        .args(["-r", "-o", "ip"])
+        .arg(&log)
+        .arg(&filter)
+        .output()
+        .expect("run fail2ban-regex");
+    assert!(
+        out.status.success(),
+        "fail2ban-regex: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// Shapes that only Rust's `Debug` output produces.
@@ -350,4 +356,470 @@ fn no_log_line_carries_rust_debug_text() {
             panic!("debug text {shape:?} in log line: {m}\nall: {messages:#?}");
         }
     }
+}
+
+/// The line ending an attempt refused unevaluated for a `RATE_LIMIT` line or the
+/// per-user ceiling said "(backoff)", as if this origin had failed too often, and sent
+/// the admin to the wrong option. Each rule is named, for an account and for a name
+/// without one (throttled in a stand-in record), and none of these lines is counted by
+/// the shipped fail2ban filter's words.
+#[test]
+fn a_throttled_attempt_names_the_rule_that_refused_it() {
+    let t = "a_throttled_attempt_names_the_rule_that_refused_it";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let refused = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| syslog_message(l).to_owned())
+            .filter(|m| m.contains("attempt refused unevaluated"))
+            .collect()
+    };
+    let one = |stack: &Stack, user: &str, answer: &str, rhost: &str, at: u64| {
+        let (d, lines) = capture_syslog(
+            &Driver::new(stack, "svc", user)
+                .answer(answer)
+                .rhost(rhost)
+                .at(at),
+        );
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}\n{lines:#?}");
+        refused(&lines)
+    };
+
+    // The per-user ceiling: two strangers spend their half (one failure each, far from
+    // any origin's backoff); a third address, with the right code, waits.
+    let (u, secret) = TestUser::enrolled("thc");
+    let stack = Stack::probe("svc", "ceiling_burst=2 ceiling_interval=600");
+    for i in 1..=2 {
+        let l = one(
+            &stack,
+            &u.name,
+            &wrong_totp(&secret, T0),
+            &format!("203.0.113.{i}"),
+            T0 + i,
+        );
+        assert!(l.is_empty(), "guess {i} is evaluated: {l:#?}");
+    }
+    let l = one(
+        &stack,
+        &u.name,
+        &code_at(&secret, T0 + 30),
+        "203.0.113.3",
+        T0 + 30,
+    );
+    assert_eq!(
+        l,
+        [format!(
+            "too many failures; attempt refused unevaluated (per-user ceiling) for {} from 203.0.113.3",
+            u.name
+        )],
+        "the ceiling refused it"
+    );
+    // The same for a name without an account: its stand-in record has a ceiling too.
+    for i in 1..=2 {
+        let l = one(
+            &stack,
+            "nosuch-thc",
+            "123456",
+            &format!("198.51.100.{i}"),
+            T0 + i,
+        );
+        assert!(l.is_empty(), "guess {i} is charged, not refused: {l:#?}");
+    }
+    let l = one(&stack, "nosuch-thc", "123456", "198.51.100.3", T0 + 30);
+    assert_eq!(
+        l,
+        [
+            "too many failures; attempt refused unevaluated (per-user ceiling) for nosuch-thc from 198.51.100.3"
+        ],
+    );
+
+    // One origin failing: its backoff (control: the words this line had all along).
+    let (b, b_secret) = TestUser::enrolled("thb");
+    let stack = Stack::probe("svc", "throttle_after=2");
+    for i in 0..2 {
+        let l = one(
+            &stack,
+            &b.name,
+            &wrong_totp(&b_secret, T0),
+            "192.0.2.40",
+            T0 + i,
+        );
+        assert!(l.is_empty(), "failure {i} is evaluated: {l:#?}");
+    }
+    let l = one(
+        &stack,
+        &b.name,
+        &code_at(&b_secret, T0 + 5),
+        "192.0.2.40",
+        T0 + 5,
+    );
+    assert_eq!(
+        l,
+        [format!(
+            "too many failures; attempt refused unevaluated (backoff) for {} from 192.0.2.40",
+            b.name
+        )]
+    );
+
+    // google-authenticator's RATE_LIMIT line: two attempts in 30 s, from two addresses
+    // (no backoff, the ceiling far off); the third is refused by the line.
+    let r = TestUser::create("thr");
+    let r_secret = random_secret_b32();
+    r.write_secret(
+        &format!("{r_secret}\n\" RATE_LIMIT 2 30\n\" TOTP_AUTH\n"),
+        0o600,
+    );
+    let stack = Stack::probe("svc", "");
+    for i in 1..=2 {
+        let l = one(
+            &stack,
+            &r.name,
+            &wrong_totp(&r_secret, T0),
+            &format!("192.0.2.5{i}"),
+            T0 + i,
+        );
+        assert!(l.is_empty(), "attempt {i} is evaluated: {l:#?}");
+    }
+    let l = one(
+        &stack,
+        &r.name,
+        &code_at(&r_secret, T0 + 3),
+        "192.0.2.53",
+        T0 + 3,
+    );
+    assert_eq!(
+        l,
+        [format!(
+            "too many login attempts; attempt refused unevaluated (RATE_LIMIT) for {} from 192.0.2.53",
+            r.name
+        )]
+    );
+}
+
+/// An empty answer is no attempt for an account (logged as no code received, never
+/// charged); for a name without an account it was charged and logged as `code not
+/// verified (unknown user)`, a line the fail2ban filter counts, so the second empty
+/// answer of that name was throttled and the client told so: whether a name has an
+/// account showed in the reply (R9). Both now end alike.
+#[test]
+fn an_empty_answer_is_no_attempt_whether_or_not_the_name_has_an_account() {
+    let t = "an_empty_answer_is_no_attempt_whether_or_not_the_name_has_an_account";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let (u, _) = TestUser::enrolled("ea");
+    let stack = Stack::probe("svc", "throttle_after=1");
+    for user in [u.name.as_str(), "nosuch-ea"] {
+        for i in 0..2 {
+            let (d, lines) = capture_syslog(
+                &Driver::new(&stack, "svc", user)
+                    .answer("")
+                    .rhost("192.0.2.60")
+                    .at(T0 + i),
+            );
+            assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{user} {i}: {d:?}");
+            let messages: Vec<&str> = lines.iter().map(|l| syslog_message(l)).collect();
+            assert!(
+                messages.contains(&"did not receive a verification code from the user"),
+                "{user} {i}: {messages:#?}"
+            );
+            for counted in [
+                "code not verified",
+                "invalid verification code",
+                "refused unevaluated",
+            ] {
+                assert!(
+                    !messages.iter().any(|m| m.contains(counted)),
+                    "{user} {i}: {counted:?} logged for an empty answer: {messages:#?}"
+                );
+            }
+            assert!(
+                !d.messages
+                    .iter()
+                    .any(|(s, m)| *s == 3 && m.contains("too many")),
+                "{user} {i}: told to wait: {d:?}"
+            );
+        }
+    }
+    // The same with use_first_pass and nothing usable in PAM_AUTHTOK: no code given.
+    let first = Stack::probe("svc", "use_first_pass throttle_after=1");
+    for user in [u.name.as_str(), "nosuch-ea"] {
+        let (d, lines) =
+            capture_syslog(&Driver::new(&first, "svc", user).rhost("192.0.2.61").at(T0));
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{user}: {d:?}");
+        let last = lines.last().map(|l| syslog_message(l));
+        assert_eq!(
+            last,
+            Some(format!("no usable code in PAM_AUTHTOK for {user} from 192.0.2.61").as_str()),
+            "{user}: {lines:#?}"
+        );
+    }
+    // Control: a code-shaped answer of the same name is an attempt, charged and logged.
+    let (_, lines) = capture_syslog(
+        &Driver::new(&stack, "svc", "nosuch-ea")
+            .answer("123456")
+            .rhost("192.0.2.60")
+            .at(T0 + 5),
+    );
+    assert!(
+        lines.iter().any(|l| syslog_message(l)
+            == "code not verified (unknown user) for nosuch-ea from 192.0.2.60"),
+        "{lines:#?}"
+    );
+}
+
+/// Faults that stop an attempt after the answer came in (a state record that cannot be
+/// used or written, a clock behind the last accepted code) logged an error line
+/// without the host, and no line ending the attempt: the "for USER from HOST" line
+/// docs/logging.md promises for every answered attempt was missing, so a SIEM saw the
+/// fault but not whose login from where it denied. Each now ends with a line the
+/// fail2ban filter does not count (a fault of this host).
+#[test]
+fn an_attempt_stopped_by_a_fault_of_this_host_ends_with_a_line_naming_user_and_host() {
+    let t = "an_attempt_stopped_by_a_fault_of_this_host_ends_with_a_line_naming_user_and_host";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "chattr") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("hf");
+    let stack = Stack::probe("svc", "");
+    let attempt = |answer: &str, rhost: &str, at: u64| {
+        let (d, lines) = capture_syslog(&Driver::login(&stack, &u, answer).rhost(rhost).at(at));
+        assert_ne!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+        let messages: Vec<String> = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
+        messages
+    };
+    let ends = |messages: &[String], error: &str, last: &str| {
+        assert!(
+            messages.iter().any(|m| m.contains(error)),
+            "no error line {error:?}: {messages:#?}"
+        );
+        assert_eq!(
+            messages.last().map(String::as_str),
+            Some(last),
+            "{messages:#?}"
+        );
+    };
+
+    // A code accepted on a clock 30 days ahead; back on the right clock, the mark is
+    // ahead of it by far more than the allowed lag: a clock fault.
+    let ahead = T0 + 30 * 86_400;
+    let d = login_at(&stack, &u, &code_at(&secret, ahead), "192.0.2.70", ahead);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    let m = attempt(&code_at(&secret, T0), "192.0.2.71", T0);
+    ends(
+        &m,
+        "clock fault for",
+        &format!(
+            "code not verified (clock fault) for {} from 192.0.2.71",
+            u.name
+        ),
+    );
+
+    // A record that is not one: the store is unusable for this user.
+    let rec = stack.state_file(u.uid);
+    write_owned(&rec, &[0x5a; 300], 0, 0, 0o600);
+    let m = attempt(&code_at(&secret, ahead + 60), "192.0.2.72", ahead + 60);
+    ends(
+        &m,
+        "is unusable",
+        &format!(
+            "code not verified (state store unusable) for {} from 192.0.2.72",
+            u.name
+        ),
+    );
+
+    // A record the store cannot write (immutable): the attempt's state is not saved.
+    fs::remove_file(&rec).expect("remove record");
+    let d = login_at(
+        &stack,
+        &u,
+        &code_at(&secret, ahead + 120),
+        "192.0.2.70",
+        ahead + 120,
+    );
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    let chattr = run("chattr", [std::ffi::OsStr::new("+i"), rec.as_os_str()]);
+    assert!(chattr.status.success(), "chattr +i: {chattr:?}");
+    let m = attempt(&wrong_totp(&secret, ahead + 180), "192.0.2.73", ahead + 180);
+    let undo = run("chattr", [std::ffi::OsStr::new("-i"), rec.as_os_str()]);
+    assert!(undo.status.success(), "chattr -i: {undo:?}");
+    ends(
+        &m,
+        "could not be saved",
+        &format!("state could not be saved for {} from 192.0.2.73", u.name),
+    );
+}
+
+/// With `try_first_pass`, a code in `PAM_AUTHTOK` (what was typed at the password
+/// prompt) is checked and charged; when no second answer followed (an empty one, or a
+/// client that hung up at the code prompt), the attempt ended without its `invalid
+/// verification code` line, so a guess sent as the password never reached fail2ban.
+#[test]
+fn a_wrong_code_in_pam_authtok_is_counted_when_no_second_answer_follows() {
+    let t = "a_wrong_code_in_pam_authtok_is_counted_when_no_second_answer_follows";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "fail2ban-regex") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("tf");
+    let stack = try_first_pass_stack();
+    let guess = wrong_totp(&secret, T0);
+    let mut all = Vec::new();
+    // An empty code, a client that hangs up at the code prompt, and (control) a
+    // password without a code: nothing was compared, nothing is counted.
+    for (rhost, answers, want, ends) in [
+        (
+            "192.0.2.80",
+            vec![guess.as_str(), ""],
+            "PAM_AUTH_ERR",
+            "did not receive a verification code from the user",
+        ),
+        (
+            "192.0.2.81",
+            vec![guess.as_str()],
+            "PAM_CONV_ERR",
+            "conversation failed while asking for the code",
+        ),
+        (
+            "192.0.2.82",
+            vec!["hunter2", ""],
+            "PAM_AUTH_ERR",
+            "did not receive",
+        ),
+    ] {
+        let driver = answers.iter().fold(
+            Driver::new(&stack, "svc", &u.name).rhost(rhost).at(T0),
+            |d, a| d.answer(a),
+        );
+        let (d, lines) = login(driver, want, &mut all);
+        assert_eq!(d.prompts, 2, "{rhost}: password and code prompts: {d:?}");
+        assert!(has(&lines, ends), "{rhost}: {lines:#?}");
+        let compared = rhost != "192.0.2.82";
+        assert_eq!(
+            has(
+                &lines,
+                &format!("invalid verification code for {} from {rhost}", u.name)
+            ),
+            compared,
+            "{rhost}: {lines:#?}"
+        );
+    }
+    assert_eq!(
+        stored_failures(&stack, u.uid),
+        2,
+        "the two guesses were charged"
+    );
+    let hits = fail2ban_hits(&all);
+    assert_eq!(hits, ["192.0.2.80", "192.0.2.81"], "{all:#?}");
+}
+
+/// `svc`: pam_unix, which reads the password and stores it as `PAM_AUTHTOK` (its own
+/// verdict is moot), then the module under its installed name with `try_first_pass`.
+fn try_first_pass_stack() -> Stack {
+    let stack = Stack::new();
+    let installed_name = stack.path().join("pam_totp.so");
+    std::os::unix::fs::symlink(&built().module, &installed_name).expect("symlink");
+    stack.service(
+        "svc",
+        &format!(
+            "auth optional pam_unix.so nodelay\n\
+             auth requisite {} state_dir={} try_first_pass\n",
+            installed_name.display(),
+            stack.state_dir().display()
+        ),
+    );
+    stack
+}
+
+/// A used code sent as the password under `try_first_pass` was refused as a replay
+/// and charged without any line: the man-in-the-middle warning a replay at the prompt
+/// gets was missing.
+#[test]
+fn a_used_code_in_pam_authtok_is_logged_as_reused() {
+    let t = "a_used_code_in_pam_authtok_is_logged_as_reused";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("tr");
+    let stack = try_first_pass_stack();
+    let used = code_at(&secret, T0);
+    let mut all = Vec::new();
+    let (_, l) = login(
+        Driver::login(&stack, &u, "hunter2")
+            .answer(&used)
+            .rhost("192.0.2.90")
+            .at(T0),
+        "PAM_SUCCESS",
+        &mut all,
+    );
+    assert!(!has(&l, "reused"), "control: a fresh code: {l:#?}");
+    // One step later the used code is still inside the window: a replay, then the
+    // user's fresh code at the prompt.
+    let next = T0 + 30;
+    let (_, l) = login(
+        Driver::login(&stack, &u, &used)
+            .answer(&code_at(&secret, next))
+            .rhost("192.0.2.91")
+            .at(next),
+        "PAM_SUCCESS",
+        &mut all,
+    );
+    assert!(
+        has(
+            &l,
+            &format!("{} from 192.0.2.91 reused an already accepted code", u.name)
+        ),
+        "{l:#?}"
+    );
+    assert!(has(&l, "accepted time-based code for"), "{l:#?}");
+}
+
+/// Inside a grace period with `forward_pass`, `accepted USER from HOST within the grace
+/// period` was logged before the password was asked for; a login that then got no
+/// password (or whose client hung up) was denied, with the log saying it was accepted
+/// and nothing else.
+#[test]
+fn a_grace_login_denied_for_want_of_the_password_is_not_logged_as_accepted() {
+    let t = "a_grace_login_denied_for_want_of_the_password_is_not_logged_as_accepted";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("gr");
+    let stack = Stack::probe("svc", "forward_pass grace_period=3600");
+    let host = "192.0.2.95";
+    let accepted = format!("accepted {} from {host} within the grace period", u.name);
+    let d = login_at(&stack, &u, &format!("pw{}", code_at(&secret, T0)), host, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    for (what, driver, want, said) in [
+        (
+            "no password",
+            Driver::new(&stack, "svc", &u.name).null_answer(),
+            "PAM_AUTH_ERR",
+            "did not receive the password from the user (grace period)",
+        ),
+        (
+            "hung up",
+            Driver::new(&stack, "svc", &u.name).conv_fail("PAM_CONV_ERR"),
+            "PAM_CONV_ERR",
+            "conversation failed while asking for the password (grace period)",
+        ),
+    ] {
+        let (d, lines) = capture_syslog(&driver.rhost(host).at(T0 + 100));
+        assert_eq!(d.module_code(), want, "{what}: {d:?}");
+        assert_eq!(d.prompt_list(), [(1, "Password: ".to_string())], "{what}");
+        let messages: Vec<&str> = lines.iter().map(|l| syslog_message(l)).collect();
+        assert!(
+            !messages.contains(&accepted.as_str()),
+            "{what}: {messages:#?}"
+        );
+        assert!(messages.contains(&said), "{what}: {messages:#?}");
+    }
+    // Control: the password given, the grace login is accepted and says so.
+    let (d, lines) = login_logged(&stack, &u, "pw", host, T0 + 200);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert!(
+        lines.iter().any(|l| syslog_message(l) == accepted),
+        "{lines:#?}"
+    );
 }

@@ -72,10 +72,24 @@ pub enum Verdict {
     Rejected,
     /// The code matched a step already used (high-water mark or `DISALLOW_REUSE`).
     Replayed,
-    /// Refused unevaluated: a backoff, the per-user ceiling or GA's `RATE_LIMIT`.
-    Throttled,
+    /// Refused unevaluated: a backoff, the per-user ceiling or GA's `RATE_LIMIT`; which
+    /// one is carried to the log line, which an admin reads to know what to change.
+    Throttled(Throttle),
     /// Refused unevaluated: the admin hard cap (`max_failures`) is reached.
     Disabled,
+}
+
+/// The rule that refused a throttled attempt: the one imposing the wait the user is
+/// told (the longest when several apply).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Throttle {
+    /// The backoff of this origin (`throttle_after=`, `throttle_max=`), or the one a
+    /// file's `PAM_TOTP_FAILURES` line carried over.
+    Backoff,
+    /// The per-user ceiling (`ceiling_burst=`, `ceiling_interval=`).
+    Ceiling,
+    /// google-authenticator's `RATE_LIMIT` line in the secret file.
+    RateLimit,
 }
 
 impl Verdict {

@@ -5,11 +5,32 @@
 use super::*;
 
 impl Ctx {
+    /// One answer evaluated ([`Ctx::evaluate_answer`]); a fault that stops it still
+    /// ends the attempt with a line naming the user and the host, as every answered
+    /// attempt does (docs/logging.md).
+    pub(super) fn evaluate(
+        &self,
+        io: &mut dyn PamIo,
+        sys: &dyn System,
+        run: &mut Run<'_>,
+        cands: &[Candidate],
+        phase: Phase,
+    ) -> Result<Continuation, AuthError> {
+        let result = self.evaluate_answer(io, sys, run, cands, phase);
+        if let Some(text) = result.as_ref().err().and_then(AuthError::log_text) {
+            io.log(
+                Level::Notice,
+                &format!("{text} for {} from {}", run.who, self.from),
+            );
+        }
+        result
+    }
+
     /// Reads the secret file as the target (locked when this attempt may change it),
     /// compares the candidates, then asks the store, in one atomic update, to admit,
     /// check for replay and record the attempt. The verdict is released only after that
     /// update (R15; see `totp_core::verify`).
-    pub(super) fn evaluate(
+    fn evaluate_answer(
         &self,
         io: &mut dyn PamIo,
         sys: &dyn System,
@@ -153,7 +174,8 @@ impl Ctx {
                     Level::Err,
                     "the state store never ran the decision; denying",
                 );
-                return Ok(Continuation::Done(Outcome::Deny(Denial::StateUnusable)));
+                let outcome = self.denied(io, who, Denial::StateUnusable);
+                return Ok(Continuation::Done(outcome));
             }
         };
         for w in &decision.warnings {
@@ -223,13 +245,18 @@ impl Ctx {
         drop(locked);
         let verdict = decision.verdict;
         if phase == Phase::Tentative && !verdict.is_accepted() {
+            // The prompt decides the login, but a used code sent as the password is
+            // still worth the warning (and the attempt is charged).
+            if verdict == Verdict::Replayed {
+                self.warn_replay(io, who, &decision);
+            }
             if self.opts.debug {
                 io.log(
                     Level::Info,
                     &format!("no valid code in PAM_AUTHTOK for {who}; prompting"),
                 );
             }
-            let refusal = matches!(verdict, Verdict::Throttled | Verdict::Disabled)
+            let refusal = matches!(verdict, Verdict::Throttled(_) | Verdict::Disabled)
                 .then_some((verdict, decision.retry_after));
             return Ok(Continuation::Carry(refusal));
         }
@@ -440,7 +467,7 @@ impl Ctx {
                     Level::Err,
                     &format!("state store unavailable for {who}: {m}; denying"),
                 );
-                Err(AuthError::LockTimeout)
+                Err(AuthError::StoreUnavailable)
             }
             StoreError::Corrupt(m) => {
                 io.log(
@@ -450,14 +477,14 @@ impl Ctx {
                         self.reset_command(who)
                     ),
                 );
-                Ok(Outcome::Deny(Denial::StateUnusable))
+                Ok(self.denied(io, who, Denial::StateUnusable))
             }
             StoreError::Refused(m) => {
                 io.log(
                     Level::Err,
                     &format!("the state of {who} could not be saved: {m}; denying"),
                 );
-                Ok(Outcome::Deny(Denial::StateUnusable))
+                Ok(self.denied(io, who, Denial::NotPersisted))
             }
         }
     }
@@ -504,17 +531,15 @@ impl Ctx {
         who: &str,
         (verdict, retry): Refusal,
     ) -> Outcome {
-        if verdict == Verdict::Throttled {
+        if let Verdict::Throttled(_) = verdict {
             let secs = retry.unwrap_or(1).max(1);
             // Best effort: the denial stands whether or not the message arrives.
             let _ = io.converse(
                 Style::ErrorMsg,
                 &format!("too many failed codes; try again in {secs} s"),
             );
-            self.denied(io, who, Denial::Throttled)
-        } else {
-            self.denied(io, who, Denial::Locked)
         }
+        self.denied(io, who, refusal_denial(verdict))
     }
 
     /// Logs and maps a verdict; forwards the password on success with `forward_pass`.
@@ -552,16 +577,7 @@ impl Ctx {
                 return Ok(self.denied(io, who, Denial::WrongCode));
             }
             Verdict::Replayed => {
-                // Refused by the boot or store floor only: already explained by its warning.
-                if !decision.warnings.iter().any(Warning::explains_replay) {
-                    io.log(
-                        Level::Warning,
-                        &format!(
-                            "{who} from {} reused an already accepted code; this might mean a man-in-the-middle attack",
-                            self.from
-                        ),
-                    );
-                }
+                self.warn_replay(io, who, decision);
                 let ahead = decision.warnings.iter().find_map(|w| match w {
                     Warning::StoreRecreatedAhead { since, .. } => Some(*since),
                     _ => None,
@@ -582,7 +598,7 @@ impl Ctx {
                 }
                 return Ok(self.denied(io, who, Denial::Replay));
             }
-            v @ (Verdict::Throttled | Verdict::Disabled) => {
+            v @ (Verdict::Throttled(_) | Verdict::Disabled) => {
                 return Ok(self.refused(io, who, (v, decision.retry_after)));
             }
         };
@@ -608,12 +624,35 @@ impl Ctx {
         Ok(Outcome::Success)
     }
 
+    /// The warning a replayed code gets, wherever it was sent (the prompt, or
+    /// `PAM_AUTHTOK` under `try_first_pass`).
+    fn warn_replay(&self, io: &mut dyn PamIo, who: &str, decision: &Decision) {
+        // Refused by the boot or store floor only: already explained by its warning.
+        if !decision.warnings.iter().any(Warning::explains_replay) {
+            io.log(
+                Level::Warning,
+                &format!(
+                    "{who} from {} reused an already accepted code; this might mean a man-in-the-middle attack",
+                    self.from
+                ),
+            );
+        }
+    }
+
     pub(super) fn denied(&self, io: &mut dyn PamIo, who: &str, denial: Denial) -> Outcome {
         io.log(
             Level::Notice,
             &format!("{} for {who} from {}", denial.log_text(), self.from),
         );
         Outcome::Deny(denial)
+    }
+}
+
+/// The denial of an attempt refused unevaluated (a throttling rule or the hard cap).
+pub(super) fn refusal_denial(verdict: Verdict) -> Denial {
+    match verdict {
+        Verdict::Throttled(rule) => Denial::Throttled(rule),
+        _ => Denial::Locked,
     }
 }
 

@@ -102,15 +102,20 @@ impl Prepared {
                     let until = oldest
                         .saturating_add(u64::from(rl.interval_secs))
                         .max(now + 1);
-                    refusal = Some((Verdict::Throttled, Some(until - now)));
+                    refusal = Some((Verdict::Throttled(Throttle::RateLimit), Some(until - now)));
                 }
             }
             if hard_capped(&ledger, policy) {
                 refusal = Some((Verdict::Disabled, None));
-            } else if let Some(until) = throttled_until(&ledger, policy, origin, attempt.local, now)
+            } else if let Some((until, rule)) =
+                throttling(&ledger, policy, origin, attempt.local, now)
             {
                 // Not charged: a stranger can make an origin wait, never extend the wait.
-                refusal = Some((Verdict::Throttled, Some(until - now)));
+                // GA's RATE_LIMIT stays the reason while its own wait is the longer one.
+                let wait = until - now;
+                if !matches!(refusal, Some((_, Some(w))) if w >= wait) {
+                    refusal = Some((Verdict::Throttled(rule), Some(wait)));
+                }
             }
         }
         if let Some((verdict, retry_after)) = refusal {

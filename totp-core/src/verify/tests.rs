@@ -269,7 +269,7 @@ fn ga_scenario_rate_limit_4_per_120_from_the_store() {
         let d = u.attempt(&p, &code(t), t as i64 * 30);
         assert_eq!(accepted(&d), ok, "T = {t}");
         if !ok {
-            assert_eq!(d.verdict, Verdict::Throttled);
+            assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
             assert!(d.warnings.contains(&Warning::RateLimitExceeded));
             assert!(d.retry_after.is_some_and(|s| s > 0));
         }
@@ -286,7 +286,7 @@ fn rate_limit_timestamps_in_the_file_are_taken_over_on_first_use() {
         "{S}\n\" RATE_LIMIT 2 120 600000 600010\n\" TOTP_AUTH"
     ));
     let d = u.attempt(&Policy::default(), &code(20_000), 600_020);
-    assert_eq!(d.verdict, Verdict::Throttled);
+    assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
     assert!(d.warnings.contains(&Warning::Migrated));
 }
 
@@ -630,7 +630,7 @@ fn backoff_is_per_origin_and_expires_by_itself() {
     let at = 300_002 + 29;
     let before = u.state.clone();
     let d = u.try_from(&p, &code(at as u64 / 30), at, STRANGER);
-    assert_eq!(d.verdict, Verdict::Throttled);
+    assert_eq!(d.verdict, Verdict::Throttled(Throttle::Backoff));
     assert_eq!(d.retry_after, Some(1));
     assert_eq!(
         d.write,
@@ -684,7 +684,7 @@ fn the_per_user_ceiling_bounds_guesses_from_rotating_origins() {
         );
     }
     let d = u.try_from(&p, "000000", now, OriginKey(999));
-    assert_eq!(d.verdict, Verdict::Throttled);
+    assert_eq!(d.verdict, Verdict::Throttled(Throttle::Ceiling));
     assert_eq!(d.retry_after, Some(p.ceiling_interval_secs));
     // One more guess per interval afterwards, whatever the origin.
     let later = now + p.ceiling_interval_secs as i64;
@@ -694,7 +694,7 @@ fn the_per_user_ceiling_bounds_guesses_from_rotating_origins() {
     );
     assert_eq!(
         u.try_from(&p, "000000", later, OriginKey(1001)).verdict,
-        Verdict::Throttled
+        Verdict::Throttled(Throttle::Ceiling)
     );
 }
 
@@ -708,7 +708,7 @@ fn an_exhausted_ceiling_of_strangers_leaves_the_known_origin_in() {
     }
     assert_eq!(
         u.try_from(&p, "000000", 300_040, OriginKey(7)).verdict,
-        Verdict::Throttled
+        Verdict::Throttled(Throttle::Ceiling)
     );
     assert!(accepted(&u.attempt(&p, &code(10_002), 300_060)));
 }
@@ -740,7 +740,7 @@ fn old_failure_lines_are_taken_over_on_first_use_only() {
         "{S}\n\" PAM_TOTP_FAILURES 4 1000000\n\" TOTP_AUTH\n"
     ));
     let d = u.try_from(&p, &code(1_000_000 / 30), 1_000_000, STRANGER);
-    assert_eq!(d.verdict, Verdict::Throttled);
+    assert_eq!(d.verdict, Verdict::Throttled(Throttle::Backoff));
     assert_eq!(d.retry_after, Some(60));
     assert!(d.warnings.contains(&Warning::Migrated));
     assert!(matches!(d.write, Write::Lazy(_)));
@@ -1090,7 +1090,7 @@ fn throttling_survives_re_enrolment() {
     // Within the backoff: refused unevaluated, even with the new secret's right code.
     assert_eq!(
         u.attempt(&p, &code_of(S2, 10_000), 300_000).verdict,
-        Verdict::Throttled
+        Verdict::Throttled(Throttle::Backoff)
     );
 }
 
@@ -1323,4 +1323,26 @@ fn a_store_that_lost_its_data_counts_every_step_before_it_as_used() {
         run(&code(10_002), 300_070, 300_000).write,
         Write::Durable(_)
     ));
+}
+
+#[test]
+fn a_refusal_names_the_rule_with_the_longest_wait() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" RATE_LIMIT 3 600\n\" TOTP_AUTH\n"));
+    for i in 0..3 {
+        let d = u.try_from(&p, "000000", 300_000 + i, STRANGER);
+        assert_eq!(d.verdict, Verdict::Rejected, "attempt {i}");
+    }
+    // Both this origin's backoff (3 failures: 30 s) and the RATE_LIMIT line (3 per
+    // 600 s) refuse the fourth; the line's wait is the longer, so it is the reason and
+    // the wait the user is told.
+    let backoff = p.backoff_secs(3);
+    assert!(backoff > 0 && backoff < 60, "{backoff}");
+    let d = u.try_from(&p, &code(10_000), 300_003, STRANGER);
+    assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
+    assert!(
+        d.retry_after.is_some_and(|s| s > 500),
+        "{:?}",
+        d.retry_after
+    );
 }

@@ -203,15 +203,30 @@ pub(super) fn throttled_until(
     local: bool,
     now: u64,
 ) -> Option<u64> {
+    throttling(l, policy, origin, local, now).map(|(until, _)| until)
+}
+
+/// The longest wait any rule imposes on `origin` now and the rule imposing it (on a
+/// tie the backoff: the rule the origin itself ran into).
+pub(super) fn throttling(
+    l: &Ledger,
+    policy: &Policy,
+    origin: OriginKey,
+    local: bool,
+    now: u64,
+) -> Option<(u64, Throttle)> {
     let blocked = (now < l.blocked_until).then_some(l.blocked_until);
     [
-        origin_until(l, policy, origin, now),
-        ceiling_until(l, policy, origin, local, now),
-        blocked,
+        origin_until(l, policy, origin, now).map(|u| (u, Throttle::Backoff)),
+        blocked.map(|u| (u, Throttle::Backoff)),
+        ceiling_until(l, policy, origin, local, now).map(|u| (u, Throttle::Ceiling)),
     ]
     .into_iter()
     .flatten()
-    .max()
+    .fold(None, |longest: Option<(u64, Throttle)>, w| match longest {
+        Some(l) if l.0 >= w.0 => Some(l),
+        _ => Some(w),
+    })
 }
 
 pub(super) fn stored(state: &UserState, ledger: &Ledger) -> UserState {
