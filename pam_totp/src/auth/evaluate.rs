@@ -345,13 +345,25 @@ impl Ctx {
                 ),
             );
         }
+        // Nothing written: the newer file already held the use, or is a new enrolment.
+        let written = !matches!(
+            saved,
+            Ok(Some(
+                Carried::OtherSecret
+                    | Carried::Use {
+                        struck: 0,
+                        counter_raised: false,
+                    }
+            ))
+        );
         let saved = saved.map(|_| ());
         if saved.is_ok() {
+            let how = if written { "rewritten" } else { "checked" };
             io.log(
                 Level::Warning,
                 &format!(
                     "{who} ({shown}): the file system refused the lock on a file opened \
-                     read-only (flock: EBADF, as an NFSv4 client does); rewritten under this \
+                     read-only (flock: EBADF, as an NFSv4 client does); {how} under this \
                      host's state store lock instead: what was used is recorded in the \
                      state store, and hosts with another state store are kept from reusing \
                      it by the rewritten file alone, as with GA"
