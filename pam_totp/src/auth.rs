@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use totp_core::addr::{RemoteHost, parse_rhost};
 use totp_core::code::{Candidate, candidates};
-use totp_core::gafile::{GaFile, KEY_DISALLOW_REUSE, KEY_RATE_LIMIT, Mode};
+use totp_core::gafile::{Carried, GaFile, KEY_DISALLOW_REUSE, KEY_RATE_LIMIT, Mode};
 use totp_core::ledger::{OriginKey, stand_in_uid};
 use totp_core::options::{ModuleOptions, PassMode};
 use totp_core::otp::{self, Algorithm, Digits};

@@ -682,6 +682,201 @@ fn an_hotp_code_logs_in_on_an_nfs4_home_and_advances_the_counter() {
     }
 }
 
+/// The processes other than this one that hold both `a` and `b` open.
+fn holders_of(a: &Path, b: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            let open: Vec<PathBuf> = fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|fds| {
+                    fds.filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            open.iter().any(|p| p == a) && open.iter().any(|p| p == b)
+        })
+        .collect()
+}
+
+/// Two logins of one host racing on an NFSv4 home (the lock on the secret file
+/// refused), made deterministic: the test holds the user's state record's `flock` (the
+/// per-user lock of this host's state store) before `driver` starts, waits until the
+/// login holds the secret file it read and the record it waits to lock (nothing else
+/// opens both), then rewrites the file as the other login would (`other`, the user's,
+/// `mode`, renamed into place) and releases the lock. The run and the module's syslog.
+fn raced_login(
+    u: &TestUser,
+    stack: &Stack,
+    path: &Path,
+    driver: &Driver,
+    other: &str,
+    mode: u32,
+) -> (Drive, Vec<String>) {
+    let record = stack.state_file(u.uid);
+    let held = fs::File::open(&record).expect("the state record (an earlier login made it)");
+    held.lock().expect("hold the state record's lock");
+    std::thread::scope(|scope| {
+        let login = scope.spawn(|| login_with("--nfs4-flock", u, path, driver));
+        // Bounded by the login itself: it ends (and the test fails below) if it never
+        // waits on the record; it waits there for at most its lock_timeout.
+        while holders_of(path, &record).is_empty() {
+            assert!(
+                !login.is_finished(),
+                "the login ended without waiting for the state record's lock: {:?}",
+                login.join()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let temp = u.home.join(".google_authenticator~other");
+        write_owned(&temp, other.as_bytes(), u.uid, u.gid, mode);
+        fs::rename(&temp, path).expect("rename the other login's file into place");
+        held.unlock().expect("release the state record's lock");
+        login.join().expect("the login thread")
+    })
+}
+
+/// The race on one host that a refused lock leaves (an NFSv4 home): a scratch-code
+/// login reads the file, and before it rewrites it another login strikes another
+/// scratch code. The login succeeds and carries its own use into the newer file, so
+/// the file lists neither code and a host with its own state store refuses the code
+/// this login used. (Before the fix the newer file was kept as it was: the code stayed
+/// listed and the other host accepted it. Control, unraced:
+/// `a_scratch_code_logs_in_on_an_nfs4_home_and_is_used_up`.)
+#[test]
+fn a_scratch_code_raced_on_an_nfs4_home_is_still_struck_from_the_file() {
+    let t = "a_scratch_code_raced_on_an_nfs4_home_is_still_struck_from_the_file";
+    if !require_fuse(t) {
+        return;
+    }
+    let u = TestUser::create("sq8");
+    let secret = system_tests::random_secret_b32();
+    let (theirs, left) = ("27182818", "31415926");
+    let text = format!("{}{SCRATCH}\n{theirs}\n{left}\n", totp_file(&secret));
+    let path = u.write_secret(&text, 0o400);
+    let (a, b) = (
+        Stack::probe("svc", "lock_timeout=5000"),
+        Stack::probe("svc", "lock_timeout=5000"),
+    );
+    // A TOTP login first makes this host's state record (no rewrite: no GA lines).
+    let (d, lines) = login_with(
+        "--nfs4-flock",
+        &u,
+        &path,
+        &Driver::login(&a, &u, &code_at(&secret, T0)).at(T0),
+    );
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert_eq!(read_bytes(&path), text.clone().into_bytes());
+
+    // The other login's file: `theirs` struck, as its rewrite would leave it.
+    let other = format!("{}{SCRATCH}\n{left}\n", totp_file(&secret));
+    let (d, lines) = raced_login(
+        &u,
+        &a,
+        &path,
+        &Driver::login(&a, &u, SCRATCH).at(T0 + 60),
+        &other,
+        0o400,
+    );
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let after = read_bytes(&path);
+    // The other host first: it knows only the file.
+    for stack in [&b, &a] {
+        let (d, lines) = login_with(
+            "--nfs4-flock",
+            &u,
+            &path,
+            &Driver::login(stack, &u, SCRATCH).at(T0 + 120),
+        );
+        assert!(
+            matches!(d.returned(), Returned::Failed(_)),
+            "{d:?} {lines:?}"
+        );
+    }
+    assert_eq!(
+        after,
+        format!("{}{left}\n", totp_file(&secret)).into_bytes(),
+        "neither used scratch code is listed"
+    );
+    assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid));
+    assert!(logged(&lines, REFUSED_LOCK), "{lines:?}");
+    assert!(
+        logged(&lines, "changed by another login since this one read it"),
+        "the race happened: {lines:?}"
+    );
+}
+
+/// The HOTP form of the race: this login reads `HOTP_COUNTER 2` and accepts the code of
+/// counter 3, while another login, which used counter 2, writes `HOTP_COUNTER 3`
+/// before this one rewrites the file. The counter ends at 4, so a host with its own
+/// state store refuses the code of counter 3. (Before the fix the file kept 3 and that
+/// host accepted it. Control, unraced:
+/// `an_hotp_code_logs_in_on_an_nfs4_home_and_advances_the_counter`.)
+#[test]
+fn an_hotp_code_raced_on_an_nfs4_home_still_advances_the_counter() {
+    let t = "an_hotp_code_raced_on_an_nfs4_home_still_advances_the_counter";
+    if !require_fuse(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let u = TestUser::create("sq9");
+    let secret = system_tests::random_secret_b32();
+    let path = u.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o400);
+    let (a, b) = (
+        Stack::probe("svc", "lock_timeout=5000"),
+        Stack::probe("svc", "lock_timeout=5000"),
+    );
+    let hotp = |c: u64| system_tests::oathtool_hotp(&secret, c);
+    let login = |stack: &Stack, code: &str| {
+        login_with(
+            "--nfs4-flock",
+            &u,
+            &path,
+            &Driver::login(stack, &u, code).at(T0),
+        )
+    };
+    // Counter 1, unraced: this host's state record is made and the file says 2.
+    let (d, lines) = login(&a, &hotp(1));
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert_eq!(
+        read_bytes(&path),
+        format!("{secret}\n\" HOTP_COUNTER 2\n").into_bytes()
+    );
+
+    let (d, lines) = raced_login(
+        &u,
+        &a,
+        &path,
+        &Driver::login(&a, &u, &hotp(3)).at(T0),
+        &format!("{secret}\n\" HOTP_COUNTER 3\n"),
+        0o400,
+    );
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let after = read_bytes(&path);
+    // The other host first: it knows only the file.
+    for stack in [&b, &a] {
+        let (d, lines) = login(stack, &hotp(3));
+        assert!(
+            matches!(d.returned(), Returned::Failed(_)),
+            "{d:?} {lines:?}"
+        );
+    }
+    assert_eq!(
+        after,
+        format!("{secret}\n\" HOTP_COUNTER 4\n").into_bytes(),
+        "the counter this login used is no longer open"
+    );
+    assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid));
+    assert!(logged(&lines, REFUSED_LOCK), "{lines:?}");
+    assert!(
+        logged(&lines, "changed by another login since this one read it"),
+        "the race happened: {lines:?}"
+    );
+}
+
 /// `nullok` on a squashed home without a secret file: the module looks for the file as
 /// the user, finds it missing in a home it reached and skips. Had it looked as root
 /// (nobody on the server), the home would be unreachable and the login denied.

@@ -178,6 +178,16 @@ impl Config {
     }
 }
 
+/// What [`GaFile::carry_use`] did to a newer file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carried {
+    /// The newer file holds another secret (a new enrolment): nothing carried.
+    OtherSecret,
+    /// The use carried over: how many scratch lines were struck, and whether
+    /// `HOTP_COUNTER` was raised. Both zero: the newer file already held the use.
+    Use { struck: usize, counter_raised: bool },
+}
+
 /// What `totp-enroll` writes, in GA's tool layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnrollSettings {

@@ -215,7 +215,7 @@ impl Ctx {
                 l.replace_unsynced(changed.as_bytes())
                     .map_err(|e| e.to_string())
             } else {
-                self.rewrite_refused_lock(io, run, &decision.write, l.contents(), changed)?
+                self.rewrite_refused_lock(io, run, &decision.write, &file, changed)?
             };
             if let Err(e) = saved {
                 // Said only where it matters: the lines hosts with another store read.
@@ -274,16 +274,19 @@ impl Ctx {
     /// a used code on every host itself, and the file is only GA's copy. The store must
     /// already hold what the first update recorded (a used scratch code, an HOTP
     /// counter): the file is only a copy, and a code this host accepted stays refused
-    /// here whatever becomes of the file. The file is re-read there and rewritten only
-    /// if it still holds the bytes the decision was made from, so a login on this host
-    /// never puts back a code another one removed. Hosts sharing the file are excluded
-    /// by the file alone, as with GA, which takes no lock: that is logged.
+    /// here whatever becomes of the file. The file is re-read there: if it still holds
+    /// the bytes the decision was made from, `changed` is written; if another login of
+    /// this host rewrote it after this one read it, this login's use is carried into
+    /// the newer file (`GaFile::carry_use`: its used scratch codes struck, the HOTP
+    /// counter raised, never lowered), so neither login puts back what the other used
+    /// up. Hosts sharing the file are excluded by the file alone, as with GA, which
+    /// takes no lock: that is logged.
     fn rewrite_refused_lock(
         &self,
         io: &mut dyn PamIo,
         run: &mut Run<'_>,
         recorded: &Write,
-        decided_from: &[u8],
+        decided: &GaFile,
         changed: &GaFile,
     ) -> Result<Result<(), String>, AuthError> {
         let (who, shown) = (run.who, self.shown(run.target));
@@ -291,7 +294,9 @@ impl Ctx {
             return Ok(Err("no state store to serialise the rewrite".into()));
         };
         let target = run.target;
-        let mut outcome: Option<Result<Result<(), String>, AuthError>> = None;
+        // `Ok(Some(carried))`: the file had changed and this login's use was carried
+        // into the newer one.
+        let mut outcome: Option<Result<Result<Option<Carried>, String>, AuthError>> = None;
         let updated = store.update(run.uid, &mut |state| {
             // A store that retries calls this again: the file is rewritten once.
             if outcome.is_some() {
@@ -313,12 +318,11 @@ impl Ctx {
                 }
             };
             let saved = match safefile::open_refused_lock(&target.path, &target.rules) {
-                Ok(fresh) if fresh.contents() != decided_from => Err(
-                    "changed by another login since it was read; the newer file is kept".to_owned(),
-                ),
-                Ok(mut fresh) => fresh
+                Ok(mut fresh) if fresh.contents() == decided.as_bytes() => fresh
                     .replace_unsynced(changed.as_bytes())
+                    .map(|()| None)
                     .map_err(|e| e.to_string()),
+                Ok(mut fresh) => carry_into(&mut fresh, decided, changed),
                 Err(e) => Err(e.to_string()),
             };
             drop(creds);
@@ -333,12 +337,60 @@ impl Ctx {
         let saved = saved.map_err(|e| {
             format!("the file system refused the lock (flock: EBADF), then the rewrite: {e}")
         });
+        if let Ok(Some(carried)) = saved {
+            let what = match carried {
+                Carried::OtherSecret => {
+                    "it now holds another secret (a new enrolment), so it is kept as it is"
+                        .to_owned()
+                }
+                Carried::Use {
+                    struck: 0,
+                    counter_raised: false,
+                } => "it already holds what this login used, so it is kept as it is".to_owned(),
+                Carried::Use {
+                    struck,
+                    counter_raised,
+                } => {
+                    let mut done = Vec::new();
+                    if struck > 0 {
+                        done.push(format!("{struck} used scratch code(s) struck"));
+                    }
+                    if counter_raised {
+                        done.push("its HOTP counter raised".to_owned());
+                    }
+                    format!(
+                        "this login's use was carried into the newer file ({})",
+                        done.join(", ")
+                    )
+                }
+            };
+            io.log(
+                Level::Warning,
+                &format!(
+                    "{who} ({shown}): changed by another login since this one read it \
+                     (the lock was refused); {what}"
+                ),
+            );
+        }
+        // Nothing written: the newer file already held the use, or is a new enrolment.
+        let written = !matches!(
+            saved,
+            Ok(Some(
+                Carried::OtherSecret
+                    | Carried::Use {
+                        struck: 0,
+                        counter_raised: false,
+                    }
+            ))
+        );
+        let saved = saved.map(|_| ());
         if saved.is_ok() {
+            let how = if written { "rewritten" } else { "checked" };
             io.log(
                 Level::Warning,
                 &format!(
                     "{who} ({shown}): the file system refused the lock on a file opened \
-                     read-only (flock: EBADF, as an NFSv4 client does); rewritten under this \
+                     read-only (flock: EBADF, as an NFSv4 client does); {how} under this \
                      host's state store lock instead: what was used is recorded in the \
                      state store, and hosts with another state store are kept from reusing \
                      it by the rewritten file alone, as with GA"
@@ -699,6 +751,31 @@ pub(super) fn burn_window(policy: &Policy) {
         sink ^= otp::hotp(&secret, c, Algorithm::Sha1, Digits::SIX);
     }
     std::hint::black_box(sink);
+}
+
+/// The rewrite of `fresh`, a file another login rewrote after this one read `decided`:
+/// this login's use (`decided` → `changed`) carried into it, written only if that
+/// changes it. Only the used scratch codes and the HOTP counter are carried: GA's
+/// `DISALLOW_REUSE` and `RATE_LIMIT` lines (and our `PAM_TOTP_*` lines) keep the newer
+/// file's values, best effort as the whole file is here (the state store is the
+/// authority on what was used).
+fn carry_into(
+    fresh: &mut LockedFile,
+    decided: &GaFile,
+    changed: &GaFile,
+) -> Result<Option<Carried>, String> {
+    let mut newer = GaFile::parse(fresh.contents()).map_err(|e| {
+        format!("changed by another login since it was read, and now invalid ({e}); kept")
+    })?;
+    let carried = newer
+        .carry_use(decided, changed)
+        .map_err(|e| format!("changed by another login since it was read ({e}); kept"))?;
+    if newer.as_bytes() != fresh.contents() {
+        fresh
+            .replace_unsynced(newer.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Some(carried))
 }
 
 /// Whether `state` still holds the marks `recorded` gave the enrolment it used last (a

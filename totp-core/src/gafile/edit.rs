@@ -56,6 +56,58 @@ impl GaFile {
         }
     }
 
+    /// Re-applies to `self`, a newer version of the file, the use one login made of
+    /// the version it read: `decided` is what it read, `changed` what it would have
+    /// written. A scratch code `changed` lists fewer times than `decided` is struck
+    /// from `self` that many times (where `self` still lists it); `HOTP_COUNTER` is
+    /// raised to `changed`'s when this login moved it and `self`'s is lower, never
+    /// lowered. Nothing else is carried (GA's `DISALLOW_REUSE` and `RATE_LIMIT`
+    /// lines, our `PAM_TOTP_*` lines: the newer file's stay). A newer file with
+    /// another secret is a new enrolment, which the old use does not concern.
+    pub fn carry_use(
+        &mut self,
+        decided: &GaFile,
+        changed: &GaFile,
+    ) -> Result<Carried, GaFileError> {
+        // Both are the user's own secret: no guess is compared here.
+        if self.secret()?.as_bytes() != decided.secret()?.as_bytes() {
+            return Ok(Carried::OtherSecret);
+        }
+        let before = decided.scratch_codes();
+        let after = changed.scratch_codes();
+        let mut struck = 0;
+        for (i, &code) in before.iter().enumerate() {
+            if before[..i].contains(&code) {
+                continue;
+            }
+            let count = |codes: &[u32]| codes.iter().filter(|&&c| c == code).count();
+            for _ in 0..count(&before).saturating_sub(count(&after)) {
+                if self.remove_scratch_code(code) {
+                    struck += 1;
+                }
+            }
+        }
+        let mut counter_raised = false;
+        if let (
+            Mode::Hotp { counter: read },
+            Mode::Hotp { counter: used },
+            Mode::Hotp { counter: now },
+        ) = (
+            decided.config()?.mode,
+            changed.config()?.mode,
+            self.config()?.mode,
+        ) && used > read
+            && now < used
+        {
+            self.set(KEY_HOTP_COUNTER, &used.to_string())?;
+            counter_raised = true;
+        }
+        Ok(Carried::Use {
+            struck,
+            counter_raised,
+        })
+    }
+
     /// Replaces all visible scratch codes with `codes`, appended at the end of the
     /// file as `%08d\n` lines (GA's tool writes them last).
     pub fn regenerate_scratch_codes(&mut self, codes: &[u32]) -> Result<(), GaFileError> {

@@ -354,6 +354,85 @@ fn removing_a_scratch_code_takes_its_line_break_run() {
 }
 
 #[test]
+fn carrying_a_use_strikes_the_codes_this_login_used_from_a_newer_file() {
+    let read = p(b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n11111111\n22222222\n33333333\n");
+    let mut used = read.clone();
+    assert!(used.remove_scratch_code(22222222));
+    // Another login struck 11111111 in the meantime.
+    let mut newer = p(b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n22222222\n33333333\n");
+    assert_eq!(
+        newer.carry_use(&read, &used),
+        Ok(Carried::Use {
+            struck: 1,
+            counter_raised: false
+        })
+    );
+    assert_eq!(
+        newer.as_bytes(),
+        b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n33333333\n"
+    );
+    // Carried again: the newer file already holds it, nothing changes.
+    let kept = newer.clone();
+    assert_eq!(
+        newer.carry_use(&read, &used),
+        Ok(Carried::Use {
+            struck: 0,
+            counter_raised: false
+        })
+    );
+    assert_eq!(newer, kept);
+    // A code listed twice and used once stays listed once.
+    let read = p(b"2SH3V3GDW7ZNMGYE\n22222222\n22222222\n");
+    let mut used = read.clone();
+    assert!(used.remove_scratch_code(22222222));
+    let mut newer = read.clone();
+    newer.set("RATE_LIMIT", "3 30").unwrap();
+    newer.carry_use(&read, &used).unwrap();
+    assert_eq!(*newer.scratch_codes(), [22222222]);
+}
+
+#[test]
+fn carrying_a_use_raises_the_hotp_counter_and_never_lowers_it() {
+    let read = p(b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 5\n");
+    let mut used = read.clone();
+    used.set(KEY_HOTP_COUNTER, "7").unwrap();
+    let mut newer = p(b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 6\n\" RATE_LIMIT 3 30\n");
+    assert_eq!(
+        newer.carry_use(&read, &used),
+        Ok(Carried::Use {
+            struck: 0,
+            counter_raised: true
+        })
+    );
+    assert_eq!(
+        newer.as_bytes(),
+        b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 7\n\" RATE_LIMIT 3 30\n"
+    );
+    // Another login went further: kept.
+    let mut further = p(b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 9\n");
+    let kept = further.clone();
+    further.carry_use(&read, &used).unwrap();
+    assert_eq!(further, kept);
+    // This login did not move the counter: a lower newer counter is left alone.
+    let mut lower = p(b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 2\n");
+    let kept = lower.clone();
+    lower.carry_use(&read, &read).unwrap();
+    assert_eq!(lower, kept);
+}
+
+#[test]
+fn carrying_a_use_leaves_a_new_enrolment_alone() {
+    let read = p(b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 5\n11111111\n");
+    let mut used = read.clone();
+    used.set(KEY_HOTP_COUNTER, "7").unwrap();
+    assert!(used.remove_scratch_code(11111111));
+    let mut newer = p(b"JBSWY3DPEHPK3PXP\n\" HOTP_COUNTER 1\n11111111\n");
+    let kept = newer.clone();
+    assert_eq!(newer.carry_use(&read, &used), Ok(Carried::OtherSecret));
+    assert_eq!(newer, kept);
+}
+
+#[test]
 fn regenerating_scratch_codes_replaces_the_visible_ones() {
     let mut f = p(b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n12345678\n87654321");
     f.regenerate_scratch_codes(&[11111111, 22222222]).unwrap();
