@@ -490,8 +490,8 @@ impl Ctx {
             self.prompt(io)?;
         }
         burn_window(&self.policy);
-        if let Some(retry) = key.and_then(|k| self.charge_doomed(sys, k)) {
-            return Ok(self.refused(io, &who, (Verdict::Throttled, Some(retry))));
+        if let Some(refusal) = key.and_then(|k| self.charge_doomed(sys, k)) {
+            return Ok(self.refused(io, &who, refusal));
         }
         io.log(
             Level::Notice,
@@ -503,7 +503,9 @@ impl Ctx {
     /// Throttles and charges a doomed attempt like a wrong code; `Some(seconds)` when it
     /// is throttled. Best effort: a store fault changes nothing (the login is denied
     /// anyway).
-    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> Option<u64> {
+    /// A refusal (backoff or `max_failures=`) is told as an account's would be, so the
+    /// messages say nothing about whether the name has an account or a secret (R9).
+    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> Option<Refusal> {
         let now = sys.now().ok()?;
         // Best effort, like the rest of this charge: a fallback note is not repeated here.
         let mut store = store::open(&self.opts, sys, None, &mut |_| {}).ok()?;
@@ -523,8 +525,13 @@ impl Ctx {
                 key,
                 &mut |state| match prepared.decide(state, &self.policy, &attempt) {
                     Ok(d) => {
-                        retry =
-                            (d.verdict == Verdict::Throttled).then(|| d.retry_after.unwrap_or(1));
+                        retry = match d.verdict {
+                            Verdict::Throttled => {
+                                Some((d.verdict, Some(d.retry_after.unwrap_or(1))))
+                            }
+                            Verdict::Disabled => Some((d.verdict, None)),
+                            _ => None,
+                        };
                         d.write
                     }
                     Err(_) => Write::Nothing,

@@ -398,8 +398,11 @@ impl Ctx {
         }
     }
 
-    /// A refusal without evaluation; throttled users are told how long to wait, with
-    /// the same words for every account.
+    /// A refusal without evaluation; throttled users are told how long to wait, users
+    /// past `max_failures=` that only an administrator can let them in again (a right
+    /// code refused in silence reads as a broken phone, and an admin locked out of sudo
+    /// needs to know that a root shell from elsewhere is the way back), with the same
+    /// words for every account.
     pub(super) fn refused(
         &self,
         io: &mut dyn PamIo,
@@ -415,6 +418,10 @@ impl Ctx {
             );
             self.denied(io, who, Denial::Throttled)
         } else {
+            let _ = io.converse(
+                Style::ErrorMsg,
+                "too many failed codes; the second factor is disabled until an administrator resets it",
+            );
             self.denied(io, who, Denial::Locked)
         }
     }
