@@ -1481,3 +1481,67 @@ fn an_admin_locked_out_of_sudo_gets_back_the_documented_way() {
     let d = sudo(admin, &code(&new_secret));
     expect(&d, OK, 2, true, "the new phone");
 }
+
+/// README's drifted-phone advice for the store: the user cannot write the store file,
+/// so root resynchronises it (`totp-enroll resync --user NAME --secret STORE`, the real
+/// CLI) with two consecutive codes of the phone. Through the sudo example: the phone's
+/// code five steps ahead is refused before (control) and its next code passes after.
+#[test]
+fn a_drifted_phone_is_resynchronised_into_the_store_that_sudo_reads() {
+    let test = "a_drifted_phone_is_resynchronised_into_the_store_that_sudo_reads";
+    if !ready(test) {
+        return;
+    }
+    let root_chain = tempfile::Builder::new()
+        .prefix("pam_totp-store")
+        .tempdir_in("/var/lib")
+        .expect("store under /var/lib");
+    let setup = Setup {
+        store: root_chain,
+        ..Setup::new("sudo")
+    };
+    setup.install("sudo", &setup.default_rewrite());
+    let u = users("dr");
+    let admin = &u.enrolled;
+    let in_ssh = Items {
+        tty: Some("/dev/pts/6"),
+        rhost: None,
+    };
+    let store = setup.store_path(admin);
+    let (secret, _) = enroll_into_store(admin, &store);
+    // The phone's clock runs five steps ahead; its codes from one reading of the clock,
+    // so that the two typed for the resync are consecutive.
+    let t = now();
+    let phone = |steps_on: u64| oathtool_totp(&secret, t + 150 + 30 * steps_on, 30, 6, "sha1");
+    let sudo = |answer: &str| {
+        with_items(setup.drive(admin), in_ssh)
+            .answer(PASSWORD)
+            .answer(answer)
+            .run()
+    };
+    let d = sudo(&phone(0));
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "control: the drifted phone before the resync",
+    );
+
+    let out = std::process::Command::new(&built().enroll)
+        .args(["resync", "--user", &admin.name, "--secret"])
+        .arg(&store)
+        .args([phone(0), phone(1)])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run totp-enroll resync");
+    assert!(out.status.success(), "totp-enroll resync: {out:?}");
+    let d = sudo(&phone(2));
+    expect(
+        &d,
+        OK,
+        2,
+        true,
+        "the drifted phone's next code after the resync",
+    );
+}
