@@ -370,6 +370,16 @@ enum SecretRead {
 /// A verdict refused unevaluated, with the wait to tell the user.
 type Refusal = (Verdict, Option<u64>);
 
+/// What charging a doomed attempt to its record came to.
+enum DoomedCharge {
+    /// Counted (or not countable for want of a clock): deny as usual.
+    Counted,
+    /// Refused unevaluated, as an account's attempt would be.
+    Refused(Refusal),
+    /// The store could not be opened or written: told as for an account (R9).
+    StoreFailed,
+}
+
 /// What one evaluation leaves for the rest of the login.
 enum Continuation {
     Done(Outcome),
@@ -490,8 +500,10 @@ impl Ctx {
             self.prompt(io)?;
         }
         burn_window(&self.policy);
-        if let Some(refusal) = key.and_then(|k| self.charge_doomed(sys, k)) {
-            return Ok(self.refused(io, &who, refusal));
+        match key.map(|k| self.charge_doomed(sys, k)) {
+            Some(DoomedCharge::Refused(refusal)) => return Ok(self.refused(io, &who, refusal)),
+            Some(DoomedCharge::StoreFailed) => evaluate::tell_store_fault(io),
+            Some(DoomedCharge::Counted) | None => {}
         }
         io.log(
             Level::Notice,
@@ -500,16 +512,21 @@ impl Ctx {
         Ok(Outcome::Deny(d.denial))
     }
 
-    /// Throttles and charges a doomed attempt like a wrong code; `Some(seconds)` when it
-    /// is throttled. Best effort: a store fault changes nothing (the login is denied
-    /// anyway).
-    /// A refusal (backoff or `max_failures=`) is told as an account's would be, so the
-    /// messages say nothing about whether the name has an account or a secret (R9).
-    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> Option<Refusal> {
-        let now = sys.now().ok()?;
+    /// Throttles and charges a doomed attempt like a wrong code. The login is denied
+    /// whatever this returns; a refusal (backoff or `max_failures=`) and a store that
+    /// cannot be opened or written are told as an account's would be, so the messages
+    /// say nothing about whether the name has an account or a secret (R9).
+    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> DoomedCharge {
+        let Ok(now) = sys.now() else {
+            return DoomedCharge::Counted;
+        };
         // Best effort, like the rest of this charge: a fallback note is not repeated here.
-        let mut store = store::open(&self.opts, sys, None, &mut |_| {}).ok()?;
-        let prepared = verify::Prepared::doomed(now).ok()?;
+        let Ok(mut store) = store::open(&self.opts, sys, None, &mut |_| {}) else {
+            return DoomedCharge::StoreFailed;
+        };
+        let Ok(prepared) = verify::Prepared::doomed(now) else {
+            return DoomedCharge::Counted;
+        };
         let attempt = Attempt {
             origin: self.origin,
             rhost: None,
@@ -520,7 +537,7 @@ impl Ctx {
             store_complete_since: 0,
         };
         let mut retry = None;
-        store
+        if store
             .update(
                 key,
                 &mut |state| match prepared.decide(state, &self.policy, &attempt) {
@@ -537,8 +554,11 @@ impl Ctx {
                     Err(_) => Write::Nothing,
                 },
             )
-            .ok()?;
-        retry
+            .is_err()
+        {
+            return DoomedCharge::StoreFailed;
+        }
+        retry.map_or(DoomedCharge::Counted, DoomedCharge::Refused)
     }
 
     fn preread(&self, io: &dyn PamIo, target: &LoginTarget) -> Result<PreRead, AuthError> {

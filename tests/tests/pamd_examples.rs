@@ -1545,3 +1545,97 @@ fn a_drifted_phone_is_resynchronised_into_the_store_that_sudo_reads() {
         "the drifted phone's next code after the resync",
     );
 }
+
+/// A cloud VM whose root went read-only: the sudo example refuses the admin's right
+/// code, and the admin is told that the host's state store failed rather than left to
+/// suspect the phone (README: take the way in that does not need the code). The state
+/// directory is a read-only bind mount; control: the same stack, directory and code on
+/// the writable original log in.
+#[test]
+fn sudo_example_on_a_read_only_state_store_tells_the_admin_it_is_the_host() {
+    let test = "sudo_example_on_a_read_only_state_store_tells_the_admin_it_is_the_host";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::new("sudo");
+    let writable = setup.stack.path().join("state-rw");
+    let read_only = setup.stack.path().join("state-ro");
+    for dir in [&writable, &read_only] {
+        fs::create_dir(dir).expect("state dir");
+    }
+    let mount = |args: &[&str]| {
+        let st = std::process::Command::new("mount")
+            .args(args)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount {args:?}");
+    };
+    let (w, r) = (
+        writable.to_str().expect("UTF-8"),
+        read_only.to_str().expect("UTF-8"),
+    );
+    mount(&["--bind", w, r]);
+    mount(&["-o", "remount,ro,bind", r]);
+    // Unmounted however the test ends.
+    struct Unmount<'a>(&'a str);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(r);
+    let u = users("ro");
+    let admin = &u.enrolled;
+    let in_ssh = Items {
+        tty: Some("/dev/pts/7"),
+        rhost: None,
+    };
+    let secret = enroll(&setup, admin, Mode::Store);
+    let told = |d: &Drive| {
+        d.messages.iter().any(|(_, m)| {
+            m == "the code could not be checked: the login state store failed on this host (see the system log)"
+        })
+    };
+
+    let state_dir = format!("state_dir={r}");
+    setup.install(
+        "sudo",
+        &Rewrite {
+            extra: &state_dir,
+            ..setup.default_rewrite()
+        },
+    );
+    let d = with_items(setup.drive(admin), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "a right code on a read-only state store",
+    );
+    assert!(told(&d), "told it is the host: {d:?}");
+
+    let state_dir = format!("state_dir={w}");
+    setup.install(
+        "sudo",
+        &Rewrite {
+            extra: &state_dir,
+            ..setup.default_rewrite()
+        },
+    );
+    let d = with_items(setup.drive(admin), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    expect(
+        &d,
+        OK,
+        2,
+        true,
+        "control: the same code on the writable directory",
+    );
+    assert!(!told(&d), "{d:?}");
+}

@@ -486,6 +486,10 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
     let (d, lines) = login_logged(&stack, &u2, &code_at(&secret2, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "full, no record: {d:?}");
     assert!(
+        told_store_fault(&d),
+        "the user is told it is the host: {d:?}"
+    );
+    assert!(
         logs_contain(&lines, "No space left on device") && logs_contain(&lines, "allocate"),
         "{lines:?}"
     );
@@ -500,9 +504,28 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
     let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "read-only: {d:?}");
     assert!(logs_contain(&lines, "Read-only file system"), "{lines:?}");
+    // A right code refused by a host fault is told as such, not left to read as a
+    // broken phone; a name without an account meets the same store and is told the
+    // same (R9).
+    assert!(told_store_fault(&d), "read-only: {d:?}");
+    let ghost = format!("ghostro{}", std::process::id());
+    let g = Driver::new(&stack, "svc", &ghost)
+        .answer(&code_at(&secret, T0 + 60))
+        .at(T0 + 60)
+        .run();
+    assert_eq!(
+        (g.module_code(), g.messages),
+        (d.module_code(), d.messages.clone()),
+        "a name without an account on the read-only store"
+    );
     assert_eq!(read_state(), recorded, "nothing lost");
 
     fs_.remount("rw");
+    let d = login_at(&stack, &u, &wrong_totp(&secret, T0 + 60), None, T0 + 60);
+    assert!(
+        !told_store_fault(&d),
+        "control: a wrong code is no host fault: {d:?}"
+    );
     let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "healthy again: {d:?}");
     let d = login_at(&stack, &u2, &code_at(&secret2, T0 + 60), None, T0 + 60);
@@ -511,6 +534,15 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
         "PAM_SUCCESS",
         "room again for a new record: {d:?}"
     );
+}
+
+/// Whether the user was told that the state store failed (PAM_ERROR_MSG).
+fn told_store_fault(d: &Drive) -> bool {
+    d.messages.contains(&(
+        3,
+        "the code could not be checked: the login state store failed on this host (see the system log)"
+            .to_string(),
+    ))
 }
 
 /// ENOSPC, without a libc dependency in the tests.

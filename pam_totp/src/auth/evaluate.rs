@@ -48,6 +48,7 @@ impl Ctx {
                         Level::Err,
                         &format!("no usable state store: {why}; denying"),
                     );
+                    tell_store_fault(io);
                     burn_window(&self.policy);
                     let outcome = self.denied(io, who, Denial::StateUnusable);
                     return Ok(Continuation::Done(outcome));
@@ -336,6 +337,7 @@ impl Ctx {
         who: &str,
         e: StoreError,
     ) -> Result<Outcome, AuthError> {
+        tell_store_fault(io);
         match e {
             StoreError::Unavailable(m) => {
                 io.log(
@@ -570,3 +572,17 @@ pub(super) fn burn_window(policy: &Policy) {
     }
     std::hint::black_box(sink);
 }
+
+/// What a user is told when the state store could not check or record the attempt (a
+/// read-only or refused state directory, an unusable record, a fleet's server down or
+/// refusing). Otherwise a right code refused reads as a broken phone, and an admin
+/// locked out of sudo by a host fault would not know to take the way back in that does
+/// not pass through the code. The same words whatever the fault, and for a name
+/// without an account whose stand-in record meets the same store (R9).
+pub(super) fn tell_store_fault(io: &mut dyn PamIo) {
+    // Best effort: the denial stands whether or not the message arrives.
+    let _ = io.converse(Style::ErrorMsg, STORE_FAULT_MESSAGE);
+}
+
+pub(super) const STORE_FAULT_MESSAGE: &str =
+    "the code could not be checked: the login state store failed on this host (see the system log)";
