@@ -1042,3 +1042,63 @@ fn names_without_an_account_are_throttled_like_accounts() {
     assert_eq!(seen[0], seen[1], "account without a secret");
     assert_eq!(seen[0], seen[2], "name without an account");
 }
+
+/// A damaged store key (`store.key`: here too short) denies every user, not one: the log
+/// says so and names the fix, moving the key aside, instead of the user's
+/// `totp-state reset`, which an admin who got root the documented way would run in vain
+/// (control: it succeeds and the next login is still denied). After the key is moved
+/// aside, the next login creates a new one and logs in.
+#[test]
+fn a_damaged_store_key_is_named_as_the_stores_and_moving_it_aside_recovers() {
+    if !require_root("a_damaged_store_key_is_named_as_the_stores_and_moving_it_aside_recovers") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("dk");
+    let (other, other_secret) = TestUser::enrolled("dl");
+    let stack = Stack::probe("svc", "");
+    assert_eq!(
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0).module_code(),
+        "PAM_SUCCESS"
+    );
+    let key = stack.state_dir().join("store.key");
+    write_owned(&key, b"short", 0, 0, 0o600);
+
+    for (user, secret) in [(&u, &secret), (&other, &other_secret)] {
+        let (d, lines) = login_logged(&stack, user, &code_at(secret, T0 + 30), None, T0 + 30);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+        assert!(told_store_fault(&d), "{d:?}");
+        assert!(
+            logs_contain(&lines, "unusable for every user")
+                && logs_contain(&lines, "store.key")
+                && logs_contain(&lines, "move it aside"),
+            "{lines:?}"
+        );
+        assert!(
+            !logs_contain(&lines, "totp-state reset --user"),
+            "{lines:?}"
+        );
+    }
+    let out = stack.state_tool(&["reset", "--user", &u.name]);
+    assert!(out.status.success(), "{out:?}");
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
+    assert_eq!(
+        d.module_code(),
+        "PAM_AUTH_ERR",
+        "control: the user's reset does not fix the key: {d:?}"
+    );
+
+    fs::rename(&key, stack.state_dir().join("store.key.bad")).expect("move the key aside");
+    for (user, secret) in [(&u, &secret), (&other, &other_secret)] {
+        let d = login_at(&stack, user, &code_at(secret, T0 + 90), None, T0 + 90);
+        assert_eq!(
+            d.module_code(),
+            "PAM_SUCCESS",
+            "after moving it aside: {d:?}"
+        );
+    }
+    assert_eq!(
+        fs::metadata(&key).map(|m| m.len()).ok(),
+        Some(32),
+        "a new key"
+    );
+}

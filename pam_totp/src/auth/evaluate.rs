@@ -109,7 +109,7 @@ impl Ctx {
                 let e = StoreError::Unavailable("the store's key record vanished".into());
                 return self.store_failed(io, who, e).map(Continuation::Done);
             }
-            Err(e) => return self.store_failed(io, who, e).map(Continuation::Done),
+            Err(e) => return self.store_unusable(io, who, e).map(Continuation::Done),
         };
         let prepared = match verify::prepare(&file, &self.policy, cands, now, &context.key) {
             Ok(p) => p,
@@ -328,6 +328,31 @@ impl Ctx {
                 "totp-state reset --user {who} --options '<this pam_totp line's arguments>'"
             ),
             _ => format!("totp-state reset --user {who}"),
+        }
+    }
+
+    /// The store as a whole failed (the local store's key, a fleet's store record), not
+    /// one user's record: every login is denied until it is fixed, so the user's
+    /// `totp-state reset`, which the record's line advises, would change nothing. The
+    /// store's own words name the fix.
+    fn store_unusable(
+        &self,
+        io: &mut dyn PamIo,
+        who: &str,
+        e: StoreError,
+    ) -> Result<Outcome, AuthError> {
+        match e {
+            StoreError::Corrupt(m) => {
+                tell_store_fault(io);
+                io.log(
+                    Level::Err,
+                    &format!(
+                        "the state store is unusable for every user, not only {who}: {m}; denying (resetting a user's record does not fix this)"
+                    ),
+                );
+                Ok(Outcome::Deny(Denial::StateUnusable))
+            }
+            e => self.store_failed(io, who, e),
         }
     }
 
