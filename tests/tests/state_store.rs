@@ -1078,6 +1078,23 @@ fn a_damaged_store_key_is_named_as_the_stores_and_moving_it_aside_recovers() {
             "{lines:?}"
         );
     }
+    // totp-state audit (what an admin runs first) names the key as the store's fault.
+    let audit = || {
+        Command::new(&built().state_tool)
+            .args(["audit", "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .output()
+            .expect("totp-state audit")
+    };
+    let out = audit();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("state store:") && l.contains("store.key")),
+        "{stdout}"
+    );
     let out = stack.state_tool(&["reset", "--user", &u.name]);
     assert!(out.status.success(), "{out:?}");
     let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
@@ -1100,5 +1117,11 @@ fn a_damaged_store_key_is_named_as_the_stores_and_moving_it_aside_recovers() {
         fs::metadata(&key).map(|m| m.len()).ok(),
         Some(32),
         "a new key"
+    );
+    let out = audit();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("state store:")),
+        "control: a sound key is no finding: {stdout}"
     );
 }
