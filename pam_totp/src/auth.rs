@@ -19,7 +19,7 @@ use totp_core::policy::Policy;
 use totp_core::secret::Secret;
 use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError, Uid, UserState, Write};
 use totp_core::utc::format_utc;
-use totp_core::verify::{self, Attempt, Decision, Method, Throttle, Verdict, Warning};
+use totp_core::verify::{self, Attempt, Decision, Method, Verdict, Warning};
 use totp_os::creds;
 use totp_os::safefile::{self, FileError, LockedFile};
 use zeroize::Zeroizing;
@@ -381,6 +381,16 @@ enum SecretRead {
 /// A verdict refused unevaluated, with the wait to tell the user.
 type Refusal = (Verdict, Option<u64>);
 
+/// What charging a doomed attempt to its record came to.
+enum DoomedCharge {
+    /// Counted (or not countable for want of a clock): deny as usual.
+    Counted,
+    /// Refused unevaluated, as an account's attempt would be.
+    Refused(Refusal),
+    /// The store could not be opened or written: told as for an account (R9).
+    StoreFailed,
+}
+
 /// What one evaluation leaves for the rest of the login.
 enum Continuation {
     Done(Outcome),
@@ -513,8 +523,10 @@ impl Ctx {
             return Ok(Outcome::Deny(Denial::NoAnswer));
         }
         burn_window(&self.policy);
-        if let Some((rule, retry)) = key.and_then(|k| self.charge_doomed(sys, k)) {
-            return Ok(self.refused(io, &who, (Verdict::Throttled(rule), Some(retry))));
+        match key.map(|k| self.charge_doomed(sys, k)) {
+            Some(DoomedCharge::Refused(refusal)) => return Ok(self.refused(io, &who, refusal)),
+            Some(DoomedCharge::StoreFailed) => evaluate::tell_store_fault(io),
+            Some(DoomedCharge::Counted) | None => {}
         }
         io.log(
             Level::Notice,
@@ -523,14 +535,21 @@ impl Ctx {
         Ok(Outcome::Deny(d.denial))
     }
 
-    /// Throttles and charges a doomed attempt like a wrong code; the rule and the
-    /// seconds to wait when it is throttled. Best effort: a store fault changes nothing
-    /// (the login is denied anyway).
-    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> Option<(Throttle, u64)> {
-        let now = sys.now().ok()?;
+    /// Throttles and charges a doomed attempt like a wrong code. The login is denied
+    /// whatever this returns; a refusal (backoff or `max_failures=`) and a store that
+    /// cannot be opened or written are told as an account's would be, so the messages
+    /// say nothing about whether the name has an account or a secret (R9).
+    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> DoomedCharge {
+        let Ok(now) = sys.now() else {
+            return DoomedCharge::Counted;
+        };
         // Best effort, like the rest of this charge: a fallback note is not repeated here.
-        let mut store = store::open(&self.opts, sys, None, &mut |_| {}).ok()?;
-        let prepared = verify::Prepared::doomed(now).ok()?;
+        let Ok(mut store) = store::open(&self.opts, sys, None, &mut |_| {}) else {
+            return DoomedCharge::StoreFailed;
+        };
+        let Ok(prepared) = verify::Prepared::doomed(now) else {
+            return DoomedCharge::Counted;
+        };
         let attempt = Attempt {
             origin: self.origin,
             rhost: None,
@@ -541,21 +560,28 @@ impl Ctx {
             store_complete_since: 0,
         };
         let mut retry = None;
-        store
+        if store
             .update(
                 key,
                 &mut |state| match prepared.decide(state, &self.policy, &attempt) {
                     Ok(d) => {
-                        if let Verdict::Throttled(rule) = d.verdict {
-                            retry = Some((rule, d.retry_after.unwrap_or(1)));
-                        }
+                        retry = match d.verdict {
+                            Verdict::Throttled(_) => {
+                                Some((d.verdict, Some(d.retry_after.unwrap_or(1))))
+                            }
+                            Verdict::Disabled => Some((d.verdict, None)),
+                            _ => None,
+                        };
                         d.write
                     }
                     Err(_) => Write::Nothing,
                 },
             )
-            .ok()?;
-        retry
+            .is_err()
+        {
+            return DoomedCharge::StoreFailed;
+        }
+        retry.map_or(DoomedCharge::Counted, DoomedCharge::Refused)
     }
 
     fn preread(&self, io: &dyn PamIo, target: &LoginTarget) -> Result<PreRead, AuthError> {

@@ -150,6 +150,15 @@ fn denied_within_bounds(host: &Stack, u: &TestUser, secret: &str) {
     let d = Driver::login(host, u, &code_at(secret, now())).run();
     assert_ne!(d.returned(), Returned::Success, "{d:?}");
     assert_ne!(d.returned(), Returned::Ignore, "{d:?}");
+    // Told it is the host, not the code (an admin then takes the way in that needs no
+    // code: README, "Before you enable it").
+    assert!(
+        d.messages
+            .iter()
+            .any(|(_, m)| m
+                .starts_with("the code could not be checked: the login state store failed")),
+        "{d:?}"
+    );
     // Hang guard, not a performance goal: connect 300 ms + commands 300 ms.
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -172,6 +181,13 @@ fn a_paused_or_stopped_server_denies_in_bounded_time() {
     server.resume();
     server.stop();
     denied_within_bounds(&host, &u, &secret);
+    // R9: a name without an account is told the same.
+    let ghost = format!("ghostfp{}", std::process::id());
+    let g = Driver::new(&host, "svc", &ghost)
+        .answer(&code_at(&secret, now()))
+        .run();
+    let d = Driver::login(&host, &u, &code_at(&secret, now())).run();
+    assert_eq!(g.messages, d.messages, "{g:?} {d:?}");
 }
 
 #[test]

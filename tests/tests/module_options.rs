@@ -604,6 +604,18 @@ fn min_secret_bits_refuses_short_secrets() {
     assert_eq!(d.module_code(), "PAM_SUCCESS");
 }
 
+/// What one attempt returned and told the user.
+type Shape = (String, Vec<(i32, String)>);
+
+/// What a user past `max_failures=` is told (PAM_ERROR_MSG).
+fn mf_message() -> (i32, String) {
+    (
+        3,
+        "too many failed codes; the second factor is disabled until an administrator resets it"
+            .to_string(),
+    )
+}
+
 #[test]
 fn max_failures_disables_after_the_cap() {
     if !require_root("max_failures_disables_after_the_cap") {
@@ -615,13 +627,34 @@ fn max_failures_disables_after_the_cap() {
         let d = run(&stack, &u.name, &wrong_totp(&secret, T0 + i), T0 + i);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR");
     }
-    // A correct code, even much later, is refused (still prompted), and not counted.
+    // A correct code, even much later, is refused (still prompted), and not counted;
+    // the user is told why, or a right code refused reads as a broken phone.
     for at in [T0 + 30, T0 + 86_000] {
         let d = run(&stack, &u.name, &code_at(&secret, at), at);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "at {at}");
         assert_eq!(d.prompts, 1);
+        assert!(d.messages.contains(&mf_message()), "at {at}: {d:?}");
     }
     assert_eq!(stored_failures(&stack, u.uid), 2);
+    // R9: a name without an account meets the same cap with the same words, so the
+    // message tells nothing about which names are accounts. Control: before the cap,
+    // neither is told anything.
+    let ghost = format!("ghostmf{}", std::process::id());
+    let shapes: Vec<Vec<Shape>> = [u.name.as_str(), ghost.as_str()]
+        .iter()
+        .map(|name| {
+            let stack = Stack::probe("svc", "max_failures=2 throttle_after=100");
+            (0..3u64)
+                .map(|i| {
+                    let d = run(&stack, name, &wrong_totp(&secret, T0), T0 + 200 + i);
+                    (d.module_code(), d.messages)
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(shapes[0], shapes[1], "an account and a name without one");
+    assert!(!shapes[1][1].1.contains(&mf_message()), "{shapes:?}");
+    assert!(shapes[1][2].1.contains(&mf_message()), "{shapes:?}");
     // Without the cap, the same record lets the user in.
     let d = run(
         &Stack::probe(

@@ -28,7 +28,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use system_tests::{
-    Drive, Driver, Stack, TestUser, built, module_with_state, now, oathtool_totp,
+    Drive, Driver, ENROLL_SCRIPTED, Stack, TestUser, built, module_with_state, now, oathtool_totp,
     random_secret_b32, require_root, require_tool, reset_state, skip, workspace, write_owned,
     wrong_totp,
 };
@@ -1346,4 +1346,296 @@ fn sudo_and_su_examples_keep_asking_users_enrolled_at_home() {
         true,
         "su to a home-enrolled account: its code is asked",
     );
+}
+
+/// What a user past `max_failures=` is told.
+const DISABLED_MESSAGE: &str =
+    "too many failed codes; the second factor is disabled until an administrator resets it";
+
+/// `totp-enroll --json` run by root for `user` into the store file `store_path`
+/// (`-f`: replacing one): the new secret and the scratch codes it printed.
+fn enroll_into_store(user: &TestUser, store_path: &std::path::Path) -> (String, Vec<String>) {
+    let path = store_path.to_str().expect("a UTF-8 store path");
+    let out = std::process::Command::new(&built().enroll)
+        .arg("--json")
+        .args(ENROLL_SCRIPTED)
+        .args(["-f", "--user", &user.name, "--secret", path])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run totp-enroll");
+    assert!(out.status.success(), "totp-enroll: {out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let secret = json["secret"].as_str().expect("secret").to_owned();
+    let scratch = json["scratch_codes"]
+        .as_array()
+        .expect("scratch codes")
+        .iter()
+        .map(|c| c.to_string().replace('"', ""))
+        .collect();
+    (secret, scratch)
+}
+
+/// README "Before you enable it: your way back in", through the sudo example with the
+/// store made by the real `totp-enroll` (in a directory whose chain is root's, as
+/// `/var/lib/pam_totp` is). An admin past `max_failures=` (own typos) is refused by sudo
+/// for a right code and a scratch code alike, and told so; a second admin with a code of
+/// their own still gets root; from that root shell the real `totp-state reset` lets the
+/// first admin's next code in. Then the admin's phone is lost: a scratch code passes sudo
+/// once; re-enrolling only the home file (`totp-enroll --user NAME -f`, the README's
+/// earlier advice) leaves the lost phone passing sudo (control); re-enrolling the store
+/// file refuses it and the new phone's code passes.
+#[test]
+fn an_admin_locked_out_of_sudo_gets_back_the_documented_way() {
+    let test = "an_admin_locked_out_of_sudo_gets_back_the_documented_way";
+    if !ready(test) {
+        return;
+    }
+    let root_chain = tempfile::Builder::new()
+        .prefix("pam_totp-store")
+        .tempdir_in("/var/lib")
+        .expect("store under /var/lib");
+    let setup = Setup {
+        store: root_chain,
+        ..Setup::new("sudo")
+    };
+    let capped = Rewrite {
+        extra: "max_failures=3",
+        ..setup.default_rewrite()
+    };
+    setup.install("sudo", &capped);
+    let admins = users("bg");
+    let (admin, second) = (&admins.enrolled, &admins.plain);
+    let in_ssh = Items {
+        tty: Some("/dev/pts/5"),
+        rhost: None,
+    };
+    let sudo = |user: &TestUser, answer: &str| {
+        with_items(setup.drive(user), in_ssh)
+            .answer(PASSWORD)
+            .answer(answer)
+            .run()
+    };
+    let told = |d: &Drive| d.messages.iter().any(|(_, m)| m == DISABLED_MESSAGE);
+    let (secret, scratch) = enroll_into_store(admin, &setup.store_path(admin));
+    let (second_secret, _) = enroll_into_store(second, &setup.store_path(second));
+
+    for typo in 0..3 {
+        let d = sudo(admin, &wrong_totp(&secret, now()));
+        expect(&d, DENIED, 2, true, &format!("typo {typo}"));
+        assert!(!told(&d), "not capped yet: {d:?}");
+    }
+    let d = sudo(admin, &code(&secret));
+    expect(&d, DENIED, 2, true, "past max_failures: a right code");
+    assert!(told(&d), "the admin is told why: {d:?}");
+    let d = sudo(admin, &scratch[0]);
+    expect(&d, DENIED, 2, true, "past max_failures: a scratch code");
+    assert!(told(&d), "{d:?}");
+
+    // The cap is the first admin's alone: a second admin's code still gets root.
+    let d = sudo(second, &code(&second_secret));
+    expect(&d, OK, 2, true, "a second admin");
+    // ... and from that root shell, the reset the message asks for.
+    let out = setup.stack.state_tool(&["reset", "--user", &admin.name]);
+    assert!(out.status.success(), "totp-state reset: {out:?}");
+    let d = sudo(admin, &code(&secret));
+    expect(&d, OK, 2, true, "after totp-state reset");
+
+    // The phone is lost: a scratch code from the store file, once.
+    let d = sudo(admin, &scratch[1]);
+    expect(&d, OK, 2, true, "a scratch code");
+    let d = sudo(admin, &scratch[1]);
+    expect(&d, DENIED, 2, true, "the same scratch code again");
+    // Re-enrolling the home file does not touch what sudo reads.
+    let home = std::process::Command::new(&built().enroll)
+        .args(ENROLL_SCRIPTED)
+        .args(["-f", "--user", &admin.name])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run totp-enroll");
+    assert!(home.status.success(), "totp-enroll (home): {home:?}");
+    // The next step's code: the current one was used after the reset.
+    let lost_phone = oathtool_totp(&secret, now() + 30, 30, 6, "sha1");
+    let d = sudo(admin, &lost_phone);
+    expect(
+        &d,
+        OK,
+        2,
+        true,
+        "control: a new home file leaves the lost phone in sudo",
+    );
+    // Re-enrolling the store file is what stops it.
+    let (new_secret, _) = enroll_into_store(admin, &setup.store_path(admin));
+    // Refused as a wrong code, not as the replay it now also is.
+    let d = sudo(admin, &lost_phone);
+    assert!(
+        !d.messages.iter().any(|(_, m)| m.contains("already used")),
+        "refused for the secret, not as a replay: {d:?}"
+    );
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "the lost phone after the store's re-enrolment",
+    );
+    let d = sudo(admin, &code(&new_secret));
+    expect(&d, OK, 2, true, "the new phone");
+}
+
+/// README's drifted-phone advice for the store: the user cannot write the store file,
+/// so root resynchronises it (`totp-enroll resync --user NAME --secret STORE`, the real
+/// CLI) with two consecutive codes of the phone. Through the sudo example: the phone's
+/// code five steps ahead is refused before (control) and its next code passes after.
+#[test]
+fn a_drifted_phone_is_resynchronised_into_the_store_that_sudo_reads() {
+    let test = "a_drifted_phone_is_resynchronised_into_the_store_that_sudo_reads";
+    if !ready(test) {
+        return;
+    }
+    let root_chain = tempfile::Builder::new()
+        .prefix("pam_totp-store")
+        .tempdir_in("/var/lib")
+        .expect("store under /var/lib");
+    let setup = Setup {
+        store: root_chain,
+        ..Setup::new("sudo")
+    };
+    setup.install("sudo", &setup.default_rewrite());
+    let u = users("dr");
+    let admin = &u.enrolled;
+    let in_ssh = Items {
+        tty: Some("/dev/pts/6"),
+        rhost: None,
+    };
+    let store = setup.store_path(admin);
+    let (secret, _) = enroll_into_store(admin, &store);
+    // The phone's clock runs five steps ahead; its codes from one reading of the clock,
+    // so that the two typed for the resync are consecutive.
+    let t = now();
+    let phone = |steps_on: u64| oathtool_totp(&secret, t + 150 + 30 * steps_on, 30, 6, "sha1");
+    let sudo = |answer: &str| {
+        with_items(setup.drive(admin), in_ssh)
+            .answer(PASSWORD)
+            .answer(answer)
+            .run()
+    };
+    let d = sudo(&phone(0));
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "control: the drifted phone before the resync",
+    );
+
+    let out = std::process::Command::new(&built().enroll)
+        .args(["resync", "--user", &admin.name, "--secret"])
+        .arg(&store)
+        .args([phone(0), phone(1)])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run totp-enroll resync");
+    assert!(out.status.success(), "totp-enroll resync: {out:?}");
+    let d = sudo(&phone(2));
+    expect(
+        &d,
+        OK,
+        2,
+        true,
+        "the drifted phone's next code after the resync",
+    );
+}
+
+/// A cloud VM whose root went read-only: the sudo example refuses the admin's right
+/// code, and the admin is told that the host's state store failed rather than left to
+/// suspect the phone (README: take the way in that does not need the code). The state
+/// directory is a read-only bind mount; control: the same stack, directory and code on
+/// the writable original log in.
+#[test]
+fn sudo_example_on_a_read_only_state_store_tells_the_admin_it_is_the_host() {
+    let test = "sudo_example_on_a_read_only_state_store_tells_the_admin_it_is_the_host";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::new("sudo");
+    let writable = setup.stack.path().join("state-rw");
+    let read_only = setup.stack.path().join("state-ro");
+    for dir in [&writable, &read_only] {
+        fs::create_dir(dir).expect("state dir");
+    }
+    let mount = |args: &[&str]| {
+        let st = std::process::Command::new("mount")
+            .args(args)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount {args:?}");
+    };
+    let (w, r) = (
+        writable.to_str().expect("UTF-8"),
+        read_only.to_str().expect("UTF-8"),
+    );
+    mount(&["--bind", w, r]);
+    mount(&["-o", "remount,ro,bind", r]);
+    // Unmounted however the test ends.
+    struct Unmount<'a>(&'a str);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(r);
+    let u = users("ro");
+    let admin = &u.enrolled;
+    let in_ssh = Items {
+        tty: Some("/dev/pts/7"),
+        rhost: None,
+    };
+    let secret = enroll(&setup, admin, Mode::Store);
+    let told = |d: &Drive| {
+        d.messages.iter().any(|(_, m)| {
+            m == "the code could not be checked: the login state store failed on this host (see the system log)"
+        })
+    };
+
+    let state_dir = format!("state_dir={r}");
+    setup.install(
+        "sudo",
+        &Rewrite {
+            extra: &state_dir,
+            ..setup.default_rewrite()
+        },
+    );
+    let d = with_items(setup.drive(admin), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "a right code on a read-only state store",
+    );
+    assert!(told(&d), "told it is the host: {d:?}");
+
+    let state_dir = format!("state_dir={w}");
+    setup.install(
+        "sudo",
+        &Rewrite {
+            extra: &state_dir,
+            ..setup.default_rewrite()
+        },
+    );
+    let d = with_items(setup.drive(admin), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    expect(
+        &d,
+        OK,
+        2,
+        true,
+        "control: the same code on the writable directory",
+    );
+    assert!(!told(&d), "{d:?}");
 }

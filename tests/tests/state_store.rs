@@ -486,6 +486,10 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
     let (d, lines) = login_logged(&stack, &u2, &code_at(&secret2, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "full, no record: {d:?}");
     assert!(
+        told_store_fault(&d),
+        "the user is told it is the host: {d:?}"
+    );
+    assert!(
         logs_contain(&lines, "No space left on device") && logs_contain(&lines, "allocate"),
         "{lines:?}"
     );
@@ -500,9 +504,28 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
     let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "read-only: {d:?}");
     assert!(logs_contain(&lines, "Read-only file system"), "{lines:?}");
+    // A right code refused by a host fault is told as such, not left to read as a
+    // broken phone; a name without an account meets the same store and is told the
+    // same (R9).
+    assert!(told_store_fault(&d), "read-only: {d:?}");
+    let ghost = format!("ghostro{}", std::process::id());
+    let g = Driver::new(&stack, "svc", &ghost)
+        .answer(&code_at(&secret, T0 + 60))
+        .at(T0 + 60)
+        .run();
+    assert_eq!(
+        (g.module_code(), g.messages),
+        (d.module_code(), d.messages.clone()),
+        "a name without an account on the read-only store"
+    );
     assert_eq!(read_state(), recorded, "nothing lost");
 
     fs_.remount("rw");
+    let d = login_at(&stack, &u, &wrong_totp(&secret, T0 + 60), None, T0 + 60);
+    assert!(
+        !told_store_fault(&d),
+        "control: a wrong code is no host fault: {d:?}"
+    );
     let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "healthy again: {d:?}");
     let d = login_at(&stack, &u2, &code_at(&secret2, T0 + 60), None, T0 + 60);
@@ -511,6 +534,15 @@ fn a_full_state_disk_spares_recorded_users_and_read_only_denies() {
         "PAM_SUCCESS",
         "room again for a new record: {d:?}"
     );
+}
+
+/// Whether the user was told that the state store failed (PAM_ERROR_MSG).
+fn told_store_fault(d: &Drive) -> bool {
+    d.messages.contains(&(
+        3,
+        "the code could not be checked: the login state store failed on this host (see the system log)"
+            .to_string(),
+    ))
 }
 
 /// ENOSPC, without a libc dependency in the tests.
@@ -1009,4 +1041,87 @@ fn names_without_an_account_are_throttled_like_accounts() {
     }
     assert_eq!(seen[0], seen[1], "account without a secret");
     assert_eq!(seen[0], seen[2], "name without an account");
+}
+
+/// A damaged store key (`store.key`: here too short) denies every user, not one: the log
+/// says so and names the fix, moving the key aside, instead of the user's
+/// `totp-state reset`, which an admin who got root the documented way would run in vain
+/// (control: it succeeds and the next login is still denied). After the key is moved
+/// aside, the next login creates a new one and logs in.
+#[test]
+fn a_damaged_store_key_is_named_as_the_stores_and_moving_it_aside_recovers() {
+    if !require_root("a_damaged_store_key_is_named_as_the_stores_and_moving_it_aside_recovers") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("dk");
+    let (other, other_secret) = TestUser::enrolled("dl");
+    let stack = Stack::probe("svc", "");
+    assert_eq!(
+        login_at(&stack, &u, &code_at(&secret, T0), None, T0).module_code(),
+        "PAM_SUCCESS"
+    );
+    let key = stack.state_dir().join("store.key");
+    write_owned(&key, b"short", 0, 0, 0o600);
+
+    for (user, secret) in [(&u, &secret), (&other, &other_secret)] {
+        let (d, lines) = login_logged(&stack, user, &code_at(secret, T0 + 30), None, T0 + 30);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+        assert!(told_store_fault(&d), "{d:?}");
+        assert!(
+            logs_contain(&lines, "unusable for every user")
+                && logs_contain(&lines, "store.key")
+                && logs_contain(&lines, "move it aside"),
+            "{lines:?}"
+        );
+        assert!(
+            !logs_contain(&lines, "totp-state reset --user"),
+            "{lines:?}"
+        );
+    }
+    // totp-state audit (what an admin runs first) names the key as the store's fault.
+    let audit = || {
+        Command::new(&built().state_tool)
+            .args(["audit", "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .output()
+            .expect("totp-state audit")
+    };
+    let out = audit();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("state store:") && l.contains("store.key")),
+        "{stdout}"
+    );
+    let out = stack.state_tool(&["reset", "--user", &u.name]);
+    assert!(out.status.success(), "{out:?}");
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
+    assert_eq!(
+        d.module_code(),
+        "PAM_AUTH_ERR",
+        "control: the user's reset does not fix the key: {d:?}"
+    );
+
+    fs::rename(&key, stack.state_dir().join("store.key.bad")).expect("move the key aside");
+    for (user, secret) in [(&u, &secret), (&other, &other_secret)] {
+        let d = login_at(&stack, user, &code_at(secret, T0 + 90), None, T0 + 90);
+        assert_eq!(
+            d.module_code(),
+            "PAM_SUCCESS",
+            "after moving it aside: {d:?}"
+        );
+    }
+    assert_eq!(
+        fs::metadata(&key).map(|m| m.len()).ok(),
+        Some(32),
+        "a new key"
+    );
+    let out = audit();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("state store:")),
+        "control: a sound key is no finding: {stdout}"
+    );
 }

@@ -581,8 +581,9 @@ impl StateDir {
         {
             return Err(StoreError::Corrupt(format!(
                 "{shown} must be a regular file of {STORE_KEY_LEN} bytes, mode 600, owned by \
-                 uid {owner}, with one link; removing it unbinds every user's replay marks \
-                 from their enrolments"
+                 uid {owner}, with one link. If it cannot be restored, move it aside: the \
+                 next login creates a new key, and every user's replay marks start afresh, \
+                 as after `totp-state reset` of every user"
             )));
         }
         let mut key = zeroize::Zeroizing::new([0u8; STORE_KEY_LEN]);

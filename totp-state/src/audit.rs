@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use totp_core::ledger::STAND_IN_UIDS;
 use totp_core::options::ModuleOptions;
-use totp_core::state::{StateStore, StoreError, UserState};
+use totp_core::state::{Missing, StateStore, StoreError, UserState};
 use totp_os::inspect::{self, Verdict};
 use totp_os::nss;
-use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir};
+use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir};
 
 use crate::{Fatal, Stop, emit};
 
@@ -131,16 +131,21 @@ fn stale_records(opts: &ModuleOptions) -> Result<Vec<(String, inspect::Finding)>
 
 /// The local store as a login would meet it: a directory the module refuses, or one on
 /// a read-only file system (a container's read-only root), denies every account at
-/// the write of its attempt, whatever its secret file says.
+/// the write of its attempt, whatever its secret file says; so does a damaged store
+/// key, which no user's reset fixes.
 fn store_problem(opts: &ModuleOptions) -> Option<(String, inspect::Finding)> {
     if opts.fleet.shared().is_some() {
         return None;
     }
     let dir = PathBuf::from(opts.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR));
-    let reason = match StateDir::new(&dir, Duration::from_secs(5))
-        .check_writable()
-        .err()?
-    {
+    let mut store = StateDir::new(&dir, Duration::from_secs(5));
+    let fault = store.check_writable().err().or_else(|| {
+        // Only a key that is there is read: the audit creates nothing (a missing key
+        // is made by the next login).
+        std::fs::symlink_metadata(dir.join(KEY_FILE)).ok()?;
+        store.context(Missing::Leave).err()
+    })?;
+    let reason = match fault {
         StoreError::Refused(m) | StoreError::Unavailable(m) | StoreError::Corrupt(m) => m,
     };
     Some((

@@ -69,6 +69,7 @@ impl Ctx {
                         Level::Err,
                         &format!("no usable state store: {why}; denying"),
                     );
+                    tell_store_fault(io);
                     burn_window(&self.policy);
                     let outcome = self.denied(io, who, Denial::StateUnusable);
                     return Ok(Continuation::Done(outcome));
@@ -129,7 +130,7 @@ impl Ctx {
                 let e = StoreError::Unavailable("the store's key record vanished".into());
                 return self.store_failed(io, who, e).map(Continuation::Done);
             }
-            Err(e) => return self.store_failed(io, who, e).map(Continuation::Done),
+            Err(e) => return self.store_unusable(io, who, e).map(Continuation::Done),
         };
         let prepared = match verify::prepare(&file, &self.policy, cands, now, &context.key) {
             Ok(p) => p,
@@ -507,12 +508,38 @@ impl Ctx {
         }
     }
 
+    /// The store as a whole failed (the local store's key, a fleet's store record), not
+    /// one user's record: every login is denied until it is fixed, so the user's
+    /// `totp-state reset`, which the record's line advises, would change nothing. The
+    /// store's own words name the fix.
+    fn store_unusable(
+        &self,
+        io: &mut dyn PamIo,
+        who: &str,
+        e: StoreError,
+    ) -> Result<Outcome, AuthError> {
+        match e {
+            StoreError::Corrupt(m) => {
+                tell_store_fault(io);
+                io.log(
+                    Level::Err,
+                    &format!(
+                        "the state store is unusable for every user, not only {who}: {m}; denying (resetting a user's record does not fix this)"
+                    ),
+                );
+                Ok(Outcome::Deny(Denial::StateUnusable))
+            }
+            e => self.store_failed(io, who, e),
+        }
+    }
+
     pub(super) fn store_failed(
         &self,
         io: &mut dyn PamIo,
         who: &str,
         e: StoreError,
     ) -> Result<Outcome, AuthError> {
+        tell_store_fault(io);
         match e {
             StoreError::Unavailable(m) => {
                 io.log(
@@ -575,8 +602,11 @@ impl Ctx {
         }
     }
 
-    /// A refusal without evaluation; throttled users are told how long to wait, with
-    /// the same words for every account.
+    /// A refusal without evaluation; throttled users are told how long to wait, users
+    /// past `max_failures=` that only an administrator can let them in again (a right
+    /// code refused in silence reads as a broken phone, and an admin locked out of sudo
+    /// needs to know that a root shell from elsewhere is the way back), with the same
+    /// words for every account.
     pub(super) fn refused(
         &self,
         io: &mut dyn PamIo,
@@ -589,6 +619,11 @@ impl Ctx {
             let _ = io.converse(
                 Style::ErrorMsg,
                 &format!("too many failed codes; try again in {secs} s"),
+            );
+        } else {
+            let _ = io.converse(
+                Style::ErrorMsg,
+                "too many failed codes; the second factor is disabled until an administrator resets it",
             );
         }
         self.denied(io, who, refusal_denial(verdict))
@@ -790,3 +825,17 @@ fn records_hold(state: &UserState, recorded: &UserState) -> bool {
     };
     want.hotp <= have.hotp && want.scratch.iter().all(|t| have.scratch.contains(t))
 }
+
+/// What a user is told when the state store could not check or record the attempt (a
+/// read-only or refused state directory, an unusable record, a fleet's server down or
+/// refusing). Otherwise a right code refused reads as a broken phone, and an admin
+/// locked out of sudo by a host fault would not know to take the way back in that does
+/// not pass through the code. The same words whatever the fault, and for a name
+/// without an account whose stand-in record meets the same store (R9).
+pub(super) fn tell_store_fault(io: &mut dyn PamIo) {
+    // Best effort: the denial stands whether or not the message arrives.
+    let _ = io.converse(Style::ErrorMsg, STORE_FAULT_MESSAGE);
+}
+
+pub(super) const STORE_FAULT_MESSAGE: &str =
+    "the code could not be checked: the login state store failed on this host (see the system log)";
