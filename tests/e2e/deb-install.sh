@@ -289,15 +289,17 @@ check "the secret file is owned by $user, not readable by others" \
     sh -c "[ \"\$(stat -c '%U %a' '$secret_file' 2>/dev/null)\" = '$user 400' ] || [ \"\$(stat -c '%U %a' '$secret_file' 2>/dev/null)\" = '$user 600' ]"
 if [ -f "$secret_file" ]; then
     secret=$(secret_of "$secret_file")
-    sum_before=$(md5sum < "$secret_file")
+    # Everything but the DISALLOW_REUSE line: that line the file carries (--disallow-reuse)
+    # is kept up to date on logins, as GA does, for hosts sharing the file.
+    sum_before=$(grep -v '^" DISALLOW_REUSE' "$secret_file" | md5sum)
     out=$(drive --service plain --user "$user" --tty ssh --rhost 192.0.2.1 --answer "$(totp_wrong "$secret")")
     check "installed module denies a wrong code" \
         sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_AUTH_ERR'" _ "$out"
     out=$(drive --service plain --user "$user" --tty ssh --rhost 192.0.2.1 --answer "$(totp_now "$secret")")
     check "installed module accepts the oathtool code for the totp-enroll secret" \
         sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_SUCCESS' && printf '%s\n' \"\$1\" | grep -qx 'prompts 1'" _ "$out"
-    check "the logins left the secret file unchanged and a record in the state directory" \
-        sh -c "[ \"\$(md5sum < '$secret_file')\" = '$sum_before' ] && [ -f '/var/lib/pam_totp/state/$(id -u "$user")' ]"
+    check "the logins changed only the file's DISALLOW_REUSE line (now naming the step) and left a record in the state directory" \
+        sh -c "[ \"\$(grep -v '^\" DISALLOW_REUSE' '$secret_file' | md5sum)\" = '$sum_before' ] && grep -q '^\" DISALLOW_REUSE [0-9]' '$secret_file' && [ -f '/var/lib/pam_totp/state/$(id -u "$user")' ]"
     check "installed totp-state shows the accepted code as the replay mark" \
         sh -c "/usr/sbin/totp-state show --user '$user' --json | grep -q '\"last_step\":[0-9]'"
     check "installed totp-state resets the user's record" \
