@@ -588,23 +588,30 @@ fn a_state_store_from_outside_the_namespace_is_refused_naming_the_unmapped_owner
 /// seccomp filter answers a call it denies (strace injects it, and its trace shows
 /// each injection): the run, its syslog lines and how many calls were refused.
 fn with_fs_ids_refused(driver: &Driver) -> (Drive, Vec<String>, usize) {
+    let (out, lines, injected) = with_calls_refused("setfsuid,setfsgid", &driver.command());
+    assert!(out.status.signal().is_none(), "{out:?}");
+    (Drive::ran(&out), lines, injected)
+}
+
+/// Runs `inner` with its syslog captured and every call named in `calls` (strace's
+/// comma-separated list) answered EPERM, as a container's seccomp filter answers a call
+/// it denies: the output, the lines and how many refusals strace's trace shows.
+fn with_calls_refused(calls: &str, inner: &Command) -> (Output, Vec<String>, usize) {
     let trace = tempfile::NamedTempFile::new().expect("trace file");
-    let inner = driver.command();
     let mut strace = Command::new("strace");
     strace
-        .args(["-f", "-qq", "-e", "trace=setfsuid,setfsgid"])
-        .args(["-e", "inject=setfsuid,setfsgid:error=EPERM", "-o"])
+        .args(["-f", "-qq", "-e", &format!("trace={calls}")])
+        .args(["-e", &format!("inject={calls}:error=EPERM"), "-o"])
         .arg(trace.path())
         .arg("env");
-    append_env_exec(&mut strace, &inner);
+    append_env_exec(&mut strace, inner);
     let (out, lines) = with_syslog_capture(&strace);
-    assert!(out.status.signal().is_none(), "{out:?}");
     let injected = fs::read_to_string(trace.path())
         .unwrap_or_default()
         .lines()
         .filter(|l| l.contains("EPERM") && l.contains("INJECTED"))
         .count();
-    (Drive::ran(&out), lines, injected)
+    (out, lines, injected)
 }
 
 #[test]
@@ -686,20 +693,10 @@ fn a_refused_close_range_keeps_the_secret_command_from_starting_and_says_so() {
         ),
     );
     let code = code_at(&secret, now());
-    let trace = tempfile::NamedTempFile::new().expect("trace file");
-    let mut strace = Command::new("strace");
-    strace
-        .args(["-f", "-qq", "-e", "trace=close_range"])
-        .args(["-e", "inject=close_range:error=EPERM", "-o"])
-        .arg(trace.path())
-        .arg("env");
-    append_env_exec(&mut strace, &Driver::login(&stack, &user, &code).command());
-    let (out, lines) = with_syslog_capture(&strace);
-    let injected = fs::read_to_string(trace.path())
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("INJECTED"))
-        .count();
+    let (out, lines, injected) = with_calls_refused(
+        "close_range",
+        &Driver::login(&stack, &user, &code).command(),
+    );
     assert!(injected > 0, "close_range was not refused");
     let denied = Drive::ran(&out);
     assert_eq!(denied.result, "PAM_AUTH_ERR", "{lines:?}");
@@ -761,23 +758,10 @@ fn a_refused_renameat2_still_creates_the_store_key_and_logs_in() {
     assert!(!stack.state_dir().exists(), "a fresh store");
     let at = (now() / 30) * 30;
     let code = code_at(&secret, at);
-    let trace = tempfile::NamedTempFile::new().expect("trace file");
-    let mut strace = Command::new("strace");
-    strace
-        .args(["-f", "-qq", "-e", "trace=renameat2"])
-        .args(["-e", "inject=renameat2:error=EPERM", "-o"])
-        .arg(trace.path())
-        .arg("env");
-    append_env_exec(
-        &mut strace,
+    let (out, lines, injected) = with_calls_refused(
+        "renameat2",
         &Driver::login(&stack, &user, &code).at(at).command(),
     );
-    let (out, lines) = with_syslog_capture(&strace);
-    let injected = fs::read_to_string(trace.path())
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("INJECTED"))
-        .count();
     assert!(injected > 0, "renameat2 was not refused");
     assert_eq!(Drive::ran(&out).result, "PAM_SUCCESS", "{lines:?}");
     let key = stack.state_dir().join("store.key");
