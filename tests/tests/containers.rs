@@ -171,6 +171,26 @@ fn home_login(tag: &str) -> (Stack, TestUser, String) {
     (stack, user, secret)
 }
 
+/// A home-mode login started as `host`: denied (neither success nor ignored) with one
+/// line refusing the identity switch, a line containing each of `names`; then the same
+/// code logs in where the switch works, as nothing was recorded as used.
+fn home_login_refused_by_the_switch(host: &Host, tag: &str, names: &[&str]) {
+    let (stack, user, secret) = home_login(tag);
+    let code = code_at(&secret, now());
+    let (_, denied, lines) = run(host, &Driver::login(&stack, &user, &code));
+    assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
+    assert_ne!(denied.result, "PAM_IGNORE", "{lines:?}");
+    let refused = switch_refusals(&lines);
+    assert_eq!(refused.len(), 1, "one line naming the refusal: {lines:?}");
+    assert!(
+        names.iter().all(|n| refused[0].contains(n)),
+        "{}",
+        refused[0]
+    );
+    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
+    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
+}
+
 #[test]
 fn home_mode_without_cap_setgid_denies_with_one_line_and_the_host_survives() {
     if !require_root("home_mode_without_cap_setgid_denies_with_one_line_and_the_host_survives")
@@ -178,24 +198,11 @@ fn home_mode_without_cap_setgid_denies_with_one_line_and_the_host_survives() {
     {
         return;
     }
-    let (stack, user, secret) = home_login("cg");
-    let code = code_at(&secret, now());
-    let (_, denied, lines) = run(
+    home_login_refused_by_the_switch(
         &Host::Without(&[CAP_SETGID]),
-        &Driver::login(&stack, &user, &code),
+        "cg",
+        &["CAP_SETGID", "denying"],
     );
-    assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
-    assert_ne!(denied.result, "PAM_IGNORE", "{lines:?}");
-    let refused = switch_refusals(&lines);
-    assert_eq!(refused.len(), 1, "one line naming the refusal: {lines:?}");
-    assert!(
-        refused[0].contains("CAP_SETGID") && refused[0].contains("denying"),
-        "{}",
-        refused[0]
-    );
-    // Nothing recorded as used: the same code still logs in where the switch works.
-    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
-    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
 }
 
 #[test]
@@ -205,19 +212,7 @@ fn home_mode_without_cap_setuid_names_the_capability() {
     {
         return;
     }
-    let (stack, user, secret) = home_login("cu");
-    let code = code_at(&secret, now());
-    let (_, denied, lines) = run(
-        &Host::Without(&[CAP_SETUID]),
-        &Driver::login(&stack, &user, &code),
-    );
-    assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
-    assert_ne!(denied.result, "PAM_IGNORE", "{lines:?}");
-    let refused = switch_refusals(&lines);
-    assert_eq!(refused.len(), 1, "{lines:?}");
-    assert!(refused[0].contains("CAP_SETUID"), "{}", refused[0]);
-    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
-    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
+    home_login_refused_by_the_switch(&Host::Without(&[CAP_SETUID]), "cu", &["CAP_SETUID"]);
 }
 
 #[test]
@@ -225,23 +220,11 @@ fn home_mode_in_a_namespace_denying_setgroups_denies_and_the_host_survives() {
     if !require_root("home_mode_in_a_namespace_denying_setgroups_denies_and_the_host_survives") {
         return;
     }
-    let (stack, user, secret) = home_login("ns");
-    let code = code_at(&secret, now());
-    let (_, denied, lines) = run(
+    home_login_refused_by_the_switch(
         &Host::RootOnlyNamespace,
-        &Driver::login(&stack, &user, &code),
+        "ns",
+        &["user namespace that denies setgroups"],
     );
-    assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
-    assert_ne!(denied.result, "PAM_IGNORE", "{lines:?}");
-    let refused = switch_refusals(&lines);
-    assert_eq!(refused.len(), 1, "{lines:?}");
-    assert!(
-        refused[0].contains("user namespace that denies setgroups"),
-        "{}",
-        refused[0]
-    );
-    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
-    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
 }
 
 /// The set-up pam_totp(8) names for such containers: a root-owned store read as root.
