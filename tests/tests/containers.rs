@@ -171,6 +171,15 @@ fn home_login(tag: &str) -> (Stack, TestUser, String) {
     (stack, user, secret)
 }
 
+/// `totp-state audit` of the service `svc` in `stack`, to be started by the caller.
+fn audit_command(stack: &Stack) -> Command {
+    let mut audit = Command::new(&built().state_tool);
+    audit
+        .args(["audit", "--service", "svc", "--pam-dir"])
+        .arg(stack.path());
+    audit
+}
+
 /// A home-mode login started as `host`: denied (neither success nor ignored) with one
 /// line refusing the identity switch, a line containing each of `names`; then the same
 /// code logs in where the switch works, as nothing was recorded as used.
@@ -354,10 +363,7 @@ fn a_home_from_outside_the_namespace_is_refused_naming_the_unmapped_owner() {
     );
 
     // totp-state audit run in the same container predicts the refusal, in the same words.
-    let mut audit = Command::new(&built().state_tool);
-    audit
-        .args(["audit", "--service", "svc", "--pam-dir"])
-        .arg(stack.path());
+    let audit = audit_command(&stack);
     let (out, _) = started(&host, &audit);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -383,10 +389,7 @@ fn audit_without_cap_setgid_predicts_the_refusal_instead_of_aborting() {
         return;
     }
     let (stack, user, _) = home_login("au");
-    let mut audit = Command::new(&built().state_tool);
-    audit
-        .args(["audit", "--service", "svc", "--pam-dir"])
-        .arg(stack.path());
+    let audit = audit_command(&stack);
     let (out, _) = started(&Host::Without(&[CAP_SETGID]), &audit);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -420,12 +423,6 @@ fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
         "mount --bind {dir} {dir}\nmount -o remount,bind,ro {dir}\n\
          if touch {dir}/.probe 2>/dev/null; then echo still writable >&2; exit 97; fi"
     );
-    let audit = || {
-        let mut a = Command::new(&built().state_tool);
-        a.args(["audit", "--service", "svc", "--pam-dir"])
-            .arg(stack.path());
-        a
-    };
     let check = || {
         let mut c = Command::new(&built().enroll);
         c.args([
@@ -471,7 +468,7 @@ fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
         assert_eq!(named.len(), 1, "{case}: {lines:?}");
         assert!(named[0].contains("denying"), "{case}: {}", named[0]);
 
-        let (out, _) = with_syslog_capture_after(&read_only, &audit());
+        let (out, _) = with_syslog_capture_after(&read_only, &audit_command(&stack));
         assert_eq!(out.status.code(), Some(1), "{case}: {out:?}");
         let line = state_line(&out).unwrap_or_else(|| panic!("{case}: no state store line"));
         assert!(
@@ -489,7 +486,7 @@ fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
         );
         // Control: on the writable file system audit and check have nothing to say of
         // the store, and the same code logs in.
-        let (out, _) = with_syslog_capture(&audit());
+        let (out, _) = with_syslog_capture(&audit_command(&stack));
         assert_eq!(state_line(&out), None, "{case}");
         let (out, _) = with_syslog_capture(&check());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -545,10 +542,7 @@ fn a_state_store_from_outside_the_namespace_is_refused_naming_the_unmapped_owner
     assert_eq!(named.len(), 1, "{lines:?}");
     assert!(named[0].contains("state"), "{}", named[0]);
 
-    let mut audit = Command::new(&built().state_tool);
-    audit
-        .args(["audit", "--service", "svc", "--pam-dir"])
-        .arg(stack.path());
+    let audit = audit_command(&stack);
     let (out, _) = started(&host, &audit);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
