@@ -171,6 +171,25 @@ fn home_login(tag: &str) -> (Stack, TestUser, String) {
     (stack, user, secret)
 }
 
+/// A store-mode stack that reads as root (`user=root`) a root-owned store holding a
+/// new secret for `user`: the stack, the store (kept for the test) and the secret.
+fn root_store_login(user: &TestUser) -> (Stack, tempfile::TempDir, String) {
+    let store = root_store();
+    let secret = random_secret_b32();
+    write_owned(
+        &store.path().join(&user.name),
+        totp_file(&secret).as_bytes(),
+        0,
+        0,
+        0o600,
+    );
+    let stack = Stack::with_module(
+        "svc",
+        &format!("user=root secret={}/${{USER}}", store.path().display()),
+    );
+    (stack, store, secret)
+}
+
 /// `totp-state audit` of the service `svc` in `stack`, to be started by the caller.
 fn audit_command(stack: &Stack) -> Command {
     let mut audit = Command::new(&built().state_tool);
@@ -245,20 +264,8 @@ fn store_mode_as_root_logs_in_without_the_switch_capabilities() {
         return;
     }
     let user = TestUser::create("st");
-    let store = root_store();
-    let secret = random_secret_b32();
-    write_owned(
-        &store.path().join(&user.name),
-        totp_file(&secret).as_bytes(),
-        0,
-        0,
-        0o600,
-    );
+    let (stack, store, secret) = root_store_login(&user);
     fs::set_permissions(store.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
-    let stack = Stack::with_module(
-        "svc",
-        &format!("user=root secret={}/${{USER}}", store.path().display()),
-    );
     let step = now() / 30;
     for (host, at) in [
         (Host::Without(&[CAP_SETUID, CAP_SETGID]), step * 30),
@@ -510,19 +517,7 @@ fn a_state_store_from_outside_the_namespace_is_refused_naming_the_unmapped_owner
         return;
     }
     let user = TestUser::create("sd");
-    let store = root_store();
-    let secret = random_secret_b32();
-    write_owned(
-        &store.path().join(&user.name),
-        totp_file(&secret).as_bytes(),
-        0,
-        0,
-        0o600,
-    );
-    let stack = Stack::with_module(
-        "svc",
-        &format!("user=root secret={}/${{USER}}", store.path().display()),
-    );
+    let (stack, _store, secret) = root_store_login(&user);
     fs::create_dir(stack.state_dir()).expect("state dir");
     fs::set_permissions(stack.state_dir(), fs::Permissions::from_mode(0o700)).expect("chmod");
     // An owner far outside the namespace's map, as a host's root is in an unprivileged
@@ -598,20 +593,8 @@ fn with_setfsuid_refused_store_mode_as_root_logs_in_and_home_mode_says_why_it_ca
         return;
     }
     let user = TestUser::create("sc");
-    let store = root_store();
-    let secret = random_secret_b32();
-    write_owned(
-        &store.path().join(&user.name),
-        totp_file(&secret).as_bytes(),
-        0,
-        0,
-        0o600,
-    );
+    let (root_store_stack, _store, secret) = root_store_login(&user);
     user.write_secret(&totp_file(&secret), 0o600);
-    let root_store_stack = Stack::with_module(
-        "svc",
-        &format!("user=root secret={}/${{USER}}", store.path().display()),
-    );
     let home_stack = Stack::with_module("svc", "");
     let step = now() / 30;
 
