@@ -45,6 +45,42 @@ fn login(args: &str, user: &TestUser, secret: &str) -> (Drive, Vec<String>) {
     login_logged(&stack, user, &code_at(secret, now()), PEER, None)
 }
 
+/// A store the module refuses, with `fix` as what to do (`what` names the case): the
+/// login with `args` is denied, one log line refuses the store and contains every part
+/// of `fix`, nothing used the local store and no code was compared, and `ping` exits 1
+/// with the same words.
+fn assert_refused_with_the_fix(
+    what: &str,
+    args: &str,
+    user: &TestUser,
+    secret: &str,
+    fix: &[&str],
+) {
+    let (d, lines) = login(args, user, secret);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{what}: {d:?} {lines:?}"
+    );
+    let named = lines_with(&lines, fix);
+    assert_eq!(named.len(), 1, "{what}: one line names {fix:?}: {lines:?}");
+    assert!(
+        named[0].contains("state store refused"),
+        "{what}: a refusal, not an outage: {lines:?}"
+    );
+    assert!(
+        lines_with(&lines, &[FALLBACK_USED]).is_empty(),
+        "{what}: no fallback: {lines:?}"
+    );
+    assert!(
+        lines_with(&lines, &["invalid verification code"]).is_empty(),
+        "{what}: no code was compared: {lines:?}"
+    );
+    let (status, said) = ping(args);
+    assert_eq!(status, Some(1), "{what}: ping: {said}");
+    assert!(fix.iter().all(|f| said.contains(f)), "{what}: ping: {said}");
+}
+
 /// `totp-state ping --options ARGS`: exit status and standard error.
 fn ping(args: &str) -> (Option<i32>, String) {
     let out = state_tool(&["ping", "--options", args]);
@@ -156,29 +192,7 @@ fn a_server_that_is_not_a_writable_primary_is_refused_with_the_fix_through_libpa
     ];
     for (what, url, fix) in &cases {
         let args = options(url, "state_fallback=local");
-        let (d, lines) = login(&args, &u, &secret);
-        assert_eq!(
-            d.returned(),
-            Returned::Failed("PAM_AUTH_ERR".into()),
-            "{what}: {d:?} {lines:?}"
-        );
-        let named = lines_with(&lines, fix);
-        assert_eq!(named.len(), 1, "{what}: one line names {fix:?}: {lines:?}");
-        assert!(
-            named[0].contains("state store refused"),
-            "{what}: a refusal, not an outage: {lines:?}"
-        );
-        assert!(
-            lines_with(&lines, &[FALLBACK_USED]).is_empty(),
-            "{what}: no fallback: {lines:?}"
-        );
-        assert!(
-            lines_with(&lines, &["invalid verification code"]).is_empty(),
-            "{what}: no code was compared: {lines:?}"
-        );
-        let (status, said) = ping(&args);
-        assert_eq!(status, Some(1), "{what}: ping: {said}");
-        assert!(fix.iter().all(|f| said.contains(f)), "{what}: ping: {said}");
+        assert_refused_with_the_fix(what, &args, &u, &secret, fix);
     }
 }
 
@@ -390,30 +404,7 @@ fn an_etcd_list_without_a_voting_member_or_gateway_is_refused_with_the_fix_throu
         ),
     ];
     for (what, members, fix) in &cases {
-        let args = options(members);
-        let (d, lines) = login(&args, &u, &secret);
-        assert_eq!(
-            d.returned(),
-            Returned::Failed("PAM_AUTH_ERR".into()),
-            "{what}: {d:?} {lines:?}"
-        );
-        let named = lines_with(&lines, fix);
-        assert_eq!(named.len(), 1, "{what}: one line names {fix:?}: {lines:?}");
-        assert!(
-            named[0].contains("state store refused"),
-            "{what}: a refusal, not an outage: {lines:?}"
-        );
-        assert!(
-            lines_with(&lines, &[FALLBACK_USED]).is_empty(),
-            "{what}: no fallback: {lines:?}"
-        );
-        assert!(
-            lines_with(&lines, &["invalid verification code"]).is_empty(),
-            "{what}: no code was compared: {lines:?}"
-        );
-        let (status, said) = ping(&args);
-        assert_eq!(status, Some(1), "{what}: ping: {said}");
-        assert!(fix.iter().all(|f| said.contains(f)), "{what}: ping: {said}");
+        assert_refused_with_the_fix(what, &options(members), &u, &secret, fix);
     }
 }
 
