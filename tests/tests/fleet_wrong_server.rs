@@ -196,6 +196,23 @@ fn a_server_that_is_not_a_writable_primary_is_refused_with_the_fix_through_libpa
     }
 }
 
+/// A loopback port no one listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Waits (up to 10 s) until `name`, just started, accepts connections on loopback `port`.
+fn wait_until_listening(port: u16, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{name} did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// twemproxy (nutcracker) in front of the primary, as its own process.
 struct Twemproxy {
     child: Child,
@@ -209,10 +226,7 @@ impl Twemproxy {
             .prefix("pam_totp-twemproxy")
             .tempdir()
             .expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let conf = dir.path().join("nutcracker.yml");
         std::fs::write(
             &conf,
@@ -223,10 +237,7 @@ impl Twemproxy {
         )
         .expect("write nutcracker.yml");
         // Its statistics port too: the default (22222) may be taken.
-        let stats = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let stats = free_port();
         let child = Command::new("nutcracker")
             .arg("-c")
             .arg(&conf)
@@ -239,11 +250,7 @@ impl Twemproxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn nutcracker");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nutcracker did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port, "nutcracker");
         Twemproxy {
             child,
             port,
@@ -432,10 +439,7 @@ impl Sshd {
         // sshd refuses to start without its privilege separation directory, which the
         // service's unit creates at boot.
         std::fs::create_dir_all("/run/sshd").expect("mkdir /run/sshd");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let child = Command::new("/usr/sbin/sshd")
             .args(["-D", "-f", "/dev/null", "-o", "PidFile=none", "-o"])
             .arg(format!("ListenAddress=127.0.0.1:{port}"))
@@ -446,11 +450,7 @@ impl Sshd {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn sshd");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port, "sshd");
         Sshd {
             child,
             port,
