@@ -503,15 +503,7 @@ fn an_acl_or_role_that_cannot_write_fails_ping_as_it_fails_logins_through_libpam
             "resetchannels -@all +hmget +hget +hset +expire +persist +ping +info",
         ),
     ] {
-        let mut cmd: Vec<&[u8]> = vec![b"ACL", b"SETUSER", user.as_bytes(), b"on", b">pw"];
-        cmd.push(keys.as_bytes());
-        cmd.extend(commands.split_whitespace().map(str::as_bytes));
-        let reply = server.raw(None, &cmd);
-        assert!(
-            reply.starts_with(b"+OK"),
-            "{}",
-            String::from_utf8_lossy(&reply)
-        );
+        server.add_acl_user(user, &format!("{keys} {commands}"));
     }
     // The store is initialised by its admin (here the default user, under the same
     // prefix): the function library and the store record are there.
