@@ -43,6 +43,13 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The standard output of a `totp-enroll` run that must have succeeded.
+fn stdout_of_success(out: &Output) -> String {
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    stdout
+}
+
 fn login(stack: &Stack, user: &TestUser, code: &str, at: u64) -> String {
     login_at(stack, user, code, None, at).module_code()
 }
@@ -87,8 +94,7 @@ fn resync_turns_a_denied_drifted_phone_into_an_accepted_one() {
         ],
         None,
     );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let stdout = stdout_of_success(&out);
     assert!(
         stdout.contains("about 10 minutes behind this machine's (20 steps of 30 s)"),
         "{stdout}"
@@ -300,9 +306,7 @@ fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
             args.push("--json");
         }
         let out = enroll_at(at, &args, None);
-        let stdout = text(&out.stdout);
-        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-        stdout
+        stdout_of_success(&out)
     };
     let stdout = resync(T0 + 60, false);
     assert!(
@@ -371,8 +375,7 @@ fn an_hotp_token_pressed_past_its_window_is_resynchronised_by_two_presses() {
 
     // Two more presses, typed to resync.
     let out = resync_user(&user, &stack, &token(41), &token(42), T0 + 10);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let stdout = stdout_of_success(&out);
     assert!(
         stdout.contains("next code is for counter 43, 41 ahead of the file's counter 2"),
         "{stdout}"
@@ -416,8 +419,7 @@ fn resync_brings_back_a_token_the_file_counter_overtook() {
 
     // Resync with the next two presses, the first of them behind the file's counter.
     let out = resync_user(&user, &stack, &token(4), &token(5), T0 + 1000);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let stdout = stdout_of_success(&out);
     assert!(
         stdout.contains("next code is for counter 6, 1 ahead of the file's counter 5"),
         "{stdout}"
