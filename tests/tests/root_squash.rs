@@ -503,11 +503,12 @@ fn a_refused_lock_on_an_nfs4_home_never_denies_a_totp_login() {
     let stack = Stack::probe("svc", "");
     let code = code_at(&secret, T0);
     let login = |at: u64| {
-        let mount = mount_squashed_with("--nfs4-flock", &u.home, &path, None);
-        let (out, lines) =
-            with_syslog_capture_after(&mount, &Driver::login(&stack, &u, &code).at(at).command());
-        let lines: Vec<String> = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
-        (Drive::ran(&out), lines)
+        login_with(
+            "--nfs4-flock",
+            &u,
+            &path,
+            &Driver::login(&stack, &u, &code).at(at),
+        )
     };
 
     let (d, lines) = login(T0);
