@@ -741,6 +741,26 @@ fn raced_login(
     })
 }
 
+/// What a [`raced_login`] that succeeded leaves: the file read right after it, `after`,
+/// holds `want` (`why` says what that shows), the file is still 0400 and the user's,
+/// and the login's `lines` name the refused lock and the race.
+fn assert_the_raced_use_was_carried(
+    u: &TestUser,
+    path: &Path,
+    after: &[u8],
+    want: &str,
+    why: &str,
+    lines: &[String],
+) {
+    assert_eq!(after, want.as_bytes(), "{why}");
+    assert_eq!(mode_owner(path), (0o400, u.uid, u.gid));
+    assert!(logged(lines, REFUSED_LOCK), "{lines:?}");
+    assert!(
+        logged(lines, "changed by another login since this one read it"),
+        "the race happened: {lines:?}"
+    );
+}
+
 /// The race on one host that a refused lock leaves (an NFSv4 home): a scratch-code
 /// login reads the file, and before it rewrites it another login strikes another
 /// scratch code. The login succeeds and carries its own use into the newer file, so
@@ -798,16 +818,13 @@ fn a_scratch_code_raced_on_an_nfs4_home_is_still_struck_from_the_file() {
             "{d:?} {lines:?}"
         );
     }
-    assert_eq!(
-        after,
-        format!("{}{left}\n", totp_file(&secret)).into_bytes(),
-        "neither used scratch code is listed"
-    );
-    assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid));
-    assert!(logged(&lines, REFUSED_LOCK), "{lines:?}");
-    assert!(
-        logged(&lines, "changed by another login since this one read it"),
-        "the race happened: {lines:?}"
+    assert_the_raced_use_was_carried(
+        &u,
+        &path,
+        &after,
+        &format!("{}{left}\n", totp_file(&secret)),
+        "neither used scratch code is listed",
+        &lines,
     );
 }
 
@@ -865,16 +882,13 @@ fn an_hotp_code_raced_on_an_nfs4_home_still_advances_the_counter() {
             "{d:?} {lines:?}"
         );
     }
-    assert_eq!(
-        after,
-        format!("{secret}\n\" HOTP_COUNTER 4\n").into_bytes(),
-        "the counter this login used is no longer open"
-    );
-    assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid));
-    assert!(logged(&lines, REFUSED_LOCK), "{lines:?}");
-    assert!(
-        logged(&lines, "changed by another login since this one read it"),
-        "the race happened: {lines:?}"
+    assert_the_raced_use_was_carried(
+        &u,
+        &path,
+        &after,
+        &format!("{secret}\n\" HOTP_COUNTER 4\n"),
+        "the counter this login used is no longer open",
+        &lines,
     );
 }
 
