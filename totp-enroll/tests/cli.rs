@@ -673,11 +673,7 @@ fn answer_confirmation(
         .concat(),
     );
     let shown = String::from_utf8_lossy(&seen).into_owned();
-    let secret = shown
-        .lines()
-        .find_map(|l| l.strip_prefix("Your new secret key is: "))
-        .expect("secret shown")
-        .to_owned();
+    let secret = shown_secret(&shown).to_owned();
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
         .write_all(format!("{}\n-1\ny\n", answer(&secret)).as_bytes())
@@ -710,11 +706,15 @@ fn a_right_code_typed_as_the_app_groups_it_is_confirmed_with_the_login_rule() {
     assert!(dir.path().join("s").exists());
 }
 
-fn secret_from_output(out: &str) -> totp_core::secret::Secret {
-    let line = out
-        .lines()
+/// The secret (base32) an enrollment's output shows.
+fn shown_secret(out: &str) -> &str {
+    out.lines()
         .find_map(|l| l.strip_prefix("Your new secret key is: "))
-        .expect("secret shown");
+        .expect("secret shown")
+}
+
+fn secret_from_output(out: &str) -> totp_core::secret::Secret {
+    let line = shown_secret(out);
     totp_core::secret::Secret::new(
         totp_core::base32::decode_lenient(line.as_bytes()).expect("base32"),
     )
