@@ -340,6 +340,14 @@ fn overflow_lines(lines: &[String]) -> Vec<&str> {
         .collect()
 }
 
+/// The fault of a [`Mapped`] host, seen from inside: `path` belongs to the overflow id.
+fn assert_owner_shows_as_the_overflow_id(host: &Host, path: &std::path::Path) {
+    let mut owner = Command::new("stat");
+    owner.args(["-c", "%u"]).arg(path);
+    let (shown, _) = started(host, &owner);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), "65534");
+}
+
 #[test]
 fn a_home_from_outside_the_namespace_is_refused_naming_the_unmapped_owner() {
     if !require_root("a_home_from_outside_the_namespace_is_refused_naming_the_unmapped_owner") {
@@ -350,10 +358,7 @@ fn a_home_from_outside_the_namespace_is_refused_naming_the_unmapped_owner() {
     let mapped = Mapped::new(&user);
     let host = mapped.host();
     // The fault: inside, the user's own home belongs to the overflow id.
-    let mut owner = Command::new("stat");
-    owner.args(["-c", "%u"]).arg(&user.home);
-    let (shown, _) = started(&host, &owner);
-    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), "65534");
+    assert_owner_shows_as_the_overflow_id(&host, &user.home);
 
     let (_, denied, lines) = run(&host, &Driver::login(&stack, &user, &code));
     assert_eq!(denied.result, "PAM_AUTH_ERR", "{lines:?}");
@@ -525,10 +530,7 @@ fn a_state_store_from_outside_the_namespace_is_refused_naming_the_unmapped_owner
     std::os::unix::fs::chown(stack.state_dir(), Some(400_000), Some(400_000)).expect("chown");
     let mapped = Mapped::new(&user);
     let host = mapped.host();
-    let mut owner = Command::new("stat");
-    owner.args(["-c", "%u"]).arg(stack.state_dir());
-    let (shown, _) = started(&host, &owner);
-    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), "65534");
+    assert_owner_shows_as_the_overflow_id(&host, &stack.state_dir());
 
     let code = code_at(&secret, now());
     let (_, denied, lines) = run(&host, &Driver::login(&stack, &user, &code));
