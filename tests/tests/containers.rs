@@ -199,6 +199,14 @@ fn audit_command(stack: &Stack) -> Command {
     audit
 }
 
+/// The line of `user` in `totp-state audit`'s standard output.
+fn audit_line_for<'a>(stdout: &'a str, user: &TestUser) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{}:", user.name)))
+        .unwrap_or_else(|| panic!("no audit line for {}: {stdout}", user.name))
+}
+
 /// A home-mode login started as `host`: denied (neither success nor ignored) with one
 /// line refusing the identity switch, a line containing each of `names`; then the same
 /// code logs in where the switch works, as nothing was recorded as used.
@@ -379,10 +387,7 @@ fn a_home_from_outside_the_namespace_is_refused_naming_the_unmapped_owner() {
     let (out, _) = started(&host, &audit);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with(&format!("{}:", user.name)))
-        .unwrap_or_else(|| panic!("no audit line for {}: {stdout}", user.name));
+    let line = audit_line_for(&stdout, &user);
     assert!(
         line.contains("refused") && line.contains("65534 is nobody"),
         "{line}"
@@ -405,10 +410,7 @@ fn audit_without_cap_setgid_predicts_the_refusal_instead_of_aborting() {
     let (out, _) = started(&Host::Without(&[CAP_SETGID]), &audit);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with(&format!("{}:", user.name)))
-        .unwrap_or_else(|| panic!("no audit line for {}: {stdout}", user.name));
+    let line = audit_line_for(&stdout, &user);
     assert!(
         line.contains("refused") && line.contains("CAP_SETGID"),
         "{line}"
