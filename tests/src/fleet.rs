@@ -442,6 +442,19 @@ impl RedisServer {
         }
     }
 
+    /// Adds (or resets) the ACL user `user`, enabled with password `pw` and `rules`
+    /// (whitespace-separated ACL rules), as the default user; asserts the server said OK.
+    pub fn add_acl_user(&self, user: &str, rules: &str) {
+        let mut cmd: Vec<&[u8]> = vec![b"ACL", b"SETUSER", user.as_bytes(), b"on", b">pw"];
+        cmd.extend(rules.split_whitespace().map(str::as_bytes));
+        let reply = self.raw(None, &cmd);
+        assert!(
+            reply.starts_with(b"+OK"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+
     /// Runs one command over plain RESP on the TCP port (not for TLS servers) and
     /// returns the raw reply, for checks the store interface does not offer (TTL,
     /// planting a corrupt record).

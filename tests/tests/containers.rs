@@ -171,6 +171,62 @@ fn home_login(tag: &str) -> (Stack, TestUser, String) {
     (stack, user, secret)
 }
 
+/// A store-mode stack that reads as root (`user=root`) a root-owned store holding a
+/// new secret for `user`: the stack, the store (kept for the test) and the secret.
+fn root_store_login(user: &TestUser) -> (Stack, tempfile::TempDir, String) {
+    let store = root_store();
+    let secret = random_secret_b32();
+    write_owned(
+        &store.path().join(&user.name),
+        totp_file(&secret).as_bytes(),
+        0,
+        0,
+        0o600,
+    );
+    let stack = Stack::with_module(
+        "svc",
+        &format!("user=root secret={}/${{USER}}", store.path().display()),
+    );
+    (stack, store, secret)
+}
+
+/// `totp-state audit` of the service `svc` in `stack`, to be started by the caller.
+fn audit_command(stack: &Stack) -> Command {
+    let mut audit = Command::new(&built().state_tool);
+    audit
+        .args(["audit", "--service", "svc", "--pam-dir"])
+        .arg(stack.path());
+    audit
+}
+
+/// The line of `user` in `totp-state audit`'s standard output.
+fn audit_line_for<'a>(stdout: &'a str, user: &TestUser) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{}:", user.name)))
+        .unwrap_or_else(|| panic!("no audit line for {}: {stdout}", user.name))
+}
+
+/// A home-mode login started as `host`: denied (neither success nor ignored) with one
+/// line refusing the identity switch, a line containing each of `names`; then the same
+/// code logs in where the switch works, as nothing was recorded as used.
+fn home_login_refused_by_the_switch(host: &Host, tag: &str, names: &[&str]) {
+    let (stack, user, secret) = home_login(tag);
+    let code = code_at(&secret, now());
+    let (_, denied, lines) = run(host, &Driver::login(&stack, &user, &code));
+    assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
+    assert_ne!(denied.result, "PAM_IGNORE", "{lines:?}");
+    let refused = switch_refusals(&lines);
+    assert_eq!(refused.len(), 1, "one line naming the refusal: {lines:?}");
+    assert!(
+        names.iter().all(|n| refused[0].contains(n)),
+        "{}",
+        refused[0]
+    );
+    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
+    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
+}
+
 #[test]
 fn home_mode_without_cap_setgid_denies_with_one_line_and_the_host_survives() {
     if !require_root("home_mode_without_cap_setgid_denies_with_one_line_and_the_host_survives")
@@ -178,24 +234,11 @@ fn home_mode_without_cap_setgid_denies_with_one_line_and_the_host_survives() {
     {
         return;
     }
-    let (stack, user, secret) = home_login("cg");
-    let code = code_at(&secret, now());
-    let (_, denied, lines) = run(
+    home_login_refused_by_the_switch(
         &Host::Without(&[CAP_SETGID]),
-        &Driver::login(&stack, &user, &code),
+        "cg",
+        &["CAP_SETGID", "denying"],
     );
-    assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
-    assert_ne!(denied.result, "PAM_IGNORE", "{lines:?}");
-    let refused = switch_refusals(&lines);
-    assert_eq!(refused.len(), 1, "one line naming the refusal: {lines:?}");
-    assert!(
-        refused[0].contains("CAP_SETGID") && refused[0].contains("denying"),
-        "{}",
-        refused[0]
-    );
-    // Nothing recorded as used: the same code still logs in where the switch works.
-    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
-    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
 }
 
 #[test]
@@ -205,19 +248,7 @@ fn home_mode_without_cap_setuid_names_the_capability() {
     {
         return;
     }
-    let (stack, user, secret) = home_login("cu");
-    let code = code_at(&secret, now());
-    let (_, denied, lines) = run(
-        &Host::Without(&[CAP_SETUID]),
-        &Driver::login(&stack, &user, &code),
-    );
-    assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
-    assert_ne!(denied.result, "PAM_IGNORE", "{lines:?}");
-    let refused = switch_refusals(&lines);
-    assert_eq!(refused.len(), 1, "{lines:?}");
-    assert!(refused[0].contains("CAP_SETUID"), "{}", refused[0]);
-    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
-    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
+    home_login_refused_by_the_switch(&Host::Without(&[CAP_SETUID]), "cu", &["CAP_SETUID"]);
 }
 
 #[test]
@@ -225,23 +256,11 @@ fn home_mode_in_a_namespace_denying_setgroups_denies_and_the_host_survives() {
     if !require_root("home_mode_in_a_namespace_denying_setgroups_denies_and_the_host_survives") {
         return;
     }
-    let (stack, user, secret) = home_login("ns");
-    let code = code_at(&secret, now());
-    let (_, denied, lines) = run(
+    home_login_refused_by_the_switch(
         &Host::RootOnlyNamespace,
-        &Driver::login(&stack, &user, &code),
+        "ns",
+        &["user namespace that denies setgroups"],
     );
-    assert_ne!(denied.result, "PAM_SUCCESS", "{lines:?}");
-    assert_ne!(denied.result, "PAM_IGNORE", "{lines:?}");
-    let refused = switch_refusals(&lines);
-    assert_eq!(refused.len(), 1, "{lines:?}");
-    assert!(
-        refused[0].contains("user namespace that denies setgroups"),
-        "{}",
-        refused[0]
-    );
-    let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
-    assert_eq!(ok.result, "PAM_SUCCESS", "{lines:?}");
 }
 
 /// The set-up pam_totp(8) names for such containers: a root-owned store read as root.
@@ -253,20 +272,8 @@ fn store_mode_as_root_logs_in_without_the_switch_capabilities() {
         return;
     }
     let user = TestUser::create("st");
-    let store = root_store();
-    let secret = random_secret_b32();
-    write_owned(
-        &store.path().join(&user.name),
-        totp_file(&secret).as_bytes(),
-        0,
-        0,
-        0o600,
-    );
+    let (stack, store, secret) = root_store_login(&user);
     fs::set_permissions(store.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
-    let stack = Stack::with_module(
-        "svc",
-        &format!("user=root secret={}/${{USER}}", store.path().display()),
-    );
     let step = now() / 30;
     for (host, at) in [
         (Host::Without(&[CAP_SETUID, CAP_SETGID]), step * 30),
@@ -341,6 +348,14 @@ fn overflow_lines(lines: &[String]) -> Vec<&str> {
         .collect()
 }
 
+/// The fault of a [`Mapped`] host, seen from inside: `path` belongs to the overflow id.
+fn assert_owner_shows_as_the_overflow_id(host: &Host, path: &std::path::Path) {
+    let mut owner = Command::new("stat");
+    owner.args(["-c", "%u"]).arg(path);
+    let (shown, _) = started(host, &owner);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), "65534");
+}
+
 #[test]
 fn a_home_from_outside_the_namespace_is_refused_naming_the_unmapped_owner() {
     if !require_root("a_home_from_outside_the_namespace_is_refused_naming_the_unmapped_owner") {
@@ -351,10 +366,7 @@ fn a_home_from_outside_the_namespace_is_refused_naming_the_unmapped_owner() {
     let mapped = Mapped::new(&user);
     let host = mapped.host();
     // The fault: inside, the user's own home belongs to the overflow id.
-    let mut owner = Command::new("stat");
-    owner.args(["-c", "%u"]).arg(&user.home);
-    let (shown, _) = started(&host, &owner);
-    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), "65534");
+    assert_owner_shows_as_the_overflow_id(&host, &user.home);
 
     let (_, denied, lines) = run(&host, &Driver::login(&stack, &user, &code));
     assert_eq!(denied.result, "PAM_AUTH_ERR", "{lines:?}");
@@ -371,17 +383,11 @@ fn a_home_from_outside_the_namespace_is_refused_naming_the_unmapped_owner() {
     );
 
     // totp-state audit run in the same container predicts the refusal, in the same words.
-    let mut audit = Command::new(&built().state_tool);
-    audit
-        .args(["audit", "--service", "svc", "--pam-dir"])
-        .arg(stack.path());
+    let audit = audit_command(&stack);
     let (out, _) = started(&host, &audit);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with(&format!("{}:", user.name)))
-        .unwrap_or_else(|| panic!("no audit line for {}: {stdout}", user.name));
+    let line = audit_line_for(&stdout, &user);
     assert!(
         line.contains("refused") && line.contains("65534 is nobody"),
         "{line}"
@@ -400,17 +406,11 @@ fn audit_without_cap_setgid_predicts_the_refusal_instead_of_aborting() {
         return;
     }
     let (stack, user, _) = home_login("au");
-    let mut audit = Command::new(&built().state_tool);
-    audit
-        .args(["audit", "--service", "svc", "--pam-dir"])
-        .arg(stack.path());
+    let audit = audit_command(&stack);
     let (out, _) = started(&Host::Without(&[CAP_SETGID]), &audit);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with(&format!("{}:", user.name)))
-        .unwrap_or_else(|| panic!("no audit line for {}: {stdout}", user.name));
+    let line = audit_line_for(&stdout, &user);
     assert!(
         line.contains("refused") && line.contains("CAP_SETGID"),
         "{line}"
@@ -437,12 +437,6 @@ fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
         "mount --bind {dir} {dir}\nmount -o remount,bind,ro {dir}\n\
          if touch {dir}/.probe 2>/dev/null; then echo still writable >&2; exit 97; fi"
     );
-    let audit = || {
-        let mut a = Command::new(&built().state_tool);
-        a.args(["audit", "--service", "svc", "--pam-dir"])
-            .arg(stack.path());
-        a
-    };
     let check = || {
         let mut c = Command::new(&built().enroll);
         c.args([
@@ -488,7 +482,7 @@ fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
         assert_eq!(named.len(), 1, "{case}: {lines:?}");
         assert!(named[0].contains("denying"), "{case}: {}", named[0]);
 
-        let (out, _) = with_syslog_capture_after(&read_only, &audit());
+        let (out, _) = with_syslog_capture_after(&read_only, &audit_command(&stack));
         assert_eq!(out.status.code(), Some(1), "{case}: {out:?}");
         let line = state_line(&out).unwrap_or_else(|| panic!("{case}: no state store line"));
         assert!(
@@ -506,7 +500,7 @@ fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
         );
         // Control: on the writable file system audit and check have nothing to say of
         // the store, and the same code logs in.
-        let (out, _) = with_syslog_capture(&audit());
+        let (out, _) = with_syslog_capture(&audit_command(&stack));
         assert_eq!(state_line(&out), None, "{case}");
         let (out, _) = with_syslog_capture(&check());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -530,19 +524,7 @@ fn a_state_store_from_outside_the_namespace_is_refused_naming_the_unmapped_owner
         return;
     }
     let user = TestUser::create("sd");
-    let store = root_store();
-    let secret = random_secret_b32();
-    write_owned(
-        &store.path().join(&user.name),
-        totp_file(&secret).as_bytes(),
-        0,
-        0,
-        0o600,
-    );
-    let stack = Stack::with_module(
-        "svc",
-        &format!("user=root secret={}/${{USER}}", store.path().display()),
-    );
+    let (stack, _store, secret) = root_store_login(&user);
     fs::create_dir(stack.state_dir()).expect("state dir");
     fs::set_permissions(stack.state_dir(), fs::Permissions::from_mode(0o700)).expect("chmod");
     // An owner far outside the namespace's map, as a host's root is in an unprivileged
@@ -550,10 +532,7 @@ fn a_state_store_from_outside_the_namespace_is_refused_naming_the_unmapped_owner
     std::os::unix::fs::chown(stack.state_dir(), Some(400_000), Some(400_000)).expect("chown");
     let mapped = Mapped::new(&user);
     let host = mapped.host();
-    let mut owner = Command::new("stat");
-    owner.args(["-c", "%u"]).arg(stack.state_dir());
-    let (shown, _) = started(&host, &owner);
-    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), "65534");
+    assert_owner_shows_as_the_overflow_id(&host, &stack.state_dir());
 
     let code = code_at(&secret, now());
     let (_, denied, lines) = run(&host, &Driver::login(&stack, &user, &code));
@@ -562,10 +541,7 @@ fn a_state_store_from_outside_the_namespace_is_refused_naming_the_unmapped_owner
     assert_eq!(named.len(), 1, "{lines:?}");
     assert!(named[0].contains("state"), "{}", named[0]);
 
-    let mut audit = Command::new(&built().state_tool);
-    audit
-        .args(["audit", "--service", "svc", "--pam-dir"])
-        .arg(stack.path());
+    let audit = audit_command(&stack);
     let (out, _) = started(&host, &audit);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -588,23 +564,30 @@ fn a_state_store_from_outside_the_namespace_is_refused_naming_the_unmapped_owner
 /// seccomp filter answers a call it denies (strace injects it, and its trace shows
 /// each injection): the run, its syslog lines and how many calls were refused.
 fn with_fs_ids_refused(driver: &Driver) -> (Drive, Vec<String>, usize) {
+    let (out, lines, injected) = with_calls_refused("setfsuid,setfsgid", &driver.command());
+    assert!(out.status.signal().is_none(), "{out:?}");
+    (Drive::ran(&out), lines, injected)
+}
+
+/// Runs `inner` with its syslog captured and every call named in `calls` (strace's
+/// comma-separated list) answered EPERM, as a container's seccomp filter answers a call
+/// it denies: the output, the lines and how many refusals strace's trace shows.
+fn with_calls_refused(calls: &str, inner: &Command) -> (Output, Vec<String>, usize) {
     let trace = tempfile::NamedTempFile::new().expect("trace file");
-    let inner = driver.command();
     let mut strace = Command::new("strace");
     strace
-        .args(["-f", "-qq", "-e", "trace=setfsuid,setfsgid"])
-        .args(["-e", "inject=setfsuid,setfsgid:error=EPERM", "-o"])
+        .args(["-f", "-qq", "-e", &format!("trace={calls}")])
+        .args(["-e", &format!("inject={calls}:error=EPERM"), "-o"])
         .arg(trace.path())
         .arg("env");
-    append_env_exec(&mut strace, &inner);
+    append_env_exec(&mut strace, inner);
     let (out, lines) = with_syslog_capture(&strace);
-    assert!(out.status.signal().is_none(), "{out:?}");
     let injected = fs::read_to_string(trace.path())
         .unwrap_or_default()
         .lines()
         .filter(|l| l.contains("EPERM") && l.contains("INJECTED"))
         .count();
-    (Drive::ran(&out), lines, injected)
+    (out, lines, injected)
 }
 
 #[test]
@@ -614,20 +597,8 @@ fn with_setfsuid_refused_store_mode_as_root_logs_in_and_home_mode_says_why_it_ca
         return;
     }
     let user = TestUser::create("sc");
-    let store = root_store();
-    let secret = random_secret_b32();
-    write_owned(
-        &store.path().join(&user.name),
-        totp_file(&secret).as_bytes(),
-        0,
-        0,
-        0o600,
-    );
+    let (root_store_stack, _store, secret) = root_store_login(&user);
     user.write_secret(&totp_file(&secret), 0o600);
-    let root_store_stack = Stack::with_module(
-        "svc",
-        &format!("user=root secret={}/${{USER}}", store.path().display()),
-    );
     let home_stack = Stack::with_module("svc", "");
     let step = now() / 30;
 
@@ -686,20 +657,10 @@ fn a_refused_close_range_keeps_the_secret_command_from_starting_and_says_so() {
         ),
     );
     let code = code_at(&secret, now());
-    let trace = tempfile::NamedTempFile::new().expect("trace file");
-    let mut strace = Command::new("strace");
-    strace
-        .args(["-f", "-qq", "-e", "trace=close_range"])
-        .args(["-e", "inject=close_range:error=EPERM", "-o"])
-        .arg(trace.path())
-        .arg("env");
-    append_env_exec(&mut strace, &Driver::login(&stack, &user, &code).command());
-    let (out, lines) = with_syslog_capture(&strace);
-    let injected = fs::read_to_string(trace.path())
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("INJECTED"))
-        .count();
+    let (out, lines, injected) = with_calls_refused(
+        "close_range",
+        &Driver::login(&stack, &user, &code).command(),
+    );
     assert!(injected > 0, "close_range was not refused");
     let denied = Drive::ran(&out);
     assert_eq!(denied.result, "PAM_AUTH_ERR", "{lines:?}");
@@ -761,23 +722,10 @@ fn a_refused_renameat2_still_creates_the_store_key_and_logs_in() {
     assert!(!stack.state_dir().exists(), "a fresh store");
     let at = (now() / 30) * 30;
     let code = code_at(&secret, at);
-    let trace = tempfile::NamedTempFile::new().expect("trace file");
-    let mut strace = Command::new("strace");
-    strace
-        .args(["-f", "-qq", "-e", "trace=renameat2"])
-        .args(["-e", "inject=renameat2:error=EPERM", "-o"])
-        .arg(trace.path())
-        .arg("env");
-    append_env_exec(
-        &mut strace,
+    let (out, lines, injected) = with_calls_refused(
+        "renameat2",
         &Driver::login(&stack, &user, &code).at(at).command(),
     );
-    let (out, lines) = with_syslog_capture(&strace);
-    let injected = fs::read_to_string(trace.path())
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("INJECTED"))
-        .count();
     assert!(injected > 0, "renameat2 was not refused");
     assert_eq!(Drive::ran(&out).result, "PAM_SUCCESS", "{lines:?}");
     let key = stack.state_dir().join("store.key");

@@ -17,6 +17,34 @@ fn enroll(user: &TestUser, extra: &[&str]) -> (Option<i32>, Option<String>, Stri
         .args(extra)
         .output()
         .expect("run totp-enroll");
+    outcome(&out)
+}
+
+/// Enrolls `user` with `-t -C -f` and `args`, answering the questions those leave on
+/// standard input: disallow reuse, yes; a wider window, yes; rate limiting, no. Returns
+/// what [`enroll`] returns.
+fn enroll_answering_the_questions(
+    user: &TestUser,
+    args: &[&str],
+) -> (Option<i32>, Option<String>, String) {
+    let mut child = Command::new(&built().enroll)
+        .args(["--user", &user.name, "-t", "-C", "-f"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run totp-enroll");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"y\ny\nn\n").expect("answers");
+    }
+    outcome(&child.wait_with_output().expect("wait"))
+}
+
+/// A `totp-enroll --json` run's exit status, the secret (if written) and stderr.
+fn outcome(out: &std::process::Output) -> (Option<i32>, Option<String>, String) {
     let secret = serde_json::from_slice::<serde_json::Value>(&out.stdout)
         .ok()
         .and_then(|v| v["secret"].as_str().map(str::to_owned));
@@ -86,33 +114,16 @@ fn the_wider_window_question_names_the_window_it_writes() {
     let user = TestUser::create("wq");
     let capped = Stack::with_module(SERVICE, "max_window=5");
     let dir = capped.path().to_str().expect("utf-8").to_owned();
-    let mut child = Command::new(&built().enroll)
-        .args(["--user", &user.name, "-t", "-C", "-f", "--json"])
-        .args(["--service", SERVICE, "--pam-dir", &dir])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run totp-enroll");
-    {
-        use std::io::Write;
-        // Disallow reuse: yes; a wider window: yes; rate limiting: no.
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(b"y\ny\nn\n").expect("answers");
-    }
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, secret, stderr) =
+        enroll_answering_the_questions(&user, &["--json", "--service", SERVICE, "--pam-dir", &dir]);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("more, 5 codes (the 2 before, the current one and the 2 after)"),
         "the question names the capped window: {stderr}"
     );
     assert!(!stderr.contains("17 codes"), "{stderr}");
     assert!(read(&user.secret_path()).contains("\" WINDOW_SIZE 5\n"));
-    let secret = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v["secret"].as_str().map(str::to_owned))
-        .expect("secret in the JSON");
+    let secret = secret.expect("secret in the JSON");
     assert_eq!(login(&capped, &user, &code_off(&secret, 3)), "PAM_AUTH_ERR");
     assert_eq!(login(&capped, &user, &code_off(&secret, 2)), "PAM_SUCCESS");
 }
@@ -127,22 +138,8 @@ fn the_questions_name_the_time_step_the_file_gets() {
         return;
     }
     let user = TestUser::create("ws");
-    let mut child = Command::new(&built().enroll)
-        .args(["--user", &user.name, "-t", "-C", "-f", "-S", "60", "--json"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run totp-enroll");
-    {
-        use std::io::Write;
-        // Disallow reuse: yes; a wider window: yes; rate limiting: no.
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(b"y\ny\nn\n").expect("answers");
-    }
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, secret, stderr) = enroll_answering_the_questions(&user, &["-S", "60", "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
     for said in [
         "one login per time step (every 1 minute)",
         "covers 1 minute of clock difference",
@@ -150,10 +147,7 @@ fn the_questions_name_the_time_step_the_file_gets() {
     ] {
         assert!(stderr.contains(said), "{said:?} not in: {stderr}");
     }
-    let secret = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v["secret"].as_str().map(str::to_owned))
-        .expect("secret in the JSON");
+    let secret = secret.expect("secret in the JSON");
     let stack = Stack::with_module(SERVICE, "");
     let minutes_ahead = |m: u64| oathtool_totp(&secret, T0 + m * 60, 60, 6, "sha1");
     assert_eq!(login(&stack, &user, &minutes_ahead(9)), "PAM_AUTH_ERR");

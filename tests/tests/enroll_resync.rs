@@ -3,6 +3,7 @@
 //! for the resync never log in. The clock is frozen with libfaketime for the module
 //! and for `totp-enroll` alike, and every code comes from `oathtool`.
 
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use system_tests::*;
@@ -40,6 +41,13 @@ fn enroll_at(at: u64, args: &[&str], stdin: Option<&str>) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The standard output of a `totp-enroll` run that must have succeeded.
+fn stdout_of_success(out: &Output) -> String {
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    stdout
 }
 
 fn login(stack: &Stack, user: &TestUser, code: &str, at: u64) -> String {
@@ -86,8 +94,7 @@ fn resync_turns_a_denied_drifted_phone_into_an_accepted_one() {
         ],
         None,
     );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let stdout = stdout_of_success(&out);
     assert!(
         stdout.contains("about 10 minutes behind this machine's (20 steps of 30 s)"),
         "{stdout}"
@@ -299,9 +306,7 @@ fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
             args.push("--json");
         }
         let out = enroll_at(at, &args, None);
-        let stdout = text(&out.stdout);
-        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-        stdout
+        stdout_of_success(&out)
     };
     let stdout = resync(T0 + 60, false);
     assert!(
@@ -329,6 +334,16 @@ fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
     assert!(stdout.contains("\"store_wait_up_to_secs\":0"), "{stdout}");
 }
 
+/// A user whose file holds a new HOTP secret at `HOTP_COUNTER 1`, and a home-mode stack:
+/// the secret (base32), the user, the file and the stack.
+fn hotp_user(tag: &str) -> (String, TestUser, PathBuf, Stack) {
+    let secret = random_secret_b32();
+    let user = TestUser::create(tag);
+    let path = user.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let stack = Stack::with_module(SERVICE, "");
+    (secret, user, path, stack)
+}
+
 /// `totp-enroll resync --user NAME` with two codes, the clock frozen at `at`.
 fn resync_user(user: &TestUser, stack: &Stack, first: &str, second: &str, at: u64) -> Output {
     let dir = stack.path().to_str().expect("utf-8").to_owned();
@@ -351,10 +366,7 @@ fn an_hotp_token_pressed_past_its_window_is_resynchronised_by_two_presses() {
     if !ready("an_hotp_token_pressed_past_its_window_is_resynchronised_by_two_presses") {
         return;
     }
-    let secret = random_secret_b32();
-    let user = TestUser::create("rh");
-    let path = user.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
-    let stack = Stack::with_module(SERVICE, "");
+    let (secret, user, path, stack) = hotp_user("rh");
     let token = |counter: u64| oathtool_hotp(&secret, counter);
 
     // The key fob was pressed 39 times in a pocket: its code for counter 40 is far
@@ -363,8 +375,7 @@ fn an_hotp_token_pressed_past_its_window_is_resynchronised_by_two_presses() {
 
     // Two more presses, typed to resync.
     let out = resync_user(&user, &stack, &token(41), &token(42), T0 + 10);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let stdout = stdout_of_success(&out);
     assert!(
         stdout.contains("next code is for counter 43, 41 ahead of the file's counter 2"),
         "{stdout}"
@@ -386,10 +397,7 @@ fn resync_brings_back_a_token_the_file_counter_overtook() {
     if !ready("resync_brings_back_a_token_the_file_counter_overtook") {
         return;
     }
-    let secret = random_secret_b32();
-    let user = TestUser::create("rb");
-    let path = user.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
-    let stack = Stack::with_module(SERVICE, "");
+    let (secret, user, path, stack) = hotp_user("rb");
     let token = |counter: u64| oathtool_hotp(&secret, counter);
 
     // A typo, then the right code typed again (no press): as in GA each failure moves
@@ -411,8 +419,7 @@ fn resync_brings_back_a_token_the_file_counter_overtook() {
 
     // Resync with the next two presses, the first of them behind the file's counter.
     let out = resync_user(&user, &stack, &token(4), &token(5), T0 + 1000);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let stdout = stdout_of_success(&out);
     assert!(
         stdout.contains("next code is for counter 6, 1 ahead of the file's counter 5"),
         "{stdout}"
@@ -430,10 +437,7 @@ fn a_hand_written_hardware_token_file_is_aligned_by_its_first_two_presses() {
     if !ready("a_hand_written_hardware_token_file_is_aligned_by_its_first_two_presses") {
         return;
     }
-    let seed = random_secret_b32();
-    let user = TestUser::create("rz");
-    let path = user.write_secret(&format!("{seed}\n\" HOTP_COUNTER 1\n"), 0o600);
-    let stack = Stack::with_module(SERVICE, "");
+    let (seed, user, path, stack) = hotp_user("rz");
     let token = |counter: u64| oathtool_hotp(&seed, counter);
 
     let (first, second) = (token(0), token(1));

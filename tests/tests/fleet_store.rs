@@ -479,14 +479,7 @@ fn the_minimal_acls_of_docs_fleet_md_are_enough() {
         ("host", rules_of("pam_totp")),
         ("admin", rules_of("pam_totp_admin")),
     ] {
-        let mut cmd: Vec<&[u8]> = vec![b"ACL", b"SETUSER", user.as_bytes(), b"on", b">pw"];
-        cmd.extend(rules.split_whitespace().map(str::as_bytes));
-        let reply = server.raw(None, &cmd);
-        assert!(
-            reply.starts_with(b"+OK"),
-            "{}",
-            String::from_utf8_lossy(&reply)
-        );
+        server.add_acl_user(user, &rules);
     }
     let as_user = |user: &str| {
         let dir = trusted_dir("cred");

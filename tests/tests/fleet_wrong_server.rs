@@ -45,6 +45,42 @@ fn login(args: &str, user: &TestUser, secret: &str) -> (Drive, Vec<String>) {
     login_logged(&stack, user, &code_at(secret, now()), PEER, None)
 }
 
+/// A store the module refuses, with `fix` as what to do (`what` names the case): the
+/// login with `args` is denied, one log line refuses the store and contains every part
+/// of `fix`, nothing used the local store and no code was compared, and `ping` exits 1
+/// with the same words.
+fn assert_refused_with_the_fix(
+    what: &str,
+    args: &str,
+    user: &TestUser,
+    secret: &str,
+    fix: &[&str],
+) {
+    let (d, lines) = login(args, user, secret);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{what}: {d:?} {lines:?}"
+    );
+    let named = lines_with(&lines, fix);
+    assert_eq!(named.len(), 1, "{what}: one line names {fix:?}: {lines:?}");
+    assert!(
+        named[0].contains("state store refused"),
+        "{what}: a refusal, not an outage: {lines:?}"
+    );
+    assert!(
+        lines_with(&lines, &[FALLBACK_USED]).is_empty(),
+        "{what}: no fallback: {lines:?}"
+    );
+    assert!(
+        lines_with(&lines, &["invalid verification code"]).is_empty(),
+        "{what}: no code was compared: {lines:?}"
+    );
+    let (status, said) = ping(args);
+    assert_eq!(status, Some(1), "{what}: ping: {said}");
+    assert!(fix.iter().all(|f| said.contains(f)), "{what}: ping: {said}");
+}
+
 /// `totp-state ping --options ARGS`: exit status and standard error.
 fn ping(args: &str) -> (Option<i32>, String) {
     let out = state_tool(&["ping", "--options", args]);
@@ -156,29 +192,24 @@ fn a_server_that_is_not_a_writable_primary_is_refused_with_the_fix_through_libpa
     ];
     for (what, url, fix) in &cases {
         let args = options(url, "state_fallback=local");
-        let (d, lines) = login(&args, &u, &secret);
-        assert_eq!(
-            d.returned(),
-            Returned::Failed("PAM_AUTH_ERR".into()),
-            "{what}: {d:?} {lines:?}"
-        );
-        let named = lines_with(&lines, fix);
-        assert_eq!(named.len(), 1, "{what}: one line names {fix:?}: {lines:?}");
-        assert!(
-            named[0].contains("state store refused"),
-            "{what}: a refusal, not an outage: {lines:?}"
-        );
-        assert!(
-            lines_with(&lines, &[FALLBACK_USED]).is_empty(),
-            "{what}: no fallback: {lines:?}"
-        );
-        assert!(
-            lines_with(&lines, &["invalid verification code"]).is_empty(),
-            "{what}: no code was compared: {lines:?}"
-        );
-        let (status, said) = ping(&args);
-        assert_eq!(status, Some(1), "{what}: ping: {said}");
-        assert!(fix.iter().all(|f| said.contains(f)), "{what}: ping: {said}");
+        assert_refused_with_the_fix(what, &args, &u, &secret, fix);
+    }
+}
+
+/// A loopback port no one listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Waits (up to 10 s) until `name`, just started, accepts connections on loopback `port`.
+fn wait_until_listening(port: u16, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{name} did not listen");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -195,10 +226,7 @@ impl Twemproxy {
             .prefix("pam_totp-twemproxy")
             .tempdir()
             .expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let conf = dir.path().join("nutcracker.yml");
         std::fs::write(
             &conf,
@@ -209,10 +237,7 @@ impl Twemproxy {
         )
         .expect("write nutcracker.yml");
         // Its statistics port too: the default (22222) may be taken.
-        let stats = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let stats = free_port();
         let child = Command::new("nutcracker")
             .arg("-c")
             .arg(&conf)
@@ -225,11 +250,7 @@ impl Twemproxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn nutcracker");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nutcracker did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port, "nutcracker");
         Twemproxy {
             child,
             port,
@@ -390,30 +411,7 @@ fn an_etcd_list_without_a_voting_member_or_gateway_is_refused_with_the_fix_throu
         ),
     ];
     for (what, members, fix) in &cases {
-        let args = options(members);
-        let (d, lines) = login(&args, &u, &secret);
-        assert_eq!(
-            d.returned(),
-            Returned::Failed("PAM_AUTH_ERR".into()),
-            "{what}: {d:?} {lines:?}"
-        );
-        let named = lines_with(&lines, fix);
-        assert_eq!(named.len(), 1, "{what}: one line names {fix:?}: {lines:?}");
-        assert!(
-            named[0].contains("state store refused"),
-            "{what}: a refusal, not an outage: {lines:?}"
-        );
-        assert!(
-            lines_with(&lines, &[FALLBACK_USED]).is_empty(),
-            "{what}: no fallback: {lines:?}"
-        );
-        assert!(
-            lines_with(&lines, &["invalid verification code"]).is_empty(),
-            "{what}: no code was compared: {lines:?}"
-        );
-        let (status, said) = ping(&args);
-        assert_eq!(status, Some(1), "{what}: ping: {said}");
-        assert!(fix.iter().all(|f| said.contains(f)), "{what}: ping: {said}");
+        assert_refused_with_the_fix(what, &options(members), &u, &secret, fix);
     }
 }
 
@@ -441,10 +439,7 @@ impl Sshd {
         // sshd refuses to start without its privilege separation directory, which the
         // service's unit creates at boot.
         std::fs::create_dir_all("/run/sshd").expect("mkdir /run/sshd");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let child = Command::new("/usr/sbin/sshd")
             .args(["-D", "-f", "/dev/null", "-o", "PidFile=none", "-o"])
             .arg(format!("ListenAddress=127.0.0.1:{port}"))
@@ -455,11 +450,7 @@ impl Sshd {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn sshd");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port, "sshd");
         Sshd {
             child,
             port,
@@ -512,15 +503,7 @@ fn an_acl_or_role_that_cannot_write_fails_ping_as_it_fails_logins_through_libpam
             "resetchannels -@all +hmget +hget +hset +expire +persist +ping +info",
         ),
     ] {
-        let mut cmd: Vec<&[u8]> = vec![b"ACL", b"SETUSER", user.as_bytes(), b"on", b">pw"];
-        cmd.push(keys.as_bytes());
-        cmd.extend(commands.split_whitespace().map(str::as_bytes));
-        let reply = server.raw(None, &cmd);
-        assert!(
-            reply.starts_with(b"+OK"),
-            "{}",
-            String::from_utf8_lossy(&reply)
-        );
+        server.add_acl_user(user, &format!("{keys} {commands}"));
     }
     // The store is initialised by its admin (here the default user, under the same
     // prefix): the function library and the store record are there.

@@ -93,6 +93,13 @@ fn in_process_conversation_failures_through_pamapp() {
     assert_eq!(tx.authenticate(0), codes::SUCCESS);
 }
 
+/// `code` in full-width digits (U+FF10..U+FF19), as some input methods type it.
+fn fullwidth_digits(code: &str) -> String {
+    code.chars()
+        .map(|c| char::from_u32(0xFF10 + c.to_digit(10).expect("digit")).expect("char"))
+        .collect()
+}
+
 /// F3/F4 and R11: decorated forms of the *right* code are each a failed attempt.
 #[test]
 fn malformed_answers_are_failed_attempts() {
@@ -102,10 +109,7 @@ fn malformed_answers_are_failed_attempts() {
     let (u, secret) = TestUser::enrolled("ma");
     let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=100");
     let good = code_at(&secret, T0);
-    let fullwidth: String = good
-        .chars()
-        .map(|c| char::from_u32(0xFF10 + c.to_digit(10).expect("digit")).expect("char"))
-        .collect();
+    let fullwidth = fullwidth_digits(&good);
     let answers = vec![
         format!("{} {}", &good[..3], &good[3..]),
         format!(" {good}"),
@@ -148,10 +152,7 @@ fn pasted_forms_of_the_code_are_logged_as_not_a_code() {
     let (u, secret) = TestUser::enrolled("pf");
     let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=100");
     let good = code_at(&secret, T0);
-    let fullwidth: String = good
-        .chars()
-        .map(|c| char::from_u32(0xFF10 + c.to_digit(10).expect("digit")).expect("char"))
-        .collect();
+    let fullwidth = fullwidth_digits(&good);
     let note = |log: &[String]| {
         log.iter()
             .filter(|l| l.contains("the answer is not a code (digits only"))

@@ -475,14 +475,7 @@ fn ga_lines_are_rewritten_as_the_user_on_a_squashed_home() {
     );
 
     let (d, lines) = login(&b, T0 + 5);
-    assert!(
-        matches!(d.returned(), Returned::Failed(_)),
-        "{d:?} {lines:?}"
-    );
-    assert!(
-        d.messages.iter().any(|(_, m)| m.contains("already used")),
-        "{d:?}"
-    );
+    assert_refused_as_already_used(&d, &lines);
 }
 
 /// An NFSv4 client refuses an exclusive flock on a file opened read-only, the lock
@@ -503,11 +496,12 @@ fn a_refused_lock_on_an_nfs4_home_never_denies_a_totp_login() {
     let stack = Stack::probe("svc", "");
     let code = code_at(&secret, T0);
     let login = |at: u64| {
-        let mount = mount_squashed_with("--nfs4-flock", &u.home, &path, None);
-        let (out, lines) =
-            with_syslog_capture_after(&mount, &Driver::login(&stack, &u, &code).at(at).command());
-        let lines: Vec<String> = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
-        (Drive::ran(&out), lines)
+        login_with(
+            "--nfs4-flock",
+            &u,
+            &path,
+            &Driver::login(&stack, &u, &code).at(at),
+        )
     };
 
     let (d, lines) = login(T0);
@@ -518,6 +512,11 @@ fn a_refused_lock_on_an_nfs4_home_never_denies_a_totp_login() {
     );
     assert_eq!(read_bytes(&path), text.clone().into_bytes());
     let (d, lines) = login(T0 + 5);
+    assert_refused_as_already_used(&d, &lines);
+}
+
+/// A login that failed and told the user the code was already used.
+fn assert_refused_as_already_used(d: &Drive, lines: &[String]) {
     assert!(
         matches!(d.returned(), Returned::Failed(_)),
         "{d:?} {lines:?}"
@@ -740,6 +739,26 @@ fn raced_login(
     })
 }
 
+/// What a [`raced_login`] that succeeded leaves: the file read right after it, `after`,
+/// holds `want` (`why` says what that shows), the file is still 0400 and the user's,
+/// and the login's `lines` name the refused lock and the race.
+fn assert_the_raced_use_was_carried(
+    u: &TestUser,
+    path: &Path,
+    after: &[u8],
+    want: &str,
+    why: &str,
+    lines: &[String],
+) {
+    assert_eq!(after, want.as_bytes(), "{why}");
+    assert_eq!(mode_owner(path), (0o400, u.uid, u.gid));
+    assert!(logged(lines, REFUSED_LOCK), "{lines:?}");
+    assert!(
+        logged(lines, "changed by another login since this one read it"),
+        "the race happened: {lines:?}"
+    );
+}
+
 /// The race on one host that a refused lock leaves (an NFSv4 home): a scratch-code
 /// login reads the file, and before it rewrites it another login strikes another
 /// scratch code. The login succeeds and carries its own use into the newer file, so
@@ -797,16 +816,13 @@ fn a_scratch_code_raced_on_an_nfs4_home_is_still_struck_from_the_file() {
             "{d:?} {lines:?}"
         );
     }
-    assert_eq!(
-        after,
-        format!("{}{left}\n", totp_file(&secret)).into_bytes(),
-        "neither used scratch code is listed"
-    );
-    assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid));
-    assert!(logged(&lines, REFUSED_LOCK), "{lines:?}");
-    assert!(
-        logged(&lines, "changed by another login since this one read it"),
-        "the race happened: {lines:?}"
+    assert_the_raced_use_was_carried(
+        &u,
+        &path,
+        &after,
+        &format!("{}{left}\n", totp_file(&secret)),
+        "neither used scratch code is listed",
+        &lines,
     );
 }
 
@@ -864,16 +880,13 @@ fn an_hotp_code_raced_on_an_nfs4_home_still_advances_the_counter() {
             "{d:?} {lines:?}"
         );
     }
-    assert_eq!(
-        after,
-        format!("{secret}\n\" HOTP_COUNTER 4\n").into_bytes(),
-        "the counter this login used is no longer open"
-    );
-    assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid));
-    assert!(logged(&lines, REFUSED_LOCK), "{lines:?}");
-    assert!(
-        logged(&lines, "changed by another login since this one read it"),
-        "the race happened: {lines:?}"
+    assert_the_raced_use_was_carried(
+        &u,
+        &path,
+        &after,
+        &format!("{secret}\n\" HOTP_COUNTER 4\n"),
+        "the counter this login used is no longer open",
+        &lines,
     );
 }
 

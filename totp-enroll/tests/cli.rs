@@ -551,24 +551,11 @@ fn wrong_confirmation_code_never_reveals_the_right_one() {
 #[test]
 fn correct_confirmation_code_is_accepted() {
     use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
     let dir = tempdir();
-    let mut child = Command::new(BIN)
-        .args(["-t", "-D", "-W", "-u", "-Q", "NONE", "-s", "s"])
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("Enter code from app") {
-        let n = stdout.read(&mut buf).expect("read");
-        assert!(n > 0, "exited early: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let (mut child, mut stdout, mut seen) = start_up_to_the_confirmation(
+        dir.path(),
+        &["-t", "-D", "-W", "-u", "-Q", "NONE", "-s", "s"],
+    );
     let secret = secret_from_output(&String::from_utf8_lossy(&seen));
     let code = otp::format_code(
         otp::totp(&secret, unix_now(), 30, Algorithm::Sha1, Digits::SIX).expect("code"),
@@ -641,18 +628,15 @@ fn a_confirmation_code_from_an_app_that_ignored_the_uri_settings_is_named_and_no
     }
 }
 
-/// Runs an enrollment with `args` on pipes up to the confirmation prompt, answers it
-/// with `answer(secret in base32)` then "-1" (skip, should the answer be refused) and
-/// "y" (save), and returns what it did.
-fn answer_confirmation(
+/// Starts an enrollment with `args` in `dir` on pipes and reads its standard output up
+/// to the confirmation prompt: the child, its standard output and what was read.
+fn start_up_to_the_confirmation(
     dir: &Path,
     args: &[&str],
-    answer: impl FnOnce(&str) -> String,
-) -> std::process::Output {
-    use std::io::{Read, Write};
+) -> (std::process::Child, std::process::ChildStdout, Vec<u8>) {
+    use std::io::Read;
     use std::process::{Command, Stdio};
     let mut child = Command::new(BIN)
-        .args(["-t", "-D", "-W", "-u", "-f", "-Q", "NONE", "-s", "s"])
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::piped())
@@ -668,12 +652,28 @@ fn answer_confirmation(
         assert!(n > 0, "exited early: {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buf[..n]);
     }
+    (child, stdout, seen)
+}
+
+/// Runs an enrollment with `args` on pipes up to the confirmation prompt, answers it
+/// with `answer(secret in base32)` then "-1" (skip, should the answer be refused) and
+/// "y" (save), and returns what it did.
+fn answer_confirmation(
+    dir: &Path,
+    args: &[&str],
+    answer: impl FnOnce(&str) -> String,
+) -> std::process::Output {
+    use std::io::{Read, Write};
+    let (mut child, mut stdout, mut seen) = start_up_to_the_confirmation(
+        dir,
+        &[
+            &["-t", "-D", "-W", "-u", "-f", "-Q", "NONE", "-s", "s"],
+            args,
+        ]
+        .concat(),
+    );
     let shown = String::from_utf8_lossy(&seen).into_owned();
-    let secret = shown
-        .lines()
-        .find_map(|l| l.strip_prefix("Your new secret key is: "))
-        .expect("secret shown")
-        .to_owned();
+    let secret = shown_secret(&shown).to_owned();
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
         .write_all(format!("{}\n-1\ny\n", answer(&secret)).as_bytes())
@@ -706,11 +706,15 @@ fn a_right_code_typed_as_the_app_groups_it_is_confirmed_with_the_login_rule() {
     assert!(dir.path().join("s").exists());
 }
 
-fn secret_from_output(out: &str) -> totp_core::secret::Secret {
-    let line = out
-        .lines()
+/// The secret (base32) an enrollment's output shows.
+fn shown_secret(out: &str) -> &str {
+    out.lines()
         .find_map(|l| l.strip_prefix("Your new secret key is: "))
-        .expect("secret shown");
+        .expect("secret shown")
+}
+
+fn secret_from_output(out: &str) -> totp_core::secret::Secret {
+    let line = shown_secret(out);
     totp_core::secret::Secret::new(
         totp_core::base32::decode_lenient(line.as_bytes()).expect("base32"),
     )
