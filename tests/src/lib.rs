@@ -443,10 +443,17 @@ fn user_lock() -> &'static Mutex<()> {
     &LOCK
 }
 
+/// Held while a test of this binary changes the user database, so that another test's
+/// `useradd` cannot take a uid being handed over (`userdel`, then `useradd -u` of the
+/// same uid, which the next automatic uid may be).
+pub fn user_database_lock() -> std::sync::MutexGuard<'static, ()> {
+    user_lock().lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl TestUser {
     /// Creates `ptt<tag>` with a private home directory (mode 0700).
     pub fn create(tag: &str) -> TestUser {
-        let _g = user_lock().lock().unwrap_or_else(|e| e.into_inner());
+        let _g = user_database_lock();
         let name = format!("ptt{}{}", std::process::id() % 100_000, tag);
         let _ = Command::new("userdel").args(["-r", &name]).output();
         // useradd exits 10 when another process holds the passwd lock (other test
@@ -523,7 +530,7 @@ impl TestUser {
 
 impl Drop for TestUser {
     fn drop(&mut self) {
-        let _g = user_lock().lock().unwrap_or_else(|e| e.into_inner());
+        let _g = user_database_lock();
         let _ = Command::new("userdel")
             .args(["-r", "-f", &self.name])
             .stderr(Stdio::null())

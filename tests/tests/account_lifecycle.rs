@@ -55,6 +55,7 @@ fn a_re_enrolled_phone_is_not_skipped_by_the_old_phones_grace_period() {
 /// `userdel -r` and `useradd -u` of the same uid in one shell, so no other test's
 /// `useradd` takes the uid in between.
 fn hand_uid_over(leaver: &TestUser, tag: &str) -> TestUser {
+    let _g = user_database_lock();
     let name = format!("ptt{}{}", std::process::id() % 100_000, tag);
     let script = format!(
         "userdel -r {l} 2>/dev/null; userdel -r {n} 2>/dev/null; \
@@ -198,6 +199,7 @@ fn free_uid(from: u32) -> u32 {
 }
 
 fn change_uid(user: &mut TestUser) {
+    let _g = user_database_lock();
     let uid = free_uid(user.uid);
     let out = Command::new("usermod")
         .args(["-u", &uid.to_string(), &user.name])

@@ -242,6 +242,8 @@ fn audit_warns_of_a_deleted_accounts_state_record() {
     let (_, found) = audit();
     assert!(found.is_none(), "control: the account exists: {found:?}");
 
+    // Until the end: no other test of this binary may be given the freed uid.
+    let _g = user_database_lock();
     let out = Command::new("userdel")
         .args(["-r", &u.name])
         .output()
