@@ -198,9 +198,9 @@ impl Ctx {
         // A failed tentative check keeps only its charge: GA moves the HOTP counter at
         // most once per authentication, after the prompted answer. (A TOTP file's change
         // is its RATE_LIMIT line, the charge itself.)
-        let keep_file = phase != Phase::Tentative
-            || decision.verdict.is_accepted()
-            || !matches!(prepared.mode(), Mode::Hotp { .. });
+        let counter_based = matches!(prepared.mode(), Mode::Hotp { .. });
+        let keep_file =
+            phase != Phase::Tentative || decision.verdict.is_accepted() || !counter_based;
         // A used scratch code or an advanced HOTP counter is already recorded, durably,
         // in the state store, the authority on what was used. The secret file is
         // rewritten too where it can be (so that going back to GA stays safe), without
@@ -231,7 +231,7 @@ impl Ctx {
                 // rule) is simply dropped, and the log must not claim otherwise.
                 let what = if decision.verdict.is_accepted() {
                     "what was used is recorded in the state store"
-                } else if matches!(prepared.mode(), Mode::Hotp { .. }) {
+                } else if counter_based {
                     "the HOTP counter stays where it is (a failed attempt moves it on only \
                      in a file that can be rewritten)"
                 } else {
@@ -261,9 +261,6 @@ impl Ctx {
                 .then_some((verdict, decision.retry_after));
             return Ok(Continuation::Carry(refusal));
         }
-        let counter_based = file
-            .config()
-            .is_ok_and(|c| matches!(c.mode, Mode::Hotp { .. }));
         self.verdict(io, who, cands, &decision, counter_based)
             .map(Continuation::Done)
     }
@@ -338,52 +335,53 @@ impl Ctx {
         let saved = saved.map_err(|e| {
             format!("the file system refused the lock (flock: EBADF), then the rewrite: {e}")
         });
-        if let Ok(Some(carried)) = saved {
-            let what = match carried {
-                Carried::OtherSecret => {
-                    "it now holds another secret (a new enrolment), so it is kept as it is"
-                        .to_owned()
-                }
-                Carried::Use {
-                    struck: 0,
-                    counter_raised: false,
-                } => "it already holds what this login used, so it is kept as it is".to_owned(),
-                Carried::Use {
-                    struck,
-                    counter_raised,
-                } => {
-                    let mut done = Vec::new();
-                    if struck > 0 {
-                        done.push(format!("{struck} used scratch code(s) struck"));
-                    }
-                    if counter_raised {
-                        done.push("its HOTP counter raised".to_owned());
-                    }
-                    format!(
-                        "this login's use was carried into the newer file ({})",
-                        done.join(", ")
-                    )
-                }
-            };
-            io.log(
-                Level::Warning,
-                &format!(
-                    "{who} ({shown}): changed by another login since this one read it \
-                     (the lock was refused); {what}"
-                ),
-            );
-        }
-        // Nothing written: the newer file already held the use, or is a new enrolment.
-        let written = !matches!(
-            saved,
-            Ok(Some(
-                Carried::OtherSecret
-                    | Carried::Use {
+        // Nothing written when the newer file already held the use, or is a new enrolment.
+        let written = match &saved {
+            Ok(Some(carried)) => {
+                let (what, written) = match *carried {
+                    Carried::OtherSecret => (
+                        "it now holds another secret (a new enrolment), so it is kept as it is"
+                            .to_owned(),
+                        false,
+                    ),
+                    Carried::Use {
                         struck: 0,
                         counter_raised: false,
+                    } => (
+                        "it already holds what this login used, so it is kept as it is".to_owned(),
+                        false,
+                    ),
+                    Carried::Use {
+                        struck,
+                        counter_raised,
+                    } => {
+                        let mut done = Vec::new();
+                        if struck > 0 {
+                            done.push(format!("{struck} used scratch code(s) struck"));
+                        }
+                        if counter_raised {
+                            done.push("its HOTP counter raised".to_owned());
+                        }
+                        (
+                            format!(
+                                "this login's use was carried into the newer file ({})",
+                                done.join(", ")
+                            ),
+                            true,
+                        )
                     }
-            ))
-        );
+                };
+                io.log(
+                    Level::Warning,
+                    &format!(
+                        "{who} ({shown}): changed by another login since this one read it \
+                         (the lock was refused); {what}"
+                    ),
+                );
+                written
+            }
+            _ => true,
+        };
         let saved = saved.map(|_| ());
         if saved.is_ok() {
             let how = if written { "rewritten" } else { "checked" };
