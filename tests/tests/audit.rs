@@ -154,6 +154,9 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
     let stack = Stack::with_module("svc", "nullok");
     let dir = tempfile::tempdir().expect("tempdir");
     let audit = |extra: &str| {
+        // A useradd of another test renames a new /etc/passwd into place, which would
+        // slip out from under the bind mount below.
+        let _g = user_database_lock();
         let passwd = dir.path().join("passwd");
         std::fs::write(
             &passwd,
