@@ -387,8 +387,10 @@ enum DoomedCharge {
     Counted,
     /// Refused unevaluated, as an account's attempt would be.
     Refused(Refusal),
-    /// The store could not be opened or written: told as for an account (R9).
-    StoreFailed,
+    /// The store could not be opened, read or written: told as for an account (R9).
+    /// With the store's words when the store as a whole is unusable (its key), which is
+    /// logged as for an account.
+    StoreFailed(Option<String>),
 }
 
 /// What one evaluation leaves for the rest of the login.
@@ -525,7 +527,12 @@ impl Ctx {
         burn_window(&self.policy);
         match key.map(|k| self.charge_doomed(sys, k)) {
             Some(DoomedCharge::Refused(refusal)) => return Ok(self.refused(io, &who, refusal)),
-            Some(DoomedCharge::StoreFailed) => evaluate::tell_store_fault(io),
+            Some(DoomedCharge::StoreFailed(whole)) => {
+                evaluate::tell_store_fault(io);
+                if let Some(m) = whole {
+                    evaluate::log_store_unusable(io, &who, &m);
+                }
+            }
             Some(DoomedCharge::Counted) | None => {}
         }
         io.log(
@@ -545,8 +552,15 @@ impl Ctx {
         };
         // Best effort, like the rest of this charge: a fallback note is not repeated here.
         let Ok(mut store) = store::open(&self.opts, sys, None, &mut |_| {}) else {
-            return DoomedCharge::StoreFailed;
+            return DoomedCharge::StoreFailed(None);
         };
+        // An account's attempt reads the store's key first, and a damaged one denies it
+        // with the store-fault message: so does this one, although it needs no key.
+        match store.context(Missing::Leave) {
+            Ok(_) => {}
+            Err(StoreError::Corrupt(m)) => return DoomedCharge::StoreFailed(Some(m)),
+            Err(_) => return DoomedCharge::StoreFailed(None),
+        }
         let Ok(prepared) = verify::Prepared::doomed(now) else {
             return DoomedCharge::Counted;
         };
@@ -579,7 +593,7 @@ impl Ctx {
             )
             .is_err()
         {
-            return DoomedCharge::StoreFailed;
+            return DoomedCharge::StoreFailed(None);
         }
         retry.map_or(DoomedCharge::Counted, DoomedCharge::Refused)
     }

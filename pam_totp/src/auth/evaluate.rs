@@ -509,7 +509,8 @@ impl Ctx {
     /// The store as a whole failed (the local store's key, a fleet's store record), not
     /// one user's record: every login is denied until it is fixed, so the user's
     /// `totp-state reset`, which the record's line advises, would change nothing. The
-    /// store's own words name the fix.
+    /// store's own words name the fix. The attempt still ends with its closing line, a
+    /// host fault's (`state store unusable`), which the fail2ban filter does not count.
     fn store_unusable(
         &self,
         io: &mut dyn PamIo,
@@ -519,13 +520,8 @@ impl Ctx {
         match e {
             StoreError::Corrupt(m) => {
                 tell_store_fault(io);
-                io.log(
-                    Level::Err,
-                    &format!(
-                        "the state store is unusable for every user, not only {who}: {m}; denying (resetting a user's record does not fix this)"
-                    ),
-                );
-                Ok(Outcome::Deny(Denial::StateUnusable))
+                log_store_unusable(io, who, &m);
+                Ok(self.denied(io, who, Denial::StateUnusable))
             }
             e => self.store_failed(io, who, e),
         }
@@ -739,6 +735,17 @@ pub(super) fn refusal_denial(verdict: Verdict) -> Denial {
         Verdict::Throttled(rule) => Denial::Throttled(rule),
         _ => Denial::Locked,
     }
+}
+
+/// The error line of a store unusable as a whole (its key), for an account and for a
+/// name without one alike ([`Ctx::store_unusable`]).
+pub(super) fn log_store_unusable(io: &mut dyn PamIo, who: &str, m: &str) {
+    io.log(
+        Level::Err,
+        &format!(
+            "the state store is unusable for every user, not only {who}: {m}; denying (resetting a user's record does not fix this)"
+        ),
+    );
 }
 
 /// Tells the user that a right code was refused only because it was used already, so
