@@ -19,7 +19,7 @@ use totp_core::policy::Policy;
 use totp_core::secret::Secret;
 use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError, Uid, UserState, Write};
 use totp_core::utc::format_utc;
-use totp_core::verify::{self, Attempt, Decision, Method, Verdict, Warning};
+use totp_core::verify::{self, Attempt, Decision, Method, Refusal, Verdict, Warning};
 use totp_os::creds;
 use totp_os::safefile::{self, FileError, LockedFile};
 use zeroize::Zeroizing;
@@ -327,10 +327,7 @@ pub fn authenticate_with(
             // refused): it ends with its line whether or not a second answer comes, or a
             // guess sent as the password, then no code, would never reach fail2ban.
             if let Some(carried) = carried {
-                let denial = match carried {
-                    None => Denial::WrongCode,
-                    Some((verdict, _)) => refusal_denial(verdict),
-                };
+                let denial = carried.map_or(Denial::WrongCode, refusal_denial);
                 io.log(
                     Level::Notice,
                     &format!("{} for {who} from {}", denial.log_text(), ctx.from),
@@ -377,9 +374,6 @@ enum SecretRead {
     },
     Deny(Denial),
 }
-
-/// A verdict refused unevaluated, with the wait to tell the user.
-type Refusal = (Verdict, Option<u64>);
 
 /// What charging a doomed attempt to its record came to.
 enum DoomedCharge {
@@ -573,19 +567,13 @@ impl Ctx {
             boot_time: None,
             store_complete_since: 0,
         };
-        let mut retry = None;
+        let mut refusal = None;
         if store
             .update(
                 key,
                 &mut |state| match prepared.decide(state, &self.policy, &attempt) {
                     Ok(d) => {
-                        retry = match d.verdict {
-                            Verdict::Throttled(_) => {
-                                Some((d.verdict, Some(d.retry_after.unwrap_or(1))))
-                            }
-                            Verdict::Disabled => Some((d.verdict, None)),
-                            _ => None,
-                        };
+                        refusal = d.refusal();
                         d.write
                     }
                     Err(_) => Write::Nothing,
@@ -595,7 +583,7 @@ impl Ctx {
         {
             return DoomedCharge::StoreFailed(None);
         }
-        retry.map_or(DoomedCharge::Counted, DoomedCharge::Refused)
+        refusal.map_or(DoomedCharge::Counted, DoomedCharge::Refused)
     }
 
     fn preread(&self, io: &dyn PamIo, target: &LoginTarget) -> Result<PreRead, AuthError> {

@@ -300,6 +300,16 @@ pub struct Attempt {
     pub store_complete_since: u64,
 }
 
+/// An attempt refused unevaluated, as the user is told of it and the log names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// [`Verdict::Throttled`]: the rule that refused it, and the seconds to wait (at
+    /// least 1: "try again in 0 s" would invite an attempt that is refused again).
+    Throttled { rule: Throttle, retry_after: u64 },
+    /// [`Verdict::Disabled`]: only an administrator lets the user in again.
+    Disabled,
+}
+
 /// What [`Prepared::decide`] decided.
 #[derive(Clone, Debug)]
 pub struct Decision {
@@ -314,6 +324,21 @@ pub struct Decision {
     /// evaluated again.
     pub retry_after: Option<u64>,
     pub warnings: Vec<Warning>,
+}
+
+impl Decision {
+    /// The refusal, when the attempt was refused unevaluated; `None` when it was
+    /// evaluated (accepted, rejected or replayed).
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self.verdict {
+            Verdict::Throttled(rule) => Some(Refusal::Throttled {
+                rule,
+                retry_after: self.retry_after.unwrap_or(1).max(1),
+            }),
+            Verdict::Disabled => Some(Refusal::Disabled),
+            Verdict::Accepted(_) | Verdict::Rejected | Verdict::Replayed => None,
+        }
+    }
 }
 
 /// What a candidate matched, computed before the store is asked.

@@ -257,9 +257,7 @@ impl Ctx {
                     &format!("no valid code in PAM_AUTHTOK for {who}; prompting"),
                 );
             }
-            let refusal = matches!(verdict, Verdict::Throttled(_) | Verdict::Disabled)
-                .then_some((verdict, decision.retry_after));
-            return Ok(Continuation::Carry(refusal));
+            return Ok(Continuation::Carry(decision.refusal()));
         }
         self.verdict(io, who, cands, &decision, counter_based)
             .map(Continuation::Done)
@@ -601,26 +599,19 @@ impl Ctx {
     /// code refused in silence reads as a broken phone, and an admin locked out of sudo
     /// needs to know that a root shell from elsewhere is the way back), with the same
     /// words for every account.
-    pub(super) fn refused(
-        &self,
-        io: &mut dyn PamIo,
-        who: &str,
-        (verdict, retry): Refusal,
-    ) -> Outcome {
-        if let Verdict::Throttled(_) = verdict {
-            let secs = retry.unwrap_or(1).max(1);
-            // Best effort: the denial stands whether or not the message arrives.
-            let _ = io.converse(
+    pub(super) fn refused(&self, io: &mut dyn PamIo, who: &str, refusal: Refusal) -> Outcome {
+        // Best effort: the denial stands whether or not the message arrives.
+        let _ = match refusal {
+            Refusal::Throttled { retry_after, .. } => io.converse(
                 Style::ErrorMsg,
-                &format!("too many failed codes; try again in {secs} s"),
-            );
-        } else {
-            let _ = io.converse(
+                &format!("too many failed codes; try again in {retry_after} s"),
+            ),
+            Refusal::Disabled => io.converse(
                 Style::ErrorMsg,
                 "too many failed codes; the second factor is disabled until an administrator resets it",
-            );
-        }
-        self.denied(io, who, refusal_denial(verdict))
+            ),
+        };
+        self.denied(io, who, refusal_denial(refusal))
     }
 
     /// Logs and maps a verdict; forwards the password on success with `forward_pass`.
@@ -633,9 +624,13 @@ impl Ctx {
         counter_based: bool,
     ) -> Result<Outcome, AuthError> {
         let matched = decision.matched;
+        if let Some(refusal) = decision.refusal() {
+            return Ok(self.refused(io, who, refusal));
+        }
         let method = match decision.verdict {
             Verdict::Accepted(m) => m,
-            Verdict::Rejected => {
+            // The refusals were answered above; a verdict that gets here is denied.
+            Verdict::Rejected | Verdict::Throttled(_) | Verdict::Disabled => {
                 if cands.is_empty() {
                     // Nothing was compared: a pasted "123 456" or "123-456" would
                     // otherwise read in the log like a wrong code or a drifted phone.
@@ -678,9 +673,6 @@ impl Ctx {
                     None => tell_code_used(io, counter_based),
                 }
                 return Ok(self.denied(io, who, Denial::Replay));
-            }
-            v @ (Verdict::Throttled(_) | Verdict::Disabled) => {
-                return Ok(self.refused(io, who, (v, decision.retry_after)));
             }
         };
         if self.opts.forward_pass {
@@ -730,10 +722,10 @@ impl Ctx {
 }
 
 /// The denial of an attempt refused unevaluated (a throttling rule or the hard cap).
-pub(super) fn refusal_denial(verdict: Verdict) -> Denial {
-    match verdict {
-        Verdict::Throttled(rule) => Denial::Throttled(rule),
-        _ => Denial::Locked,
+pub(super) fn refusal_denial(refusal: Refusal) -> Denial {
+    match refusal {
+        Refusal::Throttled { rule, .. } => Denial::Throttled(rule),
+        Refusal::Disabled => Denial::Locked,
     }
 }
 

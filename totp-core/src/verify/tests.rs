@@ -1346,3 +1346,59 @@ fn a_refusal_names_the_rule_with_the_longest_wait() {
         d.retry_after
     );
 }
+
+#[test]
+fn only_an_unevaluated_verdict_is_a_refusal_and_its_wait_is_at_least_a_second() {
+    let decision = |verdict, retry_after| Decision {
+        verdict,
+        write: Write::Nothing,
+        file: None,
+        matched: None,
+        retry_after,
+        warnings: Vec::new(),
+    };
+    let throttled = |rule, retry_after| Some(Refusal::Throttled { rule, retry_after });
+    for (verdict, retry, want) in [
+        (
+            Verdict::Throttled(Throttle::Backoff),
+            Some(30),
+            throttled(Throttle::Backoff, 30),
+        ),
+        (
+            Verdict::Throttled(Throttle::Ceiling),
+            None,
+            throttled(Throttle::Ceiling, 1),
+        ),
+        (
+            Verdict::Throttled(Throttle::RateLimit),
+            Some(0),
+            throttled(Throttle::RateLimit, 1),
+        ),
+        (Verdict::Disabled, Some(30), Some(Refusal::Disabled)),
+        (Verdict::Disabled, None, Some(Refusal::Disabled)),
+        (Verdict::Rejected, Some(30), None),
+        (Verdict::Replayed, None, None),
+        (Verdict::Accepted(Method::Scratch), None, None),
+    ] {
+        assert_eq!(
+            decision(verdict, retry).refusal(),
+            want,
+            "{verdict:?} {retry:?}"
+        );
+    }
+}
+
+#[test]
+fn the_hard_cap_is_decided_as_a_refusal() {
+    let p = Policy {
+        max_failures: Some(3),
+        ..Policy::default()
+    };
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    for i in 0..3 {
+        let d = u.try_from(&p, "000000", 300_000 + i * 3600, STRANGER);
+        assert_eq!(d.refusal(), None, "attempt {i} is evaluated: {d:?}");
+    }
+    let d = u.try_from(&p, &code(10_000), 300_000 + 3 * 3600, STRANGER);
+    assert_eq!(d.refusal(), Some(Refusal::Disabled), "{d:?}");
+}
