@@ -197,9 +197,13 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
         .args(["audit", "--service", "svc", "--pam-dir"])
         .arg(stack.path());
     let passwd = dir.path().join("passwd");
-    let text = in_private_mounts(r#"mount --bind "$1" /etc/passwd"#, &passwd, &inner)
-        .output()
-        .expect("totp-state audit");
+    let text = {
+        // As in `audit`: the bind mount must stay over the /etc/passwd it ran with.
+        let _g = user_database_lock();
+        in_private_mounts(r#"mount --bind "$1" /etc/passwd"#, &passwd, &inner)
+            .output()
+            .expect("totp-state audit")
+    };
     assert_eq!(text.status.code(), Some(0), "{text:?}");
     assert!(text.stderr.is_empty(), "{text:?}");
     assert!(
