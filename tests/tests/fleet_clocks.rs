@@ -478,6 +478,14 @@ fn recreated_by_a_host_behind(a: &str, tag: &str, lag: u64, backend: &str, lose:
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("an offset in {line}"));
         assert!((lag..lag + 30).contains(&offset), "{line}");
+        // B's own login fails closed, its user told until when (the floor is in its
+        // future), not to wait for the next code.
+        assert!(
+            b_logs
+                .iter()
+                .any(|l| l.contains("clock: the state store was recreated")),
+            "{b_logs:?}"
+        );
     } else {
         assert!(!b_logs.iter().any(|l| l.contains("clock:")), "{b_logs:?}");
     }
@@ -490,4 +498,49 @@ fn recreated_by_a_host_behind(a: &str, tag: &str, lag: u64, backend: &str, lose:
     let later = t + 65;
     let (d, logs) = login_logged(&host_c, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+/// A host more than a day (the bound) behind the server recreates a lost store record:
+/// the server is taken to be the one that is wrong (a day-long lockout of every host
+/// for one wrong server clock is worse than what the server's clock guards against),
+/// the floor is the host's own clock, and the log says so with both clocks. Control:
+/// within the bound, the server's time is the floor and the log says that instead.
+#[test]
+fn a_server_more_than_a_day_ahead_is_named_and_not_taken_for_the_floor() {
+    let t = "a_server_more_than_a_day_ahead_is_named_and_not_taken_for_the_floor";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "csd", "");
+    let host = Stack::probe("svc", &a);
+    let (u, secret) = TestUser::enrolled("csd");
+    let behind = now() - 2 * DAY;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, behind), PEER, behind);
+    denied(&d);
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("taken for the server's fault") && l.contains("more than 86400 s")),
+        "{logs:?}"
+    );
+    // The floor is the host's: its next code logs in there.
+    let next = behind + 65;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, next), PEER, next);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+
+    // Control: a day behind at most, the server's time is the floor.
+    let b = args(&server, "csd2", "");
+    let host = Stack::probe("svc", &b);
+    let (v, secret_v) = TestUser::enrolled("csd2");
+    let behind = now() - DAY + 600;
+    let (d, logs) = login_logged(&host, &v, &code_at(&secret_v, behind), PEER, behind);
+    denied(&d);
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("recreated complete since the Redis server's clock")),
+        "{logs:?}"
+    );
+    let next = behind + 65;
+    let (d, _) = login_logged(&host, &v, &code_at(&secret_v, next), PEER, next);
+    denied(&d);
 }
