@@ -544,3 +544,42 @@ fn a_server_more_than_a_day_ahead_is_named_and_not_taken_for_the_floor() {
     let (d, _) = login_logged(&host, &v, &code_at(&secret_v, next), PEER, next);
     denied(&d);
 }
+
+/// `totp-state init --after-loss` run by an admin on a host ten minutes behind takes the
+/// server's time for the floor as a login does, prints it and names the clocks: the code
+/// another host accepted before the loss stays refused on a host with the right clock.
+/// Control: the next code logs in there.
+#[test]
+fn init_after_loss_on_a_host_ten_minutes_behind_takes_the_server_s_time() {
+    let t = "init_after_loss_on_a_host_ten_minutes_behind_takes_the_server_s_time";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "csi", "");
+    init_store(&a);
+    let host_a = Stack::probe("svc", &a);
+    let host_c = Stack::probe("svc", &a);
+    let (u, secret) = TestUser::enrolled("csi");
+    let t = now();
+    let code = code_at(&secret, t);
+    let d = login_at(&host_a, &u, &code, PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+
+    assert!(String::from_utf8_lossy(&server.raw(None, &[b"FLUSHALL"])).starts_with("+OK"));
+    let out = state_tool_at(now() - LAG, &["init", "--after-loss", "--options", &a]);
+    assert!(out.status.success(), "{out:?}");
+    let (d, logs) = login_logged(&host_c, &u, &code, PEER, now());
+    denied(&d);
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+    // What it printed: the clocks named.
+    const NAMED: &str =
+        "WARNING: clock: the store record was recreated complete since the Redis server's clock";
+    assert!(stdout(&out).contains(NAMED), "{out:?}");
+    let later = t + 65;
+    let d = login_at(&host_c, &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}
