@@ -85,6 +85,47 @@ pub struct Client {
     token: Option<Zeroizing<String>>,
     /// Bound of one whole call, failovers included.
     call_budget: Duration,
+    /// The cluster's clock: the `Date` of the last reply read (unix seconds) and when
+    /// it was read here.
+    clock: Option<(u64, Instant)>,
+}
+
+/// An HTTP `Date` (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`, the only form a
+/// server may send: RFC 9110 §5.6.7) in unix seconds.
+pub fn http_date(v: &str) -> Option<u64> {
+    let parts: Vec<&str> = v.split(' ').collect();
+    let [_weekday, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let num = |s: &str, len: usize| -> Option<u64> {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as u64
+        + 1;
+    let (day, year) = (num(day, 2)?, num(year, 4)?);
+    let hms: Vec<&str> = time.split(':').collect();
+    let [h, m, s] = hms.as_slice() else {
+        return None;
+    };
+    let (h, m, s) = (num(h, 2)?, num(m, 2)?, num(s, 2)?);
+    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    // Days from 1970-01-01 to the date (H. Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
 fn unavailable(m: String) -> Failure {
@@ -156,7 +197,15 @@ impl Client {
             credentials,
             token: None,
             call_budget: connect + command,
+            clock: None,
         })
+    }
+
+    /// The cluster's clock now, in unix seconds, from the last reply's `Date` (whole
+    /// seconds) and the time elapsed here since; `None` before any reply had one.
+    pub fn server_time(&self) -> Option<u64> {
+        self.clock
+            .map(|(date, read_at)| date.saturating_add(read_at.elapsed().as_secs()))
     }
 
     /// With credentials, gets a token (etcd checks the password through Raft, which
@@ -219,8 +268,11 @@ impl Client {
             }
             let m = (self.current + i) % self.members.len();
             match self.post_one(m, path, body) {
-                Ok(v) => {
+                Ok((v, date)) => {
                     self.current = m;
+                    if let Some(d) = date {
+                        self.clock = Some((d, Instant::now()));
+                    }
                     return Ok(v);
                 }
                 Err(Attempt::Fatal(f)) => return Err(f),
@@ -238,7 +290,13 @@ impl Client {
         Err(summarise(failures))
     }
 
-    fn post_one(&self, member: usize, path: &str, body: &str) -> Result<Value, Attempt> {
+    /// The reply of one member and the time its `Date` header gave.
+    fn post_one(
+        &self,
+        member: usize,
+        path: &str,
+        body: &str,
+    ) -> Result<(Value, Option<u64>), Attempt> {
         let base = &self.members[member];
         let url = format!("{base}{path}");
         let mut req = self.agent.post(&url).content_type("application/json");
@@ -250,6 +308,11 @@ impl Client {
             Err(e) => return Err(transport_error(base, e)),
         };
         let code = resp.status().as_u16();
+        let date = resp
+            .headers()
+            .get("date")
+            .and_then(|d| d.to_str().ok())
+            .and_then(http_date);
         let bytes = resp
             .body_mut()
             .with_config()
@@ -270,7 +333,7 @@ impl Client {
             )
         })?;
         if code == 200 {
-            return Ok(value);
+            return Ok((value, date));
         }
         Err(gateway_error(base, code, &value))
     }
@@ -462,6 +525,31 @@ mod tests {
             summarise(vec![learner(), learner()]).status,
             Status::Refused
         );
+    }
+
+    #[test]
+    fn http_dates_are_read_as_unix_seconds_and_anything_else_is_none() {
+        assert_eq!(
+            http_date("Tue, 14 Nov 2023 22:13:45 GMT"),
+            Some(1_700_000_025)
+        );
+        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            http_date("Thu, 29 Feb 2024 12:00:00 GMT"),
+            Some(1_709_208_000)
+        );
+        for bad in [
+            "",
+            "Tue, 14 Nov 2023 22:13:45 UTC",
+            "Tue, 14 Nov 2023 22:13 GMT",
+            "Tue, 4 Nov 2023 22:13:45 GMT",
+            "Tue, 14 Foo 2023 22:13:45 GMT",
+            "Tuesday, 14-Nov-23 22:13:45 GMT",
+            "Tue, 14 Nov 2023 25:13:45 GMT",
+            "Tue, 14 Nov +023 22:13:45 GMT",
+        ] {
+            assert_eq!(http_date(bad), None, "{bad}");
+        }
     }
 
     #[test]

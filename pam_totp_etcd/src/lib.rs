@@ -445,6 +445,22 @@ impl Backend for Etcd {
         })
     }
 
+    /// The cluster has no clock of its own in its replies' bodies; the gateway's `Date`
+    /// header is the member's, to the second, which is finer than a TOTP step. The module
+    /// asks only after it read the store record, so a reply is at hand; otherwise one
+    /// read of the store record brings one.
+    fn server_time(&mut self) -> Result<u64, Failure> {
+        if let Some(t) = self.client.server_time() {
+            return Ok(t);
+        }
+        if let Some(key) = self.store_key.clone() {
+            self.read_bound(&key)?;
+        }
+        self.client
+            .server_time()
+            .ok_or_else(|| Failure::corrupt("the etcd gateway's replies carry no Date header"))
+    }
+
     fn delete(&mut self, key: &[u8]) -> Result<(), Failure> {
         check_key(key)?;
         self.prefetched.clear();

@@ -14,6 +14,7 @@
 //! | `pam_totp_plugin_get(h, key, klen, out, cap, &len, &version, msg, cap)` | record + version (0 = absent) |
 //! | `pam_totp_plugin_cas(h, key, klen, expected, rec, rlen, ttl, durable, msg, cap)` | write if the version is still `expected` |
 //! | `pam_totp_plugin_del(h, key, klen, msg, cap)` | forget the record |
+//! | `pam_totp_plugin_time(h, &secs, msg, cap)` | the server's clock (unix seconds), from what it last answered |
 //! | `pam_totp_plugin_close(h)` | drop the connection |
 //!
 //! `cfg` is a `totp_core::fleet::PluginConfig` encoding. Every function but `abi` and
@@ -27,8 +28,11 @@
 use std::ffi::c_void;
 
 /// Bumped on any change of a symbol, a signature or a status value. 2: the symbols lost
-/// their backend name (`pam_totp_redis_*` in version 1).
-pub const ABI_VERSION: u32 = 2;
+/// their backend name (`pam_totp_redis_*` in version 1). 3: `pam_totp_plugin_time`, the
+/// server's clock, which the module needs to recreate a lost store record (R34); a
+/// version-2 plugin cannot give it, so it is refused rather than let the recreation fall
+/// back to this host's clock alone.
+pub const ABI_VERSION: u32 = 3;
 
 /// The exported symbol names, NUL-terminated for `dlsym`.
 pub mod symbol {
@@ -38,6 +42,7 @@ pub mod symbol {
     pub const CAS: &[u8] = b"pam_totp_plugin_cas\0";
     pub const DEL: &[u8] = b"pam_totp_plugin_del\0";
     pub const CLOSE: &[u8] = b"pam_totp_plugin_close\0";
+    pub const TIME: &[u8] = b"pam_totp_plugin_time\0";
 }
 
 /// `pam_totp_plugin_abi() -> version`.
@@ -71,6 +76,8 @@ pub type CasFn = unsafe extern "C" fn(
 ) -> i32;
 /// `del(h, key, key_len, msg, msg_cap) -> status`.
 pub type DelFn = unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut u8, usize) -> i32;
+/// `time(h, secs, msg, msg_cap) -> status`.
+pub type TimeFn = unsafe extern "C" fn(*mut c_void, *mut u64, *mut u8, usize) -> i32;
 /// `close(h)`.
 pub type CloseFn = unsafe extern "C" fn(*mut c_void);
 
@@ -154,6 +161,12 @@ pub trait Backend: Sized {
         durable: bool,
     ) -> Result<Status, Failure>;
     fn delete(&mut self, key: &[u8]) -> Result<(), Failure>;
+    /// The server's clock now, in unix seconds: the time it gave with a reply this
+    /// connection already read (Redis: `INFO`'s `server_time_usec`; etcd: the gateway's
+    /// `Date` header) plus the time elapsed here since, so that asking costs no round
+    /// trip where the server already told it. Asked only when the store record is
+    /// recreated.
+    fn server_time(&mut self) -> Result<u64, Failure>;
 }
 
 /// Plugin-side helpers used by [`export_backend!`]; not for the module.
@@ -226,7 +239,7 @@ pub mod support {
     }
 }
 
-/// Writes the six C exports of a plugin for a [`Backend`] type: `export_backend!(Type,
+/// Writes the seven C exports of a plugin for a [`Backend`] type: `export_backend!(Type,
 /// "name")`, the name appearing in messages. Each export is checked against the ABI's
 /// function types, so a plugin cannot drift from the module.
 #[macro_export]
@@ -238,6 +251,7 @@ macro_rules! export_backend {
         const _: $crate::CasFn = pam_totp_plugin_cas;
         const _: $crate::DelFn = pam_totp_plugin_del;
         const _: $crate::CloseFn = pam_totp_plugin_close;
+        const _: $crate::TimeFn = pam_totp_plugin_time;
 
         #[unsafe(no_mangle)]
         pub extern "C" fn pam_totp_plugin_abi() -> u32 {
@@ -377,6 +391,31 @@ macro_rules! export_backend {
         }
 
         /// # Safety
+        /// `h` is a live handle; `secs` is NULL or writable; `msg` as for `open`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn pam_totp_plugin_time(
+            h: *mut ::std::ffi::c_void,
+            secs: *mut u64,
+            msg: *mut u8,
+            cap: usize,
+        ) -> i32 {
+            let result = $crate::support::guarded($name, || {
+                // SAFETY: forwarded contract of this function.
+                let b = unsafe { $crate::support::handle::<$backend>(h)? };
+                if secs.is_null() {
+                    return Err($crate::Failure::invalid("NULL output pointer"));
+                }
+                let now = $crate::Backend::server_time(b)?;
+                // SAFETY: `secs` is writable (checked non-NULL above).
+                unsafe { *secs = now };
+                Ok($crate::Status::Ok)
+            });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::finish(msg, cap, result) }
+        }
+
+        /// # Safety
         /// `h` is NULL or a handle from `pam_totp_plugin_open`, closed at most once.
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn pam_totp_plugin_close(h: *mut ::std::ffi::c_void) {
@@ -420,9 +459,81 @@ mod tests {
             symbol::CAS,
             symbol::DEL,
             symbol::CLOSE,
+            symbol::TIME,
         ] {
             assert_eq!(s.last(), Some(&0));
             assert!(s.starts_with(b"pam_totp_plugin_"));
         }
+    }
+
+    /// A backend whose clock answers `CLOCK`, or fails when the handle says so.
+    struct Fake {
+        fail: bool,
+    }
+
+    const CLOCK: u64 = 1_700_000_000;
+
+    impl Backend for Fake {
+        fn open(config: &[u8]) -> Result<Self, Failure> {
+            Ok(Fake {
+                fail: config == b"fail",
+            })
+        }
+        fn get(&mut self, _: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
+            Ok((Vec::new(), 0))
+        }
+        fn cas(&mut self, _: &[u8], _: u64, _: &[u8], _: u64, _: bool) -> Result<Status, Failure> {
+            Ok(Status::Ok)
+        }
+        fn delete(&mut self, _: &[u8]) -> Result<(), Failure> {
+            Ok(())
+        }
+        fn server_time(&mut self) -> Result<u64, Failure> {
+            if self.fail {
+                Err(Failure::new(Status::Unavailable, "no clock"))
+            } else {
+                Ok(CLOCK)
+            }
+        }
+    }
+
+    export_backend!(Fake, "fake");
+
+    fn opened(cfg: &[u8]) -> *mut c_void {
+        let mut h = std::ptr::null_mut();
+        // SAFETY: live buffers of the lengths passed; `h` is writable.
+        let st = unsafe {
+            pam_totp_plugin_open(cfg.as_ptr(), cfg.len(), &mut h, std::ptr::null_mut(), 0)
+        };
+        assert_eq!(st, 0);
+        h
+    }
+
+    #[test]
+    fn the_time_export_carries_the_server_clock_or_the_failure() {
+        assert_eq!(pam_totp_plugin_abi(), 3);
+        let h = opened(b"");
+        let mut secs = 0u64;
+        let mut msg = [0u8; MESSAGE_CAP];
+        // SAFETY: `h` is live; `secs` and `msg` are writable.
+        let st = unsafe { pam_totp_plugin_time(h, &mut secs, msg.as_mut_ptr(), msg.len()) };
+        assert_eq!((Status::from_raw(st), secs), (Status::Ok, CLOCK));
+        // A NULL output is the caller's fault, not a clock of 0.
+        // SAFETY: as above; NULL `secs` is part of the contract.
+        let st =
+            unsafe { pam_totp_plugin_time(h, std::ptr::null_mut(), msg.as_mut_ptr(), msg.len()) };
+        assert_eq!(Status::from_raw(st), Status::Invalid);
+        // SAFETY: `h` came from open and is closed once.
+        unsafe { pam_totp_plugin_close(h) };
+
+        let h = opened(b"fail");
+        let mut secs = 7u64;
+        // SAFETY: as above.
+        let st = unsafe { pam_totp_plugin_time(h, &mut secs, msg.as_mut_ptr(), msg.len()) };
+        assert_eq!(Status::from_raw(st), Status::Unavailable);
+        assert_eq!(secs, 7, "nothing written on a failure");
+        assert!(msg.starts_with(b"no clock\0"));
+        // SAFETY: as above.
+        unsafe { pam_totp_plugin_close(h) };
     }
 }

@@ -517,6 +517,26 @@ pub struct Backend {
     /// The keys read while opening and what each read gave, until asked for (once) or
     /// anything is written.
     prefetched: Vec<(Vec<u8>, Read)>,
+    /// The server's clock as the open's `INFO` gave it (`server_time_usec`, in
+    /// microseconds) and when that reply was read here; `None` for a server whose `INFO`
+    /// has no such field (before Redis 6.2), which is asked `TIME` instead.
+    clock: Option<(u64, Instant)>,
+}
+
+/// `server_time_usec` of an `INFO` reply (Redis 6.2 and later, Valkey).
+fn info_clock(info: &str) -> Option<u64> {
+    info_field(info, "server_time_usec").and_then(|v| v.parse().ok())
+}
+
+/// The seconds of a `TIME` reply (`[seconds, microseconds]`, as bulk strings).
+fn time_reply(reply: &Reply) -> Option<u64> {
+    let Reply::Array(Some(items)) = reply else {
+        return None;
+    };
+    match items.first() {
+        Some(Reply::Bulk(Some(secs))) => std::str::from_utf8(secs).ok()?.parse().ok(),
+        _ => None,
+    }
 }
 
 impl Backend {
@@ -629,6 +649,7 @@ impl Backend {
         con.send_all(&commands, send_by)
             .map_err(|e| hint(Failure::wire(first, e, send_limit)))?;
         let mut info_deadline = None;
+        let mut clock = None;
         let mut prefetched = Vec::with_capacity(config.prefetch.len());
         for (step, _) in &steps {
             match step {
@@ -690,7 +711,9 @@ impl Backend {
                         Ok(_) => return Err(Failure::corrupt("unexpected INFO reply")),
                         Err(e) => return Err(hint(Failure::wire("INFO", e, command))),
                     };
-                    check_server(&String::from_utf8_lossy(&info))?;
+                    let info = String::from_utf8_lossy(&info);
+                    check_server(&info)?;
+                    clock = info_clock(&info).map(|usec| (usec, Instant::now()));
                 }
                 Step::Read(i) => {
                     let by = info_deadline.unwrap_or_else(|| Instant::now() + command);
@@ -713,7 +736,19 @@ impl Backend {
             wait_timeout_ms: config.wait_timeout_ms,
             command_timeout: command,
             prefetched,
+            clock,
         })
+    }
+
+    /// The server's clock now, in unix seconds: the open's `INFO` time plus what elapsed
+    /// here since (no round trip); `TIME` for a server whose `INFO` did not say.
+    pub fn server_time(&mut self) -> Result<u64, Failure> {
+        if let Some((usec, read_at)) = self.clock {
+            let since = u64::try_from(read_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+            return Ok(usec.saturating_add(since) / 1_000_000);
+        }
+        let reply = self.call("TIME", &[b"TIME"], SHORT_REPLY_2)?;
+        time_reply(&reply).ok_or_else(|| Failure::corrupt("unexpected TIME reply"))
     }
 
     /// One command within the command timeout; an error reply becomes a [`Failure`].
@@ -900,6 +935,37 @@ mod tests {
 
     /// `INFO memory` of a server without a memory limit.
     const INFO_OK: &[u8] = b"$43\r\n# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:x\r\n\r\n";
+
+    #[test]
+    fn the_server_clock_comes_from_the_open_s_info_without_a_round_trip() {
+        let info: &[u8] = b"$88\r\n# Server\r\nserver_time_usec:1700000025999999\r\n# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:x\r\n\r\n";
+        let (path, server) = scripted(vec![info]);
+        let mut b = Backend::connect(config(&path, &[])).expect("open");
+        let t = b.server_time().expect("clock");
+        // The microseconds and the time since the reply are carried, not cut twice.
+        assert!((1_700_000_025..=1_700_000_027).contains(&t), "{t}");
+        drop(b);
+        let seen = server.join().expect("server");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(seen.len(), 1, "no request beyond the open: {seen:?}");
+    }
+
+    #[test]
+    fn a_server_whose_info_has_no_clock_is_asked_time() {
+        let time: &[u8] = b"*2\r\n$10\r\n1700000025\r\n$6\r\n123456\r\n";
+        let (path, server) = scripted(vec![INFO_OK, time]);
+        let mut b = Backend::connect(config(&path, &[])).expect("open");
+        assert_eq!(b.server_time().ok(), Some(1_700_000_025));
+        drop(b);
+        let seen = server.join().expect("server");
+        let _ = std::fs::remove_file(&path);
+        assert!(seen.len() == 2 && seen[1].contains("TIME"), "{seen:?}");
+        assert_eq!(time_reply(&Reply::Int(5)), None);
+        assert_eq!(
+            time_reply(&Reply::Array(Some(vec![Reply::Bulk(Some(b"x".to_vec()))]))),
+            None
+        );
+    }
 
     #[test]
     fn the_open_reads_every_prefetch_key_in_one_write_and_each_answers_once() {

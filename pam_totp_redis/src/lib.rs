@@ -47,6 +47,10 @@ impl Backend for Redis {
     fn delete(&mut self, key: &[u8]) -> Result<(), Failure> {
         self.0.delete(key).map_err(failure)
     }
+
+    fn server_time(&mut self) -> Result<u64, Failure> {
+        self.0.server_time().map_err(failure)
+    }
 }
 
 pam_totp_plugin_abi::export_backend!(Redis, "Redis");

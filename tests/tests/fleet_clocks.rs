@@ -1,10 +1,12 @@
 //! Hosts whose clocks disagree (docs/fleet.md, "Clocks"), through the real libpam: each
 //! "host" is a PAM stack whose `pam-drive` process runs with its own frozen clock
-//! (libfaketime), sharing one real `redis-server`; the single-host case uses the local
-//! store. A host days ahead cannot erase a `max_failures=` lockout; a store record
-//! recreated by a host hours ahead, a replay mark ahead of a clock that went back and
-//! throttling records written ahead are refused as before (R34, R14) with a log line that
-//! names the clock and how far off it is.
+//! (libfaketime), sharing one real `redis-server` (or etcd cluster), whose clock is the
+//! real one; the single-host case uses the local store. A host days ahead cannot erase a
+//! `max_failures=` lockout; a store record recreated by a host hours ahead, a replay
+//! mark ahead of a clock that went back and throttling records written ahead are refused
+//! as before (R34, R14) with a log line that names the clock and how far off it is; a
+//! host minutes behind recreates a lost store record at the server's time, so codes
+//! accepted before the loss stay used.
 
 use std::process::Command;
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
@@ -103,21 +105,29 @@ fn a_store_recreated_by_a_host_hours_ahead_is_obeyed_and_names_the_clock() {
     let right = Stack::probe("svc", &a);
     let ahead = Stack::probe("svc", &a);
     let (u, secret) = TestUser::enrolled("cs");
+    // The server keeps its real clock: the hosts' are set from it.
+    let base = now();
 
-    let (d, logs) = login_logged(&ahead, &u, &code_at(&secret, T0), PEER, T0 + 2 * HOUR);
+    let (d, logs) = login_logged(&ahead, &u, &code_at(&secret, base), PEER, base + 2 * HOUR);
     denied(&d);
+    // The host ahead sees it against the server's clock; its own time is the floor
+    // (the server's, behind, cannot lower it).
     assert!(
-        !logs.iter().any(|l| l.contains("clock:")),
-        "the host ahead cannot tell: {logs:?}"
+        logs.iter()
+            .any(|l| l.contains("recreated complete since this host's clock")
+                && l.contains("s ahead of the Redis server's")),
+        "the host ahead is named: {logs:?}"
     );
 
     // R34 stands: every code up to the host's "now" counts as used, on every host...
-    let (d, logs) = login_logged(&right, &u, &code_at(&secret, T0), PEER, T0);
+    let (d, logs) = login_logged(&right, &u, &code_at(&secret, base), PEER, base);
     denied(&d);
+    let until = format!(
+        "codes are refused until {}",
+        totp_core::utc::format_utc(base + 2 * HOUR)
+    );
     assert!(
-        d.messages
-            .iter()
-            .any(|(_, m)| m.contains("codes are refused until 2023-11-15 00:13:45 UTC")),
+        d.messages.iter().any(|(_, m)| m.contains(&until)),
         "the user is told until when, not to wait for the next code: {d:?}"
     );
     assert!(
@@ -133,13 +143,13 @@ fn a_store_recreated_by_a_host_hours_ahead_is_obeyed_and_names_the_clock() {
         "no replay and no promise the next code cannot keep: {logs:?}"
     );
     // The monitoring probe on a host with the right clock says so too.
-    let ping = state_tool_at(T0, &["ping", "--options", &a]);
+    let ping = state_tool_at(base, &["ping", "--options", &a]);
     assert!(
         ping.status.success() && stdout(&ping).contains("7200 s after this host's clock"),
         "{ping:?}"
     );
     // ...until the clocks pass the time it was recreated at.
-    let later = T0 + 2 * HOUR + 60;
+    let later = base + 2 * HOUR + 60;
     let d = login_at(&right, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 }
@@ -377,5 +387,199 @@ fn booted_in_1970_after_a_loss(a: &str, tag: &str, lose: &dyn Fn()) {
         "{logs:?}"
     );
     let d = login_at(&right, &u, &code_at(&secret, T0 + 60), PEER, T0 + 60);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}
+
+/// How far host B's clock lags in the tests of a store recreated after a loss: more
+/// than the window (three 30-s steps), less than the server's bound (a day).
+const LAG: u64 = 600;
+
+#[test]
+fn a_host_ten_minutes_behind_recreates_a_lost_store_at_the_server_s_time() {
+    let t = "a_host_ten_minutes_behind_recreates_a_lost_store_at_the_server_s_time";
+    if !require_root(t) {
+        return;
+    }
+    for lag in [LAG, 0] {
+        let server = RedisServer::start(&ServerConfig::default());
+        let tag = format!("csl{lag}");
+        let a = args(&server, &tag, "");
+        recreated_by_a_host_behind(&a, &tag, lag, "Redis", &|| {
+            assert!(String::from_utf8_lossy(&server.raw(None, &[b"FLUSHALL"])).starts_with("+OK"));
+        });
+    }
+}
+
+#[test]
+fn an_etcd_host_ten_minutes_behind_recreates_a_lost_store_at_the_cluster_s_time() {
+    let t = "an_etcd_host_ten_minutes_behind_recreates_a_lost_store_at_the_cluster_s_time";
+    if !require_root(t) {
+        return;
+    }
+    let cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    for lag in [LAG, 0] {
+        let prefix = format!("csle{lag}/");
+        let a = format!(
+            "state={} etcd_plugin={} etcd_prefix={prefix} etcd_timeout=1000",
+            cluster.url(),
+            etcd_plugin().display(),
+        );
+        recreated_by_a_host_behind(&a, &format!("csle{lag}"), lag, "etcd", &|| {
+            cluster.ctl(&["del", "--prefix", &prefix]);
+        });
+    }
+}
+
+/// Host A accepts a code at the true time; the store's data set is lost (`lose`: the
+/// store record and the user's record with it); host B, whose clock lags by `lag`
+/// seconds, logs in first and recreates the store record; then A's code is tried on
+/// host C, whose clock is right. The record is complete since the server's clock, not
+/// B's, so the code stays used (R34), and B's log names its clock and how far behind it
+/// is. With `lag` 0 (the control) nothing is said about clocks. Either way the next code
+/// works on C: the refusal is the floor, not a lockout. The servers keep their real
+/// clocks, so the hosts' clocks are set from the real time.
+fn recreated_by_a_host_behind(a: &str, tag: &str, lag: u64, backend: &str, lose: &dyn Fn()) {
+    init_store(a);
+    let host_a = Stack::probe("svc", a);
+    let host_b = Stack::probe("svc", a);
+    let host_c = Stack::probe("svc", a);
+    let (u, secret) = TestUser::enrolled(tag);
+    let t = now();
+    let code = code_at(&secret, t);
+    let (d, logs) = login_logged(&host_a, &u, &code, PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+
+    lose();
+    let b_now = now() - lag;
+    let (d, b_logs) = login_logged(&host_b, &u, &code_at(&secret, b_now), PEER, b_now);
+    denied(&d);
+    // A's code on C, with the right clock: still used.
+    let c_now = now();
+    let (d, logs) = login_logged(&host_c, &u, &code, PEER, c_now);
+    denied(&d);
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "refused as used before the loss: {logs:?}"
+    );
+    // B's log names its clock, and how far behind it is.
+    let named = |l: &String| {
+        l.contains(&format!(
+            "recreated complete since the {backend} server's clock"
+        )) && l.contains("s ahead of this host's")
+    };
+    if lag > 0 {
+        let line = b_logs.iter().find(|l| named(l));
+        let line = line.unwrap_or_else(|| panic!("B's clock is named: {b_logs:?}"));
+        // The offset as measured: the lag, and the seconds the test took since.
+        let offset: u64 = line
+            .split("server's clock, ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("an offset in {line}"));
+        assert!((lag..lag + 30).contains(&offset), "{line}");
+        // B's own login fails closed, its user told until when (the floor is in its
+        // future), not to wait for the next code.
+        assert!(
+            b_logs
+                .iter()
+                .any(|l| l.contains("clock: the state store was recreated")),
+            "{b_logs:?}"
+        );
+    } else {
+        assert!(!b_logs.iter().any(|l| l.contains("clock:")), "{b_logs:?}");
+    }
+    assert!(
+        b_logs.iter().any(|l| l.contains("had no store record")),
+        "B recreated it: {b_logs:?}"
+    );
+
+    // Control: a code of a step after the recreation's window logs in on C.
+    let later = t + 65;
+    let (d, logs) = login_logged(&host_c, &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+/// A host more than a day (the bound) behind the server recreates a lost store record:
+/// the server is taken to be the one that is wrong (a day-long lockout of every host
+/// for one wrong server clock is worse than what the server's clock guards against),
+/// the floor is the host's own clock, and the log says so with both clocks. Control:
+/// within the bound, the server's time is the floor and the log says that instead.
+#[test]
+fn a_server_more_than_a_day_ahead_is_named_and_not_taken_for_the_floor() {
+    let t = "a_server_more_than_a_day_ahead_is_named_and_not_taken_for_the_floor";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "csd", "");
+    let host = Stack::probe("svc", &a);
+    let (u, secret) = TestUser::enrolled("csd");
+    let behind = now() - 2 * DAY;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, behind), PEER, behind);
+    denied(&d);
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("taken for the server's fault") && l.contains("more than 86400 s")),
+        "{logs:?}"
+    );
+    // The floor is the host's: its next code logs in there.
+    let next = behind + 65;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, next), PEER, next);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+
+    // Control: a day behind at most, the server's time is the floor.
+    let b = args(&server, "csd2", "");
+    let host = Stack::probe("svc", &b);
+    let (v, secret_v) = TestUser::enrolled("csd2");
+    let behind = now() - DAY + 600;
+    let (d, logs) = login_logged(&host, &v, &code_at(&secret_v, behind), PEER, behind);
+    denied(&d);
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("recreated complete since the Redis server's clock")),
+        "{logs:?}"
+    );
+    let next = behind + 65;
+    let (d, _) = login_logged(&host, &v, &code_at(&secret_v, next), PEER, next);
+    denied(&d);
+}
+
+/// `totp-state init --after-loss` run by an admin on a host ten minutes behind takes the
+/// server's time for the floor as a login does, prints it and names the clocks: the code
+/// another host accepted before the loss stays refused on a host with the right clock.
+/// Control: the next code logs in there.
+#[test]
+fn init_after_loss_on_a_host_ten_minutes_behind_takes_the_server_s_time() {
+    let t = "init_after_loss_on_a_host_ten_minutes_behind_takes_the_server_s_time";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "csi", "");
+    init_store(&a);
+    let host_a = Stack::probe("svc", &a);
+    let host_c = Stack::probe("svc", &a);
+    let (u, secret) = TestUser::enrolled("csi");
+    let t = now();
+    let code = code_at(&secret, t);
+    let d = login_at(&host_a, &u, &code, PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+
+    assert!(String::from_utf8_lossy(&server.raw(None, &[b"FLUSHALL"])).starts_with("+OK"));
+    let out = state_tool_at(now() - LAG, &["init", "--after-loss", "--options", &a]);
+    assert!(out.status.success(), "{out:?}");
+    let (d, logs) = login_logged(&host_c, &u, &code, PEER, now());
+    denied(&d);
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+    // What it printed: the clocks named.
+    const NAMED: &str =
+        "WARNING: clock: the store record was recreated complete since the Redis server's clock";
+    assert!(stdout(&out).contains(NAMED), "{out:?}");
+    let later = t + 65;
+    let d = login_at(&host_c, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 }

@@ -279,6 +279,22 @@ pub trait StateStore {
     /// differ between hosts; names are the fleet's identity); a host-local store keys
     /// by uid and ignores it.
     fn name_user(&mut self, _uid: Uid, _name: &str) {}
+
+    /// Whether the last [`StateStore::context`] created the store record, and what it
+    /// found about the clocks the floor was taken from (a shared store compares this
+    /// host's with its server's), for the log. Taken once.
+    fn take_recreation(&mut self) -> Option<Recreation> {
+        None
+    }
+}
+
+/// A store record [`StateStore::context`] just created (see
+/// [`StateStore::take_recreation`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recreation {
+    /// The clocks disagreed by more than [`crate::policy::CLOCK_SLACK_SECS`]: which was
+    /// ahead, by how much, and which one the floor was taken from.
+    pub clock_note: Option<String>,
 }
 
 /// The earliest clock reading from which a store record may be recreated (2023-01-01

@@ -11,7 +11,7 @@
 use std::ffi::c_void;
 
 use pam_totp_plugin_abi::{
-    ABI_VERSION, AbiFn, CasFn, CloseFn, DelFn, GetFn, MESSAGE_CAP, OpenFn, Status, symbol,
+    ABI_VERSION, AbiFn, CasFn, CloseFn, DelFn, GetFn, MESSAGE_CAP, OpenFn, Status, TimeFn, symbol,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,10 +21,12 @@ use totp_core::fleet::{
     ConnectionOptions, Credentials, EtcdOptions, MAX_PREFETCH_KEY_LEN, MAX_PREFETCH_KEYS,
     PluginConfig, RedisOptions, RedisTarget, SharedStore,
 };
+use totp_core::policy::{CLOCK_SLACK_SECS, DEFAULT_MAX_CLOCK_LAG_SECS};
 use totp_core::state::{
-    MAX_ENCODED_LEN, Missing, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid,
-    UserState, Write,
+    MAX_ENCODED_LEN, Missing, Recreation, STORE_KEY_LEN, StateStore, StoreContext, StoreError,
+    StoreKey, Uid, UserState, Write,
 };
+use totp_core::utc::format_utc;
 use zeroize::Zeroizing;
 
 use crate::safefile::{
@@ -76,6 +78,7 @@ struct Plugin {
     cas: CasFn,
     del: DelFn,
     close: CloseFn,
+    time: TimeFn,
 }
 
 /// Plugins loaded so far, by path (normally one).
@@ -123,6 +126,9 @@ fn load_plugin(path: &Path, backend: &str) -> Result<&'static Plugin, StoreError
                 .map_err(|e| refused(e.to_string()))?,
             close: *lib
                 .get::<CloseFn>(symbol::CLOSE)
+                .map_err(|e| refused(e.to_string()))?,
+            time: *lib
+                .get::<TimeFn>(symbol::TIME)
                 .map_err(|e| refused(e.to_string()))?,
         }
     };
@@ -372,6 +378,62 @@ pub struct RemoteStore {
     /// Canonical names of the uids this store was told about ([`StateStore::name_user`]):
     /// their records are keyed by name.
     names: Vec<(Uid, String)>,
+    /// Set when `context` created the store record, until taken.
+    recreated: Option<Recreation>,
+}
+
+/// How far the server's clock may be ahead of this host's for a recreated store record
+/// to take the server's time as its floor: the lag beyond which a time in the store
+/// counts as a clock fault rather than drift (the throttling records' bound). Up to it,
+/// a wrong server clock can make every host refuse codes for at most this long, each
+/// saying until when; beyond it, the server's clock is taken to be the wrong one.
+pub const MAX_SERVER_LEAD_SECS: u64 = DEFAULT_MAX_CLOCK_LAG_SECS;
+
+/// The floor of a store record recreated by a host whose clock says `host` while the
+/// server's says `server` (both unix seconds), and what to log about the two clocks.
+///
+/// The later of the two (R34: a host whose clock lags must not recreate it below codes
+/// the other hosts accepted just before the loss), unless the server is ahead by more
+/// than [`MAX_SERVER_LEAD_SECS`]: then this host's, as before the server's clock was
+/// asked. Any disagreement beyond [`CLOCK_SLACK_SECS`] is named, with the offset and
+/// its direction, so the admin sees which clock to check.
+pub fn recreation_floor(host: u64, server: u64, backend: &str) -> (u64, Option<String>) {
+    let clocks = format!(
+        "this host's clock says {}, the {backend} server's {}",
+        format_utc(host),
+        format_utc(server)
+    );
+    if server > host.saturating_add(MAX_SERVER_LEAD_SECS) {
+        let note = format!(
+            "clock: the store record was recreated complete since this host's clock, not the \
+             {backend} server's, which is {} s ahead of it, more than {MAX_SERVER_LEAD_SECS} s \
+             ({clocks}): taken for the server's fault; if this host's clock is the one \
+             behind, codes accepted shortly before the loss can be used again (check both \
+             clocks)",
+            server - host
+        );
+        (host, Some(note))
+    } else if server > host.saturating_add(CLOCK_SLACK_SECS) {
+        let note = format!(
+            "clock: the store record was recreated complete since the {backend} server's \
+             clock, {} s ahead of this host's ({clocks}): this host's clock is behind, or \
+             the server's is ahead, and then every host refuses codes until {} (check both)",
+            server - host,
+            format_utc(server)
+        );
+        (server, Some(note))
+    } else if host > server.saturating_add(CLOCK_SLACK_SECS) {
+        let note = format!(
+            "clock: the store record was recreated complete since this host's clock, {} s \
+             ahead of the {backend} server's ({clocks}): this host's clock is ahead, and \
+             then every host refuses codes until {}, or the server's is behind (check both)",
+            host - server,
+            format_utc(host)
+        );
+        (host, Some(note))
+    } else {
+        (host.max(server), None)
+    }
 }
 
 /// Longest user name that keys a record (longer ones keep the uid key).
@@ -420,6 +482,7 @@ impl RemoteStore {
             handle: std::ptr::null_mut(),
             settings,
             names: Vec::new(),
+            recreated: None,
         };
         let mut prefetch = vec![store.store_key_name()];
         if let Some((uid, name)) = user {
@@ -536,6 +599,20 @@ impl RemoteStore {
         Ok((out, version))
     }
 
+    /// The server's clock (unix seconds), as the plugin last heard it.
+    fn server_time(&mut self) -> Result<u64, StoreError> {
+        let mut secs = 0u64;
+        let mut msg = [0u8; MESSAGE_CAP];
+        // SAFETY: as in `get`; `secs` is writable.
+        let status =
+            unsafe { (self.plugin.time)(self.handle, &mut secs, msg.as_mut_ptr(), msg.len()) };
+        if status == Status::Ok as i32 {
+            Ok(secs)
+        } else {
+            Err(store_error(self.settings.backend, status, &msg))
+        }
+    }
+
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
         let mut msg = [0u8; MESSAGE_CAP];
         // SAFETY: as in `get`.
@@ -630,11 +707,14 @@ impl StateStore for RemoteStore {
     /// The fleet's one context (key and completeness), under `<prefix>store`. Missing
     /// means the data set was lost (a restart without persistence, a failover, an
     /// eviction, FLUSHALL) or never existed: a login creates it complete since now, so
-    /// every code of a step up to now counts as used (R34). A compare-and-set against
-    /// "absent" lets racing hosts agree on the winner's; the write waits for
-    /// `redis_wait=` replicas like a used code.
+    /// every code of a step up to now counts as used (R34). "Now" is the later of this
+    /// host's clock and the server's ([`recreation_floor`]): one host whose clock lags
+    /// cannot put the floor below codes the others accepted before the loss. A
+    /// compare-and-set against "absent" lets racing hosts agree on the winner's; the
+    /// write waits for `redis_wait=` replicas like a used code.
     fn context(&mut self, missing: Missing) -> Result<Option<StoreContext>, StoreError> {
         let name = self.store_key_name();
+        self.recreated = None;
         for _ in 0..2 {
             let (bytes, version) = self.get_bytes(&name)?;
             if version != 0 {
@@ -650,6 +730,13 @@ impl StateStore for RemoteStore {
             let Missing::Create { complete_since } = missing else {
                 return Ok(None);
             };
+            // 0: an admin's `init` of a store never used, complete since the beginning.
+            let (complete_since, clock_note) = if complete_since == 0 {
+                (0, None)
+            } else {
+                let server = self.server_time()?;
+                recreation_floor(complete_since, server, self.settings.backend)
+            };
             let mut fresh = Zeroizing::new([0u8; STORE_KEY_LEN]);
             getrandom::fill(&mut fresh[..]).map_err(|e| {
                 StoreError::Unavailable(format!("no random numbers for a store key: {e}"))
@@ -658,7 +745,9 @@ impl StateStore for RemoteStore {
                 key: StoreKey::new(*fresh),
                 complete_since,
             };
-            self.compare_and_set_bytes(&name, 0, &context.encode(), 0, true)?;
+            if self.compare_and_set_bytes(&name, 0, &context.encode(), 0, true)? {
+                self.recreated = Some(Recreation { clock_note });
+            }
         }
         Err(StoreError::Unavailable(format!(
             "{}: {} vanished after it was created",
@@ -703,6 +792,10 @@ impl StateStore for RemoteStore {
         self.get_migrating(&key, uid).map(|(s, _)| s)
     }
 
+    fn take_recreation(&mut self) -> Option<Recreation> {
+        self.recreated.take()
+    }
+
     fn name_user(&mut self, uid: Uid, name: &str) {
         if usable_name(name) && !self.names.iter().any(|(u, _)| *u == uid) {
             self.names.push((uid, name.to_owned()));
@@ -728,5 +821,48 @@ impl Drop for RemoteStore {
         }
         // SAFETY: the handle came from the plugin's `open` and is closed exactly once.
         unsafe { (self.plugin.close)(self.handle) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_700_000_025;
+
+    #[test]
+    fn a_recreated_floor_is_the_later_clock_within_the_bound_and_names_the_wrong_one() {
+        // Agreeing clocks: the later, nothing to say.
+        assert_eq!(recreation_floor(NOW, NOW + 2, "Redis"), (NOW + 2, None));
+        assert_eq!(recreation_floor(NOW + 2, NOW, "Redis"), (NOW + 2, None));
+        // This host ten minutes behind: the server's time, the offset named.
+        let (floor, note) = recreation_floor(NOW - 600, NOW, "Redis");
+        assert_eq!(floor, NOW);
+        let note = note.expect("a note");
+        assert!(
+            note.contains("600 s ahead of this host's") && note.contains("server's clock"),
+            "{note}"
+        );
+        // This host an hour ahead: its own time (the server cannot lower it), named.
+        let (floor, note) = recreation_floor(NOW + 3600, NOW, "etcd");
+        assert_eq!(floor, NOW + 3600);
+        assert!(
+            note.is_some_and(|n| n.contains("3600 s ahead of the etcd server's")),
+            "named"
+        );
+        // A server more than the bound ahead: taken for the server's fault.
+        let far = NOW + MAX_SERVER_LEAD_SECS + 1;
+        let (floor, note) = recreation_floor(NOW, far, "Redis");
+        assert_eq!(floor, NOW);
+        assert!(
+            note.is_some_and(|n| n.contains("taken for the server's fault")),
+            "named"
+        );
+        // At the bound, still the server's.
+        let edge = NOW + MAX_SERVER_LEAD_SECS;
+        assert_eq!(recreation_floor(NOW, edge, "Redis").0, edge);
+        // No overflow at the ends of the range.
+        assert_eq!(recreation_floor(u64::MAX, 0, "Redis").0, u64::MAX);
+        assert_eq!(recreation_floor(0, u64::MAX, "Redis").0, 0);
     }
 }

@@ -171,12 +171,19 @@ pub(crate) fn init(opts: &ModuleOptions, after_loss: bool) -> Result<(), Stop> {
         ))
         .into());
     };
-    store.context(missing).map_err(fail)?;
+    // The floor is the later of this host's clock and the server's (R34): what was
+    // written is what is reported.
+    let written = store.context(missing).map_err(fail)?;
+    let note = store.take_recreation().and_then(|r| r.clock_note);
     if after_loss {
+        let since = written.map_or(complete_since, |c| c.complete_since);
         emit(&format!(
             "recreated the store record of {shown}: codes of steps up to {} count as used\n",
-            format_utc(complete_since)
+            format_utc(since)
         ))?;
+        if let Some(note) = note {
+            emit(&format!("WARNING: {note}\n"))?;
+        }
     } else {
         emit(&format!("initialised {shown}\n"))?;
     }

@@ -95,12 +95,19 @@ impl Ctx {
                 complete_since: now_secs,
             }
         };
-        let context = match store.context(missing) {
+        let found = store.context(missing);
+        let recreated = store.take_recreation();
+        if let Some(note) = recreated.as_ref().and_then(|r| r.clock_note.as_deref()) {
+            io.log(Level::Warning, note);
+        }
+        let context = match found {
             // A store record as new as this login: this login (or another host's in the
             // same second) created it. Right once for a new store or after a data loss;
             // on a fleet in use, the sign of a host whose store URL, prefix or database
             // is not the other hosts', which would otherwise keep a store of its own.
-            Ok(Some(c)) if shared_opened && c.complete_since == now_secs => {
+            Ok(Some(c))
+                if shared_opened && (recreated.is_some() || c.complete_since == now_secs) =>
+            {
                 io.log(
                     Level::Warning,
                     "the shared state store had no store record, so it was created now: \
