@@ -32,6 +32,21 @@ fn has(lines: &[String], needle: &str) -> bool {
     lines.iter().any(|l| l.contains(needle))
 }
 
+/// The module's arguments after the built module under its installed name in `stack`'s
+/// directory, with `stack`'s state directory and `extra`: libpam names the module in
+/// log lines after its file, so the lines are the ones a real host writes.
+fn installed(stack: &Stack, extra: &str) -> String {
+    let path = stack.path().join("pam_totp.so");
+    if std::fs::symlink_metadata(&path).is_err() {
+        std::os::unix::fs::symlink(&built().module, &path).expect("symlink");
+    }
+    format!(
+        "{} state_dir={}{extra}",
+        path.display(),
+        stack.state_dir().display()
+    )
+}
+
 #[test]
 fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
     let t = "fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else";
@@ -39,18 +54,10 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
         return;
     }
     let (u, secret) = TestUser::enrolled("f2b");
-    // libpam names the module in log lines after its file: load the build under the
-    // installed name, so the lines are the ones a real host writes.
     let stack = Stack::new();
-    let installed_name = stack.path().join("pam_totp.so");
-    std::os::unix::fs::symlink(&built().module, &installed_name).expect("symlink");
     stack.service(
         "svc",
-        &format!(
-            "auth required {} state_dir={} nullok\n",
-            installed_name.display(),
-            stack.state_dir().display()
-        ),
+        &format!("auth required {}\n", installed(&stack, " nullok")),
     );
     let mut all = Vec::new();
 
@@ -99,11 +106,7 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
     // on a stack without nullok. Both from an IPv6 client, which <HOST> must take whole.
     stack.service(
         "strict",
-        &format!(
-            "auth required {} state_dir={}\n",
-            installed_name.display(),
-            stack.state_dir().display()
-        ),
+        &format!("auth required {}\n", installed(&stack, "")),
     );
     let (_, l) = login(
         Driver::new(&stack, "svc", "../f2b")
@@ -147,11 +150,7 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
     // was given, none compared).
     stack.service(
         "firstpass",
-        &format!(
-            "auth required {} state_dir={} use_first_pass\n",
-            installed_name.display(),
-            stack.state_dir().display()
-        ),
+        &format!("auth required {}\n", installed(&stack, " use_first_pass")),
     );
     let (_, l) = login(
         Driver::new(&stack, "firstpass", &u.name)
@@ -668,16 +667,7 @@ fn a_damaged_store_key_ends_every_attempt_with_one_line_and_tells_every_name_ali
     }
     let (u, secret) = TestUser::enrolled("dk");
     let stack = Stack::new();
-    let installed_name = stack.path().join("pam_totp.so");
-    std::os::unix::fs::symlink(&built().module, &installed_name).expect("symlink");
-    stack.service(
-        "svc",
-        &format!(
-            "auth required {} state_dir={}\n",
-            installed_name.display(),
-            stack.state_dir().display()
-        ),
-    );
+    stack.service("svc", &format!("auth required {}\n", installed(&stack, "")));
     let mut all = Vec::new();
     login(
         Driver::login(&stack, &u, &code_at(&secret, T0))
@@ -807,15 +797,12 @@ fn a_wrong_code_in_pam_authtok_is_counted_when_no_second_answer_follows() {
 /// verdict is moot), then the module under its installed name with `try_first_pass`.
 fn try_first_pass_stack() -> Stack {
     let stack = Stack::new();
-    let installed_name = stack.path().join("pam_totp.so");
-    std::os::unix::fs::symlink(&built().module, &installed_name).expect("symlink");
     stack.service(
         "svc",
         &format!(
             "auth optional pam_unix.so nodelay\n\
-             auth requisite {} state_dir={} try_first_pass\n",
-            installed_name.display(),
-            stack.state_dir().display()
+             auth requisite {}\n",
+            installed(&stack, " try_first_pass")
         ),
     );
     stack
