@@ -70,6 +70,7 @@ pub fn secret_file(data: &[u8]) {
             continued: false,
             boot_time: None,
             store_complete_since: 0,
+            keep_ga_lines: true,
         };
         let state = totp_core::state::UserState::default();
         if let Ok(d) = p.decide(&state, &Policy::default(), &attempt) {

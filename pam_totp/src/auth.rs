@@ -13,7 +13,7 @@ use totp_core::addr::{RemoteHost, parse_rhost};
 use totp_core::code::{Candidate, candidates};
 use totp_core::gafile::{Carried, GaFile, KEY_DISALLOW_REUSE, KEY_RATE_LIMIT, Mode};
 use totp_core::ledger::{OriginKey, stand_in_uid};
-use totp_core::options::{ModuleOptions, PassMode};
+use totp_core::options::{ModuleOptions, PassMode, SharedFile};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
 use totp_core::secret::Secret;
@@ -191,8 +191,8 @@ pub fn authenticate_with(
             }),
         other => other,
     };
-    let file = match pre {
-        Ok(PreRead::Present(f)) => f,
+    let (file, keep_ga_lines) = match pre {
+        Ok(PreRead::Present(f, keep)) => (f, keep),
         Ok(PreRead::Absent) if ctx.opts.nullok && target.nullok_applies() => {
             // Always logged: a stack copied from another setup can drop the second factor
             // through nullok, and that must leave a trace without `debug`.
@@ -291,6 +291,7 @@ pub fn authenticate_with(
         store: None,
         who: &who,
         preread: file,
+        keep_ga_lines,
     };
 
     // First the answer PAM already has (try_first_pass/use_first_pass), then a prompt.
@@ -362,6 +363,9 @@ struct Run<'a> {
     /// file is configuration, as GA reads it once per login); an attempt that may
     /// rewrite the file reads it again under its lock.
     preread: GaFile,
+    /// GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines of the file are kept up to date
+    /// (`shared_file=`, [`Ctx::keeps_ga_lines`]); read and obeyed either way.
+    keep_ga_lines: bool,
 }
 
 /// The secret file for one evaluation, with its lock when it may be rewritten.
@@ -409,7 +413,8 @@ enum Phase {
 
 /// What the unlocked look before prompting found.
 enum PreRead {
-    Present(GaFile),
+    /// The file, and whether its GA lines are kept up to date ([`Ctx::keeps_ga_lines`]).
+    Present(GaFile, bool),
     /// The final component is missing in a directory that was reached and checked:
     /// what `nullok` is about.
     Absent,
@@ -566,6 +571,8 @@ impl Ctx {
             continued: false,
             boot_time: None,
             store_complete_since: 0,
+            // The stand-in has no file, nor GA's lines.
+            keep_ga_lines: false,
         };
         let mut refusal = None;
         if store
@@ -592,7 +599,8 @@ impl Ctx {
             // and started by root, and runs as secret_command_user.
             return Ok(
                 match crate::fleet::secret_from_command(&self.opts, target.name.as_str()) {
-                    Ok(Some(CommandSecret::File(f))) => PreRead::Present(f),
+                    // No file to write (nor to lock).
+                    Ok(Some(CommandSecret::File(f))) => PreRead::Present(f, false),
                     Ok(Some(CommandSecret::NotEnrolled)) => PreRead::Absent,
                     Ok(None) => PreRead::Unusable("no secret command configured".into()),
                     Err(why) => PreRead::Unusable(format!("secret command: {why}")),
@@ -602,7 +610,10 @@ impl Ctx {
         let _creds = switch_creds(io, target)?;
         match safefile::open_checked(&target.path, &target.rules) {
             Ok(opened) => match GaFile::parse(&opened.contents) {
-                Ok(f) => Ok(PreRead::Present(f)),
+                Ok(f) => {
+                    let keep = self.keeps_ga_lines(io, target, &f, &opened.file);
+                    Ok(PreRead::Present(f, keep))
+                }
                 Err(e) => Ok(PreRead::Unusable(format!(
                     "secret file {} is invalid: {e}",
                     self.shown(target)
@@ -623,6 +634,45 @@ impl Ctx {
                 "secret file {} refused ({e}); asking for a code anyway",
                 self.shown(target)
             ))),
+        }
+    }
+
+    /// Whether this login keeps GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines of `file`
+    /// up to date (`shared_file=`): only where hosts with another state store read the
+    /// file, which `auto` takes to be a file on a network or cluster file system, asked
+    /// of `fd`, the descriptor the file was just checked and read through. Elsewhere
+    /// this host's store alone refuses a replay and throttles, and a TOTP login neither
+    /// locks nor rewrites the file (nor warns when it cannot). The lines are obeyed
+    /// either way.
+    fn keeps_ga_lines(
+        &self,
+        io: &dyn PamIo,
+        target: &LoginTarget,
+        file: &GaFile,
+        fd: &std::fs::File,
+    ) -> bool {
+        match self.opts.shared_file {
+            SharedFile::Yes => true,
+            SharedFile::No => false,
+            // Only a file that has the lines is asked about (no system call otherwise).
+            SharedFile::Auto
+                if !file.contains_key(KEY_DISALLOW_REUSE) && !file.contains_key(KEY_RATE_LIMIT) =>
+            {
+                false
+            }
+            SharedFile::Auto => safefile::on_network_fs(fd).unwrap_or_else(|e| {
+                // As before `shared_file=` existed: kept up to date.
+                io.log(
+                    Level::Warning,
+                    &format!(
+                        "{}: file system type unknown ({e}); its DISALLOW_REUSE and \
+                         RATE_LIMIT lines are kept up to date as on a shared home \
+                         (shared_file=yes or no says which it is)",
+                        self.shown(target)
+                    ),
+                );
+                true
+            }),
         }
     }
 

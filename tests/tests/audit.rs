@@ -268,3 +268,50 @@ fn audit_warns_of_a_deleted_accounts_state_record() {
     let (_, found) = audit();
     assert!(found.is_none(), "after the reset: {found:?}");
 }
+
+/// A file with GA's `DISALLOW_REUSE`/`RATE_LIMIT` lines: the audit says whether logins
+/// keep them up to date (`shared_file=`), as the module decides it on the file it reads;
+/// on a local file system only `shared_file=yes` does (the NFS server exporting homes).
+#[test]
+fn audit_says_whether_ga_lines_are_kept_up_to_date() {
+    if !require_root("audit_says_whether_ga_lines_are_kept_up_to_date") {
+        return;
+    }
+    let u = TestUser::create("ag");
+    let secret = random_secret_b32();
+    u.write_secret(
+        &format!("{secret}\n\" RATE_LIMIT 3 30\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        0o600,
+    );
+    let plain = TestUser::create("ap");
+    plain.write_secret(&totp_file(&secret), 0o600);
+    for (args, want) in [
+        (
+            "",
+            "not written on time-based logins (a local file system, shared_file=auto",
+        ),
+        (
+            "shared_file=yes",
+            "kept up to date on logins (shared_file=yes)",
+        ),
+        ("shared_file=no", "obeyed, never written (shared_file=no)"),
+    ] {
+        let stack = Stack::with_module("svc", args);
+        let out = Command::new(&built().state_tool)
+            .args(["audit", "--json", "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .output()
+            .expect("totp-state audit");
+        let mut found = BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            let user = v["user"].as_str().expect("user").to_owned();
+            found.insert(user, (v["verdict"].to_string(), v["reasons"].to_string()));
+        }
+        let (verdict, reasons) = found.get(&u.name).cloned().unwrap_or_default();
+        assert_eq!(verdict, "\"ok\"", "{args}: {reasons}");
+        assert!(reasons.contains(want), "{args}: {reasons}");
+        let (_, reasons) = found.get(&plain.name).cloned().unwrap_or_default();
+        assert!(!reasons.contains("DISALLOW_REUSE"), "{args}: {reasons}");
+    }
+}

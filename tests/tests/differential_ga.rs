@@ -1914,9 +1914,17 @@ fn run_step(env: &Env, sc: &Scenario, m: Module, st: &LoginStep) -> Seen {
     let tok_file = stack.path().join("authtok-seen");
     let _ = fs::remove_file(&tok_file);
     let tok_in = st.authtok.as_ref().map(|t| resolve(sc, st.at, t));
+    // Every row compares the file GA and pam_totp both write, a file another module
+    // with its own state (GA, the interop rows) reads: what `shared_file=yes` is for.
+    // (With the default, `auto`, a local file keeps GA's lines as they are:
+    // shared_home.rs.)
+    let args = match m {
+        Module::Ga => sc.args.to_owned(),
+        Module::Ours => format!("{} shared_file=yes", sc.args),
+    };
     stack.service(
         SERVICE,
-        &stack_lines(&env.tools, module, sc.args, tok_in.is_some(), &tok_file),
+        &stack_lines(&env.tools, module, &args, tok_in.is_some(), &tok_file),
     );
     let mut d = Driver::new(stack, SERVICE, &env.user.name).at(st.at);
     if let Some(t) = &tok_in {

@@ -1,8 +1,9 @@
 //! C7 (SECURITY.md): homes and secret stores on an NFS export with `root_squash`,
 //! through the real libpam. This kernel has no NFS, so a stand-in plays the server: a
-//! FUSE passthrough file system (tests/fuse/ptotpsquash.c, compiled here) that does
-//! every operation with the caller's file-system identity, except that root is nobody
-//! (65534), and leaves permission checks to the backing file system (no
+//! FUSE passthrough file system (tests/fuse/ptotpsquash.c, built and mounted by
+//! `system_tests::squash`, which shared_home.rs uses too) that does every operation
+//! with the caller's file-system identity, except that root is nobody (65534), and
+//! leaves permission checks to the backing file system (no
 //! `default_permissions`, no caching). It is mounted over the directory it serves, in a
 //! private mount namespace around the `pam-drive` child, so the host sees the backing
 //! files at the same paths and the test checks them there.
@@ -15,12 +16,12 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
+use system_tests::squash::{OpLog, login_with, mount_squashed, require_fuse, squashed_login};
 use system_tests::{
     Drive, Driver, ENROLL_SCRIPTED, Returned, Stack, T0, TestUser, built, code_at,
-    in_private_mounts, mode_owner, private_tmp, require_root, require_tool, root_store,
-    syslog_message, totp_file, with_syslog_capture_after, workspace, write_owned, wrong_totp,
+    in_private_mounts, mode_owner, private_tmp, require_tool, root_store, totp_file, write_owned,
+    wrong_totp,
 };
 
 /// What the stand-in maps root to (an NFS server's default anonymous uid and gid).
@@ -28,136 +29,6 @@ const NOBODY: u32 = 65534;
 
 /// A scratch code written into secret files.
 const SCRATCH: &str = "48151623";
-
-/// True when the stand-in can be built and mounted here: root, a C compiler, libfuse3's
-/// headers and `/dev/fuse`. In CI (CI=true) anything missing fails the test.
-fn require_fuse(test: &str) -> bool {
-    if !require_root(test)
-        || !require_tool(test, "cc")
-        || !require_tool(test, "pkg-config")
-        || !require_tool(test, "unshare")
-        || !require_tool(test, "setpriv")
-    {
-        return false;
-    }
-    let headers = Command::new("pkg-config")
-        .args(["--exists", "fuse3"])
-        .status()
-        .is_ok_and(|s| s.success());
-    let missing = match (Path::new("/dev/fuse").exists(), headers) {
-        (true, true) => return true,
-        (false, _) => "/dev/fuse",
-        (true, false) => "libfuse3-dev (pkg-config fuse3)",
-    };
-    system_tests::skip(test, missing)
-}
-
-/// The stand-in, compiled once per test binary into the target directory.
-fn squash_fs() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = workspace().join("target/test-helpers");
-        fs::create_dir_all(&dir).expect("helper directory");
-        let bin = dir.join("ptotpsquash");
-        // Built beside and renamed into place: a daemon of another run may still be
-        // executing the old one.
-        let fresh = dir.join(format!("ptotpsquash.{}", std::process::id()));
-        let flags = |arg: &str| -> Vec<String> {
-            let out = Command::new("pkg-config")
-                .args([arg, "fuse3"])
-                .output()
-                .expect("pkg-config");
-            assert!(out.status.success(), "pkg-config {arg} fuse3: {out:?}");
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect()
-        };
-        system_tests::compile_c(
-            "tests/fuse/ptotpsquash.c",
-            &fresh,
-            &flags("--cflags"),
-            &flags("--libs"),
-        );
-        fs::rename(&fresh, &bin).expect("rename the stand-in into place");
-        bin
-    })
-}
-
-/// The operations the stand-in did for its callers, `OP uid=UID PATH RESULT` per line
-/// (UID as the backing file system saw it: 65534 for root), from a file of the test.
-struct OpLog {
-    dir: tempfile::TempDir,
-}
-
-impl OpLog {
-    fn new() -> OpLog {
-        let dir = tempfile::Builder::new()
-            .prefix("pam_totp-squashlog")
-            .tempdir()
-            .expect("tempdir");
-        OpLog { dir }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("ops")
-    }
-
-    fn lines(&self) -> Vec<String> {
-        fs::read_to_string(self.path())
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-/// Shell commands (for [`in_private_mounts`] or [`with_syslog_capture_after`], `$1` a
-/// private directory) that mount the stand-in over `dir`, serving `dir` itself, wait
-/// for the mount, and fail unless root is refused reading `probe` through it; with a
-/// log, the operations after that refusal are logged there.
-fn mount_squashed(dir: &Path, probe: &Path, log: Option<&OpLog>) -> String {
-    mount_squashed_with("", dir, probe, log)
-}
-
-/// [`mount_squashed`] with the stand-in's `flags` (`--nfs4-flock`).
-fn mount_squashed_with(flags: &str, dir: &Path, probe: &Path, log: Option<&OpLog>) -> String {
-    let (bin, dir, probe) = (squash_fs().display(), dir.display(), probe.display());
-    let (log, start_log) = match log {
-        Some(l) => {
-            let p = format!("\"{}\"", l.path().display());
-            (p.clone(), format!(": > {p}"))
-        }
-        None => (String::new(), String::new()),
-    };
-    format!(
-        r#""{bin}" {flags} "{dir}" "{dir}" {log} </dev/null >/dev/null 2>>"$1/squash.err" &
-daemon=$!
-n=0
-until grep -q " {dir} .* - fuse.ptotpsquash " /proc/self/mountinfo; do
-  n=$((n+1))
-  if [ $n -gt 400 ] || ! kill -0 $daemon 2>/dev/null; then
-    echo "the stand-in did not mount {dir}:" >&2; cat "$1/squash.err" >&2; exit 97
-  fi
-  sleep 0.025
-done
-if cat "{probe}" >/dev/null 2>&1; then echo "root read {probe}: not squashed" >&2; exit 98; fi
-{start_log}"#
-    )
-}
-
-/// `driver` with `dir` squashed ([`mount_squashed`]): the run and the module's syslog.
-fn squashed_login(
-    dir: &Path,
-    probe: &Path,
-    log: Option<&OpLog>,
-    driver: &Driver,
-) -> (Drive, Vec<String>) {
-    let (out, lines) =
-        with_syslog_capture_after(&mount_squashed(dir, probe, log), &driver.command());
-    let lines = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
-    (Drive::ran(&out), lines)
-}
 
 fn logged(lines: &[String], needle: &str) -> bool {
     lines.iter().any(|l| l.contains(needle))
@@ -525,15 +396,6 @@ fn assert_refused_as_already_used(d: &Drive, lines: &[String]) {
         d.messages.iter().any(|(_, m)| m.contains("already used")),
         "{d:?}"
     );
-}
-
-/// `driver` on `u`'s home mounted by the stand-in with `flags`: the run and the
-/// module's syslog.
-fn login_with(flags: &str, u: &TestUser, path: &Path, driver: &Driver) -> (Drive, Vec<String>) {
-    let mount = mount_squashed_with(flags, &u.home, path, None);
-    let (out, lines) = with_syslog_capture_after(&mount, &driver.command());
-    let lines = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
-    (Drive::ran(&out), lines)
 }
 
 /// What the module logs when the stand-in refused the lock with EBADF and the file was

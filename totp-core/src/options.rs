@@ -51,6 +51,7 @@ pub const OPTION_NAMES: &[&str] = &[
     "state_dir",
     "ceiling_burst",
     "ceiling_interval",
+    "shared_file",
     // Fleets (crate::fleet): state=redis://… and these, parsed there.
     "state_fallback",
     "redis_connect_timeout",
@@ -117,6 +118,25 @@ impl StateBackend {
     }
 }
 
+/// `shared_file=`: whether the secret file is read by hosts with another state store (a
+/// home shared over NFS by hosts that each keep their own), so that GA's
+/// `DISALLOW_REUSE` and `RATE_LIMIT` lines, where the file has them, are kept up to
+/// date in it as GA does. The lines are read and obeyed whatever this says; only
+/// their writing (and the lock and rewrite it costs a TOTP login) depends on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SharedFile {
+    /// The file's file system is a network or cluster one (NFS, SMB/CIFS, Ceph, …, or
+    /// FUSE), asked of the descriptor the file was read through.
+    #[default]
+    Auto,
+    /// Always (a host whose own logins see the shared homes on a local file system:
+    /// the NFS server that exports them is itself a login host).
+    Yes,
+    /// Never (every host that reads the file shares one state store, `state=`, or
+    /// none shares it).
+    No,
+}
+
 /// `user=`: a uid or a (validated) name to resolve through NSS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UserSpec {
@@ -170,6 +190,9 @@ pub struct ModuleOptions {
     pub state: StateBackend,
     /// `state_dir=`: directory of the local store (default: see `totp_os::state_dir`).
     pub state_dir: Option<String>,
+    /// `shared_file=`: whether GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines are kept up
+    /// to date in the secret file ([`SharedFile`]).
+    pub shared_file: SharedFile,
     /// Shared Redis state and the secret command (`crate::fleet`).
     pub fleet: FleetOptions,
 }
@@ -209,6 +232,7 @@ impl Default for ModuleOptions {
             ceiling_interval_secs: DEFAULT_CEILING_INTERVAL_SECS,
             state: StateBackend::Local,
             state_dir: None,
+            shared_file: SharedFile::Auto,
             fleet: FleetOptions::default(),
         }
     }
@@ -423,6 +447,14 @@ impl ModuleOptions {
                         self.fleet.etcd.endpoints = None;
                     }
                     "state_dir" => self.state_dir = Some(absolute_path("state_dir", v)?),
+                    "shared_file" => {
+                        self.shared_file = match v {
+                            "auto" => SharedFile::Auto,
+                            "yes" => SharedFile::Yes,
+                            "no" => SharedFile::No,
+                            _ => return Err(bad("shared_file", "not auto, yes or no")),
+                        }
+                    }
                     "ceiling_burst" => self.ceiling_burst = small("ceiling_burst", v, 1, 1000)?,
                     "ceiling_interval" => {
                         self.ceiling_interval_secs = decimal("ceiling_interval", v, 1, 86_400)?

@@ -21,7 +21,9 @@
 //! and a second time after; this one writes once.
 //!
 //! The secret file is configuration: it changes only when a scratch code is used up or
-//! the HOTP counter advances (as GA does), returned as [`Decision::file`]. The store is
+//! the HOTP counter advances (as GA does), returned as [`Decision::file`], and, where
+//! hosts with another state store read it ([`Attempt::keep_ga_lines`]), when GA's
+//! `DISALLOW_REUSE` and `RATE_LIMIT` lines it carries are brought up to date. The store is
 //! the authority on what was used (R35): the marks of the file's enrolment (TOTP,
 //! HOTP high-water mark, used scratch codes) are checked and recorded there, so a
 //! secret that cannot be rewritten (read-only, configuration-managed, served by a
@@ -298,6 +300,13 @@ pub struct Attempt {
     /// ([`crate::state::StoreContext::complete_since`]): steps before it count as used,
     /// like steps before the boot (R34). 0 for a store that never lost anything.
     pub store_complete_since: u64,
+    /// The secret file is read by hosts with another state store (a shared home, the
+    /// module's `shared_file=`): GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines, where the
+    /// file has them, are kept up to date in [`Decision::file`] as GA keeps them. When
+    /// false they are still read and obeyed (a listed step is refused, the rate limit
+    /// counts the line's times), never written: a file changes only for a used scratch
+    /// code or an HOTP counter.
+    pub keep_ga_lines: bool,
 }
 
 /// An attempt refused unevaluated, as the user is told of it and the log names it.
@@ -316,7 +325,8 @@ pub struct Decision {
     pub verdict: Verdict,
     /// What the store must write before the verdict is released.
     pub write: Write,
-    /// The new secret file, when a scratch code was used up or the HOTP counter moved.
+    /// The new secret file, when a scratch code was used up, the HOTP counter moved, or
+    /// (with [`Attempt::keep_ga_lines`]) GA's `DISALLOW_REUSE` or `RATE_LIMIT` line changed.
     pub file: Option<GaFile>,
     /// Index into the candidate list of the accepted candidate (for `forward_pass`).
     pub matched: Option<usize>,

@@ -515,6 +515,7 @@ fn code_matches(e: &Enrollment, answer: &str, now: i64) -> bool {
         continued: false,
         boot_time: None,
         store_complete_since: 0,
+        keep_ga_lines: false,
     };
     prepared
         .decide(&UserState::default(), &policy, &attempt)

@@ -5,8 +5,8 @@
 
 use std::fmt;
 
-use totp_core::gafile::GaFile;
-use totp_core::options::{ModuleOptions, UserSpec};
+use totp_core::gafile::{GaFile, KEY_DISALLOW_REUSE, KEY_RATE_LIMIT};
+use totp_core::options::{ModuleOptions, SharedFile, UserSpec};
 use totp_core::placement::{self, Account};
 use totp_core::user::UserName;
 use totp_core::verify;
@@ -184,5 +184,38 @@ pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
         Ok(f) => f,
         Err(e) => return Finding::new(Verdict::Refused, format!("{shown} is invalid: {e}")),
     };
-    usable(&file, opts, &shown)
+    let mut finding = usable(&file, opts, &shown);
+    if finding.verdict != Verdict::Refused
+        && let Some(r) = ga_lines(opts, &file, &opened.file)
+    {
+        finding.reasons.push(format!("{shown}: {r}"));
+    }
+    finding
+}
+
+/// Whether a login keeps GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines of a file that has
+/// them up to date (`shared_file=`, decided as the module decides it, on the descriptor
+/// the file was read through), in words; `None` for a file without them. An admin on
+/// the NFS server that exports the homes reads here that its own logins would not write
+/// them (a local file system), which `shared_file=yes` changes.
+fn ga_lines(opts: &ModuleOptions, file: &GaFile, fd: &std::fs::File) -> Option<String> {
+    if !file.contains_key(KEY_DISALLOW_REUSE) && !file.contains_key(KEY_RATE_LIMIT) {
+        return None;
+    }
+    let lines = "GA's DISALLOW_REUSE/RATE_LIMIT lines";
+    Some(match opts.shared_file {
+        SharedFile::Yes => format!("{lines} kept up to date on logins (shared_file=yes)"),
+        SharedFile::No => format!("{lines} obeyed, never written (shared_file=no)"),
+        SharedFile::Auto => match safefile::on_network_fs(fd) {
+            Ok(true) => format!(
+                "{lines} kept up to date on logins (a network file system, shared_file=auto)"
+            ),
+            Ok(false) => format!(
+                "{lines} obeyed, not written on time-based logins (a local file system, \
+                 shared_file=auto; shared_file=yes if hosts with another state store read \
+                 this file, as on the NFS server exporting it)"
+            ),
+            Err(e) => format!("{lines} kept up to date on logins (file system type unknown: {e})"),
+        },
+    })
 }

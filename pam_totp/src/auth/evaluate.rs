@@ -76,7 +76,8 @@ impl Ctx {
                 }
             },
         };
-        let (file, mut locked) = match self.read_secret(io, run.target, &run.preread, cands)? {
+        let read = self.read_secret(io, run.target, &run.preread, run.keep_ga_lines, cands)?;
+        let (file, mut locked) = match read {
             SecretRead::Ready { file, locked } => (file, locked),
             SecretRead::Deny(denial) => {
                 return Ok(Continuation::Done(self.denied(io, who, denial)));
@@ -159,6 +160,7 @@ impl Ctx {
             // The boot time by the same clock the codes are checked against.
             boot_time: sys.uptime().and_then(|up| now_secs.checked_sub(up)),
             store_complete_since: context.complete_since,
+            keep_ga_lines: run.keep_ga_lines,
         };
         let mut decided = None;
         let stored = store.update(run.uid, &mut |state| {
@@ -227,13 +229,14 @@ impl Ctx {
             };
             if let Err(e) = saved {
                 // Said only where it matters: the lines hosts with another store read.
-                let shared =
-                    if file.contains_key(KEY_DISALLOW_REUSE) || file.contains_key(KEY_RATE_LIMIT) {
-                        "; its DISALLOW_REUSE and RATE_LIMIT lines stay as they were, so hosts \
+                let shared = if run.keep_ga_lines
+                    && (file.contains_key(KEY_DISALLOW_REUSE) || file.contains_key(KEY_RATE_LIMIT))
+                {
+                    "; its DISALLOW_REUSE and RATE_LIMIT lines stay as they were, so hosts \
                      with another state store reading this file do not see this attempt"
-                    } else {
-                        ""
-                    };
+                } else {
+                    ""
+                };
                 // Only a success is in the store; a failure's move of an HOTP counter (GA's
                 // rule) is simply dropped, and the log must not claim otherwise.
                 let what = if decision.verdict.is_accepted() {
@@ -405,28 +408,31 @@ impl Ctx {
     }
 
     /// The secret file as the target sees it, locked when the attempt may rewrite it
-    /// (HOTP, or a scratch-shaped answer and scratch codes present). `Err` is a
-    /// module-wide fault.
+    /// (HOTP, a scratch-shaped answer and scratch codes present, or GA's lines kept up
+    /// to date: `keep_ga_lines`). `Err` is a module-wide fault.
     pub(super) fn read_secret(
         &self,
         io: &mut dyn PamIo,
         target: &LoginTarget,
         preread: &GaFile,
+        keep_ga_lines: bool,
         cands: &[Candidate],
     ) -> Result<SecretRead, AuthError> {
         let shown = self.shown(target);
         // A secret from a command has no file to lock or rewrite.
         let from_command = self.opts.fleet.secret_command.is_some();
         // GA's DISALLOW_REUSE and RATE_LIMIT lines are kept up to date, under the lock,
-        // where the file has them: hosts with other state stores read the same file.
+        // where the file has them and hosts with other state stores read the same file
+        // (`shared_file=`); elsewhere a TOTP login takes no lock and writes nothing.
         let config = preread.config().ok();
         let uses_up = config.as_ref().is_some_and(|c| {
             matches!(c.mode, Mode::Hotp { .. })
                 || (cands.iter().any(|c| c.scratch) && !preread.scratch_codes().is_empty())
         });
-        let ga_lines = config
-            .as_ref()
-            .is_some_and(|c| c.disallow_reuse.is_some() || c.rate_limit.is_some());
+        let ga_lines = keep_ga_lines
+            && config
+                .as_ref()
+                .is_some_and(|c| c.disallow_reuse.is_some() || c.rate_limit.is_some());
         let may_change = !from_command && (uses_up || ga_lines);
         if !may_change {
             return Ok(SecretRead::Ready {

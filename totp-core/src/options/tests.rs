@@ -38,6 +38,7 @@ fn every_listed_name_is_accepted() {
         ("state_dir", "/var/lib/pam_totp/state"),
         ("ceiling_burst", "20"),
         ("ceiling_interval", "600"),
+        ("shared_file", "auto"),
     ];
     for name in OPTION_NAMES {
         let arg = match values.iter().find(|(n, _)| n == name) {
@@ -296,4 +297,39 @@ proptest! {
         let v: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
         let _ = ModuleOptions::parse(&v);
     }
+}
+
+#[test]
+fn shared_file_is_auto_yes_or_no_and_nothing_else() {
+    assert_eq!(parse(&[]).unwrap().shared_file, SharedFile::Auto);
+    for (v, want) in [
+        ("auto", SharedFile::Auto),
+        ("yes", SharedFile::Yes),
+        ("no", SharedFile::No),
+    ] {
+        let o = parse(&[&format!("shared_file={v}")]).unwrap();
+        assert_eq!(o.shared_file, want, "{v}");
+    }
+    // The last one wins, like every other single-valued option.
+    let o = parse(&["shared_file=no", "shared_file=yes"]).unwrap();
+    assert_eq!(o.shared_file, SharedFile::Yes);
+    for v in [
+        "", "YES", "Yes", "true", "1", "on", "off", "auto ", " no", "nfs",
+    ] {
+        assert_eq!(
+            parse(&[&format!("shared_file={v}")]),
+            Err(OptionError::BadValue {
+                option: "shared_file",
+                reason: "not auto, yes or no"
+            }),
+            "{v:?}"
+        );
+    }
+    // A flag without its value is no option at all.
+    assert!(matches!(
+        parse(&["shared_file"]),
+        Err(OptionError::Unknown(_))
+    ));
+    // Not a weakening: the lines are obeyed whatever it says.
+    assert!(parse(&["shared_file=no"]).unwrap().weakening().is_empty());
 }

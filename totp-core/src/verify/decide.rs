@@ -93,7 +93,10 @@ impl Prepared {
                     timestamps: merge_attempts(&ledger.attempts, &rl.timestamps, now),
                 };
                 let (updated, exceeded) = gafile::rate_limit_update(&current, now);
-                file.set(KEY_RATE_LIMIT, &gafile::rate_limit_value(&updated))?;
+                // Read and obeyed either way; written only for the hosts that read it.
+                if attempt.keep_ga_lines {
+                    file.set(KEY_RATE_LIMIT, &gafile::rate_limit_value(&updated))?;
+                }
                 ledger.attempts = updated.timestamps;
                 touched = true;
                 if exceeded {
@@ -192,10 +195,13 @@ impl Prepared {
                     let ok = steps.iter().copied().find(|s| unused(s) && after_boot(s));
                     match ok {
                         Some(step) => {
-                            // Kept up to date where the file has it: hosts with other
-                            // stores that read the same file (a shared home) refuse the
-                            // step too, as they did with GA.
-                            if let Some(listed) = self.file.get(KEY_DISALLOW_REUSE) {
+                            // Kept up to date where the file has it and hosts with other
+                            // stores read the same file (a shared home): they refuse the
+                            // step too, as they did with GA. (Listed steps are refused
+                            // above, `reuse`, whether or not it is written.)
+                            if let (true, Some(listed)) =
+                                (attempt.keep_ga_lines, self.file.get(KEY_DISALLOW_REUSE))
+                            {
                                 let window = u64::from(self.cfg.window_or_default());
                                 if let Some(v) =
                                     gafile::disallow_reuse_update(listed, step, window)?

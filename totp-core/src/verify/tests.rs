@@ -34,6 +34,8 @@ struct User {
     /// The secret file cannot be rewritten (read-only mount, configuration management,
     /// a secret command): the decision's new file is dropped.
     readonly: bool,
+    /// Hosts with another state store read the file (`Attempt::keep_ga_lines`).
+    shared: bool,
     /// `PAM_RHOST` of the attempts.
     rhost: IpAddr,
 }
@@ -44,6 +46,7 @@ impl User {
             file: file(text),
             state: UserState::default(),
             readonly: false,
+            shared: true,
             rhost: IpAddr::from([192, 0, 2, 7]),
         }
     }
@@ -71,6 +74,7 @@ impl User {
             continued,
             boot_time: None,
             store_complete_since: 0,
+            keep_ga_lines: self.shared,
         };
         let d = prep.decide(&self.state, p, &a).unwrap();
         match &d.write {
@@ -210,6 +214,86 @@ fn totp_logins_change_only_the_files_own_ga_lines_as_ga_does() {
         assert!(d.file.is_none(), "{answer} at {now}: {:?}", d.verdict);
     }
     assert_eq!(u.file.as_bytes(), text.as_bytes());
+}
+
+#[test]
+fn ga_lines_are_obeyed_alike_but_written_only_where_the_file_is_shared() {
+    // The same attempts on a shared file (GA's lines kept up to date) and on one only
+    // this host's store reads: the same verdicts, a file change only for the first.
+    let text = format!("{S}\n\" RATE_LIMIT 3 30\n\" DISALLOW_REUSE 10000\n\" TOTP_AUTH\n");
+    let attempts = [
+        // Listed in DISALLOW_REUSE: refused from the line alone.
+        (code(10_000), 300_029, Verdict::Replayed),
+        (
+            code(10_001),
+            300_030,
+            Verdict::Accepted(Method::Totp { step: 10_001 }),
+        ),
+        // The store's mark refuses the replay.
+        (code(10_001), 300_031, Verdict::Replayed),
+        // The fourth attempt within 30 s: RATE_LIMIT refuses a right code.
+        (
+            code(10_002),
+            300_032,
+            Verdict::Throttled(Throttle::RateLimit),
+        ),
+        (
+            code(10_004),
+            300_120,
+            Verdict::Accepted(Method::Totp { step: 10_004 }),
+        ),
+    ];
+    for shared in [true, false] {
+        let mut u = User::new(&text);
+        u.shared = shared;
+        let p = Policy::default();
+        for (answer, now, want) in &attempts {
+            let d = u.attempt(&p, answer, *now);
+            assert_eq!(d.verdict, *want, "shared {shared}, at {now}");
+            assert_eq!(d.file.is_some(), shared, "shared {shared}, at {now}");
+        }
+        let listed = u.file.get(KEY_DISALLOW_REUSE).map(<[u8]>::to_vec);
+        if shared {
+            assert_eq!(listed.as_deref(), Some(&b"10004"[..]));
+            assert_eq!(
+                u.file.get(KEY_RATE_LIMIT),
+                Some(&b"3 30 300120"[..]),
+                "{:?}",
+                String::from_utf8_lossy(u.file.as_bytes())
+            );
+        } else {
+            assert_eq!(u.file.as_bytes(), text.as_bytes());
+        }
+    }
+}
+
+#[test]
+fn another_hosts_times_in_an_unwritten_rate_limit_line_still_count() {
+    for shared in [true, false] {
+        let mut u = User::new(&format!(
+            "{S}\n\" RATE_LIMIT 2 120 600000 600010\n\" TOTP_AUTH"
+        ));
+        u.shared = shared;
+        let d = u.attempt(&Policy::default(), &code(20_000), 600_020);
+        assert_eq!(
+            d.verdict,
+            Verdict::Throttled(Throttle::RateLimit),
+            "{shared}"
+        );
+        assert_eq!(d.file.is_some(), shared);
+    }
+}
+
+#[test]
+fn a_used_scratch_code_leaves_ga_lines_alone_in_a_file_not_shared() {
+    let text =
+        format!("{S}\n\" RATE_LIMIT 3 30 299990\n\" DISALLOW_REUSE 9999\n\" TOTP_AUTH\n12345678\n");
+    let mut u = User::new(&text);
+    u.shared = false;
+    let d = u.attempt(&Policy::default(), "12345678", 300_000);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Scratch));
+    let want = format!("{S}\n\" RATE_LIMIT 3 30 299990\n\" DISALLOW_REUSE 9999\n\" TOTP_AUTH\n");
+    assert_eq!(String::from_utf8_lossy(u.file.as_bytes()), want);
 }
 
 #[test]
@@ -381,6 +465,7 @@ fn a_mark_ahead_by_a_stored_skew_is_no_clock_fault() {
             continued: false,
             boot_time: None,
             store_complete_since: 0,
+            keep_ga_lines: true,
         };
         assert!(
             matches!(
@@ -554,6 +639,7 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
         continued: false,
         boot_time: None,
         store_complete_since: 0,
+        keep_ga_lines: true,
     };
     let prep = prepare(&u.file, &p, &c, 600_000 - 86_401, &key()).unwrap();
     assert_eq!(
@@ -969,6 +1055,7 @@ fn with_a_known_boot_time_a_used_code_is_written_lazily_and_survives_losing_it()
         continued: false,
         boot_time,
         store_complete_since: 0,
+        keep_ga_lines: true,
     };
     let prep = prepare(&f, &p, &c, 300_000, &key()).unwrap();
     let d = prep
@@ -1021,6 +1108,7 @@ fn a_doomed_attempt_is_throttled_and_charged_like_a_wrong_code() {
             continued: false,
             boot_time: None,
             store_complete_since: 0,
+            keep_ga_lines: true,
         };
         let d = Prepared::doomed(now)
             .unwrap()
@@ -1200,6 +1288,7 @@ fn used_scratch_codes_are_bounded_per_enrolment() {
         continued: false,
         boot_time: None,
         store_complete_since: 0,
+        keep_ga_lines: true,
     };
     assert_eq!(
         prep.decide(&u.state, &p, &a).err(),
@@ -1299,6 +1388,7 @@ fn a_store_that_lost_its_data_counts_every_step_before_it_as_used() {
         continued: false,
         boot_time: None,
         store_complete_since: since,
+        keep_ga_lines: true,
     };
     let run = |answer: &str, now: i64, since: u64| {
         let c = candidates(answer.as_bytes(), Digits::SIX, false);

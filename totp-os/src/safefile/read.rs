@@ -25,6 +25,43 @@ pub fn open_checked(path: &Path, rules: &FileRules) -> Result<OpenedFile, FileEr
     })
 }
 
+/// Whether the file open at `fd` lives on a network or cluster file system, one that
+/// other hosts may read too (`shared_file=auto`): `fstatfs` on the descriptor the file
+/// was checked and read through, so the answer is about that very file, not whatever
+/// the path names by now. Local FUSE file systems count too (sshfs and GlusterFS are
+/// FUSE, and the type does not tell them apart): when in doubt, shared.
+pub fn on_network_fs(fd: impl AsFd) -> Result<bool, FileError> {
+    use nix::sys::statfs::{self as sfs, FsType};
+    let st = sfs::fstatfs(fd).map_err(|e| FileError::Os {
+        op: "fstatfs",
+        errno: e as i32,
+    })?;
+    // Magic numbers as the kernel defines them (linux/magic.h; GFS2's gfs2_ondisk.h;
+    // the out-of-tree Lustre's lustre_user.h), nix's constants where it has one. `f_type` is a signed word whose width depends on the
+    // architecture; every magic fits in 32 bits, compared as such.
+    let magic = |t: FsType| t.0 as u32;
+    let named = [
+        sfs::NFS_SUPER_MAGIC,
+        sfs::SMB_SUPER_MAGIC,
+        sfs::FUSE_SUPER_MAGIC,
+        sfs::AFS_SUPER_MAGIC,
+        sfs::OCFS2_SUPER_MAGIC,
+        sfs::CODA_SUPER_MAGIC,
+        sfs::NCP_SUPER_MAGIC,
+    ];
+    let literal: [u32; 7] = [
+        0xFE53_4D42, // SMB2_SUPER_MAGIC (the kernel's SMB client, smb3)
+        0xFF53_4D42, // CIFS_SUPER_MAGIC
+        0x00C3_6400, // CEPH_SUPER_MAGIC
+        0x0BD0_0BD0, // Lustre (LL_SUPER_MAGIC)
+        0x0116_1970, // GFS2_MAGIC
+        0x0102_1997, // V9FS_MAGIC (9p)
+        0x6B41_4653, // AFS_FS_MAGIC (the kernel's kAFS; AFS_SUPER_MAGIC is OpenAFS's)
+    ];
+    let t = magic(st.filesystem_type());
+    Ok(named.into_iter().map(magic).chain(literal).any(|m| m == t))
+}
+
 /// Check that only root can change the file at `path` and the directories leading to it,
 /// for code the module runs or loads (the secret command, the Redis plugin): a regular
 /// file owned by root, not group/other writable, one link, at most `max_size` bytes;

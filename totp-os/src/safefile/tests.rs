@@ -965,3 +965,19 @@ fn child_fd_hygiene() {
     assert_eq!(fds(), before);
     std::process::exit(42);
 }
+
+// ---------------------------------------------------------------------------------------
+// on_network_fs
+
+#[test]
+fn a_file_on_a_local_file_system_is_not_on_a_network_one() {
+    let s = Scratch::new();
+    let p = s.path().join("f");
+    std::fs::write(&p, SECRET).expect("write");
+    let f = std::fs::File::open(&p).expect("open");
+    // The scratch directory is on the build's own disk (ext4, xfs, btrfs, tmpfs…).
+    assert_eq!(on_network_fs(&f), Ok(false));
+    // proc is local too, and asked through a descriptor of its own.
+    let proc = std::fs::File::open("/proc/self/stat").expect("open /proc");
+    assert_eq!(on_network_fs(&proc), Ok(false));
+}
