@@ -37,8 +37,9 @@ pub fn on_network_fs(fd: impl AsFd) -> Result<bool, FileError> {
         errno: e as i32,
     })?;
     // Magic numbers as the kernel defines them (linux/magic.h; GFS2's gfs2_ondisk.h;
-    // the out-of-tree Lustre's lustre_user.h), nix's constants where it has one. `f_type` is a signed word whose width depends on the
-    // architecture; every magic fits in 32 bits, compared as such.
+    // the out-of-tree Lustre's lustre_user.h), nix's constants where it has one.
+    // `f_type` is a signed word whose width depends on the architecture; every magic
+    // fits in 32 bits, compared as such.
     let magic = |t: FsType| t.0 as u32;
     let named = [
         sfs::NFS_SUPER_MAGIC,
