@@ -70,9 +70,9 @@ const MAX_CREDENTIALS_SIZE: usize = 4096;
 const MAX_CA_SIZE: usize = 1 << 20;
 /// Conflicts tolerated in one update; each one means another login made progress.
 const MAX_ROUNDS: u32 = 64;
-/// How long the key `totp-state ping` writes on Redis outlives it: long enough that
-/// concurrent pings of a fleet's hosts find each other's write (a version to compare
-/// with, not an absent key they all create), short enough that nothing of it stays.
+/// How long the key `totp-state ping` writes on Redis outlives the last ping: long
+/// enough for an admin to see what a ping wrote (`TTL PREFIXprobe`), short enough that
+/// nothing of it stays behind a fleet that stopped pinging.
 pub const PROBE_TTL_SECS: u64 = 30;
 /// What the probe key holds: neither a user record (those start with their format
 /// version, 1 or 2) nor a store record (`PTK1`), should anything ever read it.
