@@ -455,6 +455,48 @@ fn is_missing_function(message: &str) -> bool {
     message.contains("Function not found") || message.contains("unknown command")
 }
 
+/// The command an ACL refused inside our compare-and-set, from the server's error: Redis
+/// 7.2 and later name it (`… run the 'expire' command …`); 7.0 names only the line of
+/// the script or function (`… on @user_function:9.`), which is read in `source`, the
+/// text the server ran. `None` when the error says neither.
+fn denied_command(error: &str, source: &str) -> Option<String> {
+    let named = error
+        .split_once("run the '")
+        .and_then(|(_, rest)| rest.split_once("' command"))
+        .map(|(name, _)| name.to_owned());
+    let from_line = || {
+        let (_, rest) = error
+            .split_once("@user_function:")
+            .or_else(|| error.split_once("@user_script:"))?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let line = source
+            .lines()
+            .nth(digits.parse::<usize>().ok()?.checked_sub(1)?)?;
+        let (_, call) = line.split_once("redis.call('")?;
+        let (name, _) = call.split_once('\'')?;
+        Some(name.to_owned())
+    };
+    named
+        .or_else(from_line)
+        .map(|n| shown(&n.to_ascii_lowercase(), 40))
+        .filter(|n| !n.is_empty())
+}
+
+/// A refusal of the compare-and-set that ran `source`: names the ACL permission the user
+/// lacks where the error tells which (an ACL that allows `FCALL` but not a command the
+/// function runs is refused only when that command runs, after the version compared).
+fn name_denied(mut f: Failure, source: &str) -> Failure {
+    if f.status == Status::Refused
+        && let Some(cmd) = denied_command(&f.message, source)
+    {
+        f.message.push_str(&format!(
+            " (the ACL user lacks +{cmd}, which the compare-and-set runs: see the hosts' \
+             ACL in docs/fleet.md)"
+        ));
+    }
+    f
+}
+
 /// One command of the open's pipeline, in the order sent.
 #[derive(Clone, Copy)]
 enum Step {
@@ -521,6 +563,9 @@ pub struct Backend {
     /// microseconds) and when that reply was read here; `None` for a server whose `INFO`
     /// has no such field (before Redis 6.2), which is asked `TIME` instead.
     clock: Option<(u64, Instant)>,
+    /// `connected_slaves` of the open's `INFO`: the replicas a `WAIT` could count on
+    /// then, named when too few acknowledge.
+    replicas: Option<u64>,
 }
 
 /// `server_time_usec` of an `INFO` reply (Redis 6.2 and later, Valkey).
@@ -650,6 +695,7 @@ impl Backend {
             .map_err(|e| hint(Failure::wire(first, e, send_limit)))?;
         let mut info_deadline = None;
         let mut clock = None;
+        let mut replicas = None;
         let mut prefetched = Vec::with_capacity(config.prefetch.len());
         for (step, _) in &steps {
             match step {
@@ -714,6 +760,7 @@ impl Backend {
                     let info = String::from_utf8_lossy(&info);
                     check_server(&info)?;
                     clock = info_clock(&info).map(|usec| (usec, Instant::now()));
+                    replicas = info_field(&info, "connected_slaves").and_then(|v| v.parse().ok());
                 }
                 Step::Read(i) => {
                     let by = info_deadline.unwrap_or_else(|| Instant::now() + command);
@@ -737,6 +784,7 @@ impl Backend {
             command_timeout: command,
             prefetched,
             clock,
+            replicas,
         })
     }
 
@@ -818,7 +866,7 @@ impl Backend {
                 // No library (not installed, or a server before Redis 7): the script,
                 // for the rest of this connection.
                 Err(f) if is_missing_function(&f.message) => self.use_function = false,
-                Err(f) => return Err(f),
+                Err(f) => return Err(name_denied(f, LIBRARY)),
             }
         }
         let reply = match reply {
@@ -833,7 +881,12 @@ impl Backend {
                     record,
                     ttl.as_bytes(),
                 ];
-                self.call("EVAL", &args, SHORT_REPLY).map_err(|mut f| {
+                self.call("EVAL", &args, SHORT_REPLY).map_err(|f| {
+                    // Refused inside the script (not EVAL itself): the command it names.
+                    if denied_command(&f.message, CAS_SCRIPT).is_some_and(|c| c != "eval") {
+                        return name_denied(f, CAS_SCRIPT);
+                    }
+                    let mut f = f;
                     // A host ACL without EVAL needs the library: say how it comes back.
                     if f.status == Status::Refused {
                         f.message.push_str(
@@ -866,9 +919,15 @@ impl Backend {
                 _ => return Err(Failure::corrupt("unexpected WAIT reply")),
             };
             if acked < i64::from(self.wait_replicas) {
+                let connected = match self.replicas {
+                    Some(n) => format!(
+                        "; the server had {n} connected replicas when this connection opened"
+                    ),
+                    None => String::new(),
+                };
                 return Err(Failure::refused(format!(
-                    "only {acked} of {} replicas acknowledged the write",
-                    self.wait_replicas
+                    "only {acked} of {n} replicas acknowledged the write within {ms} ms \
+                     (redis_wait={n} redis_wait_timeout={ms}{connected})"
                 )));
             }
         }
@@ -1117,6 +1176,39 @@ mod tests {
     /// The bytes of `parts`, leaked: test replies built from shared pieces.
     fn const_concat(parts: &[&[u8]]) -> &'static [u8] {
         Box::leak(parts.concat().into_boxed_slice())
+    }
+
+    /// Redis 7.0 names only the line of our function or script an ACL refused; 7.2 and
+    /// later the command. Either way the log names the permission to add.
+    #[test]
+    fn a_command_refused_inside_the_compare_and_set_is_named() {
+        let v70 = "ERR The user executing the script can't run this command or subcommand \
+                   script: pam_totp_cas_v1, on @user_function:";
+        for (line, cmd) in [(7, "hset"), (9, "expire"), (11, "persist"), (3, "hget")] {
+            assert_eq!(
+                denied_command(&format!("{v70}{line}."), LIBRARY).as_deref(),
+                Some(cmd),
+                "line {line}"
+            );
+        }
+        let script = "ERR The user executing the script can't run this command or subcommand \
+                      script: b6a1, on @user_script:8.";
+        assert_eq!(
+            denied_command(script, CAS_SCRIPT).as_deref(),
+            Some("expire")
+        );
+        let v72 = "NOPERM User host has no permissions to run the 'hset' command script: \
+                   pam_totp_cas_v1, on @user_function:7.";
+        assert_eq!(denied_command(v72, LIBRARY).as_deref(), Some("hset"));
+        // A line that runs no command, a line past the end, no line at all.
+        assert_eq!(denied_command(&format!("{v70}1."), LIBRARY), None);
+        assert_eq!(denied_command(&format!("{v70}99."), LIBRARY), None);
+        assert_eq!(
+            denied_command("NOPERM No permissions to access a key", LIBRARY),
+            None
+        );
+        let f = name_denied(Failure::refused(format!("FCALL: {v70}9.")), LIBRARY);
+        assert!(f.message.ends_with("(the ACL user lacks +expire, which the compare-and-set runs: see the hosts' ACL in docs/fleet.md)"), "{}", f.message);
     }
 
     #[test]

@@ -479,9 +479,9 @@ fn credentials(dir: &std::path::Path, user: &str) -> String {
 /// key pattern read-only (`%R~`), or neither `FCALL` nor `EVAL`; on etcd, a role that
 /// may only read the prefix. Every login is denied with `NOPERM` or "permission denied"
 /// in its one line, and `totp-state ping`, which used to read and say "ok" (exit 0),
-/// now runs the compare-and-set a login runs, against a version no record has (nothing
-/// is written: the server's keys are the same before and after), and exits 1 naming
-/// it. An etcd cluster with authentication on, asked without credentials, is refused
+/// now runs the compare-and-set a login runs (on Redis a real write of its probe key,
+/// on etcd against a version no record has), is refused before anything is written
+/// (the server's keys are the same before and after), and exits 1 naming it. An etcd cluster with authentication on, asked without credentials, is refused
 /// with the option to set. Control: the hosts' ACL of docs/fleet.md (Redis) and the
 /// read-write role (etcd) log in and pass `ping`.
 #[test]

@@ -70,6 +70,13 @@ const MAX_CREDENTIALS_SIZE: usize = 4096;
 const MAX_CA_SIZE: usize = 1 << 20;
 /// Conflicts tolerated in one update; each one means another login made progress.
 const MAX_ROUNDS: u32 = 64;
+/// How long the key `totp-state ping` writes on Redis outlives the last ping: long
+/// enough for an admin to see what a ping wrote (`TTL PREFIXprobe`), short enough that
+/// nothing of it stays behind a fleet that stopped pinging.
+pub const PROBE_TTL_SECS: u64 = 30;
+/// What the probe key holds: neither a user record (those start with their format
+/// version, 1 or 2) nor a store record (`PTK1`), should anything ever read it.
+const PROBE_VALUE: &[u8] = b"pam_totp ping probe";
 
 /// The plugin's entry points (valid for the life of the process: never unloaded).
 struct Plugin {
@@ -342,6 +349,11 @@ pub struct RemoteSettings {
     pub ttl_secs: u64,
     /// Bound on one whole update, retries included.
     pub update_budget: Duration,
+    /// Whether [`RemoteStore::probe_write`] must really write to prove what a login's
+    /// write needs (Redis: an ACL checks the commands a function runs only when they
+    /// run); etcd checks a transaction's put against the role whatever its comparison
+    /// gives, so a write that cannot happen proves as much there.
+    pub probe_writes: bool,
 }
 
 impl RemoteSettings {
@@ -350,7 +362,10 @@ impl RemoteSettings {
     /// account an admin must reset.
     pub fn for_options(opts: &RedisOptions, hard_cap: bool) -> Self {
         let ttl_secs = if hard_cap { 0 } else { opts.ttl_secs };
-        Self::for_connection("Redis", &opts.conn, ttl_secs)
+        Self {
+            probe_writes: true,
+            ..Self::for_connection("Redis", &opts.conn, ttl_secs)
+        }
     }
 
     /// The settings for an etcd cluster. Records never expire there (a TTL would cost a
@@ -366,6 +381,7 @@ impl RemoteSettings {
             prefix: conn.prefix.clone(),
             ttl_secs,
             update_budget: Duration::from_millis(conn.connect_timeout_ms) + 4 * per_round,
+            probe_writes: false,
         }
     }
 }
@@ -648,20 +664,71 @@ impl RemoteStore {
         self.compare_and_set_bytes(key, expected, &state.encode(), ttl, durable)
     }
 
-    /// Whether this connection may run the compare-and-set a login runs, without
-    /// writing anything: one on a key no record uses, against a version no record has.
-    /// A server that lets the write through answers "conflict" (Redis: `FCALL`, or
-    /// `EVAL` where the function library is missing, whose keys need read and write
-    /// access under the ACL; etcd: a transaction with a put, which needs a role that may
-    /// write the prefix); one that would refuse a login's write refuses this one. For
-    /// `totp-state ping`, which otherwise only reads. What the script itself runs
-    /// (`HSET`, `EXPIRE`) is checked by Redis only when it runs, so a host ACL missing
-    /// those is not seen here.
+    /// `<prefix>probe`: the key [`RemoteStore::probe_write`] writes. No record is read
+    /// from it (records are `<prefix>user:…`, `<prefix>uid:…` and `<prefix>store`, each
+    /// read by its own name, never listed), and what it holds is no record.
+    pub fn probe_key(&self) -> Vec<u8> {
+        format!("{}probe", self.settings.prefix).into_bytes()
+    }
+
+    /// Whether this connection may make the write a login that uses a code makes, for
+    /// `totp-state ping`, which otherwise only reads.
+    ///
+    /// Redis: a real compare-and-set on [`RemoteStore::probe_key`], through the plugin
+    /// call a login's write goes through, durable (so `redis_wait=` must be met, as for
+    /// a used code). Redis checks `FCALL`'s keys when it is called but the commands the
+    /// function runs (`HSET`, then `PERSIST` or `EXPIRE`) only when they run: one that
+    /// stops at a version compare proves none of them. The first write clears a TTL as a
+    /// record holding a counter does (`PERSIST`); with `redis_ttl=` above 0 the second
+    /// sets [`PROBE_TTL_SECS`] as every other record's write does (`EXPIRE`), and the
+    /// key expires by itself. A ping refused half-way may leave the key without a TTL
+    /// until a ping succeeds.
+    ///
+    /// etcd ([`RemoteSettings::probe_writes`] false): a transaction against a version
+    /// no record has, which the server answers "conflict" and writes nothing; its put
+    /// is still checked against the role.
     pub fn probe_write(&mut self) -> Result<(), StoreError> {
+        if !self.settings.probe_writes {
+            return self.probe_compare();
+        }
+        let key = self.probe_key();
+        self.probe_once(&key, 0, self.settings.ttl_secs == 0)?;
+        if self.settings.ttl_secs > 0 {
+            self.probe_once(&key, PROBE_TTL_SECS, true)?;
+        }
+        Ok(())
+    }
+
+    /// One write of the probe key from the version it has. A conflict means another
+    /// host's ping wrote between the read and the write; it proves nothing of this
+    /// connection's permissions (the function returns before its first write), so the
+    /// key is read and written again, within the bound of a login's update.
+    fn probe_once(&mut self, key: &[u8], ttl: u64, durable: bool) -> Result<(), StoreError> {
+        let deadline = Instant::now() + self.settings.update_budget;
+        for _ in 0..MAX_ROUNDS {
+            let (_, version) = self.get_bytes(key)?;
+            if self.compare_and_set_bytes(key, version, PROBE_VALUE, ttl, durable)? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "{}: too many concurrent writes of {}",
+            self.settings.backend,
+            String::from_utf8_lossy(key)
+        )))
+    }
+
+    /// The compare-and-set a login runs, on a key no record uses, against a version no
+    /// record has: a server that lets the write through answers "conflict"; one that
+    /// would refuse a login's write refuses this one.
+    fn probe_compare(&mut self) -> Result<(), StoreError> {
         let key = format!("{}uid:probe", self.settings.prefix).into_bytes();
         // i64::MAX: a version no record reaches, in the range both backends accept.
         let never = i64::MAX.unsigned_abs();
-        match self.compare_and_set_bytes(&key, never, b"probe", 0, false) {
+        match self.compare_and_set_bytes(&key, never, PROBE_VALUE, 0, false) {
             Ok(false) => Ok(()),
             Ok(true) => Err(StoreError::Corrupt(format!(
                 "{}: a write against version {never} of a key no record uses went through",

@@ -43,7 +43,8 @@ enum Command {
     Audit(AuditArgs),
     /// Health probe of the store: 0 usable, 1 reachable but not usable (no store
     /// record: never initialised or its data set was lost; damaged; refused), 2 not
-    /// reachable. Changes nothing.
+    /// reachable. Makes the write a login makes: on Redis to the key PREFIXprobe, which
+    /// expires after 30 s; changes nothing else.
     Ping(StoreArgs),
     /// Initialise a new shared store once, before its first login: its key record, with
     /// nothing counted as used. Without it the first login creates the record and

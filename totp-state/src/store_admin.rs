@@ -76,15 +76,20 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
     let (mut store, shown): (Box<dyn StateStore>, String) = match open_remote(opts, false) {
         Ok(Some((mut remote, shown))) => {
             // Reading proves less than a login needs: a host ACL without the
-            // compare-and-set (or a server without its function library, for an ACL
-            // without EVAL), or a key pattern or role that only reads, fails every login
-            // at its write.
-            remote.probe_write().map_err(|e| {
-                Stop::Status(
-                    status_of(&e),
-                    format!("{shown}: the compare-and-set every login runs: {e}"),
+            // compare-and-set or a command it runs (or a server without its function
+            // library, for an ACL without EVAL), a key pattern or role that only reads,
+            // or replicas too few for `redis_wait=`, fails every login at its write.
+            let what = if opts.fleet.redis().is_some() {
+                format!(
+                    "the compare-and-set every login runs (a write of {})",
+                    String::from_utf8_lossy(&remote.probe_key())
                 )
-            })?;
+            } else {
+                "the compare-and-set every login runs".to_owned()
+            };
+            remote
+                .probe_write()
+                .map_err(|e| Stop::Status(status_of(&e), format!("{shown}: {what}: {e}")))?;
             (Box::new(remote), shown)
         }
         Ok(None) => open(opts, false).map_err(stop)?,
