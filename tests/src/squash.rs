@@ -107,8 +107,8 @@ impl OpLog {
 /// Shell commands (for [`crate::in_private_mounts`] or
 /// [`crate::with_syslog_capture_after`], `$1` a private directory) that mount the
 /// stand-in over `dir`, serving `dir` itself, wait for the mount, and fail unless root
-/// is refused reading `probe` through it; with a
-/// log, the operations after that refusal are logged there.
+/// is refused reading `probe` through it; with a log, the operations after that
+/// refusal are logged there.
 pub fn mount_squashed(dir: &Path, probe: &Path, log: Option<&OpLog>) -> String {
     mount_squashed_with("", dir, probe, log)
 }
