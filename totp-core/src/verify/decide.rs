@@ -90,7 +90,12 @@ impl Prepared {
                 let current = RateLimit {
                     attempts: rl.attempts,
                     interval_secs: rl.interval_secs,
-                    timestamps: merge_attempts(&ledger.attempts, &rl.timestamps, now),
+                    timestamps: merge_attempts(
+                        &ledger.attempts,
+                        &rl.timestamps,
+                        now,
+                        attempt.keep_ga_lines,
+                    ),
                 };
                 let (updated, exceeded) = gafile::rate_limit_update(&current, now);
                 // Read and obeyed either way; written only for the hosts that read it.
