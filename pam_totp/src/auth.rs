@@ -639,7 +639,7 @@ impl Ctx {
 
     /// Whether this login keeps GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines of `file`
     /// up to date (`shared_file=`): only where hosts with another state store read the
-    /// file, which `auto` takes to be a file on a network or cluster file system, asked
+    /// file, which `auto` takes to be any file not on a file system known to be local, asked
     /// of `fd`, the descriptor the file was just checked and read through. Elsewhere
     /// this host's store alone refuses a replay and throttles, and a TOTP login neither
     /// locks nor rewrites the file (nor warns when it cannot). The lines are obeyed

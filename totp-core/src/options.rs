@@ -125,8 +125,9 @@ impl StateBackend {
 /// their writing (and the lock and rewrite it costs a TOTP login) depends on it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SharedFile {
-    /// The file's file system is a network or cluster one (NFS, SMB/CIFS, Ceph, …, or
-    /// FUSE), asked of the descriptor the file was read through.
+    /// The file's file system is not one known to be local (network and cluster ones,
+    /// FUSE, overlayfs, unknown types), asked of the descriptor the file was read
+    /// through.
     #[default]
     Auto,
     /// Always (a host whose own logins see the shared homes on a local file system:
