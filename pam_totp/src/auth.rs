@@ -524,21 +524,27 @@ impl Ctx {
             return Ok(Outcome::Deny(Denial::NoAnswer));
         }
         burn_window(&self.policy);
-        match key.map(|k| self.charge_doomed(sys, k)) {
+        let denial = match key.map(|k| self.charge_doomed(sys, k)) {
             Some(DoomedCharge::Refused(refusal)) => return Ok(self.refused(io, &who, refusal)),
+            // Ends as an account's attempt ends when the store fails: with a host
+            // fault's line, which the fail2ban filter does not count. Counting it for a
+            // name without an account only would ban the addresses that guess names
+            // and spare those that hit accounts, telling one from the other (R9); and
+            // no code is compared for anybody while the store is down.
             Some(DoomedCharge::StoreFailed(whole)) => {
                 evaluate::tell_store_fault(io);
                 if let Some(m) = whole {
                     evaluate::log_store_unusable(io, &who, &m);
                 }
+                Denial::StateUnusable
             }
-            Some(DoomedCharge::Counted) | None => {}
-        }
+            Some(DoomedCharge::Counted) | None => d.denial,
+        };
         io.log(
             Level::Notice,
-            &format!("{} for {who} from {}", d.denial.log_text(), self.from),
+            &format!("{} for {who} from {}", denial.log_text(), self.from),
         );
-        Ok(Outcome::Deny(d.denial))
+        Ok(Outcome::Deny(denial))
     }
 
     /// Throttles and charges a doomed attempt like a wrong code. The login is denied
