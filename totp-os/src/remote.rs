@@ -97,16 +97,16 @@ fn load_plugin(path: &Path, backend: &str) -> Result<&'static Plugin, StoreError
     // ownership check above, so it is as trusted as the module itself.
     let lib = unsafe { libloading::os::unix::Library::open(Some(path), flags) }
         .map_err(|e| refused(e.to_string()))?;
-    // SAFETY: each symbol is looked up with the type the one ABI definition gives it
-    // (`pam_totp_plugin_abi`, which every plugin's exports are checked against when it
-    // is built); the version check comes before any other call, so a plugin built for
-    // another ABI is refused before its functions are used.
     // libloading's error may be a bare "dlsym failed": the export is named, so a plugin
     // of the right version with a function missing says which one.
     let missing = |name: &[u8], e: libloading::Error| {
         let name = String::from_utf8_lossy(name.strip_suffix(b"\0").unwrap_or(name)).into_owned();
         refused(format!("no {name} export ({e})"))
     };
+    // SAFETY: each symbol is looked up with the type the one ABI definition gives it
+    // (`pam_totp_plugin_abi`, which every plugin's exports are checked against when it
+    // is built); the version check comes before any other call, so a plugin built for
+    // another ABI is refused before its functions are used.
     let plugin = unsafe {
         let abi: AbiFn = *lib
             .get::<AbiFn>(symbol::ABI)
