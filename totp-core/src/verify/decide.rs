@@ -90,12 +90,7 @@ impl Prepared {
                 let current = RateLimit {
                     attempts: rl.attempts,
                     interval_secs: rl.interval_secs,
-                    timestamps: merge_attempts(
-                        &ledger.attempts,
-                        &rl.timestamps,
-                        now,
-                        attempt.keep_ga_lines,
-                    ),
+                    timestamps: merge_attempts(&ledger.attempts, &rl.timestamps, now),
                 };
                 let (updated, exceeded) = gafile::rate_limit_update(&current, now);
                 // Read and obeyed either way; written only for the hosts that read it.

@@ -314,13 +314,32 @@ fn times_ahead_in_an_unwritten_rate_limit_line_lock_out_no_longer_than_the_line_
     let d = u.attempt(&p, &code(10_002), 300_061);
     assert_eq!(d.verdict, Verdict::Accepted(Method::Totp { step: 10_002 }));
 
-    // A line this host writes keeps the documented rule: the first login after the
-    // step counts them as now and writes them so, and they expire with the interval.
-    let mut u = User::new(&far);
+    // A line this host writes: the first login counts them as now and writes them so,
+    // and they expire with the interval; so they do where the rewrite fails (a
+    // read-only file), which leaves them as they were.
+    for readonly in [false, true] {
+        let mut u = User::new(&far);
+        u.readonly = readonly;
+        let d = u.attempt(&p, &code(10_000), 300_000);
+        assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
+        let d = u.attempt(&p, &code(10_001), 300_031);
+        assert_eq!(
+            d.verdict,
+            Verdict::Accepted(Method::Totp { step: 10_001 }),
+            "read-only {readonly}"
+        );
+    }
+
+    // The store alone keeps a clock stepped back from handing out a fresh budget: the
+    // times it holds from before the step count as now.
+    let mut u = User::new(&format!("{S}\n\" RATE_LIMIT 3 30\n\" TOTP_AUTH\n"));
+    u.readonly = true;
+    for (i, now) in [300_400, 300_401, 300_402].into_iter().enumerate() {
+        let d = u.attempt(&p, "000000", now);
+        assert_eq!(d.verdict, Verdict::Rejected, "attempt {i}");
+    }
     let d = u.attempt(&p, &code(10_000), 300_000);
     assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
-    let d = u.attempt(&p, &code(10_002), 300_061);
-    assert_eq!(d.verdict, Verdict::Accepted(Method::Totp { step: 10_002 }));
 }
 
 #[test]
@@ -339,7 +358,7 @@ fn a_used_scratch_code_leaves_ga_lines_alone_in_a_file_not_shared() {
 fn rate_limit_times_of_the_file_and_the_store_are_counted_once_each() {
     // Another host's attempts are in the file only; this host's in both.
     assert_eq!(
-        super::throttle::merge_attempts(&[5, 7, 5], &[6, 5, 9], 8, true),
+        super::throttle::merge_attempts(&[5, 7, 5], &[6, 5, 9], 8),
         vec![5, 5, 6, 7, 8]
     );
 }

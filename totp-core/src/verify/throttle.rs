@@ -38,28 +38,20 @@ pub(super) fn effective_mark(cfg: &Config, marks: &Marks) -> Option<(u64, bool)>
 /// (a time as often as the list with more of it has it). A time after `now` counts as
 /// now, as the store's own do (a clock stepped back hands out no fresh budget).
 ///
-/// `line_written`: this login rewrites the line (`Attempt::keep_ga_lines`), so a time
-/// of it counted as now is written as now and expires one interval later. A line left
-/// as it is would hand the same time ahead to every login until the clock reaches it,
-/// a lockout as long as the time is ahead: there, a file time more than
-/// [`CLOCK_SLACK_SECS`] ahead is dropped, as GA drops every time after now (this host's
-/// own attempts are in the store, which counts them as now).
-pub(super) fn merge_attempts(
-    stored: &[u64],
-    in_file: &[u64],
-    now: u64,
-    line_written: bool,
-) -> Vec<u64> {
+/// A file time more than [`CLOCK_SLACK_SECS`] ahead is dropped, as GA drops every time
+/// after now: a line this login does not rewrite (`shared_file=`, a read-only file, a
+/// lock NFSv4 refuses) would hand the same time to every login until the clock reached
+/// it, a lockout as long as the time is ahead rather than the interval. This host's own
+/// attempts need no such time: the store holds them and counts them as now, and the
+/// store's first use takes the line in (`load_ledger`), so a clock stepped back still
+/// hands out no fresh budget.
+pub(super) fn merge_attempts(stored: &[u64], in_file: &[u64], now: u64) -> Vec<u64> {
     let clamp = |v: &mut dyn Iterator<Item = u64>| {
         let mut v: Vec<u64> = v.map(|t| t.min(now)).collect();
         v.sort_unstable();
         v
     };
-    let reach = if line_written {
-        u64::MAX
-    } else {
-        now.saturating_add(CLOCK_SLACK_SECS)
-    };
+    let reach = now.saturating_add(CLOCK_SLACK_SECS);
     let (a, b) = (
         clamp(&mut stored.iter().copied()),
         clamp(&mut in_file.iter().copied().filter(|&t| t <= reach)),
