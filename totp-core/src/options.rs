@@ -515,6 +515,12 @@ impl ModuleOptions {
         if self.fleet.fallback == crate::fleet::Fallback::Local {
             w.push("state_fallback");
         }
+        // With a store of this host's own, the lines are what hosts sharing the home
+        // read of this host's logins: not writing them lets those hosts accept its codes
+        // again. With a shared store, that store refuses them everywhere.
+        if self.shared_file == SharedFile::No && !self.state.is_shared() {
+            w.push("shared_file");
+        }
         w
     }
 }
