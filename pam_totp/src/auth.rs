@@ -524,21 +524,27 @@ impl Ctx {
             return Ok(Outcome::Deny(Denial::NoAnswer));
         }
         burn_window(&self.policy);
-        match key.map(|k| self.charge_doomed(sys, k)) {
+        let denial = match key.map(|k| self.charge_doomed(sys, k)) {
             Some(DoomedCharge::Refused(refusal)) => return Ok(self.refused(io, &who, refusal)),
+            // Ends as an account's attempt ends when the store fails: with a host
+            // fault's line, which the fail2ban filter does not count. Counting it for a
+            // name without an account only would ban the addresses that guess names
+            // and spare those that hit accounts, telling one from the other (R9); and
+            // no code is compared for anybody while the store is down.
             Some(DoomedCharge::StoreFailed(whole)) => {
                 evaluate::tell_store_fault(io);
                 if let Some(m) = whole {
                     evaluate::log_store_unusable(io, &who, &m);
                 }
+                Denial::StateUnusable
             }
-            Some(DoomedCharge::Counted) | None => {}
-        }
+            Some(DoomedCharge::Counted) | None => d.denial,
+        };
         io.log(
             Level::Notice,
-            &format!("{} for {who} from {}", d.denial.log_text(), self.from),
+            &format!("{} for {who} from {}", denial.log_text(), self.from),
         );
-        Ok(Outcome::Deny(d.denial))
+        Ok(Outcome::Deny(denial))
     }
 
     /// Throttles and charges a doomed attempt like a wrong code. The login is denied
@@ -639,7 +645,7 @@ impl Ctx {
 
     /// Whether this login keeps GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines of `file`
     /// up to date (`shared_file=`): only where hosts with another state store read the
-    /// file, which `auto` takes to be a file on a network or cluster file system, asked
+    /// file, which `auto` takes to be any file not on a file system known to be local, asked
     /// of `fd`, the descriptor the file was just checked and read through. Elsewhere
     /// this host's store alone refuses a replay and throttles, and a TOTP login neither
     /// locks nor rewrites the file (nor warns when it cannot). The lines are obeyed

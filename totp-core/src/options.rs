@@ -125,8 +125,9 @@ impl StateBackend {
 /// their writing (and the lock and rewrite it costs a TOTP login) depends on it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SharedFile {
-    /// The file's file system is a network or cluster one (NFS, SMB/CIFS, Ceph, …, or
-    /// FUSE), asked of the descriptor the file was read through.
+    /// The file's file system is not one known to be local (network and cluster ones,
+    /// FUSE, overlayfs, unknown types), asked of the descriptor the file was read
+    /// through.
     #[default]
     Auto,
     /// Always (a host whose own logins see the shared homes on a local file system:
@@ -513,6 +514,12 @@ impl ModuleOptions {
         }
         if self.fleet.fallback == crate::fleet::Fallback::Local {
             w.push("state_fallback");
+        }
+        // With a store of this host's own, the lines are what hosts sharing the home
+        // read of this host's logins: not writing them lets those hosts accept its codes
+        // again. With a shared store, that store refuses them everywhere.
+        if self.shared_file == SharedFile::No && !self.state.is_shared() {
+            w.push("shared_file");
         }
         w
     }

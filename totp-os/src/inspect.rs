@@ -208,7 +208,8 @@ fn ga_lines(opts: &ModuleOptions, file: &GaFile, fd: &std::fs::File) -> Option<S
         SharedFile::No => format!("{lines} obeyed, never written (shared_file=no)"),
         SharedFile::Auto => match safefile::on_network_fs(fd) {
             Ok(true) => format!(
-                "{lines} kept up to date on logins (a network file system, shared_file=auto)"
+                "{lines} kept up to date on logins (not a file system known to be local, \
+                 shared_file=auto)"
             ),
             Ok(false) => format!(
                 "{lines} obeyed, not written on time-based logins (a local file system, \

@@ -104,6 +104,12 @@ fn load_plugin(path: &Path, backend: &str) -> Result<&'static Plugin, StoreError
     // ownership check above, so it is as trusted as the module itself.
     let lib = unsafe { libloading::os::unix::Library::open(Some(path), flags) }
         .map_err(|e| refused(e.to_string()))?;
+    // libloading's error may be a bare "dlsym failed": the export is named, so a plugin
+    // of the right version with a function missing says which one.
+    let missing = |name: &[u8], e: libloading::Error| {
+        let name = String::from_utf8_lossy(name.strip_suffix(b"\0").unwrap_or(name)).into_owned();
+        refused(format!("no {name} export ({e})"))
+    };
     // SAFETY: each symbol is looked up with the type the one ABI definition gives it
     // (`pam_totp_plugin_abi`, which every plugin's exports are checked against when it
     // is built); the version check comes before any other call, so a plugin built for
@@ -111,7 +117,7 @@ fn load_plugin(path: &Path, backend: &str) -> Result<&'static Plugin, StoreError
     let plugin = unsafe {
         let abi: AbiFn = *lib
             .get::<AbiFn>(symbol::ABI)
-            .map_err(|e| refused(e.to_string()))?;
+            .map_err(|e| missing(symbol::ABI, e))?;
         let version = abi();
         if version != ABI_VERSION {
             return Err(refused(format!(
@@ -121,22 +127,22 @@ fn load_plugin(path: &Path, backend: &str) -> Result<&'static Plugin, StoreError
         Plugin {
             open: *lib
                 .get::<OpenFn>(symbol::OPEN)
-                .map_err(|e| refused(e.to_string()))?,
+                .map_err(|e| missing(symbol::OPEN, e))?,
             get: *lib
                 .get::<GetFn>(symbol::GET)
-                .map_err(|e| refused(e.to_string()))?,
+                .map_err(|e| missing(symbol::GET, e))?,
             cas: *lib
                 .get::<CasFn>(symbol::CAS)
-                .map_err(|e| refused(e.to_string()))?,
+                .map_err(|e| missing(symbol::CAS, e))?,
             del: *lib
                 .get::<DelFn>(symbol::DEL)
-                .map_err(|e| refused(e.to_string()))?,
+                .map_err(|e| missing(symbol::DEL, e))?,
             close: *lib
                 .get::<CloseFn>(symbol::CLOSE)
-                .map_err(|e| refused(e.to_string()))?,
+                .map_err(|e| missing(symbol::CLOSE, e))?,
             time: *lib
                 .get::<TimeFn>(symbol::TIME)
-                .map_err(|e| refused(e.to_string()))?,
+                .map_err(|e| missing(symbol::TIME, e))?,
         }
     };
     // Never unloaded: the function pointers above stay valid for the process.
@@ -894,6 +900,53 @@ impl Drop for RemoteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{private_tempdir, require_root};
+
+    /// A plugin built against another ABI is refused by its version, before any other
+    /// symbol is looked up or called, and a plugin that claims this version but lacks
+    /// the server clock's export is refused too: neither may open a store whose lost
+    /// record would then be recreated from this host's clock alone (R34).
+    #[test]
+    fn a_plugin_of_another_abi_or_without_the_clock_is_refused_with_a_clear_line() {
+        let t = "a_plugin_of_another_abi_or_without_the_clock_is_refused_with_a_clear_line";
+        if !require_root(t) {
+            return;
+        }
+        let dir = private_tempdir();
+        let build = |name: &str, source: &str| {
+            let c = dir.path().join(format!("{name}.c"));
+            let so = dir.path().join(format!("{name}.so"));
+            std::fs::write(&c, source).expect("write source");
+            let status = std::process::Command::new("cc")
+                .args(["-shared", "-fPIC", "-o"])
+                .arg(&so)
+                .arg(&c)
+                .status()
+                .expect("cc");
+            assert!(status.success(), "cc {name}");
+            so
+        };
+        let v2 = build("v2", "unsigned pam_totp_plugin_abi(void) { return 2; }\n");
+        let refused = |path: &Path| match load_plugin(path, "Redis") {
+            Err(StoreError::Refused(m)) => m,
+            Err(e) => panic!("not refused: {e:?}"),
+            Ok(_) => panic!("loaded"),
+        };
+        let m = refused(&v2);
+        assert!(
+            m.contains("plugin ABI version 2, this module speaks 3"),
+            "{m}"
+        );
+        let stubs = ["open", "get", "cas", "del", "close"]
+            .map(|f| format!("int pam_totp_plugin_{f}(void) {{ return 1; }}\n"))
+            .concat();
+        let no_clock = build(
+            "noclock",
+            &format!("unsigned pam_totp_plugin_abi(void) {{ return 3; }}\n{stubs}"),
+        );
+        let m = refused(&no_clock);
+        assert!(m.contains("pam_totp_plugin_time"), "{m}");
+    }
 
     const NOW: u64 = 1_700_000_025;
 

@@ -330,6 +330,17 @@ fn shared_file_is_auto_yes_or_no_and_nothing_else() {
         parse(&["shared_file"]),
         Err(OptionError::Unknown(_))
     ));
-    // Not a weakening: the lines are obeyed whatever it says.
-    assert!(parse(&["shared_file=no"]).unwrap().weakening().is_empty());
+    // A weakening with this host's own store, which other hosts sharing the home do not
+    // read; not with a shared store, which refuses a used code on every host itself.
+    assert_eq!(
+        parse(&["shared_file=no"]).unwrap().weakening(),
+        ["shared_file"]
+    );
+    assert!(
+        parse(&["shared_file=no", "state=etcds://127.0.0.1:2379"])
+            .unwrap()
+            .weakening()
+            .is_empty()
+    );
+    assert!(parse(&["shared_file=yes"]).unwrap().weakening().is_empty());
 }

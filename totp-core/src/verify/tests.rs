@@ -285,6 +285,64 @@ fn another_hosts_times_in_an_unwritten_rate_limit_line_still_count() {
 }
 
 #[test]
+fn times_ahead_in_an_unwritten_rate_limit_line_lock_out_no_longer_than_the_line_says() {
+    // A line left as it is (a file no other host reads) with times ahead of the clock
+    // (GA on a host whose clock was ahead, a clock stepped back): were they counted as
+    // now on every login, the user would wait until the clock reaches them, not the
+    // interval. Beyond the clock slack they are dropped, as GA drops them; within it
+    // they count as now until the clock passes them, then expire with the interval.
+    let far = format!("{S}\n\" RATE_LIMIT 3 30 300400 300400 300400\n\" TOTP_AUTH\n");
+    let mut u = User::new(&far);
+    u.shared = false;
+    let p = Policy::default();
+    // The first login takes the line into the store as attempts made now (as a line
+    // this host writes would be written), which wait out the interval once.
+    let d = u.attempt(&p, &code(10_000), 300_000);
+    assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
+    let d = u.attempt(&p, &code(10_001), 300_031);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Totp { step: 10_001 }));
+    assert_eq!(u.file.as_bytes(), far.as_bytes(), "left as it is");
+
+    let near = format!("{S}\n\" RATE_LIMIT 3 30 300030 300030 300030\n\" TOTP_AUTH\n");
+    let mut u = User::new(&near);
+    u.shared = false;
+    let d = u.attempt(&p, &code(10_000), 300_000);
+    assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
+    // Refused until the times are older than the interval: 30 s after 300030.
+    let d = u.attempt(&p, &code(10_001), 300_059);
+    assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
+    let d = u.attempt(&p, &code(10_002), 300_061);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Totp { step: 10_002 }));
+
+    // A line this host writes: the first login counts them as now and writes them so,
+    // and they expire with the interval; so they do where the rewrite fails (a
+    // read-only file), which leaves them as they were.
+    for readonly in [false, true] {
+        let mut u = User::new(&far);
+        u.readonly = readonly;
+        let d = u.attempt(&p, &code(10_000), 300_000);
+        assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
+        let d = u.attempt(&p, &code(10_001), 300_031);
+        assert_eq!(
+            d.verdict,
+            Verdict::Accepted(Method::Totp { step: 10_001 }),
+            "read-only {readonly}"
+        );
+    }
+
+    // The store alone keeps a clock stepped back from handing out a fresh budget: the
+    // times it holds from before the step count as now.
+    let mut u = User::new(&format!("{S}\n\" RATE_LIMIT 3 30\n\" TOTP_AUTH\n"));
+    u.readonly = true;
+    for (i, now) in [300_400, 300_401, 300_402].into_iter().enumerate() {
+        let d = u.attempt(&p, "000000", now);
+        assert_eq!(d.verdict, Verdict::Rejected, "attempt {i}");
+    }
+    let d = u.attempt(&p, &code(10_000), 300_000);
+    assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
+}
+
+#[test]
 fn a_used_scratch_code_leaves_ga_lines_alone_in_a_file_not_shared() {
     let text =
         format!("{S}\n\" RATE_LIMIT 3 30 299990\n\" DISALLOW_REUSE 9999\n\" TOTP_AUTH\n12345678\n");

@@ -37,13 +37,25 @@ pub(super) fn effective_mark(cfg: &Config, marks: &Marks) -> Option<(u64, bool)>
 /// (written by every host that shares the file), an attempt listed in both counted once
 /// (a time as often as the list with more of it has it). A time after `now` counts as
 /// now, as the store's own do (a clock stepped back hands out no fresh budget).
+///
+/// A file time more than [`CLOCK_SLACK_SECS`] ahead is dropped, as GA drops every time
+/// after now: a line this login does not rewrite (`shared_file=`, a read-only file, a
+/// lock NFSv4 refuses) would hand the same time to every login until the clock reached
+/// it, a lockout as long as the time is ahead rather than the interval. This host's own
+/// attempts need no such time: the store holds them and counts them as now, and the
+/// store's first use takes the line in (`load_ledger`), so a clock stepped back still
+/// hands out no fresh budget.
 pub(super) fn merge_attempts(stored: &[u64], in_file: &[u64], now: u64) -> Vec<u64> {
-    let clamp = |v: &[u64]| {
-        let mut v: Vec<u64> = v.iter().map(|&t| t.min(now)).collect();
+    let clamp = |v: &mut dyn Iterator<Item = u64>| {
+        let mut v: Vec<u64> = v.map(|t| t.min(now)).collect();
         v.sort_unstable();
         v
     };
-    let (a, b) = (clamp(stored), clamp(in_file));
+    let reach = now.saturating_add(CLOCK_SLACK_SECS);
+    let (a, b) = (
+        clamp(&mut stored.iter().copied()),
+        clamp(&mut in_file.iter().copied().filter(|&t| t <= reach)),
+    );
     let (mut i, mut j) = (0, 0);
     let mut out = Vec::with_capacity(a.len().max(b.len()));
     while i < a.len() || j < b.len() {

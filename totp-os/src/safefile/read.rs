@@ -25,42 +25,53 @@ pub fn open_checked(path: &Path, rules: &FileRules) -> Result<OpenedFile, FileEr
     })
 }
 
-/// Whether the file open at `fd` lives on a network or cluster file system, one that
-/// other hosts may read too (`shared_file=auto`): `fstatfs` on the descriptor the file
-/// was checked and read through, so the answer is about that very file, not whatever
-/// the path names by now. Local FUSE file systems count too (sshfs and GlusterFS are
-/// FUSE, and the type does not tell them apart): when in doubt, shared.
+/// Whether the file open at `fd` may be read by other hosts too (`shared_file=auto`):
+/// `fstatfs` on the descriptor the file was checked and read through, so the answer is
+/// about that very file, not whatever the path names by now. See [`shared_fs_type`].
 pub fn on_network_fs(fd: impl AsFd) -> Result<bool, FileError> {
-    use nix::sys::statfs::{self as sfs, FsType};
-    let st = sfs::fstatfs(fd).map_err(|e| FileError::Os {
+    let st = nix::sys::statfs::fstatfs(fd).map_err(|e| FileError::Os {
         op: "fstatfs",
         errno: e as i32,
     })?;
-    // Magic numbers as the kernel defines them (linux/magic.h; GFS2's gfs2_ondisk.h;
-    // the out-of-tree Lustre's lustre_user.h), nix's constants where it has one.
     // `f_type` is a signed word whose width depends on the architecture; every magic
     // fits in 32 bits, compared as such.
-    let magic = |t: FsType| t.0 as u32;
-    let named = [
-        sfs::NFS_SUPER_MAGIC,
-        sfs::SMB_SUPER_MAGIC,
-        sfs::FUSE_SUPER_MAGIC,
-        sfs::AFS_SUPER_MAGIC,
-        sfs::OCFS2_SUPER_MAGIC,
-        sfs::CODA_SUPER_MAGIC,
-        sfs::NCP_SUPER_MAGIC,
+    Ok(shared_fs_type(st.filesystem_type().0 as u32))
+}
+
+/// Whether a file system of type `magic` (`statfs.f_type`) may be shared with other
+/// hosts. Only types known to be local disks or memory answer no; everything else is
+/// taken for shared, which costs a lock and a rewrite where it is wrong. The other way
+/// round, a list of network types, would miss the ones it does not name (GPFS, BeeGFS,
+/// OrangeFS, WekaFS, …) and the stacking ones, which report their own type whatever
+/// lies below: overlayfs and eCryptfs over an NFS home are local by their type, and a
+/// file wrongly taken for local lets hosts with their own stores accept its codes again.
+pub fn shared_fs_type(magic: u32) -> bool {
+    // As the kernel defines them (linux/magic.h; ZFS's own).
+    const LOCAL: [u32; 22] = [
+        0x0000_EF53, // ext2, ext3, ext4
+        0x5846_5342, // XFS
+        0x9123_683E, // Btrfs
+        0x0102_1994, // tmpfs (and devtmpfs)
+        0x8584_58F6, // ramfs
+        0x2FC1_2FC1, // ZFS
+        0xF2F5_2010, // F2FS
+        0xCA45_1A4E, // bcachefs
+        0x3153_464A, // JFS
+        0x5265_4973, // ReiserFS
+        0x0000_3434, // NILFS2
+        0x0000_4D44, // FAT (msdos, vfat)
+        0x2011_BAB0, // exFAT
+        0x5346_544E, // NTFS (ntfs3)
+        0x0000_482B, // HFS+
+        0x7371_7368, // SquashFS
+        0xE0F5_E1E2, // EROFS
+        0x0000_9660, // ISO 9660
+        0x1501_3346, // UDF
+        0x0000_9FA0, // proc
+        0x6265_6572, // sysfs
+        0x2820_7344, // cramfs
     ];
-    let literal: [u32; 7] = [
-        0xFE53_4D42, // SMB2_SUPER_MAGIC (the kernel's SMB client, smb3)
-        0xFF53_4D42, // CIFS_SUPER_MAGIC
-        0x00C3_6400, // CEPH_SUPER_MAGIC
-        0x0BD0_0BD0, // Lustre (LL_SUPER_MAGIC)
-        0x0116_1970, // GFS2_MAGIC
-        0x0102_1997, // V9FS_MAGIC (9p)
-        0x6B41_4653, // AFS_FS_MAGIC (the kernel's kAFS; AFS_SUPER_MAGIC is OpenAFS's)
-    ];
-    let t = magic(st.filesystem_type());
-    Ok(named.into_iter().map(magic).chain(literal).any(|m| m == t))
+    !LOCAL.contains(&magic)
 }
 
 /// Check that only root can change the file at `path` and the directories leading to it,

@@ -981,3 +981,74 @@ fn a_file_on_a_local_file_system_is_not_on_a_network_one() {
     let proc = std::fs::File::open("/proc/self/stat").expect("open /proc");
     assert_eq!(on_network_fs(&proc), Ok(false));
 }
+
+#[test]
+fn only_known_local_file_system_types_are_taken_for_local() {
+    // Local disks and memory.
+    for local in [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994, 0x2FC1_2FC1] {
+        assert!(!shared_fs_type(local), "{local:#x}");
+    }
+    // Network and cluster types, named or not: NFS, SMB2, FUSE, Ceph, GPFS, BeeGFS,
+    // OrangeFS; and the stacking ones, whose type hides what lies below (overlayfs,
+    // eCryptfs), and anything unknown.
+    for shared in [
+        0x6969,
+        0xFE53_4D42,
+        0x6573_5546,
+        0x00C3_6400,
+        0x4750_4653,
+        0x1983_0326,
+        0x2003_0528,
+        0x794C_7630,
+        0xF15F,
+        0x1234_5678,
+    ] {
+        assert!(shared_fs_type(shared), "{shared:#x}");
+    }
+}
+
+/// overlayfs reports its own type whatever its layers lie on (an NFS home below a
+/// container's overlay): taken for shared, like any type not known to be local.
+#[test]
+fn a_file_on_overlayfs_is_taken_for_shared() {
+    if !require_root("a_file_on_overlayfs_is_taken_for_shared") {
+        return;
+    }
+    let s = Scratch::new();
+    for d in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir(s.path().join(d)).expect("mkdir");
+    }
+    std::fs::write(s.path().join("lower/f"), SECRET).expect("write");
+    let child = child_command(
+        "safefile::tests::child_on_overlayfs",
+        s.path().join("merged/f").to_str().expect("utf-8 temp path"),
+    );
+    // The mount lives in a mount namespace of the child's own.
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work \
+         {0}/merged || exit 97; exec \"$0\" \"$@\"",
+        s.path().display()
+    );
+    let status = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .arg(child.get_program())
+        .args(child.get_args())
+        .envs(child.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .status()
+        .expect("spawn unshare");
+    if status.code() == Some(97) {
+        eprintln!("skipping: no overlayfs here");
+        return;
+    }
+    assert_eq!(status.code(), Some(42), "child status {status:?}");
+}
+
+#[test]
+fn child_on_overlayfs() {
+    let Some(path) = child_arg() else {
+        return;
+    };
+    let f = std::fs::File::open(path).expect("open");
+    assert_eq!(on_network_fs(&f), Ok(true));
+    std::process::exit(42);
+}
