@@ -385,10 +385,20 @@ enum DoomedCharge {
     Counted,
     /// Refused unevaluated, as an account's attempt would be.
     Refused(Refusal),
-    /// The store could not be opened, read or written: told as for an account (R9).
-    /// With the store's words when the store as a whole is unusable (its key), which is
-    /// logged as for an account.
-    StoreFailed(Option<String>),
+    /// The store could not be opened, read or written: told, logged and returned as
+    /// for an account (R9).
+    StoreFailed(StoreFault),
+}
+
+/// How a doomed attempt's store failed, as far as an account's attempt would tell it
+/// apart (`Ctx::store_unusable`, `Ctx::store_failed`).
+enum StoreFault {
+    /// Not opened at all: an account's attempt is denied as the store being unusable.
+    Unopened,
+    /// The store as a whole (its key), with the store's words.
+    Whole(String),
+    /// Reading or writing the record.
+    Record(StoreError),
 }
 
 /// What one evaluation leaves for the rest of the login.
@@ -524,6 +534,7 @@ impl Ctx {
             return Ok(Outcome::Deny(Denial::NoAnswer));
         }
         burn_window(&self.policy);
+        let mut unavailable = false;
         let denial = match key.map(|k| self.charge_doomed(sys, k)) {
             Some(DoomedCharge::Refused(refusal)) => return Ok(self.refused(io, &who, refusal)),
             // Ends as an account's attempt ends when the store fails: with a host
@@ -531,12 +542,22 @@ impl Ctx {
             // name without an account only would ban the addresses that guess names
             // and spare those that hit accounts, telling one from the other (R9); and
             // no code is compared for anybody while the store is down.
-            Some(DoomedCharge::StoreFailed(whole)) => {
+            Some(DoomedCharge::StoreFailed(fault)) => {
                 evaluate::tell_store_fault(io);
-                if let Some(m) = whole {
-                    evaluate::log_store_unusable(io, &who, &m);
+                match fault {
+                    StoreFault::Whole(m) => {
+                        evaluate::log_store_unusable(io, &who, &m);
+                        Denial::StateUnusable
+                    }
+                    StoreFault::Record(StoreError::Refused(_)) => Denial::NotPersisted,
+                    StoreFault::Record(StoreError::Unavailable(_)) => {
+                        unavailable = true;
+                        Denial::StateUnusable
+                    }
+                    StoreFault::Unopened | StoreFault::Record(StoreError::Corrupt(_)) => {
+                        Denial::StateUnusable
+                    }
                 }
-                Denial::StateUnusable
             }
             Some(DoomedCharge::Counted) | None => d.denial,
         };
@@ -544,6 +565,12 @@ impl Ctx {
             Level::Notice,
             &format!("{} for {who} from {}", denial.log_text(), self.from),
         );
+        // An account's attempt returns a store that did not answer as a fault of the
+        // host (PAM_SYSTEM_ERR), not a denial: so does this one, or the return code
+        // would tell the application which names have accounts.
+        if unavailable {
+            return Err(AuthError::StoreUnavailable);
+        }
         Ok(Outcome::Deny(denial))
     }
 
@@ -557,14 +584,14 @@ impl Ctx {
         };
         // Best effort, like the rest of this charge: a fallback note is not repeated here.
         let Ok(mut store) = store::open(&self.opts, sys, None, &mut |_| {}) else {
-            return DoomedCharge::StoreFailed(None);
+            return DoomedCharge::StoreFailed(StoreFault::Unopened);
         };
         // An account's attempt reads the store's key first, and a damaged one denies it
         // with the store-fault message: so does this one, although it needs no key.
         match store.context(Missing::Leave) {
             Ok(_) => {}
-            Err(StoreError::Corrupt(m)) => return DoomedCharge::StoreFailed(Some(m)),
-            Err(_) => return DoomedCharge::StoreFailed(None),
+            Err(StoreError::Corrupt(m)) => return DoomedCharge::StoreFailed(StoreFault::Whole(m)),
+            Err(e) => return DoomedCharge::StoreFailed(StoreFault::Record(e)),
         }
         let Ok(prepared) = verify::Prepared::doomed(now) else {
             return DoomedCharge::Counted;
@@ -581,20 +608,19 @@ impl Ctx {
             keep_ga_lines: false,
         };
         let mut refusal = None;
-        if store
-            .update(
-                key,
-                &mut |state| match prepared.decide(state, &self.policy, &attempt) {
-                    Ok(d) => {
-                        refusal = d.refusal();
-                        d.write
-                    }
-                    Err(_) => Write::Nothing,
-                },
-            )
-            .is_err()
-        {
-            return DoomedCharge::StoreFailed(None);
+        let updated = store.update(key, &mut |state| match prepared.decide(
+            state,
+            &self.policy,
+            &attempt,
+        ) {
+            Ok(d) => {
+                refusal = d.refusal();
+                d.write
+            }
+            Err(_) => Write::Nothing,
+        });
+        if let Err(e) = updated {
+            return DoomedCharge::StoreFailed(StoreFault::Record(e));
         }
         refusal.map_or(DoomedCharge::Counted, DoomedCharge::Refused)
     }

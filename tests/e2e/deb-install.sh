@@ -226,8 +226,8 @@ check "fail2ban-regex finds the host in a failed-code line with the installed fi
 for page in /usr/share/man/man8/pam_totp.8.gz /usr/share/man/man1/totp-enroll.1.gz /usr/share/man/man8/totp-state.8.gz; do
     name=$(basename "$page" | sed 's/\.[0-9]\.gz$//')
     if out=$(MANWIDTH=80 man -l "$page" 2>"$work/man.err") \
-        && printf '%s\n' "$out" | grep -q '^NAME' \
-        && printf '%s\n' "$out" | grep -q "$name"; then
+        && grep -q '^NAME' <<<"$out" \
+        && grep -q "$name" <<<"$out"; then
         pass "man -l renders $page"
     else
         fail "man -l renders $page: $(head -n 5 "$work/man.err")"
@@ -289,17 +289,17 @@ check "the secret file is owned by $user, not readable by others" \
     sh -c "[ \"\$(stat -c '%U %a' '$secret_file' 2>/dev/null)\" = '$user 400' ] || [ \"\$(stat -c '%U %a' '$secret_file' 2>/dev/null)\" = '$user 600' ]"
 if [ -f "$secret_file" ]; then
     secret=$(secret_of "$secret_file")
-    # Everything but the DISALLOW_REUSE line: that line the file carries (--disallow-reuse)
-    # is kept up to date on logins, as GA does, for hosts sharing the file.
-    sum_before=$(grep -v '^" DISALLOW_REUSE' "$secret_file" | md5sum)
+    # The file carries a DISALLOW_REUSE line (--disallow-reuse); on a local file system
+    # (shared_file=auto) logins leave it as it is: the state store refuses the replay.
+    sum_before=$(md5sum < "$secret_file")
     out=$(drive --service plain --user "$user" --tty ssh --rhost 192.0.2.1 --answer "$(totp_wrong "$secret")")
     check "installed module denies a wrong code" \
         sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_AUTH_ERR'" _ "$out"
     out=$(drive --service plain --user "$user" --tty ssh --rhost 192.0.2.1 --answer "$(totp_now "$secret")")
     check "installed module accepts the oathtool code for the totp-enroll secret" \
         sh -c "printf '%s\n' \"\$1\" | grep -qx 'result PAM_SUCCESS' && printf '%s\n' \"\$1\" | grep -qx 'prompts 1'" _ "$out"
-    check "the logins changed only the file's DISALLOW_REUSE line (now naming the step) and left a record in the state directory" \
-        sh -c "[ \"\$(grep -v '^\" DISALLOW_REUSE' '$secret_file' | md5sum)\" = '$sum_before' ] && grep -q '^\" DISALLOW_REUSE [0-9]' '$secret_file' && [ -f '/var/lib/pam_totp/state/$(id -u "$user")' ]"
+    check "the logins left the secret file on a local file system as it was (DISALLOW_REUSE line included) and a record in the state directory" \
+        sh -c "[ \"\$(md5sum < '$secret_file')\" = '$sum_before' ] && grep -q '^\" DISALLOW_REUSE\$' '$secret_file' && [ -f '/var/lib/pam_totp/state/$(id -u "$user")' ]"
     check "installed totp-state shows the accepted code as the replay mark" \
         sh -c "/usr/sbin/totp-state show --user '$user' --json | grep -q '\"last_step\":[0-9]'"
     check "installed totp-state resets the user's record" \

@@ -752,6 +752,18 @@ fn lock_timeout_bounds_the_wait_for_a_held_lock() {
     drop(holder);
     let d = Driver::login(&stack, &u, &code_at(&secret, now())).run();
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    // A name without an account is charged in a stand-in record: with that record's
+    // lock held, its attempt ends as the account's did, as a fault of the host, or the
+    // return code would tell the application which names have accounts (R9).
+    let ghost = format!("ghostlt{}", std::process::id());
+    let d = run(&stack, &ghost, "123456", now());
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    let stand_in = stack.state_file(totp_core::ledger::stand_in_uid(ghost.as_bytes()));
+    let holder = fs::File::open(&stand_in).expect("the stand-in record");
+    holder.lock().expect("flock");
+    let d = Driver::new(&stack, "svc", &ghost).answer("123456").run();
+    assert_eq!(d.module_code(), "PAM_SYSTEM_ERR", "{d:?}");
+    drop(holder);
     for bad in ["lock_timeout=5001", "lock_timeout=-1", "lock_timeout="] {
         let d = run(&Stack::probe("svc", bad), &u.name, "123456", T0);
         assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "{bad}");
