@@ -554,7 +554,8 @@ impl Ctx {
                         unavailable = true;
                         Denial::StateUnusable
                     }
-                    StoreFault::Unopened | StoreFault::Record(StoreError::Corrupt(_)) => {
+                    StoreFault::Unopened
+                    | StoreFault::Record(StoreError::Corrupt(_) | StoreError::Clock(_)) => {
                         Denial::StateUnusable
                     }
                 }

@@ -208,28 +208,31 @@ fn a_lost_store_record_counts_every_earlier_step_as_used() {
     if !require_root("a_lost_store_record_counts_every_earlier_step_as_used") {
         return;
     }
+    // The real time, the cluster's clock: a host more than a day off it would not
+    // recreate the store record at all (a clock fault).
+    let t = now();
     let cluster = EtcdCluster::start(3, &EtcdConfig::default());
     let (u, secret) = TestUser::enrolled("ed");
     let prefix = fresh_prefix();
     let a = args(&cluster, &prefix, "");
     init_store(&a);
     let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &a)).collect();
-    let code = code_at(&secret, T0);
-    let (d, _) = login_logged(&hosts[0], &u, &code, PEER, T0);
+    let code = code_at(&secret, t);
+    let (d, _) = login_logged(&hosts[0], &u, &code, PEER, t);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     // A wiped cluster, or one restored with its old cluster ID, whose admin deleted
     // every key of the prefix (docs/fleet.md).
     cluster.ctl(&["del", "--prefix", &prefix]);
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(1), "{p:?}");
-    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, T0 + 5);
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, t + 5);
     assert_eq!(d.returned(), denied(), "{d:?}");
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
         "{logs:?}"
     );
     // Control: a code of a later step logs in.
-    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, T0 + 65), PEER, T0 + 65);
+    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, t + 65), PEER, t + 65);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -238,16 +241,19 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     if !require_root("a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used") {
         return;
     }
+    // The real time, the cluster's clock: a host more than a day off it would not
+    // recreate the store record at all (a clock fault).
+    let t = now();
     let mut cluster = EtcdCluster::start(3, &EtcdConfig::default());
     let (u, secret) = TestUser::enrolled("es");
     let (hosts, a) = fleet(&cluster, 2, "");
     // Control: a code logs in, and the store record is written on this cluster.
-    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, t), PEER, t);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let snapshot = cluster.snapshot_save();
     // Used after the snapshot: the restored cluster will not have its replay mark.
-    let code = code_at(&secret, T0 + 30);
-    let (d, logs) = login_logged(&hosts[0], &u, &code, PEER, T0 + 30);
+    let code = code_at(&secret, t + 30);
+    let (d, logs) = login_logged(&hosts[0], &u, &code, PEER, t + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // etcd's disaster recovery, and nothing more: no key deleted by hand. The new
     // cluster token gives the restored cluster a new cluster ID.
@@ -258,7 +264,7 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     // The monitoring probe sees the lost data set before any login does.
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(1), "{p:?}");
-    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, T0 + 35);
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, t + 35);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
@@ -266,9 +272,9 @@ fn a_cluster_restored_from_an_old_snapshot_counts_every_earlier_step_as_used() {
     );
     // Control: a code of a later step logs in, on either host; the recreated record
     // is bound to the restored cluster, so it is not recreated again.
-    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, T0 + 95), PEER, T0 + 95);
+    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, t + 95), PEER, t + 95);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
-    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0 + 125), PEER, T0 + 125);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, t + 125), PEER, t + 125);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(0), "{p:?}");
@@ -279,10 +285,13 @@ fn hosts_racing_to_recreate_a_restored_clusters_store_record_agree_on_one() {
     if !require_root("hosts_racing_to_recreate_a_restored_clusters_store_record_agree_on_one") {
         return;
     }
+    // The real time, the cluster's clock: a host more than a day off it would not
+    // recreate the store record at all (a clock fault).
+    let t = now();
     let mut cluster = EtcdCluster::start(1, &EtcdConfig::default());
     let (u, secret) = TestUser::enrolled("ew");
     let (hosts, a) = fleet(&cluster, 4, "throttle_after=100 etcd_timeout=3000");
-    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, t), PEER, t);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let snapshot = cluster.snapshot_save();
     cluster.restore(&snapshot, &format!("pam_totp-race-{}", std::process::id()));
@@ -297,7 +306,7 @@ fn hosts_racing_to_recreate_a_restored_clusters_store_record_agree_on_one() {
             .collect();
         spawn_all(drivers)
     };
-    let results = race(T0 + 60);
+    let results = race(t + 60);
     assert!(
         results.iter().all(|d| d.returned() == denied()),
         "{results:?}"
@@ -309,7 +318,7 @@ fn hosts_racing_to_recreate_a_restored_clusters_store_record_agree_on_one() {
     let r = state_tool(&["reset", "--user", &u.name, "--options", &a]);
     assert!(r.status.success(), "{r:?}");
     // One store record won: a later code is accepted exactly once over all hosts.
-    let results = race(T0 + 120);
+    let results = race(t + 120);
     let ok = results
         .iter()
         .filter(|d| d.returned() == Returned::Success)

@@ -6,7 +6,8 @@
 //! mark ahead of a clock that went back and throttling records written ahead are refused
 //! as before (R34, R14) with a log line that names the clock and how far off it is; a
 //! host minutes behind recreates a lost store record at the server's time, so codes
-//! accepted before the loss stay used.
+//! accepted before the loss stay used; a host more than a day off the server's clock
+//! (behind or ahead) recreates nothing: denied as a clock fault.
 
 use std::process::Command;
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
@@ -345,8 +346,10 @@ fn booted_in_1970_after_a_loss(a: &str, tag: &str, lose: &dyn Fn()) {
     let right = Stack::probe("svc", a);
     let in_1970 = Stack::probe("svc", a);
     let (u, secret) = TestUser::enrolled(tag);
-    let code = code_at(&secret, T0);
-    let d = login_at(&right, &u, &code, PEER, T0);
+    // The right clock is the server's (real) one: a host a day off it recreates nothing.
+    let t = now();
+    let code = code_at(&secret, t);
+    let d = login_at(&right, &u, &code, PEER, t);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 
     lose();
@@ -380,13 +383,13 @@ fn booted_in_1970_after_a_loss(a: &str, tag: &str, lose: &dyn Fn()) {
 
     // A host with the right clock recreates it: the code used before the loss stays
     // used (R34), and the next code works (control).
-    let (d, logs) = login_logged(&right, &u, &code, PEER, T0 + 5);
+    let (d, logs) = login_logged(&right, &u, &code, PEER, t + 5);
     denied(&d);
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
         "{logs:?}"
     );
-    let d = login_at(&right, &u, &code_at(&secret, T0 + 60), PEER, T0 + 60);
+    let d = login_at(&right, &u, &code_at(&secret, t + 65), PEER, t + 65);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 }
 
@@ -500,32 +503,76 @@ fn recreated_by_a_host_behind(a: &str, tag: &str, lag: u64, backend: &str, lose:
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
-/// A host more than a day (the bound) behind the server recreates a lost store record:
-/// the server is taken to be the one that is wrong (a day-long lockout of every host
-/// for one wrong server clock is worse than what the server's clock guards against),
-/// the floor is the host's own clock, and the log says so with both clocks. Control:
-/// within the bound, the server's time is the floor and the log says that instead.
+/// A code used on a host with the right clock, the store's data set lost, the first
+/// login after it on a host two days behind: recreating the record from its clock would
+/// make that code usable again, so the login is denied as a clock fault naming both
+/// clocks, the offset and the fix, and nothing is written; `init --after-loss` there
+/// refuses too. A host with the right clock then recreates it and the code stays used
+/// there. Control: a host a day behind at most recreates it at the server's time.
 #[test]
-fn a_server_more_than_a_day_ahead_is_named_and_not_taken_for_the_floor() {
-    let t = "a_server_more_than_a_day_ahead_is_named_and_not_taken_for_the_floor";
+fn a_host_two_days_behind_cannot_recreate_a_lost_store_and_reopen_used_codes() {
+    let t = "a_host_two_days_behind_cannot_recreate_a_lost_store_and_reopen_used_codes";
     if !require_root(t) {
         return;
     }
     let server = RedisServer::start(&ServerConfig::default());
     let a = args(&server, "csd", "");
-    let host = Stack::probe("svc", &a);
+    init_store(&a);
+    let right = Stack::probe("svc", &a);
+    let behind_host = Stack::probe("svc", &a);
     let (u, secret) = TestUser::enrolled("csd");
+    let t = now();
+    let code = code_at(&secret, t);
+    let d = login_at(&right, &u, &code, PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+
+    assert!(String::from_utf8_lossy(&server.raw(None, &[b"FLUSHALL"])).starts_with("+OK"));
     let behind = now() - 2 * DAY;
-    let (d, logs) = login_logged(&host, &u, &code_at(&secret, behind), PEER, behind);
+    let (d, logs) = login_logged(&behind_host, &u, &code_at(&secret, behind), PEER, behind);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_SYSTEM_ERR".into()),
+        "{d:?}"
+    );
+    let host_clock = totp_core::utc::format_utc(behind);
+    assert!(
+        logs.iter().any(|l| l.contains("clock fault")
+            && l.contains("no store record")
+            && l.contains(&format!("this host's clock says {host_clock}"))
+            && l.contains("the Redis server's")
+            && l.contains("more than 86400 s")
+            && l.contains("this host's clock is behind")
+            && l.contains("totp-state init --after-loss")),
+        "both clocks, the offset and the fix: {logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("had no store record")),
+        "nothing recreated: {logs:?}"
+    );
+    let ping = state_tool(&["ping", "--options", &a]);
+    assert_eq!(ping.status.code(), Some(1), "still missing: {ping:?}");
+    // Nor by an admin on that host.
+    let init = state_tool_at(behind, &["init", "--after-loss", "--options", &a]);
+    assert_eq!(init.status.code(), Some(1), "{init:?}");
+    let err = String::from_utf8_lossy(&init.stderr);
+    assert!(
+        err.contains("clock fault") && err.contains(&host_clock) && err.contains("s apart"),
+        "{init:?}"
+    );
+    assert_eq!(
+        state_tool(&["ping", "--options", &a]).status.code(),
+        Some(1)
+    );
+
+    // A host with the right clock recreates it: the code stays used; the next works.
+    let (d, logs) = login_logged(&right, &u, &code, PEER, now());
     denied(&d);
     assert!(
-        logs.iter()
-            .any(|l| l.contains("taken for the server's fault") && l.contains("more than 86400 s")),
+        logs.iter().any(|l| l.contains("state store lost its data")),
         "{logs:?}"
     );
-    // The floor is the host's: its next code logs in there.
-    let next = behind + 65;
-    let (d, logs) = login_logged(&host, &u, &code_at(&secret, next), PEER, next);
+    let later = t + 65;
+    let (d, logs) = login_logged(&right, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 
     // Control: a day behind at most, the server's time is the floor.
@@ -543,6 +590,75 @@ fn a_server_more_than_a_day_ahead_is_named_and_not_taken_for_the_floor() {
     let next = behind + 65;
     let (d, _) = login_logged(&host, &v, &code_at(&secret_v, next), PEER, next);
     denied(&d);
+}
+
+/// A host a year ahead finds the store's data set lost: recreating the record from its
+/// clock would make every host refuse every code for a year, so the login is denied as
+/// a clock fault and nothing is written. The fleet's hosts with the right clock
+/// recreate it at their time and keep working. Control: a host hours ahead (within the
+/// day) recreates it at its own time.
+#[test]
+fn a_host_a_year_ahead_cannot_recreate_a_lost_store_and_lock_the_fleet_out() {
+    let t = "a_host_a_year_ahead_cannot_recreate_a_lost_store_and_lock_the_fleet_out";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "csy", "");
+    init_store(&a);
+    let right = Stack::probe("svc", &a);
+    let ahead_host = Stack::probe("svc", &a);
+    let (u, secret) = TestUser::enrolled("csy");
+    let t = now();
+    let d = login_at(&right, &u, &code_at(&secret, t), PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+
+    assert!(String::from_utf8_lossy(&server.raw(None, &[b"FLUSHALL"])).starts_with("+OK"));
+    let ahead = now() + 365 * DAY;
+    let (d, logs) = login_logged(&ahead_host, &u, &code_at(&secret, ahead), PEER, ahead);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_SYSTEM_ERR".into()),
+        "{d:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("clock fault")
+            && l.contains(&totp_core::utc::format_utc(ahead))
+            && l.contains("this host's clock is ahead")
+            && l.contains("set the wrong clock right")),
+        "both clocks, the offset and the fix: {logs:?}"
+    );
+    let ping = state_tool(&["ping", "--options", &a]);
+    assert_eq!(ping.status.code(), Some(1), "still missing: {ping:?}");
+
+    // The hosts with the right clock: recreated at their time, not a year ahead; the
+    // code of a step after the recreation's window logs in.
+    let (d, _) = login_logged(&right, &u, &code_at(&secret, now()), PEER, now());
+    denied(&d);
+    let later = t + 65;
+    let (d, logs) = login_logged(&right, &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let ping = state_tool(&["ping", "--options", &a]);
+    assert!(
+        ping.status.success() && !stdout(&ping).contains("WARNING"),
+        "the floor is the right clock's: {ping:?}"
+    );
+
+    // Control: hours ahead, within the day, its own clock is the floor (and named).
+    let b = args(&server, "csy2", "");
+    let host = Stack::probe("svc", &b);
+    let (v, secret_v) = TestUser::enrolled("csy2");
+    let ahead = now() + 3 * HOUR;
+    let (d, logs) = login_logged(&host, &v, &code_at(&secret_v, ahead), PEER, ahead);
+    denied(&d);
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("recreated complete since this host's clock")),
+        "{logs:?}"
+    );
+    let next = ahead + 65;
+    let (d, logs) = login_logged(&host, &v, &code_at(&secret_v, next), PEER, next);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
 /// `totp-state init --after-loss` run by an admin on a host ten minutes behind takes the

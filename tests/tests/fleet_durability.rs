@@ -117,9 +117,12 @@ fn a_store_that_lost_its_data_never_reopens_a_used_code() {
     );
 
     let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &a)).collect();
-    let code = code_at(&secret, T0);
+    // The real time: the server's clock, which a recreating host must agree with
+    // within a day.
+    let t = now();
+    let code = code_at(&secret, t);
     assert_eq!(
-        login_logged(&hosts[0], &u, &code, PEER, T0).0.returned(),
+        login_logged(&hosts[0], &u, &code, PEER, t).0.returned(),
         Returned::Success
     );
     // The data set is lost (a restart without persistence, a failover to a replica
@@ -133,7 +136,7 @@ fn a_store_that_lost_its_data_never_reopens_a_used_code() {
         "a lost data set is reported: {p:?}"
     );
     // The used code on another host: refused although no record says it was used.
-    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, T0 + 5);
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, t + 5);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
@@ -150,7 +153,7 @@ fn a_store_that_lost_its_data_never_reopens_a_used_code() {
         "{p:?}"
     );
     // The window reaches one step ahead of the recreation; the step after works.
-    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, T0 + 65), PEER, T0 + 65);
+    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, t + 65), PEER, t + 65);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -162,14 +165,16 @@ fn a_new_store_without_init_makes_its_first_login_wait_one_code() {
     let server = RedisServer::start(&ServerConfig::default());
     let (u, secret) = TestUser::enrolled("dn");
     let host = Stack::probe("svc", &args(&server, "dn", ""));
-    // The module cannot tell a new store from one that lost its data.
-    let (d, _) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0);
+    // The module cannot tell a new store from one that lost its data. The real time:
+    // a host more than a day off the server's clock would not create it at all.
+    let t = now();
+    let (d, _) = login_logged(&host, &u, &code_at(&secret, t), PEER, t);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
-    let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0 + 65), PEER, T0 + 65);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t + 65), PEER, t + 65);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 

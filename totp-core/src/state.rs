@@ -235,6 +235,9 @@ pub enum StoreError {
     /// The store refused the write or the connection (read-only or full file system,
     /// credentials, ACL, TLS, a file or socket that is not trusted, …).
     Refused(String),
+    /// A shared store's record is missing and this host's clock and the server's differ
+    /// too much to recreate it from either (R34): a clock fault, fixed by setting a clock.
+    Clock(String),
 }
 
 impl fmt::Display for StoreError {
@@ -243,6 +246,7 @@ impl fmt::Display for StoreError {
             Self::Unavailable(m) => write!(f, "state store unavailable: {m}"),
             Self::Corrupt(m) => write!(f, "state record unusable: {m}"),
             Self::Refused(m) => write!(f, "state store refused: {m}"),
+            Self::Clock(m) => write!(f, "clock fault: {m}"),
         }
     }
 }

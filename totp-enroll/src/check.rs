@@ -282,7 +282,10 @@ fn local_store_problem(o: &ModuleOptions) -> Option<String> {
         .check_writable()
         .err()?
     {
-        StoreError::Refused(m) | StoreError::Unavailable(m) | StoreError::Corrupt(m) => Some(m),
+        StoreError::Refused(m)
+        | StoreError::Unavailable(m)
+        | StoreError::Corrupt(m)
+        | StoreError::Clock(m) => Some(m),
     }
 }
 

@@ -404,57 +404,74 @@ pub struct RemoteStore {
     recreated: Option<Recreation>,
 }
 
-/// How far the server's clock may be ahead of this host's for a recreated store record
-/// to take the server's time as its floor: the lag beyond which a time in the store
-/// counts as a clock fault rather than drift (the throttling records' bound). Up to it,
-/// a wrong server clock can make every host refuse codes for at most this long, each
-/// saying until when; beyond it, the server's clock is taken to be the wrong one.
-pub const MAX_SERVER_LEAD_SECS: u64 = DEFAULT_MAX_CLOCK_LAG_SECS;
+/// How far this host's clock and the server's may differ for a login (or `totp-state
+/// init --after-loss`) to recreate a lost store record: the lag beyond which a time in
+/// the store counts as a clock fault rather than drift (the throttling records' bound).
+/// Within it, a wrong clock can make every host refuse codes for at most this long, each
+/// saying until when. Beyond it neither clock can be trusted for the floor: from the one
+/// behind, codes the other hosts accepted shortly before the loss would be accepted
+/// again (and anybody who knows an account name can trigger the recreation); from the
+/// one ahead, every host would refuse every code until that time (R34).
+pub const MAX_CLOCK_OFFSET_SECS: u64 = DEFAULT_MAX_CLOCK_LAG_SECS;
 
 /// The floor of a store record recreated by a host whose clock says `host` while the
-/// server's says `server` (both unix seconds), and what to log about the two clocks.
+/// server's says `server` (both unix seconds), and what to log about the two clocks; or,
+/// when they differ by more than [`MAX_CLOCK_OFFSET_SECS`], why it must not be
+/// recreated (both clocks, the offset and the fix): a clock fault, not a floor.
 ///
 /// The later of the two (R34: a host whose clock lags must not recreate it below codes
-/// the other hosts accepted just before the loss), unless the server is ahead by more
-/// than [`MAX_SERVER_LEAD_SECS`]: then this host's, as before the server's clock was
-/// asked. Any disagreement beyond [`CLOCK_SLACK_SECS`] is named, with the offset and
-/// its direction, so the admin sees which clock to check.
-pub fn recreation_floor(host: u64, server: u64, backend: &str) -> (u64, Option<String>) {
+/// the other hosts accepted just before the loss). Any disagreement beyond
+/// [`CLOCK_SLACK_SECS`] is named, with the offset and its direction, so the admin sees
+/// which clock to check. The one rule for logins and the admin tool alike.
+pub fn recreation_floor(
+    host: u64,
+    server: u64,
+    backend: &str,
+) -> Result<(u64, Option<String>), String> {
     let clocks = format!(
         "this host's clock says {}, the {backend} server's {}",
         format_utc(host),
         format_utc(server)
     );
-    if server > host.saturating_add(MAX_SERVER_LEAD_SECS) {
-        let note = format!(
-            "clock: the store record was recreated complete since this host's clock, not the \
-             {backend} server's, which is {} s ahead of it, more than {MAX_SERVER_LEAD_SECS} s \
-             ({clocks}): taken for the server's fault; if this host's clock is the one \
-             behind, codes accepted shortly before the loss can be used again (check both \
-             clocks)",
-            server - host
-        );
-        (host, Some(note))
-    } else if server > host.saturating_add(CLOCK_SLACK_SECS) {
+    let (offset, behind) = if server >= host {
+        (
+            server - host,
+            "this host's clock is behind the server's, or the server's ahead",
+        )
+    } else {
+        (
+            host - server,
+            "this host's clock is ahead of the server's, or the server's behind",
+        )
+    };
+    if offset > MAX_CLOCK_OFFSET_SECS {
+        return Err(format!(
+            "{clocks}: {offset} s apart, more than {MAX_CLOCK_OFFSET_SECS} s ({behind}), so \
+             the store record is not recreated from either (from the one behind, codes \
+             accepted shortly before the loss could be used again; from the one ahead, every \
+             host would refuse codes until its time): set the wrong clock right, or have an \
+             admin run `totp-state init --after-loss` on a host whose clock agrees with the \
+             server's"
+        ));
+    }
+    if server > host.saturating_add(CLOCK_SLACK_SECS) {
         let note = format!(
             "clock: the store record was recreated complete since the {backend} server's \
-             clock, {} s ahead of this host's ({clocks}): this host's clock is behind, or \
-             the server's is ahead, and then every host refuses codes until {} (check both)",
-            server - host,
+             clock, {offset} s ahead of this host's ({clocks}): this host's clock is behind, \
+             or the server's is ahead, and then every host refuses codes until {} (check both)",
             format_utc(server)
         );
-        (server, Some(note))
+        Ok((server, Some(note)))
     } else if host > server.saturating_add(CLOCK_SLACK_SECS) {
         let note = format!(
-            "clock: the store record was recreated complete since this host's clock, {} s \
-             ahead of the {backend} server's ({clocks}): this host's clock is ahead, and \
+            "clock: the store record was recreated complete since this host's clock, {offset} \
+             s ahead of the {backend} server's ({clocks}): this host's clock is ahead, and \
              then every host refuses codes until {}, or the server's is behind (check both)",
-            host - server,
             format_utc(host)
         );
-        (host, Some(note))
+        Ok((host, Some(note)))
     } else {
-        (host.max(server), None)
+        Ok((host.max(server), None))
     }
 }
 
@@ -782,7 +799,8 @@ impl StateStore for RemoteStore {
     /// eviction, FLUSHALL) or never existed: a login creates it complete since now, so
     /// every code of a step up to now counts as used (R34). "Now" is the later of this
     /// host's clock and the server's ([`recreation_floor`]): one host whose clock lags
-    /// cannot put the floor below codes the others accepted before the loss. A
+    /// cannot put the floor below codes the others accepted before the loss; clocks more
+    /// than a day apart create nothing ([`StoreError::Clock`]). A
     /// compare-and-set against "absent" lets racing hosts agree on the winner's; the
     /// write waits for `redis_wait=` replicas like a used code.
     fn context(&mut self, missing: Missing) -> Result<Option<StoreContext>, StoreError> {
@@ -809,6 +827,7 @@ impl StateStore for RemoteStore {
             } else {
                 let server = self.server_time()?;
                 recreation_floor(complete_since, server, self.settings.backend)
+                    .map_err(StoreError::Clock)?
             };
             let mut fresh = Zeroizing::new([0u8; STORE_KEY_LEN]);
             getrandom::fill(&mut fresh[..]).map_err(|e| {
@@ -951,38 +970,46 @@ mod tests {
     const NOW: u64 = 1_700_000_025;
 
     #[test]
-    fn a_recreated_floor_is_the_later_clock_within_the_bound_and_names_the_wrong_one() {
+    fn a_recreated_floor_is_the_later_clock_within_a_day_and_none_beyond() {
+        let floor = |h, s, b| recreation_floor(h, s, b).expect("a floor");
         // Agreeing clocks: the later, nothing to say.
-        assert_eq!(recreation_floor(NOW, NOW + 2, "Redis"), (NOW + 2, None));
-        assert_eq!(recreation_floor(NOW + 2, NOW, "Redis"), (NOW + 2, None));
+        assert_eq!(floor(NOW, NOW + 2, "Redis"), (NOW + 2, None));
+        assert_eq!(floor(NOW + 2, NOW, "Redis"), (NOW + 2, None));
         // This host ten minutes behind: the server's time, the offset named.
-        let (floor, note) = recreation_floor(NOW - 600, NOW, "Redis");
-        assert_eq!(floor, NOW);
+        let (at, note) = floor(NOW - 600, NOW, "Redis");
+        assert_eq!(at, NOW);
         let note = note.expect("a note");
         assert!(
             note.contains("600 s ahead of this host's") && note.contains("server's clock"),
             "{note}"
         );
         // This host an hour ahead: its own time (the server cannot lower it), named.
-        let (floor, note) = recreation_floor(NOW + 3600, NOW, "etcd");
-        assert_eq!(floor, NOW + 3600);
+        let (at, note) = floor(NOW + 3600, NOW, "etcd");
+        assert_eq!(at, NOW + 3600);
         assert!(
             note.is_some_and(|n| n.contains("3600 s ahead of the etcd server's")),
             "named"
         );
-        // A server more than the bound ahead: taken for the server's fault.
-        let far = NOW + MAX_SERVER_LEAD_SECS + 1;
-        let (floor, note) = recreation_floor(NOW, far, "Redis");
-        assert_eq!(floor, NOW);
-        assert!(
-            note.is_some_and(|n| n.contains("taken for the server's fault")),
-            "named"
-        );
-        // At the bound, still the server's.
-        let edge = NOW + MAX_SERVER_LEAD_SECS;
-        assert_eq!(recreation_floor(NOW, edge, "Redis").0, edge);
+        // At the bound, either way, still the later clock.
+        let edge = NOW + MAX_CLOCK_OFFSET_SECS;
+        assert_eq!(floor(NOW, edge, "Redis").0, edge);
+        assert_eq!(floor(edge, NOW, "Redis").0, edge);
+        // Beyond it, either way: no floor, both clocks, the offset and the fix named.
+        let far = NOW + MAX_CLOCK_OFFSET_SECS + 1;
+        for (host, server, side) in [(NOW, far, "behind"), (far, NOW, "ahead")] {
+            let why = recreation_floor(host, server, "Redis").expect_err("refused");
+            assert!(
+                why.contains(&format_utc(host))
+                    && why.contains(&format_utc(server))
+                    && why.contains("86401 s apart")
+                    && why.contains(&format!("this host's clock is {side}"))
+                    && why.contains("totp-state init --after-loss"),
+                "{why}"
+            );
+        }
         // No overflow at the ends of the range.
-        assert_eq!(recreation_floor(u64::MAX, 0, "Redis").0, u64::MAX);
-        assert_eq!(recreation_floor(0, u64::MAX, "Redis").0, 0);
+        assert!(recreation_floor(u64::MAX, 0, "Redis").is_err());
+        assert!(recreation_floor(0, u64::MAX, "Redis").is_err());
+        assert_eq!(floor(u64::MAX, u64::MAX, "Redis").0, u64::MAX);
     }
 }

@@ -146,7 +146,10 @@ fn store_problem(opts: &ModuleOptions) -> Option<(String, inspect::Finding)> {
         store.context(Missing::Leave).err()
     })?;
     let reason = match fault {
-        StoreError::Refused(m) | StoreError::Unavailable(m) | StoreError::Corrupt(m) => m,
+        StoreError::Refused(m)
+        | StoreError::Unavailable(m)
+        | StoreError::Corrupt(m)
+        | StoreError::Clock(m) => m,
     };
     Some((
         "state store".to_owned(),

@@ -67,7 +67,7 @@ fn open_remote(
 fn status_of(e: &StoreError) -> u8 {
     match e {
         StoreError::Unavailable(_) => UNREACHABLE,
-        StoreError::Corrupt(_) | StoreError::Refused(_) => UNUSABLE,
+        StoreError::Corrupt(_) | StoreError::Refused(_) | StoreError::Clock(_) => UNUSABLE,
     }
 }
 
@@ -177,7 +177,8 @@ pub(crate) fn init(opts: &ModuleOptions, after_loss: bool) -> Result<(), Stop> {
         .into());
     };
     // The floor is the later of this host's clock and the server's (R34): what was
-    // written is what is reported.
+    // written is what is reported. Clocks more than a day apart write nothing (a clock
+    // fault, as for a login): the admin's host has no better clock than the module's.
     let written = store.context(missing).map_err(fail)?;
     let note = store.take_recreation().and_then(|r| r.clock_note);
     if after_loss {

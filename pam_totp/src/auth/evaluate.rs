@@ -134,6 +134,12 @@ impl Ctx {
                 );
                 return Err(AuthError::Clock);
             }
+            // Not tell_store_fault: as for the clock before 2023 above, the fix is this
+            // host's clock (or the server's), and the log line names both.
+            Err(StoreError::Clock(m)) => {
+                io.log(Level::Err, &clock_refusal(&m));
+                return Err(AuthError::Clock);
+            }
             Ok(None) => {
                 let e = StoreError::Unavailable("the store's key record vanished".into());
                 return self.store_failed(io, who, e).map(Continuation::Done);
@@ -570,6 +576,10 @@ impl Ctx {
                 );
                 Ok(self.denied(io, who, Denial::NotPersisted))
             }
+            StoreError::Clock(m) => {
+                io.log(Level::Err, &clock_refusal(&m));
+                Err(AuthError::Clock)
+            }
         }
     }
 
@@ -849,3 +859,12 @@ pub(super) fn tell_store_fault(io: &mut dyn PamIo) {
 
 pub(super) const STORE_FAULT_MESSAGE: &str =
     "the code could not be checked: the login state store failed on this host (see the system log)";
+
+/// The log line of a login that found the shared store's record missing with this
+/// host's clock and the server's too far apart to recreate it ([`StoreError::Clock`]).
+fn clock_refusal(m: &str) -> String {
+    format!(
+        "clock fault: the state store has no store record (its data set was lost, or it was \
+         never initialised) and {m}; denying"
+    )
+}
