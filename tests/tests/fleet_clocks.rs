@@ -503,12 +503,8 @@ fn recreated_by_a_host_behind(a: &str, tag: &str, lag: u64, backend: &str, lose:
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
-/// A code used on a host with the right clock, the store's data set lost, the first
-/// login after it on a host two days behind: recreating the record from its clock would
-/// make that code usable again, so the login is denied as a clock fault naming both
-/// clocks, the offset and the fix, and nothing is written; `init --after-loss` there
-/// refuses too. A host with the right clock then recreates it and the code stays used
-/// there. Control: a host a day behind at most recreates it at the server's time.
+/// [`two_days_behind_after_a_loss`] on Redis. Control: a host a day behind at most
+/// recreates the record at the server's time.
 #[test]
 fn a_host_two_days_behind_cannot_recreate_a_lost_store_and_reopen_used_codes() {
     let t = "a_host_two_days_behind_cannot_recreate_a_lost_store_and_reopen_used_codes";
@@ -517,63 +513,9 @@ fn a_host_two_days_behind_cannot_recreate_a_lost_store_and_reopen_used_codes() {
     }
     let server = RedisServer::start(&ServerConfig::default());
     let a = args(&server, "csd", "");
-    init_store(&a);
-    let right = Stack::probe("svc", &a);
-    let behind_host = Stack::probe("svc", &a);
-    let (u, secret) = TestUser::enrolled("csd");
-    let t = now();
-    let code = code_at(&secret, t);
-    let d = login_at(&right, &u, &code, PEER, t);
-    assert_eq!(d.returned(), Returned::Success, "{d:?}");
-
-    assert!(String::from_utf8_lossy(&server.raw(None, &[b"FLUSHALL"])).starts_with("+OK"));
-    let behind = now() - 2 * DAY;
-    let (d, logs) = login_logged(&behind_host, &u, &code_at(&secret, behind), PEER, behind);
-    assert_eq!(
-        d.returned(),
-        Returned::Failed("PAM_SYSTEM_ERR".into()),
-        "{d:?}"
-    );
-    let host_clock = totp_core::utc::format_utc(behind);
-    assert!(
-        logs.iter().any(|l| l.contains("clock fault")
-            && l.contains("no store record")
-            && l.contains(&format!("this host's clock says {host_clock}"))
-            && l.contains("the Redis server's")
-            && l.contains("more than 86400 s")
-            && l.contains("this host's clock is behind")
-            && l.contains("totp-state init --after-loss")),
-        "both clocks, the offset and the fix: {logs:?}"
-    );
-    assert!(
-        !logs.iter().any(|l| l.contains("had no store record")),
-        "nothing recreated: {logs:?}"
-    );
-    let ping = state_tool(&["ping", "--options", &a]);
-    assert_eq!(ping.status.code(), Some(1), "still missing: {ping:?}");
-    // Nor by an admin on that host.
-    let init = state_tool_at(behind, &["init", "--after-loss", "--options", &a]);
-    assert_eq!(init.status.code(), Some(1), "{init:?}");
-    let err = String::from_utf8_lossy(&init.stderr);
-    assert!(
-        err.contains("clock fault") && err.contains(&host_clock) && err.contains("s apart"),
-        "{init:?}"
-    );
-    assert_eq!(
-        state_tool(&["ping", "--options", &a]).status.code(),
-        Some(1)
-    );
-
-    // A host with the right clock recreates it: the code stays used; the next works.
-    let (d, logs) = login_logged(&right, &u, &code, PEER, now());
-    denied(&d);
-    assert!(
-        logs.iter().any(|l| l.contains("state store lost its data")),
-        "{logs:?}"
-    );
-    let later = t + 65;
-    let (d, logs) = login_logged(&right, &u, &code_at(&secret, later), PEER, later);
-    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    two_days_behind_after_a_loss(&a, "csd", "Redis", &|| {
+        assert!(String::from_utf8_lossy(&server.raw(None, &[b"FLUSHALL"])).starts_with("+OK"));
+    });
 
     // Control: a day behind at most, the server's time is the floor.
     let b = args(&server, "csd2", "");
@@ -590,6 +532,87 @@ fn a_host_two_days_behind_cannot_recreate_a_lost_store_and_reopen_used_codes() {
     let next = behind + 65;
     let (d, _) = login_logged(&host, &v, &code_at(&secret_v, next), PEER, next);
     denied(&d);
+}
+
+#[test]
+fn an_etcd_host_two_days_behind_cannot_recreate_a_lost_store_and_reopen_used_codes() {
+    let t = "an_etcd_host_two_days_behind_cannot_recreate_a_lost_store_and_reopen_used_codes";
+    if !require_root(t) {
+        return;
+    }
+    let cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    let prefix = "csde/";
+    let a = format!(
+        "state={} etcd_plugin={} etcd_prefix={prefix} etcd_timeout=1000",
+        cluster.url(),
+        etcd_plugin().display(),
+    );
+    two_days_behind_after_a_loss(&a, "csde", "etcd", &|| {
+        cluster.ctl(&["del", "--prefix", prefix]);
+    });
+}
+
+/// A code used on a host with the right clock, the store's data set lost (`lose`), the
+/// first login after it on a host two days behind: recreating the record from its clock
+/// would make that code usable again, so the login is denied as a clock fault naming
+/// both clocks, the offset and the fix, and nothing is written; `init --after-loss`
+/// there refuses too. A host with the right clock then recreates it and the code stays
+/// used there; the next code works.
+fn two_days_behind_after_a_loss(a: &str, tag: &str, backend: &str, lose: &dyn Fn()) {
+    init_store(a);
+    let right = Stack::probe("svc", a);
+    let behind_host = Stack::probe("svc", a);
+    let (u, secret) = TestUser::enrolled(tag);
+    let t = now();
+    let code = code_at(&secret, t);
+    let d = login_at(&right, &u, &code, PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+
+    lose();
+    let behind = now() - 2 * DAY;
+    let (d, logs) = login_logged(&behind_host, &u, &code_at(&secret, behind), PEER, behind);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_SYSTEM_ERR".into()),
+        "{d:?}"
+    );
+    let host_clock = totp_core::utc::format_utc(behind);
+    assert!(
+        logs.iter().any(|l| l.contains("clock fault")
+            && l.contains("no store record")
+            && l.contains(&format!("this host's clock says {host_clock}"))
+            && l.contains(&format!("the {backend} server's"))
+            && l.contains("more than 86400 s")
+            && l.contains("this host's clock is behind")
+            && l.contains("totp-state init --after-loss")),
+        "both clocks, the offset and the fix: {logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("had no store record")),
+        "nothing recreated: {logs:?}"
+    );
+    let ping = state_tool(&["ping", "--options", a]);
+    assert_eq!(ping.status.code(), Some(1), "still missing: {ping:?}");
+    // Nor by an admin on that host.
+    let init = state_tool_at(behind, &["init", "--after-loss", "--options", a]);
+    assert_eq!(init.status.code(), Some(1), "{init:?}");
+    let err = String::from_utf8_lossy(&init.stderr);
+    assert!(
+        err.contains("clock fault") && err.contains(&host_clock) && err.contains("s apart"),
+        "{init:?}"
+    );
+    assert_eq!(state_tool(&["ping", "--options", a]).status.code(), Some(1));
+
+    // A host with the right clock recreates it: the code stays used; the next works.
+    let (d, logs) = login_logged(&right, &u, &code, PEER, now());
+    denied(&d);
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+    let later = t + 65;
+    let (d, logs) = login_logged(&right, &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
 /// A host a year ahead finds the store's data set lost: recreating the record from its
