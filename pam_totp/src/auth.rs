@@ -388,6 +388,9 @@ enum DoomedCharge {
     /// The store could not be opened, read or written: told, logged and returned as
     /// for an account (R9).
     StoreFailed(StoreFault),
+    /// The store record is missing and this host's clock may not recreate it: the
+    /// account's clock-fault line, logged and returned as for an account (R9).
+    ClockFault(String),
 }
 
 /// How a doomed attempt's store failed, as far as an account's attempt would tell it
@@ -537,6 +540,17 @@ impl Ctx {
         let mut unavailable = false;
         let denial = match key.map(|k| self.charge_doomed(sys, k)) {
             Some(DoomedCharge::Refused(refusal)) => return Ok(self.refused(io, &who, refusal)),
+            Some(DoomedCharge::ClockFault(line)) => {
+                io.log(Level::Err, &line);
+                let fault = AuthError::Clock;
+                if let Some(text) = fault.log_text() {
+                    io.log(
+                        Level::Notice,
+                        &format!("{text} for {who} from {}", self.from),
+                    );
+                }
+                return Err(fault);
+            }
             // Ends as an account's attempt ends when the store fails: with a host
             // fault's line, which the fail2ban filter does not count. Counting it for a
             // name without an account only would ban the addresses that guess names
@@ -587,10 +601,25 @@ impl Ctx {
         let Ok(mut store) = store::open(&self.opts, sys, None, &mut |_| {}) else {
             return DoomedCharge::StoreFailed(StoreFault::Unopened);
         };
-        // An account's attempt reads the store's key first, and a damaged one denies it
-        // with the store-fault message: so does this one, although it needs no key.
-        match store.context(Missing::Leave) {
-            Ok(_) => {}
+        // An account's attempt reads the store's key first (creating the store record
+        // where it would), and a damaged key or a clock that may not recreate a lost
+        // record denies it: so does this one, although it needs no key.
+        let Ok(now_secs) = u64::try_from(now) else {
+            return DoomedCharge::Counted;
+        };
+        let missing = self.store_missing(now_secs);
+        match store.context(missing) {
+            Ok(Some(_)) => {}
+            Ok(None) if missing == Missing::Leave => {
+                return DoomedCharge::ClockFault(evaluate::clock_too_early(now_secs));
+            }
+            Ok(None) => {
+                let e = StoreError::Unavailable("the store's key record vanished".into());
+                return DoomedCharge::StoreFailed(StoreFault::Record(e));
+            }
+            Err(StoreError::Clock(m)) => {
+                return DoomedCharge::ClockFault(evaluate::clock_refusal(&m));
+            }
             Err(StoreError::Corrupt(m)) => return DoomedCharge::StoreFailed(StoreFault::Whole(m)),
             Err(e) => return DoomedCharge::StoreFailed(StoreFault::Record(e)),
         }

@@ -592,6 +592,28 @@ fn two_days_behind_after_a_loss(a: &str, tag: &str, backend: &str, lose: &dyn Fn
         !logs.iter().any(|l| l.contains("had no store record")),
         "nothing recreated: {logs:?}"
     );
+    // A name without an account meets the same refusal, return code included, or the
+    // reply would tell it from an account (R9); it recreates nothing either.
+    let ghost = format!("ghost{tag}{}", std::process::id());
+    let (g, glog) = capture_syslog(
+        &Driver::new(&behind_host, "svc", &ghost)
+            .answer(&code_at(&secret, behind))
+            .rhost(PEER)
+            .at(behind),
+    );
+    assert_eq!(g.returned(), d.returned(), "{g:?} {glog:?}");
+    assert_eq!(g.messages, d.messages, "{g:?} {d:?}");
+    assert!(
+        glog.iter()
+            .any(|l| l.contains("clock fault") && l.contains("more than 86400 s")),
+        "{glog:?}"
+    );
+    assert!(
+        glog.iter().any(|l| l.ends_with(&format!(
+            "code not verified (clock fault) for {ghost} from {PEER}"
+        ))),
+        "{glog:?}"
+    );
     let ping = state_tool(&["ping", "--options", a]);
     assert_eq!(ping.status.code(), Some(1), "still missing: {ping:?}");
     // Nor by an admin on that host.

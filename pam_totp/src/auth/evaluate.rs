@@ -87,15 +87,7 @@ impl Ctx {
             io.log(Level::Err, "clock fault: time is before 1970; denying");
             return Err(AuthError::Clock);
         };
-        // Only a shared store keeps a floor (the local one is complete since the
-        // beginning whatever it is told), so only its record waits for a sane clock.
-        let missing = if self.opts.fleet.shared().is_some() {
-            Missing::recreate_at(now_secs)
-        } else {
-            Missing::Create {
-                complete_since: now_secs,
-            }
-        };
+        let missing = self.store_missing(now_secs);
         let found = store.context(missing);
         let recreated = store.take_recreation();
         if let Some(note) = recreated.as_ref().and_then(|r| r.clock_note.as_deref()) {
@@ -121,17 +113,7 @@ impl Ctx {
             }
             Ok(Some(c)) => c,
             Ok(None) if missing == Missing::Leave => {
-                io.log(
-                    Level::Err,
-                    &format!(
-                        "clock fault: the state store has no store record (its data set was \
-                         lost, or it was never initialised) and this host's clock says {}, \
-                         before {}: recreating it now would let codes used before the loss \
-                         be used again on every host; denying until the clock is set",
-                        format_utc(now_secs),
-                        format_utc(EARLIEST_CLOCK)
-                    ),
-                );
+                io.log(Level::Err, &clock_too_early(now_secs));
                 return Err(AuthError::Clock);
             }
             // Not tell_store_fault: as for the clock before 2023 above, the fix is this
@@ -862,7 +844,35 @@ pub(super) const STORE_FAULT_MESSAGE: &str =
 
 /// The log line of a login that found the shared store's record missing with this
 /// host's clock and the server's too far apart to recreate it ([`StoreError::Clock`]).
-fn clock_refusal(m: &str) -> String {
+impl Ctx {
+    /// What a login does when the store has no store record: only a shared store keeps
+    /// a floor (the local one is complete since the beginning whatever it is told), so
+    /// only its record waits for a sane clock. Accounts and names without one alike.
+    pub(super) fn store_missing(&self, now_secs: u64) -> Missing {
+        if self.opts.fleet.shared().is_some() {
+            Missing::recreate_at(now_secs)
+        } else {
+            Missing::Create {
+                complete_since: now_secs,
+            }
+        }
+    }
+}
+
+/// The line denying a login that would recreate a lost store record with a clock
+/// before [`EARLIEST_CLOCK`].
+pub(super) fn clock_too_early(now_secs: u64) -> String {
+    format!(
+        "clock fault: the state store has no store record (its data set was lost, or it \
+         was never initialised) and this host's clock says {}, before {}: recreating it \
+         now would let codes used before the loss be used again on every host; denying \
+         until the clock is set",
+        format_utc(now_secs),
+        format_utc(EARLIEST_CLOCK)
+    )
+}
+
+pub(super) fn clock_refusal(m: &str) -> String {
     format!(
         "clock fault: the state store has no store record (its data set was lost, or it was \
          never initialised) and {m}; denying"
