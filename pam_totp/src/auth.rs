@@ -329,10 +329,7 @@ pub fn authenticate_with(
             // guess sent as the password, then no code, would never reach fail2ban.
             if let Some(carried) = carried {
                 let denial = carried.map_or(Denial::WrongCode, refusal_denial);
-                io.log(
-                    Level::Notice,
-                    &format!("{} for {who} from {}", denial.log_text(), ctx.from),
-                );
+                ctx.log_end(io, &who, denial.log_text());
             }
             return no_answer.map(|_| Outcome::Deny(Denial::NoAnswer));
         }
@@ -537,19 +534,14 @@ impl Ctx {
             return Ok(Outcome::Deny(Denial::NoAnswer));
         }
         burn_window(&self.policy);
-        let mut unavailable = false;
-        let denial = match key.map(|k| self.charge_doomed(sys, k)) {
+        // Ends as an account's attempt with the same lines and result: a denial, or a
+        // fault of the host (PAM_SYSTEM_ERR) where the account's is one, or the return
+        // code would tell the application which names have accounts (R9).
+        let ended: Result<Denial, AuthError> = match key.map(|k| self.charge_doomed(sys, k)) {
             Some(DoomedCharge::Refused(refusal)) => return Ok(self.refused(io, &who, refusal)),
             Some(DoomedCharge::ClockFault(line)) => {
                 io.log(Level::Err, &line);
-                let fault = AuthError::Clock;
-                if let Some(text) = fault.log_text() {
-                    io.log(
-                        Level::Notice,
-                        &format!("{text} for {who} from {}", self.from),
-                    );
-                }
-                return Err(fault);
+                Err(AuthError::Clock)
             }
             // Ends as an account's attempt ends when the store fails: with a host
             // fault's line, which the fail2ban filter does not count. Counting it for a
@@ -561,32 +553,28 @@ impl Ctx {
                 match fault {
                     StoreFault::Whole(m) => {
                         evaluate::log_store_unusable(io, &who, &m);
-                        Denial::StateUnusable
+                        Ok(Denial::StateUnusable)
                     }
-                    StoreFault::Record(StoreError::Refused(_)) => Denial::NotPersisted,
+                    StoreFault::Record(StoreError::Refused(_)) => Ok(Denial::NotPersisted),
                     StoreFault::Record(StoreError::Unavailable(_)) => {
-                        unavailable = true;
-                        Denial::StateUnusable
+                        Err(AuthError::StoreUnavailable)
                     }
                     StoreFault::Unopened
                     | StoreFault::Record(StoreError::Corrupt(_) | StoreError::Clock(_)) => {
-                        Denial::StateUnusable
+                        Ok(Denial::StateUnusable)
                     }
                 }
             }
-            Some(DoomedCharge::Counted) | None => d.denial,
+            Some(DoomedCharge::Counted) | None => Ok(d.denial),
         };
-        io.log(
-            Level::Notice,
-            &format!("{} for {who} from {}", denial.log_text(), self.from),
-        );
-        // An account's attempt returns a store that did not answer as a fault of the
-        // host (PAM_SYSTEM_ERR), not a denial: so does this one, or the return code
-        // would tell the application which names have accounts.
-        if unavailable {
-            return Err(AuthError::StoreUnavailable);
+        let text = match &ended {
+            Ok(denial) => Some(denial.log_text()),
+            Err(e) => e.log_text(),
+        };
+        if let Some(text) = text {
+            self.log_end(io, &who, text);
         }
-        Ok(Outcome::Deny(denial))
+        ended.map(Outcome::Deny)
     }
 
     /// Throttles and charges a doomed attempt like a wrong code. The login is denied
@@ -607,21 +595,15 @@ impl Ctx {
         let Ok(now_secs) = u64::try_from(now) else {
             return DoomedCharge::Counted;
         };
-        let missing = self.store_missing(now_secs);
-        match store.context(missing) {
-            Ok(Some(_)) => {}
-            Ok(None) if missing == Missing::Leave => {
-                return DoomedCharge::ClockFault(evaluate::clock_too_early(now_secs));
+        match self.store_context(&mut *store, now_secs) {
+            Ok(_) => {}
+            Err(evaluate::ContextFault::Clock(line)) => return DoomedCharge::ClockFault(line),
+            Err(evaluate::ContextFault::Store(StoreError::Corrupt(m))) => {
+                return DoomedCharge::StoreFailed(StoreFault::Whole(m));
             }
-            Ok(None) => {
-                let e = StoreError::Unavailable("the store's key record vanished".into());
+            Err(evaluate::ContextFault::Store(e)) => {
                 return DoomedCharge::StoreFailed(StoreFault::Record(e));
             }
-            Err(StoreError::Clock(m)) => {
-                return DoomedCharge::ClockFault(evaluate::clock_refusal(&m));
-            }
-            Err(StoreError::Corrupt(m)) => return DoomedCharge::StoreFailed(StoreFault::Whole(m)),
-            Err(e) => return DoomedCharge::StoreFailed(StoreFault::Record(e)),
         }
         let Ok(prepared) = verify::Prepared::doomed(now) else {
             return DoomedCharge::Counted;

@@ -18,10 +18,7 @@ impl Ctx {
     ) -> Result<Continuation, AuthError> {
         let result = self.evaluate_answer(io, sys, run, cands, phase);
         if let Some(text) = result.as_ref().err().and_then(AuthError::log_text) {
-            io.log(
-                Level::Notice,
-                &format!("{text} for {} from {}", run.who, self.from),
-            );
+            self.log_end(io, run.who, text);
         }
         result
     }
@@ -87,8 +84,7 @@ impl Ctx {
             io.log(Level::Err, "clock fault: time is before 1970; denying");
             return Err(AuthError::Clock);
         };
-        let missing = self.store_missing(now_secs);
-        let found = store.context(missing);
+        let found = self.store_context(&mut **store, now_secs);
         let recreated = store.take_recreation();
         if let Some(note) = recreated.as_ref().and_then(|r| r.clock_note.as_deref()) {
             io.log(Level::Warning, note);
@@ -98,9 +94,7 @@ impl Ctx {
             // same second) created it. Right once for a new store or after a data loss;
             // on a fleet in use, the sign of a host whose store URL, prefix or database
             // is not the other hosts', which would otherwise keep a store of its own.
-            Ok(Some(c))
-                if shared_opened && (recreated.is_some() || c.complete_since == now_secs) =>
-            {
+            Ok(c) if shared_opened && (recreated.is_some() || c.complete_since == now_secs) => {
                 io.log(
                     Level::Warning,
                     "the shared state store had no store record, so it was created now: \
@@ -111,22 +105,16 @@ impl Ctx {
                 );
                 c
             }
-            Ok(Some(c)) => c,
-            Ok(None) if missing == Missing::Leave => {
-                io.log(Level::Err, &clock_too_early(now_secs));
+            Ok(c) => c,
+            // Not tell_store_fault: the fix is this host's clock (or the server's), and
+            // the log line names it.
+            Err(ContextFault::Clock(line)) => {
+                io.log(Level::Err, &line);
                 return Err(AuthError::Clock);
             }
-            // Not tell_store_fault: as for the clock before 2023 above, the fix is this
-            // host's clock (or the server's), and the log line names both.
-            Err(StoreError::Clock(m)) => {
-                io.log(Level::Err, &clock_refusal(&m));
-                return Err(AuthError::Clock);
+            Err(ContextFault::Store(e)) => {
+                return self.store_unusable(io, who, e).map(Continuation::Done);
             }
-            Ok(None) => {
-                let e = StoreError::Unavailable("the store's key record vanished".into());
-                return self.store_failed(io, who, e).map(Continuation::Done);
-            }
-            Err(e) => return self.store_unusable(io, who, e).map(Continuation::Done),
         };
         let prepared = match verify::prepare(&file, &self.policy, cands, now, &context.key) {
             Ok(p) => p,
@@ -718,10 +706,7 @@ impl Ctx {
     }
 
     pub(super) fn denied(&self, io: &mut dyn PamIo, who: &str, denial: Denial) -> Outcome {
-        io.log(
-            Level::Notice,
-            &format!("{} for {who} from {}", denial.log_text(), self.from),
-        );
+        self.log_end(io, who, denial.log_text());
         Outcome::Deny(denial)
     }
 }
@@ -844,24 +829,57 @@ pub(super) const STORE_FAULT_MESSAGE: &str =
 
 /// The log line of a login that found the shared store's record missing with this
 /// host's clock and the server's too far apart to recreate it ([`StoreError::Clock`]).
+/// Why an attempt found no usable store record ([`Ctx::store_context`]).
+pub(super) enum ContextFault {
+    /// The record is missing and this host's clock may not recreate it: the line that
+    /// says so.
+    Clock(String),
+    /// The store failed (a damaged key is `Corrupt`).
+    Store(StoreError),
+}
+
 impl Ctx {
-    /// What a login does when the store has no store record: only a shared store keeps
-    /// a floor (the local one is complete since the beginning whatever it is told), so
-    /// only its record waits for a sane clock. Accounts and names without one alike.
-    pub(super) fn store_missing(&self, now_secs: u64) -> Missing {
-        if self.opts.fleet.shared().is_some() {
+    /// The store's record (its key and floor), created or recreated where the store
+    /// has none, for accounts and names without one alike (R9). Only a shared store
+    /// keeps a floor (the local one is complete since the beginning whatever it is
+    /// told), so only its record waits for a sane clock.
+    pub(super) fn store_context(
+        &self,
+        store: &mut dyn StateStore,
+        now_secs: u64,
+    ) -> Result<totp_core::state::StoreContext, ContextFault> {
+        let missing = if self.opts.fleet.shared().is_some() {
             Missing::recreate_at(now_secs)
         } else {
             Missing::Create {
                 complete_since: now_secs,
             }
+        };
+        match store.context(missing) {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) if missing == Missing::Leave => {
+                Err(ContextFault::Clock(clock_too_early(now_secs)))
+            }
+            Ok(None) => Err(ContextFault::Store(StoreError::Unavailable(
+                "the store's key record vanished".into(),
+            ))),
+            Err(StoreError::Clock(m)) => Err(ContextFault::Clock(clock_refusal(&m))),
+            Err(e) => Err(ContextFault::Store(e)),
         }
+    }
+
+    /// The line that ends an attempt, naming the user and the host (docs/logging.md).
+    pub(super) fn log_end(&self, io: &mut dyn PamIo, who: &str, text: &str) {
+        io.log(
+            Level::Notice,
+            &format!("{text} for {who} from {}", self.from),
+        );
     }
 }
 
 /// The line denying a login that would recreate a lost store record with a clock
 /// before [`EARLIEST_CLOCK`].
-pub(super) fn clock_too_early(now_secs: u64) -> String {
+fn clock_too_early(now_secs: u64) -> String {
     format!(
         "clock fault: the state store has no store record (its data set was lost, or it \
          was never initialised) and this host's clock says {}, before {}: recreating it \
@@ -872,7 +890,7 @@ pub(super) fn clock_too_early(now_secs: u64) -> String {
     )
 }
 
-pub(super) fn clock_refusal(m: &str) -> String {
+fn clock_refusal(m: &str) -> String {
     format!(
         "clock fault: the state store has no store record (its data set was lost, or it was \
          never initialised) and {m}; denying"
