@@ -21,6 +21,7 @@ use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError, Uid, Use
 use totp_core::utc::format_utc;
 use totp_core::verify::{self, Attempt, Decision, Method, Refusal, Verdict, Warning};
 use totp_os::creds;
+use totp_os::inspect::GaLinesKept;
 use totp_os::safefile::{self, FileError, LockedFile};
 use zeroize::Zeroizing;
 
@@ -695,29 +696,26 @@ impl Ctx {
         file: &GaFile,
         fd: &std::fs::File,
     ) -> bool {
-        match self.opts.shared_file {
-            SharedFile::Yes => true,
-            SharedFile::No => false,
-            // Only a file that has the lines is asked about (no system call otherwise).
-            SharedFile::Auto
-                if !file.contains_key(KEY_DISALLOW_REUSE) && !file.contains_key(KEY_RATE_LIMIT) =>
-            {
-                false
-            }
-            SharedFile::Auto => safefile::on_network_fs(fd).unwrap_or_else(|e| {
-                // As before `shared_file=` existed: kept up to date.
-                io.log(
-                    Level::Warning,
-                    &format!(
-                        "{}: file system type unknown ({e}); its DISALLOW_REUSE and \
-                         RATE_LIMIT lines are kept up to date as on a shared home \
-                         (shared_file=yes or no says which it is)",
-                        self.shown(target)
-                    ),
-                );
-                true
-            }),
+        // Only a file that has the lines is asked about (no system call otherwise).
+        if self.opts.shared_file == SharedFile::Auto
+            && !file.contains_key(KEY_DISALLOW_REUSE)
+            && !file.contains_key(KEY_RATE_LIMIT)
+        {
+            return false;
         }
+        let kept = GaLinesKept::of(self.opts.shared_file, fd);
+        if let GaLinesKept::Unknown(e) = &kept {
+            io.log(
+                Level::Warning,
+                &format!(
+                    "{}: file system type unknown ({e}); its DISALLOW_REUSE and \
+                     RATE_LIMIT lines are kept up to date as on a shared home \
+                     (shared_file=yes or no says which it is)",
+                    self.shown(target)
+                ),
+            );
+        }
+        kept.kept()
     }
 
     /// When the canonical file is missing: whether something is at the path the typed

@@ -193,30 +193,64 @@ pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
     finding
 }
 
-/// Whether a login keeps GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines of a file that has
-/// them up to date (`shared_file=`, decided as the module decides it, on the descriptor
-/// the file was read through), in words; `None` for a file without them. An admin on
-/// the NFS server that exports the homes reads here that its own logins would not write
-/// them (a local file system), which `shared_file=yes` changes.
+/// Whether logins keep GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines of a secret file up
+/// to date (`shared_file=`), and why: one decision for the module and the admin tools.
+#[derive(Debug)]
+pub enum GaLinesKept {
+    /// `shared_file=yes` (true) or `no` (false).
+    ByOption(bool),
+    /// `shared_file=auto`: true where the file system is not one known to be local.
+    ByFileSystem(bool),
+    /// `shared_file=auto`, the file system's type unknown: kept, as on a shared home.
+    Unknown(FileError),
+}
+
+impl GaLinesKept {
+    /// The decision for the file read through `fd`; the file system is asked only
+    /// under `auto`.
+    pub fn of(shared: SharedFile, fd: &std::fs::File) -> Self {
+        match shared {
+            SharedFile::Yes => GaLinesKept::ByOption(true),
+            SharedFile::No => GaLinesKept::ByOption(false),
+            SharedFile::Auto => match safefile::on_network_fs(fd) {
+                Ok(shared) => GaLinesKept::ByFileSystem(shared),
+                Err(e) => GaLinesKept::Unknown(e),
+            },
+        }
+    }
+
+    pub fn kept(&self) -> bool {
+        match self {
+            GaLinesKept::ByOption(kept) | GaLinesKept::ByFileSystem(kept) => *kept,
+            GaLinesKept::Unknown(_) => true,
+        }
+    }
+}
+
+/// [`GaLinesKept`] for a file that has GA's lines, in words; `None` for a file without
+/// them. An admin on the NFS server that exports the homes reads here that its own
+/// logins would not write them (a local file system), which `shared_file=yes` changes.
 fn ga_lines(opts: &ModuleOptions, file: &GaFile, fd: &std::fs::File) -> Option<String> {
     if !file.contains_key(KEY_DISALLOW_REUSE) && !file.contains_key(KEY_RATE_LIMIT) {
         return None;
     }
     let lines = "GA's DISALLOW_REUSE/RATE_LIMIT lines";
-    Some(match opts.shared_file {
-        SharedFile::Yes => format!("{lines} kept up to date on logins (shared_file=yes)"),
-        SharedFile::No => format!("{lines} obeyed, never written (shared_file=no)"),
-        SharedFile::Auto => match safefile::on_network_fs(fd) {
-            Ok(true) => format!(
-                "{lines} kept up to date on logins (not a file system known to be local, \
-                 shared_file=auto)"
-            ),
-            Ok(false) => format!(
-                "{lines} obeyed, not written on time-based logins (a local file system, \
-                 shared_file=auto; shared_file=yes if hosts with another state store read \
-                 this file, as on the NFS server exporting it)"
-            ),
-            Err(e) => format!("{lines} kept up to date on logins (file system type unknown: {e})"),
-        },
+    Some(match GaLinesKept::of(opts.shared_file, fd) {
+        GaLinesKept::ByOption(true) => {
+            format!("{lines} kept up to date on logins (shared_file=yes)")
+        }
+        GaLinesKept::ByOption(false) => format!("{lines} obeyed, never written (shared_file=no)"),
+        GaLinesKept::ByFileSystem(true) => format!(
+            "{lines} kept up to date on logins (not a file system known to be local, \
+             shared_file=auto)"
+        ),
+        GaLinesKept::ByFileSystem(false) => format!(
+            "{lines} obeyed, not written on time-based logins (a local file system, \
+             shared_file=auto; shared_file=yes if hosts with another state store read \
+             this file, as on the NFS server exporting it)"
+        ),
+        GaLinesKept::Unknown(e) => {
+            format!("{lines} kept up to date on logins (file system type unknown: {e})")
+        }
     })
 }
