@@ -727,10 +727,25 @@ impl RemoteStore {
     /// connection's permissions (the function returns before its first write), so the
     /// key is read and written again, within the bound of a login's update.
     fn probe_once(&mut self, key: &[u8], ttl: u64, durable: bool) -> Result<(), StoreError> {
+        let what = format!("writes of {}", String::from_utf8_lossy(key));
+        self.until_set(&what, |s| {
+            let (_, version) = s.get_bytes(key)?;
+            s.compare_and_set_bytes(key, version, PROBE_VALUE, ttl, durable)
+        })
+    }
+
+    /// Runs `round` (a read, then a compare-and-set against what it read) until it is
+    /// done (true: set, or nothing to write; false: a conflict), within `MAX_ROUNDS`
+    /// and the update budget: racing writers (other hosts, other logins of the user)
+    /// each get a fresh read.
+    fn until_set(
+        &mut self,
+        what: &str,
+        mut round: impl FnMut(&mut Self) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
         let deadline = Instant::now() + self.settings.update_budget;
         for _ in 0..MAX_ROUNDS {
-            let (_, version) = self.get_bytes(key)?;
-            if self.compare_and_set_bytes(key, version, PROBE_VALUE, ttl, durable)? {
+            if round(self)? {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -738,9 +753,8 @@ impl RemoteStore {
             }
         }
         Err(StoreError::Unavailable(format!(
-            "{}: too many concurrent writes of {}",
-            self.settings.backend,
-            String::from_utf8_lossy(key)
+            "{}: too many concurrent {what}",
+            self.settings.backend
         )))
     }
 
@@ -854,29 +868,19 @@ impl StateStore for RemoteStore {
         decide: &mut dyn FnMut(&UserState) -> Write,
     ) -> Result<(), StoreError> {
         let key = self.record_key(uid);
-        let deadline = Instant::now() + self.settings.update_budget;
-        for _ in 0..MAX_ROUNDS {
-            let (current, version) = self.get_migrating(&key, uid)?;
+        self.until_set("updates of this user", |s| {
+            let (current, version) = s.get_migrating(&key, uid)?;
             let (next, durable) = match decide(&current) {
-                Write::Nothing => return Ok(()),
-                Write::Lazy(s) => (s, false),
-                Write::Durable(s) => (s, true),
+                Write::Nothing => return Ok(true),
+                Write::Lazy(next) => (next, false),
+                Write::Durable(next) => (next, true),
             };
             // A write that moves a replay mark waits for `redis_wait=` replicas (R34),
             // lazy or not: locally a lazy mark is covered by the boot floor, but a
             // failover to a replica that missed it is not a reboot.
             let durable = durable || next.marks != current.marks || next.legacy != current.legacy;
-            if self.compare_and_set(&key, version, &next, durable)? {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "{}: too many concurrent updates of this user",
-            self.settings.backend
-        )))
+            s.compare_and_set(&key, version, &next, durable)
+        })
     }
 
     fn read(&mut self, uid: Uid) -> Result<UserState, StoreError> {
