@@ -455,6 +455,29 @@ impl RedisServer {
         );
     }
 
+    /// A new server (default configuration) replicating this one, returned once it is
+    /// online on this side and synced on its own: it has loaded the data set and
+    /// acknowledges `WAIT` from here on.
+    pub fn replica(&self) -> RedisServer {
+        let reply = |server: &RedisServer, args: &[&[u8]]| {
+            String::from_utf8_lossy(&server.raw(None, args)).into_owned()
+        };
+        let replica = RedisServer::start(&ServerConfig::default());
+        let port = self.port.to_string();
+        assert!(reply(&replica, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]).starts_with("+OK"));
+        let synced = || {
+            reply(self, &[b"INFO", b"replication"]).contains("state=online")
+                && reply(&replica, &[b"INFO", b"replication"]).contains("master_sync_in_progress:0")
+                && reply(&replica, &[b"INFO", b"replication"]).contains("master_link_status:up")
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !synced() && Instant::now() < deadline {
+            sleep(Duration::from_millis(50));
+        }
+        assert!(synced(), "the replica never synced");
+        replica
+    }
+
     /// Runs one command over plain RESP on the TCP port (not for TLS servers) and
     /// returns the raw reply, for checks the store interface does not offer (TTL,
     /// planting a corrupt record).

@@ -4,8 +4,6 @@
 //! step as used, a server that may evict records is refused, and `totp-state ping` /
 //! `init` tell a monitoring system and a new fleet's admin where the store stands.
 
-use std::time::{Duration, Instant};
-
 use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin};
 use system_tests::*;
 
@@ -42,24 +40,7 @@ fn redis_wait_holds_for_every_login_that_uses_a_code() {
         "{logs:?}"
     );
     // Control: with a replica attached, the next code logs in.
-    let replica = RedisServer::start(&ServerConfig::default());
-    let port = primary.port.to_string();
-    assert!(
-        redis_reply(&replica, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]).starts_with("+OK")
-    );
-    // Online on the primary's side and synced on the replica's: the replica has loaded
-    // the data set and acknowledges from here on.
-    let synced = || {
-        redis_reply(&primary, &[b"INFO", b"replication"]).contains("state=online")
-            && redis_reply(&replica, &[b"INFO", b"replication"])
-                .contains("master_sync_in_progress:0")
-            && redis_reply(&replica, &[b"INFO", b"replication"]).contains("master_link_status:up")
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !synced() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(synced(), "the replica never synced");
+    let replica = primary.replica();
     // A timeout that a healthy loopback replica always meets.
     let host = Stack::probe(
         "svc",
