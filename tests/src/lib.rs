@@ -82,6 +82,34 @@ pub fn state_tool(args: &[&str]) -> Output {
         .expect("run totp-state")
 }
 
+/// `totp-state audit --json` of the `svc` service in `pam_dir`, not yet run (some tests
+/// run it in a namespace).
+pub fn audit_command(pam_dir: &Path) -> Command {
+    let mut audit = Command::new(&built().state_tool);
+    audit
+        .args(["audit", "--json", "--service", "svc", "--pam-dir"])
+        .arg(pam_dir);
+    audit
+}
+
+/// The output of `totp-state audit --json`: each account's verdict and its reasons (the
+/// JSON array as text), by user name.
+pub fn audit_verdicts(stdout: &[u8]) -> std::collections::BTreeMap<String, (String, String)> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object a line");
+            (
+                v["user"].as_str().expect("user").to_owned(),
+                (
+                    v["verdict"].as_str().expect("verdict").to_owned(),
+                    v["reasons"].to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
 pub struct Built {
     pub module: PathBuf,
     pub driver: PathBuf,

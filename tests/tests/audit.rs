@@ -19,9 +19,7 @@ fn audit_reports_each_account_as_the_module_would_treat_it() {
     legacy.write_secret(&format!("{GA_SECRET}\n\" TOTP_AUTH\n"), 0o600);
     let stack = Stack::with_module("svc", "nullok");
 
-    let out = Command::new(&built().state_tool)
-        .args(["audit", "--json", "--service", "svc", "--pam-dir"])
-        .arg(stack.path())
+    let out = audit_command(stack.path())
         .output()
         .expect("totp-state audit");
     assert_eq!(
@@ -29,16 +27,7 @@ fn audit_reports_each_account_as_the_module_would_treat_it() {
         Some(1),
         "a refused account fails the audit: {out:?}"
     );
-    let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object a line");
-        let user = v["user"].as_str().expect("user").to_owned();
-        let reasons = v["reasons"].to_string();
-        seen.insert(
-            user,
-            (v["verdict"].as_str().expect("verdict").to_owned(), reasons),
-        );
-    }
+    let seen = audit_verdicts(&out.stdout);
     let verdict = |u: &TestUser| seen.get(&u.name).cloned().unwrap_or_default();
     assert_eq!(verdict(&ok).0, "ok", "{:?}", verdict(&ok));
     assert_eq!(verdict(&none).0, "not-enrolled", "{:?}", verdict(&none));
@@ -109,26 +98,17 @@ fn audit_in_store_mode_reads_the_store_and_names_orphan_files() {
         "svc",
         &format!("user=root secret={}/${{USER}}", store.path().display()),
     );
-    let out = Command::new(&built().state_tool)
-        .args(["audit", "--json", "--service", "svc", "--pam-dir"])
-        .arg(stack.path())
+    let out = audit_command(stack.path())
         .output()
         .expect("totp-state audit");
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
-        seen.insert(
-            v["user"].as_str().expect("user").to_owned(),
-            v["verdict"].as_str().expect("verdict").to_owned(),
-        );
-    }
+    let seen = audit_verdicts(&out.stdout);
     assert_eq!(
-        seen.get(&u.name).map(String::as_str),
+        seen.get(&u.name).map(|(v, _)| v.as_str()),
         Some("ok"),
         "{seen:?}"
     );
     assert_eq!(
-        seen.get("nobody-here-as").map(String::as_str),
+        seen.get("nobody-here-as").map(|(v, _)| v.as_str()),
         Some("refused"),
         "{seen:?}"
     );
@@ -167,10 +147,7 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
             ),
         )
         .expect("write passwd");
-        let mut inner = Command::new(&built().state_tool);
-        inner
-            .args(["audit", "--json", "--service", "svc", "--pam-dir"])
-            .arg(stack.path());
+        let inner = audit_command(stack.path());
         let out = in_private_mounts(r#"mount --bind "$1" /etc/passwd"#, &passwd, &inner)
             .output()
             .expect("totp-state audit");
@@ -235,9 +212,7 @@ fn audit_warns_of_a_deleted_accounts_state_record() {
     assert!(stack.state_file(u.uid).exists());
     let key = format!("uid {}", u.uid);
     let audit = || {
-        let out = Command::new(&built().state_tool)
-            .args(["audit", "--json", "--service", "svc", "--pam-dir"])
-            .arg(stack.path())
+        let out = audit_command(stack.path())
             .output()
             .expect("totp-state audit");
         let found = String::from_utf8_lossy(&out.stdout)
@@ -297,19 +272,12 @@ fn audit_says_whether_ga_lines_are_kept_up_to_date() {
         ("shared_file=no", "obeyed, never written (shared_file=no)"),
     ] {
         let stack = Stack::with_module("svc", args);
-        let out = Command::new(&built().state_tool)
-            .args(["audit", "--json", "--service", "svc", "--pam-dir"])
-            .arg(stack.path())
+        let out = audit_command(stack.path())
             .output()
             .expect("totp-state audit");
-        let mut found = BTreeMap::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
-            let user = v["user"].as_str().expect("user").to_owned();
-            found.insert(user, (v["verdict"].to_string(), v["reasons"].to_string()));
-        }
+        let found = audit_verdicts(&out.stdout);
         let (verdict, reasons) = found.get(&u.name).cloned().unwrap_or_default();
-        assert_eq!(verdict, "\"ok\"", "{args}: {reasons}");
+        assert_eq!(verdict, "ok", "{args}: {reasons}");
         assert!(reasons.contains(want), "{args}: {reasons}");
         let (_, reasons) = found.get(&plain.name).cloned().unwrap_or_default();
         assert!(!reasons.contains("DISALLOW_REUSE"), "{args}: {reasons}");

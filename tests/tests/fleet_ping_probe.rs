@@ -5,9 +5,6 @@
 //! Before, ping ran a compare-and-set that stopped at its version compare: neither was
 //! seen (exit 0). The key it writes expires by itself and is no record.
 
-use std::collections::BTreeMap;
-use std::process::Command;
-
 use system_tests::fleet::{RedisServer, ServerConfig, init_store, trusted_dir};
 use system_tests::*;
 
@@ -216,21 +213,12 @@ fn the_key_ping_writes_expires_and_is_no_record() {
     assert_eq!(shown.lines().count(), 1, "{shown}");
     assert!(!shown.contains("probe"), "{shown}");
 
-    let out = Command::new(&built().state_tool)
-        .args(["audit", "--json", "--service", "svc", "--pam-dir"])
-        .arg(host.path())
+    let out = audit_command(host.path())
         .output()
         .expect("totp-state audit");
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object a line");
-        seen.insert(
-            v["user"].as_str().expect("user").to_owned(),
-            v["verdict"].as_str().expect("verdict").to_owned(),
-        );
-    }
+    let seen = audit_verdicts(&out.stdout);
     assert_eq!(
-        seen.get(&u.name).map(String::as_str),
+        seen.get(&u.name).map(|(v, _)| v.as_str()),
         Some("ok"),
         "{seen:?}"
     );

@@ -19,7 +19,7 @@ use std::process::{Command, Output};
 
 use system_tests::squash::{OpLog, login_with, mount_squashed, require_fuse, squashed_login};
 use system_tests::{
-    Drive, Driver, ENROLL_SCRIPTED, Returned, Stack, T0, TestUser, built, code_at,
+    Drive, Driver, ENROLL_SCRIPTED, Returned, Stack, T0, TestUser, audit_command, built, code_at,
     in_private_mounts, mode_owner, private_tmp, require_tool, root_store, totp_file, write_owned,
     wrong_totp,
 };
@@ -1162,10 +1162,7 @@ fn audit_inspects_a_squashed_home_as_the_user() {
     let ops = OpLog::new();
     let path = u.secret_path();
     let stack = Stack::probe("svc", "");
-    let mut audit = Command::new(&built().state_tool);
-    audit
-        .args(["audit", "--json", "--service", "svc", "--pam-dir"])
-        .arg(stack.path());
+    let audit = audit_command(stack.path());
     let out = run_in_namespace(&mount_squashed(&u.home, &path, Some(&ops)), &audit);
     let verdict = String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -267,22 +267,10 @@ fn audit_and_check_run_the_secret_command_as_a_login_would() {
         0o755,
     );
     let stack = stack_for(&cmd);
-    let out = Command::new(&built().state_tool)
-        .args(["audit", "--json", "--service", "svc", "--pam-dir"])
-        .arg(stack.path())
+    let out = audit_command(stack.path())
         .output()
         .expect("totp-state audit");
-    let mut seen = std::collections::BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object a line");
-        seen.insert(
-            v["user"].as_str().expect("user").to_owned(),
-            (
-                v["verdict"].as_str().expect("verdict").to_owned(),
-                v["reasons"].to_string(),
-            ),
-        );
-    }
+    let seen = audit_verdicts(&out.stdout);
     let verdict = |u: &TestUser| seen.get(&u.name).cloned().unwrap_or_default();
     assert_eq!(verdict(&ok).0, "ok", "{:?}", verdict(&ok));
     assert_eq!(verdict(&none).0, "not-enrolled", "{:?}", verdict(&none));
