@@ -553,16 +553,29 @@ fn an_etcd_host_two_days_behind_cannot_recreate_a_lost_store_and_reopen_used_cod
     });
 }
 
-/// A code used on a host with the right clock, the store's data set lost (`lose`), the
-/// first login after it on a host two days behind: recreating the record from its clock
-/// would make that code usable again, so the login is denied as a clock fault naming
-/// both clocks, the offset and the fix, and nothing is written; `init --after-loss`
-/// there refuses too. A host with the right clock then recreates it and the code stays
-/// used there; the next code works.
+/// [`far_clock_after_a_loss`] with a host two days behind: recreating the record from
+/// its clock would make the code used before the loss usable again.
 fn two_days_behind_after_a_loss(a: &str, tag: &str, backend: &str, lose: &dyn Fn()) {
+    far_clock_after_a_loss(a, tag, backend, lose, ClockOff::Behind(2 * DAY));
+}
+
+/// How far a host's clock is off the real time.
+#[derive(Clone, Copy)]
+enum ClockOff {
+    Behind(u64),
+    Ahead(u64),
+}
+
+/// A code used on a host with the right clock, the store's data set lost (`lose`), the
+/// first login after it on a host whose clock is `off` by more than a day: the login is
+/// denied as a clock fault naming both clocks, the offset and the fix, and nothing is
+/// written, for a name without an account alike; `init --after-loss` there refuses
+/// too. A host with the right clock then recreates it and the code stays used there;
+/// the next code works.
+fn far_clock_after_a_loss(a: &str, tag: &str, backend: &str, lose: &dyn Fn(), off: ClockOff) {
     init_store(a);
     let right = Stack::probe("svc", a);
-    let behind_host = Stack::probe("svc", a);
+    let far_host = Stack::probe("svc", a);
     let (u, secret) = TestUser::enrolled(tag);
     let t = now();
     let code = code_at(&secret, t);
@@ -570,21 +583,25 @@ fn two_days_behind_after_a_loss(a: &str, tag: &str, backend: &str, lose: &dyn Fn
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 
     lose();
-    let behind = now() - 2 * DAY;
-    let (d, logs) = login_logged(&behind_host, &u, &code_at(&secret, behind), PEER, behind);
+    let (far, side) = match off {
+        ClockOff::Behind(by) => (now() - by, "behind"),
+        ClockOff::Ahead(by) => (now() + by, "ahead"),
+    };
+    let (d, logs) = login_logged(&far_host, &u, &code_at(&secret, far), PEER, far);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_SYSTEM_ERR".into()),
         "{d:?}"
     );
-    let host_clock = totp_core::utc::format_utc(behind);
+    let host_clock = totp_core::utc::format_utc(far);
     assert!(
         logs.iter().any(|l| l.contains("clock fault")
             && l.contains("no store record")
             && l.contains(&format!("this host's clock says {host_clock}"))
             && l.contains(&format!("the {backend} server's"))
             && l.contains("more than 86400 s")
-            && l.contains("this host's clock is behind")
+            && l.contains(&format!("this host's clock is {side}"))
+            && l.contains("set the wrong clock right")
             && l.contains("totp-state init --after-loss")),
         "both clocks, the offset and the fix: {logs:?}"
     );
@@ -596,10 +613,10 @@ fn two_days_behind_after_a_loss(a: &str, tag: &str, backend: &str, lose: &dyn Fn
     // reply would tell it from an account (R9); it recreates nothing either.
     let ghost = format!("ghost{tag}{}", std::process::id());
     let (g, glog) = capture_syslog(
-        &Driver::new(&behind_host, "svc", &ghost)
-            .answer(&code_at(&secret, behind))
+        &Driver::new(&far_host, "svc", &ghost)
+            .answer(&code_at(&secret, far))
             .rhost(PEER)
-            .at(behind),
+            .at(far),
     );
     assert_eq!(g.returned(), d.returned(), "{g:?} {glog:?}");
     assert_eq!(g.messages, d.messages, "{g:?} {d:?}");
@@ -617,7 +634,7 @@ fn two_days_behind_after_a_loss(a: &str, tag: &str, backend: &str, lose: &dyn Fn
     let ping = state_tool(&["ping", "--options", a]);
     assert_eq!(ping.status.code(), Some(1), "still missing: {ping:?}");
     // Nor by an admin on that host.
-    let init = state_tool_at(behind, &["init", "--after-loss", "--options", a]);
+    let init = state_tool_at(far, &["init", "--after-loss", "--options", a]);
     assert_eq!(init.status.code(), Some(1), "{init:?}");
     let err = String::from_utf8_lossy(&init.stderr);
     assert!(
@@ -651,39 +668,16 @@ fn a_host_a_year_ahead_cannot_recreate_a_lost_store_and_lock_the_fleet_out() {
     }
     let server = RedisServer::start(&ServerConfig::default());
     let a = args(&server, "csy", "");
-    init_store(&a);
-    let right = Stack::probe("svc", &a);
-    let ahead_host = Stack::probe("svc", &a);
-    let (u, secret) = TestUser::enrolled("csy");
-    let t = now();
-    let d = login_at(&right, &u, &code_at(&secret, t), PEER, t);
-    assert_eq!(d.returned(), Returned::Success, "{d:?}");
-
-    assert!(String::from_utf8_lossy(&server.raw(None, &[b"FLUSHALL"])).starts_with("+OK"));
-    let ahead = now() + 365 * DAY;
-    let (d, logs) = login_logged(&ahead_host, &u, &code_at(&secret, ahead), PEER, ahead);
-    assert_eq!(
-        d.returned(),
-        Returned::Failed("PAM_SYSTEM_ERR".into()),
-        "{d:?}"
+    far_clock_after_a_loss(
+        &a,
+        "csy",
+        "Redis",
+        &|| {
+            assert!(String::from_utf8_lossy(&server.raw(None, &[b"FLUSHALL"])).starts_with("+OK"));
+        },
+        ClockOff::Ahead(365 * DAY),
     );
-    assert!(
-        logs.iter().any(|l| l.contains("clock fault")
-            && l.contains(&totp_core::utc::format_utc(ahead))
-            && l.contains("this host's clock is ahead")
-            && l.contains("set the wrong clock right")),
-        "both clocks, the offset and the fix: {logs:?}"
-    );
-    let ping = state_tool(&["ping", "--options", &a]);
-    assert_eq!(ping.status.code(), Some(1), "still missing: {ping:?}");
-
-    // The hosts with the right clock: recreated at their time, not a year ahead; the
-    // code of a step after the recreation's window logs in.
-    let (d, _) = login_logged(&right, &u, &code_at(&secret, now()), PEER, now());
-    denied(&d);
-    let later = now().max(t + 5) + 65;
-    let (d, logs) = login_logged(&right, &u, &code_at(&secret, later), PEER, later);
-    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // The hosts with the right clock recreated it at their time, not a year ahead.
     let ping = state_tool(&["ping", "--options", &a]);
     assert!(
         ping.status.success() && !stdout(&ping).contains("WARNING"),
