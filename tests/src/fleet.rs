@@ -603,3 +603,11 @@ impl Drop for Sentinel {
         }
     }
 }
+
+/// The time of a code that logs in after a login at host time `recreated_at` recreated a
+/// lost shared store. The store record is complete since the later of that host's clock
+/// and the server's (the real clock, no later than now), and the window reaches one step
+/// past it: a code two steps after both is the first one outside.
+pub fn after_recreation(recreated_at: u64) -> u64 {
+    crate::now().max(recreated_at) + 65
+}

@@ -11,7 +11,7 @@
 
 use std::process::Command;
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
-use system_tests::fleet::{RedisServer, ServerConfig, init_store};
+use system_tests::fleet::{RedisServer, ServerConfig, after_recreation, init_store};
 
 use system_tests::*;
 
@@ -389,7 +389,7 @@ fn booted_in_1970_after_a_loss(a: &str, tag: &str, lose: &dyn Fn()) {
         logs.iter().any(|l| l.contains("state store lost its data")),
         "{logs:?}"
     );
-    let later = now().max(t + 5) + 65;
+    let later = after_recreation(t + 5);
     let d = login_at(&right, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 }
@@ -499,7 +499,7 @@ fn recreated_by_a_host_behind(a: &str, tag: &str, lag: u64, backend: &str, lose:
     );
 
     // Control: a code of a step after the recreation's window logs in on C.
-    let later = now().max(t + 5) + 65;
+    let later = after_recreation(b_now);
     let (d, logs) = login_logged(&host_c, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
@@ -644,13 +644,14 @@ fn far_clock_after_a_loss(a: &str, tag: &str, backend: &str, lose: &dyn Fn(), of
     assert_eq!(state_tool(&["ping", "--options", a]).status.code(), Some(1));
 
     // A host with the right clock recreates it: the code stays used; the next works.
-    let (d, logs) = login_logged(&right, &u, &code, PEER, now());
+    let at = now();
+    let (d, logs) = login_logged(&right, &u, &code, PEER, at);
     denied(&d);
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
         "{logs:?}"
     );
-    let later = now().max(t + 5) + 65;
+    let later = after_recreation(at);
     let (d, logs) = login_logged(&right, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
@@ -723,7 +724,8 @@ fn init_after_loss_on_a_host_ten_minutes_behind_takes_the_server_s_time() {
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 
     assert!(String::from_utf8_lossy(&server.raw(None, &[b"FLUSHALL"])).starts_with("+OK"));
-    let out = state_tool_at(now() - LAG, &["init", "--after-loss", "--options", &a]);
+    let at = now() - LAG;
+    let out = state_tool_at(at, &["init", "--after-loss", "--options", &a]);
     assert!(out.status.success(), "{out:?}");
     let (d, logs) = login_logged(&host_c, &u, &code, PEER, now());
     denied(&d);
@@ -735,7 +737,7 @@ fn init_after_loss_on_a_host_ten_minutes_behind_takes_the_server_s_time() {
     const NAMED: &str =
         "WARNING: clock: the store record was recreated complete since the Redis server's clock";
     assert!(stdout(&out).contains(NAMED), "{out:?}");
-    let later = now().max(t + 5) + 65;
+    let later = after_recreation(at);
     let d = login_at(&host_c, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 }

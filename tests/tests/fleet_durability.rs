@@ -4,7 +4,7 @@
 //! step as used, a server that may evict records is refused, and `totp-state ping` /
 //! `init` tell a monitoring system and a new fleet's admin where the store stands.
 
-use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin};
+use system_tests::fleet::{RedisServer, ServerConfig, after_recreation, init_store, plugin};
 use system_tests::*;
 
 fn args(server: &RedisServer, prefix: &str, extra: &str) -> String {
@@ -134,7 +134,7 @@ fn a_store_that_lost_its_data_never_reopens_a_used_code() {
         "{p:?}"
     );
     // The window reaches one step ahead of the recreation; the step after works.
-    let later = now().max(t + 5) + 65;
+    let later = after_recreation(t + 5);
     let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
@@ -156,7 +156,7 @@ fn a_new_store_without_init_makes_its_first_login_wait_one_code() {
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
-    let later = now().max(t + 5) + 65;
+    let later = after_recreation(t);
     let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
