@@ -99,8 +99,13 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
 
     // The admin (the default user here) initialises the store: the library is installed.
     init_store(&common);
+    // This release's function, and the previous release's, which its hosts still call
+    // while the fleet is upgraded.
     let listed = session(server.port, &[&["FUNCTION", "LIST"]]);
-    assert!(listed[0].contains("pam_totp_cas_v1"), "{listed:?}");
+    assert!(
+        listed[0].contains("pam_totp_cas_v2") && listed[0].contains("pam_totp_cas_v1"),
+        "{listed:?}"
+    );
 
     // Control: the same host logs in.
     let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), RHOST, None);
