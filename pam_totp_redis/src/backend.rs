@@ -130,9 +130,29 @@ impl Failure {
 /// Compare the version, then write record and version, then set or clear the TTL.
 /// KEYS[1] = record key; ARGV = expected version ("0" = absent), record, TTL seconds.
 /// One text for the `EVAL` script and the function library's body.
+///
+/// Redis checks the commands a script or function runs against the caller's ACL only
+/// when each runs: an ACL without `+expire` had the `HSET` done and the `EXPIRE`
+/// refused, so a denied login left its code counted as used (and a record without the
+/// TTL it should have, or, without `+persist`, a record holding an HOTP counter or a
+/// used scratch code with a TTL that may expire it). So before anything else the body
+/// asks the server (`redis.acl_check_cmd`, Redis 7 and Valkey) whether the caller may
+/// run every write it runs on this key: `HSET`, and both `EXPIRE` and `PERSIST`, since
+/// any user's record may need either (a first scratch code turns a TOTP record into
+/// one that never expires) and a host missing one should fail at its first login, not
+/// at a user's scratch code. A refusal names the command in the words of Redis 7.2's
+/// own refusal (`denied_command` reads them) and writes nothing. A server before Redis 7 has no
+/// such check and no functions: its `EVAL` runs without it, as before.
 macro_rules! cas_body {
     () => {
         r#"
+if redis.acl_check_cmd then
+  for _, c in ipairs({{'hset', KEYS[1], 'v', '1', 'r', ''}, {'expire', KEYS[1], '1'}, {'persist', KEYS[1]}}) do
+    if not redis.acl_check_cmd(unpack(c)) then
+      return redis.error_reply("NOPERM this user has no permissions to run the '" .. c[1] .. "' command (checked before writing: nothing was written)")
+    end
+  end
+end
 local v = redis.call('HGET', KEYS[1], 'v')
 if v == false then v = '0' end
 if v ~= ARGV[1] then return 0 end
@@ -152,18 +172,27 @@ return 1
 /// init` has not prepared): the same compare-and-set as a script.
 const CAS_SCRIPT: &str = cas_body!();
 
-/// The function name, versioned: a changed body gets a new name, so hosts of two
-/// releases can share a server while they are upgraded.
-const CAS_FUNCTION: &str = "pam_totp_cas_v1";
+/// The function name, versioned: a changed body gets a new name, so a host that calls
+/// it knows what it runs (v2: nothing written unless the ACL allows every write). A
+/// host that finds only an earlier library falls back to the script.
+const CAS_FUNCTION: &str = "pam_totp_cas_v2";
 
 /// The function library `totp-state init` installs (`FUNCTION LOAD REPLACE`): with it,
 /// hosts need `+fcall` instead of `+eval` (no arbitrary scripts, which could stall the
 /// server or rewrite any record the ACL reaches).
+///
+/// `init` runs before the hosts are upgraded, and `REPLACE` drops every function the
+/// new text does not register: `pam_totp_cas_v1`, which hosts of the previous release
+/// call, stays registered (with this body: the same arguments and replies, and the
+/// refusal before writing), or their logins would be refused until upgraded. It can
+/// go once no host of that release is left.
 const LIBRARY: &str = concat!(
     "#!lua name=pam_totp\n",
-    "redis.register_function('pam_totp_cas_v1', function(KEYS, ARGV)",
+    "local function cas(KEYS, ARGV)",
     cas_body!(),
-    "end)\n"
+    "end\n",
+    "redis.register_function('pam_totp_cas_v2', cas)\n",
+    "redis.register_function('pam_totp_cas_v1', cas)\n"
 );
 
 /// Why a Redis Cluster node is refused, in every message that finds one.
@@ -455,10 +484,12 @@ fn is_missing_function(message: &str) -> bool {
     message.contains("Function not found") || message.contains("unknown command")
 }
 
-/// The command an ACL refused inside our compare-and-set, from the server's error: Redis
-/// 7.2 and later name it (`… run the 'expire' command …`); 7.0 names only the line of
-/// the script or function (`… on @user_function:9.`), which is read in `source`, the
-/// text the server ran. `None` when the error says neither.
+/// The command an ACL refused inside our compare-and-set, from the server's error: the
+/// body's own check before writing, and Redis 7.2 and later, name it (`… run the
+/// 'expire' command …`); older servers name only the line of the script or function
+/// (`… on @user_script:9.`, the `HGET` or, on a server without the check, a write),
+/// which is read in `source`, the text the server ran. `None` when the error says
+/// neither.
 fn denied_command(error: &str, source: &str) -> Option<String> {
     let named = error
         .split_once("run the '")
@@ -889,11 +920,13 @@ impl Backend {
                     let mut f = f;
                     // A host ACL without EVAL needs the library: say how it comes back.
                     if f.status == Status::Refused {
-                        f.message.push_str(
-                            " (the function library pam_totp is not on the server: never \
-                             installed, or lost with the data set; run `totp-state init`, \
-                             after a data loss `totp-state init --after-loss`)",
-                        );
+                        f.message.push_str(&format!(
+                            " (the function {CAS_FUNCTION} is not on the server: its \
+                             library pam_totp was never installed, was installed by an \
+                             earlier release, or was lost with the data set; run \
+                             `totp-state init`, after a data loss `totp-state init \
+                             --after-loss`)"
+                        ));
                     }
                     f
                 })?
@@ -1178,37 +1211,80 @@ mod tests {
         Box::leak(parts.concat().into_boxed_slice())
     }
 
-    /// Redis 7.0 names only the line of our function or script an ACL refused; 7.2 and
-    /// later the command. Either way the log names the permission to add.
+    /// The 1-based number of the line of `source` that holds `needle`.
+    fn line_of(source: &str, needle: &str) -> usize {
+        source
+            .lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .expect(needle)
+    }
+
+    /// The compare-and-set's own check names the command it refuses, before writing; a
+    /// server without that check names it too (7.2 and later), or only the line of our
+    /// function or script (7.0, 6). Every way, the log names the permission to add.
     #[test]
     fn a_command_refused_inside_the_compare_and_set_is_named() {
+        for cmd in ["hset", "expire", "persist"] {
+            let checked = format!(
+                "NOPERM this user has no permissions to run the '{cmd}' command (checked \
+                 before writing: nothing was written)"
+            );
+            assert_eq!(denied_command(&checked, LIBRARY).as_deref(), Some(cmd));
+        }
+        // What the body says is what is read: the command's name between the same words.
+        assert!(
+            CAS_SCRIPT.contains(
+                "\"NOPERM this user has no permissions to run the '\" .. c[1] .. \"' command"
+            ),
+            "{CAS_SCRIPT}"
+        );
         let v70 = "ERR The user executing the script can't run this command or subcommand \
-                   script: pam_totp_cas_v1, on @user_function:";
-        for (line, cmd) in [(7, "hset"), (9, "expire"), (11, "persist"), (3, "hget")] {
+                   script: pam_totp_cas_v2, on @user_function:";
+        for cmd in ["HGET", "HSET", "EXPIRE", "PERSIST"] {
+            let line = line_of(LIBRARY, &format!("redis.call('{cmd}'"));
             assert_eq!(
                 denied_command(&format!("{v70}{line}."), LIBRARY).as_deref(),
-                Some(cmd),
+                Some(cmd.to_ascii_lowercase().as_str()),
                 "line {line}"
             );
         }
-        let script = "ERR The user executing the script can't run this command or subcommand \
-                      script: b6a1, on @user_script:8.";
+        let line = line_of(CAS_SCRIPT, "redis.call('EXPIRE'");
+        let script = format!(
+            "ERR The user executing the script can't run this command or subcommand \
+             script: b6a1, on @user_script:{line}."
+        );
         assert_eq!(
-            denied_command(script, CAS_SCRIPT).as_deref(),
+            denied_command(&script, CAS_SCRIPT).as_deref(),
             Some("expire")
         );
         let v72 = "NOPERM User host has no permissions to run the 'hset' command script: \
                    pam_totp_cas_v1, on @user_function:7.";
         assert_eq!(denied_command(v72, LIBRARY).as_deref(), Some("hset"));
-        // A line that runs no command, a line past the end, no line at all.
+        // A line that runs no command (the check's own), a line past the end, no line.
+        let check = line_of(LIBRARY, "acl_check_cmd(unpack");
+        assert_eq!(denied_command(&format!("{v70}{check}."), LIBRARY), None);
         assert_eq!(denied_command(&format!("{v70}1."), LIBRARY), None);
         assert_eq!(denied_command(&format!("{v70}99."), LIBRARY), None);
         assert_eq!(
             denied_command("NOPERM No permissions to access a key", LIBRARY),
             None
         );
-        let f = name_denied(Failure::refused(format!("FCALL: {v70}9.")), LIBRARY);
+        let expire = line_of(LIBRARY, "redis.call('EXPIRE'");
+        let f = name_denied(Failure::refused(format!("FCALL: {v70}{expire}.")), LIBRARY);
         assert!(f.message.ends_with("(the ACL user lacks +expire, which the compare-and-set runs: see the hosts' ACL in docs/fleet.md)"), "{}", f.message);
+    }
+
+    /// The library registers the function this release calls and the one the previous
+    /// release's hosts call, which `init` must not take from them during an upgrade.
+    #[test]
+    fn the_library_keeps_the_previous_release_s_function() {
+        for name in [CAS_FUNCTION, "pam_totp_cas_v1"] {
+            assert!(
+                LIBRARY.contains(&format!("redis.register_function('{name}', cas)")),
+                "{name}: {LIBRARY}"
+            );
+        }
     }
 
     #[test]

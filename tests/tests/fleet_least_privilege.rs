@@ -99,8 +99,13 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
 
     // The admin (the default user here) initialises the store: the library is installed.
     init_store(&common);
+    // This release's function, and the previous release's, which its hosts still call
+    // while the fleet is upgraded.
     let listed = session(server.port, &[&["FUNCTION", "LIST"]]);
-    assert!(listed[0].contains("pam_totp_cas_v1"), "{listed:?}");
+    assert!(
+        listed[0].contains("pam_totp_cas_v2") && listed[0].contains("pam_totp_cas_v1"),
+        "{listed:?}"
+    );
 
     // Control: the same host logs in.
     let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), RHOST, None);
@@ -292,4 +297,89 @@ fn the_hosts_password_is_rotated_by_rename_while_logins_run_through_libpam() {
         store_failed(&lines) && lines.iter().any(|l| l.contains("no password= line")),
         "{lines:?}"
     );
+}
+
+/// The library of the previous release as its `totp-state init` installed it: only
+/// `pam_totp_cas_v1`, without the ACL check before writing.
+const PREVIOUS_LIBRARY: &str = "#!lua name=pam_totp
+redis.register_function('pam_totp_cas_v1', function(KEYS, ARGV)
+local v = redis.call('HGET', KEYS[1], 'v')
+if v == false then v = '0' end
+if v ~= ARGV[1] then return 0 end
+local n = string.format('%d', tonumber(v) + 1)
+redis.call('HSET', KEYS[1], 'v', n, 'r', ARGV[2])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+else
+  redis.call('PERSIST', KEYS[1])
+end
+return 1
+end)
+";
+
+/// An upgrade as docs/fleet.md orders it, with the hosts' ACL (no `EVAL`). On a store
+/// whose library the previous release installed, a host of this release finds no
+/// `pam_totp_cas_v2`, falls back to the script and is refused, the log naming what is
+/// missing and `totp-state init`. This release's `init` then installs a library that
+/// still has `pam_totp_cas_v1`, which the previous release's hosts call (here with the
+/// command they send, as the hosts' ACL user): it answers as before the upgrade, and
+/// this release's host logs in (control).
+#[test]
+fn an_upgrade_keeps_the_previous_release_s_function_for_its_hosts_through_libpam() {
+    let t = "an_upgrade_keeps_the_previous_release_s_function_for_its_hosts_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let (_dir, cred) = host_acl_user(&server, "up");
+    let common = server.options("redis_prefix=up: redis_connect_timeout=1000 redis_timeout=1000");
+    let host = Stack::probe(
+        "svc",
+        &format!("{common} redis_credentials={}", cred.display()),
+    );
+    let (u, secret) = TestUser::enrolled("up");
+    init_store(&common);
+    let loaded = session(
+        server.port,
+        &[&["FUNCTION", "LOAD", "REPLACE", PREVIOUS_LIBRARY]],
+    );
+    assert!(loaded[0].contains("pam_totp"), "{loaded:?}");
+    // What a host of the previous release sends for a key it writes first (version 0),
+    // then again from the version that gave.
+    let previous_host = |expected: &str| {
+        session(
+            server.port,
+            &[
+                &["AUTH", "host", "host pw"],
+                &[
+                    "FCALL",
+                    "pam_totp_cas_v1",
+                    "1",
+                    "up:previous",
+                    expected,
+                    "rec",
+                    "60",
+                ],
+            ],
+        )
+    };
+    assert_eq!(previous_host("0")[1], ":1\r\n", "before the upgrade");
+
+    let start = now();
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, start), RHOST, None);
+    assert_ne!(d.returned(), Returned::Success, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| {
+            let m = syslog_message(l);
+            m.contains("pam_totp_cas_v2 is not on the server")
+                && m.contains("earlier release")
+                && m.contains("totp-state init")
+        }),
+        "the log says what is missing and how it comes: {lines:?}"
+    );
+
+    init_store(&common);
+    assert_eq!(previous_host("1")[1], ":1\r\n", "after the upgrade");
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, start), RHOST, None);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
 }

@@ -3,9 +3,11 @@
 //! `FCALL` through but not a command the function runs, and a `redis_wait=` the
 //! replicas cannot meet, fail ping (exit 1) as they fail every login that uses a code.
 //! Before, ping ran a compare-and-set that stopped at its version compare: neither was
-//! seen (exit 0). The key it writes expires by itself and is no record.
+//! seen (exit 0). The key it writes expires by itself and is no record. A compare-and-set
+//! the ACL refuses writes nothing: the user's record is read before and after with the
+//! server's own (admin) connection.
 
-use system_tests::fleet::{RedisServer, ServerConfig, init_store, trusted_dir};
+use system_tests::fleet::{RedisServer, ServerConfig, init_store, secret_command, trusted_dir};
 use system_tests::*;
 
 /// The hosts' commands of docs/fleet.md (no `redis_wait=` here, so no `+wait`).
@@ -37,11 +39,59 @@ fn redis_reply(server: &RedisServer, args: &[&[u8]]) -> String {
     String::from_utf8_lossy(&server.raw(None, args)).into_owned()
 }
 
+/// Options of a host whose ACL user `user` (on the prefix `prefix`) has the hosts'
+/// commands but `leave_out` ("" for none): `admin`'s options with its credentials.
+fn host_options(
+    server: &RedisServer,
+    dir: &std::path::Path,
+    admin: &str,
+    prefix: &str,
+    user: &str,
+    leave_out: &str,
+) -> String {
+    let rules: Vec<&str> = HOST_ACL
+        .iter()
+        .copied()
+        .filter(|r| *r != leave_out)
+        .collect();
+    // add_acl_user gives it the password `pw`, as the credentials file says.
+    server.add_acl_user(
+        user,
+        &format!("~{prefix}* resetchannels -@all {}", rules.join(" ")),
+    );
+    format!("{admin} redis_credentials={}", credentials(dir, user))
+}
+
+/// A record as the server holds it, read with its own (admin) connection: the version,
+/// the whole `HMGET v r` reply, and whether it expires ("TTL", "no TTL", "absent").
+#[derive(Debug, PartialEq)]
+struct Held {
+    version: String,
+    reply: String,
+    ttl: &'static str,
+}
+
+fn held(server: &RedisServer, key: &str) -> Held {
+    let ttl = redis_reply(server, &[b"TTL", key.as_bytes()]);
+    Held {
+        version: redis_reply(server, &[b"HGET", key.as_bytes(), b"v"]),
+        reply: redis_reply(server, &[b"HMGET", key.as_bytes(), b"v", b"r"]),
+        ttl: match ttl.trim() {
+            ":-2" => "absent",
+            ":-1" => "no TTL",
+            _ => "TTL",
+        },
+    }
+}
+
 /// A host ACL without `+hset`, or without `+expire`, lets `FCALL` (and its `HGET`)
 /// through, so a compare-and-set that stops at its version compare passed ping (exit
 /// 0) while every login is refused at the command. Now ping writes as a login writes:
-/// exit 1, naming the permission the ACL lacks. Control: the documented host ACL, ping
-/// 0 and a login.
+/// exit 1, naming the permission the ACL lacks. And the login's compare-and-set writes
+/// nothing: without `+expire` it ran its `HSET` and was refused the `EXPIRE`, so the
+/// code of the denied login counted as used; now the record is as it was (version,
+/// contents, TTL) and the same code logs in on a host with the full ACL. Control: the
+/// documented host ACL, ping 0 and a login that moves the record's version.
 #[test]
 fn a_host_acl_without_a_command_the_function_runs_fails_ping_as_it_fails_logins_through_libpam() {
     let t = "a_host_acl_without_a_command_the_function_runs_fails_ping_as_it_fails_logins_through_libpam";
@@ -53,31 +103,23 @@ fn a_host_acl_without_a_command_the_function_runs_fails_ping_as_it_fails_logins_
     let admin = server.options("redis_prefix=pa: redis_connect_timeout=1000 redis_timeout=1000");
     init_store(&admin);
     let as_user = |user: &str, leave_out: &str| {
-        let rules: Vec<&str> = HOST_ACL
-            .iter()
-            .copied()
-            .filter(|r| *r != leave_out)
-            .collect();
-        // add_acl_user gives it the password `pw`, as the credentials file says.
-        server.add_acl_user(
-            user,
-            &format!("~pa:* resetchannels -@all {}", rules.join(" ")),
-        );
-        format!(
-            "{admin} redis_credentials={}",
-            credentials(dir.path(), user)
-        )
+        host_options(&server, dir.path(), &admin, "pa:", user, leave_out)
     };
     let (u, secret) = TestUser::enrolled("ppacl");
+    let key = format!("pa:user:{}", u.name);
 
-    // Control first: a refused EXPIRE leaves the HSET before it done, so a code tried
-    // there counts as used.
     let control = as_user("host", "");
     let (status, said) = ping(&control);
     assert_eq!(status, Some(0), "control: ping: {said}");
-    let host = Stack::probe("svc", &control);
-    let (d, lines) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0);
+    let full = Stack::probe("svc", &control);
+    let before = held(&server, &key);
+    let (d, lines) = login_logged(&full, &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let after = held(&server, &key);
+    assert!(
+        after.version != before.version && after.ttl == "TTL",
+        "control: the login wrote: {before:?} {after:?}"
+    );
 
     for (i, missing) in ["+hset", "+expire"].into_iter().enumerate() {
         let args = as_user(&format!("no{}", &missing[1..]), missing);
@@ -90,6 +132,7 @@ fn a_host_acl_without_a_command_the_function_runs_fails_ping_as_it_fails_logins_
         );
         let at = T0 + 60 * (i as u64 + 1);
         let host = Stack::probe("svc", &args);
+        let before = held(&server, &key);
         let (d, lines) = login_logged(&host, &u, &code_at(&secret, at), PEER, at);
         assert_eq!(
             d.returned(),
@@ -102,7 +145,115 @@ fn a_host_acl_without_a_command_the_function_runs_fails_ping_as_it_fails_logins_
                 .any(|l| syslog_message(l).contains(&format!("lacks {missing}"))),
             "the log names the permission: {lines:?}"
         );
+        assert_eq!(
+            held(&server, &key),
+            before,
+            "without {missing}: the denied login wrote nothing"
+        );
+        // So its code was not used up: the full ACL takes it.
+        let (d, lines) = login_logged(&full, &u, &code_at(&secret, at), PEER, at);
+        assert_eq!(
+            d.returned(),
+            Returned::Success,
+            "after a denial without {missing}, the same code: {d:?} {lines:?}"
+        );
     }
+}
+
+/// `+persist` clears the TTL of a record that must not expire: one holding an HOTP
+/// counter or a used scratch code (fleet.md, "Expiry"). A host ACL without it: ping
+/// exits 1 naming it (ping's first write clears its key's TTL); a scratch code is
+/// denied naming it and writes nothing (before, its `HSET` was done and the `PERSIST`
+/// refused: the code used, on a record that still expired); and, since the
+/// compare-and-set checks every write it may run before the first, a TOTP code, whose
+/// write sets a TTL and needs no `PERSIST`, is denied the same way, so a host missing
+/// it fails at its first login rather than at a user's scratch code. Control: both codes
+/// then log in with the full ACL (nothing of them was used), the scratch code's record
+/// without a TTL.
+#[test]
+fn a_host_acl_without_persist_writes_nothing_and_fails_ping_through_libpam() {
+    let t = "a_host_acl_without_persist_writes_nothing_and_fails_ping_through_libpam";
+    if !require_root(t) || !require_tool(t, "redis-server") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let dir = trusted_dir("pppst");
+    let u = TestUser::create("pppst");
+    let secret = random_secret_b32();
+    let scratch = "12345678";
+    // The served file keeps listing the scratch code: only the store records its use.
+    let command = secret_command(
+        dir.path(),
+        &u.name,
+        &format!("{}{scratch}\n", totp_file(&secret)),
+    );
+    let admin = server.options(&format!(
+        "redis_prefix=pp: redis_connect_timeout=1000 redis_timeout=1000 \
+         secret_command={} secret_command_user=nobody",
+        command.display()
+    ));
+    init_store(&admin);
+    let key = format!("pp:user:{}", u.name);
+    let full = Stack::probe(
+        "svc",
+        &host_options(&server, dir.path(), &admin, "pp:", "host", ""),
+    );
+    let args = host_options(&server, dir.path(), &admin, "pp:", "nopersist", "+persist");
+    let host = Stack::probe("svc", &args);
+
+    let (d, lines) = login_logged(&full, &u, &code_at(&secret, T0), PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let before = held(&server, &key);
+    assert_eq!(before.ttl, "TTL", "{before:?}");
+
+    let (status, said) = ping(&args);
+    assert_eq!(status, Some(1), "without +persist: ping: {said}");
+    assert!(
+        said.contains("the compare-and-set every login runs") && said.contains("lacks +persist"),
+        "without +persist: ping: {said}"
+    );
+
+    let totp = code_at(&secret, T0 + 60);
+    for (answer, at, what) in [
+        (scratch, T0 + 30, "scratch code"),
+        (&totp, T0 + 60, "TOTP code"),
+    ] {
+        let (d, lines) = login_logged(&host, &u, answer, PEER, at);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{what} without +persist: {d:?} {lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| syslog_message(l).contains("lacks +persist")),
+            "{what}: the log names the permission: {lines:?}"
+        );
+        assert_eq!(
+            held(&server, &key),
+            before,
+            "{what} without +persist: the denied login wrote nothing"
+        );
+    }
+
+    let (d, lines) = login_logged(&full, &u, &totp, PEER, T0 + 60);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "the TOTP code: {d:?} {lines:?}"
+    );
+    let (d, lines) = login_logged(&full, &u, scratch, PEER, T0 + 90);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "the scratch code: {d:?} {lines:?}"
+    );
+    let after = held(&server, &key);
+    assert_eq!(
+        after.ttl, "no TTL",
+        "a used scratch code's record: {after:?}"
+    );
 }
 
 /// `redis_wait=1` with no replica: ping's write waited for nothing (it was not durable,
