@@ -699,13 +699,14 @@ impl RemoteStore {
     ///
     /// Redis: a real compare-and-set on [`RemoteStore::probe_key`], through the plugin
     /// call a login's write goes through, durable (so `redis_wait=` must be met, as for
-    /// a used code). Redis checks `FCALL`'s keys when it is called but the commands the
-    /// function runs (`HSET`, then `PERSIST` or `EXPIRE`) only when they run: one that
-    /// stops at a version compare proves none of them. The first write clears a TTL as a
-    /// record holding a counter does (`PERSIST`); with `redis_ttl=` above 0 the second
-    /// sets [`PROBE_TTL_SECS`] as every other record's write does (`EXPIRE`), and the
-    /// key expires by itself. A ping refused half-way may leave the key without a TTL
-    /// until a ping succeeds.
+    /// a used code). Redis checks `FCALL`'s keys when it is called; the compare-and-set
+    /// asks the ACL for all of its writes (`HSET`, `PERSIST`, `EXPIRE`) before the
+    /// first on Redis 7 and Valkey, but a server before Redis 7 checks each only when it
+    /// runs, and one that stops at a version compare proves none of them. So the first
+    /// write clears a TTL as a record holding a counter does (`PERSIST`); with
+    /// `redis_ttl=` above 0 the second sets [`PROBE_TTL_SECS`] as every other record's
+    /// write does (`EXPIRE`), and the key expires by itself. On a server before Redis 7,
+    /// a ping refused half-way may leave the key without a TTL until a ping succeeds.
     ///
     /// etcd ([`RemoteSettings::probe_writes`] false): a transaction against a version
     /// no record has, which the server answers "conflict" and writes nothing; its put
