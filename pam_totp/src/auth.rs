@@ -685,7 +685,8 @@ impl Ctx {
     /// Whether this login keeps GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines of `file`
     /// up to date (`shared_file=`): only where hosts with another state store read the
     /// file, which `auto` takes to be any file not on a file system known to be local, asked
-    /// of `fd`, the descriptor the file was just checked and read through. Elsewhere
+    /// of `fd`, the descriptor the file was just checked and read through, or on a local
+    /// one this host's NFS server exports ([`totp_os::nfs_exports`]). Elsewhere
     /// this host's store alone refuses a replay and throttles, and a TOTP login neither
     /// locks nor rewrites the file (nor warns when it cannot). The lines are obeyed
     /// either way.
@@ -704,13 +705,12 @@ impl Ctx {
             return false;
         }
         let kept = GaLinesKept::of(self.opts.shared_file, fd);
-        if let GaLinesKept::Unknown(e) = &kept {
+        if let Some(doubt) = kept.doubt() {
             io.log(
                 Level::Warning,
                 &format!(
-                    "{}: file system type unknown ({e}); its DISALLOW_REUSE and \
-                     RATE_LIMIT lines are kept up to date as on a shared home \
-                     (shared_file=yes or no says which it is)",
+                    "{}: {doubt}; its DISALLOW_REUSE and RATE_LIMIT lines are kept up to \
+                     date as on a shared home (shared_file=yes or no says which it is)",
                     self.shown(target)
                 ),
             );

@@ -1139,3 +1139,36 @@ pub fn release_module() -> PathBuf {
     );
     target_dir().join("release/libpam_totp.so")
 }
+
+/// Shell lines for a private mount namespace ([`in_private_mounts`],
+/// [`with_syslog_capture_after`]; `$1` a scratch directory of the run) after which
+/// `/var/lib/nfs` is a tmpfs of that namespace holding `etab` bind-mounted as `etab`, the
+/// NFS server's export table, or no table at all (`None`). Where the machine has no
+/// `/var/lib/nfs`, `/var/lib` is first rebuilt on a tmpfs of the namespace, its entries
+/// bound back, so that the directory can be made without touching the host's.
+pub fn nfs_etab_in_namespace(etab: Option<&Path>) -> String {
+    let mut s = String::from(
+        r#"if [ ! -d /var/lib/nfs ]; then
+  v=$(mktemp -d "$1/varlib.XXXXXX")
+  mount --rbind /var/lib "$v"
+  mount -t tmpfs -o mode=755 none /var/lib
+  for e in "$v"/* "$v"/.[!.]*; do
+    n=${e##*/}
+    if [ -L "$e" ]; then cp -P "$e" "/var/lib/$n"
+    elif [ -d "$e" ]; then mkdir "/var/lib/$n"; mount --rbind "$e" "/var/lib/$n"
+    elif [ -e "$e" ]; then touch "/var/lib/$n"; mount --bind "$e" "/var/lib/$n"
+    fi
+  done
+  mkdir /var/lib/nfs
+fi
+mount -t tmpfs -o mode=755 none /var/lib/nfs
+"#,
+    );
+    if let Some(etab) = etab {
+        s.push_str(&format!(
+            "touch /var/lib/nfs/etab\nmount --bind '{}' /var/lib/nfs/etab\n",
+            etab.to_str().expect("a UTF-8 path")
+        ));
+    }
+    s
+}

@@ -4,6 +4,7 @@
 //! disagrees with a login.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use totp_core::gafile::{GaFile, KEY_DISALLOW_REUSE, KEY_RATE_LIMIT};
 use totp_core::options::{ModuleOptions, SharedFile, UserSpec};
@@ -12,6 +13,7 @@ use totp_core::user::UserName;
 use totp_core::verify;
 
 use crate::command::CommandSecret;
+use crate::nfs_exports::{self, ExportsError};
 use crate::nss::{self, Passwd};
 use crate::safefile::{self, FileError, FileRules};
 
@@ -135,12 +137,7 @@ pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
         Some(_) => FileRules::for_placement(&placed),
         None => FileRules::for_placement_of(&placed, pw),
     };
-    let read = || -> Result<Result<safefile::OpenedFile, FileError>, String> {
-        let id = nss::identity_of(opener).map_err(|e| e.to_string())?;
-        let _as_opener = crate::creds::switch_to(&id).map_err(|e| e.to_string())?;
-        Ok(safefile::open_checked(&placed.path, &rules))
-    };
-    let opened = match read() {
+    let opened = match as_account(opener, || safefile::open_checked(&placed.path, &rules)) {
         Err(e) => {
             return Finding::new(
                 Verdict::Refused,
@@ -185,12 +182,26 @@ pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
         Err(e) => return Finding::new(Verdict::Refused, format!("{shown} is invalid: {e}")),
     };
     let mut finding = usable(&file, opts, &shown);
-    if finding.verdict != Verdict::Refused
-        && let Some(r) = ga_lines(opts, &file, &opened.file)
-    {
-        finding.reasons.push(format!("{shown}: {r}"));
+    if finding.verdict != Verdict::Refused {
+        // As the module decides it: with the identity that read the file (the export
+        // table's directories are looked at as that account).
+        match as_account(opener, || ga_lines(opts, &file, &opened.file)) {
+            Ok(None) => {}
+            Ok(Some(r)) => finding.reasons.push(format!("{shown}: {r}")),
+            Err(e) => finding.reasons.push(format!(
+                "{shown}: whether logins write GA's lines not known: cannot act as {}: {e}",
+                opener.name
+            )),
+        }
     }
     finding
+}
+
+/// `f` run with `pw`'s file-system identity, which is restored after it.
+fn as_account<T>(pw: &Passwd, f: impl FnOnce() -> T) -> Result<T, String> {
+    let id = nss::identity_of(pw).map_err(|e| e.to_string())?;
+    let _as_account = crate::creds::switch_to(&id).map_err(|e| e.to_string())?;
+    Ok(f())
 }
 
 /// Whether logins keep GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines of a secret file up
@@ -199,21 +210,34 @@ pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
 pub enum GaLinesKept {
     /// `shared_file=yes` (true) or `no` (false).
     ByOption(bool),
-    /// `shared_file=auto`: true where the file system is not one known to be local.
+    /// `shared_file=auto`: true where the file system is not one known to be local;
+    /// false on a local one this host's NFS server does not export.
     ByFileSystem(bool),
+    /// `shared_file=auto`, a local file system this host's NFS server exports (the
+    /// exported directory on it): kept, since NFS clients read the file.
+    Exported(PathBuf),
     /// `shared_file=auto`, the file system's type unknown: kept, as on a shared home.
     Unknown(FileError),
+    /// `shared_file=auto`, a local file system, and whether it is exported unknown (the
+    /// export table unreadable or garbled): kept, as on a shared home.
+    ExportsUnknown(ExportsError),
 }
 
 impl GaLinesKept {
     /// The decision for the file read through `fd`; the file system is asked only
-    /// under `auto`.
+    /// under `auto`, and the export table ([`nfs_exports::ETAB`]) only then for a local
+    /// one. Called with the identity that read the file, as the module does.
     pub fn of(shared: SharedFile, fd: &std::fs::File) -> Self {
         match shared {
             SharedFile::Yes => GaLinesKept::ByOption(true),
             SharedFile::No => GaLinesKept::ByOption(false),
             SharedFile::Auto => match safefile::on_network_fs(fd) {
-                Ok(shared) => GaLinesKept::ByFileSystem(shared),
+                Ok(true) => GaLinesKept::ByFileSystem(true),
+                Ok(false) => match nfs_exports::export_of(fd) {
+                    Ok(None) => GaLinesKept::ByFileSystem(false),
+                    Ok(Some(export)) => GaLinesKept::Exported(export),
+                    Err(e) => GaLinesKept::ExportsUnknown(e),
+                },
                 Err(e) => GaLinesKept::Unknown(e),
             },
         }
@@ -222,14 +246,29 @@ impl GaLinesKept {
     pub fn kept(&self) -> bool {
         match self {
             GaLinesKept::ByOption(kept) | GaLinesKept::ByFileSystem(kept) => *kept,
-            GaLinesKept::Unknown(_) => true,
+            GaLinesKept::Exported(_) | GaLinesKept::Unknown(_) | GaLinesKept::ExportsUnknown(_) => {
+                true
+            }
+        }
+    }
+
+    /// What could not be found out, for a decision taken by default (kept, as on a
+    /// shared home), in words; `None` when the decision was made on what was seen.
+    pub fn doubt(&self) -> Option<String> {
+        match self {
+            GaLinesKept::Unknown(e) => Some(format!("file system type unknown ({e})")),
+            GaLinesKept::ExportsUnknown(e) => Some(format!(
+                "whether this host's NFS server exports its file system is unknown ({e})"
+            )),
+            _ => None,
         }
     }
 }
 
 /// [`GaLinesKept`] for a file that has GA's lines, in words; `None` for a file without
 /// them. An admin on the NFS server that exports the homes reads here that its own
-/// logins would not write them (a local file system), which `shared_file=yes` changes.
+/// logins write them (the export table lists the file system), and elsewhere, on a
+/// local file system, that they do not (`shared_file=yes` changes that).
 fn ga_lines(opts: &ModuleOptions, file: &GaFile, fd: &std::fs::File) -> Option<String> {
     if !file.contains_key(KEY_DISALLOW_REUSE) && !file.contains_key(KEY_RATE_LIMIT) {
         return None;
@@ -244,13 +283,24 @@ fn ga_lines(opts: &ModuleOptions, file: &GaFile, fd: &std::fs::File) -> Option<S
             "{lines} kept up to date on logins (not a file system known to be local, \
              shared_file=auto)"
         ),
+        GaLinesKept::Exported(export) => format!(
+            "{lines} kept up to date on logins (a local file system this host's NFS \
+             server exports, as {}, per {}; shared_file=auto)",
+            export.as_os_str().as_encoded_bytes().escape_ascii(),
+            nfs_exports::ETAB
+        ),
         GaLinesKept::ByFileSystem(false) => format!(
             "{lines} obeyed, not written on time-based logins (a local file system, \
-             shared_file=auto; shared_file=yes if hosts with another state store read \
-             this file, as on the NFS server exporting it)"
+             shared_file=auto, not exported by this host's NFS server per {}; \
+             shared_file=yes if hosts with another state store read this file otherwise)",
+            nfs_exports::ETAB
         ),
         GaLinesKept::Unknown(e) => {
             format!("{lines} kept up to date on logins (file system type unknown: {e})")
         }
+        GaLinesKept::ExportsUnknown(e) => format!(
+            "{lines} kept up to date on logins (a local file system; whether this host's \
+             NFS server exports it is unknown: {e}; shared_file=yes or no says which)"
+        ),
     })
 }

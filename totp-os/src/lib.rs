@@ -21,6 +21,7 @@ pub mod command;
 pub mod creds;
 mod fsize;
 pub mod inspect;
+pub mod nfs_exports;
 pub mod nss;
 pub mod pam_stack;
 pub mod remote;
