@@ -246,7 +246,8 @@ fn audit_warns_of_a_deleted_accounts_state_record() {
 
 /// A file with GA's `DISALLOW_REUSE`/`RATE_LIMIT` lines: the audit says whether logins
 /// keep them up to date (`shared_file=`), as the module decides it on the file it reads;
-/// on a local file system only `shared_file=yes` does (the NFS server exporting homes).
+/// on a local file system this host does not export over NFS only `shared_file=yes`
+/// does (the table of exports is `nfs_server_exports.rs`'s; this machine exports none).
 #[test]
 fn audit_says_whether_ga_lines_are_kept_up_to_date() {
     if !require_root("audit_says_whether_ga_lines_are_kept_up_to_date") {
