@@ -611,3 +611,22 @@ impl Drop for Sentinel {
 pub fn after_recreation(recreated_at: u64) -> u64 {
     crate::now().max(recreated_at) + 65
 }
+
+/// The rules of the ACL user `user` that docs/fleet.md documents (`pam_totp` for the
+/// hosts, `pam_totp_admin` for the admin), after its key pattern: the tests grant what
+/// the docs tell admins to grant, so the two cannot drift apart.
+pub fn documented_acl(user: &str) -> Vec<String> {
+    let doc = fs::read_to_string(workspace().join("docs/fleet.md")).expect("read docs/fleet.md");
+    let line = doc
+        .split(&format!("`user {user} on >PASSWORD "))
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+        .unwrap_or_else(|| panic!("no ACL of `{user}` in docs/fleet.md"));
+    let mut words = line.split_whitespace();
+    let keys = words.next().unwrap_or_default();
+    assert!(
+        keys.starts_with('~'),
+        "{user}'s ACL starts with its keys: {line}"
+    );
+    words.map(str::to_owned).collect()
+}

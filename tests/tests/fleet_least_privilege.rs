@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use system_tests::fleet::{RedisServer, ServerConfig, init_store, trusted_dir};
+use system_tests::fleet::{RedisServer, ServerConfig, documented_acl, init_store, trusted_dir};
 use system_tests::*;
 
 const RHOST: &str = "192.0.2.10";
@@ -47,31 +47,17 @@ fn host_acl_user(server: &RedisServer, prefix: &str) -> (tempfile::TempDir, std:
 /// The hosts' ACL user `host` of docs/fleet.md, on the keys of `prefix`.
 fn set_host_acl(server: &RedisServer, prefix: &str) {
     let keys = format!("~{prefix}:*");
-    let acl = [
-        "ACL",
-        "SETUSER",
-        "host",
-        "on",
-        ">host pw",
-        &keys,
-        "resetchannels",
-        "-@all",
-        "+fcall",
-        "+hmget",
-        "+hget",
-        "+hset",
-        "+expire",
-        "+persist",
-        "+ping",
-        "+info",
-    ];
+    let rules = documented_acl("pam_totp");
+    let mut acl = vec!["ACL", "SETUSER", "host", "on", ">host pw", &keys];
+    acl.extend(rules.iter().map(String::as_str));
     assert!(session(server.port, &[&acl])[0].starts_with("+OK"));
 }
 
 /// Hosts need `+fcall +hmget +ping +info` on the prefix, and the commands the function
 /// runs (Redis checks them against the caller's ACL: `+hget +hset +expire +persist`),
-/// but no `EVAL` and no `DEL` (SECURITY.md M18). The host's ACL user is exactly that. Before `totp-state init` installed the
-/// library, the host falls back to `EVAL`, which its ACL refuses: denied, `NOPERM` in
+/// but no `EVAL` and no `DEL` (SECURITY.md M18). The host's ACL user is the one
+/// docs/fleet.md documents. Before `totp-state init` installed the library, the host
+/// falls back to `EVAL`, which its ACL refuses: denied, `NOPERM` in
 /// the log. After `init` (run as an admin user): the same host logs in (control), the
 /// library is listed on the server, and the host user's `EVAL` and `DEL` are refused.
 #[test]

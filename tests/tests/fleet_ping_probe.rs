@@ -7,13 +7,10 @@
 //! the ACL refuses writes nothing: the user's record is read before and after with the
 //! server's own (admin) connection.
 
-use system_tests::fleet::{RedisServer, ServerConfig, init_store, secret_command, trusted_dir};
+use system_tests::fleet::{
+    RedisServer, ServerConfig, documented_acl, init_store, secret_command, trusted_dir,
+};
 use system_tests::*;
-
-/// The hosts' commands of docs/fleet.md (no `redis_wait=` here, so no `+wait`).
-const HOST_ACL: [&str; 8] = [
-    "+fcall", "+hmget", "+hget", "+hset", "+expire", "+persist", "+ping", "+info",
-];
 
 /// A root-only credentials file for the ACL user `user` (password `pw`) in `dir`.
 fn credentials(dir: &std::path::Path, user: &str) -> String {
@@ -40,7 +37,8 @@ fn redis_reply(server: &RedisServer, args: &[&[u8]]) -> String {
 }
 
 /// Options of a host whose ACL user `user` (on the prefix `prefix`) has the hosts'
-/// commands but `leave_out` ("" for none): `admin`'s options with its credentials.
+/// rules of docs/fleet.md but `leave_out` ("" for none): `admin`'s options with its
+/// credentials.
 fn host_options(
     server: &RedisServer,
     dir: &std::path::Path,
@@ -49,16 +47,14 @@ fn host_options(
     user: &str,
     leave_out: &str,
 ) -> String {
-    let rules: Vec<&str> = HOST_ACL
+    let documented = documented_acl("pam_totp");
+    let rules: Vec<&str> = documented
         .iter()
-        .copied()
+        .map(String::as_str)
         .filter(|r| *r != leave_out)
         .collect();
     // add_acl_user gives it the password `pw`, as the credentials file says.
-    server.add_acl_user(
-        user,
-        &format!("~{prefix}* resetchannels -@all {}", rules.join(" ")),
-    );
+    server.add_acl_user(user, &format!("~{prefix}* {}", rules.join(" ")));
     format!("{admin} redis_credentials={}", credentials(dir, user))
 }
 

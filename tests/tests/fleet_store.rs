@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use system_tests::fleet::{RedisServer, ServerConfig, TestCa, plugin, trusted_dir};
+use system_tests::fleet::{RedisServer, ServerConfig, TestCa, documented_acl, plugin, trusted_dir};
 use system_tests::require_root;
 use totp_core::fleet::{ConnectionOptions, RedisEndpoint, RedisOptions};
 use totp_core::state::{EnrolmentId, Marks, StateStore, StoreError, UserState, Write};
@@ -463,17 +463,8 @@ fn the_minimal_acls_of_docs_fleet_md_are_enough() {
     if !require_root("the_minimal_acls_of_docs_fleet_md_are_enough") {
         return;
     }
-    let doc = fs::read_to_string(system_tests::workspace().join("docs/fleet.md"))
-        .expect("read docs/fleet.md");
     // The rule lists after "user NAME on >PASSWORD", with the test's prefix.
-    let rules_of = |user: &str| {
-        let line = doc
-            .split(&format!("`user {user} on >PASSWORD "))
-            .nth(1)
-            .and_then(|r| r.split('`').next())
-            .expect("ACL example in docs/fleet.md");
-        line.replace('\n', " ").replace("pam_totp:*", "t:*")
-    };
+    let rules_of = |user: &str| format!("~t:* {}", documented_acl(user).join(" "));
     let server = RedisServer::start(&ServerConfig::default());
     for (user, rules) in [
         ("host", rules_of("pam_totp")),

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use system_tests::etcd::{EtcdCluster, EtcdConfig};
-use system_tests::fleet::{RedisServer, Sentinel, ServerConfig, TestCa, init_store, plugin};
+use system_tests::fleet::{
+    RedisServer, Sentinel, ServerConfig, TestCa, documented_acl, init_store, plugin,
+};
 use system_tests::*;
 
 const FALLBACK_USED: &str = "using this host's local store";
@@ -493,15 +495,18 @@ fn an_acl_or_role_that_cannot_write_fails_ping_as_it_fails_logins_through_libpam
     let server = RedisServer::start(&ServerConfig::default());
     let dir = system_tests::fleet::trusted_dir("wsacl");
     let (u, secret) = TestUser::enrolled("wsacl");
-    let host_rules = "resetchannels -@all +fcall +hmget +hget +hset +expire +persist +ping +info";
+    let documented = documented_acl("pam_totp");
+    let host_rules = documented.join(" ");
+    let nocas: Vec<&str> = documented
+        .iter()
+        .map(String::as_str)
+        .filter(|r| *r != "+fcall")
+        .collect();
+    let nocas = nocas.join(" ");
     for (user, keys, commands) in [
-        ("host", "~ws*", host_rules),
-        ("readonly", "%R~ws*", host_rules),
-        (
-            "nocas",
-            "~ws*",
-            "resetchannels -@all +hmget +hget +hset +expire +persist +ping +info",
-        ),
+        ("host", "~ws*", host_rules.as_str()),
+        ("readonly", "%R~ws*", host_rules.as_str()),
+        ("nocas", "~ws*", nocas.as_str()),
     ] {
         server.add_acl_user(user, &format!("{keys} {commands}"));
     }
