@@ -26,15 +26,18 @@
 //!
 //! # Matching when facts are missing
 //!
-//! A `(group)` item cannot be decided when the NSS group lookup failed, and an address
-//! item cannot be decided for an [`Origin::Unknown`] peer (a host name in `PAM_RHOST`).
-//! Such a rule "maybe matches". A `-` rule that maybe matches decides "require"; a `+`
+//! A `(group)` item cannot be decided when the NSS group lookup failed, and neither an
+//! address item nor `LOCAL` can be decided for an [`Origin::Unknown`] peer (a host name
+//! in `PAM_RHOST`, or sudo inside SSH: pam_access would count the latter as `LOCAL`). A
+//! user name that equals the user's only when case is ignored (pam_access compares
+//! without case) cannot be decided either. Such a rule "maybe matches". A `-` rule that maybe matches decides "require"; a `+`
 //! rule that maybe matches is passed over. So the result is "skip" only if it would be
 //! "skip" whatever the missing facts are. `ALL` needs no facts: in the origins field it
 //! matches every origin, an unresolved host name included, because the admin wrote it.
 //!
-//! User names are compared exactly: the caller passes the NSS `pw_name`, never the raw
-//! `PAM_USER`, so that `Root` cannot slip past `ALL EXCEPT root`.
+//! User names are compared with the NSS `pw_name`, never the raw `PAM_USER`, so that
+//! `Root` cannot slip past `ALL EXCEPT root`; only an exact match is a match, and a
+//! match ignoring case is a "maybe".
 //!
 //! # Layout
 //!

@@ -210,10 +210,37 @@ impl Problem {
                         _ => "",
                     };
                     let _ = write!(m, ": {e}{hint}");
+                    if e == NetworkError::InvalidPrefix {
+                        netmask_hint(&mut m, token);
+                    }
                 }
                 m
             }
         }
+    }
+}
+
+/// pam_access also takes a dotted netmask (`10.0.0.0/255.0.0.0`); this parser keeps one
+/// spelling, so the error names the prefix length the mask stands for.
+fn netmask_hint(m: &mut String, token: &[u8]) {
+    let Some((addr, mask)) = std::str::from_utf8(token)
+        .ok()
+        .and_then(|t| t.split_once('/'))
+    else {
+        return;
+    };
+    let Ok(mask) = mask.parse::<std::net::Ipv4Addr>() else {
+        return;
+    };
+    let bits = u32::from(mask);
+    let prefix = bits.leading_ones();
+    if bits.checked_shl(prefix).unwrap_or(0) == 0 {
+        let _ = write!(
+            m,
+            " (a netmask is written as a prefix length: {addr}/{prefix})"
+        );
+    } else {
+        m.push_str(" (a netmask is written as a prefix length; this one is not contiguous)");
     }
 }
 
