@@ -913,3 +913,129 @@ fn a_file_named_by_the_typed_spelling_is_never_a_nullok_skip() {
         }
     }
 }
+
+/// Very large answers from the `files` source, through a group file bind-mounted in a
+/// private mount namespace: a group whose entry needs a buffer of megabytes is read in
+/// full (its members listed last still count), one larger than the 16 MiB cap is a
+/// failed lookup, and a user in more groups than a thread can hold (`NGROUPS_MAX`,
+/// 65,536) has no group list that could prove non-membership. A failed lookup never
+/// skips: a member of the oversized group is asked for the code, and so is a user whose
+/// list is too long under `require_group=`; each fault is named in the log. Controls: the
+/// large group skips its member, and without the long list `require_group=` skips the
+/// same user.
+#[test]
+fn huge_groups_and_users_in_too_many_groups_never_skip_unproven() {
+    let test = "huge_groups_and_users_in_too_many_groups_never_skip_unproven";
+    if !require_root(test) || !require_tool(test, "unshare") {
+        return;
+    }
+    let u = TestUser::create("dsh");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host_groups = fs::read_to_string("/etc/group").expect("read /etc/group");
+    let base_gid = 3_800_000 + std::process::id() % 100_000 * 10;
+    let (big, huge, other) = (
+        format!("{}b", u.name),
+        format!("{}h", u.name),
+        format!("{}o", u.name),
+    );
+    let members = |n: usize| -> String {
+        let mut m = String::with_capacity(n * 10);
+        for i in 0..n {
+            m.push_str(&format!("m{i:07},"));
+        }
+        m.push_str(&u.name);
+        m
+    };
+    // 200,000 members: about 2 MB; 2,000,000: about 18 MB, over the cap.
+    let sized = dir.path().join("group.sized");
+    fs::write(
+        &sized,
+        format!(
+            "{host_groups}{big}:x:{}:{}\n{huge}:x:{}:{}\n{other}:x:{}:\n",
+            base_gid,
+            members(200_000),
+            base_gid + 1,
+            members(2_000_000),
+            base_gid + 2
+        ),
+    )
+    .expect("write group file");
+    let mut many = format!("{host_groups}{other}:x:{}:\n", base_gid + 2);
+    for i in 0..70_000u32 {
+        many.push_str(&format!(
+            "{}m{i}:x:{}:{}\n",
+            u.name,
+            base_gid + 10 + i,
+            u.name
+        ));
+    }
+    let many_path = dir.path().join("group.many");
+    fs::write(&many_path, many).expect("write group file");
+    let plain = dir.path().join("group.plain");
+    fs::write(
+        &plain,
+        format!("{host_groups}{other}:x:{}:\n", base_gid + 2),
+    )
+    .expect("write");
+    for p in [&sized, &many_path, &plain] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    u.write_secret(&totp_file(SECRET_160), 0o600);
+
+    let login = |groups: &Path, option: &str| {
+        let stack = Stack::probe("svc", option);
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, T0))
+            .rhost("203.0.113.9")
+            .at(T0);
+        let cmd = in_private_mounts("mount --bind \"$1\" /etc/group", groups, &driver.command());
+        let (out, lines) = with_syslog_capture(&cmd);
+        let lines: Vec<String> = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
+        (Drive::ran(&out), lines)
+    };
+    let mut f = Failures::default();
+    let (d, _) = login(&sized, &format!("skip_group={big}"));
+    f.expect(
+        "member listed last in a 2 MB group: control",
+        &d,
+        "PAM_IGNORE",
+    );
+    let (d, _) = login(&sized, &format!("require_group={big}"));
+    f.refused("require_group of a 2 MB group the user is in", &d);
+    for option in [
+        format!("skip_group={huge}"),
+        format!("require_group={huge}"),
+    ] {
+        let (d, lines) = login(&sized, &option);
+        f.refused(&format!("{option}: group over 16 MiB"), &d);
+        if !lines
+            .iter()
+            .any(|l| l.contains(&huge) && l.contains("too large"))
+        {
+            f.0.push(format!(
+                "{option}: the oversized group is not named: {lines:?}"
+            ));
+        }
+    }
+    let (d, _) = login(&plain, &format!("require_group={other}"));
+    f.expect(
+        "require_group, proven non-member: control",
+        &d,
+        "PAM_IGNORE",
+    );
+    let (d, lines) = login(&many_path, &format!("require_group={other}"));
+    f.refused("require_group, user in 70,000 groups", &d);
+    if !lines
+        .iter()
+        .any(|l| l.contains("group list") && l.contains("too large"))
+    {
+        f.0.push(format!("the failed group list is not named: {lines:?}"));
+    }
+    let (d, _) = login(&many_path, &format!("skip_group={}m5", u.name));
+    f.expect(
+        "skip_group listing the user, in 70,000 groups",
+        &d,
+        "PAM_IGNORE",
+    );
+    f.check();
+}
