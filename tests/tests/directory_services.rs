@@ -1090,3 +1090,70 @@ fn group_members_are_compared_exactly() {
     }
     f.check();
 }
+
+/// Name items in the rule file match the account, not the spelling typed at the prompt:
+/// every alias of the account (`ALICE`, `AD\alice`, `alice@AD`) meets `- : alice` and
+/// `+ : alice` as the account itself does. A rule spelling the account in upper case
+/// (pam_access compares without case) never skips any of them, and as a `-` rule it
+/// requires the code (skipped before the fix). Control: a rule naming someone else lets
+/// `+ : ALL` skip every spelling.
+#[test]
+fn name_rules_match_the_account_whatever_the_typed_spelling() {
+    let Some((u, ds)) = setup(
+        "name_rules_match_the_account_whatever_the_typed_spelling",
+        "dsr",
+    ) else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let minus = rules_file(
+        &ds,
+        "minus.conf",
+        &format!("- : {} : ALL\n+ : ALL : ALL\n", u.name),
+    );
+    let plus = rules_file(&ds, "plus.conf", &format!("+ : {} : ALL\n", u.name));
+    let upper = rules_file(
+        &ds,
+        "upper.conf",
+        &format!("- : {} : ALL\n+ : ALL : ALL\n", u.name.to_uppercase()),
+    );
+    let alias_plus = rules_file(
+        &ds,
+        "alias.conf",
+        &format!("+ : {} : ALL\n", u.name.to_uppercase()),
+    );
+    let other = rules_file(
+        &ds,
+        "other.conf",
+        &format!("- : {}x : ALL\n+ : ALL : ALL\n", u.name),
+    );
+    let mut f = Failures::default();
+    let mut at = T0;
+    for typed in aliases(&u.name).iter().chain([&u.name]) {
+        at += 90;
+        let wrong = wrong_totp(SECRET_160, at);
+        let run = |rules: &Path| {
+            login(
+                &ds,
+                &format!("accessfile={}", rules.display()),
+                typed,
+                &wrong,
+                at,
+            )
+        };
+        f.refused(&format!("{typed:?}: - canonical"), &run(&minus));
+        f.expect(
+            &format!("{typed:?}: + canonical"),
+            &run(&plus),
+            "PAM_IGNORE",
+        );
+        f.refused(&format!("{typed:?}: - upper-case"), &run(&upper));
+        f.refused(&format!("{typed:?}: + upper-case"), &run(&alias_plus));
+        f.expect(
+            &format!("{typed:?}: - someone else: control"),
+            &run(&other),
+            "PAM_IGNORE",
+        );
+    }
+    f.check();
+}
