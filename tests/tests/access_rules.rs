@@ -654,3 +654,26 @@ fn primary_group_membership_and_bare_names() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Dropped in reverse order: the member first, so userdel removes the owner's group.
 }
+
+/// `accessfile=` and the group options are separate skips, each proven on its own: a `-`
+/// rule ends the file's walk without a skip, and does not overrule `skip_group=` (root is
+/// in group root through its primary group). Control: without the group option, the
+/// same file requires the code.
+#[test]
+fn a_minus_rule_does_not_overrule_skip_group() {
+    if !require_root("a_minus_rule_does_not_overrule_skip_group") {
+        return;
+    }
+    let setup = Setup::new("- : ALL : ALL\n");
+    let peer = |skip| {
+        [case(
+            "network peer",
+            "sshd",
+            Some("203.0.113.9"),
+            None,
+            skip,
+        )]
+    };
+    check_cases(&setup, "", &peer(false));
+    check_cases(&setup, "skip_group=root", &peer(true));
+}
