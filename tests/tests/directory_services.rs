@@ -1157,3 +1157,37 @@ fn name_rules_match_the_account_whatever_the_typed_spelling() {
     }
     f.check();
 }
+
+/// SSSD qualifies a domain's group names (`admins@ad.example.com`) when told to; a
+/// `(group)` item may name such a group (refused as a netgroup before the fix, which left
+/// the whole file unusable). A member skips, a proven non-member does not, and a source
+/// that fails leaves the membership unproven.
+#[test]
+fn qualified_group_names_in_rules() {
+    let Some((u, ds)) = setup("qualified_group_names_in_rules", "dsq") else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let g = format!("{}g@ad.example.com", u.name);
+    ds.with(|c| c.grname = g.clone());
+    let plus = rules_file(&ds, "plus.conf", &format!("+ : ({g}) : ALL\n"));
+    let args = format!("accessfile={}", plus.display());
+    let mut f = Failures::default();
+    let wrong = wrong_totp(SECRET_160, T0);
+    f.expect(
+        "member",
+        &login(&ds, &args, &u.name, &wrong, T0),
+        "PAM_IGNORE",
+    );
+    ds.with(|c| {
+        c.grname = g.clone();
+        c.grmember = false;
+    });
+    f.refused("proven non-member", &login(&ds, &args, &u.name, &wrong, T0));
+    ds.with(|c| {
+        c.grname = g.clone();
+        c.group = "unavail";
+    });
+    f.refused("source down", &login(&ds, &args, &u.name, &wrong, T0));
+    f.check();
+}

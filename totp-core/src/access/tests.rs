@@ -145,6 +145,9 @@ fn decision_table() {
         ("passed over then sure", "+ : (lan) : ALL\n+ : alice : ALL", from("1.1.1.1").groups(None), Skip, Some(2)),
         ("group is not a user", "+ : (alice) : ALL", from("1.1.1.1"), Require, None),
         ("user is not a group", "+ : lan : ALL", from("1.1.1.1").groups(Some(&["lan"])), Require, None),
+        // SSSD's qualified group names.
+        ("qualified group", "+ : (lan@ad.example.com) : ALL", from("1.1.1.1").groups(Some(&["lan@ad.example.com"])), Skip, Some(1)),
+        ("qualified group, other domain", "+ : (lan@ad.example.com) : ALL", from("1.1.1.1").groups(Some(&["lan@ad2.example.com"])), Require, None),
         // Origins with EXCEPT.
         ("origin except in", "+ : ALL : 10.0.0.0/8 EXCEPT 10.9.0.0/16", from("10.1.2.3"), Skip, Some(1)),
         ("origin except out", "+ : ALL : 10.0.0.0/8 EXCEPT 10.9.0.0/16", from("10.9.2.3"), Require, None),
@@ -252,6 +255,10 @@ fn malformed_rules_reject_the_whole_file_naming_the_line() {
         "+ : admins) : ALL",
         "+ : () : ALL",
         "+ : (-x) : ALL",
+        "+ : (@x) : ALL",
+        "+ : (x@) : ALL",
+        "+ : (a@b@c) : ALL",
+        "+ : (x@-y) : ALL",
         "+ : -rf : ALL",
         "+ : ali/ce : ALL",
         "+ : LOCAL : ALL",
@@ -309,6 +316,18 @@ fn error_messages_are_helpful() {
     assert!(!msg("+ : ALL : 10.0.0.0/x").contains("netmask"));
     let long = format!("+ : ALL : {}", "a".repeat(500));
     assert!(msg(&long).len() < 200, "offending tokens are truncated");
+}
+
+#[test]
+fn a_byte_order_mark_is_named() {
+    for text in [
+        "\u{feff}# rules\n+ : ALL : LOCAL\n",
+        "\u{feff}+ : ALL : LOCAL\n",
+    ] {
+        let e = error(text.as_bytes(), ParseOptions::default());
+        assert_eq!(e.line, Some(1));
+        assert!(e.message.contains("byte-order mark"), "{e}");
+    }
 }
 
 #[test]
