@@ -116,9 +116,9 @@ impl fmt::Display for Origin {
         match self {
             Origin::Network(ip) => write!(f, "network address {ip}"),
             Origin::Local => f.write_str("local console or display"),
-            Origin::Unknown => f.write_str(
-                "unknown (address rules and LOCAL might match it: they never skip, and a - rule requires the code)",
-            ),
+            Origin::Unknown => {
+                f.write_str("unknown (address items and LOCAL can only require the code)")
+            }
         }
     }
 }
