@@ -473,3 +473,207 @@ fn unknown_users_meet_the_same_rules_so_a_skip_reveals_no_user_names() {
         );
     }
 }
+
+/// What sshd and other applications put in PAM_RHOST besides plain addresses: the
+/// upper-case forms `getnameinfo` never writes but a PAM application may, and the
+/// loopback peer as a name (`UseDNS yes`), as an address, and sshd's `UNKNOWN` for a
+/// connection that is not a socket. A loopback peer is a network peer, never LOCAL.
+#[test]
+fn rhost_forms_from_applications() {
+    if !require_root("rhost_forms_from_applications") {
+        return;
+    }
+    let setup = Setup::new(FIELD_EXAMPLE);
+    let cases = [
+        case(
+            "upper-case mapped address",
+            "sshd",
+            Some("::FFFF:10.0.0.7"),
+            None,
+            true,
+        ),
+        case(
+            "upper-case mapped hex",
+            "sshd",
+            Some("::FFFF:A00:7"),
+            None,
+            true,
+        ),
+        case("loopback by name", "sshd", Some("localhost"), None, false),
+        case("loopback IPv4", "sshd", Some("127.0.0.2"), None, false),
+        case("loopback IPv6", "sshd", Some("::1"), None, false),
+        case(
+            "sshd without a socket",
+            "sshd",
+            Some("UNKNOWN"),
+            None,
+            false,
+        ),
+        case(
+            "address with a port",
+            "sshd",
+            Some("10.0.0.5:22"),
+            None,
+            false,
+        ),
+    ];
+    check_cases(&setup, "", &cases);
+}
+
+/// Rules written for pam_access, whose LOCAL is every login without PAM_RHOST and whose
+/// user names match without case: a `-` rule meant for those logins keeps the code for
+/// them here too (sudo inside SSH is not LOCAL enough to skip, but not remote enough to
+/// escape a `- : ALL : LOCAL`), and a name spelt in another case never skips. Controls:
+/// the same files skip a network peer and another user.
+#[test]
+fn pam_access_local_and_name_case_never_skip_unproven() {
+    if !require_root("pam_access_local_and_name_case_never_skip_unproven") {
+        return;
+    }
+    let setup = Setup::new("- : ALL : LOCAL\n+ : ALL : ALL\n");
+    let cases = [
+        case("sudo inside SSH", "sudo", None, Some("/dev/pts/3"), false),
+        case("su on a console", "su", None, Some("tty1"), false),
+        case("console login", "login", None, Some("tty1"), false),
+        case("no RHOST and no TTY", "cron", None, None, false),
+        case(
+            "network peer: control",
+            "sshd",
+            Some("203.0.113.9"),
+            None,
+            true,
+        ),
+    ];
+    check_cases(&setup, "", &cases);
+    let setup = Setup::new("+ : ALL : ALL EXCEPT LOCAL\n");
+    let cases = [
+        case("sudo inside SSH", "sudo", None, Some("pts/0"), false),
+        case(
+            "network peer: control",
+            "sshd",
+            Some("203.0.113.9"),
+            None,
+            true,
+        ),
+    ];
+    check_cases(&setup, "", &cases);
+    let peer = [case(
+        "network peer",
+        "sshd",
+        Some("203.0.113.9"),
+        None,
+        false,
+    )];
+    for rules in [
+        "- : ROOT : ALL\n+ : ALL : ALL\n",
+        "+ : ALL EXCEPT Root : ALL\n",
+        "+ : Root : ALL\n",
+    ] {
+        check_cases(&Setup::new(rules), "", &peer);
+    }
+    let control = [case(
+        "network peer",
+        "sshd",
+        Some("203.0.113.9"),
+        None,
+        true,
+    )];
+    for rules in [
+        "- : rooted : ALL\n+ : ALL : ALL\n",
+        "+ : ALL EXCEPT rooted : ALL\n",
+        "+ : root : ALL\n",
+    ] {
+        check_cases(&Setup::new(rules), "", &control);
+    }
+}
+
+/// Membership through the primary group alone (the gid in passwd; useradd's own group
+/// does not list its user): it counts for every group rule, so a "not in the group" skip
+/// never reaches such a member. A bare name is a user name only, never a group (as
+/// pam_access with `nodefgroup`): a supplementary member of the group named like a user
+/// is not that user. Controls: the other user skips where the member does not.
+#[test]
+fn primary_group_membership_and_bare_names() {
+    if !require_root("primary_group_membership_and_bare_names") {
+        return;
+    }
+    let owner = TestUser::create("pgo");
+    let other = TestUser::create("pgx");
+    let listed = TestUser::create("pgl");
+    listed.add_to_group(&owner.name);
+    for u in [&owner, &other, &listed] {
+        u.write_secret(&format!("{SECRET_160}\n\" TOTP_AUTH\n"), 0o600);
+    }
+    let rules_dir = tempfile::tempdir().expect("tempdir");
+    let rules = |name: &str, text: &str| {
+        let p = rules_dir.path().join(name);
+        write_owned(&p, text.as_bytes(), 0, 0, 0o644);
+        format!("accessfile={}", p.display())
+    };
+    let g = &owner.name;
+    let except = rules("except.conf", &format!("+ : ALL EXCEPT ({g}) : ALL\n"));
+    let minus = rules("minus.conf", &format!("- : ({g}) : ALL\n+ : ALL : ALL\n"));
+    let plus = rules("plus.conf", &format!("+ : ({g}) : ALL\n"));
+    let bare = rules("bare.conf", &format!("- : {g} : ALL\n+ : ALL : ALL\n"));
+    let required = Returned::Failed("PAM_AUTH_ERR".into());
+    let run = |args: &str, user: &str| {
+        let stack = Stack::probe("sshd", args);
+        Driver::new(&stack, "sshd", user)
+            .answer("000000")
+            .rhost("203.0.113.9")
+            .run()
+            .returned()
+    };
+    let mut failures = Vec::new();
+    let mut want = |what: &str, args: &str, user: &TestUser, expected: &Returned| {
+        let got = run(args, &user.name);
+        if got != *expected {
+            failures.push(format!("{what} for {}: {got:?}", user.name));
+        }
+    };
+    for (what, args) in [
+        ("require_group", format!("require_group={g}")),
+        ("EXCEPT (group)", except.clone()),
+        ("- (group)", minus.clone()),
+    ] {
+        want(what, &args, &owner, &required);
+        want(what, &args, &listed, &required);
+        want(what, &args, &other, &Returned::Ignore);
+    }
+    for (what, args) in [
+        ("skip_group", format!("skip_group={g}")),
+        ("+ (group)", plus),
+    ] {
+        want(what, &args, &owner, &Returned::Ignore);
+        want(what, &args, &listed, &Returned::Ignore);
+        want(what, &args, &other, &required);
+    }
+    want("bare name", &bare, &owner, &required);
+    want("bare name", &bare, &listed, &Returned::Ignore);
+    want("bare name", &bare, &other, &Returned::Ignore);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Dropped in reverse order: the member first, so userdel removes the owner's group.
+}
+
+/// `accessfile=` and the group options are separate skips, each proven on its own: a `-`
+/// rule ends the file's walk without a skip, and does not overrule `skip_group=` (root is
+/// in group root through its primary group). Control: without the group option, the
+/// same file requires the code.
+#[test]
+fn a_minus_rule_does_not_overrule_skip_group() {
+    if !require_root("a_minus_rule_does_not_overrule_skip_group") {
+        return;
+    }
+    let setup = Setup::new("- : ALL : ALL\n");
+    let peer = |skip| {
+        [case(
+            "network peer",
+            "sshd",
+            Some("203.0.113.9"),
+            None,
+            skip,
+        )]
+    };
+    check_cases(&setup, "", &peer(false));
+    check_cases(&setup, "skip_group=root", &peer(true));
+}

@@ -913,3 +913,281 @@ fn a_file_named_by_the_typed_spelling_is_never_a_nullok_skip() {
         }
     }
 }
+
+/// A directory holding only a group file, for [`login_with_groups`]: root's group, `u`'s
+/// own group and `extra` (group lines).
+fn group_layer(dir: &Path, u: &TestUser, extra: &str) -> PathBuf {
+    fs::create_dir_all(dir).expect("mkdir");
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = dir.join("group");
+    fs::write(
+        &path,
+        format!("root:x:0:\n{}:x:{}:\n{extra}", u.name, u.gid),
+    )
+    .expect("write group file");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    dir.to_owned()
+}
+
+/// One login of `u` from a network peer with a wrong code, in a private mount namespace
+/// whose /etc shows `layer`'s group file over the host's (the `files` source reads it;
+/// the host is untouched); the log as the module wrote it. An overlay on /etc rather than
+/// a bind mount on /etc/group: a concurrent `useradd` renames a new host file over that
+/// mount point, which detaches the bind mount mid-test.
+fn login_with_groups(u: &TestUser, layer: &Path, option: &str) -> (Drive, Vec<String>) {
+    let stack = Stack::probe("svc", option);
+    let driver = Driver::new(&stack, "svc", &u.name)
+        .answer(&wrong_totp(SECRET_160, T0))
+        .rhost("203.0.113.9")
+        .at(T0);
+    let cmd = in_private_mounts(
+        "mount -t overlay overlay -o \"lowerdir=$1:/etc\" /etc",
+        layer,
+        &driver.command(),
+    );
+    let (out, lines) = with_syslog_capture(&cmd);
+    let lines = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
+    (Drive::ran(&out), lines)
+}
+
+/// Very large answers from the `files` source: a group whose entry needs a buffer of
+/// megabytes is read in full (its members listed last still count), one larger than the
+/// 16 MiB cap is a failed lookup, and a user in more groups than a thread can hold
+/// (`NGROUPS_MAX`, 65,536) has no group list that could prove non-membership. A failed
+/// lookup never skips: a member of the oversized group is asked for the code, and so is a
+/// user whose list is too long under `require_group=`; each fault is named in the log.
+/// Controls: the large group skips its member, and without the long list
+/// `require_group=` skips the same user.
+#[test]
+fn huge_groups_and_users_in_too_many_groups_never_skip_unproven() {
+    let test = "huge_groups_and_users_in_too_many_groups_never_skip_unproven";
+    if !require_root(test) || !require_tool(test, "unshare") {
+        return;
+    }
+    let u = TestUser::create("dsb");
+    u.write_secret(&totp_file(SECRET_160), 0o600);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base_gid = 3_800_000 + std::process::id() % 100_000 * 10;
+    let (big, huge, other) = (
+        format!("{}b", u.name),
+        format!("{}h", u.name),
+        format!("{}o", u.name),
+    );
+    let members = |n: usize| -> String {
+        let mut m = String::with_capacity(n * 10);
+        for i in 0..n {
+            m.push_str(&format!("m{i:07},"));
+        }
+        m.push_str(&u.name);
+        m
+    };
+    let not_listed = format!("{other}:x:{}:\n", base_gid + 2);
+    // 200,000 members: about 2 MB; 2,000,000: about 18 MB, over the cap.
+    let sized = group_layer(
+        &dir.path().join("sized"),
+        &u,
+        &format!(
+            "{big}:x:{}:{}\n{huge}:x:{}:{}\n{not_listed}",
+            base_gid,
+            members(200_000),
+            base_gid + 1,
+            members(2_000_000),
+        ),
+    );
+    let mut many = not_listed.clone();
+    for i in 0..70_000u32 {
+        many.push_str(&format!(
+            "{}m{i}:x:{}:{}\n",
+            u.name,
+            base_gid + 10 + i,
+            u.name
+        ));
+    }
+    let many = group_layer(&dir.path().join("many"), &u, &many);
+    let plain = group_layer(&dir.path().join("plain"), &u, &not_listed);
+
+    let mut f = Failures::default();
+    let (d, _) = login_with_groups(&u, &sized, &format!("skip_group={big}"));
+    f.expect(
+        "member listed last in a 2 MB group: control",
+        &d,
+        "PAM_IGNORE",
+    );
+    let (d, _) = login_with_groups(&u, &sized, &format!("require_group={big}"));
+    f.refused("require_group of a 2 MB group the user is in", &d);
+    for option in [
+        format!("skip_group={huge}"),
+        format!("require_group={huge}"),
+    ] {
+        let (d, lines) = login_with_groups(&u, &sized, &option);
+        f.refused(&format!("{option}: group over 16 MiB"), &d);
+        if !lines
+            .iter()
+            .any(|l| l.contains(&huge) && l.contains("lookup failed"))
+        {
+            f.0.push(format!(
+                "{option}: the oversized group is not named: {lines:?}"
+            ));
+        }
+    }
+    let (d, _) = login_with_groups(&u, &plain, &format!("require_group={other}"));
+    f.expect(
+        "require_group, proven non-member: control",
+        &d,
+        "PAM_IGNORE",
+    );
+    let (d, lines) = login_with_groups(&u, &many, &format!("require_group={other}"));
+    f.refused("require_group, user in 70,000 groups", &d);
+    if !lines
+        .iter()
+        .any(|l| l.contains("group list") && l.contains("failed"))
+    {
+        f.0.push(format!("the failed group list is not named: {lines:?}"));
+    }
+    let (d, _) = login_with_groups(&u, &many, &format!("skip_group={}m5", u.name));
+    f.expect(
+        "skip_group listing the user, in 70,000 groups",
+        &d,
+        "PAM_IGNORE",
+    );
+    f.check();
+}
+
+/// A group's member list names users exactly, as the C library does when it builds a
+/// user's groups: a member line spelling the user in another case is another user, so
+/// the user is not a member (as `id` shows), for `require_group=` and `skip_group=`
+/// alike, and as for pam_access's `(group)`. Control: the exact spelling.
+#[test]
+fn group_members_are_compared_exactly() {
+    let test = "group_members_are_compared_exactly";
+    if !require_root(test) || !require_tool(test, "unshare") {
+        return;
+    }
+    let u = TestUser::create("dsc");
+    u.write_secret(&totp_file(SECRET_160), 0o600);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gid = 3_700_000 + std::process::id() % 100_000;
+    let g = format!("{}c", u.name);
+    let mut f = Failures::default();
+    for (what, member, is_member) in [
+        ("exact spelling: control", u.name.clone(), true),
+        ("upper-case spelling", u.name.to_uppercase(), false),
+    ] {
+        let groups = group_layer(
+            &dir.path().join(if is_member { "exact" } else { "upper" }),
+            &u,
+            &format!("{g}:x:{gid}:{member}\n"),
+        );
+        let (skip, require) = if is_member {
+            ("PAM_IGNORE", "PAM_AUTH_ERR")
+        } else {
+            ("PAM_AUTH_ERR", "PAM_IGNORE")
+        };
+        let (d, _) = login_with_groups(&u, &groups, &format!("skip_group={g}"));
+        f.expect(&format!("{what}: skip_group"), &d, skip);
+        let (d, _) = login_with_groups(&u, &groups, &format!("require_group={g}"));
+        f.expect(&format!("{what}: require_group"), &d, require);
+    }
+    f.check();
+}
+
+/// Name items in the rule file match the account, not the spelling typed at the prompt:
+/// every alias of the account (`ALICE`, `AD\alice`, `alice@AD`) meets `- : alice` and
+/// `+ : alice` as the account itself does. A rule spelling the account in upper case
+/// (pam_access compares without case) never skips any of them, and as a `-` rule it
+/// requires the code (skipped before the fix). Control: a rule naming someone else lets
+/// `+ : ALL` skip every spelling.
+#[test]
+fn name_rules_match_the_account_whatever_the_typed_spelling() {
+    let Some((u, ds)) = setup(
+        "name_rules_match_the_account_whatever_the_typed_spelling",
+        "dsr",
+    ) else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let minus = rules_file(
+        &ds,
+        "minus.conf",
+        &format!("- : {} : ALL\n+ : ALL : ALL\n", u.name),
+    );
+    let plus = rules_file(&ds, "plus.conf", &format!("+ : {} : ALL\n", u.name));
+    let upper = rules_file(
+        &ds,
+        "upper.conf",
+        &format!("- : {} : ALL\n+ : ALL : ALL\n", u.name.to_uppercase()),
+    );
+    let alias_plus = rules_file(
+        &ds,
+        "alias.conf",
+        &format!("+ : {} : ALL\n", u.name.to_uppercase()),
+    );
+    let other = rules_file(
+        &ds,
+        "other.conf",
+        &format!("- : {}x : ALL\n+ : ALL : ALL\n", u.name),
+    );
+    let mut f = Failures::default();
+    let mut at = T0;
+    for typed in aliases(&u.name).iter().chain([&u.name]) {
+        at += 90;
+        let wrong = wrong_totp(SECRET_160, at);
+        let run = |rules: &Path| {
+            login(
+                &ds,
+                &format!("accessfile={}", rules.display()),
+                typed,
+                &wrong,
+                at,
+            )
+        };
+        f.refused(&format!("{typed:?}: - canonical"), &run(&minus));
+        f.expect(
+            &format!("{typed:?}: + canonical"),
+            &run(&plus),
+            "PAM_IGNORE",
+        );
+        f.refused(&format!("{typed:?}: - upper-case"), &run(&upper));
+        f.refused(&format!("{typed:?}: + upper-case"), &run(&alias_plus));
+        f.expect(
+            &format!("{typed:?}: - someone else: control"),
+            &run(&other),
+            "PAM_IGNORE",
+        );
+    }
+    f.check();
+}
+
+/// SSSD qualifies a domain's group names (`admins@ad.example.com`) when told to; a
+/// `(group)` item may name such a group (refused as a netgroup before the fix, which left
+/// the whole file unusable). A member skips, a proven non-member does not, and a source
+/// that fails leaves the membership unproven.
+#[test]
+fn qualified_group_names_in_rules() {
+    let Some((u, ds)) = setup("qualified_group_names_in_rules", "dsq") else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let g = format!("{}g@ad.example.com", u.name);
+    ds.with(|c| c.grname = g.clone());
+    let plus = rules_file(&ds, "plus.conf", &format!("+ : ({g}) : ALL\n"));
+    let args = format!("accessfile={}", plus.display());
+    let mut f = Failures::default();
+    let wrong = wrong_totp(SECRET_160, T0);
+    f.expect(
+        "member",
+        &login(&ds, &args, &u.name, &wrong, T0),
+        "PAM_IGNORE",
+    );
+    ds.with(|c| {
+        c.grname = g.clone();
+        c.grmember = false;
+    });
+    f.refused("proven non-member", &login(&ds, &args, &u.name, &wrong, T0));
+    ds.with(|c| {
+        c.grname = g.clone();
+        c.group = "unavail";
+    });
+    f.refused("source down", &login(&ds, &args, &u.name, &wrong, T0));
+    f.check();
+}

@@ -174,7 +174,18 @@ impl<'a> Matcher<'a> {
         match *item {
             UserItem::All => Tri::Yes,
             UserItem::Name(span) => {
-                bool_tri(span_of(self.text, span) == self.subject.user.as_bytes())
+                let name = span_of(self.text, span);
+                let user = self.subject.user.as_bytes();
+                if name == user {
+                    Tri::Yes
+                } else if name.eq_ignore_ascii_case(user) {
+                    // pam_access compares names without case, so a file written for it
+                    // may spell `Alice` for the account `alice`: such a rule may still
+                    // require the code, but never skips it (nor excepts from a skip).
+                    Tri::Maybe
+                } else {
+                    Tri::No
+                }
             }
             UserItem::Group(span) => {
                 // Group names are printable ASCII (checked by the parser).
@@ -192,7 +203,12 @@ impl<'a> Matcher<'a> {
 fn origin_item_match(item: &OriginItem, peer: Peer) -> Tri {
     match (item, peer) {
         (OriginItem::All, _) => Tri::Yes,
-        (OriginItem::Local, p) => bool_tri(matches!(p, Peer::Local)),
+        (OriginItem::Local, Peer::Local) => Tri::Yes,
+        (OriginItem::Local, Peer::Address(_)) => Tri::No,
+        // Not local enough to skip the code, but pam_access counts every login without
+        // PAM_RHOST (sudo or su inside SSH included) as LOCAL, so a `- : ... : LOCAL` rule
+        // or an `EXCEPT LOCAL` written for it must still keep the code for them.
+        (OriginItem::Local, Peer::Unknown) => Tri::Maybe,
         (OriginItem::Network(net), Peer::Address(ip)) => bool_tri(net.contains_bits(ip)),
         (OriginItem::Network(_), Peer::Local) => Tri::No,
         // A host name might stand for an address inside the network.

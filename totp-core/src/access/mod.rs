@@ -12,10 +12,11 @@
 //! ```
 //!
 //! - `+` skips the code (the module returns `PAM_IGNORE`), `-` requires it.
-//! - Users: `ALL`, user names, `(group)`. Origins: `ALL`, `LOCAL`, IPv4/IPv6 addresses
-//!   and CIDR networks (see [`crate::addr`]). In both lists one `EXCEPT` splits the list
-//!   into an include part and an exception part, as in pam_access; list items are
-//!   separated by spaces, tabs or commas (pam_access's default `listsep`).
+//! - Users: `ALL`, user names, `(group)` (`(group@domain)` too). Origins: `ALL`,
+//!   `LOCAL`, IPv4/IPv6 addresses and CIDR networks (see [`crate::addr`]). In both lists
+//!   one `EXCEPT` splits the list into an include part and an exception part, as in
+//!   pam_access; list items are separated by spaces, tabs or commas (pam_access's
+//!   default `listsep`).
 //! - The first rule that matches decides. No matching rule means the code is required.
 //! - Blank lines and lines whose first non-blank character is `#` are ignored.
 //!
@@ -26,15 +27,19 @@
 //!
 //! # Matching when facts are missing
 //!
-//! A `(group)` item cannot be decided when the NSS group lookup failed, and an address
-//! item cannot be decided for an [`Origin::Unknown`] peer (a host name in `PAM_RHOST`).
-//! Such a rule "maybe matches". A `-` rule that maybe matches decides "require"; a `+`
-//! rule that maybe matches is passed over. So the result is "skip" only if it would be
-//! "skip" whatever the missing facts are. `ALL` needs no facts: in the origins field it
-//! matches every origin, an unresolved host name included, because the admin wrote it.
+//! A `(group)` item cannot be decided when the NSS group lookup failed, and neither an
+//! address item nor `LOCAL` can be decided for an [`Origin::Unknown`] peer (a host name
+//! in `PAM_RHOST`, or sudo inside SSH: pam_access would count the latter as `LOCAL`). A
+//! user name that equals the user's only when case is ignored (pam_access compares
+//! without case) cannot be decided either. Such a rule "maybe matches". A `-` rule that
+//! maybe matches decides "require"; a `+` rule that maybe matches is passed over. So the
+//! result is "skip" only if it would be "skip" whatever the missing facts are. `ALL`
+//! needs no facts: in the origins field it matches every origin, an unresolved host name
+//! included, because the admin wrote it.
 //!
-//! User names are compared exactly: the caller passes the NSS `pw_name`, never the raw
-//! `PAM_USER`, so that `Root` cannot slip past `ALL EXCEPT root`.
+//! User names are compared with the NSS `pw_name`, never the raw `PAM_USER`, so that
+//! `Root` cannot slip past `ALL EXCEPT root`; only an exact match is a match, and a
+//! match ignoring case is a "maybe".
 //!
 //! # Layout
 //!

@@ -78,6 +78,14 @@ fn check_file(text: &[u8]) -> Result<(), AccessError> {
             message: format!("file larger than {MAX_FILE_BYTES} bytes"),
         });
     }
+    // Editors that add one do so silently, and it makes even a first comment line a
+    // bad rule: say what it is.
+    if text.starts_with(b"\xef\xbb\xbf") {
+        return Err(AccessError {
+            line: Some(1),
+            message: "the file starts with a UTF-8 byte-order mark; save it without one".to_owned(),
+        });
+    }
     // NUL is refused even in a comment. `contains` on bytes is a memchr; the line is
     // counted only on failure.
     if text.contains(&0) {
@@ -210,10 +218,37 @@ impl Problem {
                         _ => "",
                     };
                     let _ = write!(m, ": {e}{hint}");
+                    if e == NetworkError::InvalidPrefix {
+                        netmask_hint(&mut m, token);
+                    }
                 }
                 m
             }
         }
+    }
+}
+
+/// pam_access also takes a dotted netmask (`10.0.0.0/255.0.0.0`); this parser keeps one
+/// spelling, so the error names the prefix length the mask stands for.
+fn netmask_hint(m: &mut String, token: &[u8]) {
+    let Some((addr, mask)) = std::str::from_utf8(token)
+        .ok()
+        .and_then(|t| t.split_once('/'))
+    else {
+        return;
+    };
+    let Ok(mask) = mask.parse::<std::net::Ipv4Addr>() else {
+        return;
+    };
+    let bits = u32::from(mask);
+    let prefix = bits.leading_ones();
+    if bits.checked_shl(prefix).unwrap_or(0) == 0 {
+        let _ = write!(
+            m,
+            " (a netmask is written as a prefix length: {addr}/{prefix})"
+        );
+    } else {
+        m.push_str(" (a netmask is written as a prefix length; this one is not contiguous)");
     }
 }
 
@@ -419,7 +454,7 @@ fn user_list(field: &[u8], at: usize, out: &mut Vec<UserItem>) -> Result<List, P
                 end: to_u32(at + token.len()),
             }),
             [b'(', name @ .., b')'] => {
-                if !valid_name(name) {
+                if !valid_group_name(name) {
                     return Err(about(ProblemKind::Group, at, token));
                 }
                 UserItem::Group(ByteRange {
@@ -503,6 +538,19 @@ fn valid_name(name: &[u8]) -> bool {
         && name
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'$'))
+}
+
+/// Inside parentheses `@` cannot mean a netgroup or `user@host`, so a group may have
+/// it: SSSD names a domain's groups `admins@ad.example.com` when it qualifies names.
+fn valid_group_name(name: &[u8]) -> bool {
+    match name.iter().position(|&b| b == b'@') {
+        None => valid_name(name),
+        Some(at) => {
+            let (group, rest) = name.split_at(at);
+            let domain = rest.get(1..).unwrap_or(&[]);
+            valid_name(group) && valid_name(domain) && name.len() <= MAX_NAME_BYTES
+        }
+    }
 }
 
 /// A keyword in the wrong case would silently become a user called "all"; refuse it.

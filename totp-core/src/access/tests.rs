@@ -145,6 +145,9 @@ fn decision_table() {
         ("passed over then sure", "+ : (lan) : ALL\n+ : alice : ALL", from("1.1.1.1").groups(None), Skip, Some(2)),
         ("group is not a user", "+ : (alice) : ALL", from("1.1.1.1"), Require, None),
         ("user is not a group", "+ : lan : ALL", from("1.1.1.1").groups(Some(&["lan"])), Require, None),
+        // SSSD's qualified group names.
+        ("qualified group", "+ : (lan@ad.example.com) : ALL", from("1.1.1.1").groups(Some(&["lan@ad.example.com"])), Skip, Some(1)),
+        ("qualified group, other domain", "+ : (lan@ad.example.com) : ALL", from("1.1.1.1").groups(Some(&["lan@ad2.example.com"])), Require, None),
         // Origins with EXCEPT.
         ("origin except in", "+ : ALL : 10.0.0.0/8 EXCEPT 10.9.0.0/16", from("10.1.2.3"), Skip, Some(1)),
         ("origin except out", "+ : ALL : 10.0.0.0/8 EXCEPT 10.9.0.0/16", from("10.9.2.3"), Require, None),
@@ -153,6 +156,26 @@ fn decision_table() {
         ("network vs local", "+ : ALL : 10.0.0.0/8", console("tty1", "login"), Require, None),
         // ALL is explicit and covers every origin, a host name included.
         ("all origins", "+ : root : ALL", from("somehost").user("root"), Skip, Some(1)),
+        // pam_access's LOCAL is "no PAM_RHOST", sudo inside SSH included. Such a login is
+        // never LOCAL enough to skip, but a rule written for pam_access that keeps the
+        // code for LOCAL logins must keep it for them too.
+        ("minus local, sudo in ssh", "- : ALL : LOCAL\n+ : ALL : ALL", console("/dev/pts/3", "sudo"), Require, Some(1)),
+        ("minus local, su on a console", "- : ALL : LOCAL\n+ : ALL : ALL", console("tty1", "su"), Require, Some(1)),
+        ("minus local, no terminal", "- : ALL : LOCAL\n+ : ALL : ALL", console("", "cron"), Require, Some(1)),
+        ("minus local, host name", "- : ALL : LOCAL\n+ : ALL : ALL", from("lan-host"), Require, Some(1)),
+        ("minus local, console", "- : ALL : LOCAL\n+ : ALL : ALL", console("tty1", "login"), Require, Some(1)),
+        ("minus local, address", "- : ALL : LOCAL\n+ : ALL : ALL", from("203.0.113.9"), Skip, Some(2)),
+        ("except local, sudo in ssh", "+ : ALL : ALL EXCEPT LOCAL", console("pts/1", "sudo"), Require, None),
+        ("except local, address", "+ : ALL : ALL EXCEPT LOCAL", from("203.0.113.9"), Skip, Some(1)),
+        ("plus local, sudo in ssh", "+ : ALL : LOCAL\n- : ALL : ALL", console("pts/1", "sudo"), Require, Some(2)),
+        // pam_access compares user names without case: a name spelt differently from the
+        // NSS name never skips, but still requires the code.
+        ("minus name case", "- : Alice : ALL\n+ : ALL : ALL", from("10.0.0.1"), Require, Some(1)),
+        ("minus name upper", "- : ALICE : ALL\n+ : ALL : ALL", from("10.0.0.1"), Require, Some(1)),
+        ("minus other name", "- : alicia : ALL\n+ : ALL : ALL", from("10.0.0.1"), Skip, Some(2)),
+        ("except name case", "+ : ALL EXCEPT ROOT : ALL", from("10.0.0.1").user("root"), Require, None),
+        ("plus name case", "+ : Alice : ALL", from("10.0.0.1"), Require, None),
+        ("plus name case, then exact", "+ : Alice : ALL\n+ : alice : 10.0.0.0/8", from("10.0.0.1"), Skip, Some(2)),
         // First match wins.
         ("first wins", "- : ALL : 10.0.0.5\n+ : ALL : 10.0.0.0/8", from("10.0.0.5"), Require, Some(1)),
         ("first wins 2", "- : ALL : 10.0.0.5\n+ : ALL : 10.0.0.0/8", from("10.0.0.6"), Skip, Some(2)),
@@ -207,6 +230,9 @@ fn malformed_rules_reject_the_whole_file_naming_the_line() {
         "+ : ALL : 010.0.0.0/8",
         "+ : ALL : 10.0.0.0/08",
         "+ : ALL : 1.2.3.4/",
+        "+ : ALL : 10.0.0.0/255.0.0.0",
+        "+ : ALL : 10.0.0.0/0xff000000",
+        "+ : ALL : 10.0.0.0/010",
         "+ : ALL : UNKNOWN",
         // What pam_access would resolve or interpret differently.
         "+ : ALL : host.example.com",
@@ -229,6 +255,10 @@ fn malformed_rules_reject_the_whole_file_naming_the_line() {
         "+ : admins) : ALL",
         "+ : () : ALL",
         "+ : (-x) : ALL",
+        "+ : (@x) : ALL",
+        "+ : (x@) : ALL",
+        "+ : (a@b@c) : ALL",
+        "+ : (x@-y) : ALL",
         "+ : -rf : ALL",
         "+ : ali/ce : ALL",
         "+ : LOCAL : ALL",
@@ -277,8 +307,27 @@ fn error_messages_are_helpful() {
     assert!(msg("+ : ALL : 192.168.").contains("192.168.0.0/16"));
     assert!(msg("+ : ALL : 0.0.0.0/0").contains("/0"));
     assert!(msg("+ : all : ALL").contains("uppercase"));
+    // pam_access's netmask form is refused (one spelling), naming the prefix to write.
+    let netmask = msg("+ : ALL : 10.0.0.0/255.0.0.0");
+    assert!(netmask.contains("10.0.0.0/8)"), "{netmask}");
+    let netmask = msg("+ : ALL : 192.168.1.0/255.255.255.0");
+    assert!(netmask.contains("192.168.1.0/24)"), "{netmask}");
+    assert!(msg("+ : ALL : 10.0.0.0/255.0.255.0").contains("not contiguous"));
+    assert!(!msg("+ : ALL : 10.0.0.0/x").contains("netmask"));
     let long = format!("+ : ALL : {}", "a".repeat(500));
     assert!(msg(&long).len() < 200, "offending tokens are truncated");
+}
+
+#[test]
+fn a_byte_order_mark_is_named() {
+    for text in [
+        "\u{feff}# rules\n+ : ALL : LOCAL\n",
+        "\u{feff}+ : ALL : LOCAL\n",
+    ] {
+        let e = error(text.as_bytes(), ParseOptions::default());
+        assert_eq!(e.line, Some(1));
+        assert!(e.message.contains("byte-order mark"), "{e}");
+    }
 }
 
 #[test]

@@ -107,6 +107,7 @@ pub enum Origin {
     Local,
     /// Anything else: a host name in `PAM_RHOST`, or no `PAM_RHOST` and no local terminal
     /// (sudo or su inside an SSH session, cron, a pseudo-terminal of unknown provenance).
+    /// Address items and `LOCAL` only "maybe" match it (see [`crate::access`]).
     Unknown,
 }
 
@@ -115,7 +116,9 @@ impl fmt::Display for Origin {
         match self {
             Origin::Network(ip) => write!(f, "network address {ip}"),
             Origin::Local => f.write_str("local console or display"),
-            Origin::Unknown => f.write_str("unknown (matches no address rule and not LOCAL)"),
+            Origin::Unknown => {
+                f.write_str("unknown (address items and LOCAL can only require the code)")
+            }
         }
     }
 }

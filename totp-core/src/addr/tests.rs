@@ -239,6 +239,12 @@ fn networks_parse_strictly() {
     assert_eq!(ok("::ffff:10.0.0.0/104").as_deref(), Ok("10.0.0.0/8"));
     assert_eq!(ok("::ffff:a01:203").as_deref(), Ok("10.1.2.3/32"));
     assert_eq!(ok("::a01:203").as_deref(), Ok("::a01:203/128"));
+    // The longest prefixes, upper-case hex, and a mapped host written with /128.
+    assert_eq!(ok("2001:db8::1/128").as_deref(), Ok("2001:db8::1/128"));
+    assert_eq!(ok("2001:DB8::/32").as_deref(), Ok("2001:db8::/32"));
+    assert_eq!(ok("::1/128").as_deref(), Ok("::1/128"));
+    assert_eq!(ok("::ffff:10.0.0.1/128").as_deref(), Ok("10.0.0.1/32"));
+    assert_eq!(ok("::FFFF:A00:0/104").as_deref(), Ok("10.0.0.0/8"));
 
     let err = |s: &str| parse_network(s, false).err();
     assert_eq!(
@@ -263,6 +269,10 @@ fn networks_parse_strictly() {
         "10.0.0.0/8/8",
         "10.0.0.0/0x8",
         "10.0.0.0/1000",
+        // pam_access's netmask form: one spelling here (the rule parser's error names
+        // the prefix length).
+        "10.0.0.0/255.0.0.0",
+        "2001:db8::/ffff::",
     ] {
         assert_eq!(err(s), Some(NetworkError::InvalidPrefix), "{s:?}");
     }
@@ -326,6 +336,12 @@ fn containment_is_per_family_after_canonicalisation() {
     assert!(net("::/0").contains(v6("2001:db8::1")));
     assert!(!net("::/0").contains(v4("203.0.113.1")));
     assert!(!net("::/0").contains(v6("::ffff:203.0.113.1")));
+    assert!(net("10.0.0.0/31").contains(v4("10.0.0.1")));
+    assert!(!net("10.0.0.0/31").contains(v4("10.0.0.2")));
+    assert!(net("2001:db8::1/128").contains(v6("2001:db8::1")));
+    assert!(!net("2001:db8::1/128").contains(v6("2001:db8::2")));
+    assert!(net("fe80::/10").contains(v6("febf::1")));
+    assert!(!net("fe80::/10").contains(v6("fec0::1")));
     assert!(net("192.0.2.1").contains(v4("192.0.2.1")));
     assert!(!net("192.0.2.1").contains(v4("192.0.2.2")));
 }
