@@ -137,17 +137,23 @@ impl Failure {
 /// TTL it should have, or, without `+persist`, a record holding an HOTP counter or a
 /// used scratch code with a TTL that may expire it). So before anything else the body
 /// asks the server (`redis.acl_check_cmd`, Redis 7 and Valkey) whether the caller may
-/// run every write it runs on this key: `HSET`, and both `EXPIRE` and `PERSIST`, since
-/// any user's record may need either (a first scratch code turns a TOTP record into
-/// one that never expires) and a host missing one should fail at its first login, not
-/// at a user's scratch code. A refusal names the command in the words of Redis 7.2's
-/// own refusal (`denied_command` reads them) and writes nothing. A server before Redis 7 has no
-/// such check and no functions: its `EVAL` runs without it, as before.
+/// run the writes it may run on this key: `HSET`; `PERSIST` always, since any user's
+/// record may need it (a first scratch code turns a TOTP record into one that never
+/// expires) and a host missing it should fail at its first login, not at a user's
+/// scratch code; `EXPIRE` only where this call sets a TTL: where the TTL is always 0
+/// (`redis_ttl=0`, `max_failures=`) no write runs it, and a host ACL without it, which
+/// the previous `totp-state ping` passed, must not start denying every login when
+/// `totp-state init` installs this body. A refusal names the command in the words of
+/// Redis 7.2's own refusal (`denied_command` reads them) and writes nothing. A server
+/// before Redis 7 has no such check and no functions: its `EVAL` runs without it, as
+/// before.
 macro_rules! cas_body {
     () => {
         r#"
 if redis.acl_check_cmd then
-  for _, c in ipairs({{'hset', KEYS[1], 'v', '1', 'r', ''}, {'expire', KEYS[1], '1'}, {'persist', KEYS[1]}}) do
+  local writes = {{'hset', KEYS[1], 'v', '1', 'r', ''}, {'persist', KEYS[1]}}
+  if tonumber(ARGV[3]) > 0 then writes[3] = {'expire', KEYS[1], ARGV[3]} end
+  for _, c in ipairs(writes) do
     if not redis.acl_check_cmd(unpack(c)) then
       return redis.error_reply("NOPERM this user has no permissions to run the '" .. c[1] .. "' command (checked before writing: nothing was written)")
     end

@@ -156,6 +156,65 @@ fn a_host_acl_without_a_command_the_function_runs_fails_ping_as_it_fails_logins_
     }
 }
 
+/// Where records never expire (`redis_ttl=0`; `max_failures=` forces it) no write runs
+/// `EXPIRE`, and the compare-and-set asks the ACL only for the writes this call may run:
+/// a host ACL without `+expire` passes ping and logs in, and its record has no TTL. Had
+/// the check asked for `EXPIRE` there too, installing it (`totp-state init`) would have
+/// denied every login of such a fleet at once, hosts not yet upgraded included, though
+/// the earlier ping passed their ACL. Control: the same ACL with `redis_ttl=` above 0
+/// is refused naming `+expire`, and writes nothing.
+#[test]
+fn a_host_acl_without_expire_serves_records_that_never_expire_through_libpam() {
+    let t = "a_host_acl_without_expire_serves_records_that_never_expire_through_libpam";
+    if !require_root(t) || !require_tool(t, "redis-server") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let dir = trusted_dir("ppttl");
+    let common = "redis_prefix=pt: redis_connect_timeout=1000 redis_timeout=1000";
+    let forever = server.options(&format!("{common} redis_ttl=0"));
+    init_store(&forever);
+    let (u, secret) = TestUser::enrolled("ppttl");
+    let key = format!("pt:user:{}", u.name);
+
+    let args = host_options(&server, dir.path(), &forever, "pt:", "noexpire", "+expire");
+    let (status, said) = ping(&args);
+    assert_eq!(status, Some(0), "redis_ttl=0 without +expire: ping: {said}");
+    let host = Stack::probe("svc", &args);
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, T0), PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert_eq!(held(&server, &key).ttl, "no TTL");
+
+    // Control: the same ACL user where records expire.
+    let expiring = format!(
+        "{} redis_credentials={}",
+        server.options(common),
+        dir.path().join("noexpire.cred").display()
+    );
+    let (status, said) = ping(&expiring);
+    assert_eq!(status, Some(1), "with a TTL, without +expire: ping: {said}");
+    let before = held(&server, &key);
+    let host = Stack::probe("svc", &expiring);
+    let at = T0 + 60;
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, at), PEER, at);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?} {lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| syslog_message(l).contains("lacks +expire")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        held(&server, &key),
+        before,
+        "the denied login wrote nothing"
+    );
+}
+
 /// `+persist` clears the TTL of a record that must not expire: one holding an HOTP
 /// counter or a used scratch code (fleet.md, "Expiry"). A host ACL without it: ping
 /// exits 1 naming it (ping's first write clears its key's TTL); a scratch code is
