@@ -700,9 +700,10 @@ impl RemoteStore {
     /// Redis: a real compare-and-set on [`RemoteStore::probe_key`], through the plugin
     /// call a login's write goes through, durable (so `redis_wait=` must be met, as for
     /// a used code). Redis checks `FCALL`'s keys when it is called; the compare-and-set
-    /// asks the ACL for all of its writes (`HSET`, `PERSIST`, `EXPIRE`) before the
-    /// first on Redis 7 and Valkey, but a server before Redis 7 checks each only when it
-    /// runs, and one that stops at a version compare proves none of them. So the first
+    /// asks the ACL for the writes that call may run (`HSET`, `PERSIST`, and `EXPIRE`
+    /// where it sets a TTL) before the first on Redis 7 and Valkey, but a server before
+    /// Redis 7 checks each only when it runs, and one that stops at a version compare
+    /// proves none of them. So the first
     /// write clears a TTL as a record holding a counter does (`PERSIST`); with
     /// `redis_ttl=` above 0 the second sets [`PROBE_TTL_SECS`] as every other record's
     /// write does (`EXPIRE`), and the key expires by itself. On a server before Redis 7,
