@@ -111,11 +111,11 @@ impl Drop for BenchRedis {
     }
 }
 
-/// `totp-state init --options OPTIONS`, as an admin sets up a new fleet's store: without
-/// it the first login would count the current step as used (R34).
+/// `totp-state init --never-used --options OPTIONS`, as an admin sets up a new fleet's
+/// store: without it the first login would count the current step as used (R34).
 pub fn init_store(release: &Path, options: &str) -> Result<(), String> {
     let out = Command::new(release.join("totp-state"))
-        .args(["init", "--options", options])
+        .args(["init", "--never-used", "--options", options])
         .output()
         .map_err(|e| format!("run totp-state init (build it first): {e}"))?;
     if !out.status.success() {

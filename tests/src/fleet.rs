@@ -69,11 +69,12 @@ pub fn checking_secret_command(dir: &Path, checks: &str, file: &str) -> String {
     )
 }
 
-/// `totp-state init --options ARGS`: the admin's one-time initialisation of a new
-/// shared store, so that its first login need not wait for the next code (R34: a store
-/// without its record is taken to have lost its data). Panics when it fails.
+/// `totp-state init --never-used --options ARGS`: the admin's one-time initialisation
+/// of a new shared store, so that its first login need not wait for the next code (R34:
+/// a store without its record is taken to have lost its data, by a login and by a
+/// plain init). Panics when it fails.
 pub fn init_store(module_args: &str) {
-    let out = crate::state_tool(&["init", "--options", module_args]);
+    let out = crate::state_tool(&["init", "--never-used", "--options", module_args]);
     assert!(
         out.status.success(),
         "totp-state init failed: {}",

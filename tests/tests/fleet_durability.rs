@@ -139,6 +139,59 @@ fn a_store_that_lost_its_data_never_reopens_a_used_code() {
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
+/// An admin who finds the store empty after a restart and runs the `totp-state init` a
+/// new fleet runs, not knowing the data set was lost: before, a plain init recorded the
+/// store as complete since the beginning, and a code accepted before the loss logged in
+/// again on another host. Now init counts every step up to now as used, as a login that
+/// finds the record missing does, so the code stays refused and the next one logs in;
+/// only `--never-used` records a store as complete since the beginning (control: on a
+/// new store the current code logs in at once).
+#[test]
+fn a_plain_init_after_a_loss_reopens_no_code() {
+    if !require_root("a_plain_init_after_a_loss_reopens_no_code") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("di");
+    let a = args(&server, "di", "");
+    init_store(&a);
+    let hosts: Vec<Stack> = (0..2).map(|_| Stack::probe("svc", &a)).collect();
+    let t = now();
+    let code = code_at(&secret, t);
+    let (d, logs) = login_logged(&hosts[0], &u, &code, PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
+
+    assert!(redis_reply(&server, &[b"FLUSHALL"]).starts_with("+OK"));
+    let init = state_tool(&["init", "--options", &a]);
+    assert!(init.status.success(), "{init:?}");
+    assert!(
+        String::from_utf8_lossy(&init.stdout).contains("count as used"),
+        "{init:?}"
+    );
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, t + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "the code used before the loss: {d:?} {logs:?}"
+    );
+    let later = after_recreation(now());
+    let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "the next code: {d:?} {logs:?}"
+    );
+
+    // Control: --never-used on a store that never served a login waits for nothing.
+    let (v, secret_v) = TestUser::enrolled("dv");
+    let fresh = args(&server, "dv", "");
+    init_store(&fresh);
+    let host = Stack::probe("svc", &fresh);
+    let t = now();
+    let (d, logs) = login_logged(&host, &v, &code_at(&secret_v, t), PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
 #[test]
 fn a_new_store_without_init_makes_its_first_login_wait_one_code() {
     if !require_root("a_new_store_without_init_makes_its_first_login_wait_one_code") {

@@ -50,7 +50,7 @@ fn host(url: &str, extra: &str) -> Stack {
 /// A probe stack with `args`, after `totp-state init` with the same options (which
 /// fails harmlessly where the options are built to fail).
 fn initialised(args: &str) -> Stack {
-    let _ = state_tool(&["init", "--options", args]);
+    let _ = state_tool(&["init", "--never-used", "--options", args]);
     Stack::probe("svc", args)
 }
 

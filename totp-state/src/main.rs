@@ -46,12 +46,13 @@ enum Command {
     /// reachable. Makes the write a login makes: on Redis to the key PREFIXprobe, which
     /// expires after 30 s; changes nothing else.
     Ping(StoreArgs),
-    /// Initialise a new shared store once, before its first login: its key record, with
-    /// nothing counted as used. Without it the first login creates the record and
-    /// waits for the next code (the module cannot tell a new store from a lost one).
-    /// On a store that already has one it changes nothing but the Redis function
-    /// library, which it installs again (etcd: refused). With --after-loss: recreate
-    /// the record of a store that lost its data, every code up to now counted as used.
+    /// Initialise a store: its key record, every code of a step up to now counted as
+    /// used, as a login does when the record is missing (neither can tell a new store
+    /// from one that lost its data, and only this way does a lost one reopen no used
+    /// code). With --never-used, for a store that never served a login: nothing counted
+    /// as used, so nobody waits for their next code. On a store that already has its
+    /// record it changes nothing but the Redis function library, which it installs
+    /// again (etcd: refused).
     Init(InitArgs),
 }
 
@@ -72,12 +73,16 @@ struct StoreArgs {
 struct InitArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// The shared store lost its data set (a restart without persistence, FLUSHALL, a
-    /// failover to an empty replica, an old snapshot restored): recreate its record as
-    /// a login would, every code of a step up to now counted as used, and reinstall
-    /// the function library. Never a plain init after a loss: that reopens used codes.
-    #[arg(long)]
+    /// The store lost its data set (a restart without persistence, FLUSHALL, a
+    /// failover to an empty replica, an old snapshot restored). What init does anyway;
+    /// accepted so that runbooks which say it keep working.
+    #[arg(long, conflicts_with = "never_used")]
     after_loss: bool,
+    /// The store never served a login (a new server, prefix or cluster): record it
+    /// complete since the beginning, nothing counted as used. Never after a data loss:
+    /// every code used before the loss would work again.
+    #[arg(long)]
+    never_used: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -219,7 +224,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
             return audit::run(&opts, a.json);
         }
         Command::Ping(a) => return store_admin::ping(&store_options(&a)?),
-        Command::Init(a) => return store_admin::init(&store_options(&a.store)?, a.after_loss),
+        Command::Init(a) => return store_admin::init(&store_options(&a.store)?, a.never_used),
     };
     let opts = match (target.options.as_deref(), target.service.as_deref()) {
         (Some(args), _) => Some(module_options(args)?),

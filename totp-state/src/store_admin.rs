@@ -121,8 +121,9 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
             UNUSABLE,
             format!(
                 "{shown} has no store record: it was never used, or its data set was lost \
-                 (a new store: `totp-state init`; after a loss: `totp-state init --after-loss`, \
-                 which also reinstalls a lost function library), or these options name \
+                 (`totp-state init`, which also reinstalls a lost function library; \
+                 `--never-used` only for a store that never served a login), or these \
+                 options name \
                  another server, prefix or database than the fleet's hosts use"
             ),
         )),
@@ -130,13 +131,7 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
     }
 }
 
-pub(crate) fn init(opts: &ModuleOptions, after_loss: bool) -> Result<(), Stop> {
-    if after_loss && opts.fleet.shared().is_none() {
-        return Err(Fatal(
-            "--after-loss is for a shared store (state=redis… or state=etcd…)".into(),
-        )
-        .into());
-    }
+pub(crate) fn init(opts: &ModuleOptions, never_used: bool) -> Result<(), Stop> {
     // A shared store gets its function library (the compare-and-set hosts call with
     // FCALL) here, and again on every later `init`, which is how an upgrade installs a
     // new one, and how a store that lost it with its data set gets it back.
@@ -144,7 +139,7 @@ pub(crate) fn init(opts: &ModuleOptions, after_loss: bool) -> Result<(), Stop> {
     let (mut store, shown) = open(opts, shared).map_err(|e| Fatal(e.to_string()))?;
     let fail = |e: StoreError| Fatal(format!("{shown}: {e}"));
     if store.context(Missing::Leave).map_err(fail)?.is_some() {
-        if shared || after_loss {
+        if shared {
             let library = if shared {
                 "; its function library is installed"
             } else {
@@ -158,14 +153,15 @@ pub(crate) fn init(opts: &ModuleOptions, after_loss: bool) -> Result<(), Stop> {
         ))
         .into());
     }
-    // A store that lost its data set looks like a new one. Only the admin knows which:
-    // "complete since the beginning" for a new store, "since now" after a loss, so that
-    // every code used before the loss still counts as used (R34), as when a login
-    // recreates the record.
-    let missing = if after_loss {
-        Missing::recreate_at(crate::now())
-    } else {
+    // A store that lost its data set looks like a new one, and an admin who runs init
+    // after a loss may not know it lost anything: "since now", as when a login
+    // recreates the record, so that every code used before a loss still counts as used
+    // (R34). "Since the beginning" only when the admin says the store never served a
+    // login; all it saves is one code's wait.
+    let missing = if never_used {
         Missing::Create { complete_since: 0 }
+    } else {
+        Missing::recreate_at(crate::now())
     };
     let Missing::Create { complete_since } = missing else {
         return Err(Fatal(format!(
@@ -181,7 +177,9 @@ pub(crate) fn init(opts: &ModuleOptions, after_loss: bool) -> Result<(), Stop> {
     // fault, as for a login): the admin's host has no better clock than the module's.
     let written = store.context(missing).map_err(fail)?;
     let note = store.take_recreation().and_then(|r| r.clock_note);
-    if after_loss {
+    if never_used {
+        emit(&format!("initialised {shown}, as never used\n"))?;
+    } else {
         let since = written.map_or(complete_since, |c| c.complete_since);
         emit(&format!(
             "recreated the store record of {shown}: codes of steps up to {} count as used\n",
@@ -190,8 +188,6 @@ pub(crate) fn init(opts: &ModuleOptions, after_loss: bool) -> Result<(), Stop> {
         if let Some(note) = note {
             emit(&format!("WARNING: {note}\n"))?;
         }
-    } else {
-        emit(&format!("initialised {shown}\n"))?;
     }
     Ok(())
 }
