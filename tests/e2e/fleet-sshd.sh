@@ -81,10 +81,11 @@ for _ in $(seq 1 100); do
     sleep 0.05
 done
 grep -q "Ready to accept connections" "$work/redis.log" || die "redis-server did not start"
-# A new fleet's store is initialised once; without it the first login would count the
-# current code as used (the store could have lost its data).
+# A new fleet's store is initialised once, as never used; without --never-used (or
+# without init) the first login would count the current code as used (the store could
+# have lost its data).
 store_opts="state=redis://127.0.0.1:$rport redis_plugin=$trusted/redis.so redis_prefix=e2e$tag: redis_connect_timeout=500 redis_timeout=500"
-"$root/target/release/totp-state" init --options "$store_opts" || die "totp-state init failed"
+"$root/target/release/totp-state" init --never-used --options "$store_opts" || die "totp-state init failed"
 
 # ---- users
 new_user() {
