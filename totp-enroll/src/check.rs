@@ -153,7 +153,8 @@ fn style_key(style: i32) -> &'static str {
 /// What an admin should know about the stack before trusting the result: libpam runs
 /// `other` for a service without a file (a typo tests the wrong stack), which store
 /// each `pam_totp` line uses (as this process: a non-root run uses its own), the
-/// options the module would call weakening (it logs them only with `debug`), and what
+/// options the module would call weakening (it logs them only with `debug`), a rule
+/// file (`accessfile=`) the module would refuse or reject, and what
 /// the module would find in `user`'s secret file (`totp_os::inspect`: refused and why,
 /// no file, or the facts logged only with `debug`).
 fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<String>, Error> {
@@ -199,6 +200,15 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
         for w in o.weakening() {
             add(format!(
                 "warning: option {w} weakens security (see pam_totp(8))"
+            ));
+        }
+        if let Some(problem) = o
+            .accessfile
+            .as_deref()
+            .and_then(|p| crate::explain::rule_file_problem(Path::new(p), o.allow_any_network))
+        {
+            add(format!(
+                "warning: the module would require the code for everybody: {problem}"
             ));
         }
         let Some(pw) = &pw else { continue };

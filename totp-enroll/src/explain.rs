@@ -17,20 +17,15 @@ use totp_os::safefile::{self, FileError, FileRules};
 use crate::args::ExplainArgs;
 use crate::error::Error;
 
-/// The module reads the rule file only when root owns it and nobody else can
-/// write it; read bits for group and other are harmless.
-const RULE_FILE_PERM: u32 = 0o644;
-
 pub fn run(args: ExplainArgs) -> Result<u8, Error> {
     let path = std::path::absolute(&args.accessfile)
         .map_err(|e| Error::failed(format!("\"{}\": {e}", args.accessfile.display())))?;
-    let mut rules = FileRules::new(vec![0]);
-    rules.allowed_perm = RULE_FILE_PERM;
-    rules.max_size = access::MAX_FILE_BYTES;
     let mut refused_by_module = None;
-    let text = match safefile::open_checked(&path, &rules) {
+    // The module's own rules: only root can change the file or a directory above it.
+    let text = match safefile::open_checked(&path, &FileRules::access_rules_file()) {
         Ok(opened) => opened.contents.to_vec(),
-        // A draft the module would refuse is still worth explaining, with a warning.
+        // A draft the module would refuse is still worth explaining, with a warning
+        // (read with its parent directory checked only, as any file the caller reads).
         Err(
             e @ (FileError::BadOwner { .. }
             | FileError::BadMode { .. }
@@ -115,6 +110,20 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         crate::flow::print_stdout(&format!("{explanation}\n"))?;
     }
     Ok(0)
+}
+
+/// Why the module would require the code for everybody because of the rule file at
+/// `path` (`accessfile=`): refused by the same checks the module makes, or by its
+/// parser. `None` when the module would use it.
+pub fn rule_file_problem(path: &std::path::Path, allow_any_network: bool) -> Option<String> {
+    let shown = path.display();
+    let opened = match safefile::open_checked(path, &FileRules::access_rules_file()) {
+        Ok(opened) => opened,
+        Err(e) => return Some(format!("access file {shown} unusable ({e})")),
+    };
+    AccessRules::parse(&opened.contents, ParseOptions { allow_any_network })
+        .err()
+        .map(|e| format!("access file {shown}: {e}"))
 }
 
 /// `explain --json`: the same decision as the text, in fields a tool can test.
