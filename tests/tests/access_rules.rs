@@ -472,6 +472,85 @@ fn explain_and_check_name_a_directory_the_module_refuses() {
     );
 }
 
+/// `- : pttbare : ALL` as copied from an access.conf: pam_access without `nodefgroup`
+/// also matches a bare name as a group, pam_totp only as a user, so the rule covers
+/// none of the group's members. `explain` (text and JSON) and `check` warn, naming the
+/// line and the group, once; the module indeed lets the member skip. Control: a bare
+/// name that is a user and a `(group)` item get no warning.
+#[test]
+fn a_bare_group_name_in_a_rule_is_warned_about_by_the_cli() {
+    if !require_root("a_bare_group_name_in_a_rule_is_warned_about_by_the_cli") {
+        return;
+    }
+    let member = TestUser::create("bgm");
+    member.add_to_group("pttbare");
+    member.write_secret(&format!("{SECRET_160}\n\" TOTP_AUTH\n"), 0o600);
+    let setup = Setup::new(&format!(
+        "- : pttbare : ALL\n- : {} pttbare : 198.51.100.0/24\n+ : (pttbare) : LOCAL\n+ : ALL : ALL\n",
+        member.name
+    ));
+    let warning = "line 1: pttbare is a group, not a user";
+    let explain = |json: bool| {
+        let mut cmd = Command::new(&built().enroll);
+        cmd.args(["explain", "--user", &member.name, "--rhost", "10.0.0.5"])
+            .arg("--accessfile")
+            .arg(setup.rules());
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().expect("totp-enroll explain");
+        assert!(out.status.success(), "{out:?}");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (text, _) = explain(false);
+    assert_eq!(text.matches(warning).count(), 1, "{text}");
+    assert!(
+        text.contains("line 4"),
+        "the member skips by line 4: {text}"
+    );
+    assert_eq!(text.matches("is a group").count(), 1, "control: {text}");
+    let (json, stderr) = explain(true);
+    assert!(stderr.contains(warning), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(v["verdict"], "skip", "{v}");
+    let stack = Stack::probe("sshd", &setup.args(""));
+    let out = Command::new(&built().enroll)
+        .args([
+            "check",
+            "--user",
+            &member.name,
+            "--service",
+            "sshd",
+            "--pam-dir",
+        ])
+        .arg(stack.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("totp-enroll check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "access file {} {warning}",
+            setup.rules().display()
+        )),
+        "{stderr}"
+    );
+    let d = Driver::new(&stack, "sshd", &member.name)
+        .answer("000000")
+        .rhost("10.0.0.5")
+        .run();
+    assert_eq!(
+        d.returned(),
+        Returned::Ignore,
+        "the module matches users only"
+    );
+    drop(member);
+    let _ = Command::new("groupdel").arg("pttbare").status();
+}
+
 #[test]
 fn ten_thousand_rules_are_decided_through_libpam() {
     if !require_root("ten_thousand_rules_are_decided_through_libpam") {

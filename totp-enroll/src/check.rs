@@ -154,7 +154,8 @@ fn style_key(style: i32) -> &'static str {
 /// `other` for a service without a file (a typo tests the wrong stack), which store
 /// each `pam_totp` line uses (as this process: a non-root run uses its own), the
 /// options the module would call weakening (it logs them only with `debug`), a rule
-/// file (`accessfile=`) the module would refuse or reject, and what
+/// file (`accessfile=`) the module would refuse or reject, or a bare name in it that is
+/// a group (see [`crate::explain::group_name_warnings`]), and what
 /// the module would find in `user`'s secret file (`totp_os::inspect`: refused and why,
 /// no file, or the facts logged only with `debug`).
 fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<String>, Error> {
@@ -202,14 +203,17 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
                 "warning: option {w} weakens security (see pam_totp(8))"
             ));
         }
-        if let Some(problem) = o
-            .accessfile
-            .as_deref()
-            .and_then(|p| crate::explain::rule_file_problem(Path::new(p), o.allow_any_network))
-        {
-            add(format!(
-                "warning: the module would require the code for everybody: {problem}"
-            ));
+        if let Some(file) = &o.accessfile {
+            match crate::explain::read_rule_file(Path::new(file), o.allow_any_network) {
+                Err(problem) => add(format!(
+                    "warning: the module would require the code for everybody: {problem}"
+                )),
+                Ok(text) => {
+                    for w in crate::explain::group_name_warnings(&text) {
+                        add(format!("warning: access file {file} {w}"));
+                    }
+                }
+            }
         }
         let Some(pw) = &pw else { continue };
         let finding = inspect::inspect(o, pw);
