@@ -221,7 +221,8 @@ impl Bench {
             ));
         }
         // Not below the checkout: the module refuses a state directory below one anyone
-        // can write (a checkout under /tmp), and the bench runs as root anyway.
+        // can write (a checkout under /tmp), and an access-rule file below any directory
+        // that is not root's and closed to others; the bench runs as root anyway.
         let base = PathBuf::from("/run/pam_totp-bench");
         fs::DirBuilder::new()
             .recursive(true)

@@ -19,9 +19,6 @@ use crate::pamio::Level;
 use crate::system::System;
 use totp_os::nss::Passwd;
 
-/// Largest access file read (matches the parser's own cap).
-const MAX_ACCESS_FILE: usize = totp_core::access::MAX_FILE_BYTES;
-
 /// The PAM items a skip decision may look at. Never the environment (R20).
 pub struct LoginItems<'a> {
     pub rhost: Option<&'a [u8]>,
@@ -178,11 +175,9 @@ fn access_rules(
     log: &mut dyn FnMut(Level, &str),
 ) -> Option<String> {
     let shown = sanitize(path.as_bytes());
-    // The rule file decides who skips the second factor: only root may write it.
-    let mut rules = FileRules::new(vec![0]);
-    rules.allowed_perm = 0o644;
-    rules.max_size = MAX_ACCESS_FILE;
-    let opened = match safefile::open_checked(Path::new(path), &rules) {
+    // The rule file decides who skips the second factor: only root may change it, or
+    // any directory on its path (R21).
+    let opened = match safefile::open_checked(Path::new(path), &FileRules::access_rules_file()) {
         Ok(f) => f,
         Err(e) => {
             log(

@@ -6,6 +6,7 @@ use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::PathBuf;
 use std::process::Command;
 
+use system_tests::fleet::trusted_dir;
 use system_tests::{
     Driver, Returned, SECRET_160, Stack, TestUser, built, now, oathtool_totp, require_root,
     require_tool, write_owned,
@@ -13,17 +14,16 @@ use system_tests::{
 
 const FIELD_EXAMPLE: &str = "+ : ALL : 10.0.0.0/24\n+ : ALL : LOCAL\n- : ALL : ALL\n";
 
-/// A root-owned directory with a root secret file and an access file.
+/// A root-controlled directory (every directory from `/` root-owned, closed to group and
+/// other writes, as the module requires of the rule file's) with a root secret file and
+/// an access file.
 struct Setup {
     dir: tempfile::TempDir,
 }
 
 impl Setup {
     fn new(rules: &str) -> Setup {
-        let dir = tempfile::Builder::new()
-            .prefix("pam_totp-access")
-            .tempdir()
-            .expect("tempdir");
+        let dir = trusted_dir("pam_totp-access");
         let s = Setup { dir };
         write_owned(
             &s.secret(),
@@ -309,7 +309,7 @@ fn user_and_group_items_in_rules() {
     for u in [&member, &other] {
         u.write_secret(&format!("{SECRET_160}\n\" TOTP_AUTH\n"), 0o600);
     }
-    let rules_dir = tempfile::tempdir().expect("tempdir");
+    let rules_dir = trusted_dir("pam_totp-rules");
     let rules = rules_dir.path().join("access.conf");
     write_owned(
         &rules,
@@ -409,6 +409,146 @@ fn explain_mode_names_the_rule_and_the_verdict() {
     assert!(wan.to_lowercase().contains("require"), "{wan}");
     let console = explain("", Some("tty1"));
     assert!(console.contains("line 2"), "{console}");
+}
+
+/// R21: `totp-enroll explain` and `check` judge the rule file as the module does,
+/// along its whole path: with the directory above its (root-owned) directory owned by a
+/// user, `explain` still
+/// explains the draft but says the module would refuse it, naming that directory, and
+/// `check` warns that the module would require the code for everybody. Control: with
+/// the directory root's again, neither says so.
+#[test]
+fn explain_and_check_name_a_directory_the_module_refuses() {
+    if !require_root("explain_and_check_name_a_directory_the_module_refuses") {
+        return;
+    }
+    let setup = Setup::new(FIELD_EXAMPLE);
+    let up = setup.dir.path().join("up");
+    let rules_dir = up.join("rules");
+    fs::create_dir_all(&rules_dir).expect("mkdir");
+    for d in [&up, &rules_dir] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let rules = rules_dir.join("access.conf");
+    write_owned(&rules, FIELD_EXAMPLE.as_bytes(), 0, 0, 0o644);
+    let stack = Stack::probe("sshd", &format!("accessfile={}", rules.display()));
+    let refusal = || {
+        let out = Command::new(&built().enroll)
+            .args(["explain", "--json", "--user", "root", "--rhost", "10.0.0.5"])
+            .arg("--accessfile")
+            .arg(&rules)
+            .output()
+            .expect("totp-enroll explain");
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(v["verdict"], "skip", "the draft is explained: {v}");
+        v["module_refuses_file"].as_str().map(str::to_owned)
+    };
+    let warned = || {
+        let out = Command::new(&built().enroll)
+            .args(["check", "--user", "root", "--service", "sshd", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("totp-enroll check");
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .find(|l| l.contains("would require the code for everybody"))
+            .map(str::to_owned)
+    };
+    assert_eq!(refusal(), None, "control: root-controlled chain");
+    assert_eq!(warned(), None, "control: root-controlled chain");
+    chown(&up, Some(65534), None).expect("chown");
+    let named = format!("directory {} is owned by uid 65534", up.display());
+    let why = refusal().expect("explain: the module would refuse the file");
+    assert!(
+        why.contains(&named) && why.contains("not owned by root"),
+        "{why}"
+    );
+    let warning = warned().expect("check: a warning");
+    assert!(
+        warning.contains(&rules.display().to_string()) && warning.contains(&named),
+        "{warning}"
+    );
+}
+
+/// `- : pttbare : ALL` as copied from an access.conf: pam_access without `nodefgroup`
+/// also matches a bare name as a group, pam_totp only as a user, so the rule covers
+/// none of the group's members. `explain` (text and JSON) and `check` warn, naming the
+/// line and the group, once; the module indeed lets the member skip. Control: a bare
+/// name that is a user and a `(group)` item get no warning.
+#[test]
+fn a_bare_group_name_in_a_rule_is_warned_about_by_the_cli() {
+    if !require_root("a_bare_group_name_in_a_rule_is_warned_about_by_the_cli") {
+        return;
+    }
+    let member = TestUser::create("bgm");
+    member.add_to_group("pttbare");
+    member.write_secret(&format!("{SECRET_160}\n\" TOTP_AUTH\n"), 0o600);
+    let setup = Setup::new(&format!(
+        "- : pttbare : ALL\n- : {} pttbare : 198.51.100.0/24\n+ : (pttbare) : LOCAL\n+ : ALL : ALL\n",
+        member.name
+    ));
+    let warning = "line 1: pttbare is a group, not a user";
+    let explain = |json: bool| {
+        let mut cmd = Command::new(&built().enroll);
+        cmd.args(["explain", "--user", &member.name, "--rhost", "10.0.0.5"])
+            .arg("--accessfile")
+            .arg(setup.rules());
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().expect("totp-enroll explain");
+        assert!(out.status.success(), "{out:?}");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (text, _) = explain(false);
+    assert_eq!(text.matches(warning).count(), 1, "{text}");
+    assert!(
+        text.contains("line 4"),
+        "the member skips by line 4: {text}"
+    );
+    assert_eq!(text.matches("is a group").count(), 1, "control: {text}");
+    let (json, stderr) = explain(true);
+    assert!(stderr.contains(warning), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(v["verdict"], "skip", "{v}");
+    let stack = Stack::probe("sshd", &setup.args(""));
+    let out = Command::new(&built().enroll)
+        .args([
+            "check",
+            "--user",
+            &member.name,
+            "--service",
+            "sshd",
+            "--pam-dir",
+        ])
+        .arg(stack.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("totp-enroll check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "access file {} {warning}",
+            setup.rules().display()
+        )),
+        "{stderr}"
+    );
+    let d = Driver::new(&stack, "sshd", &member.name)
+        .answer("000000")
+        .rhost("10.0.0.5")
+        .run();
+    assert_eq!(
+        d.returned(),
+        Returned::Ignore,
+        "the module matches users only"
+    );
+    drop(member);
+    let _ = Command::new("groupdel").arg("pttbare").status();
 }
 
 #[test]
@@ -604,7 +744,7 @@ fn primary_group_membership_and_bare_names() {
     for u in [&owner, &other, &listed] {
         u.write_secret(&format!("{SECRET_160}\n\" TOTP_AUTH\n"), 0o600);
     }
-    let rules_dir = tempfile::tempdir().expect("tempdir");
+    let rules_dir = trusted_dir("pam_totp-rules");
     let rules = |name: &str, text: &str| {
         let p = rules_dir.path().join(name);
         write_owned(&p, text.as_bytes(), 0, 0, 0o644);

@@ -233,7 +233,8 @@ fn clock_going_back_and_even_windows() {
 const RULE: &[u8] = b"+ : ALL : 10.0.0.0/8\n";
 
 /// The rule-file tests' set-up: root's secret, root-owned, and the path of the rule
-/// file the test writes, in one private directory.
+/// file the test writes, in one directory that only root controls from `/` down (as the
+/// module requires of the rule file's).
 struct RuleSetup {
     dir: tempfile::TempDir,
     secret: PathBuf,
@@ -242,10 +243,7 @@ struct RuleSetup {
 
 impl RuleSetup {
     fn new() -> RuleSetup {
-        let dir = tempfile::Builder::new()
-            .prefix("pam_totp-rules")
-            .tempdir()
-            .expect("tempdir");
+        let dir = fleet::trusted_dir("pam_totp-rules");
         let secret = dir.path().join("secret");
         write_owned(&secret, totp_file(SECRET_160).as_bytes(), 0, 0, 0o600);
         let rules = dir.path().join("access.conf");
@@ -480,6 +478,92 @@ fn rule_file_ownership_and_mode_through_the_module() {
             "{what}: the log names the file and {cause:?}: {lines:?}"
         );
     }
+}
+
+/// J11 / R21: the rule file's whole path is root-controlled, as code the module loads:
+/// in a root-owned 0755 directory whose parent belongs to a user, or is group-writable
+/// (either can rename that directory away and put another rule file in its place),
+/// and right in /tmp (world-writable, sticky), the file is refused: nobody skips, the
+/// code is asked, and the log names the file and the directory at fault with why.
+/// Control: the same file with every directory root-owned and closed skips, before and
+/// after.
+#[test]
+fn rule_file_path_is_root_controlled_through_the_module() {
+    if !require_root("rule_file_path_is_root_controlled_through_the_module") {
+        return;
+    }
+    let setup = RuleSetup::new();
+    let up = setup.dir.path().join("up");
+    let rules_dir = up.join("rules");
+    fs::create_dir_all(&rules_dir).expect("mkdir");
+    for d in [&up, &rules_dir] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let rules = rules_dir.join("pam_totp_access.conf");
+    write_owned(&rules, RULE, 0, 0, 0o644);
+    let stack = setup.stack(&rules, "throttle_after=100");
+    let attempt = |stack: &Stack| capture_syslog(&root_login(stack, Some("10.1.2.3")));
+    let skips = |what: &str| {
+        let (d, lines) = attempt(&stack);
+        assert_eq!(
+            (d.returned(), d.prompts),
+            (Returned::Ignore, 0),
+            "{what}: {lines:?}"
+        );
+    };
+    skips("control: root-controlled chain");
+    let refused = |stack: &Stack, file: &Path, dir: &Path, fault: &str, what: &str| {
+        let (d, lines) = attempt(stack);
+        assert_eq!(
+            (d.returned(), d.prompts),
+            (Returned::Failed("PAM_AUTH_ERR".into()), 1),
+            "{what}: no skip, the code is asked"
+        );
+        assert!(
+            lines.iter().any(|l| {
+                let m = syslog_message(l);
+                m.contains(&format!("access file {}", file.display()))
+                    && m.contains(&format!("directory {} ", dir.display()))
+                    && m.contains(fault)
+                    && m.contains("the code is required for everybody")
+            }),
+            "{what}: the log names the file, {} and {fault:?}: {lines:?}",
+            dir.display()
+        );
+    };
+    for (what, owner, mode, fault) in [
+        (
+            "parent owned by a user",
+            65534,
+            0o755,
+            "(not owned by root)",
+        ),
+        (
+            "parent writable by its group",
+            0,
+            0o775,
+            "(writable by its group)",
+        ),
+    ] {
+        chown(&up, Some(owner), None).expect("chown");
+        fs::set_permissions(&up, fs::Permissions::from_mode(mode)).expect("chmod");
+        refused(&stack, &rules, &up, fault, what);
+    }
+    chown(&up, Some(0), None).expect("chown");
+    fs::set_permissions(&up, fs::Permissions::from_mode(0o755)).expect("chmod");
+    skips("control: the chain closed again");
+    let in_tmp = tempfile::Builder::new()
+        .prefix("pam_totp-access")
+        .tempfile_in("/tmp")
+        .expect("a file in /tmp");
+    write_owned(in_tmp.path(), RULE, 0, 0, 0o644);
+    refused(
+        &setup.stack(in_tmp.path(), "throttle_after=100"),
+        in_tmp.path(),
+        Path::new("/tmp"),
+        "writable by others",
+        "right in /tmp",
+    );
 }
 
 /// L11: the enrolment's code confirmation, through the built `totp-enroll` with the

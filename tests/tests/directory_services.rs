@@ -39,8 +39,8 @@ struct Control {
     grmember: bool,
 }
 
-/// The stand-in: its build, nsswitch.conf, control file and call log in one root-owned
-/// directory (mode 0755, so lookups made under the target's file-system identity can
+/// The stand-in: its build, nsswitch.conf, control file, call log and rule files in one
+/// root-owned directory (mode 0755, so lookups made under the target's file-system identity can
 /// still reach it).
 struct DirSvc {
     dir: tempfile::TempDir,
@@ -49,11 +49,9 @@ struct DirSvc {
 
 impl DirSvc {
     fn new(u: &TestUser) -> DirSvc {
-        let dir = tempfile::Builder::new()
-            .prefix("pam_totp-dirsvc")
-            .tempdir()
-            .expect("tempdir");
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        // Root-controlled from `/` down: the rule files written here must pass the
+        // module's checks.
+        let dir = system_tests::fleet::trusted_dir("pam_totp-dirsvc");
         system_tests::compile_c(
             "tests/nss/ptotpds.c",
             &dir.path().join(format!("libnss_{SERVICE}.so.2")),

@@ -1,6 +1,7 @@
 //! Log lines for configuration problems, and no openlog/closelog. (Who/where/outcome,
 //! secret hygiene and escaping are in module_logging.rs.)
 
+use system_tests::fleet::trusted_dir;
 use system_tests::{
     Driver, Stack, T0, TestUser, built, capture_syslog, code_at, require_root, require_tool, run,
     totp_file, write_owned, wrong_totp,
@@ -15,7 +16,7 @@ fn a_broken_access_file_is_logged_with_file_and_line() {
     if !require_root("a_broken_access_file_is_logged_with_file_and_line") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = trusted_dir("pam_totp-logging");
     let rules = dir.path().join("access.conf");
     write_owned(
         &rules,

@@ -153,7 +153,9 @@ fn style_key(style: i32) -> &'static str {
 /// What an admin should know about the stack before trusting the result: libpam runs
 /// `other` for a service without a file (a typo tests the wrong stack), which store
 /// each `pam_totp` line uses (as this process: a non-root run uses its own), the
-/// options the module would call weakening (it logs them only with `debug`), and what
+/// options the module would call weakening (it logs them only with `debug`), a rule
+/// file (`accessfile=`) the module would refuse or reject, or a bare name in it that is
+/// a group (see [`crate::explain::group_name_warnings`]), and what
 /// the module would find in `user`'s secret file (`totp_os::inspect`: refused and why,
 /// no file, or the facts logged only with `debug`).
 fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<String>, Error> {
@@ -200,6 +202,18 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
             add(format!(
                 "warning: option {w} weakens security (see pam_totp(8))"
             ));
+        }
+        if let Some(file) = &o.accessfile {
+            match crate::explain::read_rule_file(Path::new(file), o.allow_any_network) {
+                Err(problem) => add(format!(
+                    "warning: the module would require the code for everybody: {problem}"
+                )),
+                Ok(text) => {
+                    for w in crate::explain::group_name_warnings(&text) {
+                        add(format!("warning: access file {file} {w}"));
+                    }
+                }
+            }
         }
         let Some(pw) = &pw else { continue };
         let finding = inspect::inspect(o, pw);

@@ -17,20 +17,15 @@ use totp_os::safefile::{self, FileError, FileRules};
 use crate::args::ExplainArgs;
 use crate::error::Error;
 
-/// The module reads the rule file only when root owns it and nobody else can
-/// write it; read bits for group and other are harmless.
-const RULE_FILE_PERM: u32 = 0o644;
-
 pub fn run(args: ExplainArgs) -> Result<u8, Error> {
     let path = std::path::absolute(&args.accessfile)
         .map_err(|e| Error::failed(format!("\"{}\": {e}", args.accessfile.display())))?;
-    let mut rules = FileRules::new(vec![0]);
-    rules.allowed_perm = RULE_FILE_PERM;
-    rules.max_size = access::MAX_FILE_BYTES;
     let mut refused_by_module = None;
-    let text = match safefile::open_checked(&path, &rules) {
+    // The module's own rules: only root can change the file or a directory above it.
+    let text = match safefile::open_checked(&path, &FileRules::access_rules_file()) {
         Ok(opened) => opened.contents.to_vec(),
-        // A draft the module would refuse is still worth explaining, with a warning.
+        // A draft the module would refuse is still worth explaining, with a warning
+        // (read with its parent directory checked only, as any file the caller reads).
         Err(
             e @ (FileError::BadOwner { .. }
             | FileError::BadMode { .. }
@@ -60,6 +55,15 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             path.display()
         ))
     })?;
+    for w in group_name_warnings(&text) {
+        let line = format!("warning: access file {} {w}\n", path.display());
+        // The JSON object's fields are fixed; a tool reads this from standard error.
+        if args.json {
+            eprint!("{line}");
+        } else {
+            crate::flow::print_stdout(&line)?;
+        }
+    }
 
     let pw = nss::lookup_user_by_name(&args.user)
         .map_err(|e| Error::failed(format!("cannot look up \"{}\": {e}", args.user)))?
@@ -115,6 +119,73 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         crate::flow::print_stdout(&format!("{explanation}\n"))?;
     }
     Ok(0)
+}
+
+/// The bare names (user items, not `ALL`, `EXCEPT` or a `(group)`) of a rule file that
+/// [`AccessRules::parse`] accepted, each with its line, in order. Only a validated file
+/// comes here, so its rule lines are printable `permission : users : origins`.
+fn bare_user_names(text: &[u8]) -> Vec<(usize, &str)> {
+    let mut names = Vec::new();
+    for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
+        let Ok(line) = std::str::from_utf8(raw) else {
+            // Only a comment may hold other bytes.
+            continue;
+        };
+        let line = line.trim_matches([' ', '\t', '\r']);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some(users) = line.split(':').nth(1) else {
+            continue;
+        };
+        names.extend(
+            users
+                .split([' ', '\t', ','])
+                .filter(|t| !t.is_empty() && !matches!(*t, "ALL" | "EXCEPT") && !t.starts_with('('))
+                .map(|t| (i + 1, t)),
+        );
+    }
+    names
+}
+
+/// For each bare name in the users field of a rule that names no user but a group (the
+/// first line it is on): pam_access without `nodefgroup` also matches a bare name as a
+/// group, so `- : wheel : ALL` copied from access.conf meant wheel's members; pam_totp
+/// matches a bare name as a user only, and such a rule covers nobody. A name whose
+/// lookups fail is passed over. The CLI's advice only: the module never looks.
+pub fn group_name_warnings(text: &[u8]) -> Vec<String> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut warnings = Vec::new();
+    for (line, name) in bare_user_names(text) {
+        if seen.contains(&name) {
+            continue;
+        }
+        seen.push(name);
+        if let (Ok(None), Ok(Some(_))) = (
+            nss::lookup_user_by_name(name),
+            nss::lookup_group_by_name(name),
+        ) {
+            warnings.push(format!(
+                "line {line}: {name} is a group, not a user: a bare name matches only the \
+                 user of that name (pam_access without nodefgroup would also match the \
+                 group's members), so this rule covers none of them; write ({name}) for \
+                 the group"
+            ));
+        }
+    }
+    warnings
+}
+
+/// The rule file at `path` (`accessfile=`) as the module reads it, or why the module
+/// would require the code for everybody because of it: refused by the same checks the
+/// module makes, or by its parser.
+pub fn read_rule_file(path: &std::path::Path, allow_any_network: bool) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let opened = safefile::open_checked(path, &FileRules::access_rules_file())
+        .map_err(|e| format!("access file {shown} unusable ({e})"))?;
+    AccessRules::parse(&opened.contents, ParseOptions { allow_any_network })
+        .map_err(|e| format!("access file {shown}: {e}"))?;
+    Ok(opened.contents.to_vec())
 }
 
 /// `explain --json`: the same decision as the text, in fields a tool can test.
@@ -210,4 +281,24 @@ impl<'a> ExplainJson<'a> {
 
 fn current_uid() -> u32 {
     crate::host::caller().uid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_names_are_the_user_items_that_are_not_keywords_or_groups() {
+        let text = b"# - : commented : ALL\n\
+            # any bytes in a comment: \xff\n\
+            - : wheel,alice\tbob : ALL\r\n\
+            \n\
+            + : ALL EXCEPT (admins) carol : 10.0.0.0/8 fe80::1\n\
+            \t+ : (staff) : LOCAL\n";
+        assert!(AccessRules::parse(text, ParseOptions::default()).is_ok());
+        assert_eq!(
+            bare_user_names(text),
+            [(3, "wheel"), (3, "alice"), (3, "bob"), (5, "carol")]
+        );
+    }
 }

@@ -105,6 +105,28 @@ impl FileRules {
         }
     }
 
+    /// Only root can change the file or any directory on its path: the file owned by
+    /// root, every directory from `/` down root-owned and not group/other writable
+    /// (root-owned directory symlinks such as `/lib -> usr/lib` are followed). For what
+    /// the module runs, loads or obeys; see [`check_root_controlled`].
+    pub fn root_controlled(allowed_perm: u32, max_size: usize) -> Self {
+        Self {
+            allowed_owners: vec![0],
+            allowed_perm,
+            max_size,
+            trusted_root: Some(PathBuf::from("/")),
+            private_group_of: None,
+        }
+    }
+
+    /// The access-rule file (`accessfile=`), which decides who may skip the code:
+    /// [`FileRules::root_controlled`] (a user who can rename any directory above it can
+    /// put another file in its place), readable by all (mode up to 0644), at most the
+    /// parser's cap. The module and `totp-enroll` both open it with these rules.
+    pub fn access_rules_file() -> Self {
+        Self::root_controlled(0o644, totp_core::access::MAX_FILE_BYTES)
+    }
+
     /// The checks for a secret file where `totp_core::placement` put it (owners,
     /// trusted root, permission bits), with the default size cap.
     pub fn for_placement(p: &Placement) -> Self {

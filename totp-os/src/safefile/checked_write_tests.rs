@@ -45,6 +45,7 @@ fn a_directory_above_the_store_is_checked_too() {
             path: s.path().join("open"),
             uid: me(),
             mode: libc::S_IFDIR | 0o777,
+            root_only: me() == 0,
         }
     );
 }

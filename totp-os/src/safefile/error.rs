@@ -40,6 +40,9 @@ pub enum FileError {
         uid: uid_t,
         /// Its full `st_mode`.
         mode: u32,
+        /// Only root may own the directories checked (code or rules the module obeys,
+        /// a root store), which the message then says.
+        root_only: bool,
     },
     /// The file is not a regular file (directory, FIFO, device, socket).
     NotRegular {
@@ -142,7 +145,35 @@ impl fmt::Display for FileError {
             Self::TooManySymlinks => f.write_str("too many symbolic links"),
             Self::MissingDirectory { path } => write!(f, "{} does not exist", path.display()),
             Self::NotADirectory { path } => write!(f, "{} is not a directory", path.display()),
-            Self::UnsafeDirectory { path, uid, mode } => write!(
+            Self::UnsafeDirectory {
+                path,
+                uid,
+                mode,
+                root_only: true,
+            } => {
+                // Each fault named: an admin fixes what the message says and no more.
+                let faults: Vec<&str> = [
+                    (*uid != 0, "not owned by root"),
+                    (mode & 0o020 != 0, "writable by its group"),
+                    (mode & 0o002 != 0, "writable by others"),
+                ]
+                .into_iter()
+                .filter_map(|(bad, what)| bad.then_some(what))
+                .collect();
+                write!(
+                    f,
+                    "directory {} is owned by uid {uid}{} with mode {:04o} ({}): every \
+                     directory above the file must be owned by root and not writable by \
+                     group or others",
+                    path.display(),
+                    crate::creds::unmapped_owner_note(*uid),
+                    mode & 0o7777,
+                    faults.join(", ")
+                )
+            }
+            Self::UnsafeDirectory {
+                path, uid, mode, ..
+            } => write!(
                 f,
                 "{} is owned by uid {uid}{} with mode {:04o}: must be owned by root or the \
                  user and not group/other writable",

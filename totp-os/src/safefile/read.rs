@@ -81,14 +81,7 @@ pub fn shared_fs_type(magic: u32) -> bool {
 /// component not a symlink (root-owned directory symlinks such as `/lib -> usr/lib` are
 /// followed). Like OpenSSH's checks on `AuthorizedKeysCommand`.
 pub fn check_root_controlled(path: &Path, max_size: usize) -> Result<FileInfo, FileError> {
-    let rules = FileRules {
-        allowed_owners: vec![0],
-        allowed_perm: 0o755,
-        max_size,
-        trusted_root: Some(PathBuf::from("/")),
-        private_group_of: None,
-    };
-    open_unread(path, &rules).map(|opened| opened.info)
+    open_unread(path, &FileRules::root_controlled(0o755, max_size)).map(|opened| opened.info)
 }
 
 /// Read from offset 0 up to `max + 1` bytes, whatever `st_size` says (the file may grow,
@@ -146,13 +139,7 @@ pub(super) fn read_bounded(
 /// root or by its directory's owner.
 pub fn check_socket_path(path: &Path) -> Result<(), FileError> {
     let (dirs, name) = split_file_path(path)?;
-    let rules = FileRules {
-        allowed_owners: vec![0],
-        allowed_perm: 0o755,
-        max_size: 0,
-        trusted_root: Some(PathBuf::from("/")),
-        private_group_of: None,
-    };
+    let rules = FileRules::root_controlled(0o755, 0);
     let Some((parent, upper)) = dirs.split_last() else {
         // A socket directly in `/`: the walk checks `/` itself.
         let walked = walk_checked(&dirs, &rules)?;
@@ -178,6 +165,8 @@ pub fn check_socket_path(path: &Path) -> Result<(), FileError> {
             path: shown,
             uid: st.st_uid,
             mode: st.st_mode,
+            // The socket's own directory may belong to the server's account.
+            root_only: false,
         });
     }
     let dir = fcntl::openat(

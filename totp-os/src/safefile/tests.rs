@@ -441,7 +441,8 @@ fn directory_owned_by_another_user_is_refused() {
         FileError::UnsafeDirectory {
             path: home,
             uid: MALLORY,
-            mode: 0o40755
+            mode: 0o40755,
+            root_only: false,
         }
     );
 }
@@ -1051,4 +1052,73 @@ fn child_on_overlayfs() {
     let f = std::fs::File::open(path).expect("open");
     assert_eq!(on_network_fs(&f), Ok(true));
     std::process::exit(42);
+}
+
+// ---------------------------------------------------------------------------------------
+// access_rules_file: root-controlled from `/`
+
+/// R21: a rule file in a root-owned 0755 directory is refused when a directory further
+/// up belongs to a user or is group/other writable (whoever can rename it can swap the
+/// whole subtree); the error names that directory and each fault. A sticky root-owned
+/// directory closed to writes passes; /tmp does not. Control: the same file with a
+/// root-controlled chain is read.
+#[test]
+fn the_access_rule_file_is_checked_from_the_root_down() {
+    if !require_root("the_access_rule_file_is_checked_from_the_root_down") {
+        return;
+    }
+    let base = private_tempdir();
+    set_mode(base.path(), 0o755);
+    let up = base.path().join("up");
+    let rules_dir = up.join("rules");
+    std::fs::create_dir_all(&rules_dir).expect("mkdir");
+    set_mode(&rules_dir, 0o755);
+    let file = rules_dir.join("access.conf");
+    std::fs::write(&file, b"+ : ALL : LOCAL\n").expect("write");
+    set_mode(&file, 0o644);
+    let rules = FileRules::access_rules_file();
+    for (uid, mode) in [(0, 0o755), (0, 0o1755)] {
+        std::os::unix::fs::chown(&up, Some(uid), None).expect("chown");
+        set_mode(&up, mode);
+        let opened = open_checked(&file, &rules).expect("root-controlled chain");
+        assert_eq!(&opened.contents[..], b"+ : ALL : LOCAL\n");
+    }
+    for (uid, mode, fault) in [
+        (ALICE, 0o755, "(not owned by root)"),
+        (0, 0o775, "(writable by its group)"),
+        (0, 0o1777, "(writable by its group, writable by others)"),
+        (0, 0o757, "(writable by others)"),
+        (
+            ALICE,
+            0o777,
+            "(not owned by root, writable by its group, writable by others)",
+        ),
+    ] {
+        std::os::unix::fs::chown(&up, Some(uid), None).expect("chown");
+        set_mode(&up, mode);
+        let err = open_checked(&file, &rules).expect_err("unsafe directory above");
+        assert!(
+            matches!(err, FileError::UnsafeDirectory { ref path, root_only: true, .. } if *path == up),
+            "{err:?}"
+        );
+        let shown = err.to_string();
+        assert!(
+            shown.contains(&format!("directory {}", up.display()))
+                && shown.contains(fault)
+                && shown.contains("must be owned by root"),
+            "{shown}"
+        );
+    }
+    // A rule file right in /tmp (world-writable, sticky).
+    let in_tmp = tempfile::Builder::new()
+        .prefix("access")
+        .tempfile_in("/tmp")
+        .expect("a file in /tmp");
+    std::fs::write(in_tmp.path(), b"+ : ALL : LOCAL\n").expect("write");
+    set_mode(in_tmp.path(), 0o644);
+    let err = open_checked(in_tmp.path(), &rules).expect_err("in /tmp");
+    assert!(
+        matches!(err, FileError::UnsafeDirectory { ref path, .. } if path == Path::new("/tmp")),
+        "{err:?}"
+    );
 }

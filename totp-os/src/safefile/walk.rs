@@ -379,6 +379,7 @@ pub(super) fn check_dir(st: &FileStat, shown: &Path, c: &DirChecks<'_>) -> Resul
             path: shown.to_owned(),
             uid: st.st_uid,
             mode: st.st_mode,
+            root_only: c.owners.iter().all(|&o| o == 0),
         });
     }
     Ok(())
