@@ -152,19 +152,6 @@ fn load_plugin(path: &Path, backend: &str) -> Result<&'static Plugin, StoreError
     Ok(plugin)
 }
 
-/// Rules for the files the plugin configuration is made of: root-owned, one link, and
-/// every directory from `/` root-owned and not group/other writable (like the plugin):
-/// whoever could replace a CA file or a directory on its path could put their own
-/// server in the fleet's place.
-fn root_file_rules(allowed_perm: u32, max_size: usize) -> FileRules {
-    FileRules {
-        allowed_perm,
-        max_size,
-        trusted_root: Some(PathBuf::from("/")),
-        ..FileRules::new(vec![0])
-    }
-}
-
 /// Where distributions keep the system's CA bundle, first match wins (Debian, Ubuntu
 /// and Alpine; Fedora and RHEL, whose `/etc/pki/tls/certs/ca-bundle.crt` is a symlink
 /// to it; openSUSE; others). The file itself must not be a symlink.
@@ -228,8 +215,10 @@ fn connection_config(
     // Not group/other readable (0600 or 0400): a readable password lets any local user
     // reset every replay mark and throttle counter of the fleet, and a readable client
     // key lets them connect as the fleet.
-    let secret_rules = root_file_rules(0o600, MAX_CREDENTIALS_SIZE);
-    let public_rules = root_file_rules(0o644, MAX_CA_SIZE);
+    // Whoever could replace a CA or credentials file, or a directory on its path, could
+    // put their own server in the fleet's place: root-controlled from `/`, as the plugin.
+    let secret_rules = FileRules::root_controlled(0o600, MAX_CREDENTIALS_SIZE);
+    let public_rules = FileRules::root_controlled(0o644, MAX_CA_SIZE);
     let (username, password) = credentials(conn.credentials.as_deref(), &secret_rules)?;
     let ca_pem = match &conn.ca_file {
         None if system_ca => Some(system_bundle(&public_rules)?),
@@ -244,7 +233,13 @@ fn connection_config(
     let client_key = conn
         .client_key
         .as_deref()
-        .map(|p| read_root_file("client key", p, &root_file_rules(0o600, MAX_CA_SIZE)))
+        .map(|p| {
+            read_root_file(
+                "client key",
+                p,
+                &FileRules::root_controlled(0o600, MAX_CA_SIZE),
+            )
+        })
         .transpose()?;
     Ok(PluginConfig {
         url,
