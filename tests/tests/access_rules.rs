@@ -697,19 +697,32 @@ fn pam_access_local_and_name_case_never_skip_unproven() {
         ),
     ];
     check_cases(&setup, "", &cases);
-    let peer = [case(
-        "network peer",
-        "sshd",
-        Some("203.0.113.9"),
-        None,
-        false,
-    )];
+    // Each file first lets root skip from 198.51.100.0/24 (the control: the file is
+    // valid, so the code asked from the other peer is the miscased rule's doing, not a
+    // refused file's); the peer 203.0.113.9 meets the miscased name.
+    let peers = [
+        case(
+            "peer of the control rule",
+            "sshd",
+            Some("198.51.100.7"),
+            None,
+            true,
+        ),
+        case(
+            "peer of the miscased rule",
+            "sshd",
+            Some("203.0.113.9"),
+            None,
+            false,
+        ),
+    ];
     for rules in [
         "- : ROOT : ALL\n+ : ALL : ALL\n",
         "+ : ALL EXCEPT Root : ALL\n",
         "+ : Root : ALL\n",
     ] {
-        check_cases(&Setup::new(rules), "", &peer);
+        let file = format!("+ : root : 198.51.100.0/24\n{rules}");
+        check_cases(&Setup::new(&file), "", &peers);
     }
     let control = [case(
         "network peer",

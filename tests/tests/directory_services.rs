@@ -1093,8 +1093,10 @@ fn group_members_are_compared_exactly() {
 /// every alias of the account (`ALICE`, `AD\alice`, `alice@AD`) meets `- : alice` and
 /// `+ : alice` as the account itself does. A rule spelling the account in upper case
 /// (pam_access compares without case) never skips any of them, and as a `-` rule it
-/// requires the code (skipped before the fix). Control: a rule naming someone else lets
-/// `+ : ALL` skip every spelling.
+/// requires the code (skipped before the fix). Controls: a rule naming someone else lets
+/// `+ : ALL` skip every spelling, and the upper-case files' first rule skips a login from
+/// 198.51.100.0/24 (so they are valid files, and the code asked otherwise is the
+/// upper-case rule's doing, not a refused file's).
 #[test]
 fn name_rules_match_the_account_whatever_the_typed_spelling() {
     let Some((u, ds)) = setup(
@@ -1113,12 +1115,18 @@ fn name_rules_match_the_account_whatever_the_typed_spelling() {
     let upper = rules_file(
         &ds,
         "upper.conf",
-        &format!("- : {} : ALL\n+ : ALL : ALL\n", u.name.to_uppercase()),
+        &format!(
+            "+ : ALL : 198.51.100.0/24\n- : {} : ALL\n+ : ALL : ALL\n",
+            u.name.to_uppercase()
+        ),
     );
     let alias_plus = rules_file(
         &ds,
         "alias.conf",
-        &format!("+ : {} : ALL\n", u.name.to_uppercase()),
+        &format!(
+            "+ : ALL : 198.51.100.0/24\n+ : {} : ALL\n",
+            u.name.to_uppercase()
+        ),
     );
     let other = rules_file(
         &ds,
@@ -1147,6 +1155,20 @@ fn name_rules_match_the_account_whatever_the_typed_spelling() {
         );
         f.refused(&format!("{typed:?}: - upper-case"), &run(&upper));
         f.refused(&format!("{typed:?}: + upper-case"), &run(&alias_plus));
+        for (what, rules) in [("- upper-case", &upper), ("+ upper-case", &alias_plus)] {
+            let stack = Stack::probe("svc", &format!("accessfile={}", rules.display()));
+            let from_lan = ds.run(
+                &Driver::new(&stack, "svc", typed)
+                    .answer(&wrong)
+                    .at(at)
+                    .rhost("198.51.100.7"),
+            );
+            f.expect(
+                &format!("{typed:?}: {what}, the file's first rule: control"),
+                &from_lan,
+                "PAM_IGNORE",
+            );
+        }
         f.expect(
             &format!("{typed:?}: - someone else: control"),
             &run(&other),
