@@ -66,6 +66,9 @@ pub enum ExportsError {
     NfsdWithoutTable,
     /// No table, and [`NFSD_THREADS`] holds no number.
     NfsdThreadsGarbled,
+    /// No table, and [`NFSD_THREADS`] is there (the kernel NFS server is loaded) but
+    /// cannot be read: it is root's alone, and a login reads as the user.
+    NfsdUnknown(Box<ExportsError>),
 }
 
 impl ExportsError {
@@ -95,6 +98,10 @@ impl fmt::Display for ExportsError {
             ExportsError::NfsdThreadsGarbled => {
                 write!(f, "no {ETAB}, and {NFSD_THREADS} holds no number")
             }
+            ExportsError::NfsdUnknown(e) => write!(
+                f,
+                "no {ETAB}, and whether the kernel NFS server runs is unknown ({e})"
+            ),
         }
     }
 }
@@ -121,7 +128,10 @@ pub fn export_of(fd: &File) -> Result<ExportOf, ExportsError> {
 /// [`export_of`] with the table at `etab` and the thread count at `threads`.
 pub fn export_of_in(etab: &Path, threads: &Path, fd: &File) -> Result<ExportOf, ExportsError> {
     let Some(table) = read_bounded(etab, ETAB_MAX)? else {
-        return no_table(read_bounded(threads, NFSD_THREADS_MAX));
+        return no_table(
+            read_bounded(threads, NFSD_THREADS_MAX)
+                .map_err(|e| ExportsError::NfsdUnknown(Box::new(e))),
+        );
     };
     let exports = nfs_etab::exports(&table).map_err(ExportsError::Garbled)?;
     if exports.is_empty() {
@@ -155,7 +165,8 @@ pub fn decide(
 
 /// The decision where the table is missing, from the reading of [`NFSD_THREADS`]:
 /// missing (the nfsd module not loaded) or 0 is no NFS server; anything else, a server
-/// that may have its table elsewhere.
+/// that may have its table elsewhere. The file is root's alone (mode 0600), so for a
+/// login as another user a loaded nfsd is unknown, never "no exports".
 pub fn no_table(threads: Result<Option<Vec<u8>>, ExportsError>) -> Result<ExportOf, ExportsError> {
     match threads? {
         None => Ok(ExportOf::NoTable),

@@ -162,6 +162,41 @@ fn without_a_table_a_running_nfs_server_is_unknown() {
     assert_eq!(c.with_table(b"").expect("a table"), NOT_EXPORTED);
 }
 
+/// The thread count is root's alone: read as a user, the server is not known to be
+/// stopped, and the error says the table is missing too.
+#[test]
+fn without_a_table_an_unreadable_thread_count_is_unknown() {
+    if !crate::testutil::require_root("without_a_table_an_unreadable_thread_count_is_unknown") {
+        return;
+    }
+    let c = Case::new();
+    std::fs::set_permissions(c.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(c.threads(), b"0\n").expect("write");
+    std::fs::set_permissions(c.threads(), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let id = crate::creds::Identity {
+        uid: crate::testutil::ALICE,
+        gid: crate::testutil::ALICE_GROUP,
+        groups: vec![],
+    };
+    let as_alice = {
+        let _alice = crate::creds::switch_to(&id).expect("switch");
+        c.run()
+    };
+    let e = as_alice.expect_err("unknown");
+    assert!(
+        matches!(&e, ExportsError::NfsdUnknown(inner) if matches!(**inner, ExportsError::Os { .. })),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().starts_with(
+            "no /var/lib/nfs/etab, and whether the kernel NFS server runs is unknown ("
+        ),
+        "{e}"
+    );
+    // Control: root reads 0, no server.
+    assert_eq!(c.run().expect("root"), ExportOf::NoTable);
+}
+
 #[test]
 fn a_garbled_table_is_an_error_naming_the_line() {
     let c = Case::new();
