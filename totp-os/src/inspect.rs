@@ -306,7 +306,7 @@ fn ga_lines(opts: &ModuleOptions, file: &GaFile, fd: &std::fs::File) -> Option<S
         ),
         GaLinesKept::Exported { export, by_device } => format!(
             "{lines} kept up to date on logins (a local file system this host's NFS \
-             server exports: {} in {} is on its mount{}; shared_file=auto)",
+             server exports: {} in {} covers its mount{}; shared_file=auto)",
             export.as_os_str().as_encoded_bytes().escape_ascii(),
             nfs_exports::ETAB,
             if by_device { BY_DEVICE } else { "" }
