@@ -1,15 +1,17 @@
 //! `shared_file=auto` on the NFS server that exports the homes and is a login host too:
 //! its homes lie on a local file system, yet NFS clients read the same secret files, so
-//! a file on a file system an export of `/var/lib/nfs/etab` is on counts as shared and
-//! GA's `DISALLOW_REUSE` line is written, as on the clients. Each login runs in a private
-//! mount namespace whose `/var/lib/nfs` holds a table the test wrote
-//! ([`nfs_etab_in_namespace`]); the host's is never touched. The controls are the same
-//! login with a table listing only another file system, and with no table.
+//! a file on the mount an export of `/var/lib/nfs/etab` is on (or on a mount below an
+//! export with `crossmnt`) counts as shared and GA's `DISALLOW_REUSE` line is written,
+//! as on the clients. Each login runs in a private mount namespace whose `/var/lib/nfs`
+//! holds a table the test wrote ([`nfs_etab_in_namespace`]); the host's is never
+//! touched. The controls are the same login with a table listing only another file
+//! system, and with no table. Exported paths are never looked at: one that does not
+//! exist, or lies below a directory the user cannot search, changes nothing.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use system_tests::*;
 
@@ -70,6 +72,30 @@ impl Exports {
         (Drive::ran(&out), lines)
     }
 
+    /// [`Exports::login`], for a secret file that exists only in the namespace: it is
+    /// copied to `out` after the login, so the test can read what the login left.
+    fn login_keeping(
+        &self,
+        setup: &str,
+        stack: &Stack,
+        u: &TestUser,
+        answer: &str,
+        at: u64,
+        out: &Path,
+    ) -> (Drive, Vec<String>) {
+        let driver = Driver::new(stack, SVC, &u.name).answer(answer).at(at);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("f=$1; o=$2; shift 2; \"$@\"; s=$?; cp \"$f\" \"$o\"; exit $s")
+            .arg("sh")
+            .arg(u.secret_path())
+            .arg(out)
+            .arg("env");
+        append_env_exec(&mut cmd, &driver.command());
+        let (run, lines) = with_syslog_capture_after(setup, &cmd);
+        (Drive::ran(&run), lines)
+    }
+
     /// `totp-state audit --json` of `stack` with `setup` in place.
     fn audit(&self, setup: &str, stack: &Stack) -> Output {
         in_private_mounts(setup, self.dir.path(), &audit_command(stack.path()))
@@ -81,9 +107,29 @@ impl Exports {
 /// An exportfs line: `path` exported to a network (written as it is: the test's paths
 /// have no blank, control character, `\`, `"` or `#` that exportfs would escape).
 fn export_line(path: &Path) -> String {
+    export_line_with(path, "hide,nocrossmnt")
+}
+
+/// [`export_line`] with `flags` (`crossmnt` or `nocrossmnt`, as exportfs writes them).
+fn export_line_with(path: &Path, flags: &str) -> String {
     format!(
-        "{}\t192.0.2.0/24(rw,sync,wdelay,hide,nocrossmnt,secure,root_squash,no_all_squash)\n",
+        "{}\t192.0.2.0/24(rw,sync,wdelay,{flags},secure,root_squash,no_all_squash)\n",
         path.display()
+    )
+}
+
+/// Set-up lines putting `u`'s home on a mount of its own (a tmpfs with the home's owner
+/// and mode) holding a copy of its secret file as written on the host.
+fn home_on_its_own_mount(u: &TestUser) -> String {
+    let m = fs::metadata(&u.home).expect("home");
+    let home = u.home.to_str().expect("a UTF-8 path");
+    format!(
+        "cp -p '{home}/.google_authenticator' \"$1/ga.saved\"\n\
+         mount -t tmpfs -o mode={:o},uid={},gid={} none '{home}'\n\
+         cp -p \"$1/ga.saved\" '{home}/.google_authenticator'\n",
+        m.mode() & 0o7777,
+        m.uid(),
+        m.gid()
     )
 }
 
@@ -225,8 +271,123 @@ fn audit_reports_a_home_on_an_exported_file_system() {
     let r = reasons(&elsewhere);
     assert!(
         r.contains(
-            "not written on time-based logins (a local file system, shared_file=auto, not exported"
+            "not written on time-based logins (a local file system, shared_file=auto; no \
+             export of its mount in /var/lib/nfs/etab"
         ),
         "{r}"
+    );
+}
+
+/// A home on a mount of its own (`useradd --btrfs-subvolume-home` or a separate file
+/// system) below an exported directory: NFS clients see it only with `crossmnt` (or
+/// `nohide`), which makes it exported; without, it is another mount and left alone.
+#[test]
+fn a_home_on_its_own_mount_below_a_crossmnt_export_gets_the_used_step_written() {
+    let t = "a_home_on_its_own_mount_below_a_crossmnt_export_gets_the_used_step_written";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let x = Exports::new();
+    let secret = random_secret_b32();
+    let stack = Stack::with_module(SVC, "");
+    let u = TestUser::create("nxm");
+    let written = ga_file(&secret);
+    u.write_secret(&written, 0o600);
+    let parent = u.home.parent().expect("a home below a directory");
+    let after = x.dir.path().join("after");
+    let own_mount = home_on_its_own_mount(&u);
+    let login = |flags: &str, at: u64| {
+        let table = x.table(&format!("etab-{flags}"), &export_line_with(parent, flags));
+        let setup = format!("{}{own_mount}", x.setup(Some(&table)));
+        let (d, lines) = x.login_keeping(&setup, &stack, &u, &code_at(&secret, at), at, &after);
+        assert_eq!(d.result, "PAM_SUCCESS", "{flags}: {d:?} {lines:#?}");
+        assert!(
+            !lines.iter().any(|l| l.contains("NFS server")),
+            "{flags}: nothing to warn about: {lines:#?}"
+        );
+        read(&after)
+    };
+    // Control: the export does not cross into the home's mount; the file is left alone.
+    assert_eq!(
+        login("hide,nocrossmnt", T0),
+        written,
+        "not exported: left alone"
+    );
+    // The same export with crossmnt: the step is written.
+    let kept = login("hide,crossmnt", T0 + 30);
+    assert_eq!(
+        file_value(&kept, "DISALLOW_REUSE").as_deref(),
+        Some(((T0 + 30) / 30).to_string().as_str()),
+        "{kept}"
+    );
+    // On the host, the file under the namespace's mount was never touched.
+    assert_eq!(read(&u.secret_path()), written);
+}
+
+/// No exported path is looked at: one that does not exist, and one below a directory
+/// the user cannot search (which used to be a warning on every login), on another mount
+/// than the home, leave the decision as it is and log nothing. The control adds the
+/// home's export to the same table: written, still without a warning.
+#[test]
+fn export_paths_missing_or_unsearchable_are_never_looked_at() {
+    let t = "export_paths_missing_or_unsearchable_are_never_looked_at";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "setpriv") {
+        return;
+    }
+    let x = Exports::new();
+    let secret = random_secret_b32();
+    let stack = Stack::with_module(SVC, "");
+    let u = TestUser::create("nxu");
+    let p = u.write_secret(&ga_file(&secret), 0o600);
+    let before = read(&p);
+    let closed = x.elsewhere().join("closed");
+    let hidden = closed.join("export");
+    let gone = x.elsewhere().join("gone").join("away");
+    let fault = x.dir.path().join("fault");
+    // On the other mount: the closed directory, and the proof that the user cannot
+    // look below it.
+    let setup = |table: &Path| {
+        format!(
+            "{}mkdir -p '{hidden}'\nchmod 700 '{closed}'\n\
+             setpriv --reuid={uid} --regid={gid} --clear-groups stat '{hidden}' \
+             >/dev/null 2>'{fault}' || true\n",
+            x.setup(Some(table)),
+            hidden = hidden.display(),
+            closed = closed.display(),
+            fault = fault.display(),
+            uid = u.uid,
+            gid = u.gid,
+        )
+    };
+    let unseen = format!("{}{}", export_line(&gone), export_line(&hidden));
+    let table = x.table("etab-unseen", &unseen);
+    let (d, lines) = x.login(&setup(&table), &stack, &u, &code_at(&secret, T0), T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?} {lines:#?}");
+    let denied = fs::read_to_string(&fault).expect("the fault's proof");
+    assert!(denied.contains("Permission denied"), "{denied}");
+    assert_eq!(read(&p), before, "other mounts only: left alone");
+    assert!(
+        !lines.iter().any(|l| l.contains("NFS server")),
+        "no warning: {lines:#?}"
+    );
+    // Control: the same table listing the home too.
+    let table = x.table("etab-home", &format!("{unseen}{}", export_line(&u.home)));
+    let (d, lines) = x.login(
+        &setup(&table),
+        &stack,
+        &u,
+        &code_at(&secret, T0 + 30),
+        T0 + 30,
+    );
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?} {lines:#?}");
+    let after = read(&p);
+    assert_eq!(
+        file_value(&after, "DISALLOW_REUSE").as_deref(),
+        Some(((T0 + 30) / 30).to_string().as_str()),
+        "{after}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("NFS server")),
+        "no warning: {lines:#?}"
     );
 }

@@ -15,6 +15,7 @@ pub mod gafile;
 pub mod hmac_count;
 pub mod ledger;
 pub mod membership;
+pub mod mountinfo;
 pub mod nfs_etab;
 pub mod options;
 pub mod otp;

@@ -4,13 +4,14 @@
 //! `#` written as `\` and three octal digits (`\040` a space); other bytes, UTF-8
 //! included, are written as they are.
 //!
-//! Only the paths are needed (`shared_file=auto` asks whether a local file lies on an
-//! exported file system), so the rest of a line is not parsed. A line that does not
-//! have that shape is an error, never skipped: the caller cannot tell what it would
-//! have listed, and errs toward "exported".
+//! The path and the options are taken (`shared_file=auto` asks whether a local file
+//! lies on an exported mount, or below an export with `crossmnt`); the client is not
+//! parsed. A line that does not have that shape is an error, never skipped: the caller
+//! cannot tell what it would have listed, and errs toward "exported".
 
 use std::fmt;
 
+use crate::mountinfo::{UnescapeError, unescape_octal};
 use crate::user::MAX_PATH_LEN;
 
 /// Longest path field taken, written: every byte of the longest path escaped.
@@ -31,6 +32,8 @@ pub enum EtabError {
     Unescaped,
     /// A path longer than `PATH_MAX`.
     TooLong,
+    /// No `(options)` after the client.
+    NoOptions,
 }
 
 impl fmt::Display for EtabError {
@@ -42,6 +45,7 @@ impl fmt::Display for EtabError {
             EtabError::Nul => "a NUL byte in the path",
             EtabError::Unescaped => "a blank or control character left unescaped in the path",
             EtabError::TooLong => "the path is longer than PATH_MAX",
+            EtabError::NoOptions => "no (options) after the client",
         })
     }
 }
@@ -59,69 +63,84 @@ impl fmt::Display for LineError {
     }
 }
 
-/// The exported path of one line (without its newline), unescaped.
-pub fn export_path(line: &[u8]) -> Result<Vec<u8>, EtabError> {
+/// One line of the table: an exported path and one client's options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Export {
+    /// The exported path, unescaped.
+    pub path: Vec<u8>,
+    /// The options in the parentheses after the client, split at commas, as written
+    /// (`exportfs` writes every flag, `nocrossmnt` and `hide` included).
+    pub options: Vec<Vec<u8>>,
+}
+
+impl Export {
+    /// Whether the export serves the mounts below its path too (`crossmnt`, or
+    /// `nohide`, which lets a client see a mount below another export).
+    pub fn covers_mounts_below(&self) -> bool {
+        self.options
+            .iter()
+            .any(|o| o == b"crossmnt" || o == b"nohide")
+    }
+}
+
+/// One line (without its newline): the exported path, unescaped, and the options.
+pub fn export(line: &[u8]) -> Result<Export, EtabError> {
     let tab = line.iter().position(|&b| b == b'\t');
     let field = &line[..tab.unwrap_or(line.len())];
     // Checked before the tab, so that an overlong line costs no more than its scan.
     if field.len() > MAX_FIELD_LEN {
         return Err(EtabError::TooLong);
     }
-    if tab.is_none() {
+    let Some(tab) = tab else {
         return Err(EtabError::NoTab);
+    };
+    if field
+        .iter()
+        .any(|&b| b != 0 && (b.is_ascii_control() || b == b' '))
+    {
+        return Err(EtabError::Unescaped);
     }
-    let mut path = Vec::with_capacity(field.len());
-    let mut rest = field;
-    while let Some((&b, after)) = rest.split_first() {
-        let byte = match b {
-            0 => return Err(EtabError::Nul),
-            b'\\' => {
-                let [d0, d1, d2, ..] = *after else {
-                    return Err(EtabError::BadEscape);
-                };
-                let value = [d0, d1, d2].iter().try_fold(0u32, |acc, &d| match d {
-                    b'0'..=b'7' => Ok(acc * 8 + u32::from(d - b'0')),
-                    _ => Err(EtabError::BadEscape),
-                })?;
-                rest = &after[3..];
-                match u8::try_from(value) {
-                    Ok(0) => return Err(EtabError::Nul),
-                    Ok(v) => v,
-                    Err(_) => return Err(EtabError::BadEscape),
-                }
-            }
-            b if b.is_ascii_control() || b == b' ' => return Err(EtabError::Unescaped),
-            b => {
-                rest = after;
-                b
-            }
-        };
-        path.push(byte);
-    }
+    let path = unescape_octal(field).map_err(|e| match e {
+        UnescapeError::BadEscape => EtabError::BadEscape,
+        UnescapeError::Nul => EtabError::Nul,
+    })?;
     if path.first() != Some(&b'/') {
         return Err(EtabError::NotAbsolute);
     }
     if path.len() >= MAX_PATH_LEN {
         return Err(EtabError::TooLong);
     }
-    Ok(path)
+    // `client(options)`: the client may hold no parenthesis, the options no `)`.
+    let rest = &line[tab + 1..];
+    let options = rest
+        .iter()
+        .position(|&b| b == b'(')
+        .and_then(|open| {
+            let inner = &rest[open + 1..];
+            inner
+                .iter()
+                .position(|&b| b == b')')
+                .map(|close| &inner[..close])
+        })
+        .ok_or(EtabError::NoOptions)?;
+    let options = options
+        .split(|&b| b == b',')
+        .filter(|o| !o.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    Ok(Export { path, options })
 }
 
-/// Every exported path of the table `contents`, in its order, a path listed for several
-/// clients on consecutive lines once. Empty lines are skipped; a final line without its
-/// newline is taken like the others. The first line that is not an export is the error.
-pub fn export_paths(contents: &[u8]) -> Result<Vec<Vec<u8>>, LineError> {
-    let mut paths: Vec<Vec<u8>> = Vec::new();
-    for (i, line) in contents.split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        let path = export_path(line).map_err(|error| LineError { line: i + 1, error })?;
-        if paths.last() != Some(&path) {
-            paths.push(path);
-        }
-    }
-    Ok(paths)
+/// Every export of the table `contents`, a line each, in its order. Empty lines are
+/// skipped; a final line without its newline is taken like the others. The first line
+/// that is not an export is the error.
+pub fn exports(contents: &[u8]) -> Result<Vec<Export>, LineError> {
+    contents
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(i, line)| export(line).map_err(|error| LineError { line: i + 1, error }))
+        .collect()
 }
 
 #[cfg(test)]

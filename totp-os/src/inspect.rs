@@ -13,7 +13,7 @@ use totp_core::user::UserName;
 use totp_core::verify;
 
 use crate::command::CommandSecret;
-use crate::nfs_exports::{self, ExportsError};
+use crate::nfs_exports::{self, ExportOf, ExportsError};
 use crate::nss::{self, Passwd};
 use crate::safefile::{self, FileError, FileRules};
 
@@ -183,8 +183,8 @@ pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
     };
     let mut finding = usable(&file, opts, &shown);
     if finding.verdict != Verdict::Refused {
-        // As the module decides it: with the identity that read the file (the export
-        // table's directories are looked at as that account).
+        // As the module decides it: with the identity that read the file (the tables
+        // are read as that account, so what a login cannot read the audit cannot either).
         match as_account(opener, || ga_lines(opts, &file, &opened.file)) {
             Ok(None) => {}
             Ok(Some(r)) => finding.reasons.push(format!("{shown}: {r}")),
@@ -210,32 +210,46 @@ fn as_account<T>(pw: &Passwd, f: impl FnOnce() -> T) -> Result<T, String> {
 pub enum GaLinesKept {
     /// `shared_file=yes` (true) or `no` (false).
     ByOption(bool),
-    /// `shared_file=auto`: true where the file system is not one known to be local;
-    /// false on a local one this host's NFS server does not export.
-    ByFileSystem(bool),
-    /// `shared_file=auto`, a local file system this host's NFS server exports (the
-    /// exported directory on it): kept, since NFS clients read the file.
-    Exported(PathBuf),
+    /// `shared_file=auto`, not a file system known to be local: kept.
+    NotLocal,
+    /// `shared_file=auto`, a local file system; no export table and no kernel NFS
+    /// server running: not kept.
+    NoExports,
+    /// `shared_file=auto`, a local file system, and no export of the table covers the
+    /// file's mount: not kept. `by_device`: matched by device number, the kernel giving
+    /// no mount ID.
+    NotExported { by_device: bool },
+    /// `shared_file=auto`, a local file system an export of this host's NFS server
+    /// covers (the export's path): kept, since NFS clients read the file.
+    Exported { export: PathBuf, by_device: bool },
     /// `shared_file=auto`, the file system's type unknown: kept, as on a shared home.
     Unknown(FileError),
     /// `shared_file=auto`, a local file system, and whether it is exported unknown (the
-    /// export table unreadable or garbled): kept, as on a shared home.
+    /// export table or mount list unreadable or garbled, or an NFS server running
+    /// without the table): kept, as on a shared home.
     ExportsUnknown(ExportsError),
 }
 
 impl GaLinesKept {
     /// The decision for the file read through `fd`; the file system is asked only
     /// under `auto`, and the export table ([`nfs_exports::ETAB`]) only then for a local
-    /// one. Called with the identity that read the file, as the module does.
+    /// one (then the mount list, or where the table is missing the NFS server's thread
+    /// count). No exported path is looked at. Called with the identity that read the
+    /// file, as the module does.
     pub fn of(shared: SharedFile, fd: &std::fs::File) -> Self {
         match shared {
             SharedFile::Yes => GaLinesKept::ByOption(true),
             SharedFile::No => GaLinesKept::ByOption(false),
             SharedFile::Auto => match safefile::on_network_fs(fd) {
-                Ok(true) => GaLinesKept::ByFileSystem(true),
+                Ok(true) => GaLinesKept::NotLocal,
                 Ok(false) => match nfs_exports::export_of(fd) {
-                    Ok(None) => GaLinesKept::ByFileSystem(false),
-                    Ok(Some(export)) => GaLinesKept::Exported(export),
+                    Ok(ExportOf::NoTable) => GaLinesKept::NoExports,
+                    Ok(ExportOf::NotExported { by_device }) => {
+                        GaLinesKept::NotExported { by_device }
+                    }
+                    Ok(ExportOf::Exported { export, by_device }) => {
+                        GaLinesKept::Exported { export, by_device }
+                    }
                     Err(e) => GaLinesKept::ExportsUnknown(e),
                 },
                 Err(e) => GaLinesKept::Unknown(e),
@@ -245,10 +259,12 @@ impl GaLinesKept {
 
     pub fn kept(&self) -> bool {
         match self {
-            GaLinesKept::ByOption(kept) | GaLinesKept::ByFileSystem(kept) => *kept,
-            GaLinesKept::Exported(_) | GaLinesKept::Unknown(_) | GaLinesKept::ExportsUnknown(_) => {
-                true
-            }
+            GaLinesKept::ByOption(kept) => *kept,
+            GaLinesKept::NoExports | GaLinesKept::NotExported { .. } => false,
+            GaLinesKept::NotLocal
+            | GaLinesKept::Exported { .. }
+            | GaLinesKept::Unknown(_)
+            | GaLinesKept::ExportsUnknown(_) => true,
         }
     }
 
@@ -265,10 +281,15 @@ impl GaLinesKept {
     }
 }
 
+/// Said of a decision where the kernel gave no mount ID for the file.
+const BY_DEVICE: &str = " (mounts matched by device number: this kernel gives no mount ID, \
+                         and a file in a Btrfs subvolume matches none)";
+
 /// [`GaLinesKept`] for a file that has GA's lines, in words; `None` for a file without
 /// them. An admin on the NFS server that exports the homes reads here that its own
-/// logins write them (the export table lists the file system), and elsewhere, on a
-/// local file system, that they do not (`shared_file=yes` changes that).
+/// logins write them (an export of the table is on the file's mount, or covers it with
+/// `crossmnt`), and elsewhere, on a local file system, that they do not, with what was
+/// looked at (`shared_file=yes` changes that).
 fn ga_lines(opts: &ModuleOptions, file: &GaFile, fd: &std::fs::File) -> Option<String> {
     if !file.contains_key(KEY_DISALLOW_REUSE) && !file.contains_key(KEY_RATE_LIMIT) {
         return None;
@@ -279,20 +300,28 @@ fn ga_lines(opts: &ModuleOptions, file: &GaFile, fd: &std::fs::File) -> Option<S
             format!("{lines} kept up to date on logins (shared_file=yes)")
         }
         GaLinesKept::ByOption(false) => format!("{lines} obeyed, never written (shared_file=no)"),
-        GaLinesKept::ByFileSystem(true) => format!(
+        GaLinesKept::NotLocal => format!(
             "{lines} kept up to date on logins (not a file system known to be local, \
              shared_file=auto)"
         ),
-        GaLinesKept::Exported(export) => format!(
+        GaLinesKept::Exported { export, by_device } => format!(
             "{lines} kept up to date on logins (a local file system this host's NFS \
-             server exports, as {}, per {}; shared_file=auto)",
+             server exports: {} in {} covers its mount{}; shared_file=auto)",
             export.as_os_str().as_encoded_bytes().escape_ascii(),
-            nfs_exports::ETAB
+            nfs_exports::ETAB,
+            if by_device { BY_DEVICE } else { "" }
         ),
-        GaLinesKept::ByFileSystem(false) => format!(
+        GaLinesKept::NotExported { by_device } => format!(
             "{lines} obeyed, not written on time-based logins (a local file system, \
-             shared_file=auto, not exported by this host's NFS server per {}; \
-             shared_file=yes if hosts with another state store read this file otherwise)",
+             shared_file=auto; no export of its mount in {}{}; shared_file=yes if hosts \
+             with another state store read this file otherwise)",
+            nfs_exports::ETAB,
+            if by_device { BY_DEVICE } else { "" }
+        ),
+        GaLinesKept::NoExports => format!(
+            "{lines} obeyed, not written on time-based logins (a local file system, \
+             shared_file=auto; no {} and no kernel NFS server running; shared_file=yes if \
+             hosts with another state store read this file otherwise)",
             nfs_exports::ETAB
         ),
         GaLinesKept::Unknown(e) => {

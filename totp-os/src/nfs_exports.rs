@@ -1,14 +1,17 @@
-//! Whether this host's kernel NFS server exports the file system a file lies on, from
-//! the export table `exportfs` keeps ([`ETAB`]), for `shared_file=auto`: on the NFS
-//! server that exports the homes, a home is on a local file system, yet NFS clients
-//! read the same file.
+//! Whether this host's kernel NFS server exports the file a file descriptor is open on,
+//! from the export table `exportfs` keeps ([`ETAB`]) and this process's mount list
+//! ([`MOUNTINFO`]), for `shared_file=auto`: on the NFS server that exports the homes, a
+//! home is on a local file system, yet NFS clients read the same file.
 //!
-//! A file counts as exported when an exported directory is on the same file system
-//! (`st_dev`), not only when the file lies below it: that errs toward "shared", which
-//! only costs a lock and a rewrite, where the other way round would let a client accept
-//! a code this host accepted.
+//! Decided by mount, never by looking at an exported path (no stat, no open): each
+//! export's mount is found in the list by its path, and compared with the file's mount
+//! (its mount ID from `statx`). A file counts as exported when an export lies on its
+//! file system (the same mount, or a bind mount of it), whether or not the file lies
+//! below the export, or below an export with `crossmnt` or `nohide` on a mount of its
+//! own: that errs toward "shared", which only costs a lock and a rewrite, where the
+//! other way round would let a client accept a code this host accepted. The decision
+//! itself is [`totp_core::mountinfo::export_covering`].
 
-use std::ffi::OsStr;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -16,7 +19,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use totp_core::nfs_etab::{self, LineError};
+use rustix::fs::{AtFlags, StatxFlags};
+use totp_core::mountinfo::{self, CoverError, FileMount};
+use totp_core::nfs_etab;
 
 /// The table of current exports `exportfs` writes and `rpc.mountd` serves.
 pub const ETAB: &str = "/var/lib/nfs/etab";
@@ -25,18 +30,45 @@ pub const ETAB: &str = "/var/lib/nfs/etab";
 /// each, so a megabyte is thousands of exports; anything larger is taken for garbled.
 pub const ETAB_MAX: usize = 1 << 20;
 
-/// Why the export table gives no answer; the caller takes the file for exported.
+/// The mounts this process sees, with their IDs and device numbers.
+pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// Largest mount list read (R36): a line of one or two hundred bytes per mount, so tens
+/// of thousands of mounts (a container host's); anything larger is taken for garbled.
+pub const MOUNTINFO_MAX: usize = 8 << 20;
+
+/// The kernel NFS server's thread count, read only where [`ETAB`] is missing: above 0,
+/// a server runs with its table elsewhere.
+pub const NFSD_THREADS: &str = "/proc/fs/nfsd/threads";
+
+/// Largest thread count read: a number and a newline.
+const NFSD_THREADS_MAX: usize = 64;
+
+/// Why the export table and the mount list give no answer; the caller takes the file
+/// for exported.
 #[derive(Debug)]
 pub enum ExportsError {
-    /// The table could not be opened or read (other than missing), or one of its paths
-    /// not looked at (other than missing).
+    /// A file could not be opened or read (other than a missing table), or the secret
+    /// file's mount not asked.
     Os { what: PathBuf, error: io::Error },
     /// Not a regular file (a FIFO, a device, a directory).
-    NotRegular,
-    /// Larger than [`ETAB_MAX`].
-    TooLarge,
-    /// A line that is not one `exportfs` writes.
-    Garbled(LineError),
+    NotRegular(PathBuf),
+    /// Larger than its cap.
+    TooLarge(PathBuf, usize),
+    /// A line of the table that is not one `exportfs` writes.
+    Garbled(nfs_etab::LineError),
+    /// A line of the mount list that is not one the kernel writes.
+    GarbledMounts(mountinfo::LineError),
+    /// The mount list cannot answer for the file.
+    Mounts(CoverError),
+    /// No table, yet the kernel NFS server runs ([`NFSD_THREADS`] above 0): its table
+    /// is elsewhere (`nfs.conf` moved the state directory).
+    NfsdWithoutTable,
+    /// No table, and [`NFSD_THREADS`] holds no number.
+    NfsdThreadsGarbled,
+    /// No table, and [`NFSD_THREADS`] is there (the kernel NFS server is loaded) but
+    /// cannot be read: it is root's alone, and a login reads as the user.
+    NfsdUnknown(Box<ExportsError>),
 }
 
 impl ExportsError {
@@ -50,77 +82,152 @@ impl ExportsError {
 
 impl fmt::Display for ExportsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |p: &Path| p.as_os_str().as_bytes().escape_ascii().to_string();
         match self {
-            ExportsError::Os { what, error } => {
-                write!(f, "{}: {error}", what.as_os_str().as_bytes().escape_ascii())
-            }
-            ExportsError::NotRegular => write!(f, "{ETAB}: not a regular file"),
-            ExportsError::TooLarge => write!(f, "{ETAB}: larger than {ETAB_MAX} bytes"),
+            ExportsError::Os { what, error } => write!(f, "{}: {error}", shown(what)),
+            ExportsError::NotRegular(p) => write!(f, "{}: not a regular file", shown(p)),
+            ExportsError::TooLarge(p, max) => write!(f, "{}: larger than {max} bytes", shown(p)),
             ExportsError::Garbled(e) => write!(f, "{ETAB}: {e}"),
+            ExportsError::GarbledMounts(e) => write!(f, "{MOUNTINFO}: {e}"),
+            ExportsError::Mounts(e) => write!(f, "{MOUNTINFO}: {e}"),
+            ExportsError::NfsdWithoutTable => write!(
+                f,
+                "no {ETAB}, yet the kernel NFS server runs ({NFSD_THREADS} above 0): its \
+                 export table is elsewhere"
+            ),
+            ExportsError::NfsdThreadsGarbled => {
+                write!(f, "no {ETAB}, and {NFSD_THREADS} holds no number")
+            }
+            ExportsError::NfsdUnknown(e) => write!(
+                f,
+                "no {ETAB}, and whether the kernel NFS server runs is unknown ({e})"
+            ),
         }
     }
 }
 
-/// The exported directory (of [`ETAB`]) that lies on the file system of the file open
-/// at `fd`, or `None`: no table (no NFS server), or no export on it.
-pub fn export_of(fd: &File) -> Result<Option<PathBuf>, ExportsError> {
-    export_of_in(Path::new(ETAB), fd)
+/// What the table and the mount list say of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExportOf {
+    /// No table, and no kernel NFS server running.
+    NoTable,
+    /// No export of the table covers the file's mount. `by_device`: the kernel gave no
+    /// mount ID (before Linux 5.8), so the file's mounts are the ones with its device
+    /// number, which a file in a Btrfs subvolume matches none of.
+    NotExported { by_device: bool },
+    /// The first export that covers it (its path), `by_device` as above.
+    Exported { export: PathBuf, by_device: bool },
 }
 
-/// [`export_of`] with the table at `etab`.
-pub fn export_of_in(etab: &Path, fd: &File) -> Result<Option<PathBuf>, ExportsError> {
-    let Some(contents) = read_table(etab)? else {
-        return Ok(None);
+/// Whether an export of [`ETAB`] covers the file open at `fd`. On a host without the
+/// table this costs one failed open, and one more of [`NFSD_THREADS`].
+pub fn export_of(fd: &File) -> Result<ExportOf, ExportsError> {
+    export_of_in(Path::new(ETAB), Path::new(NFSD_THREADS), fd)
+}
+
+/// [`export_of`] with the table at `etab` and the thread count at `threads`.
+pub fn export_of_in(etab: &Path, threads: &Path, fd: &File) -> Result<ExportOf, ExportsError> {
+    let Some(table) = read_bounded(etab, ETAB_MAX)? else {
+        return no_table(
+            read_bounded(threads, NFSD_THREADS_MAX)
+                .map_err(|e| ExportsError::NfsdUnknown(Box::new(e))),
+        );
     };
-    let paths = nfs_etab::export_paths(&contents).map_err(ExportsError::Garbled)?;
-    if paths.is_empty() {
-        return Ok(None);
+    let exports = nfs_etab::exports(&table).map_err(ExportsError::Garbled)?;
+    if exports.is_empty() {
+        return Ok(ExportOf::NotExported { by_device: false });
     }
-    let dev = fd
-        .metadata()
-        .map_err(|e| ExportsError::os(Path::new("the secret file"), e))?
-        .dev();
-    for p in paths {
-        let path = Path::new(OsStr::from_bytes(&p));
-        // Not following a final symlink: exportfs resolves them before writing the table.
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.dev() == dev => return Ok(Some(path.to_path_buf())),
-            Ok(_) => {}
-            // An export whose directory is gone serves nothing.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {}
-            // Unseen (a directory this login's identity cannot search): it may be here.
-            Err(e) => return Err(ExportsError::os(path, e)),
-        }
-    }
-    Ok(None)
+    let file = file_mount(fd)?;
+    let list = read_bounded(Path::new(MOUNTINFO), MOUNTINFO_MAX)?
+        .ok_or_else(|| ExportsError::os(Path::new(MOUNTINFO), io::ErrorKind::NotFound.into()))?;
+    decide(&list, &exports, file)
 }
 
-/// The table's bytes, or `None` when it does not exist. Opened without blocking (a FIFO
-/// put there must not hang a login), and read once, at most [`ETAB_MAX`] + 1 bytes.
-fn read_table(etab: &Path) -> Result<Option<Vec<u8>>, ExportsError> {
+/// The decision once the table is read: `mountinfo` is the mount list's contents,
+/// `file` the secret file's mount.
+pub fn decide(
+    mountinfo: &[u8],
+    exports: &[nfs_etab::Export],
+    file: FileMount,
+) -> Result<ExportOf, ExportsError> {
+    let mounts = mountinfo::parse(mountinfo).map_err(ExportsError::GarbledMounts)?;
+    let by_device = matches!(file, FileMount::Device { .. });
+    Ok(
+        match mountinfo::export_covering(&mounts, exports, file).map_err(ExportsError::Mounts)? {
+            Some(e) => ExportOf::Exported {
+                export: PathBuf::from(std::ffi::OsStr::from_bytes(&e.path)),
+                by_device,
+            },
+            None => ExportOf::NotExported { by_device },
+        },
+    )
+}
+
+/// The decision where the table is missing, from the reading of [`NFSD_THREADS`]:
+/// missing (the nfsd module not loaded) or 0 is no NFS server; anything else, a server
+/// that may have its table elsewhere. The file is root's alone (mode 0600), so for a
+/// login as another user a loaded nfsd is unknown, never "no exports".
+pub fn no_table(threads: Result<Option<Vec<u8>>, ExportsError>) -> Result<ExportOf, ExportsError> {
+    match threads? {
+        None => Ok(ExportOf::NoTable),
+        Some(t) => match mountinfo::nfsd_running(&t) {
+            Some(false) => Ok(ExportOf::NoTable),
+            Some(true) => Err(ExportsError::NfsdWithoutTable),
+            None => Err(ExportsError::NfsdThreadsGarbled),
+        },
+    }
+}
+
+/// The mount of the file open at `fd`: its mount ID, or where the kernel gives none,
+/// its device number.
+fn file_mount(fd: &File) -> Result<FileMount, ExportsError> {
+    let what = Path::new("the secret file");
+    match rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID) {
+        Ok(s) if StatxFlags::from_bits_retain(s.stx_mask).contains(StatxFlags::MNT_ID) => {
+            Ok(FileMount::Id(s.stx_mnt_id))
+        }
+        Ok(s) => Ok(FileMount::Device {
+            major: s.stx_dev_major,
+            minor: s.stx_dev_minor,
+        }),
+        Err(rustix::io::Errno::NOSYS) => {
+            let dev = fd.metadata().map_err(|e| ExportsError::os(what, e))?.dev();
+            Ok(FileMount::Device {
+                major: rustix::fs::major(dev),
+                minor: rustix::fs::minor(dev),
+            })
+        }
+        Err(e) => Err(ExportsError::os(what, e.into())),
+    }
+}
+
+/// The bytes of the file at `path`, or `None` when it does not exist. Opened without
+/// blocking (a FIFO put there must not hang a login), and read once, at most `max` + 1
+/// bytes.
+fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, ExportsError> {
     let mut file = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(etab)
+        .open(path)
     {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ExportsError::os(etab, e)),
+        Err(e) => return Err(ExportsError::os(path, e)),
     };
-    let meta = file.metadata().map_err(|e| ExportsError::os(etab, e))?;
+    let meta = file.metadata().map_err(|e| ExportsError::os(path, e))?;
     if !meta.file_type().is_file() {
-        return Err(ExportsError::NotRegular);
+        return Err(ExportsError::NotRegular(path.to_path_buf()));
     }
-    let cap = ETAB_MAX + 1;
+    let cap = max + 1;
+    // The kernel's files say 0 bytes: the hint is for the table.
     let hint = usize::try_from(meta.len()).unwrap_or(cap).saturating_add(1);
     let mut contents = Vec::with_capacity(hint.min(cap));
     (&mut file)
         .take(cap as u64)
         .read_to_end(&mut contents)
-        .map_err(|e| ExportsError::os(etab, e))?;
-    if contents.len() > ETAB_MAX {
-        return Err(ExportsError::TooLarge);
+        .map_err(|e| ExportsError::os(path, e))?;
+    if contents.len() > max {
+        return Err(ExportsError::TooLarge(path.to_path_buf(), max));
     }
     Ok(Some(contents))
 }

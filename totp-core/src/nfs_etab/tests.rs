@@ -1,7 +1,11 @@
 use super::*;
 
 fn path(line: &str) -> Result<Vec<u8>, EtabError> {
-    export_path(line.as_bytes())
+    export(line.as_bytes()).map(|e| e.path)
+}
+
+fn export_path(line: &[u8]) -> Result<Vec<u8>, EtabError> {
+    export(line).map(|e| e.path)
 }
 
 #[test]
@@ -11,12 +15,56 @@ fn a_line_exportfs_writes_gives_its_path() {
         Ok(b"/srv/homes".to_vec())
     );
     assert_eq!(path("/\t*(ro,fsid=0)"), Ok(b"/".to_vec()));
-    // Only the path is read: whatever follows the tab is the client's business.
-    assert_eq!(path("/export\t"), Ok(b"/export".to_vec()));
+    // The client is not parsed, nor anything after the options.
     assert_eq!(
         path("/export\tgss/krb5(rw)\tjunk \\x"),
         Ok(b"/export".to_vec())
     );
+}
+
+#[test]
+fn the_options_are_given_and_crossmnt_or_nohide_cover_mounts_below() {
+    let e =
+        export(b"/srv/homes\t192.0.2.0/24(rw,sync,wdelay,hide,nocrossmnt,secure)").expect("export");
+    assert_eq!(
+        e.options,
+        ["rw", "sync", "wdelay", "hide", "nocrossmnt", "secure"]
+            .map(|o| o.as_bytes().to_vec())
+            .to_vec()
+    );
+    // `nocrossmnt` and `hide` are what exportfs writes by default: not covering.
+    assert!(!e.covers_mounts_below());
+    for options in ["rw,crossmnt", "nohide", "ro,nohide,secure"] {
+        let line = format!("/srv\t*({options})");
+        assert!(
+            export(line.as_bytes())
+                .expect("export")
+                .covers_mounts_below(),
+            "{line}"
+        );
+    }
+    // A flag of a name only starting so, or in the client, is not one.
+    for line in [
+        "/srv\t*(crossmnts)",
+        "/srv\tcrossmnt(rw)",
+        "/srv\t*(rw)crossmnt",
+    ] {
+        assert!(
+            !export(line.as_bytes())
+                .expect("export")
+                .covers_mounts_below(),
+            "{line}"
+        );
+    }
+    assert_eq!(export(b"/srv\t*()").map(|e| e.options), Ok(vec![]));
+}
+
+#[test]
+fn a_line_without_options_is_refused() {
+    assert_eq!(path("/export\t"), Err(EtabError::NoOptions));
+    assert_eq!(path("/export\t*"), Err(EtabError::NoOptions));
+    assert_eq!(path("/export\t*(rw,crossmnt"), Err(EtabError::NoOptions));
+    assert_eq!(path("/export\t*)rw("), Err(EtabError::NoOptions));
 }
 
 #[test]
@@ -103,24 +151,33 @@ fn overlong_paths_are_refused_without_reading_them_all() {
 }
 
 #[test]
-fn a_table_gives_its_paths_once_each_in_order() {
-    let etab = "/srv/homes\t192.0.2.1(rw)\n/srv/homes\t192.0.2.2(rw)\n\n/srv/my\\040data\t*(ro)\n/srv/homes\t*(ro)";
+fn a_table_gives_its_exports_a_line_each_in_order() {
+    let etab = "/srv/homes\t192.0.2.1(rw)\n/srv/homes\t192.0.2.2(rw,crossmnt)\n\n/srv/my\\040data\t*(ro)\n/srv/homes\t*(ro)";
+    let paths = |t: &[u8]| exports(t).map(|x| x.into_iter().map(|e| e.path).collect::<Vec<_>>());
     assert_eq!(
-        export_paths(etab.as_bytes()),
+        paths(etab.as_bytes()),
         Ok(vec![
+            b"/srv/homes".to_vec(),
             b"/srv/homes".to_vec(),
             b"/srv/my data".to_vec(),
             b"/srv/homes".to_vec(),
         ])
     );
-    assert_eq!(export_paths(b""), Ok(vec![]));
-    assert_eq!(export_paths(b"\n\n"), Ok(vec![]));
+    // Each client's options with its line.
+    let covering: Vec<bool> = exports(etab.as_bytes())
+        .expect("table")
+        .iter()
+        .map(Export::covers_mounts_below)
+        .collect();
+    assert_eq!(covering, [false, true, false, false]);
+    assert_eq!(paths(b""), Ok(vec![]));
+    assert_eq!(paths(b"\n\n"), Ok(vec![]));
 }
 
 #[test]
 fn one_garbled_line_makes_the_table_an_error_naming_it() {
     let etab = b"/srv/homes\t*(rw)\n/srv/x\\9\t*(rw)\n/srv/y\t*(rw)\n";
-    let e = export_paths(etab).expect_err("garbled");
+    let e = exports(etab).expect_err("garbled");
     assert_eq!(
         e,
         LineError {
@@ -133,7 +190,7 @@ fn one_garbled_line_makes_the_table_an_error_naming_it() {
         "line 2: a backslash not followed by three octal digits of a byte"
     );
     assert_eq!(
-        export_paths(b"/srv/homes\t*(rw)\n\0\0\0\0").map_err(|e| e.line),
+        exports(b"/srv/homes\t*(rw)\n\0\0\0\0").map_err(|e| e.line),
         Err(2)
     );
 }

@@ -1,8 +1,11 @@
 use std::os::unix::fs::PermissionsExt;
 
+use totp_core::nfs_etab::LineError;
+
 use super::*;
 
-/// A scratch directory holding a file (the secret file's stand-in) and the table.
+/// A scratch directory holding a file (the secret file's stand-in), the table and a
+/// thread count.
 struct Case {
     dir: tempfile::TempDir,
     file: File,
@@ -21,9 +24,17 @@ impl Case {
         self.dir.path().join("etab")
     }
 
-    fn with_table(&self, contents: &[u8]) -> Result<Option<PathBuf>, ExportsError> {
+    fn threads(&self) -> PathBuf {
+        self.dir.path().join("threads")
+    }
+
+    fn run(&self) -> Result<ExportOf, ExportsError> {
+        export_of_in(&self.etab(), &self.threads(), &self.file)
+    }
+
+    fn with_table(&self, contents: &[u8]) -> Result<ExportOf, ExportsError> {
         std::fs::write(self.etab(), contents).expect("write etab");
-        export_of_in(&self.etab(), &self.file)
+        self.run()
     }
 
     /// The table line exporting `p`, escaped as exportfs does.
@@ -41,28 +52,149 @@ impl Case {
     }
 }
 
+fn exported(p: &Path) -> ExportOf {
+    ExportOf::Exported {
+        export: p.to_path_buf(),
+        by_device: false,
+    }
+}
+
+const NOT_EXPORTED: ExportOf = ExportOf::NotExported { by_device: false };
+
 #[test]
-fn an_export_on_the_files_file_system_is_named() {
+fn an_export_on_the_files_mount_is_named() {
     let c = Case::new();
-    // Another directory of the same file system, not above the file: still exported.
-    let other = c.dir.path().join("my export");
-    std::fs::create_dir(&other).expect("mkdir");
+    // Another directory of the same mount, not above the file, nor existing: still
+    // exported, decided from the mount list alone.
+    let other = c.dir.path().join("my export").join("gone");
     let mut table = b"/proc\t*(ro)\n".to_vec();
     table.extend(Case::line(&other));
-    assert_eq!(c.with_table(&table).expect("read"), Some(other));
+    assert_eq!(c.with_table(&table).expect("read"), exported(&other));
 }
 
 #[test]
-fn no_table_no_export_or_exports_elsewhere_are_not_exported() {
+fn no_table_no_export_or_exports_on_other_mounts_are_not_exported() {
     let c = Case::new();
-    assert_eq!(export_of_in(&c.etab(), &c.file).expect("no table"), None);
-    assert_eq!(c.with_table(b"").expect("empty"), None);
-    // Another file system, and an export whose directory is gone.
-    let gone = c.dir.path().join("gone");
-    let mut table = b"/proc\t*(ro)\n".to_vec();
-    table.extend(Case::line(&gone));
-    table.extend(Case::line(&c.dir.path().join("f").join("below a file")));
-    assert_eq!(c.with_table(&table).expect("read"), None);
+    assert_eq!(c.run().expect("no table"), ExportOf::NoTable);
+    assert_eq!(c.with_table(b"").expect("empty"), NOT_EXPORTED);
+    // `/proc` and `/proc/self` are other mounts than the scratch directory's.
+    assert_eq!(
+        c.with_table(b"/proc\t*(ro)\n/proc/self/fd\t*(ro)\n")
+            .expect("read"),
+        NOT_EXPORTED
+    );
+}
+
+#[test]
+fn the_decision_from_a_given_mount_list() {
+    let list = b"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                 2 1 8:2 / /srv rw shared:3 - ext4 /dev/sda2 rw\n\
+                 3 2 0:40 / /srv/home\\040dirs rw - tmpfs none rw\n";
+    let table = |t: &[u8]| nfs_etab::exports(t).expect("table");
+    let srv = table(b"/srv\t*(rw,nocrossmnt)\n");
+    let srv_crossmnt = table(b"/srv\t*(rw,crossmnt)\n");
+    assert_eq!(
+        decide(list, &srv, FileMount::Id(2)).expect("decided"),
+        exported(Path::new("/srv"))
+    );
+    assert_eq!(
+        decide(list, &srv, FileMount::Id(3)).expect("decided"),
+        NOT_EXPORTED
+    );
+    assert_eq!(
+        decide(list, &srv_crossmnt, FileMount::Id(3)).expect("decided"),
+        exported(Path::new("/srv"))
+    );
+    assert_eq!(
+        decide(
+            list,
+            &srv,
+            FileMount::Device {
+                major: 0,
+                minor: 40
+            }
+        )
+        .expect("decided"),
+        ExportOf::NotExported { by_device: true }
+    );
+    assert!(matches!(
+        decide(list, &srv, FileMount::Id(9)),
+        Err(ExportsError::Mounts(CoverError::FileMountUnlisted(9)))
+    ));
+    let e = decide(b"1 0 8:1 / / rw ext4\n", &srv, FileMount::Id(1)).expect_err("garbled");
+    assert!(
+        e.to_string().starts_with("/proc/self/mountinfo: line 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn without_a_table_a_running_nfs_server_is_unknown() {
+    // The thread count as read: missing (no nfsd module), 0, a number, garbage.
+    assert_eq!(no_table(Ok(None)).expect("no nfsd"), ExportOf::NoTable);
+    assert_eq!(
+        no_table(Ok(Some(b"0\n".to_vec()))).expect("stopped"),
+        ExportOf::NoTable
+    );
+    let e = no_table(Ok(Some(b"8\n".to_vec()))).expect_err("running");
+    assert!(matches!(e, ExportsError::NfsdWithoutTable), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("no /var/lib/nfs/etab, yet the kernel NFS server runs"),
+        "{e}"
+    );
+    assert!(matches!(
+        no_table(Ok(Some(b"x".to_vec()))),
+        Err(ExportsError::NfsdThreadsGarbled)
+    ));
+    assert!(matches!(
+        no_table(Err(ExportsError::NotRegular(PathBuf::from(NFSD_THREADS)))),
+        Err(ExportsError::NotRegular(_))
+    ));
+    // Read from a file in place of the kernel's.
+    let c = Case::new();
+    std::fs::write(c.threads(), b"8\n").expect("write");
+    assert!(matches!(c.run(), Err(ExportsError::NfsdWithoutTable)));
+    std::fs::write(c.threads(), b"0\n").expect("write");
+    assert_eq!(c.run().expect("stopped"), ExportOf::NoTable);
+    // Read only where the table is missing.
+    std::fs::write(c.threads(), b"8\n").expect("write");
+    assert_eq!(c.with_table(b"").expect("a table"), NOT_EXPORTED);
+}
+
+/// The thread count is root's alone: read as a user, the server is not known to be
+/// stopped, and the error says the table is missing too.
+#[test]
+fn without_a_table_an_unreadable_thread_count_is_unknown() {
+    if !crate::testutil::require_root("without_a_table_an_unreadable_thread_count_is_unknown") {
+        return;
+    }
+    let c = Case::new();
+    std::fs::set_permissions(c.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(c.threads(), b"0\n").expect("write");
+    std::fs::set_permissions(c.threads(), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let id = crate::creds::Identity {
+        uid: crate::testutil::ALICE,
+        gid: crate::testutil::ALICE_GROUP,
+        groups: vec![],
+    };
+    let as_alice = {
+        let _alice = crate::creds::switch_to(&id).expect("switch");
+        c.run()
+    };
+    let e = as_alice.expect_err("unknown");
+    assert!(
+        matches!(&e, ExportsError::NfsdUnknown(inner) if matches!(**inner, ExportsError::Os { .. })),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().starts_with(
+            "no /var/lib/nfs/etab, and whether the kernel NFS server runs is unknown ("
+        ),
+        "{e}"
+    );
+    // Control: root reads 0, no server.
+    assert_eq!(c.run().expect("root"), ExportOf::NoTable);
 }
 
 #[test]
@@ -93,17 +225,17 @@ fn a_table_over_the_cap_is_an_error_and_read_no_further() {
     while table.len() <= ETAB_MAX {
         table.extend_from_slice(line);
     }
-    assert!(matches!(c.with_table(&table), Err(ExportsError::TooLarge)));
+    assert!(matches!(
+        c.with_table(&table),
+        Err(ExportsError::TooLarge(_, ETAB_MAX))
+    ));
     // Control: the same table within the cap.
     table.truncate(ETAB_MAX - ETAB_MAX % line.len());
     while !table.ends_with(b"\n") {
         table.pop();
     }
     assert!(table.len() <= ETAB_MAX);
-    assert_eq!(
-        c.with_table(&table).expect("read"),
-        Some(c.dir.path().to_path_buf())
-    );
+    assert_eq!(c.with_table(&table).expect("read"), exported(c.dir.path()));
 }
 
 #[test]
@@ -111,21 +243,22 @@ fn a_fifo_or_a_directory_in_place_of_the_table_is_refused_without_blocking() {
     let c = Case::new();
     nix::unistd::mkfifo(&c.etab(), nix::sys::stat::Mode::from_bits_truncate(0o600))
         .expect("mkfifo");
-    assert!(matches!(
-        export_of_in(&c.etab(), &c.file),
-        Err(ExportsError::NotRegular)
-    ));
+    assert!(matches!(c.run(), Err(ExportsError::NotRegular(p)) if p == c.etab()));
     std::fs::remove_file(c.etab()).expect("rm");
     std::fs::create_dir(c.etab()).expect("mkdir");
     assert!(matches!(
-        export_of_in(&c.etab(), &c.file),
-        Err(ExportsError::NotRegular) | Err(ExportsError::Os { .. })
+        c.run(),
+        Err(ExportsError::NotRegular(_)) | Err(ExportsError::Os { .. })
     ));
 }
 
+/// The old decision stat'ed every exported path, and a directory the login's identity
+/// could not search made it an error (a warning on every login); now no path is looked
+/// at, so the answer is the same as root's.
 #[test]
-fn an_export_path_this_identity_cannot_look_at_is_an_error() {
-    if !crate::testutil::require_root("an_export_path_this_identity_cannot_look_at_is_an_error") {
+fn an_export_path_this_identity_cannot_look_at_changes_nothing() {
+    if !crate::testutil::require_root("an_export_path_this_identity_cannot_look_at_changes_nothing")
+    {
         return;
     }
     let c = Case::new();
@@ -144,15 +277,16 @@ fn an_export_path_this_identity_cannot_look_at_is_an_error() {
     };
     let as_alice = {
         let _alice = crate::creds::switch_to(&id).expect("switch");
-        export_of_in(&c.etab(), &c.file)
+        // The fault is in place: this identity cannot search the directory.
+        assert_eq!(
+            std::fs::symlink_metadata(&hidden)
+                .map_err(|e| e.kind())
+                .err(),
+            Some(io::ErrorKind::PermissionDenied)
+        );
+        c.run()
     };
-    assert!(
-        matches!(&as_alice, Err(ExportsError::Os { what, .. }) if *what == hidden),
-        "{as_alice:?}"
-    );
-    // Control: root sees it.
-    assert_eq!(
-        export_of_in(&c.etab(), &c.file).expect("root"),
-        Some(hidden)
-    );
+    assert_eq!(as_alice.expect("as alice"), exported(&hidden));
+    // Control: root, who can look, has the same answer.
+    assert_eq!(c.run().expect("root"), exported(&hidden));
 }
