@@ -930,8 +930,8 @@ impl Backend {
                             " (the function {CAS_FUNCTION} is not on the server: its \
                              library pam_totp was never installed, was installed by an \
                              earlier release, or was lost with the data set; run \
-                             `totp-state init`, after a data loss `totp-state init \
-                             --after-loss`)"
+                             `totp-state init`, which after a data loss also recreates \
+                             the store record without reopening a used code)"
                         ));
                     }
                     f

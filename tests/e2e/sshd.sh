@@ -50,8 +50,11 @@ service=sshd-pamtotp-$tag
 pamfile=/etc/pam.d/$service
 [ ! -e "$pamfile" ] || die "$pamfile exists already; not touching it"
 work=$(mktemp -d "${TMPDIR:-/tmp}/pam_totp-sshd.XXXXXX")
-# Users' processes must reach the access-rule file the module may read as them.
 chmod 0755 "$work"
+# The access-rule file must be root-controlled along its whole path (R21), which a
+# directory under /tmp (mode 1777) is not: it lives under /run.
+rules_dir=$(mktemp -d /run/pam_totp-sshd-rules.XXXXXX)
+chmod 0755 "$rules_dir"
 sshd_pid=""
 created_run_sshd=no
 installed_deb=no
@@ -81,7 +84,7 @@ cleanup() {
         dpkg --purge pam-totp >/dev/null 2>&1
         [ "$had_state" = no ] && rm -rf /var/lib/pam_totp
     fi
-    rm -rf "$work"
+    rm -rf "$work" "$rules_dir"
 }
 trap cleanup EXIT
 # A signal ends the script through exit, so the EXIT trap cleans up.
@@ -180,14 +183,13 @@ done
 [ -n "$port" ] || die "no free port found"
 
 # The access-rule file: the loopback address skips the code, for u_lan only.
-install -d -m 0755 "$work/etc"
-printf '+ : %s : 127.0.0.1\n' "$u_lan" > "$work/etc/access.conf"
-chmod 0644 "$work/etc/access.conf"
+printf '+ : %s : 127.0.0.1\n' "$u_lan" > "$rules_dir/access.conf"
+chmod 0644 "$rules_dir/access.conf"
 
 # Writes the PAM file from an example: module reference, access-rule path, group skip.
 install_pam() {
     local example=$1
-    awk -v mod="$module_ref" -v acc="$work/etc/access.conf" -v grp="$group" '
+    awk -v mod="$module_ref" -v acc="$rules_dir/access.conf" -v grp="$group" '
         /^[[:space:]]*#/ || NF == 0 { print; next }
         {
             hit = 0

@@ -619,9 +619,9 @@ fn etcd_misconfigurations_deny_everybody_without_a_prompt() {
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 
-/// totp-state(8): after a loss the admin recreates the store record with `init
-/// --after-loss`, never a plain `init` (which records "complete since the beginning").
-/// The prefix deleted after a login (a wiped cluster, or a restore that kept the
+/// totp-state(8): after a loss the admin recreates the store record with `init`; runbooks
+/// written for earlier releases say `init --after-loss`, still accepted, which this test
+/// runs. The prefix deleted after a login (a wiped cluster, or a restore that kept the
 /// cluster ID); `init --after-loss` recreates the record as a login would: the code
 /// used before the loss is refused on another host, "lost its data" logged, and a code
 /// of a later step logs in (control).

@@ -339,7 +339,7 @@ fn an_etcd_host_booted_in_1970_cannot_recreate_a_lost_store_and_reopen_used_code
 
 /// A code used on one host, the store's data set lost (`lose`), the first login after
 /// it on a host whose clock says 1970: denied as a clock fault, the store record left
-/// missing (and `init --after-loss` there refuses too), so the host with the right clock
+/// missing (and `totp-state init` there refuses too), so the host with the right clock
 /// recreates it and the used code stays used.
 fn booted_in_1970_after_a_loss(a: &str, tag: &str, lose: &dyn Fn()) {
     init_store(a);
@@ -373,7 +373,7 @@ fn booted_in_1970_after_a_loss(a: &str, tag: &str, lose: &dyn Fn()) {
     );
 
     // Nor can an admin on such a host recreate it by hand.
-    let init = state_tool_at(BOOTED_IN_1970, &["init", "--after-loss", "--options", a]);
+    let init = state_tool_at(BOOTED_IN_1970, &["init", "--options", a]);
     assert_eq!(init.status.code(), Some(1), "{init:?}");
     assert!(
         String::from_utf8_lossy(&init.stderr).contains("set the clock first"),
@@ -569,7 +569,7 @@ enum ClockOff {
 /// A code used on a host with the right clock, the store's data set lost (`lose`), the
 /// first login after it on a host whose clock is `off` by more than a day: the login is
 /// denied as a clock fault naming both clocks, the offset and the fix, and nothing is
-/// written, for a name without an account alike; `init --after-loss` there refuses
+/// written, for a name without an account alike; `totp-state init` there refuses
 /// too. A host with the right clock then recreates it and the code stays used there;
 /// the next code works.
 fn far_clock_after_a_loss(a: &str, tag: &str, backend: &str, lose: &dyn Fn(), off: ClockOff) {
@@ -602,7 +602,7 @@ fn far_clock_after_a_loss(a: &str, tag: &str, backend: &str, lose: &dyn Fn(), of
             && l.contains("more than 86400 s")
             && l.contains(&format!("this host's clock is {side}"))
             && l.contains("set the wrong clock right")
-            && l.contains("totp-state init --after-loss")),
+            && l.contains("run `totp-state init` on a host")),
         "both clocks, the offset and the fix: {logs:?}"
     );
     assert!(
@@ -634,7 +634,7 @@ fn far_clock_after_a_loss(a: &str, tag: &str, backend: &str, lose: &dyn Fn(), of
     let ping = state_tool(&["ping", "--options", a]);
     assert_eq!(ping.status.code(), Some(1), "still missing: {ping:?}");
     // Nor by an admin on that host.
-    let init = state_tool_at(far, &["init", "--after-loss", "--options", a]);
+    let init = state_tool_at(far, &["init", "--options", a]);
     assert_eq!(init.status.code(), Some(1), "{init:?}");
     let err = String::from_utf8_lossy(&init.stderr);
     assert!(
@@ -702,13 +702,13 @@ fn a_host_a_year_ahead_cannot_recreate_a_lost_store_and_lock_the_fleet_out() {
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
-/// `totp-state init --after-loss` run by an admin on a host ten minutes behind takes the
+/// `totp-state init` run by an admin on a host ten minutes behind takes the
 /// server's time for the floor as a login does, prints it and names the clocks: the code
 /// another host accepted before the loss stays refused on a host with the right clock.
 /// Control: the next code logs in there.
 #[test]
-fn init_after_loss_on_a_host_ten_minutes_behind_takes_the_server_s_time() {
-    let t = "init_after_loss_on_a_host_ten_minutes_behind_takes_the_server_s_time";
+fn init_on_a_host_ten_minutes_behind_takes_the_server_s_time() {
+    let t = "init_on_a_host_ten_minutes_behind_takes_the_server_s_time";
     if !require_root(t) {
         return;
     }
@@ -725,7 +725,7 @@ fn init_after_loss_on_a_host_ten_minutes_behind_takes_the_server_s_time() {
 
     assert!(String::from_utf8_lossy(&server.raw(None, &[b"FLUSHALL"])).starts_with("+OK"));
     let at = now() - LAG;
-    let out = state_tool_at(at, &["init", "--after-loss", "--options", &a]);
+    let out = state_tool_at(at, &["init", "--options", &a]);
     assert!(out.status.success(), "{out:?}");
     let (d, logs) = login_logged(&host_c, &u, &code, PEER, now());
     denied(&d);

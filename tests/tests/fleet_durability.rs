@@ -174,6 +174,10 @@ fn a_plain_init_after_a_loss_reopens_no_code() {
         Returned::Failed("PAM_AUTH_ERR".into()),
         "the code used before the loss: {d:?} {logs:?}"
     );
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "refused as used before the loss: {logs:?}"
+    );
     let later = after_recreation(now());
     let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, later), PEER, later);
     assert_eq!(

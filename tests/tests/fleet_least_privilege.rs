@@ -114,15 +114,14 @@ fn hosts_need_no_eval_and_no_del_once_init_installed_the_library_through_libpam(
 
 /// R34 with the hosts' ACL of docs/fleet.md. A server restarted without persistence
 /// loses the function library with the records: hosts (no `EVAL`) are then refused,
-/// and the log says how the library comes back. `totp-state init --after-loss`
-/// reinstalls it and recreates the store record complete since now, so the code used
-/// before the restart stays refused on another host, "lost its data" logged; a code of
-/// a later step logs in (control). Before, the only way back was a plain `init`, which
-/// recreated the record "complete since the beginning" and the used code logged in
-/// again.
+/// and the log says how the library comes back. `totp-state init` reinstalls it and
+/// recreates the store record complete since now, so the code used before the restart
+/// stays refused on another host, "lost its data" logged; a code of a later step logs
+/// in (control). Before, a plain `init` recreated the record "complete since the
+/// beginning" and the used code logged in again.
 #[test]
-fn a_restart_without_persistence_reopens_no_code_through_init_after_loss_through_libpam() {
-    let t = "a_restart_without_persistence_reopens_no_code_through_init_after_loss_through_libpam";
+fn a_restart_without_persistence_reopens_no_code_through_init_through_libpam() {
+    let t = "a_restart_without_persistence_reopens_no_code_through_init_through_libpam";
     if !require_root(t) {
         return;
     }
@@ -150,19 +149,19 @@ fn a_restart_without_persistence_reopens_no_code_through_init_after_loss_through
     assert!(
         lines.iter().any(|l| {
             let m = syslog_message(l);
-            m.contains("NOPERM") && m.contains("totp-state init --after-loss")
+            m.contains("NOPERM") && m.contains("which after a data loss also recreates")
         }),
         "the log says how the library comes back: {lines:?}"
     );
     let p = state_tool(&["ping", "--options", &common]);
     assert_eq!(p.status.code(), Some(1), "{p:?}");
     assert!(
-        String::from_utf8_lossy(&p.stderr).contains("--after-loss"),
+        String::from_utf8_lossy(&p.stderr).contains("totp-state init"),
         "{p:?}"
     );
 
     // The admin's recovery.
-    let out = state_tool(&["init", "--after-loss", "--options", &common]);
+    let out = state_tool(&["init", "--options", &common]);
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("count as used"),

@@ -670,7 +670,7 @@ for _ in $(seq 200); do
   grep -q 'Ready to accept connections' "$1/redis.log" 2>/dev/null && break
   sleep 0.05
 done
-if [ -n "$3" ]; then "$4" init --options "$3" >/dev/null; fi
+if [ -n "$3" ]; then "$4" init --never-used --options "$3" >/dev/null; fi
 shift 4
 set +e
 "$@"

@@ -318,7 +318,7 @@ pub enum Missing {
 }
 
 impl Missing {
-    /// A missing record recreated complete since `now` (a login, `init --after-loss`),
+    /// A missing record recreated complete since `now` (a login, `totp-state init`),
     /// or left missing when `now` is before [`EARLIEST_CLOCK`]: the caller then reports
     /// the clock instead of writing a floor that reopens used codes.
     pub fn recreate_at(now: u64) -> Missing {

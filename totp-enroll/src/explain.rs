@@ -151,16 +151,25 @@ fn bare_user_names(text: &[u8]) -> Vec<(usize, &str)> {
 /// For each bare name in the users field of a rule that names no user but a group (the
 /// first line it is on): pam_access without `nodefgroup` also matches a bare name as a
 /// group, so `- : wheel : ALL` copied from access.conf meant wheel's members; pam_totp
-/// matches a bare name as a user only, and such a rule covers nobody. A name whose
-/// lookups fail is passed over. The CLI's advice only: the module never looks.
+/// matches a bare name as a user only, so such a rule treats them like anyone else (and
+/// after `EXCEPT` does not except them). A name whose lookups fail is passed over. The
+/// CLI's advice only: the module never looks. At most [`MAX_NAMES_LOOKED_UP`] names
+/// are looked up (two name-service lookups each, against a file of up to 100,000 rules).
 pub fn group_name_warnings(text: &[u8]) -> Vec<String> {
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut warnings = Vec::new();
     for (line, name) in bare_user_names(text) {
-        if seen.contains(&name) {
+        if seen.contains(name) {
             continue;
         }
-        seen.push(name);
+        if seen.len() == MAX_NAMES_LOOKED_UP {
+            warnings.push(format!(
+                "line {line}: names from here on not checked for groups (the first \
+                 {MAX_NAMES_LOOKED_UP} were)"
+            ));
+            break;
+        }
+        seen.insert(name);
         if let (Ok(None), Ok(Some(_))) = (
             nss::lookup_user_by_name(name),
             nss::lookup_group_by_name(name),
@@ -168,13 +177,16 @@ pub fn group_name_warnings(text: &[u8]) -> Vec<String> {
             warnings.push(format!(
                 "line {line}: {name} is a group, not a user: a bare name matches only the \
                  user of that name (pam_access without nodefgroup would also match the \
-                 group's members), so this rule covers none of them; write ({name}) for \
-                 the group"
+                 group's members), so this rule treats the group's members like anyone \
+                 else, and after EXCEPT does not except them; write ({name}) for the group"
             ));
         }
     }
     warnings
 }
+
+/// Distinct bare names [`group_name_warnings`] looks up.
+const MAX_NAMES_LOOKED_UP: usize = 1000;
 
 /// The rule file at `path` (`accessfile=`) as the module reads it, or why the module
 /// would require the code for everybody because of it: refused by the same checks the

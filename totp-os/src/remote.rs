@@ -400,7 +400,7 @@ pub struct RemoteStore {
 }
 
 /// How far this host's clock and the server's may differ for a login (or `totp-state
-/// init --after-loss`) to recreate a lost store record: the lag beyond which a time in
+/// init`) to recreate a lost store record: the lag beyond which a time in
 /// the store counts as a clock fault rather than drift (the throttling records' bound).
 /// Within it, a wrong clock can make every host refuse codes for at most this long, each
 /// saying until when. Beyond it neither clock can be trusted for the floor: from the one
@@ -445,7 +445,7 @@ pub fn recreation_floor(
              the store record is not recreated from either (from the one behind, codes \
              accepted shortly before the loss could be used again; from the one ahead, every \
              host would refuse codes until its time): set the wrong clock right, or have an \
-             admin run `totp-state init --after-loss` on a host whose clock agrees with the \
+             admin run `totp-state init` on a host whose clock agrees with the \
              server's"
         ));
     }
@@ -1004,7 +1004,7 @@ mod tests {
                     && why.contains(&format_utc(server))
                     && why.contains("86401 s apart")
                     && why.contains(&format!("this host's clock is {side}"))
-                    && why.contains("totp-state init --after-loss"),
+                    && why.contains("run `totp-state init` on a host"),
                 "{why}"
             );
         }

@@ -149,7 +149,8 @@ pub(crate) fn init(opts: &ModuleOptions, never_used: bool) -> Result<(), Stop> {
             return Ok(());
         }
         return Err(Fatal(format!(
-            "{shown} is already initialised (init is for a store never used before)"
+            "{shown} already has its store record (an earlier init or a login created it): \
+             nothing to do"
         ))
         .into());
     }
@@ -157,9 +158,16 @@ pub(crate) fn init(opts: &ModuleOptions, never_used: bool) -> Result<(), Stop> {
     // after a loss may not know it lost anything: "since now", as when a login
     // recreates the record, so that every code used before a loss still counts as used
     // (R34). "Since the beginning" only when the admin says the store never served a
-    // login; all it saves is one code's wait.
+    // login; all it saves is one code's wait. The local store keeps no floor in its key
+    // record (its floor is the boot time): there init creates the record as a login
+    // does, whatever the clock says.
+    let local = opts.fleet.shared().is_none();
     let missing = if never_used {
         Missing::Create { complete_since: 0 }
+    } else if local {
+        Missing::Create {
+            complete_since: crate::now(),
+        }
     } else {
         Missing::recreate_at(crate::now())
     };
@@ -179,6 +187,8 @@ pub(crate) fn init(opts: &ModuleOptions, never_used: bool) -> Result<(), Stop> {
     let note = store.take_recreation().and_then(|r| r.clock_note);
     if never_used {
         emit(&format!("initialised {shown}, as never used\n"))?;
+    } else if local {
+        emit(&format!("initialised {shown}\n"))?;
     } else {
         let since = written.map_or(complete_since, |c| c.complete_since);
         emit(&format!(
