@@ -66,10 +66,11 @@ rpm_file=$(find "$top/RPMS" -name 'pam_totp-*.rpm' | head -n 1)
 cp "$rpm_file" "$out_dir/"
 rpm_file=$out_dir/$(basename "$rpm_file")
 # Every path the man pages' FILES sections name is in the package (library paths
-# excepted: the RPM's are under %{_libdir}; and Debian's pam-auth-update profile).
+# excepted: the RPM's are under %{_libdir}; Debian's pam-auth-update profile; and the
+# NFS server's export table, which the module reads and nfs-utils owns).
 named=$(for page in man/*.[18]; do
         sed -n '/^\.SH FILES/,/^\.SH /p' "$page" | sed -n 's/^\.IR\{0,1\} \(\/[^ ]*\).*/\1/p'
-    done | sed -e 's/\\-/-/g' -e 's/[.,;:)]*$//' | grep -v -e '[<~]' -e '^/usr/lib/' -e '^/usr/share/pam-configs/' | LC_ALL=C sort -u)
+    done | sed -e 's/\\-/-/g' -e 's/[.,;:)]*$//' | grep -v -e '[<~]' -e '^/usr/lib/' -e '^/usr/share/pam-configs/' -e '^/var/lib/nfs/' | LC_ALL=C sort -u)
 [ -n "$named" ] || die "no paths found in the man pages' FILES sections"
 listed=$(rpm -qlp "$rpm_file" 2>/dev/null)
 for p in $named; do
