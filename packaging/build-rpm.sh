@@ -67,10 +67,10 @@ cp "$rpm_file" "$out_dir/"
 rpm_file=$out_dir/$(basename "$rpm_file")
 # Every path the man pages' FILES sections name is in the package (library paths
 # excepted: the RPM's are under %{_libdir}; Debian's pam-auth-update profile; and the
-# NFS server's export table, which the module reads and nfs-utils owns).
+# NFS server's export table and the /proc files the module reads, which it does not own).
 named=$(for page in man/*.[18]; do
         sed -n '/^\.SH FILES/,/^\.SH /p' "$page" | sed -n 's/^\.IR\{0,1\} \(\/[^ ]*\).*/\1/p'
-    done | sed -e 's/\\-/-/g' -e 's/[.,;:)]*$//' | grep -v -e '[<~]' -e '^/usr/lib/' -e '^/usr/share/pam-configs/' -e '^/var/lib/nfs/' | LC_ALL=C sort -u)
+    done | sed -e 's/\\-/-/g' -e 's/[.,;:)]*$//' | grep -v -e '[<~]' -e '^/usr/lib/' -e '^/usr/share/pam-configs/' -e '^/var/lib/nfs/' -e '^/proc/' | LC_ALL=C sort -u)
 [ -n "$named" ] || die "no paths found in the man pages' FILES sections"
 listed=$(rpm -qlp "$rpm_file" 2>/dev/null)
 for p in $named; do

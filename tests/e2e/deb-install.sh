@@ -180,7 +180,7 @@ doc_paths=$( { sed -n '/^## Install/,/^## [^I]/p' "$root/README.md" | grep -o '`
         sed -n '/^\.SH FILES/,/^\.SH /p' "$page" | sed -n 's/^\.IR\{0,1\} \(\/[^ ]*\).*/\1/p' | sed 's/\\-/-/g'
     done
     grep -ohE '/usr/lib/<triplet>/[A-Za-z0-9_./-]*' "$root"/man/*.[18] "$root"/docs/*.md "$root/README.md" \
-        | sed "s|^/usr/lib/<triplet>/|/usr/lib/x86_64-linux-gnu/|"; } | sed 's/[.,;:)]*$//' | grep -v -e '[<~]' -e '^/var/lib/nfs/' \
+        | sed "s|^/usr/lib/<triplet>/|/usr/lib/x86_64-linux-gnu/|"; } | sed 's/[.,;:)]*$//' | grep -v -e '[<~]' -e '^/var/lib/nfs/' -e '^/proc/' \
     | sed "s|/usr/lib/x86_64-linux-gnu/|$(dirname "$secdir")/|" | LC_ALL=C sort -u)
 dpkg -L pam-totp > "$work/dpkg-L"
 missing_docs=""
