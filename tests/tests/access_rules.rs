@@ -276,6 +276,53 @@ fn whole_internet_rules_need_the_opt_in() {
         true,
     )];
     check_cases(&setup, "allow_any_network", &peer);
+    // explain and check read the file as the module line says: rejected without the
+    // option, deciding the skip with it.
+    let explain = |flag: Option<&str>| {
+        Command::new(&built().enroll)
+            .args([
+                "explain",
+                "--json",
+                "--user",
+                "root",
+                "--rhost",
+                "198.51.100.7",
+            ])
+            .arg("--accessfile")
+            .arg(setup.rules())
+            .args(flag)
+            .output()
+            .expect("totp-enroll explain")
+    };
+    let out = explain(None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("requires the code for everybody"),
+        "{out:?}"
+    );
+    let out = explain(Some("--allow-any-network"));
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (&v["verdict"], &v["module_refuses_file"]),
+        (&"skip".into(), &serde_json::Value::Null),
+        "{v}"
+    );
+    let warned = |extra: &str| {
+        let stack = Stack::probe("sshd", &setup.args(extra));
+        let out = Command::new(&built().enroll)
+            .args(["check", "--user", "root", "--service", "sshd", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("totp-enroll check");
+        String::from_utf8_lossy(&out.stderr).contains("would require the code for everybody")
+    };
+    assert!(warned(""), "check: the module line without the option");
+    assert!(
+        !warned("allow_any_network"),
+        "check: the module line with it"
+    );
 }
 
 #[test]
@@ -415,8 +462,10 @@ fn explain_mode_names_the_rule_and_the_verdict() {
 /// along its whole path: with the directory above its (root-owned) directory owned by a
 /// user, `explain` still
 /// explains the draft but says the module would refuse it, naming that directory, and
-/// `check` warns that the module would require the code for everybody. Control: with
-/// the directory root's again, neither says so.
+/// gives the module's verdict, require (JSON and text), with the rule's skip as what the
+/// rules would decide; `check` warns that the module would require the code for
+/// everybody; and a login through libpam is indeed asked the code. Control: with the
+/// directory root's again, neither says so, explain says skip and the login skips.
 #[test]
 fn explain_and_check_name_a_directory_the_module_refuses() {
     if !require_root("explain_and_check_name_a_directory_the_module_refuses") {
@@ -431,18 +480,64 @@ fn explain_and_check_name_a_directory_the_module_refuses() {
     }
     let rules = rules_dir.join("access.conf");
     write_owned(&rules, FIELD_EXAMPLE.as_bytes(), 0, 0, 0o644);
-    let stack = Stack::probe("sshd", &format!("accessfile={}", rules.display()));
-    let refusal = || {
-        let out = Command::new(&built().enroll)
-            .args(["explain", "--json", "--user", "root", "--rhost", "10.0.0.5"])
+    let stack = Stack::probe(
+        "sshd",
+        &format!(
+            "secret={} accessfile={}",
+            setup.secret().display(),
+            rules.display()
+        ),
+    );
+    let explain = |json: bool| {
+        let mut cmd = Command::new(&built().enroll);
+        cmd.args(["explain", "--user", "root", "--rhost", "10.0.0.5"])
             .arg("--accessfile")
-            .arg(&rules)
-            .output()
-            .expect("totp-enroll explain");
+            .arg(&rules);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().expect("totp-enroll explain");
         assert!(out.status.success(), "{out:?}");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        assert_eq!(v["verdict"], "skip", "the draft is explained: {v}");
-        v["module_refuses_file"].as_str().map(str::to_owned)
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // What the module would say of the file, after asserting that explain's verdict (JSON
+    // and text) and a real login agree: skip when it accepts the file, require when not.
+    let refusal = || {
+        let v: serde_json::Value = serde_json::from_str(&explain(true)).expect("JSON");
+        assert_eq!(v["rules_verdict"], "skip", "the draft is explained: {v}");
+        assert_eq!(v["rule"]["line"], 1, "{v}");
+        let refused = v["module_refuses_file"].as_str().map(str::to_owned);
+        let text = explain(false);
+        let login = Driver::new(&stack, "sshd", "root")
+            .answer("000000")
+            .rhost("10.0.0.5")
+            .run();
+        if refused.is_some() {
+            assert_eq!(v["verdict"], "require", "{v}");
+            assert!(
+                text.contains(
+                    "verdict: require: the code is asked for (the module refuses the file"
+                ) && !text.contains("verdict: skip"),
+                "{text}"
+            );
+            assert_eq!(
+                (login.returned(), login.prompts),
+                (Returned::Failed("PAM_AUTH_ERR".into()), 1),
+                "the module asks the code, as explain says"
+            );
+        } else {
+            assert_eq!(v["verdict"], "skip", "{v}");
+            assert!(
+                text.contains("verdict: skip") && !text.contains("verdict: require"),
+                "{text}"
+            );
+            assert_eq!(
+                (login.returned(), login.prompts),
+                (Returned::Ignore, 0),
+                "the module skips, as explain says"
+            );
+        }
+        refused
     };
     let warned = || {
         let out = Command::new(&built().enroll)

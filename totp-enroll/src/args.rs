@@ -110,6 +110,9 @@ pub struct ExplainArgs {
     /// PAM service name.
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
+    /// Accept 0.0.0.0/0 and ::/0, as the module does when its line has allow_any_network.
+    #[arg(long)]
+    pub allow_any_network: bool,
     /// Print the explanation as one JSON object on standard output.
     #[arg(long)]
     pub json: bool,

@@ -49,9 +49,28 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         }
         Err(e) => return Err(Error::failed(format!("\"{}\": {e}", path.display()))),
     };
-    let parsed = AccessRules::parse(&text, ParseOptions::default()).map_err(|e| {
+    let opts = ParseOptions {
+        allow_any_network: args.allow_any_network,
+    };
+    let parsed = AccessRules::parse(&text, opts).map_err(|e| {
+        // allow_any_network is the one module option that changes what the parser
+        // accepts: a file only it lets through most likely comes with a module line
+        // that has it, and the flag was left off.
+        let hint = if !args.allow_any_network
+            && AccessRules::parse(
+                &text,
+                ParseOptions {
+                    allow_any_network: true,
+                },
+            )
+            .is_ok()
+        {
+            " (give --allow-any-network if the module line has allow_any_network)"
+        } else {
+            ""
+        };
         Error::failed(format!(
-            "\"{}\" is rejected, so the module requires the code for everybody: {e}",
+            "\"{}\" is rejected, so the module requires the code for everybody: {e}{hint}",
             path.display()
         ))
     })?;
@@ -115,10 +134,33 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         let groups = asked.take();
         let json = ExplainJson::new(&args, &path, &groups, &explanation, refused_by_module);
         crate::flow::print_stdout(&crate::output::to_json_line(&json)?)?;
+    } else if refused_by_module.is_some() {
+        // The rules never get a say while the module refuses the file, so their verdict
+        // line would tell the opposite of a real login; it is kept as what they would
+        // decide once the file is accepted.
+        let rules_part: String = explanation
+            .to_string()
+            .lines()
+            .filter(|l| !l.starts_with("verdict:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        crate::flow::print_stdout(&format!(
+            "{rules_part}verdict: {} (the module refuses the file; once it accepts it, \
+             these rules say {})\n",
+            SkipVerdict::Require,
+            verdict_name(explanation.decision.verdict)
+        ))?;
     } else {
         crate::flow::print_stdout(&format!("{explanation}\n"))?;
     }
     Ok(0)
+}
+
+fn verdict_name(v: SkipVerdict) -> &'static str {
+    match v {
+        SkipVerdict::Skip => "skip",
+        SkipVerdict::Require => "require",
+    }
 }
 
 /// The bare names (user items, not `ALL`, `EXCEPT` or a `(group)`) of a rule file that
@@ -220,9 +262,14 @@ struct ExplainJson<'a> {
     /// The address, for a network origin.
     address: Option<String>,
     origin_reason: String,
-    /// "skip" (the code is not asked for) or "require".
+    /// What a login gets: "skip" (the code is not asked for) or "require"; always
+    /// "require" when the module refuses the file.
     verdict: &'static str,
-    /// The deciding rule; null when none matched (the code is then required).
+    /// What the rules decide ("skip" or "require"): the verdict once the module
+    /// accepts the file. Differs from `verdict` only while it refuses it.
+    rules_verdict: &'static str,
+    /// The rule deciding `rules_verdict`; null when none matched (the code is then
+    /// required).
     rule: Option<RuleJson<'a>>,
     /// The deciding rule only maybe matched, and counts as matching because it
     /// requires the code.
@@ -267,6 +314,11 @@ impl<'a> ExplainJson<'a> {
             Origin::Local => ("local", None),
             Origin::Unknown => ("unknown", None),
         };
+        let verdict = if module_refuses_file.is_some() {
+            verdict_name(SkipVerdict::Require)
+        } else {
+            verdict_name(e.decision.verdict)
+        };
         ExplainJson {
             action: "explain",
             accessfile: path,
@@ -279,10 +331,8 @@ impl<'a> ExplainJson<'a> {
             origin,
             address,
             origin_reason: e.origin_reason.to_string(),
-            verdict: match e.decision.verdict {
-                SkipVerdict::Skip => "skip",
-                SkipVerdict::Require => "require",
-            },
+            verdict,
+            rules_verdict: verdict_name(e.decision.verdict),
             rule: e.decision.matched.as_ref().map(RuleJson::of),
             uncertain: e.uncertain,
             passed_over: e.passed_over.iter().map(RuleJson::of).collect(),

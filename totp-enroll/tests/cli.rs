@@ -1215,16 +1215,22 @@ fn explain_json_gives_the_decision_in_fields() {
         v["accessfile"] = "<ACCESSFILE>".into();
         // Whether the module would refuse the file depends on where the checkout lies
         // (a directory under /tmp is not root-controlled); the field is tested through
-        // libpam in access_rules.rs. Here only its presence and type are fixed.
-        assert!(
-            v["module_refuses_file"].is_null() || v["module_refuses_file"].is_string(),
-            "{v}"
-        );
+        // libpam in access_rules.rs. Here only its presence and type are fixed, and
+        // that a refused file makes the verdict "require" whatever the rules say; the
+        // golden then holds the verdict of an accepted file.
+        if v["module_refuses_file"].is_string() {
+            assert_eq!(v["verdict"], "require", "{v}");
+            v["verdict"] = v["rules_verdict"].clone();
+        } else {
+            assert!(v["module_refuses_file"].is_null(), "{v}");
+            assert_eq!(v["verdict"], v["rules_verdict"], "{v}");
+        }
         v["module_refuses_file"] = serde_json::Value::Null;
         v
     };
     let skip = explain("10.1.2.3");
     assert_eq!(skip["verdict"], "skip");
+    assert_eq!(skip["rules_verdict"], "skip");
     let require = explain("192.0.2.1");
     assert_eq!(require["verdict"], "require");
     assert_eq!(require["rule"]["line"], 3);
@@ -1290,6 +1296,94 @@ fn explain_shows_the_deciding_rule() {
         "{}",
         r.stderr
     );
+}
+
+/// A file the module refuses whatever directory the checkout lies in (executable: the
+/// module takes nothing above 0644, the draft reading takes it) is still explained, but
+/// the verdict is the module's: the code is required, though the rule would skip; the
+/// rule and what it decides stay, as what the rules say once the file is accepted.
+#[test]
+fn explain_requires_the_code_when_the_module_refuses_the_file() {
+    let dir = tempdir();
+    let rules = dir.path().join("access.conf");
+    std::fs::write(&rules, "+ : ALL : 10.0.0.0/8\n").expect("rules");
+    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = rules.to_str().expect("utf-8");
+    let args = [
+        "explain",
+        "--accessfile",
+        path,
+        "--user",
+        "root",
+        "--rhost",
+        "10.1.2.3",
+    ];
+    let r = run(&[&args[..], &["--json"]].concat());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert!(v["module_refuses_file"].is_string(), "{v}");
+    assert_eq!(v["verdict"], "require", "{v}");
+    assert_eq!(v["rules_verdict"], "skip", "{v}");
+    assert_eq!(v["rule"]["line"], 1, "{v}");
+
+    let r = run(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("warning: the module would refuse"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("verdict: require: the code is asked for (the module refuses the file"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("verdict: skip"), "{}", r.stdout);
+    assert_eq!(r.stdout.matches("verdict:").count(), 1, "{}", r.stdout);
+}
+
+/// `--allow-any-network` reads the file as the module does with `allow_any_network`: a
+/// catch-all skip rule is rejected without it (the error says which flag the module
+/// line may call for) and decides with it.
+#[test]
+fn explain_reads_a_catch_all_network_as_the_module_option_says() {
+    let dir = tempdir();
+    let rules = dir.path().join("access.conf");
+    std::fs::write(&rules, "+ : ALL : 0.0.0.0/0\n").expect("rules");
+    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let path = rules.to_str().expect("utf-8");
+    let args = [
+        "explain",
+        "--accessfile",
+        path,
+        "--user",
+        "root",
+        "--rhost",
+        "198.51.100.7",
+        "--json",
+    ];
+    let r = run(&args);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("requires the code for everybody")
+            && r.stderr.contains("--allow-any-network"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&[&args[..], &["--allow-any-network"]].concat());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(v["rules_verdict"], "skip", "{v}");
+    assert_eq!(v["rule"]["text"], "+ : ALL : 0.0.0.0/0", "{v}");
+    // Where the checkout lies decides whether the module accepts the file (the
+    // verdict through libpam is in access_rules.rs).
+    let want = if v["module_refuses_file"].is_null() {
+        "skip"
+    } else {
+        "require"
+    };
+    assert_eq!(v["verdict"], want, "{v}");
 }
 
 #[test]
