@@ -372,6 +372,27 @@ fn a_success_resets_the_failures_of_its_origin() {
     );
 }
 
+/// Asserts that a root login from an address the rules skip, through `stack`, was
+/// refused the skip because of the rule file: no skip, the code asked (and the wrong
+/// one failed), and a log line saying the code is required for everybody that holds
+/// each of `named` (the file, and what is at fault).
+fn rule_file_refused(stack: &Stack, named: &[String], what: &str) {
+    let (d, lines) = capture_syslog(&root_login(stack, Some("10.1.2.3")));
+    assert_eq!(
+        (d.returned(), d.prompts),
+        (Returned::Failed("PAM_AUTH_ERR".into()), 1),
+        "{what}: no skip, the code is asked"
+    );
+    assert!(
+        lines.iter().any(|l| {
+            let m = syslog_message(l);
+            named.iter().all(|n| m.contains(n.as_str()))
+                && m.contains("the code is required for everybody")
+        }),
+        "{what}: the log names {named:?}: {lines:?}"
+    );
+}
+
 /// J11 / R21: the rule file must be root's and closed to writes by others; a file owned
 /// by a user, or writable by others, or holding a NUL, is refused: nobody skips, the
 /// code is asked and the log names the file. Control: the same rules in a root-owned
@@ -462,20 +483,10 @@ fn rule_file_ownership_and_mode_through_the_module() {
         ),
     ] {
         write_owned(&setup.rules, bytes, owner, 0, mode);
-        let (d, lines) = attempt();
-        assert_eq!(
-            (d.returned(), d.prompts),
-            (Returned::Failed("PAM_AUTH_ERR".into()), 1),
-            "{what}: no skip, the code is asked"
-        );
-        assert!(
-            lines.iter().any(|l| {
-                let m = syslog_message(l);
-                m.contains(&setup.rules.display().to_string())
-                    && m.contains(cause)
-                    && m.contains("the code is required for everybody")
-            }),
-            "{what}: the log names the file and {cause:?}: {lines:?}"
+        rule_file_refused(
+            &stack,
+            &[setup.rules.display().to_string(), cause.to_owned()],
+            what,
         );
     }
 }
@@ -513,22 +524,14 @@ fn rule_file_path_is_root_controlled_through_the_module() {
     };
     skips("control: root-controlled chain");
     let refused = |stack: &Stack, file: &Path, dir: &Path, fault: &str, what: &str| {
-        let (d, lines) = attempt(stack);
-        assert_eq!(
-            (d.returned(), d.prompts),
-            (Returned::Failed("PAM_AUTH_ERR".into()), 1),
-            "{what}: no skip, the code is asked"
-        );
-        assert!(
-            lines.iter().any(|l| {
-                let m = syslog_message(l);
-                m.contains(&format!("access file {}", file.display()))
-                    && m.contains(&format!("directory {} ", dir.display()))
-                    && m.contains(fault)
-                    && m.contains("the code is required for everybody")
-            }),
-            "{what}: the log names the file, {} and {fault:?}: {lines:?}",
-            dir.display()
+        rule_file_refused(
+            stack,
+            &[
+                format!("access file {}", file.display()),
+                format!("directory {} ", dir.display()),
+                fault.to_owned(),
+            ],
+            what,
         );
     };
     for (what, owner, mode, fault) in [
