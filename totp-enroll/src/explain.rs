@@ -135,8 +135,8 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         let json = ExplainJson::new(&args, &path, &groups, &explanation, refused_by_module);
         crate::flow::print_stdout(&crate::output::to_json_line(&json)?)?;
     } else if refused_by_module.is_some() {
-        // The rules never get a say while the module refuses the file, so their verdict
-        // line would tell the opposite of a real login; it is kept as what they would
+        // The rules get no say while the module refuses the file: their skip would tell
+        // the opposite of a real login. What they decide is kept, as what they would
         // decide once the file is accepted.
         let rules_part: String = explanation
             .to_string()
