@@ -212,7 +212,12 @@ pub mod support {
                 *msg.add(n) = 0;
             }
         }
-        failure.status as i32
+        // A failure built with a success status would reach the module as a fresh or
+        // written record: whatever went wrong, the caller must see an error.
+        match failure.status {
+            Status::Ok | Status::Conflict => Status::Internal as i32,
+            other => other as i32,
+        }
     }
 
     /// # Safety
@@ -448,6 +453,28 @@ mod tests {
             assert_eq!(Status::from_raw(s as i32), s);
         }
         assert_eq!(Status::from_raw(42), Status::Internal);
+    }
+
+    #[test]
+    fn a_failure_never_crosses_as_a_success() {
+        for (built, crossed) in [
+            (Status::Ok, Status::Internal),
+            (Status::Conflict, Status::Internal),
+            (Status::Unavailable, Status::Unavailable),
+            (Status::Corrupt, Status::Corrupt),
+        ] {
+            let mut msg = [0xffu8; 8];
+            // SAFETY: `msg` is writable for its length.
+            let raw = unsafe {
+                support::finish(
+                    msg.as_mut_ptr(),
+                    msg.len(),
+                    Err(Failure::new(built, "lost")),
+                )
+            };
+            assert_eq!(Status::from_raw(raw), crossed, "{built:?}");
+            assert_eq!(&msg[..5], b"lost\0");
+        }
     }
 
     #[test]
