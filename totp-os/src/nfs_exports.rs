@@ -7,8 +7,8 @@
 //! export's mount is found in the list by its path, and compared with the file's mount
 //! (its mount ID from `statx`). A file counts as exported when an export lies on its
 //! file system (the same mount, or a bind mount of it), whether or not the file lies
-//! below the export, or below an export with `crossmnt` or `nohide` on a mount of its
-//! own: that errs toward "shared", which only costs a lock and a rewrite, where the
+//! below the export, or when any mount of that file system lies below an export with
+//! `crossmnt` or `nohide`: that errs toward "shared", which only costs a lock and a rewrite, where the
 //! other way round would let a client accept a code this host accepted. The decision
 //! itself is [`totp_core::mountinfo::export_covering`].
 
