@@ -10,7 +10,17 @@
 //! written as `\` and three octal digits. A line of any other shape is an error, never
 //! skipped: a mount left out could be the one that answers, and the caller errs toward
 //! "exported".
+//!
+//! An export's path is compared with the mount points as written in the table, never
+//! resolved. The kernel exports the directory the path resolves to, so a path through
+//! a symlink (`/export` a link to `/srv`) is walked as if the link were a directory,
+//! and ends on the mount the link lies on rather than the one exported: a home on that
+//! other mount is then taken for not exported. Telling a link from a directory needs a
+//! look at the path, which is what this decision avoids: a host exporting through a
+//! link needs the resolved path in its exports, or `shared_file=yes`.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::nfs_etab::Export;
@@ -30,6 +40,9 @@ pub struct Mount {
     /// (bind mounts, Btrfs subvolumes mounted on their own).
     pub major: u32,
     pub minor: u32,
+    /// The directory of the file system it shows, unescaped (`/` for the whole file
+    /// system; a bind mount's source directory, a Btrfs subvolume's path).
+    pub root: Vec<u8>,
     /// Where it is mounted, unescaped, absolute.
     pub mount_point: Vec<u8>,
 }
@@ -47,7 +60,7 @@ pub enum MountinfoError {
     Nul,
     /// A mount point that is not absolute.
     NotAbsolute,
-    /// A mount point longer than `PATH_MAX`.
+    /// A root or mount point longer than `PATH_MAX`.
     TooLong,
 }
 
@@ -57,9 +70,9 @@ impl fmt::Display for MountinfoError {
             MountinfoError::Fields => "not the fields of a mount",
             MountinfoError::Number => "an ID or device number that is not a number",
             MountinfoError::BadEscape => "a backslash not followed by three octal digits of a byte",
-            MountinfoError::Nul => "a NUL byte in the mount point",
+            MountinfoError::Nul => "a NUL byte in the root or mount point",
             MountinfoError::NotAbsolute => "the mount point is not absolute",
-            MountinfoError::TooLong => "the mount point is longer than PATH_MAX",
+            MountinfoError::TooLong => "the root or mount point is longer than PATH_MAX",
         })
     }
 }
@@ -128,6 +141,21 @@ fn number<T: std::str::FromStr>(field: &[u8]) -> Result<T, MountinfoError> {
         .ok_or(MountinfoError::Number)
 }
 
+/// A path field, unescaped and at most `PATH_MAX` long.
+fn path_field(field: &[u8]) -> Result<Vec<u8>, MountinfoError> {
+    if field.len() > MAX_FIELD_LEN {
+        return Err(MountinfoError::TooLong);
+    }
+    let path = unescape_octal(field).map_err(|e| match e {
+        UnescapeError::BadEscape => MountinfoError::BadEscape,
+        UnescapeError::Nul => MountinfoError::Nul,
+    })?;
+    if path.len() >= MAX_PATH_LEN {
+        return Err(MountinfoError::TooLong);
+    }
+    Ok(path)
+}
+
 /// One line (without its newline).
 pub fn parse_line(line: &[u8]) -> Result<Mount, MountinfoError> {
     let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
@@ -150,25 +178,18 @@ pub fn parse_line(line: &[u8]) -> Result<Mount, MountinfoError> {
         .map(|c| (&fields[2][..c], &fields[2][c + 1..]))
         .ok_or(MountinfoError::Number)?;
     let (major, minor) = (number(major)?, number(minor)?);
-    let field = fields[4];
-    if field.len() > MAX_FIELD_LEN {
-        return Err(MountinfoError::TooLong);
-    }
-    let mount_point = unescape_octal(field).map_err(|e| match e {
-        UnescapeError::BadEscape => MountinfoError::BadEscape,
-        UnescapeError::Nul => MountinfoError::Nul,
-    })?;
+    // The root need not be absolute (`net:[…]` for a namespace file bound somewhere).
+    let root = path_field(fields[3])?;
+    let mount_point = path_field(fields[4])?;
     if mount_point.first() != Some(&b'/') {
         return Err(MountinfoError::NotAbsolute);
-    }
-    if mount_point.len() >= MAX_PATH_LEN {
-        return Err(MountinfoError::TooLong);
     }
     Ok(Mount {
         id,
         parent,
         major,
         minor,
+        root,
         mount_point,
     })
 }
@@ -184,9 +205,23 @@ pub fn parse(contents: &[u8]) -> Result<Vec<Mount>, LineError> {
         .collect()
 }
 
-/// The non-empty components of an absolute path.
+/// The non-empty components of a path.
 fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
     path.split(|&b| b == b'/').filter(|c| !c.is_empty())
+}
+
+/// `path` spelled one way only (`/a/b`, `/` for the root), so that equal paths are
+/// equal keys whatever slashes the list or the table doubled or left at the end.
+fn normalized(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len() + 1);
+    for c in components(path) {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
 }
 
 /// Whether `path` is `dir` or lies below it, component by component (`/srv/a` is not
@@ -196,45 +231,118 @@ fn is_within(path: &[u8], dir: &[u8]) -> bool {
     components(dir).all(|d| p.next() == Some(d))
 }
 
-/// The mount mounted last on `parent` at `point`, and the ones mounted on it there in
-/// turn: the one a path walk ends up on.
-fn topmost<'a>(mounts: &'a [Mount], mut current: &'a Mount, point: &[u8]) -> &'a Mount {
-    // A bound: a list whose parent IDs loop never ends the walk otherwise.
-    for _ in 0..mounts.len() {
-        let Some(next) = mounts.iter().rev().find(|m| {
-            m.parent == current.id
-                && m.id != current.id
-                && components(&m.mount_point).eq(components(point))
-        }) else {
-            break;
-        };
-        current = next;
+/// Whether two mounts of one file system show a common part of it: one's root lies
+/// within the other's. A mount whose root is outside the other's subtree shows none of
+/// the files that other mount shows, since a secret file has one link only.
+fn roots_overlap(a: &Mount, b: &Mount) -> bool {
+    is_within(&a.root, &b.root) || is_within(&b.root, &a.root)
+}
+
+/// The list, indexed once so that each question costs lookups rather than a scan.
+struct Index<'a> {
+    mounts: &'a [Mount],
+    /// Position of each ID (the first, should the list repeat one).
+    by_id: HashMap<u64, usize>,
+    /// The mount a walk steps onto from the mount `.0` at the point `.1` (normalized):
+    /// the last one mounted there.
+    on: HashMap<(u64, Vec<u8>), usize>,
+    /// The most components any mount point has: no prefix of a path longer than that
+    /// can be a mount point.
+    depth: usize,
+    /// The bottom root, where a walk starts.
+    bottom: Option<usize>,
+}
+
+impl<'a> Index<'a> {
+    fn new(mounts: &'a [Mount]) -> Index<'a> {
+        let mut by_id = HashMap::with_capacity(mounts.len());
+        let mut on = HashMap::with_capacity(mounts.len());
+        let mut depth = 0;
+        for (i, m) in mounts.iter().enumerate() {
+            by_id.entry(m.id).or_insert(i);
+            // A mount listed as on itself (the root of a namespace) is stepped onto by
+            // no walk; later ones at a place are on top of earlier ones.
+            if m.parent != m.id {
+                on.insert((m.parent, normalized(&m.mount_point)), i);
+            }
+            depth = depth.max(components(&m.mount_point).count());
+        }
+        let is_root = |m: &Mount| components(&m.mount_point).next().is_none();
+        // The bottom root: one at `/` not mounted on another mount at `/`.
+        let bottom = mounts.iter().position(|m| {
+            is_root(m)
+                && !by_id
+                    .get(&m.parent)
+                    .is_some_and(|&p| mounts[p].id != m.id && is_root(&mounts[p]))
+        });
+        Index {
+            mounts,
+            by_id,
+            on,
+            depth,
+            bottom,
+        }
     }
-    current
+
+    fn get(&self, id: u64) -> Option<&'a Mount> {
+        self.by_id.get(&id).map(|&i| &self.mounts[i])
+    }
+
+    /// The mount mounted last on `current` at `point` (normalized), and the ones
+    /// mounted on it there in turn: the one a path walk ends up on.
+    fn topmost(&self, mut current: usize, point: &[u8]) -> usize {
+        // A bound: a list whose parent IDs loop never ends the walk otherwise.
+        for _ in 0..self.mounts.len() {
+            let key = (self.mounts[current].id, point.to_vec());
+            match self.on.get(&key) {
+                Some(&next) if self.mounts[next].id != self.mounts[current].id => current = next,
+                _ => break,
+            }
+        }
+        current
+    }
+
+    /// See [`mount_of`].
+    fn mount_of(&self, path: &[u8]) -> Option<&'a Mount> {
+        let mut current = self.topmost(self.bottom?, b"/");
+        let mut prefix: Vec<u8> = Vec::with_capacity(path.len());
+        for c in components(path).take(self.depth) {
+            prefix.push(b'/');
+            prefix.extend_from_slice(c);
+            current = self.topmost(current, &prefix);
+        }
+        Some(&self.mounts[current])
+    }
+
+    /// The IDs of `m` and of every mount it is mounted on, down to a root. A mount
+    /// other than a root whose parent is not listed, or a chain that loops, is an
+    /// error: what it is mounted on, and so which exports lie above it, is unknown.
+    fn ancestors(&self, m: &'a Mount) -> Result<HashSet<u64>, CoverError> {
+        let mut seen = HashSet::new();
+        let mut current = m;
+        loop {
+            if !seen.insert(current.id) {
+                return Err(CoverError::BrokenChain(m.id));
+            }
+            if current.parent == current.id {
+                return Ok(seen);
+            }
+            match self.get(current.parent) {
+                Some(p) => current = p,
+                None if components(&current.mount_point).next().is_none() => return Ok(seen),
+                None => return Err(CoverError::BrokenChain(m.id)),
+            }
+        }
+    }
 }
 
 /// The mount `path` lies on, as a path walk from the root finds it: for each leading
 /// run of components, a mount on the current one there is stepped onto (so a mount
-/// hidden below a later one on an ancestor is never taken). Nothing is resolved: a
-/// symlink in `path` is taken as a directory (`exportfs` writes resolved paths). `None`
-/// only for a list without a mount at `/`.
+/// hidden below a later one on an ancestor is never taken). Nothing is resolved: a `.`,
+/// `..` or symlink component is taken as a directory of that name. `None` only for a
+/// list without a mount at `/`.
 pub fn mount_of<'a>(mounts: &'a [Mount], path: &[u8]) -> Option<&'a Mount> {
-    let is_root = |m: &Mount| components(&m.mount_point).next().is_none();
-    // The bottom root: one not mounted on another mount at `/`.
-    let bottom = mounts.iter().find(|m| {
-        is_root(m)
-            && !mounts
-                .iter()
-                .any(|p| p.id == m.parent && p.id != m.id && is_root(p))
-    })?;
-    let mut current = topmost(mounts, bottom, b"/");
-    let mut prefix: Vec<u8> = Vec::with_capacity(path.len());
-    for c in components(path) {
-        prefix.push(b'/');
-        prefix.extend_from_slice(c);
-        current = topmost(mounts, current, &prefix);
-    }
-    Some(current)
+    Index::new(mounts).mount_of(path)
 }
 
 /// How the secret file's mount is known.
@@ -244,7 +352,7 @@ pub enum FileMount {
     Id(u64),
     /// Only its device number (`st_dev`), where the kernel gives no mount ID: every
     /// mount with that number in the list is taken for the file's. A file in a Btrfs
-    /// subvolume has a number of its own, which no mount lists.
+    /// subvolume has a number of its own, which no mount lists: that is an error.
     Device { major: u32, minor: u32 },
 }
 
@@ -255,6 +363,11 @@ pub enum CoverError {
     NoRoot,
     /// The file's mount ID is not in the list (a mount outside this process's root).
     FileMountUnlisted(u64),
+    /// No mount of the list has the file's device number (a Btrfs subvolume's own).
+    DeviceUnlisted { major: u32, minor: u32 },
+    /// The mount with this ID is not a root, and what it is mounted on is not listed,
+    /// or its parents loop.
+    BrokenChain(u64),
 }
 
 impl fmt::Display for CoverError {
@@ -264,67 +377,98 @@ impl fmt::Display for CoverError {
             CoverError::FileMountUnlisted(id) => {
                 write!(f, "the secret file's mount (ID {id}) is not listed")
             }
+            CoverError::DeviceUnlisted { major, minor } => write!(
+                f,
+                "no mount has the secret file's device number {major}:{minor} (a Btrfs \
+                 subvolume's own), and this kernel gives no mount ID"
+            ),
+            CoverError::BrokenChain(id) => write!(
+                f,
+                "what the mount with ID {id} is mounted on is not listed (or its parents loop)"
+            ),
         }
     }
 }
 
-/// Whether `m` is `ancestor` or mounted, through mounts on mounts, on it.
-fn descends_from(mounts: &[Mount], m: &Mount, ancestor: &Mount) -> bool {
-    let mut current = m;
-    for _ in 0..=mounts.len() {
-        if current.id == ancestor.id {
-            return true;
-        }
-        match mounts
-            .iter()
-            .find(|p| p.id == current.parent && p.id != current.id)
-        {
-            Some(p) => current = p,
-            None => return false,
+/// The exports of `exports` once each, by path in the order first listed: the path as
+/// first written, and whether any line of it has `crossmnt` or `nohide` (a table lists
+/// an export once for each client).
+fn distinct(exports: &[Export]) -> Vec<(&[u8], bool)> {
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::with_capacity(exports.len());
+    let mut out: Vec<(&[u8], bool)> = Vec::new();
+    for e in exports {
+        let below = e.covers_mounts_below();
+        match seen.entry(normalized(&e.path)) {
+            Entry::Occupied(i) => out[*i.get()].1 |= below,
+            Entry::Vacant(v) => {
+                v.insert(out.len());
+                out.push((&e.path, below));
+            }
         }
     }
-    false
+    out
 }
 
-/// The first export (of `exports`, from the table) that covers the file on `file`:
+/// The path of the first export (of `exports`, from the table) that covers the file on
+/// `file`. The file's file system is its mount and every other mount of the list with
+/// the same device number whose root overlaps its mount's (a bind mount of it, or of a
+/// directory above or below the file's; with only a device number, every mount with
+/// it). An export covers the file when:
 ///
-/// - its path lies on a mount of the file's file system (the same mount, which a Btrfs
-///   subvolume below it shares, or another mount with the same device number: a bind
-///   mount of it), whether or not the file lies below the path, which errs toward
-///   "exported";
-/// - or it has `crossmnt` or `nohide`, and the file's mount is mounted below its path
-///   (a home on its own mount below an exported `/home`).
+/// - its path lies on one of those mounts, whether or not the file lies below the path,
+///   which errs toward "exported";
+/// - or it has `crossmnt` or `nohide`, and one of those mounts is mounted, through
+///   mounts on mounts, on the export's mount below its path (a home on its own mount
+///   below an exported `/home`, or a bind mount of the home's file system there).
+///
+/// Each distinct path is walked once, with the list indexed once.
 pub fn export_covering<'a>(
     mounts: &[Mount],
     exports: &'a [Export],
     file: FileMount,
-) -> Result<Option<&'a Export>, CoverError> {
-    let file_mounts: Vec<&Mount> = match file {
+) -> Result<Option<&'a [u8]>, CoverError> {
+    let index = Index::new(mounts);
+    let files: Vec<&Mount> = match file {
         FileMount::Id(id) => {
-            let m = mounts
+            let own = index.get(id).ok_or(CoverError::FileMountUnlisted(id))?;
+            mounts
                 .iter()
-                .find(|m| m.id == id)
-                .ok_or(CoverError::FileMountUnlisted(id))?;
-            vec![m]
+                .filter(|m| (m.major, m.minor) == (own.major, own.minor) && roots_overlap(m, own))
+                .collect()
         }
         FileMount::Device { major, minor } => mounts
             .iter()
-            .filter(|m| m.major == major && m.minor == minor)
+            .filter(|m| (m.major, m.minor) == (major, minor))
             .collect(),
     };
-    for e in exports {
-        let m = mount_of(mounts, &e.path).ok_or(CoverError::NoRoot)?;
-        let covers = file_mounts.iter().any(|f| {
-            (f.major, f.minor) == (m.major, m.minor)
-                || (e.covers_mounts_below()
-                    && is_within(&f.mount_point, &e.path)
-                    && descends_from(mounts, f, m))
-        });
-        if covers {
-            return Ok(Some(e));
+    // (With a mount ID, its own mount is always there.)
+    if files.is_empty()
+        && let FileMount::Device { major, minor } = file
+    {
+        return Err(CoverError::DeviceUnlisted { major, minor });
+    }
+    let ids: HashSet<u64> = files.iter().map(|m| m.id).collect();
+    let mut chains: HashMap<u64, Result<HashSet<u64>, CoverError>> = HashMap::new();
+    // An export that cannot be decided makes the answer unknown only when no other
+    // export covers the file.
+    let mut doubt = None;
+    for (path, below) in distinct(exports) {
+        let on = index.mount_of(path).ok_or(CoverError::NoRoot)?;
+        if ids.contains(&on.id) {
+            return Ok(Some(path));
+        }
+        if !below {
+            continue;
+        }
+        for f in files.iter().filter(|f| is_within(&f.mount_point, path)) {
+            match chains.entry(f.id).or_insert_with(|| index.ancestors(f)) {
+                Ok(chain) if chain.contains(&on.id) => return Ok(Some(path)),
+                Ok(_) => {}
+                Err(e) => doubt = doubt.or(Some(*e)),
+            }
         }
     }
-    Ok(None)
+    doubt.map_or(Ok(None), Err)
 }
 
 /// Whether the kernel NFS server runs, from the contents of `/proc/fs/nfsd/threads`:

@@ -6,7 +6,9 @@
 //!
 //! The path and the options are taken (`shared_file=auto` asks whether a local file
 //! lies on an exported mount, or below an export with `crossmnt`); the client is not
-//! parsed. A line that does not have that shape is an error, never skipped: the caller
+//! parsed. The path is taken as written, never resolved (looking at it could hang a
+//! login on a dead export): a relative one, or one with a `.` or `..` component, is an
+//! error rather than a walk to the wrong directory. A line that does not have that shape is an error, never skipped: the caller
 //! cannot tell what it would have listed, and errs toward "exported".
 
 use std::fmt;
@@ -34,6 +36,9 @@ pub enum EtabError {
     TooLong,
     /// No `(options)` after the client.
     NoOptions,
+    /// A `.` or `..` component, which `exportfs` does not write: walked as written it
+    /// would name another directory than the one exported.
+    DotComponent,
 }
 
 impl fmt::Display for EtabError {
@@ -46,6 +51,7 @@ impl fmt::Display for EtabError {
             EtabError::Unescaped => "a blank or control character left unescaped in the path",
             EtabError::TooLong => "the path is longer than PATH_MAX",
             EtabError::NoOptions => "no (options) after the client",
+            EtabError::DotComponent => "a . or .. component in the path",
         })
     }
 }
@@ -109,6 +115,9 @@ pub fn export(line: &[u8]) -> Result<Export, EtabError> {
     }
     if path.len() >= MAX_PATH_LEN {
         return Err(EtabError::TooLong);
+    }
+    if path.split(|&b| b == b'/').any(|c| c == b"." || c == b"..") {
+        return Err(EtabError::DotComponent);
     }
     // `client(options)`: the client may hold no parenthesis, the options no `)`.
     let rest = &line[tab + 1..];

@@ -282,8 +282,7 @@ impl GaLinesKept {
 }
 
 /// Said of a decision where the kernel gave no mount ID for the file.
-const BY_DEVICE: &str = " (mounts matched by device number: this kernel gives no mount ID, \
-                         and a file in a Btrfs subvolume matches none)";
+const BY_DEVICE: &str = " (mounts matched by device number: this kernel gives no mount ID)";
 
 /// [`GaLinesKept`] for a file that has GA's lines, in words; `None` for a file without
 /// them. An admin on the NFS server that exports the homes reads here that its own

@@ -7,8 +7,8 @@
 //! export's mount is found in the list by its path, and compared with the file's mount
 //! (its mount ID from `statx`). A file counts as exported when an export lies on its
 //! file system (the same mount, or a bind mount of it), whether or not the file lies
-//! below the export, or below an export with `crossmnt` or `nohide` on a mount of its
-//! own: that errs toward "shared", which only costs a lock and a rewrite, where the
+//! below the export, or when any mount of that file system lies below an export with
+//! `crossmnt` or `nohide`: that errs toward "shared", which only costs a lock and a rewrite, where the
 //! other way round would let a client accept a code this host accepted. The decision
 //! itself is [`totp_core::mountinfo::export_covering`].
 
@@ -67,7 +67,7 @@ pub enum ExportsError {
     /// No table, and [`NFSD_THREADS`] holds no number.
     NfsdThreadsGarbled,
     /// No table, and [`NFSD_THREADS`] is there (the kernel NFS server is loaded) but
-    /// cannot be read: it is root's alone, and a login reads as the user.
+    /// cannot be read (a process other than root's: the file is root's alone).
     NfsdUnknown(Box<ExportsError>),
 }
 
@@ -128,10 +128,7 @@ pub fn export_of(fd: &File) -> Result<ExportOf, ExportsError> {
 /// [`export_of`] with the table at `etab` and the thread count at `threads`.
 pub fn export_of_in(etab: &Path, threads: &Path, fd: &File) -> Result<ExportOf, ExportsError> {
     let Some(table) = read_bounded(etab, ETAB_MAX)? else {
-        return no_table(
-            read_bounded(threads, NFSD_THREADS_MAX)
-                .map_err(|e| ExportsError::NfsdUnknown(Box::new(e))),
-        );
+        return no_table(read_as_root(threads).map_err(|e| ExportsError::NfsdUnknown(Box::new(e))));
     };
     let exports = nfs_etab::exports(&table).map_err(ExportsError::Garbled)?;
     if exports.is_empty() {
@@ -154,8 +151,8 @@ pub fn decide(
     let by_device = matches!(file, FileMount::Device { .. });
     Ok(
         match mountinfo::export_covering(&mounts, exports, file).map_err(ExportsError::Mounts)? {
-            Some(e) => ExportOf::Exported {
-                export: PathBuf::from(std::ffi::OsStr::from_bytes(&e.path)),
+            Some(path) => ExportOf::Exported {
+                export: PathBuf::from(std::ffi::OsStr::from_bytes(path)),
                 by_device,
             },
             None => ExportOf::NotExported { by_device },
@@ -165,8 +162,8 @@ pub fn decide(
 
 /// The decision where the table is missing, from the reading of [`NFSD_THREADS`]:
 /// missing (the nfsd module not loaded) or 0 is no NFS server; anything else, a server
-/// that may have its table elsewhere. The file is root's alone (mode 0600), so for a
-/// login as another user a loaded nfsd is unknown, never "no exports".
+/// that may have its table elsewhere. A file there but unreadable is a loaded nfsd
+/// whose state is unknown, never "no exports".
 pub fn no_table(threads: Result<Option<Vec<u8>>, ExportsError>) -> Result<ExportOf, ExportsError> {
     match threads? {
         None => Ok(ExportOf::NoTable),
@@ -176,6 +173,28 @@ pub fn no_table(threads: Result<Option<Vec<u8>>, ExportsError>) -> Result<Export
             None => Err(ExportsError::NfsdThreadsGarbled),
         },
     }
+}
+
+/// [`read_bounded`] of the thread count `path` with root's file-system identity where
+/// the process is root: a login runs with the user's, and the file is root's alone
+/// (0600), so a host with nfsd loaded would otherwise leave every login unsure whether
+/// it runs, with a warning each time. Reading it as root gives the user nothing: the
+/// path is fixed, the kernel's own file under `/proc`, not one a user names, creates or
+/// can put something else at, and all that comes of it is whether the file's lines are
+/// kept. Where the identity cannot be switched the
+/// file is read as it is, and a refusal leaves the server's state unknown.
+fn read_as_root(path: &Path) -> Result<Option<Vec<u8>>, ExportsError> {
+    let egid = nix::unistd::getegid().as_raw();
+    let root = crate::creds::Identity {
+        uid: 0,
+        gid: egid,
+        groups: vec![egid],
+    };
+    let _root = nix::unistd::geteuid()
+        .is_root()
+        .then(|| crate::creds::switch_to(&root).ok())
+        .flatten();
+    read_bounded(path, NFSD_THREADS_MAX)
 }
 
 /// The mount of the file open at `fd`: its mount ID, or where the kernel gives none,

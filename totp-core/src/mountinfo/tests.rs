@@ -1,23 +1,32 @@
 use super::*;
 
-/// A line as the kernel writes it, for a mount at `point` (written as given).
+/// A line as the kernel writes it, for a mount of the root of its file system at
+/// `point` (written as given).
 fn line(id: u64, parent: u64, dev: &str, point: &str) -> String {
-    format!("{id} {parent} {dev} / {point} rw,relatime shared:1 - ext4 /dev/sda1 rw\n")
+    bound(id, parent, dev, "/", point)
+}
+
+/// [`line`] for a mount showing the directory `root` of its file system.
+fn bound(id: u64, parent: u64, dev: &str, root: &str, point: &str) -> String {
+    format!("{id} {parent} {dev} {root} {point} rw,relatime shared:1 - ext4 /dev/sda1 rw\n")
+}
+
+/// The mounts of `lines`, which must parse.
+fn list(lines: &[String]) -> Vec<Mount> {
+    parse(lines.concat().as_bytes()).expect("list")
 }
 
 /// A list: the root (1, 8:1), `/srv` (2, 8:2) on it, `/srv/homes` (3, 0:40, a tmpfs) on
 /// that, `/home` (4, 8:1 again: a bind mount of the root's file system) and `/data`
 /// (5, 8:3) on the root.
 fn host() -> Vec<Mount> {
-    let text = [
+    list(&[
         line(1, 0, "8:1", "/"),
         line(2, 1, "8:2", "/srv"),
         line(3, 2, "0:40", "/srv/homes"),
         line(4, 1, "8:1", "/home"),
         line(5, 1, "8:3", "/data"),
-    ]
-    .concat();
-    parse(text.as_bytes()).expect("list")
+    ])
 }
 
 fn export(path: &str, options: &str) -> Export {
@@ -27,7 +36,11 @@ fn export(path: &str, options: &str) -> Export {
 fn covering(mounts: &[Mount], exports: &[Export], file: FileMount) -> Option<Vec<u8>> {
     export_covering(mounts, exports, file)
         .expect("an answer")
-        .map(|e| e.path.clone())
+        .map(<[u8]>::to_vec)
+}
+
+fn dev(major: u32, minor: u32) -> FileMount {
+    FileMount::Device { major, minor }
 }
 
 #[test]
@@ -43,6 +56,7 @@ fn a_line_the_kernel_writes_is_parsed() {
             parent: 35,
             major: 98,
             minor: 0,
+            root: b"/mnt1".to_vec(),
             mount_point: b"/mnt2".to_vec(),
         }
     );
@@ -180,7 +194,7 @@ fn a_path_is_on_the_mount_a_walk_from_the_root_finds() {
 
 #[test]
 fn stacked_and_hidden_mounts_are_walked_as_the_kernel_does() {
-    let text = [
+    let mounts = list(&[
         line(1, 0, "8:1", "/"),
         // `/a/b`, then `/a` mounted over it: `/a/b` is hidden.
         line(2, 1, "8:2", "/a/b"),
@@ -192,9 +206,7 @@ fn stacked_and_hidden_mounts_are_walked_as_the_kernel_does() {
         line(6, 1, "8:6", "/"),
         line(7, 6, "8:7", "/d"),
         line(8, 1, "8:8", "/d"),
-    ]
-    .concat();
-    let mounts = parse(text.as_bytes()).expect("list");
+    ]);
     let id = |p: &str| mount_of(&mounts, p.as_bytes()).map(|m| m.id);
     assert_eq!(id("/x"), Some(6));
     // `/d` on the upper root, not the one on the lower root it hides.
@@ -211,26 +223,68 @@ fn stacked_and_hidden_mounts_are_walked_as_the_kernel_does() {
 
 #[test]
 fn a_parent_loop_ends() {
-    let text = [line(1, 2, "8:1", "/"), line(2, 1, "8:2", "/")].concat();
-    let mounts = parse(text.as_bytes()).expect("list");
+    let mounts = list(&[line(1, 2, "8:1", "/"), line(2, 1, "8:2", "/")]);
     // Every root is on another root: none is the bottom.
     assert_eq!(mount_of(&mounts, b"/x"), None);
     assert_eq!(
         export_covering(&mounts, &[export("/x", "rw")], FileMount::Id(1)),
         Err(CoverError::NoRoot)
     );
-    let text = [
+    let mounts = list(&[
         line(1, 0, "8:1", "/"),
         line(2, 3, "8:2", "/a"),
         line(3, 2, "8:3", "/a/b"),
-    ]
-    .concat();
-    let mounts = parse(text.as_bytes()).expect("list");
+    ]);
     assert_eq!(mount_of(&mounts, b"/a/b").map(|m| m.id), Some(1));
+    // Whether the file's mount is below the export's cannot be told: not "no".
     assert_eq!(
-        covering(&mounts, &[export("/", "crossmnt")], FileMount::Id(3)),
+        export_covering(&mounts, &[export("/", "crossmnt")], FileMount::Id(3)),
+        Err(CoverError::BrokenChain(3))
+    );
+}
+
+/// A mount whose parent is not listed, other than a root, breaks the chain a crossmnt
+/// export is looked for along: the answer is unknown, never "not covered". Where the
+/// chain is not needed, or another export answers, it changes nothing.
+#[test]
+fn a_broken_parent_chain_where_needed_is_an_error() {
+    let mounts = list(&[
+        line(1, 0, "8:1", "/"),
+        line(2, 1, "8:2", "/srv"),
+        // On a mount the list does not have.
+        line(3, 77, "0:40", "/srv/homes"),
+    ]);
+    assert_eq!(
+        export_covering(&mounts, &[export("/srv", "crossmnt")], FileMount::Id(3)),
+        Err(CoverError::BrokenChain(3))
+    );
+    assert_eq!(
+        export_covering(&mounts, &[export("/", "nohide")], dev(0, 40)),
+        Err(CoverError::BrokenChain(3))
+    );
+    // Not needed: no crossmnt, or the file's mount is not below the export's path.
+    assert_eq!(
+        covering(&mounts, &[export("/srv", "rw")], FileMount::Id(3)),
         None
     );
+    assert_eq!(
+        covering(&mounts, &[export("/data", "crossmnt")], FileMount::Id(3)),
+        None
+    );
+    // Another export covers the file (on a bind mount of its file system): that
+    // answers.
+    let mut bound_too = mounts.clone();
+    bound_too.extend(list(&[line(4, 1, "0:40", "/data")]));
+    assert_eq!(
+        covering(
+            &bound_too,
+            &[export("/srv", "crossmnt"), export("/data", "rw")],
+            FileMount::Id(3)
+        ),
+        Some(b"/data".to_vec())
+    );
+    let e = CoverError::BrokenChain(3).to_string();
+    assert!(e.contains("ID 3") && e.contains("not listed"), "{e}");
 }
 
 #[test]
@@ -328,7 +382,6 @@ fn the_files_mount_not_listed_is_an_error() {
 #[test]
 fn by_device_number_every_mount_with_it_is_the_files() {
     let mounts = host();
-    let dev = |major, minor| FileMount::Device { major, minor };
     assert_eq!(covering(&mounts, &[export("/srv", "rw")], dev(0, 40)), None);
     assert_eq!(
         covering(&mounts, &[export("/srv", "crossmnt")], dev(0, 40)),
@@ -338,11 +391,138 @@ fn by_device_number_every_mount_with_it_is_the_files() {
         covering(&mounts, &[export("/home", "rw")], dev(8, 1)),
         Some(b"/home".to_vec())
     );
-    // A number no mount has (a Btrfs subvolume's): nothing covers it.
+}
+
+/// Before Linux 5.8, a file in a Btrfs subvolume has a device number no mount lists:
+/// which mount it is on is unknown, so whether an export covers it is too.
+#[test]
+fn by_device_number_a_number_no_mount_has_is_an_error() {
+    let mounts = host();
+    for exports in [
+        vec![],
+        vec![export("/data", "rw")],
+        vec![export("/", "crossmnt")],
+    ] {
+        assert_eq!(
+            export_covering(&mounts, &exports, dev(0, 99)),
+            Err(CoverError::DeviceUnlisted {
+                major: 0,
+                minor: 99
+            })
+        );
+    }
+    let e = CoverError::DeviceUnlisted {
+        major: 0,
+        minor: 99,
+    }
+    .to_string();
+    assert!(e.contains("0:99") && e.contains("Btrfs"), "{e}");
+}
+
+/// A home reached, below a crossmnt export, through a bind mount of its file system:
+/// the file's descriptor names the mount it was opened through, yet NFS clients see the
+/// same file through the other mount.
+#[test]
+fn crossmnt_above_any_mount_of_the_files_file_system_covers_it() {
+    let mounts = list(&[
+        line(1, 0, "8:1", "/"),
+        // The homes' file system, where logins open the files.
+        line(2, 1, "8:5", "/data"),
+        // Its `homes` directory bound below the export.
+        bound(3, 1, "8:5", "/homes", "/srv/export/homes"),
+        // Another directory of it, beside the homes: shows none of their files.
+        bound(4, 1, "8:5", "/scratch", "/srv/export/scratch"),
+        // A bind mount of one home, below the directory bound at 3.
+        bound(5, 1, "8:5", "/homes/alice", "/srv/alice"),
+    ]);
+    for options in ["rw,crossmnt", "rw,nohide"] {
+        let exports = [export("/srv/export", options)];
+        assert_eq!(
+            covering(&mounts, &exports, FileMount::Id(2)),
+            Some(b"/srv/export".to_vec()),
+            "{options}"
+        );
+        // Opened through the one home's mount: 3 shows it too.
+        assert_eq!(
+            covering(&mounts, &exports, FileMount::Id(5)),
+            Some(b"/srv/export".to_vec()),
+            "{options}"
+        );
+        assert_eq!(
+            covering(&mounts, &[export("/srv", options)], FileMount::Id(5)),
+            Some(b"/srv".to_vec()),
+            "{options}"
+        );
+    }
+    // Without crossmnt the bound directory is another export's business.
     assert_eq!(
-        covering(&mounts, &[export("/", "crossmnt")], dev(0, 99)),
+        covering(&mounts, &[export("/srv/export", "rw")], FileMount::Id(2)),
         None
     );
+    // An export of the bound directory itself is on a mount of the file's file system.
+    assert_eq!(
+        covering(
+            &mounts,
+            &[export("/srv/export/homes", "rw")],
+            FileMount::Id(5)
+        ),
+        Some(b"/srv/export/homes".to_vec())
+    );
+    // Control: a file opened through the scratch mount shares no directory with the
+    // homes' bind mounts, only with the whole file system's (2), which is not below.
+    assert_eq!(
+        covering(
+            &mounts,
+            &[
+                export("/srv/export/homes", "rw"),
+                export("/srv/alice", "crossmnt")
+            ],
+            FileMount::Id(4)
+        ),
+        None
+    );
+    assert_eq!(
+        covering(&mounts, &[export("/data", "rw")], FileMount::Id(4)),
+        Some(b"/data".to_vec())
+    );
+}
+
+/// An export listed once per client is walked once, its options merged: `crossmnt` for
+/// one client is enough. The answer names the path as first written.
+#[test]
+fn an_export_listed_for_several_clients_counts_once_with_every_option() {
+    let mounts = host();
+    let exports = [
+        export("/srv", "rw,nocrossmnt"),
+        export("/srv/", "ro,hide"),
+        export("//srv", "rw,crossmnt"),
+    ];
+    assert_eq!(
+        covering(&mounts, &exports, FileMount::Id(3)),
+        Some(b"/srv".to_vec())
+    );
+    assert_eq!(covering(&mounts, &exports[..2], FileMount::Id(3)), None);
+}
+
+/// Tens of thousands of mounts and table lines: each export is walked once and each
+/// step is a lookup, where a scan of the list per step took minutes.
+#[test]
+fn a_large_list_and_table_are_decided_in_time() {
+    let n: u64 = 20_000;
+    let mut lines = vec![line(1, 0, "8:1", "/")];
+    lines.extend((2..n).map(|i| line(i, 1, &format!("0:{i}"), &format!("/m/{i}"))));
+    let mounts = list(&lines);
+    let exports: Vec<Export> = (0..n)
+        .flat_map(|i| {
+            let path = format!("/e/{i}/x");
+            ["a", "b", "c"].map(|_| export(&path, "rw,crossmnt"))
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    assert_eq!(covering(&mounts, &exports, FileMount::Id(n - 1)), None);
+    let elapsed = start.elapsed();
+    // Generous for a debug build on a busy machine; the scan per step was far above.
+    assert!(elapsed.as_secs() < 20, "{elapsed:?}");
 }
 
 #[test]

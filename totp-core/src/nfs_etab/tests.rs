@@ -126,6 +126,35 @@ fn unescaped_blanks_controls_and_relative_paths_are_refused() {
     assert_eq!(path("#comment\t*(rw)"), Err(EtabError::NotAbsolute));
 }
 
+/// Taken as written, `/srv/../home` would be walked to a directory named `..` below
+/// `/srv`, on `/srv`'s mount, where the kernel exported `/home`: unknown instead.
+#[test]
+fn dot_components_are_refused() {
+    for line in [
+        "/srv/../home\t*(rw)",
+        "/srv/..\t*(rw)",
+        "/..\t*(rw)",
+        "/./home\t*(rw)",
+        "/home/.\t*(rw)",
+        "/srv/\\056\\056/home\t*(rw)",
+    ] {
+        assert_eq!(path(line), Err(EtabError::DotComponent), "{line}");
+    }
+    // Names that only start or end with dots are names.
+    for p in ["/srv/...", "/srv/.hidden", "/srv/a..", "/srv/..a"] {
+        assert_eq!(
+            path(&format!("{p}\t*(rw)")),
+            Ok(p.as_bytes().to_vec()),
+            "{p}"
+        );
+    }
+    assert!(
+        EtabError::DotComponent.to_string().contains(". or .."),
+        "{}",
+        EtabError::DotComponent
+    );
+}
+
 #[test]
 fn overlong_paths_are_refused_without_reading_them_all() {
     let longest = format!("/{}", "a".repeat(MAX_PATH_LEN - 2));

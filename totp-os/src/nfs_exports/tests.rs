@@ -52,6 +52,28 @@ impl Case {
     }
 }
 
+/// `f` run with alice's file-system identity, as a login of hers runs.
+fn as_alice<T>(f: impl FnOnce() -> T) -> T {
+    let id = crate::creds::Identity {
+        uid: crate::testutil::ALICE,
+        gid: crate::testutil::ALICE_GROUP,
+        groups: vec![],
+    };
+    let _alice = crate::creds::switch_to(&id).expect("switch");
+    f()
+}
+
+/// The exports of a table's text, which must parse.
+fn table(text: &[u8]) -> Vec<nfs_etab::Export> {
+    nfs_etab::exports(text).expect("table")
+}
+
+/// A mount list: the root (1), `/srv` (2) on it, and `/srv/home dirs` (3, a tmpfs) on
+/// that.
+const LIST: &[u8] = b"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                      2 1 8:2 / /srv rw shared:3 - ext4 /dev/sda2 rw\n\
+                      3 2 0:40 / /srv/home\\040dirs rw - tmpfs none rw\n";
+
 fn exported(p: &Path) -> ExportOf {
     ExportOf::Exported {
         export: p.to_path_buf(),
@@ -87,38 +109,30 @@ fn no_table_no_export_or_exports_on_other_mounts_are_not_exported() {
 
 #[test]
 fn the_decision_from_a_given_mount_list() {
-    let list = b"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n\
-                 2 1 8:2 / /srv rw shared:3 - ext4 /dev/sda2 rw\n\
-                 3 2 0:40 / /srv/home\\040dirs rw - tmpfs none rw\n";
-    let table = |t: &[u8]| nfs_etab::exports(t).expect("table");
     let srv = table(b"/srv\t*(rw,nocrossmnt)\n");
-    let srv_crossmnt = table(b"/srv\t*(rw,crossmnt)\n");
+    let decided = |exports: &[nfs_etab::Export], file| decide(LIST, exports, file);
     assert_eq!(
-        decide(list, &srv, FileMount::Id(2)).expect("decided"),
+        decided(&srv, FileMount::Id(2)).expect("decided"),
         exported(Path::new("/srv"))
     );
     assert_eq!(
-        decide(list, &srv, FileMount::Id(3)).expect("decided"),
+        decided(&srv, FileMount::Id(3)).expect("decided"),
         NOT_EXPORTED
     );
     assert_eq!(
-        decide(list, &srv_crossmnt, FileMount::Id(3)).expect("decided"),
+        decided(&table(b"/srv\t*(rw,crossmnt)\n"), FileMount::Id(3)).expect("decided"),
         exported(Path::new("/srv"))
     );
+    let tmpfs = FileMount::Device {
+        major: 0,
+        minor: 40,
+    };
     assert_eq!(
-        decide(
-            list,
-            &srv,
-            FileMount::Device {
-                major: 0,
-                minor: 40
-            }
-        )
-        .expect("decided"),
+        decided(&srv, tmpfs).expect("decided"),
         ExportOf::NotExported { by_device: true }
     );
     assert!(matches!(
-        decide(list, &srv, FileMount::Id(9)),
+        decided(&srv, FileMount::Id(9)),
         Err(ExportsError::Mounts(CoverError::FileMountUnlisted(9)))
     ));
     let e = decide(b"1 0 8:1 / / rw ext4\n", &srv, FileMount::Id(1)).expect_err("garbled");
@@ -126,6 +140,40 @@ fn the_decision_from_a_given_mount_list() {
         e.to_string().starts_with("/proc/self/mountinfo: line 1"),
         "{e}"
     );
+}
+
+/// Without a mount ID, a device number no mount has (a file in a Btrfs subvolume) is
+/// unknown, and the error says why.
+#[test]
+fn by_device_a_number_no_mount_has_is_unknown() {
+    let btrfs = FileMount::Device {
+        major: 0,
+        minor: 99,
+    };
+    let e = decide(LIST, &table(b"/srv\t*(rw)\n"), btrfs).expect_err("unknown");
+    assert!(
+        matches!(e, ExportsError::Mounts(CoverError::DeviceUnlisted { .. })),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("/proc/self/mountinfo: no mount has the secret file's device number 0:99"),
+        "{e}"
+    );
+}
+
+/// A table path with a `..` component is not walked as written: the table is garbled.
+#[test]
+fn a_dot_component_in_the_table_is_unknown() {
+    let c = Case::new();
+    let mut text = b"/proc/../srv\t*(rw)\n".to_vec();
+    text.extend(Case::line(c.dir.path()));
+    let e = c.with_table(&text).expect_err("unknown");
+    assert!(
+        matches!(e, ExportsError::Garbled(LineError { line: 1, .. })),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("a . or .. component"), "{e}");
 }
 
 #[test]
@@ -162,29 +210,54 @@ fn without_a_table_a_running_nfs_server_is_unknown() {
     assert_eq!(c.with_table(b"").expect("a table"), NOT_EXPORTED);
 }
 
-/// The thread count is root's alone: read as a user, the server is not known to be
-/// stopped, and the error says the table is missing too.
+/// The thread count is root's alone (0600), and a login reads with the user's identity:
+/// it is read as root, so a loaded but stopped server is no NFS server for the user's
+/// login too (it was a warning on every login), and a running one still unknown. A file
+/// that cannot be read even so leaves the server's state unknown. The user's identity
+/// is back after each read.
 #[test]
-fn without_a_table_an_unreadable_thread_count_is_unknown() {
-    if !crate::testutil::require_root("without_a_table_an_unreadable_thread_count_is_unknown") {
+fn without_a_table_the_thread_count_is_read_as_root_for_a_users_login() {
+    if !crate::testutil::require_root(
+        "without_a_table_the_thread_count_is_read_as_root_for_a_users_login",
+    ) {
         return;
     }
     let c = Case::new();
     std::fs::set_permissions(c.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    std::fs::write(c.threads(), b"0\n").expect("write");
-    std::fs::set_permissions(c.threads(), std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let id = crate::creds::Identity {
-        uid: crate::testutil::ALICE,
-        gid: crate::testutil::ALICE_GROUP,
-        groups: vec![],
+    let threads = |contents: &[u8]| {
+        std::fs::write(c.threads(), contents).expect("write");
+        std::fs::set_permissions(c.threads(), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
     };
-    let as_alice = {
-        let _alice = crate::creds::switch_to(&id).expect("switch");
-        c.run()
+    let run_as_alice = || {
+        as_alice(|| {
+            // The fault is in place: this identity cannot read the file.
+            assert_eq!(
+                File::open(c.threads()).map_err(|e| e.kind()).err(),
+                Some(io::ErrorKind::PermissionDenied)
+            );
+            let r = c.run();
+            let ids = crate::creds::current_fs_ids().expect("fs ids");
+            assert_eq!(
+                (ids.uid, ids.gid),
+                (crate::testutil::ALICE, crate::testutil::ALICE_GROUP)
+            );
+            r
+        })
     };
-    let e = as_alice.expect_err("unknown");
+    threads(b"0\n");
+    assert_eq!(run_as_alice().expect("stopped"), ExportOf::NoTable);
+    threads(b"8\n");
+    assert!(matches!(
+        run_as_alice(),
+        Err(ExportsError::NfsdWithoutTable)
+    ));
+    // Loaded, state unknown: never "no exports".
+    std::fs::remove_file(c.threads()).expect("rm");
+    std::fs::create_dir(c.threads()).expect("mkdir");
+    let e = as_alice(|| c.run()).expect_err("unknown");
     assert!(
-        matches!(&e, ExportsError::NfsdUnknown(inner) if matches!(**inner, ExportsError::Os { .. })),
+        matches!(&e, ExportsError::NfsdUnknown(inner) if matches!(**inner, ExportsError::NotRegular(_))),
         "{e:?}"
     );
     assert!(
@@ -193,8 +266,6 @@ fn without_a_table_an_unreadable_thread_count_is_unknown() {
         ),
         "{e}"
     );
-    // Control: root reads 0, no server.
-    assert_eq!(c.run().expect("root"), ExportOf::NoTable);
 }
 
 #[test]
@@ -270,13 +341,7 @@ fn an_export_path_this_identity_cannot_look_at_changes_nothing() {
     std::fs::create_dir(&hidden).expect("mkdir");
     std::fs::write(c.etab(), Case::line(&hidden)).expect("write etab");
     std::fs::set_permissions(c.etab(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let id = crate::creds::Identity {
-        uid: crate::testutil::ALICE,
-        gid: crate::testutil::ALICE_GROUP,
-        groups: vec![],
-    };
-    let as_alice = {
-        let _alice = crate::creds::switch_to(&id).expect("switch");
+    let as_alice = as_alice(|| {
         // The fault is in place: this identity cannot search the directory.
         assert_eq!(
             std::fs::symlink_metadata(&hidden)
@@ -285,7 +350,7 @@ fn an_export_path_this_identity_cannot_look_at_changes_nothing() {
             Some(io::ErrorKind::PermissionDenied)
         );
         c.run()
-    };
+    });
     assert_eq!(as_alice.expect("as alice"), exported(&hidden));
     // Control: root, who can look, has the same answer.
     assert_eq!(c.run().expect("root"), exported(&hidden));
