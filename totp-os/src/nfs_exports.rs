@@ -113,7 +113,7 @@ pub enum ExportOf {
     NoTable,
     /// No export of the table covers the file's mount. `by_device`: the kernel gave no
     /// mount ID (before Linux 5.8), so the file's mounts are the ones with its device
-    /// number, which a file in a Btrfs subvolume matches none of.
+    /// number (a number no mount has, as a Btrfs subvolume's, is an error, not this).
     NotExported { by_device: bool },
     /// The first export that covers it (its path), `by_device` as above.
     Exported { export: PathBuf, by_device: bool },
