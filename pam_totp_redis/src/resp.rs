@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::{HandshakeError, Ssl, SslStream};
 
+use crate::deadline::{Timed, unix_connect};
+
 /// One reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -74,13 +76,17 @@ const MAX_DEPTH: usize = 4;
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
-    Tls(Box<SslStream<TcpStream>>),
+    /// OpenSSL may make many socket calls for one read or write (a whole record):
+    /// [`Timed`] gives each of them only what is left of the deadline.
+    Tls(Box<SslStream<Timed>>),
 }
 
 impl Stream {
     /// Sets the socket's timeouts to what is left of the deadline, so no single system
-    /// call outlives it; the loops above re-check the deadline after every call.
-    fn arm(&self, deadline: Instant) -> Result<(), WireError> {
+    /// call outlives it; the loops above re-check the deadline after every call. Under
+    /// TLS the deadline itself is handed down, since one TLS read or write is many
+    /// system calls.
+    fn arm(&mut self, deadline: Instant) -> Result<(), WireError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(WireError::Timeout(String::new()));
@@ -90,8 +96,8 @@ impl Stream {
             Stream::Tcp(s) => s.set_read_timeout(t).and(s.set_write_timeout(t)),
             Stream::Unix(s) => s.set_read_timeout(t).and(s.set_write_timeout(t)),
             Stream::Tls(s) => {
-                let s = s.get_ref();
-                s.set_read_timeout(t).and(s.set_write_timeout(t))
+                s.get_mut().set_deadline(deadline);
+                Ok(())
             }
         };
         r.map_err(|e| WireError::Io(format!("socket: {e}")))
@@ -209,25 +215,22 @@ fn left(deadline: Instant) -> Result<Duration, WireError> {
     Ok(left.max(Duration::from_millis(1)))
 }
 
-/// The TLS handshake on `tcp`, before `deadline`. The socket's timeouts make every read
-/// of the handshake return in time; an interrupted handshake is resumed with the time
-/// left, so a server that drips its certificate is cut off like a dripped reply.
-fn handshake(
-    ssl: Ssl,
-    tcp: TcpStream,
-    deadline: Instant,
-) -> Result<SslStream<TcpStream>, WireError> {
-    let arm = |s: &TcpStream| -> Result<(), WireError> {
-        let t = Some(left(deadline)?);
-        s.set_read_timeout(t)
-            .and(s.set_write_timeout(t))
-            .map_err(|e| WireError::Io(format!("socket: {e}")))
-    };
-    arm(&tcp)?;
-    let mut attempt = ssl.connect(tcp);
+/// The TLS handshake on `tcp`, before `deadline`. Every socket call of the handshake
+/// gets only the time left ([`Timed`]), so a server (or anything on the path) that drips
+/// its certificate chain is cut off at the deadline like a dripped reply, not after the
+/// chain's last byte.
+fn handshake(ssl: Ssl, tcp: TcpStream, deadline: Instant) -> Result<SslStream<Timed>, WireError> {
+    let not_finished = || WireError::Timeout("TLS handshake not finished".to_owned());
+    left(deadline).map_err(|_| not_finished())?;
+    let mut attempt = ssl.connect(Timed::new(tcp, deadline));
     loop {
         match attempt {
             Ok(s) => return Ok(s),
+            // The deadline passed inside OpenSSL: an outage (or a plain port), not a
+            // refusal to trust.
+            Err(HandshakeError::Failure(mid)) if mid.error().io_error().is_some_and(is_timeout) => {
+                return Err(not_finished());
+            }
             Err(HandshakeError::Failure(mid)) => {
                 let why = pam_totp_tls::handshake_failure(&mid);
                 return Err(WireError::Tls(format!("TLS handshake: {why}")));
@@ -236,9 +239,7 @@ fn handshake(
                 return Err(WireError::Tls(format!("TLS set-up: {e}")));
             }
             Err(HandshakeError::WouldBlock(mid)) => {
-                if arm(mid.get_ref()).is_err() {
-                    return Err(WireError::Timeout("TLS handshake not finished".to_owned()));
-                }
+                left(deadline).map_err(|_| not_finished())?;
                 attempt = mid.handshake();
             }
         }
@@ -255,10 +256,15 @@ impl Conn {
     ) -> Result<Conn, WireError> {
         let stream = match (addr, tls) {
             (Address::Unix { path }, _) => {
-                // connect(2) on a local socket does not wait for the server; what it
-                // says afterwards is bounded by the deadline of each command.
-                let s = UnixStream::connect(path)
-                    .map_err(|e| WireError::Io(format!("connect to {path}: {e}")))?;
+                // connect(2) on a local socket waits while the server's accept queue is
+                // full: bounded by the same deadline as a TCP connect.
+                let s = unix_connect(path, deadline).map_err(|e| {
+                    if is_timeout(&e) {
+                        WireError::Timeout(format!("no connection to {path}"))
+                    } else {
+                        WireError::Io(format!("connect to {path}: {e}"))
+                    }
+                })?;
                 Stream::Unix(s)
             }
             (Address::Tcp { host, port }, None) => Stream::Tcp(tcp_connect(host, *port, deadline)?),
@@ -721,6 +727,49 @@ mod tests {
         assert!(matches!(r, Err(WireError::Timeout(_))), "{r:?}");
         assert!(took < Duration::from_millis(400), "{took:?}");
         drop(c);
+        let _ = dripper.join();
+    }
+
+    /// A TLS peer that announces a 16-KiB handshake record and drips it one byte every
+    /// 20 ms (each byte well inside the time left): OpenSSL waits for the whole record
+    /// inside one call, and the handshake still ends at its deadline, as a timeout.
+    #[test]
+    fn a_dripped_tls_handshake_is_cut_off_at_the_deadline() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let dripper = std::thread::spawn(move || {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut hello = [0u8; 4096];
+            let _ = s.read(&mut hello);
+            // A handshake record of 0x4000 bytes announced, then its body a byte at a
+            // time for up to 4 s.
+            if s.write_all(&[0x16, 0x03, 0x03, 0x40, 0x00, 0x02]).is_err() {
+                return;
+            }
+            for _ in 0..200 {
+                std::thread::sleep(Duration::from_millis(20));
+                if s.write_all(&[0]).is_err() {
+                    return;
+                }
+            }
+        });
+        let ctx = openssl::ssl::SslContext::builder(openssl::ssl::SslMethod::tls_client())
+            .expect("context")
+            .build();
+        let ssl = Ssl::new(&ctx).expect("ssl");
+        let tcp = TcpStream::connect(addr).expect("connect");
+        let started = Instant::now();
+        let r = handshake(ssl, tcp, started + Duration::from_millis(300));
+        let took = started.elapsed();
+        match r {
+            Err(WireError::Timeout(m)) => assert!(m.starts_with("TLS handshake"), "{m}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("handshake finished"),
+        }
+        assert!(took < Duration::from_millis(1500), "{took:?}");
         let _ = dripper.join();
     }
 }
