@@ -821,9 +821,13 @@ impl StateStore for StateDir {
                 }
             };
         }
-        if let Some(Ok(None)) = opened {
+        match opened {
             // Removed since the stat: nothing left to reset.
-            return Ok(Reset::Absent);
+            Some(Ok(None)) => return Ok(Reset::Absent),
+            // A record that could not be opened for another reason than what it is (an
+            // I/O error, no descriptor left) may be a good one: kept, and the error said.
+            Some(Err(e)) if !matches!(e, StoreError::Corrupt(_)) => return Err(e),
+            _ => {}
         }
         if kind(&st) == SFlag::S_IFDIR {
             return Err(StoreError::Refused(format!(
