@@ -278,8 +278,9 @@ fn a_skew_ga_learned_far_beyond_three_steps_logs_in() {
 /// A phone GA had learned to be 100 steps ahead gets its clock fixed. A code accepted
 /// with the old offset left the state store's replay mark 100 steps ahead of the phone's
 /// codes now, so after the resync they are refused as used. The resync says so, with how
-/// long at most and the reset that lets them in at once; through libpam, the phone's code
-/// is refused until `totp-state reset`, then accepted.
+/// long at most and the reset that lets them in; through libpam, the phone's code is
+/// refused until `totp-state reset`, then the code of the step after the reset's minute
+/// is accepted.
 #[test]
 fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
     if !ready("a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back") {
@@ -321,16 +322,23 @@ fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
         login(&stack, &user, &fixed(T0 + 90), T0 + 90),
         "PAM_AUTH_ERR"
     );
-    // ... and the reset the resync named lets the next one in.
-    let reset = stack.state_tool(&["reset", "--user", &user.name]);
+    // ... and the reset the resync named, run at that time, lowers the mark to a minute
+    // after its clock: the phone's code of the step after that logs in.
+    let reset = Command::new(&built().state_tool)
+        .args(["reset", "--user", &user.name, "--state-dir"])
+        .arg(stack.state_dir())
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", faketime_date(T0 + 90))
+        .output()
+        .expect("run totp-state");
     assert!(reset.status.success(), "{reset:?}");
     assert_eq!(
-        login(&stack, &user, &fixed(T0 + 120), T0 + 120),
+        login(&stack, &user, &fixed(T0 + 180), T0 + 180),
         "PAM_SUCCESS"
     );
 
     // JSON: the same wait, in seconds; a resync that does not lower it says 0.
-    let stdout = resync(T0 + 180, true);
+    let stdout = resync(T0 + 240, true);
     assert!(stdout.contains("\"store_wait_up_to_secs\":0"), "{stdout}");
 }
 

@@ -556,11 +556,27 @@ fn totp_state_shows_and_resets_a_user_fleet_wide() {
         "the mark host 1 wrote: {text}"
     );
 
+    // Failures from one origin on host 2 hold it back for the whole fleet ...
+    for i in 0..3 {
+        let d = login_at(&hosts[1], &u, &wrong_totp(&secret, T0), PEER, T0 + 1 + i);
+        assert_eq!(d.returned(), Returned::Failed("PAM_AUTH_ERR".into()));
+    }
+    let next = code_at(&secret, T0 + 30);
+    let d = login_at(&hosts[0], &u, &next, PEER, T0 + 30);
+    assert_ne!(d.returned(), Returned::Success, "backoff first: {d:?}");
+
     let reset = tool("reset");
     assert!(reset.status.success(), "{reset:?}");
-    // Reset fleet-wide: host 2 now accepts the code host 1 consumed.
+    let said = String::from_utf8_lossy(&reset.stdout);
+    assert!(said.contains("\"record\":\"lifted\""), "{said}");
+    // Reset fleet-wide: the backoff ends on host 1, and the code host 1 consumed stays
+    // used on host 2 (R34).
     assert_eq!(
-        login_at(&hosts[1], &u, &code, PEER, T0 + 5).returned(),
+        login_at(&hosts[1], &u, &code, PEER, T0 + 31).returned(),
+        Returned::Failed("PAM_AUTH_ERR".into())
+    );
+    assert_eq!(
+        login_at(&hosts[0], &u, &next, PEER, T0 + 32).returned(),
         Returned::Success
     );
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use system_tests::fleet::{RedisServer, ServerConfig, TestCa, documented_acl, plugin, trusted_dir};
 use system_tests::require_root;
 use totp_core::fleet::{ConnectionOptions, RedisEndpoint, RedisOptions};
-use totp_core::state::{EnrolmentId, Marks, StateStore, StoreError, UserState, Write};
+use totp_core::state::{EnrolmentId, Marks, Reset, StateStore, StoreError, UserState, Write};
 use totp_os::remote::{RemoteSettings, RemoteStore, plugin_config};
 
 fn options(url: &str) -> RedisOptions {
@@ -89,8 +89,15 @@ fn records_written_through_the_store_read_back_and_reset() {
         })
         .expect("update");
     assert_eq!(seen, Some(mark(7)));
-    store.reset(1001).expect("reset");
-    assert_eq!(store.read(1001).expect("read"), UserState::default());
+    // A reset clears the throttling and keeps the mark (R34); nothing to reset creates
+    // nothing.
+    let done = store.reset(1001, system_tests::now()).expect("reset");
+    assert_eq!(done, Reset::Lifted { lowered: false });
+    let kept = store.read(1001).expect("read");
+    assert_eq!((kept.marks, kept.extra), (mark(7).marks, Vec::new()));
+    let done = store.reset(1002, system_tests::now()).expect("reset");
+    assert_eq!(done, Reset::Absent);
+    assert_eq!(store.read(1002).expect("read"), UserState::default());
 }
 
 #[test]
@@ -248,6 +255,10 @@ fn a_corrupt_record_is_refused_never_reset() {
             .update(uid, &mut |_| Write::Lazy(mark(1)))
             .expect_err("corrupt record accepted");
         assert!(matches!(err, StoreError::Corrupt(_)), "{uid}: {err}");
+        // The admin's reset removes it: nothing in it can be read, so nothing kept.
+        let done = store.reset(uid, system_tests::now()).expect("reset");
+        assert!(matches!(done, Reset::Removed(_)), "{uid}: {done:?}");
+        assert_eq!(store.read(uid).expect("read"), UserState::default());
     }
 }
 
@@ -500,10 +511,14 @@ fn the_minimal_acls_of_docs_fleet_md_are_enough() {
         .update(1, &mut |_| Write::Durable(mark(1)))
         .expect("update");
     assert_eq!(store.read(1).expect("read"), mark(1));
-    // Only the admin resets.
-    let err = store.reset(1).expect_err("a host deletes a record");
-    assert!(matches!(err, StoreError::Refused(_)), "{err}");
-    open(&admin).expect("open").reset(1).expect("reset");
+    // A reset of a readable record is a login's compare-and-set: the hosts' ACL allows
+    // it as it allows any write of a record; the admin's too.
+    let now = system_tests::now();
+    let done = store.reset(1, now).expect("a reset through the hosts' ACL");
+    assert_eq!(done, Reset::Lifted { lowered: false });
+    let done = open(&admin).expect("open").reset(1, now).expect("reset");
+    assert_eq!(done, Reset::Lifted { lowered: false });
+    assert_eq!(store.read(1).expect("read").marks, mark(1).marks);
     // Keys outside the prefix stay out of reach.
     host.conn.prefix = "other:".into();
     let mut outside = open(&host).expect("open");

@@ -161,12 +161,12 @@ fn a_code_used_on_one_host_is_refused_where_the_same_name_has_another_uid() {
 }
 
 /// fleet.md, "Keys": the uid record a previous release left is not deleted by hosts,
-/// and `totp-state reset` removes it with the name record. After the reset neither key
-/// exists and the code the uid record marked as used logs in on another host (were
-/// the uid record left, it would be carried over again and refuse the code).
+/// and `totp-state reset` keeps both records and what they recorded as used (R34): after
+/// the reset the code the uid record marked as used is still refused on another host,
+/// and the next one logs in.
 #[test]
-fn totp_state_reset_removes_the_uid_record_too() {
-    let t = "totp_state_reset_removes_the_uid_record_too";
+fn totp_state_reset_keeps_the_uid_records_marks_too() {
+    let t = "totp_state_reset_keeps_the_uid_records_marks_too";
     if !require_root(t) {
         return;
     }
@@ -194,8 +194,9 @@ fn totp_state_reset_removes_the_uid_record_too() {
 
     let out = state_tool(&["reset", "--user", &u.name, "--options", &args]);
     assert!(out.status.success(), "{out:?}");
-    assert!(!exists(&by_name), "the name record is gone");
-    assert!(!exists(&by_uid), "the uid record is gone");
+    assert!(exists(&by_name) && exists(&by_uid), "both records kept");
     let d = login_at(&host_b, &u, &code, RHOST, T0 + 10);
-    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    assert_ne!(d.returned(), Returned::Success, "the used code: {d:?}");
+    let d = login_at(&host_b, &u, &code_at(&secret, T0 + 30), RHOST, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "the next one: {d:?}");
 }

@@ -814,7 +814,9 @@ fn old_state_lines_are_honoured_and_left_alone() {
 }
 
 /// Issue 11: a replay mark recorded while the clock was far ahead denies with a log
-/// line that says what is wrong and how to recover, and `totp-state reset` recovers.
+/// line that says what is wrong and how to recover, and `totp-state reset` recovers: it
+/// lowers the mark to a minute after its own clock, so the code of the step after that
+/// logs in (one within the minute does not).
 #[test]
 fn a_clock_fault_is_logged_and_totp_state_reset_recovers() {
     if !require_root("a_clock_fault_is_logged_and_totp_state_reset_recovers") {
@@ -840,9 +842,21 @@ fn a_clock_fault_is_logged_and_totp_state_reset_recovers() {
     assert!(out.status.success(), "{out:?}");
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("\"mark_ahead_of_clock\":true"), "{shown}");
-    let out = stack.state_tool(&["reset", "--user", &u.name]);
+    // The reset, on a host whose clock says T0 as the module's did: the mark comes down
+    // to a minute after that clock, and no lower (R34).
+    let out = Command::new(&built().state_tool)
+        .args(["reset", "--user", &u.name, "--state-dir"])
+        .arg(stack.state_dir())
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", faketime_date(T0))
+        .output()
+        .expect("run totp-state");
     assert!(out.status.success(), "{out:?}");
-    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("was ahead of the clock"), "{said}");
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
+    assert_ne!(d.module_code(), "PAM_SUCCESS", "within the minute: {d:?}");
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 90), None, T0 + 90);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "after the reset: {d:?}");
 }
 

@@ -203,6 +203,45 @@ impl UserState {
         next
     }
 
+    /// The record an admin's reset leaves ([`StateStore::reset`]): every throttling and
+    /// grace record gone ([`UserState::extra`]: failures, backoff, lockout, the guess
+    /// ceiling, known origins, grace entries), the replay marks of every enrolment kept,
+    /// used scratch codes and HOTP counters as they are (R34, R35). A secret file
+    /// served unchanged still lists the scratch codes it used, and only these marks say
+    /// they were used: a reset that dropped them would reopen them on every host.
+    ///
+    /// The one exception is a TOTP mark after `cap` (see [`reset_mark_cap`]): no code
+    /// accepted at its own time sets one there, only a clock that was ahead or a phone
+    /// that was (a learned `TIME_SKEW` since lowered), and the module waits for the
+    /// clock to pass it or refuses it as a clock fault, naming this reset. It is lowered
+    /// to `cap`, so every step up to then still counts as used. `None` (the clock cannot
+    /// be trusted) lowers nothing. Also returns whether a mark was lowered.
+    pub fn lifted(&self, cap: Option<u64>) -> (UserState, bool) {
+        let mut next = self.clone();
+        next.extra.clear();
+        let mut lowered = false;
+        let Some(cap) = cap else {
+            return (next, false);
+        };
+        for (_, m) in &mut next.marks {
+            if m.totp_until.is_some_and(|u| u > cap) {
+                m.totp_until = Some(cap);
+                lowered = true;
+            }
+        }
+        // A version-1 mark is a step of the file's step size, which the store does not
+        // know: read at the default 30 s, as `totp-state show` reads it.
+        if let Some(legacy) = &mut next.legacy {
+            let step = u64::from(crate::gafile::DEFAULT_STEP_SECS);
+            let last = (cap / step).saturating_sub(1);
+            if legacy.last_step.is_some_and(|s| s > last) {
+                legacy.last_step = Some(last);
+                lowered = true;
+            }
+        }
+        (next, lowered)
+    }
+
     /// Whether losing this record would lose something that is recorded nowhere else
     /// (an HOTP counter, a used scratch code): such records never expire.
     pub fn holds_counters(&self) -> bool {
@@ -269,8 +308,13 @@ pub trait StateStore {
     /// grace period and for the admin tool.
     fn read(&mut self, uid: Uid) -> Result<UserState, StoreError>;
 
-    /// Forget everything about `uid` (the admin tool's reset).
-    fn reset(&mut self, uid: Uid) -> Result<(), StoreError>;
+    /// The admin tool's reset of `uid`'s record, as one atomic update: throttling and
+    /// lockouts lifted, what was used kept ([`UserState::lifted`], with the cap
+    /// [`reset_mark_cap`] gives for `now`, this host's clock; a shared store takes the
+    /// later of it and its server's). A record that cannot be read (damaged, hostile, not
+    /// a record) holds nothing that can be kept: it is removed, without being followed.
+    /// Writes nothing when there is no record.
+    fn reset(&mut self, uid: Uid, now: u64) -> Result<Reset, StoreError>;
 
     /// The store's key and completeness ([`StoreContext`]). When the store has none,
     /// `missing` says whether to create one (a random key) or to answer `None` (a
@@ -290,6 +334,45 @@ pub trait StateStore {
     fn take_recreation(&mut self) -> Option<Recreation> {
         None
     }
+}
+
+/// What [`StateStore::reset`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reset {
+    /// There was no record: nothing to lift.
+    Absent,
+    /// Throttling lifted, the replay marks kept; `lowered`: a TOTP mark ahead of the
+    /// clock was lowered to it ([`UserState::lifted`]).
+    Lifted { lowered: bool },
+    /// The record could not be read (why): removed, and with it whatever it recorded as
+    /// used, which nothing could read any more either.
+    Removed(String),
+}
+
+impl Reset {
+    /// The outcome of a reset that touched two records (a shared store's name record
+    /// and the uid record of an earlier release): a removal is reported first, then a
+    /// lift.
+    pub fn and(self, other: Reset) -> Reset {
+        match (self, other) {
+            (Reset::Removed(why), _) | (_, Reset::Removed(why)) => Reset::Removed(why),
+            (Reset::Lifted { lowered: a }, Reset::Lifted { lowered: b }) => {
+                Reset::Lifted { lowered: a || b }
+            }
+            (l @ Reset::Lifted { .. }, Reset::Absent) | (Reset::Absent, l) => l,
+        }
+    }
+}
+
+/// The latest time a reset at `now` leaves a TOTP mark at: [`CLOCK_SLACK_SECS`] after
+/// it, which covers a code of the next step or two accepted at `now` and the clocks of
+/// a fleet that NTP keeps together, so no code accepted at its own time is reopened.
+/// `None` for a clock before [`EARLIEST_CLOCK`] (a dead RTC): lowering marks to it would
+/// reopen every code ever used.
+///
+/// [`CLOCK_SLACK_SECS`]: crate::policy::CLOCK_SLACK_SECS
+pub fn reset_mark_cap(now: u64) -> Option<u64> {
+    (now >= EARLIEST_CLOCK).then(|| now.saturating_add(crate::policy::CLOCK_SLACK_SECS))
 }
 
 /// A store record [`StateStore::context`] just created (see

@@ -23,8 +23,8 @@ use totp_core::fleet::{
 };
 use totp_core::policy::{CLOCK_SLACK_SECS, DEFAULT_MAX_CLOCK_LAG_SECS};
 use totp_core::state::{
-    MAX_ENCODED_LEN, Missing, Recreation, STORE_KEY_LEN, StateStore, StoreContext, StoreError,
-    StoreKey, Uid, UserState, Write,
+    MAX_ENCODED_LEN, Missing, Recreation, Reset, STORE_KEY_LEN, StateStore, StoreContext,
+    StoreError, StoreKey, Uid, UserState, Write, reset_mark_cap,
 };
 use totp_core::utc::format_utc;
 use zeroize::Zeroizing;
@@ -895,15 +895,59 @@ impl StateStore for RemoteStore {
         }
     }
 
-    fn reset(&mut self, uid: Uid) -> Result<(), StoreError> {
-        // A reset forgets the record under the name and the one a release keyed by
-        // uid left (which would otherwise be carried over again).
+    /// The name record and the one a release keyed by uid left, each lifted in place
+    /// (read, then compare-and-set against what was read, again on a conflict): a
+    /// carried-over uid record brings marks, never a lockout. The cap for TOTP marks is
+    /// taken from the later of this host's clock and the server's, so an admin's
+    /// clock that lags cannot lower a mark the fleet's hosts set at their own time (a
+    /// server too old to tell its clock leaves this host's).
+    fn reset(&mut self, uid: Uid, now: u64) -> Result<Reset, StoreError> {
+        let cap = reset_mark_cap(self.server_time().map_or(now, |server| now.max(server)));
         let legacy = self.uid_key(uid);
-        if self.record_key(uid) != legacy {
-            self.delete(&legacy)?;
-        }
         let key = self.record_key(uid);
-        self.delete(&key)
+        let earlier = if key != legacy {
+            self.reset_key(&legacy, cap)?
+        } else {
+            Reset::Absent
+        };
+        Ok(earlier.and(self.reset_key(&key, cap)?))
+    }
+}
+
+impl RemoteStore {
+    /// [`StateStore::reset`] of the record under `key`. A record that cannot be read
+    /// (not a record, a damaged one) is deleted, which only the admin's ACL allows; no
+    /// login ever writes over one, so no login's write is lost with it.
+    fn reset_key(&mut self, key: &[u8], cap: Option<u64>) -> Result<Reset, StoreError> {
+        let mut outcome = Reset::Absent;
+        self.until_set("updates of this user", |s| {
+            let read = s.get_bytes(key).and_then(|(bytes, version)| match version {
+                0 => Ok(None),
+                _ => UserState::decode(&bytes).map(|state| Some((state, version))),
+            });
+            let (state, version) = match read {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    outcome = Reset::Absent;
+                    return Ok(true);
+                }
+                Err(StoreError::Corrupt(why)) => {
+                    s.delete(key)?;
+                    outcome = Reset::Removed(format!("{}: {why}", String::from_utf8_lossy(key)));
+                    return Ok(true);
+                }
+                Err(e) => return Err(e),
+            };
+            let (next, lowered) = state.lifted(cap);
+            outcome = Reset::Lifted { lowered };
+            if next == state {
+                return Ok(true);
+            }
+            // Durable like a login's write of a used code: the reset is reported done
+            // only once it is where a login would read it after a failover.
+            s.compare_and_set(key, version, &next, true)
+        })?;
+        Ok(outcome)
     }
 }
 

@@ -27,7 +27,8 @@
 //! directory's owner, group/other permissions, hard links, and records larger than four
 //! slots. A record whose slots all fail their check is corrupt. Each of these is a
 //! [`StoreError`] the module turns into a denial and a log line; [`StateDir::reset`]
-//! (the admin tool) removes such an entry without following it.
+//! (the admin tool) removes such an entry without following it, and empties a corrupt
+//! record (a readable one keeps its replay marks through a reset).
 //!
 //! The directory is created when missing (as `pam_faillock` does), mode 0700, with
 //! missing parents 0755, all owned by the calling process's effective uid.
@@ -56,7 +57,8 @@ use nix::sys::statvfs::{self, FsFlags};
 use nix::unistd::{self, UnlinkatFlags};
 use sha2::{Digest, Sha256};
 use totp_core::state::{
-    Missing, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid, UserState, Write,
+    Missing, Reset, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid, UserState,
+    Write, reset_mark_cap,
 };
 
 use crate::fault::{self, FaultPoint};
@@ -776,43 +778,78 @@ impl StateStore for StateDir {
         Ok(parse_record(&bytes)?.state)
     }
 
-    fn reset(&mut self, uid: Uid) -> Result<(), StoreError> {
+    /// Under the record's lock, the record with its throttling lifted and its marks
+    /// kept, written durably; nothing written when nothing changes. A record whose
+    /// slots all fail their check is emptied (as a record never written), and a hostile
+    /// entry in its place removed without being followed: neither holds marks anyone
+    /// could read.
+    fn reset(&mut self, uid: Uid, now: u64) -> Result<Reset, StoreError> {
         let shown = self.shown(uid);
         let name = uid.to_string();
         let st = {
             let Some(dir) = self.dir(false)? else {
-                return Ok(());
+                return Ok(Reset::Absent);
             };
             match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
-                Err(Errno::ENOENT) => return Ok(()),
+                Err(Errno::ENOENT) => return Ok(Reset::Absent),
                 Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
             }
         };
-        if kind(&st) == SFlag::S_IFREG
-            && st.st_uid == self.owner
-            && st.st_nlink == 1
-            && let Ok(Some(file)) = self.open_record(uid, false, true)
-        {
+        let opened = if kind(&st) == SFlag::S_IFREG && st.st_uid == self.owner && st.st_nlink == 1 {
+            Some(self.open_record(uid, false, true))
+        } else {
+            None
+        };
+        if let Some(Ok(Some(file))) = opened {
             self.lock(&file, uid)?;
-            file.set_len(0)
-                .map_err(|e| io_error(&format!("truncate {shown}"), &e))?;
-            return file
-                .sync_all()
-                .map_err(|e| io_error(&format!("fsync {shown}"), &e));
+            let bytes = read_all(&file)?;
+            return match parse_record(&bytes) {
+                Ok(record) => {
+                    let (next, lowered) = record.state.lifted(reset_mark_cap(now));
+                    if next != record.state {
+                        self.write_slot(&file, uid, &record.slots, &next, true)?;
+                    }
+                    Ok(Reset::Lifted { lowered })
+                }
+                Err(e) => {
+                    file.set_len(0)
+                        .map_err(|e| io_error(&format!("truncate {shown}"), &e))?;
+                    file.sync_all()
+                        .map_err(|e| io_error(&format!("fsync {shown}"), &e))?;
+                    Ok(Reset::Removed(format!("{shown}: {e}")))
+                }
+            };
+        }
+        match opened {
+            // Removed since the stat: nothing left to reset.
+            Some(Ok(None)) => return Ok(Reset::Absent),
+            // A record that could not be opened for another reason than what it is (an
+            // I/O error, no descriptor left) may be a good one: kept, and the error said.
+            Some(Err(e)) if !matches!(e, StoreError::Corrupt(_)) => return Err(e),
+            _ => {}
         }
         if kind(&st) == SFlag::S_IFDIR {
             return Err(StoreError::Refused(format!(
                 "{shown} is a directory; remove it by hand"
             )));
         }
+        let why = match opened {
+            Some(Err(e)) => e.to_string(),
+            _ if kind(&st) != SFlag::S_IFREG => format!("{shown} is {}", kind_name(&st)),
+            _ if st.st_uid != self.owner => {
+                format!("{shown} is owned by uid {}, not {}", st.st_uid, self.owner)
+            }
+            _ => format!("{shown} has {} hard links", st.st_nlink),
+        };
         // Anything else (symlink, FIFO, foreign or oversized file) is removed, never followed.
         let Some(dir) = self.dir(false)? else {
-            return Ok(());
+            return Ok(Reset::Absent);
         };
         unistd::unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir)
             .map_err(|e| os_error(&format!("remove {shown}"), e))?;
-        sync_dir(dir).map_err(|e| os_error(&format!("fsync {shown}"), e))
+        sync_dir(dir).map_err(|e| os_error(&format!("fsync {shown}"), e))?;
+        Ok(Reset::Removed(why))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use totp_core::ledger::STAND_IN_UIDS;
 use totp_core::options::ModuleOptions;
-use totp_core::state::{Missing, StateStore, StoreError, UserState};
+use totp_core::state::{Missing, StateStore, StoreError};
 use totp_os::inspect::{self, Verdict};
 use totp_os::nss;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir};
@@ -110,9 +110,10 @@ fn stale_records(opts: &ModuleOptions) -> Result<Vec<(String, inspect::Finding)>
         .into_iter()
         .filter(|uid| !STAND_IN_UIDS.contains(uid))
         .filter(|&uid| matches!(nss::lookup_user_by_uid(uid), Ok(None)))
-        // A reset leaves an empty record: nothing to inherit. An unusable one would deny
-        // the next account outright.
-        .filter(|&uid| !matches!(store.read(uid), Ok(s) if s == UserState::default()))
+        // A reset leaves the marks and no throttling: marks are bound to the leaver's
+        // enrolment (R35), so nothing the next account would inherit. An unusable record
+        // would deny the next account outright.
+        .filter(|&uid| !matches!(store.read(uid), Ok(s) if s.extra.is_empty()))
         .map(|uid| {
             let reason = format!(
                 "{}/{uid}: a state record for a uid no account has; the next account given this uid inherits it (failures, backoff, the max_failures= count): totp-state reset --user {uid}",

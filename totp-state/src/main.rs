@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use totp_core::options::ModuleOptions;
-use totp_core::state::{StateStore, Uid};
+use totp_core::state::{Reset, StateStore, Uid};
 use totp_core::user::UserName;
 use totp_os::remote::open_shared;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir, effective_uid, record_uid};
@@ -35,8 +35,11 @@ struct Cli {
 enum Command {
     /// Show one user's record, or every record in the directory.
     Show(RecordQuery),
-    /// Forget one user's record: throttling ends and the replay mark is cleared (the
-    /// recovery after a clock fault). Removes a hostile entry without following it.
+    /// Lift one user's throttling and lockout (failures, backoff, max_failures=, the
+    /// guess ceiling, grace entries); what was used stays used: the TOTP replay mark,
+    /// used scratch codes and HOTP counters of every enrolment. A TOTP mark ahead of
+    /// the clock (a clock fault) is lowered to a minute after it. An unusable record
+    /// (damaged, hostile) is removed without being followed.
     Reset(RecordQuery),
     /// Before changing pam.d: what the module of a PAM service would do for every
     /// account the name service lists (read only). Exit status 1 when any is refused.
@@ -266,21 +269,21 @@ fn run(cmd: Command) -> Result<(), Stop> {
         if let Some(n) = &name {
             store.name_user(uid, n);
         }
-        store
-            .reset(uid)
+        let done = store
+            .reset(uid, now())
             .map_err(|e| Fatal(format!("reset of uid {uid} failed: {e}")))?;
         let shown = name.unwrap_or_else(|| uid.to_string());
         let known = (uid != NO_UID).then_some(uid);
         if target.json {
-            emit(&format!(
-                "{}\n",
-                serde_json::json!({"user": shown, "uid": known, "reset": true})
-            ))?;
-        } else if let Some(uid) = known {
-            emit(&format!("reset the state of {shown} (uid {uid})\n"))?;
+            emit(&format!("{}\n", reset_json(&shown, known, &done)))?;
         } else {
+            let who = match known {
+                Some(uid) => format!("{shown} (uid {uid})"),
+                None => format!("{shown} (no account of that name)"),
+            };
             emit(&format!(
-                "reset the state of {shown} (no account of that name)\n"
+                "reset the state of {who}: {}\n",
+                reset_text(&done)
             ))?;
         }
         return Ok(());
@@ -316,6 +319,48 @@ fn run(cmd: Command) -> Result<(), Stop> {
         return Err(Fatal("some records are unusable (see above)".into()).into());
     }
     Ok(())
+}
+
+/// What a reset did, in words: what it cleared, what it kept.
+fn reset_text(done: &Reset) -> String {
+    match done {
+        Reset::Absent => "no record, nothing to clear".to_owned(),
+        Reset::Lifted { lowered } => {
+            let mut text = "throttling and lockout cleared; used codes stay used (TOTP \
+                            replay mark, scratch codes, HOTP counter)"
+                .to_owned();
+            if *lowered {
+                text.push_str(
+                    "; the TOTP replay mark was ahead of the clock and now ends a minute \
+                     after it",
+                );
+            }
+            text
+        }
+        Reset::Removed(why) => format!(
+            "the record was unusable ({why}) and was removed; what it recorded as used could \
+             not be read and is forgotten: if a scratch code may have been used, enrol the \
+             user again"
+        ),
+    }
+}
+
+/// What a reset did, as one JSON object: `record` is `absent`, `lifted` or `removed`.
+fn reset_json(shown: &str, uid: Option<Uid>, done: &Reset) -> serde_json::Value {
+    let (record, lowered, removed) = match done {
+        Reset::Absent => ("absent", false, None),
+        Reset::Lifted { lowered } => ("lifted", *lowered, None),
+        Reset::Removed(why) => ("removed", false, Some(why.as_str())),
+    };
+    serde_json::json!({
+        "user": shown,
+        "uid": uid,
+        "reset": true,
+        "record": record,
+        "marks_kept": record == "lifted",
+        "totp_mark_lowered": lowered,
+        "removed_because": removed,
+    })
 }
 
 /// How `target` named its store, as command-line words (each after a space) to repeat

@@ -139,3 +139,67 @@ fn contexts_round_trip_and_damage_is_refused() {
     assert!(StoreContext::decode(&wrong).is_err());
     assert!(StoreContext::decode(&[0; CONTEXT_LEN]).is_err());
 }
+
+/// A reset lifts throttling and keeps what was used (R34): every enrolment's TOTP mark,
+/// HOTP counter and used scratch codes. Only a TOTP mark past the cap (a clock that was
+/// ahead) comes down, to the cap and no lower; without a trusted clock nothing does.
+#[test]
+fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
+    let now = EARLIEST_CLOCK + 1_000_000;
+    let cap = reset_mark_cap(now).expect("a trusted clock");
+    assert_eq!(cap, now + crate::policy::CLOCK_SLACK_SECS);
+    assert_eq!(reset_mark_cap(EARLIEST_CLOCK - 1), None, "a dead RTC");
+    let mut s = UserState::default()
+        .with_marks(EnrolmentId(1), marks(Some(now - 90), Some(41), &[7, 9]))
+        .with_marks(EnrolmentId(2), marks(Some(now + 30), None, &[3]));
+    s.extra = vec![2, 0, 0, 9, 9];
+    let (next, lowered) = s.lifted(Some(cap));
+    assert!(!lowered);
+    assert!(next.extra.is_empty(), "throttling cleared");
+    assert_eq!(next.marks, s.marks, "marks kept as they were");
+    assert!(next.holds_counters(), "so the record still never expires");
+
+    // A mark from a clock in 2100: down to the cap, the rest untouched.
+    let ahead = s.with_marks(EnrolmentId(3), marks(Some(4_102_444_800), Some(2), &[5]));
+    let (next, lowered) = ahead.lifted(Some(cap));
+    assert!(lowered);
+    assert_eq!(
+        next.marks_of(EnrolmentId(3)),
+        Some(&marks(Some(cap), Some(2), &[5]))
+    );
+    assert_eq!(next.marks_of(EnrolmentId(1)), s.marks_of(EnrolmentId(1)));
+    let (untrusted, lowered) = ahead.lifted(None);
+    assert!(!lowered);
+    assert_eq!(untrusted.marks, ahead.marks, "no clock, no lowering");
+    assert!(untrusted.extra.is_empty());
+
+    // A version-1 record's marks stay for the first login to bind; a step far ahead
+    // (read at 30 s) comes down to the last step before the cap.
+    let legacy = |step| UserState {
+        legacy: Some(LegacyMarks {
+            last_step: Some(step),
+            hotp: Some(12),
+        }),
+        extra: vec![1],
+        ..UserState::default()
+    };
+    let (next, lowered) = legacy(now / 30).lifted(Some(cap));
+    assert!(!lowered);
+    assert_eq!(next.legacy, legacy(now / 30).legacy);
+    let (next, lowered) = legacy(4_102_444_800 / 30).lifted(Some(cap));
+    assert!(lowered);
+    let kept = next.legacy.expect("kept");
+    assert_eq!((kept.last_step, kept.hotp), (Some(cap / 30 - 1), Some(12)));
+}
+
+#[test]
+fn two_resets_report_a_removal_first_then_a_lift() {
+    let removed = Reset::Removed("damaged".into());
+    let lifted = |lowered| Reset::Lifted { lowered };
+    assert_eq!(Reset::Absent.and(Reset::Absent), Reset::Absent);
+    assert_eq!(Reset::Absent.and(lifted(true)), lifted(true));
+    assert_eq!(lifted(false).and(Reset::Absent), lifted(false));
+    assert_eq!(lifted(false).and(lifted(true)), lifted(true));
+    assert_eq!(lifted(true).and(removed.clone()), removed);
+    assert_eq!(removed.clone().and(Reset::Absent), removed);
+}

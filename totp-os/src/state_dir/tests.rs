@@ -1,8 +1,11 @@
 use super::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use totp_core::state::Missing;
+use totp_core::state::{Missing, Reset};
 
 use crate::testutil::private_tempdir;
+
+/// The clock a reset is run at: marks are kept up to a minute after it.
+const NOW: u64 = 1_700_000_000;
 
 fn store() -> (tempfile::TempDir, StateDir) {
     let t = private_tempdir();
@@ -33,7 +36,7 @@ fn put(s: &mut StateDir, uid: Uid, w: Write) {
 fn missing_directory_is_created_private_and_records_round_trip() {
     let (t, mut s) = store();
     assert_eq!(s.read(1000).unwrap(), UserState::default());
-    s.reset(1000).unwrap();
+    assert_eq!(s.reset(1000, NOW).unwrap(), Reset::Absent);
     assert!(
         !t.path().join("a").exists(),
         "reading and resetting create nothing"
@@ -52,15 +55,32 @@ fn missing_directory_is_created_private_and_records_round_trip() {
     })
     .unwrap();
     assert_eq!(seen, Some(st(5)));
-    s.reset(1000).unwrap();
-    assert_eq!(s.read(1000).unwrap(), UserState::default());
+    // A reset clears the throttling and keeps the replay mark (R34).
     assert_eq!(
-        std::fs::metadata(t.path().join("a/state/1000"))
-            .unwrap()
-            .len(),
-        0
+        s.reset(1000, NOW).unwrap(),
+        Reset::Lifted { lowered: false }
     );
-    s.reset(4711).unwrap();
+    let kept = s.read(1000).unwrap();
+    assert!(kept.extra.is_empty(), "{kept:?}");
+    assert_eq!(kept.marks, st(5).marks);
+    assert_eq!(s.reset(4711, NOW).unwrap(), Reset::Absent);
+    assert!(!t.path().join("a/state/4711").exists());
+}
+
+/// A mark far ahead of the clock (a clock fault) comes down to the cap a reset at
+/// `NOW` keeps, which still covers every step up to `NOW`; the throttling goes.
+#[test]
+fn a_reset_lowers_only_a_mark_ahead_of_the_clock() {
+    let (_t, mut s) = store();
+    put(&mut s, 21, Write::Durable(st(4_102_444_800)));
+    assert_eq!(s.reset(21, NOW).unwrap(), Reset::Lifted { lowered: true });
+    let cap = totp_core::state::reset_mark_cap(NOW);
+    let after = s.read(21).unwrap();
+    assert_eq!(after.latest().and_then(|m| m.totp_until), cap);
+    assert!(after.extra.is_empty());
+    // Nothing left to change: nothing written, the same record read back.
+    assert_eq!(s.reset(21, NOW).unwrap(), Reset::Lifted { lowered: false });
+    assert_eq!(s.read(21).unwrap(), after);
 }
 
 #[test]
@@ -115,7 +135,7 @@ fn corrupt_truncated_and_huge_records_are_refused() {
         );
         assert!(matches!(s.read(9), Err(StoreError::Corrupt(_))));
     }
-    s.reset(9).unwrap();
+    assert!(matches!(s.reset(9, NOW).unwrap(), Reset::Removed(_)));
     assert_eq!(s.read(9).unwrap(), UserState::default());
 }
 
@@ -135,7 +155,8 @@ fn hostile_entries_are_never_followed_and_reset_removes_them() {
     for uid in [11, 12, 13, 14] {
         let r = s.update(uid, &mut |_| Write::Durable(st(1)));
         assert!(matches!(r, Err(StoreError::Corrupt(_))), "{uid}: {r:?}");
-        s.reset(uid).unwrap();
+        let removed = s.reset(uid, NOW).unwrap();
+        assert!(matches!(removed, Reset::Removed(_)), "{uid}: {removed:?}");
         put(&mut s, uid, Write::Durable(st(3)));
         assert_eq!(s.read(uid).unwrap(), st(3));
     }
