@@ -224,7 +224,7 @@ fn report(
             "The offset went down by {} steps. If a code was accepted with the old offset \
              during the last {}, the state store's replay mark is ahead of the phone's \
              codes, and they are refused as already used until it passes (at most {}). \
-             To let them in at once, an admin runs `totp-state reset --user {user}` (with \
+             To let them in within about a minute, an admin runs `totp-state reset --user {user}` (with \
              the service's `--service NAME` where the store is not the default).\n",
             done.lowered_by,
             duration_words(store_wait_up_to_secs),
