@@ -468,7 +468,15 @@ impl Bench {
             }
             // No file: only the record the module charges the name's failures to, so
             // each iteration is a first failure, as in the wrong code's fresh rows.
-            Who::Unknown { .. } => totp_core::ledger::stand_in_uid(user::UNKNOWN.as_bytes()),
+            // It is chosen under the store's key, created here if no login has yet.
+            Who::Unknown { .. } => {
+                let context = self
+                    .store
+                    .context(totp_core::state::Missing::Create { complete_since: 0 })
+                    .map_err(|e| format!("the store's key: {e}"))?
+                    .ok_or("the store's key vanished")?;
+                totp_core::ledger::StandIn::new(&context.key, user::UNKNOWN.as_bytes()).uid
+            }
         };
         let record = match (kind, &self.steady_record) {
             (Refresh::Steady, Some(r)) => r.clone(),

@@ -12,12 +12,13 @@ use std::time::Duration;
 use totp_core::addr::{RemoteHost, parse_rhost};
 use totp_core::code::{Candidate, candidates};
 use totp_core::gafile::{Carried, GaFile, KEY_DISALLOW_REUSE, KEY_RATE_LIMIT, Mode};
-use totp_core::ledger::{OriginKey, stand_in_uid};
+use totp_core::ledger::{OriginKey, StandIn};
 use totp_core::options::{ModuleOptions, PassMode, SharedFile};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
 use totp_core::secret::Secret;
 use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError, Uid, UserState, Write};
+use totp_core::user::UserName;
 use totp_core::utc::format_utc;
 use totp_core::verify::{self, Attempt, Decision, Method, Refusal, Verdict, Warning};
 use totp_os::creds;
@@ -160,8 +161,8 @@ pub fn authenticate_with(
     let target = match identified {
         Ok(t) => t,
         Err(d) => {
-            let key = d.name.as_ref().map(|n| stand_in_uid(n.as_str().as_bytes()));
-            return ctx.doomed(io, sys, d, raw_user.as_deref(), key);
+            let to = d.name.clone().map(ChargeTo::StandIn);
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), to);
         }
     };
     let who = sanitize(target.name.as_str().as_bytes());
@@ -176,8 +177,8 @@ pub fn authenticate_with(
                 why: "no account for this name (the state store is keyed on the uid)".into(),
                 name: Some(target.name.clone()),
             };
-            let key = stand_in_uid(target.name.as_str().as_bytes());
-            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(key));
+            let to = ChargeTo::StandIn(target.name.clone());
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(to));
         }
     };
 
@@ -217,7 +218,13 @@ pub fn authenticate_with(
                 why: why.into(),
                 name: Some(target.name.clone()),
             };
-            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(uid));
+            return ctx.doomed(
+                io,
+                sys,
+                d,
+                raw_user.as_deref(),
+                Some(ChargeTo::Account(uid)),
+            );
         }
         Ok(PreRead::HomeMissing(home))
             if ctx.opts.nullok_missing_home && target.nullok_applies() =>
@@ -239,7 +246,13 @@ pub fn authenticate_with(
                 ),
                 name: Some(target.name.clone()),
             };
-            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(uid));
+            return ctx.doomed(
+                io,
+                sys,
+                d,
+                raw_user.as_deref(),
+                Some(ChargeTo::Account(uid)),
+            );
         }
         Ok(PreRead::Unusable(why)) => {
             let d = Doomed {
@@ -247,7 +260,13 @@ pub fn authenticate_with(
                 why,
                 name: Some(target.name.clone()),
             };
-            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(uid));
+            return ctx.doomed(
+                io,
+                sys,
+                d,
+                raw_user.as_deref(),
+                Some(ChargeTo::Account(uid)),
+            );
         }
         Err(e) => return Err(e),
     };
@@ -255,7 +274,8 @@ pub fn authenticate_with(
     // is held while the user types, so a shared server's idle timeout, a restart or a
     // full client table during the prompt cannot deny a healthy login. A store that
     // cannot be opened denies after the prompt, like every other per-login fault.
-    if ctx.opts.grace_period_secs > 0 && ctx.rhost_ip.is_some() {
+    // A link-local peer never gets grace (`verify::grace_host`): no store read for it.
+    if ctx.opts.grace_period_secs > 0 && ctx.rhost_ip.and_then(verify::grace_host).is_some() {
         let now = sys.now().map_err(|_| {
             io.log(Level::Err, "cannot read the clock; denying");
             AuthError::Clock
@@ -375,6 +395,15 @@ enum SecretRead {
         locked: Option<LockedFile>,
     },
     Deny(Denial),
+}
+
+/// The record a doomed attempt is charged to.
+enum ChargeTo {
+    /// The account's own record (no secret, or an unusable one).
+    Account(Uid),
+    /// No account for this name: a stand-in record chosen under the store's key, which
+    /// is known only once the store is open ([`StandIn`]).
+    StandIn(UserName),
 }
 
 /// What charging a doomed attempt to its record came to.
@@ -506,7 +535,7 @@ impl Ctx {
         sys: &dyn System,
         d: Doomed,
         raw_user: Option<&[u8]>,
-        key: Option<Uid>,
+        to: Option<ChargeTo>,
     ) -> Result<Outcome, AuthError> {
         let who = match &d.name {
             Some(n) => sanitize(n.as_str().as_bytes()),
@@ -538,7 +567,7 @@ impl Ctx {
         // Ends as an account's attempt with the same lines and result: a denial, or a
         // fault of the host (PAM_SYSTEM_ERR) where the account's is one, or the return
         // code would tell the application which names have accounts (R9).
-        let ended: Result<Denial, AuthError> = match key.map(|k| self.charge_doomed(sys, k)) {
+        let ended: Result<Denial, AuthError> = match to.map(|t| self.charge_doomed(sys, t)) {
             Some(DoomedCharge::Refused(refusal)) => return Ok(self.refused(io, &who, refusal)),
             Some(DoomedCharge::ClockFault(line)) => {
                 io.log(Level::Err, &line);
@@ -582,7 +611,7 @@ impl Ctx {
     /// whatever this returns; a refusal (backoff or `max_failures=`) and a store that
     /// cannot be opened or written are told as an account's would be, so the messages
     /// say nothing about whether the name has an account or a secret (R9).
-    fn charge_doomed(&self, sys: &dyn System, key: Uid) -> DoomedCharge {
+    fn charge_doomed(&self, sys: &dyn System, to: ChargeTo) -> DoomedCharge {
         let Ok(now) = sys.now() else {
             return DoomedCharge::Counted;
         };
@@ -596,8 +625,8 @@ impl Ctx {
         let Ok(now_secs) = u64::try_from(now) else {
             return DoomedCharge::Counted;
         };
-        match self.store_context(&mut *store, now_secs) {
-            Ok(_) => {}
+        let context = match self.store_context(&mut *store, now_secs) {
+            Ok(c) => c,
             Err(evaluate::ContextFault::Clock(line)) => return DoomedCharge::ClockFault(line),
             Err(evaluate::ContextFault::Store(StoreError::Corrupt(m))) => {
                 return DoomedCharge::StoreFailed(StoreFault::Whole(m));
@@ -605,12 +634,21 @@ impl Ctx {
             Err(evaluate::ContextFault::Store(e)) => {
                 return DoomedCharge::StoreFailed(StoreFault::Record(e));
             }
-        }
+        };
+        // A name without an account: its stand-in record and its own origin entries in
+        // it, both under the store's key (see `StandIn` for the probe this prevents).
+        let (key, origin) = match to {
+            ChargeTo::Account(uid) => (uid, self.origin),
+            ChargeTo::StandIn(name) => {
+                let stand_in = StandIn::new(&context.key, name.as_str().as_bytes());
+                (stand_in.uid, stand_in.origin(self.origin))
+            }
+        };
         let Ok(prepared) = verify::Prepared::doomed(now) else {
             return DoomedCharge::Counted;
         };
         let attempt = Attempt {
-            origin: self.origin,
+            origin,
             rhost: None,
             local: self.local,
             now,

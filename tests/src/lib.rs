@@ -256,6 +256,14 @@ impl Stack {
     pub fn state_file(&self, uid: u32) -> PathBuf {
         self.state_dir().join(uid.to_string())
     }
+
+    /// The stand-in record a name without an account is charged to in this stack: chosen
+    /// under the store's key (`store.key`), so only after the module has created it.
+    pub fn stand_in_uid(&self, name: &str) -> u32 {
+        let bytes = fs::read(self.state_dir().join("store.key")).expect("the store's key");
+        let key = totp_core::state::StoreKey::from_slice(&bytes).expect("a sound store key");
+        totp_core::ledger::StandIn::new(&key, name.as_bytes()).uid
+    }
 }
 
 /// The module path and a `state_dir=` argument, for stacks written without [`Stack`].

@@ -758,7 +758,7 @@ fn lock_timeout_bounds_the_wait_for_a_held_lock() {
     let ghost = format!("ghostlt{}", std::process::id());
     let d = run(&stack, &ghost, "123456", now());
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
-    let stand_in = stack.state_file(totp_core::ledger::stand_in_uid(ghost.as_bytes()));
+    let stand_in = stack.state_file(stack.stand_in_uid(&ghost));
     let holder = fs::File::open(&stand_in).expect("the stand-in record");
     holder.lock().expect("flock");
     let d = Driver::new(&stack, "svc", &ghost).answer("123456").run();

@@ -1014,7 +1014,9 @@ fn an_unprivileged_caller_keeps_state_in_its_own_home() {
 
 /// Issue 11, R9: the throttle message reveals nothing about the account: a name without
 /// an account, and an account without a secret, are throttled and told so after the
-/// same number of failures, with the same words, as an account with a wrong code.
+/// same number of failures, with the same words, as an account with a wrong code; and a
+/// decoy name throttled from the same address first does not make a name without an
+/// account look throttled (its stand-in record is chosen under the store's key).
 #[test]
 fn names_without_an_account_are_throttled_like_accounts() {
     if !require_root("names_without_an_account_are_throttled_like_accounts") {
@@ -1024,6 +1026,28 @@ fn names_without_an_account_are_throttled_like_accounts() {
     let bare = TestUser::create("tb");
     let stack = Stack::probe("svc", "");
     let ghost = format!("ghost{}", std::process::id());
+    // The probe of the review: a decoy name that shared the ghost's stand-in record
+    // under the earlier, unkeyed choice, given wrong codes from the address the ghost is
+    // then tried from until it is throttled. The ghost's attempts must still be those of
+    // an account that nobody attacked (they were throttled from the first).
+    let decoy = (0..1_000_000u32)
+        .map(|i| format!("decoy{i}"))
+        .find(|d| *d != ghost && unkeyed_stand_in_uid(d) == unkeyed_stand_in_uid(&ghost))
+        .expect("a colliding decoy");
+    for i in 0..4u64 {
+        let d = Driver::new(&stack, "svc", &decoy)
+            .rhost("198.51.100.9")
+            .answer(&wrong_totp(&secret, T0))
+            .at(T0 + i)
+            .run();
+        assert_eq!(
+            d.messages
+                .iter()
+                .any(|(_, t)| t.starts_with("too many failed codes")),
+            i == 3,
+            "the decoy is throttled after three wrong codes: {d:?}"
+        );
+    }
     let mut seen = Vec::new();
     for name in [real.name.as_str(), bare.name.as_str(), ghost.as_str()] {
         let runs: Vec<Drive> = (0..4)
@@ -1049,6 +1073,17 @@ fn names_without_an_account_are_throttled_like_accounts() {
     }
     assert_eq!(seen[0], seen[1], "account without a secret");
     assert_eq!(seen[0], seen[2], "name without an account");
+}
+
+/// The stand-in record earlier versions charged a name without an account to: an
+/// unkeyed SHA-256 of the name, which anyone could compute.
+fn unkeyed_stand_in_uid(name: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::new()
+        .chain_update(b"pam_totp stand-in uid v1\0")
+        .chain_update(name.as_bytes())
+        .finalize();
+    0x8000_0000 | (u32::from_le_bytes([d[0], d[1], d[2], d[3]]) & 0x0fff)
 }
 
 /// A damaged store key (`store.key`: here too short) denies every user, not one: the log

@@ -201,3 +201,36 @@ fn a_fleet_attacked_on_one_host_lets_the_user_sudo_on_another() {
         "sudo on another host: {d:?}"
     );
 }
+
+/// `grace_period=` and link-local peers: `fe80::1%lo` and `fe80::1%eth0` are two hosts on
+/// two links (the zone id names the link). A code accepted from one must not let the
+/// other in without a code, with the password alone. The grace entry holds the address
+/// and not the link, so no link-local peer gets a grace period (pam_totp(8)): the next
+/// attempt from the other link is prompted and refused, as is one from the same link.
+/// Control: an IPv4 peer's accepted code gives that peer its grace period.
+#[test]
+fn a_link_local_peer_on_another_link_is_asked_for_the_code_within_the_grace_period() {
+    if !require_root(
+        "a_link_local_peer_on_another_link_is_asked_for_the_code_within_the_grace_period",
+    ) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("tg");
+    let stack = Stack::probe("svc", "grace_period=3600");
+    let d = login_at(&stack, &u, &code_at(&secret, T0), "fe80::1%lo", T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    for (peer, at) in [("fe80::1%eth0", T0 + 60), ("fe80::1%lo", T0 + 90)] {
+        let d = login_at(&stack, &u, &wrong_totp(&secret, at), peer, at);
+        assert_eq!(d.prompts, 1, "{peer}: {d:?}");
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{peer}: {d:?}");
+    }
+    let v4 = "192.0.2.20";
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 120), v4, T0 + 120);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    let d = login_at(&stack, &u, &wrong_totp(&secret, T0 + 150), v4, T0 + 150);
+    assert_eq!(
+        (d.prompts, d.module_code().as_str()),
+        (0, "PAM_SUCCESS"),
+        "control: the IPv4 peer's grace period: {d:?}"
+    );
+}

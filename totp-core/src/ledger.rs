@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use sha2::{Digest, Sha256};
 
 use crate::addr::RemoteHost;
-use crate::state::{Reader, StoreError};
+use crate::state::{Reader, StoreError, StoreKey};
 
 /// Origins with a failure record; the one whose last failure is oldest is forgotten first.
 pub const MAX_ORIGINS: usize = 16;
@@ -51,10 +51,19 @@ impl OriginKey {
                 // The reading access rules and grace use: a link-local peer as sshd
                 // writes it (`fe80::1%eth0`) is an address too, so rotating through its
                 // /64 buys no fresh backoff.
+                //
+                // The three kinds are told apart by length: an IPv4 address is 4 bytes, an
+                // IPv6 /64 is 8, and a host name is tagged with a 9-byte prefix, so it is
+                // at least 10 bytes. Without the tag the 4-byte name `a.io` hashed as the
+                // address 97.46.105.111, and an 8-byte name as some /64, sharing their
+                // backoff. Addresses keep the keys they always had: only the backoff of
+                // host-name origins is forgotten once on upgrade (a host name is never a
+                // known origin nor a grace entry).
                 match crate::addr::parse_rhost(Some(r)) {
                     RemoteHost::Address(IpAddr::V6(v6)) => h.update(&v6.octets()[..8]),
                     RemoteHost::Address(IpAddr::V4(v4)) => h.update(v4.octets()),
                     RemoteHost::NotAnAddress | RemoteHost::Absent => {
+                        h.update(HOST_NAME_TAG);
                         h.update(&r[..r.len().min(256)])
                     }
                 }
@@ -72,18 +81,56 @@ impl OriginKey {
     }
 }
 
-/// Stand-in uids for names without an account (so they are throttled like accounts):
-/// 4096 keys from 2^31 up, a range Linux distributions leave unused (systemd reserves it),
-/// so the number of records an attacker can create by trying names stays bounded.
-pub fn stand_in_uid(name: &[u8]) -> crate::state::Uid {
-    let d = Sha256::new()
-        .chain_update(b"pam_totp stand-in uid v1\0")
-        .chain_update(&name[..name.len().min(256)])
-        .finalize();
-    STAND_IN_UIDS.start() | (u32::from_le_bytes([d[0], d[1], d[2], d[3]]) & 0x0fff)
+/// Put before a host name in an origin key: longer than an IPv6 /64 (8 bytes), so no
+/// name hashes as an address (see [`OriginKey::from_items`]).
+const HOST_NAME_TAG: &[u8; 9] = b"hostname\0";
+
+/// Where the attempts for a name without an account are charged, so that such a name is
+/// throttled like an account (R9): one of 4096 stand-in records, keys from 2^31 up (a
+/// range Linux distributions leave unused; systemd reserves it), so the records an
+/// attacker can create by trying names stay bounded; and inside that record, origin
+/// entries of this name only.
+///
+/// Both are chosen under the store's own key, which whoever only reaches the prompt does
+/// not know. With an unkeyed choice anyone could compute, offline, a decoy name sharing
+/// the probed name's record, give the decoy enough wrong codes to start its backoff, and
+/// then see from the throttle message whether the probed name had no account. Now the
+/// record cannot be computed, and the name's own origin entries are never another name's,
+/// so a decoy's backoff is never this name's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StandIn {
+    /// The stand-in record's key, in [`STAND_IN_UIDS`].
+    pub uid: crate::state::Uid,
+    /// The 52 bits of the name's tag that did not pick the record.
+    name_tag: u64,
 }
 
-/// Every uid [`stand_in_uid`] gives.
+impl StandIn {
+    /// The stand-in for `name` (at most 256 bytes of it are used) under `key`. One
+    /// store-key tag: an account's wrong code computes one too (its enrolment's).
+    pub fn new(key: &StoreKey, name: &[u8]) -> Self {
+        let t = key.tag(&[b"pam_totp stand-in v2", &name[..name.len().min(256)]]);
+        Self {
+            uid: STAND_IN_UIDS.start() | (t as u32 & 0x0fff),
+            name_tag: t >> 12,
+        }
+    }
+
+    /// The key `origin`'s failures for this name are counted under in the stand-in
+    /// record. Derived from the keyed name tag, so it is as secret as the tag.
+    pub fn origin(&self, origin: OriginKey) -> OriginKey {
+        let d = Sha256::new()
+            .chain_update(b"pam_totp stand-in origin v1\0")
+            .chain_update(self.name_tag.to_le_bytes())
+            .chain_update(origin.0.to_le_bytes())
+            .finalize();
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[..8]);
+        OriginKey(u64::from_le_bytes(b))
+    }
+}
+
+/// Every uid a [`StandIn`] can have.
 pub const STAND_IN_UIDS: std::ops::RangeInclusive<crate::state::Uid> = 0x8000_0000..=0x8000_0fff;
 
 /// Consecutive failures from one origin.
@@ -369,14 +416,58 @@ mod tests {
         l
     }
 
+    fn store_key(b: u8) -> StoreKey {
+        StoreKey::new([b; crate::state::STORE_KEY_LEN])
+    }
+
     #[test]
     fn stand_in_uids_are_stable_and_bounded() {
-        assert_eq!(stand_in_uid(b"nosuchuser"), stand_in_uid(b"nosuchuser"));
+        let k = store_key(1);
+        assert_eq!(
+            StandIn::new(&k, b"nosuchuser"),
+            StandIn::new(&k, b"nosuchuser")
+        );
         let all: std::collections::BTreeSet<u32> = (0..20_000)
-            .map(|i| stand_in_uid(format!("n{i}").as_bytes()))
+            .map(|i| StandIn::new(&k, format!("n{i}").as_bytes()).uid)
             .collect();
         assert!(all.len() <= 4096 && all.len() > 4000);
-        assert!(all.iter().all(|&u| (0x8000_0000..0x8000_1000).contains(&u)));
+        assert!(all.iter().all(|&u| STAND_IN_UIDS.contains(&u)));
+    }
+
+    /// The record a name is charged to depends on the store's key: with another key
+    /// most names land elsewhere, so no one without the key can pick a decoy that shares
+    /// a name's record.
+    #[test]
+    fn the_stand_in_record_depends_on_the_store_key() {
+        let (a, b) = (store_key(1), store_key(2));
+        let names: Vec<String> = (0..256).map(|i| format!("ghost{i}")).collect();
+        let moved = names
+            .iter()
+            .filter(|n| StandIn::new(&a, n.as_bytes()).uid != StandIn::new(&b, n.as_bytes()).uid)
+            .count();
+        // 256 names, each staying put with probability 1/4096.
+        assert!(moved >= 250, "{moved}");
+        let origin = OriginKey(7);
+        let (na, nb) = (StandIn::new(&a, b"ghost"), StandIn::new(&b, b"ghost"));
+        assert_ne!(na.origin(origin), nb.origin(origin));
+    }
+
+    /// Two names in one stand-in record never share an origin entry, so a decoy's
+    /// backoff is not the probed name's; one name keeps its own entry per origin.
+    #[test]
+    fn names_sharing_a_stand_in_record_have_their_own_origin_entries() {
+        let k = store_key(3);
+        let probed = StandIn::new(&k, b"ghost");
+        let decoy = (0..100_000)
+            .map(|i| format!("decoy{i}"))
+            .map(|n| StandIn::new(&k, n.as_bytes()))
+            .find(|d| d.uid == probed.uid)
+            .expect("a name in the same record");
+        let (o1, o2) = (OriginKey(1), OriginKey(2));
+        assert_ne!(decoy.origin(o1), probed.origin(o1));
+        assert_eq!(probed.origin(o1), probed.origin(o1));
+        assert_ne!(probed.origin(o1), probed.origin(o2));
+        assert_ne!(probed.origin(o1), o1);
     }
 
     #[test]
@@ -437,6 +528,39 @@ mod tests {
             k(Some("::ffff:192.0.2.1"), None),
             k(Some("192.0.2.1"), None)
         );
+    }
+
+    /// A host name is never the address its bytes spell: `a.io` is the bytes of
+    /// 97.46.105.111, and `abcdefgh` those of the /64 6162:6364:6566:6768::/64.
+    #[test]
+    fn host_names_and_addresses_have_different_origin_keys() {
+        let k = |r: &str| OriginKey::from_items(Some(r.as_bytes()), None);
+        assert_ne!(k("97.46.105.111"), k("a.io"));
+        assert_ne!(k("6162:6364:6566:6768::1"), k("abcdefgh"));
+        // A tty of the same bytes is another origin too.
+        assert_ne!(
+            k("a.io"),
+            OriginKey::from_items(None, Some(b"a.io".as_slice()))
+        );
+    }
+
+    /// Addresses keep the keys earlier versions stored (no backoff or known origin of an
+    /// address is forgotten on upgrade): the old formula, written out.
+    #[test]
+    fn address_origin_keys_are_unchanged_from_earlier_versions() {
+        let old = |bytes: &[u8]| {
+            let d = Sha256::new()
+                .chain_update(b"pam_totp origin v1\0rhost\0")
+                .chain_update(bytes)
+                .finalize();
+            OriginKey(u64::from_le_bytes([
+                d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7],
+            ]))
+        };
+        let k = |r: &str| OriginKey::from_items(Some(r.as_bytes()), None);
+        assert_eq!(k("192.0.2.1"), old(&[192, 0, 2, 1]));
+        assert_eq!(k("2001:db8::1"), old(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0]));
+        assert_ne!(k("example.org"), old(b"example.org"));
     }
 }
 

@@ -578,7 +578,7 @@ mod decide;
 mod throttle;
 
 use throttle::*;
-pub use throttle::{grace_applies, records_lead, wait_for};
+pub use throttle::{grace_applies, grace_host, records_lead, wait_for};
 
 #[cfg(test)]
 mod tests;

@@ -288,7 +288,11 @@ impl Prepared {
                     // ones before it (a lost phone, the uid's earlier owner).
                     ledger.grace.clear();
                 }
-                if let (true, Some(ip)) = (policy.grace_period_secs > 0, attempt.rhost) {
+                // Not for a link-local peer: it would never be found ([`grace_host`]).
+                if let (true, Some(ip)) = (
+                    policy.grace_period_secs > 0,
+                    attempt.rhost.and_then(grace_host),
+                ) {
                     ledger.record_grace(ip, now);
                 }
                 next.extra = ledger.encode();

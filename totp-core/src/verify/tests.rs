@@ -1040,6 +1040,28 @@ fn grace_period_is_recorded_in_the_store_and_matched_by_numeric_address() {
     assert!(u.graced(&p, HOME, Some(mapped), 300_010));
 }
 
+/// A link-local address is a host only with its link, which the record cannot hold:
+/// such a peer earns no grace entry, and an entry for it (one written before) is never
+/// matched. Control: a global address from the same user gets its grace.
+#[test]
+fn link_local_peers_get_no_grace() {
+    let p = grace_policy();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    let ll: IpAddr = "fe80::1".parse().unwrap();
+    u.rhost = ll;
+    assert!(accepted(&u.attempt(&p, "050548", 300_000)));
+    assert!(u.ledger().grace.is_empty());
+    assert!(!u.graced(&p, HOME, Some(ll), 300_010));
+    let mut l = u.ledger();
+    l.record_grace(ll, 300_000);
+    u.state.extra = l.encode();
+    assert!(!u.graced(&p, HOME, Some(ll), 300_010));
+    let mut g = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    g.rhost = "2001:db8::7".parse().unwrap();
+    assert!(accepted(&g.attempt(&p, "050548", 300_000)));
+    assert!(g.graced(&p, HOME, Some(g.rhost), 300_010));
+}
+
 #[test]
 fn grace_never_applies_while_the_origin_waits() {
     let p = grace_policy();

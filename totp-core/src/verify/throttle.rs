@@ -257,6 +257,8 @@ pub(super) fn stored(state: &UserState, ledger: &Ledger) -> UserState {
 /// `LASTn` lines go with the file they are in. Its first accepted code drops the
 /// entries earned before ([`Prepared::decide`]); a user with two secrets in use (a
 /// home file for SSH, a store file for sudo) keeps the entries of both.
+///
+/// Never for an IPv6 link-local address ([`grace_host`]).
 pub fn grace_applies(
     state: &UserState,
     policy: &Policy,
@@ -265,7 +267,7 @@ pub fn grace_applies(
     rhost: Option<IpAddr>,
     now: i64,
 ) -> Result<bool, VerifyError> {
-    let Some(ip) = rhost else {
+    let Some(ip) = rhost.and_then(grace_host) else {
         return Ok(false);
     };
     if policy.grace_period_secs == 0 || state.marks_of(enrolment).is_none() {
@@ -276,10 +278,22 @@ pub fn grace_applies(
     if hard_capped(&l, policy) || throttled_until(&l, policy, origin, false, now).is_some() {
         return Ok(false);
     }
-    let ip = crate::addr::canonical(ip);
     Ok(l.grace.iter().any(|g| {
         g.host == ip && g.when <= now && now < g.when.saturating_add(policy.grace_period_secs)
     }))
+}
+
+/// The address a grace entry may be recorded and found under: `rhost` canonical, or
+/// `None` for an IPv6 link-local address (`fe80::/10`). Such an address names a host only
+/// together with its link, the zone id (`fe80::1%eth0`) that [`crate::addr::parse_rhost`]
+/// strips; a grace entry holds 16 address bytes and no link, so a peer on another link
+/// with the same address and the password would log in without a code. GA compares the
+/// whole `PAM_RHOST` text, zone included; link-local peers get no grace here instead.
+pub fn grace_host(rhost: IpAddr) -> Option<IpAddr> {
+    match crate::addr::canonical(rhost) {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => None,
+        ip => Some(ip),
+    }
 }
 
 /// Seconds `origin` (`local`: see [`Attempt::local`]) must still wait before an attempt
