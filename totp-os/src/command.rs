@@ -5,16 +5,16 @@
 //! Before it runs, the program and every directory above it must be root-owned and not
 //! group/other writable ([`check_root_controlled`]). It runs as a named unprivileged user
 //! (real, effective and saved uid and gid of that user, no supplementary groups, switched
-//! in the child by [`drop_identity`] whatever the host's real uid), in its own process
-//! group, in `/`, with
-//! an empty environment apart from a fixed `PATH`, stdin and stderr on `/dev/null`, no
-//! other descriptor of the host (R33: all above 2 are closed at the exec), SIGCHLD at
-//! its default whatever the host set (restored once the command is reaped), no signal
-//! blocked or ignored (the host thread's mask and ignored signals are not inherited), and
-//! the canonical user name as its only argument. Its output is read up to the 64 KiB
-//! secret-file cap; past the time limit, or past the cap, the whole process group is
-//! killed. Only exit status [`NOT_ENROLLED_EXIT_STATUS`] with empty output means "this
-//! user has no secret"; every other failure is an error, so the module denies.
+//! in the child by `drop_identity` whatever the host's real uid), in its own process
+//! group, in `/`, with an empty environment apart from a fixed `PATH`, stdin and stderr
+//! on `/dev/null`, no other descriptor of the host (R33: all above 2 are closed at the
+//! exec), SIGCHLD at its default whatever the host set (restored once the command is
+//! reaped), no signal blocked or ignored (the host thread's mask and ignored signals are
+//! not inherited), and the canonical user name as its only argument. Its output is read
+//! up to the 64 KiB secret-file cap; past the time limit, or past the cap, the whole
+//! process group is killed. Only exit status [`NOT_ENROLLED_EXIT_STATUS`] with empty
+//! output means "this user has no secret"; every other failure is an error, so the
+//! module denies.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -306,14 +306,18 @@ fn sys_result(rc: libc::c_long) -> io::Result<libc::c_long> {
 
 /// Makes the forked child `uid`/`gid` for good (R32): no supplementary groups, then
 /// real, effective and saved gid, then the same for the uid, each checked; group changes
-/// first, as they need the privilege the uid change gives up. Raw system calls: the
-/// child has one thread, and glibc's wrappers would signal threads that no longer exist.
+/// first, as they need the privilege the uid change gives up. Raw system calls, which
+/// are async-signal-safe; glibc's wrappers also coordinate every thread of the process,
+/// which a forked child must not rely on.
 ///
-/// Not `Command::uid`/`gid`: the standard library clears the supplementary groups only
-/// when the real uid is 0, and a setuid-root host (su, pkexec, polkit's agent helper)
-/// has the caller's real uid, so the command kept the caller's groups (docker, disk,
-/// adm). An empty list that cannot be set (a user namespace where setgroups is denied)
-/// is accepted only when the child has no supplementary group anyway.
+/// Not `Command::uid`/`gid`: how the standard library treats the supplementary groups
+/// depends on its version. Older ones cleared them only when the real uid was 0, and a
+/// setuid-root host (su, pkexec, polkit's agent helper) has the caller's real uid, so
+/// the command kept the caller's groups (docker, disk, adm); current ones ignore a
+/// refused `setgroups`, so a host without `CAP_SETGID` that already has the runner's gid
+/// starts it with its own groups. An empty list that cannot be set (also a user
+/// namespace where setgroups is denied) is accepted only when the child has no
+/// supplementary group anyway.
 ///
 /// Then it checks the switch holds: no group left, and going back to root refused (a
 /// host that keeps its capabilities across a uid change, through securebits, could).
