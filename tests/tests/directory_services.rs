@@ -302,6 +302,52 @@ fn aliases_reach_the_canonical_account() {
     f.check();
 }
 
+/// R4: a file in the home is opened with the user's full group list or not at all. A
+/// group source that fails while the list is gathered (a server that says "try again", a
+/// refused connection) would leave groups out, and fewer groups can mean more access (a
+/// file or ACL entry that denies a group what it allows others): the right code is
+/// denied and the log names the name service. Sources that answer, and one that fails
+/// without a trace (which cannot be told from "not found"), log in. Store mode with
+/// `user=root` opens as root and looks no group up.
+#[test]
+fn a_group_list_a_failing_source_may_have_cut_short_denies() {
+    let Some((u, ds)) = setup(
+        "a_group_list_a_failing_source_may_have_cut_short_denies",
+        "dsi",
+    ) else {
+        return;
+    };
+    let mut f = Failures::default();
+    let mut at = T0;
+    for mode in Mode::both() {
+        mode.enroll(&u);
+        let stack = Stack::probe("svc", &mode.args(""));
+        for group in ["ok", "unavail", "tryagain", "initdown"] {
+            at += 90;
+            ds.with(|c| c.group = group);
+            let what = format!("{} with the group source {group}", mode.name());
+            let (d, lines) = ds.run_logged(
+                &Driver::new(&stack, "svc", &u.name)
+                    .answer(&code_at(SECRET_160, at))
+                    .at(at),
+            );
+            let cut_short = matches!(mode, Mode::Home) && matches!(group, "tryagain" | "initdown");
+            if !cut_short {
+                f.expect(&format!("{what}: control"), &d, "PAM_SUCCESS");
+                continue;
+            }
+            f.refused(&what, &d);
+            if !lines.iter().any(|l| {
+                l.contains("group source of the name service") && l.contains("nsswitch.conf")
+            }) {
+                f.0.push(format!("{what}: the name service is not named: {lines:?}"));
+            }
+        }
+        mode.unenroll(&u);
+    }
+    f.check();
+}
+
 /// Log lines name the canonical account, never the typed spelling.
 #[test]
 fn logs_name_the_canonical_account() {

@@ -6,10 +6,14 @@
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown, symlink};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use system_tests::fleet::trusted_dir;
-use system_tests::require_root;
+use system_tests::{
+    Drive, Driver, Returned, Stack, TestUser, code_at, now, random_secret_b32, require_root,
+    require_tool, totp_file,
+};
 use totp_core::fleet::NOT_ENROLLED_EXIT_STATUS;
 use totp_os::command::{CommandError, SecretOutput, run_secret_command};
 
@@ -257,4 +261,148 @@ fn the_command_never_runs_as_root_or_as_nobody_known() {
             "{user}: {r:?}"
         );
     }
+}
+
+/// A supplementary group of the caller in the setuid case below: any number works for
+/// setgroups, and none of the accounts involved has this one.
+const CALLERS_EXTRA_GID: u32 = 4_100_042;
+
+/// The `Uid:`, `Gid:` and `Groups:` lines of a report, for the process `who` names.
+fn ids_of<'a>(report: &'a str, who: &str) -> Vec<&'a str> {
+    report
+        .lines()
+        .filter_map(|l| l.strip_prefix(who)?.strip_prefix(' '))
+        .collect()
+}
+
+/// R32 under a setuid-root host (su, pkexec, polkit's agent helper): the module runs
+/// with the caller's real uid and groups and effective uid 0, as `setpriv` sets up for
+/// `pam-drive` here. The command must still run as `secret_command_user` alone, with
+/// none of the caller's groups. The command reports its own ids and its parent's (the
+/// driver's), which proves the driver really had a real uid other than 0 and the
+/// caller's extra group. Control: the same command under a driver whose real uid is 0.
+#[test]
+fn the_command_keeps_no_group_of_a_setuid_hosts_caller() {
+    let t = "the_command_keeps_no_group_of_a_setuid_hosts_caller";
+    if !require_root(t) || !require_tool(t, "setpriv") {
+        return;
+    }
+    let nobody = totp_os::nss::lookup_user_by_name(RUN_AS)
+        .ok()
+        .flatten()
+        .expect("the nobody account");
+    let u = TestUser::create("sg");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-groups");
+    // The only place the command (as nobody) may write: its report.
+    let out = dir.path().join("out");
+    fs::create_dir(&out).expect("mkdir");
+    chown(&out, Some(nobody.uid), Some(nobody.gid)).expect("chown");
+    let report = out.join("report");
+    let cmd = script(
+        dir.path(),
+        "groups",
+        &format!(
+            "{{ grep -E '^(Uid|Gid|Groups):' /proc/$PPID/status | sed 's/^/driver /'\n\
+             grep -E '^(Uid|Gid|Groups):' /proc/self/status | sed 's/^/command /'; }} > {}\n\
+             cat <<'EOF'\n{}EOF",
+            report.display(),
+            totp_file(&secret)
+        ),
+    );
+    let stack = Stack::probe(
+        "svc",
+        &format!(
+            "secret_command={} secret_command_user={RUN_AS}",
+            cmd.display()
+        ),
+    );
+    // No frozen clock: an effective uid other than the real one makes the loader ignore
+    // LD_PRELOAD, so the code is the current one.
+    // `pam-drive` under `setpriv` with `ids` (none: run as this test runs it).
+    let run = |ids: &[String]| -> (Drive, String) {
+        let _ = fs::remove_file(&report);
+        let inner = Driver::login(&stack, &u, &code_at(&secret, now())).command();
+        let mut outer = Command::new("setpriv");
+        outer
+            .args(ids)
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        let mut run = if ids.is_empty() { inner } else { outer };
+        let output = run.stdin(Stdio::null()).output().expect("run pam-drive");
+        let text = fs::read_to_string(&report).unwrap_or_default();
+        (Drive::parse(&output), text)
+    };
+    let setuid_host = [
+        format!("--ruid={}", u.uid),
+        "--euid=0".to_owned(),
+        format!("--regid={}", u.gid),
+        format!("--groups={},{CALLERS_EXTRA_GID}", u.gid),
+    ];
+
+    let (d, text) = run(&setuid_host);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}\n{text}");
+    let driver = ids_of(&text, "driver");
+    // The fault set-up: real uid the caller's, effective and saved uid 0, the caller's
+    // extra group in the driver.
+    assert!(
+        driver.contains(&format!("Uid:\t{}\t0\t0\t0", u.uid).as_str()),
+        "{text}"
+    );
+    assert!(
+        driver.iter().any(|l| l.starts_with("Groups:")
+            && l.split_whitespace()
+                .any(|g| g == CALLERS_EXTRA_GID.to_string())),
+        "{text}"
+    );
+    let only_nobody = |text: &str| {
+        let (uid, gid) = (nobody.uid, nobody.gid);
+        let want = [
+            format!("Uid:\t{uid}\t{uid}\t{uid}\t{uid}"),
+            format!("Gid:\t{gid}\t{gid}\t{gid}\t{gid}"),
+            "Groups:".to_owned(),
+        ];
+        let got: Vec<String> = ids_of(text, "command")
+            .iter()
+            .map(|l| l.trim_end().to_owned())
+            .collect();
+        assert_eq!(got, want, "{text}");
+    };
+    only_nobody(&text);
+
+    // Control: a driver whose real uid is 0 (the report is all that is looked at; the
+    // same code again may be refused as a replay).
+    let (_, text) = run(&[]);
+    assert!(
+        ids_of(&text, "driver").contains(&"Uid:\t0\t0\t0\t0"),
+        "{text}"
+    );
+    only_nobody(&text);
+
+    // A host that cannot drop groups: a root service whose capability bounding set lacks
+    // CAP_SETGID, already running with the runner's gid (so the gid switch needs no
+    // privilege) and with a group of its own. The standard library's switch ignores a
+    // refused setgroups and would start the command with that group; it is not started.
+    let no_setgid = [
+        "--bounding-set=-setgid".to_owned(),
+        format!("--regid={}", nobody.gid),
+        format!("--groups={CALLERS_EXTRA_GID}"),
+    ];
+    // The set-up holds: CAP_SETGID (bit 6) gone, the extra group there.
+    let probe = Command::new("setpriv")
+        .args(&no_setgid)
+        .args(["grep", "-E", "^(Groups|CapEff):", "/proc/self/status"])
+        .output()
+        .expect("setpriv");
+    let probe = String::from_utf8_lossy(&probe.stdout);
+    let cap_eff = probe
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .expect("CapEff");
+    assert_eq!(cap_eff & (1 << 6), 0, "{probe}");
+    assert!(probe.contains(&CALLERS_EXTRA_GID.to_string()), "{probe}");
+    let (d, text) = run(&no_setgid);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}\n{text}");
+    assert_eq!(text, "", "the command ran with the host's group");
 }

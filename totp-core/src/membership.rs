@@ -143,15 +143,22 @@ mod tests {
 /// primary group, named like the owner, with no member other than the owner (a
 /// user-private group, UPG). `group` is what the name service says of the group named
 /// like `user`; `None` (no such group, or the lookup failed) is never private.
+/// `undecodable_members` counts the members the name service listed whose names could
+/// not be decoded (not UTF-8): each is someone, and not the user, so any makes the group
+/// shared; dropping them would make a shared group look private.
 pub fn is_private_group(
     user: &str,
     primary_gid: u32,
     dir_gid: u32,
     group: Option<&GroupEntry>,
+    undecodable_members: usize,
 ) -> bool {
     match group {
         Some(g) => {
-            g.gid == primary_gid && dir_gid == primary_gid && g.members.iter().all(|m| m == user)
+            g.gid == primary_gid
+                && dir_gid == primary_gid
+                && undecodable_members == 0
+                && g.members.iter().all(|m| m == user)
         }
         None => false,
     }
@@ -174,33 +181,50 @@ mod private_group_tests {
             "alice",
             1000,
             1000,
-            Some(&entry(1000, &[]))
+            Some(&entry(1000, &[])),
+            0
         ));
         assert!(is_private_group(
             "alice",
             1000,
             1000,
-            Some(&entry(1000, &["alice"]))
+            Some(&entry(1000, &["alice"])),
+            0
         ));
         // Another member, another gid, the directory in another group, no answer.
         assert!(!is_private_group(
             "alice",
             1000,
             1000,
-            Some(&entry(1000, &["bob"]))
+            Some(&entry(1000, &["bob"])),
+            0
         ));
         assert!(!is_private_group(
             "alice",
             1000,
             1000,
-            Some(&entry(1001, &[]))
+            Some(&entry(1001, &[])),
+            0
         ));
         assert!(!is_private_group(
             "alice",
             1000,
             100,
-            Some(&entry(1000, &[]))
+            Some(&entry(1000, &[])),
+            0
         ));
-        assert!(!is_private_group("alice", 1000, 1000, None));
+        assert!(!is_private_group("alice", 1000, 1000, None, 0));
+    }
+
+    /// A member whose name could not be decoded is another member, not "no member":
+    /// with only the owner (or nobody) listed besides it, the group is still shared.
+    #[test]
+    fn a_member_that_cannot_be_decoded_makes_the_group_shared() {
+        for listed in [&[][..], &["alice"][..]] {
+            let g = entry(1000, listed);
+            assert!(is_private_group("alice", 1000, 1000, Some(&g), 0));
+            assert!(!is_private_group("alice", 1000, 1000, Some(&g), 1));
+            assert!(!is_private_group("alice", 1000, 1000, Some(&g), 3));
+        }
     }
 }

@@ -4,16 +4,17 @@
 //!
 //! Before it runs, the program and every directory above it must be root-owned and not
 //! group/other writable ([`check_root_controlled`]). It runs as a named unprivileged user
-//! (uid and primary gid of that user, no supplementary groups: the standard library
-//! clears them when a root parent sets the uid), in its own process group, in `/`, with
-//! an empty environment apart from a fixed `PATH`, stdin and stderr on `/dev/null`, no
-//! other descriptor of the host (R33: all above 2 are closed at the exec), SIGCHLD at
-//! its default whatever the host set (restored once the command is reaped), no signal
-//! blocked or ignored (the host thread's mask and ignored signals are not inherited), and
-//! the canonical user name as its only argument. Its output is read up to the 64 KiB
-//! secret-file cap; past the time limit, or past the cap, the whole process group is
-//! killed. Only exit status [`NOT_ENROLLED_EXIT_STATUS`] with empty output means "this
-//! user has no secret"; every other failure is an error, so the module denies.
+//! (real, effective and saved uid and gid of that user, no supplementary groups, switched
+//! in the child by `drop_identity` whatever the host's real uid), in its own process
+//! group, in `/`, with an empty environment apart from a fixed `PATH`, stdin and stderr
+//! on `/dev/null`, no other descriptor of the host (R33: all above 2 are closed at the
+//! exec), SIGCHLD at its default whatever the host set (restored once the command is
+//! reaped), no signal blocked or ignored (the host thread's mask and ignored signals are
+//! not inherited), and the canonical user name as its only argument. Its output is read
+//! up to the 64 KiB secret-file cap; past the time limit, or past the cap, the whole
+//! process group is killed. Only exit status [`NOT_ENROLLED_EXIT_STATUS`] with empty
+//! output means "this user has no secret"; every other failure is an error, so the
+//! module denies.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -74,6 +75,9 @@ pub enum CommandError {
     NoInterpreter(String),
     /// The kernel refused to execute the program for `secret_command_user=`.
     NotExecutable(&'static str),
+    /// After the switch to `secret_command_user=` the child still had supplementary
+    /// groups or could become root again, so the command was not started.
+    IdentityKept,
     Read(io::Error),
     TimedOut,
     /// The command itself exited with this status, but something it started kept its
@@ -106,6 +110,11 @@ impl fmt::Display for CommandError {
                 "secret command could not start: the interpreter its #! line names ({i}) does not exist; install it or fix the #! line"
             ),
             Self::NotExecutable(why) => write!(f, "secret command could not start: {why}"),
+            Self::IdentityKept => f.write_str(
+                "secret command not started: after switching to secret_command_user it \
+                 still had supplementary groups or could become root again (capabilities \
+                 the host keeps across a uid change)",
+            ),
             Self::Read(e) => write!(f, "reading the secret command's output: {e}"),
             Self::TimedOut => {
                 f.write_str("secret command timed out and was killed (secret_command_timeout=)")
@@ -160,6 +169,7 @@ fn spawn_error(program: &Path, e: io::Error) -> CommandError {
             Some(i) if !Path::new(&i).exists() => CommandError::NoInterpreter(i),
             _ => CommandError::Spawn(e),
         },
+        Some(IDENTITY_KEPT) => CommandError::IdentityKept,
         Some(libc::EACCES) => {
             let noexec = rustix::fs::statvfs(program)
                 .is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC));
@@ -264,6 +274,91 @@ fn default_signals() -> io::Result<()> {
     Ok(())
 }
 
+// On these 32-bit ABIs the plain numbers are the legacy 16-bit-id calls; glibc uses the
+// 32-bit variants there, and so must we (an id above 65535 would be cut short).
+#[cfg(any(target_arch = "x86", target_arch = "arm"))]
+mod id_calls {
+    pub(super) const SETGROUPS: libc::c_long = libc::SYS_setgroups32;
+    pub(super) const GETGROUPS: libc::c_long = libc::SYS_getgroups32;
+    pub(super) const SETRESGID: libc::c_long = libc::SYS_setresgid32;
+    pub(super) const SETRESUID: libc::c_long = libc::SYS_setresuid32;
+}
+#[cfg(not(any(target_arch = "x86", target_arch = "arm")))]
+mod id_calls {
+    pub(super) const SETGROUPS: libc::c_long = libc::SYS_setgroups;
+    pub(super) const GETGROUPS: libc::c_long = libc::SYS_getgroups;
+    pub(super) const SETRESGID: libc::c_long = libc::SYS_setresgid;
+    pub(super) const SETRESUID: libc::c_long = libc::SYS_setresuid;
+}
+
+/// The errno [`drop_identity`] reports when the switch could be undone or left
+/// supplementary groups: no system call on this path returns it, so the parent can name
+/// the cause.
+const IDENTITY_KEPT: i32 = libc::ENOTRECOVERABLE;
+
+/// A raw system call's result as an `io::Result` (no allocation: an OS error is a number).
+fn sys_result(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
+/// Makes the forked child `uid`/`gid` for good (R32): no supplementary groups, then
+/// real, effective and saved gid, then the same for the uid, each checked; group changes
+/// first, as they need the privilege the uid change gives up. Raw system calls, which
+/// are async-signal-safe; glibc's wrappers also coordinate every thread of the process,
+/// which a forked child must not rely on.
+///
+/// Not `Command::uid`/`gid`: how the standard library treats the supplementary groups
+/// depends on its version. Older ones cleared them only when the real uid was 0, and a
+/// setuid-root host (su, pkexec, polkit's agent helper) has the caller's real uid, so
+/// the command kept the caller's groups (docker, disk, adm); current ones ignore a
+/// refused `setgroups`, so a host without `CAP_SETGID` that already has the runner's gid
+/// starts it with its own groups. An empty list that cannot be set (also a user
+/// namespace where setgroups is denied) is accepted only when the child has no
+/// supplementary group anyway.
+///
+/// Then it checks the switch holds: no group left, and going back to root refused (a
+/// host that keeps its capabilities across a uid change, through securebits, could).
+fn drop_identity(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
+    let (uid, gid) = (libc::c_long::from(uid), libc::c_long::from(gid));
+    let no_groups: *const libc::gid_t = std::ptr::null();
+    // SAFETY: raw credential system calls on integers and an empty (null, length 0)
+    // list, which the kernel does not read; they change this, the child's only, thread.
+    unsafe {
+        if let Err(e) = sys_result(libc::syscall(
+            id_calls::SETGROUPS,
+            0 as libc::c_long,
+            no_groups,
+        )) && sys_result(libc::syscall(
+            id_calls::GETGROUPS,
+            0 as libc::c_long,
+            no_groups,
+        ))? != 0
+        {
+            return Err(e);
+        }
+        sys_result(libc::syscall(id_calls::SETRESGID, gid, gid, gid))?;
+        sys_result(libc::syscall(id_calls::SETRESUID, uid, uid, uid))?;
+        let groups_left = sys_result(libc::syscall(
+            id_calls::GETGROUPS,
+            0 as libc::c_long,
+            no_groups,
+        ))?;
+        let root_again = libc::syscall(
+            id_calls::SETRESUID,
+            0 as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        ) == 0;
+        if groups_left != 0 || root_again {
+            return Err(io::Error::from_raw_os_error(IDENTITY_KEPT));
+        }
+    }
+    Ok(())
+}
+
 /// What `secret_command=` said about a user, checked as a login checks it.
 pub enum CommandSecret {
     /// A secret file (checked: scratch codes and HOTP only with a shared store).
@@ -344,18 +439,22 @@ pub fn run_secret_command(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .uid(runner.uid)
-        .gid(runner.gid)
         .process_group(0);
+    let (uid, gid) = (runner.uid, runner.gid);
     // R33: the host application (sshd keeps its log, pipes and monitor socket open)
     // may have left descriptors without FD_CLOEXEC; none of them may reach the command.
+    // R32: the identity is switched here and not with `Command::uid`/`gid` (see
+    // `drop_identity`); the closure runs after the standard library's own set-up, so
+    // nothing privileged follows it but the exec.
     // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe system calls (close_range, fcntl, sigprocmask, sigaction) on
-    // its own stack; it touches no memory of the parent.
+    // async-signal-safe system calls (close_range, fcntl, sigprocmask, sigaction, raw
+    // setgroups/setresgid/setresuid/getgroups) on its own stack; it touches no memory of
+    // the parent and allocates nothing (it captures two integers).
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             close_inherited_descriptors()?;
-            default_signals()
+            default_signals()?;
+            drop_identity(uid, gid)
         });
     }
     let mut child = command.spawn().map_err(|e| spawn_error(program, e))?;

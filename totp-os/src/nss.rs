@@ -45,6 +45,12 @@ pub enum NssError {
     TooLarge,
     /// The entry has a NULL field or a user name that is not UTF-8.
     InvalidEntry,
+    /// A group source failed while the user's group list was gathered, so the list may
+    /// lack groups the user has (see [`identity_of`]).
+    IncompleteGroups {
+        /// The error number the failing source left.
+        errno: i32,
+    },
 }
 
 impl fmt::Display for NssError {
@@ -60,6 +66,13 @@ impl fmt::Display for NssError {
             }
             Self::TooLarge => f.write_str("NSS entry too large"),
             Self::InvalidEntry => f.write_str("NSS returned a malformed entry"),
+            Self::IncompleteGroups { errno } => write!(
+                f,
+                "a group source of the name service (the group: line of nsswitch.conf) \
+                 failed while the user's groups were listed ({}); files are not opened with \
+                 fewer groups than the user has",
+                std::io::Error::from_raw_os_error(*errno)
+            ),
         }
     }
 }
@@ -89,13 +102,8 @@ pub fn lookup_user_by_uid(uid: uid_t) -> Result<Option<Passwd>, NssError> {
     lookup_user(PwKey::Uid(uid))
 }
 
-/// The group ids of `name` (primary `primary_gid` included) via `getgrouplist`.
-///
-/// glibc's `getgrouplist` skips NSS sources that fail instead of reporting them, so a
-/// short list is possible when a directory server is down; this is enough to *grant*
-/// file access (a short list only grants less). Decisions that need to know the user
-/// is *not* in a group use [`lookup_group_list`], which says whether the list may be
-/// short.
+/// The group ids of `name` (primary `primary_gid` included) via `getgrouplist`, whether
+/// or not every source answered (see [`lookup_group_list`] for that).
 pub fn lookup_group_gids(name: &str, primary_gid: gid_t) -> Result<Vec<gid_t>, NssError> {
     lookup_group_list(name, primary_gid).map(|l| l.gids)
 }
@@ -107,6 +115,8 @@ pub struct GroupIds {
     pub gids: Vec<gid_t>,
     /// False when a source reported a failure while the list was gathered.
     pub complete: bool,
+    /// The error number that marked the list incomplete; 0 when it is complete.
+    pub errno: i32,
 }
 
 /// `getgrouplist`, and whether the answer is complete.
@@ -141,7 +151,11 @@ pub fn lookup_group_list(name: &str, primary_gid: gid_t) -> Result<GroupIds, Nss
             }
             gids.truncate(count);
             let complete = matches!(errno, 0 | libc::ENOENT | libc::ESRCH);
-            return Ok(GroupIds { gids, complete });
+            return Ok(GroupIds {
+                gids,
+                complete,
+                errno: if complete { 0 } else { errno },
+            });
         }
         // -1 means "too small" and `count` says how many are needed; grow at least 2x
         // in case an NSS module reports a stale count.
@@ -166,6 +180,9 @@ pub struct Group {
     pub gid: gid_t,
     /// `gr_mem`, the member names that are UTF-8 (others cannot be a user name here).
     pub members: Vec<String>,
+    /// How many `gr_mem` names are not UTF-8: none of them is the user, but each is a
+    /// member, so a group with any is shared (never a user-private group).
+    pub undecodable_members: usize,
 }
 
 /// Look up a group by name with `getgrnam_r`.
@@ -207,6 +224,7 @@ pub fn lookup_group_by_name(name: &str) -> Result<Option<Group>, NssError> {
         // inside `buf`, which is alive and unchanged while they are copied.
         let gr = unsafe { &*result };
         let mut members = Vec::new();
+        let mut undecodable_members = 0;
         if !gr.gr_mem.is_null() {
             for i in 0.. {
                 // SAFETY: the array is NULL-terminated, and `i` stops at that NULL.
@@ -216,14 +234,16 @@ pub fn lookup_group_by_name(name: &str) -> Result<Option<Group>, NssError> {
                 }
                 // SAFETY: non-NULL, NUL-terminated string inside `buf`.
                 let member = unsafe { CStr::from_ptr(member) };
-                if let Ok(m) = member.to_str() {
-                    members.push(m.to_owned());
+                match member.to_str() {
+                    Ok(m) => members.push(m.to_owned()),
+                    Err(_) => undecodable_members += 1,
                 }
             }
         }
         return Ok(Some(Group {
             gid: gr.gr_gid,
             members,
+            undecodable_members,
         }));
     }
 }
@@ -232,6 +252,11 @@ pub fn lookup_group_by_name(name: &str) -> Result<Option<Group>, NssError> {
 /// [`crate::creds::switch_to`]. Root's groups are not looked up: a root thread opening
 /// as root is not switched at all, so the lookup (and the NSS group modules it would
 /// load into the host) buys nothing.
+///
+/// A list a failing source may have left short is an error (R4: the user's full group
+/// list), not a smaller identity: fewer groups do not always mean less access, as a file
+/// or ACL entry can deny a group what it allows everyone else (mode 0604 with group
+/// `blocked`), and a user missing `blocked` would be let through.
 pub fn identity_of(pw: &Passwd) -> Result<Identity, NssError> {
     if pw.uid == 0 {
         return Ok(Identity {
@@ -240,11 +265,14 @@ pub fn identity_of(pw: &Passwd) -> Result<Identity, NssError> {
             groups: vec![pw.gid],
         });
     }
-    let groups = lookup_group_gids(&pw.name, pw.gid)?;
+    let list = lookup_group_list(&pw.name, pw.gid)?;
+    if !list.complete {
+        return Err(NssError::IncompleteGroups { errno: list.errno });
+    }
     Ok(Identity {
         uid: pw.uid,
         gid: pw.gid,
-        groups,
+        groups: list.gids,
     })
 }
 

@@ -44,6 +44,14 @@ pub enum FileError {
         /// a root store), which the message then says.
         root_only: bool,
     },
+    /// A directory whose group write the owner's private group excuses has a POSIX
+    /// access ACL that lets someone else write (its group bits are then the ACL mask).
+    AclWritable {
+        /// The directory.
+        path: PathBuf,
+        /// Who the ACL lets write (`user 1001`, `group 50`), or why it could not be read.
+        writer: String,
+    },
     /// The file is not a regular file (directory, FIFO, device, socket).
     NotRegular {
         /// Full `st_mode`.
@@ -108,6 +116,7 @@ impl FileError {
             Self::NotADirectory { .. } => libc::ENOTDIR,
             Self::NotUnderTrustedRoot
             | Self::UnsafeDirectory { .. }
+            | Self::AclWritable { .. }
             | Self::NotRegular { .. }
             | Self::BadOwner { .. }
             | Self::BadMode { .. }
@@ -180,6 +189,13 @@ impl fmt::Display for FileError {
                 path.display(),
                 crate::creds::unmapped_owner_note(*uid),
                 mode & 0o7777
+            ),
+            Self::AclWritable { path, writer } => write!(
+                f,
+                "directory {} is writable by its group, which would be the user's private \
+                 group, but a POSIX ACL on it grants write to {writer} (see getfacl): remove \
+                 that entry or its write permission; only the user may write there",
+                path.display()
             ),
             Self::NotRegular { mode } => {
                 let what = match mode & libc::S_IFMT {

@@ -1122,3 +1122,105 @@ fn the_access_rule_file_is_checked_from_the_root_down() {
         "{err:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// POSIX ACLs on a directory whose group write the private group excuses
+
+/// A POSIX access ACL in the kernel's xattr format: `named` are (tag, id, perm) entries
+/// between the owner's and the mask; the owning group gets `group_perm`, the mask the
+/// union of the group class (as setfacl computes it), others nothing.
+/// One named ACL entry: (tag, id, permission bits).
+type AclEntry = (u16, u32, u16);
+
+fn acl_blob(named: &[AclEntry], group_perm: u16) -> Vec<u8> {
+    const UNDEFINED: u32 = u32::MAX;
+    let mut entries = vec![(0x01u16, UNDEFINED, 7u16)];
+    let mut sorted = named.to_vec();
+    sorted.sort();
+    entries.extend(sorted.iter().filter(|e| e.0 == 0x02));
+    entries.push((0x04, UNDEFINED, group_perm));
+    entries.extend(sorted.iter().filter(|e| e.0 == 0x08));
+    let mask = named.iter().fold(group_perm, |m, e| m | e.2);
+    entries.push((0x10, UNDEFINED, mask));
+    entries.push((0x20, UNDEFINED, 0));
+    let mut blob = 2u32.to_le_bytes().to_vec();
+    for (tag, id, perm) in entries {
+        blob.extend(tag.to_le_bytes());
+        blob.extend(perm.to_le_bytes());
+        blob.extend(id.to_le_bytes());
+    }
+    blob
+}
+
+fn set_acl(dir: &Path, named: &[AclEntry], group_perm: u16) {
+    rustix::fs::setxattr(
+        dir,
+        "system.posix_acl_access",
+        &acl_blob(named, group_perm),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("the test file system supports POSIX ACLs");
+}
+
+#[test]
+fn an_acl_entry_granting_write_to_someone_else_is_found() {
+    const USER: u16 = 0x02;
+    const GROUP: u16 = 0x08;
+    let s = Scratch::new();
+    let dir = s.mkdir("home", me(), 0o770);
+    let writer = |dir: &Path| {
+        let fd = fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).expect("open");
+        let st = stat::fstat(&fd).expect("fstat");
+        walk::acl_writer(fd.as_fd(), &st, ALICE_GROUP, &[ALICE])
+    };
+    assert_eq!(writer(&dir), None, "no ACL");
+    let cases: [(&[AclEntry], Option<&str>); 6] = [
+        (&[(USER, MALLORY, 7)], Some("user 4343")),
+        (&[(USER, MALLORY, 2)], Some("user 4343")),
+        (&[(GROUP, SHARED_GROUP, 7)], Some("group 4545")),
+        // Read and search for someone else, write only for the owning group: the
+        // mask shows group write, which is the private group's own.
+        (&[(USER, MALLORY, 5)], None),
+        // The allowed owner and the private group by name.
+        (&[(USER, ALICE, 7), (GROUP, ALICE_GROUP, 7)], None),
+        (&[(USER, 0, 7)], None),
+    ];
+    for (named, want) in cases {
+        set_acl(&dir, named, 7);
+        // The group bits are now the mask.
+        assert_eq!(mode_of(&dir) & 0o070, 0o070, "{named:?}");
+        assert_eq!(writer(&dir).as_deref(), want, "{named:?}");
+    }
+}
+
+#[test]
+fn a_private_group_home_with_an_acl_granting_write_is_refused() {
+    if !require_root("a_private_group_home_with_an_acl_granting_write_is_refused") {
+        return;
+    }
+    // Root's own group stands in for a user-private group (named like the user, its
+    // primary group, no other member); without that, the exception never applies.
+    let root_group = crate::nss::lookup_group_by_name("root").ok().flatten();
+    if !root_group.is_some_and(|g| g.gid == 0 && g.members.iter().all(|m| m == "root")) {
+        eprintln!("SKIPPED: group root has other members here");
+        return;
+    }
+    let s = Scratch::new();
+    let home = s.mkdir("home", 0, 0o770);
+    let p = s.file("home/secret", SECRET, 0, 0o600);
+    let rules = FileRules::new(vec![0])
+        .with_trusted_root(&home)
+        .with_private_group_of("root", 0);
+    // Control: group write by the private group alone is excused.
+    assert!(open_checked(&p, &rules).is_ok());
+    set_acl(&home, &[(0x02, MALLORY, 7)], 7);
+    let err = open_checked(&p, &rules).expect_err("an ACL lets mallory write");
+    assert_eq!(
+        err,
+        FileError::AclWritable {
+            path: home.clone(),
+            writer: format!("user {MALLORY}"),
+        }
+    );
+    assert!(err.to_string().contains("POSIX ACL"), "{err}");
+}

@@ -1,5 +1,7 @@
 //! The no-follow walk from `/` and the checks on the descriptors it opens.
 
+use std::os::fd::AsRawFd;
+
 use super::*;
 
 pub(super) struct Unread {
@@ -106,7 +108,7 @@ pub(super) fn walk_checked(dirs: &[OsString], rules: &FileRules) -> Result<Walke
             Some(st) => st,
             None => stat::fstat(&walked.fd).map_err(|e| FileError::os("fstat directory", e))?,
         };
-        check_dir(&st, &walked.shown, &checks)?;
+        check_dir(&st, walked.fd.as_fd(), &walked.shown, &checks)?;
     }
     Ok(walked)
 }
@@ -223,7 +225,7 @@ pub(super) fn walk(
             WalkStep::TrustedRoot => {
                 checking = true;
                 if let Some(c) = checks {
-                    check_dir(&stat_of(&cur, &mut cur_stat)?, &shown, c)?;
+                    check_dir(&stat_of(&cur, &mut cur_stat)?, cur.as_fd(), &shown, c)?;
                 }
                 continue;
             }
@@ -281,7 +283,7 @@ pub(super) fn walk(
                             (cur, cur_stat) = open_root()?;
                             shown = PathBuf::from("/");
                             if checking && let Some(c) = checks {
-                                check_dir(&stat_of(&cur, &mut cur_stat)?, &shown, c)?;
+                                check_dir(&stat_of(&cur, &mut cur_stat)?, cur.as_fd(), &shown, c)?;
                             }
                         }
                         Component::CurDir | Component::Prefix(_) => {}
@@ -313,7 +315,7 @@ pub(super) fn walk(
                     path: shown.clone(),
                 });
             }
-            check_dir(&fst, &shown, c)?;
+            check_dir(&fst, fd.as_fd(), &shown, c)?;
         }
         cur = fd;
     }
@@ -351,29 +353,44 @@ pub(super) fn same_inode(a: &FileInfo, b: &FileInfo) -> bool {
 }
 
 /// OpenSSH StrictModes: owned by root or an allowed owner, not group/other writable;
-/// group write only for the owner's user-private group (Debian's user-group-modes).
-pub(super) fn check_dir(st: &FileStat, shown: &Path, c: &DirChecks<'_>) -> Result<(), FileError> {
+/// group write only for the owner's user-private group (Debian's user-group-modes), and
+/// then only when no POSIX ACL on the directory lets anyone else write ([`acl_writer`]).
+/// `dir` is the directory `st` describes.
+pub(super) fn check_dir(
+    st: &FileStat,
+    dir: BorrowedFd<'_>,
+    shown: &Path,
+    c: &DirChecks<'_>,
+) -> Result<(), FileError> {
     let owner_ok = st.st_uid == 0 || c.owners.contains(&st.st_uid);
-    let group_ok = || {
-        c.private_group_of.is_some_and(|p| {
-            st.st_gid == p.primary_gid && {
-                let entry = crate::nss::lookup_group_by_name(&p.user)
-                    .ok()
-                    .flatten()
-                    .map(|g| totp_core::membership::GroupEntry {
-                        gid: g.gid,
-                        members: g.members,
-                    });
+    let private_group = || {
+        c.private_group_of.and_then(|p| {
+            (st.st_gid == p.primary_gid && {
+                let group = crate::nss::lookup_group_by_name(&p.user).ok().flatten();
+                let entry = group.as_ref().map(|g| totp_core::membership::GroupEntry {
+                    gid: g.gid,
+                    members: g.members.clone(),
+                });
                 totp_core::membership::is_private_group(
                     &p.user,
                     p.primary_gid,
                     st.st_gid,
                     entry.as_ref(),
+                    group.as_ref().map_or(0, |g| g.undecodable_members),
                 )
-            }
+            })
+            .then_some(p.primary_gid)
         })
     };
-    let writable = st.st_mode & 0o002 != 0 || (st.st_mode & 0o020 != 0 && !group_ok());
+    let other_write = st.st_mode & 0o002 != 0;
+    let group_write = st.st_mode & 0o020 != 0;
+    // The group whose write is excused, looked up only for a group-writable directory.
+    let excused_gid = if group_write && !other_write {
+        private_group()
+    } else {
+        None
+    };
+    let writable = other_write || (group_write && excused_gid.is_none());
     if !owner_ok || writable {
         return Err(FileError::UnsafeDirectory {
             path: shown.to_owned(),
@@ -382,7 +399,97 @@ pub(super) fn check_dir(st: &FileStat, shown: &Path, c: &DirChecks<'_>) -> Resul
             root_only: c.owners.iter().all(|&o| o == 0),
         });
     }
+    // Only where group write was excused: the common directory (no group write) costs
+    // no extra system call.
+    if let Some(gid) = excused_gid
+        && let Some(writer) = acl_writer(dir, st, gid, c.owners)
+    {
+        return Err(FileError::AclWritable {
+            path: shown.to_owned(),
+            writer,
+        });
+    }
     Ok(())
+}
+
+/// The extended attribute that holds a file's POSIX access ACL.
+const ACL_ACCESS: &str = "system.posix_acl_access";
+/// Entries read at most; an ACL with more (a file system allows a few hundred) is
+/// refused as unreadable.
+const ACL_MAX_ENTRIES: usize = 1024;
+/// Tags and the write bit of the kernel's ACL xattr format (`posix_acl_xattr.h`):
+/// a little-endian version 2 header, then (tag u16, perm u16, id u32) entries.
+const ACL_VERSION: u32 = 2;
+const ACL_USER: u16 = 0x02;
+const ACL_GROUP: u16 = 0x08;
+const ACL_WRITE: u16 = 0x02;
+
+/// Who a POSIX access ACL on the directory lets write besides root, the allowed owners
+/// and the owner's private group `private_gid`: `None` when nobody (or there is no
+/// ACL). On a directory with an ACL the group bits of the mode are the ACL's mask, not
+/// the owning group's permission, so `setfacl -m u:bob:rwx` shows as group write, which
+/// the private-group rule would excuse. An ACL that cannot be read counts as granting.
+pub(super) fn acl_writer(
+    dir: BorrowedFd<'_>,
+    st: &FileStat,
+    private_gid: gid_t,
+    owners: &[uid_t],
+) -> Option<String> {
+    let mut buf = vec![0u8; 4 + 8 * ACL_MAX_ENTRIES];
+    // The walk's descriptors are O_PATH, which fgetxattr refuses (EBADF); the path of
+    // the descriptor in /proc reaches the same inode without a name lookup of our own.
+    // Without /proc, a readable descriptor is opened (the user may read their home).
+    let by_proc = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    let read = match rustix::fs::getxattr(by_proc.as_str(), ACL_ACCESS, &mut buf[..]) {
+        Err(e)
+            if !matches!(
+                e,
+                rustix::io::Errno::NODATA | rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::RANGE
+            ) =>
+        {
+            match open_dir_readable(dir) {
+                Ok(ro) => rustix::fs::fgetxattr(&ro, ACL_ACCESS, &mut buf[..]),
+                Err(_) => Err(e),
+            }
+        }
+        other => other,
+    };
+    let len = match read {
+        Ok(len) => len,
+        // No ACL, or a file system without ACLs: the mode is the whole truth.
+        Err(rustix::io::Errno::NODATA | rustix::io::Errno::OPNOTSUPP) => return None,
+        Err(e) => {
+            return Some(format!(
+                "anyone it names (it could not be read: {})",
+                io::Error::from_raw_os_error(e.raw_os_error())
+            ));
+        }
+    };
+    let acl = buf.get(..len).unwrap_or_default();
+    let unreadable = || Some("anyone it names (it is not in the kernel's format)".to_owned());
+    let Some((version, entries)) = acl.split_first_chunk::<4>() else {
+        return unreadable();
+    };
+    if u32::from_le_bytes(*version) != ACL_VERSION || entries.len() % 8 != 0 {
+        return unreadable();
+    }
+    entries.chunks_exact(8).find_map(|e| {
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        let perm = u16::from_le_bytes([e[2], e[3]]);
+        let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+        if perm & ACL_WRITE == 0 {
+            return None;
+        }
+        match tag {
+            ACL_USER if id != 0 && id != st.st_uid && !owners.contains(&id) => {
+                Some(format!("user {id}"))
+            }
+            ACL_GROUP if id != private_gid => Some(format!("group {id}")),
+            // The owner, the owning group, the mask and others are the mode's own bits,
+            // checked above.
+            _ => None,
+        }
+    })
 }
 
 pub(super) fn check_file(info: &FileInfo, rules: &FileRules) -> Result<(), FileError> {
