@@ -7,6 +7,7 @@
 //! only moves bytes atomically.
 
 mod backend;
+mod bound;
 mod resp;
 
 use pam_totp_plugin_abi::{Backend, Failure, Status};

@@ -1,0 +1,166 @@
+//! "Used" never rolls back when Redis rolls back part of its data set (R34), through the
+//! real libpam against a real `redis-server`: a server killed between two RDB snapshots
+//! reloads the last one, which holds the store record and older user records. The store
+//! record is bound to the server instance (docs/fleet.md, "A lost data set never reopens
+//! a code"), so a restart reads it as stale and the floor is raised; a store record of the
+//! previous release (not bound) is kept and bound, not taken for a lost one.
+
+use system_tests::fleet::{RedisServer, ServerConfig, after_recreation, init_store};
+use system_tests::*;
+
+fn args(server: &RedisServer, prefix: &str) -> String {
+    server.options(&format!("redis_prefix={prefix}: redis_timeout=2000"))
+}
+
+fn reply(server: &RedisServer, args: &[&[u8]]) -> String {
+    String::from_utf8_lossy(&server.raw(None, args)).into_owned()
+}
+
+/// The value of `field` in the server's `INFO`.
+fn info(server: &RedisServer, field: &str) -> String {
+    let text = reply(server, &[b"INFO"]);
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("INFO has no {field}: {text}"))
+}
+
+/// The version (`v`) of the hash `key`, as an admin connection reads it.
+fn version(server: &RedisServer, key: &str) -> String {
+    reply(server, &[b"HGET", key.as_bytes(), b"v"])
+}
+
+/// The store key inside the store record under `key` (its last 32 bytes: `PTK1`, the
+/// floor, the key), as an admin connection reads it.
+fn store_key(server: &RedisServer, key: &str) -> Vec<u8> {
+    let raw = server.raw(None, &[b"HGET", key.as_bytes(), b"r"]);
+    let body = raw.strip_suffix(b"\r\n").expect("a bulk reply");
+    assert!(body.len() > 32, "{raw:?}");
+    body[body.len() - 32..].to_vec()
+}
+
+fn refused(d: &Drive) {
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_server_that_reloads_an_older_snapshot_never_reopens_a_used_code() {
+    if !require_root("a_server_that_reloads_an_older_snapshot_never_reopens_a_used_code") {
+        return;
+    }
+    // RDB only (no AOF), as with the stock `save` schedule: what a kill -9 leaves is the
+    // last snapshot.
+    let mut server = RedisServer::start(&ServerConfig::default());
+    assert_eq!(info(&server, "aof_enabled"), "0");
+    let (u, secret) = TestUser::enrolled("rb");
+    let a = args(&server, "rb");
+    init_store(&a);
+    let hosts: Vec<Stack> = (0..3).map(|_| Stack::probe("svc", &a)).collect();
+    let record = format!("rb:user:{}", u.name);
+    // The real time: the server's clock, which a recreating host must agree with.
+    let t = now();
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, t), PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(reply(&server, &[b"SAVE"]).starts_with("+OK"));
+    let saved = version(&server, &record);
+
+    // Control, without a restart: another host takes the next step's code.
+    let (d, logs) = login_logged(&hosts[2], &u, &code_at(&secret, t + 30), PEER, t + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // The code the rollback would reopen, accepted on host 1 after the snapshot.
+    let code = code_at(&secret, t + 60);
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, t + 60);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert_ne!(version(&server, &record), saved);
+
+    let key_before = store_key(&server, "rb:store");
+    // kill -9 and start again on the same port and directory: the snapshot is loaded.
+    let before = info(&server, "process_id");
+    server.restart();
+    assert_ne!(info(&server, "process_id"), before, "a new process");
+    assert_eq!(
+        version(&server, &record),
+        saved,
+        "the user's record is the snapshot's: the fault happened"
+    );
+    assert!(reply(&server, &[b"EXISTS", b"rb:store"]).contains(":1"));
+    // The store record of the earlier instance is no store record: ping says so.
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(1), "{p:?}");
+
+    // The same code on host 2: refused by the floor, the log naming the store loss.
+    let (d, logs) = login_logged(&hosts[2], &u, &code, PEER, t + 65);
+    refused(&d);
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(0), "{p:?}");
+    assert!(
+        String::from_utf8_lossy(&p.stdout).contains("recreated at"),
+        "{p:?}"
+    );
+    // The floor was raised, the store key kept: the users' surviving records (HOTP
+    // counters, used scratch codes) still match their enrolments (R35).
+    assert_eq!(store_key(&server, "rb:store"), key_before);
+    // Host 1, which accepted it, refuses it too, without another recreation.
+    let store = version(&server, "rb:store");
+    let (d, _) = login_logged(&hosts[1], &u, &code, PEER, t + 66);
+    refused(&d);
+    assert_eq!(version(&server, "rb:store"), store, "one recreation");
+    // Control: a later code logs in.
+    let later = after_recreation(t + 66);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+/// An upgrade: the previous release wrote the store record without binding it (no `i`
+/// field). It is the store's record all the same: kept (no floor raised, the current
+/// code logs in) and bound to the server instance on its first read.
+#[test]
+fn a_store_record_of_the_previous_release_is_kept_and_bound() {
+    if !require_root("a_store_record_of_the_previous_release_is_kept_and_bound") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("ru");
+    let a = args(&server, "ru");
+    init_store(&a);
+    let store_before = reply(&server, &[b"HMGET", b"ru:store", b"v", b"r"]);
+    assert!(reply(&server, &[b"HDEL", b"ru:store", b"i"]).starts_with(":1"));
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(0), "{p:?}");
+    assert!(
+        !String::from_utf8_lossy(&p.stdout).contains("recreated"),
+        "{p:?}"
+    );
+    let bound = reply(&server, &[b"HGET", b"ru:store", b"i"]);
+    let instance = format!(
+        "{}/{}",
+        info(&server, "master_replid"),
+        info(&server, "run_id")
+    );
+    assert!(bound.contains(&instance), "{bound} {instance}");
+    assert_eq!(
+        reply(&server, &[b"HMGET", b"ru:store", b"v", b"r"]),
+        store_before,
+        "the record itself is unchanged"
+    );
+    // Unbound again (another host of the previous release could not have bound it):
+    // a login keeps it too, and the current code logs in at once.
+    assert!(reply(&server, &[b"HDEL", b"ru:store", b"i"]).starts_with(":1"));
+    let host = Stack::probe("svc", &a);
+    let t = now();
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t), PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(
+        !logs.iter().any(|l| l.contains("lost its data")),
+        "{logs:?}"
+    );
+    assert!(reply(&server, &[b"HGET", b"ru:store", b"i"]).contains(&instance));
+}
