@@ -630,7 +630,7 @@ pub struct Backend {
     /// `<prefix>store`: the one key bound to the server instance ([`crate::bound`]).
     store_key: Option<Vec<u8>>,
     /// The server instance the open's `INFO` describes ([`bound::instance_of`]).
-    instance: Option<String>,
+    instance: Option<bound::Instance>,
     /// The store record as the open read it, until asked for (once) or anything is
     /// written.
     prefetched_store: Option<StoreRead>,
@@ -838,6 +838,7 @@ impl Backend {
                     replicas = info_field(&info, "connected_slaves").and_then(|v| v.parse().ok());
                     instance = bound::instance_of(
                         info_field(&info, "master_replid"),
+                        info_field(&info, "master_replid2"),
                         info_field(&info, "run_id"),
                     );
                 }
@@ -956,10 +957,11 @@ impl Backend {
 
     /// The instance the open's `INFO` named. Without one a rolled-back data set could
     /// not be told apart (R34): the store record is not used.
-    fn instance(&self) -> Result<String, Failure> {
+    fn instance(&self) -> Result<bound::Instance, Failure> {
         self.instance.clone().ok_or_else(|| {
             Failure::corrupt(
-                "the server's INFO names neither master_replid nor run_id: the store record                  cannot be bound to the server instance",
+                "the server's INFO names neither master_replid nor run_id: the store record \
+                 cannot be bound to the server instance",
             )
         })
     }
@@ -971,7 +973,7 @@ impl Backend {
         let instance = self.instance()?;
         match self.call(
             "HSET",
-            &[b"HSET", key, b"i", instance.as_bytes()],
+            &[b"HSET", key, b"i", instance.binding().as_bytes()],
             SHORT_REPLY,
         )? {
             Reply::Int(_) => Ok(()),
@@ -1249,6 +1251,7 @@ mod tests {
         let text = format!(
             "# Server\r\nrun_id:{run_id}\r\nserver_time_usec:1700000025000000\r\n\
              # Replication\r\nrole:master\r\nmaster_replid:{replid}\r\n\
+             master_replid2:{replid}\r\n\
              # Memory\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n"
         );
         const_concat(&[format!("${}\r\n{text}\r\n", text.len()).as_bytes()])
