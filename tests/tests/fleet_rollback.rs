@@ -215,3 +215,33 @@ fn hosts_racing_to_recreate_a_restarted_servers_store_record_agree_on_one() {
         .count();
     assert_eq!(ok, 1, "{results:?}");
 }
+
+/// `totp-state init --never-used` on a store record of another instance: that store has
+/// served logins, so it is recorded complete since the server's clock, not since the
+/// beginning, and its store key is kept.
+#[test]
+fn init_never_used_on_a_stale_store_record_still_raises_the_floor() {
+    if !require_root("init_never_used_on_a_stale_store_record_still_raises_the_floor") {
+        return;
+    }
+    let mut server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "rn");
+    init_store(&a);
+    let p = state_tool(&["ping", "--options", &a]);
+    assert!(
+        !String::from_utf8_lossy(&p.stdout).contains("recreated"),
+        "{p:?}"
+    );
+    assert!(reply(&server, &[b"SAVE"]).starts_with("+OK"));
+    let key_before = store_key(&server, "rn:store");
+    server.restart();
+    let out = state_tool(&["init", "--never-used", "--options", &a]);
+    assert!(out.status.success(), "{out:?}");
+    let p = state_tool(&["ping", "--options", &a]);
+    assert_eq!(p.status.code(), Some(0), "{p:?}");
+    assert!(
+        String::from_utf8_lossy(&p.stdout).contains("recreated at"),
+        "{p:?}"
+    );
+    assert_eq!(store_key(&server, "rn:store"), key_before);
+}
