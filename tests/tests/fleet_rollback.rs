@@ -245,3 +245,68 @@ fn init_never_used_on_a_stale_store_record_still_raises_the_floor() {
     );
     assert_eq!(store_key(&server, "rn:store"), key_before);
 }
+
+/// A primary failed over away and back without a restart: its run ID stays, but while
+/// it was a replica its data set was replaced by the other primary's, dropping a code
+/// it had accepted meanwhile (a split brain). Its new replication ID names a
+/// predecessor (`master_replid2`), which makes the store record stale: the code stays
+/// refused.
+#[test]
+fn a_primary_that_was_a_replica_in_between_never_reopens_a_used_code() {
+    if !require_root("a_primary_that_was_a_replica_in_between_never_reopens_a_used_code") {
+        return;
+    }
+    let primary = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("rf");
+    let a = args(&primary, "rf");
+    init_store(&a);
+    let hosts: Vec<Stack> = (0..3).map(|_| Stack::probe("svc", &a)).collect();
+    let record = format!("rf:user:{}", u.name);
+    let t = now();
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, t), PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let other = primary.replica();
+    let synced = version(&primary, &record);
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for("the replica has the record", &|| {
+        version(&other, &record) == synced
+    });
+    // The other server is promoted while the primary still takes writes.
+    assert!(reply(&other, &[b"REPLICAOF", b"NO", b"ONE"]).starts_with("+OK"));
+    let code = code_at(&secret, t + 30);
+    let (d, logs) = login_logged(&hosts[1], &u, &code, PEER, t + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert_ne!(version(&primary, &record), synced);
+    // The primary rejoins as the other's replica (its own write dropped), then is
+    // promoted again: the same process.
+    let pid = info(&primary, "process_id");
+    let port = other.port.to_string();
+    assert!(reply(&primary, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]).starts_with("+OK"));
+    wait_for("the primary resynced as a replica", &|| {
+        let r = reply(&primary, &[b"INFO", b"replication"]);
+        r.contains("master_link_status:up") && r.contains("master_sync_in_progress:0")
+    });
+    assert!(reply(&primary, &[b"REPLICAOF", b"NO", b"ONE"]).starts_with("+OK"));
+    assert_eq!(info(&primary, "process_id"), pid, "no restart");
+    assert_eq!(
+        version(&primary, &record),
+        synced,
+        "the user's record is the other server's: the fault happened"
+    );
+    let (d, logs) = login_logged(&hosts[2], &u, &code, PEER, t + 35);
+    refused(&d);
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+    // Control: a later code logs in.
+    let later = after_recreation(t + 35);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
