@@ -13,6 +13,7 @@ use totp_core::fleet::PluginConfig;
 use totp_core::state::MAX_ENCODED_LEN;
 use zeroize::Zeroizing;
 
+use crate::bound::{self, StoreRecord};
 use crate::resp::{Address, Conn, Limits, Reply, Tls, WireError};
 
 /// Status codes of the C ABI: the one definition in the ABI crate.
@@ -282,6 +283,12 @@ fn check_eviction(info: &str) -> Result<(), Failure> {
 const RECORD_REPLY: Limits = Limits {
     total: MAX_ENCODED_LEN + 256,
     items: 2,
+};
+/// The store record, its version and the server instance it is bound to
+/// ([`crate::bound`]).
+const STORE_REPLY: Limits = Limits {
+    total: MAX_ENCODED_LEN + 512,
+    items: 3,
 };
 /// `INFO memory` is about a kilobyte on current servers.
 const INFO_REPLY: Limits = Limits {
@@ -586,6 +593,23 @@ fn parse_record(reply: Reply) -> Read {
     }
 }
 
+/// A store record as read: the record and its version (as [`parse_record`] gives them),
+/// and the server instance its `i` field binds it to.
+type StoreRead = Result<(Vec<u8>, u64, Option<Vec<u8>>), Failure>;
+
+/// What an `HMGET key v r i` reply says about the store record.
+fn parse_store(reply: Reply) -> StoreRead {
+    let Reply::Array(Some(mut items)) = reply else {
+        return Err(Failure::corrupt("unexpected HMGET reply"));
+    };
+    let bound = match items.pop() {
+        Some(Reply::Bulk(b)) if items.len() == 2 => b,
+        _ => return Err(Failure::corrupt("unexpected HMGET reply")),
+    };
+    let (record, version) = parse_record(Reply::Array(Some(items)))?;
+    Ok((record, version, bound))
+}
+
 pub struct Backend {
     con: Conn,
     /// Compare-and-set through the function library (until the server says it has none).
@@ -603,6 +627,13 @@ pub struct Backend {
     /// `connected_slaves` of the open's `INFO`: the replicas a `WAIT` could count on
     /// then, named when too few acknowledge.
     replicas: Option<u64>,
+    /// `<prefix>store`: the one key bound to the server instance ([`crate::bound`]).
+    store_key: Option<Vec<u8>>,
+    /// The server instance the open's `INFO` describes ([`bound::instance_of`]).
+    instance: Option<bound::Instance>,
+    /// The store record as the open read it, until asked for (once) or anything is
+    /// written.
+    prefetched_store: Option<StoreRead>,
 }
 
 /// `server_time_usec` of an `INFO` reply (Redis 6.2 and later, Valkey).
@@ -718,8 +749,13 @@ impl Backend {
         // (its default sections: server, replication, memory, cluster) does all three
         // (and shows a server that wants a password, NOAUTH).
         steps.push((Step::Info, vec![b"INFO"]));
+        let store_key = config.store_key.take();
         for (i, key) in config.prefetch.iter().enumerate() {
-            steps.push((Step::Read(i), vec![b"HMGET", key.as_slice(), b"v", b"r"]));
+            let mut args: Vec<&[u8]> = vec![b"HMGET", key.as_slice(), b"v", b"r"];
+            if store_key.as_deref() == Some(key.as_slice()) {
+                args.push(b"i");
+            }
+            steps.push((Step::Read(i), args));
         }
         // Sent within the connect bound when the first command belongs to it (as AUTH
         // alone was), within a command bound otherwise (as INFO alone was).
@@ -733,6 +769,8 @@ impl Backend {
         let mut info_deadline = None;
         let mut clock = None;
         let mut replicas = None;
+        let mut instance = None;
+        let mut prefetched_store = None;
         let mut prefetched = Vec::with_capacity(config.prefetch.len());
         for (step, _) in &steps {
             match step {
@@ -798,18 +836,30 @@ impl Backend {
                     check_server(&info)?;
                     clock = info_clock(&info).map(|usec| (usec, Instant::now()));
                     replicas = info_field(&info, "connected_slaves").and_then(|v| v.parse().ok());
+                    instance = bound::instance_of(
+                        info_field(&info, "master_replid"),
+                        info_field(&info, "master_replid2"),
+                        info_field(&info, "run_id"),
+                    );
                 }
                 Step::Read(i) => {
                     let by = info_deadline.unwrap_or_else(|| Instant::now() + command);
+                    let key = &config.prefetch[*i];
+                    let is_store = store_key.as_deref() == Some(key.as_slice());
+                    let limits = if is_store { STORE_REPLY } else { RECORD_REPLY };
                     // A record read here is reported where the module reads it, as if
                     // read then: a damaged record, an error reply, or a reply cut off
                     // (the connection is then unusable, and every later read with it).
-                    let result = match con.receive(by, RECORD_REPLY) {
+                    let reply = match con.receive(by, limits) {
                         Ok(Reply::Error(e)) => Err(Failure::server("HMGET", &e)),
-                        Ok(r) => parse_record(r),
+                        Ok(r) => Ok(r),
                         Err(e) => Err(Failure::wire("HMGET", e, command)),
                     };
-                    prefetched.push((config.prefetch[*i].clone(), result));
+                    if is_store {
+                        prefetched_store = Some(reply.and_then(parse_store));
+                    } else {
+                        prefetched.push((key.clone(), reply.and_then(parse_record)));
+                    }
                 }
             }
         }
@@ -822,6 +872,9 @@ impl Backend {
             prefetched,
             clock,
             replicas,
+            store_key,
+            instance,
+            prefetched_store,
         })
     }
 
@@ -859,6 +912,16 @@ impl Backend {
     /// The record and its version; `(empty, 0)` when the user has none. A key read while
     /// opening is answered from that read, once.
     pub fn get(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
+        if self.is_store_key(key) {
+            return match self.read_store(key)? {
+                StoreRecord::Absent | StoreRecord::Stale(..) => Ok((Vec::new(), 0)),
+                StoreRecord::Current(record, version) => Ok((record, version)),
+                StoreRecord::Unbound(record, version) => {
+                    self.bind(key)?;
+                    Ok((record, version))
+                }
+            };
+        }
         if let Some(i) = self
             .prefetched
             .iter()
@@ -870,8 +933,62 @@ impl Backend {
         parse_record(reply)
     }
 
+    fn is_store_key(&self, key: &[u8]) -> bool {
+        self.store_key.as_deref() == Some(key)
+    }
+
+    /// The store record and what it is on this server instance ([`crate::bound`]).
+    fn read_store(&mut self, key: &[u8]) -> Result<StoreRecord, Failure> {
+        let read = match self.prefetched_store.take() {
+            Some(read) => read,
+            None => {
+                parse_store(self.call("HMGET", &[b"HMGET", key, b"v", b"r", b"i"], STORE_REPLY)?)
+            }
+        };
+        let (record, version, bound_to) = read?;
+        let instance = self.instance()?;
+        Ok(bound::classify(
+            record,
+            version,
+            bound_to.as_deref(),
+            &instance,
+        ))
+    }
+
+    /// The instance the open's `INFO` named. Without one a rolled-back data set could
+    /// not be told apart (R34): the store record is not used.
+    fn instance(&self) -> Result<bound::Instance, Failure> {
+        self.instance.clone().ok_or_else(|| {
+            Failure::corrupt(
+                "the server's INFO names neither master_replid nor run_id: the store record \
+                 cannot be bound to the server instance",
+            )
+        })
+    }
+
+    /// Binds the store record under `key` to this server instance (its `i` field).
+    /// Unconditional: whatever record a host finds there on this instance was written or
+    /// checked on it, or is the previous release's, which is bound on its first read.
+    fn bind(&mut self, key: &[u8]) -> Result<(), Failure> {
+        let instance = self.instance()?;
+        match self.call(
+            "HSET",
+            &[b"HSET", key, b"i", instance.binding().as_bytes()],
+            SHORT_REPLY,
+        )? {
+            Reply::Int(_) => Ok(()),
+            _ => Err(Failure::corrupt("unexpected HSET reply")),
+        }
+    }
+
     /// Writes `record` if the version is still `expected`; [`Status::Conflict`] if not.
     /// A durable write with `redis_wait=N` also waits for N replicas to acknowledge.
+    ///
+    /// The store record is bound to this server instance once written. Its create
+    /// ("expected 0", after [`Backend::get`] reported a stale record absent) replaces a
+    /// stale record by a compare-and-set on that record's version, keeping its store key
+    /// ([`bound::replacement`]): of several hosts recreating it, one wins and the others
+    /// read its record.
     pub fn compare_and_set(
         &mut self,
         key: &[u8],
@@ -882,6 +999,42 @@ impl Backend {
     ) -> Result<Status, Failure> {
         // What was read while opening may be stale after any write.
         self.prefetched.clear();
+        self.prefetched_store = None;
+        if !self.is_store_key(key) {
+            return self.cas_record(key, expected, record, ttl_secs, durable);
+        }
+        let (expected, written) = if expected == 0 {
+            match self.read_store(key)? {
+                StoreRecord::Absent => (0, Zeroizing::new(record.to_vec())),
+                // Created or bound by another host since the module read: it reads again.
+                StoreRecord::Current(..) | StoreRecord::Unbound(..) => {
+                    return Ok(Status::Conflict);
+                }
+                StoreRecord::Stale(stale, version) => {
+                    let now = self.server_time()?;
+                    let merged = bound::replacement(record, &stale, now)?;
+                    (version, Zeroizing::new(merged))
+                }
+            }
+        } else {
+            (expected, Zeroizing::new(record.to_vec()))
+        };
+        let status = self.cas_record(key, expected, &written, ttl_secs, durable)?;
+        if status == Status::Ok {
+            self.bind(key)?;
+        }
+        Ok(status)
+    }
+
+    /// [`Backend::compare_and_set`] of any record, the store record's binding aside.
+    fn cas_record(
+        &mut self,
+        key: &[u8],
+        expected: u64,
+        record: &[u8],
+        ttl_secs: u64,
+        durable: bool,
+    ) -> Result<Status, Failure> {
         if record.len() > MAX_ENCODED_LEN {
             return Err(Failure::invalid("record too large"));
         }
@@ -975,6 +1128,7 @@ impl Backend {
 
     pub fn delete(&mut self, key: &[u8]) -> Result<(), Failure> {
         self.prefetched.clear();
+        self.prefetched_store = None;
         match self.call("DEL", &[b"DEL", key], SHORT_REPLY)? {
             Reply::Int(_) => Ok(()),
             _ => Err(Failure::corrupt("unexpected DEL reply")),
@@ -1090,6 +1244,141 @@ mod tests {
             seen[1].contains("HMGET") && seen[1].contains("p:store"),
             "{seen:?}"
         );
+    }
+
+    /// An `INFO` reply of the instance `replid`/`run_id` (its clock at `T0`).
+    fn info_of(replid: &str, run_id: &str) -> &'static [u8] {
+        let text = format!(
+            "# Server\r\nrun_id:{run_id}\r\nserver_time_usec:1700000025000000\r\n\
+             # Replication\r\nrole:master\r\nmaster_replid:{replid}\r\n\
+             master_replid2:{replid}\r\n\
+             # Memory\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n"
+        );
+        const_concat(&[format!("${}\r\n{text}\r\n", text.len()).as_bytes()])
+    }
+
+    /// `HMGET key v r i` of a store record `record` at version `v`, bound to `bound`.
+    fn store_reply(v: &str, record: &[u8], bound: Option<&str>) -> Vec<u8> {
+        let mut out = format!("*3\r\n${}\r\n{v}\r\n${}\r\n", v.len(), record.len()).into_bytes();
+        out.extend_from_slice(record);
+        out.extend_from_slice(b"\r\n");
+        match bound {
+            Some(b) => out.extend_from_slice(format!("${}\r\n{b}\r\n", b.len()).as_bytes()),
+            None => out.extend_from_slice(b"$-1\r\n"),
+        }
+        out
+    }
+
+    fn store_config(path: &std::path::Path) -> PluginConfig {
+        PluginConfig {
+            store_key: Some(b"p:store".to_vec()),
+            ..config(path, &[b"p:store"])
+        }
+    }
+
+    /// A store record bound to another instance (a restart since) reads as absent, and
+    /// the module's create replaces it on its own version, keeping its store key, then
+    /// binds the new record here.
+    #[test]
+    fn a_store_record_of_another_instance_is_replaced_on_its_version() {
+        use totp_core::state::{STORE_KEY_LEN, StoreContext, StoreKey};
+        let old = StoreContext {
+            key: StoreKey::new([7; STORE_KEY_LEN]),
+            complete_since: 5,
+        }
+        .encode()
+        .to_vec();
+        let stale = store_reply("3", &old, Some("r1/a1"));
+        let open = const_concat(&[info_of("r2", "a2"), &stale]);
+        let again = const_concat(&[&stale]);
+        let (path, server) = scripted(vec![open, again, b":1\r\n", b":1\r\n"]);
+        let mut b = Backend::connect(store_config(&path)).expect("open");
+        assert_eq!(b.get(b"p:store").ok(), Some((Vec::new(), 0)));
+        let fresh = StoreContext {
+            key: StoreKey::new([9; STORE_KEY_LEN]),
+            complete_since: 1_700_000_020,
+        };
+        assert_eq!(
+            b.compare_and_set(b"p:store", 0, &fresh.encode(), 0, true)
+                .ok(),
+            Some(Status::Ok)
+        );
+        drop(b);
+        let seen = server.join().expect("server");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert!(
+            seen[0].contains("HMGET") && seen[0].contains("\r\ni\r\n"),
+            "{seen:?}"
+        );
+        assert!(
+            seen[1].contains("HMGET"),
+            "read again before replacing: {seen:?}"
+        );
+        // On the stale record's version, with its key and the later floor.
+        assert!(
+            seen[2].contains("FCALL") && seen[2].contains("\r\n$1\r\n3\r\n"),
+            "{seen:?}"
+        );
+        let merged = StoreContext {
+            key: StoreKey::new([7; STORE_KEY_LEN]),
+            complete_since: 1_700_000_020,
+        }
+        .encode();
+        assert!(
+            seen[2].contains(&*String::from_utf8_lossy(&merged)),
+            "the stale key and the module's floor: {seen:?}"
+        );
+        assert!(
+            seen[3].contains("HSET") && seen[3].contains("r2/a2"),
+            "{seen:?}"
+        );
+    }
+
+    /// A store record of the previous release (no binding) is kept and bound here on
+    /// its first read; one bound here is read as it is; of two hosts recreating a stale
+    /// one, the one that finds it replaced reports a conflict and writes nothing.
+    #[test]
+    fn an_unbound_store_record_is_bound_on_first_read_and_kept() {
+        let open = const_concat(&[info_of("r2", "a2"), &store_reply("4", b"PTK1rec", None)]);
+        let (path, server) = scripted(vec![open, b":1\r\n"]);
+        let mut b = Backend::connect(store_config(&path)).expect("open");
+        assert_eq!(b.get(b"p:store").ok(), Some((b"PTK1rec".to_vec(), 4)));
+        drop(b);
+        let seen = server.join().expect("server");
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            seen.len() == 2 && seen[1].contains("HSET") && seen[1].contains("r2/a2"),
+            "{seen:?}"
+        );
+
+        let current = store_reply("5", b"PTK1rec", Some("r2/a2"));
+        let open = const_concat(&[info_of("r2", "a2"), &current]);
+        let (path, server) = scripted(vec![open, const_concat(&[&current])]);
+        let mut b = Backend::connect(store_config(&path)).expect("open");
+        assert_eq!(b.get(b"p:store").ok(), Some((b"PTK1rec".to_vec(), 5)));
+        assert_eq!(
+            b.compare_and_set(b"p:store", 0, b"PTK1new", 0, true).ok(),
+            Some(Status::Conflict)
+        );
+        drop(b);
+        let seen = server.join().expect("server");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(seen.len(), 2, "no write: {seen:?}");
+    }
+
+    #[test]
+    fn a_server_that_names_no_instance_cannot_serve_the_store_record() {
+        let info: &[u8] = b"$43\r\n# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:x\r\n\r\n";
+        let open = const_concat(&[info, &store_reply("4", b"PTK1rec", None)]);
+        let (path, server) = scripted(vec![open]);
+        let mut b = Backend::connect(store_config(&path)).expect("open");
+        let e = b.get(b"p:store").expect_err("no instance");
+        assert_eq!(e.status, Status::Corrupt);
+        assert!(e.message.contains("run_id"), "{}", e.message);
+        drop(b);
+        let _ = server.join();
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! only moves bytes atomically.
 
 mod backend;
+mod bound;
 mod deadline;
 mod resp;
 
