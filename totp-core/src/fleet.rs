@@ -729,7 +729,8 @@ pub struct PluginConfig {
     pub install_functions: bool,
     /// The store record's key (`<prefix>store`). The etcd plugin binds the record under
     /// it to the cluster ID it was written on (a cluster restored from a snapshot then
-    /// reads it as absent, R34); the Redis plugin treats it like any other key.
+    /// reads it as absent, R34); the Redis plugin binds it to the server instance (its
+    /// run and replication IDs), so a restart or a failover reads it as stale.
     pub store_key: Option<Vec<u8>>,
     /// Keys the plugin reads while opening, in the open's one round trip (at most
     /// [`MAX_PREFETCH_KEYS`], each at most [`MAX_PREFETCH_KEY_LEN`] bytes): the store

@@ -253,8 +253,9 @@ fn connection_config(
         wait_replicas: 0,
         wait_timeout_ms: 0,
         install_functions: false,
-        // The etcd plugin binds this key's record to the cluster's ID, so a restored
-        // snapshot reads as a lost one.
+        // Both plugins bind this key's record: etcd to the cluster's ID (a restored
+        // snapshot reads as a lost one), Redis to the server instance (a restart or a
+        // failover does).
         store_key: Some(format!("{}store", conn.prefix).into_bytes()),
         // Set by `RemoteStore::open_for`, which knows the login's user.
         prefetch: Vec::new(),

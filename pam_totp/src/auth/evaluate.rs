@@ -99,9 +99,10 @@ impl Ctx {
                     Level::Warning,
                     "the shared state store had no store record, so it was created now: \
                      every code up to now counts as used (expected for a new store without \
-                     `totp-state init`, or after a data loss; otherwise check that this \
-                     host's state=, redis_prefix= or etcd_prefix= and database are the \
-                     other hosts')",
+                     `totp-state init`, after a data loss, after a Redis server's restart \
+                     or failover, or an etcd cluster restored from a snapshot; otherwise \
+                     check that this host's state=, redis_prefix= or etcd_prefix= and \
+                     database are the other hosts')",
                 );
                 c
             }
