@@ -61,9 +61,19 @@ impl Failure {
             // waits for the rest: the handshake times out.
             WireError::Timeout(m) if m.starts_with("TLS handshake") => Self::unavailable(format!(
                 "{what}: {m} within {} ms (does this port serve TLS? rediss:// needs the \
-                 server's tls-port, redis:// its plain port)",
+                 server's tls-port, redis:// its plain port; or the server or the path \
+                 sent its handshake too slowly)",
                 limit.as_millis()
             )),
+            // No connection made: the connect bound, and where it points.
+            WireError::Timeout(m) if m.starts_with("no connection to ") => {
+                Self::unavailable(format!(
+                    "{what}: {m} within {} ms (the server is down, stopped, or too busy to \
+                     accept: a local socket waits while its queue of unaccepted \
+                     connections is full)",
+                    limit.as_millis()
+                ))
+            }
             WireError::Timeout(_) => Self::unavailable(format!(
                 "{what}: no complete reply within {} ms (the bound of the whole command)",
                 limit.as_millis()
