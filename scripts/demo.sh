@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh --demo
+# A toolchain install-deps.sh installed with rustup is in ~/.cargo/bin.
+command -v cargo >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
 echo "demo: building (release)..."
 cargo build --release -q -p pam_totp -p totp-enroll
 

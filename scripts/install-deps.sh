@@ -49,9 +49,23 @@ if [ "${#missing[@]}" -gt 0 ]; then
     need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Rust: Debian 12's own rustc is too old for the crates' edition, so a machine without
+# cargo gets rustup's toolchain for this user (in ~/.cargo, nothing system-wide), the
+# release the project is tested with; demo.sh and test-all.sh look there too.
+rust_release=1.95.0
+if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
 if ! command -v cargo >/dev/null; then
-    echo "install-deps: a Rust toolchain (cargo; tested with Rust 1.95) is required; install it with rustup" >&2
-    exit 1
+    echo "install-deps: no cargo: installing Rust $rust_release with rustup into $HOME/.cargo"
+    if ! command -v curl >/dev/null; then
+        need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl ca-certificates >/dev/null
+    fi
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+        sh -s -- -y --no-modify-path --profile minimal \
+            --default-toolchain "$rust_release" --component rustfmt,clippy ||
+        { echo "install-deps: installing Rust failed; install it with rustup (https://rustup.rs)" >&2; exit 1; }
+    export PATH="$HOME/.cargo/bin:$PATH"
 fi
 
 # cargo-deny: the offline license, ban and source checks of deny.toml.

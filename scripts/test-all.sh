@@ -16,6 +16,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 ./scripts/install-deps.sh || { echo "test-all: dependency installation failed" >&2; exit 1; }
+# A toolchain install-deps.sh installed with rustup is in ~/.cargo/bin.
+command -v cargo >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
 
 passed=0
 failed=0
