@@ -37,8 +37,10 @@ enum Command {
     Show(RecordQuery),
     /// Lift one user's throttling and lockout (failures, backoff, max_failures=, the
     /// guess ceiling, grace entries); what was used stays used: the TOTP replay mark,
-    /// used scratch codes and HOTP counters of every enrolment. A TOTP mark ahead of
-    /// the clock (a clock fault) is lowered to a minute after it. An unusable record
+    /// used scratch codes and HOTP counters of every enrolment. A TOTP mark after
+    /// anything a login accepts (a clock fault: over a day plus the widest TIME_SKEW
+    /// lead ahead) is lowered to a minute after the clock; a closer one (a phone ahead
+    /// of the clock) is kept. An unusable record
     /// (damaged, hostile) is removed without being followed.
     Reset(RecordQuery),
     /// Before changing pam.d: what the module of a PAM service would do for every
@@ -331,8 +333,8 @@ fn reset_text(done: &Reset) -> String {
                 .to_owned();
             if *lowered {
                 text.push_str(
-                    "; the TOTP replay mark was ahead of the clock and now ends a minute \
-                     after it",
+                    "; the TOTP replay mark was ahead of the clock, beyond anything a login \
+                     accepts, and now ends a minute after it",
                 );
             }
             text
