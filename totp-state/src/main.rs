@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use totp_core::options::ModuleOptions;
-use totp_core::state::{Reset, StateStore, Uid};
+use totp_core::state::{Missing, Reset, StateStore, Uid, UserState};
 use totp_core::user::UserName;
 use totp_os::remote::open_shared;
-use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir, effective_uid, record_uid};
+use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir, effective_uid, record_uid};
 use totp_os::{nss, pam_stack};
 
 use crate::report::Report;
@@ -263,6 +263,10 @@ fn run(cmd: Command) -> Result<(), Stop> {
         Some(s) => s,
         None => Box::new(StateDir::new(&dir, Duration::from_secs(5))),
     };
+    // Nothing named the store: the default directory, which may not be the one the
+    // module's lines use (state_dir=, state=redis…). There "nothing recorded" would
+    // read as success in a runbook, so it is said only where logins have been.
+    let implicit = target.state_dir.is_none() && opts.is_none();
     if reset {
         let user = target
             .user
@@ -275,6 +279,9 @@ fn run(cmd: Command) -> Result<(), Stop> {
         let done = store
             .reset(uid, now())
             .map_err(|e| Fatal(format!("reset of uid {uid} failed: {e}")))?;
+        if implicit && done == Reset::Absent {
+            unused_default_store(store.as_mut(), &dir, user)?;
+        }
         let shown = name.unwrap_or_else(|| uid.to_string());
         let known = (uid != NO_UID).then_some(uid);
         if target.json {
@@ -302,12 +309,20 @@ fn run(cmd: Command) -> Result<(), Stop> {
             .collect(),
     };
     let now = now();
+    if implicit && uids.is_empty() {
+        unused_default_store(store.as_mut(), &dir, "any account")?;
+    }
     let mut failed = false;
     for (uid, name) in uids {
         if let Some(n) = &name {
             store.name_user(uid, n);
         }
-        let r = Report::new((uid != NO_UID).then_some(uid), name, store.read(uid), now);
+        let read = store.read(uid);
+        if implicit && read.as_ref().is_ok_and(|r| *r == UserState::default()) {
+            let shown = name.clone().unwrap_or_else(|| uid.to_string());
+            unused_default_store(store.as_mut(), &dir, &shown)?;
+        }
+        let r = Report::new((uid != NO_UID).then_some(uid), name, read, now);
         failed |= r.error.is_some();
         if target.json {
             emit(&format!(
@@ -322,6 +337,26 @@ fn run(cmd: Command) -> Result<(), Stop> {
         return Err(Fatal("some records are unusable (see above)".into()).into());
     }
     Ok(())
+}
+
+/// For `show` and `reset` of the default state directory, which nothing named, when
+/// they found no record of `who`: an error if no login ever used that directory (it
+/// has no store key), since the module's lines then most likely name another store
+/// and "nothing recorded" would be read as success; nothing when logins have used it.
+fn unused_default_store(store: &mut dyn StateStore, dir: &Path, who: &str) -> Result<(), Fatal> {
+    let used = store
+        .context(Missing::Leave)
+        .map_err(|e| Fatal(format!("state directory {}: {e}", dir.display())))?
+        .is_some();
+    if used {
+        return Ok(());
+    }
+    Err(Fatal(format!(
+        "no record of {who} in the default state directory {}, which no login has used \
+         (it has no {KEY_FILE}): the module's lines likely name another store (state_dir=, \
+         state=redis…, state=etcd…); name it with --service NAME or --options '…'",
+        dir.display()
+    )))
 }
 
 /// What a reset did, in words: what it cleared, what it kept.
