@@ -262,3 +262,40 @@ fn a_reset_keeps_the_mark_of_a_phone_ahead_of_the_clock() {
         "after the reset, the next code: {d:?}"
     );
 }
+
+/// The same on Redis, where the reset's clock is the later of the admin host's and the
+/// server's: at the real time, so the server's clock does not hide the lowering. A
+/// phone 20 steps ahead logs in, the admin resets the user, and the code just typed is
+/// still refused; the phone's next code logs in.
+#[test]
+fn a_reset_on_redis_keeps_the_mark_of_a_phone_ahead_of_the_clock() {
+    let t = "a_reset_on_redis_keeps_the_mark_of_a_phone_ahead_of_the_clock";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let args = server.options("redis_prefix=rq: redis_timeout=2000");
+    init_store(&args);
+    let u = TestUser::create("rq");
+    let secret = random_secret_b32();
+    u.write_secret(&format!("{secret}\n\" TIME_SKEW 20\n\" TOTP_AUTH\n"), 0o600);
+    let stack = Stack::probe("svc", &args);
+    let phone = |at: u64| code_at(&secret, at + 600);
+    let at = now();
+
+    let typed = phone(at);
+    let d = login_at(&stack, &u, &typed, PEER, at);
+    assert_eq!(d.returned(), Returned::Success, "the phone's code: {d:?}");
+    let out = state_tool(&["reset", "--json", "--user", &u.name, "--options", &args]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("\"totp_mark_lowered\":false"), "{said}");
+    let d = login_at(&stack, &u, &typed, PEER, at + 20);
+    assert!(denied(&d), "the same code after the reset: {d:?}");
+    let d = login_at(&stack, &u, &phone(at + 30), PEER, at + 30);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "control: the phone's next code: {d:?}"
+    );
+}
