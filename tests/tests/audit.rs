@@ -284,3 +284,47 @@ fn audit_says_whether_ga_lines_are_kept_up_to_date() {
         assert!(!reasons.contains("DISALLOW_REUSE"), "{args}: {reasons}");
     }
 }
+
+/// Finding: the audit ran `getent` found through the caller's `PATH`, as root. A
+/// `getent` placed first in `PATH` (as `sudo -E` or a cron environment can leave it)
+/// that lists an account nobody has and leaves out a real one changes nothing: the
+/// audit lists the real account and not the invented one. Control: the name service
+/// really has the real account, and the invented one is nobody's.
+#[test]
+fn audit_lists_accounts_with_the_system_getent_whatever_the_path() {
+    if !require_root("audit_lists_accounts_with_the_system_getent_whatever_the_path") {
+        return;
+    }
+    let (real, _) = TestUser::enrolled("ap");
+    let invented = "zzpamtotpnobody";
+    let stack = Stack::with_module("svc", "nullok");
+    let bin = tempfile::tempdir().expect("tmp");
+    let fake = bin.path().join("getent");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho '{invented}:x:4242:4242::/nonexistent:/bin/sh'\n"),
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // Control: the caller's PATH does find the stand-in first.
+    let found = Command::new("sh")
+        .args(["-c", "getent passwd"])
+        .env("PATH", &path)
+        .output()
+        .expect("sh");
+    assert!(String::from_utf8_lossy(&found.stdout).contains(invented));
+
+    let out = audit_command(stack.path())
+        .env("PATH", &path)
+        .output()
+        .expect("totp-state audit");
+    let seen = audit_verdicts(&out.stdout);
+    assert!(seen.contains_key(&real.name), "{out:?}");
+    assert!(!seen.contains_key(invented), "{out:?}");
+}

@@ -1,7 +1,8 @@
 //! The admin CLIs as commands (issue "operations"): a closed pipe ends them quietly,
 //! a state directory that does not exist is an error, `totp-state --service` reads the
 //! store from the PAM service, `explain` without `--rhost` is a console login, and
-//! `check` warns about a missing service and names the store it used.
+//! `check` warns about a missing service and names the store it used, and `totp-state`
+//! with no store named fails where the default one was never used.
 
 use std::fs;
 use std::path::Path;
@@ -565,5 +566,73 @@ fn the_readmes_audit_before_the_switch_works_on_a_changed_copy() {
             .lines()
             .any(|l| l.starts_with(&format!("{}: ok:", u.name))),
         "the enrolled account is audited: {out:?}"
+    );
+}
+
+/// Finding: `totp-state reset --user` (and `show`) with no store named acted on the
+/// default state directory, and on a host whose pam_totp lines name another store
+/// (`state_dir=`, `state=redis…`) said "no record, nothing to clear" and exited 0, which
+/// a runbook reads as success. With the default directory never used (no store key; an
+/// empty /var/lib in a private mount namespace): exit 1, naming the directory looked
+/// at and --service/--options. Controls: the store named with --service is reset; a
+/// default directory a login has used (its store key there) still says "no record"
+/// and succeeds.
+#[test]
+fn a_reset_of_an_unused_default_store_names_it_and_fails() {
+    if !require_root("a_reset_of_an_unused_default_store_names_it_and_fails") {
+        return;
+    }
+    // Its own tag: user names are per process and tag, and tests run in parallel.
+    let (u, secret) = TestUser::enrolled("ud");
+    let stack = Stack::with_module("svc", "");
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    let tool = built().state_tool.display().to_string();
+    let empty_var_lib = "mount -t tmpfs -o mode=755 none /var/lib";
+    let used = format!(
+        "{empty_var_lib}\n'{tool}' init --options state_dir={DEFAULT} >/dev/null",
+        DEFAULT = "/var/lib/pam_totp/state"
+    );
+    let in_ns = |setup: &str, args: &[&str]| {
+        let mut inner = Command::new(&built().state_tool);
+        inner.args(args);
+        in_private_mounts(setup, stack.path(), &inner)
+            .output()
+            .expect("run totp-state")
+    };
+    for args in [
+        &["reset", "--user", &u.name][..],
+        &["show", "--user", &u.name],
+        &["show"],
+    ] {
+        let out = in_ns(empty_var_lib, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(
+            stderr.contains("default state directory /var/lib/pam_totp/state")
+                && stderr.contains("--service")
+                && stderr.contains("--options"),
+            "{args:?}: {stderr}"
+        );
+        // Control: a default directory logins have used holds no record of the user,
+        // and says so with success.
+        let out = in_ns(&used, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let out = in_ns(&used, &["reset", "--user", &u.name]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no record, nothing to clear"),
+        "{out:?}"
+    );
+    // Control: the store named through the service is the one reset.
+    let out = Command::new(&built().state_tool)
+        .args(["reset", "--user", &u.name, "--service", "svc", "--pam-dir"])
+        .arg(stack.path())
+        .output()
+        .expect("totp-state");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("used codes stay used"),
+        "{out:?}"
     );
 }

@@ -450,6 +450,14 @@ fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
         .arg(stack.path());
         c
     };
+    // The health probe monitoring runs: it read the store key and said "ok" for a store
+    // every login refused.
+    let ping = || {
+        let mut c = Command::new(&built().state_tool);
+        c.args(["ping", "--service", "svc", "--pam-dir"])
+            .arg(stack.path());
+        c
+    };
     let state_line = |out: &Output| {
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -489,6 +497,16 @@ fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
             line.contains("refused") && line.contains("read-only file system"),
             "{case}: {line}"
         );
+        if case == "with records" {
+            let (out, _) = with_syslog_capture_after(&read_only, &ping());
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{case}: ping: {out:?}");
+            assert!(
+                stderr.contains("the write every login makes")
+                    && stderr.contains("read-only file system"),
+                "{case}: {stderr}"
+            );
+        }
         // totp-enroll check, the admin's test of a stack, says it too (with no syslog in
         // the container, nothing else would).
         let (out, _) = with_syslog_capture_after(&read_only, &check());
@@ -510,6 +528,8 @@ fn a_read_only_state_store_denies_with_one_line_and_audit_predicts_it() {
         );
         let (_, ok, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code));
         assert_eq!(ok.result, "PAM_SUCCESS", "{case}: {lines:?}");
+        let out = ping().output().expect("run totp-state ping");
+        assert_eq!(out.status.code(), Some(0), "{case}: control ping: {out:?}");
     }
 }
 

@@ -8,6 +8,9 @@
 //! The files keep listing the used scratch code, as a `secret_command=` serves the same
 //! file every time, or a secret file restored from a backup lists it again: only the
 //! state store says it was used, and a reset that forgot the record reopened it.
+//!
+//! The same for a TOTP code of a phone ahead of the clock: its replay mark is as far
+//! ahead as the phone, and a reset keeps every mark a login still honours.
 
 use std::process::Output;
 
@@ -185,5 +188,114 @@ fn a_reset_of_the_local_store_lifts_the_lockout_and_keeps_a_used_scratch_code_us
         d.returned(),
         Returned::Success,
         "control: an unused one: {d:?}"
+    );
+}
+
+/// `totp-state reset --user` at `at` (its clock frozen there) on `stack`'s state
+/// directory, with `--json`: whether it lowered the TOTP mark.
+fn reset_at(stack: &Stack, u: &TestUser, at: u64) -> bool {
+    let out = std::process::Command::new(&built().state_tool)
+        .args(["reset", "--json", "--user", &u.name, "--state-dir"])
+        .arg(stack.state_dir())
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", faketime_date(at))
+        .output()
+        .expect("run totp-state");
+    assert!(out.status.success(), "totp-state reset: {out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("\"marks_kept\":true"), "{said}");
+    said.contains("\"totp_mark_lowered\":true")
+}
+
+/// A phone 20 steps ahead of the clock (`TIME_SKEW 20`, as `totp-enroll resync` writes
+/// it) logs in; an admin's reset 20 s later (to lift a backoff) keeps the replay mark,
+/// which is 10 minutes ahead, so the code just typed (phished, shoulder-surfed) is
+/// still refused, through libpam and the real CLI. A reset lowered every mark more than
+/// a minute ahead, and the same code logged in again. Controls: the phone's next code
+/// logs in; a mark beyond anything a login accepts (a login while the clock said 2100)
+/// is still lowered by the reset, and the user logs in after it.
+#[test]
+fn a_reset_keeps_the_mark_of_a_phone_ahead_of_the_clock() {
+    let t = "a_reset_keeps_the_mark_of_a_phone_ahead_of_the_clock";
+    if !require_root(t) {
+        return;
+    }
+    let u = TestUser::create("rs");
+    let secret = random_secret_b32();
+    u.write_secret(&format!("{secret}\n\" TIME_SKEW 20\n\" TOTP_AUTH\n"), 0o600);
+    let stack = Stack::probe("svc", "");
+    let phone = |at: u64| code_at(&secret, at + 600);
+
+    let typed = phone(T0);
+    let d = login_at(&stack, &u, &typed, PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "the phone's code: {d:?}");
+    let d = login_at(&stack, &u, &typed, PEER, T0 + 10);
+    assert!(denied(&d), "control: a replay before the reset: {d:?}");
+
+    assert!(
+        !reset_at(&stack, &u, T0 + 20),
+        "the mark is one a login honours"
+    );
+    let d = login_at(&stack, &u, &typed, PEER, T0 + 20);
+    assert!(denied(&d), "the same code after the reset: {d:?}");
+    let d = login_at(&stack, &u, &phone(T0 + 30), PEER, T0 + 30);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "control: the phone's next code: {d:?}"
+    );
+
+    // Control: a clock that said 2100 for one login left a mark no login accepts.
+    let future = 4_102_444_800 + 15;
+    let d = login_at(&stack, &u, &phone(future), PEER, future);
+    assert_eq!(d.returned(), Returned::Success, "the login in 2100: {d:?}");
+    let d = login_at(&stack, &u, &phone(T0 + 60), PEER, T0 + 60);
+    assert!(
+        d.returned() != Returned::Success && d.returned() != Returned::Ignore,
+        "a clock fault: {d:?}"
+    );
+    assert!(reset_at(&stack, &u, T0 + 60), "that mark is lowered");
+    let d = login_at(&stack, &u, &phone(T0 + 150), PEER, T0 + 150);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "after the reset, the next code: {d:?}"
+    );
+}
+
+/// The same on Redis, where the reset's clock is the later of the admin host's and the
+/// server's: at the real time, so the server's clock does not hide the lowering. A
+/// phone 20 steps ahead logs in, the admin resets the user, and the code just typed is
+/// still refused; the phone's next code logs in.
+#[test]
+fn a_reset_on_redis_keeps_the_mark_of_a_phone_ahead_of_the_clock() {
+    let t = "a_reset_on_redis_keeps_the_mark_of_a_phone_ahead_of_the_clock";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let args = server.options("redis_prefix=rq: redis_timeout=2000");
+    init_store(&args);
+    let u = TestUser::create("rq");
+    let secret = random_secret_b32();
+    u.write_secret(&format!("{secret}\n\" TIME_SKEW 20\n\" TOTP_AUTH\n"), 0o600);
+    let stack = Stack::probe("svc", &args);
+    let phone = |at: u64| code_at(&secret, at + 600);
+    let at = now();
+
+    let typed = phone(at);
+    let d = login_at(&stack, &u, &typed, PEER, at);
+    assert_eq!(d.returned(), Returned::Success, "the phone's code: {d:?}");
+    let out = state_tool(&["reset", "--json", "--user", &u.name, "--options", &args]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("\"totp_mark_lowered\":false"), "{said}");
+    let d = login_at(&stack, &u, &typed, PEER, at + 20);
+    assert!(denied(&d), "the same code after the reset: {d:?}");
+    let d = login_at(&stack, &u, &phone(at + 30), PEER, at + 30);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "control: the phone's next code: {d:?}"
     );
 }

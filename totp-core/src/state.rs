@@ -210,12 +210,16 @@ impl UserState {
     /// served unchanged still lists the scratch codes it used, and only these marks say
     /// they were used: a reset that dropped them would reopen them on every host.
     ///
-    /// The one exception is a TOTP mark after `cap` (see [`reset_mark_cap`]): no code
-    /// accepted at its own time sets one there, only a clock that was ahead or a phone
-    /// that was (a learned `TIME_SKEW` since lowered), and the module waits for the
-    /// clock to pass it or refuses it as a clock fault, naming this reset. It is lowered
-    /// to `cap`, so every step up to then still counts as used. `None` (the clock cannot
-    /// be trusted) lowers nothing. Also returns whether a mark was lowered.
+    /// The one exception is a TOTP mark no login would honour: later than
+    /// [`reset_lowers_after`] gives for `cap`, beyond every `TIME_SKEW` lead the module
+    /// accepts plus its clock-lag allowance. No code accepted at its own time sets one
+    /// there, only a clock that was far ahead; the module refuses it as a clock fault,
+    /// naming this reset. It is lowered to `cap` (see [`reset_mark_cap`]), so every step
+    /// up to then still counts as used. A mark closer than that is kept whatever it is
+    /// dated: a phone ahead of the clock (a `TIME_SKEW` the module honours) sets the mark
+    /// that far ahead, and lowering it would make the codes just typed valid again.
+    /// `None` (the clock cannot be trusted) lowers nothing. Also returns whether a mark
+    /// was lowered.
     pub fn lifted(&self, cap: Option<u64>) -> (UserState, bool) {
         let mut next = self.clone();
         next.extra.clear();
@@ -223,8 +227,9 @@ impl UserState {
         let Some(cap) = cap else {
             return (next, false);
         };
+        let beyond = reset_lowers_after(cap);
         for (_, m) in &mut next.marks {
-            if m.totp_until.is_some_and(|u| u > cap) {
+            if m.totp_until.is_some_and(|u| u > beyond) {
                 m.totp_until = Some(cap);
                 lowered = true;
             }
@@ -234,7 +239,8 @@ impl UserState {
         if let Some(legacy) = &mut next.legacy {
             let step = u64::from(crate::gafile::DEFAULT_STEP_SECS);
             let last = (cap / step).saturating_sub(1);
-            if legacy.last_step.is_some_and(|s| s > last) {
+            let until = |s: u64| s.saturating_add(1).saturating_mul(step);
+            if legacy.last_step.is_some_and(|s| until(s) > beyond) {
                 legacy.last_step = Some(last);
                 lowered = true;
             }
@@ -364,15 +370,29 @@ impl Reset {
     }
 }
 
-/// The latest time a reset at `now` leaves a TOTP mark at: [`CLOCK_SLACK_SECS`] after
-/// it, which covers a code of the next step or two accepted at `now` and the clocks of
-/// a fleet that NTP keeps together, so no code accepted at its own time is reopened.
-/// `None` for a clock before [`EARLIEST_CLOCK`] (a dead RTC): lowering marks to it would
-/// reopen every code ever used.
+/// Where a reset at `now` lowers a TOTP mark it lowers ([`UserState::lifted`]):
+/// [`CLOCK_SLACK_SECS`] after `now`, which covers a code of the next step or two
+/// accepted at `now` and the clocks of a fleet that NTP keeps together. `None` for a
+/// clock before [`EARLIEST_CLOCK`] (a dead RTC): lowering marks to it would reopen every
+/// code ever used.
 ///
 /// [`CLOCK_SLACK_SECS`]: crate::policy::CLOCK_SLACK_SECS
 pub fn reset_mark_cap(now: u64) -> Option<u64> {
     (now >= EARLIEST_CLOCK).then(|| now.saturating_add(crate::policy::CLOCK_SLACK_SECS))
+}
+
+/// The latest TOTP mark a reset whose [`reset_mark_cap`] is `cap` keeps: the latest any
+/// login honours ([`crate::verify::latest_honoured_mark`]) at the reset's clock plus the
+/// slack between a fleet's clocks, whatever the file's `TIME_SKEW` and step and the
+/// module options (the longest lead any file gets), plus one step more: a mark is the
+/// end of its step, the module judges the step's start.
+pub fn reset_lowers_after(cap: u64) -> u64 {
+    crate::verify::latest_honoured_mark(
+        cap,
+        crate::policy::DEFAULT_MAX_CLOCK_LAG_SECS,
+        crate::verify::LONGEST_SKEW_LEAD_SECS,
+    )
+    .saturating_add(crate::verify::LONGEST_STEP_SECS)
 }
 
 /// A store record [`StateStore::context`] just created (see

@@ -577,6 +577,8 @@ pub fn prepare(
 mod decide;
 mod throttle;
 
+pub use decide::{LONGEST_SKEW_LEAD_SECS, LONGEST_STEP_SECS, latest_honoured_mark};
+
 use throttle::*;
 pub use throttle::{grace_applies, grace_host, records_lead, wait_for};
 

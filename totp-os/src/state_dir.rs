@@ -395,6 +395,46 @@ impl StateDir {
         Ok(())
     }
 
+    /// Whether a login could record its attempt here, by doing what it does: the
+    /// checks of [`StateDir::check_writable`], then a file created in the directory
+    /// under a random temporary name, one byte written and synced, and the file removed.
+    /// Only a write shows a read-only bind mount the flags miss, an immutable or
+    /// append-only directory, a full or over-quota file system. For `totp-state ping`,
+    /// which otherwise only reads (the store key) and said "ok" for a store every login
+    /// would refuse. A directory not there yet is judged as `check_writable` judges it
+    /// (the first login creates it); nothing else is created.
+    pub fn probe_write(&mut self) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let shown = self.path.display().to_string();
+        let Some(dir) = self.dir(false)? else {
+            return Ok(());
+        };
+        let mut rnd = [0u8; 8];
+        getrandom::fill(&mut rnd)
+            .map_err(|e| StoreError::Unavailable(format!("no random numbers: {e}")))?;
+        // Never a record's name (not digits) nor the key's, so no reader mistakes it.
+        let temp: String = rnd
+            .iter()
+            .fold(".probe.tmp-".to_owned(), |t, b| t + &format!("{b:02x}"));
+        let fd = fcntl::openat(
+            dir,
+            temp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| os_error(&format!("create a file in {shown}"), e))?;
+        let mut file = File::from(fd);
+        let written = crate::fsize::allows(1)
+            .map_err(std::io::Error::from)
+            .and_then(|()| std::io::Write::write_all(&mut file, b"\n"))
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error(&format!("write a file in {shown}"), &e));
+        drop(file);
+        let removed = unistd::unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir)
+            .map_err(|e| os_error(&format!("remove {shown}/{temp}"), e));
+        written.and(removed)
+    }
+
     /// The common case of [`StateDir::open_dir`] in fewer system calls (issue 23): one
     /// `openat2` that follows no symlink at all, then the same owner and mode checks on
     /// the directory and each of its parents, reached upwards through `..` from the

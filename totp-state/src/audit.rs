@@ -2,9 +2,12 @@
 //! For every account the name service lists, what the service's module would do and
 //! why (`totp_os::inspect`, the module's own placement, checks and parser). Read only.
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use totp_core::ledger::STAND_IN_UIDS;
 use totp_core::options::ModuleOptions;
@@ -30,19 +33,105 @@ fn is_login_shell(shell: &str) -> bool {
     !matches!(base, "nologin" | "false")
 }
 
+/// `getent` by its absolute path: the tool runs as root, and a `PATH` the caller left
+/// (`sudo -E`, a cron job, a user's shell profile) must not choose the program whose
+/// list of accounts the audit trusts.
+const GETENT: &str = "/usr/bin/getent";
+/// The most `getent passwd` may print (some 500 000 accounts of 128 bytes): a directory
+/// larger than that is not audited whole, and memory stays bounded (R36).
+const MAX_LISTING: u64 = 64 << 20;
+/// How long the enumeration may take: a directory server that hangs ends the audit
+/// with an error, not a wait without end.
+const LISTING_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Whether `path` is a program only root can change: owned by root, not group or
+/// other writable (the directories above it are the system's).
+fn root_owned_program(path: &Path) -> Result<(), String> {
+    let m = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !m.is_file() || m.uid() != 0 || m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is not a root-owned program others cannot write (owner uid {}, mode {:o})",
+            path.display(),
+            m.uid(),
+            m.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Standard output of `cmd` (run with no environment, standard input and error on
+/// /dev/null), at most `cap` bytes within `timeout`; the program is killed when it
+/// prints more or takes longer, and must exit 0.
+fn bounded_output(mut cmd: Command, cap: u64, timeout: Duration) -> Result<Vec<u8>, String> {
+    let deadline = Instant::now() + timeout;
+    let mut child = cmd
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run it: {e}"))?;
+    let Some(stdout) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("no pipe to its output".into());
+    };
+    // The reader runs apart so that the deadline holds however the program writes.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let read = stdout.take(cap + 1).read_to_end(&mut buf).map(|_| buf);
+        let _ = tx.send(read);
+    });
+    let stop = |child: &mut std::process::Child, why: String| {
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(why)
+    };
+    let buf = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(Ok(buf)) if buf.len() as u64 > cap => {
+            return stop(&mut child, format!("it printed more than {cap} bytes"));
+        }
+        Ok(Ok(buf)) => buf,
+        Ok(Err(e)) => return stop(&mut child, format!("reading its output: {e}")),
+        Err(_) => {
+            return stop(
+                &mut child,
+                format!("no complete answer within {} s", timeout.as_secs()),
+            );
+        }
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(buf),
+            Ok(Some(status)) => return Err(format!("it failed ({status})")),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(None) => {
+                return stop(
+                    &mut child,
+                    format!("it did not exit within {} s", timeout.as_secs()),
+                );
+            }
+            Err(e) => return stop(&mut child, format!("waiting for it: {e}")),
+        }
+    }
+}
+
 /// The accounts the name service enumerates (`getent passwd`, which asks every source
 /// the way logins do); each is then looked up as the module looks it up.
 fn accounts() -> Result<Vec<Listed>, Fatal> {
-    let out = Command::new("getent")
-        .arg("passwd")
-        .output()
-        .map_err(|e| Fatal(format!("cannot run getent: {e}")))?;
-    if !out.status.success() {
-        return Err(Fatal(
-            "getent passwd failed: the name service cannot be listed".into(),
-        ));
-    }
-    let mut listed: Vec<Listed> = String::from_utf8_lossy(&out.stdout)
+    let getent = Path::new(GETENT);
+    root_owned_program(getent).map_err(|e| Fatal(format!("cannot list the accounts: {e}")))?;
+    let mut cmd = Command::new(getent);
+    cmd.arg("passwd");
+    let out = bounded_output(cmd, MAX_LISTING, LISTING_TIMEOUT).map_err(|e| {
+        Fatal(format!(
+            "{GETENT} passwd: {e}: the name service cannot be listed"
+        ))
+    })?;
+    let mut listed: Vec<Listed> = String::from_utf8_lossy(&out)
         .lines()
         .filter_map(|l| {
             let fields: Vec<&str> = l.split(':').collect();
@@ -237,4 +326,54 @@ pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("/bin/sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    /// R36: the listing is bounded in size and time; the program is killed at either
+    /// bound, and its exit status counts.
+    #[test]
+    fn the_account_listing_is_bounded_in_size_and_time() {
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            bounded_output(sh("echo root:x:0:0"), 100, 10 * second),
+            Ok(b"root:x:0:0\n".to_vec())
+        );
+        let big = bounded_output(sh("head -c 5000 /dev/zero"), 1000, 10 * second);
+        assert!(big.is_err_and(|e| e.contains("more than 1000 bytes")));
+        // A program that never stops talking is cut off at the size bound too.
+        let endless = bounded_output(sh("yes"), 1000, 10 * second);
+        assert!(endless.is_err_and(|e| e.contains("more than 1000 bytes")));
+        let started = Instant::now();
+        let slow = bounded_output(sh("sleep 30"), 1000, Duration::from_millis(300));
+        assert!(slow.is_err_and(|e| e.contains("no complete answer")));
+        assert!(started.elapsed() < 10 * second, "killed, not waited for");
+        let failed = bounded_output(sh("echo x; exit 2"), 1000, 10 * second);
+        assert!(failed.is_err_and(|e| e.contains("failed")));
+        // No environment reaches it: PATH and all.
+        assert_eq!(
+            bounded_output(sh("echo \"[$HOME]\""), 100, 10 * second),
+            Ok(b"[]\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn only_a_root_owned_program_others_cannot_write_is_run() {
+        assert_eq!(root_owned_program(Path::new("/bin/sh")), Ok(()));
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("getent");
+        std::fs::write(&p, "#!/bin/sh\n").expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(root_owned_program(&p).is_err(), "world-writable");
+        assert!(root_owned_program(dir.path()).is_err(), "not a file");
+    }
 }

@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use totp_core::options::ModuleOptions;
-use totp_core::state::{Reset, StateStore, Uid};
+use totp_core::state::{Missing, Reset, StateStore, Uid, UserState};
 use totp_core::user::UserName;
 use totp_os::remote::open_shared;
-use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir, effective_uid, record_uid};
+use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir, effective_uid, record_uid};
 use totp_os::{nss, pam_stack};
 
 use crate::report::Report;
@@ -37,8 +37,10 @@ enum Command {
     Show(RecordQuery),
     /// Lift one user's throttling and lockout (failures, backoff, max_failures=, the
     /// guess ceiling, grace entries); what was used stays used: the TOTP replay mark,
-    /// used scratch codes and HOTP counters of every enrolment. A TOTP mark ahead of
-    /// the clock (a clock fault) is lowered to a minute after it. An unusable record
+    /// used scratch codes and HOTP counters of every enrolment. A TOTP mark after
+    /// anything a login accepts (a clock fault: over a day plus the widest TIME_SKEW
+    /// lead ahead) is lowered to a minute after the clock; a closer one (a phone ahead
+    /// of the clock) is kept. An unusable record
     /// (damaged, hostile) is removed without being followed.
     Reset(RecordQuery),
     /// Before changing pam.d: what the module of a PAM service would do for every
@@ -47,7 +49,8 @@ enum Command {
     /// Health probe of the store: 0 usable, 1 reachable but not usable (no store
     /// record: never initialised or its data set was lost; damaged; refused), 2 not
     /// reachable. Makes the write a login makes: on Redis to the key PREFIXprobe, which
-    /// expires after 30 s; changes nothing else.
+    /// expires after 30 s; in a local state directory a file created, written, synced
+    /// and removed; changes nothing else.
     Ping(StoreArgs),
     /// Initialise a store: its key record, every code of a step up to now counted as
     /// used, as a login does when the record is missing (neither can tell a new store
@@ -260,6 +263,10 @@ fn run(cmd: Command) -> Result<(), Stop> {
         Some(s) => s,
         None => Box::new(StateDir::new(&dir, Duration::from_secs(5))),
     };
+    // Nothing named the store: the default directory, which may not be the one the
+    // module's lines use (state_dir=, state=redis…). There "nothing recorded" would
+    // read as success in a runbook, so it is said only where logins have been.
+    let implicit = target.state_dir.is_none() && opts.is_none();
     if reset {
         let user = target
             .user
@@ -272,6 +279,9 @@ fn run(cmd: Command) -> Result<(), Stop> {
         let done = store
             .reset(uid, now())
             .map_err(|e| Fatal(format!("reset of uid {uid} failed: {e}")))?;
+        if implicit && done == Reset::Absent {
+            unused_default_store(store.as_mut(), &dir, user)?;
+        }
         let shown = name.unwrap_or_else(|| uid.to_string());
         let known = (uid != NO_UID).then_some(uid);
         if target.json {
@@ -299,12 +309,20 @@ fn run(cmd: Command) -> Result<(), Stop> {
             .collect(),
     };
     let now = now();
+    if implicit && uids.is_empty() {
+        unused_default_store(store.as_mut(), &dir, "any account")?;
+    }
     let mut failed = false;
     for (uid, name) in uids {
         if let Some(n) = &name {
             store.name_user(uid, n);
         }
-        let r = Report::new((uid != NO_UID).then_some(uid), name, store.read(uid), now);
+        let read = store.read(uid);
+        if implicit && read.as_ref().is_ok_and(|r| *r == UserState::default()) {
+            let shown = name.clone().unwrap_or_else(|| uid.to_string());
+            unused_default_store(store.as_mut(), &dir, &shown)?;
+        }
+        let r = Report::new((uid != NO_UID).then_some(uid), name, read, now);
         failed |= r.error.is_some();
         if target.json {
             emit(&format!(
@@ -321,6 +339,26 @@ fn run(cmd: Command) -> Result<(), Stop> {
     Ok(())
 }
 
+/// For `show` and `reset` of the default state directory, which nothing named, when
+/// they found no record of `who`: an error if no login ever used that directory (it
+/// has no store key), since the module's lines then most likely name another store
+/// and "nothing recorded" would be read as success; nothing when logins have used it.
+fn unused_default_store(store: &mut dyn StateStore, dir: &Path, who: &str) -> Result<(), Fatal> {
+    let used = store
+        .context(Missing::Leave)
+        .map_err(|e| Fatal(format!("state directory {}: {e}", dir.display())))?
+        .is_some();
+    if used {
+        return Ok(());
+    }
+    Err(Fatal(format!(
+        "no record of {who} in the default state directory {}, which no login has used \
+         (it has no {KEY_FILE}): the module's lines likely name another store (state_dir=, \
+         state=redis…, state=etcd…); name it with --service NAME or --options '…'",
+        dir.display()
+    )))
+}
+
 /// What a reset did, in words: what it cleared, what it kept.
 fn reset_text(done: &Reset) -> String {
     match done {
@@ -331,8 +369,8 @@ fn reset_text(done: &Reset) -> String {
                 .to_owned();
             if *lowered {
                 text.push_str(
-                    "; the TOTP replay mark was ahead of the clock and now ends a minute \
-                     after it",
+                    "; the TOTP replay mark was ahead of the clock, beyond anything a login \
+                     accepts, and now ends a minute after it",
                 );
             }
             text

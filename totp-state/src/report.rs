@@ -8,7 +8,7 @@ use serde::Serialize;
 use totp_core::gafile::DEFAULT_STEP_SECS;
 use totp_core::ledger::Ledger;
 use totp_core::policy::{CLOCK_SLACK_SECS, Policy};
-use totp_core::state::{StoreError, Uid, UserState};
+use totp_core::state::{StoreError, Uid, UserState, reset_lowers_after, reset_mark_cap};
 use totp_core::utc::format_utc;
 use totp_core::verify::records_lead;
 
@@ -40,8 +40,9 @@ pub struct Report {
     pub error: Option<String>,
     pub last_step: Option<u64>,
     pub last_accepted: Option<String>,
-    /// True when the replay mark is more than a day after the clock: a clock fault the
-    /// module refuses to resolve by itself (`reset` is the recovery).
+    /// True when the replay mark is after every mark a login honours (more than a day
+    /// plus the widest `TIME_SKEW` lead after the clock): a clock fault the module
+    /// refuses to resolve by itself, and the mark `reset` lowers.
     pub mark_ahead_of_clock: bool,
     /// Seconds the replay mark's step begins after this host's clock (0 when it does
     /// not): the clock went back since, or is behind the host that accepted the code.
@@ -109,8 +110,11 @@ impl Report {
         let legacy = state.legacy.unwrap_or_default();
         r.last_step = latest.map_or(legacy.last_step, |m| m.last_totp_step(step));
         r.last_accepted = r.last_step.map(|s| format_utc(s.saturating_mul(step)));
+        // The reset's own test, so that the advice to reset is given exactly when a
+        // reset would lower the mark (a phone ahead of the clock keeps its mark).
+        let lowers_after = reset_mark_cap(now).map(reset_lowers_after);
         r.mark_ahead_of_clock = r.last_step.is_some_and(|s| {
-            s.saturating_mul(step) > now.saturating_add(policy.max_clock_lag_secs)
+            lowers_after.is_some_and(|l| s.saturating_add(1).saturating_mul(step) > l)
         });
         r.mark_ahead_secs = r
             .last_step
@@ -184,10 +188,10 @@ impl Report {
                     "  last accepted code: step {s} ({t} at 30-s steps)\n"
                 ));
                 if self.mark_ahead_of_clock {
-                    out.push_str("  WARNING: that is more than a day after the clock; if the clock is right, reset this record\n");
+                    out.push_str("  WARNING: that is after anything a login accepts (a clock that was far ahead): logins are refused as a clock fault; if the clock is right, reset this record\n");
                 } else if self.mark_ahead_secs > CLOCK_SLACK_SECS {
                     out.push_str(&format!(
-                        "  WARNING: that is {} s after this host's clock: no code is accepted until the clock passes it (check the clock)\n",
+                        "  WARNING: that is {} s after this host's clock: no code is accepted until the clock passes it (a phone ahead of the clock with TIME_SKEW puts it there; otherwise check the clock; a reset keeps it)\n",
                         self.mark_ahead_secs
                     ));
                 }

@@ -26,14 +26,21 @@ fn open(opts: &ModuleOptions, install: bool) -> Result<(Box<dyn StateStore>, Str
     match open_remote(opts, install)? {
         Some((store, shown)) => Ok((Box::new(store), shown)),
         None => {
-            let dir = opts
-                .state_dir
-                .as_ref()
-                .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from);
-            let shown = format!("state directory {}", dir.display());
-            Ok((Box::new(StateDir::new(dir, Duration::from_secs(5))), shown))
+            let (dir, shown) = local(opts);
+            Ok((Box::new(dir), shown))
         }
     }
+}
+
+/// The local store the options name (`state_dir=`, else the default) and its name in
+/// messages.
+fn local(opts: &ModuleOptions) -> (StateDir, String) {
+    let dir = opts
+        .state_dir
+        .as_ref()
+        .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from);
+    let shown = format!("state directory {}", dir.display());
+    (StateDir::new(dir, Duration::from_secs(5)), shown)
 }
 
 /// The shared store the options name (`None` for the local one) and its name in
@@ -92,7 +99,18 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
                 .map_err(|e| Stop::Status(status_of(&e), format!("{shown}: {what}: {e}")))?;
             (Box::new(remote), shown)
         }
-        Ok(None) => open(opts, false).map_err(stop)?,
+        Ok(None) => {
+            // Reading the key proves less than a login needs: its write (a read-only
+            // mount, a full file system) would fail every login.
+            let (mut dir, shown) = local(opts);
+            dir.probe_write().map_err(|e| {
+                Stop::Status(
+                    status_of(&e),
+                    format!("{shown}: the write every login makes: {e}"),
+                )
+            })?;
+            (Box::new(dir), shown)
+        }
         Err(e) => return Err(stop(e)),
     };
     match store.context(Missing::Leave) {

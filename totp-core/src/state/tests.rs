@@ -143,6 +143,96 @@ fn contexts_round_trip_and_damage_is_refused() {
 /// A reset lifts throttling and keeps what was used (R34): every enrolment's TOTP mark,
 /// HOTP counter and used scratch codes. Only a TOTP mark past the cap (a clock that was
 /// ahead) comes down, to the cap and no lower; without a trusted clock nothing does.
+/// Finding: a reset lowered every mark more than a minute ahead, and a phone ahead of
+/// the clock (a `TIME_SKEW` the module honours) sets its mark that far ahead, so the
+/// code just typed worked again. Now a reset keeps every mark a login honours, with
+/// the module's own limit: at the widest lead any options allow (`TIME_SKEW 1500` at
+/// 60-s steps) the module honours a mark at the reset's limit, and refuses one a step
+/// later, which the reset lowers. Neither cap can be raised past what the limit assumes.
+#[test]
+fn a_reset_keeps_every_mark_a_login_honours_and_lowers_the_rest() {
+    use crate::code::candidates;
+    use crate::gafile::GaFile;
+    use crate::ledger::OriginKey;
+    use crate::otp::Digits;
+    use crate::verify::{Attempt, VerifyError, enrolment_of, prepare};
+
+    let now = (EARLIEST_CLOCK + 1_000_000) / 60 * 60;
+    let cap = reset_mark_cap(now).expect("a trusted clock");
+    let beyond = reset_lowers_after(cap);
+    let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    let file = |lines: &str| GaFile::parse(format!("{secret}\n{lines}\" TOTP_AUTH\n").as_bytes());
+    let skewed = file("\" STEP_SIZE 60\n\" TIME_SKEW 1500\n").expect("a valid file");
+    let key = StoreKey::new([7; STORE_KEY_LEN]);
+    let id = enrolment_of(&skewed, &key).expect("an enrolment");
+    let policy = crate::policy::Policy::default();
+    let attempt = Attempt {
+        origin: OriginKey(1),
+        rhost: None,
+        local: true,
+        now: i64::try_from(now).expect("a small clock"),
+        continued: false,
+        boot_time: None,
+        store_complete_since: 0,
+        keep_ga_lines: false,
+    };
+    let decided = |until: u64| {
+        let state = UserState::default().with_marks(id, marks(Some(until), None, &[]));
+        let c = candidates(b"000000", Digits::SIX, false);
+        prepare(&skewed, &policy, &c, attempt.now, &key)
+            .expect("prepared")
+            .decide(&state, &policy, &attempt)
+            .err()
+    };
+    // A login at the reset's clock honours a mark up to `beyond` (less the fleet slack
+    // the reset adds on top), and refuses one a step after it as a clock fault.
+    let honoured = beyond - crate::policy::CLOCK_SLACK_SECS;
+    assert_eq!(decided(honoured), None, "honoured");
+    assert!(
+        matches!(decided(beyond + 60), Some(VerifyError::StateAhead { .. })),
+        "a clock fault"
+    );
+    let lift = |until: u64| {
+        UserState::default()
+            .with_marks(id, marks(Some(until), None, &[]))
+            .lifted(Some(cap))
+    };
+    for until in [honoured, beyond] {
+        let (next, lowered) = lift(until);
+        assert!(!lowered, "{until}");
+        assert_eq!(next.marks_of(id), Some(&marks(Some(until), None, &[])));
+    }
+    let (next, lowered) = lift(beyond + 60);
+    assert!(lowered);
+    assert_eq!(next.marks_of(id), Some(&marks(Some(cap), None, &[])));
+
+    // The review's case: a phone 20 steps ahead logged in at `now` (mark 21 steps on),
+    // and a reset 20 s later keeps the mark.
+    let (next, lowered) = UserState::default()
+        .with_marks(id, marks(Some(now + 21 * 30), None, &[]))
+        .lifted(reset_mark_cap(now + 20));
+    assert!(!lowered);
+    assert_eq!(next.marks_of(id), Some(&marks(Some(now + 630), None, &[])));
+
+    // What the limit assumes: no longer step, no wider skew cap.
+    assert!(file("\" STEP_SIZE 61\n").is_err());
+    assert!(
+        file(&format!(
+            "\" STEP_SIZE {}\n",
+            crate::verify::LONGEST_STEP_SECS
+        ))
+        .is_ok()
+    );
+    let opts = |arg: &str| crate::options::ModuleOptions::parse(&[arg.as_bytes()]);
+    assert!(opts("max_time_skew=1501").is_err());
+    assert_eq!(
+        opts("max_time_skew=1500")
+            .ok()
+            .map(|o| u64::from(o.max_time_skew) * crate::verify::LONGEST_STEP_SECS),
+        Some(crate::verify::LONGEST_SKEW_LEAD_SECS)
+    );
+}
+
 #[test]
 fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
     let now = EARLIEST_CLOCK + 1_000_000;

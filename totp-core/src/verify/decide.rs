@@ -2,10 +2,29 @@
 //! inside the state store's atomic update.
 
 use super::*;
+use crate::policy::DEFAULT_MAX_TIME_SKEW;
 
 /// The configuration a doomed attempt is checked against: a 160-bit zero secret with
 /// no mode line and no scratch codes, so nothing can ever match.
 pub(super) const STAND_IN: &[u8] = b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n";
+
+/// The longest `STEP_SIZE` a secret file may name (the parser refuses more).
+pub const LONGEST_STEP_SECS: u64 = 60;
+
+/// The furthest a stored `TIME_SKEW` puts accepted codes past the clock, for any file
+/// and any module options: the skew cap `max_time_skew=` can lower but never raise, at
+/// the longest step.
+pub const LONGEST_SKEW_LEAD_SECS: u64 = DEFAULT_MAX_TIME_SKEW as u64 * LONGEST_STEP_SECS;
+
+/// The latest replay mark (unix time) a login at `now` honours, `lead_secs` being how
+/// far the file's positive `TIME_SKEW` puts its codes past the clock: a later one is a
+/// clock fault ([`VerifyError::StateAhead`]), refused until an admin's reset. The one
+/// definition of that limit, so that `totp-state reset` lowers no mark a login would
+/// still honour (the mark of a phone legitimately ahead).
+pub fn latest_honoured_mark(now: u64, max_clock_lag_secs: u64, lead_secs: u64) -> u64 {
+    now.saturating_add(max_clock_lag_secs)
+        .saturating_add(lead_secs)
+}
 
 impl Prepared {
     /// For a login that can never succeed (no account, no or an unusable secret): no
@@ -59,11 +78,7 @@ impl Prepared {
             // is more than a day at a 60-s step.)
             let skew_steps = self.ahead.saturating_sub(u64::from(self.window / 2));
             let lead = skew_steps.saturating_mul(self.cfg.step_secs());
-            if mark_time
-                > now
-                    .saturating_add(policy.max_clock_lag_secs)
-                    .saturating_add(lead)
-            {
+            if mark_time > latest_honoured_mark(now, policy.max_clock_lag_secs, lead) {
                 return Err(VerifyError::StateAhead { mark_time, in_file });
             }
             let reach = (now / self.cfg.step_secs())
