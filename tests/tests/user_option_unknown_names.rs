@@ -100,7 +100,39 @@ fn a_name_without_an_account_but_with_a_file_logs_in_under_user() {
     }
     let d = run(&capped, &vpn, &code_at(&secret, T0 + 90), T0 + 90);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "capped: {d:?}");
-    assert_eq!(stored_failures(&capped, capped.named_record_uid(&vpn)), 2);
+    let capped_uid = capped.named_record_uid(&vpn);
+    assert_eq!(stored_failures(&capped, capped_uid), 2);
+    // The admin reaches the record by the name, as the module line names it (user=):
+    // `show` lists it, `reset` lifts the cap and keeps the used step used.
+    let pam_dir = capped.path().to_str().expect("a UTF-8 path");
+    let admin = |verb: &str| {
+        state_tool(&[
+            verb,
+            "--user",
+            &vpn,
+            "--service",
+            "svc",
+            "--pam-dir",
+            pam_dir,
+        ])
+    };
+    let shown = admin("show");
+    assert!(shown.status.success(), "{shown:?}");
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains(&vpn),
+        "{shown:?}"
+    );
+    let reset = admin("reset");
+    assert!(reset.status.success(), "{reset:?}");
+    assert_eq!(stored_failures(&capped, capped_uid), 0);
+    let d = run(&capped, &vpn, &code_at(&secret, T0 + 90), T0 + 91);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "after the reset: {d:?}");
+    let d = run(&capped, &vpn, &code_at(&secret, T0 + 90), T0 + 92);
+    assert_eq!(
+        d.module_code(),
+        "PAM_AUTH_ERR",
+        "its replay after the reset: {d:?}"
+    );
 
     // A name without a file: one prompt, denied, and no record of its own (only a
     // stand-in, from the bounded set every unknown name shares).
