@@ -281,3 +281,37 @@ fn self_enrolment_refuses_a_home_a_login_would_refuse() {
     let r = Driver::new(&stack, "sshd", &user.name).answer(&code).run();
     assert_eq!(r.result, "PAM_SUCCESS", "{r:?}");
 }
+
+/// D5 for enrolment (partly: this kernel may have no SELinux, so the label is an
+/// attribute no policy acts on): root re-enrolling a user with `-f` replaces the file
+/// by rename, as the user, and the new file carries the old one's label.
+#[test]
+fn re_enrolment_keeps_the_selinux_label() {
+    if !require_root("re_enrolment_keeps_the_selinux_label") {
+        return;
+    }
+    const LABEL: &[u8] = b"system_u:object_r:auth_home_t:s0";
+    let label_of = |p: &Path| {
+        let mut buf = [0u8; 256];
+        rustix::fs::lgetxattr(p, "security.selinux", &mut buf[..])
+            .ok()
+            .map(|n| buf[..n].to_vec())
+    };
+    let user = TestUser::create("lab");
+    let out = enroll(&["--user", &user.name]);
+    assert!(out.status.success(), "{out:?}");
+    let path = user.secret_path();
+    rustix::fs::lsetxattr(
+        &path,
+        "security.selinux",
+        LABEL,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("set security.selinux");
+    let ino = fs::metadata(&path).expect("stat").ino();
+    let out = enroll(&["--user", &user.name, "-f"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(fs::metadata(&path).expect("stat").ino(), ino, "replaced");
+    assert_eq!(label_of(&path).as_deref(), Some(LABEL));
+    assert_eq!(fs::metadata(&path).expect("stat").uid(), user.uid);
+}
