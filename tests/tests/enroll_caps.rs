@@ -153,3 +153,32 @@ fn the_questions_name_the_time_step_the_file_gets() {
     assert_eq!(login(&stack, &user, &minutes_ahead(9)), "PAM_AUTH_ERR");
     assert_eq!(login(&stack, &user, &minutes_ahead(8)), "PAM_SUCCESS");
 }
+
+/// GA's `allowed_perm=0400` (GA's tool writes 0400): with `--service` naming such a
+/// stack the CLI writes 0400, which that stack then logs in with; before, it wrote 0600,
+/// which every login refused. A stack that allows neither is refused up front.
+#[test]
+fn allowed_perm_0400_gets_a_file_the_stack_accepts() {
+    let test = "allowed_perm_0400_gets_a_file_the_stack_accepts";
+    if !require_root(test) || !require_tool(test, "oathtool") {
+        return;
+    }
+    let user = TestUser::create("ap");
+    let strict = Stack::with_module(SERVICE, "allowed_perm=0400");
+    let dir = strict.path().to_str().expect("utf-8").to_owned();
+    let (code, secret, stderr) = enroll(&user, &["-W", "--service", SERVICE, "--pam-dir", &dir]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        mode_owner(&user.secret_path()),
+        (0o400, user.uid, user.gid),
+        "the mode the stack allows"
+    );
+    let secret = secret.expect("secret in the JSON");
+    assert_eq!(login(&strict, &user, &code_off(&secret, 0)), "PAM_SUCCESS");
+    // Control: a stack with the default allowed_perm still gets 0600.
+    let default = Stack::with_module(SERVICE, "");
+    let dir = default.path().to_str().expect("utf-8").to_owned();
+    let (code, _, stderr) = enroll(&user, &["-W", "--service", SERVICE, "--pam-dir", &dir]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(mode_owner(&user.secret_path()).0, 0o600);
+}

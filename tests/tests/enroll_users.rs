@@ -214,3 +214,104 @@ fn root_enrolls_into_a_root_owned_store_and_the_module_reads_it() {
         "world-writable store must be refused"
     );
 }
+
+/// `totp-enroll` run by `user` themselves (real and effective uid, their groups).
+fn enroll_as(user: &TestUser, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg("--init-groups")
+        .arg(&built().enroll)
+        .args(ENROLL_SCRIPTED)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("run totp-enroll as the user")
+}
+
+fn set_home(user: &TestUser, gid: u32, mode: u32) {
+    std::os::unix::fs::chown(&user.home, Some(user.uid), Some(gid)).expect("chown home");
+    fs::set_permissions(&user.home, fs::Permissions::from_mode(mode)).expect("chmod home");
+}
+
+/// L10: a user enrolling themselves gets the directory checks a login makes. A home
+/// others can write (0777, or 0775 with a shared group) is refused with exit 1, naming
+/// the directory, and nothing is written: the module would refuse such a file at every
+/// login (A7), and `nullok` cannot help once a file exists. Controls: 0755, and 0775
+/// with the user's own private group, are written, and the 0755 one logs in through
+/// libpam.
+#[test]
+fn self_enrolment_refuses_a_home_a_login_would_refuse() {
+    let t = "self_enrolment_refuses_a_home_a_login_would_refuse";
+    if !require_root(t) || !require_tool(t, "setpriv") || !require_tool(t, "oathtool") {
+        return;
+    }
+    let user = TestUser::create("shm");
+    let shared = 100; // "users" on Debian-like systems; any group the user is not alone in
+    for (gid, mode) in [(user.gid, 0o777), (shared, 0o775)] {
+        set_home(&user, gid, mode);
+        let out = enroll_as(&user, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "home {mode:o}: {out:?}");
+        assert!(
+            err.contains(&*user.home.to_string_lossy()),
+            "home {mode:o}: the message names the directory: {err}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("\"secret\""),
+            "no secret printed: {out:?}"
+        );
+        assert!(
+            fs::symlink_metadata(user.secret_path()).is_err(),
+            "home {mode:o}: nothing written"
+        );
+    }
+    // The user's private group may write their home (Debian's user-group-modes).
+    set_home(&user, user.gid, 0o775);
+    let out = enroll_as(&user, &[]);
+    assert!(out.status.success(), "private group: {out:?}");
+    fs::remove_file(user.secret_path()).expect("remove");
+
+    set_home(&user, user.gid, 0o755);
+    let out = enroll_as(&user, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let secret = json_field(&out, "secret");
+    let stack = Stack::with_module("sshd", "");
+    let code = oathtool_totp(&secret, now(), 30, 6, "sha1");
+    let r = Driver::new(&stack, "sshd", &user.name).answer(&code).run();
+    assert_eq!(r.result, "PAM_SUCCESS", "{r:?}");
+}
+
+/// D5 for enrolment (partly: this kernel may have no SELinux, so the label is an
+/// attribute no policy acts on): root re-enrolling a user with `-f` replaces the file
+/// by rename, as the user, and the new file carries the old one's label.
+#[test]
+fn re_enrolment_keeps_the_selinux_label() {
+    if !require_root("re_enrolment_keeps_the_selinux_label") {
+        return;
+    }
+    const LABEL: &[u8] = b"system_u:object_r:auth_home_t:s0";
+    let label_of = |p: &Path| {
+        let mut buf = [0u8; 256];
+        rustix::fs::lgetxattr(p, "security.selinux", &mut buf[..])
+            .ok()
+            .map(|n| buf[..n].to_vec())
+    };
+    let user = TestUser::create("lab");
+    let out = enroll(&["--user", &user.name]);
+    assert!(out.status.success(), "{out:?}");
+    let path = user.secret_path();
+    rustix::fs::lsetxattr(
+        &path,
+        "security.selinux",
+        LABEL,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("set security.selinux");
+    let ino = fs::metadata(&path).expect("stat").ino();
+    let out = enroll(&["--user", &user.name, "-f"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(fs::metadata(&path).expect("stat").ino(), ino, "replaced");
+    assert_eq!(label_of(&path).as_deref(), Some(LABEL));
+    assert_eq!(fs::metadata(&path).expect("stat").uid(), user.uid);
+}

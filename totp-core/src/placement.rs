@@ -74,10 +74,11 @@ pub struct Placement {
     pub trusted_root: Option<PathBuf>,
     /// Permission bits the file may have.
     pub allowed_perm: u32,
-    /// Whether a new file may only be created after the directory chain from
-    /// `trusted_root` passed the same checks (root writing as itself). Other openers
-    /// write with the target's own credentials, so the kernel's permission checks are
-    /// the guard, as when the user writes the file themselves.
+    /// Whether a new file may only be created after its directories passed the checks
+    /// a login makes on them (from `trusted_root`, or the parent alone). True for every
+    /// enrolment: for root writing as itself it is the guard against writing where
+    /// others can swap the file, and for a user's own file it keeps the CLI from
+    /// writing a file every login then refuses. Logins create no file.
     pub check_dirs_on_create: bool,
 }
 
@@ -153,6 +154,14 @@ impl fmt::Display for PlacementError {
 
 impl std::error::Error for PlacementError {}
 
+/// Top of the directory chain a login checks for a file at `path` of the user whose
+/// home is `home`: the home when the file is in it, otherwise none (the parent alone).
+/// Logins and enrolments for a user's own file both take it from here, so that the CLI
+/// refuses exactly the directories a login would.
+fn login_chain_root(path: &Path, home: &Path) -> Option<PathBuf> {
+    path.starts_with(home).then(|| home.to_path_buf())
+}
+
 /// GA's `no_strict_owner`: root may own the file too (files an admin copied in).
 /// Root is otherwise never implied for the file.
 fn allowed_owners(owner: u32, no_strict_owner: bool) -> Vec<u32> {
@@ -205,7 +214,7 @@ pub fn for_login(
     )?);
     // The chain is checked from the home down when the file is in it; elsewhere
     // (an admin's `secret=/var/lib/...` with the user's own file) the parent only.
-    let trusted_root = path.starts_with(home).then(|| PathBuf::from(home));
+    let trusted_root = login_chain_root(&path, Path::new(home));
     Ok(Placement {
         path,
         opener: Opener::User,
@@ -274,8 +283,10 @@ pub fn for_enrollment(
     let (owners, trusted_root) = match opener {
         // Only root may change anything from `/` down to the store's file.
         Opener::Root => (vec![0], Some(PathBuf::from("/"))),
-        Opener::User => (vec![user.uid], Some(home.to_path_buf())),
-        Opener::Caller | Opener::Owner => (vec![user.uid], None),
+        // The user's own file, whoever writes it: the rules a login applies to it (a
+        // home of mode 0777 would pass the kernel's checks here and fail every login).
+        Opener::User | Opener::Caller => (vec![user.uid], login_chain_root(&path, home)),
+        Opener::Owner => (vec![user.uid], None),
     };
     Ok(Placement {
         path,
@@ -283,7 +294,7 @@ pub fn for_enrollment(
         owners,
         trusted_root,
         allowed_perm: DEFAULT_ALLOWED_PERM,
-        check_dirs_on_create: opener == Opener::Root,
+        check_dirs_on_create: true,
     })
 }
 

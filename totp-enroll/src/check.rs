@@ -7,7 +7,7 @@
 //! `--pam-dir` reads the service from a scratch directory (`pam_start_confdir`)
 //! instead of /etc/pam.d.
 
-use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
@@ -20,9 +20,11 @@ use totp_os::pam_stack;
 use totp_os::state_dir::DEFAULT_STATE_DIR;
 
 use crate::args::CheckArgs;
+use crate::console::{Line, read_line_bounded};
 use crate::error::Error;
 
-/// Answers are short codes or passwords; the rest of a longer line is dropped.
+/// Answers are short codes or passwords; a longer line is refused
+/// (`console::read_line_bounded`).
 const MAX_ANSWER: u64 = 4096;
 
 /// Exit status when the stack did not return `PAM_SUCCESS`.
@@ -61,19 +63,21 @@ fn read_answer(echo_off: bool) -> Option<Zeroizing<String>> {
     } else {
         None
     };
-    let mut raw = Zeroizing::new(Vec::new());
-    let n = stdin
-        .lock()
-        .take(MAX_ANSWER)
-        .read_until(b'\n', &mut raw)
-        .ok()?;
+    let line = read_line_bounded(&mut stdin.lock(), MAX_ANSWER);
     if echo_off && io::stdin().is_terminal() {
         // The user's Enter was not echoed either.
         eprintln!();
     }
-    if n == 0 {
-        return None;
-    }
+    let raw = match line {
+        Ok(Line::Text(raw)) => raw,
+        Ok(Line::End) | Err(_) => return None,
+        // Answered like a closed input: the stack gets a conversation error, and the
+        // rest of the line is not the answer to the next prompt.
+        Ok(Line::TooLong) => {
+            eprintln!("totp-enroll: an answer of more than {MAX_ANSWER} bytes was refused");
+            return None;
+        }
+    };
     let text = String::from_utf8_lossy(&raw)
         .trim_end_matches(['\r', '\n'])
         .to_owned();

@@ -14,8 +14,66 @@ use zeroize::Zeroizing;
 use crate::error::Error;
 use crate::qr::Terminal;
 
-/// Longest answer line read; the rest of a longer line is discarded.
+/// Longest answer line read; a longer line is refused.
 const MAX_LINE: u64 = 1024;
+
+/// Most bytes of an over-long line thrown away while looking for its end: far more than
+/// anything pasted by hand, and a bound for a line that never ends (`yes | tr -d '\n'`),
+/// which would otherwise keep the tool reading for ever.
+const MAX_DISCARD: u64 = 1 << 20;
+
+/// One line read by [`read_line_bounded`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// End of input before any byte.
+    End,
+    /// The line, with its line end when it had one.
+    Text(Zeroizing<Vec<u8>>),
+    /// Longer than the limit; read to its end and thrown away.
+    TooLong,
+}
+
+/// One line of at most `max` bytes (line end included) from `input`. The rest of a
+/// longer line is read in the reader's own chunks up to its end and dropped, so that
+/// it is never taken for the next answer, and the line is [`Line::TooLong`]: a
+/// truncated answer would be judged as something the user did not type. A line with
+/// no end within `MAX_DISCARD` bytes is an error.
+pub fn read_line_bounded(input: &mut dyn BufRead, max: u64) -> io::Result<Line> {
+    let mut raw = Zeroizing::new(Vec::new());
+    let n = input.take(max).read_until(b'\n', &mut raw)?;
+    if n == 0 {
+        return Ok(Line::End);
+    }
+    if raw.last() == Some(&b'\n') || (n as u64) < max {
+        return Ok(Line::Text(raw));
+    }
+    let mut discarded = 0u64;
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(Line::TooLong);
+        }
+        let (used, ended) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        input.consume(used);
+        if ended {
+            return Ok(Line::TooLong);
+        }
+        discarded += used as u64;
+        if discarded > MAX_DISCARD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a line of more than {MAX_DISCARD} bytes without a line end"),
+            ));
+        }
+    }
+}
 
 pub struct Console {
     human: Box<dyn Write>,
@@ -114,25 +172,92 @@ impl Console {
             return Err(Error::MissingAnswers(vec![flags]));
         }
         self.say(prompt)?;
-        let mut raw = Zeroizing::new(Vec::new());
-        let n = (&mut self.input)
-            .take(MAX_LINE)
-            .read_until(b'\n', &mut raw)
-            .map_err(|e| Error::failed(format!("cannot read the answer: {e}")))?;
-        if n == 0 {
-            // Leave the prompt's line so the error starts on its own.
-            self.say("\n")?;
-            return Ok(None);
-        }
-        if raw.last() != Some(&b'\n') {
-            // Over-long line: drop its remainder so it is not read as the next answer.
-            let mut sink = Vec::new();
-            let _ = self.input.read_until(b'\n', &mut sink);
-            sink.fill(0);
-        }
+        let raw = match read_line_bounded(&mut *self.input, MAX_LINE)
+            .map_err(|e| Error::failed(format!("cannot read the answer: {e}")))?
+        {
+            Line::Text(raw) => raw,
+            Line::End => {
+                // Leave the prompt's line so the error starts on its own.
+                self.say("\n")?;
+                return Ok(None);
+            }
+            Line::TooLong => {
+                return Err(Error::failed(format!(
+                    "an answer of more than {MAX_LINE} bytes is not an answer to this question"
+                )));
+            }
+        };
         let text = String::from_utf8_lossy(&raw)
             .trim_end_matches(['\r', '\n'])
             .to_owned();
         Ok(Some(Zeroizing::new(text)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Line {
+        Line::Text(Zeroizing::new(s.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn lines_within_the_limit_are_read_one_at_a_time() {
+        let mut input = io::Cursor::new(b"y\r\n123456\nlast".to_vec());
+        assert_eq!(
+            read_line_bounded(&mut input, 8).expect("read"),
+            text("y\r\n")
+        );
+        assert_eq!(
+            read_line_bounded(&mut input, 8).expect("read"),
+            text("123456\n")
+        );
+        // The last line may lack its end, as google-authenticator accepts.
+        assert_eq!(
+            read_line_bounded(&mut input, 8).expect("read"),
+            text("last")
+        );
+        assert_eq!(read_line_bounded(&mut input, 8).expect("read"), Line::End);
+    }
+
+    // The rest of an over-long line is not the next answer, and the line is refused
+    // rather than cut to something the user did not type; small reader chunks show the
+    // rest is dropped piece by piece.
+    #[test]
+    fn an_over_long_line_is_refused_and_its_rest_never_read_as_the_next_answer() {
+        let mut data = vec![b'7'; 5000];
+        data.extend_from_slice(b"\nn\n");
+        let mut input = io::BufReader::with_capacity(7, io::Cursor::new(data));
+        assert_eq!(
+            read_line_bounded(&mut input, 1024).expect("read"),
+            Line::TooLong
+        );
+        assert_eq!(
+            read_line_bounded(&mut input, 1024).expect("read"),
+            text("n\n")
+        );
+        // Exactly at the limit with its line end: still a line.
+        let mut line = vec![b'1'; 1023];
+        line.push(b'\n');
+        let mut input = io::Cursor::new(line.clone());
+        assert_eq!(
+            read_line_bounded(&mut input, 1024).expect("read"),
+            Line::Text(Zeroizing::new(line))
+        );
+        // Over the limit up to the end of input: refused too.
+        let mut input = io::Cursor::new(vec![b'1'; 1025]);
+        assert_eq!(
+            read_line_bounded(&mut input, 1024).expect("read"),
+            Line::TooLong
+        );
+    }
+
+    #[test]
+    fn a_line_that_never_ends_is_an_error_after_a_bounded_read() {
+        let endless = io::repeat(b'y');
+        let mut input = io::BufReader::new(endless);
+        let err = read_line_bounded(&mut input, 1024).expect_err("no end");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -218,7 +218,7 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         )?
     {
         // Declining is an answer, not a failure (google-authenticator exits 0 too).
-        return finish(req, console, target, &e, None);
+        return publish(req, target, &e, None);
     }
 
     let disallow_reuse = if totp {
@@ -263,8 +263,9 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         .map_err(|err| Error::failed(format!("cannot build the secret file: {err}")))?;
 
     // QR files first: if one of them cannot be written, the secret file is not
-    // written either; if the secret file fails, the QR files go again. Either
-    // way a failed run leaves no half-enrollment behind.
+    // written either; if the secret file fails, the QR files go again. The JSON or
+    // URI is printed before the new secret file replaces anything, and a failed print
+    // leaves the old one. Either way a failed run leaves no half-enrollment behind.
     let mut saved = Saved {
         replaced: replacing,
         window,
@@ -294,11 +295,15 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         // --print-file: nothing was written (clap refuses the QR file flags with it).
         return print_file(req, console, &e, &saved, &file);
     };
-    if let Err(err) = write::write_secret(target, &file.to_bytes(), req.force) {
+    if let Err(err) =
+        write::write_secret(target, &file.to_bytes(), caps.file_mode, req.force, || {
+            publish(req, target, &e, Some(&saved))
+        })
+    {
         undo(&saved);
         return Err(err);
     }
-    finish(req, console, target, &e, Some(saved))
+    report_written(req, console, target, &saved)
 }
 
 /// `--print-file`: the file's exact bytes on standard output, or its text in the JSON.
@@ -603,33 +608,44 @@ impl std::fmt::Display for IgnoredSettings {
     }
 }
 
-/// `saved` is `None` when the user declined to save.
-fn finish(
+/// The outputs that carry the new secret to the program that asked for them (`--json`,
+/// `--uri`). `saved` is `None` when the user declined to save; otherwise this runs
+/// before the new file takes its place (`write::write_secret`), so the JSON already
+/// says what the file will be.
+fn publish(
     req: &Request,
-    console: &mut Console,
     target: &Target,
     e: &Enrollment,
-    saved: Option<Saved>,
+    saved: Option<&Saved>,
 ) -> Result<(), Error> {
-    let written = saved.is_some();
     if req.json {
-        let json = enroll_json(e, Some(target), saved.as_ref(), None);
-        print_stdout(&output::to_json_line(&json)?)?;
-        return Ok(());
+        let json = enroll_json(e, Some(target), saved, None);
+        return print_stdout(&output::to_json_line(&json)?);
     }
     if req.print_uri {
         print_stdout(&format!("{}\n", e.uri.as_str()))?;
     }
-    if written && !req.quiet {
-        console.say(&format!("Wrote \"{}\".\n", target.path().display()))?;
-        if saved.as_ref().is_some_and(|s| s.replaced) {
-            // Apps keep the old entry, often under the same name: its codes are now
-            // refused, and a user who picks it thinks the new enrolment failed.
-            console.say(
-                "The earlier secret and its scratch codes no longer work: delete the \
-                 earlier entry from the authenticator app.\n",
-            )?;
-        }
+    Ok(())
+}
+
+/// What a person reads once the new file is in place.
+fn report_written(
+    req: &Request,
+    console: &mut Console,
+    target: &Target,
+    saved: &Saved,
+) -> Result<(), Error> {
+    if req.json || req.quiet {
+        return Ok(());
+    }
+    console.say(&format!("Wrote \"{}\".\n", target.path().display()))?;
+    if saved.replaced {
+        // Apps keep the old entry, often under the same name: its codes are now
+        // refused, and a user who picks it thinks the new enrolment failed.
+        console.say(
+            "The earlier secret and its scratch codes no longer work: delete the \
+             earlier entry from the authenticator app.\n",
+        )?;
     }
     Ok(())
 }
@@ -699,21 +715,25 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
             .map_err(|err| Error::failed(format!("\"{}\": {err}", target.path().display())))?;
         file.regenerate_scratch_codes(&codes)
             .map_err(|err| Error::failed(format!("cannot replace the scratch codes: {err}")))?;
+        // The new codes reach their reader before the old ones are gone: a failed
+        // print leaves the file as it was (rule R29). This holds the lock for one
+        // short write, which only this user's logins wait for.
+        if req.json {
+            let json = RegenerateJson {
+                action: "regenerate-scratch-codes",
+                user: &target.user.name,
+                path: target.path(),
+                scratch_codes: output::scratch_strings(&codes),
+            };
+            print_stdout(&output::to_json_line(&json)?)?;
+        } else if show {
+            console.say(&output::scratch_block(&codes))?;
+        }
         locked
             .replace(&file.to_bytes())
             .map_err(|err| write::file_error(target.path(), err))
     })?;
-    if req.json {
-        let json = RegenerateJson {
-            action: "regenerate-scratch-codes",
-            user: &target.user.name,
-            path: target.path(),
-            scratch_codes: output::scratch_strings(&codes),
-        };
-        return print_stdout(&output::to_json_line(&json)?);
-    }
     if show {
-        console.say(&output::scratch_block(&codes))?;
         console.say(&format!(
             "Replaced the scratch codes in \"{}\"; the secret is unchanged.\n",
             target.path().display()

@@ -19,7 +19,7 @@ use totp_os::safefile::{self, FileError, LockedFile};
 use crate::error::Error;
 use crate::target::Target;
 
-/// How long `--regenerate-scratch-codes` waits for a login holding the lock.
+/// How long `--regenerate-scratch-codes` and `-f` wait for a login holding the lock.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `f` with the filesystem identity `target` must be written as.
@@ -48,45 +48,46 @@ pub fn as_writer<T>(target: &Target, f: impl FnOnce() -> Result<T, Error>) -> Re
     f()
 }
 
-/// The directory checks the write makes (and so does every earlier look at the path):
-/// a store's whole chain, and a home's chain from the home down exactly as the module
-/// checks it at login (one rule: never write a secret the module would then refuse).
-fn dir_rules(target: &Target) -> Option<safefile::FileRules> {
-    (target.placed.check_dirs_on_create || target.placed.trusted_root.is_some())
-        .then(|| target.rules())
-}
-
 /// Is something already at the target? Checked early so that a user is not shown
-/// a QR code for a file that will then not be written (a store whose directories
-/// root alone does not control is refused here already). The write itself decides
-/// again, race-free.
+/// a QR code for a file that will then not be written (a home or store whose
+/// directories a login would refuse is refused here already: every enrolment
+/// placement checks its directories, `check_dirs_on_create`). The write itself
+/// decides again, race-free.
 pub fn target_exists(target: &Target) -> Result<bool, Error> {
     as_writer(target, || {
-        safefile::entry_exists(target.path(), dir_rules(target).as_ref())
+        safefile::entry_exists(target.path(), Some(&target.rules()))
             .map_err(|e| store_error(target, e))
     })
 }
 
-pub fn write_secret(target: &Target, contents: &[u8], overwrite: bool) -> Result<(), Error> {
-    let placed = &target.placed;
+/// Writes the secret file with permission bits `mode`, checking its directories as a
+/// login checks them (one rule: never write a secret the module would then refuse).
+///
+/// `publish` hands the new secret to whoever asked for it (`--json`, `--uri`). It runs
+/// once the new file is complete on disk under a temp name and before that replaces
+/// anything, so that a failed print leaves the old file as it was instead of a secret
+/// nobody received (rule R29). It runs with the writer's filesystem identity, which
+/// writing to already open descriptors does not use. With `overwrite`, the rename
+/// waits for a login holding the old file's lock, as `--regenerate-scratch-codes` does.
+pub fn write_secret(
+    target: &Target,
+    contents: &[u8],
+    mode: u32,
+    overwrite: bool,
+    publish: impl FnOnce() -> Result<(), Error>,
+) -> Result<(), Error> {
     as_writer(target, || {
-        match dir_rules(target) {
-            Some(rules) => safefile::write_new_file_checked(
-                &placed.path,
-                &rules,
+        target
+            .rules()
+            .write_new_file_then(
+                target.path(),
                 contents,
-                SECRET_FILE_MODE,
+                mode,
                 overwrite,
-            ),
-            None => safefile::write_new_file(
-                placed.dir(),
-                placed.file_name(),
-                contents,
-                SECRET_FILE_MODE,
-                overwrite,
-            ),
-        }
-        .map_err(|e| store_error(target, e))
+                LOCK_TIMEOUT,
+                publish,
+            )
+            .map_err(|e| store_error(target, e))?
     })
 }
 

@@ -1412,3 +1412,21 @@ fn re_enrollment_starts_with_fresh_state() {
     assert!(!text.contains("PAM_TOTP_"), "{text}");
     assert!(text.starts_with(v["secret"].as_str().expect("secret")));
 }
+
+/// An answer longer than the line limit is refused, not cut to its first 1024 bytes
+/// (whose first character would have answered "yes"), and nothing is written; its rest
+/// is never read as the next answer. Control: a short "y" answers the question.
+#[test]
+fn an_over_long_answer_is_refused_and_nothing_is_written() {
+    let dir = tempdir();
+    // Asked: time-based? and disallow reuse?
+    let args = ["-W", "-u", "-C", "-f", "-q", "-s", "s"];
+    let long = format!("{}\ny\ny\n", "y".repeat(5000));
+    let r = run_in(dir.path(), &args, Some(&long));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("more than 1024 bytes"), "{}", r.stderr);
+    assert!(!dir.path().join("s").exists());
+    let r = run_in(dir.path(), &args, Some("y\ny\n"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(dir.path().join("s").exists());
+}

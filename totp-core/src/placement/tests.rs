@@ -131,8 +131,19 @@ fn enrolling_oneself_writes_as_the_caller_into_the_nss_home() {
     assert_eq!(p.file_name(), ".google_authenticator");
     assert_eq!(p.opener, Opener::Caller);
     assert_eq!(p.owners, vec![1000]);
+    // The chain a login checks, from the home down: a home others can write would
+    // otherwise get a file every login refuses.
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/home/alice")));
+    assert!(p.check_dirs_on_create);
+    let login = for_login(&opts(&[]), &name("alice"), Some(alice()), None).expect("placed");
+    assert_eq!(
+        (&p.path, &p.owners, &p.trusted_root),
+        (&login.path, &login.owners, &login.trusted_root)
+    );
+    // Outside the home a login checks the parent alone, and so does the enrolment.
+    let p = for_enrollment(alice(), None, Some(Path::new("/srv/totp/alice")), me).expect("placed");
     assert_eq!(p.trusted_root, None);
-    assert!(!p.check_dirs_on_create);
+    assert!(p.check_dirs_on_create);
 }
 
 #[test]
@@ -155,7 +166,7 @@ fn root_writes_into_a_home_as_the_user_and_into_a_store_as_root() {
     assert_eq!(p.opener, Opener::User);
     assert_eq!(p.owners, vec![1000]);
     assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/home/alice")));
-    assert!(!p.check_dirs_on_create);
+    assert!(p.check_dirs_on_create);
 
     let store = Path::new("/var/lib/totp/alice");
     let p = for_enrollment(alice(), Some("alice"), Some(store), ROOT).expect("placed");

@@ -180,6 +180,10 @@ impl LockedFile {
             op: "rename",
             errno: e,
         })?;
+        // The lock protects the file, not its name: whoever renamed another file over
+        // it meanwhile (an enrolment, or a writer that does not lock) put contents there
+        // that this rewrite of the old ones would silently undo.
+        check_still_named(dir, &self.name, &self.info)?;
         fcntl::renameat(dir, temp.name.as_os_str(), dir, self.name.as_os_str())
             .map_err(|e| FileError::os("rename", e))?;
         temp.disarm();
@@ -200,6 +204,20 @@ impl fmt::Debug for LockedFile {
             .field("info", &self.info)
             .field("contents", &format_args!("<{} bytes>", self.contents.len()))
             .finish_non_exhaustive()
+    }
+}
+
+/// Whether `name` in `dir` still names the file `info` describes (device and inode);
+/// [`FileError::Unstable`] when another file (or none) is there now.
+pub(super) fn check_still_named(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    info: &FileInfo,
+) -> Result<(), FileError> {
+    match stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if same_inode(&FileInfo::from_stat(&st), info) => Ok(()),
+        Ok(_) | Err(Errno::ENOENT) => Err(FileError::Unstable),
+        Err(e) => Err(FileError::os("stat before rename", e)),
     }
 }
 

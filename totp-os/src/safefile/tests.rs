@@ -927,6 +927,183 @@ fn write_new_file_follows_only_root_symlinks_to_the_directory() {
 }
 
 // ---------------------------------------------------------------------------------------
+// replacing a file logins lock
+
+// A file renamed over the locked one (an enrolment with -f, a user's mv) must not be
+// undone by the holder's rewrite of the old contents: that would bring an old secret
+// back. The rewrite fails, the newer file stays, and no temp file is left.
+#[test]
+fn replace_refuses_when_the_path_was_renamed_over_the_locked_file() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let mut locked = lock_with_deadline(&p, &root_rules(&s), LONG).expect("lock");
+    let newer = s.file("newer", b"NEWER SECRET\n", me(), 0o600);
+    std::fs::rename(&newer, &p).expect("rename over");
+    assert_eq!(
+        locked.replace(b"OLD, REWRITTEN\n"),
+        Err(FileError::Unstable)
+    );
+    assert_eq!(std::fs::read(&p).expect("read"), b"NEWER SECRET\n");
+    assert!(temp_files(s.path()).is_empty());
+    // Removed under the holder: the rewrite does not recreate it either.
+    std::fs::remove_file(&p).expect("remove");
+    assert_eq!(locked.replace(b"OLD\n"), Err(FileError::Unstable));
+    assert!(!p.exists());
+}
+
+// An overwrite takes the lock logins take: it waits for the holder, and replaces the
+// file only once the holder let go.
+#[test]
+fn overwrite_waits_for_the_lock_a_login_holds() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let holder = File::open(&p).expect("open");
+    holder.lock().expect("flock");
+    let rules = root_rules(&s);
+    let start = Instant::now();
+    let err = rules
+        .write_new_file_then(
+            &p,
+            b"NEW\n",
+            0o600,
+            true,
+            Duration::from_millis(300),
+            || Ok::<(), ()>(()),
+        )
+        .expect_err("held elsewhere");
+    assert_eq!(err, FileError::LockTimeout);
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        std::fs::read(&p).expect("read"),
+        SECRET,
+        "not replaced while locked"
+    );
+    assert!(temp_files(s.path()).is_empty());
+
+    let (tx, rx) = mpsc::channel();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        // Still the old contents while the lock is held.
+        tx.send(std::fs::read(&p).expect("read")).expect("send");
+        drop(holder);
+    });
+    let start = Instant::now();
+    write_new_file(s.path(), OsStr::new("secret"), b"NEW\n", 0o600, true).expect("write");
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert_eq!(rx.recv().expect("seen"), SECRET);
+    releaser.join().expect("releaser");
+    assert_eq!(
+        std::fs::read(s.path().join("secret")).expect("read"),
+        b"NEW\n"
+    );
+    assert!(temp_files(s.path()).is_empty());
+}
+
+// A login that replaced the file while the overwrite waited: the overwrite locks the
+// login's new file and replaces that one, never renaming under a lock it lost.
+#[test]
+fn overwrite_follows_a_rewrite_that_happened_while_it_waited() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let rules = root_rules(&s);
+    let mut login = lock_with_deadline(&p, &rules, LONG).expect("lock");
+    let (tx, rx) = mpsc::channel();
+    let writer = {
+        let (p, rules) = (p.clone(), rules.clone());
+        std::thread::spawn(move || {
+            tx.send(()).expect("signal");
+            rules.write_new_file_then(&p, b"ENROLLED\n", 0o600, true, LONG, || Ok::<(), ()>(()))
+        })
+    };
+    rx.recv().expect("started");
+    std::thread::sleep(Duration::from_millis(200));
+    login.replace(b"COUNTER BUMPED\n").expect("login rewrite");
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(std::fs::read(&p).expect("read"), b"COUNTER BUMPED\n");
+    drop(login);
+    assert_eq!(writer.join().expect("writer"), Ok(Ok(())));
+    assert_eq!(std::fs::read(&p).expect("read"), b"ENROLLED\n");
+    assert!(temp_files(s.path()).is_empty());
+}
+
+// The step between writing and renaming (printing the new secret) decides: an error
+// there leaves the old file and no temp file; success puts the new file in place.
+#[test]
+fn a_failed_step_before_the_rename_leaves_the_old_file() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let rules = root_rules(&s);
+    for overwrite in [true, false] {
+        let mut saw_temp = false;
+        let r = rules.write_new_file_then(&p, b"NEW\n", 0o600, overwrite, LONG, || {
+            saw_temp = temp_files(s.path()).len() == 1;
+            Err("stdout is full")
+        });
+        if overwrite {
+            assert_eq!(r, Ok(Err("stdout is full")));
+            assert!(saw_temp, "the new file was complete before the step");
+        } else {
+            assert_eq!(r, Err(FileError::AlreadyExists), "refused before the step");
+        }
+        assert_eq!(std::fs::read(&p).expect("read"), SECRET);
+        assert!(temp_files(s.path()).is_empty());
+    }
+    let new = s.path().join("new");
+    assert_eq!(
+        rules.write_new_file_then(&new, b"NEW\n", 0o400, false, LONG, || Ok::<(), ()>(())),
+        Ok(Ok(()))
+    );
+    assert_eq!(mode_of(&new), 0o400);
+    assert_eq!(
+        rules.write_new_file_then(&p, b"NEW\n", 0o600, true, LONG, || Ok::<(), ()>(())),
+        Ok(Ok(()))
+    );
+    assert_eq!(std::fs::read(&p).expect("read"), b"NEW\n");
+    assert!(temp_files(s.path()).is_empty());
+}
+
+// D5 for the enrolment tool: a replaced file keeps its SELinux label (this kernel may
+// have no SELinux; root can still set the attribute, which no policy then acts on). A
+// new file next to it gets none, so the label seen after the overwrite was copied.
+#[test]
+fn overwrite_keeps_the_selinux_label() {
+    if !require_root("overwrite_keeps_the_selinux_label") {
+        return;
+    }
+    const LABEL: &[u8] = b"system_u:object_r:auth_home_t:s0";
+    let label_of = |p: &Path| {
+        let mut buf = [0u8; 256];
+        rustix::fs::lgetxattr(p, "security.selinux", &mut buf[..])
+            .ok()
+            .map(|n| buf[..n].to_vec())
+    };
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    if let Err(e) = rustix::fs::lsetxattr(
+        &p,
+        "security.selinux",
+        LABEL,
+        rustix::fs::XattrFlags::empty(),
+    ) {
+        panic!("set security.selinux on the test file system: {e}");
+    }
+    let ino = std::fs::metadata(&p).expect("stat").ino();
+    write_new_file(s.path(), OsStr::new("secret"), b"NEW\n", 0o600, true).expect("overwrite");
+    assert_ne!(
+        std::fs::metadata(&p).expect("stat").ino(),
+        ino,
+        "replaced by rename"
+    );
+    assert_eq!(label_of(&p).as_deref(), Some(LABEL));
+    write_new_file(s.path(), OsStr::new("fresh"), b"NEW\n", 0o600, false).expect("new");
+    assert_eq!(
+        label_of(&s.path().join("fresh")),
+        None,
+        "control: no label of its own"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // fd hygiene
 
 #[test]

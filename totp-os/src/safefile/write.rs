@@ -1,5 +1,6 @@
 //! Creating files crash-safely: temp name, fsync, rename, directory fsync.
 
+use super::lock::{acquire_lock, check_still_named};
 use super::*;
 
 /// Create or replace `dir_path/name` with `contents` and permission bits `mode`,
@@ -70,6 +71,10 @@ pub(super) fn check_new_mode(mode: u32) -> Result<(), FileError> {
     Ok(())
 }
 
+/// How long [`write_new_file`] and [`write_new_file_checked`] wait, when replacing a
+/// file, for a login that holds its lock (rule R16's bound).
+const REPLACE_WAIT: Duration = Duration::from_secs(5);
+
 pub(super) fn write_in(
     walked: Walked,
     name: &OsStr,
@@ -77,6 +82,49 @@ pub(super) fn write_in(
     mode: u32,
     overwrite: bool,
 ) -> Result<(), FileError> {
+    prepare_in(walked, name, contents, mode, overwrite)?.commit(REPLACE_WAIT)
+}
+
+impl FileRules {
+    /// [`write_new_file_checked`] with a step between writing and renaming: the new
+    /// file is complete and fsynced under its temp name when `before_rename` runs, and
+    /// takes its place at `path` only if that returns `Ok`. Otherwise the temp file is
+    /// removed, `path` is left as it was, and the step's error is returned as
+    /// `Ok(Err(_))`. Lets the enrolment tool hand a new secret to whoever asked for it
+    /// before the old file is gone, and give up with the old file intact when that
+    /// fails (rule R29).
+    ///
+    /// With `overwrite`, the file being replaced is `flock`ed first, as a login locks
+    /// it to rewrite it, waiting at most `lock_wait` (see [`LockedFile`]); the rename
+    /// happens under that lock, and the new file gets the old one's SELinux label.
+    pub fn write_new_file_then<E>(
+        &self,
+        path: &Path,
+        contents: &[u8],
+        mode: u32,
+        overwrite: bool,
+        lock_wait: Duration,
+        before_rename: impl FnOnce() -> Result<(), E>,
+    ) -> Result<Result<(), E>, FileError> {
+        check_new_mode(mode)?;
+        let (dirs, name) = split_file_path(path)?;
+        let walked = walk_checked(&dirs, self)?;
+        let pending = prepare_in(walked, name, contents, mode, overwrite)?;
+        if let Err(e) = before_rename() {
+            // Dropping the pending file removes it.
+            return Ok(Err(e));
+        }
+        pending.commit(lock_wait).map(Ok)
+    }
+}
+
+fn prepare_in(
+    walked: Walked,
+    name: &OsStr,
+    contents: &[u8],
+    mode: u32,
+    overwrite: bool,
+) -> Result<PendingFile, FileError> {
     let dir = reopen_readable(walked.fd, "open directory for writing")?;
     match stat::fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => {
@@ -98,39 +146,166 @@ pub(super) fn write_in(
     set_perm(&file, mode)?;
     write_all(&file, contents)?;
     sync_file(&file, FaultPoint::Fsync, "fsync temp file")?;
-    drop(file);
-    fault::hit(FaultPoint::Rename).map_err(|e| FileError::Os {
-        op: "rename",
-        errno: e,
-    })?;
-    if overwrite {
-        fcntl::renameat(&dir, temp.name.as_os_str(), &dir, name)
-            .map_err(|e| FileError::os("rename", e))?;
-        temp.disarm();
-    } else {
-        match fcntl::renameat2(
-            &dir,
-            temp.name.as_os_str(),
-            &dir,
-            name,
-            RenameFlags::RENAME_NOREPLACE,
-        ) {
-            Ok(()) => temp.disarm(),
-            Err(Errno::EEXIST) => return Err(FileError::AlreadyExists),
-            // Filesystems without RENAME_NOREPLACE, or a seccomp filter without
-            // renameat2 (EPERM): linkat also refuses an existing target (and fails on a
-            // real permission problem too); the temp name is removed when `temp` drops.
-            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM) => {
-                match unistd::linkat(&dir, temp.name.as_os_str(), &dir, name, AtFlags::empty()) {
-                    Ok(()) => drop(temp),
-                    Err(Errno::EEXIST) => return Err(FileError::AlreadyExists),
-                    Err(e) => return Err(FileError::os("link", e)),
-                }
+    let temp_name = temp.name.clone();
+    // From here the pending file removes the temp name itself.
+    temp.disarm();
+    Ok(PendingFile {
+        dir,
+        name: name.to_owned(),
+        temp: temp_name,
+        file,
+        overwrite,
+        armed: true,
+    })
+}
+
+/// A new file complete on disk under a temp name in its directory, waiting to take its
+/// path. Dropped without [`PendingFile::commit`], the temp file is removed and whatever
+/// is at the path stays as it was.
+#[derive(Debug)]
+pub(super) struct PendingFile {
+    dir: OwnedFd,
+    name: OsString,
+    temp: OsString,
+    file: File,
+    overwrite: bool,
+    armed: bool,
+}
+
+impl PendingFile {
+    /// Renames the new file into place and fsyncs the directory.
+    ///
+    /// Without `overwrite` an existing file is refused ([`FileError::AlreadyExists`]),
+    /// race-free. With it, the file being replaced is first opened and `flock`ed, as a
+    /// login locks it to rewrite it (a HOTP counter, a used scratch code), waiting at
+    /// most `lock_wait`: a login's rewrite renamed in after ours would bring the old
+    /// secret back. The rename happens while the lock is held and the path still names
+    /// the locked file, and the new file gets the old one's SELinux label (rule R17).
+    pub(super) fn commit(mut self, lock_wait: Duration) -> Result<(), FileError> {
+        let dir = self.dir.as_fd();
+        if self.overwrite {
+            let held = lock_named(dir, &self.name, Instant::now() + lock_wait)?;
+            if let Some((old, info)) = &held {
+                // A rename gives the new file the directory's default label, which a
+                // policy written for the old one may refuse.
+                copy_selinux_label(old, &self.file)?;
+                sync_file(&self.file, FaultPoint::Fsync, "fsync temp file")?;
+                check_still_named(dir, &self.name, info)?;
             }
-            Err(e) => return Err(FileError::os("rename", e)),
+            fault::hit(FaultPoint::Rename).map_err(|e| FileError::Os {
+                op: "rename",
+                errno: e,
+            })?;
+            fcntl::renameat(dir, self.temp.as_os_str(), dir, self.name.as_os_str())
+                .map_err(|e| FileError::os("rename", e))?;
+            self.armed = false;
+            // Only now may a waiting login go on: it then finds the new file at the path.
+            drop(held);
+        } else {
+            fault::hit(FaultPoint::Rename).map_err(|e| FileError::Os {
+                op: "rename",
+                errno: e,
+            })?;
+            match fcntl::renameat2(
+                dir,
+                self.temp.as_os_str(),
+                dir,
+                self.name.as_os_str(),
+                RenameFlags::RENAME_NOREPLACE,
+            ) {
+                Ok(()) => self.armed = false,
+                Err(Errno::EEXIST) => return Err(FileError::AlreadyExists),
+                // Filesystems without RENAME_NOREPLACE, or a seccomp filter without
+                // renameat2 (EPERM): linkat also refuses an existing target (and fails on
+                // a real permission problem too); the temp name is removed on drop.
+                Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM) => {
+                    match unistd::linkat(
+                        dir,
+                        self.temp.as_os_str(),
+                        dir,
+                        self.name.as_os_str(),
+                        AtFlags::empty(),
+                    ) {
+                        Ok(()) => {}
+                        Err(Errno::EEXIST) => return Err(FileError::AlreadyExists),
+                        Err(e) => return Err(FileError::os("link", e)),
+                    }
+                }
+                Err(e) => return Err(FileError::os("rename", e)),
+            }
+        }
+        sync_dir(self.dir.as_fd())
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if self.armed {
+            // Best effort, as for TempName: a leftover temp is never read.
+            let _ = unistd::unlinkat(&self.dir, self.temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
         }
     }
-    sync_dir(dir.as_fd())
+}
+
+/// The regular file `name` in `dir` opened and `flock`ed (waiting until `deadline`),
+/// checked after locking to still be the one the name points to; `None` when nothing
+/// is there.
+///
+/// Also `None` when this identity may not open the file: every login that could
+/// rewrite it opens it as this same identity (the user in home mode, root in a store),
+/// so none can. Where the file system refuses the lock on a read-only descriptor
+/// (NFSv4, see [`is_refused_read_only_lock`]) the file is returned unlocked, as the
+/// module then reads it unlocked too.
+fn lock_named(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    deadline: Instant,
+) -> Result<Option<(File, FileInfo)>, FileError> {
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    for attempt in 0..MAX_REOPENS {
+        if attempt > 0 && Instant::now() >= deadline {
+            return Err(FileError::LockTimeout);
+        }
+        // The lstat first, so that a FIFO or device put there is never opened.
+        match stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+                SFlag::S_IFREG => {}
+                SFlag::S_IFLNK => return Err(FileError::Symlink),
+                _ => return Err(FileError::NotRegular { mode: st.st_mode }),
+            },
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(FileError::os("stat target", e)),
+        }
+        let file = match fcntl::openat(dir, name, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            // Gone since the lstat: look again.
+            Err(Errno::ENOENT) => continue,
+            Err(Errno::ELOOP) => return Err(FileError::Symlink),
+            Err(Errno::EACCES) => return Ok(None),
+            Err(e) => return Err(FileError::os("open", e)),
+        };
+        let st = stat::fstat(&file).map_err(|e| FileError::os("fstat", e))?;
+        let info = FileInfo::from_stat(&st);
+        if info.mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(FileError::NotRegular { mode: info.mode });
+        }
+        match acquire_lock(&file, deadline) {
+            Ok(()) => {}
+            Err(e) if is_refused_read_only_lock(&e) => return Ok(Some((file, info))),
+            Err(e) => return Err(e),
+        }
+        match check_still_named(dir, name, &info) {
+            Ok(()) => return Ok(Some((file, info))),
+            // A login replaced it while we waited: lock the file it left instead.
+            Err(FileError::Unstable) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(FileError::Unstable)
 }
 
 /// The name of a temp file in the target's directory, unlinked on drop unless the
