@@ -278,9 +278,9 @@ fn a_skew_ga_learned_far_beyond_three_steps_logs_in() {
 /// A phone GA had learned to be 100 steps ahead gets its clock fixed. A code accepted
 /// with the old offset left the state store's replay mark 100 steps ahead of the phone's
 /// codes now, so after the resync they are refused as used. The resync says so, with how
-/// long at most and the reset that lets them in; through libpam, the phone's code is
-/// refused until `totp-state reset`, then the code of the step after the reset's minute
-/// is accepted.
+/// long at most; through libpam, the phone's code is refused, `totp-state reset` keeps
+/// the mark (lowering it would let the code accepted with the old offset in a second
+/// time when its time comes), and the phone's code logs in once the mark has passed.
 #[test]
 fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
     if !ready("a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back") {
@@ -313,7 +313,7 @@ fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
     assert!(
         stdout.contains("The offset went down by 100 steps")
             && stdout.contains("at most 50 minutes")
-            && stdout.contains(&format!("totp-state reset --user {}", user.name)),
+            && stdout.contains("a scratch code logs in meanwhile"),
         "{stdout}"
     );
 
@@ -322,8 +322,7 @@ fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
         login(&stack, &user, &fixed(T0 + 90), T0 + 90),
         "PAM_AUTH_ERR"
     );
-    // ... and the reset the resync named, run at that time, lowers the mark to a minute
-    // after its clock: the phone's code of the step after that logs in.
+    // ... a reset keeps it (the code accepted at T0 shows again at T0 + 3000) ...
     let reset = Command::new(&built().state_tool)
         .args(["reset", "--user", &user.name, "--state-dir"])
         .arg(stack.state_dir())
@@ -334,11 +333,21 @@ fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
     assert!(reset.status.success(), "{reset:?}");
     assert_eq!(
         login(&stack, &user, &fixed(T0 + 180), T0 + 180),
+        "PAM_AUTH_ERR"
+    );
+    assert_eq!(
+        login(&stack, &user, &fixed(T0 + 3000), T0 + 3000),
+        "PAM_AUTH_ERR",
+        "the code accepted with the old offset, at its own time"
+    );
+    // ... and once the clock has passed the mark, the phone's code logs in.
+    assert_eq!(
+        login(&stack, &user, &fixed(T0 + 3060), T0 + 3060),
         "PAM_SUCCESS"
     );
 
     // JSON: the same wait, in seconds; a resync that does not lower it says 0.
-    let stdout = resync(T0 + 240, true);
+    let stdout = resync(T0 + 3120, true);
     assert!(stdout.contains("\"store_wait_up_to_secs\":0"), "{stdout}");
 }
 

@@ -223,9 +223,10 @@ fn report(
         out.push_str(&format!(
             "The offset went down by {} steps. If a code was accepted with the old offset \
              during the last {}, the state store's replay mark is ahead of the phone's \
-             codes, and they are refused as already used until it passes (at most {}). \
-             To let them in within about a minute, an admin runs `totp-state reset --user {user}` (with \
-             the service's `--service NAME` where the store is not the default).\n",
+             codes, and they are refused as already used until it passes (at most {}); \
+             a scratch code logs in meanwhile. `totp-state reset` keeps that mark: the \
+             codes it covers were shown by the phone with the old offset, and would \
+             otherwise work a second time when their time comes.\n",
             done.lowered_by,
             duration_words(store_wait_up_to_secs),
             duration_words(store_wait_up_to_secs),
