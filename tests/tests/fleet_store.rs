@@ -91,11 +91,15 @@ fn records_written_through_the_store_read_back_and_reset() {
     assert_eq!(seen, Some(mark(7)));
     // A reset clears the throttling and keeps the mark (R34); nothing to reset creates
     // nothing.
-    let done = store.reset(1001, system_tests::now()).expect("reset");
+    let done = store
+        .reset(1001, system_tests::now(), false)
+        .expect("reset");
     assert_eq!(done, Reset::Lifted { lowered: false });
     let kept = store.read(1001).expect("read");
     assert_eq!((kept.marks, kept.extra), (mark(7).marks, Vec::new()));
-    let done = store.reset(1002, system_tests::now()).expect("reset");
+    let done = store
+        .reset(1002, system_tests::now(), false)
+        .expect("reset");
     assert_eq!(done, Reset::Absent);
     assert_eq!(store.read(1002).expect("read"), UserState::default());
 }
@@ -256,7 +260,7 @@ fn a_corrupt_record_is_refused_never_reset() {
             .expect_err("corrupt record accepted");
         assert!(matches!(err, StoreError::Corrupt(_)), "{uid}: {err}");
         // The admin's reset removes it: nothing in it can be read, so nothing kept.
-        let done = store.reset(uid, system_tests::now()).expect("reset");
+        let done = store.reset(uid, system_tests::now(), false).expect("reset");
         assert!(matches!(done, Reset::Removed(_)), "{uid}: {done:?}");
         assert_eq!(store.read(uid).expect("read"), UserState::default());
     }
@@ -514,9 +518,14 @@ fn the_minimal_acls_of_docs_fleet_md_are_enough() {
     // A reset of a readable record is a login's compare-and-set: the hosts' ACL allows
     // it as it allows any write of a record; the admin's too.
     let now = system_tests::now();
-    let done = store.reset(1, now).expect("a reset through the hosts' ACL");
+    let done = store
+        .reset(1, now, false)
+        .expect("a reset through the hosts' ACL");
     assert_eq!(done, Reset::Lifted { lowered: false });
-    let done = open(&admin).expect("open").reset(1, now).expect("reset");
+    let done = open(&admin)
+        .expect("open")
+        .reset(1, now, false)
+        .expect("reset");
     assert_eq!(done, Reset::Lifted { lowered: false });
     assert_eq!(store.read(1).expect("read").marks, mark(1).marks);
     // Keys outside the prefix stay out of reach.

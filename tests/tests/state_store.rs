@@ -835,7 +835,8 @@ fn a_clock_fault_is_logged_and_totp_state_reset_recovers() {
     assert_ne!(d.module_code(), "PAM_IGNORE");
     assert!(logs_contain(&lines, "clock fault"), "{lines:?}");
     assert!(
-        logs_contain(&lines, &format!("totp-state reset --user {}", u.name)),
+        logs_contain(&lines, &format!("totp-state reset --user {}", u.name))
+            && logs_contain(&lines, "--clock-fault`"),
         "{lines:?}"
     );
     let out = stack.state_tool(&["show", "--json", "--user", &u.name]);
@@ -858,6 +859,52 @@ fn a_clock_fault_is_logged_and_totp_state_reset_recovers() {
     assert_ne!(d.module_code(), "PAM_SUCCESS", "within the minute: {d:?}");
     let d = login_at(&stack, &u, &code_at(&secret, T0 + 90), None, T0 + 90);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "after the reset: {d:?}");
+}
+
+/// A mark two days ahead (a clock that was ahead by two days for one login): the module
+/// refuses it as a clock fault, but a file with a wide `TIME_SKEW` at a 60-s step could
+/// set one there legitimately, so a plain reset keeps it; the `--clock-fault` the log
+/// line names lowers it, and the user logs in again.
+#[test]
+fn a_reset_lowers_a_mark_within_a_phones_reach_only_when_told_it_was_a_clock_fault() {
+    if !require_root(
+        "a_reset_lowers_a_mark_within_a_phones_reach_only_when_told_it_was_a_clock_fault",
+    ) {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("cg");
+    let stack = Stack::probe("svc", "");
+    let ahead = T0 + 2 * 86_400;
+    assert_eq!(
+        login_at(&stack, &u, &code_at(&secret, ahead), None, ahead).module_code(),
+        "PAM_SUCCESS"
+    );
+    let reset_at = |extra: &[&str]| {
+        let out = Command::new(&built().state_tool)
+            .args(["reset", "--user", &u.name, "--state-dir"])
+            .arg(stack.state_dir())
+            .args(extra)
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", faketime_date(T0))
+            .output()
+            .expect("run totp-state");
+        assert!(out.status.success(), "{out:?}");
+    };
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.module_code(), "PAM_SYSTEM_ERR", "{d:?}");
+    assert!(logs_contain(&lines, "--clock-fault"), "{lines:?}");
+    reset_at(&[]);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 90), None, T0 + 90);
+    assert_eq!(
+        d.module_code(),
+        "PAM_SYSTEM_ERR",
+        "a plain reset keeps it: {d:?}"
+    );
+    reset_at(&["--clock-fault"]);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 120), None, T0 + 120);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "after --clock-fault: {d:?}");
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 120), None, T0 + 121);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "its replay: {d:?}");
 }
 
 /// The admin tool: `show` (text and JSON) and `reset`, and a clear refusal when not

@@ -218,16 +218,23 @@ impl UserState {
     /// up to then still counts as used. A mark closer than that is kept whatever it is
     /// dated: a phone ahead of the clock (a `TIME_SKEW` the module honours) sets the mark
     /// that far ahead, and lowering it would make the codes just typed valid again.
-    /// `None` (the clock cannot be trusted) lowers nothing. Also returns whether a mark
-    /// was lowered.
-    pub fn lifted(&self, cap: Option<u64>) -> (UserState, bool) {
+    /// `None` (the clock cannot be trusted) lowers nothing. With `clock_fault` (the
+    /// admin's `totp-state reset --clock-fault`, which the module's clock-fault log line
+    /// names), every mark after `cap` is lowered to it: the admin says the clock was
+    /// wrong when the mark was set, which the store cannot tell from a phone ahead.
+    /// Also returns whether a mark was lowered.
+    pub fn lifted(&self, cap: Option<u64>, clock_fault: bool) -> (UserState, bool) {
         let mut next = self.clone();
         next.extra.clear();
         let mut lowered = false;
         let Some(cap) = cap else {
             return (next, false);
         };
-        let beyond = reset_lowers_after(cap);
+        let beyond = if clock_fault {
+            cap
+        } else {
+            reset_lowers_after(cap)
+        };
         for (_, m) in &mut next.marks {
             if m.totp_until.is_some_and(|u| u > beyond) {
                 m.totp_until = Some(cap);
@@ -319,8 +326,8 @@ pub trait StateStore {
     /// [`reset_mark_cap`] gives for `now`, this host's clock; a shared store takes the
     /// later of it and its server's). A record that cannot be read (damaged, hostile, not
     /// a record) holds nothing that can be kept: it is removed, without being followed.
-    /// Writes nothing when there is no record.
-    fn reset(&mut self, uid: Uid, now: u64) -> Result<Reset, StoreError>;
+    /// Writes nothing when there is no record. `clock_fault`: see [`UserState::lifted`].
+    fn reset(&mut self, uid: Uid, now: u64, clock_fault: bool) -> Result<Reset, StoreError>;
 
     /// The store's key and completeness ([`StoreContext`]). When the store has none,
     /// `missing` says whether to create one (a random key) or to answer `None` (a

@@ -140,7 +140,6 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
             target.path(),
             usable_in_secs,
             store_wait_up_to_secs,
-            &target.user.name,
         ))?;
     }
     Ok(0)
@@ -181,7 +180,6 @@ fn report(
     path: &std::path::Path,
     usable_in_secs: u64,
     store_wait_up_to_secs: u64,
-    user: &str,
 ) -> String {
     let mut out = String::new();
     let drift = done.skew.unsigned_abs().saturating_mul(done.step_secs);

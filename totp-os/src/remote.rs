@@ -902,16 +902,16 @@ impl StateStore for RemoteStore {
     /// taken from the later of this host's clock and the server's, so an admin's
     /// clock that lags cannot lower a mark the fleet's hosts set at their own time (a
     /// server too old to tell its clock leaves this host's).
-    fn reset(&mut self, uid: Uid, now: u64) -> Result<Reset, StoreError> {
+    fn reset(&mut self, uid: Uid, now: u64, clock_fault: bool) -> Result<Reset, StoreError> {
         let cap = reset_mark_cap(self.server_time().map_or(now, |server| now.max(server)));
         let legacy = self.uid_key(uid);
         let key = self.record_key(uid);
         let earlier = if key != legacy {
-            self.reset_key(&legacy, cap)?
+            self.reset_key(&legacy, cap, clock_fault)?
         } else {
             Reset::Absent
         };
-        Ok(earlier.and(self.reset_key(&key, cap)?))
+        Ok(earlier.and(self.reset_key(&key, cap, clock_fault)?))
     }
 }
 
@@ -919,7 +919,12 @@ impl RemoteStore {
     /// [`StateStore::reset`] of the record under `key`. A record that cannot be read
     /// (not a record, a damaged one) is deleted, which only the admin's ACL allows; no
     /// login ever writes over one, so no login's write is lost with it.
-    fn reset_key(&mut self, key: &[u8], cap: Option<u64>) -> Result<Reset, StoreError> {
+    fn reset_key(
+        &mut self,
+        key: &[u8],
+        cap: Option<u64>,
+        clock_fault: bool,
+    ) -> Result<Reset, StoreError> {
         let mut outcome = Reset::Absent;
         self.until_set("updates of this user", |s| {
             let read = s.get_bytes(key).and_then(|(bytes, version)| match version {
@@ -939,7 +944,7 @@ impl RemoteStore {
                 }
                 Err(e) => return Err(e),
             };
-            let (next, lowered) = state.lifted(cap);
+            let (next, lowered) = state.lifted(cap, clock_fault);
             outcome = Reset::Lifted { lowered };
             if next == state {
                 return Ok(true);

@@ -823,7 +823,7 @@ impl StateStore for StateDir {
     /// slots all fail their check is emptied (as a record never written), and a hostile
     /// entry in its place removed without being followed: neither holds marks anyone
     /// could read.
-    fn reset(&mut self, uid: Uid, now: u64) -> Result<Reset, StoreError> {
+    fn reset(&mut self, uid: Uid, now: u64, clock_fault: bool) -> Result<Reset, StoreError> {
         let shown = self.shown(uid);
         let name = uid.to_string();
         let st = {
@@ -846,7 +846,7 @@ impl StateStore for StateDir {
             let bytes = read_all(&file)?;
             return match parse_record(&bytes) {
                 Ok(record) => {
-                    let (next, lowered) = record.state.lifted(reset_mark_cap(now));
+                    let (next, lowered) = record.state.lifted(reset_mark_cap(now), clock_fault);
                     if next != record.state {
                         self.write_slot(&file, uid, &record.slots, &next, true)?;
                     }

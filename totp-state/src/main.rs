@@ -43,7 +43,7 @@ enum Command {
     /// lead ahead) is lowered to a minute after the clock; a closer one (a phone ahead
     /// of the clock) is kept. An unusable record
     /// (damaged, hostile) is removed without being followed.
-    Reset(RecordQuery),
+    Reset(ResetArgs),
     /// Before changing pam.d: what the module of a PAM service would do for every
     /// account the name service lists (read only). Exit status 1 when any is refused.
     Audit(AuditArgs),
@@ -127,6 +127,19 @@ struct RecordQuery {
     /// One JSON object per record on standard output.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ResetArgs {
+    #[command(flatten)]
+    query: RecordQuery,
+    /// Also lower a TOTP replay mark that lies ahead of this clock by more than a minute
+    /// but within what a login honours (a phone ahead with a TIME_SKEW sets one there),
+    /// to a minute after the clock: only after a clock fault the module logged, when
+    /// the clock was wrong as the mark was set. For a phone that really is ahead, the
+    /// codes it showed would work a second time.
+    #[arg(long)]
+    clock_fault: bool,
 }
 
 /// A failure with the message for standard error.
@@ -242,9 +255,9 @@ fn run(cmd: Command) -> Result<(), Stop> {
         )
         .into());
     }
-    let (target, reset) = match cmd {
-        Command::Show(t) => (t, false),
-        Command::Reset(t) => (t, true),
+    let (target, reset, clock_fault) = match cmd {
+        Command::Show(t) => (t, false, false),
+        Command::Reset(r) => (r.query, true, r.clock_fault),
         Command::Audit(a) => {
             let opts = service_options(&a.service, a.pam_dir.as_deref())?;
             return audit::run(&opts, a.json);
@@ -300,7 +313,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
             store.name_user(uid, n);
         }
         let done = store
-            .reset(uid, now())
+            .reset(uid, now(), clock_fault)
             .map_err(|e| Fatal(format!("reset of uid {uid} failed: {e}")))?;
         if implicit && done == Reset::Absent {
             unused_default_store(store.as_mut(), &dir, user)?;

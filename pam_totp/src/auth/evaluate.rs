@@ -573,7 +573,10 @@ impl Ctx {
                 let fix = if in_file {
                     format!("remove the PAM_TOTP_LAST_STEP line from {shown}")
                 } else {
-                    format!("reset the user's state with `{}`", self.reset_command(who))
+                    format!(
+                        "reset the user's state with `{} --clock-fault`",
+                        self.reset_command(who)
+                    )
                 };
                 io.log(
                     Level::Err,

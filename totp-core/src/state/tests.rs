@@ -195,7 +195,7 @@ fn a_reset_keeps_every_mark_a_login_honours_and_lowers_the_rest() {
     let lift = |until: u64| {
         UserState::default()
             .with_marks(id, marks(Some(until), None, &[]))
-            .lifted(Some(cap))
+            .lifted(Some(cap), false)
     };
     for until in [honoured, beyond] {
         let (next, lowered) = lift(until);
@@ -210,7 +210,7 @@ fn a_reset_keeps_every_mark_a_login_honours_and_lowers_the_rest() {
     // and a reset 20 s later keeps the mark.
     let (next, lowered) = UserState::default()
         .with_marks(id, marks(Some(now + 21 * 30), None, &[]))
-        .lifted(reset_mark_cap(now + 20));
+        .lifted(reset_mark_cap(now + 20), false);
     assert!(!lowered);
     assert_eq!(next.marks_of(id), Some(&marks(Some(now + 630), None, &[])));
 
@@ -243,7 +243,7 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
         .with_marks(EnrolmentId(1), marks(Some(now - 90), Some(41), &[7, 9]))
         .with_marks(EnrolmentId(2), marks(Some(now + 30), None, &[3]));
     s.extra = vec![2, 0, 0, 9, 9];
-    let (next, lowered) = s.lifted(Some(cap));
+    let (next, lowered) = s.lifted(Some(cap), false);
     assert!(!lowered);
     assert!(next.extra.is_empty(), "throttling cleared");
     assert_eq!(next.marks, s.marks, "marks kept as they were");
@@ -251,17 +251,36 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
 
     // A mark from a clock in 2100: down to the cap, the rest untouched.
     let ahead = s.with_marks(EnrolmentId(3), marks(Some(4_102_444_800), Some(2), &[5]));
-    let (next, lowered) = ahead.lifted(Some(cap));
+    let (next, lowered) = ahead.lifted(Some(cap), false);
     assert!(lowered);
     assert_eq!(
         next.marks_of(EnrolmentId(3)),
         Some(&marks(Some(cap), Some(2), &[5]))
     );
     assert_eq!(next.marks_of(EnrolmentId(1)), s.marks_of(EnrolmentId(1)));
-    let (untrusted, lowered) = ahead.lifted(None);
+    let (untrusted, lowered) = ahead.lifted(None, false);
     assert!(!lowered);
     assert_eq!(untrusted.marks, ahead.marks, "no clock, no lowering");
     assert!(untrusted.extra.is_empty());
+
+    // Two days ahead: within what a login honours for some file (a wide TIME_SKEW at a
+    // 60-s step), so kept, unless the admin says it was a clock fault.
+    let two_days = s.with_marks(EnrolmentId(4), marks(Some(now + 2 * 86_400), None, &[]));
+    let (kept, lowered) = two_days.lifted(Some(cap), false);
+    assert!(!lowered);
+    assert_eq!(kept.marks, two_days.marks);
+    let (fixed, lowered) = two_days.lifted(Some(cap), true);
+    assert!(lowered);
+    assert_eq!(
+        fixed.marks_of(EnrolmentId(4)),
+        Some(&marks(Some(cap), None, &[]))
+    );
+    assert_eq!(fixed.marks_of(EnrolmentId(1)), s.marks_of(EnrolmentId(1)));
+    assert_eq!(
+        fixed.marks_of(EnrolmentId(2)),
+        s.marks_of(EnrolmentId(2)),
+        "a mark within the slack is not a clock fault"
+    );
 
     // A version-1 record's marks stay for the first login to bind; a step far ahead
     // (read at 30 s) comes down to the last step before the cap.
@@ -273,10 +292,10 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
         extra: vec![1],
         ..UserState::default()
     };
-    let (next, lowered) = legacy(now / 30).lifted(Some(cap));
+    let (next, lowered) = legacy(now / 30).lifted(Some(cap), false);
     assert!(!lowered);
     assert_eq!(next.legacy, legacy(now / 30).legacy);
-    let (next, lowered) = legacy(4_102_444_800 / 30).lifted(Some(cap));
+    let (next, lowered) = legacy(4_102_444_800 / 30).lifted(Some(cap), false);
     assert!(lowered);
     let kept = next.legacy.expect("kept");
     assert_eq!((kept.last_step, kept.hotp), (Some(cap / 30 - 1), Some(12)));

@@ -36,7 +36,7 @@ fn put(s: &mut StateDir, uid: Uid, w: Write) {
 fn missing_directory_is_created_private_and_records_round_trip() {
     let (t, mut s) = store();
     assert_eq!(s.read(1000).unwrap(), UserState::default());
-    assert_eq!(s.reset(1000, NOW).unwrap(), Reset::Absent);
+    assert_eq!(s.reset(1000, NOW, false).unwrap(), Reset::Absent);
     assert!(
         !t.path().join("a").exists(),
         "reading and resetting create nothing"
@@ -57,13 +57,13 @@ fn missing_directory_is_created_private_and_records_round_trip() {
     assert_eq!(seen, Some(st(5)));
     // A reset clears the throttling and keeps the replay mark (R34).
     assert_eq!(
-        s.reset(1000, NOW).unwrap(),
+        s.reset(1000, NOW, false).unwrap(),
         Reset::Lifted { lowered: false }
     );
     let kept = s.read(1000).unwrap();
     assert!(kept.extra.is_empty(), "{kept:?}");
     assert_eq!(kept.marks, st(5).marks);
-    assert_eq!(s.reset(4711, NOW).unwrap(), Reset::Absent);
+    assert_eq!(s.reset(4711, NOW, false).unwrap(), Reset::Absent);
     assert!(!t.path().join("a/state/4711").exists());
 }
 
@@ -73,13 +73,19 @@ fn missing_directory_is_created_private_and_records_round_trip() {
 fn a_reset_lowers_only_a_mark_ahead_of_the_clock() {
     let (_t, mut s) = store();
     put(&mut s, 21, Write::Durable(st(4_102_444_800)));
-    assert_eq!(s.reset(21, NOW).unwrap(), Reset::Lifted { lowered: true });
+    assert_eq!(
+        s.reset(21, NOW, false).unwrap(),
+        Reset::Lifted { lowered: true }
+    );
     let cap = totp_core::state::reset_mark_cap(NOW);
     let after = s.read(21).unwrap();
     assert_eq!(after.latest().and_then(|m| m.totp_until), cap);
     assert!(after.extra.is_empty());
     // Nothing left to change: nothing written, the same record read back.
-    assert_eq!(s.reset(21, NOW).unwrap(), Reset::Lifted { lowered: false });
+    assert_eq!(
+        s.reset(21, NOW, false).unwrap(),
+        Reset::Lifted { lowered: false }
+    );
     assert_eq!(s.read(21).unwrap(), after);
 }
 
@@ -135,7 +141,7 @@ fn corrupt_truncated_and_huge_records_are_refused() {
         );
         assert!(matches!(s.read(9), Err(StoreError::Corrupt(_))));
     }
-    assert!(matches!(s.reset(9, NOW).unwrap(), Reset::Removed(_)));
+    assert!(matches!(s.reset(9, NOW, false).unwrap(), Reset::Removed(_)));
     assert_eq!(s.read(9).unwrap(), UserState::default());
 }
 
@@ -155,7 +161,7 @@ fn hostile_entries_are_never_followed_and_reset_removes_them() {
     for uid in [11, 12, 13, 14] {
         let r = s.update(uid, &mut |_| Write::Durable(st(1)));
         assert!(matches!(r, Err(StoreError::Corrupt(_))), "{uid}: {r:?}");
-        let removed = s.reset(uid, NOW).unwrap();
+        let removed = s.reset(uid, NOW, false).unwrap();
         assert!(matches!(removed, Reset::Removed(_)), "{uid}: {removed:?}");
         put(&mut s, uid, Write::Durable(st(3)));
         assert_eq!(s.read(uid).unwrap(), st(3));
