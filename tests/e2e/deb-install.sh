@@ -302,8 +302,11 @@ if [ -f "$secret_file" ]; then
         sh -c "[ \"\$(md5sum < '$secret_file')\" = '$sum_before' ] && grep -q '^\" DISALLOW_REUSE\$' '$secret_file' && [ -f '/var/lib/pam_totp/state/$(id -u "$user")' ]"
     check "installed totp-state shows the accepted code as the replay mark" \
         sh -c "/usr/sbin/totp-state show --user '$user' --json | grep -q '\"last_step\":[0-9]'"
-    check "installed totp-state resets the user's record" \
-        sh -c "/usr/sbin/totp-state reset --user '$user' >/dev/null && /usr/sbin/totp-state show --user '$user' --json | grep -q '\"last_step\":null'"
+    # A wrong code after the success: the reset lifts its failure and keeps the replay
+    # mark (what was used stays used).
+    drive --service plain --user "$user" --tty ssh --rhost 192.0.2.1 --answer "$(totp_wrong "$secret")" >/dev/null
+    check "installed totp-state reset lifts the failures and keeps the replay mark" \
+        sh -c "/usr/sbin/totp-state show --user '$user' --json | grep -q '\"consecutive_failures\":1' && /usr/sbin/totp-state reset --user '$user' >/dev/null && /usr/sbin/totp-state show --user '$user' --json | grep -q '\"consecutive_failures\":0' && /usr/sbin/totp-state show --user '$user' --json | grep -q '\"last_step\":[0-9]'"
 fi
 
 # ---- pam-auth-update: off by default, works when selected, removed with the package
