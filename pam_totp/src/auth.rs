@@ -12,14 +12,12 @@ use std::time::Duration;
 use totp_core::addr::{RemoteHost, parse_rhost};
 use totp_core::code::{Candidate, candidates};
 use totp_core::gafile::{Carried, GaFile, KEY_DISALLOW_REUSE, KEY_RATE_LIMIT, Mode};
-use totp_core::ledger::{NamedRecord, OriginKey, StandIn};
+use totp_core::ledger::{OriginKey, StandIn};
 use totp_core::options::{ModuleOptions, PassMode, SharedFile};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
 use totp_core::secret::Secret;
-use totp_core::state::{
-    EARLIEST_CLOCK, Missing, StateStore, StoreError, StoreKey, Uid, UserState, Write,
-};
+use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError, Uid, UserState, Write};
 use totp_core::user::UserName;
 use totp_core::utc::format_utc;
 use totp_core::verify::{self, Attempt, Decision, Method, Refusal, Verdict, Warning};
@@ -169,14 +167,21 @@ pub fn authenticate_with(
     };
     let who = sanitize(target.name.as_str().as_bytes());
 
-    // Whose record keeps this login's marks and throttling. Without an NSS entry the
-    // target exists only with `user=` (GA's semantics: the validated PAM name selects a
-    // file; an NSS error has already denied): its record is keyed by the name, and
-    // chosen only once its file is found usable, so a name without one creates none.
-    let record = match target.pw.as_ref() {
-        Some(pw) => Record::Account(pw.uid),
-        None => Record::Named,
+    let uid = match target.pw.as_ref() {
+        Some(pw) => pw.uid,
+        None => {
+            // The state store is keyed on the canonical uid; a name NSS does not know has
+            // none, so it can never be verified (R19): prompt, then deny.
+            let d = Doomed {
+                denial: Denial::UnknownUser,
+                why: "no account for this name (the state store is keyed on the uid)".into(),
+                name: Some(target.name.clone()),
+            };
+            let to = ChargeTo::StandIn(target.name.clone());
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(to));
+        }
     };
+
     let pre = match ctx.preread(&*io, &target) {
         // google-authenticator named the file by the spelling typed at login; a file left
         // under that name means the user is enrolled, not that they have no file.
@@ -218,7 +223,7 @@ pub fn authenticate_with(
                 sys,
                 d,
                 raw_user.as_deref(),
-                Some(record.charge(&target.name)),
+                Some(ChargeTo::Account(uid)),
             );
         }
         Ok(PreRead::HomeMissing(home))
@@ -246,7 +251,7 @@ pub fn authenticate_with(
                 sys,
                 d,
                 raw_user.as_deref(),
-                Some(record.charge(&target.name)),
+                Some(ChargeTo::Account(uid)),
             );
         }
         Ok(PreRead::Unusable(why)) => {
@@ -260,7 +265,7 @@ pub fn authenticate_with(
                 sys,
                 d,
                 raw_user.as_deref(),
-                Some(record.charge(&target.name)),
+                Some(ChargeTo::Account(uid)),
             );
         }
         Err(e) => return Err(e),
@@ -275,18 +280,14 @@ pub fn authenticate_with(
             io.log(Level::Err, "cannot read the clock; denying");
             AuthError::Clock
         })?;
-        let user = record.account().map(|uid| (uid, target.name.as_str()));
+        let user = Some((uid, target.name.as_str()));
         // A store without its key has no record a grace entry could be in.
         let read = store::open(&ctx.opts, sys, user, &mut |m| io.log(Level::Warning, m))
             .map_err(|why| format!("no usable state store: {why}"))
             .and_then(|mut store| {
-                let Some(context) = store.context(Missing::Leave).map_err(|e| e.to_string())?
-                else {
-                    return Ok(None);
-                };
-                let uid = record.uid_in(&mut *store, &context.key, &target.name);
+                let key = store.context(Missing::Leave).map_err(|e| e.to_string())?;
                 let state = store.read(uid).map_err(|e| e.to_string())?;
-                Ok(Some((context.key, state)))
+                Ok(key.map(|k| (k.key, state)))
             });
         match read {
             Ok(None) => {}
@@ -307,7 +308,7 @@ pub fn authenticate_with(
     let digits = file.config().ok().map(|c| c.digits).unwrap_or(Digits::SIX);
     let mut run = Run {
         target: &target,
-        record,
+        uid,
         store: None,
         who: &who,
         preread: file,
@@ -372,7 +373,7 @@ pub fn authenticate_with(
 /// The user being verified and their state store, for the evaluations of one login.
 struct Run<'a> {
     target: &'a LoginTarget,
-    record: Record,
+    uid: Uid,
     /// Open only while an evaluation uses it (never across the prompt).
     store: Option<Box<dyn StateStore>>,
     who: &'a str,
@@ -394,49 +395,6 @@ enum SecretRead {
         locked: Option<LockedFile>,
     },
     Deny(Denial),
-}
-
-/// Whose record a login that can succeed is kept in.
-#[derive(Clone, Copy)]
-enum Record {
-    /// The account's, keyed by its uid (and by its canonical name in a shared store).
-    Account(Uid),
-    /// With `user=`, a name NSS does not know whose secret file was found usable: the
-    /// [`NamedRecord`] chosen under the store's key, which is known only once the store
-    /// is open (and, in a shared store, keyed by the validated PAM name).
-    Named,
-}
-
-impl Record {
-    /// The uid to hand the store when opening it, which a named record does not have yet.
-    fn account(self) -> Option<Uid> {
-        match self {
-            Record::Account(uid) => Some(uid),
-            Record::Named => None,
-        }
-    }
-
-    /// The record's key in `store`, whose key is `key`. A shared store is told the name
-    /// a named record is kept under, as it is told an account's canonical name at open.
-    fn uid_in(self, store: &mut dyn StateStore, key: &StoreKey, name: &UserName) -> Uid {
-        match self {
-            Record::Account(uid) => uid,
-            Record::Named => {
-                let uid = NamedRecord::new(key, name.as_str().as_bytes()).uid;
-                store.name_user(uid, name.as_str());
-                uid
-            }
-        }
-    }
-
-    /// Where an attempt that cannot succeed is charged: the account's record, or for a
-    /// name without an account (no usable file, so no record of its own) a stand-in.
-    fn charge(self, name: &UserName) -> ChargeTo {
-        match self {
-            Record::Account(uid) => ChargeTo::Account(uid),
-            Record::Named => ChargeTo::StandIn(name.clone()),
-        }
-    }
 }
 
 /// The record a doomed attempt is charged to.

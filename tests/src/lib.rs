@@ -266,28 +266,6 @@ impl Stack {
     }
 }
 
-impl Stack {
-    /// The record a name the name service does not know is kept in under `user=` once
-    /// its secret file is usable: chosen under the store's key, like a stand-in.
-    pub fn named_record_uid(&self, name: &str) -> u32 {
-        let bytes = fs::read(self.state_dir().join("store.key")).expect("the store's key");
-        let key = totp_core::state::StoreKey::from_slice(&bytes).expect("a sound store key");
-        totp_core::ledger::NamedRecord::new(&key, name.as_bytes()).uid
-    }
-
-    /// The names in this stack's state directory (records are named by their uid).
-    pub fn state_listing(&self) -> std::collections::BTreeSet<String> {
-        fs::read_dir(self.state_dir())
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
 /// The module path and a `state_dir=` argument, for stacks written without [`Stack`].
 pub fn module_with_state(state_dir: &Path) -> String {
     format!(

@@ -133,41 +133,6 @@ impl StandIn {
 /// Every uid a [`StandIn`] can have.
 pub const STAND_IN_UIDS: std::ops::RangeInclusive<crate::state::Uid> = 0x8000_0000..=0x8000_0fff;
 
-/// The record of a name the name service does not know, with GA's `user=` (where the
-/// PAM name only selects a file: VPN and RADIUS users who are not system accounts), once
-/// that name's secret file exists and passes the usual checks. Records are created only
-/// for names an admin gave a file, so trying names creates none (R36).
-///
-/// The key is a synthetic uid in [`NAMED_RECORD_UIDS`], 28 bits of a tag of the name
-/// under the store's key: nobody can compute offline which names share a record, nor
-/// tell from a state directory's listing which names are enrolled. Two enrolled names
-/// share one with a chance of one in 2^28: they then share throttling, but never a used
-/// code, because replay marks are kept per enrolment, keyed by the secret (R35).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NamedRecord {
-    /// The record's key, in [`NAMED_RECORD_UIDS`].
-    pub uid: crate::state::Uid,
-}
-
-impl NamedRecord {
-    /// The record of `name` (at most 256 bytes of it are used) under `key`; stable for
-    /// as long as the store keeps its key.
-    pub fn new(key: &StoreKey, name: &[u8]) -> Self {
-        let t = key.tag(&[b"pam_totp named record v1", &name[..name.len().min(256)]]);
-        Self {
-            uid: NAMED_RECORD_UIDS.start() | (t as u32 & 0x0fff_ffff),
-        }
-    }
-}
-
-/// Every uid a [`NamedRecord`] can have: 0x9000_0000 to 0x9fff_ffff, in the upper half
-/// of the 32-bit uid space, which systemd's uid documentation advises against using for
-/// accounts (some tools mishandle uids of 2^31 and above) and which distributions do not
-/// allocate; apart from [`STAND_IN_UIDS`], so a named record is never a stand-in, and
-/// below `(uid_t)-2` and `(uid_t)-1`.
-pub const NAMED_RECORD_UIDS: std::ops::RangeInclusive<crate::state::Uid> =
-    0x9000_0000..=0x9fff_ffff;
-
 /// Consecutive failures from one origin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OriginFailures {
@@ -467,41 +432,6 @@ mod tests {
             .collect();
         assert!(all.len() <= 4096 && all.len() > 4000);
         assert!(all.iter().all(|&u| STAND_IN_UIDS.contains(&u)));
-    }
-
-    /// A named record is stable per store key and name, differs between keys, and its
-    /// range is apart from the stand-ins' (a stand-in is never an enrolled name's record).
-    #[test]
-    fn named_records_are_stable_per_key_and_apart_from_stand_ins() {
-        let (a, b) = (store_key(1), store_key(2));
-        assert_eq!(
-            NamedRecord::new(&a, b"vpnuser"),
-            NamedRecord::new(&a, b"vpnuser")
-        );
-        assert_ne!(
-            NamedRecord::new(&a, b"vpnuser"),
-            NamedRecord::new(&b, b"vpnuser")
-        );
-        assert!(
-            NAMED_RECORD_UIDS.end() < STAND_IN_UIDS.start()
-                || NAMED_RECORD_UIDS.start() > STAND_IN_UIDS.end()
-        );
-        // Neither `(uid_t)-1` (no uid) nor `(uid_t)-2` is in it.
-        assert!(
-            !NAMED_RECORD_UIDS.contains(&u32::MAX) && !NAMED_RECORD_UIDS.contains(&(u32::MAX - 1))
-        );
-        let all: std::collections::BTreeSet<u32> = (0..20_000)
-            .map(|i| NamedRecord::new(&a, format!("n{i}").as_bytes()).uid)
-            .collect();
-        assert!(all.iter().all(|u| NAMED_RECORD_UIDS.contains(u)));
-        assert!(all.iter().all(|u| !STAND_IN_UIDS.contains(u)));
-        // 28 bits: 20 000 names almost never share a record.
-        assert!(all.len() >= 19_990, "{}", all.len());
-        // A name's stand-in (charged while it has no file) is never its record.
-        assert_ne!(
-            NamedRecord::new(&a, b"vpnuser").uid,
-            StandIn::new(&a, b"vpnuser").uid
-        );
     }
 
     /// The record a name is charged to depends on the store's key: with another key

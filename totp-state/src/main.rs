@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use totp_core::ledger::NamedRecord;
 use totp_core::options::ModuleOptions;
 use totp_core::state::{Missing, Reset, StateStore, Uid, UserState};
 use totp_core::user::UserName;
@@ -201,14 +200,8 @@ fn now() -> u64 {
 
 /// The uid a `--user` value names: an NSS name first, else a decimal uid. For a shared
 /// store (`shared`), whose records are keyed by name, a valid name the name service no
-/// longer knows (a deleted account) names its record too, under [`NO_UID`]. On a local
-/// store whose module line has `user=` (`named`), a name without an account names the
-/// record the module keeps for it ([`NamedRecord`], from the store's key).
-fn resolve(
-    user: &str,
-    shared: bool,
-    named: Option<&mut Box<dyn StateStore>>,
-) -> Result<(Uid, Option<String>), Fatal> {
+/// longer knows (a deleted account) names its record too, under [`NO_UID`].
+fn resolve(user: &str, shared: bool) -> Result<(Uid, Option<String>), Fatal> {
     match nss::lookup_user_by_name(user) {
         Ok(Some(pw)) => return Ok((pw.uid, Some(pw.name))),
         Ok(None) => {}
@@ -223,19 +216,6 @@ fn resolve(
             Ok((NO_UID, Some(user.to_owned())))
         }
         _ if shared => Err(Fatal(format!("not a user name: \"{user}\""))),
-        _ if named.is_some() && UserName::parse(user.as_bytes()).is_ok() => {
-            let store = named.ok_or_else(|| Fatal("no store".into()))?;
-            match store.context(Missing::Leave) {
-                Ok(Some(c)) => Ok((
-                    NamedRecord::new(&c.key, user.as_bytes()).uid,
-                    Some(user.to_owned()),
-                )),
-                Ok(None) => Err(Fatal(format!(
-                    "no such user: \"{user}\", and the store has no key yet, so no record"
-                ))),
-                Err(e) => Err(Fatal(format!("the store's key: {e}"))),
-            }
-        }
         // The local store keys records by uid: a deleted account's is reached by its uid.
         _ => Err(Fatal(format!(
             "no such user: \"{user}\" (the record of a deleted account is named by its uid: totp-state show lists them)"
@@ -300,15 +280,12 @@ fn run(cmd: Command) -> Result<(), Stop> {
     // module's lines use (state_dir=, state=redis…). There "nothing recorded" would
     // read as success in a runbook, so it is said only where logins have been.
     let implicit = target.state_dir.is_none() && opts.is_none();
-    // With user=, the module keeps a record for a name the name service does not know.
-    let user_option = opts.as_ref().is_some_and(|o| o.user.is_some());
     if reset {
         let user = target
             .user
             .as_deref()
             .ok_or_else(|| Fatal("reset needs --user NAME".into()))?;
-        let named = (!shared_store && user_option).then_some(&mut store);
-        let (uid, name) = resolve(user, shared_store, named)?;
+        let (uid, name) = resolve(user, shared_store)?;
         if let Some(n) = &name {
             store.name_user(uid, n);
         }
@@ -335,10 +312,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
         return Ok(());
     }
     let uids: Vec<(Uid, Option<String>)> = match target.user.as_deref() {
-        Some(user) => {
-            let named = (!shared_store && user_option).then_some(&mut store);
-            vec![resolve(user, shared_store, named)?]
-        }
+        Some(user) => vec![resolve(user, shared_store)?],
         None => list(&dir)?
             .into_iter()
             .map(|uid| {

@@ -51,9 +51,7 @@ impl Ctx {
             None => match store::open(
                 &self.opts,
                 sys,
-                run.record
-                    .account()
-                    .map(|uid| (uid, run.target.name.as_str())),
+                Some((run.uid, run.target.name.as_str())),
                 &mut |m| {
                     fell_back = true;
                     io.log(Level::Warning, m);
@@ -119,9 +117,6 @@ impl Ctx {
                 return self.store_unusable(io, who, e).map(Continuation::Done);
             }
         };
-        let uid = run
-            .record
-            .uid_in(&mut **store, &context.key, &run.target.name);
         let prepared = match verify::prepare(&file, &self.policy, cands, now, &context.key) {
             Ok(p) => p,
             Err(verify::VerifyError::ClockFault) => {
@@ -145,7 +140,7 @@ impl Ctx {
             keep_ga_lines: run.keep_ga_lines,
         };
         let mut decided = None;
-        let stored = store.update(uid, &mut |state| {
+        let stored = store.update(run.uid, &mut |state| {
             let d = prepared.decide(state, &self.policy, &attempt);
             let write = d.as_ref().map_or(Write::Nothing, |d| d.write.clone());
             decided = Some(d);
@@ -207,7 +202,7 @@ impl Ctx {
                 l.replace_unsynced(changed.as_bytes())
                     .map_err(|e| e.to_string())
             } else {
-                self.rewrite_refused_lock(io, run, uid, &decision.write, &file, changed)?
+                self.rewrite_refused_lock(io, run, &decision.write, &file, changed)?
             };
             if let Err(e) = saved {
                 // Said only where it matters: the lines hosts with another store read.
@@ -268,12 +263,11 @@ impl Ctx {
     /// the newer file (`GaFile::carry_use`: its used scratch codes struck, the HOTP
     /// counter raised, never lowered), so neither login puts back what the other used
     /// up. Hosts sharing the file are excluded by the file alone, as with GA, which
-    /// takes no lock: that is logged. `uid` is the record the first update wrote.
+    /// takes no lock: that is logged.
     fn rewrite_refused_lock(
         &self,
         io: &mut dyn PamIo,
         run: &mut Run<'_>,
-        uid: Uid,
         recorded: &Write,
         decided: &GaFile,
         changed: &GaFile,
@@ -286,7 +280,7 @@ impl Ctx {
         // `Ok(Some(carried))`: the file had changed and this login's use was carried
         // into the newer one.
         let mut outcome: Option<Result<Result<Option<Carried>, String>, AuthError>> = None;
-        let updated = store.update(uid, &mut |state| {
+        let updated = store.update(run.uid, &mut |state| {
             // A store that retries calls this again: the file is rewritten once.
             if outcome.is_some() {
                 return Write::Nothing;
