@@ -59,6 +59,7 @@ fi
 if ! command -v cargo >/dev/null; then
     echo "install-deps: no cargo: installing Rust $rust_release with rustup into $HOME/.cargo"
     if ! command -v curl >/dev/null; then
+        need_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
         need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl ca-certificates >/dev/null
     fi
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |

@@ -91,6 +91,25 @@ pub fn write_secret(
     })
 }
 
+/// The mode for a file that replaces the one at `path`: `mode` narrowed to the old
+/// file's permission bits (GA's tool writes 0400, and a line with `allowed_perm=0400`
+/// refuses 0600), as long as the owner can still read it; `mode` itself for a new file.
+/// Read with `lstat`, nothing opened: the write refuses whatever is not a regular file.
+pub fn narrowed_to_replaced(path: &std::path::Path, mode: u32) -> u32 {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => {
+            use std::os::unix::fs::PermissionsExt;
+            let narrowed = mode & m.permissions().mode();
+            if narrowed & 0o400 != 0 {
+                narrowed
+            } else {
+                mode
+            }
+        }
+        _ => mode,
+    }
+}
+
 /// Opens and locks the existing secret file for an in-place update, with the
 /// owners and directory checks the placement names.
 pub fn lock_existing(target: &Target) -> Result<LockedFile, Error> {

@@ -169,3 +169,35 @@ fn regenerated_codes_that_cannot_be_printed_are_not_written() {
     let now = std::fs::read_to_string(&path).expect("read");
     assert!(now.lines().any(|l| l == first), "{now}");
 }
+
+/// A file GA's tool wrote (mode 0400, which a line with `allowed_perm=0400` requires)
+/// replaced with `-f` and no `--service`: the new file keeps 0400, never widened to the
+/// 0600 that line would refuse at every login.
+#[test]
+fn force_keeps_a_narrower_mode_of_the_file_it_replaces() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let old = seed(dir.path());
+    let path = dir.path().join("s");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+    let r = run_in(
+        dir.path(),
+        &[&FLAGS[..], &["-f", "-q", "-s", "s"]].concat(),
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_ne!(std::fs::read(&path).expect("read"), old, "not replaced");
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o400);
+
+    // Control: a 0600 file stays 0600.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let r = run_in(
+        dir.path(),
+        &[&FLAGS[..], &["-f", "-q", "-s", "s"]].concat(),
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
