@@ -1013,9 +1013,16 @@ impl Backend {
         if !self.is_store_key(key) {
             return self.cas_record(key, expected, record, ttl_secs, durable);
         }
-        let (expected, written) = if expected == 0 {
+        let (expected, written, bound_first) = if expected == 0 {
             match self.read_store(key)? {
-                StoreRecord::Absent => (0, Zeroizing::new(record.to_vec())),
+                // Bound before it is created: a snapshot or a replica's stream cut between
+                // the create and a later binding would carry an unbound record, which the
+                // next instance would take for its own (R34). A hash holding only the
+                // binding still reads as absent, and the create keeps the field.
+                StoreRecord::Absent => {
+                    self.bind(key)?;
+                    (0, Zeroizing::new(record.to_vec()), true)
+                }
                 // Created or bound by another host since the module read: it reads again.
                 StoreRecord::Current(..) | StoreRecord::Unbound(..) => {
                     return Ok(Status::Conflict);
@@ -1023,14 +1030,16 @@ impl Backend {
                 StoreRecord::Stale(stale, version) => {
                     let now = self.server_time()?;
                     let merged = bound::replacement(record, &stale, now)?;
-                    (version, Zeroizing::new(merged))
+                    (version, Zeroizing::new(merged), false)
                 }
             }
         } else {
-            (expected, Zeroizing::new(record.to_vec()))
+            (expected, Zeroizing::new(record.to_vec()), false)
         };
         let status = self.cas_record(key, expected, &written, ttl_secs, durable)?;
-        if status == Status::Ok {
+        // A replaced stale record is bound only once replaced: bound first, its old
+        // contents would read as this instance's.
+        if status == Status::Ok && !bound_first {
             self.bind(key)?;
         }
         Ok(status)
@@ -1343,6 +1352,38 @@ mod tests {
             seen[3].contains("HSET") && seen[3].contains("r2/a2"),
             "{seen:?}"
         );
+    }
+
+    /// A store record created here is bound before it is written: never, even between
+    /// two commands, a record without its instance (which the next instance, after a
+    /// snapshot or a failover cut there, would take for its own).
+    #[test]
+    fn a_new_store_record_is_bound_before_it_is_created() {
+        use totp_core::state::{STORE_KEY_LEN, StoreContext, StoreKey};
+        const ABSENT: &[u8] = b"*3\r\n$-1\r\n$-1\r\n$-1\r\n";
+        let open = const_concat(&[info_of("r2", "a2"), ABSENT]);
+        let (path, server) = scripted(vec![open, ABSENT, b":1\r\n", b":1\r\n"]);
+        let mut b = Backend::connect(store_config(&path)).expect("open");
+        assert_eq!(b.get(b"p:store").ok(), Some((Vec::new(), 0)));
+        let fresh = StoreContext {
+            key: StoreKey::new([9; STORE_KEY_LEN]),
+            complete_since: 1_700_000_020,
+        };
+        assert_eq!(
+            b.compare_and_set(b"p:store", 0, &fresh.encode(), 0, true)
+                .ok(),
+            Some(Status::Ok)
+        );
+        drop(b);
+        let seen = server.join().expect("server");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert!(seen[1].contains("HMGET"), "{seen:?}");
+        assert!(
+            seen[2].contains("HSET") && seen[2].contains("r2/a2"),
+            "bound first: {seen:?}"
+        );
+        assert!(seen[3].contains("FCALL"), "then created: {seen:?}");
     }
 
     /// A store record of the previous release (no binding) is kept and bound here on
