@@ -12,7 +12,7 @@ use std::time::Duration;
 use totp_core::addr::{RemoteHost, parse_rhost};
 use totp_core::code::{Candidate, candidates};
 use totp_core::gafile::{Carried, GaFile, KEY_DISALLOW_REUSE, KEY_RATE_LIMIT, Mode};
-use totp_core::ledger::{OriginKey, StandIn};
+use totp_core::ledger::{EnrolmentRecord, OriginKey, StandIn};
 use totp_core::options::{ModuleOptions, PassMode, SharedFile};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
@@ -167,21 +167,29 @@ pub fn authenticate_with(
     };
     let who = sanitize(target.name.as_str().as_bytes());
 
-    let uid = match target.pw.as_ref() {
-        Some(pw) => pw.uid,
-        None => {
-            // The state store is keyed on the canonical uid; a name NSS does not know has
-            // none, so it can never be verified (R19): prompt, then deny.
+    // Whose record keeps this login's marks and throttling. Without an NSS entry the
+    // target exists only with `user=` (GA's semantics: the validated PAM name selects a
+    // file; an NSS error has already denied): its record is the one of the enrolment
+    // its file holds, never of the typed name, so every name reaching one secret shares
+    // it, and a name without a usable file creates none.
+    let record = match target.pw.as_ref() {
+        Some(pw) => Record::Account(pw.uid),
+        // A shared store keys records by the account's canonical name, which such a
+        // login does not have; keying it by the typed name would give each spelling of
+        // one secret its own replay marks and budget, so it is denied (see pam_totp(8)).
+        None if ctx.opts.state.is_shared() => {
             let d = Doomed {
                 denial: Denial::UnknownUser,
-                why: "no account for this name (the state store is keyed on the uid)".into(),
+                why: "no account for this name: with user=, a name without an account is \
+                      verified only with a local state store (state_dir=), not a shared one"
+                    .into(),
                 name: Some(target.name.clone()),
             };
             let to = ChargeTo::StandIn(target.name.clone());
             return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(to));
         }
+        None => Record::Enrolment,
     };
-
     let pre = match ctx.preread(&*io, &target) {
         // google-authenticator named the file by the spelling typed at login; a file left
         // under that name means the user is enrolled, not that they have no file.
@@ -223,7 +231,7 @@ pub fn authenticate_with(
                 sys,
                 d,
                 raw_user.as_deref(),
-                Some(ChargeTo::Account(uid)),
+                Some(record.charge(&target.name)),
             );
         }
         Ok(PreRead::HomeMissing(home))
@@ -251,7 +259,7 @@ pub fn authenticate_with(
                 sys,
                 d,
                 raw_user.as_deref(),
-                Some(ChargeTo::Account(uid)),
+                Some(record.charge(&target.name)),
             );
         }
         Ok(PreRead::Unusable(why)) => {
@@ -265,7 +273,7 @@ pub fn authenticate_with(
                 sys,
                 d,
                 raw_user.as_deref(),
-                Some(ChargeTo::Account(uid)),
+                Some(record.charge(&target.name)),
             );
         }
         Err(e) => return Err(e),
@@ -275,7 +283,12 @@ pub fn authenticate_with(
     // full client table during the prompt cannot deny a healthy login. A store that
     // cannot be opened denies after the prompt, like every other per-login fault.
     // A link-local peer never gets grace (`verify::grace_host`): no store read for it.
-    if ctx.opts.grace_period_secs > 0 && ctx.rhost_ip.and_then(verify::grace_host).is_some() {
+    // Nor does an enrolment's record: two enrolments can share one (28 bits), and a
+    // grace entry of one must never let the other in without a code.
+    let graced = record.account().filter(|_| {
+        ctx.opts.grace_period_secs > 0 && ctx.rhost_ip.and_then(verify::grace_host).is_some()
+    });
+    if let Some(uid) = graced {
         let now = sys.now().map_err(|_| {
             io.log(Level::Err, "cannot read the clock; denying");
             AuthError::Clock
@@ -308,7 +321,7 @@ pub fn authenticate_with(
     let digits = file.config().ok().map(|c| c.digits).unwrap_or(Digits::SIX);
     let mut run = Run {
         target: &target,
-        uid,
+        record,
         store: None,
         who: &who,
         preread: file,
@@ -373,7 +386,7 @@ pub fn authenticate_with(
 /// The user being verified and their state store, for the evaluations of one login.
 struct Run<'a> {
     target: &'a LoginTarget,
-    uid: Uid,
+    record: Record,
     /// Open only while an evaluation uses it (never across the prompt).
     store: Option<Box<dyn StateStore>>,
     who: &'a str,
@@ -395,6 +408,46 @@ enum SecretRead {
         locked: Option<LockedFile>,
     },
     Deny(Denial),
+}
+
+/// Whose record a login that can succeed is kept in.
+#[derive(Clone, Copy)]
+enum Record {
+    /// The account's, keyed by its uid (and by its canonical name in a shared store).
+    Account(Uid),
+    /// With `user=` and a local store, a name NSS does not know whose secret file was
+    /// found usable: the [`EnrolmentRecord`] of the enrolment the file holds, known only
+    /// once the file is read under the store's key.
+    Enrolment,
+}
+
+impl Record {
+    /// The uid to hand the store when opening it, which an enrolment's record does not
+    /// have yet.
+    fn account(self) -> Option<Uid> {
+        match self {
+            Record::Account(uid) => Some(uid),
+            Record::Enrolment => None,
+        }
+    }
+
+    /// The record's key once the file was read: for an enrolment's record, from the
+    /// enrolment `prepared` found (one tag of the secret under the store's key).
+    fn uid(self, prepared: &verify::Prepared) -> Uid {
+        match self {
+            Record::Account(uid) => uid,
+            Record::Enrolment => EnrolmentRecord::new(prepared.enrolment()).uid,
+        }
+    }
+
+    /// Where an attempt that cannot succeed is charged: the account's record, or for a
+    /// name without an account (no usable file, so no record of its own) a stand-in.
+    fn charge(self, name: &UserName) -> ChargeTo {
+        match self {
+            Record::Account(uid) => ChargeTo::Account(uid),
+            Record::Enrolment => ChargeTo::StandIn(name.clone()),
+        }
+    }
 }
 
 /// The record a doomed attempt is charged to.

@@ -266,6 +266,31 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// The record a name the name service does not know is kept in under `user=` once
+    /// its secret file (`file`, its bytes) is usable: the record of the enrolment the
+    /// file holds, chosen under the store's key.
+    pub fn enrolment_record_uid(&self, file: &[u8]) -> u32 {
+        let bytes = fs::read(self.state_dir().join("store.key")).expect("the store's key");
+        let key = totp_core::state::StoreKey::from_slice(&bytes).expect("a sound store key");
+        let file = totp_core::gafile::GaFile::parse(file).expect("a GA file");
+        let id = totp_core::verify::enrolment_of(&file, &key).expect("an enrolment");
+        totp_core::ledger::EnrolmentRecord::new(id).uid
+    }
+
+    /// The names in this stack's state directory (records are named by their uid).
+    pub fn state_listing(&self) -> std::collections::BTreeSet<String> {
+        fs::read_dir(self.state_dir())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// The module path and a `state_dir=` argument, for stacks written without [`Stack`].
 pub fn module_with_state(state_dir: &Path) -> String {
     format!(

@@ -98,13 +98,13 @@ fn user_root_store_mode_reads_and_writes_state_in_the_store() {
         "nothing written in the home directory"
     );
 
-    // A name NSS does not know has no uid to key its replay mark on: even with a file
-    // in the store it is prompted, then denied (fail closed; GA let it in).
+    // A name NSS does not know selects its file as in GA, and is kept in the record of
+    // the enrolment the file holds (tests/user_option_unknown_names.rs has the rest).
     let ghost = format!("ghost{}", std::process::id());
     let g = store.path().join(&ghost);
     write_owned(&g, totp_file(&secret).as_bytes(), 0, 0, 0o600);
     let d = run(&stack, &ghost, &code_at(&secret, T0 + 60), T0 + 60);
-    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     assert_eq!(d.prompts, 1);
 
     // A store file owned by the user (not by user=) is refused.

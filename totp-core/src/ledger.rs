@@ -133,6 +133,45 @@ impl StandIn {
 /// Every uid a [`StandIn`] can have.
 pub const STAND_IN_UIDS: std::ops::RangeInclusive<crate::state::Uid> = 0x8000_0000..=0x8000_0fff;
 
+/// The record of a name the name service does not know, with GA's `user=` (where the
+/// PAM name only selects a file: VPN and RADIUS users who are not system accounts), once
+/// that name's secret file exists and passes the usual checks. It is chosen by the
+/// enrolment the file holds ([`crate::verify::enrolment_id`], a tag of the secret under
+/// the store's key), never by the typed name: every name that reaches one secret (a
+/// `secret=` without `${USER}`, a case-insensitive directory or command) shares one
+/// record, so one replay mark, one throttling and one `max_failures` count (R12, R14).
+/// Records are created only for secrets an admin wrote, so trying names creates none
+/// (R36).
+///
+/// The key is a synthetic uid in [`ENROLMENT_RECORD_UIDS`], 28 bits of the enrolment's
+/// tag: nobody without the store's key can tell which secret a record belongs to. Two
+/// enrolments share one with a chance of one in 2^28: they then share throttling, but
+/// never a used code (marks are kept per enrolment in the record, R35), and never a
+/// grace entry, because such records get no grace period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnrolmentRecord {
+    /// The record's key, in [`ENROLMENT_RECORD_UIDS`].
+    pub uid: crate::state::Uid,
+}
+
+impl EnrolmentRecord {
+    /// The record of the enrolment `id` (stable for as long as the store keeps its key,
+    /// under which `id` was derived).
+    pub fn new(id: crate::state::EnrolmentId) -> Self {
+        Self {
+            uid: ENROLMENT_RECORD_UIDS.start() | (id.0 as u32 & 0x0fff_ffff),
+        }
+    }
+}
+
+/// Every uid an [`EnrolmentRecord`] can have: 0x9000_0000 to 0x9fff_ffff, in the upper
+/// half of the 32-bit uid space, which systemd's uid documentation advises against using
+/// for accounts (some tools mishandle uids of 2^31 and above) and which distributions do
+/// not allocate; apart from [`STAND_IN_UIDS`], so such a record is never a stand-in, and
+/// below `(uid_t)-2` and `(uid_t)-1`.
+pub const ENROLMENT_RECORD_UIDS: std::ops::RangeInclusive<crate::state::Uid> =
+    0x9000_0000..=0x9fff_ffff;
+
 /// Consecutive failures from one origin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OriginFailures {
@@ -432,6 +471,39 @@ mod tests {
             .collect();
         assert!(all.len() <= 4096 && all.len() > 4000);
         assert!(all.iter().all(|&u| STAND_IN_UIDS.contains(&u)));
+    }
+
+    /// An enrolment's record follows the enrolment's tag, so it is stable per store key
+    /// and secret, differs between keys, and its range is apart from the stand-ins'.
+    #[test]
+    fn enrolment_records_follow_the_enrolment_and_are_apart_from_stand_ins() {
+        use crate::gafile::GaFile;
+        use crate::verify::enrolment_of;
+        let (a, b) = (store_key(1), store_key(2));
+        let file =
+            GaFile::parse(b"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n").expect("a GA file");
+        let other =
+            GaFile::parse(b"KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU\n\" TOTP_AUTH\n").expect("a GA file");
+        let rec = |f: &GaFile, k: &StoreKey| {
+            EnrolmentRecord::new(enrolment_of(f, k).expect("an enrolment"))
+        };
+        assert_eq!(rec(&file, &a), rec(&file, &a));
+        assert_ne!(rec(&file, &a), rec(&file, &b));
+        assert_ne!(rec(&file, &a), rec(&other, &a));
+        assert!(
+            ENROLMENT_RECORD_UIDS.end() < STAND_IN_UIDS.start()
+                || ENROLMENT_RECORD_UIDS.start() > STAND_IN_UIDS.end()
+        );
+        // Neither `(uid_t)-1` (no uid) nor `(uid_t)-2` is in it.
+        assert!(
+            !ENROLMENT_RECORD_UIDS.contains(&u32::MAX)
+                && !ENROLMENT_RECORD_UIDS.contains(&(u32::MAX - 1))
+        );
+        for id in [0, u64::MAX, 0x8000_0fff, 0x1234_5678_9abc_def0] {
+            let uid = EnrolmentRecord::new(crate::state::EnrolmentId(id)).uid;
+            assert!(ENROLMENT_RECORD_UIDS.contains(&uid), "{uid:#x}");
+            assert!(!STAND_IN_UIDS.contains(&uid), "{uid:#x}");
+        }
     }
 
     /// The record a name is charged to depends on the store's key: with another key

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use totp_core::ledger::STAND_IN_UIDS;
+use totp_core::ledger::{ENROLMENT_RECORD_UIDS, STAND_IN_UIDS};
 use totp_core::options::ModuleOptions;
 use totp_core::state::{Missing, StateStore, StoreError};
 use totp_os::inspect::{self, Verdict};
@@ -197,7 +197,7 @@ fn stale_records(opts: &ModuleOptions) -> Result<Vec<(String, inspect::Finding)>
     let mut store = StateDir::new(&dir, Duration::from_secs(5));
     Ok(crate::list(&dir)?
         .into_iter()
-        .filter(|uid| !STAND_IN_UIDS.contains(uid))
+        .filter(|uid| !STAND_IN_UIDS.contains(uid) && !ENROLMENT_RECORD_UIDS.contains(uid))
         .filter(|&uid| matches!(nss::lookup_user_by_uid(uid), Ok(None)))
         // A reset leaves the marks and no throttling: marks are bound to the leaver's
         // enrolment (R35), so nothing the next account would inherit. An unusable record

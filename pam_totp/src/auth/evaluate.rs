@@ -51,7 +51,9 @@ impl Ctx {
             None => match store::open(
                 &self.opts,
                 sys,
-                Some((run.uid, run.target.name.as_str())),
+                run.record
+                    .account()
+                    .map(|uid| (uid, run.target.name.as_str())),
                 &mut |m| {
                     fell_back = true;
                     io.log(Level::Warning, m);
@@ -117,7 +119,20 @@ impl Ctx {
                 return self.store_unusable(io, who, e).map(Continuation::Done);
             }
         };
-        let prepared = match verify::prepare(&file, &self.policy, cands, now, &context.key) {
+        // An enrolment's record gets no grace period: two enrolments can share one, and
+        // a grace entry of one must never let the other in without a code.
+        let no_grace;
+        let policy = match run.record {
+            Record::Account(_) => &self.policy,
+            Record::Enrolment => {
+                no_grace = Policy {
+                    grace_period_secs: 0,
+                    ..self.policy.clone()
+                };
+                &no_grace
+            }
+        };
+        let prepared = match verify::prepare(&file, policy, cands, now, &context.key) {
             Ok(p) => p,
             Err(verify::VerifyError::ClockFault) => {
                 io.log(Level::Err, "clock fault: time is before 1970; denying");
@@ -139,9 +154,10 @@ impl Ctx {
             store_complete_since: context.complete_since,
             keep_ga_lines: run.keep_ga_lines,
         };
+        let uid = run.record.uid(&prepared);
         let mut decided = None;
-        let stored = store.update(run.uid, &mut |state| {
-            let d = prepared.decide(state, &self.policy, &attempt);
+        let stored = store.update(uid, &mut |state| {
+            let d = prepared.decide(state, policy, &attempt);
             let write = d.as_ref().map_or(Write::Nothing, |d| d.write.clone());
             decided = Some(d);
             write
@@ -202,7 +218,7 @@ impl Ctx {
                 l.replace_unsynced(changed.as_bytes())
                     .map_err(|e| e.to_string())
             } else {
-                self.rewrite_refused_lock(io, run, &decision.write, &file, changed)?
+                self.rewrite_refused_lock(io, run, uid, &decision.write, &file, changed)?
             };
             if let Err(e) = saved {
                 // Said only where it matters: the lines hosts with another store read.
@@ -263,11 +279,12 @@ impl Ctx {
     /// the newer file (`GaFile::carry_use`: its used scratch codes struck, the HOTP
     /// counter raised, never lowered), so neither login puts back what the other used
     /// up. Hosts sharing the file are excluded by the file alone, as with GA, which
-    /// takes no lock: that is logged.
+    /// takes no lock: that is logged. `uid` is the record the first update wrote.
     fn rewrite_refused_lock(
         &self,
         io: &mut dyn PamIo,
         run: &mut Run<'_>,
+        uid: Uid,
         recorded: &Write,
         decided: &GaFile,
         changed: &GaFile,
@@ -280,7 +297,7 @@ impl Ctx {
         // `Ok(Some(carried))`: the file had changed and this login's use was carried
         // into the newer one.
         let mut outcome: Option<Result<Result<Option<Carried>, String>, AuthError>> = None;
-        let updated = store.update(run.uid, &mut |state| {
+        let updated = store.update(uid, &mut |state| {
             // A store that retries calls this again: the file is rewritten once.
             if outcome.is_some() {
                 return Write::Nothing;

@@ -27,6 +27,12 @@ pub fn latest_honoured_mark(now: u64, max_clock_lag_secs: u64, lead_secs: u64) -
 }
 
 impl Prepared {
+    /// The enrolment the file is ([`super::enrolment_id`]), whose record a `user=` name
+    /// without an account is kept in ([`crate::ledger::EnrolmentRecord`]).
+    pub fn enrolment(&self) -> EnrolmentId {
+        self.enrolment
+    }
+
     /// For a login that can never succeed (no account, no or an unusable secret): no
     /// candidate, nothing to match. Its decision throttles and charges exactly like a
     /// wrong code, so a name without an account is throttled, and told so, like one
