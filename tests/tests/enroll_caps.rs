@@ -175,7 +175,9 @@ fn allowed_perm_0400_gets_a_file_the_stack_accepts() {
     );
     let secret = secret.expect("secret in the JSON");
     assert_eq!(login(&strict, &user, &code_off(&secret, 0)), "PAM_SUCCESS");
-    // Control: a stack with the default allowed_perm still gets 0600.
+    // Control: a stack with the default allowed_perm still gets 0600 for a new file (a
+    // replaced one keeps a narrower mode: `replace.rs`).
+    std::fs::remove_file(user.secret_path()).expect("remove the 0400 file");
     let default = Stack::with_module(SERVICE, "");
     let dir = default.path().to_str().expect("utf-8").to_owned();
     let (code, _, stderr) = enroll(&user, &["-W", "--service", SERVICE, "--pam-dir", &dir]);

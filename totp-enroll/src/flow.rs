@@ -295,10 +295,11 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         // --print-file: nothing was written (clap refuses the QR file flags with it).
         return print_file(req, console, &e, &saved, &file);
     };
-    let mode = write::narrowed_to_replaced(target.path(), caps.file_mode);
-    if let Err(err) = write::write_secret(target, &file.to_bytes(), mode, req.force, || {
-        publish(req, target, &e, Some(&saved))
-    }) {
+    if let Err(err) =
+        write::write_secret(target, &file.to_bytes(), caps.file_mode, req.force, || {
+            publish(req, target, &e, Some(&saved))
+        })
+    {
         undo(&saved);
         return Err(err);
     }
