@@ -188,6 +188,22 @@ pub fn authenticate_with(
             let to = ChargeTo::StandIn(target.name.clone());
             return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(to));
         }
+        // Only where the typed name names the file (`secret=…${USER}…`, no secret
+        // command): a fixed path or a command (whose backend may ignore case) lets an
+        // account's name and a name without an account reach one secret, and the two
+        // records would each accept the other's used code.
+        None if !ctx.opts.secret.contains("${USER}") || ctx.opts.fleet.secret_command.is_some() => {
+            let d = Doomed {
+                denial: Denial::UnknownUser,
+                why: "no account for this name: with user=, a name without an account is \
+                      verified only where secret= names its file by ${USER} (no \
+                      secret_command=), so that no other name reaches its secret"
+                    .into(),
+                name: Some(target.name.clone()),
+            };
+            let to = ChargeTo::StandIn(target.name.clone());
+            return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(to));
+        }
         None => Record::Enrolment,
     };
     let pre = match ctx.preread(&*io, &target) {
