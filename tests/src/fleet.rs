@@ -495,7 +495,13 @@ impl RedisServer {
             }
             s.write_all(&req).expect("send");
             let mut buf = vec![0u8; 65536];
-            let n = s.read(&mut buf).expect("read reply");
+            // A signal (a child of another test thread exiting) may interrupt the wait.
+            let n = loop {
+                match s.read(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    r => break r.expect("read reply"),
+                }
+            };
             buf.truncate(n);
             buf
         };
