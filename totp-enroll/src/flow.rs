@@ -295,11 +295,20 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         // --print-file: nothing was written (clap refuses the QR file flags with it).
         return print_file(req, console, &e, &saved, &file);
     };
-    if let Err(err) =
-        write::write_secret(target, &file.to_bytes(), caps.file_mode, req.force, || {
-            publish(req, target, &e, Some(&saved))
-        })
-    {
+    let mut opened = false;
+    let written = write::write_secret(target, &file.to_bytes(), caps.file_mode, req.force, || {
+        publish(req, target, &e, Some(&saved))?;
+        opened = true;
+        Ok(())
+    });
+    if req.json && opened {
+        // The JSON object is complete only now, so "written" is never claimed early.
+        let closed = print_stdout(output::written_end(written.is_ok()));
+        if written.is_ok() {
+            closed?;
+        }
+    }
+    if let Err(err) = written {
         undo(&saved);
         return Err(err);
     }
@@ -610,8 +619,8 @@ impl std::fmt::Display for IgnoredSettings {
 
 /// The outputs that carry the new secret to the program that asked for them (`--json`,
 /// `--uri`). `saved` is `None` when the user declined to save; otherwise this runs
-/// before the new file takes its place (`write::write_secret`), so the JSON already
-/// says what the file will be.
+/// before the new file takes its place (`write::write_secret`), and the JSON object is
+/// left open: whether the file was written is its last key, printed once known.
 fn publish(
     req: &Request,
     target: &Target,
@@ -620,7 +629,11 @@ fn publish(
 ) -> Result<(), Error> {
     if req.json {
         let json = enroll_json(e, Some(target), saved, None);
-        return print_stdout(&output::to_json_line(&json)?);
+        let text = match saved {
+            None => output::to_json_line(&json)?,
+            Some(_) => output::to_open_json(&json)?,
+        };
+        return print_stdout(&text);
     }
     if req.print_uri {
         print_stdout(&format!("{}\n", e.uri.as_str()))?;
@@ -651,7 +664,8 @@ fn report_written(
 }
 
 /// The `--json` result. `saved` is `None` when the user declined to save; `target` is
-/// `None` and `printed` the file text with `--print-file`.
+/// `None` and `printed` the file text with `--print-file`. Without either, the file is
+/// still to be written and the object has no `written` key yet.
 fn enroll_json<'a>(
     e: &'a Enrollment,
     target: Option<&'a Target>,
@@ -662,7 +676,8 @@ fn enroll_json<'a>(
         action: "enroll",
         user: target.map(|t| t.user.name.as_str()),
         path: target.map(Target::path),
-        written: target.is_some() && saved.is_some(),
+        // Still to be installed: the caller prints the key once the rename is done.
+        written: (target.is_none() || saved.is_none()).then_some(false),
         replaced: saved.is_some_and(|s| s.replaced),
         kind: if e.totp { "totp" } else { "hotp" },
         secret: e.key.secret_base32(),
@@ -709,30 +724,45 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
         ));
     }
     let codes = Zeroizing::new(random::scratch_codes(req.scratch_codes)?);
-    write::as_writer(target, || {
+    // The new codes reach their reader before the old ones are gone, so a failed print
+    // leaves the file as it was (rule R29); and before the lock is taken, so a reader
+    // that does not read (a full pipe, a stopped terminal) never holds up a login
+    // waiting for it. The JSON object stays open until the file holds these codes.
+    if req.json {
+        let json = RegenerateJson {
+            action: "regenerate-scratch-codes",
+            user: &target.user.name,
+            path: target.path(),
+            scratch_codes: output::scratch_strings(&codes),
+            written: None,
+        };
+        print_stdout(&output::to_open_json(&json)?)?;
+    } else if show {
+        console.say(&output::scratch_block(&codes))?;
+    }
+    let replaced = write::as_writer(target, || {
         let mut locked = write::lock_existing(target)?;
         let mut file = GaFile::parse(locked.contents())
             .map_err(|err| Error::failed(format!("\"{}\": {err}", target.path().display())))?;
         file.regenerate_scratch_codes(&codes)
             .map_err(|err| Error::failed(format!("cannot replace the scratch codes: {err}")))?;
-        // The new codes reach their reader before the old ones are gone: a failed
-        // print leaves the file as it was (rule R29). This holds the lock for one
-        // short write, which only this user's logins wait for.
-        if req.json {
-            let json = RegenerateJson {
-                action: "regenerate-scratch-codes",
-                user: &target.user.name,
-                path: target.path(),
-                scratch_codes: output::scratch_strings(&codes),
-            };
-            print_stdout(&output::to_json_line(&json)?)?;
-        } else if show {
-            console.say(&output::scratch_block(&codes))?;
-        }
         locked
             .replace(&file.to_bytes())
             .map_err(|err| write::file_error(target.path(), err))
-    })?;
+        // The lock goes with `locked`, before anything more is printed.
+    });
+    if req.json {
+        let closed = print_stdout(output::written_end(replaced.is_ok()));
+        if replaced.is_ok() {
+            closed?;
+        }
+    }
+    if let Err(err) = replaced {
+        if show {
+            console.say("The scratch codes above were not saved; the old ones still work.\n")?;
+        }
+        return Err(err);
+    }
     if show {
         console.say(&format!(
             "Replaced the scratch codes in \"{}\"; the secret is unchanged.\n",

@@ -25,8 +25,11 @@ pub struct EnrollJson<'a> {
     pub user: Option<&'a str>,
     /// Null with `--print-file`.
     pub path: Option<&'a Path>,
-    /// False when the user declined to save the file, and with `--print-file`.
-    pub written: bool,
+    /// False when the user declined to save the file, and with `--print-file`. `None`
+    /// while the file is still to be installed: the key is then printed last, once the
+    /// rename succeeded or failed (see [`to_open_json`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written: Option<bool>,
     /// The file written replaced an earlier enrolment (`-f`).
     pub replaced: bool,
     #[serde(rename = "type")]
@@ -56,6 +59,9 @@ pub struct RegenerateJson<'a> {
     pub user: &'a str,
     pub path: &'a Path,
     pub scratch_codes: Vec<String>,
+    /// `None` until the file holds the codes; printed last, as for [`EnrollJson`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -78,6 +84,32 @@ pub fn to_json_line<T: Serialize>(value: &T) -> Result<Zeroizing<String>, Error>
     );
     s.push('\n');
     Ok(s)
+}
+
+/// `value`, a JSON object, serialised without its closing brace: the data a program
+/// needs goes out before the file changes (a failed print leaves the old file, rule
+/// R29), while the object is not complete, so no parser accepts it, until
+/// [`written_end`] says whether the file was written.
+pub fn to_open_json<T: Serialize>(value: &T) -> Result<Zeroizing<String>, Error> {
+    let mut s = Zeroizing::new(
+        serde_json::to_string(value)
+            .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?,
+    );
+    // Every caller passes an object with keys, so a comma may follow.
+    if !s.starts_with('{') || !s.ends_with('}') || s.len() < 3 {
+        return Err(Error::failed("cannot encode JSON: not an object"));
+    }
+    s.pop();
+    Ok(s)
+}
+
+/// The last key of an object [`to_open_json`] began, and the end of its line.
+pub fn written_end(written: bool) -> &'static str {
+    if written {
+        ",\"written\":true}\n"
+    } else {
+        ",\"written\":false}\n"
+    }
 }
 
 pub fn error_json(err: &Error) -> String {

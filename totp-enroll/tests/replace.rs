@@ -135,6 +135,128 @@ fn a_json_result_that_cannot_be_printed_leaves_the_old_file() {
     assert_ne!(now.as_bytes(), old);
 }
 
+/// The JSON object goes out before the rename (rule R29), but `written` is its last key
+/// and only follows once the rename is done: when the rename then fails (here: a login
+/// holds the old file's lock past the deadline), the one object says `"written":false`
+/// and the error follows; no line ever says true.
+#[test]
+fn json_says_written_only_once_the_rename_succeeded() {
+    let dir = tempdir();
+    let old = seed(dir.path());
+    let path = dir.path().join("s");
+    let holder = File::open(&path).expect("open");
+    holder.lock().expect("flock");
+    let r = run_in(
+        dir.path(),
+        &[&FLAGS[..], &["-f", "--json", "-s", "s"]].concat(),
+        None,
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    // The fault happened where it should: after the print, at the rename's lock.
+    assert!(r.stderr.contains("lock"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&path).expect("read"), old, "old file kept");
+    let lines: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", r.stdout);
+    assert_eq!(lines[0]["written"], false, "{}", r.stdout);
+    assert!(lines[0]["secret"].is_string(), "{}", r.stdout);
+    assert!(lines[1]["error"].is_object(), "{}", r.stdout);
+    assert!(!r.stdout.contains("\"written\":true"), "{}", r.stdout);
+    drop(holder);
+
+    // Control: with the lock free, one object, written and true.
+    let r = run_in(
+        dir.path(),
+        &[&FLAGS[..], &["-f", "--json", "-s", "s"]].concat(),
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(v["written"], true);
+    let now = std::fs::read_to_string(&path).expect("read");
+    assert_eq!(now.lines().next(), v["secret"].as_str());
+}
+
+/// `--regenerate-scratch-codes` prints before it takes the lock a login needs: with a
+/// standard output nobody reads (a full pipe), the run blocks in its print while the
+/// file is unlocked and unchanged. Drained, the codes printed are the file's.
+#[test]
+fn regenerate_never_holds_the_lock_while_it_prints() {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::io::{Read, Write};
+    let dir = tempdir();
+    let old = seed(dir.path());
+    let path = dir.path().join("s");
+    let (mut reader, mut writer) = std::io::pipe().expect("pipe");
+    fcntl(&writer, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("nonblock");
+    let filler = [b'\n'; 4096];
+    let mut filled = 0usize;
+    loop {
+        match writer.write(&filler) {
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("fill: {e}"),
+        }
+    }
+    fcntl(&writer, FcntlArg::F_SETFL(OFlag::empty())).expect("blocking");
+    let mut child = Command::new(BIN)
+        .args(["--regenerate-scratch-codes", "--json", "-s", "s"])
+        .current_dir(dir.path())
+        .env_remove("HOME")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until the child sits in write(2) on its standard output (fd 1).
+    let syscall = format!("/proc/{}/syscall", child.id());
+    let blocked = format!("{} 0x1 ", nix::libc::SYS_write);
+    let mut waited = 0;
+    while !std::fs::read_to_string(&syscall)
+        .unwrap_or_default()
+        .starts_with(&blocked)
+    {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "exited before blocking"
+        );
+        waited += 1;
+        assert!(waited < 6000, "never blocked in write(1, ...)");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A login's lock: free while the codes wait in the pipe, and nothing written yet.
+    let login = File::open(&path).expect("open");
+    login
+        .try_lock()
+        .expect("the secret file is locked while printing");
+    assert_eq!(std::fs::read(&path).expect("read"), old);
+    // Control: the probe does see a lock someone holds.
+    let other = File::open(&path).expect("open");
+    assert!(other.try_lock().is_err(), "a held lock went unseen");
+    drop(login);
+
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).expect("drain");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    assert!(out.len() > filled, "nothing printed after the filler");
+    let text = String::from_utf8_lossy(&out[filled..]).into_owned();
+    let v: serde_json::Value = serde_json::from_str(text.trim()).expect("json");
+    assert_eq!(v["written"], true, "{text}");
+    let now = std::fs::read_to_string(&path).expect("read");
+    let codes = v["scratch_codes"].as_array().expect("codes");
+    assert!(!codes.is_empty());
+    for c in codes {
+        let c = c.as_str().expect("code");
+        assert!(now.lines().any(|l| l == c), "{c} not in the file: {now}");
+    }
+    drop(other);
+}
+
 /// The same for `--regenerate-scratch-codes --json`: new scratch codes that cannot be
 /// printed are not written either, so the old ones keep working.
 #[test]
