@@ -159,6 +159,60 @@ fn a_symlink_planted_by_the_user_is_never_followed() {
     );
 }
 
+/// QR image files root writes for a user into that user's home are written as the user
+/// (as the secret file is): a symlink the user planted at the path is refused and its
+/// target untouched, a planted hard link to root's file is replaced, never written
+/// into, and the images belong to the user.
+#[test]
+fn qr_files_in_a_users_home_are_written_as_the_user() {
+    if !require_root("qr_files_in_a_users_home_are_written_as_the_user") {
+        return;
+    }
+    let user = TestUser::create("qrf");
+    // Beside the home, so that a hard link to it can be made there.
+    let victim_dir =
+        tempfile::tempdir_in(user.home.parent().expect("home has a parent")).expect("tmp");
+    let victim = victim_dir.path().join("root-file");
+    write_owned(&victim, b"root's data\n", 0, 0, 0o644);
+    let png = user.home.join("q.png");
+    let svg = user.home.join("q.svg");
+    let (png_s, svg_s) = (png.to_str().expect("utf-8"), svg.to_str().expect("utf-8"));
+
+    std::os::unix::fs::symlink(&victim, &png).expect("plant symlink");
+    let out = enroll(&["--user", &user.name, "-f", "--qr-png", png_s]);
+    assert!(!out.status.success(), "must refuse a symlink: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("symbolic link"),
+        "{out:?}"
+    );
+    assert_eq!(read(&victim), "root's data\n");
+    assert!(fs::symlink_metadata(&png).expect("lstat").is_symlink());
+    assert!(
+        !user.secret_path().exists(),
+        "no secret without its QR file"
+    );
+    fs::remove_file(&png).expect("rm symlink");
+
+    fs::hard_link(&victim, &svg).expect("plant hard link");
+    let out = enroll(&[
+        "--user", &user.name, "-f", "--qr-png", png_s, "--qr-svg", svg_s,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        read(&victim),
+        "root's data\n",
+        "written through a hard link"
+    );
+    assert_eq!(fs::metadata(&victim).expect("stat").nlink(), 1);
+    for p in [&png, &svg, &user.secret_path()] {
+        let meta = fs::symlink_metadata(p).expect("written");
+        assert!(meta.file_type().is_file(), "{}", p.display());
+        assert_eq!(meta.uid(), user.uid, "{} owned by the user", p.display());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600, "{}", p.display());
+    }
+    assert!(read(&svg).contains("<svg"), "the image itself");
+}
+
 #[test]
 fn an_existing_enrollment_is_not_replaced_without_force() {
     if !require_root("an_existing_enrollment_is_not_replaced_without_force") {

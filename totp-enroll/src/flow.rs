@@ -276,14 +276,14 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     };
     let undo = |saved: &Saved| {
         for p in [&saved.png, &saved.svg].into_iter().flatten() {
-            write::remove_created(p);
+            write::remove_created(target, p);
         }
     };
     if let (Some(path), Some(bytes)) = (&req.qr_png, &png) {
-        saved.png = Some(write::write_caller_file(path, bytes, req.force)?);
+        saved.png = Some(write::write_qr_file(target, path, bytes, req.force)?);
     }
     if let (Some(path), Some(text)) = (&req.qr_svg, &svg) {
-        match write::write_caller_file(path, text.as_bytes(), req.force) {
+        match write::write_qr_file(target, path, text.as_bytes(), req.force) {
             Ok(abs) => saved.svg = Some(abs),
             Err(err) => {
                 undo(&saved);

@@ -143,8 +143,17 @@ fn store_error(target: &Target, e: FileError) -> Error {
     }
 }
 
-/// Writes a QR image as the caller: it is the caller who asked for the file.
-pub fn write_caller_file(path: &Path, contents: &[u8], overwrite: bool) -> Result<PathBuf, Error> {
+/// Writes a QR image with the identity the secret file is written with (`target`;
+/// the caller's own with `--print-file`, which has no target): root enrolling a user
+/// into their home writes it as that user, so a directory the user controls is never
+/// written by root and the image belongs to the person whose secret it shows (rule R4).
+/// The directory path is made absolute before the switch, as the caller sees it.
+pub fn write_qr_file(
+    target: Option<&Target>,
+    path: &Path,
+    contents: &[u8],
+    overwrite: bool,
+) -> Result<PathBuf, Error> {
     let abs = std::path::absolute(path)
         .map_err(|e| Error::failed(format!("cannot resolve \"{}\": {e}", path.display())))?;
     let (Some(dir), Some(name)) = (abs.parent(), abs.file_name()) else {
@@ -153,19 +162,33 @@ pub fn write_caller_file(path: &Path, contents: &[u8], overwrite: bool) -> Resul
             path.display()
         )));
     };
-    safefile::write_new_file(dir, name, contents, SECRET_FILE_MODE, overwrite).map_err(|e| {
-        match e {
-            // Not the secret file: --regenerate-scratch-codes is no way out here.
-            FileError::AlreadyExists => Error::OtherExists(abs.clone()),
-            e => file_error(&abs, e),
-        }
-    })?;
+    let write = || {
+        safefile::write_new_file(dir, name, contents, SECRET_FILE_MODE, overwrite).map_err(|e| {
+            match e {
+                // Not the secret file: --regenerate-scratch-codes is no way out here.
+                FileError::AlreadyExists => Error::OtherExists(abs.clone()),
+                e => file_error(&abs, e),
+            }
+        })
+    };
+    match target {
+        Some(target) => as_writer(target, write)?,
+        None => write()?,
+    }
     Ok(abs)
 }
 
-/// Best-effort removal of a file this run created, when a later step failed.
-pub fn remove_created(path: &Path) {
-    let _ = std::fs::remove_file(path);
+/// Best-effort removal of a QR file this run created, when a later step failed; as
+/// the identity that wrote it, for the same reason.
+pub fn remove_created(target: Option<&Target>, path: &Path) {
+    let remove = || {
+        let _ = std::fs::remove_file(path);
+        Ok(())
+    };
+    let _ = match target {
+        Some(target) => as_writer(target, remove),
+        None => remove(),
+    };
 }
 
 pub fn file_error(path: &Path, e: FileError) -> Error {
