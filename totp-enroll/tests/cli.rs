@@ -1186,15 +1186,30 @@ fn a_terminal_gets_the_qr_code_secret_and_scratch_codes() {
 // ---------------------------------------------------------------------------
 // explain
 
-#[test]
-fn explain_json_gives_the_decision_in_fields() {
-    let dir = tempdir();
-    let rules = dir.path().join("access.conf");
-    std::fs::write(&rules, "# LAN\n+ : ALL : 10.0.0.0/8\n- : ALL : ALL\n").expect("rules");
-    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let path = rules.to_str().expect("utf-8");
-    let explain = |rhost: &str| {
-        let r = run(&[
+/// An access-rules file with `text` and permission bits `mode`, alone in its own
+/// temporary directory, for `explain` to read.
+struct Rules {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl Rules {
+    fn new(text: &str, mode: u32) -> Rules {
+        let dir = tempdir();
+        let path = dir.path().join("access.conf");
+        std::fs::write(&path, text).expect("rules");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        Rules { _dir: dir, path }
+    }
+
+    fn rewrite(&self, text: &str) {
+        std::fs::write(&self.path, text).expect("rules");
+    }
+
+    /// `explain` of these rules for root coming from `rhost`, with `extra` flags.
+    fn explain(&self, rhost: &str, extra: &[&str]) -> Run {
+        let path = self.path.to_str().expect("utf-8");
+        let args = [
             "explain",
             "--accessfile",
             path,
@@ -1202,10 +1217,19 @@ fn explain_json_gives_the_decision_in_fields() {
             "root",
             "--rhost",
             rhost,
-            "--service",
-            "sshd",
-            "--json",
-        ]);
+        ];
+        run(&[&args[..], extra].concat())
+    }
+}
+
+/// Skip from the 10/8 LAN (line 2), require from anywhere else (line 3).
+const LAN_RULES: &str = "# LAN\n+ : ALL : 10.0.0.0/8\n- : ALL : ALL\n";
+
+#[test]
+fn explain_json_gives_the_decision_in_fields() {
+    let rules = Rules::new(LAN_RULES, 0o644);
+    let explain = |rhost: &str| {
+        let r = rules.explain(rhost, &["--service", "sshd", "--json"]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
         let mut v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
@@ -1246,20 +1270,8 @@ fn explain_json_gives_the_decision_in_fields() {
 
 #[test]
 fn explain_shows_the_deciding_rule() {
-    let dir = tempdir();
-    let rules = dir.path().join("access.conf");
-    std::fs::write(&rules, "# LAN\n+ : ALL : 10.0.0.0/8\n- : ALL : ALL\n").expect("rules");
-    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let path = rules.to_str().expect("utf-8");
-    let r = run(&[
-        "explain",
-        "--accessfile",
-        path,
-        "--user",
-        "root",
-        "--rhost",
-        "10.1.2.3",
-    ]);
+    let rules = Rules::new(LAN_RULES, 0o644);
+    let r = rules.explain("10.1.2.3", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains("rule:    line 2: + : ALL : 10.0.0.0/8"),
@@ -1281,28 +1293,12 @@ fn explain_shows_the_deciding_rule() {
         assert!(r.stdout.contains("verdict: skip"), "{}", r.stdout);
     }
 
-    let r = run(&[
-        "explain",
-        "--accessfile",
-        path,
-        "--user",
-        "root",
-        "--rhost",
-        "192.0.2.1",
-    ]);
+    let r = rules.explain("192.0.2.1", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("verdict: require"), "{}", r.stdout);
 
-    std::fs::write(&rules, "+ : ALL : 010.0.0.0/8\n").expect("bad rules");
-    let r = run(&[
-        "explain",
-        "--accessfile",
-        path,
-        "--user",
-        "root",
-        "--rhost",
-        "10.1.2.3",
-    ]);
+    rules.rewrite("+ : ALL : 010.0.0.0/8\n");
+    let r = rules.explain("10.1.2.3", &[]);
     assert_eq!(r.code, 1);
     assert!(
         r.stderr.contains("requires the code for everybody"),
@@ -1317,21 +1313,8 @@ fn explain_shows_the_deciding_rule() {
 /// rule and what it decides stay, as what the rules say once the file is accepted.
 #[test]
 fn explain_requires_the_code_when_the_module_refuses_the_file() {
-    let dir = tempdir();
-    let rules = dir.path().join("access.conf");
-    std::fs::write(&rules, "+ : ALL : 10.0.0.0/8\n").expect("rules");
-    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let path = rules.to_str().expect("utf-8");
-    let args = [
-        "explain",
-        "--accessfile",
-        path,
-        "--user",
-        "root",
-        "--rhost",
-        "10.1.2.3",
-    ];
-    let r = run(&[&args[..], &["--json"]].concat());
+    let rules = Rules::new("+ : ALL : 10.0.0.0/8\n", 0o755);
+    let r = rules.explain("10.1.2.3", &["--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
     assert!(v["module_refuses_file"].is_string(), "{v}");
@@ -1339,7 +1322,7 @@ fn explain_requires_the_code_when_the_module_refuses_the_file() {
     assert_eq!(v["rules_verdict"], "skip", "{v}");
     assert_eq!(v["rule"]["line"], 1, "{v}");
 
-    let r = run(&args);
+    let r = rules.explain("10.1.2.3", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains("warning: the module would refuse"),
@@ -1361,22 +1344,8 @@ fn explain_requires_the_code_when_the_module_refuses_the_file() {
 /// line may call for) and decides with it.
 #[test]
 fn explain_reads_a_catch_all_network_as_the_module_option_says() {
-    let dir = tempdir();
-    let rules = dir.path().join("access.conf");
-    std::fs::write(&rules, "+ : ALL : 0.0.0.0/0\n").expect("rules");
-    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let path = rules.to_str().expect("utf-8");
-    let args = [
-        "explain",
-        "--accessfile",
-        path,
-        "--user",
-        "root",
-        "--rhost",
-        "198.51.100.7",
-        "--json",
-    ];
-    let r = run(&args);
+    let rules = Rules::new("+ : ALL : 0.0.0.0/0\n", 0o644);
+    let r = rules.explain("198.51.100.7", &["--json"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(
         r.stderr.contains("requires the code for everybody")
@@ -1384,7 +1353,7 @@ fn explain_reads_a_catch_all_network_as_the_module_option_says() {
         "{}",
         r.stderr
     );
-    let r = run(&[&args[..], &["--allow-any-network"]].concat());
+    let r = rules.explain("198.51.100.7", &["--json", "--allow-any-network"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
     assert_eq!(v["rules_verdict"], "skip", "{v}");
