@@ -724,6 +724,17 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
         ));
     }
     let codes = Zeroizing::new(random::scratch_codes(req.scratch_codes)?);
+    let updated = |contents: &[u8]| {
+        let mut file = GaFile::parse(contents)
+            .map_err(|err| Error::failed(format!("\"{}\": {err}", target.path().display())))?;
+        file.regenerate_scratch_codes(&codes)
+            .map_err(|err| Error::failed(format!("cannot replace the scratch codes: {err}")))?;
+        Ok::<_, Error>(file)
+    };
+    // What can be refused (no file, a directory a login would refuse, a file that does
+    // not parse) is refused before a code is shown, as for an enrolment; the update
+    // below reads the file again under its lock.
+    write::as_writer(target, || updated(&write::read_existing(target)?.contents))?;
     // The new codes reach their reader before the old ones are gone, so a failed print
     // leaves the file as it was (rule R29); and before the lock is taken, so a reader
     // that does not read (a full pipe, a stopped terminal) never holds up a login
@@ -742,10 +753,7 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
     }
     let replaced = write::as_writer(target, || {
         let mut locked = write::lock_existing(target)?;
-        let mut file = GaFile::parse(locked.contents())
-            .map_err(|err| Error::failed(format!("\"{}\": {err}", target.path().display())))?;
-        file.regenerate_scratch_codes(&codes)
-            .map_err(|err| Error::failed(format!("cannot replace the scratch codes: {err}")))?;
+        let file = updated(locked.contents())?;
         locked
             .replace(&file.to_bytes())
             .map_err(|err| write::file_error(target.path(), err))

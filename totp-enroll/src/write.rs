@@ -119,6 +119,12 @@ pub fn lock_existing(target: &Target) -> Result<LockedFile, Error> {
         .map_err(|e| store_error(target, e))
 }
 
+/// The existing secret file, read with the checks [`lock_existing`] makes, unlocked: to
+/// refuse what the locked update would refuse before anything is shown.
+pub fn read_existing(target: &Target) -> Result<safefile::OpenedFile, Error> {
+    safefile::open_checked(target.path(), &target.rules()).map_err(|e| store_error(target, e))
+}
+
 /// A refused store directory says what a store must be.
 fn store_error(target: &Target, e: FileError) -> Error {
     match e {

@@ -257,6 +257,33 @@ fn regenerate_never_holds_the_lock_while_it_prints() {
     drop(other);
 }
 
+/// What the update would refuse (no file, a file that does not parse) is refused before
+/// any new code is printed, so no code that was never saved reaches anyone.
+#[test]
+fn regenerate_refuses_before_printing_a_code() {
+    let dir = tempdir();
+    seed(dir.path());
+    std::fs::write(dir.path().join("bad"), "not a secret file\n").expect("write");
+    let run = |name: &str| {
+        run_in(
+            dir.path(),
+            &["--regenerate-scratch-codes", "--json", "-s", name],
+            None,
+        )
+    };
+    for name in ["missing", "bad"] {
+        let r = run(name);
+        assert_eq!(r.code, 1, "{name}: {}", r.stderr);
+        assert!(!r.stdout.contains("scratch_codes"), "{name}: {}", r.stdout);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON error");
+        assert!(v["error"].is_object(), "{name}: {v}");
+    }
+    // Control: a file that parses gets its codes printed.
+    let r = run("s");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("scratch_codes"), "{}", r.stdout);
+}
+
 /// The same for `--regenerate-scratch-codes --json`: new scratch codes that cannot be
 /// printed are not written either, so the old ones keep working.
 #[test]
