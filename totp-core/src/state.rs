@@ -241,14 +241,18 @@ impl UserState {
                 lowered = true;
             }
         }
-        // A version-1 mark is a step of the file's step size, which the store does not
-        // know: read at the default 30 s, as `totp-state show` reads it.
+        // A version-1 mark is a step of the file's STEP_SIZE, which the record does not
+        // hold, and the first login reads it at that size. Lowered only when it lies
+        // beyond even at the shortest step (every step size puts it later), and then to
+        // the cap at the shortest step: any longer step reads the lowered mark later
+        // still, so no code used under it ever counts as unused. Read at the default
+        // 30 s instead, a file of 10-s steps had its mark lowered to a third of the
+        // clock, reopening every code it had used.
         if let Some(legacy) = &mut next.legacy {
-            let step = u64::from(crate::gafile::DEFAULT_STEP_SECS);
-            let last = (cap / step).saturating_sub(1);
+            let step = crate::gafile::SHORTEST_STEP_SECS;
             let until = |s: u64| s.saturating_add(1).saturating_mul(step);
             if legacy.last_step.is_some_and(|s| until(s) > beyond) {
-                legacy.last_step = Some(last);
+                legacy.last_step = Some((cap / step).saturating_sub(1));
                 lowered = true;
             }
         }

@@ -281,9 +281,21 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
         s.marks_of(EnrolmentId(2)),
         "a mark within the slack is not a clock fault"
     );
+}
 
-    // A version-1 record's marks stay for the first login to bind; a step far ahead
-    // (read at 30 s) comes down to the last step before the cap.
+/// A version-1 mark is a step of the file's STEP_SIZE, which the record does not hold.
+/// Finding: a reset read it at 30 s whatever the file said, so the current mark of a
+/// file of 10-s steps looked three times the clock and was "lowered" to a step the
+/// file's 10 s put at a third of the clock, reopening every code it had used; a
+/// 60-s file's mark far ahead was lowered to a step its 60 s put at twice the clock.
+/// Now a reset lowers one only when it lies beyond at every step size, and to a step
+/// that no step size reads as before the cap.
+#[test]
+fn a_reset_lowers_a_version_1_mark_only_where_no_step_size_reopens_a_code() {
+    use crate::gafile::{GaFile, SHORTEST_STEP_SECS};
+
+    let now = EARLIEST_CLOCK + 1_000_000;
+    let cap = reset_mark_cap(now).expect("a trusted clock");
     let legacy = |step| UserState {
         legacy: Some(LegacyMarks {
             last_step: Some(step),
@@ -292,13 +304,62 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
         extra: vec![1],
         ..UserState::default()
     };
-    let (next, lowered) = legacy(now / 30).lifted(Some(cap), false);
+    // The step size a login reads the mark at is the file's.
+    let step_of = |size: u64| {
+        GaFile::parse(format!("JBSWY3DPEHPK3PXP\n\" STEP_SIZE {size}\n\" TOTP_AUTH\n").as_bytes())
+            .and_then(|f| f.config())
+            .expect("a valid file")
+            .step_secs()
+    };
+    let until = |last: u64, size: u64| (last + 1) * step_of(size);
+
+    // Current marks of files of 10-, 30- and 60-s steps: kept as they are, throttling
+    // cleared, the HOTP counter kept.
+    for size in [10, 30, 60] {
+        let (next, lowered) = legacy(now / size).lifted(Some(cap), false);
+        assert!(!lowered, "{size}");
+        assert_eq!(next.legacy, legacy(now / size).legacy, "{size}");
+        assert!(next.extra.is_empty());
+        let (next, lowered) = legacy(now / size).lifted(Some(cap), true);
+        assert!(
+            !lowered,
+            "a clock fault lowers nothing at or before the cap: {size}"
+        );
+        assert_eq!(next.legacy, legacy(now / size).legacy, "{size}");
+    }
+
+    // A 60-s file whose mark is far ahead (a clock in 2100): a login refuses it, but at
+    // 1-s steps it would be before the cap, so the reset keeps it rather than guess the
+    // step; the old reading at 30 s lowered it to a step 60 s reads as twice the clock.
+    let far = 4_102_444_800 / 60;
+    assert!(
+        until(far, 60) > reset_lowers_after(cap),
+        "ahead of what logins honour"
+    );
+    let (next, lowered) = legacy(far).lifted(Some(cap), true);
     assert!(!lowered);
-    assert_eq!(next.legacy, legacy(now / 30).legacy);
-    let (next, lowered) = legacy(4_102_444_800 / 30).lifted(Some(cap), false);
+    assert_eq!(next.legacy, legacy(far).legacy);
+
+    // A mark beyond at every step size is lowered, to the cap at the shortest step:
+    // a 60-s, 30-s or 1-s file reads it at or after the cap, never before.
+    let absurd = reset_lowers_after(cap) + 5;
+    let (next, lowered) = legacy(absurd).lifted(Some(cap), false);
     assert!(lowered);
     let kept = next.legacy.expect("kept");
-    assert_eq!((kept.last_step, kept.hotp), (Some(cap / 30 - 1), Some(12)));
+    assert_eq!(kept.hotp, Some(12));
+    let last = kept.last_step.expect("a mark");
+    assert_eq!(last, cap / SHORTEST_STEP_SECS - 1);
+    for size in [1, 30, 60] {
+        assert!(until(last, size) >= cap, "{size}");
+        assert!(
+            until(last, size) <= until(absurd, size),
+            "{size}: lowered, not raised"
+        );
+    }
+    // Without a trusted clock nothing is lowered.
+    let (next, lowered) = legacy(absurd).lifted(None, false);
+    assert!(!lowered);
+    assert_eq!(next.legacy, legacy(absurd).legacy);
 }
 
 #[test]
