@@ -172,9 +172,21 @@ fn only_display_zero_is_local() {
     let setup = Setup::new("+ : ALL : LOCAL\n");
     let cases = [
         case("display 0", "lightdm", None, Some(":0"), true),
-        case("display 0, screen 1", "xscreensaver", None, Some(":0.1"), true),
+        case(
+            "display 0, screen 1",
+            "xscreensaver",
+            None,
+            Some(":0.1"),
+            true,
+        ),
         case("VNC display 1", "lightdm", None, Some(":1"), false),
-        case("VNC display 1 locker", "xscreensaver", None, Some(":1.0"), false),
+        case(
+            "VNC display 1 locker",
+            "xscreensaver",
+            None,
+            Some(":1.0"),
+            false,
+        ),
         case("VNC display 5", "gdm-password", None, Some(":5"), false),
     ];
     check_cases(&setup, "", &cases);
