@@ -112,6 +112,10 @@ fn usable(file: &GaFile, opts: &ModuleOptions, shown: &str) -> Finding {
 /// What a login of `pw` with the module options `opts` would find. Must run as root to
 /// read other accounts' files (it takes the opener's file-system identity to read).
 pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
+    // Denied whatever its file says, before the file is read (as at login).
+    if let Some(why) = totp_core::ledger::reserved_uid(pw.uid) {
+        return Finding::new(Verdict::Refused, why);
+    }
     if opts.fleet.secret_command.is_some() {
         return from_command(opts, pw);
     }
