@@ -493,7 +493,28 @@ impl<'a> Reader<'a> {
 impl UserState {
     /// Compact binary form shared by every backend: version, the marks of each
     /// enrolment, extra.
+    ///
+    /// A record still holding a version-1 record's unbound marks (no enrolment has
+    /// taken them over: only wrong codes, refusals and resets since the upgrade) is
+    /// written back as version 1, since version 2 has no place for them. Written as
+    /// version 2 they were lost: a wrong code or an admin's reset after the upgrade
+    /// forgot the last used step and HOTP counter, and codes under them worked again.
     pub fn encode(&self) -> Vec<u8> {
+        if let (true, Some(legacy)) = (self.marks.is_empty(), self.legacy) {
+            let mut out = Vec::with_capacity(18 + self.extra.len());
+            out.push(VERSION_1);
+            out.push(
+                if legacy.last_step.is_some() {
+                    HAS_TOTP
+                } else {
+                    0
+                } | if legacy.hotp.is_some() { HAS_HOTP } else { 0 },
+            );
+            out.extend_from_slice(&legacy.last_step.unwrap_or(0).to_le_bytes());
+            out.extend_from_slice(&legacy.hotp.unwrap_or(0).to_le_bytes());
+            out.extend_from_slice(&self.extra);
+            return out;
+        }
         let mut out = Vec::with_capacity(2 + 40 * self.marks.len() + self.extra.len());
         out.push(VERSION);
         let marks = &self.marks[..self.marks.len().min(MAX_ENROLMENTS)];

@@ -55,6 +55,64 @@ fn version_1_records_are_read_as_unbound_marks() {
     assert_eq!(UserState::decode(&next.encode()), Ok(next));
 }
 
+/// Finding: a version-1 record written back before any enrolment took its marks over
+/// (a wrong code's throttling, an admin's reset) was encoded as version 2, which has no
+/// place for them: the last used step and the HOTP counter were gone, and the codes
+/// under them worked again. Now it is written back as version 1, byte for byte.
+#[test]
+fn unbound_version_1_marks_survive_being_written_back() {
+    let mut v1 = vec![1, 0b11];
+    v1.extend_from_slice(&58_000_000u64.to_le_bytes());
+    v1.extend_from_slice(&12u64.to_le_bytes());
+    v1.extend_from_slice(&[5, 6]);
+    let s = UserState::decode(&v1).expect("version 1");
+    assert_eq!(s.encode(), v1, "written back unchanged");
+
+    // A wrong code's write: the throttling record changes, the marks stay.
+    let throttled = UserState {
+        extra: vec![7, 8, 9],
+        ..s.clone()
+    };
+    let read = UserState::decode(&throttled.encode()).expect("decoded");
+    assert_eq!(read, throttled);
+    assert_eq!(read.legacy, s.legacy);
+
+    // An admin's reset: throttling cleared, the marks kept (and lowered only as
+    // `lifted` says), as a record of either version keeps them.
+    let now = EARLIEST_CLOCK + 1_000_000;
+    let (reset, _) = s.lifted(reset_mark_cap(now), false);
+    let read = UserState::decode(&reset.encode()).expect("decoded");
+    assert_eq!(read.legacy, s.legacy, "the reset kept the marks");
+    assert!(read.extra.is_empty());
+
+    // Only one of the two marks, and neither.
+    for legacy in [
+        LegacyMarks {
+            last_step: Some(3),
+            hotp: None,
+        },
+        LegacyMarks {
+            last_step: None,
+            hotp: Some(0),
+        },
+    ] {
+        let one = UserState {
+            legacy: Some(legacy),
+            ..UserState::default()
+        };
+        assert_eq!(UserState::decode(&one.encode()), Ok(one));
+    }
+    // Bound marks win: legacy marks beside them are never written (an enrolment took
+    // them over when it got marks of its own).
+    let bound = UserState {
+        marks: vec![(EnrolmentId(1), marks(Some(60), None, &[]))],
+        legacy: s.legacy,
+        extra: Vec::new(),
+    };
+    let read = UserState::decode(&bound.encode()).expect("decoded");
+    assert_eq!((read.marks, read.legacy), (bound.marks, None));
+}
+
 #[test]
 fn decode_refuses_what_encode_never_writes() {
     assert!(UserState::decode(b"").is_err());
