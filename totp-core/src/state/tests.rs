@@ -1,5 +1,12 @@
 use super::*;
 
+fn how(clock_fault: bool) -> ResetHow {
+    ResetHow {
+        clock_fault,
+        legacy_step_secs: None,
+    }
+}
+
 fn marks(until: Option<u64>, hotp: Option<u64>, scratch: &[u64]) -> Marks {
     Marks {
         totp_until: until,
@@ -80,7 +87,7 @@ fn unbound_version_1_marks_survive_being_written_back() {
     // An admin's reset: throttling cleared, the marks kept (and lowered only as
     // `lifted` says), as a record of either version keeps them.
     let now = EARLIEST_CLOCK + 1_000_000;
-    let (reset, _) = s.lifted(reset_mark_cap(now), false);
+    let (reset, _) = s.lifted(reset_mark_cap(now), how(false));
     let read = UserState::decode(&reset.encode()).expect("decoded");
     assert_eq!(read.legacy, s.legacy, "the reset kept the marks");
     assert!(read.extra.is_empty());
@@ -253,7 +260,7 @@ fn a_reset_keeps_every_mark_a_login_honours_and_lowers_the_rest() {
     let lift = |until: u64| {
         UserState::default()
             .with_marks(id, marks(Some(until), None, &[]))
-            .lifted(Some(cap), false)
+            .lifted(Some(cap), how(false))
     };
     for until in [honoured, beyond] {
         let (next, lowered) = lift(until);
@@ -268,7 +275,7 @@ fn a_reset_keeps_every_mark_a_login_honours_and_lowers_the_rest() {
     // and a reset 20 s later keeps the mark.
     let (next, lowered) = UserState::default()
         .with_marks(id, marks(Some(now + 21 * 30), None, &[]))
-        .lifted(reset_mark_cap(now + 20), false);
+        .lifted(reset_mark_cap(now + 20), how(false));
     assert!(!lowered);
     assert_eq!(next.marks_of(id), Some(&marks(Some(now + 630), None, &[])));
 
@@ -301,7 +308,7 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
         .with_marks(EnrolmentId(1), marks(Some(now - 90), Some(41), &[7, 9]))
         .with_marks(EnrolmentId(2), marks(Some(now + 30), None, &[3]));
     s.extra = vec![2, 0, 0, 9, 9];
-    let (next, lowered) = s.lifted(Some(cap), false);
+    let (next, lowered) = s.lifted(Some(cap), how(false));
     assert!(!lowered);
     assert!(next.extra.is_empty(), "throttling cleared");
     assert_eq!(next.marks, s.marks, "marks kept as they were");
@@ -309,14 +316,14 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
 
     // A mark from a clock in 2100: down to the cap, the rest untouched.
     let ahead = s.with_marks(EnrolmentId(3), marks(Some(4_102_444_800), Some(2), &[5]));
-    let (next, lowered) = ahead.lifted(Some(cap), false);
+    let (next, lowered) = ahead.lifted(Some(cap), how(false));
     assert!(lowered);
     assert_eq!(
         next.marks_of(EnrolmentId(3)),
         Some(&marks(Some(cap), Some(2), &[5]))
     );
     assert_eq!(next.marks_of(EnrolmentId(1)), s.marks_of(EnrolmentId(1)));
-    let (untrusted, lowered) = ahead.lifted(None, false);
+    let (untrusted, lowered) = ahead.lifted(None, how(false));
     assert!(!lowered);
     assert_eq!(untrusted.marks, ahead.marks, "no clock, no lowering");
     assert!(untrusted.extra.is_empty());
@@ -324,10 +331,10 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
     // Two days ahead: within what a login honours for some file (a wide TIME_SKEW at a
     // 60-s step), so kept, unless the admin says it was a clock fault.
     let two_days = s.with_marks(EnrolmentId(4), marks(Some(now + 2 * 86_400), None, &[]));
-    let (kept, lowered) = two_days.lifted(Some(cap), false);
+    let (kept, lowered) = two_days.lifted(Some(cap), how(false));
     assert!(!lowered);
     assert_eq!(kept.marks, two_days.marks);
-    let (fixed, lowered) = two_days.lifted(Some(cap), true);
+    let (fixed, lowered) = two_days.lifted(Some(cap), how(true));
     assert!(lowered);
     assert_eq!(
         fixed.marks_of(EnrolmentId(4)),
@@ -374,11 +381,11 @@ fn a_reset_lowers_a_version_1_mark_only_where_no_step_size_reopens_a_code() {
     // Current marks of files of 10-, 30- and 60-s steps: kept as they are, throttling
     // cleared, the HOTP counter kept.
     for size in [10, 30, 60] {
-        let (next, lowered) = legacy(now / size).lifted(Some(cap), false);
+        let (next, lowered) = legacy(now / size).lifted(Some(cap), how(false));
         assert!(!lowered, "{size}");
         assert_eq!(next.legacy, legacy(now / size).legacy, "{size}");
         assert!(next.extra.is_empty());
-        let (next, lowered) = legacy(now / size).lifted(Some(cap), true);
+        let (next, lowered) = legacy(now / size).lifted(Some(cap), how(true));
         assert!(
             !lowered,
             "a clock fault lowers nothing at or before the cap: {size}"
@@ -394,14 +401,14 @@ fn a_reset_lowers_a_version_1_mark_only_where_no_step_size_reopens_a_code() {
         until(far, 60) > reset_lowers_after(cap),
         "ahead of what logins honour"
     );
-    let (next, lowered) = legacy(far).lifted(Some(cap), true);
+    let (next, lowered) = legacy(far).lifted(Some(cap), how(true));
     assert!(!lowered);
     assert_eq!(next.legacy, legacy(far).legacy);
 
     // A mark beyond at every step size is lowered, to the cap at the shortest step:
     // a 60-s, 30-s or 1-s file reads it at or after the cap, never before.
     let absurd = reset_lowers_after(cap) + 5;
-    let (next, lowered) = legacy(absurd).lifted(Some(cap), false);
+    let (next, lowered) = legacy(absurd).lifted(Some(cap), how(false));
     assert!(lowered);
     let kept = next.legacy.expect("kept");
     assert_eq!(kept.hotp, Some(12));
@@ -415,9 +422,34 @@ fn a_reset_lowers_a_version_1_mark_only_where_no_step_size_reopens_a_code() {
         );
     }
     // Without a trusted clock nothing is lowered.
-    let (next, lowered) = legacy(absurd).lifted(None, false);
+    let (next, lowered) = legacy(absurd).lifted(None, how(false));
     assert!(!lowered);
     assert_eq!(next.legacy, legacy(absurd).legacy);
+
+    // With the file's step known (`totp-state reset` read the account's file), the mark
+    // is read as the login reads it. The 60-s file's mark in 2100 comes down to the
+    // first 60-s step boundary at or after the cap; its current mark stays.
+    let at = |step_secs| ResetHow {
+        clock_fault: false,
+        legacy_step_secs: Some(step_secs),
+    };
+    let (next, lowered) = legacy(far).lifted(Some(cap), at(60));
+    assert!(lowered);
+    let last = next.legacy.and_then(|l| l.last_step).expect("a mark");
+    assert!(
+        until(last, 60) >= cap && until(last, 60) < cap + 60,
+        "{last}"
+    );
+    assert_eq!(next.legacy.and_then(|l| l.hotp), Some(12));
+    for size in [10, 30, 60] {
+        let (next, lowered) = legacy(now / size).lifted(Some(cap), at(size));
+        assert!(!lowered, "{size}");
+        assert_eq!(next.legacy, legacy(now / size).legacy, "{size}");
+    }
+    // A 10-s file's current mark, which the old reading at 30 s lowered, is kept.
+    let (next, lowered) = legacy(now / 10).lifted(Some(cap), at(10));
+    assert!(!lowered);
+    assert_eq!(next.legacy, legacy(now / 10).legacy);
 }
 
 #[test]
