@@ -12,7 +12,7 @@ use std::time::Duration;
 use totp_core::addr::{RemoteHost, parse_rhost};
 use totp_core::code::{Candidate, candidates};
 use totp_core::gafile::{Carried, GaFile, KEY_DISALLOW_REUSE, KEY_RATE_LIMIT, Mode};
-use totp_core::ledger::{EnrolmentRecord, OriginKey, StandIn};
+use totp_core::ledger::{EnrolmentRecord, OriginKey, StandIn, reserved_uid};
 use totp_core::options::{ModuleOptions, PassMode, SharedFile};
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
@@ -167,6 +167,19 @@ pub fn authenticate_with(
     };
     let who = sanitize(target.name.as_str().as_bytes());
 
+    // An account whose uid is one of the synthetic keys of records of names without an
+    // account would share that record with strangers' attempts (their wrong codes would
+    // throttle or lock it out): denied, as an unusable record is, and charged like a
+    // name without an account, so the uid's record is never read nor written for it.
+    if let Some(why) = target.pw.as_ref().and_then(|pw| reserved_uid(pw.uid)) {
+        let d = Doomed {
+            denial: Denial::StateUnusable,
+            why,
+            name: Some(target.name.clone()),
+        };
+        let to = ChargeTo::StandIn(target.name.clone());
+        return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(to));
+    }
     // Whose record keeps this login's marks and throttling. Without an NSS entry the
     // target exists only with `user=` (GA's semantics: the validated PAM name selects a
     // file; an NSS error has already denied): its record is the one of the enrolment

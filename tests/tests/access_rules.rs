@@ -146,6 +146,7 @@ fn field_example_through_libpam() {
         case("brackets", "sshd", Some("[10.0.0.5]"), None, false),
         case("local console", "login", None, Some("tty1"), true),
         case("local display manager", "lightdm", None, Some(":0"), true),
+        case("VNC display manager", "lightdm", None, Some(":1"), false),
         case("sudo inside SSH", "sudo", None, Some("/dev/pts/3"), false),
         case("su inside SSH", "su", None, Some("pts/0"), false),
         case(
@@ -157,6 +158,36 @@ fn field_example_through_libpam() {
         ),
         case("no RHOST and no TTY", "sshd", None, None, false),
         case("empty RHOST", "sshd", Some(""), Some("ssh"), false),
+    ];
+    check_cases(&setup, "", &cases);
+}
+
+/// VNC servers number their displays from :1, so only display 0 is LOCAL: a remote VNC
+/// user's display manager or screen locker is asked for the code. :0 is the control.
+#[test]
+fn only_display_zero_is_local() {
+    if !require_root("only_display_zero_is_local") {
+        return;
+    }
+    let setup = Setup::new("+ : ALL : LOCAL\n");
+    let cases = [
+        case("display 0", "lightdm", None, Some(":0"), true),
+        case(
+            "display 0, screen 1",
+            "xscreensaver",
+            None,
+            Some(":0.1"),
+            true,
+        ),
+        case("VNC display 1", "lightdm", None, Some(":1"), false),
+        case(
+            "VNC display 1 locker",
+            "xscreensaver",
+            None,
+            Some(":1.0"),
+            false,
+        ),
+        case("VNC display 5", "gdm-password", None, Some(":5"), false),
     ];
     check_cases(&setup, "", &cases);
 }

@@ -35,6 +35,8 @@ pub const MAX_FAILURE_COUNT: u32 = 1_000_000;
 /// GA's default `WINDOW_SIZE` and `STEP_SIZE`.
 pub const DEFAULT_WINDOW: u32 = 3;
 pub const DEFAULT_STEP_SECS: u32 = 30;
+/// The shortest `STEP_SIZE` a file may hold (GA's lower bound).
+pub const SHORTEST_STEP_SECS: u64 = 1;
 /// Scratch codes are GA's 8-digit values without a leading zero.
 pub const SCRATCH_MIN: u32 = 10_000_000;
 pub const SCRATCH_MAX: u32 = 99_999_999;

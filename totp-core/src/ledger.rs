@@ -172,6 +172,39 @@ impl EnrolmentRecord {
 pub const ENROLMENT_RECORD_UIDS: std::ops::RangeInclusive<crate::state::Uid> =
     0x9000_0000..=0x9fff_ffff;
 
+/// Why an account's uid cannot key its own record: it lies in [`STAND_IN_UIDS`] or
+/// [`ENROLMENT_RECORD_UIDS`], where the local store keeps records of names without an
+/// account. Such an account would share its record (failures, backoff, the
+/// `max_failures=` count, replay marks' record) with strangers' wrong codes, so its
+/// logins are denied instead, by the module and reported by `totp-state audit`. The
+/// words name the range and the fix, for both. `None`: an ordinary uid.
+pub fn reserved_uid(uid: crate::state::Uid) -> Option<String> {
+    let (range, kind) = if STAND_IN_UIDS.contains(&uid) {
+        (
+            &STAND_IN_UIDS,
+            "the stand-in records of names without an account",
+        )
+    } else if ENROLMENT_RECORD_UIDS.contains(&uid) {
+        (
+            &ENROLMENT_RECORD_UIDS,
+            "the records of user= names without an account",
+        )
+    } else {
+        return None;
+    };
+    Some(format!(
+        "uid {uid} lies in {}..={}, the uids pam_totp reserves for {kind}: the account \
+         would share that state record with other names' attempts, so its logins are \
+         denied; give it a uid outside {}..={} and {}..={} (usermod -u)",
+        range.start(),
+        range.end(),
+        STAND_IN_UIDS.start(),
+        STAND_IN_UIDS.end(),
+        ENROLMENT_RECORD_UIDS.start(),
+        ENROLMENT_RECORD_UIDS.end(),
+    ))
+}
+
 /// Consecutive failures from one origin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OriginFailures {
@@ -504,6 +537,43 @@ mod tests {
             assert!(ENROLMENT_RECORD_UIDS.contains(&uid), "{uid:#x}");
             assert!(!STAND_IN_UIDS.contains(&uid), "{uid:#x}");
         }
+    }
+
+    /// An account's uid in either reserved range is named, with the range and the fix;
+    /// the uids either side of each range are ordinary.
+    #[test]
+    fn reserved_uids_are_the_synthetic_record_ranges_and_nothing_else() {
+        for uid in [
+            *STAND_IN_UIDS.start(),
+            *STAND_IN_UIDS.end(),
+            *ENROLMENT_RECORD_UIDS.start(),
+            0x9abc_def0,
+            *ENROLMENT_RECORD_UIDS.end(),
+        ] {
+            let why = reserved_uid(uid).expect("reserved");
+            assert!(why.contains(&format!("uid {uid} ")), "{why}");
+            assert!(why.contains("usermod -u"), "{why}");
+        }
+        assert!(reserved_uid(0x8000_0000).is_some_and(|w| w.contains("2147483648..=2147487743")));
+        assert!(reserved_uid(0x9000_0001).is_some_and(|w| w.contains("user= names")));
+        for uid in [
+            0,
+            1000,
+            65534,
+            STAND_IN_UIDS.start() - 1,
+            STAND_IN_UIDS.end() + 1,
+            ENROLMENT_RECORD_UIDS.start() - 1,
+            ENROLMENT_RECORD_UIDS.end() + 1,
+            u32::MAX - 1,
+            u32::MAX,
+        ] {
+            assert_eq!(reserved_uid(uid), None, "{uid:#x}");
+        }
+        // Every record a name without an account can be kept in is reserved.
+        let key = store_key(1);
+        assert!(reserved_uid(StandIn::new(&key, b"ghost").uid).is_some());
+        let id = crate::state::EnrolmentId(0x1234_5678_9abc_def0);
+        assert!(reserved_uid(EnrolmentRecord::new(id).uid).is_some());
     }
 
     /// The record a name is charged to depends on the store's key: with another key

@@ -223,7 +223,12 @@ impl UserState {
     /// names), every mark after `cap` is lowered to it: the admin says the clock was
     /// wrong when the mark was set, which the store cannot tell from a phone ahead.
     /// Also returns whether a mark was lowered.
-    pub fn lifted(&self, cap: Option<u64>, clock_fault: bool) -> (UserState, bool) {
+    ///
+    /// A version-1 mark is a step of the file's `STEP_SIZE`, which the record does not
+    /// hold: read at [`ResetHow::legacy_step_secs`] when the admin tool found the file,
+    /// else at the shortest step any file may have (see below).
+    pub fn lifted(&self, cap: Option<u64>, how: ResetHow) -> (UserState, bool) {
+        let clock_fault = how.clock_fault;
         let mut next = self.clone();
         next.extra.clear();
         let mut lowered = false;
@@ -241,14 +246,21 @@ impl UserState {
                 lowered = true;
             }
         }
-        // A version-1 mark is a step of the file's step size, which the store does not
-        // know: read at the default 30 s, as `totp-state show` reads it.
+        // The first login reads a version-1 mark at the file's step. With that step
+        // unknown it is lowered only when it lies beyond even at the shortest step
+        // (every step size puts it later), and then to the cap at the shortest step:
+        // any longer step reads the lowered mark later still, so no code used under it
+        // ever counts as unused. Read at the default 30 s instead, a file of 10-s steps
+        // had its mark lowered to a third of the clock, reopening every code it had
+        // used. Lowered to the first step boundary at or after the cap, never before.
         if let Some(legacy) = &mut next.legacy {
-            let step = u64::from(crate::gafile::DEFAULT_STEP_SECS);
-            let last = (cap / step).saturating_sub(1);
+            let step = how
+                .legacy_step_secs
+                .unwrap_or(crate::gafile::SHORTEST_STEP_SECS)
+                .max(1);
             let until = |s: u64| s.saturating_add(1).saturating_mul(step);
             if legacy.last_step.is_some_and(|s| until(s) > beyond) {
-                legacy.last_step = Some(last);
+                legacy.last_step = Some(cap.div_ceil(step).saturating_sub(1));
                 lowered = true;
             }
         }
@@ -264,6 +276,16 @@ impl UserState {
                 .iter()
                 .any(|(_, m)| m.hotp.is_some() || !m.scratch.is_empty())
     }
+}
+
+/// What an admin's reset may lower ([`UserState::lifted`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResetHow {
+    /// `totp-state reset --clock-fault`: the admin says the clock was wrong.
+    pub clock_fault: bool,
+    /// The `STEP_SIZE` of the account's secret file as a login reads it, when the admin
+    /// tool could read it: the unit of a version-1 record's unbound mark.
+    pub legacy_step_secs: Option<u64>,
 }
 
 /// What the update function asks the store to write.
@@ -327,7 +349,16 @@ pub trait StateStore {
     /// later of it and its server's). A record that cannot be read (damaged, hostile, not
     /// a record) holds nothing that can be kept: it is removed, without being followed.
     /// Writes nothing when there is no record. `clock_fault`: see [`UserState::lifted`].
-    fn reset(&mut self, uid: Uid, now: u64, clock_fault: bool) -> Result<Reset, StoreError>;
+    fn reset(&mut self, uid: Uid, now: u64, clock_fault: bool) -> Result<Reset, StoreError> {
+        let how = ResetHow {
+            clock_fault,
+            legacy_step_secs: None,
+        };
+        self.reset_with(uid, now, how)
+    }
+
+    /// [`StateStore::reset`], told the file's step for a version-1 mark ([`ResetHow`]).
+    fn reset_with(&mut self, uid: Uid, now: u64, how: ResetHow) -> Result<Reset, StoreError>;
 
     /// The store's key and completeness ([`StoreContext`]). When the store has none,
     /// `missing` says whether to create one (a random key) or to answer `None` (a
@@ -489,7 +520,28 @@ impl<'a> Reader<'a> {
 impl UserState {
     /// Compact binary form shared by every backend: version, the marks of each
     /// enrolment, extra.
+    ///
+    /// A record still holding a version-1 record's unbound marks (no enrolment has
+    /// taken them over: only wrong codes, refusals and resets since the upgrade) is
+    /// written back as version 1, since version 2 has no place for them. Written as
+    /// version 2 they were lost: a wrong code or an admin's reset after the upgrade
+    /// forgot the last used step and HOTP counter, and codes under them worked again.
     pub fn encode(&self) -> Vec<u8> {
+        if let (true, Some(legacy)) = (self.marks.is_empty(), self.legacy) {
+            let mut out = Vec::with_capacity(18 + self.extra.len());
+            out.push(VERSION_1);
+            out.push(
+                if legacy.last_step.is_some() {
+                    HAS_TOTP
+                } else {
+                    0
+                } | if legacy.hotp.is_some() { HAS_HOTP } else { 0 },
+            );
+            out.extend_from_slice(&legacy.last_step.unwrap_or(0).to_le_bytes());
+            out.extend_from_slice(&legacy.hotp.unwrap_or(0).to_le_bytes());
+            out.extend_from_slice(&self.extra);
+            return out;
+        }
         let mut out = Vec::with_capacity(2 + 40 * self.marks.len() + self.extra.len());
         out.push(VERSION);
         let marks = &self.marks[..self.marks.len().min(MAX_ENROLMENTS)];

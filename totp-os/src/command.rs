@@ -15,6 +15,9 @@
 //! process group is killed. Only exit status [`NOT_ENROLLED_EXIT_STATUS`] with empty
 //! output means "this user has no secret"; every other failure is an error, so the
 //! module denies.
+//!
+//! [`run_bounded`] is the same runner for other programs: `totp-state audit` runs
+//! `getent passwd` through it, as root, with a larger output cap.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -421,9 +424,35 @@ pub fn run_secret_command(
     user: &str,
     limit: Duration,
 ) -> Result<SecretOutput, CommandError> {
+    let (status, output) = run_bounded(program, &[user], Some(run_as), DEFAULT_MAX_SIZE, limit)?;
+    match (status.code(), output.is_empty()) {
+        (Some(0), false) => Ok(SecretOutput::Secret(output)),
+        (Some(0), true) => Err(CommandError::EmptyOutput),
+        (Some(NOT_ENROLLED_EXIT_STATUS), true) => Ok(SecretOutput::NotEnrolled),
+        (Some(NOT_ENROLLED_EXIT_STATUS), false) => Err(CommandError::NotEnrolledWithOutput),
+        (Some(c), _) => Err(CommandError::Exited(c)),
+        (None, _) => Err(CommandError::Killed(status.signal().unwrap_or(0))),
+    }
+}
+
+/// Runs a root-controlled `program` with `args` as the secret command is run (the
+/// checks, descriptors, signals, environment and process group of the module docs
+/// above) and returns its exit status and standard output, read up to `max_output`
+/// bytes within `limit`; past either the whole process group is killed
+/// ([`CommandError::TooLarge`], [`CommandError::TimedOut`]). `run_as`: the account it
+/// runs as, never root; `None` keeps the caller's identity, for an admin tool whose
+/// program must see what root sees (`totp-state audit`'s `getent passwd`: a directory
+/// may answer root alone). The module always names an account.
+pub fn run_bounded(
+    program: &Path,
+    args: &[&str],
+    run_as: Option<&str>,
+    max_output: usize,
+    limit: Duration,
+) -> Result<(std::process::ExitStatus, Zeroizing<Vec<u8>>), CommandError> {
     let deadline = Instant::now() + limit;
     check_root_controlled(program, MAX_PROGRAM_SIZE).map_err(CommandError::Untrusted)?;
-    let runner = run_as_user(run_as)?;
+    let runner = run_as.map(run_as_user).transpose()?;
     // Asked in the parent on a range no descriptor can be in: a refusal here (a seccomp
     // filter, an old kernel) is named as such, where the child's would reach the log
     // as a bare "Operation not permitted" that reads like the program's permissions.
@@ -432,7 +461,7 @@ pub fn run_secret_command(
     let _sigchld = DefaultSigchld::set().map_err(CommandError::Spawn)?;
     let mut command = Command::new(program);
     command
-        .arg(user)
+        .args(args)
         .env_clear()
         .env("PATH", COMMAND_PATH)
         .current_dir("/")
@@ -440,7 +469,7 @@ pub fn run_secret_command(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0);
-    let (uid, gid) = (runner.uid, runner.gid);
+    let identity = runner.map(|r| (r.uid, r.gid));
     // R33: the host application (sshd keeps its log, pipes and monitor socket open)
     // may have left descriptors without FD_CLOEXEC; none of them may reach the command.
     // R32: the identity is switched here and not with `Command::uid`/`gid` (see
@@ -449,17 +478,20 @@ pub fn run_secret_command(
     // SAFETY: the closure runs in the forked child before exec and makes only
     // async-signal-safe system calls (close_range, fcntl, sigprocmask, sigaction, raw
     // setgroups/setresgid/setresuid/getgroups) on its own stack; it touches no memory of
-    // the parent and allocates nothing (it captures two integers).
+    // the parent and allocates nothing (it captures an optional pair of integers).
     unsafe {
         command.pre_exec(move || {
             close_inherited_descriptors()?;
             default_signals()?;
-            drop_identity(uid, gid)
+            match identity {
+                Some((uid, gid)) => drop_identity(uid, gid),
+                None => Ok(()),
+            }
         });
     }
     let mut child = command.spawn().map_err(|e| spawn_error(program, e))?;
     let mut guard = KillOnDrop { child: &mut child };
-    let output = match read_until(&mut guard, deadline) {
+    let output = match read_until(&mut guard, deadline, max_output) {
         Err(CommandError::TimedOut) => {
             return Err(match exited(&mut guard) {
                 Some(status) => CommandError::OutputHeldOpen(status),
@@ -469,14 +501,7 @@ pub fn run_secret_command(
         other => other?,
     };
     let status = wait_until(&mut guard, deadline)?;
-    match (status.code(), output.is_empty()) {
-        (Some(0), false) => Ok(SecretOutput::Secret(output)),
-        (Some(0), true) => Err(CommandError::EmptyOutput),
-        (Some(NOT_ENROLLED_EXIT_STATUS), true) => Ok(SecretOutput::NotEnrolled),
-        (Some(NOT_ENROLLED_EXIT_STATUS), false) => Err(CommandError::NotEnrolledWithOutput),
-        (Some(c), _) => Err(CommandError::Exited(c)),
-        (None, _) => Err(CommandError::Killed(status.signal().unwrap_or(0))),
-    }
+    Ok((status, output))
 }
 
 /// SIGCHLD at its default while the command runs, the host's own disposition restored
@@ -561,13 +586,17 @@ fn remaining(deadline: Instant) -> Option<Duration> {
         .filter(|d| !d.is_zero())
 }
 
-/// Reads stdout to EOF, at most the cap + 1 bytes, before `deadline`.
+/// Reads stdout to EOF, at most `max` + 1 bytes, before `deadline`. The buffer starts
+/// at the secret-file cap and grows by doubling into a fresh buffer, the old one wiped
+/// as it is dropped: a large cap costs memory only as output arrives, and no copy of a
+/// secret is left in freed memory.
 fn read_until(
     guard: &mut KillOnDrop<'_>,
     deadline: Instant,
+    max: usize,
 ) -> Result<Zeroizing<Vec<u8>>, CommandError> {
-    let cap = DEFAULT_MAX_SIZE + 1;
-    let mut buf = Zeroizing::new(vec![0u8; cap]);
+    let cap = max.saturating_add(1);
+    let mut buf = Zeroizing::new(vec![0u8; cap.min(DEFAULT_MAX_SIZE + 1)]);
     let mut filled = 0;
     let Some(mut out) = guard.child.stdout.take() else {
         return Err(CommandError::Read(io::Error::other("no stdout pipe")));
@@ -581,6 +610,11 @@ fn read_until(
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(CommandError::Read(e.into())),
+        }
+        if filled == buf.len() {
+            let mut bigger = Zeroizing::new(vec![0u8; buf.len().saturating_mul(2).min(cap)]);
+            bigger[..filled].copy_from_slice(&buf[..filled]);
+            buf = bigger;
         }
         // Readable or hung up: this read does not block.
         match out.read(&mut buf[filled..]) {

@@ -73,14 +73,23 @@ fn fixed_owner(spec: &UserSpec) -> Result<Option<Passwd>, nss::NssError> {
     }
 }
 
+/// A secret file as a login reads it, before its caps are judged: what it says
+/// (`shown`, for the reasons) and, for a file, the descriptor it was read through and
+/// the account that opened it (whether logins write GA's lines is asked of those).
+struct Loaded {
+    file: GaFile,
+    shown: String,
+    opened: Option<(std::fs::File, Passwd)>,
+}
+
 /// What the secret command answers for `pw`, run exactly as a login runs it (so it
 /// needs root, like the module), checked like the module checks it.
-fn from_command(opts: &ModuleOptions, pw: &Passwd) -> Finding {
+fn from_command(opts: &ModuleOptions, pw: &Passwd) -> Result<Loaded, Finding> {
     let shown = "secret_command=";
     let file = match crate::command::secret_from_command(opts, &pw.name) {
         Ok(Some(CommandSecret::File(f))) => f,
         Ok(Some(CommandSecret::NotEnrolled)) => {
-            return Finding::new(
+            return Err(Finding::new(
                 Verdict::NotEnrolled,
                 if opts.nullok {
                     format!("{shown} answers \"not enrolled\"; nullok skips the code")
@@ -89,12 +98,21 @@ fn from_command(opts: &ModuleOptions, pw: &Passwd) -> Finding {
                         "{shown} answers \"not enrolled\"; the code is asked for and every login denied"
                     )
                 },
-            );
+            ));
         }
-        Ok(None) => return Finding::new(Verdict::Refused, "no secret command configured"),
-        Err(e) => return Finding::new(Verdict::Refused, e),
+        Ok(None) => {
+            return Err(Finding::new(
+                Verdict::Refused,
+                "no secret command configured",
+            ));
+        }
+        Err(e) => return Err(Finding::new(Verdict::Refused, e)),
     };
-    usable(&file, opts, shown)
+    Ok(Loaded {
+        file,
+        shown: shown.to_owned(),
+        opened: None,
+    })
 }
 
 /// The verdict on a secret file the module would accept as it is read.
@@ -112,24 +130,63 @@ fn usable(file: &GaFile, opts: &ModuleOptions, shown: &str) -> Finding {
 /// What a login of `pw` with the module options `opts` would find. Must run as root to
 /// read other accounts' files (it takes the opener's file-system identity to read).
 pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
+    // Denied whatever its file says, before the file is read (as at login).
+    if let Some(why) = totp_core::ledger::reserved_uid(pw.uid) {
+        return Finding::new(Verdict::Refused, why);
+    }
+    let loaded = match load(opts, pw) {
+        Ok(l) => l,
+        Err(finding) => return finding,
+    };
+    let shown = &loaded.shown;
+    let mut finding = usable(&loaded.file, opts, shown);
+    if let (true, Some((fd, opener))) = (finding.verdict != Verdict::Refused, &loaded.opened) {
+        // As the module decides it: with the identity that read the file (the tables
+        // are read as that account, so what a login cannot read the audit cannot either).
+        match as_account(opener, || ga_lines(opts, &loaded.file, fd)) {
+            Ok(None) => {}
+            Ok(Some(r)) => finding.reasons.push(format!("{shown}: {r}")),
+            Err(e) => finding.reasons.push(format!(
+                "{shown}: whether logins write GA's lines not known: cannot act as {}: {e}",
+                opener.name
+            )),
+        }
+    }
+    finding
+}
+
+/// The `STEP_SIZE` a login of `pw` reads from its secret file (or secret command)
+/// with the module options `opts`, if the file is there and parses; for `totp-state
+/// reset`, whose version-1 marks are counted in it. Must run as root, as [`inspect`].
+pub fn file_step_secs(opts: &ModuleOptions, pw: &Passwd) -> Option<u64> {
+    let loaded = load(opts, pw).ok()?;
+    loaded.file.config().ok().map(|c| c.step_secs())
+}
+
+/// The secret file a login of `pw` would read, read the same way; `Err`: the finding
+/// that says why there is none to judge.
+fn load(opts: &ModuleOptions, pw: &Passwd) -> Result<Loaded, Finding> {
     if opts.fleet.secret_command.is_some() {
         return from_command(opts, pw);
     }
     let Ok(name) = UserName::parse(pw.name.as_bytes()) else {
-        return Finding::new(Verdict::Refused, "the name is not a valid PAM user name");
+        return Err(Finding::new(
+            Verdict::Refused,
+            "the name is not a valid PAM user name",
+        ));
     };
     let owner = match &opts.user {
         None => None,
         Some(spec) => match fixed_owner(spec) {
             Ok(Some(o)) => Some(o),
-            Ok(None) => return Finding::new(Verdict::Refused, "user= names no account"),
-            Err(e) => return Finding::new(Verdict::Refused, format!("user= lookup: {e}")),
+            Ok(None) => return Err(Finding::new(Verdict::Refused, "user= names no account")),
+            Err(e) => return Err(Finding::new(Verdict::Refused, format!("user= lookup: {e}"))),
         },
     };
     let placed =
         match placement::for_login(opts, &name, Some(account(pw)), owner.as_ref().map(account)) {
             Ok(p) => p,
-            Err(e) => return Finding::new(Verdict::Refused, e.to_string()),
+            Err(e) => return Err(Finding::new(Verdict::Refused, e.to_string())),
         };
     let opener = owner.as_ref().unwrap_or(pw);
     let shown = placed.path.display().to_string();
@@ -139,13 +196,13 @@ pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
     };
     let opened = match as_account(opener, || safefile::open_checked(&placed.path, &rules)) {
         Err(e) => {
-            return Finding::new(
+            return Err(Finding::new(
                 Verdict::Refused,
                 format!("cannot read as {}: {e}", opener.name),
-            );
+            ));
         }
         Ok(Err(FileError::NotFound)) => {
-            return Finding::new(
+            return Err(Finding::new(
                 Verdict::NotEnrolled,
                 if opts.nullok {
                     format!("no secret file at {shown}; nullok skips the code")
@@ -154,11 +211,11 @@ pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
                         "no secret file at {shown}; the code is asked for and every login denied"
                     )
                 },
-            );
+            ));
         }
         Ok(Err(FileError::MissingDirectory { path })) if path == pw.dir && owner.is_none() => {
             let home = path.display();
-            return if opts.nullok && opts.nullok_missing_home {
+            return Err(if opts.nullok && opts.nullok_missing_home {
                 Finding::new(
                     Verdict::NotEnrolled,
                     format!(
@@ -172,29 +229,25 @@ pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
                         "home directory {home} does not exist; the code is asked for and every login denied"
                     ),
                 )
-            };
+            });
         }
-        Ok(Err(e)) => return Finding::new(Verdict::Refused, format!("{shown}: {e}")),
+        Ok(Err(e)) => return Err(Finding::new(Verdict::Refused, format!("{shown}: {e}"))),
         Ok(Ok(o)) => o,
     };
     let file = match GaFile::parse(&opened.contents) {
         Ok(f) => f,
-        Err(e) => return Finding::new(Verdict::Refused, format!("{shown} is invalid: {e}")),
-    };
-    let mut finding = usable(&file, opts, &shown);
-    if finding.verdict != Verdict::Refused {
-        // As the module decides it: with the identity that read the file (the tables
-        // are read as that account, so what a login cannot read the audit cannot either).
-        match as_account(opener, || ga_lines(opts, &file, &opened.file)) {
-            Ok(None) => {}
-            Ok(Some(r)) => finding.reasons.push(format!("{shown}: {r}")),
-            Err(e) => finding.reasons.push(format!(
-                "{shown}: whether logins write GA's lines not known: cannot act as {}: {e}",
-                opener.name
-            )),
+        Err(e) => {
+            return Err(Finding::new(
+                Verdict::Refused,
+                format!("{shown} is invalid: {e}"),
+            ));
         }
-    }
-    finding
+    };
+    Ok(Loaded {
+        file,
+        shown,
+        opened: Some((opened.file, opener.clone())),
+    })
 }
 
 /// `f` run with `pw`'s file-system identity, which is restored after it.

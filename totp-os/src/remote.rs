@@ -23,7 +23,7 @@ use totp_core::fleet::{
 };
 use totp_core::policy::{CLOCK_SLACK_SECS, DEFAULT_MAX_CLOCK_LAG_SECS};
 use totp_core::state::{
-    MAX_ENCODED_LEN, Missing, Recreation, Reset, STORE_KEY_LEN, StateStore, StoreContext,
+    MAX_ENCODED_LEN, Missing, Recreation, Reset, ResetHow, STORE_KEY_LEN, StateStore, StoreContext,
     StoreError, StoreKey, Uid, UserState, Write, reset_mark_cap,
 };
 use totp_core::utc::format_utc;
@@ -902,16 +902,16 @@ impl StateStore for RemoteStore {
     /// taken from the later of this host's clock and the server's, so an admin's
     /// clock that lags cannot lower a mark the fleet's hosts set at their own time (a
     /// server too old to tell its clock leaves this host's).
-    fn reset(&mut self, uid: Uid, now: u64, clock_fault: bool) -> Result<Reset, StoreError> {
+    fn reset_with(&mut self, uid: Uid, now: u64, how: ResetHow) -> Result<Reset, StoreError> {
         let cap = reset_mark_cap(self.server_time().map_or(now, |server| now.max(server)));
         let legacy = self.uid_key(uid);
         let key = self.record_key(uid);
         let earlier = if key != legacy {
-            self.reset_key(&legacy, cap, clock_fault)?
+            self.reset_key(&legacy, cap, how)?
         } else {
             Reset::Absent
         };
-        Ok(earlier.and(self.reset_key(&key, cap, clock_fault)?))
+        Ok(earlier.and(self.reset_key(&key, cap, how)?))
     }
 }
 
@@ -923,7 +923,7 @@ impl RemoteStore {
         &mut self,
         key: &[u8],
         cap: Option<u64>,
-        clock_fault: bool,
+        how: ResetHow,
     ) -> Result<Reset, StoreError> {
         let mut outcome = Reset::Absent;
         self.until_set("updates of this user", |s| {
@@ -944,7 +944,7 @@ impl RemoteStore {
                 }
                 Err(e) => return Err(e),
             };
-            let (next, lowered) = state.lifted(cap, clock_fault);
+            let (next, lowered) = state.lifted(cap, how);
             outcome = Reset::Lifted { lowered };
             if next == state {
                 return Ok(true);

@@ -57,8 +57,8 @@ use nix::sys::statvfs::{self, FsFlags};
 use nix::unistd::{self, UnlinkatFlags};
 use sha2::{Digest, Sha256};
 use totp_core::state::{
-    Missing, Reset, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid, UserState,
-    Write, reset_mark_cap,
+    Missing, Reset, ResetHow, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid,
+    UserState, Write, reset_mark_cap,
 };
 
 use crate::fault::{self, FaultPoint};
@@ -823,7 +823,7 @@ impl StateStore for StateDir {
     /// slots all fail their check is emptied (as a record never written), and a hostile
     /// entry in its place removed without being followed: neither holds marks anyone
     /// could read.
-    fn reset(&mut self, uid: Uid, now: u64, clock_fault: bool) -> Result<Reset, StoreError> {
+    fn reset_with(&mut self, uid: Uid, now: u64, how: ResetHow) -> Result<Reset, StoreError> {
         let shown = self.shown(uid);
         let name = uid.to_string();
         let st = {
@@ -846,7 +846,7 @@ impl StateStore for StateDir {
             let bytes = read_all(&file)?;
             return match parse_record(&bytes) {
                 Ok(record) => {
-                    let (next, lowered) = record.state.lifted(reset_mark_cap(now), clock_fault);
+                    let (next, lowered) = record.state.lifted(reset_mark_cap(now), how);
                     if next != record.state {
                         self.write_slot(&file, uid, &record.slots, &next, true)?;
                     }

@@ -2,16 +2,13 @@
 //! For every account the name service lists, what the service's module would do and
 //! why (`totp_os::inspect`, the module's own placement, checks and parser). Read only.
 
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use totp_core::ledger::{ENROLMENT_RECORD_UIDS, STAND_IN_UIDS};
 use totp_core::options::ModuleOptions;
 use totp_core::state::{Missing, StateStore, StoreError};
+use totp_os::command::{self, CommandError};
 use totp_os::inspect::{self, Verdict};
 use totp_os::nss;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir};
@@ -39,98 +36,45 @@ fn is_login_shell(shell: &str) -> bool {
 const GETENT: &str = "/usr/bin/getent";
 /// The most `getent passwd` may print (some 500 000 accounts of 128 bytes): a directory
 /// larger than that is not audited whole, and memory stays bounded (R36).
-const MAX_LISTING: u64 = 64 << 20;
+const MAX_LISTING: usize = 64 << 20;
 /// How long the enumeration may take: a directory server that hangs ends the audit
 /// with an error, not a wait without end.
 const LISTING_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Whether `path` is a program only root can change: owned by root, not group or
-/// other writable (the directories above it are the system's).
-fn root_owned_program(path: &Path) -> Result<(), String> {
-    let m = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !m.is_file() || m.uid() != 0 || m.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{} is not a root-owned program others cannot write (owner uid {}, mode {:o})",
-            path.display(),
-            m.uid(),
-            m.mode() & 0o7777
-        ));
-    }
-    Ok(())
-}
-
-/// Standard output of `cmd` (run with no environment, standard input and error on
-/// /dev/null), at most `cap` bytes within `timeout`; the program is killed when it
-/// prints more or takes longer, and must exit 0.
-fn bounded_output(mut cmd: Command, cap: u64, timeout: Duration) -> Result<Vec<u8>, String> {
-    let deadline = Instant::now() + timeout;
-    let mut child = cmd
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run it: {e}"))?;
-    let Some(stdout) = child.stdout.take() else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err("no pipe to its output".into());
-    };
-    // The reader runs apart so that the deadline holds however the program writes.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let read = stdout.take(cap + 1).read_to_end(&mut buf).map(|_| buf);
-        let _ = tx.send(read);
-    });
-    let stop = |child: &mut std::process::Child, why: String| {
-        let _ = child.kill();
-        let _ = child.wait();
-        Err(why)
-    };
-    let buf = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        Ok(Ok(buf)) if buf.len() as u64 > cap => {
-            return stop(&mut child, format!("it printed more than {cap} bytes"));
+/// Standard output of `program args`, run by the secret command's runner as root
+/// (`getent` must see what root sees), at most `cap` bytes within `timeout`; it must
+/// exit 0. Every failure in words for the audit's error line.
+fn bounded_output(
+    program: &Path,
+    args: &[&str],
+    cap: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    match command::run_bounded(program, args, None, cap, timeout) {
+        // Moved out, not copied: a listing is no secret and needs no wiping.
+        Ok((status, mut out)) if status.success() => Ok(std::mem::take(&mut *out)),
+        Ok((status, _)) => Err(format!("it failed ({status})")),
+        Err(CommandError::Untrusted(e)) => Err(format!(
+            "{} is not a program only root can change ({e}): it and every directory above it must be owned by root and not writable by group or others",
+            program.display()
+        )),
+        Err(CommandError::TooLarge) => Err(format!("it printed more than {cap} bytes")),
+        Err(CommandError::TimedOut | CommandError::OutputHeldOpen(_)) => {
+            Err(format!("no complete answer within {} s", timeout.as_secs()))
         }
-        Ok(Ok(buf)) => buf,
-        Ok(Err(e)) => return stop(&mut child, format!("reading its output: {e}")),
-        Err(_) => {
-            return stop(
-                &mut child,
-                format!("no complete answer within {} s", timeout.as_secs()),
-            );
-        }
-    };
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(buf),
-            Ok(Some(status)) => return Err(format!("it failed ({status})")),
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(None) => {
-                return stop(
-                    &mut child,
-                    format!("it did not exit within {} s", timeout.as_secs()),
-                );
-            }
-            Err(e) => return stop(&mut child, format!("waiting for it: {e}")),
-        }
+        Err(e) => Err(format!("cannot run it: {e}")),
     }
 }
 
 /// The accounts the name service enumerates (`getent passwd`, which asks every source
 /// the way logins do); each is then looked up as the module looks it up.
 fn accounts() -> Result<Vec<Listed>, Fatal> {
-    let getent = Path::new(GETENT);
-    root_owned_program(getent).map_err(|e| Fatal(format!("cannot list the accounts: {e}")))?;
-    let mut cmd = Command::new(getent);
-    cmd.arg("passwd");
-    let out = bounded_output(cmd, MAX_LISTING, LISTING_TIMEOUT).map_err(|e| {
-        Fatal(format!(
-            "{GETENT} passwd: {e}: the name service cannot be listed"
-        ))
-    })?;
+    let out = bounded_output(Path::new(GETENT), &["passwd"], MAX_LISTING, LISTING_TIMEOUT)
+        .map_err(|e| {
+            Fatal(format!(
+                "{GETENT} passwd: {e}: the name service cannot be listed"
+            ))
+        })?;
     let mut listed: Vec<Listed> = String::from_utf8_lossy(&out)
         .lines()
         .filter_map(|l| {
@@ -332,48 +276,68 @@ pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
 mod tests {
     use super::*;
 
-    fn sh(script: &str) -> Command {
-        let mut c = Command::new("/bin/sh");
-        c.args(["-c", script]);
-        c
-    }
-
-    /// R36: the listing is bounded in size and time; the program is killed at either
-    /// bound, and its exit status counts.
+    /// R36 through the secret command's runner: the listing is bounded in size and
+    /// time, the program is killed at either bound, its exit status counts, no
+    /// environment reaches it, and only a program root controls is run.
     #[test]
     fn the_account_listing_is_bounded_in_size_and_time() {
         let second = Duration::from_secs(1);
+        // The shell itself, not the /bin/sh link: the runner refuses symbolic links.
+        let sh = std::fs::canonicalize("/bin/sh").expect("a shell");
+        let sh = sh.as_path();
+        let run = |script: &str, cap, limit| bounded_output(sh, &["-c", script], cap, limit);
         assert_eq!(
-            bounded_output(sh("echo root:x:0:0"), 100, 10 * second),
+            run("echo root:x:0:0", 100, 10 * second),
             Ok(b"root:x:0:0\n".to_vec())
         );
-        let big = bounded_output(sh("head -c 5000 /dev/zero"), 1000, 10 * second);
+        // Larger than the secret-file cap the buffer starts at: it grows.
+        let listing = run("head -c 200000 /dev/zero", 300_000, 10 * second);
+        assert_eq!(listing.map(|o| o.len()), Ok(200_000));
+        let big = run("head -c 5000 /dev/zero", 1000, 10 * second);
         assert!(big.is_err_and(|e| e.contains("more than 1000 bytes")));
         // A program that never stops talking is cut off at the size bound too.
-        let endless = bounded_output(sh("yes"), 1000, 10 * second);
+        let endless = run("yes", 1000, 10 * second);
         assert!(endless.is_err_and(|e| e.contains("more than 1000 bytes")));
-        let started = Instant::now();
-        let slow = bounded_output(sh("sleep 30"), 1000, Duration::from_millis(300));
+        let slow = run("sleep 30", 1000, Duration::from_millis(300));
         assert!(slow.is_err_and(|e| e.contains("no complete answer")));
-        assert!(started.elapsed() < 10 * second, "killed, not waited for");
-        let failed = bounded_output(sh("echo x; exit 2"), 1000, 10 * second);
+        let failed = run("echo x; exit 2", 1000, 10 * second);
         assert!(failed.is_err_and(|e| e.contains("failed")));
-        // No environment reaches it: PATH and all.
+        // No environment reaches it but the runner's fixed PATH.
         assert_eq!(
-            bounded_output(sh("echo \"[$HOME]\""), 100, 10 * second),
+            run("echo \"[$HOME]\"", 100, 10 * second),
             Ok(b"[]\n".to_vec())
         );
     }
 
     #[test]
     fn only_a_root_owned_program_others_cannot_write_is_run() {
-        assert_eq!(root_owned_program(Path::new("/bin/sh")), Ok(()));
-        let dir = tempfile::tempdir().expect("tmp");
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // In the crate's directory, not /tmp: a sticky world-writable directory above
+        // the program is refused too, which would leave the control nothing to show.
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("tmp");
         let p = dir.path().join("getent");
-        std::fs::write(&p, "#!/bin/sh\n").expect("write");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-        assert!(root_owned_program(&p).is_err(), "world-writable");
-        assert!(root_owned_program(dir.path()).is_err(), "not a file");
+        let sh = std::fs::canonicalize("/bin/sh").expect("a shell");
+        let script = format!("#!{}\necho root:x:0:0\n", sh.display());
+        std::fs::write(&p, script).expect("write");
+        let run = |p: &Path| bounded_output(p, &[], 100, Duration::from_secs(10));
+        let chmod = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        chmod(dir.path(), 0o755);
+        chmod(&p, 0o777);
+        let world_writable = run(&p);
+        assert!(
+            world_writable
+                .as_ref()
+                .is_err_and(|e| e.contains("only root can change")),
+            "{world_writable:?}"
+        );
+        assert!(run(dir.path()).is_err(), "not a file");
+        // Control: the same script at 0755 runs, where the checkout is root's.
+        chmod(&p, 0o755);
+        let roots = |d: &Path| std::fs::metadata(d).is_ok_and(|m| m.uid() == 0);
+        if roots(Path::new("/proc/self")) && dir.path().ancestors().all(roots) {
+            assert_eq!(run(&p), Ok(b"root:x:0:0\n".to_vec()));
+        }
     }
 }

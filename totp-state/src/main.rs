@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use totp_core::options::ModuleOptions;
-use totp_core::state::{Missing, Reset, StateStore, Uid, UserState};
+use totp_core::state::{Missing, Reset, ResetHow, StateStore, Uid, UserState};
 use totp_core::user::UserName;
 use totp_os::remote::open_shared;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir, effective_uid, record_uid};
@@ -289,8 +289,12 @@ fn run(cmd: Command) -> Result<(), Stop> {
         if let Some(n) = &name {
             store.name_user(uid, n);
         }
+        let how = ResetHow {
+            clock_fault,
+            legacy_step_secs: legacy_step(store.as_mut(), uid, opts.as_ref()),
+        };
         let done = store
-            .reset(uid, now(), clock_fault)
+            .reset_with(uid, now(), how)
             .map_err(|e| Fatal(format!("reset of uid {uid} failed: {e}")))?;
         if implicit && done == Reset::Absent {
             unused_default_store(store.as_mut(), &dir, user)?;
@@ -370,6 +374,27 @@ fn unused_default_store(store: &mut dyn StateStore, dir: &Path, who: &str) -> Re
          state=redis…, state=etcd…); name it with --service NAME or --options '…'",
         dir.display()
     )))
+}
+
+/// The `STEP_SIZE` a login of `uid` reads from its secret file, asked only when its
+/// record still holds a version-1 mark (counted in the file's steps, which the record
+/// does not say): the file is read as the module reads it, with the service's options
+/// when named, else the module's defaults. `None` (no account, no readable file): the
+/// reset lowers such a mark only where every step size allows
+/// ([`totp_core::state::UserState::lifted`]).
+fn legacy_step(store: &mut dyn StateStore, uid: Uid, opts: Option<&ModuleOptions>) -> Option<u64> {
+    let legacy = store.read(uid).ok()?.legacy?;
+    legacy.last_step?;
+    let pw = nss::lookup_user_by_uid(uid).ok().flatten()?;
+    let defaults;
+    let opts = match opts {
+        Some(o) => o,
+        None => {
+            defaults = ModuleOptions::parse(&[]).ok()?;
+            &defaults
+        }
+    };
+    totp_os::inspect::file_step_secs(opts, &pw)
 }
 
 /// What a reset did, in words: what it cleared, what it kept.

@@ -106,6 +106,11 @@ fn decision_table() {
         ("field v6", FIELD_EXAMPLE, from("2001:db8::1"), Require, Some(3)),
         ("field console", FIELD_EXAMPLE, console("/dev/tty1", "login"), Skip, Some(2)),
         ("field display", FIELD_EXAMPLE, console(":0", "gdm-password"), Skip, Some(2)),
+        // VNC servers number displays from :1: never local, and LOCAL cannot skip there.
+        ("field vnc display", FIELD_EXAMPLE, console(":1", "gdm-password"), Require, Some(3)),
+        ("vnc screen", FIELD_EXAMPLE, console(":1.0", "xscreensaver"), Require, Some(3)),
+        ("vnc local only", "+ : ALL : LOCAL", console(":1", "lightdm"), Require, None),
+        ("display 0 local only", "+ : ALL : LOCAL", console(":0", "lightdm"), Skip, Some(1)),
         ("field sudo in ssh", FIELD_EXAMPLE, console("/dev/pts/3", "sudo"), Require, Some(3)),
         ("field su in ssh", FIELD_EXAMPLE, console("pts/3", "su"), Require, Some(3)),
         ("field sudo console", FIELD_EXAMPLE, console("/dev/tty1", "sudo"), Require, Some(3)),

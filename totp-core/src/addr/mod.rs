@@ -173,14 +173,17 @@ pub fn classify_origin(rhost: Option<&[u8]>, tty: Option<&[u8]>, service: Option
 ///
 /// [`Origin::Local`] needs all of: no `PAM_RHOST`, a service that does not switch identity,
 /// and a `PAM_TTY` naming a virtual console (`ttyN`, `/dev/ttyN`, N ≤ 63), the system
-/// console (`console`, `/dev/console`) or a local X display `:N` / `:N.S` with N ≤ 9.
+/// console (`console`, `/dev/console`) or the first local X display, `:0` / `:0.S`.
 ///
 /// - A pseudo-terminal is never local: that is what sudo or su inside an SSH session have.
 /// - su, sudo, runuser, doas and pkexec are never local whatever their terminal, because
 ///   they take `PAM_TTY` from descriptors the invoking (possibly remote) user chose, and
 ///   running them is not a console login.
-/// - Displays 10 and above are left out because X11 forwarding and remote-desktop servers
-///   number their displays from 10.
+/// - Only display 0 is local. VNC servers (TigerVNC's vncserver and vncsession, x11vnc's
+///   own displays) number theirs from 1, and X11 forwarding and remote-desktop servers
+///   from 10: a screen locker or display-manager login on such a display is a remote
+///   user's, and `:1` and above are [`Origin::Unknown`] (which only ever asks for the
+///   code). A second local seat on `:1` asks for the code too; that is the price.
 /// - Serial lines (`ttyS0`, `ttyUSB0`) are left out: they are often console servers
 ///   reached over a network.
 pub fn classify_origin_with_reason(
@@ -236,7 +239,7 @@ fn is_local_display(display: &[u8]) -> bool {
         None => (display, None),
         Some(dot) => (&display[..dot], Some(&display[dot + 1..])),
     };
-    let number_ok = small_decimal(number).is_some_and(|n| n <= 9);
+    let number_ok = number == b"0";
     let screen_ok = screen.is_none_or(|s| small_decimal(s).is_some());
     number_ok && screen_ok
 }

@@ -1,5 +1,12 @@
 use super::*;
 
+fn how(clock_fault: bool) -> ResetHow {
+    ResetHow {
+        clock_fault,
+        legacy_step_secs: None,
+    }
+}
+
 fn marks(until: Option<u64>, hotp: Option<u64>, scratch: &[u64]) -> Marks {
     Marks {
         totp_until: until,
@@ -53,6 +60,64 @@ fn version_1_records_are_read_as_unbound_marks() {
     let next = s.with_marks(EnrolmentId(3), marks(Some(30), None, &[]));
     assert_eq!(next.legacy, None);
     assert_eq!(UserState::decode(&next.encode()), Ok(next));
+}
+
+/// Finding: a version-1 record written back before any enrolment took its marks over
+/// (a wrong code's throttling, an admin's reset) was encoded as version 2, which has no
+/// place for them: the last used step and the HOTP counter were gone, and the codes
+/// under them worked again. Now it is written back as version 1, byte for byte.
+#[test]
+fn unbound_version_1_marks_survive_being_written_back() {
+    let mut v1 = vec![1, 0b11];
+    v1.extend_from_slice(&58_000_000u64.to_le_bytes());
+    v1.extend_from_slice(&12u64.to_le_bytes());
+    v1.extend_from_slice(&[5, 6]);
+    let s = UserState::decode(&v1).expect("version 1");
+    assert_eq!(s.encode(), v1, "written back unchanged");
+
+    // A wrong code's write: the throttling record changes, the marks stay.
+    let throttled = UserState {
+        extra: vec![7, 8, 9],
+        ..s.clone()
+    };
+    let read = UserState::decode(&throttled.encode()).expect("decoded");
+    assert_eq!(read, throttled);
+    assert_eq!(read.legacy, s.legacy);
+
+    // An admin's reset: throttling cleared, the marks kept (and lowered only as
+    // `lifted` says), as a record of either version keeps them.
+    let now = EARLIEST_CLOCK + 1_000_000;
+    let (reset, _) = s.lifted(reset_mark_cap(now), how(false));
+    let read = UserState::decode(&reset.encode()).expect("decoded");
+    assert_eq!(read.legacy, s.legacy, "the reset kept the marks");
+    assert!(read.extra.is_empty());
+
+    // Only one of the two marks, and neither.
+    for legacy in [
+        LegacyMarks {
+            last_step: Some(3),
+            hotp: None,
+        },
+        LegacyMarks {
+            last_step: None,
+            hotp: Some(0),
+        },
+    ] {
+        let one = UserState {
+            legacy: Some(legacy),
+            ..UserState::default()
+        };
+        assert_eq!(UserState::decode(&one.encode()), Ok(one));
+    }
+    // Bound marks win: legacy marks beside them are never written (an enrolment took
+    // them over when it got marks of its own).
+    let bound = UserState {
+        marks: vec![(EnrolmentId(1), marks(Some(60), None, &[]))],
+        legacy: s.legacy,
+        extra: Vec::new(),
+    };
+    let read = UserState::decode(&bound.encode()).expect("decoded");
+    assert_eq!((read.marks, read.legacy), (bound.marks, None));
 }
 
 #[test]
@@ -195,7 +260,7 @@ fn a_reset_keeps_every_mark_a_login_honours_and_lowers_the_rest() {
     let lift = |until: u64| {
         UserState::default()
             .with_marks(id, marks(Some(until), None, &[]))
-            .lifted(Some(cap), false)
+            .lifted(Some(cap), how(false))
     };
     for until in [honoured, beyond] {
         let (next, lowered) = lift(until);
@@ -210,7 +275,7 @@ fn a_reset_keeps_every_mark_a_login_honours_and_lowers_the_rest() {
     // and a reset 20 s later keeps the mark.
     let (next, lowered) = UserState::default()
         .with_marks(id, marks(Some(now + 21 * 30), None, &[]))
-        .lifted(reset_mark_cap(now + 20), false);
+        .lifted(reset_mark_cap(now + 20), how(false));
     assert!(!lowered);
     assert_eq!(next.marks_of(id), Some(&marks(Some(now + 630), None, &[])));
 
@@ -243,7 +308,7 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
         .with_marks(EnrolmentId(1), marks(Some(now - 90), Some(41), &[7, 9]))
         .with_marks(EnrolmentId(2), marks(Some(now + 30), None, &[3]));
     s.extra = vec![2, 0, 0, 9, 9];
-    let (next, lowered) = s.lifted(Some(cap), false);
+    let (next, lowered) = s.lifted(Some(cap), how(false));
     assert!(!lowered);
     assert!(next.extra.is_empty(), "throttling cleared");
     assert_eq!(next.marks, s.marks, "marks kept as they were");
@@ -251,14 +316,14 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
 
     // A mark from a clock in 2100: down to the cap, the rest untouched.
     let ahead = s.with_marks(EnrolmentId(3), marks(Some(4_102_444_800), Some(2), &[5]));
-    let (next, lowered) = ahead.lifted(Some(cap), false);
+    let (next, lowered) = ahead.lifted(Some(cap), how(false));
     assert!(lowered);
     assert_eq!(
         next.marks_of(EnrolmentId(3)),
         Some(&marks(Some(cap), Some(2), &[5]))
     );
     assert_eq!(next.marks_of(EnrolmentId(1)), s.marks_of(EnrolmentId(1)));
-    let (untrusted, lowered) = ahead.lifted(None, false);
+    let (untrusted, lowered) = ahead.lifted(None, how(false));
     assert!(!lowered);
     assert_eq!(untrusted.marks, ahead.marks, "no clock, no lowering");
     assert!(untrusted.extra.is_empty());
@@ -266,10 +331,10 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
     // Two days ahead: within what a login honours for some file (a wide TIME_SKEW at a
     // 60-s step), so kept, unless the admin says it was a clock fault.
     let two_days = s.with_marks(EnrolmentId(4), marks(Some(now + 2 * 86_400), None, &[]));
-    let (kept, lowered) = two_days.lifted(Some(cap), false);
+    let (kept, lowered) = two_days.lifted(Some(cap), how(false));
     assert!(!lowered);
     assert_eq!(kept.marks, two_days.marks);
-    let (fixed, lowered) = two_days.lifted(Some(cap), true);
+    let (fixed, lowered) = two_days.lifted(Some(cap), how(true));
     assert!(lowered);
     assert_eq!(
         fixed.marks_of(EnrolmentId(4)),
@@ -281,9 +346,21 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
         s.marks_of(EnrolmentId(2)),
         "a mark within the slack is not a clock fault"
     );
+}
 
-    // A version-1 record's marks stay for the first login to bind; a step far ahead
-    // (read at 30 s) comes down to the last step before the cap.
+/// A version-1 mark is a step of the file's STEP_SIZE, which the record does not hold.
+/// Finding: a reset read it at 30 s whatever the file said, so the current mark of a
+/// file of 10-s steps looked three times the clock and was "lowered" to a step the
+/// file's 10 s put at a third of the clock, reopening every code it had used; a
+/// 60-s file's mark far ahead was lowered to a step its 60 s put at twice the clock.
+/// Now a reset lowers one only when it lies beyond at every step size, and to a step
+/// that no step size reads as before the cap.
+#[test]
+fn a_reset_lowers_a_version_1_mark_only_where_no_step_size_reopens_a_code() {
+    use crate::gafile::{GaFile, SHORTEST_STEP_SECS};
+
+    let now = EARLIEST_CLOCK + 1_000_000;
+    let cap = reset_mark_cap(now).expect("a trusted clock");
     let legacy = |step| UserState {
         legacy: Some(LegacyMarks {
             last_step: Some(step),
@@ -292,13 +369,87 @@ fn a_reset_clears_the_throttling_and_keeps_every_enrolments_marks() {
         extra: vec![1],
         ..UserState::default()
     };
-    let (next, lowered) = legacy(now / 30).lifted(Some(cap), false);
+    // The step size a login reads the mark at is the file's.
+    let step_of = |size: u64| {
+        GaFile::parse(format!("JBSWY3DPEHPK3PXP\n\" STEP_SIZE {size}\n\" TOTP_AUTH\n").as_bytes())
+            .and_then(|f| f.config())
+            .expect("a valid file")
+            .step_secs()
+    };
+    let until = |last: u64, size: u64| (last + 1) * step_of(size);
+
+    // Current marks of files of 10-, 30- and 60-s steps: kept as they are, throttling
+    // cleared, the HOTP counter kept.
+    for size in [10, 30, 60] {
+        let (next, lowered) = legacy(now / size).lifted(Some(cap), how(false));
+        assert!(!lowered, "{size}");
+        assert_eq!(next.legacy, legacy(now / size).legacy, "{size}");
+        assert!(next.extra.is_empty());
+        let (next, lowered) = legacy(now / size).lifted(Some(cap), how(true));
+        assert!(
+            !lowered,
+            "a clock fault lowers nothing at or before the cap: {size}"
+        );
+        assert_eq!(next.legacy, legacy(now / size).legacy, "{size}");
+    }
+
+    // A 60-s file whose mark is far ahead (a clock in 2100): a login refuses it, but at
+    // 1-s steps it would be before the cap, so the reset keeps it rather than guess the
+    // step; the old reading at 30 s lowered it to a step 60 s reads as twice the clock.
+    let far = 4_102_444_800 / 60;
+    assert!(
+        until(far, 60) > reset_lowers_after(cap),
+        "ahead of what logins honour"
+    );
+    let (next, lowered) = legacy(far).lifted(Some(cap), how(true));
     assert!(!lowered);
-    assert_eq!(next.legacy, legacy(now / 30).legacy);
-    let (next, lowered) = legacy(4_102_444_800 / 30).lifted(Some(cap), false);
+    assert_eq!(next.legacy, legacy(far).legacy);
+
+    // A mark beyond at every step size is lowered, to the cap at the shortest step:
+    // a 60-s, 30-s or 1-s file reads it at or after the cap, never before.
+    let absurd = reset_lowers_after(cap) + 5;
+    let (next, lowered) = legacy(absurd).lifted(Some(cap), how(false));
     assert!(lowered);
     let kept = next.legacy.expect("kept");
-    assert_eq!((kept.last_step, kept.hotp), (Some(cap / 30 - 1), Some(12)));
+    assert_eq!(kept.hotp, Some(12));
+    let last = kept.last_step.expect("a mark");
+    assert_eq!(last, cap / SHORTEST_STEP_SECS - 1);
+    for size in [1, 30, 60] {
+        assert!(until(last, size) >= cap, "{size}");
+        assert!(
+            until(last, size) <= until(absurd, size),
+            "{size}: lowered, not raised"
+        );
+    }
+    // Without a trusted clock nothing is lowered.
+    let (next, lowered) = legacy(absurd).lifted(None, how(false));
+    assert!(!lowered);
+    assert_eq!(next.legacy, legacy(absurd).legacy);
+
+    // With the file's step known (`totp-state reset` read the account's file), the mark
+    // is read as the login reads it. The 60-s file's mark in 2100 comes down to the
+    // first 60-s step boundary at or after the cap; its current mark stays.
+    let at = |step_secs| ResetHow {
+        clock_fault: false,
+        legacy_step_secs: Some(step_secs),
+    };
+    let (next, lowered) = legacy(far).lifted(Some(cap), at(60));
+    assert!(lowered);
+    let last = next.legacy.and_then(|l| l.last_step).expect("a mark");
+    assert!(
+        until(last, 60) >= cap && until(last, 60) < cap + 60,
+        "{last}"
+    );
+    assert_eq!(next.legacy.and_then(|l| l.hotp), Some(12));
+    for size in [10, 30, 60] {
+        let (next, lowered) = legacy(now / size).lifted(Some(cap), at(size));
+        assert!(!lowered, "{size}");
+        assert_eq!(next.legacy, legacy(now / size).legacy, "{size}");
+    }
+    // A 10-s file's current mark, which the old reading at 30 s lowered, is kept.
+    let (next, lowered) = legacy(now / 10).lifted(Some(cap), at(10));
+    assert!(!lowered);
+    assert_eq!(next.legacy, legacy(now / 10).legacy);
 }
 
 #[test]

@@ -1,0 +1,147 @@
+//! A state record of format 1 (before replay marks were bound to an enrolment) keeps
+//! its marks until a code is accepted and an enrolment takes them over: a wrong code's
+//! write and an admin's reset in between write the record back with them. Written as
+//! format 2 they were dropped, and the code of the last used step worked again.
+
+use std::time::Duration;
+
+use system_tests::*;
+use totp_core::state::{LegacyMarks, StateStore, UserState, Write};
+
+#[test]
+fn a_version_1_mark_survives_a_wrong_code_and_a_reset_until_a_code_binds_it() {
+    if !require_root("a_version_1_mark_survives_a_wrong_code_and_a_reset_until_a_code_binds_it") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("v1m");
+    let stack = Stack::probe("svc", "");
+    // A first wrong code makes the store (its directory and key) and the record.
+    let d = login_at(&stack, &u, &wrong_totp(&secret, T0 - 300), None, T0 - 300);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    // The record as a release before enrolment-bound marks left it: the code of T0's
+    // step was used.
+    let legacy = LegacyMarks {
+        last_step: Some(T0 / 30),
+        hotp: None,
+    };
+    let mut store = totp_os::state_dir::StateDir::new(stack.state_dir(), Duration::from_secs(5));
+    store
+        .update(u.uid, &mut |_| {
+            Write::Durable(UserState {
+                legacy: Some(legacy),
+                ..UserState::default()
+            })
+        })
+        .expect("seeded");
+    assert_eq!(
+        stored(&stack, u.uid).legacy,
+        Some(legacy),
+        "seeded as format 1"
+    );
+
+    // A wrong code writes the record (its throttling) and keeps the mark.
+    let d = login_at(&stack, &u, &wrong_totp(&secret, T0 + 5), None, T0 + 5);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    let after_wrong = stored(&stack, u.uid);
+    assert_eq!(failures_of(&after_wrong), 1, "the wrong code was written");
+    assert_eq!(after_wrong.legacy, Some(legacy), "and the mark kept");
+
+    // So does an admin's reset (the throttling goes, the mark stays).
+    let out = stack.state_tool(&["reset", "--user", &u.name]);
+    assert!(out.status.success(), "{out:?}");
+    let after_reset = stored(&stack, u.uid);
+    assert_eq!(failures_of(&after_reset), 0, "reset");
+    assert_eq!(
+        after_reset.legacy,
+        Some(legacy),
+        "the mark kept by the reset"
+    );
+
+    // The code of the marked step is refused as used; it worked again before the fix.
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0 + 10);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "a replay: {d:?}");
+    // Control: the next step's code logs in, and its enrolment takes the mark over.
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    let bound = stored(&stack, u.uid);
+    assert_eq!(bound.legacy, None);
+    assert_eq!(last_step_of(&bound), Some(T0 / 30 + 1));
+}
+
+/// The 6-digit SHA-1 code of a file with 60-s steps at `unix`.
+fn code_60(secret_b32: &str, unix: u64) -> String {
+    let bytes = totp_core::base32::decode_lenient(secret_b32.as_bytes()).expect("base32");
+    let secret = totp_core::secret::Secret::new(bytes);
+    let digits = totp_core::otp::Digits::SIX;
+    let at = i64::try_from(unix).expect("time");
+    let v = totp_core::otp::totp(&secret, at, 60, totp_core::otp::Algorithm::Sha1, digits)
+        .expect("totp");
+    totp_core::otp::format_code(v, digits)
+}
+
+/// A version-1 mark is a step of the file's `STEP_SIZE`. `totp-state reset` reads the
+/// account's file for it: a 60-s file's mark set by a clock in 2100 comes down to the
+/// first 60-s step after the reset's clock, and the next code logs in. Control: with the
+/// file out of reach the step is not known, and the mark stays (lowered at 1-s steps it
+/// would be; at 30 s, as before, it went to a step a 60-s file reads as twice the clock).
+#[test]
+fn a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file() {
+    if !require_root("a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file") {
+        return;
+    }
+    let u = TestUser::create("v1s");
+    let secret = random_secret_b32();
+    let file = u.write_secret(&format!("{secret}\n\" STEP_SIZE 60\n\" TOTP_AUTH\n"), 0o600);
+    let stack = Stack::probe("svc", "");
+    let t = now();
+    let d = login_at(&stack, &u, &wrong_totp(&secret, t), None, t);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    let far = LegacyMarks {
+        last_step: Some(4_102_444_800 / 60),
+        hotp: None,
+    };
+    let mut store = totp_os::state_dir::StateDir::new(stack.state_dir(), Duration::from_secs(5));
+    store
+        .update(u.uid, &mut |_| {
+            Write::Durable(UserState {
+                legacy: Some(far),
+                ..UserState::default()
+            })
+        })
+        .expect("seeded");
+    // Refused as a clock fault (a host fault's code): the mark is in 2100.
+    let d = login_at(&stack, &u, &code_60(&secret, t), None, t);
+    assert_eq!(d.module_code(), "PAM_SYSTEM_ERR", "{d:?}");
+
+    // Control: the file moved aside, the step unknown; the mark stays.
+    let aside = u.home.join("aside");
+    std::fs::rename(&file, &aside).expect("move aside");
+    let out = stack.state_tool(&["reset", "--user", &u.name, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("\"totp_mark_lowered\":false"), "{said}");
+    assert_eq!(stored(&stack, u.uid).legacy, Some(far));
+    std::fs::rename(&aside, &file).expect("move back");
+
+    // With the file there: lowered at its 60-s steps, to just after the reset's clock.
+    let reset_at = now();
+    let out = stack.state_tool(&["reset", "--user", &u.name, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("\"totp_mark_lowered\":true"), "{said}");
+    let last = stored(&stack, u.uid)
+        .legacy
+        .and_then(|l| l.last_step)
+        .expect("a mark");
+    let until = (last + 1) * 60;
+    assert!(
+        until >= reset_at && until <= now() + 600,
+        "ends after the reset's clock, within minutes: {until} at {reset_at}"
+    );
+    // Codes up to it stay used; the first step after it logs in and binds the mark.
+    let d = login_at(&stack, &u, &code_60(&secret, until - 30), None, until - 30);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "used: {d:?}");
+    let d = login_at(&stack, &u, &code_60(&secret, until + 30), None, until + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert_eq!(stored(&stack, u.uid).legacy, None);
+}
