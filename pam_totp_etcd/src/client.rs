@@ -83,8 +83,12 @@ pub struct Client {
     current: usize,
     credentials: Option<(String, Zeroizing<String>)>,
     token: Option<Zeroizing<String>>,
-    /// Bound of one whole call, failovers included.
+    /// Bound of one whole call, failovers included (R36): no member's request runs past
+    /// it, however much of its own bounds is left.
     call_budget: Duration,
+    /// `etcd_connect_timeout=` and `etcd_timeout=`: each request's own bounds.
+    connect: Duration,
+    command: Duration,
     /// The cluster's clock: the `Date` of the last reply read (unix seconds) and when
     /// it was read here.
     clock: Option<(u64, Instant)>,
@@ -197,6 +201,8 @@ impl Client {
             credentials,
             token: None,
             call_budget: connect + command,
+            connect,
+            command,
             clock: None,
         })
     }
@@ -263,11 +269,12 @@ impl Client {
         let started = Instant::now();
         let mut failures: Vec<Failure> = Vec::new();
         for i in 0..self.members.len() {
-            if i > 0 && started.elapsed() >= self.call_budget {
+            let left = self.call_budget.saturating_sub(started.elapsed());
+            if i > 0 && left.is_zero() {
                 break;
             }
             let m = (self.current + i) % self.members.len();
-            match self.post_one(m, path, body) {
+            match self.post_one(m, path, body, left) {
                 Ok((v, date)) => {
                     self.current = m;
                     if let Some(d) = date {
@@ -290,16 +297,26 @@ impl Client {
         Err(summarise(failures))
     }
 
-    /// The reply of one member and the time its `Date` header gave.
+    /// The reply of one member and the time its `Date` header gave, within `left` of the
+    /// call's budget: a member tried after another timed out gets only what remains, so
+    /// the call ends within the budget, not one request timeout past it.
     fn post_one(
         &self,
         member: usize,
         path: &str,
         body: &str,
+        left: Duration,
     ) -> Result<(Value, Option<u64>), Attempt> {
         let base = &self.members[member];
         let url = format!("{base}{path}");
-        let mut req = self.agent.post(&url).content_type("application/json");
+        let mut req = self
+            .agent
+            .post(&url)
+            .config()
+            .timeout_global(Some(self.command.min(left)))
+            .timeout_connect(Some(self.connect.min(left)))
+            .build()
+            .content_type("application/json");
         if let Some(t) = &self.token {
             req = req.header("Authorization", t.as_str());
         }

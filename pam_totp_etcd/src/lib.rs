@@ -14,8 +14,10 @@
 //! - `get`: a linearizable range read (the gateway's default: `serializable` is never
 //!   set); the version is the key's `mod_revision` (0: absent).
 //! - `cas`: one transaction comparing the key's `mod_revision` with the version the
-//!   module read (0 matches an absent key), putting the record only when it still
-//!   holds. A conflict is reported to the module, which reads and decides again.
+//!   module read (0 matches an absent key), and the store record's with the one the
+//!   module read (R34), putting the record only when both still hold. A conflict is
+//!   reported to the module, which reads and decides again; a store record changed
+//!   since (the data set lost or restored meanwhile) denies the login instead.
 //! - `del`: a delete range of exactly the key.
 //!
 //! TTLs are not used (etcd would need a lease per record): records stay until reset,
@@ -117,6 +119,30 @@ fn cluster_of(reply: &Value) -> Result<u64, Failure> {
         .ok_or_else(|| Failure::corrupt("etcd reply header has no cluster ID"))
 }
 
+/// The store record's `mod_revision` (0: absent) from the failure branch of a user
+/// record's transaction, one keys-only range of the store key.
+fn store_revision_after(reply: &Value) -> Result<u64, Failure> {
+    let range = reply
+        .get("responses")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .and_then(|r| r.get("response_range"))
+        .ok_or_else(|| Failure::corrupt("txn reply: no read of the store record"))?;
+    match range.get("kvs") {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Array(kvs)) => match kvs.as_slice() {
+            [] => Ok(0),
+            [kv] => kv
+                .get("mod_revision")
+                .and_then(number)
+                .filter(|&r| r > 0)
+                .ok_or_else(|| Failure::corrupt("store record has no modification revision")),
+            _ => Err(Failure::corrupt("range reply: more than one key")),
+        },
+        Some(_) => Err(Failure::corrupt("range reply: kvs is not a list")),
+    }
+}
+
 /// Whether a txn reply says its comparisons held (proto3 JSON leaves `false` out).
 fn succeeded(reply: &Value) -> Result<bool, Failure> {
     match reply.get("succeeded") {
@@ -178,6 +204,25 @@ pub struct Etcd {
     prefetched: Vec<(Vec<u8>, Read)>,
     /// `<prefix>store`: the one key bound to its cluster.
     store_key: Option<Vec<u8>>,
+    /// The `mod_revision` of the store record as the module last read or wrote it,
+    /// which every write of a user's record compares too (R34); `None` until the
+    /// module has one.
+    store_seen: Option<u64>,
+}
+
+/// Why a write is refused when the store record changed while the login decided.
+const STORE_CHANGED: &str = "the store record changed since this login read it (the data \
+     set was lost or restored, or the record was recreated): nothing was written; the \
+     next login decides with the store record as it is now";
+
+/// The `mod_revision` a txn reply's header gives the put it made (its new version).
+fn put_revision(reply: &Value) -> Result<u64, Failure> {
+    reply
+        .get("header")
+        .and_then(|h| h.get("revision"))
+        .and_then(number)
+        .filter(|&r| r > 0)
+        .ok_or_else(|| Failure::corrupt("txn reply header has no revision"))
 }
 
 fn check_key(key: &[u8]) -> Result<(), Failure> {
@@ -304,6 +349,51 @@ impl Etcd {
         Ok((succeeded(&reply)?, reply))
     }
 
+    /// Puts a user's record if its `mod_revision` is still `expected` and, once the
+    /// module has read the store record, the store record's is still the one read: a
+    /// data set lost or restored while the login decided (the store record gone or
+    /// recreated) writes nothing, and the login, which decided with that record's
+    /// floor, is denied (R34). A transaction that fails reads the store record back,
+    /// which tells the two comparisons apart.
+    fn put_record(&mut self, key: &[u8], expected: u64, record: &[u8]) -> Result<Status, Failure> {
+        let k = B64.encode(key);
+        let mut compare = vec![json!({
+            "key": k,
+            "target": "MOD",
+            "result": "EQUAL",
+            "mod_revision": expected.to_string(),
+        })];
+        let mut failure = Vec::new();
+        let store = self.store_seen.zip(self.store_key.clone());
+        if let Some((revision, store_key)) = &store {
+            let s = B64.encode(store_key);
+            compare.push(json!({
+                "key": s,
+                "target": "MOD",
+                "result": "EQUAL",
+                "mod_revision": revision.to_string(),
+            }));
+            failure.push(json!({ "request_range": { "key": s, "keys_only": true } }));
+        }
+        let body = json!({
+            "compare": compare,
+            "success": [{ "request_put": { "key": k, "value": B64.encode(record) } }],
+            "failure": failure,
+        });
+        let reply = self.client.call("/v3/kv/txn", &body, Retry::NotDelivered)?;
+        if succeeded(&reply)? {
+            return Ok(Status::Ok);
+        }
+        let Some((revision, _)) = store else {
+            return Ok(Status::Conflict);
+        };
+        if store_revision_after(&reply)? == revision {
+            return Ok(Status::Conflict);
+        }
+        self.store_seen = None;
+        Err(Failure::new(Status::Unavailable, STORE_CHANGED.to_owned()))
+    }
+
     /// The store record as the module sees it: one written on another cluster is absent
     /// (the module then recreates it at now, R34). One from an earlier release is bound
     /// to this cluster first (once per store), so a later restore is caught too.
@@ -319,13 +409,7 @@ impl Etcd {
             let (put, reply) = self.put_if_revision(key, revision, &bind(cluster, &value))?;
             if put {
                 // The put's revision is the reply's: the version the module compares.
-                let revision = reply
-                    .get("header")
-                    .and_then(|h| h.get("revision"))
-                    .and_then(number)
-                    .filter(|&r| r > 0)
-                    .ok_or_else(|| Failure::corrupt("txn reply header has no revision"))?;
-                return Ok((value, revision));
+                return Ok((value, put_revision(&reply)?));
             }
         }
         Err(Failure::new(
@@ -352,10 +436,9 @@ impl Etcd {
                     }
                 };
             }
-            if self
-                .put_if_revision(key, compare, &bind(cluster, record))?
-                .0
-            {
+            let (put, reply) = self.put_if_revision(key, compare, &bind(cluster, record))?;
+            if put {
+                self.store_seen = Some(put_revision(&reply)?);
                 return Ok(Status::Ok);
             }
             if expected != 0 {
@@ -400,6 +483,7 @@ impl Backend for Etcd {
             client,
             prefetched: Vec::new(),
             store_key: config.store_key.take(),
+            store_seen: None,
         };
         // A linearizable read proves that a majority serves this login before the module
         // relies on the store (`state_fallback=local` acts on a failed open), and these
@@ -411,14 +495,21 @@ impl Backend for Etcd {
     }
 
     fn get(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
-        if let Some(i) = self
+        let read = match self
             .prefetched
             .iter()
             .position(|(k, _)| k.as_slice() == key)
         {
-            return self.prefetched.swap_remove(i).1;
+            Some(i) => self.prefetched.swap_remove(i).1,
+            None => self.read(key),
+        };
+        if self.is_store_key(key) {
+            self.store_seen = match &read {
+                Ok((_, revision)) if *revision != 0 => Some(*revision),
+                _ => None,
+            };
         }
-        self.read(key)
+        read
     }
 
     fn cas(
@@ -436,13 +527,11 @@ impl Backend for Etcd {
             return Err(Failure::invalid("bad record length"));
         }
         if self.is_store_key(key) {
+            // Known again only once written here; the module reads it again otherwise.
+            self.store_seen = None;
             return self.cas_store(key, expected, record);
         }
-        Ok(if self.put_if_revision(key, expected, record)?.0 {
-            Status::Ok
-        } else {
-            Status::Conflict
-        })
+        self.put_record(key, expected, record)
     }
 
     /// The cluster has no clock of its own in its replies' bodies; the gateway's `Date`
@@ -640,6 +729,29 @@ mod tests {
         ] {
             let e = parse_reads(&reply, keys(), None).expect_err("corrupt");
             assert_eq!(e.status, Status::Corrupt, "{reply}");
+        }
+    }
+
+    /// A user record's transaction that failed reads the store record back: its
+    /// `mod_revision`, 0 when gone; anything else is a reply of another shape.
+    #[test]
+    fn the_store_record_read_back_after_a_failed_write_gives_its_revision() {
+        let reply = |range: Value| json!({ "responses": [{ "response_range": range }] });
+        let kv = json!({ "kvs": [{ "key": B64.encode(b"p/store"), "mod_revision": "9" }] });
+        assert_eq!(store_revision_after(&reply(kv)).ok(), Some(9));
+        assert_eq!(store_revision_after(&reply(json!({}))).ok(), Some(0));
+        assert_eq!(
+            store_revision_after(&reply(json!({ "kvs": [] }))).ok(),
+            Some(0)
+        );
+        for bad in [
+            json!({}),
+            json!({ "responses": [] }),
+            reply(json!({ "kvs": "x" })),
+            reply(json!({ "kvs": [{}, {}] })),
+            reply(json!({ "kvs": [{ "mod_revision": "0" }] })),
+        ] {
+            assert!(store_revision_after(&bad).is_err(), "{bad}");
         }
     }
 

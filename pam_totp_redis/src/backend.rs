@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use totp_core::fleet::PluginConfig;
-use totp_core::state::MAX_ENCODED_LEN;
+use totp_core::state::{MAX_ENCODED_LEN, StoreContext};
 use zeroize::Zeroizing;
 
 use crate::bound::{self, StoreRecord};
@@ -142,6 +142,13 @@ impl Failure {
 /// KEYS[1] = record key; ARGV = expected version ("0" = absent), record, TTL seconds.
 /// One text for the `EVAL` script and the function library's body.
 ///
+/// With KEYS[2] (the store record, `<prefix>store`) and ARGV[4], ARGV[5] (its version
+/// `v` and binding `i` as the login read them), the store record is compared too, and a
+/// store record changed since (a FLUSHALL or another lost data set, a recreation after
+/// a failover or a restart) writes nothing and answers 2: the login decided with a floor
+/// that no longer holds (R34). Called with one key (the previous releases' hosts) it
+/// compares the user's record only, as before.
+///
 /// Redis checks the commands a script or function runs against the caller's ACL only
 /// when each runs: an ACL without `+expire` had the `HSET` done and the `EXPIRE`
 /// refused, so a denied login left its code counted as used (and a record without the
@@ -170,6 +177,10 @@ if redis.acl_check_cmd then
     end
   end
 end
+if KEYS[2] then
+  local s = redis.call('HMGET', KEYS[2], 'v', 'i')
+  if s[1] ~= ARGV[4] or s[2] ~= ARGV[5] then return 2 end
+end
 local v = redis.call('HGET', KEYS[1], 'v')
 if v == false then v = '0' end
 if v ~= ARGV[1] then return 0 end
@@ -190,27 +201,34 @@ return 1
 const CAS_SCRIPT: &str = cas_body!();
 
 /// The function name, versioned: a changed body gets a new name, so a host that calls
-/// it knows what it runs (v2: nothing written unless the ACL allows every write). A
-/// host that finds only an earlier library falls back to the script.
-const CAS_FUNCTION: &str = "pam_totp_cas_v2";
+/// it knows what it runs (v2: nothing written unless the ACL allows every write; v3:
+/// the store record compared as well). A host that finds only an earlier library falls
+/// back to the script.
+const CAS_FUNCTION: &str = "pam_totp_cas_v3";
 
 /// The function library `totp-state init` installs (`FUNCTION LOAD REPLACE`): with it,
 /// hosts need `+fcall` instead of `+eval` (no arbitrary scripts, which could stall the
 /// server or rewrite any record the ACL reaches).
 ///
 /// `init` runs before the hosts are upgraded, and `REPLACE` drops every function the
-/// new text does not register: `pam_totp_cas_v1`, which hosts of the previous release
-/// call, stays registered (with this body: the same arguments and replies, and the
-/// refusal before writing), or their logins would be refused until upgraded. It can
-/// go once no host of that release is left.
+/// new text does not register: `pam_totp_cas_v2` and `pam_totp_cas_v1`, which hosts of
+/// earlier releases call with one key, stay registered (with this body: called so, the
+/// same arguments and replies as theirs, and the refusal before writing), or their
+/// logins would be refused until upgraded. They can go once no such host is left.
 const LIBRARY: &str = concat!(
     "#!lua name=pam_totp\n",
     "local function cas(KEYS, ARGV)",
     cas_body!(),
     "end\n",
+    "redis.register_function('pam_totp_cas_v3', cas)\n",
     "redis.register_function('pam_totp_cas_v2', cas)\n",
     "redis.register_function('pam_totp_cas_v1', cas)\n"
 );
+
+/// Why a write is refused when the store record changed while the login decided.
+const STORE_CHANGED: &str = "the store record changed since this login read it (the data \
+     set was lost or flushed, or the record was recreated after a restart or a failover): \
+     nothing was written; the next login decides with the store record as it is now";
 
 /// Why a Redis Cluster node is refused, in every message that finds one.
 const NOT_CLUSTER: &str = "a Redis Cluster node: pam_totp keeps its records on one \
@@ -603,6 +621,9 @@ fn parse_record(reply: Reply) -> Read {
     }
 }
 
+/// The store record the module decided with: its version, binding and record.
+type StoreSeen = (u64, Vec<u8>, Vec<u8>);
+
 /// A store record as read: the record and its version (as [`parse_record`] gives them),
 /// and the server instance its `i` field binds it to.
 type StoreRead = Result<(Vec<u8>, u64, Option<Vec<u8>>), Failure>;
@@ -641,6 +662,10 @@ pub struct Backend {
     store_key: Option<Vec<u8>>,
     /// The server instance the open's `INFO` describes ([`bound::instance_of`]).
     instance: Option<bound::Instance>,
+    /// The store record as the module last read or wrote it: its version and binding
+    /// (`v` and `i`), which every write of a user's record compares (R34), and the
+    /// record itself; `None` until the module has one.
+    store_seen: Option<StoreSeen>,
     /// The store record as the open read it, until asked for (once) or anything is
     /// written.
     prefetched_store: Option<StoreRead>,
@@ -884,6 +909,7 @@ impl Backend {
             replicas,
             store_key,
             instance,
+            store_seen: None,
             prefetched_store,
         })
     }
@@ -923,11 +949,17 @@ impl Backend {
     /// opening is answered from that read, once.
     pub fn get(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
         if self.is_store_key(key) {
-            return match self.read_store(key)? {
+            self.store_seen = None;
+            let (record, bound_to) = self.read_store(key)?;
+            return match record {
                 StoreRecord::Absent | StoreRecord::Stale(..) => Ok((Vec::new(), 0)),
-                StoreRecord::Current(record, version) => Ok((record, version)),
+                StoreRecord::Current(record, version) => {
+                    self.store_seen = bound_to.map(|i| (version, i, record.clone()));
+                    Ok((record, version))
+                }
                 StoreRecord::Unbound(record, version) => {
-                    self.bind(key)?;
+                    let binding = self.bind(key)?;
+                    self.store_seen = Some((version, binding, record.clone()));
                     Ok((record, version))
                 }
             };
@@ -947,8 +979,9 @@ impl Backend {
         self.store_key.as_deref() == Some(key)
     }
 
-    /// The store record and what it is on this server instance ([`crate::bound`]).
-    fn read_store(&mut self, key: &[u8]) -> Result<StoreRecord, Failure> {
+    /// The store record and what it is on this server instance ([`crate::bound`]), and
+    /// its binding (`i`) as stored.
+    fn read_store(&mut self, key: &[u8]) -> Result<(StoreRecord, Option<Vec<u8>>), Failure> {
         let read = match self.prefetched_store.take() {
             Some(read) => read,
             None => {
@@ -957,12 +990,8 @@ impl Backend {
         };
         let (record, version, bound_to) = read?;
         let instance = self.instance()?;
-        Ok(bound::classify(
-            record,
-            version,
-            bound_to.as_deref(),
-            &instance,
-        ))
+        let record = bound::classify(record, version, bound_to.as_deref(), &instance);
+        Ok((record, bound_to))
     }
 
     /// The instance the open's `INFO` named. Without one a rolled-back data set could
@@ -976,17 +1005,14 @@ impl Backend {
         })
     }
 
-    /// Binds the store record under `key` to this server instance (its `i` field).
+    /// Binds the store record under `key` to this server instance (its `i` field), and
+    /// returns the binding written.
     /// Unconditional: whatever record a host finds there on this instance was written or
     /// checked on it, or is the previous release's, which is bound on its first read.
-    fn bind(&mut self, key: &[u8]) -> Result<(), Failure> {
-        let instance = self.instance()?;
-        match self.call(
-            "HSET",
-            &[b"HSET", key, b"i", instance.binding().as_bytes()],
-            SHORT_REPLY,
-        )? {
-            Reply::Int(_) => Ok(()),
+    fn bind(&mut self, key: &[u8]) -> Result<Vec<u8>, Failure> {
+        let binding = self.instance()?.binding().into_bytes();
+        match self.call("HSET", &[b"HSET", key, b"i", &binding], SHORT_REPLY)? {
+            Reply::Int(_) => Ok(binding),
             _ => Err(Failure::corrupt("unexpected HSET reply")),
         }
     }
@@ -1013,8 +1039,10 @@ impl Backend {
         if !self.is_store_key(key) {
             return self.cas_record(key, expected, record, ttl_secs, durable);
         }
+        // Known again only once written here; the module reads it again otherwise.
+        self.store_seen = None;
         let (expected, written, bound_first) = if expected == 0 {
-            match self.read_store(key)? {
+            match self.read_store(key)?.0 {
                 // Bound before it is created: a snapshot or a replica's stream cut between
                 // the create and a later binding would carry an unbound record, which the
                 // next instance would take for its own (R34). A hash holding only the
@@ -1037,10 +1065,16 @@ impl Backend {
             (expected, Zeroizing::new(record.to_vec()), false)
         };
         let status = self.cas_record(key, expected, &written, ttl_secs, durable)?;
-        // A replaced stale record is bound only once replaced: bound first, its old
-        // contents would read as this instance's.
-        if status == Status::Ok && !bound_first {
-            self.bind(key)?;
+        if status == Status::Ok {
+            // A replaced stale record is bound only once replaced: bound first, its old
+            // contents would read as this instance's.
+            let binding = if bound_first {
+                self.instance()?.binding().into_bytes()
+            } else {
+                self.bind(key)?
+            };
+            // The function counts the version up by one.
+            self.store_seen = Some((expected + 1, binding, written.to_vec()));
         }
         Ok(status)
     }
@@ -1059,17 +1093,29 @@ impl Backend {
         }
         let expected = expected.to_string();
         let ttl = ttl_secs.to_string();
+        // A user's record is written only while the store record is the one the login
+        // decided with (R34); the store record itself compares its own version.
+        let store = match (&self.store_seen, &self.store_key) {
+            (Some((version, binding, _)), Some(store_key)) if store_key.as_slice() != key => {
+                Some((store_key.clone(), version.to_string(), binding.clone()))
+            }
+            _ => None,
+        };
+        let keys: &[u8] = if store.is_some() { b"2" } else { b"1" };
+        let with_keys = |command: &'static [u8], body: &'static [u8]| {
+            let mut args: Vec<&[u8]> = vec![command, body, keys, key];
+            if let Some((store_key, _, _)) = &store {
+                args.push(store_key);
+            }
+            args.extend([expected.as_bytes(), record, ttl.as_bytes()]);
+            if let Some((_, version, binding)) = &store {
+                args.extend([version.as_bytes(), binding.as_slice()]);
+            }
+            args
+        };
         let mut reply = None;
         if self.use_function {
-            let args: [&[u8]; 7] = [
-                b"FCALL",
-                CAS_FUNCTION.as_bytes(),
-                b"1",
-                key,
-                expected.as_bytes(),
-                record,
-                ttl.as_bytes(),
-            ];
+            let args = with_keys(b"FCALL", CAS_FUNCTION.as_bytes());
             match self.call("FCALL", &args, SHORT_REPLY) {
                 Ok(r) => reply = Some(r),
                 // No library (not installed, or a server before Redis 7): the script,
@@ -1081,15 +1127,7 @@ impl Backend {
         let reply = match reply {
             Some(r) => r,
             None => {
-                let args: [&[u8]; 7] = [
-                    b"EVAL",
-                    CAS_SCRIPT.as_bytes(),
-                    b"1",
-                    key,
-                    expected.as_bytes(),
-                    record,
-                    ttl.as_bytes(),
-                ];
+                let args = with_keys(b"EVAL", CAS_SCRIPT.as_bytes());
                 self.call("EVAL", &args, SHORT_REPLY).map_err(|f| {
                     // Refused inside the script (not EVAL itself): the command it names.
                     if denied_command(&f.message, CAS_SCRIPT).is_some_and(|c| c != "eval") {
@@ -1113,6 +1151,19 @@ impl Backend {
         match reply {
             Reply::Int(0) => return Ok(Status::Conflict),
             Reply::Int(1) => {}
+            // The store record changed since the login read it. Replaced again on this
+            // instance with its store key kept, nothing was lost in between: a conflict,
+            // and the module decides again. Otherwise its decision used the floor of a
+            // store record that is gone, which reading the user's record again cannot
+            // settle (the module keeps the floor it read): denied with nothing written;
+            // the next login reads the store as it is now.
+            Reply::Int(2) if store.is_some() => {
+                if self.store_kept()? {
+                    return Ok(Status::Conflict);
+                }
+                self.store_seen = None;
+                return Err(Failure::unavailable(STORE_CHANGED.to_owned()));
+            }
             _ => return Err(Failure::corrupt("unexpected script reply")),
         }
         if durable && self.wait_replicas > 0 {
@@ -1145,9 +1196,42 @@ impl Backend {
         Ok(Status::Ok)
     }
 
+    /// After a write refused because the store record changed: whether it is still the
+    /// one the login decided with in what matters (R34), and if so it is taken as the
+    /// one to compare from now on. That is a record bound to the same instance as the
+    /// one read, which this connection's instance holds, with the same store key: only
+    /// another host replacing the stale record again before the first replacement was
+    /// bound ([`crate::bound`]), a floor no lower on the same data set. A lost or
+    /// flushed data set leaves no record or one with a new store key; a failover or a
+    /// restart, one bound to another instance.
+    fn store_kept(&mut self) -> Result<bool, Failure> {
+        let (Some((_, binding, record)), Some(key)) =
+            (self.store_seen.clone(), self.store_key.clone())
+        else {
+            return Ok(false);
+        };
+        let reply = self.call("HMGET", &[b"HMGET", &key, b"v", b"r", b"i"], STORE_REPLY)?;
+        let (now, version, bound_to) = parse_store(reply)?;
+        let same_key = match (StoreContext::decode(&record), StoreContext::decode(&now)) {
+            (Ok(a), Ok(b)) => a.key == b.key,
+            _ => false,
+        };
+        let kept = version != 0
+            && same_key
+            && bound_to.as_deref() == Some(binding.as_slice())
+            && self.instance()?.holds(&binding);
+        if kept {
+            self.store_seen = Some((version, binding, now));
+        }
+        Ok(kept)
+    }
+
     pub fn delete(&mut self, key: &[u8]) -> Result<(), Failure> {
         self.prefetched.clear();
         self.prefetched_store = None;
+        if self.is_store_key(key) {
+            self.store_seen = None;
+        }
         match self.call("DEL", &[b"DEL", key], SHORT_REPLY)? {
             Reply::Int(_) => Ok(()),
             _ => Err(Failure::corrupt("unexpected DEL reply")),
@@ -1207,29 +1291,45 @@ mod tests {
     /// `INFO memory` of a server without a memory limit.
     const INFO_OK: &[u8] = b"$43\r\n# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:x\r\n\r\n";
 
+    /// Opens a connection to a server scripted with `replies` ([`scripted`]), with the
+    /// configuration `configure` makes for its socket, and hands the open's result to
+    /// `run`; once `run` is done (and the connection closed with it), returns what `run`
+    /// returned and the chunks the server was sent.
+    fn against<T>(
+        replies: Vec<&'static [u8]>,
+        configure: impl FnOnce(&std::path::Path) -> PluginConfig,
+        run: impl FnOnce(Result<Backend, Failure>) -> T,
+    ) -> (T, Vec<String>) {
+        let (path, server) = scripted(replies);
+        let out = run(Backend::connect(configure(&path)));
+        let seen = server.join().expect("server");
+        let _ = std::fs::remove_file(&path);
+        (out, seen)
+    }
+
+    /// `configure` for [`against`]: the default test configuration reading `keys`.
+    fn reading(keys: &'static [&'static [u8]]) -> impl FnOnce(&std::path::Path) -> PluginConfig {
+        move |path| config(path, keys)
+    }
+
     #[test]
     fn the_server_clock_comes_from_the_open_s_info_without_a_round_trip() {
         let info: &[u8] = b"$88\r\n# Server\r\nserver_time_usec:1700000025999999\r\n# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:x\r\n\r\n";
-        let (path, server) = scripted(vec![info]);
-        let mut b = Backend::connect(config(&path, &[])).expect("open");
-        let t = b.server_time().expect("clock");
+        let (t, seen) = against(vec![info], reading(&[]), |b| {
+            b.expect("open").server_time().expect("clock")
+        });
         // The microseconds and the time since the reply are carried, not cut twice.
         assert!((1_700_000_025..=1_700_000_027).contains(&t), "{t}");
-        drop(b);
-        let seen = server.join().expect("server");
-        let _ = std::fs::remove_file(&path);
         assert_eq!(seen.len(), 1, "no request beyond the open: {seen:?}");
     }
 
     #[test]
     fn a_server_whose_info_has_no_clock_is_asked_time() {
         let time: &[u8] = b"*2\r\n$10\r\n1700000025\r\n$6\r\n123456\r\n";
-        let (path, server) = scripted(vec![INFO_OK, time]);
-        let mut b = Backend::connect(config(&path, &[])).expect("open");
-        assert_eq!(b.server_time().ok(), Some(1_700_000_025));
-        drop(b);
-        let seen = server.join().expect("server");
-        let _ = std::fs::remove_file(&path);
+        let (t, seen) = against(vec![INFO_OK, time], reading(&[]), |b| {
+            b.expect("open").server_time().ok()
+        });
+        assert_eq!(t, Some(1_700_000_025));
         assert!(seen.len() == 2 && seen[1].contains("TIME"), "{seen:?}");
         assert_eq!(time_reply(&Reply::Int(5)), None);
         assert_eq!(
@@ -1245,15 +1345,17 @@ mod tests {
             b"*2\r\n$1\r\n7\r\n$3\r\nabc\r\n*2\r\n$-1\r\n$-1\r\n",
         ]);
         let reread: &[u8] = b"*2\r\n$1\r\n8\r\n$3\r\nxyz\r\n";
-        let (path, server) = scripted(vec![open, reread]);
-        let mut b = Backend::connect(config(&path, &[b"p:store", b"p:user:a"])).expect("open");
-        assert_eq!(b.get(b"p:user:a").ok(), Some((Vec::new(), 0)));
-        assert_eq!(b.get(b"p:store").ok(), Some((b"abc".to_vec(), 7)));
-        // Used once: the same key again is asked of the server.
-        assert_eq!(b.get(b"p:store").ok(), Some((b"xyz".to_vec(), 8)));
-        drop(b);
-        let seen = server.join().expect("server");
-        let _ = std::fs::remove_file(&path);
+        let ((), seen) = against(
+            vec![open, reread],
+            reading(&[b"p:store", b"p:user:a"]),
+            |b| {
+                let mut b = b.expect("open");
+                assert_eq!(b.get(b"p:user:a").ok(), Some((Vec::new(), 0)));
+                assert_eq!(b.get(b"p:store").ok(), Some((b"abc".to_vec(), 7)));
+                // Used once: the same key again is asked of the server.
+                assert_eq!(b.get(b"p:store").ok(), Some((b"xyz".to_vec(), 8)));
+            },
+        );
         assert_eq!(seen.len(), 2, "{seen:?}");
         assert!(
             seen[0].contains("INFO") && seen[0].contains("p:store") && seen[0].contains("p:user:a"),
@@ -1300,7 +1402,7 @@ mod tests {
     /// binds the new record here.
     #[test]
     fn a_store_record_of_another_instance_is_replaced_on_its_version() {
-        use totp_core::state::{STORE_KEY_LEN, StoreContext, StoreKey};
+        use totp_core::state::{STORE_KEY_LEN, StoreKey};
         let old = StoreContext {
             key: StoreKey::new([7; STORE_KEY_LEN]),
             complete_since: 5,
@@ -1310,21 +1412,19 @@ mod tests {
         let stale = store_reply("3", &old, Some("r1/a1"));
         let open = const_concat(&[info_of("r2", "a2"), &stale]);
         let again = const_concat(&[&stale]);
-        let (path, server) = scripted(vec![open, again, b":1\r\n", b":1\r\n"]);
-        let mut b = Backend::connect(store_config(&path)).expect("open");
-        assert_eq!(b.get(b"p:store").ok(), Some((Vec::new(), 0)));
         let fresh = StoreContext {
             key: StoreKey::new([9; STORE_KEY_LEN]),
             complete_since: 1_700_000_020,
         };
-        assert_eq!(
-            b.compare_and_set(b"p:store", 0, &fresh.encode(), 0, true)
-                .ok(),
-            Some(Status::Ok)
-        );
-        drop(b);
-        let seen = server.join().expect("server");
-        let _ = std::fs::remove_file(&path);
+        let ((), seen) = against(vec![open, again, b":1\r\n", b":1\r\n"], store_config, |b| {
+            let mut b = b.expect("open");
+            assert_eq!(b.get(b"p:store").ok(), Some((Vec::new(), 0)));
+            assert_eq!(
+                b.compare_and_set(b"p:store", 0, &fresh.encode(), 0, true)
+                    .ok(),
+                Some(Status::Ok)
+            );
+        });
         assert_eq!(seen.len(), 4, "{seen:?}");
         assert!(
             seen[0].contains("HMGET") && seen[0].contains("\r\ni\r\n"),
@@ -1359,24 +1459,26 @@ mod tests {
     /// snapshot or a failover cut there, would take for its own).
     #[test]
     fn a_new_store_record_is_bound_before_it_is_created() {
-        use totp_core::state::{STORE_KEY_LEN, StoreContext, StoreKey};
+        use totp_core::state::{STORE_KEY_LEN, StoreKey};
         const ABSENT: &[u8] = b"*3\r\n$-1\r\n$-1\r\n$-1\r\n";
         let open = const_concat(&[info_of("r2", "a2"), ABSENT]);
-        let (path, server) = scripted(vec![open, ABSENT, b":1\r\n", b":1\r\n"]);
-        let mut b = Backend::connect(store_config(&path)).expect("open");
-        assert_eq!(b.get(b"p:store").ok(), Some((Vec::new(), 0)));
         let fresh = StoreContext {
             key: StoreKey::new([9; STORE_KEY_LEN]),
             complete_since: 1_700_000_020,
         };
-        assert_eq!(
-            b.compare_and_set(b"p:store", 0, &fresh.encode(), 0, true)
-                .ok(),
-            Some(Status::Ok)
+        let ((), seen) = against(
+            vec![open, ABSENT, b":1\r\n", b":1\r\n"],
+            store_config,
+            |b| {
+                let mut b = b.expect("open");
+                assert_eq!(b.get(b"p:store").ok(), Some((Vec::new(), 0)));
+                assert_eq!(
+                    b.compare_and_set(b"p:store", 0, &fresh.encode(), 0, true)
+                        .ok(),
+                    Some(Status::Ok)
+                );
+            },
         );
-        drop(b);
-        let seen = server.join().expect("server");
-        let _ = std::fs::remove_file(&path);
         assert_eq!(seen.len(), 4, "{seen:?}");
         assert!(seen[1].contains("HMGET"), "{seen:?}");
         assert!(
@@ -1392,12 +1494,10 @@ mod tests {
     #[test]
     fn an_unbound_store_record_is_bound_on_first_read_and_kept() {
         let open = const_concat(&[info_of("r2", "a2"), &store_reply("4", b"PTK1rec", None)]);
-        let (path, server) = scripted(vec![open, b":1\r\n"]);
-        let mut b = Backend::connect(store_config(&path)).expect("open");
-        assert_eq!(b.get(b"p:store").ok(), Some((b"PTK1rec".to_vec(), 4)));
-        drop(b);
-        let seen = server.join().expect("server");
-        let _ = std::fs::remove_file(&path);
+        let ((), seen) = against(vec![open, b":1\r\n"], store_config, |b| {
+            let mut b = b.expect("open");
+            assert_eq!(b.get(b"p:store").ok(), Some((b"PTK1rec".to_vec(), 4)));
+        });
         assert!(
             seen.len() == 2 && seen[1].contains("HSET") && seen[1].contains("r2/a2"),
             "{seen:?}"
@@ -1405,58 +1505,113 @@ mod tests {
 
         let current = store_reply("5", b"PTK1rec", Some("r2/a2"));
         let open = const_concat(&[info_of("r2", "a2"), &current]);
-        let (path, server) = scripted(vec![open, const_concat(&[&current])]);
-        let mut b = Backend::connect(store_config(&path)).expect("open");
-        assert_eq!(b.get(b"p:store").ok(), Some((b"PTK1rec".to_vec(), 5)));
-        assert_eq!(
-            b.compare_and_set(b"p:store", 0, b"PTK1new", 0, true).ok(),
-            Some(Status::Conflict)
-        );
-        drop(b);
-        let seen = server.join().expect("server");
-        let _ = std::fs::remove_file(&path);
+        let ((), seen) = against(vec![open, const_concat(&[&current])], store_config, |b| {
+            let mut b = b.expect("open");
+            assert_eq!(b.get(b"p:store").ok(), Some((b"PTK1rec".to_vec(), 5)));
+            assert_eq!(
+                b.compare_and_set(b"p:store", 0, b"PTK1new", 0, true).ok(),
+                Some(Status::Conflict)
+            );
+        });
         assert_eq!(seen.len(), 2, "no write: {seen:?}");
+    }
+
+    /// A user's record is written only while the store record is the one the login
+    /// read: the write carries its key, version and binding. Changed since with another
+    /// store key (a flushed data set recreated by another host), the write is refused
+    /// with nothing written; replaced again on this instance with the same key (two
+    /// hosts replacing one stale record), it is a conflict the module settles by
+    /// deciding again, and the next write compares the record as it is now.
+    #[test]
+    fn a_user_write_compares_the_store_record_the_login_read() {
+        use totp_core::state::{STORE_KEY_LEN, StoreKey};
+        let context = |key: u8, since: u64| {
+            StoreContext {
+                key: StoreKey::new([key; STORE_KEY_LEN]),
+                complete_since: since,
+            }
+            .encode()
+            .to_vec()
+        };
+        let read = store_reply("5", &context(7, 10), Some("r2/a2"));
+        let open = const_concat(&[info_of("r2", "a2"), &read]);
+        let recreated = const_concat(&[&store_reply("1", &context(8, 20), Some("r2/a2"))]);
+        let (e, seen) = against(vec![open, b":2\r\n", recreated], store_config, |b| {
+            let mut b = b.expect("open");
+            assert!(b.get(b"p:store").is_ok());
+            b.compare_and_set(b"p:user:a", 0, b"rec", 0, false)
+                .expect_err("refused")
+        });
+        assert_eq!(e.status, Status::Unavailable);
+        assert_eq!(e.message, STORE_CHANGED);
+        assert!(
+            seen[1].contains("FCALL")
+                && seen[1].contains(CAS_FUNCTION)
+                && seen[1].contains("\r\n$1\r\n2\r\n$8\r\np:user:a\r\n$7\r\np:store\r\n")
+                && seen[1].ends_with("\r\n$1\r\n5\r\n$5\r\nr2/a2\r\n"),
+            "{seen:?}"
+        );
+        assert!(seen[2].contains("HMGET"), "{seen:?}");
+
+        let open = const_concat(&[info_of("r2", "a2"), &read]);
+        let replaced = const_concat(&[&store_reply("6", &context(7, 20), Some("r2/a2"))]);
+        let (status, seen) = against(
+            vec![open, b":2\r\n", replaced, b":1\r\n"],
+            store_config,
+            |b| {
+                let mut b = b.expect("open");
+                assert!(b.get(b"p:store").is_ok());
+                assert_eq!(
+                    b.compare_and_set(b"p:user:a", 0, b"rec", 0, false).ok(),
+                    Some(Status::Conflict)
+                );
+                b.compare_and_set(b"p:user:a", 0, b"rec", 0, false).ok()
+            },
+        );
+        assert_eq!(status, Some(Status::Ok));
+        assert!(
+            seen[3].ends_with("\r\n$1\r\n6\r\n$5\r\nr2/a2\r\n"),
+            "{seen:?}"
+        );
     }
 
     #[test]
     fn a_server_that_names_no_instance_cannot_serve_the_store_record() {
         let info: &[u8] = b"$43\r\n# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:x\r\n\r\n";
         let open = const_concat(&[info, &store_reply("4", b"PTK1rec", None)]);
-        let (path, server) = scripted(vec![open]);
-        let mut b = Backend::connect(store_config(&path)).expect("open");
-        let e = b.get(b"p:store").expect_err("no instance");
+        let (e, _) = against(vec![open], store_config, |b| {
+            b.expect("open").get(b"p:store").expect_err("no instance")
+        });
         assert_eq!(e.status, Status::Corrupt);
         assert!(e.message.contains("run_id"), "{}", e.message);
-        drop(b);
-        let _ = server.join();
-        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
     fn a_write_drops_what_the_open_read() {
         let open: &[u8] = const_concat(&[INFO_OK, b"*2\r\n$1\r\n7\r\n$3\r\nabc\r\n"]);
-        let (path, server) = scripted(vec![open, b":0\r\n", b"*2\r\n$1\r\n9\r\n$3\r\nnew\r\n"]);
-        let mut b = Backend::connect(config(&path, &[b"p:user:a"])).expect("open");
-        // A conflict: the module reads again, and must see the server's record.
-        assert_eq!(
-            b.compare_and_set(b"p:user:a", 7, b"rec", 0, false).ok(),
-            Some(Status::Conflict)
-        );
-        assert_eq!(b.get(b"p:user:a").ok(), Some((b"new".to_vec(), 9)));
-        drop(b);
-        let _ = server.join();
-        let _ = std::fs::remove_file(&path);
+        let replies = vec![open, b":0\r\n", b"*2\r\n$1\r\n9\r\n$3\r\nnew\r\n"];
+        let ((), _) = against(replies, reading(&[b"p:user:a"]), |b| {
+            let mut b = b.expect("open");
+            // A conflict: the module reads again, and must see the server's record.
+            assert_eq!(
+                b.compare_and_set(b"p:user:a", 7, b"rec", 0, false).ok(),
+                Some(Status::Conflict)
+            );
+            assert_eq!(b.get(b"p:user:a").ok(), Some((b"new".to_vec(), 9)));
+        });
     }
 
     #[test]
     fn a_refused_password_fails_at_its_own_reply_not_at_the_ones_behind_it() {
-        let (path, server) = scripted(vec![
-            b"-WRONGPASS invalid username-password pair\r\n-NOAUTH Authentication required.\r\n\
-              -NOAUTH Authentication required.\r\n",
-        ]);
-        let mut c = config(&path, &[b"p:store"]);
-        c.password = Some(Zeroizing::new("pw".to_owned()));
-        let e = Backend::connect(c).err().expect("refused");
+        let replies = vec![
+            &b"-WRONGPASS invalid username-password pair\r\n-NOAUTH Authentication required.\r\n\
+              -NOAUTH Authentication required.\r\n"[..],
+        ];
+        let with_password = |path: &std::path::Path| PluginConfig {
+            password: Some(Zeroizing::new("pw".to_owned())),
+            ..config(path, &[b"p:store"])
+        };
+        let (e, _) = against(replies, with_password, |b| b.err().expect("refused"));
         assert_eq!(e.status, Status::Refused);
         assert!(
             e.message
@@ -1464,31 +1619,27 @@ mod tests {
             "{}",
             e.message
         );
-        let _ = server.join();
-        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
     fn a_read_cut_off_at_the_open_is_reported_by_its_own_get() {
         let open: &[u8] = const_concat(&[INFO_OK, b"*2\r\n$1\r\n7\r\n$3\r\nabc\r\n$100000000\r\n"]);
-        let (path, server) = scripted(vec![open]);
-        let mut b = Backend::connect(config(&path, &[b"p:store", b"p:user:a", b"p:uid:1"]))
-            .expect("the open itself was answered");
-        assert_eq!(b.get(b"p:store").ok(), Some((b"abc".to_vec(), 7)));
-        let e = b.get(b"p:user:a").expect_err("cut off");
-        assert_eq!(e.status, Status::Unavailable);
-        assert!(
-            e.message.starts_with("HMGET:") && e.message.contains("reply too large"),
-            "{}",
-            e.message
-        );
-        // The connection is unusable behind a reply cut off: so is every later read.
-        let e = b.get(b"p:uid:1").expect_err("unusable");
-        assert_eq!(e.status, Status::Unavailable);
-        assert!(e.message.starts_with("HMGET:"), "{}", e.message);
-        drop(b);
-        let _ = server.join();
-        let _ = std::fs::remove_file(&path);
+        let keys: &[&[u8]] = &[b"p:store", b"p:user:a", b"p:uid:1"];
+        let ((), _) = against(vec![open], reading(keys), |b| {
+            let mut b = b.expect("the open itself was answered");
+            assert_eq!(b.get(b"p:store").ok(), Some((b"abc".to_vec(), 7)));
+            let e = b.get(b"p:user:a").expect_err("cut off");
+            assert_eq!(e.status, Status::Unavailable);
+            assert!(
+                e.message.starts_with("HMGET:") && e.message.contains("reply too large"),
+                "{}",
+                e.message
+            );
+            // The connection is unusable behind a reply cut off: so is every later read.
+            let e = b.get(b"p:uid:1").expect_err("unusable");
+            assert_eq!(e.status, Status::Unavailable);
+            assert!(e.message.starts_with("HMGET:"), "{}", e.message);
+        });
     }
 
     #[test]
@@ -1528,10 +1679,11 @@ mod tests {
         ]);
         assert!(denied.len() > MAX_LINE_FOR_TEST, "longer than a reply line");
         for password in [None, Some("pw")] {
-            let (path, server) = scripted(vec![denied]);
-            let mut c = config(&path, &[b"p:store"]);
-            c.password = password.map(|p| Zeroizing::new(p.to_owned()));
-            let e = Backend::connect(c).err().expect("refused");
+            let configure = |path: &std::path::Path| PluginConfig {
+                password: password.map(|p| Zeroizing::new(p.to_owned())),
+                ..config(path, &[b"p:store"])
+            };
+            let (e, _) = against(vec![denied], configure, |b| b.err().expect("refused"));
             assert_eq!(e.status, Status::Refused, "{}", e.message);
             assert!(
                 e.message
@@ -1544,8 +1696,6 @@ mod tests {
                 "{}",
                 e.message
             );
-            let _ = server.join();
-            let _ = std::fs::remove_file(&path);
         }
     }
 
@@ -1621,11 +1771,11 @@ mod tests {
         assert!(f.message.ends_with("(the ACL user lacks +expire, which the compare-and-set runs: see the hosts' ACL in docs/fleet.md)"), "{}", f.message);
     }
 
-    /// The library registers the function this release calls and the one the previous
-    /// release's hosts call, which `init` must not take from them during an upgrade.
+    /// The library registers the function this release calls and the ones earlier
+    /// releases' hosts call, which `init` must not take from them during an upgrade.
     #[test]
     fn the_library_keeps_the_previous_release_s_function() {
-        for name in [CAS_FUNCTION, "pam_totp_cas_v1"] {
+        for name in [CAS_FUNCTION, "pam_totp_cas_v2", "pam_totp_cas_v1"] {
             assert!(
                 LIBRARY.contains(&format!("redis.register_function('{name}', cas)")),
                 "{name}: {LIBRARY}"

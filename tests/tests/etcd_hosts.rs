@@ -585,6 +585,75 @@ fn a_member_dripping_or_announcing_a_huge_reply_is_cut_off_in_bounded_time() {
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
+/// A fake member that accepts connections, reads the request and never answers (the
+/// connections stay open until the test process ends); returns its port and how many
+/// connections it accepted.
+fn silent_member() -> (u16, std::sync::Arc<AtomicUsize>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// R36: one call, failover between members included, ends within
+/// `etcd_connect_timeout + etcd_timeout`. Two members that accept and never answer: the
+/// first takes the whole request timeout (4 s); the second gets only what is left of the
+/// call's budget (0.3 s), not a request timeout of its own, which would make the call
+/// 8 s. The bound asserted is the documented 4.3 s plus one second for the probe
+/// process; both members are shown to have been asked (the failover happened).
+/// Control: a real cluster behind the same options logs in.
+#[test]
+fn a_failover_between_silent_members_stays_within_the_call_s_budget() {
+    if !require_root("a_failover_between_silent_members_stays_within_the_call_s_budget") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("eb");
+    let options = "etcd_connect_timeout=300 etcd_timeout=4000";
+    let (first, asked_first) = silent_member();
+    let (second, asked_second) = silent_member();
+    let a = format!(
+        "state=etcd://127.0.0.1:{first},127.0.0.1:{second} etcd_plugin={} {options}",
+        etcd_plugin().display()
+    );
+    let host = Stack::probe("svc", &a);
+    let started = Instant::now();
+    // Real time: the bound is on the wall clock.
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, now()), PEER, None);
+    let took = started.elapsed();
+    assert_ne!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert_ne!(d.returned(), Returned::Ignore, "{d:?} {logs:?}");
+    assert!(
+        asked_first.load(Ordering::SeqCst) >= 1 && asked_second.load(Ordering::SeqCst) >= 1,
+        "both members were asked: {logs:?}"
+    );
+    assert!(
+        took < Duration::from_millis(4300 + 1000),
+        "took {took:?} (a request timeout per member would be 8 s)"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("etcd:") && l.contains("denying")),
+        "{logs:?}"
+    );
+    // Control: a real cluster behind the same options logs in.
+    let cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    let (hosts, _) = fleet(&cluster, 1, options);
+    let (d, logs) = login_logged(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
 #[test]
 fn etcd_misconfigurations_deny_everybody_without_a_prompt() {
     if !require_root("etcd_misconfigurations_deny_everybody_without_a_prompt") {

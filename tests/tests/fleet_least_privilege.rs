@@ -303,12 +303,12 @@ end)
 ";
 
 /// An upgrade as docs/fleet.md orders it, with the hosts' ACL (no `EVAL`). On a store
-/// whose library the previous release installed, a host of this release finds no
-/// `pam_totp_cas_v2`, falls back to the script and is refused, the log naming what is
+/// whose library an earlier release installed, a host of this release finds no
+/// `pam_totp_cas_v3`, falls back to the script and is refused, the log naming what is
 /// missing and `totp-state init`. This release's `init` then installs a library that
-/// still has `pam_totp_cas_v1`, which the previous release's hosts call (here with the
-/// command they send, as the hosts' ACL user): it answers as before the upgrade, and
-/// this release's host logs in (control).
+/// still has `pam_totp_cas_v1` and `pam_totp_cas_v2`, which earlier releases' hosts
+/// call (here with the command they send, one key, as the hosts' ACL user): each
+/// answers as before the upgrade, and this release's host logs in (control).
 #[test]
 fn an_upgrade_keeps_the_previous_release_s_function_for_its_hosts_through_libpam() {
     let t = "an_upgrade_keeps_the_previous_release_s_function_for_its_hosts_through_libpam";
@@ -331,24 +331,20 @@ fn an_upgrade_keeps_the_previous_release_s_function_for_its_hosts_through_libpam
     assert!(loaded[0].contains("pam_totp"), "{loaded:?}");
     // What a host of the previous release sends for a key it writes first (version 0),
     // then again from the version that gave.
-    let previous_host = |expected: &str| {
+    let previous_host = |function: &str, expected: &str| {
         session(
             server.port,
             &[
                 &["AUTH", "host", "host pw"],
-                &[
-                    "FCALL",
-                    "pam_totp_cas_v1",
-                    "1",
-                    "up:previous",
-                    expected,
-                    "rec",
-                    "60",
-                ],
+                &["FCALL", function, "1", "up:previous", expected, "rec", "60"],
             ],
         )
     };
-    assert_eq!(previous_host("0")[1], ":1\r\n", "before the upgrade");
+    assert_eq!(
+        previous_host("pam_totp_cas_v1", "0")[1],
+        ":1\r\n",
+        "before the upgrade"
+    );
 
     let start = now();
     let (d, lines) = login_logged(&host, &u, &code_at(&secret, start), RHOST, None);
@@ -356,7 +352,7 @@ fn an_upgrade_keeps_the_previous_release_s_function_for_its_hosts_through_libpam
     assert!(
         lines.iter().any(|l| {
             let m = syslog_message(l);
-            m.contains("pam_totp_cas_v2 is not on the server")
+            m.contains("pam_totp_cas_v3 is not on the server")
                 && m.contains("earlier release")
                 && m.contains("totp-state init")
         }),
@@ -364,7 +360,16 @@ fn an_upgrade_keeps_the_previous_release_s_function_for_its_hosts_through_libpam
     );
 
     init_store(&common);
-    assert_eq!(previous_host("1")[1], ":1\r\n", "after the upgrade");
+    assert_eq!(
+        previous_host("pam_totp_cas_v1", "1")[1],
+        ":1\r\n",
+        "after the upgrade"
+    );
+    assert_eq!(
+        previous_host("pam_totp_cas_v2", "2")[1],
+        ":1\r\n",
+        "the release before this one"
+    );
     let (d, lines) = login_logged(&host, &u, &code_at(&secret, start), RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
 }

@@ -1,0 +1,257 @@
+//! "Used" never rolls back while a login's write is in flight (R34), through the real
+//! libpam against a real `redis-server`: a proxy between one host and the server runs a
+//! hook right before it forwards that host's compare-and-set of the user's record, after
+//! the host read the store record and the user's record and decided. The hook lets
+//! another host accept the same code, then flushes the data set. The user's record is
+//! then absent again, as the first host read it, so a compare of the user's record alone
+//! would let the write through with the floor of a store record that no longer exists:
+//! the code accepted twice. The write also compares the store record (docs/fleet.md,
+//! "A lost data set never reopens a code"), so it writes nothing and the login is denied.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use system_tests::fleet::{RedisServer, ServerConfig, after_recreation, init_store, plugin};
+use system_tests::*;
+
+/// What runs once, right before the next compare-and-set of a user's record goes on.
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// A TCP proxy in front of a real server that forwards everything as it comes, and runs
+/// the armed hook before it forwards a compare-and-set (`FCALL`, `EVAL`) of a user's
+/// record, whose arguments it keeps.
+struct HookProxy {
+    port: u16,
+    hook: Arc<Mutex<Option<Hook>>>,
+    /// The arguments of each compare-and-set the hook ran before.
+    held: Arc<Mutex<Vec<Vec<Vec<u8>>>>>,
+}
+
+/// One client command: its bytes as sent and its arguments.
+type Command = (Vec<u8>, Vec<Vec<u8>>);
+
+fn read_command(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Command>> {
+    let number = |line: &[u8]| -> std::io::Result<usize> {
+        std::str::from_utf8(line.get(1..).unwrap_or_default())
+            .ok()
+            .and_then(|s| s.trim_end().parse().ok())
+            .ok_or_else(|| std::io::Error::other("bad RESP header"))
+    };
+    let mut raw = Vec::new();
+    let mut line = Vec::new();
+    if r.read_until(b'\n', &mut line)? == 0 {
+        return Ok(None);
+    }
+    raw.extend_from_slice(&line);
+    let n = number(&line)?;
+    let mut args = Vec::with_capacity(n);
+    for _ in 0..n {
+        line.clear();
+        r.read_until(b'\n', &mut line)?;
+        raw.extend_from_slice(&line);
+        let mut buf = vec![0u8; number(&line)? + 2];
+        r.read_exact(&mut buf)?;
+        raw.extend_from_slice(&buf);
+        buf.truncate(buf.len() - 2);
+        args.push(buf);
+    }
+    Ok(Some((raw, args)))
+}
+
+impl HookProxy {
+    fn start(server_port: u16) -> HookProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let proxy = HookProxy {
+            port: listener.local_addr().expect("addr").port(),
+            hook: Arc::default(),
+            held: Arc::default(),
+        };
+        let (hook, held) = (proxy.hook.clone(), proxy.held.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (hook, held) = (hook.clone(), held.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(client, server_port, &hook, &held);
+                });
+            }
+        });
+        proxy
+    }
+
+    fn arm(&self, hook: Hook) {
+        *self.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    fn held(&self) -> Vec<Vec<Vec<u8>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn serve(
+    client: TcpStream,
+    server_port: u16,
+    hook: &Mutex<Option<Hook>>,
+    held: &Mutex<Vec<Vec<Vec<u8>>>>,
+) -> std::io::Result<()> {
+    let mut server = TcpStream::connect(("127.0.0.1", server_port))?;
+    let mut from_server = server.try_clone()?;
+    let mut to_client = client.try_clone()?;
+    let replies = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_server, &mut to_client);
+        let _ = to_client.shutdown(Shutdown::Both);
+    });
+    let mut reader = BufReader::new(client);
+    while let Some((raw, args)) = read_command(&mut reader)? {
+        let name = args.first().map(|a| a.to_ascii_uppercase());
+        let key = args.get(3).map(Vec::as_slice).unwrap_or_default();
+        let cas = matches!(name.as_deref(), Some(b"FCALL" | b"EVAL"))
+            && key.windows(5).any(|w| w == b"user:");
+        if cas {
+            let armed = hook.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(run) = armed {
+                run();
+                held.lock().unwrap_or_else(|e| e.into_inner()).push(args);
+            }
+        }
+        server.write_all(&raw)?;
+    }
+    let _ = server.shutdown(Shutdown::Both);
+    let _ = replies.join();
+    Ok(())
+}
+
+fn reply(server: &RedisServer, args: &[&[u8]]) -> String {
+    String::from_utf8_lossy(&server.raw(None, args)).into_owned()
+}
+
+/// The version a held compare-and-set expected of the user's record (after the
+/// function or script, the key count and the keys).
+fn expected_version(args: &[Vec<u8>]) -> String {
+    let keys: usize = String::from_utf8_lossy(&args[2])
+        .parse()
+        .expect("a key count");
+    String::from_utf8_lossy(&args[3 + keys]).into_owned()
+}
+
+#[test]
+fn a_data_set_flushed_while_a_write_is_in_flight_never_reopens_a_used_code() {
+    let t = "a_data_set_flushed_while_a_write_is_in_flight_never_reopens_a_used_code";
+    if !require_root(t) {
+        return;
+    }
+    let server = Arc::new(RedisServer::start(&ServerConfig::default()));
+    let proxy = HookProxy::start(server.port);
+    // A command timeout that outlasts the hook (another host's login).
+    let options = format!(
+        "redis_plugin={} redis_prefix=fi: redis_timeout=5000",
+        plugin().display()
+    );
+    let direct = format!("state={} {options}", server.url(false));
+    let proxied = format!("state=redis://127.0.0.1:{} {options}", proxy.port);
+    init_store(&direct);
+    // A mixed fleet: hosts of the previous release call the function they know, with
+    // one key and the arguments they always sent, and it still writes.
+    assert_eq!(
+        reply(
+            &server,
+            &[
+                b"FCALL",
+                b"pam_totp_cas_v2",
+                b"1",
+                b"fi:user:old",
+                b"0",
+                b"rec",
+                b"0"
+            ]
+        ),
+        ":1\r\n"
+    );
+    let other = Arc::new(Stack::probe("svc", &direct));
+    let host = Stack::probe("svc", &proxied);
+
+    // Control: the hook runs and does nothing; the first login of a user (no record
+    // yet) logs in through the proxy. Real time: the login waits on a real hook.
+    let (c, secret_c) = TestUser::enrolled("fc");
+    proxy.arm(Box::new(|| {}));
+    let (d, logs) = login_logged(&host, &c, &code_at(&secret_c, now()), PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
+    let held = proxy.held();
+    assert_eq!(held.len(), 1, "control: the hook ran before the write");
+    assert_eq!(expected_version(&held[0]), "0", "{held:?}");
+
+    // The fault: while this host's write is held, another host accepts the same code,
+    // then the data set is flushed.
+    let (u, secret) = TestUser::enrolled("fu");
+    let u = Arc::new(u);
+    let code = code_at(&secret, now());
+    let record = format!("fi:user:{}", u.name);
+    let accepted = Arc::new(Mutex::new(None));
+    {
+        let (server, other, accepted, record) = (
+            server.clone(),
+            other.clone(),
+            accepted.clone(),
+            record.clone(),
+        );
+        let (u, code) = (u.clone(), code.clone());
+        proxy.arm(Box::new(move || {
+            let (d, logs) = login_logged(&other, &u, &code, PEER, None);
+            let written = reply(&server, &[b"EXISTS", record.as_bytes()]);
+            let flushed = reply(&server, &[b"FLUSHALL"]);
+            let left = reply(&server, &[b"DBSIZE"]);
+            *accepted.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((d, logs, written, flushed, left));
+        }));
+    }
+    let (d, logs) = login_logged(&host, &u, &code, PEER, None);
+    let (other_d, other_logs, written, flushed, left) = accepted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .expect("the hook ran");
+    // The fault happened where claimed: the other host accepted the code and wrote the
+    // user's record, then the data set was flushed, all before this host's write, which
+    // expected the user's record absent (so it alone would have matched again).
+    assert_eq!(
+        other_d.returned(),
+        Returned::Success,
+        "{other_d:?} {other_logs:?}"
+    );
+    assert!(written.starts_with(":1"), "{written}");
+    assert!(flushed.starts_with("+OK"), "{flushed}");
+    assert!(left.starts_with(":0"), "{left}");
+    let held = proxy.held();
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert_eq!(expected_version(&held[1]), "0", "{held:?}");
+    // Denied (the store unusable for this login), nothing written, the cause named.
+    assert!(
+        !matches!(d.returned(), Returned::Success | Returned::Ignore),
+        "{d:?} {logs:?}"
+    );
+    assert!(
+        reply(&server, &[b"EXISTS", record.as_bytes()]).starts_with(":0"),
+        "the write went through"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("the store record changed since this login read it")),
+        "{logs:?}"
+    );
+    // The same code again: the store record is recreated with the floor at now, which
+    // refuses it.
+    let (d, logs) = login_logged(&host, &u, &code, PEER, None);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?} {logs:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+    // Control: a later code logs in through the proxy.
+    let later = after_recreation(now());
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
