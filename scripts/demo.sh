@@ -35,17 +35,30 @@ echo
 # A throwaway PAM stack: only our module, reading the throwaway secret.
 # Its replay mark and throttling go to a throwaway state directory too, so the demo
 # leaves nothing behind.
+# PAM splits a line at blanks: the module's path cannot hold one, and the paths in its
+# arguments are written in PAM's brackets ([secret=...], passed to the module without
+# them), which keep blanks but end at a "]".
+case $module in
+    *[[:space:]]*) echo "demo: PAM cannot load a module from a path with a blank ($module): use a checkout whose path has none" >&2; exit 1 ;;
+esac
+case $work in
+    *[]]*|*[[:cntrl:]]*) echo "demo: the working directory's path ($work) cannot be written in a PAM line (a \"]\" or a control character): run the demo with HOME set to another directory" >&2; exit 1 ;;
+esac
 mkdir "$work/pam.d"
 mkdir -m 700 "$work/state"
-printf 'auth required %s secret=%s state_dir=%s\n' "$module" "$secret" "$work/state" \
+printf 'auth required %s [secret=%s] [state_dir=%s]\n' "$module" "$secret" "$work/state" \
     > "$work/pam.d/pam_totp-demo"
 printf 'auth required pam_deny.so\n' > "$work/pam.d/other"
 
 echo
 echo "demo: now authenticating through libpam (service pam_totp-demo, user $user)."
 echo "demo: enter the 6-digit code your app shows."
+# The messages are shown and kept, so the second check can tell a replay from another
+# refusal (totp-enroll check prints the module's messages on stderr).
 check() {
-    ./target/release/totp-enroll check --pam-dir "$work/pam.d" --service pam_totp-demo --user "$user"
+    ./target/release/totp-enroll check --pam-dir "$work/pam.d" --service pam_totp-demo --user "$user" \
+        2>&1 | tee "$work/check.log"
+    return "${PIPESTATUS[0]}"
 }
 if check; then
     echo "demo: authenticated."
@@ -58,6 +71,10 @@ echo "demo: now enter the SAME code again: a code is good for one login only."
 if check; then
     echo "demo: the same code was accepted twice; this must not happen."
     exit 1
-else
+elif grep -q 'already used' "$work/check.log"; then
     echo "demo: refused, as it should be (replay protection)."
+else
+    echo "demo: refused, but not as a replay (see the messages above; a mistyped code?)."
+    echo "demo: run the demo again to see a used code refused."
+    exit 1
 fi

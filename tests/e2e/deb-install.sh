@@ -6,8 +6,10 @@
 # selected, and removing the package takes the profile out again. Also: lintian (no error
 # or warning), Depends against the libraries the binaries link, the plugins pass the
 # module's ownership check where it looks for them, the paths README and the man pages
-# name, reinstalling keeps an edited conffile, removal warns about hand-written pam.d
-# lines, and purge keeps the used-code records (deleting only empty directories).
+# name, reinstalling keeps an edited conffile (and is not refused for a hand-written
+# pam.d line), removal is refused while a hand-written live pam.d line names the module
+# (and goes ahead once it is commented out), and purge keeps the used-code records
+# (deleting only empty directories).
 #
 #   sudo ./tests/e2e/deb-install.sh [path/to/pam-totp_*.deb]
 #
@@ -38,7 +40,7 @@ echo "deb-install: testing $deb"
 secdir=$(pam_security_dir)
 module=$secdir/pam_totp.so
 user=ptdeb$(( $$ % 100000 ))
-# Hand-written pam.d files for the removal warning: one names the module, one only in a
+# Hand-written pam.d files for the removal refusal: one names the module, one only in a
 # comment.
 handfile=/etc/pam.d/$user-hand
 commentfile=/etc/pam.d/$user-comment
@@ -221,6 +223,18 @@ check "the access-rule file and the fail2ban filter are conffiles" \
            && dpkg-query -W -f='\${Conffiles}' pam-totp | grep -q ' /etc/fail2ban/filter.d/pam-totp.conf '"
 check "fail2ban-regex finds the host in a failed-code line with the installed filter" \
     sh -c "fail2ban-regex -r -o ip 'Dec  5 10:00:00 host sshd[42]: pam_totp(sshd:auth): invalid verification code for alice from 192.0.2.77' pam-totp | grep -qx 192.0.2.77"
+# The jail docs/logging.md gives, read by fail2ban itself next to the installed filter
+# (in a copy of /etc/fail2ban): it bans on every port, not only SSH's.
+if command -v fail2ban-client >/dev/null && [ -d /etc/fail2ban ]; then
+    cp -a /etc/fail2ban "$work/fail2ban"
+    sed -n '/^## fail2ban/,/^## /p' "$root/docs/logging.md" | sed -n '/^```ini/,/^```/p' | sed '1d;$d' \
+        > "$work/fail2ban/jail.d/pam-totp.local"
+    timeout 120 fail2ban-client -c "$work/fail2ban" -d > "$work/f2b-dump" 2>&1 || true
+    check "fail2ban reads the documented jail with the installed filter and bans on all ports" \
+        sh -c "grep -qF \"['add', 'pam-totp', 'systemd']\" '$work/f2b-dump' \
+               && grep -F \"['set', 'pam-totp', 'addaction', \" '$work/f2b-dump' | grep -q 'allports' \
+               && grep -F \"['multi-set', 'pam-totp', 'action', \" '$work/f2b-dump' | grep -qF \"['port', '0:65535']\""
+fi
 
 # ---- man pages
 for page in /usr/share/man/man8/pam_totp.8.gz /usr/share/man/man1/totp-enroll.1.gz /usr/share/man/man8/totp-state.8.gz; do
@@ -349,12 +363,14 @@ fi
 
 # ---- reinstall (the same version again, as an upgrade runs it)
 # (Only on a host where this test installed the package: the conffile edit is ours.)
+# A hand-written live pam_totp.so line is there: an upgrade is never refused for it.
 if [ "$was_installed" = no ]; then
     echo "# edited by deb-install" >> /etc/security/pam_totp_access.conf
+    printf 'auth required pam_unix.so\nauth required pam_totp.so nullok\n' > "$handfile"
     if dpkg -i "$deb" > "$work/dpkg-i2.log" 2>&1; then
-        pass "dpkg -i installs the package again over itself"
+        pass "dpkg -i installs the package again over itself (a hand-written pam_totp.so line does not stop an upgrade)"
     else
-        cat "$work/dpkg-i2.log"; fail "dpkg -i installs the package again over itself"
+        cat "$work/dpkg-i2.log"; fail "dpkg -i installs the package again over itself (a hand-written pam_totp.so line does not stop an upgrade)"
     fi
     check "reinstalling kept the edited conffile" \
         grep -qx '# edited by deb-install' /etc/security/pam_totp_access.conf
@@ -369,18 +385,45 @@ fi
 
 # ---- removal
 if [ "$was_installed" = no ]; then
+    # The profile's own line is in common-auth (selected above); a hand-written live line
+    # in $handfile and one only in a comment in $commentfile.
     printf 'auth required pam_unix.so\nauth required pam_totp.so nullok\n' > "$handfile"
     printf 'auth required pam_unix.so\n# auth required pam_totp.so nullok\n' > "$commentfile"
-    if dpkg -r pam-totp > "$work/dpkg-r.log" 2>&1; then
-        pass "dpkg -r removes the package"
+    # The package, the module and the profile's line in common-auth, all as they were.
+    # (The package's state; its selection is "deinstall" after the attempt.)
+    still_there() {
+        [ "$(dpkg-query -W -f='${db:Status-Status}' pam-totp 2>/dev/null)" = installed ] \
+            && [ -e "$module" ] && grep -q '^auth.*pam_totp\.so' /etc/pam.d/common-auth
+    }
+    if dpkg -r pam-totp > "$work/dpkg-r-refused.log" 2>&1; then
+        fail "dpkg -r is refused while a hand-written pam.d line uses pam_totp.so"
     else
-        cat "$work/dpkg-r.log"; fail "dpkg -r removes the package"
+        pass "dpkg -r is refused while a hand-written pam.d line uses pam_totp.so"
     fi
-    check "removal warns about the hand-written pam.d file that names pam_totp.so" \
-        sh -c "grep -q 'WARNING' '$work/dpkg-r.log' && grep -q 'pam-totp: *$handfile\$' '$work/dpkg-r.log' \
-               && grep -q 'PAM_MODULE_UNKNOWN' '$work/dpkg-r.log'"
-    check "removal does not list a file that names pam_totp.so only in a comment" \
-        sh -c "! grep -qF '$commentfile' '$work/dpkg-r.log'"
+    check "the refusal names the file and line, and what to do" \
+        sh -c "grep -q 'NOT removing' '$work/dpkg-r-refused.log' \
+               && grep -qF 'pam-totp:     $handfile:2:auth required pam_totp.so nullok' '$work/dpkg-r-refused.log' \
+               && grep -q 'comment them out' '$work/dpkg-r-refused.log'"
+    check "the refusal names neither the commented-out line nor the profile's own line in common-auth" \
+        sh -c "! grep -qF '$commentfile' '$work/dpkg-r-refused.log' && ! grep -qF 'common-auth' '$work/dpkg-r-refused.log'"
+    check "after the refused dpkg -r the package, the module and the profile's line are all still there" \
+        still_there
+    if command -v apt-get >/dev/null; then
+        if apt-get -y remove pam-totp > "$work/apt-remove.log" 2>&1; then
+            fail "apt-get remove is refused too"
+        else
+            check "apt-get remove is refused too, naming the line" grep -qF "$handfile:2:" "$work/apt-remove.log"
+            check "after the refused apt-get remove the package, module and profile line are still there" \
+                still_there
+        fi
+    fi
+    # The control: the same line commented out, and removal goes ahead.
+    sed -i 's/^auth required pam_totp/# auth required pam_totp/' "$handfile"
+    if dpkg -r pam-totp > "$work/dpkg-r.log" 2>&1; then
+        pass "dpkg -r removes the package once the hand-written line is commented out"
+    else
+        cat "$work/dpkg-r.log"; fail "dpkg -r removes the package once the hand-written line is commented out"
+    fi
     rm -f "$handfile" "$commentfile"
     check "removal took the profile out of common-auth" \
         sh -c '! grep -q pam_totp /etc/pam.d/common-auth'

@@ -2,7 +2,8 @@
 # Runs the README's first command (scripts/demo.sh) the way a person would, with expect
 # playing the person: it reads the secret key the demo shows next to the QR code, computes
 # the code with oathtool (the phone's part) and types it at the PAM prompt. Then it checks
-# the demo's promise that the same code is refused a second time is kept.
+# the demo's promise that the same code is refused a second time is kept, and that a
+# wrong second code is not reported as a replay.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -76,6 +77,44 @@ then
     pass "demo refuses a wrong code"
 else
     fail "demo with a wrong code"
+    cat "$log"
+fi
+# A right code, then a wrong one: refused, but the demo must not claim replay protection
+# (the case above, with the same code twice, is the control).
+if expect -f - "$root/scripts/demo.sh" >"$log" 2>&1 <<'EXP'
+set timeout 300
+spawn {*}$argv
+expect {
+    -re {Your new secret key is: ([A-Z2-7]+)\r?\n} { set secret $expect_out(1,string) }
+    timeout { exit 2 }
+}
+expect {
+    -re {Verification code: } {}
+    timeout { exit 3 }
+}
+set code [exec oathtool --totp -b $secret]
+send "$code\r"
+expect {
+    "demo: authenticated" {}
+    timeout { exit 5 }
+    eof { exit 6 }
+}
+expect {
+    -re {Verification code: } {}
+    timeout { exit 7 }
+}
+# Not any code of the window around now: all digits of the right one shifted by 5.
+send "[string map {0 5 1 6 2 7 3 8 4 9 5 0 6 1 7 2 8 3 9 4} $code]\r"
+expect {
+    "refused, but not as a replay" { expect eof; exit 0 }
+    "refused, as it should be" { exit 8 }
+    timeout { exit 9 }
+}
+EXP
+then
+    pass "demo does not call a wrong second code a replay"
+else
+    fail "demo with a right, then a wrong code (see below)"
     cat "$log"
 fi
 [ "$(leftovers)" = "$before" ] && pass "demo removes its temporary directory" \

@@ -470,6 +470,35 @@ fn every_example_is_tested_and_no_pam_totp_line_is_sufficient_or_optional() {
             "{name}: pam_totp must be requisite-style or required: {last}"
         );
     }
+    // The RPM ships these examples too: on RHEL/Fedora an @include of a missing common-*
+    // file breaks the stack, so each example that has one says so before its first line.
+    let mut with_include = 0;
+    for &name in STACKS {
+        let text = example_text(name);
+        if !active_lines(&text).any(|l| l.starts_with("@include common-")) {
+            continue;
+        }
+        with_include += 1;
+        let header: String = text
+            .lines()
+            .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for needle in [
+            "DEBIAN/UBUNTU ONLY",
+            "auth substack password-auth",
+            "system-auth",
+        ] {
+            assert!(
+                header.contains(needle),
+                "{name}: includes common-* but its header lacks \"{needle}\""
+            );
+        }
+    }
+    assert!(
+        with_include > 0,
+        "no example includes common-*: the check above ran on nothing"
+    );
     let profile = example_text("pam-configs/pam_totp");
     assert!(
         profile.lines().any(|l| l == "Default: no"),
