@@ -1288,3 +1288,62 @@ pub fn holds_flock(pid: u32, ino: u64) -> bool {
         })
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+mod report_tests {
+    use super::Drive;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{ExitStatus, Output};
+
+    fn output(wait_status: i32, stdout: &str) -> Output {
+        Output {
+            status: ExitStatus::from_raw(wait_status),
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: b"boom".to_vec(),
+        }
+    }
+
+    const DENIED: &str = "result PAM_AUTH_ERR\nprompts 1\n";
+
+    #[test]
+    fn a_normal_run_is_read() {
+        // Exit status 7 (PAM_AUTH_ERR) in a wait status: the code in the second byte.
+        let d = Drive::parse(&output(7 << 8, DENIED));
+        assert_eq!((d.result.as_str(), d.prompts), ("PAM_AUTH_ERR", 1));
+    }
+
+    #[test]
+    #[should_panic(expected = "did not end normally")]
+    fn a_killed_run_is_no_denial() {
+        Drive::parse(&output(libc::SIGKILL, ""));
+    }
+
+    #[test]
+    #[should_panic(expected = "did not end normally")]
+    fn a_run_without_a_result_is_no_denial() {
+        Drive::parse(&output(0, "prompts 1\n"));
+    }
+
+    #[test]
+    #[should_panic(expected = "did not end normally")]
+    fn two_results_are_no_report() {
+        Drive::parse(&output(0, &format!("{DENIED}result PAM_SUCCESS\n")));
+    }
+
+    #[test]
+    fn a_run_expected_to_die_gives_its_signal() {
+        assert_eq!(Drive::died(&output(libc::SIGTERM, "")), libc::SIGTERM);
+    }
+
+    #[test]
+    #[should_panic(expected = "a verdict left")]
+    fn a_verdict_from_a_run_expected_to_die_fails() {
+        Drive::died(&output(libc::SIGTERM, DENIED));
+    }
+
+    #[test]
+    #[should_panic(expected = "exited instead of dying")]
+    fn a_run_expected_to_die_that_exits_fails() {
+        Drive::died(&output(0, ""));
+    }
+}
