@@ -326,7 +326,42 @@ impl Drive {
         );
         Drive::parse(out)
     }
+    /// The report of a pam-drive run that ended normally: it exited (no signal ended
+    /// it) and printed exactly one `result` line. Panics with the child's stderr
+    /// otherwise, so a login that crashed or was killed before its report can never pass
+    /// for a denial; a test that expects the process to die uses [`Drive::died`].
     pub fn parse(out: &Output) -> Drive {
+        use std::os::unix::process::ExitStatusExt;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let results = stdout.lines().filter(|l| l.starts_with("result ")).count();
+        assert!(
+            out.status.code().is_some() && results == 1,
+            "pam-drive did not end normally ({}; {results} result lines): stdout {stdout:?}, \
+             stderr {:?}",
+            match out.status.signal() {
+                Some(sig) => format!("killed by signal {sig}"),
+                None => format!("{}", out.status),
+            },
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Drive::report(out)
+    }
+
+    /// The signal that ended a pam-drive run a test expects to die before its verdict
+    /// (a SIGTERM or SIGABRT test); panics if the run exited by itself or printed a
+    /// `result` line.
+    pub fn died(out: &Output) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        let d = Drive::report(out);
+        let signal = out.status.signal();
+        assert!(
+            d.result.is_empty() && !String::from_utf8_lossy(&out.stdout).contains("result "),
+            "a verdict left a process expected to die: {out:?}"
+        );
+        signal.unwrap_or_else(|| panic!("the process exited instead of dying: {out:?}"))
+    }
+
+    fn report(out: &Output) -> Drive {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let mut d = Drive {
             result: String::new(),
@@ -928,6 +963,10 @@ impl Stack {
 impl Drive {
     /// Interprets a run against a [`Stack::probe`] stack.
     pub fn returned(&self) -> Returned {
+        assert!(
+            !self.result.is_empty(),
+            "no verdict to interpret (the run never reported): {self:?}"
+        );
         let marker = |m: &str| self.messages.iter().any(|(_, t)| t == m);
         if self.result == "PAM_SUCCESS" && marker("pam_totp-returned-success") {
             Returned::Success
@@ -1204,4 +1243,107 @@ mount -t tmpfs -o mode=755 none /var/lib/nfs
         ));
     }
     s
+}
+
+/// How long a run may take before a test calls it hung: a guard against a hang, far
+/// above any wait a login is allowed (it bounds nothing the tests claim).
+pub const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `f` on a thread of its own, its value once it returns; panics as "hung" when it has
+/// not returned within [`HANG_GUARD`] (`what` names the run).
+pub fn within_hang_guard<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(HANG_GUARD) {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: hung (no end within {HANG_GUARD:?})"),
+    }
+}
+
+/// The holder of a `flock` on inode `ino` seen from the holder's side: true when one of
+/// `pid`'s open descriptors carries that lock (its `/proc/PID/fdinfo` `lock:` line).
+/// `/proc/locks` names the process that took a flock, which may have exited since (a
+/// `flock 9` helper whose shell keeps the descriptor), so it cannot say who holds it now.
+pub fn holds_flock(pid: u32, ino: u64) -> bool {
+    let suffix = format!(":{ino}");
+    fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .map(|entries| {
+            entries.filter_map(Result::ok).any(|e| {
+                fs::read_to_string(e.path()).is_ok_and(|info| {
+                    info.lines()
+                        .filter_map(|l| l.strip_prefix("lock:"))
+                        .any(|l| {
+                            let f: Vec<&str> = l.split_whitespace().collect();
+                            f.get(1) == Some(&"FLOCK")
+                                && f.get(3) == Some(&"WRITE")
+                                && f.get(5).is_some_and(|dev_ino| dev_ino.ends_with(&suffix))
+                        })
+                })
+            })
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::Drive;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{ExitStatus, Output};
+
+    fn output(wait_status: i32, stdout: &str) -> Output {
+        Output {
+            status: ExitStatus::from_raw(wait_status),
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: b"boom".to_vec(),
+        }
+    }
+
+    const DENIED: &str = "result PAM_AUTH_ERR\nprompts 1\n";
+
+    #[test]
+    fn a_normal_run_is_read() {
+        // Exit status 7 (PAM_AUTH_ERR) in a wait status: the code in the second byte.
+        let d = Drive::parse(&output(7 << 8, DENIED));
+        assert_eq!((d.result.as_str(), d.prompts), ("PAM_AUTH_ERR", 1));
+    }
+
+    #[test]
+    #[should_panic(expected = "did not end normally")]
+    fn a_killed_run_is_no_denial() {
+        Drive::parse(&output(libc::SIGKILL, ""));
+    }
+
+    #[test]
+    #[should_panic(expected = "did not end normally")]
+    fn a_run_without_a_result_is_no_denial() {
+        Drive::parse(&output(0, "prompts 1\n"));
+    }
+
+    #[test]
+    #[should_panic(expected = "did not end normally")]
+    fn two_results_are_no_report() {
+        Drive::parse(&output(0, &format!("{DENIED}result PAM_SUCCESS\n")));
+    }
+
+    #[test]
+    fn a_run_expected_to_die_gives_its_signal() {
+        assert_eq!(Drive::died(&output(libc::SIGTERM, "")), libc::SIGTERM);
+    }
+
+    #[test]
+    #[should_panic(expected = "a verdict left")]
+    fn a_verdict_from_a_run_expected_to_die_fails() {
+        Drive::died(&output(libc::SIGTERM, DENIED));
+    }
+
+    #[test]
+    #[should_panic(expected = "exited instead of dying")]
+    fn a_run_expected_to_die_that_exits_fails() {
+        Drive::died(&output(0, ""));
+    }
 }

@@ -138,8 +138,8 @@ fn a_reused_uid_does_not_inherit_the_leavers_grace_period() {
 /// A fleet keys records by name, so a name handed to a newcomer meets the leaver's
 /// record. The leaver's account is usually gone from the name service before anyone
 /// thinks of the record: `totp-state reset --user NAME` must still reach it. Control:
-/// the leaver was hard-capped (`max_failures=`), and the newcomer logs in only after
-/// the reset.
+/// the leaver was hard-capped (`max_failures=`, the log names the cap), and the newcomer
+/// given the name is refused by that cap before the reset and logs in after it.
 #[test]
 fn a_deleted_accounts_fleet_record_is_reset_by_name_before_the_name_is_reused() {
     let t = "a_deleted_accounts_fleet_record_is_reset_by_name_before_the_name_is_reused";
@@ -155,19 +155,47 @@ fn a_deleted_accounts_fleet_record_is_reset_by_name_before_the_name_is_reused() 
         let (d, lines) = login_logged(&stack, &leaver, &wrong_totp(&old, now()), peer, None);
         assert_ne!(d.returned(), Returned::Success, "{lines:?}");
     }
+    let capped = |lines: &[String]| {
+        lines.iter().any(|l| {
+            syslog_message(l)
+                .contains("second factor disabled after too many failures (max_failures)")
+        })
+    };
     let (d, lines) = login_logged(&stack, &leaver, &code_at(&old, now()), PEER, None);
-    assert_ne!(
+    assert_eq!(
         d.returned(),
-        Returned::Success,
+        Returned::Failed("PAM_AUTH_ERR".into()),
         "control: hard-capped: {lines:?}"
     );
+    assert!(capped(&lines), "the hard cap is the cause: {lines:?}");
 
-    let out = Command::new("userdel")
-        .args(["-r", &leaver.name])
-        .output()
-        .expect("userdel");
-    assert!(out.status.success(), "{out:?}");
-    let out = state_tool(&["reset", "--user", &leaver.name, "--options", &args]);
+    let name = leaver.name.clone();
+    let userdel = |name: &str| {
+        let out = Command::new("userdel")
+            .args(["-r", name])
+            .output()
+            .expect("userdel");
+        assert!(out.status.success(), "{out:?}");
+    };
+    userdel(&name);
+    // Control: before the reset, the name given to somebody else meets the leaver's cap,
+    // whatever code they answer.
+    {
+        let (newcomer, secret) = TestUser::enrolled("fl");
+        assert_eq!(newcomer.name, name);
+        let (d, lines) = login_logged(&stack, &newcomer, &code_at(&secret, now()), PEER, None);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "before the reset: {d:?} {lines:?}"
+        );
+        assert!(
+            capped(&lines),
+            "before the reset, the leaver's cap: {lines:?}"
+        );
+        // Dropped here: the name is again an account the name service does not know.
+    }
+    let out = state_tool(&["reset", "--user", &name, "--options", &args]);
     assert!(
         out.status.success(),
         "reset of a deleted name: {}",
@@ -180,9 +208,10 @@ fn a_deleted_accounts_fleet_record_is_reset_by_name_before_the_name_is_reused() 
 
     // The same name for somebody else.
     let (newcomer, secret) = TestUser::enrolled("fl");
-    assert_eq!(newcomer.name, leaver.name);
+    assert_eq!(newcomer.name, name);
     let (d, lines) = login_logged(&stack, &newcomer, &code_at(&secret, now()), PEER, None);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(!capped(&lines), "{lines:?}");
 }
 
 /// A uid nobody has, for `usermod -u`.

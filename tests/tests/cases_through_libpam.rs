@@ -271,8 +271,9 @@ fn root_login(stack: &Stack, rhost: Option<&str>) -> Driver {
 
 /// J2–J6, J12: peer addresses as the rules see them, through the module: an
 /// IPv4-mapped IPv6 address matches the IPv4 rule (skip); the IPv4-compatible form,
-/// `010.1.2.3`-style literals, a trailing dot, a host name and no `PAM_RHOST` at all do
-/// not (the code is asked); with the rule file missing nobody skips and the log names
+/// `010.1.2.3`-style literals, a trailing dot, a host name (even one the hosts file maps
+/// to the rule's address) and no `PAM_RHOST` at all do not (the code is asked); with the
+/// rule file missing nobody skips and the log names
 /// the file. Control: the plain address skips.
 #[test]
 fn peer_addresses_and_a_missing_rule_file_through_the_module() {
@@ -302,7 +303,6 @@ fn peer_addresses_and_a_missing_rule_file_through_the_module() {
         Some("10.1.2.3."),
         Some("0xa.1.2.3"),
         Some("10.1"),
-        Some("lan.example.com"),
         Some(""),
         None,
     ] {
@@ -313,6 +313,35 @@ fn peer_addresses_and_a_missing_rule_file_through_the_module() {
             "{rhost:?}: the code is asked"
         );
     }
+    // J5: a host name is never looked up. Here it resolves to the rule's address (a
+    // hosts file of the test's own over /etc/hosts, in a private mount namespace), so a
+    // lookup would skip; the code is still asked. Control: the same rule, with the same
+    // hosts file in place, skips the literal address.
+    let hosts = setup.dir.path().join("hosts");
+    fs::write(&hosts, "127.0.0.1 localhost\n10.1.2.3 lan.example.com\n").expect("hosts");
+    let (out, _) = run_with_files_over(&[(&hosts, "/etc/hosts")], "getent hosts lan.example.com");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("10.1.2.3 "),
+        "the name resolves to the rule's address there: {out:?}"
+    );
+    let through_hosts = |rhost: &str| {
+        let (d, _) = capture_syslog_with_bind(
+            &hosts,
+            Path::new("/etc/hosts"),
+            &root_login(&stack, Some(rhost)),
+        );
+        (d.returned(), d.prompts)
+    };
+    assert_eq!(
+        through_hosts("lan.example.com"),
+        (Returned::Failed("PAM_AUTH_ERR".into()), 1),
+        "a name resolving to the rule's address: the code is asked"
+    );
+    assert_eq!(
+        through_hosts("10.1.2.3"),
+        (Returned::Ignore, 0),
+        "control: the literal address skips under the same hosts file"
+    );
     let missing = setup.dir.path().join("no-such-access.conf");
     let stack = setup.stack(&missing, "");
     let (d, lines) = capture_syslog(&root_login(&stack, Some("10.1.2.3")));

@@ -377,3 +377,92 @@ fn every_test_file_the_docs_cite_exists() {
         missing.join("\n")
     );
 }
+
+/// Every test the documentation names as `FILE.rs::NAME` exists: a file whose path ends
+/// with FILE.rs (citations shorten `totp-os/src/safefile/tests.rs` to
+/// `safefile/tests.rs`, or name a file cited in full earlier by its name alone) holds a
+/// `fn NAME` (`async fn`, generic `fn NAME<` included), so a claim never rests on a test
+/// that was renamed or removed.
+#[test]
+fn every_function_the_docs_cite_exists() {
+    fn collect(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            if name == "target" || name == ".git" {
+                continue;
+            }
+            if p.is_dir() {
+                collect(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let root = workspace();
+    let mut all = Vec::new();
+    collect(&root, &mut all);
+    let sources: Vec<(String, String)> = all
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .filter_map(|p| {
+            let rel = p.strip_prefix(&root).ok()?.to_string_lossy().into_owned();
+            Some((rel, fs::read_to_string(p).ok()?))
+        })
+        .collect();
+    let mut docs = vec![root.join("README.md"), root.join("SECURITY.md")];
+    for dir in ["docs", "man", "pam.d-examples", "packaging"] {
+        collect(&root.join(dir), &mut docs);
+    }
+    let path_char = |c: char| c.is_ascii_alphanumeric() || "/_-".contains(c);
+    let ident_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut cited = 0;
+    let mut dangling = Vec::new();
+    for doc in &docs {
+        let Ok(text) = fs::read_to_string(doc) else {
+            continue;
+        };
+        for (at, sep) in text.match_indices(".rs::") {
+            let head = &text[..at];
+            let start = head
+                .char_indices()
+                .rev()
+                .take_while(|(_, c)| path_char(*c))
+                .last()
+                .map_or(at, |(i, _)| i);
+            let file = format!("{}.rs", &text[start..at]);
+            let after = &text[at + sep.len()..];
+            let name: String = after.chars().take_while(|c| ident_char(*c)).collect();
+            if start == at || name.is_empty() {
+                continue;
+            }
+            // `NAME_*` cites every test whose name starts so: at least one must exist.
+            let decls: Vec<String> = if after[name.len()..].starts_with('*') {
+                vec![format!("fn {name}")]
+            } else {
+                vec![format!("fn {name}("), format!("fn {name}<")]
+            };
+            cited += 1;
+            let tail = format!("/{file}");
+            let found = sources.iter().any(|(rel, src)| {
+                (*rel == file || rel.ends_with(&tail))
+                    && decls.iter().any(|decl| src.contains(decl.as_str()))
+            });
+            if !found {
+                let shown = doc.strip_prefix(&root).unwrap_or(doc);
+                dangling.push(format!("{}: {file}::{name}", shown.display()));
+            }
+        }
+    }
+    assert!(cited > 50, "only {cited} citations found");
+    dangling.sort();
+    dangling.dedup();
+    assert!(
+        dangling.is_empty(),
+        "cited functions that do not exist:\n{}",
+        dangling.join("\n")
+    );
+}

@@ -140,6 +140,39 @@ fn malformed_answers_are_failed_attempts() {
     assert_eq!(stored_failures(&stack, u.uid), 0);
 }
 
+/// F4: the answer OpenSSH's PAM conversation gives for an invalid user or a refused
+/// root ("\b\n\r\177INCORRECT") is denied and logged once, at info, as the dummy
+/// password docs/logging.md promises (GA's "Dummy password supplied by PAM" line).
+/// Control: a wrong six-digit code gets no such line.
+#[test]
+fn sshds_dummy_password_is_logged_once_as_such() {
+    if !require_root("sshds_dummy_password_is_logged_once_as_such") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("dp");
+    let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=100");
+    let dummy_lines = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| {
+                syslog_message(l).starts_with("dummy password supplied by PAM; did OpenSSH")
+            })
+            .count()
+    };
+    let (d, lines) = login_logged(&stack, &u, "\u{8}\n\r\u{7f}INCORRECT", None, T0);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(dummy_lines(&lines), 1, "one dummy-password line: {lines:?}");
+    let (d, lines) = login_logged(&stack, &u, &wrong_totp(&secret, T0), None, T0);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "control: {d:?}");
+    assert_eq!(dummy_lines(&lines), 0, "control: a wrong code: {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| syslog_message(l).starts_with("invalid verification code for")),
+        "control: the wrong code was evaluated: {lines:?}"
+    );
+}
+
 /// A code as users paste or type it from an app ("123 456", "123-456", spaces around
 /// it, a trailing CR, full-width digits) is one failed attempt, as in GA; the log says
 /// the answer was not a code, which a wrong or drifted code never gets, so an admin
