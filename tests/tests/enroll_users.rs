@@ -351,6 +351,44 @@ fn root_enrolls_through_a_service_line_into_the_owner_its_logins_require() {
     }
 }
 
+// GA's user= naming a store account: every login opens the file as that account, so the
+// enrolment writes it as that account (never as root in the directory it owns), and
+// the login accepts a right code.
+#[test]
+fn root_enrolls_through_a_line_with_a_store_account_as_that_account() {
+    let test = "root_enrolls_through_a_line_with_a_store_account_as_that_account";
+    if !require_root(test) || !require_tool(test, "oathtool") {
+        return;
+    }
+    let user = TestUser::create("sacu");
+    let account = TestUser::create("saca");
+    let store = store_dir(0o755);
+    let dir = store.path().join("otp");
+    fs::create_dir(&dir).expect("mkdir");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::os::unix::fs::chown(&dir, Some(account.uid), Some(account.gid)).expect("chown");
+    let stack = Stack::with_module(
+        "svc",
+        &format!("user={} secret={}/${{USER}}", account.name, dir.display()),
+    );
+    let pam_dir = stack.path().to_string_lossy().into_owned();
+    let out = enroll(&[
+        "--user",
+        &user.name,
+        "--service",
+        "svc",
+        "--pam-dir",
+        &pam_dir,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let meta = fs::symlink_metadata(dir.join(&user.name)).expect("written");
+    assert_eq!(meta.uid(), account.uid, "the store account's");
+    let secret = json_field(&out, "secret");
+    let code = oathtool_totp(&secret, now(), 30, 6, "sha1");
+    let r = Driver::new(&stack, "svc", &user.name).answer(&code).run();
+    assert_eq!(r.result, "PAM_SUCCESS", "{r:?}");
+}
+
 /// Leftover temp files (`.NAME.tmp-…`) in `dir`.
 fn temp_files_in(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
