@@ -269,6 +269,136 @@ fn root_enrolls_into_a_root_owned_store_and_the_module_reads_it() {
     );
 }
 
+/// A root-owned store below `/var/lib` (a chain only root can change), `mode`.
+fn store_dir(mode: u32) -> tempfile::TempDir {
+    let store = tempfile::Builder::new()
+        .prefix("pam_totp-test-store")
+        .tempdir_in("/var/lib")
+        .expect("tmp");
+    fs::set_permissions(store.path(), fs::Permissions::from_mode(mode)).expect("chmod");
+    store
+}
+
+// GA's meaning of a line without user=: the file is opened as the user and must be the
+// user's. Root enrolling through such a line (--service) used to write a root-owned
+// file every login then refused; the file now goes to the user, and a right code logs
+// in through the real libpam. Control: a line with user=root gets a root-owned file,
+// which it accepts.
+#[test]
+fn root_enrolls_through_a_service_line_into_the_owner_its_logins_require() {
+    let test = "root_enrolls_through_a_service_line_into_the_owner_its_logins_require";
+    if !require_root(test) || !require_tool(test, "oathtool") {
+        return;
+    }
+    // With -s naming the same file too: that is how the fault was first met.
+    for (user_opt, with_s, tag) in [
+        ("", false, "sown"),
+        ("", true, "sows"),
+        ("user=root ", false, "sroo"),
+    ] {
+        let user = TestUser::create(tag);
+        // The login opens the file as the user: the store must let them through.
+        let store = store_dir(0o755);
+        let stack = Stack::with_module(
+            "svc",
+            &format!("{user_opt}secret={}/${{USER}}", store.path().display()),
+        );
+        let pam_dir = stack.path().to_string_lossy().into_owned();
+        let path = store.path().join(&user.name);
+        let named = path.to_string_lossy().into_owned();
+        let mut args = vec![
+            "--user",
+            &user.name,
+            "--service",
+            "svc",
+            "--pam-dir",
+            &pam_dir,
+        ];
+        if with_s {
+            args.extend(["-s", &named]);
+        }
+        let out = enroll(&args);
+        assert!(out.status.success(), "{user_opt:?}: {out:?}");
+        let meta = fs::symlink_metadata(&path).expect("written where the line reads");
+        let owner = if user_opt.is_empty() { user.uid } else { 0 };
+        assert_eq!(
+            meta.uid(),
+            owner,
+            "{user_opt:?}: owned as the line requires"
+        );
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        assert!(temp_files_in(store.path()).is_empty());
+        let secret = json_field(&out, "secret");
+        let t = now();
+        let code = oathtool_totp(&secret, t, 30, 6, "sha1");
+        let r = Driver::new(&stack, "svc", &user.name).answer(&code).run();
+        assert_eq!(r.result, "PAM_SUCCESS", "{user_opt:?}: {r:?}");
+
+        // An update in place (new scratch codes) keeps the owner the line requires.
+        let out = Command::new(&built().enroll)
+            .args(["--regenerate-scratch-codes", "--json", "--user", &user.name])
+            .args(["--service", "svc", "--pam-dir", &pam_dir])
+            .output()
+            .expect("run totp-enroll");
+        assert!(out.status.success(), "{user_opt:?}: {out:?}");
+        assert_eq!(fs::symlink_metadata(&path).expect("kept").uid(), owner);
+        let next = oathtool_totp(&secret, t + 30, 30, 6, "sha1");
+        let r = Driver::new(&stack, "svc", &user.name).answer(&next).run();
+        assert_eq!(
+            r.result, "PAM_SUCCESS",
+            "{user_opt:?} after the update: {r:?}"
+        );
+    }
+}
+
+// GA's user= naming a store account: every login opens the file as that account, so the
+// enrolment writes it as that account (never as root in the directory it owns), and
+// the login accepts a right code.
+#[test]
+fn root_enrolls_through_a_line_with_a_store_account_as_that_account() {
+    let test = "root_enrolls_through_a_line_with_a_store_account_as_that_account";
+    if !require_root(test) || !require_tool(test, "oathtool") {
+        return;
+    }
+    let user = TestUser::create("sacu");
+    let account = TestUser::create("saca");
+    let store = store_dir(0o755);
+    let dir = store.path().join("otp");
+    fs::create_dir(&dir).expect("mkdir");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::os::unix::fs::chown(&dir, Some(account.uid), Some(account.gid)).expect("chown");
+    let stack = Stack::with_module(
+        "svc",
+        &format!("user={} secret={}/${{USER}}", account.name, dir.display()),
+    );
+    let pam_dir = stack.path().to_string_lossy().into_owned();
+    let out = enroll(&[
+        "--user",
+        &user.name,
+        "--service",
+        "svc",
+        "--pam-dir",
+        &pam_dir,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let meta = fs::symlink_metadata(dir.join(&user.name)).expect("written");
+    assert_eq!(meta.uid(), account.uid, "the store account's");
+    let secret = json_field(&out, "secret");
+    let code = oathtool_totp(&secret, now(), 30, 6, "sha1");
+    let r = Driver::new(&stack, "svc", &user.name).answer(&code).run();
+    assert_eq!(r.result, "PAM_SUCCESS", "{r:?}");
+}
+
+/// Leftover temp files (`.NAME.tmp-…`) in `dir`.
+fn temp_files_in(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .expect("read_dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect()
+}
+
 /// `totp-enroll` run by `user` themselves (real and effective uid, their groups).
 fn enroll_as(user: &TestUser, args: &[&str]) -> Output {
     Command::new("setpriv")

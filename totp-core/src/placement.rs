@@ -83,6 +83,17 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// The owner a new file must be given when root writes it as itself for someone
+    /// else: a store file outside the user's home that a login (no `user=`) requires
+    /// the user to own. Root creates it in the root-controlled store and hands it over
+    /// before it takes its name. `None`: the file belongs to whoever writes it.
+    pub fn new_file_owner(&self) -> Option<u32> {
+        match (self.opener, self.owners.first()) {
+            (Opener::Root, Some(&uid)) if uid != 0 => Some(uid),
+            _ => None,
+        }
+    }
+
     /// The directory holding the file.
     pub fn dir(&self) -> &Path {
         // Construction guarantees an absolute path with a final name.
@@ -225,15 +236,31 @@ pub fn for_login(
     })
 }
 
+/// One `pam_totp` line of the service `totp-enroll --service` names: its options and,
+/// with `user=`, that account's canonical entry.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceLine<'a> {
+    pub opts: &'a ModuleOptions,
+    pub owner: Option<Account<'a>>,
+}
+
 /// The file `totp-enroll` writes or updates for `user` (the canonical entry of
 /// `typed`, the `--user` spelling, or of the caller's uid when `typed` is `None`).
 /// `secret` is the `--secret` path already made absolute against the working
-/// directory; `None` means the default file in the NSS home (never `$HOME`).
+/// directory; `None` means the file `line` names, else the default file in the NSS
+/// home (never `$HOME`).
+///
+/// With `line` (`--service`), the file gets the owners and permission bits the login
+/// through that line requires ([`for_login`]): without `user=` the user owns it, also
+/// in a store outside the home (root writes it there and hands it to the user); with
+/// `user=` that account owns it. Without `line`, a file root writes for another user
+/// outside their home is root's, as for a line with `user=root`.
 pub fn for_enrollment(
     user: Account<'_>,
     typed: Option<&str>,
     secret: Option<&Path>,
     caller: Caller,
+    line: Option<ServiceLine<'_>>,
 ) -> Result<Placement, PlacementError> {
     let for_other = user.uid != caller.uid;
     if for_other && caller.euid != 0 {
@@ -241,17 +268,29 @@ pub fn for_enrollment(
             user: user.name.to_owned(),
         });
     }
+    let login = match line {
+        Some(line) => {
+            let name =
+                UserName::parse(user.name.as_bytes()).map_err(|err| PlacementError::Expand {
+                    fixed_owner: line.owner.is_some(),
+                    err,
+                })?;
+            Some(for_login(line.opts, &name, Some(user), line.owner)?)
+        }
+        None => None,
+    };
     let home = user.dir;
-    let path = match secret {
-        Some(p) => {
+    let path = match (secret, &login) {
+        (Some(p), _) => {
             let normal = p.has_root() && p.components().all(|c| c != Component::ParentDir);
             if !normal {
                 return Err(PlacementError::NotNormal);
             }
             p.to_path_buf()
         }
-        None if home.is_absolute() => home.join(DEFAULT_FILE_NAME),
-        None => {
+        (None, Some(login)) => login.path.clone(),
+        (None, None) if home.is_absolute() => home.join(DEFAULT_FILE_NAME),
+        (None, None) => {
             return Err(PlacementError::HomeNotAbsolute {
                 user: user.name.to_owned(),
             });
@@ -263,6 +302,10 @@ pub fn for_enrollment(
     // A home of "/" (some service accounts) would make every path "in the home", so
     // it never counts as one.
     let in_home = home.is_absolute() && home != Path::new("/") && dir.starts_with(home);
+    if let Some(login) = login {
+        let owner_name = line.and_then(|l| l.owner).map_or(user.name, |o| o.name);
+        return for_enrollment_as_login(user, caller, login, path, in_home, owner_name);
+    }
     let opener = if !for_other {
         Opener::Caller
     } else if in_home {
@@ -294,6 +337,54 @@ pub fn for_enrollment(
         owners,
         trusted_root,
         allowed_perm: DEFAULT_ALLOWED_PERM,
+        check_dirs_on_create: true,
+    })
+}
+
+/// [`for_enrollment`] through a service line: the login's placement `login` (at
+/// `path`, the `--secret` path when one was given), carried out by the caller.
+fn for_enrollment_as_login(
+    user: Account<'_>,
+    caller: Caller,
+    login: Placement,
+    path: PathBuf,
+    in_home: bool,
+    owner_name: &str,
+) -> Result<Placement, PlacementError> {
+    let trusted_root = match login.opener {
+        Opener::User => login_chain_root(&path, user.dir),
+        _ => login.trusted_root.clone(),
+    };
+    let (opener, trusted_root) = match login.opener {
+        // The file of a `user=` account: written by that account, or by root when it
+        // is root's (a store only root may change, checked from `/`).
+        Opener::Owner => {
+            let owner = login.owners.first().copied().unwrap_or(0);
+            match (owner == caller.uid, caller.euid == 0, owner == 0) {
+                (true, true, _) | (false, true, true) => (Opener::Root, Some(PathBuf::from("/"))),
+                (true, false, _) => (Opener::Caller, trusted_root),
+                (false, true, false) => (Opener::Owner, trusted_root),
+                // Someone enrolling themselves into a file another account owns.
+                (false, false, _) => {
+                    return Err(PlacementError::NotRoot {
+                        user: owner_name.to_owned(),
+                    });
+                }
+            }
+        }
+        _ if user.uid == caller.uid => (Opener::Caller, trusted_root),
+        // Never as root in a directory the user controls (R4).
+        _ if in_home => (Opener::User, trusted_root),
+        // A store outside the home: root writes, the file goes to the user
+        // (`Placement::new_file_owner`); only root may change the directories.
+        _ => (Opener::Root, Some(PathBuf::from("/"))),
+    };
+    Ok(Placement {
+        path,
+        opener,
+        owners: login.owners,
+        trusted_root,
+        allowed_perm: login.allowed_perm,
         check_dirs_on_create: true,
     })
 }

@@ -50,7 +50,19 @@ pub fn run(req: Request, console: &mut Console) -> Result<(), Error> {
         return enroll(&req, None, console);
     }
     let caller = crate::host::caller();
-    let target = target::resolve(caller, req.user.as_deref(), req.secret_path.as_deref())?;
+    let service = req.service.as_deref().map(|name| target::Service {
+        name,
+        pam_dir: req.pam_dir.as_deref(),
+    });
+    let target = target::resolve(
+        caller,
+        req.user.as_deref(),
+        req.secret_path.as_deref(),
+        service,
+    )?;
+    for note in &target.notes {
+        console.say(note)?;
+    }
     if req.regenerate {
         regenerate(&req, &target, console)
     } else {

@@ -63,7 +63,19 @@ enum Done {
 
 pub fn run(args: ResyncArgs) -> Result<u8, Error> {
     let caller = crate::host::caller();
-    let target = target::resolve(caller, args.user.as_deref(), args.secret.as_deref())?;
+    let service = args.service.as_deref().map(|name| target::Service {
+        name,
+        pam_dir: args.pam_dir.as_deref(),
+    });
+    let target = target::resolve(
+        caller,
+        args.user.as_deref(),
+        args.secret.as_deref(),
+        service,
+    )?;
+    for note in &target.notes {
+        eprint!("{note}");
+    }
     let caps = caps::load(args.service.as_deref(), args.pam_dir.as_deref())?;
     let (first, second) = match (args.first, args.second) {
         (Some(a), Some(b)) => (Zeroizing::new(a), Zeroizing::new(b)),

@@ -6,10 +6,12 @@
 //! shell with an inherited `HOME` must not write another user's file into root's
 //! home, nor root's secret into a directory someone else named.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use totp_core::placement::{self, Account, Caller, Placement, PlacementError};
+use totp_core::options::{ModuleOptions, UserSpec};
+use totp_core::placement::{self, Account, Caller, Opener, Placement, PlacementError, ServiceLine};
 use totp_os::nss::{self, Passwd};
+use totp_os::pam_stack::{self, MODULE_FILE};
 use totp_os::safefile::FileRules;
 
 use crate::error::Error;
@@ -21,6 +23,20 @@ pub struct Target {
     /// Where the file is, as whom it is written, and what it and its directories
     /// must look like.
     pub placed: Placement,
+    /// The `user=` account of the `--service` line, which writes the file when the
+    /// placement says [`Opener::Owner`].
+    pub owner: Option<Passwd>,
+    /// What the run should tell about the placement (whose file it is, a `--secret`
+    /// the service does not read).
+    pub notes: Vec<String>,
+}
+
+/// The PAM service whose `pam_totp` lines the file is placed for (`--service`,
+/// `--pam-dir`).
+#[derive(Clone, Copy, Debug)]
+pub struct Service<'a> {
+    pub name: &'a str,
+    pub pam_dir: Option<&'a Path>,
 }
 
 impl Target {
@@ -33,9 +49,71 @@ impl Target {
     pub fn rules(&self) -> FileRules {
         FileRules::for_placement_of(&self.placed, &self.user)
     }
+
+    /// The owner and group a new file is given (root writing a store file the login
+    /// requires the user to own), else `None`.
+    pub fn new_file_owner(&self) -> Option<(u32, u32)> {
+        let uid = self.placed.new_file_owner()?;
+        (uid == self.user.uid).then_some((self.user.uid, self.user.gid))
+    }
 }
 
-pub fn resolve(caller: Caller, user: Option<&str>, secret: Option<&Path>) -> Result<Target, Error> {
+/// `--service`'s `pam_totp` lines, each with its `user=` account.
+fn service_lines(service: Service<'_>) -> Result<Vec<(ModuleOptions, Option<Passwd>)>, Error> {
+    let dir = pam_stack::pam_dir_or_default(service.pam_dir);
+    let found = pam_stack::module_options(&dir, service.name)?;
+    if found.is_empty() {
+        return Err(Error::failed(format!(
+            "service \"{}\" in \"{}\" has no auth line for {MODULE_FILE}",
+            service.name,
+            dir.display()
+        )));
+    }
+    found
+        .into_iter()
+        .map(|opts| {
+            let owner = match &opts.user {
+                None => None,
+                Some(spec) => {
+                    let (found, shown) = match spec {
+                        UserSpec::Uid(uid) => (nss::lookup_user_by_uid(*uid), uid.to_string()),
+                        UserSpec::Name(n) => {
+                            (nss::lookup_user_by_name(n.as_str()), n.as_str().to_owned())
+                        }
+                    };
+                    Some(
+                        found
+                            .map_err(|e| {
+                                Error::failed(format!("cannot look up user={shown}: {e}"))
+                            })?
+                            .ok_or_else(|| {
+                                Error::failed(format!(
+                                    "user={shown} of service \"{}\" is no account",
+                                    service.name
+                                ))
+                            })?,
+                    )
+                }
+            };
+            Ok((opts, owner))
+        })
+        .collect()
+}
+
+fn account(pw: &Passwd) -> Account<'_> {
+    Account {
+        name: &pw.name,
+        uid: pw.uid,
+        dir: &pw.dir,
+    }
+}
+
+pub fn resolve(
+    caller: Caller,
+    user: Option<&str>,
+    secret: Option<&Path>,
+    service: Option<Service<'_>>,
+) -> Result<Target, Error> {
     let pw = match user {
         Some(name) => nss::lookup_user_by_name(name)
             .map_err(|e| Error::failed(format!("cannot look up user \"{name}\": {e}")))?
@@ -60,29 +138,97 @@ pub fn resolve(caller: Caller, user: Option<&str>, secret: Option<&Path>) -> Res
     if let (0, None, Some(path)) = (caller.uid, user, absolute.as_deref()) {
         refuse_another_users_directory(path)?;
     }
-    let account = Account {
-        name: &pw.name,
-        uid: pw.uid,
-        dir: &pw.dir,
+    let lines = match service {
+        Some(service) => Some(service_lines(service)?),
+        None => None,
     };
     let shown = || secret.unwrap_or(Path::new("")).display();
-    let placed = placement::for_enrollment(account, user, absolute.as_deref(), caller).map_err(
-        |e| match e {
-            PlacementError::NotNormal => Error::usage(format!(
-                "secret path \"{}\" must not contain \"..\"",
-                shown()
-            )),
-            PlacementError::NoFileName => {
-                Error::usage(format!("secret path \"{}\" does not name a file", shown()))
-            }
-            PlacementError::HomeNotAbsolute { .. } => {
-                Error::failed(format!("{e}; pass -s/--secret"))
-            }
-            PlacementError::AliasFileName { .. } => Error::usage(e.to_string()),
-            e => Error::failed(e.to_string()),
-        },
-    )?;
-    Ok(Target { user: pw, placed })
+    let to_error = |e: PlacementError| match e {
+        PlacementError::NotNormal => Error::usage(format!(
+            "secret path \"{}\" must not contain \"..\"",
+            shown()
+        )),
+        PlacementError::NoFileName => {
+            Error::usage(format!("secret path \"{}\" does not name a file", shown()))
+        }
+        PlacementError::HomeNotAbsolute { .. } => Error::failed(format!("{e}; pass -s/--secret")),
+        PlacementError::AliasFileName { .. } => Error::usage(e.to_string()),
+        e => Error::failed(e.to_string()),
+    };
+    let place = |line: Option<ServiceLine<'_>>, secret: Option<&Path>| {
+        placement::for_enrollment(account(&pw), user, secret, caller, line)
+    };
+    // Every pam_totp line of the service reads the file: they must agree on it.
+    let mut placed: Option<Placement> = None;
+    for line in lines.iter().flatten() {
+        let (opts, owner) = line;
+        let line = ServiceLine {
+            opts,
+            owner: owner.as_ref().map(account),
+        };
+        let this = place(Some(line), absolute.as_deref()).map_err(to_error)?;
+        if placed.as_ref().is_some_and(|p| *p != this) {
+            return Err(Error::failed(format!(
+                "the {MODULE_FILE} lines of service \"{}\" want the secret file placed or \
+                 owned differently; enroll for one of them with a service that has only \
+                 that line",
+                service.map_or("", |s| s.name)
+            )));
+        }
+        placed = Some(this);
+    }
+    let placed = match placed {
+        Some(placed) => placed,
+        None => place(None, absolute.as_deref()).map_err(to_error)?,
+    };
+    let mut notes = Vec::new();
+    if let (Some(lines), Some(given)) = (&lines, absolute.as_deref()) {
+        // The path the service's line itself names, for a note when --secret differs.
+        let read: Vec<PathBuf> = lines
+            .iter()
+            .filter_map(|(opts, owner)| {
+                let line = ServiceLine {
+                    opts,
+                    owner: owner.as_ref().map(account),
+                };
+                place(Some(line), None).ok().map(|p| p.path)
+            })
+            .collect();
+        if !read.iter().any(|r| r == given) {
+            notes.push(format!(
+                "note: service \"{}\" reads {}, not \"{}\"\n",
+                service.map_or("", |s| s.name),
+                read.first().map_or_else(
+                    || "no file for this user".to_owned(),
+                    |r| format!("\"{}\"", r.display())
+                ),
+                given.display()
+            ));
+        }
+    }
+    if lines.is_none() && placed.opener == Opener::Root && pw.uid != 0 {
+        notes.push(format!(
+            "note: \"{}\" is written owned by root, as a {MODULE_FILE} line with \
+             user=root reads it; for a line without user=, which needs the file owned by \
+             {}, pass --service NAME\n",
+            placed.path.display(),
+            pw.name
+        ));
+    }
+    let owner = match placed.opener {
+        Opener::Owner => lines.as_ref().and_then(|l| {
+            l.iter()
+                .find_map(|(_, o)| o.as_ref().filter(|o| placed.owners.contains(&o.uid)))
+                .cloned()
+        }),
+        _ => None,
+    };
+    Ok(Target {
+        user: pw,
+        placed,
+        owner,
+        notes,
+    })
 }
 
 /// Root with `-s` into a directory another account owns (GA's habit, `sudo
@@ -123,24 +269,24 @@ mod tests {
 
     #[test]
     fn default_path_is_the_nss_home_not_the_environment() {
-        let t = resolve(me(), None, None).expect("current user resolves");
+        let t = resolve(me(), None, None, None).expect("current user resolves");
         assert_eq!(t.path(), t.user.dir.join(DEFAULT_FILE_NAME));
         assert_eq!(t.placed.opener, Opener::Caller);
     }
 
     #[test]
     fn relative_secret_paths_become_absolute_and_dotdot_is_refused() {
-        let t = resolve(me(), None, Some(Path::new("x/y"))).expect("ok");
+        let t = resolve(me(), None, Some(Path::new("x/y")), None).expect("ok");
         assert!(t.path().is_absolute() && t.path().ends_with("x/y"));
         assert_eq!(t.placed.file_name(), "y");
-        let err = resolve(me(), None, Some(Path::new("/srv/../etc/x"))).unwrap_err();
+        let err = resolve(me(), None, Some(Path::new("/srv/../etc/x")), None).unwrap_err();
         assert!(err.to_string().contains("\"/srv/../etc/x\""), "{err}");
-        assert!(resolve(me(), None, Some(Path::new("/"))).is_err());
+        assert!(resolve(me(), None, Some(Path::new("/")), None).is_err());
     }
 
     #[test]
     fn unknown_user_is_an_error() {
-        let err = resolve(me(), Some("no-such-user-totp-enroll"), None).unwrap_err();
+        let err = resolve(me(), Some("no-such-user-totp-enroll"), None, None).unwrap_err();
         assert!(err.to_string().contains("no such user"), "{err}");
     }
 
@@ -150,7 +296,7 @@ mod tests {
             uid: 4242,
             euid: 4242,
         };
-        let err = resolve(caller, Some("root"), None).unwrap_err();
+        let err = resolve(caller, Some("root"), None, None).unwrap_err();
         assert!(err.to_string().contains("only root"), "{err}");
     }
 
@@ -165,13 +311,19 @@ mod tests {
             root,
             Some("nobody"),
             Some(&nobody.dir.join(DEFAULT_FILE_NAME)),
+            None,
         )
         .expect("ok");
         if nobody.dir.is_absolute() && nobody.dir != Path::new("/") {
             assert_eq!(home.placed.opener, Opener::User);
         }
-        let store =
-            resolve(root, Some("nobody"), Some(Path::new("/var/lib/x/nobody"))).expect("ok");
+        let store = resolve(
+            root,
+            Some("nobody"),
+            Some(Path::new("/var/lib/x/nobody")),
+            None,
+        )
+        .expect("ok");
         assert_eq!(store.placed.opener, Opener::Root);
         assert_eq!(store.rules().allowed_owners, vec![0]);
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use totp_core::placement::{Opener, SECRET_FILE_MODE};
 use totp_os::creds::{self, CredGuard};
 use totp_os::nss;
-use totp_os::safefile::{self, FileError, LockedFile};
+use totp_os::safefile::{self, FileError, LockedFile, NewFile};
 
 use crate::error::Error;
 use crate::target::Target;
@@ -27,25 +27,26 @@ pub fn as_writer<T>(target: &Target, f: impl FnOnce() -> Result<T, Error>) -> Re
     let _guard: Option<CredGuard> = match target.placed.opener {
         // Root in a store writes as itself; the directory checks guard it.
         Opener::Caller | Opener::Root => None,
-        Opener::User => {
-            let id = nss::identity_of(&target.user).map_err(|e| {
-                Error::failed(format!(
-                    "cannot look up the groups of \"{}\": {e}",
-                    target.user.name
-                ))
-            })?;
-            Some(creds::switch_to(&id).map_err(|e| {
-                Error::failed(format!("cannot switch to \"{}\": {e}", target.user.name))
-            })?)
-        }
-        // Only the module's `user=` placements open as another account.
-        Opener::Owner => {
-            return Err(Error::failed(
-                "no enrollment writes as a user= account".to_owned(),
-            ));
-        }
+        Opener::User => Some(switch_to(&target.user)?),
+        // The `user=` account of the --service line owns the store: it writes there,
+        // as every login opens the file as it.
+        Opener::Owner => match &target.owner {
+            Some(owner) => Some(switch_to(owner)?),
+            None => {
+                return Err(Error::failed(
+                    "a user= placement without its account".to_owned(),
+                ));
+            }
+        },
     };
     f()
+}
+
+fn switch_to(pw: &nss::Passwd) -> Result<CredGuard, Error> {
+    let id = nss::identity_of(pw)
+        .map_err(|e| Error::failed(format!("cannot look up the groups of \"{}\": {e}", pw.name)))?;
+    creds::switch_to(&id)
+        .map_err(|e| Error::failed(format!("cannot switch to \"{}\": {e}", pw.name)))
 }
 
 /// Is something already at the target? Checked early so that a user is not shown
@@ -68,7 +69,11 @@ pub fn target_exists(target: &Target) -> Result<bool, Error> {
 /// anything, so that a failed print leaves the old file as it was instead of a secret
 /// nobody received (rule R29). It runs with the writer's filesystem identity, which
 /// writing to already open descriptors does not use. With `overwrite`, the rename
-/// waits for a login holding the old file's lock, as `--regenerate-scratch-codes` does.
+/// waits for a login holding the old file's lock, as `--regenerate-scratch-codes` does,
+/// and the new file keeps a narrower mode of the file it replaces (GA's tool writes
+/// 0400, and a line with `allowed_perm=0400` refuses 0600), read on the file locked
+/// for the rename. Root writing a store file the login requires the user to own hands
+/// it to the user before the rename ([`Target::new_file_owner`]).
 pub fn write_secret(
     target: &Target,
     contents: &[u8],
@@ -76,47 +81,29 @@ pub fn write_secret(
     overwrite: bool,
     publish: impl FnOnce() -> Result<(), Error>,
 ) -> Result<(), Error> {
+    let how = NewFile {
+        keep_narrower_mode: true,
+        owner: target.new_file_owner(),
+        ..NewFile::new(mode, overwrite, LOCK_TIMEOUT)
+    };
     as_writer(target, || {
-        // As the writer: on a root-squashed home, root may not even look at the file.
-        let mode = narrowed_to_replaced(target.path(), mode);
         target
             .rules()
-            .write_new_file_then(
-                target.path(),
-                contents,
-                mode,
-                overwrite,
-                LOCK_TIMEOUT,
-                publish,
-            )
+            .write_new_file_then(target.path(), contents, how, publish)
             .map_err(|e| store_error(target, e))?
     })
-}
-
-/// The mode for a file that replaces the one at `path`: `mode` narrowed to the old
-/// file's permission bits (GA's tool writes 0400, and a line with `allowed_perm=0400`
-/// refuses 0600), as long as the owner can still read it; `mode` itself for a new file.
-/// Read with `lstat`, nothing opened: the write refuses whatever is not a regular file.
-pub fn narrowed_to_replaced(path: &std::path::Path, mode: u32) -> u32 {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_file() => {
-            use std::os::unix::fs::PermissionsExt;
-            let narrowed = mode & m.permissions().mode();
-            if narrowed & 0o400 != 0 {
-                narrowed
-            } else {
-                mode
-            }
-        }
-        _ => mode,
-    }
 }
 
 /// Opens and locks the existing secret file for an in-place update, with the
 /// owners and directory checks the placement names.
 pub fn lock_existing(target: &Target) -> Result<LockedFile, Error> {
-    safefile::lock_with_deadline(target.path(), &target.rules(), LOCK_TIMEOUT)
-        .map_err(|e| store_error(target, e))
+    let mut locked = safefile::lock_with_deadline(target.path(), &target.rules(), LOCK_TIMEOUT)
+        .map_err(|e| store_error(target, e))?;
+    // Root updating a store file the user owns: the rewrite stays the user's.
+    if target.new_file_owner().is_some() {
+        locked.keep_owner();
+    }
+    Ok(locked)
 }
 
 /// The existing secret file, read with the checks [`lock_existing`] makes, unlocked: to

@@ -10,7 +10,8 @@
 //!   name, fsync, rename, directory fsync), keeping mode and SELinux label.
 //!
 //! Call these with the right filesystem identity in place (see [`crate::creds`]): files
-//! are created as the calling identity and never chowned.
+//! are created as the calling identity and chowned only where root writes a store file
+//! a login requires the user to own ([`NewFile::owner`]).
 //!
 //! Errors never carry file contents. [`FileError::NotFound`] is reserved for "the final
 //! component does not exist", the only case `nullok` may turn into `PAM_IGNORE`.
@@ -34,7 +35,7 @@ use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag, RenameFlags};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use nix::unistd::{self, UnlinkatFlags};
-use totp_core::placement::Placement;
+use totp_core::placement::{Opener, Placement};
 use zeroize::Zeroizing;
 
 use crate::fault::{self, FaultPoint};
@@ -83,6 +84,9 @@ pub struct FileRules {
     /// (Debian's OpenSSH user-group-modes rule; `None`: no group write at all). Asked of
     /// the name service only when a group-writable directory of that gid is met.
     pub private_group_of: Option<PrivateGroupOwner>,
+    /// Directories must be root's whatever `allowed_owners` says: root writes as itself
+    /// a file another account is to own (a store file outside the user's home).
+    pub root_owned_dirs: bool,
 }
 
 /// The account whose user-private group (named like it, its primary group, no other
@@ -102,6 +106,7 @@ impl FileRules {
             max_size: DEFAULT_MAX_SIZE,
             trusted_root: None,
             private_group_of: None,
+            root_owned_dirs: false,
         }
     }
 
@@ -116,6 +121,7 @@ impl FileRules {
             max_size,
             trusted_root: Some(PathBuf::from("/")),
             private_group_of: None,
+            root_owned_dirs: true,
         }
     }
 
@@ -136,6 +142,8 @@ impl FileRules {
             max_size: DEFAULT_MAX_SIZE,
             trusted_root: p.trusted_root.clone(),
             private_group_of: None,
+            // Root writing as itself: the user may own the file, never a directory.
+            root_owned_dirs: p.opener == Opener::Root,
         }
     }
 
@@ -254,7 +262,7 @@ pub use read::{
 pub(crate) use walk::open_dir_readable;
 use walk::*;
 use write::*;
-pub use write::{entry_exists, write_new_file, write_new_file_checked};
+pub use write::{NewFile, entry_exists, write_new_file, write_new_file_checked};
 
 #[cfg(test)]
 mod checked_write_tests;

@@ -125,7 +125,7 @@ fn enrolling_oneself_writes_as_the_caller_into_the_nss_home() {
         uid: 1000,
         euid: 1000,
     };
-    let p = for_enrollment(alice(), None, None, me).expect("placed");
+    let p = for_enrollment(alice(), None, None, me, None).expect("placed");
     assert_eq!(p.path, Path::new("/home/alice/.google_authenticator"));
     assert_eq!(p.dir(), Path::new("/home/alice"));
     assert_eq!(p.file_name(), ".google_authenticator");
@@ -141,7 +141,8 @@ fn enrolling_oneself_writes_as_the_caller_into_the_nss_home() {
         (&login.path, &login.owners, &login.trusted_root)
     );
     // Outside the home a login checks the parent alone, and so does the enrolment.
-    let p = for_enrollment(alice(), None, Some(Path::new("/srv/totp/alice")), me).expect("placed");
+    let p = for_enrollment(alice(), None, Some(Path::new("/srv/totp/alice")), me, None)
+        .expect("placed");
     assert_eq!(p.trusted_root, None);
     assert!(p.check_dirs_on_create);
 }
@@ -153,7 +154,7 @@ fn non_root_cannot_enroll_someone_else() {
         euid: 4242,
     };
     assert_eq!(
-        for_enrollment(root_account(), Some("root"), None, other),
+        for_enrollment(root_account(), Some("root"), None, other, None),
         Err(PlacementError::NotRoot {
             user: "root".into()
         })
@@ -162,14 +163,14 @@ fn non_root_cannot_enroll_someone_else() {
 
 #[test]
 fn root_writes_into_a_home_as_the_user_and_into_a_store_as_root() {
-    let p = for_enrollment(alice(), Some("alice"), None, ROOT).expect("placed");
+    let p = for_enrollment(alice(), Some("alice"), None, ROOT, None).expect("placed");
     assert_eq!(p.opener, Opener::User);
     assert_eq!(p.owners, vec![1000]);
     assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/home/alice")));
     assert!(p.check_dirs_on_create);
 
     let store = Path::new("/var/lib/totp/alice");
-    let p = for_enrollment(alice(), Some("alice"), Some(store), ROOT).expect("placed");
+    let p = for_enrollment(alice(), Some("alice"), Some(store), ROOT, None).expect("placed");
     assert_eq!(p.opener, Opener::Root);
     assert_eq!(p.owners, vec![0]);
     assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/")));
@@ -183,7 +184,8 @@ fn a_home_of_slash_is_never_a_home() {
         uid: 5,
         dir: Path::new("/"),
     };
-    let p = for_enrollment(svc, Some("svc"), Some(Path::new("/srv/f")), ROOT).expect("placed");
+    let p =
+        for_enrollment(svc, Some("svc"), Some(Path::new("/srv/f")), ROOT, None).expect("placed");
     assert_eq!(p.opener, Opener::Root);
 }
 
@@ -193,7 +195,7 @@ fn cli_paths_must_be_absolute_without_dotdot_and_name_a_file() {
         uid: 1000,
         euid: 1000,
     };
-    let placed = |p: &str| for_enrollment(alice(), None, Some(Path::new(p)), me);
+    let placed = |p: &str| for_enrollment(alice(), None, Some(Path::new(p)), me, None);
     assert_eq!(placed("/srv/../etc/x"), Err(PlacementError::NotNormal));
     assert_eq!(placed("x/y"), Err(PlacementError::NotNormal));
     assert_eq!(placed("/"), Err(PlacementError::NoFileName));
@@ -203,7 +205,7 @@ fn cli_paths_must_be_absolute_without_dotdot_and_name_a_file() {
         ..alice()
     };
     assert!(matches!(
-        for_enrollment(homeless, None, None, me),
+        for_enrollment(homeless, None, None, me, None),
         Err(PlacementError::HomeNotAbsolute { .. })
     ));
 }
@@ -212,7 +214,7 @@ fn cli_paths_must_be_absolute_without_dotdot_and_name_a_file() {
 fn store_files_are_named_after_the_canonical_name() {
     let store = |typed: &str, file: &str| {
         let path = PathBuf::from(format!("/var/lib/totp/{file}"));
-        for_enrollment(alice(), Some(typed), Some(&path), ROOT)
+        for_enrollment(alice(), Some(typed), Some(&path), ROOT, None)
     };
     let err = store("ALICE", "ALICE").expect_err("alias refused");
     assert!(err.to_string().contains("\"alice\""), "{err}");
@@ -221,5 +223,103 @@ fn store_files_are_named_after_the_canonical_name() {
     assert!(store("alice", "alice").is_ok());
     // Only a store file is keyed on the name: a home file is found through the home.
     let home = Path::new("/home/alice/ALICE");
-    assert!(for_enrollment(alice(), Some("ALICE"), Some(home), ROOT).is_ok());
+    assert!(for_enrollment(alice(), Some("ALICE"), Some(home), ROOT, None).is_ok());
+}
+
+// ---- enrolment through a service's line: the login's owners, carried out by the CLI
+
+fn through(line: &[&str], owner: Option<Account<'static>>, caller: Caller) -> Placement {
+    let o = opts(line);
+    let line = ServiceLine { opts: &o, owner };
+    for_enrollment(alice(), Some("alice"), None, caller, Some(line)).expect("placed")
+}
+
+#[test]
+fn a_store_line_without_user_gives_root_a_file_for_the_user_to_own() {
+    let p = through(&["secret=/var/lib/totp/${USER}"], None, ROOT);
+    let login = for_login(
+        &opts(&["secret=/var/lib/totp/${USER}"]),
+        &name("alice"),
+        Some(alice()),
+        None,
+    )
+    .expect("login");
+    assert_eq!(p.path, login.path);
+    assert_eq!(p.owners, login.owners, "the owners the login accepts");
+    assert_eq!(p.opener, Opener::Root);
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/")));
+    assert_eq!(p.new_file_owner(), Some(1000));
+    // no_strict_owner lets root own it too; the new file still goes to the user.
+    let p = through(
+        &["secret=/var/lib/totp/${USER}", "no_strict_owner"],
+        None,
+        ROOT,
+    );
+    assert_eq!(
+        (p.owners.clone(), p.new_file_owner()),
+        (vec![1000, 0], Some(1000))
+    );
+    // allowed_perm comes from the line.
+    let p = through(
+        &["secret=/var/lib/totp/${USER}", "allowed_perm=0400"],
+        None,
+        ROOT,
+    );
+    assert_eq!(p.allowed_perm, 0o400);
+    // The user enrolling themselves writes their own file.
+    let me = Caller {
+        uid: 1000,
+        euid: 1000,
+    };
+    let p = through(&["secret=/var/lib/totp/${USER}"], None, me);
+    assert_eq!((p.opener, p.new_file_owner()), (Opener::Caller, None));
+}
+
+#[test]
+fn a_store_line_with_user_gives_the_file_to_that_account() {
+    let p = through(
+        &["user=root", "secret=/var/lib/totp/${USER}"],
+        Some(root_account()),
+        ROOT,
+    );
+    assert_eq!(p.path, Path::new("/var/lib/totp/alice"));
+    assert_eq!((p.opener, p.owners.clone()), (Opener::Root, vec![0]));
+    assert_eq!(p.new_file_owner(), None);
+    let gauth = Account {
+        name: "gauth",
+        uid: 333,
+        dir: Path::new("/var/lib/gauth"),
+    };
+    let p = through(
+        &["user=gauth", "secret=/var/lib/totp/${USER}"],
+        Some(gauth),
+        ROOT,
+    );
+    assert_eq!((p.opener, p.owners.clone()), (Opener::Owner, vec![333]));
+    assert_eq!(p.new_file_owner(), None);
+    // alice cannot write a file gauth owns.
+    let o = opts(&["user=gauth", "secret=/var/lib/totp/${USER}"]);
+    let me = Caller {
+        uid: 1000,
+        euid: 1000,
+    };
+    let line = ServiceLine {
+        opts: &o,
+        owner: Some(gauth),
+    };
+    assert_eq!(
+        for_enrollment(alice(), None, None, me, Some(line)),
+        Err(PlacementError::NotRoot {
+            user: "gauth".to_owned()
+        })
+    );
+}
+
+#[test]
+fn a_home_line_through_a_service_is_written_as_the_user() {
+    let p = through(&[], None, ROOT);
+    assert_eq!(p.path, Path::new("/home/alice/.google_authenticator"));
+    assert_eq!(p.opener, Opener::User);
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/home/alice")));
+    assert_eq!(p.new_file_owner(), None);
 }

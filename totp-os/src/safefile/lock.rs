@@ -15,6 +15,9 @@ pub struct LockedFile {
     info: FileInfo,
     contents: Zeroizing<Vec<u8>>,
     max_size: usize,
+    /// A rewrite gives its new file the old one's owner and group
+    /// ([`LockedFile::keep_owner`]).
+    keep_owner: bool,
 }
 
 /// Open and check `path` like [`open_checked`], then take an exclusive `flock`,
@@ -65,6 +68,7 @@ pub fn lock_with_deadline(
             info,
             contents,
             max_size: rules.max_size,
+            keep_owner: false,
         });
     }
     Err(FileError::Unstable)
@@ -96,6 +100,7 @@ pub fn open_refused_lock(path: &Path, rules: &FileRules) -> Result<LockedFile, F
         info,
         contents,
         max_size: rules.max_size,
+        keep_owner: false,
     })
 }
 
@@ -152,6 +157,14 @@ impl LockedFile {
         self.replace_contents(new_contents)
     }
 
+    /// Rewrites give the new file the owner and group of the one they replace, where
+    /// the writer is another identity: root updating a store file a login requires the
+    /// user to own (`totp-enroll`). Without it such a rewrite is refused
+    /// ([`FileError::WrongIdentity`]): the module never writes as anyone but the owner.
+    pub fn keep_owner(&mut self) {
+        self.keep_owner = true;
+    }
+
     fn replace_contents(&mut self, new_contents: &[u8]) -> Result<(), FileError> {
         if new_contents.len() > self.max_size {
             return Err(FileError::TooLarge {
@@ -161,6 +174,15 @@ impl LockedFile {
         let perm = self.info.perm();
         let dir = self.dir.as_fd();
         let (temp, new_file) = TempName::create(dir, &self.name, perm & 0o600)?;
+        if self.keep_owner {
+            // Before the bits: a chown leaves the bits set after it alone.
+            unistd::fchown(
+                &new_file,
+                Some(unistd::Uid::from_raw(self.info.uid)),
+                Some(unistd::Gid::from_raw(self.info.gid)),
+            )
+            .map_err(|e| FileError::os("fchown temp file", e))?;
+        }
         set_perm(&new_file, perm)?;
         let st = stat::fstat(&new_file).map_err(|e| FileError::os("fstat temp file", e))?;
         if st.st_uid != self.info.uid {

@@ -965,9 +965,7 @@ fn overwrite_waits_for_the_lock_a_login_holds() {
         .write_new_file_then(
             &p,
             b"NEW\n",
-            0o600,
-            true,
-            Duration::from_millis(300),
+            NewFile::new(0o600, true, Duration::from_millis(300)),
             || Ok::<(), ()>(()),
         )
         .expect_err("held elsewhere");
@@ -1012,7 +1010,9 @@ fn overwrite_follows_a_rewrite_that_happened_while_it_waited() {
         let (p, rules) = (p.clone(), rules.clone());
         std::thread::spawn(move || {
             tx.send(()).expect("signal");
-            rules.write_new_file_then(&p, b"ENROLLED\n", 0o600, true, LONG, || Ok::<(), ()>(()))
+            rules.write_new_file_then(&p, b"ENROLLED\n", NewFile::new(0o600, true, LONG), || {
+                Ok::<(), ()>(())
+            })
         })
     };
     rx.recv().expect("started");
@@ -1035,10 +1035,11 @@ fn a_failed_step_before_the_rename_leaves_the_old_file() {
     let rules = root_rules(&s);
     for overwrite in [true, false] {
         let mut saw_temp = false;
-        let r = rules.write_new_file_then(&p, b"NEW\n", 0o600, overwrite, LONG, || {
-            saw_temp = temp_files(s.path()).len() == 1;
-            Err("stdout is full")
-        });
+        let r =
+            rules.write_new_file_then(&p, b"NEW\n", NewFile::new(0o600, overwrite, LONG), || {
+                saw_temp = temp_files(s.path()).len() == 1;
+                Err("stdout is full")
+            });
         if overwrite {
             assert_eq!(r, Ok(Err("stdout is full")));
             assert!(saw_temp, "the new file was complete before the step");
@@ -1050,16 +1051,115 @@ fn a_failed_step_before_the_rename_leaves_the_old_file() {
     }
     let new = s.path().join("new");
     assert_eq!(
-        rules.write_new_file_then(&new, b"NEW\n", 0o400, false, LONG, || Ok::<(), ()>(())),
+        rules.write_new_file_then(&new, b"NEW\n", NewFile::new(0o400, false, LONG), || {
+            Ok::<(), ()>(())
+        }),
         Ok(Ok(()))
     );
     assert_eq!(mode_of(&new), 0o400);
     assert_eq!(
-        rules.write_new_file_then(&p, b"NEW\n", 0o600, true, LONG, || Ok::<(), ()>(())),
+        rules.write_new_file_then(&p, b"NEW\n", NewFile::new(0o600, true, LONG), || {
+            Ok::<(), ()>(())
+        }),
         Ok(Ok(()))
     );
     assert_eq!(std::fs::read(&p).expect("read"), b"NEW\n");
     assert!(temp_files(s.path()).is_empty());
+}
+
+// The narrower bits are those of the file the rename replaces, read under its lock: a
+// file swapped in after the new one was written (while the secret is printed) decides,
+// not the one that was there before. Controls: not asked, the asked bits; an old mode
+// the owner could not read, the asked bits.
+#[test]
+fn a_replacement_keeps_the_narrower_bits_of_the_file_it_actually_replaces() {
+    let s = Scratch::new();
+    let rules = root_rules(&s);
+    let keep = NewFile {
+        keep_narrower_mode: true,
+        ..NewFile::new(0o600, true, LONG)
+    };
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let swap = || {
+        let _ = s.file("swapped", SECRET, me(), 0o400);
+        std::fs::rename(s.path().join("swapped"), &p).expect("swap");
+        Ok::<(), ()>(())
+    };
+    assert_eq!(
+        rules.write_new_file_then(&p, b"NEW\n", keep, swap),
+        Ok(Ok(()))
+    );
+    assert_eq!(std::fs::read(&p).expect("read"), b"NEW\n");
+    assert_eq!(mode_of(&p) & 0o777, 0o400, "the swapped-in file's bits");
+
+    let p = s.file("secret", SECRET, me(), 0o400);
+    let plain = NewFile::new(0o600, true, LONG);
+    assert_eq!(
+        rules.write_new_file_then(&p, b"NEW\n", plain, || Ok::<(), ()>(())),
+        Ok(Ok(()))
+    );
+    assert_eq!(mode_of(&p) & 0o777, 0o600, "not asked to narrow");
+
+    let p = s.file("secret", SECRET, me(), 0o200);
+    assert_eq!(
+        rules.write_new_file_then(&p, b"NEW\n", keep, || Ok::<(), ()>(())),
+        Ok(Ok(()))
+    );
+    assert_eq!(
+        mode_of(&p) & 0o777,
+        0o600,
+        "0200 would leave the owner unable to read"
+    );
+    assert!(temp_files(s.path()).is_empty());
+}
+
+// Root writing a store file the user is to own: the file is the user's before it takes
+// its name, and the directories must still be root's (the user owning the file does not
+// make a directory the user owns acceptable). Control: the same directory is accepted
+// when the rules do not ask for root-owned directories.
+#[test]
+fn root_hands_a_new_store_file_to_its_owner_in_root_owned_directories_only() {
+    if !require_root("root_hands_a_new_store_file_to_its_owner") {
+        return;
+    }
+    let s = Scratch::new();
+    s.mkdir("store", 0, 0o755);
+    s.mkdir("users", ALICE, 0o755);
+    let rules = FileRules {
+        root_owned_dirs: true,
+        ..FileRules::new(vec![ALICE]).with_trusted_root(s.path())
+    };
+    let to_alice = NewFile {
+        owner: Some((ALICE, ALICE_GROUP)),
+        ..NewFile::new(0o400, false, LONG)
+    };
+    let p = s.path().join("store/alice");
+    assert_eq!(
+        rules.write_new_file_then(&p, b"NEW\n", to_alice, || Ok::<(), ()>(())),
+        Ok(Ok(()))
+    );
+    let meta = std::fs::symlink_metadata(&p).expect("written");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (ALICE, ALICE_GROUP, 0o400)
+    );
+    // The file the module then opens passes the same rules.
+    assert!(open_checked(&p, &rules).is_ok());
+
+    let q = s.path().join("users/alice");
+    let err = rules
+        .write_new_file_then(&q, b"NEW\n", to_alice, || Ok::<(), ()>(()))
+        .expect_err("a directory alice owns");
+    assert!(matches!(err, FileError::UnsafeDirectory { .. }), "{err:?}");
+    assert!(!q.exists());
+    let owned_dirs_ok = FileRules {
+        root_owned_dirs: false,
+        ..rules.clone()
+    };
+    assert_eq!(
+        owned_dirs_ok.write_new_file_then(&q, b"NEW\n", to_alice, || Ok::<(), ()>(())),
+        Ok(Ok(()))
+    );
 }
 
 // D5 for the enrolment tool: a replaced file keeps its SELinux label (this kernel may

@@ -98,7 +98,11 @@ pub(super) fn walk_checked(dirs: &[OsString], rules: &FileRules) -> Result<Walke
         }
     };
     let checks = DirChecks {
-        owners: &rules.allowed_owners,
+        owners: if rules.root_owned_dirs {
+            &[0]
+        } else {
+            &rules.allowed_owners
+        },
         private_group_of: rules.private_group_of.as_ref(),
         trusted_depth,
     };

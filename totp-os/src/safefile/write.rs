@@ -82,7 +82,39 @@ pub(super) fn write_in(
     mode: u32,
     overwrite: bool,
 ) -> Result<(), FileError> {
-    prepare_in(walked, name, contents, mode, overwrite)?.commit(REPLACE_WAIT)
+    let how = NewFile::new(mode, overwrite, REPLACE_WAIT);
+    prepare_in(walked, name, contents, &how)?.commit(REPLACE_WAIT)
+}
+
+/// How [`FileRules::write_new_file_then`] writes a file and replaces one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewFile {
+    /// Permission bits of the new file.
+    pub mode: u32,
+    /// Replace a file at the path (else [`FileError::AlreadyExists`]).
+    pub overwrite: bool,
+    /// How long to wait for a login holding the replaced file's lock.
+    pub lock_wait: Duration,
+    /// Narrow `mode` to the bits of the file being replaced, read on the file locked
+    /// for the rename, as long as the owner can still read it (GA's tool writes 0400,
+    /// and a line with `allowed_perm=0400` refuses 0600).
+    pub keep_narrower_mode: bool,
+    /// Owner and group the new file is given before it takes its name (root writing a
+    /// store file a login requires the user to own); `None`: the writer's.
+    pub owner: Option<(uid_t, gid_t)>,
+}
+
+impl NewFile {
+    /// A file with bits `mode`, owned by the writer, keeping no old mode.
+    pub fn new(mode: u32, overwrite: bool, lock_wait: Duration) -> Self {
+        Self {
+            mode,
+            overwrite,
+            lock_wait,
+            keep_narrower_mode: false,
+            owner: None,
+        }
+    }
 }
 
 impl FileRules {
@@ -94,27 +126,26 @@ impl FileRules {
     /// before the old file is gone, and give up with the old file intact when that
     /// fails (rule R29).
     ///
-    /// With `overwrite`, the file being replaced is `flock`ed first, as a login locks
-    /// it to rewrite it, waiting at most `lock_wait` (see [`LockedFile`]); the rename
-    /// happens under that lock, and the new file gets the old one's SELinux label.
+    /// With `how.overwrite`, the file being replaced is `flock`ed first, as a login
+    /// locks it to rewrite it, waiting at most `how.lock_wait` (see [`LockedFile`]); the
+    /// rename happens under that lock, and the new file gets the old one's SELinux
+    /// label (and, with `how.keep_narrower_mode`, its narrower bits).
     pub fn write_new_file_then<E>(
         &self,
         path: &Path,
         contents: &[u8],
-        mode: u32,
-        overwrite: bool,
-        lock_wait: Duration,
+        how: NewFile,
         before_rename: impl FnOnce() -> Result<(), E>,
     ) -> Result<Result<(), E>, FileError> {
-        check_new_mode(mode)?;
+        check_new_mode(how.mode)?;
         let (dirs, name) = split_file_path(path)?;
         let walked = walk_checked(&dirs, self)?;
-        let pending = prepare_in(walked, name, contents, mode, overwrite)?;
+        let pending = prepare_in(walked, name, contents, &how)?;
         if let Err(e) = before_rename() {
             // Dropping the pending file removes it.
             return Ok(Err(e));
         }
-        pending.commit(lock_wait).map(Ok)
+        pending.commit(how.lock_wait).map(Ok)
     }
 }
 
@@ -122,9 +153,11 @@ fn prepare_in(
     walked: Walked,
     name: &OsStr,
     contents: &[u8],
-    mode: u32,
-    overwrite: bool,
+    how: &NewFile,
 ) -> Result<PendingFile, FileError> {
+    let NewFile {
+        mode, overwrite, ..
+    } = *how;
     let dir = reopen_readable(walked.fd, "open directory for writing")?;
     match stat::fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => {
@@ -143,6 +176,16 @@ fn prepare_in(
         Err(e) => return Err(FileError::os("stat target", e)),
     }
     let (temp, file) = TempName::create(dir.as_fd(), name, mode & 0o600)?;
+    if let Some((uid, gid)) = how.owner {
+        // Before the bits and the contents: the file never holds the secret under an
+        // owner the login would refuse, and a chown leaves the bits set after it alone.
+        unistd::fchown(
+            &file,
+            Some(unistd::Uid::from_raw(uid)),
+            Some(unistd::Gid::from_raw(gid)),
+        )
+        .map_err(|e| FileError::os("fchown temp file", e))?;
+    }
     set_perm(&file, mode)?;
     write_all(&file, contents)?;
     sync_file(&file, FaultPoint::Fsync, "fsync temp file")?;
@@ -155,6 +198,8 @@ fn prepare_in(
         temp: temp_name,
         file,
         overwrite,
+        mode,
+        keep_narrower_mode: how.keep_narrower_mode,
         armed: true,
     })
 }
@@ -169,6 +214,10 @@ pub(super) struct PendingFile {
     temp: OsString,
     file: File,
     overwrite: bool,
+    /// The bits the new file was written with.
+    mode: u32,
+    /// See [`NewFile::keep_narrower_mode`].
+    keep_narrower_mode: bool,
     armed: bool,
 }
 
@@ -189,6 +238,15 @@ impl PendingFile {
                 // A rename gives the new file the directory's default label, which a
                 // policy written for the old one may refuse.
                 copy_selinux_label(old, &self.file)?;
+                // The bits of the file this rename replaces, read on the descriptor
+                // locked for it: no second look by path that a swap could fool.
+                if self.keep_narrower_mode {
+                    let now = stat::fstat(old).map_err(|e| FileError::os("fstat", e))?;
+                    let narrowed = narrower_mode(self.mode, now.st_mode);
+                    if narrowed != self.mode {
+                        set_perm(&self.file, narrowed)?;
+                    }
+                }
                 sync_file(&self.file, FaultPoint::Fsync, "fsync temp file")?;
                 check_still_named(dir, &self.name, info)?;
             }
@@ -306,6 +364,17 @@ fn lock_named(
         }
     }
     Err(FileError::Unstable)
+}
+
+/// `mode` narrowed to the permission bits of `old_mode` (a full `st_mode`), as long as
+/// the owner can still read the result; `mode` itself otherwise.
+pub(super) fn narrower_mode(mode: u32, old_mode: u32) -> u32 {
+    let narrowed = mode & old_mode & 0o777;
+    if narrowed & 0o400 != 0 {
+        narrowed
+    } else {
+        mode
+    }
 }
 
 /// The name of a temp file in the target's directory, unlinked on drop unless the
