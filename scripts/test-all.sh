@@ -53,13 +53,13 @@ stage cargo-test cargo test --workspace --no-fail-fast -- --test-threads=2
 stage fuzz-smoke ./scripts/fuzz-smoke.sh
 stage deb ./packaging/build-deb.sh
 stage rpm ./packaging/build-rpm.sh
+stage rpm-scripts ./tests/e2e/rpm-scripts.sh
 stage deb-install ./tests/e2e/deb-install.sh
 stage sshd ./tests/e2e/sshd.sh
 stage fleet-sshd ./tests/e2e/fleet-sshd.sh
 stage valgrind ./tests/e2e/valgrind.sh
 stage demo ./tests/e2e/demo.sh
 
-# Test counts from cargo's own result lines, for the summary.
 # Test counts from cargo's own result lines, for the summary.
 read -r tests_passed tests_failed < <(grep -h "^test result:" "$logdir/cargo-test.log" 2>/dev/null \
     | awk '{for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) }}
