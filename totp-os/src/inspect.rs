@@ -15,7 +15,7 @@ use totp_core::verify;
 use crate::command::CommandSecret;
 use crate::nfs_exports::{self, ExportOf, ExportsError};
 use crate::nss::{self, Passwd};
-use crate::safefile::{self, FileError, FileRules};
+use crate::safefile::{self, Absence, FileError, FileRules};
 
 /// The verdict `totp-state audit` prints, one word each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +156,7 @@ pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
                 },
             );
         }
-        Ok(Err(FileError::MissingDirectory { path })) if path == pw.dir && owner.is_none() => {
+        Ok(Err(FileError::MissingDirectory { path, .. })) if path == pw.dir && owner.is_none() => {
             let home = path.display();
             return if opts.nullok && opts.nullok_missing_home {
                 Finding::new(
@@ -173,6 +173,26 @@ pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
                     ),
                 )
             };
+        }
+        // As the module decides it: the user's own directory, missing in one that
+        // passed the checks off autofs, means no file.
+        Ok(Err(FileError::MissingDirectory {
+            path,
+            absence: Absence::Proven,
+        })) if placed.per_user.contains(&path) => {
+            let dir = path.display();
+            return Finding::new(
+                Verdict::NotEnrolled,
+                if opts.nullok {
+                    format!(
+                        "no secret file at {shown} ({dir} does not exist); nullok skips the code"
+                    )
+                } else {
+                    format!(
+                        "no secret file at {shown} ({dir} does not exist); the code is asked for and every login denied"
+                    )
+                },
+            );
         }
         Ok(Err(e)) => return Finding::new(Verdict::Refused, format!("{shown}: {e}")),
         Ok(Ok(o)) => o,
