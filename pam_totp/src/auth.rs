@@ -7,6 +7,7 @@
 //! that is not a verified code, a verified skip or `nullok` with no file denies.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use totp_core::addr::{RemoteHost, parse_rhost};
@@ -23,7 +24,7 @@ use totp_core::utc::format_utc;
 use totp_core::verify::{self, Attempt, Decision, Method, Refusal, Verdict, Warning};
 use totp_os::creds;
 use totp_os::inspect::GaLinesKept;
-use totp_os::safefile::{self, FileError, LockedFile};
+use totp_os::safefile::{self, Absence, FileError, LockedFile};
 use zeroize::Zeroizing;
 
 use crate::error::{AuthError, Denial, Outcome};
@@ -222,29 +223,34 @@ pub fn authenticate_with(
     let pre = match ctx.preread(&*io, &target) {
         // google-authenticator named the file by the spelling typed at login; a file left
         // under that name means the user is enrolled, not that they have no file.
-        Ok(PreRead::Absent) => ctx
-            .typed_spelling_file(&*io, &target)
-            .map(|found| match found {
-                Some(why) => PreRead::Unusable(why),
-                None => PreRead::Absent,
-            }),
+        Ok(PreRead::Absent(dir)) => {
+            ctx.typed_spelling_file(&*io, &target)
+                .map(|found| match found {
+                    Some(why) => PreRead::Unusable(why),
+                    None => PreRead::Absent(dir),
+                })
+        }
         other => other,
     };
     let (file, keep_ga_lines) = match pre {
         Ok(PreRead::Present(f, keep)) => (f, keep),
-        Ok(PreRead::Absent) if ctx.opts.nullok && target.nullok_applies() => {
+        Ok(PreRead::Absent(dir)) if ctx.opts.nullok && target.nullok_applies() => {
             // Always logged: a stack copied from another setup can drop the second factor
             // through nullok, and that must leave a trace without `debug`.
-            io.log(
-                Level::Notice,
-                &format!(
+            let line = match dir {
+                None => format!(
                     "not asking {who} from {} for a code: no secret file (nullok)",
                     ctx.from
                 ),
-            );
+                Some(dir) => format!(
+                    "not asking {who} from {} for a code: no secret file, the user's directory {dir} does not exist (nullok)",
+                    ctx.from
+                ),
+            };
+            io.log(Level::Notice, &line);
             return Ok(Outcome::Ignore);
         }
-        Ok(PreRead::Absent) => {
+        Ok(PreRead::Absent(_)) => {
             let why = if ctx.opts.nullok {
                 "no secret file, and nullok does not apply to a name NSS does not know; asking for a code anyway"
             } else {
@@ -538,8 +544,9 @@ enum PreRead {
     /// The file, and whether its GA lines are kept up to date ([`Ctx::keeps_ga_lines`]).
     Present(GaFile, bool),
     /// The final component is missing in a directory that was reached and checked:
-    /// what `nullok` is about.
-    Absent,
+    /// what `nullok` is about. Or, only under `nullok`, a directory of the user's own on
+    /// the way is (named here, escaped for logs).
+    Absent(Option<String>),
     /// Exists but cannot be used; the reason is for the log.
     Unusable(String),
     /// The user's home directory itself does not exist (`ENOENT` on the home, nothing
@@ -766,7 +773,7 @@ impl Ctx {
                 match crate::fleet::secret_from_command(&self.opts, target.name.as_str()) {
                     // No file to write (nor to lock).
                     Ok(Some(CommandSecret::File(f))) => PreRead::Present(f, false),
-                    Ok(Some(CommandSecret::NotEnrolled)) => PreRead::Absent,
+                    Ok(Some(CommandSecret::NotEnrolled)) => PreRead::Absent(None),
                     Ok(None) => PreRead::Unusable("no secret command configured".into()),
                     Err(why) => PreRead::Unusable(format!("secret command: {why}")),
                 },
@@ -784,16 +791,23 @@ impl Ctx {
                     self.shown(target)
                 ))),
             },
-            // Only a missing file in a directory that was reached and checked means "not
-            // enrolled"; a missing or unreachable directory (a home on a server that is
-            // down, a store that was never created) is an outage, not an opt-out.
-            Err(FileError::NotFound) => Ok(PreRead::Absent),
-            Err(FileError::MissingDirectory { path })
+            // A missing file in a directory that was reached and checked means "not
+            // enrolled", and so, under nullok, does a missing directory of this user's
+            // own (`PerUserDirs`) in one. A missing home, or a directory every user
+            // shares (a home on a server that is down, a store that was never created
+            // or did not mount), is an outage, not an opt-out.
+            Err(FileError::NotFound) => Ok(PreRead::Absent(None)),
+            Err(FileError::MissingDirectory { path, .. })
                 if target.pw.as_ref().is_some_and(|pw| pw.dir == path) =>
             {
                 Ok(PreRead::HomeMissing(sanitize(
                     path.as_os_str().as_encoded_bytes(),
                 )))
+            }
+            Err(FileError::MissingDirectory { path, absence })
+                if self.opts.nullok && target.nullok_applies() =>
+            {
+                Ok(self.missing_directory(target, &path, absence))
             }
             Err(e) => Ok(PreRead::Unusable(format!(
                 "secret file {} refused ({e}); asking for a code anyway",
@@ -836,6 +850,31 @@ impl Ctx {
             );
         }
         kept.kept()
+    }
+
+    /// Under `nullok`, what a missing directory (not the home) on the way to the file
+    /// means: no file where it is the user's own and its absence is shown
+    /// ([`Absence::Proven`]); an outage otherwise, with a line saying why it is not
+    /// taken for "not enrolled".
+    fn missing_directory(&self, target: &LoginTarget, path: &Path, absence: Absence) -> PreRead {
+        let dir = sanitize(path.as_os_str().as_encoded_bytes());
+        let file = self.shown(target);
+        let why = if !target.per_user.contains(path) {
+            "not the user's own but shared by all users, or the home or above it, which nullok never takes for \"not enrolled\""
+        } else {
+            match absence {
+                Absence::Proven => return PreRead::Absent(Some(dir)),
+                Absence::Automount => {
+                    "in an automounted directory, where a failed map lookup looks the same"
+                }
+                Absence::Unchecked => {
+                    "and the directory that should hold it was not checked or fails the directory checks, so that shows nothing"
+                }
+            }
+        };
+        PreRead::Unusable(format!(
+            "secret file {file} refused ({dir} does not exist, {why}); asking for a code anyway"
+        ))
     }
 
     /// When the canonical file is missing: whether something is at the path the typed

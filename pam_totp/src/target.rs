@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use totp_core::options::{ModuleOptions, UserSpec};
-use totp_core::placement::{self, Account, Opener, Placement, PlacementError};
+use totp_core::placement::{self, Account, Opener, PerUserDirs, Placement, PlacementError};
 use totp_core::user::UserName;
 use totp_os::creds::Identity;
 use totp_os::nss::Passwd;
@@ -33,6 +33,7 @@ pub struct Named {
     /// See [`LoginTarget::typed_path`].
     typed_path: Option<PathBuf>,
     rules: FileRules,
+    per_user: PerUserDirs,
     /// The account the file is opened as: the user, or the `user=` account.
     opener: Passwd,
 }
@@ -60,6 +61,7 @@ impl Named {
             typed_path: self.typed_path,
             identity,
             rules: self.rules,
+            per_user: self.per_user,
         })
     }
 }
@@ -83,6 +85,8 @@ pub struct LoginTarget {
     pub identity: Identity,
     /// Owner, mode and directory rules for the file.
     pub rules: FileRules,
+    /// Which missing directories on the way mean "no file" to `nullok`.
+    pub per_user: PerUserDirs,
 }
 
 impl LoginTarget {
@@ -293,6 +297,7 @@ fn placed_named(
         rules,
         path: placed.path,
         typed_path,
+        per_user: placed.per_user,
         opener,
     })
 }

@@ -80,6 +80,65 @@ pub struct Placement {
     /// others can swap the file, and for a user's own file it keeps the CLI from
     /// writing a file every login then refuses. Logins create no file.
     pub check_dirs_on_create: bool,
+    /// Which directories on the way to the file are this user's alone (`nullok`).
+    pub per_user: PerUserDirs,
+}
+
+/// The directories on the way to one user's file that belong to that user alone, so
+/// that one missing (under a checked directory) means the user has no file, as a missing
+/// file does (`nullok`): those strictly below the home, and those at or below the first
+/// component of `secret=` that names the user (`~`, `${HOME}`, `${USER}`), e.g.
+/// `/var/unencrypted-home/alice` for `/var/unencrypted-home/${USER}/…`. Never the home
+/// or a directory above it (an unmounted home looks the same, `nullok_missing_home`),
+/// nor one above that component: a store directory shared by all users that was never
+/// created or did not mount must not skip everybody.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PerUserDirs {
+    /// The home, when it is an absolute path other than `/`.
+    home: Option<PathBuf>,
+    /// `secret=` expanded up to and including its first component naming the user.
+    from: Option<PathBuf>,
+}
+
+impl PerUserDirs {
+    /// For `spec` (`secret=`) expanded for `name` with the home `home`.
+    pub fn of(spec: &str, name: &UserName, home: Option<&str>) -> Self {
+        let usable = |p: PathBuf| (p.is_absolute() && p != Path::new("/")).then_some(p);
+        let home = home.map(PathBuf::from).and_then(usable);
+        // `~` expands only at the start or after a `/`, i.e. at a component's start.
+        let names_user =
+            |c: &str| c.starts_with('~') || c.contains("${HOME}") || c.contains("${USER}");
+        let mut end = None;
+        let mut at = 0;
+        for c in spec.split('/') {
+            at += c.len();
+            if names_user(c) {
+                end = Some(at);
+                break;
+            }
+            at += 1;
+        }
+        let from = end
+            .and_then(|end| {
+                expand_secret_spec(&spec[..end], name, home.as_deref().and_then(Path::to_str)).ok()
+            })
+            .map(PathBuf::from)
+            .and_then(usable);
+        Self { home, from }
+    }
+
+    /// Whether `dir` is one of them.
+    pub fn contains(&self, dir: &Path) -> bool {
+        if let Some(home) = &self.home {
+            if home.starts_with(dir) {
+                return false;
+            }
+            if dir.starts_with(home) {
+                return true;
+            }
+        }
+        self.from.as_ref().is_some_and(|from| dir.starts_with(from))
+    }
 }
 
 impl Placement {
@@ -200,6 +259,13 @@ pub fn for_login(
                 fixed_owner: true,
                 err,
             })?;
+        // `~` cannot be expanded here; the user's home, when NSS knows one, still
+        // keeps the home and what is above it from counting as per-user.
+        let mut per_user = PerUserDirs::of(&opts.secret, name, None);
+        per_user.home = user
+            .and_then(|u| u.dir.to_str())
+            .map(PathBuf::from)
+            .filter(|h| h.is_absolute() && h != Path::new("/"));
         return Ok(Placement {
             path: PathBuf::from(path),
             opener: Opener::Owner,
@@ -207,6 +273,7 @@ pub fn for_login(
             trusted_root: None,
             allowed_perm: opts.allowed_perm,
             check_dirs_on_create: false,
+            per_user,
         });
     }
     let user = user.ok_or(PlacementError::UnknownUser)?;
@@ -233,6 +300,7 @@ pub fn for_login(
         trusted_root,
         allowed_perm: opts.allowed_perm,
         check_dirs_on_create: false,
+        per_user: PerUserDirs::of(&opts.secret, name, Some(home)),
     })
 }
 
@@ -338,6 +406,8 @@ pub fn for_enrollment(
         trusted_root,
         allowed_perm: DEFAULT_ALLOWED_PERM,
         check_dirs_on_create: true,
+        // Enrolment creates files; it never turns an absence into a skip.
+        per_user: PerUserDirs::default(),
     })
 }
 
@@ -386,6 +456,8 @@ fn for_enrollment_as_login(
         trusted_root,
         allowed_perm: login.allowed_perm,
         check_dirs_on_create: true,
+        // Enrolment creates files; it never turns an absence into a skip.
+        per_user: PerUserDirs::default(),
     })
 }
 

@@ -15,7 +15,7 @@ use totp_core::verify;
 use crate::command::CommandSecret;
 use crate::nfs_exports::{self, ExportOf, ExportsError};
 use crate::nss::{self, Passwd};
-use crate::safefile::{self, FileError, FileRules};
+use crate::safefile::{self, Absence, FileError, FileRules};
 
 /// The verdict `totp-state audit` prints, one word each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,7 +213,7 @@ fn load(opts: &ModuleOptions, pw: &Passwd) -> Result<Loaded, Finding> {
                 },
             ));
         }
-        Ok(Err(FileError::MissingDirectory { path })) if path == pw.dir && owner.is_none() => {
+        Ok(Err(FileError::MissingDirectory { path, .. })) if path == pw.dir && owner.is_none() => {
             let home = path.display();
             return Err(if opts.nullok && opts.nullok_missing_home {
                 Finding::new(
@@ -230,6 +230,26 @@ fn load(opts: &ModuleOptions, pw: &Passwd) -> Result<Loaded, Finding> {
                     ),
                 )
             });
+        }
+        // As the module decides it: the user's own directory, missing in one that
+        // passed the checks off autofs, means no file.
+        Ok(Err(FileError::MissingDirectory {
+            path,
+            absence: Absence::Proven,
+        })) if placed.per_user.contains(&path) => {
+            let dir = path.display();
+            return Err(Finding::new(
+                Verdict::NotEnrolled,
+                if opts.nullok {
+                    format!(
+                        "no secret file at {shown} ({dir} does not exist); nullok skips the code"
+                    )
+                } else {
+                    format!(
+                        "no secret file at {shown} ({dir} does not exist); the code is asked for and every login denied"
+                    )
+                },
+            ));
         }
         Ok(Err(e)) => return Err(Finding::new(Verdict::Refused, format!("{shown}: {e}"))),
         Ok(Ok(o)) => o,

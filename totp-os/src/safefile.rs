@@ -250,7 +250,7 @@ mod read;
 mod walk;
 mod write;
 
-pub use error::FileError;
+pub use error::{Absence, FileError};
 // The tests reach the lock internals (the reopen counter, the single attempt).
 #[cfg(test)]
 use lock::*;

@@ -323,3 +323,81 @@ fn a_home_line_through_a_service_is_written_as_the_user() {
     assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/home/alice")));
     assert_eq!(p.new_file_owner(), None);
 }
+
+// ---- which missing directories show that a user has no file (nullok)
+
+fn per_user(args: &[&str], owner: Option<Account<'_>>) -> PerUserDirs {
+    for_login(&opts(args), &name("alice"), Some(alice()), owner)
+        .expect("placed")
+        .per_user
+}
+
+#[test]
+fn directories_below_the_home_are_per_user_the_home_and_above_are_not() {
+    let d = per_user(&["secret=~/.ssh/google_authenticator"], None);
+    assert!(d.contains(Path::new("/home/alice/.ssh")));
+    assert!(d.contains(Path::new("/home/alice/a/b")));
+    assert!(!d.contains(Path::new("/home/alice")));
+    assert!(!d.contains(Path::new("/home")));
+    assert!(!d.contains(Path::new("/home/alicex")));
+}
+
+#[test]
+fn directories_from_the_first_component_naming_the_user_are_per_user() {
+    let d = per_user(
+        &["secret=/var/unencrypted-home/${USER}/.google_authenticator"],
+        None,
+    );
+    assert!(d.contains(Path::new("/var/unencrypted-home/alice")));
+    assert!(d.contains(Path::new("/var/unencrypted-home/alice/sub")));
+    // Shared by every user: a store that was never created or did not mount.
+    assert!(!d.contains(Path::new("/var/unencrypted-home")));
+    assert!(!d.contains(Path::new("/var")));
+    assert!(!d.contains(Path::new("/var/unencrypted-home/bob")));
+    let d = per_user(&["secret=/srv/totp/u-${USER}-x/s/f"], None);
+    assert!(d.contains(Path::new("/srv/totp/u-alice-x/s")));
+    assert!(!d.contains(Path::new("/srv/totp")));
+}
+
+#[test]
+fn a_template_without_the_user_makes_nothing_outside_the_home_per_user() {
+    let d = per_user(&["secret=/etc/totp/shared/file"], None);
+    assert!(!d.contains(Path::new("/etc/totp/shared")));
+    assert!(!d.contains(Path::new("/etc/totp")));
+}
+
+#[test]
+fn with_user_the_template_decides_and_the_home_is_never_per_user() {
+    let owner = root_account();
+    let d = per_user(&["secret=/etc/totp/${USER}/f", "user=root"], Some(owner));
+    assert!(d.contains(Path::new("/etc/totp/alice")));
+    assert!(!d.contains(Path::new("/etc/totp")));
+    // A store kept in the homes: the home itself missing may be an unmounted home.
+    let d = per_user(&["secret=/home/${USER}/.ga/f", "user=root"], Some(owner));
+    assert!(!d.contains(Path::new("/home/alice")));
+    assert!(d.contains(Path::new("/home/alice/.ga")));
+}
+
+#[test]
+fn a_home_of_root_makes_nothing_per_user() {
+    let root_home = Account {
+        name: "svc",
+        uid: 999,
+        dir: Path::new("/"),
+    };
+    let p = for_login(
+        &opts(&["secret=~/.ga/f"]),
+        &name("svc"),
+        Some(root_home),
+        None,
+    )
+    .expect("placed");
+    assert!(!p.per_user.contains(Path::new("/.ga")));
+    assert!(!p.per_user.contains(Path::new("/etc")));
+}
+
+#[test]
+fn enrolment_never_counts_a_directory_as_per_user() {
+    let p = for_enrollment(alice(), None, None, ROOT, None).expect("placed");
+    assert!(!p.per_user.contains(Path::new("/home/alice/.ssh")));
+}

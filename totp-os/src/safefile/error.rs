@@ -2,6 +2,22 @@
 
 use super::*;
 
+/// How far a missing directory's absence is shown by the directory that should hold
+/// it (`nullok` skips a user only where it is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Absence {
+    /// That directory was reached and passed the checks the walk makes on a file's
+    /// directories, and is not on an automounter's file system.
+    Proven,
+    /// That directory was not checked (above the trusted root, or no checks asked
+    /// for), failed the checks, or its file system could not be asked: anyone who
+    /// can change it may have removed the entry.
+    Unchecked,
+    /// That directory is on autofs, where a failed map lookup (its directory service
+    /// down) also answers `ENOENT`.
+    Automount,
+}
+
 /// Why a file could not be opened, locked or written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -26,6 +42,8 @@ pub enum FileError {
     MissingDirectory {
         /// The missing directory.
         path: PathBuf,
+        /// What the walk knew of the directory that should have held it.
+        absence: Absence,
     },
     /// A directory component is not a directory.
     NotADirectory {
@@ -152,7 +170,7 @@ impl fmt::Display for FileError {
                 )
             }
             Self::TooManySymlinks => f.write_str("too many symbolic links"),
-            Self::MissingDirectory { path } => write!(f, "{} does not exist", path.display()),
+            Self::MissingDirectory { path, .. } => write!(f, "{} does not exist", path.display()),
             Self::NotADirectory { path } => write!(f, "{} is not a directory", path.display()),
             Self::UnsafeDirectory {
                 path,

@@ -153,6 +153,7 @@ pub fn check_socket_path(path: &Path) -> Result<(), FileError> {
         |e| match e {
             Errno::ENOENT => FileError::MissingDirectory {
                 path: shown.clone(),
+                absence: Absence::Unchecked,
             },
             e => FileError::os("stat", e),
         },

@@ -357,7 +357,45 @@ fn missing_file_is_not_found_but_missing_directory_is_not() {
     assert_eq!(
         err,
         FileError::MissingDirectory {
-            path: s.path().join("nodir")
+            path: s.path().join("nodir"),
+            absence: Absence::Proven,
+        }
+    );
+    // Above the trusted root nothing is checked, so nothing is shown.
+    let rules = root_rules(&s).with_trusted_root(s.path().join("nodir/deeper"));
+    let err = open_checked(&s.path().join("nodir/deeper/secret"), &rules).expect_err("above");
+    assert_eq!(
+        err,
+        FileError::MissingDirectory {
+            path: s.path().join("nodir"),
+            absence: Absence::Unchecked,
+        }
+    );
+}
+
+#[test]
+fn a_missing_directory_shows_its_absence_only_under_a_checked_directory() {
+    // Without a trusted root the directory that should hold the missing one is checked
+    // as a file's parent would be: one others may write shows nothing.
+    let s = Scratch::new();
+    let rules = FileRules::new(vec![me()]);
+    let open = s.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    let err = open_checked(&open.join("user/secret"), &rules).expect_err("missing");
+    assert_eq!(
+        err,
+        FileError::MissingDirectory {
+            path: open.join("user"),
+            absence: Absence::Proven,
+        }
+    );
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let err = open_checked(&open.join("user/secret"), &rules).expect_err("missing");
+    assert_eq!(
+        err,
+        FileError::MissingDirectory {
+            path: open.join("user"),
+            absence: Absence::Unchecked,
         }
     );
 }

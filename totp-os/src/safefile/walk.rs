@@ -242,16 +242,20 @@ pub(super) fn walk(
         let fd = match fcntl::openat(&cur, name.as_os_str(), dir_flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
+                let absence = absence_in(&cur, &mut cur_stat, &shown, checking, checks);
                 return Err(FileError::MissingDirectory {
                     path: shown.join(&name),
+                    absence,
                 });
             }
             Err(Errno::ENOTDIR | Errno::ELOOP) => {
                 let st = match stat::fstatat(&cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                     Ok(st) => st,
                     Err(Errno::ENOENT) => {
+                        let absence = absence_in(&cur, &mut cur_stat, &shown, checking, checks);
                         return Err(FileError::MissingDirectory {
                             path: shown.join(&name),
+                            absence,
                         });
                     }
                     Err(e) => return Err(FileError::os("stat directory", e)),
@@ -296,7 +300,11 @@ pub(super) fn walk(
                     }
                 }
                 if target.as_os_str().is_empty() {
-                    return Err(FileError::MissingDirectory { path: link_path });
+                    // A link to nothing shows nothing about a directory.
+                    return Err(FileError::MissingDirectory {
+                        path: link_path,
+                        absence: Absence::Unchecked,
+                    });
                 }
                 for s in expansion.into_iter().rev() {
                     steps.push_front(s);
@@ -329,6 +337,38 @@ pub(super) fn walk(
         shown,
         checked: checking,
     })
+}
+
+/// autofs's `statfs` magic (linux/magic.h).
+const AUTOFS_SUPER_MAGIC: u32 = 0x0187;
+
+/// What the directory `cur` (at `shown`), where an entry was just found missing, shows
+/// about that absence ([`Absence`]). A directory the walk has checked already counts;
+/// without a trusted root, where only a file's parent is checked, the directory that
+/// should have held the missing one is checked as that parent would have been. Above a
+/// trusted root nothing is checked, and nothing is shown.
+fn absence_in(
+    cur: &OwnedFd,
+    cur_stat: &mut Option<FileStat>,
+    shown: &Path,
+    checking: bool,
+    checks: Option<&DirChecks<'_>>,
+) -> Absence {
+    let checked = checking
+        || checks.is_some_and(|c| {
+            c.trusted_depth.is_none()
+                && stat_of(cur, cur_stat)
+                    .is_ok_and(|st| check_dir(&st, cur.as_fd(), shown, c).is_ok())
+        });
+    if !checked {
+        return Absence::Unchecked;
+    }
+    match nix::sys::statfs::fstatfs(cur) {
+        // `f_type`'s width depends on the architecture; every magic fits in 32 bits.
+        Ok(st) if st.filesystem_type().0 as u32 == AUTOFS_SUPER_MAGIC => Absence::Automount,
+        Ok(_) => Absence::Proven,
+        Err(_) => Absence::Unchecked,
+    }
 }
 
 /// Reopen a walked `O_PATH` directory for reading, which `fsync` needs. An identity

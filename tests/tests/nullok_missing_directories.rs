@@ -1,0 +1,227 @@
+//! `nullok` and missing directories, through the real libpam: a missing directory that
+//! is the user's own (below the home, or at or below the first component of `secret=`
+//! that names the user) means "not enrolled", as a missing file does; a missing
+//! directory shared by all users, the home itself, or one under a directory that fails
+//! the checks is an outage: asked for a code and denied.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::{Path, PathBuf};
+
+use system_tests::*;
+
+fn messages(lines: &[String]) -> Vec<String> {
+    lines.iter().map(|l| syslog_message(l).to_owned()).collect()
+}
+
+/// A root-owned directory of mode 0755 (what a store's parent looks like), removed with
+/// the returned guard.
+fn store_base() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("pam_totp-nullok")
+        .tempdir_in(private_tmp())
+        .expect("tempdir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
+
+/// `dir` created for `u`, mode 0700, holding `u`'s enrolled file: the secret.
+fn enrol_in(u: &TestUser, dir: &Path, name: &str) -> String {
+    fs::create_dir_all(dir).expect("mkdir");
+    chown(dir, Some(u.uid), Some(u.gid)).expect("chown");
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let secret = random_secret_b32();
+    write_owned(
+        &dir.join(name),
+        totp_file(&secret).as_bytes(),
+        u.uid,
+        u.gid,
+        0o600,
+    );
+    secret
+}
+
+/// A stack where the module is `requisite` and `pam_permit` follows: the login succeeds
+/// without a prompt only when the module steps aside.
+fn requisite_then_permit(args: &str) -> Stack {
+    let s = Stack::new();
+    s.service(
+        "svc",
+        &format!("auth requisite @MODULE@ {args}\nauth required pam_permit.so\n"),
+    );
+    s
+}
+
+/// `totp-state audit`'s verdict on `u` for a one-line stack with `args`, and whether its
+/// reasons say that nullok skips the code.
+fn audit_of(args: &str, u: &TestUser) -> (String, bool) {
+    let stack = Stack::with_module("svc", args);
+    let out = audit_command(stack.path())
+        .output()
+        .expect("totp-state audit");
+    let (verdict, reasons) = audit_verdicts(&out.stdout)
+        .remove(&u.name)
+        .unwrap_or_default();
+    (verdict, reasons.contains("nullok skips"))
+}
+
+fn skip_line(m: &[String], u: &TestUser, dir: &Path) -> bool {
+    let dir = dir.display().to_string();
+    m.iter().any(|l| {
+        l.contains(&format!("not asking {} from {PEER}", u.name))
+            && l.contains(&dir)
+            && l.contains("(nullok)")
+    })
+}
+
+#[test]
+fn a_missing_per_user_directory_of_a_user_template_is_not_enrolled() {
+    let t = "a_missing_per_user_directory_of_a_user_template_is_not_enrolled";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let (_guard, base) = store_base();
+    let store = base.join("unencrypted-home");
+    fs::create_dir(&store).expect("mkdir store");
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let secret_arg = format!("secret={}/${{USER}}/.google_authenticator", store.display());
+    let u = TestUser::create("pu");
+    let own = store.join(&u.name);
+
+    // The user's directory was never created: skipped without a prompt, logged with
+    // the directory it did not find.
+    let probe = Stack::probe("svc", &format!("nullok {secret_arg}"));
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_IGNORE", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+    let m = messages(&lines);
+    assert!(skip_line(&m, &u, &own), "{m:#?}");
+
+    // In a stack that needs the module to step aside, the login goes through.
+    let stack = requisite_then_permit(&format!("nullok {secret_arg}"));
+    let d = Driver::login(&stack, &u, "123456").run();
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+
+    // Without nullok nothing changes: asked and denied.
+    let strict = Stack::probe("svc", &secret_arg);
+    let d = Driver::login(&strict, &u, "123456").run();
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+
+    // A directory that others may write shows nothing about what it lacks: asked and
+    // denied, with a line saying why.
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o777)).expect("chmod 0777");
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    let m = messages(&lines);
+    assert!(
+        m.iter()
+            .any(|l| l.contains(&format!("{} does not exist", own.display()))
+                && l.contains("fails the directory checks")),
+        "{m:#?}"
+    );
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+
+    // Control: once enrolled there, asked, and the right code logs in.
+    let secret = enrol_in(&u, &own, ".google_authenticator");
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    let d = login_at(&probe, &u, &wrong_totp(&secret, T0 + 60), None, T0 + 60);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+}
+
+#[test]
+fn a_missing_ssh_directory_in_the_home_is_not_enrolled() {
+    let t = "a_missing_ssh_directory_in_the_home_is_not_enrolled";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let args = "nullok secret=~/.ssh/google_authenticator";
+    let u = TestUser::create("ps");
+    let ssh = u.home.join(".ssh");
+    assert!(!ssh.exists());
+
+    let probe = Stack::probe("svc", args);
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_IGNORE", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+    assert!(skip_line(&messages(&lines), &u, &ssh), "{lines:#?}");
+    let stack = requisite_then_permit(args);
+    let d = Driver::login(&stack, &u, "123456").run();
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+    // The audit says what the login does.
+    assert_eq!(
+        audit_of(args, &u),
+        ("not-enrolled".to_owned(), true),
+        "{}",
+        u.name
+    );
+
+    // Control: with the directory and the file, asked, and the right code logs in.
+    let secret = enrol_in(&u, &ssh, "google_authenticator");
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+
+    // The home itself missing stays an outage without nullok_missing_home.
+    let gone = TestUser::create("pg");
+    fs::remove_dir_all(&gone.home).expect("remove the home");
+    let (d, lines) = login_logged(&probe, &gone, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    let m = messages(&lines);
+    assert!(
+        m.iter().any(|l| l.contains(&format!(
+            "home directory {} does not exist",
+            gone.home.display()
+        )) && l.contains("nullok_missing_home")),
+        "{m:#?}"
+    );
+}
+
+#[test]
+fn a_missing_directory_shared_by_all_users_is_an_outage() {
+    let t = "a_missing_directory_shared_by_all_users_is_an_outage";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let (_guard, base) = store_base();
+    // The store's own directory was never created (or did not mount).
+    let store = base.join("totp");
+    let args = format!(
+        "nullok secret={}/${{USER}}/.google_authenticator",
+        store.display()
+    );
+    let u = TestUser::create("pd");
+
+    let probe = Stack::probe("svc", &args);
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    let m = messages(&lines);
+    assert!(
+        m.iter().any(
+            |l| l.contains(&format!("{} does not exist", store.display()))
+                && l.contains("shared by all users")
+        ),
+        "{m:#?}"
+    );
+    let stack = requisite_then_permit(&args);
+    let d = Driver::login(&stack, &u, "123456").run();
+    assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    assert_eq!(audit_of(&args, &u).0, "refused", "{}", u.name);
+
+    // Control: the same store, created and holding the user's file, logs in.
+    fs::create_dir(&store).expect("mkdir store");
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let secret = enrol_in(&u, &store.join(&u.name), ".google_authenticator");
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+}
