@@ -17,7 +17,8 @@
 //!   module read (0 matches an absent key), and the store record's with the one the
 //!   module read (R34), putting the record only when both still hold. A conflict is
 //!   reported to the module, which reads and decides again; a store record changed
-//!   since (the data set lost or restored meanwhile) denies the login instead.
+//!   since (the data set lost or restored meanwhile) is reported as
+//!   `Status::StoreChanged`, and the module reads the store record again too.
 //! - `del`: a delete range of exactly the key.
 //!
 //! TTLs are not used (etcd would need a lease per record): records stay until reset,
@@ -210,10 +211,10 @@ pub struct Etcd {
     store_seen: Option<u64>,
 }
 
-/// Why a write is refused when the store record changed while the login decided.
+/// Why a write is refused when the store record changed while the login decided
+/// ([`Status::StoreChanged`]).
 const STORE_CHANGED: &str = "the store record changed since this login read it (the data \
-     set was lost or restored, or the record was recreated): nothing was written; the \
-     next login decides with the store record as it is now";
+     set was lost or restored, or the record was recreated): nothing was written";
 
 /// The `mod_revision` a txn reply's header gives the put it made (its new version).
 fn put_revision(reply: &Value) -> Result<u64, Failure> {
@@ -352,9 +353,10 @@ impl Etcd {
     /// Puts a user's record if its `mod_revision` is still `expected` and, once the
     /// module has read the store record, the store record's is still the one read: a
     /// data set lost or restored while the login decided (the store record gone or
-    /// recreated) writes nothing, and the login, which decided with that record's
-    /// floor, is denied (R34). A transaction that fails reads the store record back,
-    /// which tells the two comparisons apart.
+    /// recreated) writes nothing and is reported as [`Status::StoreChanged`]: the
+    /// module decided with that record's floor and reads it again before it decides
+    /// again (R34). A transaction that fails reads the store record back, which tells
+    /// the two comparisons apart.
     fn put_record(&mut self, key: &[u8], expected: u64, record: &[u8]) -> Result<Status, Failure> {
         let k = B64.encode(key);
         let mut compare = vec![json!({
@@ -391,7 +393,7 @@ impl Etcd {
             return Ok(Status::Conflict);
         }
         self.store_seen = None;
-        Err(Failure::new(Status::Unavailable, STORE_CHANGED.to_owned()))
+        Err(Failure::new(Status::StoreChanged, STORE_CHANGED))
     }
 
     /// The store record as the module sees it: one written on another cluster is absent

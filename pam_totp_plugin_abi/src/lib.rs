@@ -12,7 +12,7 @@
 //! | `pam_totp_plugin_abi()` | [`ABI_VERSION`]; the module refuses any other |
 //! | `pam_totp_plugin_open(cfg, len, &h, msg, cap)` | connect, authenticate, read the configuration's prefetch keys |
 //! | `pam_totp_plugin_get(h, key, klen, out, cap, &len, &version, msg, cap)` | record + version (0 = absent) |
-//! | `pam_totp_plugin_cas(h, key, klen, expected, rec, rlen, ttl, durable, msg, cap)` | write if the version is still `expected` |
+//! | `pam_totp_plugin_cas(h, key, klen, expected, rec, rlen, ttl, durable, msg, cap)` | write if the version is still `expected` (and, for a user's record, the store record is still the one read) |
 //! | `pam_totp_plugin_del(h, key, klen, msg, cap)` | forget the record |
 //! | `pam_totp_plugin_time(h, &secs, msg, cap)` | the server's clock (unix seconds), from what it last answered |
 //! | `pam_totp_plugin_close(h)` | drop the connection |
@@ -31,8 +31,9 @@ use std::ffi::c_void;
 /// their backend name (`pam_totp_redis_*` in version 1). 3: `pam_totp_plugin_time`, the
 /// server's clock, which the module needs to recreate a lost store record (R34); a
 /// version-2 plugin cannot give it, so it is refused rather than let the recreation fall
-/// back to this host's clock alone.
-pub const ABI_VERSION: u32 = 3;
+/// back to this host's clock alone. 4: [`Status::StoreChanged`], which a version-3
+/// module would take for an internal error.
+pub const ABI_VERSION: u32 = 4;
 
 /// The exported symbol names, NUL-terminated for `dlsym`.
 pub mod symbol {
@@ -91,6 +92,11 @@ pub enum Status {
     Ok = 0,
     /// The version moved on: re-read and decide again.
     Conflict = 1,
+    /// A user's record was not written because the store record (`<prefix>store`)
+    /// changed since the module read it (a data set lost, flushed or restored, the
+    /// record recreated): re-read the store record, then the user's, and decide again
+    /// with the floor it holds now (R34). Returned with a message, as a failure is.
+    StoreChanged = 2,
     /// Not reachable in time (connect, timeout, connection dropped, no quorum).
     Unavailable = -1,
     /// Reachable but refused (authentication, permissions, TLS trust).
@@ -109,6 +115,7 @@ impl Status {
         match v {
             0 => Self::Ok,
             1 => Self::Conflict,
+            2 => Self::StoreChanged,
             -1 => Self::Unavailable,
             -2 => Self::Refused,
             -3 => Self::Corrupt,
@@ -151,7 +158,9 @@ pub trait Backend: Sized {
     /// The record and its version; `(empty, 0)` when absent. A prefetch key is answered
     /// from the open's read the first time, and only while nothing was written since.
     fn get(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure>;
-    /// Writes when the version is still `expected`: [`Status::Ok`] or [`Status::Conflict`].
+    /// Writes when the version is still `expected`: [`Status::Ok`] or [`Status::Conflict`];
+    /// a user's record whose write found the store record changed since the module read
+    /// it: a failure of [`Status::StoreChanged`].
     fn cas(
         &mut self,
         key: &[u8],
@@ -444,6 +453,7 @@ mod tests {
         for s in [
             Status::Ok,
             Status::Conflict,
+            Status::StoreChanged,
             Status::Unavailable,
             Status::Refused,
             Status::Corrupt,
@@ -460,6 +470,7 @@ mod tests {
         for (built, crossed) in [
             (Status::Ok, Status::Internal),
             (Status::Conflict, Status::Internal),
+            (Status::StoreChanged, Status::StoreChanged),
             (Status::Unavailable, Status::Unavailable),
             (Status::Corrupt, Status::Corrupt),
         ] {
@@ -538,7 +549,7 @@ mod tests {
 
     #[test]
     fn the_time_export_carries_the_server_clock_or_the_failure() {
-        assert_eq!(pam_totp_plugin_abi(), 3);
+        assert_eq!(pam_totp_plugin_abi(), 4);
         let h = opened(b"");
         let mut secs = 0u64;
         let mut msg = [0u8; MESSAGE_CAP];

@@ -225,10 +225,11 @@ const LIBRARY: &str = concat!(
     "redis.register_function('pam_totp_cas_v1', cas)\n"
 );
 
-/// Why a write is refused when the store record changed while the login decided.
+/// Why a write is refused when the store record changed while the login decided
+/// ([`Status::StoreChanged`]).
 const STORE_CHANGED: &str = "the store record changed since this login read it (the data \
      set was lost or flushed, or the record was recreated after a restart or a failover): \
-     nothing was written; the next login decides with the store record as it is now";
+     nothing was written";
 
 /// Why a Redis Cluster node is refused, in every message that finds one.
 const NOT_CLUSTER: &str = "a Redis Cluster node: pam_totp keeps its records on one \
@@ -1155,14 +1156,17 @@ impl Backend {
             // instance with its store key kept, nothing was lost in between: a conflict,
             // and the module decides again. Otherwise its decision used the floor of a
             // store record that is gone, which reading the user's record again cannot
-            // settle (the module keeps the floor it read): denied with nothing written;
-            // the next login reads the store as it is now.
+            // settle: nothing written, and the module reads the store record again
+            // before it decides again.
             Reply::Int(2) if store.is_some() => {
                 if self.store_kept()? {
                     return Ok(Status::Conflict);
                 }
                 self.store_seen = None;
-                return Err(Failure::unavailable(STORE_CHANGED.to_owned()));
+                return Err(Failure {
+                    status: Status::StoreChanged,
+                    message: STORE_CHANGED.to_owned(),
+                });
             }
             _ => return Err(Failure::corrupt("unexpected script reply")),
         }
@@ -1542,7 +1546,7 @@ mod tests {
             b.compare_and_set(b"p:user:a", 0, b"rec", 0, false)
                 .expect_err("refused")
         });
-        assert_eq!(e.status, Status::Unavailable);
+        assert_eq!(e.status, Status::StoreChanged);
         assert_eq!(e.message, STORE_CHANGED);
         assert!(
             seen[1].contains("FCALL")

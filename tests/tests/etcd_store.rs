@@ -1,19 +1,31 @@
-//! The etcd store used directly through `totp_os::remote` (the module's code path
-//! without libpam), in a test binary of its own so that the threads of this process can
-//! be counted: the plugin must leave no thread behind in the host (sshd).
+//! Logins through the real libpam, in this process, with `state=etcd://…`: the plugin
+//! must leave no thread behind in the host (sshd). A test binary of its own, so that the
+//! threads of this process can be counted.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
-use system_tests::require_root;
-use totp_core::fleet::{ConnectionOptions, EtcdEndpoints, EtcdOptions, SharedStore};
-use totp_core::state::{Missing, StateStore, UserState, Write};
-use totp_os::remote::open_shared;
+use system_tests::fleet::init_store;
+use system_tests::pamapp::{Scripted, Transaction, codes};
+use system_tests::*;
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .expect("read /proc/self/task")
         .count()
+}
+
+/// The thread count once it is back to `before`, or what it still is after 10 s: a
+/// thread that only takes its time to end is waited for, one that stays is reported.
+fn threads_back_to(before: usize) -> usize {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = threads();
+        if n == before || Instant::now() >= until {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -25,33 +37,43 @@ fn a_login_through_the_etcd_plugin_leaves_no_thread_behind() {
     // Host names, so that name resolution runs too (ureq's own resolver would do it on
     // a helper thread; the plugin's resolves on the calling thread).
     let url = cluster.url().replace("127.0.0.1", "localhost");
-    let opts = EtcdOptions {
-        endpoints: EtcdEndpoints::parse(&url).expect("endpoints"),
-        conn: ConnectionOptions {
-            connect_timeout_ms: 500,
-            command_timeout_ms: 1000,
-            prefix: "threads/".into(),
-            credentials: None,
-            ca_file: None,
-            client_cert: None,
-            client_key: None,
-            plugin: Some(etcd_plugin().display().to_string()),
-        },
-    };
-    let shared = SharedStore::Etcd(opts);
-    // The first load maps the plugin (its initialisers may start nothing either).
+    let args = format!(
+        "state={url} etcd_plugin={} etcd_prefix=threads/ etcd_connect_timeout=500 \
+         etcd_timeout=1000",
+        etcd_plugin().display()
+    );
+    init_store(&args);
+    let (u, secret) = TestUser::enrolled("et");
+    let stack = Stack::with_module("svc", &args);
+    let code = code_at(&secret, now());
+    // Counted before the first pam_start: libpam's load of the module, and the module's
+    // of the plugin (whose initialisers may start nothing either), are counted too.
     let before = threads();
     for round in 0..3 {
-        let mut store = open_shared(&shared, false, None).expect("open");
-        store
-            .context(Missing::Create { complete_since: 0 })
-            .expect("context");
-        store
-            .update(1000 + round, &mut |s: &UserState| Write::Durable(s.clone()))
-            .expect("update");
-        drop(store);
+        let conv = Box::new(Scripted::texts([code.clone()]));
+        let mut tx =
+            Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
+        let rc = tx.authenticate(0);
+        // The first login uses the code; the store refuses it after that: each login
+        // read and wrote the user's record in etcd.
+        let expected = if round == 0 {
+            codes::SUCCESS
+        } else {
+            codes::AUTH_ERR
+        };
+        assert_eq!(rc, expected, "round {round}");
+        drop(tx);
+        assert_eq!(
+            threads_back_to(before),
+            before,
+            "threads left behind by the plugin after pam_end (round {round})"
+        );
     }
-    // Let anything that would linger show up.
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(threads(), before, "threads left behind by the plugin");
+    // Control: the logins went through etcd (the user's record is there).
+    let keys = cluster.ctl(&["get", "--prefix", "--keys-only", "threads/user:"]);
+    assert!(
+        keys.contains(&u.name),
+        "no record of {} in etcd: {keys}",
+        u.name
+    );
 }

@@ -4,7 +4,9 @@
 //! record were read and before the write, and deletes the whole prefix (a data set
 //! lost). The user's record is then absent as it was read, so a comparison of its
 //! `mod_revision` alone would let the write through under a store record that no longer
-//! exists; the transaction also compares the store record's, so nothing is written.
+//! exists; the transaction also compares the store record's, so nothing is written, and
+//! the store reports the store record changed: the module reads it again (recreated at
+//! now) and decides again with its floor.
 
 use std::cell::{Cell, RefCell};
 
@@ -99,11 +101,15 @@ fn a_prefix_deleted_while_a_write_is_in_flight_writes_nothing() {
             .contains("the store record changed since this login read it"),
         "{e}"
     );
+    assert!(
+        store.take_store_changed(),
+        "reported as the store record changed, for the module to decide again"
+    );
+    assert!(!store.take_store_changed(), "taken once");
     assert_eq!(count(&cluster), "0", "the write went through");
-    drop(store);
 
-    // Control: the next login recreates the store record and writes.
-    let mut store = open();
+    // What the module then does in the same login: reads the store record again (gone:
+    // recreated, with the floor at now) and decides again, and that write goes through.
     store
         .context(Missing::Create {
             complete_since: now,
@@ -113,5 +119,6 @@ fn a_prefix_deleted_while_a_write_is_in_flight_writes_nothing() {
     store
         .update(5002, &mut |s: &UserState| Write::Durable(s.clone()))
         .expect("written");
+    assert!(!store.take_store_changed(), "a write that went through");
     assert_eq!(count(&cluster), "2");
 }

@@ -12,7 +12,7 @@
 //!   failing secret command.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -374,10 +374,19 @@ fn a_server_stalling_between_read_and_compare_and_set_denies_in_bounded_time() {
         took >= Duration::from_millis(300),
         "denied before a command timeout could run out: {took:?}"
     );
-    assert!(took < Duration::from_secs(10), "hang guard: {took:?}");
+    // The bound is proven by the log line naming it; the time only guards a hang.
+    assert!(took < Duration::from_secs(60), "hang guard: {took:?}");
     assert!(
-        logged(&lines, &["state store unavailable for", &v.name, "Redis"]),
-        "the log names the cause: {lines:?}"
+        logged(
+            &lines,
+            &[
+                "state store unavailable for",
+                &v.name,
+                "Redis",
+                "within 300 ms"
+            ]
+        ),
+        "the log names the cause and the bound: {lines:?}"
     );
     // The write never reached the server: the same code logs in once the server
     // answers again (within its step).
@@ -1307,10 +1316,10 @@ fn every_reply_is_bounded_in_total_time_and_size_through_libpam() {
         took >= Duration::from_millis(300),
         "drip: denied before the command's bound: {took:?}"
     );
-    assert!(
-        took < Duration::from_millis(1900),
-        "drip: held until the drip ended (per-read bounds only): {took:?}"
-    );
+    // Cut off before the drip ended: denied (the whole reply, had it been awaited, is
+    // a valid "no record" and the login would succeed) with the whole-command bound
+    // logged below. The time only guards a hang.
+    assert!(took < Duration::from_secs(60), "drip: hang guard: {took:?}");
     assert!(
         logged(
             &lines,
@@ -1358,10 +1367,9 @@ fn every_reply_is_bounded_in_total_time_and_size_through_libpam() {
 }
 
 /// Connect after the prompt: nothing is held while the user types. The server closes
-/// connections idle for a second (`CONFIG SET timeout 1`), and the user answers 2.5 s
-/// after the prompt (pam-drive's answer gate). The fault is shown to act: a connection
-/// the test opens when the prompt appears is closed by the server while the user
-/// types. The login succeeds: the module connected after the answer. Before, the
+/// connections idle for a second (`CONFIG SET timeout 1`), and the user answers only
+/// once the server has closed a connection the test opened when the prompt appeared
+/// (pam-drive's answer gate): the fault is shown to act while the user types. The login succeeds: the module connected after the answer. Before, the
 /// connection opened before the prompt was gone by then and the login was denied.
 #[test]
 fn a_server_idle_timeout_while_the_user_types_does_not_deny_through_libpam() {
@@ -1394,16 +1402,26 @@ fn a_server_idle_timeout_while_the_user_types_does_not_deny_through_libpam() {
         assert!(Instant::now() < deadline, "the prompt never came");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The user "types" for 2.5 s; an idle connection opened now is closed meanwhile.
+    // The user "types" until the server has closed an idle connection opened now
+    // (its end of file), however long a busy server takes to get to it.
     let mut idle = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
-    std::thread::sleep(Duration::from_millis(2500));
-    idle.set_read_timeout(Some(Duration::from_secs(2)))
+    idle.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut buf = [0u8; 16];
-    assert!(
-        matches!(idle.read(&mut buf), Ok(0)),
-        "the server closed an idle connection during the prompt"
-    );
+    loop {
+        match idle.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => panic!("the server sent {n} bytes on an idle connection"),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the server never closed an idle connection during the prompt"
+                );
+            }
+            Err(e) => panic!("reading the idle connection: {e}"),
+        }
+    }
     fs::write(&gate, b"").expect("open the gate");
     let (d, lines) = login.join().expect("login thread");
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");

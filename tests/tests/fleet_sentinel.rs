@@ -105,13 +105,17 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
     let (v, secret_v) = TestUser::enrolled("so");
 
     // A first sentinel that accepts and never answers costs only its share of the
-    // connect bound: host C, listing it first, logs in (within the bound).
+    // connect bound: host C, listing it first, logs in. The connection is held until
+    // the login is over (60 s at most): a login that waited on that sentinel for more
+    // than the whole connect bound would be denied, one that waited until it hung up
+    // would take those 60 s.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let silent_port = silent.local_addr().expect("addr").port();
+    let (release, released) = std::sync::mpsc::channel::<()>();
     let held = std::thread::spawn(move || {
         let conns: Vec<_> = silent.incoming().take(1).flatten().collect();
-        std::thread::sleep(Duration::from_secs(3));
-        drop(conns);
+        let _ = released.recv_timeout(Duration::from_secs(60));
+        conns.len()
     });
     let host_c = Stack::probe(
         "svc",
@@ -128,12 +132,15 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
         Returned::Success,
         "silent first sentinel: {lines:?}"
     );
-    assert!(
-        started.elapsed() < Duration::from_millis(2500),
-        "{:?}",
-        started.elapsed()
+    let took = started.elapsed();
+    let _ = release.send(());
+    assert_eq!(
+        held.join().expect("silent sentinel"),
+        1,
+        "the login connected to the silent sentinel"
     );
-    let _ = held.join();
+    // Hang guard: not held until the silent sentinel let go.
+    assert!(took < Duration::from_secs(60), "{took:?}");
 
     // Control: host A logs in through the sentinels.
     let code = code_at(&secret, now());

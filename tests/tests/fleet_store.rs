@@ -376,12 +376,15 @@ fn a_paused_server_gives_an_error_within_the_bounded_time() {
         .update(1, &mut |_| Write::Durable(mark(1)))
         .expect_err("paused server accepted a write");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    // The configured bound (300 ms) is what ended the wait.
+    assert!(err.to_string().contains("within 300 ms"), "{err}");
     // A new connection: the kernel completes the handshake, the server never answers.
     let err = open(&opts).err().expect("paused server opened");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
-    // Not a performance goal: a hang guard (the configured bounds are 300 ms each).
+    assert!(err.to_string().contains("within 300 ms"), "{err}");
+    // Not a performance goal: a hang guard.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(60),
         "{:?}",
         started.elapsed()
     );
@@ -448,9 +451,15 @@ fn tls_is_verified_against_the_configured_ca() {
     let started = Instant::now();
     let err = open(&opts).err().expect("paused TLS server opened");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    // The connect bound (300 ms) is what ended the handshake.
+    assert!(
+        err.to_string()
+            .contains("TLS handshake not finished within 300 ms"),
+        "{err}"
+    );
     // Hang guard, not a performance goal.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(60),
         "{:?}",
         started.elapsed()
     );

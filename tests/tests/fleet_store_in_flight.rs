@@ -6,7 +6,9 @@
 //! then absent again, as the first host read it, so a compare of the user's record alone
 //! would let the write through with the floor of a store record that no longer exists:
 //! the code accepted twice. The write also compares the store record (docs/fleet.md,
-//! "A lost data set never reopens a code"), so it writes nothing and the login is denied.
+//! "A write in flight"), so it writes nothing; the plugin says the store record changed,
+//! and the module reads it again (gone: recreated at now) and decides again with its
+//! floor, which refuses the code as used.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -224,22 +226,32 @@ fn a_data_set_flushed_while_a_write_is_in_flight_never_reopens_a_used_code() {
     let held = proxy.held();
     assert_eq!(held.len(), 2, "{held:?}");
     assert_eq!(expected_version(&held[1]), "0", "{held:?}");
-    // Denied (the store unusable for this login), nothing written, the cause named.
-    assert!(
-        !matches!(d.returned(), Returned::Success | Returned::Ignore),
+    // The held write was refused for the changed store record, and the login decided
+    // again with the store record as it is now: recreated at now, whose floor refuses
+    // the code as used (a wrong code, not a store fault).
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?} {logs:?}"
     );
+    let line = |needle: &str| logs.iter().position(|l| l.contains(needle));
+    let changed = line("the store record changed since this login read it");
+    let again = line("deciding again with the store record as it is now");
+    let recreated = line("had no store record, so it was created now");
+    let refused = line("before the state store lost its data");
     assert!(
-        reply(&server, &[b"EXISTS", record.as_bytes()]).starts_with(":0"),
-        "the write went through"
+        changed.is_some() && changed == again,
+        "the changed store record reported, and decided again: {logs:?}"
     );
     assert!(
-        logs.iter()
-            .any(|l| l.contains("the store record changed since this login read it")),
-        "{logs:?}"
+        again < recreated && recreated < refused,
+        "recreated, then the code refused by its floor: {logs:?}"
     );
-    // The same code again: the store record is recreated with the floor at now, which
-    // refuses it.
+    assert!(
+        !logs.iter().any(|l| l.contains("state store unavailable")),
+        "not denied as a store fault: {logs:?}"
+    );
+    // The same code again: the store record the login recreated keeps refusing it.
     let (d, logs) = login_logged(&host, &u, &code, PEER, None);
     assert_eq!(
         d.returned(),

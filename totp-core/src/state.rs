@@ -378,6 +378,14 @@ pub trait StateStore {
     fn take_recreation(&mut self) -> Option<Recreation> {
         None
     }
+
+    /// Whether the last [`StateStore::update`] failed because a shared store's record
+    /// (its key and floor) changed since [`StateStore::context`] read it: the decision
+    /// used a floor that no longer holds, so nothing was written; the caller reads the
+    /// context again and decides again with it (R34). Taken once.
+    fn take_store_changed(&mut self) -> bool {
+        false
+    }
 }
 
 /// What [`StateStore::reset`] found and did.

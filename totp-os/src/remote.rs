@@ -398,6 +398,9 @@ pub struct RemoteStore {
     names: Vec<(Uid, String)>,
     /// Set when `context` created the store record, until taken.
     recreated: Option<Recreation>,
+    /// Set when the plugin refused a user's write because the store record changed
+    /// since it was read ([`Status::StoreChanged`]), until taken.
+    store_changed: bool,
 }
 
 /// How far this host's clock and the server's may differ for a login (or `totp-state
@@ -483,7 +486,7 @@ fn store_error(backend: &str, status: i32, msg: &[u8]) -> StoreError {
     let end = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
     let text = format!("{backend}: {}", String::from_utf8_lossy(&msg[..end]));
     match Status::from_raw(status) {
-        Status::Unavailable => StoreError::Unavailable(text),
+        Status::Unavailable | Status::StoreChanged => StoreError::Unavailable(text),
         Status::Corrupt => StoreError::Corrupt(text),
         _ => StoreError::Refused(text),
     }
@@ -518,6 +521,7 @@ impl RemoteStore {
             settings,
             names: Vec::new(),
             recreated: None,
+            store_changed: false,
         };
         let mut prefetch = vec![store.store_key_name()];
         if let Some((uid, name)) = user {
@@ -800,7 +804,10 @@ impl RemoteStore {
         match Status::from_raw(status) {
             Status::Ok => Ok(true),
             Status::Conflict => Ok(false),
-            _ => Err(store_error(self.settings.backend, status, &msg)),
+            s => {
+                self.store_changed = s == Status::StoreChanged;
+                Err(store_error(self.settings.backend, status, &msg))
+            }
         }
     }
 }
@@ -866,6 +873,8 @@ impl StateStore for RemoteStore {
         decide: &mut dyn FnMut(&UserState) -> Write,
     ) -> Result<(), StoreError> {
         let key = self.record_key(uid);
+        // Only this update's refusal counts ([`StateStore::take_store_changed`]).
+        self.store_changed = false;
         self.until_set("updates of this user", |s| {
             let (current, version) = s.get_migrating(&key, uid)?;
             let (next, durable) = match decide(&current) {
@@ -888,6 +897,10 @@ impl StateStore for RemoteStore {
 
     fn take_recreation(&mut self) -> Option<Recreation> {
         self.recreated.take()
+    }
+
+    fn take_store_changed(&mut self) -> bool {
+        std::mem::take(&mut self.store_changed)
     }
 
     fn name_user(&mut self, uid: Uid, name: &str) {
@@ -1004,7 +1017,9 @@ mod tests {
         };
         let m = refused(&v2);
         assert!(
-            m.contains("plugin ABI version 2, this module speaks 3"),
+            m.contains(&format!(
+                "plugin ABI version 2, this module speaks {ABI_VERSION}"
+            )),
             "{m}"
         );
         let stubs = ["open", "get", "cas", "del", "close"]
@@ -1012,7 +1027,7 @@ mod tests {
             .concat();
         let no_clock = build(
             "noclock",
-            &format!("unsigned pam_totp_plugin_abi(void) {{ return 3; }}\n{stubs}"),
+            &format!("unsigned pam_totp_plugin_abi(void) {{ return {ABI_VERSION}; }}\n{stubs}"),
         );
         let m = refused(&no_clock);
         assert!(m.contains("pam_totp_plugin_time"), "{m}");

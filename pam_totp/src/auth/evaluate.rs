@@ -4,6 +4,11 @@
 
 use super::*;
 
+/// Decisions one answer may take when a shared store's record keeps changing under the
+/// write ([`StateStore::take_store_changed`]): each change is a data set lost or
+/// restored, so a few rounds are plenty, and the login stays bounded (R36).
+const STORE_CHANGED_ROUNDS: u32 = 3;
+
 impl Ctx {
     /// One answer evaluated ([`Ctx::evaluate_answer`]); a fault that stops it still
     /// ends the attempt with a line naming the user and the host, as every answered
@@ -86,39 +91,6 @@ impl Ctx {
             io.log(Level::Err, "clock fault: time is before 1970; denying");
             return Err(AuthError::Clock);
         };
-        let found = self.store_context(&mut **store, now_secs);
-        let recreated = store.take_recreation();
-        if let Some(note) = recreated.as_ref().and_then(|r| r.clock_note.as_deref()) {
-            io.log(Level::Warning, note);
-        }
-        let context = match found {
-            // A store record as new as this login: this login (or another host's in the
-            // same second) created it. Right once for a new store or after a data loss;
-            // on a fleet in use, the sign of a host whose store URL, prefix or database
-            // is not the other hosts', which would otherwise keep a store of its own.
-            Ok(c) if shared_opened && (recreated.is_some() || c.complete_since == now_secs) => {
-                io.log(
-                    Level::Warning,
-                    "the shared state store had no store record, so it was created now: \
-                     every code up to now counts as used (expected for a new store without \
-                     `totp-state init`, after a data loss, after a Redis server's restart \
-                     or failover, or an etcd cluster restored from a snapshot; otherwise \
-                     check that this host's state=, redis_prefix= or etcd_prefix= and \
-                     database are the other hosts')",
-                );
-                c
-            }
-            Ok(c) => c,
-            // Not tell_store_fault: the fix is this host's clock (or the server's), and
-            // the log line names it.
-            Err(ContextFault::Clock(line)) => {
-                io.log(Level::Err, &line);
-                return Err(AuthError::Clock);
-            }
-            Err(ContextFault::Store(e)) => {
-                return self.store_unusable(io, who, e).map(Continuation::Done);
-            }
-        };
         // An enrolment's record gets no grace period: two enrolments can share one, and
         // a grace entry of one must never let the other in without a code.
         let no_grace;
@@ -132,39 +104,96 @@ impl Ctx {
                 &no_grace
             }
         };
-        let prepared = match verify::prepare(&file, policy, cands, now, &context.key) {
-            Ok(p) => p,
-            Err(verify::VerifyError::ClockFault) => {
-                io.log(Level::Err, "clock fault: time is before 1970; denying");
-                return Err(AuthError::Clock);
+        let mut round = 0;
+        let (prepared, uid, decided) = loop {
+            round += 1;
+            let found = self.store_context(&mut **store, now_secs);
+            let recreated = store.take_recreation();
+            if let Some(note) = recreated.as_ref().and_then(|r| r.clock_note.as_deref()) {
+                io.log(Level::Warning, note);
             }
-            Err(e) => {
-                io.log(Level::Err, &format!("secret file {shown}: {e}"));
-                return Ok(Continuation::Done(self.denied(io, who, Denial::BadFile)));
+            let context = match found {
+                // A store record as new as this login: this login (or another host's
+                // in the same second) created it. Right once for a new store or after a
+                // data loss; on a fleet in use, the sign of a host whose store URL,
+                // prefix or database is not the other hosts', which would otherwise keep
+                // a store of its own.
+                Ok(c) if shared_opened && (recreated.is_some() || c.complete_since == now_secs) => {
+                    io.log(
+                        Level::Warning,
+                        "the shared state store had no store record, so it was created now: \
+                     every code up to now counts as used (expected for a new store without \
+                     `totp-state init`, after a data loss, after a Redis server's restart \
+                     or failover, or an etcd cluster restored from a snapshot; otherwise \
+                     check that this host's state=, redis_prefix= or etcd_prefix= and \
+                     database are the other hosts')",
+                    );
+                    c
+                }
+                Ok(c) => c,
+                // Not tell_store_fault: the fix is this host's clock (or the server's),
+                // and the log line names it.
+                Err(ContextFault::Clock(line)) => {
+                    io.log(Level::Err, &line);
+                    return Err(AuthError::Clock);
+                }
+                Err(ContextFault::Store(e)) => {
+                    return self.store_unusable(io, who, e).map(Continuation::Done);
+                }
+            };
+            let prepared = match verify::prepare(&file, policy, cands, now, &context.key) {
+                Ok(p) => p,
+                Err(verify::VerifyError::ClockFault) => {
+                    io.log(Level::Err, "clock fault: time is before 1970; denying");
+                    return Err(AuthError::Clock);
+                }
+                Err(e) => {
+                    io.log(Level::Err, &format!("secret file {shown}: {e}"));
+                    return Ok(Continuation::Done(self.denied(io, who, Denial::BadFile)));
+                }
+            };
+            let attempt = Attempt {
+                origin: self.origin,
+                rhost: self.rhost_ip,
+                local: self.local,
+                now,
+                continued: phase == Phase::Continued,
+                // The boot time by the same clock the codes are checked against.
+                boot_time: sys.uptime().and_then(|up| now_secs.checked_sub(up)),
+                store_complete_since: context.complete_since,
+                keep_ga_lines: run.keep_ga_lines,
+            };
+            let uid = run.record.uid(&prepared);
+            let mut decided = None;
+            let stored = store.update(uid, &mut |state| {
+                let d = prepared.decide(state, policy, &attempt);
+                let write = d.as_ref().map_or(Write::Nothing, |d| d.write.clone());
+                decided = Some(d);
+                write
+            });
+            match stored {
+                Ok(()) => break (prepared, uid, decided),
+                // The write found the store record changed since it was read (a data
+                // set lost or restored meanwhile): nothing was written, and the decision
+                // used a floor that no longer holds. Read it again (recreated at now if
+                // it is gone) and decide again with it, within a bound (R36).
+                Err(e) if store.take_store_changed() && round < STORE_CHANGED_ROUNDS => {
+                    // Not a fault of the store: its own words, without "unavailable".
+                    let e = match e {
+                        StoreError::Unavailable(m) => m,
+                        other => other.to_string(),
+                    };
+                    io.log(
+                        Level::Warning,
+                        &format!(
+                            "{who} ({shown}): {e}; deciding again with the store record as it \
+                         is now"
+                        ),
+                    );
+                }
+                Err(e) => return self.store_failed(io, who, e).map(Continuation::Done),
             }
         };
-        let attempt = Attempt {
-            origin: self.origin,
-            rhost: self.rhost_ip,
-            local: self.local,
-            now,
-            continued: phase == Phase::Continued,
-            // The boot time by the same clock the codes are checked against.
-            boot_time: sys.uptime().and_then(|up| now_secs.checked_sub(up)),
-            store_complete_since: context.complete_since,
-            keep_ga_lines: run.keep_ga_lines,
-        };
-        let uid = run.record.uid(&prepared);
-        let mut decided = None;
-        let stored = store.update(uid, &mut |state| {
-            let d = prepared.decide(state, policy, &attempt);
-            let write = d.as_ref().map_or(Write::Nothing, |d| d.write.clone());
-            decided = Some(d);
-            write
-        });
-        if let Err(e) = stored {
-            return self.store_failed(io, who, e).map(Continuation::Done);
-        }
         let decision = match decided {
             Some(Ok(d)) => d,
             Some(Err(e)) => {
