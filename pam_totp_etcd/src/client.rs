@@ -220,7 +220,7 @@ impl Client {
     /// serves).
     pub fn connect(&mut self, probe: bool) -> Result<(), Failure> {
         if self.credentials.is_some() {
-            return self.authenticate();
+            return self.authenticate(Instant::now() + self.call_budget);
         }
         if !probe {
             return Ok(());
@@ -235,14 +235,15 @@ impl Client {
         Ok(())
     }
 
-    fn authenticate(&mut self) -> Result<(), Failure> {
+    /// A token, asked of the members until `deadline`.
+    fn authenticate(&mut self, deadline: Instant) -> Result<(), Failure> {
         let Some((name, password)) = &self.credentials else {
             return Ok(());
         };
         let body =
             Zeroizing::new(json!({ "name": name, "password": password.as_str() }).to_string());
         self.token = None;
-        let reply = self.post_any("/v3/auth/authenticate", &body, Retry::Idempotent)?;
+        let reply = self.post_any("/v3/auth/authenticate", &body, Retry::Idempotent, deadline)?;
         let token = reply
             .get("token")
             .and_then(Value::as_str)
@@ -253,24 +254,32 @@ impl Client {
     }
 
     /// One gateway call, on the first member that answers; a token that expired (etcd's
-    /// simple tokens live five minutes) is renewed once.
+    /// simple tokens live five minutes) is renewed once. The renewal and the second try
+    /// share the call's one budget, so a call never takes more than it.
     pub fn call(&mut self, path: &str, body: &Value, retry: Retry) -> Result<Value, Failure> {
+        let deadline = Instant::now() + self.call_budget;
         let text = Zeroizing::new(body.to_string());
-        match self.post_any(path, &text, retry) {
+        match self.post_any(path, &text, retry, deadline) {
             Err(f) if f.message.contains("invalid auth token") && self.credentials.is_some() => {
-                self.authenticate()?;
-                self.post_any(path, &text, retry)
+                self.authenticate(deadline)?;
+                self.post_any(path, &text, retry, deadline)
             }
             other => other,
         }
     }
 
-    fn post_any(&mut self, path: &str, body: &str, retry: Retry) -> Result<Value, Failure> {
-        let started = Instant::now();
+    fn post_any(
+        &mut self,
+        path: &str,
+        body: &str,
+        retry: Retry,
+        deadline: Instant,
+    ) -> Result<Value, Failure> {
         let mut failures: Vec<Failure> = Vec::new();
         for i in 0..self.members.len() {
-            let left = self.call_budget.saturating_sub(started.elapsed());
-            if i > 0 && left.is_zero() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Out of the call's budget (a renewal took it): no member is asked with none.
+            if left.is_zero() {
                 break;
             }
             let m = (self.current + i) % self.members.len();
