@@ -328,3 +328,183 @@ fn audit_lists_accounts_with_the_system_getent_whatever_the_path() {
     assert!(seen.contains_key(&real.name), "{out:?}");
     assert!(!seen.contains_key(invented), "{out:?}");
 }
+
+/// Directory accounts (SSSD with its default `enumerate = false`, most LDAP and AD
+/// setups) are not listed, so the admin names them: `--user` audits exactly the names
+/// given, each looked up as a login looks it up, and a name the name service does not
+/// know is refused and fails the audit. Control: the known account alone passes, and
+/// nobody else (root) is listed.
+#[test]
+fn named_accounts_are_audited_and_an_unknown_name_fails_the_audit() {
+    if !require_root("named_accounts_are_audited_and_an_unknown_name_fails_the_audit") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("au");
+    let unknown = "zzpamtotpnosuchau";
+    let stack = Stack::with_module("svc", "nullok");
+    let out = audit_command(stack.path())
+        .args(["--user", &u.name])
+        .output()
+        .expect("totp-state audit");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let seen = audit_verdicts(&out.stdout);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), [&u.name], "{out:?}");
+    assert_eq!(seen[&u.name].0, "ok", "{out:?}");
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(
+        d.result, "PAM_SUCCESS",
+        "the verdict is what logins do: {d:?}"
+    );
+
+    let out = audit_command(stack.path())
+        .args(["--user", unknown, "--user", &u.name])
+        .output()
+        .expect("totp-state audit");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let seen = audit_verdicts(&out.stdout);
+    assert_eq!(seen.len(), 2, "{out:?}");
+    assert_eq!(seen[&u.name].0, "ok", "{out:?}");
+    assert_eq!(seen[unknown].0, "refused", "{out:?}");
+    assert!(
+        seen[unknown]
+            .1
+            .contains("the name service does not know this name"),
+        "{out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 account(s) refused"),
+        "{out:?}"
+    );
+}
+
+/// `--users-from`: one name a line, `#` comments and blank lines skipped, `-` for
+/// standard input. A commented-out account whose file the module refuses is not
+/// audited (it would fail the run); the unknown name in the list is. Control: without
+/// the unknown name the same list passes. A line no name can be is refused whole.
+#[test]
+fn users_from_reads_one_name_a_line_and_skips_comments() {
+    if !require_root("users_from_reads_one_name_a_line_and_skips_comments") {
+        return;
+    }
+    let (u, _) = TestUser::enrolled("af");
+    let skipped = TestUser::create("ax");
+    skipped.write_secret(&totp_file(&random_secret_b32()), 0o644);
+    let unknown = "zzpamtotpnosuchaf";
+    let stack = Stack::with_module("svc", "nullok");
+    let dir = tempfile::tempdir().expect("tmp");
+    let list = dir.path().join("users");
+    let body = format!("# staff\n\n  {}\t\n  # {}\n", u.name, skipped.name);
+    std::fs::write(&list, format!("{body}{unknown}\n")).expect("write");
+
+    let out = audit_command(stack.path())
+        .arg("--users-from")
+        .arg(&list)
+        .output()
+        .expect("totp-state audit");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let seen = audit_verdicts(&out.stdout);
+    assert_eq!(
+        seen.keys().map(String::as_str).collect::<Vec<_>>(),
+        {
+            let mut want = vec![u.name.as_str(), unknown];
+            want.sort();
+            want
+        },
+        "{out:?}"
+    );
+    assert_eq!(seen[&u.name].0, "ok", "{out:?}");
+    assert_eq!(seen[unknown].0, "refused", "{out:?}");
+
+    // Control: the commented-out account really is refused when named.
+    let out = audit_command(stack.path())
+        .args(["--user", &skipped.name])
+        .output()
+        .expect("totp-state audit");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    // Standard input, without the unknown name: passes.
+    let mut child = audit_command(stack.path())
+        .args(["--users-from", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("totp-state audit");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(body.as_bytes()).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("totp-state audit");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let seen = audit_verdicts(&out.stdout);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), [&u.name], "{out:?}");
+
+    // Bounded: a line longer than 4096 bytes is no list of names (usage error).
+    std::fs::write(&list, format!("{}\n{}\n", u.name, "x".repeat(5000))).expect("write");
+    let out = audit_command(stack.path())
+        .arg("--users-from")
+        .arg(&list)
+        .output()
+        .expect("totp-state audit");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2 is longer than 4096 bytes"),
+        "{out:?}"
+    );
+    // A list of nothing (a pipeline that failed) does not pass an audit of nobody.
+    std::fs::write(&list, "# nobody yet\n").expect("write");
+    let out = audit_command(stack.path())
+        .arg("--users-from")
+        .arg(&list)
+        .output()
+        .expect("totp-state audit");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// A host whose `passwd` line names a directory source (`sss`) lists only its local
+/// accounts to `getent passwd`: the audit says so on standard error and names
+/// `--users-from`. Run with a private /etc/nsswitch.conf bind-mounted in a mount
+/// namespace. Controls: `files systemd` (a stock host) gives no warning, nor does an
+/// audit of named accounts, which lists nothing.
+#[test]
+fn an_audit_warns_when_the_name_service_may_not_list_directory_accounts() {
+    if !require_root("an_audit_warns_when_the_name_service_may_not_list_directory_accounts") {
+        return;
+    }
+    let stack = Stack::with_module("svc", "nullok");
+    let dir = tempfile::tempdir().expect("tmp");
+    let conf = dir.path().join("nsswitch.conf");
+    let audit = |passwd: &str, extra: &[&str]| {
+        std::fs::write(
+            &conf,
+            format!("# test\npasswd:         {passwd}\ngroup:          files\n"),
+        )
+        .expect("write nsswitch.conf");
+        let mut inner = audit_command(stack.path());
+        inner.args(extra);
+        let out = in_private_mounts(r#"mount --bind "$1" /etc/nsswitch.conf"#, &conf, &inner)
+            .output()
+            .expect("totp-state audit");
+        // The audit ran (other tests' accounts may fail it: its status is not ours).
+        assert!(
+            audit_verdicts(&out.stdout).contains_key("root"),
+            "{passwd}: {out:?}"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let warned = audit("files [NOTFOUND=return] sss", &[]);
+    assert!(
+        warned.contains("warning: the passwd line of /etc/nsswitch.conf names sss"),
+        "{warned}"
+    );
+    assert!(warned.contains("--users-from"), "{warned}");
+    for (passwd, extra) in [
+        ("files systemd", &[][..]),
+        ("files sss", &["--user", "root"][..]),
+    ] {
+        let quiet = audit(passwd, extra);
+        assert!(!quiet.contains("warning"), "{passwd} {extra:?}: {quiet}");
+    }
+}

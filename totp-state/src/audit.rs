@@ -1,6 +1,7 @@
 //! `totp-state audit`: the preflight an admin runs before changing one word in pam.d.
-//! For every account the name service lists, what the service's module would do and
-//! why (`totp_os::inspect`, the module's own placement, checks and parser). Read only.
+//! For every account the name service lists, or every one named (`--user`,
+//! `--users-from`), what the service's module would do and why (`totp_os::inspect`, the
+//! module's own placement, checks and parser). Read only.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use totp_core::ledger::{ENROLMENT_RECORD_UIDS, STAND_IN_UIDS};
 use totp_core::options::ModuleOptions;
 use totp_core::state::{Missing, StateStore, StoreError};
+use totp_core::user::UserName;
 use totp_os::command::{self, CommandError};
 use totp_os::inspect::{self, Verdict};
 use totp_os::nss;
@@ -15,10 +17,12 @@ use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir};
 
 use crate::{Fatal, Stop, emit};
 
-/// An account the name service enumerates, and whether its shell lets it log in.
+/// An account the name service enumerates, and whether its shell lets it log in; or an
+/// account named on the command line, whose shell is not asked (`None`): the admin
+/// named it, so its refusal counts.
 struct Listed {
     name: String,
-    login_shell: bool,
+    login_shell: Option<bool>,
 }
 
 /// Shells that refuse a login (`nologin`, `false`): system accounts such as `_apt` or
@@ -83,9 +87,11 @@ fn accounts() -> Result<Vec<Listed>, Fatal> {
             (!name.is_empty()).then(|| Listed {
                 name: name.to_owned(),
                 // No shell field means /bin/sh (passwd(5)).
-                login_shell: fields
-                    .get(6)
-                    .is_none_or(|s| s.is_empty() || is_login_shell(s)),
+                login_shell: Some(
+                    fields
+                        .get(6)
+                        .is_none_or(|s| s.is_empty() || is_login_shell(s)),
+                ),
             })
         })
         .collect();
@@ -194,36 +200,82 @@ fn store_problem(opts: &ModuleOptions) -> Option<(String, inspect::Finding)> {
     ))
 }
 
-pub fn run(opts: &ModuleOptions, json: bool) -> Result<(), Stop> {
+fn refusal(reason: String) -> inspect::Finding {
+    inspect::Finding {
+        verdict: Verdict::Refused,
+        reasons: vec![reason],
+    }
+}
+
+/// `named`: the accounts `--user` and `--users-from` gave, audited instead of the
+/// listing; the store's files and records are then not compared with the accounts
+/// (a partial list would make every other one an orphan).
+pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Result<(), Stop> {
     let mut refused = 0usize;
     let mut refused_without_login = 0usize;
-    let listed = accounts()?;
+    let whole = named.is_none();
+    let listed = match named {
+        Some(names) => names
+            .into_iter()
+            .map(|name| Listed {
+                name,
+                login_shell: None,
+            })
+            .collect(),
+        None => {
+            // Before the listing, which a directory server can make long.
+            if let Some(warning) = crate::audit_names::incomplete_listing_warning() {
+                eprintln!("totp-state: {warning}");
+            }
+            accounts()?
+        }
+    };
     let names: Vec<String> = listed.iter().map(|l| l.name.clone()).collect();
-    let mut findings: Vec<(String, bool, inspect::Finding)> = Vec::new();
+    let mut findings: Vec<(String, Option<bool>, inspect::Finding)> = Vec::new();
     for account in &listed {
+        // A named account goes the module's way: the name checked (R8), then asked of
+        // the name service by name; a listed one is known to be a name already.
+        if !whole && let Err(e) = UserName::parse(account.name.as_bytes()) {
+            let finding = refusal(format!("not a user name the module accepts: {e}"));
+            findings.push((account.name.clone(), account.login_shell, finding));
+            continue;
+        }
         let finding = match nss::lookup_user_by_name(&account.name) {
             Ok(Some(pw)) => inspect::inspect(opts, &pw),
-            Ok(None) => continue,
-            Err(e) => inspect::Finding {
-                verdict: Verdict::Refused,
-                reasons: vec![format!("name service error: {e}")],
-            },
+            // Listed, then gone: deleted since the listing.
+            Ok(None) if whole => continue,
+            Ok(None) => refusal(
+                "the name service does not know this name: no such account, or one in a \
+                 directory this host does not reach"
+                    .to_owned(),
+            ),
+            Err(e) => refusal(format!("name service error: {e}")),
         };
         findings.push((account.name.clone(), account.login_shell, finding));
     }
     // A store file named after nobody is refused whatever its name's shell would be.
-    findings.extend(orphans(opts, &names).into_iter().map(|(n, f)| (n, true, f)));
+    if whole {
+        findings.extend(
+            orphans(opts, &names)
+                .into_iter()
+                .map(|(n, f)| (n, Some(true), f)),
+        );
+    }
     let store = store_problem(opts);
     let store_refused = store.is_some();
-    findings.extend(store.map(|(n, f)| (n, true, f)));
+    findings.extend(store.map(|(n, f)| (n, Some(true), f)));
     // A refused directory may not even be listable (an owner a container does not map):
     // its refusal is the finding, not a fault that hides every other line.
-    if !store_refused {
-        findings.extend(stale_records(opts)?.into_iter().map(|(n, f)| (n, true, f)));
+    if whole && !store_refused {
+        findings.extend(
+            stale_records(opts)?
+                .into_iter()
+                .map(|(n, f)| (n, Some(true), f)),
+        );
     }
     for (name, login_shell, mut finding) in findings {
         if finding.verdict == Verdict::Refused {
-            if login_shell {
+            if login_shell != Some(false) {
                 refused += 1;
             } else {
                 refused_without_login += 1;

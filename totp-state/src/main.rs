@@ -3,6 +3,7 @@
 //! pam_faillock. Root only: the directory and its records belong to root.
 
 mod audit;
+mod audit_names;
 mod report;
 mod store_admin;
 
@@ -44,7 +45,8 @@ enum Command {
     /// (damaged, hostile) is removed without being followed.
     Reset(ResetArgs),
     /// Before changing pam.d: what the module of a PAM service would do for every
-    /// account the name service lists (read only). Exit status 1 when any is refused.
+    /// account the name service lists, or each one named (read only). Exit status 1
+    /// when any is refused or a named one is unknown.
     Audit(AuditArgs),
     /// Health probe of the store: 0 usable, 1 reachable but not usable (no store
     /// record: never initialised or its data set was lost; damaged; refused), 2 not
@@ -102,6 +104,14 @@ struct AuditArgs {
     /// One JSON object per account: user, verdict, reasons.
     #[arg(long)]
     json: bool,
+    /// Audit this account only, looked up by name as a login looks it up (repeatable):
+    /// for directory accounts (SSSD, LDAP, AD) the name service does not list.
+    #[arg(long = "user", value_name = "NAME")]
+    user: Vec<String>,
+    /// Audit the accounts named in FILE only, one a line ('#' comments and blank lines
+    /// ignored; - for standard input); with --user, both.
+    #[arg(long, value_name = "FILE")]
+    users_from: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -240,7 +250,8 @@ fn run(cmd: Command) -> Result<(), Stop> {
         Command::Reset(r) => (r.query, true, r.clock_fault),
         Command::Audit(a) => {
             let opts = service_options(&a.service, a.pam_dir.as_deref())?;
-            return audit::run(&opts, a.json);
+            let named = audit_names::requested(&a.user, a.users_from.as_deref())?;
+            return audit::run(&opts, a.json, named);
         }
         Command::Ping(a) => return store_admin::ping(&store_options(&a)?),
         Command::Init(a) => return store_admin::init(&store_options(&a.store)?, a.never_used),
