@@ -286,6 +286,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
             .as_deref()
             .ok_or_else(|| Fatal("reset needs --user NAME".into()))?;
         let (uid, name) = resolve(user, shared_store)?;
+        refuse_reserved(uid, name.as_deref())?;
         if let Some(n) = &name {
             store.name_user(uid, n);
         }
@@ -316,7 +317,11 @@ fn run(cmd: Command) -> Result<(), Stop> {
         return Ok(());
     }
     let uids: Vec<(Uid, Option<String>)> = match target.user.as_deref() {
-        Some(user) => vec![resolve(user, shared_store)?],
+        Some(user) => {
+            let (uid, name) = resolve(user, shared_store)?;
+            refuse_reserved(uid, name.as_deref())?;
+            vec![(uid, name)]
+        }
         None => list(&dir)?
             .into_iter()
             .map(|uid| {
@@ -374,6 +379,19 @@ fn unused_default_store(store: &mut dyn StateStore, dir: &Path, who: &str) -> Re
          state=redis…, state=etcd…); name it with --service NAME or --options '…'",
         dir.display()
     )))
+}
+
+/// `show`/`reset --user` of an account whose uid lies in a range the local store keys
+/// records of names without an account by: that record is strangers' too (the module
+/// never uses it for the account), so it is neither shown nor cleared as the account's.
+/// A uid without an account names such a record itself and passes.
+fn refuse_reserved(uid: Uid, name: Option<&str>) -> Result<(), Fatal> {
+    match (name, totp_core::ledger::reserved_uid(uid)) {
+        (Some(name), Some(why)) if uid != NO_UID => Err(Fatal(format!(
+            "{name}: {why}; the record of uid {uid} is not this account's"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The `STEP_SIZE` a login of `uid` reads from its secret file, asked only when its
