@@ -168,19 +168,6 @@ pub fn authenticate_with(
     };
     let who = sanitize(target.name.as_str().as_bytes());
 
-    // An account whose uid is one of the synthetic keys of records of names without an
-    // account would share that record with strangers' attempts (their wrong codes would
-    // throttle or lock it out): denied, as an unusable record is, and charged like a
-    // name without an account, so the uid's record is never read nor written for it.
-    if let Some(why) = target.pw.as_ref().and_then(|pw| reserved_uid(pw.uid)) {
-        let d = Doomed {
-            denial: Denial::StateUnusable,
-            why,
-            name: Some(target.name.clone()),
-        };
-        let to = ChargeTo::StandIn(target.name.clone());
-        return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(to));
-    }
     // Whose record keeps this login's marks and throttling. Without an NSS entry the
     // target exists only with `user=` (GA's semantics: the validated PAM name selects a
     // file; an NSS error has already denied): its record is the one of the enrolment
@@ -232,8 +219,10 @@ pub fn authenticate_with(
         }
         other => other,
     };
-    let (file, keep_ga_lines) = match pre {
-        Ok(PreRead::Present(f, keep)) => (f, keep),
+    // The skips first: they read no state record, so an account whose own record
+    // could not be used is skipped like any other (under nullok, a reserved uid of a
+    // directory service's range must not lose every login of its unenrolled accounts).
+    let pre = match pre {
         Ok(PreRead::Absent(dir)) if ctx.opts.nullok && target.nullok_applies() => {
             // Always logged: a stack copied from another setup can drop the second factor
             // through nullok, and that must leave a trace without `debug`.
@@ -250,6 +239,36 @@ pub fn authenticate_with(
             io.log(Level::Notice, &line);
             return Ok(Outcome::Ignore);
         }
+        Ok(PreRead::HomeMissing(home))
+            if ctx.opts.nullok_missing_home && target.nullok_applies() =>
+        {
+            io.log(
+                Level::Notice,
+                &format!(
+                    "not asking {who} from {} for a code: home directory {home} does not exist (nullok_missing_home)",
+                    ctx.from
+                ),
+            );
+            return Ok(Outcome::Ignore);
+        }
+        other => other,
+    };
+    // Only now would the account's own record be used. An account whose uid is one of
+    // the synthetic keys of records of names without an account would share that record
+    // with strangers' attempts (their wrong codes would throttle or lock it out): denied,
+    // as an unusable record is, and charged like a name without an account, so the uid's
+    // record is never read nor written for it.
+    if let Some(why) = target.pw.as_ref().and_then(|pw| reserved_uid(pw.uid)) {
+        let d = Doomed {
+            denial: Denial::StateUnusable,
+            why,
+            name: Some(target.name.clone()),
+        };
+        let to = ChargeTo::StandIn(target.name.clone());
+        return ctx.doomed(io, sys, d, raw_user.as_deref(), Some(to));
+    }
+    let (file, keep_ga_lines) = match pre {
+        Ok(PreRead::Present(f, keep)) => (f, keep),
         Ok(PreRead::Absent(_)) => {
             let why = if ctx.opts.nullok {
                 "no secret file, and nullok does not apply to a name NSS does not know; asking for a code anyway"
@@ -268,18 +287,6 @@ pub fn authenticate_with(
                 raw_user.as_deref(),
                 Some(record.charge(&target.name)),
             );
-        }
-        Ok(PreRead::HomeMissing(home))
-            if ctx.opts.nullok_missing_home && target.nullok_applies() =>
-        {
-            io.log(
-                Level::Notice,
-                &format!(
-                    "not asking {who} from {} for a code: home directory {home} does not exist (nullok_missing_home)",
-                    ctx.from
-                ),
-            );
-            return Ok(Outcome::Ignore);
         }
         Ok(PreRead::HomeMissing(home)) => {
             let d = Doomed {

@@ -83,7 +83,8 @@ fn code_60(secret_b32: &str, unix: u64) -> String {
 /// account's file for it: a 60-s file's mark set by a clock in 2100 comes down to the
 /// first 60-s step after the reset's clock, and the next code logs in. Control: with the
 /// file out of reach the step is not known, and the mark stays (lowered at 1-s steps it
-/// would be; at 30 s, as before, it went to a step a 60-s file reads as twice the clock).
+/// would be; at 30 s, as before, it went to a step a 60-s file reads as twice the clock),
+/// with an exit status that says so.
 #[test]
 fn a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file() {
     if !require_root("a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file") {
@@ -113,11 +114,29 @@ fn a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file() {
     let d = login_at(&stack, &u, &code_60(&secret, t), None, t);
     assert_eq!(d.module_code(), "PAM_SYSTEM_ERR", "{d:?}");
 
-    // Control: the file moved aside, the step unknown; the mark stays.
+    let pam_dir = stack.path().to_str().expect("a UTF-8 path");
+    let reset = || {
+        state_tool(&[
+            "reset",
+            "--user",
+            &u.name,
+            "--json",
+            "--service",
+            "svc",
+            "--pam-dir",
+            pam_dir,
+        ])
+    };
+    // Control: the file moved aside, the step unknown; the mark stays, and the reset
+    // says that logins refuse it until a reset that reads the step lowers it.
     let aside = u.home.join("aside");
     std::fs::rename(&file, &aside).expect("move aside");
-    let out = stack.state_tool(&["reset", "--user", &u.name, "--json"]);
-    assert!(out.status.success(), "{out:?}");
+    let out = reset();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--service"),
+        "{out:?}"
+    );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("\"totp_mark_lowered\":false"), "{said}");
     assert_eq!(stored(&stack, u.uid).legacy, Some(far));
@@ -125,7 +144,7 @@ fn a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file() {
 
     // With the file there: lowered at its 60-s steps, to just after the reset's clock.
     let reset_at = now();
-    let out = stack.state_tool(&["reset", "--user", &u.name, "--json"]);
+    let out = reset();
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("\"totp_mark_lowered\":true"), "{said}");
@@ -144,4 +163,113 @@ fn a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file() {
     let d = login_at(&stack, &u, &code_60(&secret, until + 30), None, until + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     assert_eq!(stored(&stack, u.uid).legacy, None);
+}
+
+/// Stores `legacy` as `uid`'s version-1 record in `stack`.
+fn seed_legacy(stack: &Stack, uid: u32, legacy: LegacyMarks) {
+    let mut store = totp_os::state_dir::StateDir::new(stack.state_dir(), Duration::from_secs(5));
+    store
+        .update(uid, &mut |_| {
+            Write::Durable(UserState {
+                legacy: Some(legacy),
+                ..UserState::default()
+            })
+        })
+        .expect("seeded");
+}
+
+/// Without `--service`/`--options` a reset does not know which file the logins read:
+/// it never takes a version-1 mark's step from the file the module's defaults name.
+/// Here the service reads `secret=${HOME}/.totp_real` (30-s steps) and a decoy in the
+/// default place has 60-s steps; read at 60 s the normal mark of the code just used
+/// looked far ahead and came down to half the clock, and the code worked again. Now the
+/// mark stays and the code is refused as used. A mark far ahead is kept with an exit
+/// status naming `--service`; control: with `--service` it is lowered at the real
+/// file's 30-s steps and the next code logs in.
+#[test]
+fn a_reset_without_the_service_never_reads_the_step_of_another_file() {
+    if !require_root("a_reset_without_the_service_never_reads_the_step_of_another_file") {
+        return;
+    }
+    let u = TestUser::create("v1d");
+    let secret = random_secret_b32();
+    let real = u.home.join(".totp_real");
+    write_owned(&real, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o600);
+    let decoy = random_secret_b32();
+    u.write_secret(&format!("{decoy}\n\" STEP_SIZE 60\n\" TOTP_AUTH\n"), 0o600);
+    let stack = Stack::probe("svc", "secret=${HOME}/.totp_real");
+    let t = now();
+    let d = login_at(&stack, &u, &wrong_totp(&secret, t), None, t);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+
+    // The code of t's step was used.
+    let used = LegacyMarks {
+        last_step: Some(t / 30),
+        hotp: None,
+    };
+    seed_legacy(&stack, u.uid, used);
+    let out = stack.state_tool(&["reset", "--user", &u.name, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("\"totp_mark_lowered\":false"), "{said}");
+    assert_eq!(stored(&stack, u.uid).legacy, Some(used), "the mark kept");
+    let d = login_at(&stack, &u, &code_at(&secret, t), None, t + 5);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "a replay: {d:?}");
+    assert_eq!(stored(&stack, u.uid).legacy, Some(used), "still unbound");
+
+    // A mark in 2100 (a clock fault): kept, and the reset fails naming --service, with
+    // --clock-fault too.
+    let far = LegacyMarks {
+        last_step: Some(4_102_444_800 / 30),
+        hotp: None,
+    };
+    seed_legacy(&stack, u.uid, far);
+    for extra in [None, Some("--clock-fault")] {
+        let mut args = vec!["reset", "--user", &u.name];
+        args.extend(extra);
+        let out = stack.state_tool(&args);
+        assert!(!out.status.success(), "{extra:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("version-1") && err.contains("--service"),
+            "{extra:?}: {err}"
+        );
+        let l = stored(&stack, u.uid).legacy.and_then(|l| l.last_step);
+        assert!(
+            l.is_some_and(|s| (s + 1) * 30 > now() + 86_400),
+            "{extra:?}: still ahead at 30 s: {l:?}"
+        );
+    }
+    seed_legacy(&stack, u.uid, far);
+    let d = login_at(&stack, &u, &code_at(&secret, t + 60), None, t + 60);
+    assert_eq!(d.module_code(), "PAM_SYSTEM_ERR", "a clock fault: {d:?}");
+
+    // Control: the service named, the real file's step read; lowered and the next code
+    // after it logs in.
+    let pam_dir = stack.path().to_str().expect("a UTF-8 path");
+    let reset_at = now();
+    let out = state_tool(&[
+        "reset",
+        "--user",
+        &u.name,
+        "--json",
+        "--service",
+        "svc",
+        "--pam-dir",
+        pam_dir,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("\"totp_mark_lowered\":true"), "{said}");
+    let last = stored(&stack, u.uid)
+        .legacy
+        .and_then(|l| l.last_step)
+        .expect("a mark");
+    let until = (last + 1) * 30;
+    assert!(
+        until >= reset_at && until <= now() + 600,
+        "ends after the reset's clock, within minutes: {until} at {reset_at}"
+    );
+    let d = login_at(&stack, &u, &code_at(&secret, until + 30), None, until + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }

@@ -267,6 +267,25 @@ impl UserState {
         (next, lowered)
     }
 
+    /// After a reset at `cap` ([`UserState::lifted`]) that did not know the file's step
+    /// ([`ResetHow::legacy_step_secs`] `None`): whether the version-1 TOTP mark it kept
+    /// still lies beyond what the reset keeps (with `clock_fault`, beyond `cap`) when
+    /// read at GA's default step, which most files have. A login at that step refuses it
+    /// as a clock fault, and a mark lowered at the shortest step reads that far ahead at
+    /// every longer one: only a reset that knows the step can settle it.
+    pub fn legacy_mark_beyond(&self, cap: Option<u64>, clock_fault: bool) -> bool {
+        let (Some(cap), Some(step)) = (cap, self.legacy.and_then(|l| l.last_step)) else {
+            return false;
+        };
+        let beyond = if clock_fault {
+            cap
+        } else {
+            reset_lowers_after(cap)
+        };
+        let default_step = u64::from(crate::gafile::DEFAULT_STEP_SECS);
+        step.saturating_add(1).saturating_mul(default_step) > beyond
+    }
+
     /// Whether losing this record would lose something that is recorded nowhere else
     /// (an HOTP counter, a used scratch code): such records never expire.
     pub fn holds_counters(&self) -> bool {

@@ -130,11 +130,16 @@ fn usable(file: &GaFile, opts: &ModuleOptions, shown: &str) -> Finding {
 /// What a login of `pw` with the module options `opts` would find. Must run as root to
 /// read other accounts' files (it takes the opener's file-system identity to read).
 pub fn inspect(opts: &ModuleOptions, pw: &Passwd) -> Finding {
-    // Denied whatever its file says, before the file is read (as at login).
+    let loaded = load(opts, pw);
+    // As at login: a skip (nullok, no file) reads no state record and passes; anything
+    // else would use the account's own record, which a reserved uid cannot have.
     if let Some(why) = totp_core::ledger::reserved_uid(pw.uid) {
-        return Finding::new(Verdict::Refused, why);
+        return match loaded {
+            Err(f) if f.verdict == Verdict::NotEnrolled && opts.nullok => f,
+            _ => Finding::new(Verdict::Refused, why),
+        };
     }
-    let loaded = match load(opts, pw) {
+    let loaded = match loaded {
         Ok(l) => l,
         Err(finding) => return finding,
     };

@@ -297,6 +297,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
             .as_deref()
             .ok_or_else(|| Fatal("reset needs --user NAME".into()))?;
         let (uid, name) = resolve(user, shared_store)?;
+        refuse_reserved(uid, name.as_deref())?;
         if let Some(n) = &name {
             store.name_user(uid, n);
         }
@@ -304,8 +305,9 @@ fn run(cmd: Command) -> Result<(), Stop> {
             clock_fault,
             legacy_step_secs: legacy_step(store.as_mut(), uid, opts.as_ref()),
         };
+        let at = now();
         let done = store
-            .reset_with(uid, now(), how)
+            .reset_with(uid, at, how)
             .map_err(|e| Fatal(format!("reset of uid {uid} failed: {e}")))?;
         if implicit && done == Reset::Absent {
             unused_default_store(store.as_mut(), &dir, user)?;
@@ -324,10 +326,17 @@ fn run(cmd: Command) -> Result<(), Stop> {
                 reset_text(&done)
             ))?;
         }
+        if how.legacy_step_secs.is_none() && matches!(done, Reset::Lifted { .. }) {
+            unsettled_legacy_mark(store.as_mut(), uid, at, clock_fault)?;
+        }
         return Ok(());
     }
     let uids: Vec<(Uid, Option<String>)> = match target.user.as_deref() {
-        Some(user) => vec![resolve(user, shared_store)?],
+        Some(user) => {
+            let (uid, name) = resolve(user, shared_store)?;
+            refuse_reserved(uid, name.as_deref())?;
+            vec![(uid, name)]
+        }
         None => list(&dir)?
             .into_iter()
             .map(|uid| {
@@ -387,25 +396,59 @@ fn unused_default_store(store: &mut dyn StateStore, dir: &Path, who: &str) -> Re
     )))
 }
 
+/// `show`/`reset --user` of an account whose uid lies in a range the local store keys
+/// records of names without an account by: that record is strangers' too (the module
+/// never uses it for the account), so it is neither shown nor cleared as the account's.
+/// A uid without an account names such a record itself and passes.
+fn refuse_reserved(uid: Uid, name: Option<&str>) -> Result<(), Fatal> {
+    match (name, totp_core::ledger::reserved_uid(uid)) {
+        (Some(name), Some(why)) if uid != NO_UID => Err(Fatal(format!(
+            "{name}: {why}; the record of uid {uid} is not this account's"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The `STEP_SIZE` a login of `uid` reads from its secret file, asked only when its
 /// record still holds a version-1 mark (counted in the file's steps, which the record
-/// does not say): the file is read as the module reads it, with the service's options
-/// when named, else the module's defaults. `None` (no account, no readable file): the
-/// reset lowers such a mark only where every step size allows
-/// ([`totp_core::state::UserState::lifted`]).
+/// does not say): the file is read as the module reads it, with the options of the
+/// service (or `--options`) named. Without them it is not known: the module's defaults
+/// may name another file than the service's `secret=` (with another step), and a
+/// mark read at a longer step than the logins' would be lowered into codes they used.
+/// `None` (nothing named, no account, no readable file): the reset lowers such a mark
+/// only where every step size allows ([`totp_core::state::UserState::lifted`]).
 fn legacy_step(store: &mut dyn StateStore, uid: Uid, opts: Option<&ModuleOptions>) -> Option<u64> {
+    let opts = opts?;
     let legacy = store.read(uid).ok()?.legacy?;
     legacy.last_step?;
     let pw = nss::lookup_user_by_uid(uid).ok().flatten()?;
-    let defaults;
-    let opts = match opts {
-        Some(o) => o,
-        None => {
-            defaults = ModuleOptions::parse(&[]).ok()?;
-            &defaults
-        }
-    };
     totp_os::inspect::file_step_secs(opts, &pw)
+}
+
+/// After a reset that did not know the file's step: a version-1 mark it had to keep (or
+/// could lower only at the shortest step) that logins at the usual step refuse as a
+/// clock fault is an error naming the way to settle it, so a runbook does not read the
+/// reset as done.
+fn unsettled_legacy_mark(
+    store: &mut dyn StateStore,
+    uid: Uid,
+    at: u64,
+    clock_fault: bool,
+) -> Result<(), Fatal> {
+    let Ok(state) = store.read(uid) else {
+        return Ok(());
+    };
+    if !state.legacy_mark_beyond(totp_core::state::reset_mark_cap(at), clock_fault) {
+        return Ok(());
+    }
+    Err(Fatal(
+        "the record's version-1 TOTP replay mark lies ahead of the clock, and it is \
+         counted in the STEP_SIZE of the secret file, which this reset did not read: \
+         logins may refuse it as a clock fault until it is lowered; run the reset again \
+         with --service NAME (or --options '…') naming the module's line, so that the \
+         file the logins read gives the step"
+            .into(),
+    ))
 }
 
 /// What a reset did, in words: what it cleared, what it kept.

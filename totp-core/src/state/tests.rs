@@ -463,3 +463,35 @@ fn two_resets_report_a_removal_first_then_a_lift() {
     assert_eq!(lifted(true).and(removed.clone()), removed);
     assert_eq!(removed.clone().and(Reset::Absent), removed);
 }
+
+/// After a reset that did not know the step, a version-1 mark a login at GA's default
+/// 30-s step reads beyond what the reset keeps is reported; a current mark is not.
+#[test]
+fn a_version_1_mark_left_beyond_at_the_default_step_is_reported() {
+    let now = EARLIEST_CLOCK + 1_000_000;
+    let cap = reset_mark_cap(now);
+    let legacy = |step| UserState {
+        legacy: Some(LegacyMarks {
+            last_step: Some(step),
+            hotp: None,
+        }),
+        ..UserState::default()
+    };
+    // Current (30-s steps) and a phone a minute ahead: nothing to report.
+    for clock_fault in [false, true] {
+        assert!(!legacy(now / 30).legacy_mark_beyond(cap, clock_fault));
+    }
+    assert!(!legacy(now / 30 + 2).legacy_mark_beyond(cap, false));
+    // A phone ahead within what logins honour: only --clock-fault wants it lowered.
+    let ahead = (now + 3_600) / 30;
+    assert!(!legacy(ahead).legacy_mark_beyond(cap, false));
+    assert!(legacy(ahead).legacy_mark_beyond(cap, true));
+    // A clock in 2100, and a mark lowered at the shortest step: refused at 30 s.
+    let (lowered, _) = legacy(u64::MAX / 2).lifted(cap, how(false));
+    for s in [legacy(4_102_444_800 / 30), lowered] {
+        assert!(s.legacy_mark_beyond(cap, false), "{s:?}");
+    }
+    // No version-1 mark, or no trusted clock: nothing.
+    assert!(!UserState::default().legacy_mark_beyond(cap, false));
+    assert!(!legacy(4_102_444_800 / 30).legacy_mark_beyond(None, false));
+}
