@@ -295,7 +295,7 @@ fn audit_lists_accounts_with_the_system_getent_whatever_the_path() {
     if !require_root("audit_lists_accounts_with_the_system_getent_whatever_the_path") {
         return;
     }
-    let (real, _) = TestUser::enrolled("ap");
+    let (real, _) = TestUser::enrolled("aq");
     let invented = "zzpamtotpnobody";
     let stack = Stack::with_module("svc", "nullok");
     let bin = tempfile::tempdir().expect("tmp");

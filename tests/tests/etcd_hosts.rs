@@ -626,7 +626,7 @@ fn a_failover_between_silent_members_stays_within_the_call_s_budget() {
     if !require_root("a_failover_between_silent_members_stays_within_the_call_s_budget") {
         return;
     }
-    let (u, secret) = TestUser::enrolled("eb");
+    let (u, secret) = TestUser::enrolled("eo");
     let options = "etcd_connect_timeout=300 etcd_timeout=4000";
     let (first, asked_first) = silent_member();
     let (second, asked_second) = silent_member();

@@ -433,7 +433,7 @@ fn hotp_with_a_file_copy_on_each_host_uses_each_counter_once_fleet_wide() {
         return;
     }
     let server = RedisServer::start(&ServerConfig::default());
-    let u = TestUser::create("fc");
+    let u = TestUser::create("fq");
     let secret = random_secret_b32();
     let prefix = fresh_prefix();
     let hosts: Vec<Stack> = ["ga_host0", "ga_host1"]

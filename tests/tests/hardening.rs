@@ -1036,7 +1036,7 @@ fn a_failed_credential_restore_aborts_the_login_process() {
     if !require_root(t) || !require_tool(t, "strace") {
         return;
     }
-    let (u, secret) = TestUser::enrolled("cr");
+    let (u, secret) = TestUser::enrolled("cq");
     let stack = Stack::probe("svc", "");
     let run = |inject: Option<&str>| {
         let cmd = Driver::login(&stack, &u, &code_now(&secret)).command();

@@ -849,7 +849,7 @@ fn store_mode_as_root_on_a_squashed_export_is_denied_and_logged() {
     if !require_fuse(t) {
         return;
     }
-    let (u, secret) = TestUser::enrolled("sqr");
+    let (u, secret) = TestUser::enrolled("sqz");
     let ops = OpLog::new();
     let store = root_store();
     let path = store.path().join(&u.name);
