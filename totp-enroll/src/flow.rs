@@ -286,19 +286,25 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         png: None,
         svg: None,
     };
-    let undo = |saved: &Saved| {
-        for p in [&saved.png, &saved.svg].into_iter().flatten() {
-            write::remove_created(target, p);
+    let mut created = Vec::new();
+    let undo = |created: &[write::CreatedQr]| {
+        for qr in created {
+            write::remove_created(target, qr);
         }
     };
     if let (Some(path), Some(bytes)) = (&req.qr_png, &png) {
-        saved.png = Some(write::write_qr_file(target, path, bytes, req.force)?);
+        let qr = write::write_qr_file(target, path, bytes, req.force)?;
+        saved.png = Some(qr.path.clone());
+        created.push(qr);
     }
     if let (Some(path), Some(text)) = (&req.qr_svg, &svg) {
         match write::write_qr_file(target, path, text.as_bytes(), req.force) {
-            Ok(abs) => saved.svg = Some(abs),
+            Ok(qr) => {
+                saved.svg = Some(qr.path.clone());
+                created.push(qr);
+            }
             Err(err) => {
-                undo(&saved);
+                undo(&created);
                 return Err(err);
             }
         }
@@ -321,7 +327,7 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         }
     }
     if let Err(err) = written {
-        undo(&saved);
+        undo(&created);
         return Err(err);
     }
     report_written(req, console, target, &saved)

@@ -19,13 +19,38 @@ pub fn write_new_file(
     mode: u32,
     overwrite: bool,
 ) -> Result<(), FileError> {
+    write_new_file_in(dir_path, name, contents, mode, overwrite).map(drop)
+}
+
+/// [`write_new_file`], returning the directory it wrote in (an `O_PATH` descriptor):
+/// a caller that may have to take the file back removes it there ([`remove_in`]), not
+/// by a path whose directories someone may have swapped since (for a symlink).
+pub fn write_new_file_in(
+    dir_path: &Path,
+    name: &OsStr,
+    contents: &[u8],
+    mode: u32,
+    overwrite: bool,
+) -> Result<OwnedFd, FileError> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
         return Err(FileError::InvalidPath);
     }
     check_new_mode(mode)?;
     let walked = walk(&dir_components(dir_path)?, None)?;
-    write_in(walked, name, contents, mode, overwrite)
+    let dir = walked.fd.try_clone().map_err(|e| {
+        FileError::os(
+            "dup directory",
+            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        )
+    })?;
+    write_in(walked, name, contents, mode, overwrite)?;
+    Ok(dir)
+}
+
+/// Removes the entry `name` from `dir` (never a directory), with the caller's identity.
+pub fn remove_in(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), FileError> {
+    unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).map_err(|e| FileError::os("unlink", e))
 }
 
 /// [`write_new_file`] for `path`, creating it only after every directory from
