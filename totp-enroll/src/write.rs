@@ -75,7 +75,8 @@ pub fn target_exists(target: &Target) -> Result<bool, Error> {
 /// and the new file keeps a narrower mode of the file it replaces (GA's tool writes
 /// 0400, and a line with `allowed_perm=0400` refuses 0600), read on the file locked
 /// for the rename. Root writing a store file the login requires the user to own hands
-/// it to the user before the rename ([`Target::new_file_owner`]).
+/// it to the user before the rename ([`Target::new_file_owner`]), with the group of the
+/// file it replaces, if any.
 pub fn write_secret(
     target: &Target,
     contents: &[u8],
@@ -86,6 +87,9 @@ pub fn write_secret(
     let how = NewFile {
         keep_narrower_mode: true,
         owner: target.new_file_owner(),
+        // The group root gave the file (a store's readers) stays, as it does when
+        // --regenerate-scratch-codes or resync rewrite it (`lock_existing`).
+        keep_group: target.new_file_owner().is_some(),
         ..NewFile::new(mode, overwrite, LOCK_TIMEOUT)
     };
     as_writer(target, || {
