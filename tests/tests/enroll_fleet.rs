@@ -78,3 +78,45 @@ fn a_printed_file_served_by_the_secret_command_logs_in_once_fleet_wide() {
         "{d:?}"
     );
 }
+
+/// `--service` naming a `secret_command=` line: no login of that service reads a file on
+/// this host, so none is written (it would look enrolled and never log in) and the
+/// message names `--print-file`. The control is the same service without the command.
+#[test]
+fn a_secret_command_service_gets_no_file_and_is_pointed_to_print_file() {
+    if !require_root("a_secret_command_service_gets_no_file_and_is_pointed_to_print_file") {
+        return;
+    }
+    let u = TestUser::create("sc");
+    let run = |stack: &Stack, extra: &[&str]| {
+        let dir = stack.path().to_str().expect("utf-8").to_owned();
+        Command::new(&built().enroll)
+            .args(["--user", &u.name, "--service", "svc", "--pam-dir", &dir])
+            .args(extra)
+            .output()
+            .expect("run totp-enroll")
+    };
+    let command = Stack::with_module(
+        "svc",
+        "secret_command=/usr/bin/true secret_command_user=nobody",
+    );
+    let scripted = ENROLL_SCRIPTED.to_vec();
+    let forced = [&ENROLL_SCRIPTED[..], &["-f"]].concat();
+    let regenerate = vec!["--regenerate-scratch-codes", "-q"];
+    for extra in [&scripted, &forced, &regenerate] {
+        let out = run(&command, extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {out:?}");
+        assert!(stderr.contains("secret_command="), "{extra:?}: {stderr}");
+        assert!(stderr.contains("--print-file"), "{extra:?}: {stderr}");
+        assert!(
+            !u.secret_path().exists(),
+            "{extra:?}: a file no login reads"
+        );
+    }
+
+    let plain = Stack::with_module("svc", "");
+    let out = run(&plain, &scripted);
+    assert!(out.status.success(), "{out:?}");
+    assert!(u.secret_path().exists());
+}

@@ -4,7 +4,7 @@
 //! place is never followed to get there.
 
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, lchown, symlink};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -103,4 +103,55 @@ fn a_store_file_is_not_updated_once_a_directory_above_it_opened_up() {
     assert!(text(&out).contains("root-owned"), "{}", text(&out));
     assert_eq!(read(&path), before);
     assert!(Path::new(&path).exists());
+}
+
+/// Root enrolling a user into a store writes the QR image the user asked for in their
+/// home as that user, not as root: the image is the user's, and a directory on its path
+/// that the user swapped for a symlink to a root directory (as during the lock wait) is
+/// followed only with the user's rights, so root's directory gets no file. The control
+/// is the same run into a real directory of the user's.
+#[test]
+fn a_qr_image_beside_a_store_enrolment_is_written_as_the_user() {
+    if !require_root("a_qr_image_beside_a_store_enrolment_is_written_as_the_user") {
+        return;
+    }
+    let user = TestUser::create("pqr");
+    let store = closed_store();
+    let secret = store.path().join(&user.name);
+    let secret_s = secret.to_string_lossy().into_owned();
+    // Root's directory, open to read and search: only the write decides.
+    let roots = closed_store();
+    fs::set_permissions(roots.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let real = user.home.join("q");
+    fs::create_dir(&real).expect("mkdir");
+    lchown(&real, Some(user.uid), Some(user.gid)).expect("chown");
+    let png = real.join("x.png");
+    let png_s = png.to_string_lossy().into_owned();
+    let out = enroll(&[
+        "--user", &user.name, "-Q", "NONE", "--json", "-s", &secret_s, "--qr-png", &png_s,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let meta = fs::symlink_metadata(&png).expect("the image");
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.uid(), user.uid, "the image is the user's");
+
+    let swapped = user.home.join("swapped");
+    symlink(roots.path(), &swapped).expect("symlink");
+    lchown(&swapped, Some(user.uid), Some(user.gid)).expect("lchown");
+    let png_s = swapped.join("x.png").to_string_lossy().into_owned();
+    let out = enroll(&[
+        "--user", &user.name, "-Q", "NONE", "--json", "-f", "-s", &secret_s, "--qr-png", &png_s,
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        !roots.path().join("x.png").exists(),
+        "root wrote into its own directory for the user: {}",
+        text(&out)
+    );
+    assert_eq!(
+        fs::read_dir(roots.path()).expect("ls").count(),
+        0,
+        "nothing left behind"
+    );
 }

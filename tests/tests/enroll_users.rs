@@ -499,3 +499,57 @@ fn re_enrolment_keeps_the_selinux_label() {
     assert_eq!(label_of(&path).as_deref(), Some(LABEL));
     assert_eq!(fs::metadata(&path).expect("stat").uid(), user.uid);
 }
+
+// Root replacing a user's store file with -f keeps the group the file had (an admin's
+// chgrp for the store's readers), read on the replaced file, as the in-place rewrite
+// of --regenerate-scratch-codes keeps it. Control: a first enrolment gets the user's
+// primary group.
+#[test]
+fn re_enrolment_into_a_store_keeps_the_group_of_the_file_it_replaces() {
+    if !require_root("re_enrolment_into_a_store_keeps_the_group_of_the_file_it_replaces") {
+        return;
+    }
+    let user = TestUser::create("grp");
+    let other = TestUser::create("grpo");
+    let store = store_dir(0o755);
+    let stack = Stack::with_module(
+        "svc",
+        &format!("secret={}/${{USER}}", store.path().display()),
+    );
+    let pam_dir = stack.path().to_string_lossy().into_owned();
+    let path = store.path().join(&user.name);
+    let service = [
+        "--user",
+        &user.name,
+        "--service",
+        "svc",
+        "--pam-dir",
+        &pam_dir,
+    ];
+    let out = enroll(&service);
+    assert!(out.status.success(), "{out:?}");
+    let meta = fs::symlink_metadata(&path).expect("written");
+    assert_eq!((meta.uid(), meta.gid()), (user.uid, user.gid), "a new file");
+    assert_ne!(other.gid, user.gid);
+    std::os::unix::fs::chown(&path, None, Some(other.gid)).expect("chgrp");
+
+    let before = read(&path);
+    let out = enroll(&[&service[..], &["-f"]].concat());
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(read(&path), before, "replaced");
+    let meta = fs::symlink_metadata(&path).expect("replaced");
+    assert_eq!((meta.uid(), meta.gid()), (user.uid, other.gid), "-f");
+
+    let out = Command::new(&built().enroll)
+        .args(["--regenerate-scratch-codes", "--json"])
+        .args(service)
+        .output()
+        .expect("run totp-enroll");
+    assert!(out.status.success(), "{out:?}");
+    let meta = fs::symlink_metadata(&path).expect("rewritten");
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (user.uid, other.gid),
+        "--regenerate-scratch-codes"
+    );
+}

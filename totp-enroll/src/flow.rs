@@ -286,19 +286,25 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         png: None,
         svg: None,
     };
-    let undo = |saved: &Saved| {
-        for p in [&saved.png, &saved.svg].into_iter().flatten() {
-            write::remove_created(target, p);
+    let mut created = Vec::new();
+    let undo = |created: &[write::CreatedQr]| {
+        for qr in created {
+            write::remove_created(target, qr);
         }
     };
     if let (Some(path), Some(bytes)) = (&req.qr_png, &png) {
-        saved.png = Some(write::write_qr_file(target, path, bytes, req.force)?);
+        let qr = write::write_qr_file(target, path, bytes, req.force)?;
+        saved.png = Some(qr.path.clone());
+        created.push(qr);
     }
     if let (Some(path), Some(text)) = (&req.qr_svg, &svg) {
         match write::write_qr_file(target, path, text.as_bytes(), req.force) {
-            Ok(abs) => saved.svg = Some(abs),
+            Ok(qr) => {
+                saved.svg = Some(qr.path.clone());
+                created.push(qr);
+            }
             Err(err) => {
-                undo(&saved);
+                undo(&created);
                 return Err(err);
             }
         }
@@ -321,7 +327,7 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         }
     }
     if let Err(err) = written {
-        undo(&saved);
+        undo(&created);
         return Err(err);
     }
     report_written(req, console, target, &saved)
@@ -746,7 +752,17 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
     // What can be refused (no file, a directory a login would refuse, a file that does
     // not parse) is refused before a code is shown, as for an enrolment; the update
     // below reads the file again under its lock.
-    write::as_writer(target, || updated(&write::read_existing(target)?.contents))?;
+    let shown = write::as_writer(target, || updated(&write::read_existing(target)?.contents))?;
+    // The enrolment the codes are printed for: the update refuses any other. The file
+    // is read again under the lock after the print, and `-f` may have replaced it
+    // meanwhile (a print blocked on a full pipe or a stopped terminal); the codes must
+    // not replace those of an enrolment nobody printed them for. The secret is the
+    // enrolment, not the inode: a login that rewrites the file (a used scratch code, a
+    // HOTP counter, the rate limit) keeps it, and the update keeps those changes.
+    let shown_secret = shown
+        .secret()
+        .map_err(|err| Error::failed(format!("\"{}\": {err}", target.path().display())))?;
+    drop(shown);
     // The new codes reach their reader before the old ones are gone, so a failed print
     // leaves the file as it was (rule R29); and before the lock is taken, so a reader
     // that does not read (a full pipe, a stopped terminal) never holds up a login
@@ -766,6 +782,13 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
     let replaced = write::as_writer(target, || {
         let mut locked = write::lock_existing(target)?;
         let file = updated(locked.contents())?;
+        if file.secret().ok().as_ref() != Some(&shown_secret) {
+            return Err(Error::failed(format!(
+                "\"{}\" changed since the codes were printed (a new enrolment replaced \
+                 it): they were not saved; run again",
+                target.path().display()
+            )));
+        }
         locked
             .replace(&file.to_bytes())
             .map_err(|err| write::file_error(target.path(), err))
@@ -779,7 +802,8 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
     }
     if let Err(err) = replaced {
         if show {
-            console.say("The scratch codes above were not saved; the old ones still work.\n")?;
+            console
+                .say("The scratch codes above were not saved; the file's codes are unchanged.\n")?;
         }
         return Err(err);
     }

@@ -69,6 +69,17 @@ fn service_lines(service: Service<'_>) -> Result<Vec<(ModuleOptions, Option<Pass
             dir.display()
         )));
     }
+    // Such a line reads its secret from the program, never a file here: a file written
+    // for it would be enrolled in name only, and its codes would never log in.
+    if found.iter().any(|opts| opts.fleet.secret_command.is_some()) {
+        return Err(Error::failed(format!(
+            "service \"{}\" in \"{}\" reads secrets from secret_command=, not from a file \
+             on this host: make the user's file with --print-file and add it to the \
+             command's secret source (ENROLLING A FLEET in totp-enroll(1))",
+            service.name,
+            dir.display()
+        )));
+    }
     found
         .into_iter()
         .map(|opts| {

@@ -8,6 +8,8 @@
 //! controls), or root into a store whose whole directory chain root alone can modify,
 //! checked on the descriptors the write itself uses.
 
+use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -73,7 +75,8 @@ pub fn target_exists(target: &Target) -> Result<bool, Error> {
 /// and the new file keeps a narrower mode of the file it replaces (GA's tool writes
 /// 0400, and a line with `allowed_perm=0400` refuses 0600), read on the file locked
 /// for the rename. Root writing a store file the login requires the user to own hands
-/// it to the user before the rename ([`Target::new_file_owner`]).
+/// it to the user before the rename ([`Target::new_file_owner`]), with the group of the
+/// file it replaces, if any.
 pub fn write_secret(
     target: &Target,
     contents: &[u8],
@@ -84,6 +87,9 @@ pub fn write_secret(
     let how = NewFile {
         keep_narrower_mode: true,
         owner: target.new_file_owner(),
+        // The group root gave the file (a store's readers) stays, as it does when
+        // --regenerate-scratch-codes or resync rewrite it (`lock_existing`).
+        keep_group: target.new_file_owner().is_some(),
         ..NewFile::new(mode, overwrite, LOCK_TIMEOUT)
     };
     as_writer(target, || {
@@ -136,17 +142,42 @@ fn store_error(target: &Target, e: FileError) -> Error {
     }
 }
 
-/// Writes a QR image with the identity the secret file is written with (`target`;
-/// the caller's own with `--print-file`, which has no target): root enrolling a user
-/// into their home writes it as that user, so a directory the user controls is never
-/// written by root and the image belongs to the person whose secret it shows (rule R4).
-/// The directory path is made absolute before the switch, as the caller sees it.
+/// A QR image this run wrote: where it was reported, and the directory it was created
+/// in, through which a failed run takes it back.
+pub struct CreatedQr {
+    pub path: PathBuf,
+    dir: OwnedFd,
+    name: OsString,
+}
+
+/// Runs `f` with the identity QR images are written as. They go where the caller
+/// says, not into the placement's directory, so the secret file's writer says nothing
+/// about who controls that directory: root enrolling another user (into their home, a
+/// store or a `user=` account's store) writes them as the user being enrolled, so a
+/// directory the user controls is never written by root (rule R4: swapped for a
+/// symlink to /etc during the lock wait, it would be root's write and root's unlink
+/// there) and the image belongs to the person whose secret it shows. The caller
+/// enrolling itself, or `--print-file` (no target), writes as itself.
+fn as_qr_writer<T>(
+    target: Option<&Target>,
+    f: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    let _guard: Option<CredGuard> = match target {
+        Some(target) if target.placed.opener != Opener::Caller => Some(switch_to(&target.user)?),
+        _ => None,
+    };
+    f()
+}
+
+/// Writes a QR image ([`as_qr_writer`] says as whom), created without following a
+/// symlink at the path. The directory path is made absolute before the switch, as the
+/// caller sees it.
 pub fn write_qr_file(
     target: Option<&Target>,
     path: &Path,
     contents: &[u8],
     overwrite: bool,
-) -> Result<PathBuf, Error> {
+) -> Result<CreatedQr, Error> {
     let abs = std::path::absolute(path)
         .map_err(|e| Error::failed(format!("cannot resolve \"{}\": {e}", path.display())))?;
     let (Some(dir), Some(name)) = (abs.parent(), abs.file_name()) else {
@@ -155,33 +186,30 @@ pub fn write_qr_file(
             path.display()
         )));
     };
-    let write = || {
-        safefile::write_new_file(dir, name, contents, SECRET_FILE_MODE, overwrite).map_err(|e| {
+    let dir = as_qr_writer(target, || {
+        safefile::write_new_file_in(dir, name, contents, SECRET_FILE_MODE, overwrite).map_err(|e| {
             match e {
                 // Not the secret file: --regenerate-scratch-codes is no way out here.
                 FileError::AlreadyExists => Error::OtherExists(abs.clone()),
                 e => file_error(&abs, e),
             }
         })
-    };
-    match target {
-        Some(target) => as_writer(target, write)?,
-        None => write()?,
-    }
-    Ok(abs)
+    })?;
+    Ok(CreatedQr {
+        name: name.to_owned(),
+        path: abs,
+        dir,
+    })
 }
 
-/// Best-effort removal of a QR file this run created, when a later step failed; as
-/// the identity that wrote it, for the same reason.
-pub fn remove_created(target: Option<&Target>, path: &Path) {
-    let remove = || {
-        let _ = std::fs::remove_file(path);
+/// Best-effort removal of a QR file this run created, when a later step failed: in the
+/// directory it was written in, whatever its path names now, as the identity that
+/// wrote it.
+pub fn remove_created(target: Option<&Target>, created: &CreatedQr) {
+    let _ = as_qr_writer(target, || {
+        let _ = safefile::remove_in(created.dir.as_fd(), &created.name);
         Ok(())
-    };
-    let _ = match target {
-        Some(target) => as_writer(target, remove),
-        None => remove(),
-    };
+    });
 }
 
 pub fn file_error(path: &Path, e: FileError) -> Error {

@@ -25,6 +25,53 @@ fn temp_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Starts `--regenerate-scratch-codes --json` for `s` in `dir` with a standard output
+/// filled to capacity, and returns once it sits in write(2) on it: the codes are being
+/// printed and the file is not yet read again. Draining `reader` past the `filled`
+/// bytes lets it go on.
+fn regenerate_blocked_in_print(dir: &Path) -> (std::process::Child, std::io::PipeReader, usize) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().expect("pipe");
+    fcntl(&writer, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("nonblock");
+    let filler = [b'\n'; 4096];
+    let mut filled = 0usize;
+    loop {
+        match writer.write(&filler) {
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("fill: {e}"),
+        }
+    }
+    fcntl(&writer, FcntlArg::F_SETFL(OFlag::empty())).expect("blocking");
+    let mut child = Command::new(BIN)
+        .args(["--regenerate-scratch-codes", "--json", "-s", "s"])
+        .current_dir(dir)
+        .env_remove("HOME")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until the child sits in write(2) on its standard output (fd 1).
+    let syscall = format!("/proc/{}/syscall", child.id());
+    let blocked = format!("{} 0x1 ", nix::libc::SYS_write);
+    let mut waited = 0;
+    while !std::fs::read_to_string(&syscall)
+        .unwrap_or_default()
+        .starts_with(&blocked)
+    {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "exited before blocking"
+        );
+        waited += 1;
+        assert!(waited < 6000, "never blocked in write(1, ...)");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child, reader, filled)
+}
+
 /// A login holds the file's lock while it rewrites it (a HOTP counter, a used scratch
 /// code). `-f` waits for it and fails after its deadline with the old file in place;
 /// released in time, the new file is written after the release, never before.
@@ -186,48 +233,11 @@ fn json_says_written_only_once_the_rename_succeeded() {
 /// file is unlocked and unchanged. Drained, the codes printed are the file's.
 #[test]
 fn regenerate_never_holds_the_lock_while_it_prints() {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    use std::io::{Read, Write};
+    use std::io::Read;
     let dir = tempdir();
     let old = seed(dir.path());
     let path = dir.path().join("s");
-    let (mut reader, mut writer) = std::io::pipe().expect("pipe");
-    fcntl(&writer, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("nonblock");
-    let filler = [b'\n'; 4096];
-    let mut filled = 0usize;
-    loop {
-        match writer.write(&filler) {
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => panic!("fill: {e}"),
-        }
-    }
-    fcntl(&writer, FcntlArg::F_SETFL(OFlag::empty())).expect("blocking");
-    let mut child = Command::new(BIN)
-        .args(["--regenerate-scratch-codes", "--json", "-s", "s"])
-        .current_dir(dir.path())
-        .env_remove("HOME")
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // Wait until the child sits in write(2) on its standard output (fd 1).
-    let syscall = format!("/proc/{}/syscall", child.id());
-    let blocked = format!("{} 0x1 ", nix::libc::SYS_write);
-    let mut waited = 0;
-    while !std::fs::read_to_string(&syscall)
-        .unwrap_or_default()
-        .starts_with(&blocked)
-    {
-        assert!(
-            child.try_wait().expect("try_wait").is_none(),
-            "exited before blocking"
-        );
-        waited += 1;
-        assert!(waited < 6000, "never blocked in write(1, ...)");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (mut child, mut reader, filled) = regenerate_blocked_in_print(dir.path());
     // A login's lock: free while the codes wait in the pipe, and nothing written yet.
     let login = File::open(&path).expect("open");
     login
@@ -255,6 +265,46 @@ fn regenerate_never_holds_the_lock_while_it_prints() {
         assert!(now.lines().any(|l| l == c), "{c} not in the file: {now}");
     }
     drop(other);
+}
+
+/// `-f` replaces the enrolment while the new codes wait in a full pipe: the codes were
+/// printed for the old enrolment, so the update refuses to put them into the new one
+/// (whose codes stay as they were), says so and exits 1 with `"written": false`. The
+/// control is `regenerate_never_holds_the_lock_while_it_prints`: no replacement, the
+/// codes are written.
+#[test]
+fn regenerate_refuses_an_enrolment_replaced_while_it_prints() {
+    use std::io::Read;
+    let dir = tempdir();
+    let old = seed(dir.path());
+    let path = dir.path().join("s");
+    let (child, mut reader, filled) = regenerate_blocked_in_print(dir.path());
+    enroll_json(dir.path(), "s", &["-f", "-t", "-D", "-W", "-u"]);
+    let replaced = std::fs::read(&path).expect("read");
+    assert_ne!(replaced, old, "-f did not replace the enrolment");
+
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).expect("drain");
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("changed since the codes were printed"),
+        "{stderr}"
+    );
+    let text = String::from_utf8_lossy(&out[filled..]).into_owned();
+    // The result object, then the error object on a line of its own.
+    let mut lines = text.trim().lines();
+    let v: serde_json::Value = serde_json::from_str(lines.next().expect("result")).expect("json");
+    assert_eq!(v["written"], false, "{text}");
+    let e: serde_json::Value = serde_json::from_str(lines.next().expect("error")).expect("json");
+    assert_eq!(e["error"]["exit_code"], 1, "{text}");
+    assert!(!v["scratch_codes"].as_array().expect("codes").is_empty());
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        replaced,
+        "the new enrolment was changed"
+    );
 }
 
 /// What the update would refuse (no file, a file that does not parse) is refused before

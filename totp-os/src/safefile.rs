@@ -262,7 +262,9 @@ pub use read::{
 pub(crate) use walk::open_dir_readable;
 use walk::*;
 use write::*;
-pub use write::{NewFile, entry_exists, write_new_file, write_new_file_checked};
+pub use write::{
+    NewFile, entry_exists, remove_in, write_new_file, write_new_file_checked, write_new_file_in,
+};
 
 #[cfg(test)]
 mod checked_write_tests;

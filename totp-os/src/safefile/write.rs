@@ -19,13 +19,38 @@ pub fn write_new_file(
     mode: u32,
     overwrite: bool,
 ) -> Result<(), FileError> {
+    write_new_file_in(dir_path, name, contents, mode, overwrite).map(drop)
+}
+
+/// [`write_new_file`], returning the directory it wrote in (an `O_PATH` descriptor):
+/// a caller that may have to take the file back removes it there ([`remove_in`]), not
+/// by a path whose directories someone may have swapped since (for a symlink).
+pub fn write_new_file_in(
+    dir_path: &Path,
+    name: &OsStr,
+    contents: &[u8],
+    mode: u32,
+    overwrite: bool,
+) -> Result<OwnedFd, FileError> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
         return Err(FileError::InvalidPath);
     }
     check_new_mode(mode)?;
     let walked = walk(&dir_components(dir_path)?, None)?;
-    write_in(walked, name, contents, mode, overwrite)
+    let dir = walked.fd.try_clone().map_err(|e| {
+        FileError::os(
+            "dup directory",
+            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        )
+    })?;
+    write_in(walked, name, contents, mode, overwrite)?;
+    Ok(dir)
+}
+
+/// Removes the entry `name` from `dir` (never a directory), with the caller's identity.
+pub fn remove_in(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), FileError> {
+    unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).map_err(|e| FileError::os("unlink", e))
 }
 
 /// [`write_new_file`] for `path`, creating it only after every directory from
@@ -102,6 +127,10 @@ pub struct NewFile {
     /// Owner and group the new file is given before it takes its name (root writing a
     /// store file a login requires the user to own); `None`: the writer's.
     pub owner: Option<(uid_t, gid_t)>,
+    /// Give the new file the group of the file being replaced, read on the file locked
+    /// for the rename (root replacing a store file, as its in-place rewrites keep it,
+    /// [`LockedFile::keep_owner`]); without a file to replace, `owner`'s or the writer's.
+    pub keep_group: bool,
 }
 
 impl NewFile {
@@ -113,6 +142,7 @@ impl NewFile {
             lock_wait,
             keep_narrower_mode: false,
             owner: None,
+            keep_group: false,
         }
     }
 }
@@ -200,6 +230,7 @@ fn prepare_in(
         overwrite,
         mode,
         keep_narrower_mode: how.keep_narrower_mode,
+        keep_group: how.keep_group,
         armed: true,
     })
 }
@@ -218,6 +249,8 @@ pub(super) struct PendingFile {
     mode: u32,
     /// See [`NewFile::keep_narrower_mode`].
     keep_narrower_mode: bool,
+    /// See [`NewFile::keep_group`].
+    keep_group: bool,
     armed: bool,
 }
 
@@ -240,10 +273,16 @@ impl PendingFile {
                 copy_selinux_label(old, &self.file)?;
                 // The bits of the file this rename replaces, read on the descriptor
                 // locked for it: no second look by path that a swap could fool.
-                if self.keep_narrower_mode {
+                if self.keep_narrower_mode || self.keep_group {
                     let now = stat::fstat(old).map_err(|e| FileError::os("fstat", e))?;
+                    if self.keep_group {
+                        // Before the narrowing below: a chown leaves bits set after it
+                        // alone.
+                        unistd::fchown(&self.file, None, Some(unistd::Gid::from_raw(now.st_gid)))
+                            .map_err(|e| FileError::os("fchown temp file", e))?;
+                    }
                     let narrowed = narrower_mode(self.mode, now.st_mode);
-                    if narrowed != self.mode {
+                    if self.keep_narrower_mode && narrowed != self.mode {
                         set_perm(&self.file, narrowed)?;
                     }
                 }
