@@ -364,9 +364,17 @@ mod tests {
     #[test]
     fn only_a_root_owned_program_others_cannot_write_is_run() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        // In the crate's directory, not /tmp: a sticky world-writable directory above
-        // the program is refused too, which would leave the control nothing to show.
-        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("tmp");
+        let roots = |d: &Path| std::fs::metadata(d).is_ok_and(|m| m.uid() == 0);
+        // Not in /tmp: a sticky world-writable directory above the program is refused
+        // too, which would leave the control nothing to show. As root, under /run (the
+        // checkout itself may lie below /tmp); otherwise in the crate's directory.
+        let root = roots(Path::new("/proc/self"));
+        let parent = if root {
+            "/run"
+        } else {
+            env!("CARGO_MANIFEST_DIR")
+        };
+        let dir = tempfile::tempdir_in(parent).expect("tmp");
         let p = dir.path().join("getent");
         let sh = std::fs::canonicalize("/bin/sh").expect("a shell");
         let script = format!("#!{}\necho root:x:0:0\n", sh.display());
@@ -385,10 +393,16 @@ mod tests {
             "{world_writable:?}"
         );
         assert!(run(dir.path()).is_err(), "not a file");
-        // Control: the same script at 0755 runs, where the checkout is root's.
+        // Control: the same script at 0755 runs, as root (every directory above it root's).
         chmod(&p, 0o755);
-        let roots = |d: &Path| std::fs::metadata(d).is_ok_and(|m| m.uid() == 0);
-        if roots(Path::new("/proc/self")) && dir.path().ancestors().all(roots) {
+        let closed =
+            |d: &Path| std::fs::metadata(d).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0);
+        if root {
+            assert!(
+                dir.path().ancestors().all(closed),
+                "{}",
+                dir.path().display()
+            );
             assert_eq!(run(&p), Ok(b"root:x:0:0\n".to_vec()));
         }
     }
