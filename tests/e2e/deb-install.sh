@@ -465,16 +465,21 @@ if [ "$was_installed" = no ]; then
     # A copy of the profile's line above pam-auth-update's block in common-auth: the removal
     # takes the block's line out and leaves this one, so prerm refuses after
     # pam-auth-update ran; postinst abort-remove must select the profile again.
-    line=$(grep -m1 '^auth.*pam_totp\.so' /etc/pam.d/common-auth)
-    sed -i "1i $line" /etc/pam.d/common-auth
-    if dpkg -r pam-totp > "$work/dpkg-r-above.log" 2>&1; then
-        fail "dpkg -r is refused while common-auth has the profile's line outside pam-auth-update's block"
+    line=$(grep -m1 '^auth.*pam_totp\.so' /etc/pam.d/common-auth || true)
+    if [ -z "$line" ]; then
+        fail "the profile's line is in common-auth before the abort-remove case"
+        pam-auth-update --enable pam_totp >/dev/null 2>&1 || true
     else
-        pass "dpkg -r is refused while common-auth has the profile's line outside pam-auth-update's block"
+        sed -i "1i $line" /etc/pam.d/common-auth
+        if dpkg -r pam-totp > "$work/dpkg-r-above.log" 2>&1; then
+            fail "dpkg -r is refused while common-auth has the profile's line outside pam-auth-update's block"
+        else
+            pass "dpkg -r is refused while common-auth has the profile's line outside pam-auth-update's block"
+        fi
+        check "abort-remove selected the profile again: its line back in the block (2 lines), the package installed" \
+            eval 'still_there && profile_enabled && common_auth_lines 2'
+        sed -i 1d /etc/pam.d/common-auth
     fi
-    check "abort-remove selected the profile again: its line back in the block (2 lines), the package installed" \
-        eval 'still_there && profile_enabled && common_auth_lines 2'
-    sed -i 1d /etc/pam.d/common-auth
     # The control: no live line left outside the profile (the backup copy stays), and
     # removal goes ahead.
     if dpkg -r pam-totp > "$work/dpkg-r.log" 2>&1; then
