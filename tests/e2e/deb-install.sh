@@ -8,8 +8,11 @@
 # module's ownership check where it looks for them, the paths README and the man pages
 # name, reinstalling keeps an edited conffile (and is not refused for a hand-written
 # pam.d line), removal is refused while a hand-written live pam.d line names the module
-# (and goes ahead once it is commented out), and purge keeps the used-code records
-# (deleting only empty directories).
+# (and goes ahead once it is commented out), also one in a copy of common-auth that
+# pam-auth-update never rewrites (common-auth-2fa), with the profile still enabled after
+# the refusal, but not for a backup file (common-auth.bak: a warning), nor when dpkg
+# removes it in favour of a conflicting package (a warning), and purge keeps the
+# used-code records (deleting only empty directories).
 #
 #   sudo ./tests/e2e/deb-install.sh [path/to/pam-totp_*.deb]
 #
@@ -44,6 +47,10 @@ user=ptdeb$(( $$ % 100000 ))
 # comment.
 handfile=/etc/pam.d/$user-hand
 commentfile=/etc/pam.d/$user-comment
+# Copies of common-auth pam-auth-update never rewrites: one PAM can read (an @include
+# target), one it never reads as a service (a backup).
+copyfile=/etc/pam.d/common-auth-$user
+bakfile=/etc/pam.d/common-auth.$user.bak
 work=$(mktemp -d "${TMPDIR:-/tmp}/pam_totp-debtest.XXXXXX")
 backup=$work/backup
 mkdir -p "$backup/pam.d" "$backup/varlibpam"
@@ -63,7 +70,7 @@ fi
 cleanup() {
     set +e
     userdel -r -f "$user" >/dev/null 2>&1
-    rm -f "$handfile" "$commentfile"
+    rm -f "$handfile" "$commentfile" "$copyfile" "$bakfile"
     if [ "$was_installed" = no ] && dpkg-query -W pam-totp >/dev/null 2>&1; then
         dpkg --purge pam-totp >/dev/null 2>&1
     fi
@@ -417,14 +424,71 @@ if [ "$was_installed" = no ]; then
                 still_there
         fi
     fi
-    # The control: the same line commented out, and removal goes ahead.
-    sed -i 's/^auth required pam_totp/# auth required pam_totp/' "$handfile"
-    if dpkg -r pam-totp > "$work/dpkg-r.log" 2>&1; then
-        pass "dpkg -r removes the package once the hand-written line is commented out"
+    profile_enabled() {
+        grep -qx 'Module: pam_totp' /var/lib/pam/auth \
+            && grep -q '^auth.*pam_totp\.so' /etc/pam.d/common-auth
+    }
+    # $1 lines naming the module in common-auth.
+    common_auth_lines() { [ "$(grep -c '^auth.*pam_totp\.so' /etc/pam.d/common-auth)" -eq "$1" ]; }
+    # dpkg removing it in favour of a conflicting package: warned, never refused (the apt
+    # run would stop half-way). The prerm as dpkg calls it then; the profile goes as in
+    # any removal, and is selected again for the cases below.
+    prerm=/var/lib/dpkg/info/pam-totp.prerm
+    if "$prerm" remove in-favour pam-totp-ng 9.9 > "$work/prerm-in-favour.log" 2>&1; then
+        check "prerm remove in-favour warns, naming the line and the package, and does not refuse" \
+            sh -c "grep -q 'WARNING: removing pam-totp in favour of pam-totp-ng' '$work/prerm-in-favour.log' \
+                   && grep -qF '$handfile:2:auth required pam_totp.so nullok' '$work/prerm-in-favour.log' \
+                   && ! grep -q 'NOT removing' '$work/prerm-in-favour.log'"
     else
-        cat "$work/dpkg-r.log"; fail "dpkg -r removes the package once the hand-written line is commented out"
+        cat "$work/prerm-in-favour.log"; fail "prerm remove in-favour warns and does not refuse"
     fi
-    rm -f "$handfile" "$commentfile"
+    pam-auth-update --enable pam_totp >/dev/null 2>&1 || true
+    # From here the hand-written line is commented out.
+    sed -i 's/^auth required pam_totp/# auth required pam_totp/' "$handfile"
+    # A copy of common-auth under a name pam-auth-update does not manage keeps the
+    # profile's line after the removal took it out of common-auth: refused before the
+    # profile is touched. A backup copy is only named.
+    cp /etc/pam.d/common-auth "$copyfile"
+    cp /etc/pam.d/common-auth "$bakfile"
+    if dpkg -r pam-totp > "$work/dpkg-r-copy.log" 2>&1; then
+        fail "dpkg -r is refused while a copy of common-auth ($copyfile) has the profile's line"
+    else
+        check "dpkg -r is refused while a copy of common-auth ($copyfile) has the profile's line, naming it" \
+            sh -c "grep -q 'NOT removing' '$work/dpkg-r-copy.log' && grep -qF 'pam-totp:     $copyfile:' '$work/dpkg-r-copy.log'"
+    fi
+    check "the backup copy ($bakfile) is named in a warning, not in the refusal" \
+        sh -c "grep -q 'warning: backup files' '$work/dpkg-r-copy.log' \
+               && [ \"\$(grep -cF '$bakfile:' '$work/dpkg-r-copy.log')\" -eq 1 ]"
+    check "after the refusal the package and module are there and the profile still enabled (TOTP still asked through common-auth)" \
+        eval 'still_there && profile_enabled && common_auth_lines 1'
+    rm -f "$copyfile"
+    # A copy of the profile's line above pam-auth-update's block in common-auth: the removal
+    # takes the block's line out and leaves this one, so prerm refuses after
+    # pam-auth-update ran; postinst abort-remove must select the profile again.
+    line=$(grep -m1 '^auth.*pam_totp\.so' /etc/pam.d/common-auth || true)
+    if [ -z "$line" ]; then
+        fail "the profile's line is in common-auth before the abort-remove case"
+        pam-auth-update --enable pam_totp >/dev/null 2>&1 || true
+    else
+        sed -i "1i $line" /etc/pam.d/common-auth
+        if dpkg -r pam-totp > "$work/dpkg-r-above.log" 2>&1; then
+            fail "dpkg -r is refused while common-auth has the profile's line outside pam-auth-update's block"
+        else
+            pass "dpkg -r is refused while common-auth has the profile's line outside pam-auth-update's block"
+        fi
+        check "abort-remove selected the profile again: its line back in the block (2 lines), the package installed" \
+            eval 'still_there && profile_enabled && common_auth_lines 2'
+        sed -i 1d /etc/pam.d/common-auth
+    fi
+    # The control: no live line left outside the profile (the backup copy stays), and
+    # removal goes ahead.
+    if dpkg -r pam-totp > "$work/dpkg-r.log" 2>&1; then
+        pass "dpkg -r removes the package once the hand-written line is commented out and the copy is gone"
+    else
+        cat "$work/dpkg-r.log"; fail "dpkg -r removes the package once the hand-written line is commented out and the copy is gone"
+    fi
+    check "the removal warned about the backup copy" grep -qF "$bakfile:" "$work/dpkg-r.log"
+    rm -f "$handfile" "$commentfile" "$bakfile"
     check "removal took the profile out of common-auth" \
         sh -c '! grep -q pam_totp /etc/pam.d/common-auth'
     check "module and tool are gone after removal" \
