@@ -86,7 +86,9 @@ pub struct Placement {
 
 /// The directories on the way to one user's file that belong to that user alone, so
 /// that one missing (under a checked directory) means the user has no file, as a missing
-/// file does (`nullok`): those strictly below the home, and those at or below the first
+/// file does (`nullok`): those strictly below the home when `secret=` reaches the file
+/// through it (a home of `/srv` does not make a `/srv/totp/${USER}/…` store's
+/// `/srv/totp` the user's), and those at or below the first
 /// component of `secret=` that names the user (`~`, `${HOME}`, `${USER}`), e.g.
 /// `/var/unencrypted-home/alice` for `/var/unencrypted-home/${USER}/…`. Never the home
 /// or a directory above it (an unmounted home looks the same, `nullok_missing_home`),
@@ -94,26 +96,33 @@ pub struct Placement {
 /// created or did not mount must not skip everybody.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PerUserDirs {
-    /// The home, when it is an absolute path other than `/`.
+    /// The home, when it is an absolute path other than `/`: it and what is above it
+    /// are never per-user.
     home: Option<PathBuf>,
+    /// Whether `secret=` reaches the file through the home (`~`, `${HOME}`) and the
+    /// file lies in it ([`login_chain_root`]), which makes what is below the home
+    /// per-user.
+    file_in_home: bool,
     /// `secret=` expanded up to and including its first component naming the user.
     from: Option<PathBuf>,
 }
 
 impl PerUserDirs {
-    /// For `spec` (`secret=`) expanded for `name` with the home `home`.
-    pub fn of(spec: &str, name: &UserName, home: Option<&str>) -> Self {
+    /// For `spec` (`secret=`) expanded for `name` with the home `home` to `path`.
+    pub fn of(spec: &str, name: &UserName, home: Option<&str>, path: &Path) -> Self {
         let usable = |p: PathBuf| (p.is_absolute() && p != Path::new("/")).then_some(p);
         let home = home.map(PathBuf::from).and_then(usable);
         // `~` expands only at the start or after a `/`, i.e. at a component's start.
         let names_user =
             |c: &str| c.starts_with('~') || c.contains("${HOME}") || c.contains("${USER}");
         let mut end = None;
+        let mut names_home = false;
         let mut at = 0;
         for c in spec.split('/') {
             at += c.len();
             if names_user(c) {
                 end = Some(at);
+                names_home = c.starts_with('~') || c.contains("${HOME}");
                 break;
             }
             at += 1;
@@ -124,7 +133,18 @@ impl PerUserDirs {
             })
             .map(PathBuf::from)
             .and_then(usable);
-        Self { home, from }
+        // Only a file reached through the home: a home of `/srv` (or `/etc`) holding a
+        // store every user shares, `secret=/srv/totp/${USER}/…`, makes `/srv/totp`
+        // nobody's own.
+        let file_in_home = names_home
+            && home
+                .as_deref()
+                .is_some_and(|h| login_chain_root(path, h).is_some());
+        Self {
+            home,
+            from,
+            file_in_home,
+        }
     }
 
     /// Whether `dir` is one of them.
@@ -133,7 +153,7 @@ impl PerUserDirs {
             if home.starts_with(dir) {
                 return false;
             }
-            if dir.starts_with(home) {
+            if self.file_in_home && dir.starts_with(home) {
                 return true;
             }
         }
@@ -261,13 +281,14 @@ pub fn for_login(
             })?;
         // `~` cannot be expanded here; the user's home, when NSS knows one, still
         // keeps the home and what is above it from counting as per-user.
-        let mut per_user = PerUserDirs::of(&opts.secret, name, None);
+        let path = PathBuf::from(path);
+        let mut per_user = PerUserDirs::of(&opts.secret, name, None, &path);
         per_user.home = user
             .and_then(|u| u.dir.to_str())
             .map(PathBuf::from)
             .filter(|h| h.is_absolute() && h != Path::new("/"));
         return Ok(Placement {
-            path: PathBuf::from(path),
+            path,
             opener: Opener::Owner,
             owners: allowed_owners(owner.uid, opts.no_strict_owner),
             trusted_root: None,
@@ -293,6 +314,7 @@ pub fn for_login(
     // The chain is checked from the home down when the file is in it; elsewhere
     // (an admin's `secret=/var/lib/...` with the user's own file) the parent only.
     let trusted_root = login_chain_root(&path, Path::new(home));
+    let per_user = PerUserDirs::of(&opts.secret, name, Some(home), &path);
     Ok(Placement {
         path,
         opener: Opener::User,
@@ -300,7 +322,7 @@ pub fn for_login(
         trusted_root,
         allowed_perm: opts.allowed_perm,
         check_dirs_on_create: false,
-        per_user: PerUserDirs::of(&opts.secret, name, Some(home)),
+        per_user,
     })
 }
 

@@ -379,6 +379,31 @@ fn with_user_the_template_decides_and_the_home_is_never_per_user() {
 }
 
 #[test]
+fn below_the_home_counts_only_for_a_file_in_the_home() {
+    // A login account whose home is /srv, with a store below it that secret= reaches
+    // without the home: /srv/totp is every user's, not this one's.
+    let srv = Account {
+        name: "alice",
+        uid: 1000,
+        dir: Path::new("/srv"),
+    };
+    let p = for_login(
+        &opts(&["secret=/srv/totp/${USER}/f"]),
+        &name("alice"),
+        Some(srv),
+        None,
+    )
+    .expect("placed");
+    assert!(!p.per_user.contains(Path::new("/srv/totp")));
+    assert!(p.per_user.contains(Path::new("/srv/totp/alice")));
+    assert!(!p.per_user.contains(Path::new("/srv")));
+    // Control: the same home with the file in it.
+    let p =
+        for_login(&opts(&["secret=~/totp/f"]), &name("alice"), Some(srv), None).expect("placed");
+    assert!(p.per_user.contains(Path::new("/srv/totp")));
+}
+
+#[test]
 fn a_home_of_root_makes_nothing_per_user() {
     let root_home = Account {
         name: "svc",
