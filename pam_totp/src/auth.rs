@@ -861,18 +861,28 @@ impl Ctx {
 
     /// Under `nullok`, what a missing directory (not the home) on the way to the file
     /// means: no file where it is the user's own and its absence is shown
-    /// ([`Absence::Proven`]); an outage otherwise, with a line saying why it is not
-    /// taken for "not enrolled".
+    /// ([`Absence::for_user`] says [`Absence::Proven`]); an outage otherwise, with a
+    /// line saying why it is not taken for "not enrolled".
     fn missing_directory(&self, target: &LoginTarget, path: &Path, absence: Absence) -> PreRead {
         let dir = sanitize(path.as_os_str().as_encoded_bytes());
         let file = self.shown(target);
+        let absence = match &target.pw {
+            Some(pw) => absence.for_user(pw.uid, &target.rules.allowed_owners),
+            None => Absence::Unchecked,
+        };
         let why = if !target.per_user.contains(path) {
             "not the user's own but shared by all users, or the home or above it, which nullok never takes for \"not enrolled\""
         } else {
             match absence {
-                Absence::Proven => return PreRead::Absent(Some(dir)),
-                Absence::Automount => {
-                    "in an automounted directory, where a failed map lookup looks the same"
+                Absence::Proven { .. } => return PreRead::Absent(Some(dir)),
+                Absence::NotLocal => {
+                    "and the directory that should hold it is on a file system not known to be local, where a server or automounter that is down answers the same"
+                }
+                Absence::Empty => {
+                    "and the directory that should hold it lists nothing else or cannot be listed, as the empty mount point of a store that did not mount would"
+                }
+                Absence::UserMovable => {
+                    "and the user may rename entries in the directory that should hold it while the file need not be theirs, so it may have been moved away"
                 }
                 Absence::Unchecked => {
                     "and the directory that should hold it was not checked or fails the directory checks, so that shows nothing"

@@ -237,11 +237,15 @@ fn load(opts: &ModuleOptions, pw: &Passwd) -> Result<Loaded, Finding> {
             });
         }
         // As the module decides it: the user's own directory, missing in one that
-        // passed the checks off autofs, means no file.
-        Ok(Err(FileError::MissingDirectory {
-            path,
-            absence: Absence::Proven,
-        })) if placed.per_user.contains(&path) => {
+        // passed the checks, is local, lists other entries and the user could not have
+        // emptied of a file not theirs, means no file.
+        Ok(Err(FileError::MissingDirectory { path, absence }))
+            if placed.per_user.contains(&path)
+                && matches!(
+                    absence.for_user(pw.uid, &rules.allowed_owners),
+                    Absence::Proven { .. }
+                ) =>
+        {
             let dir = path.display();
             return Err(Finding::new(
                 Verdict::NotEnrolled,

@@ -3,19 +3,52 @@
 use super::*;
 
 /// How far a missing directory's absence is shown by the directory that should hold
-/// it (`nullok` skips a user only where it is).
+/// it (`nullok` skips a user only where it is, [`Absence::for_user`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Absence {
     /// That directory was reached and passed the checks the walk makes on a file's
-    /// directories, and is not on an automounter's file system.
-    Proven,
+    /// directories, is on a file system known to be local ([`super::shared_fs_type`]),
+    /// and lists at least one other entry. Its owner and mode say who could have
+    /// renamed the missing one away ([`Absence::for_user`]).
+    Proven {
+        /// The owner of the directory that should hold the missing one.
+        parent_uid: uid_t,
+        /// Its full `st_mode`.
+        parent_mode: u32,
+    },
     /// That directory was not checked (above the trusted root, or no checks asked
     /// for), failed the checks, or its file system could not be asked: anyone who
     /// can change it may have removed the entry.
     Unchecked,
-    /// That directory is on autofs, where a failed map lookup (its directory service
-    /// down) also answers `ENOENT`.
-    Automount,
+    /// That directory is on a file system not known to be local: a network or FUSE
+    /// file system whose server is down, or autofs whose map lookup failed, answers
+    /// `ENOENT` too.
+    NotLocal,
+    /// That directory lists nothing else (or cannot be listed): the empty mount point
+    /// of a store or home that did not mount looks the same.
+    Empty,
+    /// The user may rename entries in that directory and the file there need not be
+    /// theirs: renaming a directory that holds a file someone else owns would opt out.
+    UserMovable,
+}
+
+impl Absence {
+    /// What the absence shows for the user `uid` whose file must be owned by one of
+    /// `owners`: a [`Absence::Proven`] one whose parent the user can write (theirs, or
+    /// group or other writable, taken as writable for them whatever the group) stays
+    /// proven only when `owners` is exactly that user, who could delete their own file
+    /// anyway.
+    pub fn for_user(self, uid: uid_t, owners: &[uid_t]) -> Absence {
+        match self {
+            Absence::Proven {
+                parent_uid,
+                parent_mode,
+            } if (parent_uid == uid || parent_mode & 0o022 != 0) && owners != [uid] => {
+                Absence::UserMovable
+            }
+            other => other,
+        }
+    }
 }
 
 /// Why a file could not be opened, locked or written.

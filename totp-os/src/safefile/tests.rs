@@ -352,15 +352,17 @@ fn missing_file_is_not_found_but_missing_directory_is_not() {
     let err = open_checked(&s.path().join("absent"), &root_rules(&s)).expect_err("absent");
     assert!(err.is_not_found());
     assert_eq!(err.errno(), libc::ENOENT);
+    // Another entry beside the missing one: the directory is not an empty mount point.
+    std::fs::write(s.path().join("other"), b"").expect("write");
     let err = open_checked(&s.path().join("nodir/secret"), &root_rules(&s)).expect_err("no dir");
     assert!(!err.is_not_found());
-    assert_eq!(
+    assert!(matches!(
         err,
         FileError::MissingDirectory {
-            path: s.path().join("nodir"),
-            absence: Absence::Proven,
-        }
-    );
+            ref path,
+            absence: Absence::Proven { .. },
+        } if *path == s.path().join("nodir")
+    ));
     // Above the trusted root nothing is checked, so nothing is shown.
     let rules = root_rules(&s).with_trusted_root(s.path().join("nodir/deeper"));
     let err = open_checked(&s.path().join("nodir/deeper/secret"), &rules).expect_err("above");
@@ -381,14 +383,15 @@ fn a_missing_directory_shows_its_absence_only_under_a_checked_directory() {
     let rules = FileRules::new(vec![me()]);
     let open = s.path().join("open");
     std::fs::create_dir(&open).expect("mkdir");
+    std::fs::create_dir(open.join("bob")).expect("mkdir");
     let err = open_checked(&open.join("user/secret"), &rules).expect_err("missing");
-    assert_eq!(
+    assert!(matches!(
         err,
         FileError::MissingDirectory {
-            path: open.join("user"),
-            absence: Absence::Proven,
-        }
-    );
+            ref path,
+            absence: Absence::Proven { .. },
+        } if *path == open.join("user")
+    ));
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let err = open_checked(&open.join("user/secret"), &rules).expect_err("missing");
     assert_eq!(
@@ -397,6 +400,72 @@ fn a_missing_directory_shows_its_absence_only_under_a_checked_directory() {
             path: open.join("user"),
             absence: Absence::Unchecked,
         }
+    );
+}
+
+#[test]
+fn a_missing_directory_in_an_empty_one_shows_nothing() {
+    // The empty mount point of a store that did not mount: checked, local, empty.
+    let s = Scratch::new();
+    let rules = FileRules::new(vec![me()]);
+    let store = s.path().join("store");
+    std::fs::create_dir(&store).expect("mkdir");
+    let err = open_checked(&store.join("user/secret"), &rules).expect_err("missing");
+    assert_eq!(
+        err,
+        FileError::MissingDirectory {
+            path: store.join("user"),
+            absence: Absence::Empty,
+        }
+    );
+    // Control: another user's entry there.
+    std::fs::create_dir(store.join("bob")).expect("mkdir");
+    let err = open_checked(&store.join("user/secret"), &rules).expect_err("missing");
+    assert!(matches!(
+        err,
+        FileError::MissingDirectory {
+            absence: Absence::Proven { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_proven_absence_in_a_directory_the_user_may_write_holds_only_for_their_own_file() {
+    const ALICE_UID: u32 = 1000;
+    let in_their_home = Absence::Proven {
+        parent_uid: ALICE_UID,
+        parent_mode: 0o040_755,
+    };
+    // The file must be theirs: renaming the directory gives nothing a delete would not.
+    assert_eq!(
+        in_their_home.for_user(ALICE_UID, &[ALICE_UID]),
+        in_their_home
+    );
+    // A root-owned file (user=root, or no_strict_owner's root) could be moved away.
+    assert_eq!(
+        in_their_home.for_user(ALICE_UID, &[0]),
+        Absence::UserMovable
+    );
+    assert_eq!(
+        in_their_home.for_user(ALICE_UID, &[ALICE_UID, 0]),
+        Absence::UserMovable
+    );
+    // Group or other writable counts as writable for them.
+    let shared = Absence::Proven {
+        parent_uid: 0,
+        parent_mode: 0o040_775,
+    };
+    assert_eq!(shared.for_user(ALICE_UID, &[0]), Absence::UserMovable);
+    // Control: a root-owned directory nobody else writes.
+    let roots = Absence::Proven {
+        parent_uid: 0,
+        parent_mode: 0o040_755,
+    };
+    assert_eq!(roots.for_user(ALICE_UID, &[0]), roots);
+    assert_eq!(
+        Absence::Empty.for_user(ALICE_UID, &[ALICE_UID]),
+        Absence::Empty
     );
 }
 

@@ -242,7 +242,7 @@ pub(super) fn walk(
         let fd = match fcntl::openat(&cur, name.as_os_str(), dir_flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
-                let absence = absence_in(&cur, &mut cur_stat, &shown, checking, checks);
+                let absence = absence_in(&cur, &mut cur_stat, &shown, &name, checking, checks);
                 return Err(FileError::MissingDirectory {
                     path: shown.join(&name),
                     absence,
@@ -252,7 +252,8 @@ pub(super) fn walk(
                 let st = match stat::fstatat(&cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                     Ok(st) => st,
                     Err(Errno::ENOENT) => {
-                        let absence = absence_in(&cur, &mut cur_stat, &shown, checking, checks);
+                        let absence =
+                            absence_in(&cur, &mut cur_stat, &shown, &name, checking, checks);
                         return Err(FileError::MissingDirectory {
                             path: shown.join(&name),
                             absence,
@@ -339,18 +340,19 @@ pub(super) fn walk(
     })
 }
 
-/// autofs's `statfs` magic (linux/magic.h).
-const AUTOFS_SUPER_MAGIC: u32 = 0x0187;
-
-/// What the directory `cur` (at `shown`), where an entry was just found missing, shows
-/// about that absence ([`Absence`]). A directory the walk has checked already counts;
-/// without a trusted root, where only a file's parent is checked, the directory that
-/// should have held the missing one is checked as that parent would have been. Above a
-/// trusted root nothing is checked, and nothing is shown.
+/// What the directory `cur` (at `shown`), where the entry `missing` was just found
+/// missing, shows about that absence ([`Absence`]). A directory the walk has checked
+/// already counts; without a trusted root, where only a file's parent is checked, the
+/// directory that should have held the missing one is checked as that parent would
+/// have been. Above a trusted root nothing is checked, and nothing is shown. Then the
+/// directory must be on a file system known to be local (a network or FUSE one whose
+/// server is down, or autofs, answers `ENOENT` as well) and must list another entry
+/// (the empty mount point of a store that did not mount holds nothing).
 fn absence_in(
     cur: &OwnedFd,
     cur_stat: &mut Option<FileStat>,
     shown: &Path,
+    missing: &OsStr,
     checking: bool,
     checks: Option<&DirChecks<'_>>,
 ) -> Absence {
@@ -363,12 +365,45 @@ fn absence_in(
     if !checked {
         return Absence::Unchecked;
     }
+    let Ok(st) = stat_of(cur, cur_stat) else {
+        return Absence::Unchecked;
+    };
     match nix::sys::statfs::fstatfs(cur) {
         // `f_type`'s width depends on the architecture; every magic fits in 32 bits.
-        Ok(st) if st.filesystem_type().0 as u32 == AUTOFS_SUPER_MAGIC => Absence::Automount,
-        Ok(_) => Absence::Proven,
-        Err(_) => Absence::Unchecked,
+        Ok(fs) if shared_fs_type(fs.filesystem_type().0 as u32) => return Absence::NotLocal,
+        Ok(_) => {}
+        Err(_) => return Absence::Unchecked,
     }
+    if !lists_another_entry(cur, missing) {
+        return Absence::Empty;
+    }
+    Absence::Proven {
+        parent_uid: st.st_uid,
+        parent_mode: st.st_mode,
+    }
+}
+
+/// Whether the directory `dir` lists an entry other than `.`, `..` and `missing`,
+/// read through the descriptor the walk holds (never the path, which may name
+/// another directory by now). Stops at the first such entry. A directory that
+/// cannot be listed shows nothing either.
+fn lists_another_entry(dir: &OwnedFd, missing: &OsStr) -> bool {
+    let Ok(fd) = open_dir_readable(dir) else {
+        return false;
+    };
+    let Ok(mut listing) = nix::dir::Dir::from_fd(fd) else {
+        return false;
+    };
+    for entry in listing.iter() {
+        let Ok(entry) = entry else {
+            return false;
+        };
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." && name != missing.as_bytes() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Reopen a walked `O_PATH` directory for reading, which `fsync` needs. An identity
