@@ -8,6 +8,7 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 
+use system_tests::squash::{require_fuse, squashed_login};
 use system_tests::*;
 
 fn messages(lines: &[String]) -> Vec<String> {
@@ -88,10 +89,31 @@ fn a_missing_per_user_directory_of_a_user_template_is_not_enrolled() {
     let secret_arg = format!("secret={}/${{USER}}/.google_authenticator", store.display());
     let u = TestUser::create("pu");
     let own = store.join(&u.name);
+    let probe = Stack::probe("svc", &format!("nullok {secret_arg}"));
+
+    // An empty store directory is what the mount point of a store that did not mount
+    // looks like: asked and denied, with a line saying why; the audit agrees.
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    let m = messages(&lines);
+    assert!(
+        m.iter()
+            .any(|l| l.contains(&format!("{} does not exist", own.display()))
+                && l.contains("lists nothing else")),
+        "{m:#?}"
+    );
+    assert_eq!(
+        audit_of(&format!("nullok {secret_arg}"), &u).0,
+        "refused",
+        "{}",
+        u.name
+    );
+    // Another user's directory there: a live store.
+    fs::create_dir(store.join("someone-else")).expect("mkdir another user's directory");
 
     // The user's directory was never created: skipped without a prompt, logged with
     // the directory it did not find.
-    let probe = Stack::probe("svc", &format!("nullok {secret_arg}"));
     let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
     assert_eq!(d.module_code(), "PAM_IGNORE", "{d:?}");
     assert_eq!(d.prompts, 0, "{d:?}");
@@ -224,4 +246,96 @@ fn a_missing_directory_shared_by_all_users_is_an_outage() {
     let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
     assert_eq!(d.prompts, 1, "{d:?}");
+}
+
+/// A missing directory in a home on a file system not known to be local (the FUSE
+/// stand-in, as an sshfs or NFS home whose server is down answers `ENOENT` too): asked
+/// and denied. Control: the same user and options on the local home are skipped.
+#[test]
+fn a_missing_directory_on_a_file_system_not_known_to_be_local_is_an_outage() {
+    let t = "a_missing_directory_on_a_file_system_not_known_to_be_local_is_an_outage";
+    if !require_fuse(t) {
+        return;
+    }
+    let args = "nullok secret=~/.ssh/google_authenticator";
+    let u = TestUser::create("pf");
+    let ssh = u.home.join(".ssh");
+    let probe = Stack::probe("svc", args);
+    let (d, lines) = squashed_login(
+        &u.home,
+        &u.home.join(".profile"),
+        None,
+        &Driver::login(&probe, &u, "123456").at(T0),
+    );
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?} {lines:#?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("{} does not exist", ssh.display()))
+                && l.contains("not known to be local")),
+        "{lines:#?}"
+    );
+
+    // Control: the home on its local file system.
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_IGNORE", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+    assert!(skip_line(&messages(&lines), &u, &ssh), "{lines:#?}");
+}
+
+/// A root-owned `~/.ssh` (root:root 0755) holding a root-owned file, accepted under
+/// `no_strict_owner`, renamed away by the user (who may rename entries of their home):
+/// the missing `~/.ssh` is no proof, asked and denied. Control: where the file must be
+/// the user's own (no `no_strict_owner`), the same missing directory is skipped.
+#[test]
+fn a_directory_the_user_could_rename_away_is_no_proof_for_a_file_not_theirs() {
+    let t = "a_directory_the_user_could_rename_away_is_no_proof_for_a_file_not_theirs";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let u = TestUser::create("pr");
+    let ssh = u.home.join(".ssh");
+    let moved = u.home.join(".x");
+    fs::create_dir(&moved).expect("mkdir");
+    fs::set_permissions(&moved, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let secret = random_secret_b32();
+    write_owned(
+        &moved.join("google_authenticator"),
+        totp_file(&secret).as_bytes(),
+        0,
+        0,
+        0o644,
+    );
+    // Readable by the user, who opens it.
+    let loose = "nullok no_strict_owner allowed_perm=0644 secret=~/.ssh/google_authenticator";
+
+    // Before the rename the root-owned file is used: the right code logs in.
+    fs::rename(&moved, &ssh).expect("rename into place");
+    let stack = requisite_then_permit(loose);
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    fs::rename(&ssh, &moved).expect("rename away");
+
+    let probe = Stack::probe("svc", loose);
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    let m = messages(&lines);
+    assert!(
+        m.iter()
+            .any(|l| l.contains(&format!("{} does not exist", ssh.display()))
+                && l.contains("may rename entries")),
+        "{m:#?}"
+    );
+    assert_eq!(audit_of(loose, &u).0, "refused", "{}", u.name);
+
+    // Control: the file must be the user's, who could delete it anyway.
+    let strict_owner = "nullok allowed_perm=0644 secret=~/.ssh/google_authenticator";
+    let probe = Stack::probe("svc", strict_owner);
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_IGNORE", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+    assert!(skip_line(&messages(&lines), &u, &ssh), "{lines:#?}");
 }
