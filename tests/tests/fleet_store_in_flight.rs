@@ -9,24 +9,44 @@
 //! "A write in flight"), so it writes nothing; the plugin says the store record changed,
 //! and the module reads it again (gone: recreated at now) and decides again with its
 //! floor, which refuses the code as used.
+//!
+//! Deciding again shares the answer's one time bound (R36): a store record that changes
+//! under every write ends the login once that bound is spent, not after a whole update
+//! budget per decision.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use system_tests::fleet::{RedisServer, ServerConfig, after_recreation, init_store, plugin};
 use system_tests::*;
 
 /// What runs once, right before the next compare-and-set of a user's record goes on.
 type Hook = Box<dyn FnOnce() + Send>;
+/// What runs before every compare-and-set of a user's record while it is set.
+type Repeat = Arc<dyn Fn() + Send + Sync>;
 
 /// A TCP proxy in front of a real server that forwards everything as it comes, and runs
-/// the armed hook before it forwards a compare-and-set (`FCALL`, `EVAL`) of a user's
-/// record, whose arguments it keeps.
+/// the armed hook (or the repeating one) before it forwards a compare-and-set (`FCALL`,
+/// `EVAL`) of a user's record, whose arguments it keeps. From that compare-and-set on,
+/// every command of the connection waits `delay` before it is forwarded.
 struct HookProxy {
     port: u16,
     hook: Arc<Mutex<Option<Hook>>>,
-    /// The arguments of each compare-and-set the hook ran before.
+    repeat: Arc<Mutex<Option<Repeat>>>,
+    delay: Arc<Mutex<Duration>>,
+    /// The arguments of each compare-and-set a hook ran before.
+    held: Arc<Mutex<Vec<Vec<Vec<u8>>>>>,
+}
+
+/// The parts of a [`HookProxy`] each connection's thread shares.
+#[derive(Clone)]
+struct Shared {
+    hook: Arc<Mutex<Option<Hook>>>,
+    repeat: Arc<Mutex<Option<Repeat>>>,
+    delay: Arc<Mutex<Duration>>,
     held: Arc<Mutex<Vec<Vec<Vec<u8>>>>>,
 }
 
@@ -67,18 +87,37 @@ impl HookProxy {
         let proxy = HookProxy {
             port: listener.local_addr().expect("addr").port(),
             hook: Arc::default(),
+            repeat: Arc::default(),
+            delay: Arc::default(),
             held: Arc::default(),
         };
-        let (hook, held) = (proxy.hook.clone(), proxy.held.clone());
+        let shared = Shared {
+            hook: proxy.hook.clone(),
+            repeat: proxy.repeat.clone(),
+            delay: proxy.delay.clone(),
+            held: proxy.held.clone(),
+        };
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (hook, held) = (hook.clone(), held.clone());
+                let shared = shared.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(client, server_port, &hook, &held);
+                    let _ = serve(client, server_port, &shared);
                 });
             }
         });
         proxy
+    }
+
+    fn repeat(&self, hook: Option<Repeat>) {
+        *self.repeat.lock().unwrap_or_else(|e| e.into_inner()) = hook;
+    }
+
+    fn slow_down(&self, delay: Duration) {
+        *self.delay.lock().unwrap_or_else(|e| e.into_inner()) = delay;
+    }
+
+    fn clear_held(&self) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     fn arm(&self, hook: Hook) {
@@ -90,12 +129,7 @@ impl HookProxy {
     }
 }
 
-fn serve(
-    client: TcpStream,
-    server_port: u16,
-    hook: &Mutex<Option<Hook>>,
-    held: &Mutex<Vec<Vec<Vec<u8>>>>,
-) -> std::io::Result<()> {
+fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Result<()> {
     let mut server = TcpStream::connect(("127.0.0.1", server_port))?;
     let mut from_server = server.try_clone()?;
     let mut to_client = client.try_clone()?;
@@ -104,17 +138,41 @@ fn serve(
         let _ = to_client.shutdown(Shutdown::Both);
     });
     let mut reader = BufReader::new(client);
+    let mut slow = false;
     while let Some((raw, args)) = read_command(&mut reader)? {
         let name = args.first().map(|a| a.to_ascii_uppercase());
         let key = args.get(3).map(Vec::as_slice).unwrap_or_default();
         let cas = matches!(name.as_deref(), Some(b"FCALL" | b"EVAL"))
             && key.windows(5).any(|w| w == b"user:");
         if cas {
-            let armed = hook.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(run) = armed {
-                run();
-                held.lock().unwrap_or_else(|e| e.into_inner()).push(args);
+            let armed = shared.hook.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let repeat = shared
+                .repeat
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let ran = match (armed, repeat) {
+                (Some(run), _) => {
+                    run();
+                    true
+                }
+                (None, Some(run)) => {
+                    run();
+                    true
+                }
+                (None, None) => false,
+            };
+            if ran {
+                shared
+                    .held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(args);
+                slow = true;
             }
+        }
+        if slow {
+            std::thread::sleep(*shared.delay.lock().unwrap_or_else(|e| e.into_inner()));
         }
         server.write_all(&raw)?;
     }
@@ -266,4 +324,104 @@ fn a_data_set_flushed_while_a_write_is_in_flight_never_reopens_a_used_code() {
     let later = after_recreation(now());
     let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+/// Ends the test process when a login hangs: a bound that did not hold must fail the
+/// test, not stall the suite.
+fn hang_guard(t: &'static str) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let seen = done.clone();
+    std::thread::spawn(move || {
+        for _ in 0..600 {
+            std::thread::sleep(Duration::from_millis(100));
+            if seen.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+        eprintln!("{t}: a login still ran after 60 s");
+        std::process::exit(1);
+    });
+    done
+}
+
+#[test]
+fn a_store_record_that_changes_under_every_write_ends_the_answer_within_its_bound() {
+    let t = "a_store_record_that_changes_under_every_write_ends_the_answer_within_its_bound";
+    if !require_root(t) {
+        return;
+    }
+    let done = hang_guard(t);
+    let server = Arc::new(RedisServer::start(&ServerConfig::default()));
+    let proxy = HookProxy::start(server.port);
+    // The answer's bound: 50 ms + 4 x 1000 ms. Each command after the first held write
+    // waits 800 ms in the proxy (within its 1000 ms timeout): the first decision takes
+    // one such command, so a second starts well within the bound; the second takes at
+    // least five (the store record read, recreated, read again, the user's record read,
+    // its write), so by its end the bound is spent (at least 4.8 s in the proxy alone).
+    let options = format!(
+        "redis_plugin={} redis_prefix=fs: redis_timeout=1000 redis_connect_timeout=50",
+        plugin().display()
+    );
+    init_store(&format!("state={} {options}", server.url(false)));
+    let host = Stack::probe(
+        "svc",
+        &format!("state=redis://127.0.0.1:{} {options}", proxy.port),
+    );
+    proxy.slow_down(Duration::from_millis(800));
+    let flush = {
+        let server = server.clone();
+        move || {
+            let flushed = reply(&server, &[b"FLUSHALL"]);
+            assert!(flushed.starts_with("+OK"), "{flushed}");
+        }
+    };
+    let line = |logs: &[String], needle: &str| logs.iter().filter(|l| l.contains(needle)).count();
+
+    // Control: the store record changes under the first write only; the second decision
+    // fits in the bound, is made with the recreated store record, and refuses the code
+    // as used before the loss (a wrong code, not a store fault).
+    let (c, secret_c) = TestUser::enrolled("sc");
+    proxy.arm(Box::new(flush.clone()));
+    let (d, logs) = login_logged(&host, &c, &code_at(&secret_c, now()), PEER, None);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "control: {d:?} {logs:?}"
+    );
+    assert_eq!(proxy.held().len(), 1, "control: one write held: {logs:?}");
+    assert_eq!(line(&logs, "deciding again"), 1, "control: {logs:?}");
+    assert_eq!(
+        line(&logs, "before the state store lost its data"),
+        1,
+        "{logs:?}"
+    );
+    assert_eq!(
+        line(&logs, "time bound of this answer ran out"),
+        0,
+        "{logs:?}"
+    );
+
+    // The fault: every write of the user's record finds the data set flushed since the
+    // decision. Without the shared bound the login would decide three times (the
+    // round limit); it stops after the second decision, whose calls spent the bound.
+    proxy.clear_held();
+    proxy.repeat(Some(Arc::new(flush)));
+    let (u, secret) = TestUser::enrolled("su");
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, now()), PEER, None);
+    proxy.repeat(None);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_SYSTEM_ERR".into()),
+        "{d:?} {logs:?}"
+    );
+    assert_eq!(proxy.held().len(), 2, "two writes attempted: {logs:?}");
+    assert_eq!(line(&logs, "deciding again"), 1, "{logs:?}");
+    let ran_out = logs.iter().find(|l| {
+        l.contains("state store unavailable")
+            && l.contains(
+                "the time bound of this answer ran out while the store record kept changing",
+            )
+    });
+    assert!(ran_out.is_some(), "{logs:?}");
+    done.store(true, Ordering::Relaxed);
 }

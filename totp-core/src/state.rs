@@ -405,6 +405,23 @@ pub trait StateStore {
     fn take_store_changed(&mut self) -> bool {
         false
     }
+
+    /// Starts the time bound of one answer: every decision it takes after this one
+    /// ([`StateStore::take_store_changed`]) and every retry of an update share it, so
+    /// deciding again cannot stretch a login past the store's documented bound (R36). A
+    /// local store has no such bound.
+    fn start_answer(&mut self) {}
+
+    /// Whether one more decision (a read of the store record, then an update) may start
+    /// within the bound [`StateStore::start_answer`] started.
+    fn decision_fits(&self) -> bool {
+        true
+    }
+
+    /// Ends the bound [`StateStore::start_answer`] started: what the login writes after
+    /// its decision (a secret file's rewrite serialised through the store) has each
+    /// update's own bound, as before.
+    fn end_answer(&mut self) {}
 }
 
 /// What [`StateStore::reset`] found and did.

@@ -349,7 +349,8 @@ pub struct RemoteSettings {
     /// Record time-to-live in seconds, refreshed on every write; 0 = never expire.
     /// Records holding an HOTP counter never expire whatever this says.
     pub ttl_secs: u64,
-    /// Bound on one whole update, retries included.
+    /// Bound on one whole update, retries included; also on when one answer may start
+    /// a decision or a retry ([`StateStore::start_answer`]).
     pub update_budget: Duration,
     /// Whether [`RemoteStore::probe_write`] must really write to prove what a login's
     /// write needs (Redis: an ACL checks the commands a function runs only when they
@@ -401,6 +402,8 @@ pub struct RemoteStore {
     /// Set when the plugin refused a user's write because the store record changed
     /// since it was read ([`Status::StoreChanged`]), until taken.
     store_changed: bool,
+    /// When the current answer's time is up ([`StateStore::start_answer`]).
+    answer_deadline: Option<Instant>,
 }
 
 /// How far this host's clock and the server's may differ for a login (or `totp-state
@@ -522,6 +525,7 @@ impl RemoteStore {
             names: Vec::new(),
             recreated: None,
             store_changed: false,
+            answer_deadline: None,
         };
         let mut prefetch = vec![store.store_key_name()];
         if let Some((uid, name)) = user {
@@ -738,14 +742,15 @@ impl RemoteStore {
 
     /// Runs `round` (a read, then a compare-and-set against what it read) until it is
     /// done (true: set, or nothing to write; false: a conflict), within `MAX_ROUNDS`
-    /// and the update budget: racing writers (other hosts, other logins of the user)
-    /// each get a fresh read.
+    /// and the update budget, or what is left of the answer's if that ends first:
+    /// racing writers (other hosts, other logins of the user) each get a fresh read.
     fn until_set(
         &mut self,
         what: &str,
         mut round: impl FnMut(&mut Self) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
-        let deadline = Instant::now() + self.settings.update_budget;
+        let own = Instant::now() + self.settings.update_budget;
+        let deadline = self.answer_deadline.map_or(own, |d| d.min(own));
         for _ in 0..MAX_ROUNDS {
             if round(self)? {
                 return Ok(());
@@ -901,6 +906,21 @@ impl StateStore for RemoteStore {
 
     fn take_store_changed(&mut self) -> bool {
         std::mem::take(&mut self.store_changed)
+    }
+
+    /// The plugin ABI carries no time limit, so a call cannot be given only what is
+    /// left: decisions and retries start only before the deadline, and the one started
+    /// last ends within its calls' own bounds after it (docs/fleet.md, "Exactly once").
+    fn start_answer(&mut self) {
+        self.answer_deadline = Some(Instant::now() + self.settings.update_budget);
+    }
+
+    fn decision_fits(&self) -> bool {
+        self.answer_deadline.is_none_or(|d| Instant::now() < d)
+    }
+
+    fn end_answer(&mut self) {
+        self.answer_deadline = None;
     }
 
     fn name_user(&mut self, uid: Uid, name: &str) {

@@ -6,7 +6,8 @@ use super::*;
 
 /// Decisions one answer may take when a shared store's record keeps changing under the
 /// write ([`StateStore::take_store_changed`]): each change is a data set lost or
-/// restored, so a few rounds are plenty, and the login stays bounded (R36).
+/// restored, so a few rounds are plenty. Time bounds them too: all of them share one
+/// answer's bound ([`StateStore::start_answer`], R36).
 const STORE_CHANGED_ROUNDS: u32 = 3;
 
 impl Ctx {
@@ -105,6 +106,8 @@ impl Ctx {
             }
         };
         let mut round = 0;
+        // Once, before the first decision: deciding again gets only what is left.
+        store.start_answer();
         let (prepared, uid, decided) = loop {
             round += 1;
             let found = self.store_context(&mut **store, now_secs);
@@ -183,6 +186,15 @@ impl Ctx {
                         StoreError::Unavailable(m) => m,
                         other => other.to_string(),
                     };
+                    if !store.decision_fits() {
+                        let why = format!(
+                            "{e}; the time bound of this answer ran out while the store \
+                             record kept changing"
+                        );
+                        return self
+                            .store_failed(io, who, StoreError::Unavailable(why))
+                            .map(Continuation::Done);
+                    }
                     io.log(
                         Level::Warning,
                         &format!(
@@ -194,6 +206,7 @@ impl Ctx {
                 Err(e) => return self.store_failed(io, who, e).map(Continuation::Done),
             }
         };
+        store.end_answer();
         let decision = match decided {
             Some(Ok(d)) => d,
             Some(Err(e)) => {
