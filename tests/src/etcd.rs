@@ -239,6 +239,11 @@ impl EtcdCluster {
         format!("{scheme}://{}", list.join(","))
     }
 
+    /// `127.0.0.1:PORT` where member `i` serves its clients (plain HTTP unless TLS).
+    pub fn client_address(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].client_port)
+    }
+
     /// `127.0.0.1:PORT` where member `i` serves its peers: a plain HTTP server (not the
     /// client port, which closes a connection that is neither HTTP/1 nor gRPC).
     pub fn peer_address(&self, i: usize) -> String {

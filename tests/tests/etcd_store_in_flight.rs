@@ -1,17 +1,29 @@
 //! "Used" never rolls back while a write is in flight (R34), against a real etcd through
-//! the etcd plugin and the module's store code (`totp_os::remote`, as a login runs it):
-//! the hook runs inside the login's decision, after the store record and the user's
-//! record were read and before the write, and deletes the whole prefix (a data set
-//! lost). The user's record is then absent as it was read, so a comparison of its
-//! `mod_revision` alone would let the write through under a store record that no longer
-//! exists; the transaction also compares the store record's, so nothing is written, and
-//! the store reports the store record changed: the module reads it again (recreated at
-//! now) and decides again with its floor.
+//! the etcd plugin: the etcd counterpart of `fleet_store_in_flight.rs`.
+//!
+//! Through the real libpam: an HTTP proxy in front of the etcd member
+//! (`system_tests::proxy::EtcdHookProxy`) holds one host's compare-and-set of a user's
+//! record (the `/v3/kv/txn` that puts it), after that host read the store record and the
+//! user's record and decided. Meanwhile another host accepts the same code and the whole
+//! prefix is deleted (a data set lost). The user's record is then absent, as the first
+//! host read it, so a comparison of its `mod_revision` alone would let the write through
+//! under a store record that no longer exists: the code accepted twice. The transaction
+//! also compares the store record's, so nothing is written; the plugin reports the store
+//! record changed, and the module reads it again (recreated at now) and decides again
+//! with its floor, which refuses the code as used.
+//!
+//! Through the module's store code (`totp_os::remote`, as a login runs it): the same
+//! deletion inside the decision, where the test can show that the held write wrote
+//! nothing at all (the prefix still empty after it) and that the report is taken once.
 
 use std::cell::{Cell, RefCell};
+use std::sync::{Arc, Mutex};
 
+use serde_json::Value;
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
-use system_tests::require_root;
+use system_tests::fleet::{after_recreation, init_store};
+use system_tests::proxy::{EtcdHookProxy, base64_decode};
+use system_tests::*;
 use totp_core::fleet::{ConnectionOptions, EtcdEndpoints, EtcdOptions, SharedStore};
 use totp_core::state::{Missing, StateStore, UserState, Write};
 use totp_os::remote::open_shared;
@@ -20,8 +32,12 @@ const PREFIX: &str = "inflight/";
 
 /// How many keys the prefix holds, as an admin's `etcdctl` reads them.
 fn count(cluster: &EtcdCluster) -> String {
+    count_under(cluster, PREFIX)
+}
+
+fn count_under(cluster: &EtcdCluster, prefix: &str) -> String {
     cluster
-        .ctl(&["get", "--prefix", PREFIX, "--keys-only"])
+        .ctl(&["get", "--prefix", prefix, "--keys-only"])
         .lines()
         .filter(|l| !l.trim().is_empty())
         .count()
@@ -47,7 +63,7 @@ fn a_prefix_deleted_while_a_write_is_in_flight_writes_nothing() {
             plugin: Some(etcd_plugin().display().to_string()),
         },
     });
-    let now = system_tests::now();
+    let now = now();
     let open = || open_shared(&shared, false, None).expect("open");
     open()
         .context(Missing::Create { complete_since: 0 })
@@ -121,4 +137,163 @@ fn a_prefix_deleted_while_a_write_is_in_flight_writes_nothing() {
         .expect("written");
     assert!(!store.take_store_changed(), "a write that went through");
     assert_eq!(count(&cluster), "2");
+}
+
+/// The comparisons of a held transaction: each key (decoded) with the `mod_revision` it
+/// expected.
+fn compared(body: &Value) -> Vec<(String, String)> {
+    body.get("compare")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let key = c
+                .get("key")
+                .and_then(Value::as_str)
+                .and_then(base64_decode)
+                .expect("a base64 key");
+            let revision = c
+                .get("mod_revision")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            (
+                String::from_utf8_lossy(&key).into_owned(),
+                revision.to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The held write expected `user`'s record absent and the store record at a revision.
+fn expects_absent_under_store_record(body: &Value, prefix: &str, user: &str) {
+    let compared = compared(body);
+    let user_key = format!("{prefix}user:{user}");
+    let store_key = format!("{prefix}store");
+    assert!(
+        compared.iter().any(|(k, r)| *k == user_key && r == "0"),
+        "the user's record expected absent: {compared:?}"
+    );
+    assert!(
+        compared
+            .iter()
+            .any(|(k, r)| *k == store_key && !r.is_empty() && r != "0"),
+        "the store record compared too: {compared:?}"
+    );
+}
+
+#[test]
+fn a_prefix_deleted_while_a_login_write_is_in_flight_never_reopens_a_used_code() {
+    let t = "a_prefix_deleted_while_a_login_write_is_in_flight_never_reopens_a_used_code";
+    if !require_root(t) {
+        return;
+    }
+    let cluster = Arc::new(EtcdCluster::start(1, &EtcdConfig::default()));
+    let proxy = EtcdHookProxy::start(&cluster.client_address(0));
+    let prefix = "inflight-pam/";
+    // A command timeout that outlasts the hook (another host's login and an etcdctl).
+    let options = format!(
+        "etcd_plugin={} etcd_prefix={prefix} etcd_timeout=5000",
+        etcd_plugin().display()
+    );
+    let direct = format!("state={} {options}", cluster.url());
+    init_store(&direct);
+    let other = Arc::new(Stack::probe("svc", &direct));
+    let host = Stack::probe("svc", &format!("state={} {options}", proxy.url()));
+
+    // Control: the hook runs and does nothing; the first login of a user (no record
+    // yet) logs in through the proxy. Real time: the login waits on a real hook.
+    let (c, secret_c) = TestUser::enrolled("ec");
+    proxy.arm(Box::new(|| {}));
+    let (d, logs) = login_logged(&host, &c, &code_at(&secret_c, now()), PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
+    let held = proxy.held();
+    assert_eq!(held.len(), 1, "control: the hook ran before the write");
+    expects_absent_under_store_record(&held[0], prefix, &c.name);
+
+    // The fault: while this host's write is held, another host accepts the same code,
+    // then the prefix is deleted.
+    let (u, secret) = TestUser::enrolled("eu");
+    let u = Arc::new(u);
+    let code = code_at(&secret, now());
+    let record = format!("{prefix}user:{}", u.name);
+    let accepted = Arc::new(Mutex::new(None));
+    {
+        let (cluster, other, accepted, record) = (
+            cluster.clone(),
+            other.clone(),
+            accepted.clone(),
+            record.clone(),
+        );
+        let (u, code) = (u.clone(), code.clone());
+        proxy.arm(Box::new(move || {
+            let (d, logs) = login_logged(&other, &u, &code, PEER, None);
+            let written = cluster.ctl(&["get", &record, "--keys-only"]);
+            let deleted = cluster.ctl(&["del", "--prefix", prefix]);
+            let left = count_under(&cluster, prefix);
+            *accepted.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((d, logs, written, deleted, left));
+        }));
+    }
+    let (d, logs) = login_logged(&host, &u, &code, PEER, None);
+    let (other_d, other_logs, written, deleted, left) = accepted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .expect("the hook ran");
+    // The fault happened where claimed: the other host accepted the code and wrote the
+    // user's record, then the prefix was deleted, all before this host's write, which
+    // expected the user's record absent (so it alone would have matched again).
+    assert_eq!(
+        other_d.returned(),
+        Returned::Success,
+        "{other_d:?} {other_logs:?}"
+    );
+    assert!(written.contains(&record), "{written}");
+    assert_ne!(deleted.trim(), "0", "{deleted}");
+    assert_eq!(left, "0", "the prefix was empty before the held write");
+    let held = proxy.held();
+    assert_eq!(held.len(), 2, "{held:?}");
+    expects_absent_under_store_record(&held[1], prefix, &u.name);
+    // The held write was refused for the changed store record, and the login decided
+    // again with the store record as it is now: recreated at now, whose floor refuses
+    // the code as used (a wrong code, not a store fault).
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?} {logs:?}"
+    );
+    let line = |needle: &str| logs.iter().position(|l| l.contains(needle));
+    let changed = line("the store record changed since this login read it");
+    let again = line("deciding again with the store record as it is now");
+    let recreated = line("had no store record, so it was created now");
+    let refused = line("before the state store lost its data");
+    assert!(
+        changed.is_some() && changed == again,
+        "the changed store record reported, and decided again: {logs:?}"
+    );
+    assert!(
+        again < recreated && recreated < refused,
+        "recreated, then the code refused by its floor: {logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("state store unavailable")),
+        "not denied as a store fault: {logs:?}"
+    );
+    // The same code again, on either host: the recreated store record keeps refusing it.
+    for h in [&host, &*other] {
+        let (d, logs) = login_logged(h, &u, &code, PEER, None);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{d:?} {logs:?}"
+        );
+        assert!(
+            logs.iter().any(|l| l.contains("state store lost its data")),
+            "{logs:?}"
+        );
+    }
+    // Control: a later code logs in through the proxy.
+    let later = after_recreation(now());
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
