@@ -13,7 +13,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use system_tests::fleet::{RedisServer, ServerConfig, TestCa, plugin, trusted_dir};
+use system_tests::proxy::{listen, read_resp_command};
 use system_tests::*;
 
 /// A key prefix no other test of this binary uses.
@@ -110,73 +111,31 @@ struct StallProxy {
     drip: Arc<Mutex<Option<Duration>>>,
 }
 
-/// One client command: its bytes as sent and its arguments.
-type Command = (Vec<u8>, Vec<Vec<u8>>);
-
-fn read_command(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Command>> {
-    let number = |line: &[u8]| -> std::io::Result<usize> {
-        std::str::from_utf8(&line[1..])
-            .ok()
-            .and_then(|s| s.trim_end().parse().ok())
-            .ok_or_else(|| std::io::Error::other("bad RESP header"))
-    };
-    let mut raw = Vec::new();
-    let mut line = Vec::new();
-    if r.read_until(b'\n', &mut line)? == 0 {
-        return Ok(None);
-    }
-    if line.first() != Some(&b'*') {
-        return Err(std::io::Error::other("not a RESP array"));
-    }
-    raw.extend_from_slice(&line);
-    let n = number(&line)?;
-    let mut args = Vec::with_capacity(n);
-    for _ in 0..n {
-        line.clear();
-        r.read_until(b'\n', &mut line)?;
-        raw.extend_from_slice(&line);
-        let len = number(&line)?;
-        let mut buf = vec![0u8; len + 2];
-        r.read_exact(&mut buf)?;
-        raw.extend_from_slice(&buf);
-        buf.truncate(len);
-        args.push(buf);
-    }
-    Ok(Some((raw, args)))
-}
-
 impl StallProxy {
     fn start(server_port: u16) -> StallProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
-        let proxy = StallProxy {
-            port,
+        let shared = Shared {
             stall: Arc::new(AtomicBool::new(false)),
             stalled: Arc::new(AtomicUsize::new(0)),
-            stalled_after_read: Arc::new(AtomicUsize::new(0)),
-            forwarded_cas: Arc::new(AtomicUsize::new(0)),
+            after_read: Arc::new(AtomicUsize::new(0)),
+            forwarded: Arc::new(AtomicUsize::new(0)),
             answer_read: Arc::new(Mutex::new(None)),
             answered: Arc::new(AtomicUsize::new(0)),
             drip: Arc::new(Mutex::new(None)),
         };
-        let shared = Shared {
-            stall: proxy.stall.clone(),
-            stalled: proxy.stalled.clone(),
-            after_read: proxy.stalled_after_read.clone(),
-            forwarded: proxy.forwarded_cas.clone(),
-            answer_read: proxy.answer_read.clone(),
-            answered: proxy.answered.clone(),
-            drip: proxy.drip.clone(),
-        };
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let shared = shared.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(client, server_port, &shared);
-                });
-            }
+        let handles = shared.clone();
+        let port = listen(move |client| {
+            let _ = serve(client, server_port, &shared);
         });
-        proxy
+        StallProxy {
+            port,
+            stall: handles.stall,
+            stalled: handles.stalled,
+            stalled_after_read: handles.after_read,
+            forwarded_cas: handles.forwarded,
+            answer_read: handles.answer_read,
+            answered: handles.answered,
+            drip: handles.drip,
+        }
     }
 
     fn url(&self) -> String {
@@ -277,7 +236,7 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
     });
     let mut reader = BufReader::new(client.try_clone()?);
     let mut read_keys: Vec<Vec<u8>> = Vec::new();
-    while let Some((raw, args)) = read_command(&mut reader)? {
+    while let Some((raw, args)) = read_resp_command(&mut reader)? {
         let name = args
             .first()
             .map(|a| a.to_ascii_uppercase())

@@ -14,13 +14,14 @@
 //! under every write ends the login once that bound is spent, not after a whole update
 //! budget per decision.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::{BufReader, Write};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use system_tests::fleet::{RedisServer, ServerConfig, after_recreation, init_store, plugin};
+use system_tests::proxy::{listen, read_resp_command};
 use system_tests::*;
 
 /// What runs once, right before the next compare-and-set of a user's record goes on.
@@ -50,62 +51,25 @@ struct Shared {
     held: Arc<Mutex<Vec<Vec<Vec<u8>>>>>,
 }
 
-/// One client command: its bytes as sent and its arguments.
-type Command = (Vec<u8>, Vec<Vec<u8>>);
-
-fn read_command(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Command>> {
-    let number = |line: &[u8]| -> std::io::Result<usize> {
-        std::str::from_utf8(line.get(1..).unwrap_or_default())
-            .ok()
-            .and_then(|s| s.trim_end().parse().ok())
-            .ok_or_else(|| std::io::Error::other("bad RESP header"))
-    };
-    let mut raw = Vec::new();
-    let mut line = Vec::new();
-    if r.read_until(b'\n', &mut line)? == 0 {
-        return Ok(None);
-    }
-    raw.extend_from_slice(&line);
-    let n = number(&line)?;
-    let mut args = Vec::with_capacity(n);
-    for _ in 0..n {
-        line.clear();
-        r.read_until(b'\n', &mut line)?;
-        raw.extend_from_slice(&line);
-        let mut buf = vec![0u8; number(&line)? + 2];
-        r.read_exact(&mut buf)?;
-        raw.extend_from_slice(&buf);
-        buf.truncate(buf.len() - 2);
-        args.push(buf);
-    }
-    Ok(Some((raw, args)))
-}
-
 impl HookProxy {
     fn start(server_port: u16) -> HookProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let proxy = HookProxy {
-            port: listener.local_addr().expect("addr").port(),
+        let shared = Shared {
             hook: Arc::default(),
             repeat: Arc::default(),
             delay: Arc::default(),
             held: Arc::default(),
         };
-        let shared = Shared {
-            hook: proxy.hook.clone(),
-            repeat: proxy.repeat.clone(),
-            delay: proxy.delay.clone(),
-            held: proxy.held.clone(),
-        };
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let shared = shared.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(client, server_port, &shared);
-                });
-            }
+        let handles = shared.clone();
+        let port = listen(move |client| {
+            let _ = serve(client, server_port, &shared);
         });
-        proxy
+        HookProxy {
+            port,
+            hook: handles.hook,
+            repeat: handles.repeat,
+            delay: handles.delay,
+            held: handles.held,
+        }
     }
 
     fn repeat(&self, hook: Option<Repeat>) {
@@ -139,7 +103,7 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
     });
     let mut reader = BufReader::new(client);
     let mut slow = false;
-    while let Some((raw, args)) = read_command(&mut reader)? {
+    while let Some((raw, args)) = read_resp_command(&mut reader)? {
         let name = args.first().map(|a| a.to_ascii_uppercase());
         let key = args.get(3).map(Vec::as_slice).unwrap_or_default();
         let cas = matches!(name.as_deref(), Some(b"FCALL" | b"EVAL"))
