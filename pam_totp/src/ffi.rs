@@ -149,12 +149,14 @@ impl PamIo for LivePam<'_> {
         Some(Zeroizing::new(tok.as_bytes().to_vec()))
     }
 
-    fn set_authtok(&mut self, value: &[u8]) -> Result<(), ConvError> {
-        if value.contains(&0) {
+    fn set_authtok(&mut self, value_in: &[u8]) -> Result<(), ConvError> {
+        if value_in.contains(&0) {
             return Err(ConvError::Failed);
         }
-        // A NUL-terminated copy that is wiped on drop (it holds a password).
-        let mut value = Zeroizing::new(value.to_vec());
+        // A NUL-terminated copy that is wiped on drop (it holds a password). Sized for
+        // the NUL up front: a push that reallocated would free an unwiped copy.
+        let mut value = Zeroizing::new(Vec::with_capacity(value_in.len() + 1));
+        value.extend_from_slice(value_in);
         value.push(0);
         let handle: *mut PamHandle = &mut *self.pamh;
         // SAFETY: `handle` is the live handle libpam passed to this hook; libpam copies

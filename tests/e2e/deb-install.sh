@@ -230,6 +230,8 @@ check "the access-rule file and the fail2ban filter are conffiles" \
            && dpkg-query -W -f='\${Conffiles}' pam-totp | grep -q ' /etc/fail2ban/filter.d/pam-totp.conf '"
 check "fail2ban-regex finds the host in a failed-code line with the installed filter" \
     sh -c "fail2ban-regex -r -o ip 'Dec  5 10:00:00 host sshd[42]: pam_totp(sshd:auth): invalid verification code for alice from 192.0.2.77' pam-totp | grep -qx 192.0.2.77"
+check "the installed filter bans no host name (its owner chooses its addresses); control above" \
+    sh -c "! fail2ban-regex -r -o ip 'Dec  5 10:00:00 host sshd[42]: pam_totp(sshd:auth): invalid verification code for alice from evil.example.org' pam-totp | grep -q ."
 # The jail docs/logging.md gives, read by fail2ban itself next to the installed filter
 # (in a copy of /etc/fail2ban): it bans on every port, not only SSH's.
 if command -v fail2ban-client >/dev/null && [ -d /etc/fail2ban ]; then
@@ -241,6 +243,11 @@ if command -v fail2ban-client >/dev/null && [ -d /etc/fail2ban ]; then
         sh -c "grep -qF \"['add', 'pam-totp', 'systemd']\" '$work/f2b-dump' \
                && grep -F \"['set', 'pam-totp', 'addaction', \" '$work/f2b-dump' | grep -q 'allports' \
                && grep -F \"['multi-set', 'pam-totp', 'action', \" '$work/f2b-dump' | grep -qF \"['port', '0:65535']\""
+    # Lines a local user sends with logger carry their uid: only root's count; and a
+    # host name is never resolved into an address to ban.
+    check "the documented jail counts journal lines of root's processes only and resolves no names" \
+        sh -c "grep -qF \"['set', 'pam-totp', 'addjournalmatch', 'SYSLOG_FACILITY=10', '_UID=0']\" '$work/f2b-dump' \
+               && grep -qF \"['set', 'pam-totp', 'usedns', 'no']\" '$work/f2b-dump'"
 fi
 
 # ---- man pages
