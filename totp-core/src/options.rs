@@ -506,6 +506,17 @@ impl ModuleOptions {
         if self.max_window > DEFAULT_MAX_WINDOW {
             w.push("max_window");
         }
+        if self.throttle_after > DEFAULT_THROTTLE_AFTER {
+            w.push("throttle_after");
+        }
+        if self.throttle_max_secs < DEFAULT_THROTTLE_MAX_SECS {
+            w.push("throttle_max");
+        }
+        // With forward_pass the first answer is the password followed by the code:
+        // echoing it shows the password on the screen.
+        if self.echo_verification_code && self.forward_pass {
+            w.push("echo_verification_code");
+        }
         if self.ceiling_burst > DEFAULT_CEILING_BURST {
             w.push("ceiling_burst");
         }

@@ -344,3 +344,19 @@ fn shared_file_is_auto_yes_or_no_and_nothing_else() {
     );
     assert!(parse(&["shared_file=yes"]).unwrap().weakening().is_empty());
 }
+
+/// R28: a longer run of failures before the backoff, a shorter backoff, and a code
+/// echoed where the answer holds the password are weakenings; the defaults, a
+/// stricter throttle and an echo without forward_pass are not.
+#[test]
+fn looser_throttling_and_an_echoed_password_are_weakenings() {
+    let weak = |args: &[&str]| parse(args).expect("parses").weakening();
+    assert!(weak(&["throttle_after=4"]).contains(&"throttle_after"));
+    assert!(weak(&["throttle_max=599"]).contains(&"throttle_max"));
+    assert!(weak(&["forward_pass", "echo_verification_code"]).contains(&"echo_verification_code"));
+    // Controls.
+    assert!(weak(&[]).is_empty());
+    assert!(weak(&["throttle_after=2", "throttle_max=3600"]).is_empty());
+    assert!(weak(&["echo_verification_code"]).is_empty());
+    assert!(weak(&["forward_pass"]).is_empty());
+}
