@@ -371,8 +371,10 @@ pub fn authenticate_with(
     };
 
     // First the answer PAM already has (try_first_pass/use_first_pass), then a prompt.
-    // One authentication is one attempt: a failed PAM_AUTHTOK check under try_first_pass
-    // is charged once, and the prompted answer is checked as the same attempt.
+    // Each code-shaped answer is a guess: a failed PAM_AUTHTOK check under try_first_pass
+    // is charged, and the prompted answer is admitted again against what that charge
+    // wrote (the hard cap, backoff) and charged too. GA's file still sees one attempt
+    // per authentication (one RATE_LIMIT entry, at most one HOTP counter move).
     let mut carried = None;
     if ctx.opts.pass_mode != PassMode::Prompt {
         let tok = io.authtok().unwrap_or_default();
@@ -529,8 +531,8 @@ enum StoreFault {
 /// What one evaluation leaves for the rest of the login.
 enum Continuation {
     Done(Outcome),
-    /// A tentative check failed: prompt, then either check the answer as the same
-    /// (already charged) attempt (`None`) or repeat the refusal (`Some`).
+    /// A tentative check failed: prompt, then either check the answer as a continued
+    /// attempt (`None`) or repeat the refusal (`Some`).
     Carry(Option<Refusal>),
 }
 
@@ -542,7 +544,9 @@ enum Phase {
     /// `PAM_AUTHTOK` under `try_first_pass`: admitted and charged like a final attempt,
     /// but a failure goes on to the prompt instead of denying.
     Tentative,
-    /// The prompted answer after a failed tentative check: already admitted and charged.
+    /// The prompted answer after a failed tentative check: admitted again against the
+    /// record that failure wrote and charged, but GA's `RATE_LIMIT` line is not counted
+    /// again.
     Continued,
 }
 

@@ -287,8 +287,11 @@ pub struct Attempt {
     /// the network who used up the other half do not keep a logged-in user from sudo.
     pub local: bool,
     pub now: i64,
-    /// The attempt was admitted and charged by an earlier check of the same
-    /// authentication (`try_first_pass`): no admission, no second charge.
+    /// The prompted answer after a failed check of `PAM_AUTHTOK` in the same
+    /// authentication (`try_first_pass`). Admitted again against the record that
+    /// failure wrote (hard cap, backoff, per-user ceiling) and charged like any other
+    /// guess; only GA's `RATE_LIMIT` line, one entry per authentication as GA counts
+    /// it, is left to the first check.
     pub continued: bool,
     /// When the kernel booted (unix seconds), if known. Every TOTP step up to the boot,
     /// plus the steps the window reaches ahead, counts as used: a used code recorded

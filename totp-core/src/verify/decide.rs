@@ -104,42 +104,46 @@ impl Prepared {
 
         let mut file = self.file.clone();
         let mut refusal = None;
-        if !attempt.continued {
-            if let Some(rl) = &self.cfg.rate_limit {
-                // A home shared by several hosts (NFS) holds the attempts of all of them
-                // in this line, as with GA; this store knows only this host's.
-                let current = RateLimit {
-                    attempts: rl.attempts,
-                    interval_secs: rl.interval_secs,
-                    timestamps: merge_attempts(&ledger.attempts, &rl.timestamps, now),
-                };
-                let (updated, exceeded) = gafile::rate_limit_update(&current, now);
-                // Read and obeyed either way; written only for the hosts that read it.
-                if attempt.keep_ga_lines {
-                    file.set(KEY_RATE_LIMIT, &gafile::rate_limit_value(&updated))?;
-                }
-                ledger.attempts = updated.timestamps;
-                touched = true;
-                if exceeded {
-                    warnings.push(Warning::RateLimitExceeded);
-                    let oldest = ledger.attempts.first().copied().unwrap_or(now);
-                    let until = oldest
-                        .saturating_add(u64::from(rl.interval_secs))
-                        .max(now + 1);
-                    refusal = Some((Verdict::Throttled(Throttle::RateLimit), Some(until - now)));
-                }
+        // GA's RATE_LIMIT counts one entry per authentication: the tentative check of
+        // `PAM_AUTHTOK` made it, and its verdict is repeated for the prompted answer.
+        if !attempt.continued
+            && let Some(rl) = &self.cfg.rate_limit
+        {
+            // A home shared by several hosts (NFS) holds the attempts of all of them
+            // in this line, as with GA; this store knows only this host's.
+            let current = RateLimit {
+                attempts: rl.attempts,
+                interval_secs: rl.interval_secs,
+                timestamps: merge_attempts(&ledger.attempts, &rl.timestamps, now),
+            };
+            let (updated, exceeded) = gafile::rate_limit_update(&current, now);
+            // Read and obeyed either way; written only for the hosts that read it.
+            if attempt.keep_ga_lines {
+                file.set(KEY_RATE_LIMIT, &gafile::rate_limit_value(&updated))?;
             }
-            if hard_capped(&ledger, policy) {
-                refusal = Some((Verdict::Disabled, None));
-            } else if let Some((until, rule)) =
-                throttling(&ledger, policy, origin, attempt.local, now)
-            {
-                // Not charged: a stranger can make an origin wait, never extend the wait.
-                // GA's RATE_LIMIT stays the reason while its own wait is the longer one.
-                let wait = until - now;
-                if !matches!(refusal, Some((_, Some(w))) if w >= wait) {
-                    refusal = Some((Verdict::Throttled(rule), Some(wait)));
-                }
+            ledger.attempts = updated.timestamps;
+            touched = true;
+            if exceeded {
+                warnings.push(Warning::RateLimitExceeded);
+                let oldest = ledger.attempts.first().copied().unwrap_or(now);
+                let until = oldest
+                    .saturating_add(u64::from(rl.interval_secs))
+                    .max(now + 1);
+                refusal = Some((Verdict::Throttled(Throttle::RateLimit), Some(until - now)));
+            }
+        }
+        // A continued answer is admitted again, against the record the failed tentative
+        // check wrote: that failure may be the one that reached `max_failures=` or
+        // started a backoff, and a second guess must not slip past it (R14).
+        if hard_capped(&ledger, policy) {
+            refusal = Some((Verdict::Disabled, None));
+        } else if let Some((until, rule)) = throttling(&ledger, policy, origin, attempt.local, now)
+        {
+            // Not charged: a stranger can make an origin wait, never extend the wait.
+            // GA's RATE_LIMIT stays the reason while its own wait is the longer one.
+            let wait = until - now;
+            if !matches!(refusal, Some((_, Some(w))) if w >= wait) {
+                refusal = Some((Verdict::Throttled(rule), Some(wait)));
             }
         }
         if let Some((verdict, retry_after)) = refusal {
@@ -340,13 +344,8 @@ impl Prepared {
                     Write::Durable(next)
                 }
             }
-            _ if attempt.continued => {
-                if touched {
-                    Write::Lazy(next)
-                } else {
-                    Write::Nothing
-                }
-            }
+            // A continued answer is a guess of its own and is charged like one: two
+            // guesses in one login cost two failures (R14).
             _ => {
                 ledger.charge_origin(origin, attempt.rhost, now);
                 ledger.consecutive = ledger.consecutive.saturating_add(1).min(1_000_000);

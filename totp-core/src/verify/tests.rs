@@ -902,19 +902,99 @@ fn old_failure_lines_are_taken_over_on_first_use_only() {
     );
 }
 
+/// A tentative check of `PAM_AUTHTOK` (`try_first_pass`) with `tok`, failed, then the
+/// prompted `answer` as the continued attempt of the same login, both at `now` from HOME.
+fn tentative_then_continued(
+    u: &mut User,
+    p: &Policy,
+    tok: &str,
+    answer: &str,
+    now: i64,
+) -> (Decision, Decision) {
+    let first = u.run(
+        p,
+        &candidates(tok.as_bytes(), Digits::SIX, true),
+        now,
+        HOME,
+        false,
+    );
+    assert!(!accepted(&first), "the tentative guess must fail");
+    let second = u.run(
+        p,
+        &candidates(answer.as_bytes(), Digits::SIX, false),
+        now,
+        HOME,
+        true,
+    );
+    (first, second)
+}
+
 #[test]
-fn a_continued_attempt_is_neither_admitted_nor_charged_again() {
+fn a_continued_wrong_answer_is_charged_like_any_other() {
     let p = Policy::default();
-    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
-    let c = candidates(b"000000", Digits::SIX, false);
-    u.run(&p, &c, 300_000, HOME, false);
-    let before = u.state.clone();
-    let d = u.run(&p, &c, 300_000, HOME, true);
+    let mut u = User::new(&format!("{S}\n\" RATE_LIMIT 3 30\n\" TOTP_AUTH\n"));
+    let (_, d) = tentative_then_continued(&mut u, &p, "pw000000", "000001", 300_000);
     assert_eq!(d.verdict, Verdict::Rejected);
+    assert!(matches!(d.write, Write::Lazy(_)));
+    let l = u.ledger();
+    assert_eq!(l.consecutive, 2, "two guesses, two failures");
+    assert_eq!(l.origin(HOME).map(|r| r.failures), Some(2));
+    assert_eq!(
+        l.ceiling[1],
+        300_000 + 2 * p.ceiling_interval_secs,
+        "both guesses draw from the per-user ceiling"
+    );
+    // GA's line gets one entry per authentication, as GA writes it.
+    assert_eq!(l.attempts, [300_000]);
+    assert_eq!(u.file.get(KEY_RATE_LIMIT), Some(&b"3 30 300000"[..]));
+}
+
+#[test]
+fn a_continued_attempt_is_refused_unevaluated_once_the_tentative_failure_reached_the_cap() {
+    let p = Policy {
+        max_failures: Some(3),
+        ..Policy::default()
+    };
+    let right = code(300_000 / 30);
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    // Two failures from elsewhere, so that HOME's backoff plays no part.
+    u.try_from(&p, "000000", 299_000, STRANGER);
+    u.try_from(&p, "000000", 299_001, OriginKey(3));
+    let mut below = u.clone();
+    let (_, d) = tentative_then_continued(&mut u, &p, "000000", &right, 300_000);
+    assert_eq!(
+        d.verdict,
+        Verdict::Disabled,
+        "the right code is not evaluated"
+    );
     assert_eq!(d.write, Write::Nothing);
-    assert_eq!(u.state, before);
-    let c = candidates(b"050548", Digits::SIX, false);
-    assert!(accepted(&u.run(&p, &c, 300_000, HOME, true)));
+    assert_eq!(u.ledger().consecutive, 3);
+    assert_eq!(u.last_step(), None, "the code was not used up");
+    // Control: one failure short of the cap, the same login gets in.
+    let roomy = Policy {
+        max_failures: Some(4),
+        ..Policy::default()
+    };
+    let (_, d) = tentative_then_continued(&mut below, &roomy, "000000", &right, 300_000);
+    assert!(accepted(&d));
+    assert_eq!(below.ledger().consecutive, 0);
+}
+
+#[test]
+fn a_continued_attempt_waits_out_the_backoff_the_tentative_failure_started() {
+    let p = Policy::default();
+    let right = code(300_000 / 30);
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    u.attempt(&p, "000000", 299_000);
+    let mut below = u.clone();
+    u.attempt(&p, "000000", 299_001);
+    // The third failure from HOME starts its backoff.
+    let (_, d) = tentative_then_continued(&mut u, &p, "000000", &right, 300_000);
+    assert_eq!(d.verdict, Verdict::Throttled(Throttle::Backoff));
+    assert_eq!(d.retry_after, Some(crate::policy::THROTTLE_BASE_SECS));
+    // Control: a tentative failure that is only the second starts no backoff.
+    let (_, d) = tentative_then_continued(&mut below, &p, "000000", &right, 300_000);
+    assert!(accepted(&d));
 }
 
 #[test]
