@@ -11,6 +11,10 @@ use super::*;
 pub struct Chain {
     owners: Vec<uid_t>,
     shared: bool,
+    /// The last directory noted is sticky and writable by group or others (`/tmp`):
+    /// whoever owned the missing entry in it could have renamed it. Above the last one
+    /// a sticky directory lets only the owner of the next directory (noted) rename it.
+    sticky_last: bool,
     /// The chain could not be checked from its top (a directory above failed the
     /// checks, or was renamed meanwhile): nothing is known of who could rename.
     unchecked: bool,
@@ -24,6 +28,7 @@ impl Chain {
         Self {
             owners: owners.to_vec(),
             shared,
+            sticky_last: false,
             unchecked: false,
         }
     }
@@ -43,12 +48,15 @@ impl Chain {
         }
         // Group write the user's private group excuses still lets that group (the
         // user) rename.
-        self.shared |= st.st_mode & 0o022 != 0;
+        let writable = st.st_mode & 0o022 != 0;
+        let sticky = st.st_mode & libc::S_ISVTX != 0;
+        self.shared |= writable && !sticky;
+        self.sticky_last = writable && sticky;
     }
 
     /// Whether the user `uid` may rename an entry of one of the directories.
     pub fn movable_by(&self, uid: uid_t) -> bool {
-        self.unchecked || self.shared || self.owners.contains(&uid)
+        self.unchecked || self.shared || self.sticky_last || self.owners.contains(&uid)
     }
 }
 

@@ -523,6 +523,32 @@ fn a_missing_entry_names_every_directory_of_the_chain_above_it() {
 }
 
 #[test]
+fn a_sticky_directory_lets_only_the_owner_of_an_entry_rename_it() {
+    if !require_root("a_sticky_directory_lets_only_the_owner_of_an_entry_rename_it") {
+        return;
+    }
+    // A root-owned store in a sticky, world-writable directory (as under /tmp), the
+    // file root's: nobody else can rename the store.
+    let s = Scratch::new();
+    let tmp = s.mkdir("tmp", 0, 0o1777);
+    s.mkdir("tmp/store", 0, 0o755);
+    s.file("tmp/store/other", SECRET, 0, 0o600);
+    s.file("tmp/another", SECRET, 0, 0o600);
+    let rules = FileRules::new(vec![0]);
+    let proven_for_alice = |p: &Path| match open_checked_noting(p, &rules) {
+        Err((FileError::NotFound, absence))
+        | Err((FileError::MissingDirectory { absence, .. }, _)) => {
+            matches!(absence.for_user(ALICE, &[0]), Absence::Proven { .. })
+        }
+        other => panic!("not an absence: {:?}", other.err()),
+    };
+    assert!(proven_for_alice(&tmp.join("store/secret")));
+    // Control: a directory missing in the sticky directory itself may have been the
+    // user's, who could rename it.
+    assert!(!proven_for_alice(&tmp.join("mine/secret")));
+}
+
+#[test]
 fn unreadable_file_is_eacces_not_not_found() {
     if !require_root("unreadable_file_is_eacces_not_not_found") {
         return;

@@ -18,6 +18,19 @@ pub(super) struct DirChecks<'a> {
     /// Number of directory components that make up the trusted root; `None` checks the
     /// parent only.
     pub(super) trusted_depth: Option<usize>,
+    /// Only note each directory in the walk's [`Chain`], without [`check_dir`]: who
+    /// could rename is all [`chain_from_root`] asks.
+    pub(super) note_only: bool,
+}
+
+impl DirChecks<'_> {
+    /// [`check_dir`], unless only noting.
+    fn check(&self, st: &FileStat, dir: BorrowedFd<'_>, shown: &Path) -> Result<(), FileError> {
+        if self.note_only {
+            return Ok(());
+        }
+        check_dir(st, dir, shown, self)
+    }
 }
 
 pub(super) struct Walked {
@@ -148,20 +161,23 @@ fn dir_checks(rules: &FileRules, trusted_depth: Option<usize>) -> DirChecks<'_> 
         },
         private_group_of: rules.private_group_of.as_ref(),
         trusted_depth,
+        note_only: false,
     }
 }
 
 /// The chain from `/` down to the directory `st` describes (at `shown`), walked again
-/// with `checks` applied to every directory from `/`: without a trusted root a walk
-/// checks the parent alone, which says nothing about who could rename a directory
-/// above. `None` when a directory fails the checks or the walk reaches another
-/// directory than `st` (something was renamed meanwhile).
+/// noting every directory from `/` (their owners and modes, not the checks a file's
+/// directories must pass: a sticky `/tmp` above a root-owned store lets nobody rename
+/// the store): without a trusted root a walk checks the parent alone, which says
+/// nothing about who could rename a directory above. `None` when the walk fails or
+/// reaches another directory than `st` (something was renamed meanwhile).
 fn chain_from_root(st: &FileStat, shown: &Path, checks: &DirChecks<'_>) -> Option<Chain> {
     let comps = dir_components(shown).ok()?;
     let from_root = DirChecks {
         owners: checks.owners,
         private_group_of: checks.private_group_of,
         trusted_depth: Some(0),
+        note_only: true,
     };
     let walked = walk(&comps, Some(&from_root)).ok()?;
     let again = match walked.stat {
@@ -285,7 +301,7 @@ pub(super) fn walk(
                 checking = true;
                 if let Some(c) = checks {
                     let st = stat_of(&cur, &mut cur_stat)?;
-                    check_dir(&st, cur.as_fd(), &shown, c)?;
+                    c.check(&st, cur.as_fd(), &shown)?;
                     chain.note(&st);
                 }
                 continue;
@@ -355,7 +371,7 @@ pub(super) fn walk(
                             shown = PathBuf::from("/");
                             if checking && let Some(c) = checks {
                                 let st = stat_of(&cur, &mut cur_stat)?;
-                                check_dir(&st, cur.as_fd(), &shown, c)?;
+                                c.check(&st, cur.as_fd(), &shown)?;
                                 chain.note(&st);
                             }
                         }
@@ -393,7 +409,7 @@ pub(super) fn walk(
                     path: shown.clone(),
                 });
             }
-            check_dir(&fst, fd.as_fd(), &shown, c)?;
+            c.check(&fst, fd.as_fd(), &shown)?;
             chain.note(&fst);
         }
         cur = fd;
