@@ -499,3 +499,45 @@ fn a_missing_home_under_another_spelling_is_the_missing_home() {
     assert_eq!(c.module_code(), "PAM_IGNORE", "{c:?}");
     assert_eq!(c.prompts, 0, "{c:?}");
 }
+
+/// `user=root` with a file in the user's home: the user renames a root-owned directory
+/// of theirs into `~/.ssh`, where the file is then simply missing. The home above it is
+/// theirs: asked, denied, logged. Control: the same options with a root-owned store,
+/// whose chain from `/` nobody else may change, skip the missing file.
+#[test]
+fn a_root_file_in_the_home_missing_is_no_proof_with_user_root() {
+    let t = "a_root_file_in_the_home_missing_is_no_proof_with_user_root";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let u = TestUser::create("pw");
+    let homes = u
+        .home
+        .parent()
+        .expect("home's parent")
+        .display()
+        .to_string();
+    root_dir_with_file(&u.home.join(".other"), "entry");
+    fs::rename(u.home.join(".other"), u.home.join(".ssh")).expect("rename into place");
+    let args = format!("nullok user=root allowed_perm=0644 secret={homes}/${{USER}}/.ssh/ga");
+    let probe = Stack::probe("svc", &args);
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    let m = messages(&lines);
+    assert!(
+        m.iter().any(|l| l.contains(&format!(
+            "{} does not exist",
+            u.home.join(".ssh/ga").display()
+        )) && l.contains(MOVABLE)),
+        "{m:#?}"
+    );
+
+    // Control: a root-owned store, the user's file missing in it: skipped.
+    let (_guard, base) = store_base();
+    let store = format!("nullok user=root secret={}/${{USER}}", base.display());
+    let probe = Stack::probe("svc", &store);
+    let (d, _) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_IGNORE", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+}
