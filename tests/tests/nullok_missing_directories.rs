@@ -288,10 +288,12 @@ fn a_missing_directory_on_a_file_system_not_known_to_be_local_is_an_outage() {
     assert!(skip_line(&messages(&lines), &u, &ssh), "{lines:#?}");
 }
 
-/// A root-owned `~/.ssh` (root:root 0755) holding a root-owned file, accepted under
-/// `no_strict_owner`, renamed away by the user (who may rename entries of their home):
-/// the missing `~/.ssh` is no proof, asked and denied. Control: where the file must be
-/// the user's own (no `no_strict_owner`), the same missing directory is skipped.
+/// A root-owned `~/.ssh` (root:root 0755) holding a root-owned file, renamed away by the
+/// user (who may rename entries of their home). Where the file must be root's
+/// (`user=root`), the missing `~/.ssh` is no proof: asked, denied, logged. Under
+/// `no_strict_owner` the file may be the user's too, so the user could as well have put
+/// a file of their own there: the absence is skipped as not enrolled (the control; the
+/// root-owned file logged in before the rename).
 #[test]
 fn a_directory_the_user_could_rename_away_is_no_proof_for_a_file_not_theirs() {
     let t = "a_directory_the_user_could_rename_away_is_no_proof_for_a_file_not_theirs";
@@ -322,26 +324,36 @@ fn a_directory_the_user_could_rename_away_is_no_proof_for_a_file_not_theirs() {
     assert_eq!(d.prompts, 1, "{d:?}");
     fs::rename(&ssh, &moved).expect("rename away");
 
-    let probe = Stack::probe("svc", loose);
+    let homes = u
+        .home
+        .parent()
+        .expect("home's parent")
+        .display()
+        .to_string();
+    let roots_file = format!(
+        "nullok user=root allowed_perm=0644 secret={homes}/${{USER}}/.ssh/google_authenticator"
+    );
+    let probe = Stack::probe("svc", &roots_file);
     let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
     assert_eq!(d.prompts, 1, "{d:?}");
+    // user=root checks the chain from `/`: the user's home above fails it, so the
+    // absence shows nothing.
     let m = messages(&lines);
     assert!(
-        m.iter().any(
-            |l| l.contains(&format!("{} does not exist", ssh.display())) && l.contains(MOVABLE)
-        ),
+        m.iter()
+            .any(|l| l.contains(&format!("{} does not exist", ssh.display()))
+                && l.contains("asking for a code anyway")),
         "{m:#?}"
     );
-    assert_eq!(audit_of(loose, &u).0, "refused", "{}", u.name);
 
-    // Control: the file must be the user's, who could delete it anyway.
-    let strict_owner = "nullok allowed_perm=0644 secret=~/.ssh/google_authenticator";
-    let probe = Stack::probe("svc", strict_owner);
+    // Control: under no_strict_owner the file may be the user's: skipped.
+    let probe = Stack::probe("svc", loose);
     let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
     assert_eq!(d.module_code(), "PAM_IGNORE", "{d:?}");
     assert_eq!(d.prompts, 0, "{d:?}");
     assert!(skip_line(&messages(&lines), &u, &ssh), "{lines:#?}");
+    assert_eq!(audit_of(loose, &u).0, "not-enrolled", "{}", u.name);
 }
 
 /// A root-owned directory `dir` (0755) holding a root-owned file `name` (0644) with a
@@ -354,10 +366,10 @@ fn root_dir_with_file(dir: &Path, name: &str) -> String {
     secret
 }
 
-/// Under `no_strict_owner` a root-owned `~/.ssh` holding a root-owned file, renamed away
-/// by the user and replaced by an empty directory of theirs: the file is simply missing,
-/// which the user caused: asked, denied, logged. Control: in the default layout (the
-/// user's own `~/.google_authenticator`) a missing file is still skipped.
+/// `user=root` with a root-owned `~/.ssh` holding a root-owned file, renamed away by the
+/// user and replaced by an empty directory of theirs: the file is simply missing, which
+/// the user caused: asked, denied, logged. Control: in the default layout (the user's
+/// own `~/.google_authenticator`) a missing file is still skipped.
 #[test]
 fn a_missing_file_the_user_could_have_moved_away_is_no_proof_when_not_theirs() {
     let t = "a_missing_file_the_user_could_have_moved_away_is_no_proof_when_not_theirs";
@@ -366,13 +378,18 @@ fn a_missing_file_the_user_could_have_moved_away_is_no_proof_when_not_theirs() {
     }
     let u = TestUser::create("pm");
     let ssh = u.home.join(".ssh");
-    let secret = root_dir_with_file(&ssh, "google_authenticator");
-    let loose = "nullok no_strict_owner allowed_perm=0644 secret=~/.ssh/google_authenticator";
-    // Before the swap the root-owned file is used: the right code logs in.
+    root_dir_with_file(&ssh, "google_authenticator");
+    let homes = u
+        .home
+        .parent()
+        .expect("home's parent")
+        .display()
+        .to_string();
+    let loose = format!(
+        "nullok user=root allowed_perm=0644 secret={homes}/${{USER}}/.ssh/google_authenticator"
+    );
+    let loose = loose.as_str();
     let stack = requisite_then_permit(loose);
-    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
-    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
-    assert_eq!(d.prompts, 1, "{d:?}");
 
     // What the user can do: `mv ~/.ssh ~/.ssh.x; mkdir ~/.ssh`.
     fs::rename(&ssh, u.home.join(".ssh.x")).expect("rename away");
@@ -382,11 +399,13 @@ fn a_missing_file_the_user_could_have_moved_away_is_no_proof_when_not_theirs() {
     let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
     assert_eq!(d.prompts, 1, "{d:?}");
+    // The user's new ~/.ssh fails the chain user=root checks from `/`: refused.
     let file = ssh.join("google_authenticator");
     let m = messages(&lines);
     assert!(
         m.iter().any(
-            |l| l.contains(&format!("{} does not exist", file.display())) && l.contains(MOVABLE)
+            |l| l.contains(&format!("secret file {} refused", file.display()))
+                && l.contains("asking for a code anyway")
         ),
         "{m:#?}"
     );
@@ -411,8 +430,9 @@ fn a_missing_file_the_user_could_have_moved_away_is_no_proof_when_not_theirs() {
 
 /// A root-owned `~/.cache` (left by `sudo pip`) renamed by the user into `~/.ssh`: a
 /// root-owned 0755 directory listing other entries, in which the file's directory is
-/// missing. The home above is the user's, who could rename it there: under
-/// `no_strict_owner` asked, denied, logged. Control: the file the user's own, skipped.
+/// missing. The home above is the user's, who could rename it there: where the file
+/// must be root's (`user=root`) asked, denied, logged. Control: the file the user's own,
+/// skipped.
 #[test]
 fn a_root_owned_directory_renamed_into_the_path_is_no_proof_when_not_theirs() {
     let t = "a_root_owned_directory_renamed_into_the_path_is_no_proof_when_not_theirs";
@@ -424,7 +444,16 @@ fn a_root_owned_directory_renamed_into_the_path_is_no_proof_when_not_theirs() {
     root_dir_with_file(&u.home.join(".cache"), "pip");
     fs::rename(u.home.join(".cache"), &ssh).expect("mv ~/.cache ~/.ssh");
     let missing = ssh.join("totp");
-    let loose = "nullok no_strict_owner allowed_perm=0644 secret=~/.ssh/totp/google_authenticator";
+    let homes = u
+        .home
+        .parent()
+        .expect("home's parent")
+        .display()
+        .to_string();
+    let loose = format!(
+        "nullok user=root allowed_perm=0644 secret={homes}/${{USER}}/.ssh/totp/google_authenticator"
+    );
+    let loose = loose.as_str();
     let probe = Stack::probe("svc", loose);
     let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");

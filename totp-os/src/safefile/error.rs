@@ -86,7 +86,7 @@ pub enum Absence {
     /// of a store or home that did not mount looks the same.
     Empty,
     /// The user may rename a directory on the chain down to the missing entry and the
-    /// file there need not be theirs: moving away a directory that holds a file someone
+    /// file there may not be theirs: moving away a directory that holds a file someone
     /// else owns would opt out.
     UserMovable,
 }
@@ -94,14 +94,17 @@ pub enum Absence {
 impl Absence {
     /// What the absence shows for the user `uid` whose file must be owned by one of
     /// `owners`: a [`Absence::Proven`] one stays proven only when the user could not
-    /// have caused it: `owners` is exactly that user (who could delete their own file
-    /// anyway), or the user may rename in none of the chain's directories (owned by
-    /// them, or writable by group or others, taken as writable for them whatever the
-    /// group).
+    /// have caused it: `owners` includes that user (who could delete their own file
+    /// anyway, or, where the chain is theirs, put a file of their own in its place:
+    /// `no_strict_owner` protects nothing there), or the user may rename in none of the
+    /// chain's directories (owned by them, or writable by group or others, taken as
+    /// writable for them whatever the group).
     pub fn for_user(self, uid: uid_t, owners: &[uid_t]) -> Absence {
         match self {
-            Absence::Proven { chain } if owners != [uid] && chain.unchecked => Absence::Unchecked,
-            Absence::Proven { chain } if owners != [uid] && chain.movable_by(uid) => {
+            Absence::Proven { chain } if !owners.contains(&uid) && chain.unchecked => {
+                Absence::Unchecked
+            }
+            Absence::Proven { chain } if !owners.contains(&uid) && chain.movable_by(uid) => {
                 Absence::UserMovable
             }
             other => other,
