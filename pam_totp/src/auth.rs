@@ -7,7 +7,6 @@
 //! that is not a verified code, a verified skip or `nullok` with no file denies.
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use totp_core::addr::{RemoteHost, parse_rhost};
@@ -24,7 +23,7 @@ use totp_core::utc::format_utc;
 use totp_core::verify::{self, Attempt, Decision, Method, Refusal, Verdict, Warning};
 use totp_os::creds;
 use totp_os::inspect::GaLinesKept;
-use totp_os::safefile::{self, Absence, FileError, LockedFile};
+use totp_os::safefile::{self, FileError, LockedFile, NullokAbsence, NullokUser};
 use zeroize::Zeroizing;
 
 use crate::error::{AuthError, Denial, Outcome};
@@ -791,40 +790,59 @@ impl Ctx {
             );
         }
         let _creds = switch_creds(io, target)?;
-        match safefile::open_checked(&target.path, &target.rules) {
-            Ok(opened) => match GaFile::parse(&opened.contents) {
-                Ok(f) => {
-                    let keep = self.keeps_ga_lines(io, target, &f, &opened.file);
-                    Ok(PreRead::Present(f, keep))
-                }
-                Err(e) => Ok(PreRead::Unusable(format!(
-                    "secret file {} is invalid: {e}",
+        let (e, absence) = match safefile::open_checked_noting(&target.path, &target.rules) {
+            Ok(opened) => {
+                return Ok(match GaFile::parse(&opened.contents) {
+                    Ok(f) => {
+                        let keep = self.keeps_ga_lines(io, target, &f, &opened.file);
+                        PreRead::Present(f, keep)
+                    }
+                    Err(e) => PreRead::Unusable(format!(
+                        "secret file {} is invalid: {e}",
+                        self.shown(target)
+                    )),
+                });
+            }
+            Err(refused) => refused,
+        };
+        // The one decision the audit takes too, made as the opener (the home's parent
+        // is resolved again). A missing file means "not enrolled", and so, under nullok,
+        // does a missing directory of this user's own (`PerUserDirs`) in a checked one,
+        // where the user could not have caused the absence. A missing home, or a
+        // directory every user shares (a home on a server that is down, a store that was
+        // never created or did not mount), is an outage, not an opt-out.
+        let user = NullokUser {
+            uid: target.pw.as_ref().map(|pw| pw.uid),
+            home: target.pw.as_ref().map(|pw| pw.dir.as_path()),
+            owners: &target.rules.allowed_owners,
+            per_user: &target.per_user,
+        };
+        let nullok = self.opts.nullok && target.nullok_applies();
+        Ok(match safefile::nullok_absence(&e, &absence, &user) {
+            Some(NullokAbsence::HomeMissing(home)) => {
+                PreRead::HomeMissing(sanitize(home.as_os_str().as_encoded_bytes()))
+            }
+            // Without nullok (or for a user it does not apply to) nothing is skipped:
+            // a missing file simply reads as none.
+            _ if !nullok && e == FileError::NotFound => PreRead::Absent(None),
+            Some(NullokAbsence::NotEnrolled(dir)) if nullok => {
+                PreRead::Absent(dir.map(|d| sanitize(d.as_os_str().as_encoded_bytes())))
+            }
+            Some(NullokAbsence::Refused { missing, why }) if nullok => {
+                let missing = missing.map_or_else(
+                    || self.shown(target),
+                    |m| sanitize(m.as_os_str().as_encoded_bytes()),
+                );
+                PreRead::Unusable(format!(
+                    "secret file {} refused ({missing} does not exist, {why}); asking for a code anyway",
                     self.shown(target)
-                ))),
-            },
-            // A missing file in a directory that was reached and checked means "not
-            // enrolled", and so, under nullok, does a missing directory of this user's
-            // own (`PerUserDirs`) in one. A missing home, or a directory every user
-            // shares (a home on a server that is down, a store that was never created
-            // or did not mount), is an outage, not an opt-out.
-            Err(FileError::NotFound) => Ok(PreRead::Absent(None)),
-            Err(FileError::MissingDirectory { path, .. })
-                if target.pw.as_ref().is_some_and(|pw| pw.dir == path) =>
-            {
-                Ok(PreRead::HomeMissing(sanitize(
-                    path.as_os_str().as_encoded_bytes(),
-                )))
+                ))
             }
-            Err(FileError::MissingDirectory { path, absence })
-                if self.opts.nullok && target.nullok_applies() =>
-            {
-                Ok(self.missing_directory(target, &path, absence))
-            }
-            Err(e) => Ok(PreRead::Unusable(format!(
+            _ => PreRead::Unusable(format!(
                 "secret file {} refused ({e}); asking for a code anyway",
                 self.shown(target)
-            ))),
-        }
+            )),
+        })
     }
 
     /// Whether this login keeps GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines of `file`
@@ -861,41 +879,6 @@ impl Ctx {
             );
         }
         kept.kept()
-    }
-
-    /// Under `nullok`, what a missing directory (not the home) on the way to the file
-    /// means: no file where it is the user's own and its absence is shown
-    /// ([`Absence::for_user`] says [`Absence::Proven`]); an outage otherwise, with a
-    /// line saying why it is not taken for "not enrolled".
-    fn missing_directory(&self, target: &LoginTarget, path: &Path, absence: Absence) -> PreRead {
-        let dir = sanitize(path.as_os_str().as_encoded_bytes());
-        let file = self.shown(target);
-        let absence = match &target.pw {
-            Some(pw) => absence.for_user(pw.uid, &target.rules.allowed_owners),
-            None => Absence::Unchecked,
-        };
-        let why = if !target.per_user.contains(path) {
-            "not the user's own but shared by all users, or the home or above it, which nullok never takes for \"not enrolled\""
-        } else {
-            match absence {
-                Absence::Proven { .. } => return PreRead::Absent(Some(dir)),
-                Absence::NotLocal => {
-                    "and the directory that should hold it is on a file system not known to be local, where a server or automounter that is down answers the same"
-                }
-                Absence::Empty => {
-                    "and the directory that should hold it lists nothing else or cannot be listed, as the empty mount point of a store that did not mount would"
-                }
-                Absence::UserMovable => {
-                    "and the user may rename entries in the directory that should hold it while the file need not be theirs, so it may have been moved away"
-                }
-                Absence::Unchecked => {
-                    "and the directory that should hold it was not checked or fails the directory checks, so that shows nothing"
-                }
-            }
-        };
-        PreRead::Unusable(format!(
-            "secret file {file} refused ({dir} does not exist, {why}); asking for a code anyway"
-        ))
     }
 
     /// When the canonical file is missing: whether something is at the path the typed

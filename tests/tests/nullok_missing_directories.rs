@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use system_tests::squash::{require_fuse, squashed_login};
 use system_tests::*;
 
+/// What the log says of an absence the user could have caused.
+const MOVABLE: &str =
+    "the user can rename a directory on the way to the file, and the file would not be theirs";
+
 fn messages(lines: &[String]) -> Vec<String> {
     lines.iter().map(|l| syslog_message(l).to_owned()).collect()
 }
@@ -284,10 +288,12 @@ fn a_missing_directory_on_a_file_system_not_known_to_be_local_is_an_outage() {
     assert!(skip_line(&messages(&lines), &u, &ssh), "{lines:#?}");
 }
 
-/// A root-owned `~/.ssh` (root:root 0755) holding a root-owned file, accepted under
-/// `no_strict_owner`, renamed away by the user (who may rename entries of their home):
-/// the missing `~/.ssh` is no proof, asked and denied. Control: where the file must be
-/// the user's own (no `no_strict_owner`), the same missing directory is skipped.
+/// A root-owned `~/.ssh` (root:root 0755) holding a root-owned file, renamed away by the
+/// user (who may rename entries of their home). Where the file must be root's
+/// (`user=root`), the missing `~/.ssh` is no proof: asked, denied, logged. Under
+/// `no_strict_owner` the file may be the user's too, so the user could as well have put
+/// a file of their own there: the absence is skipped as not enrolled (the control; the
+/// root-owned file logged in before the rename).
 #[test]
 fn a_directory_the_user_could_rename_away_is_no_proof_for_a_file_not_theirs() {
     let t = "a_directory_the_user_could_rename_away_is_no_proof_for_a_file_not_theirs";
@@ -318,24 +324,249 @@ fn a_directory_the_user_could_rename_away_is_no_proof_for_a_file_not_theirs() {
     assert_eq!(d.prompts, 1, "{d:?}");
     fs::rename(&ssh, &moved).expect("rename away");
 
+    let homes = u
+        .home
+        .parent()
+        .expect("home's parent")
+        .display()
+        .to_string();
+    let roots_file = format!(
+        "nullok user=root allowed_perm=0644 secret={homes}/${{USER}}/.ssh/google_authenticator"
+    );
+    let probe = Stack::probe("svc", &roots_file);
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    // user=root checks the chain from `/`: the user's home above fails it, so the
+    // absence shows nothing.
+    let m = messages(&lines);
+    assert!(
+        m.iter()
+            .any(|l| l.contains(&format!("{} does not exist", ssh.display()))
+                && l.contains("asking for a code anyway")),
+        "{m:#?}"
+    );
+
+    // Control: under no_strict_owner the file may be the user's: skipped.
+    let probe = Stack::probe("svc", loose);
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_IGNORE", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+    assert!(skip_line(&messages(&lines), &u, &ssh), "{lines:#?}");
+    assert_eq!(audit_of(loose, &u).0, "not-enrolled", "{}", u.name);
+}
+
+/// A root-owned directory `dir` (0755) holding a root-owned file `name` (0644) with a
+/// fresh secret, returned.
+fn root_dir_with_file(dir: &Path, name: &str) -> String {
+    fs::create_dir(dir).expect("mkdir");
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let secret = random_secret_b32();
+    write_owned(&dir.join(name), totp_file(&secret).as_bytes(), 0, 0, 0o644);
+    secret
+}
+
+/// `user=root` with a root-owned `~/.ssh` holding a root-owned file, renamed away by the
+/// user and replaced by an empty directory of theirs: the file is simply missing, which
+/// the user caused: asked, denied, logged. Control: in the default layout (the user's
+/// own `~/.google_authenticator`) a missing file is still skipped.
+#[test]
+fn a_missing_file_the_user_could_have_moved_away_is_no_proof_when_not_theirs() {
+    let t = "a_missing_file_the_user_could_have_moved_away_is_no_proof_when_not_theirs";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let u = TestUser::create("pm");
+    let ssh = u.home.join(".ssh");
+    root_dir_with_file(&ssh, "google_authenticator");
+    let homes = u
+        .home
+        .parent()
+        .expect("home's parent")
+        .display()
+        .to_string();
+    let loose = format!(
+        "nullok user=root allowed_perm=0644 secret={homes}/${{USER}}/.ssh/google_authenticator"
+    );
+    let loose = loose.as_str();
+    let stack = requisite_then_permit(loose);
+
+    // What the user can do: `mv ~/.ssh ~/.ssh.x; mkdir ~/.ssh`.
+    fs::rename(&ssh, u.home.join(".ssh.x")).expect("rename away");
+    fs::create_dir(&ssh).expect("mkdir");
+    chown(&ssh, Some(u.uid), Some(u.gid)).expect("chown");
+    let probe = Stack::probe("svc", loose);
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    // The user's new ~/.ssh fails the chain user=root checks from `/`: refused.
+    let file = ssh.join("google_authenticator");
+    let m = messages(&lines);
+    assert!(
+        m.iter().any(
+            |l| l.contains(&format!("secret file {} refused", file.display()))
+                && l.contains("asking for a code anyway")
+        ),
+        "{m:#?}"
+    );
+    let d = Driver::login(&stack, &u, "123456").run();
+    assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(audit_of(loose, &u).0, "refused", "{}", u.name);
+
+    // Control: the default layout, the user's own file missing: skipped.
+    let own = "nullok";
+    assert!(!u.secret_path().exists());
+    let probe = Stack::probe("svc", own);
+    let (d, _) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_IGNORE", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+    assert_eq!(
+        audit_of(own, &u),
+        ("not-enrolled".to_owned(), true),
+        "{}",
+        u.name
+    );
+}
+
+/// A root-owned `~/.cache` (left by `sudo pip`) renamed by the user into `~/.ssh`: a
+/// root-owned 0755 directory listing other entries, in which the file's directory is
+/// missing. The home above is the user's, who could rename it there: where the file
+/// must be root's (`user=root`) asked, denied, logged. Control: the file the user's own,
+/// skipped.
+#[test]
+fn a_root_owned_directory_renamed_into_the_path_is_no_proof_when_not_theirs() {
+    let t = "a_root_owned_directory_renamed_into_the_path_is_no_proof_when_not_theirs";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let u = TestUser::create("pc");
+    let ssh = u.home.join(".ssh");
+    root_dir_with_file(&u.home.join(".cache"), "pip");
+    fs::rename(u.home.join(".cache"), &ssh).expect("mv ~/.cache ~/.ssh");
+    let missing = ssh.join("totp");
+    let homes = u
+        .home
+        .parent()
+        .expect("home's parent")
+        .display()
+        .to_string();
+    let loose = format!(
+        "nullok user=root allowed_perm=0644 secret={homes}/${{USER}}/.ssh/totp/google_authenticator"
+    );
+    let loose = loose.as_str();
     let probe = Stack::probe("svc", loose);
     let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
     assert_eq!(d.prompts, 1, "{d:?}");
     let m = messages(&lines);
     assert!(
-        m.iter()
-            .any(|l| l.contains(&format!("{} does not exist", ssh.display()))
-                && l.contains("may rename entries")),
+        m.iter().any(
+            |l| l.contains(&format!("{} does not exist", missing.display())) && l.contains(MOVABLE)
+        ),
         "{m:#?}"
     );
     assert_eq!(audit_of(loose, &u).0, "refused", "{}", u.name);
 
-    // Control: the file must be the user's, who could delete it anyway.
-    let strict_owner = "nullok allowed_perm=0644 secret=~/.ssh/google_authenticator";
-    let probe = Stack::probe("svc", strict_owner);
+    // Control: the file must be the user's own: the same missing directory is skipped.
+    let own = "nullok allowed_perm=0644 secret=~/.ssh/totp/google_authenticator";
+    let probe = Stack::probe("svc", own);
     let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
     assert_eq!(d.module_code(), "PAM_IGNORE", "{d:?}");
     assert_eq!(d.prompts, 0, "{d:?}");
-    assert!(skip_line(&messages(&lines), &u, &ssh), "{lines:#?}");
+    assert!(skip_line(&messages(&lines), &u, &missing), "{lines:#?}");
+}
+
+/// The NSS home `<base>/home/<user>`, `<base>/home` a root-owned symlink to `real`, and
+/// `secret=<base>/real/${USER}/…`: the missing `<base>/real/<user>` is the home under
+/// another spelling, an outage without `nullok_missing_home` (asked, denied, logged).
+/// Control: with `nullok_missing_home`, skipped.
+#[test]
+fn a_missing_home_under_another_spelling_is_the_missing_home() {
+    let t = "a_missing_home_under_another_spelling_is_the_missing_home";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let u = TestUser::create("ph");
+    let (_guard, base) = store_base();
+    let real = base.join("real");
+    fs::create_dir(&real).expect("mkdir");
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Another user's home beside it: a directory that lists another entry.
+    fs::create_dir(real.join("someone-else")).expect("mkdir");
+    std::os::unix::fs::symlink("real", base.join("home")).expect("symlink");
+    let linked_home = base.join("home").join(&u.name).display().to_string();
+    let usermod = |home: &str| {
+        let st = std::process::Command::new("usermod")
+            .args(["-d", home, u.name.as_str()])
+            .status()
+            .expect("usermod");
+        assert!(st.success(), "usermod");
+    };
+    usermod(&linked_home);
+    let secret_arg = format!("secret={}/${{USER}}/.google_authenticator", real.display());
+    let missing = real.join(&u.name);
+
+    let probe = Stack::probe("svc", &format!("nullok {secret_arg}"));
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    let m = messages(&lines);
+    let home_line = m.iter().any(|l| {
+        l.contains(&format!(
+            "home directory {} does not exist",
+            missing.display()
+        )) && l.contains("nullok_missing_home")
+    });
+    let audit = audit_of(&format!("nullok {secret_arg}"), &u).0;
+    // Control: nullok_missing_home skips a missing home.
+    let skipping = Stack::probe("svc", &format!("nullok nullok_missing_home {secret_arg}"));
+    let (c, _) = login_logged(&skipping, &u, "123456", PEER, None);
+    // Put the home back where userdel expects it before asserting.
+    usermod(&u.home.display().to_string());
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    assert!(home_line, "{m:#?}");
+    assert_eq!(audit, "refused", "{}", u.name);
+    assert_eq!(c.module_code(), "PAM_IGNORE", "{c:?}");
+    assert_eq!(c.prompts, 0, "{c:?}");
+}
+
+/// `user=root` with a file in the user's home: the user renames a root-owned directory
+/// of theirs into `~/.ssh`, where the file is then simply missing. The home above it is
+/// theirs: asked, denied, logged. Control: the same options with a root-owned store,
+/// whose chain from `/` nobody else may change, skip the missing file.
+#[test]
+fn a_root_file_in_the_home_missing_is_no_proof_with_user_root() {
+    let t = "a_root_file_in_the_home_missing_is_no_proof_with_user_root";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let u = TestUser::create("pw");
+    let homes = u
+        .home
+        .parent()
+        .expect("home's parent")
+        .display()
+        .to_string();
+    root_dir_with_file(&u.home.join(".other"), "entry");
+    fs::rename(u.home.join(".other"), u.home.join(".ssh")).expect("rename into place");
+    let args = format!("nullok user=root allowed_perm=0644 secret={homes}/${{USER}}/.ssh/ga");
+    let probe = Stack::probe("svc", &args);
+    let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    let m = messages(&lines);
+    assert!(
+        m.iter().any(|l| l.contains(&format!(
+            "{} does not exist",
+            u.home.join(".ssh/ga").display()
+        )) && l.contains(MOVABLE)),
+        "{m:#?}"
+    );
+
+    // Control: a root-owned store, the user's file missing in it: skipped.
+    let (_guard, base) = store_base();
+    let store = format!("nullok user=root secret={}/${{USER}}", base.display());
+    let probe = Stack::probe("svc", &store);
+    let (d, _) = login_logged(&probe, &u, "123456", PEER, None);
+    assert_eq!(d.module_code(), "PAM_IGNORE", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
 }

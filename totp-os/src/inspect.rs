@@ -15,7 +15,7 @@ use totp_core::verify;
 use crate::command::CommandSecret;
 use crate::nfs_exports::{self, ExportOf, ExportsError};
 use crate::nss::{self, Passwd};
-use crate::safefile::{self, Absence, FileError, FileRules};
+use crate::safefile::{self, FileError, FileRules, NullokAbsence, NullokUser, nullok_absence};
 
 /// The verdict `totp-state audit` prints, one word each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,26 +199,42 @@ fn load(opts: &ModuleOptions, pw: &Passwd) -> Result<Loaded, Finding> {
         Some(_) => FileRules::for_placement(&placed),
         None => FileRules::for_placement_of(&placed, pw),
     };
-    let opened = match as_account(opener, || safefile::open_checked(&placed.path, &rules)) {
+    let nullok_user = NullokUser {
+        uid: Some(pw.uid),
+        home: Some(&pw.dir),
+        owners: &rules.allowed_owners,
+        per_user: &placed.per_user,
+    };
+    // As the module decides it (`safefile::nullok_absence`), as the opener: the home's
+    // parent is resolved again as it.
+    let read = as_account(opener, || {
+        safefile::open_checked_noting(&placed.path, &rules)
+            .map_err(|(e, absence)| (nullok_absence(&e, &absence, &nullok_user), e))
+    });
+    let opened = match read {
         Err(e) => {
             return Err(Finding::new(
                 Verdict::Refused,
                 format!("cannot read as {}: {e}", opener.name),
             ));
         }
-        Ok(Err(FileError::NotFound)) => {
+        Ok(Err((Some(NullokAbsence::NotEnrolled(dir)), _))) => {
+            let missing = match dir {
+                None => String::new(),
+                Some(dir) => format!(" ({} does not exist)", dir.display()),
+            };
             return Err(Finding::new(
                 Verdict::NotEnrolled,
                 if opts.nullok {
-                    format!("no secret file at {shown}; nullok skips the code")
+                    format!("no secret file at {shown}{missing}; nullok skips the code")
                 } else {
                     format!(
-                        "no secret file at {shown}; the code is asked for and every login denied"
+                        "no secret file at {shown}{missing}; the code is asked for and every login denied"
                     )
                 },
             ));
         }
-        Ok(Err(FileError::MissingDirectory { path, .. })) if path == pw.dir && owner.is_none() => {
+        Ok(Err((Some(NullokAbsence::HomeMissing(path)), _))) => {
             let home = path.display();
             return Err(if opts.nullok && opts.nullok_missing_home {
                 Finding::new(
@@ -236,31 +252,16 @@ fn load(opts: &ModuleOptions, pw: &Passwd) -> Result<Loaded, Finding> {
                 )
             });
         }
-        // As the module decides it: the user's own directory, missing in one that
-        // passed the checks, is local, lists other entries and the user could not have
-        // emptied of a file not theirs, means no file.
-        Ok(Err(FileError::MissingDirectory { path, absence }))
-            if placed.per_user.contains(&path)
-                && matches!(
-                    absence.for_user(pw.uid, &rules.allowed_owners),
-                    Absence::Proven { .. }
-                ) =>
-        {
-            let dir = path.display();
+        Ok(Err((Some(NullokAbsence::Refused { missing, why }), _))) => {
+            let missing = missing.map_or_else(|| shown.clone(), |m| m.display().to_string());
             return Err(Finding::new(
-                Verdict::NotEnrolled,
-                if opts.nullok {
-                    format!(
-                        "no secret file at {shown} ({dir} does not exist); nullok skips the code"
-                    )
-                } else {
-                    format!(
-                        "no secret file at {shown} ({dir} does not exist); the code is asked for and every login denied"
-                    )
-                },
+                Verdict::Refused,
+                format!(
+                    "no secret file at {shown} ({missing} does not exist, {why}); the code is asked for and every login denied"
+                ),
             ));
         }
-        Ok(Err(e)) => return Err(Finding::new(Verdict::Refused, format!("{shown}: {e}"))),
+        Ok(Err((None, e))) => return Err(Finding::new(Verdict::Refused, format!("{shown}: {e}"))),
         Ok(Ok(o)) => o,
     };
     let file = match GaFile::parse(&opened.contents) {

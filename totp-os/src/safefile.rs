@@ -244,20 +244,23 @@ impl fmt::Debug for OpenedFile {
     }
 }
 
+mod absence;
 mod error;
 mod lock;
 mod read;
 mod walk;
 mod write;
 
-pub use error::{Absence, FileError};
+pub use absence::{NullokAbsence, NullokUser, nullok_absence};
+pub use error::{Absence, Chain, FileError};
 // The tests reach the lock internals (the reopen counter, the single attempt).
 #[cfg(test)]
 use lock::*;
 pub use lock::{LockedFile, is_refused_read_only_lock, lock_with_deadline, open_refused_lock};
 use read::*;
 pub use read::{
-    check_root_controlled, check_socket_path, on_network_fs, open_checked, shared_fs_type,
+    check_root_controlled, check_socket_path, on_network_fs, open_checked, open_checked_noting,
+    shared_fs_type,
 };
 pub(crate) use walk::open_dir_readable;
 use walk::*;

@@ -2,23 +2,81 @@
 
 use super::*;
 
-/// How far a missing directory's absence is shown by the directory that should hold
-/// it (`nullok` skips a user only where it is, [`Absence::for_user`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Who could have renamed a directory on the checked chain down to the directory that
+/// should hold a missing entry: from the top of the chain (the trusted root, or `/`)
+/// down to that directory, the owners other than root and whether any of them is
+/// writable by its group or others. Renaming a directory needs write permission on the
+/// one holding it only, so any of them could have moved the entry away.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chain {
+    owners: Vec<uid_t>,
+    shared: bool,
+    /// The last directory noted is sticky and writable by group or others (`/tmp`):
+    /// whoever owned the missing entry in it could have renamed it. Above the last one
+    /// a sticky directory lets only the owner of the next directory (noted) rename it.
+    sticky_last: bool,
+    /// The chain could not be checked from its top (a directory above failed the
+    /// checks, or was renamed meanwhile): nothing is known of who could rename.
+    unchecked: bool,
+}
+
+impl Chain {
+    /// A chain of directories with these owners besides root, `shared` when one is
+    /// group or other writable.
+    #[cfg(test)]
+    pub(super) fn of(owners: &[uid_t], shared: bool) -> Self {
+        Self {
+            owners: owners.to_vec(),
+            shared,
+            sticky_last: false,
+            unchecked: false,
+        }
+    }
+
+    /// A chain that could not be checked from its top.
+    pub(super) fn unchecked() -> Self {
+        Self {
+            unchecked: true,
+            ..Self::default()
+        }
+    }
+
+    /// Take the directory `st` describes into account.
+    pub(super) fn note(&mut self, st: &FileStat) {
+        if st.st_uid != 0 && !self.owners.contains(&st.st_uid) {
+            self.owners.push(st.st_uid);
+        }
+        // Group write the user's private group excuses still lets that group (the
+        // user) rename.
+        let writable = st.st_mode & 0o022 != 0;
+        let sticky = st.st_mode & libc::S_ISVTX != 0;
+        self.shared |= writable && !sticky;
+        self.sticky_last = writable && sticky;
+    }
+
+    /// Whether the user `uid` may rename an entry of one of the directories.
+    pub fn movable_by(&self, uid: uid_t) -> bool {
+        self.unchecked || self.shared || self.sticky_last || self.owners.contains(&uid)
+    }
+}
+
+/// How far a missing file's or directory's absence is shown by the directories that
+/// should hold it (`nullok` skips a user only where it is, [`Absence::for_user`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Absence {
-    /// That directory was reached and passed the checks the walk makes on a file's
-    /// directories, is on a file system known to be local ([`super::shared_fs_type`]),
-    /// and lists at least one other entry. Its owner and mode say who could have
-    /// renamed the missing one away ([`Absence::for_user`]).
+    /// For a directory: the one that should hold it was reached and passed the checks
+    /// the walk makes on a file's directories, is on a file system known to be local
+    /// ([`super::shared_fs_type`]), and lists at least one other entry. For a file: its
+    /// directory passed the checks. Either way the chain above was checked from its top
+    /// down, and `chain` says who could have renamed the missing entry away.
     Proven {
-        /// The owner of the directory that should hold the missing one.
-        parent_uid: uid_t,
-        /// Its full `st_mode`.
-        parent_mode: u32,
+        /// The checked chain down to the directory that should hold the missing entry.
+        chain: Chain,
     },
     /// That directory was not checked (above the trusted root, or no checks asked
-    /// for), failed the checks, or its file system could not be asked: anyone who
-    /// can change it may have removed the entry.
+    /// for), failed the checks, or its file system could not be asked, or, for a file
+    /// that need not be the user's, the chain above could not be checked from its top:
+    /// anyone who can change it may have removed the entry.
     Unchecked,
     /// That directory is on a file system not known to be local: a network or FUSE
     /// file system whose server is down, or autofs whose map lookup failed, answers
@@ -27,23 +85,26 @@ pub enum Absence {
     /// That directory lists nothing else (or cannot be listed): the empty mount point
     /// of a store or home that did not mount looks the same.
     Empty,
-    /// The user may rename entries in that directory and the file there need not be
-    /// theirs: renaming a directory that holds a file someone else owns would opt out.
+    /// The user may rename a directory on the chain down to the missing entry and the
+    /// file there may not be theirs: moving away a directory that holds a file someone
+    /// else owns would opt out.
     UserMovable,
 }
 
 impl Absence {
     /// What the absence shows for the user `uid` whose file must be owned by one of
-    /// `owners`: a [`Absence::Proven`] one whose parent the user can write (theirs, or
-    /// group or other writable, taken as writable for them whatever the group) stays
-    /// proven only when `owners` is exactly that user, who could delete their own file
-    /// anyway.
+    /// `owners`: a [`Absence::Proven`] one stays proven only when the user could not
+    /// have caused it: `owners` includes that user (who could delete their own file
+    /// anyway, or, where the chain is theirs, put a file of their own in its place:
+    /// `no_strict_owner` protects nothing there), or the user may rename in none of the
+    /// chain's directories (owned by them, or writable by group or others, taken as
+    /// writable for them whatever the group).
     pub fn for_user(self, uid: uid_t, owners: &[uid_t]) -> Absence {
         match self {
-            Absence::Proven {
-                parent_uid,
-                parent_mode,
-            } if (parent_uid == uid || parent_mode & 0o022 != 0) && owners != [uid] => {
+            Absence::Proven { chain } if !owners.contains(&uid) && chain.unchecked => {
+                Absence::Unchecked
+            }
+            Absence::Proven { chain } if !owners.contains(&uid) && chain.movable_by(uid) => {
                 Absence::UserMovable
             }
             other => other,
@@ -77,6 +138,9 @@ pub enum FileError {
         path: PathBuf,
         /// What the walk knew of the directory that should have held it.
         absence: Absence,
+        /// That directory's `(st_dev, st_ino)`, when it could be taken: the entry may be
+        /// the home under another spelling of its parent ([`super::nullok_absence`]).
+        parent: Option<(u64, u64)>,
     },
     /// A directory component is not a directory.
     NotADirectory {

@@ -14,8 +14,23 @@ use super::*;
 /// never setuid/setgid/sticky), exactly one link, and not larger than `max_size`. The
 /// read ignores `st_size` and stops at `max_size + 1` bytes.
 pub fn open_checked(path: &Path, rules: &FileRules) -> Result<OpenedFile, FileError> {
-    let opened = open_unread(path, rules)?;
-    let contents = read_bounded(&opened.file, rules.max_size, opened.info.size)?;
+    open_checked_noting(path, rules).map_err(|(e, _)| e)
+}
+
+/// [`open_checked`], which for a missing file ([`FileError::NotFound`]) also says what
+/// its absence shows ([`Absence`]; `nullok` asks [`nullok_absence`]). With any other
+/// error the absence is [`Absence::Unchecked`] (a missing directory carries its own).
+pub fn open_checked_noting(
+    path: &Path,
+    rules: &FileRules,
+) -> Result<OpenedFile, (FileError, Absence)> {
+    let mut absence = Absence::Unchecked;
+    let opened = match open_unread_noting(path, rules, &mut absence) {
+        Ok(o) => o,
+        Err(e) => return Err((e, absence)),
+    };
+    let contents = read_bounded(&opened.file, rules.max_size, opened.info.size)
+        .map_err(|e| (e, Absence::Unchecked))?;
     Ok(OpenedFile {
         file: opened.file,
         dir: opened.dir,
@@ -154,6 +169,7 @@ pub fn check_socket_path(path: &Path) -> Result<(), FileError> {
             Errno::ENOENT => FileError::MissingDirectory {
                 path: shown.clone(),
                 absence: Absence::Unchecked,
+                parent: None,
             },
             e => FileError::os("stat", e),
         },

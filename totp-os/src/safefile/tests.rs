@@ -361,18 +361,20 @@ fn missing_file_is_not_found_but_missing_directory_is_not() {
         FileError::MissingDirectory {
             ref path,
             absence: Absence::Proven { .. },
+            ..
         } if *path == s.path().join("nodir")
     ));
     // Above the trusted root nothing is checked, so nothing is shown.
     let rules = root_rules(&s).with_trusted_root(s.path().join("nodir/deeper"));
     let err = open_checked(&s.path().join("nodir/deeper/secret"), &rules).expect_err("above");
-    assert_eq!(
+    assert!(matches!(
         err,
         FileError::MissingDirectory {
-            path: s.path().join("nodir"),
+            ref path,
             absence: Absence::Unchecked,
-        }
-    );
+            ..
+        } if *path == s.path().join("nodir")
+    ));
 }
 
 #[test]
@@ -390,17 +392,19 @@ fn a_missing_directory_shows_its_absence_only_under_a_checked_directory() {
         FileError::MissingDirectory {
             ref path,
             absence: Absence::Proven { .. },
+            ..
         } if *path == open.join("user")
     ));
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let err = open_checked(&open.join("user/secret"), &rules).expect_err("missing");
-    assert_eq!(
+    assert!(matches!(
         err,
         FileError::MissingDirectory {
-            path: open.join("user"),
+            ref path,
             absence: Absence::Unchecked,
-        }
-    );
+            ..
+        } if *path == open.join("user")
+    ));
 }
 
 #[test]
@@ -411,13 +415,14 @@ fn a_missing_directory_in_an_empty_one_shows_nothing() {
     let store = s.path().join("store");
     std::fs::create_dir(&store).expect("mkdir");
     let err = open_checked(&store.join("user/secret"), &rules).expect_err("missing");
-    assert_eq!(
+    assert!(matches!(
         err,
         FileError::MissingDirectory {
-            path: store.join("user"),
+            ref path,
             absence: Absence::Empty,
-        }
-    );
+            ..
+        } if *path == store.join("user")
+    ));
     // Control: another user's entry there.
     std::fs::create_dir(store.join("bob")).expect("mkdir");
     let err = open_checked(&store.join("user/secret"), &rules).expect_err("missing");
@@ -431,42 +436,118 @@ fn a_missing_directory_in_an_empty_one_shows_nothing() {
 }
 
 #[test]
-fn a_proven_absence_in_a_directory_the_user_may_write_holds_only_for_their_own_file() {
+fn a_proven_absence_under_a_directory_the_user_may_write_holds_only_for_their_own_file() {
     const ALICE_UID: u32 = 1000;
-    let in_their_home = Absence::Proven {
-        parent_uid: ALICE_UID,
-        parent_mode: 0o040_755,
+    let proven = |owners: &[u32], shared| Absence::Proven {
+        chain: Chain::of(owners, shared),
     };
+    // A directory of theirs anywhere on the chain (the home above a root-owned ~/.ssh).
+    let in_their_home = proven(&[ALICE_UID], false);
     // The file must be theirs: renaming the directory gives nothing a delete would not.
     assert_eq!(
-        in_their_home.for_user(ALICE_UID, &[ALICE_UID]),
+        in_their_home.clone().for_user(ALICE_UID, &[ALICE_UID]),
         in_their_home
     );
-    // A root-owned file (user=root, or no_strict_owner's root) could be moved away.
+    // A file that must be root's (user=root) could be moved away.
     assert_eq!(
-        in_their_home.for_user(ALICE_UID, &[0]),
+        in_their_home.clone().for_user(ALICE_UID, &[0]),
         Absence::UserMovable
     );
+    // no_strict_owner: the file may be theirs too, so on a chain of theirs they could
+    // put a file of their own in its place; the absence protects nothing more.
     assert_eq!(
-        in_their_home.for_user(ALICE_UID, &[ALICE_UID, 0]),
-        Absence::UserMovable
+        in_their_home.clone().for_user(ALICE_UID, &[ALICE_UID, 0]),
+        in_their_home
     );
     // Group or other writable counts as writable for them.
-    let shared = Absence::Proven {
-        parent_uid: 0,
-        parent_mode: 0o040_775,
-    };
+    let shared = proven(&[], true);
     assert_eq!(shared.for_user(ALICE_UID, &[0]), Absence::UserMovable);
-    // Control: a root-owned directory nobody else writes.
-    let roots = Absence::Proven {
-        parent_uid: 0,
-        parent_mode: 0o040_755,
+    // A chain that could not be checked from its top shows nothing but for their own.
+    let unchecked = Absence::Proven {
+        chain: Chain::unchecked(),
     };
-    assert_eq!(roots.for_user(ALICE_UID, &[0]), roots);
+    assert_eq!(
+        unchecked.clone().for_user(ALICE_UID, &[0]),
+        Absence::Unchecked
+    );
+    assert_eq!(
+        unchecked.clone().for_user(ALICE_UID, &[ALICE_UID]),
+        unchecked
+    );
+    // Control: root-owned directories nobody else writes, or another account's.
+    let roots = proven(&[], false);
+    assert_eq!(roots.clone().for_user(ALICE_UID, &[0]), roots);
+    let service = proven(&[2000], false);
+    assert_eq!(service.clone().for_user(ALICE_UID, &[2000]), service);
     assert_eq!(
         Absence::Empty.for_user(ALICE_UID, &[ALICE_UID]),
         Absence::Empty
     );
+}
+
+#[test]
+fn a_missing_entry_names_every_directory_of_the_chain_above_it() {
+    if !require_root("a_missing_entry_names_every_directory_of_the_chain_above_it") {
+        return;
+    }
+    // The trusted root is ALICE's (her home); the directory below it is root's: the
+    // home still lets her rename that one away.
+    let s = Scratch::new();
+    let home = s.mkdir("home", ALICE, 0o755);
+    s.mkdir("home/ssh", 0, 0o755);
+    s.file("home/ssh/other", SECRET, 0, 0o600);
+    let rules = FileRules::new(vec![ALICE, 0]).with_trusted_root(&home);
+    let movable = |r: Result<OpenedFile, (FileError, Absence)>| match r {
+        Err((FileError::NotFound, Absence::Proven { chain })) => chain.movable_by(ALICE),
+        Err((
+            FileError::MissingDirectory {
+                absence: Absence::Proven { chain },
+                ..
+            },
+            _,
+        )) => chain.movable_by(ALICE),
+        other => panic!("not a proven absence: {:?}", other.err()),
+    };
+    assert!(movable(open_checked_noting(
+        &home.join("ssh/secret"),
+        &rules
+    )));
+    assert!(movable(open_checked_noting(
+        &home.join("ssh/sub/secret"),
+        &rules
+    )));
+    // Control: the same from the root-owned directory down.
+    let rules = FileRules::new(vec![ALICE, 0]).with_trusted_root(home.join("ssh"));
+    assert!(!movable(open_checked_noting(
+        &home.join("ssh/secret"),
+        &rules
+    )));
+}
+
+#[test]
+fn a_sticky_directory_lets_only_the_owner_of_an_entry_rename_it() {
+    if !require_root("a_sticky_directory_lets_only_the_owner_of_an_entry_rename_it") {
+        return;
+    }
+    // A root-owned store in a sticky, world-writable directory (as under /tmp), the
+    // file root's: nobody else can rename the store.
+    let s = Scratch::new();
+    let tmp = s.mkdir("tmp", 0, 0o1777);
+    s.mkdir("tmp/store", 0, 0o755);
+    s.file("tmp/store/other", SECRET, 0, 0o600);
+    s.file("tmp/another", SECRET, 0, 0o600);
+    let rules = FileRules::new(vec![0]);
+    let proven_for_alice = |p: &Path| match open_checked_noting(p, &rules) {
+        Err((FileError::NotFound, absence))
+        | Err((FileError::MissingDirectory { absence, .. }, _)) => {
+            matches!(absence.for_user(ALICE, &[0]), Absence::Proven { .. })
+        }
+        other => panic!("not an absence: {:?}", other.err()),
+    };
+    assert!(proven_for_alice(&tmp.join("store/secret")));
+    // Control: a directory missing in the sticky directory itself may have been the
+    // user's, who could rename it.
+    assert!(!proven_for_alice(&tmp.join("mine/secret")));
 }
 
 #[test]

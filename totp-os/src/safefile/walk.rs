@@ -18,6 +18,19 @@ pub(super) struct DirChecks<'a> {
     /// Number of directory components that make up the trusted root; `None` checks the
     /// parent only.
     pub(super) trusted_depth: Option<usize>,
+    /// Only note each directory in the walk's [`Chain`], without [`check_dir`]: who
+    /// could rename is all [`chain_from_root`] asks.
+    pub(super) note_only: bool,
+}
+
+impl DirChecks<'_> {
+    /// [`check_dir`], unless only noting.
+    fn check(&self, st: &FileStat, dir: BorrowedFd<'_>, shown: &Path) -> Result<(), FileError> {
+        if self.note_only {
+            return Ok(());
+        }
+        check_dir(st, dir, shown, self)
+    }
 }
 
 pub(super) struct Walked {
@@ -27,6 +40,8 @@ pub(super) struct Walked {
     pub(super) stat: Option<FileStat>,
     pub(super) shown: PathBuf,
     pub(super) checked: bool,
+    /// The directories checked so far ([`Chain`]).
+    pub(super) chain: Chain,
 }
 
 pub(super) enum WalkStep {
@@ -36,13 +51,38 @@ pub(super) enum WalkStep {
 }
 
 pub(super) fn open_unread(path: &Path, rules: &FileRules) -> Result<Unread, FileError> {
+    open_unread_noting(path, rules, &mut Absence::Unchecked)
+}
+
+/// [`open_unread`], which for a missing file ([`FileError::NotFound`]) sets `absence` to
+/// what the walk showed about it: [`Absence::Proven`] (its directory was checked) with
+/// the chain checked from its top (the trusted root, or `/` when there is none, walked
+/// again for this; [`Chain::unchecked`] when that fails).
+pub(super) fn open_unread_noting(
+    path: &Path,
+    rules: &FileRules,
+    absence: &mut Absence,
+) -> Result<Unread, FileError> {
     let (dirs, name) = split_file_path(path)?;
     let walked = walk_checked(&dirs, rules)?;
+    let missing = |walked: &Walked, absence: &mut Absence| {
+        let chain = if rules.trusted_root.is_some() {
+            Some(walked.chain.clone())
+        } else {
+            stat::fstat(&walked.fd)
+                .ok()
+                .and_then(|st| chain_from_root(&st, &walked.shown, &dir_checks(rules, None)))
+        };
+        *absence = Absence::Proven {
+            chain: chain.unwrap_or_else(Chain::unchecked),
+        };
+        FileError::NotFound
+    };
     // The lstat first keeps FIFOs and devices from being opened at all (opening some
     // devices has side effects); the fd checks below remain the authoritative ones.
     let pre = match stat::fstatat(&walked.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
-        Err(Errno::ENOENT) => return Err(FileError::NotFound),
+        Err(Errno::ENOENT) => return Err(missing(&walked, absence)),
         Err(e) => return Err(FileError::os("stat", e)),
     };
     match SFlag::from_bits_truncate(pre.st_mode & SFlag::S_IFMT.bits()) {
@@ -59,7 +99,7 @@ pub(super) fn open_unread(path: &Path, rules: &FileRules) -> Result<Unread, File
     let (file, info) = loop {
         let fd = match fcntl::openat(&walked.fd, name, flags, Mode::empty()) {
             Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Err(FileError::NotFound),
+            Err(Errno::ENOENT) => return Err(missing(&walked, absence)),
             Err(Errno::ELOOP) => return Err(FileError::Symlink),
             Err(e) => return Err(FileError::os("open", e)),
         };
@@ -97,7 +137,23 @@ pub(super) fn walk_checked(dirs: &[OsString], rules: &FileRules) -> Result<Walke
             Some(root.len())
         }
     };
-    let checks = DirChecks {
+    let checks = dir_checks(rules, trusted_depth);
+    let mut walked = walk(dirs, Some(&checks))?;
+    if !walked.checked {
+        let st = match walked.stat {
+            Some(st) => st,
+            None => stat::fstat(&walked.fd).map_err(|e| FileError::os("fstat directory", e))?,
+        };
+        check_dir(&st, walked.fd.as_fd(), &walked.shown, &checks)?;
+        walked.chain.note(&st);
+    }
+    Ok(walked)
+}
+
+/// The directory checks `rules` ask for, from the trusted root `trusted_depth`
+/// components deep (`None`: the parent only).
+fn dir_checks(rules: &FileRules, trusted_depth: Option<usize>) -> DirChecks<'_> {
+    DirChecks {
         owners: if rules.root_owned_dirs {
             &[0]
         } else {
@@ -105,16 +161,30 @@ pub(super) fn walk_checked(dirs: &[OsString], rules: &FileRules) -> Result<Walke
         },
         private_group_of: rules.private_group_of.as_ref(),
         trusted_depth,
-    };
-    let walked = walk(dirs, Some(&checks))?;
-    if !walked.checked {
-        let st = match walked.stat {
-            Some(st) => st,
-            None => stat::fstat(&walked.fd).map_err(|e| FileError::os("fstat directory", e))?,
-        };
-        check_dir(&st, walked.fd.as_fd(), &walked.shown, &checks)?;
+        note_only: false,
     }
-    Ok(walked)
+}
+
+/// The chain from `/` down to the directory `st` describes (at `shown`), walked again
+/// noting every directory from `/` (their owners and modes, not the checks a file's
+/// directories must pass: a sticky `/tmp` above a root-owned store lets nobody rename
+/// the store): without a trusted root a walk checks the parent alone, which says
+/// nothing about who could rename a directory above. `None` when the walk fails or
+/// reaches another directory than `st` (something was renamed meanwhile).
+fn chain_from_root(st: &FileStat, shown: &Path, checks: &DirChecks<'_>) -> Option<Chain> {
+    let comps = dir_components(shown).ok()?;
+    let from_root = DirChecks {
+        owners: checks.owners,
+        private_group_of: checks.private_group_of,
+        trusted_depth: Some(0),
+        note_only: true,
+    };
+    let walked = walk(&comps, Some(&from_root)).ok()?;
+    let again = match walked.stat {
+        Some(st) => st,
+        None => stat::fstat(&walked.fd).ok()?,
+    };
+    ((again.st_dev, again.st_ino) == (st.st_dev, st.st_ino)).then_some(walked.chain)
 }
 
 /// Split an absolute file path into its directory components and final name.
@@ -221,6 +291,7 @@ pub(super) fn walk(
         steps.insert(depth.saturating_sub(start), WalkStep::TrustedRoot);
     }
     let mut checking = false;
+    let mut chain = Chain::default();
     let mut links = 0u32;
     let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
 
@@ -229,7 +300,9 @@ pub(super) fn walk(
             WalkStep::TrustedRoot => {
                 checking = true;
                 if let Some(c) = checks {
-                    check_dir(&stat_of(&cur, &mut cur_stat)?, cur.as_fd(), &shown, c)?;
+                    let st = stat_of(&cur, &mut cur_stat)?;
+                    c.check(&st, cur.as_fd(), &shown)?;
+                    chain.note(&st);
                 }
                 continue;
             }
@@ -242,22 +315,27 @@ pub(super) fn walk(
         let fd = match fcntl::openat(&cur, name.as_os_str(), dir_flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
-                let absence = absence_in(&cur, &mut cur_stat, &shown, &name, checking, checks);
-                return Err(FileError::MissingDirectory {
-                    path: shown.join(&name),
-                    absence,
-                });
+                return Err(missing_directory(
+                    &cur,
+                    &mut cur_stat,
+                    &shown,
+                    &name,
+                    checking.then_some(&chain),
+                    checks,
+                ));
             }
             Err(Errno::ENOTDIR | Errno::ELOOP) => {
                 let st = match stat::fstatat(&cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                     Ok(st) => st,
                     Err(Errno::ENOENT) => {
-                        let absence =
-                            absence_in(&cur, &mut cur_stat, &shown, &name, checking, checks);
-                        return Err(FileError::MissingDirectory {
-                            path: shown.join(&name),
-                            absence,
-                        });
+                        return Err(missing_directory(
+                            &cur,
+                            &mut cur_stat,
+                            &shown,
+                            &name,
+                            checking.then_some(&chain),
+                            checks,
+                        ));
                     }
                     Err(e) => return Err(FileError::os("stat directory", e)),
                 };
@@ -292,7 +370,9 @@ pub(super) fn walk(
                             (cur, cur_stat) = open_root()?;
                             shown = PathBuf::from("/");
                             if checking && let Some(c) = checks {
-                                check_dir(&stat_of(&cur, &mut cur_stat)?, cur.as_fd(), &shown, c)?;
+                                let st = stat_of(&cur, &mut cur_stat)?;
+                                c.check(&st, cur.as_fd(), &shown)?;
+                                chain.note(&st);
                             }
                         }
                         Component::CurDir | Component::Prefix(_) => {}
@@ -305,6 +385,7 @@ pub(super) fn walk(
                     return Err(FileError::MissingDirectory {
                         path: link_path,
                         absence: Absence::Unchecked,
+                        parent: None,
                     });
                 }
                 for s in expansion.into_iter().rev() {
@@ -328,7 +409,8 @@ pub(super) fn walk(
                     path: shown.clone(),
                 });
             }
-            check_dir(&fst, fd.as_fd(), &shown, c)?;
+            c.check(&fst, fd.as_fd(), &shown)?;
+            chain.note(&fst);
         }
         cur = fd;
     }
@@ -337,36 +419,58 @@ pub(super) fn walk(
         stat: cur_stat,
         shown,
         checked: checking,
+        chain,
     })
+}
+
+/// The error for the entry `missing` found missing in the directory `cur` (at
+/// `shown`), `chain` the directories checked down to it when it was checked itself.
+fn missing_directory(
+    cur: &OwnedFd,
+    cur_stat: &mut Option<FileStat>,
+    shown: &Path,
+    missing: &OsStr,
+    chain: Option<&Chain>,
+    checks: Option<&DirChecks<'_>>,
+) -> FileError {
+    let absence = absence_in(cur, cur_stat, shown, missing, chain, checks);
+    FileError::MissingDirectory {
+        path: shown.join(missing),
+        absence,
+        parent: stat_of(cur, cur_stat).ok().map(|st| (st.st_dev, st.st_ino)),
+    }
 }
 
 /// What the directory `cur` (at `shown`), where the entry `missing` was just found
 /// missing, shows about that absence ([`Absence`]). A directory the walk has checked
-/// already counts; without a trusted root, where only a file's parent is checked, the
-/// directory that should have held the missing one is checked as that parent would
-/// have been. Above a trusted root nothing is checked, and nothing is shown. Then the
-/// directory must be on a file system known to be local (a network or FUSE one whose
-/// server is down, or autofs, answers `ENOENT` as well) and must list another entry
-/// (the empty mount point of a store that did not mount holds nothing).
+/// already counts, with `chain`, the directories checked from the trusted root down to
+/// it; without a trusted root, where only a file's parent is checked, the directory
+/// that should have held the missing one is checked as that parent would have been,
+/// and the chain above it is walked again from `/` ([`chain_from_root`]). Above a
+/// trusted root nothing is checked, and nothing is shown. Then the directory must be on
+/// a file system known to be local (a network or FUSE one whose server is down, or
+/// autofs, answers `ENOENT` as well) and must list another entry (the empty mount point
+/// of a store that did not mount holds nothing).
 fn absence_in(
     cur: &OwnedFd,
     cur_stat: &mut Option<FileStat>,
     shown: &Path,
     missing: &OsStr,
-    checking: bool,
+    chain: Option<&Chain>,
     checks: Option<&DirChecks<'_>>,
 ) -> Absence {
-    let checked = checking
-        || checks.is_some_and(|c| {
-            c.trusted_depth.is_none()
-                && stat_of(cur, cur_stat)
-                    .is_ok_and(|st| check_dir(&st, cur.as_fd(), shown, c).is_ok())
-        });
-    if !checked {
-        return Absence::Unchecked;
-    }
     let Ok(st) = stat_of(cur, cur_stat) else {
         return Absence::Unchecked;
+    };
+    let chain = match (chain, checks) {
+        (Some(chain), _) => chain.clone(),
+        (None, Some(c))
+            if c.trusted_depth.is_none() && check_dir(&st, cur.as_fd(), shown, c).is_ok() =>
+        {
+            // Still proven for the user's own file ([`Absence::for_user`]).
+            chain_from_root(&st, shown, c).unwrap_or_else(Chain::unchecked)
+        }
+        _ => return Absence::Unchecked,
     };
     match nix::sys::statfs::fstatfs(cur) {
         // `f_type`'s width depends on the architecture; every magic fits in 32 bits.
@@ -377,10 +481,7 @@ fn absence_in(
     if !lists_another_entry(cur, missing) {
         return Absence::Empty;
     }
-    Absence::Proven {
-        parent_uid: st.st_uid,
-        parent_mode: st.st_mode,
-    }
+    Absence::Proven { chain }
 }
 
 /// Whether the directory `dir` lists an entry other than `.`, `..` and `missing`,
