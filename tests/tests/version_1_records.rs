@@ -1,7 +1,7 @@
 //! A state record of format 1 (before replay marks were bound to an enrolment) keeps
-//! its marks until a code is accepted and an enrolment takes them over: a wrong code's
-//! write and an admin's reset in between write the record back with them. Written as
-//! format 2 they were dropped, and the code of the last used step worked again.
+//! its marks: a wrong code's write and an admin's reset write the record back with them
+//! (written as format 2 they were dropped, and the code of the last used step worked
+//! again), and an enrolment that binds marks leaves them for the others (format 3).
 
 use std::time::Duration;
 
@@ -60,11 +60,12 @@ fn a_version_1_mark_survives_a_wrong_code_and_a_reset_until_a_code_binds_it() {
     // The code of the marked step is refused as used; it worked again before the fix.
     let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0 + 10);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "a replay: {d:?}");
-    // Control: the next step's code logs in, and its enrolment takes the mark over.
+    // Control: the next step's code logs in; its enrolment binds marks from the
+    // version-1 ones, which stay for the others.
     let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     let bound = stored(&stack, u.uid);
-    assert_eq!(bound.legacy, None);
+    assert_eq!(bound.legacy, Some(legacy));
     assert_eq!(last_step_of(&bound), Some(T0 / 30 + 1));
 }
 
@@ -162,7 +163,53 @@ fn a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file() {
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "used: {d:?}");
     let d = login_at(&stack, &u, &code_60(&secret, until + 30), None, until + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
-    assert_eq!(stored(&stack, u.uid).legacy, None);
+    assert!(!stored(&stack, u.uid).marks.is_empty(), "bound");
+}
+
+/// Finding (R34, R35): a version-1 record's marks went to whichever enrolment logged in
+/// first after the upgrade and were dropped. A user with a TOTP file for sudo and an
+/// HOTP token whose file configuration management keeps at `HOTP_COUNTER 1`: the TOTP
+/// login took the marks, and the token's recorded codes for counters 1-3 worked again.
+/// Now the HOTP enrolment is held to the version-1 counter; control: counter 501 logs
+/// in, once.
+#[test]
+fn a_version_1_hotp_mark_outlives_a_totp_login_for_the_hotp_token() {
+    if !require_root("a_version_1_hotp_mark_outlives_a_totp_login_for_the_hotp_token") {
+        return;
+    }
+    let (phone, token) = (random_secret_b32(), random_secret_b32());
+    let u = TestUser::create("v1h");
+    u.write_secret(&totp_file(&phone), 0o600);
+    let stack = Stack::probe("svc", "");
+    let d = login_at(&stack, &u, &wrong_totp(&phone, T0 - 300), None, T0 - 300);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    let legacy = LegacyMarks {
+        last_step: Some(T0 / 30),
+        hotp: Some(500),
+    };
+    seed_legacy(&stack, u.uid, legacy);
+
+    // The sudo (TOTP) login comes first and binds marks.
+    let d = login_at(&stack, &u, &code_at(&phone, T0 + 30), None, T0 + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "phone: {d:?}");
+    let after = stored(&stack, u.uid);
+    assert_eq!(after.legacy, Some(legacy), "kept for the other enrolments");
+    assert_eq!(last_step_of(&after), Some(T0 / 30 + 1));
+
+    // The token's file, as configuration management puts it back every time.
+    let hotp = format!("{token}\n\" HOTP_COUNTER 1\n");
+    for counter in 1..=3u64 {
+        u.write_secret(&hotp, 0o600);
+        let at = T0 + 60 * (counter + 1);
+        let d = login_at(&stack, &u, &oathtool_hotp(&token, counter), None, at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "used {counter}: {d:?}");
+    }
+    u.write_secret(&hotp, 0o600);
+    let d = login_at(&stack, &u, &oathtool_hotp(&token, 501), None, T0 + 600);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "the next counter: {d:?}");
+    u.write_secret(&hotp, 0o600);
+    let d = login_at(&stack, &u, &oathtool_hotp(&token, 501), None, T0 + 660);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "once: {d:?}");
 }
 
 /// Stores `legacy` as `uid`'s version-1 record in `stack`.

@@ -156,8 +156,10 @@ impl Marks {
 }
 
 /// Marks written by version 1 of the record, before marks were bound to an enrolment:
-/// a TOTP step of whatever step size the file had, and an HOTP counter. They are taken
-/// to be the marks of the first enrolment seen after the upgrade.
+/// a TOTP step of whatever step size the file had, and an HOTP counter. They are the
+/// marks of every enrolment that has none of its own: the first enrolment to bind marks
+/// after the upgrade starts from them, and they are kept for the others (which may be
+/// the enrolment that wrote them), so no enrolment's codes at or below them work again.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LegacyMarks {
     pub last_step: Option<u64>,
@@ -170,7 +172,8 @@ pub struct LegacyMarks {
 pub struct UserState {
     /// Marks per enrolment, the latest first, at most [`MAX_ENROLMENTS`].
     pub marks: Vec<(EnrolmentId, Marks)>,
-    /// Unbound marks of a version-1 record, until the first write after the upgrade.
+    /// Marks of a version-1 record, for every enrolment without marks of its own;
+    /// kept for good (they only ever refuse codes at or below them).
     pub legacy: Option<LegacyMarks>,
     /// Opaque throttling and grace records owned by the verification logic
     /// (per-origin backoff, per-user ceiling, grace entries). Kept as one encoded
@@ -190,11 +193,11 @@ impl UserState {
     }
 
     /// The record with `id`'s marks replaced by `marks` and moved to the front; the
-    /// oldest enrolment beyond [`MAX_ENROLMENTS`] is forgotten, legacy marks are dropped
-    /// (they were taken over by the first enrolment to use them).
+    /// oldest enrolment beyond [`MAX_ENROLMENTS`] is forgotten. Legacy marks stay: the
+    /// enrolment that binds marks first need not be the one that wrote them, and an
+    /// enrolment with none of its own (or forgotten) is still held to them (R34, R35).
     pub fn with_marks(&self, id: EnrolmentId, marks: Marks) -> Self {
         let mut next = self.clone();
-        next.legacy = None;
         next.marks.retain(|(e, _)| *e != id);
         if !marks.is_empty() {
             next.marks.insert(0, (id, marks));
@@ -520,6 +523,8 @@ impl Missing {
 /// Format version of [`UserState::encode`]; version 1 (unbound marks) is still read.
 const VERSION: u8 = 2;
 const VERSION_1: u8 = 1;
+/// Version 2 with a version-1 record's marks kept beside the bound ones.
+const VERSION_3: u8 = 3;
 /// Upper bound on an encoded record; anything larger is hostile.
 pub const MAX_ENCODED_LEN: usize = 4096;
 
@@ -565,36 +570,42 @@ impl UserState {
     /// Compact binary form shared by every backend: version, the marks of each
     /// enrolment, extra.
     ///
-    /// A record still holding a version-1 record's unbound marks (no enrolment has
-    /// taken them over: only wrong codes, refusals and resets since the upgrade) is
-    /// written back as version 1, since version 2 has no place for them. Written as
-    /// version 2 they were lost: a wrong code or an admin's reset after the upgrade
-    /// forgot the last used step and HOTP counter, and codes under them worked again.
+    /// Legacy marks ([`LegacyMarks`]) choose the version: with no bound marks the
+    /// record is written back as version 1 (readable by the release before, as
+    /// before); beside bound marks as version 3 (version 2 with the legacy marks after
+    /// the version byte), since version 2 has no place for them. Written as version 2
+    /// they were lost, and codes under them worked again for every other enrolment.
+    /// Only a record that holds legacy marks is ever written as version 3.
     pub fn encode(&self) -> Vec<u8> {
-        if let (true, Some(legacy)) = (self.marks.is_empty(), self.legacy) {
-            let mut out = Vec::with_capacity(18 + self.extra.len());
-            out.push(VERSION_1);
-            out.push(
-                if legacy.last_step.is_some() {
-                    HAS_TOTP
+        let flags = |totp: bool, hotp: bool| {
+            (if totp { HAS_TOTP } else { 0 }) | if hotp { HAS_HOTP } else { 0 }
+        };
+        let mut out = Vec::with_capacity(19 + 40 * self.marks.len() + self.extra.len());
+        let legacy = self
+            .legacy
+            .filter(|l| l.last_step.is_some() || l.hotp.is_some());
+        match legacy {
+            Some(l) => {
+                out.push(if self.marks.is_empty() {
+                    VERSION_1
                 } else {
-                    0
-                } | if legacy.hotp.is_some() { HAS_HOTP } else { 0 },
-            );
-            out.extend_from_slice(&legacy.last_step.unwrap_or(0).to_le_bytes());
-            out.extend_from_slice(&legacy.hotp.unwrap_or(0).to_le_bytes());
-            out.extend_from_slice(&self.extra);
-            return out;
+                    VERSION_3
+                });
+                out.push(flags(l.last_step.is_some(), l.hotp.is_some()));
+                out.extend_from_slice(&l.last_step.unwrap_or(0).to_le_bytes());
+                out.extend_from_slice(&l.hotp.unwrap_or(0).to_le_bytes());
+                if self.marks.is_empty() {
+                    out.extend_from_slice(&self.extra);
+                    return out;
+                }
+            }
+            None => out.push(VERSION),
         }
-        let mut out = Vec::with_capacity(2 + 40 * self.marks.len() + self.extra.len());
-        out.push(VERSION);
         let marks = &self.marks[..self.marks.len().min(MAX_ENROLMENTS)];
         out.push(marks.len() as u8);
         for (id, m) in marks {
             out.extend_from_slice(&id.0.to_le_bytes());
-            let flags = if m.totp_until.is_some() { HAS_TOTP } else { 0 }
-                | if m.hotp.is_some() { HAS_HOTP } else { 0 };
-            out.push(flags);
+            out.push(flags(m.totp_until.is_some(), m.hotp.is_some()));
             out.extend_from_slice(&m.totp_until.unwrap_or(0).to_le_bytes());
             out.extend_from_slice(&m.hotp.unwrap_or(0).to_le_bytes());
             let scratch = &m.scratch[..m.scratch.len().min(MAX_USED_SCRATCH)];
@@ -619,8 +630,8 @@ impl UserState {
             what: "state record",
         };
         let version = r.u8().map_err(|_| corrupt("empty record"))?;
-        match version {
-            VERSION_1 => {
+        let legacy = match version {
+            VERSION_1 | VERSION_3 => {
                 let flags = r.u8()?;
                 if flags & !(HAS_TOTP | HAS_HOTP) != 0 {
                     return Err(corrupt("unknown record flags"));
@@ -630,50 +641,58 @@ impl UserState {
                     last_step: (flags & HAS_TOTP != 0).then_some(step),
                     hotp: (flags & HAS_HOTP != 0).then_some(hotp),
                 };
-                Ok(Self {
-                    marks: Vec::new(),
-                    legacy: (legacy != LegacyMarks::default()).then_some(legacy),
-                    extra: r.b.to_vec(),
-                })
-            }
-            VERSION => {
-                let n = usize::from(r.u8()?);
-                if n > MAX_ENROLMENTS {
-                    return Err(corrupt("too many enrolments"));
+                if version == VERSION_1 {
+                    return Ok(Self {
+                        marks: Vec::new(),
+                        legacy: (legacy != LegacyMarks::default()).then_some(legacy),
+                        extra: r.b.to_vec(),
+                    });
                 }
-                let mut marks = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let id = EnrolmentId(r.u64()?);
-                    let flags = r.u8()?;
-                    if flags & !(HAS_TOTP | HAS_HOTP) != 0 {
-                        return Err(corrupt("unknown record flags"));
-                    }
-                    let (until, hotp) = (r.u64()?, r.u64()?);
-                    let used = usize::from(r.u8()?);
-                    if used > MAX_USED_SCRATCH {
-                        return Err(corrupt("too many used scratch codes"));
-                    }
-                    let scratch = (0..used).map(|_| r.u64()).collect::<Result<_, _>>()?;
-                    if marks.iter().any(|(e, _)| *e == id) {
-                        return Err(corrupt("an enrolment recorded twice"));
-                    }
-                    marks.push((
-                        id,
-                        Marks {
-                            totp_until: (flags & HAS_TOTP != 0).then_some(until),
-                            hotp: (flags & HAS_HOTP != 0).then_some(hotp),
-                            scratch,
-                        },
-                    ));
+                if legacy == LegacyMarks::default() {
+                    return Err(corrupt("version 3 without legacy marks"));
                 }
-                Ok(Self {
-                    marks,
-                    legacy: None,
-                    extra: r.b.to_vec(),
-                })
+                Some(legacy)
             }
-            _ => Err(corrupt("unknown record version")),
+            VERSION => None,
+            _ => return Err(corrupt("unknown record version")),
+        };
+        let n = usize::from(r.u8()?);
+        if n > MAX_ENROLMENTS {
+            return Err(corrupt("too many enrolments"));
         }
+        if n == 0 && legacy.is_some() {
+            return Err(corrupt("version 3 without bound marks"));
+        }
+        let mut marks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = EnrolmentId(r.u64()?);
+            let flags = r.u8()?;
+            if flags & !(HAS_TOTP | HAS_HOTP) != 0 {
+                return Err(corrupt("unknown record flags"));
+            }
+            let (until, hotp) = (r.u64()?, r.u64()?);
+            let used = usize::from(r.u8()?);
+            if used > MAX_USED_SCRATCH {
+                return Err(corrupt("too many used scratch codes"));
+            }
+            let scratch = (0..used).map(|_| r.u64()).collect::<Result<_, _>>()?;
+            if marks.iter().any(|(e, _)| *e == id) {
+                return Err(corrupt("an enrolment recorded twice"));
+            }
+            marks.push((
+                id,
+                Marks {
+                    totp_until: (flags & HAS_TOTP != 0).then_some(until),
+                    hotp: (flags & HAS_HOTP != 0).then_some(hotp),
+                    scratch,
+                },
+            ));
+        }
+        Ok(Self {
+            marks,
+            legacy,
+            extra: r.b.to_vec(),
+        })
     }
 }
 

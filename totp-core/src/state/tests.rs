@@ -56,9 +56,10 @@ fn version_1_records_are_read_as_unbound_marks() {
     );
     assert!(s.marks.is_empty());
     assert_eq!(s.extra, vec![5, 6]);
-    // Written back, it is a version-2 record whose legacy marks went to an enrolment.
+    // Bound to an enrolment, the legacy marks stay for the others: version 3.
     let next = s.with_marks(EnrolmentId(3), marks(Some(30), None, &[]));
-    assert_eq!(next.legacy, None);
+    assert_eq!(next.legacy, s.legacy);
+    assert_eq!(next.encode()[0], 3);
     assert_eq!(UserState::decode(&next.encode()), Ok(next));
 }
 
@@ -109,21 +110,66 @@ fn unbound_version_1_marks_survive_being_written_back() {
         };
         assert_eq!(UserState::decode(&one.encode()), Ok(one));
     }
-    // Bound marks win: legacy marks beside them are never written (an enrolment took
-    // them over when it got marks of its own).
+    // Beside bound marks the legacy marks are kept (version 3): the enrolment that
+    // bound marks first need not be the one that wrote them.
     let bound = UserState {
         marks: vec![(EnrolmentId(1), marks(Some(60), None, &[]))],
         legacy: s.legacy,
-        extra: Vec::new(),
+        extra: vec![4],
     };
     let read = UserState::decode(&bound.encode()).expect("decoded");
-    assert_eq!((read.marks, read.legacy), (bound.marks, None));
+    assert_eq!(read, bound);
+    // Without legacy marks a record is still version 2.
+    let plain = UserState {
+        legacy: None,
+        ..bound
+    };
+    assert_eq!(plain.encode()[0], 2);
+    assert_eq!(UserState::decode(&plain.encode()), Ok(plain));
+}
+
+/// Finding (R34, R35): the first enrolment to bind marks after the upgrade dropped the
+/// version-1 marks, so another enrolment (an HOTP file beside a TOTP one) started from
+/// nothing. Kept as version 3, within the size bound at its largest.
+#[test]
+fn version_3_keeps_legacy_marks_beside_the_largest_record() {
+    let mut s = UserState {
+        legacy: Some(LegacyMarks {
+            last_step: Some(u64::MAX),
+            hotp: Some(500),
+        }),
+        extra: vec![0xAA; MAX_ENCODED_LEN / 2],
+        ..UserState::default()
+    };
+    let scratch: Vec<u64> = (0..MAX_USED_SCRATCH as u64).collect();
+    for i in 0..MAX_ENROLMENTS as u64 {
+        s = s.with_marks(EnrolmentId(i), marks(Some(u64::MAX), Some(i), &scratch));
+    }
+    let e = s.encode();
+    assert!(e.len() < MAX_ENCODED_LEN, "{}", e.len());
+    assert_eq!(UserState::decode(&e), Ok(s));
 }
 
 #[test]
 fn decode_refuses_what_encode_never_writes() {
     assert!(UserState::decode(b"").is_err());
-    assert!(UserState::decode(&[3, 0]).is_err());
+    assert!(UserState::decode(&[4, 0]).is_err());
+    // Version 3 only ever holds legacy marks beside bound ones.
+    let mut no_legacy = vec![3, 0];
+    no_legacy.extend_from_slice(&[0; 16]);
+    no_legacy.extend_from_slice(&[1; 1]);
+    no_legacy.extend_from_slice(&[0; 26]);
+    assert!(UserState::decode(&no_legacy).is_err());
+    let mut no_bound = vec![3, 0b10];
+    no_bound.extend_from_slice(&[0; 16]);
+    no_bound.push(0);
+    assert!(UserState::decode(&no_bound).is_err());
+    // The control: the same with both is read.
+    let mut both = vec![3, 0b10];
+    both.extend_from_slice(&[0; 16]);
+    both.push(1);
+    both.extend_from_slice(&[0; 26]);
+    assert!(UserState::decode(&both).is_ok());
     assert!(UserState::decode(&[1, 4]).is_err());
     assert!(UserState::decode(&[1, 0, 0]).is_err());
     assert!(UserState::decode(&[2]).is_err());

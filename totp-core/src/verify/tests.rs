@@ -1530,8 +1530,45 @@ fn a_version_1_record_keeps_protecting_after_the_upgrade() {
         Verdict::Replayed
     );
     assert!(accepted(&u.attempt(&p, &code(10_001), 300_030)));
-    assert_eq!(u.state.legacy, None);
+    // Kept for the enrolments that have no marks of their own.
+    assert!(u.state.legacy.is_some());
     assert_eq!(u.last_step(), Some(10_001));
+}
+
+/// Finding (R34, R35): a version-1 record's marks went to whichever enrolment logged in
+/// first and were dropped; an HOTP file beside the TOTP one then started from nothing,
+/// and its recorded codes worked again.
+#[test]
+fn version_1_marks_protect_every_enrolment_not_only_the_first() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    u.state.legacy = Some(crate::state::LegacyMarks {
+        last_step: Some(10_000),
+        hotp: Some(500),
+    });
+    // The sudo (TOTP) login binds the marks first.
+    assert!(accepted(&u.attempt(&p, &code(10_001), 300_030)));
+    // The HOTP enrolment (a file that is never rewritten) is held to the old counter.
+    u.file = file(&format!("{S2}\n\" HOTP_COUNTER 1\n"));
+    u.readonly = true;
+    // (A counter far behind the mark is outside the window: refused, not named.)
+    for ctr in [1, 3, 500] {
+        let d = u.attempt(&p, &code_of(S2, ctr), 300_100 + ctr as i64);
+        assert!(!accepted(&d), "counter {ctr}: {:?}", d.verdict);
+    }
+    // The control: the next counter works, once.
+    let d = u.attempt(&p, &code_of(S2, 501), 301_000);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: 501 }));
+    assert_eq!(
+        u.attempt(&p, &code_of(S2, 501), 301_040).verdict,
+        Verdict::Replayed
+    );
+    // A further TOTP enrolment is held to the old TOTP mark as well.
+    u.file = file(&format!("{S2}\n\" TOTP_AUTH\n"));
+    u.readonly = false;
+    let d = u.attempt(&p, &code_of(S2, 10_000), 300_010);
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert!(accepted(&u.attempt(&p, &code_of(S2, 10_002), 300_070)));
 }
 
 #[test]

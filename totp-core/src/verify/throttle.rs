@@ -3,8 +3,10 @@
 
 use super::*;
 
-/// The marks of the file's enrolment: the record's, or on the first login after an
-/// upgrade the version-1 record's unbound marks, or none (a new enrolment starts fresh).
+/// The marks of the file's enrolment: the record's, or for an enrolment with none of
+/// its own the version-1 record's marks (kept for every such enrolment, not only the
+/// first seen after the upgrade: R34, R35), or none (a new enrolment starts fresh). An
+/// enrolment's own marks started from them, so they are never below them.
 pub(super) fn current_marks(cfg: &Config, enrolment: EnrolmentId, state: &UserState) -> Marks {
     if let Some(m) = state.marks_of(enrolment) {
         return m.clone();
