@@ -329,11 +329,20 @@ pub fn authenticate_with(
     let graced = record.account().filter(|_| {
         ctx.opts.grace_period_secs > 0 && ctx.rhost_ip.and_then(verify::grace_host).is_some()
     });
-    if let Some(uid) = graced {
-        let now = sys.now().map_err(|_| {
-            io.log(Level::Err, "cannot read the clock; denying");
-            AuthError::Clock
-        })?;
+    // Without a clock no grace: the login goes on to the prompt, as a name without an
+    // account (never graced) does, rather than end here for accounts only (R9).
+    let now = match graced.map(|_| sys.now()) {
+        Some(Err(_)) => {
+            io.log(
+                Level::Err,
+                "cannot read the clock; grace period not checked",
+            );
+            None
+        }
+        Some(Ok(now)) => Some(now),
+        None => None,
+    };
+    if let (Some(uid), Some(now)) = (graced, now) {
         let user = Some((uid, target.name.as_str()));
         // A store without its key has no record a grace entry could be in.
         let read = store::open(&ctx.opts, sys, user, &mut |m| io.log(Level::Warning, m))
@@ -789,7 +798,12 @@ impl Ctx {
                 },
             );
         }
-        let _creds = switch_creds(io, target)?;
+        // Not `?`: an account's login ending here, unprompted, while a name without one
+        // is prompted would tell which names exist (R9). switch_creds logged the cause.
+        let _creds = match switch_creds(io, target) {
+            Ok(guard) => guard,
+            Err(e) => return Ok(PreRead::Unusable(format!("{e}; asking for a code anyway"))),
+        };
         let (e, absence) = match safefile::open_checked_noting(&target.path, &target.rules) {
             Ok(opened) => {
                 return Ok(match GaFile::parse(&opened.contents) {
@@ -895,7 +909,11 @@ impl Ctx {
         if self.opts.fleet.secret_command.is_some() {
             return Ok(None);
         }
-        let _creds = switch_creds(io, target)?;
+        // As in `preread`: denied after the prompt, like a name without an account.
+        let _creds = match switch_creds(io, target) {
+            Ok(guard) => guard,
+            Err(e) => return Ok(Some(format!("{e}; asking for a code anyway"))),
+        };
         match safefile::open_checked(typed, &target.rules) {
             Err(FileError::NotFound | FileError::MissingDirectory { .. }) => Ok(None),
             _ => Ok(Some(format!(

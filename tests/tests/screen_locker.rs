@@ -494,8 +494,8 @@ fn vlock_as_the_user_unlocks_once_per_code_with_state_in_the_home() {
 }
 
 /// Store mode: the secret sits in a root-only store the user cannot read. The locker,
-/// running as the user, is denied before any prompt with the cause logged, and vlock
-/// keeps running, locked. Control, with the same stack, store, user and code: vlock as
+/// running as the user, is prompted and denied as a name without an account would be,
+/// with the cause logged, and vlock keeps running, locked. Control, with the same stack, store, user and code: vlock as
 /// Debian installs it (setuid root, a root host) reads the store and unlocks.
 #[test]
 fn vlock_as_the_user_is_denied_cleanly_when_the_store_is_unreadable() {
@@ -532,17 +532,21 @@ fn vlock_as_the_user_is_denied_cleanly_when_the_store_is_unreadable() {
     let mut lock = Locker::start(&u, pamd.path(), Privs::UserOnly);
     let at = lock.wait_screen(0, "This TTY is now locked.");
     assert_eq!(lock.uids(), [u.uid; 4].map(|i| i.to_string()).join(" "));
-    lock.type_line("");
-    // Denied before the prompt: there is no code to ask for that could be checked.
-    let at = lock.wait_screen(at, &format!("{}'s vlock: System error", u.name));
+    // Prompted, then denied as a name without an account is (R9): ending before the
+    // prompt, for accounts only, would tell which names exist. The right code does not
+    // help: the file cannot be read.
+    let at = lock.answer(at, &u.name, &code_at(&secret, mid_step()));
+    let at = lock.wait_screen(at, "vlock: Authentication failure");
     assert_eq!(lock.wait_log("cannot switch"), denied);
     assert!(
-        !lock.screen().contains("Verification code"),
-        "no prompt: {}",
+        !lock.screen().contains("System error"),
+        "an ordinary denial: {}",
         lock.screen()
     );
-    // vlock goes on to offer root's password, then locks again: it neither crashed nor
+    // vlock goes on to offer root's code, then locks again: it neither crashed nor
     // unlocked.
+    let at = lock.wait_screen(at, "root's Verification code: ");
+    lock.type_line("");
     lock.wait_screen(at, "Please press [ENTER] to unlock.");
     assert!(lock.still_locked(), "denied, and vlock is still running");
     lock.kill();
