@@ -8,11 +8,12 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::workspace;
+use crate::proxy::Hook;
+use crate::{Drive, PEER, Returned, Stack, TestUser, login_logged, workspace};
 
 /// Where files the module's root-only checks must accept live: root-owned and not
 /// group/other writable along the whole chain. The checkout may be anywhere (under a
@@ -636,4 +637,103 @@ pub fn documented_acl(user: &str) -> Vec<String> {
         "{user}'s ACL starts with its keys: {line}"
     );
     words.map(str::to_owned).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// A write in flight (R34): what the Redis and etcd tests of docs/fleet.md's "A write in
+// flight" share. A proxy holds one host's compare-and-set while another host accepts the
+// same code and the data set is lost; the held write must write nothing, and the login
+// decide again with the store record as it is now.
+
+/// Another host's login (its run and log lines) and what the loss that followed it
+/// returned.
+type LoginThenLoss<T> = (Drive, Vec<String>, T);
+
+/// What another host's login left while a held write waited: that login's run and log
+/// lines, and what the loss of the data set that followed it returned.
+pub struct Elsewhere<T>(Arc<Mutex<Option<LoginThenLoss<T>>>>);
+
+impl<T> Elsewhere<T> {
+    /// What the loss returned, once the other host is shown to have accepted the code
+    /// (the fault happened where the test claims it did).
+    pub fn accepted(&self) -> T {
+        let (d, logs, lost) = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("the hook ran");
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+        lost
+    }
+}
+
+/// A hook for a proxy holding this host's write: `other` logs `user` in with `code` (the
+/// code this host is deciding on), then `lose` loses the data set; both are kept for
+/// [`Elsewhere::accepted`].
+pub fn accepted_elsewhere_then<T: Send + 'static>(
+    other: &Arc<Stack>,
+    user: &Arc<TestUser>,
+    code: &str,
+    lose: impl FnOnce() -> T + Send + 'static,
+) -> (Hook, Elsewhere<T>) {
+    let slot = Arc::new(Mutex::new(None));
+    let (other, user, code, kept) = (other.clone(), user.clone(), code.to_owned(), slot.clone());
+    let hook: Hook = Box::new(move || {
+        let (d, logs) = login_logged(&other, &user, &code, PEER, None);
+        let lost = lose();
+        *kept.lock().unwrap_or_else(|e| e.into_inner()) = Some((d, logs, lost));
+    });
+    (hook, Elsewhere(slot))
+}
+
+/// The login whose held write met a lost data set: the write was refused for the changed
+/// store record, and the login decided again with the store record as it is now
+/// (recreated at now), whose floor refuses the code as used: a wrong code, not a store
+/// fault.
+pub fn assert_decided_again_and_refused_as_used(d: &Drive, logs: &[String]) {
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?} {logs:?}"
+    );
+    let line = |needle: &str| logs.iter().position(|l| l.contains(needle));
+    let changed = line("the store record changed since this login read it");
+    let again = line("deciding again with the store record as it is now");
+    let recreated = line("had no store record, so it was created now");
+    let refused = line("before the state store lost its data");
+    assert!(
+        changed.is_some() && changed == again,
+        "the changed store record reported, and decided again: {logs:?}"
+    );
+    assert!(
+        again < recreated && recreated < refused,
+        "recreated, then the code refused by its floor: {logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("state store unavailable")),
+        "not denied as a store fault: {logs:?}"
+    );
+}
+
+/// The same code again after the loss, on `host`: the recreated store record's floor
+/// keeps refusing it.
+pub fn assert_still_refused_after_the_loss(host: &Stack, user: &TestUser, code: &str) {
+    let (d, logs) = login_logged(host, user, code, PEER, None);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?} {logs:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "{logs:?}"
+    );
+}
+
+/// Control: a code after the recreation logs in on `host`.
+pub fn assert_a_later_code_logs_in(host: &Stack, user: &TestUser, secret: &str) {
+    let later = after_recreation(crate::now());
+    let (d, logs) = login_logged(host, user, &crate::code_at(secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }

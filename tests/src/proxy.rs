@@ -64,6 +64,15 @@ pub fn read_resp_command(r: &mut BufReader<TcpStream>) -> std::io::Result<Option
     Ok(Some((raw, args)))
 }
 
+/// The key a Redis compare-and-set works on: the first key of a function call (`FCALL`)
+/// or a script (`EVAL`), after the function or script and the key count.
+pub fn compare_and_set_key(args: &[Vec<u8>]) -> Option<&[u8]> {
+    let name = args.first()?.to_ascii_uppercase();
+    (name == b"FCALL" || name == b"EVAL")
+        .then(|| args.get(3).map(Vec::as_slice))
+        .flatten()
+}
+
 /// What runs once, right before a held write is forwarded.
 pub type Hook = Box<dyn FnOnce() + Send>;
 

@@ -17,11 +17,14 @@
 //! nothing at all (the prefix still empty after it) and that the report is taken once.
 
 use std::cell::{Cell, RefCell};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::Value;
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
-use system_tests::fleet::{after_recreation, init_store};
+use system_tests::fleet::{
+    accepted_elsewhere_then, assert_a_later_code_logs_in, assert_decided_again_and_refused_as_used,
+    assert_still_refused_after_the_loss, init_store,
+};
 use system_tests::proxy::{EtcdHookProxy, base64_decode};
 use system_tests::*;
 use totp_core::fleet::{ConnectionOptions, EtcdEndpoints, EtcdOptions, SharedStore};
@@ -216,84 +219,30 @@ fn a_prefix_deleted_while_a_login_write_is_in_flight_never_reopens_a_used_code()
     let u = Arc::new(u);
     let code = code_at(&secret, now());
     let record = format!("{prefix}user:{}", u.name);
-    let accepted = Arc::new(Mutex::new(None));
-    {
-        let (cluster, other, accepted, record) = (
-            cluster.clone(),
-            other.clone(),
-            accepted.clone(),
-            record.clone(),
-        );
-        let (u, code) = (u.clone(), code.clone());
-        proxy.arm(Box::new(move || {
-            let (d, logs) = login_logged(&other, &u, &code, PEER, None);
+    let (hook, elsewhere) = accepted_elsewhere_then(&other, &u, &code, {
+        let (cluster, record) = (cluster.clone(), record.clone());
+        move || {
             let written = cluster.ctl(&["get", &record, "--keys-only"]);
             let deleted = cluster.ctl(&["del", "--prefix", prefix]);
             let left = count_under(&cluster, prefix);
-            *accepted.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((d, logs, written, deleted, left));
-        }));
-    }
+            (written, deleted, left)
+        }
+    });
+    proxy.arm(hook);
     let (d, logs) = login_logged(&host, &u, &code, PEER, None);
-    let (other_d, other_logs, written, deleted, left) = accepted
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .expect("the hook ran");
     // The fault happened where claimed: the other host accepted the code and wrote the
     // user's record, then the prefix was deleted, all before this host's write, which
     // expected the user's record absent (so it alone would have matched again).
-    assert_eq!(
-        other_d.returned(),
-        Returned::Success,
-        "{other_d:?} {other_logs:?}"
-    );
+    let (written, deleted, left) = elsewhere.accepted();
     assert!(written.contains(&record), "{written}");
     assert_ne!(deleted.trim(), "0", "{deleted}");
     assert_eq!(left, "0", "the prefix was empty before the held write");
     let held = proxy.held();
     assert_eq!(held.len(), 2, "{held:?}");
     expects_absent_under_store_record(&held[1], prefix, &u.name);
-    // The held write was refused for the changed store record, and the login decided
-    // again with the store record as it is now: recreated at now, whose floor refuses
-    // the code as used (a wrong code, not a store fault).
-    assert_eq!(
-        d.returned(),
-        Returned::Failed("PAM_AUTH_ERR".into()),
-        "{d:?} {logs:?}"
-    );
-    let line = |needle: &str| logs.iter().position(|l| l.contains(needle));
-    let changed = line("the store record changed since this login read it");
-    let again = line("deciding again with the store record as it is now");
-    let recreated = line("had no store record, so it was created now");
-    let refused = line("before the state store lost its data");
-    assert!(
-        changed.is_some() && changed == again,
-        "the changed store record reported, and decided again: {logs:?}"
-    );
-    assert!(
-        again < recreated && recreated < refused,
-        "recreated, then the code refused by its floor: {logs:?}"
-    );
-    assert!(
-        !logs.iter().any(|l| l.contains("state store unavailable")),
-        "not denied as a store fault: {logs:?}"
-    );
-    // The same code again, on either host: the recreated store record keeps refusing it.
+    assert_decided_again_and_refused_as_used(&d, &logs);
     for h in [&host, &*other] {
-        let (d, logs) = login_logged(h, &u, &code, PEER, None);
-        assert_eq!(
-            d.returned(),
-            Returned::Failed("PAM_AUTH_ERR".into()),
-            "{d:?} {logs:?}"
-        );
-        assert!(
-            logs.iter().any(|l| l.contains("state store lost its data")),
-            "{logs:?}"
-        );
+        assert_still_refused_after_the_loss(h, &u, &code);
     }
-    // Control: a later code logs in through the proxy.
-    let later = after_recreation(now());
-    let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
-    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert_a_later_code_logs_in(&host, &u, &secret);
 }

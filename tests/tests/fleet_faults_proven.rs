@@ -15,13 +15,13 @@ use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use system_tests::fleet::{RedisServer, ServerConfig, TestCa, plugin, trusted_dir};
-use system_tests::proxy::{listen, read_resp_command};
+use system_tests::proxy::{compare_and_set_key, listen, read_resp_command};
 use system_tests::*;
 
 /// A key prefix no other test of this binary uses.
@@ -94,6 +94,13 @@ fn denied(d: &Drive) -> bool {
 /// silent, as a server that stopped answering mid-update would leave it.
 struct StallProxy {
     port: u16,
+    /// Its switches and counters, read and set through the proxy itself.
+    shared: Shared,
+}
+
+/// The proxy's switches and counters, shared by its connections.
+#[derive(Clone, Default)]
+struct Shared {
     stall: Arc<AtomicBool>,
     /// Compare-and-sets held back.
     stalled: Arc<AtomicUsize>,
@@ -111,48 +118,27 @@ struct StallProxy {
     drip: Arc<Mutex<Option<Duration>>>,
 }
 
+impl std::ops::Deref for StallProxy {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
 impl StallProxy {
     fn start(server_port: u16) -> StallProxy {
-        let shared = Shared {
-            stall: Arc::new(AtomicBool::new(false)),
-            stalled: Arc::new(AtomicUsize::new(0)),
-            after_read: Arc::new(AtomicUsize::new(0)),
-            forwarded: Arc::new(AtomicUsize::new(0)),
-            answer_read: Arc::new(Mutex::new(None)),
-            answered: Arc::new(AtomicUsize::new(0)),
-            drip: Arc::new(Mutex::new(None)),
-        };
-        let handles = shared.clone();
+        let shared = Shared::default();
+        let serving = shared.clone();
         let port = listen(move |client| {
-            let _ = serve(client, server_port, &shared);
+            let _ = serve(client, server_port, &serving);
         });
-        StallProxy {
-            port,
-            stall: handles.stall,
-            stalled: handles.stalled,
-            stalled_after_read: handles.after_read,
-            forwarded_cas: handles.forwarded,
-            answer_read: handles.answer_read,
-            answered: handles.answered,
-            drip: handles.drip,
-        }
+        StallProxy { port, shared }
     }
 
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
-}
-
-/// The proxy's switches and counters, shared by its connections.
-#[derive(Clone)]
-struct Shared {
-    stall: Arc<AtomicBool>,
-    stalled: Arc<AtomicUsize>,
-    after_read: Arc<AtomicUsize>,
-    forwarded: Arc<AtomicUsize>,
-    answer_read: Arc<Mutex<Option<Vec<u8>>>>,
-    answered: Arc<AtomicUsize>,
-    drip: Arc<Mutex<Option<Duration>>>,
 }
 
 /// Appends one whole RESP reply from `r` to `out`; false at the end of the stream.
@@ -199,8 +185,8 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
     let (stall, stalled, after_read, forwarded) = (
         &shared.stall,
         &shared.stalled,
-        &shared.after_read,
-        &shared.forwarded,
+        &shared.stalled_after_read,
+        &shared.forwarded_cas,
     );
     let mut server = TcpStream::connect(("127.0.0.1", server_port))?;
     let mut back_from = BufReader::new(server.try_clone()?);
@@ -241,14 +227,12 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
             .first()
             .map(|a| a.to_ascii_uppercase())
             .unwrap_or_default();
-        let key = args.get(3).cloned().unwrap_or_default();
         let is_record =
             |k: &[u8]| k.windows(4).any(|w| w == b"uid:") || k.windows(5).any(|w| w == b"user:");
-        // The compare-and-set: the function (FCALL) or the script (EVAL), key third.
-        if (name == b"EVAL" || name == b"FCALL") && is_record(&key) {
+        if let Some(key) = compare_and_set_key(&args).filter(|k| is_record(k)) {
             if stall.load(Ordering::SeqCst) {
                 stalled.fetch_add(1, Ordering::SeqCst);
-                if read_keys.contains(&key) {
+                if read_keys.iter().any(|k| k == key) {
                     after_read.fetch_add(1, Ordering::SeqCst);
                 }
                 // Silent from here on: read and drop whatever else comes, until the
@@ -360,6 +344,16 @@ fn a_server_stalling_between_read_and_compare_and_set_denies_in_bounded_time() {
 // ---------------------------------------------------------------------------------------
 // Credentials
 
+/// A credentials file `dir/name` for the server's `fleet` user, of `mode`, owned by
+/// `owner`.
+fn credentials_file(dir: &Path, name: &str, password: &str, mode: u32, owner: u32) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, format!("username=fleet\npassword={password}\n")).expect("write");
+    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
+    std::os::unix::fs::chown(&p, Some(owner), None).expect("chown");
+    p
+}
+
 /// M5 / R31: the server requires a password, so the control (a root-owned 0600
 /// credentials file) logs in only because of that file; the same file owned by another
 /// user, or readable by group or others, is refused for that reason (the log names the
@@ -376,11 +370,7 @@ fn credentials_must_be_roots_and_private_and_right() {
     let (u, secret) = TestUser::enrolled("cr");
     let dir = trusted_dir("cred");
     let cred = |name: &str, password: &str, mode: u32, owner: u32| {
-        let p = dir.path().join(name);
-        fs::write(&p, format!("username=fleet\npassword={password}\n")).expect("write");
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
-        std::os::unix::fs::chown(&p, Some(owner), None).expect("chown");
-        p
+        credentials_file(dir.path(), name, password, mode, owner)
     };
     let with = |p: &Path| {
         host(
@@ -429,6 +419,26 @@ fn credentials_must_be_roots_and_private_and_right() {
 // ---------------------------------------------------------------------------------------
 // TLS
 
+/// [`host`] for a TLS `url` verified against `ca_file`, with a connect timeout a TLS
+/// handshake on a busy machine fits in, and `extra` options.
+fn verifying_host(url: &str, ca_file: &Path, extra: &str) -> Stack {
+    host(
+        url,
+        &format!(
+            "redis_ca_file={} redis_connect_timeout=2000 {extra}",
+            ca_file.display()
+        ),
+    )
+}
+
+/// A directory `parent/open` anyone may write.
+fn world_writable_dir(parent: &Path) -> PathBuf {
+    let open = parent.join("open");
+    fs::create_dir(&open).expect("mkdir");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+    open
+}
+
 /// M6 / R31: TLS is verified against `redis_ca_file=`. Control: the right CA logs in;
 /// another CA and plain RESP to the TLS port are denied, the log naming the failed
 /// verification.
@@ -444,15 +454,7 @@ fn tls_is_verified_through_libpam() {
         ..ServerConfig::default()
     });
     let (u, secret) = TestUser::enrolled("tl");
-    let tls = |ca_file: &Path| {
-        host(
-            &server.url(true),
-            &format!(
-                "redis_ca_file={} redis_connect_timeout=2000",
-                ca_file.display()
-            ),
-        )
-    };
+    let tls = |ca_file: &Path| verifying_host(&server.url(true), ca_file, "");
     let (d, lines, _) = timed_login(&tls(&ca.ca_cert), &u, &code_at(&secret, now()));
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 
@@ -492,13 +494,7 @@ fn the_server_certificate_must_name_the_host_through_libpam() {
     let hosts = tempfile::NamedTempFile::new().expect("hosts file");
     fs::write(hosts.path(), "127.0.0.1 localhost\n127.0.0.1 wrongname\n").expect("write");
     let login = |name: &str| {
-        let stack = host(
-            &format!("rediss://{name}:{}", server.port),
-            &format!(
-                "redis_ca_file={} redis_connect_timeout=2000",
-                ca.ca_cert.display()
-            ),
-        );
+        let stack = verifying_host(&format!("rediss://{name}:{}", server.port), &ca.ca_cert, "");
         let driver = Driver::login(&stack, &u, &code_at(&secret, now())).rhost(PEER);
         capture_syslog_with_bind(hosts.path(), Path::new("/etc/hosts"), &driver)
     };
@@ -573,13 +569,7 @@ fn only_the_configured_ca_is_loaded_through_libpam() {
                 || l.contains("/etc/ssl/certs\"")
         })
     };
-    let with_ca = host(
-        &server.url(true),
-        &format!(
-            "redis_ca_file={} redis_connect_timeout=2000",
-            ca.ca_cert.display()
-        ),
-    );
+    let with_ca = verifying_host(&server.url(true), &ca.ca_cert, "");
     let (d, lines, trace) = traced_login(&with_ca);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
     // Opened by name in its checked directory (the walk holds the directory open).
@@ -623,10 +613,7 @@ fn the_local_fallback_never_replaces_a_refusing_store_through_libpam() {
     let (u, secret) = TestUser::enrolled("fb");
     let dir = trusted_dir("fbcred");
     let cred = |name: &str, password: &str, mode: u32| {
-        let p = dir.path().join(name);
-        fs::write(&p, format!("username=fleet\npassword={password}\n")).expect("write");
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
-        p
+        credentials_file(dir.path(), name, password, mode, 0)
     };
     let with = |p: &Path| {
         host(
@@ -638,13 +625,7 @@ fn the_local_fallback_never_replaces_a_refusing_store_through_libpam() {
     let refusing: Vec<(&str, Stack, &[&str])> = vec![
         (
             "TLS verified against another CA",
-            host(
-                &tls_server.url(true),
-                &format!(
-                    "redis_ca_file={} redis_connect_timeout=2000 {FALLBACK}",
-                    other_ca.ca_cert.display()
-                ),
-            ),
+            verifying_host(&tls_server.url(true), &other_ca.ca_cert, FALLBACK),
             &["certificate verify failed"],
         ),
         (
@@ -751,9 +732,7 @@ fn tls_client_certificates_and_only_the_configured_ca_through_libpam() {
     fs::copy(&ca.client_key, &readable_key).expect("copy");
     fs::set_permissions(&readable_key, fs::Permissions::from_mode(0o640)).expect("chmod");
     // The CA in a world-writable directory (the file itself root's and 0644).
-    let open = dir.path().join("open");
-    fs::create_dir(&open).expect("mkdir");
-    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let open = world_writable_dir(dir.path());
     let open_ca = open.join("ca.pem");
     fs::copy(&ca.ca_cert, &open_ca).expect("copy");
     fs::set_permissions(&open_ca, fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -831,9 +810,7 @@ fn a_socket_others_could_replace_is_refused_through_libpam() {
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 
     let dir = trusted_dir("sock-bad");
-    let open = dir.path().join("open");
-    fs::create_dir(&open).expect("mkdir");
-    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let open = world_writable_dir(dir.path());
     let in_open = open.join("redis.sock");
     fs::hard_link(&server.socket, &in_open).expect("link");
     let symlink = dir.path().join("redis.sock");
@@ -1345,22 +1322,9 @@ fn a_server_idle_timeout_while_the_user_types_does_not_deny_through_libpam() {
         String::from_utf8_lossy(&reply)
     );
     let (u, secret) = TestUser::enrolled("ty");
-    let gates = tempfile::Builder::new()
-        .prefix("pam_totp-gate")
-        .tempdir_in(private_tmp())
-        .expect("tempdir");
+    let gates = gates();
     let gate = gates.path().join("go");
-    let asked = gates.path().join("go.asked");
-    let driver = Driver::login(&stack, &u, &code_at(&secret, now()))
-        .rhost(PEER)
-        .arg("--answer-gate", &gate.display().to_string());
-    let login = std::thread::spawn(move || capture_syslog(&driver));
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !asked.exists() {
-        assert!(Instant::now() < deadline, "the prompt never came");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let login = gated_login(&stack, &u, &code_at(&secret, now()), &gate);
     // The user "types" until the server has closed an idle connection opened now
     // (its end of file), however long a busy server takes to get to it.
     let mut idle = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
@@ -1388,6 +1352,14 @@ fn a_server_idle_timeout_while_the_user_types_does_not_deny_through_libpam() {
         !logged(&lines, &["unavailable"]),
         "no store fault logged: {lines:?}"
     );
+}
+
+/// A private directory for the gates of [`gated_login`], removed on drop.
+fn gates() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("pam_totp-gate")
+        .tempdir_in(private_tmp())
+        .expect("tempdir")
 }
 
 /// A login whose answer waits for `gate` (`--answer-gate`): started on a thread, with
@@ -1431,10 +1403,7 @@ fn a_server_restart_or_a_full_client_table_while_the_user_types_does_not_deny_th
     });
     let stack = host(&server.url(false), "");
     let (u, secret) = TestUser::enrolled("tf");
-    let gates = tempfile::Builder::new()
-        .prefix("pam_totp-gate")
-        .tempdir_in(private_tmp())
-        .expect("tempdir");
+    let gates = gates();
 
     // Full while the user types: one client allowed, and it is taken.
     let gate = gates.path().join("full");

@@ -20,12 +20,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use system_tests::fleet::{RedisServer, ServerConfig, after_recreation, init_store, plugin};
-use system_tests::proxy::{listen, read_resp_command};
+use system_tests::fleet::{
+    RedisServer, ServerConfig, accepted_elsewhere_then, assert_a_later_code_logs_in,
+    assert_decided_again_and_refused_as_used, assert_still_refused_after_the_loss, init_store,
+    plugin,
+};
+use system_tests::proxy::{Hook, compare_and_set_key, listen, read_resp_command};
 use system_tests::*;
 
-/// What runs once, right before the next compare-and-set of a user's record goes on.
-type Hook = Box<dyn FnOnce() + Send>;
 /// What runs before every compare-and-set of a user's record while it is set.
 type Repeat = Arc<dyn Fn() + Send + Sync>;
 
@@ -35,6 +37,12 @@ type Repeat = Arc<dyn Fn() + Send + Sync>;
 /// every command of the connection waits `delay` before it is forwarded.
 struct HookProxy {
     port: u16,
+    shared: Shared,
+}
+
+/// The parts of a [`HookProxy`] each connection's thread shares.
+#[derive(Clone, Default)]
+struct Shared {
     hook: Arc<Mutex<Option<Hook>>>,
     repeat: Arc<Mutex<Option<Repeat>>>,
     delay: Arc<Mutex<Duration>>,
@@ -42,54 +50,39 @@ struct HookProxy {
     held: Arc<Mutex<Vec<Vec<Vec<u8>>>>>,
 }
 
-/// The parts of a [`HookProxy`] each connection's thread shares.
-#[derive(Clone)]
-struct Shared {
-    hook: Arc<Mutex<Option<Hook>>>,
-    repeat: Arc<Mutex<Option<Repeat>>>,
-    delay: Arc<Mutex<Duration>>,
-    held: Arc<Mutex<Vec<Vec<Vec<u8>>>>>,
+/// The value behind one of the proxy's switches, whoever panicked holding it.
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl HookProxy {
     fn start(server_port: u16) -> HookProxy {
-        let shared = Shared {
-            hook: Arc::default(),
-            repeat: Arc::default(),
-            delay: Arc::default(),
-            held: Arc::default(),
-        };
-        let handles = shared.clone();
+        let shared = Shared::default();
+        let serving = shared.clone();
         let port = listen(move |client| {
-            let _ = serve(client, server_port, &shared);
+            let _ = serve(client, server_port, &serving);
         });
-        HookProxy {
-            port,
-            hook: handles.hook,
-            repeat: handles.repeat,
-            delay: handles.delay,
-            held: handles.held,
-        }
+        HookProxy { port, shared }
     }
 
     fn repeat(&self, hook: Option<Repeat>) {
-        *self.repeat.lock().unwrap_or_else(|e| e.into_inner()) = hook;
+        *locked(&self.shared.repeat) = hook;
     }
 
     fn slow_down(&self, delay: Duration) {
-        *self.delay.lock().unwrap_or_else(|e| e.into_inner()) = delay;
+        *locked(&self.shared.delay) = delay;
     }
 
     fn clear_held(&self) {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        locked(&self.shared.held).clear();
     }
 
     fn arm(&self, hook: Hook) {
-        *self.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+        *locked(&self.shared.hook) = Some(hook);
     }
 
     fn held(&self) -> Vec<Vec<Vec<u8>>> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        locked(&self.shared.held).clone()
     }
 }
 
@@ -104,17 +97,10 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
     let mut reader = BufReader::new(client);
     let mut slow = false;
     while let Some((raw, args)) = read_resp_command(&mut reader)? {
-        let name = args.first().map(|a| a.to_ascii_uppercase());
-        let key = args.get(3).map(Vec::as_slice).unwrap_or_default();
-        let cas = matches!(name.as_deref(), Some(b"FCALL" | b"EVAL"))
-            && key.windows(5).any(|w| w == b"user:");
+        let cas = compare_and_set_key(&args).is_some_and(|k| k.windows(5).any(|w| w == b"user:"));
         if cas {
-            let armed = shared.hook.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let repeat = shared
-                .repeat
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let armed = locked(&shared.hook).take();
+            let repeat = locked(&shared.repeat).clone();
             let ran = match (armed, repeat) {
                 (Some(run), _) => {
                     run();
@@ -127,16 +113,12 @@ fn serve(client: TcpStream, server_port: u16, shared: &Shared) -> std::io::Resul
                 (None, None) => false,
             };
             if ran {
-                shared
-                    .held
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(args);
+                locked(&shared.held).push(args);
                 slow = true;
             }
         }
         if slow {
-            std::thread::sleep(*shared.delay.lock().unwrap_or_else(|e| e.into_inner()));
+            std::thread::sleep(*locked(&shared.delay));
         }
         server.write_all(&raw)?;
     }
@@ -210,84 +192,30 @@ fn a_data_set_flushed_while_a_write_is_in_flight_never_reopens_a_used_code() {
     let u = Arc::new(u);
     let code = code_at(&secret, now());
     let record = format!("fi:user:{}", u.name);
-    let accepted = Arc::new(Mutex::new(None));
-    {
-        let (server, other, accepted, record) = (
-            server.clone(),
-            other.clone(),
-            accepted.clone(),
-            record.clone(),
-        );
-        let (u, code) = (u.clone(), code.clone());
-        proxy.arm(Box::new(move || {
-            let (d, logs) = login_logged(&other, &u, &code, PEER, None);
+    let (hook, elsewhere) = accepted_elsewhere_then(&other, &u, &code, {
+        let server = server.clone();
+        move || {
             let written = reply(&server, &[b"EXISTS", record.as_bytes()]);
             let flushed = reply(&server, &[b"FLUSHALL"]);
             let left = reply(&server, &[b"DBSIZE"]);
-            *accepted.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((d, logs, written, flushed, left));
-        }));
-    }
+            (written, flushed, left)
+        }
+    });
+    proxy.arm(hook);
     let (d, logs) = login_logged(&host, &u, &code, PEER, None);
-    let (other_d, other_logs, written, flushed, left) = accepted
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .expect("the hook ran");
     // The fault happened where claimed: the other host accepted the code and wrote the
     // user's record, then the data set was flushed, all before this host's write, which
     // expected the user's record absent (so it alone would have matched again).
-    assert_eq!(
-        other_d.returned(),
-        Returned::Success,
-        "{other_d:?} {other_logs:?}"
-    );
+    let (written, flushed, left) = elsewhere.accepted();
     assert!(written.starts_with(":1"), "{written}");
     assert!(flushed.starts_with("+OK"), "{flushed}");
     assert!(left.starts_with(":0"), "{left}");
     let held = proxy.held();
     assert_eq!(held.len(), 2, "{held:?}");
     assert_eq!(expected_version(&held[1]), "0", "{held:?}");
-    // The held write was refused for the changed store record, and the login decided
-    // again with the store record as it is now: recreated at now, whose floor refuses
-    // the code as used (a wrong code, not a store fault).
-    assert_eq!(
-        d.returned(),
-        Returned::Failed("PAM_AUTH_ERR".into()),
-        "{d:?} {logs:?}"
-    );
-    let line = |needle: &str| logs.iter().position(|l| l.contains(needle));
-    let changed = line("the store record changed since this login read it");
-    let again = line("deciding again with the store record as it is now");
-    let recreated = line("had no store record, so it was created now");
-    let refused = line("before the state store lost its data");
-    assert!(
-        changed.is_some() && changed == again,
-        "the changed store record reported, and decided again: {logs:?}"
-    );
-    assert!(
-        again < recreated && recreated < refused,
-        "recreated, then the code refused by its floor: {logs:?}"
-    );
-    assert!(
-        !logs.iter().any(|l| l.contains("state store unavailable")),
-        "not denied as a store fault: {logs:?}"
-    );
-    // The same code again: the store record the login recreated keeps refusing it.
-    let (d, logs) = login_logged(&host, &u, &code, PEER, None);
-    assert_eq!(
-        d.returned(),
-        Returned::Failed("PAM_AUTH_ERR".into()),
-        "{d:?} {logs:?}"
-    );
-    assert!(
-        logs.iter().any(|l| l.contains("state store lost its data")),
-        "{logs:?}"
-    );
-    // Control: a later code logs in through the proxy.
-    let later = after_recreation(now());
-    let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
-    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert_decided_again_and_refused_as_used(&d, &logs);
+    assert_still_refused_after_the_loss(&host, &u, &code);
+    assert_a_later_code_logs_in(&host, &u, &secret);
 }
 
 /// Ends the test process when a login hangs: a bound that did not hold must fail the
