@@ -3,6 +3,7 @@
 //! (written as format 2 they were dropped, and the code of the last used step worked
 //! again), and an enrolment that binds marks leaves them for the others (format 3).
 
+use std::process::Output;
 use std::time::Duration;
 
 use system_tests::*;
@@ -16,23 +17,11 @@ fn a_version_1_mark_survives_a_wrong_code_and_a_reset_until_a_code_binds_it() {
     let (u, secret) = TestUser::enrolled("v1m");
     let stack = Stack::probe("svc", "");
     // A first wrong code makes the store (its directory and key) and the record.
-    let d = login_at(&stack, &u, &wrong_totp(&secret, T0 - 300), None, T0 - 300);
-    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    make_the_record(&stack, &u, &secret, T0 - 300);
     // The record as a release before enrolment-bound marks left it: the code of T0's
     // step was used.
-    let legacy = LegacyMarks {
-        last_step: Some(T0 / 30),
-        hotp: None,
-    };
-    let mut store = totp_os::state_dir::StateDir::new(stack.state_dir(), Duration::from_secs(5));
-    store
-        .update(u.uid, &mut |_| {
-            Write::Durable(UserState {
-                legacy: Some(legacy),
-                ..UserState::default()
-            })
-        })
-        .expect("seeded");
+    let legacy = totp_mark(T0 / 30);
+    seed_legacy(&stack, u.uid, legacy);
     assert_eq!(
         stored(&stack, u.uid).legacy,
         Some(legacy),
@@ -96,38 +85,14 @@ fn a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file() {
     let file = u.write_secret(&format!("{secret}\n\" STEP_SIZE 60\n\" TOTP_AUTH\n"), 0o600);
     let stack = Stack::probe("svc", "");
     let t = now();
-    let d = login_at(&stack, &u, &wrong_totp(&secret, t), None, t);
-    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
-    let far = LegacyMarks {
-        last_step: Some(4_102_444_800 / 60),
-        hotp: None,
-    };
-    let mut store = totp_os::state_dir::StateDir::new(stack.state_dir(), Duration::from_secs(5));
-    store
-        .update(u.uid, &mut |_| {
-            Write::Durable(UserState {
-                legacy: Some(far),
-                ..UserState::default()
-            })
-        })
-        .expect("seeded");
+    make_the_record(&stack, &u, &secret, t);
+    let far = totp_mark(4_102_444_800 / 60);
+    seed_legacy(&stack, u.uid, far);
     // Refused as a clock fault (a host fault's code): the mark is in 2100.
     let d = login_at(&stack, &u, &code_60(&secret, t), None, t);
     assert_eq!(d.module_code(), "PAM_SYSTEM_ERR", "{d:?}");
 
-    let pam_dir = stack.path().to_str().expect("a UTF-8 path");
-    let reset = || {
-        state_tool(&[
-            "reset",
-            "--user",
-            &u.name,
-            "--json",
-            "--service",
-            "svc",
-            "--pam-dir",
-            pam_dir,
-        ])
-    };
+    let reset = || reset_through_the_service(&stack, &u);
     // Control: the file moved aside, the step unknown; the mark stays, and the reset
     // says that logins refuse it until a reset that reads the step lowers it.
     let aside = u.home.join("aside");
@@ -138,8 +103,7 @@ fn a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file() {
         String::from_utf8_lossy(&out.stderr).contains("--service"),
         "{out:?}"
     );
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("\"totp_mark_lowered\":false"), "{said}");
+    assert_said_lowered(&out, false);
     assert_eq!(stored(&stack, u.uid).legacy, Some(far));
     std::fs::rename(&aside, &file).expect("move back");
 
@@ -147,17 +111,8 @@ fn a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file() {
     let reset_at = now();
     let out = reset();
     assert!(out.status.success(), "{out:?}");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("\"totp_mark_lowered\":true"), "{said}");
-    let last = stored(&stack, u.uid)
-        .legacy
-        .and_then(|l| l.last_step)
-        .expect("a mark");
-    let until = (last + 1) * 60;
-    assert!(
-        until >= reset_at && until <= now() + 600,
-        "ends after the reset's clock, within minutes: {until} at {reset_at}"
-    );
+    assert_said_lowered(&out, true);
+    let until = lowered_until(&stack, u.uid, 60, reset_at);
     // Codes up to it stay used; the first step after it logs in and binds the mark.
     let d = login_at(&stack, &u, &code_60(&secret, until - 30), None, until - 30);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "used: {d:?}");
@@ -181,8 +136,7 @@ fn a_version_1_hotp_mark_outlives_a_totp_login_for_the_hotp_token() {
     let u = TestUser::create("v1h");
     u.write_secret(&totp_file(&phone), 0o600);
     let stack = Stack::probe("svc", "");
-    let d = login_at(&stack, &u, &wrong_totp(&phone, T0 - 300), None, T0 - 300);
-    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    make_the_record(&stack, &u, &phone, T0 - 300);
     let legacy = LegacyMarks {
         last_step: Some(T0 / 30),
         hotp: Some(500),
@@ -210,6 +164,59 @@ fn a_version_1_hotp_mark_outlives_a_totp_login_for_the_hotp_token() {
     u.write_secret(&hotp, 0o600);
     let d = login_at(&stack, &u, &oathtool_hotp(&token, 501), None, T0 + 660);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "once: {d:?}");
+}
+
+/// A version-1 mark of a used time step (no HOTP counter).
+fn totp_mark(step: u64) -> LegacyMarks {
+    LegacyMarks {
+        last_step: Some(step),
+        hotp: None,
+    }
+}
+
+/// A first wrong code for `u` at `at`: it makes the store (its directory and key) and
+/// the record a test then replaces.
+fn make_the_record(stack: &Stack, u: &TestUser, secret: &str, at: u64) {
+    let d = login_at(stack, u, &wrong_totp(secret, at), None, at);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+}
+
+/// `totp-state reset --json` of `u`, told the service (`svc` in `stack`) whose file
+/// the logins read.
+fn reset_through_the_service(stack: &Stack, u: &TestUser) -> Output {
+    let pam_dir = stack.path().to_str().expect("a UTF-8 path");
+    state_tool(&[
+        "reset",
+        "--user",
+        &u.name,
+        "--json",
+        "--service",
+        "svc",
+        "--pam-dir",
+        pam_dir,
+    ])
+}
+
+/// A `--json` reset said whether it lowered the version-1 mark.
+fn assert_said_lowered(out: &Output, lowered: bool) {
+    let said = String::from_utf8_lossy(&out.stdout);
+    let field = format!("\"totp_mark_lowered\":{lowered}");
+    assert!(said.contains(&field), "{said}");
+}
+
+/// The end of `uid`'s version-1 mark, lowered by a reset at `reset_at` at steps of
+/// `step_size` seconds: after the reset's clock, within minutes.
+fn lowered_until(stack: &Stack, uid: u32, step_size: u64, reset_at: u64) -> u64 {
+    let last = stored(stack, uid)
+        .legacy
+        .and_then(|l| l.last_step)
+        .expect("a mark");
+    let until = (last + 1) * step_size;
+    assert!(
+        until >= reset_at && until <= now() + 600,
+        "ends after the reset's clock, within minutes: {until} at {reset_at}"
+    );
+    until
 }
 
 /// Stores `legacy` as `uid`'s version-1 record in `stack`.
@@ -246,19 +253,14 @@ fn a_reset_without_the_service_never_reads_the_step_of_another_file() {
     u.write_secret(&format!("{decoy}\n\" STEP_SIZE 60\n\" TOTP_AUTH\n"), 0o600);
     let stack = Stack::probe("svc", "secret=${HOME}/.totp_real");
     let t = now();
-    let d = login_at(&stack, &u, &wrong_totp(&secret, t), None, t);
-    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    make_the_record(&stack, &u, &secret, t);
 
     // The code of t's step was used.
-    let used = LegacyMarks {
-        last_step: Some(t / 30),
-        hotp: None,
-    };
+    let used = totp_mark(t / 30);
     seed_legacy(&stack, u.uid, used);
     let out = stack.state_tool(&["reset", "--user", &u.name, "--json"]);
     assert!(out.status.success(), "{out:?}");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("\"totp_mark_lowered\":false"), "{said}");
+    assert_said_lowered(&out, false);
     assert_eq!(stored(&stack, u.uid).legacy, Some(used), "the mark kept");
     let d = login_at(&stack, &u, &code_at(&secret, t), None, t + 5);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "a replay: {d:?}");
@@ -266,10 +268,7 @@ fn a_reset_without_the_service_never_reads_the_step_of_another_file() {
 
     // A mark in 2100 (a clock fault): kept, and the reset fails naming --service, with
     // --clock-fault too.
-    let far = LegacyMarks {
-        last_step: Some(4_102_444_800 / 30),
-        hotp: None,
-    };
+    let far = totp_mark(4_102_444_800 / 30);
     seed_legacy(&stack, u.uid, far);
     for extra in [None, Some("--clock-fault")] {
         let mut args = vec!["reset", "--user", &u.name];
@@ -293,30 +292,11 @@ fn a_reset_without_the_service_never_reads_the_step_of_another_file() {
 
     // Control: the service named, the real file's step read; lowered and the next code
     // after it logs in.
-    let pam_dir = stack.path().to_str().expect("a UTF-8 path");
     let reset_at = now();
-    let out = state_tool(&[
-        "reset",
-        "--user",
-        &u.name,
-        "--json",
-        "--service",
-        "svc",
-        "--pam-dir",
-        pam_dir,
-    ]);
+    let out = reset_through_the_service(&stack, &u);
     assert!(out.status.success(), "{out:?}");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("\"totp_mark_lowered\":true"), "{said}");
-    let last = stored(&stack, u.uid)
-        .legacy
-        .and_then(|l| l.last_step)
-        .expect("a mark");
-    let until = (last + 1) * 30;
-    assert!(
-        until >= reset_at && until <= now() + 600,
-        "ends after the reset's clock, within minutes: {until} at {reset_at}"
-    );
+    assert_said_lowered(&out, true);
+    let until = lowered_until(&stack, u.uid, 30, reset_at);
     let d = login_at(&stack, &u, &code_at(&secret, until + 30), None, until + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
