@@ -2,9 +2,33 @@
 //! do for every account, by the module's own rules, checked against real logins.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use system_tests::*;
+
+/// `totp-state audit --json` of `stack`'s `svc` with `extra` arguments, run.
+fn run_audit(stack: &Stack, extra: &[&str]) -> Output {
+    audit_command(stack.path())
+        .args(extra)
+        .output()
+        .expect("totp-state audit")
+}
+
+/// The text form (no `--json`) of `stack`'s `svc` audit, not yet run.
+fn text_audit_command(stack: &Stack) -> Command {
+    let mut text = Command::new(&built().state_tool);
+    text.args(["audit", "--service", "svc", "--pam-dir"])
+        .arg(stack.path());
+    text
+}
+
+/// Each line of a `--json` audit, parsed.
+fn findings(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect()
+}
 
 #[test]
 fn audit_reports_each_account_as_the_module_would_treat_it() {
@@ -19,9 +43,7 @@ fn audit_reports_each_account_as_the_module_would_treat_it() {
     legacy.write_secret(&format!("{GA_SECRET}\n\" TOTP_AUTH\n"), 0o600);
     let stack = Stack::with_module("svc", "nullok");
 
-    let out = audit_command(stack.path())
-        .output()
-        .expect("totp-state audit");
+    let out = run_audit(&stack, &[]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -57,9 +79,7 @@ fn audit_reports_each_account_as_the_module_would_treat_it() {
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
 
     // Text form: one line per account, the verdict word in it.
-    let out = Command::new(&built().state_tool)
-        .args(["audit", "--service", "svc", "--pam-dir"])
-        .arg(stack.path())
+    let out = text_audit_command(&stack)
         .output()
         .expect("totp-state audit");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -80,27 +100,15 @@ fn audit_in_store_mode_reads_the_store_and_names_orphan_files() {
     let store = root_store();
     let u = TestUser::create("as");
     let secret = random_secret_b32();
-    write_owned(
-        &store.path().join(&u.name),
-        totp_file(&secret).as_bytes(),
-        0,
-        0,
-        0o600,
-    );
-    write_owned(
-        &store.path().join("nobody-here-as"),
-        totp_file(&secret).as_bytes(),
-        0,
-        0,
-        0o600,
-    );
+    for name in [u.name.as_str(), "nobody-here-as"] {
+        let file = totp_file(&secret);
+        write_owned(&store.path().join(name), file.as_bytes(), 0, 0, 0o600);
+    }
     let stack = Stack::with_module(
         "svc",
         &format!("user=root secret={}/${{USER}}", store.path().display()),
     );
-    let out = audit_command(stack.path())
-        .output()
-        .expect("totp-state audit");
+    let out = run_audit(&stack, &[]);
     let seen = audit_verdicts(&out.stdout);
     assert_eq!(
         seen.get(&u.name).map(|(v, _)| v.as_str()),
@@ -133,11 +141,17 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
     }
     let stack = Stack::with_module("svc", "nullok");
     let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = dir.path().join("passwd");
+    // A run with `passwd` bind-mounted over /etc/passwd.
+    let with_passwd = |inner: &Command| {
+        in_private_mounts(r#"mount --bind "$1" /etc/passwd"#, &passwd, inner)
+            .output()
+            .expect("totp-state audit")
+    };
     let audit = |extra: &str| {
         // A useradd of another test renames a new /etc/passwd into place, which would
         // slip out from under the bind mount below.
         let _g = user_database_lock();
-        let passwd = dir.path().join("passwd");
         std::fs::write(
             &passwd,
             format!(
@@ -147,16 +161,10 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
             ),
         )
         .expect("write passwd");
-        let inner = audit_command(stack.path());
-        let out = in_private_mounts(r#"mount --bind "$1" /etc/passwd"#, &passwd, &inner)
-            .output()
-            .expect("totp-state audit");
-        let lines: BTreeMap<String, serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).expect("JSON");
-                (v["user"].as_str().expect("user").to_owned(), v)
-            })
+        let out = with_passwd(&audit_command(stack.path()));
+        let lines: BTreeMap<String, serde_json::Value> = findings(&out)
+            .into_iter()
+            .map(|v| (v["user"].as_str().expect("user").to_owned(), v))
             .collect();
         (out, lines)
     };
@@ -169,17 +177,10 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
     }
     // Run from cron, a passing audit says nothing on standard error (cron mails it).
     assert!(out.stderr.is_empty(), "{out:?}");
-    let mut inner = Command::new(&built().state_tool);
-    inner
-        .args(["audit", "--service", "svc", "--pam-dir"])
-        .arg(stack.path());
-    let passwd = dir.path().join("passwd");
     let text = {
         // As in `audit`: the bind mount must stay over the /etc/passwd it ran with.
         let _g = user_database_lock();
-        in_private_mounts(r#"mount --bind "$1" /etc/passwd"#, &passwd, &inner)
-            .output()
-            .expect("totp-state audit")
+        with_passwd(&text_audit_command(&stack))
     };
     assert_eq!(text.status.code(), Some(0), "{text:?}");
     assert!(text.stderr.is_empty(), "{text:?}");
@@ -212,12 +213,9 @@ fn audit_warns_of_a_deleted_accounts_state_record() {
     assert!(stack.state_file(u.uid).exists());
     let key = format!("uid {}", u.uid);
     let audit = || {
-        let out = audit_command(stack.path())
-            .output()
-            .expect("totp-state audit");
-        let found = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        let out = run_audit(&stack, &[]);
+        let found = findings(&out)
+            .into_iter()
             .find(|v| v["user"] == key.as_str());
         (out, found)
     };
@@ -273,9 +271,7 @@ fn audit_says_whether_ga_lines_are_kept_up_to_date() {
         ("shared_file=no", "obeyed, never written (shared_file=no)"),
     ] {
         let stack = Stack::with_module("svc", args);
-        let out = audit_command(stack.path())
-            .output()
-            .expect("totp-state audit");
+        let out = run_audit(&stack, &[]);
         let found = audit_verdicts(&out.stdout);
         let (verdict, reasons) = found.get(&u.name).cloned().unwrap_or_default();
         assert_eq!(verdict, "ok", "{args}: {reasons}");
@@ -342,10 +338,7 @@ fn named_accounts_are_audited_and_an_unknown_name_fails_the_audit() {
     let (u, secret) = TestUser::enrolled("au");
     let unknown = "zzpamtotpnosuchau";
     let stack = Stack::with_module("svc", "nullok");
-    let out = audit_command(stack.path())
-        .args(["--user", &u.name])
-        .output()
-        .expect("totp-state audit");
+    let out = run_audit(&stack, &["--user", &u.name]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let seen = audit_verdicts(&out.stdout);
     assert_eq!(seen.keys().collect::<Vec<_>>(), [&u.name], "{out:?}");
@@ -356,10 +349,7 @@ fn named_accounts_are_audited_and_an_unknown_name_fails_the_audit() {
         "the verdict is what logins do: {d:?}"
     );
 
-    let out = audit_command(stack.path())
-        .args(["--user", unknown, "--user", &u.name])
-        .output()
-        .expect("totp-state audit");
+    let out = run_audit(&stack, &["--user", unknown, "--user", &u.name]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let seen = audit_verdicts(&out.stdout);
     assert_eq!(seen.len(), 2, "{out:?}");
@@ -393,14 +383,11 @@ fn users_from_reads_one_name_a_line_and_skips_comments() {
     let stack = Stack::with_module("svc", "nullok");
     let dir = tempfile::tempdir().expect("tmp");
     let list = dir.path().join("users");
+    let list = list.to_str().expect("a UTF-8 path");
     let body = format!("# staff\n\n  {}\t\n  # {}\n", u.name, skipped.name);
-    std::fs::write(&list, format!("{body}{unknown}\n")).expect("write");
+    std::fs::write(list, format!("{body}{unknown}\n")).expect("write");
 
-    let out = audit_command(stack.path())
-        .arg("--users-from")
-        .arg(&list)
-        .output()
-        .expect("totp-state audit");
+    let out = run_audit(&stack, &["--users-from", list]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let seen = audit_verdicts(&out.stdout);
     assert_eq!(
@@ -416,10 +403,7 @@ fn users_from_reads_one_name_a_line_and_skips_comments() {
     assert_eq!(seen[unknown].0, "refused", "{out:?}");
 
     // Control: the commented-out account really is refused when named.
-    let out = audit_command(stack.path())
-        .args(["--user", &skipped.name])
-        .output()
-        .expect("totp-state audit");
+    let out = run_audit(&stack, &["--user", &skipped.name]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 
     // Standard input, without the unknown name: passes.
@@ -441,12 +425,8 @@ fn users_from_reads_one_name_a_line_and_skips_comments() {
     assert_eq!(seen.keys().collect::<Vec<_>>(), [&u.name], "{out:?}");
 
     // Bounded: a line longer than 4096 bytes is no list of names (usage error).
-    std::fs::write(&list, format!("{}\n{}\n", u.name, "x".repeat(5000))).expect("write");
-    let out = audit_command(stack.path())
-        .arg("--users-from")
-        .arg(&list)
-        .output()
-        .expect("totp-state audit");
+    std::fs::write(list, format!("{}\n{}\n", u.name, "x".repeat(5000))).expect("write");
+    let out = run_audit(&stack, &["--users-from", list]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
     assert!(
@@ -454,12 +434,8 @@ fn users_from_reads_one_name_a_line_and_skips_comments() {
         "{out:?}"
     );
     // A list of nothing (a pipeline that failed) does not pass an audit of nobody.
-    std::fs::write(&list, "# nobody yet\n").expect("write");
-    let out = audit_command(stack.path())
-        .arg("--users-from")
-        .arg(&list)
-        .output()
-        .expect("totp-state audit");
+    std::fs::write(list, "# nobody yet\n").expect("write");
+    let out = run_audit(&stack, &["--users-from", list]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
