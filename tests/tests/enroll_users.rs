@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use system_tests::{
-    Driver, ENROLL_SCRIPTED, Stack, TestUser, built, now, oathtool_totp, read, require_root,
+    Drive, Driver, ENROLL_SCRIPTED, Stack, TestUser, built, now, oathtool_totp, read, require_root,
     require_tool, stored_last_step, write_owned,
 };
 
@@ -18,6 +18,54 @@ fn enroll(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run totp-enroll")
+}
+
+/// [`enroll`] of `user` through the `svc` line of `stack` (`--service`), with `extra`.
+fn enroll_through_service(user: &TestUser, stack: &Stack, extra: &[&str]) -> Output {
+    let pam_dir = stack.path().to_string_lossy();
+    let service = [
+        "--user",
+        &user.name,
+        "--service",
+        "svc",
+        "--pam-dir",
+        &pam_dir,
+    ];
+    enroll(&[&service[..], extra].concat())
+}
+
+/// New scratch codes for `user`, their file updated in place through the `svc` line of
+/// `stack`.
+fn regenerate_through_service(user: &TestUser, stack: &Stack) -> Output {
+    Command::new(&built().enroll)
+        .args(["--regenerate-scratch-codes", "--json", "--user", &user.name])
+        .args(["--service", "svc", "--pam-dir"])
+        .arg(stack.path())
+        .output()
+        .expect("run totp-enroll")
+}
+
+/// The code of `secret` (GA's defaults: SHA-1, six digits, 30-s steps) at `unix`.
+fn ga_code(secret: &str, unix: u64) -> String {
+    oathtool_totp(secret, unix, 30, 6, "sha1")
+}
+
+/// One login of `user` to `service` of `stack`, answering `answer`.
+fn login(stack: &Stack, service: &str, user: &TestUser, answer: &str) -> Drive {
+    Driver::new(stack, service, &user.name).answer(answer).run()
+}
+
+/// `path` is a regular file of `uid`'s, mode 0600.
+fn assert_private_file_of(path: &Path, uid: u32) {
+    let meta = fs::symlink_metadata(path).expect("written");
+    assert!(meta.file_type().is_file(), "{}", path.display());
+    assert_eq!(meta.uid(), uid, "{} owned by {uid}", path.display());
+    assert_eq!(
+        meta.permissions().mode() & 0o7777,
+        0o600,
+        "{}",
+        path.display()
+    );
 }
 
 fn json_field(out: &Output, key: &str) -> String {
@@ -63,25 +111,22 @@ fn root_enrolls_a_user_into_their_home_and_both_modules_accept_it() {
     let out = enroll(&["--user", &user.name]);
     assert!(out.status.success(), "{out:?}");
     let path = user.secret_path();
-    let meta = fs::symlink_metadata(&path).expect("secret written");
-    assert!(meta.file_type().is_file());
-    assert_eq!(meta.uid(), user.uid, "owned by the user");
-    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+    assert_private_file_of(&path, user.uid);
     let secret = json_field(&out, "secret");
     assert_eq!(read(&path).lines().next(), Some(secret.as_str()));
 
     let t = now();
-    let first = oathtool_totp(&secret, t, 30, 6, "sha1");
-    let next = oathtool_totp(&secret, t + 30, 30, 6, "sha1");
+    let first = ga_code(&secret, t);
+    let next = ga_code(&secret, t + 30);
     let ga = Stack::new();
     ga.service("sshd", "auth required pam_google_authenticator.so\n");
-    let r = Driver::new(&ga, "sshd", &user.name).answer(&first).run();
+    let r = login(&ga, "sshd", &user, &first);
     assert_eq!(r.result, "PAM_SUCCESS", "GA module: {r:?}");
     let ours = Stack::with_module("sshd", "");
-    let r = Driver::new(&ours, "sshd", &user.name).answer(&next).run();
+    let r = login(&ours, "sshd", &user, &next);
     assert_eq!(r.result, "PAM_SUCCESS", "pam_totp: {r:?}");
     // The step GA accepted is not accepted again by us either.
-    let r = Driver::new(&ours, "sshd", &user.name).answer(&first).run();
+    let r = login(&ours, "sshd", &user, &first);
     assert_eq!(r.result, "PAM_AUTH_ERR");
 }
 
@@ -205,10 +250,7 @@ fn qr_files_in_a_users_home_are_written_as_the_user() {
     );
     assert_eq!(fs::metadata(&victim).expect("stat").nlink(), 1);
     for p in [&png, &svg, &user.secret_path()] {
-        let meta = fs::symlink_metadata(p).expect("written");
-        assert!(meta.file_type().is_file(), "{}", p.display());
-        assert_eq!(meta.uid(), user.uid, "{} owned by the user", p.display());
-        assert_eq!(meta.permissions().mode() & 0o7777, 0o600, "{}", p.display());
+        assert_private_file_of(p, user.uid);
     }
     assert!(read(&svg).contains("<svg"), "the image itself");
 }
@@ -238,11 +280,7 @@ fn root_enrolls_into_a_root_owned_store_and_the_module_reads_it() {
     }
     let user = TestUser::create("sto");
     // Enrollment wants the whole chain root-owned and closed (not under /tmp).
-    let store = tempfile::Builder::new()
-        .prefix("pam_totp-test-store")
-        .tempdir_in("/var/lib")
-        .expect("tmp");
-    fs::set_permissions(store.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    let store = store_dir(0o700);
     let path = store.path().join(&user.name);
     let out = enroll(&["--user", &user.name, "-s", &path.to_string_lossy()]);
     assert!(out.status.success(), "{out:?}");
@@ -254,8 +292,7 @@ fn root_enrolls_into_a_root_owned_store_and_the_module_reads_it() {
         "sudo",
         &format!("user=root secret={}/${{USER}}", store.path().display()),
     );
-    let code = oathtool_totp(&secret, now(), 30, 6, "sha1");
-    let r = Driver::new(&stack, "sudo", &user.name).answer(&code).run();
+    let r = login(&stack, "sudo", &user, &ga_code(&secret, now()));
     assert_eq!(r.result, "PAM_SUCCESS", "{r:?}");
     // The replay mark went to the state store; the secret file is configuration.
     assert!(stored_last_step(&stack, user.uid).is_some());
@@ -303,21 +340,10 @@ fn root_enrolls_through_a_service_line_into_the_owner_its_logins_require() {
             "svc",
             &format!("{user_opt}secret={}/${{USER}}", store.path().display()),
         );
-        let pam_dir = stack.path().to_string_lossy().into_owned();
         let path = store.path().join(&user.name);
         let named = path.to_string_lossy().into_owned();
-        let mut args = vec![
-            "--user",
-            &user.name,
-            "--service",
-            "svc",
-            "--pam-dir",
-            &pam_dir,
-        ];
-        if with_s {
-            args.extend(["-s", &named]);
-        }
-        let out = enroll(&args);
+        let extra: &[&str] = if with_s { &["-s", &named] } else { &[] };
+        let out = enroll_through_service(&user, &stack, extra);
         assert!(out.status.success(), "{user_opt:?}: {out:?}");
         let meta = fs::symlink_metadata(&path).expect("written where the line reads");
         let owner = if user_opt.is_empty() { user.uid } else { 0 };
@@ -330,20 +356,15 @@ fn root_enrolls_through_a_service_line_into_the_owner_its_logins_require() {
         assert!(temp_files_in(store.path()).is_empty());
         let secret = json_field(&out, "secret");
         let t = now();
-        let code = oathtool_totp(&secret, t, 30, 6, "sha1");
-        let r = Driver::new(&stack, "svc", &user.name).answer(&code).run();
+        let r = login(&stack, "svc", &user, &ga_code(&secret, t));
         assert_eq!(r.result, "PAM_SUCCESS", "{user_opt:?}: {r:?}");
 
         // An update in place (new scratch codes) keeps the owner the line requires.
-        let out = Command::new(&built().enroll)
-            .args(["--regenerate-scratch-codes", "--json", "--user", &user.name])
-            .args(["--service", "svc", "--pam-dir", &pam_dir])
-            .output()
-            .expect("run totp-enroll");
+        let out = regenerate_through_service(&user, &stack);
         assert!(out.status.success(), "{user_opt:?}: {out:?}");
         assert_eq!(fs::symlink_metadata(&path).expect("kept").uid(), owner);
-        let next = oathtool_totp(&secret, t + 30, 30, 6, "sha1");
-        let r = Driver::new(&stack, "svc", &user.name).answer(&next).run();
+        let next = ga_code(&secret, t + 30);
+        let r = login(&stack, "svc", &user, &next);
         assert_eq!(
             r.result, "PAM_SUCCESS",
             "{user_opt:?} after the update: {r:?}"
@@ -371,21 +392,12 @@ fn root_enrolls_through_a_line_with_a_store_account_as_that_account() {
         "svc",
         &format!("user={} secret={}/${{USER}}", account.name, dir.display()),
     );
-    let pam_dir = stack.path().to_string_lossy().into_owned();
-    let out = enroll(&[
-        "--user",
-        &user.name,
-        "--service",
-        "svc",
-        "--pam-dir",
-        &pam_dir,
-    ]);
+    let out = enroll_through_service(&user, &stack, &[]);
     assert!(out.status.success(), "{out:?}");
     let meta = fs::symlink_metadata(dir.join(&user.name)).expect("written");
     assert_eq!(meta.uid(), account.uid, "the store account's");
     let secret = json_field(&out, "secret");
-    let code = oathtool_totp(&secret, now(), 30, 6, "sha1");
-    let r = Driver::new(&stack, "svc", &user.name).answer(&code).run();
+    let r = login(&stack, "svc", &user, &ga_code(&secret, now()));
     assert_eq!(r.result, "PAM_SUCCESS", "{r:?}");
 }
 
@@ -461,8 +473,7 @@ fn self_enrolment_refuses_a_home_a_login_would_refuse() {
     assert!(out.status.success(), "{out:?}");
     let secret = json_field(&out, "secret");
     let stack = Stack::with_module("sshd", "");
-    let code = oathtool_totp(&secret, now(), 30, 6, "sha1");
-    let r = Driver::new(&stack, "sshd", &user.name).answer(&code).run();
+    let r = login(&stack, "sshd", &user, &ga_code(&secret, now()));
     assert_eq!(r.result, "PAM_SUCCESS", "{r:?}");
 }
 
@@ -516,17 +527,8 @@ fn re_enrolment_into_a_store_keeps_the_group_of_the_file_it_replaces() {
         "svc",
         &format!("secret={}/${{USER}}", store.path().display()),
     );
-    let pam_dir = stack.path().to_string_lossy().into_owned();
     let path = store.path().join(&user.name);
-    let service = [
-        "--user",
-        &user.name,
-        "--service",
-        "svc",
-        "--pam-dir",
-        &pam_dir,
-    ];
-    let out = enroll(&service);
+    let out = enroll_through_service(&user, &stack, &[]);
     assert!(out.status.success(), "{out:?}");
     let meta = fs::symlink_metadata(&path).expect("written");
     assert_eq!((meta.uid(), meta.gid()), (user.uid, user.gid), "a new file");
@@ -534,17 +536,13 @@ fn re_enrolment_into_a_store_keeps_the_group_of_the_file_it_replaces() {
     std::os::unix::fs::chown(&path, None, Some(other.gid)).expect("chgrp");
 
     let before = read(&path);
-    let out = enroll(&[&service[..], &["-f"]].concat());
+    let out = enroll_through_service(&user, &stack, &["-f"]);
     assert!(out.status.success(), "{out:?}");
     assert_ne!(read(&path), before, "replaced");
     let meta = fs::symlink_metadata(&path).expect("replaced");
     assert_eq!((meta.uid(), meta.gid()), (user.uid, other.gid), "-f");
 
-    let out = Command::new(&built().enroll)
-        .args(["--regenerate-scratch-codes", "--json"])
-        .args(service)
-        .output()
-        .expect("run totp-enroll");
+    let out = regenerate_through_service(&user, &stack);
     assert!(out.status.success(), "{out:?}");
     let meta = fs::symlink_metadata(&path).expect("rewritten");
     assert_eq!(
