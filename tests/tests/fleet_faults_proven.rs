@@ -66,6 +66,13 @@ fn timed_login(stack: &Stack, user: &TestUser, code: &str) -> (Drive, Vec<String
     (d, lines, started.elapsed())
 }
 
+/// Control: `user` logs in on `stack` with a code of now; the login's syslog lines.
+fn control_logs_in(stack: &Stack, user: &TestUser, secret: &str) -> Vec<String> {
+    let (d, lines, _) = timed_login(stack, user, &code_at(secret, now()));
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    lines
+}
+
 fn no_wrong_code_line(lines: &[String]) {
     assert!(
         !logged(lines, &["invalid verification code"]),
@@ -292,8 +299,7 @@ fn a_server_stalling_between_read_and_compare_and_set_denies_in_bounded_time() {
 
     // Control: through the proxy, nothing held back.
     let (u, secret) = TestUser::enrolled("sc");
-    let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
-    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    control_logs_in(&stack, &u, &secret);
     assert!(
         proxy.forwarded_cas.load(Ordering::SeqCst) >= 1,
         "control: the compare-and-set went through the proxy"
@@ -382,8 +388,7 @@ fn credentials_must_be_roots_and_private_and_right() {
 
     // Control: root's, 0600, the right password.
     let good = cred("good", "correct horse", 0o600, 0);
-    let (d, lines, _) = timed_login(&with(&good), &u, &code_at(&secret, now()));
-    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    control_logs_in(&with(&good), &u, &secret);
 
     let other_owner = cred("nobodys", "correct horse", 0o600, 65534);
     let readable = cred("readable", "correct horse", 0o640, 0);
@@ -455,8 +460,7 @@ fn tls_is_verified_through_libpam() {
     });
     let (u, secret) = TestUser::enrolled("tl");
     let tls = |ca_file: &Path| verifying_host(&server.url(true), ca_file, "");
-    let (d, lines, _) = timed_login(&tls(&ca.ca_cert), &u, &code_at(&secret, now()));
-    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    control_logs_in(&tls(&ca.ca_cert), &u, &secret);
 
     let wrong = TestCa::new("wrong");
     let (d, lines, _) = timed_login(&tls(&wrong.ca_cert), &u, &code_at(&secret, now()));
@@ -665,8 +669,7 @@ fn the_local_fallback_never_replaces_a_refusing_store_through_libpam() {
     config(b"maxmemory-policy", b"noeviction");
 
     // Control: the server answers with the right credentials; then it is stopped.
-    let (d, lines, _) = timed_login(&good, &u, &code_at(&secret, now()));
-    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let lines = control_logs_in(&good, &u, &secret);
     assert!(!logged(&lines, LOCAL), "control: {lines:?}");
     server.stop();
     let (d, lines, _) = timed_login(&good, &u, &code_at(&secret, now() + 30));
@@ -806,8 +809,7 @@ fn a_socket_others_could_replace_is_refused_through_libpam() {
     let server = RedisServer::start(&ServerConfig::default());
     let (u, secret) = TestUser::enrolled("us");
     let unix = |p: &Path| host(&format!("unix:{}", p.display()), "");
-    let (d, lines, _) = timed_login(&unix(&server.socket), &u, &code_at(&secret, now()));
-    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    control_logs_in(&unix(&server.socket), &u, &secret);
 
     let dir = trusted_dir("sock-bad");
     let open = world_writable_dir(dir.path());
@@ -850,8 +852,7 @@ fn a_plugin_others_could_replace_is_never_loaded_through_libpam() {
             fresh_prefix()
         ))
     };
-    let (d, lines, _) = timed_login(&with_plugin(plugin()), &u, &code_at(&secret, now()));
-    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    control_logs_in(&with_plugin(plugin()), &u, &secret);
 
     let open_dir = tempfile::Builder::new()
         .prefix("pam_totp-open")
@@ -910,8 +911,7 @@ fn a_corrupt_remote_record_is_refused_never_reset_through_libpam() {
         "redis_prefix={prefix} redis_connect_timeout=300 redis_timeout=300"
     )));
     let key = format!("{prefix}user:{}", u.name);
-    let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
-    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    control_logs_in(&stack, &u, &secret);
 
     let plants: [(&str, Vec<&[u8]>, &str); 4] = [
         (
@@ -997,8 +997,7 @@ fn a_hostile_or_failing_secret_command_denies_and_the_log_names_why() {
     };
     let serve = format!("cat <<'EOF'\n{file}EOF");
     let working = make("working", &serve, 0o755, 0);
-    let (d, lines, _) = timed_login(&stack_for(&working), &u, &code_at(&secret, now()));
-    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    control_logs_in(&stack_for(&working), &u, &secret);
 
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&working, &link).expect("symlink");
@@ -1121,8 +1120,7 @@ fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
     let proxy = StallProxy::start(server.port);
     let stack = host(&proxy.url(), "");
     let (u, secret) = TestUser::enrolled("gb");
-    let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
-    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    control_logs_in(&stack, &u, &secret);
 
     let (v, secret_v) = TestUser::enrolled("gc");
     let cases: [(&str, &[u8], &[&str]); 4] = [
