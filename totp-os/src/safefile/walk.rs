@@ -317,7 +317,7 @@ pub(super) fn walk(
             Err(Errno::ENOENT) => {
                 return Err(missing_directory(
                     &cur,
-                    &mut cur_stat,
+                    cur_stat,
                     &shown,
                     &name,
                     checking.then_some(&chain),
@@ -330,7 +330,7 @@ pub(super) fn walk(
                     Err(Errno::ENOENT) => {
                         return Err(missing_directory(
                             &cur,
-                            &mut cur_stat,
+                            cur_stat,
                             &shown,
                             &name,
                             checking.then_some(&chain),
@@ -423,44 +423,33 @@ pub(super) fn walk(
     })
 }
 
-/// The error for the entry `missing` found missing in the directory `cur` (at
-/// `shown`), `chain` the directories checked down to it when it was checked itself.
+/// The error for the entry `missing` found missing in the directory `cur` (at `shown`,
+/// `cur_stat` its `fstat` if the walk took one), with what that directory shows about
+/// the absence ([`Absence`]). A directory the walk has checked already counts, with
+/// `chain`, the directories checked from the trusted root down to it; without a trusted
+/// root, where only a file's parent is checked, the directory that should have held the
+/// missing one is checked as that parent would have been, and the chain above it is
+/// walked again from `/` ([`chain_from_root`]). Above a trusted root nothing is checked,
+/// and nothing is shown. Then the directory must be on a file system known to be local
+/// (a network or FUSE one whose server is down, or autofs, answers `ENOENT` as well) and
+/// must list another entry (the empty mount point of a store that did not mount holds
+/// nothing).
 fn missing_directory(
     cur: &OwnedFd,
-    cur_stat: &mut Option<FileStat>,
+    cur_stat: Option<FileStat>,
     shown: &Path,
     missing: &OsStr,
     chain: Option<&Chain>,
     checks: Option<&DirChecks<'_>>,
 ) -> FileError {
-    let absence = absence_in(cur, cur_stat, shown, missing, chain, checks);
-    FileError::MissingDirectory {
+    let st = cur_stat.or_else(|| stat::fstat(cur).ok());
+    let error = |absence| FileError::MissingDirectory {
         path: shown.join(missing),
         absence,
-        parent: stat_of(cur, cur_stat).ok().map(|st| (st.st_dev, st.st_ino)),
-    }
-}
-
-/// What the directory `cur` (at `shown`), where the entry `missing` was just found
-/// missing, shows about that absence ([`Absence`]). A directory the walk has checked
-/// already counts, with `chain`, the directories checked from the trusted root down to
-/// it; without a trusted root, where only a file's parent is checked, the directory
-/// that should have held the missing one is checked as that parent would have been,
-/// and the chain above it is walked again from `/` ([`chain_from_root`]). Above a
-/// trusted root nothing is checked, and nothing is shown. Then the directory must be on
-/// a file system known to be local (a network or FUSE one whose server is down, or
-/// autofs, answers `ENOENT` as well) and must list another entry (the empty mount point
-/// of a store that did not mount holds nothing).
-fn absence_in(
-    cur: &OwnedFd,
-    cur_stat: &mut Option<FileStat>,
-    shown: &Path,
-    missing: &OsStr,
-    chain: Option<&Chain>,
-    checks: Option<&DirChecks<'_>>,
-) -> Absence {
-    let Ok(st) = stat_of(cur, cur_stat) else {
-        return Absence::Unchecked;
+        parent: st.map(|st| (st.st_dev, st.st_ino)),
+    };
+    let Some(st) = st else {
+        return error(Absence::Unchecked);
     };
     let chain = match (chain, checks) {
         (Some(chain), _) => chain.clone(),
@@ -470,18 +459,20 @@ fn absence_in(
             // Still proven for the user's own file ([`Absence::for_user`]).
             chain_from_root(&st, shown, c).unwrap_or_else(Chain::unchecked)
         }
-        _ => return Absence::Unchecked,
+        _ => return error(Absence::Unchecked),
     };
     match nix::sys::statfs::fstatfs(cur) {
         // `f_type`'s width depends on the architecture; every magic fits in 32 bits.
-        Ok(fs) if shared_fs_type(fs.filesystem_type().0 as u32) => return Absence::NotLocal,
+        Ok(fs) if shared_fs_type(fs.filesystem_type().0 as u32) => {
+            return error(Absence::NotLocal);
+        }
         Ok(_) => {}
-        Err(_) => return Absence::Unchecked,
+        Err(_) => return error(Absence::Unchecked),
     }
     if !lists_another_entry(cur, missing) {
-        return Absence::Empty;
+        return error(Absence::Empty);
     }
-    Absence::Proven { chain }
+    error(Absence::Proven { chain })
 }
 
 /// Whether the directory `dir` lists an entry other than `.`, `..` and `missing`,
