@@ -694,9 +694,9 @@ impl Ctx {
                         Ok(Denial::StateUnusable)
                     }
                     StoreFault::Record(StoreError::Refused(_)) => Ok(Denial::NotPersisted),
-                    StoreFault::Record(StoreError::Unavailable(_)) => {
-                        Err(AuthError::StoreUnavailable)
-                    }
+                    StoreFault::Record(
+                        StoreError::Unavailable(_) | StoreError::StoreChanged(_),
+                    ) => Err(AuthError::StoreUnavailable),
                     StoreFault::Unopened
                     | StoreFault::Record(StoreError::Corrupt(_) | StoreError::Clock(_)) => {
                         Ok(Denial::StateUnusable)

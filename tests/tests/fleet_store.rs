@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use system_tests::fleet::{RedisServer, ServerConfig, TestCa, documented_acl, plugin, trusted_dir};
 use system_tests::require_root;
 use totp_core::fleet::{ConnectionOptions, RedisEndpoint, RedisOptions};
-use totp_core::state::{EnrolmentId, Marks, Reset, StateStore, StoreError, UserState, Write};
+use totp_core::state::{
+    AnswerBound, EnrolmentId, Marks, Reset, StateStore, StoreError, Unbounded, UserState, Write,
+};
 use totp_os::remote::{RemoteSettings, RemoteStore, plugin_config};
 
 fn options(url: &str) -> RedisOptions {
@@ -201,6 +203,73 @@ fn concurrent_updates_lose_no_write() {
     assert!(done >= 100, "most updates went through: {done} of 200");
     let mut store = open(&options(&url)).expect("open");
     assert_eq!(until_of(&store.read(77).expect("read")), Some(done));
+}
+
+/// Another connection's write of the user's record inside the first call of `decide`:
+/// the update's compare-and-set then finds a conflict. Returns how often `decide` ran.
+fn update_under_a_conflict(
+    store: &mut RemoteStore,
+    other: &mut RemoteStore,
+    uid: u32,
+    bound: &dyn AnswerBound,
+) -> (u32, Result<(), StoreError>) {
+    let mut calls = 0;
+    let r = store.update_within(uid, bound, &mut |cur| {
+        calls += 1;
+        if calls == 1 {
+            other
+                .update(uid, &mut |_| Write::Lazy(mark(5)))
+                .expect("the other connection's write");
+        }
+        Write::Lazy(cur.with_marks(ENROLMENT, totp_until(until_of(cur).unwrap_or(0) + 1)))
+    });
+    (calls, r)
+}
+
+/// An answer's bound that is spent; counts how often it was asked.
+struct Spent(std::cell::Cell<u32>);
+
+impl AnswerBound for Spent {
+    fn fits(&self) -> bool {
+        self.0.set(self.0.get() + 1);
+        false
+    }
+}
+
+#[test]
+fn an_updates_retries_stop_once_the_answers_bound_is_spent() {
+    if !require_root("an_updates_retries_stop_once_the_answers_bound_is_spent") {
+        return;
+    }
+    // A login's update takes its answer's bound (`StateStore::update_within`, R36): a
+    // conflict is retried only while that bound fits, not only within the update's own.
+    let server = RedisServer::start(&ServerConfig::default());
+    let opts = options(&server.url(false));
+    let mut store = open(&opts).expect("open");
+    let mut other = open(&opts).expect("open");
+
+    // Control: with only the update's own bound, the conflict is read again and the
+    // decision retried on the other's record.
+    let (calls, r) = update_under_a_conflict(&mut store, &mut other, 41, &Unbounded);
+    r.expect("retried and written");
+    assert_eq!(calls, 2, "the conflict happened and was retried");
+    assert_eq!(until_of(&store.read(41).expect("read")), Some(6));
+
+    // The fault: the answer's bound is spent; no retry starts after the conflict.
+    let spent = Spent(std::cell::Cell::new(0));
+    let (calls, r) = update_under_a_conflict(&mut store, &mut other, 42, &spent);
+    let e = r.expect_err("not retried");
+    assert_eq!(calls, 1, "one decision, no retry");
+    assert_eq!(spent.0.get(), 1, "the bound was asked after the conflict");
+    assert!(
+        matches!(&e, StoreError::Unavailable(m) if m.contains("too many concurrent")),
+        "{e:?}"
+    );
+    assert_eq!(
+        until_of(&store.read(42).expect("read")),
+        Some(5),
+        "only the other connection's write"
+    );
 }
 
 #[test]

@@ -334,6 +334,12 @@ pub enum StoreError {
     /// A shared store's record is missing and this host's clock and the server's differ
     /// too much to recreate it from either (R34): a clock fault, fixed by setting a clock.
     Clock(String),
+    /// A user's write found the shared store's record (its key and floor) changed since
+    /// [`StateStore::context`] read it (a data set lost, flushed or restored, the record
+    /// recreated): nothing was written, and the decision used a floor that no longer
+    /// holds. A login reads the context again and decides again with it (R34); anywhere
+    /// else, and once a login may not decide again, the store counts as unavailable.
+    StoreChanged(String),
 }
 
 impl fmt::Display for StoreError {
@@ -343,23 +349,73 @@ impl fmt::Display for StoreError {
             Self::Corrupt(m) => write!(f, "state record unusable: {m}"),
             Self::Refused(m) => write!(f, "state store refused: {m}"),
             Self::Clock(m) => write!(f, "clock fault: {m}"),
+            // The store's own words, which say what changed: not a fault while the
+            // login may decide again, so not "unavailable" either.
+            Self::StoreChanged(m) => f.write_str(m),
         }
     }
 }
 
 impl std::error::Error for StoreError {}
 
+/// The time bound of one answer ([`StateStore::answer_bound`]): every decision the
+/// answer takes and every retry inside its updates start only while it [`fits`], so
+/// deciding again cannot stretch a login past the store's documented bound (R36). The
+/// store that made it implements it (the core reads no clock); a call already started
+/// runs to its own bounds.
+///
+/// [`fits`]: AnswerBound::fits
+pub trait AnswerBound {
+    /// Whether one more decision (a read of the store record, then an update) or one
+    /// more retry of an update may start.
+    fn fits(&self) -> bool;
+}
+
+/// No bound beyond each call's own: a store without one (the local store, whose lock
+/// deadline bounds every update), and every update outside an answer's decision (a
+/// secret file's rewrite serialised through the store, the admin tool).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unbounded;
+
+impl AnswerBound for Unbounded {
+    fn fits(&self) -> bool {
+        true
+    }
+}
+
 /// One small interface for every backend.
 pub trait StateStore {
     /// Atomically: read `uid`'s record (default when absent), call `decide` on it and
     /// write what it returns. `decide` may be called more than once (a backend that
     /// retries after a concurrent change); only the result of the last call is written,
-    /// and only if no other update of `uid` happened in between.
+    /// and only if no other update of `uid` happened in between. A retry starts only
+    /// while `bound` [`fits`](AnswerBound::fits) (and within the update's own bound).
+    /// [`StoreError::StoreChanged`]: nothing was written because the store record
+    /// changed.
+    fn update_within(
+        &mut self,
+        uid: Uid,
+        bound: &dyn AnswerBound,
+        decide: &mut dyn FnMut(&UserState) -> Write,
+    ) -> Result<(), StoreError>;
+
+    /// [`StateStore::update_within`] with only the update's own bound.
     fn update(
         &mut self,
         uid: Uid,
         decide: &mut dyn FnMut(&UserState) -> Write,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.update_within(uid, &Unbounded, decide)
+    }
+
+    /// The time bound of one answer, started now, before its first decision: every
+    /// decision it takes ([`StoreError::StoreChanged`] asks for another) and every retry
+    /// of their updates ([`StateStore::update_within`]) share it. What the login writes
+    /// after its decision has each update's own bound ([`StateStore::update`]). A local
+    /// store has no such bound.
+    fn answer_bound(&self) -> Box<dyn AnswerBound> {
+        Box::new(Unbounded)
+    }
 
     /// The current record (default when absent), for read-only decisions such as the
     /// grace period and for the admin tool.
@@ -400,31 +456,6 @@ pub trait StateStore {
     fn take_recreation(&mut self) -> Option<Recreation> {
         None
     }
-
-    /// Whether the last [`StateStore::update`] failed because a shared store's record
-    /// (its key and floor) changed since [`StateStore::context`] read it: the decision
-    /// used a floor that no longer holds, so nothing was written; the caller reads the
-    /// context again and decides again with it (R34). Taken once.
-    fn take_store_changed(&mut self) -> bool {
-        false
-    }
-
-    /// Starts the time bound of one answer: every decision it takes after this one
-    /// ([`StateStore::take_store_changed`]) and every retry of an update share it, so
-    /// deciding again cannot stretch a login past the store's documented bound (R36). A
-    /// local store has no such bound.
-    fn start_answer(&mut self) {}
-
-    /// Whether one more decision (a read of the store record, then an update) may start
-    /// within the bound [`StateStore::start_answer`] started.
-    fn decision_fits(&self) -> bool {
-        true
-    }
-
-    /// Ends the bound [`StateStore::start_answer`] started: what the login writes after
-    /// its decision (a secret file's rewrite serialised through the store) has each
-    /// update's own bound, as before.
-    fn end_answer(&mut self) {}
 }
 
 /// What [`StateStore::reset`] found and did.

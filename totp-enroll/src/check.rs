@@ -303,7 +303,8 @@ fn local_store_problem(o: &ModuleOptions) -> Option<String> {
         StoreError::Refused(m)
         | StoreError::Unavailable(m)
         | StoreError::Corrupt(m)
-        | StoreError::Clock(m) => Some(m),
+        | StoreError::Clock(m)
+        | StoreError::StoreChanged(m) => Some(m),
     }
 }
 

@@ -23,8 +23,8 @@ use totp_core::fleet::{
 };
 use totp_core::policy::{CLOCK_SLACK_SECS, DEFAULT_MAX_CLOCK_LAG_SECS};
 use totp_core::state::{
-    MAX_ENCODED_LEN, Missing, Recreation, Reset, ResetHow, STORE_KEY_LEN, StateStore, StoreContext,
-    StoreError, StoreKey, Uid, UserState, Write, reset_mark_cap,
+    AnswerBound, MAX_ENCODED_LEN, Missing, Recreation, Reset, ResetHow, STORE_KEY_LEN, StateStore,
+    StoreContext, StoreError, StoreKey, Uid, Unbounded, UserState, Write, reset_mark_cap,
 };
 use totp_core::utc::format_utc;
 use zeroize::Zeroizing;
@@ -350,7 +350,7 @@ pub struct RemoteSettings {
     /// Records holding an HOTP counter never expire whatever this says.
     pub ttl_secs: u64,
     /// Bound on one whole update, retries included; also on when one answer may start
-    /// a decision or a retry ([`StateStore::start_answer`]).
+    /// a decision or a retry ([`StateStore::answer_bound`]).
     pub update_budget: Duration,
     /// Whether [`RemoteStore::probe_write`] must really write to prove what a login's
     /// write needs (Redis: an ACL checks the commands a function runs only when they
@@ -399,11 +399,15 @@ pub struct RemoteStore {
     names: Vec<(Uid, String)>,
     /// Set when `context` created the store record, until taken.
     recreated: Option<Recreation>,
-    /// Set when the plugin refused a user's write because the store record changed
-    /// since it was read ([`Status::StoreChanged`]), until taken.
-    store_changed: bool,
-    /// When the current answer's time is up ([`StateStore::start_answer`]).
-    answer_deadline: Option<Instant>,
+}
+
+/// When one answer's time is up ([`StateStore::answer_bound`]).
+struct AnswerDeadline(Instant);
+
+impl AnswerBound for AnswerDeadline {
+    fn fits(&self) -> bool {
+        Instant::now() < self.0
+    }
 }
 
 /// How far this host's clock and the server's may differ for a login (or `totp-state
@@ -489,7 +493,8 @@ fn store_error(backend: &str, status: i32, msg: &[u8]) -> StoreError {
     let end = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
     let text = format!("{backend}: {}", String::from_utf8_lossy(&msg[..end]));
     match Status::from_raw(status) {
-        Status::Unavailable | Status::StoreChanged => StoreError::Unavailable(text),
+        Status::Unavailable => StoreError::Unavailable(text),
+        Status::StoreChanged => StoreError::StoreChanged(text),
         Status::Corrupt => StoreError::Corrupt(text),
         _ => StoreError::Refused(text),
     }
@@ -524,8 +529,6 @@ impl RemoteStore {
             settings,
             names: Vec::new(),
             recreated: None,
-            store_changed: false,
-            answer_deadline: None,
         };
         let mut prefetch = vec![store.store_key_name()];
         if let Some((uid, name)) = user {
@@ -734,7 +737,7 @@ impl RemoteStore {
     /// key is read and written again, within the bound of a login's update.
     fn probe_once(&mut self, key: &[u8], ttl: u64, durable: bool) -> Result<(), StoreError> {
         let what = format!("writes of {}", String::from_utf8_lossy(key));
-        self.until_set(&what, |s| {
+        self.until_set(&what, &Unbounded, |s| {
             let (_, version) = s.get_bytes(key)?;
             s.compare_and_set_bytes(key, version, PROBE_VALUE, ttl, durable)
         })
@@ -742,20 +745,20 @@ impl RemoteStore {
 
     /// Runs `round` (a read, then a compare-and-set against what it read) until it is
     /// done (true: set, or nothing to write; false: a conflict), within `MAX_ROUNDS`
-    /// and the update budget, or what is left of the answer's if that ends first:
-    /// racing writers (other hosts, other logins of the user) each get a fresh read.
+    /// and the update budget, or the answer's `bound` if that ends first: racing
+    /// writers (other hosts, other logins of the user) each get a fresh read.
     fn until_set(
         &mut self,
         what: &str,
+        bound: &dyn AnswerBound,
         mut round: impl FnMut(&mut Self) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let own = Instant::now() + self.settings.update_budget;
-        let deadline = self.answer_deadline.map_or(own, |d| d.min(own));
         for _ in 0..MAX_ROUNDS {
             if round(self)? {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= own || !bound.fits() {
                 break;
             }
         }
@@ -809,10 +812,7 @@ impl RemoteStore {
         match Status::from_raw(status) {
             Status::Ok => Ok(true),
             Status::Conflict => Ok(false),
-            s => {
-                self.store_changed = s == Status::StoreChanged;
-                Err(store_error(self.settings.backend, status, &msg))
-            }
+            _ => Err(store_error(self.settings.backend, status, &msg)),
         }
     }
 }
@@ -872,15 +872,14 @@ impl StateStore for RemoteStore {
         )))
     }
 
-    fn update(
+    fn update_within(
         &mut self,
         uid: Uid,
+        bound: &dyn AnswerBound,
         decide: &mut dyn FnMut(&UserState) -> Write,
     ) -> Result<(), StoreError> {
         let key = self.record_key(uid);
-        // Only this update's refusal counts ([`StateStore::take_store_changed`]).
-        self.store_changed = false;
-        self.until_set("updates of this user", |s| {
+        self.until_set("updates of this user", bound, |s| {
             let (current, version) = s.get_migrating(&key, uid)?;
             let (next, durable) = match decide(&current) {
                 Write::Nothing => return Ok(true),
@@ -904,23 +903,12 @@ impl StateStore for RemoteStore {
         self.recreated.take()
     }
 
-    fn take_store_changed(&mut self) -> bool {
-        std::mem::take(&mut self.store_changed)
-    }
-
-    /// The plugin ABI carries no time limit, so a call cannot be given only what is
-    /// left: decisions and retries start only before the deadline, and the one started
-    /// last ends within its calls' own bounds after it (docs/fleet.md, "Exactly once").
-    fn start_answer(&mut self) {
-        self.answer_deadline = Some(Instant::now() + self.settings.update_budget);
-    }
-
-    fn decision_fits(&self) -> bool {
-        self.answer_deadline.is_none_or(|d| Instant::now() < d)
-    }
-
-    fn end_answer(&mut self) {
-        self.answer_deadline = None;
+    /// One update's budget, from now. The plugin ABI carries no time limit, so a call
+    /// cannot be given only what is left: decisions and retries start only before the
+    /// deadline, and the one started last ends within its calls' own bounds after it
+    /// (docs/fleet.md, "Exactly once").
+    fn answer_bound(&self) -> Box<dyn AnswerBound> {
+        Box::new(AnswerDeadline(Instant::now() + self.settings.update_budget))
     }
 
     fn name_user(&mut self, uid: Uid, name: &str) {
@@ -959,7 +947,7 @@ impl RemoteStore {
         how: ResetHow,
     ) -> Result<Reset, StoreError> {
         let mut outcome = Reset::Absent;
-        self.until_set("updates of this user", |s| {
+        self.until_set("updates of this user", &Unbounded, |s| {
             let read = s.get_bytes(key).and_then(|(bytes, version)| match version {
                 0 => Ok(None),
                 _ => UserState::decode(&bytes).map(|state| Some((state, version))),

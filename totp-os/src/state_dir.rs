@@ -57,8 +57,8 @@ use nix::sys::statvfs::{self, FsFlags};
 use nix::unistd::{self, UnlinkatFlags};
 use sha2::{Digest, Sha256};
 use totp_core::state::{
-    Missing, Reset, ResetHow, STORE_KEY_LEN, StateStore, StoreContext, StoreError, StoreKey, Uid,
-    UserState, Write, reset_mark_cap,
+    AnswerBound, Missing, Reset, ResetHow, STORE_KEY_LEN, StateStore, StoreContext, StoreError,
+    StoreKey, Uid, UserState, Write, reset_mark_cap,
 };
 
 use crate::fault::{self, FaultPoint};
@@ -789,9 +789,12 @@ impl StateStore for StateDir {
         }))
     }
 
-    fn update(
+    /// No answer's bound: the lock's deadline bounds each update, and `decide` runs
+    /// once under the lock (no retry to hold back).
+    fn update_within(
         &mut self,
         uid: Uid,
+        _bound: &dyn AnswerBound,
         decide: &mut dyn FnMut(&UserState) -> Write,
     ) -> Result<(), StoreError> {
         let file = self

@@ -189,7 +189,8 @@ fn store_problem(opts: &ModuleOptions) -> Option<(String, inspect::Finding)> {
         StoreError::Refused(m)
         | StoreError::Unavailable(m)
         | StoreError::Corrupt(m)
-        | StoreError::Clock(m) => m,
+        | StoreError::Clock(m)
+        | StoreError::StoreChanged(m) => m,
     };
     Some((
         "state store".to_owned(),

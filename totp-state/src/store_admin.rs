@@ -73,7 +73,9 @@ fn open_remote(
 
 fn status_of(e: &StoreError) -> u8 {
     match e {
-        StoreError::Unavailable(_) => UNREACHABLE,
+        // Outside a login nothing decides again: a store record that changed under the
+        // write is the store not answering as it must, as before this variant existed.
+        StoreError::Unavailable(_) | StoreError::StoreChanged(_) => UNREACHABLE,
         StoreError::Corrupt(_) | StoreError::Refused(_) | StoreError::Clock(_) => UNUSABLE,
     }
 }

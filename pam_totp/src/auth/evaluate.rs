@@ -5,9 +5,9 @@
 use super::*;
 
 /// Decisions one answer may take when a shared store's record keeps changing under the
-/// write ([`StateStore::take_store_changed`]): each change is a data set lost or
-/// restored, so a few rounds are plenty. Time bounds them too: all of them share one
-/// answer's bound ([`StateStore::start_answer`], R36).
+/// write ([`StoreError::StoreChanged`]): each change is a data set lost or restored, so
+/// a few rounds are plenty. Time bounds them too: all of them share one answer's bound
+/// ([`StateStore::answer_bound`], R36).
 const STORE_CHANGED_ROUNDS: u32 = 3;
 
 impl Ctx {
@@ -106,8 +106,10 @@ impl Ctx {
             }
         };
         let mut round = 0;
-        // Once, before the first decision: deciding again gets only what is left.
-        store.start_answer();
+        // Once, before the first decision: deciding again, and every retry of the
+        // decisions' updates, gets only what is left. Only the decision's updates take
+        // it: what the login writes after has each update's own bound.
+        let bound = store.answer_bound();
         let (prepared, uid, decided) = loop {
             round += 1;
             let found = self.store_context(&mut **store, now_secs);
@@ -168,7 +170,7 @@ impl Ctx {
             };
             let uid = run.record.uid(&prepared);
             let mut decided = None;
-            let stored = store.update(uid, &mut |state| {
+            let stored = store.update_within(uid, &*bound, &mut |state| {
                 let d = prepared.decide(state, policy, &attempt);
                 let write = d.as_ref().map_or(Write::Nothing, |d| d.write.clone());
                 decided = Some(d);
@@ -179,14 +181,10 @@ impl Ctx {
                 // The write found the store record changed since it was read (a data
                 // set lost or restored meanwhile): nothing was written, and the decision
                 // used a floor that no longer holds. Read it again (recreated at now if
-                // it is gone) and decide again with it, within a bound (R36).
-                Err(e) if store.take_store_changed() && round < STORE_CHANGED_ROUNDS => {
-                    // Not a fault of the store: its own words, without "unavailable".
-                    let e = match e {
-                        StoreError::Unavailable(m) => m,
-                        other => other.to_string(),
-                    };
-                    if !store.decision_fits() {
+                // it is gone) and decide again with it, within a bound (R36). Not a
+                // fault of the store: logged in its own words, without "unavailable".
+                Err(StoreError::StoreChanged(e)) if round < STORE_CHANGED_ROUNDS => {
+                    if !bound.fits() {
                         let why = format!(
                             "{e}; the time bound of this answer ran out while the store \
                              record kept changing"
@@ -206,7 +204,6 @@ impl Ctx {
                 Err(e) => return self.store_failed(io, who, e).map(Continuation::Done),
             }
         };
-        store.end_answer();
         let decision = match decided {
             Some(Ok(d)) => d,
             Some(Err(e)) => {
@@ -582,7 +579,9 @@ impl Ctx {
     ) -> Result<Outcome, AuthError> {
         tell_store_fault(io);
         match e {
-            StoreError::Unavailable(m) => {
+            // A store record still changing once the login may not decide again (or
+            // under a write that is no decision) is the store being unavailable.
+            StoreError::Unavailable(m) | StoreError::StoreChanged(m) => {
                 io.log(
                     Level::Err,
                     &format!("state store unavailable for {who}: {m}; denying"),

@@ -541,3 +541,62 @@ fn a_version_1_mark_left_beyond_at_the_default_step_is_reported() {
     assert!(!UserState::default().legacy_mark_beyond(cap, false));
     assert!(!legacy(4_102_444_800 / 30).legacy_mark_beyond(None, false));
 }
+
+/// A store whose record changed under the write says so in its own words, not as the
+/// store being unavailable: the module logs them as it decides again (R34).
+#[test]
+fn a_changed_store_record_is_told_in_the_stores_words() {
+    let changed = StoreError::StoreChanged("etcd: the store record changed".into());
+    assert_eq!(changed.to_string(), "etcd: the store record changed");
+    let down = StoreError::Unavailable("etcd: no quorum".into());
+    assert_eq!(down.to_string(), "state store unavailable: etcd: no quorum");
+}
+
+/// Records the bound each update was given.
+#[derive(Default)]
+struct BoundSeen(Vec<bool>);
+
+impl StateStore for BoundSeen {
+    fn update_within(
+        &mut self,
+        _uid: Uid,
+        bound: &dyn AnswerBound,
+        decide: &mut dyn FnMut(&UserState) -> Write,
+    ) -> Result<(), StoreError> {
+        self.0.push(bound.fits());
+        decide(&UserState::default());
+        Ok(())
+    }
+
+    fn read(&mut self, _uid: Uid) -> Result<UserState, StoreError> {
+        Ok(UserState::default())
+    }
+
+    fn reset_with(&mut self, _: Uid, _: u64, _: ResetHow) -> Result<Reset, StoreError> {
+        Ok(Reset::Absent)
+    }
+
+    fn context(&mut self, _: Missing) -> Result<Option<StoreContext>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A plain update has no answer's bound, and a store without a clock of its own gives
+/// answers none: both always fit, so only the store's own bounds apply.
+#[test]
+fn without_an_answers_bound_every_update_fits() {
+    struct Spent;
+    impl AnswerBound for Spent {
+        fn fits(&self) -> bool {
+            false
+        }
+    }
+    let mut store = BoundSeen::default();
+    assert!(store.answer_bound().fits());
+    store.update(1, &mut |_| Write::Nothing).expect("update");
+    // Control: a spent bound reaches the store as given.
+    store
+        .update_within(1, &Spent, &mut |_| Write::Nothing)
+        .expect("update");
+    assert_eq!(store.0, [true, false]);
+}
