@@ -171,8 +171,11 @@ pub(crate) unsafe extern "C" fn resolve_for_plugin(
     msg_cap: usize,
 ) -> i32 {
     use pam_totp_plugin_abi::{Failure, support};
-    // A panic must not unwind into the plugin's frames (nor abort the host).
-    let result = support::guarded("module's resolver", || {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    // A panic must not unwind into the plugin's frames (nor abort the host). Caught
+    // here without `support::guarded`, which would install a panic hook of its own in
+    // the caller's process (the module has one; an admin tool keeps its default).
+    let result = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: forwarded contract of this function.
         let name = unsafe { support::bytes(name, name_len) }?;
         let name =
@@ -197,6 +200,12 @@ pub(crate) unsafe extern "C" fn resolve_for_plugin(
             *out_len = listing.len();
         }
         Ok(Status::Ok)
+    }))
+    .unwrap_or_else(|_| {
+        Err(Failure::new(
+            Status::Internal,
+            "internal error in the module's resolver",
+        ))
     });
     // SAFETY: `msg` is NULL or writable for `msg_cap` bytes (this function's contract).
     unsafe { support::finish(msg, msg_cap, result) }
@@ -245,6 +254,64 @@ mod tests {
     fn the_system_getent_answers_for_localhost() {
         let found = resolve_host("localhost", Duration::from_secs(10)).expect("resolved");
         assert!(found.iter().any(|ip| ip.is_loopback()), "{found:?}");
+    }
+
+    /// A stand-in for getent: a root-owned script in a root-only directory.
+    fn fake_getent(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+
+    #[test]
+    fn a_lookup_past_its_bound_a_missing_name_and_garbage_fail_closed_and_say_why() {
+        let t = "a_lookup_past_its_bound_a_missing_name_and_garbage_fail_closed_and_say_why";
+        if !crate::testutil::require_root(t) {
+            return;
+        }
+        let dir = crate::testutil::private_tempdir();
+        let limit = Duration::from_millis(300);
+        let run = |body: &str, file: &str| {
+            resolve_with(&fake_getent(dir.path(), file, body), "db.example", limit)
+                .expect_err("no address")
+        };
+        // Never answers (a name server that does not reply): killed at the bound.
+        let started = std::time::Instant::now();
+        let e = run("exec sleep 60", "hangs");
+        assert!(started.elapsed() < Duration::from_secs(30), "hang guard");
+        assert_eq!(e.status, Status::Unavailable);
+        assert_eq!(e.message, "cannot resolve db.example within 0.3 s");
+        let e = run("exit 2", "missing");
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (
+                Status::Unavailable,
+                "cannot resolve db.example: no such host"
+            )
+        );
+        let e = run("echo evil.example STREAM", "garbage");
+        assert_eq!(e.status, Status::Corrupt, "{}", e.message);
+        // Control: a listing in getent's shape gives its addresses.
+        let ok = resolve_with(
+            &fake_getent(dir.path(), "good", "echo '192.0.2.9 STREAM db.example'"),
+            "db.example",
+            limit,
+        )
+        .expect("resolved");
+        assert_eq!(ok, vec!["192.0.2.9".parse::<IpAddr>().expect("ip")]);
+        // A getent others could replace is not run.
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        crate::testutil::set_mode(&open, 0o777);
+        let e = resolve_with(
+            &fake_getent(&open, "getent", "echo '192.0.2.9 STREAM'"),
+            "db.example",
+            limit,
+        )
+        .expect_err("refused");
+        assert_eq!(e.status, Status::Refused, "{}", e.message);
     }
 
     #[test]
