@@ -51,7 +51,8 @@ impl SilentNameServer {
 }
 
 /// `driver`'s login with the host's name service replaced: `hosts: files dns` (the rest
-/// of nsswitch.conf as the host has it), a hosts file with `localhost` and, when
+/// of nsswitch.conf as the host has it), a hosts file with `localhost` (unless that is
+/// `name`) and, when
 /// `in_hosts` is given, `name` at that address, and `dns` as the only name server with
 /// glibc's longest timeout and most attempts (a lookup left to run would take minutes).
 /// Syslog is captured.
@@ -65,7 +66,12 @@ pub fn login_resolving(
         .prefix("pam_totp-names")
         .tempdir()
         .expect("tempdir");
-    let mut hosts = "127.0.0.1 localhost\n::1 localhost\n".to_owned();
+    // `localhost` itself may be the name under test (a sentinel announcing it).
+    let mut hosts = if name == "localhost" {
+        String::new()
+    } else {
+        "127.0.0.1 localhost\n::1 localhost\n".to_owned()
+    };
     if let Some(ip) = in_hosts {
         hosts.push_str(&format!("{ip} {name}\n"));
     }
