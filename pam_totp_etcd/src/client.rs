@@ -2,11 +2,11 @@
 //!
 //! Every request is bounded as a whole (`timeout_global`: connect, TLS, send, the whole
 //! reply) and its body is capped before it is buffered (R36). No proxy, no redirect, no
-//! setting from the environment. Host names are resolved by [`SyncResolver`] on the
-//! calling thread, so the plugin never leaves a thread behind in sshd (ureq's own
-//! resolver runs a bounded lookup on a helper thread).
+//! setting from the environment. Host names are resolved by [`BoundedResolver`]: the
+//! module's resolver, a child process reaped within the connect bound, so the plugin
+//! never leaves a thread behind in sshd (ureq's own resolver runs a lookup on a helper
+//! thread that outlives its timeout).
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use pam_totp_plugin_abi::{Failure, Status};
@@ -26,23 +26,44 @@ const MAX_BODY: u64 = 64 * 1024;
 /// Largest reply header block.
 const MAX_HEADER: usize = 16 * 1024;
 
-/// Resolves on the calling thread (getaddrinfo, bounded by the system resolver's own
-/// timeouts). IP literals, the usual case for etcd members, need no lookup at all.
+/// A member's host name without an address: nothing was sent to it.
 #[derive(Debug)]
-struct SyncResolver;
+struct Unresolved(pam_totp_plugin_abi::resolve::Unresolved);
 
-impl Resolver for SyncResolver {
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl std::error::Error for Unresolved {}
+
+/// Resolves through the module's bounded resolver (`pam_totp_plugin_abi::resolve`, the
+/// same as the Redis plugin's), within the request's resolve bound: the connect bound
+/// (`timeout_resolve`), or less when less is left of the whole request. IP literals,
+/// the usual case for etcd members, are not looked up at all.
+#[derive(Debug)]
+struct BoundedResolver {
+    /// `etcd_connect_timeout=`, should ureq hand over no bound at all.
+    connect: Duration,
+}
+
+impl Resolver for BoundedResolver {
     fn resolve(
         &self,
         uri: &Uri,
         _config: &Config,
-        _timeout: NextTimeout,
+        timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let host = uri.host().ok_or(ureq::Error::HostNotFound)?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().ok_or(ureq::Error::HostNotFound)?;
+        let limit = match timeout.after {
+            ureq::unversioned::transport::time::Duration::Exact(d) => d.min(self.connect),
+            ureq::unversioned::transport::time::Duration::NotHappening => self.connect,
+        };
+        let found = pam_totp_plugin_abi::resolve::socket_addrs(host, port, limit)
+            .map_err(|e| ureq::Error::Other(Box::new(Unresolved(e))))?;
         let mut out = self.empty();
-        let found: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
         for a in found {
             // Room for 16 addresses; the rest are not needed.
             if out.try_push(a).is_err() {
@@ -183,16 +204,20 @@ impl Client {
             // configuration from the environment".
             .proxy(None)
             .timeout_connect(Some(connect))
+            // A host name's lookup gets the connect bound too (`BoundedResolver`).
+            .timeout_resolve(Some(connect))
             .timeout_global(Some(command))
             .max_response_header_size(MAX_HEADER)
             .user_agent("pam_totp")
             .build();
         let tcp = ().chain(TcpConnector::default());
         let agent = match tls_context {
-            Some(ctx) => {
-                Agent::with_parts(config, tcp.chain(OpensslConnector::new(ctx)), SyncResolver)
-            }
-            None => Agent::with_parts(config, tcp, SyncResolver),
+            Some(ctx) => Agent::with_parts(
+                config,
+                tcp.chain(OpensslConnector::new(ctx)),
+                BoundedResolver { connect },
+            ),
+            None => Agent::with_parts(config, tcp, BoundedResolver { connect }),
         };
         Ok(Self {
             agent,
@@ -415,6 +440,17 @@ fn transport_error(base: &str, e: ureq::Error) -> Attempt {
             true,
         ),
         E::Io(io) => Attempt::Next(unavailable(format!("{base}: {io}")), true),
+        // Not sent anywhere: safe to send elsewhere. A name the resolver will not look up
+        // (not a host name, an untrusted getent) is the configuration's fault.
+        E::Other(u) if u.is::<Unresolved>() => {
+            let status = u
+                .downcast_ref::<Unresolved>()
+                .map_or(Status::Unavailable, |u| match u.0.status {
+                    Status::Unavailable => Status::Unavailable,
+                    _ => Status::Refused,
+                });
+            Attempt::Next(Failure::new(status, format!("{base}: {u}")), false)
+        }
         // A TLS failure is the member's certificate or ours: a refusal an admin fixes.
         E::Other(t) if t.is::<TlsFailure>() => Attempt::Fatal(refused(format!("{base}: TLS: {t}"))),
         E::Tls(t) => Attempt::Fatal(refused(format!("{base}: TLS: {t}"))),

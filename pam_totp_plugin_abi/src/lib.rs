@@ -16,12 +16,18 @@
 //! | `pam_totp_plugin_del(h, key, klen, msg, cap)` | forget the record |
 //! | `pam_totp_plugin_time(h, &secs, msg, cap)` | the server's clock (unix seconds), from what it last answered |
 //! | `pam_totp_plugin_close(h)` | drop the connection |
+//! | `pam_totp_plugin_resolver(f)` | the module's host-name resolver, handed over once after the version check |
 //!
 //! `cfg` is a `totp_core::fleet::PluginConfig` encoding. Every function but `abi` and
 //! `close` returns a [`Status`] and, on error, a NUL-terminated message without secrets in
 //! the caller's buffer of `cap` bytes. The retry loop and every decision stay in the
 //! module; a plugin only moves bytes atomically. A plugin writes its exports with
 //! [`export_backend!`], which checks them against the types below at compile time.
+//!
+//! Host names go the other way: a plugin never resolves one itself (getaddrinfo has no
+//! time bound of its own and cannot be abandoned without leaving a thread behind); it
+//! asks the module's resolver ([`ResolveFn`], see [`resolve`]), which answers within the
+//! time the plugin gives it.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -32,8 +38,9 @@ use std::ffi::c_void;
 /// server's clock, which the module needs to recreate a lost store record (R34); a
 /// version-2 plugin cannot give it, so it is refused rather than let the recreation fall
 /// back to this host's clock alone. 4: [`Status::StoreChanged`], which a version-3
-/// module would take for an internal error.
-pub const ABI_VERSION: u32 = 4;
+/// module would take for an internal error. 5: `pam_totp_plugin_resolver`, the module's
+/// bounded resolver; a version-4 plugin resolves names itself without a time bound (R36).
+pub const ABI_VERSION: u32 = 5;
 
 /// The exported symbol names, NUL-terminated for `dlsym`.
 pub mod symbol {
@@ -44,6 +51,7 @@ pub mod symbol {
     pub const DEL: &[u8] = b"pam_totp_plugin_del\0";
     pub const CLOSE: &[u8] = b"pam_totp_plugin_close\0";
     pub const TIME: &[u8] = b"pam_totp_plugin_time\0";
+    pub const RESOLVER: &[u8] = b"pam_totp_plugin_resolver\0";
 }
 
 /// `pam_totp_plugin_abi() -> version`.
@@ -81,6 +89,14 @@ pub type DelFn = unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut u8, us
 pub type TimeFn = unsafe extern "C" fn(*mut c_void, *mut u64, *mut u8, usize) -> i32;
 /// `close(h)`.
 pub type CloseFn = unsafe extern "C" fn(*mut c_void);
+/// The module's resolver, called by a plugin:
+/// `resolve(name, name_len, limit_ms, out, out_cap, out_len, msg, msg_cap) -> status`.
+/// [`Status::Ok`] with the addresses of `name` in `out` (IP literals, one per line, as
+/// many whole lines as fit), found within `limit_ms`; otherwise a failure and its message.
+pub type ResolveFn =
+    unsafe extern "C" fn(*const u8, usize, u64, *mut u8, usize, *mut usize, *mut u8, usize) -> i32;
+/// `resolver(f)`: hands the module's resolver to the plugin.
+pub type ResolverFn = unsafe extern "C" fn(ResolveFn);
 
 /// The size of the message buffer the module passes.
 pub const MESSAGE_CAP: usize = 512;
@@ -178,6 +194,112 @@ pub trait Backend: Sized {
     fn server_time(&mut self) -> Result<u64, Failure>;
 }
 
+/// Host names as a plugin resolves them: through the module's resolver, within a time
+/// bound, and IP literals without any lookup. Both plugins use this, and the sentinel
+/// replies a Redis plugin follows go through it as well.
+pub mod resolve {
+    use super::{MESSAGE_CAP, ResolveFn, Status};
+    use std::net::{IpAddr, SocketAddr};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// Most addresses used of one name: the rest could not be tried within one connect
+    /// bound anyway.
+    pub const MAX_ADDRESSES: usize = 16;
+    /// Room for [`MAX_ADDRESSES`] IPv6 literals and their newlines.
+    const OUT_CAP: usize = MAX_ADDRESSES * 40;
+
+    /// The resolver of the module instance that loaded the plugin last. Replaced, not
+    /// set once: libpam unloads the module at `pam_end` and a long-lived host loads it
+    /// again (elsewhere in memory), while the plugin stays loaded; the new instance
+    /// hands over its own function before it calls anything else.
+    static RESOLVER: Mutex<Option<ResolveFn>> = Mutex::new(None);
+
+    /// Called by the `pam_totp_plugin_resolver` export.
+    pub fn install(f: ResolveFn) {
+        *RESOLVER.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
+    /// Why a name has no address to connect to.
+    #[derive(Debug)]
+    pub struct Unresolved {
+        pub status: Status,
+        pub message: String,
+    }
+
+    /// The addresses of `host` (an IP literal, bracketed or not, or a host name) with
+    /// `port`, the name's found within `limit` by the module's resolver. An IP literal
+    /// costs nothing: no lookup, no process.
+    pub fn socket_addrs(
+        host: &str,
+        port: u16,
+        limit: Duration,
+    ) -> Result<Vec<SocketAddr>, Unresolved> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let fail = |status, message| Unresolved { status, message };
+        let installed = *RESOLVER.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(resolve) = installed else {
+            return Err(fail(
+                Status::Invalid,
+                format!("cannot resolve {bare}: the module handed over no resolver"),
+            ));
+        };
+        let mut out = [0u8; OUT_CAP];
+        let mut len = 0usize;
+        let mut msg = [0u8; MESSAGE_CAP];
+        let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        // SAFETY: every buffer is live and writable for the length passed; the resolver
+        // is the module's, whose contract (`ResolveFn`) writes at most that many bytes.
+        let st = unsafe {
+            resolve(
+                bare.as_ptr(),
+                bare.len(),
+                ms,
+                out.as_mut_ptr(),
+                out.len(),
+                &mut len,
+                msg.as_mut_ptr(),
+                msg.len(),
+            )
+        };
+        match Status::from_raw(st) {
+            Status::Ok => {}
+            status => {
+                let end = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
+                let text = String::from_utf8_lossy(&msg[..end]).into_owned();
+                return Err(fail(status, text));
+            }
+        }
+        let listing = out.get(..len).ok_or_else(|| {
+            fail(
+                Status::Internal,
+                format!("cannot resolve {bare}: resolver overran its buffer"),
+            )
+        })?;
+        let mut found = Vec::new();
+        for line in listing.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let ip = std::str::from_utf8(line)
+                .ok()
+                .and_then(|l| l.parse::<IpAddr>().ok())
+                .ok_or_else(|| {
+                    fail(
+                        Status::Internal,
+                        format!("cannot resolve {bare}: resolver answered no address"),
+                    )
+                })?;
+            found.push(SocketAddr::new(ip, port));
+        }
+        found.truncate(MAX_ADDRESSES);
+        if found.is_empty() {
+            return Err(fail(Status::Unavailable, format!("{bare} has no address")));
+        }
+        Ok(found)
+    }
+}
+
 /// Plugin-side helpers used by [`export_backend!`]; not for the module.
 #[doc(hidden)]
 pub mod support {
@@ -253,7 +375,7 @@ pub mod support {
     }
 }
 
-/// Writes the seven C exports of a plugin for a [`Backend`] type: `export_backend!(Type,
+/// Writes the eight C exports of a plugin for a [`Backend`] type: `export_backend!(Type,
 /// "name")`, the name appearing in messages. Each export is checked against the ABI's
 /// function types, so a plugin cannot drift from the module.
 #[macro_export]
@@ -266,6 +388,7 @@ macro_rules! export_backend {
         const _: $crate::DelFn = pam_totp_plugin_del;
         const _: $crate::CloseFn = pam_totp_plugin_close;
         const _: $crate::TimeFn = pam_totp_plugin_time;
+        const _: $crate::ResolverFn = pam_totp_plugin_resolver;
 
         #[unsafe(no_mangle)]
         pub extern "C" fn pam_totp_plugin_abi() -> u32 {
@@ -430,6 +553,13 @@ macro_rules! export_backend {
         }
 
         /// # Safety
+        /// `f` follows the contract of `ResolveFn` for the life of the process.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn pam_totp_plugin_resolver(f: $crate::ResolveFn) {
+            $crate::resolve::install(f);
+        }
+
+        /// # Safety
         /// `h` is NULL or a handle from `pam_totp_plugin_open`, closed at most once.
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn pam_totp_plugin_close(h: *mut ::std::ffi::c_void) {
@@ -498,6 +628,7 @@ mod tests {
             symbol::DEL,
             symbol::CLOSE,
             symbol::TIME,
+            symbol::RESOLVER,
         ] {
             assert_eq!(s.last(), Some(&0));
             assert!(s.starts_with(b"pam_totp_plugin_"));
@@ -549,7 +680,7 @@ mod tests {
 
     #[test]
     fn the_time_export_carries_the_server_clock_or_the_failure() {
-        assert_eq!(pam_totp_plugin_abi(), 4);
+        assert_eq!(pam_totp_plugin_abi(), 5);
         let h = opened(b"");
         let mut secs = 0u64;
         let mut msg = [0u8; MESSAGE_CAP];
@@ -573,5 +704,73 @@ mod tests {
         assert!(msg.starts_with(b"no clock\0"));
         // SAFETY: as above.
         unsafe { pam_totp_plugin_close(h) };
+    }
+
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// A resolver that knows `db.example` (two addresses), fails every other name with
+    /// the limit it was given, and counts its calls.
+    unsafe extern "C" fn fake_resolve(
+        name: *const u8,
+        len: usize,
+        limit_ms: u64,
+        out: *mut u8,
+        cap: usize,
+        out_len: *mut usize,
+        msg: *mut u8,
+        msg_cap: usize,
+    ) -> i32 {
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: the caller's buffers, as `ResolveFn` describes them.
+        let name = unsafe { std::slice::from_raw_parts(name, len) };
+        let result = if name == b"db.example" {
+            let list = b"192.0.2.7\n2001:db8::7\n";
+            assert!(list.len() <= cap);
+            // SAFETY: `out` holds `cap >= list.len()` bytes; `out_len` is writable.
+            unsafe {
+                std::ptr::copy_nonoverlapping(list.as_ptr(), out, list.len());
+                *out_len = list.len();
+            }
+            Ok(Status::Ok)
+        } else {
+            Err(Failure::new(
+                Status::Unavailable,
+                format!(
+                    "cannot resolve {} within {limit_ms} ms",
+                    String::from_utf8_lossy(name)
+                ),
+            ))
+        };
+        // SAFETY: `msg` holds `msg_cap` writable bytes.
+        unsafe { support::finish(msg, msg_cap, result) }
+    }
+
+    #[test]
+    fn literals_are_not_looked_up_and_names_go_to_the_module_resolver() {
+        use std::time::Duration;
+        // SAFETY: `fake_resolve` follows the contract of `ResolveFn`.
+        unsafe { pam_totp_plugin_resolver(fake_resolve) };
+        let before = CALLS.load(std::sync::atomic::Ordering::SeqCst);
+        let limit = Duration::from_millis(1500);
+        let a = resolve::socket_addrs("[2001:db8::1]", 6379, limit).expect("literal");
+        assert_eq!(a, vec!["[2001:db8::1]:6379".parse().expect("addr")]);
+        let a = resolve::socket_addrs("192.0.2.1", 2379, limit).expect("literal");
+        assert_eq!(a, vec!["192.0.2.1:2379".parse().expect("addr")]);
+        assert_eq!(
+            CALLS.load(std::sync::atomic::Ordering::SeqCst),
+            before,
+            "no lookup"
+        );
+        let a = resolve::socket_addrs("db.example", 6379, limit).expect("name");
+        assert_eq!(
+            a,
+            vec![
+                "192.0.2.7:6379".parse().expect("addr"),
+                "[2001:db8::7]:6379".parse().expect("addr")
+            ]
+        );
+        let e = resolve::socket_addrs("gone.example", 6379, limit).expect_err("fails");
+        assert_eq!(e.status, Status::Unavailable);
+        assert_eq!(e.message, "cannot resolve gone.example within 1500 ms");
     }
 }

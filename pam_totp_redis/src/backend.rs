@@ -90,6 +90,7 @@ impl Failure {
             WireError::Foreign(m) => {
                 Self::refused(format!("{what}: {m}; check the port of state="))
             }
+            WireError::Unresolvable(m) => Self::refused(format!("{what}: {m}")),
         }
     }
 

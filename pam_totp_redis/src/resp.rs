@@ -11,7 +11,7 @@
 //! around a library's reader.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,9 @@ pub enum WireError {
     /// The very first bytes the peer sent are no Redis reply at all: another kind of
     /// server (SSH, HTTP, TLS) listens there. The text says what they look like.
     Foreign(String),
+    /// A host name the module's resolver will not look up (not a host name, `getent`
+    /// not root-controlled, its answer garbled): an admin must act.
+    Unresolvable(String),
 }
 
 impl std::fmt::Display for WireError {
@@ -54,7 +57,8 @@ impl std::fmt::Display for WireError {
             | Self::Io(m)
             | Self::Tls(m)
             | Self::Protocol(m)
-            | Self::Foreign(m) => f.write_str(m),
+            | Self::Foreign(m)
+            | Self::Unresolvable(m) => f.write_str(m),
         }
     }
 }
@@ -164,16 +168,18 @@ pub struct Conn {
 
 const BUF: usize = 4096;
 
-/// Connects to one of `host`'s addresses before `deadline`.
+/// Connects to one of `host`'s addresses before `deadline`: a host name is resolved by
+/// the module's bounded resolver within the same deadline, an IP literal (the
+/// documented advice) is used as it is.
 fn tcp_connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, WireError> {
-    // Name resolution has no timeout of its own; IP literals (the documented advice)
-    // need none. Brackets of an IPv6 literal are the URL's, not the address's.
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = (bare, port)
-        .to_socket_addrs()
-        .map_err(|e| WireError::Io(format!("cannot resolve {host}: {e}")))?
-        .take(8)
-        .collect();
+    let budget = deadline.saturating_duration_since(Instant::now());
+    let addrs =
+        pam_totp_plugin_abi::resolve::socket_addrs(host, port, budget).map_err(|e| {
+            match e.status {
+                pam_totp_plugin_abi::Status::Unavailable => WireError::Io(e.message),
+                _ => WireError::Unresolvable(e.message),
+            }
+        })?;
     let mut last = format!("{host} has no address");
     for a in addrs {
         let left = deadline.saturating_duration_since(Instant::now());

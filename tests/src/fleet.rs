@@ -545,6 +545,18 @@ pub struct Sentinel {
 
 impl Sentinel {
     pub fn start(primary_port: u16, name: &str, quorum: u32) -> Sentinel {
+        Self::monitoring("127.0.0.1", primary_port, name, quorum)
+    }
+
+    /// [`Sentinel::start`] with the primary given as `host`: a host name is resolved by
+    /// the sentinel and announced as it is (`resolve-hostnames`, `announce-hostnames`),
+    /// so its replies name the primary by `host`.
+    pub fn monitoring(host: &str, primary_port: u16, name: &str, quorum: u32) -> Sentinel {
+        let by_name = if host.parse::<std::net::IpAddr>().is_ok() {
+            ""
+        } else {
+            "sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n"
+        };
         for _ in 0..5 {
             let dir = tempfile::Builder::new()
                 .prefix("pam_totp-sentinel")
@@ -556,8 +568,8 @@ impl Sentinel {
             fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
-                     sentinel monitor {name} 127.0.0.1 {primary_port} {quorum}\n\
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n{by_name}\
+                     sentinel monitor {name} {host} {primary_port} {quorum}\n\
                      sentinel down-after-milliseconds {name} 1000\n\
                      sentinel failover-timeout {name} 5000\n\
                      sentinel parallel-syncs {name} 1\n",

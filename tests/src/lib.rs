@@ -15,6 +15,7 @@ pub use pamapp;
 
 pub mod etcd;
 pub mod fleet;
+pub mod names;
 pub mod proxy;
 pub mod squash;
 

@@ -17,7 +17,8 @@
 //! module denies.
 //!
 //! [`run_bounded`] is the same runner for other programs: `totp-state audit` runs
-//! `getent passwd` through it, as root, with a larger output cap.
+//! `getent passwd` through it, as root, with a larger output cap, and the shared stores'
+//! host names are resolved with `getent ahosts` through it (`crate::resolve`).
 
 use std::fmt;
 use std::io::{self, Read};
@@ -42,6 +43,10 @@ use crate::safefile::{DEFAULT_MAX_SIZE, FileError, check_root_controlled};
 const MAX_PROGRAM_SIZE: usize = 256 << 20;
 /// The only environment the command gets.
 const COMMAND_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// `getent` by its absolute path, checked like any program run here: a `PATH` left by
+/// the caller (`sudo -E`, a cron job) must not choose the program whose answer is
+/// trusted (the accounts `totp-state audit` checks, the addresses a store is reached at).
+pub const GETENT: &str = "/usr/bin/getent";
 /// How often the exit status is polled once the output is closed.
 const REAP_PAUSE: Duration = Duration::from_millis(2);
 
@@ -442,7 +447,9 @@ pub fn run_secret_command(
 /// ([`CommandError::TooLarge`], [`CommandError::TimedOut`]). `run_as`: the account it
 /// runs as, never root; `None` keeps the caller's identity, for an admin tool whose
 /// program must see what root sees (`totp-state audit`'s `getent passwd`: a directory
-/// may answer root alone). The module always names an account.
+/// may answer root alone), and for the host-name lookup of `crate::resolve`, which
+/// runs as the host would have run getaddrinfo. The secret command always names an
+/// account.
 pub fn run_bounded(
     program: &Path,
     args: &[&str],

@@ -25,6 +25,7 @@ pub mod nfs_exports;
 pub mod nss;
 pub mod pam_stack;
 pub mod remote;
+pub mod resolve;
 pub mod safefile;
 pub mod state_dir;
 

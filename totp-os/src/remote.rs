@@ -11,7 +11,8 @@
 use std::ffi::c_void;
 
 use pam_totp_plugin_abi::{
-    ABI_VERSION, AbiFn, CasFn, CloseFn, DelFn, GetFn, MESSAGE_CAP, OpenFn, Status, TimeFn, symbol,
+    ABI_VERSION, AbiFn, CasFn, CloseFn, DelFn, GetFn, MESSAGE_CAP, OpenFn, ResolverFn, Status,
+    TimeFn, symbol,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -124,7 +125,7 @@ fn load_plugin(path: &Path, backend: &str) -> Result<&'static Plugin, StoreError
                 "plugin ABI version {version}, this module speaks {ABI_VERSION}"
             )));
         }
-        Plugin {
+        let plugin = Plugin {
             open: *lib
                 .get::<OpenFn>(symbol::OPEN)
                 .map_err(|e| missing(symbol::OPEN, e))?,
@@ -143,7 +144,14 @@ fn load_plugin(path: &Path, backend: &str) -> Result<&'static Plugin, StoreError
             time: *lib
                 .get::<TimeFn>(symbol::TIME)
                 .map_err(|e| missing(symbol::TIME, e))?,
-        }
+        };
+        // Before any open: the plugin resolves host names only through this, within
+        // the time it has left (R36).
+        let resolver: ResolverFn = *lib
+            .get::<ResolverFn>(symbol::RESOLVER)
+            .map_err(|e| missing(symbol::RESOLVER, e))?;
+        resolver(crate::resolve::resolve_for_plugin);
+        plugin
     };
     // Never unloaded: the function pointers above stay valid for the process.
     std::mem::forget(lib);

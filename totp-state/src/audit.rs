@@ -10,7 +10,7 @@ use totp_core::ledger::{ENROLMENT_RECORD_UIDS, STAND_IN_UIDS};
 use totp_core::options::ModuleOptions;
 use totp_core::state::{Missing, StateStore, StoreError};
 use totp_core::user::UserName;
-use totp_os::command::{self, CommandError};
+use totp_os::command::{self, CommandError, GETENT};
 use totp_os::inspect::{self, Verdict};
 use totp_os::nss;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir};
@@ -34,10 +34,6 @@ fn is_login_shell(shell: &str) -> bool {
     !matches!(base, "nologin" | "false")
 }
 
-/// `getent` by its absolute path: the tool runs as root, and a `PATH` the caller left
-/// (`sudo -E`, a cron job, a user's shell profile) must not choose the program whose
-/// list of accounts the audit trusts.
-const GETENT: &str = "/usr/bin/getent";
 /// The most `getent passwd` may print (some 500 000 accounts of 128 bytes): a directory
 /// larger than that is not audited whole, and memory stays bounded (R36).
 const MAX_LISTING: usize = 64 << 20;
