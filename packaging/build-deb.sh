@@ -22,6 +22,8 @@
 #   /usr/share/man/man1/totp-enroll.1.gz         man/totp-enroll.1
 #   /usr/share/man/man8/totp-state.8.gz          man/totp-state.8
 #   /usr/share/pam-configs/pam_totp              pam.d-examples/pam-configs/pam_totp
+#   /usr/share/pam_totp/live-pam-lines           packaging/live-pam-lines (the scan of the
+#                                                PAM files prerm runs; the RPM's is the same)
 #   /usr/share/doc/pam-totp/                     README.md, SECURITY.md, changelog.gz (from
 #                                                CHANGELOG.md, if present), docs/*.md under
 #                                                docs/, copyright, changelog.Debian.gz
@@ -88,7 +90,8 @@ for f in "$module" "$plugin" "$etcd_plugin" "$enroll" "$state_tool" man/pam_totp
          README.md SECURITY.md \
          pam.d-examples/pam-configs/pam_totp packaging/debian/control \
          packaging/debian/copyright packaging/debian/changelog packaging/debian/postinst \
-         packaging/debian/prerm packaging/debian/postrm packaging/debian/lintian-overrides; do
+         packaging/debian/prerm packaging/debian/postrm packaging/debian/lintian-overrides \
+         packaging/live-pam-lines; do
     [ -f "$f" ] || missing+=("$f")
 done
 shopt -s nullglob
@@ -147,6 +150,13 @@ gzip -9n < man/totp-state.8 > "$pkg/usr/share/man/man8/totp-state.8.gz"
 grep -qx 'Default: no' pam.d-examples/pam-configs/pam_totp \
     || die "pam.d-examples/pam-configs/pam_totp must say 'Default: no'"
 install -D -m 0644 pam.d-examples/pam-configs/pam_totp "$pkg/usr/share/pam-configs/pam_totp"
+
+# The scan of the PAM files that refuses a removal while a live line names the module:
+# prerm runs it (the package's files are still there then), and the RPM's %preun runs
+# the same file from the same place.
+grep -qF /usr/share/pam_totp/live-pam-lines packaging/debian/prerm \
+    || die "packaging/debian/prerm does not run /usr/share/pam_totp/live-pam-lines"
+install -D -m 0755 packaging/live-pam-lines "$pkg/usr/share/pam_totp/live-pam-lines"
 
 # Documentation and examples.
 doc=$pkg/usr/share/doc/pam-totp

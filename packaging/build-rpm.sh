@@ -46,7 +46,7 @@ fi
 for f in "$rpm_target/release/libpam_totp.so" "$rpm_target/release/libpam_totp_redis.so" \
          "$rpm_target/release/libpam_totp_etcd.so" "$rpm_target/release/totp-enroll" \
          "$rpm_target/release/totp-state" man/pam_totp.8 man/totp-enroll.1 man/totp-state.8 \
-         README.md SECURITY.md CHANGELOG.md; do
+         README.md SECURITY.md CHANGELOG.md packaging/live-pam-lines; do
     [ -f "$f" ] || die "MISSING: $f"
 done
 # A module that looks for the plugins elsewhere would refuse every state=redis…/etcd… line
@@ -92,6 +92,9 @@ else
     die "cannot unpack the package to check it (neither rpm2archive nor rpm2cpio with cpio)"
 fi
 [ -f "$top/unpacked$libdir/security/pam_totp.so" ] || die "the package has no $libdir/security/pam_totp.so"
+# The scan %preun runs is the .deb's prerm's, byte for byte.
+cmp -s packaging/live-pam-lines "$top/unpacked/usr/share/pam_totp/live-pam-lines" \
+    || die "the package's /usr/share/pam_totp/live-pam-lines differs from packaging/live-pam-lines"
 for p in "$PAM_TOTP_REDIS_PLUGIN" "$PAM_TOTP_ETCD_PLUGIN"; do
     printf '%s\n' "$listed" | grep -qxF "$p" || die "the package does not install $p"
     grep -qaF "$p" "$top/unpacked$libdir/security/pam_totp.so" \

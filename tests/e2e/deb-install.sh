@@ -11,8 +11,10 @@
 # (and goes ahead once it is commented out), also one in a copy of common-auth that
 # pam-auth-update never rewrites (common-auth-2fa), with the profile still enabled after
 # the refusal, but not for a backup file (common-auth.bak: a warning), nor when dpkg
-# removes it in favour of a conflicting package (a warning), and purge keeps the
-# used-code records (deleting only empty directories).
+# removes it in favour of a conflicting package (a warning), nor when the scan of the
+# PAM files prerm runs (/usr/share/pam_totp/live-pam-lines, byte-identical to
+# packaging/live-pam-lines, which the RPM ships too) cannot run (refused then), and purge
+# keeps the used-code records (deleting only empty directories).
 #
 #   sudo ./tests/e2e/deb-install.sh [path/to/pam-totp_*.deb]
 #
@@ -71,6 +73,11 @@ cleanup() {
     set +e
     userdel -r -f "$user" >/dev/null 2>&1
     rm -f "$handfile" "$commentfile" "$copyfile" "$bakfile"
+    # The scan put aside by the case that checks a removal without it: back, or the purge
+    # below is refused.
+    if [ -e "$work/live-pam-lines.aside" ]; then
+        mv "$work/live-pam-lines.aside" /usr/share/pam_totp/live-pam-lines
+    fi
     if [ "$was_installed" = no ] && dpkg-query -W pam-totp >/dev/null 2>&1; then
         dpkg --purge pam-totp >/dev/null 2>&1
     fi
@@ -147,6 +154,7 @@ expected=(
     "/usr/share/man/man8/pam_totp.8.gz 644"
     "/usr/share/man/man1/totp-enroll.1.gz 644"
     "/usr/share/pam-configs/pam_totp 644"
+    "/usr/share/pam_totp/live-pam-lines 755"
     "/usr/share/doc/pam-totp/README.md 644"
     "/usr/share/doc/pam-totp/SECURITY.md 644"
     "/usr/share/doc/pam-totp/copyright 644"
@@ -179,6 +187,14 @@ check "installed examples are byte-identical to pam.d-examples/" \
     diff -r "$root/pam.d-examples" /usr/share/doc/pam-totp/examples
 check "profile in /usr/share/pam-configs matches the example" \
     cmp -s "$root/pam.d-examples/pam-configs/pam_totp" /usr/share/pam-configs/pam_totp
+# The scan of the PAM files: the one file the RPM's %preun runs too, and prerm runs it
+# instead of scanning itself (no directory or backup suffix of its own).
+live=/usr/share/pam_totp/live-pam-lines
+check "$live is byte-identical to packaging/live-pam-lines (the RPM ships the same file)" \
+    cmp -s "$root/packaging/live-pam-lines" "$live"
+check "prerm runs $live and scans nothing itself" \
+    sh -c "grep -qx 'LIVE=$live' /var/lib/dpkg/info/pam-totp.prerm \
+           && ! grep -qE '/usr/lib/pam\.d|rpmsave|grep -[A-Za-z]*n' /var/lib/dpkg/info/pam-totp.prerm"
 check "dpkg --verify finds no changed files" test -z "$(dpkg --verify pam-totp 2>&1)"
 check "installing changed no file in /etc/pam.d" test "$(all_pamd_sums)" = "$all_sums_before"
 
@@ -487,6 +503,19 @@ if [ "$was_installed" = no ]; then
             eval 'still_there && profile_enabled && common_auth_lines 2'
         sed -i 1d /etc/pam.d/common-auth
     fi
+    # The scan cannot run (its file gone): refused, the profile untouched, though no
+    # live line is left; the removal below is the control.
+    mv "$live" "$work/live-pam-lines.aside"
+    if dpkg -r pam-totp > "$work/dpkg-r-noscan.log" 2>&1; then
+        fail "dpkg -r is refused when $live cannot run"
+    else
+        check "dpkg -r is refused when $live cannot run, saying so" \
+            sh -c "grep -q 'NOT removing pam-totp' '$work/dpkg-r-noscan.log' \
+                   && grep -q 'could not check the PAM files' '$work/dpkg-r-noscan.log'"
+    fi
+    mv "$work/live-pam-lines.aside" "$live"
+    check "after that refusal the package and module are there and the profile still enabled" \
+        eval 'still_there && profile_enabled && common_auth_lines 1'
     # The control: no live line left outside the profile (the backup copy stays), and
     # removal goes ahead.
     if dpkg -r pam-totp > "$work/dpkg-r.log" 2>&1; then

@@ -5,13 +5,17 @@
 # /usr/lib/pam.d), names the file and line, never refuses an upgrade ($1 = 1), lets the
 # erase go once the line is commented out, and only warns about a backup file
 # (sshd.rpmsave) PAM never reads; and the packaged module looks for its plugins where the
-# package installs them.
+# package installs them. The scan is the shared /usr/share/pam_totp/live-pam-lines: the
+# package ships it byte-identical to packaging/live-pam-lines and to the .deb's copy, the
+# scriptlet runs it by that path (here: the copy unpacked from the package), and an erase
+# is refused when it cannot run (an upgrade is not).
 #
 #   sudo ./tests/e2e/rpm-scripts.sh [path/to/pam_totp-*.rpm | packaging/rpm/pam_totp.spec]
 #
 # Default package: the newest target/rpm/pam_totp-*.rpm. Given the spec instead, only the
 # scriptlet is checked (taken with rpmspec -P; no build needed). Needs root (it writes
-# files in /etc/pam.d and /usr/lib/pam.d, deleted again), rpm and rpm2archive. Prints
+# files in /etc/pam.d and /usr/lib/pam.d, deleted again), rpm and rpm2archive (and
+# dpkg-deb to compare the newest .deb's scan, required when CI=true). Prints
 # PASS/FAIL per case.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,15 +52,53 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
+live=/usr/share/pam_totp/live-pam-lines
 if [ "${rpm_file%.spec}" != "$rpm_file" ]; then
-    rpmspec -P "$rpm_file" | sed -n '/^%preun$/,/^%files$/p' | sed '1d;$d' > "$work/preun.sh"
-    check "the spec has a %preun" test -s "$work/preun.sh"
+    rpmspec -P "$rpm_file" | sed -n '/^%preun$/,/^%files$/p' | sed '1d;$d' > "$work/preun.installed"
+    check "the spec has a %preun" test -s "$work/preun.installed"
+    # Unbuilt: the scan is the tree's copy.
+    helper=$root/packaging/live-pam-lines
 else
     rpm -qp --queryformat '%{PREUNPROG}\n' "$rpm_file" > "$work/preun.prog"
-    rpm -qp --queryformat '%{PREUN}\n' "$rpm_file" > "$work/preun.sh"
+    rpm -qp --queryformat '%{PREUN}\n' "$rpm_file" > "$work/preun.installed"
     check "the package has a %preun run by /bin/sh" grep -qx /bin/sh "$work/preun.prog"
+    mkdir "$work/unpacked"
+    rpm2archive - < "$rpm_file" | tar -xzf - -C "$work/unpacked"
+    helper=$work/unpacked$live
+    check "the package installs $live, mode 0755" \
+        sh -c "rpm -qlpv '$rpm_file' 2>/dev/null | grep -E '^-rwxr-xr-x .* $live\$' | grep -q ."
+    check "the package's $live is byte-identical to packaging/live-pam-lines" \
+        cmp -s "$root/packaging/live-pam-lines" "$helper"
+    # Both packages ship the same scan: the .deb's copy compared with the RPM's directly.
+    deb=$(newest_deb "$root" || true)
+    if [ -n "$deb" ]; then
+        dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ".$live" > "$work/deb-live-pam-lines" || true
+        check "the .deb ($(basename "$deb")) ships the same $live byte for byte" \
+            sh -c "test -s '$work/deb-live-pam-lines' && cmp -s '$work/deb-live-pam-lines' '$helper'"
+    elif [ "${CI:-}" = true ]; then
+        fail "a .deb to compare $live with (./packaging/build-deb.sh)"
+    else
+        echo "note: no .deb built; its $live is not compared with the RPM's"
+    fi
 fi
+# The scriptlet runs the scan by its installed path and nothing else does the scanning
+# (no pam.d directory named in it); here that path is pointed at the package's copy.
+check "the %preun runs $live and scans nothing itself" \
+    sh -c "grep -qF 'live=$live' '$work/preun.installed' && ! grep -q 'pam\.d' '$work/preun.installed'"
+sed "s|$live|$helper|g" "$work/preun.installed" > "$work/preun.sh"
+sed "s|$live|$work/missing/live-pam-lines|g" "$work/preun.installed" > "$work/preun-missing.sh"
 run_preun() { sh "$work/preun.sh" "$1" > "$work/out" 2>&1; }
+
+# The scan must run for an erase to go: without it the erase is refused, an upgrade not.
+# (The controls: the erases below that go ahead with the scan in place.)
+if sh "$work/preun-missing.sh" 0 > "$work/out-missing" 2>&1; then
+    fail "an erase is refused when $live cannot run"
+else
+    check "an erase is refused when $live cannot run, saying so" \
+        sh -c "grep -q 'NOT removing pam_totp' '$work/out-missing' && grep -q 'could not check the PAM files' '$work/out-missing'"
+fi
+check "an upgrade (\$1 = 1) does not need $live" sh "$work/preun-missing.sh" 1
+check "an erase goes ahead with no live line (control)" run_preun 0
 
 printf 'auth required pam_unix.so\nauth required pam_totp.so nullok\n' > "$handfile"
 if run_preun 0; then
@@ -98,8 +140,6 @@ fi
 
 # The packaged module names the plugin paths the package installs the plugins at.
 libdir=$(rpm --eval '%{_libdir}')
-mkdir "$work/unpacked"
-rpm2archive - < "$rpm_file" | tar -xzf - -C "$work/unpacked"
 for p in redis etcd; do
     check "the packaged module looks for its $p plugin at $libdir/pam_totp/$p.so, which the package installs" \
         sh -c "rpm -qlp '$rpm_file' 2>/dev/null | grep -qxF '$libdir/pam_totp/$p.so' \
