@@ -268,6 +268,37 @@ fn a_broken_rule_file_requires_the_code_for_everybody() {
     check_cases(&setup, "", &lan);
 }
 
+/// A broken rule file bars the group skips too: `skip_group=` (root is in root) and
+/// `require_group=` (root is not in nogroup) each skip root with a usable file, and
+/// neither does with a malformed or an unusable one (R21).
+#[test]
+fn a_broken_rule_file_bars_group_skips() {
+    if !require_root("a_broken_rule_file_bars_group_skips") {
+        return;
+    }
+    let lan = |skip| [case("LAN address", "sshd", Some("10.0.0.5"), None, skip)];
+    let groups = ["skip_group=root", "require_group=nogroup"];
+    // Control: a usable file that skips nobody from this peer; the group rules skip.
+    let good = Setup::new("- : ALL : ALL\n");
+    for g in groups {
+        check_cases(&good, g, &lan(true));
+    }
+    let malformed = Setup::new("+ : ALL : 10.0.0.0/24\n+ : ALL : 10.0.0.0/33\n");
+    for g in groups {
+        check_cases(&malformed, g, &lan(false));
+    }
+    let writable = Setup::new("- : ALL : ALL\n");
+    fs::set_permissions(writable.rules(), fs::Permissions::from_mode(0o666)).expect("chmod");
+    for g in groups {
+        check_cases(&writable, g, &lan(false));
+    }
+    let missing = Setup::new("- : ALL : ALL\n");
+    fs::remove_file(missing.rules()).expect("rm");
+    for g in groups {
+        check_cases(&missing, g, &lan(false));
+    }
+}
+
 #[test]
 fn a_required_code_still_works_when_the_rule_file_is_broken() {
     if !require_root("a_required_code_still_works_when_the_rule_file_is_broken")
