@@ -8,8 +8,8 @@ use std::process::Command;
 
 use system_tests::fleet::trusted_dir;
 use system_tests::{
-    Driver, Returned, SECRET_160, Stack, TestUser, built, now, oathtool_totp, require_root,
-    require_tool, write_owned,
+    Driver, PEER, Returned, SECRET_160, Stack, T0, TestUser, built, code_at, login_at, now,
+    oathtool_totp, require_root, require_tool, write_owned, wrong_totp,
 };
 
 const FIELD_EXAMPLE: &str = "+ : ALL : 10.0.0.0/24\n+ : ALL : LOCAL\n- : ALL : ALL\n";
@@ -297,6 +297,43 @@ fn a_broken_rule_file_bars_group_skips() {
     for g in groups {
         check_cases(&missing, g, &lan(false));
     }
+}
+
+/// A broken rule file bars the grace period too: a code accepted from an address earns
+/// no skip there while the file is broken. Control: with the usable file, the same entry
+/// lets a wrong code in.
+#[test]
+fn a_broken_rule_file_bars_the_grace_period() {
+    if !require_root("a_broken_rule_file_bars_the_grace_period") {
+        return;
+    }
+    let dir = trusted_dir("pam_totp-access");
+    let rules = dir.path().join("access.conf");
+    write_owned(&rules, b"- : ALL : ALL\n", 0, 0, 0o644);
+    let (u, secret) = TestUser::enrolled("agb");
+    let stack = Stack::probe(
+        "svc",
+        &format!("grace_period=3600 accessfile={}", rules.display()),
+    );
+    let d = login_at(&stack, &u, &code_at(&secret, T0), PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    // Control: within the grace period, that address needs no code.
+    let d = login_at(&stack, &u, &wrong_totp(&secret, T0 + 60), PEER, T0 + 60);
+    assert_eq!(d.returned(), Returned::Success, "grace applies: {d:?}");
+    write_owned(
+        &rules,
+        b"+ : ALL : 10.0.0.0/24\n+ : ALL : 10.0.0.0/33\n",
+        0,
+        0,
+        0o644,
+    );
+    let d = login_at(&stack, &u, &wrong_totp(&secret, T0 + 120), PEER, T0 + 120);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "a broken rule file let the grace period skip the code: {d:?}"
+    );
+    assert_eq!(d.prompts, 1, "{d:?}");
 }
 
 #[test]
