@@ -142,15 +142,21 @@ pub fn authenticate_with(
         Resolved::Named(t) => (Some(&t.name), t.pw.as_ref()),
         Resolved::Doomed(d) => (d.name.as_ref(), None),
     };
+    // A broken `accessfile=` requires the code for everybody: no grace either (R21).
+    let mut no_skips = false;
     if let Some(name) = name {
         let mut log = |level: Level, msg: &str| io.log(level, msg);
-        if let Some(reason) = skip::decide(&ctx.opts, sys, name.as_str(), pw, &items, &mut log) {
-            let who = sanitize(name.as_str().as_bytes());
-            io.log(
-                Level::Notice,
-                &format!("not asking {who} from {} for a code: {reason}", ctx.from),
-            );
-            return Ok(Outcome::Ignore);
+        match skip::decide(&ctx.opts, sys, name.as_str(), pw, &items, &mut log) {
+            skip::Decision::Skip(reason) => {
+                let who = sanitize(name.as_str().as_bytes());
+                io.log(
+                    Level::Notice,
+                    &format!("not asking {who} from {} for a code: {reason}", ctx.from),
+                );
+                return Ok(Outcome::Ignore);
+            }
+            skip::Decision::NoSkips => no_skips = true,
+            skip::Decision::Ask => {}
         }
     }
     // The file-system identity (a group lookup) only now that no rule has skipped.
@@ -327,7 +333,9 @@ pub fn authenticate_with(
     // Nor does an enrolment's record: two enrolments can share one (28 bits), and a
     // grace entry of one must never let the other in without a code.
     let graced = record.account().filter(|_| {
-        ctx.opts.grace_period_secs > 0 && ctx.rhost_ip.and_then(verify::grace_host).is_some()
+        !no_skips
+            && ctx.opts.grace_period_secs > 0
+            && ctx.rhost_ip.and_then(verify::grace_host).is_some()
     });
     // Without a clock no grace: the login goes on to the prompt, as a name without an
     // account (never graced) does, rather than end here for accounts only (R9).

@@ -1,7 +1,8 @@
 //! Verified decisions not to ask for the code: access rules and group rules.
 //!
 //! Every error here (unreadable or malformed rule file, NSS failure) means "ask for the
-//! code": a skip is only ever the result of a rule that positively matched.
+//! code": a skip is only ever the result of a rule that positively matched. A rule file
+//! that is set but cannot be used bars every skip, group rules and grace included.
 
 use std::cell::{OnceCell, RefCell};
 use std::path::Path;
@@ -26,9 +27,21 @@ pub struct LoginItems<'a> {
     pub service: Option<&'a [u8]>,
 }
 
-/// `Some(reason)` when the code is not to be asked for. Unknown users go through the same
-/// rules as known ones (by name, with every group membership unknown), so a skip is no
-/// user-name oracle.
+/// What the skip rules decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// A rule positively matched: the code is not asked for, for this reason.
+    Skip(String),
+    /// No rule skips; the other ways past the code (the grace period) stay open.
+    Ask,
+    /// `accessfile=` is set but unusable or malformed: the code is required for
+    /// everybody, so no other rule may skip it either (R21): not `skip_group=`, not
+    /// `require_group=`, not the grace period.
+    NoSkips,
+}
+
+/// Whether the code is to be asked for. Unknown users go through the same rules as known
+/// ones (by name, with every group membership unknown), so a skip is no user-name oracle.
 pub fn decide(
     opts: &ModuleOptions,
     sys: &dyn System,
@@ -36,10 +49,10 @@ pub fn decide(
     pw: Option<&Passwd>,
     items: &LoginItems<'_>,
     log: &mut dyn FnMut(Level, &str),
-) -> Option<String> {
+) -> Decision {
     let group_rules = !opts.skip_groups.is_empty() || !opts.require_groups.is_empty();
     if !group_rules && opts.accessfile.is_none() {
-        return None;
+        return Decision::Ask;
     }
     // Rules name NSS's canonical name; a user NSS does not know is matched by the
     // validated PAM name and has no provable groups.
@@ -50,17 +63,17 @@ pub fn decide(
         Some(_) => Groups::Each(&ask),
         None => Groups::Unknown,
     };
-    let mut decided = None;
+    let mut decided = Decision::Ask;
     if let Some(path) = &opts.accessfile {
         let origin = classify_origin(items.rhost, items.tty, items.service);
         decided = access_rules(path, opts, user, groups, origin, log);
     }
-    if decided.is_none()
+    if decided == Decision::Ask
         && group_rules
         && let GroupDecision::Skip(reason) =
             group_skip_decision(groups, &opts.skip_groups, &opts.require_groups)
     {
-        decided = Some(format!("group rule: {reason}"));
+        decided = Decision::Skip(format!("group rule: {reason}"));
     }
     for note in facts.notes.take() {
         log(Level::Err, &note);
@@ -173,7 +186,7 @@ fn access_rules(
     groups: Groups<'_>,
     origin: Origin,
     log: &mut dyn FnMut(Level, &str),
-) -> Option<String> {
+) -> Decision {
     let shown = sanitize(path.as_bytes());
     // The rule file decides who skips the second factor: only root may change it, or
     // any directory on its path (R21).
@@ -184,7 +197,7 @@ fn access_rules(
                 Level::Err,
                 &format!("access file {shown} unusable ({e}); the code is required for everybody"),
             );
-            return None;
+            return Decision::NoSkips;
         }
     };
     let subject = Subject {
@@ -204,11 +217,11 @@ fn access_rules(
                 Level::Err,
                 &format!("access file {shown}: {e}; the code is required for everybody"),
             );
-            return None;
+            return Decision::NoSkips;
         }
     };
     match (decision.verdict, decision.matched) {
-        (SkipVerdict::Skip, Some(rule)) => Some(format!("access rule {shown}:{rule}")),
-        _ => None,
+        (SkipVerdict::Skip, Some(rule)) => Decision::Skip(format!("access rule {shown}:{rule}")),
+        _ => Decision::Ask,
     }
 }

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use system_tests::fleet::trusted_dir;
 use system_tests::{
-    Driver, Returned, SECRET_160, Stack, TestUser, built, now, oathtool_totp, require_root,
-    require_tool, write_owned,
+    Driver, PEER, Returned, SECRET_160, Stack, T0, TestUser, built, code_at, login_at, now,
+    oathtool_totp, require_root, require_tool, write_owned, wrong_totp,
 };
 
 const FIELD_EXAMPLE: &str = "+ : ALL : 10.0.0.0/24\n+ : ALL : LOCAL\n- : ALL : ALL\n";
@@ -266,6 +266,74 @@ fn a_broken_rule_file_requires_the_code_for_everybody() {
     let setup = Setup::new(FIELD_EXAMPLE);
     fs::remove_file(setup.rules()).expect("rm");
     check_cases(&setup, "", &lan);
+}
+
+/// A broken rule file bars the group skips too: `skip_group=` (root is in root) and
+/// `require_group=` (root is not in nogroup) each skip root with a usable file, and
+/// neither does with a malformed or an unusable one (R21).
+#[test]
+fn a_broken_rule_file_bars_group_skips() {
+    if !require_root("a_broken_rule_file_bars_group_skips") {
+        return;
+    }
+    let lan = |skip| [case("LAN address", "sshd", Some("10.0.0.5"), None, skip)];
+    let groups = ["skip_group=root", "require_group=nogroup"];
+    // Control: a usable file that skips nobody from this peer; the group rules skip.
+    let good = Setup::new("- : ALL : ALL\n");
+    for g in groups {
+        check_cases(&good, g, &lan(true));
+    }
+    let malformed = Setup::new("+ : ALL : 10.0.0.0/24\n+ : ALL : 10.0.0.0/33\n");
+    for g in groups {
+        check_cases(&malformed, g, &lan(false));
+    }
+    let writable = Setup::new("- : ALL : ALL\n");
+    fs::set_permissions(writable.rules(), fs::Permissions::from_mode(0o666)).expect("chmod");
+    for g in groups {
+        check_cases(&writable, g, &lan(false));
+    }
+    let missing = Setup::new("- : ALL : ALL\n");
+    fs::remove_file(missing.rules()).expect("rm");
+    for g in groups {
+        check_cases(&missing, g, &lan(false));
+    }
+}
+
+/// A broken rule file bars the grace period too: a code accepted from an address earns
+/// no skip there while the file is broken. Control: with the usable file, the same entry
+/// lets a wrong code in.
+#[test]
+fn a_broken_rule_file_bars_the_grace_period() {
+    if !require_root("a_broken_rule_file_bars_the_grace_period") {
+        return;
+    }
+    let dir = trusted_dir("pam_totp-access");
+    let rules = dir.path().join("access.conf");
+    write_owned(&rules, b"- : ALL : ALL\n", 0, 0, 0o644);
+    let (u, secret) = TestUser::enrolled("agb");
+    let stack = Stack::probe(
+        "svc",
+        &format!("grace_period=3600 accessfile={}", rules.display()),
+    );
+    let d = login_at(&stack, &u, &code_at(&secret, T0), PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    // Control: within the grace period, that address needs no code.
+    let d = login_at(&stack, &u, &wrong_totp(&secret, T0 + 60), PEER, T0 + 60);
+    assert_eq!(d.returned(), Returned::Success, "grace applies: {d:?}");
+    write_owned(
+        &rules,
+        b"+ : ALL : 10.0.0.0/24\n+ : ALL : 10.0.0.0/33\n",
+        0,
+        0,
+        0o644,
+    );
+    let d = login_at(&stack, &u, &wrong_totp(&secret, T0 + 120), PEER, T0 + 120);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "a broken rule file let the grace period skip the code: {d:?}"
+    );
+    assert_eq!(d.prompts, 1, "{d:?}");
 }
 
 #[test]

@@ -712,7 +712,7 @@ fn records_get_the_ttl_except_with_max_failures_or_ttl_0_through_libpam() {
     let cases: [(&str, i64, i64); 4] = [
         ("", 7_775_000, 7_776_000),
         ("max_failures=50", -1, -1),
-        ("redis_ttl=600", 500, 600),
+        ("redis_ttl=272460", 272_000, 272_460),
         ("redis_ttl=0", -1, -1),
     ];
     for (extra, low, high) in cases {
@@ -727,6 +727,73 @@ fn records_get_the_ttl_except_with_max_failures_or_ttl_0_through_libpam() {
         let got = ttl();
         assert!((low..=high).contains(&got), "{extra:?}: TTL {got}");
     }
+}
+
+/// A `redis_ttl=` shorter than a record may still protect something is a configuration
+/// error (R3, R12, R14). With `redis_ttl=3` a used code's record expired 3 s after the
+/// login, and the same code then logged in again (the expired record read as no record,
+/// no mark); now the line is refused like any bad value: no prompt, `PAM_SERVICE_ERR`,
+/// the option named in the log, and the admin tool refuses it too. One second short of
+/// the minimum is refused, the minimum itself is accepted and put on the record.
+/// Control: the default TTL logs in, refuses the replay and gives the record 90 days.
+#[test]
+fn a_redis_ttl_shorter_than_a_record_protects_is_refused_through_libpam() {
+    let t = "a_redis_ttl_shorter_than_a_record_protects_is_refused_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let prefix = fresh_prefix();
+    let (u, secret) = TestUser::enrolled("ft");
+    let key = format!("{prefix}user:{}", u.name);
+    let ttl = || {
+        let r = server.raw(None, &[b"TTL", key.as_bytes()]);
+        String::from_utf8_lossy(&r)
+            .trim()
+            .trim_start_matches(':')
+            .parse::<i64>()
+            .expect("TTL reply")
+    };
+    // Control: the default TTL.
+    let host = &fleet_with_prefix(&server, 1, "", &prefix)[0];
+    let code = code_at(&secret, T0);
+    let (d, logs) = login_logged(host, &u, &code, PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let (d, logs) = login_logged(host, &u, &code, PEER, T0 + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("code already used")),
+        "{logs:?}"
+    );
+    let got = ttl();
+    assert!((7_775_000..=7_776_000).contains(&got), "default: TTL {got}");
+
+    for short in ["redis_ttl=3", "redis_ttl=272459"] {
+        let args = server.options(&format!("redis_prefix={prefix} redis_timeout=2000 {short}"));
+        let host = Stack::probe("svc", &args);
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+        assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "{short}: {d:?}");
+        assert_eq!(d.prompts, 0, "{short}");
+        assert!(
+            logs.iter().any(|l| l.contains("invalid redis_ttl= value")),
+            "{short}: {logs:?}"
+        );
+        let init = state_tool(&["init", "--options", &args]);
+        assert!(!init.status.success(), "{short}: {init:?}");
+        // The refused line wrote nothing: the record keeps its TTL.
+        let got = ttl();
+        assert!((7_775_000..=7_776_000).contains(&got), "{short}: TTL {got}");
+    }
+
+    let host = &fleet_with_prefix(&server, 1, "redis_ttl=272460", &prefix)[0];
+    let (d, logs) = login_logged(host, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let got = ttl();
+    assert!((272_000..=272_460).contains(&got), "minimum: TTL {got}");
 }
 
 /// `totp-state show` of a shared store's unusable record suggests the reset that

@@ -916,7 +916,7 @@ pub(crate) mod tests_support {
             "redis_client_cert" => "/etc/security/pam_totp_redis.crt",
             "redis_client_key" => "/etc/security/pam_totp_redis.key",
             "redis_wait" => "1",
-            "redis_ttl" => "86400",
+            "redis_ttl" => "604800",
             "redis_plugin" => "/usr/lib/pam_totp/redis.so",
             "secret_command" => "/usr/lib/pam_totp/secret-command",
             "secret_command_user" => "nobody",

@@ -37,6 +37,12 @@ pub const DEFAULT_WINDOW: u32 = 3;
 pub const DEFAULT_STEP_SECS: u32 = 30;
 /// The shortest `STEP_SIZE` a file may hold (GA's lower bound).
 pub const SHORTEST_STEP_SECS: u64 = 1;
+/// The longest `STEP_SIZE` a file may hold (GA's upper bound).
+pub const LONGEST_STEP_SECS: u64 = 60;
+/// The widest `WINDOW_SIZE` a file may hold (GA's upper bound).
+pub const WIDEST_WINDOW: u32 = 100;
+/// The longest interval of a `RATE_LIMIT` line (GA's upper bound).
+pub const LONGEST_RATE_LIMIT_SECS: u64 = 3600;
 /// Scratch codes are GA's 8-digit values without a leading zero.
 pub const SCRATCH_MIN: u32 = 10_000_000;
 pub const SCRATCH_MAX: u32 = 99_999_999;

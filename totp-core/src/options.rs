@@ -87,6 +87,42 @@ pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 4000;
 pub const MAX_LOCK_TIMEOUT_MS: u64 = 5000;
 /// Longest `grace_period=` accepted (366 days).
 pub const MAX_GRACE_PERIOD_SECS: u64 = 366 * 86_400;
+/// Longest `throttle_max=` accepted (a day).
+pub const MAX_THROTTLE_MAX_SECS: u64 = 86_400;
+/// Largest `max_window=` and `max_time_skew=` accepted.
+pub const MAX_WINDOW_CAP: u32 = crate::gafile::WIDEST_WINDOW;
+pub const MAX_TIME_SKEW_CAP: u32 = DEFAULT_MAX_TIME_SKEW;
+
+/// How long after it was written a used TOTP code may still be accepted by some login
+/// if the record's mark were gone, under any options and any secret file: the widest
+/// window, plus a `TIME_SKEW` that moved from one end of its range to the other (hosts
+/// clamping it differently, the file edited), at the longest step, plus the lag behind
+/// the mark a host's clock may have before it counts as a clock fault (a host that far
+/// behind reaches the used code that much later).
+const MARK_REACH_SECS: u64 = (2 * MAX_TIME_SKEW_CAP as u64 + MAX_WINDOW_CAP as u64 + 1)
+    * crate::gafile::LONGEST_STEP_SECS
+    + DEFAULT_MAX_CLOCK_LAG_SECS;
+
+const fn larger(a: u64, b: u64) -> u64 {
+    if a > b { a } else { b }
+}
+
+/// The shortest `redis_ttl=` above 0 accepted, before the per-user ceiling's share
+/// ([`ModuleOptions::min_redis_ttl_secs`]): 272460 s (3 days, 3 h, 41 min). A record
+/// that expires loses everything in it (R12, R14), and the store record's floor (R34)
+/// covers a lost data set, not one lost record; so no record may expire while a login
+/// could still read it differently than no record at all. Of what a record without
+/// counters holds, the replay marks reach furthest ([`MARK_REACH_SECS`]); a backoff
+/// ends at most `throttle_max=` after the failure that set it, a `RATE_LIMIT` line's
+/// attempts count for its interval. Every write refreshes the TTL and each of these is
+/// dated at most at its write, so a TTL this long outlives them all.
+pub const RECORD_REACH_SECS: u64 = larger(
+    MARK_REACH_SECS,
+    larger(
+        MAX_THROTTLE_MAX_SECS,
+        crate::gafile::LONGEST_RATE_LIMIT_SECS,
+    ),
+);
 
 /// Where the code comes from (`try_first_pass` / `use_first_pass`; last one wins).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -362,7 +398,42 @@ impl ModuleOptions {
         if o.nullok_missing_home && !o.nullok {
             return Err(bad("nullok_missing_home", "only meaningful with nullok"));
         }
+        o.settle_redis_ttl()?;
         Ok(o)
+    }
+
+    /// The shortest `redis_ttl=` above 0 these options allow: [`RECORD_REACH_SECS`], or
+    /// the per-user ceiling's refill time when longer (`ceiling_burst=` ×
+    /// `ceiling_interval=`: a ceiling's budget is back in full at most that long after
+    /// the failure that last drew on it; until then an expired record would hand out a
+    /// fresh budget). Grace entries are left out: losing one only asks for a code again.
+    pub fn min_redis_ttl_secs(&self) -> u64 {
+        let ceiling = u64::from(self.ceiling_burst).saturating_mul(self.ceiling_interval_secs);
+        RECORD_REACH_SECS.max(ceiling)
+    }
+
+    /// Refuses a `redis_ttl=` that would let a record expire while it still protects
+    /// something ([`ModuleOptions::min_redis_ttl_secs`]), as any bad value is refused;
+    /// without `redis_ttl=`, the default is raised to that minimum where it is shorter
+    /// (a ceiling of more than 90 days), so the default is never refused.
+    fn settle_redis_ttl(&mut self) -> Result<(), OptionError> {
+        if self.fleet.redis.is_none() {
+            return Ok(());
+        }
+        let floor = self.min_redis_ttl_secs();
+        match self.fleet.ttl_secs {
+            Some(ttl) if ttl > 0 && ttl < floor => Err(bad(
+                "redis_ttl",
+                "shorter than a record may still protect a used code or throttling: 0 (never \
+                 expire) or at least 272460 seconds and at least ceiling_burst × \
+                 ceiling_interval (see pam_totp(8))",
+            )),
+            None if floor > crate::fleet::DEFAULT_TTL_SECS => {
+                self.fleet.ttl_secs = Some(floor);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     fn apply(&mut self, arg: &str) -> Result<(), OptionError> {
@@ -411,8 +482,10 @@ impl ModuleOptions {
                         self.grace_period_clamped = n > MAX_GRACE_PERIOD_SECS;
                         self.grace_period_secs = n.min(MAX_GRACE_PERIOD_SECS);
                     }
-                    "max_window" => self.max_window = small("max_window", v, 1, 100)?,
-                    "max_time_skew" => self.max_time_skew = small("max_time_skew", v, 0, 1500)?,
+                    "max_window" => self.max_window = small("max_window", v, 1, MAX_WINDOW_CAP)?,
+                    "max_time_skew" => {
+                        self.max_time_skew = small("max_time_skew", v, 0, MAX_TIME_SKEW_CAP)?
+                    }
                     "min_secret_bits" => {
                         self.min_secret_bits = small("min_secret_bits", v, 80, 8192)?
                     }
@@ -421,7 +494,8 @@ impl ModuleOptions {
                     }
                     "throttle_after" => self.throttle_after = small("throttle_after", v, 1, 100)?,
                     "throttle_max" => {
-                        self.throttle_max_secs = decimal("throttle_max", v, 1, 86_400)?
+                        self.throttle_max_secs =
+                            decimal("throttle_max", v, 1, MAX_THROTTLE_MAX_SECS)?
                     }
                     "accessfile" => self.accessfile = Some(absolute_path("accessfile", v)?),
                     "skip_group" => push_groups("skip_group", v, &mut self.skip_groups)?,

@@ -694,6 +694,8 @@ impl RemoteStore {
         durable: bool,
     ) -> Result<bool, StoreError> {
         // A record holding a counter or a used scratch code is the only record of it.
+        // Any other record outlives what it protects: the option parser refuses a TTL
+        // shorter than that (`ModuleOptions::min_redis_ttl_secs`).
         let ttl = if state.holds_counters() {
             0
         } else {

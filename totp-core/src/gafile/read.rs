@@ -118,10 +118,10 @@ impl GaFile {
             Mode::ScratchOnly
         };
         let window = get(KEY_WINDOW_SIZE)
-            .map(|v| ga_small_number(v, 100).ok_or(bad(KEY_WINDOW_SIZE)))
+            .map(|v| ga_small_number(v, u64::from(WIDEST_WINDOW)).ok_or(bad(KEY_WINDOW_SIZE)))
             .transpose()?;
         let step = get(KEY_STEP_SIZE)
-            .map(|v| ga_small_number(v, 60).ok_or(bad(KEY_STEP_SIZE)))
+            .map(|v| ga_small_number(v, LONGEST_STEP_SECS).ok_or(bad(KEY_STEP_SIZE)))
             .transpose()?;
         let disallow_reuse = get(KEY_DISALLOW_REUSE)
             .map(|v| parse_reuse_list(v).ok_or(bad(KEY_DISALLOW_REUSE)))

@@ -47,7 +47,7 @@ pub(super) fn parse_rate_limit(s: &[u8]) -> Option<RateLimit> {
         return None;
     }
     let (interval, j) = scan_u64(s, i)?;
-    if !(1..=3600).contains(&interval) {
+    if !(1..=super::LONGEST_RATE_LIMIT_SECS).contains(&interval) {
         return None;
     }
     i = j;

@@ -360,3 +360,56 @@ fn looser_throttling_and_an_echoed_password_are_weakenings() {
     assert!(weak(&["echo_verification_code"]).is_empty());
     assert!(weak(&["forward_pass"]).is_empty());
 }
+
+/// The shortest `redis_ttl=` outlives everything a record without counters protects, at
+/// every option's cap: the figure pam_totp(8) and fleet.md give, worked out here from the
+/// parser's own bounds so that widening one of them moves it.
+#[test]
+fn redis_ttl_outlives_what_a_record_protects() {
+    let step = crate::gafile::LONGEST_STEP_SECS;
+    let window = u64::from(parse(&["max_window=100"]).unwrap().max_window);
+    let skew = u64::from(parse(&["max_time_skew=1500"]).unwrap().max_time_skew);
+    assert!(parse(&["max_window=101"]).is_err());
+    assert!(parse(&["max_time_skew=1501"]).is_err());
+    assert!(parse(&["throttle_max=86401"]).is_err());
+    let marks = (2 * skew + window + 1) * step + DEFAULT_MAX_CLOCK_LAG_SECS;
+    assert_eq!(marks, 272_460);
+    assert_eq!(RECORD_REACH_SECS, marks);
+    const {
+        assert!(RECORD_REACH_SECS >= MAX_THROTTLE_MAX_SECS);
+        assert!(RECORD_REACH_SECS >= crate::gafile::LONGEST_RATE_LIMIT_SECS);
+    }
+    // The refusal names the figure.
+    let redis = "state=redis://127.0.0.1";
+    let err = parse(&[redis, "redis_ttl=3"]).unwrap_err();
+    assert!(err.to_string().contains("redis_ttl"), "{err}");
+    assert!(
+        err.to_string().contains(&RECORD_REACH_SECS.to_string()),
+        "{err}"
+    );
+
+    let ttl = |args: &[&str]| {
+        let mut all = vec![redis];
+        all.extend_from_slice(args);
+        parse(&all).map(|o| o.fleet.redis().expect("redis").ttl_secs)
+    };
+    // The boundary, and 0 (never expire).
+    assert!(ttl(&["redis_ttl=1"]).is_err());
+    assert!(ttl(&["redis_ttl=272459"]).is_err());
+    assert_eq!(ttl(&["redis_ttl=272460"]), Ok(272_460));
+    assert_eq!(ttl(&["redis_ttl=0"]), Ok(0));
+    // Control: the default is untouched by default options.
+    assert_eq!(ttl(&[]), Ok(crate::fleet::DEFAULT_TTL_SECS));
+    // A per-user ceiling refilling more slowly than that needs longer; its cap (1000
+    // guesses a day apart) needs longer than the default, which then grows to it.
+    let slow = ["ceiling_burst=200", "ceiling_interval=3600"];
+    assert_eq!(parse(&slow).unwrap().min_redis_ttl_secs(), 720_000);
+    assert!(ttl(&[slow[0], slow[1], "redis_ttl=719999"]).is_err());
+    assert_eq!(ttl(&[slow[0], slow[1], "redis_ttl=720000"]), Ok(720_000));
+    let cap = ["ceiling_burst=1000", "ceiling_interval=86400"];
+    assert_eq!(ttl(&cap), Ok(86_400_000));
+    assert!(ttl(&[cap[0], cap[1], "redis_ttl=7776000"]).is_err());
+    // Without a Redis store the option is refused anyway; a local store has no TTL.
+    assert!(parse(&["redis_ttl=3"]).is_err());
+    assert_eq!(parse(&cap).unwrap().fleet.ttl_secs, None);
+}
