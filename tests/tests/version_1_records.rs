@@ -3,6 +3,7 @@
 //! (written as format 2 they were dropped, and the code of the last used step worked
 //! again), and an enrolment that binds marks leaves them for the others (format 3).
 
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use system_tests::*;
@@ -16,23 +17,11 @@ fn a_version_1_mark_survives_a_wrong_code_and_a_reset_until_a_code_binds_it() {
     let (u, secret) = TestUser::enrolled("v1m");
     let stack = Stack::probe("svc", "");
     // A first wrong code makes the store (its directory and key) and the record.
-    let d = login_at(&stack, &u, &wrong_totp(&secret, T0 - 300), None, T0 - 300);
-    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    make_the_record(&stack, &u, &secret, T0 - 300);
     // The record as a release before enrolment-bound marks left it: the code of T0's
     // step was used.
-    let legacy = LegacyMarks {
-        last_step: Some(T0 / 30),
-        hotp: None,
-    };
-    let mut store = totp_os::state_dir::StateDir::new(stack.state_dir(), Duration::from_secs(5));
-    store
-        .update(u.uid, &mut |_| {
-            Write::Durable(UserState {
-                legacy: Some(legacy),
-                ..UserState::default()
-            })
-        })
-        .expect("seeded");
+    let legacy = totp_mark(T0 / 30);
+    seed_legacy(&stack, u.uid, legacy);
     assert_eq!(
         stored(&stack, u.uid).legacy,
         Some(legacy),
@@ -80,12 +69,11 @@ fn code_60(secret_b32: &str, unix: u64) -> String {
     totp_core::otp::format_code(v, digits)
 }
 
-/// A version-1 mark is a step of the file's `STEP_SIZE`. `totp-state reset` reads the
-/// account's file for it: a 60-s file's mark set by a clock in 2100 comes down to the
-/// first 60-s step after the reset's clock, and the next code logs in. Control: with the
-/// file out of reach the step is not known, and the mark stays (lowered at 1-s steps it
-/// would be; at 30 s, as before, it went to a step a 60-s file reads as twice the clock),
-/// with an exit status that says so.
+/// A version-1 mark is a step of the file's `STEP_SIZE`. `totp-state reset
+/// --clock-fault` reads the account's file for it: a 60-s file's mark an hour ahead (a
+/// login honours it: no code works until then) comes down to the first 60-s step after
+/// the reset's clock, and the next code logs in. Control: without `--clock-fault` the
+/// mark stays (it may be a phone's that is ahead).
 #[test]
 fn a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file() {
     if !require_root("a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file") {
@@ -93,77 +81,129 @@ fn a_reset_lowers_a_version_1_mark_at_the_steps_of_the_accounts_file() {
     }
     let u = TestUser::create("v1s");
     let secret = random_secret_b32();
-    let file = u.write_secret(&format!("{secret}\n\" STEP_SIZE 60\n\" TOTP_AUTH\n"), 0o600);
+    u.write_secret(&format!("{secret}\n\" STEP_SIZE 60\n\" TOTP_AUTH\n"), 0o600);
     let stack = Stack::probe("svc", "");
     let t = now();
-    let d = login_at(&stack, &u, &wrong_totp(&secret, t), None, t);
-    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
-    let far = LegacyMarks {
-        last_step: Some(4_102_444_800 / 60),
-        hotp: None,
-    };
-    let mut store = totp_os::state_dir::StateDir::new(stack.state_dir(), Duration::from_secs(5));
-    store
-        .update(u.uid, &mut |_| {
-            Write::Durable(UserState {
-                legacy: Some(far),
-                ..UserState::default()
-            })
-        })
-        .expect("seeded");
-    // Refused as a clock fault (a host fault's code): the mark is in 2100.
+    make_the_record(&stack, &u, &secret, t);
+    let ahead = totp_mark((t + 3_600) / 60);
+    seed_legacy(&stack, u.uid, ahead);
+    // Honoured: the code of the clock's step counts as used.
     let d = login_at(&stack, &u, &code_60(&secret, t), None, t);
-    assert_eq!(d.module_code(), "PAM_SYSTEM_ERR", "{d:?}");
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
 
-    let pam_dir = stack.path().to_str().expect("a UTF-8 path");
-    let reset = || {
-        state_tool(&[
-            "reset",
-            "--user",
-            &u.name,
-            "--json",
-            "--service",
-            "svc",
-            "--pam-dir",
-            pam_dir,
-        ])
-    };
-    // Control: the file moved aside, the step unknown; the mark stays, and the reset
-    // says that logins refuse it until a reset that reads the step lowers it.
-    let aside = u.home.join("aside");
-    std::fs::rename(&file, &aside).expect("move aside");
-    let out = reset();
-    assert!(!out.status.success(), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--service"),
-        "{out:?}"
-    );
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("\"totp_mark_lowered\":false"), "{said}");
-    assert_eq!(stored(&stack, u.uid).legacy, Some(far));
-    std::fs::rename(&aside, &file).expect("move back");
-
-    // With the file there: lowered at its 60-s steps, to just after the reset's clock.
-    let reset_at = now();
-    let out = reset();
+    let out = reset_through_the_service(&stack, &u, &[]);
     assert!(out.status.success(), "{out:?}");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("\"totp_mark_lowered\":true"), "{said}");
-    let last = stored(&stack, u.uid)
-        .legacy
-        .and_then(|l| l.last_step)
-        .expect("a mark");
-    let until = (last + 1) * 60;
-    assert!(
-        until >= reset_at && until <= now() + 600,
-        "ends after the reset's clock, within minutes: {until} at {reset_at}"
-    );
+    assert_said_lowered(&out, false);
+    assert_eq!(stored(&stack, u.uid).legacy, Some(ahead));
+
+    // Told the clock was wrong: lowered at its 60-s steps, to just after the clock.
+    let reset_at = now();
+    let out = reset_through_the_service(&stack, &u, &["--clock-fault"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_said_lowered(&out, true);
+    let until = lowered_until(&stack, u.uid, 60, reset_at);
     // Codes up to it stay used; the first step after it logs in and binds the mark.
     let d = login_at(&stack, &u, &code_60(&secret, until - 30), None, until - 30);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "used: {d:?}");
     let d = login_at(&stack, &u, &code_60(&secret, until + 30), None, until + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     assert!(!stored(&stack, u.uid).marks.is_empty(), "bound");
+}
+
+/// Review finding (R35): a version-1 mark of a 30-s file, read at the 60-s steps of a
+/// re-enrolment (`totp-enroll -S 60`), lands near twice the clock; every login was
+/// refused as a clock fault until an admin's reset, which then lowered the mark into
+/// the old secret's used codes. It is not that enrolment's: not applied to it, logged;
+/// the right code logs in. Control: the old secret's marked step is still refused.
+#[test]
+fn a_version_1_mark_does_not_lock_out_a_re_enrolment_with_longer_steps() {
+    if !require_root("a_version_1_mark_does_not_lock_out_a_re_enrolment_with_longer_steps") {
+        return;
+    }
+    let (u, old) = TestUser::enrolled("v1r");
+    let stack = Stack::probe("svc", "");
+    let t = now();
+    make_the_record(&stack, &u, &old, t - 300);
+    let used = totp_mark(t / 30);
+    seed_legacy(&stack, u.uid, used);
+    let old_file = std::fs::read(u.secret_path()).expect("the old file");
+
+    let out = Command::new(&built().enroll)
+        .args(ENROLL_SCRIPTED)
+        .args(["--json", "--user", &u.name, "-f", "-S", "60"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("totp-enroll");
+    assert!(out.status.success(), "{out:?}");
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let new = said["secret"].as_str().expect("secret").to_owned();
+    let text = std::fs::read_to_string(u.secret_path()).expect("the new file");
+    assert!(text.contains("STEP_SIZE 60"), "{text}");
+    let (d, lines) = login_logged(&stack, &u, &code_60(&new, t + 60), None, t + 60);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?} {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("version-1") && l.contains("not applied")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        stored(&stack, u.uid).legacy,
+        Some(used),
+        "kept for the others"
+    );
+
+    // The old secret back (a restored file): its marked step is still used.
+    write_owned(&u.secret_path(), &old_file, u.uid, u.gid, 0o600);
+    let d = login_at(&stack, &u, &code_at(&old, t), None, t + 5);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "a replay: {d:?}");
+    let d = login_at(&stack, &u, &code_at(&old, t + 30), None, t + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "the next step: {d:?}");
+}
+
+/// An HOTP re-enrolment under a version-1 counter: a new token's first codes are refused
+/// as used (they cannot be told from a restored old token's), and the log line names
+/// the one command that lets it in. After `totp-state reset --forget-version-1-marks`
+/// the same code logs in.
+#[test]
+fn an_hotp_re_enrolment_under_a_version_1_counter_is_let_in_by_the_named_reset() {
+    if !require_root("an_hotp_re_enrolment_under_a_version_1_counter_is_let_in_by_the_named_reset")
+    {
+        return;
+    }
+    let (phone, token) = (random_secret_b32(), random_secret_b32());
+    let u = TestUser::create("v1n");
+    u.write_secret(&totp_file(&phone), 0o600);
+    let stack = Stack::probe("svc", "");
+    make_the_record(&stack, &u, &phone, T0 - 300);
+    seed_legacy(
+        &stack,
+        u.uid,
+        LegacyMarks {
+            last_step: None,
+            hotp: Some(500),
+        },
+    );
+    u.write_secret(&format!("{token}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let (d, lines) = login_logged(&stack, &u, &oathtool_hotp(&token, 1), None, T0);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    let fix = format!("totp-state reset --user {} ", u.name);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&fix) && l.contains("--forget-version-1-marks`")),
+        "{lines:?}"
+    );
+
+    let out = stack.state_tool(&["reset", "--user", &u.name, "--forget-version-1-marks"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("version-1 replay marks forgotten"),
+        "{out:?}"
+    );
+    assert_eq!(stored(&stack, u.uid).legacy, None);
+    let d = login_at(&stack, &u, &oathtool_hotp(&token, 1), None, T0 + 60);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 
 /// Finding (R34, R35): a version-1 record's marks went to whichever enrolment logged in
@@ -181,8 +221,7 @@ fn a_version_1_hotp_mark_outlives_a_totp_login_for_the_hotp_token() {
     let u = TestUser::create("v1h");
     u.write_secret(&totp_file(&phone), 0o600);
     let stack = Stack::probe("svc", "");
-    let d = login_at(&stack, &u, &wrong_totp(&phone, T0 - 300), None, T0 - 300);
-    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    make_the_record(&stack, &u, &phone, T0 - 300);
     let legacy = LegacyMarks {
         last_step: Some(T0 / 30),
         hotp: Some(500),
@@ -210,6 +249,61 @@ fn a_version_1_hotp_mark_outlives_a_totp_login_for_the_hotp_token() {
     u.write_secret(&hotp, 0o600);
     let d = login_at(&stack, &u, &oathtool_hotp(&token, 501), None, T0 + 660);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "once: {d:?}");
+}
+
+/// A version-1 mark of a used time step (no HOTP counter).
+fn totp_mark(step: u64) -> LegacyMarks {
+    LegacyMarks {
+        last_step: Some(step),
+        hotp: None,
+    }
+}
+
+/// A first wrong code for `u` at `at`: it makes the store (its directory and key) and
+/// the record a test then replaces.
+fn make_the_record(stack: &Stack, u: &TestUser, secret: &str, at: u64) {
+    let d = login_at(stack, u, &wrong_totp(secret, at), None, at);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+}
+
+/// `totp-state reset --json` of `u`, told the service (`svc` in `stack`) whose file
+/// the logins read.
+fn reset_through_the_service(stack: &Stack, u: &TestUser, extra: &[&str]) -> Output {
+    let pam_dir = stack.path().to_str().expect("a UTF-8 path");
+    let mut args = vec![
+        "reset",
+        "--user",
+        &u.name,
+        "--json",
+        "--service",
+        "svc",
+        "--pam-dir",
+        pam_dir,
+    ];
+    args.extend(extra);
+    state_tool(&args)
+}
+
+/// A `--json` reset said whether it lowered the version-1 mark.
+fn assert_said_lowered(out: &Output, lowered: bool) {
+    let said = String::from_utf8_lossy(&out.stdout);
+    let field = format!("\"totp_mark_lowered\":{lowered}");
+    assert!(said.contains(&field), "{said}");
+}
+
+/// The end of `uid`'s version-1 mark, lowered by a reset at `reset_at` at steps of
+/// `step_size` seconds: after the reset's clock, within minutes.
+fn lowered_until(stack: &Stack, uid: u32, step_size: u64, reset_at: u64) -> u64 {
+    let last = stored(stack, uid)
+        .legacy
+        .and_then(|l| l.last_step)
+        .expect("a mark");
+    let until = (last + 1) * step_size;
+    assert!(
+        until >= reset_at && until <= now() + 600,
+        "ends after the reset's clock, within minutes: {until} at {reset_at}"
+    );
+    until
 }
 
 /// Stores `legacy` as `uid`'s version-1 record in `stack`.
@@ -246,77 +340,44 @@ fn a_reset_without_the_service_never_reads_the_step_of_another_file() {
     u.write_secret(&format!("{decoy}\n\" STEP_SIZE 60\n\" TOTP_AUTH\n"), 0o600);
     let stack = Stack::probe("svc", "secret=${HOME}/.totp_real");
     let t = now();
-    let d = login_at(&stack, &u, &wrong_totp(&secret, t), None, t);
-    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    make_the_record(&stack, &u, &secret, t);
 
     // The code of t's step was used.
-    let used = LegacyMarks {
-        last_step: Some(t / 30),
-        hotp: None,
-    };
+    let used = totp_mark(t / 30);
     seed_legacy(&stack, u.uid, used);
     let out = stack.state_tool(&["reset", "--user", &u.name, "--json"]);
     assert!(out.status.success(), "{out:?}");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("\"totp_mark_lowered\":false"), "{said}");
+    assert_said_lowered(&out, false);
     assert_eq!(stored(&stack, u.uid).legacy, Some(used), "the mark kept");
     let d = login_at(&stack, &u, &code_at(&secret, t), None, t + 5);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "a replay: {d:?}");
     assert_eq!(stored(&stack, u.uid).legacy, Some(used), "still unbound");
 
-    // A mark in 2100 (a clock fault): kept, and the reset fails naming --service, with
-    // --clock-fault too.
-    let far = LegacyMarks {
-        last_step: Some(4_102_444_800 / 30),
-        hotp: None,
-    };
-    seed_legacy(&stack, u.uid, far);
-    for extra in [None, Some("--clock-fault")] {
-        let mut args = vec!["reset", "--user", &u.name];
-        args.extend(extra);
-        let out = stack.state_tool(&args);
-        assert!(!out.status.success(), "{extra:?}: {out:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("version-1") && err.contains("--service"),
-            "{extra:?}: {err}"
-        );
-        let l = stored(&stack, u.uid).legacy.and_then(|l| l.last_step);
-        assert!(
-            l.is_some_and(|s| (s + 1) * 30 > now() + 86_400),
-            "{extra:?}: still ahead at 30 s: {l:?}"
-        );
-    }
-    seed_legacy(&stack, u.uid, far);
+    // A mark an hour ahead (logins honour it): a plain reset keeps it; --clock-fault,
+    // with the step unknown, keeps it too and fails naming --service.
+    let ahead = totp_mark((t + 3_600) / 30);
+    seed_legacy(&stack, u.uid, ahead);
+    let out = stack.state_tool(&["reset", "--user", &u.name]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stored(&stack, u.uid).legacy, Some(ahead));
+    let out = stack.state_tool(&["reset", "--user", &u.name, "--clock-fault"]);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("version-1") && err.contains("--service"),
+        "{err}"
+    );
+    assert_eq!(stored(&stack, u.uid).legacy, Some(ahead));
     let d = login_at(&stack, &u, &code_at(&secret, t + 60), None, t + 60);
-    assert_eq!(d.module_code(), "PAM_SYSTEM_ERR", "a clock fault: {d:?}");
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "honoured: {d:?}");
 
     // Control: the service named, the real file's step read; lowered and the next code
     // after it logs in.
-    let pam_dir = stack.path().to_str().expect("a UTF-8 path");
     let reset_at = now();
-    let out = state_tool(&[
-        "reset",
-        "--user",
-        &u.name,
-        "--json",
-        "--service",
-        "svc",
-        "--pam-dir",
-        pam_dir,
-    ]);
+    let out = reset_through_the_service(&stack, &u, &["--clock-fault"]);
     assert!(out.status.success(), "{out:?}");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("\"totp_mark_lowered\":true"), "{said}");
-    let last = stored(&stack, u.uid)
-        .legacy
-        .and_then(|l| l.last_step)
-        .expect("a mark");
-    let until = (last + 1) * 30;
-    assert!(
-        until >= reset_at && until <= now() + 600,
-        "ends after the reset's clock, within minutes: {until} at {reset_at}"
-    );
+    assert_said_lowered(&out, true);
+    let until = lowered_until(&stack, u.uid, 30, reset_at);
     let d = login_at(&stack, &u, &code_at(&secret, until + 30), None, until + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
