@@ -444,10 +444,11 @@ fn legacy_step(store: &mut dyn StateStore, uid: Uid, opts: Option<&ModuleOptions
     totp_os::inspect::file_step_secs(opts, &pw)
 }
 
-/// After a reset that did not know the file's step: a version-1 mark it had to keep (or
-/// could lower only at the shortest step) that logins at the usual step refuse as a
-/// clock fault is an error naming the way to settle it, so a runbook does not read the
-/// reset as done.
+/// After a `--clock-fault` reset that did not know the file's step: a version-1 mark it
+/// had to keep that logins at the usual step honour (refusing every code until the
+/// clock passes it) is an error naming the way to settle it, so a runbook does not read
+/// the reset as done. One beyond what logins honour is not applied by them (it was
+/// written at a shorter step) and needs nothing.
 fn unsettled_legacy_mark(
     store: &mut dyn StateStore,
     uid: Uid,
@@ -463,7 +464,7 @@ fn unsettled_legacy_mark(
     Err(Fatal(
         "the record's version-1 TOTP replay mark lies ahead of the clock, and it is \
          counted in the STEP_SIZE of the secret file, which this reset did not read: \
-         logins may refuse it as a clock fault until it is lowered; run the reset again \
+         logins refuse every code until the clock passes it; run the reset again \
          with --service NAME (or --options '…') naming the module's line, so that the \
          file the logins read gives the step"
             .into(),
