@@ -256,13 +256,26 @@ impl UserState {
         // ever counts as unused. Read at the default 30 s instead, a file of 10-s steps
         // had its mark lowered to a third of the clock, reopening every code it had
         // used. Lowered to the first step boundary at or after the cap, never before.
+        //
+        // Read at the file's step beyond anything a login honours, the mark is not that
+        // enrolment's (it was written at a shorter step; `Version1MarkNotApplied` in the
+        // verify warnings): logins at that step do not apply it, and lowering
+        // it would reopen, at its writer's step, the codes it guards. It is kept.
+        if how.forget_version_1 {
+            next.legacy = None;
+        }
         if let Some(legacy) = &mut next.legacy {
+            let known = how.legacy_step_secs.is_some();
             let step = how
                 .legacy_step_secs
                 .unwrap_or(crate::gafile::SHORTEST_STEP_SECS)
                 .max(1);
             let until = |s: u64| s.saturating_add(1).saturating_mul(step);
-            if legacy.last_step.is_some_and(|s| until(s) > beyond) {
+            let honoured = |s: u64| !known || until(s) <= reset_lowers_after(cap);
+            if legacy
+                .last_step
+                .is_some_and(|s| until(s) > beyond && honoured(s))
+            {
                 legacy.last_step = Some(cap.div_ceil(step).saturating_sub(1));
                 lowered = true;
             }
@@ -285,8 +298,11 @@ impl UserState {
         } else {
             reset_lowers_after(cap)
         };
+        // Beyond what logins honour, a login at that step does not apply it (see
+        // [`UserState::lifted`]): nothing to settle.
         let default_step = u64::from(crate::gafile::DEFAULT_STEP_SECS);
-        step.saturating_add(1).saturating_mul(default_step) > beyond
+        let until = step.saturating_add(1).saturating_mul(default_step);
+        until > beyond && until <= reset_lowers_after(cap)
     }
 
     /// Whether losing this record would lose something that is recorded nowhere else
@@ -308,6 +324,10 @@ pub struct ResetHow {
     /// The `STEP_SIZE` of the account's secret file as a login reads it, when the admin
     /// tool could read it: the unit of a version-1 record's unbound mark.
     pub legacy_step_secs: Option<u64>,
+    /// `totp-state reset --forget-version-1-marks`: the admin says every enrolment
+    /// since the upgrade is new (a new secret or HOTP token), so a version-1 record's
+    /// marks, which no enrolment can be told apart by, guard nothing any more.
+    pub forget_version_1: bool,
 }
 
 /// What the update function asks the store to write.
@@ -430,7 +450,7 @@ pub trait StateStore {
     fn reset(&mut self, uid: Uid, now: u64, clock_fault: bool) -> Result<Reset, StoreError> {
         let how = ResetHow {
             clock_fault,
-            legacy_step_secs: None,
+            ..ResetHow::default()
         };
         self.reset_with(uid, now, how)
     }

@@ -134,6 +134,16 @@ pub enum Warning {
     /// clock: every code up to then counts as used (R34), so codes are refused until the
     /// clock passes it, however far that is.
     StoreRecreatedAhead { since: u64, ahead: u64 },
+    /// A version-1 record's TOTP mark, counted in this file's `STEP_SIZE`, is dated
+    /// after anything a login honours: it was written at a shorter step (a re-enrolment
+    /// with a longer one), so it is not this enrolment's and is not applied to it. It
+    /// stays for the enrolments it can be (R35).
+    Version1MarkNotApplied { mark_time: u64 },
+    /// A code of the file's own HOTP counters, at or below a version-1 record's HOTP
+    /// counter (`mark`), for an enrolment without marks of its own: refused as used. It
+    /// is the old token's code typed again, or a token enrolled since the upgrade, which
+    /// only an admin can tell (`totp-state reset --forget-version-1-marks`).
+    Version1HotpCounter { counter: u64, mark: u64 },
 }
 
 impl Warning {
@@ -141,7 +151,9 @@ impl Warning {
     pub fn explains_replay(&self) -> bool {
         matches!(
             self,
-            Self::UsedBeforeBoot | Self::StoreRecreatedAhead { .. }
+            Self::UsedBeforeBoot
+                | Self::StoreRecreatedAhead { .. }
+                | Self::Version1HotpCounter { .. }
         )
     }
 
@@ -206,6 +218,20 @@ impl fmt::Display for Warning {
                  clock is behind, or the host that recreated it was ahead (see \"Clocks\" in \
                  the fleet documentation)",
                 format_utc(*since)
+            ),
+            Self::Version1MarkNotApplied { mark_time } => write!(
+                f,
+                "the version-1 record's TOTP replay mark reads, at this file's step size, \
+                 as {}, after anything a login accepts: it was written at a shorter step by \
+                 an earlier enrolment and is not applied to this one",
+                format_utc(*mark_time)
+            ),
+            Self::Version1HotpCounter { counter, mark } => write!(
+                f,
+                "counter-based code of the file's counter {counter} refused as used: the \
+                 version-1 record's HOTP counter is {mark}, and this token has no marks of \
+                 its own. Either the old token's code was typed again (a replay), or the \
+                 user was given a new token since the upgrade"
             ),
         }
     }

@@ -149,6 +149,13 @@ struct ResetArgs {
     /// codes it showed would work a second time.
     #[arg(long)]
     clock_fault: bool,
+    /// Also drop a version-1 record's replay marks (its TOTP step and HOTP counter),
+    /// which no enrolment can be told apart by: only for a user given a new secret or
+    /// token since the upgrade to record format 2, whose first codes a kept HOTP counter
+    /// refuses (the module's log line names this option). The old token's or secret's
+    /// used codes work again where it is still in use.
+    #[arg(long)]
+    forget_version_1_marks: bool,
 }
 
 /// A failure with the message for standard error.
@@ -245,9 +252,9 @@ fn run(cmd: Command) -> Result<(), Stop> {
         )
         .into());
     }
-    let (target, reset, clock_fault) = match cmd {
-        Command::Show(t) => (t, false, false),
-        Command::Reset(r) => (r.query, true, r.clock_fault),
+    let (target, reset, clock_fault, forget_version_1) = match cmd {
+        Command::Show(t) => (t, false, false, false),
+        Command::Reset(r) => (r.query, true, r.clock_fault, r.forget_version_1_marks),
         Command::Audit(a) => {
             let opts = service_options(&a.service, a.pam_dir.as_deref())?;
             let named = audit_names::requested(&a.user, a.users_from.as_deref())?;
@@ -304,6 +311,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
         let how = ResetHow {
             clock_fault,
             legacy_step_secs: legacy_step(store.as_mut(), uid, opts.as_ref()),
+            forget_version_1,
         };
         let at = now();
         let done = store
@@ -325,6 +333,17 @@ fn run(cmd: Command) -> Result<(), Stop> {
                 "reset the state of {who}: {}\n",
                 reset_text(&done)
             ))?;
+            if forget_version_1 && matches!(done, Reset::Lifted { .. }) {
+                emit("version-1 replay marks forgotten\n")?;
+            } else if store.read(uid).is_ok_and(|s| s.legacy.is_some()) {
+                // Kept on purpose; said, so that an admin who re-enrolled the user
+                // finds the option the module's log line names.
+                emit(
+                    "version-1 replay marks kept (they guard every enrolment without marks \
+                     of its own); if the user was given a new HOTP token since the upgrade, \
+                     add --forget-version-1-marks\n",
+                )?;
+            }
         }
         if how.legacy_step_secs.is_none() && matches!(done, Reset::Lifted { .. }) {
             unsettled_legacy_mark(store.as_mut(), uid, at, clock_fault)?;
@@ -425,10 +444,11 @@ fn legacy_step(store: &mut dyn StateStore, uid: Uid, opts: Option<&ModuleOptions
     totp_os::inspect::file_step_secs(opts, &pw)
 }
 
-/// After a reset that did not know the file's step: a version-1 mark it had to keep (or
-/// could lower only at the shortest step) that logins at the usual step refuse as a
-/// clock fault is an error naming the way to settle it, so a runbook does not read the
-/// reset as done.
+/// After a `--clock-fault` reset that did not know the file's step: a version-1 mark it
+/// had to keep that logins at the usual step honour (refusing every code until the
+/// clock passes it) is an error naming the way to settle it, so a runbook does not read
+/// the reset as done. One beyond what logins honour is not applied by them (it was
+/// written at a shorter step) and needs nothing.
 fn unsettled_legacy_mark(
     store: &mut dyn StateStore,
     uid: Uid,
@@ -444,7 +464,7 @@ fn unsettled_legacy_mark(
     Err(Fatal(
         "the record's version-1 TOTP replay mark lies ahead of the clock, and it is \
          counted in the STEP_SIZE of the secret file, which this reset did not read: \
-         logins may refuse it as a clock fault until it is lowered; run the reset again \
+         logins refuse every code until the clock passes it; run the reset again \
          with --service NAME (or --options '…') naming the module's line, so that the \
          file the logins read gives the step"
             .into(),

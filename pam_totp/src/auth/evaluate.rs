@@ -234,7 +234,16 @@ impl Ctx {
             {
                 continue;
             }
-            io.log(Level::Warning, &format!("{who} ({shown}): {w}"));
+            // The one command that lets a new token in: said on the refusal itself.
+            let fix = match w {
+                Warning::Version1HotpCounter { .. } => format!(
+                    "; if so, `{} --forget-version-1-marks` lets it in (the old token's \
+                     codes then work again, if it is still around)",
+                    self.reset_command(who)
+                ),
+                _ => String::new(),
+            };
+            io.log(Level::Warning, &format!("{who} ({shown}): {w}{fix}"));
         }
         // A failed tentative check keeps only its charge: GA moves the HOTP counter at
         // most once per authentication, after the prompted answer. (A TOTP file's change

@@ -3,7 +3,7 @@ use super::*;
 fn how(clock_fault: bool) -> ResetHow {
     ResetHow {
         clock_fault,
-        legacy_step_secs: None,
+        ..ResetHow::default()
     }
 }
 
@@ -475,11 +475,26 @@ fn a_reset_lowers_a_version_1_mark_only_where_no_step_size_reopens_a_code() {
     // With the file's step known (`totp-state reset` read the account's file), the mark
     // is read as the login reads it. The 60-s file's mark in 2100 comes down to the
     // first 60-s step boundary at or after the cap; its current mark stays.
-    let at = |step_secs| ResetHow {
-        clock_fault: false,
+    let at = |step_secs, clock_fault| ResetHow {
+        clock_fault,
         legacy_step_secs: Some(step_secs),
+        ..ResetHow::default()
     };
-    let (next, lowered) = legacy(far).lifted(Some(cap), at(60));
+    // The 60-s file's mark in 2100 is beyond anything a login at 60 s honours, so no
+    // login applies it (it is not that enrolment's, R35): kept, since lowering it to
+    // the cap at 60 s would put it at half the clock for a 30-s file that wrote it.
+    for clock_fault in [false, true] {
+        let (next, lowered) = legacy(far).lifted(Some(cap), at(60, clock_fault));
+        assert!(!lowered);
+        assert_eq!(next.legacy, legacy(far).legacy);
+        let (next, lowered) = legacy(now / 30).lifted(Some(cap), at(60, clock_fault));
+        assert!(!lowered, "a 30-s mark read at 60 s");
+        assert_eq!(next.legacy, legacy(now / 30).legacy);
+    }
+    // A mark an hour ahead at the file's step, which logins honour: the admin's
+    // --clock-fault lowers it to the first 60-s step boundary at or after the cap.
+    let hour = (now + 3_600) / 60;
+    let (next, lowered) = legacy(hour).lifted(Some(cap), at(60, true));
     assert!(lowered);
     let last = next.legacy.and_then(|l| l.last_step).expect("a mark");
     assert!(
@@ -487,13 +502,15 @@ fn a_reset_lowers_a_version_1_mark_only_where_no_step_size_reopens_a_code() {
         "{last}"
     );
     assert_eq!(next.legacy.and_then(|l| l.hotp), Some(12));
+    let (_, lowered) = legacy(hour).lifted(Some(cap), at(60, false));
+    assert!(!lowered, "honoured: kept without --clock-fault");
     for size in [10, 30, 60] {
-        let (next, lowered) = legacy(now / size).lifted(Some(cap), at(size));
+        let (next, lowered) = legacy(now / size).lifted(Some(cap), at(size, false));
         assert!(!lowered, "{size}");
         assert_eq!(next.legacy, legacy(now / size).legacy, "{size}");
     }
     // A 10-s file's current mark, which the old reading at 30 s lowered, is kept.
-    let (next, lowered) = legacy(now / 10).lifted(Some(cap), at(10));
+    let (next, lowered) = legacy(now / 10).lifted(Some(cap), at(10, false));
     assert!(!lowered);
     assert_eq!(next.legacy, legacy(now / 10).legacy);
 }
@@ -532,10 +549,13 @@ fn a_version_1_mark_left_beyond_at_the_default_step_is_reported() {
     let ahead = (now + 3_600) / 30;
     assert!(!legacy(ahead).legacy_mark_beyond(cap, false));
     assert!(legacy(ahead).legacy_mark_beyond(cap, true));
-    // A clock in 2100, and a mark lowered at the shortest step: refused at 30 s.
+    // A clock in 2100, and a mark lowered at the shortest step: beyond anything a
+    // login at 30 s honours, so no such login applies it; nothing to settle.
     let (lowered, _) = legacy(u64::MAX / 2).lifted(cap, how(false));
     for s in [legacy(4_102_444_800 / 30), lowered] {
-        assert!(s.legacy_mark_beyond(cap, false), "{s:?}");
+        for clock_fault in [false, true] {
+            assert!(!s.legacy_mark_beyond(cap, clock_fault), "{s:?}");
+        }
     }
     // No version-1 mark, or no trusted clock: nothing.
     assert!(!UserState::default().legacy_mark_beyond(cap, false));
@@ -599,4 +619,41 @@ fn without_an_answers_bound_every_update_fits() {
         .update_within(1, &Spent, &mut |_| Write::Nothing)
         .expect("update");
     assert_eq!(store.0, [true, false]);
+}
+
+/// `totp-state reset --forget-version-1-marks`: the admin re-enrolled the user, so a
+/// version-1 record's marks (TOTP step and HOTP counter) go; the bound marks stay.
+#[test]
+fn a_reset_forgets_version_1_marks_only_when_told() {
+    let now = EARLIEST_CLOCK + 1_000_000;
+    let cap = reset_mark_cap(now);
+    let bound = Marks {
+        totp_until: Some(now),
+        hotp: None,
+        scratch: vec![7],
+    };
+    let s = UserState {
+        legacy: Some(LegacyMarks {
+            last_step: Some(now / 30),
+            hotp: Some(500),
+        }),
+        extra: vec![1],
+        ..UserState::default()
+    }
+    .with_marks(EnrolmentId(3), bound.clone());
+    let (kept, _) = s.lifted(cap, how(false));
+    assert_eq!(kept.legacy, s.legacy, "a plain reset keeps them");
+    let forget = ResetHow {
+        forget_version_1: true,
+        ..ResetHow::default()
+    };
+    let (next, lowered) = s.lifted(cap, forget);
+    assert!(!lowered);
+    assert_eq!(next.legacy, None);
+    assert_eq!(next.marks_of(EnrolmentId(3)), Some(&bound));
+    assert!(next.extra.is_empty());
+    // Written back as version 2 (no legacy marks), and read as such.
+    let bytes = next.encode();
+    assert_eq!(bytes[0], 2);
+    assert_eq!(UserState::decode(&bytes).expect("decodes"), next);
 }

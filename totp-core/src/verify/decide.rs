@@ -75,16 +75,32 @@ impl Prepared {
     ) -> Result<Decision, VerifyError> {
         let now = self.now;
         let mut warnings = self.warnings.clone();
+        let own_marks = state.marks_of(self.enrolment).is_some();
         let mut marks = current_marks(&self.cfg, self.enrolment, state);
+        // A positive stored TIME_SKEW puts every accepted step that far past the
+        // clock: that lead is no clock fault. (A skew GA learned, up to 1500 steps,
+        // is more than a day at a 60-s step.)
+        let skew_steps = self.ahead.saturating_sub(u64::from(self.window / 2));
+        let lead = skew_steps.saturating_mul(self.cfg.step_secs());
+        let latest = latest_honoured_mark(now, policy.max_clock_lag_secs, lead);
+        // A version-1 mark is a step of whatever STEP_SIZE the file had. Read at this
+        // file's step beyond anything a login honours, it was written at a shorter step
+        // (a 30-s mark read at 60 s lands near twice the clock): it is not this
+        // enrolment's, and a clock fault for it would lock a re-enrolment out until an
+        // admin's reset (R35). The enrolment that wrote it reads it at its own step.
+        if !own_marks
+            && let Some(mark_time) = marks
+                .last_totp_step(self.cfg.step_secs())
+                .map(|s| s.saturating_mul(self.cfg.step_secs()))
+                .filter(|&t| t > latest)
+        {
+            marks.totp_until = None;
+            warnings.push(Warning::Version1MarkNotApplied { mark_time });
+        }
         let mark = effective_mark(&self.cfg, &marks);
         if let Some((m, in_file)) = mark {
             let mark_time = m.saturating_mul(self.cfg.step_secs());
-            // A positive stored TIME_SKEW puts every accepted step that far past the
-            // clock: that lead is no clock fault. (A skew GA learned, up to 1500 steps,
-            // is more than a day at a 60-s step.)
-            let skew_steps = self.ahead.saturating_sub(u64::from(self.window / 2));
-            let lead = skew_steps.saturating_mul(self.cfg.step_secs());
-            if mark_time > latest_honoured_mark(now, policy.max_clock_lag_secs, lead) {
+            if mark_time > latest {
                 return Err(VerifyError::StateAhead { mark_time, in_file });
             }
             let reach = (now / self.cfg.step_secs())
@@ -274,6 +290,29 @@ impl Prepared {
                             if !search_window(&self.secret, &self.cfg, code, recent).is_empty() {
                                 verdict = Verdict::Replayed;
                                 break;
+                            }
+                            // The file's own counters under a version-1 counter this
+                            // token may not have written: refused as used all the same
+                            // (a restored or never-rewritten file must not replay the
+                            // old token's codes), and said, so that an admin who gave
+                            // the user a new token can drop the old counter.
+                            if let (false, Some(old), Mode::Hotp { counter }) =
+                                (own_marks, state.legacy.and_then(|l| l.hotp), self.cfg.mode)
+                            {
+                                let end = counter
+                                    .saturating_add(u64::from(self.window))
+                                    .min(old.saturating_add(1));
+                                if let Some(&c) =
+                                    search_window(&self.secret, &self.cfg, code, counter..end)
+                                        .first()
+                                {
+                                    warnings.push(Warning::Version1HotpCounter {
+                                        counter: c,
+                                        mark: old,
+                                    });
+                                    verdict = Verdict::Replayed;
+                                    break;
+                                }
                             }
                             hotp_failed = true;
                             None

@@ -679,11 +679,15 @@ fn clock_going_back_never_reopens_an_accepted_step() {
 fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
     let p = Policy::default();
     let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
-    // A version-1 record's mark (unbound) is taken over by the file's enrolment.
-    u.state.legacy = Some(crate::state::LegacyMarks {
-        last_step: Some(20_000),
-        hotp: None,
-    });
+    // The enrolment's own mark, set while the clock was at 600_000.
+    assert!(accepted(&u.attempt(&p, &code(20_000), 600_000)));
+    let legacy_only = UserState {
+        legacy: Some(crate::state::LegacyMarks {
+            last_step: Some(20_000),
+            hotp: None,
+        }),
+        ..UserState::default()
+    };
     let c = candidates(b"000000", Digits::SIX, false);
     assert_eq!(
         prepare(&u.file, &p, &c, -1, &key()).err(),
@@ -709,6 +713,16 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
     );
     let prep = prepare(&u.file, &p, &c, 600_000 - 86_400, &key()).unwrap();
     assert!(prep.decide(&u.state, &p, &a(600_000 - 86_400)).is_ok());
+    // A version-1 record's mark that far ahead is not applied (no enrolment is held to
+    // it: one at a longer step reads it there, R35); the log says so.
+    let prep = prepare(&u.file, &p, &c, 600_000 - 86_401, &key()).unwrap();
+    let d = prep
+        .decide(&legacy_only, &p, &a(600_000 - 86_401))
+        .expect("decided");
+    assert!(
+        d.warnings
+            .contains(&Warning::Version1MarkNotApplied { mark_time: 600_000 })
+    );
     // The admin tool's reset (an empty record) is the recovery.
     u.state = UserState::default();
     assert!(accepted(&u.attempt(&p, &code(10_000), 300_000)));
@@ -1551,11 +1565,23 @@ fn version_1_marks_protect_every_enrolment_not_only_the_first() {
     // The HOTP enrolment (a file that is never rewritten) is held to the old counter.
     u.file = file(&format!("{S2}\n\" HOTP_COUNTER 1\n"));
     u.readonly = true;
-    // (A counter far behind the mark is outside the window: refused, not named.)
-    for ctr in [1, 3, 500] {
+    // The file's own counters under the old one: refused as used, and said (the old
+    // token's codes typed again, or a new token only an admin can tell from it).
+    for ctr in [1, 3] {
         let d = u.attempt(&p, &code_of(S2, ctr), 300_100 + ctr as i64);
-        assert!(!accepted(&d), "counter {ctr}: {:?}", d.verdict);
+        assert_eq!(d.verdict, Verdict::Replayed, "counter {ctr}");
+        assert!(
+            d.warnings.contains(&Warning::Version1HotpCounter {
+                counter: ctr,
+                mark: 500
+            }),
+            "{:?}",
+            d.warnings
+        );
     }
+    // (A counter beyond the file's window and at or below the mark: refused, not named.)
+    let d = u.attempt(&p, &code_of(S2, 500), 300_600);
+    assert!(!accepted(&d), "{:?}", d.verdict);
     // The control: the next counter works, once.
     let d = u.attempt(&p, &code_of(S2, 501), 301_000);
     assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: 501 }));
@@ -1569,6 +1595,94 @@ fn version_1_marks_protect_every_enrolment_not_only_the_first() {
     let d = u.attempt(&p, &code_of(S2, 10_000), 300_010);
     assert_eq!(d.verdict, Verdict::Replayed);
     assert!(accepted(&u.attempt(&p, &code_of(S2, 10_002), 300_070)));
+}
+
+/// Review finding (R35): a version-1 TOTP mark of a 30-s file, read at a re-enrolment's
+/// 60-s step, lands near twice the clock; it was refused as a clock fault on every login
+/// until an admin's reset. It is not that enrolment's, so it is not applied to it; the
+/// enrolment that wrote it still reads it at its own step.
+#[test]
+fn a_version_1_mark_does_not_lock_out_a_re_enrolment_with_longer_steps() {
+    let p = Policy::default();
+    let now: i64 = 1_700_000_010;
+    let old_step = now as u64 / 30 - 1;
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    u.state.legacy = Some(crate::state::LegacyMarks {
+        last_step: Some(old_step),
+        hotp: None,
+    });
+    let old = u.file.clone();
+    // Re-enrolment with a new secret and 60-s steps (`totp-enroll -S 60`).
+    u.file = file(&format!("{S2}\n\" STEP_SIZE 60\n\" TOTP_AUTH\n"));
+    let later = now + 120;
+    let d = u.attempt(&p, &code_of(S2, later as u64 / 60), later);
+    assert!(accepted(&d), "{:?}", d.verdict);
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::Version1MarkNotApplied { .. })),
+        "{:?}",
+        d.warnings
+    );
+    assert_eq!(
+        u.attempt(&p, &code_of(S2, later as u64 / 60), later + 5)
+            .verdict,
+        Verdict::Replayed
+    );
+    // The control: the old 30-s secret (its file restored) is still held to the mark.
+    assert!(u.state.legacy.is_some());
+    u.file = old;
+    assert_eq!(
+        u.attempt(&p, &code(old_step), now).verdict,
+        Verdict::Replayed
+    );
+    assert!(accepted(&u.attempt(&p, &code(now as u64 / 30), now)));
+}
+
+/// A version-1 mark read at the file's own step within what a login honours (a phone
+/// ahead) is still applied: only one beyond it is set aside.
+#[test]
+fn a_version_1_mark_a_login_honours_is_applied() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    u.state.legacy = Some(crate::state::LegacyMarks {
+        last_step: Some(10_002),
+        hotp: None,
+    });
+    let d = u.attempt(&p, &code(10_001), 300_030);
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert!(
+        !d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::Version1MarkNotApplied { .. }))
+    );
+}
+
+/// An HOTP re-enrolment under a version-1 counter: refused and said until the admin's
+/// `totp-state reset --forget-version-1-marks`, then the new token's first code works.
+#[test]
+fn an_hotp_re_enrolment_under_a_version_1_counter_works_after_the_admin_forgets_it() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S2}\n\" HOTP_COUNTER 1\n"));
+    u.state.legacy = Some(crate::state::LegacyMarks {
+        last_step: None,
+        hotp: Some(500),
+    });
+    let d = u.attempt(&p, &code_of(S2, 1), 300_000);
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert!(d.warnings.contains(&Warning::Version1HotpCounter {
+        counter: 1,
+        mark: 500
+    }));
+    // The file's counter did not move: the same press is still the next code.
+    let forget = crate::state::ResetHow {
+        forget_version_1: true,
+        ..crate::state::ResetHow::default()
+    };
+    u.state = u.state.lifted(Some(300_100), forget).0;
+    let d = u.attempt(&p, &code_of(S2, 1), 300_200);
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Hotp { counter: 1 }));
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
 }
 
 #[test]
