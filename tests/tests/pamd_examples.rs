@@ -488,6 +488,8 @@ fn every_example_is_tested_and_no_pam_totp_line_is_sufficient_or_optional() {
             "DEBIAN/UBUNTU ONLY",
             "auth substack password-auth",
             "system-auth",
+            // rhel_sufficient_password_needs_substack_before_the_code_line shows why.
+            "change \"include\" to \"substack\"",
         ] {
             assert!(
                 header.contains(needle),
