@@ -170,6 +170,10 @@ for u in "$u_key" "$u_auto"; do
     install -d -m 0700 -o "$u" -g "$u" "$key_home/.ssh"
     install -m 0600 -o "$u" -g "$u" "$key.pub" "$key_home/.ssh/authorized_keys"
 done
+# root's key for this sshd only: named by AuthorizedKeysFile in the test's config, in a
+# root-owned directory whose whole path passes sshd's StrictModes; root's own
+# ~/.ssh is not touched.
+install -m 0600 -o root -g root "$key.pub" "$rules_dir/authorized_keys-root"
 if [ ! -d /run/sshd ]; then
     mkdir -m 0755 /run/sshd
     created_run_sshd=yes
@@ -203,11 +207,14 @@ install_pam() {
     chmod 0644 "$pamfile"
 }
 
+# start_sshd SNIPPET [SED-EXPRESSION]: the expression edits the snippet further (a
+# control case that deletes one of its blocks).
 start_sshd() {
-    local snippet=$1
+    local snippet=$1 edit=${2:-}
     stop_sshd
     # The snippet as shipped, with the test's group in place of its exemption group.
-    sed "s/ssh-keyonly/$group_auto/g" "$root/pam.d-examples/$snippet" > "$work/snippet.conf"
+    sed -e "s/ssh-keyonly/$group_auto/g" ${edit:+-e "$edit"} "$root/pam.d-examples/$snippet" \
+        > "$work/snippet.conf"
     # The project's snippet comes first: sshd keeps the first value it reads, exactly as
     # with Debian's "Include /etc/ssh/sshd_config.d/*.conf" at the top of sshd_config.
     cat > "$work/sshd_config" <<EOF
@@ -216,8 +223,11 @@ Port $port
 ListenAddress 127.0.0.1
 HostKey $work/keys/host_ed25519
 PidFile $work/sshd.pid
-AllowUsers ${users[*]}
-PermitRootLogin no
+AllowUsers root ${users[*]}
+# Debian's default, which refuses keyboard-interactive to root: root gets in by the
+# snippet's "Match User root" block and its key, or not at all.
+PermitRootLogin prohibit-password
+AuthorizedKeysFile .ssh/authorized_keys $rules_dir/authorized_keys-%u
 UseDNS no
 LogLevel VERBOSE
 MaxAuthTries 4
@@ -334,16 +344,30 @@ check_root_keeps_keys() {
     else fail "$1: root logs in with a key (sshd -T says: $methods)"; fi
 }
 check_root_keeps_keys sshd_config-password.conf
+root_logs_in_with_its_key() {
+    login root unused 000000 "$key"
+    expect_login "$1: root logs in with its key alone (Match User root)" ok 0 0
+    login root unused 000000 -
+    expect_login "$1: root without its key is asked nothing and refused" denied 0 0
+}
+root_logs_in_with_its_key sshd_config-password.conf
 login "$u_auto" unused 000000 "$key"
 expect_login "the automation group logs in with its key alone" ok 0 0
 login "$u_pw" "$(password_of "$u_pw")" 000000 "$key"
 expect_login "a key exempts nobody else from the password and the code" denied 1 1
+# The control: without the snippet's "Match User root" block the same key no longer
+# gets root in (Debian's prohibit-password refuses keyboard-interactive to root).
+start_sshd sshd_config-password.conf '/^Match User root$/,+1d'
+grep -q "Match User root" "$work/snippet.conf" && die "the control did not delete the root block"
+login root unused 000000 "$key"
+expect_login "without the Match User root block, root's key alone is refused" denied 1 0
 
 # ==== Phase 2: public key, then code (sshd-publickey + sshd_config-publickey.conf)
 install_pam sshd-publickey
 start_sshd sshd_config-publickey.conf
 echo "sshd-e2e: phase 2: publickey then code"
 check_root_keeps_keys sshd_config-publickey.conf
+root_logs_in_with_its_key sshd_config-publickey.conf
 login "$u_auto" unused 000000 "$key"
 expect_login "the automation group logs in with its key alone (publickey snippet)" ok 0 0
 if enroll_user "$u_key"; then

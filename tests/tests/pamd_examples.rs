@@ -488,6 +488,8 @@ fn every_example_is_tested_and_no_pam_totp_line_is_sufficient_or_optional() {
             "DEBIAN/UBUNTU ONLY",
             "auth substack password-auth",
             "system-auth",
+            // rhel_sufficient_password_needs_substack_before_the_code_line shows why.
+            "change \"include\" to \"substack\"",
         ] {
             assert!(
                 header.contains(needle),
@@ -1667,4 +1669,136 @@ fn sudo_example_on_a_read_only_state_store_tells_the_admin_it_is_the_host() {
         "control: the same code on the writable directory",
     );
     assert!(!told(&d), "{d:?}");
+}
+
+/// RHEL/Fedora's `system-auth` and `password-auth` (authselect) in the shape that
+/// matters here: `sufficient pam_unix` (a right password ends the file with a success),
+/// then `required pam_deny`. The real `pam_unix` checks the password.
+const RHEL_SYSTEM_AUTH: &str = "\
+auth required pam_env.so
+auth sufficient pam_unix.so nullok
+auth required pam_deny.so
+";
+
+/// What the examples tell RHEL/Fedora admins: keep the distribution's sudo file and add
+/// the example's pam_totp lines after the password check, with `auth include
+/// system-auth` (RHEL's stock sudo and polkit-1 line) changed to `auth substack`.
+/// Under `include`, the `sufficient pam_unix` inside system-auth ends the whole stack on
+/// a right password, so the lines after it never run: the password alone passes sudo.
+/// Under `substack` it ends only the substack, and the code is asked.
+#[test]
+fn rhel_sufficient_password_needs_substack_before_the_code_line() {
+    let test = "rhel_substack";
+    if !ready(test) {
+        return;
+    }
+    let u = users("rh");
+    let rhel_sudo = |setup: &Setup, control: &str| {
+        let system_auth = setup.stack.path().join("system-auth");
+        fs::write(&system_auth, RHEL_SYSTEM_AUTH).expect("system-auth");
+        let mut text = format!("auth {control} {}\n", system_auth.display());
+        let example = example_text("sudo");
+        let totp: Vec<&str> = active_lines(&example)
+            .filter(|l| l.split_whitespace().any(|t| t == "pam_totp.so"))
+            .collect();
+        assert_eq!(totp.len(), 2, "the sudo example's store and home lines");
+        for line in totp {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str(&format!("account include {}\n", system_auth.display()));
+        setup.install_text(&text, &setup.default_rewrite());
+    };
+    let in_ssh = Items {
+        tty: Some("/dev/pts/3"),
+        rhost: None,
+    };
+
+    let include = Setup::new("sudo");
+    rhel_sudo(&include, "include");
+    let secret = enroll(&include, &u.enrolled, Mode::Store);
+    let d = with_items(include.drive(&u.enrolled), in_ssh)
+        .answer(PASSWORD)
+        .answer(&wrong_totp(&secret, now()))
+        .run();
+    expect(
+        &d,
+        OK,
+        1,
+        false,
+        "include: the sufficient pam_unix ends the stack, the code is never asked",
+    );
+    let d = with_items(include.drive(&u.enrolled), in_ssh)
+        .answer("not the password")
+        .run();
+    assert_eq!(d.result, DENIED, "include, wrong password (control): {d:?}");
+
+    let substack = Setup::new("sudo");
+    rhel_sudo(&substack, "substack");
+    let secret = enroll(&substack, &u.enrolled, Mode::Store);
+    let d = with_items(substack.drive(&u.enrolled), in_ssh)
+        .answer(PASSWORD)
+        .answer(&wrong_totp(&secret, now()))
+        .run();
+    expect(&d, DENIED, 2, true, "substack: a wrong code is refused");
+    password_then_code_after_a_substack(&substack, &u, in_ssh);
+}
+
+/// The cases of [`password_then_code`] through a RHEL-shaped substack, whose
+/// `required pam_deny` does not stop the stack: after a wrong password the code is asked
+/// too (and the login fails whatever the answer).
+fn password_then_code_after_a_substack(setup: &Setup, u: &Users, items: Items) {
+    let user = &u.enrolled;
+    let secret = enroll(setup, user, Mode::Store);
+    let right = code(&secret);
+    let d = with_items(setup.drive(user), items)
+        .answer(PASSWORD)
+        .answer(&right)
+        .run();
+    expect(&d, OK, 2, true, "substack: right password and right code");
+    let d = with_items(setup.drive(user), items)
+        .answer(PASSWORD)
+        .answer(&right)
+        .run();
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "substack: the same code again (replay)",
+    );
+
+    let secret = enroll(setup, user, Mode::Store);
+    let d = with_items(setup.drive(user), items)
+        .answer("not the password")
+        .answer(&code(&secret))
+        .run();
+    expect(
+        &d,
+        DENIED,
+        2,
+        true,
+        "substack: a wrong password fails, though the code is still asked",
+    );
+
+    let d = with_items(setup.drive(&u.plain), items)
+        .answer(PASSWORD)
+        .run();
+    expect(
+        &d,
+        OK,
+        1,
+        false,
+        "substack, not enrolled, nullok: the password alone",
+    );
+    let d = with_items(setup.drive(&u.plain), items)
+        .answer("wrong")
+        .run();
+    expect(
+        &d,
+        DENIED,
+        1,
+        false,
+        "substack, not enrolled: a wrong password fails",
+    );
 }
