@@ -526,15 +526,15 @@ impl StateDir {
                 Ok(_) => {}
                 Err(Errno::ENOENT) if !create => return Ok(None),
                 Err(Errno::ENOENT) => {
-                    if let Some(fd) = create_record(dir, &name, &shown)? {
+                    if create_record(dir, &name, &shown)? {
                         // The entry must outlive a power loss before any durable record
                         // goes in it.
                         sync_dir(dir).map_err(|e| os_error(&format!("fsync {dir_shown}"), e))?;
                         created = true;
-                        opened = Some(fd);
-                        break;
                     }
-                    // Another login's record took the name first: that one is opened.
+                    // Opened by its name, ours or the record of another login that took
+                    // the name first: a descriptor of the unnamed file keeps naming it
+                    // `#INODE (deleted)` after the link (in /proc, lsof, strace).
                 }
                 Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
             }
@@ -931,7 +931,7 @@ fn place_new(dir: &OwnedFd, temp: &str, name: &str) -> Result<bool, Errno> {
 }
 
 /// A new record for `name`, built completely where no other login can open it and only
-/// then linked into place: `None` when another login's record took the name first.
+/// then linked into place: `false` when another login's record took the name first.
 ///
 /// A record is never created under its own name and removed again when its mode or
 /// allocation fails: a login racing the creator could open and lock that file by its
@@ -939,7 +939,7 @@ fn place_new(dir: &OwnedFd, temp: &str, name: &str) -> Result<bool, Errno> {
 /// admitted again (R12). Nothing here ever removes a name another login may have
 /// opened: a file that cannot be built is dropped unnamed (`O_TMPFILE`), or under its
 /// own random temporary name on file systems without `O_TMPFILE`.
-fn create_record(dir: &OwnedFd, name: &str, shown: &str) -> Result<Option<OwnedFd>, StoreError> {
+fn create_record(dir: &OwnedFd, name: &str, shown: &str) -> Result<bool, StoreError> {
     let mode = Mode::from_bits_truncate(0o600);
     // A test stands in a file system without O_TMPFILE by failing this open.
     let unnamed = fault::hit(FaultPoint::CreateTemp)
@@ -956,8 +956,8 @@ fn create_record(dir: &OwnedFd, name: &str, shown: &str) -> Result<Option<OwnedF
         Ok(fd) => {
             build_record(&fd, shown)?;
             match link_unnamed(dir, &fd, name) {
-                Ok(()) => return Ok(Some(fd)),
-                Err(Errno::EEXIST) => return Ok(None),
+                Ok(()) => return Ok(true),
+                Err(Errno::EEXIST) => return Ok(false),
                 // No way to name it here (no /proc, or refused by a filter): built again
                 // under a temporary name below; this one vanishes when dropped.
                 Err(Errno::ENOENT | Errno::EPERM | Errno::EACCES | Errno::ENOSYS) => {}
@@ -981,8 +981,7 @@ fn create_record(dir: &OwnedFd, name: &str, shown: &str) -> Result<Option<OwnedF
         let _ = unistd::unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
         return Err(e);
     }
-    let placed = place_new(dir, &temp, name).map_err(|e| os_error(&format!("link {shown}"), e))?;
-    Ok(placed.then_some(fd))
+    place_new(dir, &temp, name).map_err(|e| os_error(&format!("link {shown}"), e))
 }
 
 /// Mode and blocks of a new record, before it has a name.
