@@ -63,12 +63,19 @@ impl Held {
         strace.arg(login.get_program()).args(login.get_args());
         let run = std::thread::spawn(move || with_syslog_capture(&strace));
         let held = Held { run, trace };
-        held.wait_in(&user.name, syscall_number(syscall));
+        let nr = syscall_number(syscall);
+        if !held.wait_in(&user.name, nr) {
+            let (d, lines, trace) = held.finish();
+            panic!(
+                "the creating login ended before it sat in system call {nr}: {d:?} {lines:?}\n{trace}"
+            );
+        }
         held
     }
 
-    /// Returns once the login of `name` sits on entry to system call `nr`.
-    fn wait_in(&self, name: &str, nr: i64) {
+    /// Returns once the login of `name` sits on entry to system call `nr`: `false` when
+    /// it ended first.
+    fn wait_in(&self, name: &str, nr: i64) -> bool {
         let driver = built().driver.to_string_lossy().into_owned();
         let start = Instant::now();
         loop {
@@ -87,14 +94,12 @@ impl Held {
                         .any(|w| w[0] == b"--user" && w[1] == name.as_bytes());
                 let at = fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
                 if is_login && at.split(' ').next() == Some(nr.to_string().as_str()) {
-                    return;
+                    return true;
                 }
             }
-            assert!(
-                !self.run.is_finished(),
-                "the creating login ended before it sat in system call {nr}: {:?}",
-                fs::read_to_string(self.trace.path())
-            );
+            if self.run.is_finished() {
+                return false;
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "the creating login never sat in system call {nr}"
@@ -163,6 +168,7 @@ fn a_creator_out_of_space_never_unlinks_a_record_a_racing_login_used() {
         .expect("free two pages");
 
     let code = code_at(&secret, T0);
+    assert!(!dir.join(u.uid.to_string()).exists(), "no record yet");
     let creator = Held::start(&stack, &u, &code, T0, "fallocate", None);
     let racer = login_at(&stack, &u, &code, None, T0);
     let (a, a_log, trace) = creator.finish();
@@ -235,11 +241,16 @@ fn a_creator_past_its_file_size_limit_never_unlinks_a_record_a_racing_login_used
     let d = login_at(&stack, &first, &code_at(&first_secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 
-    for (tag, fsize) in [("rd", Some(8192)), ("re", None)] {
-        let (u, secret) = TestUser::enrolled(tag);
-        let code = code_at(&secret, T0);
-        let creator = Held::start(&stack, &u, &code, T0, "fchmod", fsize);
-        let racer = login_at(&stack, &u, &code, None, T0);
+    // Both accounts made first: an account removed at the end of a turn would leave its
+    // uid, and so its record, to the next one.
+    let runs = [("rd", Some(8192)), ("re", None)]
+        .map(|(tag, fsize)| (tag, fsize, TestUser::enrolled(tag)));
+    for (tag, fsize, (u, secret)) in &runs {
+        let (tag, fsize) = (*tag, *fsize);
+        let code = code_at(secret, T0);
+        assert!(!stack.state_file(u.uid).exists(), "{tag}: no record yet");
+        let creator = Held::start(&stack, u, &code, T0, "fchmod", fsize);
+        let racer = login_at(&stack, u, &code, None, T0);
         let (a, a_log, trace) = creator.finish();
         assert!(
             trace
@@ -251,7 +262,7 @@ fn a_creator_past_its_file_size_limit_never_unlinks_a_record_a_racing_login_used
             !removes_name(&trace, &u.uid.to_string()),
             "{tag}: the creator removed the record's name\n{trace}"
         );
-        let later = login_at(&stack, &u, &code, None, T0 + 1);
+        let later = login_at(&stack, u, &code, None, T0 + 1);
         if fsize.is_some() {
             assert_eq!(
                 a.module_code(),
