@@ -1291,6 +1291,71 @@ pub fn holds_flock(pid: u32, ino: u64) -> bool {
         .unwrap_or(false)
 }
 
+/// A tmpfs mounted on the host for the length of a test (unmounted on drop).
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn new(size: &str) -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("pam_totp-tmpfs")
+            .tempdir_in(private_tmp())
+            .expect("tempdir");
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount tmpfs");
+        Tmpfs { dir }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    /// Fills the file system until ENOSPC and shows that it is full: not one more
+    /// block can be written (a test of a full disk must not pass on a disk with room).
+    pub fn fill(&self) {
+        // dd fails when the file system is full, which is the point.
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=4096"])
+            .arg(format!("of={}", self.path().join("fill").display()))
+            .stderr(Stdio::null())
+            .status();
+        let probe = self.path().join("probe");
+        let wrote = fs::write(&probe, [0u8; 4096]);
+        let _ = fs::remove_file(&probe);
+        assert_eq!(
+            wrote.map_err(|e| e.raw_os_error()),
+            Err(Some(libc::ENOSPC)),
+            "the file system is full"
+        );
+    }
+    pub fn remount(&self, opts: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(self.path())
+            .status()
+            .expect("remount");
+        assert!(st.success(), "remount {opts}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
 #[cfg(test)]
 mod report_tests {
     use super::Drive;

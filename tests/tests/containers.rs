@@ -762,3 +762,43 @@ fn a_refused_renameat2_still_creates_the_store_key_and_logs_in() {
         "{lines:?}"
     );
 }
+
+/// A seccomp profile without `linkat` (answered EPERM; strace injects it, each injection
+/// counted): a user's first record, built without a name (`O_TMPFILE`), cannot be linked
+/// into place, so it is built again under a temporary name and renamed into place
+/// without replacing one, as on a file system without `O_TMPFILE`: the login succeeds,
+/// the record has one link, no temporary name is left, and the code is refused as used
+/// by a login that links nothing (C9).
+#[test]
+fn a_refused_linkat_still_creates_the_record_complete_and_logs_in() {
+    let t = "a_refused_linkat_still_creates_the_record_complete_and_logs_in";
+    if !require_root(t) || !require_tool(t, "strace") {
+        return;
+    }
+    let (stack, user, secret) = home_login("lk");
+    let at = (now() / 30) * 30;
+    let code = code_at(&secret, at);
+    let (out, lines, injected) = with_calls_refused(
+        "linkat",
+        &Driver::login(&stack, &user, &code).at(at).command(),
+    );
+    assert!(injected > 0, "linkat was not refused");
+    assert_eq!(Drive::ran(&out).result, "PAM_SUCCESS", "{lines:?}");
+    let record = stack.state_file(user.uid);
+    let meta = fs::metadata(&record).expect("the record");
+    assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 1);
+    let left: Vec<_> = fs::read_dir(stack.state_dir())
+        .expect("state directory")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "temporary names left: {left:?}");
+    let (_, again, lines) = run(&Host::Plain, &Driver::login(&stack, &user, &code).at(at));
+    assert_eq!(again.result, "PAM_AUTH_ERR", "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| syslog_message(l).contains("already used")),
+        "{lines:?}"
+    );
+}

@@ -10,8 +10,9 @@
 //!   fsync follows that rename (the store, not the file, is the authority): with the old
 //!   file put back, as a power loss may leave it, the code is still refused.
 //! - A fresh state directory: the store key is fsynced under a temporary name, renamed (or linked),
-//!   and the directory fsynced; a user's first record is created `O_EXCL`, allocated,
-//!   and the directory fsynced before anything is written into it.
+//!   and the directory fsynced; a user's first record is created unnamed (`O_TMPFILE`),
+//!   allocated, then linked under its name, and the directory fsynced before anything
+//!   is written into it (no login ever opens a record that is not complete, R16).
 //! - An accepted TOTP code with the boot time known is a lazy write: a `pwrite64` and
 //!   no fsync of the record (the boot floor covers a lost write, R34).
 //! - C7: `flock` failing with `ENOLCK` (NFS without a lock daemon), on the secret file
@@ -35,7 +36,7 @@ const SCRATCH: &str = "48151623";
 /// `sync_data` is `fdatasync`, `posix_fallocate` is `fallocate`); `write` also shows
 /// pam-drive printing its result.
 const TRACED: &str = "trace=openat,openat2,write,pwrite64,fsync,fdatasync,\
-                      rename,renameat,renameat2,link,linkat,fallocate,flock";
+                      rename,renameat,renameat2,link,linkat,unlink,unlinkat,fallocate,flock";
 
 /// One completed system call from strace's trace.
 #[derive(Clone, Debug)]
@@ -68,9 +69,10 @@ impl Call {
     }
 }
 
-/// `N</path>` → `/path`.
+/// `N</path>` → `/path`; `N</path>(deleted)` (a file without a name) → `/path`.
 fn fd_path(s: &str) -> Option<&str> {
     let s = s.trim();
+    let s = s.strip_suffix("(deleted)").unwrap_or(s);
     let open = s.find('<')?;
     s[..open].parse::<u32>().ok()?;
     s[open + 1..].strip_suffix('>')
@@ -364,8 +366,8 @@ fn a_scratch_code_is_durable_before_the_verdict_and_the_rewrite_is_synced_before
 
 /// D3 (b): a fresh state directory's first login. The store key is written under a
 /// temporary name, fsynced, linked into place, and the directory fsynced; the user's
-/// record is created `O_EXCL`, allocated (`fallocate`) and the directory fsynced before
-/// the first `pwrite64` into it.
+/// record is created without a name (`O_TMPFILE`), allocated (`fallocate`), linked
+/// under its name, and the directory fsynced before the first `pwrite64` into it.
 #[test]
 fn a_new_record_is_allocated_and_its_directory_synced_before_the_first_write() {
     let t = "a_new_record_is_allocated_and_its_directory_synced_before_the_first_write";
@@ -418,20 +420,24 @@ fn a_new_record_is_allocated_and_its_directory_synced_before_the_first_write() {
     );
 
     let uid = u.uid.to_string();
+    // strace -y names the unnamed file `DIR/#INODE` (followed by "(deleted)").
+    let unnamed = |f: &str| f.starts_with(&format!("{}/#", dir.display()));
+    let allocated = |c: &Call| c.is(&["fallocate"]) && c.fd_path().is_some_and(unnamed);
     assert_order(
         "the new record",
         calls,
         trace,
         vec![
-            step("the record's O_EXCL create", |c: &Call| {
+            step("the record's unnamed create", |c: &Call| {
                 c.is(&["openat", "openat2"])
-                    && c.args.contains(&format!("\"{uid}\""))
-                    && c.args.contains("O_CREAT")
-                    && c.args.contains("O_EXCL")
-                    && c.ret_path().is_some_and(|f| Path::new(f) == record)
+                    && c.args.contains("O_TMPFILE")
+                    && c.ret_path().is_some_and(unnamed)
             }),
-            step("fallocate of the record", |c: &Call| {
-                c.is(&["fallocate"]) && path_is(c, &record) && c.ok()
+            step("fallocate of the unnamed record", |c: &Call| {
+                allocated(c) && c.ok()
+            }),
+            step("the link of the record under its name", |c: &Call| {
+                c.is(&["linkat", "link"]) && c.args.contains(&format!("\"{uid}\"")) && c.ok()
             }),
             step("fsync of the state directory", dir_synced),
             step("the first pwrite64 of the record", |c: &Call| {
@@ -439,21 +445,23 @@ fn a_new_record_is_allocated_and_its_directory_synced_before_the_first_write() {
             }),
         ],
     );
-    // No write of the record may come before the directory is synced.
-    let first_sync = in_order(
-        calls,
-        &[step("fallocate", |c: &Call| {
-            c.is(&["fallocate"]) && path_is(c, &record)
-        })],
-    )
-    .and_then(|f| {
-        calls[f[0]..]
+    // No write of the record may come before the directory is synced, and nothing in
+    // the creation removes a name.
+    assert!(
+        !calls
             .iter()
-            .position(dir_synced)
-            .map(|i| f[0] + i)
-            .ok_or_else(|| "no directory fsync after the fallocate".to_string())
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{trace}"));
+            .any(|c| c.is(&["unlink", "unlinkat"]) && c.args.contains(&format!("\"{uid}\""))),
+        "a record's name was removed\n{trace}"
+    );
+    let first_sync = in_order(calls, &[step("fallocate", allocated)])
+        .and_then(|f| {
+            calls[f[0]..]
+                .iter()
+                .position(dir_synced)
+                .map(|i| f[0] + i)
+                .ok_or_else(|| "no directory fsync after the fallocate".to_string())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{trace}"));
     assert!(
         !calls[..first_sync]
             .iter()
@@ -665,6 +673,7 @@ fn the_trace_parser_reads_strace_f_output() {
     assert_eq!(calls[0].ret_path(), Some("/d/.f.tmp-ab"));
     assert_eq!(calls[1].fd_path(), Some("/d/.f.tmp-ab"));
     assert_eq!(calls[2].pid, 101);
+    assert_eq!(fd_path("4</d/#12>(deleted)"), Some("/d/#12"));
     assert!(!calls[4].ok() && calls[3].ok());
     assert_eq!(first_result_write(&calls), Some(2));
     let target = Path::new("/d/f");

@@ -6,75 +6,10 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use system_tests::*;
-
-/// A tmpfs mounted on the host for the length of a test (unmounted on drop).
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn new(size: &str) -> Tmpfs {
-        let dir = tempfile::Builder::new()
-            .prefix("pam_totp-tmpfs")
-            .tempdir_in(private_tmp())
-            .expect("tempdir");
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .status()
-            .expect("mount");
-        assert!(st.success(), "mount tmpfs");
-        Tmpfs { dir }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    /// Fills the file system until ENOSPC and shows that it is full: not one more
-    /// block can be written (a test of a full disk must not pass on a disk with room).
-    fn fill(&self) {
-        // dd fails when the file system is full, which is the point.
-        let _ = Command::new("dd")
-            .args(["if=/dev/zero", "bs=4096"])
-            .arg(format!("of={}", self.path().join("fill").display()))
-            .stderr(Stdio::null())
-            .status();
-        let probe = self.path().join("probe");
-        let wrote = fs::write(&probe, [0u8; 4096]);
-        let _ = fs::remove_file(&probe);
-        assert_eq!(
-            wrote.map_err(|e| e.raw_os_error()),
-            Err(Some(libc_enospc())),
-            "the file system is full"
-        );
-    }
-    fn remount(&self, opts: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,{opts}")])
-            .arg(self.path())
-            .status()
-            .expect("remount");
-        assert!(st.success(), "remount {opts}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 fn logs_contain(lines: &[String], needle: &str) -> bool {
     lines.iter().any(|l| syslog_message(l).contains(needle))
@@ -543,11 +478,6 @@ fn told_store_fault(d: &Drive) -> bool {
         "the code could not be checked: the login state store failed on this host (see the system log)"
             .to_string(),
     ))
-}
-
-/// ENOSPC, without a libc dependency in the tests.
-fn libc_enospc() -> i32 {
-    28
 }
 
 /// Issue 13 / A14: hostile or damaged state records (symlink, FIFO, foreign owner, group

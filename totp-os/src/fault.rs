@@ -9,7 +9,8 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FaultPoint {
-    /// Creating the temp file (`openat(O_CREAT|O_EXCL)`).
+    /// Creating the temp file (`openat(O_CREAT|O_EXCL)`), or a new state record's
+    /// unnamed file (`openat(O_TMPFILE)`).
     CreateTemp,
     /// One `write(2)` call on the temp file.
     Write,

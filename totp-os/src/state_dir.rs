@@ -17,8 +17,19 @@
 //!
 //! A lazy write is one `pwrite`, a durable one a `pwrite` and an `fdatasync` (the module
 //! writes used TOTP codes lazily when it knows the boot time; see
-//! `totp_core::verify::Attempt::boot_time`); a throttled attempt writes nothing. The file is never renamed, so its lock
-//! (`flock` on the file itself, taken with a deadline) always protects the record.
+//! `totp_core::verify::Attempt::boot_time`); a throttled attempt writes nothing.
+//!
+//! ## One name, one file
+//!
+//! The lock is `flock` on the record file itself, taken with a deadline, so it protects
+//! the record only while the record's name leads to the locked file. A login never takes
+//! a name away: a new record is built where no other login can open it (`O_TMPFILE`, or
+//! a random temporary name where the file system has none), given mode 0600 and all its
+//! blocks, and only then linked under its name without replacing one (a racing login's
+//! record that took the name first is opened instead); a record that cannot be built is
+//! dropped unnamed. Once locked, a login checks that the name still leads to the file it
+//! locked (an admin may have removed it) and opens again if not, so a used code's mark
+//! never goes into a file no later login opens (R12, R16).
 //!
 //! ## Hostile entries
 //!
@@ -43,7 +54,7 @@
 
 use std::ffi::OsString;
 use std::fs::{File, TryLockError};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
@@ -76,6 +87,8 @@ const HEADER_LEN: usize = 4 + 8 + 4 + 16;
 pub const KEY_FILE: &str = "store.key";
 const LOCK_PAUSE_MIN: Duration = Duration::from_millis(1);
 const LOCK_PAUSE_MAX: Duration = Duration::from_millis(20);
+/// Opens of one record before a login gives up on a name that keeps changing.
+const OPEN_TRIES: usize = 3;
 
 /// A state directory; opened (and created if missing) on first use.
 pub struct StateDir {
@@ -409,13 +422,8 @@ impl StateDir {
         let Some(dir) = self.dir(false)? else {
             return Ok(());
         };
-        let mut rnd = [0u8; 8];
-        getrandom::fill(&mut rnd)
-            .map_err(|e| StoreError::Unavailable(format!("no random numbers: {e}")))?;
         // Never a record's name (not digits) nor the key's, so no reader mistakes it.
-        let temp: String = rnd
-            .iter()
-            .fold(".probe.tmp-".to_owned(), |t, b| t + &format!("{b:02x}"));
+        let temp = temp_name(".probe.tmp-")?;
         let fd = fcntl::openat(
             dir,
             temp.as_str(),
@@ -481,32 +489,22 @@ impl StateDir {
         Ok(self.dir.as_ref())
     }
 
-    /// Opens `uid`'s record (read-write when `write`); `None` when absent and `create`
-    /// is false.
+    /// Opens `uid`'s record (read-write when `write`) and the identity of the file
+    /// opened; `None` when absent and `create` is false. A missing record is built by
+    /// [`create_record`] and only then given its name.
     fn open_record(
         &mut self,
         uid: Uid,
         create: bool,
         write: bool,
-    ) -> Result<Option<File>, StoreError> {
+    ) -> Result<Option<(File, FileStat)>, StoreError> {
         let shown = self.shown(uid);
         let owner = self.owner;
+        let dir_shown = self.path.display().to_string();
         let Some(dir) = self.dir(create)? else {
             return Ok(None);
         };
         let name = uid.to_string();
-        let exists = match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) if kind(&st) != SFlag::S_IFREG => {
-                return Err(StoreError::Corrupt(format!(
-                    "{shown} is {}; not followed",
-                    kind_name(&st)
-                )));
-            }
-            Ok(_) => true,
-            Err(Errno::ENOENT) if !create => return Ok(None),
-            Err(Errno::ENOENT) => false,
-            Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
-        };
         let base = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         let rw = if create || write {
             OFlag::O_RDWR
@@ -514,55 +512,52 @@ impl StateDir {
             OFlag::O_RDONLY
         };
         let mut created = false;
-        let fd = if create && !exists {
-            match fcntl::openat(
-                dir,
-                name.as_str(),
-                base | rw | OFlag::O_CREAT | OFlag::O_EXCL,
-                Mode::from_bits_truncate(0o600),
-            ) {
-                Ok(fd) => {
-                    created = true;
-                    Ok(fd)
+        let mut opened = None;
+        // Bounded: each turn either opens or finds that another login's record took the
+        // name after the stat, which a record removed again at once could repeat.
+        for _ in 0..OPEN_TRIES {
+            match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if kind(&st) != SFlag::S_IFREG => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{shown} is {}; not followed",
+                        kind_name(&st)
+                    )));
                 }
-                Err(Errno::EEXIST) => fcntl::openat(dir, name.as_str(), base | rw, Mode::empty()),
-                Err(e) => Err(e),
+                Ok(_) => {}
+                Err(Errno::ENOENT) if !create => return Ok(None),
+                Err(Errno::ENOENT) => {
+                    if create_record(dir, &name, &shown)? {
+                        // The entry must outlive a power loss before any durable record
+                        // goes in it.
+                        sync_dir(dir).map_err(|e| os_error(&format!("fsync {dir_shown}"), e))?;
+                        created = true;
+                    }
+                    // Opened by its name, ours or the record of another login that took
+                    // the name first: a descriptor of the unnamed file keeps naming it
+                    // `#INODE (deleted)` after the link (in /proc, lsof, strace).
+                }
+                Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
             }
-        } else {
-            fcntl::openat(dir, name.as_str(), base | rw, Mode::empty())
-        };
-        let fd = match fd {
-            Ok(fd) => fd,
-            Err(Errno::ELOOP) => {
-                return Err(StoreError::Corrupt(format!(
-                    "{shown} is a symlink; not followed"
-                )));
+            match fcntl::openat(dir, name.as_str(), base | rw, Mode::empty()) {
+                Ok(fd) => {
+                    opened = Some(fd);
+                    break;
+                }
+                Err(Errno::ELOOP) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{shown} is a symlink; not followed"
+                    )));
+                }
+                Err(Errno::ENOENT) if !create => return Ok(None),
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(os_error(&format!("open {shown}"), e)),
             }
-            Err(Errno::ENOENT) if !create => return Ok(None),
-            Err(e) => return Err(os_error(&format!("open {shown}"), e)),
-        };
-        if created {
-            // Exactly 0600 whatever the host's umask: a record created 0400 or 0000 could
-            // not be opened for writing by an unprivileged owner again (a lockout).
-            if let Err(e) = stat::fchmod(&fd, Mode::from_bits_truncate(0o600)) {
-                let _ = unistd::unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir);
-                return Err(os_error(&format!("chmod {shown}"), e));
-            }
-            // Every slot's blocks now, so that no later write needs a new block: a full
-            // file system then never locks out a user who already has a record. A record
-            // that cannot be allocated is removed again, and the login denied with why.
-            let allocated = crate::fsize::allows(MAX_FILE_LEN as u64)
-                .and_then(|()| fcntl::posix_fallocate(&fd, 0, MAX_FILE_LEN as libc::off_t));
-            if let Err(e) = allocated {
-                let _ = unistd::unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir);
-                return Err(os_error(
-                    &format!("allocate a new record {shown} (the state directory's file system)"),
-                    e,
-                ));
-            }
-            // The entry must outlive a power loss before any durable record goes in it.
-            sync_dir(dir).map_err(|e| os_error(&format!("fsync {}", self.path.display()), e))?;
         }
+        let Some(fd) = opened else {
+            return Err(StoreError::Unavailable(format!(
+                "{shown} appeared and vanished again {OPEN_TRIES} times while being opened"
+            )));
+        };
         let st = stat::fstat(&fd).map_err(|e| os_error(&format!("stat {shown}"), e))?;
         // A record an earlier version created holes in: allocate it now, while there is
         // room (best effort: a full file system leaves it as it was).
@@ -593,7 +588,41 @@ impl StateDir {
         if let Some(p) = problem {
             return Err(StoreError::Corrupt(format!("{shown} {p}; refused")));
         }
-        Ok(Some(File::from(fd)))
+        Ok(Some((File::from(fd), st)))
+    }
+
+    /// Opens `uid`'s record as [`StateDir::open_record`] does and locks it, then checks
+    /// that its name still leads to the locked file: a record removed or replaced while
+    /// this login waited for the lock (by hand, or by [`StateDir::reset`] of a hostile
+    /// entry) is no longer the one the next login opens, and a mark written into it
+    /// would be lost, so the open and the lock are taken again.
+    fn open_locked(
+        &mut self,
+        uid: Uid,
+        create: bool,
+        write: bool,
+    ) -> Result<Option<File>, StoreError> {
+        let shown = self.shown(uid);
+        let name = uid.to_string();
+        for _ in 0..OPEN_TRIES {
+            let Some((file, st)) = self.open_record(uid, create, write)? else {
+                return Ok(None);
+            };
+            self.lock(&file, uid)?;
+            let dir = self
+                .dir(false)?
+                .ok_or_else(|| StoreError::Unavailable(format!("{shown}: directory vanished")))?;
+            match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {
+                    return Ok(Some(file));
+                }
+                Ok(_) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "{shown} was removed or replaced {OPEN_TRIES} times while being locked"
+        )))
     }
 
     /// Reads the key file; `None` when there is none yet.
@@ -646,12 +675,7 @@ impl StateDir {
         let dir = self
             .dir(true)?
             .ok_or_else(|| StoreError::Unavailable(format!("{shown} vanished")))?;
-        let mut rnd = [0u8; 8];
-        getrandom::fill(&mut rnd)
-            .map_err(|e| StoreError::Unavailable(format!("no random numbers: {e}")))?;
-        let temp: String = rnd
-            .iter()
-            .fold(format!(".{KEY_FILE}.tmp-"), |t, b| t + &format!("{b:02x}"));
+        let temp = temp_name(&format!(".{KEY_FILE}.tmp-"))?;
         let fd = fcntl::openat(
             dir,
             temp.as_str(),
@@ -671,34 +695,14 @@ impl StateDir {
                 .and_then(|()| file.sync_all())
                 .map_err(|e| io_error(&format!("write a store key in {shown}"), &e))
         });
-        // RENAME_NOREPLACE, not link-then-unlink: between those two calls the key has two
-        // links, and a racing login's check (one link) would refuse it as tampered with.
-        let linked = written.and_then(|()| {
-            let renamed = fcntl::renameat2(
-                dir,
-                temp.as_str(),
-                dir,
-                KEY_FILE,
-                RenameFlags::RENAME_NOREPLACE,
-            );
-            match renamed {
-                Ok(()) => Ok(true),
-                Err(Errno::EEXIST) => Ok(false),
-                // File systems without RENAME_NOREPLACE, or a container's seccomp filter
-                // without renameat2 (EPERM): linkat also refuses an existing key, and a
-                // real permission problem fails it as well.
-                Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM) => {
-                    match unistd::linkat(dir, temp.as_str(), dir, KEY_FILE, AtFlags::empty()) {
-                        Ok(()) => Ok(true),
-                        Err(Errno::EEXIST) => Ok(false),
-                        Err(e) => Err(os_error(&format!("link the store key in {shown}"), e)),
-                    }
-                }
-                Err(e) => Err(os_error(&format!("rename the store key in {shown}"), e)),
+        let linked = match written {
+            Ok(()) => place_new(dir, &temp, KEY_FILE)
+                .map_err(|e| os_error(&format!("place the store key in {shown}"), e)),
+            Err(e) => {
+                let _ = unistd::unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+                Err(e)
             }
-        });
-        // Gone already after a rename; left by a refused rename or by the link.
-        let _ = unistd::unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+        };
         // The key must outlive a power loss before any record is bound to it.
         sync_dir(dir).map_err(|e| os_error(&format!("fsync {shown}"), e))?;
         linked
@@ -798,9 +802,8 @@ impl StateStore for StateDir {
         decide: &mut dyn FnMut(&UserState) -> Write,
     ) -> Result<(), StoreError> {
         let file = self
-            .open_record(uid, true, true)?
+            .open_locked(uid, true, true)?
             .ok_or_else(|| StoreError::Unavailable("state file vanished".into()))?;
-        self.lock(&file, uid)?;
         let bytes = read_all(&file)?;
         let record = parse_record(&bytes)?;
         match decide(&record.state) {
@@ -812,7 +815,7 @@ impl StateStore for StateDir {
     }
 
     fn read(&mut self, uid: Uid) -> Result<UserState, StoreError> {
-        let Some(file) = self.open_record(uid, false, false)? else {
+        let Some((file, _)) = self.open_record(uid, false, false)? else {
             return Ok(UserState::default());
         };
         // No lock: a writer only ever rewrites the older slot of a pair, and a slot
@@ -840,12 +843,11 @@ impl StateStore for StateDir {
             }
         };
         let opened = if kind(&st) == SFlag::S_IFREG && st.st_uid == self.owner && st.st_nlink == 1 {
-            Some(self.open_record(uid, false, true))
+            Some(self.open_locked(uid, false, true))
         } else {
             None
         };
         if let Some(Ok(Some(file))) = opened {
-            self.lock(&file, uid)?;
             let bytes = read_all(&file)?;
             return match parse_record(&bytes) {
                 Ok(record) => {
@@ -893,6 +895,133 @@ impl StateStore for StateDir {
             .map_err(|e| os_error(&format!("remove {shown}"), e))?;
         sync_dir(dir).map_err(|e| os_error(&format!("fsync {shown}"), e))?;
         Ok(Reset::Removed(why))
+    }
+}
+
+/// `prefix` and 16 random hex digits: a temporary name no other login will pick. It
+/// starts with a dot, so it is never a record's name (see [`record_uid`]).
+fn temp_name(prefix: &str) -> Result<String, StoreError> {
+    let mut rnd = [0u8; 8];
+    getrandom::fill(&mut rnd)
+        .map_err(|e| StoreError::Unavailable(format!("no random numbers: {e}")))?;
+    Ok(rnd
+        .iter()
+        .fold(prefix.to_owned(), |t, b| t + &format!("{b:02x}")))
+}
+
+/// Gives the file named `temp` in `dir` the name `name`, never replacing an existing
+/// one (`false` then); the temporary name is gone afterwards either way.
+fn place_new(dir: &OwnedFd, temp: &str, name: &str) -> Result<bool, Errno> {
+    // RENAME_NOREPLACE, not link-then-unlink: between those two calls the file has two
+    // links, and a racing login's check (one link) would refuse it as tampered with.
+    let placed = match fcntl::renameat2(dir, temp, dir, name, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => return Ok(true),
+        Err(Errno::EEXIST) => Ok(false),
+        // File systems without RENAME_NOREPLACE, or a container's seccomp filter without
+        // renameat2 (EPERM): linkat also refuses an existing name, and a real permission
+        // problem fails it as well. Only here can a racing login see two links.
+        Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM) => {
+            match unistd::linkat(dir, temp, dir, name, AtFlags::empty()) {
+                Ok(()) => Ok(true),
+                Err(Errno::EEXIST) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let _ = unistd::unlinkat(dir, temp, UnlinkatFlags::NoRemoveDir);
+    placed
+}
+
+/// A new record for `name`, built completely where no other login can open it and only
+/// then linked into place: `false` when another login's record took the name first.
+///
+/// A record is never created under its own name and removed again when its mode or
+/// allocation fails: a login racing the creator could open and lock that file by its
+/// name, record a used code in it, and lose the mark with the name, so that the code was
+/// admitted again (R12). Nothing here ever removes a name another login may have
+/// opened: a file that cannot be built is dropped unnamed (`O_TMPFILE`), or under its
+/// own random temporary name on file systems without `O_TMPFILE`.
+fn create_record(dir: &OwnedFd, name: &str, shown: &str) -> Result<bool, StoreError> {
+    let mode = Mode::from_bits_truncate(0o600);
+    // A test stands in a file system without O_TMPFILE by failing this open.
+    let unnamed = fault::hit(FaultPoint::CreateTemp)
+        .map_err(Errno::from_raw)
+        .and_then(|()| {
+            fcntl::openat(
+                dir,
+                ".",
+                OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+                mode,
+            )
+        });
+    match unnamed {
+        Ok(fd) => {
+            build_record(&fd, shown)?;
+            match link_unnamed(dir, &fd, name) {
+                Ok(()) => return Ok(true),
+                Err(Errno::EEXIST) => return Ok(false),
+                // No way to name it here (no /proc, or refused by a filter): built again
+                // under a temporary name below; this one vanishes when dropped.
+                Err(Errno::ENOENT | Errno::EPERM | Errno::EACCES | Errno::ENOSYS) => {}
+                Err(e) => return Err(os_error(&format!("link {shown}"), e)),
+            }
+        }
+        // File systems without O_TMPFILE (NFS, many FUSE and older ones).
+        Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL | Errno::ENOSYS) => {}
+        Err(e) => return Err(os_error(&format!("create {shown}"), e)),
+    }
+    let temp = temp_name(&format!(".{name}.tmp-"))?;
+    let fd = fcntl::openat(
+        dir,
+        temp.as_str(),
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        mode,
+    )
+    .map_err(|e| os_error(&format!("create {shown}"), e))?;
+    if let Err(e) = build_record(&fd, shown) {
+        // Our own random name, which no other login opens.
+        let _ = unistd::unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+        return Err(e);
+    }
+    place_new(dir, &temp, name).map_err(|e| os_error(&format!("link {shown}"), e))
+}
+
+/// Mode and blocks of a new record, before it has a name.
+fn build_record(fd: &OwnedFd, shown: &str) -> Result<(), StoreError> {
+    // Exactly 0600 whatever the host's umask: a record created 0400 or 0000 could not
+    // be opened for writing by an unprivileged owner again (a lockout).
+    stat::fchmod(fd, Mode::from_bits_truncate(0o600))
+        .map_err(|e| os_error(&format!("chmod {shown}"), e))?;
+    // Every slot's blocks now, so that no later write needs a new block: a full file
+    // system then never locks out a user who already has a record. A record that cannot
+    // be allocated is never named, and the login is denied with why.
+    crate::fsize::allows(MAX_FILE_LEN as u64)
+        .and_then(|()| fcntl::posix_fallocate(fd, 0, MAX_FILE_LEN as libc::off_t))
+        .map_err(|e| {
+            os_error(
+                &format!("allocate a new record {shown} (the state directory's file system)"),
+                e,
+            )
+        })
+}
+
+/// Links the unnamed (`O_TMPFILE`) file `fd` into `dir` as `name`; `EEXIST` when taken.
+fn link_unnamed(dir: &OwnedFd, fd: &OwnedFd, name: &str) -> Result<(), Errno> {
+    match unistd::linkat(fd, "", dir, name, AtFlags::AT_EMPTY_PATH) {
+        // Before Linux 6.10, AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (ENOENT without it,
+        // as for a host not running as root); the descriptor's /proc link needs none.
+        Err(Errno::ENOENT) => {
+            let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            unistd::linkat(
+                fcntl::AT_FDCWD,
+                link.as_str(),
+                dir,
+                name,
+                AtFlags::AT_SYMLINK_FOLLOW,
+            )
+        }
+        other => other,
     }
 }
 

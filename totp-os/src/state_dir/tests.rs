@@ -201,7 +201,7 @@ fn an_unsafe_directory_is_refused() {
 fn the_lock_wait_is_bounded() {
     let (_t, mut s) = store();
     put(&mut s, 5, Write::Nothing);
-    let holder = s.open_record(5, true, true).unwrap().unwrap();
+    let (holder, _) = s.open_record(5, true, true).unwrap().unwrap();
     holder.lock().unwrap();
     let start = Instant::now();
     let r = s.update(5, &mut |_| Write::Nothing);
@@ -353,5 +353,89 @@ fn the_fast_open_accepts_only_what_the_walk_accepts() {
         let walked = matches!(s.open_dir(false), Ok(Some(_)));
         assert_eq!(fast, accepted, "fast path for {}", dir.display());
         assert_eq!(walked, accepted, "walk for {}", dir.display());
+    }
+}
+
+/// The descriptors of this process open on `path`.
+fn open_on(path: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target == path)
+        .count()
+}
+
+/// R12/R16: a record removed while a login waits for its lock (the login opened it by
+/// its name first) is not where that login's mark goes: after the lock it finds that
+/// the name no longer leads to the file it locked, opens again (creating a new record)
+/// and writes there, so the next login reads the mark. Control: without the removal,
+/// the same waiting login writes into the file it first opened.
+#[test]
+fn a_record_removed_while_its_lock_is_awaited_is_opened_again() {
+    for remove in [true, false] {
+        let (t, mut s) = store();
+        put(&mut s, 7, Write::Durable(st(1)));
+        let path = t.path().join("a/state/7");
+        let old_ino = std::fs::metadata(&path).unwrap().ino();
+        let (holder, _) = s.open_record(7, false, true).unwrap().unwrap();
+        holder.lock().unwrap();
+        let dir = t.path().join("a/state");
+        let waiter = std::thread::spawn(move || {
+            let mut s = StateDir::new(dir, Duration::from_secs(20));
+            s.update(7, &mut |_| Write::Durable(st(9)))
+        });
+        // The waiter has opened the record by its name once it has a descriptor on it.
+        let start = Instant::now();
+        while open_on(&path) < 2 {
+            assert!(start.elapsed() < Duration::from_secs(20), "never opened");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if remove {
+            std::fs::remove_file(&path).unwrap();
+        }
+        drop(holder);
+        waiter.join().unwrap().unwrap();
+        let new_ino = std::fs::metadata(&path).unwrap().ino();
+        assert_eq!(new_ino != old_ino, remove, "remove={remove}");
+        assert_eq!(
+            s.read(7).unwrap(),
+            st(9),
+            "remove={remove}: the mark is in the record the name leads to"
+        );
+    }
+}
+
+/// A file system without `O_TMPFILE` (the open failed by injection): the new record is
+/// built under a temporary name and placed complete, with one link, its blocks
+/// allocated, and no temporary name left. Control: with `O_TMPFILE`, the same.
+#[test]
+fn a_new_record_is_placed_complete_with_or_without_o_tmpfile() {
+    for without in [true, false] {
+        let (t, mut s) = store();
+        if without {
+            fault::fail_next(FaultPoint::CreateTemp, libc::EOPNOTSUPP);
+        }
+        put(&mut s, 8, Write::Durable(st(3)));
+        assert!(
+            !fault::pending(FaultPoint::CreateTemp),
+            "the fault was reached"
+        );
+        fault::clear();
+        let m = std::fs::metadata(t.path().join("a/state/8")).unwrap();
+        assert_eq!(m.nlink(), 1, "without={without}");
+        assert_eq!(m.mode() & 0o7777, 0o600, "without={without}");
+        assert!(
+            m.blocks() * 512 >= MAX_FILE_LEN as u64,
+            "without={without}: allocated"
+        );
+        let names: Vec<_> = std::fs::read_dir(t.path().join("a/state"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names.iter().all(|n| n == "8" || n == KEY_FILE),
+            "without={without}: {names:?}"
+        );
+        assert_eq!(s.read(8).unwrap(), st(3));
     }
 }
