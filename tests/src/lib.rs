@@ -923,11 +923,13 @@ pub fn start_time() -> u64 {
     }
 }
 
-/// A root-owned directory (mode 0700) for a store-mode secret store.
+/// A root-owned directory (mode 0700) for a store-mode secret store, below directories
+/// only root can write ([`private_tmp`]): a login checks every directory from `/` down
+/// to a store file (R7), and refuses one in /tmp.
 pub fn root_store() -> tempfile::TempDir {
     let d = tempfile::Builder::new()
         .prefix("pam_totp-store")
-        .tempdir()
+        .tempdir_in(private_tmp())
         .expect("tempdir");
     fs::set_permissions(d.path(), fs::Permissions::from_mode(0o700)).expect("chmod store");
     d

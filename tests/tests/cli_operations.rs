@@ -466,7 +466,10 @@ fn json_usage_errors_are_json_on_standard_output() {
 /// (`--regenerate-scratch-codes`) is no way out for an image, and the run used to give it.
 #[test]
 fn an_existing_qr_file_is_refused_with_a_hint_that_fits_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("pam_totp-qr")
+        .tempdir_in(private_tmp())
+        .expect("tempdir");
     let png = dir.path().join("qr.png");
     let secret = dir.path().join("ga");
     fs::write(&png, b"an older image").expect("write png");

@@ -86,7 +86,7 @@ fn a_code_used_on_one_host_is_refused_where_the_same_name_has_another_uid() {
     let server = RedisServer::start(&ServerConfig::default());
     let secrets = tempfile::Builder::new()
         .prefix("pam_totp-uidsecrets")
-        .tempdir()
+        .tempdir_in(private_tmp())
         .expect("tempdir");
     let args = format!(
         "user=root secret={}/${{USER}} {}",

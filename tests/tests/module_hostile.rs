@@ -510,7 +510,7 @@ fn baited_store(prefix: &str) -> (tempfile::TempDir, PathBuf, PathBuf, String) {
     let secret = random_secret_b32();
     let top = tempfile::Builder::new()
         .prefix(prefix)
-        .tempdir()
+        .tempdir_in(private_tmp())
         .expect("tempdir");
     let store = top.path().join("store");
     fs::create_dir(&store).expect("mkdir");
@@ -628,4 +628,132 @@ fn no_oracle_between_unknown_missing_throttled_and_wrong() {
     let probe = Stack::probe("svc", "");
     let d = login_at(&probe, &real, &code_at(&secret, T0 + 30), None, T0 + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
+/// A16 / R7: a store outside the homes is checked from `/` down, as enrolment checks
+/// the store it writes into. `user=root secret=<store>/${USER}/secret`, every per-user
+/// directory root's (0700) and every file root's (0600), but the store root itself
+/// writable by others (0777, not sticky): another user renames the victim's directory
+/// away and their own into its place, and their code would be the victim's. Refused:
+/// prompted, denied with `PAM_AUTH_ERR`, the log naming the store root and why, and
+/// `totp-state audit` refusing the account. A sticky 1777 store root is refused the same
+/// way (no store directory may be writable by others, as enrolment and the access-rule
+/// file require). Controls: the same layout with the store root 0755 logs in, before
+/// the swap and once it is undone.
+#[test]
+fn a_store_root_others_can_write_is_refused_naming_it() {
+    let t = "a_store_root_others_can_write_is_refused_naming_it";
+    if !require_root(t) || !require_tool(t, "setpriv") {
+        return;
+    }
+    let victim = TestUser::create("sv");
+    let thief = TestUser::create("sw");
+    let top = tempfile::Builder::new()
+        .prefix("pam_totp-storeroot")
+        .tempdir_in(private_tmp())
+        .expect("tempdir");
+    fs::set_permissions(top.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let store = top.path().join("st");
+    fs::create_dir(&store).expect("mkdir");
+    let mut secrets = Vec::new();
+    for u in [&victim, &thief] {
+        let dir = store.join(&u.name);
+        fs::create_dir(&dir).expect("mkdir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+        let secret = random_secret_b32();
+        write_owned(
+            &dir.join("secret"),
+            totp_file(&secret).as_bytes(),
+            0,
+            0,
+            0o600,
+        );
+        secrets.push(secret);
+    }
+    let (mine, theirs) = (&secrets[0], &secrets[1]);
+    let args = format!(
+        "user=root throttle_after=100 secret={}/${{USER}}/secret",
+        store.display()
+    );
+    let stack = Stack::probe("svc", &args);
+    let set_mode = |mode: u32| {
+        fs::set_permissions(&store, fs::Permissions::from_mode(mode)).expect("chmod store");
+    };
+    // Each login a step later than the one before: a refusal must not be a replay.
+    let mut step = 0;
+    let mut login = |secret: &str| {
+        step += 1;
+        let at = T0 + 30 * step;
+        login_logged(&stack, &victim, &code_at(secret, at), None, at)
+    };
+
+    set_mode(0o755);
+    let (d, lines) = login(mine);
+    assert_eq!(
+        d.module_code(),
+        "PAM_SUCCESS",
+        "control, 0755: {d:?} {lines:#?}"
+    );
+
+    // What the thief can do in a store root anyone may write.
+    set_mode(0o777);
+    let swap = |from: &Path, to: &Path| {
+        let out = Command::new("setpriv")
+            .args(["--reuid", &thief.uid.to_string()])
+            .args(["--regid", &thief.gid.to_string(), "--clear-groups"])
+            .args(["mv", "-T"])
+            .arg(from)
+            .arg(to)
+            .output()
+            .expect("setpriv mv");
+        assert!(out.status.success(), "{out:?}");
+    };
+    let aside = store.join("aside");
+    swap(&store.join(&victim.name), &aside);
+    swap(&store.join(&thief.name), &store.join(&victim.name));
+    let refused = |lines: &[String], mode: &str, what: &str| {
+        let file = store.join(&victim.name).join("secret");
+        let m: Vec<&str> = lines.iter().map(|l| syslog_message(l)).collect();
+        assert!(
+            m.iter().any(
+                |l| l.contains(&format!("secret file {} refused", file.display()))
+                    && l.contains(&format!("directory {} ", store.display()))
+                    && l.contains(&format!("with mode {mode}"))
+                    && l.contains("writable by others)")
+            ),
+            "{what}: {m:#?}"
+        );
+    };
+    let (d, lines) = login(theirs);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "swapped, 0777: {d:?}");
+    assert!(prompt_only(&d), "{d:?}");
+    refused(&lines, "0777", "swapped, 0777");
+    let out = audit_command(stack.path())
+        .output()
+        .expect("totp-state audit");
+    let seen = audit_verdicts(&out.stdout);
+    let verdict = seen.get(&victim.name).expect("the victim audited");
+    assert_eq!(verdict.0, "refused", "{seen:?}");
+    assert!(
+        verdict.1.contains(&store.display().to_string()),
+        "{verdict:?}"
+    );
+
+    // Sticky: nobody could have renamed a root-owned entry, but the rule enrolment and
+    // the access-rule file follow has no such exception: refused the same way.
+    set_mode(0o1777);
+    let (d, lines) = login(theirs);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "sticky 1777: {d:?}");
+    refused(&lines, "1777", "sticky 1777");
+
+    // Control: the swap undone and the store root closed again: the victim's own code.
+    fs::rename(store.join(&victim.name), store.join(&thief.name)).expect("undo");
+    fs::rename(&aside, store.join(&victim.name)).expect("undo");
+    set_mode(0o755);
+    let (d, lines) = login(mine);
+    assert_eq!(
+        d.module_code(),
+        "PAM_SUCCESS",
+        "control, undone: {d:?} {lines:#?}"
+    );
 }

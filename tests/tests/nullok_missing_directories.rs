@@ -11,10 +11,6 @@ use std::path::{Path, PathBuf};
 use system_tests::squash::{require_fuse, squashed_login};
 use system_tests::*;
 
-/// What the log says of an absence the user could have caused.
-const MOVABLE: &str =
-    "the user can rename a directory on the way to the file, and the file would not be theirs";
-
 fn messages(lines: &[String]) -> Vec<String> {
     lines.iter().map(|l| syslog_message(l).to_owned()).collect()
 }
@@ -118,6 +114,18 @@ fn root_file_in_home(u: &TestUser, in_home: &str) -> String {
     format!("nullok user=root allowed_perm=0644 secret={homes}/${{USER}}/{in_home}")
 }
 
+/// Whether `m` has the line refusing `file` (`user=root`) because the user owns the
+/// home `home` above it: a store is checked from `/` down (R7), so the file is refused
+/// before a missing entry on the way is looked at, and asked for.
+fn home_refused(m: &[String], file: &Path, home: &Path) -> bool {
+    m.iter().any(|l| {
+        l.contains(&format!("secret file {} refused", file.display()))
+            && l.contains(&format!("directory {} ", home.display()))
+            && l.contains("(not owned by root)")
+            && l.contains("asking for a code anyway")
+    })
+}
+
 fn skip_line(m: &[String], u: &TestUser, dir: &Path) -> bool {
     let dir = dir.display().to_string();
     m.iter().any(|l| {
@@ -172,14 +180,19 @@ fn a_missing_per_user_directory_of_a_user_template_is_not_enrolled() {
     let d = Driver::login(&strict, &u, "123456").run();
     assert_asked_and_denied(&d);
 
-    // A directory that others may write shows nothing about what it lacks: asked and
-    // denied, with a line saying why.
+    // A directory that others may write shows nothing about what it lacks, and a store
+    // is checked from `/` down (R7): the file is refused, asked and denied, with a line
+    // naming the store directory and why.
     fs::set_permissions(&store, fs::Permissions::from_mode(0o777)).expect("chmod 0777");
     let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
     assert_asked_and_denied(&d);
     let m = messages(&lines);
     assert!(
-        missing_logged(&m, &own, "fails the directory checks"),
+        m.iter().any(|l| l.contains(&format!(
+            "secret file {} refused ({} is owned by uid 0 with mode 0777",
+            own.join(".google_authenticator").display(),
+            store.display()
+        ))),
         "{m:#?}"
     );
     fs::set_permissions(&store, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
@@ -301,7 +314,8 @@ fn a_missing_directory_on_a_file_system_not_known_to_be_local_is_an_outage() {
 
 /// A root-owned `~/.ssh` (root:root 0755) holding a root-owned file, renamed away by the
 /// user (who may rename entries of their home). Where the file must be root's
-/// (`user=root`), the missing `~/.ssh` is no proof: asked, denied, logged. Under
+/// (`user=root`), the missing `~/.ssh` is no proof: asked, denied, logged (the file is
+/// refused outright: its chain is checked from `/`, and the home above is the user's). Under
 /// `no_strict_owner` the file may be the user's too, so the user could as well have put
 /// a file of their own there: the absence is skipped as not enrolled (the control; the
 /// root-owned file logged in before the rename).
@@ -328,11 +342,11 @@ fn a_directory_the_user_could_rename_away_is_no_proof_for_a_file_not_theirs() {
     let probe = Stack::probe("svc", &roots_file);
     let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
     assert_asked_and_denied(&d);
-    // user=root checks the chain from `/`: the user's home above fails it, so the
-    // absence shows nothing.
+    // user=root checks the chain from `/` (R7): the user's home above fails it, and
+    // the file is refused before its absence is looked at.
     let m = messages(&lines);
     assert!(
-        missing_logged(&m, &ssh, "asking for a code anyway"),
+        home_refused(&m, &ssh.join("google_authenticator"), &u.home),
         "{m:#?}"
     );
 
@@ -427,7 +441,10 @@ fn a_root_owned_directory_renamed_into_the_path_is_no_proof_when_not_theirs() {
     let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
     assert_asked_and_denied(&d);
     let m = messages(&lines);
-    assert!(missing_logged(&m, &missing, MOVABLE), "{m:#?}");
+    assert!(
+        home_refused(&m, &missing.join("google_authenticator"), &u.home),
+        "{m:#?}"
+    );
     assert_eq!(audit_of(loose, &u).0, "refused", "{}", u.name);
 
     // Control: the file must be the user's own: the same missing directory is skipped.
@@ -506,10 +523,7 @@ fn a_root_file_in_the_home_missing_is_no_proof_with_user_root() {
     let (d, lines) = login_logged(&probe, &u, "123456", PEER, None);
     assert_asked_and_denied(&d);
     let m = messages(&lines);
-    assert!(
-        missing_logged(&m, &u.home.join(".ssh/ga"), MOVABLE),
-        "{m:#?}"
-    );
+    assert!(home_refused(&m, &u.home.join(".ssh/ga"), &u.home), "{m:#?}");
 
     // Control: a root-owned store, the user's file missing in it: skipped.
     let (_guard, base) = store_base();

@@ -29,8 +29,8 @@ use std::path::PathBuf;
 
 use system_tests::{
     Drive, Driver, ENROLL_SCRIPTED, Stack, TestUser, built, module_with_state, now, oathtool_totp,
-    random_secret_b32, require_root, require_tool, reset_state, skip, workspace, write_owned,
-    wrong_totp,
+    private_tmp, random_secret_b32, require_root, require_tool, reset_state, skip, workspace,
+    write_owned, wrong_totp,
 };
 
 const PASSWORD: &str = "correct horse 7 battery";
@@ -149,7 +149,7 @@ impl Setup {
         .expect("w");
         let store = tempfile::Builder::new()
             .prefix("pam_totp-store")
-            .tempdir()
+            .tempdir_in(private_tmp())
             .expect("store");
         // tempdir() creates 0700 directories owned by the (root) caller.
         Setup {

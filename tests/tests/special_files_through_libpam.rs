@@ -33,7 +33,7 @@ fn devices_and_procfs_files_mounted_over_the_secret_are_refused() {
     }
     let dir = tempfile::Builder::new()
         .prefix("pam_totp-special")
-        .tempdir()
+        .tempdir_in(private_tmp())
         .expect("tempdir");
     let secret = dir.path().join("secret");
     let valid = dir.path().join("valid");

@@ -31,7 +31,7 @@ fn read_only_secret_setups_log_in_and_replay_still_fails() {
     // 1. secret=/etc/totp/${USER} style: a root-owned 0755 directory, user-owned 0400.
     let etc = tempfile::Builder::new()
         .prefix("pam_totp-etc")
-        .tempdir()
+        .tempdir_in(private_tmp())
         .expect("tempdir");
     fs::set_permissions(etc.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     let f = etc.path().join(&u.name);

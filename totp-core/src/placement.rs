@@ -70,7 +70,9 @@ pub struct Placement {
     /// Uids that may own the file (and, besides root, the directories below
     /// `trusted_root`).
     pub owners: Vec<u32>,
-    /// Top of the directory chain checked on every open (`None`: the parent only).
+    /// Top of the directory chain checked on every open: the home for a file in it,
+    /// `/` for every other file (a store, `user=` or not: rule R7). `None` (the parent
+    /// only) is never produced here.
     pub trusted_root: Option<PathBuf>,
     /// Permission bits the file may have.
     pub allowed_perm: u32,
@@ -100,7 +102,7 @@ pub struct PerUserDirs {
     /// are never per-user.
     home: Option<PathBuf>,
     /// Whether `secret=` reaches the file through the home (`~`, `${HOME}`) and the
-    /// file lies in it ([`login_chain_root`]), which makes what is below the home
+    /// file lies in it ([`lies_in_home`]), which makes what is below the home
     /// per-user.
     file_in_home: bool,
     /// `secret=` expanded up to and including its first component naming the user.
@@ -136,10 +138,7 @@ impl PerUserDirs {
         // Only a file reached through the home: a home of `/srv` (or `/etc`) holding a
         // store every user shares, `secret=/srv/totp/${USER}/…`, makes `/srv/totp`
         // nobody's own.
-        let file_in_home = names_home
-            && home
-                .as_deref()
-                .is_some_and(|h| login_chain_root(path, h).is_some());
+        let file_in_home = names_home && home.as_deref().is_some_and(|h| lies_in_home(path, h));
         Self {
             home,
             from,
@@ -245,11 +244,23 @@ impl fmt::Display for PlacementError {
 impl std::error::Error for PlacementError {}
 
 /// Top of the directory chain a login checks for a file at `path` of the user whose
-/// home is `home`: the home when the file is in it, otherwise none (the parent alone).
-/// Logins and enrolments for a user's own file both take it from here, so that the CLI
-/// refuses exactly the directories a login would.
-fn login_chain_root(path: &Path, home: &Path) -> Option<PathBuf> {
-    path.starts_with(home).then(|| home.to_path_buf())
+/// home is `home`: the home when the file is in it ([`lies_in_home`]), otherwise `/` (rule
+/// R7). Outside a home, whoever can rename any directory from `/` down can put another
+/// account's directory in the place of this one's, so the chain is checked as the
+/// enrolment checks a store it writes into. Logins and enrolments for a user's own file
+/// both take it from here, so that the CLI refuses exactly the directories a login would.
+fn login_chain_root(path: &Path, home: &Path) -> PathBuf {
+    if lies_in_home(path, home) {
+        home.to_path_buf()
+    } else {
+        PathBuf::from("/")
+    }
+}
+
+/// Whether `path` lies in the home `home` (by components: `/home/alicex` is not in
+/// `/home/alice`).
+fn lies_in_home(path: &Path, home: &Path) -> bool {
+    path.starts_with(home)
 }
 
 /// GA's `no_strict_owner`: root may own the file too (files an admin copied in).
@@ -291,7 +302,9 @@ pub fn for_login(
             path,
             opener: Opener::Owner,
             owners: allowed_owners(owner.uid, opts.no_strict_owner),
-            trusted_root: None,
+            // A store: every directory from `/` down (R7), also where `secret=` runs
+            // through the user's home, which the owner does not own.
+            trusted_root: Some(PathBuf::from("/")),
             allowed_perm: opts.allowed_perm,
             check_dirs_on_create: false,
             per_user,
@@ -312,8 +325,8 @@ pub fn for_login(
         },
     )?);
     // The chain is checked from the home down when the file is in it; elsewhere
-    // (an admin's `secret=/var/lib/...` with the user's own file) the parent only.
-    let trusted_root = login_chain_root(&path, Path::new(home));
+    // (an admin's `secret=/var/lib/...` with the user's own file) from `/` down.
+    let trusted_root = Some(login_chain_root(&path, Path::new(home)));
     let per_user = PerUserDirs::of(&opts.secret, name, Some(home), &path);
     Ok(Placement {
         path,
@@ -418,8 +431,8 @@ pub fn for_enrollment(
         Opener::Root => (vec![0], Some(PathBuf::from("/"))),
         // The user's own file, whoever writes it: the rules a login applies to it (a
         // home of mode 0777 would pass the kernel's checks here and fail every login).
-        Opener::User | Opener::Caller => (vec![user.uid], login_chain_root(&path, home)),
-        Opener::Owner => (vec![user.uid], None),
+        Opener::User | Opener::Caller => (vec![user.uid], Some(login_chain_root(&path, home))),
+        Opener::Owner => (vec![user.uid], Some(PathBuf::from("/"))),
     };
     Ok(Placement {
         path,
@@ -444,7 +457,7 @@ fn for_enrollment_as_login(
     owner_name: &str,
 ) -> Result<Placement, PlacementError> {
     let trusted_root = match login.opener {
-        Opener::User => login_chain_root(&path, user.dir),
+        Opener::User => Some(login_chain_root(&path, user.dir)),
         _ => login.trusted_root.clone(),
     };
     let (opener, trusted_root) = match login.opener {

@@ -76,9 +76,10 @@ pub struct FileRules {
     pub allowed_perm: u32,
     /// Largest accepted file size in bytes.
     pub max_size: usize,
-    /// Top of the directory chain check (the home directory in home mode, the store
-    /// root in store mode). Must be an absolute prefix of the file's directory. `None`
-    /// checks the parent directory only.
+    /// Top of the directory chain check: the home directory for a file in it, `/` for
+    /// a file anywhere else (a store, rule R7: whoever may rename a directory above the
+    /// file's own can swap that directory for another). Must be an absolute prefix of
+    /// the file's directory. `None` checks the parent directory only.
     pub trusted_root: Option<PathBuf>,
     /// Whose user-private group may have write access to the directories in the chain
     /// (Debian's OpenSSH user-group-modes rule; `None`: no group write at all). Asked of
@@ -150,9 +151,11 @@ impl FileRules {
     /// The checks for `p` when it is `user`'s file: in the user's home (the chain checked
     /// from it), a directory writable by the user's private group is accepted, as
     /// Debian's OpenSSH accepts it. The module and the CLI both build their rules here.
+    /// A home of `/` is no home: a store's chain is checked from `/` too, and must not
+    /// let the group of a user whose home is `/` write in it.
     pub fn for_placement_of(p: &Placement, user: &crate::nss::Passwd) -> Self {
         let rules = Self::for_placement(p);
-        if p.trusted_root.as_deref() == Some(user.dir.as_path()) {
+        if user.dir != Path::new("/") && p.trusted_root.as_deref() == Some(user.dir.as_path()) {
             rules.with_private_group_of(&user.name, user.gid)
         } else {
             rules

@@ -40,16 +40,19 @@ fn login_home_mode_reads_the_users_file_as_the_user_checked_from_the_home_down()
     assert!(!p.check_dirs_on_create);
 }
 
+/// R7: outside the home every directory from `/` down is checked (a store the user's
+/// own file is in), not the parent alone: whoever may rename a directory above it can
+/// put another user's directory in its place.
 #[test]
-fn login_home_mode_outside_the_home_checks_the_parent_only() {
+fn login_home_mode_outside_the_home_checks_from_the_root_down() {
     let o = opts(&["secret=/var/lib/totp/${USER}"]);
     let p = for_login(&o, &name("alice"), Some(alice()), None).expect("placed");
     assert_eq!(p.path, Path::new("/var/lib/totp/alice"));
-    assert_eq!(p.trusted_root, None);
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/")));
     // "/home/alicex" is not inside "/home/alice": components, not string prefixes.
     let o = opts(&["secret=/home/alicex/f"]);
     let p = for_login(&o, &name("alice"), Some(alice()), None).expect("placed");
-    assert_eq!(p.trusted_root, None);
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/")));
 }
 
 #[test]
@@ -59,7 +62,12 @@ fn login_store_mode_opens_as_the_owner_and_needs_no_nss_entry() {
     assert_eq!(p.path, Path::new("/var/lib/totp/ghost"));
     assert_eq!(p.opener, Opener::Owner);
     assert_eq!(p.owners, vec![0]);
-    assert_eq!(p.trusted_root, None);
+    // R7: the whole chain from `/`, as enrolment checks the store it writes into.
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/")));
+    // Also where the file lies in the user's home, which the owner does not own.
+    let o = opts(&["user=root", "secret=/home/${USER}/.f"]);
+    let p = for_login(&o, &name("alice"), Some(alice()), Some(root_account())).expect("placed");
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/")));
     // No home is available with user=, as in GA.
     let o = opts(&["user=root", "secret=~/.f"]);
     assert_eq!(
@@ -140,10 +148,10 @@ fn enrolling_oneself_writes_as_the_caller_into_the_nss_home() {
         (&p.path, &p.owners, &p.trusted_root),
         (&login.path, &login.owners, &login.trusted_root)
     );
-    // Outside the home a login checks the parent alone, and so does the enrolment.
+    // Outside the home a login checks from `/` down, and so does the enrolment.
     let p = for_enrollment(alice(), None, Some(Path::new("/srv/totp/alice")), me, None)
         .expect("placed");
-    assert_eq!(p.trusted_root, None);
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/")));
     assert!(p.check_dirs_on_create);
 }
 

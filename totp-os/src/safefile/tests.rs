@@ -1689,3 +1689,62 @@ fn a_private_group_home_with_an_acl_granting_write_is_refused() {
     );
     assert!(err.to_string().contains("POSIX ACL"), "{err}");
 }
+
+/// R7: the rules module and CLI build for a placement. A store's chain is checked from
+/// `/` with the file's owners; the user's private group is excused in their home only,
+/// never on a store's chain, also for a user whose home is `/` (every path lies in it).
+#[test]
+fn the_rules_of_a_placement_check_a_store_from_the_root_without_the_private_group() {
+    use totp_core::options::ModuleOptions;
+    use totp_core::placement::{Account, for_login};
+    use totp_core::user::UserName;
+    let opts = |args: &[&str]| {
+        let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        ModuleOptions::parse(&raw).expect("valid options")
+    };
+    let name = UserName::parse(b"alice").expect("a valid name");
+    let user = |dir: &str| crate::nss::Passwd {
+        name: "alice".into(),
+        uid: 1000,
+        gid: 1000,
+        dir: PathBuf::from(dir),
+    };
+    fn account(pw: &crate::nss::Passwd) -> Account<'_> {
+        Account {
+            name: "alice",
+            uid: pw.uid,
+            dir: pw.dir.as_path(),
+        }
+    }
+    let home = user("/home/alice");
+    let p = for_login(&opts(&[]), &name, Some(account(&home)), None).expect("placed");
+    let rules = FileRules::for_placement_of(&p, &home);
+    assert_eq!(
+        rules.trusted_root.as_deref(),
+        Some(Path::new("/home/alice"))
+    );
+    assert!(rules.private_group_of.is_some(), "the home's private group");
+    let store = opts(&["secret=/var/unencrypted-home/${USER}/.google_authenticator"]);
+    for pw in [&home, &user("/")] {
+        let p = for_login(&store, &name, Some(account(pw)), None).expect("placed");
+        let rules = FileRules::for_placement_of(&p, pw);
+        assert_eq!(
+            rules.trusted_root.as_deref(),
+            Some(Path::new("/")),
+            "{pw:?}"
+        );
+        assert_eq!(rules.allowed_owners, vec![1000]);
+        assert_eq!(rules.private_group_of, None, "{pw:?}");
+    }
+    let root = Account {
+        name: "root",
+        uid: 0,
+        dir: Path::new("/root"),
+    };
+    let with_owner = opts(&["user=root", "secret=/var/lib/pam_totp/${USER}"]);
+    let p = for_login(&with_owner, &name, Some(account(&home)), Some(root)).expect("placed");
+    let rules = FileRules::for_placement_of(&p, &home);
+    assert_eq!(rules.trusted_root.as_deref(), Some(Path::new("/")));
+    assert_eq!(rules.allowed_owners, vec![0]);
+    assert_eq!(rules.private_group_of, None);
+}
