@@ -506,6 +506,69 @@ fn an_existing_qr_file_is_refused_with_a_hint_that_fits_it() {
     assert!(fs::read(&png).expect("png").starts_with(b"\x89PNG"));
 }
 
+/// Finding: a `-f` re-enrolment that failed after its QR image was written (the secret
+/// file's lock held past the wait) had already overwritten the old `--qr-png` image, and
+/// its clean-up then removed it: the previous image was gone, though the previous
+/// secret stayed. Now images are written under temp names and take their path only
+/// after the secret file took its own. A test holding the secret's `flock` makes the
+/// run fail: the old image is byte for byte what it was, and no temp file is left.
+/// Control: without the lock the same run replaces it.
+#[test]
+fn a_failed_forced_enrolment_keeps_the_previous_qr_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let png = dir.path().join("q.png");
+    let secret = dir.path().join("ga");
+    let run = || {
+        Command::new(&built().enroll)
+            .args(ENROLL_SCRIPTED)
+            .arg("--json")
+            .arg("-f")
+            .arg("--qr-png")
+            .arg(&png)
+            .arg("-s")
+            .arg(&secret)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run totp-enroll")
+    };
+    let first = run();
+    assert!(first.status.success(), "{first:?}");
+    let before_png = fs::read(&png).expect("png");
+    let before_secret = fs::read(&secret).expect("secret");
+    let entries = || {
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    {
+        let held = fs::File::open(&secret).expect("open secret");
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+        let out = run();
+        assert!(!out.status.success(), "the lock was held: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("\"written\":false"),
+            "{out:?}"
+        );
+    }
+    assert_eq!(fs::read(&secret).expect("secret"), before_secret);
+    assert_eq!(
+        fs::read(&png).expect("png"),
+        before_png,
+        "the old image stays"
+    );
+    assert_eq!(entries(), ["ga", "q.png"], "no temp file left");
+
+    let out = run();
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(fs::read(&secret).expect("secret"), before_secret);
+    let after = fs::read(&png).expect("png");
+    assert!(after.starts_with(b"\x89PNG") && after != before_png);
+    assert_eq!(entries(), ["ga", "q.png"]);
+}
+
 /// README, "Migrating from google-authenticator": the audit before the switch runs on a
 /// copy of the PAM directory with the word changed, includes read from the copy. On the
 /// directory as it still is (the GA module named) it can only say there is no pam_totp
