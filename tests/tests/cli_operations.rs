@@ -569,6 +569,55 @@ fn a_failed_forced_enrolment_keeps_the_previous_qr_image() {
     assert_eq!(entries(), ["ga", "q.png"]);
 }
 
+/// Finding: answering "no" to "update your file?" with `--uri` printed the otpauth URI
+/// of a secret no file holds and exited 0, so a script enrolled the phone with a secret
+/// its logins never accept. Now the URI is not printed, the exit status is 1 and no
+/// file is written. Control: answering "y" prints the URI of the secret
+/// then in the file, exit 0.
+#[test]
+fn a_declined_save_prints_no_uri() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("ga");
+    let answer = |reply: &str, path: &Path| {
+        let mut child = Command::new(&built().enroll)
+            .args(["-t", "-d", "-W", "-u", "-C", "-Q", "NONE", "--uri", "-s"])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run totp-enroll");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(reply.as_bytes()).expect("answer");
+        }
+        child.wait_with_output().expect("totp-enroll")
+    };
+    let out = answer("no\n", &secret);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("otpauth://"),
+        "no URI: {out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not saved"),
+        "{out:?}"
+    );
+    assert!(!secret.exists(), "nothing written");
+
+    let out = answer("y\n", &secret);
+    assert!(out.status.success(), "{out:?}");
+    let uri = String::from_utf8_lossy(&out.stdout);
+    let now = fs::read_to_string(&secret).expect("secret");
+    let key = now.lines().next().unwrap_or_default();
+    assert!(
+        uri.lines()
+            .any(|l| l.contains("otpauth://totp/") && l.contains(&format!("secret={key}&"))),
+        "the URI of the secret in the file: {uri} {now}"
+    );
+}
+
 /// README, "Migrating from google-authenticator": the audit before the switch runs on a
 /// copy of the PAM directory with the word changed, includes read from the copy. On the
 /// directory as it still is (the GA module named) it can only say there is no pam_totp

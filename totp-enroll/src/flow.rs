@@ -229,6 +229,16 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
             FLAGS_FORCE,
         )?
     {
+        // A URI on standard output is read as the secret that was saved: declined, no
+        // file holds it, and a script must not take it for one (JSON says
+        // "written":false instead).
+        if req.print_uri && !req.json {
+            return Err(Error::failed(format!(
+                "not saved: the new secret was not written to \"{}\", so its URI is not \
+                 printed",
+                target.path().display()
+            )));
+        }
         // Declining is an answer, not a failure (google-authenticator exits 0 too).
         return publish(req, target, &e, None);
     }
