@@ -618,6 +618,60 @@ fn a_declined_save_prints_no_uri() {
     );
 }
 
+/// Finding (R4): root enrolling itself with `--qr-png` in a directory another account
+/// owns wrote a root-owned image there, through a directory that account controls
+/// (and could swap for a link to /etc while root waits). Now a QR directory owned by
+/// neither the caller nor root is a usage error (exit 2) and nothing is written, the
+/// secret file included. Control: the same run with the directory root's succeeds.
+#[test]
+fn root_writes_no_qr_image_into_another_accounts_directory() {
+    if !require_root("root_writes_no_qr_image_into_another_accounts_directory") {
+        return;
+    }
+    let daemon = totp_os::nss::lookup_user_by_name("daemon")
+        .expect("nss")
+        .expect("the daemon account");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let theirs = dir.path().join("theirs");
+    fs::create_dir(&theirs).expect("mkdir");
+    std::os::unix::fs::chown(&theirs, Some(daemon.uid), Some(daemon.gid)).expect("chown");
+    let secret = dir.path().join("ga");
+    let run = |qr_dir: &Path| {
+        Command::new(&built().enroll)
+            .args(ENROLL_SCRIPTED)
+            .arg("--qr-png")
+            .arg(qr_dir.join("q.png"))
+            .arg("-s")
+            .arg(&secret)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run totp-enroll")
+    };
+    let out = run(&theirs);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("neither yours nor root's"),
+        "{out:?}"
+    );
+    assert_eq!(
+        fs::read_dir(&theirs).expect("read_dir").count(),
+        0,
+        "nothing written there"
+    );
+    assert!(!secret.exists(), "no secret file either");
+
+    let ours = dir.path().join("ours");
+    fs::create_dir(&ours).expect("mkdir");
+    let out = run(&ours);
+    assert!(out.status.success(), "{out:?}");
+    assert!(secret.exists());
+    assert!(
+        fs::read(ours.join("q.png"))
+            .expect("png")
+            .starts_with(b"\x89PNG")
+    );
+}
+
 /// README, "Migrating from google-authenticator": the audit before the switch runs on a
 /// copy of the PAM directory with the word changed, includes read from the copy. On the
 /// directory as it still is (the GA module named) it can only say there is no pam_totp

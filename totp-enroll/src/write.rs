@@ -185,14 +185,28 @@ pub fn write_qr_file(
             path.display()
         )));
     };
+    // Writing as itself, the caller keeps to directories it or root owns: root enrolling
+    // itself with a path in another account's directory would otherwise leave a
+    // root-owned file there, through a directory that account can swap (rule R4).
+    let euid = nix::unistd::geteuid().as_raw();
+    let owners = match target {
+        Some(target) if target.placed.opener != Opener::Caller => Vec::new(),
+        _ => vec![euid, 0],
+    };
     let pending = as_qr_writer(target, || {
-        safefile::prepare_new_file_in(dir, name, contents, SECRET_FILE_MODE, overwrite).map_err(
-            |e| match e {
+        safefile::prepare_new_file_in(dir, name, contents, SECRET_FILE_MODE, overwrite, &owners)
+            .map_err(|e| match e {
                 // Not the secret file: --regenerate-scratch-codes is no way out here.
                 FileError::AlreadyExists => Error::OtherExists(abs.clone()),
+                FileError::UnsafeDirectory { uid, .. } => Error::usage(format!(
+                    "\"{}\": its directory is owned by uid {uid}, neither yours nor root's: \
+                     a QR image is written only into a directory you or root own (give \
+                     another path; root enrolling another user writes it as that user with \
+                     --user)",
+                    abs.display()
+                )),
                 e => file_error(&abs, e),
-            },
-        )
+            })
     })?;
     Ok(PendingQr { path: abs, pending })
 }

@@ -19,7 +19,7 @@ pub fn write_new_file(
     mode: u32,
     overwrite: bool,
 ) -> Result<(), FileError> {
-    prepare_new_file_in(dir_path, name, contents, mode, overwrite)?.commit()
+    prepare_new_file_in(dir_path, name, contents, mode, overwrite, &[])?.commit()
 }
 
 /// [`write_new_file`] in two steps: the file complete and synced under a temp name
@@ -28,12 +28,17 @@ pub fn write_new_file(
 /// as it was. An existing file at the name without `overwrite` is refused here already.
 /// For a file that must not replace another until a later step succeeded (the
 /// enrolment tool's QR images, put in place only once the secret file is).
+/// `dir_owners`: when not empty, the directory reached must be owned by one of them
+/// (checked on the descriptor written through), else [`FileError::UnsafeDirectory`]
+/// and nothing is written: root writing as itself keeps out of a directory another
+/// account controls (rule R4).
 pub fn prepare_new_file_in(
     dir_path: &Path,
     name: &OsStr,
     contents: &[u8],
     mode: u32,
     overwrite: bool,
+    dir_owners: &[uid_t],
 ) -> Result<PendingNewFile, FileError> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
@@ -41,6 +46,17 @@ pub fn prepare_new_file_in(
     }
     check_new_mode(mode)?;
     let walked = walk(&dir_components(dir_path)?, None)?;
+    if !dir_owners.is_empty() {
+        let st = stat::fstat(&walked.fd).map_err(|e| FileError::os("fstat directory", e))?;
+        if !dir_owners.contains(&st.st_uid) {
+            return Err(FileError::UnsafeDirectory {
+                path: dir_path.to_path_buf(),
+                uid: st.st_uid,
+                mode: st.st_mode,
+                root_only: false,
+            });
+        }
+    }
     let how = NewFile::new(mode, overwrite, REPLACE_WAIT);
     prepare_in(walked, name, contents, &how).map(PendingNewFile)
 }
