@@ -9,7 +9,7 @@ use totp_core::options::ModuleOptions;
 use totp_core::policy::CLOCK_SLACK_SECS;
 use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError};
 use totp_core::utc::format_utc;
-use totp_os::remote::{RemoteStore, open_configured_admin, open_shared};
+use totp_os::remote::{MAX_CLOCK_OFFSET_SECS, RemoteStore, open_configured_admin, open_shared};
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir};
 
 use crate::{Fatal, Stop, emit};
@@ -200,7 +200,9 @@ pub(crate) fn init(opts: &ModuleOptions, never_used: bool) -> Result<(), Stop> {
     {
         let server = remote.server_clock().map_err(fail)?;
         let host = crate::now();
-        if host > server.saturating_add(CLOCK_SLACK_SECS) {
+        // More than a day apart is the store's own clock fault, named as a login names it.
+        if host > server.saturating_add(CLOCK_SLACK_SECS) && host - server <= MAX_CLOCK_OFFSET_SECS
+        {
             return Err(Fatal(format!(
                 "{shown}: this host's clock says {}, {} s ahead of the server's ({}), more \
                  than {CLOCK_SLACK_SECS} s: a store record complete since this host's clock \
