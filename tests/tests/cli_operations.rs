@@ -621,8 +621,8 @@ fn a_declined_save_prints_no_uri() {
 /// Finding (R4): root enrolling itself with `--qr-png` in a directory another account
 /// owns wrote a root-owned image there, through a directory that account controls
 /// (and could swap for a link to /etc while root waits). Now a QR directory owned by
-/// neither the caller nor root is a usage error (exit 2) and nothing is written, the
-/// secret file included. Control: the same run with the directory root's succeeds.
+/// neither the caller nor root is a usage error (exit 2) before the secret is shown, and
+/// nothing is written, the secret file included. Control: the same run with the directory root's succeeds.
 #[test]
 fn root_writes_no_qr_image_into_another_accounts_directory() {
     if !require_root("root_writes_no_qr_image_into_another_accounts_directory") {
@@ -659,6 +659,10 @@ fn root_writes_no_qr_image_into_another_accounts_directory() {
         "nothing written there"
     );
     assert!(!secret.exists(), "no secret file either");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("secret key"),
+        "refused before the secret is shown: {out:?}"
+    );
 
     let ours = dir.path().join("ours");
     fs::create_dir(&ours).expect("mkdir");

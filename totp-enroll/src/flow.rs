@@ -178,6 +178,9 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     {
         return Err(Error::Exists(target.path().to_path_buf()));
     }
+    for qr in [&req.qr_png, &req.qr_svg].into_iter().flatten() {
+        write::check_qr_dir(target, qr)?;
+    }
 
     let totp = match req.mode {
         Some(m) => m == ModeChoice::Totp,

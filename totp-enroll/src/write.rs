@@ -167,6 +167,44 @@ fn as_qr_writer<T>(
     f()
 }
 
+/// Who may own the directory of a QR image: writing as itself, the caller keeps to
+/// directories it or root owns (root enrolling itself with a path in another account's
+/// directory would otherwise leave a root-owned file there, through a directory that
+/// account can swap: rule R4); written as the enrolled user, anyone (empty).
+fn qr_dir_owners(target: Option<&Target>) -> Vec<u32> {
+    match target {
+        Some(target) if target.placed.opener != Opener::Caller => Vec::new(),
+        _ => vec![nix::unistd::geteuid().as_raw(), 0],
+    }
+}
+
+fn foreign_qr_dir(path: &Path, uid: u32) -> Error {
+    Error::usage(format!(
+        "\"{}\": its directory is owned by uid {uid}, neither yours nor root's: a QR image \
+         is written only into a directory you or root own (give another path; root \
+         enrolling another user writes it as that user with --user)",
+        path.display()
+    ))
+}
+
+/// The QR directory's owner looked at before the secret is shown, so that a path the
+/// write would refuse ([`qr_dir_owners`]) is refused first. Advisory: the write checks
+/// again on the directory it opens.
+pub fn check_qr_dir(target: Option<&Target>, path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let owners = qr_dir_owners(target);
+    let Ok(abs) = std::path::absolute(path) else {
+        return Ok(());
+    };
+    let Some(Ok(meta)) = abs.parent().map(std::fs::metadata) else {
+        return Ok(());
+    };
+    if owners.is_empty() || owners.contains(&meta.uid()) {
+        return Ok(());
+    }
+    Err(foreign_qr_dir(&abs, meta.uid()))
+}
+
 /// Writes a QR image ([`as_qr_writer`] says as whom) under a temp name beside `path`,
 /// created without following a symlink; an existing file at `path` without `overwrite`
 /// is refused now, before the secret file is written. The directory path is made absolute before the switch, as the
@@ -185,26 +223,13 @@ pub fn write_qr_file(
             path.display()
         )));
     };
-    // Writing as itself, the caller keeps to directories it or root owns: root enrolling
-    // itself with a path in another account's directory would otherwise leave a
-    // root-owned file there, through a directory that account can swap (rule R4).
-    let euid = nix::unistd::geteuid().as_raw();
-    let owners = match target {
-        Some(target) if target.placed.opener != Opener::Caller => Vec::new(),
-        _ => vec![euid, 0],
-    };
+    let owners = qr_dir_owners(target);
     let pending = as_qr_writer(target, || {
         safefile::prepare_new_file_in(dir, name, contents, SECRET_FILE_MODE, overwrite, &owners)
             .map_err(|e| match e {
                 // Not the secret file: --regenerate-scratch-codes is no way out here.
                 FileError::AlreadyExists => Error::OtherExists(abs.clone()),
-                FileError::UnsafeDirectory { uid, .. } => Error::usage(format!(
-                    "\"{}\": its directory is owned by uid {uid}, neither yours nor root's: \
-                     a QR image is written only into a directory you or root own (give \
-                     another path; root enrolling another user writes it as that user with \
-                     --user)",
-                    abs.display()
-                )),
+                FileError::UnsafeDirectory { uid, .. } => foreign_qr_dir(&abs, uid),
                 e => file_error(&abs, e),
             })
     })?;
