@@ -115,7 +115,9 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
                 return Err(Stop::Status(
                     UNUSABLE,
                     format!(
-                        "{shown} was recreated at {}, {} s after this host's clock, and no                          code is accepted before it: a host whose clock was ahead recreated                          it, or this clock is behind",
+                        "{shown} was recreated at {}, {} s after this host's clock, and no code is \
+                         accepted before it: a host whose clock was ahead recreated it, or this \
+                         clock is behind",
                         format_utc(c.complete_since),
                         c.complete_since - now
                     ),
