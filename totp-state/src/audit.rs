@@ -140,7 +140,15 @@ fn orphans(
             };
             let finding = match nss::lookup_user_by_name(&n) {
                 // Not enumerated, but an account: audited as one named with --user.
-                Ok(Some(pw)) => return (n, None, inspect::inspect(opts, &pw)),
+                Ok(Some(pw)) if pw.name == n => return (n, None, inspect::inspect(opts, &pw)),
+                // Logins key the file on the name the name service returns.
+                Ok(Some(pw)) => inspect::Finding {
+                    verdict: Verdict::Warning,
+                    reasons: vec![format!(
+                        "{dir}/{n}: the name service knows this name as \"{}\", whose logins read {dir}/{}: no login reads this file",
+                        pw.name, pw.name
+                    )],
+                },
                 Ok(None) if partial_listing => unverified(
                     "a lookup by name found no such account, but the name service may have a directory source this host does not reach now".to_owned(),
                 ),
