@@ -484,3 +484,100 @@ fn an_audit_warns_when_the_name_service_may_not_list_directory_accounts() {
         assert!(!quiet.contains("warning"), "{passwd} {extra:?}: {quiet}");
     }
 }
+
+/// Finding: in store mode the audit called a store file an orphan, with "remove it", as
+/// soon as its name was missing from `getent passwd`, which a directory service without
+/// enumeration never fills: the secrets of directory users who still log in. Now an
+/// unlisted name is looked up by name: `daemon`, left out of a fake listing (a
+/// `getent` bind-mounted over the system one) but known by name, is audited as an
+/// account and the audit passes. Controls: a name no lookup knows is still refused and
+/// fails the audit; with a directory source in nsswitch.conf (the listing may be
+/// incomplete) the same name is unverified, without the advice, and does not fail it.
+#[test]
+fn a_store_file_of_an_unlisted_account_is_no_orphan() {
+    if !require_root("a_store_file_of_an_unlisted_account_is_no_orphan") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let store = root_store();
+    let secret = random_secret_b32();
+    let enrol = |name: &str| {
+        write_owned(
+            &store.path().join(name),
+            totp_file(&secret).as_bytes(),
+            0,
+            0,
+            0o600,
+        )
+    };
+    enrol("daemon");
+    let stack = Stack::with_module(
+        "svc",
+        &format!(
+            "user=root secret={}/${{USER}} nullok",
+            store.path().display()
+        ),
+    );
+    let fake = tempfile::tempdir().expect("tmp");
+    let getent = fake.path().join("getent");
+    std::fs::write(
+        &getent,
+        "#!/bin/sh\necho 'root:x:0:0:root:/root:/bin/bash'\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&getent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let conf = fake.path().join("nsswitch.conf");
+    let audit = |passwd_sources: &str| {
+        std::fs::write(
+            &conf,
+            format!("passwd:         {passwd_sources}\ngroup:          files\n"),
+        )
+        .expect("write nsswitch.conf");
+        let out = in_private_mounts(
+            r#"mount --bind "$1/getent" /usr/bin/getent
+mount --bind "$1/nsswitch.conf" /etc/nsswitch.conf"#,
+            fake.path(),
+            &audit_command(stack.path()),
+        )
+        .output()
+        .expect("totp-state audit");
+        let seen = audit_verdicts(&out.stdout);
+        (out, seen)
+    };
+    // The fake listing is what the audit read, and daemon is not in it.
+    let listed = in_private_mounts(
+        r#"mount --bind "$1/getent" /usr/bin/getent"#,
+        fake.path(),
+        Command::new("/usr/bin/getent").arg("passwd"),
+    )
+    .output()
+    .expect("getent");
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("daemon"));
+
+    let (out, seen) = audit("files");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let daemon = seen.get("daemon").cloned().unwrap_or_default();
+    assert_ne!(daemon.0, "refused", "{out:?}");
+    assert!(!daemon.1.contains("remove it"), "{daemon:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("refused"),
+        "{out:?}"
+    );
+
+    // Control: a name nobody has is an orphan, refused with the advice.
+    let ghost = "nobody-here-au";
+    enrol(ghost);
+    let (out, seen) = audit("files");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let orphan = seen.get(ghost).cloned().unwrap_or_default();
+    assert_eq!(orphan.0, "refused", "{out:?}");
+    assert!(orphan.1.contains("remove it"), "{orphan:?}");
+    assert_ne!(seen.get("daemon").map(|v| v.0.as_str()), Some("refused"));
+
+    // A directory source: "no such name" may be an unreachable directory.
+    let (out, seen) = audit("files sss");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let unverified = seen.get(ghost).cloned().unwrap_or_default();
+    assert_eq!(unverified.0, "unverified", "{out:?}");
+    assert!(!unverified.1.contains("remove it"), "{unverified:?}");
+}

@@ -509,6 +509,176 @@ fn an_existing_qr_file_is_refused_with_a_hint_that_fits_it() {
     assert!(fs::read(&png).expect("png").starts_with(b"\x89PNG"));
 }
 
+/// Finding: a `-f` re-enrolment that failed after its QR image was written (the secret
+/// file's lock held past the wait) had already overwritten the old `--qr-png` image, and
+/// its clean-up then removed it: the previous image was gone, though the previous
+/// secret stayed. Now images are written under temp names and take their path only
+/// after the secret file took its own. A test holding the secret's `flock` makes the
+/// run fail: the old image is byte for byte what it was, and no temp file is left.
+/// Control: without the lock the same run replaces it.
+#[test]
+fn a_failed_forced_enrolment_keeps_the_previous_qr_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let png = dir.path().join("q.png");
+    let secret = dir.path().join("ga");
+    let run = || {
+        Command::new(&built().enroll)
+            .args(ENROLL_SCRIPTED)
+            .arg("--json")
+            .arg("-f")
+            .arg("--qr-png")
+            .arg(&png)
+            .arg("-s")
+            .arg(&secret)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run totp-enroll")
+    };
+    let first = run();
+    assert!(first.status.success(), "{first:?}");
+    let before_png = fs::read(&png).expect("png");
+    let before_secret = fs::read(&secret).expect("secret");
+    let entries = || {
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    {
+        let held = fs::File::open(&secret).expect("open secret");
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+        let out = run();
+        assert!(!out.status.success(), "the lock was held: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("\"written\":false"),
+            "{out:?}"
+        );
+    }
+    assert_eq!(fs::read(&secret).expect("secret"), before_secret);
+    assert_eq!(
+        fs::read(&png).expect("png"),
+        before_png,
+        "the old image stays"
+    );
+    assert_eq!(entries(), ["ga", "q.png"], "no temp file left");
+
+    let out = run();
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(fs::read(&secret).expect("secret"), before_secret);
+    let after = fs::read(&png).expect("png");
+    assert!(after.starts_with(b"\x89PNG") && after != before_png);
+    assert_eq!(entries(), ["ga", "q.png"]);
+}
+
+/// Finding: answering "no" to "update your file?" with `--uri` printed the otpauth URI
+/// of a secret no file holds and exited 0, so a script enrolled the phone with a secret
+/// its logins never accept. Now the URI is not printed, the exit status is 1 and no
+/// file is written. Control: answering "y" prints the URI of the secret
+/// then in the file, exit 0.
+#[test]
+fn a_declined_save_prints_no_uri() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("ga");
+    let answer = |reply: &str, path: &Path| {
+        let mut child = Command::new(&built().enroll)
+            .args(["-t", "-d", "-W", "-u", "-C", "-Q", "NONE", "--uri", "-s"])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run totp-enroll");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(reply.as_bytes()).expect("answer");
+        }
+        child.wait_with_output().expect("totp-enroll")
+    };
+    let out = answer("no\n", &secret);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("otpauth://"),
+        "no URI: {out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not saved"),
+        "{out:?}"
+    );
+    assert!(!secret.exists(), "nothing written");
+
+    let out = answer("y\n", &secret);
+    assert!(out.status.success(), "{out:?}");
+    let uri = String::from_utf8_lossy(&out.stdout);
+    let now = fs::read_to_string(&secret).expect("secret");
+    let key = now.lines().next().unwrap_or_default();
+    assert!(
+        uri.lines()
+            .any(|l| l.contains("otpauth://totp/") && l.contains(&format!("secret={key}&"))),
+        "the URI of the secret in the file: {uri} {now}"
+    );
+}
+
+/// Finding (R4): root enrolling itself with `--qr-png` in a directory another account
+/// owns wrote a root-owned image there, through a directory that account controls
+/// (and could swap for a link to /etc while root waits). Now a QR directory owned by
+/// neither the caller nor root is a usage error (exit 2) before the secret is shown, and
+/// nothing is written, the secret file included. Control: the same run with the directory root's succeeds.
+#[test]
+fn root_writes_no_qr_image_into_another_accounts_directory() {
+    if !require_root("root_writes_no_qr_image_into_another_accounts_directory") {
+        return;
+    }
+    let daemon = totp_os::nss::lookup_user_by_name("daemon")
+        .expect("nss")
+        .expect("the daemon account");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let theirs = dir.path().join("theirs");
+    fs::create_dir(&theirs).expect("mkdir");
+    std::os::unix::fs::chown(&theirs, Some(daemon.uid), Some(daemon.gid)).expect("chown");
+    let secret = dir.path().join("ga");
+    let run = |qr_dir: &Path| {
+        Command::new(&built().enroll)
+            .args(ENROLL_SCRIPTED)
+            .arg("--qr-png")
+            .arg(qr_dir.join("q.png"))
+            .arg("-s")
+            .arg(&secret)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run totp-enroll")
+    };
+    let out = run(&theirs);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("neither yours nor root's"),
+        "{out:?}"
+    );
+    assert_eq!(
+        fs::read_dir(&theirs).expect("read_dir").count(),
+        0,
+        "nothing written there"
+    );
+    assert!(!secret.exists(), "no secret file either");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("secret key"),
+        "refused before the secret is shown: {out:?}"
+    );
+
+    let ours = dir.path().join("ours");
+    fs::create_dir(&ours).expect("mkdir");
+    let out = run(&ours);
+    assert!(out.status.success(), "{out:?}");
+    assert!(secret.exists());
+    assert!(
+        fs::read(ours.join("q.png"))
+            .expect("png")
+            .starts_with(b"\x89PNG")
+    );
+}
+
 /// README, "Migrating from google-authenticator": the audit before the switch runs on a
 /// copy of the PAM directory with the word changed, includes read from the copy. On the
 /// directory as it still is (the GA module named) it can only say there is no pam_totp

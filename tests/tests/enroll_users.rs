@@ -551,3 +551,45 @@ fn re_enrolment_into_a_store_keeps_the_group_of_the_file_it_replaces() {
         "--regenerate-scratch-codes"
     );
 }
+
+/// Finding: with `--service`, a `-s` naming another file than the one the service's line
+/// reads wrote that file and exited 0 with `"written":true`, only a note on standard
+/// error saying the service reads another: the user's logins never read the new secret.
+/// Now it is refused as a usage error (exit 2) and nothing is written or shown.
+/// Control: `-s` naming the very file the service reads is enrolled.
+#[test]
+fn a_secret_path_the_service_does_not_read_is_refused() {
+    if !require_root("a_secret_path_the_service_does_not_read_is_refused") {
+        return;
+    }
+    let user = TestUser::create("sdif");
+    let store = store_dir(0o700);
+    let other = store_dir(0o700);
+    let stack = Stack::with_module(
+        "svc",
+        &format!("user=root secret={}/${{USER}}", store.path().display()),
+    );
+    let elsewhere = other.path().join(&user.name);
+    let out = enroll_through_service(&user, &stack, &["-s", &elsewhere.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("reads") && err.contains(&store.path().join(&user.name).display().to_string()),
+        "{out:?}"
+    );
+    assert!(!elsewhere.exists(), "nothing written");
+    assert!(!store.path().join(&user.name).exists(), "nothing written");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("\"secret\":"),
+        "no secret shown: {out:?}"
+    );
+
+    let read = store.path().join(&user.name);
+    let out = enroll_through_service(&user, &stack, &["-s", &read.to_string_lossy()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"written\":true"),
+        "{out:?}"
+    );
+    assert!(read.exists());
+}

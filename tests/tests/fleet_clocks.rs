@@ -143,16 +143,21 @@ fn a_store_recreated_by_a_host_hours_ahead_is_obeyed_and_names_the_clock() {
             .any(|l| l.contains("man-in-the-middle") || l.contains("the next code works")),
         "no replay and no promise the next code cannot keep: {logs:?}"
     );
-    // The monitoring probe on a host with the right clock says so too.
+    // The monitoring probe on a host with the right clock says so too, and fails: every
+    // code of the fleet is refused.
     let ping = state_tool_at(base, &["ping", "--options", &a]);
+    assert_eq!(ping.status.code(), Some(1), "{ping:?}");
     assert!(
-        ping.status.success() && stdout(&ping).contains("7200 s after this host's clock"),
+        String::from_utf8_lossy(&ping.stderr).contains("7200 s after this host's clock"),
         "{ping:?}"
     );
     // ...until the clocks pass the time it was recreated at.
     let later = base + 2 * HOUR + 60;
     let d = login_at(&right, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
+    // Control: the same probe at that time passes.
+    let ping = state_tool_at(later, &["ping", "--options", &a]);
+    assert!(ping.status.success(), "{ping:?}");
 }
 
 #[test]
@@ -740,4 +745,38 @@ fn init_on_a_host_ten_minutes_behind_takes_the_server_s_time() {
     let later = after_recreation(at);
     let d = login_at(&host_c, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}
+
+/// Finding: `totp-state init` on a host 12 hours ahead exited 0 after writing a store
+/// record complete since its clock, so every host refused every code for 12 hours, and
+/// `ping` then exited 0 too. Now init refuses past the clocks' slack and writes
+/// nothing (`ping` still finds no store record). Control: init with the real clock
+/// passes, and so does ping.
+#[test]
+fn init_on_a_host_hours_ahead_is_refused_and_writes_nothing() {
+    let t = "init_on_a_host_hours_ahead_is_refused_and_writes_nothing";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = args(&server, "csa", "");
+    let ahead = now() + 12 * HOUR;
+    let out = state_tool_at(ahead, &["init", "--options", &a]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ahead of the server's") && err.contains("nothing was written"),
+        "{out:?}"
+    );
+    let ping = state_tool(&["ping", "--options", &a]);
+    assert_eq!(ping.status.code(), Some(1), "{ping:?}");
+    assert!(
+        String::from_utf8_lossy(&ping.stderr).contains("has no store record"),
+        "nothing was written: {ping:?}"
+    );
+
+    let out = state_tool(&["init", "--options", &a]);
+    assert!(out.status.success(), "{out:?}");
+    let ping = state_tool(&["ping", "--options", &a]);
+    assert!(ping.status.success(), "{ping:?}");
 }

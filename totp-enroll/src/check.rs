@@ -223,7 +223,8 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
         let finding = inspect::inspect(o, pw);
         let kind = match finding.verdict {
             Verdict::Ok => continue,
-            Verdict::NotEnrolled => "note",
+            // inspect() itself never leaves it unverified; a note if it ever does.
+            Verdict::NotEnrolled | Verdict::Unverified => "note",
             Verdict::Warning => "warning",
             Verdict::Refused => "warning: the module would deny",
         };

@@ -178,6 +178,9 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     {
         return Err(Error::Exists(target.path().to_path_buf()));
     }
+    for qr in [&req.qr_png, &req.qr_svg].into_iter().flatten() {
+        write::check_qr_dir(target, qr)?;
+    }
 
     let totp = match req.mode {
         Some(m) => m == ModeChoice::Totp,
@@ -229,6 +232,16 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
             FLAGS_FORCE,
         )?
     {
+        // A URI on standard output is read as the secret that was saved: declined, no
+        // file holds it, and a script must not take it for one (JSON says
+        // "written":false instead).
+        if req.print_uri && !req.json {
+            return Err(Error::failed(format!(
+                "not saved: the new secret was not written to \"{}\", so its URI is not \
+                 printed",
+                target.path().display()
+            )));
+        }
         // Declining is an answer, not a failure (google-authenticator exits 0 too).
         return publish(req, target, &e, None);
     }
@@ -274,10 +287,12 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     let file = GaFile::new_enrollment(&e.secret, &settings)
         .map_err(|err| Error::failed(format!("cannot build the secret file: {err}")))?;
 
-    // QR files first: if one of them cannot be written, the secret file is not
-    // written either; if the secret file fails, the QR files go again. The JSON or
-    // URI is printed before the new secret file replaces anything, and a failed print
-    // leaves the old one. Either way a failed run leaves no half-enrollment behind.
+    // QR files first, under temp names: if one of them cannot be written, the secret
+    // file is not written either. They take their names only once the secret file has
+    // taken its own; if it fails, only their temp files go, and an image from an
+    // earlier enrolment stays as it was. The JSON or URI is printed before the new
+    // secret file replaces anything, and a failed print leaves the old one. Either way
+    // a failed run leaves no half-enrollment behind.
     let mut saved = Saved {
         replaced: replacing,
         window,
@@ -286,25 +301,25 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         png: None,
         svg: None,
     };
-    let mut created = Vec::new();
-    let undo = |created: &[write::CreatedQr]| {
-        for qr in created {
-            write::remove_created(target, qr);
+    let mut pending = Vec::new();
+    let discard = |pending: Vec<write::PendingQr>| {
+        for qr in pending {
+            write::discard_qr(target, qr);
         }
     };
     if let (Some(path), Some(bytes)) = (&req.qr_png, &png) {
         let qr = write::write_qr_file(target, path, bytes, req.force)?;
         saved.png = Some(qr.path.clone());
-        created.push(qr);
+        pending.push(qr);
     }
     if let (Some(path), Some(text)) = (&req.qr_svg, &svg) {
         match write::write_qr_file(target, path, text.as_bytes(), req.force) {
             Ok(qr) => {
                 saved.svg = Some(qr.path.clone());
-                created.push(qr);
+                pending.push(qr);
             }
             Err(err) => {
-                undo(&created);
+                discard(pending);
                 return Err(err);
             }
         }
@@ -319,6 +334,12 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         opened = true;
         Ok(())
     });
+    let placed = if written.is_ok() {
+        place_qrs(Some(target), pending)
+    } else {
+        discard(pending);
+        Ok(())
+    };
     if req.json && opened {
         // The JSON object is complete only now, so "written" is never claimed early.
         let closed = print_stdout(output::written_end(written.is_ok()));
@@ -326,11 +347,28 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
             closed?;
         }
     }
-    if let Err(err) = written {
-        undo(&created);
-        return Err(err);
-    }
+    written?;
+    placed?;
     report_written(req, console, target, &saved)
+}
+
+/// Puts the QR images in place once the secret file is; the secret stays written if
+/// one cannot be (the rest are discarded), and the error says so.
+fn place_qrs(target: Option<&Target>, pending: Vec<write::PendingQr>) -> Result<(), Error> {
+    let mut pending = pending.into_iter();
+    while let Some(qr) = pending.next() {
+        let path = qr.path.clone();
+        if let Err(err) = write::place_qr(target, qr) {
+            for rest in pending {
+                write::discard_qr(target, rest);
+            }
+            return Err(Error::failed(format!(
+                "the secret file was written, but the QR image \"{}\" was not put in place: {err}",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `--print-file`: the file's exact bytes on standard output, or its text in the JSON.

@@ -194,7 +194,10 @@ pub fn resolve(
     };
     let mut notes = Vec::new();
     if let (Some(lines), Some(given)) = (&lines, absolute.as_deref()) {
-        // The path the service's line itself names, for a note when --secret differs.
+        // The path the service's line itself names: a --secret elsewhere is a file no
+        // login through the service reads, so an enrolment there would lock the user out
+        // (or leave the old secret in use) while it says it was written. Without
+        // --service, -s alone still writes any file.
         let read: Vec<PathBuf> = lines
             .iter()
             .filter_map(|(opts, owner)| {
@@ -206,15 +209,17 @@ pub fn resolve(
             })
             .collect();
         if !read.iter().any(|r| r == given) {
-            notes.push(format!(
-                "note: service \"{}\" reads {}, not \"{}\"\n",
+            return Err(Error::usage(format!(
+                "service \"{}\" reads {}, not \"{}\": a secret written there is never \
+                 read by its logins; nothing was written (drop -s to write the file the \
+                 service reads, or drop --service to write this one)",
                 service.map_or("", |s| s.name),
                 read.first().map_or_else(
                     || "no file for this user".to_owned(),
                     |r| format!("\"{}\"", r.display())
                 ),
                 given.display()
-            ));
+            )));
         }
     }
     if lines.is_none() && placed.opener == Opener::Root && pw.uid != 0 {

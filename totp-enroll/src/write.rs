@@ -8,15 +8,13 @@
 //! controls), or root into a store whose whole directory chain root alone can modify,
 //! checked on the descriptors the write itself uses.
 
-use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use totp_core::placement::{Opener, SECRET_FILE_MODE};
 use totp_os::creds::{self, CredGuard};
 use totp_os::nss;
-use totp_os::safefile::{self, FileError, LockedFile, NewFile};
+use totp_os::safefile::{self, FileError, LockedFile, NewFile, PendingNewFile};
 
 use crate::error::Error;
 use crate::target::Target;
@@ -142,12 +140,12 @@ fn store_error(target: &Target, e: FileError) -> Error {
     }
 }
 
-/// A QR image this run wrote: where it was reported, and the directory it was created
-/// in, through which a failed run takes it back.
-pub struct CreatedQr {
+/// A QR image this run wrote under a temp name beside its path: it takes the path
+/// ([`place_qr`]) only once the secret file is in place, so a failed run leaves an image
+/// already there as it was ([`discard_qr`]).
+pub struct PendingQr {
     pub path: PathBuf,
-    dir: OwnedFd,
-    name: OsString,
+    pending: PendingNewFile,
 }
 
 /// Runs `f` with the identity QR images are written as. They go where the caller
@@ -169,15 +167,54 @@ fn as_qr_writer<T>(
     f()
 }
 
-/// Writes a QR image ([`as_qr_writer`] says as whom), created without following a
-/// symlink at the path. The directory path is made absolute before the switch, as the
+/// Who may own the directory of a QR image: writing as itself, the caller keeps to
+/// directories it or root owns (root enrolling itself with a path in another account's
+/// directory would otherwise leave a root-owned file there, through a directory that
+/// account can swap: rule R4); written as the enrolled user, anyone (empty).
+fn qr_dir_owners(target: Option<&Target>) -> Vec<u32> {
+    match target {
+        Some(target) if target.placed.opener != Opener::Caller => Vec::new(),
+        _ => vec![nix::unistd::geteuid().as_raw(), 0],
+    }
+}
+
+fn foreign_qr_dir(path: &Path, uid: u32) -> Error {
+    Error::usage(format!(
+        "\"{}\": its directory is owned by uid {uid}, neither yours nor root's: a QR image \
+         is written only into a directory you or root own (give another path; root \
+         enrolling another user writes it as that user with --user)",
+        path.display()
+    ))
+}
+
+/// The QR directory's owner looked at before the secret is shown, so that a path the
+/// write would refuse ([`qr_dir_owners`]) is refused first. Advisory: the write checks
+/// again on the directory it opens.
+pub fn check_qr_dir(target: Option<&Target>, path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let owners = qr_dir_owners(target);
+    let Ok(abs) = std::path::absolute(path) else {
+        return Ok(());
+    };
+    let Some(Ok(meta)) = abs.parent().map(std::fs::metadata) else {
+        return Ok(());
+    };
+    if owners.is_empty() || owners.contains(&meta.uid()) {
+        return Ok(());
+    }
+    Err(foreign_qr_dir(&abs, meta.uid()))
+}
+
+/// Writes a QR image ([`as_qr_writer`] says as whom) under a temp name beside `path`,
+/// created without following a symlink; an existing file at `path` without `overwrite`
+/// is refused now, before the secret file is written. The directory path is made absolute before the switch, as the
 /// caller sees it.
 pub fn write_qr_file(
     target: Option<&Target>,
     path: &Path,
     contents: &[u8],
     overwrite: bool,
-) -> Result<CreatedQr, Error> {
+) -> Result<PendingQr, Error> {
     let abs = std::path::absolute(path)
         .map_err(|e| Error::failed(format!("cannot resolve \"{}\": {e}", path.display())))?;
     let (Some(dir), Some(name)) = (abs.parent(), abs.file_name()) else {
@@ -186,28 +223,35 @@ pub fn write_qr_file(
             path.display()
         )));
     };
-    let dir = as_qr_writer(target, || {
-        safefile::write_new_file_in(dir, name, contents, SECRET_FILE_MODE, overwrite).map_err(|e| {
-            match e {
+    let owners = qr_dir_owners(target);
+    let pending = as_qr_writer(target, || {
+        safefile::prepare_new_file_in(dir, name, contents, SECRET_FILE_MODE, overwrite, &owners)
+            .map_err(|e| match e {
                 // Not the secret file: --regenerate-scratch-codes is no way out here.
                 FileError::AlreadyExists => Error::OtherExists(abs.clone()),
+                FileError::UnsafeDirectory { uid, .. } => foreign_qr_dir(&abs, uid),
                 e => file_error(&abs, e),
-            }
-        })
+            })
     })?;
-    Ok(CreatedQr {
-        name: name.to_owned(),
-        path: abs,
-        dir,
+    Ok(PendingQr { path: abs, pending })
+}
+
+/// Renames a QR image into place, as the identity that wrote it.
+pub fn place_qr(target: Option<&Target>, qr: PendingQr) -> Result<(), Error> {
+    let PendingQr { path, pending } = qr;
+    as_qr_writer(target, || {
+        pending.commit().map_err(|e| match e {
+            FileError::AlreadyExists => Error::OtherExists(path.clone()),
+            e => file_error(&path, e),
+        })
     })
 }
 
-/// Best-effort removal of a QR file this run created, when a later step failed: in the
-/// directory it was written in, whatever its path names now, as the identity that
-/// wrote it.
-pub fn remove_created(target: Option<&Target>, created: &CreatedQr) {
+/// Removes the temp file of a QR image that is not to be placed, as the identity that
+/// wrote it; what is at its path stays.
+pub fn discard_qr(target: Option<&Target>, qr: PendingQr) {
     let _ = as_qr_writer(target, || {
-        let _ = safefile::remove_in(created.dir.as_fd(), &created.name);
+        drop(qr);
         Ok(())
     });
 }

@@ -996,14 +996,24 @@ fn a_window_the_module_would_cut_is_refused_before_anything_is_written() {
     // A service that raises or lowers max_window moves the CLI's cap with it.
     let pam = dir.path().join("pam.d");
     std::fs::create_dir(&pam).expect("mkdir");
+    // Each line names the file `-s` gives: a service that reads another is refused.
+    let d = dir.path().display();
     std::fs::write(
         pam.join("wide"),
-        "auth required pam_totp.so max_window=21\n",
+        format!("auth required pam_totp.so max_window=21 secret={d}/wide\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        pam.join("narrow-base"),
+        format!("auth required pam_totp.so max_window=21 secret={d}/narrow\n"),
     )
     .expect("write");
     std::fs::write(
         pam.join("narrow"),
-        "@include wide\nauth [success=ok default=die] pam_totp.so max_window=2\n",
+        format!(
+            "@include narrow-base\nauth [success=ok default=die] pam_totp.so max_window=2 \
+             secret={d}/narrow\n"
+        ),
     )
     .expect("write");
     let pam = pam.to_str().expect("utf-8");

@@ -28,6 +28,9 @@ pub enum Verdict {
     Refused,
     /// Usable, with something the admin should know (a legacy secret, a clamp, a skip).
     Warning,
+    /// Not known either way (the name service did not answer, or may not list every
+    /// account): nothing to act on until the admin has looked.
+    Unverified,
 }
 
 impl fmt::Display for Verdict {
@@ -37,6 +40,7 @@ impl fmt::Display for Verdict {
             Verdict::NotEnrolled => "not-enrolled",
             Verdict::Refused => "refused",
             Verdict::Warning => "warning",
+            Verdict::Unverified => "unverified",
         })
     }
 }

@@ -667,6 +667,12 @@ impl RemoteStore {
         }
     }
 
+    /// The server's clock (unix seconds), for an admin tool that must compare it with
+    /// its own before it writes a floor (`totp-state init`).
+    pub fn server_clock(&mut self) -> Result<u64, StoreError> {
+        self.server_time()
+    }
+
     fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
         let mut msg = [0u8; MESSAGE_CAP];
         // SAFETY: as in `get`.

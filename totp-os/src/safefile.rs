@@ -269,7 +269,8 @@ pub(crate) use walk::open_dir_readable;
 use walk::*;
 use write::*;
 pub use write::{
-    NewFile, entry_exists, remove_in, write_new_file, write_new_file_checked, write_new_file_in,
+    NewFile, PendingNewFile, entry_exists, prepare_new_file_in, write_new_file,
+    write_new_file_checked,
 };
 
 #[cfg(test)]

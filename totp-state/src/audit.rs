@@ -97,8 +97,18 @@ fn accounts() -> Result<Vec<Listed>, Fatal> {
 }
 
 /// In store mode (`user=`, `secret=DIR/${USER}`), the files of the store named after no
-/// account the name service lists: a login with such a name is always denied.
-fn orphans(opts: &ModuleOptions, accounts: &[String]) -> Vec<(String, inspect::Finding)> {
+/// account the name service lists, each looked up by name as a login looks it up: a
+/// listing is no proof of absence (a directory service lists only what it enumerates).
+/// A name the lookup finds is audited as a named account; one it proves absent is an
+/// orphan, which denies every login with that name; one the lookup cannot answer, or
+/// proves absent while the listing may be incomplete (`partial_listing`: a directory
+/// that may be unreachable answers "no such name" too), is unverified: no advice to
+/// remove a secret whose owner may still log in.
+fn orphans(
+    opts: &ModuleOptions,
+    accounts: &[String],
+    partial_listing: bool,
+) -> Vec<(String, Option<bool>, inspect::Finding)> {
     let Some(dir) = opts.user.as_ref().and(opts.secret.strip_suffix("/${USER}")) else {
         return Vec::new();
     };
@@ -108,26 +118,44 @@ fn orphans(opts: &ModuleOptions, accounts: &[String]) -> Vec<(String, inspect::F
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut found: Vec<(String, inspect::Finding)> = entries
+    let mut unlisted: Vec<String> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
         // `accounts` is sorted (account_names).
         .filter(|n| !n.starts_with('.') && accounts.binary_search(n).is_err())
-        .map(|n| {
-            let reason = format!(
-                "{dir}/{n}: a secret file in the store for a name the name service does not know; logins with it are denied, and whoever is given the name next is asked for its codes: remove it (a deleted account) or rename it (a renamed one)"
-            );
-            (
-                n,
-                inspect::Finding {
-                    verdict: Verdict::Refused,
-                    reasons: vec![reason],
-                },
-            )
-        })
         .collect();
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    found
+    unlisted.sort();
+    unlisted
+        .into_iter()
+        .map(|n| {
+            let unverified = |why: String| inspect::Finding {
+                verdict: Verdict::Unverified,
+                reasons: vec![format!(
+                    "{dir}/{n}: a secret file in the store for a name the name service does not list, and {why}: check the account before removing the file (not counted in the exit status)"
+                )],
+            };
+            let finding = match nss::lookup_user_by_name(&n) {
+                // Not enumerated, but an account: audited as one named with --user.
+                Ok(Some(pw)) if pw.name == n => return (n, None, inspect::inspect(opts, &pw)),
+                // Logins key the file on the name the name service returns.
+                Ok(Some(pw)) => inspect::Finding {
+                    verdict: Verdict::Warning,
+                    reasons: vec![format!(
+                        "{dir}/{n}: the name service knows this name as \"{}\", whose logins read {dir}/{}: no login reads this file",
+                        pw.name, pw.name
+                    )],
+                },
+                Ok(None) if partial_listing => unverified(
+                    "a lookup by name found no such account, but the name service may have a directory source this host does not reach now".to_owned(),
+                ),
+                Ok(None) => refusal(format!(
+                    "{dir}/{n}: a secret file in the store for a name the name service does not know; logins with it are denied, and whoever is given the name next is asked for its codes: remove it (a deleted account) or rename it (a renamed one)"
+                )),
+                Err(e) => unverified(format!("a lookup by name failed ({e})")),
+            };
+            (n, Some(true), finding)
+        })
+        .collect()
 }
 
 /// The local store's records of uids no account has (a deleted account, a changed uid):
@@ -211,6 +239,7 @@ pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Resu
     let mut refused = 0usize;
     let mut refused_without_login = 0usize;
     let whole = named.is_none();
+    let mut partial_listing = false;
     let listed = match named {
         Some(names) => names
             .into_iter()
@@ -223,6 +252,7 @@ pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Resu
             // Before the listing, which a directory server can make long.
             if let Some(warning) = crate::audit_names::incomplete_listing_warning() {
                 eprintln!("totp-state: {warning}");
+                partial_listing = true;
             }
             accounts()?
         }
@@ -252,11 +282,7 @@ pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Resu
     }
     // A store file named after nobody is refused whatever its name's shell would be.
     if whole {
-        findings.extend(
-            orphans(opts, &names)
-                .into_iter()
-                .map(|(n, f)| (n, Some(true), f)),
-        );
+        findings.extend(orphans(opts, &names, partial_listing));
     }
     let store = store_problem(opts);
     let store_refused = store.is_some();

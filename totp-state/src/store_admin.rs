@@ -9,7 +9,7 @@ use totp_core::options::ModuleOptions;
 use totp_core::policy::CLOCK_SLACK_SECS;
 use totp_core::state::{EARLIEST_CLOCK, Missing, StateStore, StoreError};
 use totp_core::utc::format_utc;
-use totp_os::remote::{RemoteStore, open_configured_admin, open_shared};
+use totp_os::remote::{MAX_CLOCK_OFFSET_SECS, RemoteStore, open_configured_admin, open_shared};
 use totp_os::state_dir::{DEFAULT_STATE_DIR, StateDir};
 
 use crate::{Fatal, Stop, emit};
@@ -18,19 +18,6 @@ use crate::{Fatal, Stop, emit};
 const UNUSABLE: u8 = 1;
 /// Exit status of `ping` for a store that does not answer.
 const UNREACHABLE: u8 = 2;
-
-/// The store the options name and a name for it in messages; `Err` when it cannot be
-/// opened (for a shared store: not reached). `install`: install a Redis store's
-/// function library while connecting (etcd has none).
-fn open(opts: &ModuleOptions, install: bool) -> Result<(Box<dyn StateStore>, String), StoreError> {
-    match open_remote(opts, install)? {
-        Some((store, shown)) => Ok((Box::new(store), shown)),
-        None => {
-            let (dir, shown) = local(opts);
-            Ok((Box::new(dir), shown))
-        }
-    }
-}
 
 /// The local store the options name (`state_dir=`, else the default) and its name in
 /// messages.
@@ -122,17 +109,22 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
         }
         Ok(Some(c)) => {
             let now = crate::now();
-            let ahead = if c.complete_since > now.saturating_add(CLOCK_SLACK_SECS) {
-                format!(
-                    "; WARNING: that is {} s after this host's clock, and no code is accepted \
-                     before it: a host whose clock was ahead recreated it, or this clock is behind",
-                    c.complete_since - now
-                )
-            } else {
-                String::new()
-            };
+            // A floor ahead of this clock by more than the fleet's slack refuses every
+            // code until then: the store answers, and no login can succeed.
+            if c.complete_since > now.saturating_add(CLOCK_SLACK_SECS) {
+                return Err(Stop::Status(
+                    UNUSABLE,
+                    format!(
+                        "{shown} was recreated at {}, {} s after this host's clock, and no code is \
+                         accepted before it: a host whose clock was ahead recreated it, or this \
+                         clock is behind",
+                        format_utc(c.complete_since),
+                        c.complete_since - now
+                    ),
+                ));
+            }
             emit(&format!(
-                "ok: {shown} (recreated at {}: codes of earlier steps count as used{ahead})\n",
+                "ok: {shown} (recreated at {}: codes of earlier steps count as used)\n",
                 format_utc(c.complete_since)
             ))?;
             Ok(())
@@ -151,14 +143,41 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
     }
 }
 
+/// The store `init` works on: a shared store stays a [`RemoteStore`], whose server clock
+/// `init` compares with this host's before it writes a floor.
+enum Opened {
+    Remote(RemoteStore),
+    Local(StateDir),
+}
+
+impl Opened {
+    fn store(&mut self) -> &mut dyn StateStore {
+        match self {
+            Opened::Remote(r) => r,
+            Opened::Local(d) => d,
+        }
+    }
+}
+
 pub(crate) fn init(opts: &ModuleOptions, never_used: bool) -> Result<(), Stop> {
     // A shared store gets its function library (the compare-and-set hosts call with
     // FCALL) here, and again on every later `init`, which is how an upgrade installs a
     // new one, and how a store that lost it with its data set gets it back.
     let shared = opts.fleet.redis().is_some();
-    let (mut store, shown) = open(opts, shared).map_err(|e| Fatal(e.to_string()))?;
+    let (mut opened, shown) = match open_remote(opts, shared).map_err(|e| Fatal(e.to_string()))? {
+        Some((remote, shown)) => (Opened::Remote(remote), shown),
+        None => {
+            let (dir, shown) = local(opts);
+            (Opened::Local(dir), shown)
+        }
+    };
     let fail = |e: StoreError| Fatal(format!("{shown}: {e}"));
-    if store.context(Missing::Leave).map_err(fail)?.is_some() {
+    if opened
+        .store()
+        .context(Missing::Leave)
+        .map_err(fail)?
+        .is_some()
+    {
         if shared {
             let library = if shared {
                 "; its function library is installed"
@@ -173,6 +192,31 @@ pub(crate) fn init(opts: &ModuleOptions, never_used: bool) -> Result<(), Stop> {
              nothing to do"
         ))
         .into());
+    }
+    // A floor taken from this host's clock while it is ahead of the server's would make
+    // every host refuse every code until then (the server's clock is the fleet's);
+    // behind, the server's clock is the floor, as for a login. Refused before anything
+    // is written: the admin's host has no better clock than the module's.
+    if let Opened::Remote(remote) = &mut opened
+        && !never_used
+    {
+        let server = remote.server_clock().map_err(fail)?;
+        let host = crate::now();
+        // More than a day apart is the store's own clock fault, named as a login names it.
+        if host > server.saturating_add(CLOCK_SLACK_SECS) && host - server <= MAX_CLOCK_OFFSET_SECS
+        {
+            return Err(Fatal(format!(
+                "{shown}: this host's clock says {}, {} s ahead of the server's ({}), more \
+                 than {CLOCK_SLACK_SECS} s: a store record complete since this host's clock \
+                 would make every host refuse codes until then; nothing was written: set the \
+                 wrong clock right, or run `totp-state init` on a host whose clock agrees \
+                 with the server's",
+                format_utc(host),
+                host - server,
+                format_utc(server)
+            ))
+            .into());
+        }
     }
     // A store that lost its data set looks like a new one, and an admin who runs init
     // after a loss may not know it lost anything: "since now", as when a login
@@ -203,6 +247,7 @@ pub(crate) fn init(opts: &ModuleOptions, never_used: bool) -> Result<(), Stop> {
     // The floor is the later of this host's clock and the server's (R34): what was
     // written is what is reported. Clocks more than a day apart write nothing (a clock
     // fault, as for a login): the admin's host has no better clock than the module's.
+    let store = opened.store();
     let written = store.context(missing).map_err(fail)?;
     let note = store.take_recreation().and_then(|r| r.clock_note);
     if never_used {

@@ -1041,6 +1041,42 @@ fn write_new_file_without_overwrite_refuses_an_existing_file() {
     assert!(temp_files(s.path()).is_empty());
 }
 
+/// A pending file takes its name only when committed; dropped, only its temp file goes
+/// and the file at the name stays. A directory owned by nobody in `dir_owners` is
+/// refused before anything is written there; control: the same call naming its owner.
+#[test]
+fn a_pending_file_replaces_nothing_until_committed() {
+    let s = Scratch::new();
+    let p = s.file("q.png", b"OLD", me(), 0o600);
+    let pending = prepare_new_file_in(s.path(), OsStr::new("q.png"), b"NEW", 0o600, true, &[])
+        .expect("prepare");
+    assert_eq!(std::fs::read(&p).expect("read"), b"OLD");
+    assert_eq!(temp_files(s.path()).len(), 1);
+    drop(pending);
+    assert_eq!(std::fs::read(&p).expect("read"), b"OLD");
+    assert!(temp_files(s.path()).is_empty());
+
+    let not_mine = me().wrapping_add(1);
+    let err = prepare_new_file_in(
+        s.path(),
+        OsStr::new("q.png"),
+        b"NEW",
+        0o600,
+        true,
+        &[not_mine],
+    )
+    .expect_err("another owner's directory");
+    assert!(matches!(err, FileError::UnsafeDirectory { .. }), "{err:?}");
+    assert!(temp_files(s.path()).is_empty());
+
+    prepare_new_file_in(s.path(), OsStr::new("q.png"), b"NEW", 0o600, true, &[me()])
+        .expect("prepare")
+        .commit()
+        .expect("commit");
+    assert_eq!(std::fs::read(&p).expect("read"), b"NEW");
+    assert!(temp_files(s.path()).is_empty());
+}
+
 #[test]
 fn write_new_file_refuses_a_symlink_or_directory_at_the_target() {
     let s = Scratch::new();

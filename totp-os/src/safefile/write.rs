@@ -19,38 +19,58 @@ pub fn write_new_file(
     mode: u32,
     overwrite: bool,
 ) -> Result<(), FileError> {
-    write_new_file_in(dir_path, name, contents, mode, overwrite).map(drop)
+    prepare_new_file_in(dir_path, name, contents, mode, overwrite, &[])?.commit()
 }
 
-/// [`write_new_file`], returning the directory it wrote in (an `O_PATH` descriptor):
-/// a caller that may have to take the file back removes it there ([`remove_in`]), not
-/// by a path whose directories someone may have swapped since (for a symlink).
-pub fn write_new_file_in(
+/// [`write_new_file`] in two steps: the file complete and synced under a temp name
+/// now, at its name only at [`PendingNewFile::commit`]. Dropped uncommitted, only the
+/// temp file goes, with the identity current at the drop; whatever is at the name stays
+/// as it was. An existing file at the name without `overwrite` is refused here already.
+/// For a file that must not replace another until a later step succeeded (the
+/// enrolment tool's QR images, put in place only once the secret file is).
+/// `dir_owners`: when not empty, the directory reached must be owned by one of them
+/// (checked on the descriptor written through), else [`FileError::UnsafeDirectory`]
+/// and nothing is written: root writing as itself keeps out of a directory another
+/// account controls (rule R4).
+pub fn prepare_new_file_in(
     dir_path: &Path,
     name: &OsStr,
     contents: &[u8],
     mode: u32,
     overwrite: bool,
-) -> Result<OwnedFd, FileError> {
+    dir_owners: &[uid_t],
+) -> Result<PendingNewFile, FileError> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
         return Err(FileError::InvalidPath);
     }
     check_new_mode(mode)?;
     let walked = walk(&dir_components(dir_path)?, None)?;
-    let dir = walked.fd.try_clone().map_err(|e| {
-        FileError::os(
-            "dup directory",
-            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-        )
-    })?;
-    write_in(walked, name, contents, mode, overwrite)?;
-    Ok(dir)
+    if !dir_owners.is_empty() {
+        let st = stat::fstat(&walked.fd).map_err(|e| FileError::os("fstat directory", e))?;
+        if !dir_owners.contains(&st.st_uid) {
+            return Err(FileError::UnsafeDirectory {
+                path: dir_path.to_path_buf(),
+                uid: st.st_uid,
+                mode: st.st_mode,
+                root_only: false,
+            });
+        }
+    }
+    let how = NewFile::new(mode, overwrite, REPLACE_WAIT);
+    prepare_in(walked, name, contents, &how).map(PendingNewFile)
 }
 
-/// Removes the entry `name` from `dir` (never a directory), with the caller's identity.
-pub fn remove_in(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), FileError> {
-    unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).map_err(|e| FileError::os("unlink", e))
+/// A file [`prepare_new_file_in`] wrote under a temp name.
+#[derive(Debug)]
+pub struct PendingNewFile(PendingFile);
+
+impl PendingNewFile {
+    /// Renames the file into place (without `overwrite`, refusing a file that appeared
+    /// there since, race-free) and syncs the directory.
+    pub fn commit(self) -> Result<(), FileError> {
+        self.0.commit(REPLACE_WAIT)
+    }
 }
 
 /// [`write_new_file`] for `path`, creating it only after every directory from
