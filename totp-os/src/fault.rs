@@ -9,9 +9,11 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FaultPoint {
-    /// Creating the temp file (`openat(O_CREAT|O_EXCL)`), or a new state record's
-    /// unnamed file (`openat(O_TMPFILE)`).
+    /// Creating the temp file (`openat(O_CREAT|O_EXCL)`).
     CreateTemp,
+    /// Opening a new state record's unnamed file (`openat(O_TMPFILE)`): a point of its
+    /// own, so that a test failing a rewrite's temp file still gets its record.
+    CreateUnnamed,
     /// One `write(2)` call on the temp file.
     Write,
     /// `fsync(2)` of the temp file.

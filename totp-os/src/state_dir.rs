@@ -945,7 +945,7 @@ fn place_new(dir: &OwnedFd, temp: &str, name: &str) -> Result<bool, Errno> {
 fn create_record(dir: &OwnedFd, name: &str, shown: &str) -> Result<bool, StoreError> {
     let mode = Mode::from_bits_truncate(0o600);
     // A test stands in a file system without O_TMPFILE by failing this open.
-    let unnamed = fault::hit(FaultPoint::CreateTemp)
+    let unnamed = fault::hit(FaultPoint::CreateUnnamed)
         .map_err(Errno::from_raw)
         .and_then(|()| {
             fcntl::openat(

@@ -413,11 +413,11 @@ fn a_new_record_is_placed_complete_with_or_without_o_tmpfile() {
     for without in [true, false] {
         let (t, mut s) = store();
         if without {
-            fault::fail_next(FaultPoint::CreateTemp, libc::EOPNOTSUPP);
+            fault::fail_next(FaultPoint::CreateUnnamed, libc::EOPNOTSUPP);
         }
         put(&mut s, 8, Write::Durable(st(3)));
         assert!(
-            !fault::pending(FaultPoint::CreateTemp),
+            !fault::pending(FaultPoint::CreateUnnamed),
             "the fault was reached"
         );
         fault::clear();
