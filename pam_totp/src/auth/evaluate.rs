@@ -630,9 +630,22 @@ impl Ctx {
         e: verify::VerifyError,
     ) -> Result<Outcome, AuthError> {
         match e {
-            verify::VerifyError::StateAhead { mark_time, in_file } => {
+            verify::VerifyError::StateAhead {
+                mark_time,
+                in_file,
+                version_1,
+            } => {
                 let fix = if in_file {
                     format!("remove the PAM_TOTP_LAST_STEP line from {shown}")
+                } else if version_1 {
+                    // A reset keeps a version-1 mark it cannot tell from a re-enrolment's
+                    // (no clock-fault lowering): only forgetting it lets the user in.
+                    format!(
+                        "the mark is the version-1 record's: `{} --forget-version-1-marks` \
+                         drops it (the codes it covers, of every enrolment without marks of \
+                         its own, then work again)",
+                        self.reset_command(who)
+                    )
                 } else {
                     format!(
                         "reset the user's state with `{} --clock-fault`",
