@@ -638,8 +638,9 @@ impl Ctx {
                 let fix = if in_file {
                     format!("remove the PAM_TOTP_LAST_STEP line from {shown}")
                 } else if version_1 {
-                    // A reset keeps a version-1 mark it cannot tell from a re-enrolment's
-                    // (no clock-fault lowering): only forgetting it lets the user in.
+                    // A reset lowers a version-1 mark only within what a login could
+                    // honour (it cannot tell one from a re-enrolment's): forgetting it is
+                    // the one reset that always lets the user in.
                     format!(
                         "the mark is the version-1 record's: `{} --forget-version-1-marks` \
                          drops it (the codes it covers, of every enrolment without marks of \
