@@ -161,6 +161,57 @@ fn a_version_1_mark_does_not_lock_out_a_re_enrolment_with_longer_steps() {
     assert_eq!(d.module_code(), "PAM_SUCCESS", "the next step: {d:?}");
 }
 
+/// Review finding (R13): a version-1 mark ahead of the clock was set aside whatever its
+/// step, so with the record still version 1, a clock set back three days (NTP spoofed,
+/// a VM snapshot restored) let the same 30-s secret's code of three days ago in again.
+/// No shorter step puts that mark near the clock: a clock fault, denied, the log line
+/// naming the reset that forgets version-1 marks. Controls: after that reset the same
+/// login gets in, and with the mark back, so does a login at the right clock.
+#[test]
+fn a_version_1_mark_ahead_at_the_same_step_is_a_clock_fault() {
+    if !require_root("a_version_1_mark_ahead_at_the_same_step_is_a_clock_fault") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("v1c");
+    let stack = Stack::probe("svc", "");
+    let back = T0 - 3 * 86_400;
+    make_the_record(&stack, &u, &secret, back - 300);
+    let used = totp_mark(T0 / 30);
+    seed_legacy(&stack, u.uid, used);
+
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, back), None, back);
+    assert_eq!(d.module_code(), "PAM_SYSTEM_ERR", "{d:?} {lines:?}");
+    let fix = format!("totp-state reset --user {} ", u.name);
+    assert!(
+        lines.iter().any(|l| l.contains("clock fault for")
+            && l.contains("version-1")
+            && l.contains(&fix)
+            && l.contains("--forget-version-1-marks`")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("not applied")),
+        "{lines:?}"
+    );
+    assert_eq!(stored(&stack, u.uid).legacy, Some(used), "the mark kept");
+
+    // The named reset: the admin says the mark may go, and the same login gets in.
+    let out = stack.state_tool(&["reset", "--user", &u.name, "--forget-version-1-marks"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stored(&stack, u.uid).legacy, None);
+    let d = login_at(&stack, &u, &code_at(&secret, back), None, back + 5);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+
+    // The mark back, as the record was: at the right clock the next code logs in.
+    seed_legacy(&stack, u.uid, used);
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?} {lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("clock fault")),
+        "{lines:?}"
+    );
+}
+
 /// An HOTP re-enrolment under a version-1 counter: a new token's first codes are refused
 /// as used (they cannot be told from a restored old token's), and the log line names
 /// the one command that lets it in. After `totp-state reset --forget-version-1-marks`

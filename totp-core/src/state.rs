@@ -257,10 +257,11 @@ impl UserState {
         // had its mark lowered to a third of the clock, reopening every code it had
         // used. Lowered to the first step boundary at or after the cap, never before.
         //
-        // Read at the file's step beyond anything a login honours, the mark is not that
-        // enrolment's (it was written at a shorter step; `Version1MarkNotApplied` in the
-        // verify warnings): logins at that step do not apply it, and lowering
-        // it would reopen, at its writer's step, the codes it guards. It is kept.
+        // Read at the file's step beyond anything a login honours, the mark may not be
+        // that enrolment's (written at a shorter step; `Version1MarkNotApplied` in the
+        // verify warnings), and lowering it would reopen, at its writer's step, the codes
+        // it guards. It is kept: logins set it aside when a shorter step reads it near
+        // the clock, and otherwise deny as a clock fault naming the reset that forgets it.
         if how.forget_version_1 {
             next.legacy = None;
         }

@@ -135,9 +135,11 @@ pub enum Warning {
     /// clock passes it, however far that is.
     StoreRecreatedAhead { since: u64, ahead: u64 },
     /// A version-1 record's TOTP mark, counted in this file's `STEP_SIZE`, is dated
-    /// after anything a login honours: it was written at a shorter step (a re-enrolment
-    /// with a longer one), so it is not this enrolment's and is not applied to it. It
-    /// stays for the enrolments it can be (R35).
+    /// after anything a login honours, and a shorter step reads it near the clock: it
+    /// was written at that step (a re-enrolment with a longer one), so it is not this
+    /// enrolment's and is not applied to it. It stays for the enrolments it can be
+    /// (R35). One that no shorter step puts near the clock is a clock fault
+    /// ([`VerifyError::StateAhead`]; [`version_1_mark_from_shorter_step`]).
     Version1MarkNotApplied { mark_time: u64 },
     /// A code of the file's own HOTP counters, at or below a version-1 record's HOTP
     /// counter (`mark`), for an enrolment without marks of its own: refused as used. It
@@ -257,6 +259,10 @@ pub enum VerifyError {
         mark_time: u64,
         /// The mark came from a `PAM_TOTP_LAST_STEP` line in the secret file.
         in_file: bool,
+        /// The mark is a version-1 record's, which a reset keeps unless told to forget
+        /// it (`totp-state reset --forget-version-1-marks`): read at this file's step
+        /// no shorter step puts it near the clock, so it is no re-enrolment's.
+        version_1: bool,
     },
     /// The stored throttling record cannot be decoded.
     Store(StoreError),
@@ -274,11 +280,17 @@ impl fmt::Display for VerifyError {
                 write!(f, "secret has {bits} bits, at least {min} required")
             }
             Self::ClockFault => f.write_str("clock fault: time is before 1970"),
-            Self::StateAhead { mark_time, in_file } => write!(
+            Self::StateAhead {
+                mark_time,
+                in_file,
+                version_1,
+            } => write!(
                 f,
                 "the last accepted code is dated {mark_time} (unix time), far after the clock{}",
                 if *in_file {
                     " (PAM_TOTP_LAST_STEP line of the secret file)"
+                } else if *version_1 {
+                    " (the version-1 record's mark)"
                 } else {
                     ""
                 }
@@ -606,7 +618,10 @@ pub fn prepare(
 mod decide;
 mod throttle;
 
-pub use decide::{LONGEST_SKEW_LEAD_SECS, LONGEST_STEP_SECS, latest_honoured_mark};
+pub use decide::{
+    LONGEST_SKEW_LEAD_SECS, LONGEST_STEP_SECS, latest_honoured_mark,
+    version_1_mark_from_shorter_step,
+};
 
 use throttle::*;
 pub use throttle::{grace_applies, grace_host, records_lead, wait_for};

@@ -630,9 +630,23 @@ impl Ctx {
         e: verify::VerifyError,
     ) -> Result<Outcome, AuthError> {
         match e {
-            verify::VerifyError::StateAhead { mark_time, in_file } => {
+            verify::VerifyError::StateAhead {
+                mark_time,
+                in_file,
+                version_1,
+            } => {
                 let fix = if in_file {
                     format!("remove the PAM_TOTP_LAST_STEP line from {shown}")
+                } else if version_1 {
+                    // A reset lowers a version-1 mark only within what a login could
+                    // honour (it cannot tell one from a re-enrolment's): forgetting it is
+                    // the one reset that always lets the user in.
+                    format!(
+                        "the mark is the version-1 record's: `{} --forget-version-1-marks` \
+                         drops it (the codes it covers, of every enrolment without marks of \
+                         its own, then work again)",
+                        self.reset_command(who)
+                    )
                 } else {
                     format!(
                         "reset the user's state with `{} --clock-fault`",

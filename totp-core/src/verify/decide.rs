@@ -26,6 +26,34 @@ pub fn latest_honoured_mark(now: u64, max_clock_lag_secs: u64, lead_secs: u64) -
         .saturating_add(lead_secs)
 }
 
+/// Whether a version-1 TOTP mark (`last_step`, a step of whatever `STEP_SIZE` wrote
+/// it), read at the file's `file_step` after anything a login honours, can have been
+/// written at a shorter step near the clock: at some valid step `s` below the file's,
+/// `last_step × s` falls within `[earliest, latest]` (the clock less, and plus, the
+/// clock-lag allowance and the file's skew lead). That is a re-enrolment at a longer
+/// step (a 30-s mark read at 60 s lands near twice the clock, read at 30 s near the
+/// clock), and the mark is set aside for it (R35). Otherwise it is a clock fault: the
+/// same step's mark of a clock that was ahead, or of this clock set back, which must
+/// keep refusing the codes it covers (R13).
+///
+/// The margin: a same-step mark `D` seconds after the clock is read at the next shorter
+/// step `f − 1` as `D − mark_time / f` seconds from the clock, so no setback shorter
+/// than `mark_time / f` less the allowance is set aside. That is least at the longest
+/// step: the time divided by 60, over 340 days from 2026 on (less about two days of
+/// allowance), and it grows with the clock. Longer setbacks are set aside only within
+/// the allowance of one of those readings.
+pub fn version_1_mark_from_shorter_step(
+    last_step: u64,
+    file_step: u64,
+    earliest: u64,
+    latest: u64,
+) -> bool {
+    (crate::gafile::SHORTEST_STEP_SECS..file_step.min(LONGEST_STEP_SECS + 1)).any(|s| {
+        let t = last_step.saturating_mul(s);
+        (earliest..=latest).contains(&t)
+    })
+}
+
 impl Prepared {
     /// The enrolment the file is ([`super::enrolment_id`]), whose record a `user=` name
     /// without an account is kept in ([`crate::ledger::EnrolmentRecord`]).
@@ -84,24 +112,38 @@ impl Prepared {
         let lead = skew_steps.saturating_mul(self.cfg.step_secs());
         let latest = latest_honoured_mark(now, policy.max_clock_lag_secs, lead);
         // A version-1 mark is a step of whatever STEP_SIZE the file had. Read at this
-        // file's step beyond anything a login honours, it was written at a shorter step
-        // (a 30-s mark read at 60 s lands near twice the clock): it is not this
+        // file's step beyond anything a login honours, it may have been written at a
+        // shorter step (a 30-s mark read at 60 s lands near twice the clock): not this
         // enrolment's, and a clock fault for it would lock a re-enrolment out until an
         // admin's reset (R35). The enrolment that wrote it reads it at its own step.
+        // Only a shorter step that puts it near the clock says so: a same-step mark
+        // ahead is a clock fault like any other (a clock set back must not replay the
+        // codes it covers, R13).
+        let step = self.cfg.step_secs();
+        let earliest = now
+            .saturating_sub(policy.max_clock_lag_secs)
+            .saturating_sub(lead);
         if !own_marks
-            && let Some(mark_time) = marks
-                .last_totp_step(self.cfg.step_secs())
-                .map(|s| s.saturating_mul(self.cfg.step_secs()))
-                .filter(|&t| t > latest)
+            && let Some(last_step) = marks.last_totp_step(step)
+            && last_step.saturating_mul(step) > latest
+            && version_1_mark_from_shorter_step(last_step, step, earliest, latest)
         {
             marks.totp_until = None;
-            warnings.push(Warning::Version1MarkNotApplied { mark_time });
+            warnings.push(Warning::Version1MarkNotApplied {
+                mark_time: last_step.saturating_mul(step),
+            });
         }
         let mark = effective_mark(&self.cfg, &marks);
         if let Some((m, in_file)) = mark {
             let mark_time = m.saturating_mul(self.cfg.step_secs());
             if mark_time > latest {
-                return Err(VerifyError::StateAhead { mark_time, in_file });
+                // Only the file's line raises a mark above the record's (effective_mark).
+                let version_1 = !own_marks && !in_file && state.legacy.is_some();
+                return Err(VerifyError::StateAhead {
+                    mark_time,
+                    in_file,
+                    version_1,
+                });
             }
             let reach = (now / self.cfg.step_secs())
                 .saturating_add(self.ahead)

@@ -708,13 +708,16 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
         prep.decide(&u.state, &p, &a(600_000 - 86_401)).err(),
         Some(VerifyError::StateAhead {
             mark_time: 600_000,
-            in_file: false
+            in_file: false,
+            version_1: false
         })
     );
     let prep = prepare(&u.file, &p, &c, 600_000 - 86_400, &key()).unwrap();
     assert!(prep.decide(&u.state, &p, &a(600_000 - 86_400)).is_ok());
-    // A version-1 record's mark that far ahead is not applied (no enrolment is held to
-    // it: one at a longer step reads it there, R35); the log says so.
+    // At a clock this early a shorter step (25 s) puts a version-1 mark that far ahead
+    // near the clock: it may be a re-enrolment's at a longer step, and is not applied
+    // (R35); the log says so. (At today's clocks no shorter step does: a clock fault,
+    // `a_same_step_version_1_mark_ahead_of_a_clock_set_back_is_a_clock_fault`.)
     let prep = prepare(&u.file, &p, &c, 600_000 - 86_401, &key()).unwrap();
     let d = prep
         .decide(&legacy_only, &p, &a(600_000 - 86_401))
@@ -733,7 +736,8 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
         prep.decide(&UserState::default(), &p, &a(300_000)).err(),
         Some(VerifyError::StateAhead {
             mark_time: 600_000,
-            in_file: true
+            in_file: true,
+            version_1: false
         })
     );
 }
@@ -1637,6 +1641,116 @@ fn a_version_1_mark_does_not_lock_out_a_re_enrolment_with_longer_steps() {
         Verdict::Replayed
     );
     assert!(accepted(&u.attempt(&p, &code(now as u64 / 30), now)));
+}
+
+/// Review finding (R13): a version-1 record's mark was set aside whenever it lay after
+/// anything a login honours, so a clock set back three days (NTP spoofed, a VM snapshot
+/// restored) let the same 30-s enrolment's code of three days ago in again. No shorter
+/// step puts that mark near the clock: it is a clock fault, said as the version-1
+/// record's. Control: at the right clock the next code logs in.
+#[test]
+fn a_same_step_version_1_mark_ahead_of_a_clock_set_back_is_a_clock_fault() {
+    let p = Policy::default();
+    let real_now: i64 = 1_700_000_010;
+    let mark = real_now as u64 / 30;
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    u.state.legacy = Some(crate::state::LegacyMarks {
+        last_step: Some(mark),
+        hotp: None,
+    });
+    let back = real_now - 3 * 86_400;
+    let old_step = back as u64 / 30;
+    let c = candidates(code(old_step).as_bytes(), Digits::SIX, false);
+    let prep = prepare(&u.file, &p, &c, back, &key()).unwrap();
+    let a = Attempt {
+        origin: HOME,
+        rhost: Some(u.rhost),
+        local: false,
+        now: back,
+        continued: false,
+        boot_time: None,
+        store_complete_since: 0,
+        keep_ga_lines: true,
+    };
+    assert_eq!(
+        prep.decide(&u.state, &p, &a).err(),
+        Some(VerifyError::StateAhead {
+            mark_time: mark * 30,
+            in_file: false,
+            version_1: true
+        })
+    );
+    // The same at every step a file may have: its own mark ahead is never set aside.
+    for step in 1..=LONGEST_STEP_SECS {
+        let f = file(&format!("{S}\n\" STEP_SIZE {step}\n\" TOTP_AUTH\n"));
+        let state = UserState {
+            legacy: Some(crate::state::LegacyMarks {
+                last_step: Some(real_now as u64 / step),
+                hotp: None,
+            }),
+            ..UserState::default()
+        };
+        let prep = prepare(&f, &p, &c, back, &key()).unwrap();
+        assert!(
+            matches!(
+                prep.decide(&state, &p, &a),
+                Err(VerifyError::StateAhead {
+                    version_1: true,
+                    ..
+                })
+            ),
+            "step {step}"
+        );
+    }
+    // Control: the clock right again, the next code logs in.
+    let d = u.attempt(&p, &code(mark + 1), real_now + 30);
+    assert!(accepted(&d), "{:?}", d.verdict);
+    assert!(
+        !d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::Version1MarkNotApplied { .. })),
+        "{:?}",
+        d.warnings
+    );
+}
+
+/// The margin of [`version_1_mark_from_shorter_step`] over every step a file may have,
+/// at the worst allowance (a day of clock lag and the longest skew lead): from 2026 on
+/// no same-step mark less than 340 days after the clock is set aside, while a shorter
+/// step's mark of the clock always is, at every longer step. The bound is close: a
+/// 60-s mark about 345 days ahead reads near the clock at 59 s.
+#[test]
+fn only_a_shorter_step_near_the_clock_sets_a_version_1_mark_aside() {
+    let allowance = crate::policy::DEFAULT_MAX_CLOCK_LAG_SECS + LONGEST_SKEW_LEAD_SECS;
+    let now: u64 = 1_767_225_600; // 2026-01-01
+    let (earliest, latest) = (now - allowance, now + allowance);
+    let aside =
+        |last_step, step| version_1_mark_from_shorter_step(last_step, step, earliest, latest);
+    for step in 1..=LONGEST_STEP_SECS {
+        for ahead in (allowance + 1..340 * 86_400).step_by(3_600) {
+            assert!(
+                !aside((now + ahead) / step, step),
+                "step {step}, {ahead} s ahead"
+            );
+        }
+    }
+    for written in 1..LONGEST_STEP_SECS {
+        for step in written + 1..=LONGEST_STEP_SECS {
+            let last_step = now / written;
+            assert!(
+                last_step * step > latest,
+                "{written} s read at {step} s is ahead"
+            );
+            assert!(aside(last_step, step), "{written} s read at {step} s");
+        }
+    }
+    assert!(
+        (340 * 86_400..350 * 86_400)
+            .step_by(3_600)
+            .any(|ahead| aside((now + ahead) / 60, 60))
+    );
+    // No step is shorter than the shortest.
+    assert!(!aside(now, 1));
 }
 
 /// A version-1 mark read at the file's own step within what a login honours (a phone
