@@ -172,10 +172,11 @@ impl Failure {
 /// record a host with a shorter TTL wrote last would expire while it still held another
 /// host's lockout or ceiling. So where this call sets a TTL it is `EXPIRE … GT` (Redis 7
 /// and Valkey: set only where later than the key's own, a key without one counting as
-/// never expiring), and a plain `EXPIRE` only on a key this call created (`HSET` made
-/// it, without a TTL, which `GT` would keep forever). `PERSIST` only lengthens. A server
-/// before Redis 7 knows no `GT` (`redis.REDIS_VERSION_NUM` is its marker too): there the
-/// last writer's TTL still wins (SECURITY.md).
+/// never expiring), and a plain `EXPIRE` only on a key without a version before this
+/// call, which `HSET` just created without a TTL (its `TTL` was -2, now -1, and `GT`
+/// would keep it forever). `PERSIST` only lengthens. A server before Redis 7 knows no
+/// `GT` (`redis.REDIS_VERSION_NUM`, which Valkey keeps too, came with it): there the
+/// last writer's TTL still wins (SECURITY.md, M33).
 macro_rules! cas_body {
     () => {
         r#"
