@@ -166,6 +166,17 @@ impl Failure {
 /// Redis 7.2's own refusal (`denied_command` reads them) and writes nothing. A server
 /// before Redis 7 has no such check and no functions: its `EVAL` runs without it, as
 /// before.
+///
+/// A write never shortens a record's life: hosts of one fleet may work the TTL out from
+/// different options (`max_failures=` keeps every record, `redis_ttl=` differs), and a
+/// record a host with a shorter TTL wrote last would expire while it still held another
+/// host's lockout or ceiling. So where this call sets a TTL it is `EXPIRE … GT` (Redis 7
+/// and Valkey: set only where later than the key's own, a key without one counting as
+/// never expiring), and a plain `EXPIRE` only on a key without a version before this
+/// call, which `HSET` just created without a TTL (its `TTL` was -2, now -1, and `GT`
+/// would keep it forever). `PERSIST` only lengthens. A server before Redis 7 knows no
+/// `GT` (`redis.REDIS_VERSION_NUM`, which Valkey keeps too, came with it): there the
+/// last writer's TTL still wins (SECURITY.md, M33).
 macro_rules! cas_body {
     () => {
         r#"
@@ -183,12 +194,17 @@ if KEYS[2] then
   if s[1] ~= ARGV[4] or s[2] ~= ARGV[5] then return 2 end
 end
 local v = redis.call('HGET', KEYS[1], 'v')
-if v == false then v = '0' end
+local fresh = v == false
+if fresh then v = '0' end
 if v ~= ARGV[1] then return 0 end
 local n = string.format('%d', tonumber(v) + 1)
 redis.call('HSET', KEYS[1], 'v', n, 'r', ARGV[2])
 if tonumber(ARGV[3]) > 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  if fresh or not redis.REDIS_VERSION_NUM then
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+  else
+    redis.call('EXPIRE', KEYS[1], ARGV[3], 'GT')
+  end
 else
   redis.call('PERSIST', KEYS[1])
 end
@@ -216,6 +232,12 @@ const CAS_FUNCTION: &str = "pam_totp_cas_v3";
 /// earlier releases call with one key, stay registered (with this body: called so, the
 /// same arguments and replies as theirs, and the refusal before writing), or their
 /// logins would be refused until upgraded. They can go once no such host is left.
+///
+/// Their writes, too, never shorten a record's life: a TTL is the store's, not the
+/// caller's, and an earlier host with default options must not set one on a record a
+/// `max_failures=` host keeps. No name changed for that: what protects a record is the
+/// body every writer runs, not the name one host calls, so the fix holds once this
+/// release's `init` has replaced the library, whichever hosts are upgraded.
 const LIBRARY: &str = concat!(
     "#!lua name=pam_totp\n",
     "local function cas(KEYS, ARGV)",

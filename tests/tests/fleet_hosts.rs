@@ -696,17 +696,7 @@ fn records_get_the_ttl_except_with_max_failures_or_ttl_0_through_libpam() {
         return;
     }
     let server = RedisServer::start(&ServerConfig::default());
-    let prefix = fresh_prefix();
     let (u, secret) = TestUser::enrolled("fl");
-    let key = format!("{prefix}user:{}", u.name);
-    let ttl = || {
-        let r = server.raw(None, &[b"TTL", key.as_bytes()]);
-        String::from_utf8_lossy(&r)
-            .trim()
-            .trim_start_matches(':')
-            .parse::<i64>()
-            .expect("TTL reply")
-    };
     let wrong = wrong_totp(&secret, T0);
     // Module options, and the TTL range the record must then have (-1: none).
     let cases: [(&str, i64, i64); 4] = [
@@ -716,6 +706,9 @@ fn records_get_the_ttl_except_with_max_failures_or_ttl_0_through_libpam() {
         ("redis_ttl=0", -1, -1),
     ];
     for (extra, low, high) in cases {
+        // A record of its own for each: a write never shortens the life of one written
+        // before (`a_write_never_shortens_a_record_s_life_through_libpam`).
+        let prefix = fresh_prefix();
         let host =
             &fleet_with_prefix(&server, 1, &format!("throttle_after=100 {extra}"), &prefix)[0];
         let d = login_at(host, &u, &wrong, PEER, T0);
@@ -724,7 +717,7 @@ fn records_get_the_ttl_except_with_max_failures_or_ttl_0_through_libpam() {
             Returned::Failed("PAM_AUTH_ERR".into()),
             "{d:?}"
         );
-        let got = ttl();
+        let got = ttl_of(&server, &format!("{prefix}user:{}", u.name));
         assert!((low..=high).contains(&got), "{extra:?}: TTL {got}");
     }
 }
@@ -789,11 +782,155 @@ fn a_redis_ttl_shorter_than_a_record_protects_is_refused_through_libpam() {
         assert!((7_775_000..=7_776_000).contains(&got), "{short}: TTL {got}");
     }
 
+    // The minimum is accepted; on the record a 90-day host wrote it shortens nothing.
     let host = &fleet_with_prefix(&server, 1, "redis_ttl=272460", &prefix)[0];
     let (d, logs) = login_logged(host, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let got = ttl();
+    assert!((7_775_000..=7_776_000).contains(&got), "minimum: TTL {got}");
+    // ...and a record it writes first gets it.
+    let own = fresh_prefix();
+    let host = &fleet_with_prefix(&server, 1, "redis_ttl=272460", &own)[0];
+    let (d, logs) = login_logged(host, &u, &code_at(&secret, T0 + 60), PEER, T0 + 60);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let got = ttl_of(&server, &format!("{own}user:{}", u.name));
     assert!((272_000..=272_460).contains(&got), "minimum: TTL {got}");
+}
+
+/// `TTL key` on `server`: seconds left, -1 without a TTL, -2 without the key.
+fn ttl_of(server: &RedisServer, key: &str) -> i64 {
+    let r = server.raw(None, &[b"TTL", key.as_bytes()]);
+    String::from_utf8_lossy(&r)
+        .trim()
+        .trim_start_matches(':')
+        .parse::<i64>()
+        .expect("TTL reply")
+}
+
+/// fleet.md, "Expiry (TTL)": a write never shortens a record's life, so hosts whose
+/// options differ cannot undo each other's protection. Host B (`max_failures=3`) locks
+/// the user, its record never expiring; one failure on host A (default options, 90
+/// days) used to put A's TTL on that record, and once it expired B's lockout and
+/// ceiling were gone with nobody's reset. Now the record stays without a TTL and B
+/// still refuses the right code. Control: a record written only by A gets A's 90 days.
+#[test]
+fn a_host_with_default_options_puts_no_ttl_on_a_max_failures_record_through_libpam() {
+    let t = "a_host_with_default_options_puts_no_ttl_on_a_max_failures_record_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let prefix = fresh_prefix();
+    let b = &fleet_with_prefix(&server, 1, "max_failures=3 throttle_after=100", &prefix)[0];
+    let a = &fleet_with_prefix(&server, 1, "throttle_after=100", &prefix)[0];
+    let (u, secret) = TestUser::enrolled("fe");
+    let key = format!("{prefix}user:{}", u.name);
+    let wrong = wrong_totp(&secret, T0);
+    for i in 0..3 {
+        let d = login_at(b, &u, &wrong, PEER, T0 + i);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{d:?}"
+        );
+    }
+    assert_eq!(ttl_of(&server, &key), -1, "B's record never expires");
+    let version = || server.raw(None, &[b"HGET", key.as_bytes(), b"v"]);
+    let before = version();
+
+    let d = login_at(a, &u, &wrong, PEER, T0 + 10);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    assert_ne!(version(), before, "A wrote the record");
+    assert_eq!(ttl_of(&server, &key), -1, "A's write put no TTL on it");
+
+    let (d, logs) = login_logged(b, &u, &code_at(&secret, T0 + 60), PEER, T0 + 60);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("disabled after too many failures")),
+        "B still refuses by the hard cap: {logs:?}"
+    );
+
+    // Control: A alone gives its records its TTL.
+    let (c, secret_c) = TestUser::enrolled("fc");
+    let d = login_at(a, &c, &wrong_totp(&secret_c, T0), PEER, T0);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    let got = ttl_of(&server, &format!("{prefix}user:{}", c.name));
+    assert!(
+        (7_775_000..=7_776_000).contains(&got),
+        "A's own record: TTL {got}"
+    );
+}
+
+/// A longer TTL already on a record is kept by a host whose (valid) `redis_ttl=` is
+/// shorter: a host with 180 days writes first, then one with the default 90 days and
+/// one with the minimum each write a failure, and the record keeps 180 days. Control:
+/// the other way round a write still lengthens it (90 days, then 180 days).
+#[test]
+fn a_longer_ttl_is_not_shortened_by_a_host_with_a_shorter_one_through_libpam() {
+    let t = "a_longer_ttl_is_not_shortened_by_a_host_with_a_shorter_one_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    const LONG: &str = "throttle_after=100 redis_ttl=15552000";
+    let server = RedisServer::start(&ServerConfig::default());
+    let (u, secret) = TestUser::enrolled("fg");
+    let wrong = wrong_totp(&secret, T0);
+    let fail = |host: &Stack, at: u64| {
+        let d = login_at(host, &u, &wrong, PEER, at);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{d:?}"
+        );
+    };
+
+    let prefix = fresh_prefix();
+    let key = format!("{prefix}user:{}", u.name);
+    let long = &fleet_with_prefix(&server, 1, LONG, &prefix)[0];
+    let default = &fleet_with_prefix(&server, 1, "throttle_after=100", &prefix)[0];
+    let minimum = &fleet_with_prefix(&server, 1, "throttle_after=100 redis_ttl=272460", &prefix)[0];
+    fail(long, T0);
+    let got = ttl_of(&server, &key);
+    assert!(
+        (15_551_000..=15_552_000).contains(&got),
+        "180 days: TTL {got}"
+    );
+    let version = || server.raw(None, &[b"HGET", key.as_bytes(), b"v"]);
+    for (host, at) in [(default, T0 + 1), (minimum, T0 + 2)] {
+        let before = version();
+        fail(host, at);
+        assert_ne!(version(), before, "the shorter host wrote the record");
+        let got = ttl_of(&server, &key);
+        assert!((15_551_000..=15_552_000).contains(&got), "kept: TTL {got}");
+    }
+
+    // Control: a longer TTL still replaces a shorter one.
+    let prefix = fresh_prefix();
+    let key = format!("{prefix}user:{}", u.name);
+    let default = &fleet_with_prefix(&server, 1, "throttle_after=100", &prefix)[0];
+    let long = &fleet_with_prefix(&server, 1, LONG, &prefix)[0];
+    fail(default, T0);
+    let got = ttl_of(&server, &key);
+    assert!((7_775_000..=7_776_000).contains(&got), "90 days: TTL {got}");
+    fail(long, T0 + 1);
+    let got = ttl_of(&server, &key);
+    assert!(
+        (15_551_000..=15_552_000).contains(&got),
+        "lengthened: TTL {got}"
+    );
 }
 
 /// `totp-state show` of a shared store's unusable record suggests the reset that

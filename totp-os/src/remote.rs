@@ -71,9 +71,10 @@ const MAX_CREDENTIALS_SIZE: usize = 4096;
 const MAX_CA_SIZE: usize = 1 << 20;
 /// Conflicts tolerated in one update; each one means another login made progress.
 const MAX_ROUNDS: u32 = 64;
-/// How long the key `totp-state ping` writes on Redis outlives the last ping: long
-/// enough for an admin to see what a ping wrote (`TTL PREFIXprobe`), short enough that
-/// nothing of it stays behind a fleet that stopped pinging.
+/// How long the key `totp-state ping` writes on a Redis server before 7 outlives the
+/// last ping: long enough for an admin to see what a ping wrote (`TTL PREFIXprobe`),
+/// short enough that nothing of it stays behind a fleet that stopped pinging. Redis 7
+/// and Valkey keep the key ([`RemoteStore::probe_write`]).
 pub const PROBE_TTL_SECS: u64 = 30;
 /// What the probe key holds: neither a user record (those start with their format
 /// version, 1 or 2) nor a store record (`PTK1`), should anything ever read it.
@@ -729,8 +730,11 @@ impl RemoteStore {
     /// proves none of them. So the first
     /// write clears a TTL as a record holding a counter does (`PERSIST`); with
     /// `redis_ttl=` above 0 the second sets [`PROBE_TTL_SECS`] as every other record's
-    /// write does (`EXPIRE`), and the key expires by itself. On a server before Redis 7,
-    /// a ping refused half-way may leave the key without a TTL until a ping succeeds.
+    /// write does (`EXPIRE`). Before Redis 7 the key then expires by itself (a ping
+    /// refused half-way may leave it without a TTL until a ping succeeds). On Redis 7
+    /// and Valkey a write never shortens a key's life, so after the first write the
+    /// second changes no TTL (its `EXPIRE` is still asked of the ACL) and the key stays,
+    /// a few bytes each ping overwrites: the proof is worth more than the key.
     ///
     /// etcd ([`RemoteSettings::probe_writes`] false): a transaction against a version
     /// no record has, which the server answers "conflict" and writes nothing; its put

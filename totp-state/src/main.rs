@@ -50,9 +50,9 @@ enum Command {
     Audit(AuditArgs),
     /// Health probe of the store: 0 usable, 1 reachable but not usable (no store
     /// record: never initialised or its data set was lost; damaged; refused), 2 not
-    /// reachable. Makes the write a login makes: on Redis to the key PREFIXprobe, which
-    /// expires after 30 s; in a local state directory a file created, written, synced
-    /// and removed; changes nothing else.
+    /// reachable. Makes the write a login makes: on Redis to the key PREFIXprobe, a few
+    /// bytes each ping overwrites; in a local state directory a file created, written,
+    /// synced and removed; changes nothing else.
     Ping(StoreArgs),
     /// Initialise a store: its key record, every code of a step up to now counted as
     /// used, as a login does when the record is missing (neither can tell a new store
