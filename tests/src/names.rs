@@ -7,7 +7,9 @@ use std::fs;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
 
-use crate::{Drive, Driver, with_syslog_capture_after};
+use std::time::{Duration, Instant};
+
+use crate::{Drive, Driver, Returned, with_syslog_capture_after};
 
 /// A DNS server that never answers: a UDP socket on port 53 (the only port resolv.conf
 /// can name) of a loopback address of its own, held open so that queries are neither
@@ -95,6 +97,48 @@ pub fn login_resolving(
     }
     let (out, lines) = with_syslog_capture_after(&mounts.join("\n"), &driver.command());
     (Drive::ran(&out), lines)
+}
+
+/// The seconds named in the line `cannot resolve NAME within N s`, if one was logged.
+pub fn resolve_bound(lines: &[String], name: &str) -> Option<f64> {
+    let needle = format!("cannot resolve {name} within ");
+    lines.iter().find_map(|l| {
+        let rest = &l[l.find(&needle)? + needle.len()..];
+        rest.split(" s").next()?.parse().ok()
+    })
+}
+
+/// The login `login` makes, with `name` resolvable only through `dns` (which never
+/// answers): denied with `PAM_AUTH_ERR` once its lookup reached `dns`, the line naming a
+/// bound of at most the 1-s connect timeout the tests set, no code compared; within a
+/// 60-s hang guard, not a timing assertion. Control: with `name` in the hosts file the
+/// same login logs in, and no such line.
+pub fn assert_resolution_bounded(login: impl Fn() -> Driver, dns: &SilentNameServer, name: &str) {
+    let started = Instant::now();
+    let (d, lines) = login_resolving(&login(), dns, name, None);
+    let took = started.elapsed();
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?} {lines:?}"
+    );
+    assert!(took < Duration::from_secs(60), "hang guard: took {took:?}");
+    assert!(dns.asked_for(name), "the lookup went to the silent server");
+    assert!(
+        resolve_bound(&lines, name).is_some_and(|s| s > 0.0 && s <= 1.0),
+        "the line names the connect bound: {lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("invalid verification code")),
+        "{lines:?}"
+    );
+
+    // Control: the same login, the name in the hosts file.
+    let (d, lines) = login_resolving(&login(), dns, name, Some("127.0.0.1"));
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert_eq!(resolve_bound(&lines, name), None, "{lines:?}");
 }
 
 fn path_str(p: &Path) -> &str {

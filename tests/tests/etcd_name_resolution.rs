@@ -4,23 +4,12 @@
 //! (`system_tests::names`) sends the lookup to a DNS server that never answers; the
 //! control finds the same name in the hosts file and logs in.
 
-use std::time::{Duration, Instant};
-
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
 use system_tests::fleet::init_store;
-use system_tests::names::{SilentNameServer, login_resolving};
+use system_tests::names::{SilentNameServer, assert_resolution_bounded};
 use system_tests::*;
 
 const NAME: &str = "member.pam-totp.test";
-
-/// The seconds named in the line `cannot resolve NAME within N s`, if one was logged.
-fn resolve_bound(lines: &[String], name: &str) -> Option<f64> {
-    let needle = format!("cannot resolve {name} within ");
-    lines.iter().find_map(|l| {
-        let rest = &l[l.find(&needle)? + needle.len()..];
-        rest.split(" s").next()?.parse().ok()
-    })
-}
 
 #[test]
 fn an_etcd_member_name_whose_dns_never_answers_is_denied_within_the_connect_bound() {
@@ -48,30 +37,5 @@ fn an_etcd_member_name_whose_dns_never_answers_is_denied_within_the_connect_boun
     let (u, secret) = TestUser::enrolled("enames");
     let login = || Driver::login(&stack, &u, &code_at(&secret, now())).rhost(PEER);
 
-    let started = Instant::now();
-    let (d, lines) = login_resolving(&login(), &dns, NAME, None);
-    let took = started.elapsed();
-    assert_eq!(
-        d.returned(),
-        Returned::Failed("PAM_AUTH_ERR".into()),
-        "{d:?} {lines:?}"
-    );
-    assert!(took < Duration::from_secs(60), "hang guard: took {took:?}");
-    assert!(dns.asked_for(NAME), "the lookup went to the silent server");
-    let bound = resolve_bound(&lines, NAME);
-    assert!(
-        bound.is_some_and(|s| s > 0.0 && s <= 1.0),
-        "the line names the connect bound: {lines:?}"
-    );
-    assert!(
-        !lines
-            .iter()
-            .any(|l| l.contains("invalid verification code")),
-        "{lines:?}"
-    );
-
-    // Control: the same login, the name in the hosts file.
-    let (d, lines) = login_resolving(&login(), &dns, NAME, Some("127.0.0.1"));
-    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
-    assert_eq!(resolve_bound(&lines, NAME), None, "{lines:?}");
+    assert_resolution_bounded(login, &dns, NAME);
 }

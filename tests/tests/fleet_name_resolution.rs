@@ -6,22 +6,11 @@
 //! the hosts file and logs in. The same holds for a primary a sentinel names by host
 //! name.
 
-use std::time::{Duration, Instant};
-
 use system_tests::fleet::{RedisServer, Sentinel, ServerConfig, init_store, plugin};
-use system_tests::names::{SilentNameServer, login_resolving};
+use system_tests::names::{SilentNameServer, assert_resolution_bounded};
 use system_tests::*;
 
 const NAME: &str = "store.pam-totp.test";
-
-/// The seconds named in the line `cannot resolve NAME within N s`, if one was logged.
-fn resolve_bound(lines: &[String], name: &str) -> Option<f64> {
-    let needle = format!("cannot resolve {name} within ");
-    lines.iter().find_map(|l| {
-        let rest = &l[l.find(&needle)? + needle.len()..];
-        rest.split(" s").next()?.parse().ok()
-    })
-}
 
 #[test]
 fn a_redis_host_name_whose_dns_never_answers_is_denied_within_the_connect_bound() {
@@ -43,32 +32,7 @@ fn a_redis_host_name_whose_dns_never_answers_is_denied_within_the_connect_bound(
     let (u, secret) = TestUser::enrolled("rnames");
     let login = || Driver::login(&stack, &u, &code_at(&secret, now())).rhost(PEER);
 
-    let started = Instant::now();
-    let (d, lines) = login_resolving(&login(), &dns, NAME, None);
-    let took = started.elapsed();
-    assert_eq!(
-        d.returned(),
-        Returned::Failed("PAM_AUTH_ERR".into()),
-        "{d:?} {lines:?}"
-    );
-    assert!(took < Duration::from_secs(60), "hang guard: took {took:?}");
-    assert!(dns.asked_for(NAME), "the lookup went to the silent server");
-    let bound = resolve_bound(&lines, NAME);
-    assert!(
-        bound.is_some_and(|s| s > 0.0 && s <= 1.0),
-        "the line names the connect bound: {lines:?}"
-    );
-    assert!(
-        !lines
-            .iter()
-            .any(|l| l.contains("invalid verification code")),
-        "{lines:?}"
-    );
-
-    // Control: the same login, the name in the hosts file.
-    let (d, lines) = login_resolving(&login(), &dns, NAME, Some("127.0.0.1"));
-    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
-    assert_eq!(resolve_bound(&lines, NAME), None, "{lines:?}");
+    assert_resolution_bounded(login, &dns, NAME);
 }
 
 /// A sentinel's reply names the primary by host name (`announce-hostnames`): that name
@@ -98,25 +62,5 @@ fn a_primary_a_sentinel_names_by_a_host_name_is_resolved_within_the_connect_boun
     let (u, secret) = TestUser::enrolled("snames");
     let login = || Driver::login(&stack, &u, &code_at(&secret, now())).rhost(PEER);
 
-    let started = Instant::now();
-    let (d, lines) = login_resolving(&login(), &dns, "localhost", None);
-    let took = started.elapsed();
-    assert_eq!(
-        d.returned(),
-        Returned::Failed("PAM_AUTH_ERR".into()),
-        "{d:?} {lines:?}"
-    );
-    assert!(took < Duration::from_secs(60), "hang guard: took {took:?}");
-    assert!(
-        dns.asked_for("localhost"),
-        "the lookup went to the silent server"
-    );
-    assert!(
-        resolve_bound(&lines, "localhost").is_some_and(|s| s > 0.0 && s <= 1.0),
-        "the line names the connect bound: {lines:?}"
-    );
-
-    let (d, lines) = login_resolving(&login(), &dns, "localhost", Some("127.0.0.1"));
-    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
-    assert_eq!(resolve_bound(&lines, "localhost"), None, "{lines:?}");
+    assert_resolution_bounded(login, &dns, "localhost");
 }
