@@ -113,6 +113,16 @@ pub fn authenticate_with(
                 ),
             );
         }
+        if opts.redis_ttl_raised {
+            io.log(
+                Level::Warning,
+                &format!(
+                    "redis_ttl= is shorter than a record may still protect a used code or \
+                     throttling; {} seconds is used instead",
+                    opts.min_redis_ttl_secs()
+                ),
+            );
+        }
     }
     let raw_user = io.user();
     let rhost_raw = io.item(ItemKind::RHost);

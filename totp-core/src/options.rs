@@ -206,6 +206,9 @@ pub struct ModuleOptions {
     pub grace_period_secs: u64,
     /// `grace_period=` asked for more than [`MAX_GRACE_PERIOD_SECS`]; it was clamped.
     pub grace_period_clamped: bool,
+    /// `redis_ttl=` asked for less than a record may still protect
+    /// ([`ModuleOptions::min_redis_ttl_secs`]); that minimum is used instead.
+    pub redis_ttl_raised: bool,
     pub allow_readonly: bool,
     pub max_window: u32,
     pub max_time_skew: u32,
@@ -253,6 +256,7 @@ impl Default for ModuleOptions {
             echo_verification_code: false,
             grace_period_secs: 0,
             grace_period_clamped: false,
+            redis_ttl_raised: false,
             allow_readonly: false,
             max_window: DEFAULT_MAX_WINDOW,
             max_time_skew: DEFAULT_MAX_TIME_SKEW,
@@ -398,7 +402,7 @@ impl ModuleOptions {
         if o.nullok_missing_home && !o.nullok {
             return Err(bad("nullok_missing_home", "only meaningful with nullok"));
         }
-        o.settle_redis_ttl()?;
+        o.settle_redis_ttl();
         Ok(o)
     }
 
@@ -412,27 +416,24 @@ impl ModuleOptions {
         RECORD_REACH_SECS.max(ceiling)
     }
 
-    /// Refuses a `redis_ttl=` that would let a record expire while it still protects
-    /// something ([`ModuleOptions::min_redis_ttl_secs`]), as any bad value is refused;
-    /// without `redis_ttl=`, the default is raised to that minimum where it is shorter
-    /// (a ceiling of more than 90 days), so the default is never refused.
-    fn settle_redis_ttl(&mut self) -> Result<(), OptionError> {
+    /// Raises a `redis_ttl=` that would let a record expire while it still protects
+    /// something to [`ModuleOptions::min_redis_ttl_secs`] ([`Self::redis_ttl_raised`]),
+    /// and the default where it is shorter (a ceiling of more than 90 days). Raised, not
+    /// refused: the TTL only bounds the memory idle records hold, and a value earlier
+    /// releases accepted (86400 was the documented example) must not deny every login
+    /// after an upgrade.
+    fn settle_redis_ttl(&mut self) {
         if self.fleet.redis.is_none() {
-            return Ok(());
+            return;
         }
         let floor = self.min_redis_ttl_secs();
         match self.fleet.ttl_secs {
-            Some(ttl) if ttl > 0 && ttl < floor => Err(bad(
-                "redis_ttl",
-                "shorter than a record may still protect a used code or throttling: 0 (never \
-                 expire) or at least 272460 seconds and at least ceiling_burst × \
-                 ceiling_interval (see pam_totp(8))",
-            )),
-            None if floor > crate::fleet::DEFAULT_TTL_SECS => {
+            Some(ttl) if ttl > 0 && ttl < floor => {
                 self.fleet.ttl_secs = Some(floor);
-                Ok(())
+                self.redis_ttl_raised = true;
             }
-            _ => Ok(()),
+            None if floor > crate::fleet::DEFAULT_TTL_SECS => self.fleet.ttl_secs = Some(floor),
+            _ => {}
         }
     }
 

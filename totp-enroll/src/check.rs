@@ -207,6 +207,13 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
                 "warning: option {w} weakens security (see pam_totp(8))"
             ));
         }
+        if o.redis_ttl_raised {
+            add(format!(
+                "note: redis_ttl= is shorter than a record may still protect a used code or \
+                 throttling; {} seconds is used instead",
+                o.min_redis_ttl_secs()
+            ));
+        }
         if let Some(file) = &o.accessfile {
             match crate::explain::read_rule_file(Path::new(file), o.allow_any_network) {
                 Err(problem) => add(format!(

@@ -379,36 +379,40 @@ fn redis_ttl_outlives_what_a_record_protects() {
         assert!(RECORD_REACH_SECS >= MAX_THROTTLE_MAX_SECS);
         assert!(RECORD_REACH_SECS >= crate::gafile::LONGEST_RATE_LIMIT_SECS);
     }
-    // The refusal names the figure.
     let redis = "state=redis://127.0.0.1";
-    let err = parse(&[redis, "redis_ttl=3"]).unwrap_err();
-    assert!(err.to_string().contains("redis_ttl"), "{err}");
-    assert!(
-        err.to_string().contains(&RECORD_REACH_SECS.to_string()),
-        "{err}"
-    );
-
     let ttl = |args: &[&str]| {
         let mut all = vec![redis];
         all.extend_from_slice(args);
-        parse(&all).map(|o| o.fleet.redis().expect("redis").ttl_secs)
+        parse(&all).map(|o| (o.fleet.redis().expect("redis").ttl_secs, o.redis_ttl_raised))
     };
-    // The boundary, and 0 (never expire).
-    assert!(ttl(&["redis_ttl=1"]).is_err());
-    assert!(ttl(&["redis_ttl=272459"]).is_err());
-    assert_eq!(ttl(&["redis_ttl=272460"]), Ok(272_460));
-    assert_eq!(ttl(&["redis_ttl=0"]), Ok(0));
+    // Shorter is raised to the figure (and said so), never refused: a value an earlier
+    // release accepted must not deny every login after an upgrade. The boundary, and 0
+    // (never expire).
+    assert_eq!(ttl(&["redis_ttl=1"]), Ok((272_460, true)));
+    assert_eq!(ttl(&["redis_ttl=86400"]), Ok((272_460, true)));
+    assert_eq!(ttl(&["redis_ttl=272459"]), Ok((272_460, true)));
+    assert_eq!(ttl(&["redis_ttl=272460"]), Ok((272_460, false)));
+    assert_eq!(ttl(&["redis_ttl=0"]), Ok((0, false)));
     // Control: the default is untouched by default options.
-    assert_eq!(ttl(&[]), Ok(crate::fleet::DEFAULT_TTL_SECS));
+    assert_eq!(ttl(&[]), Ok((crate::fleet::DEFAULT_TTL_SECS, false)));
     // A per-user ceiling refilling more slowly than that needs longer; its cap (1000
     // guesses a day apart) needs longer than the default, which then grows to it.
     let slow = ["ceiling_burst=200", "ceiling_interval=3600"];
     assert_eq!(parse(&slow).unwrap().min_redis_ttl_secs(), 720_000);
-    assert!(ttl(&[slow[0], slow[1], "redis_ttl=719999"]).is_err());
-    assert_eq!(ttl(&[slow[0], slow[1], "redis_ttl=720000"]), Ok(720_000));
+    assert_eq!(
+        ttl(&[slow[0], slow[1], "redis_ttl=719999"]),
+        Ok((720_000, true))
+    );
+    assert_eq!(
+        ttl(&[slow[0], slow[1], "redis_ttl=720000"]),
+        Ok((720_000, false))
+    );
     let cap = ["ceiling_burst=1000", "ceiling_interval=86400"];
-    assert_eq!(ttl(&cap), Ok(86_400_000));
-    assert!(ttl(&[cap[0], cap[1], "redis_ttl=7776000"]).is_err());
+    assert_eq!(ttl(&cap), Ok((86_400_000, false)));
+    assert_eq!(
+        ttl(&[cap[0], cap[1], "redis_ttl=7776000"]),
+        Ok((86_400_000, true))
+    );
     // Without a Redis store the option is refused anyway; a local store has no TTL.
     assert!(parse(&["redis_ttl=3"]).is_err());
     assert_eq!(parse(&cap).unwrap().fleet.ttl_secs, None);
