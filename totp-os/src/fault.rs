@@ -14,12 +14,12 @@ pub enum FaultPoint {
     /// Opening a new state record's unnamed file (`openat(O_TMPFILE)`): a point of its
     /// own, so that a test failing a rewrite's temp file still gets its record.
     CreateUnnamed,
-    /// The `renameat2(RENAME_NOREPLACE)` naming a new state record built under a
-    /// temporary name: `EPERM` stands in a seccomp filter without `renameat2`.
+    /// The `renameat2(RENAME_NOREPLACE)` naming a new state record (or store key) built
+    /// under a temporary name: `EPERM` stands in a seccomp filter without `renameat2`.
     RecordRename,
-    /// A new state record just linked under its name by the fallback of a refused
-    /// `renameat2`, its temporary name not yet removed (two links). Never fails: a test
-    /// runs code there with [`run_at`].
+    /// A new state record (or store key) just linked under its name by the fallback of a
+    /// refused `renameat2`, its temporary name not yet removed (two links). Never fails:
+    /// a test runs code there with [`run_at`].
     RecordTwoLinks,
     /// One `write(2)` call on the temp file.
     Write,
