@@ -13,6 +13,9 @@
 //!   and the directory fsynced; a user's first record is created unnamed (`O_TMPFILE`),
 //!   allocated, then linked under its name, and the directory fsynced before anything
 //!   is written into it (no login ever opens a record that is not complete, R16).
+//! - A second login finding that new record before the creator's directory fsync (the
+//!   creator held there) waits for the creator's lock, taken before the link and kept
+//!   until after the fsync, and only then writes and syncs its mark (R12, R15).
 //! - An accepted TOTP code with the boot time known is a lazy write: a `pwrite64` and
 //!   no fsync of the record (the boot floor covers a lost write, R34).
 //! - C7: `flock` failing with `ENOLCK` (NFS without a lock daemon), on the secret file
@@ -693,4 +696,203 @@ fn the_trace_parser_reads_strace_f_output() {
         order(false).is_err(),
         "an fsync after the rename is refused"
     );
+}
+
+/// How long strace holds the creating login in its directory fsync: less than the
+/// longest lock wait (`lock_timeout=5000`), so that the second login waits it out.
+const HOLD_US: u64 = 3_000_000;
+
+/// The pid of the running pam-drive logging in `name`.
+fn login_pid(name: &str) -> Option<u32> {
+    let driver = built().driver.to_string_lossy().into_owned();
+    fs::read_dir("/proc").ok()?.find_map(|e| {
+        let pid = e.ok()?.file_name().to_str()?.parse::<u32>().ok()?;
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        (args.first() == Some(&driver.as_bytes())
+            && args
+                .windows(2)
+                .any(|w| w[0] == b"--user" && w[1] == name.as_bytes()))
+        .then_some(pid)
+    })
+}
+
+/// Whether process `pid` sits in system call `nr` (`/proc/PID/syscall`).
+fn sits_in(pid: u32, nr: i64) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .unwrap_or_default()
+        .split(' ')
+        .next()
+        == Some(nr.to_string().as_str())
+}
+
+/// `driver` under strace in a thread: its trace file and the thread.
+fn traced_in_thread(
+    driver: &Driver,
+    extra: &[&str],
+) -> (
+    tempfile::NamedTempFile,
+    std::thread::JoinHandle<std::process::Output>,
+) {
+    let out = tempfile::NamedTempFile::new().expect("trace file");
+    let cmd = driver.command();
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-y", "-s", "0", "-e"])
+        .arg(format!("{TRACED},close"))
+        .args(extra)
+        .arg("-o")
+        .arg(out.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    let run = std::thread::spawn(move || strace.output().expect("run strace"));
+    (out, run)
+}
+
+/// R12, R15 and D3 (b): a login that finds a user's new record while its creator has
+/// linked it but not yet synced the directory writes nothing into it until that fsync
+/// is done. The creator locks the unnamed file before it links it and keeps the lock
+/// until after the directory fsync; the test holds the creator (a TOTP code) on entry to
+/// that fsync, runs a second login of the same user with a scratch code (a durable
+/// write), and finds the second login's first `flock` of the record refused
+/// (`EAGAIN`), its write and fdatasync after a later successful `flock`, and the
+/// creator out of its fsync by the time the second login is done. Control: the same
+/// without the hold, where the second login's first `flock` succeeds and it syncs the
+/// record once and the directory never.
+#[test]
+fn a_login_finding_a_new_record_writes_it_only_after_the_creators_directory_fsync() {
+    let t = "a_login_finding_a_new_record_writes_it_only_after_the_creators_directory_fsync";
+    if !require_root(t) || !require_tool(t, "strace") {
+        return;
+    }
+    let (first, first_secret) = TestUser::enrolled("dwf");
+    let stack = Stack::probe("svc", "lock_timeout=5000");
+    let dir = stack.state_dir();
+    // The directory and the store key exist, so that the creator's first fsync is the
+    // directory's after its record's link.
+    let d = Driver::login(&stack, &first, &code_at(&first_secret, now())).run();
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+
+    // Both accounts made first: an account removed at the end of a turn would leave its
+    // uid, and so its record, to the next one.
+    let users =
+        [("dwh", true), ("dwc", false)].map(|(tag, hold)| (tag, hold, TestUser::create(tag)));
+    for (tag, hold, u) in &users {
+        let (tag, hold) = (*tag, *hold);
+        let secret = random_secret_b32();
+        u.write_secret(&format!("{}{SCRATCH}\n", totp_file(&secret)), 0o600);
+        let record = stack.state_file(u.uid);
+        let uid = u.uid.to_string();
+        assert!(!record.exists(), "{tag}: no record yet");
+
+        let inject = format!("inject=fsync:delay_enter={HOLD_US}:when=1");
+        let extra: Vec<&str> = if hold { vec!["-e", &inject] } else { vec![] };
+        let creator = Driver::login(&stack, u, &code_at(&secret, now()));
+        let (a_trace, a_run) = traced_in_thread(&creator, &extra);
+        let a_done = |run: std::thread::JoinHandle<std::process::Output>| {
+            let out = run.join().expect("the creator");
+            assert_eq!(Drive::parse(&out).returned(), Returned::Success, "{out:?}");
+        };
+        let (a_pid, a_run) = if hold {
+            let start = std::time::Instant::now();
+            loop {
+                if let Some(pid) = login_pid(&u.name).filter(|&p| sits_in(p, libc::SYS_fsync)) {
+                    break (Some(pid), Some(a_run));
+                }
+                assert!(!a_run.is_finished(), "{tag}: the creator ended unheld");
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(60),
+                    "{tag}: the creator never sat in fsync"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        } else {
+            a_done(a_run);
+            (None, None)
+        };
+
+        let b = traced_in_thread(&Driver::login(&stack, u, SCRATCH), &[]);
+        let b_out = b.1.join().expect("the second login");
+        if let (Some(pid), Some(run)) = (a_pid, a_run) {
+            assert!(
+                !sits_in(pid, libc::SYS_fsync),
+                "{tag}: the second login was done while the creator still sat in its \
+                 directory fsync"
+            );
+            a_done(run);
+        }
+        assert_eq!(
+            Drive::parse(&b_out).returned(),
+            Returned::Success,
+            "{tag}: the scratch code: {b_out:?}"
+        );
+        let a_text = fs::read_to_string(a_trace.path()).unwrap_or_default();
+        let b_text = fs::read_to_string(b.0.path()).unwrap_or_default();
+        let (a_calls, b_calls) = (parse_trace(&a_text), parse_trace(&b_text));
+
+        // The creator: locked before the link, unlocked (closed) after the fsync.
+        let unnamed = |c: &Call| {
+            c.fd_path()
+                .is_some_and(|f| f.starts_with(&format!("{}/#", dir.display())))
+        };
+        let dir_synced = |c: &Call| c.is(&["fsync"]) && path_is(c, &dir) && c.ok();
+        assert_order(
+            &format!("{tag}: the creator"),
+            &a_calls,
+            &a_text,
+            vec![
+                step("flock of the unnamed record", |c: &Call| {
+                    c.is(&["flock"]) && unnamed(c) && c.ok()
+                }),
+                step("the link under its name", |c: &Call| {
+                    c.is(&["linkat", "link"]) && c.args.contains(&format!("\"{uid}\"")) && c.ok()
+                }),
+                step("fsync of the state directory", dir_synced),
+                step("close of the unnamed record", |c: &Call| {
+                    c.is(&["close"]) && unnamed(c)
+                }),
+            ],
+        );
+        if hold {
+            assert!(
+                a_calls
+                    .iter()
+                    .any(|c| dir_synced(c) && c.ret.contains("DELAYED")),
+                "{tag}: the held fsync was the directory's\n{a_text}"
+            );
+        }
+
+        // The second login.
+        let record_flock = |c: &Call| c.is(&["flock"]) && path_is(c, &record);
+        let first_flock = b_calls
+            .iter()
+            .find(|c| record_flock(c))
+            .unwrap_or_else(|| panic!("{tag}: the second login locked the record\n{b_text}"));
+        assert_eq!(
+            first_flock.ret.contains("EAGAIN") || first_flock.ret.contains("EWOULDBLOCK"),
+            hold,
+            "{tag}: the second login's first flock of the record was refused only while \
+             the creator was held\n{b_text}"
+        );
+        let mut steps = vec![step("a successful flock of the record", |c: &Call| {
+            record_flock(c) && c.ok()
+        })];
+        steps.extend(durable_record_write(&record));
+        assert_order(
+            &format!("{tag}: the second login"),
+            &b_calls,
+            &b_text,
+            steps,
+        );
+        let synced = |c: &Call| c.is(&["fsync", "fdatasync"]) && path_is(c, &record);
+        assert_eq!(
+            b_calls.iter().filter(|c| synced(c)).count(),
+            1,
+            "{tag}: the second login synced the record once\n{b_text}"
+        );
+        assert!(
+            !b_calls.iter().any(|c| c.is(&["fsync"]) && path_is(c, &dir)),
+            "{tag}: the second login synced no directory\n{b_text}"
+        );
+    }
 }

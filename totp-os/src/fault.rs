@@ -14,6 +14,13 @@ pub enum FaultPoint {
     /// Opening a new state record's unnamed file (`openat(O_TMPFILE)`): a point of its
     /// own, so that a test failing a rewrite's temp file still gets its record.
     CreateUnnamed,
+    /// The `renameat2(RENAME_NOREPLACE)` naming a new state record (or store key) built
+    /// under a temporary name: `EPERM` stands in a seccomp filter without `renameat2`.
+    RecordRename,
+    /// A new state record (or store key) just linked under its name by the fallback of a
+    /// refused `renameat2`, its temporary name not yet removed (two links). Never fails:
+    /// a test runs code there with [`run_at`].
+    RecordTwoLinks,
     /// One `write(2)` call on the temp file.
     Write,
     /// `fsync(2)` of the temp file.
@@ -40,8 +47,17 @@ mod plan {
         errno: i32,
     }
 
+    type Hook = Box<dyn FnOnce()>;
+
     thread_local! {
         static PLANS: RefCell<Vec<Plan>> = const { RefCell::new(Vec::new()) };
+        static HOOKS: RefCell<Vec<(FaultPoint, Hook)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Run `f` at the next hit of `point` on this thread, before any failure planned
+    /// there: how a test acts at a moment between two system calls.
+    pub fn run_at(point: FaultPoint, f: impl FnOnce() + 'static) {
+        HOOKS.with(|h| h.borrow_mut().push((point, Box::new(f))));
     }
 
     /// Make the next hit of `point` on this thread fail with `errno`.
@@ -58,14 +74,25 @@ mod plan {
     /// happened yet): how a test shows that the fault it injected was reached.
     pub fn pending(point: FaultPoint) -> bool {
         PLANS.with(|p| p.borrow().iter().any(|plan| plan.point == point))
+            || HOOKS.with(|h| h.borrow().iter().any(|(at, _)| *at == point))
     }
 
     /// Forget every pending plan of this thread.
     pub fn clear() {
         PLANS.with(|p| p.borrow_mut().clear());
+        HOOKS.with(|h| h.borrow_mut().clear());
     }
 
     pub(crate) fn hit(point: FaultPoint) -> Result<(), i32> {
+        // Taken out before it runs: it may reach fault points itself.
+        let hook = HOOKS.with(|h| {
+            let mut hooks = h.borrow_mut();
+            let idx = hooks.iter().position(|(at, _)| *at == point)?;
+            Some(hooks.remove(idx).1)
+        });
+        if let Some(f) = hook {
+            f();
+        }
         PLANS.with(|p| {
             let mut plans = p.borrow_mut();
             let Some(idx) = plans.iter().position(|plan| plan.point == point) else {
@@ -81,7 +108,7 @@ mod plan {
 }
 
 #[cfg(any(test, feature = "fault-injection"))]
-pub use plan::{clear, fail_next, fail_nth, pending};
+pub use plan::{clear, fail_next, fail_nth, pending, run_at};
 
 #[cfg(any(test, feature = "fault-injection"))]
 pub(crate) use plan::hit;

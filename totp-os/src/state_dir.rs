@@ -54,7 +54,7 @@
 
 use std::ffi::OsString;
 use std::fs::{File, TryLockError};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
@@ -526,11 +526,16 @@ impl StateDir {
                 Ok(_) => {}
                 Err(Errno::ENOENT) if !create => return Ok(None),
                 Err(Errno::ENOENT) => {
-                    if create_record(dir, &name, &shown)? {
+                    if let Some(creation) = create_record(dir, &name, &shown)? {
                         // The entry must outlive a power loss before any durable record
-                        // goes in it.
+                        // goes in it: a login that opened it by its name waits for the
+                        // creation's lock until then (R12).
                         sync_dir(dir).map_err(|e| os_error(&format!("fsync {dir_shown}"), e))?;
                         created = true;
+                        // Released before this login locks the record by its name: the
+                        // lock belongs to the creation's descriptor, and a second
+                        // descriptor's lock would wait for it forever.
+                        drop(creation);
                     }
                     // Opened by its name, ours or the record of another login that took
                     // the name first: a descriptor of the unnamed file keeps naming it
@@ -879,6 +884,9 @@ impl StateStore for StateDir {
                 "{shown} is a directory; remove it by hand"
             )));
         }
+        // Judged by its links alone, so a second link may be a new record's (below).
+        let extra_links =
+            opened.is_none() && kind(&st) == SFlag::S_IFREG && st.st_uid == self.owner;
         let why = match opened {
             Some(Err(e)) => e.to_string(),
             _ if kind(&st) != SFlag::S_IFREG => format!("{shown} is {}", kind_name(&st)),
@@ -891,6 +899,31 @@ impl StateStore for StateDir {
         let Some(dir) = self.dir(false)? else {
             return Ok(Reset::Absent);
         };
+        // Looked at again just before the removal, which goes by name: what was judged
+        // must still be what the name leads to.
+        let again = match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(again) => again,
+            Err(Errno::ENOENT) => return Ok(Reset::Absent),
+            Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
+        };
+        if again.st_dev != st.st_dev
+            || again.st_ino != st.st_ino
+            || (extra_links && again.st_nlink == 1)
+        {
+            return Err(StoreError::Unavailable(format!(
+                "{shown} changed while being reset; try again"
+            )));
+        }
+        // A new record placed by link-then-unlink (see `place_new`) has its temporary
+        // name as a second link for a moment: a good record, which a login may be about
+        // to write a used code into, never a hostile one.
+        if extra_links && again.st_nlink == 2 && being_created(dir, &name, &again) {
+            return Err(StoreError::Unavailable(format!(
+                "{shown} is being created by a login (its temporary name .{name}.tmp-* is \
+                 a second link to it); try again. If this persists, a login stopped while \
+                 creating it: remove that temporary name (not {shown}) and reset again"
+            )));
+        }
         unistd::unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir)
             .map_err(|e| os_error(&format!("remove {shown}"), e))?;
         sync_dir(dir).map_err(|e| os_error(&format!("fsync {shown}"), e))?;
@@ -909,12 +942,40 @@ fn temp_name(prefix: &str) -> Result<String, StoreError> {
         .fold(prefix.to_owned(), |t, b| t + &format!("{b:02x}")))
 }
 
+/// Whether `dir` holds a temporary name of a new record for `name` (as
+/// [`create_record`] makes them) that is a link to the file `st`: the record is between
+/// the link and the unlink of [`place_new`]'s fallback. A directory that cannot be
+/// listed shows none.
+fn being_created(dir: &OwnedFd, name: &str, st: &FileStat) -> bool {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(fd) = crate::safefile::open_dir_readable(dir) else {
+        return false;
+    };
+    let Ok(mut listing) = nix::dir::Dir::from_fd(fd) else {
+        return false;
+    };
+    let temps: Vec<std::ffi::CString> = listing
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_bytes().starts_with(prefix.as_bytes()))
+        .map(|e| e.file_name().to_owned())
+        .collect();
+    temps.iter().any(|temp| {
+        stat::fstatat(dir, temp.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+            .is_ok_and(|t| t.st_dev == st.st_dev && t.st_ino == st.st_ino)
+    })
+}
+
 /// Gives the file named `temp` in `dir` the name `name`, never replacing an existing
 /// one (`false` then); the temporary name is gone afterwards either way.
 fn place_new(dir: &OwnedFd, temp: &str, name: &str) -> Result<bool, Errno> {
     // RENAME_NOREPLACE, not link-then-unlink: between those two calls the file has two
     // links, and a racing login's check (one link) would refuse it as tampered with.
-    let placed = match fcntl::renameat2(dir, temp, dir, name, RenameFlags::RENAME_NOREPLACE) {
+    // A test stands in a seccomp filter refusing renameat2 (EPERM) by failing it here.
+    let renamed = fault::hit(FaultPoint::RecordRename)
+        .map_err(Errno::from_raw)
+        .and_then(|()| fcntl::renameat2(dir, temp, dir, name, RenameFlags::RENAME_NOREPLACE));
+    let placed = match renamed {
         Ok(()) => return Ok(true),
         Err(Errno::EEXIST) => Ok(false),
         // File systems without RENAME_NOREPLACE, or a container's seccomp filter without
@@ -922,7 +983,11 @@ fn place_new(dir: &OwnedFd, temp: &str, name: &str) -> Result<bool, Errno> {
         // problem fails it as well. Only here can a racing login see two links.
         Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM) => {
             match unistd::linkat(dir, temp, dir, name, AtFlags::empty()) {
-                Ok(()) => Ok(true),
+                Ok(()) => {
+                    // Where a test runs `totp-state reset` while the file has two links.
+                    let _ = fault::hit(FaultPoint::RecordTwoLinks);
+                    Ok(true)
+                }
                 Err(Errno::EEXIST) => Ok(false),
                 Err(e) => Err(e),
             }
@@ -934,7 +999,10 @@ fn place_new(dir: &OwnedFd, temp: &str, name: &str) -> Result<bool, Errno> {
 }
 
 /// A new record for `name`, built completely where no other login can open it and only
-/// then linked into place: `false` when another login's record took the name first.
+/// then linked into place: `None` when another login's record took the name first.
+/// Placed, it comes back still locked (taken before it had a name), so that a login
+/// opening it by its name can write nothing into it before the caller has made the
+/// name durable and dropped the descriptor.
 ///
 /// A record is never created under its own name and removed again when its mode or
 /// allocation fails: a login racing the creator could open and lock that file by its
@@ -942,7 +1010,7 @@ fn place_new(dir: &OwnedFd, temp: &str, name: &str) -> Result<bool, Errno> {
 /// admitted again (R12). Nothing here ever removes a name another login may have
 /// opened: a file that cannot be built is dropped unnamed (`O_TMPFILE`), or under its
 /// own random temporary name on file systems without `O_TMPFILE`.
-fn create_record(dir: &OwnedFd, name: &str, shown: &str) -> Result<bool, StoreError> {
+fn create_record(dir: &OwnedFd, name: &str, shown: &str) -> Result<Option<File>, StoreError> {
     let mode = Mode::from_bits_truncate(0o600);
     // A test stands in a file system without O_TMPFILE by failing this open.
     let unnamed = fault::hit(FaultPoint::CreateUnnamed)
@@ -957,10 +1025,10 @@ fn create_record(dir: &OwnedFd, name: &str, shown: &str) -> Result<bool, StoreEr
         });
     match unnamed {
         Ok(fd) => {
-            build_record(&fd, shown)?;
-            match link_unnamed(dir, &fd, name) {
-                Ok(()) => return Ok(true),
-                Err(Errno::EEXIST) => return Ok(false),
+            let file = build_record(fd, shown)?;
+            match link_unnamed(dir, file.as_fd(), name) {
+                Ok(()) => return Ok(Some(file)),
+                Err(Errno::EEXIST) => return Ok(None),
                 // No way to name it here (no /proc, or refused by a filter): built again
                 // under a temporary name below; this one vanishes when dropped.
                 Err(Errno::ENOENT | Errno::EPERM | Errno::EACCES | Errno::ENOSYS) => {}
@@ -979,35 +1047,52 @@ fn create_record(dir: &OwnedFd, name: &str, shown: &str) -> Result<bool, StoreEr
         mode,
     )
     .map_err(|e| os_error(&format!("create {shown}"), e))?;
-    if let Err(e) = build_record(&fd, shown) {
-        // Our own random name, which no other login opens.
-        let _ = unistd::unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
-        return Err(e);
+    let file = match build_record(fd, shown) {
+        Ok(file) => file,
+        Err(e) => {
+            // Our own random name, which no other login opens.
+            let _ = unistd::unlinkat(dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+    };
+    match place_new(dir, &temp, name) {
+        Ok(true) => Ok(Some(file)),
+        Ok(false) => Ok(None),
+        Err(e) => Err(os_error(&format!("link {shown}"), e)),
     }
-    place_new(dir, &temp, name).map_err(|e| os_error(&format!("link {shown}"), e))
 }
 
-/// Mode and blocks of a new record, before it has a name.
-fn build_record(fd: &OwnedFd, shown: &str) -> Result<(), StoreError> {
+/// Mode, blocks and lock of a new record, before it has a name.
+fn build_record(fd: OwnedFd, shown: &str) -> Result<File, StoreError> {
     // Exactly 0600 whatever the host's umask: a record created 0400 or 0000 could not
     // be opened for writing by an unprivileged owner again (a lockout).
-    stat::fchmod(fd, Mode::from_bits_truncate(0o600))
+    stat::fchmod(&fd, Mode::from_bits_truncate(0o600))
         .map_err(|e| os_error(&format!("chmod {shown}"), e))?;
     // Every slot's blocks now, so that no later write needs a new block: a full file
     // system then never locks out a user who already has a record. A record that cannot
     // be allocated is never named, and the login is denied with why.
     crate::fsize::allows(MAX_FILE_LEN as u64)
-        .and_then(|()| fcntl::posix_fallocate(fd, 0, MAX_FILE_LEN as libc::off_t))
+        .and_then(|()| fcntl::posix_fallocate(&fd, 0, MAX_FILE_LEN as libc::off_t))
         .map_err(|e| {
             os_error(
                 &format!("allocate a new record {shown} (the state directory's file system)"),
                 e,
             )
-        })
+        })?;
+    // No other descriptor of the file exists yet, so only a file system without locks
+    // (ENOLCK) refuses this, as it would refuse every login's lock.
+    let file = File::from(fd);
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "lock a new record {shown}: held by another descriptor"
+        ))),
+        Err(TryLockError::Error(e)) => Err(io_error(&format!("lock a new record {shown}"), &e)),
+    }
 }
 
 /// Links the unnamed (`O_TMPFILE`) file `fd` into `dir` as `name`; `EEXIST` when taken.
-fn link_unnamed(dir: &OwnedFd, fd: &OwnedFd, name: &str) -> Result<(), Errno> {
+fn link_unnamed(dir: &OwnedFd, fd: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
     match unistd::linkat(fd, "", dir, name, AtFlags::AT_EMPTY_PATH) {
         // Before Linux 6.10, AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (ENOENT without it,
         // as for a host not running as root); the descriptor's /proc link needs none.

@@ -390,6 +390,9 @@ fn a_record_removed_while_its_lock_is_awaited_is_opened_again() {
             assert!(start.elapsed() < Duration::from_secs(20), "never opened");
             std::thread::sleep(Duration::from_millis(5));
         }
+        // Kept open to the end: a freed inode's number may be given to the next new
+        // file at once (ext4), which would make the new record look like the old one.
+        let _old = File::open(&path).unwrap();
         if remove {
             std::fs::remove_file(&path).unwrap();
         }
@@ -438,4 +441,65 @@ fn a_new_record_is_placed_complete_with_or_without_o_tmpfile() {
         );
         assert_eq!(s.read(8).unwrap(), st(3));
     }
+}
+
+/// A new record placed by the fallback of a refused `renameat2` (a seccomp filter's
+/// EPERM, by injection) has two links between its `linkat` and the unlink of its
+/// temporary name. A reset run at that moment leaves it alone (`Unavailable`: being
+/// created), and the record the login then writes its mark into is that same file,
+/// kept by a later reset. Control: a second link made by hand, with no temporary name
+/// beside it, is still a hostile entry the reset removes.
+#[test]
+fn a_reset_leaves_a_record_being_placed_with_two_links_alone() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    let (t, mut s) = store();
+    let dir = t.path().join("a/state");
+    // The directory and the key exist before the record's creation.
+    put(&mut s, 1, Write::Nothing);
+    // The reset's result, and the record's inode and links, at the moment it ran.
+    type Seen = Option<(Result<Reset, StoreError>, u64, u64)>;
+    let seen: Rc<RefCell<Seen>> = Rc::default();
+    let at_two_links = Rc::clone(&seen);
+    let in_hook = dir.clone();
+    fault::fail_next(FaultPoint::CreateUnnamed, libc::EOPNOTSUPP);
+    fault::fail_next(FaultPoint::RecordRename, libc::EPERM);
+    fault::run_at(FaultPoint::RecordTwoLinks, move || {
+        let m = std::fs::metadata(in_hook.join("21")).unwrap();
+        let mut other = StateDir::new(&in_hook, Duration::from_millis(300));
+        let r = other.reset(21, NOW, false);
+        *at_two_links.borrow_mut() = Some((r, m.ino(), m.nlink()));
+    });
+    put(&mut s, 21, Write::Durable(st(3)));
+    for point in [
+        FaultPoint::CreateUnnamed,
+        FaultPoint::RecordRename,
+        FaultPoint::RecordTwoLinks,
+    ] {
+        assert!(!fault::pending(point), "{point:?} was reached");
+    }
+    fault::clear();
+    let (r, ino, nlink) = seen.borrow_mut().take().expect("the reset ran");
+    assert_eq!(nlink, 2, "the reset ran while the record had two links");
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    let m = std::fs::metadata(dir.join("21")).unwrap();
+    assert_eq!((m.ino(), m.nlink()), (ino, 1), "the same record, one link");
+    assert_eq!(s.read(21).unwrap(), st(3), "the mark is in it");
+    assert!(matches!(s.reset(21, NOW, false), Ok(Reset::Lifted { .. })));
+    let id = totp_core::state::EnrolmentId(1);
+    assert_eq!(
+        s.read(21).unwrap().marks_of(id),
+        st(3).marks_of(id),
+        "the reset kept the mark"
+    );
+
+    // Control: a genuine second link, no temporary name beside it.
+    put(&mut s, 22, Write::Durable(st(3)));
+    std::fs::hard_link(dir.join("22"), t.path().join("a/extra")).unwrap();
+    match s.reset(22, NOW, false) {
+        Ok(Reset::Removed(why)) => assert!(why.contains("hard links"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!dir.join("22").exists(), "the hostile entry was removed");
 }
