@@ -112,7 +112,7 @@ const fn larger(a: u64, b: u64) -> u64 {
 /// that expires loses everything in it (R12, R14), and the store record's floor (R34)
 /// covers a lost data set, not one lost record; so no record may expire while a login
 /// could still read it differently than no record at all. Of what a record without
-/// counters holds, the replay marks reach furthest ([`MARK_REACH_SECS`]); a backoff
+/// counters holds, the replay marks reach furthest (`MARK_REACH_SECS`); a backoff
 /// ends at most `throttle_max=` after the failure that set it, a `RATE_LIMIT` line's
 /// attempts count for its interval. Every write refreshes the TTL and each of these is
 /// dated at most at its write, so a TTL this long outlives them all.
