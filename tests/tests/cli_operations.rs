@@ -518,7 +518,7 @@ fn an_existing_qr_file_is_refused_with_a_hint_that_fits_it() {
 /// Control: without the lock the same run replaces it.
 #[test]
 fn a_failed_forced_enrolment_keeps_the_previous_qr_image() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::tempdir_in(private_tmp()).expect("tempdir");
     let png = dir.path().join("q.png");
     let secret = dir.path().join("ga");
     let run = || {
@@ -579,7 +579,7 @@ fn a_failed_forced_enrolment_keeps_the_previous_qr_image() {
 /// then in the file, exit 0.
 #[test]
 fn a_declined_save_prints_no_uri() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::tempdir_in(private_tmp()).expect("tempdir");
     let secret = dir.path().join("ga");
     let answer = |reply: &str, path: &Path| {
         let mut child = Command::new(&built().enroll)
@@ -634,7 +634,7 @@ fn root_writes_no_qr_image_into_another_accounts_directory() {
     let daemon = totp_os::nss::lookup_user_by_name("daemon")
         .expect("nss")
         .expect("the daemon account");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempfile::tempdir_in(private_tmp()).expect("tempdir");
     let theirs = dir.path().join("theirs");
     fs::create_dir(&theirs).expect("mkdir");
     std::os::unix::fs::chown(&theirs, Some(daemon.uid), Some(daemon.gid)).expect("chown");
