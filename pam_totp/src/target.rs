@@ -273,6 +273,10 @@ fn placed_named(
             return Err(doomed(denial, e.to_string(), Some(&name)));
         }
     };
+    let rules = match &pw {
+        Some(user) => FileRules::for_placement_of(&placed, user, owner.as_ref()),
+        None => FileRules::for_placement(&placed),
+    };
     let opener = match placed.opener {
         Opener::User => pw.clone(),
         Opener::Owner => owner,
@@ -286,10 +290,6 @@ fn placed_named(
             "no account to open the secret file as",
             Some(&name),
         ));
-    };
-    let rules = match &pw {
-        Some(user) => FileRules::for_placement_of(&placed, user),
-        None => FileRules::for_placement(&placed),
     };
     Ok(Named {
         name,

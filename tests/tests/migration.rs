@@ -279,3 +279,118 @@ fn ga_reads_what_totp_enroll_and_the_module_wrote() {
     assert_eq!(login(&ga_stack, &fresh[1], at + 75).result, "PAM_AUTH_ERR");
     assert_eq!(login(&ours, &phone(at + 90), at + 90).result, "PAM_SUCCESS");
 }
+
+/// GA's `secret=/var/unencrypted-home/${USER}/.google_authenticator` with the per-user
+/// directory the user made under umask 002 (2775, the user's private group): accepted
+/// on a store's chain checked from `/` as in the home, by the module and by
+/// `totp-state audit`, also through `user=` the user's own account. Refused when the
+/// group has another member, or when root owns the directory (root gave the write).
+#[test]
+fn a_per_user_store_directory_under_the_owners_private_group_is_accepted() {
+    let t = "a_per_user_store_directory_under_the_owners_private_group_is_accepted";
+    if !require_root(t) {
+        return;
+    }
+    let u = TestUser::create("ga");
+    // Precondition: useradd made a user-private group (named like the user, its gid).
+    let group = std::process::Command::new("getent")
+        .args(["group", &u.name])
+        .output()
+        .expect("getent");
+    let entry = String::from_utf8_lossy(&group.stdout).trim().to_owned();
+    assert_eq!(
+        entry,
+        format!("{}:x:{}:", u.name, u.gid),
+        "a user-private group"
+    );
+    let top = tempfile::Builder::new()
+        .prefix("pam_totp-unenc")
+        .tempdir_in(private_tmp())
+        .expect("tempdir");
+    fs::set_permissions(top.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = top.path().join(&u.name);
+    fs::create_dir(&dir).expect("mkdir");
+    let own = |uid: u32| std::os::unix::fs::chown(&dir, Some(uid), Some(u.gid)).expect("chown");
+    own(u.uid);
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o2775)).expect("chmod");
+    let secret = random_secret_b32();
+    write_owned(
+        &dir.join(".google_authenticator"),
+        totp_file(&secret).as_bytes(),
+        u.uid,
+        u.gid,
+        0o600,
+    );
+    let spec = format!(
+        "secret={}/${{USER}}/.google_authenticator",
+        top.path().display()
+    );
+    let stack = Stack::probe("svc", &spec);
+    let with_user = Stack::probe("svc", &format!("user={} {spec}", u.name));
+    let mut step = 0;
+    let mut login = |stack: &Stack| {
+        step += 1;
+        let at = T0 + 30 * step;
+        login_logged(stack, &u, &code_at(&secret, at), None, at)
+    };
+    let audit = |stack: &Stack| {
+        let out = audit_command(stack.path())
+            .output()
+            .expect("totp-state audit");
+        audit_verdicts(&out.stdout)
+            .remove(&u.name)
+            .expect("the user audited")
+    };
+    let refused = |lines: &[String], what: &str| {
+        let m: Vec<&str> = lines.iter().map(|l| syslog_message(l)).collect();
+        assert!(
+            m.iter().any(
+                |l| l.contains(&format!("({} is owned by uid", dir.display()))
+                    && l.contains("with mode 2775")
+            ),
+            "{what}: {m:#?}"
+        );
+    };
+
+    for s in [&stack, &with_user] {
+        let (d, lines) = login(s);
+        assert_eq!(
+            d.module_code(),
+            "PAM_SUCCESS",
+            "2775, private group: {d:?} {lines:#?}"
+        );
+        let verdict = audit(s);
+        assert_ne!(verdict.0, "refused", "{verdict:?}");
+    }
+
+    // Root owns the directory: the group write is root's doing, not the user's.
+    own(0);
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o2775)).expect("chmod");
+    for s in [&stack, &with_user] {
+        let (d, lines) = login(s);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "root-owned 2775: {d:?}");
+        refused(&lines, "root-owned 2775");
+        assert_eq!(audit(s).0, "refused");
+    }
+    own(u.uid);
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o2775)).expect("chmod");
+
+    // The group gains a second member: no longer private.
+    let other = TestUser::create("gm");
+    let st = std::process::Command::new("usermod")
+        .args(["-a", "-G", &u.name, &other.name])
+        .status()
+        .expect("usermod");
+    assert!(st.success());
+    for s in [&stack, &with_user] {
+        let (d, lines) = login(s);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "shared group: {d:?}");
+        refused(&lines, "shared group");
+        assert_eq!(audit(s).0, "refused");
+    }
+
+    // Control: the same directory closed to the group lets the user in again.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (d, lines) = login(&stack);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "0755: {d:?} {lines:#?}");
+}

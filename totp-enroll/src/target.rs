@@ -47,7 +47,7 @@ impl Target {
 
     /// The checks `totp_os::safefile` makes for this placement.
     pub fn rules(&self) -> FileRules {
-        FileRules::for_placement_of(&self.placed, &self.user)
+        FileRules::for_placement_of(&self.placed, &self.user, self.owner.as_ref())
     }
 
     /// The owner and group a new file is given (root writing a store file the login

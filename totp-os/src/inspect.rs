@@ -199,10 +199,7 @@ fn load(opts: &ModuleOptions, pw: &Passwd) -> Result<Loaded, Finding> {
         };
     let opener = owner.as_ref().unwrap_or(pw);
     let shown = placed.path.display().to_string();
-    let rules = match &owner {
-        Some(_) => FileRules::for_placement(&placed),
-        None => FileRules::for_placement_of(&placed, pw),
-    };
+    let rules = FileRules::for_placement_of(&placed, pw, owner.as_ref());
     let nullok_user = NullokUser {
         uid: Some(pw.uid),
         home: Some(&pw.dir),

@@ -82,8 +82,9 @@ pub struct FileRules {
     /// the file's directory. `None` checks the parent directory only.
     pub trusted_root: Option<PathBuf>,
     /// Whose user-private group may have write access to the directories in the chain
-    /// (Debian's OpenSSH user-group-modes rule; `None`: no group write at all). Asked of
-    /// the name service only when a group-writable directory of that gid is met.
+    /// (Debian's OpenSSH user-group-modes rule; `None`: no group write at all), and on
+    /// which of them. Asked of the name service only when a group-writable directory of
+    /// that gid is met.
     pub private_group_of: Option<PrivateGroupOwner>,
     /// Directories must be root's whatever `allowed_owners` says: root writes as itself
     /// a file another account is to own (a store file outside the user's home).
@@ -96,6 +97,11 @@ pub struct FileRules {
 pub struct PrivateGroupOwner {
     pub user: String,
     pub primary_gid: gid_t,
+    /// Excuse the group only on directories this uid owns (`None`: on every directory
+    /// of the chain, which the home's chain is: the user may write it all anyway).
+    /// Outside the home a directory someone else owns is theirs to change: giving the
+    /// user's group write there is not the user's own doing.
+    pub dirs_owned_by: Option<uid_t>,
 }
 
 impl FileRules {
@@ -148,15 +154,37 @@ impl FileRules {
         }
     }
 
-    /// The checks for `p` when it is `user`'s file: in the user's home (the chain checked
-    /// from it), a directory writable by the user's private group is accepted, as
-    /// Debian's OpenSSH accepts it. The module and the CLI both build their rules here.
-    /// A home of `/` is no home: a store's chain is checked from `/` too, and must not
-    /// let the group of a user whose home is `/` write in it.
-    pub fn for_placement_of(p: &Placement, user: &crate::nss::Passwd) -> Self {
+    /// The checks for `p` when it is `user`'s file, or with `user=` the file of `owner`
+    /// (the account the placement lets own it). The module and the CLIs all build their
+    /// rules here. In the user's home (the chain checked from it), a directory writable
+    /// by the user's private group is accepted, as Debian's OpenSSH accepts it. Elsewhere
+    /// on the chain (a store's, checked from `/`), group write by the file owner's
+    /// private group is excused only on a directory that owner owns: it could make that
+    /// directory writable by itself alone anyway (GA's per-user directories made under
+    /// umask 002). A home of `/` is no home, and root's group is never excused outside
+    /// the home: on some systems accounts have gid 0 as their primary group without
+    /// being listed in it.
+    pub fn for_placement_of(
+        p: &Placement,
+        user: &crate::nss::Passwd,
+        owner: Option<&crate::nss::Passwd>,
+    ) -> Self {
         let rules = Self::for_placement(p);
-        if user.dir != Path::new("/") && p.trusted_root.as_deref() == Some(user.dir.as_path()) {
+        let account = owner.unwrap_or(user);
+        // The account must be the one the placement names first as the file's owner;
+        // anything else (a mismatch between caller and core) excuses nothing.
+        if p.owners.first() != Some(&account.uid) {
+            return rules;
+        }
+        let in_home = owner.is_none()
+            && user.dir != Path::new("/")
+            && p.trusted_root.as_deref() == Some(user.dir.as_path());
+        if in_home {
             rules.with_private_group_of(&user.name, user.gid)
+        } else if account.uid != 0 && !rules.root_owned_dirs {
+            rules
+                .with_private_group_of(&account.name, account.gid)
+                .on_dirs_owned_by(account.uid)
         } else {
             rules
         }
@@ -168,7 +196,16 @@ impl FileRules {
         self.private_group_of = Some(PrivateGroupOwner {
             user: user.to_owned(),
             primary_gid,
+            dirs_owned_by: None,
         });
+        self
+    }
+
+    /// Limit [`FileRules::with_private_group_of`] to directories `uid` owns.
+    pub fn on_dirs_owned_by(mut self, uid: uid_t) -> Self {
+        if let Some(p) = &mut self.private_group_of {
+            p.dirs_owned_by = Some(uid);
+        }
         self
     }
 

@@ -1726,11 +1726,78 @@ fn a_private_group_home_with_an_acl_granting_write_is_refused() {
     assert!(err.to_string().contains("POSIX ACL"), "{err}");
 }
 
-/// R7: the rules module and CLI build for a placement. A store's chain is checked from
-/// `/` with the file's owners; the user's private group is excused in their home only,
-/// never on a store's chain, also for a user whose home is `/` (every path lies in it).
+/// R7 outside the home: the file owner's private group is excused on a directory that
+/// owner owns (GA's per-user directory made under umask 002), not on one root or
+/// anyone else owns, and world write (a sticky one too) stays refused.
 #[test]
-fn the_rules_of_a_placement_check_a_store_from_the_root_without_the_private_group() {
+fn a_store_directory_is_excused_for_the_private_group_only_when_the_file_owner_owns_it() {
+    if !require_root(
+        "a_store_directory_is_excused_for_the_private_group_only_when_the_file_owner_owns_it",
+    ) {
+        return;
+    }
+    // Root's group stands in for the owner's private group; it must have no member.
+    let root_group = crate::nss::lookup_group_by_name("root").ok().flatten();
+    if !root_group.is_some_and(|g| g.gid == 0 && g.members.iter().all(|m| m == "root")) {
+        eprintln!("SKIPPED: group root has other members here");
+        return;
+    }
+    let s = Scratch::new();
+    let dir = s.mkdir("alice", ALICE, 0o2775);
+    lchown(&dir, Some(ALICE), Some(0)).expect("chown");
+    let p = s.file("alice/secret", SECRET, ALICE, 0o600);
+    // Named like the user "root" with primary gid 0: the group of the directory.
+    let rules = FileRules::new(vec![ALICE])
+        .with_trusted_root(s.path())
+        .with_private_group_of("root", 0)
+        .on_dirs_owned_by(ALICE);
+    assert!(
+        open_checked(&p, &rules).is_ok(),
+        "owned by the file's owner"
+    );
+    let refused = |why: &str| {
+        let err = open_checked(&p, &rules).expect_err(why);
+        assert!(
+            matches!(err, FileError::UnsafeDirectory { ref path, .. } if *path == dir),
+            "{why}: {err:?}"
+        );
+    };
+    // Root owns it: root gave the group write, which the user cannot undo.
+    lchown(&dir, Some(0), Some(0)).expect("chown");
+    refused("root-owned");
+    // Control: the home's rule (no owner asked) excuses the same directory.
+    let home_rules = FileRules::new(vec![ALICE])
+        .with_trusted_root(s.path())
+        .with_private_group_of("root", 0);
+    assert!(open_checked(&p, &home_rules).is_ok(), "the home's rule");
+    // Another allowed owner's directory is not the file owner's.
+    let rules_two = FileRules::new(vec![ALICE, MALLORY])
+        .with_trusted_root(s.path())
+        .with_private_group_of("root", 0)
+        .on_dirs_owned_by(ALICE);
+    lchown(&dir, Some(MALLORY), Some(0)).expect("chown");
+    assert!(
+        open_checked(&p, &rules_two).is_err(),
+        "owned by another owner"
+    );
+    // The file owner's own directory, but writable by all (sticky or not).
+    lchown(&dir, Some(ALICE), Some(0)).expect("chown");
+    for mode in [0o1777, 0o3777, 0o0777] {
+        set_mode(&dir, mode);
+        refused(&format!("mode {mode:o}"));
+    }
+    // A group other than the private one.
+    set_mode(&dir, 0o2775);
+    lchown(&dir, Some(ALICE), Some(ALICE_GROUP)).expect("chown");
+    refused("another group");
+}
+
+/// R7: the rules module and CLI build for a placement. A store's chain is checked from
+/// `/` with the file's owners; the user's private group is excused on every directory
+/// of their home, and on a store's chain only on directories the file's owner owns
+/// (also for a user whose home is `/`: every path lies in it); root's group never.
+#[test]
+fn the_rules_of_a_placement_check_a_store_from_the_root_with_the_owners_private_group() {
     use totp_core::options::ModuleOptions;
     use totp_core::placement::{Account, for_login};
     use totp_core::user::UserName;
@@ -1754,23 +1821,34 @@ fn the_rules_of_a_placement_check_a_store_from_the_root_without_the_private_grou
     }
     let home = user("/home/alice");
     let p = for_login(&opts(&[]), &name, Some(account(&home)), None).expect("placed");
-    let rules = FileRules::for_placement_of(&p, &home);
+    let rules = FileRules::for_placement_of(&p, &home, None);
     assert_eq!(
         rules.trusted_root.as_deref(),
         Some(Path::new("/home/alice"))
     );
-    assert!(rules.private_group_of.is_some(), "the home's private group");
+    let upg = |dirs_owned_by| {
+        Some(PrivateGroupOwner {
+            user: "alice".into(),
+            primary_gid: 1000,
+            dirs_owned_by,
+        })
+    };
+    assert_eq!(
+        rules.private_group_of,
+        upg(None),
+        "the home's private group"
+    );
     let store = opts(&["secret=/var/unencrypted-home/${USER}/.google_authenticator"]);
     for pw in [&home, &user("/")] {
         let p = for_login(&store, &name, Some(account(pw)), None).expect("placed");
-        let rules = FileRules::for_placement_of(&p, pw);
+        let rules = FileRules::for_placement_of(&p, pw, None);
         assert_eq!(
             rules.trusted_root.as_deref(),
             Some(Path::new("/")),
             "{pw:?}"
         );
         assert_eq!(rules.allowed_owners, vec![1000]);
-        assert_eq!(rules.private_group_of, None, "{pw:?}");
+        assert_eq!(rules.private_group_of, upg(Some(1000)), "{pw:?}");
     }
     let root = Account {
         name: "root",
@@ -1779,8 +1857,26 @@ fn the_rules_of_a_placement_check_a_store_from_the_root_without_the_private_grou
     };
     let with_owner = opts(&["user=root", "secret=/var/lib/pam_totp/${USER}"]);
     let p = for_login(&with_owner, &name, Some(account(&home)), Some(root)).expect("placed");
-    let rules = FileRules::for_placement_of(&p, &home);
+    let root_pw = crate::nss::Passwd {
+        name: "root".into(),
+        uid: 0,
+        gid: 0,
+        dir: PathBuf::from("/root"),
+    };
+    let rules = FileRules::for_placement_of(&p, &home, Some(&root_pw));
     assert_eq!(rules.trusted_root.as_deref(), Some(Path::new("/")));
     assert_eq!(rules.allowed_owners, vec![0]);
+    assert_eq!(
+        rules.private_group_of, None,
+        "root's group is never excused"
+    );
+    // user= the user's own account, the file reached by a path outside the home: its
+    // private group on its own directories.
+    let own = opts(&["user=alice", "secret=/srv/alice/.google_authenticator"]);
+    let p = for_login(&own, &name, Some(account(&home)), Some(account(&home))).expect("placed");
+    let rules = FileRules::for_placement_of(&p, &home, Some(&home));
+    assert_eq!(rules.private_group_of, upg(Some(1000)));
+    // The account handed in must be the owner the placement names.
+    let rules = FileRules::for_placement_of(&p, &home, Some(&root_pw));
     assert_eq!(rules.private_group_of, None);
 }

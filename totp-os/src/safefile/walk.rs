@@ -524,8 +524,8 @@ pub(super) fn same_inode(a: &FileInfo, b: &FileInfo) -> bool {
 }
 
 /// OpenSSH StrictModes: owned by root or an allowed owner, not group/other writable;
-/// group write only for the owner's user-private group (Debian's user-group-modes), and
-/// then only when no POSIX ACL on the directory lets anyone else write ([`acl_writer`]).
+/// group write only for the owner's user-private group (Debian's user-group-modes), on
+/// a directory the file's owner owns where the rules ask that, and then only when no POSIX ACL on the directory lets anyone else write ([`acl_writer`]).
 /// `dir` is the directory `st` describes.
 pub(super) fn check_dir(
     st: &FileStat,
@@ -536,7 +536,7 @@ pub(super) fn check_dir(
     let owner_ok = st.st_uid == 0 || c.owners.contains(&st.st_uid);
     let private_group = || {
         c.private_group_of.and_then(|p| {
-            (st.st_gid == p.primary_gid && {
+            (st.st_gid == p.primary_gid && p.dirs_owned_by.is_none_or(|u| st.st_uid == u) && {
                 let group = crate::nss::lookup_group_by_name(&p.user).ok().flatten();
                 let entry = group.as_ref().map(|g| totp_core::membership::GroupEntry {
                     gid: g.gid,
