@@ -99,6 +99,19 @@ fn a_server_that_reloads_an_older_snapshot_never_reopens_a_used_code() {
         logs.iter().any(|l| l.contains("state store lost its data")),
         "{logs:?}"
     );
+    // The login that recreated it ran at t + 65, ahead of this clock by more than the
+    // slack: until the clock is near, ping says no code is accepted before the floor.
+    let p = state_tool(&["ping", "--options", &a]);
+    if now() + 60 < t + 65 {
+        assert_eq!(p.status.code(), Some(1), "{p:?}");
+        assert!(
+            String::from_utf8_lossy(&p.stderr).contains("no code is accepted before it"),
+            "{p:?}"
+        );
+    }
+    while now() + 50 < t + 65 {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
     let p = state_tool(&["ping", "--options", &a]);
     assert_eq!(p.status.code(), Some(0), "{p:?}");
     assert!(
