@@ -115,10 +115,23 @@ pub fn run_as_nobody(args: &[&str]) -> Run {
     Run::from(out)
 }
 
+/// A scratch directory below directories only root can write when the tests run as
+/// root: root's enrolment checks every directory from `/` down to a file outside a home
+/// (R7), and a checkout below `/tmp` (sticky, writable by all) would be refused. Run as
+/// a normal user, the target directory.
 pub fn tempdir() -> tempfile::TempDir {
+    let base = if nix::unistd::geteuid().is_root() {
+        let base = PathBuf::from("/run/pam_totp-enroll-tests");
+        std::fs::create_dir_all(&base).expect("scratch base");
+        std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod scratch base");
+        base
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+    };
     tempfile::Builder::new()
         .prefix("enroll-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in(base)
         .expect("tempdir")
 }
 
