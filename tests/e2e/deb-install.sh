@@ -7,8 +7,10 @@
 # or warning), Depends against the libraries the binaries link, the plugins pass the
 # module's ownership check where it looks for them, the paths README and the man pages
 # name, reinstalling keeps an edited conffile (and is not refused for a hand-written
-# pam.d line), removal is refused while a hand-written live pam.d line names the module
-# (and goes ahead once it is commented out), also one in a copy of common-auth that
+# pam.d line), an upgrade runs totp-state audit for each service with a live line and
+# names the accounts it refuses (a store below a group-writable directory) in a
+# WARNING without failing, removal is refused while a hand-written live pam.d line
+# names the module (and goes ahead once it is commented out), also one in a copy of common-auth that
 # pam-auth-update never rewrites (common-auth-2fa), with the profile still enabled after
 # the refusal, but not for a backup file (common-auth.bak: a warning), nor when dpkg
 # removes it in favour of a conflicting package (a warning), nor when the scan of the
@@ -53,6 +55,11 @@ commentfile=/etc/pam.d/$user-comment
 # target), one it never reads as a service (a backup).
 copyfile=/etc/pam.d/common-auth-$user
 bakfile=/etc/pam.d/common-auth.$user.bak
+# Services for the audit an upgrade runs: store mode below a group-writable directory
+# (as Debian's /var/local, root:staff 2775, holds a store), and the same with 0755.
+upbad=/etc/pam.d/$user-upgrade-gw
+upok=/etc/pam.d/$user-upgrade-ok
+stores=/var/lib/$user-stores
 work=$(mktemp -d "${TMPDIR:-/tmp}/pam_totp-debtest.XXXXXX")
 backup=$work/backup
 mkdir -p "$backup/pam.d" "$backup/varlibpam"
@@ -72,7 +79,8 @@ fi
 cleanup() {
     set +e
     userdel -r -f "$user" >/dev/null 2>&1
-    rm -f "$handfile" "$commentfile" "$copyfile" "$bakfile"
+    rm -f "$handfile" "$commentfile" "$copyfile" "$bakfile" "$upbad" "$upok"
+    rm -rf "$stores"
     # The scan put aside by the case that checks a removal without it: back, or the purge
     # below is refused.
     if [ -e "$work/live-pam-lines.aside" ]; then
@@ -411,6 +419,43 @@ if [ "$was_installed" = no ]; then
         check "reinstalling kept the selected profile's line in common-auth" \
             grep -q '^auth.*pam_totp\.so' /etc/pam.d/common-auth
     fi
+
+    # ---- an upgrade audits the services that use the module (postinst configure OLD)
+    # A store below a directory its group may write, as a site with
+    # secret=/var/local/totp/${USER} has it (Debian's /var/local is root:staff 2775):
+    # this release refuses it, so the upgrade names it with a WARNING and still succeeds.
+    # The control: the same store with 0755 directories, audited in the same runs.
+    mkdir -m 0755 "$stores" "$stores/ok"
+    mkdir "$stores/local"
+    chgrp staff "$stores/local" 2>/dev/null || true
+    chmod 2775 "$stores/local"
+    mkdir -m 0700 "$stores/local/totp"
+    printf 'auth required pam_totp.so user=root secret=%s/${USER}\n' "$stores/ok" > "$upok"
+    if dpkg -i "$deb" > "$work/dpkg-i-upok.log" 2>&1; then
+        pass "an upgrade with a store in 0755 directories succeeds"
+    else
+        cat "$work/dpkg-i-upok.log"; fail "an upgrade with a store in 0755 directories succeeds"
+    fi
+    check "an upgrade audits a service with a store in 0755 directories: no warning for it, named as clean" \
+        sh -c "grep -q 'pam-totp: audit after the upgrade: no account refused (PAM services:.* $user-upgrade-ok' '$work/dpkg-i-upok.log' \
+               && ! grep -q 'WARNING.*$user-upgrade-ok' '$work/dpkg-i-upok.log' && ! grep -qF '$stores' '$work/dpkg-i-upok.log'"
+    printf 'auth required pam_totp.so nullok user=root secret=%s/${USER}\n' "$stores/local/totp" > "$upbad"
+    if dpkg -i "$deb" > "$work/dpkg-i-upbad.log" 2>&1; then
+        pass "an upgrade with a store below a group-writable directory is not failed"
+    else
+        cat "$work/dpkg-i-upbad.log"; fail "an upgrade with a store below a group-writable directory is not failed"
+    fi
+    check "dpkg reports the package installed after that upgrade" \
+        test "$(dpkg-query -W -f='${db:Status-Status}' pam-totp)" = installed
+    check "that upgrade prints a WARNING naming the service, root's refusal and the group-writable directory" \
+        sh -c "grep -q 'pam-totp: WARNING: after this upgrade pam_totp refuses these accounts' '$work/dpkg-i-upbad.log' \
+               && grep -q 'pam-totp: WARNING: $user-upgrade-gw;' '$work/dpkg-i-upbad.log' \
+               && grep -qF 'pam-totp:     root: refused: $stores/local/totp/root: directory $stores/local is owned by uid 0 with mode 2775' '$work/dpkg-i-upbad.log' \
+               && grep -qF 'totp-state audit --service $user-upgrade-gw' '$work/dpkg-i-upbad.log'"
+    check "that upgrade still names the 0755 store's service as clean, and only the other one in a warning" \
+        sh -c "grep -q 'pam-totp: audit after the upgrade: no account refused (PAM services:.* $user-upgrade-ok' '$work/dpkg-i-upbad.log' \
+               && ! grep -qF '$stores/ok' '$work/dpkg-i-upbad.log'"
+    rm -f "$upbad" "$upok"
 fi
 
 # ---- removal

@@ -8,7 +8,10 @@
 # package installs them. The scan is the shared /usr/share/pam_totp/live-pam-lines: the
 # package ships it byte-identical to packaging/live-pam-lines and to the .deb's copy, the
 # scriptlet runs it by that path (here: the copy unpacked from the package), and an erase
-# is refused when it cannot run (an upgrade is not).
+# is refused when it cannot run (an upgrade is not). Its %post, on an upgrade ($1 = 2)
+# only, runs the new totp-state's audit of each service with a live line through the same
+# script: a store below a group-writable directory is named in a WARNING, a 0755 one is
+# named clean, and the scriptlet exits 0 either way.
 #
 #   sudo ./tests/e2e/rpm-scripts.sh [path/to/pam_totp-*.rpm | packaging/rpm/pam_totp.spec]
 #
@@ -42,10 +45,13 @@ tag=ptrpm$(( $$ % 100000 ))
 handfile=/etc/pam.d/$tag-hand
 backupfile=/etc/pam.d/$tag-sshd.rpmsave
 vendorfile=/usr/lib/pam.d/$tag-vendor
+upfile=/etc/pam.d/$tag-upgrade
+stores=/var/lib/$tag-stores
 made_vendor_dir=no
 [ -d /usr/lib/pam.d ] || { mkdir -p /usr/lib/pam.d; made_vendor_dir=yes; }
 cleanup() {
-    rm -f "$handfile" "$backupfile" "$vendorfile"
+    rm -f "$handfile" "$backupfile" "$vendorfile" "$upfile"
+    rm -rf "$stores"
     [ "$made_vendor_dir" = no ] || rmdir /usr/lib/pam.d 2>/dev/null || true
     rm -rf "$work"
 }
@@ -55,6 +61,7 @@ trap 'exit 130' INT TERM HUP
 live=/usr/share/pam_totp/live-pam-lines
 if [ "${rpm_file%.spec}" != "$rpm_file" ]; then
     rpmspec -P "$rpm_file" | sed -n '/^%preun$/,/^%files$/p' | sed '1d;$d' > "$work/preun.installed"
+    rpmspec -P "$rpm_file" | sed -n '/^%post$/,/^%preun$/p' | sed '1d;$d' > "$work/post.installed"
     check "the spec has a %preun" test -s "$work/preun.installed"
     # Unbuilt: the scan is the tree's copy.
     helper=$root/packaging/live-pam-lines
@@ -62,6 +69,9 @@ else
     rpm -qp --queryformat '%{PREUNPROG}\n' "$rpm_file" > "$work/preun.prog"
     rpm -qp --queryformat '%{PREUN}\n' "$rpm_file" > "$work/preun.installed"
     check "the package has a %preun run by /bin/sh" grep -qx /bin/sh "$work/preun.prog"
+    rpm -qp --queryformat '%{POSTINPROG}\n' "$rpm_file" > "$work/post.prog"
+    rpm -qp --queryformat '%{POSTIN}\n' "$rpm_file" > "$work/post.installed"
+    check "the package has a %post run by /bin/sh" grep -qx /bin/sh "$work/post.prog"
     mkdir "$work/unpacked"
     rpm2archive - < "$rpm_file" | tar -xzf - -C "$work/unpacked"
     helper=$work/unpacked$live
@@ -131,6 +141,43 @@ else
 fi
 rm -f "$vendorfile" "$backupfile"
 check "an erase goes ahead once the vendor file is gone (control)" run_preun 0
+
+# ---- %post: the audit an upgrade runs, by the installed totp-state (here the tree's).
+tool=/usr/sbin/totp-state
+built=$root/target/release/totp-state
+[ -x "$built" ] || built=$root/target/debug/totp-state
+check "the %post runs $live audit-upgrade with $tool" \
+    grep -qF "$live audit-upgrade pam_totp $tool" "$work/post.installed"
+if [ -x "$built" ]; then
+    sed -e "s|$live|$helper|g" -e "s|$tool|$built|g" "$work/post.installed" > "$work/post.sh"
+    run_post() { sh "$work/post.sh" "$1" > "$work/out" 2>&1; }
+    mkdir -m 0755 "$stores" "$stores/ok"
+    mkdir "$stores/local"
+    chgrp staff "$stores/local" 2>/dev/null || true
+    chmod 2775 "$stores/local"
+    mkdir -m 0700 "$stores/local/totp"
+    check "an upgrade's %post with no live line exits 0 and prints nothing" \
+        sh -c "sh '$work/post.sh' 2 > '$work/out' 2>&1 && test ! -s '$work/out'"
+    printf 'auth required pam_totp.so nullok user=root secret=%s/${USER}\n' "$stores/local/totp" > "$upfile"
+    check "a first installation's %post (\$1 = 1) audits nothing" \
+        sh -c "sh '$work/post.sh' 1 > '$work/out' 2>&1 && test ! -s '$work/out'"
+    check "an upgrade's %post exits 0 with a store below a group-writable directory" run_post 2
+    check "... and prints a WARNING naming the service, root's refusal and the directory" \
+        sh -c "grep -q 'pam_totp: WARNING: after this upgrade pam_totp refuses these accounts' '$work/out' \
+               && grep -q 'pam_totp: WARNING: $tag-upgrade;' '$work/out' \
+               && grep -qF 'pam_totp:     root: refused: $stores/local/totp/root: directory $stores/local is owned by uid 0 with mode 2775' '$work/out' \
+               && ! grep -q 'no account refused' '$work/out'"
+    # The control: the same line with a store in 0755 directories.
+    printf 'auth required pam_totp.so nullok user=root secret=%s/${USER}\n' "$stores/ok" > "$upfile"
+    check "an upgrade's %post with a store in 0755 directories exits 0" run_post 2
+    check "... and prints one line naming the service clean, no WARNING" \
+        sh -c "[ \"\$(cat '$work/out')\" = 'pam_totp: audit after the upgrade: no account refused (PAM services: $tag-upgrade)' ]"
+    rm -f "$upfile"
+elif [ "${CI:-}" = true ]; then
+    fail "a built totp-state to run the %post's audit with (cargo build -p totp-state)"
+else
+    echo "note: no totp-state built; the %post's audit is not run"
+fi
 
 if [ "${rpm_file%.spec}" != "$rpm_file" ]; then
     echo "note: a spec, not a package: the packaged module's plugin paths are not checked"
