@@ -174,6 +174,13 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
     for user in ["ptotpsys", "ptotpfalse"] {
         assert_eq!(lines[user]["verdict"], "refused", "{lines:?}");
         assert_eq!(lines[user]["login_shell"], false, "{lines:?}");
+        // Under nullok the line names the option that would skip them, as the module does.
+        assert!(
+            lines[user]["reasons"]
+                .to_string()
+                .contains("(nullok_missing_home would skip)"),
+            "{lines:?}"
+        );
     }
     // Run from cron, a passing audit says nothing on standard error (cron mails it).
     assert!(out.stderr.is_empty(), "{out:?}");

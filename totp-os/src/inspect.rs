@@ -245,10 +245,17 @@ fn load(opts: &ModuleOptions, pw: &Passwd) -> Result<Loaded, Finding> {
                     ),
                 )
             } else {
+                // Under nullok the admin may want GA's skip (homes pam_mkhomedir makes
+                // only after a login): name the option, as the module's log line does.
+                let hint = if opts.nullok {
+                    " (nullok_missing_home would skip)"
+                } else {
+                    ""
+                };
                 Finding::new(
                     Verdict::Refused,
                     format!(
-                        "home directory {home} does not exist; the code is asked for and every login denied"
+                        "home directory {home} does not exist; the code is asked for and every login denied{hint}"
                     ),
                 )
             });
