@@ -312,31 +312,24 @@ pub(super) fn walk(
         // The open comes first: it succeeds for a directory, the common case, and only
         // a refusal (a symlink, which O_NOFOLLOW with O_DIRECTORY will not open, or not
         // a directory) costs the lstat that tells the two apart.
+        // `name` missing, seen by the open or by the lstat after it.
+        let missing = || {
+            missing_directory(
+                &cur,
+                cur_stat,
+                &shown,
+                &name,
+                checking.then_some(&chain),
+                checks,
+            )
+        };
         let fd = match fcntl::openat(&cur, name.as_os_str(), dir_flags, Mode::empty()) {
             Ok(fd) => fd,
-            Err(Errno::ENOENT) => {
-                return Err(missing_directory(
-                    &cur,
-                    cur_stat,
-                    &shown,
-                    &name,
-                    checking.then_some(&chain),
-                    checks,
-                ));
-            }
+            Err(Errno::ENOENT) => return Err(missing()),
             Err(Errno::ENOTDIR | Errno::ELOOP) => {
                 let st = match stat::fstatat(&cur, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                     Ok(st) => st,
-                    Err(Errno::ENOENT) => {
-                        return Err(missing_directory(
-                            &cur,
-                            cur_stat,
-                            &shown,
-                            &name,
-                            checking.then_some(&chain),
-                            checks,
-                        ));
-                    }
+                    Err(Errno::ENOENT) => return Err(missing()),
                     Err(e) => return Err(FileError::os("stat directory", e)),
                 };
                 let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
