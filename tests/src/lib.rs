@@ -549,6 +549,42 @@ pub fn user_database_lock() -> std::sync::MutexGuard<'static, ()> {
     user_lock().lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// [`user_database_lock`] plus the lock every program of the shadow suite (useradd,
+/// userdel, usermod, groupadd, ...) takes for as long as it changes the user database:
+/// `lckpwdf(3)`'s write lock on the whole of `/etc/.pwd.lock`. Held by a test that runs
+/// something under its own `/etc/passwd` bind-mounted over the host's: another test
+/// process's `useradd` renames a new `/etc/passwd` into place, which detaches that bind
+/// mount in every namespace, so the program would read the host's changing listing
+/// instead. Meanwhile every user-database change on the host waits (lckpwdf waits up to
+/// 15 s; the harness retries a `useradd` that gave up). The lock is the process's
+/// (fcntl), so the in-process mutex keeps this binary's own tests out first, and no
+/// test of this binary runs `useradd` while it is held.
+pub struct UserDatabaseFrozen {
+    // Dropped first: closing the descriptor releases the fcntl lock.
+    _file: fs::File,
+    _in_process: std::sync::MutexGuard<'static, ()>,
+}
+
+/// See [`UserDatabaseFrozen`].
+pub fn user_database_frozen() -> UserDatabaseFrozen {
+    use std::os::unix::fs::OpenOptionsExt;
+    let in_process = user_database_lock();
+    // As lckpwdf opens it.
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open("/etc/.pwd.lock")
+        .expect("open /etc/.pwd.lock");
+    rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .expect("lock /etc/.pwd.lock");
+    UserDatabaseFrozen {
+        _file: file,
+        _in_process: in_process,
+    }
+}
+
 impl TestUser {
     /// Creates `ptt<tag>` with a private home directory (mode 0700).
     pub fn create(tag: &str) -> TestUser {

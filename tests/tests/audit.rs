@@ -149,9 +149,10 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
             .expect("totp-state audit")
     };
     let audit = |extra: &str| {
-        // A useradd of another test renames a new /etc/passwd into place, which would
-        // slip out from under the bind mount below.
-        let _g = user_database_lock();
+        // A useradd of any process (another test binary) renames a new /etc/passwd into
+        // place, which detaches the bind mount below: the audit would then list the
+        // host's accounts, changing as it reads them. Every useradd waits meanwhile.
+        let _g = user_database_frozen();
         std::fs::write(
             &passwd,
             format!(
@@ -186,7 +187,7 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
     assert!(out.stderr.is_empty(), "{out:?}");
     let text = {
         // As in `audit`: the bind mount must stay over the /etc/passwd it ran with.
-        let _g = user_database_lock();
+        let _g = user_database_frozen();
         with_passwd(&text_audit_command(&stack))
     };
     assert_eq!(text.status.code(), Some(0), "{text:?}");

@@ -63,7 +63,7 @@ fn login_on_host_with_passwd(
 ) -> (Drive, Vec<String>) {
     // A useradd of another test renames a new /etc/passwd into place, which would slip
     // out from under the bind mount: the login would then see host A's uids.
-    let _g = user_database_lock();
+    let _g = user_database_frozen();
     capture_syslog_with_bind(
         passwd,
         std::path::Path::new("/etc/passwd"),
