@@ -7,10 +7,8 @@
 use std::cell::{OnceCell, RefCell};
 use std::path::Path;
 
-use totp_core::access::{
-    self, GroupDecision, Groups, ParseOptions, SkipVerdict, Subject, group_skip_decision,
-};
-use totp_core::addr::{Origin, classify_origin};
+use totp_core::access::{Groups, RuleFile, SkipDecision, Subject, skip_decision};
+use totp_core::addr::classify_origin;
 use totp_core::membership::{self, Facts, GroupList, Membership};
 use totp_core::options::ModuleOptions;
 use totp_os::safefile::{self, FileRules};
@@ -63,18 +61,40 @@ pub fn decide(
         Some(_) => Groups::Each(&ask),
         None => Groups::Unknown,
     };
-    let mut decided = Decision::Ask;
-    if let Some(path) = &opts.accessfile {
-        let origin = classify_origin(items.rhost, items.tty, items.service);
-        decided = access_rules(path, opts, user, groups, origin, log);
-    }
-    if decided == Decision::Ask
-        && group_rules
-        && let GroupDecision::Skip(reason) =
-            group_skip_decision(groups, &opts.skip_groups, &opts.require_groups)
-    {
-        decided = Decision::Skip(format!("group rule: {reason}"));
-    }
+    let shown = opts
+        .accessfile
+        .as_deref()
+        .map(|p| sanitize(p.as_bytes()))
+        .unwrap_or_default();
+    let opened = opts
+        .accessfile
+        .as_deref()
+        .map(|path| rule_file(path, &shown, log));
+    let file = match &opened {
+        None => RuleFile::Unset,
+        Some(Some(text)) => RuleFile::Read(text),
+        Some(None) => RuleFile::Unusable,
+    };
+    let subject = Subject {
+        user,
+        groups,
+        origin: classify_origin(items.rhost, items.tty, items.service),
+    };
+    // The whole file is parsed (so validated) on every login, each rule matched as it is
+    // parsed; an error anywhere means no skips.
+    let decided = match skip_decision(opts, file, &subject) {
+        SkipDecision::Skip(reason) => Decision::Skip(reason.describe(&shown)),
+        SkipDecision::Ask => Decision::Ask,
+        SkipDecision::NoSkips(parse_error) => {
+            if let Some(e) = parse_error {
+                log(
+                    Level::Err,
+                    &format!("access file {shown}: {e}; the code is required for everybody"),
+                );
+            }
+            Decision::NoSkips
+        }
+    };
     for note in facts.notes.take() {
         log(Level::Err, &note);
     }
@@ -179,49 +199,21 @@ impl<'a> GroupFacts<'a> {
     }
 }
 
-fn access_rules(
+/// The rule file's contents, read with its checks: only root may change it, or any
+/// directory on its path (R21). `None`: refused or unreadable, logged.
+fn rule_file(
     path: &str,
-    opts: &ModuleOptions,
-    user: &str,
-    groups: Groups<'_>,
-    origin: Origin,
+    shown: &str,
     log: &mut dyn FnMut(Level, &str),
-) -> Decision {
-    let shown = sanitize(path.as_bytes());
-    // The rule file decides who skips the second factor: only root may change it, or
-    // any directory on its path (R21).
-    let opened = match safefile::open_checked(Path::new(path), &FileRules::access_rules_file()) {
-        Ok(f) => f,
+) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    match safefile::open_checked(Path::new(path), &FileRules::access_rules_file()) {
+        Ok(f) => Some(f.contents),
         Err(e) => {
             log(
                 Level::Err,
                 &format!("access file {shown} unusable ({e}); the code is required for everybody"),
             );
-            return Decision::NoSkips;
+            None
         }
-    };
-    let subject = Subject {
-        user,
-        groups,
-        origin,
-    };
-    let opts = ParseOptions {
-        allow_any_network: opts.allow_any_network,
-    };
-    // The whole file is parsed (so validated) on every login, each rule matched as it is
-    // parsed; an error anywhere means no skips.
-    let decision = match access::decide(&opened.contents, opts, &subject) {
-        Ok(d) => d,
-        Err(e) => {
-            log(
-                Level::Err,
-                &format!("access file {shown}: {e}; the code is required for everybody"),
-            );
-            return Decision::NoSkips;
-        }
-    };
-    match (decision.verdict, decision.matched) {
-        (SkipVerdict::Skip, Some(rule)) => Decision::Skip(format!("access rule {shown}:{rule}")),
-        _ => Decision::Ask,
     }
 }

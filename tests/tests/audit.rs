@@ -589,3 +589,87 @@ mount --bind "$1/nsswitch.conf" /etc/nsswitch.conf"#,
     assert_eq!(unverified.0, "unverified", "{out:?}");
     assert!(!unverified.1.contains("remove it"), "{unverified:?}");
 }
+
+/// A broken `accessfile=` bars every skip (R21): the audit says so in a line of its own
+/// and, for an account `skip_group=` would skip, that the code is asked for after all,
+/// so an account without a secret file is refused as its logins are. The skip itself
+/// is reported where the module makes it. Control: with a usable rule file there is no
+/// such line, and the same account is reported skipped, as its login is.
+#[test]
+fn a_broken_rule_file_shows_in_the_audit_as_the_group_skips_it_bars() {
+    if !require_root("a_broken_rule_file_shows_in_the_audit_as_the_group_skips_it_bars") {
+        return;
+    }
+    // No secret file and no nullok: only the skip lets this account in.
+    let u = TestUser::create("ag");
+    let dir = system_tests::fleet::trusted_dir("pam_totp-audit-access");
+    let rules = dir.path().join("access.conf");
+    // useradd gave the account a primary group of its own name: proven membership.
+    let stack = Stack::probe(
+        "svc",
+        &format!(
+            "skip_group={} grace_period=600 accessfile={}",
+            u.name,
+            rules.display()
+        ),
+    );
+    let audit = || {
+        let out = run_audit(&stack, &["--user", &u.name]);
+        let lines: BTreeMap<String, serde_json::Value> = findings(&out)
+            .into_iter()
+            .map(|v| (v["user"].as_str().expect("user").to_owned(), v))
+            .collect();
+        (out, lines)
+    };
+    let login = || login_at(&stack, &u, "123456", None, T0).returned();
+
+    // Control: a usable file that skips nobody; the group option skips the account.
+    write_owned(&rules, b"- : ALL : ALL\n", 0, 0, 0o644);
+    let (out, lines) = audit();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!lines.contains_key("access file"), "{lines:?}");
+    assert_eq!(lines[&u.name]["verdict"], "warning", "{lines:?}");
+    let reasons = lines[&u.name]["reasons"].to_string();
+    assert!(
+        reasons.contains(&format!(
+            "the code is never asked for: group rule: member of skip group {}",
+            u.name
+        )),
+        "{reasons}"
+    );
+    assert_eq!(login(), Returned::Ignore, "the skip is what logins get");
+
+    let malformed = b"+ : ALL : 10.0.0.0/24\n+ : ALL : 10.0.0.0/33\n".as_slice();
+    for (what, contents, mode) in [
+        ("malformed", malformed, 0o644),
+        ("writable by others", b"- : ALL : ALL\n".as_slice(), 0o666),
+    ] {
+        write_owned(&rules, contents, 0, 0, mode);
+        let (out, lines) = audit();
+        assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+        let service = &lines["access file"];
+        assert_eq!(service["verdict"], "warning", "{what}: {lines:?}");
+        let said = service["reasons"].to_string();
+        for part in [
+            &rules.display().to_string(),
+            "the module asks everybody for the code",
+            "grace_period= lets nobody in without it",
+        ] {
+            assert!(said.contains(part), "{what}: {part}: {said}");
+        }
+        assert_eq!(lines[&u.name]["verdict"], "refused", "{what}: {lines:?}");
+        let reasons = lines[&u.name]["reasons"].to_string();
+        assert!(
+            reasons.contains(&format!(
+                "the code is asked for although group rule: member of skip group {} would skip it",
+                u.name
+            )),
+            "{what}: {reasons}"
+        );
+        assert_eq!(
+            login(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{what}: the refusal is what logins get"
+        );
+    }
+}

@@ -1,7 +1,8 @@
 //! `totp-state audit`: the preflight an admin runs before changing one word in pam.d.
 //! For every account the name service lists, or every one named (`--user`,
 //! `--users-from`), what the service's module would do and why (`totp_os::inspect`, the
-//! module's own placement, checks and parser). Read only.
+//! module's own placement, checks and parser; its skip decision, `audit_skips`). Read
+//! only.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use totp_os::inspect::{self, Verdict};
 use totp_os::nss;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir};
 
+use crate::audit_skips::Skips;
 use crate::{Fatal, Stop, emit};
 
 /// An account the name service enumerates, and whether its shell lets it log in; or an
@@ -106,6 +108,7 @@ fn accounts() -> Result<Vec<Listed>, Fatal> {
 /// remove a secret whose owner may still log in.
 fn orphans(
     opts: &ModuleOptions,
+    skips: &Skips<'_>,
     accounts: &[String],
     partial_listing: bool,
 ) -> Vec<(String, Option<bool>, inspect::Finding)> {
@@ -136,7 +139,10 @@ fn orphans(
             };
             let finding = match nss::lookup_user_by_name(&n) {
                 // Not enumerated, but an account: audited as one named with --user.
-                Ok(Some(pw)) if pw.name == n => return (n, None, inspect::inspect(opts, &pw)),
+                Ok(Some(pw)) if pw.name == n => {
+                    let finding = skips.judge(&pw, || inspect::inspect(opts, &pw));
+                    return (n, None, finding);
+                }
                 // Logins key the file on the name the name service returns.
                 Ok(Some(pw)) => inspect::Finding {
                     verdict: Verdict::Warning,
@@ -258,6 +264,7 @@ pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Resu
         }
     };
     let names: Vec<String> = listed.iter().map(|l| l.name.clone()).collect();
+    let skips = Skips::new(opts);
     let mut findings: Vec<(String, Option<bool>, inspect::Finding)> = Vec::new();
     for account in &listed {
         // A named account goes the module's way: the name checked (R8), then asked of
@@ -268,7 +275,7 @@ pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Resu
             continue;
         }
         let finding = match nss::lookup_user_by_name(&account.name) {
-            Ok(Some(pw)) => inspect::inspect(opts, &pw),
+            Ok(Some(pw)) => skips.judge(&pw, || inspect::inspect(opts, &pw)),
             // Listed, then gone: deleted since the listing.
             Ok(None) if whole => continue,
             Ok(None) => refusal(
@@ -282,7 +289,12 @@ pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Resu
     }
     // A store file named after nobody is refused whatever its name's shell would be.
     if whole {
-        findings.extend(orphans(opts, &names, partial_listing));
+        findings.extend(orphans(opts, &skips, &names, partial_listing));
+    }
+    // Not counted: it denies nobody by itself; the accounts it leaves without a skip
+    // are judged by their own files above.
+    if let Some(f) = skips.barred_finding() {
+        findings.push(("access file".to_owned(), Some(true), f));
     }
     let store = store_problem(opts);
     let store_refused = store.is_some();

@@ -4,6 +4,7 @@
 
 mod audit;
 mod audit_names;
+mod audit_skips;
 mod report;
 mod store_admin;
 

@@ -49,7 +49,8 @@
 //! is parsed (and so validated as a whole) once per login, then `eval.rs` walks the rules
 //! in order with the peer address already turned into an integer. `explain.rs` renders
 //! the same walk for `totp-enroll explain`; `groups.rs` holds the group facts and the
-//! `skip_group=`/`require_group=` decision.
+//! `skip_group=`/`require_group=` decision; `skip.rs` the two together, as the module
+//! and `totp-state audit` decide a skip.
 
 use std::fmt;
 
@@ -59,11 +60,13 @@ mod eval;
 mod explain;
 mod groups;
 mod parse;
+mod skip;
 #[cfg(test)]
 mod tests;
 
 pub use explain::Explanation;
 pub use groups::{GroupDecision, GroupSkipReason, Groups, group_skip_decision};
+pub use skip::{RuleFile, SkipDecision, SkipReason, skip_decision};
 
 /// A rule file larger than this is refused outright.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;

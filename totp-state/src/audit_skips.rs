@@ -1,0 +1,188 @@
+//! The skip decision of each audited account, made by the module's own function
+//! (`totp_core::access::skip_decision`) on the module's reading of the rule file, so
+//! the audit reports a skip exactly where a login gets one, and reports it gone where
+//! a broken `accessfile=` bars it.
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::path::Path;
+
+use totp_core::access::{Groups, RuleFile, SkipDecision, Subject, skip_decision};
+use totp_core::addr::Origin;
+use totp_core::membership::{self, Facts, GroupEntry, GroupList, Membership};
+use totp_core::options::ModuleOptions;
+use totp_os::inspect::{Finding, Verdict};
+use totp_os::nss::{self, Passwd};
+use totp_os::safefile::{self, FileRules};
+
+/// The service's skip options with its rule file read once, as a login reads it (as
+/// root, the file and every directory above it checked: R21), and the group entries
+/// asked so far (one lookup per group for the whole audit).
+pub struct Skips<'a> {
+    opts: &'a ModuleOptions,
+    /// `None`: no `accessfile=`; `Err`: why the module refuses it.
+    file: Option<Result<Vec<u8>, String>>,
+    groups: std::cell::RefCell<HashMap<String, Option<GroupEntry>>>,
+}
+
+impl<'a> Skips<'a> {
+    pub fn new(opts: &'a ModuleOptions) -> Skips<'a> {
+        let file = opts.accessfile.as_deref().map(|path| {
+            safefile::open_checked(Path::new(path), &FileRules::access_rules_file())
+                .map(|f| f.contents.to_vec())
+                .map_err(|e| format!("access file {path} unusable ({e})"))
+        });
+        Skips {
+            opts,
+            file,
+            groups: std::cell::RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn rule_file(&self) -> RuleFile<'_> {
+        match &self.file {
+            None => RuleFile::Unset,
+            Some(Ok(text)) => RuleFile::Read(text),
+            Some(Err(_)) => RuleFile::Unusable,
+        }
+    }
+
+    /// Why the rule file bars every skip, if it does: the module's decision for any
+    /// login (a refused or rejected file does not depend on who logs in).
+    pub fn barred(&self) -> Option<String> {
+        let nobody = Subject {
+            user: "",
+            groups: Groups::Unknown,
+            origin: Origin::Unknown,
+        };
+        let SkipDecision::NoSkips(parse_error) =
+            skip_decision(self.opts, self.rule_file(), &nobody)
+        else {
+            return None;
+        };
+        let path = self.opts.accessfile.as_deref().unwrap_or_default();
+        Some(match (&self.file, parse_error) {
+            (Some(Err(why)), _) => why.clone(),
+            (_, Some(e)) => format!("access file {path}: {e}"),
+            (_, None) => format!("access file {path} unusable"),
+        })
+    }
+
+    /// The service-wide line of a rule file that bars every skip.
+    pub fn barred_finding(&self) -> Option<Finding> {
+        let why = self.barred()?;
+        let grace = if self.opts.grace_period_secs > 0 {
+            ", and grace_period= lets nobody in without it"
+        } else {
+            ""
+        };
+        Some(Finding {
+            verdict: Verdict::Warning,
+            reasons: vec![format!(
+                "{why}: the module asks everybody for the code: no access rule, \
+                 skip_group= or require_group= skips it{grace} (nullok still lets in an \
+                 account without a secret file)"
+            )],
+        })
+    }
+
+    /// What a login of `pw` gets, `file` being what [`totp_os::inspect::inspect`]
+    /// found for it: the skip (whatever the login's origin: the rules are evaluated
+    /// with the origin unknown, and a rule that needs the origin never skips then), or
+    /// the file's finding; under a rule file that bars skips, the finding says which
+    /// group option no longer skips the account.
+    pub fn judge(&self, pw: &Passwd, file: impl FnOnce() -> Finding) -> Finding {
+        let list: OnceCell<Option<GroupList>> = OnceCell::new();
+        let ask = |group: &str| self.membership(pw, group, &list);
+        let subject = Subject {
+            user: &pw.name,
+            groups: Groups::Each(&ask),
+            origin: Origin::Unknown,
+        };
+        let path = self.opts.accessfile.as_deref().unwrap_or_default();
+        match skip_decision(self.opts, self.rule_file(), &subject) {
+            SkipDecision::Ask => file(),
+            SkipDecision::Skip(reason) => {
+                let mut reasons = vec![format!(
+                    "the code is never asked for: {} (whatever the login's origin)",
+                    reason.describe(path)
+                )];
+                let asked = file();
+                reasons.extend(
+                    asked
+                        .reasons
+                        .into_iter()
+                        .map(|r| format!("were it asked: {}: {r}", asked.verdict)),
+                );
+                Finding {
+                    verdict: Verdict::Warning,
+                    reasons,
+                }
+            }
+            SkipDecision::NoSkips(_) => {
+                let mut finding = file();
+                // The group options alone, as the module would decide them once the
+                // rule file is fixed or removed.
+                if let SkipDecision::Skip(reason) =
+                    skip_decision(self.opts, RuleFile::Unset, &subject)
+                {
+                    let why = self.barred().unwrap_or_default();
+                    // Let in by the skip until now, denied from now on: a lockout the
+                    // broken file makes, counted as a refusal (an account never
+                    // enrolled and never skipped is not).
+                    if finding.verdict == Verdict::NotEnrolled && !self.opts.nullok {
+                        finding.verdict = Verdict::Refused;
+                    }
+                    finding.reasons.insert(
+                        0,
+                        format!(
+                            "{why}: the code is asked for although {} would skip it",
+                            reason.describe(path)
+                        ),
+                    );
+                }
+                finding
+            }
+        }
+    }
+
+    /// Membership as the module proves it (R22): the group's entry, then the account's
+    /// group list where the entry alone proves nothing.
+    fn membership(&self, pw: &Passwd, group: &str, list: &OnceCell<Option<GroupList>>) -> Membership {
+        let entry = self
+            .groups
+            .borrow_mut()
+            .entry(group.to_owned())
+            .or_insert_with(|| {
+                nss::lookup_group_by_name(group)
+                    .ok()
+                    .flatten()
+                    .map(|g| GroupEntry {
+                        gid: g.gid,
+                        members: g.members,
+                    })
+            })
+            .clone();
+        let mut facts = Facts {
+            user: &pw.name,
+            primary_gid: pw.gid,
+            group: entry.as_ref(),
+            list: None,
+        };
+        let from_entry = membership::decide(&facts);
+        if from_entry == Membership::Member || entry.is_none() {
+            return from_entry;
+        }
+        facts.list = list
+            .get_or_init(|| {
+                nss::lookup_group_list(&pw.name, pw.gid)
+                    .ok()
+                    .map(|l| GroupList {
+                        gids: l.gids,
+                        complete: l.complete,
+                    })
+            })
+            .as_ref();
+        membership::decide(&facts)
+    }
+}
