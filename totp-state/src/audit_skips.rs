@@ -148,7 +148,12 @@ impl<'a> Skips<'a> {
 
     /// Membership as the module proves it (R22): the group's entry, then the account's
     /// group list where the entry alone proves nothing.
-    fn membership(&self, pw: &Passwd, group: &str, list: &OnceCell<Option<GroupList>>) -> Membership {
+    fn membership(
+        &self,
+        pw: &Passwd,
+        group: &str,
+        list: &OnceCell<Option<GroupList>>,
+    ) -> Membership {
         let entry = self
             .groups
             .borrow_mut()
