@@ -593,3 +593,93 @@ fn a_secret_path_the_service_does_not_read_is_refused() {
     );
     assert!(read.exists());
 }
+
+/// `-s` with `--service` is compared with the file the service reads by identity, not
+/// as text: the same directory entry spelled through a symbolic link to its directory,
+/// or with `..`, was refused as "a path the service does not read" (exit 2). Now it is
+/// enrolled, into the service's own spelling, and a login reads it. Controls: another
+/// name in that directory, and a symbolic link elsewhere whose target is the service's
+/// file (the final component is never followed: the write would replace the link), are
+/// still refused with nothing written.
+#[test]
+fn another_spelling_of_the_file_the_service_reads_is_enrolled() {
+    let test = "another_spelling_of_the_file_the_service_reads_is_enrolled";
+    if !require_root(test) || !require_tool(test, "oathtool") {
+        return;
+    }
+    let user = TestUser::create("spel");
+    let store = store_dir(0o700);
+    fs::create_dir(store.path().join("sub")).expect("mkdir");
+    let links = store_dir(0o755);
+    let via_link = links.path().join("store");
+    std::os::unix::fs::symlink(store.path(), &via_link).expect("symlink");
+    let stack = Stack::with_module(
+        "svc",
+        &format!("user=root secret={}/${{USER}}", store.path().display()),
+    );
+    let read = store.path().join(&user.name);
+    let written = |out: &Output| {
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        assert_eq!(v["written"], true, "{out:?}");
+        let meta = fs::symlink_metadata(&read).expect("the service's file");
+        assert!(meta.is_file() && meta.uid() == 0, "{meta:?}");
+        v["secret"].as_str().expect("secret").to_owned()
+    };
+
+    let refused = |path: &Path| {
+        let out = enroll_through_service(&user, &stack, &["-s", &path.to_string_lossy()]);
+        assert_eq!(out.status.code(), Some(2), "{}: {out:?}", path.display());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is never read by its logins"),
+            "{out:?}"
+        );
+        assert!(!read.exists(), "nothing written: {}", path.display());
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("\"secret\":"),
+            "no secret shown: {out:?}"
+        );
+    };
+    // Controls: another entry of the same directory; a link whose target is the file.
+    refused(&via_link.join(format!("{}x", user.name)));
+    let alias = links.path().join(&user.name);
+    std::os::unix::fs::symlink(&read, &alias).expect("symlink");
+    refused(&alias);
+    fs::remove_file(&alias).expect("rm");
+
+    // Through the symbolic link to the store directory.
+    let out = enroll_through_service(
+        &user,
+        &stack,
+        &["-s", &via_link.join(&user.name).to_string_lossy()],
+    );
+    let secret = written(&out);
+    let t = now();
+    let d = Driver::login(&stack, &user, &oathtool_totp(&secret, t, 30, 6, "sha1"))
+        .at(t)
+        .run();
+    assert_eq!(d.result, "PAM_SUCCESS", "the service reads it: {d:?}");
+
+    // With `..`, from a working directory reached through the link: a re-enrolment
+    // (-f) of the same file.
+    let out = Command::new(&built().enroll)
+        .args(ENROLL_SCRIPTED)
+        .args([
+            "--json",
+            "-f",
+            "--user",
+            &user.name,
+            "--service",
+            "svc",
+            "--pam-dir",
+        ])
+        .arg(stack.path())
+        .arg("-s")
+        .arg(format!("sub/../{}", user.name))
+        .current_dir(&via_link)
+        .output()
+        .expect("run totp-enroll");
+    let again = written(&out);
+    assert_ne!(again, secret, "a new secret");
+    assert!(!store.path().join("sub").join(&user.name).exists());
+}

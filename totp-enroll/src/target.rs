@@ -139,7 +139,7 @@ pub fn resolve(
             })?,
     };
     // Relative to the working directory: the one piece of I/O the placement needs.
-    let absolute = match secret {
+    let mut absolute = match secret {
         Some(p) => Some(
             std::path::absolute(p)
                 .map_err(|e| Error::failed(format!("cannot resolve \"{}\": {e}", p.display())))?,
@@ -169,6 +169,41 @@ pub fn resolve(
     let place = |line: Option<ServiceLine<'_>>, secret: Option<&Path>| {
         placement::for_enrollment(account(&pw), user, secret, caller, line)
     };
+    if let (Some(lines), Some(given)) = (&lines, absolute.as_deref()) {
+        // The path the service's line itself names: a --secret elsewhere is a file no
+        // login through the service reads, so an enrolment there would lock the user out
+        // (or leave the old secret in use) while it says it was written. Without
+        // --service, -s alone still writes any file.
+        let read: Vec<PathBuf> = lines
+            .iter()
+            .filter_map(|(opts, owner)| {
+                let line = ServiceLine {
+                    opts,
+                    owner: owner.as_ref().map(account),
+                };
+                place(Some(line), None).ok().map(|p| p.path)
+            })
+            .collect();
+        match read.iter().find(|r| same_entry(given, r)) {
+            // Another spelling of that file (`./x`, `a/../x`, through a symbolic link to
+            // a directory, a symlinked working directory): from here on it is the
+            // service's own spelling, placed and checked exactly as logins reach it.
+            Some(r) => absolute = Some(r.clone()),
+            None => {
+                return Err(Error::usage(format!(
+                    "service \"{}\" reads {}, not \"{}\": a secret written there is never \
+                     read by its logins; nothing was written (drop -s to write the file the \
+                     service reads, or drop --service to write this one)",
+                    service.map_or("", |s| s.name),
+                    read.first().map_or_else(
+                        || "no file for this user".to_owned(),
+                        |r| format!("\"{}\"", r.display())
+                    ),
+                    given.display()
+                )));
+            }
+        }
+    }
     // Every pam_totp line of the service reads the file: they must agree on it.
     let mut placed: Option<Placement> = None;
     for line in lines.iter().flatten() {
@@ -193,35 +228,6 @@ pub fn resolve(
         None => place(None, absolute.as_deref()).map_err(to_error)?,
     };
     let mut notes = Vec::new();
-    if let (Some(lines), Some(given)) = (&lines, absolute.as_deref()) {
-        // The path the service's line itself names: a --secret elsewhere is a file no
-        // login through the service reads, so an enrolment there would lock the user out
-        // (or leave the old secret in use) while it says it was written. Without
-        // --service, -s alone still writes any file.
-        let read: Vec<PathBuf> = lines
-            .iter()
-            .filter_map(|(opts, owner)| {
-                let line = ServiceLine {
-                    opts,
-                    owner: owner.as_ref().map(account),
-                };
-                place(Some(line), None).ok().map(|p| p.path)
-            })
-            .collect();
-        if !read.iter().any(|r| r == given) {
-            return Err(Error::usage(format!(
-                "service \"{}\" reads {}, not \"{}\": a secret written there is never \
-                 read by its logins; nothing was written (drop -s to write the file the \
-                 service reads, or drop --service to write this one)",
-                service.map_or("", |s| s.name),
-                read.first().map_or_else(
-                    || "no file for this user".to_owned(),
-                    |r| format!("\"{}\"", r.display())
-                ),
-                given.display()
-            )));
-        }
-    }
     if lines.is_none() && placed.opener == Opener::Root && pw.uid != 0 {
         notes.push(format!(
             "note: \"{}\" is written owned by root, as a {MODULE_FILE} line with \
@@ -245,6 +251,32 @@ pub fn resolve(
         owner,
         notes,
     })
+}
+
+/// Whether `given` names the directory entry `read` names: the same final name in the
+/// same directory, the directories compared by device and inode (each path's
+/// directory part resolved as the kernel resolves it, `..` and symbolic links
+/// included), so the file need not exist yet. The final component is never followed:
+/// a symbolic link named `given` pointing at `read` is another entry, which the write
+/// would replace, not the file the service reads.
+fn same_entry(given: &Path, read: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if given == read {
+        return true;
+    }
+    let (Some(given_dir), Some(given_name)) = (given.parent(), given.file_name()) else {
+        return false;
+    };
+    let (Some(read_dir), Some(read_name)) = (read.parent(), read.file_name()) else {
+        return false;
+    };
+    if given_name != read_name {
+        return false;
+    }
+    match (std::fs::metadata(given_dir), std::fs::metadata(read_dir)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// Root with `-s` into a directory another account owns (GA's habit, `sudo
