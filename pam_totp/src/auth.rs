@@ -129,7 +129,7 @@ pub fn authenticate_with(
     let tty = io.item(ItemKind::Tty);
     let service = io.item(ItemKind::Service);
     let ctx = Ctx {
-        from: sanitize(rhost_raw.as_deref().unwrap_or(b"-")),
+        from: crate::log::host(rhost_raw.as_deref()),
         rhost_ip: match parse_rhost(rhost_raw.as_deref()) {
             RemoteHost::Address(ip) => Some(ip),
             _ => None,

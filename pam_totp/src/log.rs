@@ -6,6 +6,23 @@ const MAX_LOG: usize = 512;
 
 /// Escapes control bytes, backslashes and non-ASCII as `\xNN`, and bounds the length.
 pub fn sanitize(raw: &[u8]) -> String {
+    escape(raw, false)
+}
+
+/// `PAM_RHOST` as the log lines name it: `-` when there is none or it is empty (a local
+/// login, as `totp_core::addr::parse_rhost` reads it), else escaped as [`sanitize`]
+/// does, spaces too (`\x20`). The host ends the lines the fail2ban filter reads
+/// ("… for USER from HOST"), and it must stay one field there: an application that
+/// copies what a client sent into `PAM_RHOST` ("10.0.0.1 from 203.0.113.9") would
+/// otherwise end the line with an address of the client's choosing, and get it banned.
+pub fn host(raw: Option<&[u8]>) -> String {
+    match raw {
+        None | Some(b"") => "-".to_owned(),
+        Some(raw) => escape(raw, true),
+    }
+}
+
+fn escape(raw: &[u8], space: bool) -> String {
     let mut out = String::with_capacity(raw.len().min(MAX_LOG));
     for &b in raw {
         if out.len() >= MAX_LOG {
@@ -14,6 +31,7 @@ pub fn sanitize(raw: &[u8]) -> String {
         }
         match b {
             b'\\' => out.push_str("\\\\"),
+            b' ' if space => out.push_str("\\x20"),
             0x20..=0x7e => out.push(char::from(b)),
             _ => out.push_str(&format!("\\x{b:02x}")),
         }
@@ -41,7 +59,7 @@ pub fn safety_net(message: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{safety_net, sanitize};
+    use super::{host, safety_net, sanitize};
 
     #[test]
     fn escaped_text_is_not_escaped_twice() {
@@ -58,5 +76,20 @@ mod tests {
         assert_eq!(sanitize(b"\x1b[31m%n%s"), "\\x1b[31m%n%s");
         assert_eq!(sanitize("é".as_bytes()), "\\xc3\\xa9");
         assert!(sanitize(&[b'x'; 10_000]).len() <= 520);
+    }
+
+    #[test]
+    fn a_host_is_one_field_and_a_missing_one_is_a_dash() {
+        assert_eq!(host(Some(b"192.0.2.1")), "192.0.2.1");
+        assert_eq!(host(Some(b"2001:db8::1")), "2001:db8::1");
+        assert_eq!(
+            host(Some(b"10.0.0.1 from 203.0.113.9")),
+            "10.0.0.1\\x20from\\x20203.0.113.9"
+        );
+        assert_eq!(host(Some(b"a\tb\nc")), "a\\x09b\\x0ac");
+        assert_eq!(host(Some(b"")), "-");
+        assert_eq!(host(None), "-");
+        // User names keep their spaces: they are not the last field.
+        assert_eq!(sanitize(b"John Smith"), "John Smith");
     }
 }
