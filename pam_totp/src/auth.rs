@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{AuthError, Denial, Outcome};
 use crate::fleet::CommandSecret;
-use crate::log::sanitize;
+use crate::log::{sanitize, shell_word};
 use crate::pamio::{ConvError, ItemKind, Level, PamIo, Style};
 use crate::skip::{self, LoginItems};
 use crate::store;

@@ -39,6 +39,22 @@ fn escape(raw: &[u8], space: bool) -> String {
     out
 }
 
+/// `word` as one shell word, for a command a log line tells an administrator to run:
+/// as it is when it holds only characters no shell treats specially, else in single
+/// quotes (an embedded `'` as `'\''`). Control bytes and non-ASCII are left to
+/// [`safety_net`], which shows them as `\xNN`, inert inside the quotes.
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 /// The last line of defence before `pam_syslog`: control bytes and non-ASCII still
 /// present (from a message that forgot [`sanitize`]) become `\xNN`. Backslashes are left
 /// alone, so text that [`sanitize`] already escaped is not escaped a second time.
@@ -59,7 +75,7 @@ pub fn safety_net(message: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{host, safety_net, sanitize};
+    use super::{host, safety_net, sanitize, shell_word};
 
     #[test]
     fn escaped_text_is_not_escaped_twice() {
@@ -91,5 +107,17 @@ mod tests {
         assert_eq!(host(None), "-");
         // User names keep their spaces: they are not the last field.
         assert_eq!(sanitize(b"John Smith"), "John Smith");
+    }
+
+    #[test]
+    fn a_command_word_is_quoted_unless_plain() {
+        assert_eq!(shell_word("alice"), "alice");
+        assert_eq!(shell_word("alice@ad.example"), "alice@ad.example");
+        assert_eq!(shell_word("john smith"), "'john smith'");
+        assert_eq!(shell_word("x$(id)"), "'x$(id)'");
+        assert_eq!(shell_word("a`id`;b|c"), "'a`id`;b|c'");
+        assert_eq!(shell_word("o'brien"), "'o'\\''brien'");
+        assert_eq!(shell_word("AD\\alice"), "'AD\\alice'");
+        assert_eq!(shell_word(""), "''");
     }
 }
