@@ -951,8 +951,14 @@ impl Ctx {
     /// PAM already has one; without it the login is denied, and the log must not have
     /// called it accepted.
     fn grace_forward(&self, io: &mut dyn PamIo, who: &str) -> Result<Outcome, AuthError> {
+        // `use_first_pass` never prompts (pam_totp(8)): without a PAM_AUTHTOK the grace
+        // login stores nothing, as a skip does, and the next module decides.
         let asks = self.opts.forward_pass
-            && !(self.opts.pass_mode != PassMode::Prompt && io.authtok().is_some());
+            && match self.opts.pass_mode {
+                PassMode::Prompt => true,
+                PassMode::TryFirstPass => io.authtok().is_none(),
+                PassMode::UseFirstPass => false,
+            };
         if asks {
             match io.converse(Style::PromptEchoOff, PROMPT_PASSWORD) {
                 Ok(Some(pw)) => {

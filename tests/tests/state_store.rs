@@ -1014,6 +1014,51 @@ fn grace_period_with_forward_pass_still_forwards_the_password() {
     assert_eq!(fs::read_to_string(&out).expect("forwarded in grace"), pw);
 }
 
+/// `use_first_pass` never prompts, inside a grace period with `forward_pass` too: with
+/// no `PAM_AUTHTOK` the grace login is accepted without the `Password: ` question (it
+/// asked one, which an application that cannot answer a second question fails on), and
+/// nothing is stored for the next module, as for a skip. Controls: the same line from
+/// another address (no grace) denies without a prompt, and plain `forward_pass` still
+/// asks for the password inside the grace period.
+#[test]
+fn use_first_pass_in_a_grace_period_never_prompts() {
+    if !require_root("use_first_pass_in_a_grace_period_never_prompts") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("gu");
+    let stack = Stack::new();
+    stack
+        .service(
+            "svc",
+            "auth requisite @MODULE@ forward_pass grace_period=3600\n",
+        )
+        .service(
+            "first",
+            "auth requisite @MODULE@ use_first_pass forward_pass grace_period=3600\n",
+        );
+    let host = "192.0.2.45";
+    let d = login_at(&stack, &u, &format!("pw{}", code_at(&secret, T0)), host, T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    let d = Driver::new(&stack, "first", &u.name)
+        .rhost(host)
+        .at(T0 + 100)
+        .run();
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+    let d = Driver::new(&stack, "first", &u.name)
+        .rhost("192.0.2.46")
+        .at(T0 + 100)
+        .run();
+    assert_eq!(
+        d.result, "PAM_AUTH_ERR",
+        "no grace from another address: {d:?}"
+    );
+    assert_eq!(d.prompts, 0, "{d:?}");
+    let d = login_at(&stack, &u, "pw", host, T0 + 200);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompt_list(), vec![(1, "Password: ".to_string())]);
+}
+
 /// A module that does not run as root (a screen locker checking its own user) keeps
 /// its state in that account's ~/.local/state/pam_totp; replay is still refused.
 #[test]
