@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{AuthError, Denial, Outcome};
 use crate::fleet::CommandSecret;
-use crate::log::sanitize;
+use crate::log::{sanitize, shell_word};
 use crate::pamio::{ConvError, ItemKind, Level, PamIo, Style};
 use crate::skip::{self, LoginItems};
 use crate::store;
@@ -129,7 +129,7 @@ pub fn authenticate_with(
     let tty = io.item(ItemKind::Tty);
     let service = io.item(ItemKind::Service);
     let ctx = Ctx {
-        from: sanitize(rhost_raw.as_deref().unwrap_or(b"-")),
+        from: crate::log::host(rhost_raw.as_deref()),
         rhost_ip: match parse_rhost(rhost_raw.as_deref()) {
             RemoteHost::Address(ip) => Some(ip),
             _ => None,
@@ -951,8 +951,14 @@ impl Ctx {
     /// PAM already has one; without it the login is denied, and the log must not have
     /// called it accepted.
     fn grace_forward(&self, io: &mut dyn PamIo, who: &str) -> Result<Outcome, AuthError> {
+        // `use_first_pass` never prompts (pam_totp(8)): without a PAM_AUTHTOK the grace
+        // login stores nothing, as a skip does, and the next module decides.
         let asks = self.opts.forward_pass
-            && !(self.opts.pass_mode != PassMode::Prompt && io.authtok().is_some());
+            && match self.opts.pass_mode {
+                PassMode::Prompt => true,
+                PassMode::TryFirstPass => io.authtok().is_none(),
+                PassMode::UseFirstPass => false,
+            };
         if asks {
             match io.converse(Style::PromptEchoOff, PROMPT_PASSWORD) {
                 Ok(Some(pw)) => {

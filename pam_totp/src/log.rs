@@ -6,6 +6,23 @@ const MAX_LOG: usize = 512;
 
 /// Escapes control bytes, backslashes and non-ASCII as `\xNN`, and bounds the length.
 pub fn sanitize(raw: &[u8]) -> String {
+    escape(raw, false)
+}
+
+/// `PAM_RHOST` as the log lines name it: `-` when there is none or it is empty (a local
+/// login, as `totp_core::addr::parse_rhost` reads it), else escaped as [`sanitize`]
+/// does, spaces too (`\x20`). The host ends the lines the fail2ban filter reads
+/// ("… for USER from HOST"), and it must stay one field there: an application that
+/// copies what a client sent into `PAM_RHOST` ("10.0.0.1 from 203.0.113.9") would
+/// otherwise end the line with an address of the client's choosing, and get it banned.
+pub fn host(raw: Option<&[u8]>) -> String {
+    match raw {
+        None | Some(b"") => "-".to_owned(),
+        Some(raw) => escape(raw, true),
+    }
+}
+
+fn escape(raw: &[u8], space: bool) -> String {
     let mut out = String::with_capacity(raw.len().min(MAX_LOG));
     for &b in raw {
         if out.len() >= MAX_LOG {
@@ -14,11 +31,28 @@ pub fn sanitize(raw: &[u8]) -> String {
         }
         match b {
             b'\\' => out.push_str("\\\\"),
+            b' ' if space => out.push_str("\\x20"),
             0x20..=0x7e => out.push(char::from(b)),
             _ => out.push_str(&format!("\\x{b:02x}")),
         }
     }
     out
+}
+
+/// `word` as one shell word, for a command a log line tells an administrator to run:
+/// as it is when it holds only characters no shell treats specially, else in single
+/// quotes (an embedded `'` as `'\''`). Control bytes and non-ASCII are left to
+/// [`safety_net`], which shows them as `\xNN`, inert inside the quotes.
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// The last line of defence before `pam_syslog`: control bytes and non-ASCII still
@@ -41,7 +75,7 @@ pub fn safety_net(message: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{safety_net, sanitize};
+    use super::{host, safety_net, sanitize, shell_word};
 
     #[test]
     fn escaped_text_is_not_escaped_twice() {
@@ -58,5 +92,32 @@ mod tests {
         assert_eq!(sanitize(b"\x1b[31m%n%s"), "\\x1b[31m%n%s");
         assert_eq!(sanitize("é".as_bytes()), "\\xc3\\xa9");
         assert!(sanitize(&[b'x'; 10_000]).len() <= 520);
+    }
+
+    #[test]
+    fn a_host_is_one_field_and_a_missing_one_is_a_dash() {
+        assert_eq!(host(Some(b"192.0.2.1")), "192.0.2.1");
+        assert_eq!(host(Some(b"2001:db8::1")), "2001:db8::1");
+        assert_eq!(
+            host(Some(b"10.0.0.1 from 203.0.113.9")),
+            "10.0.0.1\\x20from\\x20203.0.113.9"
+        );
+        assert_eq!(host(Some(b"a\tb\nc")), "a\\x09b\\x0ac");
+        assert_eq!(host(Some(b"")), "-");
+        assert_eq!(host(None), "-");
+        // User names keep their spaces: they are not the last field.
+        assert_eq!(sanitize(b"John Smith"), "John Smith");
+    }
+
+    #[test]
+    fn a_command_word_is_quoted_unless_plain() {
+        assert_eq!(shell_word("alice"), "alice");
+        assert_eq!(shell_word("alice@ad.example"), "alice@ad.example");
+        assert_eq!(shell_word("john smith"), "'john smith'");
+        assert_eq!(shell_word("x$(id)"), "'x$(id)'");
+        assert_eq!(shell_word("a`id`;b|c"), "'a`id`;b|c'");
+        assert_eq!(shell_word("o'brien"), "'o'\\''brien'");
+        assert_eq!(shell_word("AD\\alice"), "'AD\\alice'");
+        assert_eq!(shell_word(""), "''");
     }
 }

@@ -249,6 +249,83 @@ fn fail2ban_filter_matches_failed_codes_with_the_host_and_nothing_else() {
     );
 }
 
+/// The host ends the lines the filter reads, and stays one field: a `PAM_RHOST` with a
+/// space in it (an application that copies what a client sent, "10.0.0.1 from
+/// 203.0.113.9") made the line end in an address of the client's choosing, which the
+/// real `fail2ban-regex` then banned; a user name cannot move the host either, and an
+/// empty `PAM_RHOST` is the local login's `-`, as docs/logging.md says.
+#[test]
+fn a_host_with_spaces_cannot_make_fail2ban_ban_an_address_of_its_choosing() {
+    let t = "a_host_with_spaces_cannot_make_fail2ban_ban_an_address_of_its_choosing";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "fail2ban-regex") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("f2bs");
+    let stack = Stack::new();
+    stack.service(
+        "svc",
+        &format!("auth required {}\n", installed(&stack, " debug")),
+    );
+    let mut all = Vec::new();
+    let (_, l) = login(
+        Driver::new(&stack, "svc", "nosuch-f2bs")
+            .answer("123456")
+            .rhost("192.0.2.50 from 203.0.113.9")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(
+        has(
+            &l,
+            "code not verified (unknown user) for nosuch-f2bs from 192.0.2.50\\x20from\\x20203.0.113.9"
+        ),
+        "{l:#?}"
+    );
+    let (_, l) = login(
+        Driver::login(&stack, &u, &wrong_totp(&secret, T0))
+            .rhost("192.0.2.51 from 203.0.113.10")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "invalid verification code for"), "{l:#?}");
+    let (_, l) = login(
+        Driver::new(&stack, "svc", "x from 203.0.113.11")
+            .answer("123456")
+            .rhost("")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(
+        l.iter().any(|l| l
+            .ends_with("code not verified (unknown user) for x from 203.0.113.11 from -")),
+        "{l:#?}"
+    );
+    // Controls: the same failures from a plain address are counted, for that address.
+    let (_, l) = login(
+        Driver::login(&stack, &u, &wrong_totp(&secret, T0 + 60))
+            .rhost("192.0.2.52")
+            .at(T0 + 60),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "invalid verification code for"), "{l:#?}");
+    login(
+        Driver::new(&stack, "svc", "x from 203.0.113.12")
+            .answer("123456")
+            .rhost("192.0.2.53")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    let hits = fail2ban_hits(&all);
+    let hosts: BTreeSet<&str> = hits.iter().map(String::as_str).collect();
+    let want: BTreeSet<&str> = ["192.0.2.52", "192.0.2.53"].into_iter().collect();
+    assert_eq!(hosts, want, "matched hosts; log:\n{}", all.join("\n"));
+}
+
 /// The hosts the shipped filter matches in `lines` (auth.log lines), one per match, as
 /// the real `fail2ban-regex` reports them.
 fn fail2ban_hits(lines: &[String]) -> Vec<String> {

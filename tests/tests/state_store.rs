@@ -791,6 +791,77 @@ fn a_clock_fault_is_logged_and_totp_state_reset_recovers() {
     assert_eq!(d.module_code(), "PAM_SUCCESS", "after the reset: {d:?}");
 }
 
+/// The `totp-state reset` a log line tells an administrator to run is pasted into a
+/// root shell: a user name a directory service allows (a space, `$(…)`, a quote) is
+/// one quoted shell word there. Unquoted, `john smith` reset another account and
+/// `x$(id)` ran what it says. Control: a plain name is written as it is (the clock
+/// fault test above).
+#[test]
+fn the_reset_command_a_log_line_names_quotes_the_user_for_the_shell() {
+    let t = "the_reset_command_a_log_line_names_quotes_the_user_for_the_shell";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    let name = format!("ptt{}q x$(id)'y", std::process::id() % 100_000);
+    let u = {
+        let _g = user_database_lock();
+        let _ = Command::new("userdel").args(["-r", "-f", &name]).output();
+        let ok = Command::new("useradd")
+            .args(["--badname", "-m", "-s", "/bin/sh", "-K", "UMASK=077", &name])
+            .status()
+            .expect("useradd");
+        assert!(ok.success(), "useradd {name}");
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").args([flag, &name]).output().expect("id");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("id")
+        };
+        TestUser {
+            uid: id("-u"),
+            gid: id("-g"),
+            home: PathBuf::from(format!("/home/{name}")),
+            name: name.clone(),
+        }
+    };
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    let stack = Stack::probe("svc", "");
+    let future = 4_102_444_800 + 15;
+    assert_eq!(
+        login_at(&stack, &u, &code_at(&secret, future), None, future).module_code(),
+        "PAM_SUCCESS"
+    );
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.module_code(), "PAM_SYSTEM_ERR", "{d:?}");
+    let command = lines
+        .iter()
+        .map(|l| syslog_message(l))
+        .find_map(|m| {
+            let (_, rest) = m.split_once("reset the user's state with `")?;
+            Some(rest.split_once('`')?.0.to_owned())
+        })
+        .unwrap_or_else(|| panic!("no reset command logged: {lines:#?}"));
+    let word = command
+        .strip_prefix("totp-state reset --user ")
+        .and_then(|r| r.strip_suffix(" --service svc --clock-fault"))
+        .unwrap_or_else(|| panic!("{command}"));
+    // The shell reads it back as one word, the name itself, and runs nothing.
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("set -- {word}; printf '%s\\n' \"$#\" \"$1\""),
+        ])
+        .output()
+        .expect("sh");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("1\n{name}\n"),
+        "{command}"
+    );
+}
+
 /// A mark two days ahead (a clock that was ahead by two days for one login): the module
 /// refuses it as a clock fault, but a file with a wide `TIME_SKEW` at a 60-s step could
 /// set one there legitimately, so a plain reset keeps it; the `--clock-fault` the log
@@ -941,6 +1012,51 @@ fn grace_period_with_forward_pass_still_forwards_the_password() {
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
     assert_eq!(d.prompt_list(), vec![(1, "Password: ".to_string())]);
     assert_eq!(fs::read_to_string(&out).expect("forwarded in grace"), pw);
+}
+
+/// `use_first_pass` never prompts, inside a grace period with `forward_pass` too: with
+/// no `PAM_AUTHTOK` the grace login is accepted without the `Password: ` question (it
+/// asked one, which an application that cannot answer a second question fails on), and
+/// nothing is stored for the next module, as for a skip. Controls: the same line from
+/// another address (no grace) denies without a prompt, and plain `forward_pass` still
+/// asks for the password inside the grace period.
+#[test]
+fn use_first_pass_in_a_grace_period_never_prompts() {
+    if !require_root("use_first_pass_in_a_grace_period_never_prompts") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("gu");
+    let stack = Stack::new();
+    stack
+        .service(
+            "svc",
+            "auth requisite @MODULE@ forward_pass grace_period=3600\n",
+        )
+        .service(
+            "first",
+            "auth requisite @MODULE@ use_first_pass forward_pass grace_period=3600\n",
+        );
+    let host = "192.0.2.45";
+    let d = login_at(&stack, &u, &format!("pw{}", code_at(&secret, T0)), host, T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    let d = Driver::new(&stack, "first", &u.name)
+        .rhost(host)
+        .at(T0 + 100)
+        .run();
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+    let d = Driver::new(&stack, "first", &u.name)
+        .rhost("192.0.2.46")
+        .at(T0 + 100)
+        .run();
+    assert_eq!(
+        d.result, "PAM_AUTH_ERR",
+        "no grace from another address: {d:?}"
+    );
+    assert_eq!(d.prompts, 0, "{d:?}");
+    let d = login_at(&stack, &u, "pw", host, T0 + 200);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompt_list(), vec![(1, "Password: ".to_string())]);
 }
 
 /// A module that does not run as root (a screen locker checking its own user) keeps

@@ -42,6 +42,7 @@ impl Ctx {
         phase: Phase,
     ) -> Result<Continuation, AuthError> {
         let who = run.who;
+        let name = &run.target.name;
         let shown = self.shown(run.target);
         let now = sys.now().map_err(|_| {
             io.log(Level::Err, "cannot read the clock");
@@ -143,7 +144,9 @@ impl Ctx {
                     return Err(AuthError::Clock);
                 }
                 Err(ContextFault::Store(e)) => {
-                    return self.store_unusable(io, who, e).map(Continuation::Done);
+                    return self
+                        .store_unusable(io, who, name, e)
+                        .map(Continuation::Done);
                 }
             };
             let prepared = match verify::prepare(&file, policy, cands, now, &context.key) {
@@ -190,7 +193,7 @@ impl Ctx {
                              record kept changing"
                         );
                         return self
-                            .store_failed(io, who, StoreError::Unavailable(why))
+                            .store_failed(io, who, name, StoreError::Unavailable(why))
                             .map(Continuation::Done);
                     }
                     io.log(
@@ -201,14 +204,14 @@ impl Ctx {
                         ),
                     );
                 }
-                Err(e) => return self.store_failed(io, who, e).map(Continuation::Done),
+                Err(e) => return self.store_failed(io, who, name, e).map(Continuation::Done),
             }
         };
         let decision = match decided {
             Some(Ok(d)) => d,
             Some(Err(e)) => {
                 return self
-                    .decide_failed(io, who, &shown, now, e)
+                    .decide_failed(io, who, name, &shown, now, e)
                     .map(Continuation::Done);
             }
             None => {
@@ -239,7 +242,7 @@ impl Ctx {
                 Warning::Version1HotpCounter { .. } => format!(
                     "; if so, `{} --forget-version-1-marks` lets it in (the old token's \
                      codes then work again, if it is still around)",
-                    self.reset_command(who)
+                    self.reset_command(name)
                 ),
                 _ => String::new(),
             };
@@ -545,17 +548,24 @@ impl Ctx {
     /// The `totp-state reset` that reaches this line's store: the default directory
     /// needs only the user; another directory or a shared store is found from the PAM
     /// service's lines (a plain `reset --user` there would reset the default directory
-    /// and leave the record that denies).
-    fn reset_command(&self, who: &str) -> String {
+    /// and leave the record that denies). An admin pastes it into a root shell, so the
+    /// user name and the service are quoted for the shell: a directory service's name
+    /// with a space (`john smith`) would otherwise reset another account, and one with
+    /// `$(…)` or a backtick would run what it says.
+    fn reset_command(&self, name: &UserName) -> String {
         let default_store = !self.opts.state.is_shared() && self.opts.state_dir.is_none();
+        let user = shell_word(name.as_str());
         match &self.service {
             Some(service) if !default_store => {
-                format!("totp-state reset --user {who} --service {service}")
+                format!(
+                    "totp-state reset --user {user} --service {}",
+                    shell_word(service)
+                )
             }
             None if !default_store => format!(
-                "totp-state reset --user {who} --options '<this pam_totp line's arguments>'"
+                "totp-state reset --user {user} --options '<this pam_totp line's arguments>'"
             ),
-            _ => format!("totp-state reset --user {who}"),
+            _ => format!("totp-state reset --user {user}"),
         }
     }
 
@@ -568,6 +578,7 @@ impl Ctx {
         &self,
         io: &mut dyn PamIo,
         who: &str,
+        name: &UserName,
         e: StoreError,
     ) -> Result<Outcome, AuthError> {
         match e {
@@ -576,7 +587,7 @@ impl Ctx {
                 log_store_unusable(io, who, &m);
                 Ok(self.denied(io, who, Denial::StateUnusable))
             }
-            e => self.store_failed(io, who, e),
+            e => self.store_failed(io, who, name, e),
         }
     }
 
@@ -584,6 +595,7 @@ impl Ctx {
         &self,
         io: &mut dyn PamIo,
         who: &str,
+        name: &UserName,
         e: StoreError,
     ) -> Result<Outcome, AuthError> {
         tell_store_fault(io);
@@ -602,7 +614,7 @@ impl Ctx {
                     Level::Err,
                     &format!(
                         "state record of {who} is unusable: {m}; denying. Inspect it, then reset it with `{}`",
-                        self.reset_command(who)
+                        self.reset_command(name)
                     ),
                 );
                 Ok(self.denied(io, who, Denial::StateUnusable))
@@ -625,6 +637,7 @@ impl Ctx {
         &self,
         io: &mut dyn PamIo,
         who: &str,
+        name: &UserName,
         shown: &str,
         now: i64,
         e: verify::VerifyError,
@@ -645,12 +658,12 @@ impl Ctx {
                         "the mark is the version-1 record's: `{} --forget-version-1-marks` \
                          drops it (the codes it covers, of every enrolment without marks of \
                          its own, then work again)",
-                        self.reset_command(who)
+                        self.reset_command(name)
                     )
                 } else {
                     format!(
                         "reset the user's state with `{} --clock-fault`",
-                        self.reset_command(who)
+                        self.reset_command(name)
                     )
                 };
                 io.log(
@@ -663,7 +676,7 @@ impl Ctx {
                 );
                 Err(AuthError::Clock)
             }
-            verify::VerifyError::Store(e) => self.store_failed(io, who, e),
+            verify::VerifyError::Store(e) => self.store_failed(io, who, name, e),
             verify::VerifyError::ClockFault => Err(AuthError::Clock),
             e => {
                 io.log(Level::Err, &format!("secret file {shown}: {e}"));

@@ -117,6 +117,25 @@ fn first_pass_options_last_one_wins() {
     );
 }
 
+/// pam_totp(8): an option given twice takes its last value (GA's loop does the same), a
+/// bad value fails the line even where a later one would replace it, and only the group
+/// options add up.
+#[test]
+fn a_repeated_option_takes_its_last_value_and_a_bad_one_anywhere_fails() {
+    let o = parse(&[
+        "max_window=3",
+        "secret=/a/${USER}",
+        "max_window=5",
+        "secret=/b/${USER}",
+    ])
+    .unwrap();
+    assert_eq!((o.max_window, o.secret.as_str()), (5, "/b/${USER}"));
+    assert!(parse(&["max_window=x", "max_window=5"]).is_err());
+    assert!(parse(&["max_window=5", "max_window="]).is_err());
+    let o = parse(&["skip_group=a", "skip_group=b,c"]).unwrap();
+    assert_eq!(o.skip_groups, ["a", "b", "c"]);
+}
+
 #[test]
 fn echo_alias_sets_the_same_flag() {
     assert!(
