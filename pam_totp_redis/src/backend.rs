@@ -91,6 +91,11 @@ impl Failure {
                 Self::refused(format!("{what}: {m}; check the port of state="))
             }
             WireError::Unresolvable(m) => Self::refused(format!("{what}: {m}")),
+            // A record read whole that is larger than any record pam_totp writes: the
+            // store's content, which `totp-state reset` deletes, not an outage.
+            WireError::Oversized(m) if what == "HMGET" => Self::corrupt(&format!("{what}: {m}")),
+            // Any other reply of that kind (INFO, a sentinel's): the server's state.
+            WireError::Oversized(m) => Self::unavailable(format!("{what}: {m}")),
         }
     }
 
