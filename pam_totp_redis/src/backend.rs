@@ -548,6 +548,15 @@ fn sentinel_behind(
     None
 }
 
+/// Whether an error reply to `AUTH` is about the credentials (a wrong password or user,
+/// a server without a password, a server too old for a user name), as opposed to the
+/// server's state, which it reports to any first command (`ERR max number of clients
+/// reached`, `LOADING`, `BUSY`).
+fn is_password_refusal(error: &str) -> bool {
+    let lower = error.to_ascii_lowercase();
+    error.starts_with("WRONGPASS") || lower.contains("password") || lower.contains("auth")
+}
+
 /// An error reply saying the function library is not there (Redis 7 and Valkey say
 /// "Function not found"; older servers do not know FCALL).
 fn is_missing_function(message: &str) -> bool {
@@ -844,6 +853,12 @@ impl Backend {
                     // its reply is not about the password.
                     Ok(Reply::Error(e)) if e.starts_with("DENIED") => {
                         return Err(Failure::server("AUTH", &e));
+                    }
+                    // A server at `maxclients` (or loading, or busy) answers the first
+                    // command, whatever it is, with its own state: an outage, not a
+                    // wrong password, and never the credentials file's fault.
+                    Ok(Reply::Error(e)) if !is_password_refusal(&e) => {
+                        return Err(hint(Failure::server("AUTH", &e)));
                     }
                     Ok(Reply::Error(e)) => {
                         let shown: String = e.chars().take(200).collect();
@@ -1648,6 +1663,34 @@ mod tests {
         assert!(
             e.message
                 .starts_with("Password authentication failed: WRONGPASS"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// A server whose client table is full answers the first command, `AUTH` with the
+    /// rest, with `ERR max number of clients reached` and closes: an outage, never a
+    /// wrong password. Control: the same server refusing the password.
+    #[test]
+    fn a_full_client_table_answering_auth_is_an_outage_not_a_wrong_password() {
+        let with_password = |path: &std::path::Path| PluginConfig {
+            password: Some(Zeroizing::new("pw".to_owned())),
+            ..config(path, &[b"p:store"])
+        };
+        let full = vec![&b"-ERR max number of clients reached\r\n"[..]];
+        let (e, _) = against(full, with_password, |b| b.err().expect("refused"));
+        assert_eq!(e.status, Status::Unavailable, "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("AUTH: ERR max number of clients reached"),
+            "{}",
+            e.message
+        );
+        let wrong = vec![&b"-ERR invalid password\r\n"[..]];
+        let (e, _) = against(wrong, with_password, |b| b.err().expect("refused"));
+        assert_eq!(e.status, Status::Refused, "{}", e.message);
+        assert!(
+            e.message.starts_with("Password authentication failed"),
             "{}",
             e.message
         );

@@ -421,6 +421,66 @@ fn credentials_must_be_roots_and_private_and_right() {
     }
 }
 
+/// R31, issue 21 item 7: a server with a password whose client table is full answers the
+/// module's `AUTH` with `ERR max number of clients reached`. That is the server's state,
+/// logged as the store being unavailable (so `state_fallback=local` applies), never as
+/// "Password authentication failed", which sent the admin to a credentials file that was
+/// right. Controls: the same host logs in before the table fills and after it has room.
+#[test]
+fn a_full_client_table_is_an_outage_not_a_wrong_password_through_libpam() {
+    let t = "a_full_client_table_is_an_outage_not_a_wrong_password_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig {
+        acl_password: Some("correct horse"),
+        ..ServerConfig::default()
+    });
+    let (u, secret) = TestUser::enrolled("mc");
+    let dir = trusted_dir("cred");
+    let good = credentials_file(dir.path(), "good", "correct horse", 0o600, 0);
+    let stack = host(
+        &server.url(false),
+        &format!("redis_credentials={}", good.display()),
+    );
+    control_logs_in(&stack, &u, &secret);
+
+    // One client allowed, and this connection is it.
+    let mut filler = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    filler
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut send = |args: &[&str]| {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        filler.write_all(req.as_bytes()).expect("send");
+        let mut buf = [0u8; 512];
+        let n = filler.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(send(&["AUTH", "fleet", "correct horse"]).starts_with("+OK"));
+    assert!(send(&["CONFIG", "SET", "maxclients", "1"]).starts_with("+OK"));
+    let (v, secret_v) = TestUser::enrolled("md");
+    let (d, lines, _) = timed_login(&stack, &v, &code_at(&secret_v, now()));
+    assert!(denied(&d), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &["state store unavailable", "AUTH", "max number of clients"]
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        !logged(&lines, &["Password authentication failed"]),
+        "{lines:?}"
+    );
+    assert!(send(&["CONFIG", "SET", "maxclients", "10000"]).starts_with("+OK"));
+    drop(filler);
+    control_logs_in(&stack, &v, &secret_v);
+}
+
 // ---------------------------------------------------------------------------------------
 // TLS
 
