@@ -101,7 +101,7 @@ impl Failure {
 
     /// An error reply of the server to `what`.
     fn server(what: &str, text: &str) -> Self {
-        let shown: String = text.chars().take(300).collect();
+        let shown: String = without_arguments(text).chars().take(300).collect();
         let message = format!("{what}: {shown}");
         let code = text.split_whitespace().next().unwrap_or("");
         if code == "NOAUTH" {
@@ -554,7 +554,22 @@ fn sentinel_behind(
 /// reached`, `LOADING`, `BUSY`).
 fn is_password_refusal(error: &str) -> bool {
     let lower = error.to_ascii_lowercase();
+    if lower.contains("unknown command") {
+        // `AUTH` renamed or disabled (`rename-command`): the server's configuration.
+        return false;
+    }
     error.starts_with("WRONGPASS") || lower.contains("password") || lower.contains("auth")
+}
+
+/// What an error reply says, without the arguments of the command it refuses: Redis
+/// quotes them in `unknown command 'AUTH', with args beginning with: 'USER' 'PASSWORD'`
+/// (a server where `AUTH` is renamed or disabled), and the password must never reach the
+/// log or an admin tool's output.
+fn without_arguments(error: &str) -> std::borrow::Cow<'_, str> {
+    match error.split_once(", with args beginning with:") {
+        Some((head, _)) => format!("{head} (its arguments not shown)").into(),
+        None => error.into(),
+    }
 }
 
 /// An error reply saying the function library is not there (Redis 7 and Valkey say
@@ -861,7 +876,7 @@ impl Backend {
                         return Err(hint(Failure::server("AUTH", &e)));
                     }
                     Ok(Reply::Error(e)) => {
-                        let shown: String = e.chars().take(200).collect();
+                        let shown: String = without_arguments(&e).chars().take(200).collect();
                         let failed =
                             Failure::refused(format!("Password authentication failed: {shown}"));
                         return Err(sentinel_behind(&mut con, &steps, deadline).unwrap_or(failed));
@@ -1691,6 +1706,30 @@ mod tests {
         assert_eq!(e.status, Status::Refused, "{}", e.message);
         assert!(
             e.message.starts_with("Password authentication failed"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// A server where `AUTH` is renamed or disabled quotes the arguments it was sent,
+    /// the password among them: the failure says the command is unknown (a refusal with
+    /// the `rename-command` hint, not a wrong password) and shows none of them.
+    #[test]
+    fn an_unknown_auth_is_a_renamed_command_and_its_echoed_password_is_not_shown() {
+        let with_password = |path: &std::path::Path| PluginConfig {
+            username: Some("fleet".to_owned()),
+            password: Some(Zeroizing::new("correct horse".to_owned())),
+            ..config(path, &[b"p:store"])
+        };
+        let echo = vec![
+            &b"-ERR unknown command 'AUTH', with args beginning with: 'fleet' 'correct horse' \r\n"
+                [..],
+        ];
+        let (e, _) = against(echo, with_password, |b| b.err().expect("refused"));
+        assert_eq!(e.status, Status::Refused, "{}", e.message);
+        assert!(!e.message.contains("correct horse"), "{}", e.message);
+        assert!(
+            e.message.contains("unknown command 'AUTH'") && e.message.contains("rename-command"),
             "{}",
             e.message
         );

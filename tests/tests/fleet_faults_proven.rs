@@ -481,6 +481,61 @@ fn a_full_client_table_is_an_outage_not_a_wrong_password_through_libpam() {
     control_logs_in(&stack, &v, &secret_v);
 }
 
+/// Never log a password: a server where `AUTH` is disabled (`rename-command AUTH ""`)
+/// answers it `unknown command 'AUTH', with args beginning with: 'fleet' 'PASSWORD'`, and
+/// the module logged that reply, the password in it, as "Password authentication
+/// failed" (and `totp-state ping` printed it). Now neither the log nor `ping` shows it;
+/// the log names the unknown command and `rename-command`. Control: the same credentials
+/// file against a server whose `AUTH` works logs in.
+#[test]
+fn a_server_echoing_the_password_of_an_unknown_auth_never_gets_it_logged_through_libpam() {
+    let t = "a_server_echoing_the_password_of_an_unknown_auth_never_gets_it_logged_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    const PASSWORD: &str = "correct horse battery";
+    let dir = trusted_dir("cred");
+    let file = credentials_file(dir.path(), "good", PASSWORD, 0o600, 0);
+    let options = format!("redis_credentials={}", file.display());
+    let (u, secret) = TestUser::enrolled("pe");
+    let working = RedisServer::start(&ServerConfig {
+        acl_password: Some(PASSWORD),
+        ..ServerConfig::default()
+    });
+    control_logs_in(&host(&working.url(false), &options), &u, &secret);
+
+    let renamed = RedisServer::start(&ServerConfig {
+        acl_password: Some(PASSWORD),
+        extra: &["--rename-command", "AUTH", ""],
+        ..ServerConfig::default()
+    });
+    let stack = host(&renamed.url(false), &options);
+    let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
+    assert!(denied(&d), "{d:?}");
+    assert!(
+        logged(&lines, &["unknown command 'AUTH'", "rename-command"]),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("horse")),
+        "the password was logged: {lines:?}"
+    );
+    let args = format!(
+        "state={} redis_plugin={} {options}",
+        renamed.url(false),
+        plugin().display()
+    );
+    let ping = state_tool(&["ping", "--options", &args]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&ping.stdout),
+        String::from_utf8_lossy(&ping.stderr)
+    );
+    assert!(!ping.status.success(), "{said}");
+    assert!(said.contains("unknown command 'AUTH'"), "{said}");
+    assert!(!said.contains("horse"), "ping printed the password: {said}");
+}
+
 // ---------------------------------------------------------------------------------------
 // TLS
 
