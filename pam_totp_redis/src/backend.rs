@@ -659,9 +659,18 @@ fn parse_record(reply: Reply) -> Read {
     match items.as_slice() {
         [Reply::Bulk(None), Reply::Bulk(None)] => Ok((Vec::new(), 0)),
         [Reply::Bulk(Some(v)), Reply::Bulk(Some(r))] => {
+            // Only the form the compare-and-set writes (`%d`: no sign, no leading zero),
+            // which is also the form it compares, as a string, with the version the
+            // module sends back: `01` read as 1 would conflict on every write, an endless
+            // "concurrent update" that no reset could end.
             let version = std::str::from_utf8(v)
                 .ok()
-                .filter(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+                .filter(|s| {
+                    !s.is_empty()
+                        && s.len() <= 20
+                        && !s.starts_with('0')
+                        && s.bytes().all(|b| b.is_ascii_digit())
+                })
                 .and_then(|s| s.parse::<u64>().ok())
                 .filter(|&n| n > 0)
                 .ok_or_else(|| Failure::corrupt("stored version is not a positive number"))?;
