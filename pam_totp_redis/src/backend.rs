@@ -93,7 +93,9 @@ impl Failure {
             WireError::Unresolvable(m) => Self::refused(format!("{what}: {m}")),
             // A record read whole that is larger than any record pam_totp writes: the
             // store's content, which `totp-state reset` deletes, not an outage.
-            WireError::Oversized(m) if what == "HMGET" => Self::corrupt(&format!("{what}: {m}")),
+            WireError::Oversized(m) if what == "HMGET" => {
+                Self::corrupt(&format!("{what}: stored value too large: {m}"))
+            }
             // Any other reply of that kind (INFO, a sentinel's): the server's state.
             WireError::Oversized(m) => Self::unavailable(format!("{what}: {m}")),
         }

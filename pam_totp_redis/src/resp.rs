@@ -365,7 +365,7 @@ impl Conn {
         }
         if let Some((announced, accepted)) = budget.oversized {
             return Err(WireError::Oversized(format!(
-                "a stored value of {announced} bytes, more than pam_totp reads (at most \
+                "a string of {announced} bytes, more than pam_totp reads here (at most \
                  {accepted})"
             )));
         }
