@@ -452,6 +452,7 @@ fn discover(
     name: &str,
     tls: Option<&Tls<'_>>,
     deadline: Instant,
+    not_primaries: &[(String, u16)],
 ) -> Result<(String, u16), Failure> {
     let mut why = Vec::new();
     // Nodes that answered for certain that they cannot name the primary.
@@ -505,6 +506,11 @@ fn discover(
             Err(e) => Err(e.to_string().chars().take(120).collect()),
         };
         match answer {
+            Ok(found) if not_primaries.contains(&found) => why.push(format!(
+                "sentinel {host}:{port}: names {}:{}, which says it is not the primary (a \
+                 sentinel behind the others, or a failover in progress?)",
+                found.0, found.1
+            )),
             Ok(found) => return Ok(found),
             Err(e) => why.push(format!("sentinel {host}:{port}: {e}")),
         }
@@ -756,11 +762,41 @@ impl Backend {
     /// then checks the server's eviction policy and reads the prefetch keys within one
     /// command timeout: an open takes at most `redis_connect_timeout + redis_timeout`,
     /// and one round trip after the connect.
-    pub fn connect(mut config: PluginConfig) -> Result<Self, Failure> {
+    ///
+    /// Through Sentinel, a server a sentinel names that says it is not the primary (a
+    /// sentinel behind the others, or one that disagrees with them) is not used, and the
+    /// sentinels are asked again, that address no longer taken from any of them, within
+    /// the same connect bound: one sentinel that is wrong does not deny the fleet's logins
+    /// while the others name the primary.
+    pub fn connect(config: PluginConfig) -> Result<Self, Failure> {
+        let connect = Duration::from_millis(config.connect_timeout_ms.max(1));
+        let deadline = Instant::now() + connect;
+        let mut not_primaries: Vec<(String, u16)> = Vec::new();
+        loop {
+            let mut not_primary = None;
+            match Self::connect_by(config.clone(), deadline, &not_primaries, &mut not_primary) {
+                // Each round rules out one more address a sentinel named; a round in
+                // which no sentinel names another one ends in `discover`'s failure.
+                Err(_)
+                    if not_primary.is_some()
+                        && not_primaries.len() < totp_core::fleet::MAX_SENTINELS =>
+                {
+                    not_primaries.extend(not_primary);
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn connect_by(
+        mut config: PluginConfig,
+        deadline: Instant,
+        not_primaries: &[(String, u16)],
+        not_primary: &mut Option<(String, u16)>,
+    ) -> Result<Self, Failure> {
         let target = parse_url(&config.url)?;
         let connect = Duration::from_millis(config.connect_timeout_ms.max(1));
         let command = Duration::from_millis(config.command_timeout_ms.max(1));
-        let deadline = Instant::now() + connect;
         let ca = config.ca_pem.take();
         let client_key: Option<Zeroizing<Vec<u8>>> = config.client_key.take();
         let client = match (&config.client_cert, &client_key) {
@@ -772,9 +808,13 @@ impl Backend {
             client,
         };
         let primary = match &target.sentinel {
-            Some((nodes, name)) => {
-                Some(discover(nodes, name, target.tls.then_some(&tls), deadline)?)
-            }
+            Some((nodes, name)) => Some(discover(
+                nodes,
+                name,
+                target.tls.then_some(&tls),
+                deadline,
+                not_primaries,
+            )?),
             None => None,
         };
         let addr = match (&target.unix, &primary) {
@@ -910,6 +950,7 @@ impl Backend {
                             {}
                         Ok(Reply::Error(e)) => return Err(Failure::server("ROLE", &e)),
                         Ok(_) => {
+                            *not_primary = primary.clone();
                             return Err(Failure::unavailable(format!(
                                 "{host}:{port}, named the primary by a sentinel, is not the \
                                  primary (a failover in progress?)"
