@@ -399,16 +399,20 @@ fn summarise(mut failures: Vec<Failure>) -> Failure {
         n => {
             // A member that could not be reached may serve once it is back: only members
             // that all answered, and could not serve, are the configuration's fault.
-            let status = if failures.iter().any(|f| f.status == Status::Unavailable) {
+            let outage = failures.iter().any(|f| f.status == Status::Unavailable);
+            let status = if outage {
                 Status::Unavailable
             } else {
                 failures[n - 1].status
             };
+            // Every member answered, and none usably (each a record too large, a
+            // refusal): that answer, not a majority out of reach.
+            let cause = if outage { "no majority reached: " } else { "" };
             let each: Vec<String> = failures.into_iter().map(|f| f.message).collect();
             Failure::new(
                 status,
                 format!(
-                    "no majority reached: {n} members tried, none could serve ({})",
+                    "{cause}{n} members tried, none could serve ({})",
                     each.join("; ")
                 ),
             )
@@ -465,7 +469,9 @@ fn transport_error(base: &str, e: ureq::Error) -> Attempt {
             )
         }
         E::BodyExceedsLimit(_) | E::LargeResponseHeader(..) => Attempt::Next(
-            Failure::corrupt(&format!("{base}: reply larger than pam_totp reads")),
+            Failure::corrupt(&format!(
+                "{base}: reply larger than pam_totp reads (a stored value too large?)"
+            )),
             true,
         ),
         other => {
@@ -583,9 +589,13 @@ mod tests {
             summarise(vec![down(), learner()]).status,
             Status::Unavailable
         );
-        assert_eq!(
-            summarise(vec![learner(), learner()]).status,
-            Status::Refused
+        let learners = summarise(vec![learner(), learner()]);
+        assert_eq!(learners.status, Status::Refused);
+        // Every member answered: no majority was out of reach.
+        assert!(
+            !learners.message.contains("no majority") && learners.message.contains("2 members"),
+            "{}",
+            learners.message
         );
     }
 

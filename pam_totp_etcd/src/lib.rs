@@ -491,7 +491,16 @@ impl Backend for Etcd {
         // relies on the store (`state_fallback=local` acts on a failed open), and these
         // are the module's first reads anyway.
         if !keys.is_empty() {
-            etcd.prefetched = etcd.read_all(keys)?;
+            etcd.prefetched = match etcd.read_all(keys) {
+                Ok(read) => read,
+                // Answered, but not usably as a whole (a user's record too large for
+                // the reply's cap fails the one transaction that reads every key):
+                // each key is read on its own when asked, so the failure is reported
+                // for the record at fault, as the user's record unusable, not as the
+                // whole store's. An outage or a refusal still fails the open.
+                Err(f) if f.status == Status::Corrupt => Vec::new(),
+                Err(f) => return Err(f),
+            };
         }
         Ok(etcd)
     }

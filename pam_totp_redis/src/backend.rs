@@ -91,12 +91,19 @@ impl Failure {
                 Self::refused(format!("{what}: {m}; check the port of state="))
             }
             WireError::Unresolvable(m) => Self::refused(format!("{what}: {m}")),
+            // A record read whole that is larger than any record pam_totp writes: the
+            // store's content, which `totp-state reset` deletes, not an outage.
+            WireError::Oversized(m) if what == "HMGET" => {
+                Self::corrupt(&format!("{what}: stored value too large: {m}"))
+            }
+            // Any other reply of that kind (INFO, a sentinel's): the server's state.
+            WireError::Oversized(m) => Self::unavailable(format!("{what}: {m}")),
         }
     }
 
     /// An error reply of the server to `what`.
     fn server(what: &str, text: &str) -> Self {
-        let shown: String = text.chars().take(300).collect();
+        let shown: String = without_arguments(text).chars().take(300).collect();
         let message = format!("{what}: {shown}");
         let code = text.split_whitespace().next().unwrap_or("");
         if code == "NOAUTH" {
@@ -445,6 +452,7 @@ fn discover(
     name: &str,
     tls: Option<&Tls<'_>>,
     deadline: Instant,
+    not_primaries: &[(String, u16)],
 ) -> Result<(String, u16), Failure> {
     let mut why = Vec::new();
     // Nodes that answered for certain that they cannot name the primary.
@@ -498,6 +506,11 @@ fn discover(
             Err(e) => Err(e.to_string().chars().take(120).collect()),
         };
         match answer {
+            Ok(found) if not_primaries.contains(&found) => why.push(format!(
+                "sentinel {host}:{port}: names {}:{}, which says it is not the primary (a \
+                 sentinel behind the others, or a failover in progress?)",
+                found.0, found.1
+            )),
             Ok(found) => return Ok(found),
             Err(e) => why.push(format!("sentinel {host}:{port}: {e}")),
         }
@@ -541,6 +554,30 @@ fn sentinel_behind(
         }
     }
     None
+}
+
+/// Whether an error reply to `AUTH` is about the credentials (a wrong password or user,
+/// a server without a password, a server too old for a user name), as opposed to the
+/// server's state, which it reports to any first command (`ERR max number of clients
+/// reached`, `LOADING`, `BUSY`).
+fn is_password_refusal(error: &str) -> bool {
+    let lower = error.to_ascii_lowercase();
+    if lower.contains("unknown command") {
+        // `AUTH` renamed or disabled (`rename-command`): the server's configuration.
+        return false;
+    }
+    error.starts_with("WRONGPASS") || lower.contains("password") || lower.contains("auth")
+}
+
+/// What an error reply says, without the arguments of the command it refuses: Redis
+/// quotes them in `unknown command 'AUTH', with args beginning with: 'USER' 'PASSWORD'`
+/// (a server where `AUTH` is renamed or disabled), and the password must never reach the
+/// log or an admin tool's output.
+fn without_arguments(error: &str) -> std::borrow::Cow<'_, str> {
+    match error.split_once(", with args beginning with:") {
+        Some((head, _)) => format!("{head} (its arguments not shown)").into(),
+        None => error.into(),
+    }
 }
 
 /// An error reply saying the function library is not there (Redis 7 and Valkey say
@@ -630,9 +667,18 @@ fn parse_record(reply: Reply) -> Read {
     match items.as_slice() {
         [Reply::Bulk(None), Reply::Bulk(None)] => Ok((Vec::new(), 0)),
         [Reply::Bulk(Some(v)), Reply::Bulk(Some(r))] => {
+            // Only the form the compare-and-set writes (`%d`: no sign, no leading zero),
+            // which is also the form it compares, as a string, with the version the
+            // module sends back: `01` read as 1 would conflict on every write, an endless
+            // "concurrent update" that no reset could end.
             let version = std::str::from_utf8(v)
                 .ok()
-                .filter(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+                .filter(|s| {
+                    !s.is_empty()
+                        && s.len() <= 20
+                        && !s.starts_with('0')
+                        && s.bytes().all(|b| b.is_ascii_digit())
+                })
                 .and_then(|s| s.parse::<u64>().ok())
                 .filter(|&n| n > 0)
                 .ok_or_else(|| Failure::corrupt("stored version is not a positive number"))?;
@@ -716,11 +762,41 @@ impl Backend {
     /// then checks the server's eviction policy and reads the prefetch keys within one
     /// command timeout: an open takes at most `redis_connect_timeout + redis_timeout`,
     /// and one round trip after the connect.
-    pub fn connect(mut config: PluginConfig) -> Result<Self, Failure> {
+    ///
+    /// Through Sentinel, a server a sentinel names that says it is not the primary (a
+    /// sentinel behind the others, or one that disagrees with them) is not used, and the
+    /// sentinels are asked again, that address no longer taken from any of them, within
+    /// the same connect bound: one sentinel that is wrong does not deny the fleet's logins
+    /// while the others name the primary.
+    pub fn connect(config: PluginConfig) -> Result<Self, Failure> {
+        let connect = Duration::from_millis(config.connect_timeout_ms.max(1));
+        let deadline = Instant::now() + connect;
+        let mut not_primaries: Vec<(String, u16)> = Vec::new();
+        loop {
+            let mut not_primary = None;
+            match Self::connect_by(config.clone(), deadline, &not_primaries, &mut not_primary) {
+                // Each round rules out one more address a sentinel named; a round in
+                // which no sentinel names another one ends in `discover`'s failure.
+                Err(_)
+                    if not_primary.is_some()
+                        && not_primaries.len() < totp_core::fleet::MAX_SENTINELS =>
+                {
+                    not_primaries.extend(not_primary);
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn connect_by(
+        mut config: PluginConfig,
+        deadline: Instant,
+        not_primaries: &[(String, u16)],
+        not_primary: &mut Option<(String, u16)>,
+    ) -> Result<Self, Failure> {
         let target = parse_url(&config.url)?;
         let connect = Duration::from_millis(config.connect_timeout_ms.max(1));
         let command = Duration::from_millis(config.command_timeout_ms.max(1));
-        let deadline = Instant::now() + connect;
         let ca = config.ca_pem.take();
         let client_key: Option<Zeroizing<Vec<u8>>> = config.client_key.take();
         let client = match (&config.client_cert, &client_key) {
@@ -732,9 +808,13 @@ impl Backend {
             client,
         };
         let primary = match &target.sentinel {
-            Some((nodes, name)) => {
-                Some(discover(nodes, name, target.tls.then_some(&tls), deadline)?)
-            }
+            Some((nodes, name)) => Some(discover(
+                nodes,
+                name,
+                target.tls.then_some(&tls),
+                deadline,
+                not_primaries,
+            )?),
             None => None,
         };
         let addr = match (&target.unix, &primary) {
@@ -840,8 +920,14 @@ impl Backend {
                     Ok(Reply::Error(e)) if e.starts_with("DENIED") => {
                         return Err(Failure::server("AUTH", &e));
                     }
+                    // A server at `maxclients` (or loading, or busy) answers the first
+                    // command, whatever it is, with its own state: an outage, not a
+                    // wrong password, and never the credentials file's fault.
+                    Ok(Reply::Error(e)) if !is_password_refusal(&e) => {
+                        return Err(hint(Failure::server("AUTH", &e)));
+                    }
                     Ok(Reply::Error(e)) => {
-                        let shown: String = e.chars().take(200).collect();
+                        let shown: String = without_arguments(&e).chars().take(200).collect();
                         let failed =
                             Failure::refused(format!("Password authentication failed: {shown}"));
                         return Err(sentinel_behind(&mut con, &steps, deadline).unwrap_or(failed));
@@ -864,6 +950,7 @@ impl Backend {
                             {}
                         Ok(Reply::Error(e)) => return Err(Failure::server("ROLE", &e)),
                         Ok(_) => {
+                            *not_primary = primary.clone();
                             return Err(Failure::unavailable(format!(
                                 "{host}:{port}, named the primary by a sentinel, is not the \
                                  primary (a failover in progress?)"
@@ -1643,6 +1730,58 @@ mod tests {
         assert!(
             e.message
                 .starts_with("Password authentication failed: WRONGPASS"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// A server whose client table is full answers the first command, `AUTH` with the
+    /// rest, with `ERR max number of clients reached` and closes: an outage, never a
+    /// wrong password. Control: the same server refusing the password.
+    #[test]
+    fn a_full_client_table_answering_auth_is_an_outage_not_a_wrong_password() {
+        let with_password = |path: &std::path::Path| PluginConfig {
+            password: Some(Zeroizing::new("pw".to_owned())),
+            ..config(path, &[b"p:store"])
+        };
+        let full = vec![&b"-ERR max number of clients reached\r\n"[..]];
+        let (e, _) = against(full, with_password, |b| b.err().expect("refused"));
+        assert_eq!(e.status, Status::Unavailable, "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("AUTH: ERR max number of clients reached"),
+            "{}",
+            e.message
+        );
+        let wrong = vec![&b"-ERR invalid password\r\n"[..]];
+        let (e, _) = against(wrong, with_password, |b| b.err().expect("refused"));
+        assert_eq!(e.status, Status::Refused, "{}", e.message);
+        assert!(
+            e.message.starts_with("Password authentication failed"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// A server where `AUTH` is renamed or disabled quotes the arguments it was sent,
+    /// the password among them: the failure says the command is unknown (a refusal with
+    /// the `rename-command` hint, not a wrong password) and shows none of them.
+    #[test]
+    fn an_unknown_auth_is_a_renamed_command_and_its_echoed_password_is_not_shown() {
+        let with_password = |path: &std::path::Path| PluginConfig {
+            username: Some("fleet".to_owned()),
+            password: Some(Zeroizing::new("correct horse".to_owned())),
+            ..config(path, &[b"p:store"])
+        };
+        let echo = vec![
+            &b"-ERR unknown command 'AUTH', with args beginning with: 'fleet' 'correct horse' \r\n"
+                [..],
+        ];
+        let (e, _) = against(echo, with_password, |b| b.err().expect("refused"));
+        assert_eq!(e.status, Status::Refused, "{}", e.message);
+        assert!(!e.message.contains("correct horse"), "{}", e.message);
+        assert!(
+            e.message.contains("unknown command 'AUTH'") && e.message.contains("rename-command"),
             "{}",
             e.message
         );

@@ -21,12 +21,25 @@ fn failure(f: backend::Failure) -> Failure {
     Failure::new(f.status, f.message)
 }
 
+/// The open's failure with any copy of the password in its message replaced: whatever a
+/// server or a proxy echoes of the `AUTH` it was sent goes to the log and to an admin
+/// tool's output, where a password must never appear.
+fn without_password(mut f: Failure, password: Option<&str>) -> Failure {
+    if let Some(p) = password.filter(|p| !p.is_empty())
+        && f.message.contains(p)
+    {
+        f.message = f.message.replace(p, "<password not shown>");
+    }
+    f
+}
+
 impl Backend for Redis {
     fn open(config: &[u8]) -> Result<Self, Failure> {
         let config = PluginConfig::decode(config).map_err(Failure::invalid)?;
+        let password = config.password.clone();
         backend::Backend::connect(config)
             .map(Redis)
-            .map_err(failure)
+            .map_err(|f| without_password(failure(f), password.as_deref().map(|p| p.as_str())))
     }
 
     fn get(&mut self, key: &[u8]) -> Result<(Vec<u8>, u64), Failure> {
@@ -56,3 +69,25 @@ impl Backend for Redis {
 }
 
 pam_totp_plugin_abi::export_backend!(Redis, "Redis");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever form a server's echo takes, the open's failure carries no copy of the
+    /// password; a message without one, or no password, is left as it is.
+    #[test]
+    fn the_open_s_failure_never_carries_the_password() {
+        let echoed = Failure::new(Status::Refused, "proxy: bad command AUTH fleet s3cret!");
+        let f = without_password(echoed, Some("s3cret!"));
+        assert_eq!(
+            f.message,
+            "proxy: bad command AUTH fleet <password not shown>"
+        );
+        assert_eq!(f.status, Status::Refused);
+        let plain = without_password(Failure::new(Status::Unavailable, "down"), Some("pw"));
+        assert_eq!(plain.message, "down");
+        let none = without_password(Failure::new(Status::Unavailable, "down"), Some(""));
+        assert_eq!(none.message, "down");
+    }
+}

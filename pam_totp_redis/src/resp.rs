@@ -48,6 +48,11 @@ pub enum WireError {
     /// A host name the module's resolver will not look up (not a host name, `getent`
     /// not root-controlled, its answer garbled): an admin must act.
     Unresolvable(String),
+    /// A complete, well-formed reply holding a string larger than the reply's bound: its
+    /// bytes were read past, not buffered, so the connection is still in step with the
+    /// server. What the server stores is at fault (a planted or damaged value), not the
+    /// server, whose next reply can still be read.
+    Oversized(String),
 }
 
 impl std::fmt::Display for WireError {
@@ -58,7 +63,8 @@ impl std::fmt::Display for WireError {
             | Self::Tls(m)
             | Self::Protocol(m)
             | Self::Foreign(m)
-            | Self::Unresolvable(m) => f.write_str(m),
+            | Self::Unresolvable(m)
+            | Self::Oversized(m) => f.write_str(m),
         }
     }
 }
@@ -343,6 +349,7 @@ impl Conn {
             deadline,
             left: limits.total,
             items: limits.items,
+            oversized: None,
         };
         let reply = self
             .reply(&mut budget, 0)
@@ -355,6 +362,12 @@ impl Conn {
             return Err(WireError::Protocol(
                 "unsolicited bytes after a reply".to_owned(),
             ));
+        }
+        if let Some((announced, accepted)) = budget.oversized {
+            return Err(WireError::Oversized(format!(
+                "a string of {announced} bytes, more than pam_totp reads here (at most \
+                 {accepted})"
+            )));
         }
         Ok(reply)
     }
@@ -490,6 +503,32 @@ impl Conn {
         WireError::Foreign(format!("not a Redis server: it sent \"{shown}\"{kind}"))
     }
 
+    /// Reads past `n` bytes of a string and its CRLF before `deadline`, buffering none
+    /// of them beyond the connection's fixed read buffer.
+    fn skip(&mut self, n: usize, deadline: Instant) -> Result<(), WireError> {
+        let mut left = n;
+        while left > 0 {
+            if self.start == self.end {
+                self.fill(deadline)?;
+            }
+            let take = left.min(self.end - self.start);
+            self.start += take;
+            left -= take;
+        }
+        let mut end = [0u8; 2];
+        for c in &mut end {
+            if self.start == self.end {
+                self.fill(deadline)?;
+            }
+            *c = self.buf[self.start];
+            self.start += 1;
+        }
+        if end != *b"\r\n" {
+            return Err(WireError::Protocol("bad string end in reply".to_owned()));
+        }
+        Ok(())
+    }
+
     fn number(&mut self, b: &mut Budget) -> Result<i64, WireError> {
         let line = self.line(b, false)?;
         std::str::from_utf8(&line)
@@ -513,13 +552,22 @@ impl Conn {
                 let n = usize::try_from(n)
                     .map_err(|_| WireError::Protocol("negative length in reply".to_owned()))?;
                 // Checked before anything is allocated or read: a header may announce
-                // gigabytes.
+                // gigabytes. Such a string is read past within the deadline, never
+                // buffered: a server that stores one (a planted or damaged record) sends
+                // it whole, and the reply is then reported as holding a value too large,
+                // the connection still in step; a peer that announces it and stalls, or
+                // drips it, is cut off at the deadline like any other reply.
                 if n.saturating_add(2) > b.left {
-                    return Err(WireError::Protocol(format!(
-                        "reply too large: a string of {n} bytes announced, at most {} \
-                         accepted",
-                        b.left.saturating_sub(2)
-                    )));
+                    let accepted = b.left.saturating_sub(2);
+                    self.skip(n, b.deadline).map_err(|e| match e {
+                        WireError::Protocol(m) => WireError::Protocol(m),
+                        _ => WireError::Protocol(format!(
+                            "reply too large: a string of {n} bytes announced, at most \
+                             {accepted} accepted, and not sent whole in time"
+                        )),
+                    })?;
+                    b.oversized.get_or_insert((n, accepted));
+                    return Ok(Reply::Bulk(None));
                 }
                 let mut v = Vec::with_capacity(n);
                 while v.len() < n {
@@ -570,6 +618,9 @@ struct Budget {
     deadline: Instant,
     left: usize,
     items: usize,
+    /// The first string read past as too large: its announced size and what the reply
+    /// had room for then.
+    oversized: Option<(usize, usize)>,
 }
 
 impl Drop for Conn {
@@ -668,6 +719,78 @@ mod tests {
                 );
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A stored value larger than the bound, sent whole by the server: read past without
+    /// being buffered, reported as such (not as a broken server), and the next reply on
+    /// the same connection is read as its own. Control: the same reply with a value
+    /// inside the bound is returned as it is.
+    #[test]
+    fn an_oversized_value_sent_whole_is_reported_and_the_connection_stays_in_step() {
+        let big = vec![b'x'; 5000];
+        let mut reply = b"*2\r\n$1\r\n7\r\n$5000\r\n".to_vec();
+        reply.extend_from_slice(&big);
+        reply.extend_from_slice(b"\r\n");
+        let (mut c, mut s) = pair();
+        let deadline = Instant::now() + Duration::from_millis(500);
+        c.send_all(&[&[b"HMGET", b"k", b"v", b"r"], &[b"PING"]], deadline)
+            .expect("send");
+        s.write_all(&reply).expect("write");
+        s.write_all(b"+PONG\r\n").expect("write");
+        match c.receive(deadline, LIMITS) {
+            Err(WireError::Oversized(m)) => {
+                assert!(m.contains("5000 bytes"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            c.receive(deadline, LIMITS).ok(),
+            Some(Reply::Status("PONG".into())),
+            "still in step"
+        );
+        // Control: a value inside the bound.
+        let (mut c, mut s) = pair();
+        c.send_all(&[&[b"HMGET", b"k", b"v", b"r"]], deadline)
+            .expect("send");
+        s.write_all(b"*2\r\n$1\r\n7\r\n$3\r\nabc\r\n")
+            .expect("write");
+        assert_eq!(
+            c.receive(deadline, LIMITS).ok(),
+            Some(Reply::Array(Some(vec![
+                Reply::Bulk(Some(b"7".to_vec())),
+                Reply::Bulk(Some(b"abc".to_vec())),
+            ])))
+        );
+    }
+
+    /// Every reply type, delivered in two reads split at every byte: the same reply.
+    #[test]
+    fn a_reply_split_across_reads_at_any_byte_is_read_whole() {
+        let whole: &[u8] = b"*3\r\n$2\r\nab\r\n*2\r\n:-12\r\n$-1\r\n-ERR x\r\n";
+        let expected = Reply::Array(Some(vec![
+            Reply::Bulk(Some(b"ab".to_vec())),
+            Reply::Array(Some(vec![Reply::Int(-12), Reply::Bulk(None)])),
+            Reply::Error("ERR x".into()),
+        ]));
+        for cut in 1..whole.len() {
+            let (mut c, mut s) = pair();
+            let deadline = Instant::now() + Duration::from_millis(500);
+            c.send_all(&[&[b"PING"]], deadline).expect("send");
+            let (a, b) = whole.split_at(cut);
+            let rest = b.to_vec();
+            s.write_all(a).expect("write");
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                s.write_all(&rest).expect("write");
+                s
+            });
+            assert_eq!(
+                c.receive(deadline, LIMITS).ok(),
+                Some(expected.clone()),
+                "cut at {cut}"
+            );
+            drop(writer.join());
         }
     }
 

@@ -738,3 +738,60 @@ fn init_after_loss_recreates_the_store_record_without_reopening_used_codes() {
     let (d, logs) = login_logged(&hosts[1], &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
+
+/// A user's record too large for pam_totp on the cluster (planted by anyone the role
+/// lets write the prefix) is that user's unusable record: the login is denied with the
+/// record named unusable, not the whole store nor a lost majority, and the reset the
+/// log suggests deletes it, after which the user logs in. Control: the same user logs in
+/// before the plant.
+#[test]
+fn an_oversized_record_is_that_user_s_unusable_record_and_its_reset_clears_it() {
+    let t = "an_oversized_record_is_that_user_s_unusable_record_and_its_reset_clears_it";
+    if !require_root(t) {
+        return;
+    }
+    let cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("ey");
+    let prefix = fresh_prefix();
+    let a = args(&cluster, &prefix, "");
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    let t0 = soon();
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t0), PEER, t0);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
+
+    let key = format!("{prefix}user:{}", u.name);
+    cluster.put_bytes(&key, &vec![b'x'; 100_000]);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t0 + 30), PEER, t0 + 30);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    let said = |needles: &[&str]| {
+        logs.iter()
+            .any(|l| needles.iter().all(|n| syslog_message(l).contains(n)))
+    };
+    assert!(
+        said(&[
+            "state record of",
+            &u.name,
+            "unusable",
+            "larger than pam_totp reads"
+        ]),
+        "{logs:?}"
+    );
+    assert!(!said(&["no majority"]), "{logs:?}");
+    assert!(!said(&["no usable state store"]), "{logs:?}");
+    let suggested = logs
+        .iter()
+        .find_map(|l| {
+            l.split('`')
+                .nth(1)
+                .filter(|c| c.starts_with("totp-state reset "))
+        })
+        .unwrap_or_else(|| panic!("no reset logged: {logs:?}"));
+    let mut reset: Vec<&str> = suggested.split(' ').skip(1).collect();
+    let pam_dir = host.path().to_string_lossy().into_owned();
+    reset.extend(["--pam-dir", &pam_dir]);
+    let out = state_tool(&reset);
+    assert!(out.status.success(), "{reset:?}: {out:?}");
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t0 + 60), PEER, t0 + 60);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}

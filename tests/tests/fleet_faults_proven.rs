@@ -421,6 +421,121 @@ fn credentials_must_be_roots_and_private_and_right() {
     }
 }
 
+/// R31, issue 21 item 7: a server with a password whose client table is full answers the
+/// module's `AUTH` with `ERR max number of clients reached`. That is the server's state,
+/// logged as the store being unavailable (so `state_fallback=local` applies), never as
+/// "Password authentication failed", which sent the admin to a credentials file that was
+/// right. Controls: the same host logs in before the table fills and after it has room.
+#[test]
+fn a_full_client_table_is_an_outage_not_a_wrong_password_through_libpam() {
+    let t = "a_full_client_table_is_an_outage_not_a_wrong_password_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig {
+        acl_password: Some("correct horse"),
+        ..ServerConfig::default()
+    });
+    let (u, secret) = TestUser::enrolled("mc");
+    let dir = trusted_dir("cred");
+    let good = credentials_file(dir.path(), "good", "correct horse", 0o600, 0);
+    let stack = host(
+        &server.url(false),
+        &format!("redis_credentials={}", good.display()),
+    );
+    control_logs_in(&stack, &u, &secret);
+
+    // One client allowed, and this connection is it.
+    let mut filler = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    filler
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut send = |args: &[&str]| {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        filler.write_all(req.as_bytes()).expect("send");
+        let mut buf = [0u8; 512];
+        let n = filler.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(send(&["AUTH", "fleet", "correct horse"]).starts_with("+OK"));
+    assert!(send(&["CONFIG", "SET", "maxclients", "1"]).starts_with("+OK"));
+    let (v, secret_v) = TestUser::enrolled("md");
+    let (d, lines, _) = timed_login(&stack, &v, &code_at(&secret_v, now()));
+    assert!(denied(&d), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &["state store unavailable", "AUTH", "max number of clients"]
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        !logged(&lines, &["Password authentication failed"]),
+        "{lines:?}"
+    );
+    assert!(send(&["CONFIG", "SET", "maxclients", "10000"]).starts_with("+OK"));
+    drop(filler);
+    control_logs_in(&stack, &v, &secret_v);
+}
+
+/// Never log a password: a server where `AUTH` is disabled (`rename-command AUTH ""`)
+/// answers it `unknown command 'AUTH', with args beginning with: 'fleet' 'PASSWORD'`, and
+/// the module logged that reply, the password in it, as "Password authentication
+/// failed" (and `totp-state ping` printed it). Now neither the log nor `ping` shows it;
+/// the log names the unknown command and `rename-command`. Control: the same credentials
+/// file against a server whose `AUTH` works logs in.
+#[test]
+fn a_server_echoing_the_password_of_an_unknown_auth_never_gets_it_logged_through_libpam() {
+    let t = "a_server_echoing_the_password_of_an_unknown_auth_never_gets_it_logged_through_libpam";
+    if !require_root(t) {
+        return;
+    }
+    const PASSWORD: &str = "correct horse battery";
+    let dir = trusted_dir("cred");
+    let file = credentials_file(dir.path(), "good", PASSWORD, 0o600, 0);
+    let options = format!("redis_credentials={}", file.display());
+    let (u, secret) = TestUser::enrolled("pe");
+    let working = RedisServer::start(&ServerConfig {
+        acl_password: Some(PASSWORD),
+        ..ServerConfig::default()
+    });
+    control_logs_in(&host(&working.url(false), &options), &u, &secret);
+
+    let renamed = RedisServer::start(&ServerConfig {
+        acl_password: Some(PASSWORD),
+        extra: &["--rename-command", "AUTH", ""],
+        ..ServerConfig::default()
+    });
+    let stack = host(&renamed.url(false), &options);
+    let (d, lines, _) = timed_login(&stack, &u, &code_at(&secret, now()));
+    assert!(denied(&d), "{d:?}");
+    assert!(
+        logged(&lines, &["unknown command 'AUTH'", "rename-command"]),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("horse")),
+        "the password was logged: {lines:?}"
+    );
+    let args = format!(
+        "state={} redis_plugin={} {options}",
+        renamed.url(false),
+        plugin().display()
+    );
+    let ping = state_tool(&["ping", "--options", &args]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&ping.stdout),
+        String::from_utf8_lossy(&ping.stderr)
+    );
+    assert!(!ping.status.success(), "{said}");
+    assert!(said.contains("unknown command 'AUTH'"), "{said}");
+    assert!(!said.contains("horse"), "ping printed the password: {said}");
+}
+
 // ---------------------------------------------------------------------------------------
 // TLS
 

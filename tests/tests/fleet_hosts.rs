@@ -1021,3 +1021,132 @@ fn the_reset_the_module_logs_for_an_unusable_shared_record_clears_it() {
     let d = login_at(&hosts[0], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 }
+
+/// A record too large for pam_totp on a real server (planted: a host's root can call the
+/// compare-and-set function with any bytes) is the record's fault, not the server's:
+/// the login is denied with the record named unusable and its size (before, "state
+/// store unavailable": the reply was taken for a broken server's, the connection
+/// dropped), and the reset the log suggests deletes it (before, the reset failed on the
+/// same "unavailable" and only `redis-cli` could clear it), after which the user logs
+/// in again. Control: the same user logs in before the plant.
+#[test]
+fn an_oversized_record_is_unusable_not_an_outage_and_its_reset_clears_it() {
+    let t = "an_oversized_record_is_unusable_not_an_outage_and_its_reset_clears_it";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let prefix = fresh_prefix();
+    let hosts = fleet_with_prefix(&server, 1, "", &prefix);
+    let (u, secret) = TestUser::enrolled("fy");
+    let d = login_at(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?}");
+
+    let key = format!("{prefix}user:{}", u.name);
+    let huge = vec![b'x'; 9000];
+    let r = server.raw(None, &[b"HSET", key.as_bytes(), b"r", &huge]);
+    assert!(r.starts_with(b":0"), "{}", String::from_utf8_lossy(&r));
+    let (d, lines) = login_logged(&hosts[0], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?} {lines:?}"
+    );
+    let said = |needles: &[&str]| {
+        lines
+            .iter()
+            .any(|l| needles.iter().all(|n| syslog_message(l).contains(n)))
+    };
+    assert!(
+        said(&["state record of", &u.name, "unusable", "9000 bytes"]),
+        "{lines:?}"
+    );
+    assert!(!said(&["unavailable"]), "{lines:?}");
+    let suggested = lines
+        .iter()
+        .find_map(|l| {
+            l.split('`')
+                .nth(1)
+                .filter(|c| c.starts_with("totp-state reset "))
+        })
+        .unwrap_or_else(|| panic!("no reset logged: {lines:?}"));
+    let mut args: Vec<&str> = suggested.split(' ').skip(1).collect();
+    let pam_dir = hosts[0].path().to_string_lossy().into_owned();
+    args.extend(["--pam-dir", &pam_dir]);
+    let out = state_tool(&args);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    let gone = server.raw(None, &[b"EXISTS", key.as_bytes()]);
+    assert!(
+        gone.starts_with(b":0"),
+        "{}",
+        String::from_utf8_lossy(&gone)
+    );
+    let d = login_at(&hosts[0], &u, &code_at(&secret, T0 + 60), PEER, T0 + 60);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}
+
+/// A record whose version is not in the form the compare-and-set writes and compares
+/// (`01` for 1: planted by hand, or by another tool) is unusable, not an endless
+/// conflict: before, it was read as version 1, every write's comparison with "1" failed,
+/// the login retried until its bound and logged "state store unavailable … too many
+/// concurrent updates", and `totp-state reset` failed the same way. Now the login logs the
+/// record unusable and the reset deletes it. Control: the same record with its version
+/// as written logs in.
+#[test]
+fn a_record_whose_version_is_not_canonical_is_unusable_and_its_reset_clears_it() {
+    let t = "a_record_whose_version_is_not_canonical_is_unusable_and_its_reset_clears_it";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let prefix = fresh_prefix();
+    let hosts = fleet_with_prefix(&server, 1, "", &prefix);
+    let (u, secret) = TestUser::enrolled("fv");
+    let d = login_at(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?}");
+    let key = format!("{prefix}user:{}", u.name);
+    let v = server.raw(None, &[b"HGET", key.as_bytes(), b"v"]);
+    assert_eq!(v, b"$1\r\n1\r\n", "{}", String::from_utf8_lossy(&v));
+
+    let r = server.raw(None, &[b"HSET", key.as_bytes(), b"v", b"01"]);
+    assert!(r.starts_with(b":0"), "{}", String::from_utf8_lossy(&r));
+    let (d, lines) = login_logged(&hosts[0], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?} {lines:?}"
+    );
+    let said = |needles: &[&str]| {
+        lines
+            .iter()
+            .any(|l| needles.iter().all(|n| syslog_message(l).contains(n)))
+    };
+    assert!(
+        said(&[
+            "state record of",
+            &u.name,
+            "unusable",
+            "not a positive number"
+        ]),
+        "{lines:?}"
+    );
+    assert!(!said(&["unavailable"]), "{lines:?}");
+    let out = state_tool(&[
+        "reset",
+        "--user",
+        &u.name,
+        "--service",
+        "svc",
+        "--pam-dir",
+        &hosts[0].path().to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let gone = server.raw(None, &[b"EXISTS", key.as_bytes()]);
+    assert!(
+        gone.starts_with(b":0"),
+        "{}",
+        String::from_utf8_lossy(&gone)
+    );
+    let d = login_at(&hosts[0], &u, &code_at(&secret, T0 + 60), PEER, T0 + 60);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
+}

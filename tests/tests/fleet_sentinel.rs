@@ -196,3 +196,83 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
         "no login within 30 s of the kill: {lines:?}"
     );
 }
+
+/// A sentinel that disagrees with the others (behind them, or cut off from them) and
+/// names a server that says it is a replica: a fake sentinel on loopback answering every
+/// request with the real replica's address, listed first. Before, the login connected
+/// to the replica, was told by `ROLE` it is not the primary, and was denied, although
+/// the real sentinels behind it named the primary: one wrong sentinel denied every
+/// login of the fleet. Now the address is ruled out and the sentinels are asked again
+/// within the same connect bound: the login succeeds through the primary the others
+/// name, the fake sentinel shown to have been asked. Control: the fake sentinel alone
+/// still denies (nothing to fall back on), logging that the server it names is not the
+/// primary.
+#[test]
+fn a_sentinel_naming_a_replica_does_not_deny_while_the_others_name_the_primary_through_libpam() {
+    let t = "a_sentinel_naming_a_replica_does_not_deny_while_the_others_name_the_primary_through_libpam";
+    if !require_root(t) || !require_tool(t, "redis-server") {
+        return;
+    }
+    let primary = RedisServer::start(&ServerConfig::default());
+    let replica = primary.replica();
+    let sentinels: Vec<Sentinel> = (0..2)
+        .map(|_| Sentinel::start(primary.port, "fleet", 2))
+        .collect();
+    wait_for(
+        "sentinels naming the primary",
+        Duration::from_secs(30),
+        || {
+            sentinels.iter().all(|s| {
+                ask(s.port, &["SENTINEL", "get-master-addr-by-name", "fleet"])
+                    .contains(&format!("\r\n{}\r\n", primary.port))
+            })
+        },
+    );
+    // The disagreeing sentinel: every request answered with the replica's address.
+    let wrong = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let wrong_port = wrong.local_addr().expect("addr").port();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let port = replica.port.to_string();
+    let answer = format!("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{port}\r\n", port.len());
+    std::thread::spawn(move || {
+        for mut conn in wrong.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            if conn.read(&mut buf).unwrap_or(0) > 0 {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = conn.write_all(answer.as_bytes());
+            }
+        }
+    });
+    let real: Vec<String> = sentinels
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    let args = |nodes: &str| {
+        format!(
+            "state=redis+sentinel://{nodes}/fleet redis_plugin={} redis_prefix=sw: \
+             redis_connect_timeout=1500 redis_timeout=1000",
+            plugin().display()
+        )
+    };
+    let listed = args(&format!("127.0.0.1:{wrong_port},{}", real.join(",")));
+    init_store(&args(&real.join(",")));
+    let host = Stack::probe("svc", &listed);
+    let (u, secret) = TestUser::enrolled("sw");
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), RHOST, None);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(
+        asked.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the wrong sentinel was asked first"
+    );
+
+    // Control: the wrong sentinel alone.
+    let alone = Stack::probe("svc", &args(&format!("127.0.0.1:{wrong_port}")));
+    let (v, secret_v) = TestUser::enrolled("sx");
+    let (d, lines) = login_logged(&alone, &v, &code_at(&secret_v, now()), RHOST, None);
+    assert_ne!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(
+        logged(&lines, "which says it is not the primary") || logged(&lines, "is not the primary"),
+        "{lines:?}"
+    );
+}
