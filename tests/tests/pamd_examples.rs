@@ -786,6 +786,69 @@ fn sshd_publickey_example_asks_only_the_code_and_needs_pam_permit_for_skips() {
     assert_ne!(d.result, OK, "a stack of skips alone must fail: {d:?}");
 }
 
+/// pam.d-examples/README.md, "sshd: the sshd_config first": until the drop-in is in
+/// force (sshd not reloaded yet, an earlier drop-in winning, or an sshd that never reads
+/// `sshd_config.d`), sshd keeps Debian's stock `PasswordAuthentication yes`, and its
+/// "password" method runs the installed PAM stack, answering every hidden question with
+/// the password typed. The `sshd-publickey` stack checks no password: a user without a
+/// secret file (`nullok`) is let in whatever the password. Control: the `sshd` stack,
+/// driven the same way, still checks it. Both refuse an enrolled user (the password is
+/// no code).
+#[test]
+fn sshd_publickey_stack_under_the_password_method_takes_any_password() {
+    let test = "sshd_publickey_password_method";
+    if !ready(test) {
+        return;
+    }
+    let u = users("sw");
+    let as_sshd_password_method = |setup: &Setup, user: &TestUser, password: &str| {
+        setup
+            .drive(user)
+            .tty("ssh")
+            .rhost("192.0.2.40")
+            .answer(password)
+            .answer(password)
+            .run()
+    };
+
+    let publickey = Setup::example("sshd", "sshd-publickey");
+    let d = as_sshd_password_method(&publickey, &u.plain, "not the password");
+    expect(
+        &d,
+        OK,
+        0,
+        false,
+        "sshd-publickey stack, not enrolled: any password logs in, nothing is asked",
+    );
+    enroll(&publickey, &u.enrolled, Mode::Home);
+    let d = as_sshd_password_method(&publickey, &u.enrolled, PASSWORD);
+    expect(
+        &d,
+        DENIED,
+        1,
+        true,
+        "sshd-publickey stack, enrolled: the password goes to the code prompt",
+    );
+
+    let password = Setup::example("sshd", "sshd");
+    let d = as_sshd_password_method(&password, &u.plain, "not the password");
+    expect(
+        &d,
+        DENIED,
+        1,
+        false,
+        "control, sshd stack: a wrong password is refused",
+    );
+    let d = as_sshd_password_method(&password, &u.plain, PASSWORD);
+    expect(
+        &d,
+        OK,
+        1,
+        false,
+        "control, sshd stack: not enrolled, the right password alone",
+    );
+}
+
 #[test]
 fn sudo_example_uses_the_root_owned_store_and_asks_inside_ssh() {
     let test = "sudo_example";
@@ -1742,6 +1805,58 @@ fn rhel_sufficient_password_needs_substack_before_the_code_line() {
         .run();
     expect(&d, DENIED, 2, true, "substack: a wrong code is refused");
     password_then_code_after_a_substack(&substack, &u, in_ssh);
+
+    // The README's warning: under the substack, someone without the password reaches
+    // the code, so with max_failures= their wrong codes disable the user's second
+    // factor. Control: the user's own right password and code before that.
+    let capped = Setup::new("sudo");
+    let system_auth = capped.stack.path().join("system-auth");
+    fs::write(&system_auth, RHEL_SYSTEM_AUTH).expect("system-auth");
+    let sudo_lines: String = active_lines(&example_text("sudo"))
+        .filter(|l| l.split_whitespace().any(|t| t == "pam_totp.so"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    capped.install_text(
+        &format!("auth substack {}\n{sudo_lines}", system_auth.display()),
+        &Rewrite {
+            extra: "max_failures=2",
+            ..capped.default_rewrite()
+        },
+    );
+    let secret = enroll(&capped, &u.enrolled, Mode::Store);
+    let d = with_items(capped.drive(&u.enrolled), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    expect(&d, OK, 2, true, "max_failures=2, control: the user logs in");
+    let secret = enroll(&capped, &u.enrolled, Mode::Store);
+    for attempt in 1..=2 {
+        let d = with_items(capped.drive(&u.enrolled), in_ssh)
+            .answer("not the password")
+            .answer(&wrong_totp(&secret, now()))
+            .run();
+        expect(
+            &d,
+            DENIED,
+            2,
+            true,
+            &format!("a stranger without the password, attempt {attempt}"),
+        );
+    }
+    let d = with_items(capped.drive(&u.enrolled), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    assert_eq!(
+        d.result, DENIED,
+        "the stranger's wrong codes disabled the user's second factor: {d:?}"
+    );
+    assert!(
+        d.messages
+            .iter()
+            .any(|(_, m)| m.contains("disabled until an administrator resets it")),
+        "the user is told why: {d:?}"
+    );
 }
 
 /// The cases of [`password_then_code`] through a RHEL-shaped substack, whose
