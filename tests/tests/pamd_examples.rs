@@ -242,6 +242,29 @@ impl Setup {
     fn store_path(&self, user: &TestUser) -> PathBuf {
         self.store.path().join(&user.name)
     }
+
+    /// This set-up's PAM files as an administrator's directory holds them, for the CLIs'
+    /// `--pam-dir`: `@include common-*` relative again (libpam needs them absolute here,
+    /// see the top of this file; the CLIs read includes from the same directory).
+    fn relative_includes_view(&self) -> tempfile::TempDir {
+        let view = tempfile::Builder::new()
+            .prefix("pam_totp-pamdir")
+            .tempdir_in(private_tmp())
+            .expect("pam dir view");
+        let absolute = format!("@include {}/", self.stack.path().display());
+        for entry in fs::read_dir(self.stack.path()).expect("read stack dir") {
+            let path = entry.expect("entry").path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.starts_with("common-") || name == self.service {
+                let text = fs::read_to_string(&path).expect("read PAM file");
+                fs::write(view.path().join(name), text.replace(&absolute, "@include "))
+                    .expect("write PAM file");
+            }
+        }
+        view
+    }
 }
 
 /// Where an enrollment lives for one example.
@@ -1622,9 +1645,14 @@ fn a_drifted_phone_is_resynchronised_into_the_store_that_sudo_reads() {
         "control: the drifted phone before the resync",
     );
 
+    // The README's command, `--service sudo` included: the example's two lines read two
+    // files (the store, then the home file), and -s names the one to update.
+    let view = setup.relative_includes_view();
     let out = std::process::Command::new(&built().enroll)
         .args(["resync", "--user", &admin.name, "--secret"])
         .arg(&store)
+        .args(["--service", "sudo", "--pam-dir"])
+        .arg(view.path())
         .args([phone(0), phone(1)])
         .stdin(std::process::Stdio::null())
         .output()
