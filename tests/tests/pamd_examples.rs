@@ -872,6 +872,65 @@ fn sshd_publickey_stack_under_the_password_method_takes_any_password() {
     );
 }
 
+/// README, "Before you enable it", item 4: `totp-state audit --service sudo` before the
+/// switch. The sudo example reads two files: the store, then (for a user not moved yet)
+/// the home file. A home file the module refuses (mode 0620) denies that user's sudo
+/// (proven through libpam here), and the audit must say so: it used to read the first
+/// pam_totp line only, and reported "not-enrolled: nullok skips the code", exit 0.
+/// Control: the same user with a mode-0600 home file, audited ok and let in.
+#[test]
+fn audit_of_the_sudo_example_follows_the_fallback_to_the_home_file() {
+    let test = "audit_of_the_sudo_example";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::example("sudo", "sudo");
+    let u = users("au");
+    let user = &u.enrolled;
+    let in_ssh = Items {
+        tty: Some("/dev/pts/4"),
+        rhost: None,
+    };
+    let view = setup.relative_includes_view();
+    let audit = || {
+        std::process::Command::new(&built().state_tool)
+            .args(["audit", "--service", "sudo", "--pam-dir"])
+            .arg(view.path())
+            .args(["--user", &user.name])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run totp-state audit")
+    };
+
+    let secret = enroll(&setup, user, Mode::Home);
+    let out = audit();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && report.starts_with(&format!("{}: ok:", user.name)),
+        "control, a usable home file: {out:?}"
+    );
+    let d = with_items(setup.drive(user), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    expect(&d, OK, 2, true, "control: the home file's code passes sudo");
+
+    let secret = enroll(&setup, user, Mode::Home);
+    user.write_secret(&format!("{secret}\n\" TOTP_AUTH\n"), 0o620);
+    let d = with_items(setup.drive(user), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    expect(&d, DENIED, 2, true, "a refused home file denies sudo");
+    let out = audit();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "the audit fails: {out:?}");
+    assert!(
+        report.starts_with(&format!("{}: refused:", user.name)) && report.contains("0620"),
+        "the audit names the refused home file: {report}"
+    );
+}
+
 #[test]
 fn sudo_example_uses_the_root_owned_store_and_asks_inside_ssh() {
     let test = "sudo_example";

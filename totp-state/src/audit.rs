@@ -232,10 +232,51 @@ fn refusal(reason: String) -> inspect::Finding {
     }
 }
 
+/// What the service's pam_totp lines, in stack order, do for one account. A line that
+/// skips (`nullok` and no file: `PAM_IGNORE`) hands the login to the next line, as the
+/// sudo and su examples' store line hands a user not moved yet to the home-file line;
+/// the first line that does not skip decides (a right code on the examples' store line
+/// jumps over the home line). Lines after one that asks are not looked at.
+fn inspect_lines(lines: &[ModuleOptions], pw: &nss::Passwd) -> inspect::Finding {
+    let mut skipped: Vec<String> = Vec::new();
+    let mut last = None;
+    for (i, opts) in lines.iter().enumerate() {
+        let mut finding = inspect::inspect(opts, pw);
+        if i > 0
+            && let Some(first) = finding.reasons.first_mut()
+        {
+            *first = format!(
+                "then the next {} line: {first}",
+                totp_os::pam_stack::MODULE_FILE
+            );
+        }
+        let skips = finding.verdict == Verdict::NotEnrolled && opts.nullok;
+        if !skips {
+            skipped.append(&mut finding.reasons);
+            finding.reasons = skipped;
+            return finding;
+        }
+        skipped.extend(finding.reasons.iter().cloned());
+        last = Some(finding);
+    }
+    match last {
+        Some(mut f) => {
+            f.reasons = skipped;
+            f
+        }
+        None => refusal("the service has no pam_totp line".to_owned()),
+    }
+}
+
+/// `lines`: the options of the service's pam_totp lines, in stack order; the first
+/// names the store.
 /// `named`: the accounts `--user` and `--users-from` gave, audited instead of the
 /// listing; the store's files and records are then not compared with the accounts
 /// (a partial list would make every other one an orphan).
-pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Result<(), Stop> {
+pub fn run(lines: &[ModuleOptions], json: bool, named: Option<Vec<String>>) -> Result<(), Stop> {
+    let Some(opts) = lines.first() else {
+        return Err(Fatal("the service has no pam_totp line".to_owned()).into());
+    };
     let mut refused = 0usize;
     let mut refused_without_login = 0usize;
     let whole = named.is_none();
@@ -268,7 +309,7 @@ pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Resu
             continue;
         }
         let finding = match nss::lookup_user_by_name(&account.name) {
-            Ok(Some(pw)) => inspect::inspect(opts, &pw),
+            Ok(Some(pw)) => inspect_lines(lines, &pw),
             // Listed, then gone: deleted since the listing.
             Ok(None) if whole => continue,
             Ok(None) => refusal(
