@@ -1659,7 +1659,8 @@ fn an_admin_locked_out_of_sudo_gets_back_the_documented_way() {
 }
 
 /// README's drifted-phone advice for the store: the user cannot write the store file,
-/// so root resynchronises it (`totp-enroll resync --user NAME --secret STORE`, the real
+/// so root resynchronises it (`totp-enroll resync --user NAME --secret STORE --service
+/// sudo`, the real
 /// CLI) with two consecutive codes of the phone. Through the sudo example: the phone's
 /// code five steps ahead is refused before (control) and its next code passes after.
 #[test]
