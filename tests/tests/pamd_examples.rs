@@ -1660,9 +1660,9 @@ fn an_admin_locked_out_of_sudo_gets_back_the_documented_way() {
 
 /// README's drifted-phone advice for the store: the user cannot write the store file,
 /// so root resynchronises it (`totp-enroll resync --user NAME --secret STORE --service
-/// sudo`, the real
-/// CLI) with two consecutive codes of the phone. Through the sudo example: the phone's
-/// code five steps ahead is refused before (control) and its next code passes after.
+/// sudo`, the real CLI) with two consecutive codes of the phone. Through the sudo
+/// example: the phone's code five steps ahead is refused before (control) and its next
+/// code passes after.
 #[test]
 fn a_drifted_phone_is_resynchronised_into_the_store_that_sudo_reads() {
     let test = "a_drifted_phone_is_resynchronised_into_the_store_that_sudo_reads";
