@@ -891,11 +891,11 @@ fn audit_of_the_sudo_example_follows_the_fallback_to_the_home_file() {
         tty: Some("/dev/pts/4"),
         rhost: None,
     };
-    let view = setup.relative_includes_view();
+    // The directory libpam runs these logins from, its includes by absolute path.
     let audit = || {
         std::process::Command::new(&built().state_tool)
             .args(["audit", "--service", "sudo", "--pam-dir"])
-            .arg(view.path())
+            .arg(setup.stack.path())
             .args(["--user", &user.name])
             .stdin(std::process::Stdio::null())
             .output()
