@@ -242,6 +242,29 @@ impl Setup {
     fn store_path(&self, user: &TestUser) -> PathBuf {
         self.store.path().join(&user.name)
     }
+
+    /// This set-up's PAM files as an administrator's directory holds them, for the CLIs'
+    /// `--pam-dir`: `@include common-*` relative again (libpam needs them absolute here,
+    /// see the top of this file; the CLIs read includes from the same directory).
+    fn relative_includes_view(&self) -> tempfile::TempDir {
+        let view = tempfile::Builder::new()
+            .prefix("pam_totp-pamdir")
+            .tempdir_in(private_tmp())
+            .expect("pam dir view");
+        let absolute = format!("@include {}/", self.stack.path().display());
+        for entry in fs::read_dir(self.stack.path()).expect("read stack dir") {
+            let path = entry.expect("entry").path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.starts_with("common-") || name == self.service {
+                let text = fs::read_to_string(&path).expect("read PAM file");
+                fs::write(view.path().join(name), text.replace(&absolute, "@include "))
+                    .expect("write PAM file");
+            }
+        }
+        view
+    }
 }
 
 /// Where an enrollment lives for one example.
@@ -784,6 +807,128 @@ fn sshd_publickey_example_asks_only_the_code_and_needs_pam_permit_for_skips() {
     setup.install_text(&without_permit, &setup.default_rewrite());
     let d = setup.drive(&u.plain).tty("ssh").rhost("192.0.2.10").run();
     assert_ne!(d.result, OK, "a stack of skips alone must fail: {d:?}");
+}
+
+/// pam.d-examples/README.md, "sshd: the sshd_config first": until the drop-in is in
+/// force (sshd not reloaded yet, an earlier drop-in winning, or an sshd that never reads
+/// `sshd_config.d`), sshd keeps Debian's stock `PasswordAuthentication yes`, and its
+/// "password" method runs the installed PAM stack, answering every hidden question with
+/// the password typed. The `sshd-publickey` stack checks no password: a user without a
+/// secret file (`nullok`) is let in whatever the password. Control: the `sshd` stack,
+/// driven the same way, still checks it. Both refuse an enrolled user (the password is
+/// no code).
+#[test]
+fn sshd_publickey_stack_under_the_password_method_takes_any_password() {
+    let test = "sshd_publickey_password_method";
+    if !ready(test) {
+        return;
+    }
+    let u = users("sw");
+    let as_sshd_password_method = |setup: &Setup, user: &TestUser, password: &str| {
+        setup
+            .drive(user)
+            .tty("ssh")
+            .rhost("192.0.2.40")
+            .answer(password)
+            .answer(password)
+            .run()
+    };
+
+    let publickey = Setup::example("sshd", "sshd-publickey");
+    let d = as_sshd_password_method(&publickey, &u.plain, "not the password");
+    expect(
+        &d,
+        OK,
+        0,
+        false,
+        "sshd-publickey stack, not enrolled: any password logs in, nothing is asked",
+    );
+    enroll(&publickey, &u.enrolled, Mode::Home);
+    let d = as_sshd_password_method(&publickey, &u.enrolled, PASSWORD);
+    expect(
+        &d,
+        DENIED,
+        1,
+        true,
+        "sshd-publickey stack, enrolled: the password goes to the code prompt",
+    );
+
+    let password = Setup::example("sshd", "sshd");
+    let d = as_sshd_password_method(&password, &u.plain, "not the password");
+    expect(
+        &d,
+        DENIED,
+        1,
+        false,
+        "control, sshd stack: a wrong password is refused",
+    );
+    let d = as_sshd_password_method(&password, &u.plain, PASSWORD);
+    expect(
+        &d,
+        OK,
+        1,
+        false,
+        "control, sshd stack: not enrolled, the right password alone",
+    );
+}
+
+/// README, "Before you enable it", item 4: `totp-state audit --service sudo` before the
+/// switch. The sudo example reads two files: the store, then (for a user not moved yet)
+/// the home file. A home file the module refuses (mode 0620) denies that user's sudo
+/// (proven through libpam here), and the audit must say so: it used to read the first
+/// pam_totp line only, and reported "not-enrolled: nullok skips the code", exit 0.
+/// Control: the same user with a mode-0600 home file, audited ok and let in.
+#[test]
+fn audit_of_the_sudo_example_follows_the_fallback_to_the_home_file() {
+    let test = "audit_of_the_sudo_example";
+    if !ready(test) {
+        return;
+    }
+    let setup = Setup::example("sudo", "sudo");
+    let u = users("au");
+    let user = &u.enrolled;
+    let in_ssh = Items {
+        tty: Some("/dev/pts/4"),
+        rhost: None,
+    };
+    // The directory libpam runs these logins from, its includes by absolute path.
+    let audit = || {
+        std::process::Command::new(&built().state_tool)
+            .args(["audit", "--service", "sudo", "--pam-dir"])
+            .arg(setup.stack.path())
+            .args(["--user", &user.name])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run totp-state audit")
+    };
+
+    let secret = enroll(&setup, user, Mode::Home);
+    let out = audit();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && report.starts_with(&format!("{}: ok:", user.name)),
+        "control, a usable home file: {out:?}"
+    );
+    let d = with_items(setup.drive(user), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    expect(&d, OK, 2, true, "control: the home file's code passes sudo");
+
+    let secret = enroll(&setup, user, Mode::Home);
+    user.write_secret(&format!("{secret}\n\" TOTP_AUTH\n"), 0o620);
+    let d = with_items(setup.drive(user), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    expect(&d, DENIED, 2, true, "a refused home file denies sudo");
+    let out = audit();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "the audit fails: {out:?}");
+    assert!(
+        report.starts_with(&format!("{}: refused:", user.name)) && report.contains("0620"),
+        "the audit names the refused home file: {report}"
+    );
 }
 
 #[test]
@@ -1514,9 +1659,10 @@ fn an_admin_locked_out_of_sudo_gets_back_the_documented_way() {
 }
 
 /// README's drifted-phone advice for the store: the user cannot write the store file,
-/// so root resynchronises it (`totp-enroll resync --user NAME --secret STORE`, the real
-/// CLI) with two consecutive codes of the phone. Through the sudo example: the phone's
-/// code five steps ahead is refused before (control) and its next code passes after.
+/// so root resynchronises it (`totp-enroll resync --user NAME --secret STORE --service
+/// sudo`, the real CLI) with two consecutive codes of the phone. Through the sudo
+/// example: the phone's code five steps ahead is refused before (control) and its next
+/// code passes after.
 #[test]
 fn a_drifted_phone_is_resynchronised_into_the_store_that_sudo_reads() {
     let test = "a_drifted_phone_is_resynchronised_into_the_store_that_sudo_reads";
@@ -1559,9 +1705,14 @@ fn a_drifted_phone_is_resynchronised_into_the_store_that_sudo_reads() {
         "control: the drifted phone before the resync",
     );
 
+    // The README's command, `--service sudo` included: the example's two lines read two
+    // files (the store, then the home file), and -s names the one to update.
+    let view = setup.relative_includes_view();
     let out = std::process::Command::new(&built().enroll)
         .args(["resync", "--user", &admin.name, "--secret"])
         .arg(&store)
+        .args(["--service", "sudo", "--pam-dir"])
+        .arg(view.path())
         .args([phone(0), phone(1)])
         .stdin(std::process::Stdio::null())
         .output()
@@ -1742,6 +1893,58 @@ fn rhel_sufficient_password_needs_substack_before_the_code_line() {
         .run();
     expect(&d, DENIED, 2, true, "substack: a wrong code is refused");
     password_then_code_after_a_substack(&substack, &u, in_ssh);
+
+    // The README's warning: under the substack, someone without the password reaches
+    // the code, so with max_failures= their wrong codes disable the user's second
+    // factor. Control: the user's own right password and code before that.
+    let capped = Setup::new("sudo");
+    let system_auth = capped.stack.path().join("system-auth");
+    fs::write(&system_auth, RHEL_SYSTEM_AUTH).expect("system-auth");
+    let sudo_lines: String = active_lines(&example_text("sudo"))
+        .filter(|l| l.split_whitespace().any(|t| t == "pam_totp.so"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    capped.install_text(
+        &format!("auth substack {}\n{sudo_lines}", system_auth.display()),
+        &Rewrite {
+            extra: "max_failures=2",
+            ..capped.default_rewrite()
+        },
+    );
+    let secret = enroll(&capped, &u.enrolled, Mode::Store);
+    let d = with_items(capped.drive(&u.enrolled), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    expect(&d, OK, 2, true, "max_failures=2, control: the user logs in");
+    let secret = enroll(&capped, &u.enrolled, Mode::Store);
+    for attempt in 1..=2 {
+        let d = with_items(capped.drive(&u.enrolled), in_ssh)
+            .answer("not the password")
+            .answer(&wrong_totp(&secret, now()))
+            .run();
+        expect(
+            &d,
+            DENIED,
+            2,
+            true,
+            &format!("a stranger without the password, attempt {attempt}"),
+        );
+    }
+    let d = with_items(capped.drive(&u.enrolled), in_ssh)
+        .answer(PASSWORD)
+        .answer(&code(&secret))
+        .run();
+    assert_eq!(
+        d.result, DENIED,
+        "the stranger's wrong codes disabled the user's second factor: {d:?}"
+    );
+    assert!(
+        d.messages
+            .iter()
+            .any(|(_, m)| m.contains("disabled until an administrator resets it")),
+        "the user is told why: {d:?}"
+    );
 }
 
 /// The cases of [`password_then_code`] through a RHEL-shaped substack, whose

@@ -169,21 +169,19 @@ pub fn resolve(
     let place = |line: Option<ServiceLine<'_>>, secret: Option<&Path>| {
         placement::for_enrollment(account(&pw), user, secret, caller, line)
     };
+    let reads = |(opts, owner): &(ModuleOptions, Option<Passwd>)| {
+        let line = ServiceLine {
+            opts,
+            owner: owner.as_ref().map(account),
+        };
+        place(Some(line), None).ok().map(|p| p.path)
+    };
     if let (Some(lines), Some(given)) = (&lines, absolute.as_deref()) {
-        // The path the service's line itself names: a --secret elsewhere is a file no
+        // The path the service's lines themselves name: a --secret elsewhere is a file no
         // login through the service reads, so an enrolment there would lock the user out
         // (or leave the old secret in use) while it says it was written. Without
         // --service, -s alone still writes any file.
-        let read: Vec<PathBuf> = lines
-            .iter()
-            .filter_map(|(opts, owner)| {
-                let line = ServiceLine {
-                    opts,
-                    owner: owner.as_ref().map(account),
-                };
-                place(Some(line), None).ok().map(|p| p.path)
-            })
-            .collect();
+        let read: Vec<PathBuf> = lines.iter().filter_map(reads).collect();
         match read.iter().find(|r| same_entry(given, r)) {
             // Another spelling of that file (`./x`, `a/../x`, through a symbolic link to
             // a directory, a symlinked working directory): from here on it is the
@@ -195,16 +193,31 @@ pub fn resolve(
                      read by its logins; nothing was written (drop -s to write the file the \
                      service reads, or drop --service to write this one)",
                     service.map_or("", |s| s.name),
-                    read.first().map_or_else(
-                        || "no file for this user".to_owned(),
-                        |r| format!("\"{}\"", r.display())
-                    ),
+                    if read.is_empty() {
+                        "no file for this user".to_owned()
+                    } else {
+                        read.iter()
+                            .map(|r| format!("\"{}\"", r.display()))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    },
                     given.display()
                 )));
             }
         }
     }
-    // Every pam_totp line of the service reads the file: they must agree on it.
+    // A service may read two files: the sudo, sudo-i and su examples check the
+    // root-owned store first and fall back to the home file while users move over. With
+    // -s naming one of them, the lines that read that file decide how it is written.
+    let lines = match (lines, absolute.as_deref()) {
+        (Some(all), Some(given)) if all.iter().any(|l| reads(l).as_deref() == Some(given)) => Some(
+            all.into_iter()
+                .filter(|l| reads(l).as_deref() == Some(given))
+                .collect::<Vec<_>>(),
+        ),
+        (lines, _) => lines,
+    };
+    // Every pam_totp line left reads the file: they must agree on it.
     let mut placed: Option<Placement> = None;
     for line in lines.iter().flatten() {
         let (opts, owner) = line;
@@ -214,12 +227,26 @@ pub fn resolve(
         };
         let this = place(Some(line), absolute.as_deref()).map_err(to_error)?;
         if placed.as_ref().is_some_and(|p| *p != this) {
-            return Err(Error::failed(format!(
-                "the {MODULE_FILE} lines of service \"{}\" want the secret file placed or \
-                 owned differently; enroll for one of them with a service that has only \
-                 that line",
-                service.map_or("", |s| s.name)
-            )));
+            let files: Vec<String> = lines
+                .iter()
+                .flatten()
+                .filter_map(reads)
+                .map(|p| format!("\"{}\"", p.display()))
+                .collect();
+            let name = service.map_or("", |s| s.name);
+            return Err(match absolute.as_deref() {
+                Some(given) => Error::usage(format!(
+                    "service \"{name}\" reads {}, not \"{}\": a secret written there is \
+                     never read by its logins; nothing was written",
+                    files.join(" or "),
+                    given.display()
+                )),
+                None => Error::failed(format!(
+                    "the {MODULE_FILE} lines of service \"{name}\" read different secret \
+                     files ({}); name the one to write with -s/--secret",
+                    files.join(", ")
+                )),
+            });
         }
         placed = Some(this);
     }

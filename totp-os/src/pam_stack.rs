@@ -92,7 +92,14 @@ fn collect(
             "PAM service \"{service}\": includes nested more than {MAX_INCLUDE_DEPTH} deep"
         )));
     }
-    let path = service_path(dir, service)?;
+    // libpam reads an include named by an absolute path from that path
+    // (`@include /etc/pam.d/common-auth`); a service named on the command line, and any
+    // other include, is a file of the directory.
+    let path = if depth > 0 && service.starts_with('/') {
+        PathBuf::from(service)
+    } else {
+        service_path(dir, service)?
+    };
     let text = read_bounded(&path)?;
     for line in logical_lines(&text) {
         match parse_line(&line) {
@@ -298,6 +305,37 @@ mod tests {
         assert!(service_exists(dir.path(), "svc").expect("name"));
         assert!(!service_exists(dir.path(), "typo").expect("name"));
         assert!(service_exists(dir.path(), "../x").is_err());
+    }
+
+    #[test]
+    fn an_include_by_absolute_path_is_read_from_that_path() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let elsewhere = tempfile::tempdir().expect("tmp");
+        write(
+            elsewhere.path(),
+            "common-auth",
+            "auth required pam_totp.so max_window=7\n",
+        );
+        write(
+            dir.path(),
+            "svc",
+            &format!(
+                "@include {}\nauth substack {}\n",
+                elsewhere.path().join("common-auth").display(),
+                elsewhere.path().join("common-auth").display()
+            ),
+        );
+        let found = module_options(dir.path(), "svc").expect("lines");
+        assert_eq!(
+            found.iter().map(|o| o.max_window).collect::<Vec<_>>(),
+            [7, 7]
+        );
+        // Only an include: the service itself is a name in the directory.
+        let absolute = elsewhere.path().join("common-auth");
+        assert!(matches!(
+            module_options(dir.path(), &absolute.to_string_lossy()),
+            Err(StackError::BadName(_))
+        ));
     }
 
     #[test]

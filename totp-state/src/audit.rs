@@ -108,7 +108,8 @@ fn accounts() -> Result<Vec<Listed>, Fatal> {
 /// remove a secret whose owner may still log in.
 fn orphans(
     opts: &ModuleOptions,
-    skips: &Skips<'_>,
+    skips: &[Skips<'_>],
+    lines: &[ModuleOptions],
     accounts: &[String],
     partial_listing: bool,
 ) -> Vec<(String, Option<bool>, inspect::Finding)> {
@@ -140,7 +141,7 @@ fn orphans(
             let finding = match nss::lookup_user_by_name(&n) {
                 // Not enumerated, but an account: audited as one named with --user.
                 Ok(Some(pw)) if pw.name == n => {
-                    let finding = skips.judge(&pw, || inspect::inspect(opts, &pw));
+                    let finding = inspect_lines(lines, skips, &pw);
                     return (n, None, finding);
                 }
                 // Logins key the file on the name the name service returns.
@@ -238,10 +239,56 @@ fn refusal(reason: String) -> inspect::Finding {
     }
 }
 
+/// What the service's pam_totp lines, in stack order, do for one account. A line that
+/// skips (`nullok` and no file, an access rule or a group option: `PAM_IGNORE`) hands
+/// the login to the next line, as the sudo and su examples' store line hands a user not
+/// moved yet to the home-file line; the first line that does not skip decides (a right
+/// code on the examples' store line jumps over the home line). Lines after one that
+/// asks are not looked at. `skips`: one per line, in the same order.
+fn inspect_lines(
+    lines: &[ModuleOptions],
+    skips: &[Skips<'_>],
+    pw: &nss::Passwd,
+) -> inspect::Finding {
+    let mut skipped: Vec<String> = Vec::new();
+    let mut last = None;
+    for (i, (opts, line_skips)) in lines.iter().zip(skips).enumerate() {
+        let (mut finding, skip) = line_skips.judge(pw, || inspect::inspect(opts, pw));
+        if i > 0
+            && let Some(first) = finding.reasons.first_mut()
+        {
+            *first = format!(
+                "then the next {} line: {first}",
+                totp_os::pam_stack::MODULE_FILE
+            );
+        }
+        let skips = skip || (finding.verdict == Verdict::NotEnrolled && opts.nullok);
+        if !skips {
+            skipped.append(&mut finding.reasons);
+            finding.reasons = skipped;
+            return finding;
+        }
+        skipped.extend(finding.reasons.iter().cloned());
+        last = Some(finding);
+    }
+    match last {
+        Some(mut f) => {
+            f.reasons = skipped;
+            f
+        }
+        None => refusal("the service has no pam_totp line".to_owned()),
+    }
+}
+
+/// `lines`: the options of the service's pam_totp lines, in stack order; the first
+/// names the store.
 /// `named`: the accounts `--user` and `--users-from` gave, audited instead of the
 /// listing; the store's files and records are then not compared with the accounts
 /// (a partial list would make every other one an orphan).
-pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Result<(), Stop> {
+pub fn run(lines: &[ModuleOptions], json: bool, named: Option<Vec<String>>) -> Result<(), Stop> {
+    let Some(opts) = lines.first() else {
+        return Err(Fatal("the service has no pam_totp line".to_owned()).into());
+    };
     let mut refused = 0usize;
     let mut refused_without_login = 0usize;
     let whole = named.is_none();
@@ -264,7 +311,7 @@ pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Resu
         }
     };
     let names: Vec<String> = listed.iter().map(|l| l.name.clone()).collect();
-    let skips = Skips::new(opts);
+    let skips: Vec<Skips<'_>> = lines.iter().map(Skips::new).collect();
     let mut findings: Vec<(String, Option<bool>, inspect::Finding)> = Vec::new();
     for account in &listed {
         // A named account goes the module's way: the name checked (R8), then asked of
@@ -275,7 +322,7 @@ pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Resu
             continue;
         }
         let finding = match nss::lookup_user_by_name(&account.name) {
-            Ok(Some(pw)) => skips.judge(&pw, || inspect::inspect(opts, &pw)),
+            Ok(Some(pw)) => inspect_lines(lines, &skips, &pw),
             // Listed, then gone: deleted since the listing.
             Ok(None) if whole => continue,
             Ok(None) => refusal(
@@ -289,11 +336,11 @@ pub fn run(opts: &ModuleOptions, json: bool, named: Option<Vec<String>>) -> Resu
     }
     // A store file named after nobody is refused whatever its name's shell would be.
     if whole {
-        findings.extend(orphans(opts, &skips, &names, partial_listing));
+        findings.extend(orphans(opts, &skips, lines, &names, partial_listing));
     }
     // Not counted: it denies nobody by itself; the accounts it leaves without a skip
     // are judged by their own files above.
-    if let Some(f) = skips.barred_finding() {
+    for f in skips.iter().filter_map(Skips::barred_finding) {
         findings.push(("access file".to_owned(), Some(true), f));
     }
     let store = store_problem(opts);

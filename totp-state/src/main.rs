@@ -257,9 +257,9 @@ fn run(cmd: Command) -> Result<(), Stop> {
         Command::Show(t) => (t, false, false, false),
         Command::Reset(r) => (r.query, true, r.clock_fault, r.forget_version_1_marks),
         Command::Audit(a) => {
-            let opts = service_options(&a.service, a.pam_dir.as_deref())?;
+            let lines = service_lines(&a.service, a.pam_dir.as_deref())?;
             let named = audit_names::requested(&a.user, a.users_from.as_deref())?;
-            return audit::run(&opts, a.json, named);
+            return audit::run(&lines, a.json, named);
         }
         Command::Ping(a) => return store_admin::ping(&store_options(&a)?),
         Command::Init(a) => return store_admin::init(&store_options(&a.store)?, a.never_used),
@@ -552,6 +552,16 @@ fn module_options(args: &str) -> Result<ModuleOptions, Fatal> {
 /// `--service`: the options of the service's pam_totp lines. Lines that disagree on
 /// the store would make "the service's store" ambiguous: the admin names one instead.
 fn service_options(service: &str, pam_dir: Option<&Path>) -> Result<ModuleOptions, Fatal> {
+    let found = service_lines(service, pam_dir)?;
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| Fatal(format!("service \"{service}\" has no pam_totp line")))
+}
+
+/// The options of every pam_totp auth line of the service, in stack order (at least
+/// one), all naming the same store.
+fn service_lines(service: &str, pam_dir: Option<&Path>) -> Result<Vec<ModuleOptions>, Fatal> {
     let dir = pam_stack::pam_dir_or_default(pam_dir);
     let found = pam_stack::module_options(&dir, service).map_err(|e| Fatal(e.to_string()))?;
     let Some(first) = found.first() else {
@@ -570,7 +580,7 @@ fn service_options(service: &str, pam_dir: Option<&Path>) -> Result<ModuleOption
             pam_stack::MODULE_FILE
         )));
     }
-    Ok(first.clone())
+    Ok(found)
 }
 
 /// A local store directory that does not exist holds nothing, and most likely the name
