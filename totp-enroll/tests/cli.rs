@@ -1083,7 +1083,10 @@ fn root_writes_a_store_file_only_into_a_root_owned_chain() {
             .output()
             .is_ok_and(|o| o.status.success())
     }) else {
-        eprintln!("note: no unprivileged system user; skipping");
+        skip(
+            "root_writes_a_store_file_only_into_a_root_owned_chain",
+            "an unprivileged system user (nobody or daemon)",
+        );
         return;
     };
     let dir = tempdir();
