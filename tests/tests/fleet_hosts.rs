@@ -215,7 +215,17 @@ fn the_local_fallback_is_opt_in_and_logged_as_a_weakening() {
     let (u, secret) = TestUser::enrolled("ff");
     let args = server.options("redis_connect_timeout=300 state_fallback=local");
     let host = Stack::probe("svc", &args);
+    // Opt-in: the same store without the option denies the same code once the server is
+    // down, with no weakening logged (the fallback below is the option's doing).
+    let strict = Stack::probe("svc", &server.options("redis_connect_timeout=300"));
     server.stop();
+    let (d, log) = login_logged(&strict, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?} {log:?}"
+    );
+    assert!(!log.iter().any(|l| l.contains("local store")), "{log:?}");
     let (d, log) = login_logged(&host, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     assert!(
@@ -263,12 +273,21 @@ fn a_wrong_redis_password_denies() {
         Returned::Success
     );
     let bad = host(&cred("wrong"));
-    let d = login_at(&bad, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    let (d, log) = login_logged(&bad, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
+    // Denied for the password, not for the code: the server said so, and the same code
+    // logs in with the right password (the denial recorded no use of it).
+    assert!(
+        log.iter()
+            .any(|l| l.contains("Password authentication failed")),
+        "{log:?}"
+    );
+    let d = login_at(&good, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
 }
 
 #[test]
