@@ -834,7 +834,7 @@ fn a_host_with_default_options_puts_no_ttl_on_a_max_failures_record_through_libp
     let prefix = fresh_prefix();
     let b = &fleet_with_prefix(&server, 1, "max_failures=3 throttle_after=100", &prefix)[0];
     let a = &fleet_with_prefix(&server, 1, "throttle_after=100", &prefix)[0];
-    let (u, secret) = TestUser::enrolled("fe");
+    let (u, secret) = TestUser::enrolled("fy");
     let key = format!("{prefix}user:{}", u.name);
     let wrong = wrong_totp(&secret, T0);
     for i in 0..3 {
@@ -871,7 +871,7 @@ fn a_host_with_default_options_puts_no_ttl_on_a_max_failures_record_through_libp
     );
 
     // Control: A alone gives its records its TTL.
-    let (c, secret_c) = TestUser::enrolled("fc");
+    let (c, secret_c) = TestUser::enrolled("fv");
     let d = login_at(a, &c, &wrong_totp(&secret_c, T0), PEER, T0);
     assert_eq!(
         d.returned(),
