@@ -208,26 +208,30 @@ fn bytes_read_by_this_thread() -> u64 {
 #[test]
 fn sparse_2_gib_file_is_refused_before_reading() {
     let s = Scratch::new();
-    let p = s.file("secret", b"", me(), 0o600);
-    File::options()
-        .write(true)
-        .open(&p)
-        .expect("open")
-        .set_len(2 << 30)
-        .expect("set_len");
     let rules = root_rules(&s);
-    let before = bytes_read_by_this_thread();
-    let err = open_checked(&p, &rules).expect_err("huge");
-    let read = bytes_read_by_this_thread() - before;
-    assert_eq!(
-        err,
-        FileError::TooLarge {
-            limit: DEFAULT_MAX_SIZE
-        }
-    );
-    // Refused on its size: not even the bounded read's cap of it was read (the count
-    // includes the small reads of the walk and of /proc itself).
-    assert!(read < DEFAULT_MAX_SIZE as u64, "{read} bytes read");
+    // 2 GiB, and a sparse 1 TiB (A10 of the test plan).
+    for (name, size) in [("secret-2g", 2u64 << 30), ("secret-1t", 1u64 << 40)] {
+        let p = s.file(name, b"", me(), 0o600);
+        File::options()
+            .write(true)
+            .open(&p)
+            .expect("open")
+            .set_len(size)
+            .expect("set_len");
+        let before = bytes_read_by_this_thread();
+        let err = open_checked(&p, &rules).expect_err("huge");
+        let read = bytes_read_by_this_thread() - before;
+        assert_eq!(
+            err,
+            FileError::TooLarge {
+                limit: DEFAULT_MAX_SIZE
+            },
+            "{name}"
+        );
+        // Refused on its size: not even the bounded read's cap of it was read (the
+        // count includes the small reads of the walk and of /proc itself).
+        assert!(read < DEFAULT_MAX_SIZE as u64, "{name}: {read} bytes read");
+    }
     // Control: a file at the cap is read, and the count sees it.
     let q = s.file("at-cap", &vec![b'A'; DEFAULT_MAX_SIZE], me(), 0o600);
     let before = bytes_read_by_this_thread();
