@@ -86,6 +86,13 @@ fn a_code_accepted_on_host_1_is_refused_on_host_2() {
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
+    // Refused as a replay, not for any other fault of the second host.
+    assert!(
+        d.messages
+            .iter()
+            .any(|(_, m)| m.starts_with("that code was already used")),
+        "{d:?}"
+    );
 
     // Without the shared store the second host knows nothing and accepts the replay.
     let local = islands(2, "");
