@@ -25,6 +25,14 @@ fn fresh_prefix() -> String {
     )
 }
 
+/// Whether the user was told the code was already used: a refusal by the replay mark,
+/// not by any other fault of the host.
+fn told_already_used(d: &Drive) -> bool {
+    d.messages
+        .iter()
+        .any(|(_, m)| m.starts_with("that code was already used"))
+}
+
 /// `n` hosts sharing `server` under one fresh key prefix; `extra` module options on each.
 fn fleet(server: &RedisServer, n: usize, extra: &str) -> Vec<Stack> {
     fleet_with_prefix(server, n, extra, &fresh_prefix())
@@ -87,12 +95,7 @@ fn a_code_accepted_on_host_1_is_refused_on_host_2() {
         "{d:?}"
     );
     // Refused as a replay, not for any other fault of the second host.
-    assert!(
-        d.messages
-            .iter()
-            .any(|(_, m)| m.starts_with("that code was already used")),
-        "{d:?}"
-    );
+    assert!(told_already_used(&d), "{d:?}");
 
     // Without the shared store the second host knows nothing and accepts the replay.
     let local = islands(2, "");
@@ -326,6 +329,7 @@ fn secrets_from_a_command_work_across_hosts() {
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
+    assert!(told_already_used(&d), "{d:?}");
     assert_eq!(
         login_at(&hosts[1], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30).returned(),
         Returned::Success
@@ -361,6 +365,7 @@ fn re_enrolment_starts_fresh_marks_fleet_wide() {
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
+    assert!(told_already_used(&d), "{d:?}");
     // The old secret restored: its used code stays used on every host.
     u.write_secret(&totp_file(&old), 0o600);
     let d = login_at(&hosts[1], &u, &code_at(&old, T0), PEER, T0 + 3);
@@ -369,6 +374,7 @@ fn re_enrolment_starts_fresh_marks_fleet_wide() {
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
+    assert!(told_already_used(&d), "{d:?}");
     // The fleet's one store record (key and completeness), beside the user records.
     let store = format!("{prefix}store");
     assert_eq!(server.raw(None, &[b"EXISTS", store.as_bytes()]), b":1\r\n");
