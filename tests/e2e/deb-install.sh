@@ -367,11 +367,11 @@ fi
 
 # ---- pam-auth-update: off by default, works when selected, removed with the package
 check "installing did not change /etc/pam.d/common-*" test "$(common_sums)" = "$sums_before"
-check "profile is not enabled by default" sh -c '! grep -q pam_totp /etc/pam.d/common-auth'
+check "profile is not enabled by default" sh -c '[ -f /etc/pam.d/common-auth ] && ! grep -q pam_totp /etc/pam.d/common-auth'
 if command -v pam-auth-update >/dev/null; then
     pam-auth-update --package >/dev/null 2>&1 || true
     check "pam-auth-update --package does not enable it either" \
-        sh -c '! grep -q pam_totp /etc/pam.d/common-auth'
+        sh -c '[ -f /etc/pam.d/common-auth ] && ! grep -q pam_totp /etc/pam.d/common-auth'
     if pam-auth-update --enable pam_totp >/dev/null 2>&1 \
         && grep -q '^auth.*pam_totp\.so nullok' /etc/pam.d/common-auth; then
         pass "pam-auth-update --enable pam_totp adds the line to common-auth"
@@ -581,7 +581,7 @@ if [ "$was_installed" = no ]; then
     check "the removal warned about the backup copy" grep -qF "$bakfile:" "$work/dpkg-r.log"
     rm -f "$handfile" "$commentfile" "$bakfile"
     check "removal took the profile out of common-auth" \
-        sh -c '! grep -q pam_totp /etc/pam.d/common-auth'
+        sh -c '[ -f /etc/pam.d/common-auth ] && ! grep -q pam_totp /etc/pam.d/common-auth'
     check "module and tool are gone after removal" \
         sh -c "[ ! -e '$module' ] && [ ! -e /usr/bin/totp-enroll ]"
     # Purge keeps the records of used codes (a reinstall must not re-admit them) and
