@@ -618,12 +618,13 @@ fn silent_member() -> (u16, std::sync::Arc<AtomicUsize>) {
 
 /// R36: one call, failover between members included, ends within
 /// `etcd_connect_timeout + etcd_timeout`. Two members that accept and never answer: the
-/// first takes the whole request timeout (5 s, the cap); the second gets only what is left of the
-/// call's budget (0.3 s), not a request timeout of its own, which would make the call
-/// 10 s. The time is asserted only to tell those two apart, near their midpoint (8 s),
-/// so a loaded machine's slow process start cannot fail it; how close to 5.3 s a login
-/// ends is a speed goal (`make bench`). Both members are shown to have been asked (the
-/// failover happened). Control: a real cluster behind the same options logs in.
+/// first takes the whole request timeout (5 s, the cap); the second gets only what is
+/// left of the call's budget (0.3 s), not a request timeout of its own, which would make
+/// the call 10 s. The time is asserted only to tell those two apart, just below 10 s
+/// (the wrong one never takes less), so a loaded machine's slow process start cannot
+/// fail it; how close to 5.3 s a login ends is a speed goal (`make bench`). Both
+/// members are shown to have been asked (the failover happened). Control: a real
+/// cluster behind the same options logs in.
 #[test]
 fn a_failover_between_silent_members_stays_within_the_call_s_budget() {
     if !require_root("a_failover_between_silent_members_stays_within_the_call_s_budget") {
@@ -649,7 +650,7 @@ fn a_failover_between_silent_members_stays_within_the_call_s_budget() {
         "both members were asked: {logs:?}"
     );
     assert!(
-        took < Duration::from_secs(8),
+        took < Duration::from_millis(9500),
         "took {took:?} (the budget is 5.3 s; a request timeout per member would be 10 s)"
     );
     assert!(
