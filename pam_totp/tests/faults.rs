@@ -643,9 +643,10 @@ fn check_row(r: &Row, extra: &[&str], uptime: Option<u64>) -> (Vec<String>, Opti
     for &(point, skip, errno) in r.faults {
         fault::fail_nth(point, skip, errno);
     }
-    let started = std::time::Instant::now();
+    // A held lock is never released during the call, and an injected fault does not
+    // go away: the call's return is the proof that neither hung it (how soon is a speed
+    // goal, for `make bench`).
     let (result, pam) = run_booted(&home, &args, r.nss, r.clock, vec![(r.answer)()], uptime);
-    let elapsed = started.elapsed();
     // The fault happened: its plan was used up by the call (not merely set up).
     let unreached: Vec<FaultPoint> = r
         .faults
@@ -674,7 +675,6 @@ fn check_row(r: &Row, extra: &[&str], uptime: Option<u64>) -> (Vec<String>, Opti
     );
     check(code != PAM_SUCCESS, "PAM_SUCCESS");
     check(code != PAM_IGNORE, "PAM_IGNORE");
-    check(elapsed.as_secs() < 5, "took 5 s or more");
     check(me() == ids_before, "credentials changed");
     let strays = home.strays();
     check(strays.is_empty(), &format!("temp files left: {strays:?}"));

@@ -849,12 +849,12 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(40));
             }
         });
-        let started = Instant::now();
-        let deadline = started + Duration::from_millis(300);
+        // The whole reply arrives in about 720 ms, each byte well inside a read
+        // timeout: only a deadline over the whole reply ends the call with a timeout
+        // (a bound per read would return the reply), whatever the machine's speed.
+        let deadline = Instant::now() + Duration::from_millis(300);
         let r = c.call(&[b"PING"], deadline, LIMITS);
-        let took = started.elapsed();
         assert!(matches!(r, Err(WireError::Timeout(_))), "{r:?}");
-        assert!(took < Duration::from_millis(400), "{took:?}");
         drop(c);
         let _ = dripper.join();
     }
@@ -890,15 +890,14 @@ mod tests {
             .build();
         let ssl = Ssl::new(&ctx).expect("ssl");
         let tcp = TcpStream::connect(addr).expect("connect");
-        let started = Instant::now();
-        let r = handshake(ssl, tcp, started + Duration::from_millis(300));
-        let took = started.elapsed();
+        // The dripper gives up after 4 s and closes, which ends a handshake waiting
+        // past its deadline with another error: a timeout is the deadline's doing.
+        let r = handshake(ssl, tcp, Instant::now() + Duration::from_millis(300));
         match r {
             Err(WireError::Timeout(m)) => assert!(m.starts_with("TLS handshake"), "{m}"),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("handshake finished"),
         }
-        assert!(took < Duration::from_millis(1500), "{took:?}");
         let _ = dripper.join();
     }
 }

@@ -161,27 +161,32 @@ start_host a; port_a=$REPLY
 start_host b; port_b=$REPLY
 echo "fleet-sshd-e2e: redis on $rport, host A on $port_a, host B on $port_b"
 
-# try PORT USER CODE "case" ok|password-only|denied
+# try PORT USER CODE "case" ok|password-only|denied|replayed
 # Every case checks the prompts the client saw as well as the outcome: one password
 # prompt always (pam_unix), and one code prompt except for a user the command does not
 # know (nullok: password only). A denial is a finished login attempt with both prompts
-# answered and a non-zero exit, never a timeout.
+# answered and a non-zero exit, never a timeout; "replayed" is a denial whose client was
+# told the code was already used (the replay, not any other fault, refused it).
 try() {
-    local port=$1 user=$2 code=$3 what=$4 want=$5 line started elapsed expected
+    local port=$1 user=$2 code=$3 what=$4 want=$5 out line used started elapsed expected
     started=$(date +%s)
-    line=$(expect "$root/tests/e2e/login.exp" "$port" "$user" "pw-$user-9" "$code" - "m$RANDOM" 2>&1 \
-        | grep '^E2E' | tail -n 1 || true)
+    out=$(expect "$root/tests/e2e/login.exp" "$port" "$user" "pw-$user-9" "$code" - "m$RANDOM" 2>&1 \
+        | grep '^E2E' || true)
+    line=$(printf '%s\n' "$out" | grep '^E2E pw=' | tail -n 1 || true)
+    if grep -q '^E2E-MSG used' <<<"$out"; then used=1; else used=0; fi
     elapsed=$(( $(date +%s) - started ))
     case $want in
         ok) expected="E2E pw=1 code=1 ok=1 status=0" ;;
         password-only) expected="E2E pw=1 code=0 ok=1 status=0" ;;
-        denied) expected="E2E pw=1 code=1 ok=0 status=" ;;
+        denied|replayed) expected="E2E pw=1 code=1 ok=0 status=" ;;
         *) die "try: unknown outcome $want" ;;
     esac
-    if [[ "$line" == "$expected"* ]] && { [ "$want" != denied ] || [[ "$line" != *"status=0" ]]; }; then
+    if [[ "$line" == "$expected"* ]] \
+        && { [ "$want" != denied ] && [ "$want" != replayed ] || [[ "$line" != *"status=0" ]]; } \
+        && { [ "$want" != replayed ] || [ "$used" = 1 ]; }; then
         pass "$what (${elapsed} s)"
     else
-        fail "$what: want ${expected}..., got ${line:-no result}"
+        fail "$what: want ${expected}...$([ "$want" = replayed ] && echo ' and the client told the code was used'), got ${line:-no result} (told used: $used)"
         tail -n 8 "$work"/sshd-*.log | sed 's/^/    /'
     fi
 }
@@ -192,10 +197,10 @@ for u in "$u_one" "$u_two" "$u_none"; do
 done
 code=$(totp_now "$secret_one")
 try "$port_a" "$u_one" "$code" "host A: password and the code of the command's secret log in" ok
-try "$port_b" "$u_one" "$code" "host B refuses the code host A accepted" denied
+try "$port_b" "$u_one" "$code" "host B refuses the code host A accepted, as already used" replayed
 code=$(totp_now "$secret_two")
 try "$port_b" "$u_two" "$code" "host B: another user logs in" ok
-try "$port_a" "$u_two" "$code" "host A refuses the code host B accepted" denied
+try "$port_a" "$u_two" "$code" "host A refuses the code host B accepted, as already used" replayed
 try "$port_a" "$u_none" 000000 "not enrolled (exit 10) with nullok: the password alone" password-only
 
 kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true

@@ -8,7 +8,8 @@
 # Cases: success (home mode as a real user, so the credential switch runs; and store mode
 # as root), wrong code, replayed code, unknown user, invalid user name, bad file (mode and
 # contents), missing file with nullok, conversation error, NULL reply, no answer, bad
-# module argument, and setcred after a success.
+# module argument, and setcred after a success. Control: a small C program with a use
+# after free and a definite leak, run with the same valgrind flags, is caught.
 #
 # valgrind: --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite, so any
 # invalid read/write, use of uninitialised memory, bad free or *definite* leak fails the
@@ -81,15 +82,49 @@ echo "auth required $module nullok state_dir=$state" >"$confdir/nullok"
 echo "auth required $module bogus_option" >"$confdir/badarg"
 echo "auth required $module user=root secret=$store/\${USER} state_dir=$state" >"$confdir/store"
 
+# valgrind_run LOG COMMAND...: valgrind as every case runs it, its report in LOG.
+valgrind_run() {
+    local log=$1
+    shift
+    valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+        --show-leak-kinds=definite --track-origins=yes --num-callers=30 \
+        --suppressions="$root/tests/e2e/valgrind.supp" --log-file="$log" "$@"
+}
+# valgrind_errors LOG: the report names an error the cases fail on.
+valgrind_errors() {
+    grep -qE '== (Invalid|Conditional|Use of uninit|Mismatched|Syscall param|Source and destination)|are definitely lost' "$1"
+}
+
+# Control: the same valgrind run, flags and suppressions catches a use after free and a
+# definite leak, so a clean case below is clean, not unexamined.
+command -v cc >/dev/null || die "cc is not installed (scripts/install-deps.sh)"
+cat >"$work/faulty.c" <<'C'
+#include <stdlib.h>
+int main(void) {
+    char *volatile leaked = malloc(64);
+    leaked[0] = 1;
+    leaked = 0;
+    char *volatile freed = malloc(8);
+    free(freed);
+    return freed[0] == 42;
+}
+C
+cc -O0 -g -o "$work/faulty" "$work/faulty.c"
+control_rc=0
+valgrind_run "$logs/control-faulty.log" "$work/faulty" </dev/null || control_rc=$?
+if [ "$control_rc" -eq 1 ] && grep -q '== Invalid read' "$logs/control-faulty.log" \
+    && grep -q 'are definitely lost' "$logs/control-faulty.log"; then
+    pass "control: the checks catch a use after free and a definite leak"
+else
+    fail "control: the checks catch a use after free and a definite leak (exit $control_rc, see $logs/control-faulty.log)"
+fi
+
 # vg NAME EXPECTED-RESULT pam-drive-args...
 vg() {
     local name=$1 want=$2
     shift 2
     local log=$logs/$name.log out rc=0
-    out=$(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
-        --show-leak-kinds=definite --track-origins=yes --num-callers=30 \
-        --suppressions="$root/tests/e2e/valgrind.supp" --log-file="$log" \
-        "$driver" --confdir "$confdir" "$@" </dev/null) || rc=$?
+    out=$(valgrind_run "$log" "$driver" --confdir "$confdir" "$@" </dev/null) || rc=$?
     local result
     result=$(printf '%s\n' "$out" | sed -n 's/^result //p')
     if [ ! -f "$log" ]; then
@@ -97,7 +132,7 @@ vg() {
         return
     fi
     # Exit 1 is valgrind's --error-exitcode (PAM code 1, PAM_OPEN_ERR, is not expected).
-    if [ "$rc" -eq 1 ] || grep -qE '== (Invalid|Conditional|Use of uninit|Mismatched|Syscall param|Source and destination)|are definitely lost' "$log"; then
+    if [ "$rc" -eq 1 ] || valgrind_errors "$log"; then
         fail "$name: valgrind reported errors (see $log)"
         return
     fi

@@ -585,9 +585,37 @@ pub fn user_database_frozen() -> UserDatabaseFrozen {
     }
 }
 
+/// Records which test of this binary created users under `tag`, and fails the second
+/// test that does: the account name is the process id and the tag, and `create` deletes
+/// an account of that name first, so two tests running at once would delete each
+/// other's user and test whatever account is left. A test may reuse its own tag
+/// (an account deleted and created again). Tests run on threads named after them;
+/// threads without a test's name (helpers a test spawns, a harness running tests on
+/// the main thread) are not checked.
+fn claim_tag(tag: &str) {
+    static CLAIMS: Mutex<std::collections::BTreeMap<String, String>> =
+        Mutex::new(std::collections::BTreeMap::new());
+    let current = std::thread::current();
+    let Some(test) = current.name().filter(|n| *n != "main") else {
+        return;
+    };
+    let mut claims = CLAIMS.lock().unwrap_or_else(|e| e.into_inner());
+    match claims.get(tag) {
+        Some(owner) if owner != test => panic!(
+            "TestUser tag {tag:?} is used by two tests of this binary, {owner} and {test}: \
+             give each test its own"
+        ),
+        Some(_) => {}
+        None => {
+            claims.insert(tag.to_owned(), test.to_owned());
+        }
+    }
+}
+
 impl TestUser {
     /// Creates `ptt<tag>` with a private home directory (mode 0700).
     pub fn create(tag: &str) -> TestUser {
+        claim_tag(tag);
         let _g = user_database_lock();
         let name = format!("ptt{}{}", std::process::id() % 100_000, tag);
         let _ = Command::new("userdel").args(["-r", &name]).output();
@@ -1450,5 +1478,21 @@ mod report_tests {
     #[should_panic(expected = "exited instead of dying")]
     fn a_run_expected_to_die_that_exits_fails() {
         Drive::died(&output(0, ""));
+    }
+
+    /// A tag one test used is refused to another test of the binary (its user would be
+    /// deleted under the first); control: the same test may create it again.
+    #[test]
+    fn a_tag_is_claimed_by_the_first_test_that_uses_it() {
+        let in_test = |test: &str| {
+            std::thread::Builder::new()
+                .name(test.to_owned())
+                .spawn(|| super::claim_tag("zzclaim"))
+                .expect("spawn")
+                .join()
+        };
+        assert!(in_test("first_test").is_ok());
+        assert!(in_test("first_test").is_ok(), "the same test again");
+        assert!(in_test("second_test").is_err(), "another test");
     }
 }

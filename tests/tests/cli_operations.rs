@@ -21,9 +21,10 @@ fn with_closed_stdout(cmd: &mut Command) -> Output {
         .expect("run")
 }
 
-/// A stack with one recorded login, so `show` has something to print.
-fn recorded() -> (Stack, TestUser) {
-    let (u, secret) = TestUser::enrolled("co");
+/// A stack with one recorded login, so `show` has something to print; `tag` is the
+/// calling test's own.
+fn recorded(tag: &str) -> (Stack, TestUser) {
+    let (u, secret) = TestUser::enrolled(tag);
     let stack = Stack::with_module("svc", "");
     let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
@@ -35,7 +36,7 @@ fn a_closed_pipe_ends_the_tools_quietly() {
     if !require_root("a_closed_pipe_ends_the_tools_quietly") {
         return;
     }
-    let (stack, u) = recorded();
+    let (stack, u) = recorded("co");
     // Control: with a reader, the record is printed.
     let out = stack.state_tool(&["show", "--json"]);
     assert!(out.status.success(), "{out:?}");
@@ -102,7 +103,7 @@ fn totp_state_service_uses_the_services_store() {
     if !require_root("totp_state_service_uses_the_services_store") {
         return;
     }
-    let (stack, u) = recorded();
+    let (stack, u) = recorded("cs");
     // The stack's service line names its own state_dir=: --service finds it.
     let out = Command::new(&built().state_tool)
         .args([

@@ -67,6 +67,12 @@ fn a_printed_file_served_by_the_secret_command_logs_in_once_fleet_wide() {
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
+    assert!(
+        d.messages
+            .iter()
+            .any(|(_, m)| m.starts_with("that code was already used")),
+        "refused as a replay: {d:?}"
+    );
     let next = oathtool_totp(&secret, T0 + 30, 30, 6, "sha1");
     let d = login_at(&hosts[1], &u, &next, PEER, T0 + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");

@@ -1270,7 +1270,11 @@ fn a_server_answering_garbage_or_a_huge_reply_denies_in_bounded_time() {
             "{what}: the proxy answered the read"
         );
         assert!(denied(&d), "{what}: {d:?}");
-        assert!(took < Duration::from_secs(10), "{what}: bound: {took:?}");
+        // A hang guard, not a speed goal: the cause below is the proof of the bound.
+        assert!(
+            took < Duration::from_secs(60),
+            "{what}: hang guard: {took:?}"
+        );
         assert!(
             logged(&lines, cause),
             "{what}: the log names {cause:?}: {lines:?}"

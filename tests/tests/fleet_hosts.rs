@@ -25,6 +25,14 @@ fn fresh_prefix() -> String {
     )
 }
 
+/// Whether the user was told the code was already used: a refusal by the replay mark,
+/// not by any other fault of the host.
+fn told_already_used(d: &Drive) -> bool {
+    d.messages
+        .iter()
+        .any(|(_, m)| m.starts_with("that code was already used"))
+}
+
 /// `n` hosts sharing `server` under one fresh key prefix; `extra` module options on each.
 fn fleet(server: &RedisServer, n: usize, extra: &str) -> Vec<Stack> {
     fleet_with_prefix(server, n, extra, &fresh_prefix())
@@ -86,6 +94,8 @@ fn a_code_accepted_on_host_1_is_refused_on_host_2() {
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
+    // Refused as a replay, not for any other fault of the second host.
+    assert!(told_already_used(&d), "{d:?}");
 
     // Without the shared store the second host knows nothing and accepts the replay.
     let local = islands(2, "");
@@ -215,7 +225,17 @@ fn the_local_fallback_is_opt_in_and_logged_as_a_weakening() {
     let (u, secret) = TestUser::enrolled("ff");
     let args = server.options("redis_connect_timeout=300 state_fallback=local");
     let host = Stack::probe("svc", &args);
+    // Opt-in: the same store without the option denies the same code once the server is
+    // down, with no weakening logged (the fallback below is the option's doing).
+    let strict = Stack::probe("svc", &server.options("redis_connect_timeout=300"));
     server.stop();
+    let (d, log) = login_logged(&strict, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?} {log:?}"
+    );
+    assert!(!log.iter().any(|l| l.contains("local store")), "{log:?}");
     let (d, log) = login_logged(&host, &u, &code_at(&secret, T0), None, T0);
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
     assert!(
@@ -263,12 +283,21 @@ fn a_wrong_redis_password_denies() {
         Returned::Success
     );
     let bad = host(&cred("wrong"));
-    let d = login_at(&bad, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    let (d, log) = login_logged(&bad, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
     assert_eq!(
         d.returned(),
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
+    // Denied for the password, not for the code: the server said so, and the same code
+    // logs in with the right password (the denial recorded no use of it).
+    assert!(
+        log.iter()
+            .any(|l| l.contains("Password authentication failed")),
+        "{log:?}"
+    );
+    let d = login_at(&good, &u, &code_at(&secret, T0 + 30), PEER, T0 + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?}");
 }
 
 #[test]
@@ -300,6 +329,7 @@ fn secrets_from_a_command_work_across_hosts() {
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
+    assert!(told_already_used(&d), "{d:?}");
     assert_eq!(
         login_at(&hosts[1], &u, &code_at(&secret, T0 + 30), PEER, T0 + 30).returned(),
         Returned::Success
@@ -335,6 +365,7 @@ fn re_enrolment_starts_fresh_marks_fleet_wide() {
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
+    assert!(told_already_used(&d), "{d:?}");
     // The old secret restored: its used code stays used on every host.
     u.write_secret(&totp_file(&old), 0o600);
     let d = login_at(&hosts[1], &u, &code_at(&old, T0), PEER, T0 + 3);
@@ -343,6 +374,7 @@ fn re_enrolment_starts_fresh_marks_fleet_wide() {
         Returned::Failed("PAM_AUTH_ERR".into()),
         "{d:?}"
     );
+    assert!(told_already_used(&d), "{d:?}");
     // The fleet's one store record (key and completeness), beside the user records.
     let store = format!("{prefix}store");
     assert_eq!(server.raw(None, &[b"EXISTS", store.as_bytes()]), b":1\r\n");
@@ -815,7 +847,7 @@ fn a_host_with_default_options_puts_no_ttl_on_a_max_failures_record_through_libp
     let prefix = fresh_prefix();
     let b = &fleet_with_prefix(&server, 1, "max_failures=3 throttle_after=100", &prefix)[0];
     let a = &fleet_with_prefix(&server, 1, "throttle_after=100", &prefix)[0];
-    let (u, secret) = TestUser::enrolled("fe");
+    let (u, secret) = TestUser::enrolled("fy");
     let key = format!("{prefix}user:{}", u.name);
     let wrong = wrong_totp(&secret, T0);
     for i in 0..3 {
@@ -852,7 +884,7 @@ fn a_host_with_default_options_puts_no_ttl_on_a_max_failures_record_through_libp
     );
 
     // Control: A alone gives its records its TTL.
-    let (c, secret_c) = TestUser::enrolled("fc");
+    let (c, secret_c) = TestUser::enrolled("fv");
     let d = login_at(a, &c, &wrong_totp(&secret_c, T0), PEER, T0);
     assert_eq!(
         d.returned(),

@@ -8,7 +8,8 @@
 //!   accepted and an enrolled user under `nullok` is never skipped (an `EMFILE` on the
 //!   way to the secret is not a missing file); control: the normal limit logs in;
 //! - `RLIMIT_NPROC` below what the secret command's user runs: the command cannot
-//!   start, the login is denied, nothing hangs; control: no limit logs in;
+//!   run (its shell cannot fork), the login is denied with the command's failure
+//!   logged, nothing hangs; control: no limit logs in;
 //! - a working directory that was deleted or that nobody may read: the module uses
 //!   absolute paths and runs the command in `/`, so logins succeed;
 //! - a setuid host (real uid the caller's, effective uid root): the store stays
@@ -23,8 +24,9 @@ use std::process::{Command, Output};
 use system_tests::fleet::{secret_command, trusted_dir};
 use system_tests::*;
 
-/// `driver` run under `prlimit` with `limit` (e.g. `--nofile=8`), soft and hard.
-fn limited(driver: &Driver, limit: &str) -> Output {
+/// The command that runs `driver` under `prlimit` with `limit` (e.g. `--nofile=8`),
+/// soft and hard.
+fn limited_command(driver: &Driver, limit: &str) -> Command {
     let inner = driver.command();
     let mut c = Command::new("prlimit");
     c.arg(limit).arg("--").arg(inner.get_program());
@@ -34,7 +36,12 @@ fn limited(driver: &Driver, limit: &str) -> Output {
             c.env(k, v);
         }
     }
-    c.output().expect("prlimit")
+    c
+}
+
+/// `driver` run under `prlimit` with `limit`.
+fn limited(driver: &Driver, limit: &str) -> Output {
+    limited_command(driver, limit).output().expect("prlimit")
 }
 
 fn not_killed(out: &Output, what: &str) {
@@ -85,7 +92,7 @@ fn a_descriptor_limit_near_exhaustion_never_admits_or_skips() {
 #[test]
 fn a_process_limit_that_stops_the_secret_command_denies() {
     let t = "a_process_limit_that_stops_the_secret_command_denies";
-    if !require_root(t) || !require_tool(t, "prlimit") {
+    if !require_root(t) || !require_tool(t, "prlimit") || !require_tool(t, "unshare") {
         return;
     }
     let dir = trusted_dir("nproc");
@@ -102,13 +109,21 @@ fn a_process_limit_that_stops_the_secret_command_denies() {
     let login = Driver::login(&stack, &u, &code_at(&secret, T0)).at(T0);
     for n in [0, 1] {
         let limit = format!("--nproc={n}");
-        let out = limited(&login, &limit);
+        let (out, lines) = with_syslog_capture(&limited_command(&login, &limit));
         not_killed(&out, &limit);
         let d = Drive::parse(&out);
         assert_eq!(
             d.returned(),
             Returned::Failed("PAM_AUTH_ERR".into()),
             "{limit}: {d:?}"
+        );
+        // Denied for the command: under the limit its shell cannot fork (the script's
+        // `cat`), and the log says the command failed, not some other fault.
+        assert!(
+            lines
+                .iter()
+                .any(|l| syslog_message(l).contains("secret command: secret command exited")),
+            "{limit}: {lines:?}"
         );
     }
     // Control: the same code, never used by the denied logins.

@@ -756,9 +756,11 @@ fn lock_timeout_bounds_the_wait_for_a_held_lock() {
         }),
         "the log names the record's lock: {lines:?}"
     );
-    // The claim of the man page is this bound, lock_timeout=: 500 ms, with slack for the
-    // run around the login, yet below the 4000-ms default a missed option would wait.
-    assert!(took < Duration::from_secs(3), "waited {took:?}");
+    // The claim of the man page is this bound, lock_timeout=: 500 ms. A missed option
+    // would wait the 4000-ms default, and never less, so the check sits just below it:
+    // it always catches that, and leaves the run around the login all the slack a
+    // loaded machine may need (how close to 500 ms is a speed goal, `make bench`).
+    assert!(took < Duration::from_millis(3900), "waited {took:?}");
     drop(holder);
     let d = Driver::login(&stack, &u, &code_at(&secret, now())).run();
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");

@@ -48,7 +48,8 @@ fn line<'a>(d: &'a Drive, out: &'a str, key: &str) -> &'a str {
 fn login_with_host_sigchld(how: &str, t: u64) -> (String, String, String) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = trusted_dir("sigchld");
-    let u = TestUser::create("sgc");
+    // A tag of each test's own (the host's disposition names the test).
+    let u = TestUser::create(&format!("sg{}", &how[..1]));
     let secret = random_secret_b32();
     let stack = Stack::probe("svc", &command(dir.path(), &totp_file(&secret)));
     let out = Driver::login(&stack, &u, &code_at(&secret, t))

@@ -38,6 +38,16 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// A test that cannot run here for want of `what`: false (skipped, with a note) on a
+/// developer's machine; in CI (`CI=true`), where every test must run, a failure.
+pub fn skip(test: &str, what: &str) -> bool {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test} needs {what}, and tests must not be skipped in CI");
+    }
+    eprintln!("skipping {test}: needs {what}");
+    false
+}
+
 /// A scratch directory below directories only its owner can write (the state store
 /// refuses one below /tmp, which anyone can write): /run for root, the home directory
 /// otherwise. Removed on drop.

@@ -100,6 +100,16 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// A test that cannot run here for want of `what`: false (skipped, with a note) on a
+/// developer's machine; under `CI=true`, where every test must run, a failure.
+pub fn skip(test: &str, what: &str) -> bool {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: needs {what}, and CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: needs {what}");
+    false
+}
+
 /// Runs the binary as `nobody` (through util-linux's `setpriv`), for the refusals an
 /// unprivileged caller must get; the test process itself is root.
 pub fn run_as_nobody(args: &[&str]) -> Run {

@@ -108,7 +108,10 @@ fn device_node_at_the_path_is_refused_without_reading() {
     )
     .is_err()
     {
-        eprintln!("mknod not permitted here; skipping the device case");
+        skip(
+            "device_node_at_the_path_is_refused_without_reading",
+            "mknod",
+        );
         return;
     }
     let err = open_checked(&p, &root_rules(&s)).expect_err("device");
@@ -178,39 +181,64 @@ fn fifo_is_refused_without_blocking() {
     unistd::mkfifo(&p, Mode::from_bits_truncate(0o600)).expect("mkfifo");
     let (tx, rx) = mpsc::channel();
     let rules = root_rules(&s);
-    let start = Instant::now();
     std::thread::spawn(move || {
         let _ = tx.send(open_checked(&p, &rules).map(|_| ()));
     });
+    // A FIFO without a writer blocks a blocking open forever: any answer at all shows
+    // the open did not block (the bound is a hang guard, not a speed goal).
     let result = rx
-        .recv_timeout(Duration::from_secs(2))
+        .recv_timeout(Duration::from_secs(60))
         .expect("open_checked hung on a FIFO");
     assert!(
         matches!(result, Err(FileError::NotRegular { .. })),
         "{result:?}"
     );
-    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+/// Bytes this thread has read so far (`rchar` of /proc/thread-self/io: every read and
+/// pread, whatever the file), so a test can tell whether a call read a file.
+fn bytes_read_by_this_thread() -> u64 {
+    let io = std::fs::read_to_string("/proc/thread-self/io").expect("/proc/thread-self/io");
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("rchar line")
 }
 
 #[test]
 fn sparse_2_gib_file_is_refused_before_reading() {
     let s = Scratch::new();
-    let p = s.file("secret", b"", me(), 0o600);
-    File::options()
-        .write(true)
-        .open(&p)
-        .expect("open")
-        .set_len(2 << 30)
-        .expect("set_len");
-    let start = Instant::now();
-    let err = open_checked(&p, &root_rules(&s)).expect_err("huge");
-    assert_eq!(
-        err,
-        FileError::TooLarge {
-            limit: DEFAULT_MAX_SIZE
-        }
-    );
-    assert!(start.elapsed() < Duration::from_secs(1));
+    let rules = root_rules(&s);
+    // 2 GiB, and a sparse 1 TiB (A10 of the test plan).
+    for (name, size) in [("secret-2g", 2u64 << 30), ("secret-1t", 1u64 << 40)] {
+        let p = s.file(name, b"", me(), 0o600);
+        File::options()
+            .write(true)
+            .open(&p)
+            .expect("open")
+            .set_len(size)
+            .expect("set_len");
+        let before = bytes_read_by_this_thread();
+        let err = open_checked(&p, &rules).expect_err("huge");
+        let read = bytes_read_by_this_thread() - before;
+        assert_eq!(
+            err,
+            FileError::TooLarge {
+                limit: DEFAULT_MAX_SIZE
+            },
+            "{name}"
+        );
+        // Refused on its size: not even the bounded read's cap of it was read (the
+        // count includes the small reads of the walk and of /proc itself).
+        assert!(read < DEFAULT_MAX_SIZE as u64, "{name}: {read} bytes read");
+    }
+    // Control: a file at the cap is read, and the count sees it.
+    let q = s.file("at-cap", &vec![b'A'; DEFAULT_MAX_SIZE], me(), 0o600);
+    let before = bytes_read_by_this_thread();
+    let opened = open_checked(&q, &rules).expect("a file at the cap");
+    let read = bytes_read_by_this_thread() - before;
+    assert_eq!(opened.contents.len(), DEFAULT_MAX_SIZE);
+    assert!(read >= DEFAULT_MAX_SIZE as u64, "{read} bytes read");
 }
 
 #[test]
@@ -681,8 +709,9 @@ fn lock_times_out_while_another_descriptor_holds_the_flock() {
         .expect_err("held elsewhere");
     let waited = start.elapsed();
     assert_eq!(err, FileError::LockTimeout);
+    // The deadline was waited out (a lower bound cannot be missed on a slow machine);
+    // how soon after it the call returns is a speed goal, for `make bench`.
     assert!(waited >= Duration::from_millis(300), "{waited:?}");
-    assert!(waited < Duration::from_secs(2), "{waited:?}");
 }
 
 #[test]
@@ -1539,7 +1568,10 @@ fn a_file_on_overlayfs_is_taken_for_shared() {
         .status()
         .expect("spawn unshare");
     if status.code() == Some(97) {
-        eprintln!("skipping: no overlayfs here");
+        skip(
+            "a_file_on_overlayfs_is_taken_for_shared",
+            "an overlayfs mount",
+        );
         return;
     }
     assert_eq!(status.code(), Some(42), "child status {status:?}");
@@ -1703,7 +1735,10 @@ fn a_private_group_home_with_an_acl_granting_write_is_refused() {
     // primary group, no other member); without that, the exception never applies.
     let root_group = crate::nss::lookup_group_by_name("root").ok().flatten();
     if !root_group.is_some_and(|g| g.gid == 0 && g.members.iter().all(|m| m == "root")) {
-        eprintln!("SKIPPED: group root has other members here");
+        skip(
+            "a_private_group_home_with_an_acl_granting_write_is_refused",
+            "a group root without other members",
+        );
         return;
     }
     let s = Scratch::new();
@@ -1739,7 +1774,10 @@ fn a_store_directory_is_excused_for_the_private_group_only_when_the_file_owner_o
     // Root's group stands in for the owner's private group; it must have no member.
     let root_group = crate::nss::lookup_group_by_name("root").ok().flatten();
     if !root_group.is_some_and(|g| g.gid == 0 && g.members.iter().all(|m| m == "root")) {
-        eprintln!("SKIPPED: group root has other members here");
+        skip(
+            "a_store_directory_is_excused_for_the_private_group_only_when_the_file_owner_owns_it",
+            "a group root without other members",
+        );
         return;
     }
     let s = Scratch::new();
