@@ -601,7 +601,7 @@ fn a_broken_rule_file_shows_in_the_audit_as_the_group_skips_it_bars() {
         return;
     }
     // No secret file and no nullok: only the skip lets this account in.
-    let u = TestUser::create("ag");
+    let u = TestUser::create("bq");
     let dir = system_tests::fleet::trusted_dir("pam_totp-audit-access");
     let rules = dir.path().join("access.conf");
     // useradd gave the account a primary group of its own name: proven membership.
