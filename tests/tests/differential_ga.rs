@@ -1624,6 +1624,47 @@ fn table() -> Vec<Scenario> {
         }),
     );
 
+    // --- Odd but real configurations (appended: rows are numbered in the docs) -------------
+    // A home on a CIFS mount shows every file with the mount's file_mode (0755 by
+    // default), so GA installations there set allowed_perm= to match. Execute bits do
+    // not let anyone else read or change the secret.
+    rows.push(
+        row(
+            "allowed_perm=0755 and a 0755 file (a CIFS mount's file_mode)",
+            Expect::Same,
+            Init::File(SCRATCH_FILE.into(), 0o755),
+        )
+        .args("allowed_perm=0755")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(ok(1)),
+            at(T * 30 + 2).ans(Tok::Lit("12345678")).both(err(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "allowed_perm=0700 and a 0700 file",
+            Expect::Same,
+            Init::File(TOTP_REUSE_FILE.into(), 0o700),
+        )
+        .args("allowed_perm=0700")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "allowed_perm=0775 and a group-writable 0775 file",
+            Expect::Differs(
+                "allowed_perm= never admits group or other write for us: a file its group \
+                 can write is refused whatever the option says; GA accepts the bits it is \
+                 given",
+            ),
+            Init::File(TOTP_FILE.into(), 0o775),
+        )
+        .args("allowed_perm=0775")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
+        .files(both_unchanged),
+    );
+
     rows
 }
 

@@ -161,7 +161,7 @@ fn user_accepts_uid_or_name_and_rejects_trailing_garbage() {
 }
 
 #[test]
-fn allowed_perm_is_octal_and_only_relaxes_read_bits() {
+fn allowed_perm_is_octal_and_only_relaxes_read_and_execute_bits() {
     let o = parse(&["allowed_perm=0640"]).unwrap();
     assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o640, false));
     let o = parse(&["allowed_perm=0400"]).unwrap();
@@ -171,8 +171,15 @@ fn allowed_perm_is_octal_and_only_relaxes_read_bits() {
     // GA's strtol: leading zeros do not count.
     let o = parse(&["allowed_perm=0000000640"]).unwrap();
     assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o640, false));
+    // Execute bits, as a CIFS mount's file_mode shows them, are kept.
+    let o = parse(&["allowed_perm=0755"]).unwrap();
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o755, false));
+    let o = parse(&["allowed_perm=0700"]).unwrap();
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o700, false));
+    let o = parse(&["allowed_perm=0777"]).unwrap();
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o755, true));
     let o = parse(&["allowed_perm=4777"]).unwrap();
-    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o644, true));
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o755, true));
     assert!(o.weakening().contains(&"allowed_perm"));
     for bad in [
         "allowed_perm=0",
