@@ -1665,7 +1665,42 @@ fn table() -> Vec<Scenario> {
         .files(both_unchanged),
     );
 
+    rows.push(
+        row(
+            "a file just under 64 KiB that its DISALLOW_REUSE update would outgrow",
+            Expect::Differs(
+                "GA writes the grown file and then refuses it (and so every code) at the \
+                 next login; we leave the line as it is (logged) and accept, the state \
+                 store refusing the code again",
+            ),
+            file(&near_the_size_cap(TOTP_REUSE_FILE)),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T)).both(err(1)),
+            at((T + 1) * 30).ans(Tok::Totp(T + 1)).each(err(1), ok(1)),
+        ])
+        .files(|f| {
+            unchanged(f.ours.as_ref(), f)?;
+            let ga = f.ga.as_ref().ok_or("GA's file vanished")?;
+            if ga.bytes.len() <= totp_core::gafile::MAX_FILE_LEN {
+                return Err(format!("GA's file is {} bytes", ga.bytes.len()));
+            }
+            Ok(())
+        }),
+    );
+
     rows
+}
+
+/// `head` padded with an unknown line to one byte under GA's 64 KiB cap.
+fn near_the_size_cap(head: &str) -> String {
+    let mut text = format!("{head}\" X_PAD ");
+    while text.len() < totp_core::gafile::MAX_FILE_LEN - 1 {
+        text.push('a');
+    }
+    text.push('\n');
+    text
 }
 
 // ---------------------------------------------------------------------------------
