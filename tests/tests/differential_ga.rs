@@ -229,6 +229,8 @@ enum Init {
     Missing,
     /// `~/.google_authenticator` is a symlink to `~/.ga_target` (mode 0600).
     Symlink(String),
+    /// `~/.google_authenticator` is a symlink to `~/.ga_target`, which does not exist.
+    DanglingSymlink,
     /// `~/.google_authenticator` (mode 0600, the user's) with a second hard link,
     /// `~/.ga_target` (a backup made with `ln`).
     HardLink(String),
@@ -1690,6 +1692,47 @@ fn table() -> Vec<Scenario> {
         }),
     );
 
+    rows.push(
+        row(
+            "nullok and a dangling symlink",
+            Expect::Differs(
+                "GA follows the link, open() fails with ENOENT and nullok skips the user; \
+                 we never follow a symlink (R5/R6), so the link is an unusable file, not a \
+                 missing one: asked for a code and denied (a link into a store that did \
+                 not mount must not skip the second factor)",
+            ),
+            Init::DanglingSymlink,
+        )
+        .args("nullok")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ignore(), err(1))])
+        .files(|f| match (&f.ga, &f.ours) {
+            (None, None) => Ok(()),
+            other => Err(format!("a file appeared: {other:?}")),
+        }),
+    );
+
+    rows.push(
+        row(
+            "secret= with an empty value, and nullok",
+            Expect::Differs(
+                "GA opens an empty path, gets ENOENT and nullok skips every user (the \
+                 second factor silently off); for us an empty secret= is a configuration \
+                 error: every login fails without a prompt",
+            ),
+            file(TOTP_FILE),
+        )
+        .args("secret= nullok")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(
+            ignore(),
+            V {
+                code: "PAM_SERVICE_ERR",
+                prompts: 0,
+                tok: TokOut::Unchanged,
+            },
+        )])
+        .files(both_unchanged),
+    );
+
     rows
 }
 
@@ -1956,6 +1999,11 @@ fn init_file(env: &Env, init: &Init) -> Option<Vec<u8>> {
             env.user.write_secret(text, *mode);
             Some(text.as_bytes().to_vec())
         }
+        Init::DanglingSymlink => {
+            symlink(".ga_target", &path).expect("symlink");
+            lchown(&path, Some(env.user.uid), Some(env.user.gid)).expect("lchown");
+            None
+        }
         Init::Symlink(text) => {
             write_owned(&target, text.as_bytes(), env.user.uid, env.user.gid, 0o600);
             symlink(".ga_target", &path).expect("symlink");
@@ -2089,7 +2137,7 @@ fn run_row(env: &Env, sc: &Scenario) -> (String, Vec<String>) {
         Init::File(_, mode) => Some(*mode),
         Init::Symlink(_) | Init::HardLink(_) => Some(0o600),
         Init::RootOwned(_, mode) => Some(*mode),
-        Init::Missing => None,
+        Init::Missing | Init::DanglingSymlink => None,
     };
     let mut finals = Finals {
         initial: None,
