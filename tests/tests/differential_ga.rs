@@ -1733,6 +1733,18 @@ fn table() -> Vec<Scenario> {
         .files(both_unchanged),
     );
 
+    rows.push(
+        row(
+            "grace_period with more digits than a long",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("grace_period=99999999999999999999999")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).rhost("10.0.0.5").both(ok(1)),
+        ]),
+    );
+
     rows
 }
 

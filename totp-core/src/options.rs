@@ -479,10 +479,14 @@ impl ModuleOptions {
                         // `long`; a longer one than ours is clamped (a shorter grace
                         // period only asks for a code sooner) rather than refusing a
                         // configuration GA ran with, which would deny everybody.
+                        // Digits beyond a `long` are no error to GA either (its strtol
+                        // saturates, errno unread): they are the longest period.
                         let n = if v.is_empty() {
                             0
+                        } else if v.bytes().all(|b| b.is_ascii_digit()) {
+                            v.parse::<u64>().unwrap_or(u64::MAX)
                         } else {
-                            decimal("grace_period", v, 0, u64::MAX)?
+                            return Err(bad("grace_period", "not a decimal number"));
                         };
                         self.grace_period_clamped = n > MAX_GRACE_PERIOD_SECS;
                         self.grace_period_secs = n.min(MAX_GRACE_PERIOD_SECS);
