@@ -38,6 +38,11 @@ use totp_core::secret::Secret;
 const SERVICE: &str = "differential";
 /// A 26-character (128-bit) secret, the length GA 1.03–1.10 enrollment writes.
 const SECRET_128: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY";
+/// 64 characters: a 40-byte key.
+const SECRET_320: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+/// 128 characters: an 80-byte key, longer than SHA-1's block (HMAC hashes it first).
+const SECRET_640: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
+GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 /// What the stack reports when the module under test returned `PAM_IGNORE` (see
 /// [`stack_lines`]); libpam alone would turn a lone ignore into `PAM_PERM_DENIED`.
 const IGNORE_MARKER: &str = "PAM_CRED_INSUFFICIENT";
@@ -1744,6 +1749,101 @@ fn table() -> Vec<Scenario> {
             at(T * 30).ans(Tok::Totp(T)).rhost("10.0.0.5").both(ok(1)),
         ]),
     );
+
+    // Odd but real files both modules read alike (found by a differential sweep of
+    // hand-edited shapes; pinned so neither side drifts).
+    rows.push(
+        row(
+            "only a secret line, no line break",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(err(1)),
+        ])
+        .files(both_unchanged),
+    );
+    rows.push(
+        row("empty file", Expect::Same, file(""))
+            .args("nullok")
+            .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(err(1))])
+            .files(both_unchanged),
+    );
+    rows.push(
+        row(
+            "scratch lines with blanks, a plus, CRLF and no final line break",
+            Expect::Same,
+            file(
+                "2SH3V3GDW7ZNMGYE \t\r\n\" TOTP_AUTH\r\n\r\n  12345678\r\n+87654321\r\n\" X_NOTE\r\n11111111",
+            ),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("11111111")).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Lit("87654321")).both(ok(1)),
+            at(T * 30 + 2).ans(Tok::Lit("12345678")).both(ok(1)),
+            at(T * 30 + 3).ans(Tok::Lit("12345678")).both(err(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "a scratch line with a leading zero ends the scan",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n87654321\n01234567\n12345678\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("12345678")).both(err(1)),
+            at(T * 30 + 700).ans(Tok::Lit("01234567")).both(err(1)),
+            at(T * 30 + 1400).ans(Tok::Lit("87654321")).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "option lines with tabs, doubled blanks and trailing words",
+            Expect::Differs(
+                "a RATE_LIMIT refusal is still prompted for us (the answer discarded), so a \
+                 throttled account does not stand out",
+            ),
+            file(
+                "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT\t2  30\n\" WINDOW_SIZE 5 five\n\"  STEP_SIZE 61\n \" HOTP_COUNTER 1\n\" DISALLOW_REUSE\t9990  10001\t\n\" TOTP_AUTH\n",
+            ),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            // WINDOW_SIZE 5: offsets -2..+2; the two-blank STEP_SIZE and the indented
+            // HOTP_COUNTER are no option lines; step 10001 is listed.
+            at(T * 30).ans(Tok::Totp(T + 1)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T + 2)).both(ok(1)),
+            // RATE_LIMIT 2 30: the third attempt within 30 s is refused.
+            at(T * 30 + 2).ans(Tok::Totp(T - 2)).each(err(0), err(1)),
+        ])
+        .files(check_equal),
+    );
+    rows.push(
+        row(
+            "TOTP_AUTH found inside another line",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" X_NOTE \" TOTP_AUTH\n\" DISALLOW_REUSE\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    for (len, key) in [(64, SECRET_320), (128, SECRET_640)] {
+        rows.push(
+            row(
+                format!("{len}-character lowercase secret"),
+                Expect::Same,
+                file(&format!(
+                    "{}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n",
+                    key.to_ascii_lowercase()
+                )),
+            )
+            .key(key)
+            .steps(vec![
+                at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+                at(T * 30 + 1).ans(Tok::Totp(T)).both(err(1)),
+            ]),
+        );
+    }
 
     rows
 }
