@@ -1845,6 +1845,31 @@ fn table() -> Vec<Scenario> {
         );
     }
 
+    rows.push(
+        row(
+            "HOTP: try_first_pass, wrong PAM_AUTHTOK then a scratch code",
+            Expect::Differs(
+                "GA moves HOTP_COUNTER on for the failed check of PAM_AUTHTOK although the \
+                 scratch code logged in, one ahead of a token nobody pressed, so the \
+                 token's next code fails (and moves it on again); the tentative check's \
+                 counter move is dropped for us, so the token's next press logs in",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n12345678\n"),
+        )
+        .args("try_first_pass")
+        .steps(vec![
+            at(T * 30)
+                .authtok(Tok::Wrong)
+                .ans(Tok::Lit("12345678"))
+                .both(ok(1)),
+            at(T * 30 + 60).ans(Tok::Hotp(1)).each(err(1), ok(1)),
+        ])
+        .files(|f| {
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 3\n")?;
+            expect_line(f.ours.as_ref(), "\" HOTP_COUNTER 2\n")
+        }),
+    );
+
     rows
 }
 
