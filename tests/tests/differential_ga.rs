@@ -1419,7 +1419,7 @@ fn table() -> Vec<Scenario> {
         row(
             "allowed_perm=0660 and a group-writable file",
             Expect::Differs(
-                "allowed_perm= only relaxes read bits for us: a file its group (or others) \
+                "allowed_perm= only relaxes read and execute bits for us: a file its group (or others) \
                  can write is refused whatever the option says; GA accepts the bits it is \
                  given",
             ),
