@@ -1870,6 +1870,16 @@ fn table() -> Vec<Scenario> {
         }),
     );
 
+    rows.push(
+        row(
+            "20-character secret (96 bits)",
+            Expect::Same,
+            file("GEZDGNBVGY3TQOJQGEZD\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .key("GEZDGNBVGY3TQOJQGEZD")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+
     rows
 }
 
