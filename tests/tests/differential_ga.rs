@@ -38,6 +38,11 @@ use totp_core::secret::Secret;
 const SERVICE: &str = "differential";
 /// A 26-character (128-bit) secret, the length GA 1.03–1.10 enrollment writes.
 const SECRET_128: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY";
+/// 64 characters: a 40-byte key.
+const SECRET_320: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+/// 128 characters: an 80-byte key, longer than SHA-1's block (HMAC hashes it first).
+const SECRET_640: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
+GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 /// What the stack reports when the module under test returned `PAM_IGNORE` (see
 /// [`stack_lines`]); libpam alone would turn a lone ignore into `PAM_PERM_DENIED`.
 const IGNORE_MARKER: &str = "PAM_CRED_INSUFFICIENT";
@@ -229,6 +234,8 @@ enum Init {
     Missing,
     /// `~/.google_authenticator` is a symlink to `~/.ga_target` (mode 0600).
     Symlink(String),
+    /// `~/.google_authenticator` is a symlink to `~/.ga_target`, which does not exist.
+    DanglingSymlink,
     /// `~/.google_authenticator` (mode 0600, the user's) with a second hard link,
     /// `~/.ga_target` (a backup made with `ln`).
     HardLink(String),
@@ -1412,7 +1419,7 @@ fn table() -> Vec<Scenario> {
         row(
             "allowed_perm=0660 and a group-writable file",
             Expect::Differs(
-                "allowed_perm= only relaxes read bits for us: a file its group (or others) \
+                "allowed_perm= only relaxes read and execute bits for us: a file its group (or others) \
                  can write is refused whatever the option says; GA accepts the bits it is \
                  given",
             ),
@@ -1624,7 +1631,266 @@ fn table() -> Vec<Scenario> {
         }),
     );
 
+    // --- Odd but real configurations (appended: rows are numbered in the docs) -------------
+    // A home on a CIFS mount shows every file with the mount's file_mode (0755 by
+    // default), so GA installations there set allowed_perm= to match. Execute bits do
+    // not let anyone else read or change the secret.
+    rows.push(
+        row(
+            "allowed_perm=0755 and a 0755 file (a CIFS mount's file_mode)",
+            Expect::Same,
+            Init::File(SCRATCH_FILE.into(), 0o755),
+        )
+        .args("allowed_perm=0755")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(ok(1)),
+            at(T * 30 + 2).ans(Tok::Lit("12345678")).both(err(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "allowed_perm=0700 and a 0700 file",
+            Expect::Same,
+            Init::File(TOTP_REUSE_FILE.into(), 0o700),
+        )
+        .args("allowed_perm=0700")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "allowed_perm=0775 and a group-writable 0775 file",
+            Expect::Differs(
+                "allowed_perm= never admits group or other write for us: a file its group \
+                 can write is refused whatever the option says; GA accepts the bits it is \
+                 given",
+            ),
+            Init::File(TOTP_FILE.into(), 0o775),
+        )
+        .args("allowed_perm=0775")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))])
+        .files(both_unchanged),
+    );
+
+    rows.push(
+        row(
+            "a file just under 64 KiB that its DISALLOW_REUSE update would outgrow",
+            Expect::Differs(
+                "GA writes the grown file and then refuses it (and so every code) at the \
+                 next login; we leave the line as it is (logged) and accept, the state \
+                 store refusing the code again",
+            ),
+            file(&near_the_size_cap(TOTP_REUSE_FILE)),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T)).both(err(1)),
+            at((T + 1) * 30).ans(Tok::Totp(T + 1)).each(err(1), ok(1)),
+        ])
+        .files(|f| {
+            unchanged(f.ours.as_ref(), f)?;
+            let ga = f.ga.as_ref().ok_or("GA's file vanished")?;
+            if ga.bytes.len() <= totp_core::gafile::MAX_FILE_LEN {
+                return Err(format!("GA's file is {} bytes", ga.bytes.len()));
+            }
+            Ok(())
+        }),
+    );
+
+    rows.push(
+        row(
+            "nullok and a dangling symlink",
+            Expect::Differs(
+                "GA follows the link, open() fails with ENOENT and nullok skips the user; \
+                 we never follow a symlink (R5/R6), so the link is an unusable file, not a \
+                 missing one: asked for a code and denied (a link into a store that did \
+                 not mount must not skip the second factor)",
+            ),
+            Init::DanglingSymlink,
+        )
+        .args("nullok")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ignore(), err(1))])
+        .files(|f| match (&f.ga, &f.ours) {
+            (None, None) => Ok(()),
+            other => Err(format!("a file appeared: {other:?}")),
+        }),
+    );
+
+    rows.push(
+        row(
+            "secret= with an empty value, and nullok",
+            Expect::Differs(
+                "GA opens an empty path, gets ENOENT and nullok skips every user (the \
+                 second factor silently off); for us an empty secret= is a configuration \
+                 error: every login fails without a prompt",
+            ),
+            file(TOTP_FILE),
+        )
+        .args("secret= nullok")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(
+            ignore(),
+            V {
+                code: "PAM_SERVICE_ERR",
+                prompts: 0,
+                tok: TokOut::Unchanged,
+            },
+        )])
+        .files(both_unchanged),
+    );
+
+    rows.push(
+        row(
+            "grace_period with more digits than a long",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("grace_period=99999999999999999999999")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).rhost("10.0.0.5").both(ok(1)),
+        ]),
+    );
+
+    // Odd but real files both modules read alike (found by a differential sweep of
+    // hand-edited shapes; pinned so neither side drifts).
+    rows.push(
+        row(
+            "only a secret line, no line break",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(err(1)),
+        ])
+        .files(both_unchanged),
+    );
+    rows.push(
+        row("empty file", Expect::Same, file(""))
+            .args("nullok")
+            .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(err(1))])
+            .files(both_unchanged),
+    );
+    rows.push(
+        row(
+            "scratch lines with blanks, a plus, CRLF and no final line break",
+            Expect::Same,
+            file(
+                "2SH3V3GDW7ZNMGYE \t\r\n\" TOTP_AUTH\r\n\r\n  12345678\r\n+87654321\r\n\" X_NOTE\r\n11111111",
+            ),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("11111111")).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Lit("87654321")).both(ok(1)),
+            at(T * 30 + 2).ans(Tok::Lit("12345678")).both(ok(1)),
+            at(T * 30 + 3).ans(Tok::Lit("12345678")).both(err(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "a scratch line with a leading zero ends the scan",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n87654321\n01234567\n12345678\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("12345678")).both(err(1)),
+            at(T * 30 + 700).ans(Tok::Lit("01234567")).both(err(1)),
+            at(T * 30 + 1400).ans(Tok::Lit("87654321")).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "option lines with tabs, doubled blanks and trailing words",
+            Expect::Differs(
+                "a RATE_LIMIT refusal is still prompted for us (the answer discarded), so a \
+                 throttled account does not stand out",
+            ),
+            file(
+                "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT\t2  30\n\" WINDOW_SIZE 5 five\n\"  STEP_SIZE 61\n \" HOTP_COUNTER 1\n\" DISALLOW_REUSE\t9990  10001\t\n\" TOTP_AUTH\n",
+            ),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            // WINDOW_SIZE 5: offsets -2..+2; the two-blank STEP_SIZE and the indented
+            // HOTP_COUNTER are no option lines; step 10001 is listed.
+            at(T * 30).ans(Tok::Totp(T + 1)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T + 2)).both(ok(1)),
+            // RATE_LIMIT 2 30: the third attempt within 30 s is refused.
+            at(T * 30 + 2).ans(Tok::Totp(T - 2)).each(err(0), err(1)),
+        ])
+        .files(check_equal),
+    );
+    rows.push(
+        row(
+            "TOTP_AUTH found inside another line",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" X_NOTE \" TOTP_AUTH\n\" DISALLOW_REUSE\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    for (len, key) in [(64, SECRET_320), (128, SECRET_640)] {
+        rows.push(
+            row(
+                format!("{len}-character lowercase secret"),
+                Expect::Same,
+                file(&format!(
+                    "{}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n",
+                    key.to_ascii_lowercase()
+                )),
+            )
+            .key(key)
+            .steps(vec![
+                at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+                at(T * 30 + 1).ans(Tok::Totp(T)).both(err(1)),
+            ]),
+        );
+    }
+
+    rows.push(
+        row(
+            "HOTP: try_first_pass, wrong PAM_AUTHTOK then a scratch code",
+            Expect::Differs(
+                "GA moves HOTP_COUNTER on for the failed check of PAM_AUTHTOK although the \
+                 scratch code logged in, one ahead of a token nobody pressed, so the \
+                 token's next code fails (and moves it on again); the tentative check's \
+                 counter move is dropped for us, so the token's next press logs in",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n12345678\n"),
+        )
+        .args("try_first_pass")
+        .steps(vec![
+            at(T * 30)
+                .authtok(Tok::Wrong)
+                .ans(Tok::Lit("12345678"))
+                .both(ok(1)),
+            at(T * 30 + 60).ans(Tok::Hotp(1)).each(err(1), ok(1)),
+        ])
+        .files(|f| {
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 3\n")?;
+            expect_line(f.ours.as_ref(), "\" HOTP_COUNTER 2\n")
+        }),
+    );
+
+    rows.push(
+        row(
+            "20-character secret (96 bits)",
+            Expect::Same,
+            file("GEZDGNBVGY3TQOJQGEZD\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .key("GEZDGNBVGY3TQOJQGEZD")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+
     rows
+}
+
+/// `head` padded with an unknown line to one byte under GA's 64 KiB cap.
+fn near_the_size_cap(head: &str) -> String {
+    let mut text = format!("{head}\" X_PAD ");
+    while text.len() < totp_core::gafile::MAX_FILE_LEN - 1 {
+        text.push('a');
+    }
+    text.push('\n');
+    text
 }
 
 // ---------------------------------------------------------------------------------
@@ -1880,6 +2146,11 @@ fn init_file(env: &Env, init: &Init) -> Option<Vec<u8>> {
             env.user.write_secret(text, *mode);
             Some(text.as_bytes().to_vec())
         }
+        Init::DanglingSymlink => {
+            symlink(".ga_target", &path).expect("symlink");
+            lchown(&path, Some(env.user.uid), Some(env.user.gid)).expect("lchown");
+            None
+        }
         Init::Symlink(text) => {
             write_owned(&target, text.as_bytes(), env.user.uid, env.user.gid, 0o600);
             symlink(".ga_target", &path).expect("symlink");
@@ -2013,7 +2284,7 @@ fn run_row(env: &Env, sc: &Scenario) -> (String, Vec<String>) {
         Init::File(_, mode) => Some(*mode),
         Init::Symlink(_) | Init::HardLink(_) => Some(0o600),
         Init::RootOwned(_, mode) => Some(*mode),
-        Init::Missing => None,
+        Init::Missing | Init::DanglingSymlink => None,
     };
     let mut finals = Finals {
         initial: None,

@@ -81,8 +81,12 @@ pub const OPTION_NAMES: &[&str] = &[
 
 /// GA's default `allowed_perm`.
 pub const DEFAULT_ALLOWED_PERM: u32 = 0o600;
-/// `allowed_perm` may add read bits only: owner read/write plus group/other read.
-pub const ALLOWED_PERM_CEILING: u32 = 0o644;
+/// `allowed_perm` may add read and execute bits only: owner read/write/execute plus
+/// group/other read/execute. Neither lets anyone but the owner change the file, and
+/// GA's users set them where a file system shows every file with one mode (a CIFS
+/// mount's `file_mode`, 0755 by default); group/other write and the special bits stay
+/// refused (the file check refuses them whatever the option says).
+pub const ALLOWED_PERM_CEILING: u32 = 0o755;
 pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 4000;
 pub const MAX_LOCK_TIMEOUT_MS: u64 = 5000;
 /// Longest `grace_period=` accepted (366 days).
@@ -475,10 +479,14 @@ impl ModuleOptions {
                         // `long`; a longer one than ours is clamped (a shorter grace
                         // period only asks for a code sooner) rather than refusing a
                         // configuration GA ran with, which would deny everybody.
+                        // Digits beyond a `long` are no error to GA either (its strtol
+                        // saturates, errno unread): they are the longest period.
                         let n = if v.is_empty() {
                             0
+                        } else if v.bytes().all(|b| b.is_ascii_digit()) {
+                            v.parse::<u64>().unwrap_or(u64::MAX)
                         } else {
-                            decimal("grace_period", v, 0, u64::MAX)?
+                            return Err(bad("grace_period", "not a decimal number"));
                         };
                         self.grace_period_clamped = n > MAX_GRACE_PERIOD_SECS;
                         self.grace_period_secs = n.min(MAX_GRACE_PERIOD_SECS);

@@ -146,6 +146,10 @@ pub enum Warning {
     /// is the old token's code typed again, or a token enrolled since the upgrade, which
     /// only an admin can tell (`totp-state reset --forget-version-1-marks`).
     Version1HotpCounter { counter: u64, mark: u64 },
+    /// The file's `key` line was left as it is: updated, the file would outgrow GA's
+    /// 64 KiB cap, which GA would then refuse at every login (it writes it all the same).
+    /// The state store holds this login's use either way.
+    LineNotUpdated { key: &'static str },
 }
 
 impl Warning {
@@ -234,6 +238,13 @@ impl fmt::Display for Warning {
                  version-1 record's HOTP counter is {mark}, and this token has no marks of \
                  its own. Either the old token's code was typed again (a replay), or the \
                  user was given a new token since the upgrade"
+            ),
+            Self::LineNotUpdated { key } => write!(
+                f,
+                "the secret file's {key} line was left as it is: updated, the file would \
+                 be larger than {} bytes, which GA refuses to read (the state store holds \
+                 this login's use)",
+                crate::gafile::MAX_FILE_LEN
             ),
         }
     }

@@ -180,7 +180,7 @@ fn user_accepts_uid_or_name_and_rejects_trailing_garbage() {
 }
 
 #[test]
-fn allowed_perm_is_octal_and_only_relaxes_read_bits() {
+fn allowed_perm_is_octal_and_only_relaxes_read_and_execute_bits() {
     let o = parse(&["allowed_perm=0640"]).unwrap();
     assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o640, false));
     let o = parse(&["allowed_perm=0400"]).unwrap();
@@ -190,8 +190,15 @@ fn allowed_perm_is_octal_and_only_relaxes_read_bits() {
     // GA's strtol: leading zeros do not count.
     let o = parse(&["allowed_perm=0000000640"]).unwrap();
     assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o640, false));
+    // Execute bits, as a CIFS mount's file_mode shows them, are kept.
+    let o = parse(&["allowed_perm=0755"]).unwrap();
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o755, false));
+    let o = parse(&["allowed_perm=0700"]).unwrap();
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o700, false));
+    let o = parse(&["allowed_perm=0777"]).unwrap();
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o755, true));
     let o = parse(&["allowed_perm=4777"]).unwrap();
-    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o644, true));
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o755, true));
     assert!(o.weakening().contains(&"allowed_perm"));
     for bad in [
         "allowed_perm=0",
@@ -215,7 +222,13 @@ fn grace_period_follows_ga_parsing() {
     assert!(!parse(&["grace_period=86400"]).unwrap().grace_period_clamped);
     // GA accepts any period that fits a long: a longer one than ours is clamped, not a
     // configuration error that would deny everybody after the switch.
-    for long in ["grace_period=31708801", "grace_period=99999999999"] {
+    // Beyond a long too: GA's strtol saturates and GA does not look at errno.
+    for long in [
+        "grace_period=31708801",
+        "grace_period=99999999999",
+        "grace_period=999999999999999999999",
+        "grace_period=000000000000000000000000000086400000",
+    ] {
         let o = parse(&[long]).unwrap();
         assert_eq!(
             (o.grace_period_secs, o.grace_period_clamped),
@@ -232,7 +245,7 @@ fn grace_period_follows_ga_parsing() {
         "grace_period=-1",
         "grace_period=10s",
         "grace_period= 10",
-        "grace_period=999999999999999999999",
+        "grace_period=+10",
     ] {
         assert!(parse(&[bad]).is_err(), "{bad}");
     }

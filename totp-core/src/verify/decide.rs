@@ -54,6 +54,25 @@ pub fn version_1_mark_from_shorter_step(
     })
 }
 
+/// `file.set(key, value)`, or nothing where the updated file would outgrow GA's size
+/// cap: GA writes such a file and then refuses it at every login, and refusing the
+/// login here would turn a bookkeeping line into a denial (R3). The line is read and
+/// obeyed as before; the state store holds this login's use.
+fn set_within_cap(
+    file: &mut GaFile,
+    key: &'static str,
+    value: &str,
+    warnings: &mut Vec<Warning>,
+) -> Result<(), VerifyError> {
+    match file.set(key, value) {
+        Err(GaFileError::TooLarge) => {
+            warnings.push(Warning::LineNotUpdated { key });
+            Ok(())
+        }
+        other => Ok(other?),
+    }
+}
+
 impl Prepared {
     /// The enrolment the file is ([`super::enrolment_id`]), whose record a `user=` name
     /// without an account is kept in ([`crate::ledger::EnrolmentRecord`]).
@@ -177,7 +196,8 @@ impl Prepared {
             let (updated, exceeded) = gafile::rate_limit_update(&current, now);
             // Read and obeyed either way; written only for the hosts that read it.
             if attempt.keep_ga_lines {
-                file.set(KEY_RATE_LIMIT, &gafile::rate_limit_value(&updated))?;
+                let value = gafile::rate_limit_value(&updated);
+                set_within_cap(&mut file, KEY_RATE_LIMIT, &value, &mut warnings)?;
             }
             ledger.attempts = updated.timestamps;
             touched = true;
@@ -289,7 +309,12 @@ impl Prepared {
                                 if let Some(v) =
                                     gafile::disallow_reuse_update(listed, step, window)?
                                 {
-                                    file.set(KEY_DISALLOW_REUSE, &v)?;
+                                    set_within_cap(
+                                        &mut file,
+                                        KEY_DISALLOW_REUSE,
+                                        &v,
+                                        &mut warnings,
+                                    )?;
                                 }
                             }
                             Some(Method::Totp { step })
@@ -320,7 +345,8 @@ impl Prepared {
                     let found = search_window(&self.secret, &self.cfg, code, hotp_floor..end);
                     match found.first() {
                         Some(&counter) => {
-                            file.set(KEY_HOTP_COUNTER, &(counter + 1).to_string())?;
+                            let next = (counter + 1).to_string();
+                            set_within_cap(&mut file, KEY_HOTP_COUNTER, &next, &mut warnings)?;
                             Some(Method::Hotp { counter })
                         }
                         None => {
@@ -372,7 +398,8 @@ impl Prepared {
         if let (Mode::Hotp { counter }, false) = (self.cfg.mode, policy.no_increment_hotp) {
             // GA advances once per attempt, even when a scratch code then succeeded.
             if hotp_failed && !matches!(verdict, Verdict::Accepted(Method::Hotp { .. })) {
-                file.set(KEY_HOTP_COUNTER, &(counter.saturating_add(1)).to_string())?;
+                let next = counter.saturating_add(1).to_string();
+                set_within_cap(&mut file, KEY_HOTP_COUNTER, &next, &mut warnings)?;
             }
         }
 

@@ -1917,3 +1917,65 @@ fn the_hard_cap_is_decided_as_a_refusal() {
     let d = u.try_from(&p, &code(10_000), 300_000 + 3 * 3600, STRANGER);
     assert_eq!(d.refusal(), Some(Refusal::Disabled), "{d:?}");
 }
+
+/// A file padded to just under GA's 64 KiB cap: GA accepts it, and the lines a login
+/// updates would take it past the cap.
+fn near_the_size_cap(head: &str) -> String {
+    let mut text = format!("{head}\" X_PAD ");
+    while text.len() < gafile::MAX_FILE_LEN - 1 {
+        text.push('a');
+    }
+    text.push('\n');
+    text
+}
+
+#[test]
+fn a_line_update_that_would_outgrow_the_size_cap_is_dropped_not_a_denial() {
+    let p = Policy::default();
+    // TOTP: the shared file's DISALLOW_REUSE line would grow.
+    let mut u = User::new(&near_the_size_cap(&format!(
+        "{S}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"
+    )));
+    let d = u.attempt(&p, "050548", 300_000);
+    assert!(accepted(&d), "{:?}", d.verdict);
+    assert_eq!(d.file, None, "nothing that fits to write");
+    assert!(d.warnings.contains(&Warning::LineNotUpdated {
+        key: gafile::KEY_DISALLOW_REUSE
+    }));
+    // The store still refuses the code again.
+    assert!(!accepted(&u.attempt(&p, "050548", 300_001)));
+    // RATE_LIMIT: every attempt would grow the line; it is still obeyed.
+    let mut u = User::new(&near_the_size_cap(&format!(
+        "{S}\n\" RATE_LIMIT 1 30\n\" TOTP_AUTH\n"
+    )));
+    let d = u.attempt(&p, "050548", 300_000);
+    assert!(accepted(&d), "{:?}", d.verdict);
+    assert!(d.warnings.contains(&Warning::LineNotUpdated {
+        key: gafile::KEY_RATE_LIMIT
+    }));
+    let d = u.attempt(&p, &code(10_001), 300_030 - 1);
+    assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
+    // HOTP: HOTP_COUNTER 9 -> 10 grows by one byte; the store holds the counter.
+    let mut u = User::new(&near_the_size_cap(&format!("{S}\n\" HOTP_COUNTER 9\n")));
+    let d = u.attempt(&p, &code(9), 300_000);
+    assert!(accepted(&d), "{:?}", d.verdict);
+    assert!(d.warnings.contains(&Warning::LineNotUpdated {
+        key: gafile::KEY_HOTP_COUNTER
+    }));
+    assert_ne!(
+        u.attempt(&p, &code(9), 300_060).verdict,
+        Verdict::Accepted(Method::Hotp { counter: 9 })
+    );
+    assert!(accepted(&u.attempt(&p, &code(10), 300_120)));
+    // Control: a file with room is updated as before.
+    let mut u = User::new(&format!("{S}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"));
+    let d = u.attempt(&p, "050548", 300_000);
+    assert!(
+        !d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::LineNotUpdated { .. })),
+        "{:?}",
+        d.warnings
+    );
+    assert!(d.file.is_some());
+}

@@ -664,8 +664,9 @@ pub(super) fn check_file(info: &FileInfo, rules: &FileRules) -> Result<(), FileE
         return Err(FileError::BadOwner { uid: info.uid });
     }
     let perm = info.perm();
-    // allowed_perm may relax read bits only: write by others or special bits would let
-    // someone else change the secret or state, whatever the admin configured.
+    // allowed_perm may relax read and execute bits only: write by others or special
+    // bits would let someone else change the secret or state, whatever the admin
+    // configured.
     if perm & !rules.allowed_perm != 0 || perm & 0o7022 != 0 {
         return Err(FileError::BadMode { perm });
     }
