@@ -1109,3 +1109,41 @@ fn grace_is_the_users_never_another_users_and_spans_services() {
     assert_eq!(d.returned(), refused, "another address: {d:?}");
     assert_eq!(d.prompts, 1, "{d:?}");
 }
+
+/// Group options and `(group)` items name groups, never ids: a number is looked up as a
+/// group name, which no group has, so it proves nothing either way (pam_totp(8)). For
+/// root, whose primary group is gid 0: `skip_group=0` and `+ : (0) : ALL` do not skip,
+/// and `require_group=` with nogroup's id does not skip either. Controls: the same
+/// options and rule by name skip.
+#[test]
+fn group_options_and_items_take_names_not_ids() {
+    if !require_root("group_options_and_items_take_names_not_ids") {
+        return;
+    }
+    let nogroup_gid = Command::new("getent")
+        .args(["group", "nogroup"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|l| l.split(':').nth(2).map(|g| g.trim().to_owned()))
+        .filter(|g| !g.is_empty())
+        .expect("the nogroup group");
+    let peer = |what, skip| [case(what, "sshd", Some("203.0.113.9"), None, skip)];
+    let none = Setup::new("- : ALL : 127.0.0.1\n");
+    check_cases(&none, "skip_group=0", &peer("skip_group=0", false));
+    check_cases(&none, "skip_group=root", &peer("skip_group=root", true));
+    check_cases(
+        &none,
+        &format!("require_group={nogroup_gid}"),
+        &peer("require_group=<nogroup's id>", false),
+    );
+    check_cases(
+        &none,
+        "require_group=nogroup",
+        &peer("require_group=nogroup", true),
+    );
+    let by_id = Setup::new("+ : (0) : ALL\n");
+    check_cases(&by_id, "", &peer("+ : (0) : ALL", false));
+    let by_name = Setup::new("+ : (root) : ALL\n");
+    check_cases(&by_name, "", &peer("+ : (root) : ALL", true));
+}
