@@ -1024,3 +1024,126 @@ fn a_minus_rule_does_not_overrule_skip_group() {
     check_cases(&setup, "", &peer(false));
     check_cases(&setup, "skip_group=root", &peer(true));
 }
+
+/// What a grace entry is keyed by: the user and the address, nothing else. Another
+/// user's code accepted from the victim's address earns the victim nothing (the victim
+/// is prompted and a wrong code refused); the victim's own code from that address earns
+/// grace there, for every service whose line has `grace_period=` (the record is the
+/// user's, as GA's `LASTn` lines are the file's), and for no other address; a `-` rule
+/// naming the user does not bar it (pam_totp(8): grace is not a skip rule).
+#[test]
+fn grace_is_the_users_never_another_users_and_spans_services() {
+    if !require_root("grace_is_the_users_never_another_users_and_spans_services") {
+        return;
+    }
+    let dir = trusted_dir("pam_totp-access");
+    let rules = dir.path().join("access.conf");
+    let (victim, victim_secret) = TestUser::enrolled("gkv");
+    let (other, other_secret) = TestUser::enrolled("gko");
+    write_owned(
+        &rules,
+        format!("- : {} : ALL\n", victim.name).as_bytes(),
+        0,
+        0,
+        0o644,
+    );
+    let args = format!(
+        "grace_period=3600 ceiling_burst=100 accessfile={}",
+        rules.display()
+    );
+    let stack = Stack::probe("svc", &args);
+    // A second service in the same stack (so the same state store), the probe's lines.
+    stack.service(
+        "othersvc",
+        &format!(
+            "auth [success=2 ignore=ignore default=die] @MODULE@ {args}\n\
+             auth required pam_echo.so pam_totp-returned-ignore\n\
+             auth [success=done default=die] pam_permit.so\n\
+             auth required pam_echo.so pam_totp-returned-success\n"
+        ),
+    );
+    let run = |service: &str, u: &TestUser, answer: &str, rhost: &str, at: u64| {
+        Driver::new(&stack, service, &u.name)
+            .answer(answer)
+            .rhost(rhost)
+            .at(at)
+            .run()
+    };
+    let refused = Returned::Failed("PAM_AUTH_ERR".into());
+
+    // Another user's accepted code from the victim's address.
+    let d = run("svc", &other, &code_at(&other_secret, T0), PEER, T0);
+    assert_eq!(d.returned(), Returned::Success, "other user's login: {d:?}");
+    let d = run(
+        "svc",
+        &victim,
+        &wrong_totp(&victim_secret, T0 + 30),
+        PEER,
+        T0 + 30,
+    );
+    assert_eq!(d.returned(), refused, "grace earned for the victim: {d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+
+    // Control: the victim's own code earns grace at that address, on both services.
+    let d = run(
+        "svc",
+        &victim,
+        &code_at(&victim_secret, T0 + 90),
+        PEER,
+        T0 + 90,
+    );
+    assert_eq!(d.returned(), Returned::Success, "victim's code: {d:?}");
+    for (service, at) in [("svc", T0 + 150), ("othersvc", T0 + 210)] {
+        let d = run(service, &victim, &wrong_totp(&victim_secret, at), PEER, at);
+        assert_eq!(d.returned(), Returned::Success, "{service}: {d:?}");
+        assert_eq!(d.prompts, 0, "{service}: {d:?}");
+    }
+    // Not from another address.
+    let d = run(
+        "othersvc",
+        &victim,
+        &wrong_totp(&victim_secret, T0 + 270),
+        "192.0.2.8",
+        T0 + 270,
+    );
+    assert_eq!(d.returned(), refused, "another address: {d:?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+}
+
+/// Group options and `(group)` items name groups, never ids: a number is looked up as a
+/// group name, which no group has, so it proves nothing either way (pam_totp(8)). For
+/// root, whose primary group is gid 0: `skip_group=0` and `+ : (0) : ALL` do not skip,
+/// and `require_group=` with nogroup's id does not skip either. Controls: the same
+/// options and rule by name skip.
+#[test]
+fn group_options_and_items_take_names_not_ids() {
+    if !require_root("group_options_and_items_take_names_not_ids") {
+        return;
+    }
+    let nogroup_gid = Command::new("getent")
+        .args(["group", "nogroup"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|l| l.split(':').nth(2).map(|g| g.trim().to_owned()))
+        .filter(|g| !g.is_empty())
+        .expect("the nogroup group");
+    let peer = |what, skip| [case(what, "sshd", Some("203.0.113.9"), None, skip)];
+    let none = Setup::new("- : ALL : 127.0.0.1\n");
+    check_cases(&none, "skip_group=0", &peer("skip_group=0", false));
+    check_cases(&none, "skip_group=root", &peer("skip_group=root", true));
+    check_cases(
+        &none,
+        &format!("require_group={nogroup_gid}"),
+        &peer("require_group=<nogroup's id>", false),
+    );
+    check_cases(
+        &none,
+        "require_group=nogroup",
+        &peer("require_group=nogroup", true),
+    );
+    let by_id = Setup::new("+ : (0) : ALL\n");
+    check_cases(&by_id, "", &peer("+ : (0) : ALL", false));
+    let by_name = Setup::new("+ : (root) : ALL\n");
+    check_cases(&by_name, "", &peer("+ : (root) : ALL", true));
+}

@@ -1257,3 +1257,51 @@ fn qualified_group_names_in_rules() {
     f.refused("source down", &login(&ds, &args, &u.name, &wrong, T0));
     f.check();
 }
+
+/// What `require_group=` does to users outside the group who never enrolled while the
+/// group source is down (pam_totp(8)): their non-membership cannot be proven, so the
+/// code is asked for and, having no secret, they are refused. `nullok` still lets them
+/// in where the missing file can be established: always in store mode, and in home
+/// mode unless the source reports its failure while the user's groups are gathered
+/// (`tryagain`: the file is opened with the full group list only, R4). Controls: with
+/// the source answering, the same user is skipped whether or not `nullok` is set.
+#[test]
+fn an_outage_asks_non_members_and_nullok_still_admits_the_unenrolled() {
+    let Some((u, ds)) = setup(
+        "an_outage_asks_non_members_and_nullok_still_admits_the_unenrolled",
+        "dso",
+    ) else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let mut f = Failures::default();
+    let mut at = T0;
+    for mode in Mode::both() {
+        mode.unenroll(&u);
+        for nullok in ["", "nullok"] {
+            let args = mode.args(&format!("{nullok} require_group={g}"));
+            let what = |case: &str| format!("{} [{nullok}]: {case}", mode.name());
+            at += 90;
+            ds.with(|c| c.grmember = false);
+            f.expect(
+                &what("proven non-member"),
+                &login(&ds, &args, &u.name, "123456", at),
+                "PAM_IGNORE",
+            );
+            for group in ["unavail", "tryagain", "silent"] {
+                ds.with(|c| {
+                    c.grmember = false;
+                    c.group = group;
+                });
+                let d = login(&ds, &args, &u.name, "123456", at);
+                let home_needs_groups = matches!(mode, Mode::Home) && group == "tryagain";
+                if nullok.is_empty() || home_needs_groups {
+                    f.refused(&what(group), &d);
+                } else {
+                    f.expect(&what(group), &d, "PAM_IGNORE");
+                }
+            }
+        }
+    }
+    f.check();
+}
