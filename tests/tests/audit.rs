@@ -673,3 +673,50 @@ fn a_broken_rule_file_shows_in_the_audit_as_the_group_skips_it_bars() {
         );
     }
 }
+
+/// Two pam_totp lines, the first with a group option that skips the account: the skip
+/// (`PAM_IGNORE`) hands the login to the second line, which asks for the code, and the
+/// audit follows it there instead of reporting "the code is never asked for". A 0644
+/// home file is refused by the second line, as the login shows; control: a 0600 file
+/// is audited ok and its code logs in through the same two lines.
+#[test]
+fn a_group_skip_on_the_first_line_hands_the_account_to_the_next_line() {
+    if !require_root("a_group_skip_on_the_first_line_hands_the_account_to_the_next_line") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("bs");
+    let stack = Stack::new();
+    stack.service(
+        "svc",
+        &format!(
+            "auth [success=done ignore=ignore default=die] @MODULE@ skip_group={}\n\
+             auth required @MODULE@\n",
+            u.name
+        ),
+    );
+    let audit = || {
+        let out = run_audit(&stack, &["--user", &u.name]);
+        let seen = audit_verdicts(&out.stdout);
+        (out, seen.get(&u.name).cloned().unwrap_or_default())
+    };
+
+    // Control: a usable file on the second line.
+    let (out, (verdict, reasons)) = audit();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(verdict, "ok", "{reasons}");
+    assert!(reasons.contains("the code is never asked for"), "{reasons}");
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+
+    u.write_secret(&totp_file(&random_secret_b32()), 0o644);
+    let (out, (verdict, reasons)) = audit();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(verdict, "refused", "{reasons}");
+    assert!(reasons.contains("then the next"), "{reasons}");
+    assert!(reasons.contains("0644"), "{reasons}");
+    let d = login_at(&stack, &u, "123456", None, T0);
+    assert_eq!(
+        d.result, "PAM_AUTH_ERR",
+        "the refusal is what logins get: {d:?}"
+    );
+}
