@@ -108,6 +108,10 @@ pub enum Choice {
 /// The mode for a code of `modules` modules (quiet zone included). An explicit `-Q`
 /// is drawn as asked; otherwise only what will scan: half blocks on a UTF-8 terminal,
 /// colours two columns per module elsewhere, and nothing where the lines would wrap.
+///
+/// Half blocks get their own colours where the terminal has colours: glyphs take the
+/// theme's foreground, so plain `Utf8` is a negative code on a dark-on-light terminal,
+/// which many phone scanners do not read, and nothing tells the user why.
 pub fn choose(explicit: Option<QrMode>, term: Terminal, modules: usize) -> Choice {
     if let Some(mode) = explicit {
         return Choice::Draw(mode);
@@ -118,6 +122,7 @@ pub fn choose(explicit: Option<QrMode>, term: Terminal, modules: usize) -> Choic
             Some(w) => Choice::Skip(format!(
                 "it needs {modules} columns and this window has {w}"
             )),
+            None if term.colours => Choice::Draw(QrMode::Utf8Grey),
             None => Choice::Draw(QrMode::Utf8),
         };
     }
@@ -345,7 +350,7 @@ mod tests {
         let draw = |m| Choice::Draw(m);
         assert_eq!(
             choose(None, term(true, true, Some(45)), 45),
-            draw(QrMode::Utf8)
+            draw(QrMode::Utf8Grey)
         );
         assert_eq!(
             choose(None, term(true, false, None), 45),
