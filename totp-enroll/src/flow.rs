@@ -481,6 +481,15 @@ fn display(
             e.digits
         ))?;
     }
+    // The Key Uri Format says Google Authenticator ignores `period` as it does
+    // `algorithm` and `digits`; such an app shows 30-second codes this file refuses.
+    if e.totp && e.step != DEFAULT_STEP {
+        console.say(&format!(
+            "Codes change every {} seconds: some apps ignore this setting of the QR code \
+             and show {DEFAULT_STEP}-second codes, which will not log in.\n",
+            e.step
+        ))?;
+    }
     if e.totp && req.confirm && !console.non_interactive() {
         confirm(console, e)?;
     } else {
