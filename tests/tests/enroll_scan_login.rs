@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
 use system_tests::{
-    Driver, Stack, TestUser, built, now, oathtool_hotp, oathtool_totp, require_root, require_tool,
+    Driver, Stack, TestUser, built, now, oathtool_hotp, oathtool_totp, private_tmp, require_root,
+    require_tool,
 };
 
 fn enroll(args: &[&str]) -> Output {
@@ -168,4 +169,101 @@ fn hotp_codes_from_the_scanned_uri_log_in_from_its_counter() {
         .answer(&oathtool_hotp(secret, counter + 1))
         .run();
     assert_eq!(r.result, "PAM_SUCCESS", "the next counter: {r:?}");
+}
+
+/// The option lines (`" ...`) of a secret file, in order.
+fn option_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with('"'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A rollback to GA locks nobody out: for GA's own non-interactive flag sets,
+/// totp-enroll writes the option lines google-authenticator (the real tool) writes, and
+/// GA's module logs the user in with a code oathtool computes from the written secret.
+/// Controls: GA refuses a wrong code, and with -d the same code twice.
+#[test]
+fn ga_flag_sets_write_what_the_ga_tool_writes_and_ga_logs_in() {
+    let test = "ga_flag_sets_write_what_the_ga_tool_writes_and_ga_logs_in";
+    if !tools(test) || !require_tool(test, "google-authenticator") {
+        return;
+    }
+    let Some(ga) = system_tests::ga_module() else {
+        system_tests::skip(test, "GA's pam_google_authenticator.so");
+        return;
+    };
+    let stack = Stack::new();
+    stack.service("sshd", &format!("auth required {}\n", ga.display()));
+    let dir = tempfile::tempdir_in(private_tmp()).expect("tmp");
+    for (tag, flags) in [
+        ("gr1", &["-t", "-d", "-W", "-u"][..]),
+        (
+            "gr2",
+            &["-t", "-D", "-w", "17", "-r", "3", "-R", "30", "-S", "60"],
+        ),
+        (
+            "gr3",
+            &["-t", "-d", "-w", "5", "-r", "3", "-R", "20", "-e", "0"],
+        ),
+        ("gr4", &["-c", "-W", "-u", "-e", "10"]),
+        ("gr5", &["-c", "-w", "7", "-r", "10", "-R", "600"]),
+    ] {
+        let ga_file = dir.path().join(tag);
+        let out = Command::new("google-authenticator")
+            .args(flags)
+            .args(["-f", "-C", "-q", "-s"])
+            .arg(&ga_file)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run google-authenticator");
+        assert!(out.status.success(), "{out:?}");
+        let theirs = std::fs::read_to_string(&ga_file).expect("GA's tool wrote");
+
+        let user = TestUser::create(tag);
+        let out = Command::new(&built().enroll)
+            .args(flags)
+            .args(["-f", "-C", "-q", "--non-interactive", "--user", &user.name])
+            .output()
+            .expect("run totp-enroll");
+        assert!(out.status.success(), "{out:?}");
+        let ours = std::fs::read_to_string(user.secret_path()).expect("totp-enroll wrote");
+        assert_eq!(option_lines(&ours), option_lines(&theirs), "{flags:?}");
+        assert_eq!(ours.lines().count(), theirs.lines().count(), "{flags:?}");
+
+        let secret = ours.lines().next().expect("secret line").to_owned();
+        let totp = flags.contains(&"-t");
+        let step = if flags.contains(&"60") { 60 } else { 30 };
+        let t = now() / 60 * 60 + 7;
+        let code = if totp {
+            oathtool_totp(&secret, t, step, 6, "sha1")
+        } else {
+            oathtool_hotp(&secret, 1)
+        };
+        let wrong = if totp {
+            oathtool_totp(&secret, t + 3600, step, 6, "sha1")
+        } else {
+            oathtool_hotp(&secret, 1000)
+        };
+        let login = |answer: &str| {
+            Driver::new(&stack, "sshd", &user.name)
+                .answer(answer)
+                .at(t)
+                .run()
+        };
+        let r = login(&wrong);
+        assert_eq!(r.result, "PAM_AUTH_ERR", "{flags:?}: a wrong code {r:?}");
+        if !totp {
+            // GA moves the counter on after a failure: the next code is now due.
+            let r = login(&oathtool_hotp(&secret, 2));
+            assert_eq!(r.result, "PAM_SUCCESS", "{flags:?}: {r:?}");
+            continue;
+        }
+        let r = login(&code);
+        assert_eq!(r.result, "PAM_SUCCESS", "{flags:?}: {r:?}");
+        if flags.contains(&"-d") {
+            let r = login(&code);
+            assert_eq!(r.result, "PAM_AUTH_ERR", "{flags:?}: replay {r:?}");
+        }
+    }
 }
