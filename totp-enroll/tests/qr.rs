@@ -364,7 +364,7 @@ fn the_terminal_gets_a_qr_code_it_can_draw_or_the_reason_for_none() {
 
     // LC_ALL decides over LANG: UTF-8 half blocks, which fit 80 columns.
     let utf8 = [("LANG", "C"), ("LC_ALL", "C.UTF-8"), ("TERM", "xterm")];
-    let (out, uri) = enroll_on_a_terminal(dir.path(), (80, 40), &utf8);
+    let (out, uri) = enroll_on_a_terminal(dir.path(), (80, 60), &utf8);
     decodes(parse_halves(&block(&out), false), &uri);
 
     // 24 rows are fewer than the code and the lines up to the prompt: drawn, and said.
@@ -491,4 +491,65 @@ fn the_default_code_scans_on_light_and_dark_terminals() {
         Some(uri.as_str())
     );
     assert_eq!(scan_as_shown(dir.path(), &text, true), None);
+}
+
+/// Everything printed below the code before the screen comes to rest pushes its top
+/// out of the window: with -C the verification and scratch codes, and in a run whose
+/// questions flags answered, the URI, the "Wrote" line and the shell's prompt. The note
+/// about the window's height counts them all, not only the secret's line and a prompt.
+#[test]
+fn the_height_note_counts_every_line_printed_below_the_code() {
+    if !have_tool("script") {
+        return;
+    }
+    let dir = tempdir();
+    let utf8 = [("LANG", "C.UTF-8"), ("TERM", "xterm")];
+    let text = |out: &[u8]| String::from_utf8_lossy(out).replace('\r', "");
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, 200), &utf8);
+    let all = text(&out);
+    assert!(!all.contains("rows tall"), "{all}");
+    let code = qr_block(&all).lines().count();
+    // Rows of an 80-column window, long lines wrapped; the shell's prompt takes the
+    // row after the last one printed.
+    let rows = strip_sgr(&all)
+        .lines()
+        .map(|l| l.chars().count().div_ceil(80).max(1))
+        .sum::<usize>()
+        + 1;
+    assert!(
+        rows >= code + 9,
+        "scratch codes, URI and more below the code: {all}"
+    );
+
+    // Fresh directories: replacing a file adds a line of its own.
+    let dir = tempdir();
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, rows as u16), &utf8);
+    assert!(!text(&out).contains("rows tall"), "{}", text(&out));
+    let dir = tempdir();
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, rows as u16 - 1), &utf8);
+    let short = text(&out);
+    let want = format!(
+        "needs a window {} rows tall; this one has {}.",
+        rows + 2,
+        rows - 1
+    );
+    assert!(short.contains(&want), "{want}\n{short}");
+
+    // Replacing a file adds the line about the earlier secret: counted too.
+    let screen_rows = |out: &[u8]| {
+        strip_sgr(&text(out))
+            .lines()
+            .map(|l| l.chars().count().div_ceil(80).max(1))
+            .sum::<usize>()
+            + 1
+    };
+    let dir = tempdir();
+    enroll_on_a_terminal(dir.path(), (80, 200), &utf8);
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, 200), &utf8);
+    let replacing = screen_rows(&out);
+    assert!(replacing > rows, "{}", text(&out));
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, replacing as u16), &utf8);
+    assert!(!text(&out).contains("rows tall"), "{}", text(&out));
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, replacing as u16 - 1), &utf8);
+    assert!(text(&out).contains("rows tall"), "{}", text(&out));
 }
