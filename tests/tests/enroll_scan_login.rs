@@ -267,3 +267,66 @@ fn ga_flag_sets_write_what_the_ga_tool_writes_and_ga_logs_in() {
         }
     }
 }
+
+/// Enrolls `user` for HOTP with `window` flags, and returns the URI's counter and
+/// secret as an app reads them.
+fn enroll_hotp(user: &TestUser, window: &[&str]) -> (u64, String) {
+    let out = Command::new(&built().enroll)
+        .args([
+            "-c",
+            "-u",
+            "-f",
+            "--non-interactive",
+            "--uri",
+            "--user",
+            &user.name,
+        ])
+        .args(window)
+        .output()
+        .expect("run totp-enroll");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let uri = stdout
+        .lines()
+        .find(|l| l.starts_with("otpauth://hotp/"))
+        .expect("URI");
+    let p = params(uri);
+    (p["counter"].parse().expect("counter"), p["secret"].clone())
+}
+
+/// Google Authenticator's apps count up before they compute, so their first code is
+/// that of the counter after the URI's; others show the URI's counter first. A window
+/// of 2 accepts both readings, as the man page says; -W (a window of 1 for HOTP)
+/// refuses the first of them. Control: -W accepts the other reading.
+#[test]
+fn hotp_apps_that_count_up_first_log_in_with_a_window_of_two() {
+    let test = "hotp_apps_that_count_up_first_log_in_with_a_window_of_two";
+    if !tools(test) {
+        return;
+    }
+    let stack = Stack::with_module("sshd", "");
+    let login = |user: &TestUser, code: &str| {
+        Driver::new(&stack, "sshd", &user.name)
+            .answer(code)
+            .run()
+            .result
+    };
+    for (tag, next) in [("hw2", false), ("hw3", true)] {
+        let user = TestUser::create(tag);
+        let (counter, secret) = enroll_hotp(&user, &["-w", "2"]);
+        let first = oathtool_hotp(&secret, if next { counter + 1 } else { counter });
+        assert_eq!(login(&user, &first), "PAM_SUCCESS", "{tag}");
+    }
+    let user = TestUser::create("hw1");
+    let (counter, secret) = enroll_hotp(&user, &["-W"]);
+    assert_eq!(
+        login(&user, &oathtool_hotp(&secret, counter + 1)),
+        "PAM_AUTH_ERR"
+    );
+    let user = TestUser::create("hw0");
+    let (counter, secret) = enroll_hotp(&user, &["-W"]);
+    assert_eq!(
+        login(&user, &oathtool_hotp(&secret, counter)),
+        "PAM_SUCCESS"
+    );
+}
