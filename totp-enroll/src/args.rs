@@ -154,8 +154,8 @@ pub struct EnrollArgs {
     #[arg(short = 'q', long)]
     pub quiet: bool,
     /// Terminal QR code: NONE, ANSI, ANSI_INVERSE, ANSI_GREY, UTF8, UTF8_INVERSE,
-    /// UTF8_GREY [default: UTF8]. Giving it also shows the QR code when stdout is
-    /// not a terminal.
+    /// UTF8_GREY [default: UTF8_GREY on a UTF-8 terminal, else ANSI]. Giving it also
+    /// shows the QR code when stdout is not a terminal.
     #[arg(short = 'Q', long, value_name = "MODE", value_parser = parse_qr_mode)]
     pub qr_mode: Option<QrMode>,
     /// Allow N logins per -R seconds (1-10; writes RATE_LIMIT).

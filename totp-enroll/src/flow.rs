@@ -211,7 +211,31 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     };
 
     if show {
-        display(req, console, &e, matrix.as_ref())?;
+        // What is printed after display() until the user can read the screen at rest:
+        // the next question, or, when none is left, the rest of the run and the shell's
+        // prompt. All of it pushes the code up.
+        let asks_more = (target.is_some() && !req.force && !console.non_interactive())
+            || (totp && req.disallow_reuse.is_none())
+            || req.window.is_none()
+            || req.rate_limit.is_none();
+        let trailing = match target {
+            Some(target) if !asks_more => {
+                let mut rest = Zeroizing::new(String::with_capacity(1024));
+                if req.print_uri && !req.json {
+                    rest.push_str(&e.uri);
+                    rest.push('\n');
+                }
+                if !req.json {
+                    rest.push_str(&output::wrote(target.path()));
+                    if replacing {
+                        rest.push_str(output::REPLACED);
+                    }
+                }
+                qr::screen_rows(&rest, console.terminal().columns) + 1
+            }
+            _ => 1,
+        };
+        display(req, console, &e, matrix.as_ref(), trailing)?;
     } else if req.print_file {
         if !req.quiet && !req.json {
             eprint!("{}", output::PRINTED_NOT_SHOWN);
@@ -449,14 +473,66 @@ fn display(
     console: &mut Console,
     e: &Enrollment,
     matrix: Option<&Matrix>,
+    trailing: usize,
 ) -> Result<(), Error> {
+    let confirming = e.totp && req.confirm && !console.non_interactive();
+    // Everything between the code and the first prompt, built before the code is drawn:
+    // a code whose top scrolled away under these lines does not scan, and the note
+    // about the window's height has to count them.
+    // Room for all of it up front: a reallocation would leave a copy of the secret
+    // that is never wiped.
+    let mut after = Zeroizing::new(String::with_capacity(2048));
+    after.push_str(&format!(
+        "Your new secret key is: {}\n",
+        e.key.secret_base32()
+    ));
+    if e.algorithm != Algorithm::Sha1 || e.digits != Digits::SIX {
+        after.push_str(&format!(
+            "Codes use {} with {} digits: pam_google_authenticator cannot check them \
+             (pam_totp can), and some apps ignore these settings.\n",
+            e.algorithm.name(),
+            e.digits
+        ));
+    }
+    // The Key Uri Format says Google Authenticator ignores `period` as it does
+    // `algorithm` and `digits`; such an app shows 30-second codes this file refuses.
+    if e.totp && e.step != DEFAULT_STEP {
+        after.push_str(&format!(
+            "Codes change every {} seconds: some apps ignore this setting of the QR code \
+             and show {DEFAULT_STEP}-second codes, which will not log in.\n",
+            e.step
+        ));
+    }
+    if !confirming {
+        let code = if e.totp {
+            let now = now_unix()?;
+            otp::totp(&e.secret, now, u64::from(e.step), e.algorithm, e.digits)
+                .ok_or_else(|| Error::failed("the system clock is set before 1970"))?
+        } else {
+            otp::hotp(&e.secret, FIRST_HOTP_COUNTER, e.algorithm, e.digits)
+        };
+        let code = otp::format_code(code, e.digits);
+        if e.totp {
+            after.push_str(&format!("Your current verification code is {code}\n"));
+        } else {
+            after.push_str(&format!(
+                "Your verification code for code {FIRST_HOTP_COUNTER} is {code}\n"
+            ));
+        }
+        if !e.scratch.is_empty() {
+            after.push_str(&output::scratch_block(&e.scratch));
+        }
+    }
     if let Some(m) = matrix {
         let term = console.terminal();
         match qr::choose(req.qr_mode, term, m.size()) {
             Choice::Draw(mode) => {
                 let text = m.render_text(mode);
                 console.say(&text)?;
-                if let Some(note) = qr::height_note(term, &text) {
+                // Confirming, the prompt for the code comes next.
+                let below =
+                    qr::screen_rows(&after, term.columns) + if confirming { 1 } else { trailing };
+                if let Some(note) = qr::height_note(term, &text, below) {
                     console.say(&note)?;
                 }
             }
@@ -469,39 +545,12 @@ fn display(
             ))?,
         }
     }
-    console.say(&format!(
-        "Your new secret key is: {}\n",
-        e.key.secret_base32()
-    ))?;
-    if e.algorithm != Algorithm::Sha1 || e.digits != Digits::SIX {
-        console.say(&format!(
-            "Codes use {} with {} digits: pam_google_authenticator cannot check them \
-             (pam_totp can), and some apps ignore these settings.\n",
-            e.algorithm.name(),
-            e.digits
-        ))?;
-    }
-    if e.totp && req.confirm && !console.non_interactive() {
+    console.say(&after)?;
+    if confirming {
         confirm(console, e)?;
-    } else {
-        let code = if e.totp {
-            let now = now_unix()?;
-            otp::totp(&e.secret, now, u64::from(e.step), e.algorithm, e.digits)
-                .ok_or_else(|| Error::failed("the system clock is set before 1970"))?
-        } else {
-            otp::hotp(&e.secret, FIRST_HOTP_COUNTER, e.algorithm, e.digits)
-        };
-        let code = otp::format_code(code, e.digits);
-        if e.totp {
-            console.say(&format!("Your current verification code is {code}\n"))?;
-        } else {
-            console.say(&format!(
-                "Your verification code for code {FIRST_HOTP_COUNTER} is {code}\n"
-            ))?;
+        if !e.scratch.is_empty() {
+            console.say(&output::scratch_block(&e.scratch))?;
         }
-    }
-    if !e.scratch.is_empty() {
-        console.say(&output::scratch_block(&e.scratch))?;
     }
     Ok(())
 }
@@ -707,14 +756,9 @@ fn report_written(
     if req.json || req.quiet {
         return Ok(());
     }
-    console.say(&format!("Wrote \"{}\".\n", target.path().display()))?;
+    console.say(&output::wrote(target.path()))?;
     if saved.replaced {
-        // Apps keep the old entry, often under the same name: its codes are now
-        // refused, and a user who picks it thinks the new enrolment failed.
-        console.say(
-            "The earlier secret and its scratch codes no longer work: delete the \
-             earlier entry from the authenticator app.\n",
-        )?;
+        console.say(output::REPLACED)?;
     }
     Ok(())
 }

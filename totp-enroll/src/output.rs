@@ -140,6 +140,16 @@ pub fn scratch_block(codes: &[u32]) -> String {
     out
 }
 
+/// The line that says where the new secret file went.
+pub fn wrote(path: &std::path::Path) -> String {
+    format!("Wrote \"{}\".\n", path.display())
+}
+
+/// Apps keep the old entry, often under the same name: its codes are now refused, and
+/// a user who picks it thinks the new enrolment failed.
+pub const REPLACED: &str = "The earlier secret and its scratch codes no longer work: delete \
+the earlier entry from the authenticator app.\n";
+
 pub const NOT_SHOWN: &str = "Standard output is not a terminal, so the secret, QR code and \
 scratch codes are not shown; the QR file holds the secret.\n";
 

@@ -108,6 +108,10 @@ pub enum Choice {
 /// The mode for a code of `modules` modules (quiet zone included). An explicit `-Q`
 /// is drawn as asked; otherwise only what will scan: half blocks on a UTF-8 terminal,
 /// colours two columns per module elsewhere, and nothing where the lines would wrap.
+///
+/// Half blocks get their own colours where the terminal has colours: glyphs take the
+/// theme's foreground, so plain `Utf8` is a negative code on a dark-on-light terminal,
+/// which many phone scanners do not read, and nothing tells the user why.
 pub fn choose(explicit: Option<QrMode>, term: Terminal, modules: usize) -> Choice {
     if let Some(mode) = explicit {
         return Choice::Draw(mode);
@@ -118,6 +122,7 @@ pub fn choose(explicit: Option<QrMode>, term: Terminal, modules: usize) -> Choic
             Some(w) => Choice::Skip(format!(
                 "it needs {modules} columns and this window has {w}"
             )),
+            None if term.colours => Choice::Draw(QrMode::Utf8Grey),
             None => Choice::Draw(QrMode::Utf8),
         };
     }
@@ -139,17 +144,26 @@ pub fn choose(explicit: Option<QrMode>, term: Terminal, modules: usize) -> Choic
     }
 }
 
-/// Lines printed between the code and the first prompt: the secret key and the
-/// prompt's own line.
-const LINES_AFTER_CODE: usize = 2;
+/// Rows `text` takes in a window `columns` wide: a line longer than the window wraps
+/// onto more rows. Unknown width: one row per line.
+pub fn screen_rows(text: &str, columns: Option<u16>) -> usize {
+    text.lines()
+        .map(|l| match columns {
+            Some(c) if c > 0 => l.chars().count().div_ceil(usize::from(c)).max(1),
+            _ => 1,
+        })
+        .sum()
+}
+
 /// The note below, each of its lines short enough for any window the code fits.
 const NOTE_LINES: usize = 2;
 
-/// A note for a drawn code taller than the window: unlike a wrapped line, a
+/// A note for a drawn code taller than the window once `lines_after` lines (up to and
+/// including the first prompt) are printed below it: unlike a wrapped line, a
 /// scrolled one comes back when the window grows, but a code cut off at the top
 /// does not scan (the missing quiet zone merges with the background).
-pub fn height_note(term: Terminal, text: &str) -> Option<String> {
-    let need = text.lines().count() + LINES_AFTER_CODE;
+pub fn height_note(term: Terminal, text: &str, lines_after: usize) -> Option<String> {
+    let need = text.lines().count() + lines_after;
     let rows = usize::from(term.rows?);
     (rows < need).then(|| {
         format!(
@@ -345,7 +359,7 @@ mod tests {
         let draw = |m| Choice::Draw(m);
         assert_eq!(
             choose(None, term(true, true, Some(45)), 45),
-            draw(QrMode::Utf8)
+            draw(QrMode::Utf8Grey)
         );
         assert_eq!(
             choose(None, term(true, false, None), 45),
@@ -384,11 +398,22 @@ mod tests {
             rows,
         };
         let code = "x\n".repeat(25);
-        assert_eq!(height_note(term(Some(27)), &code), None);
-        assert_eq!(height_note(term(None), &code), None);
-        let note = height_note(term(Some(26)), &code).expect("note");
+        assert_eq!(height_note(term(Some(27)), &code, 2), None);
+        assert_eq!(height_note(term(None), &code, 2), None);
+        let note = height_note(term(Some(26)), &code, 2).expect("note");
         assert!(note.contains("29 rows tall; this one has 26."), "{note}");
+        // The lines printed below the code count: scratch codes push it up too.
+        let note = height_note(term(Some(27)), &code, 9).expect("note");
+        assert!(note.contains("36 rows tall; this one has 27."), "{note}");
         assert!(note.lines().count() == NOTE_LINES && note.lines().all(|l| l.len() < 80));
+    }
+
+    #[test]
+    fn long_lines_wrap_onto_more_rows() {
+        let text = format!("{}\n\nshort\n", "x".repeat(81));
+        assert_eq!(screen_rows(&text, Some(80)), 4);
+        assert_eq!(screen_rows(&text, Some(81)), 3);
+        assert_eq!(screen_rows(&text, None), 3);
     }
 
     #[test]

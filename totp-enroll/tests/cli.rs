@@ -1419,3 +1419,24 @@ fn an_over_long_answer_is_refused_and_nothing_is_written() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(dir.path().join("s").exists());
 }
+
+/// A step other than 30 s is named when the secret is shown, as algorithm and digits
+/// are: the Key Uri Format says Google Authenticator ignores `period`, and with -C
+/// no confirmation catches an app that did. Control: the default step says nothing.
+#[test]
+fn a_non_default_step_is_named_with_the_secret() {
+    let dir = tempdir();
+    let base = ["-t", "-D", "-W", "-u", "-f", "-C", "-Q", "NONE", "-s", "s"];
+    let r = run_in(dir.path(), &[&base[..], &["-S", "60"]].concat(), None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("Codes change every 60 seconds: some apps ignore"),
+        "{}",
+        r.stdout
+    );
+    let r = run_in(dir.path(), &base, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Your new secret key is:"), "{}", r.stdout);
+    assert!(!r.stdout.contains("Codes change every"), "{}", r.stdout);
+}

@@ -279,14 +279,20 @@ fn default_terminal_mode_is_utf8_half_blocks() {
 /// One enrollment on a pseudo-terminal `cols` by `rows`, with only the locale and
 /// `TERM` variables given: its output as the terminal received it, and the URI it
 /// printed. The label is fixed, so the code's size does not depend on the host name.
-fn enroll_on_a_terminal(
+fn enroll_on_a_terminal(dir: &Path, size: (u16, u16), env: &[(&str, &str)]) -> (Vec<u8>, String) {
+    enroll_on_a_terminal_with(dir, size, env, "")
+}
+
+/// [`enroll_on_a_terminal`], with `extra` flags (shell words) for totp-enroll.
+fn enroll_on_a_terminal_with(
     dir: &Path,
     (cols, rows): (u16, u16),
     env: &[(&str, &str)],
+    extra: &str,
 ) -> (Vec<u8>, String) {
     let path = dir.join("s");
     let cmd = format!(
-        "stty cols {cols} rows {rows} && exec {BIN} -t -D -W -u -C -f --uri \
+        "stty cols {cols} rows {rows} && exec {BIN} -t -D -W -u -C -f --uri {extra} \
          -l alice@web01.example.com -i web01.example.com -s {}",
         path.display()
     );
@@ -358,7 +364,7 @@ fn the_terminal_gets_a_qr_code_it_can_draw_or_the_reason_for_none() {
 
     // LC_ALL decides over LANG: UTF-8 half blocks, which fit 80 columns.
     let utf8 = [("LANG", "C"), ("LC_ALL", "C.UTF-8"), ("TERM", "xterm")];
-    let (out, uri) = enroll_on_a_terminal(dir.path(), (80, 40), &utf8);
+    let (out, uri) = enroll_on_a_terminal(dir.path(), (80, 60), &utf8);
     decodes(parse_halves(&block(&out), false), &uri);
 
     // 24 rows are fewer than the code and the lines up to the prompt: drawn, and said.
@@ -374,4 +380,176 @@ fn the_terminal_gets_a_qr_code_it_can_draw_or_the_reason_for_none() {
         text.starts_with("No QR code:") && text.contains("this window has 40"),
         "{text}"
     );
+}
+
+/// What a terminal with a light-on-dark (`light_theme` false) or dark-on-light theme
+/// shows for `text`, as rows of pixels (`true` = dark), `margin` pixels of the
+/// theme's background around it. A glyph's half takes the foreground colour, the rest
+/// of the cell the background; an SGR colour overrides the theme's. A cell is one
+/// pixel wide and each half one pixel tall, so half blocks and two-space ANSI
+/// modules both come out square.
+fn as_shown(text: &str, light_theme: bool, margin: usize) -> Vec<Vec<bool>> {
+    let (theme_fg, theme_bg) = (light_theme, !light_theme);
+    let mut screen: Vec<Vec<bool>> = Vec::new();
+    let (mut fg, mut bg): (Option<bool>, Option<bool>) = (None, None);
+    for line in text.lines() {
+        let (mut top, mut bottom) = (Vec::new(), Vec::new());
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                let sgr: String = chars.by_ref().take_while(|&c| c != 'm').collect();
+                for p in sgr.trim_start_matches('[').split(';') {
+                    match p {
+                        "" | "0" => (fg, bg) = (None, None),
+                        "39" => fg = None,
+                        "49" => bg = None,
+                        "30" | "90" => fg = Some(true),
+                        "37" | "97" => fg = Some(false),
+                        "40" | "100" => bg = Some(true),
+                        "47" | "107" => bg = Some(false),
+                        other => panic!("SGR {other} not emulated"),
+                    }
+                }
+                continue;
+            }
+            let (f, b) = (fg.unwrap_or(theme_fg), bg.unwrap_or(theme_bg));
+            let (t, u) = match c {
+                '\u{2588}' => (f, f),
+                '\u{2580}' => (f, b),
+                '\u{2584}' => (b, f),
+                ' ' => (b, b),
+                '\r' => continue,
+                other => panic!("unexpected {other:?} in a terminal QR code"),
+            };
+            top.push(t);
+            bottom.push(u);
+        }
+        screen.push(top);
+        screen.push(bottom);
+    }
+    let width = screen.iter().map(Vec::len).max().unwrap_or(0) + 2 * margin;
+    let blank = vec![theme_bg; width];
+    let mut out = vec![blank.clone(); margin];
+    for row in screen {
+        let mut r = vec![theme_bg; margin];
+        r.extend(&row);
+        r.resize(width, theme_bg);
+        out.push(r);
+    }
+    out.extend(std::iter::repeat_n(blank, margin));
+    out
+}
+
+/// The decoded text of what the terminal shows, `None` if zbarimg reads no code.
+fn scan_as_shown(dir: &Path, text: &str, light_theme: bool) -> Option<String> {
+    let png = dir.join("screen.png");
+    let pixels = as_shown(text, light_theme, 8);
+    let img = image::GrayImage::from_fn(
+        pixels[0].len() as u32 * 4,
+        pixels.len() as u32 * 4,
+        |x, y| {
+            image::Luma([if pixels[y as usize / 4][x as usize / 4] {
+                0
+            } else {
+                255
+            }])
+        },
+    );
+    img.save(&png).expect("save png");
+    zbar(&png)
+}
+
+/// The code drawn without -Q scans whatever the terminal's theme: macOS Terminal and
+/// many Linux themes are dark-on-light, where glyphs in the theme's colours make a
+/// negative code. Control: -Q UTF8 (uncoloured half blocks) scans on a dark theme
+/// only, so the emulation does tell the two apart.
+#[test]
+fn the_default_code_scans_on_light_and_dark_terminals() {
+    if !tools() || !have_tool("script") {
+        return;
+    }
+    let dir = tempdir();
+    let block = |out: &[u8]| qr_block(&String::from_utf8_lossy(out)).to_owned();
+    let utf8 = [("LANG", "C.UTF-8"), ("TERM", "xterm")];
+    let ansi = [("LANG", "C"), ("TERM", "xterm")];
+    for (env, what) in [(&utf8, "UTF-8"), (&ansi, "not UTF-8")] {
+        let (out, uri) = enroll_on_a_terminal(dir.path(), (200, 80), env);
+        let text = block(&out);
+        for light in [false, true] {
+            assert_eq!(
+                scan_as_shown(dir.path(), &text, light).as_deref(),
+                Some(uri.as_str()),
+                "{what}, light theme: {light}"
+            );
+        }
+    }
+
+    let (out, uri) = enroll_on_a_terminal_with(dir.path(), (200, 80), &utf8, "-Q UTF8");
+    let text = block(&out);
+    assert_eq!(
+        scan_as_shown(dir.path(), &text, false).as_deref(),
+        Some(uri.as_str())
+    );
+    assert_eq!(scan_as_shown(dir.path(), &text, true), None);
+}
+
+/// Everything printed below the code before the screen comes to rest pushes its top
+/// out of the window: with -C the verification and scratch codes, and in a run whose
+/// questions flags answered, the URI, the "Wrote" line and the shell's prompt. The note
+/// about the window's height counts them all, not only the secret's line and a prompt.
+#[test]
+fn the_height_note_counts_every_line_printed_below_the_code() {
+    if !have_tool("script") {
+        return;
+    }
+    let dir = tempdir();
+    let utf8 = [("LANG", "C.UTF-8"), ("TERM", "xterm")];
+    let text = |out: &[u8]| String::from_utf8_lossy(out).replace('\r', "");
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, 200), &utf8);
+    let all = text(&out);
+    assert!(!all.contains("rows tall"), "{all}");
+    let code = qr_block(&all).lines().count();
+    // Rows of an 80-column window, long lines wrapped; the shell's prompt takes the
+    // row after the last one printed.
+    let rows = strip_sgr(&all)
+        .lines()
+        .map(|l| l.chars().count().div_ceil(80).max(1))
+        .sum::<usize>()
+        + 1;
+    assert!(
+        rows >= code + 9,
+        "scratch codes, URI and more below the code: {all}"
+    );
+
+    // Fresh directories: replacing a file adds a line of its own.
+    let dir = tempdir();
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, rows as u16), &utf8);
+    assert!(!text(&out).contains("rows tall"), "{}", text(&out));
+    let dir = tempdir();
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, rows as u16 - 1), &utf8);
+    let short = text(&out);
+    let want = format!(
+        "needs a window {} rows tall; this one has {}.",
+        rows + 2,
+        rows - 1
+    );
+    assert!(short.contains(&want), "{want}\n{short}");
+
+    // Replacing a file adds the line about the earlier secret: counted too.
+    let screen_rows = |out: &[u8]| {
+        strip_sgr(&text(out))
+            .lines()
+            .map(|l| l.chars().count().div_ceil(80).max(1))
+            .sum::<usize>()
+            + 1
+    };
+    let dir = tempdir();
+    enroll_on_a_terminal(dir.path(), (80, 200), &utf8);
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, 200), &utf8);
+    let replacing = screen_rows(&out);
+    assert!(replacing > rows, "{}", text(&out));
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, replacing as u16), &utf8);
+    assert!(!text(&out).contains("rows tall"), "{}", text(&out));
+    let (out, _) = enroll_on_a_terminal(dir.path(), (80, replacing as u16 - 1), &utf8);
+    assert!(text(&out).contains("rows tall"), "{}", text(&out));
 }
