@@ -1070,7 +1070,7 @@ fn an_oversized_record_is_unusable_not_an_outage_and_its_reset_clears_it() {
     let server = RedisServer::start(&ServerConfig::default());
     let prefix = fresh_prefix();
     let hosts = fleet_with_prefix(&server, 1, "", &prefix);
-    let (u, secret) = TestUser::enrolled("fy");
+    let (u, secret) = TestUser::enrolled("fh");
     let d = login_at(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "control: {d:?}");
 
@@ -1133,7 +1133,7 @@ fn a_record_whose_version_is_not_canonical_is_unusable_and_its_reset_clears_it()
     let server = RedisServer::start(&ServerConfig::default());
     let prefix = fresh_prefix();
     let hosts = fleet_with_prefix(&server, 1, "", &prefix);
-    let (u, secret) = TestUser::enrolled("fv");
+    let (u, secret) = TestUser::enrolled("fi");
     let d = login_at(&hosts[0], &u, &code_at(&secret, T0), PEER, T0);
     assert_eq!(d.returned(), Returned::Success, "control: {d:?}");
     let key = format!("{prefix}user:{}", u.name);
