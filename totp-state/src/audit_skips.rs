@@ -91,7 +91,9 @@ impl<'a> Skips<'a> {
     /// with the origin unknown, and a rule that needs the origin never skips then), or
     /// the file's finding; under a rule file that bars skips, the finding says which
     /// group option no longer skips the account.
-    pub fn judge(&self, pw: &Passwd, file: impl FnOnce() -> Finding) -> Finding {
+    /// The second value: whether it is a skip (the module returns `PAM_IGNORE` without
+    /// asking for the code).
+    pub fn judged(&self, pw: &Passwd, file: impl FnOnce() -> Finding) -> (Finding, bool) {
         let list: OnceCell<Option<GroupList>> = OnceCell::new();
         let ask = |group: &str| self.membership(pw, group, &list);
         let subject = Subject {
@@ -101,7 +103,7 @@ impl<'a> Skips<'a> {
         };
         let path = self.opts.accessfile.as_deref().unwrap_or_default();
         match skip_decision(self.opts, self.rule_file(), &subject) {
-            SkipDecision::Ask => file(),
+            SkipDecision::Ask => (file(), false),
             SkipDecision::Skip(reason) => {
                 let mut reasons = vec![format!(
                     "the code is never asked for: {} (whatever the login's origin)",
@@ -114,10 +116,11 @@ impl<'a> Skips<'a> {
                         .into_iter()
                         .map(|r| format!("were it asked: {}: {r}", asked.verdict)),
                 );
-                Finding {
+                let finding = Finding {
                     verdict: Verdict::Warning,
                     reasons,
-                }
+                };
+                (finding, true)
             }
             SkipDecision::NoSkips(_) => {
                 let mut finding = file();
@@ -141,7 +144,7 @@ impl<'a> Skips<'a> {
                         ),
                     );
                 }
-                finding
+                (finding, false)
             }
         }
     }

@@ -5,6 +5,7 @@
 mod audit;
 mod audit_names;
 mod audit_skips;
+mod audit_stack;
 mod report;
 mod store_admin;
 
@@ -257,9 +258,9 @@ fn run(cmd: Command) -> Result<(), Stop> {
         Command::Show(t) => (t, false, false, false),
         Command::Reset(r) => (r.query, true, r.clock_fault, r.forget_version_1_marks),
         Command::Audit(a) => {
-            let opts = service_options(&a.service, a.pam_dir.as_deref())?;
+            let lines = service_lines(&a.service, a.pam_dir.as_deref())?;
             let named = audit_names::requested(&a.user, a.users_from.as_deref())?;
-            return audit::run(&opts, a.json, named);
+            return audit::run(&lines, a.json, named);
         }
         Command::Ping(a) => return store_admin::ping(&store_options(&a)?),
         Command::Init(a) => return store_admin::init(&store_options(&a.store)?, a.never_used),
@@ -552,8 +553,26 @@ fn module_options(args: &str) -> Result<ModuleOptions, Fatal> {
 /// `--service`: the options of the service's pam_totp lines. Lines that disagree on
 /// the store would make "the service's store" ambiguous: the admin names one instead.
 fn service_options(service: &str, pam_dir: Option<&Path>) -> Result<ModuleOptions, Fatal> {
+    let lines = service_lines(service, pam_dir)?;
+    lines
+        .first()
+        .and_then(|l| l.options.clone())
+        .ok_or_else(|| Fatal(format!("service \"{service}\" has no auth line to read")))
+}
+
+/// `--service`'s pam_totp auth lines, in stack order, each with its options (at least
+/// one; they name one store).
+fn service_lines(
+    service: &str,
+    pam_dir: Option<&Path>,
+) -> Result<Vec<pam_stack::ModuleLine>, Fatal> {
     let dir = pam_stack::pam_dir_or_default(pam_dir);
-    let found = pam_stack::module_options(&dir, service).map_err(|e| Fatal(e.to_string()))?;
+    let lines: Vec<pam_stack::ModuleLine> = pam_stack::module_lines(&dir, service)
+        .map_err(|e| Fatal(e.to_string()))?
+        .into_iter()
+        .filter(|l| l.options.is_some())
+        .collect();
+    let found: Vec<&ModuleOptions> = lines.iter().filter_map(|l| l.options.as_ref()).collect();
     let Some(first) = found.first() else {
         return Err(Fatal(format!(
             "service \"{service}\" in \"{}\" has no auth line for {}",
@@ -570,7 +589,7 @@ fn service_options(service: &str, pam_dir: Option<&Path>) -> Result<ModuleOption
             pam_stack::MODULE_FILE
         )));
     }
-    Ok(first.clone())
+    Ok(lines)
 }
 
 /// A local store directory that does not exist holds nothing, and most likely the name
