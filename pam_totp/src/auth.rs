@@ -81,6 +81,15 @@ pub fn misplaced(io: &dyn PamIo, kind: &str) -> Result<Outcome, AuthError> {
     Err(AuthError::Config(msg))
 }
 
+/// Whether `PAM_AUTHTOK` (`try_first_pass`, `use_first_pass`) holds something to check
+/// as a code: read as 6-digit codes and 8-digit scratch codes, whatever digit count the
+/// account's file has. A name without an account has no file, and a different reading
+/// for accounts would charge and count a token for one of the two only (R9); a token
+/// that holds 6 digits for an account whose codes have 8 is then a wrong code.
+fn authtok_holds_a_code(tok: &[u8]) -> bool {
+    !candidates(tok, Digits::SIX, true).is_empty()
+}
+
 /// The whole flow with injectable host facilities (tests inject failures here).
 pub fn authenticate_with(
     io: &mut dyn PamIo,
@@ -404,8 +413,12 @@ pub fn authenticate_with(
     let mut carried = None;
     if ctx.opts.pass_mode != PassMode::Prompt {
         let tok = io.authtok().unwrap_or_default();
-        let cands = candidates(&tok, digits, true);
-        if !cands.is_empty() {
+        // Whether it holds a code at all is decided without the file's digit count,
+        // as for a name without an account: a token of 6 digits is a guess (a wrong
+        // code) for an account with 8-digit codes too, not "no code", or it would be
+        // charged and counted for a name without an account only (R9).
+        if authtok_holds_a_code(&tok) {
+            let cands = candidates(&tok, digits, true);
             let phase = if ctx.opts.pass_mode == PassMode::UseFirstPass {
                 Phase::Final
             } else {
@@ -521,6 +534,7 @@ impl Record {
 }
 
 /// The record a doomed attempt is charged to.
+#[derive(Clone)]
 enum ChargeTo {
     /// The account's own record (no secret, or an unusable one).
     Account(Uid),
@@ -679,22 +693,61 @@ impl Ctx {
         // an account's empty answers never are, and log it as a failure fail2ban counts.
         if self.opts.pass_mode == PassMode::UseFirstPass {
             let tok = io.authtok().unwrap_or_default();
-            if candidates(&tok, Digits::SIX, true).is_empty() {
+            if !authtok_holds_a_code(&tok) {
                 io.log(
                     Level::Notice,
                     &format!("no usable code in PAM_AUTHTOK for {who} from {}", self.from),
                 );
                 return Ok(Outcome::Deny(Denial::NoAnswer));
             }
-        } else if self.prompt(io)?.is_none() {
-            return Ok(Outcome::Deny(Denial::NoAnswer));
+        } else {
+            // try_first_pass: a code in PAM_AUTHTOK is a guess an account's login checks
+            // and charges before the prompt (its tentative check), the prompted answer
+            // then charged too. Charged here the same way, or the hard cap and backoff
+            // would come a guess later for a name without an account than for one with
+            // (R9), and a client hanging up at the prompt would be counted for accounts
+            // only.
+            let tok = io.authtok().unwrap_or_default();
+            let mut carried: Option<Option<Refusal>> = None;
+            if self.opts.pass_mode == PassMode::TryFirstPass && authtok_holds_a_code(&tok) {
+                burn_window(&self.policy);
+                match to.clone().map(|t| self.charge_doomed(sys, t)) {
+                    Some(DoomedCharge::Refused(refusal)) => carried = Some(Some(refusal)),
+                    Some(DoomedCharge::Counted) | None => carried = Some(None),
+                    // As an account's tentative check ends on a fault: before the prompt.
+                    fault => return self.end_doomed(io, &who, d.denial, fault),
+                }
+            }
+            let answer = self.prompt(io);
+            if !matches!(answer, Ok(Some(_))) {
+                if let Some(carried) = carried {
+                    let denial = carried.map_or(d.denial, refusal_denial);
+                    self.log_end(io, &who, denial.log_text());
+                }
+                return answer.map(|_| Outcome::Deny(Denial::NoAnswer));
+            }
+            if let Some(Some(refusal)) = carried {
+                return Ok(self.refused(io, &who, refusal));
+            }
         }
         burn_window(&self.policy);
-        // Ends as an account's attempt with the same lines and result: a denial, or a
-        // fault of the host (PAM_SYSTEM_ERR) where the account's is one, or the return
-        // code would tell the application which names have accounts (R9).
-        let ended: Result<Denial, AuthError> = match to.map(|t| self.charge_doomed(sys, t)) {
-            Some(DoomedCharge::Refused(refusal)) => return Ok(self.refused(io, &who, refusal)),
+        let charged = to.map(|t| self.charge_doomed(sys, t));
+        self.end_doomed(io, &who, d.denial, charged)
+    }
+
+    /// The end of a doomed attempt once charged (`charged`; `None`: nothing to charge).
+    /// Ends as an account's attempt with the same lines and result: a denial, or a
+    /// fault of the host (PAM_SYSTEM_ERR) where the account's is one, or the return
+    /// code would tell the application which names have accounts (R9).
+    fn end_doomed(
+        &self,
+        io: &mut dyn PamIo,
+        who: &str,
+        denial: Denial,
+        charged: Option<DoomedCharge>,
+    ) -> Result<Outcome, AuthError> {
+        let ended: Result<Denial, AuthError> = match charged {
+            Some(DoomedCharge::Refused(refusal)) => return Ok(self.refused(io, who, refusal)),
             Some(DoomedCharge::ClockFault(line)) => {
                 io.log(Level::Err, &line);
                 Err(AuthError::Clock)
@@ -708,7 +761,7 @@ impl Ctx {
                 evaluate::tell_store_fault(io);
                 match fault {
                     StoreFault::Whole(m) => {
-                        evaluate::log_store_unusable(io, &who, &m);
+                        evaluate::log_store_unusable(io, who, &m);
                         Ok(Denial::StateUnusable)
                     }
                     StoreFault::Record(StoreError::Refused(_)) => Ok(Denial::NotPersisted),
@@ -721,14 +774,14 @@ impl Ctx {
                     }
                 }
             }
-            Some(DoomedCharge::Counted) | None => Ok(d.denial),
+            Some(DoomedCharge::Counted) | None => Ok(denial),
         };
         let text = match &ended {
             Ok(denial) => Some(denial.log_text()),
             Err(e) => e.log_text(),
         };
         if let Some(text) = text {
-            self.log_end(io, &who, text);
+            self.log_end(io, who, text);
         }
         ended.map(Outcome::Deny)
     }

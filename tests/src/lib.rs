@@ -619,21 +619,12 @@ impl TestUser {
         let _g = user_database_lock();
         let name = format!("ptt{}{}", std::process::id() % 100_000, tag);
         let _ = Command::new("userdel").args(["-r", &name]).output();
-        // useradd exits 10 when another process holds the passwd lock (other test
-        // binaries run at the same time): wait and retry instead of failing.
-        let mut status = None;
-        for _ in 0..100 {
-            let s = Command::new("useradd")
-                .args(["-m", "-s", "/bin/sh", "-K", "UMASK=077", &name])
-                .status()
-                .expect("useradd");
-            if s.code() != Some(10) {
-                status = Some(s);
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        assert!(status.is_some_and(|s| s.success()), "useradd {name}");
+        let out = shadow_tool(
+            "useradd",
+            &["-m", "-s", "/bin/sh", "-K", "UMASK=077", &name],
+        )
+        .expect("useradd");
+        assert!(out.status.success(), "useradd {name}: {out:?}");
         let id = |flag: &str| -> u32 {
             let out = Command::new("id").args([flag, &name]).output().expect("id");
             String::from_utf8_lossy(&out.stdout)
@@ -692,12 +683,53 @@ impl TestUser {
 }
 
 impl Drop for TestUser {
+    /// Never panics (a drop during a test's unwinding would abort the binary): an
+    /// account left behind is said on standard error, named, for the next run of a test
+    /// with the same tag would otherwise meet it (its `create` removes it first).
     fn drop(&mut self) {
         let _g = user_database_lock();
-        let _ = Command::new("userdel")
-            .args(["-r", "-f", &self.name])
-            .stderr(Stdio::null())
-            .output();
+        match shadow_tool("userdel", &["-r", "-f", &self.name]) {
+            // 6: already gone (a test deleted the account itself).
+            Ok(out) if out.status.success() || out.status.code() == Some(6) => {}
+            Ok(out) => eprintln!(
+                "TestUser: userdel {} failed, the account is left behind: {:?}: {}",
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!(
+                "TestUser: userdel {} did not run, the account is left behind: {e}",
+                self.name
+            ),
+        }
+    }
+}
+
+/// How long [`shadow_tool`] waits for another process to release the user database.
+pub const SHADOW_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs a shadow-suite tool (`useradd`, `userdel`) until it gets the user database's
+/// locks, for at most [`SHADOW_LOCK_WAIT`]. Another process's tool holding them (other
+/// test binaries run at the same time) makes it give up at once with "cannot lock
+/// FILE; try again later" (exit 1 for the passwd files, 10 for the group files), which
+/// would otherwise fail a `create` or leave a deleted account behind. Any other
+/// failure is returned at once. Its standard output and error are captured.
+pub fn shadow_tool(program: &str, args: &[&str]) -> std::io::Result<Output> {
+    let start = std::time::Instant::now();
+    loop {
+        // Untranslated, so the lock message is recognised.
+        let out = Command::new(program)
+            .args(args)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .output()?;
+        let busy = !out.status.success()
+            && matches!(out.status.code(), Some(1 | 10))
+            && String::from_utf8_lossy(&out.stderr).contains("try again later");
+        if !busy || start.elapsed() >= SHADOW_LOCK_WAIT {
+            return Ok(out);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

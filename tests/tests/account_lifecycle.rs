@@ -414,3 +414,52 @@ fn a_second_secret_in_use_for_sudo_keeps_the_ssh_grace_period() {
         "control: a new SSH secret"
     );
 }
+
+/// The harness's own cleanup: `TestUser`'s drop waits while another process's shadow
+/// tool holds the user database's lock (here `/etc/group.lock`, as shadow writes it:
+/// the holder's pid), instead of leaving the account behind for a later test to meet.
+/// Control: a plain `userdel` meanwhile is refused and the account stays.
+#[test]
+fn a_test_account_is_deleted_although_another_tool_held_the_lock() {
+    if !require_root("a_test_account_is_deleted_although_another_tool_held_the_lock") {
+        return;
+    }
+    let known = |name: &str| run("getent", ["passwd", name]).status.success();
+    let u = TestUser::create("dl");
+    let name = u.name.clone();
+    let lock = std::path::Path::new("/etc/group.lock");
+    // Another tool of the host may hold it right now: wait for our turn.
+    let mut taken = false;
+    for _ in 0..300 {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(lock);
+        if let Ok(mut f) = file {
+            use std::io::Write;
+            f.write_all(std::process::id().to_string().as_bytes())
+                .expect("write the lock");
+            taken = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(taken, "{} stayed held", lock.display());
+    let plain = Command::new("userdel")
+        .args(["-f", &name])
+        .env("LC_ALL", "C")
+        .output()
+        .expect("userdel");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        std::fs::remove_file(lock).expect("release the lock");
+    });
+    drop(u);
+    release.join().expect("release");
+    let left = known(&name);
+    if left {
+        let _ = Command::new("userdel").args(["-r", "-f", &name]).output();
+    }
+    assert_eq!(plain.status.code(), Some(10), "control: {plain:?}");
+    assert!(!left, "{name} left behind by the drop");
+}

@@ -720,3 +720,131 @@ fn a_group_skip_on_the_first_line_hands_the_account_to_the_next_line() {
         "the refusal is what logins get: {d:?}"
     );
 }
+
+/// A service with two `pam_totp` auth lines, as the sudo and su examples have them
+/// (pam.d-examples/sudo): the store first (a right code jumps over the next line; no
+/// store file under nullok goes on), then the home file. Every line is audited and the
+/// verdict is the one of the line that decides, named, as real logins through the same
+/// stack show: an account without a store file is judged by its home file (refused,
+/// or asked for that code), one with a store file by the store alone.
+#[test]
+fn every_auth_line_of_a_service_is_audited_in_stack_order() {
+    if !require_root("every_auth_line_of_a_service_is_audited_in_stack_order") {
+        return;
+    }
+    let store = root_store();
+    // In the store (its home file refused, but jumped over); only at home, refused
+    // there (0644); only at home, usable; nowhere.
+    let in_store = TestUser::create("m1");
+    let home_refused = TestUser::create("m2");
+    let (home_only, home_secret) = TestUser::enrolled("m3");
+    let nowhere = TestUser::create("m4");
+    let store_secret = random_secret_b32();
+    write_owned(
+        &store.path().join(&in_store.name),
+        totp_file(&store_secret).as_bytes(),
+        0,
+        0,
+        0o600,
+    );
+    in_store.write_secret(&totp_file(&random_secret_b32()), 0o644);
+    let refused_secret = random_secret_b32();
+    home_refused.write_secret(&totp_file(&refused_secret), 0o644);
+    let stack = Stack::new();
+    // pam_permit stands for the password lines before them (common-auth), which prime
+    // the success a jump leaves in place.
+    stack.service(
+        "svc",
+        &format!(
+            "auth required pam_permit.so\n\
+             auth [success=1 ignore=ignore default=die] @MODULE@ user=root \
+             secret={}/${{USER}} nullok\n\
+             auth [success=ok ignore=ignore default=die] @MODULE@ nullok\n",
+            store.path().display()
+        ),
+    );
+    let out = run_audit(&stack, &[]);
+    let lines: BTreeMap<String, serde_json::Value> = findings(&out)
+        .into_iter()
+        .map(|v| (v["user"].as_str().expect("user").to_owned(), v))
+        .collect();
+    let svc = stack.path().join("svc");
+    let second = format!("{}:3", svc.display());
+    let verdict = |u: &TestUser| lines[&u.name]["verdict"].as_str().unwrap_or("").to_owned();
+    let reasons = |u: &TestUser| lines[&u.name]["reasons"].to_string();
+    assert_eq!(verdict(&in_store), "ok", "{:?}", lines[&in_store.name]);
+    assert_eq!(
+        verdict(&home_refused),
+        "refused",
+        "{:?}",
+        lines[&home_refused.name]
+    );
+    assert!(
+        reasons(&home_refused).contains(&format!("{second} refuses it")),
+        "the line that decides is named: {}",
+        reasons(&home_refused)
+    );
+    assert_eq!(verdict(&home_only), "ok", "{:?}", lines[&home_only.name]);
+    assert!(
+        reasons(&home_only).contains(&second),
+        "{}",
+        reasons(&home_only)
+    );
+    assert_eq!(
+        verdict(&nowhere),
+        "not-enrolled",
+        "{:?}",
+        lines[&nowhere.name]
+    );
+    // Each line's part: the store line ran for all; the home line is jumped over for
+    // the account in the store.
+    let ran = |u: &TestUser| -> Vec<String> {
+        lines[&u.name]["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|l| format!("{}={}", l["verdict"], l["ran"]))
+            .collect()
+    };
+    assert_eq!(
+        ran(&in_store),
+        ["\"ok\"=\"yes\"", "\"refused\"=\"no\""],
+        "{:?}",
+        lines[&in_store.name]
+    );
+    assert_eq!(
+        ran(&home_refused),
+        ["\"not-enrolled\"=\"yes\"", "\"refused\"=\"yes\""]
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a refused account fails it: {out:?}"
+    );
+
+    // What logins through the same stack do.
+    let login = |u: &TestUser, answer: &str| login_at(&stack, u, answer, None, T0).result;
+    assert_eq!(login(&in_store, &code_at(&store_secret, T0)), "PAM_SUCCESS");
+    assert_eq!(login(&home_only, &code_at(&home_secret, T0)), "PAM_SUCCESS");
+    assert_eq!(
+        login(&home_only, &wrong_totp(&home_secret, T0 + 30)),
+        "PAM_AUTH_ERR"
+    );
+    assert_eq!(
+        login(&home_refused, &code_at(&refused_secret, T0)),
+        "PAM_AUTH_ERR"
+    );
+    assert_eq!(login(&nowhere, "").as_str(), "PAM_SUCCESS");
+
+    // The text form says which line decides.
+    let text = text_audit_command(&stack).output().expect("audit");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!(
+            "{}: refused: {second} refuses it",
+            home_refused.name
+        )),
+        "{text}"
+    );
+    assert!(text.contains("2 pam_totp.so auth lines"), "{text}");
+}

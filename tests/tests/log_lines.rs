@@ -979,3 +979,90 @@ fn a_grace_login_denied_for_want_of_the_password_is_not_logged_as_accepted() {
         "{lines:#?}"
     );
 }
+
+/// R9 with `PAM_AUTHTOK` (`use_first_pass`, `try_first_pass`): what a client meets for a
+/// name with an account and for one without is the same, attempt after attempt: the
+/// return code, the prompts and messages (a throttle's "too many" among them), and the
+/// failures the fail2ban filter counts. The account has 8-digit codes: a token ending
+/// in 6 digits was "no usable code" for it (nothing charged, nothing counted) and a
+/// charged, counted guess for a name without an account, whose token is split as
+/// 6-digit codes (it has no file to say otherwise). Under `try_first_pass` a code in
+/// `PAM_AUTHTOK` is a guess charged for an account, and was ignored for a name without
+/// one. The lines that say why (no such user) differ, for the admin.
+#[test]
+fn first_pass_tokens_are_charged_alike_with_or_without_an_account() {
+    let t = "first_pass_tokens_are_charged_alike_with_or_without_an_account";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "fail2ban-regex") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("fp");
+    u.write_secret(
+        &format!("{secret}\n\" TOTP_AUTH\n\" PAM_TOTP_DIGITS 8\n"),
+        0o600,
+    );
+    let stranger = format!("{}x", u.name);
+    // (mode, PAM_AUTHTOK, answers after it): the password prompt's answer becomes
+    // PAM_AUTHTOK (pam_unix); the rest answer the module's prompt.
+    let scenarios: [(&str, &str, &[&str]); 5] = [
+        ("try_first_pass", "pw123456", &["111111"]),
+        ("try_first_pass", "pw123456", &[]),
+        ("use_first_pass", "pw123456", &[]),
+        ("use_first_pass", "pw1234567", &[]),
+        ("use_first_pass", "pw12345", &[]),
+    ];
+    for (n, (mode, token, answers)) in scenarios.into_iter().enumerate() {
+        let mut seen = Vec::new();
+        for user in [u.name.as_str(), stranger.as_str()] {
+            let stack = Stack::new();
+            stack.service(
+                "svc",
+                &format!(
+                    "auth optional pam_unix.so nodelay\n\
+                     auth requisite {}\n",
+                    installed(&stack, &format!(" {mode} max_failures=3"))
+                ),
+            );
+            let mut runs = Vec::new();
+            for i in 0..4u64 {
+                let rhost = format!("192.0.2.{}", 100 + i);
+                let driver = answers.iter().fold(
+                    Driver::new(&stack, "svc", user)
+                        .answer(token)
+                        .rhost(&rhost)
+                        .at(T0 + 30 * i),
+                    |d, a| d.answer(a),
+                );
+                let (d, lines) = capture_syslog(&driver);
+                let lines: Vec<String> = lines.iter().map(|l| auth_log_line(l)).collect();
+                let shown = |s: &str| s.replace(user, "USER");
+                runs.push((
+                    d.result.clone(),
+                    d.prompts,
+                    d.messages
+                        .iter()
+                        .map(|(s, m)| (*s, shown(m)))
+                        .collect::<Vec<_>>(),
+                    fail2ban_hits(&lines),
+                ));
+            }
+            seen.push(runs);
+        }
+        assert_eq!(
+            seen[0], seen[1],
+            "[{mode} {token} {answers:?}] the account, then the name without one"
+        );
+        // Not alike by doing nothing: the guesses are charged (the hard cap is met on
+        // the second login, two guesses each) and counted; a token without 6 digits at
+        // its end is no code for either.
+        let runs = &seen[0];
+        let disabled = |r: &(String, usize, Vec<(i32, String)>, Vec<String>)| {
+            r.2.iter().any(|(_, m)| m.contains("disabled until"))
+        };
+        match n {
+            0 => assert!(!disabled(&runs[0]) && disabled(&runs[1]), "{runs:?}"),
+            1..=3 => assert_eq!(runs[0].3.len(), 1, "counted: {runs:?}"),
+            _ => assert!(runs.iter().all(|r| r.3.is_empty()), "{runs:?}"),
+        }
+    }
+}

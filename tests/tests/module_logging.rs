@@ -255,3 +255,38 @@ fn a_clamped_window_is_logged_on_a_refusal_or_with_debug() {
         assert_eq!(logged(&lines), clamp_logged, "[{args}] {want}: {lines:#?}");
     }
 }
+
+/// An unknown option is logged by its name alone: a pam.d line mistyped around a
+/// password or secret (`secert=...`, `foo=...`) must not put the value in syslog. The
+/// login still fails closed, with the one line that names the option.
+#[test]
+fn an_unknown_option_logs_its_name_never_its_value() {
+    let test = "an_unknown_option_logs_its_name_never_its_value";
+    if !require_root(test) || !require_tool(test, "unshare") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("uo");
+    u.write_secret(&format!("{secret}\n\" TOTP_AUTH\n"), 0o600);
+    let value = "S3cr3tV4lueTypedHere";
+    // Control: the same code, with a known option only, logs in.
+    let stack = Stack::with_module("svc", "debug");
+    let (d, _) = login_logged(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    for arg in [format!("foo={value}"), format!("secert=/x/{value}")] {
+        let stack = Stack::with_module("svc", &format!("debug {arg}"));
+        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
+        assert_ne!(d.result, "PAM_SUCCESS", "[{arg}] {d:?}");
+        let name = arg.split('=').next().unwrap_or_default();
+        let named: Vec<&str> = lines
+            .iter()
+            .map(|l| syslog_message(l))
+            .filter(|m| m.contains(&format!("unrecognized option \"{name}\"")))
+            .collect();
+        assert_eq!(named.len(), 1, "[{arg}] {lines:#?}");
+        assert!(
+            lines.iter().all(|l| !l.contains(value)),
+            "[{arg}] the value reached syslog: {lines:#?}"
+        );
+    }
+}

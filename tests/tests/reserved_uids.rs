@@ -30,24 +30,22 @@ fn account_with_uid(tag: &str, uid: u32) -> TestUser {
     let _ = Command::new("userdel").args(["-r", &name]).output();
     let uid_arg = uid.to_string();
     // -l: no lastlog or faillog entry, which sits at an offset of uid × its size.
-    let mut status = None;
-    for _ in 0..100 {
-        let s = Command::new("useradd")
-            .args(["-m", "-l", "-s", "/bin/sh", "-K", "UMASK=077"])
-            .args(["-u", &uid_arg, &name])
-            .output()
-            .expect("useradd");
-        // Exit 10: another test binary holds the passwd lock.
-        if s.status.code() != Some(10) {
-            status = Some(s.status);
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "useradd -u {uid} {name}"
-    );
+    let out = shadow_tool(
+        "useradd",
+        &[
+            "-m",
+            "-l",
+            "-s",
+            "/bin/sh",
+            "-K",
+            "UMASK=077",
+            "-u",
+            &uid_arg,
+            &name,
+        ],
+    )
+    .expect("useradd");
+    assert!(out.status.success(), "useradd -u {uid} {name}: {out:?}");
     let out = Command::new("getent")
         .args(["passwd", &name])
         .output()

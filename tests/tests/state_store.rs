@@ -804,11 +804,12 @@ fn the_reset_command_a_log_line_names_quotes_the_user_for_the_shell() {
     let u = {
         let _g = user_database_lock();
         let _ = Command::new("userdel").args(["-r", "-f", &name]).output();
-        let ok = Command::new("useradd")
-            .args(["--badname", "-m", "-s", "/bin/sh", "-K", "UMASK=077", &name])
-            .status()
-            .expect("useradd");
-        assert!(ok.success(), "useradd {name}");
+        let out = shadow_tool(
+            "useradd",
+            &["--badname", "-m", "-s", "/bin/sh", "-K", "UMASK=077", &name],
+        )
+        .expect("useradd");
+        assert!(out.status.success(), "useradd {name}: {out:?}");
         let id = |flag: &str| -> u32 {
             let out = Command::new("id").args([flag, &name]).output().expect("id");
             String::from_utf8_lossy(&out.stdout)

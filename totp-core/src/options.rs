@@ -285,7 +285,9 @@ impl Default for ModuleOptions {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OptionError {
-    /// Not an option we know (shown lossily, at most 64 characters).
+    /// Not an option we know: its name only (the part before `=`, shown lossily, at
+    /// most [`UNKNOWN_NAME_CHARS`] characters). The value is never kept: a line
+    /// mistyped around a password or secret (`secert=…`) must not carry it to syslog.
     Unknown(String),
     /// A known option with a bad value.
     BadValue {
@@ -304,6 +306,15 @@ impl fmt::Display for OptionError {
 }
 
 impl std::error::Error for OptionError {}
+
+/// How much of an unknown option's name its error keeps.
+pub const UNKNOWN_NAME_CHARS: usize = 32;
+
+/// The error for an argument that is no option: its name, bounded, never its value.
+fn unknown(arg: &str) -> OptionError {
+    let name = arg.split('=').next().unwrap_or_default();
+    OptionError::Unknown(name.chars().take(UNKNOWN_NAME_CHARS).collect())
+}
 
 pub(crate) fn bad(option: &'static str, reason: &'static str) -> OptionError {
     OptionError::BadValue { option, reason }
@@ -396,9 +407,7 @@ impl ModuleOptions {
         let mut o = ModuleOptions::default();
         for raw in args {
             let Ok(arg) = std::str::from_utf8(raw) else {
-                return Err(OptionError::Unknown(
-                    String::from_utf8_lossy(raw).chars().take(64).collect(),
-                ));
+                return Err(unknown(&String::from_utf8_lossy(raw)));
             };
             o.apply(arg)?;
         }
@@ -458,8 +467,7 @@ impl ModuleOptions {
             "allow_readonly" => self.allow_readonly = true,
             "allow_any_network" => self.allow_any_network = true,
             _ => {
-                let unknown = || OptionError::Unknown(arg.chars().take(64).collect());
-                let (name, v) = arg.split_once('=').ok_or_else(unknown)?;
+                let (name, v) = arg.split_once('=').ok_or_else(|| unknown(arg))?;
                 match name {
                     "secret" => {
                         if v.is_empty() {
@@ -544,7 +552,7 @@ impl ModuleOptions {
                         self.ceiling_interval_secs = decimal("ceiling_interval", v, 1, 86_400)?
                     }
                     _ if self.fleet.apply(name, v)? => {}
-                    _ => return Err(unknown()),
+                    _ => return Err(unknown(arg)),
                 }
             }
         }

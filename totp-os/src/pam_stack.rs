@@ -54,6 +54,97 @@ pub struct ModuleLine {
     /// The module's options, parsed by its own parser (`auth` lines only: on other lines
     /// the module fails whatever they say).
     pub options: Option<ModuleOptions>,
+    /// The file the line is in, and its number there (of its first physical line).
+    pub file: PathBuf,
+    pub line: usize,
+    /// Where an `auth` line sits in the stack libpam builds, for the jumps of a control
+    /// value (`success=N` skips the next N `auth` modules, whichever they load): its index
+    /// among the `auth` module lines, `include`d and `@include`d files flattened in; a
+    /// line in an `auth substack` file has the substack line's index in front of its
+    /// index within the substack (a jump never leaves a substack). Empty for the other
+    /// types.
+    pub position: Vec<usize>,
+}
+
+impl ModuleLine {
+    /// `FILE:LINE`, for messages that name the line.
+    pub fn place(&self) -> String {
+        format!("{}:{}", self.file.display(), self.line)
+    }
+
+    /// What libpam does when the module returns `returned` on this line, by its control
+    /// value (pam.conf(5)): a keyword stands for its bracketed form; in brackets a value
+    /// not named takes `default=`, and without one `bad`. `None`: a control value libpam
+    /// would not accept.
+    pub fn action(&self, returned: Returned) -> Option<Action> {
+        let spelled = match self.control.as_str() {
+            "required" => "success=ok new_authtok_reqd=ok ignore=ignore default=bad",
+            "requisite" => "success=ok new_authtok_reqd=ok ignore=ignore default=die",
+            "sufficient" => "success=done new_authtok_reqd=done default=ignore",
+            "optional" => "success=ok new_authtok_reqd=ok default=ignore",
+            c => c.strip_prefix('[')?.strip_suffix(']')?,
+        };
+        let key = match returned {
+            Returned::Success => "success",
+            Returned::Ignore => "ignore",
+            Returned::AuthErr => "auth_err",
+        };
+        let mut chosen = None;
+        let mut default = None;
+        for pair in spelled.split_whitespace() {
+            let (k, v) = pair.split_once('=')?;
+            let action = Action::parse(v)?;
+            if k == key {
+                chosen = Some(action);
+            } else if k == "default" {
+                default = Some(action);
+            }
+        }
+        Some(chosen.or(default).unwrap_or(Action::Bad))
+    }
+}
+
+/// The return values of the module a stack's control values are read for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Returned {
+    /// `PAM_SUCCESS`: the right code.
+    Success,
+    /// `PAM_IGNORE`: a skip (`nullok` without a file, an access rule or group option).
+    Ignore,
+    /// `PAM_AUTH_ERR`: every refusal of an account (a wrong code, a refused file).
+    AuthErr,
+}
+
+/// An action of a control value (pam.conf(5)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Ignore,
+    Bad,
+    Die,
+    Ok,
+    Done,
+    Reset,
+    /// Skip the next N `auth` modules of the stack (or substack); the value itself is
+    /// not recorded.
+    Jump(usize),
+}
+
+impl Action {
+    fn parse(v: &str) -> Option<Action> {
+        Some(match v {
+            "ignore" => Action::Ignore,
+            "bad" => Action::Bad,
+            "die" => Action::Die,
+            "ok" => Action::Ok,
+            "done" => Action::Done,
+            "reset" => Action::Reset,
+            // libpam reads a jump of 0 as ignore.
+            n => match n.parse::<usize>().ok()? {
+                0 => Action::Ignore,
+                n => Action::Jump(n),
+            },
+        })
+    }
 }
 
 /// The options of every `auth` line of `service` (in `dir`) that loads the module, in
@@ -68,8 +159,27 @@ pub fn module_options(dir: &Path, service: &str) -> Result<Vec<ModuleOptions>, S
 /// Every line of `service` (in `dir`) that loads the module, of any type, in stack order.
 pub fn module_lines(dir: &Path, service: &str) -> Result<Vec<ModuleLine>, StackError> {
     let mut found = Vec::new();
-    collect(dir, service, 0, false, &mut found)?;
+    let mut at = Stacked {
+        prefix: Vec::new(),
+        next: 0,
+    };
+    collect(dir, service, 0, false, &mut at, &mut found)?;
     Ok(found)
+}
+
+/// The position the next `auth` module line is given (see [`ModuleLine::position`]).
+struct Stacked {
+    prefix: Vec<usize>,
+    next: usize,
+}
+
+impl Stacked {
+    fn take(&mut self) -> Vec<usize> {
+        let mut p = self.prefix.clone();
+        p.push(self.next);
+        self.next += 1;
+        p
+    }
 }
 
 /// Whether `service` has its own file in `dir`; libpam uses `other` when it has not.
@@ -85,6 +195,7 @@ fn collect(
     service: &str,
     depth: usize,
     auth_only: bool,
+    at: &mut Stacked,
     out: &mut Vec<ModuleLine>,
 ) -> Result<(), StackError> {
     if depth > MAX_INCLUDE_DEPTH {
@@ -101,9 +212,26 @@ fn collect(
         service_path(dir, service)?
     };
     let text = read_bounded(&path)?;
-    for line in logical_lines(&text) {
+    for (number, line) in logical_lines(&text) {
         match parse_line(&line) {
-            Line::Include { name, auth } => collect(dir, &name, depth + 1, auth_only || auth, out)?,
+            Line::Include {
+                name,
+                auth,
+                substack: true,
+            } => {
+                // One module of this stack; its own lines a stack of their own.
+                let mut inner = Stacked {
+                    prefix: at.take(),
+                    next: 0,
+                };
+                collect(dir, &name, depth + 1, auth_only || auth, &mut inner, out)?
+            }
+            Line::Include { name, auth, .. } => {
+                collect(dir, &name, depth + 1, auth_only || auth, at, out)?
+            }
+            Line::Foreign { auth: true } => {
+                at.take();
+            }
             Line::Module {
                 kind,
                 control,
@@ -121,14 +249,20 @@ fn collect(
                     kind,
                     control,
                     options: Some(opts),
+                    file: path.clone(),
+                    line: number,
+                    position: at.take(),
                 });
             }
             Line::Module { kind, control, .. } if !auth_only => out.push(ModuleLine {
                 kind,
                 control,
                 options: None,
+                file: path.clone(),
+                line: number,
+                position: Vec::new(),
             }),
-            Line::Module { .. } | Line::Other => {}
+            Line::Module { .. } | Line::Foreign { .. } | Line::Other => {}
         }
     }
     Ok(())
@@ -157,22 +291,26 @@ fn read_bounded(path: &Path) -> Result<String, StackError> {
     Ok(text)
 }
 
-/// Lines without comments, with backslash-newline continuations joined.
-fn logical_lines(text: &str) -> Vec<String> {
+/// Lines without comments, with backslash-newline continuations joined, each with the
+/// number (from 1) of its first physical line.
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut current = String::new();
-    for raw in text.lines() {
+    let mut first = None;
+    for (i, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("");
+        let start = *first.get_or_insert(i + 1);
         if let Some(cont) = line.strip_suffix('\\') {
             current.push_str(cont);
             current.push(' ');
             continue;
         }
         current.push_str(line);
-        out.push(std::mem::take(&mut current));
+        out.push((start, std::mem::take(&mut current)));
+        first = None;
     }
-    if !current.is_empty() {
-        out.push(current);
+    if let Some(start) = first {
+        out.push((start, current));
     }
     out
 }
@@ -182,6 +320,11 @@ enum Line {
     /// `@include NAME` (every type), or `auth include|substack NAME` (`auth`).
     Include {
         name: String,
+        auth: bool,
+        substack: bool,
+    },
+    /// A line that loads another module; `auth`: of type `auth`.
+    Foreign {
         auth: bool,
     },
     /// A `pam_totp.so` line of type `kind` (without a leading `-`).
@@ -233,6 +376,7 @@ fn parse_line(line: &str) -> Line {
         [inc, name, ..] if inc == "@include" => Line::Include {
             name: name.clone(),
             auth: false,
+            substack: false,
         },
         [kind, control, module, args @ ..] => {
             let kind = kind.trim_start_matches('-');
@@ -241,6 +385,7 @@ fn parse_line(line: &str) -> Line {
                     Line::Include {
                         name: module.clone(),
                         auth: true,
+                        substack: control == "substack",
                     }
                 } else {
                     Line::Other
@@ -248,7 +393,9 @@ fn parse_line(line: &str) -> Line {
             }
             let name = module.rsplit('/').next().unwrap_or(module);
             if name != MODULE_FILE && name != BUILT_MODULE_FILE {
-                return Line::Other;
+                return Line::Foreign {
+                    auth: kind == "auth",
+                };
             }
             // libpam passes a bracketed argument without its brackets.
             let args = args
@@ -369,6 +516,93 @@ mod tests {
                 row("session", "[default=ignore]", false),
             ]
         );
+    }
+
+    #[test]
+    fn auth_lines_know_their_place_in_the_stack() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write(
+            dir.path(),
+            "common",
+            "auth [success=1 default=ignore] pam_unix.so\nauth requisite pam_deny.so\n\
+             auth required pam_permit.so\n",
+        );
+        write(
+            dir.path(),
+            "sub",
+            "auth optional pam_env.so\nauth required pam_totp.so secret=/s/${USER}\n",
+        );
+        write(
+            dir.path(),
+            "svc",
+            "session required pam_limits.so\n@include common\n\
+             # a comment\n\
+             auth [success=1 ignore=ignore default=die] pam_totp.so \\\n  nullok\n\
+             auth substack sub\naccount required pam_totp.so\n\
+             auth [success=ok ignore=ignore default=die] pam_totp.so nullok\n",
+        );
+        let found: Vec<(String, usize, Vec<usize>)> = module_lines(dir.path(), "svc")
+            .expect("lines")
+            .into_iter()
+            .map(|l| {
+                let name = l.file.file_name().expect("name").to_string_lossy().into();
+                (name, l.line, l.position)
+            })
+            .collect();
+        let row = |f: &str, l: usize, p: &[usize]| (f.to_owned(), l, p.to_vec());
+        assert_eq!(
+            found,
+            [
+                // After common's three auth modules; the continuation is one line.
+                row("svc", 4, &[3]),
+                // The substack is module 4; its lines count from 0 within it.
+                row("sub", 2, &[4, 1]),
+                row("svc", 7, &[]),
+                row("svc", 8, &[5]),
+            ]
+        );
+    }
+
+    #[test]
+    fn control_values_give_libpams_actions() {
+        let line = |control: &str| ModuleLine {
+            kind: "auth".into(),
+            control: control.into(),
+            options: None,
+            file: PathBuf::from("svc"),
+            line: 1,
+            position: vec![0],
+        };
+        use Returned::*;
+        let all = |c: &str| [Success, Ignore, AuthErr].map(|r| line(c).action(r));
+        let some = |a: [Action; 3]| a.map(Some);
+        assert_eq!(
+            all("required"),
+            some([Action::Ok, Action::Ignore, Action::Bad])
+        );
+        assert_eq!(
+            all("requisite"),
+            some([Action::Ok, Action::Ignore, Action::Die])
+        );
+        assert_eq!(
+            all("sufficient"),
+            some([Action::Done, Action::Ignore, Action::Ignore])
+        );
+        assert_eq!(
+            all("optional"),
+            some([Action::Ok, Action::Ignore, Action::Ignore])
+        );
+        assert_eq!(
+            all("[success=1 ignore=ignore default=die]"),
+            some([Action::Jump(1), Action::Ignore, Action::Die])
+        );
+        // Without default=, a value not named is bad; a jump of 0 is ignore.
+        assert_eq!(
+            all("[success=0 auth_err=ok]"),
+            some([Action::Ignore, Action::Bad, Action::Ok])
+        );
+        assert_eq!(line("[success=maybe]").action(Success), None);
+        assert_eq!(line("mandatory").action(Success), None);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `totp-state audit`: the preflight an admin runs before changing one word in pam.d.
 //! For every account the name service lists, or every one named (`--user`,
 //! `--users-from`), what the service's module would do and why (`totp_os::inspect`, the
-//! module's own placement, checks and parser; its skip decision, `audit_skips`). Read
-//! only.
+//! module's own placement, checks and parser; its skip decision, `audit_skips`), on
+//! every `pam_totp` auth line of the service, run in stack order as libpam runs them
+//! (`audit_stack`). Read only.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,10 +14,12 @@ use totp_core::state::{Missing, StateStore, StoreError};
 use totp_core::user::UserName;
 use totp_os::command::{self, CommandError, GETENT};
 use totp_os::inspect::{self, Verdict};
-use totp_os::nss;
+use totp_os::nss::{self, Passwd};
+use totp_os::pam_stack::ModuleLine;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir};
 
 use crate::audit_skips::Skips;
+use crate::audit_stack::{self, LineFinding, Ran};
 use crate::{Fatal, Stop, emit};
 
 /// An account the name service enumerates, and whether its shell lets it log in; or an
@@ -108,11 +111,10 @@ fn accounts() -> Result<Vec<Listed>, Fatal> {
 /// remove a secret whose owner may still log in.
 fn orphans(
     opts: &ModuleOptions,
-    skips: &[Skips<'_>],
-    lines: &[ModuleOptions],
+    audit: &dyn Fn(&Passwd) -> Audited,
     accounts: &[String],
     partial_listing: bool,
-) -> Vec<(String, Option<bool>, inspect::Finding)> {
+) -> Vec<(String, Option<bool>, Audited)> {
     let Some(dir) = opts.user.as_ref().and(opts.secret.strip_suffix("/${USER}")) else {
         return Vec::new();
     };
@@ -140,10 +142,7 @@ fn orphans(
             };
             let finding = match nss::lookup_user_by_name(&n) {
                 // Not enumerated, but an account: audited as one named with --user.
-                Ok(Some(pw)) if pw.name == n => {
-                    let finding = inspect_lines(lines, skips, &pw);
-                    return (n, None, finding);
-                }
+                Ok(Some(pw)) if pw.name == n => return (n, None, audit(&pw)),
                 // Logins key the file on the name the name service returns.
                 Ok(Some(pw)) => inspect::Finding {
                     verdict: Verdict::Warning,
@@ -160,7 +159,7 @@ fn orphans(
                 )),
                 Err(e) => unverified(format!("a lookup by name failed ({e})")),
             };
-            (n, Some(true), finding)
+            (n, Some(true), alone(finding))
         })
         .collect()
 }
@@ -232,6 +231,27 @@ fn store_problem(opts: &ModuleOptions) -> Option<(String, inspect::Finding)> {
     ))
 }
 
+/// An account's verdict on the service, and each line's part in it (empty for the
+/// findings that are not about one account's logins).
+type Audited = (inspect::Finding, Vec<LineFinding>);
+
+fn alone(finding: inspect::Finding) -> Audited {
+    (finding, Vec::new())
+}
+
+/// `pw` on every line of the service (`judges`, in stack order), combined as the stack
+/// runs them.
+fn audit_account(judges: &[(&ModuleLine, &ModuleOptions, Skips<'_>)], pw: &Passwd) -> Audited {
+    let judged: Vec<(&ModuleLine, inspect::Finding, bool, bool)> = judges
+        .iter()
+        .map(|(line, opts, skips)| {
+            let (finding, skipped) = skips.judged(pw, || inspect::inspect(opts, pw));
+            (*line, finding, skipped, opts.nullok)
+        })
+        .collect();
+    audit_stack::combine(&judged)
+}
+
 fn refusal(reason: String) -> inspect::Finding {
     inspect::Finding {
         verdict: Verdict::Refused,
@@ -239,56 +259,21 @@ fn refusal(reason: String) -> inspect::Finding {
     }
 }
 
-/// What the service's pam_totp lines, in stack order, do for one account. A line that
-/// skips (`nullok` and no file, an access rule or a group option: `PAM_IGNORE`) hands
-/// the login to the next line, as the sudo and su examples' store line hands a user not
-/// moved yet to the home-file line; the first line that does not skip decides (a right
-/// code on the examples' store line jumps over the home line). Lines after one that
-/// asks are not looked at. `skips`: one per line, in the same order.
-fn inspect_lines(
-    lines: &[ModuleOptions],
-    skips: &[Skips<'_>],
-    pw: &nss::Passwd,
-) -> inspect::Finding {
-    let mut skipped: Vec<String> = Vec::new();
-    let mut last = None;
-    for (i, (opts, line_skips)) in lines.iter().zip(skips).enumerate() {
-        let (mut finding, skip) = line_skips.judge(pw, || inspect::inspect(opts, pw));
-        if i > 0
-            && let Some(first) = finding.reasons.first_mut()
-        {
-            *first = format!(
-                "then the next {} line: {first}",
-                totp_os::pam_stack::MODULE_FILE
-            );
-        }
-        let skips = skip || (finding.verdict == Verdict::NotEnrolled && opts.nullok);
-        if !skips {
-            skipped.append(&mut finding.reasons);
-            finding.reasons = skipped;
-            return finding;
-        }
-        skipped.extend(finding.reasons.iter().cloned());
-        last = Some(finding);
-    }
-    match last {
-        Some(mut f) => {
-            f.reasons = skipped;
-            f
-        }
-        None => refusal("the service has no pam_totp line".to_owned()),
-    }
-}
-
-/// `lines`: the options of the service's pam_totp lines, in stack order; the first
-/// names the store.
 /// `named`: the accounts `--user` and `--users-from` gave, audited instead of the
 /// listing; the store's files and records are then not compared with the accounts
 /// (a partial list would make every other one an orphan).
-pub fn run(lines: &[ModuleOptions], json: bool, named: Option<Vec<String>>) -> Result<(), Stop> {
-    let Some(opts) = lines.first() else {
-        return Err(Fatal("the service has no pam_totp line".to_owned()).into());
+/// `lines`: the service's `pam_totp` auth lines, in stack order, each with its options
+/// (at least one; they name one store).
+pub fn run(lines: &[ModuleLine], json: bool, named: Option<Vec<String>>) -> Result<(), Stop> {
+    let judges: Vec<(&ModuleLine, &ModuleOptions, Skips<'_>)> = lines
+        .iter()
+        .filter_map(|l| Some((l, l.options.as_ref()?)))
+        .map(|(l, o)| (l, o, Skips::new(o)))
+        .collect();
+    let Some(&(_, opts, _)) = judges.first() else {
+        return Err(Fatal("no pam_totp auth line to audit".into()).into());
     };
+    let audit = |pw: &Passwd| audit_account(&judges, pw);
     let mut refused = 0usize;
     let mut refused_without_login = 0usize;
     let whole = named.is_none();
@@ -311,51 +296,66 @@ pub fn run(lines: &[ModuleOptions], json: bool, named: Option<Vec<String>>) -> R
         }
     };
     let names: Vec<String> = listed.iter().map(|l| l.name.clone()).collect();
-    let skips: Vec<Skips<'_>> = lines.iter().map(Skips::new).collect();
-    let mut findings: Vec<(String, Option<bool>, inspect::Finding)> = Vec::new();
+    let mut findings: Vec<(String, Option<bool>, Audited)> = Vec::new();
     for account in &listed {
         // A named account goes the module's way: the name checked (R8), then asked of
         // the name service by name; a listed one is known to be a name already.
         if !whole && let Err(e) = UserName::parse(account.name.as_bytes()) {
             let finding = refusal(format!("not a user name the module accepts: {e}"));
-            findings.push((account.name.clone(), account.login_shell, finding));
+            findings.push((account.name.clone(), account.login_shell, alone(finding)));
             continue;
         }
         let finding = match nss::lookup_user_by_name(&account.name) {
-            Ok(Some(pw)) => inspect_lines(lines, &skips, &pw),
+            Ok(Some(pw)) => audit(&pw),
             // Listed, then gone: deleted since the listing.
             Ok(None) if whole => continue,
-            Ok(None) => refusal(
+            Ok(None) => alone(refusal(
                 "the name service does not know this name: no such account, or one in a \
                  directory this host does not reach"
                     .to_owned(),
-            ),
-            Err(e) => refusal(format!("name service error: {e}")),
+            )),
+            Err(e) => alone(refusal(format!("name service error: {e}"))),
         };
         findings.push((account.name.clone(), account.login_shell, finding));
     }
     // A store file named after nobody is refused whatever its name's shell would be.
+    // Each line's store directory (store mode), a file named once.
     if whole {
-        findings.extend(orphans(opts, &skips, lines, &names, partial_listing));
+        let mut seen = std::collections::BTreeSet::new();
+        for (_, line_opts, _) in &judges {
+            for orphan in orphans(line_opts, &audit, &names, partial_listing) {
+                if seen.insert(orphan.0.clone()) {
+                    findings.push(orphan);
+                }
+            }
+        }
     }
     // Not counted: it denies nobody by itself; the accounts it leaves without a skip
     // are judged by their own files above.
-    for f in skips.iter().filter_map(Skips::barred_finding) {
-        findings.push(("access file".to_owned(), Some(true), f));
+    for (line, _, skips) in &judges {
+        if let Some(f) = skips.barred_finding() {
+            let name = if judges.len() > 1 {
+                format!("access file ({})", line.place())
+            } else {
+                "access file".to_owned()
+            };
+            findings.push((name, Some(true), alone(f)));
+        }
     }
+    // One store for every line (`--service` refuses lines that name different ones).
     let store = store_problem(opts);
     let store_refused = store.is_some();
-    findings.extend(store.map(|(n, f)| (n, Some(true), f)));
+    findings.extend(store.map(|(n, f)| (n, Some(true), alone(f))));
     // A refused directory may not even be listable (an owner a container does not map):
     // its refusal is the finding, not a fault that hides every other line.
     if whole && !store_refused {
         findings.extend(
             stale_records(opts)?
                 .into_iter()
-                .map(|(n, f)| (n, Some(true), f)),
+                .map(|(n, f)| (n, Some(true), alone(f))),
         );
     }
-    for (name, login_shell, mut finding) in findings {
+    for (name, login_shell, (mut finding, parts)) in findings {
         if finding.verdict == Verdict::Refused {
             if login_shell != Some(false) {
                 refused += 1;
@@ -367,13 +367,16 @@ pub fn run(lines: &[ModuleOptions], json: bool, named: Option<Vec<String>>) -> R
             }
         }
         let line = if json {
-            serde_json::json!({
+            let mut obj = serde_json::json!({
                 "user": name,
                 "verdict": finding.verdict.to_string(),
                 "reasons": finding.reasons,
                 "login_shell": login_shell,
-            })
-            .to_string()
+            });
+            if !parts.is_empty() {
+                obj["lines"] = parts_json(&parts);
+            }
+            obj.to_string()
         } else {
             format!(
                 "{name}: {}: {}",
@@ -382,6 +385,13 @@ pub fn run(lines: &[ModuleOptions], json: bool, named: Option<Vec<String>>) -> R
             )
         };
         emit(&format!("{line}\n"))?;
+    }
+    if judges.len() > 1 && !json {
+        emit(&format!(
+            "{} {} auth lines, run in stack order: each verdict is the line that decides it\n",
+            judges.len(),
+            totp_os::pam_stack::MODULE_FILE
+        ))?;
     }
     // A summary, not a fault: standard error stays empty on a passing audit, so a cron
     // job mails only when something is wrong (every stock host has such accounts). The
@@ -404,6 +414,27 @@ pub fn run(lines: &[ModuleOptions], json: bool, named: Option<Vec<String>>) -> R
         .into());
     }
     Ok(())
+}
+
+/// Each line's own verdict for the account, and whether the stack runs it for a login
+/// that types the right codes: `yes`; `no` (jumped over, ended by a `done`, or after a
+/// refusal that decides); `unknown` (after a line whose result is not known).
+fn parts_json(parts: &[LineFinding]) -> serde_json::Value {
+    parts
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "line": p.place,
+                "verdict": p.finding.verdict.to_string(),
+                "reasons": p.finding.reasons,
+                "ran": match p.ran {
+                    Ran::Yes => "yes",
+                    Ran::Skipped => "no",
+                    Ran::Unknown => "unknown",
+                },
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

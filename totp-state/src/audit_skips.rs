@@ -90,9 +90,10 @@ impl<'a> Skips<'a> {
     /// found for it: the skip (whatever the login's origin: the rules are evaluated
     /// with the origin unknown, and a rule that needs the origin never skips then), or
     /// the file's finding; under a rule file that bars skips, the finding says which
-    /// group option no longer skips the account. The flag: the line skips (the login
-    /// goes on to the stack's next line).
-    pub fn judge(&self, pw: &Passwd, file: impl FnOnce() -> Finding) -> (Finding, bool) {
+    /// group option no longer skips the account.
+    /// The second value: whether it is a skip (the module returns `PAM_IGNORE` without
+    /// asking for the code).
+    pub fn judged(&self, pw: &Passwd, file: impl FnOnce() -> Finding) -> (Finding, bool) {
         let list: OnceCell<Option<GroupList>> = OnceCell::new();
         let ask = |group: &str| self.membership(pw, group, &list);
         let subject = Subject {
@@ -115,13 +116,11 @@ impl<'a> Skips<'a> {
                         .into_iter()
                         .map(|r| format!("were it asked: {}: {r}", asked.verdict)),
                 );
-                (
-                    Finding {
-                        verdict: Verdict::Warning,
-                        reasons,
-                    },
-                    true,
-                )
+                let finding = Finding {
+                    verdict: Verdict::Warning,
+                    reasons,
+                };
+                (finding, true)
             }
             SkipDecision::NoSkips(_) => {
                 let mut finding = file();

@@ -5,6 +5,7 @@
 mod audit;
 mod audit_names;
 mod audit_skips;
+mod audit_stack;
 mod report;
 mod store_admin;
 
@@ -552,18 +553,26 @@ fn module_options(args: &str) -> Result<ModuleOptions, Fatal> {
 /// `--service`: the options of the service's pam_totp lines. Lines that disagree on
 /// the store would make "the service's store" ambiguous: the admin names one instead.
 fn service_options(service: &str, pam_dir: Option<&Path>) -> Result<ModuleOptions, Fatal> {
-    let found = service_lines(service, pam_dir)?;
-    found
-        .into_iter()
-        .next()
-        .ok_or_else(|| Fatal(format!("service \"{service}\" has no pam_totp line")))
+    let lines = service_lines(service, pam_dir)?;
+    lines
+        .first()
+        .and_then(|l| l.options.clone())
+        .ok_or_else(|| Fatal(format!("service \"{service}\" has no auth line to read")))
 }
 
-/// The options of every pam_totp auth line of the service, in stack order (at least
-/// one), all naming the same store.
-fn service_lines(service: &str, pam_dir: Option<&Path>) -> Result<Vec<ModuleOptions>, Fatal> {
+/// `--service`'s pam_totp auth lines, in stack order, each with its options (at least
+/// one; they name one store).
+fn service_lines(
+    service: &str,
+    pam_dir: Option<&Path>,
+) -> Result<Vec<pam_stack::ModuleLine>, Fatal> {
     let dir = pam_stack::pam_dir_or_default(pam_dir);
-    let found = pam_stack::module_options(&dir, service).map_err(|e| Fatal(e.to_string()))?;
+    let lines: Vec<pam_stack::ModuleLine> = pam_stack::module_lines(&dir, service)
+        .map_err(|e| Fatal(e.to_string()))?
+        .into_iter()
+        .filter(|l| l.options.is_some())
+        .collect();
+    let found: Vec<&ModuleOptions> = lines.iter().filter_map(|l| l.options.as_ref()).collect();
     let Some(first) = found.first() else {
         return Err(Fatal(format!(
             "service \"{service}\" in \"{}\" has no auth line for {}",
@@ -580,7 +589,7 @@ fn service_lines(service: &str, pam_dir: Option<&Path>) -> Result<Vec<ModuleOpti
             pam_stack::MODULE_FILE
         )));
     }
-    Ok(found)
+    Ok(lines)
 }
 
 /// A local store directory that does not exist holds nothing, and most likely the name

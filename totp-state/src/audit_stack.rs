@@ -1,0 +1,313 @@
+//! One account's verdict on a service with more than one `pam_totp` auth line (the
+//! sudo and su examples read the store, then a home-mode line for the users not moved
+//! yet; lines may differ in `accessfile=`, `skip_group=`, `nullok`): every line is
+//! judged, then the lines are run in stack order by their control values as libpam
+//! runs them (`totp_os::pam_stack::ModuleLine::action`), for a login that gets every
+//! other module's approval and types each right code. The verdict is the line that
+//! decides: the one whose refusal fails the login, else the ones that ask for a code,
+//! else the skips that let the account in on the other modules alone.
+
+use totp_os::inspect::{Finding, Verdict};
+use totp_os::pam_stack::{Action, ModuleLine, Returned};
+
+/// What one line did in the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ran {
+    /// Run; the module's finding decided what it returned.
+    Yes,
+    /// Not run: an earlier line's jump (`success=N`) or `done`, or its failure ended
+    /// the stack, skipped it.
+    Skipped,
+    /// Not run because what an earlier line returns is not known.
+    Unknown,
+}
+
+/// One line's own finding for the account, and whether the run reached it.
+pub struct LineFinding {
+    pub place: String,
+    pub finding: Finding,
+    pub ran: Ran,
+}
+
+/// What the module returns for an account whose finding on a line is `finding`
+/// (`skipped`: an access rule or group option skips the code); `None`: not known.
+fn returned(finding: &Finding, skipped: bool, nullok: bool) -> Option<Returned> {
+    Some(match finding.verdict {
+        Verdict::Refused => Returned::AuthErr,
+        Verdict::NotEnrolled if nullok => Returned::Ignore,
+        Verdict::NotEnrolled => Returned::AuthErr,
+        Verdict::Ok | Verdict::Warning if skipped => Returned::Ignore,
+        Verdict::Ok | Verdict::Warning => Returned::Success,
+        Verdict::Unverified => return None,
+    })
+}
+
+/// Whether `later` lies among the `n` auth modules after `from` in `from`'s stack (a
+/// line of a substack there is skipped with it).
+fn jumped(from: &[usize], later: &[usize], n: usize) -> bool {
+    let Some((&at, frame)) = from.split_last() else {
+        return false;
+    };
+    later.len() > frame.len()
+        && later[..frame.len()] == *frame
+        && (at + 1..=at.saturating_add(n)).contains(&later[frame.len()])
+}
+
+/// Whether `later` lies after `from` in `from`'s stack (what its `done` ends; a
+/// substack's `done` ends only the substack).
+fn ended(from: &[usize], later: &[usize]) -> bool {
+    jumped(from, later, usize::MAX)
+}
+
+/// The account's verdict over `lines` (each with its finding, whether that finding
+/// is a skip, and its `nullok`), and each line's part. With one line, its finding.
+pub fn combine(lines: &[(&ModuleLine, Finding, bool, bool)]) -> (Finding, Vec<LineFinding>) {
+    let mut parts: Vec<LineFinding> = lines
+        .iter()
+        .map(|(line, finding, _, _)| LineFinding {
+            place: line.place(),
+            finding: finding.clone(),
+            ran: Ran::Yes,
+        })
+        .collect();
+    if let [(_, finding, _, _)] = lines {
+        return (finding.clone(), parts);
+    }
+    let mut asked: Vec<usize> = Vec::new();
+    let mut unenforced: Vec<usize> = Vec::new();
+    let mut ignored: Vec<usize> = Vec::new();
+    let mut decided: Option<Finding> = None;
+    for (i, (line, finding, skipped, nullok)) in lines.iter().enumerate() {
+        if parts[i].ran != Ran::Yes {
+            continue;
+        }
+        let place = line.place();
+        let Some(ret) = returned(finding, *skipped, *nullok) else {
+            for later in &mut parts[i + 1..] {
+                later.ran = Ran::Unknown;
+            }
+            let mut reasons = vec![format!(
+                "{place} decides, and what it does for this account is not known"
+            )];
+            reasons.extend(finding.reasons.iter().map(|r| format!("{place}: {r}")));
+            decided = Some(Finding {
+                verdict: Verdict::Unverified,
+                reasons,
+            });
+            break;
+        };
+        let Some(action) = line.action(ret) else {
+            for later in &mut parts[i + 1..] {
+                later.ran = Ran::Unknown;
+            }
+            decided = Some(Finding {
+                verdict: Verdict::Unverified,
+                reasons: vec![format!(
+                    "{place}: control value {} is not one libpam reads",
+                    line.control
+                )],
+            });
+            break;
+        };
+        // A wrong code on a line that asks: whether it fails the login here.
+        let wrong = line.action(Returned::AuthErr);
+        let fails = |a: Action| matches!(a, Action::Bad | Action::Die | Action::Ok | Action::Done);
+        match (ret, action) {
+            (Returned::AuthErr, a) if fails(a) => {
+                // Later lines may run (bad, ok), but nothing they return undoes it.
+                for later in &mut parts[i + 1..] {
+                    later.ran = Ran::Skipped;
+                }
+                let mut reasons = vec![format!("{place} refuses it, and that fails the login")];
+                reasons.extend(finding.reasons.iter().map(|r| format!("{place}: {r}")));
+                decided = Some(Finding {
+                    verdict: Verdict::Refused,
+                    reasons,
+                });
+                break;
+            }
+            (Returned::Success, _) => {
+                asked.push(i);
+                if !wrong.is_some_and(fails) {
+                    unenforced.push(i);
+                }
+            }
+            _ => ignored.push(i),
+        }
+        match action {
+            Action::Jump(n) => {
+                for (j, (later, ..)) in lines.iter().enumerate().skip(i + 1) {
+                    if jumped(&line.position, &later.position, n) {
+                        parts[j].ran = Ran::Skipped;
+                    }
+                }
+            }
+            Action::Done if ret == Returned::Success => {
+                for (j, (later, ..)) in lines.iter().enumerate().skip(i + 1) {
+                    if ended(&line.position, &later.position) {
+                        parts[j].ran = Ran::Skipped;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let finding = decided.unwrap_or_else(|| summary(lines, &asked, &unenforced, &ignored));
+    (finding, parts)
+}
+
+/// The verdict of a run no line failed: the lines that ask for a code, else the skips.
+fn summary(
+    lines: &[(&ModuleLine, Finding, bool, bool)],
+    asked: &[usize],
+    unenforced: &[usize],
+    ignored: &[usize],
+) -> Finding {
+    let place = |i: usize| lines[i].0.place();
+    let mut reasons = Vec::new();
+    let deciding = if asked.is_empty() { ignored } else { asked };
+    let mut verdict = if asked.is_empty() {
+        // Every line that ran skipped: the other modules alone let the account in.
+        reasons.push("no line asks for a code: the other modules alone let it in".to_owned());
+        if deciding
+            .iter()
+            .all(|&i| lines[i].1.verdict == Verdict::NotEnrolled)
+        {
+            Verdict::NotEnrolled
+        } else {
+            Verdict::Warning
+        }
+    } else {
+        if asked.len() > 1 {
+            let all: Vec<String> = asked.iter().map(|&i| place(i)).collect();
+            reasons.push(format!(
+                "{} lines each ask for a code: {}",
+                asked.len(),
+                all.join(", ")
+            ));
+        }
+        if asked
+            .iter()
+            .any(|&i| lines[i].1.verdict == Verdict::Warning)
+        {
+            Verdict::Warning
+        } else {
+            Verdict::Ok
+        }
+    };
+    for &i in unenforced {
+        verdict = Verdict::Warning;
+        reasons.push(format!(
+            "{}: a wrong code does not fail the login by this line (control {})",
+            place(i),
+            lines[i].0.control
+        ));
+    }
+    for &i in deciding {
+        reasons.extend(
+            lines[i]
+                .1
+                .reasons
+                .iter()
+                .map(|r| format!("{}: {r}", place(i))),
+        );
+    }
+    Finding { verdict, reasons }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn line(n: usize, control: &str, position: &[usize]) -> ModuleLine {
+        ModuleLine {
+            kind: "auth".into(),
+            control: control.into(),
+            options: None,
+            file: PathBuf::from("svc"),
+            line: n,
+            position: position.to_vec(),
+        }
+    }
+
+    fn found(verdict: Verdict, why: &str) -> Finding {
+        Finding {
+            verdict,
+            reasons: vec![why.to_owned()],
+        }
+    }
+
+    /// The sudo example's two lines: the store (a right code jumps over the home line),
+    /// then the home file.
+    #[test]
+    fn the_line_that_decides_gives_the_verdict() {
+        let store = line(1, "[success=1 ignore=ignore default=die]", &[3]);
+        let home = line(2, "[success=ok ignore=ignore default=die]", &[4]);
+        let run = |a: Finding, b: Finding| {
+            let (f, parts) = combine(&[(&store, a, false, true), (&home, b, false, true)]);
+            (
+                f.verdict,
+                parts.iter().map(|p| p.ran).collect::<Vec<_>>(),
+                f,
+            )
+        };
+        use Verdict::*;
+        // In the store: the home line is jumped over, whatever it would say.
+        let (v, ran, _) = run(found(Ok, "store"), found(Refused, "home 0644"));
+        assert_eq!((v, ran), (Ok, vec![Ran::Yes, Ran::Skipped]));
+        // Not in the store: the home line decides, refusal or code.
+        let (v, ran, f) = run(found(NotEnrolled, "none"), found(Refused, "home 0644"));
+        assert_eq!((v, ran), (Refused, vec![Ran::Yes, Ran::Yes]));
+        assert!(f.reasons[0].starts_with("svc:2 refuses it"), "{f:?}");
+        let (v, _, f) = run(found(NotEnrolled, "none"), found(Ok, "home"));
+        assert_eq!(v, Ok);
+        assert!(f.reasons.iter().any(|r| r == "svc:2: home"), "{f:?}");
+        let (v, ..) = run(found(NotEnrolled, "none"), found(NotEnrolled, "none"));
+        assert_eq!(v, NotEnrolled);
+        // A refused store file dies there.
+        let (v, ran, _) = run(found(Refused, "store 0644"), found(Ok, "home"));
+        assert_eq!((v, ran), (Refused, vec![Ran::Yes, Ran::Skipped]));
+        let (v, ran, _) = run(found(Unverified, "?"), found(Ok, "home"));
+        assert_eq!((v, ran), (Unverified, vec![Ran::Yes, Ran::Unknown]));
+    }
+
+    /// Two `required` lines both run: each asks for its code, and a refusal on the
+    /// second fails a login the first lets in.
+    #[test]
+    fn required_lines_all_run() {
+        let a = line(1, "required", &[0]);
+        let b = line(2, "required", &[1]);
+        let (f, _) = combine(&[
+            (&a, found(Verdict::Ok, "a"), false, false),
+            (&b, found(Verdict::Refused, "b"), false, false),
+        ]);
+        assert_eq!(f.verdict, Verdict::Refused);
+        let (f, _) = combine(&[
+            (&a, found(Verdict::Ok, "a"), false, false),
+            (&b, found(Verdict::Ok, "b"), false, false),
+        ]);
+        assert_eq!(f.verdict, Verdict::Ok);
+        assert!(f.reasons[0].contains("2 lines each ask"), "{f:?}");
+        // sufficient: a right code ends the stack; a wrong one is ignored (a warning).
+        let s = line(1, "sufficient", &[0]);
+        let (f, parts) = combine(&[
+            (&s, found(Verdict::Ok, "a"), false, false),
+            (&b, found(Verdict::Refused, "b"), false, false),
+        ]);
+        assert_eq!(f.verdict, Verdict::Warning, "{f:?}");
+        assert_eq!(parts[1].ran, Ran::Skipped);
+    }
+
+    #[test]
+    fn jumps_stay_in_their_substack() {
+        assert!(jumped(&[3], &[4], 1));
+        assert!(!jumped(&[3], &[5], 1));
+        assert!(jumped(&[3], &[4, 0], 1));
+        assert!(!jumped(&[4, 0], &[5], 9));
+        assert!(jumped(&[4, 0], &[4, 2], 2));
+        assert!(ended(&[4, 0], &[4, 7]));
+        assert!(!ended(&[4, 0], &[5]));
+    }
+}
