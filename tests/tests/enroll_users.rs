@@ -683,3 +683,71 @@ fn another_spelling_of_the_file_the_service_reads_is_enrolled() {
     assert_ne!(again, secret, "a new secret");
     assert!(!store.path().join("sub").join(&user.name).exists());
 }
+
+/// `-s` naming the file of a later line of a two-file stack (the sudo example: the
+/// root-owned store, then the home file while users move over): once the store holds
+/// the user's file, every login is asked for the store's code and never reaches the
+/// home file, so a new home secret changes nothing the service asks for. The enrolment
+/// still writes it (sshd may read it) but says so, naming the file to enroll instead;
+/// it said nothing, and a user told to use the new code was refused. Control: without
+/// the store file (the first line skips under nullok) no note, and the home code logs in.
+#[test]
+fn a_file_the_service_reaches_only_past_an_existing_store_file_is_noted() {
+    let test = "a_file_the_service_reaches_only_past_an_existing_store_file_is_noted";
+    if !require_root(test) || !require_tool(test, "oathtool") {
+        return;
+    }
+    let user = TestUser::create("frst");
+    let store = store_dir(0o700);
+    let stack = Stack::new();
+    stack.service(
+        "svc",
+        &format!(
+            "auth required pam_permit.so\nauth [success=1 ignore=ignore default=die] @MODULE@ \
+             user=root secret={}/${{USER}} nullok\nauth [success=ok ignore=ignore default=die] @MODULE@ nullok\n",
+            store.path().display()
+        ),
+    );
+    let home_file = user.secret_path();
+    let store_file = store.path().join(&user.name);
+    let secret_of = |out: &Output| {
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        assert_eq!(v["written"], true, "{out:?}");
+        v["secret"].as_str().expect("secret").to_owned()
+    };
+    let noted = |out: &Output| {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        all.contains(&format!("reads \"{}\" first", store_file.display()))
+    };
+    let logs_in = |secret: &str| {
+        let t = now();
+        let d = Driver::login(&stack, &user, &oathtool_totp(secret, t, 30, 6, "sha1"))
+            .at(t)
+            .run();
+        d.result == "PAM_SUCCESS"
+    };
+
+    // Control: no store file; the store line skips and the home file is read.
+    let out = enroll_through_service(&user, &stack, &["-s", &home_file.to_string_lossy()]);
+    let home = secret_of(&out);
+    assert!(!noted(&out), "{out:?}");
+    assert!(logs_in(&home));
+
+    // The user moved to the store: its code is asked from now on.
+    let out = enroll_through_service(&user, &stack, &["-s", &store_file.to_string_lossy()]);
+    let stored = secret_of(&out);
+    assert!(!noted(&out), "{out:?}");
+    assert!(logs_in(&stored));
+
+    // A new home secret now: written, with the note, and its code is refused.
+    let out = enroll_through_service(&user, &stack, &["-f", "-s", &home_file.to_string_lossy()]);
+    let again = secret_of(&out);
+    assert_ne!(again, home);
+    assert!(noted(&out), "{out:?}");
+    assert!(!logs_in(&again), "the store line asks for its own code");
+}

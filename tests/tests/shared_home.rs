@@ -423,3 +423,62 @@ fn shared_file_no_leaves_ga_lines_alone_on_a_shared_home() {
     assert!(told_already_used(&d), "{d:?}");
     assert_eq!(fingerprint(&p), before, "left alone");
 }
+
+/// A file padded to just under GA's 64 KiB cap: GA accepts it, and a login's update of
+/// its `DISALLOW_REUSE` line would take it past the cap.
+fn near_the_size_cap(head: &str) -> String {
+    let mut text = format!("{head}\" X_PAD ");
+    while text.len() < totp_core::gafile::MAX_FILE_LEN - 1 {
+        text.push('a');
+    }
+    text.push('\n');
+    text
+}
+
+/// A shared file too full for its `DISALLOW_REUSE` update: the login goes on with the
+/// line left as it is, so a host with its own state store that reads the file takes the
+/// same code again. The warning must say so; it said only that this host's store holds
+/// the use, as if the code were refused everywhere. Control: the same file with room is
+/// updated, no such warning, and the other host refuses the code.
+#[test]
+fn a_shared_file_too_full_for_its_reuse_line_warns_that_other_hosts_take_the_code_again() {
+    let t = "a_shared_file_too_full_for_its_reuse_line_warns_that_other_hosts_take_the_code_again";
+    if !require_root(t) {
+        return;
+    }
+    let secret = random_secret_b32();
+    let head = format!("{secret}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n");
+    let code = code_at(&secret, T0);
+    let (a, b) = two_hosts("shared_file=yes");
+    let left_as_it_is = |lines: &[String]| {
+        lines
+            .iter()
+            .find(|l| l.contains("DISALLOW_REUSE line was left as it is"))
+            .cloned()
+    };
+
+    let u = TestUser::create("szr");
+    let p = u.write_secret(&near_the_size_cap(&head), 0o600);
+    let before = read(&p);
+    let (d, lines) = capture_syslog(&driver(&a, &u, &code, T0));
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?} {lines:?}");
+    assert_eq!(read(&p), before, "the line is left as it is");
+    let warned = left_as_it_is(&lines).unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(
+        warned.contains("hosts with another state store") && warned.contains("again"),
+        "{warned}"
+    );
+    // What it warns of: the other host, whose own store never saw the code.
+    let d = login(&b, &u, &code, T0 + 5);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+
+    // Control: room for the line.
+    let c = TestUser::create("szc");
+    c.write_secret(&head, 0o600);
+    let (d, lines) = capture_syslog(&driver(&a, &c, &code, T0));
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?} {lines:?}");
+    assert_eq!(left_as_it_is(&lines), None, "{lines:#?}");
+    let d = login(&b, &c, &code, T0 + 5);
+    assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+    assert!(told_already_used(&d), "{d:?}");
+}

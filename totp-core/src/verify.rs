@@ -148,8 +148,9 @@ pub enum Warning {
     Version1HotpCounter { counter: u64, mark: u64 },
     /// The file's `key` line was left as it is: updated, the file would outgrow GA's
     /// 64 KiB cap, which GA would then refuse at every login (it writes it all the same).
-    /// The state store holds this login's use either way.
-    LineNotUpdated { key: &'static str },
+    /// This host's state store holds this login's use either way; `shared`: hosts with
+    /// another state store read the file (`shared_file=`), and do not see it.
+    LineNotUpdated { key: &'static str, shared: bool },
 }
 
 impl Warning {
@@ -239,13 +240,31 @@ impl fmt::Display for Warning {
                  its own. Either the old token's code was typed again (a replay), or the \
                  user was given a new token since the upgrade"
             ),
-            Self::LineNotUpdated { key } => write!(
-                f,
-                "the secret file's {key} line was left as it is: updated, the file would \
-                 be larger than {} bytes, which GA refuses to read (the state store holds \
-                 this login's use)",
-                crate::gafile::MAX_FILE_LEN
-            ),
+            Self::LineNotUpdated { key, shared } => {
+                write!(
+                    f,
+                    "the secret file's {key} line was left as it is: updated, the file \
+                     would be larger than {} bytes, which GA refuses to read; this host's \
+                     state store holds this login's use",
+                    crate::gafile::MAX_FILE_LEN
+                )?;
+                // The line is what tells other readers of the file about this login:
+                // without it they act as if it never happened.
+                let unseen = match *key {
+                    crate::gafile::KEY_RATE_LIMIT => "do not count this attempt",
+                    _ => "take this code again",
+                };
+                if *shared {
+                    write!(
+                        f,
+                        ", but hosts with another state store reading this file \
+                         (shared_file=) {unseen}; make room in the file (remove what is not \
+                         GA's or pam_totp's) or give the hosts one state store"
+                    )
+                } else {
+                    write!(f, " (GA reading this file after a rollback would {unseen})")
+                }
+            }
         }
     }
 }

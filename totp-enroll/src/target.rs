@@ -206,6 +206,43 @@ pub fn resolve(
             }
         }
     }
+    // A line before the first that reads the -s file is met first by every login, and
+    // it hands the login on only when it skips the code: the -s file may then be one its
+    // logins never reach (the sudo example's home file once the store file exists), and
+    // a user told to use the new code would be refused.
+    let mut notes = Vec::new();
+    if let (Some(all), Some(given)) = (&lines, absolute.as_deref()) {
+        for (opts, owner) in all
+            .iter()
+            .take_while(|l| reads(l).as_deref() != Some(given))
+        {
+            let line = ServiceLine {
+                opts,
+                owner: owner.as_ref().map(account),
+            };
+            let Ok(first) = place(Some(line), None) else {
+                continue;
+            };
+            // Looked up only in a store root owns: never a stat as root where the user
+            // could point it elsewhere (R4).
+            let exists =
+                first.opener == Opener::Root && std::fs::symlink_metadata(&first.path).is_ok();
+            let why = match (exists, opts.nullok) {
+                (true, _) => ", which exists",
+                (false, false) => ", without nullok",
+                (false, true) => continue,
+            };
+            notes.push(format!(
+                "note: service \"{}\" reads \"{}\" first{why}: its logins are asked for that \
+                 file's code and reach \"{}\" only where that line skips it (a skip rule, or \
+                 nullok without that file); enroll \"{}\" to change the code they ask for\n",
+                service.map_or("", |s| s.name),
+                first.path.display(),
+                given.display(),
+                first.path.display()
+            ));
+        }
+    }
     // A service may read two files: the sudo, sudo-i and su examples check the
     // root-owned store first and fall back to the home file while users move over. With
     // -s naming one of them, the lines that read that file decide how it is written.
@@ -254,7 +291,6 @@ pub fn resolve(
         Some(placed) => placed,
         None => place(None, absolute.as_deref()).map_err(to_error)?,
     };
-    let mut notes = Vec::new();
     if lines.is_none() && placed.opener == Opener::Root && pw.uid != 0 {
         notes.push(format!(
             "note: \"{}\" is written owned by root, as a {MODULE_FILE} line with \

@@ -62,11 +62,12 @@ fn set_within_cap(
     file: &mut GaFile,
     key: &'static str,
     value: &str,
+    shared: bool,
     warnings: &mut Vec<Warning>,
 ) -> Result<(), VerifyError> {
     match file.set(key, value) {
         Err(GaFileError::TooLarge) => {
-            warnings.push(Warning::LineNotUpdated { key });
+            warnings.push(Warning::LineNotUpdated { key, shared });
             Ok(())
         }
         other => Ok(other?),
@@ -197,7 +198,7 @@ impl Prepared {
             // Read and obeyed either way; written only for the hosts that read it.
             if attempt.keep_ga_lines {
                 let value = gafile::rate_limit_value(&updated);
-                set_within_cap(&mut file, KEY_RATE_LIMIT, &value, &mut warnings)?;
+                set_within_cap(&mut file, KEY_RATE_LIMIT, &value, true, &mut warnings)?;
             }
             ledger.attempts = updated.timestamps;
             touched = true;
@@ -313,6 +314,7 @@ impl Prepared {
                                         &mut file,
                                         KEY_DISALLOW_REUSE,
                                         &v,
+                                        true,
                                         &mut warnings,
                                     )?;
                                 }
@@ -346,7 +348,14 @@ impl Prepared {
                     match found.first() {
                         Some(&counter) => {
                             let next = (counter + 1).to_string();
-                            set_within_cap(&mut file, KEY_HOTP_COUNTER, &next, &mut warnings)?;
+                            let shared = attempt.keep_ga_lines;
+                            set_within_cap(
+                                &mut file,
+                                KEY_HOTP_COUNTER,
+                                &next,
+                                shared,
+                                &mut warnings,
+                            )?;
                             Some(Method::Hotp { counter })
                         }
                         None => {
@@ -399,7 +408,13 @@ impl Prepared {
             // GA advances once per attempt, even when a scratch code then succeeded.
             if hotp_failed && !matches!(verdict, Verdict::Accepted(Method::Hotp { .. })) {
                 let next = counter.saturating_add(1).to_string();
-                set_within_cap(&mut file, KEY_HOTP_COUNTER, &next, &mut warnings)?;
+                match file.set(KEY_HOTP_COUNTER, &next) {
+                    // GA's bookkeeping of a failure, which the store keeps no move for
+                    // either: nothing was used, so a file too full for it loses nothing
+                    // (a warning saying a use went unrecorded would be false).
+                    Err(GaFileError::TooLarge) => {}
+                    other => other?,
+                }
             }
         }
 

@@ -1940,7 +1940,8 @@ fn a_line_update_that_would_outgrow_the_size_cap_is_dropped_not_a_denial() {
     assert!(accepted(&d), "{:?}", d.verdict);
     assert_eq!(d.file, None, "nothing that fits to write");
     assert!(d.warnings.contains(&Warning::LineNotUpdated {
-        key: gafile::KEY_DISALLOW_REUSE
+        key: gafile::KEY_DISALLOW_REUSE,
+        shared: true
     }));
     // The store still refuses the code again.
     assert!(!accepted(&u.attempt(&p, "050548", 300_001)));
@@ -1951,7 +1952,8 @@ fn a_line_update_that_would_outgrow_the_size_cap_is_dropped_not_a_denial() {
     let d = u.attempt(&p, "050548", 300_000);
     assert!(accepted(&d), "{:?}", d.verdict);
     assert!(d.warnings.contains(&Warning::LineNotUpdated {
-        key: gafile::KEY_RATE_LIMIT
+        key: gafile::KEY_RATE_LIMIT,
+        shared: true
     }));
     let d = u.attempt(&p, &code(10_001), 300_030 - 1);
     assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
@@ -1960,13 +1962,46 @@ fn a_line_update_that_would_outgrow_the_size_cap_is_dropped_not_a_denial() {
     let d = u.attempt(&p, &code(9), 300_000);
     assert!(accepted(&d), "{:?}", d.verdict);
     assert!(d.warnings.contains(&Warning::LineNotUpdated {
-        key: gafile::KEY_HOTP_COUNTER
+        key: gafile::KEY_HOTP_COUNTER,
+        shared: true
     }));
     assert_ne!(
         u.attempt(&p, &code(9), 300_060).verdict,
         Verdict::Accepted(Method::Hotp { counter: 9 })
     );
     assert!(accepted(&u.attempt(&p, &code(10), 300_120)));
+    // What the warning says where hosts with another store read the file: they take
+    // the code again (the line is all they learn from); elsewhere only GA after a
+    // rollback would.
+    let shared = Warning::LineNotUpdated {
+        key: gafile::KEY_DISALLOW_REUSE,
+        shared: true,
+    }
+    .to_string();
+    assert!(
+        shared.contains("hosts with another state store") && shared.contains("again"),
+        "{shared}"
+    );
+    let local = Warning::LineNotUpdated {
+        key: gafile::KEY_HOTP_COUNTER,
+        shared: false,
+    };
+    assert!(local.to_string().contains("after a rollback"), "{local}");
+    let mut u = User::new(&near_the_size_cap(&format!("{S}\n\" HOTP_COUNTER 9\n")));
+    u.shared = false;
+    let d = u.attempt(&p, &code(9), 300_000);
+    assert!(d.warnings.contains(&local), "{:?}", d.warnings);
+    // A failed HOTP attempt used nothing: GA's move of the counter is dropped in
+    // silence (no warning of an unrecorded use).
+    let d = u.attempt(&p, &code(500), 300_060);
+    assert_eq!(d.verdict, Verdict::Rejected);
+    assert!(
+        !d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::LineNotUpdated { .. })),
+        "{:?}",
+        d.warnings
+    );
     // Control: a file with room is updated as before.
     let mut u = User::new(&format!("{S}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"));
     let d = u.attempt(&p, "050548", 300_000);
