@@ -1894,6 +1894,52 @@ fn rhel_sufficient_password_needs_substack_before_the_code_line() {
     expect(&d, DENIED, 2, true, "substack: a wrong code is refused");
     password_then_code_after_a_substack(&substack, &u, in_ssh);
 
+    // The tools say so (they used to say nothing): `totp-state audit` and `totp-enroll
+    // check` name the sufficient line, the code line it passes, and the include to
+    // change; under substack (the control) neither warns.
+    let tools = |setup: &Setup| {
+        let audit = std::process::Command::new(&built().state_tool)
+            .args(["audit", "--service", "sudo", "--pam-dir"])
+            .arg(setup.stack.path())
+            .args(["--user", &u.enrolled.name])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run totp-state audit");
+        let check = std::process::Command::new(&built().enroll)
+            .args(["check", "--user", &u.enrolled.name, "--service", "sudo"])
+            .arg("--pam-dir")
+            .arg(setup.stack.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run totp-enroll check");
+        [audit, check].map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+    };
+    let system_auth = include.stack.path().join("system-auth");
+    let sufficient = format!(
+        "{}:2 (auth sufficient pam_unix.so) comes before the pam_totp.so line at {}:2",
+        system_auth.display(),
+        include.stack.path().join("sudo").display()
+    );
+    let advice = format!("\"auth substack {}\"", system_auth.display());
+    for said in tools(&include) {
+        assert!(
+            said.contains(&sufficient) && said.contains(&advice),
+            "include: the tools name the line that skips the code: {said}"
+        );
+    }
+    for said in tools(&substack) {
+        assert!(
+            !said.contains("comes before the pam_totp.so line"),
+            "substack (control): no warning: {said}"
+        );
+    }
+
     // The README's warning: under the substack, someone without the password reaches
     // the code, so with max_failures= their wrong codes disable the user's second
     // factor. Control: the user's own right password and code before that.
@@ -1944,6 +1990,62 @@ fn rhel_sufficient_password_needs_substack_before_the_code_line() {
             .iter()
             .any(|(_, m)| m.contains("disabled until an administrator resets it")),
         "the user is told why: {d:?}"
+    );
+}
+
+/// No shipped stack has another module's line that ends the stack, or jumps over the
+/// code line, before it when it succeeds: `totp-state audit` warns about none of them
+/// but LightDM's stock `nopasswdlogin` line, whose comment says it skips the code.
+/// `pam_rootok.so`'s `sufficient` before su's code line is exempt (root alone passes
+/// it, who could become anyone anyway). Control: the same su stack with any other
+/// module in pam_rootok's place is warned about.
+#[test]
+fn no_example_passes_its_code_line_on_another_modules_success() {
+    if !require_root("no_example_passes_its_code_line") {
+        return;
+    }
+    let audit = |setup: &Setup| {
+        let out = std::process::Command::new(&built().state_tool)
+            .args(["audit", "--service", &setup.service, "--pam-dir"])
+            .arg(setup.stack.path())
+            .args(["--user", "root"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run totp-state audit");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let warning = "comes before the pam_totp.so line";
+    for &name in STACKS {
+        let said = audit(&Setup::example(name, name));
+        assert!(said.contains("root: "), "{name}: the audit ran: {said}");
+        if name == "lightdm" {
+            // LightDM's stock passwordless login, kept and commented in the example:
+            // its members skip the code too, which the audit says once (a row and
+            // standard error).
+            assert_eq!(said.matches(warning).count(), 2, "{said}");
+            assert!(
+                said.contains("lightdm:34 (auth sufficient pam_succeed_if.so) "),
+                "{said}"
+            );
+            continue;
+        }
+        assert!(!said.contains(warning), "{name}: {said}");
+    }
+    let su = Setup::new("su");
+    su.install_text(
+        &example_text("su").replace("pam_rootok.so", "pam_permit.so"),
+        &su.default_rewrite(),
+    );
+    let said = audit(&su);
+    assert!(
+        said.contains(&format!("{}:", su.stack.path().join("su").display()))
+            && said.contains("(auth sufficient pam_permit.so) ")
+            && said.contains(warning),
+        "control: {said}"
     );
 }
 

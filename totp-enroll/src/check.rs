@@ -155,7 +155,10 @@ fn style_key(style: i32) -> &'static str {
 }
 
 /// What an admin should know about the stack before trusting the result: libpam runs
-/// `other` for a service without a file (a typo tests the wrong stack), which store
+/// `other` for a service without a file (a typo tests the wrong stack), another
+/// module's line before a `pam_totp` line that ends the stack or jumps over it when it
+/// succeeds (`pam_stack::bypass_warnings`: the check's right code may then never be
+/// asked for), which store
 /// each `pam_totp` line uses (as this process: a non-root run uses its own), the
 /// options the module would call weakening (it logs them only with `debug`), a rule
 /// file (`accessfile=`) the module would refuse or reject, or a bare name in it that is
@@ -171,7 +174,7 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
             dir.display()
         )]);
     }
-    let all = match pam_stack::module_lines(&dir, service) {
+    let (all, others) = match pam_stack::auth_stack(&dir, service) {
         Ok(l) => l,
         Err(e) => return Ok(vec![format!("warning: {e}")]),
     };
@@ -181,6 +184,9 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
             notes.push(n);
         }
     };
+    for w in pam_stack::bypass_warnings(&all, &others) {
+        add(format!("warning: {w}"));
+    }
     for line in &all {
         if let Some(w) = control_warning(line) {
             add(w);

@@ -77,31 +77,37 @@ impl ModuleLine {
     /// not named takes `default=`, and without one `bad`. `None`: a control value libpam
     /// would not accept.
     pub fn action(&self, returned: Returned) -> Option<Action> {
-        let spelled = match self.control.as_str() {
-            "required" => "success=ok new_authtok_reqd=ok ignore=ignore default=bad",
-            "requisite" => "success=ok new_authtok_reqd=ok ignore=ignore default=die",
-            "sufficient" => "success=done new_authtok_reqd=done default=ignore",
-            "optional" => "success=ok new_authtok_reqd=ok default=ignore",
-            c => c.strip_prefix('[')?.strip_suffix(']')?,
-        };
-        let key = match returned {
-            Returned::Success => "success",
-            Returned::Ignore => "ignore",
-            Returned::AuthErr => "auth_err",
-        };
-        let mut chosen = None;
-        let mut default = None;
-        for pair in spelled.split_whitespace() {
-            let (k, v) = pair.split_once('=')?;
-            let action = Action::parse(v)?;
-            if k == key {
-                chosen = Some(action);
-            } else if k == "default" {
-                default = Some(action);
-            }
-        }
-        Some(chosen.or(default).unwrap_or(Action::Bad))
+        control_action(&self.control, returned)
     }
+}
+
+/// What libpam does when a module returns `returned` on a line with control value
+/// `control` (see [`ModuleLine::action`]).
+fn control_action(control: &str, returned: Returned) -> Option<Action> {
+    let spelled = match control {
+        "required" => "success=ok new_authtok_reqd=ok ignore=ignore default=bad",
+        "requisite" => "success=ok new_authtok_reqd=ok ignore=ignore default=die",
+        "sufficient" => "success=done new_authtok_reqd=done default=ignore",
+        "optional" => "success=ok new_authtok_reqd=ok default=ignore",
+        c => c.strip_prefix('[')?.strip_suffix(']')?,
+    };
+    let key = match returned {
+        Returned::Success => "success",
+        Returned::Ignore => "ignore",
+        Returned::AuthErr => "auth_err",
+    };
+    let mut chosen = None;
+    let mut default = None;
+    for pair in spelled.split_whitespace() {
+        let (k, v) = pair.split_once('=')?;
+        let action = Action::parse(v)?;
+        if k == key {
+            chosen = Some(action);
+        } else if k == "default" {
+            default = Some(action);
+        }
+    }
+    Some(chosen.or(default).unwrap_or(Action::Bad))
 }
 
 /// The return values of the module a stack's control values are read for.
@@ -158,13 +164,123 @@ pub fn module_options(dir: &Path, service: &str) -> Result<Vec<ModuleOptions>, S
 
 /// Every line of `service` (in `dir`) that loads the module, of any type, in stack order.
 pub fn module_lines(dir: &Path, service: &str) -> Result<Vec<ModuleLine>, StackError> {
-    let mut found = Vec::new();
+    Ok(auth_stack(dir, service)?.0)
+}
+
+/// An `auth` line of `service` that loads another module, for what its control value
+/// does to the `pam_totp` lines after it.
+#[derive(Debug)]
+pub struct OtherLine {
+    /// The module as written (a name or a path).
+    pub module: String,
+    pub control: String,
+    pub file: PathBuf,
+    pub line: usize,
+    /// As [`ModuleLine::position`].
+    pub position: Vec<usize>,
+    /// The `include` or `@include` line that brought the line's file into the stack
+    /// frame it runs in (`FILE:LINE` and the name it includes), if it was not the
+    /// frame's own file: a `substack` there would give the file a frame of its own.
+    pub via: Option<(String, String)>,
+}
+
+impl OtherLine {
+    fn place(&self) -> String {
+        format!("{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// The lines of `service` (in `dir`) that load the module, of any type, and the
+/// `auth` lines that load other modules, each in stack order.
+pub fn auth_stack(
+    dir: &Path,
+    service: &str,
+) -> Result<(Vec<ModuleLine>, Vec<OtherLine>), StackError> {
+    let mut found = Found::default();
     let mut at = Stacked {
         prefix: Vec::new(),
         next: 0,
     };
-    collect(dir, service, 0, false, &mut at, &mut found)?;
-    Ok(found)
+    collect(dir, service, 0, false, None, &mut at, &mut found)?;
+    Ok((found.modules, found.others))
+}
+
+/// Whether `later` lies among the `n` auth modules after `from` in `from`'s stack
+/// frame (a line of a substack there is skipped with it; a jump never leaves a
+/// substack).
+pub fn jumped(from: &[usize], later: &[usize], n: usize) -> bool {
+    let Some((&at, frame)) = from.split_last() else {
+        return false;
+    };
+    later.len() > frame.len()
+        && later[..frame.len()] == *frame
+        && (at + 1..=at.saturating_add(n)).contains(&later[frame.len()])
+}
+
+/// The module whose `sufficient` before the code line weakens nothing: `pam_rootok`
+/// succeeds only for root, who could become anyone without it (su's stock first line).
+const ROOT_ONLY_MODULE: &str = "pam_rootok.so";
+
+/// One warning for each other module's `auth` line of `service` that, when it
+/// succeeds, ends the stack (`sufficient`, `success=done`) or jumps (`success=N`)
+/// past a `pam_totp` auth line after it: the code is not asked then. `pam_rootok.so`
+/// is exempt (see [`ROOT_ONLY_MODULE`]).
+pub fn bypass_warnings(modules: &[ModuleLine], others: &[OtherLine]) -> Vec<String> {
+    let mut out = Vec::new();
+    for other in others {
+        let name = other.module.rsplit('/').next().unwrap_or(&other.module);
+        if name == ROOT_ONLY_MODULE {
+            continue;
+        }
+        let Some(action) = control_action(&other.control, Returned::Success) else {
+            continue;
+        };
+        let passed: Vec<&ModuleLine> = modules
+            .iter()
+            .filter(|m| m.options.is_some())
+            .filter(|m| match action {
+                Action::Done => jumped(&other.position, &m.position, usize::MAX),
+                Action::Jump(n) => jumped(&other.position, &m.position, n),
+                _ => false,
+            })
+            .collect();
+        let Some(first) = passed.first() else {
+            continue;
+        };
+        let what = if action == Action::Done {
+            "ends the stack"
+        } else {
+            "jumps over it"
+        };
+        let more = match passed.len() {
+            1 => String::new(),
+            n => format!(" (and {} more {MODULE_FILE} line(s) after it)", n - 1),
+        };
+        let mut text = format!(
+            "{} (auth {} {}) comes before the {MODULE_FILE} line at {}{more} and {what} when \
+             it succeeds: that {MODULE_FILE} line is not run then, and no code is asked",
+            other.place(),
+            other.control,
+            other.module,
+            first.place()
+        );
+        if let Some((place, included)) = &other.via
+            && action == Action::Done
+        {
+            text.push_str(&format!(
+                "; it is included at {place}: read {included} with \"auth substack \
+                 {included}\" instead, so its success ends only the substack"
+            ));
+        }
+        out.push(text);
+    }
+    out
+}
+
+#[derive(Default)]
+struct Found {
+    modules: Vec<ModuleLine>,
+    others: Vec<OtherLine>,
 }
 
 /// The position the next `auth` module line is given (see [`ModuleLine::position`]).
@@ -189,14 +305,15 @@ pub fn service_exists(dir: &Path, service: &str) -> Result<bool, StackError> {
 }
 
 /// `auth_only`: the file is read for an `auth include` or `auth substack`, which take
-/// only its auth lines.
+/// only its auth lines. `via`: see [`OtherLine::via`].
 fn collect(
     dir: &Path,
     service: &str,
     depth: usize,
     auth_only: bool,
+    via: Option<&(String, String)>,
     at: &mut Stacked,
-    out: &mut Vec<ModuleLine>,
+    out: &mut Found,
 ) -> Result<(), StackError> {
     if depth > MAX_INCLUDE_DEPTH {
         return Err(StackError::Unusable(format!(
@@ -224,14 +341,26 @@ fn collect(
                     prefix: at.take(),
                     next: 0,
                 };
-                collect(dir, &name, depth + 1, auth_only || auth, &mut inner, out)?
+                let auth_only = auth_only || auth;
+                collect(dir, &name, depth + 1, auth_only, None, &mut inner, out)?
             }
             Line::Include { name, auth, .. } => {
-                collect(dir, &name, depth + 1, auth_only || auth, at, out)?
+                let here = (format!("{}:{number}", path.display()), name.clone());
+                let via = via.or(Some(&here));
+                collect(dir, &name, depth + 1, auth_only || auth, via, at, out)?
             }
-            Line::Foreign { auth: true } => {
-                at.take();
-            }
+            Line::Foreign {
+                auth: true,
+                module,
+                control,
+            } => out.others.push(OtherLine {
+                module,
+                control,
+                file: path.clone(),
+                line: number,
+                position: at.take(),
+                via: via.cloned(),
+            }),
             Line::Module {
                 kind,
                 control,
@@ -245,7 +374,7 @@ fn collect(
                         path.display()
                     ))
                 })?;
-                out.push(ModuleLine {
+                out.modules.push(ModuleLine {
                     kind,
                     control,
                     options: Some(opts),
@@ -254,7 +383,7 @@ fn collect(
                     position: at.take(),
                 });
             }
-            Line::Module { kind, control, .. } if !auth_only => out.push(ModuleLine {
+            Line::Module { kind, control, .. } if !auth_only => out.modules.push(ModuleLine {
                 kind,
                 control,
                 options: None,
@@ -280,10 +409,24 @@ fn service_path(dir: &Path, service: &str) -> Result<PathBuf, StackError> {
 
 fn read_bounded(path: &Path) -> Result<String, StackError> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let unusable = |e: std::io::Error| {
         StackError::Unusable(format!("cannot read \"{}\": {e}", path.display()))
     };
-    let file = std::fs::File::open(path).map_err(unusable)?;
+    // Without O_NONBLOCK, opening a FIFO waits for a writer that may never come, and
+    // the CLI hangs before it can say what it found; a device or socket is no
+    // configuration either (libpam would not get lines out of it).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(unusable)?;
+    if !file.metadata().map_err(unusable)?.is_file() {
+        return Err(StackError::Unusable(format!(
+            "\"{}\" is not a regular file",
+            path.display()
+        )));
+    }
     let mut text = String::new();
     file.take(MAX_SERVICE_FILE)
         .read_to_string(&mut text)
@@ -326,6 +469,8 @@ enum Line {
     /// A line that loads another module; `auth`: of type `auth`.
     Foreign {
         auth: bool,
+        module: String,
+        control: String,
     },
     /// A `pam_totp.so` line of type `kind` (without a leading `-`).
     Module {
@@ -395,6 +540,8 @@ fn parse_line(line: &str) -> Line {
             if name != MODULE_FILE && name != BUILT_MODULE_FILE {
                 return Line::Foreign {
                     auth: kind == "auth",
+                    module: module.clone(),
+                    control: control.clone(),
                 };
             }
             // libpam passes a bracketed argument without its brackets.
@@ -622,6 +769,112 @@ mod tests {
         assert!(module_options(dir.path(), "missing").is_err());
         write(dir.path(), "loop", "@include loop\n");
         assert!(module_options(dir.path(), "loop").is_err());
+    }
+
+    fn warnings(dir: &Path, service: &str) -> Vec<String> {
+        let (modules, others) = auth_stack(dir, service).expect("stack");
+        bypass_warnings(&modules, &others)
+    }
+
+    /// RHEL's `auth include system-auth`, whose `sufficient pam_unix` ends the whole
+    /// stack on a right password: the code line after it is never run. Under
+    /// `substack` it ends only the substack (no warning).
+    #[test]
+    fn a_line_that_ends_the_stack_before_the_code_line_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write(
+            dir.path(),
+            "system-auth",
+            "auth required pam_env.so\nauth sufficient pam_unix.so nullok\n\
+             auth required pam_deny.so\n",
+        );
+        write(
+            dir.path(),
+            "include",
+            "auth include system-auth\nauth required pam_totp.so\n",
+        );
+        write(
+            dir.path(),
+            "substack",
+            "auth substack system-auth\nauth required pam_totp.so\n",
+        );
+        let w = warnings(dir.path(), "include");
+        assert_eq!(w.len(), 1, "{w:?}");
+        let sys = dir.path().join("system-auth");
+        let svc = dir.path().join("include");
+        assert!(
+            w[0].starts_with(&format!(
+                "{}:2 (auth sufficient pam_unix.so) comes before the pam_totp.so line at {}:2",
+                sys.display(),
+                svc.display()
+            )),
+            "{w:?}"
+        );
+        assert!(
+            w[0].contains(&format!(
+                "included at {}:1: read system-auth with \"auth substack system-auth\"",
+                svc.display()
+            )),
+            "{w:?}"
+        );
+        assert!(warnings(dir.path(), "substack").is_empty());
+
+        // Debian's common-auth jumps over pam_deny only; su's pam_rootok is exempt.
+        write(
+            dir.path(),
+            "common-auth",
+            "auth [success=1 default=ignore] pam_unix.so nullok\nauth requisite pam_deny.so\n\
+             auth required pam_permit.so\n",
+        );
+        write(
+            dir.path(),
+            "su",
+            "auth sufficient /lib/security/pam_rootok.so\n@include common-auth\n\
+             auth [success=ok ignore=ignore default=die] pam_totp.so nullok\n",
+        );
+        assert!(warnings(dir.path(), "su").is_empty());
+        // A jump of 2 lands past the code line; `success=done` ends the stack too.
+        write(
+            dir.path(),
+            "jump",
+            "auth [success=2 default=ignore] pam_unix.so\nauth requisite pam_deny.so\n\
+             auth required pam_totp.so\nauth required pam_totp.so\n\
+             auth [success=done default=ignore] pam_sss.so\nauth required pam_totp.so\n",
+        );
+        let w = warnings(dir.path(), "jump");
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("jump:3 and jumps over it"), "{w:?}");
+        assert!(w[1].contains("jump:6 and ends the stack"), "{w:?}");
+        // A line after the code line, or in a substack of its own, skips no code.
+        write(
+            dir.path(),
+            "after",
+            "auth substack system-auth\nauth required pam_totp.so\n\
+             auth sufficient pam_unix.so\n",
+        );
+        assert!(warnings(dir.path(), "after").is_empty());
+    }
+
+    /// A FIFO where a service or include is read would block the CLIs for ever.
+    #[test]
+    fn a_fifo_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644))
+            .expect("mkfifo");
+        write(
+            dir.path(),
+            "svc",
+            &format!("@include {}\nauth required pam_totp.so\n", fifo.display()),
+        );
+        let e = module_lines(dir.path(), "svc").unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = module_lines(dir.path(), "fifo").unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        // Control: the same include as a regular file.
+        std::fs::remove_file(&fifo).expect("rm");
+        write(dir.path(), "fifo", "auth required pam_permit.so\n");
+        assert_eq!(module_lines(dir.path(), "svc").expect("lines").len(), 1);
     }
 
     #[test]

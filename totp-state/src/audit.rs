@@ -263,8 +263,17 @@ fn refusal(reason: String) -> inspect::Finding {
 /// listing; the store's files and records are then not compared with the accounts
 /// (a partial list would make every other one an orphan).
 /// `lines`: the service's `pam_totp` auth lines, in stack order, each with its options
-/// (at least one; they name one store).
-pub fn run(lines: &[ModuleLine], json: bool, named: Option<Vec<String>>) -> Result<(), Stop> {
+/// (at least one; they name one store). `bypasses`: the service's other lines that end
+/// the stack (or jump) before a `pam_totp` line when they succeed
+/// (`totp_os::pam_stack::bypass_warnings`): said once, on standard error (what a cron
+/// job mails) and as a `stack` row; not counted in the exit status, which counts the
+/// logins the module would deny.
+pub fn run(
+    lines: &[ModuleLine],
+    bypasses: &[String],
+    json: bool,
+    named: Option<Vec<String>>,
+) -> Result<(), Stop> {
     let judges: Vec<(&ModuleLine, &ModuleOptions, Skips<'_>)> = lines
         .iter()
         .filter_map(|l| Some((l, l.options.as_ref()?)))
@@ -273,6 +282,9 @@ pub fn run(lines: &[ModuleLine], json: bool, named: Option<Vec<String>>) -> Resu
     let Some(&(_, opts, _)) = judges.first() else {
         return Err(Fatal("no pam_totp auth line to audit".into()).into());
     };
+    for b in bypasses {
+        eprintln!("totp-state: warning: {b}");
+    }
     let audit = |pw: &Passwd| audit_account(&judges, pw);
     let mut refused = 0usize;
     let mut refused_without_login = 0usize;
@@ -341,6 +353,14 @@ pub fn run(lines: &[ModuleLine], json: bool, named: Option<Vec<String>>) -> Resu
             };
             findings.push((name, Some(true), alone(f)));
         }
+    }
+    // Not counted either: the accounts are judged for the logins that reach the code.
+    for b in bypasses {
+        let f = inspect::Finding {
+            verdict: Verdict::Warning,
+            reasons: vec![b.clone()],
+        };
+        findings.push(("stack".to_owned(), Some(true), alone(f)));
     }
     // One store for every line (`--service` refuses lines that name different ones).
     let store = store_problem(opts);

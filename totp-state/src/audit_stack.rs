@@ -8,7 +8,7 @@
 //! else the skips that let the account in on the other modules alone.
 
 use totp_os::inspect::{Finding, Verdict};
-use totp_os::pam_stack::{Action, ModuleLine, Returned};
+use totp_os::pam_stack::{Action, ModuleLine, Returned, jumped};
 
 /// What one line did in the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,17 +40,6 @@ fn returned(finding: &Finding, skipped: bool, nullok: bool) -> Option<Returned> 
         Verdict::Ok | Verdict::Warning => Returned::Success,
         Verdict::Unverified => return None,
     })
-}
-
-/// Whether `later` lies among the `n` auth modules after `from` in `from`'s stack (a
-/// line of a substack there is skipped with it).
-fn jumped(from: &[usize], later: &[usize], n: usize) -> bool {
-    let Some((&at, frame)) = from.split_last() else {
-        return false;
-    };
-    later.len() > frame.len()
-        && later[..frame.len()] == *frame
-        && (at + 1..=at.saturating_add(n)).contains(&later[frame.len()])
 }
 
 /// Whether `later` lies after `from` in `from`'s stack (what its `done` ends; a

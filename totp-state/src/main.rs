@@ -259,8 +259,9 @@ fn run(cmd: Command) -> Result<(), Stop> {
         Command::Reset(r) => (r.query, true, r.clock_fault, r.forget_version_1_marks),
         Command::Audit(a) => {
             let lines = service_lines(&a.service, a.pam_dir.as_deref())?;
+            let bypasses = service_bypasses(&a.service, a.pam_dir.as_deref())?;
             let named = audit_names::requested(&a.user, a.users_from.as_deref())?;
-            return audit::run(&lines, a.json, named);
+            return audit::run(&lines, &bypasses, a.json, named);
         }
         Command::Ping(a) => return store_admin::ping(&store_options(&a)?),
         Command::Init(a) => return store_admin::init(&store_options(&a.store)?, a.never_used),
@@ -590,6 +591,15 @@ fn service_lines(
         )));
     }
     Ok(lines)
+}
+
+/// The lines of `--service` before a pam_totp auth line that end the stack, or jump
+/// over that line, when they succeed (`pam_stack::bypass_warnings`).
+fn service_bypasses(service: &str, pam_dir: Option<&Path>) -> Result<Vec<String>, Fatal> {
+    let dir = pam_stack::pam_dir_or_default(pam_dir);
+    let (modules, others) =
+        pam_stack::auth_stack(&dir, service).map_err(|e| Fatal(e.to_string()))?;
+    Ok(pam_stack::bypass_warnings(&modules, &others))
 }
 
 /// A local store directory that does not exist holds nothing, and most likely the name
