@@ -849,3 +849,87 @@ fn every_auth_line_of_a_service_is_audited_in_stack_order() {
     );
     assert!(text.contains("2 pam_totp.so auth lines"), "{text}");
 }
+
+/// The audit assumes an unknown origin, which an address rule never skips. A line that
+/// skips the code for some origins (`+ : ALL : 10.0.0.0/8` on the store line) sends
+/// those logins on to the next line, the home file: a refused one there denies them.
+/// The audit used to stop at the store line (a right code jumps over the home line) and
+/// say "ok"; it now runs the stack for those origins too and reports the refusal,
+/// naming the rule and the line. Control: a usable home file, audited ok, and the
+/// logins from both origins let in.
+#[test]
+fn a_line_that_skips_for_some_origins_hands_them_to_the_next_line() {
+    if !require_root("a_line_that_skips_for_some_origins_hands_them_to_the_next_line") {
+        return;
+    }
+    let store = root_store();
+    let (u, home_secret) = TestUser::enrolled("bo");
+    let store_secret = random_secret_b32();
+    write_owned(
+        &store.path().join(&u.name),
+        totp_file(&store_secret).as_bytes(),
+        0,
+        0,
+        0o600,
+    );
+    let dir = system_tests::fleet::trusted_dir("pam_totp-audit-origin");
+    let rules = dir.path().join("access.conf");
+    write_owned(&rules, b"+ : ALL : 10.0.0.0/8\n", 0, 0, 0o644);
+    let stack = Stack::new();
+    stack.service(
+        "svc",
+        &format!(
+            "auth required pam_permit.so\n\
+             auth [success=1 ignore=ignore default=die] @MODULE@ user=root \
+             secret={}/${{USER}} nullok accessfile={}\n\
+             auth [success=ok ignore=ignore default=die] @MODULE@ nullok\n",
+            store.path().display(),
+            rules.display()
+        ),
+    );
+    let audit = || {
+        let out = run_audit(&stack, &["--user", &u.name]);
+        let seen = audit_verdicts(&out.stdout);
+        (out, seen.get(&u.name).cloned().unwrap_or_default())
+    };
+    let inside = Some("10.1.2.3");
+    let outside = Some("192.0.2.7");
+
+    // Control: the home file is usable; each origin is asked for its line's code.
+    let (out, (verdict, reasons)) = audit();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(verdict, "ok", "{reasons}");
+    let d = login_at(&stack, &u, &code_at(&store_secret, T0), outside, T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    let d = login_at(&stack, &u, &code_at(&home_secret, T0 + 30), inside, T0 + 30);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+
+    // A refused home file: denied from 10.0.0.0/8, not from elsewhere.
+    u.write_secret(&totp_file(&home_secret), 0o644);
+    let d = login_at(&stack, &u, &code_at(&home_secret, T0 + 60), inside, T0 + 60);
+    assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+    let d = login_at(
+        &stack,
+        &u,
+        &code_at(&store_secret, T0 + 90),
+        outside,
+        T0 + 90,
+    );
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    let (out, (verdict, reasons)) = audit();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(verdict, "refused", "{reasons}");
+    let svc = stack.path().join("svc");
+    for needle in [
+        format!(
+            "{}:2 by access rule {}:line 1: + : ALL : 10.0.0.0/8",
+            svc.display(),
+            rules.display()
+        ),
+        format!("{}:3 refuses it", svc.display()),
+        "0644".to_owned(),
+        "from other origins: ok".to_owned(),
+    ] {
+        assert!(reasons.contains(&needle), "{needle}: {reasons}");
+    }
+}

@@ -242,14 +242,16 @@ fn alone(finding: inspect::Finding) -> Audited {
 /// `pw` on every line of the service (`judges`, in stack order), combined as the stack
 /// runs them.
 fn audit_account(judges: &[(&ModuleLine, &ModuleOptions, Skips<'_>)], pw: &Passwd) -> Audited {
+    let mut sometimes = Vec::new();
     let judged: Vec<(&ModuleLine, inspect::Finding, bool, bool)> = judges
         .iter()
         .map(|(line, opts, skips)| {
-            let (finding, skipped) = skips.judged(pw, || inspect::inspect(opts, pw));
+            let (finding, skipped, some) = skips.judged(pw, || inspect::inspect(opts, pw));
+            sometimes.push(some);
             (*line, finding, skipped, opts.nullok)
         })
         .collect();
-    audit_stack::combine(&judged)
+    audit_stack::combine_origins(&judged, &sometimes)
 }
 
 fn refusal(reason: String) -> inspect::Finding {
@@ -259,6 +261,7 @@ fn refusal(reason: String) -> inspect::Finding {
     }
 }
 
+/// `service`: the PAM service, whose name tells whether its logins can have an origin.
 /// `named`: the accounts `--user` and `--users-from` gave, audited instead of the
 /// listing; the store's files and records are then not compared with the accounts
 /// (a partial list would make every other one an orphan).
@@ -269,6 +272,7 @@ fn refusal(reason: String) -> inspect::Finding {
 /// job mails) and as a `stack` row; not counted in the exit status, which counts the
 /// logins the module would deny.
 pub fn run(
+    service: &str,
     lines: &[ModuleLine],
     bypasses: &[String],
     json: bool,
@@ -277,7 +281,7 @@ pub fn run(
     let judges: Vec<(&ModuleLine, &ModuleOptions, Skips<'_>)> = lines
         .iter()
         .filter_map(|l| Some((l, l.options.as_ref()?)))
-        .map(|(l, o)| (l, o, Skips::new(o)))
+        .map(|(l, o)| (l, o, Skips::new(o, service)))
         .collect();
     let Some(&(_, opts, _)) = judges.first() else {
         return Err(Fatal("no pam_totp auth line to audit".into()).into());
@@ -437,8 +441,10 @@ pub fn run(
 }
 
 /// Each line's own verdict for the account, and whether the stack runs it for a login
-/// that types the right codes: `yes`; `no` (jumped over, ended by a `done`, or after a
-/// refusal that decides); `unknown` (after a line whose result is not known).
+/// that types the right codes: `yes` (for logins from some origin, where an access rule
+/// skips an earlier line for some: `audit_stack::combine_origins`); `no` (jumped over,
+/// ended by a `done`, or after a refusal that decides); `unknown` (after a line whose
+/// result is not known).
 fn parts_json(parts: &[LineFinding]) -> serde_json::Value {
     parts
         .iter()

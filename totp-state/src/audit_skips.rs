@@ -7,8 +7,10 @@ use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::path::Path;
 
-use totp_core::access::{Groups, RuleFile, SkipDecision, Subject, skip_decision};
-use totp_core::addr::Origin;
+use totp_core::access::{
+    AccessRules, Groups, ParseOptions, RawSubject, RuleFile, SkipDecision, Subject, skip_decision,
+};
+use totp_core::addr::{self, Origin, OriginReason};
 use totp_core::membership::{self, Facts, GroupEntry, GroupList, Membership};
 use totp_core::options::ModuleOptions;
 use totp_os::inspect::{Finding, Verdict};
@@ -23,10 +25,14 @@ pub struct Skips<'a> {
     /// `None`: no `accessfile=`; `Err`: why the module refuses it.
     file: Option<Result<Vec<u8>, String>>,
     groups: std::cell::RefCell<HashMap<String, Option<GroupEntry>>>,
+    /// Whether the service's logins can have an origin: su, sudo and the other
+    /// identity switches never have one (`totp_core::addr::classify_origin_with_reason`).
+    origins: bool,
 }
 
 impl<'a> Skips<'a> {
-    pub fn new(opts: &'a ModuleOptions) -> Skips<'a> {
+    pub fn new(opts: &'a ModuleOptions, service: &str) -> Skips<'a> {
+        let (_, why) = addr::classify_origin_with_reason(None, None, Some(service.as_bytes()));
         let file = opts.accessfile.as_deref().map(|path| {
             safefile::open_checked(Path::new(path), &FileRules::access_rules_file())
                 .map(|f| f.contents.to_vec())
@@ -36,6 +42,7 @@ impl<'a> Skips<'a> {
             opts,
             file,
             groups: std::cell::RefCell::new(HashMap::new()),
+            origins: why != OriginReason::IdentitySwitchService,
         }
     }
 
@@ -92,8 +99,14 @@ impl<'a> Skips<'a> {
     /// the file's finding; under a rule file that bars skips, the finding says which
     /// group option no longer skips the account.
     /// The second value: whether it is a skip (the module returns `PAM_IGNORE` without
-    /// asking for the code).
-    pub fn judged(&self, pw: &Passwd, file: impl FnOnce() -> Finding) -> (Finding, bool) {
+    /// asking for the code). The third: where the code is asked, the `+` rule that
+    /// skips it for logins from some origins (an address or `LOCAL` item, which only
+    /// "maybe" matches the unknown origin), as `FILE:RULE`.
+    pub fn judged(
+        &self,
+        pw: &Passwd,
+        file: impl FnOnce() -> Finding,
+    ) -> (Finding, bool, Option<String>) {
         let list: OnceCell<Option<GroupList>> = OnceCell::new();
         let ask = |group: &str| self.membership(pw, group, &list);
         let subject = Subject {
@@ -103,7 +116,10 @@ impl<'a> Skips<'a> {
         };
         let path = self.opts.accessfile.as_deref().unwrap_or_default();
         match skip_decision(self.opts, self.rule_file(), &subject) {
-            SkipDecision::Ask => (file(), false),
+            SkipDecision::Ask => {
+                let sometimes = self.skips_some_origins(&pw.name, Groups::Each(&ask));
+                (file(), false, sometimes)
+            }
             SkipDecision::Skip(reason) => {
                 let mut reasons = vec![format!(
                     "the code is never asked for: {} (whatever the login's origin)",
@@ -120,7 +136,7 @@ impl<'a> Skips<'a> {
                     verdict: Verdict::Warning,
                     reasons,
                 };
-                (finding, true)
+                (finding, true, None)
             }
             SkipDecision::NoSkips(_) => {
                 let mut finding = file();
@@ -144,9 +160,43 @@ impl<'a> Skips<'a> {
                         ),
                     );
                 }
-                (finding, false)
+                (finding, false, None)
             }
         }
+    }
+
+    /// The first `+` rule the walk for an unknown origin passes over as a "maybe"
+    /// because of its origin field: a login from a matching origin skips the code there.
+    fn skips_some_origins(&self, user: &str, groups: Groups<'_>) -> Option<String> {
+        let Some(Ok(text)) = &self.file else {
+            return None;
+        };
+        if !self.origins {
+            return None;
+        }
+        let parse = ParseOptions {
+            allow_any_network: self.opts.allow_any_network,
+        };
+        let rules = AccessRules::parse(text, parse).ok()?;
+        let seen = rules.explain(&RawSubject {
+            user,
+            groups,
+            rhost: None,
+            tty: None,
+            service: None,
+        });
+        let path = self.opts.accessfile.as_deref().unwrap_or_default();
+        // `+ : USERS : ORIGINS`: a maybe from the users field alone (a group the name
+        // service does not answer for) is no question of origin.
+        seen.passed_over
+            .iter()
+            .find(|r| {
+                r.text
+                    .splitn(3, ':')
+                    .nth(2)
+                    .is_some_and(|origins| origins.trim() != "ALL")
+            })
+            .map(|r| format!("access rule {path}:{r}"))
     }
 
     /// Membership as the module proves it (R22): the group's entry, then the account's

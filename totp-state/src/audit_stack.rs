@@ -16,7 +16,7 @@ pub enum Ran {
     /// Run; the module's finding decided what it returned.
     Yes,
     /// Not run: an earlier line's jump (`success=N`) or `done`, or its failure ended
-    /// the stack, skipped it.
+    /// the stack, skipped it (for every origin, see [`combine_origins`]).
     Skipped,
     /// Not run because what an earlier line returns is not known.
     Unknown,
@@ -143,6 +143,75 @@ pub fn combine(lines: &[(&ModuleLine, Finding, bool, bool)]) -> (Finding, Vec<Li
     }
     let finding = decided.unwrap_or_else(|| summary(lines, &asked, &unenforced, &ignored));
     (finding, parts)
+}
+
+/// [`combine`], where lines that ask for the code skip it for logins from some
+/// origins (`sometimes`, each line's rule that does; the audit assumes an unknown
+/// origin, which such a rule never skips): those logins go on to the lines after it,
+/// which are then run too, all such lines skipping at once (lines reading one rule file
+/// skip together). A refusal there is the verdict: those logins are denied.
+pub fn combine_origins(
+    lines: &[(&ModuleLine, Finding, bool, bool)],
+    sometimes: &[Option<String>],
+) -> (Finding, Vec<LineFinding>) {
+    let (finding, mut parts) = combine(lines);
+    if lines.len() < 2
+        || finding.verdict == Verdict::Refused
+        || sometimes.iter().all(Option::is_none)
+    {
+        return (finding, parts);
+    }
+    let skipping: Vec<(&ModuleLine, Finding, bool, bool)> = lines
+        .iter()
+        .zip(sometimes)
+        .map(|((line, f, skipped, nullok), rule)| match rule {
+            Some(rule) => {
+                let why = format!("the code is not asked for logins that {rule} skips");
+                (
+                    *line,
+                    Finding {
+                        verdict: Verdict::Warning,
+                        reasons: vec![why],
+                    },
+                    true,
+                    *nullok,
+                )
+            }
+            None => (*line, f.clone(), *skipped, *nullok),
+        })
+        .collect();
+    let (other, other_parts) = combine(&skipping);
+    if other.verdict != Verdict::Refused {
+        return (finding, parts);
+    }
+    let rules: Vec<String> = lines
+        .iter()
+        .zip(sometimes)
+        .filter_map(|((line, ..), rule)| Some(format!("{} by {}", line.place(), rule.as_ref()?)))
+        .collect();
+    let mut reasons = vec![format!(
+        "logins from an origin whose code is skipped at {} go on to the lines after it",
+        rules.join(", ")
+    )];
+    reasons.extend(other.reasons);
+    reasons.push(format!(
+        "from other origins: {}: {}",
+        finding.verdict,
+        finding.reasons.join("; ")
+    ));
+    // A line either run runs for some login.
+    for (part, other) in parts.iter_mut().zip(other_parts) {
+        if other.ran == Ran::Yes {
+            part.ran = Ran::Yes;
+        }
+    }
+    (
+        Finding {
+            verdict: Verdict::Refused,
+            reasons,
+        },
+        parts,
+    )
 }
 
 /// The verdict of a run no line failed: the lines that ask for a code, else the skips.
@@ -287,6 +356,34 @@ mod tests {
         ]);
         assert_eq!(f.verdict, Verdict::Warning, "{f:?}");
         assert_eq!(parts[1].ran, Ran::Skipped);
+    }
+
+    /// The store line skips for some origins: those logins reach the home line, whose
+    /// refusal is the verdict; without that, the store line's jump decides.
+    #[test]
+    fn a_skip_for_some_origins_runs_the_lines_after_it() {
+        let store = line(1, "[success=1 ignore=ignore default=die]", &[3]);
+        let home = line(2, "[success=ok ignore=ignore default=die]", &[4]);
+        let run = |home_finding: Finding, rule: Option<&str>| {
+            let lines = [
+                (&store, found(Verdict::Ok, "store"), false, true),
+                (&home, home_finding, false, true),
+            ];
+            combine_origins(&lines, &[rule.map(str::to_owned), None])
+        };
+        let (f, parts) = run(found(Verdict::Refused, "home 0644"), Some("R"));
+        assert_eq!(f.verdict, Verdict::Refused, "{f:?}");
+        assert!(f.reasons[0].contains("svc:1 by R"), "{f:?}");
+        assert!(
+            f.reasons.iter().any(|r| r.starts_with("svc:2 refuses it")),
+            "{f:?}"
+        );
+        assert_eq!(parts[1].ran, Ran::Yes);
+        // Controls: no origin skips; a usable home file.
+        let (f, parts) = run(found(Verdict::Refused, "home 0644"), None);
+        assert_eq!((f.verdict, parts[1].ran), (Verdict::Ok, Ran::Skipped));
+        let (f, _) = run(found(Verdict::Ok, "home"), Some("R"));
+        assert_eq!(f.verdict, Verdict::Ok, "{f:?}");
     }
 
     #[test]

@@ -261,7 +261,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
             let lines = service_lines(&a.service, a.pam_dir.as_deref())?;
             let bypasses = service_bypasses(&a.service, a.pam_dir.as_deref())?;
             let named = audit_names::requested(&a.user, a.users_from.as_deref())?;
-            return audit::run(&lines, &bypasses, a.json, named);
+            return audit::run(&a.service, &lines, &bypasses, a.json, named);
         }
         Command::Ping(a) => return store_admin::ping(&store_options(&a)?),
         Command::Init(a) => return store_admin::init(&store_options(&a.store)?, a.never_used),
