@@ -998,21 +998,35 @@ fn a_continued_attempt_is_refused_unevaluated_once_the_tentative_failure_reached
     assert_eq!(below.ledger().consecutive, 0);
 }
 
+/// The backoff the tentative failure started does not refuse the prompted answer of the
+/// same login: a password ending in digits fails on every login, and would otherwise
+/// restart the backoff each time and keep every later right code out. Both guesses are
+/// charged, and the next login meets the backoff.
 #[test]
-fn a_continued_attempt_waits_out_the_backoff_the_tentative_failure_started() {
+fn a_continued_attempt_is_checked_past_the_backoff_the_tentative_failure_started() {
     let p = Policy::default();
     let right = code(300_000 / 30);
     let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
     u.attempt(&p, "000000", 299_000);
-    let mut below = u.clone();
     u.attempt(&p, "000000", 299_001);
-    // The third failure from HOME starts its backoff.
+    let mut wrong = u.clone();
+    // The third failure from HOME starts its backoff; the typed code is still checked.
     let (_, d) = tentative_then_continued(&mut u, &p, "000000", &right, 300_000);
+    assert!(accepted(&d), "{:?}", d.verdict);
+    assert_eq!(u.ledger().consecutive, 0);
+    // Control: a wrong typed code is charged too, and the next login's first check
+    // waits out the backoff the two failures started.
+    let (_, d) = tentative_then_continued(&mut wrong, &p, "000000", "000001", 300_000);
+    assert!(!accepted(&d));
+    assert_eq!(wrong.ledger().consecutive, 4);
+    let d = wrong.run(
+        &p,
+        &candidates(right.as_bytes(), Digits::SIX, true),
+        300_001,
+        HOME,
+        false,
+    );
     assert_eq!(d.verdict, Verdict::Throttled(Throttle::Backoff));
-    assert_eq!(d.retry_after, Some(crate::policy::THROTTLE_BASE_SECS));
-    // Control: a tentative failure that is only the second starts no backoff.
-    let (_, d) = tentative_then_continued(&mut below, &p, "000000", &right, 300_000);
-    assert!(accepted(&d));
 }
 
 #[test]
