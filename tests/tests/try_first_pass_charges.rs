@@ -203,3 +203,30 @@ fn the_backoff_a_password_guess_starts_is_met_alike_with_or_without_an_account()
     assert!(!waits(&runs[0]) && !waits(&runs[1]), "{runs:?}");
     assert!(waits(&runs[2]), "{runs:?}");
 }
+
+/// A user whose password ends in digits logs in often (sudo every ten minutes): each
+/// login's password check fails and is charged, but the login then succeeds. The
+/// per-user ceiling bounds guessing; a login with the right code was no guessing, and
+/// must not use it up until the user is kept out.
+#[test]
+fn frequent_logins_with_a_password_ending_in_digits_never_meet_the_ceiling() {
+    let t = "frequent_logins_with_a_password_ending_in_digits_never_meet_the_ceiling";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    // The password ending in digits, then (control) one without.
+    for (tag, password) in [("tcfd", "Summer123456"), ("tcfn", "Summer")] {
+        let (u, secret) = TestUser::enrolled(tag);
+        let stack = Stack::new();
+        stack.service(
+            "svc",
+            "auth optional pam_unix.so nodelay\n\
+             auth requisite @MODULE@ try_first_pass\n",
+        );
+        for i in 0..20u64 {
+            let at = T0 + 600 * i;
+            let (d, l) = login(&stack, &u, password, &code_at(&secret, at), at);
+            assert_eq!(d.result, "PAM_SUCCESS", "{tag}, login {i}: {d:?}\n{l}");
+        }
+    }
+}

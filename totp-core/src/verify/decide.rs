@@ -425,6 +425,16 @@ impl Prepared {
         let mut next = stored(state, &ledger);
         let write = match verdict {
             Verdict::Accepted(method) => {
+                if attempt.continued {
+                    // The failed check of PAM_AUTHTOK this login made was the user's
+                    // password, not guessing: a user whose password ends in digits
+                    // pays it on every login, and would use up the per-user ceiling by
+                    // logging in often. Given back, in the class it was charged to
+                    // (before this success makes the origin known).
+                    let class = ceiling_class(&ledger, origin, attempt.local);
+                    ledger.ceiling[class] =
+                        ledger.ceiling[class].saturating_sub(policy.ceiling_interval_secs);
+                }
                 ledger.clear_origin(origin);
                 ledger.consecutive = 0;
                 ledger.blocked_until = 0;
