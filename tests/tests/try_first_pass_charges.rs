@@ -230,3 +230,49 @@ fn frequent_logins_with_a_password_ending_in_digits_never_meet_the_ceiling() {
         }
     }
 }
+
+/// An account with 8-digit codes whose password ends in 6 digits logs in with the
+/// password and code in one answer: from `PAM_AUTHTOK` (`use_first_pass`) and at the
+/// module's own `forward_pass` prompt. Reading `PAM_AUTHTOK` as 6-digit codes decides
+/// only whether it holds a code; the code is split at the account's 8 digits.
+/// Control: a wrong 8-digit code is refused both ways.
+#[test]
+fn an_eight_digit_account_logs_in_with_a_password_ending_in_digits_and_its_code() {
+    let t = "an_eight_digit_account_logs_in_with_a_password_ending_in_digits_and_its_code";
+    if !require_root(t) || !require_tool(t, "unshare") {
+        return;
+    }
+    use totp_core::otp::Digits;
+    let (u, secret) = TestUser::enrolled("tce8");
+    u.write_secret(
+        &format!("{secret}\n\" TOTP_AUTH\n\" PAM_TOTP_DIGITS 8\n"),
+        0o600,
+    );
+    let stacks = [
+        "auth optional pam_unix.so nodelay\n\
+         auth requisite @MODULE@ use_first_pass\n",
+        "auth requisite @MODULE@ forward_pass\n",
+    ];
+    for (i, lines) in stacks.into_iter().enumerate() {
+        let stack = Stack::new();
+        stack.service("svc", lines);
+        for (n, right) in [(0u64, true), (1, false)] {
+            let at = T0 + 60 * (2 * i as u64 + n);
+            let code = code_of(&secret, at, Digits::EIGHT);
+            let code = if right {
+                code
+            } else if code.starts_with('1') {
+                "22222222".to_owned()
+            } else {
+                "11111111".to_owned()
+            };
+            let d = Driver::new(&stack, "svc", &u.name)
+                .answer(&format!("Summer123456{code}"))
+                .rhost("192.0.2.42")
+                .at(at)
+                .run();
+            let want = if right { "PAM_SUCCESS" } else { "PAM_AUTH_ERR" };
+            assert_eq!(d.result, want, "stack {i}, right code: {right}: {d:?}");
+        }
+    }
+}
