@@ -700,7 +700,10 @@ impl Ctx {
                 );
                 return Ok(Outcome::Deny(Denial::NoAnswer));
             }
-        } else {
+        }
+        // The prompted answer after a charged PAM_AUTHTOK is continued, as an account's.
+        let mut carried: Option<Option<Refusal>> = None;
+        if self.opts.pass_mode != PassMode::UseFirstPass {
             // try_first_pass: a code in PAM_AUTHTOK is a guess an account's login checks
             // and charges before the prompt (its tentative check), the prompted answer
             // then charged too. Charged here the same way, or the hard cap and backoff
@@ -708,10 +711,9 @@ impl Ctx {
             // (R9), and a client hanging up at the prompt would be counted for accounts
             // only.
             let tok = io.authtok().unwrap_or_default();
-            let mut carried: Option<Option<Refusal>> = None;
             if self.opts.pass_mode == PassMode::TryFirstPass && authtok_holds_a_code(&tok) {
                 burn_window(&self.policy);
-                match to.clone().map(|t| self.charge_doomed(sys, t)) {
+                match to.clone().map(|t| self.charge_doomed(sys, t, false)) {
                     Some(DoomedCharge::Refused(refusal)) => carried = Some(Some(refusal)),
                     Some(DoomedCharge::Counted) | None => carried = Some(None),
                     // As an account's tentative check ends on a fault: before the prompt.
@@ -731,7 +733,7 @@ impl Ctx {
             }
         }
         burn_window(&self.policy);
-        let charged = to.map(|t| self.charge_doomed(sys, t));
+        let charged = to.map(|t| self.charge_doomed(sys, t, carried.is_some()));
         self.end_doomed(io, &who, d.denial, charged)
     }
 
@@ -789,8 +791,10 @@ impl Ctx {
     /// Throttles and charges a doomed attempt like a wrong code. The login is denied
     /// whatever this returns; a refusal (backoff or `max_failures=`) and a store that
     /// cannot be opened or written are told as an account's would be, so the messages
-    /// say nothing about whether the name has an account or a secret (R9).
-    fn charge_doomed(&self, sys: &dyn System, to: ChargeTo) -> DoomedCharge {
+    /// say nothing about whether the name has an account or a secret (R9). `continued`:
+    /// the prompted answer after a charged `PAM_AUTHTOK`, admitted as an account's is
+    /// (`Attempt::continued`).
+    fn charge_doomed(&self, sys: &dyn System, to: ChargeTo, continued: bool) -> DoomedCharge {
         let Ok(now) = sys.now() else {
             return DoomedCharge::Counted;
         };
@@ -831,7 +835,7 @@ impl Ctx {
             rhost: None,
             local: self.local,
             now,
-            continued: false,
+            continued,
             boot_time: None,
             store_complete_since: 0,
             // The stand-in has no file, nor GA's lines.

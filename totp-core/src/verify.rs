@@ -356,10 +356,14 @@ pub struct Attempt {
     pub local: bool,
     pub now: i64,
     /// The prompted answer after a failed check of `PAM_AUTHTOK` in the same
-    /// authentication (`try_first_pass`). Admitted again against the record that
-    /// failure wrote (hard cap, backoff, per-user ceiling) and charged like any other
-    /// guess; only GA's `RATE_LIMIT` line, one entry per authentication as GA counts
-    /// it, is left to the first check.
+    /// authentication (`try_first_pass`), which the caller evaluates only when that
+    /// check was admitted (evaluated, not refused). Admitted again against the record
+    /// that failure wrote (hard cap, per-user ceiling) and charged like any other guess,
+    /// but not against the origin's backoff: the first check was admitted, so none was
+    /// running before this login, and a backoff that failure started would refuse the
+    /// code of every later login of a user whose password ends in digits (its check
+    /// fails on each login and restarts the backoff). Only GA's `RATE_LIMIT` line, one
+    /// entry per authentication as GA counts it, is left to the first check.
     pub continued: bool,
     /// When the kernel booted (unix seconds), if known. Every TOTP step up to the boot,
     /// plus the steps the window reaches ahead, counts as used: a used code recorded

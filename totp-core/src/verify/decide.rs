@@ -212,11 +212,15 @@ impl Prepared {
             }
         }
         // A continued answer is admitted again, against the record the failed tentative
-        // check wrote: that failure may be the one that reached `max_failures=` or
-        // started a backoff, and a second guess must not slip past it (R14).
+        // check wrote: that failure may be the one that reached `max_failures=` or the
+        // per-user ceiling, and a second guess must not slip past it (R14). Not against
+        // the origin's backoff (see `Attempt::continued`): a login admitted once gets
+        // its prompted answer checked, two guesses charged as two.
+        let backoff = !attempt.continued;
         if hard_capped(&ledger, policy) {
             refusal = Some((Verdict::Disabled, None));
-        } else if let Some((until, rule)) = throttling(&ledger, policy, origin, attempt.local, now)
+        } else if let Some((until, rule)) =
+            throttling(&ledger, policy, origin, attempt.local, now, backoff)
         {
             // Not charged: a stranger can make an origin wait, never extend the wait.
             // GA's RATE_LIMIT stays the reason while its own wait is the longer one.
@@ -421,6 +425,16 @@ impl Prepared {
         let mut next = stored(state, &ledger);
         let write = match verdict {
             Verdict::Accepted(method) => {
+                if attempt.continued {
+                    // The failed check of PAM_AUTHTOK this login made was the user's
+                    // password, not guessing: a user whose password ends in digits
+                    // pays it on every login, and would use up the per-user ceiling by
+                    // logging in often. Given back, in the class it was charged to
+                    // (before this success makes the origin known).
+                    let class = ceiling_class(&ledger, origin, attempt.local);
+                    ledger.ceiling[class] =
+                        ledger.ceiling[class].saturating_sub(policy.ceiling_interval_secs);
+                }
                 ledger.clear_origin(origin);
                 ledger.consecutive = 0;
                 ledger.blocked_until = 0;

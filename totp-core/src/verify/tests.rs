@@ -967,6 +967,34 @@ fn a_continued_wrong_answer_is_charged_like_any_other() {
     assert_eq!(u.file.get(KEY_RATE_LIMIT), Some(&b"3 30 300000"[..]));
 }
 
+/// A login whose prompted code is right gives back the per-user ceiling's charge of its
+/// failed `PAM_AUTHTOK` check (a password ending in digits, failing on every login),
+/// and only that one: an earlier login's failures stay charged.
+#[test]
+fn a_continued_success_gives_back_the_ceiling_charge_of_its_tentative_check() {
+    let p = Policy::default();
+    let right = code(300_000 / 30);
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    u.attempt(&p, "000000", 299_000);
+    let before = u.ledger().ceiling[1];
+    assert_eq!(before, 299_000 + p.ceiling_interval_secs);
+    let mut wrong = u.clone();
+    let (_, d) = tentative_then_continued(&mut u, &p, "pw000000", &right, 300_000);
+    assert!(accepted(&d));
+    assert_eq!(
+        u.ledger().ceiling[1],
+        before,
+        "only the earlier failure's charge"
+    );
+    // Control: a wrong prompted code keeps both charges of its login.
+    let (_, d) = tentative_then_continued(&mut wrong, &p, "pw000000", "000001", 300_000);
+    assert!(!accepted(&d));
+    assert_eq!(
+        wrong.ledger().ceiling[1],
+        before + 2 * p.ceiling_interval_secs
+    );
+}
+
 #[test]
 fn a_continued_attempt_is_refused_unevaluated_once_the_tentative_failure_reached_the_cap() {
     let p = Policy {
@@ -998,21 +1026,35 @@ fn a_continued_attempt_is_refused_unevaluated_once_the_tentative_failure_reached
     assert_eq!(below.ledger().consecutive, 0);
 }
 
+/// The backoff the tentative failure started does not refuse the prompted answer of the
+/// same login: a password ending in digits fails on every login, and would otherwise
+/// restart the backoff each time and keep every later right code out. Both guesses are
+/// charged, and the next login meets the backoff.
 #[test]
-fn a_continued_attempt_waits_out_the_backoff_the_tentative_failure_started() {
+fn a_continued_attempt_is_checked_past_the_backoff_the_tentative_failure_started() {
     let p = Policy::default();
     let right = code(300_000 / 30);
     let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
     u.attempt(&p, "000000", 299_000);
-    let mut below = u.clone();
     u.attempt(&p, "000000", 299_001);
-    // The third failure from HOME starts its backoff.
+    let mut wrong = u.clone();
+    // The third failure from HOME starts its backoff; the typed code is still checked.
     let (_, d) = tentative_then_continued(&mut u, &p, "000000", &right, 300_000);
+    assert!(accepted(&d), "{:?}", d.verdict);
+    assert_eq!(u.ledger().consecutive, 0);
+    // Control: a wrong typed code is charged too, and the next login's first check
+    // waits out the backoff the two failures started.
+    let (_, d) = tentative_then_continued(&mut wrong, &p, "000000", "000001", 300_000);
+    assert!(!accepted(&d));
+    assert_eq!(wrong.ledger().consecutive, 4);
+    let d = wrong.run(
+        &p,
+        &candidates(right.as_bytes(), Digits::SIX, true),
+        300_001,
+        HOME,
+        false,
+    );
     assert_eq!(d.verdict, Verdict::Throttled(Throttle::Backoff));
-    assert_eq!(d.retry_after, Some(crate::policy::THROTTLE_BASE_SECS));
-    // Control: a tentative failure that is only the second starts no backoff.
-    let (_, d) = tentative_then_continued(&mut below, &p, "000000", &right, 300_000);
-    assert!(accepted(&d));
 }
 
 #[test]

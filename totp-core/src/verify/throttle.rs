@@ -217,21 +217,25 @@ pub(super) fn throttled_until(
     local: bool,
     now: u64,
 ) -> Option<u64> {
-    throttling(l, policy, origin, local, now).map(|(until, _)| until)
+    throttling(l, policy, origin, local, now, true).map(|(until, _)| until)
 }
 
 /// The longest wait any rule imposes on `origin` now and the rule imposing it (on a
-/// tie the backoff: the rule the origin itself ran into).
+/// tie the backoff: the rule the origin itself ran into). `backoff`: whether the
+/// origin's own backoff counts (not for a continued answer, `Attempt::continued`).
 pub(super) fn throttling(
     l: &Ledger,
     policy: &Policy,
     origin: OriginKey,
     local: bool,
     now: u64,
+    backoff: bool,
 ) -> Option<(u64, Throttle)> {
     let blocked = (now < l.blocked_until).then_some(l.blocked_until);
     [
-        origin_until(l, policy, origin, now).map(|u| (u, Throttle::Backoff)),
+        origin_until(l, policy, origin, now)
+            .filter(|_| backoff)
+            .map(|u| (u, Throttle::Backoff)),
         blocked.map(|u| (u, Throttle::Backoff)),
         ceiling_until(l, policy, origin, local, now).map(|u| (u, Throttle::Ceiling)),
     ]
