@@ -559,8 +559,11 @@ impl Conn {
                 // drips it, is cut off at the deadline like any other reply.
                 if n.saturating_add(2) > b.left {
                     let accepted = b.left.saturating_sub(2);
+                    // A TLS failure while reading past it (an alert, a record that
+                    // does not authenticate) is the TLS failure `fill` found, not an
+                    // outage of the store.
                     self.skip(n, b.deadline).map_err(|e| match e {
-                        WireError::Protocol(m) => WireError::Protocol(m),
+                        e @ (WireError::Protocol(_) | WireError::Tls(_)) => e,
                         _ => WireError::Protocol(format!(
                             "reply too large: a string of {n} bytes announced, at most \
                              {accepted} accepted, and not sent whole in time"
@@ -857,6 +860,123 @@ mod tests {
         assert!(matches!(r, Err(WireError::Timeout(_))), "{r:?}");
         drop(c);
         let _ = dripper.join();
+    }
+
+    /// A TLS server on a loopback port that, after the handshake, announces a string
+    /// of `n` bytes, sends `sent` of them, then `tail` raw on the socket, under the
+    /// record layer; and a client connection to it (nothing verified: the test is about
+    /// what comes after the handshake).
+    fn tls_peer(n: usize, sent: usize, tail: &'static [u8]) -> (Conn, std::thread::JoinHandle<()>) {
+        use openssl::{
+            asn1::Asn1Time,
+            ec::{EcGroup, EcKey},
+            hash::MessageDigest,
+            nid::Nid,
+            pkey::PKey,
+            ssl::{SslContext, SslMethod},
+            x509,
+        };
+        use std::net::TcpListener;
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("group");
+        let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
+        let mut name = x509::X509NameBuilder::new().expect("name");
+        name.append_entry_by_text("CN", "localhost").expect("cn");
+        let name = name.build();
+        let mut b = x509::X509Builder::new().expect("builder");
+        b.set_subject_name(&name).expect("subject");
+        b.set_issuer_name(&name).expect("issuer");
+        b.set_pubkey(&key).expect("pubkey");
+        b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+            .expect("not before");
+        b.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
+            .expect("not after");
+        b.sign(&key, MessageDigest::sha256()).expect("sign");
+        let cert = b.build();
+        let mut sctx = SslContext::builder(SslMethod::tls_server()).expect("server context");
+        sctx.set_private_key(&key).expect("key");
+        sctx.set_certificate(&cert).expect("cert");
+        let sctx = sctx.build();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let Ok((tcp, _)) = listener.accept() else {
+                return;
+            };
+            let Ok(mut s) = Ssl::new(&sctx).expect("ssl").accept(tcp) else {
+                return;
+            };
+            let mut req = [0u8; 512];
+            let _ = s.read(&mut req);
+            let mut out = format!("${n}\r\n").into_bytes();
+            out.resize(out.len() + sent, b'x');
+            if s.write_all(&out).and_then(|()| s.flush()).is_err() {
+                return;
+            }
+            let _ = s.get_mut().write_all(tail);
+            // Held open until the client is done: a close would be another error.
+            let _ = s.get_mut().read(&mut req);
+        });
+        let cctx = SslContext::builder(SslMethod::tls_client())
+            .expect("client context")
+            .build();
+        let tcp = TcpStream::connect(addr).expect("connect");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = handshake(Ssl::new(&cctx).expect("ssl"), tcp, deadline).expect("handshake");
+        let conn = Conn {
+            stream: Stream::Tls(Box::new(stream)),
+            buf: vec![0; BUF],
+            start: 0,
+            end: 0,
+            broken: false,
+            pending: 0,
+            answered: false,
+        };
+        (conn, server)
+    }
+
+    /// A record that does not authenticate in the middle of an oversized value read
+    /// past: the TLS failure it is (as anywhere else in a reply), not a reply too
+    /// large. Before, the skip turned every error but a protocol one into "not sent
+    /// whole in time", and a TLS trust failure was logged as an outage.
+    #[test]
+    fn a_tls_failure_while_skipping_an_oversized_value_stays_a_tls_failure() {
+        // Application data with a MAC of zeros.
+        const FORGED: &[u8] = &[
+            0x17, 0x03, 0x03, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let (mut c, server) = tls_peer(5000, 100, FORGED);
+        let r = c.call(
+            &[b"GET", b"k"],
+            Instant::now() + Duration::from_secs(10),
+            LIMITS,
+        );
+        match r {
+            Err(WireError::Tls(m)) => assert!(m.starts_with("receive:"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        drop(c);
+        let _ = server.join();
+    }
+
+    /// The control: a plain end of the connection in the same place is still reported
+    /// as the oversized value not sent whole, as before.
+    #[test]
+    fn a_plain_io_error_while_skipping_an_oversized_value_is_reported_as_before() {
+        let (mut c, mut s) = pair();
+        let mut out = b"$5000\r\n".to_vec();
+        out.resize(out.len() + 100, b'x');
+        s.write_all(&out).expect("write");
+        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let r = c.call(
+            &[b"GET", b"k"],
+            Instant::now() + Duration::from_secs(10),
+            LIMITS,
+        );
+        match r {
+            Err(WireError::Protocol(m)) => assert!(m.contains("not sent whole in time"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A TLS peer that announces a 16-KiB handshake record and drips it one byte every

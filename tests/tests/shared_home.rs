@@ -482,3 +482,75 @@ fn a_shared_file_too_full_for_its_reuse_line_warns_that_other_hosts_take_the_cod
     assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
     assert!(told_already_used(&d), "{d:?}");
 }
+
+/// A shared file (`shared_file=yes`) that cannot be rewritten, on a login whose change
+/// is not a GA line of reuse or rate: a used scratch code (removed from the file) or an
+/// HOTP code (the counter moved). A host with another state store that reads the file
+/// takes the same code again, and the log must say so; it said only that the use was
+/// recorded in this host's store, as if the code were gone everywhere. Control: the
+/// same files writable are rewritten, no such line, and the other host refuses.
+#[test]
+fn a_shared_file_that_cannot_keep_a_scratch_code_or_hotp_use_warns_other_hosts_take_it_again() {
+    let t =
+        "a_shared_file_that_cannot_keep_a_scratch_code_or_hotp_use_warns_other_hosts_take_it_again";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "oathtool") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let scratch = "73951846";
+    let (a, b) = (
+        Stack::with_module(SVC, "secret=~/ro/ga shared_file=yes"),
+        Stack::with_module(SVC, "secret=~/ro/ga shared_file=yes"),
+    );
+    let cases = [
+        (
+            "sxs",
+            "sxc",
+            format!("{secret}\n\" TOTP_AUTH\n{scratch}\n"),
+            scratch.to_owned(),
+            "scratch code",
+        ),
+        (
+            "sxh",
+            "sxd",
+            format!("{secret}\n\" HOTP_COUNTER 1\n"),
+            oathtool_hotp(&secret, 1),
+            "HOTP_COUNTER",
+        ),
+    ];
+    for (tag, control_tag, text, answer, named) in cases {
+        let not_rewritten =
+            |lines: &[String]| lines.iter().find(|l| l.contains("not rewritten")).cloned();
+        let u = TestUser::create(tag);
+        let (ro, f) = read_only_dir(&u, &secret);
+        write_owned(&f, text.as_bytes(), u.uid, u.gid, 0o600);
+        let dir = ro.to_str().expect("a UTF-8 path");
+        let setup = format!("mount --bind '{dir}' '{dir}'\nmount -o remount,bind,ro '{dir}'");
+        let (out, lines) =
+            with_syslog_capture_after(&setup, &driver(&a, &u, &answer, T0).command());
+        let d = Drive::ran(&out);
+        assert_eq!(d.result, "PAM_SUCCESS", "{named}: {d:?} {lines:?}");
+        assert_eq!(read(&f), text, "{named}: read-only");
+        let line = not_rewritten(&lines).unwrap_or_else(|| panic!("{named}: {lines:#?}"));
+        assert!(
+            line.contains(named)
+                && line.contains("hosts with another state store")
+                && line.contains("take the same code again"),
+            "{line}"
+        );
+        // What it warns of: the other host, whose own store never saw the code.
+        let d = login(&b, &u, &answer, T0 + 5);
+        assert_eq!(d.result, "PAM_SUCCESS", "{named}: {d:?}");
+
+        // Control: the same file, writable.
+        let c = TestUser::create(control_tag);
+        let (_, cf) = read_only_dir(&c, &secret);
+        write_owned(&cf, text.as_bytes(), c.uid, c.gid, 0o600);
+        let (d, lines) = capture_syslog(&driver(&a, &c, &answer, T0));
+        assert_eq!(d.result, "PAM_SUCCESS", "{named}: {d:?} {lines:?}");
+        assert_eq!(not_rewritten(&lines), None, "{named}: {lines:#?}");
+        assert_ne!(read(&cf), text, "{named}: rewritten");
+        let d = login(&b, &c, &answer, T0 + 5);
+        assert_eq!(d.result, "PAM_AUTH_ERR", "{named}: {d:?}");
+    }
+}

@@ -79,6 +79,9 @@ pub enum UriError {
     ParameterForOtherKind(&'static str),
     MissingCounter,
     IssuerMismatch,
+    /// The Key Uri Format forbids a colon in the issuer: the label is `issuer:account`,
+    /// and apps split it at the first colon, encoded or not.
+    ColonInIssuer,
     Fragment,
     ControlByte,
 }
@@ -103,6 +106,10 @@ impl fmt::Display for UriError {
             UriError::IssuerMismatch => {
                 f.write_str("issuer parameter differs from the label's issuer prefix")
             }
+            UriError::ColonInIssuer => f.write_str(
+                "the issuer contains a colon, which the Key Uri Format forbids \
+                 (apps split the label issuer:account at the first colon)",
+            ),
             UriError::Fragment => f.write_str("URI has a fragment"),
             UriError::ControlByte => f.write_str("URI contains a raw control byte"),
         }
@@ -112,6 +119,10 @@ impl fmt::Display for UriError {
 impl std::error::Error for UriError {}
 
 impl KeyUri {
+    /// An account that begins with `issuer:` (the label as google-authenticator's
+    /// tool took it, which wrote no prefix of its own) loses that prefix, and the
+    /// spaces the format allows after it: apps would otherwise show the issuer twice.
+    /// Any other colon in the account stays part of it (percent-encoded).
     pub fn new(
         kind: Kind,
         issuer: &str,
@@ -123,6 +134,16 @@ impl KeyUri {
         if secret.is_empty() {
             return Err(UriError::BadSecret);
         }
+        if issuer.contains(':') {
+            return Err(UriError::ColonInIssuer);
+        }
+        let account = match account
+            .strip_prefix(issuer)
+            .and_then(|a| a.strip_prefix(':'))
+        {
+            Some(rest) if !issuer.is_empty() => rest.trim_start_matches(' '),
+            _ => account,
+        };
         if account.is_empty() {
             return Err(UriError::EmptyAccount);
         }

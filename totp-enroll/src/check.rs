@@ -8,8 +8,15 @@
 //! instead of /etc/pam.d.
 
 use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, raise};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 use pamapp::{Conversation, Item, Message, Reply, Transaction, codes, style};
 use serde::Serialize;
@@ -84,27 +91,124 @@ fn read_answer(echo_off: bool) -> Option<Zeroizing<String>> {
     Some(Zeroizing::new(text))
 }
 
-/// Terminal echo switched off until dropped.
+/// Terminal echo switched off until dropped, and switched back on before the process
+/// dies of SIGINT, SIGTERM or SIGHUP meanwhile: a Ctrl-C at the password prompt would
+/// otherwise leave the terminal without echo (dash and other shells do not restore it).
 struct EchoOff {
     saved: Termios,
+    guard: Option<SignalGuard>,
 }
 
 impl EchoOff {
     fn new() -> Option<EchoOff> {
         let stdin = io::stdin();
         let saved = termios::tcgetattr(&stdin).ok()?;
+        // Before echo goes off, so that no signal finds it off and unguarded. Without
+        // the guard (no signalfd) echo still goes off, as a prompt needs it.
+        let guard = SignalGuard::start(&saved);
         let mut t = saved.clone();
         t.local_flags.remove(LocalFlags::ECHO);
         t.local_flags.insert(LocalFlags::ECHONL);
         termios::tcsetattr(&stdin, SetArg::TCSANOW, &t).ok()?;
-        Some(EchoOff { saved })
+        Some(EchoOff { saved, guard })
     }
 }
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
+        // The watcher is stopped first: once it is gone, a signal stays pending until
+        // the mask is given back below, and then kills with echo already on.
+        let mask = self.guard.take().map(SignalGuard::stop);
         // Nothing sensible to do if the terminal went away meanwhile.
         let _ = termios::tcsetattr(io::stdin(), SetArg::TCSANOW, &self.saved);
+        if let Some(mask) = mask {
+            let _ = mask.thread_set_mask();
+        }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP blocked in this thread (the prompt's) and waited for by
+/// a watcher thread on a signalfd. Blocked signals that are ignored stay ignored (the
+/// kernel discards them); one whose action is the default one wakes the watcher,
+/// which restores the terminal and re-raises it, so the exit status is still "killed
+/// by SIGINT". (A process-directed signal goes to a thread that does not block it:
+/// this program starts no other thread while it prompts.)
+struct SignalGuard {
+    /// The mask before, given back once the watcher is gone.
+    old_mask: SigSet,
+    /// Its end of the socket pair: closing it wakes and ends the watcher.
+    stop: UnixStream,
+    watcher: JoinHandle<()>,
+}
+
+impl SignalGuard {
+    fn start(saved: &Termios) -> Option<SignalGuard> {
+        let mut set = SigSet::empty();
+        for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            set.add(sig);
+        }
+        let old_mask = set.thread_swap_mask(SigmaskHow::SIG_BLOCK).ok()?;
+        let started = (|| {
+            let fd =
+                SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok()?;
+            let (stop, woken) = UnixStream::pair().ok()?;
+            let saved = saved.clone();
+            let watcher = std::thread::Builder::new()
+                .name("echo-guard".to_owned())
+                .spawn(move || watch(&fd, &woken, &saved))
+                .ok()?;
+            Some((stop, watcher))
+        })();
+        match started {
+            Some((stop, watcher)) => Some(SignalGuard {
+                old_mask,
+                stop,
+                watcher,
+            }),
+            None => {
+                let _ = old_mask.thread_set_mask();
+                None
+            }
+        }
+    }
+
+    /// Ends the watcher and returns the mask to give back.
+    fn stop(self) -> SigSet {
+        drop(self.stop);
+        let _ = self.watcher.join();
+        self.old_mask
+    }
+}
+
+/// The watcher: until `woken` is closed, a signal from `fd` puts `saved` back on the
+/// terminal and is raised again with its default action, in this thread (which
+/// inherited the blocked mask and unblocks only that signal).
+fn watch(fd: &SignalFd, woken: &UnixStream, saved: &Termios) {
+    loop {
+        let mut fds = [
+            PollFd::new(fd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(woken.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return,
+        }
+        if let Ok(Some(info)) = fd.read_signal() {
+            let _ = termios::tcsetattr(io::stdin(), SetArg::TCSANOW, saved);
+            let signo = i32::try_from(info.ssi_signo).unwrap_or(Signal::SIGTERM as i32);
+            if let Ok(sig) = Signal::try_from(signo) {
+                let mut only = SigSet::empty();
+                only.add(sig);
+                let _ = only.thread_unblock();
+                let _ = raise(sig);
+            }
+            // Still alive: the signal had a handler of someone else's. The run
+            // was interrupted all the same; a shell's convention for it.
+            std::process::exit(128 + signo);
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            return;
+        }
     }
 }
 

@@ -461,7 +461,8 @@ fn new_enrollment(req: &Request, target: Option<&Target>, totp: bool) -> Result<
         digits,
         secret,
         scratch,
-        label,
+        // Without an `Issuer:` prefix that repeated the issuer (`KeyUri::new`).
+        label: key.account.clone(),
         issuer,
         key,
         uri,

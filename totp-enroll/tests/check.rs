@@ -295,3 +295,75 @@ fn json_errors_are_one_error_object() {
     assert_eq!(v["error"]["kind"], "usage");
     assert_eq!(v["error"]["exit_code"], 2);
 }
+
+/// SIGINT (Ctrl-C), SIGTERM or SIGHUP while `check` waits at a password prompt with
+/// echo off: the process still dies of that signal (the status a shell reports as
+/// "interrupted", not an exit code), and the terminal has echo on again. Each run is
+/// on its own pseudo-terminal, whose settings are read through the slave side after
+/// the child is gone. Waiting until the child has turned echo off (the prompt is
+/// printed just before) shows the fault's setting was reached. Without the fix, the
+/// child dies by the signal's default action with its drop guard never run, and the
+/// terminal keeps ECHO off: this test fails on its last assertion.
+#[test]
+fn a_signal_at_an_echo_off_prompt_turns_echo_back_on_and_kills_with_that_signal() {
+    use nix::pty::openpty;
+    use nix::sys::signal::{Signal, kill};
+    use nix::sys::termios::{LocalFlags, tcgetattr};
+    use nix::unistd::Pid;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    // pam_unix prompts "Password: " with PAM_PROMPT_ECHO_OFF before it looks anything up.
+    let dir = service_dir("auth required pam_unix.so\n");
+    let pam_dir = dir.path().to_str().expect("utf-8");
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let pty = openpty(None, None).expect("openpty");
+        let echo = |what: &str| {
+            tcgetattr(&pty.slave)
+                .unwrap_or_else(|e| panic!("{what}: termios: {e}"))
+                .local_flags
+                .contains(LocalFlags::ECHO)
+        };
+        assert!(echo("before"), "a new pseudo-terminal echoes");
+        let tty = |fd: &std::os::fd::OwnedFd| Stdio::from(fd.try_clone().expect("dup"));
+        let mut child = Command::new(BIN)
+            .args(["check", "--service", "svc", "--pam-dir", pam_dir])
+            .args(["--user", "root"])
+            .stdin(tty(&pty.slave))
+            .stdout(tty(&pty.slave))
+            .stderr(tty(&pty.slave))
+            .spawn()
+            .expect("run totp-enroll check");
+        // Not a timing assertion: the bound only keeps a broken run from hanging.
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while echo("at the prompt") {
+            assert!(
+                Instant::now() < give_up,
+                "{sig}: echo never went off (no prompt)"
+            );
+            assert!(
+                child.try_wait().expect("wait").is_none(),
+                "{sig}: check ended before prompting"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        kill(pid, sig).expect("kill");
+        // A child that survives the signal (left blocked) must not hang the suite.
+        let give_up = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > give_up {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{sig}: check survived the signal");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.signal(), Some(sig as i32), "{sig}: {status:?}");
+        assert!(echo("after"), "{sig}: the terminal was left with echo off");
+    }
+}

@@ -276,18 +276,83 @@ fn special_characters_in_label_and_issuer_are_percent_encoded() {
             "-l",
             "a b@c:d&e/é",
             "-i",
-            "Ex:Co & Sons",
+            "Ex/Co & Sons",
         ],
     );
     let uri = v["uri"].as_str().expect("uri");
     assert!(
-        uri.starts_with("otpauth://totp/Ex%3ACo%20%26%20Sons:a%20b%40c%3Ad%26e%2F%C3%A9?secret="),
+        uri.starts_with("otpauth://totp/Ex%2FCo%20%26%20Sons:a%20b%40c%3Ad%26e%2F%C3%A9?secret="),
         "{uri}"
     );
-    assert!(uri.ends_with("&issuer=Ex%3ACo%20%26%20Sons"), "{uri}");
+    assert!(uri.ends_with("&issuer=Ex%2FCo%20%26%20Sons"), "{uri}");
     let key = KeyUri::parse(uri).expect("parse");
     assert_eq!(key.account, "a b@c:d&e/é");
-    assert_eq!(key.issuer, "Ex:Co & Sons");
+    assert_eq!(key.issuer, "Ex/Co & Sons");
+}
+
+/// The Key Uri Format forbids a colon in the issuer (apps split the label
+/// `issuer:account` at the first one): `-i A:B` is a usage error and nothing is
+/// written. A label given as google-authenticator's tool took it, `Acme:alice` with
+/// `-i Acme`, is written `Acme:alice` (it was `Acme:Acme%3Aalice`, shown as
+/// "Acme:alice" under "Acme"); the QR image holds the same URI. Control: a label whose
+/// prefix is not the issuer keeps its colon, encoded.
+#[test]
+fn a_colon_in_the_issuer_is_refused_and_a_label_repeating_it_loses_the_prefix() {
+    let dir = tempdir();
+    let base = ["-t", "-D", "-W", "-u", "--non-interactive", "--uri"];
+    let r = run_in(
+        dir.path(),
+        &[
+            &base[..],
+            &["-l", "alice", "-i", "A:B", "-s", "s", "--qr-png", "q.png"],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("colon"), "{}", r.stderr);
+    assert!(!r.stdout.contains("otpauth://"), "{}", r.stdout);
+    assert!(!dir.path().join("s").exists() && !dir.path().join("q.png").exists());
+
+    for (label, want_label, want_account) in [
+        ("Acme:alice", "Acme:alice", "alice"),
+        ("Other:alice", "Acme:Other%3Aalice", "Other:alice"),
+    ] {
+        let _ = std::fs::remove_file(dir.path().join("s"));
+        let _ = std::fs::remove_file(dir.path().join("q.png"));
+        let r = run_in(
+            dir.path(),
+            &[
+                &base[..],
+                &["-l", label, "-i", "Acme", "-s", "s", "--qr-png", "q.png"],
+            ]
+            .concat(),
+            None,
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let uri = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("otpauth://"))
+            .expect("--uri prints the URI");
+        assert!(
+            uri.starts_with(&format!("otpauth://totp/{want_label}?secret=")),
+            "{uri}"
+        );
+        let key = KeyUri::parse(uri).expect("parses");
+        assert_eq!(
+            (key.issuer.as_str(), key.account.as_str()),
+            ("Acme", want_account)
+        );
+        if have_tool("zbarimg") {
+            let out = std::process::Command::new("zbarimg")
+                .args(["-q", "--raw", "-Sdisable", "-Sqrcode.enable"])
+                .arg(dir.path().join("q.png"))
+                .output()
+                .expect("zbarimg runs");
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), uri);
+        }
+    }
 }
 
 #[test]

@@ -272,14 +272,19 @@ impl Ctx {
                 self.rewrite_refused_lock(io, run, uid, &decision.write, &file, changed)?
             };
             if let Err(e) = saved {
-                // Said only where it matters: the lines hosts with another store read.
-                let shared = if run.keep_ga_lines
-                    && (file.contains_key(KEY_DISALLOW_REUSE) || file.contains_key(KEY_RATE_LIMIT))
-                {
-                    "; its DISALLOW_REUSE and RATE_LIMIT lines stay as they were, so hosts \
-                     with another state store reading this file do not see this attempt"
+                // Said only where it matters (a file hosts with another store read),
+                // and for every change the file would have carried: a used scratch
+                // code left in it, an HOTP counter or a DISALLOW_REUSE line left behind
+                // let those hosts take the same code again; a RATE_LIMIT line left as
+                // it was does not count this attempt there.
+                let shared = if run.keep_ga_lines {
+                    shared_suffix(
+                        decision.verdict,
+                        file.contains_key(KEY_DISALLOW_REUSE),
+                        file.contains_key(KEY_RATE_LIMIT),
+                    )
                 } else {
-                    ""
+                    String::new()
                 };
                 // Only a success is in the store; a failure's move of an HOTP counter (GA's
                 // rule) is simply dropped, and the log must not claim otherwise.
@@ -993,4 +998,30 @@ fn clock_refusal(m: &str) -> String {
         "clock fault: the state store has no store record (its data set was lost, or it was \
          never initialised) and {m}; denying"
     )
+}
+
+/// What hosts with another state store, reading a shared file that could not be
+/// rewritten, do differently from this one: the log's last words. Empty when the
+/// rewrite carried nothing they read.
+fn shared_suffix(verdict: Verdict, disallow_reuse: bool, rate_limit: bool) -> String {
+    let left = match verdict {
+        Verdict::Accepted(Method::Scratch) => Some("the used scratch code stays in it"),
+        Verdict::Accepted(Method::Hotp { .. }) => Some("its HOTP_COUNTER line stays as it was"),
+        Verdict::Accepted(Method::Totp { .. }) if disallow_reuse => {
+            Some("its DISALLOW_REUSE line stays as it was")
+        }
+        _ => None,
+    };
+    let reader = "hosts with another state store reading this file";
+    match (left, rate_limit) {
+        (Some(left), true) => format!(
+            "; {left}, and so does its RATE_LIMIT line, so {reader} take the same code \
+             again and do not count this attempt"
+        ),
+        (Some(left), false) => format!("; {left}, so {reader} take the same code again"),
+        (None, true) => {
+            format!("; its RATE_LIMIT line stays as it was, so {reader} do not count this attempt")
+        }
+        (None, false) => String::new(),
+    }
 }
