@@ -118,7 +118,12 @@ impl Console {
             let v = v.to_string_lossy().to_ascii_lowercase();
             v.contains("utf-8") || v.contains("utf8")
         });
-        let colours = std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+        // DEC's vt terminals (vt52, vt100, vt220, ...: serial consoles) draw no
+        // background colours, so an ANSI code would show as blank space.
+        let colours = std::env::var_os("TERM").is_none_or(|t| {
+            let t = t.to_string_lossy();
+            t != "dumb" && !t.starts_with("vt")
+        });
         let size = if self.human_is_stderr {
             rustix::termios::tcgetwinsize(io::stderr())
         } else {

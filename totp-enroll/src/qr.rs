@@ -90,7 +90,7 @@ pub struct Terminal {
     /// Its character set is UTF-8 (else half blocks turn into several wrong glyphs,
     /// or into `_` under tmux and screen).
     pub utf8: bool,
-    /// It has background colours (not `TERM=dumb`).
+    /// It has background colours (not `TERM=dumb` nor a `vt` terminal).
     pub colours: bool,
     /// Its width in columns, when known.
     pub columns: Option<u16>,
@@ -129,7 +129,7 @@ pub fn choose(explicit: Option<QrMode>, term: Terminal, modules: usize) -> Choic
     if !term.colours {
         return Choice::Skip(
             "the terminal's character set is not UTF-8 (LC_ALL, LC_CTYPE or LANG) and \
-             TERM=dumb has no colours, so it cannot be drawn here"
+             its TERM (dumb, or a vt terminal) has no colours, so it cannot be drawn here"
                 .to_owned(),
         );
     }

@@ -187,7 +187,7 @@ fn png_and_svg_files_decode_to_the_uri() {
             "--digits",
             "8",
         ],
-        &["-t", "-D", "-l", "a b@c:d&e/é", "-i", "Ex:Co & Sons"],
+        &["-t", "-D", "-l", "a b@c:d&e/é", "-i", "Ex/Co & Sons"],
     ] {
         let dir = tempdir();
         let mut args = vec![
@@ -360,7 +360,14 @@ fn the_terminal_gets_a_qr_code_it_can_draw_or_the_reason_for_none() {
         ascii(&out) && !out.contains(&0x1b),
         "escape or UTF-8 on a dumb terminal"
     );
-    assert!(block(&out).contains("TERM=dumb"), "{}", block(&out));
+    assert!(block(&out).contains("TERM (dumb"), "{}", block(&out));
+    // Nor a serial console's vt terminal, which shows background colours as blanks.
+    let (out, _) = enroll_on_a_terminal(dir.path(), (200, 80), &[("LANG", "C"), ("TERM", "vt220")]);
+    assert!(
+        ascii(&out) && !out.contains(&0x1b),
+        "escape or UTF-8 on a vt220"
+    );
+    assert!(block(&out).contains("a vt terminal"), "{}", block(&out));
 
     // LC_ALL decides over LANG: UTF-8 half blocks, which fit 80 columns.
     let utf8 = [("LANG", "C"), ("LC_ALL", "C.UTF-8"), ("TERM", "xterm")];
@@ -508,7 +515,11 @@ fn the_height_note_counts_every_line_printed_below_the_code() {
     let (out, _) = enroll_on_a_terminal(dir.path(), (80, 200), &utf8);
     let all = text(&out);
     assert!(!all.contains("rows tall"), "{all}");
-    let code = qr_block(&all).lines().count();
+    let code = qr_block(&all)
+        .lines()
+        .filter(|l| l.contains(['█', '▀', '▄']))
+        .count();
+    assert!(code > 20, "{all}");
     // Rows of an 80-column window, long lines wrapped; the shell's prompt takes the
     // row after the last one printed.
     let rows = strip_sgr(&all)
@@ -520,13 +531,30 @@ fn the_height_note_counts_every_line_printed_below_the_code() {
         rows >= code + 9,
         "scratch codes, URI and more below the code: {all}"
     );
+    // The code's size follows the random secret (its base32 runs decide how compactly
+    // the URI encodes), so a later run is taken only when its code is as tall as the
+    // first one's, which every row count below is computed from.
+    // `dir` None: each attempt in a fresh directory (an attempt in the same one would
+    // replace the previous attempt's file, which adds a line).
+    let sized = |dir: Option<&Path>, size: (u16, u16)| {
+        for _ in 0..150 {
+            let fresh = tempdir();
+            let (out, _) = enroll_on_a_terminal(dir.unwrap_or(fresh.path()), size, &utf8);
+            let height = qr_block(&text(&out))
+                .lines()
+                .filter(|l| l.contains(['█', '▀', '▄']))
+                .count();
+            if height == code {
+                return out;
+            }
+        }
+        panic!("no code {code} rows tall in 150 enrolments");
+    };
 
     // Fresh directories: replacing a file adds a line of its own.
-    let dir = tempdir();
-    let (out, _) = enroll_on_a_terminal(dir.path(), (80, rows as u16), &utf8);
+    let out = sized(None, (80, rows as u16));
     assert!(!text(&out).contains("rows tall"), "{}", text(&out));
-    let dir = tempdir();
-    let (out, _) = enroll_on_a_terminal(dir.path(), (80, rows as u16 - 1), &utf8);
+    let out = sized(None, (80, rows as u16 - 1));
     let short = text(&out);
     let want = format!(
         "needs a window {} rows tall; this one has {}.",
@@ -545,11 +573,11 @@ fn the_height_note_counts_every_line_printed_below_the_code() {
     };
     let dir = tempdir();
     enroll_on_a_terminal(dir.path(), (80, 200), &utf8);
-    let (out, _) = enroll_on_a_terminal(dir.path(), (80, 200), &utf8);
+    let out = sized(Some(dir.path()), (80, 200));
     let replacing = screen_rows(&out);
     assert!(replacing > rows, "{}", text(&out));
-    let (out, _) = enroll_on_a_terminal(dir.path(), (80, replacing as u16), &utf8);
+    let out = sized(Some(dir.path()), (80, replacing as u16));
     assert!(!text(&out).contains("rows tall"), "{}", text(&out));
-    let (out, _) = enroll_on_a_terminal(dir.path(), (80, replacing as u16 - 1), &utf8);
+    let out = sized(Some(dir.path()), (80, replacing as u16 - 1));
     assert!(text(&out).contains("rows tall"), "{}", text(&out));
 }
