@@ -9,7 +9,7 @@ use std::path::Path;
 
 use totp_core::access::{Groups, RuleFile, SkipDecision, Subject, skip_decision};
 use totp_core::addr::classify_origin;
-use totp_core::membership::{self, Facts, GroupList, Membership};
+use totp_core::membership::{self, GroupList, Membership};
 use totp_core::options::ModuleOptions;
 use totp_os::safefile::{self, FileRules};
 
@@ -164,18 +164,7 @@ impl<'a> GroupFacts<'a> {
                 None
             }
         };
-        let mut facts = Facts {
-            user: &pw.name,
-            primary_gid: pw.gid,
-            group: entry.as_ref(),
-            list: None,
-        };
-        let from_entry = membership::decide(&facts);
-        if from_entry == Membership::Member || entry.is_none() {
-            return from_entry;
-        }
-        facts.list = self.list(pw).as_ref();
-        let m = membership::decide(&facts);
+        let m = membership::prove(&pw.name, pw.gid, entry.as_ref(), || self.list(pw).as_ref());
         if m == Membership::Unknown {
             self.note(format!(
                 "group list of {who} is incomplete (a name service source failed): \

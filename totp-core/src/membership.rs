@@ -69,6 +69,30 @@ pub fn decide(facts: &Facts<'_>) -> Membership {
     }
 }
 
+/// [`decide`] the way a login asks: the group entry first, and the user's group list
+/// (`list`, fetched only then: a lookup a rule does not need is not made) only where
+/// the entry neither proves membership nor is missing. One proof for the module and
+/// the audit, so the two cannot disagree on who is a member.
+pub fn prove<'a>(
+    user: &'a str,
+    primary_gid: u32,
+    group: Option<&'a GroupEntry>,
+    list: impl FnOnce() -> Option<&'a GroupList>,
+) -> Membership {
+    let mut facts = Facts {
+        user,
+        primary_gid,
+        group,
+        list: None,
+    };
+    let from_entry = decide(&facts);
+    if from_entry == Membership::Member || group.is_none() {
+        return from_entry;
+    }
+    facts.list = list();
+    decide(&facts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

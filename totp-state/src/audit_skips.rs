@@ -11,7 +11,7 @@ use totp_core::access::{
     AccessRules, Groups, ParseOptions, RawSubject, RuleFile, SkipDecision, Subject, skip_decision,
 };
 use totp_core::addr::{self, Origin, OriginReason};
-use totp_core::membership::{self, Facts, GroupEntry, GroupList, Membership};
+use totp_core::membership::{self, GroupEntry, GroupList, Membership};
 use totp_core::options::ModuleOptions;
 use totp_os::inspect::{Finding, Verdict};
 use totp_os::nss::{self, Passwd};
@@ -221,18 +221,8 @@ impl<'a> Skips<'a> {
                     })
             })
             .clone();
-        let mut facts = Facts {
-            user: &pw.name,
-            primary_gid: pw.gid,
-            group: entry.as_ref(),
-            list: None,
-        };
-        let from_entry = membership::decide(&facts);
-        if from_entry == Membership::Member || entry.is_none() {
-            return from_entry;
-        }
-        facts.list = list
-            .get_or_init(|| {
+        membership::prove(&pw.name, pw.gid, entry.as_ref(), || {
+            list.get_or_init(|| {
                 nss::lookup_group_list(&pw.name, pw.gid)
                     .ok()
                     .map(|l| GroupList {
@@ -240,7 +230,7 @@ impl<'a> Skips<'a> {
                         complete: l.complete,
                     })
             })
-            .as_ref();
-        membership::decide(&facts)
+            .as_ref()
+        })
     }
 }
