@@ -167,60 +167,87 @@ impl KeyUri {
         &self.secret_base32
     }
 
-    /// The URI text. It contains the secret, hence the wiping wrapper.
+    /// The URI text. It contains the secret, hence the wiping wrapper, sized before
+    /// anything is written: a buffer that grew would leave the old one, secret and all,
+    /// unwiped on the heap (a long issuer or account is enough).
     pub fn to_uri(&self) -> Zeroizing<String> {
-        let mut out = Zeroizing::new(String::with_capacity(128));
-        out.push_str(match self.kind {
+        let mut len = Count(0);
+        self.write_uri(&mut len);
+        let mut out = Zeroizing::new(String::with_capacity(len.0));
+        self.write_uri(&mut *out);
+        out
+    }
+
+    fn write_uri(&self, out: &mut impl UriSink) {
+        out.put(match self.kind {
             Kind::Totp { .. } => "otpauth://totp/",
             Kind::Hotp { .. } => "otpauth://hotp/",
         });
         if !self.issuer.is_empty() {
-            percent_encode_into(&self.issuer, &mut out);
+            percent_encode_into(&self.issuer, out);
             // The separator stays a literal colon; a colon inside the issuer or
             // account is encoded, so the first literal one is unambiguous.
-            out.push(':');
+            out.put(":");
         }
-        percent_encode_into(&self.account, &mut out);
-        out.push_str("?secret=");
-        out.push_str(&self.secret_base32);
+        percent_encode_into(&self.account, out);
+        out.put("?secret=");
+        out.put(&self.secret_base32);
         if !self.issuer.is_empty() {
-            out.push_str("&issuer=");
-            percent_encode_into(&self.issuer, &mut out);
+            out.put("&issuer=");
+            percent_encode_into(&self.issuer, out);
         }
         if self.algorithm != Algorithm::Sha1 {
-            out.push_str("&algorithm=");
-            out.push_str(self.algorithm.name());
+            out.put("&algorithm=");
+            out.put(self.algorithm.name());
         }
         if self.digits != Digits::SIX {
-            out.push_str("&digits=");
-            out.push_str(&self.digits.to_string());
+            out.put("&digits=");
+            out.put(&self.digits.to_string());
         }
         match self.kind {
             Kind::Totp { period } if period != DEFAULT_PERIOD => {
-                out.push_str("&period=");
-                out.push_str(&period.to_string());
+                out.put("&period=");
+                out.put(&period.to_string());
             }
             Kind::Totp { .. } => {}
             Kind::Hotp { counter } => {
-                out.push_str("&counter=");
-                out.push_str(&counter.to_string());
+                out.put("&counter=");
+                out.put(&counter.to_string());
             }
         }
-        out
+    }
+}
+
+/// Where [`KeyUri::write_uri`] goes: the buffer, or a count of its length.
+trait UriSink {
+    fn put(&mut self, s: &str);
+}
+
+struct Count(usize);
+
+impl UriSink for Count {
+    fn put(&mut self, s: &str) {
+        self.0 += s.len();
+    }
+}
+
+impl UriSink for String {
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
     }
 }
 
 /// RFC 3986 §2.3 unreserved characters pass through; every other byte of the
 /// UTF-8 text becomes `%XX` with upper-case hex (RFC 3986 §2.1).
-fn percent_encode_into(s: &str, out: &mut String) {
+fn percent_encode_into(s: &str, out: &mut impl UriSink) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in s.as_bytes() {
+    for b in s.as_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
+            // ASCII, one byte: a valid &str of its own.
+            out.put(std::str::from_utf8(std::slice::from_ref(b)).unwrap_or("?"));
         } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            let hex = [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]];
+            out.put(std::str::from_utf8(&hex).unwrap_or("%3F"));
         }
     }
 }

@@ -220,17 +220,11 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
             || req.rate_limit.is_none();
         let trailing = match target {
             Some(target) if !asks_more => {
-                let mut rest = Zeroizing::new(String::with_capacity(1024));
-                if req.print_uri && !req.json {
-                    rest.push_str(&e.uri);
-                    rest.push('\n');
-                }
-                if !req.json {
-                    rest.push_str(&output::wrote(target.path()));
-                    if replacing {
-                        rest.push_str(output::REPLACED);
-                    }
-                }
+                let rest = trailing_text(
+                    &e,
+                    req.print_uri && !req.json,
+                    (!req.json).then_some((target.path(), replacing)),
+                );
                 qr::screen_rows(&rest, console.terminal().columns) + 1
             }
             _ => 1,
@@ -469,6 +463,71 @@ fn new_enrollment(req: &Request, target: Option<&Target>, totp: bool) -> Result<
     })
 }
 
+/// What follows the code on screen when no question is left: the URI with `--uri`,
+/// and `wrote` (the file's path, and whether it replaced one) unless `--json`. It
+/// holds the secret with `--uri`, hence a buffer sized for it (`output::secret_text`).
+fn trailing_text(
+    e: &Enrollment,
+    print_uri: bool,
+    wrote: Option<(&std::path::Path, bool)>,
+) -> Zeroizing<String> {
+    output::secret_text(|out| {
+        if print_uri {
+            out.write_str(&e.uri)?;
+            out.write_str("\n")?;
+        }
+        if let Some((path, replacing)) = wrote {
+            out.write_str(&output::wrote(path))?;
+            if replacing {
+                out.write_str(output::REPLACED)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Everything between the code and the first prompt: the secret, notes on settings
+/// apps ignore, and unless confirming, the current `code` and the scratch codes.
+/// Written straight into a buffer sized for it (`output::secret_text`).
+fn after_text(e: &Enrollment, code: Option<&str>) -> Zeroizing<String> {
+    output::secret_text(|out| {
+        writeln!(out, "Your new secret key is: {}", e.key.secret_base32())?;
+        if e.algorithm != Algorithm::Sha1 || e.digits != Digits::SIX {
+            writeln!(
+                out,
+                "Codes use {} with {} digits: pam_google_authenticator cannot check them \
+                 (pam_totp can), and some apps ignore these settings.",
+                e.algorithm.name(),
+                e.digits
+            )?;
+        }
+        // The Key Uri Format says Google Authenticator ignores `period` as it does
+        // `algorithm` and `digits`; such an app shows 30-second codes this file refuses.
+        if e.totp && e.step != DEFAULT_STEP {
+            writeln!(
+                out,
+                "Codes change every {} seconds: some apps ignore this setting of the QR \
+                 code and show {DEFAULT_STEP}-second codes, which will not log in.",
+                e.step
+            )?;
+        }
+        if let Some(code) = code {
+            if e.totp {
+                writeln!(out, "Your current verification code is {code}")?;
+            } else {
+                writeln!(
+                    out,
+                    "Your verification code for code {FIRST_HOTP_COUNTER} is {code}"
+                )?;
+            }
+            if !e.scratch.is_empty() {
+                output::write_scratch_block(out, &e.scratch)?;
+            }
+        }
+        Ok(())
+    })
+}
+
 fn display(
     req: &Request,
     console: &mut Console,
@@ -480,31 +539,9 @@ fn display(
     // Everything between the code and the first prompt, built before the code is drawn:
     // a code whose top scrolled away under these lines does not scan, and the note
     // about the window's height has to count them.
-    // Room for all of it up front: a reallocation would leave a copy of the secret
-    // that is never wiped.
-    let mut after = Zeroizing::new(String::with_capacity(2048));
-    after.push_str(&format!(
-        "Your new secret key is: {}\n",
-        e.key.secret_base32()
-    ));
-    if e.algorithm != Algorithm::Sha1 || e.digits != Digits::SIX {
-        after.push_str(&format!(
-            "Codes use {} with {} digits: pam_google_authenticator cannot check them \
-             (pam_totp can), and some apps ignore these settings.\n",
-            e.algorithm.name(),
-            e.digits
-        ));
-    }
-    // The Key Uri Format says Google Authenticator ignores `period` as it does
-    // `algorithm` and `digits`; such an app shows 30-second codes this file refuses.
-    if e.totp && e.step != DEFAULT_STEP {
-        after.push_str(&format!(
-            "Codes change every {} seconds: some apps ignore this setting of the QR code \
-             and show {DEFAULT_STEP}-second codes, which will not log in.\n",
-            e.step
-        ));
-    }
-    if !confirming {
+    let code = if confirming {
+        None
+    } else {
         let code = if e.totp {
             let now = now_unix()?;
             otp::totp(&e.secret, now, u64::from(e.step), e.algorithm, e.digits)
@@ -512,18 +549,9 @@ fn display(
         } else {
             otp::hotp(&e.secret, FIRST_HOTP_COUNTER, e.algorithm, e.digits)
         };
-        let code = otp::format_code(code, e.digits);
-        if e.totp {
-            after.push_str(&format!("Your current verification code is {code}\n"));
-        } else {
-            after.push_str(&format!(
-                "Your verification code for code {FIRST_HOTP_COUNTER} is {code}\n"
-            ));
-        }
-        if !e.scratch.is_empty() {
-            after.push_str(&output::scratch_block(&e.scratch));
-        }
-    }
+        Some(Zeroizing::new(otp::format_code(code, e.digits)))
+    };
+    let after = after_text(e, code.as_deref().map(String::as_str));
     if let Some(m) = matrix {
         let term = console.terminal();
         match qr::choose(req.qr_mode, term, m.size()) {
@@ -742,7 +770,10 @@ fn publish(
         return print_stdout(&text);
     }
     if req.print_uri {
-        print_stdout(&format!("{}\n", e.uri.as_str()))?;
+        print_stdout(&output::secret_text(|out| {
+            out.write_str(&e.uri)?;
+            out.write_str("\n")
+        }))?;
     }
     Ok(())
 }
@@ -783,7 +814,7 @@ fn enroll_json<'a>(
         kind: if e.totp { "totp" } else { "hotp" },
         secret: e.key.secret_base32(),
         uri: &e.uri,
-        scratch_codes: output::scratch_strings(&e.scratch),
+        scratch_codes: output::ScratchCodes(&e.scratch),
         label: &e.label,
         issuer: &e.issuer,
         algorithm: e.algorithm.name(),
@@ -855,7 +886,7 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
             action: "regenerate-scratch-codes",
             user: &target.user.name,
             path: target.path(),
-            scratch_codes: output::scratch_strings(&codes),
+            scratch_codes: output::ScratchCodes(&codes),
             written: None,
         };
         print_stdout(&output::to_open_json(&json)?)?;
@@ -927,6 +958,46 @@ mod tests {
             key,
             uri,
         }
+    }
+
+    /// The buffers that hold the secret on its way to the screen are sized for what
+    /// they hold: one that grew would leave the old one, secret and all, unwiped. The
+    /// CLI takes a label of any length, and a capacity above the length is the sign of
+    /// a growth (each at least doubles it).
+    #[test]
+    fn a_long_label_never_grows_the_buffers_that_hold_the_secret() {
+        let mut e = enrollment(30, Digits::SIX);
+        let label = "a very long account name ".repeat(80);
+        e.key = KeyUri::new(
+            Kind::Totp { period: 30 },
+            "i",
+            &label,
+            &e.secret,
+            Algorithm::Sha1,
+            Digits::SIX,
+        )
+        .expect("valid");
+        e.uri = e.key.to_uri();
+        e.scratch = Zeroizing::new(vec![12_345_678; 10]);
+        let path = std::path::PathBuf::from("/home/".to_owned() + &"x".repeat(300));
+        let rest = trailing_text(&e, true, Some((&path, true)));
+        assert!(
+            rest.len() > 2048,
+            "longer than any fixed guess: {}",
+            rest.len()
+        );
+        assert!(rest.starts_with(e.uri.as_str()));
+        assert_eq!(rest.capacity(), rest.len());
+        let after = after_text(&e, Some("123456"));
+        assert!(after.contains("is 123456\n"));
+        assert!(after.ends_with("  12345678\n"));
+        assert_eq!(after.capacity(), after.len());
+        // Control: the same texts without the URI or the codes are sized as tightly.
+        let short = trailing_text(&e, false, None);
+        assert_eq!((short.len(), short.capacity()), (0, 0));
+        let confirming = after_text(&e, None);
+        assert!(!confirming.contains("12345678"));
+        assert_eq!(confirming.capacity(), confirming.len());
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct EnrollJson<'a> {
     pub kind: &'static str,
     pub secret: &'a str,
     pub uri: &'a str,
-    pub scratch_codes: Vec<String>,
+    pub scratch_codes: ScratchCodes<'a>,
     pub label: &'a str,
     pub issuer: &'a str,
     pub algorithm: &'static str,
@@ -58,7 +58,7 @@ pub struct RegenerateJson<'a> {
     pub action: &'static str,
     pub user: &'a str,
     pub path: &'a Path,
-    pub scratch_codes: Vec<String>,
+    pub scratch_codes: ScratchCodes<'a>,
     /// `None` until the file holds the codes; printed last, as for [`EnrollJson`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub written: Option<bool>,
@@ -76,12 +76,10 @@ struct ErrorBody<'a> {
     exit_code: u8,
 }
 
-/// Serialises `value` as one line. The text may hold a secret, hence the wrapper.
+/// Serialises `value` as one line. The text may hold a secret, hence the wrapper, and
+/// the buffer sized before it is written (see [`secret_text`]).
 pub fn to_json_line<T: Serialize>(value: &T) -> Result<Zeroizing<String>, Error> {
-    let mut s = Zeroizing::new(
-        serde_json::to_string(value)
-            .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?,
-    );
+    let mut s = json_text(value, 1)?;
     s.push('\n');
     Ok(s)
 }
@@ -91,16 +89,37 @@ pub fn to_json_line<T: Serialize>(value: &T) -> Result<Zeroizing<String>, Error>
 /// R29), while the object is not complete, so no parser accepts it, until
 /// [`written_end`] says whether the file was written.
 pub fn to_open_json<T: Serialize>(value: &T) -> Result<Zeroizing<String>, Error> {
-    let mut s = Zeroizing::new(
-        serde_json::to_string(value)
-            .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?,
-    );
+    let mut s = json_text(value, 0)?;
     // Every caller passes an object with keys, so a comma may follow.
     if !s.starts_with('{') || !s.ends_with('}') || s.len() < 3 {
         return Err(Error::failed("cannot encode JSON: not an object"));
     }
     s.pop();
     Ok(s)
+}
+
+/// `value` as JSON in a buffer with room for it and `spare` more bytes, counted by a
+/// first pass that keeps nothing.
+fn json_text<T: Serialize>(value: &T, spare: usize) -> Result<Zeroizing<String>, Error> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let failed = |e: serde_json::Error| Error::failed(format!("cannot encode JSON: {e}"));
+    let mut len = Count(0);
+    serde_json::to_writer(&mut len, value).map_err(failed)?;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(len.0 + spare));
+    serde_json::to_writer(&mut *bytes, value).map_err(failed)?;
+    // Moved, not copied: the wrapper around the String wipes the same buffer.
+    let text = String::from_utf8(std::mem::take(&mut *bytes))
+        .map_err(|_| Error::failed("cannot encode JSON: not UTF-8"))?;
+    Ok(Zeroizing::new(text))
 }
 
 /// The last key of an object [`to_open_json`] began, and the end of its line.
@@ -128,15 +147,53 @@ pub fn error_json(err: &Error) -> String {
         + "\n"
 }
 
-pub fn scratch_strings(codes: &[u32]) -> Vec<String> {
-    codes.iter().map(|c| format!("{c:08}")).collect()
+/// Scratch codes as JSON strings of eight digits, written straight into the output:
+/// a `String` per code would be a copy nobody wipes.
+pub struct ScratchCodes<'a>(pub &'a [u32]);
+
+impl Serialize for ScratchCodes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Code(u32);
+        impl Serialize for Code {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(&format_args!("{:08}", self.0))
+            }
+        }
+        serializer.collect_seq(self.0.iter().map(|&c| Code(c)))
+    }
 }
 
-pub fn scratch_block(codes: &[u32]) -> String {
-    let mut out = String::from("Your emergency scratch codes are:\n");
+pub fn scratch_block(codes: &[u32]) -> Zeroizing<String> {
+    secret_text(|out| write_scratch_block(out, codes))
+}
+
+pub fn write_scratch_block(out: &mut dyn std::fmt::Write, codes: &[u32]) -> std::fmt::Result {
+    out.write_str("Your emergency scratch codes are:\n")?;
     for c in codes {
-        out.push_str(&format!("  {c:08}\n"));
+        writeln!(out, "  {c:08}")?;
     }
+    Ok(())
+}
+
+/// Text that holds a secret, written straight into a wiping buffer of exactly its
+/// size: `compose` runs twice, first to count, so it must write the same both times.
+/// A `format!` in between, or a buffer that grew, would leave a copy nobody wipes.
+pub fn secret_text(
+    compose: impl Fn(&mut dyn std::fmt::Write) -> std::fmt::Result,
+) -> Zeroizing<String> {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut len = Count(0);
+    // Writing to a String or a count cannot fail; a compose that fails on its own
+    // stops both passes at the same point.
+    let _ = compose(&mut len);
+    let mut out = Zeroizing::new(String::with_capacity(len.0));
+    let _ = compose(&mut *out);
     out
 }
 

@@ -352,3 +352,17 @@ mod properties {
         );
     }
 }
+
+/// A buffer that grew after the secret went in would leave the old one, secret and
+/// all, unwiped: the URI's buffer is exactly its length from the start. A capacity
+/// above the length is the sign of a growth (each one at least doubles it).
+#[test]
+fn a_long_issuer_and_account_never_grow_the_uri_buffer() {
+    let long = totp(&"Issuer Ltd/".repeat(40), &"é@x ".repeat(100)).to_uri();
+    assert_eq!(long.capacity(), long.len(), "{} bytes", long.len());
+    assert!(long.len() > 1024, "long enough to outgrow any fixed guess");
+    // Control: the short URI too, and both still say what they said before.
+    let short = totp("host", "alice@host").to_uri();
+    assert_eq!(short.capacity(), short.len());
+    assert!(long.contains(&format!("?secret={SECRET}&issuer=Issuer%20Ltd%2F")));
+}
