@@ -211,6 +211,17 @@ pub fn resolve(
     // logins never reach (the sudo example's home file once the store file exists), and
     // a user told to use the new code would be refused.
     let mut notes = Vec::new();
+    // What `totp-enroll check` and `totp-state audit` say of the same stack: a login
+    // that another line lets through before the code line is never asked for the code
+    // enrolled here (RHEL's `auth include system-auth` with `sufficient pam_unix`).
+    if let Some(s) = service {
+        let dir = pam_stack::pam_dir_or_default(s.pam_dir);
+        if let Ok((modules, others)) = pam_stack::auth_stack(&dir, s.name) {
+            for w in pam_stack::bypass_warnings(&modules, &others) {
+                notes.push(format!("warning: {w}\n"));
+            }
+        }
+    }
     if let (Some(all), Some(given)) = (&lines, absolute.as_deref()) {
         for (opts, owner) in all
             .iter()

@@ -1103,6 +1103,67 @@ fn a_window_the_module_would_cut_is_refused_before_anything_is_written() {
     assert_eq!(r.code, 1, "{}", r.stderr);
 }
 
+/// `check` and `totp-state audit` warn of a line that lets a login through before the
+/// code line; enrolling for that service says it too, once: RHEL's `auth include
+/// system-auth`, whose `sufficient pam_unix` ends the stack on a right password.
+#[test]
+fn enrolling_for_a_stack_that_skips_the_code_line_warns_once() {
+    let dir = tempdir();
+    let pam = dir.path().join("pam.d");
+    std::fs::create_dir(&pam).expect("mkdir");
+    let d = dir.path().display();
+    std::fs::write(
+        pam.join("system-auth"),
+        "auth required pam_env.so\nauth sufficient pam_unix.so nullok\n\
+         auth required pam_deny.so\n",
+    )
+    .expect("write");
+    for how in ["include", "substack"] {
+        std::fs::write(
+            pam.join(how),
+            format!("auth {how} system-auth\nauth required pam_totp.so secret={d}/{how}\n"),
+        )
+        .expect("write");
+    }
+    let pam = pam.to_str().expect("utf-8");
+    let enroll = |service: &str| {
+        let args = [
+            "-t",
+            "-D",
+            "-u",
+            "-f",
+            "-W",
+            "-C",
+            "--non-interactive",
+            "--json",
+            "--service",
+            service,
+            "--pam-dir",
+            pam,
+            "-s",
+            service,
+        ];
+        let r = run_in(dir.path(), &args, None);
+        assert_eq!(r.code, 0, "{service}: {}", r.stderr);
+        assert!(dir.path().join(service).exists(), "{service}: written");
+        r
+    };
+    let r = enroll("include");
+    let warning = format!(
+        "warning: {pam}/system-auth:2 (auth sufficient pam_unix.so) comes before the \
+         pam_totp.so line at {pam}/include:2"
+    );
+    assert_eq!(r.stderr.matches(&warning).count(), 1, "{}", r.stderr);
+    assert!(
+        !r.stdout.contains("warning"),
+        "stdout is the JSON: {}",
+        r.stdout
+    );
+    // Control: the substack returns to the service's stack; nothing to warn of.
+    let r = enroll("substack");
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+}
+
 #[test]
 fn resync_refuses_bad_codes_without_touching_the_file() {
     let dir = tempdir();
