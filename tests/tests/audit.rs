@@ -933,3 +933,116 @@ fn a_line_that_skips_for_some_origins_hands_them_to_the_next_line() {
         assert!(reasons.contains(&needle), "{needle}: {reasons}");
     }
 }
+
+/// A `-` rule that names an origin only maybe matches a login of unknown origin, and
+/// the module decides on it then (the code is asked); a login from another origin goes
+/// on past it to a `+` that skips the code, and so to the next pam_totp line. The audit
+/// follows those logins too: `- : ALL : 10.0.0.0/8` then `+ : ALL : ALL` skips the
+/// store line for every login from outside 10.0.0.0/8.
+#[test]
+fn a_deny_rule_for_some_origins_hands_the_others_to_the_next_line() {
+    if !require_root("a_deny_rule_for_some_origins_hands_the_others_to_the_next_line") {
+        return;
+    }
+    let store = root_store();
+    let (u, home_secret) = TestUser::enrolled("bd");
+    let store_secret = random_secret_b32();
+    write_owned(
+        &store.path().join(&u.name),
+        totp_file(&store_secret).as_bytes(),
+        0,
+        0,
+        0o600,
+    );
+    let dir = system_tests::fleet::trusted_dir("pam_totp-audit-deny-origin");
+    let rules = dir.path().join("access.conf");
+    write_owned(
+        &rules,
+        b"- : ALL : 10.0.0.0/8\n+ : ALL : ALL\n",
+        0,
+        0,
+        0o644,
+    );
+    let stack = Stack::new();
+    stack.service(
+        "svc",
+        &format!(
+            "auth required pam_permit.so\n\
+             auth [success=1 ignore=ignore default=die] @MODULE@ user=root \
+             secret={}/${{USER}} nullok accessfile={}\n\
+             auth [success=ok ignore=ignore default=die] @MODULE@ nullok\n",
+            store.path().display(),
+            rules.display()
+        ),
+    );
+    let audit = || {
+        let out = run_audit(&stack, &["--user", &u.name]);
+        let seen = audit_verdicts(&out.stdout);
+        (out, seen.get(&u.name).cloned().unwrap_or_default())
+    };
+    let inside = Some("10.1.2.3");
+    let outside = Some("192.0.2.7");
+
+    // Control: the home file is usable. Inside 10.0.0.0/8 the store's code is asked,
+    // elsewhere the home file's.
+    let (out, (verdict, reasons)) = audit();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(verdict, "ok", "{reasons}");
+    let d = login_at(&stack, &u, &code_at(&store_secret, T0), inside, T0);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    let d = login_at(
+        &stack,
+        &u,
+        &code_at(&home_secret, T0 + 30),
+        outside,
+        T0 + 30,
+    );
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    let d = login_at(
+        &stack,
+        &u,
+        &code_at(&store_secret, T0 + 60),
+        outside,
+        T0 + 60,
+    );
+    assert_eq!(
+        d.result, "PAM_AUTH_ERR",
+        "outside, the store's code is not asked: {d:?}"
+    );
+
+    // A refused home file: denied from outside 10.0.0.0/8, not from inside.
+    u.write_secret(&totp_file(&home_secret), 0o644);
+    let d = login_at(
+        &stack,
+        &u,
+        &code_at(&home_secret, T0 + 90),
+        outside,
+        T0 + 90,
+    );
+    assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+    let d = login_at(
+        &stack,
+        &u,
+        &code_at(&store_secret, T0 + 120),
+        inside,
+        T0 + 120,
+    );
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");
+    let (out, (verdict, reasons)) = audit();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(verdict, "refused", "{reasons}");
+    let svc = stack.path().join("svc");
+    let r = rules.display();
+    for needle in [
+        format!(
+            "{}:2 by access rule {r}:line 2: + : ALL : ALL (for logins that access rule \
+             {r}:line 1: - : ALL : 10.0.0.0/8 does not match)",
+            svc.display(),
+        ),
+        format!("{}:3 refuses it", svc.display()),
+        "0644".to_owned(),
+        "from other origins: ok".to_owned(),
+    ] {
+        assert!(reasons.contains(&needle), "{needle}: {reasons}");
+    }
+}

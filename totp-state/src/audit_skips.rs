@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use totp_core::access::{
-    AccessRules, Groups, ParseOptions, RawSubject, RuleFile, SkipDecision, Subject, skip_decision,
+    AccessRules, Groups, ParseOptions, RawSubject, RuleFile, SkipDecision, SkipVerdict, Subject,
+    skip_decision,
 };
 use totp_core::addr::{self, Origin, OriginReason};
 use totp_core::membership::{self, GroupEntry, GroupList, Membership};
@@ -165,8 +166,13 @@ impl<'a> Skips<'a> {
         }
     }
 
-    /// The first `+` rule the walk for an unknown origin passes over as a "maybe"
-    /// because of its origin field: a login from a matching origin skips the code there.
+    /// The first `+` rule that skips the code for logins from some origins, though not
+    /// for an unknown one: a `+` rule the walk for an unknown origin passes over as a
+    /// "maybe" because of its origin field, or one it reaches only past a `-` rule that
+    /// only maybe matched because of its origin field. The module decides on that `-`
+    /// for an unknown origin (the code is asked), but a login from an origin the `-`
+    /// does not name goes on past it, as a `+` that maybe matched is passed over: such
+    /// a `-` is blanked and the walk made again, until no such rule decides.
     fn skips_some_origins(&self, user: &str, groups: Groups<'_>) -> Option<String> {
         let Some(Ok(text)) = &self.file else {
             return None;
@@ -177,26 +183,51 @@ impl<'a> Skips<'a> {
         let parse = ParseOptions {
             allow_any_network: self.opts.allow_any_network,
         };
-        let rules = AccessRules::parse(text, parse).ok()?;
-        let seen = rules.explain(&RawSubject {
-            user,
-            groups,
-            rhost: None,
-            tty: None,
-            service: None,
-        });
         let path = self.opts.accessfile.as_deref().unwrap_or_default();
         // `+ : USERS : ORIGINS`: a maybe from the users field alone (a group the name
         // service does not answer for) is no question of origin.
-        seen.passed_over
-            .iter()
-            .find(|r| {
-                r.text
-                    .splitn(3, ':')
-                    .nth(2)
-                    .is_some_and(|origins| origins.trim() != "ALL")
-            })
-            .map(|r| format!("access rule {path}:{r}"))
+        let by_origin = |rule: &str| {
+            rule.splitn(3, ':')
+                .nth(2)
+                .is_some_and(|origins| origins.trim() != "ALL")
+        };
+        let mut text = text.clone();
+        let mut past: Vec<String> = Vec::new();
+        let since = |past: &[String]| {
+            if past.is_empty() {
+                String::new()
+            } else {
+                format!(" (for logins that {} does not match)", past.join(" and "))
+            }
+        };
+        // Each round blanks the rule that decided the one before: the file's lines
+        // bound the rounds.
+        let lines = text.iter().filter(|&&b| b == b'\n').count() + 1;
+        for _ in 0..=lines {
+            let rules = AccessRules::parse(&text, parse).ok()?;
+            let seen = rules.explain(&RawSubject {
+                user,
+                groups,
+                rhost: None,
+                tty: None,
+                service: None,
+            });
+            if let Some(r) = seen.passed_over.iter().find(|r| by_origin(&r.text)) {
+                return Some(format!("access rule {path}:{r}{}", since(&past)));
+            }
+            let decided = seen.decision.matched.as_ref()?;
+            match seen.decision.verdict {
+                SkipVerdict::Skip if !past.is_empty() => {
+                    return Some(format!("access rule {path}:{decided}{}", since(&past)));
+                }
+                SkipVerdict::Require if seen.uncertain && by_origin(&decided.text) => {
+                    past.push(format!("access rule {path}:{decided}"));
+                    blank_line(&mut text, decided.line);
+                }
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// Membership as the module proves it (R22): the group's entry, then the account's
@@ -233,4 +264,17 @@ impl<'a> Skips<'a> {
             .as_ref()
         })
     }
+}
+
+/// Empties line `line` (1-based) of `text`, keeping its newline and so every other
+/// line's number.
+fn blank_line(text: &mut Vec<u8>, line: usize) {
+    let mut n = 1;
+    text.retain(|&b| {
+        let keep = n != line || b == b'\n';
+        if b == b'\n' {
+            n += 1;
+        }
+        keep
+    });
 }
