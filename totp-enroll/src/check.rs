@@ -92,8 +92,9 @@ fn read_answer(echo_off: bool) -> Option<Zeroizing<String>> {
 }
 
 /// Terminal echo switched off until dropped, and switched back on before the process
-/// dies of SIGINT, SIGTERM or SIGHUP meanwhile: a Ctrl-C at the password prompt would
-/// otherwise leave the terminal without echo (dash and other shells do not restore it).
+/// dies of SIGINT, SIGTERM or SIGHUP meanwhile, or stops on SIGTSTP (off again once
+/// continued): a Ctrl-C or Ctrl-Z at the password prompt would otherwise leave the
+/// terminal without echo (dash and other shells do not restore it).
 struct EchoOff {
     saved: Termios,
     guard: Option<SignalGuard>,
@@ -106,12 +107,17 @@ impl EchoOff {
         // Before echo goes off, so that no signal finds it off and unguarded. Without
         // the guard (no signalfd) echo still goes off, as a prompt needs it.
         let guard = SignalGuard::start(&saved);
-        let mut t = saved.clone();
-        t.local_flags.remove(LocalFlags::ECHO);
-        t.local_flags.insert(LocalFlags::ECHONL);
-        termios::tcsetattr(&stdin, SetArg::TCSANOW, &t).ok()?;
+        termios::tcsetattr(&stdin, SetArg::TCSANOW, &echo_off(&saved)).ok()?;
         Some(EchoOff { saved, guard })
     }
+}
+
+/// `saved` with echo off, but for the Enter that ends the answer.
+fn echo_off(saved: &Termios) -> Termios {
+    let mut t = saved.clone();
+    t.local_flags.remove(LocalFlags::ECHO);
+    t.local_flags.insert(LocalFlags::ECHONL);
+    t
 }
 
 impl Drop for EchoOff {
@@ -127,7 +133,7 @@ impl Drop for EchoOff {
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP blocked in this thread (the prompt's) and waited for by
+/// SIGINT, SIGTERM, SIGHUP and SIGTSTP blocked in this thread (the prompt's) and waited for by
 /// a watcher thread on a signalfd. Blocked signals that are ignored stay ignored (the
 /// kernel discards them); one whose action is the default one wakes the watcher,
 /// which restores the terminal and re-raises it, so the exit status is still "killed
@@ -144,7 +150,12 @@ struct SignalGuard {
 impl SignalGuard {
     fn start(saved: &Termios) -> Option<SignalGuard> {
         let mut set = SigSet::empty();
-        for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        for sig in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGTSTP,
+        ] {
             set.add(sig);
         }
         let old_mask = set.thread_swap_mask(SigmaskHow::SIG_BLOCK).ok()?;
@@ -196,6 +207,17 @@ fn watch(fd: &SignalFd, woken: &UnixStream, saved: &Termios) {
         if let Ok(Some(info)) = fd.read_signal() {
             let _ = termios::tcsetattr(io::stdin(), SetArg::TCSANOW, saved);
             let signo = i32::try_from(info.ssi_signo).unwrap_or(Signal::SIGTERM as i32);
+            if signo == Signal::SIGTSTP as i32 {
+                // Ctrl-Z: stopped with echo on, as the shell the user is handed back
+                // to expects; the prompt is still waiting once continued, so echo goes
+                // off again then. SIGSTOP stops every thread, the prompt's too; raised
+                // at this thread, so that this thread stops before it goes on (sent to
+                // the process, another thread may take it while this one runs on and
+                // turns echo off before the stop).
+                let _ = raise(Signal::SIGSTOP);
+                let _ = termios::tcsetattr(io::stdin(), SetArg::TCSANOW, &echo_off(saved));
+                continue;
+            }
             if let Ok(sig) = Signal::try_from(signo) {
                 let mut only = SigSet::empty();
                 only.add(sig);

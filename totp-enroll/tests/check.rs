@@ -367,3 +367,88 @@ fn a_signal_at_an_echo_off_prompt_turns_echo_back_on_and_kills_with_that_signal(
         assert!(echo("after"), "{sig}: the terminal was left with echo off");
     }
 }
+
+/// Ctrl-Z (SIGTSTP) at an echo-off prompt: the process stops with the terminal's echo
+/// on (the shell that takes the terminal back would otherwise run without echo), and
+/// once continued (SIGCONT) echo is off again and the prompt still takes its answer.
+/// Without the fix, SIGTSTP's default action stops the process with echo off: the
+/// assertion after the stop fails. Control: the pseudo-terminal echoes before the run,
+/// and the answer typed after the resume ends the run normally (a wrong password: 1).
+#[test]
+fn ctrl_z_at_an_echo_off_prompt_stops_with_echo_on_and_resumes_with_it_off() {
+    use nix::pty::openpty;
+    use nix::sys::signal::{Signal, kill};
+    use nix::sys::termios::{LocalFlags, tcgetattr};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use nix::unistd::Pid;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = service_dir("auth required pam_unix.so nodelay\n");
+    let pam_dir = dir.path().to_str().expect("utf-8");
+    let pty = openpty(None, None).expect("openpty");
+    let echo = |what: &str| {
+        tcgetattr(&pty.slave)
+            .unwrap_or_else(|e| panic!("{what}: termios: {e}"))
+            .local_flags
+            .contains(LocalFlags::ECHO)
+    };
+    assert!(echo("before"), "a new pseudo-terminal echoes");
+    let tty = |fd: &std::os::fd::OwnedFd| Stdio::from(fd.try_clone().expect("dup"));
+    let mut child = Command::new(BIN)
+        .args(["check", "--service", "svc", "--pam-dir", pam_dir])
+        .args(["--user", "root"])
+        .stdin(tty(&pty.slave))
+        .stdout(tty(&pty.slave))
+        .stderr(tty(&pty.slave))
+        .spawn()
+        .expect("run totp-enroll check");
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    // Not timing assertions: the bounds only keep a broken run from hanging.
+    let wait_for = |what: &str, done: &mut dyn FnMut() -> bool| {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < give_up, "{what}: never");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("echo off at the prompt", &mut || !echo("at the prompt"));
+    kill(pid, Signal::SIGTSTP).expect("SIGTSTP");
+    let mut by = None;
+    let mut stopped = |status: WaitStatus| match status {
+        WaitStatus::Stopped(_, sig) => {
+            by = Some(sig);
+            true
+        }
+        WaitStatus::StillAlive => false,
+        other => panic!("not stopped: {other:?}"),
+    };
+    wait_for("stopped", &mut || {
+        stopped(waitpid(pid, Some(WaitPidFlag::WUNTRACED | WaitPidFlag::WNOHANG)).expect("waitpid"))
+    });
+    let echo_when_stopped = echo("stopped");
+    kill(pid, Signal::SIGCONT).expect("SIGCONT");
+    if !echo_when_stopped {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("stopped ({by:?}) with the terminal's echo off");
+    }
+    wait_for("echo off once continued", &mut || !echo("continued"));
+    let mut master = std::fs::File::from(pty.master.try_clone().expect("dup"));
+    master.write_all(b"not the password\n").expect("answer");
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > give_up {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the answer after the resume was not taken");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    assert!(echo("after"), "the terminal was left with echo off");
+}
