@@ -460,3 +460,98 @@ fn no_copy_of_the_etcd_password_survives_a_login() {
         );
     }
 }
+
+/// The Redis plugin's share of K4: after a login against a TLS Redis that requires a
+/// client certificate and an ACL password, neither a 12-character run of the password
+/// (the credentials file, the configuration handed to the plugin, the `AUTH` command)
+/// nor a 24-character run of the client key's PEM text is left in any writable mapping
+/// of the login process. Right code and wrong code; control: the heap and stack
+/// markers are found by the same scan.
+#[test]
+fn no_copy_of_the_redis_password_or_client_key_survives_a_login() {
+    use system_tests::fleet::{RedisServer, ServerConfig, TestCa, plugin, trusted_dir};
+    if !require_root("no_copy_of_the_redis_password_or_client_key_survives_a_login") {
+        return;
+    }
+    let password = hex(&random_bytes(16));
+    let ca = TestCa::new("redis-k4");
+    let server = RedisServer::start(&ServerConfig {
+        acl_password: Some(&password),
+        tls: Some(&ca),
+        tls_auth_clients: true,
+        ..ServerConfig::default()
+    });
+    let dir = trusted_dir("redis-k4");
+    let cred = dir.path().join("credentials");
+    fs::write(&cred, format!("username=fleet\npassword={password}\n")).expect("write");
+    fs::set_permissions(&cred, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let args = format!(
+        "state={} redis_plugin={} redis_connect_timeout=2000 redis_credentials={} \
+         redis_ca_file={} redis_client_cert={} redis_client_key={}",
+        server.url(true),
+        plugin().display(),
+        cred.display(),
+        ca.ca_cert.display(),
+        ca.client_cert.display(),
+        ca.client_key.display()
+    );
+    let _ = state_tool(&["init", "--never-used", "--options", &args]);
+    // The key's base64 text, its header and footer lines left out (every PEM has them).
+    let key_text: String = read(&ca.client_key)
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(key_text.len() > 100, "{key_text:?}");
+    let (u, secret) = TestUser::enrolled("kr");
+    let stack = Stack::probe("svc", &args);
+    let t = now();
+    let cases = [
+        ("right code", code_at(&secret, t), Returned::Success),
+        (
+            "wrong code",
+            wrong_totp(&secret, t),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+        ),
+    ];
+    for (name, answer, expected) in cases {
+        let marker = random_bytes(16);
+        let inverted: Vec<u8> = marker.iter().map(|b| !b).collect();
+        let needles: Needles = vec![
+            ("password".into(), password.clone().into_bytes(), 12),
+            ("client key".into(), key_text.clone().into_bytes(), 24),
+            ("heap marker".into(), marker.clone(), 16),
+            ("stack marker".into(), inverted, 16),
+        ];
+        let (d, scan) = held_login(Driver::login(&stack, &u, &answer), &needles, &marker);
+        assert_eq!(d.returned(), expected, "{name}: {d:?}");
+        let kinds = |label: &str| -> Vec<String> {
+            scan.found
+                .iter()
+                .filter(|(l, _)| l == label)
+                .map(|(_, k)| k.clone())
+                .collect()
+        };
+        assert!(
+            kinds("heap marker")
+                .iter()
+                .any(|k| k.starts_with("heap") || k.starts_with("anonymous")),
+            "{name}: control: the heap marker was not found: {:?}",
+            scan.found
+        );
+        assert!(
+            kinds("stack marker").iter().any(|k| k.starts_with("stack")),
+            "{name}: control: the stack marker was not found: {:?}",
+            scan.found
+        );
+        let residues: Vec<&(String, String)> = scan
+            .found
+            .iter()
+            .filter(|(l, _)| !l.ends_with("marker"))
+            .collect();
+        assert!(
+            residues.is_empty(),
+            "{name}: a Redis credential is still in the login process after pam_end: \
+             {residues:?}"
+        );
+    }
+}
