@@ -107,6 +107,18 @@ impl fmt::Debug for OpensslTransport {
     }
 }
 
+/// The plaintext replies (the authentication reply holds the token) are wiped with the
+/// connection: ureq's buffers are freed without it.
+impl Drop for OpensslTransport {
+    fn drop(&mut self) {
+        let unread = self.buffers.input().len();
+        self.buffers.input_consume(unread);
+        // All consumed, the free part is the whole input buffer.
+        zeroize::Zeroize::zeroize(self.buffers.input_append_buf());
+        zeroize::Zeroize::zeroize(self.buffers.output());
+    }
+}
+
 impl Transport for OpensslTransport {
     fn buffers(&mut self) -> &mut dyn Buffers {
         &mut self.buffers
@@ -114,8 +126,12 @@ impl Transport for OpensslTransport {
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         self.stream.get_mut().set_timeout(timeout);
-        let output = &self.buffers.output()[..amount];
-        self.stream.write_all(output)?;
+        let output = &mut self.buffers.output()[..amount];
+        let sent = self.stream.write_all(output);
+        // The plaintext request holds the password (authentication) or the token (the
+        // `Authorization` header): gone once handed to TLS, sent or not.
+        zeroize::Zeroize::zeroize(output);
+        sent?;
         Ok(())
     }
 

@@ -377,7 +377,9 @@ impl Conn {
             .iter()
             .map(|args| 16 + args.iter().map(|a| a.len() + 16).sum::<usize>())
             .sum::<usize>();
-        let mut req = Vec::with_capacity(size);
+        // Sized for the whole request, so it never reallocates (which would free a copy
+        // of the password unwiped); wiped however this returns, a panic included.
+        let mut req = zeroize::Zeroizing::new(Vec::with_capacity(size));
         for args in commands {
             req.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
             for a in args.iter() {
@@ -404,8 +406,8 @@ impl Conn {
                 Err(e) => break Err(WireError::Io(format!("send: {e}"))),
             }
         };
-        // The request may hold a password (AUTH) or a record.
-        req.fill(0);
+        // The request may hold a password (AUTH) or a record: wiped here, on drop.
+        drop(req);
         result.map_err(|e| match e {
             WireError::Timeout(_) => WireError::Timeout("command not sent in time".to_owned()),
             e => e,

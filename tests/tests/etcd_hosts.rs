@@ -441,6 +441,69 @@ fn tls_and_a_role_limited_to_the_prefix() {
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
+/// The plugin writes the authentication request's JSON itself (into storage it wipes):
+/// a user name and password with the characters JSON must escape (quotes, backslashes,
+/// control characters) and non-ASCII ones reach etcd as they are in the credentials
+/// file. Control: the same password with one control character left out is refused,
+/// so the exact bytes are compared; neither login's log quotes the password.
+#[test]
+fn a_password_json_must_escape_reaches_etcd_intact_and_is_never_logged() {
+    if !require_root("a_password_json_must_escape_reaches_etcd_intact_and_is_never_logged") {
+        return;
+    }
+    let ca = TestCa::new("etcd-esc");
+    let mut cluster = EtcdCluster::start(
+        1,
+        &EtcdConfig {
+            tls: Some(&ca),
+            ..EtcdConfig::default()
+        },
+    );
+    let user = "fl\"e\\et-\u{fc}";
+    let password = "q\"uo\\te\\\" \u{f1} \u{5bc6}\u{7801} \u{1}\t\u{1f}\u{7f}end";
+    cluster.enable_auth(user, password, "pam_totp/");
+    let dir = trusted_dir("etcd-esc");
+    let good = write_root_only(
+        dir.path(),
+        "good",
+        &format!("username={user}\npassword={password}\n"),
+    );
+    let near = password.replace('\u{1}', "");
+    let bad = write_root_only(
+        dir.path(),
+        "near",
+        &format!("username={user}\npassword={near}\n"),
+    );
+    let opts = |cred: &Path| {
+        args(
+            &cluster,
+            "pam_totp/",
+            &format!(
+                "etcd_credentials={} etcd_ca_file={}",
+                cred.display(),
+                ca.ca_cert.display()
+            ),
+        )
+    };
+    let a = opts(&good);
+    init_store(&a);
+    let t = soon();
+    let (u, secret) = TestUser::enrolled("ea");
+    let host = Stack::probe("svc", &a);
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t), PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(!logs.iter().any(|l| l.contains("q\"uo")), "{logs:?}");
+
+    let near_host = Stack::probe("svc", &opts(&bad));
+    let (d, logs) = login_logged(&near_host, &u, &code_at(&secret, t + 30), PEER, t + 30);
+    assert_eq!(d.returned(), denied(), "{d:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("authentication failed")),
+        "{logs:?}"
+    );
+    assert!(!logs.iter().any(|l| l.contains("q\"uo")), "{logs:?}");
+}
+
 #[test]
 fn client_certificates_authenticate_to_a_cluster_that_requires_them() {
     if !require_root("client_certificates_authenticate_to_a_cluster_that_requires_them") {
