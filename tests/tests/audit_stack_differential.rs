@@ -88,6 +88,8 @@ fn control(rng: &mut Rng, room: usize, totp: bool) -> String {
 }
 
 fn totp(rng: &mut Rng, room: usize) -> Entry {
+    // Now and then one further than the frame may have: libpam's "bad jump".
+    let room = if rng.below(6) == 0 { room + 1 } else { room };
     Entry::Totp {
         control: control(rng, room, true),
         nullok: rng.below(2) == 0,
@@ -418,8 +420,10 @@ fn generated_stacks_agree_with_libpam() {
 /// control value that turns its finding round (a 0644 file on an `optional` line lets
 /// the login in on the other modules; `[success=die]` fails even the right code), and a
 /// skip (`nullok`, no file) under `default=bad` or `ignore=ok` (libpam ends the login
-/// with `PAM_IGNORE`, not a success). Controls: the same lines under `required` and
-/// `[success=ok ignore=ignore default=die]`.
+/// with `PAM_IGNORE`, not a success), and a jump past the end of the line's stack frame
+/// (libpam's "bad jump in stack": the right code fails the login). Controls: the same
+/// lines under `required` and `[success=ok ignore=ignore default=die]`, a jump that lands
+/// on the last module.
 #[test]
 fn fixed_cases_found_by_the_differential() {
     if !require_root("fixed_cases_found_by_the_differential") {
@@ -464,6 +468,27 @@ fn fixed_cases_found_by_the_differential() {
                 File::Absent,
                 true,
             )],
+        ),
+        (
+            "jump past the end",
+            vec![t("[success=2 default=die]", File::Usable, false)],
+        ),
+        (
+            "jump past the end of a substack",
+            vec![
+                Entry::Sub {
+                    substack: true,
+                    lines: vec![t("[success=1 default=die]", File::Usable, false)],
+                },
+                permit("required"),
+            ],
+        ),
+        (
+            "control: jump to the end",
+            vec![
+                t("[success=1 default=die]", File::Usable, false),
+                permit("required"),
+            ],
         ),
         (
             "control: skip under ignore=ignore",

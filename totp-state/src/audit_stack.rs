@@ -322,6 +322,7 @@ mod tests {
             file: PathBuf::from("svc"),
             line: n,
             position: position.to_vec(),
+            after: 9,
         }
     }
 
