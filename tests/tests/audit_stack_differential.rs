@@ -3,7 +3,7 @@
 //! the stack or jump past a code line (`totp_os::pam_stack::bypass_warnings`). Both are
 //! claims about what libpam does: this test generates small stacks from fixed seeds, runs
 //! the real login through libpam and the audit on the same pam.d directory, and asserts
-//! they agree (docs/testing.md, "Stack differential").
+//! they agree (docs/differential.md, "Stack differential").
 
 use std::path::Path;
 use std::process::Command;
