@@ -48,6 +48,9 @@ enum Entry {
     },
     /// `pam_permit.so`: succeeds.
     Permit { control: String },
+    /// `pam_deny.so`: fails. Only where the audit says what it means: jumped over by
+    /// the approving line before it, as in Debian's common-auth.
+    Deny { control: String },
     /// `auth include` (false) or `auth substack` (true) of a file of these lines.
     Sub { substack: bool, lines: Vec<Entry> },
 }
@@ -180,6 +183,9 @@ fn render(
             }
             Entry::Permit { control } => {
                 text.push_str(&format!("auth {control} pam_permit.so\n"));
+            }
+            Entry::Deny { control } => {
+                text.push_str(&format!("auth {control} pam_deny.so\n"));
             }
             Entry::Sub { substack, lines } => {
                 let name = format!("sub{}", w.files.len());
@@ -315,6 +321,8 @@ fn check(
                             &*stack.path().to_string_lossy(),
                             &plain.path().to_string_lossy(),
                         )
+                    } else if line.ends_with("pam_deny.so") {
+                        "auth optional pam_deny.so".to_owned()
                     } else if line.ends_with("pam_permit.so")
                         && !(name == &file && k == at)
                         && !(name == "svc" && k == 0)
@@ -487,6 +495,32 @@ fn fixed_cases_found_by_the_differential() {
             "control: jump to the end",
             vec![
                 t("[success=1 default=die]", File::Usable, false),
+                permit("required"),
+            ],
+        ),
+        (
+            "Debian's common-auth before the code line",
+            vec![
+                permit("[success=1 default=ignore]"),
+                Entry::Deny {
+                    control: "requisite".to_owned(),
+                },
+                permit("required"),
+                t(
+                    "[success=ok ignore=ignore default=die]",
+                    File::Refused,
+                    true,
+                ),
+            ],
+        ),
+        (
+            "Debian's common-auth, a jump of 2 past the code line",
+            vec![
+                permit("[success=2 default=ignore]"),
+                Entry::Deny {
+                    control: "requisite".to_owned(),
+                },
+                t("required", File::Refused, false),
                 permit("required"),
             ],
         ),
