@@ -64,6 +64,10 @@ pub struct ModuleLine {
     /// index within the substack (a jump never leaves a substack). Empty for the other
     /// types.
     pub position: Vec<usize>,
+    /// How many `auth` modules come after this line in its stack frame (a substack
+    /// counts as one): a jump further than that is libpam's "bad jump in stack", which
+    /// fails the login.
+    pub after: usize,
 }
 
 impl ModuleLine {
@@ -76,8 +80,12 @@ impl ModuleLine {
     /// value (pam.conf(5)): a keyword stands for its bracketed form; in brackets a value
     /// not named takes `default=`, and without one `bad`. `None`: a control value libpam
     /// would not accept.
+    /// A jump past the end of the line's frame is `bad` (libpam fails the login).
     pub fn action(&self, returned: Returned) -> Option<Action> {
-        control_action(&self.control, returned)
+        control_action(&self.control, returned).map(|a| match a {
+            Action::Jump(n) if n > self.after => Action::Bad,
+            a => a,
+        })
     }
 }
 
@@ -202,6 +210,26 @@ pub fn auth_stack(
         next: 0,
     };
     collect(dir, service, 0, false, None, &mut at, &mut found)?;
+    let positions: Vec<Vec<usize>> = found
+        .modules
+        .iter()
+        .map(|m| m.position.clone())
+        .chain(found.others.iter().map(|o| o.position.clone()))
+        .collect();
+    for m in &mut found.modules {
+        let Some((&at, frame)) = m.position.split_last() else {
+            continue;
+        };
+        // The last module of the frame: the furthest index any line in it (or in a
+        // substack of it) has there.
+        let last = positions
+            .iter()
+            .filter(|p| p.len() > frame.len() && p[..frame.len()] == *frame)
+            .map(|p| p[frame.len()])
+            .max()
+            .unwrap_or(at);
+        m.after = last.saturating_sub(at);
+    }
     Ok((found.modules, found.others))
 }
 
@@ -381,6 +409,7 @@ fn collect(
                     file: path.clone(),
                     line: number,
                     position: at.take(),
+                    after: 0,
                 });
             }
             Line::Module { kind, control, .. } if !auth_only => out.modules.push(ModuleLine {
@@ -390,6 +419,7 @@ fn collect(
                 file: path.clone(),
                 line: number,
                 position: Vec::new(),
+                after: 0,
             }),
             Line::Module { .. } | Line::Foreign { .. } | Line::Other => {}
         }
@@ -710,6 +740,33 @@ mod tests {
         );
     }
 
+    /// libpam fails the login on a jump past the end of the frame ("bad jump in
+    /// stack"); a substack is one module of its parent, and its own frame ends with it.
+    #[test]
+    fn a_jump_past_the_end_of_its_frame_is_bad() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write(
+            dir.path(),
+            "sub",
+            "auth [success=1 default=die] pam_totp.so\n",
+        );
+        write(
+            dir.path(),
+            "svc",
+            "auth [success=2 default=die] pam_totp.so\nauth substack sub\n\
+             auth required pam_permit.so\nauth [success=1 default=die] pam_totp.so\n",
+        );
+        let lines = module_lines(dir.path(), "svc").expect("lines");
+        let after: Vec<usize> = lines.iter().map(|l| l.after).collect();
+        assert_eq!(after, [3, 0, 0]);
+        let jumps: Vec<Option<Action>> =
+            lines.iter().map(|l| l.action(Returned::Success)).collect();
+        assert_eq!(
+            jumps,
+            [Some(Action::Jump(2)), Some(Action::Bad), Some(Action::Bad)]
+        );
+    }
+
     #[test]
     fn control_values_give_libpams_actions() {
         let line = |control: &str| ModuleLine {
@@ -719,6 +776,7 @@ mod tests {
             file: PathBuf::from("svc"),
             line: 1,
             position: vec![0],
+            after: 9,
         };
         use Returned::*;
         let all = |c: &str| [Success, Ignore, AuthErr].map(|r| line(c).action(r));

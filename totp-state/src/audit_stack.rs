@@ -42,6 +42,19 @@ fn returned(finding: &Finding, skipped: bool, nullok: bool) -> Option<Returned> 
     })
 }
 
+/// Whether libpam fails the login when a line returns `ret` and its control value
+/// gives `action`, after other modules have approved (pam.conf(5) and libpam's
+/// dispatcher): `bad` and `die` whatever was returned; `ok` and `done` for anything
+/// but a success, which they make the stack's result: `PAM_AUTH_ERR`, or `PAM_IGNORE`,
+/// which `pam_authenticate` returns as it is (not a success).
+fn fails_login(ret: Returned, action: Action) -> bool {
+    match action {
+        Action::Bad | Action::Die => true,
+        Action::Ok | Action::Done => ret != Returned::Success,
+        Action::Ignore | Action::Reset | Action::Jump(_) => false,
+    }
+}
+
 /// Whether `later` lies after `from` in `from`'s stack (what its `done` ends; a
 /// substack's `done` ends only the substack).
 fn ended(from: &[usize], later: &[usize]) -> bool {
@@ -59,8 +72,18 @@ pub fn combine(lines: &[(&ModuleLine, Finding, bool, bool)]) -> (Finding, Vec<Li
             ran: Ran::Yes,
         })
         .collect();
-    if let [(_, finding, _, _)] = lines {
-        return (finding.clone(), parts);
+    // One line: its own finding, unless its control value turns it round (a refusal
+    // `optional` ignores; a skip or a right code its control value fails).
+    if let [(line, finding, skipped, nullok)] = lines {
+        let agrees = match returned(finding, *skipped, *nullok) {
+            Some(ret) => line
+                .action(ret)
+                .is_none_or(|a| fails_login(ret, a) == (ret == Returned::AuthErr)),
+            None => true,
+        };
+        if agrees {
+            return (finding.clone(), parts);
+        }
     }
     let mut asked: Vec<usize> = Vec::new();
     let mut unenforced: Vec<usize> = Vec::new();
@@ -100,14 +123,26 @@ pub fn combine(lines: &[(&ModuleLine, Finding, bool, bool)]) -> (Finding, Vec<Li
         };
         // A wrong code on a line that asks: whether it fails the login here.
         let wrong = line.action(Returned::AuthErr);
-        let fails = |a: Action| matches!(a, Action::Bad | Action::Die | Action::Ok | Action::Done);
+        let fails = |a: Action| fails_login(Returned::AuthErr, a);
         match (ret, action) {
-            (Returned::AuthErr, a) if fails(a) => {
+            (r, a) if fails_login(r, a) => {
                 // Later lines may run (bad, ok), but nothing they return undoes it.
                 for later in &mut parts[i + 1..] {
                     later.ran = Ran::Skipped;
                 }
-                let mut reasons = vec![format!("{place} refuses it, and that fails the login")];
+                let first = match r {
+                    Returned::AuthErr => format!("{place} refuses it, and that fails the login"),
+                    Returned::Ignore => format!(
+                        "{place} skips the code, and its control value {} fails the login \
+                         on a skip",
+                        line.control
+                    ),
+                    Returned::Success => format!(
+                        "{place}: its control value {} fails the login on the right code",
+                        line.control
+                    ),
+                };
+                let mut reasons = vec![first];
                 reasons.extend(finding.reasons.iter().map(|r| format!("{place}: {r}")));
                 decided = Some(Finding {
                     verdict: Verdict::Refused,
@@ -287,6 +322,7 @@ mod tests {
             file: PathBuf::from("svc"),
             line: n,
             position: position.to_vec(),
+            after: 9,
         }
     }
 

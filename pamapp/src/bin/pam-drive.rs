@@ -50,7 +50,7 @@ use pamapp::{
 };
 
 const USAGE: &str = "usage: pam-drive --service S [--user U] [--confdir DIR] [--rhost H] \
-[--tty T] [--ruser R] [--answer A]... [--null-answer] [--null-array] \
+[--tty T] [--ruser R] [--answer A]... [--answer-to PROMPT=A]... [--null-answer] [--null-array] \
 [--conv-fail CODE] [--setcred] [--repeat N] [--start-at UNIX_MS] [--answer-gate PATH] \
 [--hold-after-end HEX] [--host-syslog IDENT] [--host-closelog-mid] \
 [--host-openlog-mid IDENT] [--host-sigchld ignore|reap|default] [--host-close-std LIST] [--host-block-signals] [--host-ignore-signals] \
@@ -69,6 +69,7 @@ struct Args {
     /// A slow typist: at each prompt, create `PATH.asked`, then answer only once `PATH`
     /// exists (at most a minute), so a test can act while the user "types".
     answer_gate: Option<PathBuf>,
+    keyed: Vec<(String, String)>,
     /// The marker of `--hold-after-end`, as given (hex).
     hold_marker: Option<String>,
     /// `--host-syslog`: the host's ident, leaked because glibc keeps the pointer.
@@ -81,6 +82,25 @@ struct Args {
     host_ignore_signals: bool,
     host_alarm_ms: Option<u64>,
     host_fsuid: Option<u32>,
+}
+
+/// `--answer-to`: a prompt whose text is one of these gets its answer, whatever the
+/// script's order (a stack whose lines each ask for their own code, some skipped);
+/// any other message goes to the script.
+struct Keyed {
+    inner: Box<dyn Conversation>,
+    keyed: Vec<(String, String)>,
+}
+
+impl Conversation for Keyed {
+    fn reply(&mut self, message: &Message) -> Reply {
+        let prompt =
+            message.style == style::PROMPT_ECHO_OFF || message.style == style::PROMPT_ECHO_ON;
+        match self.keyed.iter().find(|(p, _)| *p == message.text) {
+            Some((_, answer)) if prompt => Reply::Text(answer.clone()),
+            _ => self.inner.reply(message),
+        }
+    }
 }
 
 /// [`Scripted`] behind the gate of `--answer-gate`.
@@ -120,6 +140,11 @@ fn parse() -> Result<Args, String> {
             "--tty" => args.items.push((Item::Tty, value()?)),
             "--ruser" => args.items.push((Item::RUser, value()?)),
             "--answer" => args.replies.push(Reply::Text(value()?)),
+            "--answer-to" => {
+                let v = value()?;
+                let (p, a) = v.split_once('=').ok_or("--answer-to needs PROMPT=ANSWER")?;
+                args.keyed.push((p.to_owned(), a.to_owned()));
+            }
             "--null-answer" => args.replies.push(Reply::NullText),
             "--null-array" => args.replies.push(Reply::NullArray),
             "--conv-fail" => {
@@ -300,6 +325,14 @@ fn main() -> ExitCode {
                 gate: gate.clone(),
             }),
             None => Box::new(scripted),
+        };
+        let conv: Box<dyn Conversation> = if args.keyed.is_empty() {
+            conv
+        } else {
+            Box::new(Keyed {
+                inner: conv,
+                keyed: args.keyed.clone(),
+            })
         };
         let mut tx = match Transaction::start(
             &args.service,

@@ -1,0 +1,542 @@
+//! `totp-state audit --service` runs the service's `pam_totp` auth lines by their control
+//! values (`totp-state/src/audit_stack.rs`) and warns of other modules' lines that end
+//! the stack or jump past a code line (`totp_os::pam_stack::bypass_warnings`). Both are
+//! claims about what libpam does: this test generates small stacks from fixed seeds, runs
+//! the real login through libpam and the audit on the same pam.d directory, and asserts
+//! they agree (docs/differential.md, "Stack differential").
+
+use std::path::Path;
+use std::process::Command;
+
+use system_tests::*;
+
+/// A deterministic generator (xorshift64*): the same seed gives the same stacks.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, of: &[&'a str]) -> &'a str {
+        of[self.below(of.len())]
+    }
+}
+
+/// What a `pam_totp` line's secret file is for the account.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum File {
+    /// Mode 0600: the right code succeeds.
+    Usable,
+    /// Mode 0644: the module refuses it.
+    Refused,
+    Absent,
+}
+
+#[derive(Clone, Debug)]
+enum Entry {
+    Totp {
+        control: String,
+        nullok: bool,
+        skip: bool,
+        file: File,
+    },
+    /// `pam_permit.so`: succeeds.
+    Permit { control: String },
+    /// `pam_deny.so`: fails. Only where the audit says what it means: jumped over by
+    /// the approving line before it, as in Debian's common-auth.
+    Deny { control: String },
+    /// `auth include` (false) or `auth substack` (true) of a file of these lines.
+    Sub { substack: bool, lines: Vec<Entry> },
+}
+
+const ACTIONS: &[&str] = &["ok", "done", "die", "bad", "ignore"];
+
+/// A control value for a line: a keyword, or a bracketed form with a jump of at most
+/// `room` (the modules after it in its frame; a jump further is a different claim).
+fn control(rng: &mut Rng, room: usize, totp: bool) -> String {
+    let keywords = ["required", "requisite", "sufficient", "optional"];
+    if rng.below(2) == 0 {
+        return rng.pick(&keywords).to_owned();
+    }
+    let action = |rng: &mut Rng, may_fail: bool| -> String {
+        if room > 0 && rng.below(3) == 0 {
+            return (1 + rng.below(room)).to_string();
+        }
+        // The stand-ins' success is the approval the audit assumes: never a failure.
+        let of: &[&str] = if may_fail { ACTIONS } else { &ACTIONS[..2] };
+        rng.pick(of).to_owned()
+    };
+    let success = action(rng, totp);
+    let mut parts = vec![format!("success={success}")];
+    if totp {
+        if rng.below(2) == 0 {
+            parts.push(format!("ignore={}", action(rng, true)));
+        }
+        if rng.below(2) == 0 {
+            parts.push(format!("auth_err={}", action(rng, true)));
+        }
+        if rng.below(3) != 0 {
+            parts.push(format!("default={}", action(rng, true)));
+        }
+    } else {
+        parts.push("default=ignore".to_owned());
+    }
+    format!("[{}]", parts.join(" "))
+}
+
+fn totp(rng: &mut Rng, room: usize) -> Entry {
+    // Now and then one further than the frame may have: libpam's "bad jump".
+    let room = if rng.below(6) == 0 { room + 1 } else { room };
+    Entry::Totp {
+        control: control(rng, room, true),
+        nullok: rng.below(2) == 0,
+        skip: rng.below(5) == 0,
+        file: [File::Usable, File::Usable, File::Refused, File::Absent][rng.below(4)],
+    }
+}
+
+/// `n` lines, `nested` whether they may include a file of their own.
+fn lines(rng: &mut Rng, n: usize, nested: bool) -> Vec<Entry> {
+    let mut kinds: Vec<usize> = (0..n)
+        .map(|_| rng.below(if nested { 6 } else { 5 }))
+        .collect();
+    // Every stack has a code line.
+    if !kinds.iter().any(|&k| k < 3) {
+        kinds[0] = 0;
+    }
+    let mut out = Vec::new();
+    for (i, k) in kinds.iter().enumerate() {
+        // A jump stays in this file's frame; an include's modules count in it too, so
+        // stay conservative: the lines left in this file.
+        let room = n - i - 1;
+        out.push(match k {
+            0..=2 => totp(rng, room),
+            3 | 4 => Entry::Permit {
+                control: control(rng, room, false),
+            },
+            _ => {
+                let m = 1 + rng.below(3);
+                Entry::Sub {
+                    substack: rng.below(2) == 0,
+                    lines: lines(rng, m, false),
+                }
+            }
+        });
+    }
+    out
+}
+
+/// The files of one generated service: `svc` and its sub-files, and each code line's
+/// secret file state, in stack order.
+struct Written {
+    files: Vec<(String, String)>,
+    code_files: Vec<File>,
+}
+
+fn write_out(entries: &[Entry], module: &str, dir: &Path, base: &Path, group: &str) -> Written {
+    let mut w = Written {
+        files: Vec::new(),
+        code_files: Vec::new(),
+    };
+    // pam_permit first: the password line whose success the audit assumes.
+    let mut svc = String::from("auth required pam_permit.so\n");
+    render(entries, module, base, group, dir, &mut w, &mut svc);
+    w.files.insert(0, ("svc".to_owned(), svc));
+    w
+}
+
+fn render(
+    entries: &[Entry],
+    module: &str,
+    base: &Path,
+    group: &str,
+    dir: &Path,
+    w: &mut Written,
+    text: &mut String,
+) {
+    for e in entries {
+        match e {
+            Entry::Totp {
+                control,
+                nullok,
+                skip,
+                file,
+            } => {
+                let i = w.code_files.len();
+                w.code_files.push(*file);
+                text.push_str(&format!(
+                    "auth {control} {module} state_dir={} secret=~/.totp{i} authtok_prompt=Code{i}:{}{}\n",
+                    base.display(),
+                    if *nullok { " nullok" } else { "" },
+                    if *skip {
+                        format!(" skip_group={group}")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+            Entry::Permit { control } => {
+                text.push_str(&format!("auth {control} pam_permit.so\n"));
+            }
+            Entry::Deny { control } => {
+                text.push_str(&format!("auth {control} pam_deny.so\n"));
+            }
+            Entry::Sub { substack, lines } => {
+                let name = format!("sub{}", w.files.len());
+                let mut sub = String::new();
+                render(lines, module, base, group, dir, w, &mut sub);
+                w.files.push((name.clone(), sub));
+                let how = if *substack { "substack" } else { "include" };
+                // By path: libpam (1.5) reads a relative include of a `pam_start_confdir`
+                // stack from its default directory, not the stack's.
+                text.push_str(&format!("auth {how} {}\n", dir.join(&name).display()));
+            }
+        }
+    }
+}
+
+/// The stand-in lines of `svc` (as `FILE:LINE`) and each one's line text.
+fn stand_ins(dir: &Path, files: &[(String, String)]) -> Vec<(String, String, usize)> {
+    let mut out = Vec::new();
+    for (fi, (name, text)) in files.iter().enumerate() {
+        for (n, line) in text.lines().enumerate() {
+            if line.ends_with("pam_permit.so") && !(fi == 0 && n == 0) {
+                out.push((
+                    format!("{}:{}", dir.join(name).display(), n + 1),
+                    name.clone(),
+                    n,
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn audit(stack: &Stack, user: &str) -> (String, String, Vec<String>) {
+    let out = Command::new(&built().state_tool)
+        .args([
+            "audit",
+            "--json",
+            "--service",
+            "svc",
+            "--user",
+            user,
+            "--pam-dir",
+        ])
+        .arg(stack.path())
+        .output()
+        .expect("totp-state audit");
+    let seen = audit_verdicts(&out.stdout);
+    let (verdict, reasons) = seen
+        .get(user)
+        .cloned()
+        .unwrap_or_else(|| panic!("no verdict: {out:?}"));
+    let warnings = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains("comes before the pam_totp.so line"))
+        .map(str::to_owned)
+        .collect();
+    (verdict, reasons, warnings)
+}
+
+/// The login of `user` typing each line's right code at its prompt.
+fn login(stack: &Stack, user: &TestUser, secrets: &[String]) -> Drive {
+    let mut d = Driver::new(stack, "svc", &user.name).at(T0);
+    for (i, s) in secrets.iter().enumerate() {
+        d = d.arg("--answer-to", &format!("Code{i}:={}", code_at(s, T0)));
+    }
+    d.run()
+}
+
+/// One generated case: returns a description of the disagreement, if any.
+fn check(
+    case: &str,
+    entries: &[Entry],
+    user: &TestUser,
+    secrets: &[String],
+    group: &str,
+) -> Option<String> {
+    let stack = Stack::new();
+    let module = built().module.to_string_lossy().into_owned();
+    let w = write_out(entries, &module, stack.path(), &stack.state_dir(), group);
+    for (name, text) in &w.files {
+        stack.service(name, text);
+    }
+    for (i, f) in w.code_files.iter().enumerate() {
+        let p = user.home.join(format!(".totp{i}"));
+        let _ = std::fs::remove_file(&p);
+        let text = totp_file(&secrets[i]);
+        match f {
+            File::Usable => write_owned(&p, text.as_bytes(), user.uid, user.gid, 0o600),
+            File::Refused => write_owned(&p, text.as_bytes(), user.uid, user.gid, 0o644),
+            File::Absent => {}
+        }
+    }
+    let n = w.code_files.len();
+    let listing = || {
+        w.files
+            .iter()
+            .map(|(name, text)| format!("--- {name}\n{text}"))
+            .collect::<String>()
+    };
+    let (verdict, reasons, warnings) = audit(&stack, &user.name);
+    let d = login(&stack, user, secrets);
+    let mut problems = Vec::new();
+
+    // Each stand-in alone, in a copy where every code line asks (required, usable
+    // file) and every other stand-in just approves (`optional`): whether it keeps a code
+    // line from running is what the warning claims.
+    let plain = Stack::new();
+    let mut bypassing = false;
+    for (place, file, at) in stand_ins(stack.path(), &w.files) {
+        let warned = warnings
+            .iter()
+            .any(|l| l.contains(&format!("{place} (auth")));
+        for (name, text) in &w.files {
+            let rewritten: String = text
+                .lines()
+                .enumerate()
+                .map(|(k, line)| {
+                    let line = if line.contains(&module) {
+                        let i = line
+                            .split("secret=~/.totp")
+                            .nth(1)
+                            .and_then(|r| r.split_whitespace().next())
+                            .unwrap_or("0");
+                        format!(
+                            "auth required {module} state_dir={} secret=~/.totpp{i} \
+                             authtok_prompt=Code{i}:",
+                            plain.state_dir().display()
+                        )
+                    } else if line.starts_with("auth include ")
+                        || line.starts_with("auth substack ")
+                    {
+                        line.replace(
+                            &*stack.path().to_string_lossy(),
+                            &plain.path().to_string_lossy(),
+                        )
+                    } else if line.ends_with("pam_deny.so") {
+                        "auth optional pam_deny.so".to_owned()
+                    } else if line.ends_with("pam_permit.so")
+                        && !(name == &file && k == at)
+                        && !(name == "svc" && k == 0)
+                    {
+                        "auth optional pam_permit.so".to_owned()
+                    } else {
+                        line.to_owned()
+                    };
+                    format!("{line}\n")
+                })
+                .collect();
+            plain.service(name, &rewritten);
+        }
+        for (i, s) in secrets.iter().enumerate().take(n) {
+            let p = user.home.join(format!(".totpp{i}"));
+            write_owned(&p, totp_file(s).as_bytes(), user.uid, user.gid, 0o600);
+        }
+        // A fresh store for each run: the same code again would be a replay.
+        let _ = std::fs::remove_dir_all(plain.state_dir());
+        let r = login(&plain, user, secrets);
+        let skipped = r.prompts < n;
+        bypassing |= warned;
+        if skipped != warned {
+            problems.push(format!(
+                "stand-in {place}: {} code line(s) of {n} asked alone ({} {:?}), but the audit {}",
+                r.prompts,
+                r.result,
+                r.messages,
+                if warned { "warns" } else { "does not warn" }
+            ));
+        }
+    }
+
+    // The verdict, where no stand-in skips a code line (the audit's verdict is for the
+    // logins that reach the code lines; the warning covers the others).
+    if !bypassing {
+        let let_in = d.result == "PAM_SUCCESS";
+        // A lone line's `not-enrolled` without nullok says the login is denied.
+        let first: String = serde_json::from_str::<Vec<String>>(&reasons)
+            .ok()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or_default();
+        let says_in = match verdict.as_str() {
+            "ok" | "warning" => true,
+            "not-enrolled" => !first.contains("every login denied"),
+            _ => false,
+        };
+        if let_in != says_in {
+            problems.push(format!(
+                "libpam: {} ({} prompt(s)); audit: {verdict} {reasons}",
+                d.result, d.prompts
+            ));
+        }
+    }
+    if problems.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "{case}: {}\nfiles: {:?}\n{}",
+            problems.join("; "),
+            w.code_files,
+            listing()
+        ))
+    }
+}
+
+const GROUP: &str = "ptsdskip";
+
+/// An account in the skip group, and a secret for each code line a stack can have.
+fn account(tag: &str) -> (TestUser, Vec<String>) {
+    let u = TestUser::create(tag);
+    let _ = Command::new("groupadd").arg("-f").arg(GROUP).status();
+    u.add_to_group(GROUP);
+    (u, (0..16).map(|_| random_secret_b32()).collect())
+}
+
+/// Generated stacks (fixed seeds), each through libpam and the audit.
+#[test]
+fn generated_stacks_agree_with_libpam() {
+    if !require_root("generated_stacks_agree_with_libpam") {
+        return;
+    }
+    let (u, secrets) = account("sd");
+    let mut failures = Vec::new();
+    let cases: u64 = 200;
+    for seed in 1..=cases {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let n = 1 + rng.below(4);
+        let entries = lines(&mut rng, n, true);
+        if let Some(f) = check(&format!("seed {seed}"), &entries, &u, &secrets, GROUP) {
+            failures.push(f);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} stacks disagree:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Stacks the generator found the audit wrong on, kept as fixed cases: a lone line's
+/// control value that turns its finding round (a 0644 file on an `optional` line lets
+/// the login in on the other modules; `[success=die]` fails even the right code), and a
+/// skip (`nullok`, no file) under `default=bad` or `ignore=ok` (libpam ends the login
+/// with `PAM_IGNORE`, not a success), and a jump past the end of the line's stack frame
+/// (libpam's "bad jump in stack": the right code fails the login). Controls: the same
+/// lines under `required` and `[success=ok ignore=ignore default=die]`, a jump that lands
+/// on the last module.
+#[test]
+fn fixed_cases_found_by_the_differential() {
+    if !require_root("fixed_cases_found_by_the_differential") {
+        return;
+    }
+    let (u, secrets) = account("sf");
+    let t = |control: &str, file: File, nullok: bool| Entry::Totp {
+        control: control.to_owned(),
+        nullok,
+        skip: false,
+        file,
+    };
+    let permit = |control: &str| Entry::Permit {
+        control: control.to_owned(),
+    };
+    let cases: Vec<(&str, Vec<Entry>)> = vec![
+        ("optional 0644", vec![t("optional", File::Refused, false)]),
+        (
+            "control: required 0644",
+            vec![t("required", File::Refused, false)],
+        ),
+        (
+            "success=die",
+            vec![t("[success=die ignore=die]", File::Usable, false)],
+        ),
+        (
+            "control: success=ok",
+            vec![t("[success=ok default=die]", File::Usable, false)],
+        ),
+        (
+            "skip under default=bad",
+            vec![
+                t("[success=ok default=bad]", File::Absent, true),
+                permit("[success=ok default=ignore]"),
+                t("optional", File::Refused, false),
+            ],
+        ),
+        (
+            "skip under ignore=ok",
+            vec![t(
+                "[success=done ignore=ok default=ignore]",
+                File::Absent,
+                true,
+            )],
+        ),
+        (
+            "jump past the end",
+            vec![t("[success=2 default=die]", File::Usable, false)],
+        ),
+        (
+            "jump past the end of a substack",
+            vec![
+                Entry::Sub {
+                    substack: true,
+                    lines: vec![t("[success=1 default=die]", File::Usable, false)],
+                },
+                permit("required"),
+            ],
+        ),
+        (
+            "control: jump to the end",
+            vec![
+                t("[success=1 default=die]", File::Usable, false),
+                permit("required"),
+            ],
+        ),
+        (
+            "Debian's common-auth before the code line",
+            vec![
+                permit("[success=1 default=ignore]"),
+                Entry::Deny {
+                    control: "requisite".to_owned(),
+                },
+                permit("required"),
+                t(
+                    "[success=ok ignore=ignore default=die]",
+                    File::Refused,
+                    true,
+                ),
+            ],
+        ),
+        (
+            "Debian's common-auth, a jump of 2 past the code line",
+            vec![
+                permit("[success=2 default=ignore]"),
+                Entry::Deny {
+                    control: "requisite".to_owned(),
+                },
+                t("required", File::Refused, false),
+                permit("required"),
+            ],
+        ),
+        (
+            "control: skip under ignore=ignore",
+            vec![
+                t("[success=ok ignore=ignore default=die]", File::Absent, true),
+                t("optional", File::Usable, false),
+            ],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, entries) in &cases {
+        if let Some(f) = check(name, entries, &u, &secrets, GROUP) {
+            failures.push(f);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
