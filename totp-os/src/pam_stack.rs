@@ -252,7 +252,7 @@ const ROOT_ONLY_MODULE: &str = "pam_rootok.so";
 /// One warning for each other module's `auth` line of `service` that, when it
 /// succeeds, ends the stack (`sufficient`, `success=done`) or jumps (`success=N`)
 /// past a `pam_totp` auth line after it: the code is not asked then. `pam_rootok.so`
-/// is exempt (see [`ROOT_ONLY_MODULE`]).
+/// is exempt (see `ROOT_ONLY_MODULE`).
 pub fn bypass_warnings(modules: &[ModuleLine], others: &[OtherLine]) -> Vec<String> {
     let mut out = Vec::new();
     for other in others {
