@@ -139,7 +139,13 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
     if !require_root("accounts_without_a_login_shell_do_not_fail_the_audit") {
         return;
     }
-    let stack = Stack::with_module("svc", "nullok");
+    // pam_permit before the code line: a code-only stack is warned about (on standard
+    // error), and this run must say nothing there.
+    let stack = Stack::new();
+    stack.service(
+        "svc",
+        "auth required pam_permit.so\nauth required @MODULE@ nullok\n",
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let passwd = dir.path().join("passwd");
     // A run with `passwd` bind-mounted over /etc/passwd.
@@ -1044,5 +1050,50 @@ fn a_deny_rule_for_some_origins_hands_the_others_to_the_next_line() {
         "from other origins: ok".to_owned(),
     ] {
         assert!(reasons.contains(&needle), "{needle}: {reasons}");
+    }
+}
+
+/// A service whose only auth module is pam_totp: a login every code line skips
+/// (`nullok` without a file) is not let through but denied by libpam, since no module
+/// approved it (PAM_PERM_DENIED). The audit says so once, as a `stack` row and on
+/// standard error, not in the exit status. Control: with `pam_permit` before the code
+/// line, no warning and the same account logs in.
+#[test]
+fn a_stack_of_code_lines_only_is_named_as_denying_skipped_logins() {
+    if !require_root("a_stack_of_code_lines_only_is_named_as_denying_skipped_logins") {
+        return;
+    }
+    let none = TestUser::create("ac");
+    let warning = "no auth module other than pam_totp.so";
+    for (before, warned, result) in [
+        ("", true, "PAM_PERM_DENIED"),
+        ("auth required pam_permit.so\n", false, "PAM_SUCCESS"),
+    ] {
+        let stack = Stack::new();
+        stack.service("svc", &format!("{before}auth required @MODULE@ nullok\n"));
+        let out = run_audit(&stack, &["--user", &none.name]);
+        assert_eq!(out.status.code(), Some(0), "{before:?}: {out:?}");
+        let rows = findings(&out);
+        let stack_rows: Vec<_> = rows.iter().filter(|v| v["user"] == "stack").collect();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if warned {
+            assert_eq!(stack_rows.len(), 1, "{rows:?}");
+            assert!(
+                stack_rows[0]["reasons"].to_string().contains(warning),
+                "{rows:?}"
+            );
+            assert!(
+                err.contains(warning) && err.contains("PAM_PERM_DENIED"),
+                "{err}"
+            );
+        } else {
+            assert!(stack_rows.is_empty(), "{rows:?}");
+            assert!(!err.contains(warning), "{err}");
+        }
+        let seen = audit_verdicts(&out.stdout);
+        assert_eq!(seen[&none.name].0, "not-enrolled", "{seen:?}");
+        let d = login_at(&stack, &none, "", None, T0);
+        assert_eq!(d.result, result, "{before:?}: {d:?}");
+        assert_eq!(d.prompts, 0, "{d:?}");
     }
 }

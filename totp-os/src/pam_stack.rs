@@ -190,6 +190,8 @@ pub struct OtherLine {
     /// frame it runs in (`FILE:LINE` and the name it includes), if it was not the
     /// frame's own file: a `substack` there would give the file a frame of its own.
     pub via: Option<(String, String)>,
+    /// As [`ModuleLine::after`]: a `success=N` further than that fails the login.
+    pub after: usize,
 }
 
 impl OtherLine {
@@ -217,20 +219,29 @@ pub fn auth_stack(
         .chain(found.others.iter().map(|o| o.position.clone()))
         .collect();
     for m in &mut found.modules {
-        let Some((&at, frame)) = m.position.split_last() else {
-            continue;
-        };
-        // The last module of the frame: the furthest index any line in it (or in a
-        // substack of it) has there.
-        let last = positions
-            .iter()
-            .filter(|p| p.len() > frame.len() && p[..frame.len()] == *frame)
-            .map(|p| p[frame.len()])
-            .max()
-            .unwrap_or(at);
-        m.after = last.saturating_sub(at);
+        m.after = frame_after(&positions, &m.position);
+    }
+    for o in &mut found.others {
+        o.after = frame_after(&positions, &o.position);
     }
     Ok((found.modules, found.others))
+}
+
+/// How many auth modules come after `position` in its stack frame (a substack counts
+/// as one), given the positions of every auth line of the service.
+fn frame_after(positions: &[Vec<usize>], position: &[usize]) -> usize {
+    let Some((&at, frame)) = position.split_last() else {
+        return 0;
+    };
+    // The last module of the frame: the furthest index any line in it (or in a
+    // substack of it) has there.
+    let last = positions
+        .iter()
+        .filter(|p| p.len() > frame.len() && p[..frame.len()] == *frame)
+        .map(|p| p[frame.len()])
+        .max()
+        .unwrap_or(at);
+    last.saturating_sub(at)
 }
 
 /// Whether `later` lies among the `n` auth modules after `from` in `from`'s stack
@@ -275,14 +286,32 @@ pub fn bypass_warnings(modules: &[ModuleLine], others: &[OtherLine]) -> Vec<Stri
         let Some(first) = passed.first() else {
             continue;
         };
+        let more = match passed.len() {
+            1 => String::new(),
+            n => format!(" (and {} more {MODULE_FILE} line(s) after it)", n - 1),
+        };
+        if let Action::Jump(n) = action
+            && n > other.after
+        {
+            // libpam's "bad jump in stack": not a skipped code but a failed login.
+            out.push(format!(
+                "{} (auth {} {}) comes before the {MODULE_FILE} line at {}{more} and, when \
+                 it succeeds, jumps {n} module(s) but only {} follow it in its stack: \
+                 libpam fails the login then (\"bad jump in stack\", PAM_PERM_DENIED), so \
+                 every login that line approves is denied; make the jump land inside the \
+                 stack",
+                other.place(),
+                other.control,
+                other.module,
+                first.place(),
+                other.after
+            ));
+            continue;
+        }
         let what = if action == Action::Done {
             "ends the stack"
         } else {
             "jumps over it"
-        };
-        let more = match passed.len() {
-            1 => String::new(),
-            n => format!(" (and {} more {MODULE_FILE} line(s) after it)", n - 1),
         };
         let mut text = format!(
             "{} (auth {} {}) comes before the {MODULE_FILE} line at {}{more} and {what} when \
@@ -303,6 +332,25 @@ pub fn bypass_warnings(modules: &[ModuleLine], others: &[OtherLine]) -> Vec<Stri
         out.push(text);
     }
     out
+}
+
+/// A warning when no `auth` line of the service (includes and substacks read) loads
+/// a module other than `pam_totp` though one loads it: libpam denies a login that no
+/// module approved (`PAM_PERM_DENIED` when every module returned `PAM_IGNORE`), so a
+/// login every `pam_totp` line skips (`nullok` without a file, an access rule, a group
+/// option) is refused, not let through.
+pub fn code_only_warning(modules: &[ModuleLine], others: &[OtherLine]) -> Option<String> {
+    let first = modules.iter().find(|m| m.options.is_some())?;
+    if !others.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the service has no auth module other than {MODULE_FILE} (first at {}): a login \
+         every {MODULE_FILE} line skips is denied by libpam (PAM_PERM_DENIED: no module \
+         approved it), not let through; add pam_unix.so or pam_permit.so before it as the \
+         examples do",
+        first.place()
+    ))
 }
 
 #[derive(Default)]
@@ -388,6 +436,7 @@ fn collect(
                 line: number,
                 position: at.take(),
                 via: via.cloned(),
+                after: 0,
             }),
             Line::Module {
                 kind,
@@ -911,6 +960,68 @@ mod tests {
              auth sufficient pam_unix.so\n",
         );
         assert!(warnings(dir.path(), "after").is_empty());
+    }
+
+    /// A `success=N` past the end of its frame is libpam's "bad jump in stack": the
+    /// login fails, which is no skipped code; a jump that lands inside is.
+    #[test]
+    fn a_jump_past_the_end_of_the_frame_is_named_a_failed_login() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write(
+            dir.path(),
+            "bad",
+            "auth [success=3 default=ignore] pam_unix.so\nauth required pam_totp.so\n",
+        );
+        write(
+            dir.path(),
+            "good",
+            "auth [success=1 default=ignore] pam_unix.so\nauth required pam_totp.so\n\
+             auth required pam_permit.so\n",
+        );
+        let w = warnings(dir.path(), "bad");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("bad jump in stack"), "{w:?}");
+        assert!(
+            w[0].contains("jumps 3 module(s) but only 1 follow"),
+            "{w:?}"
+        );
+        assert!(!w[0].contains("jumps over it"), "{w:?}");
+        let w = warnings(dir.path(), "good");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("jumps over it"), "{w:?}");
+        assert!(!w[0].contains("bad jump"), "{w:?}");
+    }
+
+    /// Only a stack with no other auth module, includes and substacks read, is named.
+    #[test]
+    fn a_stack_of_code_lines_only_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write(dir.path(), "inner", "auth required pam_permit.so\n");
+        write(dir.path(), "totp", "auth required pam_totp.so nullok\n");
+        write(
+            dir.path(),
+            "only",
+            "account required pam_permit.so\nauth substack totp\n\
+             auth required pam_totp.so\n",
+        );
+        write(
+            dir.path(),
+            "sub",
+            "auth substack inner\nauth required pam_totp.so\n",
+        );
+        write(dir.path(), "none", "auth required pam_permit.so\n");
+        let only = |service: &str| {
+            let (modules, others) = auth_stack(dir.path(), service).expect("stack");
+            code_only_warning(&modules, &others)
+        };
+        let w = only("only").expect("warned");
+        assert!(w.contains("PAM_PERM_DENIED"), "{w}");
+        assert!(
+            w.contains(&format!("{}:1", dir.path().join("totp").display())),
+            "{w}"
+        );
+        assert_eq!(only("sub"), None);
+        assert_eq!(only("none"), None);
     }
 
     /// A FIFO where a service or include is read would block the CLIs for ever.

@@ -594,12 +594,15 @@ fn service_lines(
 }
 
 /// The lines of `--service` before a pam_totp auth line that end the stack, or jump
-/// over that line, when they succeed (`pam_stack::bypass_warnings`).
+/// over that line, when they succeed (`pam_stack::bypass_warnings`), and a stack whose
+/// only auth module is pam_totp (`pam_stack::code_only_warning`).
 fn service_bypasses(service: &str, pam_dir: Option<&Path>) -> Result<Vec<String>, Fatal> {
     let dir = pam_stack::pam_dir_or_default(pam_dir);
     let (modules, others) =
         pam_stack::auth_stack(&dir, service).map_err(|e| Fatal(e.to_string()))?;
-    Ok(pam_stack::bypass_warnings(&modules, &others))
+    let mut out = pam_stack::bypass_warnings(&modules, &others);
+    out.extend(pam_stack::code_only_warning(&modules, &others));
+    Ok(out)
 }
 
 /// A local store directory that does not exist holds nothing, and most likely the name
