@@ -1097,3 +1097,45 @@ fn a_stack_of_code_lines_only_is_named_as_denying_skipped_logins() {
         assert_eq!(d.prompts, 0, "{d:?}");
     }
 }
+
+/// Another module's `success=N` past the end of the stack is libpam's "bad jump in
+/// stack": the login it approves fails (PAM_PERM_DENIED), no code asked; the audit's
+/// warning says that, not that the code is skipped. Control: a jump that lands inside
+/// the stack (on pam_permit) skips the code line and lets the login in, as warned.
+#[test]
+fn a_success_jump_past_the_stacks_end_is_named_a_failed_login() {
+    if !require_root("a_success_jump_past_the_stacks_end_is_named_a_failed_login") {
+        return;
+    }
+    let (u, _secret) = TestUser::enrolled("aj");
+    for (jump, after, result, said) in [
+        (3, "", "PAM_PERM_DENIED", "bad jump in stack"),
+        (
+            1,
+            "auth required pam_permit.so\n",
+            "PAM_SUCCESS",
+            "jumps over it",
+        ),
+    ] {
+        let stack = Stack::new();
+        stack.service(
+            "svc",
+            &format!(
+                "auth [success={jump} default=ignore] pam_permit.so\n\
+                 auth required @MODULE@\n{after}"
+            ),
+        );
+        let out = run_audit(&stack, &["--user", &u.name]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(said), "success={jump}: {err}");
+        let other = if jump == 1 {
+            "bad jump"
+        } else {
+            "jumps over it"
+        };
+        assert!(!err.contains(other), "success={jump}: {err}");
+        let d = login_at(&stack, &u, "", None, T0);
+        assert_eq!(d.result, result, "success={jump}: {d:?}");
+        assert_eq!(d.prompts, 0, "success={jump}: no code asked: {d:?}");
+    }
+}
