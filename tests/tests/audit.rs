@@ -22,6 +22,18 @@ fn text_audit_command(stack: &Stack) -> Command {
     text
 }
 
+/// `svc` with `pam_permit` before the code line, as the examples have a password line:
+/// a stack of code lines only is warned about (a `stack` row and standard error), which
+/// tests of other matters must not see.
+fn permit_then_module(args: &str) -> Stack {
+    let stack = Stack::new();
+    stack.service(
+        "svc",
+        &format!("auth required pam_permit.so\nauth required @MODULE@ {args}\n"),
+    );
+    stack
+}
+
 /// Each line of a `--json` audit, parsed.
 fn findings(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
@@ -139,13 +151,7 @@ fn accounts_without_a_login_shell_do_not_fail_the_audit() {
     if !require_root("accounts_without_a_login_shell_do_not_fail_the_audit") {
         return;
     }
-    // pam_permit before the code line: a code-only stack is warned about (on standard
-    // error), and this run must say nothing there.
-    let stack = Stack::new();
-    stack.service(
-        "svc",
-        "auth required pam_permit.so\nauth required @MODULE@ nullok\n",
-    );
+    let stack = permit_then_module("nullok");
     let dir = tempfile::tempdir().expect("tempdir");
     let passwd = dir.path().join("passwd");
     // A run with `passwd` bind-mounted over /etc/passwd.
@@ -351,7 +357,7 @@ fn named_accounts_are_audited_and_an_unknown_name_fails_the_audit() {
     }
     let (u, secret) = TestUser::enrolled("au");
     let unknown = "zzpamtotpnosuchau";
-    let stack = Stack::with_module("svc", "nullok");
+    let stack = permit_then_module("nullok");
     let out = run_audit(&stack, &["--user", &u.name]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let seen = audit_verdicts(&out.stdout);
@@ -394,7 +400,7 @@ fn users_from_reads_one_name_a_line_and_skips_comments() {
     let skipped = TestUser::create("ax");
     skipped.write_secret(&totp_file(&random_secret_b32()), 0o644);
     let unknown = "zzpamtotpnosuchaf";
-    let stack = Stack::with_module("svc", "nullok");
+    let stack = permit_then_module("nullok");
     let dir = tempfile::tempdir().expect("tmp");
     let list = dir.path().join("users");
     let list = list.to_str().expect("a UTF-8 path");
@@ -463,7 +469,7 @@ fn an_audit_warns_when_the_name_service_may_not_list_directory_accounts() {
     if !require_root("an_audit_warns_when_the_name_service_may_not_list_directory_accounts") {
         return;
     }
-    let stack = Stack::with_module("svc", "nullok");
+    let stack = permit_then_module("nullok");
     let dir = tempfile::tempdir().expect("tmp");
     let conf = dir.path().join("nsswitch.conf");
     let audit = |passwd: &str, extra: &[&str]| {
