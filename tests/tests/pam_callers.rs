@@ -8,6 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
+use system_tests::pamapp::{Conversation, Message, Reply, Transaction, codes, style};
 use system_tests::*;
 
 /// A group no test user is in (Debian's `nogroup`).
@@ -112,4 +113,258 @@ fn mid_step() -> u64 {
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+}
+
+/// A conversation that answers prompts from a script and fails every other message
+/// (`PAM_ERROR_MSG`, `PAM_TEXT_INFO`) with `PAM_CONV_ERR`: a caller with nowhere to show
+/// them, as a screen locker drawing only a password field can be. With `shows`, the
+/// same answers and every message acknowledged (the control).
+struct PromptsOnly {
+    answers: std::collections::VecDeque<Reply>,
+    shows: bool,
+}
+
+impl PromptsOnly {
+    fn new<I: IntoIterator<Item = Reply>>(answers: I, shows: bool) -> Box<PromptsOnly> {
+        Box::new(PromptsOnly {
+            answers: answers.into_iter().collect(),
+            shows,
+        })
+    }
+}
+
+impl Conversation for PromptsOnly {
+    fn reply(&mut self, message: &Message) -> Reply {
+        match message.style {
+            style::PROMPT_ECHO_OFF | style::PROMPT_ECHO_ON => self
+                .answers
+                .pop_front()
+                .unwrap_or(Reply::Fail(codes::CONV_ERR)),
+            _ if self.shows => Reply::Text(String::new()),
+            _ => Reply::Fail(codes::CONV_ERR),
+        }
+    }
+}
+
+fn texts(answers: &[&str]) -> Vec<Reply> {
+    answers
+        .iter()
+        .map(|a| Reply::Text((*a).to_string()))
+        .collect()
+}
+
+/// sshd's keyboard-interactive calls `pam_authenticate` again on the same handle after
+/// a failure, and an application may call it again after a success. Each call is one
+/// attempt against the record as the previous call left it: a code accepted on the
+/// handle is refused as used on the next call, a failure is counted, and a right code
+/// after a wrong one on the same handle logs in (control) and clears the failures.
+#[test]
+fn one_handle_authenticated_again_is_one_attempt_per_call() {
+    if !require_root("one_handle_authenticated_again_is_one_attempt_per_call") {
+        return;
+    }
+    let stack = Stack::with_module("kbd", "");
+    let (u, secret) = TestUser::enrolled("pch");
+    let code = code_at(&secret, mid_step());
+    let wrong = wrong_totp(&secret, now());
+    let conv = PromptsOnly::new(texts(&[&code, &code, &wrong]), true);
+    let mut tx = Transaction::start("kbd", Some(&u.name), Some(stack.path()), conv).expect("start");
+    assert_eq!(tx.authenticate(0), codes::SUCCESS, "the right code");
+    assert_eq!(stored_failures(&stack, u.uid), 0);
+    assert_eq!(
+        tx.authenticate(0),
+        codes::AUTH_ERR,
+        "the same code again, same handle"
+    );
+    assert!(
+        tx.transcript()
+            .iter()
+            .any(|m| m.style == style::ERROR_MSG && m.text.contains("already used")),
+        "{:?}",
+        tx.transcript()
+    );
+    assert_eq!(tx.authenticate(0), codes::AUTH_ERR, "a wrong code");
+    assert!(stored_failures(&stack, u.uid) >= 1, "the failure counted");
+    assert_eq!(tx.prompt_count(), 3, "one prompt per call");
+    drop(tx);
+
+    // A wrong code, then the right one, on one handle: the retry sshd offers.
+    let (v, secret) = TestUser::enrolled("pci");
+    let code = code_at(&secret, mid_step());
+    let wrong = wrong_totp(&secret, now());
+    let conv = PromptsOnly::new(texts(&[&wrong, &code]), true);
+    let mut tx = Transaction::start("kbd", Some(&v.name), Some(stack.path()), conv).expect("start");
+    assert_eq!(tx.authenticate(0), codes::AUTH_ERR, "a wrong code");
+    assert_eq!(stored_failures(&stack, v.uid), 1, "counted once");
+    assert_eq!(tx.authenticate(0), codes::SUCCESS, "then the right one");
+    assert_eq!(stored_failures(&stack, v.uid), 0, "the success clears it");
+    assert_eq!(stored_last_step(&stack, v.uid), Some(now() / 30));
+}
+
+/// What a client can put in `resp` that no terminal types: 64 KiB, and bytes that are
+/// not UTF-8 (another locale's keyboard, a client sending raw bytes), alone or around
+/// the right code. Each is one failed attempt (prompted once, `PAM_AUTH_ERR`, counted),
+/// never a crash nor a success; the right code afterwards still logs in (control).
+#[test]
+fn answers_no_terminal_types_are_one_failed_attempt_each() {
+    if !require_root("answers_no_terminal_types_are_one_failed_attempt_each") {
+        return;
+    }
+    let stack = Stack::with_module("odd", "throttle_after=100 ceiling_burst=100");
+    let (u, secret) = TestUser::enrolled("pco");
+    let at = mid_step();
+    let good = code_at(&secret, at);
+    let answers: Vec<(&str, Vec<u8>)> = vec![
+        ("64 KiB of digits", vec![b'1'; 64 * 1024]),
+        ("64 KiB ending in the code", {
+            let mut a = vec![b'7'; 64 * 1024 - 6];
+            a.extend_from_slice(good.as_bytes());
+            a
+        }),
+        ("Latin-1 bytes", b"\xe9\xe8\xff\xfe12".to_vec()),
+        ("the code after a stray byte", {
+            let mut a = b"\xff".to_vec();
+            a.extend_from_slice(good.as_bytes());
+            a
+        }),
+        ("the code before a stray byte", {
+            let mut a = good.as_bytes().to_vec();
+            a.push(0x80);
+            a
+        }),
+    ];
+    for (i, (what, bytes)) in answers.into_iter().enumerate() {
+        let conv = PromptsOnly::new([Reply::Bytes(bytes)], true);
+        let mut tx =
+            Transaction::start("odd", Some(&u.name), Some(stack.path()), conv).expect("start");
+        assert_eq!(tx.authenticate(0), codes::AUTH_ERR, "{what}");
+        assert_eq!(tx.prompt_count(), 1, "{what}");
+        assert_eq!(
+            stored_failures(&stack, u.uid),
+            i as u32 + 1,
+            "{what}: counted"
+        );
+    }
+    let conv = PromptsOnly::new(texts(&[&good]), true);
+    let mut tx = Transaction::start("odd", Some(&u.name), Some(stack.path()), conv).expect("start");
+    assert_eq!(
+        tx.authenticate(0),
+        codes::SUCCESS,
+        "control: the right code"
+    );
+    assert_eq!(stored_failures(&stack, u.uid), 0);
+}
+
+/// A caller that cannot show `PAM_ERROR_MSG` / `PAM_TEXT_INFO` (its conversation fails
+/// them) gets the same verdicts as one that can: the right code logs in, a used code and
+/// a throttled attempt are denied with `PAM_AUTH_ERR` (not a conversation error, which a
+/// stack may treat otherwise). The message was sent and failed (seen in the transcript);
+/// control: the same calls with every message acknowledged.
+#[test]
+fn a_caller_that_cannot_show_messages_gets_the_same_verdicts() {
+    if !require_root("a_caller_that_cannot_show_messages_gets_the_same_verdicts") {
+        return;
+    }
+    // Backoff after one failure: the second wrong code is refused unevaluated, with a
+    // message.
+    let stack = Stack::with_module("msg", "throttle_after=1");
+    // Both accounts live to the end: a deleted one's uid, and its record, would be the
+    // next one's.
+    let users = [
+        (TestUser::enrolled("pcm"), true),
+        (TestUser::enrolled("pcn"), false),
+    ];
+    for ((u, secret), shows) in &users {
+        let shows = *shows;
+        let code = code_at(secret, mid_step());
+        let wrong = wrong_totp(secret, now());
+        let conv = PromptsOnly::new(texts(&[&code, &code, &wrong, &wrong]), shows);
+        let mut tx =
+            Transaction::start("msg", Some(&u.name), Some(stack.path()), conv).expect("start");
+        let verdicts: Vec<i32> = (0..4).map(|_| tx.authenticate(0)).collect();
+        assert_eq!(
+            verdicts,
+            [
+                codes::SUCCESS,
+                codes::AUTH_ERR,
+                codes::AUTH_ERR,
+                codes::AUTH_ERR
+            ],
+            "shows messages: {shows}; {:?}",
+            tx.transcript()
+        );
+        let errors: Vec<&str> = tx
+            .transcript()
+            .iter()
+            .filter(|m| m.style == style::ERROR_MSG)
+            .map(|m| m.text.as_str())
+            .collect();
+        assert!(
+            errors.iter().any(|t| t.contains("already used"))
+                && errors
+                    .iter()
+                    .any(|t| t.starts_with("too many failed codes")),
+            "shows messages: {shows}; the messages were sent: {errors:?}"
+        );
+    }
+}
+
+/// Hosts whose real and effective uids differ. Set-user-ID root (real uid the user,
+/// effective root: `su`, a locker installed setuid) is a root host: it reads the file as
+/// the account and keeps the record in the root-owned state directory, nothing in the
+/// user's home. A root daemon that took the user's effective uid (real uid root) is the
+/// user's host: its own account's code logs in, kept in that account's home as the
+/// account, and another account is denied with nothing written in that one's home.
+#[test]
+fn hosts_with_real_and_effective_uids_apart() {
+    let t = "hosts_with_real_and_effective_uids_apart";
+    if !require_root(t) || !require_tool(t, "setpriv") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("pcs");
+    let (v, v_secret) = TestUser::enrolled("pcv");
+    let (w, w_secret) = TestUser::enrolled("pcw");
+    let home_store = |u: &TestUser| u.home.join(".local/state/pam_totp");
+
+    // Set-user-ID root, run by u for u.
+    let stack = Stack::with_module("svc", "");
+    let ids = [format!("--ruid={}", u.uid), "--euid=0".to_string()];
+    let code = code_at(&secret, mid_step());
+    let (d, log) = drive_with_ids(&Driver::login(&stack, &u, &code), &ids);
+    assert_eq!(d.result, "PAM_SUCCESS", "setuid root: {d:?}\n{log:#?}");
+    let (_, owner, _) = mode_owner(&stack.state_file(u.uid));
+    assert_eq!(owner, 0, "the root-owned store's record");
+    assert!(!home_store(&u).exists(), "nothing in the user's home");
+    let (d, log) = drive_with_ids(&Driver::login(&stack, &u, &code), &ids);
+    assert_eq!(
+        d.result, "PAM_AUTH_ERR",
+        "setuid root, replay: {d:?}\n{log:#?}"
+    );
+
+    // Real uid root, effective uid v.
+    let stack = home_mode_stack();
+    let ids = [
+        "--ruid=0".to_string(),
+        format!("--euid={}", v.uid),
+        format!("--regid={}", v.gid),
+    ];
+    let code = code_at(&v_secret, mid_step());
+    let (d, log) = drive_with_ids(&Driver::login(&stack, &v, &code), &ids);
+    assert_eq!(d.result, "PAM_SUCCESS", "effective uid v: {d:?}\n{log:#?}");
+    let (mode, owner, _) = mode_owner(&home_store(&v).join(v.uid.to_string()));
+    assert_eq!((mode, owner), (0o600, v.uid), "v's own record, in v's home");
+    // The same host for w: w's file is not its to read, even with its real uid root.
+    let code = code_at(&w_secret, mid_step());
+    let (d, log) = drive_with_ids(&Driver::login(&stack, &w, &code), &ids);
+    assert_eq!(
+        d.result, "PAM_AUTH_ERR",
+        "effective uid v, for w: {d:?}\n{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("cannot switch to the identity")),
+        "{log:#?}"
+    );
+    assert!(!home_store(&w).exists(), "nothing in w's home");
+    assert_eq!(read(&w.secret_path()), totp_file(&w_secret));
 }
