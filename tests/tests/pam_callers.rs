@@ -100,6 +100,21 @@ fn a_host_running_as_the_user_with_another_group_unlocks_its_own_user() {
             assert_eq!(mode_owner(&p).1, u.uid, "{what}: {p:?}");
         }
         assert_eq!(read(&u.secret_path()), totp_file(&secret), "{what}");
+
+        // A scratch code rewrites the secret file: as the user, who still owns it, with
+        // its mode; the code is gone from it and refused the second time.
+        let scratch = "73519264";
+        u.write_secret(&format!("{}{scratch}\n", totp_file(&secret)), 0o400);
+        let (d, log) = drive_with_ids(&Driver::login(&stack, &u, scratch), &ids);
+        assert_eq!(d.result, "PAM_SUCCESS", "{what}: scratch: {d:?}\n{log:#?}");
+        let (mode, owner, _) = mode_owner(&u.secret_path());
+        assert_eq!((mode, owner), (0o400, u.uid), "{what}: the rewritten file");
+        assert_eq!(read(&u.secret_path()), totp_file(&secret), "{what}");
+        let (d, log) = drive_with_ids(&Driver::login(&stack, &u, scratch), &ids);
+        assert_eq!(
+            d.result, "PAM_AUTH_ERR",
+            "{what}: scratch again: {d:?}\n{log:#?}"
+        );
     }
 }
 
