@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use system_tests::pamapp::{Conversation, Message, Reply, Transaction, codes, style};
+use system_tests::pamapp::{Conversation, Item, Message, Reply, Transaction, codes, style};
 use system_tests::*;
 
 /// A group no test user is in (Debian's `nogroup`).
@@ -382,4 +382,38 @@ fn hosts_with_real_and_effective_uids_apart() {
     );
     assert!(!home_store(&w).exists(), "nothing in w's home");
     assert_eq!(read(&w.secret_path()), totp_file(&w_secret));
+}
+
+/// `PAM_USER` as bytes that are not UTF-8 (set by an application or an earlier module:
+/// a Latin-1 login name, an account's name with a stray byte): the module reads the
+/// item raw, asks for the code as for any name, and denies with `PAM_AUTH_ERR`, the
+/// conversation the same as for an ASCII name without an account; the account's own
+/// right code does not help its name with a byte added. Control: the account's name
+/// with that code logs in.
+#[test]
+fn user_names_that_are_not_utf8_are_asked_and_denied() {
+    if !require_root("user_names_that_are_not_utf8_are_asked_and_denied") {
+        return;
+    }
+    let stack = Stack::probe("names", "");
+    let (u, secret) = TestUser::enrolled("pcu");
+    let code = code_at(&secret, mid_step());
+    let attempt = |name: &[u8]| {
+        let conv = PromptsOnly::new(texts(&[&code]), true);
+        let mut tx = Transaction::start("names", None, Some(stack.path()), conv).expect("start");
+        assert_eq!(tx.set_item(Item::User, name), codes::SUCCESS);
+        let rc = tx.authenticate(0);
+        (rc, tx.transcript().to_vec())
+    };
+    let (_, unknown) = attempt(b"ptt-no-such-user-pcu");
+    let mut stray = u.name.as_bytes().to_vec();
+    stray.push(0xff);
+    for name in [b"caf\xe9".to_vec(), b"\xffroot".to_vec(), stray] {
+        let (rc, transcript) = attempt(&name);
+        let shown = String::from_utf8_lossy(&name).into_owned();
+        assert_eq!(rc, codes::AUTH_ERR, "{shown}");
+        assert_eq!(transcript, unknown, "{shown}: asked as any name is");
+    }
+    let (rc, transcript) = attempt(u.name.as_bytes());
+    assert_eq!(rc, codes::SUCCESS, "control: {transcript:?}");
 }
