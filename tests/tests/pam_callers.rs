@@ -417,3 +417,42 @@ fn user_names_that_are_not_utf8_are_asked_and_denied() {
     let (rc, transcript) = attempt(u.name.as_bytes());
     assert_eq!(rc, codes::SUCCESS, "control: {transcript:?}");
 }
+
+/// What pam_totp(8) tells about a locker running as the user: its records are its own,
+/// in its home, apart from root's state directory. A code accepted there is not used
+/// for root's services (sshd, sudo) and the reverse; each refuses a code used twice at
+/// itself (the controls).
+#[test]
+fn a_locker_running_as_the_user_and_roots_services_keep_apart_records() {
+    let t = "a_locker_running_as_the_user_and_roots_services_keep_apart_records";
+    if !require_root(t) || !require_tool(t, "setpriv") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("pcr");
+    let locker = home_mode_stack();
+    let root_services = Stack::with_module("svc", "");
+    let as_user = [format!("--reuid={}", u.uid), format!("--regid={}", u.gid)];
+    let code = code_at(&secret, mid_step());
+    let at_locker = || drive_with_ids(&Driver::login(&locker, &u, &code), &as_user);
+    let at_root = || Driver::login(&root_services, &u, &code).run();
+
+    let (d, log) = at_locker();
+    assert_eq!(d.result, "PAM_SUCCESS", "locker: {d:?}\n{log:#?}");
+    let d = at_root();
+    assert_eq!(
+        d.result, "PAM_SUCCESS",
+        "root's service, the same code: {d:?}"
+    );
+    let d = at_root();
+    assert_eq!(d.result, "PAM_AUTH_ERR", "root's service, again: {d:?}");
+    let (d, log) = at_locker();
+    assert_eq!(d.result, "PAM_AUTH_ERR", "locker, again: {d:?}\n{log:#?}");
+    assert!(
+        u.home
+            .join(".local/state/pam_totp")
+            .join(u.uid.to_string())
+            .exists()
+            && root_services.state_file(u.uid).exists(),
+        "one record in each store"
+    );
+}
