@@ -50,6 +50,9 @@ impl Item {
 pub enum Reply {
     /// A reply string (for prompts) or an empty acknowledgement (for info/error).
     Text(String),
+    /// A reply of raw bytes: what a terminal in another locale, or a client that sends
+    /// no text at all, can put in `resp` (a NUL ends it, as C reads it).
+    Bytes(Vec<u8>),
     /// `PAM_SUCCESS` with a NULL `resp` string.
     NullText,
     /// `PAM_SUCCESS` with a NULL response array.

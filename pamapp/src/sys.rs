@@ -325,10 +325,13 @@ unsafe fn converse(
         return codes::BUF_ERR;
     }
     for (i, reply) in replies.iter().enumerate() {
-        if let Reply::Text(t) = reply {
-            // SAFETY: i < n, inside the calloc'd array.
-            unsafe { (*array.add(i)).resp = malloc_string(t.as_bytes()) };
-        }
+        let bytes = match reply {
+            Reply::Text(t) => t.as_bytes(),
+            Reply::Bytes(b) => b.as_slice(),
+            _ => continue,
+        };
+        // SAFETY: i < n, inside the calloc'd array.
+        unsafe { (*array.add(i)).resp = malloc_string(bytes) };
     }
     // SAFETY: valid out-pointer; libpam (the module) takes ownership and frees it.
     unsafe { *resp = array };

@@ -226,9 +226,12 @@ fn restore(saved: &Saved) -> Result<(), CredError> {
 /// guard restores all three on drop.
 ///
 /// When the process is not root (`euid != 0`, e.g. a screen locker running as the
-/// user), nothing can be switched: if the current fsuid and fsgid already equal the
-/// target, a no-op guard is returned (the supplementary groups are whatever the host
-/// has; it could not change them anyway), otherwise [`CredError::NotPermitted`].
+/// user), nothing can be switched: if the current fsuid already equals the target's, a
+/// no-op guard is returned, otherwise [`CredError::NotPermitted`]. The fsgid and the
+/// supplementary groups are whatever the host has (a locker started after `newgrp`, or
+/// installed setgid, runs with another group): it could not change them, it opens the
+/// account's own files by their owner bits, and what it creates is the account's,
+/// mode 0600, so denying the account its own login for a group would gain nothing.
 /// A root thread asked to open as root (fsuid 0 and the same fsgid) is left as it is:
 /// its capabilities, not its groups, decide what it may open.
 pub fn switch_to(id: &Identity) -> Result<CredGuard, CredError> {
@@ -237,7 +240,7 @@ pub fn switch_to(id: &Identity) -> Result<CredGuard, CredError> {
     let fsuid = current_fsuid().unwrap_or_else(|| unistd::geteuid().as_raw());
     let fsgid = current_fsgid().unwrap_or_else(|| unistd::getegid().as_raw());
     if !unistd::geteuid().is_root() {
-        if fsuid == id.uid && fsgid == id.gid {
+        if fsuid == id.uid {
             return Ok(CredGuard::noop());
         }
         return Err(CredError::NotPermitted {

@@ -271,6 +271,54 @@ fn child_unprivileged() {
     std::process::exit(42);
 }
 
+/// A host running as the account with another group in effect (started after
+/// `newgrp`, or installed setgid) opens the account's files as it is: the group is not
+/// the account's, but it cannot be changed and the owner bits decide. Another account
+/// is still refused.
+#[test]
+fn unprivileged_process_in_another_group_gets_a_noop_for_itself() {
+    if !require_root("unprivileged_process_in_another_group_gets_a_noop_for_itself") {
+        return;
+    }
+    let status = run_child(
+        "creds::tests::child_unprivileged_other_group",
+        "other-group",
+    );
+    assert_eq!(status.code(), Some(42), "child status {status:?}");
+}
+
+#[test]
+fn child_unprivileged_other_group() {
+    if child_arg().as_deref() != Some("other-group") {
+        return;
+    }
+    let other = nix::unistd::Gid::from_raw(SHARED_GROUP);
+    let uid = nix::unistd::Uid::from_raw(ALICE);
+    nix::unistd::setgroups(&[other]).expect("setgroups");
+    nix::unistd::setresgid(other, other, other).expect("setresgid");
+    nix::unistd::setresuid(uid, uid, uid).expect("setresuid");
+
+    let guard = switch_to(&alice()).expect("no-op switch to ourselves in another group");
+    assert!(!guard.switched());
+    drop(guard);
+    let ids = current_fs_ids().expect("status");
+    assert_eq!((ids.uid, ids.gid), (ALICE, SHARED_GROUP), "left as it was");
+
+    let mallory = Identity {
+        uid: MALLORY,
+        gid: SHARED_GROUP,
+        groups: vec![],
+    };
+    assert_eq!(
+        switch_to(&mallory).expect_err("cannot switch"),
+        CredError::NotPermitted {
+            uid: MALLORY,
+            gid: SHARED_GROUP
+        }
+    );
+    std::process::exit(42);
+}
+
 #[test]
 fn root_opening_as_root_is_left_as_it_is() {
     if !require_root("root_opening_as_root_is_left_as_it_is") {
