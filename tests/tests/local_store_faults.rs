@@ -1,0 +1,107 @@
+//! The local state store under faults the other store tests leave out, through the real
+//! libpam: a record written by another release, clocks stepped back and forth.
+
+use std::fs;
+
+use sha2::{Digest, Sha256};
+use system_tests::*;
+use totp_os::state_dir::SLOT_LEN;
+
+const MAGIC: &[u8; 4] = b"PTS1";
+const HEADER_LEN: usize = 32;
+
+/// Sequence number of each slot of `bytes` whose header and checksum pass, by index.
+fn complete_slots(bytes: &[u8]) -> Vec<(usize, u64)> {
+    (0..bytes.len() / SLOT_LEN)
+        .filter_map(|i| {
+            let slot = &bytes[i * SLOT_LEN..(i + 1) * SLOT_LEN];
+            let seq = u64::from_le_bytes(slot[4..12].try_into().ok()?);
+            let len = u32::from_le_bytes(slot[12..16].try_into().ok()?) as usize;
+            let payload = slot.get(HEADER_LEN..HEADER_LEN.checked_add(len)?)?;
+            (&slot[..4] == MAGIC && slot[16..32] == slot_digest(seq, payload)[..])
+                .then_some((i, seq))
+        })
+        .collect()
+}
+
+fn slot_digest(seq: u64, payload: &[u8]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(MAGIC);
+    h.update(seq.to_le_bytes());
+    h.update((payload.len() as u32).to_le_bytes());
+    h.update(payload);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
+}
+
+/// `bytes` with slot `index`'s payload version byte set to `version` and its checksum
+/// made to pass: a complete record as a release writing that version would leave it.
+fn with_version(bytes: &[u8], index: usize, version: u8) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let slot = &mut out[index * SLOT_LEN..(index + 1) * SLOT_LEN];
+    let seq = u64::from_le_bytes(slot[4..12].try_into().expect("seq"));
+    let len = u32::from_le_bytes(slot[12..16].try_into().expect("len")) as usize;
+    slot[HEADER_LEN] = version;
+    let d = slot_digest(seq, &slot[HEADER_LEN..HEADER_LEN + len]);
+    slot[16..32].copy_from_slice(&d);
+    out
+}
+
+/// A downgrade after a newer release wrote the record: its newest slot is complete but
+/// of a format this release cannot read. Skipping it for the older slot read the marks
+/// from before the newer release's logins, and a code used under it logged in again.
+/// Now the login is denied and the log says why. Control: the same rewrite keeping the
+/// version byte is read as before (the replay refused, the next code accepted).
+#[test]
+fn a_record_slot_of_a_newer_release_is_refused_not_skipped_for_an_older_one() {
+    if !require_root("a_record_slot_of_a_newer_release_is_refused_not_skipped_for_an_older_one") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("nv");
+    let stack = Stack::probe("svc", "");
+    for at in [T0, T0 + 30] {
+        let d = login_at(&stack, &u, &code_at(&secret, at), None, at);
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    }
+    let rec = stack.state_file(u.uid);
+    let newest = |bytes: &[u8]| {
+        let slots = complete_slots(bytes);
+        assert!(slots.len() >= 2, "an older slot to fall back to: {slots:?}");
+        slots.iter().max_by_key(|(_, seq)| *seq).expect("a slot").0
+    };
+
+    // Control: the rewrite with the version byte it had changes nothing.
+    let good = fs::read(&rec).expect("record");
+    let n = newest(&good);
+    let version = good[n * SLOT_LEN + HEADER_LEN];
+    assert_eq!(
+        with_version(&good, n, version),
+        good,
+        "the rewrite is faithful"
+    );
+    fs::write(&rec, with_version(&good, n, version)).expect("write");
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 31);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "replay refused: {d:?}");
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 60);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+
+    // The fault: the newest slot (holding the use of T0 + 60) of an unknown version.
+    let good = fs::read(&rec).expect("record");
+    let n = newest(&good);
+    let planted = with_version(&good, n, 0x7f);
+    fs::write(&rec, &planted).expect("write");
+    assert!(
+        complete_slots(&planted).iter().any(|(i, _)| *i == n)
+            && planted[n * SLOT_LEN + HEADER_LEN] == 0x7f,
+        "the planted slot passes its checksum"
+    );
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0 + 60), None, T0 + 61);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "a used code again: {d:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("newer release")),
+        "the log names the record's version: {lines:?}"
+    );
+    // Nothing was written over it.
+    assert_eq!(fs::read(&rec).expect("record"), planted);
+}
