@@ -105,3 +105,68 @@ fn a_record_slot_of_a_newer_release_is_refused_not_skipped_for_an_older_one() {
     // Nothing was written over it.
     assert_eq!(fs::read(&rec).expect("record"), planted);
 }
+
+fn logs_contain(lines: &[String], needle: &str) -> bool {
+    lines.iter().any(|l| l.contains(needle))
+}
+
+/// The clock stepped back (NTP) by seconds and by a day after a code was accepted: the
+/// codes the phone shows at the earlier time are refused (the mark only moves forward),
+/// a day back is named a clock fault, and the used code is still refused when the clock
+/// is right again. Control: a later step's code logs in once the clock is right.
+#[test]
+fn a_clock_stepped_back_never_reopens_a_used_code() {
+    if !require_root("a_clock_stepped_back_never_reopens_a_used_code") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("cb");
+    let stack = Stack::probe("svc", "");
+    let t = T0 + 60;
+    let d = login_at(&stack, &u, &code_at(&secret, t), None, t);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    // Back by 20 s: the same code, and the code of the step before, which the phone
+    // shows at the earlier time, are both refused.
+    for (code_time, label) in [(t, "the used code"), (t - 30, "the step before")] {
+        let d = login_at(&stack, &u, &code_at(&secret, code_time), None, t - 20);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{label}, 20 s back: {d:?}");
+    }
+    // Back by a day: the day-old step's code is refused and the log names the clock.
+    let day = 86_400;
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, t - day), None, t - day);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "a day back: {d:?}");
+    assert!(logs_contain(&lines, "the clock went back"), "{lines:?}");
+    // The clock right again: the used code stays used, the next one works.
+    let d = login_at(&stack, &u, &code_at(&secret, t), None, t + 5);
+    assert_eq!(
+        d.module_code(),
+        "PAM_AUTH_ERR",
+        "replay after the clock came back"
+    );
+    // After the backoff the refused attempts earned.
+    let d = login_at(&stack, &u, &code_at(&secret, t + 120), None, t + 120);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}");
+}
+
+/// The clock forward by an hour for one login, then back: the code accepted in the
+/// future is still refused when real time reaches it, and so is every code before it
+/// (named a clock fault meanwhile). Control: the step after it logs in.
+#[test]
+fn a_code_accepted_in_the_future_stays_used_when_the_clock_gets_there() {
+    if !require_root("a_code_accepted_in_the_future_stays_used_when_the_clock_gets_there") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("cw");
+    let stack = Stack::probe("svc", "");
+    let ahead = T0 + 3600;
+    let d = login_at(&stack, &u, &code_at(&secret, ahead), None, ahead);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "clock back: {d:?}");
+    assert!(logs_contain(&lines, "the clock went back"), "{lines:?}");
+    for at in [ahead - 30, ahead, ahead + 10] {
+        let d = login_at(&stack, &u, &code_at(&secret, at.min(ahead)), None, at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "at {at}: {d:?}");
+    }
+    let d = login_at(&stack, &u, &code_at(&secret, ahead + 30), None, ahead + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}");
+}
