@@ -170,3 +170,70 @@ fn a_code_accepted_in_the_future_stays_used_when_the_clock_gets_there() {
     let d = login_at(&stack, &u, &code_at(&secret, ahead + 30), None, ahead + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}");
 }
+
+/// A `state_dir=` that is a symlink, or has one as a component (even a root-owned one
+/// to a sound directory), or that the user owns, or that its group can write, denies
+/// with a log line naming the fault, and nothing is created or written through it.
+/// Control: the same directory named directly logs in.
+#[test]
+fn a_symlinked_or_foreign_state_dir_is_refused_and_never_written_through() {
+    use std::os::unix::fs::{PermissionsExt, chown, symlink};
+    if !require_root("a_symlinked_or_foreign_state_dir_is_refused_and_never_written_through") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sd");
+    let base = Stack::new();
+    let real = base.path().join("real");
+    fs::create_dir(&real).expect("real");
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o700)).expect("chmod");
+    symlink(&real, base.path().join("link")).expect("symlink");
+    let parent = base.path().join("parent");
+    fs::create_dir(&parent).expect("parent");
+    fs::create_dir(parent.join("state")).expect("parent/state");
+    fs::set_permissions(parent.join("state"), fs::Permissions::from_mode(0o700)).expect("chmod");
+    symlink(&parent, base.path().join("via")).expect("symlink");
+    let users = base.path().join("users");
+    fs::create_dir(&users).expect("users");
+    fs::set_permissions(&users, fs::Permissions::from_mode(0o700)).expect("chmod");
+    chown(&users, Some(u.uid), Some(u.gid)).expect("chown");
+    let group = base.path().join("group");
+    fs::create_dir(&group).expect("group");
+    fs::set_permissions(&group, fs::Permissions::from_mode(0o770)).expect("chmod");
+
+    let cases = [
+        (
+            base.path().join("link"),
+            &real,
+            "is a symlink; not followed",
+        ),
+        (
+            base.path().join("via/state"),
+            &parent.join("state"),
+            "is a symlink; not followed",
+        ),
+        (
+            users.clone(),
+            &users,
+            &format!("is owned by uid {}", u.uid) as &str,
+        ),
+        (group.clone(), &group, "with mode 770"),
+    ];
+    for (i, (dir, target, cause)) in cases.iter().enumerate() {
+        let stack = Stack::probe("svc", &format!("state_dir={}", dir.display()));
+        let at = T0 + 30 * i as u64;
+        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{}: {d:?}", dir.display());
+        assert!(logs_contain(&lines, cause), "{}: {lines:?}", dir.display());
+        let inside: Vec<_> = fs::read_dir(target).expect("list").collect();
+        assert!(
+            inside.is_empty(),
+            "{}: written through: {inside:?}",
+            dir.display()
+        );
+    }
+    // Control: the directory itself.
+    let stack = Stack::probe("svc", &format!("state_dir={}", real.display()));
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 300), None, T0 + 300);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert!(real.join(u.uid.to_string()).exists());
+}
