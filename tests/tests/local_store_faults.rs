@@ -237,3 +237,161 @@ fn a_symlinked_or_foreign_state_dir_is_refused_and_never_written_through() {
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     assert!(real.join(u.uid.to_string()).exists());
 }
+
+/// One line of an `strace -f -o` trace: the thread and the system call's name.
+fn trace_call(line: &str) -> Option<(u32, &str)> {
+    let (pid, rest) = line.split_once(char::is_whitespace)?;
+    let rest = rest.trim_start();
+    let name = &rest[..rest.find('(')?];
+    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .then_some((pid.parse().ok()?, name))
+}
+
+/// The login answering `answer` under strace (`-f`, trace into `trace`), with `inject`
+/// when given; the driver's environment (libfaketime) passed on.
+fn strace_login(
+    driver: &Driver,
+    trace: &std::path::Path,
+    inject: Option<&str>,
+) -> std::process::Output {
+    let cmd = driver.command();
+    let mut strace = std::process::Command::new("strace");
+    strace.args(["-f", "-qq", "-o"]).arg(trace);
+    if let Some(i) = inject {
+        strace.args(["-e", i]);
+    }
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            strace.env(k, v);
+        }
+    }
+    strace
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("strace")
+}
+
+/// D1, every step: a login using a scratch code (the durable write: the record's
+/// `pwrite64` and `fdatasync`, then the secret file's rewrite) killed with SIGKILL on
+/// entry to each system call from the record's open to the verdict, one run per call,
+/// from the same record and secret file. Each run is shown to die of SIGKILL at the call
+/// aimed at (its trace ends there); afterwards the record is always readable, and the
+/// scratch code logs in again exactly when the record is as it was (killed before the
+/// write), and never once the write landed. Control: the unkilled login succeeds and
+/// the code is then refused.
+#[test]
+fn a_login_killed_at_every_system_call_of_the_durable_write_never_readmits_a_code() {
+    let t = "a_login_killed_at_every_system_call_of_the_durable_write_never_readmits_a_code";
+    if !require_root(t) || !require_tool(t, "strace") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("kd");
+    let scratch = "13572468";
+    let file = format!("{}{scratch}\n", totp_file(&secret));
+    u.write_secret(&file, 0o600);
+    let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=1000");
+    let record = stack.state_file(u.uid);
+    // A first failure creates the record, so the kills hit an update.
+    let d = login_at(&stack, &u, &wrong_totp(&secret, T0), None, T0);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    let saved = fs::read(&record).expect("record");
+    let restore = || {
+        fs::write(&record, &saved).expect("restore the record");
+        u.write_secret(&file, 0o600);
+    };
+    let traces = tempfile::tempdir().expect("tempdir");
+    let login = || Driver::login(&stack, &u, scratch).at(T0 + 1);
+
+    // The reference run (the control): the calls of the thread that writes the record.
+    let reference = traces.path().join("reference");
+    let out = strace_login(&login(), &reference, None);
+    assert_eq!(Drive::parse(&out).module_code(), "PAM_SUCCESS", "{out:?}");
+    assert_eq!(
+        login_at(&stack, &u, scratch, None, T0 + 2).module_code(),
+        "PAM_AUTH_ERR",
+        "control: the used scratch code is refused"
+    );
+    let text = fs::read_to_string(&reference).expect("trace");
+    let calls: Vec<(u32, &str)> = text.lines().filter_map(trace_call).collect();
+    let uid = u.uid.to_string();
+    let opened_record = |line: &str| {
+        line.contains("openat(") && line.contains(&format!("\"{uid}\"")) && !line.contains("ENOENT")
+    };
+    let first = text
+        .lines()
+        .filter(|l| trace_call(l).is_some())
+        .position(opened_record)
+        .expect("the record's open in the trace");
+    let writer = calls[first].0;
+    assert!(
+        calls.iter().any(|&(p, n)| p == writer && n == "fdatasync"),
+        "a durable write: {text}"
+    );
+    // From the record's open to the verdict on standard output.
+    let region: Vec<(String, usize)> = {
+        let mut seen = std::collections::HashMap::<&str, usize>::new();
+        let mut out = Vec::new();
+        let lines: Vec<&str> = text.lines().filter(|l| trace_call(l).is_some()).collect();
+        for (i, &(pid, name)) in calls.iter().enumerate() {
+            if pid != writer {
+                continue;
+            }
+            let n = seen.entry(name).or_default();
+            *n += 1;
+            if i < first {
+                continue;
+            }
+            if name == "write" && lines[i].contains("write(1,") {
+                break;
+            }
+            out.push((name.to_owned(), *n));
+        }
+        out
+    };
+    assert!(region.len() >= 8, "{region:?}");
+    let mut readmitted_before_write = 0;
+    let mut refused_after_write = 0;
+    for (k, (name, nth)) in region.iter().enumerate() {
+        restore();
+        let trace = traces.path().join(format!("kill-{k}"));
+        let inject = format!("inject={name}:signal=SIGKILL:when={nth}");
+        let out = strace_login(&login(), &trace, Some(&inject));
+        assert_eq!(Drive::died(&out), libc::SIGKILL, "{inject}: {out:?}");
+        let killed = fs::read_to_string(&trace).expect("trace");
+        let last = killed
+            .lines()
+            .filter(|l| trace_call(l).is_some_and(|(p, _)| p != 0))
+            .rfind(|l| !l.contains("resumed>"))
+            .unwrap_or_default();
+        assert!(
+            trace_call(last).is_some_and(|(_, n)| n == name),
+            "{inject}: the run died elsewhere (last call {last:?})"
+        );
+        let unchanged = fs::read(&record).expect("record") == saved;
+        let state = stored(&stack, u.uid);
+        let d = login_at(&stack, &u, scratch, None, T0 + 2);
+        if unchanged {
+            assert_eq!(
+                d.module_code(),
+                "PAM_SUCCESS",
+                "{inject}: nothing recorded: {d:?}"
+            );
+            readmitted_before_write += 1;
+        } else {
+            assert_eq!(
+                d.module_code(),
+                "PAM_AUTH_ERR",
+                "{inject}: recorded ({state:?}), admitted again: {d:?}"
+            );
+            refused_after_write += 1;
+        }
+    }
+    // Kills both before and after the write landed.
+    assert!(
+        readmitted_before_write > 0 && refused_after_write > 0,
+        "{region:?}"
+    );
+    restore();
+}
