@@ -395,3 +395,64 @@ fn a_login_killed_at_every_system_call_of_the_durable_write_never_readmits_a_cod
     );
     restore();
 }
+
+/// Two logins of one user racing, for the codes a durable write records (a scratch code,
+/// an HOTP counter): sixteen logins released together with the same code, exactly one
+/// success, in each of two rounds per kind; the record holds the use afterwards (the
+/// same code alone is then refused). Control: the next scratch code or counter logs in.
+#[test]
+fn the_same_scratch_or_hotp_code_in_parallel_logins_succeeds_exactly_once() {
+    if !require_root("the_same_scratch_or_hotp_code_in_parallel_logins_succeeds_exactly_once") {
+        return;
+    }
+    let u = TestUser::create("pr");
+    let stack = Stack::probe(
+        "svc",
+        "lock_timeout=5000 throttle_after=100 ceiling_burst=1000",
+    );
+    let race = |code: &str| {
+        let start = start_time();
+        let drivers = (0..16)
+            .map(|_| Driver::login(&stack, &u, code).start_at(start))
+            .collect();
+        let results = spawn_all(drivers);
+        let ok = results
+            .iter()
+            .filter(|d| d.module_code() == "PAM_SUCCESS")
+            .count();
+        assert_eq!(ok, 1, "{code}: {results:?}");
+        assert!(
+            results
+                .iter()
+                .all(|d| ["PAM_SUCCESS", "PAM_AUTH_ERR"].contains(&d.module_code().as_str())),
+            "{results:?}"
+        );
+        let d = Driver::login(&stack, &u, code).run();
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{code} again: {d:?}");
+    };
+    for round in 0..2 {
+        let secret = random_secret_b32();
+        let scratch = ["24681357", "97531864"];
+        u.write_secret(
+            &format!("{}{}\n{}\n", totp_file(&secret), scratch[0], scratch[1]),
+            0o600,
+        );
+        race(scratch[0]);
+        let d = Driver::login(&stack, &u, scratch[1]).run();
+        assert_eq!(
+            d.module_code(),
+            "PAM_SUCCESS",
+            "round {round}, control: {d:?}"
+        );
+
+        let token = random_secret_b32();
+        u.write_secret(&format!("{token}\n\" HOTP_COUNTER 1\n"), 0o600);
+        race(&oathtool_hotp(&token, 1));
+        let d = Driver::login(&stack, &u, &oathtool_hotp(&token, 2)).run();
+        assert_eq!(
+            d.module_code(),
+            "PAM_SUCCESS",
+            "round {round}, control: {d:?}"
+        );
+    }
+}
