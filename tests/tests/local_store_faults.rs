@@ -456,3 +456,47 @@ fn the_same_scratch_or_hotp_code_in_parallel_logins_succeeds_exactly_once() {
         );
     }
 }
+
+/// Thousands of users: 3000 other records in the state directory (written through the
+/// store, as logins write them) change nothing for a login (accepted, the replay
+/// refused), and `totp-state show` lists every record. Control: the same login and
+/// listing before the other records exist.
+#[test]
+fn thousands_of_records_beside_a_user_change_nothing() {
+    use totp_core::state::{StateStore, UserState, Write};
+    if !require_root("thousands_of_records_beside_a_user_change_nothing") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("tu");
+    let stack = Stack::probe("svc", "");
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}");
+    let listed = |out: &std::process::Output| {
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let before = listed(&stack.state_tool(&["show", "--json"]));
+    assert_eq!(before, 1, "control: one record");
+    let mut store =
+        totp_os::state_dir::StateDir::new(stack.state_dir(), std::time::Duration::from_secs(5));
+    let others = 3000u32;
+    for uid in 200_000..200_000 + others {
+        let state = UserState::default();
+        store
+            .update(uid, &mut |_| Write::Lazy(state.clone()))
+            .expect("another user's record");
+    }
+    assert_eq!(
+        stack.state_listing().len(),
+        others as usize + 2,
+        "records and the key"
+    );
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0 + 1);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "replay: {d:?}");
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert_eq!(
+        listed(&stack.state_tool(&["show", "--json"])),
+        others as usize + 1
+    );
+}
