@@ -275,30 +275,71 @@ fn strace_login(
 
 /// D1, every step: a login using a scratch code (the durable write: the record's
 /// `pwrite64` and `fdatasync`, then the secret file's rewrite) killed with SIGKILL on
-/// entry to each system call from the record's open to the verdict, one run per call,
-/// from the same record and secret file. Each run is shown to die of SIGKILL at the call
-/// aimed at (its trace ends there); afterwards the record is always readable, and the
-/// scratch code logs in again exactly when the record is as it was (killed before the
-/// write), and never once the write landed. Control: the unkilled login succeeds and
-/// the code is then refused.
+/// entry to each system call from the record's first mention to the verdict, one run
+/// per call, from the same record and secret file. Each run is shown to die of SIGKILL
+/// at the call aimed at (its trace ends there); afterwards the record is always
+/// readable, and the scratch code logs in again exactly when the record does not hold
+/// its use (killed before the write), never once it does. Control: the unkilled login
+/// succeeds and the code is then refused.
 #[test]
 fn a_login_killed_at_every_system_call_of_the_durable_write_never_readmits_a_code() {
-    let t = "a_login_killed_at_every_system_call_of_the_durable_write_never_readmits_a_code";
+    killed_at_every_call(
+        "a_login_killed_at_every_system_call_of_the_durable_write_never_readmits_a_code",
+        "kd",
+        false,
+    );
+}
+
+/// The same, for a user's first login: the record is built (`O_TMPFILE`, mode, blocks,
+/// lock), linked, its directory synced, then written; a kill at any of those calls
+/// leaves no record or one holding nothing, and the code usable, or the use recorded.
+#[test]
+fn a_first_login_killed_at_every_system_call_of_the_record_creation_never_readmits_a_code() {
+    killed_at_every_call(
+        "a_first_login_killed_at_every_system_call_of_the_record_creation_never_readmits_a_code",
+        "kf",
+        true,
+    );
+}
+
+fn scratch_recorded(stack: &Stack, uid: u32) -> bool {
+    stored(stack, uid)
+        .marks
+        .iter()
+        .any(|(_, m)| !m.scratch.is_empty())
+}
+
+fn killed_at_every_call(t: &str, tag: &str, fresh: bool) {
     if !require_root(t) || !require_tool(t, "strace") {
         return;
     }
-    let (u, secret) = TestUser::enrolled("kd");
+    let (u, secret) = TestUser::enrolled(tag);
     let scratch = "13572468";
     let file = format!("{}{scratch}\n", totp_file(&secret));
     u.write_secret(&file, 0o600);
     let stack = Stack::probe("svc", "throttle_after=100 ceiling_burst=1000");
     let record = stack.state_file(u.uid);
-    // A first failure creates the record, so the kills hit an update.
+    // A first failure creates the store (and the record, which a fresh run removes).
     let d = login_at(&stack, &u, &wrong_totp(&secret, T0), None, T0);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
-    let saved = fs::read(&record).expect("record");
+    if fresh {
+        fs::remove_file(&record).expect("remove the record");
+    }
+    let saved = fs::read(&record).ok();
+    let uid = u.uid.to_string();
     let restore = || {
-        fs::write(&record, &saved).expect("restore the record");
+        match &saved {
+            Some(bytes) => fs::write(&record, bytes).expect("restore the record"),
+            None => {
+                let _ = fs::remove_file(&record);
+                let temp = format!(".{uid}.tmp-");
+                for e in fs::read_dir(stack.state_dir()).expect("list").flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&temp) {
+                        fs::remove_file(e.path()).expect("remove a temporary record");
+                    }
+                }
+            }
+        }
         u.write_secret(&file, 0o600);
     };
     let traces = tempfile::tempdir().expect("tempdir");
@@ -308,32 +349,36 @@ fn a_login_killed_at_every_system_call_of_the_durable_write_never_readmits_a_cod
     let reference = traces.path().join("reference");
     let out = strace_login(&login(), &reference, None);
     assert_eq!(Drive::parse(&out).module_code(), "PAM_SUCCESS", "{out:?}");
+    assert!(scratch_recorded(&stack, u.uid), "control: the use recorded");
     assert_eq!(
         login_at(&stack, &u, scratch, None, T0 + 2).module_code(),
         "PAM_AUTH_ERR",
         "control: the used scratch code is refused"
     );
     let text = fs::read_to_string(&reference).expect("trace");
-    let calls: Vec<(u32, &str)> = text.lines().filter_map(trace_call).collect();
-    let uid = u.uid.to_string();
-    let opened_record = |line: &str| {
-        line.contains("openat(") && line.contains(&format!("\"{uid}\"")) && !line.contains("ENOENT")
-    };
-    let first = text
-        .lines()
-        .filter(|l| trace_call(l).is_some())
-        .position(opened_record)
-        .expect("the record's open in the trace");
+    let lines: Vec<&str> = text.lines().filter(|l| trace_call(l).is_some()).collect();
+    let calls: Vec<(u32, &str)> = lines.iter().filter_map(|l| trace_call(l)).collect();
+    let first = lines
+        .iter()
+        .position(|l| l.contains(&format!("\"{uid}\"")))
+        .expect("the record's name in the trace");
     let writer = calls[first].0;
-    assert!(
-        calls.iter().any(|&(p, n)| p == writer && n == "fdatasync"),
-        "a durable write: {text}"
-    );
-    // From the record's open to the verdict on standard output.
+    for needed in ["fdatasync", "pwrite64"].iter().chain(if fresh {
+        &["fallocate", "linkat"][..]
+    } else {
+        &[][..]
+    }) {
+        assert!(
+            calls[first..]
+                .iter()
+                .any(|&(p, n)| p == writer && n == *needed),
+            "{needed} in the trace: {text}"
+        );
+    }
+    // From the record's first mention to the verdict on standard output.
     let region: Vec<(String, usize)> = {
         let mut seen = std::collections::HashMap::<&str, usize>::new();
         let mut out = Vec::new();
-        let lines: Vec<&str> = text.lines().filter(|l| trace_call(l).is_some()).collect();
         for (i, &(pid, name)) in calls.iter().enumerate() {
             if pid != writer {
                 continue;
@@ -351,8 +396,7 @@ fn a_login_killed_at_every_system_call_of_the_durable_write_never_readmits_a_cod
         out
     };
     assert!(region.len() >= 8, "{region:?}");
-    let mut readmitted_before_write = 0;
-    let mut refused_after_write = 0;
+    let (mut readmitted, mut refused) = (0, 0);
     for (k, (name, nth)) in region.iter().enumerate() {
         restore();
         let trace = traces.path().join(format!("kill-{k}"));
@@ -362,36 +406,36 @@ fn a_login_killed_at_every_system_call_of_the_durable_write_never_readmits_a_cod
         let killed = fs::read_to_string(&trace).expect("trace");
         let last = killed
             .lines()
-            .filter(|l| trace_call(l).is_some_and(|(p, _)| p != 0))
+            .filter(|l| trace_call(l).is_some())
             .rfind(|l| !l.contains("resumed>"))
             .unwrap_or_default();
         assert!(
             trace_call(last).is_some_and(|(_, n)| n == name),
             "{inject}: the run died elsewhere (last call {last:?})"
         );
-        let unchanged = fs::read(&record).expect("record") == saved;
-        let state = stored(&stack, u.uid);
+        // Readable (stored panics otherwise), and what it says decides the next login.
+        let recorded = scratch_recorded(&stack, u.uid);
         let d = login_at(&stack, &u, scratch, None, T0 + 2);
-        if unchanged {
+        if recorded {
+            assert_eq!(
+                d.module_code(),
+                "PAM_AUTH_ERR",
+                "{inject}: the use recorded, admitted again: {d:?}"
+            );
+            refused += 1;
+        } else {
             assert_eq!(
                 d.module_code(),
                 "PAM_SUCCESS",
                 "{inject}: nothing recorded: {d:?}"
             );
-            readmitted_before_write += 1;
-        } else {
-            assert_eq!(
-                d.module_code(),
-                "PAM_AUTH_ERR",
-                "{inject}: recorded ({state:?}), admitted again: {d:?}"
-            );
-            refused_after_write += 1;
+            readmitted += 1;
         }
     }
     // Kills both before and after the write landed.
     assert!(
-        readmitted_before_write > 0 && refused_after_write > 0,
-        "{region:?}"
+        readmitted > 0 && refused > 0,
+        "{readmitted} {refused} {region:?}"
     );
     restore();
 }
