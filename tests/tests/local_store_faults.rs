@@ -51,8 +51,9 @@ fn with_version(bytes: &[u8], index: usize, version: u8) -> Vec<u8> {
 /// A downgrade after a newer release wrote the record: its newest slot is complete but
 /// of a format this release cannot read. Skipping it for the older slot read the marks
 /// from before the newer release's logins, and a code used under it logged in again.
-/// Now the login is denied and the log says why. Control: the same rewrite keeping the
-/// version byte is read as before (the replay refused, the next code accepted).
+/// Now the login is denied and the log says why, and `totp-state reset` keeps the marks
+/// of the newest slot it reads. Control: the same rewrite keeping the version byte is
+/// read as before (the replay refused, the next code accepted).
 #[test]
 fn a_record_slot_of_a_newer_release_is_refused_not_skipped_for_an_older_one() {
     if !require_root("a_record_slot_of_a_newer_release_is_refused_not_skipped_for_an_older_one") {
@@ -104,6 +105,19 @@ fn a_record_slot_of_a_newer_release_is_refused_not_skipped_for_an_older_one() {
     );
     // Nothing was written over it.
     assert_eq!(fs::read(&rec).expect("record"), planted);
+    // The reset says what is lost and keeps the marks of the slot it reads: the code
+    // of T0 + 30 stays used; the next one logs in.
+    let out = stack.state_tool(&["reset", "--user", &u.name]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("are kept") && said.contains("forgotten"),
+        "{said}"
+    );
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 62);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "kept mark: {d:?}");
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 90), None, T0 + 90);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "after the reset: {d:?}");
 }
 
 fn logs_contain(lines: &[String], needle: &str) -> bool {

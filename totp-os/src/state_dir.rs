@@ -231,6 +231,24 @@ fn parse_record(bytes: &[u8]) -> Result<Record, StoreError> {
     Ok(Record { slots, state })
 }
 
+/// For the reset of a record [`parse_record`] refuses: the newest slot this release
+/// can decode, with every complete slot (so that the reset's write goes above them
+/// all). What a newer release recorded is lost either way; the marks of the older
+/// slot (used scratch codes, HOTP counters) need not be lost with it.
+fn readable_part(bytes: &[u8]) -> Option<Record> {
+    let mut slots = Vec::with_capacity(SLOTS);
+    let mut best: Option<(u64, UserState)> = None;
+    for (slot, state) in (0..SLOTS).filter_map(|i| parse_slot(i, bytes)) {
+        if let Ok(state) = state
+            && best.as_ref().is_none_or(|(seq, _)| slot.seq >= *seq)
+        {
+            best = Some((slot.seq, state));
+        }
+        slots.push(slot);
+    }
+    best.map(|(_, state)| Record { slots, state })
+}
+
 fn encode_slot(seq: u64, state: &UserState) -> Result<Vec<u8>, StoreError> {
     let payload = state.encode();
     if HEADER_LEN + payload.len() > SLOT_LEN {
@@ -882,6 +900,16 @@ impl StateStore for StateDir {
                     Ok(Reset::Lifted { lowered })
                 }
                 Err(e) => {
+                    if let Some(record) = readable_part(&bytes) {
+                        // Written even when nothing changes: it must supersede the
+                        // slot this release cannot read.
+                        let (next, _) = record.state.lifted(reset_mark_cap(now), how);
+                        self.write_slot(&file, uid, &record.slots, &next, true)?;
+                        return Ok(Reset::Removed(format!(
+                            "{shown}: {e}; the marks of its newest slot this release \
+                             reads are kept"
+                        )));
+                    }
                     file.set_len(0)
                         .map_err(|e| io_error(&format!("truncate {shown}"), &e))?;
                     file.sync_all()

@@ -161,6 +161,15 @@ fn a_complete_newest_slot_of_an_unknown_version_is_refused_not_skipped() {
         std::fs::read(&path).unwrap(),
         reversioned_slot_1(&good, 0x7f)
     );
+    // A reset says the record was unusable, and keeps the marks of the slot it reads.
+    let r = s.reset(10, NOW, false).unwrap();
+    assert!(
+        matches!(&r, Reset::Removed(m) if m.contains("are kept")),
+        "{r:?}"
+    );
+    let after = s.read(10).unwrap();
+    assert_eq!(after.marks, st(1).marks);
+    assert!(after.extra.is_empty(), "throttling lifted: {after:?}");
     // The same slot as the older one: the newest (slot 0 rewritten) wins as before.
     put(&mut s, 11, Write::Durable(st(1)));
     put(&mut s, 11, Write::Durable(st(2)));
