@@ -169,7 +169,9 @@ fn digest(seq: u64, payload: &[u8]) -> [u8; 16] {
     out
 }
 
-fn parse_slot(index: usize, bytes: &[u8]) -> Option<(Slot, UserState)> {
+/// A slot whose header and checksum pass: where it is, how new it is, and what its
+/// payload decodes to. `None` for a slot never written or caught half-written.
+fn parse_slot(index: usize, bytes: &[u8]) -> Option<(Slot, Result<UserState, StoreError>)> {
     let start = index * SLOT_LEN;
     let slot = bytes.get(start..bytes.len().min(start + SLOT_LEN))?;
     if slot.len() < HEADER_LEN || &slot[..4] != MAGIC {
@@ -185,31 +187,66 @@ fn parse_slot(index: usize, bytes: &[u8]) -> Option<(Slot, UserState)> {
     if slot[16..32] != digest(seq, payload) {
         return None;
     }
-    let state = UserState::decode(payload).ok()?;
-    Some((Slot { index, seq }, state))
+    Some((Slot { index, seq }, UserState::decode(payload)))
 }
 
 /// The record in `bytes`, each slot checked once. Among slots with the same sequence
 /// number the later one wins.
+///
+/// A slot that passes its checksum was written completely, so one whose payload does
+/// not decode (a record of a newer release, after a downgrade) is never skipped for an
+/// older slot when it is the newest: the older slot lacks the marks the newer release
+/// recorded, and reading it would admit codes already used (R34). The record is refused
+/// instead, as the shared stores refuse a record version they do not know.
 fn parse_record(bytes: &[u8]) -> Result<Record, StoreError> {
     let mut slots = Vec::with_capacity(SLOTS);
-    let mut newest: Option<(u64, UserState)> = None;
+    let mut newest: Option<(u64, Result<UserState, StoreError>)> = None;
     for (slot, state) in (0..SLOTS).filter_map(|i| parse_slot(i, bytes)) {
         if newest.as_ref().is_none_or(|(seq, _)| slot.seq >= *seq) {
             newest = Some((slot.seq, state));
         }
+        // Kept for the writer even when undecodable: the next sequence number must
+        // stay above every complete slot's.
         slots.push(slot);
     }
-    // No slot passes: fine for a file that was never written, corrupt otherwise.
-    if newest.is_none() && bytes.iter().any(|&b| b != 0) {
-        return Err(StoreError::Corrupt(
-            "no slot of the state file passes its check".into(),
-        ));
+    let state = match newest {
+        Some((_, Ok(state))) => state,
+        Some((seq, Err(e))) => {
+            return Err(StoreError::Corrupt(format!(
+                "the newest slot of the state file (sequence {seq}) is complete but holds \
+                 a record this release cannot read ({e}); written by a newer release? \
+                 An older slot is not used instead, since it lacks the codes used since; \
+                 run the release that wrote it, or reset the record (its used codes are \
+                 forgotten)"
+            )));
+        }
+        // No slot passes: fine for a file that was never written, corrupt otherwise.
+        None if bytes.iter().any(|&b| b != 0) => {
+            return Err(StoreError::Corrupt(
+                "no slot of the state file passes its check".into(),
+            ));
+        }
+        None => UserState::default(),
+    };
+    Ok(Record { slots, state })
+}
+
+/// For the reset of a record [`parse_record`] refuses: the newest slot this release
+/// can decode, with every complete slot (so that the reset's write goes above them
+/// all). What a newer release recorded is lost either way; the marks of the older
+/// slot (used scratch codes, HOTP counters) need not be lost with it.
+fn readable_part(bytes: &[u8]) -> Option<Record> {
+    let mut slots = Vec::with_capacity(SLOTS);
+    let mut best: Option<(u64, UserState)> = None;
+    for (slot, state) in (0..SLOTS).filter_map(|i| parse_slot(i, bytes)) {
+        if let Ok(state) = state
+            && best.as_ref().is_none_or(|(seq, _)| slot.seq >= *seq)
+        {
+            best = Some((slot.seq, state));
+        }
+        slots.push(slot);
     }
-    Ok(Record {
-        slots,
-        state: newest.map(|(_, state)| state).unwrap_or_default(),
-    })
+    best.map(|(_, state)| Record { slots, state })
 }
 
 fn encode_slot(seq: u64, state: &UserState) -> Result<Vec<u8>, StoreError> {
@@ -863,6 +900,16 @@ impl StateStore for StateDir {
                     Ok(Reset::Lifted { lowered })
                 }
                 Err(e) => {
+                    if let Some(record) = readable_part(&bytes) {
+                        // Written even when nothing changes: it must supersede the
+                        // slot this release cannot read.
+                        let (next, _) = record.state.lifted(reset_mark_cap(now), how);
+                        self.write_slot(&file, uid, &record.slots, &next, true)?;
+                        return Ok(Reset::Removed(format!(
+                            "{shown}: {e}; the marks of its newest slot this release \
+                             reads are kept"
+                        )));
+                    }
                     file.set_len(0)
                         .map_err(|e| io_error(&format!("truncate {shown}"), &e))?;
                     file.sync_all()

@@ -121,6 +121,65 @@ fn a_torn_slot_falls_back_to_the_previous_record() {
     assert_eq!(s.read(8).unwrap(), st(1));
 }
 
+/// Slot 1 of `bytes` rewritten with its payload's version byte set to `version` and a
+/// checksum that passes: a complete record, as a release with that format writes it.
+fn reversioned_slot_1(bytes: &[u8], version: u8) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let slot = &mut out[SLOT_LEN..2 * SLOT_LEN];
+    let seq = u64::from_le_bytes(slot[4..12].try_into().unwrap());
+    let len = u32::from_le_bytes(slot[12..16].try_into().unwrap()) as usize;
+    slot[HEADER_LEN] = version;
+    let d = digest(seq, &slot[HEADER_LEN..HEADER_LEN + len]);
+    slot[16..32].copy_from_slice(&d);
+    out
+}
+
+#[test]
+fn a_complete_newest_slot_of_an_unknown_version_is_refused_not_skipped() {
+    let (t, mut s) = store();
+    put(&mut s, 10, Write::Durable(st(1)));
+    put(&mut s, 10, Write::Durable(st(2)));
+    let path = t.path().join("a/state/10");
+    let good = std::fs::read(&path).unwrap();
+    // Control: the same rewrite keeping the version reads the newest record.
+    std::fs::write(
+        &path,
+        reversioned_slot_1(&good, good[SLOT_LEN + HEADER_LEN]),
+    )
+    .unwrap();
+    assert_eq!(s.read(10).unwrap(), st(2));
+    // A newer release's record in the newest slot: slot 0 (mark 1) is not read instead.
+    std::fs::write(&path, reversioned_slot_1(&good, 0x7f)).unwrap();
+    let r = s.read(10);
+    assert!(
+        matches!(&r, Err(StoreError::Corrupt(m)) if m.contains("newer release")),
+        "{r:?}"
+    );
+    let r = s.update(10, &mut |_| Write::Durable(st(3)));
+    assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        reversioned_slot_1(&good, 0x7f)
+    );
+    // A reset says the record was unusable, and keeps the marks of the slot it reads.
+    let r = s.reset(10, NOW, false).unwrap();
+    assert!(
+        matches!(&r, Reset::Removed(m) if m.contains("are kept")),
+        "{r:?}"
+    );
+    let after = s.read(10).unwrap();
+    assert_eq!(after.marks, st(1).marks);
+    assert!(after.extra.is_empty(), "throttling lifted: {after:?}");
+    // The same slot as the older one: the newest (slot 0 rewritten) wins as before.
+    put(&mut s, 11, Write::Durable(st(1)));
+    put(&mut s, 11, Write::Durable(st(2)));
+    put(&mut s, 11, Write::Durable(st(3)));
+    let path = t.path().join("a/state/11");
+    let three = std::fs::read(&path).unwrap();
+    std::fs::write(&path, reversioned_slot_1(&three, 0x7f)).unwrap();
+    assert_eq!(s.read(11).unwrap(), st(3));
+}
+
 #[test]
 fn corrupt_truncated_and_huge_records_are_refused() {
     let (t, mut s) = store();
