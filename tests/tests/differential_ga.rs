@@ -2276,6 +2276,35 @@ fn table() -> Vec<Scenario> {
         ]),
     );
 
+    rows.push(
+        row(
+            "interop: a mixed fleet's HOTP token, GA and pam_totp in turn (interop)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n12345678\n87654321\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Hotp(1)).ours(ok(1)),
+            at(T * 30 + 5).ans(Tok::Hotp(2)).ga(ok(1)),
+            // The press GA took is used for us too (the file's counter is ahead of our
+            // store's); the failure moves the counter on, as GA's failures do.
+            at(T * 30 + 10).ans(Tok::Hotp(2)).ours(err(1)),
+            at(T * 30 + 15).ans(Tok::Lit("12345678")).ga(ok(1)),
+            at(T * 30 + 20).ans(Tok::Lit("12345678")).ours(err(1)),
+            at(T * 30 + 25).ans(Tok::Hotp(4)).ours(ok(1)),
+            at(T * 30 + 30).ans(Tok::Hotp(4)).ga(err(1)),
+            at(T * 30 + 35).ans(Tok::Lit("87654321")).ours(ok(1)),
+            at(T * 30 + 40).ans(Tok::Lit("87654321")).ga(err(1)),
+            at(T * 30 + 45).ans(Tok::Hotp(6)).ours(ok(1)),
+        ])
+        .files(|f| {
+            let t = text(f.ours.as_ref());
+            if t.contains("12345678") || t.contains("87654321") {
+                return Err(format!("a used scratch code left in {t:?}"));
+            }
+            Ok(())
+        }),
+    );
+
     rows
 }
 
