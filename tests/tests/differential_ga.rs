@@ -2305,6 +2305,32 @@ fn table() -> Vec<Scenario> {
         }),
     );
 
+    rows.push(
+        row(
+            "interop: a skew GA learned behind pam_totp's last accepted code (interop)",
+            Expect::Differs(
+                "our replay mark is a step of the phone's clock: a phone set back further \
+                 than the time since its last login with us, whose offset GA then learns \
+                 on another host, shows codes below that mark, refused as already used \
+                 until the clock passes the mark again (GA, keeping only the steps it \
+                 accepted, takes them); as after a resync that lowers the offset",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).ours(ok(1)),
+            // The phone falls 1000 steps behind; GA learns TIME_SKEW -1000.
+            at((T + 1) * 30).ans(Tok::Totp(T + 1 - 1000)).ga(err(1)),
+            at((T + 2) * 30).ans(Tok::Totp(T + 2 - 1000)).ga(err(1)),
+            at((T + 3) * 30).ans(Tok::Totp(T + 3 - 1000)).ga(ok(1)),
+            at((T + 4) * 30).ans(Tok::Totp(T + 4 - 1000)).ours(err(1)),
+            at((T + 5) * 30).ans(Tok::Totp(T + 5 - 1000)).ga(ok(1)),
+            // Once the phone's clock has passed the mark, its codes log in with us too.
+            at((T + 1002) * 30).ans(Tok::Totp(T + 2)).ours(ok(1)),
+        ])
+        .files(|f| expect_line(f.ours.as_ref(), "\" TIME_SKEW -1000\n")),
+    );
+
     rows
 }
 
