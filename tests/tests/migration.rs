@@ -401,7 +401,9 @@ fn a_per_user_store_directory_under_the_owners_private_group_is_accepted() {
 /// the token's next code works with GA (the control). A time-based code is the one
 /// thing GA takes once more there (the README's rollback note): the file's
 /// `DISALLOW_REUSE` is obeyed but not rewritten, which this pins; with
-/// `shared_file=yes` GA refuses it too.
+/// `shared_file=yes` GA refuses it too. The same holds for a host migrated one service
+/// at a time, GA still on another service's line (the README and `shared_file=` in
+/// pam_totp(8) advise `yes` there).
 #[test]
 fn rollback_to_ga_from_the_default_line_keeps_hotp_and_scratch_codes_used() {
     let t = "rollback_to_ga_from_the_default_line_keeps_hotp_and_scratch_codes_used";
