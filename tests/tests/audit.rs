@@ -1145,3 +1145,70 @@ fn a_success_jump_past_the_stacks_end_is_named_a_failed_login() {
         assert_eq!(d.prompts, 0, "success={jump}: no code asked: {d:?}");
     }
 }
+
+/// A host migrated one service at a time: `svc` on pam_totp, `sudo` still on
+/// google-authenticator, one local home. With the default `shared_file=auto` the file's
+/// `DISALLOW_REUSE` is obeyed, not updated, so GA through `sudo` takes the code pam_totp
+/// just accepted: the audit of `svc` names `sudo`'s line (a `stack` row and standard
+/// error, not in the exit status). Control: with `shared_file=yes` GA refuses the code
+/// and the audit says nothing of it.
+#[test]
+fn a_ga_line_left_on_the_same_files_is_named_and_takes_a_used_code() {
+    let t = "a_ga_line_left_on_the_same_files_is_named_and_takes_a_used_code";
+    if !require_root(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let Some(ga) = ga_module() else {
+        skip(
+            t,
+            "google-authenticator's PAM module (libpam-google-authenticator)",
+        );
+        return;
+    };
+    let u = TestUser::create("gl");
+    let warning = "loads pam_google_authenticator.so on the secret files";
+    for (args, warned, ga_verdict) in [
+        ("", true, "PAM_SUCCESS"),
+        ("shared_file=yes", false, "PAM_AUTH_ERR"),
+    ] {
+        let stack = Stack::new();
+        stack.service(
+            "svc",
+            &format!("auth required pam_permit.so\nauth required @MODULE@ {args}\n"),
+        );
+        stack.service("sudo", &format!("auth required {}\n", ga.display()));
+        u.write_secret(
+            &format!("{GA_SECRET}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+            0o600,
+        );
+        let code = oathtool_totp(GA_SECRET, T0, 30, 6, "sha1");
+        let d = login_at(&stack, &u, &code, None, T0);
+        assert_eq!(d.result, "PAM_SUCCESS", "{args:?}: {d:?}");
+        let d = Driver::new(&stack, "sudo", &u.name)
+            .answer(&code)
+            .at(T0 + 5)
+            .run();
+        assert_eq!(d.result, ga_verdict, "{args:?}: GA through sudo: {d:?}");
+
+        let out = run_audit(&stack, &["--user", &u.name]);
+        let rows = findings(&out);
+        let stack_rows: Vec<_> = rows.iter().filter(|v| v["user"] == "stack").collect();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let sudo_line = format!("{}:1 ", stack.path().join("sudo").display());
+        if warned {
+            assert_eq!(stack_rows.len(), 1, "{rows:?}");
+            assert!(
+                stack_rows[0]["reasons"].to_string().contains(warning),
+                "{rows:?}"
+            );
+            assert!(
+                err.contains(&format!("{sudo_line}{warning}")) && err.contains("shared_file=yes"),
+                "{err}"
+            );
+        } else {
+            assert!(stack_rows.is_empty(), "{rows:?}");
+            assert!(!err.contains(warning), "{err}");
+        }
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    }
+}

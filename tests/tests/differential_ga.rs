@@ -1880,6 +1880,457 @@ fn table() -> Vec<Scenario> {
         .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
     );
 
+    // --- Files and lines as fleets migrating from GA have them --------------------------
+    rows.push(
+        row(
+            "GA enrolment file with RATE_LIMIT and DISALLOW_REUSE history",
+            Expect::Same,
+            file(
+                "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30 299950 299980\n\" WINDOW_SIZE 3\n\
+                 \" DISALLOW_REUSE 9998 9999\n\" TOTP_AUTH\n11111111\n22222222\n33333333\n\
+                 44444444\n55555555\n",
+            ),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 2).ans(Tok::Lit("33333333")).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "ten scratch codes (google-authenticator -e 10), the last one used",
+            Expect::Same,
+            file(
+                "2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n11111111\n22222222\n33333333\n44444444\n\
+                 55555555\n66666666\n77777777\n88888888\n99999999\n12121212\n",
+            ),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Lit("12121212")).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "HOTP_COUNTER 0 and TOTP_AUTH: time-based codes",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 0\n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "HOTP_COUNTER 1 and TOTP_AUTH: counter-based codes",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Hotp(1)).both(ok(1)),
+            at(T * 30 + 40).ans(Tok::Totp(T + 1)).both(err(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "HOTP_COUNTER 3000 (a token pressed for years)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 3000\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Hotp(3001)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "HOTP with a DISALLOW_REUSE line (time-based only)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE 1 2\n\" HOTP_COUNTER 1\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Hotp(1)).both(ok(1)),
+            at(T * 30 + 5).ans(Tok::Hotp(2)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "negative HOTP_COUNTER with TOTP_AUTH",
+            Expect::Differs(
+                "GA takes a counter below 1 as no counter and checks time-based codes; a \
+                 negative HOTP_COUNTER is malformed for us and the whole file invalid",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER -1\n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))]),
+    );
+    rows.push(
+        row(
+            "RESETTING_TIME_SKEW left by unfinished skew learning",
+            Expect::Same,
+            file(
+                "2SH3V3GDW7ZNMGYE\n\" RESETTING_TIME_SKEW 299000-1000\n\" DISALLOW_REUSE\n\
+                 \" TOTP_AUTH\n",
+            ),
+        )
+        .args("noskewadj")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "RESETTING_TIME_SKEW with a malformed value",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" RESETTING_TIME_SKEW xyz\n\" TOTP_AUTH\n"),
+        )
+        .args("noskewadj")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "TIME_SKEW without a number",
+            Expect::Differs(
+                "GA reads a TIME_SKEW without digits as 0; we refuse the malformed file \
+                 rather than guess a skew",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" TIME_SKEW abc\n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).each(ok(1), err(1))]),
+    );
+    rows.push(
+        row(
+            "TIME_SKEW with letters after the digits",
+            Expect::Differs(
+                "GA reads TIME_SKEW 2x as 2; we refuse the malformed file rather than guess \
+                 a skew",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" TIME_SKEW 2x\n\" TOTP_AUTH\n"),
+        )
+        .args("noskewadj")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T + 2)).each(ok(1), err(1))]),
+    );
+    rows.push(
+        row(
+            "defaults written out: STEP_SIZE 30, TIME_SKEW 0, WINDOW_SIZE 17",
+            Expect::Same,
+            file(
+                "2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 30\n\" TIME_SKEW 0\n\" WINDOW_SIZE 17\n\
+                 \" TOTP_AUTH\n",
+            ),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T + 8)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "WINDOW_SIZE with a trailing blank",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 3 \n\" TOTP_AUTH\n12345678\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "STEP_SIZE with a trailing blank",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 30 \n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "DISALLOW_REUSE and TOTP_AUTH with trailing text",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE \n\" TOTP_AUTH 1\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 5).ans(Tok::Totp(T)).both(err(1)),
+        ]),
+    );
+
+    // What GA already used stays used: its DISALLOW_REUSE entries are steps of the
+    // phone's clock (server step + TIME_SKEW), at the file's STEP_SIZE.
+    rows.push(
+        row(
+            "DISALLOW_REUSE written under TIME_SKEW -2",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" TIME_SKEW -2\n\" DISALLOW_REUSE 9998\n\" TOTP_AUTH\n"),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T - 2)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T - 3)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "DISALLOW_REUSE written under TIME_SKEW 1500",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" TIME_SKEW 1500\n\" DISALLOW_REUSE 11500\n\" TOTP_AUTH\n"),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T + 1500)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T + 1501)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "DISALLOW_REUSE written at STEP_SIZE 60",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 60\n\" DISALLOW_REUSE 5000\n\" TOTP_AUTH\n"),
+        )
+        .step_secs(60)
+        .args("noskewadj")
+        .steps(vec![
+            at(5000 * 60).ans(Tok::Totp(5000)).both(err(1)),
+            at(5000 * 60 + 1).ans(Tok::Totp(5001)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "DISALLOW_REUSE steps ahead of the clock (clock stepped back)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE 10500 10501\n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "LASTn lines GA wrote, grace_period= since removed",
+            Expect::Same,
+            file(
+                "2SH3V3GDW7ZNMGYE\n\" LAST0 10.0.0.5 299990\n\" LAST1 2001:db8::1 299000\n\
+                 \" DISALLOW_REUSE\n\" TOTP_AUTH\n",
+            ),
+        )
+        .steps(vec![
+            at(T * 30).rhost("10.0.0.5").ans(Tok::Totp(T)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "a malformed LASTn line and grace_period",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" LAST0 !!! x\n\" TOTP_AUTH\n"),
+        )
+        .args("grace_period=60")
+        .steps(vec![
+            at(T * 30).rhost("10.0.0.5").ans(Tok::Totp(T)).both(ok(1)),
+        ]),
+    );
+
+    // Hand-edited files.
+    rows.push(
+        row(
+            "blank lines between the lines",
+            Expect::Same,
+            file(
+                "2SH3V3GDW7ZNMGYE\n\n\" DISALLOW_REUSE\n\n\" TOTP_AUTH\n\n12345678\n\n87654321\
+                 \n\n\n",
+            ),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("87654321")).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "option lines appended after the scratch codes",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n12345678\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n87654321\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("87654321")).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "a scratch line with a trailing blank ends the scan",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n12345678 \n87654321\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("12345678")).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Lit("87654321")).both(err(1)),
+            at(T * 30 + 2).ans(Tok::Totp(T)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "mixed CRLF and LF, no final line break",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE\r\n\" TOTP_AUTH\r\n12345678"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Lit("12345678")).both(ok(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "secret line with a trailing blank",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE \n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "secret line with a leading blank",
+            Expect::Same,
+            file(" 2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "byte-order mark before the secret (a Windows editor)",
+            Expect::Same,
+            file("\u{feff}2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n12345678\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(err(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "empty first line, the secret on line 2",
+            Expect::Same,
+            file("\n2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n12345678\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Lit("12345678")).both(err(1)),
+        ]),
+    );
+
+    // pam.d lines from GA's README, man page and common tutorials.
+    rows.push(
+        row(
+            "every GA flag on one line",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args(
+            "debug allow_readonly noskewadj no_strict_owner echo_verification_code \
+                 no_increment_hotp authtok_prompt=Code: nullok",
+        )
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "secret=${HOME}/.google_authenticator",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("secret=${HOME}/.google_authenticator")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(ok(1))]),
+    );
+    rows.push(
+        row(
+            "secret=~/.google_authenticator nullok, file present",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("secret=~/.google_authenticator nullok")
+        .steps(vec![
+            at(T * 30).ans(Tok::Wrong).both(err(1)),
+            at(T * 30 + 1).ans(Tok::Totp(T)).both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "grace_period= with no value",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("grace_period=")
+        .steps(vec![
+            at(T * 30).rhost("10.0.0.5").ans(Tok::Totp(T)).both(ok(1)),
+            at(T * 30 + 40)
+                .rhost("10.0.0.5")
+                .ans(Tok::Totp(T + 1))
+                .both(ok(1)),
+        ]),
+    );
+    rows.push(
+        row(
+            "allowed_perm=0400 and a 0600 file",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("allowed_perm=0400")
+        .steps(vec![at(T * 30).ans(Tok::Totp(T)).both(err(1))]),
+    );
+    rows.push(
+        row(
+            "try_first_pass then use_first_pass: the last one wins",
+            Expect::Same,
+            file(TOTP_REUSE_FILE),
+        )
+        .args("try_first_pass use_first_pass")
+        .steps(vec![
+            at(T * 30)
+                .authtok(Tok::Wrong)
+                .ans(Tok::Totp(T))
+                .both(err(0)),
+            at(T * 30 + 1).authtok(Tok::Totp(T)).both(ok(0)),
+        ]),
+    );
+
+    rows.push(
+        row(
+            "interop: a mixed fleet's HOTP token, GA and pam_totp in turn (interop)",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n12345678\n87654321\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Hotp(1)).ours(ok(1)),
+            at(T * 30 + 5).ans(Tok::Hotp(2)).ga(ok(1)),
+            // The press GA took is used for us too (the file's counter is ahead of our
+            // store's); the failure moves the counter on, as GA's failures do.
+            at(T * 30 + 10).ans(Tok::Hotp(2)).ours(err(1)),
+            at(T * 30 + 15).ans(Tok::Lit("12345678")).ga(ok(1)),
+            at(T * 30 + 20).ans(Tok::Lit("12345678")).ours(err(1)),
+            at(T * 30 + 25).ans(Tok::Hotp(4)).ours(ok(1)),
+            at(T * 30 + 30).ans(Tok::Hotp(4)).ga(err(1)),
+            at(T * 30 + 35).ans(Tok::Lit("87654321")).ours(ok(1)),
+            at(T * 30 + 40).ans(Tok::Lit("87654321")).ga(err(1)),
+            at(T * 30 + 45).ans(Tok::Hotp(6)).ours(ok(1)),
+        ])
+        .files(|f| {
+            let t = text(f.ours.as_ref());
+            if t.contains("12345678") || t.contains("87654321") {
+                return Err(format!("a used scratch code left in {t:?}"));
+            }
+            Ok(())
+        }),
+    );
+
+    rows.push(
+        row(
+            "interop: a skew GA learned behind pam_totp's last accepted code (interop)",
+            Expect::Differs(
+                "our replay mark is a step of the phone's clock: a phone set back further \
+                 than the time since its last login with us, whose offset GA then learns \
+                 on another host, shows codes below that mark, refused as already used \
+                 until the clock passes the mark again (GA, keeping only the steps it \
+                 accepted, takes them); as after a resync that lowers the offset",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).ours(ok(1)),
+            // The phone falls 1000 steps behind; GA learns TIME_SKEW -1000.
+            at((T + 1) * 30).ans(Tok::Totp(T + 1 - 1000)).ga(err(1)),
+            at((T + 2) * 30).ans(Tok::Totp(T + 2 - 1000)).ga(err(1)),
+            at((T + 3) * 30).ans(Tok::Totp(T + 3 - 1000)).ga(ok(1)),
+            at((T + 4) * 30).ans(Tok::Totp(T + 4 - 1000)).ours(err(1)),
+            at((T + 5) * 30).ans(Tok::Totp(T + 5 - 1000)).ga(ok(1)),
+            // Once the phone's clock has passed the mark, its codes log in with us too.
+            at((T + 1002) * 30).ans(Tok::Totp(T + 2)).ours(ok(1)),
+        ])
+        .files(|f| expect_line(f.ours.as_ref(), "\" TIME_SKEW -1000\n")),
+    );
+
     rows
 }
 
@@ -2180,18 +2631,28 @@ fn file_state(env: &Env) -> Option<FileState> {
     })
 }
 
-fn run_step(env: &Env, sc: &Scenario, m: Module, st: &LoginStep) -> Seen {
+/// Which `shared_file=` our module runs a row with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// `shared_file=yes`, compared with GA step by step and file by file.
+    Compare,
+    /// No `shared_file=` (the default, `auto`, a local file here): the line an admin
+    /// gets by changing only the module's name. Our verdicts alone are checked.
+    Default,
+}
+
+fn run_step(env: &Env, sc: &Scenario, m: Module, st: &LoginStep, pass: Pass) -> Seen {
     let (stack, module) = env.stack(m);
     let tok_file = stack.path().join("authtok-seen");
     let _ = fs::remove_file(&tok_file);
     let tok_in = st.authtok.as_ref().map(|t| resolve(sc, st.at, t));
     // Every row compares the file GA and pam_totp both write, a file another module
     // with its own state (GA, the interop rows) reads: what `shared_file=yes` is for.
-    // (With the default, `auto`, a local file keeps GA's lines as they are:
-    // shared_home.rs.)
-    let args = match m {
-        Module::Ga => sc.args.to_owned(),
-        Module::Ours => format!("{} shared_file=yes", sc.args),
+    // (With the default, `auto`, a local file keeps GA's lines as they are, only
+    // obeyed: shared_home.rs; the Default pass holds the verdicts to the same table.)
+    let args = match (m, pass) {
+        (Module::Ga, _) | (Module::Ours, Pass::Default) => sc.args.to_owned(),
+        (Module::Ours, Pass::Compare) => format!("{} shared_file=yes", sc.args),
     };
     stack.service(
         SERVICE,
@@ -2310,7 +2771,7 @@ fn run_row(env: &Env, sc: &Scenario) -> (String, Vec<String>) {
                 (Want::Each { ga, .. }, Module::Ga) => ga,
                 (Want::Each { ours, .. }, Module::Ours) => ours,
             };
-            let seen = run_step(env, sc, m, st);
+            let seen = run_step(env, sc, m, st, Pass::Compare);
             let after = file_state(env);
             let _ = writeln!(
                 log,
@@ -2387,6 +2848,51 @@ fn run_row(env: &Env, sc: &Scenario) -> (String, Vec<String>) {
     (log, problems)
 }
 
+/// A row through our module alone with the default `shared_file=`: every step's
+/// verdict must be the one the row expects of us, and the file keeps its mode. GA's
+/// lines are obeyed there, not rewritten, so the file is not compared. Interop rows
+/// are left out: GA reading a file we did not update is the documented rollback case.
+fn run_row_default(env: &Env, sc: &Scenario) -> (String, Vec<String>) {
+    let mut log = String::new();
+    let mut problems = Vec::new();
+    let initial = init_file(env, &sc.init);
+    for (i, st) in sc.steps.iter().enumerate() {
+        let want = match &st.want {
+            Want::Both(v) | Want::Each { ours: v, .. } => v,
+        };
+        let seen = run_step(env, sc, Module::Ours, st, Pass::Default);
+        let _ = writeln!(
+            log,
+            "    step {i} pam_totp t={} answers={:?} authtok={:?} -> {} / {} prompt(s) / authtok {}",
+            st.at,
+            st.answers,
+            seen.tok_in,
+            seen.drive.result,
+            seen.prompts,
+            shown_tok(&seen),
+        );
+        if let Some(p) = verdict_problem(Module::Ours, want, &seen) {
+            problems.push(format!("step {i}: {p}"));
+        }
+    }
+    let after = file_state(env);
+    if let (Init::File(_, mode) | Init::RootOwned(_, mode), Some(s)) = (&sc.init, &after)
+        && s.mode != *mode
+    {
+        problems.push(format!(
+            "pam_totp changed the file mode from {mode:o} to {:o}",
+            s.mode
+        ));
+    }
+    let _ = writeln!(
+        log,
+        "    initial: {}\n    final:   {}",
+        show(initial.as_deref()),
+        show(after.as_ref().map(|s| s.bytes.as_slice()))
+    );
+    (log, problems)
+}
+
 /// The table itself must be honest: a `Same` row compares everything, a `Differs` row
 /// pins at least one difference.
 fn table_problems(sc: &Scenario) -> Vec<String> {
@@ -2443,8 +2949,17 @@ fn prerequisites() -> Result<PathBuf, String> {
 /// only the table checks creates no user) and dropped (user deleted) after all.
 type SharedEnv = Arc<OnceLock<Env>>;
 
-fn row_trial(n: usize, sc: Scenario, env: SharedEnv, ga: Result<PathBuf, String>) -> Trial {
-    let name = sc.name.clone();
+fn row_trial(
+    n: usize,
+    sc: Scenario,
+    pass: Pass,
+    env: SharedEnv,
+    ga: Result<PathBuf, String>,
+) -> Trial {
+    let name = match pass {
+        Pass::Compare => sc.name.clone(),
+        Pass::Default => format!("{} {DEFAULT_PASS_SUFFIX}", sc.name),
+    };
     let ignored = ga.is_err() && !on_ci();
     Trial::test(name, move || {
         let ga_module = ga.map_err(|why| format!("CI=true forbids skipping: {why}"))?;
@@ -2461,7 +2976,10 @@ fn row_trial(n: usize, sc: Scenario, env: SharedEnv, ga: Result<PathBuf, String>
             }
         });
         let mut problems = table_problems(&sc);
-        let (log, run_problems) = run_row(env, &sc);
+        let (log, run_problems) = match pass {
+            Pass::Compare => run_row(env, &sc),
+            Pass::Default => run_row_default(env, &sc),
+        };
         problems.extend(run_problems);
         if problems.is_empty() {
             return Ok(());
@@ -2470,7 +2988,7 @@ fn row_trial(n: usize, sc: Scenario, env: SharedEnv, ga: Result<PathBuf, String>
             Expect::Same => "same".to_string(),
             Expect::Differs(why) => format!("differs: {why}"),
         };
-        let mut report = format!("row {n} ({verdict})\n");
+        let mut report = format!("row {n} ({verdict}, {pass:?} pass)\n");
         for p in &problems {
             let _ = writeln!(report, "    !! {p}");
         }
@@ -2511,6 +3029,9 @@ fn table_is_honest() -> Result<(), Failed> {
 // ---------------------------------------------------------------------------------
 // docs/differential.md: the scenario list is generated from the table
 // ---------------------------------------------------------------------------------
+
+/// Appended to a row's name for its run with the default `shared_file=` ([`Pass`]).
+const DEFAULT_PASS_SUFFIX: &str = "[default shared_file]";
 
 const DOC: &str = "docs/differential.md";
 const DOC_BEGIN: &str =
@@ -2586,8 +3107,25 @@ fn main() {
             doc_matches_the_table,
         ),
     ];
-    for (n, sc) in table().into_iter().enumerate() {
-        trials.push(row_trial(n, sc, Arc::clone(&env), ga.clone()));
+    // A second copy of the table for the Default pass (a row owns fn pointers and
+    // strings; building it again is cheaper than making every part of it Clone).
+    for (n, (sc, again)) in table().into_iter().zip(table()).enumerate() {
+        if !sc.interop() {
+            trials.push(row_trial(
+                n,
+                again,
+                Pass::Default,
+                Arc::clone(&env),
+                ga.clone(),
+            ));
+        }
+        trials.push(row_trial(
+            n,
+            sc,
+            Pass::Compare,
+            Arc::clone(&env),
+            ga.clone(),
+        ));
     }
     let conclusion = libtest_mimic::run(&args, trials);
     // Deletes the test user before exiting (exit skips destructors).

@@ -394,3 +394,77 @@ fn a_per_user_store_directory_under_the_owners_private_group_is_accepted() {
     let (d, lines) = login(&stack);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "0755: {d:?} {lines:#?}");
 }
+
+/// Rolling back to GA from the line an admin gets by changing only the module's name
+/// (`shared_file=` left at `auto`, a home on a local file system): an HOTP counter
+/// pam_totp advanced and a scratch code it used are in the file, so GA refuses them;
+/// the token's next code works with GA (the control). A time-based code is the one
+/// thing GA takes once more there (the README's rollback note): the file's
+/// `DISALLOW_REUSE` is obeyed but not rewritten, which this pins; with
+/// `shared_file=yes` GA refuses it too. The same holds for a host migrated one service
+/// at a time, GA still on another service's line (the README and `shared_file=` in
+/// pam_totp(8) advise `yes` there).
+#[test]
+fn rollback_to_ga_from_the_default_line_keeps_hotp_and_scratch_codes_used() {
+    let t = "rollback_to_ga_from_the_default_line_keeps_hotp_and_scratch_codes_used";
+    if !require_root(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let Some(ga) = ga_module() else {
+        skip(
+            t,
+            "google-authenticator's PAM module (libpam-google-authenticator)",
+        );
+        return;
+    };
+    let u = TestUser::create("rd");
+    let ga_stack = Stack::new();
+    ga_stack.service("svc", &format!("auth required {}\n", ga.display()));
+    let ours = Stack::with_module("svc", "");
+    let yes = Stack::with_module("svc", "shared_file=yes");
+    let login = |stack: &Stack, answer: &str, at: u64| login_at(stack, &u, answer, None, at);
+
+    // HOTP and a scratch code, as GA's `google-authenticator -c` writes them.
+    u.write_secret(
+        &format!("{GA_SECRET}\n\" HOTP_COUNTER 5\n12345678\n87654321\n"),
+        0o600,
+    );
+    assert_eq!(
+        login(&ours, &oathtool_hotp(GA_SECRET, 5), T0).result,
+        "PAM_SUCCESS"
+    );
+    assert_eq!(login(&ours, "12345678", T0 + 5).result, "PAM_SUCCESS");
+    let file = fs::read_to_string(u.secret_path()).expect("secret file");
+    assert_eq!(
+        file_value(&file, "HOTP_COUNTER").as_deref(),
+        Some("6"),
+        "{file}"
+    );
+    assert_eq!(
+        login(&ga_stack, &oathtool_hotp(GA_SECRET, 5), T0 + 10).result,
+        "PAM_AUTH_ERR"
+    );
+    assert_eq!(login(&ga_stack, "12345678", T0 + 15).result, "PAM_AUTH_ERR");
+    // The control: the token pressed on and an unused scratch code log in with GA (GA
+    // moves its counter on for each failed attempt above, so the token's press is
+    // counter 8, inside GA's look-ahead of 3 wherever those moves left it).
+    assert_eq!(
+        login(&ga_stack, &oathtool_hotp(GA_SECRET, 8), T0 + 20).result,
+        "PAM_SUCCESS"
+    );
+    assert_eq!(login(&ga_stack, "87654321", T0 + 25).result, "PAM_SUCCESS");
+
+    // Time-based, DISALLOW_REUSE in the file: the default line leaves the file as it is,
+    // so GA takes the code pam_totp just took; shared_file=yes writes the step for GA.
+    let totp = |at: u64| oathtool_totp(GA_SECRET, at, 30, 6, "sha1");
+    let at = T0 + 3_000;
+    for (stack, ga_verdict) in [(&ours, "PAM_SUCCESS"), (&yes, "PAM_AUTH_ERR")] {
+        u.write_secret(
+            &format!("{GA_SECRET}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+            0o600,
+        );
+        reset_state(stack, u.uid);
+        assert_eq!(login(stack, &totp(at), at).result, "PAM_SUCCESS");
+        assert_eq!(login(&ga_stack, &totp(at), at + 5).result, ga_verdict);
+    }
+}

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use totp_core::options::ModuleOptions;
+use totp_core::options::{ModuleOptions, SharedFile};
 
 /// Where libpam looks for service files.
 pub const DEFAULT_PAM_DIR: &str = "/etc/pam.d";
@@ -351,6 +351,97 @@ pub fn code_only_warning(modules: &[ModuleLine], others: &[OtherLine]) -> Option
          examples do",
         first.place()
     ))
+}
+
+/// google-authenticator's module file name in a stack line.
+const GA_MODULE_FILE: &str = "pam_google_authenticator.so";
+/// Files of the PAM directory looked at for [`ga_lines_warnings`]; a directory with
+/// more is not a PAM configuration.
+const MAX_PAM_DIR_FILES: usize = 1024;
+
+/// Warnings for `auth` lines anywhere in `dir` that still load google-authenticator's
+/// module on the secret files a `pam_totp` line of `modules` reads (the same `secret=`,
+/// `${HOME}/` and `~/` alike) while that line runs with `shared_file=auto`: a host migrated one
+/// service at a time. A file on a local file system then keeps its `DISALLOW_REUSE` and
+/// `RATE_LIMIT` lines as they are, so google-authenticator takes once more a code
+/// `pam_totp` accepted within its window, and does not count its attempts. A GA line
+/// whose options `pam_totp` would refuse is left out (GA denies every login there too).
+pub fn ga_lines_warnings(dir: &Path, modules: &[ModuleLine]) -> Vec<String> {
+    let ours: Vec<(&ModuleLine, &str)> = modules
+        .iter()
+        .filter_map(|m| Some((m, m.options.as_ref()?)))
+        .filter(|(_, o)| o.shared_file == SharedFile::Auto)
+        .map(|(m, o)| (m, o.secret.as_str()))
+        .collect();
+    if ours.is_empty() {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .take(MAX_PAM_DIR_FILES)
+        .filter_map(|e| Some(e.ok()?.path()))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        // A file that cannot be read as a service (a FIFO, a directory) has no line.
+        let Ok(text) = read_bounded(&path) else {
+            continue;
+        };
+        for (number, line) in logical_lines(&text) {
+            let toks = tokens(&line);
+            let [kind, _, module, args @ ..] = toks.as_slice() else {
+                continue;
+            };
+            if kind.trim_start_matches('-') != "auth"
+                || module.rsplit('/').next() != Some(GA_MODULE_FILE)
+            {
+                continue;
+            }
+            let args: Vec<&[u8]> = args
+                .iter()
+                .map(|a| {
+                    a.strip_prefix('[')
+                        .and_then(|a| a.strip_suffix(']'))
+                        .unwrap_or(a)
+                        .as_bytes()
+                })
+                .collect();
+            let Ok(theirs) = ModuleOptions::parse(&args) else {
+                continue;
+            };
+            if let Some((m, spec)) = ours
+                .iter()
+                .find(|(_, spec)| same_spec(spec, &theirs.secret))
+            {
+                out.push(format!(
+                    "{}:{number} loads {GA_MODULE_FILE} on the secret files of the \
+                     {MODULE_FILE} line at {} (secret={spec}), which runs with \
+                     shared_file=auto: where a secret file is on a local file system its \
+                     DISALLOW_REUSE and RATE_LIMIT lines are obeyed, not updated, so \
+                     google-authenticator there takes once more a code pam_totp accepted \
+                     within its window and does not count pam_totp's attempts; switch that \
+                     line to {MODULE_FILE} too, or add shared_file=yes to the {MODULE_FILE} \
+                     lines until no {GA_MODULE_FILE} line is left",
+                    path.display(),
+                    m.place()
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Two `secret=` values that name the same files for every user: equal once a leading
+/// `${HOME}/` is written `~/` (GA expands both to the home).
+fn same_spec(a: &str, b: &str) -> bool {
+    let home = |s: &str| match s.strip_prefix("${HOME}/") {
+        Some(rest) => format!("~/{rest}"),
+        None => s.to_owned(),
+    };
+    home(a) == home(b)
 }
 
 #[derive(Default)]
@@ -1065,5 +1156,63 @@ mod tests {
                 args: vec!["authtok_prompt=Code: ".into()]
             }
         );
+    }
+
+    #[test]
+    fn ga_lines_on_the_same_secret_files_are_named_only_under_shared_file_auto() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write(
+            dir.path(),
+            "sudo",
+            "auth required pam_unix.so\n\
+             # auth required pam_google_authenticator.so\n\
+             auth required /lib/security/pam_google_authenticator.so nullok\n\
+             -auth required pam_google_authenticator.so [secret=${HOME}/.google_authenticator]\n\
+             account required pam_google_authenticator.so\n",
+        );
+        write(
+            dir.path(),
+            "other-store",
+            "auth required pam_google_authenticator.so secret=/etc/ga/${USER} user=root\n",
+        );
+        write(
+            dir.path(),
+            "refused",
+            "auth required pam_google_authenticator.so no_such_option\n",
+        );
+        for (args, warned) in [
+            ("", vec![3, 4]),
+            ("secret=~/.google_authenticator", vec![3, 4]),
+            ("shared_file=yes", vec![]),
+            ("shared_file=no", vec![]),
+            ("secret=/var/lib/pam_totp/${USER} user=root", vec![]),
+        ] {
+            write(
+                dir.path(),
+                "sshd",
+                &format!("auth required pam_unix.so\nauth required pam_totp.so {args}\n"),
+            );
+            let (modules, _) = auth_stack(dir.path(), "sshd").expect("stack");
+            let found = ga_lines_warnings(dir.path(), &modules);
+            let lines: Vec<String> = warned
+                .iter()
+                .map(|n| format!("{}:{n} ", dir.path().join("sudo").display()))
+                .collect();
+            assert_eq!(found.len(), lines.len(), "{args}: {found:#?}");
+            for (w, line) in found.iter().zip(&lines) {
+                assert!(w.starts_with(line), "{args}: {w}");
+                assert!(w.contains("sshd:2") && w.contains("shared_file=yes"), "{w}");
+            }
+        }
+        // The store GA's other line reads, by ours: named there.
+        write(
+            dir.path(),
+            "sshd",
+            "auth required pam_totp.so user=root secret=/etc/ga/${USER}\n",
+        );
+        let (modules, _) = auth_stack(dir.path(), "sshd").expect("stack");
+        let found = ga_lines_warnings(dir.path(), &modules);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].contains("other-store:1 "), "{found:#?}");
     }
 }

@@ -594,14 +594,16 @@ fn service_lines(
 }
 
 /// The lines of `--service` before a pam_totp auth line that end the stack, or jump
-/// over that line, when they succeed (`pam_stack::bypass_warnings`), and a stack whose
-/// only auth module is pam_totp (`pam_stack::code_only_warning`).
+/// over that line, when they succeed (`pam_stack::bypass_warnings`), a stack whose
+/// only auth module is pam_totp (`pam_stack::code_only_warning`), and google-authenticator
+/// lines of the PAM directory on the same secret files (`pam_stack::ga_lines_warnings`).
 fn service_bypasses(service: &str, pam_dir: Option<&Path>) -> Result<Vec<String>, Fatal> {
     let dir = pam_stack::pam_dir_or_default(pam_dir);
     let (modules, others) =
         pam_stack::auth_stack(&dir, service).map_err(|e| Fatal(e.to_string()))?;
     let mut out = pam_stack::bypass_warnings(&modules, &others);
     out.extend(pam_stack::code_only_warning(&modules, &others));
+    out.extend(pam_stack::ga_lines_warnings(&dir, &modules));
     Ok(out)
 }
 
