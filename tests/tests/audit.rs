@@ -1145,3 +1145,80 @@ fn a_success_jump_past_the_stacks_end_is_named_a_failed_login() {
         assert_eq!(d.prompts, 0, "success={jump}: no code asked: {d:?}");
     }
 }
+
+/// A `--users-from` list is written by whoever keeps the accounts (an export of a
+/// directory), and the module accepts spaces and colons in a name: no name may forge
+/// a `name: verdict: reasons` line of the text audit or reach the terminal as a
+/// control sequence. The JSON form carries every name exactly.
+#[test]
+fn hostile_names_neither_forge_a_line_nor_reach_the_terminal() {
+    if !require_root("hostile_names_neither_forge_a_line_nor_reach_the_terminal") {
+        return;
+    }
+    let (ok, _secret) = TestUser::enrolled("hn");
+    let stack = permit_then_module("");
+    let hostile = [
+        "mallory: ok: fine",
+        "eve\u{1b}[2J\u{1b}[Hroot: ok: fine",
+        "bob\rroot: ok: fine",
+        "\u{202e}nimda",
+        "a \"quoted\" name",
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = dir.path().join("names");
+    let mut body = format!("{}\n", ok.name);
+    for h in hostile {
+        body.push_str(h);
+        body.push('\n');
+    }
+    std::fs::write(&list, body).expect("write list");
+
+    let out = text_audit_command(&stack)
+        .arg("--users-from")
+        .arg(&list)
+        .output()
+        .expect("totp-state audit");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the unknown names are refused: {out:?}"
+    );
+    let text = String::from_utf8(out.stdout.clone()).expect("UTF-8");
+    // Control: the real account's line is there, its name as it is.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("{}: ok: ", ok.name))),
+        "{text}"
+    );
+    // One line per name, none of them beginning as a forged account's would, and no
+    // control or reordering character anywhere.
+    assert_eq!(text.lines().count(), 1 + hostile.len(), "{text}");
+    for line in text.lines().filter(|l| !l.starts_with(&ok.name)) {
+        assert!(line.starts_with('"'), "an unusual name is quoted: {line:?}");
+        assert!(line.contains("\": refused: "), "{line:?}");
+    }
+    assert!(
+        !text
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+        "{text:?}"
+    );
+    assert!(text.contains("\"eve\\u{1b}[2J"), "{text}");
+    assert!(text.contains("\"bob\\rroot: ok: fine\""), "{text}");
+
+    // The JSON form names each account exactly, escaped by JSON itself.
+    let out = run_audit(&stack, &["--users-from", list.to_str().expect("path")]);
+    let seen = audit_verdicts(&out.stdout);
+    assert_eq!(
+        seen.get(&ok.name).map(|v| v.0.as_str()),
+        Some("ok"),
+        "{out:?}"
+    );
+    for h in hostile {
+        assert_eq!(
+            seen.get(h).map(|v| v.0.as_str()),
+            Some("refused"),
+            "{h:?}: {out:?}"
+        );
+    }
+}

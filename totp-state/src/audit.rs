@@ -346,6 +346,9 @@ pub fn run(
             }
         }
     }
+    // The rows before this one are named after accounts (or store files named after
+    // one): their names are quoted in the text output; the rows after it are ours.
+    let account_rows = findings.len();
     // Not counted: it denies nobody by itself; the accounts it leaves without a skip
     // are judged by their own files above.
     for (line, _, skips) in &judges {
@@ -379,7 +382,7 @@ pub fn run(
                 .map(|(n, f)| (n, Some(true), alone(f))),
         );
     }
-    for (name, login_shell, (mut finding, parts)) in findings {
+    for (row, (name, login_shell, (mut finding, parts))) in findings.into_iter().enumerate() {
         if finding.verdict == Verdict::Refused {
             if login_shell != Some(false) {
                 refused += 1;
@@ -402,10 +405,15 @@ pub fn run(
             }
             obj.to_string()
         } else {
+            let shown = if row < account_rows {
+                crate::quote::name(&name)
+            } else {
+                std::borrow::Cow::Borrowed(name.as_str())
+            };
             format!(
-                "{name}: {}: {}",
+                "{shown}: {}: {}",
                 finding.verdict,
-                finding.reasons.join("; ")
+                crate::quote::text(&finding.reasons.join("; "))
             )
         };
         emit(&format!("{line}\n"))?;

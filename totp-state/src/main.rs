@@ -6,6 +6,7 @@ mod audit;
 mod audit_names;
 mod audit_skips;
 mod audit_stack;
+mod quote;
 mod report;
 mod store_admin;
 
@@ -224,7 +225,7 @@ fn resolve(user: &str, shared: bool) -> Result<(Uid, Option<String>), Fatal> {
     match nss::lookup_user_by_name(user) {
         Ok(Some(pw)) => return Ok((pw.uid, Some(pw.name))),
         Ok(None) => {}
-        Err(e) => return Err(Fatal(format!("cannot look up \"{user}\": {e}"))),
+        Err(e) => return Err(Fatal(format!("cannot look up {user:?}: {e}"))),
     }
     match user.parse::<Uid>() {
         Ok(uid) if !user.starts_with('+') => {
@@ -234,10 +235,10 @@ fn resolve(user: &str, shared: bool) -> Result<(Uid, Option<String>), Fatal> {
         _ if shared && UserName::parse(user.as_bytes()).is_ok() => {
             Ok((NO_UID, Some(user.to_owned())))
         }
-        _ if shared => Err(Fatal(format!("not a user name: \"{user}\""))),
+        _ if shared => Err(Fatal(format!("not a user name: {user:?}"))),
         // The local store keys records by uid: a deleted account's is reached by its uid.
         _ => Err(Fatal(format!(
-            "no such user: \"{user}\" (the record of a deleted account is named by its uid: totp-state show lists them)"
+            "no such user: {user:?} (the record of a deleted account is named by its uid: totp-state show lists them)"
         ))),
     }
 }
@@ -321,16 +322,17 @@ fn run(cmd: Command) -> Result<(), Stop> {
             .reset_with(uid, at, how)
             .map_err(|e| Fatal(format!("reset of uid {uid} failed: {e}")))?;
         if implicit && done == Reset::Absent {
-            unused_default_store(store.as_mut(), &dir, user)?;
+            unused_default_store(store.as_mut(), &dir, &quote::name(user))?;
         }
         let shown = name.unwrap_or_else(|| uid.to_string());
         let known = (uid != NO_UID).then_some(uid);
         if target.json {
             emit(&format!("{}\n", reset_json(&shown, known, &done)))?;
         } else {
+            let quoted = quote::name(&shown);
             let who = match known {
-                Some(uid) => format!("{shown} (uid {uid})"),
-                None => format!("{shown} (no account of that name)"),
+                Some(uid) => format!("{quoted} (uid {uid})"),
+                None => format!("{quoted} (no account of that name)"),
             };
             emit(&format!(
                 "reset the state of {who}: {}\n",
@@ -379,7 +381,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
         let read = store.read(uid);
         if implicit && read.as_ref().is_ok_and(|r| *r == UserState::default()) {
             let shown = name.clone().unwrap_or_else(|| uid.to_string());
-            unused_default_store(store.as_mut(), &dir, &shown)?;
+            unused_default_store(store.as_mut(), &dir, &quote::name(&shown))?;
         }
         let r = Report::new((uid != NO_UID).then_some(uid), name, read, now);
         failed |= r.error.is_some();
