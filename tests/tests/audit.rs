@@ -1222,3 +1222,61 @@ fn hostile_names_neither_forge_a_line_nor_reach_the_terminal() {
         );
     }
 }
+
+/// For a cron job or a monitoring check, the audit's status tells three outcomes apart:
+/// 0 nothing wrong, 1 a problem found (a refused account; a line with an option the
+/// module refuses, which fails every login), 2 the audit could not be made (a service
+/// without the module, not root). Before, the last two were both 1.
+#[test]
+fn audit_exit_statuses_tell_a_problem_from_an_audit_not_made() {
+    if !require_root("audit_exit_statuses_tell_a_problem_from_an_audit_not_made") {
+        return;
+    }
+    let (ok, _secret) = TestUser::enrolled("xs");
+    let stack = permit_then_module("");
+    stack.service(
+        "bogus",
+        "auth required pam_permit.so\nauth required @MODULE@ no_such_option\n",
+    );
+    stack.service("plain", "auth required pam_permit.so\n");
+    let status = |service: &str, user: &str| {
+        Command::new(&built().state_tool)
+            .args(["audit", "--service", service, "--user", user, "--pam-dir"])
+            .arg(stack.path())
+            .output()
+            .expect("totp-state audit")
+    };
+    // Control: nothing wrong.
+    let out = status("svc", &ok.name);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Problems found.
+    let out = status("svc", "no-such-account-xs");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = status("bogus", &ok.name);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("option the module refuses"),
+        "{out:?}"
+    );
+    // Audits not made.
+    let out = status("plain", &ok.name);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no auth line"),
+        "{out:?}"
+    );
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={}", ok.uid))
+        .arg(format!("--regid={}", ok.gid))
+        .arg("--clear-groups")
+        .arg(&built().state_tool)
+        .args(["audit", "--service", "svc", "--user", &ok.name, "--pam-dir"])
+        .arg(stack.path())
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be run as root"),
+        "{out:?}"
+    );
+}

@@ -84,7 +84,8 @@ fn a_state_directory_that_does_not_exist_is_an_error() {
         .arg(&missing)
         .output()
         .expect("totp-state");
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // Nothing could be looked at: the status of a check that could not be made.
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no state directory"),
         "{out:?}"
@@ -136,7 +137,7 @@ fn totp_state_service_uses_the_services_store() {
             .arg(stack.path())
             .output()
             .expect("totp-state");
-        assert_eq!(out.status.code(), Some(1), "{service}: {out:?}");
+        assert_eq!(out.status.code(), Some(2), "{service}: {out:?}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains(why),
             "{service}: {out:?}"
@@ -712,7 +713,7 @@ fn the_readmes_audit_before_the_switch_works_on_a_changed_copy() {
         ])
     };
     let out = audit(live.path());
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no auth line for pam_totp.so"),
         "{out:?}"
@@ -774,14 +775,15 @@ fn a_reset_of_an_unused_default_store_names_it_and_fails() {
             .output()
             .expect("run totp-state")
     };
-    for args in [
-        &["reset", "--user", &u.name][..],
-        &["show", "--user", &u.name],
-        &["show"],
+    // A reset failed; a show could not look.
+    for (args, status) in [
+        (&["reset", "--user", &u.name][..], 1),
+        (&["show", "--user", &u.name], 2),
+        (&["show"], 2),
     ] {
         let out = in_ns(empty_var_lib, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert_eq!(out.status.code(), Some(status), "{args:?}: {out:?}");
         assert!(
             stderr.contains("default state directory /var/lib/pam_totp/state")
                 && stderr.contains("--service")

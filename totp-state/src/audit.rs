@@ -434,16 +434,16 @@ pub fn run(
         ))?;
     }
     if store_refused {
-        return Err(Fatal(
+        return Err(Stop::Status(
+            crate::EXIT_PROBLEM,
             "the state store would deny every login, whatever the accounts' files say".into(),
-        )
-        .into());
+        ));
     }
     if refused > 0 {
-        return Err(Fatal(format!(
-            "{refused} account(s) refused: the module would deny every login of theirs"
-        ))
-        .into());
+        return Err(Stop::Status(
+            crate::EXIT_PROBLEM,
+            format!("{refused} account(s) refused: the module would deny every login of theirs"),
+        ));
     }
     Ok(())
 }

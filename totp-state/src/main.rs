@@ -37,7 +37,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Show one user's record, or every record in the directory.
+    /// Show one user's record, or every record in the directory. Exit status 1 when a
+    /// record is unusable, 2 when nothing could be shown (not root, an unknown account,
+    /// a store that cannot be read).
     Show(RecordQuery),
     /// Lift one user's throttling and lockout (failures, backoff, max_failures=, the
     /// guess ceiling, grace entries); what was used stays used: the TOTP replay mark,
@@ -49,7 +51,8 @@ enum Command {
     Reset(ResetArgs),
     /// Before changing pam.d: what the module of a PAM service would do for every
     /// account the name service lists, or each one named (read only). Exit status 1
-    /// when any is refused or a named one is unknown.
+    /// when any is refused or a named one is unknown, 2 when the audit could not be
+    /// made (not root, a service or name service that cannot be read, a bad list).
     Audit(AuditArgs),
     /// Health probe of the store: 0 usable, 1 reachable but not usable (no store
     /// record: never initialised or its data set was lost; damaged; refused), 2 not
@@ -183,14 +186,30 @@ impl From<Fatal> for Stop {
 /// SIGPIPE, without the signal or a backtrace.
 const EXIT_CLOSED_OUTPUT: u8 = 128 + 13;
 
+/// Exit status of a check (`show`, `audit`) that found a problem. (`ping` has its own
+/// three, where options the module refuses are a store that cannot be used.)
+const EXIT_PROBLEM: u8 = 1;
+/// Exit status of a check that could not be made (not root, a store or service that
+/// cannot be read, an unknown account to show): the status of a usage error too, so
+/// that monitoring never takes "could not look" for "looked and found a problem" (or
+/// for nothing wrong).
+const EXIT_UNCHECKED: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // An action (reset, init) either did its work or failed; a check has a third
+    // outcome, and its failures to look get their own status.
+    let check = matches!(cli.command, Command::Show(_) | Command::Audit(_));
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Stop::ClosedOutput) => ExitCode::from(EXIT_CLOSED_OUTPUT),
         Err(Stop::Fatal(Fatal(m))) => {
             eprintln!("totp-state: {m}");
-            ExitCode::FAILURE
+            if check {
+                ExitCode::from(EXIT_UNCHECKED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(Stop::Status(code, m)) => {
             eprintln!("totp-state: {m}");
@@ -395,7 +414,10 @@ fn run(cmd: Command) -> Result<(), Stop> {
         }
     }
     if failed {
-        return Err(Fatal("some records are unusable (see above)".into()).into());
+        return Err(Stop::Status(
+            EXIT_PROBLEM,
+            "some records are unusable (see above)".into(),
+        ));
     }
     Ok(())
 }
@@ -539,11 +561,11 @@ fn store_words(target: &RecordQuery) -> String {
 }
 
 /// The module options `ping` and `init` work on.
-fn store_options(a: &StoreArgs) -> Result<ModuleOptions, Fatal> {
+fn store_options(a: &StoreArgs) -> Result<ModuleOptions, Stop> {
     match (a.options.as_deref(), a.service.as_deref()) {
-        (Some(args), _) => module_options(args),
+        (Some(args), _) => Ok(module_options(args)?),
         (None, Some(service)) => service_options(service, a.pam_dir.as_deref()),
-        (None, None) => Err(Fatal("name the store with --options or --service".into())),
+        (None, None) => Err(Fatal("name the store with --options or --service".into()).into()),
     }
 }
 
@@ -555,23 +577,27 @@ fn module_options(args: &str) -> Result<ModuleOptions, Fatal> {
 
 /// `--service`: the options of the service's pam_totp lines. Lines that disagree on
 /// the store would make "the service's store" ambiguous: the admin names one instead.
-fn service_options(service: &str, pam_dir: Option<&Path>) -> Result<ModuleOptions, Fatal> {
+fn service_options(service: &str, pam_dir: Option<&Path>) -> Result<ModuleOptions, Stop> {
     let lines = service_lines(service, pam_dir)?;
     lines
         .first()
         .and_then(|l| l.options.clone())
-        .ok_or_else(|| Fatal(format!("service \"{service}\" has no auth line to read")))
+        .ok_or_else(|| Fatal(format!("service \"{service}\" has no auth line to read")).into())
 }
 
 /// `--service`'s pam_totp auth lines, in stack order, each with its options (at least
-/// one; they name one store).
+/// one; they name one store). A line with an option the module refuses is a problem
+/// found (every login fails), not a service that could not be read.
 fn service_lines(
     service: &str,
     pam_dir: Option<&Path>,
-) -> Result<Vec<pam_stack::ModuleLine>, Fatal> {
+) -> Result<Vec<pam_stack::ModuleLine>, Stop> {
     let dir = pam_stack::pam_dir_or_default(pam_dir);
     let lines: Vec<pam_stack::ModuleLine> = pam_stack::module_lines(&dir, service)
-        .map_err(|e| Fatal(e.to_string()))?
+        .map_err(|e| match e {
+            pam_stack::StackError::Refused(m) => Stop::Status(EXIT_PROBLEM, m),
+            e => Stop::Fatal(Fatal(e.to_string())),
+        })?
         .into_iter()
         .filter(|l| l.options.is_some())
         .collect();
@@ -581,7 +607,8 @@ fn service_lines(
             "service \"{service}\" in \"{}\" has no auth line for {}",
             dir.display(),
             pam_stack::MODULE_FILE
-        )));
+        ))
+        .into());
     };
     if found
         .iter()
@@ -590,7 +617,8 @@ fn service_lines(
         return Err(Fatal(format!(
             "the {} lines of service \"{service}\" name different stores: use --options",
             pam_stack::MODULE_FILE
-        )));
+        ))
+        .into());
     }
     Ok(lines)
 }
