@@ -812,3 +812,90 @@ fn a_reset_of_an_unused_default_store_names_it_and_fails() {
         "{out:?}"
     );
 }
+
+/// A script that keeps the URI and lets the rest go (`totp-enroll --user NAME … --uri |
+/// head -n 1`): once the file is in place, the "Wrote" line after the URI meets a
+/// closed pipe. The enrolment is done and its secret handed out, so the run succeeds;
+/// it used to fail ("cannot write to the terminal"), and a script answering a failure
+/// with `-f` would replace the secret it had just given the user. The pipe is closed
+/// deterministically by strace, which fails exactly the chosen write with EPIPE.
+#[test]
+fn a_reader_gone_after_the_uri_does_not_fail_a_done_enrolment() {
+    if !require_root("a_reader_gone_after_the_uri_does_not_fail_a_done_enrolment")
+        || !require_tool("a_reader_gone_after_the_uri", "strace")
+    {
+        return;
+    }
+    let u = TestUser::create("cg");
+    let secret_file = u.home.join(".google_authenticator");
+    let out_dir = system_tests::fleet::trusted_dir("cg-out");
+    let stdout = out_dir.path().join("stdout");
+    // `fail_write`: the how-manieth write to standard output fails with EPIPE.
+    let enrol = |fail_write: Option<u32>| {
+        let _ = fs::remove_file(&secret_file);
+        let file = fs::File::create(&stdout).expect("stdout file");
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-qq", "-o", "/dev/null", "-P"])
+            .arg(&stdout);
+        cmd.arg("-e").arg("trace=write");
+        if let Some(n) = fail_write {
+            cmd.arg("-e")
+                .arg(format!("inject=write:error=EPIPE:when={n}"));
+        }
+        let out = cmd
+            .arg(&built().enroll)
+            .args([
+                "--user", &u.name, "-t", "-d", "-f", "-u", "-W", "-C", "--uri",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file))
+            .output()
+            .expect("strace totp-enroll");
+        let printed = fs::read_to_string(&stdout).expect("read stdout");
+        (out, printed)
+    };
+    let uri_secret = |printed: &str| {
+        printed
+            .lines()
+            .next()
+            .and_then(|l| l.split("secret=").nth(1))
+            .and_then(|s| s.split('&').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no URI: {printed}"))
+    };
+
+    // Control: nothing fails; the URI, then the "Wrote" line.
+    let (out, printed) = enrol(None);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(printed.lines().count(), 2, "{printed}");
+    assert!(
+        printed
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("Wrote ")),
+        "{printed}"
+    );
+
+    // The reader gone before the URI: nothing handed out, nothing written (R29).
+    let (out, printed) = enrol(Some(1));
+    assert_eq!(out.status.code(), Some(141), "{out:?}");
+    assert!(printed.is_empty(), "{printed}");
+    assert!(
+        !secret_file.exists(),
+        "a secret nobody received was written"
+    );
+
+    // The reader gone after the URI: the enrolment stands, and says so by its status.
+    let (out, printed) = enrol(Some(2));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        printed.lines().count(),
+        1,
+        "only the URI got out: {printed}"
+    );
+    let file = fs::read_to_string(&secret_file).expect("the secret file was written");
+    assert!(
+        file.starts_with(&uri_secret(&printed)),
+        "the file holds the secret of the URI handed out"
+    );
+}
