@@ -554,7 +554,7 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
         return Ok(if rc == codes::SUCCESS { 0 } else { EXIT_DENIED });
     }
     let mut report = format!(
-        "PAM result: {} ({rc}) for user \"{user}\", service \"{}\"{}\n",
+        "PAM result: {} ({rc}) for user {user:?}, service \"{}\"{}\n",
         pamapp::code_name(rc),
         args.service,
         confdir
