@@ -899,3 +899,64 @@ fn a_reader_gone_after_the_uri_does_not_fail_a_done_enrolment() {
         "the file holds the secret of the URI handed out"
     );
 }
+
+/// `totp-state audit … 2>&1 | head -n 1` in a cron job: once the reader is gone, a
+/// warning or the final error message meets a closed standard error. The exit status
+/// stays the one the run chose (it was 101, a panic, which tells neither "problem
+/// found" nor "could not look").
+#[test]
+fn a_closed_standard_error_keeps_the_exit_status() {
+    if !require_root("a_closed_standard_error_keeps_the_exit_status") {
+        return;
+    }
+    let stack = Stack::new();
+    // A code-only stack: the audit warns on standard error before anything else.
+    stack.service("svc", "auth required @MODULE@\n");
+    let pam_dir = stack.path().to_str().expect("utf-8").to_owned();
+    let cases: [(&std::path::Path, Vec<&str>, i32); 3] = [
+        (
+            &built().state_tool,
+            vec![
+                "audit",
+                "--service",
+                "svc",
+                "--pam-dir",
+                &pam_dir,
+                "--user",
+                "no-such-cs",
+            ],
+            1,
+        ),
+        (&built().state_tool, vec!["show", "--user", "no-such-cs"], 2),
+        (
+            &built().enroll,
+            vec![
+                "--user",
+                "no-such-cs",
+                "-t",
+                "-d",
+                "-f",
+                "-u",
+                "-W",
+                "-C",
+                "-q",
+            ],
+            1,
+        ),
+    ];
+    for (tool, args, status) in cases {
+        // Control: with a reader, the status and the message that goes with it.
+        let out = Command::new(tool).args(&args).output().expect("run");
+        assert_eq!(out.status.code(), Some(status), "{args:?}: {out:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: {out:?}");
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(tool)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(writer))
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(status), "{args:?}: {out:?}");
+    }
+}

@@ -100,3 +100,11 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// Writes `text` to standard error. A reader of it that went away (`2>&1 | head`) does
+/// not end the run in a panic (as `eprint!` would, exit 101): the text is lost, the
+/// run and its status are not.
+pub fn to_stderr(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}

@@ -78,7 +78,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         let line = format!("warning: access file {} {w}\n", path.display());
         // The JSON object's fields are fixed; a tool reads this from standard error.
         if args.json {
-            eprint!("{line}");
+            crate::error::to_stderr(&line);
         } else {
             crate::flow::print_stdout(&line)?;
         }

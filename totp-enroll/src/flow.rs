@@ -232,11 +232,11 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         display(req, console, &e, matrix.as_ref(), trailing)?;
     } else if req.print_file {
         if !req.quiet && !req.json {
-            eprint!("{}", output::PRINTED_NOT_SHOWN);
+            crate::error::to_stderr(output::PRINTED_NOT_SHOWN);
         }
     } else if !req.quiet && !req.json && !req.print_uri {
         // Only a QR file carries the secret; say where it went.
-        eprint!("{}", output::NOT_SHOWN);
+        crate::error::to_stderr(output::NOT_SHOWN);
     }
 
     if let Some(target) = target

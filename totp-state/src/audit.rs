@@ -287,7 +287,7 @@ pub fn run(
         return Err(Fatal("no pam_totp auth line to audit".into()).into());
     };
     for b in bypasses {
-        eprintln!("totp-state: warning: {b}");
+        crate::warn(&format!("warning: {b}"));
     }
     let audit = |pw: &Passwd| audit_account(&judges, pw);
     let mut refused = 0usize;
@@ -305,7 +305,7 @@ pub fn run(
         None => {
             // Before the listing, which a directory server can make long.
             if let Some(warning) = crate::audit_names::incomplete_listing_warning() {
-                eprintln!("totp-state: {warning}");
+                crate::warn(&warning);
                 partial_listing = true;
             }
             accounts()?

@@ -204,7 +204,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Stop::ClosedOutput) => ExitCode::from(EXIT_CLOSED_OUTPUT),
         Err(Stop::Fatal(Fatal(m))) => {
-            eprintln!("totp-state: {m}");
+            warn(&m);
             if check {
                 ExitCode::from(EXIT_UNCHECKED)
             } else {
@@ -212,10 +212,18 @@ fn main() -> ExitCode {
             }
         }
         Err(Stop::Status(code, m)) => {
-            eprintln!("totp-state: {m}");
+            warn(&m);
             ExitCode::from(code)
         }
     }
+}
+
+/// One line on standard error. A reader of it that went away (`2>&1 | head`) neither
+/// changes the exit status the run chose nor ends it in a panic (as `eprintln!` would,
+/// exit 101): the message is lost, the status is not.
+fn warn(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "totp-state: {text}");
 }
 
 /// Writes `text` to standard output; a closed pipe ends the run quietly.
