@@ -1280,3 +1280,82 @@ fn audit_exit_statuses_tell_a_problem_from_an_audit_not_made() {
         "{out:?}"
     );
 }
+
+/// The module refuses a name with a control character or one that is not UTF-8 (R8),
+/// whatever the name service says. The audit of every listed account checked only the
+/// names given with `--user`: a listed name with ESC in it was reported as the module
+/// would treat its plain twin (here `not-enrolled`, passing the audit), and a name that
+/// is not UTF-8 was left out, as if deleted since the listing. Both are now refused.
+/// Control: the same account under its plain name passes.
+#[test]
+fn listed_names_the_module_refuses_are_refused_by_the_audit() {
+    if !require_root("listed_names_the_module_refuses_are_refused_by_the_audit") {
+        return;
+    }
+    let u = TestUser::create("bn");
+    let stack = permit_then_module("nullok");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = dir.path().join("passwd");
+    let entry = |name: &[u8]| {
+        let mut line = name.to_vec();
+        line.extend_from_slice(
+            format!(":x:{}:{}::{}:/bin/sh\n", u.uid, u.gid, u.home.display()).as_bytes(),
+        );
+        line
+    };
+    let audit = |names: &[&[u8]]| {
+        let _g = user_database_frozen();
+        let mut body = b"root:x:0:0:root:/root:/usr/sbin/nologin\n".to_vec();
+        for n in names {
+            body.extend(entry(n));
+        }
+        std::fs::write(&passwd, body).expect("write passwd");
+        let run = |cmd: &Command| {
+            in_private_mounts(r#"mount --bind "$1" /etc/passwd"#, &passwd, cmd)
+                .output()
+                .expect("totp-state audit")
+        };
+        (
+            run(&audit_command(stack.path())),
+            run(&text_audit_command(&stack)),
+        )
+    };
+
+    // Control: the account under its own name is not enrolled, which nullok passes.
+    let (out, text) = audit(&[u.name.as_bytes()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        audit_verdicts(&out.stdout)[&u.name].0,
+        "not-enrolled",
+        "{out:?}"
+    );
+    assert_eq!(text.status.code(), Some(0), "{text:?}");
+
+    let escaped = format!("{}\u{1b}[2J", u.name);
+    let mut not_utf8 = u.name.as_bytes().to_vec();
+    not_utf8.push(0xff);
+    let (out, text) = audit(&[escaped.as_bytes(), &not_utf8]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let seen = audit_verdicts(&out.stdout);
+    let control = &seen[&escaped];
+    assert_eq!(control.0, "refused", "{seen:?}");
+    assert!(control.1.contains("control byte"), "{seen:?}");
+    let shown = format!("{}\\xff", u.name);
+    assert_eq!(
+        seen.get(&shown).map(|v| v.0.as_str()),
+        Some("refused"),
+        "{seen:?}"
+    );
+    assert!(seen[&shown].1.contains("not UTF-8"), "{seen:?}");
+    // The text form names both, escaped, on lines of their own.
+    let text = String::from_utf8(text.stdout).expect("UTF-8");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(
+        text.contains(&format!("\"{}\\u{{1b}}[2J\": refused: ", u.name)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("\"{}\\\\xff\": refused: ", u.name)),
+        "{text}"
+    );
+}
