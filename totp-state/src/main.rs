@@ -363,7 +363,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
             };
             emit(&format!(
                 "reset the state of {who}: {}\n",
-                reset_text(&done)
+                quote::text(&reset_text(&done))
             ))?;
             if forget_version_1 && matches!(done, Reset::Lifted { .. }) {
                 emit("version-1 replay marks forgotten\n")?;
