@@ -1212,3 +1212,217 @@ fn a_ga_line_left_on_the_same_files_is_named_and_takes_a_used_code() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
     }
 }
+
+/// A `--users-from` list is written by whoever keeps the accounts (an export of a
+/// directory), and the module accepts spaces and colons in a name: no name may forge
+/// a `name: verdict: reasons` line of the text audit or reach the terminal as a
+/// control sequence. The JSON form carries every name exactly.
+#[test]
+fn hostile_names_neither_forge_a_line_nor_reach_the_terminal() {
+    if !require_root("hostile_names_neither_forge_a_line_nor_reach_the_terminal") {
+        return;
+    }
+    let (ok, _secret) = TestUser::enrolled("hn");
+    let stack = permit_then_module("");
+    let hostile = [
+        "mallory: ok: fine",
+        "eve\u{1b}[2J\u{1b}[Hroot: ok: fine",
+        "bob\rroot: ok: fine",
+        "\u{202e}nimda",
+        "a \"quoted\" name",
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = dir.path().join("names");
+    let mut body = format!("{}\n", ok.name);
+    for h in hostile {
+        body.push_str(h);
+        body.push('\n');
+    }
+    std::fs::write(&list, body).expect("write list");
+
+    let out = text_audit_command(&stack)
+        .arg("--users-from")
+        .arg(&list)
+        .output()
+        .expect("totp-state audit");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the unknown names are refused: {out:?}"
+    );
+    let text = String::from_utf8(out.stdout.clone()).expect("UTF-8");
+    // Control: the real account's line is there, its name as it is.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("{}: ok: ", ok.name))),
+        "{text}"
+    );
+    // One line per name, none of them beginning as a forged account's would, and no
+    // control or reordering character anywhere.
+    assert_eq!(text.lines().count(), 1 + hostile.len(), "{text}");
+    for line in text.lines().filter(|l| !l.starts_with(&ok.name)) {
+        assert!(line.starts_with('"'), "an unusual name is quoted: {line:?}");
+        assert!(line.contains("\": refused: "), "{line:?}");
+    }
+    assert!(
+        !text
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+        "{text:?}"
+    );
+    assert!(text.contains("\"eve\\u{1b}[2J"), "{text}");
+    assert!(text.contains("\"bob\\rroot: ok: fine\""), "{text}");
+
+    // The JSON form names each account exactly, escaped by JSON itself.
+    let out = run_audit(&stack, &["--users-from", list.to_str().expect("path")]);
+    let seen = audit_verdicts(&out.stdout);
+    assert_eq!(
+        seen.get(&ok.name).map(|v| v.0.as_str()),
+        Some("ok"),
+        "{out:?}"
+    );
+    for h in hostile {
+        assert_eq!(
+            seen.get(h).map(|v| v.0.as_str()),
+            Some("refused"),
+            "{h:?}: {out:?}"
+        );
+    }
+}
+
+/// For a cron job or a monitoring check, the audit's status tells three outcomes apart:
+/// 0 nothing wrong, 1 a problem found (a refused account; a line with an option the
+/// module refuses, which fails every login), 2 the audit could not be made (a service
+/// without the module, not root). Before, the last two were both 1.
+#[test]
+fn audit_exit_statuses_tell_a_problem_from_an_audit_not_made() {
+    if !require_root("audit_exit_statuses_tell_a_problem_from_an_audit_not_made") {
+        return;
+    }
+    let (ok, _secret) = TestUser::enrolled("xs");
+    let stack = permit_then_module("");
+    stack.service(
+        "bogus",
+        "auth required pam_permit.so\nauth required @MODULE@ no_such_option\n",
+    );
+    stack.service("plain", "auth required pam_permit.so\n");
+    let status = |service: &str, user: &str| {
+        Command::new(&built().state_tool)
+            .args(["audit", "--service", service, "--user", user, "--pam-dir"])
+            .arg(stack.path())
+            .output()
+            .expect("totp-state audit")
+    };
+    // Control: nothing wrong.
+    let out = status("svc", &ok.name);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Problems found.
+    let out = status("svc", "no-such-account-xs");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = status("bogus", &ok.name);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("option the module refuses"),
+        "{out:?}"
+    );
+    // Audits not made.
+    let out = status("plain", &ok.name);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no auth line"),
+        "{out:?}"
+    );
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={}", ok.uid))
+        .arg(format!("--regid={}", ok.gid))
+        .arg("--clear-groups")
+        .arg(&built().state_tool)
+        .args(["audit", "--service", "svc", "--user", &ok.name, "--pam-dir"])
+        .arg(stack.path())
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be run as root"),
+        "{out:?}"
+    );
+}
+
+/// The module refuses a name with a control character or one that is not UTF-8 (R8),
+/// whatever the name service says. The audit of every listed account checked only the
+/// names given with `--user`: a listed name with ESC in it was reported as the module
+/// would treat its plain twin (here `not-enrolled`, passing the audit), and a name that
+/// is not UTF-8 was left out, as if deleted since the listing. Both are now refused.
+/// Control: the same account under its plain name passes.
+#[test]
+fn listed_names_the_module_refuses_are_refused_by_the_audit() {
+    if !require_root("listed_names_the_module_refuses_are_refused_by_the_audit") {
+        return;
+    }
+    let u = TestUser::create("bn");
+    let stack = permit_then_module("nullok");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = dir.path().join("passwd");
+    let entry = |name: &[u8]| {
+        let mut line = name.to_vec();
+        line.extend_from_slice(
+            format!(":x:{}:{}::{}:/bin/sh\n", u.uid, u.gid, u.home.display()).as_bytes(),
+        );
+        line
+    };
+    let audit = |names: &[&[u8]]| {
+        let _g = user_database_frozen();
+        let mut body = b"root:x:0:0:root:/root:/usr/sbin/nologin\n".to_vec();
+        for n in names {
+            body.extend(entry(n));
+        }
+        std::fs::write(&passwd, body).expect("write passwd");
+        let run = |cmd: &Command| {
+            in_private_mounts(r#"mount --bind "$1" /etc/passwd"#, &passwd, cmd)
+                .output()
+                .expect("totp-state audit")
+        };
+        (
+            run(&audit_command(stack.path())),
+            run(&text_audit_command(&stack)),
+        )
+    };
+
+    // Control: the account under its own name is not enrolled, which nullok passes.
+    let (out, text) = audit(&[u.name.as_bytes()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        audit_verdicts(&out.stdout)[&u.name].0,
+        "not-enrolled",
+        "{out:?}"
+    );
+    assert_eq!(text.status.code(), Some(0), "{text:?}");
+
+    let escaped = format!("{}\u{1b}[2J", u.name);
+    let mut not_utf8 = u.name.as_bytes().to_vec();
+    not_utf8.push(0xff);
+    let (out, text) = audit(&[escaped.as_bytes(), &not_utf8]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let seen = audit_verdicts(&out.stdout);
+    let control = &seen[&escaped];
+    assert_eq!(control.0, "refused", "{seen:?}");
+    assert!(control.1.contains("control byte"), "{seen:?}");
+    let shown = format!("{}\\xff", u.name);
+    assert_eq!(
+        seen.get(&shown).map(|v| v.0.as_str()),
+        Some("refused"),
+        "{seen:?}"
+    );
+    assert!(seen[&shown].1.contains("not UTF-8"), "{seen:?}");
+    // The text form names both, escaped, on lines of their own.
+    let text = String::from_utf8(text.stdout).expect("UTF-8");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(
+        text.contains(&format!("\"{}\\u{{1b}}[2J\": refused: ", u.name)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("\"{}\\\\xff\": refused: ", u.name)),
+        "{text}"
+    );
+}

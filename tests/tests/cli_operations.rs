@@ -84,7 +84,8 @@ fn a_state_directory_that_does_not_exist_is_an_error() {
         .arg(&missing)
         .output()
         .expect("totp-state");
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // Nothing could be looked at: the status of a check that could not be made.
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no state directory"),
         "{out:?}"
@@ -136,7 +137,7 @@ fn totp_state_service_uses_the_services_store() {
             .arg(stack.path())
             .output()
             .expect("totp-state");
-        assert_eq!(out.status.code(), Some(1), "{service}: {out:?}");
+        assert_eq!(out.status.code(), Some(2), "{service}: {out:?}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains(why),
             "{service}: {out:?}"
@@ -712,7 +713,7 @@ fn the_readmes_audit_before_the_switch_works_on_a_changed_copy() {
         ])
     };
     let out = audit(live.path());
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no auth line for pam_totp.so"),
         "{out:?}"
@@ -774,14 +775,15 @@ fn a_reset_of_an_unused_default_store_names_it_and_fails() {
             .output()
             .expect("run totp-state")
     };
-    for args in [
-        &["reset", "--user", &u.name][..],
-        &["show", "--user", &u.name],
-        &["show"],
+    // A reset failed; a show could not look.
+    for (args, status) in [
+        (&["reset", "--user", &u.name][..], 1),
+        (&["show", "--user", &u.name], 2),
+        (&["show"], 2),
     ] {
         let out = in_ns(empty_var_lib, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert_eq!(out.status.code(), Some(status), "{args:?}: {out:?}");
         assert!(
             stderr.contains("default state directory /var/lib/pam_totp/state")
                 && stderr.contains("--service")
@@ -809,4 +811,152 @@ fn a_reset_of_an_unused_default_store_names_it_and_fails() {
         String::from_utf8_lossy(&out.stdout).contains("used codes stay used"),
         "{out:?}"
     );
+}
+
+/// A script that keeps the URI and lets the rest go (`totp-enroll --user NAME … --uri |
+/// head -n 1`): once the file is in place, the "Wrote" line after the URI meets a
+/// closed pipe. The enrolment is done and its secret handed out, so the run succeeds;
+/// it used to fail ("cannot write to the terminal"), and a script answering a failure
+/// with `-f` would replace the secret it had just given the user. The pipe is closed
+/// deterministically by strace, which fails exactly the chosen write with EPIPE.
+#[test]
+fn a_reader_gone_after_the_uri_does_not_fail_a_done_enrolment() {
+    if !require_root("a_reader_gone_after_the_uri_does_not_fail_a_done_enrolment")
+        || !require_tool("a_reader_gone_after_the_uri", "strace")
+    {
+        return;
+    }
+    let u = TestUser::create("cg");
+    let secret_file = u.home.join(".google_authenticator");
+    let out_dir = system_tests::fleet::trusted_dir("cg-out");
+    let stdout = out_dir.path().join("stdout");
+    // `fail_write`: the how-manieth write to standard output fails with EPIPE.
+    let enrol = |fail_write: Option<u32>| {
+        let _ = fs::remove_file(&secret_file);
+        let file = fs::File::create(&stdout).expect("stdout file");
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-qq", "-o", "/dev/null", "-P"])
+            .arg(&stdout);
+        cmd.arg("-e").arg("trace=write");
+        if let Some(n) = fail_write {
+            cmd.arg("-e")
+                .arg(format!("inject=write:error=EPIPE:when={n}"));
+        }
+        let out = cmd
+            .arg(&built().enroll)
+            .args([
+                "--user", &u.name, "-t", "-d", "-f", "-u", "-W", "-C", "--uri",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file))
+            .output()
+            .expect("strace totp-enroll");
+        let printed = fs::read_to_string(&stdout).expect("read stdout");
+        (out, printed)
+    };
+    let uri_secret = |printed: &str| {
+        printed
+            .lines()
+            .next()
+            .and_then(|l| l.split("secret=").nth(1))
+            .and_then(|s| s.split('&').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no URI: {printed}"))
+    };
+
+    // Control: nothing fails; the URI, then the "Wrote" line.
+    let (out, printed) = enrol(None);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(printed.lines().count(), 2, "{printed}");
+    assert!(
+        printed
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("Wrote ")),
+        "{printed}"
+    );
+
+    // The reader gone before the URI: nothing handed out, nothing written (R29).
+    let (out, printed) = enrol(Some(1));
+    assert_eq!(out.status.code(), Some(141), "{out:?}");
+    assert!(printed.is_empty(), "{printed}");
+    assert!(
+        !secret_file.exists(),
+        "a secret nobody received was written"
+    );
+
+    // The reader gone after the URI: the enrolment stands, and says so by its status.
+    let (out, printed) = enrol(Some(2));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        printed.lines().count(),
+        1,
+        "only the URI got out: {printed}"
+    );
+    let file = fs::read_to_string(&secret_file).expect("the secret file was written");
+    assert!(
+        file.starts_with(&uri_secret(&printed)),
+        "the file holds the secret of the URI handed out"
+    );
+}
+
+/// `totp-state audit … 2>&1 | head -n 1` in a cron job: once the reader is gone, a
+/// warning or the final error message meets a closed standard error. The exit status
+/// stays the one the run chose (it was 101, a panic, which tells neither "problem
+/// found" nor "could not look").
+#[test]
+fn a_closed_standard_error_keeps_the_exit_status() {
+    if !require_root("a_closed_standard_error_keeps_the_exit_status") {
+        return;
+    }
+    let stack = Stack::new();
+    // A code-only stack: the audit warns on standard error before anything else.
+    stack.service("svc", "auth required @MODULE@\n");
+    let pam_dir = stack.path().to_str().expect("utf-8").to_owned();
+    let cases: [(&std::path::Path, Vec<&str>, i32); 3] = [
+        (
+            &built().state_tool,
+            vec![
+                "audit",
+                "--service",
+                "svc",
+                "--pam-dir",
+                &pam_dir,
+                "--user",
+                "no-such-cs",
+            ],
+            1,
+        ),
+        (&built().state_tool, vec!["show", "--user", "no-such-cs"], 2),
+        (
+            &built().enroll,
+            vec![
+                "--user",
+                "no-such-cs",
+                "-t",
+                "-d",
+                "-f",
+                "-u",
+                "-W",
+                "-C",
+                "-q",
+            ],
+            1,
+        ),
+    ];
+    for (tool, args, status) in cases {
+        // Control: with a reader, the status and the message that goes with it.
+        let out = Command::new(tool).args(&args).output().expect("run");
+        assert_eq!(out.status.code(), Some(status), "{args:?}: {out:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: {out:?}");
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(tool)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(writer))
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(status), "{args:?}: {out:?}");
+    }
 }

@@ -263,9 +263,27 @@ fn an_existing_enrollment_is_not_replaced_without_force() {
     let user = TestUser::create("exi");
     let before = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n";
     user.write_secret(before, 0o600);
+    // "Already enrolled" has its own status, so a fleet script that runs the same
+    // command on every host tells it from a failure without --json (and -q, as such
+    // a script runs it, prints no secret either way).
     let out = enroll(&["--user", &user.name]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON error");
+    assert_eq!(v["error"]["kind"], "exists", "{v}");
+    assert_eq!(v["error"]["exit_code"], 3, "{v}");
     assert_eq!(read(&user.secret_path()), before);
+    let quiet = Command::new(&built().enroll)
+        .args(["--user", &user.name, "-t", "-d", "-W", "-u", "-C", "-q"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run totp-enroll");
+    assert_eq!(quiet.status.code(), Some(3), "{quiet:?}");
+    assert!(quiet.stdout.is_empty(), "{quiet:?}");
+    assert_eq!(read(&user.secret_path()), before);
+    // Control: a failure keeps status 1 (a secret file in a directory that does not
+    // exist).
+    let out = enroll(&["--user", &user.name, "-s", "/nonexistent-ptotp/secret"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     let out = enroll(&["--user", &user.name, "-f"]);
     assert!(out.status.success(), "{out:?}");
     assert_ne!(read(&user.secret_path()), before);

@@ -299,3 +299,77 @@ fn a_reset_on_redis_keeps_the_mark_of_a_phone_ahead_of_the_clock() {
         "control: the phone's next code: {d:?}"
     );
 }
+
+/// R34 under a race: resets run back to back, from before 32 logins start at one
+/// instant until after they end (half the right code, half a wrong one, whose failures
+/// give every reset something to write), and each reset rewrites the record under the
+/// lock the logins take. The right code is accepted exactly once, and refused after;
+/// the replay mark is its step. A reset that wrote back a record read before a login's
+/// write would reopen the code (two successes) or drop the mark.
+#[test]
+fn resets_racing_logins_never_reopen_the_code_they_used() {
+    if !require_root("resets_racing_logins_never_reopen_the_code_they_used") {
+        return;
+    }
+    let u = TestUser::create("rr");
+    let stack = Stack::probe(
+        "svc",
+        "lock_timeout=5000 throttle_after=100 ceiling_burst=1000",
+    );
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    let start = start_time();
+    let code = code_at(&secret, start / 1000);
+    let wrong = wrong_totp(&secret, start / 1000);
+    // A record to reset from the start: one failure.
+    let d = Driver::login(&stack, &u, &wrong).run();
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (results, resets) = std::thread::scope(|s| {
+        let resetter = s.spawn(|| {
+            let mut runs = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                runs.push(stack.state_tool(&["reset", "--user", &u.name]));
+            }
+            runs
+        });
+        let drivers = (0..32)
+            .map(|i| {
+                let answer = if i % 2 == 0 { &code } else { &wrong };
+                Driver::login(&stack, &u, answer).start_at(start)
+            })
+            .collect();
+        let results = spawn_all(drivers);
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (results, resetter.join().expect("reset thread"))
+    });
+    assert!(!resets.is_empty());
+    for r in &resets {
+        assert_eq!(r.status.code(), Some(0), "{r:?}");
+    }
+    let ok = results
+        .iter()
+        .filter(|d| d.module_code() == "PAM_SUCCESS")
+        .count();
+    assert_eq!(ok, 1, "{results:?}");
+    let step = start / 1000 / 30;
+    assert_eq!(stored_last_step(&stack, u.uid), Some(step));
+    // After the race: one more reset, and the code is still used.
+    let r = stack.state_tool(&["reset", "--user", &u.name]);
+    assert_eq!(r.status.code(), Some(0), "{r:?}");
+    let d = Driver::login(&stack, &u, &code).run();
+    assert_eq!(
+        d.module_code(),
+        "PAM_AUTH_ERR",
+        "the used code stays used: {d:?}"
+    );
+    // Control: the next step's code logs in.
+    let d = login_at(
+        &stack,
+        &u,
+        &code_at(&secret, (step + 1) * 30),
+        None,
+        (step + 1) * 30,
+    );
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}

@@ -967,7 +967,7 @@ fn totp_state_shows_and_resets_and_refuses_non_root() {
         .args(["show", "--user", &u.name])
         .output()
         .expect("setpriv");
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("must be run as root"),
         "{out:?}"

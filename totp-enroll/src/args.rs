@@ -22,7 +22,9 @@ use crate::qr::QrMode;
         flags with the same meaning.",
     after_help = "Subcommands: `totp-enroll resync --help`, `totp-enroll check --help`, \
         `totp-enroll explain --help`.\n\
-        Exit status: 0 done (or declined), 1 failure, 2 usage error or missing answer.",
+        Exit status: 0 done (or declined), 1 failure, 2 usage error or missing answer, \
+        3 the secret file exists (nothing written; -f replaces it), 141 standard output \
+        closed before the secret was handed out (nothing written).",
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true
 )]

@@ -73,7 +73,7 @@ fn read_answer(echo_off: bool) -> Option<Zeroizing<String>> {
     let line = read_line_bounded(&mut stdin.lock(), MAX_ANSWER);
     if echo_off && io::stdin().is_terminal() {
         // The user's Enter was not echoed either.
-        eprintln!();
+        crate::error::to_stderr("\n");
     }
     let raw = match line {
         Ok(Line::Text(raw)) => raw,
@@ -81,7 +81,9 @@ fn read_answer(echo_off: bool) -> Option<Zeroizing<String>> {
         // Answered like a closed input: the stack gets a conversation error, and the
         // rest of the line is not the answer to the next prompt.
         Ok(Line::TooLong) => {
-            eprintln!("totp-enroll: an answer of more than {MAX_ANSWER} bytes was refused");
+            crate::error::to_stderr(&format!(
+                "totp-enroll: an answer of more than {MAX_ANSWER} bytes was refused\n"
+            ));
             return None;
         }
     };
@@ -505,7 +507,7 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
     let notes = stack_notes(&args.service, confdir.as_deref(), &user)?;
     if !args.json {
         for n in &notes {
-            eprintln!("{n}");
+            crate::error::to_stderr(&format!("{n}\n"));
         }
     }
 
@@ -554,7 +556,7 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
         return Ok(if rc == codes::SUCCESS { 0 } else { EXIT_DENIED });
     }
     let mut report = format!(
-        "PAM result: {} ({rc}) for user \"{user}\", service \"{}\"{}\n",
+        "PAM result: {} ({rc}) for user {user:?}, service \"{}\"{}\n",
         pamapp::code_name(rc),
         args.service,
         confdir

@@ -145,11 +145,16 @@ impl Console {
         self.non_interactive
     }
 
+    /// A reader that went away (`| head`) ends the run as for standard output
+    /// ([`Error::ClosedOutput`]), not as a terminal that failed.
     pub fn say(&mut self, text: &str) -> Result<(), Error> {
         self.human
             .write_all(text.as_bytes())
             .and_then(|()| self.human.flush())
-            .map_err(|e| Error::failed(format!("cannot write to the terminal: {e}")))
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::BrokenPipe => Error::ClosedOutput,
+                _ => Error::failed(format!("cannot write to the terminal: {e}")),
+            })
     }
 
     /// Asks until the first non-blank character is y or n, as google-authenticator

@@ -7,6 +7,10 @@ use std::path::PathBuf;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status for everything else that failed.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit status when the secret file is already there and nothing was written (no
+/// `-f`): a script enrolling a fleet (Ansible, Puppet) tells "already enrolled" from a
+/// failure without `--json`, whose success would print the secret into its log.
+pub const EXIT_EXISTS: u8 = 3;
 /// Exit status when the reader of standard output went away (`| head`): what a shell
 /// reports for a tool killed by SIGPIPE, without the signal or a message.
 pub const EXIT_CLOSED_OUTPUT: u8 = 128 + 13;
@@ -44,10 +48,8 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::MissingAnswers(_) | Error::EndOfInput(_) => EXIT_USAGE,
-            Error::Exists(_)
-            | Error::OtherExists(_)
-            | Error::Failed(_)
-            | Error::AppIgnoredSettings(_) => EXIT_FAILURE,
+            Error::Exists(_) => EXIT_EXISTS,
+            Error::OtherExists(_) | Error::Failed(_) | Error::AppIgnoredSettings(_) => EXIT_FAILURE,
             Error::ClosedOutput => EXIT_CLOSED_OUTPUT,
         }
     }
@@ -100,3 +102,11 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// Writes `text` to standard error. A reader of it that went away (`2>&1 | head`) does
+/// not end the run in a panic (as `eprint!` would, exit 101): the text is lost, the
+/// run and its status are not.
+pub fn to_stderr(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}

@@ -78,7 +78,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         let line = format!("warning: access file {} {w}\n", path.display());
         // The JSON object's fields are fixed; a tool reads this from standard error.
         if args.json {
-            eprint!("{line}");
+            crate::error::to_stderr(&line);
         } else {
             crate::flow::print_stdout(&line)?;
         }
@@ -86,7 +86,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
 
     let pw = nss::lookup_user_by_name(&args.user)
         .map_err(|e| Error::failed(format!("cannot look up \"{}\": {e}", args.user)))?
-        .ok_or_else(|| Error::failed(format!("no such user \"{}\"", args.user)))?;
+        .ok_or_else(|| Error::failed(format!("no such user {:?}", args.user)))?;
     // Groups are proven one at a time exactly as the module does: a failed or
     // incomplete lookup leaves a (group) item undecided, and the explanation says so.
     let list = nss::lookup_group_list(&pw.name, pw.gid)

@@ -232,11 +232,11 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
         display(req, console, &e, matrix.as_ref(), trailing)?;
     } else if req.print_file {
         if !req.quiet && !req.json {
-            eprint!("{}", output::PRINTED_NOT_SHOWN);
+            crate::error::to_stderr(output::PRINTED_NOT_SHOWN);
         }
     } else if !req.quiet && !req.json && !req.print_uri {
         // Only a QR file carries the secret; say where it went.
-        eprint!("{}", output::NOT_SHOWN);
+        crate::error::to_stderr(output::NOT_SHOWN);
     }
 
     if let Some(target) = target
@@ -778,7 +778,10 @@ fn publish(
     Ok(())
 }
 
-/// What a person reads once the new file is in place.
+/// What a person reads once the new file is in place. The enrolment is done by then
+/// and its secret shown: a reader that already went away (`--uri | head -n 1`) does not
+/// turn it into a failure, which a script would answer by enrolling again with `-f`
+/// and so replace the secret it had just handed out.
 fn report_written(
     req: &Request,
     console: &mut Console,
@@ -788,11 +791,17 @@ fn report_written(
     if req.json || req.quiet {
         return Ok(());
     }
-    console.say(&output::wrote(target.path()))?;
-    if saved.replaced {
-        console.say(output::REPLACED)?;
+    let said = console.say(&output::wrote(target.path())).and_then(|()| {
+        if saved.replaced {
+            console.say(output::REPLACED)
+        } else {
+            Ok(())
+        }
+    });
+    match said {
+        Err(Error::ClosedOutput) => Ok(()),
+        said => said,
     }
-    Ok(())
 }
 
 /// The `--json` result. `saved` is `None` when the user declined to save; `target` is

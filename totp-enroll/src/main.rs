@@ -22,6 +22,7 @@ mod resync;
 mod target;
 mod write;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -86,7 +87,9 @@ fn main() -> ExitCode {
                 // Best effort: the message below says it all if stdout is gone too.
                 let _ = flow::print_stdout(&output::error_json(&err));
             }
-            eprintln!("totp-enroll: {err}");
+            // Not `eprintln!`, which panics (exit 101) when standard error is a pipe
+            // whose reader went away: the message may be lost, the status must not.
+            let _ = writeln!(std::io::stderr().lock(), "totp-enroll: {err}");
             ExitCode::from(err.exit_code())
         }
     }

@@ -74,7 +74,7 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
         service,
     )?;
     for note in &target.notes {
-        eprint!("{note}");
+        crate::error::to_stderr(note);
     }
     let caps = caps::load(args.service.as_deref(), args.pam_dir.as_deref())?;
     let (first, second) = match (args.first, args.second) {

@@ -127,8 +127,8 @@ pub fn resolve(
 ) -> Result<Target, Error> {
     let pw = match user {
         Some(name) => nss::lookup_user_by_name(name)
-            .map_err(|e| Error::failed(format!("cannot look up user \"{name}\": {e}")))?
-            .ok_or_else(|| Error::failed(format!("no such user \"{name}\"")))?,
+            .map_err(|e| Error::failed(format!("cannot look up user {name:?}: {e}")))?
+            .ok_or_else(|| Error::failed(format!("no such user {name:?}")))?,
         None => nss::lookup_user_by_uid(caller.uid)
             .map_err(|e| Error::failed(format!("cannot look up uid {}: {e}", caller.uid)))?
             .ok_or_else(|| {

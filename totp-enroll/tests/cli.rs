@@ -811,7 +811,8 @@ fn existing_file_is_refused_without_force_before_anything_is_shown() {
         &["-t", "-D", "-W", "-u", "-Q", "UTF8", "-s", "s"],
         None,
     );
-    assert_eq!(r.code, 1);
+    // Its own status: "already enrolled" is no failure to a script enrolling a fleet.
+    assert_eq!(r.code, 3);
     assert!(
         r.stderr.contains("already exists; pass -f/--force"),
         "{}",
@@ -1565,4 +1566,47 @@ fn a_non_default_step_is_named_with_the_secret() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("Your new secret key is:"), "{}", r.stdout);
     assert!(!r.stdout.contains("Codes change every"), "{}", r.stdout);
+}
+
+/// A user name from a fleet's inventory reaches the error message escaped: no control
+/// sequence gets to the operator's terminal or log. (Asked of the name service as it
+/// is, so the lookup fails before anything else is checked, as root or not.)
+#[test]
+fn an_unknown_user_name_is_shown_escaped() {
+    let r = run(&[
+        "--user",
+        "ev\u{1b}[2Jil",
+        "-t",
+        "-d",
+        "-f",
+        "-u",
+        "-W",
+        "-C",
+        "-q",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no such user \"ev\\u{1b}[2Jil\""),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains('\u{1b}'), "{:?}", r.stderr);
+    // Control: a plain unknown name reads as before.
+    let r = run(&[
+        "--user",
+        "no-such-user-x9",
+        "-t",
+        "-d",
+        "-f",
+        "-u",
+        "-W",
+        "-C",
+        "-q",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no such user \"no-such-user-x9\""),
+        "{}",
+        r.stderr
+    );
 }

@@ -27,14 +27,19 @@ const BUILT_MODULE_FILE: &str = "libpam_totp.so";
 pub enum StackError {
     /// The name is not a service name (a path, `.`, empty).
     BadName(String),
-    /// The file is missing, unreadable, loops, or has an option the module refuses.
+    /// The file is missing, unreadable or loops.
     Unusable(String),
+    /// A pam_totp line has an option the module refuses: every login through it fails.
+    /// A finding about the service, where the others are a failure to read it.
+    Refused(String),
 }
 
 impl fmt::Display for StackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StackError::BadName(m) | StackError::Unusable(m) => f.write_str(m),
+            StackError::BadName(m) | StackError::Unusable(m) | StackError::Refused(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -536,7 +541,7 @@ fn collect(
             } if kind == "auth" => {
                 let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
                 let opts = ModuleOptions::parse(&raw).map_err(|e| {
-                    StackError::Unusable(format!(
+                    StackError::Refused(format!(
                         "\"{}\": the {MODULE_FILE} line has an option the module refuses \
                          (so every login fails): {e}",
                         path.display()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use totp_core::ledger::{ENROLMENT_RECORD_UIDS, STAND_IN_UIDS};
 use totp_core::options::ModuleOptions;
 use totp_core::state::{Missing, StateStore, StoreError};
-use totp_core::user::UserName;
+use totp_core::user::{UserError, UserName};
 use totp_os::command::{self, CommandError, GETENT};
 use totp_os::inspect::{self, Verdict};
 use totp_os::nss::{self, Passwd};
@@ -28,6 +28,9 @@ use crate::{Fatal, Stop, emit};
 struct Listed {
     name: String,
     login_shell: Option<bool>,
+    /// The name service listed a name that is not UTF-8 (`name` shows its bytes
+    /// escaped): the module refuses it (R8), and no lookup by `name` would find it.
+    not_utf8: bool,
 }
 
 /// Shells that refuse a login (`nologin`, `false`): system accounts such as `_apt` or
@@ -80,22 +83,25 @@ fn accounts() -> Result<Vec<Listed>, Fatal> {
                 "{GETENT} passwd: {e}: the name service cannot be listed"
             ))
         })?;
-    let mut listed: Vec<Listed> = String::from_utf8_lossy(&out)
-        .lines()
-        .filter_map(|l| {
-            let fields: Vec<&str> = l.split(':').collect();
-            let name = *fields.first()?;
-            (!name.is_empty()).then(|| Listed {
-                name: name.to_owned(),
-                // No shell field means /bin/sh (passwd(5)).
-                login_shell: Some(
-                    fields
-                        .get(6)
-                        .is_none_or(|s| s.is_empty() || is_login_shell(s)),
-                ),
+    let mut listed: Vec<Listed> =
+        out.split(|&b| b == b'\n')
+            .filter_map(|l| {
+                let fields: Vec<&[u8]> = l.split(|&b| b == b':').collect();
+                let raw = *fields.first()?;
+                let (name, not_utf8) = match std::str::from_utf8(raw) {
+                    Ok(name) => (name.to_owned(), false),
+                    Err(_) => (raw.escape_ascii().to_string(), true),
+                };
+                (!name.is_empty()).then(|| Listed {
+                    name,
+                    // No shell field means /bin/sh (passwd(5)).
+                    login_shell: Some(fields.get(6).is_none_or(|s| {
+                        s.is_empty() || is_login_shell(&String::from_utf8_lossy(s))
+                    })),
+                    not_utf8,
+                })
             })
-        })
-        .collect();
+            .collect();
     listed.sort_by(|a, b| a.name.cmp(&b.name));
     listed.dedup_by(|a, b| a.name == b.name);
     Ok(listed)
@@ -287,7 +293,7 @@ pub fn run(
         return Err(Fatal("no pam_totp auth line to audit".into()).into());
     };
     for b in bypasses {
-        eprintln!("totp-state: warning: {b}");
+        crate::warn(&format!("warning: {b}"));
     }
     let audit = |pw: &Passwd| audit_account(&judges, pw);
     let mut refused = 0usize;
@@ -300,12 +306,13 @@ pub fn run(
             .map(|name| Listed {
                 name,
                 login_shell: None,
+                not_utf8: false,
             })
             .collect(),
         None => {
             // Before the listing, which a directory server can make long.
             if let Some(warning) = crate::audit_names::incomplete_listing_warning() {
-                eprintln!("totp-state: {warning}");
+                crate::warn(&warning);
                 partial_listing = true;
             }
             accounts()?
@@ -314,9 +321,16 @@ pub fn run(
     let names: Vec<String> = listed.iter().map(|l| l.name.clone()).collect();
     let mut findings: Vec<(String, Option<bool>, Audited)> = Vec::new();
     for account in &listed {
-        // A named account goes the module's way: the name checked (R8), then asked of
-        // the name service by name; a listed one is known to be a name already.
-        if !whole && let Err(e) = UserName::parse(account.name.as_bytes()) {
+        // Every account goes the module's way: the name checked (R8), then asked of
+        // the name service by name. A listed name is not one the module accepts
+        // just because the name service has it (a directory allows control
+        // characters and other encodings than UTF-8; the module refuses both).
+        let checked = if account.not_utf8 {
+            Err(UserError::NotUtf8)
+        } else {
+            UserName::parse(account.name.as_bytes()).map(drop)
+        };
+        if let Err(e) = checked {
             let finding = refusal(format!("not a user name the module accepts: {e}"));
             findings.push((account.name.clone(), account.login_shell, alone(finding)));
             continue;
@@ -346,6 +360,9 @@ pub fn run(
             }
         }
     }
+    // The rows before this one are named after accounts (or store files named after
+    // one): their names are quoted in the text output; the rows after it are ours.
+    let account_rows = findings.len();
     // Not counted: it denies nobody by itself; the accounts it leaves without a skip
     // are judged by their own files above.
     for (line, _, skips) in &judges {
@@ -379,7 +396,7 @@ pub fn run(
                 .map(|(n, f)| (n, Some(true), alone(f))),
         );
     }
-    for (name, login_shell, (mut finding, parts)) in findings {
+    for (row, (name, login_shell, (mut finding, parts))) in findings.into_iter().enumerate() {
         if finding.verdict == Verdict::Refused {
             if login_shell != Some(false) {
                 refused += 1;
@@ -402,10 +419,15 @@ pub fn run(
             }
             obj.to_string()
         } else {
+            let shown = if row < account_rows {
+                crate::quote::name(&name)
+            } else {
+                std::borrow::Cow::Borrowed(name.as_str())
+            };
             format!(
-                "{name}: {}: {}",
+                "{shown}: {}: {}",
                 finding.verdict,
-                finding.reasons.join("; ")
+                crate::quote::text(&finding.reasons.join("; "))
             )
         };
         emit(&format!("{line}\n"))?;
@@ -426,16 +448,16 @@ pub fn run(
         ))?;
     }
     if store_refused {
-        return Err(Fatal(
+        return Err(Stop::Status(
+            crate::EXIT_PROBLEM,
             "the state store would deny every login, whatever the accounts' files say".into(),
-        )
-        .into());
+        ));
     }
     if refused > 0 {
-        return Err(Fatal(format!(
-            "{refused} account(s) refused: the module would deny every login of theirs"
-        ))
-        .into());
+        return Err(Stop::Status(
+            crate::EXIT_PROBLEM,
+            format!("{refused} account(s) refused: the module would deny every login of theirs"),
+        ));
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod audit;
 mod audit_names;
 mod audit_skips;
 mod audit_stack;
+mod quote;
 mod report;
 mod store_admin;
 
@@ -36,7 +37,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Show one user's record, or every record in the directory.
+    /// Show one user's record, or every record in the directory. Exit status 1 when a
+    /// record is unusable, 2 when nothing could be shown (not root, an unknown account,
+    /// a store that cannot be read).
     Show(RecordQuery),
     /// Lift one user's throttling and lockout (failures, backoff, max_failures=, the
     /// guess ceiling, grace entries); what was used stays used: the TOTP replay mark,
@@ -48,7 +51,8 @@ enum Command {
     Reset(ResetArgs),
     /// Before changing pam.d: what the module of a PAM service would do for every
     /// account the name service lists, or each one named (read only). Exit status 1
-    /// when any is refused or a named one is unknown.
+    /// when any is refused or a named one is unknown, 2 when the audit could not be
+    /// made (not root, a service or name service that cannot be read, a bad list).
     Audit(AuditArgs),
     /// Health probe of the store: 0 usable, 1 reachable but not usable (no store
     /// record: never initialised or its data set was lost; damaged; refused), 2 not
@@ -182,20 +186,44 @@ impl From<Fatal> for Stop {
 /// SIGPIPE, without the signal or a backtrace.
 const EXIT_CLOSED_OUTPUT: u8 = 128 + 13;
 
+/// Exit status of a check (`show`, `audit`) that found a problem. (`ping` has its own
+/// three, where options the module refuses are a store that cannot be used.)
+const EXIT_PROBLEM: u8 = 1;
+/// Exit status of a check that could not be made (not root, a store or service that
+/// cannot be read, an unknown account to show): the status of a usage error too, so
+/// that monitoring never takes "could not look" for "looked and found a problem" (or
+/// for nothing wrong).
+const EXIT_UNCHECKED: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // An action (reset, init) either did its work or failed; a check has a third
+    // outcome, and its failures to look get their own status.
+    let check = matches!(cli.command, Command::Show(_) | Command::Audit(_));
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Stop::ClosedOutput) => ExitCode::from(EXIT_CLOSED_OUTPUT),
         Err(Stop::Fatal(Fatal(m))) => {
-            eprintln!("totp-state: {m}");
-            ExitCode::FAILURE
+            warn(&m);
+            if check {
+                ExitCode::from(EXIT_UNCHECKED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(Stop::Status(code, m)) => {
-            eprintln!("totp-state: {m}");
+            warn(&m);
             ExitCode::from(code)
         }
     }
+}
+
+/// One line on standard error. A reader of it that went away (`2>&1 | head`) neither
+/// changes the exit status the run chose nor ends it in a panic (as `eprintln!` would,
+/// exit 101): the message is lost, the status is not.
+fn warn(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "totp-state: {text}");
 }
 
 /// Writes `text` to standard output; a closed pipe ends the run quietly.
@@ -224,7 +252,7 @@ fn resolve(user: &str, shared: bool) -> Result<(Uid, Option<String>), Fatal> {
     match nss::lookup_user_by_name(user) {
         Ok(Some(pw)) => return Ok((pw.uid, Some(pw.name))),
         Ok(None) => {}
-        Err(e) => return Err(Fatal(format!("cannot look up \"{user}\": {e}"))),
+        Err(e) => return Err(Fatal(format!("cannot look up {user:?}: {e}"))),
     }
     match user.parse::<Uid>() {
         Ok(uid) if !user.starts_with('+') => {
@@ -234,10 +262,10 @@ fn resolve(user: &str, shared: bool) -> Result<(Uid, Option<String>), Fatal> {
         _ if shared && UserName::parse(user.as_bytes()).is_ok() => {
             Ok((NO_UID, Some(user.to_owned())))
         }
-        _ if shared => Err(Fatal(format!("not a user name: \"{user}\""))),
+        _ if shared => Err(Fatal(format!("not a user name: {user:?}"))),
         // The local store keys records by uid: a deleted account's is reached by its uid.
         _ => Err(Fatal(format!(
-            "no such user: \"{user}\" (the record of a deleted account is named by its uid: totp-state show lists them)"
+            "no such user: {user:?} (the record of a deleted account is named by its uid: totp-state show lists them)"
         ))),
     }
 }
@@ -321,20 +349,21 @@ fn run(cmd: Command) -> Result<(), Stop> {
             .reset_with(uid, at, how)
             .map_err(|e| Fatal(format!("reset of uid {uid} failed: {e}")))?;
         if implicit && done == Reset::Absent {
-            unused_default_store(store.as_mut(), &dir, user)?;
+            unused_default_store(store.as_mut(), &dir, &quote::name(user))?;
         }
         let shown = name.unwrap_or_else(|| uid.to_string());
         let known = (uid != NO_UID).then_some(uid);
         if target.json {
             emit(&format!("{}\n", reset_json(&shown, known, &done)))?;
         } else {
+            let quoted = quote::name(&shown);
             let who = match known {
-                Some(uid) => format!("{shown} (uid {uid})"),
-                None => format!("{shown} (no account of that name)"),
+                Some(uid) => format!("{quoted} (uid {uid})"),
+                None => format!("{quoted} (no account of that name)"),
             };
             emit(&format!(
                 "reset the state of {who}: {}\n",
-                reset_text(&done)
+                quote::text(&reset_text(&done))
             ))?;
             if forget_version_1 && matches!(done, Reset::Lifted { .. }) {
                 emit("version-1 replay marks forgotten\n")?;
@@ -379,7 +408,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
         let read = store.read(uid);
         if implicit && read.as_ref().is_ok_and(|r| *r == UserState::default()) {
             let shown = name.clone().unwrap_or_else(|| uid.to_string());
-            unused_default_store(store.as_mut(), &dir, &shown)?;
+            unused_default_store(store.as_mut(), &dir, &quote::name(&shown))?;
         }
         let r = Report::new((uid != NO_UID).then_some(uid), name, read, now);
         failed |= r.error.is_some();
@@ -393,7 +422,10 @@ fn run(cmd: Command) -> Result<(), Stop> {
         }
     }
     if failed {
-        return Err(Fatal("some records are unusable (see above)".into()).into());
+        return Err(Stop::Status(
+            EXIT_PROBLEM,
+            "some records are unusable (see above)".into(),
+        ));
     }
     Ok(())
 }
@@ -537,11 +569,11 @@ fn store_words(target: &RecordQuery) -> String {
 }
 
 /// The module options `ping` and `init` work on.
-fn store_options(a: &StoreArgs) -> Result<ModuleOptions, Fatal> {
+fn store_options(a: &StoreArgs) -> Result<ModuleOptions, Stop> {
     match (a.options.as_deref(), a.service.as_deref()) {
-        (Some(args), _) => module_options(args),
+        (Some(args), _) => Ok(module_options(args)?),
         (None, Some(service)) => service_options(service, a.pam_dir.as_deref()),
-        (None, None) => Err(Fatal("name the store with --options or --service".into())),
+        (None, None) => Err(Fatal("name the store with --options or --service".into()).into()),
     }
 }
 
@@ -553,23 +585,27 @@ fn module_options(args: &str) -> Result<ModuleOptions, Fatal> {
 
 /// `--service`: the options of the service's pam_totp lines. Lines that disagree on
 /// the store would make "the service's store" ambiguous: the admin names one instead.
-fn service_options(service: &str, pam_dir: Option<&Path>) -> Result<ModuleOptions, Fatal> {
+fn service_options(service: &str, pam_dir: Option<&Path>) -> Result<ModuleOptions, Stop> {
     let lines = service_lines(service, pam_dir)?;
     lines
         .first()
         .and_then(|l| l.options.clone())
-        .ok_or_else(|| Fatal(format!("service \"{service}\" has no auth line to read")))
+        .ok_or_else(|| Fatal(format!("service \"{service}\" has no auth line to read")).into())
 }
 
 /// `--service`'s pam_totp auth lines, in stack order, each with its options (at least
-/// one; they name one store).
+/// one; they name one store). A line with an option the module refuses is a problem
+/// found (every login fails), not a service that could not be read.
 fn service_lines(
     service: &str,
     pam_dir: Option<&Path>,
-) -> Result<Vec<pam_stack::ModuleLine>, Fatal> {
+) -> Result<Vec<pam_stack::ModuleLine>, Stop> {
     let dir = pam_stack::pam_dir_or_default(pam_dir);
     let lines: Vec<pam_stack::ModuleLine> = pam_stack::module_lines(&dir, service)
-        .map_err(|e| Fatal(e.to_string()))?
+        .map_err(|e| match e {
+            pam_stack::StackError::Refused(m) => Stop::Status(EXIT_PROBLEM, m),
+            e => Stop::Fatal(Fatal(e.to_string())),
+        })?
         .into_iter()
         .filter(|l| l.options.is_some())
         .collect();
@@ -579,7 +615,8 @@ fn service_lines(
             "service \"{service}\" in \"{}\" has no auth line for {}",
             dir.display(),
             pam_stack::MODULE_FILE
-        )));
+        ))
+        .into());
     };
     if found
         .iter()
@@ -588,7 +625,8 @@ fn service_lines(
         return Err(Fatal(format!(
             "the {} lines of service \"{service}\" name different stores: use --options",
             pam_stack::MODULE_FILE
-        )));
+        ))
+        .into());
     }
     Ok(lines)
 }

@@ -164,7 +164,10 @@ impl Report {
     /// …`, or nothing for the default directory), for the reset command it suggests.
     pub fn text(&self, store: &str) -> String {
         let mut out = String::new();
-        let who = self.user.clone().unwrap_or_else(|| "(no account)".into());
+        let who = match &self.user {
+            Some(u) => crate::quote::name(u).into_owned(),
+            None => "(no account)".to_owned(),
+        };
         match self.uid {
             Some(uid) => out.push_str(&format!("{who} (uid {uid})\n")),
             None => out.push_str(&format!("{who} (no account of that name)\n")),
@@ -172,13 +175,19 @@ impl Report {
         if let Some(e) = &self.error {
             // The same store as shown here: without its options the reset would go to
             // the default local directory, and a fleet's record would stay.
+            // A name pasted into a shell must stay one word; one that cannot be
+            // printed as a word is named by its uid, which reaches the same record.
             let account = self
                 .user
-                .clone()
+                .as_deref()
+                .and_then(crate::quote::shell_word)
+                .map(|w| w.into_owned())
                 .or_else(|| self.uid.map(|u| u.to_string()))
+                .or_else(|| self.user.as_deref().map(|u| format!("{u:?}")))
                 .unwrap_or_default();
             out.push_str(&format!(
-                "  UNUSABLE: {e}\n  logins are denied until `totp-state reset --user {account}{store}`\n"
+                "  UNUSABLE: {}\n  logins are denied until `totp-state reset --user {account}{store}`\n",
+                crate::quote::text(e)
             ));
             return out;
         }
