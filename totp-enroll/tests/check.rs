@@ -378,7 +378,7 @@ fn a_signal_at_an_echo_off_prompt_turns_echo_back_on_and_kills_with_that_signal(
     let dir = service_dir("auth required pam_unix.so\n");
     let pam_dir = dir.path().to_str().expect("utf-8");
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        let (pty, mut child) = check_at_echo_off_prompt(pam_dir, &sig.to_string());
+        let (pty, mut child) = check_at_echo_off_prompt(pam_dir, sig.as_ref());
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
         kill(pid, sig).expect("kill");
         // A child that survives the signal (left blocked) must not hang the suite.
