@@ -534,3 +534,38 @@ fn no_copy_of_the_redis_password_or_client_key_survives_a_login() {
     ];
     fleet_logins_leave_no_copy(&stack, &u, &right_and_wrong(&secret), &needles);
 }
+
+/// A server that does not know `AUTH` (renamed or disabled, or a proxy) quotes the
+/// arguments it was sent in its error, the password among them: after such a login no
+/// 12-character run of the password is left in the login process either (the reply's
+/// read buffer, the error text, the failure built from it, the log line's text).
+/// Control: the failure is that refusal (libpam's answer for an unusable store), and
+/// the heap and stack markers are found by the same scan.
+#[test]
+fn no_copy_of_a_redis_password_echoed_by_the_server_survives_a_login() {
+    use system_tests::fleet::{RedisServer, ServerConfig, plugin};
+    if !require_root("no_copy_of_a_redis_password_echoed_by_the_server_survives_a_login") {
+        return;
+    }
+    let password = hex(&random_bytes(16));
+    let server = RedisServer::start(&ServerConfig {
+        extra: &["--rename-command", "AUTH", "AUTH_RENAMED_AWAY"],
+        ..ServerConfig::default()
+    });
+    let (_dir, cred) = credentials_file("redis-echo", &password);
+    let args = format!(
+        "state={} redis_plugin={} redis_connect_timeout=2000 redis_credentials={}",
+        server.url(false),
+        plugin().display(),
+        cred.display(),
+    );
+    let (u, secret) = TestUser::enrolled("ke");
+    let stack = Stack::probe("svc", &args);
+    let cases = [(
+        "right code, store refused",
+        code_at(&secret, now()),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+    )];
+    let needles: Needles = vec![("password".into(), password.into_bytes(), 12)];
+    fleet_logins_leave_no_copy(&stack, &u, &cases, &needles);
+}
