@@ -647,3 +647,61 @@ fn check_warns_where_libpam_lets_a_wrong_code_in() {
         assert_eq!(warned, lets_in, "{control}: {stderr}");
     }
 }
+
+/// libpam reads a line's type and the `include`/`substack` keywords in any case
+/// (`AUTH`, `auth Include`): the audit and `totp-enroll check` read such lines as the
+/// auth lines they are. Each stack holds one code line whose file (mode 0644) the module
+/// refuses: libpam denies the login, the audit says `refused`, and check gives no "fails
+/// every time" warning for it. Control: the same stacks written in lower case.
+#[test]
+fn line_types_and_include_keywords_are_read_in_any_case() {
+    if !require_root("line_types_and_include_keywords_are_read_in_any_case") {
+        return;
+    }
+    let (u, secrets) = account("sk");
+    let p = u.home.join(".totp0");
+    let _ = std::fs::remove_file(&p);
+    write_owned(&p, totp_file(&secrets[0]).as_bytes(), u.uid, u.gid, 0o644);
+    let code_line =
+        |kind: &str| format!("{kind} required @MODULE@ secret=~/.totp0 authtok_prompt=Code0:\n");
+    for (kind, include) in [
+        ("AUTH", None),
+        ("Auth", Some("Include")),
+        ("auth", Some("SUBSTACK")),
+        ("auth", None),
+        ("auth", Some("include")),
+    ] {
+        let stack = Stack::new();
+        let svc = match include {
+            None => format!("auth required pam_permit.so\n{}", code_line(kind)),
+            Some(word) => {
+                stack.service("sub", &code_line("auth"));
+                format!(
+                    "auth required pam_permit.so\n{kind} {word} {}\n",
+                    stack.path().join("sub").display()
+                )
+            }
+        };
+        stack.service("svc", &svc);
+        let case = format!("{kind} {include:?}");
+        let d = login(&stack, &u, &secrets[..1]);
+        assert_eq!(
+            d.result, "PAM_AUTH_ERR",
+            "{case}: libpam ran the code line: {d:?}"
+        );
+        let (verdict, reasons, _) = audit(&stack, &u.name);
+        assert_eq!(verdict, "refused", "{case}: {reasons}");
+        let out = Command::new(&built().enroll)
+            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("totp-enroll check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("fails every time") && !stderr.contains("has no auth line"),
+            "{case}: {stderr}"
+        );
+        assert!(stderr.contains("mode 0644"), "{case}: {stderr}");
+    }
+}

@@ -733,13 +733,16 @@ fn parse_line(line: &str) -> Line {
             substack: false,
         },
         [kind, control, module, args @ ..] => {
-            let kind = kind.trim_start_matches('-');
-            if control == "include" || control == "substack" {
+            // libpam reads the type and the include keywords in any case.
+            let kind = kind.strip_prefix('-').unwrap_or(kind).to_ascii_lowercase();
+            let include = control.eq_ignore_ascii_case("include");
+            let substack = control.eq_ignore_ascii_case("substack");
+            if include || substack {
                 return if kind == "auth" {
                     Line::Include {
                         name: module.clone(),
                         auth: true,
-                        substack: control == "substack",
+                        substack,
                     }
                 } else {
                     Line::Other
@@ -764,7 +767,7 @@ fn parse_line(line: &str) -> Line {
                 })
                 .collect();
             Line::Module {
-                kind: kind.to_owned(),
+                kind,
                 control: control.clone(),
                 args,
             }
