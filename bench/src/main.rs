@@ -154,7 +154,7 @@ fn pick_wrong_code(secret: &Secret) -> String {
     while near.contains(&c) {
         c = (c + 1) % 1_000_000;
     }
-    otp::format_code(c, Digits::SIX)
+    otp::format_code(c, Digits::SIX).to_string()
 }
 
 /// The secret file of a user with history (GA's `DISALLOW_REUSE` and `RATE_LIMIT`
@@ -498,7 +498,7 @@ impl Bench {
 
     fn totp_now(&self) -> String {
         let v = otp::totp(&self.secret, now_unix(), 30, Algorithm::Sha1, Digits::SIX).unwrap_or(0);
-        otp::format_code(v, Digits::SIX)
+        otp::format_code(v, Digits::SIX).to_string()
     }
 
     fn answer(&self, a: &Answer) -> Vec<String> {

@@ -292,7 +292,7 @@ fn base_file() -> String {
 fn code_at(unix: i64) -> String {
     let secret = Secret::new(base32::decode_lenient(SECRET_B32.as_bytes()).expect("b32"));
     let v = otp::totp(&secret, unix, 30, Algorithm::Sha1, Digits::SIX).expect("code");
-    otp::format_code(v, Digits::SIX)
+    otp::format_code(v, Digits::SIX).to_string()
 }
 
 fn wrong_code() -> String {

@@ -18,7 +18,9 @@ use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{Connector, NextTimeout, TcpConnector};
 
 use crate::tls::{OpensslConnector, TlsFailure};
-use zeroize::Zeroizing;
+use bytes::Bytes;
+use ureq::http::HeaderValue;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Largest reply body read (a record is at most `MAX_ENCODED_LEN` bytes, base64 and JSON
 /// around it stay far below this).
@@ -354,9 +356,33 @@ impl Client {
             .timeout_connect(Some(self.connect.min(left)))
             .build()
             .content_type("application/json");
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", t.as_str());
+        // The header value shares this buffer instead of copying the token: once ureq
+        // has dropped the request, the buffer is ours alone and is wiped (`wipe_shared`).
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| Bytes::copy_from_slice(t.as_bytes()));
+        if let Some(b) = &auth {
+            let value = HeaderValue::from_maybe_shared(b.clone()).map_err(|_| {
+                Attempt::Fatal(Failure::corrupt("the etcd token is no HTTP header value"))
+            })?;
+            req = req.header("Authorization", value);
         }
+        let result = Self::exchange(req, base, body);
+        if let Some(b) = auth {
+            let _wiped = wipe_shared(b);
+            #[cfg(test)]
+            tests::LAST_WIPE.with(|w| w.set(Some(_wiped)));
+        }
+        result
+    }
+
+    /// Sends `req` and reads its reply (see [`Client::post_one`]).
+    fn exchange(
+        req: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        base: &str,
+        body: &[u8],
+    ) -> Result<(Value, Option<u64>), Attempt> {
         let mut resp = match req.send(body) {
             Ok(r) => r,
             Err(e) => return Err(transport_error(base, e)),
@@ -392,6 +418,18 @@ impl Client {
             return Ok((value, date));
         }
         Err(gateway_error(base, code, &value))
+    }
+}
+
+/// Wipes a buffer the HTTP client was lent (the token's header value), if no other
+/// handle to it is left; `false`: one is (the client kept a copy), and it is not wiped.
+fn wipe_shared(b: Bytes) -> bool {
+    match b.try_into_mut() {
+        Ok(mut m) => {
+            m.as_mut().zeroize();
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -564,6 +602,81 @@ fn gateway_error(base: &str, http: u16, v: &Value) -> Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Whether the last request's token buffer was wiped (`None`: no token sent).
+        pub(super) static LAST_WIPE: std::cell::Cell<Option<bool>> =
+            const { std::cell::Cell::new(None) };
+    }
+
+    /// A plain HTTP gateway on loopback answering `n` requests (one connection each),
+    /// returning the `Authorization` values it was sent.
+    fn gateway(n: usize) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let (mut stream, _) = listener.accept().expect("accept");
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut len = 0usize;
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).expect("request line");
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).expect("read");
+                    let (name, value) = line.trim_end().split_once(':').unwrap_or(("", ""));
+                    match name.to_ascii_lowercase().as_str() {
+                        "" => break,
+                        "content-length" => len = value.trim().parse().expect("length"),
+                        "authorization" => seen.push(value.trim().to_owned()),
+                        _ => {}
+                    }
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).expect("body");
+                let reply = b"{\"count\":\"0\"}";
+                write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    reply.len()
+                )
+                .expect("head");
+                stream.write_all(reply).expect("reply");
+            }
+            seen
+        });
+        (port, server)
+    }
+
+    /// The token's header value is the plugin's own buffer lent to ureq: after each
+    /// request ureq holds no handle to it, so it is wiped, and the token reached the
+    /// gateway intact. Control: a buffer another handle still shares is not wiped (and
+    /// says so), so the check can fail.
+    #[test]
+    fn the_token_header_buffer_is_wiped_after_each_request() {
+        let (port, server) = gateway(2);
+        let d = Duration::from_secs(5);
+        let mut c = Client::new(&format!("etcd://127.0.0.1:{port}"), None, None, None, d, d)
+            .expect("client");
+        c.token = Some(Zeroizing::new("t0ken.42".to_owned()));
+        for i in 0..2 {
+            LAST_WIPE.with(|w| w.set(None));
+            c.call("/v3/kv/range", &json!({ "key": "a" }), Retry::Idempotent)
+                .unwrap_or_else(|f| panic!("call {i}: {}", f.message));
+            assert_eq!(LAST_WIPE.with(std::cell::Cell::get), Some(true), "call {i}");
+        }
+        assert_eq!(server.join().expect("gateway"), ["t0ken.42", "t0ken.42"]);
+        let b = Bytes::copy_from_slice(b"t0ken.42");
+        let other = b.clone();
+        assert!(!wipe_shared(b), "a shared buffer is not wiped");
+        let mut m = other.try_into_mut().expect("unique now");
+        assert_eq!(&m[..], b"t0ken.42", "and left intact");
+        m.as_mut().zeroize();
+        assert!(m.iter().all(|&x| x == 0));
+    }
 
     /// The hand-written authentication body is the JSON a parser reads back as the
     /// same name and password, for the characters JSON must escape and for non-ASCII;

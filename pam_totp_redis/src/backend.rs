@@ -561,7 +561,8 @@ fn sentinel_behind(
 /// server's state, which it reports to any first command (`ERR max number of clients
 /// reached`, `LOADING`, `BUSY`).
 fn is_password_refusal(error: &str) -> bool {
-    let lower = error.to_ascii_lowercase();
+    // A copy of an error that may quote the password.
+    let lower = Zeroizing::new(error.to_ascii_lowercase());
     if lower.contains("unknown command") {
         // `AUTH` renamed or disabled (`rename-command`): the server's configuration.
         return false;
@@ -569,14 +570,31 @@ fn is_password_refusal(error: &str) -> bool {
     error.starts_with("WRONGPASS") || lower.contains("password") || lower.contains("auth")
 }
 
+/// How Redis introduces the arguments it quotes in an error.
+const ARGUMENTS: &str = ", with args beginning with:";
+
 /// What an error reply says, without the arguments of the command it refuses: Redis
 /// quotes them in `unknown command 'AUTH', with args beginning with: 'USER' 'PASSWORD'`
 /// (a server where `AUTH` is renamed or disabled), and the password must never reach the
 /// log or an admin tool's output.
 fn without_arguments(error: &str) -> std::borrow::Cow<'_, str> {
-    match error.split_once(", with args beginning with:") {
+    match error.split_once(ARGUMENTS) {
         Some((head, _)) => format!("{head} (its arguments not shown)").into(),
         None => error.into(),
+    }
+}
+
+/// [`without_arguments`] in place, before anything else reads the text: a substring
+/// search (`str::contains`) loads the text in 16-byte blocks whose copies stay on the
+/// stack, so the password must be gone from it first. The text is shortened within its
+/// own buffer (no copy); what was cut off stays in the buffer's spare capacity until
+/// the caller's `Zeroizing` wipes the whole buffer.
+fn cut_arguments(error: &mut String) {
+    const NOTE: &str = " (its arguments not shown)";
+    if let Some(at) = error.find(ARGUMENTS) {
+        error.truncate(at);
+        // Shorter than what was cut: fits in the buffer, so no copy is made.
+        error.push_str(NOTE);
     }
 }
 
@@ -915,18 +933,21 @@ impl Backend {
             match step {
                 Step::Auth => match con.receive(deadline, SHORT_REPLY) {
                     Ok(Reply::Status(_)) => {}
-                    // Protected mode refuses the connection before any command is read:
-                    // its reply is not about the password.
-                    Ok(Reply::Error(e)) if e.starts_with("DENIED") => {
-                        return Err(Failure::server("AUTH", &e));
-                    }
-                    // A server at `maxclients` (or loading, or busy) answers the first
-                    // command, whatever it is, with its own state: an outage, not a
-                    // wrong password, and never the credentials file's fault.
-                    Ok(Reply::Error(e)) if !is_password_refusal(&e) => {
-                        return Err(hint(Failure::server("AUTH", &e)));
-                    }
                     Ok(Reply::Error(e)) => {
+                        // A server that does not know AUTH quotes the password in it.
+                        let mut e = Zeroizing::new(e);
+                        cut_arguments(&mut e);
+                        // Protected mode refuses the connection before any command is
+                        // read: its reply is not about the password.
+                        if e.starts_with("DENIED") {
+                            return Err(Failure::server("AUTH", &e));
+                        }
+                        // A server at `maxclients` (or loading, or busy) answers the
+                        // first command, whatever it is, with its own state: an outage,
+                        // not a wrong password, and never the credentials file's fault.
+                        if !is_password_refusal(&e) {
+                            return Err(hint(Failure::server("AUTH", &e)));
+                        }
                         let shown: String = without_arguments(&e).chars().take(200).collect();
                         let failed =
                             Failure::refused(format!("Password authentication failed: {shown}"));

@@ -462,8 +462,14 @@ impl Conn {
     /// `cut`, a longer line is cut there and the rest skipped (still within the reply's
     /// budget): an error text is read for what it begins with (Redis's protected-mode
     /// refusal is longer than a line).
-    fn line(&mut self, b: &mut Budget, cut: bool) -> Result<Vec<u8>, WireError> {
-        let mut out = Vec::new();
+    /// Sized once and wiped: an error line may quote the password of the `AUTH` it
+    /// answers, and a growing vector would leave each buffer it outgrew unwiped.
+    fn line(
+        &mut self,
+        b: &mut Budget,
+        cut: bool,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, WireError> {
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(MAX_LINE));
         loop {
             match self.byte(b)? {
                 b'\r' => {
@@ -541,7 +547,7 @@ impl Conn {
     }
 
     fn reply(&mut self, b: &mut Budget, depth: usize) -> Result<Reply, WireError> {
-        let text = |l: Vec<u8>| String::from_utf8_lossy(&l).into_owned();
+        let text = |l: zeroize::Zeroizing<Vec<u8>>| String::from_utf8_lossy(&l).into_owned();
         match self.byte(b)? {
             b'+' => Ok(Reply::Status(text(self.line(b, false)?))),
             b'-' => Ok(Reply::Error(text(self.line(b, true)?))),

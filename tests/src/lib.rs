@@ -900,7 +900,7 @@ pub fn code_at(secret_b32: &str, unix: u64) -> String {
         digits,
     )
     .expect("totp");
-    totp_core::otp::format_code(v, digits)
+    totp_core::otp::format_code(v, digits).to_string()
 }
 
 /// A fixed time in the middle of a 30-s step (step 56_666_667), for faketime runs.

@@ -540,3 +540,168 @@ fn fixed_cases_found_by_the_differential() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Control values libpam reads differently from a plain split on blanks and `=`
+/// (`totp_os::pam_stack::control_action`): keywords in any case or in brackets, blanks
+/// around `=`, the first `default=` (a later one finds every value set), and text
+/// libpam cannot read (a jump of 0, an unknown return value), which makes every result
+/// of the line a failure. Each through libpam and the audit, a lone code line with a
+/// usable file and the right code typed. Controls: the same values written plainly.
+#[test]
+fn control_values_as_libpam_reads_them() {
+    if !require_root("control_values_as_libpam_reads_them") {
+        return;
+    }
+    let (u, secrets) = account("sv");
+    let t = |control: &str, file: File| {
+        vec![Entry::Totp {
+            control: control.to_owned(),
+            nullok: false,
+            skip: false,
+            file,
+        }]
+    };
+    let cases: Vec<(&str, Vec<Entry>)> = vec![
+        ("keyword in capitals", t("Required", File::Usable)),
+        ("control: keyword", t("required", File::Usable)),
+        ("keyword in brackets", t("[OPTIONAL]", File::Refused)),
+        ("control: optional", t("optional", File::Refused)),
+        (
+            "blanks around =",
+            t("[success = ok default= die]", File::Usable),
+        ),
+        (
+            "first default=",
+            t("[default=bad default=ok]", File::Usable),
+        ),
+        ("control: one default=", t("[default=ok]", File::Usable)),
+        ("jump of 0", t("[success=0 default=ok]", File::Usable)),
+        (
+            "unknown value",
+            t("[success=ok default=ok bogus=ok]", File::Usable),
+        ),
+        (
+            "last of a value named twice",
+            t("[success=ok success=die]", File::Usable),
+        ),
+        (
+            "control: success=ok",
+            t("[success=ok default=die]", File::Usable),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, entries) in &cases {
+        if let Some(f) = check(name, entries, &u, &secrets, GROUP) {
+            failures.push(f);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `totp-enroll check` warns of a code line on which a wrong code does not fail the
+/// login, by the same reading of the control value: `auth_err=` named twice takes the
+/// last (libpam lets a wrong code in after `auth_err=die auth_err=ignore`, and denies it
+/// after `auth_err=ignore auth_err=die`). Each stack is run through libpam with a wrong
+/// code; the warning is there exactly when libpam let it in.
+#[test]
+fn check_warns_where_libpam_lets_a_wrong_code_in() {
+    if !require_root("check_warns_where_libpam_lets_a_wrong_code_in") {
+        return;
+    }
+    let u = TestUser::create("sw");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    let right = code_at(&secret, T0);
+    // Another six digits: each digit moved by one.
+    let wrong: String = right
+        .bytes()
+        .map(|b| char::from(b'0' + (b - b'0' + 1) % 10))
+        .collect();
+    for (control, lets_in) in [
+        (
+            "[success=ok auth_err=die auth_err=ignore default=die]",
+            true,
+        ),
+        (
+            "[success=ok auth_err=ignore auth_err=die default=die]",
+            false,
+        ),
+        ("[success=ok default=ignore default=die]", true),
+        ("[success=ok default=die default=ignore]", false),
+    ] {
+        let stack = Stack::new();
+        stack.service(
+            "svc",
+            &format!("auth required pam_permit.so\nauth {control} @MODULE@\n"),
+        );
+        let d = Driver::login(&stack, &u, &wrong).at(T0).run();
+        assert_eq!(d.result == "PAM_SUCCESS", lets_in, "{control}: {d:?}");
+        let out = Command::new(&built().enroll)
+            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("totp-enroll check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let warned = stderr.contains("a wrong code is ignored");
+        assert_eq!(warned, lets_in, "{control}: {stderr}");
+    }
+}
+
+/// libpam reads a line's type and the `include`/`substack` keywords in any case
+/// (`AUTH`, `auth Include`): the audit and `totp-enroll check` read such lines as the
+/// auth lines they are. Each stack holds one code line whose file (mode 0644) the module
+/// refuses: libpam denies the login, the audit says `refused`, and check gives no "fails
+/// every time" warning for it. Control: the same stacks written in lower case.
+#[test]
+fn line_types_and_include_keywords_are_read_in_any_case() {
+    if !require_root("line_types_and_include_keywords_are_read_in_any_case") {
+        return;
+    }
+    let (u, secrets) = account("sk");
+    let p = u.home.join(".totp0");
+    let _ = std::fs::remove_file(&p);
+    write_owned(&p, totp_file(&secrets[0]).as_bytes(), u.uid, u.gid, 0o644);
+    let code_line =
+        |kind: &str| format!("{kind} required @MODULE@ secret=~/.totp0 authtok_prompt=Code0:\n");
+    for (kind, include) in [
+        ("AUTH", None),
+        ("Auth", Some("Include")),
+        ("auth", Some("SUBSTACK")),
+        ("auth", None),
+        ("auth", Some("include")),
+    ] {
+        let stack = Stack::new();
+        let svc = match include {
+            None => format!("auth required pam_permit.so\n{}", code_line(kind)),
+            Some(word) => {
+                stack.service("sub", &code_line("auth"));
+                format!(
+                    "auth required pam_permit.so\n{kind} {word} {}\n",
+                    stack.path().join("sub").display()
+                )
+            }
+        };
+        stack.service("svc", &svc);
+        let case = format!("{kind} {include:?}");
+        let d = login(&stack, &u, &secrets[..1]);
+        assert_eq!(
+            d.result, "PAM_AUTH_ERR",
+            "{case}: libpam ran the code line: {d:?}"
+        );
+        let (verdict, reasons, _) = audit(&stack, &u.name);
+        assert_eq!(verdict, "refused", "{case}: {reasons}");
+        let out = Command::new(&built().enroll)
+            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("totp-enroll check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("fails every time") && !stderr.contains("has no auth line"),
+            "{case}: {stderr}"
+        );
+        assert!(stderr.contains("mode 0644"), "{case}: {stderr}");
+    }
+}

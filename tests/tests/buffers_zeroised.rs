@@ -376,154 +376,34 @@ fn logins_leave_no_copy(so: &Path) {
     }
 }
 
-/// The etcd plugin's share of K4: after a login against a TLS etcd with authentication
-/// on (the plugin sends the password, gets a token and sends it with each request),
-/// no 12-character run of the password is left in any writable mapping of the login
-/// process: not the credentials file's text the module read, nor the configuration it
-/// handed over, nor the request body, nor the plaintext TLS buffers. Right code and
-/// wrong code; control: the heap and stack markers are found by the same scan.
-/// (The token etcd issued is not looked for: its value is known only to the login.)
-#[test]
-fn no_copy_of_the_etcd_password_survives_a_login() {
-    use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
-    use system_tests::fleet::{TestCa, init_store, trusted_dir};
-    if !require_root("no_copy_of_the_etcd_password_survives_a_login") {
-        return;
-    }
-    let ca = TestCa::new("etcd-k4");
-    let mut cluster = EtcdCluster::start(
-        1,
-        &EtcdConfig {
-            tls: Some(&ca),
-            ..EtcdConfig::default()
-        },
-    );
-    let password = hex(&random_bytes(16));
-    cluster.enable_auth("fleet", &password, "pam_totp/");
-    let dir = trusted_dir("etcd-k4");
+/// A credentials file (`username=fleet`, `password`) in a directory the module trusts,
+/// which lives as long as the returned guard.
+fn credentials_file(tag: &str, password: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = system_tests::fleet::trusted_dir(tag);
     let cred = dir.path().join("credentials");
     fs::write(&cred, format!("username=fleet\npassword={password}\n")).expect("write");
     fs::set_permissions(&cred, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
-    let args = format!(
-        "state={} etcd_plugin={} etcd_prefix=pam_totp/ etcd_timeout=1000 \
-         etcd_credentials={} etcd_ca_file={}",
-        cluster.url(),
-        etcd_plugin().display(),
-        cred.display(),
-        ca.ca_cert.display()
-    );
-    init_store(&args);
-    let (u, secret) = TestUser::enrolled("kp");
-    let stack = Stack::probe("svc", &args);
-    let t = now();
-    let cases = [
-        ("right code", code_at(&secret, t), Returned::Success),
-        (
-            "wrong code",
-            wrong_totp(&secret, t),
-            Returned::Failed("PAM_AUTH_ERR".into()),
-        ),
-    ];
-    for (name, answer, expected) in cases {
-        let marker = random_bytes(16);
-        let inverted: Vec<u8> = marker.iter().map(|b| !b).collect();
-        let needles: Needles = vec![
-            ("password".into(), password.clone().into_bytes(), 12),
-            ("heap marker".into(), marker.clone(), 16),
-            ("stack marker".into(), inverted, 16),
-        ];
-        let (d, scan) = held_login(Driver::login(&stack, &u, &answer), &needles, &marker);
-        assert_eq!(d.returned(), expected, "{name}: {d:?}");
-        let kinds = |label: &str| -> Vec<String> {
-            scan.found
-                .iter()
-                .filter(|(l, _)| l == label)
-                .map(|(_, k)| k.clone())
-                .collect()
-        };
-        assert!(
-            kinds("heap marker")
-                .iter()
-                .any(|k| k.starts_with("heap") || k.starts_with("anonymous")),
-            "{name}: control: the heap marker was not found: {:?}",
-            scan.found
-        );
-        assert!(
-            kinds("stack marker").iter().any(|k| k.starts_with("stack")),
-            "{name}: control: the stack marker was not found: {:?}",
-            scan.found
-        );
-        assert!(
-            kinds("password").is_empty(),
-            "{name}: the etcd password is still in the login process after pam_end: {:?}",
-            kinds("password")
-        );
-    }
+    (dir, cred)
 }
 
-/// The Redis plugin's share of K4: after a login against a TLS Redis that requires a
-/// client certificate and an ACL password, neither a 12-character run of the password
-/// (the credentials file, the configuration handed to the plugin, the `AUTH` command)
-/// nor a 24-character run of the client key's PEM text is left in any writable mapping
-/// of the login process. Right code and wrong code; control: the heap and stack
-/// markers are found by the same scan.
-#[test]
-fn no_copy_of_the_redis_password_or_client_key_survives_a_login() {
-    use system_tests::fleet::{RedisServer, ServerConfig, TestCa, plugin, trusted_dir};
-    if !require_root("no_copy_of_the_redis_password_or_client_key_survives_a_login") {
-        return;
-    }
-    let password = hex(&random_bytes(16));
-    let ca = TestCa::new("redis-k4");
-    let server = RedisServer::start(&ServerConfig {
-        acl_password: Some(&password),
-        tls: Some(&ca),
-        tls_auth_clients: true,
-        ..ServerConfig::default()
-    });
-    let dir = trusted_dir("redis-k4");
-    let cred = dir.path().join("credentials");
-    fs::write(&cred, format!("username=fleet\npassword={password}\n")).expect("write");
-    fs::set_permissions(&cred, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
-    let args = format!(
-        "state={} redis_plugin={} redis_connect_timeout=2000 redis_credentials={} \
-         redis_ca_file={} redis_client_cert={} redis_client_key={}",
-        server.url(true),
-        plugin().display(),
-        cred.display(),
-        ca.ca_cert.display(),
-        ca.client_cert.display(),
-        ca.client_key.display()
-    );
-    let _ = state_tool(&["init", "--never-used", "--options", &args]);
-    // The key's base64 text, its header and footer lines left out (every PEM has them).
-    let key_text: String = read(&ca.client_key)
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
-    assert!(key_text.len() > 100, "{key_text:?}");
-    let (u, secret) = TestUser::enrolled("kr");
-    let stack = Stack::probe("svc", &args);
-    let t = now();
-    let cases = [
-        ("right code", code_at(&secret, t), Returned::Success),
-        (
-            "wrong code",
-            wrong_totp(&secret, t),
-            Returned::Failed("PAM_AUTH_ERR".into()),
-        ),
-    ];
+/// The plugins' share of K4: a login of `u` on `stack` for each of `cases` (name,
+/// answer, the result libpam must give), each held after `pam_end` and scanned for
+/// `credentials` (label, bytes, run length), none of which may be found. Control: the
+/// heap and stack markers are found by the same scan.
+fn fleet_logins_leave_no_copy(
+    stack: &Stack,
+    u: &TestUser,
+    cases: &[(&str, String, Returned)],
+    credentials: &Needles,
+) {
     for (name, answer, expected) in cases {
         let marker = random_bytes(16);
         let inverted: Vec<u8> = marker.iter().map(|b| !b).collect();
-        let needles: Needles = vec![
-            ("password".into(), password.clone().into_bytes(), 12),
-            ("client key".into(), key_text.clone().into_bytes(), 24),
-            ("heap marker".into(), marker.clone(), 16),
-            ("stack marker".into(), inverted, 16),
-        ];
-        let (d, scan) = held_login(Driver::login(&stack, &u, &answer), &needles, &marker);
-        assert_eq!(d.returned(), expected, "{name}: {d:?}");
+        let mut needles = credentials.clone();
+        needles.push(("heap marker".into(), marker.clone(), 16));
+        needles.push(("stack marker".into(), inverted, 16));
+        let (d, scan) = held_login(Driver::login(stack, u, answer), &needles, &marker);
+        assert_eq!(&d.returned(), expected, "{name}: {d:?}");
         let kinds = |label: &str| -> Vec<String> {
             scan.found
                 .iter()
@@ -550,8 +430,142 @@ fn no_copy_of_the_redis_password_or_client_key_survives_a_login() {
             .collect();
         assert!(
             residues.is_empty(),
-            "{name}: a Redis credential is still in the login process after pam_end: \
-             {residues:?}"
+            "{name}: a credential is still in the login process after pam_end: {residues:?}"
         );
     }
+}
+
+/// A right code and a wrong code of `secret` now.
+fn right_and_wrong(secret: &str) -> Vec<(&'static str, String, Returned)> {
+    let t = now();
+    vec![
+        ("right code", code_at(secret, t), Returned::Success),
+        (
+            "wrong code",
+            wrong_totp(secret, t),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+        ),
+    ]
+}
+
+/// The etcd plugin's share of K4: after a login against a TLS etcd with authentication
+/// on (the plugin sends the password, gets a token and sends it with each request),
+/// no 12-character run of the password is left in any writable mapping of the login
+/// process: not the credentials file's text the module read, nor the configuration it
+/// handed over, nor the request body, nor the plaintext TLS buffers. Right code and
+/// wrong code; control: the heap and stack markers are found by the same scan.
+/// (The token etcd issued is not looked for: its value is known only to the login.)
+#[test]
+fn no_copy_of_the_etcd_password_survives_a_login() {
+    use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
+    use system_tests::fleet::{TestCa, init_store};
+    if !require_root("no_copy_of_the_etcd_password_survives_a_login") {
+        return;
+    }
+    let ca = TestCa::new("etcd-k4");
+    let mut cluster = EtcdCluster::start(
+        1,
+        &EtcdConfig {
+            tls: Some(&ca),
+            ..EtcdConfig::default()
+        },
+    );
+    let password = hex(&random_bytes(16));
+    cluster.enable_auth("fleet", &password, "pam_totp/");
+    let (_dir, cred) = credentials_file("etcd-k4", &password);
+    let args = format!(
+        "state={} etcd_plugin={} etcd_prefix=pam_totp/ etcd_timeout=1000 \
+         etcd_credentials={} etcd_ca_file={}",
+        cluster.url(),
+        etcd_plugin().display(),
+        cred.display(),
+        ca.ca_cert.display()
+    );
+    init_store(&args);
+    let (u, secret) = TestUser::enrolled("kp");
+    let stack = Stack::probe("svc", &args);
+    let needles: Needles = vec![("password".into(), password.into_bytes(), 12)];
+    fleet_logins_leave_no_copy(&stack, &u, &right_and_wrong(&secret), &needles);
+}
+
+/// The Redis plugin's share of K4: after a login against a TLS Redis that requires a
+/// client certificate and an ACL password, neither a 12-character run of the password
+/// (the credentials file, the configuration handed to the plugin, the `AUTH` command)
+/// nor a 24-character run of the client key's PEM text is left in any writable mapping
+/// of the login process. Right code and wrong code; control: the heap and stack
+/// markers are found by the same scan.
+#[test]
+fn no_copy_of_the_redis_password_or_client_key_survives_a_login() {
+    use system_tests::fleet::{RedisServer, ServerConfig, TestCa, plugin};
+    if !require_root("no_copy_of_the_redis_password_or_client_key_survives_a_login") {
+        return;
+    }
+    let password = hex(&random_bytes(16));
+    let ca = TestCa::new("redis-k4");
+    let server = RedisServer::start(&ServerConfig {
+        acl_password: Some(&password),
+        tls: Some(&ca),
+        tls_auth_clients: true,
+        ..ServerConfig::default()
+    });
+    let (_dir, cred) = credentials_file("redis-k4", &password);
+    let args = format!(
+        "state={} redis_plugin={} redis_connect_timeout=2000 redis_credentials={} \
+         redis_ca_file={} redis_client_cert={} redis_client_key={}",
+        server.url(true),
+        plugin().display(),
+        cred.display(),
+        ca.ca_cert.display(),
+        ca.client_cert.display(),
+        ca.client_key.display()
+    );
+    let _ = state_tool(&["init", "--never-used", "--options", &args]);
+    // The key's base64 text, its header and footer lines left out (every PEM has them).
+    let key_text: String = read(&ca.client_key)
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(key_text.len() > 100, "{key_text:?}");
+    let (u, secret) = TestUser::enrolled("kr");
+    let stack = Stack::probe("svc", &args);
+    let needles: Needles = vec![
+        ("password".into(), password.into_bytes(), 12),
+        ("client key".into(), key_text.into_bytes(), 24),
+    ];
+    fleet_logins_leave_no_copy(&stack, &u, &right_and_wrong(&secret), &needles);
+}
+
+/// A server that does not know `AUTH` (renamed or disabled, or a proxy) quotes the
+/// arguments it was sent in its error, the password among them: after such a login no
+/// 12-character run of the password is left in the login process either (the reply's
+/// read buffer, the error text, the failure built from it, the log line's text).
+/// Control: the failure is that refusal (libpam's answer for an unusable store), and
+/// the heap and stack markers are found by the same scan.
+#[test]
+fn no_copy_of_a_redis_password_echoed_by_the_server_survives_a_login() {
+    use system_tests::fleet::{RedisServer, ServerConfig, plugin};
+    if !require_root("no_copy_of_a_redis_password_echoed_by_the_server_survives_a_login") {
+        return;
+    }
+    let password = hex(&random_bytes(16));
+    let server = RedisServer::start(&ServerConfig {
+        extra: &["--rename-command", "AUTH", "AUTH_RENAMED_AWAY"],
+        ..ServerConfig::default()
+    });
+    let (_dir, cred) = credentials_file("redis-echo", &password);
+    let args = format!(
+        "state={} redis_plugin={} redis_connect_timeout=2000 redis_credentials={}",
+        server.url(false),
+        plugin().display(),
+        cred.display(),
+    );
+    let (u, secret) = TestUser::enrolled("ke");
+    let stack = Stack::probe("svc", &args);
+    let cases = [(
+        "right code, store refused",
+        code_at(&secret, now()),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+    )];
+    let needles: Needles = vec![("password".into(), password.into_bytes(), 12)];
+    fleet_logins_leave_no_copy(&stack, &u, &cases, &needles);
 }

@@ -103,7 +103,7 @@ fn code_of(secret: &str, unix: u64, digits: totp_core::otp::Digits) -> String {
     let step = i64::try_from(unix).expect("time");
     let v =
         totp_core::otp::totp(&s, step, 30, totp_core::otp::Algorithm::Sha1, digits).expect("totp");
-    totp_core::otp::format_code(v, digits)
+    totp_core::otp::format_code(v, digits).to_string()
 }
 
 /// A user whose password ends in digits (what pam_unix stores as `PAM_AUTHTOK` on every

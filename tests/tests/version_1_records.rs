@@ -66,7 +66,7 @@ fn code_60(secret_b32: &str, unix: u64) -> String {
     let at = i64::try_from(unix).expect("time");
     let v = totp_core::otp::totp(&secret, at, 60, totp_core::otp::Algorithm::Sha1, digits)
         .expect("totp");
-    totp_core::otp::format_code(v, digits)
+    totp_core::otp::format_code(v, digits).to_string()
 }
 
 /// A version-1 mark is a step of the file's `STEP_SIZE`. `totp-state reset

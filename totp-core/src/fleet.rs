@@ -400,6 +400,16 @@ fn absolute(option: &'static str, v: &str) -> Result<String, OptionError> {
     Ok(v.to_owned())
 }
 
+/// A key prefix (`redis_prefix=`, `etcd_prefix=`): 1-64 printable ASCII characters
+/// other than `=` (the plugin configuration's separator).
+fn key_prefix(option: &'static str, v: &str) -> Result<String, OptionError> {
+    let ok = !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic() && b != b'=');
+    if !ok {
+        return Err(bad(option, "1-64 printable characters"));
+    }
+    Ok(v.to_owned())
+}
+
 impl FleetOptions {
     /// Applies `state=<remote>` or one of the fleet options (the "Fleets" part of
     /// [`crate::options::OPTION_NAMES`]). `Ok(false)`: not ours.
@@ -428,15 +438,7 @@ impl FleetOptions {
                 self.conn.command_timeout_ms =
                     Some(decimal("redis_timeout", v, 1, MAX_REDIS_TIMEOUT_MS)?)
             }
-            "redis_prefix" => {
-                let ok = !v.is_empty()
-                    && v.len() <= 64
-                    && v.bytes().all(|b| b.is_ascii_graphic() && b != b'=');
-                if !ok {
-                    return Err(bad("redis_prefix", "1-64 printable characters"));
-                }
-                self.conn.prefix = Some(v.to_owned());
-            }
+            "redis_prefix" => self.conn.prefix = Some(key_prefix("redis_prefix", v)?),
             "redis_credentials" => {
                 self.conn.credentials = Some(absolute("redis_credentials", v)?);
             }

@@ -163,9 +163,19 @@ pub fn totp(
     totp_step(unix, step_secs).map(|t| hotp(secret, t, alg, digits))
 }
 
-/// Zero-padded decimal rendering of a code value.
-pub fn format_code(value: u32, digits: Digits) -> String {
-    format!("{:0width$}", value % digits.modulus(), width = digits.len())
+/// Zero-padded decimal rendering of a code value, in a buffer sized for it (so it never
+/// reallocates) and wiped when dropped: a code valid now is a password for its window.
+pub fn format_code(value: u32, digits: Digits) -> zeroize::Zeroizing<String> {
+    use std::fmt::Write;
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(digits.len()));
+    // Writing into a String cannot fail.
+    let _ = write!(
+        out,
+        "{:0width$}",
+        value % digits.modulus(),
+        width = digits.len()
+    );
+    out
 }
 
 /// RFC 6238 time step `T = floor(unix / step)` with T0 = 0, in 64 bits (§4.2: no
@@ -197,7 +207,7 @@ mod tests {
 
     fn hotp6(counter: u64) -> String {
         let s = rfc_secret(Algorithm::Sha1);
-        format_code(hotp(&s, counter, Algorithm::Sha1, Digits::SIX), Digits::SIX)
+        format_code(hotp(&s, counter, Algorithm::Sha1, Digits::SIX), Digits::SIX).to_string()
     }
 
     macro_rules! rfc4226 {
@@ -224,7 +234,7 @@ mod tests {
 
     fn totp8(alg: Algorithm, t: i64) -> String {
         let v = totp(&rfc_secret(alg), t, 30, alg, Digits::EIGHT).unwrap();
-        format_code(v, Digits::EIGHT)
+        format_code(v, Digits::EIGHT).to_string()
     }
 
     macro_rules! rfc6238 {
@@ -262,6 +272,7 @@ mod tests {
             hotp(&ga_secret(), counter, Algorithm::Sha1, Digits::SIX),
             Digits::SIX,
         )
+        .to_string()
     }
 
     macro_rules! ga_vectors {
@@ -294,7 +305,7 @@ mod tests {
     #[test]
     fn ga_totp_at_300000_is_050548() {
         let v = totp(&ga_secret(), 300_000, 30, Algorithm::Sha1, Digits::SIX).unwrap();
-        assert_eq!(format_code(v, Digits::SIX), "050548");
+        assert_eq!(*format_code(v, Digits::SIX), "050548");
     }
 
     #[test]
@@ -329,7 +340,9 @@ mod tests {
 
     #[test]
     fn format_code_pads_with_zeros() {
-        assert_eq!(format_code(50548, Digits::SIX), "050548");
-        assert_eq!(format_code(7, Digits::EIGHT), "00000007");
+        assert_eq!(*format_code(50548, Digits::SIX), "050548");
+        assert_eq!(*format_code(7, Digits::EIGHT), "00000007");
+        let c = format_code(12_345_678, Digits::EIGHT);
+        assert_eq!(c.capacity(), 8, "sized once");
     }
 }

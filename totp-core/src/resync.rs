@@ -333,6 +333,7 @@ mod tests {
             otp::hotp(&Secret::new(bytes), step, Algorithm::Sha1, Digits::SIX),
             Digits::SIX,
         )
+        .to_string()
     }
 
     fn file(extra: &str) -> GaFile {
@@ -472,6 +473,7 @@ mod tests {
                 otp::hotp(&s, step, Algorithm::Sha1, Digits::EIGHT),
                 Digits::EIGHT,
             )
+            .to_string()
         };
         let r = resync(&f, c(t).as_bytes(), c(t + 1).as_bytes(), NOW, 3).expect("found");
         assert_eq!(r.skew, 1);

@@ -389,38 +389,42 @@ fn control_warning(line: &pam_stack::ModuleLine) -> Option<String> {
             line.kind
         ));
     }
-    match c.as_str() {
-        "optional" => {
-            return Some(format!(
-                "warning: the {m} auth line is optional: a wrong or missing code does not \
-                 fail the login (pam_totp(8), CONTROL VALUES)"
-            ));
-        }
-        "sufficient" => {
-            return Some(format!(
-                "warning: the {m} auth line is sufficient: a right code ends the stack, so \
-                 the code alone can log in (pam_totp(8), CONTROL VALUES)"
-            ));
-        }
-        _ => {}
+    if let Some(problem) = pam_stack::control_problem(c) {
+        return Some(format!(
+            "warning: libpam cannot read the control value {c} of the {m} auth line \
+             ({problem}): it fails every login (pam_totp(8), CONTROL VALUES)"
+        ));
     }
-    let inner = c.strip_prefix('[')?.strip_suffix(']')?;
-    let action = |key: &str| {
-        inner
-            .split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.to_owned())
-    };
-    let on_failure = action("auth_err").or_else(|| action("default"))?;
-    let what = match on_failure.as_str() {
-        "ok" => "counts as a success".to_owned(),
-        "ignore" => {
+    // The keywords have wording of their own; libpam reads them in any case.
+    let keyword = c
+        .strip_prefix('[')
+        .and_then(|k| k.strip_suffix(']'))
+        .unwrap_or(c);
+    if keyword.eq_ignore_ascii_case("optional") {
+        return Some(format!(
+            "warning: the {m} auth line is optional: a wrong or missing code does not \
+             fail the login (pam_totp(8), CONTROL VALUES)"
+        ));
+    }
+    if keyword.eq_ignore_ascii_case("sufficient") {
+        return Some(format!(
+            "warning: the {m} auth line is sufficient: a right code ends the stack, so \
+             the code alone can log in (pam_totp(8), CONTROL VALUES)"
+        ));
+    }
+    use pam_stack::Action;
+    let what = match line.action(pam_stack::Returned::AuthErr) {
+        Action::Ok => "counts as a success".to_owned(),
+        Action::Ignore => {
             "is ignored: only a later line (such as requisite pam_deny.so) can deny".to_owned()
         }
-        "done" => "ends the stack with the result so far".to_owned(),
-        n if n.parse::<u32>().is_ok() => format!("jumps over the next {n} lines"),
-        _ => return None,
+        Action::Done => "ends the stack with the result so far".to_owned(),
+        Action::Reset => {
+            "is forgotten (reset): only a later line (such as requisite pam_deny.so) can deny"
+                .to_owned()
+        }
+        Action::Jump(n) => format!("jumps over the next {n} lines"),
+        Action::Bad | Action::Die => return None,
     };
     Some(format!(
         "warning: on the {m} auth line {c} a wrong code {what} (pam_totp(8), CONTROL VALUES)"

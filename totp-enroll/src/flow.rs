@@ -549,7 +549,7 @@ fn display(
         } else {
             otp::hotp(&e.secret, FIRST_HOTP_COUNTER, e.algorithm, e.digits)
         };
-        Some(Zeroizing::new(otp::format_code(code, e.digits)))
+        Some(otp::format_code(code, e.digits))
     };
     let after = after_text(e, code.as_deref().map(String::as_str));
     if let Some(m) = matrix {
@@ -699,7 +699,7 @@ fn ignored_settings(e: &Enrollment, answer: &str, now: i64) -> Option<IgnoredSet
                 ]
                 .into_iter()
                 .filter_map(|t| otp::totp(&e.secret, t, step, *alg, *dig))
-                .any(|c| otp::format_code(c, *dig) == answer);
+                .any(|c| *otp::format_code(c, *dig) == *answer);
                 if hit {
                     found = Some(ignored);
                 }

@@ -9,6 +9,7 @@ use std::io::Cursor;
 use std::str::FromStr;
 
 use qrcode::{Color, EcLevel, QrCode};
+use zeroize::{Zeroize, Zeroizing};
 
 /// The quiet zone the QR specification asks for; scanners often fail without it.
 pub const QUIET_ZONE: usize = 4;
@@ -174,6 +175,13 @@ pub fn height_note(term: Terminal, text: &str, lines_after: usize) -> Option<Str
     })
 }
 
+/// Ends every terminal line: colours reset, then the newline.
+const RESET_LINE: &str = "\x1b[0m\n";
+/// The colours of `QrMode::Utf8Grey`.
+const GREY: &str = "\x1b[37;40m";
+/// The longest background escape `QrMode::Ansi*` writes.
+const LONGEST_COLOUR: usize = "\x1b[107m".len();
+
 /// The QR module matrix of one URI, quiet zone included.
 pub struct Matrix {
     code: QrCode,
@@ -187,6 +195,14 @@ pub struct QrError(String);
 impl std::fmt::Display for QrError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// The modules encode the URI, secret included (the `qrcode` crate's own copy in
+/// `code` cannot be wiped: SECURITY.md, K4).
+impl Drop for Matrix {
+    fn drop(&mut self) {
+        self.dark.zeroize();
     }
 }
 
@@ -217,21 +233,40 @@ impl Matrix {
 
     /// Terminal text for `mode`; empty for `QrMode::None`. Every line ends in
     /// `\n` and every escape sequence is reset before the line ends, so a
-    /// cancelled output never leaves the terminal recoloured.
-    pub fn render_text(&self, mode: QrMode) -> String {
+    /// cancelled output never leaves the terminal recoloured. The text encodes the
+    /// secret as the code does: it is written into a wiped buffer reserved up front
+    /// ([`Matrix::text_capacity`]), so no outgrown copy is left behind.
+    pub fn render_text(&self, mode: QrMode) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::with_capacity(self.text_capacity(mode)));
         match mode {
-            QrMode::None => String::new(),
-            QrMode::Ansi => self.render_ansi("\x1b[40m", "\x1b[107m"),
-            QrMode::AnsiInverse => self.render_ansi("\x1b[107m", "\x1b[40m"),
-            QrMode::AnsiGrey => self.render_ansi("\x1b[40m", "\x1b[47m"),
-            QrMode::Utf8 => self.render_halves(false, None),
-            QrMode::Utf8Inverse => self.render_halves(true, None),
-            QrMode::Utf8Grey => self.render_halves(false, Some("\x1b[37;40m")),
+            QrMode::None => {}
+            QrMode::Ansi => self.render_ansi(&mut out, "\x1b[40m", "\x1b[107m"),
+            QrMode::AnsiInverse => self.render_ansi(&mut out, "\x1b[107m", "\x1b[40m"),
+            QrMode::AnsiGrey => self.render_ansi(&mut out, "\x1b[40m", "\x1b[47m"),
+            QrMode::Utf8 => self.render_halves(&mut out, false, None),
+            QrMode::Utf8Inverse => self.render_halves(&mut out, true, None),
+            QrMode::Utf8Grey => self.render_halves(&mut out, false, Some(GREY)),
+        }
+        out
+    }
+
+    /// The most bytes [`Matrix::render_text`] writes for `mode`: a colour change before
+    /// every module of an ANSI row (each no longer than [`LONGEST_COLOUR`]), a 3-byte
+    /// block character for every module of a UTF-8 row.
+    pub fn text_capacity(&self, mode: QrMode) -> usize {
+        let n = self.size;
+        match mode {
+            QrMode::None => 0,
+            QrMode::Ansi | QrMode::AnsiInverse | QrMode::AnsiGrey => {
+                n * (n * (LONGEST_COLOUR + 2) + RESET_LINE.len())
+            }
+            QrMode::Utf8 | QrMode::Utf8Inverse | QrMode::Utf8Grey => {
+                n.div_ceil(2) * (GREY.len() + 3 * n + RESET_LINE.len())
+            }
         }
     }
 
-    fn render_ansi(&self, dark_bg: &str, light_bg: &str) -> String {
-        let mut out = String::new();
+    fn render_ansi(&self, out: &mut String, dark_bg: &str, light_bg: &str) {
         for y in 0..self.size {
             let mut current: Option<bool> = None;
             for x in 0..self.size {
@@ -244,13 +279,11 @@ impl Matrix {
                 }
                 out.push_str("  ");
             }
-            out.push_str("\x1b[0m\n");
+            out.push_str(RESET_LINE);
         }
-        out
     }
 
-    fn render_halves(&self, draw_dark: bool, colours: Option<&str>) -> String {
-        let mut out = String::new();
+    fn render_halves(&self, out: &mut String, draw_dark: bool, colours: Option<&str>) {
         for pair in 0..self.size.div_ceil(2) {
             let (top_y, bottom_y) = (2 * pair, 2 * pair + 1);
             if let Some(c) = colours {
@@ -269,11 +302,11 @@ impl Matrix {
                 });
             }
             if colours.is_some() {
-                out.push_str("\x1b[0m");
+                out.push_str(RESET_LINE);
+            } else {
+                out.push('\n');
             }
-            out.push('\n');
         }
-        out
     }
 
     /// A greyscale PNG, black modules on white.
@@ -323,6 +356,38 @@ mod tests {
             "BLINK".parse::<QrMode>(),
             Err("Invalid qr-mode \"BLINK\"".to_owned())
         );
+    }
+
+    /// The terminal text encodes the secret: it is written into the buffer reserved up
+    /// front and never outgrows it (a reallocation would leave an unwiped copy). The
+    /// reservation is a bound, not a guess: the densest ANSI pattern (a colour change at
+    /// every module) and a long URI's matrix stay within it.
+    #[test]
+    fn terminal_text_never_outgrows_its_wiped_buffer() {
+        let long = format!("{URI}&label={}", "x".repeat(400));
+        for uri in [URI, long.as_str()] {
+            let m = Matrix::new(uri).expect("encodes");
+            for mode in [
+                QrMode::None,
+                QrMode::Ansi,
+                QrMode::AnsiInverse,
+                QrMode::AnsiGrey,
+                QrMode::Utf8,
+                QrMode::Utf8Inverse,
+                QrMode::Utf8Grey,
+            ] {
+                let text = m.render_text(mode);
+                assert_eq!(text.capacity(), m.text_capacity(mode), "{mode:?}");
+                assert!(text.len() <= text.capacity(), "{mode:?}");
+            }
+        }
+        // The bound holds for a matrix that changes colour at every module.
+        let mut m = Matrix::new(URI).expect("encodes");
+        for (i, d) in m.dark.iter_mut().enumerate() {
+            *d = (i + i / m.size).is_multiple_of(2);
+        }
+        let text = m.render_text(QrMode::AnsiInverse);
+        assert_eq!(text.capacity(), m.text_capacity(QrMode::AnsiInverse));
     }
 
     #[test]
@@ -419,7 +484,7 @@ mod tests {
     #[test]
     fn none_mode_renders_nothing() {
         let m = Matrix::new(URI).expect("encodes");
-        assert_eq!(m.render_text(QrMode::None), "");
+        assert_eq!(*m.render_text(QrMode::None), "");
     }
 
     #[test]

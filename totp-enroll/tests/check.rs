@@ -296,6 +296,70 @@ fn json_errors_are_one_error_object() {
     assert_eq!(v["error"]["exit_code"], 2);
 }
 
+/// Whether the pseudo-terminal echoes, read through its slave side.
+fn echoes(pty: &nix::pty::OpenptyResult, what: &str) -> bool {
+    nix::sys::termios::tcgetattr(&pty.slave)
+        .unwrap_or_else(|e| panic!("{what}: termios: {e}"))
+        .local_flags
+        .contains(nix::sys::termios::LocalFlags::ECHO)
+}
+
+/// Polls `done` until it holds. Not a timing assertion: the bound only keeps a broken
+/// run from hanging.
+fn wait_for(what: &str, done: &mut dyn FnMut() -> bool) {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < give_up, "{what}: never");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `totp-enroll check --service svc --user root` of `pam_dir` on a new pseudo-terminal
+/// (its three standard streams), returned once it has turned echo off at its prompt.
+/// Control: the new terminal echoes before the run, and the check is still running
+/// when echo goes off.
+fn check_at_echo_off_prompt(
+    pam_dir: &str,
+    what: &str,
+) -> (nix::pty::OpenptyResult, std::process::Child) {
+    use std::process::{Command, Stdio};
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    assert!(echoes(&pty, "before"), "a new pseudo-terminal echoes");
+    let tty = |fd: &std::os::fd::OwnedFd| Stdio::from(fd.try_clone().expect("dup"));
+    let mut child = Command::new(BIN)
+        .args(["check", "--service", "svc", "--pam-dir", pam_dir])
+        .args(["--user", "root"])
+        .stdin(tty(&pty.slave))
+        .stdout(tty(&pty.slave))
+        .stderr(tty(&pty.slave))
+        .spawn()
+        .expect("run totp-enroll check");
+    wait_for(&format!("{what}: echo off at the prompt"), &mut || {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "{what}: check ended before prompting"
+        );
+        !echoes(&pty, "at the prompt")
+    });
+    (pty, child)
+}
+
+/// How `child` ended; killed (and the test failed) if it has not within the bound.
+fn ending(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let mut status = None;
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while status.is_none() {
+        status = child.try_wait().expect("wait");
+        if status.is_none() && std::time::Instant::now() > give_up {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    status.expect("ended")
+}
+
 /// SIGINT (Ctrl-C), SIGTERM or SIGHUP while `check` waits at a password prompt with
 /// echo off: the process still dies of that signal (the status a shell reports as
 /// "interrupted", not an exit code), and the terminal has echo on again. Each run is
@@ -306,65 +370,24 @@ fn json_errors_are_one_error_object() {
 /// terminal keeps ECHO off: this test fails on its last assertion.
 #[test]
 fn a_signal_at_an_echo_off_prompt_turns_echo_back_on_and_kills_with_that_signal() {
-    use nix::pty::openpty;
     use nix::sys::signal::{Signal, kill};
-    use nix::sys::termios::{LocalFlags, tcgetattr};
     use nix::unistd::Pid;
     use std::os::unix::process::ExitStatusExt;
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
 
     // pam_unix prompts "Password: " with PAM_PROMPT_ECHO_OFF before it looks anything up.
     let dir = service_dir("auth required pam_unix.so\n");
     let pam_dir = dir.path().to_str().expect("utf-8");
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        let pty = openpty(None, None).expect("openpty");
-        let echo = |what: &str| {
-            tcgetattr(&pty.slave)
-                .unwrap_or_else(|e| panic!("{what}: termios: {e}"))
-                .local_flags
-                .contains(LocalFlags::ECHO)
-        };
-        assert!(echo("before"), "a new pseudo-terminal echoes");
-        let tty = |fd: &std::os::fd::OwnedFd| Stdio::from(fd.try_clone().expect("dup"));
-        let mut child = Command::new(BIN)
-            .args(["check", "--service", "svc", "--pam-dir", pam_dir])
-            .args(["--user", "root"])
-            .stdin(tty(&pty.slave))
-            .stdout(tty(&pty.slave))
-            .stderr(tty(&pty.slave))
-            .spawn()
-            .expect("run totp-enroll check");
-        // Not a timing assertion: the bound only keeps a broken run from hanging.
-        let give_up = Instant::now() + Duration::from_secs(60);
-        while echo("at the prompt") {
-            assert!(
-                Instant::now() < give_up,
-                "{sig}: echo never went off (no prompt)"
-            );
-            assert!(
-                child.try_wait().expect("wait").is_none(),
-                "{sig}: check ended before prompting"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (pty, mut child) = check_at_echo_off_prompt(pam_dir, sig.as_ref());
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
         kill(pid, sig).expect("kill");
         // A child that survives the signal (left blocked) must not hang the suite.
-        let give_up = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if Instant::now() > give_up {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{sig}: check survived the signal");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = ending(&mut child, &format!("{sig}: check survived the signal"));
         assert_eq!(status.signal(), Some(sig as i32), "{sig}: {status:?}");
-        assert!(echo("after"), "{sig}: the terminal was left with echo off");
+        assert!(
+            echoes(&pty, "after"),
+            "{sig}: the terminal was left with echo off"
+        );
     }
 }
 
@@ -376,44 +399,15 @@ fn a_signal_at_an_echo_off_prompt_turns_echo_back_on_and_kills_with_that_signal(
 /// and the answer typed after the resume ends the run normally (a wrong password: 1).
 #[test]
 fn ctrl_z_at_an_echo_off_prompt_stops_with_echo_on_and_resumes_with_it_off() {
-    use nix::pty::openpty;
     use nix::sys::signal::{Signal, kill};
-    use nix::sys::termios::{LocalFlags, tcgetattr};
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     use nix::unistd::Pid;
     use std::io::Write;
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
 
     let dir = service_dir("auth required pam_unix.so nodelay\n");
     let pam_dir = dir.path().to_str().expect("utf-8");
-    let pty = openpty(None, None).expect("openpty");
-    let echo = |what: &str| {
-        tcgetattr(&pty.slave)
-            .unwrap_or_else(|e| panic!("{what}: termios: {e}"))
-            .local_flags
-            .contains(LocalFlags::ECHO)
-    };
-    assert!(echo("before"), "a new pseudo-terminal echoes");
-    let tty = |fd: &std::os::fd::OwnedFd| Stdio::from(fd.try_clone().expect("dup"));
-    let mut child = Command::new(BIN)
-        .args(["check", "--service", "svc", "--pam-dir", pam_dir])
-        .args(["--user", "root"])
-        .stdin(tty(&pty.slave))
-        .stdout(tty(&pty.slave))
-        .stderr(tty(&pty.slave))
-        .spawn()
-        .expect("run totp-enroll check");
+    let (pty, mut child) = check_at_echo_off_prompt(pam_dir, "SIGTSTP");
     let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-    // Not timing assertions: the bounds only keep a broken run from hanging.
-    let wait_for = |what: &str, done: &mut dyn FnMut() -> bool| {
-        let give_up = Instant::now() + Duration::from_secs(60);
-        while !done() {
-            assert!(Instant::now() < give_up, "{what}: never");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    wait_for("echo off at the prompt", &mut || !echo("at the prompt"));
     kill(pid, Signal::SIGTSTP).expect("SIGTSTP");
     let mut by = None;
     let mut stopped = |status: WaitStatus| match status {
@@ -427,28 +421,19 @@ fn ctrl_z_at_an_echo_off_prompt_stops_with_echo_on_and_resumes_with_it_off() {
     wait_for("stopped", &mut || {
         stopped(waitpid(pid, Some(WaitPidFlag::WUNTRACED | WaitPidFlag::WNOHANG)).expect("waitpid"))
     });
-    let echo_when_stopped = echo("stopped");
+    let echo_when_stopped = echoes(&pty, "stopped");
     kill(pid, Signal::SIGCONT).expect("SIGCONT");
     if !echo_when_stopped {
         let _ = child.kill();
         let _ = child.wait();
         panic!("stopped ({by:?}) with the terminal's echo off");
     }
-    wait_for("echo off once continued", &mut || !echo("continued"));
+    wait_for("echo off once continued", &mut || {
+        !echoes(&pty, "continued")
+    });
     let mut master = std::fs::File::from(pty.master.try_clone().expect("dup"));
     master.write_all(b"not the password\n").expect("answer");
-    let give_up = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > give_up {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the answer after the resume was not taken");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = ending(&mut child, "the answer after the resume was not taken");
     assert_eq!(status.code(), Some(1), "{status:?}");
-    assert!(echo("after"), "the terminal was left with echo off");
+    assert!(echoes(&pty, "after"), "the terminal was left with echo off");
 }

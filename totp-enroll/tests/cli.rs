@@ -614,7 +614,7 @@ fn wrong_confirmation_code_never_reveals_the_right_one() {
             Digits::SIX,
         );
         assert!(
-            !r.stdout.contains(&code) && !r.stderr.contains(&code),
+            !r.stdout.contains(code.as_str()) && !r.stderr.contains(code.as_str()),
             "a valid code appeared in the output"
         );
     }
@@ -635,7 +635,7 @@ fn correct_confirmation_code_is_accepted() {
     );
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
-        .write_all(format!("{code}\ny\n").as_bytes())
+        .write_all(format!("{}\ny\n", *code).as_bytes())
         .expect("answer");
     drop(stdin);
     stdout.read_to_end(&mut seen).expect("rest");

@@ -145,7 +145,7 @@ fn oathtool_agrees(uri: &str, file: &Path) {
                     cfg.digits,
                 );
                 let theirs = oathtool_code(secret, alg, digits, OathKind::Totp { period, time });
-                assert_eq!(ours, theirs, "TOTP at {time}");
+                assert_eq!(*ours, theirs, "TOTP at {time}");
             }
         }
         Mode::Hotp { counter } => {
@@ -158,7 +158,7 @@ fn oathtool_agrees(uri: &str, file: &Path) {
                 let ours =
                     otp::format_code(otp::hotp(&key, c, cfg.algorithm, cfg.digits), cfg.digits);
                 let theirs = oathtool_code(secret, alg, digits, OathKind::Hotp { counter: c });
-                assert_eq!(ours, theirs, "HOTP at {c}");
+                assert_eq!(*ours, theirs, "HOTP at {c}");
             }
         }
         Mode::ScratchOnly => panic!("enrollment without a mode"),

@@ -82,56 +82,206 @@ impl ModuleLine {
     }
 
     /// What libpam does when the module returns `returned` on this line, by its control
-    /// value (pam.conf(5)): a keyword stands for its bracketed form; in brackets a value
-    /// not named takes `default=`, and without one `bad`. `None`: a control value libpam
-    /// would not accept.
-    /// A jump past the end of the line's frame is `bad` (libpam fails the login).
-    pub fn action(&self, returned: Returned) -> Option<Action> {
-        control_action(&self.control, returned).map(|a| match a {
+    /// value ([`control_action`]). A jump past the end of the line's frame is `bad`
+    /// (libpam fails the login).
+    pub fn action(&self, returned: Returned) -> Action {
+        match control_action(&self.control, returned) {
             Action::Jump(n) if n > self.after => Action::Bad,
             a => a,
-        })
+        }
+    }
+}
+
+/// The return values a bracketed control value may name (pam.conf(5)), `default` last.
+/// libpam takes the first of them the text at hand starts with.
+const RETURN_NAMES: [&str; 33] = [
+    "success",
+    "open_err",
+    "symbol_err",
+    "service_err",
+    "system_err",
+    "buf_err",
+    "perm_denied",
+    "auth_err",
+    "cred_insufficient",
+    "authinfo_unavail",
+    "user_unknown",
+    "maxtries",
+    "new_authtok_reqd",
+    "acct_expired",
+    "session_err",
+    "cred_unavail",
+    "cred_expired",
+    "cred_err",
+    "no_module_data",
+    "conv_err",
+    "authtok_err",
+    "authtok_recover_err",
+    "authtok_lock_busy",
+    "authtok_disable_aging",
+    "try_again",
+    "ignore",
+    "abort",
+    "authtok_expired",
+    "module_unknown",
+    "bad_item",
+    "conv_again",
+    "incomplete",
+    "default",
+];
+
+/// The action words, in the order libpam tries them against the text at hand.
+const ACTION_NAMES: [(&str, Action); 6] = [
+    ("ignore", Action::Ignore),
+    ("ok", Action::Ok),
+    ("done", Action::Done),
+    ("bad", Action::Bad),
+    ("die", Action::Die),
+    ("reset", Action::Reset),
+];
+
+/// A control value as libpam reads it: the action for each of the module's return
+/// values, and why libpam refused the text, if it did (every action is then `bad`).
+struct Control {
+    actions: [Action; 3],
+    problem: Option<&'static str>,
+}
+
+/// Reads a control value the way libpam does, the one reading the CLIs use (the
+/// audit's run of a stack, `totp-enroll check`'s warnings, the bypass warnings):
+/// - a keyword, in any case, stands for its bracketed form; `[required]` is the keyword
+///   (libpam strips the brackets first), and a value without brackets is read as if
+///   it had them;
+/// - blanks may surround `=`; the next pair may follow an action without a blank;
+/// - a value named twice takes its last action; `default=` sets only the values not
+///   named before it, so the first `default=` counts;
+/// - a value never named is `bad`;
+/// - anything else (an unknown word, a jump of 0, a missing `=` or action) makes every
+///   action `bad`: libpam logs "pam_parse" and loads the line, which then fails every
+///   login it runs in.
+fn parse_control(control: &str) -> Control {
+    let inner = control
+        .strip_prefix('[')
+        .map_or(control, |c| c.strip_suffix(']').unwrap_or(c));
+    let keyword = |k: &str| inner.eq_ignore_ascii_case(k);
+    let spelled = if keyword("required") {
+        "success=ok new_authtok_reqd=ok ignore=ignore default=bad"
+    } else if keyword("requisite") {
+        "success=ok new_authtok_reqd=ok ignore=ignore default=die"
+    } else if keyword("sufficient") {
+        "success=done new_authtok_reqd=done default=ignore"
+    } else if keyword("optional") {
+        "success=ok new_authtok_reqd=ok default=ignore"
+    } else {
+        inner
+    };
+    match read_pairs(spelled.as_bytes()) {
+        Ok(set) => Control {
+            actions: set.map(|a| a.unwrap_or(Action::Bad)),
+            problem: None,
+        },
+        Err(problem) => Control {
+            actions: [Action::Bad; 3],
+            problem: Some(problem),
+        },
+    }
+}
+
+/// The `value=action` pairs of `text`, for [`Returned`]'s values (in its order);
+/// `None`: not named (nor by a `default=`).
+fn read_pairs(text: &[u8]) -> Result<[Option<Action>; 3], &'static str> {
+    let ours = |name: &str| match name {
+        "success" => Some(0),
+        "ignore" => Some(1),
+        "auth_err" => Some(2),
+        _ => None,
+    };
+    let mut set: [Option<Action>; 3] = [None; 3];
+    let mut at = 0;
+    let blanks = |at: &mut usize| {
+        while text.get(*at).is_some_and(u8::is_ascii_whitespace) {
+            *at += 1;
+        }
+    };
+    loop {
+        blanks(&mut at);
+        if at == text.len() {
+            return Ok(set);
+        }
+        let rest = &text[at..];
+        let name = RETURN_NAMES
+            .iter()
+            .find(|n| rest.starts_with(n.as_bytes()))
+            .ok_or("expecting a return value")?;
+        at += name.len();
+        if at == text.len() {
+            return Err("expecting a return value");
+        }
+        blanks(&mut at);
+        if text.get(at) != Some(&b'=') {
+            return Err("expecting '='");
+        }
+        at += 1;
+        blanks(&mut at);
+        if at == text.len() {
+            return Err("expecting an action");
+        }
+        let rest = &text[at..];
+        let action = match ACTION_NAMES
+            .iter()
+            .find(|(w, _)| rest.starts_with(w.as_bytes()))
+        {
+            Some(&(w, a)) => {
+                at += w.len();
+                a
+            }
+            None => {
+                let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                if digits == 0 {
+                    return Err("expecting a jump number");
+                }
+                at += digits;
+                let n = std::str::from_utf8(&rest[..digits])
+                    .ok()
+                    .and_then(|d| d.parse::<usize>().ok())
+                    .ok_or("expecting a smaller jump number")?;
+                if n == 0 {
+                    return Err("a jump of 0 (libpam wants ignore for that)");
+                }
+                Action::Jump(n)
+            }
+        };
+        if *name == "default" {
+            for slot in set.iter_mut().filter(|s| s.is_none()) {
+                *slot = Some(action);
+            }
+        } else if let Some(i) = ours(name) {
+            set[i] = Some(action);
+        }
     }
 }
 
 /// What libpam does when a module returns `returned` on a line with control value
-/// `control` (see [`ModuleLine::action`]).
-fn control_action(control: &str, returned: Returned) -> Option<Action> {
-    let spelled = match control {
-        "required" => "success=ok new_authtok_reqd=ok ignore=ignore default=bad",
-        "requisite" => "success=ok new_authtok_reqd=ok ignore=ignore default=die",
-        "sufficient" => "success=done new_authtok_reqd=done default=ignore",
-        "optional" => "success=ok new_authtok_reqd=ok default=ignore",
-        c => c.strip_prefix('[')?.strip_suffix(']')?,
-    };
-    let key = match returned {
-        Returned::Success => "success",
-        Returned::Ignore => "ignore",
-        Returned::AuthErr => "auth_err",
-    };
-    let mut chosen = None;
-    let mut default = None;
-    for pair in spelled.split_whitespace() {
-        let (k, v) = pair.split_once('=')?;
-        let action = Action::parse(v)?;
-        if k == key {
-            chosen = Some(action);
-        } else if k == "default" {
-            default = Some(action);
-        }
-    }
-    Some(chosen.or(default).unwrap_or(Action::Bad))
+/// `control` (see [`parse_control`]), jumps not bounded by the line's frame.
+pub fn control_action(control: &str, returned: Returned) -> Action {
+    parse_control(control).actions[returned as usize]
+}
+
+/// Why libpam refuses the text of `control`, in which case every return value of the
+/// line is `bad` (the line fails every login it runs in).
+pub fn control_problem(control: &str) -> Option<&'static str> {
+    parse_control(control).problem
 }
 
 /// The return values of the module a stack's control values are read for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Returned {
     /// `PAM_SUCCESS`: the right code.
-    Success,
+    Success = 0,
     /// `PAM_IGNORE`: a skip (`nullok` without a file, an access rule or group option).
-    Ignore,
+    Ignore = 1,
     /// `PAM_AUTH_ERR`: every refusal of an account (a wrong code, a refused file).
-    AuthErr,
+    AuthErr = 2,
 }
 
 /// An action of a control value (pam.conf(5)).
@@ -146,24 +296,6 @@ pub enum Action {
     /// Skip the next N `auth` modules of the stack (or substack); the value itself is
     /// not recorded.
     Jump(usize),
-}
-
-impl Action {
-    fn parse(v: &str) -> Option<Action> {
-        Some(match v {
-            "ignore" => Action::Ignore,
-            "bad" => Action::Bad,
-            "die" => Action::Die,
-            "ok" => Action::Ok,
-            "done" => Action::Done,
-            "reset" => Action::Reset,
-            // libpam reads a jump of 0 as ignore.
-            n => match n.parse::<usize>().ok()? {
-                0 => Action::Ignore,
-                n => Action::Jump(n),
-            },
-        })
-    }
 }
 
 /// The options of every `auth` line of `service` (in `dir`) that loads the module, in
@@ -276,9 +408,7 @@ pub fn bypass_warnings(modules: &[ModuleLine], others: &[OtherLine]) -> Vec<Stri
         if name == ROOT_ONLY_MODULE {
             continue;
         }
-        let Some(action) = control_action(&other.control, Returned::Success) else {
-            continue;
-        };
+        let action = control_action(&other.control, Returned::Success);
         let passed: Vec<&ModuleLine> = modules
             .iter()
             .filter(|m| m.options.is_some())
@@ -699,13 +829,16 @@ fn parse_line(line: &str) -> Line {
             substack: false,
         },
         [kind, control, module, args @ ..] => {
-            let kind = kind.trim_start_matches('-');
-            if control == "include" || control == "substack" {
+            // libpam reads the type and the include keywords in any case.
+            let kind = kind.strip_prefix('-').unwrap_or(kind).to_ascii_lowercase();
+            let include = control.eq_ignore_ascii_case("include");
+            let substack = control.eq_ignore_ascii_case("substack");
+            if include || substack {
                 return if kind == "auth" {
                     Line::Include {
                         name: module.clone(),
                         auth: true,
-                        substack: control == "substack",
+                        substack,
                     }
                 } else {
                     Line::Other
@@ -730,7 +863,7 @@ fn parse_line(line: &str) -> Line {
                 })
                 .collect();
             Line::Module {
-                kind: kind.to_owned(),
+                kind,
                 control: control.clone(),
                 args,
             }
@@ -904,12 +1037,8 @@ mod tests {
         let lines = module_lines(dir.path(), "svc").expect("lines");
         let after: Vec<usize> = lines.iter().map(|l| l.after).collect();
         assert_eq!(after, [3, 0, 0]);
-        let jumps: Vec<Option<Action>> =
-            lines.iter().map(|l| l.action(Returned::Success)).collect();
-        assert_eq!(
-            jumps,
-            [Some(Action::Jump(2)), Some(Action::Bad), Some(Action::Bad)]
-        );
+        let jumps: Vec<Action> = lines.iter().map(|l| l.action(Returned::Success)).collect();
+        assert_eq!(jumps, [Action::Jump(2), Action::Bad, Action::Bad]);
     }
 
     #[test]
@@ -923,36 +1052,52 @@ mod tests {
             position: vec![0],
             after: 9,
         };
-        use Returned::*;
-        let all = |c: &str| [Success, Ignore, AuthErr].map(|r| line(c).action(r));
-        let some = |a: [Action; 3]| a.map(Some);
-        assert_eq!(
-            all("required"),
-            some([Action::Ok, Action::Ignore, Action::Bad])
-        );
-        assert_eq!(
-            all("requisite"),
-            some([Action::Ok, Action::Ignore, Action::Die])
-        );
-        assert_eq!(
-            all("sufficient"),
-            some([Action::Done, Action::Ignore, Action::Ignore])
-        );
-        assert_eq!(
-            all("optional"),
-            some([Action::Ok, Action::Ignore, Action::Ignore])
-        );
+        let all = |c: &str| {
+            [Returned::Success, Returned::Ignore, Returned::AuthErr].map(|r| line(c).action(r))
+        };
+        use Action::*;
+        assert_eq!(all("required"), [Ok, Ignore, Bad]);
+        assert_eq!(all("requisite"), [Ok, Ignore, Die]);
+        assert_eq!(all("sufficient"), [Done, Ignore, Ignore]);
+        assert_eq!(all("optional"), [Ok, Ignore, Ignore]);
         assert_eq!(
             all("[success=1 ignore=ignore default=die]"),
-            some([Action::Jump(1), Action::Ignore, Action::Die])
+            [Jump(1), Ignore, Die]
         );
-        // Without default=, a value not named is bad; a jump of 0 is ignore.
-        assert_eq!(
-            all("[success=0 auth_err=ok]"),
-            some([Action::Ignore, Action::Bad, Action::Ok])
-        );
-        assert_eq!(line("[success=maybe]").action(Success), None);
-        assert_eq!(line("mandatory").action(Success), None);
+        // Without default=, a value not named is bad.
+        assert_eq!(all("[success=done auth_err=ok]"), [Done, Bad, Ok]);
+        // Keywords in any case, and in brackets (libpam strips them first).
+        assert_eq!(all("Required"), [Ok, Ignore, Bad]);
+        assert_eq!(all("[OPTIONAL]"), [Ok, Ignore, Ignore]);
+        // The last of a value named twice; the first default= (a later one finds
+        // every value set); a named value over a default= before it.
+        assert_eq!(all("[success=ok success=die]"), [Die, Bad, Bad]);
+        assert_eq!(all("[default=die default=ok]"), [Die, Die, Die]);
+        assert_eq!(all("[default=ignore success=ok]"), [Ok, Ignore, Ignore]);
+        // Blanks around `=`; a pair right after an action; values the module never
+        // returns are read (and checked) too.
+        assert_eq!(all("[success = ok default= die]"), [Ok, Die, Die]);
+        assert_eq!(all("[success=okdefault=ignore]"), [Ok, Ignore, Ignore]);
+        assert_eq!(all("[user_unknown=ignore success=ok]"), [Ok, Bad, Bad]);
+        assert_eq!(control_problem("[success=ok default=die]"), None);
+        // Anything libpam cannot read makes every action bad, the pairs read before
+        // it too.
+        for broken in [
+            "[success=maybe]",
+            "mandatory",
+            "[success=0 default=ignore]",
+            "[success=ok default=ignore bogus=ok]",
+            "[success=okay default=ignore]",
+            "[success]",
+            "[success=]",
+            "[default=ignore success=1x]",
+        ] {
+            assert_eq!(all(broken), [Bad, Bad, Bad], "{broken}");
+            assert!(control_problem(broken).is_some(), "{broken}");
+        }
+        // An empty bracket names nothing: bad, but read.
+        assert_eq!(all("[]"), [Bad, Bad, Bad]);
+        assert_eq!(control_problem("[]"), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! else the skips that let the account in on the other modules alone.
 
 use totp_os::inspect::{Finding, Verdict};
-use totp_os::pam_stack::{Action, ModuleLine, Returned, jumped};
+use totp_os::pam_stack::{Action, ModuleLine, Returned, control_problem, jumped};
 
 /// What one line did in the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,9 +76,7 @@ pub fn combine(lines: &[(&ModuleLine, Finding, bool, bool)]) -> (Finding, Vec<Li
     // `optional` ignores; a skip or a right code its control value fails).
     if let [(line, finding, skipped, nullok)] = lines {
         let agrees = match returned(finding, *skipped, *nullok) {
-            Some(ret) => line
-                .action(ret)
-                .is_none_or(|a| fails_login(ret, a) == (ret == Returned::AuthErr)),
+            Some(ret) => fails_login(ret, line.action(ret)) == (ret == Returned::AuthErr),
             None => true,
         };
         if agrees {
@@ -108,19 +106,7 @@ pub fn combine(lines: &[(&ModuleLine, Finding, bool, bool)]) -> (Finding, Vec<Li
             });
             break;
         };
-        let Some(action) = line.action(ret) else {
-            for later in &mut parts[i + 1..] {
-                later.ran = Ran::Unknown;
-            }
-            decided = Some(Finding {
-                verdict: Verdict::Unverified,
-                reasons: vec![format!(
-                    "{place}: control value {} is not one libpam reads",
-                    line.control
-                )],
-            });
-            break;
-        };
+        let action = line.action(ret);
         // A wrong code on a line that asks: whether it fails the login here.
         let wrong = line.action(Returned::AuthErr);
         let fails = |a: Action| fails_login(Returned::AuthErr, a);
@@ -142,6 +128,13 @@ pub fn combine(lines: &[(&ModuleLine, Finding, bool, bool)]) -> (Finding, Vec<Li
                         line.control
                     ),
                 };
+                let first = match control_problem(&line.control) {
+                    Some(p) => format!(
+                        "{first} (libpam cannot read that control value: {p}; it makes \
+                         every result of the line a failure)"
+                    ),
+                    None => first,
+                };
                 let mut reasons = vec![first];
                 reasons.extend(finding.reasons.iter().map(|r| format!("{place}: {r}")));
                 decided = Some(Finding {
@@ -152,7 +145,7 @@ pub fn combine(lines: &[(&ModuleLine, Finding, bool, bool)]) -> (Finding, Vec<Li
             }
             (Returned::Success, _) => {
                 asked.push(i);
-                if !wrong.is_some_and(fails) {
+                if !fails(wrong) {
                     unenforced.push(i);
                 }
             }

@@ -110,15 +110,7 @@ impl EtcdFleet {
                 self.conn.command_timeout_ms =
                     Some(decimal("etcd_timeout", v, 1, MAX_REDIS_TIMEOUT_MS)?)
             }
-            "etcd_prefix" => {
-                let ok = !v.is_empty()
-                    && v.len() <= 64
-                    && v.bytes().all(|b| b.is_ascii_graphic() && b != b'=');
-                if !ok {
-                    return Err(bad("etcd_prefix", "1-64 printable characters"));
-                }
-                self.conn.prefix = Some(v.to_owned());
-            }
+            "etcd_prefix" => self.conn.prefix = Some(super::key_prefix("etcd_prefix", v)?),
             "etcd_credentials" => {
                 self.conn.credentials = Some(super::absolute("etcd_credentials", v)?)
             }

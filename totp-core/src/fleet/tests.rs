@@ -393,3 +393,25 @@ fn sentinel_endpoints_parse_and_round_trip_through_the_plugin_url() {
         assert!(RedisEndpoint::parse(bad).is_err(), "{bad} accepted");
     }
 }
+
+/// `redis_prefix=` and `etcd_prefix=` take the same values (one check, `key_prefix`).
+#[test]
+fn both_key_prefixes_take_the_same_values() {
+    let long = "p".repeat(65);
+    for (v, ok) in [
+        ("pam_totp:", true),
+        ("a/b-c_d.e", true),
+        (&"p".repeat(64)[..], true),
+        ("", false),
+        (&long[..], false),
+        ("a=b", false),
+        ("a b", false),
+        ("caf\u{e9}", false),
+        ("a\tb", false),
+    ] {
+        let mut f = FleetOptions::default();
+        assert_eq!(f.apply("redis_prefix", v).is_ok(), ok, "redis_prefix={v:?}");
+        let mut f = FleetOptions::default();
+        assert_eq!(f.apply("etcd_prefix", v).is_ok(), ok, "etcd_prefix={v:?}");
+    }
+}

@@ -24,6 +24,7 @@ fn code(counter: u64) -> String {
         otp::hotp(&secret(), counter, Algorithm::Sha1, Digits::SIX),
         Digits::SIX,
     )
+    .to_string()
 }
 
 /// One user: the secret file and the store record, updated as the module would.
@@ -1354,6 +1355,7 @@ fn code_of(secret_b32: &str, counter: u64) -> String {
         otp::hotp(&s, counter, Algorithm::Sha1, Digits::SIX),
         Digits::SIX,
     )
+    .to_string()
 }
 
 #[test]
