@@ -135,6 +135,89 @@ fn a_reused_uid_does_not_inherit_the_leavers_grace_period() {
     assert_eq!(d.returned(), Returned::Success, "{d:?}");
 }
 
+/// The local store keys records by uid, and nothing in a record says which account
+/// earned it (SECURITY.md R35 says why): a uid handed to a newcomer after `userdel`
+/// meets the leaver's `max_failures=` cap until `totp-state reset --user UID`, which
+/// reaches the record although no account has the uid meanwhile. Control: the leaver
+/// hard-capped (the log names the cap), the newcomer refused by it before the reset,
+/// let in with a right code after it; a wrong code then is one failure, not the cap.
+#[test]
+fn a_reused_uid_meets_the_leavers_cap_until_the_record_is_reset_by_uid() {
+    let t = "a_reused_uid_meets_the_leavers_cap_until_the_record_is_reset_by_uid";
+    if !require_root(t) {
+        return;
+    }
+    let stack = Stack::probe("svc", "max_failures=3");
+    let (leaver, old) = TestUser::enrolled("lc");
+    for (i, peer) in ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+        .into_iter()
+        .enumerate()
+    {
+        let at = T0 + 30 * i as u64;
+        let d = login_at(&stack, &leaver, &wrong_totp(&old, at), peer, at);
+        assert_ne!(d.returned(), Returned::Success, "{d:?}");
+    }
+    let capped = |lines: &[String]| {
+        lines.iter().any(|l| {
+            syslog_message(l)
+                .contains("second factor disabled after too many failures (max_failures)")
+        })
+    };
+    let (d, lines) = login_logged(&stack, &leaver, &code_at(&old, T0 + 600), PEER, T0 + 600);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "control: hard-capped: {lines:?}"
+    );
+    assert!(capped(&lines), "the hard cap is the cause: {lines:?}");
+
+    let uid = leaver.uid;
+    let newcomer = hand_uid_over(&leaver, "lw");
+    let secret = random_secret_b32();
+    newcomer.write_secret(&totp_file(&secret), 0o600);
+    let (d, lines) = login_logged(
+        &stack,
+        &newcomer,
+        &code_at(&secret, T0 + 660),
+        PEER,
+        T0 + 660,
+    );
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "before the reset, the leaver's cap: {d:?} {lines:?}"
+    );
+    assert!(capped(&lines), "before the reset: {lines:?}");
+
+    let out = stack.state_tool(&["reset", "--user", &uid.to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    let (d, lines) = login_logged(
+        &stack,
+        &newcomer,
+        &code_at(&secret, T0 + 720),
+        PEER,
+        T0 + 720,
+    );
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "after the reset: {d:?} {lines:?}"
+    );
+    let (d, lines) = login_logged(
+        &stack,
+        &newcomer,
+        &wrong_totp(&secret, T0 + 780),
+        PEER,
+        T0 + 780,
+    );
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?}"
+    );
+    assert!(!capped(&lines), "one failure, not the cap: {lines:?}");
+}
+
 /// A fleet keys records by name, so a name handed to a newcomer meets the leaver's
 /// record. The leaver's account is usually gone from the name service before anyone
 /// thinks of the record: `totp-state reset --user NAME` must still reach it. Control:

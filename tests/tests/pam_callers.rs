@@ -17,12 +17,17 @@ const OTHER_GID: u32 = 65534;
 /// A stack without `state_dir=`, readable by an unprivileged host: a non-root caller
 /// then keeps its state in its own home, the default a screen locker gets.
 fn home_mode_stack() -> Stack {
+    home_mode_stack_with("")
+}
+
+/// [`home_mode_stack`] with module arguments.
+fn home_mode_stack_with(args: &str) -> Stack {
     let stack = Stack::new();
     fs::set_permissions(stack.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     let svc = stack.path().join("svc");
     fs::write(
         &svc,
-        format!("auth required {}\n", built().module.display()),
+        format!("auth required {} {args}\n", built().module.display()),
     )
     .expect("service");
     fs::set_permissions(&svc, fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -30,11 +35,16 @@ fn home_mode_stack() -> Stack {
 }
 
 /// pam-drive for `driver` under `setpriv` with `ids` (its uid and gid options), no
-/// supplementary groups, the libfaketime environment kept; the log captured.
+/// supplementary groups unless `ids` names them (`--groups=`), the libfaketime
+/// environment kept; the log captured.
 fn drive_with_ids(driver: &Driver, ids: &[String]) -> (Drive, Vec<String>) {
     let inner = driver.command();
     let mut cmd = Command::new("setpriv");
-    cmd.args(ids).arg("--clear-groups").arg("env");
+    cmd.args(ids);
+    if !ids.iter().any(|a| a.starts_with("--groups=")) {
+        cmd.arg("--clear-groups");
+    }
+    cmd.arg("env");
     for (k, v) in inner.get_envs() {
         if let Some(v) = v {
             let mut kv = k.to_os_string();
@@ -115,6 +125,65 @@ fn a_host_running_as_the_user_with_another_group_unlocks_its_own_user() {
             d.result, "PAM_AUTH_ERR",
             "{what}: scratch again: {d:?}\n{log:#?}"
         );
+    }
+}
+
+/// A scratch code at a host running as the user with another group rewrites a secret
+/// file `allowed_perm=0640` lets its group read: the new file, created with the host's
+/// group, must not hand the secret to that group. The old group is put back where the
+/// host is in it; where it is not, the group loses its bits. Control: a host in the
+/// user's own group keeps the file as it was.
+#[test]
+fn a_rewrite_at_a_host_in_another_group_does_not_give_the_secret_to_that_group() {
+    let t = "a_rewrite_at_a_host_in_another_group_does_not_give_the_secret_to_that_group";
+    if !require_root(t) || !require_tool(t, "setpriv") {
+        return;
+    }
+    let stack = home_mode_stack_with("allowed_perm=0640");
+    for (tag, what) in [
+        ("pcg3", "control: the user's own group"),
+        ("pcg4", "another group, the user's not among its groups"),
+        ("pcg5", "another group, the user's among its groups"),
+    ] {
+        let (u, secret) = TestUser::enrolled(tag);
+        let ids = match tag {
+            "pcg3" => vec![format!("--reuid={}", u.uid), format!("--regid={}", u.gid)],
+            "pcg4" => vec![format!("--reuid={}", u.uid), format!("--regid={OTHER_GID}")],
+            _ => vec![
+                format!("--reuid={}", u.uid),
+                format!("--regid={OTHER_GID}"),
+                format!("--groups={}", u.gid),
+            ],
+        };
+        let scratch = "84620391";
+        u.write_secret(&format!("{}{scratch}\n", totp_file(&secret)), 0o640);
+        assert_eq!(
+            mode_owner(&u.secret_path()),
+            (0o640, u.uid, u.gid),
+            "{what}"
+        );
+        let (d, log) = drive_with_ids(&Driver::login(&stack, &u, scratch), &ids);
+        assert_eq!(d.result, "PAM_SUCCESS", "{what}: {d:?}\n{log:#?}");
+        assert_eq!(
+            read(&u.secret_path()),
+            totp_file(&secret),
+            "{what}: rewritten"
+        );
+        let (mode, owner, gid) = mode_owner(&u.secret_path());
+        assert_eq!(owner, u.uid, "{what}");
+        if tag == "pcg4" {
+            assert_eq!(
+                (mode, gid),
+                (0o600, OTHER_GID),
+                "{what}: the host's group cannot read it"
+            );
+        } else {
+            assert_eq!((mode, gid), (0o640, u.gid), "{what}: as it was");
+        }
+        // The file as rewritten still logs in.
+        let code = code_at(&secret, mid_step());
+        let (d, log) = drive_with_ids(&Driver::login(&stack, &u, &code), &ids);
+        assert_eq!(d.result, "PAM_SUCCESS", "{what}: after: {d:?}\n{log:#?}");
     }
 }
 

@@ -233,20 +233,31 @@ fn parse_record(bytes: &[u8]) -> Result<Record, StoreError> {
 
 /// For the reset of a record [`parse_record`] refuses: the newest slot this release
 /// can decode, with every complete slot (so that the reset's write goes above them
-/// all). What a newer release recorded is lost either way; the marks of the older
-/// slot (used scratch codes, HOTP counters) need not be lost with it.
-fn readable_part(bytes: &[u8]) -> Option<Record> {
+/// all), and where that slot is. What a newer release recorded is lost either way; the
+/// marks of the older slot (used scratch codes, HOTP counters) need not be lost with it.
+fn readable_part(bytes: &[u8]) -> Option<(Record, usize)> {
     let mut slots = Vec::with_capacity(SLOTS);
-    let mut best: Option<(u64, UserState)> = None;
+    let mut best: Option<(u64, usize, UserState)> = None;
     for (slot, state) in (0..SLOTS).filter_map(|i| parse_slot(i, bytes)) {
         if let Ok(state) = state
-            && best.as_ref().is_none_or(|(seq, _)| slot.seq >= *seq)
+            && best.as_ref().is_none_or(|(seq, _, _)| slot.seq >= *seq)
         {
-            best = Some((slot.seq, state));
+            best = Some((slot.seq, slot.index, state));
         }
         slots.push(slot);
     }
-    best.map(|(_, state)| Record { slots, state })
+    best.map(|(_, index, state)| (Record { slots, state }, index))
+}
+
+/// Where the reset of a record [`parse_record`] refuses writes: never over the slot
+/// whose marks it keeps, which is the older of its durable pair when the slot it cannot
+/// read is the other one. A write torn there by a crash would leave only the unreadable
+/// slot, and the reset run again would find no marks left to keep.
+fn reset_slot(slots: &[Slot], kept: usize) -> usize {
+    match kept {
+        0 | 1 => 1 - kept,
+        _ => next_slot(slots, true),
+    }
 }
 
 fn encode_slot(seq: u64, state: &UserState) -> Result<Vec<u8>, StoreError> {
@@ -787,6 +798,21 @@ impl StateDir {
         state: &UserState,
         durable: bool,
     ) -> Result<(), StoreError> {
+        let index = next_slot(slots, durable);
+        self.write_slot_at(file, uid, slots, index, state, durable)
+    }
+
+    /// [`Self::write_slot`] into slot `index`, with a sequence number above every
+    /// complete slot's.
+    fn write_slot_at(
+        &self,
+        file: &File,
+        uid: Uid,
+        slots: &[Slot],
+        index: usize,
+        state: &UserState,
+        durable: bool,
+    ) -> Result<(), StoreError> {
         let seq = slots
             .iter()
             .map(|s| s.seq)
@@ -794,7 +820,7 @@ impl StateDir {
             .unwrap_or(0)
             .saturating_add(1);
         let bytes = encode_slot(seq, state)?;
-        let offset = (next_slot(slots, durable) * SLOT_LEN) as u64;
+        let offset = (index * SLOT_LEN) as u64;
         let shown = self.shown(uid);
         fault::hit(FaultPoint::Write)
             .map_err(|e| os_error(&format!("write {shown}"), Errno::from_raw(e)))?;
@@ -900,11 +926,12 @@ impl StateStore for StateDir {
                     Ok(Reset::Lifted { lowered })
                 }
                 Err(e) => {
-                    if let Some(record) = readable_part(&bytes) {
+                    if let Some((record, kept)) = readable_part(&bytes) {
                         // Written even when nothing changes: it must supersede the
                         // slot this release cannot read.
                         let (next, _) = record.state.lifted(reset_mark_cap(now), how);
-                        self.write_slot(&file, uid, &record.slots, &next, true)?;
+                        let at = reset_slot(&record.slots, kept);
+                        self.write_slot_at(&file, uid, &record.slots, at, &next, true)?;
                         return Ok(Reset::Removed(format!(
                             "{shown}: {e}; the marks of its newest slot this release \
                              reads are kept"

@@ -171,7 +171,7 @@ impl LockedFile {
                 limit: self.max_size,
             });
         }
-        let perm = self.info.perm();
+        let mut perm = self.info.perm();
         let dir = self.dir.as_fd();
         let (temp, new_file) = TempName::create(dir, &self.name, perm & 0o600)?;
         if self.keep_owner {
@@ -182,6 +182,8 @@ impl LockedFile {
                 Some(unistd::Gid::from_raw(self.info.gid)),
             )
             .map_err(|e| FileError::os("fchown temp file", e))?;
+        } else if perm & 0o070 != 0 {
+            perm = group_kept_or_shut(&new_file, self.info.gid, perm)?;
         }
         set_perm(&new_file, perm)?;
         let st = stat::fstat(&new_file).map_err(|e| FileError::os("fstat temp file", e))?;
@@ -226,6 +228,24 @@ impl fmt::Debug for LockedFile {
             .field("info", &self.info)
             .field("contents", &format_args!("<{} bytes>", self.contents.len()))
             .finish_non_exhaustive()
+    }
+}
+
+/// The bits a rewrite may give its new file, whose group is the writer's fsgid (or the
+/// directory's, if setgid), not necessarily the old file's: a host running as the user
+/// with another group in effect (after `newgrp`, or installed setgid) would otherwise
+/// hand a group-readable secret (`allowed_perm=0640`) to that group. The old group is
+/// put back where the writer may (it is among the writer's groups); where it may not,
+/// the group bits are dropped, which a login accepts under any `allowed_perm=`.
+fn group_kept_or_shut(file: &File, old_gid: u32, perm: u32) -> Result<u32, FileError> {
+    let st = stat::fstat(file).map_err(|e| FileError::os("fstat temp file", e))?;
+    if st.st_gid == old_gid {
+        return Ok(perm);
+    }
+    match unistd::fchown(file, None, Some(unistd::Gid::from_raw(old_gid))) {
+        Ok(()) => Ok(perm),
+        Err(Errno::EPERM) => Ok(perm & !0o070),
+        Err(e) => Err(FileError::os("fchown temp file", e)),
     }
 }
 

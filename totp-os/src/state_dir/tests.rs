@@ -180,6 +180,43 @@ fn a_complete_newest_slot_of_an_unknown_version_is_refused_not_skipped() {
     assert_eq!(s.read(11).unwrap(), st(3));
 }
 
+/// The reset of a record whose newest slot a newer release wrote goes over that slot,
+/// never over the older one whose marks it keeps: a crash that tears the reset's write
+/// leaves the older slot readable, and no marks are lost. Control: the reset's write
+/// intact reads as the lifted record.
+#[test]
+fn a_reset_over_a_newer_release_slot_torn_by_a_crash_leaves_the_kept_marks() {
+    let (t, mut s) = store();
+    put(&mut s, 12, Write::Durable(st(1)));
+    put(&mut s, 12, Write::Durable(st(2)));
+    let path = t.path().join("a/state/12");
+    let good = std::fs::read(&path).unwrap();
+    std::fs::write(&path, reversioned_slot_1(&good, 0x7f)).unwrap();
+    assert!(matches!(
+        s.reset(12, NOW, false).unwrap(),
+        Reset::Removed(_)
+    ));
+    let after = std::fs::read(&path).unwrap();
+    // Control: the reset's write as it landed.
+    let lifted = s.read(12).unwrap();
+    assert_eq!(lifted.marks, st(1).marks);
+    assert!(lifted.extra.is_empty(), "{lifted:?}");
+    // The slot the reset wrote is the newest: tear it (one payload byte never landed).
+    let newest = (0..SLOTS)
+        .filter_map(|i| parse_slot(i, &after))
+        .max_by_key(|(slot, _)| slot.seq)
+        .map(|(slot, _)| slot.index)
+        .unwrap();
+    let mut torn = after.clone();
+    torn[newest * SLOT_LEN + HEADER_LEN] ^= 0xff;
+    std::fs::write(&path, &torn).unwrap();
+    let r = s.read(12);
+    assert!(
+        matches!(&r, Ok(state) if state.marks == st(1).marks),
+        "the kept slot is still there: {r:?}"
+    );
+}
+
 #[test]
 fn corrupt_truncated_and_huge_records_are_refused() {
     let (t, mut s) = store();
