@@ -1,12 +1,11 @@
-//! What `state_fallback=local` gives up when the server comes back (docs/fleet.md,
+//! What `state_fallback=local` keeps when the server comes back (docs/fleet.md,
 //! "Failure is explicit"), through the real libpam against a real `redis-server`: a code
-//! accepted through the fallback is recorded in the host's local store only, and a host
-//! back on the shared store reads only that store; the server, paused and resumed (the
-//! same instance, so no floor is raised), never saw the code, which then logs in once
-//! more within its window, on the host that accepted it too. Control: with the server
-//! up throughout, the same replay on the same host is refused. This pins the weakening
-//! the docs and SECURITY.md describe; a fix (the local marks consulted on the way back)
-//! turns the second assertion round.
+//! accepted through the fallback is marked in the host's local store only, and the
+//! server, paused and resumed (the same instance, so no floor is raised), never saw it.
+//! A host back on the shared store carries its local mark into the decision: the code is
+//! refused there as used (before, it logged in once more), and the mark reaches the
+//! shared store, where another host refuses it too. Controls: with the server up
+//! throughout, the same replay is refused; a later code logs in on both hosts.
 
 use system_tests::fleet::{RedisServer, ServerConfig, init_store};
 use system_tests::*;
@@ -16,8 +15,8 @@ fn denied() -> Returned {
 }
 
 #[test]
-fn a_code_accepted_by_the_fallback_logs_in_once_more_when_the_server_is_back() {
-    if !require_root("a_code_accepted_by_the_fallback_logs_in_once_more_when_the_server_is_back") {
+fn a_code_accepted_by_the_fallback_stays_used_when_the_server_is_back() {
+    if !require_root("a_code_accepted_by_the_fallback_stays_used_when_the_server_is_back") {
         return;
     }
     let server = RedisServer::start(&ServerConfig::default());
@@ -49,11 +48,22 @@ fn a_code_accepted_by_the_fallback_logs_in_once_more_when_the_server_is_back() {
     let (d, logs) = login_logged(&host, &u, &code, PEER, None);
     assert_eq!(
         d.returned(),
-        Returned::Success,
-        "the weakening: the server never saw the code: {d:?} {logs:?}"
+        denied(),
+        "the code accepted through the fallback, on the shared store: {d:?} {logs:?}"
     );
     assert!(
-        !logs.iter().any(|l| l.contains("local store")),
+        !logs
+            .iter()
+            .any(|l| l.contains("using this host's local store")),
         "through the shared store: {logs:?}"
     );
+    // The refusal wrote the local mark to the shared store: another host, which never
+    // fell back, refuses the code as well.
+    let other = Stack::probe("svc", &a);
+    let (d, logs) = login_logged(&other, &u, &code, PEER, None);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    // A later code logs in through the shared store.
+    let later = now() + 60;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
