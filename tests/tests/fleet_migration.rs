@@ -183,3 +183,25 @@ fn deleting_the_store_record_after_the_last_host_moved_refuses_codes_used_meanwh
         assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     }
 }
+
+/// A host whose new line keeps `state_fallback=local` reads its local store's marks on
+/// each login through the shared store, so a code it accepted before the move stays
+/// refused there even on a store initialised `--never-used` (whose floor covers nothing:
+/// the control above logs the code in without the option).
+#[test]
+fn a_host_moved_with_the_local_fallback_keeps_its_own_used_codes() {
+    if !require_root("a_host_moved_with_the_local_fallback_keeps_its_own_used_codes") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = format!("{} state_fallback=local", redis_args(&server, "mgk"));
+    let (host, u, secret, d, logs) = used_then_moved("mgk", "", &a, &["--never-used"]);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("using this host's local store")),
+        "decided through the shared store: {logs:?}"
+    );
+    assert_a_later_code_logs_in(&host, &u, &secret);
+}
