@@ -13,6 +13,13 @@ use totp_core::state::{EnrolmentId, Marks, StoreKey};
 /// ([`StateStore::answer_bound`], R36).
 const STORE_CHANGED_ROUNDS: u32 = 3;
 
+/// How far ahead of this host's clock a local mark may lie and still be carried into a
+/// shared store's decision (state_fallback=local). A mark of a code the fallback
+/// accepted lies within the window's lead; one further ahead comes from a clock fault,
+/// and carried it would be written to the shared store and hold every host's logins of
+/// that user until then.
+const LOCAL_MARK_AHEAD_SECS: u64 = 3600;
+
 impl Ctx {
     /// One answer evaluated ([`Ctx::evaluate_answer`]); a fault that stops it still
     /// ends the attempt with a line naming the user and the host, as every answered
@@ -186,10 +193,13 @@ impl Ctx {
                 keep_ga_lines: run.keep_ga_lines,
             };
             let uid = run.record.uid(&prepared);
-            let local_until = fallback_marks.as_ref().and_then(|(key, state)| {
-                let id = verify::enrolment_of(&file, key).ok()?;
-                state.marks_of(id)?.totp_until
-            });
+            let local_until = fallback_marks
+                .as_ref()
+                .and_then(|(key, state)| {
+                    let id = verify::enrolment_of(&file, key).ok()?;
+                    state.marks_of(id)?.totp_until
+                })
+                .filter(|&until| until <= now_secs.saturating_add(LOCAL_MARK_AHEAD_SECS));
             let shared_id =
                 local_until.and_then(|_| verify::enrolment_of(&file, &context.key).ok());
             let mut decided = None;
