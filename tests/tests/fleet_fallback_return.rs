@@ -67,3 +67,56 @@ fn a_code_accepted_by_the_fallback_stays_used_when_the_server_is_back() {
     let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
+
+/// A local mark from a clock fault (this host two hours ahead while it fell back) is not
+/// carried into the shared store's decision: carried, it would be written there and
+/// hold the user's logins on every host for two hours. Control: the mark of a code
+/// accepted at the right time is carried (the test above).
+#[test]
+fn a_local_mark_from_a_clock_two_hours_ahead_is_not_carried_to_the_shared_store() {
+    if !require_root("a_local_mark_from_a_clock_two_hours_ahead_is_not_carried_to_the_shared_store")
+    {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let live = server.options("redis_prefix=fh: redis_connect_timeout=300 state_fallback=local");
+    init_store(&live);
+    // A port nothing listens on: refused at once, the fallback's case.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let down = live.replace(&server.url(false), &format!("redis://127.0.0.1:{dead}"));
+    assert_ne!(down, live);
+    let host = Stack::probe("svc", &down);
+    let (u, secret) = TestUser::enrolled("fha");
+    let ahead = now() + 7200;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, ahead), PEER, ahead);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("using this host's local store")),
+        "{logs:?}"
+    );
+    // Back on the live server with the clock right (the same state directory): the
+    // current code logs in, on this host and then the next one on another.
+    host.service(
+        "svc",
+        &format!(
+            "auth [success=2 ignore=ignore default=die] @MODULE@ {live}\n\
+             auth required pam_echo.so pam_totp-returned-ignore\n\
+             auth [success=done default=die] pam_permit.so\n\
+             auth required pam_echo.so pam_totp-returned-success\n"
+        ),
+    );
+    let t = now();
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, t), PEER, t);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "the mark two hours ahead is not carried: {d:?} {logs:?}"
+    );
+    let other = Stack::probe("svc", &live);
+    let (d, logs) = login_logged(&other, &u, &code_at(&secret, t + 30), PEER, t + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
