@@ -57,7 +57,10 @@ pub fn open(
     }
 }
 
-fn open_local(opts: &ModuleOptions, sys: &dyn System) -> Result<Box<dyn StateStore>, String> {
+pub(crate) fn open_local(
+    opts: &ModuleOptions,
+    sys: &dyn System,
+) -> Result<Box<dyn StateStore>, String> {
     let timeout = Duration::from_millis(opts.lock_timeout_ms);
     let dir = match &opts.state_dir {
         Some(d) => PathBuf::from(d),

@@ -4,11 +4,21 @@
 
 use super::*;
 
+use totp_core::fleet::Fallback;
+use totp_core::state::{EnrolmentId, Marks, StoreKey};
+
 /// Decisions one answer may take when a shared store's record keeps changing under the
 /// write ([`StoreError::StoreChanged`]): each change is a data set lost or restored, so
 /// a few rounds are plenty. Time bounds them too: all of them share one answer's bound
 /// ([`StateStore::answer_bound`], R36).
 const STORE_CHANGED_ROUNDS: u32 = 3;
+
+/// How far ahead of this host's clock a local mark may lie and still be carried into a
+/// shared store's decision (state_fallback=local). A mark of a code the fallback
+/// accepted lies within the window's lead; one further ahead comes from a clock fault,
+/// and carried it would be written to the shared store and hold every host's logins of
+/// that user until then.
+const LOCAL_MARK_AHEAD_SECS: u64 = 3600;
 
 impl Ctx {
     /// One answer evaluated ([`Ctx::evaluate_answer`]); a fault that stops it still
@@ -81,6 +91,17 @@ impl Ctx {
                     return Ok(Continuation::Done(outcome));
                 }
             },
+        };
+        // state_fallback=local: a code accepted while the shared store could not be
+        // opened is marked in this host's local store only, and the shared store, back
+        // without a restart (no floor raised), never saw it. Its mark is carried into
+        // the decision, or the server's return would reopen the code on this host (R34).
+        let fallback_marks = if shared_opened && self.opts.fleet.fallback == Fallback::Local {
+            run.record
+                .account()
+                .and_then(|uid| local_marks_of(io, &self.opts, sys, uid))
+        } else {
+            None
         };
         let read = self.read_secret(io, run.target, &run.preread, run.keep_ga_lines, cands)?;
         let (file, mut locked) = match read {
@@ -172,9 +193,22 @@ impl Ctx {
                 keep_ga_lines: run.keep_ga_lines,
             };
             let uid = run.record.uid(&prepared);
+            let local_until = fallback_marks
+                .as_ref()
+                .and_then(|(key, state)| {
+                    let id = verify::enrolment_of(&file, key).ok()?;
+                    state.marks_of(id)?.totp_until
+                })
+                .filter(|&until| until <= now_secs.saturating_add(LOCAL_MARK_AHEAD_SECS));
+            let shared_id =
+                local_until.and_then(|_| verify::enrolment_of(&file, &context.key).ok());
             let mut decided = None;
             let stored = store.update_within(uid, &*bound, &mut |state| {
-                let d = prepared.decide(state, policy, &attempt);
+                let merged = match (local_until, shared_id) {
+                    (Some(until), Some(id)) => with_totp_mark(state, id, until),
+                    _ => None,
+                };
+                let d = prepared.decide(merged.as_ref().unwrap_or(state), policy, &attempt);
                 let write = d.as_ref().map_or(Write::Nothing, |d| d.write.clone());
                 decided = Some(d);
                 write
@@ -1024,4 +1058,68 @@ fn shared_suffix(verdict: Verdict, disallow_reuse: bool, rate_limit: bool) -> St
         }
         (None, false) => String::new(),
     }
+}
+
+/// This host's local store's key and `uid`'s record there, for a host whose shared store
+/// opened although `state_fallback=local` may have used the local one before. Unreadable:
+/// logged, and the shared store decides alone, as before the fallback was ever used.
+fn local_marks_of(
+    io: &mut dyn PamIo,
+    opts: &ModuleOptions,
+    sys: &dyn System,
+    uid: Uid,
+) -> Option<(StoreKey, UserState)> {
+    let not_read = |io: &mut dyn PamIo, why: &str| {
+        io.log(
+            Level::Warning,
+            &format!(
+                "codes accepted through state_fallback=local not checked: this host's local \
+                 store: {why}"
+            ),
+        );
+    };
+    let mut local = match store::open_local(opts, sys) {
+        Ok(s) => s,
+        Err(why) => {
+            not_read(io, &why);
+            return None;
+        }
+    };
+    let key = match local.context(Missing::Leave) {
+        Ok(Some(c)) => c.key,
+        Ok(None) => return None,
+        Err(e) => {
+            not_read(io, &e.to_string());
+            return None;
+        }
+    };
+    match local.read(uid) {
+        Ok(state) => Some((key, state)),
+        Err(e) => {
+            not_read(io, &e.to_string());
+            None
+        }
+    }
+}
+
+/// `state` with enrolment `id`'s TOTP mark raised to `until` (a mark of this host's
+/// local store), or `None` when it already holds that much. An enrolment without marks
+/// of its own in a record with version-1 marks is left to them: marks of its own would
+/// end their hold on it.
+fn with_totp_mark(state: &UserState, id: EnrolmentId, until: u64) -> Option<UserState> {
+    let own = state.marks_of(id);
+    if own.is_none() && state.legacy.is_some() {
+        return None;
+    }
+    let marks = own.cloned().unwrap_or_default();
+    if marks.totp_until.is_some_and(|u| u >= until) {
+        return None;
+    }
+    Some(state.with_marks(
+        id,
+        Marks {
+            totp_until: Some(until),
+            ..marks
+        },
+    ))
 }

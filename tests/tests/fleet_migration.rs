@@ -1,0 +1,207 @@
+//! Moving hosts to another state store (docs/fleet.md, "Moving to another store"),
+//! through the real libpam against a real `redis-server` and a real etcd member: the
+//! used marks stay in the store a host leaves, so what keeps a code used there from
+//! working again on the store it moves to is the new store's floor. A plain
+//! `totp-state init` run after the codes were used sets it (control: `--never-used`
+//! there lets such a code log in again), and deleting the new store's store record once
+//! the last host moved raises it over the codes used meanwhile (control: before that,
+//! such a code logs in on a host that moved earlier).
+
+use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
+use system_tests::fleet::{
+    RedisServer, ServerConfig, after_recreation, assert_a_later_code_logs_in,
+};
+use system_tests::*;
+
+fn redis_args(server: &RedisServer, prefix: &str) -> String {
+    server.options(&format!("redis_prefix={prefix}: redis_timeout=2000"))
+}
+
+fn etcd_args(cluster: &EtcdCluster, prefix: &str) -> String {
+    format!(
+        "state={} etcd_plugin={} etcd_prefix={prefix}/ etcd_timeout=1000",
+        cluster.url(),
+        etcd_plugin().display(),
+    )
+}
+
+/// Rewrites `host`'s service as [`Stack::probe`] writes it, with `args`: the host's
+/// pam.d line now names another store, its local state directory stays where it was.
+fn move_to(host: &Stack, args: &str) {
+    host.service(
+        "svc",
+        &format!(
+            "auth [success=2 ignore=ignore default=die] @MODULE@ {args}\n\
+             auth required pam_echo.so pam_totp-returned-ignore\n\
+             auth [success=done default=die] pam_permit.so\n\
+             auth required pam_echo.so pam_totp-returned-success\n"
+        ),
+    );
+}
+
+fn denied() -> Returned {
+    Returned::Failed("PAM_AUTH_ERR".into())
+}
+
+/// `totp-state init` (plain, or with `extra`) on the store `args` names.
+fn init(args: &str, extra: &[&str]) -> String {
+    let out = state_tool(&[&["init"], extra, &["--options", args]].concat());
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A host accepts a code on the store it starts on (`before`, "" for its local store),
+/// the new store is initialised with `init` (plain, or `--never-used`), the host moves
+/// there, and the same code is tried again: what it returned and logged.
+fn used_then_moved(
+    tag: &str,
+    before: &str,
+    after: &str,
+    init_flags: &[&str],
+) -> (Stack, TestUser, String, Drive, Vec<String>) {
+    let (u, secret) = TestUser::enrolled(tag);
+    let host = Stack::probe("svc", before);
+    // The real time: a plain init's floor is the clock it runs at.
+    let t = now();
+    let code = code_at(&secret, t);
+    let (d, logs) = login_logged(&host, &u, &code, PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // The host's own old store refuses it now (the mark is there).
+    let (d, logs) = login_logged(&host, &u, &code, PEER, t + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    init(after, init_flags);
+    move_to(&host, after);
+    let (d, logs) = login_logged(&host, &u, &code, PEER, t + 5);
+    (host, u, secret, d, logs)
+}
+
+#[test]
+fn a_host_moved_from_its_local_store_to_redis_never_reopens_a_code_it_accepted() {
+    if !require_root("a_host_moved_from_its_local_store_to_redis_never_reopens_a_code_it_accepted")
+    {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgl");
+    let (host, u, secret, d, logs) = used_then_moved("mgl", "", &a, &[]);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "refused by the new store's floor: {logs:?}"
+    );
+    // The login went through the new store: the user's record is there now.
+    let key = format!("mgl:user:{}", u.name);
+    let exists = server.raw(None, &[b"EXISTS", key.as_bytes()]);
+    assert_eq!(exists, b":1\r\n", "{key}");
+    assert_a_later_code_logs_in(&host, &u, &secret);
+
+    // Control: `--never-used` on the store the host moves to records it complete since
+    // the beginning, and the code used on the local store logs in once more.
+    let n = redis_args(&server, "mgn");
+    let (_host, _u, _secret, d, logs) = used_then_moved("mgn", "", &n, &["--never-used"]);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+#[test]
+fn a_host_moved_from_redis_to_etcd_never_reopens_a_code_it_accepted() {
+    if !require_root("a_host_moved_from_redis_to_etcd_never_reopens_a_code_it_accepted") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    let r = redis_args(&server, "mge");
+    init(&r, &["--never-used"]);
+    let e = etcd_args(&cluster, "mge");
+    let (host, u, secret, d, logs) = used_then_moved("mge", &r, &e, &[]);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "refused by the new store's floor: {logs:?}"
+    );
+    assert_a_later_code_logs_in(&host, &u, &secret);
+
+    // Control: the same move onto a prefix initialised `--never-used`.
+    let r = redis_args(&server, "mgf");
+    init(&r, &["--never-used"]);
+    let e = etcd_args(&cluster, "mgf");
+    let (_host, _u, _secret, d, logs) = used_then_moved("mgf", &r, &e, &["--never-used"]);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+/// While hosts move one by one, a code used on a host still on its old store is not
+/// known to the new one: once that host has moved, the code logs in again on a host that
+/// moved earlier (control, user `mgv`). Deleting the new store's store record after the
+/// last host moved makes the next login recreate it complete since then, and the code
+/// used on the old store is refused (user `mgw`).
+#[test]
+fn deleting_the_store_record_after_the_last_host_moved_refuses_codes_used_meanwhile() {
+    if !require_root(
+        "deleting_the_store_record_after_the_last_host_moved_refuses_codes_used_meanwhile",
+    ) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgt");
+    init(&a, &[]);
+    let moved = Stack::probe("svc", &a);
+    // Past the floor the plain init set, and its window ahead: codes of the move's days.
+    let t1 = after_recreation(now()) + 60;
+
+    let (v, secret_v) = TestUser::enrolled("mgv");
+    let still_local = Stack::probe("svc", "");
+    let code_v = code_at(&secret_v, t1);
+    let (d, logs) = login_logged(&still_local, &v, &code_v, PEER, t1);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    move_to(&still_local, &a);
+    let (d, logs) = login_logged(&moved, &v, &code_v, PEER, t1 + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "a code used on the old store during the move: {d:?} {logs:?}"
+    );
+
+    let t2 = t1 + 30;
+    let (w, secret_w) = TestUser::enrolled("mgw");
+    let last = Stack::probe("svc", "");
+    let code_w = code_at(&secret_w, t2);
+    let (d, logs) = login_logged(&last, &w, &code_w, PEER, t2);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    move_to(&last, &a);
+    // The last host has moved: the admin deletes the store record once.
+    let del = server.raw(None, &[b"DEL", b"mgt:store"]);
+    assert_eq!(del, b":1\r\n");
+    let (d, logs) = login_logged(&moved, &w, &code_w, PEER, t2 + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "refused by the raised floor: {logs:?}"
+    );
+    // Everybody logs in again with a later code, on every host, through the new store.
+    let later = after_recreation(t2 + 5);
+    for (host, user, secret) in [(&moved, &w, &secret_w), (&last, &v, &secret_v)] {
+        let (d, logs) = login_logged(host, user, &code_at(secret, later), PEER, later);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    }
+}
+
+/// A host whose new line keeps `state_fallback=local` reads its local store's marks on
+/// each login through the shared store, so a code it accepted before the move stays
+/// refused there even on a store initialised `--never-used` (whose floor covers nothing:
+/// the control above logs the code in without the option).
+#[test]
+fn a_host_moved_with_the_local_fallback_keeps_its_own_used_codes() {
+    if !require_root("a_host_moved_with_the_local_fallback_keeps_its_own_used_codes") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = format!("{} state_fallback=local", redis_args(&server, "mgk"));
+    let (host, u, secret, d, logs) = used_then_moved("mgk", "", &a, &["--never-used"]);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("using this host's local store")),
+        "decided through the shared store: {logs:?}"
+    );
+    assert_a_later_code_logs_in(&host, &u, &secret);
+}
