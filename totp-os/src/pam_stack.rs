@@ -262,7 +262,7 @@ fn read_pairs(text: &[u8]) -> Result<[Option<Action>; 3], &'static str> {
 }
 
 /// What libpam does when a module returns `returned` on a line with control value
-/// `control` (see [`parse_control`]), jumps not bounded by the line's frame.
+/// `control` (see `parse_control`), jumps not bounded by the line's frame.
 pub fn control_action(control: &str, returned: Returned) -> Action {
     parse_control(control).actions[returned as usize]
 }
