@@ -1610,3 +1610,34 @@ fn an_unknown_user_name_is_shown_escaped() {
         r.stderr
     );
 }
+
+/// `--uri` answered through a pipe (`yes | totp-enroll … --uri | head -n 1`, or a person
+/// sending the URI into a file): the questions went to standard output ahead of the
+/// URI, so its first line was `Do you want me to update … (y/n) otpauth://…`, a URI no
+/// app reads, and a person with `> file` saw no question while the run waited for the
+/// answer. The questions now go to standard error with `--uri`, and the URI is the
+/// first line. Control: without `--uri` the questions stay on standard output, as
+/// google-authenticator's scripts read them.
+#[test]
+fn questions_never_go_before_the_uri_on_standard_output() {
+    let dir = tempdir();
+    let answers = "y\ny\nn\ny\ny\n";
+    let r = run_in(dir.path(), &["-s", "s", "-C", "--uri"], Some(answers));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let first = r.stdout.lines().next().unwrap_or_default();
+    assert!(first.starts_with("otpauth://totp/"), "{}", r.stdout);
+    KeyUri::parse(first).expect("the first line is the URI");
+    assert!(!r.stdout.contains("(y/n)"), "{}", r.stdout);
+    assert!(r.stderr.contains("time-based (y/n)"), "{}", r.stderr);
+    assert!(r.stderr.contains("update your"), "{}", r.stderr);
+    let secret = std::fs::read_to_string(dir.path().join("s")).expect("written");
+    assert!(
+        first.contains(secret.lines().next().unwrap_or("-")),
+        "{first}"
+    );
+
+    let r = run_in(dir.path(), &["-s", "q", "-C", "-q"], Some(answers));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("time-based (y/n)"), "{}", r.stdout);
+    assert!(dir.path().join("q").exists());
+}
