@@ -37,8 +37,8 @@ const MAX_ANSWER: u64 = 4096;
 /// Exit status when the stack did not return `PAM_SUCCESS` (a problem found).
 pub const EXIT_DENIED: u8 = 1;
 /// Exit status when the check could not be made: the stack failed after a prompt that
-/// got no answer (standard input ended or held no terminal), so its result says nothing
-/// about the login (as `totp-state show`/`audit` use 2 for "could not look").
+/// got no answer (standard input ended, could not be read, or held an over-long
+/// answer), so its result says nothing about the login (as `totp-state show`/`audit` use 2 for "could not look").
 pub const EXIT_NOT_CHECKED: u8 = crate::error::EXIT_USAGE;
 
 /// Shows each message on stderr and reads prompt answers from stdin, with
@@ -635,7 +635,8 @@ fn run_check(args: CheckArgs) -> Result<u8, Error> {
     if status == EXIT_NOT_CHECKED {
         crate::error::to_stderr(&format!(
             "totp-enroll: could not check: {unanswered} prompt(s) got no answer (standard \
-             input ended); run the check on a terminal or give the answers on standard input\n"
+             input ended, or an answer was refused); run the check on a terminal or give the \
+             answers on standard input\n"
         ));
     }
     Ok(status)

@@ -98,6 +98,10 @@ fn check_exit_statuses_tell_a_refused_login_from_a_check_not_made() {
         "{}",
         r.stderr
     );
+    // An answer refused as over-long is no answer either.
+    let long = format!("{}\n", "7".repeat(5000));
+    let r = check(prompting.path(), Some(&long), &["--user", "root"]);
+    assert_eq!(r.code, 2, "over-long: {}{}", r.stdout, r.stderr);
     let r = check(prompting.path(), None, &["--user", "root", "--json"]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
