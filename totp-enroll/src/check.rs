@@ -41,6 +41,9 @@ pub const EXIT_DENIED: u8 = 1;
 /// answer), so its result says nothing about the login (as `totp-state show`/`audit` use 2 for "could not look").
 pub const EXIT_NOT_CHECKED: u8 = crate::error::EXIT_USAGE;
 
+/// How a note that the module would deny the login begins (see [`stack_notes`]).
+const WOULD_DENY: &str = "warning: the module would deny";
+
 /// Shows each message on stderr and reads prompt answers from stdin, with
 /// echo off for `PAM_PROMPT_ECHO_OFF` when stdin is a terminal. `unanswered` counts the
 /// prompts that got no answer.
@@ -345,9 +348,7 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
     for o in lines {
         add(format!("note: state store: {}", store_of(o)));
         if let Some(problem) = local_store_problem(o) {
-            add(format!(
-                "warning: the module would deny every login: {problem}"
-            ));
+            add(format!("{WOULD_DENY} every login: {problem}"));
         }
         for w in o.weakening() {
             add(format!(
@@ -380,7 +381,7 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
             // inspect() itself never leaves it unverified; a note if it ever does.
             Verdict::NotEnrolled | Verdict::Unverified => "note",
             Verdict::Warning => "warning",
-            Verdict::Refused => "warning: the module would deny",
+            Verdict::Refused => WOULD_DENY,
         };
         for reason in finding.reasons {
             add(format!("{kind} {user}: {reason}"));
@@ -581,9 +582,13 @@ fn run_check(args: CheckArgs) -> Result<u8, Error> {
     }
     let rc = tx.authenticate(0);
     let unanswered = unanswered.get();
+    // A refusal the notes foretold (a file or store the module refuses) is a problem
+    // found even when the prompt went unanswered: the module asks for the code before
+    // it says no, so that nobody learns who is enrolled.
+    let foretold = notes.iter().any(|n| n.starts_with(WOULD_DENY));
     let status = if rc == codes::SUCCESS {
         0
-    } else if unanswered > 0 {
+    } else if unanswered > 0 && !foretold {
         EXIT_NOT_CHECKED
     } else {
         EXIT_DENIED
