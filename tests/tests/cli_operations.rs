@@ -400,6 +400,8 @@ fn check_reports_what_the_module_logs_only_with_debug() {
     let out = check();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("secret is only 80 bits"), "{stderr}");
+    // A usable file, its code prompt unanswered (standard input closed): not checked.
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         stderr.contains("WINDOW_SIZE 21 exceeds the admin cap; using 17"),
         "{stderr}"
@@ -412,6 +414,8 @@ fn check_reports_what_the_module_logs_only_with_debug() {
         stderr.contains("the module would deny") && stderr.contains("mode 0644"),
         "{stderr}"
     );
+    // What the tool found is a problem found, whatever the prompt got.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
 
 /// totp-enroll(1): with `--json`, a failure is one `error` object on standard output

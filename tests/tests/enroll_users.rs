@@ -769,3 +769,186 @@ fn a_file_the_service_reaches_only_past_an_existing_store_file_is_noted() {
     assert!(noted(&out), "{out:?}");
     assert!(!logs_in(&again), "the store line asks for its own code");
 }
+
+/// The loop of totp-enroll(1), IDEMPOTENT RUNS (and docs/fleet.md): run twice over the
+/// same users, the first run enrolls each (0) and writes the QR image into the user's
+/// home as the user; the second changes nothing and exits 3 per user, the secret files
+/// and images byte-identical. Neither run prints the secret or a scratch code (what a
+/// configuration tool logs). `-f` added replaces an enrolment in use: the phone's codes
+/// from the old secret are refused at login, the new secret's log in; the user not
+/// replaced still logs in with theirs (the control).
+#[test]
+fn a_shell_loop_run_twice_enrolls_once_and_prints_no_secret() {
+    if !require_root("a_shell_loop_run_twice_enrolls_once_and_prints_no_secret")
+        || !require_tool("a_shell_loop_run_twice", "oathtool")
+    {
+        return;
+    }
+    let a = TestUser::create("lpa");
+    let b = TestUser::create("lpb");
+    let script = r#"enroll=$1; shift
+for u in "$@"; do
+  home=$(getent passwd "$u" | cut -d: -f6)
+  "$enroll" --user "$u" -t -d -W -r 3 -R 30 --non-interactive -q $EXTRA \
+    --qr-png "$home/totp-enroll.png" </dev/null
+  echo "$u $?"
+done"#;
+    let run_loop = |extra: &str, users: &[&TestUser]| {
+        let out = Command::new("sh")
+            .args(["-c", script, "sh"])
+            .arg(&built().enroll)
+            .args(users.iter().map(|u| u.name.as_str()))
+            .env("EXTRA", extra)
+            .output()
+            .expect("run the loop");
+        assert!(out.status.success(), "{out:?}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let statuses = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("ptt"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let png = |u: &TestUser| u.home.join("totp-enroll.png");
+    // Whatever of the file a log must never hold: the secret and the scratch codes.
+    let assert_nothing_secret = |text: &str, u: &TestUser| {
+        for line in read(&u.secret_path()).lines() {
+            if !line.starts_with('"') {
+                assert!(!text.contains(line), "printed {line:?}: {text}");
+            }
+        }
+    };
+
+    // Without --non-interactive (and without -f), the run asks whether to write the
+    // file: it waits for the answer while standard input stays open, and ends with 2,
+    // nothing written, once it is closed.
+    let home_png = png(&a);
+    let mut asking = Command::new(&built().enroll)
+        .args([
+            "--user", &a.name, "-t", "-d", "-W", "-r", "3", "-R", "30", "-q",
+        ])
+        .arg("--qr-png")
+        .arg(&home_png)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run totp-enroll");
+    let mut question = Vec::new();
+    {
+        use std::io::Read;
+        let stdout = asking.stdout.as_mut().expect("stdout");
+        let mut byte = [0u8; 1];
+        while !question.ends_with(b"(y/n) ") {
+            let n = stdout.read(&mut byte).expect("read the question");
+            assert_eq!(
+                n,
+                1,
+                "ended before asking: {}",
+                String::from_utf8_lossy(&question)
+            );
+            question.push(byte[0]);
+        }
+    }
+    assert!(
+        asking.try_wait().expect("wait").is_none(),
+        "still waiting for the answer"
+    );
+    drop(asking.stdin.take());
+    let out = asking.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        !a.secret_path().exists() && !home_png.exists(),
+        "nothing written"
+    );
+
+    let first = run_loop("", &[&a, &b]);
+    assert_eq!(first.lines().count(), 2, "-q prints nothing: {first}");
+    assert_eq!(
+        statuses(&first),
+        [format!("{} 0", a.name), format!("{} 0", b.name)],
+        "{first}"
+    );
+    for u in [&a, &b] {
+        assert_private_file_of(&u.secret_path(), u.uid);
+        assert_private_file_of(&png(u), u.uid);
+        assert_nothing_secret(&first, u);
+    }
+    let files = |u: &TestUser| {
+        (
+            fs::read(u.secret_path()).expect("secret file"),
+            fs::read(png(u)).expect("QR image"),
+        )
+    };
+    let (a_before, b_before) = (files(&a), files(&b));
+
+    let second = run_loop("", &[&a, &b]);
+    assert_eq!(
+        statuses(&second),
+        [format!("{} 3", a.name), format!("{} 3", b.name)],
+        "{second}"
+    );
+    assert_eq!(files(&a), a_before, "the second run changed nothing");
+    assert_eq!(files(&b), b_before, "the second run changed nothing");
+    for u in [&a, &b] {
+        assert_nothing_secret(&second, u);
+    }
+
+    let old_a = read(&a.secret_path())
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let forced = run_loop("-f", &[&a]);
+    assert_eq!(statuses(&forced), [format!("{} 0", a.name)], "{forced}");
+    assert_nothing_secret(&forced, &a);
+    let new_a = read(&a.secret_path())
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert_ne!(new_a, old_a, "-f gives a new secret");
+    assert_ne!(files(&a).1, a_before.1, "and a new image");
+
+    let stack = Stack::with_module("sshd", "");
+    let t = now();
+    let r = login(&stack, "sshd", &a, &ga_code(&old_a, t));
+    assert_eq!(r.result, "PAM_AUTH_ERR", "the phone's old secret: {r:?}");
+    let r = login(&stack, "sshd", &a, &ga_code(&new_a, t));
+    assert_eq!(r.result, "PAM_SUCCESS", "the new secret: {r:?}");
+    let b_secret = read(&b.secret_path())
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let r = login(&stack, "sshd", &b, &ga_code(&b_secret, t));
+    assert_eq!(r.result, "PAM_SUCCESS", "the user not replaced: {r:?}");
+
+    // An image left beside a secret file that is gone: refused (1), not replaced.
+    let image = fs::read(png(&a)).expect("image");
+    fs::remove_file(a.secret_path()).expect("rm secret");
+    let left = run_loop("", &[&a]);
+    assert_eq!(statuses(&left), [format!("{} 1", a.name)], "{left}");
+    assert_eq!(fs::read(png(&a)).expect("image"), image);
+    assert!(!a.secret_path().exists(), "{left}");
+
+    // Control for the "nothing secret" checks: --json, in the same loop, prints the
+    // secret into what a tool would log.
+    let logged = run_loop("-f --json", &[&b]);
+    assert_eq!(statuses(&logged), [format!("{} 0", b.name)], "{logged}");
+    let b_new = read(&b.secret_path())
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        logged.contains(&b_new),
+        "--json prints the secret: {logged}"
+    );
+}

@@ -24,7 +24,8 @@ use crate::qr::QrMode;
         `totp-enroll explain --help`.\n\
         Exit status: 0 done (or declined), 1 failure, 2 usage error or missing answer, \
         3 the secret file exists (nothing written; -f replaces it), 141 standard output \
-        closed before the secret was handed out (nothing written).",
+        closed before the secret was handed out (nothing written). `check` has its own: \
+        see `totp-enroll check --help`.",
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true
 )]
@@ -47,6 +48,12 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 the stack logged in (PAM_SUCCESS), 1 any other PAM result \
+        (a problem found), 2 the check could not be made (a prompt got no answer because \
+        standard input ended, a service libpam could not start, a usage error), 141 \
+        standard output closed."
+)]
 pub struct CheckArgs {
     /// PAM service name to authenticate against (the file name under the PAM directory).
     #[arg(long, value_name = "NAME")]

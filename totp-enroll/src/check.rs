@@ -34,12 +34,22 @@ use crate::error::Error;
 /// (`console::read_line_bounded`).
 const MAX_ANSWER: u64 = 4096;
 
-/// Exit status when the stack did not return `PAM_SUCCESS`.
+/// Exit status when the stack did not return `PAM_SUCCESS` (a problem found).
 pub const EXIT_DENIED: u8 = 1;
+/// Exit status when the check could not be made: the stack failed after a prompt that
+/// got no answer (standard input ended, could not be read, or held an over-long
+/// answer), so its result says nothing about the login (as `totp-state show`/`audit` use 2 for "could not look").
+pub const EXIT_NOT_CHECKED: u8 = crate::error::EXIT_USAGE;
+
+/// How a note that the module would deny the login begins (see [`stack_notes`]).
+const WOULD_DENY: &str = "warning: the module would deny";
 
 /// Shows each message on stderr and reads prompt answers from stdin, with
-/// echo off for `PAM_PROMPT_ECHO_OFF` when stdin is a terminal.
-struct TerminalConversation;
+/// echo off for `PAM_PROMPT_ECHO_OFF` when stdin is a terminal. `unanswered` counts the
+/// prompts that got no answer.
+struct TerminalConversation {
+    unanswered: std::rc::Rc<std::cell::Cell<u32>>,
+}
 
 impl Conversation for TerminalConversation {
     fn reply(&mut self, message: &Message) -> Reply {
@@ -52,7 +62,10 @@ impl Conversation for TerminalConversation {
                 match read_answer(echo_off) {
                     Some(answer) => Reply::Text(answer.to_string()),
                     // A closed input is what a hung-up terminal looks like to PAM.
-                    None => Reply::Fail(codes::CONV_ERR),
+                    None => {
+                        self.unanswered.set(self.unanswered.get().saturating_add(1));
+                        Reply::Fail(codes::CONV_ERR)
+                    }
                 }
             }
             _ => {
@@ -259,6 +272,9 @@ struct CheckJson<'a> {
     result: &'static str,
     code: i32,
     success: bool,
+    /// Prompts that got no answer (standard input ended). A failure after one is not
+    /// a verdict on the stack: the run exits 2, "could not check".
+    unanswered_prompts: u32,
     /// What the tool found in the service file before running it: a missing service,
     /// the store each pam_totp line uses, options that weaken security.
     notes: Vec<&'a str>,
@@ -332,9 +348,7 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
     for o in lines {
         add(format!("note: state store: {}", store_of(o)));
         if let Some(problem) = local_store_problem(o) {
-            add(format!(
-                "warning: the module would deny every login: {problem}"
-            ));
+            add(format!("{WOULD_DENY} every login: {problem}"));
         }
         for w in o.weakening() {
             add(format!(
@@ -367,13 +381,34 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
             // inspect() itself never leaves it unverified; a note if it ever does.
             Verdict::NotEnrolled | Verdict::Unverified => "note",
             Verdict::Warning => "warning",
-            Verdict::Refused => "warning: the module would deny",
+            Verdict::Refused => WOULD_DENY,
         };
         for reason in finding.reasons {
             add(format!("{kind} {user}: {reason}"));
         }
     }
     Ok(notes)
+}
+
+/// Why this process cannot read the service's file, when it cannot: libpam, running
+/// with the same credentials, would then run another stack (`other`) or none, and its
+/// result would say nothing about the service's. A name that is not a service name is
+/// left to [`stack_notes`], which refuses it.
+fn unreadable_service(service: &str, confdir: Option<&Path>) -> Option<String> {
+    if service.is_empty() || service.contains('/') || service == "." || service == ".." {
+        return None;
+    }
+    let dir = pam_stack::pam_dir_or_default(confdir);
+    let path = dir.join(service);
+    // access(2), not open(2): a FIFO planted under the name must not block the check.
+    match nix::unistd::access(&path, nix::unistd::AccessFlags::R_OK) {
+        Err(Errno::EACCES) => Some(format!(
+            "cannot read the service file \"{}\" as this user (permission denied): libpam \
+             would not run its stack; run the check as root",
+            path.display()
+        )),
+        _ => None,
+    }
 }
 
 /// What a module line's type or control value does to a wrong code, when that is not
@@ -481,8 +516,18 @@ fn store_of(o: &ModuleOptions) -> String {
     }
 }
 
-/// Runs the check; `Ok(status)` is the exit status (0 only for `PAM_SUCCESS`).
+/// Runs the check; `Ok(status)` is the exit status: 0 for `PAM_SUCCESS`, 1 for any
+/// other result of a stack that got every answer it asked for, 2 for a failure after a
+/// prompt without an answer. A check that could not run at all is an error with 2
+/// ([`Error::NotChecked`]), as is a usage error; a closed output keeps its own status.
 pub fn run(args: CheckArgs) -> Result<u8, Error> {
+    run_check(args).map_err(|e| match e {
+        Error::Failed(m) => Error::NotChecked(m),
+        other => other,
+    })
+}
+
+fn run_check(args: CheckArgs) -> Result<u8, Error> {
     let user = match args.user {
         Some(u) => u,
         None => {
@@ -508,6 +553,9 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
         None => None,
     };
 
+    if let Some(problem) = unreadable_service(&args.service, confdir.as_deref()) {
+        return Err(Error::NotChecked(problem));
+    }
     let notes = stack_notes(&args.service, confdir.as_deref(), &user)?;
     if !args.json {
         for n in &notes {
@@ -515,11 +563,14 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
         }
     }
 
+    let unanswered = std::rc::Rc::new(std::cell::Cell::new(0u32));
     let mut tx = Transaction::start(
         &args.service,
         Some(&user),
         confdir.as_deref(),
-        Box::new(TerminalConversation),
+        Box::new(TerminalConversation {
+            unanswered: std::rc::Rc::clone(&unanswered),
+        }),
     )
     .map_err(|e| Error::failed(format!("service \"{}\": {e}", args.service)))?;
     for (item, value) in [(Item::RHost, &args.rhost), (Item::Tty, &args.tty)] {
@@ -534,6 +585,18 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
         }
     }
     let rc = tx.authenticate(0);
+    let unanswered = unanswered.get();
+    // A refusal the notes foretold (a file or store the module refuses) is a problem
+    // found even when the prompt went unanswered: the module asks for the code before
+    // it says no, so that nobody learns who is enrolled.
+    let foretold = notes.iter().any(|n| n.starts_with(WOULD_DENY));
+    let status = if rc == codes::SUCCESS {
+        0
+    } else if unanswered > 0 && !foretold {
+        EXIT_NOT_CHECKED
+    } else {
+        EXIT_DENIED
+    };
 
     if args.json {
         let json = CheckJson {
@@ -546,6 +609,7 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
             result: pamapp::code_name(rc),
             code: rc,
             success: rc == codes::SUCCESS,
+            unanswered_prompts: unanswered,
             notes: notes.iter().map(String::as_str).collect(),
             messages: tx
                 .transcript()
@@ -557,7 +621,7 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
                 .collect(),
         };
         crate::flow::print_stdout(&crate::output::to_json_line(&json)?)?;
-        return Ok(if rc == codes::SUCCESS { 0 } else { EXIT_DENIED });
+        return Ok(status);
     }
     let mut report = format!(
         "PAM result: {} ({rc}) for user {user:?}, service \"{}\"{}\n",
@@ -577,5 +641,12 @@ pub fn run(args: CheckArgs) -> Result<u8, Error> {
         }
     }
     crate::flow::print_stdout(&report)?;
-    Ok(if rc == codes::SUCCESS { 0 } else { EXIT_DENIED })
+    if status == EXIT_NOT_CHECKED {
+        crate::error::to_stderr(&format!(
+            "totp-enroll: could not check: {unanswered} prompt(s) got no answer (standard \
+             input ended, or an answer was refused); run the check on a terminal or give the \
+             answers on standard input\n"
+        ));
+    }
+    Ok(status)
 }

@@ -81,6 +81,10 @@ pub struct Console {
     human_is_stderr: bool,
     input: Box<dyn BufRead>,
     non_interactive: bool,
+    /// Questions go to standard error although other text goes to standard output:
+    /// that carries the URI (`--uri`), which a script reads as its first line, and a
+    /// person who sent it into a file still sees what is asked.
+    prompts_on_stderr: bool,
 }
 
 impl Console {
@@ -97,7 +101,28 @@ impl Console {
             human_is_stderr: stdout_is_data,
             input: Box::new(io::BufReader::new(io::stdin())),
             non_interactive,
+            prompts_on_stderr: false,
         }
+    }
+
+    /// Questions asked on standard error from now on (see `prompts_on_stderr`).
+    pub fn with_prompts_on_stderr(mut self) -> Console {
+        self.prompts_on_stderr = true;
+        self
+    }
+
+    /// Writes part of a question where questions go.
+    fn prompt(&mut self, text: &str) -> Result<(), Error> {
+        if !self.prompts_on_stderr {
+            return self.say(text);
+        }
+        let mut err = io::stderr().lock();
+        err.write_all(text.as_bytes())
+            .and_then(|()| err.flush())
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::BrokenPipe => Error::ClosedOutput,
+                _ => Error::failed(format!("cannot write to the terminal: {e}")),
+            })
     }
 
     /// Whether secrets may be shown without an explicit request (rule R29:
@@ -181,14 +206,14 @@ impl Console {
         if self.non_interactive {
             return Err(Error::MissingAnswers(vec![flags]));
         }
-        self.say(prompt)?;
+        self.prompt(prompt)?;
         let raw = match read_line_bounded(&mut *self.input, MAX_LINE)
             .map_err(|e| Error::failed(format!("cannot read the answer: {e}")))?
         {
             Line::Text(raw) => raw,
             Line::End => {
                 // Leave the prompt's line so the error starts on its own.
-                self.say("\n")?;
+                self.prompt("\n")?;
                 return Ok(None);
             }
             Line::TooLong => {

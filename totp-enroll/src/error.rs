@@ -3,7 +3,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// Exit status for a usage error or an unanswered question (as clap uses).
+/// Exit status for a usage error or an unanswered question (as clap uses), and for a
+/// `check` that could not be made (as `totp-state show`/`audit` use 2 for "could not
+/// look").
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status for everything else that failed.
 pub const EXIT_FAILURE: u8 = 1;
@@ -34,6 +36,9 @@ pub enum Error {
     AppIgnoredSettings(crate::flow::IgnoredSettings),
     /// Standard output was closed by its reader; nothing more is said.
     ClosedOutput,
+    /// `check` could not make its check (the service could not be started or read, a
+    /// name could not be looked up): told apart from a login the stack refused.
+    NotChecked(String),
 }
 
 impl Error {
@@ -47,7 +52,10 @@ impl Error {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) | Error::MissingAnswers(_) | Error::EndOfInput(_) => EXIT_USAGE,
+            Error::Usage(_)
+            | Error::MissingAnswers(_)
+            | Error::EndOfInput(_)
+            | Error::NotChecked(_) => EXIT_USAGE,
             Error::Exists(_) => EXIT_EXISTS,
             Error::OtherExists(_) | Error::Failed(_) | Error::AppIgnoredSettings(_) => EXIT_FAILURE,
             Error::ClosedOutput => EXIT_CLOSED_OUTPUT,
@@ -63,6 +71,7 @@ impl Error {
             Error::Failed(_) => "failed",
             Error::AppIgnoredSettings(_) => "app-ignored-settings",
             Error::ClosedOutput => "closed-output",
+            Error::NotChecked(_) => "not-checked",
         }
     }
 }
@@ -70,7 +79,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m) | Error::Failed(m) => f.write_str(m),
+            Error::Usage(m) | Error::Failed(m) | Error::NotChecked(m) => f.write_str(m),
             Error::ClosedOutput => f.write_str("standard output was closed"),
             Error::AppIgnoredSettings(ignored) => write!(f, "{ignored}"),
             Error::MissingAnswers(flags) => {

@@ -74,6 +74,9 @@ fn main() -> ExitCode {
             let result = cli.enroll.validate().and_then(|req| {
                 // Standard output carries data (JSON or the printed file): people get stderr.
                 let mut console = Console::new(req.json || req.print_file, req.non_interactive);
+                if req.print_uri && !req.json {
+                    console = console.with_prompts_on_stderr();
+                }
                 flow::run(req, &mut console).map(|()| 0)
             });
             (result, json)

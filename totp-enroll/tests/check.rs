@@ -67,6 +67,118 @@ fn deny_stack_reports_auth_err_and_exits_1() {
     );
 }
 
+/// totp-enroll(1), EXIT STATUS: `check` exits 0 when the stack logs in, 1 when a stack
+/// that got every answer it asked for refused (a problem found), 2 when the check could
+/// not be made: a prompt that got no answer (a configuration tool's closed standard
+/// input; the stack's failure then says nothing about a login) or a service libpam
+/// could not start. Before, the last two exited 1, as a refused login does. Controls:
+/// the same prompting stack answered (wrong) is 1, and a refusing stack that asks
+/// nothing is 1 with standard input closed too.
+#[test]
+fn check_exit_statuses_tell_a_refused_login_from_a_check_not_made() {
+    let permit = service_dir("auth required pam_permit.so\n");
+    let r = check(permit.path(), None, &["--user", "root"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+
+    // pam_unix prompts for a password before it looks anything up.
+    let prompting = service_dir("auth required pam_unix.so nodelay\n");
+    let r = check(
+        prompting.path(),
+        Some("not-the-password\n"),
+        &["--user", "root"],
+    );
+    assert_eq!(r.code, 1, "answered and refused: {}{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("could not check"), "{}", r.stderr);
+
+    let r = check(prompting.path(), None, &["--user", "root"]);
+    assert_eq!(r.code, 2, "no answer: {}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("could not check: 1 prompt(s) got no answer"),
+        "{}",
+        r.stderr
+    );
+    // An answer refused as over-long is no answer either.
+    let long = format!("{}\n", "7".repeat(5000));
+    let r = check(prompting.path(), Some(&long), &["--user", "root"]);
+    assert_eq!(r.code, 2, "over-long: {}{}", r.stdout, r.stderr);
+    let r = check(prompting.path(), None, &["--user", "root", "--json"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(v["unanswered_prompts"], 1, "{v}");
+    assert_eq!(v["success"], false, "{v}");
+
+    // No prompt: a closed input changes nothing, the refusal is a verdict.
+    let deny = service_dir("auth required pam_deny.so\n");
+    let r = check(deny.path(), None, &["--user", "root", "--json"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(v["unanswered_prompts"], 0, "{v}");
+
+    // A service libpam cannot start: no file of that name and no "other".
+    let bare = tempdir();
+    std::fs::write(bare.path().join("svc"), "auth required pam_permit.so\n").expect("svc");
+    let pam_dir = bare.path().to_str().expect("utf-8");
+    for json in [false, true] {
+        let mut args = vec!["check", "--user", "root", "--service", "nosuch"];
+        args.extend(["--pam-dir", pam_dir]);
+        if json {
+            args.push("--json");
+        }
+        let r = run_in(bare.path(), &args, None);
+        assert_eq!(r.code, 2, "json {json}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("pam_start failed"), "{}", r.stderr);
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+            assert_eq!(v["error"]["kind"], "not-checked", "{v}");
+            assert_eq!(v["error"]["exit_code"], 2, "{v}");
+        }
+    }
+    // Control: the service that is there starts and logs in.
+    let mut args = vec!["check", "--user", "root", "--service", "svc"];
+    args.extend(["--pam-dir", pam_dir]);
+    assert_eq!(run_in(bare.path(), &args, None).code, 0);
+}
+
+/// A service file the checking user cannot read: libpam, with the same credentials,
+/// runs another stack (here `other`, which denies), so its refusal used to exit 1 as
+/// if the service's stack had refused. It is now "could not check" (2), before any
+/// stack runs. Control: the same file made readable logs in (0).
+#[test]
+fn a_service_file_the_checking_user_cannot_read_is_not_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !require_root("a_service_file_the_checking_user_cannot_read_is_not_checked") {
+        return;
+    }
+    let dir = service_dir("auth required pam_permit.so\n");
+    let svc = dir.path().join("svc");
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
+    let as_nobody = || {
+        let out = std::process::Command::new(BIN)
+            .args(["check", "--service", "svc", "--json", "--pam-dir"])
+            .arg(dir.path())
+            .current_dir("/")
+            .uid(65534)
+            .gid(65534)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run totp-enroll check");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    std::fs::set_permissions(&svc, PermissionsExt::from_mode(0o600)).expect("chmod");
+    let (code, stdout) = as_nobody();
+    assert_eq!(code, Some(2), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(v["error"]["kind"], "not-checked", "{v}");
+    std::fs::set_permissions(&svc, PermissionsExt::from_mode(0o644)).expect("chmod");
+    let (code, stdout) = as_nobody();
+    assert_eq!(code, Some(0), "{stdout}");
+}
+
 #[test]
 fn module_messages_are_reported() {
     let dir =

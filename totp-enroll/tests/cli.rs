@@ -1610,3 +1610,105 @@ fn an_unknown_user_name_is_shown_escaped() {
         r.stderr
     );
 }
+
+/// `--uri` answered through a pipe (`yes | totp-enroll … --uri | head -n 1`, or a person
+/// sending the URI into a file): the questions went to standard output ahead of the
+/// URI, so its first line was `Do you want me to update … (y/n) otpauth://…`, a URI no
+/// app reads, and a person with `> file` saw no question while the run waited for the
+/// answer. The questions now go to standard error with `--uri`, and the URI is the
+/// first line. Control: without `--uri` the questions stay on standard output, as
+/// google-authenticator's scripts read them.
+#[test]
+fn questions_never_go_before_the_uri_on_standard_output() {
+    let dir = tempdir();
+    let answers = "y\ny\nn\ny\ny\n";
+    let r = run_in(dir.path(), &["-s", "s", "-C", "--uri"], Some(answers));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let first = r.stdout.lines().next().unwrap_or_default();
+    assert!(first.starts_with("otpauth://totp/"), "{}", r.stdout);
+    KeyUri::parse(first).expect("the first line is the URI");
+    assert!(!r.stdout.contains("(y/n)"), "{}", r.stdout);
+    assert!(r.stderr.contains("time-based (y/n)"), "{}", r.stderr);
+    assert!(r.stderr.contains("update your"), "{}", r.stderr);
+    let secret = std::fs::read_to_string(dir.path().join("s")).expect("written");
+    assert!(
+        first.contains(secret.lines().next().unwrap_or("-")),
+        "{first}"
+    );
+
+    let r = run_in(dir.path(), &["-s", "q", "-C", "-q"], Some(answers));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("time-based (y/n)"), "{}", r.stdout);
+    assert!(dir.path().join("q").exists());
+}
+
+/// `--non-interactive` never reads standard input: a configuration tool that leaves it
+/// open (an ssh session's, a pipe nobody closes) gets the run's end, here the file
+/// written with 0 and then "already enrolled" with 3. Control: the same run without
+/// `--non-interactive` is still waiting at its question while that input stays open.
+#[test]
+fn non_interactive_runs_end_with_standard_input_left_open() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = tempdir();
+    let flags = ["-t", "-d", "-W", "-r", "3", "-R", "30", "-q", "-s"];
+    let spawn = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(flags)
+            .args(extra)
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run totp-enroll")
+    };
+    // Not a timing assertion: the bound only keeps a run that reads from hanging.
+    let ends = |child: &mut std::process::Child| {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if Instant::now() > give_up {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    for want in [0, 3] {
+        let mut child = spawn(&["s", "--non-interactive"]);
+        let open = child.stdin.take();
+        let status = ends(&mut child);
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        drop(open);
+        assert_eq!(status.and_then(|s| s.code()), Some(want), "{want}");
+    }
+    assert!(dir.path().join("s").exists());
+
+    // Control: without --non-interactive it asks whether to write a new file, and waits.
+    let mut child = spawn(&["t"]);
+    let open = child.stdin.take();
+    let mut question = Vec::new();
+    {
+        use std::io::Read;
+        let stdout = child.stdout.as_mut().expect("stdout");
+        let mut byte = [0u8; 1];
+        while !question.ends_with(b"(y/n) ") {
+            let n = stdout.read(&mut byte).expect("read the question");
+            assert_eq!(n, 1, "ended: {}", String::from_utf8_lossy(&question));
+            question.push(byte[0]);
+        }
+    }
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "waits for the answer"
+    );
+    drop(open);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(!dir.path().join("t").exists());
+}
