@@ -1017,6 +1017,69 @@ fn an_older_code_is_logged_as_expired_and_a_replay_as_reused() {
     );
 }
 
+/// The same for a counter-based (HOTP) file: the counter accepted last, typed again, is
+/// a replay with the warning; a code of a counter the look-ahead passed over (the token
+/// pressed twice, the first code typed late) is older, never accepted: no warning, and
+/// the user told to press the token. Both are denied.
+#[test]
+fn an_older_hotp_code_is_logged_as_expired_and_the_last_one_as_reused() {
+    let t = "an_older_hotp_code_is_logged_as_expired_and_the_last_one_as_reused";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "oathtool") {
+        return;
+    }
+    let u = TestUser::create("oooh");
+    let secret = random_secret_b32();
+    u.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let stack = Stack::new();
+    stack.service("svc", &format!("auth required {}\n", installed(&stack, "")));
+    let mut all = Vec::new();
+    let told = |d: &Drive, what: &str| {
+        d.messages
+            .iter()
+            .any(|(style, text)| *style == 3 && text.contains(what))
+    };
+    let (_, l) = login(
+        Driver::login(&stack, &u, &oathtool_hotp(&secret, 2))
+            .rhost("192.0.2.41")
+            .at(T0),
+        "PAM_SUCCESS",
+        &mut all,
+    );
+    assert!(has(&l, "accepted counter-based code"), "{l:#?}");
+    let (d, l) = login(
+        Driver::login(&stack, &u, &oathtool_hotp(&secret, 2))
+            .rhost("192.0.2.42")
+            .at(T0 + 1),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "code already used for"), "{l:#?}");
+    assert!(has(&l, "man-in-the-middle"), "{l:#?}");
+    assert!(
+        told(&d, "that code was already used; press the token"),
+        "{d:?}"
+    );
+    let (d, l) = login(
+        Driver::login(&stack, &u, &oathtool_hotp(&secret, 1))
+            .rhost("192.0.2.43")
+            .at(T0 + 2),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(
+        has(&l, "expired code (older than the last accepted one) for"),
+        "{l:#?}"
+    );
+    assert!(!has(&l, "man-in-the-middle"), "{l:#?}");
+    assert!(
+        told(
+            &d,
+            "that code is older than the last one accepted; press the token"
+        ),
+        "{d:?}"
+    );
+}
+
 /// Inside a grace period with `forward_pass`, `accepted USER from HOST within the grace
 /// period` was logged before the password was asked for; a login that then got no
 /// password (or whose client hung up) was denied, with the log saying it was accepted
