@@ -31,6 +31,8 @@ pub enum Denial {
     BadFile,
     WrongCode,
     Replay,
+    /// A right code for a step (counter) older than the last one accepted.
+    OutOfOrder,
     /// Refused unevaluated; the rule that refused it is named in the log line.
     Throttled(Throttle),
     Locked,
@@ -42,12 +44,13 @@ pub enum Denial {
 
 impl Denial {
     /// The words of the log line that ends a denied login ("… for USER from HOST"). A
-    /// code was compared only for the first two; "code not verified" says none was.
+    /// code was compared only for the first three; "code not verified" says none was.
     /// docs/logging.md and the fail2ban filter depend on these words.
     pub fn log_text(&self) -> &'static str {
         match self {
             Denial::WrongCode => "invalid verification code",
             Denial::Replay => "code already used",
+            Denial::OutOfOrder => "expired code (older than the last accepted one)",
             Denial::Throttled(Throttle::Backoff) => {
                 "too many failures; attempt refused unevaluated (backoff)"
             }

@@ -418,6 +418,46 @@ fn check_reports_what_the_module_logs_only_with_debug() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
 
+/// A host migrated one service at a time: `totp-enroll check --service svc` names the
+/// google-authenticator line left in `sudo` on the same secret files under the default
+/// `shared_file=auto`, with the words `totp-state audit` uses; it said nothing of it.
+/// Control: with `shared_file=yes` (GA's lines kept up to date) no such warning.
+#[test]
+fn check_names_a_ga_line_left_on_the_same_secret_files() {
+    if !require_root("check_names_a_ga_line_left_on_the_same_secret_files") {
+        return;
+    }
+    let warning = "loads pam_google_authenticator.so on the secret files";
+    for (args, warned) in [("", true), (" shared_file=yes", false)] {
+        let stack = Stack::new();
+        stack.service(
+            "svc",
+            &format!("auth required pam_permit.so\nauth required @MODULE@{args}\n"),
+        );
+        stack.service("sudo", "auth required pam_google_authenticator.so\n");
+        let out = check(stack.path(), "svc");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let sudo_line = format!("{}:1 ", stack.path().join("sudo").display());
+        assert_eq!(
+            stderr.contains(&format!("warning: {sudo_line}{warning}")),
+            warned,
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("state store:"), "{args:?}: {stderr}");
+        let audit = Command::new(&built().state_tool)
+            .args(["audit", "--user", "root", "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .output()
+            .expect("totp-state audit");
+        let audit_err = String::from_utf8_lossy(&audit.stderr);
+        assert_eq!(
+            audit_err.contains(&format!("{sudo_line}{warning}")),
+            warned,
+            "the audit agrees: {audit_err}"
+        );
+    }
+}
+
 /// totp-enroll(1): with `--json`, a failure is one `error` object on standard output
 /// with kind `usage` for bad flags. That holds for the usage errors the flag parser
 /// finds itself (a conflict, a value out of range, an unknown flag, in a subcommand

@@ -2311,8 +2311,8 @@ fn table() -> Vec<Scenario> {
             Expect::Differs(
                 "our replay mark is a step of the phone's clock: a phone set back further \
                  than the time since its last login with us, whose offset GA then learns \
-                 on another host, shows codes below that mark, refused as already used \
-                 until the clock passes the mark again (GA, keeping only the steps it \
+                 on another host, shows codes below that mark, refused as expired (older \
+                 than the last accepted code) until the clock passes the mark again (GA, keeping only the steps it \
                  accepted, takes them); as after a resync that lowers the offset",
             ),
             file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),

@@ -931,6 +931,155 @@ fn a_used_code_in_pam_authtok_is_logged_as_reused() {
     assert!(has(&l, "accepted time-based code for"), "{l:#?}");
 }
 
+/// A right code for a step older than the last accepted one (typed late, a phone clock
+/// behind) was logged and told as "already used", with the man-in-the-middle warning:
+/// a false alarm, since the store keeps only the last accepted step. Now only that step
+/// is a replay; the older one is an expired code, still denied, and neither is counted
+/// by the fail2ban filter (a wrong code is, the control that the filter runs).
+#[test]
+fn an_older_code_is_logged_as_expired_and_a_replay_as_reused() {
+    let t = "an_older_code_is_logged_as_expired_and_a_replay_as_reused";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "fail2ban-regex") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("ooo");
+    let stack = Stack::new();
+    stack.service("svc", &format!("auth required {}\n", installed(&stack, "")));
+    let mut all = Vec::new();
+    let now = T0 + 600;
+    let (_, l) = login(
+        Driver::login(&stack, &u, &code_at(&secret, now))
+            .rhost("192.0.2.31")
+            .at(now),
+        "PAM_SUCCESS",
+        &mut all,
+    );
+    assert!(has(&l, "accepted time-based code"), "{l:#?}");
+    let told = |d: &Drive, what: &str| {
+        d.messages
+            .iter()
+            .any(|(style, text)| *style == 3 && text.contains(what))
+    };
+
+    // The step accepted, again: a replay, with the warning.
+    let (d, l) = login(
+        Driver::login(&stack, &u, &code_at(&secret, now))
+            .rhost("192.0.2.32")
+            .at(now + 1),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(
+        has(
+            &l,
+            &format!("code already used for {} from 192.0.2.32", u.name)
+        ),
+        "{l:#?}"
+    );
+    assert!(has(&l, "man-in-the-middle"), "{l:#?}");
+    assert!(told(&d, "that code was already used"), "{d:?}");
+
+    // The step before it, within the window, never accepted: expired, no alarm.
+    let (d, l) = login(
+        Driver::login(&stack, &u, &code_at(&secret, now - 30))
+            .rhost("192.0.2.33")
+            .at(now + 2),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(
+        has(
+            &l,
+            &format!(
+                "expired code (older than the last accepted one) for {} from 192.0.2.33",
+                u.name
+            )
+        ),
+        "{l:#?}"
+    );
+    assert!(!has(&l, "man-in-the-middle"), "{l:#?}");
+    assert!(!has(&l, "already used"), "{l:#?}");
+    assert!(told(&d, "that code has expired"), "{d:?}");
+    assert!(!told(&d, "already used"), "{d:?}");
+
+    let (_, l) = login(
+        Driver::login(&stack, &u, &wrong_totp(&secret, now + 3))
+            .rhost("192.0.2.34")
+            .at(now + 3),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "invalid verification code for"), "{l:#?}");
+    assert_eq!(
+        fail2ban_hits(&all),
+        vec!["192.0.2.34".to_string()],
+        "{all:#?}"
+    );
+}
+
+/// The same for a counter-based (HOTP) file: the counter accepted last, typed again, is
+/// a replay with the warning; a code of a counter the look-ahead passed over (the token
+/// pressed twice, the first code typed late) is older, never accepted: no warning, and
+/// the user told to press the token. Both are denied.
+#[test]
+fn an_older_hotp_code_is_logged_as_expired_and_the_last_one_as_reused() {
+    let t = "an_older_hotp_code_is_logged_as_expired_and_the_last_one_as_reused";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "oathtool") {
+        return;
+    }
+    let u = TestUser::create("oooh");
+    let secret = random_secret_b32();
+    u.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let stack = Stack::new();
+    stack.service("svc", &format!("auth required {}\n", installed(&stack, "")));
+    let mut all = Vec::new();
+    let told = |d: &Drive, what: &str| {
+        d.messages
+            .iter()
+            .any(|(style, text)| *style == 3 && text.contains(what))
+    };
+    let (_, l) = login(
+        Driver::login(&stack, &u, &oathtool_hotp(&secret, 2))
+            .rhost("192.0.2.41")
+            .at(T0),
+        "PAM_SUCCESS",
+        &mut all,
+    );
+    assert!(has(&l, "accepted counter-based code"), "{l:#?}");
+    let (d, l) = login(
+        Driver::login(&stack, &u, &oathtool_hotp(&secret, 2))
+            .rhost("192.0.2.42")
+            .at(T0 + 1),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "code already used for"), "{l:#?}");
+    assert!(has(&l, "man-in-the-middle"), "{l:#?}");
+    assert!(
+        told(&d, "that code was already used; press the token"),
+        "{d:?}"
+    );
+    let (d, l) = login(
+        Driver::login(&stack, &u, &oathtool_hotp(&secret, 1))
+            .rhost("192.0.2.43")
+            .at(T0 + 2),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(
+        has(&l, "expired code (older than the last accepted one) for"),
+        "{l:#?}"
+    );
+    assert!(!has(&l, "man-in-the-middle"), "{l:#?}");
+    assert!(
+        told(
+            &d,
+            "that code is older than the last one accepted; press the token"
+        ),
+        "{d:?}"
+    );
+}
+
 /// Inside a grace period with `forward_pass`, `accepted USER from HOST within the grace
 /// period` was logged before the password was asked for; a login that then got no
 /// password (or whose client hung up) was denied, with the log saying it was accepted

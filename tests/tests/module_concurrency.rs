@@ -96,17 +96,20 @@ fn replayed_and_older_codes_are_refused() {
     let (u, secret) = TestUser::enrolled("rp");
     let stack = Stack::probe("svc", "");
     let login = |code: &str, at: u64| login_at(&stack, &u, code, None, at);
-    // Refused by the replay mark, as the user is told, not for any other reason.
-    let refused_as_used = |code: &str, at: u64, what: &str| {
+    // Refused by the replay mark, as the user is told, not for any other reason: the
+    // step accepted is "already used", an older one "expired".
+    let refused_as = |code: &str, at: u64, told: &str, what: &str| {
         let d = login(code, at);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{what}: {d:?}");
         assert!(
-            d.messages
-                .iter()
-                .any(|(_, m)| m.starts_with("that code was already used")),
+            d.messages.iter().any(|(_, m)| m.starts_with(told)),
             "{what}: {d:?}"
         );
     };
+    let refused_as_used =
+        |code: &str, at: u64, what: &str| refused_as(code, at, "that code was already used", what);
+    let refused_as_older =
+        |code: &str, at: u64, what: &str| refused_as(code, at, "that code has expired", what);
     let c0 = code_at(&secret, T0);
     assert_eq!(login(&c0, T0).module_code(), "PAM_SUCCESS");
     refused_as_used(&c0, T0 + 1, "same code again");
@@ -114,12 +117,13 @@ fn replayed_and_older_codes_are_refused() {
     let c1 = code_at(&secret, T0 + 30);
     assert_eq!(login(&c1, T0 + 30).module_code(), "PAM_SUCCESS");
     // … then the code of step S is still inside the window but older: refused.
-    refused_as_used(&c0, T0 + 31, "older step");
+    refused_as_older(&c0, T0 + 31, "older step");
+    refused_as_used(&c1, T0 + 31, "the step accepted last");
     // A code for S+2 entered early (window +1) is accepted, then S+1 is refused.
     u.write_secret(&totp_file(&secret), 0o600);
     let c2 = code_at(&secret, T0 + 60);
     assert_eq!(login(&c2, T0 + 30).module_code(), "PAM_SUCCESS");
-    refused_as_used(&c1, T0 + 31, "a step below the accepted early one");
+    refused_as_older(&c1, T0 + 31, "a step below the accepted early one");
     assert_eq!(stored_last_step(&stack, u.uid), Some((T0 + 60) / 30));
     assert_eq!(read(&u.secret_path()), totp_file(&secret));
 }

@@ -74,6 +74,12 @@ pub enum Verdict {
     Rejected,
     /// The code matched a step already used (high-water mark or `DISALLOW_REUSE`).
     Replayed,
+    /// The code matched only steps (HOTP: counters) older than the last one accepted,
+    /// none of them that one nor one `DISALLOW_REUSE` lists: a code typed late, or
+    /// from a device whose clock is behind. Refused and charged like a replay, but not
+    /// reported as one: the store keeps only the last accepted step, so nothing says
+    /// this code was ever used, and a man-in-the-middle warning would be a false alarm.
+    OutOfOrder,
     /// Refused unevaluated: a backoff, the per-user ceiling or GA's `RATE_LIMIT`; which
     /// one is carried to the log line, which an admin reads to know what to change.
     Throttled(Throttle),
@@ -421,7 +427,9 @@ impl Decision {
                 retry_after: self.retry_after.unwrap_or(1).max(1),
             }),
             Verdict::Disabled => Some(Refusal::Disabled),
-            Verdict::Accepted(_) | Verdict::Rejected | Verdict::Replayed => None,
+            Verdict::Accepted(_) | Verdict::Rejected | Verdict::Replayed | Verdict::OutOfOrder => {
+                None
+            }
         }
     }
 }

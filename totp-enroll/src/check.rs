@@ -302,7 +302,8 @@ fn style_key(style: i32) -> &'static str {
 /// `other` for a service without a file (a typo tests the wrong stack), another
 /// module's line before a `pam_totp` line that ends the stack or jumps over it when it
 /// succeeds (`pam_stack::bypass_warnings`: the check's right code may then never be
-/// asked for), which store
+/// asked for), a google-authenticator line left on the same secret files under
+/// `shared_file=auto` (`pam_stack::ga_lines_warnings`), which store
 /// each `pam_totp` line uses (as this process: a non-root run uses its own), the
 /// options the module would call weakening (it logs them only with `debug`), a rule
 /// file (`accessfile=`) the module would refuse or reject, or a bare name in it that is
@@ -329,6 +330,10 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
         }
     };
     for w in pam_stack::bypass_warnings(&all, &others) {
+        add(format!("warning: {w}"));
+    }
+    // The same words as `totp-state audit --service`: one function for both.
+    for w in pam_stack::ga_lines_warnings(&dir, &all) {
         add(format!("warning: {w}"));
     }
     for line in &all {

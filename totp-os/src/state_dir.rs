@@ -1194,6 +1194,44 @@ pub fn effective_uid() -> Uid {
     unistd::geteuid().as_raw()
 }
 
+/// The memory-backed file system (`tmpfs`, `ramfs`) the directory `dir` is on, if it
+/// is on one: its records are gone after a reboot, and with them the used scratch codes
+/// and HOTP counters recorded only there (a read-only secret file, `secret_command=`),
+/// which then work again. `fstatfs` on the directory opened without following a final
+/// symlink; `None` also when it cannot be opened (the store's own checks say why). For
+/// the tools' warnings only: an admin may have chosen it knowingly, so nothing refuses.
+pub fn volatile_fs(dir: &Path) -> Option<&'static str> {
+    // As the kernel defines them (linux/magic.h); devtmpfs reports tmpfs's.
+    const TMPFS_MAGIC: u32 = 0x0102_1994;
+    const RAMFS_MAGIC: u32 = 0x8584_58F6;
+    let fd = fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let st = nix::sys::statfs::fstatfs(&fd).ok()?;
+    // `f_type`'s width depends on the architecture; every magic fits in 32 bits.
+    match st.filesystem_type().0 as u32 {
+        TMPFS_MAGIC => Some("tmpfs"),
+        RAMFS_MAGIC => Some("ramfs"),
+        _ => None,
+    }
+}
+
+/// The tools' warning for a state directory on a memory-backed file system
+/// ([`volatile_fs`]), `None` for any other.
+pub fn volatile_warning(dir: &Path) -> Option<String> {
+    let kind = volatile_fs(dir)?;
+    Some(format!(
+        "the state directory {} is on {kind}: its records are lost at every reboot, and \
+         with them the used scratch codes and HOTP counters recorded only there (a \
+         secret file that cannot be rewritten, secret_command=), which then work again; \
+         put state_dir= on a disk-backed file system unless that was chosen knowingly",
+        dir.display()
+    ))
+}
+
 /// Whether `name` is a record file name (a decimal uid), for listing a directory.
 pub fn record_uid(name: &std::ffi::OsStr) -> Option<Uid> {
     let b = name.as_bytes();

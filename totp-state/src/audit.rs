@@ -295,6 +295,13 @@ pub fn run(
     for b in bypasses {
         crate::warn(&format!("warning: {b}"));
     }
+    // A warning, not a finding: it denies nobody, and the exit status counts denials.
+    if opts.fleet.shared().is_none() {
+        let dir = PathBuf::from(opts.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR));
+        if let Some(w) = totp_os::state_dir::volatile_warning(&dir) {
+            eprintln!("totp-state: warning: {w}");
+        }
+    }
     let audit = |pw: &Passwd| audit_account(&judges, pw);
     let mut refused = 0usize;
     let mut refused_without_login = 0usize;

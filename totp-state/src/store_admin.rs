@@ -92,6 +92,10 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
             // Reading the key proves less than a login needs: its write (a read-only
             // mount, a full file system) would fail every login.
             let (mut dir, shown) = local(opts);
+            // Said whatever the probe finds: the store works until the next reboot.
+            if let Some(w) = totp_os::state_dir::volatile_warning(dir.path()) {
+                eprintln!("totp-state: warning: {w}");
+            }
             dir.probe_write().map_err(|e| {
                 Stop::Status(
                     status_of(&e),

@@ -804,6 +804,12 @@ impl Ctx {
                 }
                 return Ok(self.denied(io, who, Denial::Replay));
             }
+            Verdict::OutOfOrder => {
+                // No man-in-the-middle warning: nothing says this code was ever used
+                // (a code typed late, a device clock behind).
+                tell_code_out_of_order(io, counter_based);
+                return Ok(self.denied(io, who, Denial::OutOfOrder));
+            }
         };
         if self.opts.forward_pass {
             let prefix = matched
@@ -880,6 +886,20 @@ fn tell_code_used(io: &mut dyn PamIo, counter_based: bool) {
             "that code was already used; press the token for a new code"
         } else {
             "that code was already used; wait for the next code"
+        },
+    );
+}
+
+/// Tells the user that a right code was refused because a newer one was accepted
+/// already, for the same reason and with the same guarantee as [`tell_code_used`].
+fn tell_code_out_of_order(io: &mut dyn PamIo, counter_based: bool) {
+    let _ = io.converse(
+        Style::ErrorMsg,
+        if counter_based {
+            "that code is older than the last one accepted; press the token for a new code"
+        } else {
+            "that code has expired (a newer one was accepted); check the device's clock \
+             and wait for the next code"
         },
     );
 }

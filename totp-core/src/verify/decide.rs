@@ -336,9 +336,18 @@ impl Prepared {
                                 } else {
                                     Warning::UsedBeforeBoot
                                 });
+                                verdict = Verdict::Replayed;
+                            } else if steps
+                                .iter()
+                                .any(|s| reuse.contains(s) || mark.is_some_and(|(m, _)| *s == m))
+                            {
+                                verdict = Verdict::Replayed;
+                            } else {
+                                // Every matching step lies below the mark, none of them
+                                // the step accepted there.
+                                verdict = Verdict::OutOfOrder;
                             }
                             // GA ends the loop on a replay instead of trying further readings.
-                            verdict = Verdict::Replayed;
                             break;
                         }
                         None => None,
@@ -368,8 +377,15 @@ impl Prepared {
                             // leave the token one behind, every later press failing.
                             let recent = hotp_floor.saturating_sub(u64::from(self.window))
                                 ..marks.hotp.map_or(0, |m| m.saturating_add(1));
-                            if !search_window(&self.secret, &self.cfg, code, recent).is_empty() {
-                                verdict = Verdict::Replayed;
+                            let used = search_window(&self.secret, &self.cfg, code, recent);
+                            if !used.is_empty() {
+                                // Only the counter accepted last is known to be used; an
+                                // older one is a code the token showed before it.
+                                verdict = if marks.hotp.is_some_and(|m| used.contains(&m)) {
+                                    Verdict::Replayed
+                                } else {
+                                    Verdict::OutOfOrder
+                                };
                                 break;
                             }
                             // The file's own counters under a version-1 counter this

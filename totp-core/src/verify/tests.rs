@@ -585,8 +585,12 @@ fn ga_scenario_hotp_counter() {
     );
     assert_eq!(u.state.latest().and_then(|m| m.hotp), Some(4));
     // A code of a counter passed over by that look-ahead (never accepted) is behind
-    // the store's mark too: refused as used, and the counter stays.
-    assert_eq!(u.attempt(&p, &code(3), 300_003).verdict, Verdict::Replayed);
+    // the store's mark too: refused as out of order (not a replay), the counter stays.
+    assert_eq!(
+        u.attempt(&p, &code(3), 300_003).verdict,
+        Verdict::OutOfOrder
+    );
+    assert_eq!(u.attempt(&p, &code(4), 300_003).verdict, Verdict::Replayed);
     // A code that is no code of the window at all is a failure and moves it on (GA).
     assert_eq!(u.attempt(&p, "000000", 300_004).verdict, Verdict::Rejected);
     assert_eq!(
@@ -666,10 +670,15 @@ fn clock_going_back_never_reopens_an_accepted_step() {
     assert_eq!(
         u.try_from(&p, &code(9_981), 9_981 * 30, OriginKey(5))
             .verdict,
-        Verdict::Replayed
+        Verdict::OutOfOrder
     );
     assert_eq!(
         u.try_from(&p, &code(10_000), 10_000 * 30, OriginKey(6))
+            .verdict,
+        Verdict::OutOfOrder
+    );
+    assert_eq!(
+        u.try_from(&p, &code(10_001), 10_000 * 30, OriginKey(7))
             .verdict,
         Verdict::Replayed
     );
@@ -1808,7 +1817,7 @@ fn a_version_1_mark_a_login_honours_is_applied() {
         hotp: None,
     });
     let d = u.attempt(&p, &code(10_001), 300_030);
-    assert_eq!(d.verdict, Verdict::Replayed);
+    assert_eq!(d.verdict, Verdict::OutOfOrder);
     assert!(
         !d.warnings
             .iter()
@@ -2057,4 +2066,40 @@ fn a_line_update_that_would_outgrow_the_size_cap_is_dropped_not_a_denial() {
         d.warnings
     );
     assert!(d.file.is_some());
+}
+
+/// Only the step accepted last (or one `DISALLOW_REUSE` lists) is a replay; a code of an
+/// older step, never accepted, is out of order. Both are refused and charged alike.
+#[test]
+fn a_code_older_than_the_last_accepted_step_is_out_of_order_not_a_replay() {
+    let p = Policy::default();
+    for listed in [false, true] {
+        let text = if listed {
+            format!("{S}\n\" DISALLOW_REUSE 9999\n\" TOTP_AUTH\n")
+        } else {
+            format!("{S}\n\" TOTP_AUTH\n")
+        };
+        let mut u = User::new(&text);
+        assert!(accepted(&u.attempt(&p, &code(10_000), 300_000)));
+        // The control: the step accepted, typed again.
+        let d = u.attempt(&p, &code(10_000), 300_001);
+        assert_eq!(d.verdict, Verdict::Replayed, "listed {listed}");
+        assert!(matches!(d.write, Write::Lazy(_)));
+        let charged = u.ledger().consecutive;
+        // The step before it, within the window, never accepted here.
+        let d = u.attempt(&p, &code(9_999), 300_002);
+        let want = if listed {
+            Verdict::Replayed
+        } else {
+            Verdict::OutOfOrder
+        };
+        assert_eq!(d.verdict, want, "listed {listed}");
+        assert!(matches!(d.write, Write::Lazy(_)));
+        assert_eq!(
+            u.ledger().consecutive,
+            charged + 1,
+            "the attempt is charged"
+        );
+        assert!(d.refusal().is_none());
+    }
 }
