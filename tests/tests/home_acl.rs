@@ -235,3 +235,32 @@ fn an_enrolment_in_a_home_with_a_default_acl_gives_nobody_else_the_secret() {
         assert_eq!(perm(&path), 0o600, "default ACL {with_default_acl}");
     }
 }
+
+/// The state store's files are built the same way in a directory that may carry a
+/// default ACL (a host running as the user keeps its store in the home): the new record
+/// and the store key carry no access ACL, the inherited named entry gone rather than
+/// masked by the 0600 mode. Control: a stack whose directory has no default ACL.
+#[test]
+fn a_state_record_under_a_default_acl_carries_none() {
+    if !require_root("a_state_record_under_a_default_acl_carries_none") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("aclst");
+    for (i, with_default_acl) in [false, true].into_iter().enumerate() {
+        let stack = Stack::probe("svc", "");
+        let state = stack.state_dir();
+        let parent = state.parent().expect("the stack's directory");
+        if with_default_acl {
+            set_default_acl(parent);
+        }
+        let at = T0 + 30 * i as u64;
+        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, at);
+        let what = format!("default ACL {with_default_acl}");
+        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {lines:?}");
+        for file in [stack.state_file(u.uid), state.join("store.key")] {
+            assert!(file.exists(), "{what}: {} written", file.display());
+            assert_eq!(stored_acl(&file), None, "{what}: {}", file.display());
+            assert_eq!(perm(&file), 0o600, "{what}: {}", file.display());
+        }
+    }
+}

@@ -736,9 +736,19 @@ impl StateDir {
             Mode::from_bits_truncate(0o600),
         )
         .map_err(|e| os_error(&format!("create a store key in {shown}"), e))?;
-        // 0600 exactly, not what the host's umask left of it (0400 under umask 0277).
-        let chmodded = stat::fchmod(&fd, Mode::from_bits_truncate(0o600))
-            .map_err(|e| os_error(&format!("chmod a store key in {shown}"), e));
+        // 0600 exactly, not what the host's umask left of it (0400 under umask 0277),
+        // and no entries a default ACL of the directory handed down.
+        let chmodded = crate::safefile::remove_access_acl(&fd)
+            .map_err(|e| {
+                os_error(
+                    &format!("remove inherited ACL of a store key in {shown}"),
+                    e,
+                )
+            })
+            .and_then(|()| {
+                stat::fchmod(&fd, Mode::from_bits_truncate(0o600))
+                    .map_err(|e| os_error(&format!("chmod a store key in {shown}"), e))
+            });
         let mut file = File::from(fd);
         // write(2), not pwrite: tests tell a record's write by its pwrite64.
         let written = chmodded.and_then(|()| {
@@ -1154,6 +1164,10 @@ fn create_record(dir: &OwnedFd, name: &str, shown: &str) -> Result<Option<File>,
 
 /// Mode, blocks and lock of a new record, before it has a name.
 fn build_record(fd: OwnedFd, shown: &str) -> Result<File, StoreError> {
+    // A default ACL of the state directory (one in a home, for a host running as the
+    // user) gave the record its named entries: only the mode bits say who may read it.
+    crate::safefile::remove_access_acl(&fd)
+        .map_err(|e| os_error(&format!("remove inherited ACL of {shown}"), e))?;
     // Exactly 0600 whatever the host's umask: a record created 0400 or 0000 could not
     // be opened for writing by an unprivileged owner again (a lockout).
     stat::fchmod(&fd, Mode::from_bits_truncate(0o600))

@@ -524,13 +524,23 @@ pub(super) fn temp_name(target: &OsStr) -> Result<OsString, FileError> {
 /// mode bits say is all the access there is. Before the owner changes (`fchown` to the
 /// user in `keep_owner`), while the writer still owns the file and may remove it.
 fn drop_inherited_acl(file: &File) -> Result<(), FileError> {
-    match rustix::fs::fremovexattr(file, ACL_ACCESS_XATTR) {
-        // No ACL inherited, or a file system without POSIX ACLs: nothing to drop.
-        Ok(()) | Err(rustix::io::Errno::NODATA | rustix::io::Errno::OPNOTSUPP) => Ok(()),
-        Err(e) => Err(FileError::Os {
-            op: "remove inherited ACL",
-            errno: e.raw_os_error(),
-        }),
+    remove_access_acl(file).map_err(|e| FileError::os("remove inherited ACL", e))
+}
+
+/// The POSIX access ACL of `file` removed (the state store's new records too); none,
+/// or a file system without POSIX ACLs, is not an error.
+pub(crate) fn remove_access_acl(file: impl AsFd) -> Result<(), Errno> {
+    use rustix::io::Errno as E;
+    let fd = file.as_fd();
+    match rustix::fs::fremovexattr(fd, ACL_ACCESS_XATTR) {
+        Ok(()) | Err(E::NODATA | E::OPNOTSUPP) => Ok(()),
+        // A network or FUSE file system may refuse the removal with another error even
+        // where there is nothing to remove: only an ACL still there fails the write,
+        // not the refusal (which would fail every rewrite there, a lockout).
+        Err(e) => match rustix::fs::fgetxattr(fd, ACL_ACCESS_XATTR, &mut [0u8; 0][..]) {
+            Err(E::NODATA | E::OPNOTSUPP) => Ok(()),
+            _ => Err(Errno::from_raw(e.raw_os_error())),
+        },
     }
 }
 
