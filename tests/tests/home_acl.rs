@@ -11,10 +11,12 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Command;
 
 use system_tests::*;
 
 const ACL_XATTR: &str = "system.posix_acl_access";
+const DEFAULT_ACL_XATTR: &str = "system.posix_acl_default";
 /// Entry tags and the "undefined id" of the kernel's ACL format.
 const USER_OBJ: u16 = 0x01;
 const USER: u16 = 0x02;
@@ -42,6 +44,47 @@ fn acl_with_other_user(perm: u16) -> Vec<u8> {
         blob.extend(id.to_le_bytes());
     }
     blob
+}
+
+/// `setfacl -d -m u:65534:r` on a 0700 home: every file created in it gets a named
+/// entry letting `OTHER_UID` read, the mask `r`.
+fn default_acl_letting_someone_else_read() -> Vec<u8> {
+    let entries: [(u16, u32, u16); 5] = [
+        (USER_OBJ, UNDEFINED, 7),
+        (USER, OTHER_UID, 4),
+        (GROUP_OBJ, UNDEFINED, 0),
+        (MASK, UNDEFINED, 4),
+        (OTHER, UNDEFINED, 0),
+    ];
+    let mut blob = 2u32.to_le_bytes().to_vec();
+    for (tag, id, perm) in entries {
+        blob.extend(tag.to_le_bytes());
+        blob.extend(perm.to_le_bytes());
+        blob.extend(id.to_le_bytes());
+    }
+    blob
+}
+
+fn set_default_acl(dir: &Path) {
+    let blob = default_acl_letting_someone_else_read();
+    rustix::fs::setxattr(
+        dir,
+        DEFAULT_ACL_XATTR,
+        &blob,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("the home's file system takes default POSIX ACLs");
+}
+
+/// A secret file written by the test into a home with a default ACL inherits it: the
+/// test takes it off, so that the file the module rewrites starts without one.
+fn write_secret_without_acl(u: &TestUser, contents: &str, mode: u32) {
+    let path = u.write_secret(contents, mode);
+    match rustix::fs::removexattr(&path, ACL_XATTR) {
+        Ok(()) | Err(rustix::io::Errno::NODATA) => {}
+        Err(e) => panic!("removexattr {}: {e}", path.display()),
+    }
+    assert_eq!(stored_acl(&path), None, "the secret starts without an ACL");
 }
 
 /// The ACL of `dir` as stored, or `None` without one.
@@ -115,4 +158,109 @@ fn a_private_group_home_an_acl_lets_someone_else_write_is_refused() {
         "read-only ACL: {d:?} {lines:?}"
     );
     assert!(!logged(&lines, "POSIX ACL"), "{lines:?}");
+}
+
+fn perm(p: &Path) -> u32 {
+    fs::metadata(p).expect("stat").permissions().mode() & 0o7777
+}
+
+/// A scratch code rewrites the secret file (R17) with a temp file created in the home.
+/// Under a default ACL naming someone else that temp file inherited the named entry,
+/// and the `fchmod` to the kept `allowed_perm=0640` raised the mask to `r`: the other
+/// user could read the rewritten secret. The rewrite now carries no ACL; control: the
+/// same rewrite in the same home before the default ACL is set.
+#[test]
+fn a_rewrite_in_a_home_with_a_default_acl_gives_nobody_else_the_secret() {
+    if !require_root("a_rewrite_in_a_home_with_a_default_acl_gives_nobody_else_the_secret") {
+        return;
+    }
+    let u = TestUser::create("aclrw");
+    let secret = random_secret_b32();
+    let stack = Stack::probe("svc", "allowed_perm=0640");
+    let path = u.secret_path();
+    for (i, with_default_acl) in [false, true].into_iter().enumerate() {
+        if with_default_acl {
+            set_default_acl(&u.home);
+        }
+        for (j, mode) in [0o640, 0o600].into_iter().enumerate() {
+            let n = 20_000_000 + 100 * i + 10 * j;
+            let codes = [n.to_string(), (n + 1).to_string()];
+            let what = format!("default ACL {with_default_acl}, mode {mode:o}");
+            write_secret_without_acl(
+                &u,
+                &format!("{}{}\n{}\n", totp_file(&secret), codes[0], codes[1]),
+                mode,
+            );
+            let (d, lines) = login_logged(&stack, &u, &codes[0], None, T0);
+            assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {lines:?}");
+            assert!(!read(&path).contains(&codes[0]), "{what}: file rewritten");
+            assert_eq!(stored_acl(&path), None, "{what}: no ACL on the rewrite");
+            assert_eq!(perm(&path), mode, "{what}: mode kept");
+            // The rewritten file is one the next login accepts.
+            let (d, lines) = login_logged(&stack, &u, &codes[1], None, T0);
+            assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {lines:?}");
+        }
+    }
+}
+
+/// `totp-enroll`'s first write of a secret into a home goes through the same temp file:
+/// under a default ACL the new secret must not carry the inherited entry either.
+/// Control: the enrolment before the default ACL is set.
+#[test]
+fn an_enrolment_in_a_home_with_a_default_acl_gives_nobody_else_the_secret() {
+    if !require_root("an_enrolment_in_a_home_with_a_default_acl_gives_nobody_else_the_secret") {
+        return;
+    }
+    let u = TestUser::create("aclen");
+    let path = u.secret_path();
+    for with_default_acl in [false, true] {
+        if with_default_acl {
+            set_default_acl(&u.home);
+        }
+        let out = Command::new(&built().enroll)
+            .args(ENROLL_SCRIPTED)
+            .args(["-f", "--user", &u.name])
+            .output()
+            .expect("run totp-enroll");
+        assert!(
+            out.status.success(),
+            "default ACL {with_default_acl}: {out:?}"
+        );
+        assert!(path.exists(), "default ACL {with_default_acl}: enrolled");
+        assert_eq!(
+            stored_acl(&path),
+            None,
+            "default ACL {with_default_acl}: no ACL on the new secret"
+        );
+        assert_eq!(perm(&path), 0o600, "default ACL {with_default_acl}");
+    }
+}
+
+/// The state store's files are built the same way in a directory that may carry a
+/// default ACL (a host running as the user keeps its store in the home): the new record
+/// and the store key carry no access ACL, the inherited named entry gone rather than
+/// masked by the 0600 mode. Control: a stack whose directory has no default ACL.
+#[test]
+fn a_state_record_under_a_default_acl_carries_none() {
+    if !require_root("a_state_record_under_a_default_acl_carries_none") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("aclst");
+    for (i, with_default_acl) in [false, true].into_iter().enumerate() {
+        let stack = Stack::probe("svc", "");
+        let state = stack.state_dir();
+        let parent = state.parent().expect("the stack's directory");
+        if with_default_acl {
+            set_default_acl(parent);
+        }
+        let at = T0 + 30 * i as u64;
+        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, at);
+        let what = format!("default ACL {with_default_acl}");
+        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {lines:?}");
+        for file in [stack.state_file(u.uid), state.join("store.key")] {
+            assert!(file.exists(), "{what}: {} written", file.display());
+            assert_eq!(stored_acl(&file), None, "{what}: {}", file.display());
+            assert_eq!(perm(&file), 0o600, "{what}: {}", file.display());
+        }
+    }
 }

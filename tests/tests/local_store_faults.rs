@@ -2,6 +2,7 @@
 //! libpam: a record written by another release, clocks stepped back and forth.
 
 use std::fs;
+use std::process::Command;
 
 use sha2::{Digest, Sha256};
 use system_tests::*;
@@ -52,7 +53,8 @@ fn with_version(bytes: &[u8], index: usize, version: u8) -> Vec<u8> {
 /// of a format this release cannot read. Skipping it for the older slot read the marks
 /// from before the newer release's logins, and a code used under it logged in again.
 /// Now the login is denied and the log says why, and `totp-state reset` keeps the marks
-/// of the newest slot it reads. Control: the same rewrite keeping the version byte is
+/// of the newest slot it reads and counts every TOTP code up to its clock as used, so
+/// the code only the newer release's slot recorded stays refused. Control: the same rewrite keeping the version byte is
 /// read as before (the replay refused, the next code accepted).
 #[test]
 fn a_record_slot_of_a_newer_release_is_refused_not_skipped_for_an_older_one() {
@@ -105,18 +107,37 @@ fn a_record_slot_of_a_newer_release_is_refused_not_skipped_for_an_older_one() {
     );
     // Nothing was written over it.
     assert_eq!(fs::read(&rec).expect("record"), planted);
-    // The reset says what is lost and keeps the marks of the slot it reads: the code
-    // of T0 + 30 stays used; the next one logs in.
-    let out = stack.state_tool(&["reset", "--user", &u.name]);
+    // The reset, at the time of the logins (the CLI reads the clock), says what is
+    // lost and keeps the marks of the slot it reads: the code of T0 + 30 stays used.
+    // The code of T0 + 60, which only the unreadable slot recorded, stays used too: the
+    // reset counts every TOTP code up to its clock (plus a minute's slack) as used.
+    let reset_at = T0 + 62;
+    let state_dir = stack.state_dir();
+    let out = Command::new(&built().state_tool)
+        .args(["reset", "--user", &u.name, "--state-dir"])
+        .arg(&state_dir)
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", faketime_date(reset_at))
+        .env("TZ", "UTC")
+        .output()
+        .expect("run totp-state");
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("are kept") && said.contains("forgotten"),
+        said.contains("are kept") && said.contains("forgotten") && said.contains("counts as used"),
         "{said}"
     );
-    let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, T0 + 62);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 30), None, reset_at);
     assert_eq!(d.module_code(), "PAM_AUTH_ERR", "kept mark: {d:?}");
-    let d = login_at(&stack, &u, &code_at(&secret, T0 + 90), None, T0 + 90);
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), None, reset_at + 1);
+    assert_eq!(
+        d.module_code(),
+        "PAM_AUTH_ERR",
+        "the code the newer release accepted: {d:?}"
+    );
+    // Control: a code of the first step after the reset's slack logs in.
+    let next = reset_at + totp_core::policy::CLOCK_SLACK_SECS + 30;
+    let d = login_at(&stack, &u, &code_at(&secret, next), None, next);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "after the reset: {d:?}");
 }
 

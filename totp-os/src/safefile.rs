@@ -304,6 +304,7 @@ pub use read::{
 };
 pub(crate) use walk::open_dir_readable;
 use walk::*;
+pub(crate) use write::remove_access_acl;
 use write::*;
 pub use write::{
     NewFile, PendingNewFile, entry_exists, prepare_new_file_in, write_new_file,

@@ -216,8 +216,8 @@ fn parse_record(bytes: &[u8]) -> Result<Record, StoreError> {
                 "the newest slot of the state file (sequence {seq}) is complete but holds \
                  a record this release cannot read ({e}); written by a newer release? \
                  An older slot is not used instead, since it lacks the codes used since; \
-                 run the release that wrote it, or reset the record (its used codes are \
-                 forgotten)"
+                 run the release that wrote it, or reset the record (the scratch codes \
+                 and HOTP counters it used since are forgotten)"
             )));
         }
         // No slot passes: fine for a file that was never written, corrupt otherwise.
@@ -736,9 +736,19 @@ impl StateDir {
             Mode::from_bits_truncate(0o600),
         )
         .map_err(|e| os_error(&format!("create a store key in {shown}"), e))?;
-        // 0600 exactly, not what the host's umask left of it (0400 under umask 0277).
-        let chmodded = stat::fchmod(&fd, Mode::from_bits_truncate(0o600))
-            .map_err(|e| os_error(&format!("chmod a store key in {shown}"), e));
+        // 0600 exactly, not what the host's umask left of it (0400 under umask 0277),
+        // and no entries a default ACL of the directory handed down.
+        let chmodded = crate::safefile::remove_access_acl(&fd)
+            .map_err(|e| {
+                os_error(
+                    &format!("remove inherited ACL of a store key in {shown}"),
+                    e,
+                )
+            })
+            .and_then(|()| {
+                stat::fchmod(&fd, Mode::from_bits_truncate(0o600))
+                    .map_err(|e| os_error(&format!("chmod a store key in {shown}"), e))
+            });
         let mut file = File::from(fd);
         // write(2), not pwrite: tests tell a record's write by its pwrite64.
         let written = chmodded.and_then(|()| {
@@ -927,14 +937,30 @@ impl StateStore for StateDir {
                 }
                 Err(e) => {
                     if let Some((record, kept)) = readable_part(&bytes) {
+                        // The slot it cannot read may hold TOTP codes the newer release
+                        // accepted after the kept slot was written; none can be of a
+                        // step after the reset's clock plus the slack every reset
+                        // allows, so every enrolment's TOTP mark is raised to that
+                        // (R34). Without a clock to trust nothing could be raised, and
+                        // the reset would reopen them: refused instead.
+                        let Some(cap) = reset_mark_cap(now) else {
+                            return Err(StoreError::Refused(format!(
+                                "{shown}: {e}; the clock ({now}) is too early to tell which \
+                                 codes the newer release used, so the record is not reset; \
+                                 set the clock first"
+                            )));
+                        };
+                        let (mut next, _) = record.state.lifted(Some(cap), how);
+                        for (_, m) in &mut next.marks {
+                            m.totp_until = Some(m.totp_until.map_or(cap, |u| u.max(cap)));
+                        }
                         // Written even when nothing changes: it must supersede the
                         // slot this release cannot read.
-                        let (next, _) = record.state.lifted(reset_mark_cap(now), how);
                         let at = reset_slot(&record.slots, kept);
                         self.write_slot_at(&file, uid, &record.slots, at, &next, true)?;
                         return Ok(Reset::Removed(format!(
                             "{shown}: {e}; the marks of its newest slot this release \
-                             reads are kept"
+                             reads are kept, and every TOTP code up to now counts as used"
                         )));
                     }
                     file.set_len(0)
@@ -1138,6 +1164,10 @@ fn create_record(dir: &OwnedFd, name: &str, shown: &str) -> Result<Option<File>,
 
 /// Mode, blocks and lock of a new record, before it has a name.
 fn build_record(fd: OwnedFd, shown: &str) -> Result<File, StoreError> {
+    // A default ACL of the state directory (one in a home, for a host running as the
+    // user) gave the record its named entries: only the mode bits say who may read it.
+    crate::safefile::remove_access_acl(&fd)
+        .map_err(|e| os_error(&format!("remove inherited ACL of {shown}"), e))?;
     // Exactly 0600 whatever the host's umask: a record created 0400 or 0000 could not
     // be opened for writing by an unprivileged owner again (a lockout).
     stat::fchmod(&fd, Mode::from_bits_truncate(0o600))

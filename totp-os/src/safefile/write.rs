@@ -468,14 +468,14 @@ impl<'a> TempName<'a> {
                 Mode::from_bits_truncate(create_mode),
             ) {
                 Ok(fd) => {
-                    return Ok((
-                        Self {
-                            dir,
-                            name,
-                            armed: true,
-                        },
-                        File::from(fd),
-                    ));
+                    let guard = Self {
+                        dir,
+                        name,
+                        armed: true,
+                    };
+                    let file = File::from(fd);
+                    drop_inherited_acl(&file)?;
+                    return Ok((guard, file));
                 }
                 Err(Errno::EEXIST) => continue,
                 Err(e) => return Err(FileError::os("create temp file", e)),
@@ -515,6 +515,37 @@ pub(super) fn temp_name(target: &OsStr) -> Result<OsString, FileError> {
     }
     Ok(OsString::from_vec(name))
 }
+
+/// A directory with a default POSIX ACL (`setfacl -d -m u:backup:r ~`) hands its named
+/// entries to every file created in it, and the `fchmod` that follows sets the ACL mask
+/// from the group bits: under `allowed_perm=0640` those named users and groups could
+/// read the secret, and even under 0600 the entries stay, one `chmod g+r` away. The
+/// mode checks see only the mask, so the new file gets no access ACL at all: what its
+/// mode bits say is all the access there is. Before the owner changes (`fchown` to the
+/// user in `keep_owner`), while the writer still owns the file and may remove it.
+fn drop_inherited_acl(file: &File) -> Result<(), FileError> {
+    remove_access_acl(file).map_err(|e| FileError::os("remove inherited ACL", e))
+}
+
+/// The POSIX access ACL of `file` removed (the state store's new records too); none,
+/// or a file system without POSIX ACLs, is not an error.
+pub(crate) fn remove_access_acl(file: impl AsFd) -> Result<(), Errno> {
+    use rustix::io::Errno as E;
+    let fd = file.as_fd();
+    match rustix::fs::fremovexattr(fd, ACL_ACCESS_XATTR) {
+        Ok(()) | Err(E::NODATA | E::OPNOTSUPP) => Ok(()),
+        // A network or FUSE file system may refuse the removal with another error even
+        // where there is nothing to remove: only an ACL still there fails the write,
+        // not the refusal (which would fail every rewrite there, a lockout).
+        Err(e) => match rustix::fs::fgetxattr(fd, ACL_ACCESS_XATTR, &mut [0u8; 0][..]) {
+            Err(E::NODATA | E::OPNOTSUPP) => Ok(()),
+            _ => Err(Errno::from_raw(e.raw_os_error())),
+        },
+    }
+}
+
+/// Where the kernel keeps a file's POSIX access ACL.
+const ACL_ACCESS_XATTR: &str = "system.posix_acl_access";
 
 pub(super) fn set_perm(file: &File, perm: u32) -> Result<(), FileError> {
     // umask shaped the create mode; the rewrite must end with exactly the old bits.

@@ -1,6 +1,6 @@
 use super::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use totp_core::state::{Missing, Reset};
+use totp_core::state::{EARLIEST_CLOCK, Missing, Reset};
 
 use crate::testutil::private_tempdir;
 
@@ -167,8 +167,10 @@ fn a_complete_newest_slot_of_an_unknown_version_is_refused_not_skipped() {
         matches!(&r, Reset::Removed(m) if m.contains("are kept")),
         "{r:?}"
     );
+    // Its TOTP mark raised to the reset's clock: what the newer release used before
+    // then stays used.
     let after = s.read(10).unwrap();
-    assert_eq!(after.marks, st(1).marks);
+    assert_eq!(after.marks, st(reset_mark_cap(NOW).unwrap()).marks);
     assert!(after.extra.is_empty(), "throttling lifted: {after:?}");
     // The same slot as the older one: the newest (slot 0 rewritten) wins as before.
     put(&mut s, 11, Write::Durable(st(1)));
@@ -199,7 +201,7 @@ fn a_reset_over_a_newer_release_slot_torn_by_a_crash_leaves_the_kept_marks() {
     let after = std::fs::read(&path).unwrap();
     // Control: the reset's write as it landed.
     let lifted = s.read(12).unwrap();
-    assert_eq!(lifted.marks, st(1).marks);
+    assert_eq!(lifted.marks, st(reset_mark_cap(NOW).unwrap()).marks);
     assert!(lifted.extra.is_empty(), "{lifted:?}");
     // The slot the reset wrote is the newest: tear it (one payload byte never landed).
     let newest = (0..SLOTS)
@@ -601,4 +603,58 @@ fn a_reset_leaves_a_record_being_placed_with_two_links_alone() {
         other => panic!("{other:?}"),
     }
     assert!(!dir.join("22").exists(), "the hostile entry was removed");
+}
+
+/// The reset of a record a newer release wrote last cannot read that release's marks,
+/// but no TOTP code it accepted is of a step after the reset's clock (plus the slack):
+/// every kept enrolment's TOTP mark is raised to there, one without a TOTP mark (only
+/// scratch codes used) too, and a later mark is kept. Control: the reset of a record
+/// this release reads keeps an earlier mark as it is. Without a clock to trust the
+/// reset is refused and the record left as it was.
+#[test]
+fn a_reset_over_a_newer_release_slot_counts_every_totp_code_up_to_now_as_used() {
+    let (t, mut s) = store();
+    let cap = reset_mark_cap(NOW).unwrap();
+    let scratch_only = totp_core::state::Marks {
+        scratch: vec![7],
+        ..Default::default()
+    };
+    let later = cap + 30;
+    let kept = st(1)
+        .with_marks(totp_core::state::EnrolmentId(2), scratch_only.clone())
+        .with_marks(
+            totp_core::state::EnrolmentId(3),
+            totp_core::state::Marks {
+                totp_until: Some(later),
+                ..Default::default()
+            },
+        );
+    put(&mut s, 13, Write::Durable(kept.clone()));
+    put(&mut s, 13, Write::Durable(st(2)));
+    let path = t.path().join("a/state/13");
+    let good = std::fs::read(&path).unwrap();
+    let planted = reversioned_slot_1(&good, 0x7f);
+    std::fs::write(&path, &planted).unwrap();
+    let r = s.reset(13, EARLIEST_CLOCK - 1, false);
+    assert!(
+        matches!(&r, Err(StoreError::Refused(m)) if m.contains("clock")),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), planted, "nothing written");
+    let r = s.reset(13, NOW, false).unwrap();
+    assert!(
+        matches!(&r, Reset::Removed(m) if m.contains("counts as used")),
+        "{r:?}"
+    );
+    let mark = |st: &UserState, id| st.marks_of(totp_core::state::EnrolmentId(id)).cloned();
+    let after = s.read(13).unwrap();
+    assert_eq!(mark(&after, 1).unwrap().totp_until, Some(cap));
+    let raised = mark(&after, 2).unwrap();
+    assert_eq!(raised.totp_until, Some(cap), "{after:?}");
+    assert_eq!(raised.scratch, scratch_only.scratch);
+    assert_eq!(mark(&after, 3).unwrap().totp_until, Some(later));
+    // Control: a record this release reads keeps its marks as they are.
+    put(&mut s, 14, Write::Durable(st(1)));
+    s.reset(14, NOW, false).unwrap();
+    assert_eq!(s.read(14).unwrap().marks, st(1).marks);
 }
