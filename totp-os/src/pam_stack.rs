@@ -530,9 +530,7 @@ pub fn ga_lines_warnings(dir: &Path, modules: &[ModuleLine]) -> Vec<String> {
             let [kind, _, module, args @ ..] = toks.as_slice() else {
                 continue;
             };
-            if line_type(kind) != "auth"
-                || module.rsplit('/').next() != Some(GA_MODULE_FILE)
-            {
+            if line_type(kind) != "auth" || module.rsplit('/').next() != Some(GA_MODULE_FILE) {
                 continue;
             }
             let args: Vec<&[u8]> = args
