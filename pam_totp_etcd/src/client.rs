@@ -540,7 +540,7 @@ fn transport_error(base: &str, e: ureq::Error) -> Attempt {
         E::Tls(t) => Attempt::Fatal(refused(format!("{base}: TLS: {t}"))),
         // What answered does not speak HTTP (an SSH or Redis port).
         E::Protocol(p) => {
-            let text: String = p.to_string().chars().take(200).collect();
+            let text = pam_totp_plugin_abi::shown(&p.to_string(), 200);
             Attempt::Next(
                 refused(format!(
                     "{base}: not an etcd member ({text}); check the ports of state="
@@ -555,7 +555,7 @@ fn transport_error(base: &str, e: ureq::Error) -> Attempt {
             true,
         ),
         other => {
-            let text: String = other.to_string().chars().take(200).collect();
+            let text = pam_totp_plugin_abi::shown(&other.to_string(), 200);
             Attempt::Next(Failure::corrupt(&format!("{base}: {text}")), true)
         }
     }
@@ -564,15 +564,13 @@ fn transport_error(base: &str, e: ureq::Error) -> Attempt {
 /// An error reply of the gateway: `{"error": "...", "code": N}` (gRPC codes).
 fn gateway_error(base: &str, http: u16, v: &Value) -> Attempt {
     let grpc = v.get("code").and_then(Value::as_u64).unwrap_or(0);
-    let text: String = v
-        .get("error")
-        .or_else(|| v.get("message"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .chars()
-        .take(200)
-        .filter(|c| !c.is_control())
-        .collect();
+    let text = pam_totp_plugin_abi::shown(
+        v.get("error")
+            .or_else(|| v.get("message"))
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        200,
+    );
     let message = format!("{base}: HTTP {http}: {text}");
     match grpc {
         // UNAUTHENTICATED, PERMISSION_DENIED: our credentials or role.

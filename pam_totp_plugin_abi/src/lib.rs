@@ -165,6 +165,17 @@ impl Failure {
     }
 }
 
+/// Text a server sent, made fit for a message: the first `max` characters, printable
+/// ASCII and blanks only. The message reaches syslog and an admin's terminal
+/// (`totp-state ping`), so a hostile or broken server must not put escape sequences,
+/// bidi overrides or other invisible characters there. One rule for every plugin.
+pub fn shown(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .filter(|c| matches!(c, ' '..='~'))
+        .collect()
+}
+
 /// What a backend implements inside its plugin; [`export_backend!`] turns it into the C
 /// exports. Rust types stay on the plugin's side of the boundary.
 pub trait Backend: Sized {
@@ -577,6 +588,21 @@ macro_rules! export_backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_keeps_printable_ascii_and_blanks_only() {
+        assert_eq!(
+            shown(
+                "etcdserver: \u{1b}]0;owned\u{7}key \u{202e}not\u{202c} found\r\n",
+                200
+            ),
+            "etcdserver: ]0;ownedkey not found"
+        );
+        assert_eq!(shown("a\u{200b}b\u{85}c\u{ad}d\u{7f}e\u{e9}", 200), "abcde");
+        assert_eq!(shown("abcdef", 3), "abc");
+        // Control: plain text passes as it is.
+        assert_eq!(shown("user name is empty", 200), "user name is empty");
+    }
 
     #[test]
     fn statuses_round_trip_and_unknown_is_internal() {

@@ -18,6 +18,7 @@ use crate::resp::{Address, Conn, Limits, Reply, Tls, WireError};
 
 /// Status codes of the C ABI: the one definition in the ABI crate.
 pub use pam_totp_plugin_abi::Status;
+use pam_totp_plugin_abi::shown;
 
 #[derive(Debug)]
 pub struct Failure {
@@ -103,7 +104,7 @@ impl Failure {
 
     /// An error reply of the server to `what`.
     fn server(what: &str, text: &str) -> Self {
-        let shown: String = without_arguments(text).chars().take(300).collect();
+        let shown = shown(&without_arguments(text), 300);
         let message = format!("{what}: {shown}");
         let code = text.split_whitespace().next().unwrap_or("");
         if code == "NOAUTH" {
@@ -270,15 +271,6 @@ fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .map(str::trim)
-}
-
-/// At most `max` characters of a server-given value, graphic ASCII only (for the log).
-fn shown(value: &str, max: usize) -> String {
-    value
-        .chars()
-        .take(max)
-        .filter(|c| c.is_ascii_graphic())
-        .collect()
 }
 
 /// What the open's `INFO` says about the server: it must be one writable primary (not a
@@ -496,7 +488,7 @@ fn discover(
                 definite += 1;
                 Err("not a sentinel (it does not know SENTINEL)".to_owned())
             }
-            Ok(Reply::Error(e)) => Err(e.chars().take(120).collect()),
+            Ok(Reply::Error(e)) => Err(shown(&e, 120)),
             Ok(_) => Err("an unexpected reply".to_owned()),
             Err(WireError::Timeout(_)) => Err(format!("no answer within {} ms", share.as_millis())),
             Err(WireError::Foreign(m)) => {
@@ -948,7 +940,7 @@ impl Backend {
                         if !is_password_refusal(&e) {
                             return Err(hint(Failure::server("AUTH", &e)));
                         }
-                        let shown: String = without_arguments(&e).chars().take(200).collect();
+                        let shown = shown(&without_arguments(&e), 200);
                         let failed =
                             Failure::refused(format!("Password authentication failed: {shown}"));
                         return Err(sentinel_behind(&mut con, &steps, deadline).unwrap_or(failed));

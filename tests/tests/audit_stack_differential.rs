@@ -705,3 +705,103 @@ fn line_types_and_include_keywords_are_read_in_any_case() {
         assert!(stderr.contains("mode 0644"), "{case}: {stderr}");
     }
 }
+
+/// Inside a bracketed argument libpam keeps `\]` as a `]` of the argument: the audit and
+/// `totp-enroll check` read `[authtok_prompt=Code\] 0:]` as the one option libpam
+/// passes (the prompt the login shows), not as an option followed by `0:]`, which the
+/// module would refuse. Control: the same line with no escape.
+#[test]
+fn an_escaped_bracket_in_an_argument_is_read_as_libpam_passes_it() {
+    if !require_root("an_escaped_bracket_in_an_argument_is_read_as_libpam_passes_it") {
+        return;
+    }
+    let u = TestUser::create("sb");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    for (arg, prompt) in [
+        (r"[authtok_prompt=Code\] 0:]", "Code] 0:"),
+        ("[authtok_prompt=Code 0:]", "Code 0:"),
+    ] {
+        let stack = Stack::new();
+        stack.service(
+            "svc",
+            &format!("auth required pam_permit.so\nauth required @MODULE@ {arg}\n"),
+        );
+        let d = Driver::new(&stack, "svc", &u.name)
+            .arg("--answer-to", &format!("{prompt}={}", code_at(&secret, T0)))
+            .at(T0)
+            .run();
+        assert_eq!(d.result, "PAM_SUCCESS", "{arg}: {d:?}");
+        assert!(
+            d.messages.iter().any(|(_, m)| m == prompt),
+            "{arg}: libpam passed another prompt: {d:?}"
+        );
+        let (verdict, reasons, _) = audit(&stack, &u.name);
+        assert_eq!(verdict, "ok", "{arg}: {reasons}");
+        let out = Command::new(&built().enroll)
+            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("totp-enroll check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("invalid") && !stderr.contains("unrecognized"),
+            "{arg}: {stderr}"
+        );
+    }
+}
+
+/// libpam strips one leading `-` from a line's type: `-auth` is an auth line, `--auth`
+/// a line of an illegal type that never runs its module. The audit names a
+/// google-authenticator line left on the same secret files only where libpam runs it:
+/// through libpam, GA takes the code pam_totp just accepted on `-auth` (and on `AUTH`,
+/// the type in capitals), and never asks on `--auth`.
+#[test]
+fn a_type_keeps_all_but_one_leading_dash_as_libpam_reads_it() {
+    let t = "a_type_keeps_all_but_one_leading_dash_as_libpam_reads_it";
+    if !require_root(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let Some(ga) = ga_module() else {
+        skip(
+            t,
+            "google-authenticator's PAM module (libpam-google-authenticator)",
+        );
+        return;
+    };
+    let u = TestUser::create("sg");
+    let warning = "loads pam_google_authenticator.so on the secret files";
+    for (kind, runs) in [("-auth", true), ("AUTH", true), ("--auth", false)] {
+        let stack = Stack::new();
+        stack.service(
+            "svc",
+            "auth required pam_permit.so\nauth required @MODULE@\n",
+        );
+        stack.service("sudo", &format!("{kind} required {}\n", ga.display()));
+        u.write_secret(
+            &format!("{GA_SECRET}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+            0o600,
+        );
+        let code = oathtool_totp(GA_SECRET, T0, 30, 6, "sha1");
+        let d = Driver::login(&stack, &u, &code).at(T0).run();
+        assert_eq!(d.result, "PAM_SUCCESS", "{kind}: {d:?}");
+        let d = Driver::new(&stack, "sudo", &u.name)
+            .answer(&code)
+            .at(T0 + 5)
+            .run();
+        assert_eq!(
+            d.result == "PAM_SUCCESS",
+            runs,
+            "{kind}: GA through sudo: {d:?}"
+        );
+        assert_eq!(d.prompts > 0, runs, "{kind}: GA asked: {d:?}");
+        let out = Command::new(&built().state_tool)
+            .args(["audit", "--service", "svc", "--user", &u.name, "--pam-dir"])
+            .arg(stack.path())
+            .output()
+            .expect("totp-state audit");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.contains(warning), runs, "{kind}: {err}");
+    }
+}

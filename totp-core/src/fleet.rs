@@ -12,7 +12,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::options::{OptionError, bad, decimal};
+use crate::options::{OptionError, absolute_path as absolute, bad, decimal};
 
 pub mod etcd;
 pub use etcd::{EtcdEndpoints, EtcdOptions};
@@ -385,19 +385,6 @@ pub struct FleetOptions {
 pub enum SharedStore {
     Redis(RedisOptions),
     Etcd(EtcdOptions),
-}
-
-fn absolute(option: &'static str, v: &str) -> Result<String, OptionError> {
-    if !v.starts_with('/') || v.len() > 4096 {
-        return Err(bad(option, "not an absolute path"));
-    }
-    if v.split('/').any(|c| c == ".." || c == ".") || v.chars().any(char::is_control) {
-        return Err(bad(
-            option,
-            "contains a . or .. component or a control character",
-        ));
-    }
-    Ok(v.to_owned())
 }
 
 /// A key prefix (`redis_prefix=`, `etcd_prefix=`): 1-64 printable ASCII characters

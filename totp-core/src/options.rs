@@ -390,12 +390,24 @@ fn push_groups(option: &'static str, v: &str, out: &mut Vec<String>) -> Result<(
     Ok(())
 }
 
-fn absolute_path(option: &'static str, v: &str) -> Result<String, OptionError> {
-    if !v.starts_with('/') {
-        return Err(bad(option, "not an absolute path"));
+/// The kernel's `PATH_MAX`, terminating NUL included: a longer path fails every `open`.
+const PATH_MAX: usize = 4096;
+
+/// The one rule for every path-valued module option (`accessfile=`, `state_dir=`, the
+/// fleet files, plugins and `secret_command=`): absolute, no `..` component (the path an
+/// admin reads on the line is the one opened), no control character (it would garble the
+/// log line that names it), shorter than `PATH_MAX`. A `.` component is accepted: it
+/// names the same directory, and refusing it would turn an existing `state_dir=/x/./y`
+/// line into a denial for everybody on that line after an upgrade.
+pub(crate) fn absolute_path(option: &'static str, v: &str) -> Result<String, OptionError> {
+    if !v.starts_with('/') || v.len() >= PATH_MAX {
+        return Err(bad(option, "not an absolute path shorter than PATH_MAX"));
     }
-    if v.split('/').any(|c| c == "..") {
-        return Err(bad(option, "contains a .. component"));
+    if v.split('/').any(|c| c == "..") || v.chars().any(char::is_control) {
+        return Err(bad(
+            option,
+            "contains a .. component or a control character",
+        ));
     }
     Ok(v.to_owned())
 }

@@ -530,9 +530,7 @@ pub fn ga_lines_warnings(dir: &Path, modules: &[ModuleLine]) -> Vec<String> {
             let [kind, _, module, args @ ..] = toks.as_slice() else {
                 continue;
             };
-            if kind.trim_start_matches('-') != "auth"
-                || module.rsplit('/').next() != Some(GA_MODULE_FILE)
-            {
+            if line_type(kind) != "auth" || module.rsplit('/').next() != Some(GA_MODULE_FILE) {
                 continue;
             }
             let args: Vec<&[u8]> = args
@@ -786,30 +784,41 @@ enum Line {
     Other,
 }
 
+/// The blanks libpam splits a stack line on (`_pam_StrTok`'s " \n\t"): no other
+/// character, so a carriage return or a no-break space stays inside its token.
+fn is_blank(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n')
+}
+
 /// Splits a stack line the way libpam does: `[...]` groups (control values and
-/// arguments) are one token even with blanks inside.
+/// arguments) are one token even with blanks inside; the first `]` ends one, except
+/// `\]`, which libpam keeps as a `]` of the token.
 fn tokens(line: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut chars = line.chars().peekable();
     while let Some(&c) = chars.peek() {
-        if c.is_whitespace() {
+        if is_blank(c) {
             chars.next();
             continue;
         }
         let mut tok = String::new();
         if c == '[' {
             chars.next();
-            for c in chars.by_ref() {
-                if c == ']' {
-                    break;
+            while let Some(c) = chars.next() {
+                match c {
+                    ']' => break,
+                    '\\' if chars.peek() == Some(&']') => {
+                        chars.next();
+                        tok.push(']');
+                    }
+                    c => tok.push(c),
                 }
-                tok.push(c);
             }
             out.push(format!("[{tok}]"));
             continue;
         }
         while let Some(&c) = chars.peek() {
-            if c.is_whitespace() {
+            if is_blank(c) {
                 break;
             }
             tok.push(c);
@@ -818,6 +827,13 @@ fn tokens(line: &str) -> Vec<String> {
         out.push(tok);
     }
     out
+}
+
+/// A line's type as libpam reads it: one leading `-` (do not log a module that fails
+/// to load) stripped, in any case. `--auth` is no `auth` line for libpam (it takes the
+/// type as illegal), so a second `-` stays.
+fn line_type(kind: &str) -> String {
+    kind.strip_prefix('-').unwrap_or(kind).to_ascii_lowercase()
 }
 
 fn parse_line(line: &str) -> Line {
@@ -830,7 +846,7 @@ fn parse_line(line: &str) -> Line {
         },
         [kind, control, module, args @ ..] => {
             // libpam reads the type and the include keywords in any case.
-            let kind = kind.strip_prefix('-').unwrap_or(kind).to_ascii_lowercase();
+            let kind = line_type(kind);
             let include = control.eq_ignore_ascii_case("include");
             let substack = control.eq_ignore_ascii_case("substack");
             if include || substack {
@@ -1306,6 +1322,39 @@ mod tests {
                 args: vec!["authtok_prompt=Code: ".into()]
             }
         );
+    }
+
+    /// libpam keeps `\]` inside brackets as a `]` and goes on; a `\` before anything
+    /// else stays. It splits on blank, tab and newline only.
+    #[test]
+    fn tokens_read_escaped_brackets_and_blanks_as_libpam() {
+        assert_eq!(
+            parse_line("auth required pam_totp.so [authtok_prompt=Code\\] 0:] nullok"),
+            Line::Module {
+                kind: "auth".into(),
+                control: "required".into(),
+                args: vec!["authtok_prompt=Code] 0:".into(), "nullok".into()]
+            }
+        );
+        assert_eq!(tokens("[a\\b\\]]"), ["[a\\b]]"]);
+        // Control: without the escape the first `]` ends the token.
+        assert_eq!(tokens("[a] 0:]"), ["[a]", "0:]"]);
+        assert_eq!(
+            tokens("auth\u{b}required pam_totp.so a\u{a0}b\r"),
+            ["auth\u{b}required", "pam_totp.so", "a\u{a0}b\r"]
+        );
+    }
+
+    /// One leading `-` is stripped from the type, and the type is read in any case.
+    #[test]
+    fn line_types_strip_one_dash() {
+        assert_eq!(line_type("-auth"), "auth");
+        assert_eq!(line_type("-AUTH"), "auth");
+        assert_eq!(line_type("--auth"), "-auth");
+        assert!(matches!(
+            parse_line("--auth required pam_totp.so"),
+            Line::Module { kind, .. } if kind == "-auth"
+        ));
     }
 
     #[test]

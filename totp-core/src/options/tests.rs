@@ -313,6 +313,45 @@ fn accessfile_must_be_absolute() {
     assert!(parse(&["secret="]).is_err());
 }
 
+/// One path rule for every path-valued option: the local ones and the fleet ones refuse
+/// and accept the same forms.
+#[test]
+fn one_path_rule_for_every_path_option() {
+    let long = format!("/{}", "a".repeat(4095));
+    let longest = format!("/{}", "a".repeat(4094));
+    for (name, companions) in [
+        ("accessfile", &[][..]),
+        ("state_dir", &[][..]),
+        ("redis_ca_file", &["state=rediss://127.0.0.1"][..]),
+        ("etcd_plugin", &["state=etcds://127.0.0.1"][..]),
+        ("secret_command", &["secret_command_user=nobody"][..]),
+    ] {
+        let with = |arg: &str| {
+            let mut args = companions.to_vec();
+            args.push(arg);
+            parse(&args)
+        };
+        for refused in [
+            "relative/x",
+            "/x/../y",
+            "/x/..",
+            "/x/y\u{7}",
+            "/x/\u{1b}[31m",
+            "/x/\u{85}y",
+            long.as_str(),
+        ] {
+            let arg = format!("{name}={refused}");
+            assert!(with(&arg).is_err(), "{name} accepted {refused:?}");
+        }
+        for accepted in ["/x/./y", "/x/.", "/x/..y/.z", "/x/y", longest.as_str()] {
+            let arg = format!("{name}={accepted}");
+            if let Err(e) = with(&arg) {
+                panic!("{name} refused {accepted:?}: {e}")
+            }
+        }
+    }
+}
+
 #[test]
 fn policy_carries_the_admin_caps() {
     let o = parse(&[
