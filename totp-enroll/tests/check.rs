@@ -154,9 +154,9 @@ fn a_service_file_the_checking_user_cannot_read_is_not_checked() {
     let dir = service_dir("auth required pam_permit.so\n");
     let svc = dir.path().join("svc");
     std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
-    let as_nobody = || {
+    let as_nobody_for = |service: &str| {
         let out = std::process::Command::new(BIN)
-            .args(["check", "--service", "svc", "--json", "--pam-dir"])
+            .args(["check", "--service", service, "--json", "--pam-dir"])
             .arg(dir.path())
             .current_dir("/")
             .uid(65534)
@@ -169,12 +169,24 @@ fn a_service_file_the_checking_user_cannot_read_is_not_checked() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     };
+    let as_nobody = || as_nobody_for("svc");
     std::fs::set_permissions(&svc, PermissionsExt::from_mode(0o600)).expect("chmod");
     let (code, stdout) = as_nobody();
     assert_eq!(code, Some(2), "{stdout}");
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     assert_eq!(v["error"]["kind"], "not-checked", "{v}");
     std::fs::set_permissions(&svc, PermissionsExt::from_mode(0o644)).expect("chmod");
+    // A directory the user may not search hides every name in it: a service looked
+    // for there is not checked, never "absent, so libpam runs other".
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o700)).expect("chmod");
+    for service in ["svc", "nosuch"] {
+        let (code, stdout) = as_nobody_for(service);
+        assert_eq!(code, Some(2), "{service}: {stdout}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+        assert_eq!(v["error"]["kind"], "not-checked", "{service}: {v}");
+        assert!(!stdout.contains("no service"), "{service}: {stdout}");
+    }
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
     let (code, stdout) = as_nobody();
     assert_eq!(code, Some(0), "{stdout}");
 }

@@ -601,9 +601,28 @@ impl Stacked {
 }
 
 /// Whether `service` has its own file in `dir`; libpam uses `other` when it has not.
+/// A file that cannot be looked at (a directory this process may not search, an I/O
+/// error) is an error, not "no such service": a caller would otherwise tell the
+/// operator that `other` decides, and judge that stack instead.
 pub fn service_exists(dir: &Path, service: &str) -> Result<bool, StackError> {
     let path = service_path(dir, service)?;
-    Ok(std::fs::symlink_metadata(path).is_ok())
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => Ok(true),
+        Err(e) if is_absent(&e) => Ok(false),
+        Err(e) => Err(StackError::Unusable(format!(
+            "cannot look for the service file \"{}\": {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Errors that mean the name is not there: no entry, a component that is not a
+/// directory, or a name longer than any file name can be.
+fn is_absent(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG)
+    )
 }
 
 /// `auth_only`: the file is read for an `auth include` or `auth substack`, which take
@@ -907,6 +926,20 @@ mod tests {
         assert!(service_exists(dir.path(), "svc").expect("name"));
         assert!(!service_exists(dir.path(), "typo").expect("name"));
         assert!(service_exists(dir.path(), "../x").is_err());
+        // A file in place of the directory is "absent", as libpam finds no file there.
+        let file = dir.path().join("svc");
+        assert!(!service_exists(&file, "svc").expect("absent"));
+    }
+
+    #[test]
+    fn only_absence_errors_mean_no_service() {
+        use std::io::Error;
+        for absent in [libc::ENOENT, libc::ENOTDIR, libc::ENAMETOOLONG] {
+            assert!(is_absent(&Error::from_raw_os_error(absent)), "{absent}");
+        }
+        for unknown in [libc::EACCES, libc::EIO, libc::ELOOP, libc::ENOMEM] {
+            assert!(!is_absent(&Error::from_raw_os_error(unknown)), "{unknown}");
+        }
     }
 
     #[test]
