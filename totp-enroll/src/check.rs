@@ -542,11 +542,22 @@ fn run_check(args: CheckArgs) -> Result<u8, Error> {
         Some(d) => {
             let abs = std::path::absolute(d)
                 .map_err(|e| Error::failed(format!("\"{}\": {e}", d.display())))?;
-            if !abs.is_dir() {
-                return Err(Error::usage(format!(
-                    "--pam-dir \"{}\" is not a directory",
-                    d.display()
-                )));
+            // Only a name that is not there, or not a directory, is the admin's
+            // mistake; a directory this user may not reach is a check not made.
+            match std::fs::metadata(&abs) {
+                Ok(m) if m.is_dir() => {}
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::NotChecked(format!(
+                        "cannot look at --pam-dir \"{}\" as this user: {e}",
+                        d.display()
+                    )));
+                }
+                _ => {
+                    return Err(Error::usage(format!(
+                        "--pam-dir \"{}\" is not a directory",
+                        d.display()
+                    )));
+                }
             }
             Some(abs)
         }

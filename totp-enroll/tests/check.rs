@@ -220,6 +220,48 @@ fn missing_pam_dir_is_a_usage_error() {
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
 
+#[test]
+fn a_pam_dir_the_checking_user_cannot_reach_is_not_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !require_root("a_pam_dir_the_checking_user_cannot_reach_is_not_checked") {
+        return;
+    }
+    let outer = tempfile::tempdir().expect("tempdir");
+    let pam = outer.path().join("pam.d");
+    std::fs::create_dir(&pam).expect("mkdir");
+    std::fs::write(pam.join("svc"), "auth required pam_permit.so\n").expect("write");
+    let as_nobody = |dir: &Path| {
+        let out = std::process::Command::new(BIN)
+            .args(["check", "--service", "svc", "--json", "--pam-dir"])
+            .arg(dir)
+            .current_dir("/")
+            .uid(65534)
+            .gid(65534)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run totp-enroll check");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+        (out.status.code(), v, stdout)
+    };
+    // Behind a directory nobody may search, the PAM directory is there but out of
+    // reach: a check not made, not the admin's typo of a name.
+    std::fs::set_permissions(outer.path(), PermissionsExt::from_mode(0o700)).expect("chmod");
+    let (code, v, stdout) = as_nobody(&pam);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert_eq!(v["error"]["kind"], "not-checked", "{stdout}");
+    assert!(!stdout.contains("is not a directory"), "{stdout}");
+    // Controls, reachable: a name that is not there is still a usage error, and the
+    // same directory is checked.
+    std::fs::set_permissions(outer.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
+    let (code, v, stdout) = as_nobody(&outer.path().join("nonexistent"));
+    assert_eq!(code, Some(2), "{stdout}");
+    assert_eq!(v["error"]["kind"], "usage", "{stdout}");
+    let (code, _, stdout) = as_nobody(&pam);
+    assert_eq!(code, Some(0), "{stdout}");
+}
+
 /// The enrollment logs in through Debian's pam_google_authenticator: the file
 /// written with GA's flags is accepted, and the code oathtool computes from the
 /// URI is the one the module wants.
