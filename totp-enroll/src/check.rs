@@ -320,6 +320,13 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
     }
     let (all, others) = match pam_stack::auth_stack(&dir, service) {
         Ok(l) => l,
+        // An include this user may not read fails the stack here and not at root's
+        // services: the result would blame the stack for the check's own limits.
+        Err(pam_stack::StackError::Denied(m)) => {
+            return Err(Error::NotChecked(format!(
+                "{m}: libpam would not read it as this user either; run the check as root"
+            )));
+        }
         Err(e) => return Ok(vec![format!("warning: {e}")]),
     };
     let mut notes: Vec<String> = Vec::new();

@@ -262,6 +262,46 @@ fn a_pam_dir_the_checking_user_cannot_reach_is_not_checked() {
     assert_eq!(code, Some(0), "{stdout}");
 }
 
+#[test]
+fn an_include_the_checking_user_cannot_read_is_not_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !require_root("an_include_the_checking_user_cannot_read_is_not_checked") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
+    let common = dir.path().join("common");
+    std::fs::write(&common, "auth required pam_permit.so\n").expect("write");
+    let svc = dir.path().join("svc");
+    std::fs::write(&svc, format!("auth include {}\n", common.display())).expect("write");
+    std::fs::set_permissions(&svc, PermissionsExt::from_mode(0o644)).expect("chmod");
+    let as_nobody = || {
+        let out = std::process::Command::new(BIN)
+            .args(["check", "--service", "svc", "--json", "--pam-dir"])
+            .arg(dir.path())
+            .current_dir("/")
+            .uid(65534)
+            .gid(65534)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run totp-enroll check");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+        (out.status.code(), v, stdout)
+    };
+    // libpam run as nobody cannot read the include and denies (PAM_PERM_DENIED): that
+    // is the check's limit, not the stack's fault, so not 1 ("problem found").
+    std::fs::set_permissions(&common, PermissionsExt::from_mode(0o600)).expect("chmod");
+    let (code, v, stdout) = as_nobody();
+    assert_eq!(code, Some(2), "{stdout}");
+    assert_eq!(v["error"]["kind"], "not-checked", "{stdout}");
+    // Control: readable, the same stack is checked and logs in.
+    std::fs::set_permissions(&common, PermissionsExt::from_mode(0o644)).expect("chmod");
+    let (code, _, stdout) = as_nobody();
+    assert_eq!(code, Some(0), "{stdout}");
+}
+
 /// The enrollment logs in through Debian's pam_google_authenticator: the file
 /// written with GA's flags is accepted, and the code oathtool computes from the
 /// URI is the one the module wants.

@@ -29,6 +29,10 @@ pub enum StackError {
     BadName(String),
     /// The file is missing, unreadable or loops.
     Unusable(String),
+    /// A file of the stack that this process may not read (EACCES, EPERM). libpam in
+    /// this process would not read it either, while root's services may: a check run
+    /// here is not made, rather than a finding about the stack.
+    Denied(String),
     /// A pam_totp line has an option the module refuses: every login through it fails.
     /// A finding about the service, where the others are a failure to read it.
     Refused(String),
@@ -37,9 +41,10 @@ pub enum StackError {
 impl fmt::Display for StackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StackError::BadName(m) | StackError::Unusable(m) | StackError::Refused(m) => {
-                f.write_str(m)
-            }
+            StackError::BadName(m)
+            | StackError::Unusable(m)
+            | StackError::Denied(m)
+            | StackError::Refused(m) => f.write_str(m),
         }
     }
 }
@@ -735,7 +740,12 @@ fn read_bounded(path: &Path) -> Result<String, StackError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let unusable = |e: std::io::Error| {
-        StackError::Unusable(format!("cannot read \"{}\": {e}", path.display()))
+        let text = format!("cannot read \"{}\": {e}", path.display());
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            StackError::Denied(text)
+        } else {
+            StackError::Unusable(text)
+        }
     };
     // Without O_NONBLOCK, opening a FIFO waits for a writer that may never come, and
     // the CLI hangs before it can say what it found; a device or socket is no
