@@ -52,7 +52,9 @@ impl From<StackError> for Error {
     fn from(e: StackError) -> Error {
         match e {
             StackError::BadName(m) => Error::usage(m),
-            StackError::Unusable(m) | StackError::Refused(m) => Error::failed(m),
+            StackError::Unusable(m) | StackError::Denied(m) | StackError::Refused(m) => {
+                Error::failed(m)
+            }
         }
     }
 }

@@ -321,6 +321,13 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
     }
     let (all, others) = match pam_stack::auth_stack(&dir, service) {
         Ok(l) => l,
+        // An include this user may not read fails the stack here and not at root's
+        // services: the result would blame the stack for the check's own limits.
+        Err(pam_stack::StackError::Denied(m)) => {
+            return Err(Error::NotChecked(format!(
+                "{m}: libpam would not read it as this user either; run the check as root"
+            )));
+        }
         Err(e) => return Ok(vec![format!("warning: {e}")]),
     };
     let mut notes: Vec<String> = Vec::new();
@@ -547,11 +554,22 @@ fn run_check(args: CheckArgs) -> Result<u8, Error> {
         Some(d) => {
             let abs = std::path::absolute(d)
                 .map_err(|e| Error::failed(format!("\"{}\": {e}", d.display())))?;
-            if !abs.is_dir() {
-                return Err(Error::usage(format!(
-                    "--pam-dir \"{}\" is not a directory",
-                    d.display()
-                )));
+            // Only a name that is not there, or not a directory, is the admin's
+            // mistake; a directory this user may not reach is a check not made.
+            match std::fs::metadata(&abs) {
+                Ok(m) if m.is_dir() => {}
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::NotChecked(format!(
+                        "cannot look at --pam-dir \"{}\" as this user: {e}",
+                        d.display()
+                    )));
+                }
+                _ => {
+                    return Err(Error::usage(format!(
+                        "--pam-dir \"{}\" is not a directory",
+                        d.display()
+                    )));
+                }
             }
             Some(abs)
         }

@@ -197,7 +197,8 @@ impl Console {
         }
     }
 
-    /// One line of input (without the line end), `None` at end of input.
+    /// One line of input (without the line end), `None` at end of input; a read
+    /// error is [`Error::UnreadableInput`].
     pub fn ask_line(
         &mut self,
         prompt: &str,
@@ -207,16 +208,22 @@ impl Console {
             return Err(Error::MissingAnswers(vec![flags]));
         }
         self.prompt(prompt)?;
-        let raw = match read_line_bounded(&mut *self.input, MAX_LINE)
-            .map_err(|e| Error::failed(format!("cannot read the answer: {e}")))?
-        {
-            Line::Text(raw) => raw,
-            Line::End => {
+        // A read error is no answer, as the end of input is (exit 2, not a failure of
+        // the work): a configuration tool that started us with stdin closed or not a
+        // file learns to pass the flags, not that enrolment broke.
+        let read = read_line_bounded(&mut *self.input, MAX_LINE);
+        let raw = match read {
+            Err(e) => {
+                self.prompt("\n")?;
+                return Err(Error::UnreadableInput(flags, e.to_string()));
+            }
+            Ok(Line::Text(raw)) => raw,
+            Ok(Line::End) => {
                 // Leave the prompt's line so the error starts on its own.
                 self.prompt("\n")?;
                 return Ok(None);
             }
-            Line::TooLong => {
+            Ok(Line::TooLong) => {
                 return Err(Error::failed(format!(
                     "an answer of more than {MAX_LINE} bytes is not an answer to this question"
                 )));

@@ -26,6 +26,9 @@ pub enum Error {
     MissingAnswers(Vec<&'static str>),
     /// Standard input ended where an answer was needed.
     EndOfInput(&'static str),
+    /// Standard input could not be read where an answer was needed (a directory, a
+    /// closed descriptor): no answer, as at its end, with the reason.
+    UnreadableInput(&'static str, String),
     /// The secret file exists and `-f` was not given.
     Exists(PathBuf),
     /// Another file this run would create (a QR image) exists and `-f` was not given.
@@ -55,6 +58,7 @@ impl Error {
             Error::Usage(_)
             | Error::MissingAnswers(_)
             | Error::EndOfInput(_)
+            | Error::UnreadableInput(..)
             | Error::NotChecked(_) => EXIT_USAGE,
             Error::Exists(_) => EXIT_EXISTS,
             Error::OtherExists(_) | Error::Failed(_) | Error::AppIgnoredSettings(_) => EXIT_FAILURE,
@@ -66,7 +70,9 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Usage(_) => "usage",
-            Error::MissingAnswers(_) | Error::EndOfInput(_) => "missing-answer",
+            Error::MissingAnswers(_) | Error::EndOfInput(_) | Error::UnreadableInput(..) => {
+                "missing-answer"
+            }
             Error::Exists(_) | Error::OtherExists(_) => "exists",
             Error::Failed(_) => "failed",
             Error::AppIgnoredSettings(_) => "app-ignored-settings",
@@ -94,6 +100,11 @@ impl fmt::Display for Error {
             Error::EndOfInput(flags) => write!(
                 f,
                 "no answer on standard input (end of input); answer the question with {flags}"
+            ),
+            Error::UnreadableInput(flags, reason) => write!(
+                f,
+                "no answer: cannot read standard input ({reason}); answer the question with \
+                 {flags}"
             ),
             Error::OtherExists(path) => write!(
                 f,

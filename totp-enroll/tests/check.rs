@@ -154,9 +154,9 @@ fn a_service_file_the_checking_user_cannot_read_is_not_checked() {
     let dir = service_dir("auth required pam_permit.so\n");
     let svc = dir.path().join("svc");
     std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
-    let as_nobody = || {
+    let as_nobody_for = |service: &str| {
         let out = std::process::Command::new(BIN)
-            .args(["check", "--service", "svc", "--json", "--pam-dir"])
+            .args(["check", "--service", service, "--json", "--pam-dir"])
             .arg(dir.path())
             .current_dir("/")
             .uid(65534)
@@ -169,12 +169,24 @@ fn a_service_file_the_checking_user_cannot_read_is_not_checked() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     };
+    let as_nobody = || as_nobody_for("svc");
     std::fs::set_permissions(&svc, PermissionsExt::from_mode(0o600)).expect("chmod");
     let (code, stdout) = as_nobody();
     assert_eq!(code, Some(2), "{stdout}");
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     assert_eq!(v["error"]["kind"], "not-checked", "{v}");
     std::fs::set_permissions(&svc, PermissionsExt::from_mode(0o644)).expect("chmod");
+    // A directory the user may not search hides every name in it: a service looked
+    // for there is not checked, never "absent, so libpam runs other".
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o700)).expect("chmod");
+    for service in ["svc", "nosuch"] {
+        let (code, stdout) = as_nobody_for(service);
+        assert_eq!(code, Some(2), "{service}: {stdout}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+        assert_eq!(v["error"]["kind"], "not-checked", "{service}: {v}");
+        assert!(!stdout.contains("no service"), "{service}: {stdout}");
+    }
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
     let (code, stdout) = as_nobody();
     assert_eq!(code, Some(0), "{stdout}");
 }
@@ -206,6 +218,88 @@ fn missing_pam_dir_is_a_usage_error() {
         "/nonexistent-pam-dir",
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+#[test]
+fn a_pam_dir_the_checking_user_cannot_reach_is_not_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !require_root("a_pam_dir_the_checking_user_cannot_reach_is_not_checked") {
+        return;
+    }
+    let outer = tempfile::tempdir().expect("tempdir");
+    let pam = outer.path().join("pam.d");
+    std::fs::create_dir(&pam).expect("mkdir");
+    std::fs::write(pam.join("svc"), "auth required pam_permit.so\n").expect("write");
+    let as_nobody = |dir: &Path| {
+        let out = std::process::Command::new(BIN)
+            .args(["check", "--service", "svc", "--json", "--pam-dir"])
+            .arg(dir)
+            .current_dir("/")
+            .uid(65534)
+            .gid(65534)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run totp-enroll check");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+        (out.status.code(), v, stdout)
+    };
+    // Behind a directory nobody may search, the PAM directory is there but out of
+    // reach: a check not made, not the admin's typo of a name.
+    std::fs::set_permissions(outer.path(), PermissionsExt::from_mode(0o700)).expect("chmod");
+    let (code, v, stdout) = as_nobody(&pam);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert_eq!(v["error"]["kind"], "not-checked", "{stdout}");
+    assert!(!stdout.contains("is not a directory"), "{stdout}");
+    // Controls, reachable: a name that is not there is still a usage error, and the
+    // same directory is checked.
+    std::fs::set_permissions(outer.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
+    let (code, v, stdout) = as_nobody(&outer.path().join("nonexistent"));
+    assert_eq!(code, Some(2), "{stdout}");
+    assert_eq!(v["error"]["kind"], "usage", "{stdout}");
+    let (code, _, stdout) = as_nobody(&pam);
+    assert_eq!(code, Some(0), "{stdout}");
+}
+
+#[test]
+fn an_include_the_checking_user_cannot_read_is_not_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !require_root("an_include_the_checking_user_cannot_read_is_not_checked") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
+    let common = dir.path().join("common");
+    std::fs::write(&common, "auth required pam_permit.so\n").expect("write");
+    let svc = dir.path().join("svc");
+    std::fs::write(&svc, format!("auth include {}\n", common.display())).expect("write");
+    std::fs::set_permissions(&svc, PermissionsExt::from_mode(0o644)).expect("chmod");
+    let as_nobody = || {
+        let out = std::process::Command::new(BIN)
+            .args(["check", "--service", "svc", "--json", "--pam-dir"])
+            .arg(dir.path())
+            .current_dir("/")
+            .uid(65534)
+            .gid(65534)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run totp-enroll check");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+        (out.status.code(), v, stdout)
+    };
+    // libpam run as nobody cannot read the include and denies (PAM_PERM_DENIED): that
+    // is the check's limit, not the stack's fault, so not 1 ("problem found").
+    std::fs::set_permissions(&common, PermissionsExt::from_mode(0o600)).expect("chmod");
+    let (code, v, stdout) = as_nobody();
+    assert_eq!(code, Some(2), "{stdout}");
+    assert_eq!(v["error"]["kind"], "not-checked", "{stdout}");
+    // Control: readable, the same stack is checked and logs in.
+    std::fs::set_permissions(&common, PermissionsExt::from_mode(0o644)).expect("chmod");
+    let (code, _, stdout) = as_nobody();
+    assert_eq!(code, Some(0), "{stdout}");
 }
 
 /// The enrollment logs in through Debian's pam_google_authenticator: the file

@@ -1191,6 +1191,40 @@ fn resync_refuses_bad_codes_without_touching_the_file() {
     assert!(r.stderr.contains("CODE1 CODE2"), "{}", r.stderr);
 }
 
+#[test]
+fn unreadable_stdin_is_no_answer_not_a_failure() {
+    let dir = tempdir();
+    let file = dir.path().join("s");
+    let original = "2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n";
+    std::fs::write(&file, original).expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // A directory opens for reading but every read fails (EISDIR): the question gets
+    // no answer, the documented status 2, as at the end of input, not 1 ("failed").
+    let stdin = std::fs::File::open(dir.path()).expect("open the directory");
+    let out = std::process::Command::new(BIN)
+        .args(["resync", "-s", "s"])
+        .current_dir(dir.path())
+        .env_remove("HOME")
+        .stdin(stdin)
+        .output()
+        .expect("run totp-enroll");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot read standard input"), "{stderr}");
+    assert!(stderr.contains("CODE1 CODE2"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), original);
+    // Control: a readable stdin that ends before the second answer: the same status,
+    // named as the end of input, not as a read error.
+    let r = run_in(dir.path(), &["resync", "-s", "s"], Some("123456\n"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("end of input"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("cannot read standard input"),
+        "{}",
+        r.stderr
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Other users
 

@@ -29,6 +29,10 @@ pub enum StackError {
     BadName(String),
     /// The file is missing, unreadable or loops.
     Unusable(String),
+    /// A file of the stack that this process may not read (EACCES, EPERM). libpam in
+    /// this process would not read it either, while root's services may: a check run
+    /// here is not made, rather than a finding about the stack.
+    Denied(String),
     /// A pam_totp line has an option the module refuses: every login through it fails.
     /// A finding about the service, where the others are a failure to read it.
     Refused(String),
@@ -37,9 +41,10 @@ pub enum StackError {
 impl fmt::Display for StackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StackError::BadName(m) | StackError::Unusable(m) | StackError::Refused(m) => {
-                f.write_str(m)
-            }
+            StackError::BadName(m)
+            | StackError::Unusable(m)
+            | StackError::Denied(m)
+            | StackError::Refused(m) => f.write_str(m),
         }
     }
 }
@@ -599,9 +604,28 @@ impl Stacked {
 }
 
 /// Whether `service` has its own file in `dir`; libpam uses `other` when it has not.
+/// A file that cannot be looked at (a directory this process may not search, an I/O
+/// error) is an error, not "no such service": a caller would otherwise tell the
+/// operator that `other` decides, and judge that stack instead.
 pub fn service_exists(dir: &Path, service: &str) -> Result<bool, StackError> {
     let path = service_path(dir, service)?;
-    Ok(std::fs::symlink_metadata(path).is_ok())
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => Ok(true),
+        Err(e) if is_absent(&e) => Ok(false),
+        Err(e) => Err(StackError::Unusable(format!(
+            "cannot look for the service file \"{}\": {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Errors that mean the name is not there: no entry, a component that is not a
+/// directory, or a name longer than any file name can be.
+fn is_absent(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG)
+    )
 }
 
 /// `auth_only`: the file is read for an `auth include` or `auth substack`, which take
@@ -714,7 +738,12 @@ fn read_bounded(path: &Path) -> Result<String, StackError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let unusable = |e: std::io::Error| {
-        StackError::Unusable(format!("cannot read \"{}\": {e}", path.display()))
+        let text = format!("cannot read \"{}\": {e}", path.display());
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            StackError::Denied(text)
+        } else {
+            StackError::Unusable(text)
+        }
     };
     // Without O_NONBLOCK, opening a FIFO waits for a writer that may never come, and
     // the CLI hangs before it can say what it found; a device or socket is no
@@ -923,6 +952,20 @@ mod tests {
         assert!(service_exists(dir.path(), "svc").expect("name"));
         assert!(!service_exists(dir.path(), "typo").expect("name"));
         assert!(service_exists(dir.path(), "../x").is_err());
+        // A file in place of the directory is "absent", as libpam finds no file there.
+        let file = dir.path().join("svc");
+        assert!(!service_exists(&file, "svc").expect("absent"));
+    }
+
+    #[test]
+    fn only_absence_errors_mean_no_service() {
+        use std::io::Error;
+        for absent in [libc::ENOENT, libc::ENOTDIR, libc::ENAMETOOLONG] {
+            assert!(is_absent(&Error::from_raw_os_error(absent)), "{absent}");
+        }
+        for unknown in [libc::EACCES, libc::EIO, libc::ELOOP, libc::ENOMEM] {
+            assert!(!is_absent(&Error::from_raw_os_error(unknown)), "{unknown}");
+        }
     }
 
     #[test]
