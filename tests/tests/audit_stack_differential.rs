@@ -585,6 +585,18 @@ fn control_values_as_libpam_reads_them() {
             t("[success=ok success=die]", File::Usable),
         ),
         (
+            "jump beyond INT_MAX",
+            t("[success=ok auth_err=99999999999 default=ok]", File::Usable),
+        ),
+        (
+            "jump number past INT_MAX, wrapped to ok",
+            t("[success=4294967295 default=die]", File::Usable),
+        ),
+        (
+            "jump number past INT_MAX on auth_err only",
+            t("[success=ok auth_err=99999999999 default=ok]", File::Usable),
+        ),
+        (
             "control: success=ok",
             t("[success=ok default=die]", File::Usable),
         ),
@@ -703,5 +715,56 @@ fn line_types_and_include_keywords_are_read_in_any_case() {
             "{case}: {stderr}"
         );
         assert!(stderr.contains("mode 0644"), "{case}: {stderr}");
+    }
+}
+
+/// libpam (1.5.2 here) sums a jump number's digits in a C int: past 2147483647 it wraps
+/// round, and a negative result is one of its codes for the action words. A code line
+/// whose `auth_err=` number wraps to `reset`, or to "not set" with a `default=ignore`,
+/// lets a wrong code in when a later line approves; the audit read such a number as a
+/// jump past the stack (a failed login) and `totp-enroll check` said nothing. Each
+/// stack is run through libpam with a wrong code; check warns exactly where libpam let
+/// it in. Controls: the action words written out, and numbers that wrap to a failure.
+#[test]
+fn jump_numbers_past_int_max_as_libpam_reads_them() {
+    if !require_root("jump_numbers_past_int_max_as_libpam_reads_them") {
+        return;
+    }
+    let u = TestUser::create("sj");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    let right = code_at(&secret, T0);
+    let wrong: String = right
+        .bytes()
+        .map(|b| char::from(b'0' + (b - b'0' + 1) % 10))
+        .collect();
+    for (control, lets_in) in [
+        ("[success=ok auth_err=4294967291 default=die]", true),
+        ("[success=ok auth_err=4294967290 default=ignore]", true),
+        ("[success=ok auth_err=reset default=die]", true),
+        ("[success=ok auth_err=4294967289 default=ignore]", false),
+        ("[success=ok auth_err=4294967296 default=ignore]", false),
+        ("[success=ok auth_err=4294967293 default=ignore]", false),
+        ("[success=ok auth_err=bad default=ignore]", false),
+    ] {
+        let stack = Stack::new();
+        stack.service(
+            "svc",
+            &format!(
+                "auth required pam_permit.so\nauth {control} @MODULE@\n\
+                 auth required pam_permit.so\n"
+            ),
+        );
+        let d = Driver::login(&stack, &u, &wrong).at(T0).run();
+        assert_eq!(d.result == "PAM_SUCCESS", lets_in, "{control}: {d:?}");
+        let out = Command::new(&built().enroll)
+            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("totp-enroll check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let warned = stderr.contains("a wrong code is");
+        assert_eq!(warned, lets_in, "{control}: {stderr}");
     }
 }

@@ -156,6 +156,8 @@ struct Control {
 /// - a value named twice takes its last action; `default=` sets only the values not
 ///   named before it, so the first `default=` counts;
 /// - a value never named is `bad`;
+/// - a jump number past 2147483647 wraps round as in libpam's int (up to 1.5.2): to a
+///   jump, to an action word's code, or to "not set";
 /// - anything else (an unknown word, a jump of 0, a missing `=` or action) makes every
 ///   action `bad`: libpam logs "pam_parse" and loads the line, which then fails every
 ///   login it runs in.
@@ -233,7 +235,7 @@ fn read_pairs(text: &[u8]) -> Result<[Option<Action>; 3], &'static str> {
         {
             Some(&(w, a)) => {
                 at += w.len();
-                a
+                Some(a)
             }
             None => {
                 let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -241,15 +243,34 @@ fn read_pairs(text: &[u8]) -> Result<[Option<Action>; 3], &'static str> {
                     return Err("expecting a jump number");
                 }
                 at += digits;
-                let n = std::str::from_utf8(&rest[..digits])
-                    .ok()
-                    .and_then(|d| d.parse::<usize>().ok())
-                    .ok_or("expecting a smaller jump number")?;
-                if n == 0 {
-                    return Err("a jump of 0 (libpam wants ignore for that)");
+                // libpam up to 1.5.2 sums the digits in a C int without a bound, so a
+                // number past 2147483647 wraps round, and the negative ones are its
+                // codes for the action words: `auth_err=4294967291` is `reset`, and a
+                // wrong code logs in. Read as that libpam does (the one the
+                // differential runs); later ones refuse the line, which fails it.
+                let n = rest[..digits].iter().fold(0i32, |n, d| {
+                    n.wrapping_mul(10).wrapping_add(i32::from(d - b'0'))
+                });
+                match n {
+                    0 => return Err("a jump of 0 (libpam wants ignore for that)"),
+                    1.. => Some(Action::Jump(n.unsigned_abs() as usize)),
+                    -1 => Some(Action::Ok),
+                    -2 => Some(Action::Done),
+                    -3 => Some(Action::Bad),
+                    -4 => Some(Action::Die),
+                    -5 => Some(Action::Reset),
+                    // libpam's "not set": a later default= sets it, or it stays bad.
+                    -6 => None,
+                    // No action libpam knows: the login fails.
+                    _ => Some(Action::Bad),
                 }
-                Action::Jump(n)
             }
+        };
+        let Some(action) = action else {
+            if let Some(i) = ours(name) {
+                set[i] = None;
+            }
+            continue;
         };
         if *name == "default" {
             for slot in set.iter_mut().filter(|s| s.is_none()) {
@@ -1080,6 +1101,27 @@ mod tests {
         assert_eq!(all("[success=okdefault=ignore]"), [Ok, Ignore, Ignore]);
         assert_eq!(all("[user_unknown=ignore success=ok]"), [Ok, Bad, Bad]);
         assert_eq!(control_problem("[success=ok default=die]"), None);
+        // A jump number past 2147483647 wraps round in libpam's int: the action words'
+        // codes (-1 ok ... -5 reset), -6 "not set" (a later default= sets it), below
+        // that a failure, 2^32 a jump of 0 (unreadable).
+        assert_eq!(all("[success=4294967295 default=die]"), [Ok, Die, Die]);
+        assert_eq!(
+            all("[success=ok auth_err=4294967291 default=die]"),
+            [Ok, Die, Reset]
+        );
+        assert_eq!(
+            all("[success=ok auth_err=4294967290 default=ignore]"),
+            [Ok, Ignore, Ignore]
+        );
+        assert_eq!(
+            all("[default=ignore success=ok auth_err=4294967290]"),
+            [Ok, Ignore, Bad]
+        );
+        assert_eq!(
+            all("[success=ok auth_err=4294967289 default=ignore]"),
+            [Ok, Ignore, Bad]
+        );
+        assert_eq!(all("[success=4294967298 default=die]"), [Jump(2), Die, Die]);
         // Anything libpam cannot read makes every action bad, the pairs read before
         // it too.
         for broken in [
@@ -1091,6 +1133,7 @@ mod tests {
             "[success]",
             "[success=]",
             "[default=ignore success=1x]",
+            "[success=ok auth_err=4294967296 default=ignore]",
         ] {
             assert_eq!(all(broken), [Bad, Bad, Bad], "{broken}");
             assert!(control_problem(broken).is_some(), "{broken}");
