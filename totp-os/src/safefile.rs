@@ -306,7 +306,7 @@ pub(crate) use walk::open_dir_readable;
 use walk::*;
 use write::*;
 pub use write::{
-    NewFile, PendingNewFile, entry_exists, prepare_new_file_in, write_new_file,
+    NewFile, PendingNewFile, entry_exists, entry_is_regular, prepare_new_file_in, write_new_file,
     write_new_file_checked,
 };
 
