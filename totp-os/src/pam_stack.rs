@@ -551,7 +551,8 @@ pub fn ga_lines_warnings(dir: &Path, modules: &[ModuleLine]) -> Vec<String> {
             let [kind, _, module, args @ ..] = toks.as_slice() else {
                 continue;
             };
-            if kind.trim_start_matches('-') != "auth"
+            // libpam reads the type in any case (`AUTH` is an auth line).
+            if !kind.trim_start_matches('-').eq_ignore_ascii_case("auth")
                 || module.rsplit('/').next() != Some(GA_MODULE_FILE)
             {
                 continue;
@@ -1361,7 +1362,8 @@ mod tests {
              # auth required pam_google_authenticator.so\n\
              auth required /lib/security/pam_google_authenticator.so nullok\n\
              -auth required pam_google_authenticator.so [secret=${HOME}/.google_authenticator]\n\
-             account required pam_google_authenticator.so\n",
+             account required pam_google_authenticator.so\n\
+             Auth required pam_google_authenticator.so\n",
         );
         write(
             dir.path(),
@@ -1374,8 +1376,8 @@ mod tests {
             "auth required pam_google_authenticator.so no_such_option\n",
         );
         for (args, warned) in [
-            ("", vec![3, 4]),
-            ("secret=~/.google_authenticator", vec![3, 4]),
+            ("", vec![3, 4, 6]),
+            ("secret=~/.google_authenticator", vec![3, 4, 6]),
             ("shared_file=yes", vec![]),
             ("shared_file=no", vec![]),
             ("secret=/var/lib/pam_totp/${USER} user=root", vec![]),
