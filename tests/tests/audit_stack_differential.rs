@@ -768,3 +768,74 @@ fn jump_numbers_past_int_max_as_libpam_reads_them() {
         assert_eq!(warned, lets_in, "{control}: {stderr}");
     }
 }
+
+/// libpam joins a line ending in a backslash to the next line with text: blanks after
+/// the backslash, and blank or comment-only lines between, change nothing; a `#` right
+/// after the backslash, or a CRLF line end, ends the line. A `pam_totp.so` line joined
+/// to the one before is an argument of that module, and the login needs no code; the
+/// audit read it as a code line (a trailing blank, a blank line after the backslash)
+/// and said every login asks for a code. Each stack is run through libpam with no code
+/// typed; the audit finds a code line exactly where libpam asked for a code. Control:
+/// the same lines without a backslash.
+#[test]
+fn continued_lines_as_libpam_joins_them() {
+    if !require_root("continued_lines_as_libpam_joins_them") {
+        return;
+    }
+    let u = TestUser::create("sc");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    for (text, asks) in [
+        (
+            "auth required pam_permit.so\nauth required @MODULE@\n",
+            true,
+        ),
+        (
+            "auth required pam_permit.so \\  \nauth required @MODULE@\n",
+            false,
+        ),
+        (
+            "auth required pam_permit.so \\\t\nauth required @MODULE@\n",
+            false,
+        ),
+        (
+            "auth required pam_permit.so \\\n# c\nauth required @MODULE@\n",
+            false,
+        ),
+        (
+            "auth required pam_permit.so \\\n\nauth required @MODULE@\n",
+            false,
+        ),
+        (
+            "auth required pam_permit.so \\\n  # c\nauth required @MODULE@\n",
+            false,
+        ),
+        (
+            "auth required pam_permit.so \\#\nauth required @MODULE@\n",
+            true,
+        ),
+        (
+            "auth required pam_permit.so \\\r\nauth required @MODULE@\n",
+            true,
+        ),
+    ] {
+        let stack = Stack::new();
+        stack.service("svc", text);
+        let d = Driver::login(&stack, &u, "000000").at(T0).run();
+        assert_eq!(d.prompts == 1, asks, "{text:?}: {d:?}");
+        let out = Command::new(&built().state_tool)
+            .args(["audit", "--json", "--service", "svc", "--user", &u.name])
+            .arg("--pam-dir")
+            .arg(stack.path())
+            .output()
+            .expect("totp-state audit");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let found = !stderr.contains("has no auth line");
+        assert_eq!(found, asks, "{text:?}: {out:?}");
+        if asks {
+            assert_eq!(out.status.code(), Some(0), "{text:?}: {out:?}");
+        } else {
+            assert_ne!(out.status.code(), Some(0), "{text:?}: {out:?}");
+        }
+    }
+}

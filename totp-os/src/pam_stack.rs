@@ -762,20 +762,33 @@ fn read_bounded(path: &Path) -> Result<String, StackError> {
 }
 
 /// Lines without comments, with backslash-newline continuations joined, each with the
-/// number (from 1) of its first physical line.
+/// number (from 1) of its first physical line, as libpam assembles them: a backslash
+/// continues the line when only blanks follow it; a line that is blank or only a
+/// comment does not end a continued one (the next line with text joins it); a `#`
+/// ends the line there, a backslash before it included. Read otherwise, a line libpam
+/// joins to the one before (`pam_unix.so \` with a trailing blank, above a
+/// `pam_totp.so` line) was judged as a code line the stack never runs.
 fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    // libpam's blanks here: not `\r`, so a CRLF file's backslash continues nothing.
+    let blank = |c: char| matches!(c, ' ' | '\t' | '\n');
     let mut out = Vec::new();
     let mut current = String::new();
     let mut first = None;
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("");
+    for (i, raw) in text.split('\n').enumerate() {
+        let line = raw.trim_start_matches(blank);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
         let start = *first.get_or_insert(i + 1);
-        if let Some(cont) = line.strip_suffix('\\') {
+        if let Some((before, _)) = line.split_once('#') {
+            current.push_str(before);
+        } else if let Some(cont) = line.trim_end_matches(blank).strip_suffix('\\') {
             current.push_str(cont);
             current.push(' ');
             continue;
+        } else {
+            current.push_str(line);
         }
-        current.push_str(line);
         out.push((start, std::mem::take(&mut current)));
         first = None;
     }
@@ -1329,6 +1342,27 @@ mod tests {
         std::fs::remove_file(&fifo).expect("rm");
         write(dir.path(), "fifo", "auth required pam_permit.so\n");
         assert_eq!(module_lines(dir.path(), "svc").expect("lines").len(), 1);
+    }
+
+    #[test]
+    fn continued_lines_are_joined_as_libpam_joins_them() {
+        let joined = |t: &str| logical_lines(t);
+        // Blanks after the backslash; blank and comment lines inside a continuation.
+        assert_eq!(
+            joined("auth required a.so \\  \n\n  # c\nauth required b.so\n"),
+            vec![(1, "auth required a.so  auth required b.so".to_owned())]
+        );
+        // A `#` ends the line, a backslash before it too; a CR is no blank.
+        assert_eq!(
+            joined("auth required a.so \\# c\nauth required b.so\n"),
+            vec![
+                (1, "auth required a.so \\".to_owned()),
+                (2, "auth required b.so".to_owned())
+            ]
+        );
+        assert_eq!(joined("a \\\r\nb\n").len(), 2);
+        // The number is the first physical line with text.
+        assert_eq!(joined("\n# x\n\nauth x\n"), vec![(4, "auth x".to_owned())]);
     }
 
     #[test]
