@@ -839,3 +839,63 @@ fn continued_lines_as_libpam_joins_them() {
         }
     }
 }
+
+/// A service file that ends inside a line continued with a backslash (blank or comment
+/// lines after it change nothing) is one libpam cannot read: every login fails with
+/// PAM_ABORT. The audit read the unfinished line as a code line and said `ok`; it now
+/// names the file as a problem found (exit status 1). Control: the same file with the
+/// last line ended.
+#[test]
+fn a_file_ending_inside_a_continued_line_fails_every_login() {
+    if !require_root("a_file_ending_inside_a_continued_line_fails_every_login") {
+        return;
+    }
+    let u = TestUser::create("se");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    for (text, readable) in [
+        (
+            "auth required pam_permit.so\nauth required @MODULE@\n",
+            true,
+        ),
+        (
+            "auth required pam_permit.so\nauth required @MODULE@ \\\n",
+            false,
+        ),
+        (
+            "auth required pam_permit.so\nauth required @MODULE@ \\",
+            false,
+        ),
+        (
+            "auth required pam_permit.so\nauth required @MODULE@ \\\n\n# x\n",
+            false,
+        ),
+    ] {
+        let stack = Stack::new();
+        stack.service("svc", text);
+        let right = code_at(&secret, T0);
+        let d = Driver::login(&stack, &u, &right).at(T0).run();
+        let expected = if readable { "PAM_SUCCESS" } else { "PAM_ABORT" };
+        assert_eq!(d.result, expected, "{text:?}: {d:?}");
+        let out = Command::new(&built().state_tool)
+            .args(["audit", "--service", "svc", "--user", &u.name])
+            .arg("--pam-dir")
+            .arg(stack.path())
+            .output()
+            .expect("totp-state audit");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let named = stderr.contains("ends inside a line continued");
+        assert_eq!(named, !readable, "{text:?}: {out:?}");
+        let status = if readable { 0 } else { 1 };
+        assert_eq!(out.status.code(), Some(status), "{text:?}: {out:?}");
+        let out = Command::new(&built().enroll)
+            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("totp-enroll check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let named = stderr.contains("ends inside a line continued");
+        assert_eq!(named, !readable, "{text:?}: {stderr}");
+    }
+}

@@ -653,7 +653,15 @@ fn collect(
         service_path(dir, service)?
     };
     let text = read_bounded(&path)?;
-    for (number, line) in logical_lines(&text) {
+    let (lines, unfinished) = assemble(&text);
+    if unfinished {
+        return Err(StackError::Refused(format!(
+            "{}: the file ends inside a line continued with a backslash: libpam cannot \
+             read it, and every login through it fails (PAM_ABORT); end that line",
+            path.display()
+        )));
+    }
+    for (number, line) in lines {
         match parse_line(&line) {
             Line::Include {
                 name,
@@ -769,6 +777,13 @@ fn read_bounded(path: &Path) -> Result<String, StackError> {
 /// joins to the one before (`pam_unix.so \` with a trailing blank, above a
 /// `pam_totp.so` line) was judged as a code line the stack never runs.
 fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    assemble(text).0
+}
+
+/// [`logical_lines`], and whether the text ends inside a continued line: libpam then
+/// fails to read the file, and every login of a stack that reads it fails (PAM_ABORT
+/// for the service's own file).
+fn assemble(text: &str) -> (Vec<(usize, String)>, bool) {
     // libpam's blanks here: not `\r`, so a CRLF file's backslash continues nothing.
     let blank = |c: char| matches!(c, ' ' | '\t' | '\n');
     let mut out = Vec::new();
@@ -792,10 +807,11 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
         out.push((start, std::mem::take(&mut current)));
         first = None;
     }
+    let unfinished = first.is_some();
     if let Some(start) = first {
         out.push((start, current));
     }
-    out
+    (out, unfinished)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -1361,6 +1377,10 @@ mod tests {
             ]
         );
         assert_eq!(joined("a \\\r\nb\n").len(), 2);
+        // Text that ends inside a continued line, blank and comment lines after it too.
+        assert!(assemble("a \\\n\n# x\n").1);
+        assert!(assemble("a \\").1);
+        assert!(!assemble("a \\\nb").1);
         // The number is the first physical line with text.
         assert_eq!(joined("\n# x\n\nauth x\n"), vec![(4, "auth x".to_owned())]);
     }
