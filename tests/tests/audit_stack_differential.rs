@@ -585,6 +585,18 @@ fn control_values_as_libpam_reads_them() {
             t("[success=ok success=die]", File::Usable),
         ),
         (
+            "jump beyond INT_MAX",
+            t("[success=ok auth_err=99999999999 default=ok]", File::Usable),
+        ),
+        (
+            "jump number past INT_MAX, wrapped to ok",
+            t("[success=4294967295 default=die]", File::Usable),
+        ),
+        (
+            "jump number past INT_MAX on auth_err only",
+            t("[success=ok auth_err=99999999999 default=ok]", File::Usable),
+        ),
+        (
             "control: success=ok",
             t("[success=ok default=die]", File::Usable),
         ),
@@ -803,5 +815,187 @@ fn a_type_keeps_all_but_one_leading_dash_as_libpam_reads_it() {
             .expect("totp-state audit");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.contains(warning), runs, "{kind}: {err}");
+    }
+}
+
+/// libpam (1.5.2 here) sums a jump number's digits in a C int: past 2147483647 it wraps
+/// round, and a negative result is one of its codes for the action words. A code line
+/// whose `auth_err=` number wraps to `reset`, or to "not set" with a `default=ignore`,
+/// lets a wrong code in when a later line approves; the audit read such a number as a
+/// jump past the stack (a failed login) and `totp-enroll check` said nothing. Each
+/// stack is run through libpam with a wrong code; check warns exactly where libpam let
+/// it in. Controls: the action words written out, and numbers that wrap to a failure.
+#[test]
+fn jump_numbers_past_int_max_as_libpam_reads_them() {
+    if !require_root("jump_numbers_past_int_max_as_libpam_reads_them") {
+        return;
+    }
+    let u = TestUser::create("sj");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    let right = code_at(&secret, T0);
+    let wrong: String = right
+        .bytes()
+        .map(|b| char::from(b'0' + (b - b'0' + 1) % 10))
+        .collect();
+    for (control, lets_in) in [
+        ("[success=ok auth_err=4294967291 default=die]", true),
+        ("[success=ok auth_err=4294967290 default=ignore]", true),
+        ("[success=ok auth_err=reset default=die]", true),
+        ("[success=ok auth_err=4294967289 default=ignore]", false),
+        ("[success=ok auth_err=4294967296 default=ignore]", false),
+        ("[success=ok auth_err=4294967293 default=ignore]", false),
+        ("[success=ok auth_err=bad default=ignore]", false),
+    ] {
+        let stack = Stack::new();
+        stack.service(
+            "svc",
+            &format!(
+                "auth required pam_permit.so\nauth {control} @MODULE@\n\
+                 auth required pam_permit.so\n"
+            ),
+        );
+        let d = Driver::login(&stack, &u, &wrong).at(T0).run();
+        assert_eq!(d.result == "PAM_SUCCESS", lets_in, "{control}: {d:?}");
+        let out = Command::new(&built().enroll)
+            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("totp-enroll check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let warned = stderr.contains("a wrong code is");
+        assert_eq!(warned, lets_in, "{control}: {stderr}");
+    }
+}
+
+/// libpam joins a line ending in a backslash to the next line with text: blanks after
+/// the backslash, and blank or comment-only lines between, change nothing; a `#` right
+/// after the backslash, or a CRLF line end, ends the line. A `pam_totp.so` line joined
+/// to the one before is an argument of that module, and the login needs no code; the
+/// audit read it as a code line (a trailing blank, a blank line after the backslash)
+/// and said every login asks for a code. Each stack is run through libpam with no code
+/// typed; the audit finds a code line exactly where libpam asked for a code. Control:
+/// the same lines without a backslash.
+#[test]
+fn continued_lines_as_libpam_joins_them() {
+    if !require_root("continued_lines_as_libpam_joins_them") {
+        return;
+    }
+    let u = TestUser::create("sc");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    for (text, asks) in [
+        (
+            "auth required pam_permit.so\nauth required @MODULE@\n",
+            true,
+        ),
+        (
+            "auth required pam_permit.so \\  \nauth required @MODULE@\n",
+            false,
+        ),
+        (
+            "auth required pam_permit.so \\\t\nauth required @MODULE@\n",
+            false,
+        ),
+        (
+            "auth required pam_permit.so \\\n# c\nauth required @MODULE@\n",
+            false,
+        ),
+        (
+            "auth required pam_permit.so \\\n\nauth required @MODULE@\n",
+            false,
+        ),
+        (
+            "auth required pam_permit.so \\\n  # c\nauth required @MODULE@\n",
+            false,
+        ),
+        (
+            "auth required pam_permit.so \\#\nauth required @MODULE@\n",
+            true,
+        ),
+        (
+            "auth required pam_permit.so \\\r\nauth required @MODULE@\n",
+            true,
+        ),
+    ] {
+        let stack = Stack::new();
+        stack.service("svc", text);
+        let d = Driver::login(&stack, &u, "000000").at(T0).run();
+        assert_eq!(d.prompts == 1, asks, "{text:?}: {d:?}");
+        let out = Command::new(&built().state_tool)
+            .args(["audit", "--json", "--service", "svc", "--user", &u.name])
+            .arg("--pam-dir")
+            .arg(stack.path())
+            .output()
+            .expect("totp-state audit");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let found = !stderr.contains("has no auth line");
+        assert_eq!(found, asks, "{text:?}: {out:?}");
+        if asks {
+            assert_eq!(out.status.code(), Some(0), "{text:?}: {out:?}");
+        } else {
+            assert_ne!(out.status.code(), Some(0), "{text:?}: {out:?}");
+        }
+    }
+}
+
+/// A service file that ends inside a line continued with a backslash (blank or comment
+/// lines after it change nothing) is one libpam cannot read: every login fails with
+/// PAM_ABORT. The audit read the unfinished line as a code line and said `ok`; it now
+/// names the file as a problem found (exit status 1). Control: the same file with the
+/// last line ended.
+#[test]
+fn a_file_ending_inside_a_continued_line_fails_every_login() {
+    if !require_root("a_file_ending_inside_a_continued_line_fails_every_login") {
+        return;
+    }
+    let u = TestUser::create("se");
+    let secret = random_secret_b32();
+    u.write_secret(&totp_file(&secret), 0o600);
+    for (text, readable) in [
+        (
+            "auth required pam_permit.so\nauth required @MODULE@\n",
+            true,
+        ),
+        (
+            "auth required pam_permit.so\nauth required @MODULE@ \\\n",
+            false,
+        ),
+        (
+            "auth required pam_permit.so\nauth required @MODULE@ \\",
+            false,
+        ),
+        (
+            "auth required pam_permit.so\nauth required @MODULE@ \\\n\n# x\n",
+            false,
+        ),
+    ] {
+        let stack = Stack::new();
+        stack.service("svc", text);
+        let right = code_at(&secret, T0);
+        let d = Driver::login(&stack, &u, &right).at(T0).run();
+        let expected = if readable { "PAM_SUCCESS" } else { "PAM_ABORT" };
+        assert_eq!(d.result, expected, "{text:?}: {d:?}");
+        let out = Command::new(&built().state_tool)
+            .args(["audit", "--service", "svc", "--user", &u.name])
+            .arg("--pam-dir")
+            .arg(stack.path())
+            .output()
+            .expect("totp-state audit");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let named = stderr.contains("ends inside a line continued");
+        assert_eq!(named, !readable, "{text:?}: {out:?}");
+        let status = if readable { 0 } else { 1 };
+        assert_eq!(out.status.code(), Some(status), "{text:?}: {out:?}");
+        let out = Command::new(&built().enroll)
+            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("totp-enroll check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let named = stderr.contains("ends inside a line continued");
+        assert_eq!(named, !readable, "{text:?}: {stderr}");
     }
 }

@@ -168,15 +168,29 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
     }
     // Asked with -f too: the look walks the directories the write will, so a place
     // the write would refuse is refused before anyone scans a secret for it.
-    let replacing = match target {
+    let found = match target {
         Some(target) => write::target_exists(target)?,
-        None => false,
+        None => None,
     };
+    let replacing = found.is_some();
     if let Some(target) = target
-        && replacing
         && !req.force
     {
-        return Err(Error::Exists(target.path().to_path_buf()));
+        match found {
+            // Exit 3 tells a fleet's script "enrolled before": never of an entry no
+            // login reads as a secret file (a symlink, a directory), which leaves the
+            // account locked out.
+            Some(false) => {
+                return Err(Error::failed(format!(
+                    "\"{}\" is there but is not a regular file (a symbolic link, a \
+                     directory or another kind): no login reads it; remove it, or pass \
+                     -f/--force to replace a symbolic link",
+                    target.path().display()
+                )));
+            }
+            Some(true) => return Err(Error::Exists(target.path().to_path_buf())),
+            None => {}
+        }
     }
     for qr in [&req.qr_png, &req.qr_svg].into_iter().flatten() {
         write::check_qr_dir(target, qr)?;

@@ -54,9 +54,9 @@ fn switch_to(pw: &nss::Passwd) -> Result<CredGuard, Error> {
 /// directories a login would refuse is refused here already: every enrolment
 /// placement checks its directories, `check_dirs_on_create`). The write itself
 /// decides again, race-free.
-pub fn target_exists(target: &Target) -> Result<bool, Error> {
+pub fn target_exists(target: &Target) -> Result<Option<bool>, Error> {
     as_writer(target, || {
-        safefile::entry_exists(target.path(), Some(&target.rules()))
+        safefile::entry_is_regular(target.path(), Some(&target.rules()))
             .map_err(|e| store_error(target, e))
     })
 }

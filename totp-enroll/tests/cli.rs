@@ -858,6 +858,37 @@ fn existing_file_is_refused_without_force_before_anything_is_shown() {
     assert!(!r.stdout.contains(dead), "{}", r.stdout);
 }
 
+/// Exit 3 says "enrolled before" to a fleet's script, which then moves on: not of an
+/// entry no login reads as a secret file (a symbolic link, a directory), which leaves
+/// the account locked out. Control: a regular file there exits 3.
+#[test]
+fn an_entry_that_is_no_regular_file_is_not_reported_as_enrolled() {
+    let dir = tempdir();
+    let args = ["-t", "-D", "-W", "-u", "-C", "-Q", "NONE", "-s", "s"];
+    std::fs::write(dir.path().join("elsewhere"), "old\n").expect("seed");
+    std::os::unix::fs::symlink("elsewhere", dir.path().join("s")).expect("symlink");
+    let r = run_in(dir.path(), &args, None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("is not a regular file"), "{}", r.stderr);
+    assert_eq!(r.stdout, "", "no secret for a file that is not written");
+    assert!(
+        std::fs::symlink_metadata(dir.path().join("s"))
+            .expect("still there")
+            .file_type()
+            .is_symlink()
+    );
+    std::fs::remove_file(dir.path().join("s")).expect("unlink");
+    std::fs::create_dir(dir.path().join("s")).expect("mkdir");
+    let r = run_in(dir.path(), &args, None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("is not a regular file"), "{}", r.stderr);
+    // Control: a regular file is an enrolment made before.
+    std::fs::remove_dir(dir.path().join("s")).expect("rmdir");
+    std::fs::write(dir.path().join("s"), "old\n").expect("seed");
+    let r = run_in(dir.path(), &args, None);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+}
+
 /// `-f` answers "replace the file?", not "write where the write will fail": a place
 /// the write refuses is refused before a secret is shown, as without it (re-enrolling
 /// after a lost phone is where -f is used, and the user would scan a dead secret).

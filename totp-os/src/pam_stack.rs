@@ -161,6 +161,8 @@ struct Control {
 /// - a value named twice takes its last action; `default=` sets only the values not
 ///   named before it, so the first `default=` counts;
 /// - a value never named is `bad`;
+/// - a jump number past 2147483647 wraps round as in libpam's int (up to 1.5.2): to a
+///   jump, to an action word's code, or to "not set";
 /// - anything else (an unknown word, a jump of 0, a missing `=` or action) makes every
 ///   action `bad`: libpam logs "pam_parse" and loads the line, which then fails every
 ///   login it runs in.
@@ -238,7 +240,7 @@ fn read_pairs(text: &[u8]) -> Result<[Option<Action>; 3], &'static str> {
         {
             Some(&(w, a)) => {
                 at += w.len();
-                a
+                Some(a)
             }
             None => {
                 let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -246,15 +248,34 @@ fn read_pairs(text: &[u8]) -> Result<[Option<Action>; 3], &'static str> {
                     return Err("expecting a jump number");
                 }
                 at += digits;
-                let n = std::str::from_utf8(&rest[..digits])
-                    .ok()
-                    .and_then(|d| d.parse::<usize>().ok())
-                    .ok_or("expecting a smaller jump number")?;
-                if n == 0 {
-                    return Err("a jump of 0 (libpam wants ignore for that)");
+                // libpam up to 1.5.2 sums the digits in a C int without a bound, so a
+                // number past 2147483647 wraps round, and the negative ones are its
+                // codes for the action words: `auth_err=4294967291` is `reset`, and a
+                // wrong code logs in. Read as that libpam does (the one the
+                // differential runs); later ones refuse the line, which fails it.
+                let n = rest[..digits].iter().fold(0i32, |n, d| {
+                    n.wrapping_mul(10).wrapping_add(i32::from(d - b'0'))
+                });
+                match n {
+                    0 => return Err("a jump of 0 (libpam wants ignore for that)"),
+                    1.. => Some(Action::Jump(n.unsigned_abs() as usize)),
+                    -1 => Some(Action::Ok),
+                    -2 => Some(Action::Done),
+                    -3 => Some(Action::Bad),
+                    -4 => Some(Action::Die),
+                    -5 => Some(Action::Reset),
+                    // libpam's "not set": a later default= sets it, or it stays bad.
+                    -6 => None,
+                    // No action libpam knows: the login fails.
+                    _ => Some(Action::Bad),
                 }
-                Action::Jump(n)
             }
+        };
+        let Some(action) = action else {
+            if let Some(i) = ours(name) {
+                set[i] = None;
+            }
+            continue;
         };
         if *name == "default" {
             for slot in set.iter_mut().filter(|s| s.is_none()) {
@@ -653,7 +674,15 @@ fn collect(
         service_path(dir, service)?
     };
     let text = read_bounded(&path)?;
-    for (number, line) in logical_lines(&text) {
+    let (lines, unfinished) = assemble(&text);
+    if unfinished {
+        return Err(StackError::Refused(format!(
+            "{}: the file ends inside a line continued with a backslash: libpam cannot \
+             read it, and every login through it fails (PAM_ABORT); end that line",
+            path.display()
+        )));
+    }
+    for (number, line) in lines {
         match parse_line(&line) {
             Line::Include {
                 name,
@@ -767,27 +796,48 @@ fn read_bounded(path: &Path) -> Result<String, StackError> {
 }
 
 /// Lines without comments, with backslash-newline continuations joined, each with the
-/// number (from 1) of its first physical line.
+/// number (from 1) of its first physical line, as libpam assembles them: a backslash
+/// continues the line when only blanks follow it; a line that is blank or only a
+/// comment does not end a continued one (the next line with text joins it); a `#`
+/// ends the line there, a backslash before it included. Read otherwise, a line libpam
+/// joins to the one before (`pam_unix.so \` with a trailing blank, above a
+/// `pam_totp.so` line) was judged as a code line the stack never runs.
 fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    assemble(text).0
+}
+
+/// [`logical_lines`], and whether the text ends inside a continued line: libpam then
+/// fails to read the file, and every login of a stack that reads it fails (PAM_ABORT
+/// for the service's own file).
+fn assemble(text: &str) -> (Vec<(usize, String)>, bool) {
+    // libpam's blanks here: not `\r`, so a CRLF file's backslash continues nothing.
+    let blank = |c: char| matches!(c, ' ' | '\t' | '\n');
     let mut out = Vec::new();
     let mut current = String::new();
     let mut first = None;
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("");
+    for (i, raw) in text.split('\n').enumerate() {
+        let line = raw.trim_start_matches(blank);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
         let start = *first.get_or_insert(i + 1);
-        if let Some(cont) = line.strip_suffix('\\') {
+        if let Some((before, _)) = line.split_once('#') {
+            current.push_str(before);
+        } else if let Some(cont) = line.trim_end_matches(blank).strip_suffix('\\') {
             current.push_str(cont);
             current.push(' ');
             continue;
+        } else {
+            current.push_str(line);
         }
-        current.push_str(line);
         out.push((start, std::mem::take(&mut current)));
         first = None;
     }
+    let unfinished = first.is_some();
     if let Some(start) = first {
         out.push((start, current));
     }
-    out
+    (out, unfinished)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -1139,6 +1189,27 @@ mod tests {
         assert_eq!(all("[success=okdefault=ignore]"), [Ok, Ignore, Ignore]);
         assert_eq!(all("[user_unknown=ignore success=ok]"), [Ok, Bad, Bad]);
         assert_eq!(control_problem("[success=ok default=die]"), None);
+        // A jump number past 2147483647 wraps round in libpam's int: the action words'
+        // codes (-1 ok ... -5 reset), -6 "not set" (a later default= sets it), below
+        // that a failure, 2^32 a jump of 0 (unreadable).
+        assert_eq!(all("[success=4294967295 default=die]"), [Ok, Die, Die]);
+        assert_eq!(
+            all("[success=ok auth_err=4294967291 default=die]"),
+            [Ok, Die, Reset]
+        );
+        assert_eq!(
+            all("[success=ok auth_err=4294967290 default=ignore]"),
+            [Ok, Ignore, Ignore]
+        );
+        assert_eq!(
+            all("[default=ignore success=ok auth_err=4294967290]"),
+            [Ok, Ignore, Bad]
+        );
+        assert_eq!(
+            all("[success=ok auth_err=4294967289 default=ignore]"),
+            [Ok, Ignore, Bad]
+        );
+        assert_eq!(all("[success=4294967298 default=die]"), [Jump(2), Die, Die]);
         // Anything libpam cannot read makes every action bad, the pairs read before
         // it too.
         for broken in [
@@ -1150,6 +1221,7 @@ mod tests {
             "[success]",
             "[success=]",
             "[default=ignore success=1x]",
+            "[success=ok auth_err=4294967296 default=ignore]",
         ] {
             assert_eq!(all(broken), [Bad, Bad, Bad], "{broken}");
             assert!(control_problem(broken).is_some(), "{broken}");
@@ -1347,6 +1419,31 @@ mod tests {
     }
 
     #[test]
+    fn continued_lines_are_joined_as_libpam_joins_them() {
+        let joined = |t: &str| logical_lines(t);
+        // Blanks after the backslash; blank and comment lines inside a continuation.
+        assert_eq!(
+            joined("auth required a.so \\  \n\n  # c\nauth required b.so\n"),
+            vec![(1, "auth required a.so  auth required b.so".to_owned())]
+        );
+        // A `#` ends the line, a backslash before it too; a CR is no blank.
+        assert_eq!(
+            joined("auth required a.so \\# c\nauth required b.so\n"),
+            vec![
+                (1, "auth required a.so \\".to_owned()),
+                (2, "auth required b.so".to_owned())
+            ]
+        );
+        assert_eq!(joined("a \\\r\nb\n").len(), 2);
+        // Text that ends inside a continued line, blank and comment lines after it too.
+        assert!(assemble("a \\\n\n# x\n").1);
+        assert!(assemble("a \\").1);
+        assert!(!assemble("a \\\nb").1);
+        // The number is the first physical line with text.
+        assert_eq!(joined("\n# x\n\nauth x\n"), vec![(4, "auth x".to_owned())]);
+    }
+
+    #[test]
     fn bracketed_tokens_stay_whole() {
         assert_eq!(
             tokens("auth [success=ok default=die] pam_totp.so [authtok_prompt=Code: ]"),
@@ -1410,7 +1507,8 @@ mod tests {
              # auth required pam_google_authenticator.so\n\
              auth required /lib/security/pam_google_authenticator.so nullok\n\
              -auth required pam_google_authenticator.so [secret=${HOME}/.google_authenticator]\n\
-             account required pam_google_authenticator.so\n",
+             account required pam_google_authenticator.so\n\
+             Auth required pam_google_authenticator.so\n",
         );
         write(
             dir.path(),
@@ -1423,8 +1521,8 @@ mod tests {
             "auth required pam_google_authenticator.so no_such_option\n",
         );
         for (args, warned) in [
-            ("", vec![3, 4]),
-            ("secret=~/.google_authenticator", vec![3, 4]),
+            ("", vec![3, 4, 6]),
+            ("secret=~/.google_authenticator", vec![3, 4, 6]),
             ("shared_file=yes", vec![]),
             ("shared_file=no", vec![]),
             ("secret=/var/lib/pam_totp/${USER} user=root", vec![]),

@@ -307,7 +307,7 @@ use walk::*;
 pub(crate) use write::remove_access_acl;
 use write::*;
 pub use write::{
-    NewFile, PendingNewFile, entry_exists, prepare_new_file_in, write_new_file,
+    NewFile, PendingNewFile, entry_exists, entry_is_regular, prepare_new_file_in, write_new_file,
     write_new_file_checked,
 };
 

@@ -96,14 +96,22 @@ pub fn write_new_file_checked(
 /// checked as [`write_new_file_checked`] checks them, so a caller can refuse early
 /// what the write would refuse.
 pub fn entry_exists(path: &Path, rules: Option<&FileRules>) -> Result<bool, FileError> {
+    Ok(entry_is_regular(path, rules)?.is_some())
+}
+
+/// What [`entry_exists`] finds, told apart: `None` nothing, `Some(true)` a regular
+/// file, `Some(false)` anything else (a symlink, not followed; a directory; a FIFO).
+/// An enrolment is only ever in a regular file: a caller that reports "already there"
+/// does not say so of an entry no login reads.
+pub fn entry_is_regular(path: &Path, rules: Option<&FileRules>) -> Result<Option<bool>, FileError> {
     let (dirs, name) = split_file_path(path)?;
     let walked = match rules {
         Some(rules) => walk_checked(&dirs, rules)?,
         None => walk(&dirs, None)?,
     };
     match stat::fstatat(&walked.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(_) => Ok(true),
-        Err(Errno::ENOENT) => Ok(false),
+        Ok(st) => Ok(Some(st.st_mode & libc::S_IFMT == libc::S_IFREG)),
+        Err(Errno::ENOENT) => Ok(None),
         Err(e) => Err(FileError::os("stat", e)),
     }
 }
