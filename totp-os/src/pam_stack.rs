@@ -1445,7 +1445,8 @@ mod tests {
         );
     }
 
-    /// One leading `-` is stripped from the type, and the type is read in any case.
+    /// One leading `-` is stripped from the type, and the type is read in any case; an
+    /// illegal type is an auth line that never runs its module, whichever it names.
     #[test]
     fn line_types_strip_one_dash() {
         assert_eq!(line_type("-auth"), "auth");
@@ -1453,7 +1454,44 @@ mod tests {
         assert_eq!(line_type("--auth"), "-auth");
         assert!(matches!(
             parse_line("--auth required pam_totp.so"),
-            Line::Module { kind, .. } if kind == "-auth"
+            Line::Foreign {
+                auth: true,
+                failing: Some(Failing::MustFail),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_line("-auth required pam_totp.so"),
+            Line::Module { kind, .. } if kind == "auth"
+        ));
+    }
+
+    /// Only `\n` ends a line; the carriage return of a CRLF file stays in the last token.
+    #[test]
+    fn logical_lines_keep_carriage_returns() {
+        assert_eq!(
+            logical_lines("a b\r\n\r\nc \\\n d\n"),
+            [
+                (1, "a b\r".to_owned()),
+                (2, "\r".to_owned()),
+                (3, "c   d".to_owned())
+            ]
+        );
+        assert!(matches!(
+            parse_line("auth required pam_permit.so\r"),
+            Line::Foreign {
+                auth: true,
+                failing: Some(Failing::NotLoaded),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_line("\r"),
+            Line::Foreign {
+                auth: true,
+                failing: Some(Failing::MustFail),
+                ..
+            }
         ));
     }
 
