@@ -999,3 +999,196 @@ fn a_file_ending_inside_a_continued_line_fails_every_login() {
         assert_eq!(named, !readable, "{text:?}: {stderr}");
     }
 }
+
+/// The audit's words (on standard error) for a run of `totp-state audit --service svc`.
+fn audit_stderr(stack: &Stack, user: &str) -> String {
+    let out = Command::new(&built().state_tool)
+        .args(["audit", "--service", "svc", "--user", user, "--pam-dir"])
+        .arg(stack.path())
+        .output()
+        .expect("totp-state audit");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A line of an illegal type (`--auth`, `xauth`, `Auth2`) is no line libpam skips: it
+/// logs "illegal module type" and installs it as an auth line that returns
+/// `PAM_PERM_DENIED`, which its control value acts on (`required` fails every login, at
+/// the top, in an `@include`d file and in a substack; `[default=1]` jumps over the code
+/// line). The audit names such a line where libpam fails the login or skips the code.
+/// Controls: `-auth` (one dash, a legal type), `optional` (the failure ignored), an
+/// illegal type before `include` (libpam includes the file as auth lines).
+#[test]
+fn an_illegal_type_is_an_auth_line_that_always_fails() {
+    if !require_root("an_illegal_type_is_an_auth_line_that_always_fails") {
+        return;
+    }
+    let (u, secrets) = account("si");
+    let p = u.home.join(".totp0");
+    let _ = std::fs::remove_file(&p);
+    write_owned(&p, totp_file(&secrets[0]).as_bytes(), u.uid, u.gid, 0o600);
+    let code_line = "auth required @MODULE@ secret=~/.totp0 authtok_prompt=Code0:\n";
+    let warning = "never runs its module";
+    // (line before the code line, an extra file it names, libpam's result, prompted,
+    // warned)
+    let cases: [(&str, Option<&str>, &str, bool, bool); 9] = [
+        (
+            "--auth required pam_permit.so",
+            None,
+            "PAM_PERM_DENIED",
+            true,
+            true,
+        ),
+        (
+            "xauth required pam_permit.so",
+            None,
+            "PAM_PERM_DENIED",
+            true,
+            true,
+        ),
+        (
+            "Auth2 requisite pam_permit.so",
+            None,
+            "PAM_PERM_DENIED",
+            false,
+            true,
+        ),
+        (
+            "@include @FILE@",
+            Some("--auth required pam_permit.so\n"),
+            "PAM_PERM_DENIED",
+            true,
+            true,
+        ),
+        (
+            "auth substack @FILE@",
+            Some("xauth required pam_permit.so\n"),
+            "PAM_PERM_DENIED",
+            true,
+            true,
+        ),
+        (
+            "xauth [default=1] pam_permit.so",
+            None,
+            "PAM_SUCCESS",
+            false,
+            true,
+        ),
+        (
+            "-auth required pam_permit.so",
+            None,
+            "PAM_SUCCESS",
+            true,
+            false,
+        ),
+        (
+            "xauth optional pam_permit.so",
+            None,
+            "PAM_SUCCESS",
+            true,
+            false,
+        ),
+        (
+            "xauth include @FILE@",
+            Some("auth required pam_deny.so\n"),
+            "PAM_AUTH_ERR",
+            true,
+            false,
+        ),
+    ];
+    for (line, extra, result, prompted, warned) in cases {
+        let stack = Stack::new();
+        let file = stack.path().join("extra");
+        if let Some(text) = extra {
+            stack.service("extra", text);
+        }
+        let line = line.replace("@FILE@", &file.to_string_lossy());
+        stack.service(
+            "svc",
+            &format!("auth required pam_permit.so\n{line}\n{code_line}"),
+        );
+        let d = login(&stack, &u, &secrets[..1]);
+        assert_eq!(d.result, result, "{line}: {d:?}");
+        assert_eq!(d.prompts > 0, prompted, "{line}: {d:?}");
+        let said = audit_stderr(&stack, &u.name);
+        assert_eq!(said.contains(warning), warned, "{line}: {said}");
+        if warned {
+            let place = if line.starts_with(['@', 'a']) {
+                format!("{}:1", file.display())
+            } else {
+                format!("{}:2", stack.path().join("svc").display())
+            };
+            assert!(said.contains(&place), "{line}: {said}");
+        }
+    }
+}
+
+/// libpam ends a pam.d line at `\n` only: in a CRLF file the carriage return stays in
+/// the line's last token, so `nullok\r` is an option the module refuses, `pam_permit.so\r`
+/// a module libpam cannot load, and a blank line (`\r` alone) a line of an illegal type
+/// that fails every login. The audit reads the lines as libpam runs them. Controls: the
+/// same files with `\n` line ends.
+#[test]
+fn a_crlf_file_is_read_with_its_carriage_returns() {
+    if !require_root("a_crlf_file_is_read_with_its_carriage_returns") {
+        return;
+    }
+    let (u, secrets) = account("sc");
+    let p = u.home.join(".totp0");
+    let code = "auth required @MODULE@ secret=~/.totp0 authtok_prompt=Code0:";
+    // (file, whether its module file is there, libpam succeeds, what the audit says)
+    let cases = [
+        (
+            format!("auth required pam_permit.so \r\n{code} nullok\r\n"),
+            false,
+            false,
+            Some("option the module refuses"),
+        ),
+        (
+            format!("auth required pam_permit.so \n{code} nullok\n"),
+            false,
+            true,
+            None,
+        ),
+        (
+            format!("auth required pam_permit.so\r\n{code}\n"),
+            true,
+            false,
+            Some("returns PAM_MODULE_UNKNOWN"),
+        ),
+        (
+            format!("auth required pam_permit.so\n\r\n{code}\n"),
+            true,
+            false,
+            Some("returns PAM_PERM_DENIED"),
+        ),
+        (
+            format!("auth required pam_permit.so\n\n{code}\n"),
+            true,
+            true,
+            None,
+        ),
+    ];
+    for (text, usable, succeeds, said) in cases {
+        let _ = std::fs::remove_file(&p);
+        if usable {
+            write_owned(&p, totp_file(&secrets[0]).as_bytes(), u.uid, u.gid, 0o600);
+        }
+        let stack = Stack::new();
+        stack.service("svc", &text);
+        let case = text.escape_debug().to_string();
+        let d = login(&stack, &u, &secrets[..1]);
+        assert_eq!(d.result == "PAM_SUCCESS", succeeds, "{case}: {d:?}");
+        let out = audit_stderr(&stack, &u.name);
+        for words in [
+            "option the module refuses",
+            "returns PAM_MODULE_UNKNOWN",
+            "returns PAM_PERM_DENIED",
+        ] {
+            assert_eq!(out.contains(words), said == Some(words), "{case}: {out}");
+        }
+    }
+}

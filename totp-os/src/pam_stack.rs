@@ -148,7 +148,7 @@ const ACTION_NAMES: [(&str, Action); 6] = [
 /// A control value as libpam reads it: the action for each of the module's return
 /// values, and why libpam refused the text, if it did (every action is then `bad`).
 struct Control {
-    actions: [Action; 3],
+    actions: [Action; 5],
     problem: Option<&'static str>,
 }
 
@@ -188,22 +188,24 @@ fn parse_control(control: &str) -> Control {
             problem: None,
         },
         Err(problem) => Control {
-            actions: [Action::Bad; 3],
+            actions: [Action::Bad; 5],
             problem: Some(problem),
         },
     }
 }
 
-/// The `value=action` pairs of `text`, for [`Returned`]'s values (in its order);
-/// `None`: not named (nor by a `default=`).
-fn read_pairs(text: &[u8]) -> Result<[Option<Action>; 3], &'static str> {
+/// The `value=action` pairs of `text`, for [`Returned`]'s values (in its order), then
+/// [`Failing`]'s; `None`: not named (nor by a `default=`).
+fn read_pairs(text: &[u8]) -> Result<[Option<Action>; 5], &'static str> {
     let ours = |name: &str| match name {
         "success" => Some(0),
         "ignore" => Some(1),
         "auth_err" => Some(2),
+        "perm_denied" => Some(3),
+        "module_unknown" => Some(4),
         _ => None,
     };
-    let mut set: [Option<Action>; 3] = [None; 3];
+    let mut set: [Option<Action>; 5] = [None; 5];
     let mut at = 0;
     let blanks = |at: &mut usize| {
         while text.get(*at).is_some_and(u8::is_ascii_whitespace) {
@@ -293,6 +295,27 @@ pub fn control_action(control: &str, returned: Returned) -> Action {
     parse_control(control).actions[returned as usize]
 }
 
+/// What libpam does on a line with control value `control` that it runs as `failing`
+/// (every login that reaches the line).
+pub fn failing_action(control: &str, failing: Failing) -> Action {
+    parse_control(control).actions[failing as usize]
+}
+
+/// An `auth` line libpam installs but never runs a module for: every login that
+/// reaches it gets the failure named here, which its control value then acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failing {
+    /// A type libpam does not know (`--auth`, `xauth`, `Auth2`, a blank line that is
+    /// only a carriage return): it logs "illegal module type" and installs the line for
+    /// the type it was reading (`auth` here) as a handler that returns
+    /// `PAM_PERM_DENIED`. So does a line with no module (no control value: every
+    /// action `bad`).
+    MustFail = 3,
+    /// A module name with a carriage return in it (a pam.d file with CRLF line ends):
+    /// no such file, so libpam returns `PAM_MODULE_UNKNOWN` for it.
+    NotLoaded = 4,
+}
+
 /// Why libpam refuses the text of `control`, in which case every return value of the
 /// line is `bad` (the line fails every login it runs in).
 pub fn control_problem(control: &str) -> Option<&'static str> {
@@ -355,6 +378,8 @@ pub struct OtherLine {
     pub via: Option<(String, String)>,
     /// As [`ModuleLine::after`]: a `success=N` further than that fails the login.
     pub after: usize,
+    /// Set when libpam never runs the line's module: the line never succeeds.
+    pub failing: Option<Failing>,
 }
 
 impl OtherLine {
@@ -426,11 +451,53 @@ const ROOT_ONLY_MODULE: &str = "pam_rootok.so";
 /// One warning for each other module's `auth` line of `service` that, when it
 /// succeeds, ends the stack (`sufficient`, `success=done`) or jumps (`success=N`)
 /// past a `pam_totp` auth line after it: the code is not asked then. `pam_rootok.so`
-/// is exempt (see `ROOT_ONLY_MODULE`).
+/// is exempt (see `ROOT_ONLY_MODULE`). And one for each `auth` line libpam never runs a
+/// module for ([`Failing`]): one whose control value fails the login on that failure
+/// fails every login that reaches it; one that jumps on it jumps on every login.
 pub fn bypass_warnings(modules: &[ModuleLine], others: &[OtherLine]) -> Vec<String> {
     let mut out = Vec::new();
     for other in others {
         let name = other.module.rsplit('/').next().unwrap_or(&other.module);
+        if let Some(failing) = other.failing {
+            let why = match failing {
+                Failing::MustFail => {
+                    "libpam reads no module type or module there (\"illegal module type\" \
+                     for a type other than auth, account, session, password; a carriage \
+                     return counts) and installs it as an auth line that returns \
+                     PAM_PERM_DENIED"
+                }
+                Failing::NotLoaded => {
+                    "its module name ends in a carriage return (a CRLF file), so libpam \
+                     cannot load it and the line returns PAM_MODULE_UNKNOWN"
+                }
+            };
+            let said = format!(
+                "{} (auth {} {}) never runs its module: {why}",
+                other.place(),
+                other.control.escape_debug(),
+                other.module.escape_debug()
+            );
+            match failing_action(&other.control, failing) {
+                Action::Bad | Action::Die | Action::Ok | Action::Done => out.push(format!(
+                    "{said}; its control value fails the login then, so it fails every \
+                     login that reaches it"
+                )),
+                Action::Jump(n) => {
+                    if let Some(first) = modules
+                        .iter()
+                        .find(|m| m.options.is_some() && jumped(&other.position, &m.position, n))
+                    {
+                        out.push(format!(
+                            "{said}; its control value jumps {n} module(s) then, over the \
+                             {MODULE_FILE} line at {}, on every login",
+                            first.place()
+                        ));
+                    }
+                }
+                Action::Ignore | Action::Reset => {}
+            }
+            continue;
+        }
         if name == ROOT_ONLY_MODULE {
             continue;
         }
@@ -502,7 +569,8 @@ pub fn bypass_warnings(modules: &[ModuleLine], others: &[OtherLine]) -> Vec<Stri
 /// option) is refused, not let through.
 pub fn code_only_warning(modules: &[ModuleLine], others: &[OtherLine]) -> Option<String> {
     let first = modules.iter().find(|m| m.options.is_some())?;
-    if !others.is_empty() {
+    // A line that never runs its module approves nothing.
+    if others.iter().any(|o| o.failing.is_none()) {
         return None;
     }
     Some(format!(
@@ -706,6 +774,7 @@ fn collect(
                 auth: true,
                 module,
                 control,
+                failing,
             } => out.others.push(OtherLine {
                 module,
                 control,
@@ -714,6 +783,7 @@ fn collect(
                 position: at.take(),
                 via: via.cloned(),
                 after: 0,
+                failing,
             }),
             Line::Module {
                 kind,
@@ -802,6 +872,8 @@ fn read_bounded(path: &Path) -> Result<String, StackError> {
 /// ends the line there, a backslash before it included. Read otherwise, a line libpam
 /// joins to the one before (`pam_unix.so \` with a trailing blank, above a
 /// `pam_totp.so` line) was judged as a code line the stack never runs.
+/// Only `\n` ends a line: libpam keeps a carriage return (a CRLF file) as a character
+/// of the line's last token.
 fn logical_lines(text: &str) -> Vec<(usize, String)> {
     assemble(text).0
 }
@@ -848,11 +920,13 @@ enum Line {
         auth: bool,
         substack: bool,
     },
-    /// A line that loads another module; `auth`: of type `auth`.
+    /// A line that loads another module; `auth`: of type `auth`; `failing`: libpam
+    /// never runs a module there.
     Foreign {
         auth: bool,
         module: String,
         control: String,
+        failing: Option<Failing>,
     },
     /// A `pam_totp.so` line of type `kind` (without a leading `-`).
     Module {
@@ -915,6 +989,11 @@ fn line_type(kind: &str) -> String {
     kind.strip_prefix('-').unwrap_or(kind).to_ascii_lowercase()
 }
 
+/// Whether libpam knows the type (see [`line_type`]).
+fn legal_type(kind: &str) -> bool {
+    matches!(kind, "auth" | "account" | "session" | "password")
+}
+
 fn parse_line(line: &str) -> Line {
     let toks = tokens(line);
     match toks.as_slice() {
@@ -923,13 +1002,27 @@ fn parse_line(line: &str) -> Line {
             auth: false,
             substack: false,
         },
+        // libpam installs a line with no module as one that fails; with no control
+        // value either, every action is `bad`.
+        [kind] | [kind, _] => {
+            let kind = line_type(kind);
+            Line::Foreign {
+                auth: kind == "auth" || !legal_type(&kind),
+                module: String::new(),
+                control: toks.get(1).map_or("[default=bad]", |c| c).to_owned(),
+                failing: Some(Failing::MustFail),
+            }
+        }
         [kind, control, module, args @ ..] => {
             // libpam reads the type and the include keywords in any case.
             let kind = line_type(kind);
+            // An illegal type is read as the type libpam was reading: `auth`, for
+            // every line this reader follows.
+            let illegal = !legal_type(&kind);
             let include = control.eq_ignore_ascii_case("include");
             let substack = control.eq_ignore_ascii_case("substack");
             if include || substack {
-                return if kind == "auth" {
+                return if kind == "auth" || illegal {
                     Line::Include {
                         name: module.clone(),
                         auth: true,
@@ -940,11 +1033,19 @@ fn parse_line(line: &str) -> Line {
                 };
             }
             let name = module.rsplit('/').next().unwrap_or(module);
-            if name != MODULE_FILE && name != BUILT_MODULE_FILE {
+            let failing = if illegal {
+                Some(Failing::MustFail)
+            } else if module.contains('\r') {
+                Some(Failing::NotLoaded)
+            } else {
+                None
+            };
+            if failing.is_some() || (name != MODULE_FILE && name != BUILT_MODULE_FILE) {
                 return Line::Foreign {
-                    auth: kind == "auth",
+                    auth: kind == "auth" || illegal,
                     module: module.clone(),
                     control: control.clone(),
+                    failing,
                 };
             }
             // libpam passes a bracketed argument without its brackets.
@@ -1485,7 +1586,8 @@ mod tests {
         );
     }
 
-    /// One leading `-` is stripped from the type, and the type is read in any case.
+    /// One leading `-` is stripped from the type, and the type is read in any case; an
+    /// illegal type is an auth line that never runs its module, whichever it names.
     #[test]
     fn line_types_strip_one_dash() {
         assert_eq!(line_type("-auth"), "auth");
@@ -1493,7 +1595,44 @@ mod tests {
         assert_eq!(line_type("--auth"), "-auth");
         assert!(matches!(
             parse_line("--auth required pam_totp.so"),
-            Line::Module { kind, .. } if kind == "-auth"
+            Line::Foreign {
+                auth: true,
+                failing: Some(Failing::MustFail),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_line("-auth required pam_totp.so"),
+            Line::Module { kind, .. } if kind == "auth"
+        ));
+    }
+
+    /// Only `\n` ends a line; the carriage return of a CRLF file stays in the last token.
+    #[test]
+    fn logical_lines_keep_carriage_returns() {
+        assert_eq!(
+            logical_lines("a b\r\n\r\nc \\\n d\n"),
+            [
+                (1, "a b\r".to_owned()),
+                (2, "\r".to_owned()),
+                (3, "c   d".to_owned())
+            ]
+        );
+        assert!(matches!(
+            parse_line("auth required pam_permit.so\r"),
+            Line::Foreign {
+                auth: true,
+                failing: Some(Failing::NotLoaded),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_line("\r"),
+            Line::Foreign {
+                auth: true,
+                failing: Some(Failing::MustFail),
+                ..
+            }
         ));
     }
 
