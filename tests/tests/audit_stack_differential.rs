@@ -1136,7 +1136,7 @@ fn a_crlf_file_is_read_with_its_carriage_returns() {
     if !require_root("a_crlf_file_is_read_with_its_carriage_returns") {
         return;
     }
-    let (u, secrets) = account("sc");
+    let (u, secrets) = account("sr");
     let p = u.home.join(".totp0");
     let code = "auth required @MODULE@ secret=~/.totp0 authtok_prompt=Code0:";
     // (file, whether its module file is there, libpam succeeds, what the audit says)

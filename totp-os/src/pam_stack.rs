@@ -1615,7 +1615,7 @@ mod tests {
             [
                 (1, "a b\r".to_owned()),
                 (2, "\r".to_owned()),
-                (3, "c   d".to_owned())
+                (3, "c  d".to_owned())
             ]
         );
         assert!(matches!(
