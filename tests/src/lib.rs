@@ -9,7 +9,7 @@ use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use pamapp;
 
@@ -386,11 +386,148 @@ impl Drive {
     }
 }
 
+/// How long, by the wall clock, a run whose clock libfaketime freezes may take before
+/// the harness kills it and fails the test ([`FrozenClockHang`]). Under a frozen clock no
+/// timeout of the module can expire: a login that meets a paused (SIGSTOP) or silent
+/// server would wait for ever and hang the whole test run. Far more than any such login
+/// takes on a loaded machine.
+pub const FROZEN_CLOCK_LIMIT: Duration = Duration::from_secs(180);
+
+/// A run with the clock frozen by libfaketime that outlived its wall-clock limit and was
+/// killed ([`FROZEN_CLOCK_LIMIT`]). Its text says what to change in the test.
+#[derive(Clone, Debug)]
+pub struct FrozenClockHang {
+    /// The `FAKETIME` value the run was given.
+    pub faketime: String,
+    pub limit: Duration,
+}
+
+impl std::fmt::Display for FrozenClockHang {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a run with the clock frozen at {:?} by libfaketime was still going after {} s \
+             by the wall clock and was killed: under a frozen clock no timeout can expire, \
+             so a login that meets a paused or silent server (RedisServer::pause, a \
+             stalled proxy) waits for ever. Run such a login with the running clock \
+             (`login_logged(.., None)`, no `Driver::at`)",
+            self.faketime,
+            self.limit.as_secs()
+        )
+    }
+}
+
+/// The `FAKETIME` a command runs with when it freezes the clock: set in its environment,
+/// or passed as a `FAKETIME=…` argument to an `env` that a wrapper execs last
+/// ([`append_env_exec`]). A value starting with `@`, `+` or `-` lets the clock run.
+pub fn frozen_faketime(cmd: &Command) -> Option<String> {
+    let frozen = |v: &OsStr| {
+        let v = v.to_string_lossy();
+        (!v.starts_with(['@', '+', '-'])).then(|| v.into_owned())
+    };
+    let from_env = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "FAKETIME")
+        .and_then(|(_, v)| v)
+        .and_then(frozen);
+    from_env.or_else(|| {
+        cmd.get_args().find_map(|a| {
+            a.to_str()
+                .and_then(|a| a.strip_prefix("FAKETIME="))
+                .and_then(|v| frozen(OsStr::new(v)))
+        })
+    })
+}
+
+/// A child whose output is read while it runs, so that it can be waited for with a
+/// wall-clock deadline.
+struct Watched {
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<Vec<u8>>,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl Watched {
+    fn spawn(cmd: &mut Command) -> std::io::Result<Watched> {
+        use std::io::Read;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let reader = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let stdout = reader(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let stderr = reader(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        Ok(Watched {
+            child,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// The output once the child exits, or `None` after it was killed at `deadline`
+    /// (its pipes are then left to their readers: a descendant may still hold them).
+    fn finish(mut self, deadline: Instant) -> Option<Output> {
+        let status = loop {
+            match self.child.try_wait().expect("wait for a child") {
+                Some(status) => break status,
+                None if Instant::now() >= deadline => {
+                    self.kill();
+                    return None;
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        Some(Output {
+            status,
+            stdout: self.stdout.join().unwrap_or_default(),
+            stderr: self.stderr.join().unwrap_or_default(),
+        })
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `cmd.output()`, except that a run with a frozen clock ([`frozen_faketime`]) is killed
+/// once it has taken `limit` by the wall clock, which is then the error.
+pub fn output_bounded(cmd: &mut Command, limit: Duration) -> Result<Output, FrozenClockHang> {
+    let Some(faketime) = frozen_faketime(cmd) else {
+        return Ok(cmd.output().expect("run a child"));
+    };
+    Watched::spawn(cmd)
+        .expect("run a child")
+        .finish(Instant::now() + limit)
+        .ok_or(FrozenClockHang { faketime, limit })
+}
+
 /// Builder for a `pam-drive` child process.
 #[derive(Clone, Debug, Default)]
 pub struct Driver {
     args: Vec<String>,
     faketime: Option<u64>,
+    /// [`FROZEN_CLOCK_LIMIT`] unless a test of the limit itself shortens it.
+    frozen_limit: Option<Duration>,
 }
 
 impl Driver {
@@ -443,10 +580,23 @@ impl Driver {
             None => self,
         }
     }
-    /// Freezes the clock at `unix` seconds with libfaketime.
+    /// Freezes the clock at `unix` seconds with libfaketime. No timeout can expire then:
+    /// a run still going after [`FROZEN_CLOCK_LIMIT`] by the wall clock is killed and
+    /// fails the test ([`FrozenClockHang`]) rather than hang the test run.
     pub fn at(mut self, unix: u64) -> Driver {
         self.faketime = Some(unix);
         self
+    }
+
+    /// Another wall-clock limit than [`FROZEN_CLOCK_LIMIT`] for a frozen-clock run (the
+    /// test of that guard).
+    pub fn frozen_limit(mut self, limit: Duration) -> Driver {
+        self.frozen_limit = Some(limit);
+        self
+    }
+
+    fn limit(&self) -> Duration {
+        self.frozen_limit.unwrap_or(FROZEN_CLOCK_LIMIT)
     }
 
     pub fn command(&self) -> Command {
@@ -466,7 +616,8 @@ impl Driver {
     }
 
     pub fn run(&self) -> Drive {
-        let out = self.command().output().expect("run pam-drive");
+        let out = output_bounded(&mut self.command(), self.limit())
+            .unwrap_or_else(|hang| panic!("pam-drive: {hang}"));
         Drive::parse(&out)
     }
 }
@@ -973,21 +1124,53 @@ pub fn now_ms() -> u64 {
 
 /// Runs every driver as its own process at once (each `pam-drive` waits for its own
 /// start time) and collects the results in order.
+/// Frozen-clock drivers are killed together once the longest of their limits has passed
+/// by the wall clock ([`Driver::at`]).
 pub fn spawn_all(drivers: Vec<Driver>) -> Vec<Drive> {
-    let children: Vec<std::process::Child> = drivers
+    let Some(limit) = drivers
         .iter()
-        .map(|d| {
-            d.command()
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn pam-drive")
-        })
+        .filter(|d| d.faketime.is_some())
+        .map(Driver::limit)
+        .max()
+    else {
+        let children: Vec<std::process::Child> = drivers
+            .iter()
+            .map(|d| {
+                d.command()
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn pam-drive")
+            })
+            .collect();
+        return children
+            .into_iter()
+            .map(|c| Drive::parse(&c.wait_with_output().expect("wait")))
+            .collect();
+    };
+    let mut children: Vec<Watched> = drivers
+        .iter()
+        .map(|d| Watched::spawn(&mut d.command()).expect("spawn pam-drive"))
         .collect();
-    children
-        .into_iter()
-        .map(|c| Drive::parse(&c.wait_with_output().expect("wait")))
-        .collect()
+    let deadline = Instant::now() + limit;
+    let mut drives = Vec::with_capacity(children.len());
+    // In order; a run past the deadline takes every one still going with it.
+    while !children.is_empty() {
+        match children.remove(0).finish(deadline) {
+            Some(out) => drives.push(Drive::parse(&out)),
+            None => {
+                for mut rest in children {
+                    rest.kill();
+                }
+                let faketime = drivers
+                    .iter()
+                    .find_map(|d| d.faketime.map(faketime_date))
+                    .unwrap_or_default();
+                panic!("pam-drive: {}", FrozenClockHang { faketime, limit });
+            }
+        }
+    }
+    drives
 }
 
 /// The right code of `secret` answered by `n` logins of `user` spread over `hosts`, all
@@ -1084,7 +1267,7 @@ impl Drive {
 /// for libfaketime's semaphores), and returns the run
 /// and the syslog datagrams the module sent (root only; the host's `/dev` is untouched).
 pub fn capture_syslog(driver: &Driver) -> (Drive, Vec<String>) {
-    let (out, lines) = with_syslog_capture(&driver.command());
+    let (out, lines) = with_syslog_capture_within("", &driver.command(), driver.limit());
     (Drive::ran(&out), lines)
 }
 
@@ -1137,7 +1320,7 @@ pub fn capture_syslog_with_bind(src: &Path, dst: &Path, driver: &Driver) -> (Dri
         .arg(dst)
         .arg("env");
     append_env_exec(&mut wrapped, &driver.command());
-    let (out, lines) = with_syslog_capture(&wrapped);
+    let (out, lines) = with_syslog_capture_within("", &wrapped, driver.limit());
     (Drive::ran(&out), lines)
 }
 
@@ -1171,6 +1354,16 @@ pub fn with_syslog_capture(inner: &Command) -> (Output, Vec<String>) {
 /// there: for a set-up that needs the host's devices, such as a FUSE daemon opening
 /// `/dev/fuse`.
 pub fn with_syslog_capture_after(first: &str, inner: &Command) -> (Output, Vec<String>) {
+    with_syslog_capture_within(first, inner, FROZEN_CLOCK_LIMIT)
+}
+
+/// [`with_syslog_capture_after`] with `limit` for a run with a frozen clock
+/// ([`output_bounded`]): past it, the panic says why, with the lines logged until then.
+fn with_syslog_capture_within(
+    first: &str,
+    inner: &Command,
+    limit: Duration,
+) -> (Output, Vec<String>) {
     use std::os::unix::net::UnixDatagram;
     let dir = tempfile::Builder::new()
         .prefix("pam_totp-syslog")
@@ -1210,10 +1403,13 @@ mount --rbind "$t/dev" /dev"#;
             lines
         })
     };
-    let out = cmd.output().expect("run unshare");
+    let out = output_bounded(&mut cmd, limit);
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let lines = reader.join().expect("syslog reader");
-    (out, lines)
+    match out {
+        Ok(out) => (out, lines),
+        Err(hang) => panic!("{hang}; logged until then: {lines:?}"),
+    }
 }
 
 /// `inner` in a private mount namespace, run by a shell once `setup` (with `$1` = `arg`)

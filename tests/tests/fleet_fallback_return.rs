@@ -7,11 +7,38 @@
 //! shared store, where another host refuses it too. Controls: with the server up
 //! throughout, the same replay is refused; a later code logs in on both hosts.
 
+use std::time::Duration;
+
 use system_tests::fleet::{RedisServer, ServerConfig, init_store};
 use system_tests::*;
 
 fn denied() -> Returned {
     Returned::Failed("PAM_AUTH_ERR".into())
+}
+
+/// `live`'s options with a port nothing listens on instead of the server: refused at
+/// once, the fallback's case (and no wait, so a frozen clock is safe).
+fn unreachable(server: &RedisServer, live: &str) -> String {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let down = live.replace(&server.url(false), &format!("redis://127.0.0.1:{dead}"));
+    assert_ne!(down, live);
+    down
+}
+
+/// `host`'s probe service with the module options `args` (its state directory kept).
+fn reconfigure(host: &Stack, args: &str) {
+    host.service(
+        "svc",
+        &format!(
+            "auth [success=2 ignore=ignore default=die] @MODULE@ {args}\n\
+             auth required pam_echo.so pam_totp-returned-ignore\n\
+             auth [success=done default=die] pam_permit.so\n\
+             auth required pam_echo.so pam_totp-returned-success\n"
+        ),
+    );
 }
 
 #[test]
@@ -81,14 +108,7 @@ fn a_local_mark_from_a_clock_two_hours_ahead_is_not_carried_to_the_shared_store(
     let server = RedisServer::start(&ServerConfig::default());
     let live = server.options("redis_prefix=fh: redis_connect_timeout=300 state_fallback=local");
     init_store(&live);
-    // A port nothing listens on: refused at once, the fallback's case.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let down = live.replace(&server.url(false), &format!("redis://127.0.0.1:{dead}"));
-    assert_ne!(down, live);
-    let host = Stack::probe("svc", &down);
+    let host = Stack::probe("svc", &unreachable(&server, &live));
     let (u, secret) = TestUser::enrolled("fha");
     let ahead = now() + 7200;
     let (d, logs) = login_logged(&host, &u, &code_at(&secret, ahead), PEER, ahead);
@@ -100,15 +120,7 @@ fn a_local_mark_from_a_clock_two_hours_ahead_is_not_carried_to_the_shared_store(
     );
     // Back on the live server with the clock right (the same state directory): the
     // current code logs in, on this host and then the next one on another.
-    host.service(
-        "svc",
-        &format!(
-            "auth [success=2 ignore=ignore default=die] @MODULE@ {live}\n\
-             auth required pam_echo.so pam_totp-returned-ignore\n\
-             auth [success=done default=die] pam_permit.so\n\
-             auth required pam_echo.so pam_totp-returned-success\n"
-        ),
-    );
+    reconfigure(&host, &live);
     let t = now();
     let (d, logs) = login_logged(&host, &u, &code_at(&secret, t), PEER, t);
     assert_eq!(
@@ -118,5 +130,105 @@ fn a_local_mark_from_a_clock_two_hours_ahead_is_not_carried_to_the_shared_store(
     );
     let other = Stack::probe("svc", &live);
     let (d, logs) = login_logged(&other, &u, &code_at(&secret, t + 30), PEER, t + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+/// The bound on a carried local mark is what a code accepted at this clock can be marked
+/// (the window's lead with the file's TIME_SKEW) plus the clock slack: with the default
+/// window of 3 at 30-s steps, a login at step `s` reaches the end of step `s + 1`, so a
+/// mark up to 60 s later (the end of step `s + 3`) is carried and the end of step `s + 4`
+/// is not. Before, anything up to an hour ahead was carried, and a host whose clock ran
+/// 2 minutes to an hour fast during an outage held the user's codes on every host.
+/// Control: the mark just within the bound is carried (the current code refused there
+/// and, through the shared store, on another host).
+#[test]
+fn a_local_mark_past_the_window_lead_is_not_carried_and_one_within_it_is() {
+    if !require_root("a_local_mark_past_the_window_lead_is_not_carried_and_one_within_it_is") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let live = server.options("redis_prefix=fw: redis_connect_timeout=300 state_fallback=local");
+    init_store(&live);
+    let host = Stack::probe("svc", &unreachable(&server, &live));
+    // The middle of a step, so that every time below names the step it means.
+    let t = now() / 30 * 30 + 15;
+    let (past, past_secret) = TestUser::enrolled("fwp");
+    let (within, within_secret) = TestUser::enrolled("fwi");
+    // Accepted through the fallback by a clock 4 (3) steps ahead: marked used until the
+    // end of step s + 4 (s + 3).
+    for (u, secret, steps) in [(&past, &past_secret, 4), (&within, &within_secret, 3)] {
+        let at = t + steps * 30;
+        let (d, logs) = login_logged(&host, u, &code_at(secret, at), PEER, at);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("using this host's local store")),
+            "{logs:?}"
+        );
+    }
+    reconfigure(&host, &live);
+    let (d, logs) = login_logged(&host, &past, &code_at(&past_secret, t), PEER, t);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "a mark 4 steps ahead is not carried: {d:?} {logs:?}"
+    );
+    let (d, logs) = login_logged(&host, &within, &code_at(&within_secret, t), PEER, t);
+    assert_eq!(
+        d.returned(),
+        denied(),
+        "a mark 3 steps ahead is carried: {d:?} {logs:?}"
+    );
+    // The refusal wrote it to the shared store: another host refuses the code too.
+    let other = Stack::probe("svc", &live);
+    let (d, logs) = login_logged(&other, &within, &code_at(&within_secret, t), PEER, t);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+}
+
+/// The harness guard: a login with the clock frozen by libfaketime against a paused
+/// server can never end (no timeout expires under a frozen clock); the harness kills it
+/// after its wall-clock limit and fails the test with the reason, instead of hanging the
+/// test run. Control: the same frozen-clock login with the server running ends within
+/// the same limit.
+#[test]
+fn a_frozen_clock_login_against_a_paused_server_fails_loudly_instead_of_hanging() {
+    if !require_root("a_frozen_clock_login_against_a_paused_server_fails_loudly_instead_of_hanging")
+    {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = server.options("redis_prefix=fz: redis_connect_timeout=300 redis_timeout=300");
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    let (u, secret) = TestUser::enrolled("fzh");
+    let limit = Duration::from_secs(30);
+    let frozen = |at: u64| {
+        Driver::login(&host, &u, &code_at(&secret, at))
+            .rhost(PEER)
+            .at(at)
+            .frozen_limit(limit)
+    };
+    let t = now();
+    let (d, logs) = capture_syslog(&frozen(t));
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+
+    server.pause();
+    let hung = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        capture_syslog(&frozen(t + 30))
+    }));
+    server.resume();
+    let why = match hung {
+        Ok(ended) => panic!("the frozen login against a paused server ended: {ended:?}"),
+        Err(p) => p
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_else(|| "a panic without text".into()),
+    };
+    assert!(
+        why.contains("frozen") && why.contains("was killed") && why.contains("running clock"),
+        "{why}"
+    );
+    // The killed login held nothing: with the running clock the next code logs in.
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, now()), PEER, None);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }

@@ -5,6 +5,7 @@
 use super::*;
 
 use totp_core::fleet::Fallback;
+use totp_core::policy::CLOCK_SLACK_SECS;
 use totp_core::state::{EnrolmentId, Marks, StoreKey};
 
 /// Decisions one answer may take when a shared store's record keeps changing under the
@@ -12,13 +13,6 @@ use totp_core::state::{EnrolmentId, Marks, StoreKey};
 /// a few rounds are plenty. Time bounds them too: all of them share one answer's bound
 /// ([`StateStore::answer_bound`], R36).
 const STORE_CHANGED_ROUNDS: u32 = 3;
-
-/// How far ahead of this host's clock a local mark may lie and still be carried into a
-/// shared store's decision (state_fallback=local). A mark of a code the fallback
-/// accepted lies within the window's lead; one further ahead comes from a clock fault,
-/// and carried it would be written to the shared store and hold every host's logins of
-/// that user until then.
-const LOCAL_MARK_AHEAD_SECS: u64 = 3600;
 
 impl Ctx {
     /// One answer evaluated ([`Ctx::evaluate_answer`]); a fault that stops it still
@@ -199,7 +193,12 @@ impl Ctx {
                     let id = verify::enrolment_of(&file, key).ok()?;
                     state.marks_of(id)?.totp_until
                 })
-                .filter(|&until| until <= now_secs.saturating_add(LOCAL_MARK_AHEAD_SECS));
+                // A code the fallback accepted is marked no further ahead than the
+                // window reaches (with the file's TIME_SKEW), give or take the slack
+                // NTP leaves a clock. A mark beyond comes from a clock fault: carried,
+                // it would be written to the shared store and hold every host's logins
+                // of the user until then (an admin locked out fleet-wide).
+                .filter(|&until| until <= prepared.window_reach().saturating_add(CLOCK_SLACK_SECS));
             let shared_id =
                 local_until.and_then(|_| verify::enrolment_of(&file, &context.key).ok());
             let mut decided = None;

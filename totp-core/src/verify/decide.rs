@@ -104,6 +104,18 @@ impl Prepared {
         })
     }
 
+    /// The end (unix time) of the furthest step this login's window reaches, the file's
+    /// positive `TIME_SKEW` included: no TOTP code accepted at this clock is marked used
+    /// past it. Further ahead, by more than [`CLOCK_SLACK_SECS`], a mark comes from a
+    /// clock that was ahead when it was written ([`Warning::MarkAheadOfClock`]).
+    pub fn window_reach(&self) -> u64 {
+        let step = self.cfg.step_secs();
+        (self.now / step)
+            .saturating_add(self.ahead)
+            .saturating_add(1)
+            .saturating_mul(step)
+    }
+
     /// The digits of the file's codes (for splitting the answer).
     pub fn digits(&self) -> Digits {
         self.cfg.digits
@@ -165,10 +177,7 @@ impl Prepared {
                     version_1,
                 });
             }
-            let reach = (now / self.cfg.step_secs())
-                .saturating_add(self.ahead)
-                .saturating_add(1)
-                .saturating_mul(self.cfg.step_secs());
+            let reach = self.window_reach();
             if mark_time > reach.saturating_add(CLOCK_SLACK_SECS) {
                 warnings.push(Warning::MarkAheadOfClock {
                     mark_time,
