@@ -140,7 +140,8 @@ fn a_local_mark_from_a_clock_two_hours_ahead_is_not_carried_to_the_shared_store(
 /// is not. Before, anything up to an hour ahead was carried, and a host whose clock ran
 /// 2 minutes to an hour fast during an outage held the user's codes on every host.
 /// Control: the mark just within the bound is carried (the current code refused there
-/// and, through the shared store, on another host).
+/// and, through the shared store, on another host), and a file's `TIME_SKEW` of 2 steps
+/// carries a mark 2 steps further (a phone that far ahead is no clock fault).
 #[test]
 fn a_local_mark_past_the_window_lead_is_not_carried_and_one_within_it_is() {
     if !require_root("a_local_mark_past_the_window_lead_is_not_carried_and_one_within_it_is") {
@@ -154,6 +155,12 @@ fn a_local_mark_past_the_window_lead_is_not_carried_and_one_within_it_is() {
     let t = now() / 30 * 30 + 15;
     let (past, past_secret) = TestUser::enrolled("fwp");
     let (within, within_secret) = TestUser::enrolled("fwi");
+    let skewed = TestUser::create("fws");
+    let skewed_secret = random_secret_b32();
+    skewed.write_secret(
+        &format!("{}\" TIME_SKEW 2\n", totp_file(&skewed_secret)),
+        0o600,
+    );
     // Accepted through the fallback by a clock 4 (3) steps ahead: marked used until the
     // end of step s + 4 (s + 3).
     for (u, secret, steps) in [(&past, &past_secret, 4), (&within, &within_secret, 3)] {
@@ -166,6 +173,11 @@ fn a_local_mark_past_the_window_lead_is_not_carried_and_one_within_it_is() {
             "{logs:?}"
         );
     }
+    // The skewed phone's code of step s + 5, accepted by a clock 3 steps ahead: marked
+    // until the end of step s + 5, 2 steps past the unskewed bound, at it with the skew.
+    let at = t + 3 * 30;
+    let (d, logs) = login_logged(&host, &skewed, &code_at(&skewed_secret, at + 60), PEER, at);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     reconfigure(&host, &live);
     let (d, logs) = login_logged(&host, &past, &code_at(&past_secret, t), PEER, t);
     assert_eq!(
@@ -183,6 +195,14 @@ fn a_local_mark_past_the_window_lead_is_not_carried_and_one_within_it_is() {
     let other = Stack::probe("svc", &live);
     let (d, logs) = login_logged(&other, &within, &code_at(&within_secret, t), PEER, t);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    // The skewed phone's current code at t (step s + 2) is refused: its mark was carried.
+    let code = code_at(&skewed_secret, t + 60);
+    let (d, logs) = login_logged(&host, &skewed, &code, PEER, t);
+    assert_eq!(
+        d.returned(),
+        denied(),
+        "a mark within the skewed window's lead is carried: {d:?} {logs:?}"
+    );
 }
 
 /// The harness guard: a login with the clock frozen by libfaketime against a paused
