@@ -2056,3 +2056,53 @@ fn a_line_update_that_would_outgrow_the_size_cap_is_dropped_not_a_denial() {
     );
     assert!(d.file.is_some());
 }
+
+/// The module splits a typed "password then code" answer by these digits: an
+/// eight-digit file read as six would cut two digits of the code into the password.
+#[test]
+fn prepared_reports_the_files_own_digits_and_mode() {
+    let b32 = crate::base32::encode(b"12345678901234567890123456789012");
+    let f = file(&format!(
+        "{b32}\n\" PAM_TOTP_ALGORITHM SHA256\n\" PAM_TOTP_DIGITS 8\n\" TOTP_AUTH\n"
+    ));
+    let prep = prepare(&f, &Policy::default(), &[], 59, &key()).unwrap();
+    assert_eq!(prep.digits(), Digits::EIGHT);
+    assert_eq!(prep.mode(), Mode::Totp);
+    let f = file(&format!("{S}\n\" HOTP_COUNTER 4\n"));
+    let prep = prepare(&f, &Policy::default(), &[], 59, &key()).unwrap();
+    assert_eq!(prep.digits(), Digits::SIX);
+    assert_eq!(prep.mode(), Mode::Hotp { counter: 4 });
+}
+
+/// Half a wide window is how far it reaches, not a lead a stored skew gives: a mark
+/// one second past the clock-lag allowance is a clock fault at any window size.
+#[test]
+fn a_wide_window_widens_no_clock_fault_allowance() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" WINDOW_SIZE 17\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&p, &code(20_000), 600_000)));
+    let c = candidates(b"000000", Digits::SIX, false);
+    let a = |now| Attempt {
+        origin: HOME,
+        rhost: None,
+        local: false,
+        now,
+        continued: false,
+        boot_time: None,
+        store_complete_since: 0,
+        keep_ga_lines: true,
+    };
+    let lag = p.max_clock_lag_secs as i64;
+    let prep = prepare(&u.file, &p, &c, 600_000 - lag - 1, &key()).unwrap();
+    assert_eq!(
+        prep.decide(&u.state, &p, &a(600_000 - lag - 1)).err(),
+        Some(VerifyError::StateAhead {
+            mark_time: 600_000,
+            in_file: false,
+            version_1: false
+        })
+    );
+    // Control: within the allowance the mark is honoured and the attempt decided.
+    let prep = prepare(&u.file, &p, &c, 600_000 - lag, &key()).unwrap();
+    assert!(prep.decide(&u.state, &p, &a(600_000 - lag)).is_ok());
+}
