@@ -2106,3 +2106,66 @@ fn a_wide_window_widens_no_clock_fault_allowance() {
     let prep = prepare(&u.file, &p, &c, 600_000 - lag, &key()).unwrap();
     assert!(prep.decide(&u.state, &p, &a(600_000 - lag)).is_ok());
 }
+
+/// The enrolment's own mark far ahead is its own clock fault, even where an older
+/// version-1 mark is also kept: the log must not send the admin after the old one.
+#[test]
+fn an_own_mark_ahead_is_not_blamed_on_a_version_1_mark() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&p, &code(20_000), 600_000)));
+    u.state.legacy = Some(crate::state::LegacyMarks {
+        last_step: Some(10),
+        hotp: None,
+    });
+    let c = candidates(b"000000", Digits::SIX, false);
+    let now = 600_000 - p.max_clock_lag_secs as i64 - 1;
+    let prep = prepare(&u.file, &p, &c, now, &key()).unwrap();
+    let a = Attempt {
+        origin: HOME,
+        rhost: None,
+        local: false,
+        now,
+        continued: false,
+        boot_time: None,
+        store_complete_since: 0,
+        keep_ga_lines: true,
+    };
+    assert_eq!(
+        prep.decide(&u.state, &p, &a).err(),
+        Some(VerifyError::StateAhead {
+            mark_time: 600_000,
+            in_file: false,
+            version_1: false
+        })
+    );
+}
+
+/// A mark past everything the window reaches, yet within the clock-lag allowance, is
+/// obeyed and said: the operator learns of a clock that is behind before it locks out.
+#[test]
+fn a_mark_ahead_of_the_window_is_obeyed_with_a_warning() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&p, &code(20_000), 600_000)));
+    let d = u.clone().attempt(&p, &code(19_966), 599_000);
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert!(
+        d.warnings.contains(&Warning::MarkAheadOfClock {
+            mark_time: 600_000,
+            ahead: 1_000
+        }),
+        "{:?}",
+        d.warnings
+    );
+    // Control: a mark the window reaches is no clock trouble.
+    let d = u.clone().attempt(&p, &code(20_000), 600_000 - 30);
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert!(
+        !d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::MarkAheadOfClock { .. })),
+        "{:?}",
+        d.warnings
+    );
+}
