@@ -1873,6 +1873,23 @@ fn a_store_that_lost_its_data_counts_every_step_before_it_as_used() {
     let d = run(&code(10_000), 300_010, 300_000);
     assert_eq!(d.verdict, Verdict::Replayed);
     assert!(d.warnings.contains(&Warning::UsedBeforeBoot));
+    // A store recreated by a host whose clock was ahead refuses the codes up to then,
+    // and the log names the clock trouble instead of a used code.
+    let d = run(&code(10_000), 300_010, 301_000);
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert!(d.warnings.contains(&Warning::StoreRecreatedAhead {
+        since: 301_000,
+        ahead: 990
+    }));
+    assert!(!d.warnings.contains(&Warning::UsedBeforeBoot));
+    // Within the clock slack it is the ordinary case.
+    let d = run(&code(10_000), 300_010, 300_070);
+    assert!(d.warnings.contains(&Warning::UsedBeforeBoot));
+    assert!(
+        !d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::StoreRecreatedAhead { .. }))
+    );
     // Control: the same attempt against a store complete since the beginning.
     assert!(accepted(&run(&code(10_000), 300_010, 0)));
     // The window reaches one step ahead: that one counts as used too; the one after it
