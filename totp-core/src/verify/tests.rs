@@ -2193,3 +2193,18 @@ fn a_mark_ahead_of_the_window_is_obeyed_with_a_warning() {
         d.warnings
     );
 }
+
+/// Logins made while the grace period is off earn nothing: an admin who turns it on
+/// later must not find that the codes of the last hour already skip the prompt.
+#[test]
+fn logins_without_a_grace_period_record_no_grace() {
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&Policy::default(), "050548", 300_000)));
+    assert!(u.ledger().grace.is_empty());
+    assert!(!u.graced(&grace_policy(), HOME, Some(ip), 300_010));
+    // Control: the same login with the grace period on records it.
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&grace_policy(), "050548", 300_000)));
+    assert!(u.graced(&grace_policy(), HOME, Some(ip), 300_010));
+}
