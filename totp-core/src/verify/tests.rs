@@ -733,6 +733,20 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
         d.warnings
             .contains(&Warning::Version1MarkNotApplied { mark_time: 600_000 })
     );
+    // At the edge of the allowance the version-1 mark is one a login honours: applied,
+    // so the code of the clock's own step stays refused as used.
+    let edge = 600_000 - 86_400;
+    let c = candidates(code(edge as u64 / 30).as_bytes(), Digits::SIX, false);
+    let prep = prepare(&u.file, &p, &c, edge, &key()).unwrap();
+    let d = prep.decide(&legacy_only, &p, &a(edge)).expect("decided");
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert!(
+        !d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::Version1MarkNotApplied { .. })),
+        "{:?}",
+        d.warnings
+    );
     // The admin tool's reset (an empty record) is the recovery.
     u.state = UserState::default();
     assert!(accepted(&u.attempt(&p, &code(10_000), 300_000)));
