@@ -2222,3 +2222,73 @@ fn logins_without_a_grace_period_record_no_grace() {
     assert!(accepted(&u.attempt(&grace_policy(), "050548", 300_000)));
     assert!(u.graced(&grace_policy(), HOME, Some(ip), 300_010));
 }
+
+/// The tools report configuration facts and the module logs them only with `debug`;
+/// a per-login event among them would vanish from the log, and a 128-bit secret (the
+/// recommended length) is no legacy secret.
+#[test]
+fn configuration_warnings_are_the_files_lasting_facts_only() {
+    let p = Policy {
+        max_window: 3,
+        ..Policy::default()
+    };
+    let legacy = file(&format!("{S}\n\" WINDOW_SIZE 5\n\" TOTP_AUTH\n"));
+    assert_eq!(
+        configuration_warnings(&legacy, &p).unwrap(),
+        vec![
+            Warning::LegacySecret { bits: 80 },
+            Warning::WindowClamped { file: 5, used: 3 }
+        ]
+    );
+    let b128 = crate::base32::encode(&[9u8; 16]);
+    let strong = file(&format!("{b128}\n\" TOTP_AUTH\n"));
+    assert_eq!(configuration_warnings(&strong, &p).unwrap(), vec![]);
+    assert!(!Warning::RateLimitExceeded.is_configuration());
+    assert!(!Warning::UsedBeforeBoot.is_configuration());
+}
+
+/// The module reports a refused right code as a possible replay unless a warning
+/// already says why it was refused: only those three may silence that report.
+#[test]
+fn only_the_reasons_of_a_refused_right_code_explain_a_replay() {
+    assert!(Warning::UsedBeforeBoot.explains_replay());
+    assert!(Warning::StoreRecreatedAhead { since: 1, ahead: 1 }.explains_replay());
+    assert!(
+        Warning::Version1HotpCounter {
+            counter: 1,
+            mark: 2
+        }
+        .explains_replay()
+    );
+    assert!(!Warning::RateLimitExceeded.explains_replay());
+    assert!(!Warning::LegacySecret { bits: 80 }.explains_replay());
+    assert!(
+        !Warning::MarkAheadOfClock {
+            mark_time: 1,
+            ahead: 1
+        }
+        .explains_replay()
+    );
+}
+
+/// What the log says of a refusal names its cause.
+#[test]
+fn verify_errors_and_line_warnings_name_their_cause() {
+    assert_eq!(
+        VerifyError::SecretTooShort { bits: 64, min: 80 }.to_string(),
+        "secret has 64 bits, at least 80 required"
+    );
+    assert!(VerifyError::ClockFault.to_string().contains("clock"));
+    let rl = Warning::LineNotUpdated {
+        key: crate::gafile::KEY_RATE_LIMIT,
+        shared: true,
+    }
+    .to_string();
+    assert!(rl.contains("do not count this attempt"), "{rl}");
+    let reuse = Warning::LineNotUpdated {
+        key: crate::gafile::KEY_DISALLOW_REUSE,
+        shared: true,
+    }
+    .to_string();
+    assert!(reuse.contains("take this code again"), "{reuse}");
+}
