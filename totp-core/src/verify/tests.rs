@@ -2292,3 +2292,35 @@ fn verify_errors_and_line_warnings_name_their_cause() {
     .to_string();
     assert!(reuse.contains("take this code again"), "{reuse}");
 }
+
+/// After a boot, every step a wide window reached by then counts as used (a lazy write
+/// lost in the crash may have recorded one of them): half the window, not less.
+#[test]
+fn after_a_boot_every_step_a_wide_window_reached_counts_as_used() {
+    let p = Policy::default();
+    let f = file(&format!("{S}\n\" WINDOW_SIZE 17\n\" TOTP_AUTH\n"));
+    let boot: u64 = 300_000;
+    let run = |step: u64, now: i64| {
+        let c = candidates(code(step).as_bytes(), Digits::SIX, false);
+        let prep = prepare(&f, &p, &c, now, &key()).unwrap();
+        let a = Attempt {
+            origin: HOME,
+            rhost: None,
+            local: false,
+            now,
+            continued: false,
+            boot_time: Some(boot),
+            store_complete_since: 0,
+            keep_ga_lines: true,
+        };
+        prep.decide(&UserState::default(), &p, &a).unwrap().verdict
+    };
+    // Eight steps ahead of the boot's step was within reach before it.
+    assert_eq!(run(10_008, 300_010), Verdict::Replayed);
+    assert_eq!(run(10_002, 300_010), Verdict::Replayed);
+    // Control: the first step past that reach works.
+    assert_eq!(
+        run(10_009, 300_010 + 30),
+        Verdict::Accepted(Method::Totp { step: 10_009 })
+    );
+}
