@@ -2339,3 +2339,23 @@ fn a_rate_limit_refusal_waits_at_least_a_second() {
     assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
     assert_eq!(d.retry_after, Some(1));
 }
+
+/// Dropping records a clock far ahead wrote keeps the origins the user logged in
+/// from: they are what spares the user the ceiling of strangers' guesses.
+#[test]
+fn dropped_future_records_keep_the_known_origins() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&p, &code(10_000), 300_000)));
+    u.attempt(&p, "000000", 900_000_000);
+    let d = u.try_from(&p, "000000", 300_100, STRANGER);
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::FutureRecordsDropped { .. })),
+        "{:?}",
+        d.warnings
+    );
+    let known: Vec<OriginKey> = u.ledger().known.iter().map(|k| k.key).collect();
+    assert_eq!(known, vec![HOME]);
+}
