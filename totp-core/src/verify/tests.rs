@@ -2359,3 +2359,25 @@ fn dropped_future_records_keep_the_known_origins() {
     let known: Vec<OriginKey> = u.ledger().known.iter().map(|k| k.key).collect();
     assert_eq!(known, vec![HOME]);
 }
+
+/// Of the waits that apply, the longest is the one told and named (on a tie, the
+/// backoff the origin itself ran into): a shorter one would send the user back into
+/// another refusal.
+#[test]
+fn throttling_names_the_longest_wait() {
+    let p = Policy::default();
+    let now = 300_000;
+    let waits = |blocked: u64, ceiling: u64| {
+        let l = Ledger {
+            blocked_until: now + blocked,
+            ceiling: [0, now + p.ceiling_tolerance_secs() + ceiling],
+            ..Ledger::default()
+        };
+        throttling(&l, &p, STRANGER, false, now, true)
+    };
+    assert_eq!(waits(100, 500), Some((now + 500, Throttle::Ceiling)));
+    assert_eq!(waits(500, 100), Some((now + 500, Throttle::Backoff)));
+    assert_eq!(waits(100, 100), Some((now + 100, Throttle::Backoff)));
+    // Control: nothing to wait for.
+    assert_eq!(waits(0, 0), None);
+}
