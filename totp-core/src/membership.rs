@@ -160,6 +160,34 @@ mod tests {
         };
         assert_eq!(decide(&facts), Membership::NotMember);
     }
+
+    /// The group list is fetched exactly where the entry leaves the answer open: it
+    /// can prove membership (a supplementary group the entry does not list) and is the
+    /// only proof of non-membership, while a lookup no answer needs is not made (a
+    /// name service that is down may take long to say so).
+    #[test]
+    fn prove_fetches_the_group_list_only_where_the_entry_leaves_it_open() {
+        use std::cell::Cell;
+        let full = list(&[100, 500], true);
+        let none_of_them = list(&[100], true);
+        let ask = |group: Option<&GroupEntry>, l: &GroupList| {
+            let fetched = Cell::new(false);
+            let m = prove("alice", 100, group, || {
+                fetched.set(true);
+                Some(l)
+            });
+            (m, fetched.get())
+        };
+        let listed = entry(500, &["alice"]);
+        assert_eq!(ask(Some(&listed), &full), (Membership::Member, false));
+        assert_eq!(ask(None, &full), (Membership::Unknown, false));
+        let unlisted = entry(500, &[]);
+        assert_eq!(ask(Some(&unlisted), &full), (Membership::Member, true));
+        assert_eq!(
+            ask(Some(&unlisted), &none_of_them),
+            (Membership::NotMember, true)
+        );
+    }
 }
 
 /// Debian's OpenSSH "user-group-modes" rule: a group-writable home or directory is as

@@ -414,7 +414,14 @@ fn ga_scenario_rate_limit_4_per_120_from_the_store() {
         if !ok {
             assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
             assert!(d.warnings.contains(&Warning::RateLimitExceeded));
-            assert!(d.retry_after.is_some_and(|s| s > 0));
+            // Until the oldest counted attempt leaves the 120-s interval.
+            let oldest = u.ledger().attempts[0];
+            assert_eq!(
+                d.retry_after,
+                Some(oldest + 120 - t * 30),
+                "{:?}",
+                u.ledger()
+            );
         }
     }
     assert_eq!(
@@ -735,6 +742,20 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
     assert!(
         d.warnings
             .contains(&Warning::Version1MarkNotApplied { mark_time: 600_000 })
+    );
+    // At the edge of the allowance the version-1 mark is one a login honours: applied,
+    // so the code of the clock's own step stays refused as used.
+    let edge = 600_000 - 86_400;
+    let c = candidates(code(edge as u64 / 30).as_bytes(), Digits::SIX, false);
+    let prep = prepare(&u.file, &p, &c, edge, &key()).unwrap();
+    let d = prep.decide(&legacy_only, &p, &a(edge)).expect("decided");
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert!(
+        !d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::Version1MarkNotApplied { .. })),
+        "{:?}",
+        d.warnings
     );
     // The admin tool's reset (an empty record) is the recovery.
     u.state = UserState::default();
@@ -1877,6 +1898,23 @@ fn a_store_that_lost_its_data_counts_every_step_before_it_as_used() {
     let d = run(&code(10_000), 300_010, 300_000);
     assert_eq!(d.verdict, Verdict::Replayed);
     assert!(d.warnings.contains(&Warning::UsedBeforeBoot));
+    // A store recreated by a host whose clock was ahead refuses the codes up to then,
+    // and the log names the clock trouble instead of a used code.
+    let d = run(&code(10_000), 300_010, 301_000);
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert!(d.warnings.contains(&Warning::StoreRecreatedAhead {
+        since: 301_000,
+        ahead: 990
+    }));
+    assert!(!d.warnings.contains(&Warning::UsedBeforeBoot));
+    // Within the clock slack it is the ordinary case.
+    let d = run(&code(10_000), 300_010, 300_070);
+    assert!(d.warnings.contains(&Warning::UsedBeforeBoot));
+    assert!(
+        !d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::StoreRecreatedAhead { .. }))
+    );
     // Control: the same attempt against a store complete since the beginning.
     assert!(accepted(&run(&code(10_000), 300_010, 0)));
     // The window reaches one step ahead: that one counts as used too; the one after it
@@ -2102,4 +2140,291 @@ fn a_code_older_than_the_last_accepted_step_is_out_of_order_not_a_replay() {
         );
         assert!(d.refusal().is_none());
     }
+}
+
+/// The module splits a typed "password then code" answer by these digits: an
+/// eight-digit file read as six would cut two digits of the code into the password.
+#[test]
+fn prepared_reports_the_files_own_digits_and_mode() {
+    let b32 = crate::base32::encode(b"12345678901234567890123456789012");
+    let f = file(&format!(
+        "{b32}\n\" PAM_TOTP_ALGORITHM SHA256\n\" PAM_TOTP_DIGITS 8\n\" TOTP_AUTH\n"
+    ));
+    let prep = prepare(&f, &Policy::default(), &[], 59, &key()).unwrap();
+    assert_eq!(prep.digits(), Digits::EIGHT);
+    assert_eq!(prep.mode(), Mode::Totp);
+    let f = file(&format!("{S}\n\" HOTP_COUNTER 4\n"));
+    let prep = prepare(&f, &Policy::default(), &[], 59, &key()).unwrap();
+    assert_eq!(prep.digits(), Digits::SIX);
+    assert_eq!(prep.mode(), Mode::Hotp { counter: 4 });
+}
+
+/// Half a wide window is how far it reaches, not a lead a stored skew gives: a mark
+/// one second past the clock-lag allowance is a clock fault at any window size.
+#[test]
+fn a_wide_window_widens_no_clock_fault_allowance() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" WINDOW_SIZE 17\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&p, &code(20_000), 600_000)));
+    let c = candidates(b"000000", Digits::SIX, false);
+    let a = |now| Attempt {
+        origin: HOME,
+        rhost: None,
+        local: false,
+        now,
+        continued: false,
+        boot_time: None,
+        store_complete_since: 0,
+        keep_ga_lines: true,
+    };
+    let lag = p.max_clock_lag_secs as i64;
+    let prep = prepare(&u.file, &p, &c, 600_000 - lag - 1, &key()).unwrap();
+    assert_eq!(
+        prep.decide(&u.state, &p, &a(600_000 - lag - 1)).err(),
+        Some(VerifyError::StateAhead {
+            mark_time: 600_000,
+            in_file: false,
+            version_1: false
+        })
+    );
+    // Control: within the allowance the mark is honoured and the attempt decided.
+    let prep = prepare(&u.file, &p, &c, 600_000 - lag, &key()).unwrap();
+    assert!(prep.decide(&u.state, &p, &a(600_000 - lag)).is_ok());
+}
+
+/// The enrolment's own mark far ahead is its own clock fault, even where an older
+/// version-1 mark is also kept: the log must not send the admin after the old one.
+#[test]
+fn an_own_mark_ahead_is_not_blamed_on_a_version_1_mark() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&p, &code(20_000), 600_000)));
+    u.state.legacy = Some(crate::state::LegacyMarks {
+        last_step: Some(10),
+        hotp: None,
+    });
+    let c = candidates(b"000000", Digits::SIX, false);
+    let now = 600_000 - p.max_clock_lag_secs as i64 - 1;
+    let prep = prepare(&u.file, &p, &c, now, &key()).unwrap();
+    let a = Attempt {
+        origin: HOME,
+        rhost: None,
+        local: false,
+        now,
+        continued: false,
+        boot_time: None,
+        store_complete_since: 0,
+        keep_ga_lines: true,
+    };
+    assert_eq!(
+        prep.decide(&u.state, &p, &a).err(),
+        Some(VerifyError::StateAhead {
+            mark_time: 600_000,
+            in_file: false,
+            version_1: false
+        })
+    );
+}
+
+/// A mark past everything the window reaches, yet within the clock-lag allowance, is
+/// obeyed and said: the operator learns of a clock that is behind before it locks out.
+#[test]
+fn a_mark_ahead_of_the_window_is_obeyed_with_a_warning() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&p, &code(20_000), 600_000)));
+    let d = u.clone().attempt(&p, &code(19_966), 599_000);
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert!(
+        d.warnings.contains(&Warning::MarkAheadOfClock {
+            mark_time: 600_000,
+            ahead: 1_000
+        }),
+        "{:?}",
+        d.warnings
+    );
+    // Control: a mark the window reaches, or reaches but for the clock slack, is no
+    // clock trouble.
+    for now in [600_000 - 30, 600_000 - 2 * 30 - CLOCK_SLACK_SECS as i64] {
+        let d = u.clone().attempt(&p, &code(now as u64 / 30), now);
+        assert_eq!(d.verdict, Verdict::Replayed);
+        assert!(
+            !d.warnings
+                .iter()
+                .any(|w| matches!(w, Warning::MarkAheadOfClock { .. })),
+            "{now}: {:?}",
+            d.warnings
+        );
+    }
+}
+
+/// Logins made while the grace period is off earn nothing: an admin who turns it on
+/// later must not find that the codes of the last hour already skip the prompt.
+#[test]
+fn logins_without_a_grace_period_record_no_grace() {
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&Policy::default(), "050548", 300_000)));
+    assert!(u.ledger().grace.is_empty());
+    assert!(!u.graced(&grace_policy(), HOME, Some(ip), 300_010));
+    // Control: the same login with the grace period on records it.
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&grace_policy(), "050548", 300_000)));
+    assert!(u.graced(&grace_policy(), HOME, Some(ip), 300_010));
+}
+
+/// The tools report configuration facts and the module logs them only with `debug`;
+/// a per-login event among them would vanish from the log, and a 128-bit secret (the
+/// recommended length) is no legacy secret.
+#[test]
+fn configuration_warnings_are_the_files_lasting_facts_only() {
+    let p = Policy {
+        max_window: 3,
+        ..Policy::default()
+    };
+    let legacy = file(&format!("{S}\n\" WINDOW_SIZE 5\n\" TOTP_AUTH\n"));
+    assert_eq!(
+        configuration_warnings(&legacy, &p).unwrap(),
+        vec![
+            Warning::LegacySecret { bits: 80 },
+            Warning::WindowClamped { file: 5, used: 3 }
+        ]
+    );
+    let b128 = crate::base32::encode(&[9u8; 16]);
+    let strong = file(&format!("{b128}\n\" TOTP_AUTH\n"));
+    assert_eq!(configuration_warnings(&strong, &p).unwrap(), vec![]);
+    assert!(!Warning::RateLimitExceeded.is_configuration());
+    assert!(!Warning::UsedBeforeBoot.is_configuration());
+}
+
+/// The module reports a refused right code as a possible replay unless a warning
+/// already says why it was refused: only those three may silence that report.
+#[test]
+fn only_the_reasons_of_a_refused_right_code_explain_a_replay() {
+    assert!(Warning::UsedBeforeBoot.explains_replay());
+    assert!(Warning::StoreRecreatedAhead { since: 1, ahead: 1 }.explains_replay());
+    assert!(
+        Warning::Version1HotpCounter {
+            counter: 1,
+            mark: 2
+        }
+        .explains_replay()
+    );
+    assert!(!Warning::RateLimitExceeded.explains_replay());
+    assert!(!Warning::LegacySecret { bits: 80 }.explains_replay());
+    assert!(
+        !Warning::MarkAheadOfClock {
+            mark_time: 1,
+            ahead: 1
+        }
+        .explains_replay()
+    );
+}
+
+/// What the log says of a refusal names its cause.
+#[test]
+fn verify_errors_and_line_warnings_name_their_cause() {
+    assert_eq!(
+        VerifyError::SecretTooShort { bits: 64, min: 80 }.to_string(),
+        "secret has 64 bits, at least 80 required"
+    );
+    assert!(VerifyError::ClockFault.to_string().contains("clock"));
+    let rl = Warning::LineNotUpdated {
+        key: crate::gafile::KEY_RATE_LIMIT,
+        shared: true,
+    }
+    .to_string();
+    assert!(rl.contains("do not count this attempt"), "{rl}");
+    let reuse = Warning::LineNotUpdated {
+        key: crate::gafile::KEY_DISALLOW_REUSE,
+        shared: true,
+    }
+    .to_string();
+    assert!(reuse.contains("take this code again"), "{reuse}");
+}
+
+/// After a boot, every step a wide window reached by then counts as used (a lazy write
+/// lost in the crash may have recorded one of them): half the window, not less.
+#[test]
+fn after_a_boot_every_step_a_wide_window_reached_counts_as_used() {
+    let p = Policy::default();
+    let f = file(&format!("{S}\n\" WINDOW_SIZE 17\n\" TOTP_AUTH\n"));
+    let boot: u64 = 300_000;
+    let run = |step: u64, now: i64| {
+        let c = candidates(code(step).as_bytes(), Digits::SIX, false);
+        let prep = prepare(&f, &p, &c, now, &key()).unwrap();
+        let a = Attempt {
+            origin: HOME,
+            rhost: None,
+            local: false,
+            now,
+            continued: false,
+            boot_time: Some(boot),
+            store_complete_since: 0,
+            keep_ga_lines: true,
+        };
+        prep.decide(&UserState::default(), &p, &a).unwrap().verdict
+    };
+    // Eight steps ahead of the boot's step was within reach before it.
+    assert_eq!(run(10_008, 300_010), Verdict::Replayed);
+    assert_eq!(run(10_002, 300_010), Verdict::Replayed);
+    // Control: the first step past that reach works.
+    assert_eq!(
+        run(10_009, 300_010 + 30),
+        Verdict::Accepted(Method::Totp { step: 10_009 })
+    );
+}
+
+/// An attempt counted at the very start of the interval leaves it now; the refusal
+/// still says to wait a second, never zero.
+#[test]
+fn a_rate_limit_refusal_waits_at_least_a_second() {
+    let mut u = User::new(&format!(
+        "{S}\n\" RATE_LIMIT 2 120 600000 600000\n\" TOTP_AUTH"
+    ));
+    let d = u.attempt(&Policy::default(), &code(20_004), 600_120);
+    assert_eq!(d.verdict, Verdict::Throttled(Throttle::RateLimit));
+    assert_eq!(d.retry_after, Some(1));
+}
+
+/// Dropping records a clock far ahead wrote keeps the origins the user logged in
+/// from: they are what spares the user the ceiling of strangers' guesses.
+#[test]
+fn dropped_future_records_keep_the_known_origins() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    assert!(accepted(&u.attempt(&p, &code(10_000), 300_000)));
+    u.attempt(&p, "000000", 900_000_000);
+    let d = u.try_from(&p, "000000", 300_100, STRANGER);
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::FutureRecordsDropped { .. })),
+        "{:?}",
+        d.warnings
+    );
+    let known: Vec<OriginKey> = u.ledger().known.iter().map(|k| k.key).collect();
+    assert_eq!(known, vec![HOME]);
+}
+
+/// Of the waits that apply, the longest is the one told and named (on a tie, the
+/// backoff the origin itself ran into): a shorter one would send the user back into
+/// another refusal.
+#[test]
+fn throttling_names_the_longest_wait() {
+    let p = Policy::default();
+    let now = 300_000;
+    let waits = |blocked: u64, ceiling: u64| {
+        let l = Ledger {
+            blocked_until: now + blocked,
+            ceiling: [0, now + p.ceiling_tolerance_secs() + ceiling],
+            ..Ledger::default()
+        };
+        throttling(&l, &p, STRANGER, false, now, true)
+    };
+    assert_eq!(waits(100, 500), Some((now + 500, Throttle::Ceiling)));
+    assert_eq!(waits(500, 100), Some((now + 500, Throttle::Backoff)));
+    assert_eq!(waits(100, 100), Some((now + 100, Throttle::Backoff)));
+    // Control: nothing to wait for.
+    assert_eq!(waits(0, 0), None);
 }
