@@ -749,7 +749,8 @@ fn a_mark_far_ahead_of_the_clock_denies_with_a_recoverable_error() {
     let c = candidates(code(edge as u64 / 30).as_bytes(), Digits::SIX, false);
     let prep = prepare(&u.file, &p, &c, edge, &key()).unwrap();
     let d = prep.decide(&legacy_only, &p, &a(edge)).expect("decided");
-    assert_eq!(d.verdict, Verdict::Replayed);
+    // Refused as older than the mark (the clock's own step was never accepted).
+    assert_eq!(d.verdict, Verdict::OutOfOrder);
     assert!(
         !d.warnings
             .iter()
@@ -2234,7 +2235,8 @@ fn a_mark_ahead_of_the_window_is_obeyed_with_a_warning() {
     let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
     assert!(accepted(&u.attempt(&p, &code(20_000), 600_000)));
     let d = u.clone().attempt(&p, &code(19_966), 599_000);
-    assert_eq!(d.verdict, Verdict::Replayed);
+    // Refused: an older step than the mark, never itself accepted.
+    assert_eq!(d.verdict, Verdict::OutOfOrder);
     assert!(
         d.warnings.contains(&Warning::MarkAheadOfClock {
             mark_time: 600_000,
@@ -2247,7 +2249,7 @@ fn a_mark_ahead_of_the_window_is_obeyed_with_a_warning() {
     // clock trouble.
     for now in [600_000 - 30, 600_000 - 2 * 30 - CLOCK_SLACK_SECS as i64] {
         let d = u.clone().attempt(&p, &code(now as u64 / 30), now);
-        assert_eq!(d.verdict, Verdict::Replayed);
+        assert_eq!(d.verdict, Verdict::OutOfOrder);
         assert!(
             !d.warnings
                 .iter()
