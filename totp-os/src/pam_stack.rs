@@ -822,11 +822,25 @@ fn collect(
         if let Line::Include { name, auth, .. } = &line
             && unopenable(dir, name)?
         {
-            if !auth_only && !auth {
+            if !auth && !auth_only {
                 return Err(StackError::Refused(format!(
                     "{}:{number}: \"@include {}\" names a file libpam cannot open: it \
                      then fails to read the whole service, and every login through it \
                      fails (PAM_ABORT); create the file or remove the line",
+                    path.display(),
+                    name.escape_debug()
+                )));
+            }
+            if !auth {
+                // libpam reads no control value for an `@include`, and installs the
+                // line that fails with whatever its action array held: seen through
+                // libpam, the same stack asks the code on one login and not the next.
+                return Err(StackError::Refused(format!(
+                    "{}:{number}: \"@include {}\" names a file libpam cannot open, in a \
+                     file read as auth lines: libpam 1.5.2 then installs a line that \
+                     fails with actions it never set, so what the stack does after it \
+                     differs from one login to the next; create the file or remove the \
+                     line",
                     path.display(),
                     name.escape_debug()
                 )));
@@ -1479,15 +1493,18 @@ mod tests {
             assert_eq!(failing_action(&o.control, Failing::MustFail), Action::Bad);
             assert_eq!(o.control, control);
         }
-        write(dir.path(), "inner", "@include gone\n");
-        write(dir.path(), "b", "auth include inner\n");
+        write(dir.path(), "inner", "auth include gone\n");
+        write(dir.path(), "b", "@include inner\n");
         let (_, others) = auth_stack(dir.path(), "b").expect("read");
         assert_eq!(others[0].unopened.as_deref(), Some("gone"));
-        write(dir.path(), "c", "@include inner\n");
-        assert!(matches!(
-            auth_stack(dir.path(), "c"),
-            Err(StackError::Refused(_))
-        ));
+        write(dir.path(), "inner", "@include gone\n");
+        for service in ["b", "c"] {
+            write(dir.path(), "c", "auth include inner\n");
+            assert!(
+                matches!(auth_stack(dir.path(), service), Err(StackError::Refused(_))),
+                "{service}"
+            );
+        }
         for nameless in [
             "auth include",
             "@include",
@@ -1502,7 +1519,7 @@ mod tests {
         }
         // An `auth include` file skips other types' lines before their names.
         write(dir.path(), "inner", "account include\n");
-        assert!(auth_stack(dir.path(), "b").is_ok());
+        assert!(auth_stack(dir.path(), "c").is_ok());
     }
 
     fn warnings(dir: &Path, service: &str) -> Vec<String> {
