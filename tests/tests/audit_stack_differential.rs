@@ -1348,6 +1348,48 @@ fn an_include_libpam_cannot_open_fails_every_login() {
         let expected = if words == Some(whole) { 1 } else { 0 };
         assert_eq!(status, Some(expected), "{case}: {said}");
     }
+    // A jump over an `auth substack` libpam cannot open: libpam installs the
+    // substack's start and then the failing line, two modules a jump counts (one for
+    // an `auth include`). `success=1` lands on the failing line, `success=2` on the code
+    // line, which runs: neither skips the code.
+    let jumps = "jumps over it";
+    for (kind, n, result) in [
+        ("substack", 1, "PAM_PERM_DENIED"),
+        ("substack", 2, "PAM_SUCCESS"),
+        ("include", 1, "PAM_SUCCESS"),
+    ] {
+        let stack = Stack::new();
+        let dir = stack.path().to_string_lossy().into_owned();
+        stack.service(
+            "svc",
+            &format!(
+                "auth [success={n} default=ignore] pam_permit.so\n\
+                 auth {kind} {dir}/missing\n{CODE_LINE}"
+            ),
+        );
+        let case = format!("{kind} success={n}");
+        let d = login(&stack, &u, &secrets[..1]);
+        assert_eq!(d.result, result, "{case}: {d:?}");
+        assert!(d.prompts > 0, "{case}: {d:?}");
+        let (_, said) = audit_status(&stack, &u.name);
+        assert!(!said.contains(jumps), "{case}: {said}");
+        assert!(said.contains(always), "{case}: {said}");
+    }
+    // Control: a jump of 3 over the substack's two modules passes the code line too.
+    let stack = Stack::new();
+    let dir = stack.path().to_string_lossy().into_owned();
+    stack.service(
+        "svc",
+        &format!(
+            "auth [success=3 default=ignore] pam_permit.so\nauth substack {dir}/missing\n\
+             {CODE_LINE}auth required pam_permit.so\n"
+        ),
+    );
+    let d = login(&stack, &u, &secrets[..1]);
+    assert_eq!((d.result.as_str(), d.prompts), ("PAM_SUCCESS", 0), "{d:?}");
+    let (_, said) = audit_status(&stack, &u.name);
+    assert!(said.contains(jumps), "{said}");
+
     // An `@include` libpam cannot open in a file an `auth include` reads: libpam sets
     // none of the failing line's actions, and the same stack asked the code on some
     // logins and not on others; the login failed on each. The audit refuses it.

@@ -845,13 +845,15 @@ fn collect(
                     name.escape_debug()
                 )));
             }
+            let substack = matches!(line, Line::Include { substack: true, .. });
+            if substack {
+                // libpam installs the substack's start before it finds no file, then
+                // the failing line after it: a jump counts both.
+                at.take();
+            }
             out.others.push(OtherLine {
                 module: name.clone(),
-                control: if matches!(line, Line::Include { substack: true, .. }) {
-                    "substack".to_owned()
-                } else {
-                    "include".to_owned()
-                },
+                control: if substack { "substack" } else { "include" }.to_owned(),
                 file: path.clone(),
                 line: number,
                 position: at.take(),
