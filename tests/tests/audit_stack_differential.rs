@@ -1192,3 +1192,349 @@ fn a_crlf_file_is_read_with_its_carriage_returns() {
         }
     }
 }
+
+/// `totp-state audit --service svc`: its exit status and its words (both streams).
+fn audit_status(stack: &Stack, user: &str) -> (Option<i32>, String) {
+    let out = Command::new(&built().state_tool)
+        .args(["audit", "--service", "svc", "--user", user, "--pam-dir"])
+        .arg(stack.path())
+        .output()
+        .expect("totp-state audit");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), said)
+}
+
+/// An account with a usable secret file for the code line `Code0:`.
+fn enrolled(tag: &str) -> (TestUser, Vec<String>) {
+    let (u, secrets) = account(tag);
+    let p = u.home.join(".totp0");
+    let _ = std::fs::remove_file(&p);
+    write_owned(&p, totp_file(&secrets[0]).as_bytes(), u.uid, u.gid, 0o600);
+    (u, secrets)
+}
+
+const CODE_LINE: &str = "auth required @MODULE@ secret=~/.totp0 authtok_prompt=Code0:\n";
+
+/// A line before the code line, the extra file's text, libpam's result, whether the
+/// code was asked, the audit's words, the line they name (0: svc:2, 1: extra:1).
+type OpenCase<'a> = (&'a str, &'a str, &'a str, bool, Option<&'a str>, usize);
+
+/// An `auth include` or `auth substack` whose file libpam cannot open (none there, or a
+/// name ending in a carriage return) is no reason to stop reading: libpam logs
+/// "unable to open config", installs the line as one that returns `PAM_PERM_DENIED`
+/// with every action `bad`, and runs the rest of the stack, so every login fails after
+/// the code is asked. An `@include` inside an `auth include`d file fails too, but with
+/// actions libpam never set (the code asked on some logins, not on others). An
+/// `@include` of the service's own reading (its file, or a file it `@include`s) is
+/// different: libpam fails to read the service, and every login fails with
+/// `PAM_ABORT` before any prompt. The audit names the line, or refuses the service
+/// (status 1; the unset actions too), where it stopped with "cannot read" before.
+/// Controls: the same includes of a file that is there.
+#[test]
+fn an_include_libpam_cannot_open_fails_every_login() {
+    if !require_root("an_include_libpam_cannot_open_fails_every_login") {
+        return;
+    }
+    let (u, secrets) = enrolled("so");
+    let always = "cannot open the file it includes";
+    let whole = "fails to read the whole service";
+    let cases: [OpenCase; 9] = [
+        (
+            "auth include @DIR@/missing",
+            "",
+            "PAM_PERM_DENIED",
+            true,
+            Some(always),
+            0,
+        ),
+        (
+            "auth substack @DIR@/missing",
+            "",
+            "PAM_PERM_DENIED",
+            true,
+            Some(always),
+            0,
+        ),
+        (
+            "auth include @DIR@/extra\r",
+            "auth required pam_permit.so\n",
+            "PAM_PERM_DENIED",
+            true,
+            Some(always),
+            0,
+        ),
+        (
+            "@include @DIR@/extra",
+            "auth substack @DIR@/missing\n",
+            "PAM_PERM_DENIED",
+            true,
+            Some(always),
+            1,
+        ),
+        (
+            "@include @DIR@/missing",
+            "",
+            "PAM_ABORT",
+            false,
+            Some(whole),
+            0,
+        ),
+        (
+            "@include @DIR@/extra",
+            "@include @DIR@/missing\n",
+            "PAM_ABORT",
+            false,
+            Some(whole),
+            1,
+        ),
+        (
+            "auth include @DIR@/extra",
+            "auth required pam_permit.so\n",
+            "PAM_SUCCESS",
+            true,
+            None,
+            0,
+        ),
+        (
+            "auth substack @DIR@/extra",
+            "auth required pam_permit.so\n",
+            "PAM_SUCCESS",
+            true,
+            None,
+            0,
+        ),
+        (
+            "@include @DIR@/extra",
+            "auth required pam_permit.so\n",
+            "PAM_SUCCESS",
+            true,
+            None,
+            0,
+        ),
+    ];
+    for (line, extra, result, prompted, words, at) in cases {
+        let stack = Stack::new();
+        let dir = stack.path().to_string_lossy().into_owned();
+        if !extra.is_empty() {
+            stack.service("extra", &extra.replace("@DIR@", &dir));
+        }
+        let line = line.replace("@DIR@", &dir);
+        stack.service(
+            "svc",
+            &format!("auth required pam_permit.so\n{line}\n{CODE_LINE}"),
+        );
+        let case = line.escape_debug().to_string();
+        let d = login(&stack, &u, &secrets[..1]);
+        assert_eq!(d.result, result, "{case}: {d:?}");
+        assert_eq!(d.prompts > 0, prompted, "{case}: {d:?}");
+        let (status, said) = audit_status(&stack, &u.name);
+        assert!(!said.contains("cannot read"), "{case}: {said}");
+        for w in [always, whole] {
+            assert_eq!(said.contains(w), words == Some(w), "{case}: {said}");
+        }
+        let place = match at {
+            0 => format!("{}:2", stack.path().join("svc").display()),
+            _ => format!("{}:1", stack.path().join("extra").display()),
+        };
+        if words.is_some() {
+            assert!(said.contains(&place), "{case}: {said}");
+        }
+        // A refused service is a problem found; a line that fails every login a
+        // warning beside the accounts' verdicts.
+        let expected = if words == Some(whole) { 1 } else { 0 };
+        assert_eq!(status, Some(expected), "{case}: {said}");
+    }
+    // A jump over an `auth substack` libpam cannot open: libpam installs the
+    // substack's start and then the failing line, two modules a jump counts (one for
+    // an `auth include`). `success=1` lands on the failing line, `success=2` on the code
+    // line, which runs: neither skips the code.
+    let jumps = "jumps over it";
+    for (kind, n, result) in [
+        ("substack", 1, "PAM_PERM_DENIED"),
+        ("substack", 2, "PAM_SUCCESS"),
+        ("include", 1, "PAM_SUCCESS"),
+    ] {
+        let stack = Stack::new();
+        let dir = stack.path().to_string_lossy().into_owned();
+        stack.service(
+            "svc",
+            &format!(
+                "auth [success={n} default=ignore] pam_permit.so\n\
+                 auth {kind} {dir}/missing\n{CODE_LINE}"
+            ),
+        );
+        let case = format!("{kind} success={n}");
+        let d = login(&stack, &u, &secrets[..1]);
+        assert_eq!(d.result, result, "{case}: {d:?}");
+        assert!(d.prompts > 0, "{case}: {d:?}");
+        let (_, said) = audit_status(&stack, &u.name);
+        assert!(!said.contains(jumps), "{case}: {said}");
+        assert!(said.contains(always), "{case}: {said}");
+    }
+    // Control: a jump of 3 over the substack's two modules passes the code line too.
+    let stack = Stack::new();
+    let dir = stack.path().to_string_lossy().into_owned();
+    stack.service(
+        "svc",
+        &format!(
+            "auth [success=3 default=ignore] pam_permit.so\nauth substack {dir}/missing\n\
+             {CODE_LINE}auth required pam_permit.so\n"
+        ),
+    );
+    let d = login(&stack, &u, &secrets[..1]);
+    assert_eq!((d.result.as_str(), d.prompts), ("PAM_SUCCESS", 0), "{d:?}");
+    let (_, said) = audit_status(&stack, &u.name);
+    assert!(said.contains(jumps), "{said}");
+
+    // An `@include` libpam cannot open in a file an `auth include` reads: libpam sets
+    // none of the failing line's actions, and the same stack asked the code on some
+    // logins and not on others; the login failed on each. The audit refuses it.
+    let stack = Stack::new();
+    let dir = stack.path().to_string_lossy().into_owned();
+    stack.service("extra", &format!("@include {dir}/missing\n"));
+    stack.service(
+        "svc",
+        &format!("auth required pam_permit.so\nauth include {dir}/extra\n{CODE_LINE}"),
+    );
+    let d = login(&stack, &u, &secrets[..1]);
+    assert_eq!(d.result, "PAM_PERM_DENIED", "{d:?}");
+    let (status, said) = audit_status(&stack, &u.name);
+    assert!(said.contains("actions it never set"), "{said}");
+    assert!(
+        said.contains(&format!("{}:1", stack.path().join("extra").display())),
+        "{said}"
+    );
+    assert_eq!(status, Some(1), "{said}");
+}
+
+/// An include with no file name after it (`auth include`, `auth substack`, `@include`,
+/// of any type) crashes libpam 1.5.2 while it reads the service: the program logging
+/// in dies of a segmentation fault. The audit refuses such a service (status 1), where
+/// it called the line one that fails like a line without a module. Control: the same
+/// lines naming a file that is there.
+#[test]
+fn an_include_with_no_file_name_crashes_libpam() {
+    if !require_root("an_include_with_no_file_name_crashes_libpam") {
+        return;
+    }
+    let (u, secrets) = enrolled("sn");
+    let words = "an include with no file name";
+    let permit = "auth required pam_permit.so\n";
+    for (line, extra, crashes) in [
+        ("auth include", permit, true),
+        ("auth substack", permit, true),
+        ("@include", permit, true),
+        ("account include", permit, true),
+        ("xauth substack", permit, true),
+        ("@include @DIR@/extra", "auth include\n", true),
+        ("auth include @DIR@/extra", "@include\n", true),
+        ("auth include @DIR@/extra", permit, false),
+        ("auth substack @DIR@/extra", permit, false),
+        ("@include @DIR@/extra", permit, false),
+        ("account include @DIR@/extra", permit, false),
+        // An `auth include` reads no other type's line past its type.
+        ("auth include @DIR@/extra", "account include\n", false),
+    ] {
+        let stack = Stack::new();
+        stack.service("extra", extra);
+        let line = line.replace("@DIR@", &stack.path().to_string_lossy());
+        stack.service(
+            "svc",
+            &format!("auth required pam_permit.so\n{line}\n{CODE_LINE}"),
+        );
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            login(&stack, &u, &secrets[..1])
+        }));
+        match ran {
+            Ok(d) => {
+                assert!(!crashes, "{line}: no crash: {d:?}");
+                assert_eq!(d.result, "PAM_SUCCESS", "{line}: {d:?}");
+            }
+            Err(e) => {
+                let why = e.downcast_ref::<String>().cloned().unwrap_or_default();
+                assert!(crashes, "{line}: {why}");
+                assert!(why.contains("signal 11"), "{line}: {why}");
+            }
+        }
+        let (status, said) = audit_status(&stack, &u.name);
+        assert_eq!(said.contains(words), crashes, "{line}: {said}");
+        assert_eq!(status, Some(if crashes { 1 } else { 0 }), "{line}: {said}");
+        if crashes && extra == permit {
+            let place = format!("{}:2", stack.path().join("svc").display());
+            assert!(said.contains(&place), "{line}: {said}");
+        }
+    }
+}
+
+/// A line with a type and no module (`auth required`, `auth`) is installed by libpam as
+/// one that returns `PAM_PERM_DENIED` ("no module name supplied"), its control value
+/// acting on it: `required` or no control value (every action `bad`) fail every login
+/// after the code is asked, `[default=1]` jumps over the code line. The audit names
+/// each. Controls: `optional` (the failure ignored) and `account required` (no auth
+/// line).
+#[test]
+fn a_line_with_no_module_always_fails() {
+    if !require_root("a_line_with_no_module_always_fails") {
+        return;
+    }
+    let (u, secrets) = enrolled("sm");
+    let words = "never runs its module";
+    for (line, result, prompted, warned) in [
+        ("auth required", "PAM_PERM_DENIED", true, true),
+        ("auth", "PAM_PERM_DENIED", true, true),
+        ("auth [default=1]", "PAM_SUCCESS", false, true),
+        ("auth optional", "PAM_SUCCESS", true, false),
+        ("account required", "PAM_SUCCESS", true, false),
+    ] {
+        let stack = Stack::new();
+        stack.service(
+            "svc",
+            &format!("auth required pam_permit.so\n{line}\n{CODE_LINE}"),
+        );
+        let d = login(&stack, &u, &secrets[..1]);
+        assert_eq!(d.result, result, "{line}: {d:?}");
+        assert_eq!(d.prompts > 0, prompted, "{line}: {d:?}");
+        let (_, said) = audit_status(&stack, &u.name);
+        assert_eq!(said.contains(words), warned, "{line}: {said}");
+        if warned {
+            let place = format!("{}:2", stack.path().join("svc").display());
+            assert!(said.contains(&place), "{line}: {said}");
+        }
+    }
+}
+
+/// The audit looks through every file of the PAM directory for google-authenticator
+/// lines on the code line's secret files: a file it cannot read (a link that loops, which
+/// root cannot open either) is an audit that could not look (status 2, said on standard
+/// error), not one that found nothing; `totp-enroll check` warns of it. Control: the
+/// same directory without it.
+#[test]
+fn a_pam_dir_file_the_audit_cannot_read_is_said() {
+    if !require_root("a_pam_dir_file_the_audit_cannot_read_is_said") {
+        return;
+    }
+    let (u, _) = enrolled("sl");
+    let words = "cannot look for pam_google_authenticator.so lines";
+    for looped in [true, false] {
+        let stack = Stack::new();
+        stack.service("svc", &format!("auth required pam_permit.so\n{CODE_LINE}"));
+        if looped {
+            std::os::unix::fs::symlink("looped", stack.path().join("looped")).expect("link");
+        }
+        let (status, said) = audit_status(&stack, &u.name);
+        assert_eq!(said.contains(words), looped, "{said}");
+        assert_eq!(status, Some(if looped { 2 } else { 0 }), "{said}");
+        let out = Command::new(&built().enroll)
+            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("totp-enroll check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.contains(words), looped, "check: {stderr}");
+    }
+}

@@ -340,8 +340,14 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
         add(format!("warning: {w}"));
     }
     // The same words as `totp-state audit --service`: one function for both.
-    for w in pam_stack::ga_lines_warnings(&dir, &all) {
-        add(format!("warning: {w}"));
+    match pam_stack::ga_lines_warnings(&dir, &all) {
+        Ok(found) => {
+            for w in found {
+                add(format!("warning: {w}"));
+            }
+        }
+        // Said, not passed over: no warning would read as "no such line".
+        Err(e) => add(format!("warning: {e}")),
     }
     for line in &all {
         if let Some(w) = control_warning(line) {

@@ -380,6 +380,10 @@ pub struct OtherLine {
     pub after: usize,
     /// Set when libpam never runs the line's module: the line never succeeds.
     pub failing: Option<Failing>,
+    /// Set for an `include` or `substack` line whose file libpam cannot open (the name
+    /// it includes): libpam installs the line itself as one that always fails, every
+    /// action `bad`, and carries on with the stack.
+    pub unopened: Option<String>,
 }
 
 impl OtherLine {
@@ -460,6 +464,11 @@ pub fn bypass_warnings(modules: &[ModuleLine], others: &[OtherLine]) -> Vec<Stri
         let name = other.module.rsplit('/').next().unwrap_or(&other.module);
         if let Some(failing) = other.failing {
             let why = match failing {
+                Failing::MustFail if other.unopened.is_some() => {
+                    "libpam cannot open the file it includes (it logs \"unable to open \
+                     config\") and installs the line as an auth line that returns \
+                     PAM_PERM_DENIED, every action bad"
+                }
                 Failing::MustFail => {
                     "libpam reads no module type or module there (\"illegal module type\" \
                      for a type other than auth, account, session, password; a carriage \
@@ -595,7 +604,9 @@ const MAX_PAM_DIR_FILES: usize = 1024;
 /// `RATE_LIMIT` lines as they are, so google-authenticator takes once more a code
 /// `pam_totp` accepted within its window, and does not count its attempts. A GA line
 /// whose options `pam_totp` would refuse is left out (GA denies every login there too).
-pub fn ga_lines_warnings(dir: &Path, modules: &[ModuleLine]) -> Vec<String> {
+/// An error when the directory, or a file of it, cannot be read: no warning then would
+/// claim there is no such line.
+pub fn ga_lines_warnings(dir: &Path, modules: &[ModuleLine]) -> Result<Vec<String>, StackError> {
     let ours: Vec<(&ModuleLine, &str)> = modules
         .iter()
         .filter_map(|m| Some((m, m.options.as_ref()?)))
@@ -603,22 +614,48 @@ pub fn ga_lines_warnings(dir: &Path, modules: &[ModuleLine]) -> Vec<String> {
         .map(|(m, o)| (m, o.secret.as_str()))
         .collect();
     if ours.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
+    let unlooked = |what: &Path, e: std::io::Error| {
+        let text = format!(
+            "cannot look for {GA_MODULE_FILE} lines on the secret files of the \
+             {MODULE_FILE} lines: \"{}\": {e}",
+            what.display()
+        );
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            StackError::Denied(text)
+        } else {
+            StackError::Unusable(text)
+        }
     };
-    let mut files: Vec<PathBuf> = entries
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .map_err(|e| unlooked(dir, e))?
         .take(MAX_PAM_DIR_FILES)
-        .filter_map(|e| Some(e.ok()?.path()))
-        .collect();
+    {
+        files.push(entry.map_err(|e| unlooked(dir, e))?.path());
+    }
     files.sort();
     let mut out = Vec::new();
     for path in files {
-        // A file that cannot be read as a service (a FIFO, a directory) has no line.
-        let Ok(text) = read_bounded(&path) else {
-            continue;
-        };
+        match std::fs::metadata(&path) {
+            // A name gone since the listing, or a dangling link: libpam opens no file.
+            Err(e) if is_absent(&e) => continue,
+            Err(e) => return Err(unlooked(&path, e)),
+            // No service (a FIFO, a directory): libpam gets no lines out of it.
+            Ok(m) if !m.is_file() => continue,
+            Ok(_) => {}
+        }
+        let text = read_bounded(&path).map_err(|e| {
+            let text = format!(
+                "cannot look for {GA_MODULE_FILE} lines on the secret files of the \
+                 {MODULE_FILE} lines: {e}"
+            );
+            match e {
+                StackError::Denied(_) => StackError::Denied(text),
+                _ => StackError::Unusable(text),
+            }
+        })?;
         for (number, line) in logical_lines(&text) {
             let toks = tokens(&line);
             let [kind, _, module, args @ ..] = toks.as_slice() else {
@@ -658,7 +695,7 @@ pub fn ga_lines_warnings(dir: &Path, modules: &[ModuleLine]) -> Vec<String> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Two `secret=` values that name the same files for every user: equal once a leading
@@ -717,6 +754,25 @@ fn is_absent(e: &std::io::Error) -> bool {
     )
 }
 
+/// Whether libpam would fail to open the include `name` (read as [`collect`] reads
+/// it): no such file. Any other failure to look is this process's, not libpam's.
+fn unopenable(dir: &Path, name: &str) -> Result<bool, StackError> {
+    let path = if name.starts_with('/') {
+        PathBuf::from(name)
+    } else {
+        match service_path(dir, name) {
+            Ok(p) => p,
+            // Not a name of the directory: `collect` says so.
+            Err(_) => return Ok(false),
+        }
+    };
+    match std::fs::metadata(&path) {
+        Ok(_) => Ok(false),
+        Err(e) if is_absent(&e) => Ok(true),
+        Err(_) => Ok(false),
+    }
+}
+
 /// `auth_only`: the file is read for an `auth include` or `auth substack`, which take
 /// only its auth lines. `via`: see [`OtherLine::via`].
 fn collect(
@@ -751,7 +807,64 @@ fn collect(
         )));
     }
     for (number, line) in lines {
-        match parse_line(&line) {
+        let line = parse_line(&line);
+        if let Line::Nameless { auth } = line
+            && (auth || !auth_only)
+        {
+            return Err(StackError::Refused(format!(
+                "{}:{number}: an include with no file name after it: libpam 1.5.2 \
+                 crashes reading it (a segmentation fault in the program that logs in, \
+                 sshd's or sudo's), so every login through it fails; name the file or \
+                 remove the line",
+                path.display()
+            )));
+        }
+        if let Line::Include { name, auth, .. } = &line
+            && unopenable(dir, name)?
+        {
+            if !auth && !auth_only {
+                return Err(StackError::Refused(format!(
+                    "{}:{number}: \"@include {}\" names a file libpam cannot open: it \
+                     then fails to read the whole service, and every login through it \
+                     fails (PAM_ABORT); create the file or remove the line",
+                    path.display(),
+                    name.escape_debug()
+                )));
+            }
+            if !auth {
+                // libpam reads no control value for an `@include`, and installs the
+                // line that fails with whatever its action array held: seen through
+                // libpam, the same stack asks the code on one login and not the next.
+                return Err(StackError::Refused(format!(
+                    "{}:{number}: \"@include {}\" names a file libpam cannot open, in a \
+                     file read as auth lines: libpam 1.5.2 then installs a line that \
+                     fails with actions it never set, so what the stack does after it \
+                     differs from one login to the next; create the file or remove the \
+                     line",
+                    path.display(),
+                    name.escape_debug()
+                )));
+            }
+            let substack = matches!(line, Line::Include { substack: true, .. });
+            if substack {
+                // libpam installs the substack's start before it finds no file, then
+                // the failing line after it: a jump counts both.
+                at.take();
+            }
+            out.others.push(OtherLine {
+                module: name.clone(),
+                control: if substack { "substack" } else { "include" }.to_owned(),
+                file: path.clone(),
+                line: number,
+                position: at.take(),
+                via: via.cloned(),
+                after: 0,
+                failing: Some(Failing::MustFail),
+                unopened: Some(name.clone()),
+            });
+            continue;
+        }
+        match line {
             Line::Include {
                 name,
                 auth,
@@ -784,6 +897,7 @@ fn collect(
                 via: via.cloned(),
                 after: 0,
                 failing,
+                unopened: None,
             }),
             Line::Module {
                 kind,
@@ -817,7 +931,7 @@ fn collect(
                 position: Vec::new(),
                 after: 0,
             }),
-            Line::Module { .. } | Line::Foreign { .. } | Line::Other => {}
+            Line::Module { .. } | Line::Foreign { .. } | Line::Nameless { .. } | Line::Other => {}
         }
     }
     Ok(())
@@ -934,6 +1048,11 @@ enum Line {
         control: String,
         args: Vec<String>,
     },
+    /// `@include`, `include` or `substack` with no file name: `auth` when an `auth
+    /// include` file would take it too (an `@include`, an `auth` or illegal type).
+    Nameless {
+        auth: bool,
+    },
     Other,
 }
 
@@ -997,6 +1116,16 @@ fn legal_type(kind: &str) -> bool {
 fn parse_line(line: &str) -> Line {
     let toks = tokens(line);
     match toks.as_slice() {
+        [inc] if inc == "@include" => Line::Nameless { auth: true },
+        [kind, control]
+            if control.eq_ignore_ascii_case("include")
+                || control.eq_ignore_ascii_case("substack") =>
+        {
+            let kind = line_type(kind);
+            Line::Nameless {
+                auth: kind == "auth" || !legal_type(&kind),
+            }
+        }
         [inc, name, ..] if inc == "@include" => Line::Include {
             name: name.clone(),
             auth: false,
@@ -1351,6 +1480,50 @@ mod tests {
         assert!(module_options(dir.path(), "loop").is_err());
     }
 
+    /// libpam 1.5.2 (audit_stack_differential.rs): an `auth include`/`substack` it
+    /// cannot open is a line that always fails, an `@include` of the service's own
+    /// reading fails the whole service, and an include without a name crashes it.
+    #[test]
+    fn includes_libpam_cannot_open_are_read_as_libpam_runs_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        write(dir.path(), "a", "auth include gone\nauth substack gone\n");
+        let (_, others) = auth_stack(dir.path(), "a").expect("read");
+        assert_eq!(others.len(), 2);
+        for (o, control) in others.iter().zip(["include", "substack"]) {
+            assert_eq!(o.failing, Some(Failing::MustFail));
+            assert_eq!(o.unopened.as_deref(), Some("gone"));
+            assert_eq!(failing_action(&o.control, Failing::MustFail), Action::Bad);
+            assert_eq!(o.control, control);
+        }
+        write(dir.path(), "inner", "auth include gone\n");
+        write(dir.path(), "b", "@include inner\n");
+        let (_, others) = auth_stack(dir.path(), "b").expect("read");
+        assert_eq!(others[0].unopened.as_deref(), Some("gone"));
+        write(dir.path(), "inner", "@include gone\n");
+        for service in ["b", "c"] {
+            write(dir.path(), "c", "auth include inner\n");
+            assert!(
+                matches!(auth_stack(dir.path(), service), Err(StackError::Refused(_))),
+                "{service}"
+            );
+        }
+        for nameless in [
+            "auth include",
+            "@include",
+            "account substack",
+            "xauth include",
+        ] {
+            write(dir.path(), "d", &format!("{nameless}\n"));
+            assert!(
+                matches!(auth_stack(dir.path(), "d"), Err(StackError::Refused(_))),
+                "{nameless}"
+            );
+        }
+        // An `auth include` file skips other types' lines before their names.
+        write(dir.path(), "inner", "account include\n");
+        assert!(auth_stack(dir.path(), "c").is_ok());
+    }
+
     fn warnings(dir: &Path, service: &str) -> Vec<String> {
         let (modules, others) = auth_stack(dir, service).expect("stack");
         bypass_warnings(&modules, &others)
@@ -1672,7 +1845,7 @@ mod tests {
                 &format!("auth required pam_unix.so\nauth required pam_totp.so {args}\n"),
             );
             let (modules, _) = auth_stack(dir.path(), "sshd").expect("stack");
-            let found = ga_lines_warnings(dir.path(), &modules);
+            let found = ga_lines_warnings(dir.path(), &modules).expect("readable");
             let lines: Vec<String> = warned
                 .iter()
                 .map(|n| format!("{}:{n} ", dir.path().join("sudo").display()))
@@ -1690,7 +1863,7 @@ mod tests {
             "auth required pam_totp.so user=root secret=/etc/ga/${USER}\n",
         );
         let (modules, _) = auth_stack(dir.path(), "sshd").expect("stack");
-        let found = ga_lines_warnings(dir.path(), &modules);
+        let found = ga_lines_warnings(dir.path(), &modules).expect("readable");
         assert_eq!(found.len(), 1, "{found:#?}");
         assert!(found[0].contains("other-store:1 "), "{found:#?}");
     }

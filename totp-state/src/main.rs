@@ -641,7 +641,9 @@ fn service_bypasses(service: &str, pam_dir: Option<&Path>) -> Result<Vec<String>
         pam_stack::auth_stack(&dir, service).map_err(|e| Fatal(e.to_string()))?;
     let mut out = pam_stack::bypass_warnings(&modules, &others);
     out.extend(pam_stack::code_only_warning(&modules, &others));
-    out.extend(pam_stack::ga_lines_warnings(&dir, &modules));
+    // A file of the directory not read would hide a google-authenticator line: the
+    // audit could not look, rather than found none.
+    out.extend(pam_stack::ga_lines_warnings(&dir, &modules).map_err(|e| Fatal(e.to_string()))?);
     Ok(out)
 }
 
