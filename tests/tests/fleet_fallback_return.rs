@@ -252,3 +252,109 @@ fn a_frozen_clock_login_against_a_paused_server_fails_loudly_instead_of_hanging(
     let (d, logs) = login_logged(&host, &u, &code_at(&secret, now()), PEER, None);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
+
+/// `chattr +i` on `path` until dropped (a failed assertion included), so that the
+/// account's removal can delete it.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: &std::path::Path) -> Immutable {
+        let out = run("chattr", [std::ffi::OsStr::new("+i"), path.as_os_str()]);
+        assert!(out.status.success(), "chattr +i: {out:?}");
+        Immutable(path.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = run("chattr", [std::ffi::OsStr::new("-i"), self.0.as_os_str()]);
+    }
+}
+
+/// Where the secret file cannot be rewritten (immutable here; a read-only mount alike),
+/// only the store says that a scratch code was used. One the fallback accepted was
+/// marked in the local store alone, and once the server was back the shared store let
+/// it log in again (R34); so did an HOTP code. The host now carries its local used
+/// scratch codes and HOTP counter into the decision too, and the refusal writes them to
+/// the shared store, where another host refuses the code as well. Controls: with the
+/// server up, the same replays are refused.
+#[test]
+fn scratch_and_hotp_codes_the_fallback_accepted_from_a_file_kept_as_it_was_stay_used() {
+    let t = "scratch_and_hotp_codes_the_fallback_accepted_from_a_file_kept_as_it_was_stay_used";
+    if !require_root(t) || !require_tool(t, "chattr") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = server.options("redis_prefix=fs: redis_connect_timeout=300 state_fallback=local");
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    let u = TestUser::create("fsc");
+    let secret = random_secret_b32();
+    let codes = ["31000000", "31000001"];
+    let path = u.write_secret(
+        &format!("{}{}\n{}\n", totp_file(&secret), codes[0], codes[1]),
+        0o600,
+    );
+    let _immutable = Immutable::set(&path);
+
+    // Control: the server up throughout.
+    let (d, logs) = login_logged(&host, &u, codes[0], PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(read(&path).contains(codes[0]), "the file was not rewritten");
+    let (d, logs) = login_logged(&host, &u, codes[0], PEER, None);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+
+    server.pause();
+    let (d, logs) = login_logged(&host, &u, codes[1], PEER, None);
+    server.resume();
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("using this host's local store")),
+        "accepted through the fallback: {logs:?}"
+    );
+    assert!(read(&path).contains(codes[1]), "the file was not rewritten");
+    let (d, logs) = login_logged(&host, &u, codes[1], PEER, None);
+    assert_eq!(
+        d.returned(),
+        denied(),
+        "the scratch code accepted through the fallback, on the shared store: {d:?} {logs:?}"
+    );
+    let other = Stack::probe("svc", &a);
+    let (d, logs) = login_logged(&other, &u, codes[1], PEER, None);
+    assert_eq!(d.returned(), denied(), "another host: {d:?} {logs:?}");
+
+    // An HOTP counter alike: the file's HOTP_COUNTER stays 1, the store holds the rest.
+    let h = TestUser::create("fho");
+    let hsecret = random_secret_b32();
+    let hpath = h.write_secret(&format!("{hsecret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let _immutable = Immutable::set(&hpath);
+    let token = |counter: u64| oathtool_hotp(&hsecret, counter);
+    // Control: the server up throughout.
+    let (d, logs) = login_logged(&host, &h, &token(1), PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(
+        read(&hpath).contains("HOTP_COUNTER 1"),
+        "the file was not rewritten"
+    );
+    let (d, logs) = login_logged(&host, &h, &token(1), PEER, None);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+
+    server.pause();
+    let (d, logs) = login_logged(&host, &h, &token(2), PEER, None);
+    server.resume();
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("using this host's local store")),
+        "accepted through the fallback: {logs:?}"
+    );
+    let (d, logs) = login_logged(&host, &h, &token(2), PEER, None);
+    assert_eq!(
+        d.returned(),
+        denied(),
+        "the HOTP code accepted through the fallback, on the shared store: {d:?} {logs:?}"
+    );
+    let (d, logs) = login_logged(&other, &h, &token(2), PEER, None);
+    assert_eq!(d.returned(), denied(), "another host: {d:?} {logs:?}");
+}

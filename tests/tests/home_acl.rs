@@ -264,3 +264,107 @@ fn a_state_record_under_a_default_acl_carries_none() {
         }
     }
 }
+
+/// `fstype` mounted over `dir` (root, then `uid`:`gid` with `mode` on its root), and
+/// unmounted when dropped, a failed assertion included, so no later test meets it.
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    fn new(fstype: &str, dir: &Path, uid: u32, gid: u32, mode: u32) -> Mounted {
+        fs::create_dir_all(dir).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", fstype, fstype])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mount {fstype} on {}: {out:?}",
+            dir.display()
+        );
+        let mounted = Mounted(dir.to_path_buf());
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).expect("chown mount root");
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode)).expect("chmod mount root");
+        mounted
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+/// Every write now removes the new file's POSIX access ACL. A file system without
+/// extended attributes (ramfs here; vfat, NFS without ACLs, most FUSE file systems)
+/// refuses that removal with EOPNOTSUPP, which must not fail the write: a scratch code
+/// that cannot be struck denies the login, and an enrolment that cannot be written
+/// locks the user out. The home and the state directory on ramfs: two scratch-code
+/// logins (each rewriting the 0640 secret, the first creating the state record and the
+/// store key) and an enrolment over the secret succeed. The refusal is proven on the
+/// secret itself; control: the same in the home and state directory on disk.
+#[test]
+fn a_file_system_without_acls_takes_every_write() {
+    if !require_root("a_file_system_without_acls_takes_every_write") {
+        return;
+    }
+    let u = TestUser::create("aclnx");
+    let secret = random_secret_b32();
+    let stack = Stack::probe("svc", "allowed_perm=0640");
+    let path = u.secret_path();
+    for (i, fstype) in [None, Some("ramfs")].into_iter().enumerate() {
+        let what = fstype.unwrap_or("the disk");
+        let _mounts = fstype.map(|t| {
+            (
+                Mounted::new(t, &u.home, u.uid, u.gid, 0o700),
+                Mounted::new(t, &stack.state_dir(), 0, 0, 0o700),
+            )
+        });
+        let n = 30_000_000 + 100 * i;
+        let codes = [n.to_string(), (n + 1).to_string()];
+        u.write_secret(
+            &format!("{}{}\n{}\n", totp_file(&secret), codes[0], codes[1]),
+            0o640,
+        );
+        let refused = rustix::fs::removexattr(&path, ACL_XATTR);
+        match fstype {
+            Some(_) => assert_eq!(
+                refused,
+                Err(rustix::io::Errno::OPNOTSUPP),
+                "{what}: the ACL removal is refused"
+            ),
+            None => assert!(
+                matches!(refused, Ok(()) | Err(rustix::io::Errno::NODATA)),
+                "{what}: {refused:?}"
+            ),
+        }
+        for (j, code) in codes.iter().enumerate() {
+            let (d, lines) = login_logged(&stack, &u, code, None, T0);
+            assert_eq!(
+                d.returned(),
+                Returned::Success,
+                "{what} {j}: {d:?} {lines:?}"
+            );
+            assert!(
+                !read(&path).contains(code.as_str()),
+                "{what} {j}: rewritten"
+            );
+            assert_eq!(perm(&path), 0o640, "{what} {j}: mode kept");
+        }
+        for file in [stack.state_file(u.uid), stack.state_dir().join("store.key")] {
+            assert!(file.exists(), "{what}: {} written", file.display());
+            assert_eq!(perm(&file), 0o600, "{what}: {}", file.display());
+        }
+        let out = Command::new(&built().enroll)
+            .args(ENROLL_SCRIPTED)
+            .args(["-f", "--user", &u.name])
+            .output()
+            .expect("run totp-enroll");
+        assert!(out.status.success(), "{what}: enrolment: {out:?}");
+        assert!(
+            !read(&path).contains(&secret),
+            "{what}: the new secret written"
+        );
+        assert_eq!(perm(&path), 0o600, "{what}: enrolled");
+    }
+}

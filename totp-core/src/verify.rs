@@ -599,6 +599,25 @@ pub fn enrolment_of(file: &GaFile, key: &StoreKey) -> Result<EnrolmentId, Verify
     Ok(enrolment_id(key, &file.config()?, &file.secret()?))
 }
 
+/// The scratch codes `file` lists that `used` (the marks of its enrolment in a record
+/// of the store keyed by `from`) counts as used, named as the store keyed by `to` names
+/// them: a host back on its shared store after `state_fallback=local` carries the codes
+/// its local store alone saw used, which a file that could not be rewritten still lists.
+pub fn scratch_tags_carried(
+    file: &GaFile,
+    from: &StoreKey,
+    used: &[u64],
+    to: &StoreKey,
+) -> Result<Vec<u64>, VerifyError> {
+    let (local, shared) = (enrolment_of(file, from)?, enrolment_of(file, to)?);
+    Ok(file
+        .scratch_codes()
+        .iter()
+        .filter(|&&c| used.contains(&scratch_tag(from, local, c)))
+        .map(|&c| scratch_tag(to, shared, c))
+        .collect())
+}
+
 /// The store's name for a used scratch code of an enrolment.
 fn scratch_tag(key: &StoreKey, enrolment: EnrolmentId, value: u32) -> u64 {
     key.tag(&[

@@ -187,24 +187,35 @@ impl Ctx {
                 keep_ga_lines: run.keep_ga_lines,
             };
             let uid = run.record.uid(&prepared);
-            let local_until = fallback_marks
-                .as_ref()
-                .and_then(|(key, state)| {
-                    let id = verify::enrolment_of(&file, key).ok()?;
-                    state.marks_of(id)?.totp_until
+            // What the fallback's local store alone saw used: the TOTP mark (bounded),
+            // the HOTP counter and the scratch codes. The last two are only the store's
+            // to keep where the file could not be rewritten (read-only, immutable).
+            let carried = fallback_marks.as_ref().and_then(|(key, state)| {
+                let id = verify::enrolment_of(&file, key).ok()?;
+                let local = state.marks_of(id)?;
+                Some(Marks {
+                    // A code the fallback accepted is marked no further ahead than the
+                    // window reaches (with the file's TIME_SKEW), give or take the
+                    // slack NTP leaves a clock. A mark beyond comes from a clock fault:
+                    // carried, it would be written to the shared store and hold every
+                    // host's logins of the user until then (an admin locked out
+                    // fleet-wide).
+                    totp_until: local.totp_until.filter(|&until| {
+                        until <= prepared.window_reach().saturating_add(CLOCK_SLACK_SECS)
+                    }),
+                    hotp: local.hotp,
+                    // Named under the shared store's key, which tags them differently.
+                    scratch: verify::scratch_tags_carried(&file, key, &local.scratch, &context.key)
+                        .unwrap_or_default(),
                 })
-                // A code the fallback accepted is marked no further ahead than the
-                // window reaches (with the file's TIME_SKEW), give or take the slack
-                // NTP leaves a clock. A mark beyond comes from a clock fault: carried,
-                // it would be written to the shared store and hold every host's logins
-                // of the user until then (an admin locked out fleet-wide).
-                .filter(|&until| until <= prepared.window_reach().saturating_add(CLOCK_SLACK_SECS));
-            let shared_id =
-                local_until.and_then(|_| verify::enrolment_of(&file, &context.key).ok());
+            });
+            let shared_id = carried
+                .as_ref()
+                .and_then(|_| verify::enrolment_of(&file, &context.key).ok());
             let mut decided = None;
             let stored = store.update_within(uid, &*bound, &mut |state| {
-                let merged = match (local_until, shared_id) {
-                    (Some(until), Some(id)) => with_totp_mark(state, id, until),
+                let merged = match (&carried, shared_id) {
+                    (Some(local), Some(id)) => with_local_marks(state, id, local),
                     _ => None,
                 };
                 let d = prepared.decide(merged.as_ref().unwrap_or(state), policy, &attempt);
@@ -1121,24 +1132,34 @@ fn local_marks_of(
     }
 }
 
-/// `state` with enrolment `id`'s TOTP mark raised to `until` (a mark of this host's
-/// local store), or `None` when it already holds that much. An enrolment without marks
-/// of its own in a record with version-1 marks is left to them: marks of its own would
-/// end their hold on it.
-fn with_totp_mark(state: &UserState, id: EnrolmentId, until: u64) -> Option<UserState> {
+/// `state` with enrolment `id`'s marks raised to `local`'s (this host's local store's,
+/// scratch codes already named under the shared store's key), or `None` when it already
+/// holds that much. An enrolment without marks of its own in a record with version-1
+/// marks is left to them: marks of its own would end their hold on it.
+fn with_local_marks(state: &UserState, id: EnrolmentId, local: &Marks) -> Option<UserState> {
     let own = state.marks_of(id);
     if own.is_none() && state.legacy.is_some() {
         return None;
     }
-    let marks = own.cloned().unwrap_or_default();
-    if marks.totp_until.is_some_and(|u| u >= until) {
-        return None;
+    let mut marks = own.cloned().unwrap_or_default();
+    let mut raised = false;
+    if let Some(until) = local.totp_until
+        && marks.totp_until.is_none_or(|u| u < until)
+    {
+        marks.totp_until = Some(until);
+        raised = true;
     }
-    Some(state.with_marks(
-        id,
-        Marks {
-            totp_until: Some(until),
-            ..marks
-        },
-    ))
+    if let Some(counter) = local.hotp
+        && marks.hotp.is_none_or(|m| m < counter)
+    {
+        marks.hotp = Some(counter);
+        raised = true;
+    }
+    for &tag in &local.scratch {
+        if !marks.scratch.contains(&tag) {
+            marks.scratch.push(tag);
+            raised = true;
+        }
+    }
+    raised.then(|| state.with_marks(id, marks))
 }

@@ -2430,3 +2430,28 @@ fn throttling_names_the_longest_wait() {
     // Control: nothing to wait for.
     assert_eq!(waits(0, 0), None);
 }
+
+/// A scratch code one store marked used is named under another store's key for that
+/// store's record: the listed codes the first store counts, no other.
+#[test]
+fn scratch_tags_carried_rename_only_the_used_listed_codes() {
+    let f = file(&format!("{S}\n\" TOTP_AUTH\n11111111\n22222222\n"));
+    let (local, shared) = (key(), StoreKey::new([8; crate::state::STORE_KEY_LEN]));
+    let (lid, sid) = (
+        enrolment_of(&f, &local).unwrap(),
+        enrolment_of(&f, &shared).unwrap(),
+    );
+    let used = [scratch_tag(&local, lid, 11_111_111)];
+    assert_eq!(
+        scratch_tags_carried(&f, &local, &used, &shared).unwrap(),
+        vec![scratch_tag(&shared, sid, 11_111_111)]
+    );
+    // Control: the shared store's name differs from the local one, and nothing used
+    // carries nothing.
+    assert_ne!(used[0], scratch_tag(&shared, sid, 11_111_111));
+    assert!(
+        scratch_tags_carried(&f, &local, &[], &shared)
+            .unwrap()
+            .is_empty()
+    );
+}
