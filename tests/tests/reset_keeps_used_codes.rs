@@ -311,7 +311,7 @@ fn resets_racing_logins_never_reopen_the_code_they_used() {
     if !require_root("resets_racing_logins_never_reopen_the_code_they_used") {
         return;
     }
-    let u = TestUser::create("rr");
+    let u = TestUser::create("rz");
     let stack = Stack::probe(
         "svc",
         "lock_timeout=5000 throttle_after=100 ceiling_burst=1000",
