@@ -23,6 +23,7 @@ pub mod placement;
 pub mod policy;
 pub mod resync;
 pub mod secret;
+pub mod shell;
 pub mod state;
 pub mod uri;
 pub mod user;

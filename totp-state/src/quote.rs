@@ -44,21 +44,14 @@ pub fn text(s: &str) -> Cow<'_, str> {
     )
 }
 
-/// `s` as one word of a command to paste into a shell, or `None` when it cannot be
-/// printed as one (a control or invisible character: the caller names the account
-/// by its uid instead).
+/// `s` as one word of a command to paste into a shell ([`totp_core::shell::word`]), or
+/// `None` when it cannot be printed as one (a control or invisible character: the
+/// caller names the account by its uid instead).
 pub fn shell_word(s: &str) -> Option<Cow<'_, str>> {
     if s.is_empty() || s.chars().any(hidden) {
         return None;
     }
-    let bare = s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-@+=%,".contains(c));
-    Some(if bare && !s.starts_with('-') {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(format!("'{}'", s.replace('\'', "'\\''")))
-    })
+    Some(totp_core::shell::word(s))
 }
 
 /// Characters a terminal acts on or does not show: C0 and C1 controls, DEL, and the
