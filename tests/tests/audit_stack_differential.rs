@@ -218,6 +218,18 @@ fn stand_ins(dir: &Path, files: &[(String, String)]) -> Vec<(String, String, usi
     out
 }
 
+/// What `totp-enroll check --service svc` says on standard error about `user`'s login
+/// through `stack`.
+fn enroll_check(stack: &Stack, user: &str) -> String {
+    let out = Command::new(&built().enroll)
+        .args(["check", "--user", user, "--service", "svc", "--pam-dir"])
+        .arg(stack.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("totp-enroll check");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn audit(stack: &Stack, user: &str) -> (String, String, Vec<String>) {
     let out = Command::new(&built().state_tool)
         .args([
@@ -648,13 +660,7 @@ fn check_warns_where_libpam_lets_a_wrong_code_in() {
         );
         let d = Driver::login(&stack, &u, &wrong).at(T0).run();
         assert_eq!(d.result == "PAM_SUCCESS", lets_in, "{control}: {d:?}");
-        let out = Command::new(&built().enroll)
-            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
-            .arg(stack.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("totp-enroll check");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = enroll_check(&stack, &u.name);
         let warned = stderr.contains("a wrong code is ignored");
         assert_eq!(warned, lets_in, "{control}: {stderr}");
     }
@@ -703,13 +709,7 @@ fn line_types_and_include_keywords_are_read_in_any_case() {
         );
         let (verdict, reasons, _) = audit(&stack, &u.name);
         assert_eq!(verdict, "refused", "{case}: {reasons}");
-        let out = Command::new(&built().enroll)
-            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
-            .arg(stack.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("totp-enroll check");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = enroll_check(&stack, &u.name);
         assert!(
             !stderr.contains("fails every time") && !stderr.contains("has no auth line"),
             "{case}: {stderr}"
@@ -750,13 +750,7 @@ fn an_escaped_bracket_in_an_argument_is_read_as_libpam_passes_it() {
         );
         let (verdict, reasons, _) = audit(&stack, &u.name);
         assert_eq!(verdict, "ok", "{arg}: {reasons}");
-        let out = Command::new(&built().enroll)
-            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
-            .arg(stack.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("totp-enroll check");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = enroll_check(&stack, &u.name);
         assert!(
             !stderr.contains("invalid") && !stderr.contains("unrecognized"),
             "{arg}: {stderr}"
@@ -857,13 +851,7 @@ fn jump_numbers_past_int_max_as_libpam_reads_them() {
         );
         let d = Driver::login(&stack, &u, &wrong).at(T0).run();
         assert_eq!(d.result == "PAM_SUCCESS", lets_in, "{control}: {d:?}");
-        let out = Command::new(&built().enroll)
-            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
-            .arg(stack.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("totp-enroll check");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = enroll_check(&stack, &u.name);
         let warned = stderr.contains("a wrong code is");
         assert_eq!(warned, lets_in, "{control}: {stderr}");
     }
@@ -988,13 +976,7 @@ fn a_file_ending_inside_a_continued_line_fails_every_login() {
         assert_eq!(named, !readable, "{text:?}: {out:?}");
         let status = if readable { 0 } else { 1 };
         assert_eq!(out.status.code(), Some(status), "{text:?}: {out:?}");
-        let out = Command::new(&built().enroll)
-            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
-            .arg(stack.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("totp-enroll check");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = enroll_check(&stack, &u.name);
         let named = stderr.contains("ends inside a line continued");
         assert_eq!(named, !readable, "{text:?}: {stderr}");
     }
@@ -1528,13 +1510,7 @@ fn a_pam_dir_file_the_audit_cannot_read_is_said() {
         let (status, said) = audit_status(&stack, &u.name);
         assert_eq!(said.contains(words), looped, "{said}");
         assert_eq!(status, Some(if looped { 2 } else { 0 }), "{said}");
-        let out = Command::new(&built().enroll)
-            .args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
-            .arg(stack.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("totp-enroll check");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = enroll_check(&stack, &u.name);
         assert_eq!(stderr.contains(words), looped, "check: {stderr}");
     }
 }
