@@ -473,3 +473,53 @@ fn seventeen_used_scratch_codes_in_a_file_kept_as_it_was_fail_closed() {
     let (d, logs) = login_logged(&host, &u, &codes[16], PEER, later);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
 }
+
+/// The verdict words of an HOTP code offered again across two stores (docs/logging.md):
+/// the counter the fallback accepted last, typed again once the shared store is back,
+/// is that counter's exact replay (the man-in-the-middle line and "code already
+/// used"), although the shared store itself never saw it; the counter accepted before
+/// it through the shared store is older than the last accepted one: "expired", no
+/// alarm. Both denied. Control: the next counter logs in.
+#[test]
+fn an_hotp_replay_across_the_two_stores_is_worded_by_the_last_counter_of_either() {
+    let t = "an_hotp_replay_across_the_two_stores_is_worded_by_the_last_counter_of_either";
+    if !require_root(t) || !require_tool(t, "chattr") || !require_tool(t, "oathtool") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = server.options("redis_prefix=fw: redis_connect_timeout=300 state_fallback=local");
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    let h = TestUser::create("fwh");
+    let secret = random_secret_b32();
+    let path = h.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let _immutable = Immutable::set(&path);
+    let token = |counter: u64| oathtool_hotp(&secret, counter);
+    let has = |logs: &[String], what: &str| logs.iter().any(|l| l.contains(what));
+    let alarm = "reused an already accepted code; this might mean a man-in-the-middle attack";
+
+    let (d, logs) = login_logged(&host, &h, &token(2), PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    server.pause();
+    let (d, logs) = login_logged(&host, &h, &token(3), PEER, None);
+    server.resume();
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(has(&logs, "using this host's local store"), "{logs:?}");
+
+    let (d, logs) = login_logged(&host, &h, &token(3), PEER, None);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(has(&logs, alarm), "the exact replay: {logs:?}");
+    assert!(has(&logs, "code already used for"), "{logs:?}");
+    assert!(!has(&logs, "expired code"), "{logs:?}");
+
+    let (d, logs) = login_logged(&host, &h, &token(2), PEER, None);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        has(&logs, "expired code (older than the last accepted one) for"),
+        "an older counter: {logs:?}"
+    );
+    assert!(!has(&logs, alarm), "{logs:?}");
+
+    let (d, logs) = login_logged(&host, &h, &token(4), PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
+}
