@@ -358,3 +358,168 @@ fn scratch_and_hotp_codes_the_fallback_accepted_from_a_file_kept_as_it_was_stay_
     let (d, logs) = login_logged(&other, &h, &token(2), PEER, None);
     assert_eq!(d.returned(), denied(), "another host: {d:?} {logs:?}");
 }
+
+/// A scratch code the fallback accepted from a file kept as it was, carried into a shared
+/// record that already holds as many used scratch codes as a record keeps (sixteen used
+/// through the server and removed from the file): the oldest of those makes room, and
+/// the carried code reaches the shared store. Before, the record written dropped it
+/// (the newest beyond the cap), and another host logged in with it (R34). Control: on
+/// that host, a listed code never used logs in, so its refusal is the store's.
+#[test]
+fn a_carried_scratch_code_is_kept_when_the_shared_record_is_full() {
+    let t = "a_carried_scratch_code_is_kept_when_the_shared_record_is_full";
+    if !require_root(t) || !require_tool(t, "chattr") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = server.options("redis_prefix=ff: redis_connect_timeout=300 state_fallback=local");
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    let u = TestUser::create("ffu");
+    let secret = random_secret_b32();
+    let used: Vec<String> = (0..16).map(|i| format!("{}", 32_000_000 + i)).collect();
+    let path = u.write_secret(
+        &format!("{}{}\n", totp_file(&secret), used.join("\n")),
+        0o600,
+    );
+    for c in &used {
+        let (d, logs) = login_logged(&host, &u, c, PEER, None);
+        assert_eq!(d.returned(), Returned::Success, "{c}: {d:?} {logs:?}");
+    }
+    assert!(!read(&path).contains(&used[15]), "the file was rewritten");
+    let (carried, spare) = ("33000000", "33000001");
+    u.write_secret(
+        &format!("{}{carried}\n{spare}\n", totp_file(&secret)),
+        0o600,
+    );
+    let _immutable = Immutable::set(&path);
+
+    server.pause();
+    let (d, logs) = login_logged(&host, &u, carried, PEER, None);
+    server.resume();
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("using this host's local store")),
+        "accepted through the fallback: {logs:?}"
+    );
+    // Back on the shared store: refused, and the refusal writes the carried use there.
+    let (d, logs) = login_logged(&host, &u, carried, PEER, None);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    let other = Stack::probe("svc", &a);
+    let (d, logs) = login_logged(&other, &u, carried, PEER, None);
+    assert_eq!(
+        d.returned(),
+        denied(),
+        "another host, the carried code: {d:?} {logs:?}"
+    );
+    let (d, logs) = login_logged(&other, &u, spare, PEER, None);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "control: another host, a code never used: {d:?} {logs:?}"
+    );
+}
+
+/// Seventeen scratch codes in a file kept as it was: sixteen used through the server
+/// fill the shared record, the seventeenth is used through the fallback. Back on the
+/// shared store nothing can make room (every used code is still listed), so no use is
+/// forgotten: the login is refused with the log line that says why, instead of a
+/// record written without the seventeenth. Control: the same host, before the
+/// fallback, logs in with a TOTP code.
+#[test]
+fn seventeen_used_scratch_codes_in_a_file_kept_as_it_was_fail_closed() {
+    let t = "seventeen_used_scratch_codes_in_a_file_kept_as_it_was_fail_closed";
+    if !require_root(t) || !require_tool(t, "chattr") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = server.options("redis_prefix=fs17: redis_connect_timeout=300 state_fallback=local");
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    let u = TestUser::create("f17");
+    let secret = random_secret_b32();
+    let codes: Vec<String> = (0..17).map(|i| format!("{}", 34_000_000 + i)).collect();
+    let path = u.write_secret(
+        &format!("{}{}\n", totp_file(&secret), codes.join("\n")),
+        0o600,
+    );
+    let _immutable = Immutable::set(&path);
+    for c in &codes[..16] {
+        let (d, logs) = login_logged(&host, &u, c, PEER, None);
+        assert_eq!(d.returned(), Returned::Success, "{c}: {d:?} {logs:?}");
+    }
+    let start = now();
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, start), PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
+
+    server.pause();
+    let (d, logs) = login_logged(&host, &u, &codes[16], PEER, None);
+    server.resume();
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("using this host's local store")),
+        "accepted through the fallback: {logs:?}"
+    );
+    let later = start + 60;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("scratch codes of this secret are recorded as used")),
+        "{logs:?}"
+    );
+    let (d, logs) = login_logged(&host, &u, &codes[16], PEER, later);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+}
+
+/// The verdict words of an HOTP code offered again across two stores (docs/logging.md):
+/// the counter the fallback accepted last, typed again once the shared store is back,
+/// is that counter's exact replay (the man-in-the-middle line and "code already
+/// used"), although the shared store itself never saw it; the counter accepted before
+/// it through the shared store is older than the last accepted one: "expired", no
+/// alarm. Both denied. Control: the next counter logs in.
+#[test]
+fn an_hotp_replay_across_the_two_stores_is_worded_by_the_last_counter_of_either() {
+    let t = "an_hotp_replay_across_the_two_stores_is_worded_by_the_last_counter_of_either";
+    if !require_root(t) || !require_tool(t, "chattr") || !require_tool(t, "oathtool") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = server.options("redis_prefix=fw: redis_connect_timeout=300 state_fallback=local");
+    init_store(&a);
+    let host = Stack::probe("svc", &a);
+    let h = TestUser::create("fwh");
+    let secret = random_secret_b32();
+    let path = h.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let _immutable = Immutable::set(&path);
+    let token = |counter: u64| oathtool_hotp(&secret, counter);
+    let has = |logs: &[String], what: &str| logs.iter().any(|l| l.contains(what));
+    let alarm = "reused an already accepted code; this might mean a man-in-the-middle attack";
+
+    let (d, logs) = login_logged(&host, &h, &token(2), PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    server.pause();
+    let (d, logs) = login_logged(&host, &h, &token(3), PEER, None);
+    server.resume();
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(has(&logs, "using this host's local store"), "{logs:?}");
+
+    let (d, logs) = login_logged(&host, &h, &token(3), PEER, None);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(has(&logs, alarm), "the exact replay: {logs:?}");
+    assert!(has(&logs, "code already used for"), "{logs:?}");
+    assert!(!has(&logs, "expired code"), "{logs:?}");
+
+    let (d, logs) = login_logged(&host, &h, &token(2), PEER, None);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        has(&logs, "expired code (older than the last accepted one) for"),
+        "an older counter: {logs:?}"
+    );
+    assert!(!has(&logs, alarm), "{logs:?}");
+
+    let (d, logs) = login_logged(&host, &h, &token(4), PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
+}

@@ -368,3 +368,66 @@ fn a_file_system_without_acls_takes_every_write() {
         assert_eq!(perm(&path), 0o600, "{what}: enrolled");
     }
 }
+
+/// The default ACL (`system.posix_acl_default`) of `dir` as stored, or `None`.
+fn stored_default_acl(dir: &Path) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    match rustix::fs::getxattr(dir, DEFAULT_ACL_XATTR, &mut buf[..]) {
+        Ok(n) => Some(buf[..n].to_vec()),
+        Err(rustix::io::Errno::NODATA) => None,
+        Err(e) => panic!("getxattr {}: {e}", dir.display()),
+    }
+}
+
+/// The state directory the module creates, and the missing directories above it, under
+/// a directory with a default ACL naming someone else: they carry neither its access
+/// ACL nor its default ACL (before, both were inherited, the named entry only masked by
+/// the 0700 mode until the next `setfacl -m` recomputed the mask). Control: a stack
+/// whose directory has no default ACL creates the same directories, logs in alike.
+#[test]
+fn directories_the_state_store_creates_under_a_default_acl_carry_none() {
+    if !require_root("directories_the_state_store_creates_under_a_default_acl_carry_none") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("acldir");
+    for (i, with_default_acl) in [false, true].into_iter().enumerate() {
+        let stack = Stack::probe("svc", "");
+        let parent = stack
+            .state_dir()
+            .parent()
+            .expect("the stack's directory")
+            .to_path_buf();
+        let above = parent.join("var-lib");
+        let state = above.join("pam_totp");
+        stack.service(
+            "svc",
+            &format!(
+                "auth [success=2 ignore=ignore default=die] @MODULE@ state_dir={}\n\
+                 auth required pam_echo.so pam_totp-returned-ignore\n\
+                 auth [success=done default=die] pam_permit.so\n\
+                 auth required pam_echo.so pam_totp-returned-success\n",
+                state.display()
+            ),
+        );
+        if with_default_acl {
+            set_default_acl(&parent);
+            assert!(
+                stored_default_acl(&parent).is_some(),
+                "the default ACL is set"
+            );
+        }
+        let at = T0 + 30 * i as u64;
+        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, at);
+        let what = format!("default ACL {with_default_acl}");
+        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {lines:?}");
+        assert!(
+            state.join(u.uid.to_string()).exists(),
+            "{what}: record written"
+        );
+        for (dir, mode) in [(&above, 0o755), (&state, 0o700)] {
+            assert_eq!(stored_acl(dir), None, "{what}: {}", dir.display());
+            assert_eq!(stored_default_acl(dir), None, "{what}: {}", dir.display());
+            assert_eq!(perm(dir), mode, "{what}: {}", dir.display());
+        }
+    }
+}

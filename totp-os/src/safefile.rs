@@ -304,12 +304,12 @@ pub use read::{
 };
 pub(crate) use walk::open_dir_readable;
 use walk::*;
-pub(crate) use write::remove_access_acl;
 use write::*;
 pub use write::{
     NewFile, PendingNewFile, entry_exists, entry_is_regular, prepare_new_file_in, write_new_file,
     write_new_file_checked,
 };
+pub(crate) use write::{remove_access_acl, remove_dir_acls};
 
 #[cfg(test)]
 mod checked_write_tests;

@@ -375,7 +375,22 @@ impl StateDir {
                     // have put anything else at `name` since the mkdir.
                     Ok(()) => {
                         stat::fchmodat(&cur, name.as_os_str(), mode, FchmodatFlags::FollowSymlink)
-                            .map_err(|e| os_error(&format!("chmod {shown}"), e))?
+                            .map_err(|e| os_error(&format!("chmod {shown}"), e))?;
+                        // The parent's default ACL was inherited: its named entries
+                        // would reach the store as soon as a mask is recomputed.
+                        let dir = fcntl::openat(
+                            &cur,
+                            name.as_os_str(),
+                            OFlag::O_RDONLY
+                                | OFlag::O_DIRECTORY
+                                | OFlag::O_NOFOLLOW
+                                | OFlag::O_CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .map_err(|e| os_error(&format!("open {shown}"), e))?;
+                        crate::safefile::remove_dir_acls(&dir).map_err(|e| {
+                            os_error(&format!("remove inherited ACL of {shown}"), e)
+                        })?;
                     }
                     Err(Errno::EEXIST) => {}
                     Err(e) => return Err(os_error(&format!("create {shown}"), e)),

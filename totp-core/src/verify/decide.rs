@@ -75,6 +75,33 @@ fn set_within_cap(
 }
 
 impl Prepared {
+    /// Forgets the oldest used scratch codes of `marks` until `room` more fit in a
+    /// record. GA has no limit: users who live on scratch codes get new ones appended
+    /// (or regenerated) for the same secret. Only a code the file no longer lists (its
+    /// line was removed) is forgotten, as no login can use it again; one still listed (a
+    /// file that could not be rewritten) never is, so it stays refused: without such
+    /// room, [`VerifyError::TooManyUsedScratch`].
+    fn make_room(&self, marks: &mut Marks, room: usize) -> Result<(), VerifyError> {
+        if marks.scratch.len() + room <= MAX_USED_SCRATCH {
+            return Ok(());
+        }
+        let listed: Vec<u64> = self
+            .file
+            .scratch_codes()
+            .iter()
+            .map(|&c| scratch_tag(&self.key, self.enrolment, c))
+            .collect();
+        while marks.scratch.len() + room > MAX_USED_SCRATCH {
+            match marks.scratch.iter().position(|t| !listed.contains(t)) {
+                Some(oldest) => {
+                    marks.scratch.remove(oldest);
+                }
+                None => return Err(VerifyError::TooManyUsedScratch),
+            }
+        }
+        Ok(())
+    }
+
     /// The enrolment the file is ([`super::enrolment_id`]), whose record a `user=` name
     /// without an account is kept in ([`crate::ledger::EnrolmentRecord`]).
     pub fn enrolment(&self) -> EnrolmentId {
@@ -137,6 +164,19 @@ impl Prepared {
         let mut warnings = self.warnings.clone();
         let own_marks = state.marks_of(self.enrolment).is_some();
         let mut marks = current_marks(&self.cfg, self.enrolment, state);
+        // A record merged from two stores (`state_fallback=local`'s uses carried into the
+        // shared store's) may hold more used scratch codes than a record keeps. Written
+        // as it is, the encoding would drop the newest: a use forgotten, the code open
+        // again on the hosts that read only the shared store (R34). Room is made as for
+        // a new use, and where none can be, nothing is written and the attempt refused.
+        let fitted;
+        let state = if marks.scratch.len() > MAX_USED_SCRATCH {
+            self.make_room(&mut marks, 0)?;
+            fitted = state.with_marks(self.enrolment, marks.clone());
+            &fitted
+        } else {
+            state
+        };
         // A positive stored TIME_SKEW puts every accepted step that far past the
         // clock: that lead is no clock fault. (A skew GA learned, up to 1500 steps,
         // is more than a day at a 60-s step.)
@@ -280,25 +320,7 @@ impl Prepared {
                         verdict = Verdict::Replayed;
                         break;
                     }
-                    if marks.scratch.len() >= MAX_USED_SCRATCH {
-                        // GA has no limit: users who live on scratch codes get new ones
-                        // appended (or regenerated) for the same secret. Room is made by
-                        // forgetting the oldest used code the file no longer lists (its
-                        // line was removed); one still listed (a file that could not be
-                        // rewritten) is never forgotten, so it stays refused.
-                        let listed: Vec<u64> = self
-                            .file
-                            .scratch_codes()
-                            .iter()
-                            .map(|&c| scratch_tag(&self.key, self.enrolment, c))
-                            .collect();
-                        match marks.scratch.iter().position(|t| !listed.contains(t)) {
-                            Some(oldest) => {
-                                marks.scratch.remove(oldest);
-                            }
-                            None => return Err(VerifyError::TooManyUsedScratch),
-                        }
-                    }
+                    self.make_room(&mut marks, 1)?;
                     marks.scratch.push(*tag);
                     file.remove_scratch_code(*v);
                     Some(Method::Scratch)

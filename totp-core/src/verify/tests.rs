@@ -1549,6 +1549,87 @@ fn used_scratch_codes_are_bounded_per_enrolment() {
     );
 }
 
+/// A record merged from two stores (`state_fallback=local`'s used scratch codes carried
+/// into the shared store's full list) holds more than a record keeps: the oldest code
+/// the file no longer lists makes room, never the carried one, which the file still
+/// lists (before, the encoding dropped it: the code open again on every other host).
+/// Where every used code is still listed, nothing is forgotten: the attempt is refused.
+#[test]
+fn a_carried_scratch_code_is_kept_when_the_record_is_full() {
+    let p = Policy::default();
+    let mut u = User::new(&format!("{S}\n\" TOTP_AUTH\n"));
+    // Sixteen codes used and removed from the file.
+    for i in 0..MAX_USED_SCRATCH as u32 {
+        let c = 40_000_000 + i;
+        u.file = file(&format!(
+            "{}{c}\n",
+            String::from_utf8_lossy(u.file.as_bytes())
+        ));
+        let d = u.attempt(&p, &c.to_string(), 300_000 + 40 * i64::from(i));
+        assert_eq!(d.verdict, Verdict::Accepted(Method::Scratch), "code {i}");
+    }
+    let carried_code = 41_000_000u32;
+    let spare = 41_000_001u32;
+    u.file = file(&format!(
+        "{}{carried_code}\n{spare}\n",
+        String::from_utf8_lossy(u.file.as_bytes())
+    ));
+    let id = enrolment_of(&u.file, &key()).unwrap();
+    let carried = scratch_tag(&key(), id, carried_code);
+    let mut merged = u.state.latest().unwrap().clone();
+    assert_eq!(merged.scratch.len(), MAX_USED_SCRATCH);
+    merged.scratch.push(carried);
+    u.state = u.state.with_marks(id, merged.clone());
+    // A wrong code: the record written keeps the carried use.
+    let d = u.attempt(&p, "00000000", 301_000);
+    assert_eq!(d.verdict, Verdict::Rejected);
+    let kept = &u.state.latest().unwrap().scratch;
+    assert_eq!(kept.len(), MAX_USED_SCRATCH);
+    assert!(kept.contains(&carried), "the carried use is kept");
+    assert_eq!(
+        u.attempt(&p, &carried_code.to_string(), 301_040).verdict,
+        Verdict::Replayed
+    );
+    // Control: an unused listed code still logs in on the full record.
+    assert_eq!(
+        u.attempt(&p, &spare.to_string(), 301_080).verdict,
+        Verdict::Accepted(Method::Scratch)
+    );
+
+    // Seventeen used codes the file still lists: none can be forgotten.
+    let codes: Vec<u32> = (0..=MAX_USED_SCRATCH as u32)
+        .map(|i| 42_000_000 + i)
+        .collect();
+    let text = codes
+        .iter()
+        .fold(format!("{S}\n\" TOTP_AUTH\n"), |t, c| format!("{t}{c}\n"));
+    let listed = file(&text);
+    let id = enrolment_of(&listed, &key()).unwrap();
+    let full = UserState::default().with_marks(
+        id,
+        Marks {
+            scratch: codes.iter().map(|&c| scratch_tag(&key(), id, c)).collect(),
+            ..Marks::default()
+        },
+    );
+    let cands = candidates(code(10_000).as_bytes(), Digits::SIX, false);
+    let prep = prepare(&listed, &p, &cands, 300_000, &key()).unwrap();
+    let a = Attempt {
+        origin: HOME,
+        rhost: None,
+        local: false,
+        now: 300_000,
+        continued: false,
+        boot_time: None,
+        store_complete_since: 0,
+        keep_ga_lines: true,
+    };
+    assert_eq!(
+        prep.decide(&full, &p, &a).err(),
+        Some(VerifyError::TooManyUsedScratch)
+    );
+}
+
 /// GA has no limit on scratch codes per secret: an admin appends new ones (or
 /// `totp-enroll --regenerate-scratch-codes` replaces them) for the same secret. Once the
 /// record of used codes is full, the oldest one the file no longer lists is forgotten,

@@ -538,14 +538,27 @@ fn drop_inherited_acl(file: &File) -> Result<(), FileError> {
 /// The POSIX access ACL of `file` removed (the state store's new records too); none,
 /// or a file system without POSIX ACLs, is not an error.
 pub(crate) fn remove_access_acl(file: impl AsFd) -> Result<(), Errno> {
+    remove_acl(file.as_fd(), ACL_ACCESS_XATTR)
+}
+
+/// Both POSIX ACLs of a directory the state store created removed: the access ACL it
+/// inherited, and the default ACL it would hand on (a named user in it, whose entry the
+/// 0700 mode only masks, gets the search and listing of the store back from the first
+/// `setfacl -m` that recomputes the mask). None, or no POSIX ACLs, is not an error.
+/// `dir` must not be an `O_PATH` descriptor.
+pub(crate) fn remove_dir_acls(dir: impl AsFd) -> Result<(), Errno> {
+    remove_acl(dir.as_fd(), ACL_ACCESS_XATTR)?;
+    remove_acl(dir.as_fd(), ACL_DEFAULT_XATTR)
+}
+
+fn remove_acl(fd: std::os::fd::BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
     use rustix::io::Errno as E;
-    let fd = file.as_fd();
-    match rustix::fs::fremovexattr(fd, ACL_ACCESS_XATTR) {
+    match rustix::fs::fremovexattr(fd, name) {
         Ok(()) | Err(E::NODATA | E::OPNOTSUPP) => Ok(()),
         // A network or FUSE file system may refuse the removal with another error even
         // where there is nothing to remove: only an ACL still there fails the write,
         // not the refusal (which would fail every rewrite there, a lockout).
-        Err(e) => match rustix::fs::fgetxattr(fd, ACL_ACCESS_XATTR, &mut [0u8; 0][..]) {
+        Err(e) => match rustix::fs::fgetxattr(fd, name, &mut [0u8; 0][..]) {
             Err(E::NODATA | E::OPNOTSUPP) => Ok(()),
             _ => Err(Errno::from_raw(e.raw_os_error())),
         },
@@ -554,6 +567,8 @@ pub(crate) fn remove_access_acl(file: impl AsFd) -> Result<(), Errno> {
 
 /// Where the kernel keeps a file's POSIX access ACL.
 const ACL_ACCESS_XATTR: &str = "system.posix_acl_access";
+/// Where the kernel keeps a directory's default ACL (what new entries inherit).
+const ACL_DEFAULT_XATTR: &str = "system.posix_acl_default";
 
 pub(super) fn set_perm(file: &File, perm: u32) -> Result<(), FileError> {
     // umask shaped the create mode; the rewrite must end with exactly the old bits.
