@@ -478,6 +478,46 @@ fn grace_period_matches_numeric_rhost_only() {
     assert_eq!(d.prompts, 1);
 }
 
+/// `grace_period=` never skips the code of an account past `max_failures=` (pam_totp(8),
+/// docs/file-format.md): the cap is reached from another address, and the address that
+/// earned the grace is then asked for the code and refused, its right code included, and
+/// told why. Control: before the cap, the same address within the same period logs in
+/// without a prompt; with the record cleared the right code logs in again.
+#[test]
+fn a_hard_capped_account_gets_no_grace_period() {
+    if !require_root("a_hard_capped_account_gets_no_grace_period") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("gc");
+    let stack = Stack::probe(
+        "svc",
+        "grace_period=3600 max_failures=2 throttle_after=100 ceiling_burst=100",
+    );
+    let graced_from = "192.0.2.7";
+    let d = login_at(&stack, &u, &code_at(&secret, T0), graced_from, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    // Control: the grace period applies.
+    let d = login_at(&stack, &u, "000000", graced_from, T0 + 10);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+    for i in 0..2u64 {
+        let at = T0 + 20 + i;
+        let d = login_at(&stack, &u, &wrong_totp(&secret, at), "198.51.100.9", at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    }
+    assert_eq!(stored_failures(&stack, u.uid), 2);
+    let at = T0 + 60;
+    let d = login_at(&stack, &u, &code_at(&secret, at), graced_from, at);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "asked for the code, not skipped: {d:?}");
+    assert!(d.messages.contains(&mf_message()), "{d:?}");
+    // Control: with the record cleared (the cap gone), the next code logs in.
+    reset_state(&stack, u.uid);
+    let at = T0 + 90;
+    let d = login_at(&stack, &u, &code_at(&secret, at), graced_from, at);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
 /// Issue 13: a secret in a directory the user cannot write logs in (GA does), with or
 /// without `allow_readonly`, which is no longer needed: TOTP logins never write the
 /// secret file. The replay mark still holds, in the state store.
