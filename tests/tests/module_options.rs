@@ -770,6 +770,51 @@ fn throttle_after_and_throttle_max_set_the_backoff() {
     }
 }
 
+/// pam_totp(8), throttle_max=: the backoff starts at 30 s and doubles with each further
+/// failure, up to the default 600 s (README: "at most `throttle_max`, default 10
+/// minutes"), and an attempt refused during it is not charged and does not extend it.
+/// Each failure is made as the backoff before it ends; the attempt a second after it
+/// is refused unevaluated, its right code included, with the wait told. Control: once
+/// the last 600 s are over, the right code logs in.
+#[test]
+fn the_backoff_doubles_from_30_s_up_to_the_default_600_s() {
+    if !require_root("the_backoff_doubles_from_30_s_up_to_the_default_600_s") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("td");
+    // The per-user ceiling set aside: only the origin's backoff is measured.
+    let stack = Stack::probe("svc", "ceiling_burst=100");
+    let from = "192.0.2.60";
+    let mut last = T0;
+    for i in 0..3u64 {
+        last = T0 + i;
+        let d = login_at(&stack, &u, &wrong_totp(&secret, last), from, last);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    }
+    for (n, wait) in [30u64, 60, 120, 240, 480, 600, 600].into_iter().enumerate() {
+        let failures = stored_failures(&stack, u.uid);
+        assert_eq!(failures, 3 + n as u32);
+        let at = last + 1;
+        let d = login_at(&stack, &u, &code_at(&secret, at), from, at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "[{wait}] {d:?}");
+        let told = format!("too many failed codes; try again in {} s", wait - 1);
+        assert!(d.messages.contains(&(3, told)), "[{wait}] {d:?}");
+        assert_eq!(stored_failures(&stack, u.uid), failures, "[{wait}] charged");
+        let at = last + wait;
+        let d = login_at(&stack, &u, &wrong_totp(&secret, at), from, at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "[{wait}] {d:?}");
+        assert_eq!(
+            stored_failures(&stack, u.uid),
+            failures + 1,
+            "[{wait}] evaluated once the backoff ended"
+        );
+        last = at;
+    }
+    let at = last + 600;
+    let d = login_at(&stack, &u, &code_at(&secret, at), from, at);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
 #[test]
 fn lock_timeout_bounds_the_wait_for_a_held_lock() {
     if !require_root("lock_timeout_bounds_the_wait_for_a_held_lock") {
