@@ -241,6 +241,50 @@ fn pasted_forms_of_the_code_are_logged_as_not_a_code() {
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 
+/// docs/logging.md: under `forward_pass` the answer is the password followed by the
+/// code, and one whose end is no code (`123 456` or `123-456` after the password, no
+/// digits at all) is one failed attempt whose note says `the answer does not end in a
+/// code`, never `is not a code` (the password is part of it). Control: the password
+/// followed by a wrong code of the right shape was compared: no note; followed by the
+/// right code, it logs in.
+#[test]
+fn forward_pass_answers_without_a_code_at_the_end_are_logged_as_such() {
+    if !require_root("forward_pass_answers_without_a_code_at_the_end_are_logged_as_such") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("fe");
+    let stack = Stack::probe("svc", "forward_pass throttle_after=100 ceiling_burst=100");
+    let good = code_at(&secret, T0);
+    let note = |log: &[String]| {
+        log.iter()
+            .filter(|l| l.contains("the answer does not end in a code (digits only"))
+            .count()
+    };
+    let other_note = |log: &[String]| log.iter().any(|l| l.contains("the answer is not a code"));
+    let answers = [
+        format!("pw{} {}", &good[..3], &good[3..]),
+        format!("pw{}-{}", &good[..3], &good[3..]),
+        "password".to_string(),
+    ];
+    for (i, a) in answers.iter().enumerate() {
+        let (d, log) = login_logged(&stack, &u, a, None, T0);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{a:?}: {d:?}");
+        assert_eq!(note(&log), 1, "{a:?}: {log:#?}");
+        assert!(!other_note(&log), "{a:?}: {log:#?}");
+        assert_eq!(stored_failures(&stack, u.uid), i as u32 + 1, "{a:?}");
+    }
+    let window = [T0 - 30, T0, T0 + 30].map(|t| code_at(&secret, t));
+    let wrong = (0..)
+        .map(|n: u32| format!("{n:06}"))
+        .find(|c| !window.contains(c))
+        .expect("a code outside the window");
+    let (d, log) = login_logged(&stack, &u, &format!("pw{wrong}"), None, T0);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(note(&log), 0, "a compared code: {log:#?}");
+    let (d, _) = login_logged(&stack, &u, &format!("pw{good}"), None, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
 /// One of GA's eight password modes (GA's unit test).
 struct Mode {
     name: &'static str,
