@@ -93,6 +93,53 @@ fn in_process_conversation_failures_through_pamapp() {
     assert_eq!(tx.authenticate(0), codes::SUCCESS);
 }
 
+/// pam_totp(8), TYPING A CODE: the messages that say why a right code was refused are
+/// sent under `PAM_SILENT` too (sudo's `pam_silent`), or a refused right code reads as
+/// a typo and the user retries into the backoff. A code accepted, then typed again (a
+/// replay, one failure with `throttle_after=1`), then again (throttled), each told.
+/// Control: the same logins without the flag are told the same.
+#[test]
+fn refusals_are_told_under_pam_silent() {
+    if !require_root("refusals_are_told_under_pam_silent") {
+        return;
+    }
+    // <security/_pam_types.h>
+    const PAM_SILENT: i32 = 0x8000;
+    let (u, secret) = TestUser::enrolled("sl");
+    for flags in [0, PAM_SILENT] {
+        let stack = Stack::with_module("svc", "throttle_after=1");
+        let code = code_at(&secret, now());
+        let login = |flags: i32| {
+            let conv = Box::new(Scripted::texts([code.clone()]));
+            let mut tx =
+                Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
+            let rc = tx.authenticate(flags);
+            let told: Vec<String> = tx
+                .transcript()
+                .iter()
+                .filter(|m| m.style == system_tests::pamapp::style::ERROR_MSG)
+                .map(|m| m.text.clone())
+                .collect();
+            (rc, told)
+        };
+        let (rc, told) = login(0);
+        assert_eq!(rc, codes::SUCCESS, "{told:?}");
+        let (rc, told) = login(flags);
+        assert_eq!(rc, codes::AUTH_ERR, "[{flags:#x}]");
+        assert_eq!(
+            told,
+            ["that code was already used; wait for the next code"],
+            "[{flags:#x}]"
+        );
+        let (rc, told) = login(flags);
+        assert_eq!(rc, codes::AUTH_ERR, "[{flags:#x}]");
+        assert!(
+            told.len() == 1 && told[0].starts_with("too many failed codes; try again in "),
+            "[{flags:#x}] {told:?}"
+        );
+    }
+}
+
 /// `code` in full-width digits (U+FF10..U+FF19), as some input methods type it.
 fn fullwidth_digits(code: &str) -> String {
     code.chars()
