@@ -332,3 +332,35 @@ fn a_loosened_max_window_is_named_only_with_debug() {
         assert_eq!(named(&lines), logged, "[{args}] {lines:#?}");
     }
 }
+
+/// docs/logging.md, SECURITY.md R10: an 80-bit secret (google-authenticator's before
+/// 2016) logs in, and the warning that it is short is a fact of the configuration,
+/// logged only with `debug`. Controls: the same login without `debug` logs no such
+/// line; a 160-bit secret with `debug` neither.
+#[test]
+fn a_short_secret_is_warned_of_only_with_debug() {
+    let test = "a_short_secret_is_warned_of_only_with_debug";
+    if !require_root(test) || !require_tool(test, "unshare") {
+        return;
+    }
+    let u = TestUser::create("ss");
+    // 16 base32 characters: 80 bits.
+    let short = "JBSWY3DPEHPK3PXP";
+    let long = random_secret_b32();
+    let warned = |lines: &[String]| {
+        lines
+            .iter()
+            .any(|l| syslog_message(l).contains("secret is only 80 bits; re-enroll"))
+    };
+    for (secret, args, at, want) in [
+        (short, "", T0, false),
+        (short, "debug", T0 + 30, true),
+        (long.as_str(), "debug", T0 + 60, false),
+    ] {
+        u.write_secret(&format!("{secret}\n\" TOTP_AUTH\n"), 0o600);
+        let stack = Stack::with_module("svc", args);
+        let (d, lines) = login_logged(&stack, &u, &code_at(secret, at), None, at);
+        assert_eq!(d.result, "PAM_SUCCESS", "[{args}] {d:?}");
+        assert_eq!(warned(&lines), want, "[{args}] {secret}: {lines:#?}");
+    }
+}
