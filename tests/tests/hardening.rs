@@ -1079,3 +1079,55 @@ fn a_failed_credential_restore_aborts_the_login_process() {
         "strace passes the abort on as its own end: {out:?}"
     );
 }
+
+/// docs/logging.md and pam_totp(8), RETURN VALUES: a credential switch refused after
+/// the answer came in denies with `PAM_SYSTEM_ERR`, a fault of the host, logged as
+/// `code not verified (credential switch failed)`, and uses nothing up. A scratch code
+/// is the answer that opens the secret file again after the prompt (locked, to rewrite
+/// it): strace makes that switch's `setgroups`, the login's third (the first two are
+/// the pre-read's switch and restore), return EPERM. Control: the same scratch code,
+/// untraced by faults, then logs in, so the faulted login did not use it.
+#[test]
+fn a_credential_switch_refused_after_the_answer_is_a_system_error() {
+    let _g = serial();
+    let t = "a_credential_switch_refused_after_the_answer_is_a_system_error";
+    if !require_root(t) || !require_tool(t, "strace") || !require_tool(t, "unshare") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("cw");
+    u.write_secret(&scratch_file(&secret), 0o600);
+    let stack = Stack::probe("svc", "");
+    let run = |inject: Option<&str>| {
+        let trace = tempfile::NamedTempFile::new().expect("trace file");
+        let mut strace = Command::new("strace");
+        strace
+            .args(["-f", "-qq", "-e", "trace=setgroups", "-o"])
+            .arg(trace.path());
+        if let Some(i) = inject {
+            strace.args(["-e", i]);
+        }
+        strace.arg("env");
+        append_env_exec(&mut strace, &Driver::login(&stack, &u, SCRATCH).command());
+        let (out, lines) = with_syslog_capture(&strace);
+        let traced = fs::read_to_string(trace.path()).unwrap_or_default();
+        (Drive::parse(&out), lines, traced)
+    };
+    let (d, lines, traced) = run(Some("inject=setgroups:error=EPERM:when=3"));
+    assert!(traced.contains("(INJECTED)"), "never injected: {traced}");
+    assert_eq!(d.result, "PAM_SYSTEM_ERR", "{d:?} {lines:#?}");
+    assert_eq!(d.prompts, 1, "{d:?}");
+    let closing = format!(
+        "code not verified (credential switch failed) for {} from -",
+        u.name
+    );
+    assert!(
+        lines.iter().any(|l| syslog_message(l) == closing),
+        "{lines:#?}"
+    );
+    assert!(
+        read(&u.secret_path()).contains(SCRATCH),
+        "the file as it was"
+    );
+    let (d, lines, _) = run(None);
+    assert_eq!(d.result, "PAM_SUCCESS", "control: {d:?} {lines:#?}");
+}

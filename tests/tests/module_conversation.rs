@@ -93,6 +93,53 @@ fn in_process_conversation_failures_through_pamapp() {
     assert_eq!(tx.authenticate(0), codes::SUCCESS);
 }
 
+/// pam_totp(8), TYPING A CODE: the messages that say why a right code was refused are
+/// sent under `PAM_SILENT` too (sudo's `pam_silent`), or a refused right code reads as
+/// a typo and the user retries into the backoff. A code accepted, then typed again (a
+/// replay, one failure with `throttle_after=1`), then again (throttled), each told.
+/// Control: the same logins without the flag are told the same.
+#[test]
+fn refusals_are_told_under_pam_silent() {
+    if !require_root("refusals_are_told_under_pam_silent") {
+        return;
+    }
+    // <security/_pam_types.h>
+    const PAM_SILENT: i32 = 0x8000;
+    let (u, secret) = TestUser::enrolled("sl");
+    for flags in [0, PAM_SILENT] {
+        let stack = Stack::with_module("svc", "throttle_after=1");
+        let code = code_at(&secret, now());
+        let login = |flags: i32| {
+            let conv = Box::new(Scripted::texts([code.clone()]));
+            let mut tx =
+                Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
+            let rc = tx.authenticate(flags);
+            let told: Vec<String> = tx
+                .transcript()
+                .iter()
+                .filter(|m| m.style == system_tests::pamapp::style::ERROR_MSG)
+                .map(|m| m.text.clone())
+                .collect();
+            (rc, told)
+        };
+        let (rc, told) = login(0);
+        assert_eq!(rc, codes::SUCCESS, "{told:?}");
+        let (rc, told) = login(flags);
+        assert_eq!(rc, codes::AUTH_ERR, "[{flags:#x}]");
+        assert_eq!(
+            told,
+            ["that code was already used; wait for the next code"],
+            "[{flags:#x}]"
+        );
+        let (rc, told) = login(flags);
+        assert_eq!(rc, codes::AUTH_ERR, "[{flags:#x}]");
+        assert!(
+            told.len() == 1 && told[0].starts_with("too many failed codes; try again in "),
+            "[{flags:#x}] {told:?}"
+        );
+    }
+}
+
 /// `code` in full-width digits (U+FF10..U+FF19), as some input methods type it.
 fn fullwidth_digits(code: &str) -> String {
     code.chars()
@@ -238,6 +285,50 @@ fn pasted_forms_of_the_code_are_logged_as_not_a_code() {
     assert_eq!(finals(&log), 1, "{log:#?}");
     // The code itself, as the app shows it without separators, logs in.
     let (d, _) = login_logged(&stack, &u, &good, None, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
+/// docs/logging.md: under `forward_pass` the answer is the password followed by the
+/// code, and one whose end is no code (`123 456` or `123-456` after the password, no
+/// digits at all) is one failed attempt whose note says `the answer does not end in a
+/// code`, never `is not a code` (the password is part of it). Control: the password
+/// followed by a wrong code of the right shape was compared: no note; followed by the
+/// right code, it logs in.
+#[test]
+fn forward_pass_answers_without_a_code_at_the_end_are_logged_as_such() {
+    if !require_root("forward_pass_answers_without_a_code_at_the_end_are_logged_as_such") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("fe");
+    let stack = Stack::probe("svc", "forward_pass throttle_after=100 ceiling_burst=100");
+    let good = code_at(&secret, T0);
+    let note = |log: &[String]| {
+        log.iter()
+            .filter(|l| l.contains("the answer does not end in a code (digits only"))
+            .count()
+    };
+    let other_note = |log: &[String]| log.iter().any(|l| l.contains("the answer is not a code"));
+    let answers = [
+        format!("pw{} {}", &good[..3], &good[3..]),
+        format!("pw{}-{}", &good[..3], &good[3..]),
+        "password".to_string(),
+    ];
+    for (i, a) in answers.iter().enumerate() {
+        let (d, log) = login_logged(&stack, &u, a, None, T0);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{a:?}: {d:?}");
+        assert_eq!(note(&log), 1, "{a:?}: {log:#?}");
+        assert!(!other_note(&log), "{a:?}: {log:#?}");
+        assert_eq!(stored_failures(&stack, u.uid), i as u32 + 1, "{a:?}");
+    }
+    let window = [T0 - 30, T0, T0 + 30].map(|t| code_at(&secret, t));
+    let wrong = (0..)
+        .map(|n: u32| format!("{n:06}"))
+        .find(|c| !window.contains(c))
+        .expect("a code outside the window");
+    let (d, log) = login_logged(&stack, &u, &format!("pw{wrong}"), None, T0);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(note(&log), 0, "a compared code: {log:#?}");
+    let (d, _) = login_logged(&stack, &u, &format!("pw{good}"), None, T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 

@@ -290,3 +290,77 @@ fn an_unknown_option_logs_its_name_never_its_value() {
         );
     }
 }
+
+/// docs/file-format.md: a file GA wrote with `-w 21` needs `max_window=21` on the line,
+/// which lets the far edge of its window in; the loosened option is named in the log
+/// only with `debug` (SECURITY.md R28's deviation), not at every load. Controls: the
+/// same line with `debug` names it once; `debug` alone names no option and keeps the
+/// cap of 17, which refuses that edge.
+#[test]
+fn a_loosened_max_window_is_named_only_with_debug() {
+    let test = "a_loosened_max_window_is_named_only_with_debug";
+    if !require_root(test) || !require_tool(test, "unshare") {
+        return;
+    }
+    let secret = random_secret_b32();
+    let u = TestUser::create("lw");
+    u.write_secret(
+        &format!("{secret}\n\" WINDOW_SIZE 21\n\" TOTP_AUTH\n"),
+        0o600,
+    );
+    let named = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| syslog_message(l).contains("weakens security"))
+            .map(|l| syslog_message(l).to_owned())
+            .collect::<Vec<_>>()
+    };
+    for (args, at, want, logged) in [
+        ("max_window=21", T0, "PAM_SUCCESS", vec![]),
+        (
+            "debug max_window=21",
+            T0 + 60,
+            "PAM_SUCCESS",
+            vec!["option max_window weakens security (see pam_totp(8))"],
+        ),
+        ("debug", T0 + 120, "PAM_AUTH_ERR", vec![]),
+    ] {
+        let stack = Stack::with_module("svc", args);
+        // The phone ten steps ahead: the last step of a 21-step window.
+        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at + 300), None, at);
+        assert_eq!(d.result, want, "[{args}] {d:?}");
+        assert_eq!(named(&lines), logged, "[{args}] {lines:#?}");
+    }
+}
+
+/// docs/logging.md, SECURITY.md R10: an 80-bit secret (google-authenticator's before
+/// 2016) logs in, and the warning that it is short is a fact of the configuration,
+/// logged only with `debug`. Controls: the same login without `debug` logs no such
+/// line; a 160-bit secret with `debug` neither.
+#[test]
+fn a_short_secret_is_warned_of_only_with_debug() {
+    let test = "a_short_secret_is_warned_of_only_with_debug";
+    if !require_root(test) || !require_tool(test, "unshare") {
+        return;
+    }
+    let u = TestUser::create("ss");
+    // 16 base32 characters: 80 bits.
+    let short = "JBSWY3DPEHPK3PXP";
+    let long = random_secret_b32();
+    let warned = |lines: &[String]| {
+        lines
+            .iter()
+            .any(|l| syslog_message(l).contains("secret is only 80 bits; re-enroll"))
+    };
+    for (secret, args, at, want) in [
+        (short, "", T0, false),
+        (short, "debug", T0 + 30, true),
+        (long.as_str(), "debug", T0 + 60, false),
+    ] {
+        u.write_secret(&format!("{secret}\n\" TOTP_AUTH\n"), 0o600);
+        let stack = Stack::with_module("svc", args);
+        let (d, lines) = login_logged(&stack, &u, &code_at(secret, at), None, at);
+        assert_eq!(d.result, "PAM_SUCCESS", "[{args}] {d:?}");
+        assert_eq!(warned(&lines), want, "[{args}] {secret}: {lines:#?}");
+    }
+}

@@ -478,6 +478,46 @@ fn grace_period_matches_numeric_rhost_only() {
     assert_eq!(d.prompts, 1);
 }
 
+/// `grace_period=` never skips the code of an account past `max_failures=` (pam_totp(8),
+/// docs/file-format.md): the cap is reached from another address, and the address that
+/// earned the grace is then asked for the code and refused, its right code included, and
+/// told why. Control: before the cap, the same address within the same period logs in
+/// without a prompt; with the record cleared the right code logs in again.
+#[test]
+fn a_hard_capped_account_gets_no_grace_period() {
+    if !require_root("a_hard_capped_account_gets_no_grace_period") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("gc");
+    let stack = Stack::probe(
+        "svc",
+        "grace_period=3600 max_failures=2 throttle_after=100 ceiling_burst=100",
+    );
+    let graced_from = "192.0.2.7";
+    let d = login_at(&stack, &u, &code_at(&secret, T0), graced_from, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    // Control: the grace period applies.
+    let d = login_at(&stack, &u, "000000", graced_from, T0 + 10);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+    assert_eq!(d.prompts, 0, "{d:?}");
+    for i in 0..2u64 {
+        let at = T0 + 20 + i;
+        let d = login_at(&stack, &u, &wrong_totp(&secret, at), "198.51.100.9", at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    }
+    assert_eq!(stored_failures(&stack, u.uid), 2);
+    let at = T0 + 60;
+    let d = login_at(&stack, &u, &code_at(&secret, at), graced_from, at);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert_eq!(d.prompts, 1, "asked for the code, not skipped: {d:?}");
+    assert!(d.messages.contains(&mf_message()), "{d:?}");
+    // Control: with the record cleared (the cap gone), the next code logs in.
+    reset_state(&stack, u.uid);
+    let at = T0 + 90;
+    let d = login_at(&stack, &u, &code_at(&secret, at), graced_from, at);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
+}
+
 /// Issue 13: a secret in a directory the user cannot write logs in (GA does), with or
 /// without `allow_readonly`, which is no longer needed: TOTP logins never write the
 /// secret file. The replay mark still holds, in the state store.
@@ -728,6 +768,51 @@ fn throttle_after_and_throttle_max_set_the_backoff() {
         let d = run(&Stack::probe("svc", bad), &u.name, "123456", T0);
         assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "{bad}");
     }
+}
+
+/// pam_totp(8), throttle_max=: the backoff starts at 30 s and doubles with each further
+/// failure, up to the default 600 s (README: "at most `throttle_max`, default 10
+/// minutes"), and an attempt refused during it is not charged and does not extend it.
+/// Each failure is made as the backoff before it ends; the attempt a second after it
+/// is refused unevaluated, its right code included, with the wait told. Control: once
+/// the last 600 s are over, the right code logs in.
+#[test]
+fn the_backoff_doubles_from_30_s_up_to_the_default_600_s() {
+    if !require_root("the_backoff_doubles_from_30_s_up_to_the_default_600_s") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("td");
+    // The per-user ceiling set aside: only the origin's backoff is measured.
+    let stack = Stack::probe("svc", "ceiling_burst=100");
+    let from = "192.0.2.60";
+    let mut last = T0;
+    for i in 0..3u64 {
+        last = T0 + i;
+        let d = login_at(&stack, &u, &wrong_totp(&secret, last), from, last);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    }
+    for (n, wait) in [30u64, 60, 120, 240, 480, 600, 600].into_iter().enumerate() {
+        let failures = stored_failures(&stack, u.uid);
+        assert_eq!(failures, 3 + n as u32);
+        let at = last + 1;
+        let d = login_at(&stack, &u, &code_at(&secret, at), from, at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "[{wait}] {d:?}");
+        let told = format!("too many failed codes; try again in {} s", wait - 1);
+        assert!(d.messages.contains(&(3, told)), "[{wait}] {d:?}");
+        assert_eq!(stored_failures(&stack, u.uid), failures, "[{wait}] charged");
+        let at = last + wait;
+        let d = login_at(&stack, &u, &wrong_totp(&secret, at), from, at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "[{wait}] {d:?}");
+        assert_eq!(
+            stored_failures(&stack, u.uid),
+            failures + 1,
+            "[{wait}] evaluated once the backoff ended"
+        );
+        last = at;
+    }
+    let at = last + 600;
+    let d = login_at(&stack, &u, &code_at(&secret, at), from, at);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
 }
 
 #[test]

@@ -375,3 +375,51 @@ fn export_paths_missing_or_unsearchable_are_never_looked_at() {
     assert_step_written(&read(&c.u.secret_path()), T0 + 30);
     assert_no_nfs_warning(&lines, "the home exported");
 }
+
+/// docs/file-format.md and docs/logging.md, `shared_file=auto`: when `fstatfs` of the
+/// secret file fails, the file system's type is unknown and the file is taken for
+/// shared: the used step is written to `DISALLOW_REUSE` as on a shared home, with a
+/// warning that names the error, and the login goes on. The fault is `EIO` injected by
+/// strace into every `fstatfs` of the login (the trace shows it happened). Control: the
+/// same login without the fault, on this local, unexported home, leaves the file alone
+/// and warns of nothing.
+#[test]
+fn a_failed_fstatfs_keeps_the_lines_as_on_a_shared_home_and_warns() {
+    let t = "a_failed_fstatfs_keeps_the_lines_as_on_a_shared_home_and_warns";
+    let Some(c) = Case::new(t, "nxf", SVC, &["strace"]) else {
+        return;
+    };
+    let setup = c.setup(None);
+    let unknown = |lines: &[String]| {
+        lines.iter().any(|l| {
+            let m = syslog_message(l);
+            m.contains("file system type unknown (")
+                && m.contains("kept up to date as on a shared home")
+        })
+    };
+    let lines = c.login(&setup, T0);
+    c.assert_left_alone("a local home, not exported: left alone");
+    assert!(!unknown(&lines), "control: {lines:#?}");
+
+    let trace = c.dir.path().join("fstatfs.trace");
+    let at = T0 + 30;
+    let driver = Driver::new(&c.stack, SVC, &c.u.name)
+        .answer(&c.code(at))
+        .at(at);
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-o"]).arg(&trace).args([
+        "-e",
+        "trace=fstatfs",
+        "-e",
+        "inject=fstatfs:error=EIO",
+        "env",
+    ]);
+    append_env_exec(&mut cmd, &driver.command());
+    let (out, lines) = with_syslog_capture_after(&setup, &cmd);
+    let d = Drive::ran(&out);
+    assert_eq!(d.result, "PAM_SUCCESS", "{d:?} {lines:#?}");
+    let traced = fs::read_to_string(&trace).expect("the trace");
+    assert!(traced.contains("(INJECTED)"), "never injected: {traced}");
+    assert!(unknown(&lines), "{lines:#?}");
+    assert_step_written(&read(&c.u.secret_path()), at);
+}

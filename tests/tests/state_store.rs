@@ -374,6 +374,46 @@ fn rotating_origins_meet_the_per_user_ceiling() {
     assert_eq!(d.module_code(), "PAM_SUCCESS", "the known origin: {d:?}");
 }
 
+/// pam_totp(8), THROTTLING: a host name in `PAM_RHOST` (sshd with `UseDNS yes`) is
+/// whatever the peer's reverse zone says, so a code accepted from it never makes it a
+/// known origin: once strangers spent the other origins' half of the ceiling, a login
+/// from that name waits with them. Control: a numeric address a code was accepted from
+/// in the same record is known and still gets in.
+#[test]
+fn a_host_name_never_becomes_a_known_origin() {
+    if !require_root("a_host_name_never_becomes_a_known_origin") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("hn");
+    let stack = Stack::probe("svc", "ceiling_burst=4 ceiling_interval=600");
+    let (name, own) = ("client.example", "192.0.2.11");
+    for (from, at) in [(name, T0), (own, T0 + 30)] {
+        let d = login_at(&stack, &u, &code_at(&secret, at), from, at);
+        assert_eq!(d.module_code(), "PAM_SUCCESS", "{from}: {d:?}");
+    }
+    for i in 0..4u64 {
+        let from = format!("203.0.113.{i}");
+        let d = login_at(
+            &stack,
+            &u,
+            &wrong_totp(&secret, T0 + 31),
+            from.as_str(),
+            T0 + 31,
+        );
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    }
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), name, T0 + 60);
+    assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+    assert!(
+        d.messages
+            .iter()
+            .any(|(s, t)| *s == 3 && t.contains("try again in")),
+        "held by the ceiling: {d:?}"
+    );
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 60), own, T0 + 61);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "the known address: {d:?}");
+}
+
 /// Issue 13: a full or read-only state file system denies with a clear log line and
 /// loses nothing already recorded.
 #[test]
