@@ -469,3 +469,67 @@ fn a_command_killed_by_sigkill_names_the_likely_killers() {
         "{lines:?}"
     );
 }
+
+/// The command starts a session of its own, so nothing it starts can get back into the
+/// host's: a process it forks that moves itself into the host's process group (as the
+/// user's foreground group under su or sudo, it could read the terminal the next prompt
+/// is typed on) is refused, stays in the command's group and is killed with it at the
+/// end of the login. The script prints the secret only once that child has tried the
+/// move and only when its session is not the host's, so the login succeeding is the
+/// control that the attempt was made.
+#[test]
+fn nothing_the_command_starts_joins_the_hosts_process_group_or_session() {
+    if !require_root("nothing_the_command_starts_joins_the_hosts_process_group_or_session") {
+        return;
+    }
+    let u = TestUser::create("ss");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-sess");
+    let marker = format!("{}.25", std::process::id() % 100_000 + 100_000);
+    let escaping = program(
+        dir.path(),
+        "escaping",
+        &format!(
+            "#!/usr/bin/perl\n\
+             use POSIX ();\n\
+             sub session {{ my @f = split ' ', (split /\\) /, `cat /proc/$_[0]/stat`)[-1]; $f[3] }}\n\
+             my $host = getpgrp(getppid());\n\
+             pipe(my $r, my $w) or exit 3;\n\
+             my $pid = fork() // exit 4;\n\
+             if ($pid == 0) {{\n\
+               close STDOUT; close $r;\n\
+               POSIX::setpgid(0, $host);\n\
+               print $w \"tried\\n\"; close $w;\n\
+               exec '/bin/sleep', '{marker}';\n\
+             }}\n\
+             close $w;\n\
+             <$r> eq \"tried\\n\" or exit 5;\n\
+             session($$) != session(getppid()) or exit 6;\n\
+             print <<'EOF';\n{}EOF\n",
+            totp_file(&secret)
+        ),
+        0o755,
+    );
+    let (d, lines) = login(&escaping, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let left = || {
+        fs::read_dir("/proc").is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+            })
+        })
+    };
+    let mut gone = false;
+    for _ in 0..200 {
+        if !left() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        gone,
+        "the child that tried to join the host's group was killed"
+    );
+}

@@ -5,8 +5,8 @@
 //! Before it runs, the program and every directory above it must be root-owned and not
 //! group/other writable ([`check_root_controlled`]). It runs as a named unprivileged user
 //! (real, effective and saved uid and gid of that user, no supplementary groups, switched
-//! in the child by `drop_identity` whatever the host's real uid), in its own process
-//! group, in `/`, with an empty environment apart from a fixed `PATH`, stdin and stderr
+//! in the child by `drop_identity` whatever the host's real uid), in a session and
+//! process group of its own (no controlling terminal), in `/`, with an empty environment apart from a fixed `PATH`, stdin and stderr
 //! on `/dev/null`, no other descriptor of the host (R33: all above 2 are closed at the
 //! exec), SIGCHLD at its default whatever the host set (restored once the command is
 //! reaped), no signal blocked or ignored (the host thread's mask and ignored signals are
@@ -218,6 +218,21 @@ fn cloexec_range(first: libc::c_uint) -> io::Result<()> {
         )
     };
     if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A session and process group of the command's own (`setsid`), its id the child's pid.
+/// A process group alone left the command in the host's session: under su, sudo or a
+/// console login it kept the user's terminal as its controlling terminal, and anything
+/// it started could move itself into another group of that session (the host's own, the
+/// terminal's foreground group), out of reach of the kill at the bounds, and read the
+/// terminal the next prompt is typed on. A session leader cannot change its group, and
+/// nothing in a new session can join a group of another.
+fn own_session() -> io::Result<()> {
+    // SAFETY: setsid takes no arguments and is async-signal-safe.
+    if unsafe { libc::setsid() } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -474,8 +489,7 @@ pub fn run_bounded(
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0);
+        .stderr(Stdio::null());
     let identity = runner.map(|r| (r.uid, r.gid));
     // R33: the host application (sshd keeps its log, pipes and monitor socket open)
     // may have left descriptors without FD_CLOEXEC; none of them may reach the command.
@@ -483,11 +497,12 @@ pub fn run_bounded(
     // `drop_identity`); the closure runs after the standard library's own set-up, so
     // nothing privileged follows it but the exec.
     // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe system calls (close_range, fcntl, sigprocmask, sigaction, raw
+    // async-signal-safe system calls (setsid, close_range, fcntl, sigprocmask, sigaction, raw
     // setgroups/setresgid/setresuid/getgroups) on its own stack; it touches no memory of
     // the parent and allocates nothing (it captures an optional pair of integers).
     unsafe {
         command.pre_exec(move || {
+            own_session()?;
             close_inherited_descriptors()?;
             default_signals()?;
             match identity {
