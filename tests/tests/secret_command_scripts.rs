@@ -533,3 +533,64 @@ fn nothing_the_command_starts_joins_the_hosts_process_group_or_session() {
         "the child that tried to join the host's group was killed"
     );
 }
+
+/// A script's interpreter decides its answer as much as the script does: an interpreter
+/// someone other than root can change (owned by another account, or named through a
+/// symlink in a directory others can write) denies before anything runs, and the log
+/// names the interpreter. Controls: the same copy of the shell owned by root, and named
+/// through a relative root symlink in a root directory, log in (the perl of the test above has
+/// two hard links).
+#[test]
+fn a_script_whose_interpreter_others_could_change_is_never_run() {
+    if !require_root("a_script_whose_interpreter_others_could_change_is_never_run") {
+        return;
+    }
+    let u = TestUser::create("si");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-interp");
+    let serve = format!("cat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let subdir = |name: &str, mode: u32| {
+        let d = dir.path().join(name);
+        fs::create_dir(&d).expect("mkdir");
+        fs::set_permissions(&d, fs::Permissions::from_mode(mode)).expect("chmod");
+        d
+    };
+    let bin = subdir("bin", 0o755);
+    let shell = bin.join("sh");
+    fs::copy("/bin/sh", &shell).expect("copy the shell");
+    fs::set_permissions(&shell, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = |name: &str, interpreter: &Path| {
+        program(
+            dir.path(),
+            name,
+            &format!("#!{}\n{serve}", interpreter.display()),
+            0o755,
+        )
+    };
+    let direct = script("direct", &shell);
+    let (d, lines) = login(&direct, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    std::os::unix::fs::chown(&shell, Some(65534), None).expect("chown");
+    let (d, lines) = login(&direct, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    let shown = shell.display().to_string();
+    assert!(
+        logged(&lines, &["interpreter", &shown, "uid 65534"]),
+        "{lines:?}"
+    );
+    std::os::unix::fs::chown(&shell, Some(0), None).expect("chown back");
+
+    let linked = subdir("linked", 0o755);
+    // Relative, up and down again, as distributions link their interpreters.
+    std::os::unix::fs::symlink("../bin/sh", linked.join("sh")).expect("symlink");
+    let (d, lines) = login(&script("via-root-link", &linked.join("sh")), &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    let open = subdir("open", 0o777);
+    std::os::unix::fs::symlink(&shell, open.join("sh")).expect("symlink");
+    let (d, lines) = login(&script("via-open-dir", &open.join("sh")), &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    let shown = open.join("sh").display().to_string();
+    assert!(logged(&lines, &["interpreter", &shown]), "{lines:?}");
+}

@@ -3,7 +3,8 @@
 //! `AuthorizedKeysCommand`.
 //!
 //! Before it runs, the program and every directory above it must be root-owned and not
-//! group/other writable ([`check_root_controlled`]). It runs as a named unprivileged user
+//! group/other writable ([`check_root_controlled`]), and so must every interpreter its
+//! `#!` line leads to (`check_interpreters`: root's symlinks and hard links allowed). It runs as a named unprivileged user
 //! (real, effective and saved uid and gid of that user, no supplementary groups, switched
 //! in the child by `drop_identity` whatever the host's real uid), in a session and
 //! process group of its own (no controlling terminal), in `/`, with an empty environment apart from a fixed `PATH`, stdin and stderr
@@ -23,8 +24,9 @@
 use std::fmt;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,7 +39,9 @@ use totp_core::gafile::GaFileError;
 use zeroize::Zeroizing;
 
 use crate::nss::{self, Passwd};
-use crate::safefile::{DEFAULT_MAX_SIZE, FileError, check_root_controlled};
+use crate::safefile::{
+    DEFAULT_MAX_SIZE, FileError, check_root_controlled, check_root_controlled_interpreter,
+};
 
 /// Largest program accepted by the ownership check (it is not read, only stat'ed).
 const MAX_PROGRAM_SIZE: usize = 256 << 20;
@@ -72,6 +76,10 @@ impl fmt::Debug for SecretOutput {
 pub enum CommandError {
     /// The program or a directory above it could be changed by someone other than root.
     Untrusted(FileError),
+    /// The interpreter a `#!` line names (of the program, or of an interpreter that is a
+    /// script itself) could be changed by someone other than root: it runs the script,
+    /// so it decides the answer as much as the program does.
+    UntrustedInterpreter(String, FileError),
     /// `secret_command_user=` names nobody, or root.
     BadRunAsUser(String),
     Spawn(io::Error),
@@ -104,6 +112,10 @@ impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Untrusted(e) => write!(f, "secret command not trusted: {e}"),
+            Self::UntrustedInterpreter(i, e) => write!(
+                f,
+                "secret command not trusted: the interpreter its #! line names ({i}): {e}; it and every directory above it must be owned by root and not writable by group or others"
+            ),
             Self::BadRunAsUser(m) => write!(f, "secret_command_user: {m}"),
             Self::Spawn(e) => write!(f, "secret command could not start: {e}"),
             Self::NoCloseRange(e) => write!(
@@ -191,9 +203,19 @@ fn spawn_error(program: &Path, e: io::Error) -> CommandError {
     }
 }
 
-/// The interpreter path of a `#!` line, from the first 256 bytes of the program (root
-/// reads a root-owned file; nothing else of it is looked at).
+/// The interpreter of a `#!` line as an admin reads it.
 fn interpreter_of(program: &Path) -> Option<String> {
+    interpreter_path(program).map(|p| shown_interpreter(&p))
+}
+
+/// A script saved with CRLF line ends names "/bin/sh\r": escaped, the \r shows.
+fn shown_interpreter(path: &Path) -> String {
+    path.to_string_lossy().escape_debug().to_string()
+}
+
+/// The interpreter path of a `#!` line, from the first 256 bytes of the program, as the
+/// kernel reads it (root reads a root-owned file; nothing else of it is looked at).
+fn interpreter_path(program: &Path) -> Option<PathBuf> {
     let mut head = [0u8; 256];
     let n = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
     let line = head[..n].strip_prefix(b"#!")?;
@@ -201,8 +223,39 @@ fn interpreter_of(program: &Path) -> Option<String> {
     let word = line
         .split(|&b| b == b' ' || b == b'\t')
         .find(|w| !w.is_empty())?;
-    // A script saved with CRLF line ends names "/bin/sh\r": escaped, the \r shows.
-    Some(String::from_utf8_lossy(word).escape_debug().to_string())
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(word)))
+}
+
+/// How deep the kernel follows interpreters that are scripts themselves
+/// (`BINPRM_MAX_RECURSION`); a deeper chain fails the exec.
+const MAX_INTERPRETERS: usize = 4;
+
+/// Every interpreter the program's `#!` line leads to, checked as the program is: a
+/// script's answer is whatever its interpreter makes of it, so a `#!/opt/tools/python`
+/// that a deploy account can replace would hand that account every user's secret.
+/// `#!/usr/bin/env NAME` checks `env`; NAME is then found on the command's fixed `PATH`.
+fn check_interpreters(program: &Path) -> Result<(), CommandError> {
+    let mut script = program.to_path_buf();
+    for _ in 0..MAX_INTERPRETERS {
+        let Some(named) = interpreter_path(&script) else {
+            return Ok(());
+        };
+        // The kernel opens a relative interpreter from the working directory: `/`.
+        let interpreter = Path::new("/").join(&named);
+        script = match check_root_controlled_interpreter(&interpreter, MAX_PROGRAM_SIZE) {
+            Ok(resolved) => resolved,
+            Err(FileError::NotFound | FileError::MissingDirectory { .. }) => {
+                return Err(CommandError::NoInterpreter(shown_interpreter(&named)));
+            }
+            Err(e) => {
+                return Err(CommandError::UntrustedInterpreter(
+                    shown_interpreter(&named),
+                    e,
+                ));
+            }
+        };
+    }
+    Ok(())
 }
 
 /// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: async-signal-safe, a raw system call.
@@ -474,6 +527,7 @@ pub fn run_bounded(
 ) -> Result<(std::process::ExitStatus, Zeroizing<Vec<u8>>), CommandError> {
     let deadline = Instant::now() + limit;
     check_root_controlled(program, MAX_PROGRAM_SIZE).map_err(CommandError::Untrusted)?;
+    check_interpreters(program)?;
     let runner = run_as.map(run_as_user).transpose()?;
     // Asked in the parent on a range no descriptor can be in: a refusal here (a seccomp
     // filter, an old kernel) is named as such, where the child's would reach the log
