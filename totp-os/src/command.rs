@@ -4,11 +4,12 @@
 //!
 //! Before it runs, the program and every directory above it must be root-owned and not
 //! group/other writable ([`check_root_controlled`]), and so must every interpreter its
-//! `#!` line leads to (`check_interpreters`: root's symlinks and hard links allowed). It runs as a named unprivileged user
-//! (real, effective and saved uid and gid of that user, no supplementary groups, switched
-//! in the child by `drop_identity` whatever the host's real uid), in a session and
-//! process group of its own (no controlling terminal), in `/`, with an empty environment apart from a fixed `PATH`, stdin and stderr
-//! on `/dev/null`, no other descriptor of the host (R33: all above 2 are closed at the
+//! `#!` line leads to (`check_interpreters`: root's symlinks and hard links allowed). It
+//! runs as a named unprivileged user (real, effective and saved uid and gid of that user,
+//! no supplementary groups, switched in the child by `drop_identity` whatever the host's
+//! real uid), in a session and process group of its own (no controlling terminal), in
+//! `/`, with an empty environment apart from a fixed `PATH`, stdin and stderr on
+//! `/dev/null`, no other descriptor of the host (R33: all above 2 are closed at the
 //! exec), SIGCHLD at its default whatever the host set (restored once the command is
 //! reaped), no signal blocked or ignored (the host thread's mask and ignored signals are
 //! not inherited), and the canonical user name as its only argument. Its output is read
