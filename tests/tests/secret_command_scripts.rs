@@ -594,3 +594,53 @@ fn a_script_whose_interpreter_others_could_change_is_never_run() {
     let shown = open.join("sh").display().to_string();
     assert!(logged(&lines, &["interpreter", &shown]), "{lines:?}");
 }
+
+/// What the command leaves running in a process group of its own inside its session is
+/// killed with it: coreutils `timeout` puts itself and the program it runs in a new
+/// group (a script wrapping its CLI in `timeout 600 vault …`), out of reach of the group
+/// kill, so every login left it running as `secret_command_user=` until its own limit.
+/// The script answers only once the helper is in its own group. Control: the login
+/// succeeds (a helper left in the command's group is killed by the group kill:
+/// `a_background_child_holding_the_output_is_named_in_the_log`).
+#[test]
+fn a_helper_in_a_process_group_of_its_own_is_killed_with_the_command() {
+    if !require_root("a_helper_in_a_process_group_of_its_own_is_killed_with_the_command") {
+        return;
+    }
+    let u = TestUser::create("sg");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-pgrp");
+    let marker = format!("{}.75", std::process::id() % 100_000 + 100_000);
+    let left = |marker: &str| {
+        fs::read_dir("/proc").is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+            })
+        })
+    };
+    let gone = |marker: &str| {
+        (0..200).any(|_| {
+            let g = !left(marker);
+            if !g {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            g
+        })
+    };
+    let cmd = program(
+        dir.path(),
+        "wrapped",
+        &format!(
+            "#!/bin/sh\n\
+             timeout 1000 sleep {marker} >/dev/null &\n\
+             while [ \"$(cut -d' ' -f5 /proc/$!/stat)\" != $! ]; do sleep 0.01; done\n\
+             cat <<'EOF'\n{}EOF\n",
+            totp_file(&secret)
+        ),
+        0o755,
+    );
+    let (d, lines) = login(&cmd, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(gone(&marker), "the helper in a group of its own was killed");
+}

@@ -653,8 +653,70 @@ impl KillOnDrop<'_> {
 impl Drop for KillOnDrop<'_> {
     fn drop(&mut self) {
         self.kill_group();
+        kill_session(self.child.id());
         let _ = self.child.wait();
     }
+}
+
+/// How often the session is looked through: a process forking while it is looked for
+/// is found by the next pass.
+const SESSION_PASSES: usize = 4;
+
+/// Kills what the command left in a process group of its own inside its session, out of
+/// reach of the group kill: coreutils `timeout` moves itself and the program it runs to
+/// a new group, as a script's job control does. The session id is the command's pid,
+/// not reaped yet, so only what the command started can be in that session. A process
+/// that started a session of its own (a daemon) is beyond this.
+fn kill_session(sid: u32) {
+    let Ok(sid) = i32::try_from(sid) else {
+        return;
+    };
+    for _ in 0..SESSION_PASSES {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let mut found = false;
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid != sid && live_in_session(pid, sid) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                found = true;
+            }
+        }
+        if !found {
+            return;
+        }
+    }
+}
+
+/// Whether `/proc/PID/stat` shows a process of session `sid` that is not yet a zombie
+/// (its state and session follow the command name, which ends at the last `)`).
+fn live_in_session(pid: i32, sid: i32) -> bool {
+    let mut stat = [0u8; 512];
+    let Ok(n) =
+        std::fs::File::open(format!("/proc/{pid}/stat")).and_then(|mut f| f.read(&mut stat))
+    else {
+        return false;
+    };
+    let Some(close) = stat[..n].iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    // After ") ": state ppid pgrp session.
+    let mut fields = stat[close + 1..n]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty());
+    let state = fields.next();
+    let session = fields
+        .nth(2)
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .and_then(|f| f.parse::<i32>().ok());
+    session == Some(sid) && !matches!(state, Some(b"Z" | b"X"))
 }
 
 fn remaining(deadline: Instant) -> Option<Duration> {
