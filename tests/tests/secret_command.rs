@@ -141,6 +141,16 @@ fn failing_commands_are_errors() {
     }
     let p = script(dir.path(), "killed", "kill -9 $$");
     assert!(matches!(run(&p), Err(CommandError::Killed(9))));
+    // A crash after printing a whole file: the file is not used.
+    let p = script(
+        dir.path(),
+        "crashed",
+        &format!(
+            "printf '{}'; kill -SEGV $$",
+            SECRET_FILE.replace('\n', "\\n")
+        ),
+    );
+    assert!(matches!(run(&p), Err(CommandError::Killed(11))));
 }
 
 #[test]
@@ -188,6 +198,15 @@ fn a_slow_command_is_killed_with_its_children() {
     );
     assert!(matches!(run(&p), Err(CommandError::OutputHeldOpen(s)) if s.success()));
     assert!(no_process_with("31.2718"));
+    // Its output closed early, the command itself still running: waited for only up to
+    // the limit, then killed.
+    let p = script(
+        dir.path(),
+        "closed-early",
+        "echo JBSWY3DPEHPK3PXP\nexec >&-\nsleep 31.5772",
+    );
+    assert!(matches!(run(&p), Err(CommandError::TimedOut)));
+    assert!(no_process_with("31.5772"));
 }
 
 #[test]

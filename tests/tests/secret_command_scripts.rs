@@ -469,3 +469,178 @@ fn a_command_killed_by_sigkill_names_the_likely_killers() {
         "{lines:?}"
     );
 }
+
+/// The command starts a session of its own, so nothing it starts can get back into the
+/// host's: a process it forks that moves itself into the host's process group (as the
+/// user's foreground group under su or sudo, it could read the terminal the next prompt
+/// is typed on) is refused, stays in the command's group and is killed with it at the
+/// end of the login. The script prints the secret only once that child has tried the
+/// move and only when its session is not the host's, so the login succeeding is the
+/// control that the attempt was made.
+#[test]
+fn nothing_the_command_starts_joins_the_hosts_process_group_or_session() {
+    if !require_root("nothing_the_command_starts_joins_the_hosts_process_group_or_session") {
+        return;
+    }
+    let u = TestUser::create("ss");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-sess");
+    let marker = format!("{}.25", std::process::id() % 100_000 + 100_000);
+    let escaping = program(
+        dir.path(),
+        "escaping",
+        &format!(
+            "#!/usr/bin/perl\n\
+             use POSIX ();\n\
+             sub session {{ my @f = split ' ', (split /\\) /, `cat /proc/$_[0]/stat`)[-1]; $f[3] }}\n\
+             my $host = getpgrp(getppid());\n\
+             pipe(my $r, my $w) or exit 3;\n\
+             my $pid = fork() // exit 4;\n\
+             if ($pid == 0) {{\n\
+               close STDOUT; close $r;\n\
+               POSIX::setpgid(0, $host);\n\
+               print $w \"tried\\n\"; close $w;\n\
+               exec '/bin/sleep', '{marker}';\n\
+             }}\n\
+             close $w;\n\
+             <$r> eq \"tried\\n\" or exit 5;\n\
+             session($$) != session(getppid()) or exit 6;\n\
+             print <<'EOF';\n{}EOF\n",
+            totp_file(&secret)
+        ),
+        0o755,
+    );
+    let (d, lines) = login(&escaping, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let left = || {
+        fs::read_dir("/proc").is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+            })
+        })
+    };
+    let mut gone = false;
+    for _ in 0..200 {
+        if !left() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        gone,
+        "the child that tried to join the host's group was killed"
+    );
+}
+
+/// A script's interpreter decides its answer as much as the script does: an interpreter
+/// someone other than root can change (owned by another account, or named through a
+/// symlink in a directory others can write) denies before anything runs, and the log
+/// names the interpreter. Controls: the same copy of the shell owned by root, and named
+/// through a relative root symlink in a root directory, log in (the perl of the test above has
+/// two hard links).
+#[test]
+fn a_script_whose_interpreter_others_could_change_is_never_run() {
+    if !require_root("a_script_whose_interpreter_others_could_change_is_never_run") {
+        return;
+    }
+    let u = TestUser::create("si");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-interp");
+    let serve = format!("cat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let subdir = |name: &str, mode: u32| {
+        let d = dir.path().join(name);
+        fs::create_dir(&d).expect("mkdir");
+        fs::set_permissions(&d, fs::Permissions::from_mode(mode)).expect("chmod");
+        d
+    };
+    let bin = subdir("bin", 0o755);
+    let shell = bin.join("sh");
+    fs::copy("/bin/sh", &shell).expect("copy the shell");
+    fs::set_permissions(&shell, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = |name: &str, interpreter: &Path| {
+        program(
+            dir.path(),
+            name,
+            &format!("#!{}\n{serve}", interpreter.display()),
+            0o755,
+        )
+    };
+    let direct = script("direct", &shell);
+    let (d, lines) = login(&direct, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    std::os::unix::fs::chown(&shell, Some(65534), None).expect("chown");
+    let (d, lines) = login(&direct, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    let shown = shell.display().to_string();
+    assert!(
+        logged(&lines, &["interpreter", &shown, "uid 65534"]),
+        "{lines:?}"
+    );
+    std::os::unix::fs::chown(&shell, Some(0), None).expect("chown back");
+
+    let linked = subdir("linked", 0o755);
+    // Relative, up and down again, as distributions link their interpreters.
+    std::os::unix::fs::symlink("../bin/sh", linked.join("sh")).expect("symlink");
+    let (d, lines) = login(&script("via-root-link", &linked.join("sh")), &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    let open = subdir("open", 0o777);
+    std::os::unix::fs::symlink(&shell, open.join("sh")).expect("symlink");
+    let (d, lines) = login(&script("via-open-dir", &open.join("sh")), &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    let shown = open.join("sh").display().to_string();
+    assert!(logged(&lines, &["interpreter", &shown]), "{lines:?}");
+}
+
+/// What the command leaves running in a process group of its own inside its session is
+/// killed with it: coreutils `timeout` puts itself and the program it runs in a new
+/// group (a script wrapping its CLI in `timeout 600 vault …`), out of reach of the group
+/// kill, so every login left it running as `secret_command_user=` until its own limit.
+/// The script answers only once the helper is in its own group. Control: the login
+/// succeeds (a helper left in the command's group is killed by the group kill:
+/// `a_background_child_holding_the_output_is_named_in_the_log`).
+#[test]
+fn a_helper_in_a_process_group_of_its_own_is_killed_with_the_command() {
+    if !require_root("a_helper_in_a_process_group_of_its_own_is_killed_with_the_command") {
+        return;
+    }
+    let u = TestUser::create("sg");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-pgrp");
+    let marker = format!("{}.75", std::process::id() % 100_000 + 100_000);
+    let left = |marker: &str| {
+        fs::read_dir("/proc").is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+            })
+        })
+    };
+    let gone = |marker: &str| {
+        (0..200).any(|_| {
+            let g = !left(marker);
+            if !g {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            g
+        })
+    };
+    let cmd = program(
+        dir.path(),
+        "wrapped",
+        &format!(
+            "#!/bin/sh\n\
+             timeout 1000 sleep {marker} >/dev/null &\n\
+             while [ \"$(cut -d' ' -f5 /proc/$!/stat)\" != $! ]; do sleep 0.01; done\n\
+             cat <<'EOF'\n{}EOF\n",
+            totp_file(&secret)
+        ),
+        0o755,
+    );
+    let (d, lines) = login(&cmd, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    assert!(gone(&marker), "the helper in a group of its own was killed");
+}

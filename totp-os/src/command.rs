@@ -3,11 +3,13 @@
 //! `AuthorizedKeysCommand`.
 //!
 //! Before it runs, the program and every directory above it must be root-owned and not
-//! group/other writable ([`check_root_controlled`]). It runs as a named unprivileged user
-//! (real, effective and saved uid and gid of that user, no supplementary groups, switched
-//! in the child by `drop_identity` whatever the host's real uid), in its own process
-//! group, in `/`, with an empty environment apart from a fixed `PATH`, stdin and stderr
-//! on `/dev/null`, no other descriptor of the host (R33: all above 2 are closed at the
+//! group/other writable ([`check_root_controlled`]), and so must every interpreter its
+//! `#!` line leads to (`check_interpreters`: root's symlinks and hard links allowed). It
+//! runs as a named unprivileged user (real, effective and saved uid and gid of that user,
+//! no supplementary groups, switched in the child by `drop_identity` whatever the host's
+//! real uid), in a session and process group of its own (no controlling terminal), in
+//! `/`, with an empty environment apart from a fixed `PATH`, stdin and stderr on
+//! `/dev/null`, no other descriptor of the host (R33: all above 2 are closed at the
 //! exec), SIGCHLD at its default whatever the host set (restored once the command is
 //! reaped), no signal blocked or ignored (the host thread's mask and ignored signals are
 //! not inherited), and the canonical user name as its only argument. Its output is read
@@ -23,8 +25,9 @@
 use std::fmt;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,7 +40,9 @@ use totp_core::gafile::GaFileError;
 use zeroize::Zeroizing;
 
 use crate::nss::{self, Passwd};
-use crate::safefile::{DEFAULT_MAX_SIZE, FileError, check_root_controlled};
+use crate::safefile::{
+    DEFAULT_MAX_SIZE, FileError, check_root_controlled, check_root_controlled_interpreter,
+};
 
 /// Largest program accepted by the ownership check (it is not read, only stat'ed).
 const MAX_PROGRAM_SIZE: usize = 256 << 20;
@@ -72,6 +77,10 @@ impl fmt::Debug for SecretOutput {
 pub enum CommandError {
     /// The program or a directory above it could be changed by someone other than root.
     Untrusted(FileError),
+    /// The interpreter a `#!` line names (of the program, or of an interpreter that is a
+    /// script itself) could be changed by someone other than root: it runs the script,
+    /// so it decides the answer as much as the program does.
+    UntrustedInterpreter(String, FileError),
     /// `secret_command_user=` names nobody, or root.
     BadRunAsUser(String),
     Spawn(io::Error),
@@ -104,6 +113,10 @@ impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Untrusted(e) => write!(f, "secret command not trusted: {e}"),
+            Self::UntrustedInterpreter(i, e) => write!(
+                f,
+                "secret command not trusted: the interpreter its #! line names ({i}): {e}; it and every directory above it must be owned by root and not writable by group or others"
+            ),
             Self::BadRunAsUser(m) => write!(f, "secret_command_user: {m}"),
             Self::Spawn(e) => write!(f, "secret command could not start: {e}"),
             Self::NoCloseRange(e) => write!(
@@ -191,9 +204,19 @@ fn spawn_error(program: &Path, e: io::Error) -> CommandError {
     }
 }
 
-/// The interpreter path of a `#!` line, from the first 256 bytes of the program (root
-/// reads a root-owned file; nothing else of it is looked at).
+/// The interpreter of a `#!` line as an admin reads it.
 fn interpreter_of(program: &Path) -> Option<String> {
+    interpreter_path(program).map(|p| shown_interpreter(&p))
+}
+
+/// A script saved with CRLF line ends names "/bin/sh\r": escaped, the \r shows.
+fn shown_interpreter(path: &Path) -> String {
+    path.to_string_lossy().escape_debug().to_string()
+}
+
+/// The interpreter path of a `#!` line, from the first 256 bytes of the program, as the
+/// kernel reads it (root reads a root-owned file; nothing else of it is looked at).
+fn interpreter_path(program: &Path) -> Option<PathBuf> {
     let mut head = [0u8; 256];
     let n = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
     let line = head[..n].strip_prefix(b"#!")?;
@@ -201,8 +224,39 @@ fn interpreter_of(program: &Path) -> Option<String> {
     let word = line
         .split(|&b| b == b' ' || b == b'\t')
         .find(|w| !w.is_empty())?;
-    // A script saved with CRLF line ends names "/bin/sh\r": escaped, the \r shows.
-    Some(String::from_utf8_lossy(word).escape_debug().to_string())
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(word)))
+}
+
+/// How deep the kernel follows interpreters that are scripts themselves
+/// (`BINPRM_MAX_RECURSION`); a deeper chain fails the exec.
+const MAX_INTERPRETERS: usize = 4;
+
+/// Every interpreter the program's `#!` line leads to, checked as the program is: a
+/// script's answer is whatever its interpreter makes of it, so a `#!/opt/tools/python`
+/// that a deploy account can replace would hand that account every user's secret.
+/// `#!/usr/bin/env NAME` checks `env`; NAME is then found on the command's fixed `PATH`.
+fn check_interpreters(program: &Path) -> Result<(), CommandError> {
+    let mut script = program.to_path_buf();
+    for _ in 0..MAX_INTERPRETERS {
+        let Some(named) = interpreter_path(&script) else {
+            return Ok(());
+        };
+        // The kernel opens a relative interpreter from the working directory: `/`.
+        let interpreter = Path::new("/").join(&named);
+        script = match check_root_controlled_interpreter(&interpreter, MAX_PROGRAM_SIZE) {
+            Ok(resolved) => resolved,
+            Err(FileError::NotFound | FileError::MissingDirectory { .. }) => {
+                return Err(CommandError::NoInterpreter(shown_interpreter(&named)));
+            }
+            Err(e) => {
+                return Err(CommandError::UntrustedInterpreter(
+                    shown_interpreter(&named),
+                    e,
+                ));
+            }
+        };
+    }
+    Ok(())
 }
 
 /// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: async-signal-safe, a raw system call.
@@ -218,6 +272,21 @@ fn cloexec_range(first: libc::c_uint) -> io::Result<()> {
         )
     };
     if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A session and process group of the command's own (`setsid`), its id the child's pid.
+/// A process group alone left the command in the host's session: under su, sudo or a
+/// console login it kept the user's terminal as its controlling terminal, and anything
+/// it started could move itself into another group of that session (the host's own, the
+/// terminal's foreground group), out of reach of the kill at the bounds, and read the
+/// terminal the next prompt is typed on. A session leader cannot change its group, and
+/// nothing in a new session can join a group of another.
+fn own_session() -> io::Result<()> {
+    // SAFETY: setsid takes no arguments and is async-signal-safe.
+    if unsafe { libc::setsid() } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -459,6 +528,7 @@ pub fn run_bounded(
 ) -> Result<(std::process::ExitStatus, Zeroizing<Vec<u8>>), CommandError> {
     let deadline = Instant::now() + limit;
     check_root_controlled(program, MAX_PROGRAM_SIZE).map_err(CommandError::Untrusted)?;
+    check_interpreters(program)?;
     let runner = run_as.map(run_as_user).transpose()?;
     // Asked in the parent on a range no descriptor can be in: a refusal here (a seccomp
     // filter, an old kernel) is named as such, where the child's would reach the log
@@ -474,8 +544,7 @@ pub fn run_bounded(
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0);
+        .stderr(Stdio::null());
     let identity = runner.map(|r| (r.uid, r.gid));
     // R33: the host application (sshd keeps its log, pipes and monitor socket open)
     // may have left descriptors without FD_CLOEXEC; none of them may reach the command.
@@ -483,11 +552,12 @@ pub fn run_bounded(
     // `drop_identity`); the closure runs after the standard library's own set-up, so
     // nothing privileged follows it but the exec.
     // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe system calls (close_range, fcntl, sigprocmask, sigaction, raw
+    // async-signal-safe system calls (setsid, close_range, fcntl, sigprocmask, sigaction, raw
     // setgroups/setresgid/setresuid/getgroups) on its own stack; it touches no memory of
     // the parent and allocates nothing (it captures an optional pair of integers).
     unsafe {
         command.pre_exec(move || {
+            own_session()?;
             close_inherited_descriptors()?;
             default_signals()?;
             match identity {
@@ -583,8 +653,70 @@ impl KillOnDrop<'_> {
 impl Drop for KillOnDrop<'_> {
     fn drop(&mut self) {
         self.kill_group();
+        kill_session(self.child.id());
         let _ = self.child.wait();
     }
+}
+
+/// How often the session is looked through: a process forking while it is looked for
+/// is found by the next pass.
+const SESSION_PASSES: usize = 4;
+
+/// Kills what the command left in a process group of its own inside its session, out of
+/// reach of the group kill: coreutils `timeout` moves itself and the program it runs to
+/// a new group, as a script's job control does. The session id is the command's pid,
+/// not reaped yet, so only what the command started can be in that session. A process
+/// that started a session of its own (a daemon) is beyond this.
+fn kill_session(sid: u32) {
+    let Ok(sid) = i32::try_from(sid) else {
+        return;
+    };
+    for _ in 0..SESSION_PASSES {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let mut found = false;
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid != sid && live_in_session(pid, sid) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                found = true;
+            }
+        }
+        if !found {
+            return;
+        }
+    }
+}
+
+/// Whether `/proc/PID/stat` shows a process of session `sid` that is not yet a zombie
+/// (its state and session follow the command name, which ends at the last `)`).
+fn live_in_session(pid: i32, sid: i32) -> bool {
+    let mut stat = [0u8; 512];
+    let Ok(n) =
+        std::fs::File::open(format!("/proc/{pid}/stat")).and_then(|mut f| f.read(&mut stat))
+    else {
+        return false;
+    };
+    let Some(close) = stat[..n].iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    // After ") ": state ppid pgrp session.
+    let mut fields = stat[close + 1..n]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty());
+    let state = fields.next();
+    let session = fields
+        .nth(2)
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .and_then(|f| f.parse::<i32>().ok());
+    session == Some(sid) && !matches!(state, Some(b"Z" | b"X"))
 }
 
 fn remaining(deadline: Instant) -> Option<Duration> {

@@ -299,8 +299,8 @@ use lock::*;
 pub use lock::{LockedFile, is_refused_read_only_lock, lock_with_deadline, open_refused_lock};
 use read::*;
 pub use read::{
-    check_root_controlled, check_socket_path, on_network_fs, open_checked, open_checked_noting,
-    shared_fs_type,
+    check_root_controlled, check_root_controlled_interpreter, check_socket_path, on_network_fs,
+    open_checked, open_checked_noting, shared_fs_type,
 };
 pub(crate) use walk::open_dir_readable;
 use walk::*;

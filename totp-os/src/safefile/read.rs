@@ -99,6 +99,74 @@ pub fn check_root_controlled(path: &Path, max_size: usize) -> Result<FileInfo, F
     open_unread(path, &FileRules::root_controlled(0o755, max_size)).map(|opened| opened.info)
 }
 
+/// [`check_root_controlled`] for a program named by the `#!` line of one (a script's
+/// interpreter, which runs the script and so decides its answer): the same directory
+/// chain and file rules, but a final symlink is followed when root owns it and its
+/// directory passes the chain check (`/usr/bin/python3 -> python3.11`), and any number
+/// of hard links is accepted (distributions ship interpreters hard-linked: perl,
+/// python3.x). Returns the path of the file the links lead to.
+pub fn check_root_controlled_interpreter(
+    path: &Path,
+    max_size: usize,
+) -> Result<PathBuf, FileError> {
+    let rules = FileRules::root_controlled(0o755, max_size);
+    let mut path = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        let (dirs, name) = split_file_path(&path)?;
+        let walked = walk_checked(&dirs, &rules)?;
+        let st = match stat::fstatat(&walked.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => return Err(FileError::NotFound),
+            Err(e) => return Err(FileError::os("stat", e)),
+        };
+        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFLNK {
+            // Any link count: another name for a file only root can write lets nobody
+            // else write it.
+            let info = FileInfo {
+                nlink: 1,
+                ..FileInfo::from_stat(&st)
+            };
+            check_file(&info, &rules)?;
+            return Ok(walked.shown.join(name));
+        }
+        let link_path = walked.shown.join(name);
+        if st.st_uid != 0 {
+            return Err(FileError::UntrustedSymlink { path: link_path });
+        }
+        let target = PathBuf::from(
+            fcntl::readlinkat(&walked.fd, name).map_err(|e| FileError::os("readlink", e))?,
+        );
+        // `walked.shown` is the directory's own path (the walk resolved every symlink
+        // above it), so leading `..` steps of a relative target pop from it exactly as
+        // the kernel steps up; a `..` after a name could cross another link and is not
+        // resolved here.
+        let mut next = if target.is_absolute() {
+            PathBuf::new()
+        } else {
+            walked.shown.clone()
+        };
+        let mut named = false;
+        for c in target.components() {
+            match c {
+                Component::RootDir => next.push("/"),
+                Component::CurDir | Component::Prefix(_) => {}
+                Component::ParentDir if !named => {
+                    next.pop();
+                }
+                Component::ParentDir => {
+                    return Err(FileError::UntrustedSymlink { path: link_path });
+                }
+                Component::Normal(n) => {
+                    named = true;
+                    next.push(n);
+                }
+            }
+        }
+        path = next;
+    }
+    Err(FileError::TooManySymlinks)
+}
+
 /// Read from offset 0 up to `max + 1` bytes, whatever `st_size` says (the file may grow,
 /// or lie). The first buffer holds `size_hint + 1` bytes (the `st_size` just checked),
 /// so a small file does not cost a `max`-sized buffer that must be wiped; the hint only
