@@ -567,7 +567,10 @@ pub fn run_bounded(
         });
     }
     let mut child = command.spawn().map_err(|e| spawn_error(program, e))?;
-    let mut guard = KillOnDrop { child: &mut child };
+    let mut guard = KillOnDrop {
+        child: &mut child,
+        sweep_session: run_as.is_some(),
+    };
     let output = match read_until(&mut guard, deadline, max_output) {
         Err(CommandError::TimedOut) => {
             return Err(match exited(&mut guard) {
@@ -640,6 +643,11 @@ fn run_as_user(name: &str) -> Result<Passwd, CommandError> {
 /// Kills the child's process group and reaps the child, on every path.
 struct KillOnDrop<'a> {
     child: &'a mut Child,
+    /// Whether what the command left in other process groups of its session is looked
+    /// for too ([`kill_session`]): for a program the admin wrote (the secret command), not
+    /// for getent, whose look through `/proc` would cost each login of a fleet store
+    /// named by host name a few milliseconds on a host with many processes.
+    sweep_session: bool,
 }
 
 impl KillOnDrop<'_> {
@@ -653,7 +661,9 @@ impl KillOnDrop<'_> {
 impl Drop for KillOnDrop<'_> {
     fn drop(&mut self) {
         self.kill_group();
-        kill_session(self.child.id());
+        if self.sweep_session {
+            kill_session(self.child.id());
+        }
         let _ = self.child.wait();
     }
 }
