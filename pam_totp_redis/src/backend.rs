@@ -1,7 +1,8 @@
 //! One connection to Redis/Valkey and the three operations the module needs.
 //!
-//! A user's record is a hash `{v: version, r: record bytes}`. The version starts at 1
-//! and grows by one on every write; `compare_and_set` is one Lua script, run atomically
+//! A user's record is a hash `{v: version, r: record bytes}`. The version starts at a
+//! random number ([`new_key_version`]: a key deleted and created again never repeats the
+//! version a login read before) and grows by one on every write; `compare_and_set` is one Lua script, run atomically
 //! by the server's single writer, that writes only when the stored version is still the
 //! one the caller read. The same code sent to several hosts at once therefore consumes
 //! the replay mark exactly once: every other host's script sees a newer version and the
@@ -148,15 +149,23 @@ impl Failure {
 }
 
 /// Compare the version, then write record and version, then set or clear the TTL.
-/// KEYS[1] = record key; ARGV = expected version ("0" = absent), record, TTL seconds.
+/// KEYS[1] = record key; ARGV = expected version ("0" = absent), record, TTL seconds,
+/// the version a key created by this call starts at ([`new_key_version`]).
 /// One text for the `EVAL` script and the function library's body.
 ///
-/// With KEYS[2] (the store record, `<prefix>store`) and ARGV[4], ARGV[5] (its version
+/// A created key's version is the caller's random start, not 1: a key deleted while a
+/// login decided (its TTL ran out, an admin's `DEL`) and created again by another host
+/// must not repeat the version that login read, or its compare-and-set would overwrite
+/// the newer record and roll back its marks (R34). The start is the caller's, not the
+/// server's `TIME`: the hosts' ACL has no `+time`, the module must know the version it
+/// wrote (the store record's is compared by every later write), and a script before
+/// Redis 5 could not write after a non-deterministic command.
+///
+/// With KEYS[2] (the store record, `<prefix>store`) and ARGV[5], ARGV[6] (its version
 /// `v` and binding `i` as the login read them), the store record is compared too, and a
 /// store record changed since (a FLUSHALL or another lost data set, a recreation after
 /// a failover or a restart) writes nothing and answers 2: the login decided with a floor
-/// that no longer holds (R34). Called with one key (the previous releases' hosts) it
-/// compares the user's record only, as before.
+/// that no longer holds (R34). Called with one key it compares the user's record only.
 ///
 /// Redis checks the commands a script or function runs against the caller's ACL only
 /// when each runs: an ACL without `+expire` had the `HSET` done and the `EXPIRE`
@@ -199,13 +208,14 @@ if redis.acl_check_cmd then
 end
 if KEYS[2] then
   local s = redis.call('HMGET', KEYS[2], 'v', 'i')
-  if s[1] ~= ARGV[4] or s[2] ~= ARGV[5] then return 2 end
+  if s[1] ~= ARGV[5] or s[2] ~= ARGV[6] then return 2 end
 end
 local v = redis.call('HGET', KEYS[1], 'v')
 local fresh = v == false
 if fresh then v = '0' end
 if v ~= ARGV[1] then return 0 end
-local n = string.format('%d', tonumber(v) + 1)
+local n = ARGV[4]
+if not fresh then n = string.format('%d', tonumber(v) + 1) end
 redis.call('HSET', KEYS[1], 'v', n, 'r', ARGV[2])
 if tonumber(ARGV[3]) > 0 then
   if fresh or not redis.REDIS_VERSION_NUM then
@@ -227,19 +237,24 @@ const CAS_SCRIPT: &str = cas_body!();
 
 /// The function name, versioned: a changed body gets a new name, so a host that calls
 /// it knows what it runs (v2: nothing written unless the ACL allows every write; v3:
-/// the store record compared as well). A host that finds only an earlier library falls
-/// back to the script.
-const CAS_FUNCTION: &str = "pam_totp_cas_v3";
+/// the store record compared as well; v4: a created key starts at the caller's random
+/// version, the store record's fields one argument later). A host that finds only an
+/// earlier library falls back to the script.
+const CAS_FUNCTION: &str = "pam_totp_cas_v4";
 
 /// The function library `totp-state init` installs (`FUNCTION LOAD REPLACE`): with it,
 /// hosts need `+fcall` instead of `+eval` (no arbitrary scripts, which could stall the
 /// server or rewrite any record the ACL reaches).
 ///
 /// `init` runs before the hosts are upgraded, and `REPLACE` drops every function the
-/// new text does not register: `pam_totp_cas_v2` and `pam_totp_cas_v1`, which hosts of
-/// earlier releases call with one key, stay registered (with this body: called so, the
-/// same arguments and replies as theirs, and the refusal before writing), or their
-/// logins would be refused until upgraded. They can go once no such host is left.
+/// new text does not register: `pam_totp_cas_v3`, `pam_totp_cas_v2` and
+/// `pam_totp_cas_v1`, which hosts of earlier releases call (v1, v2 with one key), stay
+/// registered (with this body, their arguments moved to where it reads them: the same
+/// replies as theirs, and the refusal before writing), or their logins would be refused
+/// until upgraded. They can go once no such host is left. A key they create starts at
+/// version 1, as those hosts expect (they take the store record they create to be at
+/// 1): a record such a host creates again while another login decided can still repeat
+/// the version that login read, until every host runs this release (docs/fleet.md).
 ///
 /// Their writes, too, never shorten a record's life: a TTL is the store's, not the
 /// caller's, and an earlier host with default options must not set one on a record a
@@ -251,9 +266,13 @@ const LIBRARY: &str = concat!(
     "local function cas(KEYS, ARGV)",
     cas_body!(),
     "end\n",
-    "redis.register_function('pam_totp_cas_v3', cas)\n",
-    "redis.register_function('pam_totp_cas_v2', cas)\n",
-    "redis.register_function('pam_totp_cas_v1', cas)\n"
+    "local function earlier(KEYS, ARGV)\n",
+    "  return cas(KEYS, {ARGV[1], ARGV[2], ARGV[3], '1', ARGV[4], ARGV[5]})\n",
+    "end\n",
+    "redis.register_function('pam_totp_cas_v4', cas)\n",
+    "redis.register_function('pam_totp_cas_v3', earlier)\n",
+    "redis.register_function('pam_totp_cas_v2', earlier)\n",
+    "redis.register_function('pam_totp_cas_v1', earlier)\n"
 );
 
 /// Why a write is refused when the store record changed while the login decided
@@ -721,6 +740,19 @@ fn parse_store(reply: Reply) -> StoreRead {
     Ok((record, version, bound))
 }
 
+/// Where versions of a created key start: at random in [2^32, 2^52). Never 1 nor a
+/// version a key reaches by counting (that takes 2^32 writes), and two creations of one
+/// key pick the same start with a chance of 2^-52: a login that read a key deleted and
+/// created again since finds another version (R34). Below 2^52, which the function's
+/// Lua numbers (doubles) count up exactly for another 2^52 writes.
+fn new_key_version() -> Result<u64, Failure> {
+    let mut bytes = [0u8; 8];
+    openssl::rand::rand_bytes(&mut bytes).map_err(|e| {
+        Failure::unavailable(format!("no random start for a new record's version: {e}"))
+    })?;
+    Ok((1 << 32) + u64::from_le_bytes(bytes) % ((1 << 52) - (1 << 32)))
+}
+
 pub struct Backend {
     con: Conn,
     /// Compare-and-set through the function library (until the server says it has none).
@@ -1161,7 +1193,7 @@ impl Backend {
         self.prefetched.clear();
         self.prefetched_store = None;
         if !self.is_store_key(key) {
-            return self.cas_record(key, expected, record, ttl_secs, durable);
+            return Ok(self.cas_record(key, expected, record, ttl_secs, durable)?.0);
         }
         // Known again only once written here; the module reads it again otherwise.
         self.store_seen = None;
@@ -1188,7 +1220,7 @@ impl Backend {
         } else {
             (expected, Zeroizing::new(record.to_vec()), false)
         };
-        let status = self.cas_record(key, expected, &written, ttl_secs, durable)?;
+        let (status, version) = self.cas_record(key, expected, &written, ttl_secs, durable)?;
         if status == Status::Ok {
             // A replaced stale record is bound only once replaced: bound first, its old
             // contents would read as this instance's.
@@ -1197,13 +1229,13 @@ impl Backend {
             } else {
                 self.bind(key)?
             };
-            // The function counts the version up by one.
-            self.store_seen = Some((expected + 1, binding, written.to_vec()));
+            self.store_seen = Some((version, binding, written.to_vec()));
         }
         Ok(status)
     }
 
-    /// [`Backend::compare_and_set`] of any record, the store record's binding aside.
+    /// [`Backend::compare_and_set`] of any record, the store record's binding aside; with
+    /// the version the record has once written.
     fn cas_record(
         &mut self,
         key: &[u8],
@@ -1211,10 +1243,18 @@ impl Backend {
         record: &[u8],
         ttl_secs: u64,
         durable: bool,
-    ) -> Result<Status, Failure> {
+    ) -> Result<(Status, u64), Failure> {
         if record.len() > MAX_ENCODED_LEN {
             return Err(Failure::invalid("record too large"));
         }
+        // The function counts a version up by one, and starts a key it creates (only
+        // where "0", absent, is expected) at `start`.
+        let written = if expected == 0 {
+            new_key_version()?
+        } else {
+            expected.saturating_add(1)
+        };
+        let start = written.to_string();
         let expected = expected.to_string();
         let ttl = ttl_secs.to_string();
         // A user's record is written only while the store record is the one the login
@@ -1231,7 +1271,12 @@ impl Backend {
             if let Some((store_key, _, _)) = &store {
                 args.push(store_key);
             }
-            args.extend([expected.as_bytes(), record, ttl.as_bytes()]);
+            args.extend([
+                expected.as_bytes(),
+                record,
+                ttl.as_bytes(),
+                start.as_bytes(),
+            ]);
             if let Some((_, version, binding)) = &store {
                 args.extend([version.as_bytes(), binding.as_slice()]);
             }
@@ -1273,7 +1318,7 @@ impl Backend {
             }
         };
         match reply {
-            Reply::Int(0) => return Ok(Status::Conflict),
+            Reply::Int(0) => return Ok((Status::Conflict, written)),
             Reply::Int(1) => {}
             // The store record changed since the login read it. Replaced again on this
             // instance with its store key kept, nothing was lost in between: a conflict,
@@ -1283,7 +1328,7 @@ impl Backend {
             // before it decides again.
             Reply::Int(2) if store.is_some() => {
                 if self.store_kept()? {
-                    return Ok(Status::Conflict);
+                    return Ok((Status::Conflict, written));
                 }
                 self.store_seen = None;
                 return Err(Failure {
@@ -1320,7 +1365,7 @@ impl Backend {
                 )));
             }
         }
-        Ok(Status::Ok)
+        Ok((Status::Ok, written))
     }
 
     /// After a write refused because the store record changed: whether it is still the
@@ -1954,12 +1999,39 @@ mod tests {
     /// releases' hosts call, which `init` must not take from them during an upgrade.
     #[test]
     fn the_library_keeps_the_previous_release_s_function() {
-        for name in [CAS_FUNCTION, "pam_totp_cas_v2", "pam_totp_cas_v1"] {
+        assert!(
+            LIBRARY.contains(&format!("redis.register_function('{CAS_FUNCTION}', cas)")),
+            "{LIBRARY}"
+        );
+        // Earlier releases' arguments, moved to where the body reads them; a key they
+        // create starts at 1, the version those hosts take it to have.
+        for name in ["pam_totp_cas_v3", "pam_totp_cas_v2", "pam_totp_cas_v1"] {
             assert!(
-                LIBRARY.contains(&format!("redis.register_function('{name}', cas)")),
+                LIBRARY.contains(&format!("redis.register_function('{name}', earlier)")),
                 "{name}: {LIBRARY}"
             );
         }
+        assert!(
+            LIBRARY.contains("cas(KEYS, {ARGV[1], ARGV[2], ARGV[3], '1', ARGV[4], ARGV[5]})"),
+            "{LIBRARY}"
+        );
+    }
+
+    /// A created key's version starts where no counted version and, but for a chance of
+    /// 2^-52, no other creation's start lies; within what the function counts exactly.
+    #[test]
+    fn a_created_key_starts_at_a_random_version() {
+        let starts: Vec<u64> = (0..64)
+            .map(|_| new_key_version().expect("random"))
+            .collect();
+        assert!(
+            starts.iter().all(|&v| (1 << 32..1 << 52).contains(&v)),
+            "{starts:?}"
+        );
+        let mut distinct = starts.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), starts.len(), "{starts:?}");
     }
 
     #[test]

@@ -244,3 +244,109 @@ fn a_prefix_deleted_while_a_login_write_is_in_flight_never_reopens_a_used_code()
     }
     assert_a_later_code_logs_in(&host, &u, &secret);
 }
+
+/// A user's record alone deleted while a login's write is held, and created again by
+/// another host with the same code accepted: the held transaction compares the
+/// `mod_revision` the login read, which the deletion and the creation both raised (etcd
+/// never repeats a revision), so it writes nothing and the login decides again with the
+/// other host's record, refusing the code as used. The counterpart of
+/// `fleet_store_in_flight.rs::a_user_record_recreated_while_a_write_is_in_flight_never_takes_that_write`
+/// (docs/fleet.md, "A record deleted while a write is in flight"). Control: the held
+/// write on an unchanged record logs in.
+#[test]
+fn a_user_record_recreated_while_a_login_write_is_in_flight_never_takes_that_write() {
+    let t = "a_user_record_recreated_while_a_login_write_is_in_flight_never_takes_that_write";
+    if !require_root(t) {
+        return;
+    }
+    let cluster = Arc::new(EtcdCluster::start(1, &EtcdConfig::default()));
+    let proxy = EtcdHookProxy::start(&cluster.client_address(0));
+    let prefix = "recreated/";
+    let options = format!(
+        "etcd_plugin={} etcd_prefix={prefix} etcd_timeout=5000",
+        etcd_plugin().display()
+    );
+    let direct = format!("state={} {options}", cluster.url());
+    init_store(&direct);
+    let other = Arc::new(Stack::probe("svc", &direct));
+    let host = Stack::probe("svc", &format!("state={} {options}", proxy.url()));
+    let start = now();
+    let expected_of = |body: &Value, user: &str| {
+        let key = format!("{prefix}user:{user}");
+        compared(body)
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, r)| r)
+    };
+
+    // Control: a record the other host wrote; the hook does nothing; the held write,
+    // on the revision read, logs in.
+    let (c, secret_c) = TestUser::enrolled("er");
+    let (d, logs) = login_logged(&other, &c, &code_at(&secret_c, start), PEER, start);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    proxy.arm(Box::new(|| {}));
+    let at = start + 30;
+    let (d, logs) = login_logged(&host, &c, &code_at(&secret_c, at), PEER, at);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
+    let held = proxy.held();
+    assert_eq!(held.len(), 1, "control: the hook ran before the write");
+    let read = expected_of(&held[0], &c.name);
+    assert!(read.as_deref().is_some_and(|r| r != "0"), "{held:?}");
+
+    // The fault: the record deleted, the same code accepted by the other host (which
+    // creates it again), all while this host's write is held.
+    let (u, secret) = TestUser::enrolled("ex");
+    let u = Arc::new(u);
+    let record = format!("{prefix}user:{}", u.name);
+    let (d, logs) = login_logged(&other, &u, &code_at(&secret, start), PEER, start);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let code = code_at(&secret, at);
+    let slot = Arc::new(std::sync::Mutex::new(None));
+    let hook = {
+        let (cluster, other, u, code, slot, record) = (
+            cluster.clone(),
+            other.clone(),
+            u.clone(),
+            code.clone(),
+            slot.clone(),
+            record.clone(),
+        );
+        Box::new(move || {
+            let deleted = cluster.ctl(&["del", &record]);
+            let (d, logs) = login_logged(&other, &u, &code, PEER, at);
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((deleted, d, logs));
+        })
+    };
+    proxy.arm(hook);
+    let (d, logs) = login_logged(&host, &u, &code, PEER, at);
+    let (deleted, d_other, logs_other) = slot
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .expect("the hook ran");
+    assert_eq!(deleted.trim(), "1", "{deleted}");
+    assert_eq!(
+        d_other.returned(),
+        Returned::Success,
+        "{d_other:?} {logs_other:?}"
+    );
+    let held = proxy.held();
+    assert_eq!(held.len(), 2, "{held:?}");
+    let expected = expected_of(&held[1], &u.name);
+    assert!(
+        expected.as_deref().is_some_and(|r| r != "0"),
+        "the held write expected the record as read: {held:?}"
+    );
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "the code accepted twice: {d:?} {logs:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("already used")),
+        "refused as used: {logs:?}"
+    );
+    let later = start + 60;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}

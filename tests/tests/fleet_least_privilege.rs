@@ -304,11 +304,13 @@ end)
 
 /// An upgrade as docs/fleet.md orders it, with the hosts' ACL (no `EVAL`). On a store
 /// whose library an earlier release installed, a host of this release finds no
-/// `pam_totp_cas_v3`, falls back to the script and is refused, the log naming what is
+/// `pam_totp_cas_v4`, falls back to the script and is refused, the log naming what is
 /// missing and `totp-state init`. This release's `init` then installs a library that
-/// still has `pam_totp_cas_v1` and `pam_totp_cas_v2`, which earlier releases' hosts
-/// call (here with the command they send, one key, as the hosts' ACL user): each
-/// answers as before the upgrade, and this release's host logs in (control).
+/// still has `pam_totp_cas_v1`, `pam_totp_cas_v2` and `pam_totp_cas_v3`, which earlier
+/// releases' hosts call (here with the commands they send, one key, and for
+/// `pam_totp_cas_v3` the store record as a second key, as the hosts' ACL user): each
+/// answers as before the upgrade, counting on from the version 1 the first gave, and
+/// this release's host logs in (control).
 #[test]
 fn an_upgrade_keeps_the_previous_release_s_function_for_its_hosts_through_libpam() {
     let t = "an_upgrade_keeps_the_previous_release_s_function_for_its_hosts_through_libpam";
@@ -352,7 +354,7 @@ fn an_upgrade_keeps_the_previous_release_s_function_for_its_hosts_through_libpam
     assert!(
         lines.iter().any(|l| {
             let m = syslog_message(l);
-            m.contains("pam_totp_cas_v3 is not on the server")
+            m.contains("pam_totp_cas_v4 is not on the server")
                 && m.contains("earlier release")
                 && m.contains("totp-state init")
         }),
@@ -368,8 +370,42 @@ fn an_upgrade_keeps_the_previous_release_s_function_for_its_hosts_through_libpam
     assert_eq!(
         previous_host("pam_totp_cas_v2", "2")[1],
         ":1\r\n",
+        "an earlier release"
+    );
+    assert_eq!(
+        previous_host("pam_totp_cas_v3", "3")[1],
+        ":1\r\n",
         "the release before this one"
     );
+    let counted = session(server.port, &[&["HGET", "up:previous", "v"]]);
+    assert_eq!(counted[0], "$1\r\n4\r\n", "{counted:?}");
+    // The previous release's hosts also pass the store record (a second key, its version
+    // and binding after the TTL): compared where they put it.
+    let store = session(server.port, &[&["HMGET", "up:store", "v", "i"]]);
+    let fields: Vec<&str> = store[0].split("\r\n").collect();
+    let (v, i) = (fields[2], fields[4]);
+    let with_store = |binding: &str| {
+        session(
+            server.port,
+            &[
+                &["AUTH", "host", "host pw"],
+                &[
+                    "FCALL",
+                    "pam_totp_cas_v3",
+                    "2",
+                    "up:previous",
+                    "up:store",
+                    "4",
+                    "rec",
+                    "60",
+                    v,
+                    binding,
+                ],
+            ],
+        )
+    };
+    assert_eq!(with_store("another")[1], ":2\r\n", "{store:?}");
+    assert_eq!(with_store(i)[1], ":1\r\n", "{store:?}");
     let (d, lines) = login_logged(&host, &u, &code_at(&secret, start), RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
 }

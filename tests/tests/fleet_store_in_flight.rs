@@ -317,3 +317,119 @@ fn a_store_record_that_changes_under_every_write_ends_the_answer_within_its_boun
     assert!(ran_out.is_some(), "{logs:?}");
     done.store(true, Ordering::Relaxed);
 }
+
+/// A user's record deleted while a login's write is in flight (its TTL ran out, an
+/// admin's `DEL`) and created again by another host: the creation must not repeat the
+/// version the held write expects, or that write would overwrite the newer record and
+/// roll its mark back (R34): the same code accepted on both hosts. Versions of a created
+/// key start at the server's clock in microseconds (docs/fleet.md, "Versions"), so the
+/// held write finds another version, writes nothing, and the login decides again with
+/// the other host's record, which refuses the code as used.
+#[test]
+fn a_user_record_recreated_while_a_write_is_in_flight_never_takes_that_write() {
+    let t = "a_user_record_recreated_while_a_write_is_in_flight_never_takes_that_write";
+    if !require_root(t) {
+        return;
+    }
+    let server = Arc::new(RedisServer::start(&ServerConfig::default()));
+    let proxy = HookProxy::start(server.port);
+    let options = format!(
+        "redis_plugin={} redis_prefix=rc: redis_timeout=5000",
+        plugin().display()
+    );
+    let direct = format!("state={} {options}", server.url(false));
+    let proxied = format!("state=redis://127.0.0.1:{} {options}", proxy.port);
+    init_store(&direct);
+    let other = Arc::new(Stack::probe("svc", &direct));
+    let host = Stack::probe("svc", &proxied);
+    let start = now();
+    let reply_of = |record: &str| reply(&server, &[b"HGET", record.as_bytes(), b"v"]);
+    let version = |record: &str| {
+        reply_of(record)
+            .split_once("\r\n")
+            .map(|(_, v)| v.to_owned())
+    };
+
+    // Control: a record exists, written once by the other host; the hook runs and does
+    // nothing; this host's write, on the version it read, logs in.
+    let (c, secret_c) = TestUser::enrolled("rc");
+    let (d, logs) = login_logged(&other, &c, &code_at(&secret_c, start), PEER, start);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let read = version(&format!("rc:user:{}", c.name));
+    proxy.arm(Box::new(|| {}));
+    let at = start + 30;
+    let (d, logs) = login_logged(&host, &c, &code_at(&secret_c, at), PEER, at);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
+    let held = proxy.held();
+    assert_eq!(held.len(), 1, "control: the hook ran before the write");
+    assert_eq!(
+        Some(format!("{}\r\n", expected_version(&held[0]))),
+        read,
+        "control: the write expected the version read: {held:?}"
+    );
+
+    let (u, secret) = TestUser::enrolled("ru");
+    let u = Arc::new(u);
+    let record = format!("rc:user:{}", u.name);
+    let (d, logs) = login_logged(&other, &u, &code_at(&secret, start), PEER, start);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+
+    // The fault: while this host's write is held, the user's record is deleted and the
+    // other host accepts the same code, creating the record again.
+    let at = start + 30;
+    let code = code_at(&secret, at);
+    let slot = Arc::new(Mutex::new(None));
+    let hook: Hook = {
+        let (other, u, code, slot, server) = (
+            other.clone(),
+            u.clone(),
+            code.clone(),
+            slot.clone(),
+            server.clone(),
+        );
+        let record = record.clone();
+        Box::new(move || {
+            let deleted = reply(&server, &[b"DEL", record.as_bytes()]);
+            let (d, logs) = login_logged(&other, &u, &code, PEER, at);
+            *locked(&slot) = Some((deleted, d, logs));
+        })
+    };
+    let before = version(&record);
+    proxy.arm(hook);
+    let (d, logs) = login_logged(&host, &u, &code, PEER, at);
+    let (deleted, d_other, logs_other) = locked(&slot).take().expect("the hook ran");
+    // The fault happened where claimed: the record was deleted, the other host accepted
+    // the code on an absent record, and this host's write expected the deleted version.
+    assert!(deleted.starts_with(":1"), "{deleted}");
+    assert_eq!(
+        d_other.returned(),
+        Returned::Success,
+        "{d_other:?} {logs_other:?}"
+    );
+    let held = proxy.held();
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert_eq!(
+        Some(format!("{}\r\n", expected_version(&held[1]))),
+        before,
+        "{held:?}"
+    );
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "the code accepted twice: {d:?} {logs:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("already used")),
+        "refused as used: {logs:?}"
+    );
+    // The other host's record stands: its code stays used, a later one logs in.
+    let (d, logs) = login_logged(&host, &u, &code, PEER, at);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{d:?} {logs:?}"
+    );
+    let later = start + 60;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
