@@ -1,0 +1,162 @@
+//! An upgrade that leaves the module and a backend plugin of different builds side by
+//! side, through the real libpam: a process that loaded the module before the package
+//! was replaced and loads the plugin after it (a screen locker, any PAM application that
+//! outlives the upgrade), the plugin of the previous or the next release left by a
+//! failed or partial unpack, a plugin of the first ABI (backend-named exports), a plugin
+//! cut short (which glibc's `dlopen` maps anyway: the process died of `SIGBUS`). Each is
+//! refused by the module before any of the
+//! plugin's functions runs (each stub function aborts the process: a call would crash
+//! the login, which the driver reports), the right code is denied even with
+//! `state_fallback=local` (the plugin is the package's fault, not the store's), and one
+//! log line names the plugin's path, both versions where there are two, and the fix.
+//! `totp-state ping` refuses it with the same words. Control: the plugin of this build,
+//! with the same options against a real redis-server, logs in.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pam_totp_plugin_abi::ABI_VERSION;
+use system_tests::fleet::{RedisServer, ServerConfig, init_store, plugin, trusted_dir};
+use system_tests::*;
+
+const FALLBACK_USED: &str = "using this host's local store";
+
+/// Module options: the store at `url` through the plugin at `plugin`, a fallback that a
+/// refused plugin must not take.
+fn options(url: &str, plugin: &Path) -> String {
+    format!(
+        "state={url} redis_plugin={} redis_prefix=upabi{}: redis_connect_timeout=1000 \
+         redis_timeout=1000 state_fallback=local",
+        plugin.display(),
+        std::process::id()
+    )
+}
+
+/// `source` compiled to a root-owned 0755 shared object `name.so` in `dir`.
+fn stub(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let c = dir.join(format!("{name}.c"));
+    let so = dir.join(format!("{name}.so"));
+    fs::write(&c, source).expect("write stub source");
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&c)
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc {name}");
+    fs::set_permissions(&so, fs::Permissions::from_mode(0o755)).expect("chmod");
+    so
+}
+
+/// A plugin exporting every function of the ABI under `prefix`, answering `version` to
+/// the version call and aborting the process in every other.
+fn plugin_of(dir: &Path, name: &str, prefix: &str, version: u32) -> PathBuf {
+    let aborting = ["open", "get", "cas", "del", "close", "time", "resolver"]
+        .map(|f| format!("int {prefix}_{f}(void) {{ abort(); }}\n"))
+        .concat();
+    stub(
+        dir,
+        name,
+        &format!(
+            "#include <stdlib.h>\nunsigned {prefix}_abi(void) {{ return {version}; }}\n{aborting}"
+        ),
+    )
+}
+
+#[test]
+fn a_plugin_of_another_build_is_refused_before_it_runs_with_the_fix_through_libpam() {
+    let t = "a_plugin_of_another_build_is_refused_before_it_runs_with_the_fix_through_libpam";
+    if !require_root(t) || !require_tool(t, "redis-server") || !require_tool(t, "cc") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let url = server.url(false);
+    let (u, secret) = TestUser::enrolled("upabi");
+    let login = |args: &str| {
+        let stack = Stack::probe("svc", args);
+        login_logged(&stack, &u, &code_at(&secret, now()), PEER, None)
+    };
+
+    // Control: this build's plugin, the same options, logs in through the store.
+    let control = options(&url, plugin());
+    init_store(&control);
+    let (d, lines) = login(&control);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains(FALLBACK_USED)),
+        "control used the store: {lines:?}"
+    );
+
+    let dir = trusted_dir("upabi");
+    let previous = plugin_of(dir.path(), "previous", "pam_totp_plugin", ABI_VERSION - 1);
+    let next = plugin_of(dir.path(), "next", "pam_totp_plugin", ABI_VERSION + 1);
+    let first = plugin_of(dir.path(), "first", "pam_totp_redis", 1);
+    // This build's plugin cut after its first page (a full disk, a copy that stopped):
+    // glibc's dlopen maps the missing segments and the process dies of SIGBUS at their
+    // first touch, unless the module refuses the file first.
+    let truncated = dir.path().join("truncated.so");
+    let real = fs::read(plugin()).expect("read plugin");
+    fs::write(&truncated, &real[..4096]).expect("write truncated");
+    fs::set_permissions(&truncated, fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let versions = |v: u32| format!("plugin ABI version {v}, this module speaks {ABI_VERSION}");
+    let cases: [(&str, &Path, Vec<String>); 4] = [
+        (
+            "the previous ABI",
+            &previous,
+            vec![versions(ABI_VERSION - 1)],
+        ),
+        ("the next ABI", &next, vec![versions(ABI_VERSION + 1)]),
+        (
+            "the first ABI",
+            &first,
+            vec!["no pam_totp_plugin_abi export".to_owned()],
+        ),
+        (
+            "a plugin cut short",
+            &truncated,
+            vec!["cut short".to_owned(), "loadable segment".to_owned()],
+        ),
+    ];
+    for (what, path, words) in cases {
+        let args = options(&url, path);
+        let (d, lines) = login(&args);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{what}: denied, no crash: {d:?} {lines:?}"
+        );
+        let mut fix = vec![
+            "state store refused".to_owned(),
+            path.display().to_string(),
+            "from one build".to_owned(),
+            "restart".to_owned(),
+        ];
+        fix.extend(words);
+        let named: Vec<&str> = lines
+            .iter()
+            .map(|l| syslog_message(l))
+            .filter(|m| fix.iter().all(|f| m.contains(f.as_str())))
+            .collect();
+        assert_eq!(named.len(), 1, "{what}: one line names {fix:?}: {lines:?}");
+        assert!(
+            !lines.iter().any(|l| l.contains(FALLBACK_USED)),
+            "{what}: no fallback: {lines:?}"
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("invalid verification code")),
+            "{what}: no code compared: {lines:?}"
+        );
+        let out = state_tool(&["ping", "--options", &args]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: ping: {said}");
+        assert!(
+            fix[1..].iter().all(|f| said.contains(f.as_str())),
+            "{what}: ping names {fix:?}: {said}"
+        );
+    }
+}
