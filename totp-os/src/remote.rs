@@ -31,7 +31,7 @@ use totp_core::utc::format_utc;
 use zeroize::Zeroizing;
 
 use crate::safefile::{
-    FileError, FileRules, check_root_controlled, check_socket_path, open_checked,
+    FileError, FileInfo, FileRules, check_root_controlled, check_socket_path, open_checked,
 };
 
 /// Where the plugin is installed unless `redis_plugin=` says otherwise: beside the
@@ -100,7 +100,19 @@ fn load_plugin(path: &Path, backend: &str) -> Result<&'static Plugin, StoreError
     if let Some((_, p)) = loaded.iter().find(|(p, _)| p == path) {
         return Ok(p);
     }
-    check_root_controlled(path, MAX_PLUGIN_SIZE).map_err(|e| refused(e.to_string()))?;
+    let checked =
+        check_root_controlled(path, MAX_PLUGIN_SIZE).map_err(|e| refused(e.to_string()))?;
+    // Past the ownership check, a file that does not load or speaks another ABI is
+    // nearly always an upgrade caught half-way: a process that loaded the module before
+    // the package was replaced (the module stays mapped, the plugin is loaded later,
+    // from the new files), or an unpack that did not finish. The line says so.
+    let refused = |m: String| {
+        refused(format!(
+            "{m}; the module and its plugins must come from one build: restart a process \
+             started before an upgrade, or reinstall the package"
+        ))
+    };
+    segments_in_file(path, &checked).map_err(refused)?;
     let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
     // SAFETY: loading runs the plugin's initialisers; the file passed the root-only
     // ownership check above, so it is as trusted as the module itself.
@@ -159,6 +171,131 @@ fn load_plugin(path: &Path, backend: &str) -> Result<&'static Plugin, StoreError
     let plugin: &'static Plugin = Box::leak(Box::new(plugin));
     loaded.push((path.to_owned(), plugin));
     Ok(plugin)
+}
+
+/// Largest program header table read (ELF allows 65535 entries; a shared object has a
+/// dozen).
+const MAX_PROGRAM_HEADERS: usize = 64 << 10;
+
+/// Whether every loadable segment of the shared object at `path` (the file `checked`
+/// describes) lies inside the file. glibc's `dlopen` maps a segment that reaches past the
+/// end of the file without looking, and the first touch of the missing pages kills the
+/// process with `SIGBUS`: a plugin cut short (a full disk during an upgrade, a copy over
+/// it that did not finish) would crash sshd's session or unlock a screen locker instead
+/// of denying. Read with `pread` on a descriptor of the file checked (same inode).
+fn segments_in_file(path: &Path, checked: &FileInfo) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path).map_err(|e| format!("open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("fstat: {e}"))?;
+    if (meta.dev(), meta.ino()) != (checked.dev, checked.ino) {
+        return Err("the file was replaced while it was checked".to_owned());
+    }
+    let mut header = [0u8; 64];
+    let n = read_full(&file, &mut header, 0)?;
+    let table = program_header_table(&header[..n]).map_err(str::to_owned)?;
+    let mut headers = vec![0u8; table.len];
+    let read = read_full(&file, &mut headers, table.offset)?;
+    check_segments(&table, &headers[..read], meta.size())
+}
+
+/// `buf` filled from offset `at` of `file`, or as much as is there.
+fn read_full(file: &std::fs::File, buf: &mut [u8], at: u64) -> Result<usize, String> {
+    use std::os::unix::fs::FileExt;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], at.saturating_add(filled as u64)) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    Ok(filled)
+}
+
+/// Where an ELF file's program header table is, and how to read its entries.
+#[derive(Debug)]
+struct ProgramHeaders {
+    offset: u64,
+    len: usize,
+    entry: usize,
+    wide: bool,
+    big_endian: bool,
+}
+
+/// The program header table an ELF header (the file's first bytes) names.
+fn program_header_table(h: &[u8]) -> Result<ProgramHeaders, &'static str> {
+    if h.len() < 52 || h[..4] != *b"\x7fELF" {
+        return Err("not an ELF shared object (cut short, or another file)");
+    }
+    let wide = match h[4] {
+        1 => false,
+        2 if h.len() >= 64 => true,
+        _ => return Err("an ELF header of an unknown class, or cut short"),
+    };
+    let big_endian = match h[5] {
+        1 => false,
+        2 => true,
+        _ => return Err("an ELF header of an unknown byte order"),
+    };
+    let num = |at: usize, width: usize| read_uint(&h[at..at + width], big_endian);
+    let (offset, entry, count) = if wide {
+        (num(0x20, 8), num(0x36, 2), num(0x38, 2))
+    } else {
+        (num(0x1c, 4), num(0x2a, 2), num(0x2c, 2))
+    };
+    let min_entry = if wide { 56 } else { 32 };
+    let entry = usize::try_from(entry).map_err(|_| "bad program header size")?;
+    let len = usize::try_from(count)
+        .ok()
+        .and_then(|c| c.checked_mul(entry))
+        .filter(|&l| entry >= min_entry && l <= MAX_PROGRAM_HEADERS)
+        .ok_or("an ELF program header table the module does not read")?;
+    Ok(ProgramHeaders {
+        offset,
+        len,
+        entry,
+        wide,
+        big_endian,
+    })
+}
+
+/// Every `PT_LOAD` entry of `headers` (the table `table` names, as read) ends within
+/// `size` bytes; a table cut short is itself a file cut short.
+fn check_segments(table: &ProgramHeaders, headers: &[u8], size: u64) -> Result<(), String> {
+    const PT_LOAD: u64 = 1;
+    let short = |what: String| format!("{what}: the file is {size} bytes, cut short");
+    if headers.len() < table.len {
+        return Err(short(format!(
+            "program headers end at byte {}",
+            table.offset.saturating_add(table.len as u64)
+        )));
+    }
+    for ph in headers.chunks_exact(table.entry) {
+        let num = |at: usize, width: usize| read_uint(&ph[at..at + width], table.big_endian);
+        if num(0, 4) != PT_LOAD {
+            continue;
+        }
+        let (offset, filesz) = if table.wide {
+            (num(8, 8), num(0x20, 8))
+        } else {
+            (num(4, 4), num(0x10, 4))
+        };
+        let end = offset.saturating_add(filesz);
+        if end > size {
+            return Err(short(format!("a loadable segment ends at byte {end}")));
+        }
+    }
+    Ok(())
+}
+
+fn read_uint(bytes: &[u8], big_endian: bool) -> u64 {
+    let fold = |v: u64, b: &u8| (v << 8) | u64::from(*b);
+    if big_endian {
+        bytes.iter().fold(0, fold)
+    } else {
+        bytes.iter().rev().fold(0, fold)
+    }
 }
 
 /// Where distributions keep the system's CA bundle, first match wins (Debian, Ubuntu
@@ -1059,6 +1196,54 @@ mod tests {
         );
         let m = refused(&no_clock);
         assert!(m.contains("pam_totp_plugin_time"), "{m}");
+    }
+
+    /// The checks `dlopen` skips: a shared object cut anywhere past its program headers
+    /// is refused by its size (the cut named), the whole file passes, and neither a
+    /// file that is not ELF nor a header cut short is read past its end.
+    #[test]
+    fn a_plugin_cut_short_is_found_by_its_segments() {
+        let exe = std::fs::read(std::env::current_exe().expect("exe")).expect("read exe");
+        let table = program_header_table(&exe[..64]).expect("an ELF header");
+        let start = usize::try_from(table.offset).expect("offset");
+        let headers = &exe[start..start + table.len];
+        let whole = exe.len() as u64;
+        assert_eq!(check_segments(&table, headers, whole), Ok(()));
+        // The last loaded byte: the smallest size that passes (what follows it, such as
+        // section headers and symbols, is not mapped).
+        let (mut low, mut needed) = (0, whole);
+        while low + 1 < needed {
+            let mid = low + (needed - low) / 2;
+            if check_segments(&table, headers, mid).is_ok() {
+                needed = mid;
+            } else {
+                low = mid;
+            }
+        }
+        assert!(needed > 64, "{needed}");
+        let cut = check_segments(&table, headers, needed - 1).expect_err("cut short");
+        assert!(
+            cut.contains("cut short") && cut.contains("loadable segment"),
+            "{cut}"
+        );
+        let none = check_segments(&table, &headers[..table.len - 1], whole).expect_err("short");
+        assert!(none.contains("program headers end"), "{none}");
+        for bad in [&b"#!/bin/sh\n"[..], &exe[..40], &[0u8; 64][..]] {
+            assert!(program_header_table(bad).is_err());
+        }
+        // A 32-bit big-endian header: one PT_LOAD of 0x100 bytes at 0x40.
+        let mut h = vec![0u8; 52];
+        h[..6].copy_from_slice(b"\x7fELF\x01\x02");
+        h[0x1c..0x20].copy_from_slice(&52u32.to_be_bytes());
+        h[0x2a..0x2c].copy_from_slice(&32u16.to_be_bytes());
+        h[0x2c..0x2e].copy_from_slice(&1u16.to_be_bytes());
+        let table = program_header_table(&h).expect("32-bit header");
+        let mut ph = vec![0u8; 32];
+        ph[..4].copy_from_slice(&1u32.to_be_bytes());
+        ph[4..8].copy_from_slice(&0x40u32.to_be_bytes());
+        ph[0x10..0x14].copy_from_slice(&0x100u32.to_be_bytes());
+        assert_eq!(check_segments(&table, &ph, 0x140), Ok(()));
+        assert!(check_segments(&table, &ph, 0x13f).is_err());
     }
 
     const NOW: u64 = 1_700_000_025;
