@@ -301,12 +301,8 @@ fn strace_login(
             strace.env(k, v);
         }
     }
-    strace
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("strace")
+    strace.arg(cmd.get_program()).args(cmd.get_args());
+    output_guarded(&mut strace, Input::Null)
 }
 
 /// D1, every step: a login using a scratch code (the durable write: the record's
