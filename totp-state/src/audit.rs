@@ -412,7 +412,8 @@ pub fn run(
     }
     let mut warning_rows = 0usize;
     for (row, (name, login_shell, (mut finding, parts))) in findings.into_iter().enumerate() {
-        if finding.verdict == Verdict::Warning {
+        // As for a refusal: an account nobody logs in to (nologin, false) is no problem.
+        if finding.verdict == Verdict::Warning && login_shell != Some(false) {
             warning_rows += 1;
         }
         if finding.verdict == Verdict::Refused {
