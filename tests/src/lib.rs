@@ -445,16 +445,53 @@ struct Watched {
     child: std::process::Child,
     stdout: std::thread::JoinHandle<Vec<u8>>,
     stderr: std::thread::JoinHandle<Vec<u8>>,
+    /// The write end of a standard input nobody writes to ([`Input::HeldOpen`]),
+    /// closed once the child is waited for or killed.
+    held_stdin: Option<std::process::ChildStdin>,
+}
+
+/// What a guarded run ([`output_guarded`]) gets on its standard input.
+#[derive(Clone, Debug)]
+pub enum Input<'a> {
+    /// `/dev/null`.
+    Null,
+    /// These bytes, then the end of input.
+    Bytes(&'a [u8]),
+    /// A pipe kept open and never written to, as a configuration tool or a CI runner
+    /// may leave it: a program that reads it waits for ever.
+    HeldOpen,
 }
 
 impl Watched {
     fn spawn(cmd: &mut Command) -> std::io::Result<Watched> {
-        use std::io::Read;
+        Watched::spawn_with(cmd, &Input::Null)
+    }
+
+    fn spawn_with(cmd: &mut Command, input: &Input<'_>) -> std::io::Result<Watched> {
+        use std::io::{Read, Write};
+        let stdin = match input {
+            Input::Null => Stdio::null(),
+            Input::Bytes(_) | Input::HeldOpen => Stdio::piped(),
+        };
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
+        let mut held_stdin = None;
+        match input {
+            Input::Null => {}
+            Input::Bytes(bytes) => {
+                if let Some(mut pipe) = child.stdin.take() {
+                    let bytes = bytes.to_vec();
+                    // A writer thread: a child that does not read would block this one.
+                    std::thread::spawn(move || {
+                        let _ = pipe.write_all(&bytes);
+                    });
+                }
+            }
+            Input::HeldOpen => held_stdin = child.stdin.take(),
+        }
         let reader = |pipe: Option<Box<dyn Read + Send>>| {
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
@@ -480,6 +517,7 @@ impl Watched {
             child,
             stdout,
             stderr,
+            held_stdin,
         })
     }
 
@@ -506,19 +544,53 @@ impl Watched {
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.held_stdin = None;
     }
+}
+
+/// `cmd` run with `input`, its output read while it runs; killed once it has taken
+/// `limit` by the wall clock (`None` then), whatever its clock.
+pub fn output_within(cmd: &mut Command, input: Input<'_>, limit: Duration) -> Option<Output> {
+    Watched::spawn_with(cmd, &input)
+        .expect("run a child")
+        .finish(Instant::now() + limit)
+}
+
+/// `cmd.output()` with `input` for a test's direct runs (a `Driver::command`, a CLI):
+/// a run with a frozen clock ([`frozen_faketime`]) is killed after
+/// [`FROZEN_CLOCK_LIMIT`] by the wall clock and fails the test, as [`Driver::run`]
+/// does, rather than hang the test run.
+pub fn output_guarded(cmd: &mut Command, input: Input<'_>) -> Output {
+    guarded_within(cmd, input, FROZEN_CLOCK_LIMIT).unwrap_or_else(|hang| panic!("{hang}"))
+}
+
+/// [`output_guarded`] with another limit (the test of the guard itself).
+pub fn guarded_within(
+    cmd: &mut Command,
+    input: Input<'_>,
+    limit: Duration,
+) -> Result<Output, FrozenClockHang> {
+    let Some(faketime) = frozen_faketime(cmd) else {
+        let mut child = Watched::spawn_with(cmd, &input).expect("run a child");
+        // No deadline: only a frozen clock stops the run's own timeouts.
+        let status = child.child.wait().expect("wait for a child");
+        child.held_stdin = None;
+        return Ok(Output {
+            status,
+            stdout: child.stdout.join().unwrap_or_default(),
+            stderr: child.stderr.join().unwrap_or_default(),
+        });
+    };
+    Watched::spawn_with(cmd, &input)
+        .expect("run a child")
+        .finish(Instant::now() + limit)
+        .ok_or(FrozenClockHang { faketime, limit })
 }
 
 /// `cmd.output()`, except that a run with a frozen clock ([`frozen_faketime`]) is killed
 /// once it has taken `limit` by the wall clock, which is then the error.
 pub fn output_bounded(cmd: &mut Command, limit: Duration) -> Result<Output, FrozenClockHang> {
-    let Some(faketime) = frozen_faketime(cmd) else {
-        return Ok(cmd.output().expect("run a child"));
-    };
-    Watched::spawn(cmd)
-        .expect("run a child")
-        .finish(Instant::now() + limit)
-        .ok_or(FrozenClockHang { faketime, limit })
+    guarded_within(cmd, Input::Null, limit)
 }
 
 /// Builder for a `pam-drive` child process.
@@ -616,9 +688,14 @@ impl Driver {
     }
 
     pub fn run(&self) -> Drive {
-        let out = output_bounded(&mut self.command(), self.limit())
-            .unwrap_or_else(|hang| panic!("pam-drive: {hang}"));
-        Drive::parse(&out)
+        Drive::parse(&self.output())
+    }
+
+    /// The raw output of one run, with the guard of [`Driver::run`] (a frozen-clock run
+    /// killed after its wall-clock limit fails the test).
+    pub fn output(&self) -> Output {
+        output_bounded(&mut self.command(), self.limit())
+            .unwrap_or_else(|hang| panic!("pam-drive: {hang}"))
     }
 }
 

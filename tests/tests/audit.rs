@@ -1534,3 +1534,79 @@ fn a_state_dir_on_tmpfs_or_ramfs_is_warned_by_audit_and_ping() {
         );
     }
 }
+
+/// A check run by a configuration tool (Ansible's `failed_when`) or a monitor learns of
+/// the warnings with `--strict`: a line whose success ends the stack before the code,
+/// a stack of code lines only, an account a rule never asks for a code. Without it the
+/// status is still 0 (as `nginx -t` or `sshd -t` pass with warnings); with it each
+/// stack exits 1. Controls: a clean stack passes with `--strict`; an account refused
+/// stays 1 and an audit not made stays 2 under `--strict`.
+#[test]
+fn strict_audit_fails_on_each_warning_and_only_then() {
+    if !require_root("strict_audit_fails_on_each_warning_and_only_then") {
+        return;
+    }
+    let (u, _secret) = TestUser::enrolled("st");
+    let dir = system_tests::fleet::trusted_dir("pam_totp-audit-strict");
+    let rules = dir.path().join("access.conf");
+    write_owned(&rules, b"+ : ALL : ALL\n", 0, 0, 0o644);
+    let status = |stack: &Stack, service: &str, user: &str, strict: bool| {
+        let mut c = Command::new(&built().state_tool);
+        c.args(["audit", "--service", service, "--user", user, "--pam-dir"])
+            .arg(stack.path());
+        if strict {
+            c.arg("--strict");
+        }
+        c.output().expect("totp-state audit")
+    };
+    // Control: no warning, both forms pass.
+    let clean = permit_then_module("");
+    for strict in [false, true] {
+        let out = status(&clean, "svc", &u.name, strict);
+        assert_eq!(out.status.code(), Some(0), "strict={strict}: {out:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("warning"),
+            "{out:?}"
+        );
+    }
+    for (stack_text, said) in [
+        (
+            "auth sufficient pam_permit.so\nauth required @MODULE@\n".to_owned(),
+            "pam_permit.so",
+        ),
+        (
+            "auth required @MODULE@\n".to_owned(),
+            "no auth module other",
+        ),
+        (
+            format!(
+                "auth required pam_permit.so\nauth required @MODULE@ accessfile={}\n",
+                rules.display()
+            ),
+            "never asked",
+        ),
+    ] {
+        let stack = Stack::new();
+        stack.service("svc", &stack_text);
+        let out = status(&stack, "svc", &u.name, false);
+        assert_eq!(out.status.code(), Some(0), "{stack_text}: {out:?}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("warning") && text.contains(said), "{text}");
+        let out = status(&stack, "svc", &u.name, true);
+        assert_eq!(out.status.code(), Some(1), "{stack_text}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("(--strict)"),
+            "{out:?}"
+        );
+    }
+    // A problem and an audit not made keep their statuses.
+    let out = status(&clean, "svc", "no-such-account-st", true);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    clean.service("plain", "auth required pam_permit.so\n");
+    let out = status(&clean, "plain", &u.name, true);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

@@ -569,3 +569,201 @@ fn no_copy_of_a_redis_password_echoed_by_the_server_survives_a_login() {
     let needles: Needles = vec![("password".into(), password.into_bytes(), 12)];
     fleet_logins_leave_no_copy(&stack, &u, &cases, &needles);
 }
+
+/// `totp-enroll`'s memory as it exits, each form of the new secret looked for: stopped
+/// by `gdb` at `exit_group` (after every destructor ran, before the kernel frees
+/// anything) and dumped whole with `gcore`, the core holding the heap, the stacks and
+/// every mapping. No 12-character run of the base32 text, no 8-byte run of the key
+/// and no scratch code may be left, for a TOTP enrolment printed as JSON with a
+/// terminal QR code, one with `--uri` and PNG and SVG files, and an HOTP one. Before
+/// the fix the file's text, grown a line at a time, left its outgrown copies (secret
+/// and scratch codes) in freed memory, and `--json` left the object in std's
+/// standard output buffer. Control: the run's random label, which the tool never
+/// wipes, is found in the same dump.
+#[test]
+fn no_copy_of_a_new_secret_survives_an_enrolment() {
+    let t = "no_copy_of_a_new_secret_survives_an_enrolment";
+    if !require_root(t) || !require_tool(t, "gdb") || !require_tool(t, "gcore") {
+        return;
+    }
+    let dir = system_tests::fleet::trusted_dir("pam_totp-enrol-memory");
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    let secret_file = dir.path().join("ga");
+    let png = dir.path().join("qr.png");
+    let svg = dir.path().join("qr.svg");
+    let core = dir.path().join("core");
+    let cases: [(&str, Vec<String>); 3] = [
+        (
+            "json",
+            vec![
+                "-t".into(),
+                "-d".into(),
+                "--json".into(),
+                "-Q".into(),
+                "UTF8".into(),
+            ],
+        ),
+        (
+            "uri and image files",
+            vec![
+                "-t".into(),
+                "-d".into(),
+                "--uri".into(),
+                "--qr-png".into(),
+                png.display().to_string(),
+                "--qr-svg".into(),
+                svg.display().to_string(),
+            ],
+        ),
+        ("hotp", vec!["-c".into(), "-Q".into(), "NONE".into()]),
+    ];
+    for (what, args) in cases {
+        for f in [&secret_file, &png, &svg, &core] {
+            let _ = fs::remove_file(f);
+        }
+        let label = format!("label{}", hex(&random_bytes(8)));
+        let out = Command::new("gdb")
+            .args([
+                "-q",
+                "-batch",
+                "-ex",
+                "catch syscall exit_group",
+                "-ex",
+                "run",
+                "-ex",
+            ])
+            .arg(format!("gcore {}", core.display()))
+            .arg("--args")
+            .arg(&built().enroll)
+            .args(["-u", "-w", "3", "-f", "--non-interactive", "--no-confirm"])
+            .args(["-l", &label, "-s"])
+            .arg(&secret_file)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("gdb");
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(log.contains("status=status@entry=0"), "{what}: {out:?}");
+        let text = fs::read_to_string(&secret_file).expect("the new secret file");
+        let secret = text.lines().next().expect("secret line").to_owned();
+        let mut needles = secret_needles(&secret);
+        needles.truncate(2);
+        for code in text
+            .lines()
+            .filter(|l| l.len() == 8 && l.bytes().all(|b| b.is_ascii_digit()))
+        {
+            needles.push((format!("scratch code {code}"), code.as_bytes().to_vec(), 8));
+        }
+        let dump = fs::read(&core).expect("core");
+        let found: Vec<&str> = needles
+            .iter()
+            .filter(|(_, needle, run)| {
+                needle
+                    .windows(*run)
+                    .any(|w| dump.windows(w.len()).any(|h| h == w))
+            })
+            .map(|(label, _, _)| label.as_str())
+            .collect();
+        assert!(found.is_empty(), "{what}: left in memory: {found:?}");
+        assert!(
+            dump.windows(label.len()).any(|h| h == label.as_bytes()),
+            "{what}: control: the label is not in the dump"
+        );
+    }
+}
+
+/// `totp-enroll --regenerate-scratch-codes --json` as it exits, dumped as in
+/// [`no_copy_of_a_new_secret_survives_an_enrolment`]: neither the new scratch codes
+/// (formatted into throw-away strings before the fix), the old ones, the secret's base32
+/// text nor the key are left. Control: the secret file's path, with its random
+/// directory name (the tool's arguments, never wiped), is found in the same dump.
+#[test]
+fn no_copy_of_new_scratch_codes_survives_a_regeneration() {
+    let t = "no_copy_of_new_scratch_codes_survives_a_regeneration";
+    if !require_root(t) || !require_tool(t, "gdb") || !require_tool(t, "gcore") {
+        return;
+    }
+    let dir = system_tests::fleet::trusted_dir("pam_totp-regen-memory");
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    let secret_file = dir.path().join("ga");
+    let core = dir.path().join("core");
+    let enrolled = Command::new(&built().enroll)
+        .args(["-t", "-d", "-u", "-w", "3", "-f", "--non-interactive"])
+        .args(["--no-confirm", "-q", "-l", "x", "-s"])
+        .arg(&secret_file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("totp-enroll");
+    assert!(enrolled.status.success(), "{enrolled:?}");
+    let scratch = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.len() == 8 && l.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_owned)
+            .collect()
+    };
+    let old = scratch(&fs::read_to_string(&secret_file).expect("file"));
+    let out = Command::new("gdb")
+        .args([
+            "-q",
+            "-batch",
+            "-ex",
+            "catch syscall exit_group",
+            "-ex",
+            "run",
+        ])
+        .arg("-ex")
+        .arg(format!("gcore {}", core.display()))
+        .arg("--args")
+        .arg(&built().enroll)
+        .args(["--regenerate-scratch-codes", "--json", "-s"])
+        .arg(&secret_file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("gdb");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("status=status@entry=0"), "{out:?}");
+    let text = fs::read_to_string(&secret_file).expect("file");
+    let new = scratch(&text);
+    assert_eq!(new.len(), old.len(), "{text}");
+    assert!(
+        new.iter().all(|c| !old.contains(c)),
+        "codes replaced: {text}"
+    );
+    let mut needles = secret_needles(text.lines().next().expect("secret line"));
+    needles.truncate(2);
+    for (kind, code) in old
+        .iter()
+        .map(|c| ("old", c))
+        .chain(new.iter().map(|c| ("new", c)))
+    {
+        needles.push((
+            format!("{kind} scratch code {code}"),
+            code.as_bytes().to_vec(),
+            8,
+        ));
+    }
+    let dump = fs::read(&core).expect("core");
+    let found: Vec<&str> = needles
+        .iter()
+        .filter(|(_, needle, run)| {
+            needle
+                .windows(*run)
+                .any(|w| dump.windows(w.len()).any(|h| h == w))
+        })
+        .map(|(label, _, _)| label.as_str())
+        .collect();
+    assert!(found.is_empty(), "left in memory: {found:?}");
+    let path = secret_file.display().to_string();
+    assert!(
+        dump.windows(path.len()).any(|h| h == path.as_bytes()),
+        "control: the path is not in the dump"
+    );
+}

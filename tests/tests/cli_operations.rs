@@ -1010,3 +1010,153 @@ fn a_closed_standard_error_keeps_the_exit_status() {
         assert_eq!(out.status.code(), Some(status), "{args:?}: {out:?}");
     }
 }
+
+/// A run from Ansible or cron may get a standard input that never ends and never
+/// speaks (a pipe held open by the runner): a subcommand that prompts waited on it for
+/// ever. With `--non-interactive`, `resync` without its codes and `check` at the
+/// module's prompt end at once, exit 2, saying why. Controls: without the flag the same
+/// runs are still waiting when the harness kills them, and the same stack answered
+/// by standard input logs in.
+#[test]
+fn non_interactive_resync_and_check_never_read_standard_input() {
+    if !require_root("non_interactive_resync_and_check_never_read_standard_input") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("ni");
+    let stack = Stack::new();
+    stack.service(
+        "svc",
+        "auth required pam_permit.so\nauth required @MODULE@\n",
+    );
+    let resync = |extra: &[&str]| {
+        let mut c = Command::new(&built().enroll);
+        c.args(["resync", "--user", &u.name]).args(extra);
+        c
+    };
+    let check = |extra: &[&str]| {
+        let mut c = Command::new(&built().enroll);
+        c.args(["check", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(stack.path())
+            .args(extra);
+        c
+    };
+    // Generous: the flag makes the run end without reading anything.
+    let ends = std::time::Duration::from_secs(120);
+    let out = output_within(&mut resync(&["--non-interactive"]), Input::HeldOpen, ends)
+        .expect("resync --non-interactive ended");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("non-interactive") && err.contains("CODE1 CODE2"),
+        "{err}"
+    );
+    let out = output_within(&mut check(&["--non-interactive"]), Input::HeldOpen, ends)
+        .expect("check --non-interactive ended");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("left unanswered (--non-interactive)"), "{err}");
+
+    // Controls: without the flag both wait on the silent pipe until killed.
+    let waits = std::time::Duration::from_secs(3);
+    assert!(
+        output_within(&mut resync(&[]), Input::HeldOpen, waits).is_none(),
+        "resync without --non-interactive did not wait for its codes"
+    );
+    assert!(
+        output_within(&mut check(&[]), Input::HeldOpen, waits).is_none(),
+        "check without --non-interactive did not wait for the code"
+    );
+    let code = format!("{}\n", code_at(&secret, now()));
+    let out = output_guarded(&mut check(&[]), Input::Bytes(code.as_bytes()));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+/// `totp-enroll check --strict`: a stack that lets the login in while the check warned
+/// about it (a `sufficient` line ending the stack before the code) exits 1, not 0.
+/// Control: the same login through a stack with no warning exits 0 with `--strict`, and
+/// without `--strict` the warned stack still exits 0.
+#[test]
+fn strict_check_counts_a_warned_stack_that_lets_the_login_in() {
+    if !require_root("strict_check_counts_a_warned_stack_that_lets_the_login_in") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("sw");
+    let stack = Stack::new();
+    stack.service(
+        "warned",
+        "auth sufficient pam_permit.so\nauth required @MODULE@\n",
+    );
+    stack.service(
+        "clean",
+        "auth required pam_permit.so\nauth required @MODULE@\n",
+    );
+    let run = |service: &str, strict: bool, at_code: bool| {
+        let mut c = Command::new(&built().enroll);
+        c.args([
+            "check",
+            "--user",
+            &u.name,
+            "--service",
+            service,
+            "--pam-dir",
+        ])
+        .arg(stack.path());
+        if strict {
+            c.arg("--strict");
+        }
+        let code = if at_code {
+            format!("{}\n", code_at(&secret, now()))
+        } else {
+            String::new()
+        };
+        output_guarded(&mut c, Input::Bytes(code.as_bytes()))
+    };
+    let out = run("warned", false, false);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning:"),
+        "{out:?}"
+    );
+    let out = run("warned", true, false);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(--strict)"),
+        "{out:?}"
+    );
+    // Control: no warning, the right code, `--strict`: 0.
+    let out = run("clean", true, true);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning:"),
+        "{out:?}"
+    );
+}
+
+/// The harness guard of direct runs under a frozen clock (`guarded_within`, used by
+/// `output_guarded` and `Driver::run`): a CLI run that waits for ever (here `resync`
+/// prompting on a silent pipe, with libfaketime freezing its clock) is killed and
+/// named a frozen-clock hang instead of hanging the test run. Control: the same run
+/// with its standard input at its end returns its own status (2, no answer).
+#[test]
+fn a_frozen_clock_cli_run_that_hangs_is_killed_by_the_guard() {
+    if !require_root("a_frozen_clock_cli_run_that_hangs_is_killed_by_the_guard") {
+        return;
+    }
+    let (u, _) = TestUser::enrolled("fg");
+    let resync = || {
+        let mut c = Command::new(&built().enroll);
+        c.args(["resync", "--user", &u.name])
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", faketime_date(T0))
+            .env("TZ", "UTC");
+        c
+    };
+    let limit = std::time::Duration::from_secs(3);
+    let hang = guarded_within(&mut resync(), Input::HeldOpen, limit)
+        .expect_err("a hung frozen-clock run was not killed");
+    assert_eq!(hang.limit, limit);
+    assert!(hang.to_string().contains("frozen"), "{hang}");
+    let out = guarded_within(&mut resync(), Input::Null, FROZEN_CLOCK_LIMIT)
+        .expect("the control run ended");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

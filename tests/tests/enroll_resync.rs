@@ -4,7 +4,7 @@
 //! and for `totp-enroll` alike, and every code comes from `oathtool`.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use system_tests::*;
 
@@ -18,25 +18,18 @@ fn phone_code(secret: &str, t: u64) -> String {
 }
 
 /// Runs `totp-enroll` with the clock frozen at `at`, feeding `stdin`.
+/// Killed after a wall-clock limit if it hangs (`output_guarded`): under the frozen
+/// clock no timeout of its own can expire.
 fn enroll_at(at: u64, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(&built().enroll)
-        .args(args)
+    let mut cmd = Command::new(&built().enroll);
+    cmd.args(args)
         .env("LD_PRELOAD", libfaketime())
         .env("FAKETIME", faketime_date(at))
-        .env("TZ", "UTC")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run totp-enroll");
-    {
-        use std::io::Write;
-        let mut input = child.stdin.take().expect("stdin");
-        if let Some(text) = stdin {
-            let _ = input.write_all(text.as_bytes());
-        }
-    }
-    child.wait_with_output().expect("wait")
+        .env("TZ", "UTC");
+    output_guarded(
+        &mut cmd,
+        Input::Bytes(stdin.map(str::as_bytes).unwrap_or_default()),
+    )
 }
 
 fn text(b: &[u8]) -> String {
@@ -323,13 +316,14 @@ fn a_lowered_offset_names_the_replay_mark_that_may_hold_codes_back() {
         "PAM_AUTH_ERR"
     );
     // ... a reset keeps it (the code accepted at T0 shows again at T0 + 3000) ...
-    let reset = Command::new(&built().state_tool)
-        .args(["reset", "--user", &user.name, "--state-dir"])
-        .arg(stack.state_dir())
-        .env("LD_PRELOAD", libfaketime())
-        .env("FAKETIME", faketime_date(T0 + 90))
-        .output()
-        .expect("run totp-state");
+    let reset = output_guarded(
+        Command::new(&built().state_tool)
+            .args(["reset", "--user", &user.name, "--state-dir"])
+            .arg(stack.state_dir())
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", faketime_date(T0 + 90)),
+        Input::Null,
+    );
     assert!(reset.status.success(), "{reset:?}");
     assert_eq!(
         login(&stack, &user, &fixed(T0 + 180), T0 + 180),

@@ -26,13 +26,14 @@ fn args(server: &RedisServer, prefix: &str, extra: &str) -> String {
 
 /// `totp-state` with the clock frozen at `unix`, as an admin on that host runs it.
 fn state_tool_at(unix: u64, args: &[&str]) -> std::process::Output {
-    Command::new(&built().state_tool)
-        .args(args)
-        .env("LD_PRELOAD", libfaketime())
-        .env("FAKETIME", faketime_date(unix))
-        .env("TZ", "UTC")
-        .output()
-        .expect("run totp-state")
+    output_guarded(
+        Command::new(&built().state_tool)
+            .args(args)
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", faketime_date(unix))
+            .env("TZ", "UTC"),
+        Input::Null,
+    )
 }
 
 fn stdout(out: &std::process::Output) -> String {

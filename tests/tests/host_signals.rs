@@ -96,11 +96,7 @@ fn a_host_timer_interrupting_every_call_changes_no_verdict() {
             Some(t) => driver.at(t),
             None => driver,
         };
-        let out = driver
-            .arg("--host-alarm-every", "2")
-            .command()
-            .output()
-            .expect("pam-drive");
+        let out = driver.arg("--host-alarm-every", "2").output();
         let d = Drive::ran(&out);
         let alarms: u64 = out_line(&out, "host-alarms ")
             .and_then(|n| n.parse().ok())

@@ -113,14 +113,15 @@ fn a_record_slot_of_a_newer_release_is_refused_not_skipped_for_an_older_one() {
     // reset counts every TOTP code up to its clock (plus a minute's slack) as used.
     let reset_at = T0 + 62;
     let state_dir = stack.state_dir();
-    let out = Command::new(&built().state_tool)
-        .args(["reset", "--user", &u.name, "--state-dir"])
-        .arg(&state_dir)
-        .env("LD_PRELOAD", libfaketime())
-        .env("FAKETIME", faketime_date(reset_at))
-        .env("TZ", "UTC")
-        .output()
-        .expect("run totp-state");
+    let out = output_guarded(
+        Command::new(&built().state_tool)
+            .args(["reset", "--user", &u.name, "--state-dir"])
+            .arg(&state_dir)
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", faketime_date(reset_at))
+            .env("TZ", "UTC"),
+        Input::Null,
+    );
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -300,12 +301,8 @@ fn strace_login(
             strace.env(k, v);
         }
     }
-    strace
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("strace")
+    strace.arg(cmd.get_program()).args(cmd.get_args());
+    output_guarded(&mut strace, Input::Null)
 }
 
 /// D1, every step: a login using a scratch code (the durable write: the record's

@@ -235,15 +235,16 @@ fn ga_reads_what_totp_enroll_and_the_module_wrote() {
     // The phone drifts 20 steps behind; totp-enroll resync records it for both modules.
     let phone = |at: u64| oathtool_totp(&secret, at - 600, 30, 6, "sha1");
     let at = T0 + 3_000;
-    let out = std::process::Command::new(&built().enroll)
-        .args(["resync", "--user", &u.name, "--service", "svc", "--pam-dir"])
-        .arg(&pam_dir)
-        .args([phone(at - 30), phone(at)])
-        .env("LD_PRELOAD", libfaketime())
-        .env("FAKETIME", faketime_date(at))
-        .env("TZ", "UTC")
-        .output()
-        .expect("totp-enroll resync");
+    let out = output_guarded(
+        std::process::Command::new(&built().enroll)
+            .args(["resync", "--user", &u.name, "--service", "svc", "--pam-dir"])
+            .arg(&pam_dir)
+            .args([phone(at - 30), phone(at)])
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", faketime_date(at))
+            .env("TZ", "UTC"),
+        Input::Null,
+    );
     assert!(out.status.success(), "{out:?}");
     let file = fs::read_to_string(u.secret_path()).expect("secret file");
     assert_eq!(

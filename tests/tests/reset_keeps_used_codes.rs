@@ -194,13 +194,14 @@ fn a_reset_of_the_local_store_lifts_the_lockout_and_keeps_a_used_scratch_code_us
 /// `totp-state reset --user` at `at` (its clock frozen there) on `stack`'s state
 /// directory, with `--json`: whether it lowered the TOTP mark.
 fn reset_at(stack: &Stack, u: &TestUser, at: u64) -> bool {
-    let out = std::process::Command::new(&built().state_tool)
-        .args(["reset", "--json", "--user", &u.name, "--state-dir"])
-        .arg(stack.state_dir())
-        .env("LD_PRELOAD", libfaketime())
-        .env("FAKETIME", faketime_date(at))
-        .output()
-        .expect("run totp-state");
+    let out = output_guarded(
+        std::process::Command::new(&built().state_tool)
+            .args(["reset", "--json", "--user", &u.name, "--state-dir"])
+            .arg(stack.state_dir())
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", faketime_date(at)),
+        Input::Null,
+    );
     assert!(out.status.success(), "totp-state reset: {out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("\"marks_kept\":true"), "{said}");

@@ -72,8 +72,8 @@ fn read_only_secret_setups_log_in_and_replay_still_fails() {
     let ro_setup = "mount --bind \"$1\" \"$1\"\nmount -o remount,bind,ro \"$1\"";
     let run_ro = |answer: &str, at: u64| {
         let cmd = Driver::login(&stack, &u, answer).at(at).command();
-        let out = in_private_mounts(ro_setup, &ro, &cmd).output();
-        Drive::parse(&out.expect("unshare"))
+        let out = output_guarded(&mut in_private_mounts(ro_setup, &ro, &cmd), Input::Null);
+        Drive::parse(&out)
     };
     let d = run_ro(&code_at(&secret, T0), T0);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "read-only secret fs: {d:?}");
@@ -813,13 +813,14 @@ fn a_clock_fault_is_logged_and_totp_state_reset_recovers() {
     assert!(shown.contains("\"mark_ahead_of_clock\":true"), "{shown}");
     // The reset, on a host whose clock says T0 as the module's did: the mark comes down
     // to a minute after that clock, and no lower (R34).
-    let out = Command::new(&built().state_tool)
-        .args(["reset", "--user", &u.name, "--state-dir"])
-        .arg(stack.state_dir())
-        .env("LD_PRELOAD", libfaketime())
-        .env("FAKETIME", faketime_date(T0))
-        .output()
-        .expect("run totp-state");
+    let out = output_guarded(
+        Command::new(&built().state_tool)
+            .args(["reset", "--user", &u.name, "--state-dir"])
+            .arg(stack.state_dir())
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", faketime_date(T0)),
+        Input::Null,
+    );
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("was ahead of the clock"), "{said}");
@@ -920,14 +921,15 @@ fn a_reset_lowers_a_mark_within_a_phones_reach_only_when_told_it_was_a_clock_fau
         "PAM_SUCCESS"
     );
     let reset_at = |extra: &[&str]| {
-        let out = Command::new(&built().state_tool)
-            .args(["reset", "--user", &u.name, "--state-dir"])
-            .arg(stack.state_dir())
-            .args(extra)
-            .env("LD_PRELOAD", libfaketime())
-            .env("FAKETIME", faketime_date(T0))
-            .output()
-            .expect("run totp-state");
+        let out = output_guarded(
+            Command::new(&built().state_tool)
+                .args(["reset", "--user", &u.name, "--state-dir"])
+                .arg(stack.state_dir())
+                .args(extra)
+                .env("LD_PRELOAD", libfaketime())
+                .env("FAKETIME", faketime_date(T0)),
+            Input::Null,
+        );
         assert!(out.status.success(), "{out:?}");
     };
     let (d, lines) = login_logged(&stack, &u, &code_at(&secret, T0), None, T0);
@@ -1132,7 +1134,7 @@ fn an_unprivileged_caller_keeps_state_in_its_own_home() {
             }
         }
         cmd.arg(inner.get_program()).args(inner.get_args());
-        Drive::parse(&cmd.output().expect("setpriv"))
+        Drive::parse(&output_guarded(&mut cmd, Input::Null))
     };
     let d = run_as_user(&code_at(&secret, T0), T0);
     assert_eq!(d.result, "PAM_SUCCESS", "{d:?}");

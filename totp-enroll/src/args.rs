@@ -50,8 +50,9 @@ pub enum Command {
 #[derive(Args, Debug)]
 #[command(
     after_help = "Exit status: 0 the stack logged in (PAM_SUCCESS), 1 any other PAM result \
-        (a problem found), 2 the check could not be made (a prompt got no answer because \
-        standard input ended, a service libpam could not start, a usage error), 141 \
+        (a problem found; with --strict, also a login let in after a warning), 2 the \
+        check could not be made (a prompt got no answer because standard input ended or \
+        --non-interactive, a service libpam could not start, a usage error), 141 \
         standard output closed."
 )]
 pub struct CheckArgs {
@@ -74,6 +75,14 @@ pub struct CheckArgs {
     /// messages still appear on standard error).
     #[arg(long)]
     pub json: bool,
+    /// Never read standard input: every prompt of the stack goes unanswered (exit 2,
+    /// "could not check", unless the stack decides without the answer).
+    #[arg(long)]
+    pub non_interactive: bool,
+    /// Count warnings about the stack as problems: a login the stack lets in exits 1
+    /// when a warning was said (a line that skips the code, a GA line on the same files).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +109,9 @@ pub struct ResyncArgs {
     /// Print one JSON object with the result on standard output.
     #[arg(long)]
     pub json: bool,
+    /// Never prompt: without CODE1 and CODE2, an error naming them (exit 2).
+    #[arg(long)]
+    pub non_interactive: bool,
 }
 
 #[derive(Args, Debug)]

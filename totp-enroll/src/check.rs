@@ -49,6 +49,9 @@ const WOULD_DENY: &str = "warning: the module would deny";
 /// prompts that got no answer.
 struct TerminalConversation {
     unanswered: std::rc::Rc<std::cell::Cell<u32>>,
+    /// `--non-interactive`: standard input is never read (a pipe nobody writes to
+    /// would block the run for good), every prompt goes unanswered.
+    non_interactive: bool,
 }
 
 impl Conversation for TerminalConversation {
@@ -59,7 +62,13 @@ impl Conversation for TerminalConversation {
                 let _ = write!(err, "{}", message.text);
                 let _ = err.flush();
                 let echo_off = message.style == style::PROMPT_ECHO_OFF;
-                match read_answer(echo_off) {
+                let answer = if self.non_interactive {
+                    let _ = writeln!(err);
+                    None
+                } else {
+                    read_answer(echo_off)
+                };
+                match answer {
                     Some(answer) => Reply::Text(answer.to_string()),
                     // A closed input is what a hung-up terminal looks like to PAM.
                     None => {
@@ -599,6 +608,7 @@ fn run_check(args: CheckArgs) -> Result<u8, Error> {
         confdir.as_deref(),
         Box::new(TerminalConversation {
             unanswered: std::rc::Rc::clone(&unanswered),
+            non_interactive: args.non_interactive,
         }),
     )
     .map_err(|e| Error::failed(format!("service \"{}\": {e}", args.service)))?;
@@ -619,8 +629,11 @@ fn run_check(args: CheckArgs) -> Result<u8, Error> {
     // found even when the prompt went unanswered: the module asks for the code before
     // it says no, so that nobody learns who is enrolled.
     let foretold = notes.iter().any(|n| n.starts_with(WOULD_DENY));
-    let status = if rc == codes::SUCCESS {
+    let warned = notes.iter().any(|n| n.starts_with("warning:"));
+    let status = if rc == codes::SUCCESS && !(args.strict && warned) {
         0
+    } else if rc == codes::SUCCESS {
+        EXIT_DENIED
     } else if unanswered > 0 && !foretold {
         EXIT_NOT_CHECKED
     } else {
@@ -670,12 +683,24 @@ fn run_check(args: CheckArgs) -> Result<u8, Error> {
         }
     }
     crate::flow::print_stdout(&report)?;
-    if status == EXIT_NOT_CHECKED {
+    if status == EXIT_NOT_CHECKED && args.non_interactive {
+        crate::error::to_stderr(&format!(
+            "totp-enroll: could not check: {unanswered} prompt(s) left unanswered \
+             (--non-interactive); run the check on a terminal or give the answers on \
+             standard input\n"
+        ));
+    } else if status == EXIT_NOT_CHECKED {
         crate::error::to_stderr(&format!(
             "totp-enroll: could not check: {unanswered} prompt(s) got no answer (standard \
              input ended, or an answer was refused); run the check on a terminal or give the \
              answers on standard input\n"
         ));
+    }
+    if rc == codes::SUCCESS && status == EXIT_DENIED {
+        crate::error::to_stderr(
+            "totp-enroll: the stack let the login in, but warned of the stack above: \
+             counted as a problem (--strict)\n",
+        );
     }
     Ok(status)
 }

@@ -858,15 +858,30 @@ fn enroll_json<'a>(
     }
 }
 
+/// Writes `text` to standard output; a closed reader is [`Error::ClosedOutput`].
+/// Written to the descriptor, not through std's standard output buffer: the text may
+/// hold the secret (`--json`, `--uri`), and a line without its end (an open JSON
+/// object) would stay copied in that buffer, which nothing wipes, until the exit.
 pub fn print_stdout(text: &str) -> Result<(), Error> {
     use std::io::Write;
+    use std::os::fd::AsFd;
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::BrokenPipe => Error::ClosedOutput,
-            _ => Error::failed(format!("cannot write to standard output: {e}")),
-        })
+    let failed = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => Error::ClosedOutput,
+        _ => Error::failed(format!("cannot write to standard output: {e}")),
+    };
+    // What was written through the buffer goes first.
+    out.flush().map_err(failed)?;
+    let mut rest = text.as_bytes();
+    while !rest.is_empty() {
+        match nix::unistd::write(out.as_fd(), rest) {
+            Ok(0) => return Err(failed(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => rest = &rest[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(failed(e.into())),
+        }
+    }
+    Ok(())
 }
 
 fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(), Error> {

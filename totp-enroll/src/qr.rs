@@ -4,7 +4,6 @@
 //! `qrcode` crate's text renderers, so every mode draws the same 4-module quiet
 //! zone and the tests can turn the text back into a matrix and decode it.
 
-use std::fmt::Write as _;
 use std::io::Cursor;
 use std::str::FromStr;
 
@@ -177,6 +176,14 @@ pub fn height_note(term: Terminal, text: &str, lines_after: usize) -> Option<Str
 
 /// Ends every terminal line: colours reset, then the newline.
 const RESET_LINE: &str = "\x1b[0m\n";
+/// Room for the PNG of a `width` x `height` greyscale image, whatever the encoder's
+/// compression: every pixel stored (a filter byte a row, deflate's stored blocks of at
+/// most 65535 bytes with 5 bytes each, the zlib and chunk framing) fits twice over.
+fn png_capacity(width: u32, height: u32) -> usize {
+    let raw = (width as usize + 1) * height as usize;
+    2 * raw + 4096
+}
+
 /// The colours of `QrMode::Utf8Grey`.
 const GREY: &str = "\x1b[37;40m";
 /// The longest background escape `QrMode::Ansi*` writes.
@@ -184,7 +191,11 @@ const LONGEST_COLOUR: usize = "\x1b[107m".len();
 
 /// The QR module matrix of one URI, quiet zone included.
 pub struct Matrix {
-    code: QrCode,
+    /// The `qrcode` crate's own module list, taken out of its `QrCode` so that it is
+    /// ours to wipe; the PNG and SVG renderers draw from it.
+    colors: Vec<Color>,
+    /// Side length without the quiet zone.
+    inner: usize,
     size: usize,
     dark: Vec<bool>,
 }
@@ -198,11 +209,15 @@ impl std::fmt::Display for QrError {
     }
 }
 
-/// The modules encode the URI, secret included (the `qrcode` crate's own copy in
-/// `code` cannot be wiped: SECURITY.md, K4).
+/// The modules encode the URI, secret included. `Color` has no `Zeroize`: every entry
+/// is overwritten with the light colour, and `black_box` keeps that store from being
+/// dropped as a write nobody reads (the encoder's bit stream, freed inside the crate,
+/// is not ours: SECURITY.md, K4).
 impl Drop for Matrix {
     fn drop(&mut self) {
         self.dark.zeroize();
+        self.colors.fill(Color::Light);
+        std::hint::black_box(&mut self.colors);
     }
 }
 
@@ -213,13 +228,27 @@ impl Matrix {
         let code = QrCode::with_error_correction_level(uri.as_bytes(), EcLevel::M)
             .map_err(|e| QrError(format!("cannot encode the URI as a QR code: {e}")))?;
         let inner = code.width();
+        // Its own list, moved out (`to_colors` would copy it, and the `QrCode` would
+        // keep the original unwiped).
+        let colors = code.into_colors();
         let size = inner + 2 * QUIET_ZONE;
         let mut dark = vec![false; size * size];
-        for (i, color) in code.to_colors().iter().enumerate() {
+        for (i, color) in colors.iter().enumerate() {
             let (x, y) = (i % inner, i / inner);
             dark[(y + QUIET_ZONE) * size + x + QUIET_ZONE] = *color == Color::Dark;
         }
-        Ok(Matrix { code, size, dark })
+        Ok(Matrix {
+            colors,
+            inner,
+            size,
+            dark,
+        })
+    }
+
+    /// What `QrCode::render` gives, from our list: a QR code (never a micro one) has a
+    /// quiet zone of 4 modules.
+    fn renderer<P: qrcode::render::Pixel>(&self) -> qrcode::render::Renderer<'_, P> {
+        qrcode::render::Renderer::new(&self.colors, self.inner, QUIET_ZONE as u32)
     }
 
     /// Side length in modules, quiet zone included.
@@ -309,30 +338,41 @@ impl Matrix {
         }
     }
 
-    /// A greyscale PNG, black modules on white.
-    pub fn png(&self) -> Result<Vec<u8>, QrError> {
+    /// A greyscale PNG, black modules on white. The image draws the URI, secret
+    /// included: its pixels are wiped once encoded, and the PNG is written into a
+    /// wiped buffer reserved up front ([`png_capacity`]), so no outgrown copy is left
+    /// behind. (The encoder's own working buffers are the `image` crate's: SECURITY.md,
+    /// K4.)
+    pub fn png(&self) -> Result<Zeroizing<Vec<u8>>, QrError> {
         let img = self
-            .code
-            .render::<image::Luma<u8>>()
+            .renderer::<image::Luma<u8>>()
             .quiet_zone(true)
             .module_dimensions(PNG_MODULE_PX, PNG_MODULE_PX)
             .build();
-        let mut buf = Cursor::new(Vec::new());
-        img.write_to(&mut buf, image::ImageFormat::Png)
-            .map_err(|e| QrError(format!("cannot encode the PNG: {e}")))?;
-        Ok(buf.into_inner())
+        let (width, height) = img.dimensions();
+        let mut out = Zeroizing::new(Vec::with_capacity(png_capacity(width, height)));
+        let written = img.write_to(&mut Cursor::new(&mut *out), image::ImageFormat::Png);
+        let mut pixels = img.into_raw();
+        pixels.zeroize();
+        written.map_err(|e| QrError(format!("cannot encode the PNG: {e}")))?;
+        Ok(out)
     }
 
-    /// A standalone SVG document, black modules on white.
-    pub fn svg(&self) -> String {
-        let mut svg = self
-            .code
-            .render::<qrcode::render::svg::Color<'_>>()
-            .quiet_zone(true)
-            .min_dimensions(200, 200)
-            .build();
+    /// A standalone SVG document, black modules on white, ending in a newline. The
+    /// `qrcode` crate's text is copied into a wiped buffer of its final size and wiped
+    /// itself; the copies its renderer left while the text grew are the crate's
+    /// (SECURITY.md, K4).
+    pub fn svg(&self) -> Zeroizing<String> {
+        let rendered = Zeroizing::new(
+            self.renderer::<qrcode::render::svg::Color<'_>>()
+                .quiet_zone(true)
+                .min_dimensions(200, 200)
+                .build(),
+        );
+        let mut svg = Zeroizing::new(String::with_capacity(rendered.len() + 1));
+        svg.push_str(&rendered);
         if !svg.ends_with('\n') {
-            let _ = writeln!(svg);
+            svg.push('\n');
         }
         svg
     }
@@ -502,11 +542,29 @@ mod tests {
         }
     }
 
+    /// The PNG and SVG files draw the secret too: each is written into a wiped buffer
+    /// reserved once (a reallocation while the encoder wrote would leave an unwiped
+    /// copy). The reservation holds for a short URI and a long one's large matrix.
+    #[test]
+    fn png_and_svg_never_outgrow_their_wiped_buffers() {
+        let long = format!("{URI}&label={}", "x".repeat(400));
+        for uri in [URI, long.as_str()] {
+            let m = Matrix::new(uri).expect("encodes");
+            let side = u32::try_from(m.size()).expect("side") * PNG_MODULE_PX;
+            let png = m.png().expect("png");
+            assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+            assert_eq!(png.capacity(), png_capacity(side, side), "{uri}");
+            let svg = m.svg();
+            assert!(svg.ends_with('\n'), "{uri}");
+            assert!(svg.capacity() - svg.len() <= 1, "{uri}: outgrown");
+        }
+    }
+
     #[test]
     fn png_and_svg_have_their_signatures() {
         let m = Matrix::new(URI).expect("encodes");
         assert!(m.png().expect("png").starts_with(b"\x89PNG\r\n\x1a\n"));
         let svg = m.svg();
-        assert!(svg.contains("<svg"), "{svg}");
+        assert!(svg.contains("<svg"), "{}", *svg);
     }
 }

@@ -79,7 +79,7 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
     let caps = caps::load(args.service.as_deref(), args.pam_dir.as_deref())?;
     let (first, second) = match (args.first, args.second) {
         (Some(a), Some(b)) => (Zeroizing::new(a), Zeroizing::new(b)),
-        _ => ask_codes(args.json)?,
+        _ => ask_codes(args.json, args.non_interactive)?,
     };
     // The phone shows the second code now: its step is compared with this moment.
     let now = now_unix()?;
@@ -175,8 +175,11 @@ fn counter_report(done: &CounterResynced, path: &std::path::Path) -> String {
 }
 
 /// Asks for the two codes on the terminal (or reads two lines from a pipe).
-fn ask_codes(json: bool) -> Result<(Zeroizing<String>, Zeroizing<String>), Error> {
-    let mut console = Console::new(json, false);
+fn ask_codes(
+    json: bool,
+    non_interactive: bool,
+) -> Result<(Zeroizing<String>, Zeroizing<String>), Error> {
+    let mut console = Console::new(json, non_interactive);
     let first = console
         .ask_line("Code the app (or token) shows now: ", FLAGS_CODES)?
         .ok_or(Error::EndOfInput(FLAGS_CODES))?;

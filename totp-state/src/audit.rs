@@ -276,13 +276,16 @@ fn refusal(reason: String) -> inspect::Finding {
 /// the stack (or jump) before a `pam_totp` line when they succeed
 /// (`totp_os::pam_stack::bypass_warnings`): said once, on standard error (what a cron
 /// job mails) and as a `stack` row; not counted in the exit status, which counts the
-/// logins the module would deny.
+/// logins the module would deny, unless `strict`: then every warning (a row or a line
+/// on standard error) is a problem too, exit 1, as a check run by a configuration tool
+/// or a monitor needs to learn of a stack that skips the code.
 pub fn run(
     service: &str,
     lines: &[ModuleLine],
     bypasses: &[String],
     json: bool,
     named: Option<Vec<String>>,
+    strict: bool,
 ) -> Result<(), Stop> {
     let judges: Vec<(&ModuleLine, &ModuleOptions, Skips<'_>)> = lines
         .iter()
@@ -295,11 +298,14 @@ pub fn run(
     for b in bypasses {
         crate::warn(&format!("warning: {b}"));
     }
+    // Warnings said on standard error only (the bypasses are rows too, counted there).
+    let mut said_warnings = 0usize;
     // A warning, not a finding: it denies nobody, and the exit status counts denials.
     if opts.fleet.shared().is_none() {
         let dir = PathBuf::from(opts.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR));
         if let Some(w) = totp_os::state_dir::volatile_warning(&dir) {
-            eprintln!("totp-state: warning: {w}");
+            crate::warn(&format!("warning: {w}"));
+            said_warnings += 1;
         }
     }
     let audit = |pw: &Passwd| audit_account(&judges, pw);
@@ -321,6 +327,7 @@ pub fn run(
             if let Some(warning) = crate::audit_names::incomplete_listing_warning() {
                 crate::warn(&warning);
                 partial_listing = true;
+                said_warnings += 1;
             }
             accounts()?
         }
@@ -403,7 +410,12 @@ pub fn run(
                 .map(|(n, f)| (n, Some(true), alone(f))),
         );
     }
+    let mut warning_rows = 0usize;
     for (row, (name, login_shell, (mut finding, parts))) in findings.into_iter().enumerate() {
+        // As for a refusal: an account nobody logs in to (nologin, false) is no problem.
+        if finding.verdict == Verdict::Warning && login_shell != Some(false) {
+            warning_rows += 1;
+        }
         if finding.verdict == Verdict::Refused {
             if login_shell != Some(false) {
                 refused += 1;
@@ -464,6 +476,13 @@ pub fn run(
         return Err(Stop::Status(
             crate::EXIT_PROBLEM,
             format!("{refused} account(s) refused: the module would deny every login of theirs"),
+        ));
+    }
+    let warnings = warning_rows + said_warnings;
+    if strict && warnings > 0 {
+        return Err(Stop::Status(
+            crate::EXIT_PROBLEM,
+            format!("{warnings} warning(s), counted as problems (--strict)"),
         ));
     }
     Ok(())

@@ -118,6 +118,11 @@ struct AuditArgs {
     /// ignored; - for standard input); with --user, both.
     #[arg(long, value_name = "FILE")]
     users_from: Option<PathBuf>,
+    /// Count warnings as problems (exit 1): a stack line that lets a login past the
+    /// code, a google-authenticator line on the same files, a skip an origin gets, a
+    /// record of a deleted account, a volatile state directory.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -289,7 +294,7 @@ fn run(cmd: Command) -> Result<(), Stop> {
             let lines = service_lines(&a.service, a.pam_dir.as_deref())?;
             let bypasses = service_bypasses(&a.service, a.pam_dir.as_deref())?;
             let named = audit_names::requested(&a.user, a.users_from.as_deref())?;
-            return audit::run(&a.service, &lines, &bypasses, a.json, named);
+            return audit::run(&a.service, &lines, &bypasses, a.json, named, a.strict);
         }
         Command::Ping(a) => return store_admin::ping(&store_options(&a)?),
         Command::Init(a) => return store_admin::init(&store_options(&a.store)?, a.never_used),

@@ -124,8 +124,8 @@ impl GaFile {
         if self.buf.last().is_some_and(|&b| !is_eol(b)) {
             tail.push(b'\n');
         }
-        for c in codes {
-            tail.extend_from_slice(format!("{c:08}\n").as_bytes());
+        for &c in codes {
+            push_scratch_line(&mut tail, c);
         }
         let len = self.buf.len();
         self.splice(len, len, &[&tail])
@@ -162,19 +162,23 @@ impl GaFile {
         {
             return Err(GaFileError::BadScratchCode);
         }
-        let mut text = Zeroizing::new(base32::encode(secret.as_bytes()));
-        text.push('\n');
-        text.push_str(if s.totp {
-            "\" TOTP_AUTH\n"
+        // One buffer of the final size: grown a line at a time, each outgrown copy of
+        // the secret and the scratch codes was freed unwiped.
+        let b32 = Zeroizing::new(base32::encode(secret.as_bytes()));
+        let mode: &[u8] = if s.totp {
+            b"\" TOTP_AUTH\n"
         } else {
-            "\" HOTP_COUNTER 1\n"
-        });
-        for c in &s.scratch_codes {
-            text.push_str(&format!("{c:08}\n"));
-        }
-        let mut f = GaFile {
-            buf: Zeroizing::new(text.as_bytes().to_vec()),
+            b"\" HOTP_COUNTER 1\n"
         };
+        let len = b32.len() + 1 + mode.len() + SCRATCH_LINE_LEN * s.scratch_codes.len();
+        let mut buf = Zeroizing::new(Vec::with_capacity(len));
+        buf.extend_from_slice(b32.as_bytes());
+        buf.push(b'\n');
+        buf.extend_from_slice(mode);
+        for &c in &s.scratch_codes {
+            push_scratch_line(&mut buf, c);
+        }
+        let mut f = GaFile { buf };
         if s.disallow_reuse {
             f.insert_after_first_line(b"\" DISALLOW_REUSE\n")?;
         }
@@ -243,4 +247,19 @@ impl GaFile {
         self.buf = out;
         Ok(())
     }
+}
+
+/// A scratch-code line: 8 digits and the line end.
+const SCRATCH_LINE_LEN: usize = 9;
+
+/// Appends `code` (within `SCRATCH_MIN..=SCRATCH_MAX`: 8 digits) and a line end, digit
+/// by digit: a `format!` would leave the code in a freed, unwiped string.
+fn push_scratch_line(out: &mut Vec<u8>, code: u32) {
+    let mut div = 10_000_000;
+    while div > 0 {
+        // The remainder is a single decimal digit.
+        out.push(b'0' + (code / div % 10) as u8);
+        div /= 10;
+    }
+    out.push(b'\n');
 }

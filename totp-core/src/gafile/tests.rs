@@ -718,3 +718,32 @@ proptest! {
         prop_assert_eq!(g.scratch_codes(), f.scratch_codes());
     }
 }
+
+/// A new file is written into one buffer of its final size (its capacity is its
+/// length), its scratch lines digit by digit with no `format!` string: the lines are
+/// the zero-padded digits `format!("{c:08}")` gives, from the smallest code to the
+/// largest. (That no copy of the secret is left is proven on the tool's memory:
+/// `buffers_zeroised.rs::no_copy_of_a_new_secret_survives_an_enrolment`.)
+#[test]
+fn a_new_enrollment_is_built_in_one_buffer_of_its_size() {
+    let secret = Secret::new(vec![0x5a; 20]);
+    for scratch_codes in [vec![], vec![10_000_000, 69_560_333, 99_999_999]] {
+        for totp in [true, false] {
+            let s = EnrollSettings {
+                totp,
+                disallow_reuse: false,
+                step: None,
+                window: None,
+                rate_limit: None,
+                scratch_codes: scratch_codes.clone(),
+                ..EnrollSettings::default()
+            };
+            let f = GaFile::new_enrollment(&secret, &s).expect("new file");
+            assert_eq!(f.buf.capacity(), f.buf.len(), "{s:?}");
+            let text = String::from_utf8(f.as_bytes().to_vec()).expect("text");
+            let codes: Vec<String> = scratch_codes.iter().map(|c| format!("{c:08}")).collect();
+            let lines: Vec<&str> = text.lines().skip(2).collect();
+            assert_eq!(lines, codes, "{text}");
+        }
+    }
+}
