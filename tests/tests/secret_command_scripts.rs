@@ -668,8 +668,9 @@ fn a_helper_in_a_process_group_of_its_own_is_killed_with_the_command() {
 /// with its hard links, a `#!` line padded past the kernel's 256-byte buffer (the
 /// kernel keeps the interpreter and cuts the argument), and a script without a `#!`
 /// line (the exec falls back to `/bin/sh`, as it did before the check). Each logs in.
-/// Control: `env` copied to a directory of the test and given to another account, named
-/// by the same kind of line, is refused and named before anything runs.
+/// Controls: `env` copied to a directory of the test and given to another account, named
+/// by the same kind of line, is refused and named before anything runs; so is the
+/// script without a `#!` line when `/bin/sh` is such a copy.
 #[test]
 fn the_interpreters_admins_ship_pass_the_check() {
     if !require_root("the_interpreters_admins_ship_pass_the_check") {
@@ -715,6 +716,24 @@ fn the_interpreters_admins_ship_pass_the_check() {
         let (d, lines) = login(&cmd, &u, &secret);
         assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {lines:?}");
     }
+
+    // Without a #! line the shell runs the script, so the shell is checked too: a copy
+    // given to another account, mounted over it for this login only, is refused.
+    let no_line = program(dir.path(), "no-line", &shell_body, 0o755);
+    let shell = fs::canonicalize("/bin/sh").expect("the shell");
+    let theirs = dir.path().join("sh-theirs");
+    fs::copy(&shell, &theirs).expect("copy the shell");
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+    let (d, lines) = capture_syslog_with_bind(
+        &theirs,
+        &shell,
+        &Driver::login(&stack_for(&no_line), &u, &code_at(&secret, now())).rhost(PEER),
+    );
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(&lines, &["interpreter", "(/bin/sh)", "uid 65534"]),
+        "{lines:?}"
+    );
 
     let bin = dir.path().join("bin");
     fs::create_dir(&bin).expect("mkdir");

@@ -261,6 +261,18 @@ fn interpreter_path(program: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(std::ffi::OsStr::from_bytes(word)))
 }
 
+/// The shell glibc's `execvp` runs a file with when the kernel cannot execute it.
+const FALLBACK_SHELL: &str = "/bin/sh";
+
+/// Whether the file starts as an ELF binary does (the kernel runs it itself). A file
+/// that cannot be read counts as one: the exec, not this check, then says why.
+fn starts_with_elf_magic(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_or(true, |n| head[..n] == *b"\x7fELF")
+}
+
 /// How deep the kernel follows interpreters that are scripts themselves
 /// (`BINPRM_MAX_RECURSION`); a deeper chain fails the exec.
 const MAX_INTERPRETERS: usize = 4;
@@ -272,12 +284,18 @@ const MAX_INTERPRETERS: usize = 4;
 fn check_interpreters(program: &Path) -> Result<(), CommandError> {
     let mut script = program.to_path_buf();
     for _ in 0..MAX_INTERPRETERS {
-        let Some(named) = interpreter_path(&script) else {
-            return Ok(());
+        let named = match interpreter_path(&script) {
+            Some(named) => named,
+            // A file the kernel cannot execute (ENOEXEC) is run by the standard
+            // library's execvp with /bin/sh, which then decides the answer.
+            None if !starts_with_elf_magic(&script) => PathBuf::from(FALLBACK_SHELL),
+            None => return Ok(()),
         };
+        let fallback = named.as_os_str() == FALLBACK_SHELL;
         // The kernel opens a relative interpreter from the working directory: `/`.
         let interpreter = Path::new("/").join(&named);
         script = match check_root_controlled_interpreter(&interpreter, MAX_PROGRAM_SIZE) {
+            Ok(_) if fallback => return Ok(()),
             Ok(resolved) => resolved,
             Err(FileError::NotFound | FileError::MissingDirectory { .. }) => {
                 return Err(CommandError::NoInterpreter(shown_interpreter(&named)));
