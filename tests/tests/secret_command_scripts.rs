@@ -68,7 +68,9 @@ impl Drop for NoexecMount {
 
 /// A script the kernel refuses to start is denied with a log line naming the cause an
 /// admin can act on, not the bare "No such file or directory" / "Permission denied" of
-/// the exec (the program is right there). Control: the same script, startable, logs in.
+/// the exec (the program is right there): also an interpreter on a noexec mount, and a
+/// CRLF `#!/usr/bin/env sh` line, which starts `env` but not the shell (exit 127, not a
+/// question of `PATH`). Control: the same script, startable, logs in.
 #[test]
 fn a_script_the_kernel_cannot_start_denies_and_the_log_names_the_fix() {
     if !require_root("a_script_the_kernel_cannot_start_denies_and_the_log_names_the_fix") {
@@ -121,6 +123,21 @@ fn a_script_the_kernel_cannot_start_denies_and_the_log_names_the_fix() {
     let interpreter_cause = format!(
         "({}) is on a file system mounted noexec",
         noexec_shell.display()
+    );
+    let crlf_env = program(
+        dir.path(),
+        "crlf-env",
+        &format!("#!/usr/bin/env sh\r\n{}", body.replace('\n', "\r\n")),
+        0o755,
+    );
+    let (d, lines) = login(&crlf_env, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &["exited with status 127", "carriage return", "dos2unix"]
+        ),
+        "CRLF #!/usr/bin/env line: {lines:?}"
     );
     for (what, cmd, cause) in [
         ("CRLF #! line", &crlf, "(/bin/sh\\r) does not exist"),

@@ -116,6 +116,9 @@ pub enum CommandError {
     EmptyOutput,
     /// The not-enrolled status, but with output: ambiguous, so refused.
     NotEnrolledWithOutput,
+    /// Exit status 127 from a script whose `#!` line ends in a carriage return: `env`
+    /// looked for a program whose name ends in it.
+    CrlfEnvLine,
     Exited(i32),
     Killed(i32),
 }
@@ -175,6 +178,9 @@ impl fmt::Display for CommandError {
             Self::EmptyOutput => f.write_str("secret command succeeded but printed nothing"),
             Self::NotEnrolledWithOutput => f.write_str(
                 "secret command exited with the not-enrolled status but printed something",
+            ),
+            Self::CrlfEnvLine => f.write_str(
+                "secret command exited with status 127: its #! line ends with a carriage return (the script was saved with CRLF line ends), so the program it names was looked for with \\r at the end of its name; convert it with dos2unix",
             ),
             Self::Exited(c @ 127) => write!(
                 f,
@@ -246,6 +252,19 @@ fn interpreter_of(program: &Path) -> Option<String> {
 /// A script saved with CRLF line ends names "/bin/sh\r": escaped, the \r shows.
 fn shown_interpreter(path: &Path) -> String {
     path.to_string_lossy().escape_debug().to_string()
+}
+
+/// Whether the program's `#!` line ends in a carriage return (CRLF line ends).
+fn crlf_line(program: &Path) -> bool {
+    let mut head = [0u8; 256];
+    let Ok(n) = std::fs::File::open(program).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    head[..n].starts_with(b"#!")
+        && head[..n]
+            .split(|&b| b == b'\n')
+            .next()
+            .is_some_and(|line| line.ends_with(b"\r"))
 }
 
 /// The interpreter path of a `#!` line, from the first 256 bytes of the program, as the
@@ -557,6 +576,7 @@ pub fn run_secret_command(
         (Some(0), true) => Err(CommandError::EmptyOutput),
         (Some(NOT_ENROLLED_EXIT_STATUS), true) => Ok(SecretOutput::NotEnrolled),
         (Some(NOT_ENROLLED_EXIT_STATUS), false) => Err(CommandError::NotEnrolledWithOutput),
+        (Some(127), _) if crlf_line(program) => Err(CommandError::CrlfEnvLine),
         (Some(c), _) => Err(CommandError::Exited(c)),
         (None, _) => Err(CommandError::Killed(status.signal().unwrap_or(0))),
     }
