@@ -190,25 +190,31 @@ fn a_host_thread_reaping_every_child_is_named_when_it_takes_the_status() {
                 }
             }
         });
-        let result = run();
+        // The module may, rarely, see the status before the reaper takes it: that run
+        // gives the file, and the next one is tried.
+        let mut taken = None;
+        for _ in 0..5 {
+            match run() {
+                Ok(SecretOutput::Secret(b)) => assert_eq!(&b[..], file.as_bytes()),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => {
+                    taken = Some(e.to_string());
+                    break;
+                }
+            }
+        }
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         // A last child wakes the reaper from its wait.
         let _ = std::process::Command::new("/bin/true").status();
-        result
+        taken
     });
     assert!(
         reaped.load(std::sync::atomic::Ordering::SeqCst) >= 1,
         "the reaper thread took a child"
     );
-    match result {
-        Err(e) => {
-            let said = e.to_string();
-            assert!(
-                said.contains("exit status was taken by another thread")
-                    && said.contains("waitpid(-1)"),
-                "{said}"
-            );
-        }
-        Ok(o) => panic!("an answer without its exit status was used: {o:?}"),
-    }
+    let said = result.expect("the reaper took a command's status in one of the runs");
+    assert!(
+        said.contains("exit status was taken by another thread") && said.contains("waitpid(-1)"),
+        "{said}"
+    );
 }
