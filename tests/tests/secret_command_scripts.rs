@@ -51,7 +51,7 @@ struct NoexecMount(PathBuf);
 impl NoexecMount {
     fn at(dir: &Path) -> NoexecMount {
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "noexec,mode=0755,size=64k", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", "noexec,mode=0755,size=2m", "tmpfs"])
             .arg(dir)
             .status()
             .expect("mount");
@@ -68,7 +68,9 @@ impl Drop for NoexecMount {
 
 /// A script the kernel refuses to start is denied with a log line naming the cause an
 /// admin can act on, not the bare "No such file or directory" / "Permission denied" of
-/// the exec (the program is right there). Control: the same script, startable, logs in.
+/// the exec (the program is right there): also an interpreter on a noexec mount, and a
+/// CRLF `#!/usr/bin/env sh` line, which starts `env` but not the shell (exit 127, not a
+/// question of `PATH`). Control: the same script, startable, logs in.
 #[test]
 fn a_script_the_kernel_cannot_start_denies_and_the_log_names_the_fix() {
     if !require_root("a_script_the_kernel_cannot_start_denies_and_the_log_names_the_fix") {
@@ -104,11 +106,38 @@ fn a_script_the_kernel_cannot_start_denies_and_the_log_names_the_fix() {
     fs::create_dir(&noexec_dir).expect("mkdir");
     let _mount = NoexecMount::at(&noexec_dir);
     let on_noexec = program(&noexec_dir, "cmd", &format!("#!/bin/sh\n{body}"), 0o755);
+    let noexec_shell = noexec_dir.join("sh");
+    fs::copy("/bin/sh", &noexec_shell).expect("copy the shell");
+    let interpreter_on_noexec = program(
+        dir.path(),
+        "interpreter-on-noexec",
+        &format!("#!{}\n{body}", noexec_shell.display()),
+        0o755,
+    );
     // The fault is real: a root shell cannot execute it either.
     let direct = Command::new(&on_noexec).arg(&u.name).output();
     assert!(
         direct.is_err_and(|e| e.raw_os_error() == Some(libc::EACCES)),
         "the mount is noexec"
+    );
+    let interpreter_cause = format!(
+        "({}) is on a file system mounted noexec",
+        noexec_shell.display()
+    );
+    let crlf_env = program(
+        dir.path(),
+        "crlf-env",
+        &format!("#!/usr/bin/env sh\r\n{}", body.replace('\n', "\r\n")),
+        0o755,
+    );
+    let (d, lines) = login(&crlf_env, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &["exited with status 127", "carriage return", "dos2unix"]
+        ),
+        "CRLF #!/usr/bin/env line: {lines:?}"
     );
     for (what, cmd, cause) in [
         ("CRLF #! line", &crlf, "(/bin/sh\\r) does not exist"),
@@ -123,6 +152,11 @@ fn a_script_the_kernel_cannot_start_denies_and_the_log_names_the_fix() {
             "must be executable by secret_command_user",
         ),
         ("noexec mount", &on_noexec, "mounted noexec"),
+        (
+            "interpreter on a noexec mount",
+            &interpreter_on_noexec,
+            interpreter_cause.as_str(),
+        ),
     ] {
         let (d, lines) = login(cmd, &u, &secret);
         assert!(
@@ -643,4 +677,151 @@ fn a_helper_in_a_process_group_of_its_own_is_killed_with_the_command() {
     let (d, lines) = login(&cmd, &u, &secret);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
     assert!(gone(&marker), "the helper in a group of its own was killed");
+}
+
+/// The interpreter check must not refuse what admins ship: the shells through the
+/// usrmerge `/bin -> usr/bin` link and `/bin/sh -> dash`, an interpreter with an
+/// argument, `env` with a name or with `-S`, `/usr/bin/python3 -> python3.11`, perl
+/// with its hard links, a `#!` line padded past the kernel's 256-byte buffer (the
+/// kernel keeps the interpreter and cuts the argument), and a script without a `#!`
+/// line (the exec falls back to `/bin/sh`, as it did before the check). Each logs in.
+/// Controls: `env` copied to a directory of the test and given to another account, named
+/// by the same kind of line, is refused and named before anything runs; so is the
+/// script without a `#!` line when `/bin/sh` is such a copy.
+#[test]
+fn the_interpreters_admins_ship_pass_the_check() {
+    if !require_root("the_interpreters_admins_ship_pass_the_check") {
+        return;
+    }
+    let u = TestUser::create("sn");
+    let secret = random_secret_b32();
+    let file = totp_file(&secret);
+    let dir = trusted_dir("cmd-shipped");
+    let shell_body = format!("cat <<'EOF'\n{file}EOF\n");
+    let python_body = format!("import sys\nsys.stdout.write({file:?})\n");
+    let mut cases = vec![
+        ("#!/bin/sh", format!("#!/bin/sh\n{shell_body}")),
+        ("#!/usr/bin/sh", format!("#!/usr/bin/sh\n{shell_body}")),
+        ("#!/bin/bash -e", format!("#!/bin/bash -e\n{shell_body}")),
+        (
+            "#!/usr/bin/env -S bash -e",
+            format!("#!/usr/bin/env -S bash -e\n{shell_body}"),
+        ),
+        ("#! /bin/sh", format!("#! /bin/sh\n{shell_body}")),
+        (
+            "a #! line longer than the kernel reads",
+            format!("#!/bin/bash -e{}\n{shell_body}", " ".repeat(300)),
+        ),
+        ("no #! line", shell_body.clone()),
+        (
+            "#!/usr/bin/perl -w",
+            format!("#!/usr/bin/perl -w\nprint <<'EOF';\n{file}EOF\n"),
+        ),
+    ];
+    if Path::new("/usr/bin/python3").exists() {
+        cases.push((
+            "#!/usr/bin/env python3",
+            format!("#!/usr/bin/env python3\n{python_body}"),
+        ));
+        cases.push((
+            "#!/usr/bin/python3",
+            format!("#!/usr/bin/python3\n{python_body}"),
+        ));
+    }
+    for (i, (what, text)) in cases.iter().enumerate() {
+        let cmd = program(dir.path(), &format!("shipped-{i}"), text, 0o755);
+        let (d, lines) = login(&cmd, &u, &secret);
+        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {lines:?}");
+    }
+
+    // Without a #! line the shell runs the script, so the shell is checked too: a copy
+    // given to another account, mounted over it for this login only, is refused.
+    let no_line = program(dir.path(), "no-line", &shell_body, 0o755);
+    let shell = fs::canonicalize("/bin/sh").expect("the shell");
+    let theirs = dir.path().join("sh-theirs");
+    fs::copy(&shell, &theirs).expect("copy the shell");
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+    let (d, lines) = capture_syslog_with_bind(
+        &theirs,
+        &shell,
+        &Driver::login(&stack_for(&no_line), &u, &code_at(&secret, now())).rhost(PEER),
+    );
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(&lines, &["interpreter", "(/bin/sh)", "uid 65534"]),
+        "{lines:?}"
+    );
+
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).expect("mkdir");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let env = bin.join("env");
+    fs::copy("/usr/bin/env", &env).expect("copy env");
+    fs::set_permissions(&env, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let via_copy = program(
+        dir.path(),
+        "via-copy",
+        &format!("#!{} sh\n{shell_body}", env.display()),
+        0o755,
+    );
+    let (d, lines) = login(&via_copy, &u, &secret);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "control: root's copy: {d:?} {lines:?}"
+    );
+    std::os::unix::fs::chown(&env, Some(65534), None).expect("chown");
+    let (d, lines) = login(&via_copy, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &["interpreter", &env.display().to_string(), "uid 65534"]
+        ),
+        "{lines:?}"
+    );
+}
+
+/// `secret_command_user=` naming the very account that logs in: that account's own
+/// processes could trace the command and change the secret it prints, so the login is
+/// denied before the command starts, and the log says why and what to name instead.
+/// Control: the same command run as a system account logs in.
+#[test]
+fn a_secret_command_running_as_the_user_logging_in_is_refused() {
+    if !require_root("a_secret_command_running_as_the_user_logging_in_is_refused") {
+        return;
+    }
+    let u = TestUser::create("sr");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-self");
+    let cmd = program(
+        dir.path(),
+        "cmd",
+        &format!("#!/bin/sh\ncat <<'EOF'\n{}EOF\n", totp_file(&secret)),
+        0o755,
+    );
+    let (d, lines) = login(&cmd, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let stack = Stack::probe(
+        "svc",
+        &format!(
+            "throttle_after=100 secret_command={} secret_command_user={} \
+             secret_command_timeout=1000",
+            cmd.display(),
+            u.name
+        ),
+    );
+    let (d, lines) = login_logged(&stack, &u, &code_at(&secret, now()), PEER, None);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &[
+                "secret command not started",
+                &format!("secret_command_user={} is the account logging in", u.name),
+                "system account"
+            ]
+        ),
+        "{lines:?}"
+    );
 }

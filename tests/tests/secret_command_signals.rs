@@ -147,3 +147,72 @@ fn overlapping_commands_in_one_process_give_the_host_its_disposition_back() {
         "the host's disposition is given back"
     );
 }
+
+/// A host with a thread that waits for every child (`waitpid(-1)`, a daemon's reaper
+/// thread) takes the command's exit status before the module sees it. The login cannot
+/// trust an answer without it, so it is refused, and the error names that cause (it
+/// said only "No child processes"). The command closes its output and lives on a little,
+/// so the module is waiting for its status when the reaper takes it. Control: the same
+/// command without the reaper thread gives its file.
+#[test]
+fn a_host_thread_reaping_every_child_is_named_when_it_takes_the_status() {
+    if !require_root("a_host_thread_reaping_every_child_is_named_when_it_takes_the_status") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = trusted_dir("sigchld-reaper");
+    let file = totp_file(&random_secret_b32());
+    let path = dir.path().join("lingering");
+    fs::write(
+        &path,
+        format!("#!/bin/sh\ncat <<'EOF'\n{file}EOF\nexec >&-\nsleep 0.3\n"),
+    )
+    .expect("write");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let run = || run_secret_command(&path, "nobody", "alice", Duration::from_secs(5));
+    match run() {
+        Ok(SecretOutput::Secret(b)) => assert_eq!(&b[..], file.as_bytes(), "control"),
+        other => panic!("control: {other:?}"),
+    }
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let reaped = std::sync::atomic::AtomicUsize::new(0);
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                // SAFETY: waitpid with a null status pointer writes no memory.
+                if unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) } > 0 {
+                    reaped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                } else {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        // The module may, rarely, see the status before the reaper takes it: that run
+        // gives the file, and the next one is tried.
+        let mut taken = None;
+        for _ in 0..5 {
+            match run() {
+                Ok(SecretOutput::Secret(b)) => assert_eq!(&b[..], file.as_bytes()),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => {
+                    taken = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // A last child wakes the reaper from its wait.
+        let _ = std::process::Command::new("/bin/true").status();
+        taken
+    });
+    assert!(
+        reaped.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the reaper thread took a child"
+    );
+    let said = result.expect("the reaper took a command's status in one of the runs");
+    assert!(
+        said.contains("exit status was taken by another thread") && said.contains("waitpid(-1)"),
+        "{said}"
+    );
+}

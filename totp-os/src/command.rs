@@ -83,6 +83,15 @@ pub enum CommandError {
     UntrustedInterpreter(String, FileError),
     /// `secret_command_user=` names nobody, or root.
     BadRunAsUser(String),
+    /// `secret_command_user=` is the very account logging in (its uid): that account's
+    /// own processes may trace the command and change the secret it prints.
+    RunsAsTheUser {
+        runner: String,
+        uid: u32,
+    },
+    /// The command's exit status was taken by another thread of the host, one that waits
+    /// for every child (`waitpid(-1)`): `ECHILD` where the command was still unreaped.
+    StatusTaken,
     Spawn(io::Error),
     /// `close_range(2)` is refused in this process, so the command cannot be started
     /// without the host's descriptors (R33).
@@ -92,6 +101,8 @@ pub enum CommandError {
     NoInterpreter(String),
     /// The kernel refused to execute the program for `secret_command_user=`.
     NotExecutable(&'static str),
+    /// The interpreter its `#!` line names is on a file system mounted `noexec`.
+    InterpreterNoexec(String),
     /// After the switch to `secret_command_user=` the child still had supplementary
     /// groups or could become root again, so the command was not started.
     IdentityKept,
@@ -105,6 +116,9 @@ pub enum CommandError {
     EmptyOutput,
     /// The not-enrolled status, but with output: ambiguous, so refused.
     NotEnrolledWithOutput,
+    /// Exit status 127 from a script whose `#!` line ends in a carriage return: `env`
+    /// looked for a program whose name ends in it.
+    CrlfEnvLine,
     Exited(i32),
     Killed(i32),
 }
@@ -118,6 +132,14 @@ impl fmt::Display for CommandError {
                 "secret command not trusted: the interpreter its #! line names ({i}): {e}; it and every directory above it must be owned by root and not writable by group or others"
             ),
             Self::BadRunAsUser(m) => write!(f, "secret_command_user: {m}"),
+            Self::RunsAsTheUser { runner, uid } => write!(
+                f,
+                "secret command not started: secret_command_user={} is the account logging in (uid {uid}), whose own processes could trace the command and change the secret it prints; name a system account of its own that nobody logs in as",
+                runner.escape_debug()
+            ),
+            Self::StatusTaken => f.write_str(
+                "secret command's exit status was taken by another thread of the host application, which waits for every child (waitpid(-1)): the answer cannot be trusted without it; the host must wait only for its own children",
+            ),
             Self::Spawn(e) => write!(f, "secret command could not start: {e}"),
             Self::NoCloseRange(e) => write!(
                 f,
@@ -131,6 +153,10 @@ impl fmt::Display for CommandError {
                 "secret command could not start: the interpreter its #! line names ({i}) does not exist; install it or fix the #! line"
             ),
             Self::NotExecutable(why) => write!(f, "secret command could not start: {why}"),
+            Self::InterpreterNoexec(i) => write!(
+                f,
+                "secret command could not start: the interpreter its #! line names ({i}) is on a file system mounted noexec; put it on one that is not"
+            ),
             Self::IdentityKept => f.write_str(
                 "secret command not started: after switching to secret_command_user it \
                  still had supplementary groups or could become root again (capabilities \
@@ -152,6 +178,9 @@ impl fmt::Display for CommandError {
             Self::EmptyOutput => f.write_str("secret command succeeded but printed nothing"),
             Self::NotEnrolledWithOutput => f.write_str(
                 "secret command exited with the not-enrolled status but printed something",
+            ),
+            Self::CrlfEnvLine => f.write_str(
+                "secret command exited with status 127: its #! line ends with a carriage return (the script was saved with CRLF line ends), so the program it names was looked for with \\r at the end of its name; convert it with dos2unix",
             ),
             Self::Exited(c @ 127) => write!(
                 f,
@@ -192,13 +221,24 @@ fn spawn_error(program: &Path, e: io::Error) -> CommandError {
         },
         Some(IDENTITY_KEPT) => CommandError::IdentityKept,
         Some(libc::EACCES) => {
-            let noexec = rustix::fs::statvfs(program)
-                .is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC));
-            CommandError::NotExecutable(if noexec {
-                "its file system is mounted noexec; put it on one that is not"
-            } else {
-                "permission denied: it (and a #! interpreter) must be executable by secret_command_user (mode 0755)"
-            })
+            let noexec = |p: &Path| {
+                rustix::fs::statvfs(p)
+                    .is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC))
+            };
+            if noexec(program) {
+                return CommandError::NotExecutable(
+                    "its file system is mounted noexec; put it on one that is not",
+                );
+            }
+            // The kernel refuses an interpreter on a noexec mount with the same EACCES.
+            match interpreter_path(program) {
+                Some(i) if noexec(&Path::new("/").join(&i)) => {
+                    CommandError::InterpreterNoexec(shown_interpreter(&i))
+                }
+                _ => CommandError::NotExecutable(
+                    "permission denied: it (and a #! interpreter) must be executable by secret_command_user (mode 0755)",
+                ),
+            }
         }
         _ => CommandError::Spawn(e),
     }
@@ -214,6 +254,19 @@ fn shown_interpreter(path: &Path) -> String {
     path.to_string_lossy().escape_debug().to_string()
 }
 
+/// Whether the program's `#!` line ends in a carriage return (CRLF line ends).
+fn crlf_line(program: &Path) -> bool {
+    let mut head = [0u8; 256];
+    let Ok(n) = std::fs::File::open(program).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    head[..n].starts_with(b"#!")
+        && head[..n]
+            .split(|&b| b == b'\n')
+            .next()
+            .is_some_and(|line| line.ends_with(b"\r"))
+}
+
 /// The interpreter path of a `#!` line, from the first 256 bytes of the program, as the
 /// kernel reads it (root reads a root-owned file; nothing else of it is looked at).
 fn interpreter_path(program: &Path) -> Option<PathBuf> {
@@ -227,6 +280,18 @@ fn interpreter_path(program: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(std::ffi::OsStr::from_bytes(word)))
 }
 
+/// The shell glibc's `execvp` runs a file with when the kernel cannot execute it.
+const FALLBACK_SHELL: &str = "/bin/sh";
+
+/// Whether the file starts as an ELF binary does (the kernel runs it itself). A file
+/// that cannot be read counts as one: the exec, not this check, then says why.
+fn starts_with_elf_magic(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_or(true, |n| head[..n] == *b"\x7fELF")
+}
+
 /// How deep the kernel follows interpreters that are scripts themselves
 /// (`BINPRM_MAX_RECURSION`); a deeper chain fails the exec.
 const MAX_INTERPRETERS: usize = 4;
@@ -238,12 +303,18 @@ const MAX_INTERPRETERS: usize = 4;
 fn check_interpreters(program: &Path) -> Result<(), CommandError> {
     let mut script = program.to_path_buf();
     for _ in 0..MAX_INTERPRETERS {
-        let Some(named) = interpreter_path(&script) else {
-            return Ok(());
+        let named = match interpreter_path(&script) {
+            Some(named) => named,
+            // A file the kernel cannot execute (ENOEXEC) is run by the standard
+            // library's execvp with /bin/sh, which then decides the answer.
+            None if !starts_with_elf_magic(&script) => PathBuf::from(FALLBACK_SHELL),
+            None => return Ok(()),
         };
+        let fallback = named.as_os_str() == FALLBACK_SHELL;
         // The kernel opens a relative interpreter from the working directory: `/`.
         let interpreter = Path::new("/").join(&named);
         script = match check_root_controlled_interpreter(&interpreter, MAX_PROGRAM_SIZE) {
+            Ok(_) if fallback => return Ok(()),
             Ok(resolved) => resolved,
             Err(FileError::NotFound | FileError::MissingDirectory { .. }) => {
                 return Err(CommandError::NoInterpreter(shown_interpreter(&named)));
@@ -498,14 +569,30 @@ pub fn run_secret_command(
     user: &str,
     limit: Duration,
 ) -> Result<SecretOutput, CommandError> {
+    refuse_the_users_own_account(run_as, user)?;
     let (status, output) = run_bounded(program, &[user], Some(run_as), DEFAULT_MAX_SIZE, limit)?;
     match (status.code(), output.is_empty()) {
         (Some(0), false) => Ok(SecretOutput::Secret(output)),
         (Some(0), true) => Err(CommandError::EmptyOutput),
         (Some(NOT_ENROLLED_EXIT_STATUS), true) => Ok(SecretOutput::NotEnrolled),
         (Some(NOT_ENROLLED_EXIT_STATUS), false) => Err(CommandError::NotEnrolledWithOutput),
+        (Some(127), _) if crlf_line(program) => Err(CommandError::CrlfEnvLine),
         (Some(c), _) => Err(CommandError::Exited(c)),
         (None, _) => Err(CommandError::Killed(status.signal().unwrap_or(0))),
+    }
+}
+
+/// R32: the command must not run as the account it answers for. Compared by uid, so a
+/// second name of the same account is refused too. A user the directory cannot answer
+/// for is left to the login's own lookup, which already found the canonical name.
+fn refuse_the_users_own_account(run_as: &str, user: &str) -> Result<(), CommandError> {
+    let runner = run_as_user(run_as)?;
+    match nss::lookup_user_by_name(user) {
+        Ok(Some(pw)) if pw.uid == runner.uid => Err(CommandError::RunsAsTheUser {
+            runner: run_as.to_owned(),
+            uid: pw.uid,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -658,8 +745,30 @@ impl KillOnDrop<'_> {
     }
 }
 
+impl KillOnDrop<'_> {
+    /// Whether the child is still ours to reap: a host thread waiting for every child
+    /// (`waitpid(-1)`) may have reaped it, and then its pid, and with it the group and
+    /// session id, may belong to another process by now.
+    fn unreaped(&mut self) -> bool {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        loop {
+            match waitid(Id::Pid(pid), flags) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::ECHILD) => return false,
+                _ => return true,
+            }
+        }
+    }
+}
+
 impl Drop for KillOnDrop<'_> {
     fn drop(&mut self) {
+        if !self.unreaped() {
+            // Whatever the command left keeps running rather than a kill by a number
+            // that may name someone else's processes.
+            return;
+        }
         self.kill_group();
         if self.sweep_session {
             kill_session(self.child.id());
@@ -675,12 +784,23 @@ const SESSION_PASSES: usize = 4;
 /// Kills what the command left in a process group of its own inside its session, out of
 /// reach of the group kill: coreutils `timeout` moves itself and the program it runs to
 /// a new group, as a script's job control does. The session id is the command's pid,
-/// not reaped yet, so only what the command started can be in that session. A process
+/// not reaped yet, so only what the command started can be in that session (the kernel
+/// keeps a pid unused while a session or group of that id has a member). A process
 /// that started a session of its own (a daemon) is beyond this.
+///
+/// Each process is signalled through a pidfd opened before its session is read: if it
+/// ends and its pid is reused between the read and the kill, the signal goes nowhere
+/// rather than to the process that reused the pid. Bounded: at most [`SESSION_PASSES`]
+/// looks through the process table, a pass repeated only when it killed something.
+/// Nothing is done when `/proc` is not of this process's pid namespace (its numbers
+/// would not be ours).
 fn kill_session(sid: u32) {
     let Ok(sid) = i32::try_from(sid) else {
         return;
     };
+    if !proc_is_ours() {
+        return;
+    }
     for _ in 0..SESSION_PASSES {
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return;
@@ -694,8 +814,13 @@ fn kill_session(sid: u32) {
             else {
                 continue;
             };
-            if pid != sid && live_in_session(pid, sid) {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            if pid == sid {
+                continue;
+            }
+            let Some(pidfd) = pidfd_open(pid) else {
+                continue;
+            };
+            if live_in_session(pid, sid) && pidfd_kill(&pidfd) {
                 found = true;
             }
         }
@@ -703,6 +828,40 @@ fn kill_session(sid: u32) {
             return;
         }
     }
+}
+
+/// Whether `/proc` shows this process under its own pid: a `/proc` of another pid
+/// namespace (a host started by `unshare --pid` without a new mount) numbers every
+/// process differently, and its session ids would name strangers.
+fn proc_is_ours() -> bool {
+    std::fs::read_link("/proc/self")
+        .is_ok_and(|p| p.as_os_str().as_bytes() == std::process::id().to_string().as_bytes())
+}
+
+/// A pidfd for `pid` (`pidfd_open(2)`, Linux 5.3, older than the 5.11 `close_range`
+/// the runner needs), or `None` when it has gone.
+fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and touches no memory.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
+    let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    // SAFETY: the kernel just returned this descriptor, owned by nothing else.
+    Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// SIGKILL to the process `pidfd` refers to, whatever now has its pid.
+fn pidfd_kill(pidfd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal with a null siginfo reads no memory of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    rc == 0
 }
 
 /// Whether `/proc/PID/stat` shows a process of session `sid` that is not yet a zombie
@@ -815,6 +974,8 @@ fn wait_until(
             }
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
+            // Not ours to reap any more: a host thread in waitpid(-1) took it.
+            Err(nix::errno::Errno::ECHILD) => return Err(CommandError::StatusTaken),
             Err(e) => return Err(CommandError::Read(e.into())),
         }
         let left = remaining(deadline).ok_or(CommandError::TimedOut)?;
