@@ -322,9 +322,9 @@ fn a_store_record_that_changes_under_every_write_ends_the_answer_within_its_boun
 /// admin's `DEL`) and created again by another host: the creation must not repeat the
 /// version the held write expects, or that write would overwrite the newer record and
 /// roll its mark back (R34): the same code accepted on both hosts. Versions of a created
-/// key start at the server's clock in microseconds (docs/fleet.md, "Versions"), so the
-/// held write finds another version, writes nothing, and the login decides again with
-/// the other host's record, which refuses the code as used.
+/// key start at a random number the host picks (docs/fleet.md, "A record deleted while a
+/// write is in flight"), so the held write finds another version, writes nothing, and
+/// the login decides again with the other host's record, which refuses the code as used.
 #[test]
 fn a_user_record_recreated_while_a_write_is_in_flight_never_takes_that_write() {
     let t = "a_user_record_recreated_while_a_write_is_in_flight_never_takes_that_write";
