@@ -433,3 +433,168 @@ fn a_user_record_recreated_while_a_write_is_in_flight_never_takes_that_write() {
     let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
+
+/// The value of `field` of `key` as the server holds it (`None`: no such field).
+fn field(server: &RedisServer, key: &str, field: &str) -> Option<Vec<u8>> {
+    let raw = server.raw(None, &[b"HGET", key.as_bytes(), field.as_bytes()]);
+    let text = String::from_utf8_lossy(&raw);
+    let (head, _) = text.split_once("\r\n")?;
+    let n: usize = head.strip_prefix('$')?.parse().ok()?;
+    let start = head.len() + 2;
+    raw.get(start..start + n).map(<[u8]>::to_vec)
+}
+
+/// Versions far above 2^32 (a created record's random start, counted on) stay the
+/// canonical decimal the compare-and-set compares on every path that writes one: Lua
+/// prints a number above 10^14 in exponent form (`tostring`: "4.5035996273705e+15"),
+/// which the plugin would refuse as no version and every later compare would miss, a
+/// lockout no reset could end. A user's record and the store record, each planted just
+/// below 2^52 (the top of the random range), are written by: logins through libpam
+/// (`pam_totp_cas_v4`), the previous release's `pam_totp_cas_v3` as its hosts call it,
+/// the script fallback on a server without the library, `totp-state reset`, the probe
+/// of `totp-state ping`, and the replacement of a store record of another server
+/// instance (a restart or a failover, `fleet_rollback.rs`); each step counts exactly one
+/// on, and `totp-state show` reads the record as usable. Control: the first write of the
+/// user's record created it at a random version at least 2^32.
+#[test]
+fn versions_near_2_to_the_52_stay_canonical_decimal_on_every_path() {
+    let t = "versions_near_2_to_the_52_stay_canonical_decimal_on_every_path";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let args = format!(
+        "state={} redis_plugin={} redis_prefix=big:",
+        server.url(false),
+        plugin().display()
+    );
+    init_store(&args);
+    let host = Stack::probe("svc", &args);
+    let (u, secret) = TestUser::enrolled("bg");
+    let key = format!("big:user:{}", u.name);
+    let version = |key: &str| {
+        let v = field(&server, key, "v").unwrap_or_else(|| panic!("{key}: no version"));
+        String::from_utf8(v).expect("ASCII")
+    };
+    let start = now();
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, start), PEER, start);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let created: u64 = version(&key).parse().expect("a decimal version");
+    assert!(created >= 1 << 32, "control: a random start: {created}");
+
+    let top: u64 = (1 << 52) - 2;
+    let planted = server.raw(
+        None,
+        &[b"HSET", key.as_bytes(), b"v", top.to_string().as_bytes()],
+    );
+    assert!(planted.starts_with(b":0"), "{planted:?}");
+    let mut expect = top;
+    let mut step = |what: &str, now_at: String| {
+        expect += 1;
+        assert_eq!(now_at, expect.to_string(), "{what}");
+    };
+
+    // A login's write (a wrong code: a failure recorded).
+    let (d, logs) = login_logged(&host, &u, "000000", PEER, start + 30);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{logs:?}"
+    );
+    step("a login", version(&key));
+
+    // The previous release's host: the record as it read it, written back.
+    let record = field(&server, &key, "r").expect("a record");
+    let read = version(&key);
+    let v3 = server.raw(
+        None,
+        &[
+            b"FCALL",
+            b"pam_totp_cas_v3",
+            b"1",
+            key.as_bytes(),
+            read.as_bytes(),
+            &record,
+            b"0",
+        ],
+    );
+    assert_eq!(v3, b":1\r\n", "{}", String::from_utf8_lossy(&v3));
+    step("pam_totp_cas_v3", version(&key));
+
+    // The script fallback: a server without the library.
+    let deleted = server.raw(None, &[b"FUNCTION", b"DELETE", b"pam_totp"]);
+    assert!(deleted.starts_with(b"+OK"), "{deleted:?}");
+    let (d, logs) = login_logged(&host, &u, "000000", PEER, start + 30);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{logs:?}"
+    );
+    step("the script", version(&key));
+    init_store(&args);
+
+    let shown = state_tool(&["show", "--user", &u.name, "--options", &args]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text} {:?}", shown.stderr);
+    assert!(!text.contains("unusable"), "{text}");
+    let reset = state_tool(&["reset", "--user", &u.name, "--options", &args]);
+    assert!(reset.status.success(), "{reset:?}");
+    step("totp-state reset", version(&key));
+
+    // The code of a later step logs in on the record so counted.
+    let at = start + 60;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, at), PEER, at);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    step("a login that logs in", version(&key));
+
+    // `totp-state ping`'s probe writes (a TTL set, the default redis_ttl).
+    let probe = server.raw(
+        None,
+        &[
+            b"HSET",
+            b"big:probe",
+            b"v",
+            top.to_string().as_bytes(),
+            b"r",
+            b"x",
+        ],
+    );
+    assert!(probe.starts_with(b":2"), "{probe:?}");
+    let ping = state_tool(&["ping", "--options", &args]);
+    assert!(ping.status.success(), "{ping:?}");
+    assert_eq!(version("big:probe"), (top + 2).to_string(), "ping");
+
+    // A store record of another instance, replaced by the next login.
+    let stale = server.raw(
+        None,
+        &[
+            b"HSET",
+            b"big:store",
+            b"v",
+            top.to_string().as_bytes(),
+            b"i",
+            b"elsewhere/gone",
+        ],
+    );
+    assert!(stale.starts_with(b":0"), "{stale:?}");
+    let at = start + 90;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, at), PEER, at);
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("state store unavailable") || l.contains("unusable")),
+        "{d:?} {logs:?}"
+    );
+    assert_eq!(
+        version("big:store"),
+        (top + 1).to_string(),
+        "the store record"
+    );
+    // That login's own write (its code refused below the new floor, a failure recorded).
+    step("the login that replaced it", version(&key));
+    // A code of a step past the recreated floor and its window logs in.
+    let at = start + 210;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, at), PEER, at);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    step("a login after the replacement", version(&key));
+}
