@@ -598,3 +598,97 @@ fn versions_near_2_to_the_52_stay_canonical_decimal_on_every_path() {
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     step("a login after the replacement", version(&key));
 }
+
+/// A data set flushed while a login's write is in flight, and the store record created
+/// again (by another user's login) before that write arrives: on the same server
+/// instance its binding is the same, so only its version tells it from the one the
+/// login read. Created at version 1 each time (the previous release), it matched, the
+/// write went through with the lost floor, and the code was accepted twice; created at
+/// a random version it does not: the write is refused for the changed store record and
+/// the login decides again with the recreated one, which refuses the code as used.
+/// Control: the user's own first login (the store record unchanged under the held write)
+/// logs in through the same proxy.
+#[test]
+fn a_store_record_flushed_and_created_again_under_a_write_in_flight_is_told_apart() {
+    let t = "a_store_record_flushed_and_created_again_under_a_write_in_flight_is_told_apart";
+    if !require_root(t) {
+        return;
+    }
+    let server = Arc::new(RedisServer::start(&ServerConfig::default()));
+    let proxy = HookProxy::start(server.port);
+    let options = format!(
+        "redis_plugin={} redis_prefix=fr: redis_timeout=5000",
+        plugin().display()
+    );
+    let direct = format!("state={} {options}", server.url(false));
+    let proxied = format!("state=redis://127.0.0.1:{} {options}", proxy.port);
+    init_store(&direct);
+    let other = Arc::new(Stack::probe("svc", &direct));
+    let host = Stack::probe("svc", &proxied);
+    let store = |server: &RedisServer| reply(server, &[b"HMGET", b"fr:store", b"v", b"i"]);
+
+    let (c, secret_c) = TestUser::enrolled("fk");
+    proxy.arm(Box::new(|| {}));
+    let (d, logs) = login_logged(&host, &c, &code_at(&secret_c, now()), PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
+    assert_eq!(
+        proxy.held().len(),
+        1,
+        "control: the hook ran before the write"
+    );
+
+    let (u, secret) = TestUser::enrolled("fz");
+    let u = Arc::new(u);
+    let (w, secret_w) = TestUser::enrolled("fw");
+    let code = code_at(&secret, now());
+    let before = store(&server);
+    let (hook, elsewhere) = accepted_elsewhere_then(&other, &u, &code, {
+        let (server, other) = (server.clone(), other.clone());
+        move || {
+            let flushed = reply(&server, &[b"FLUSHALL"]);
+            // Another user's login on the other host creates the store record again.
+            let (d, logs) = login_logged(
+                &other,
+                &w,
+                &code_at(&secret_w, now() + 60),
+                PEER,
+                now() + 60,
+            );
+            (flushed, d, logs, store(&server))
+        }
+    });
+    proxy.clear_held();
+    proxy.arm(hook);
+    let (d, logs) = login_logged(&host, &u, &code, PEER, None);
+    let (flushed, d_w, logs_w, after) = elsewhere.accepted();
+    // The fault happened where claimed: flushed, the store record there again, bound to
+    // the same instance, before this host's write, which expected the user's record
+    // absent (as it is again after the flush).
+    assert!(flushed.starts_with("+OK"), "{flushed}");
+    assert!(
+        logs_w
+            .iter()
+            .any(|l| l.contains("had no store record, so it was created now")),
+        "{d_w:?} {logs_w:?}"
+    );
+    let binding = |r: &str| r.rsplit("\r\n").nth(1).map(str::to_owned);
+    assert_eq!(binding(&before), binding(&after), "{before} {after}");
+    let held = proxy.held();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(expected_version(&held[0]), "0", "{held:?}");
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "the code accepted twice: {d:?} {logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("the store record changed since this login read it")),
+        "{logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("state store unavailable")),
+        "not denied as a store fault: {logs:?}"
+    );
+    assert_still_refused_after_the_loss(&host, &u, &code);
+}
