@@ -745,9 +745,15 @@ fn parse_store(reply: Reply) -> StoreRead {
 /// key pick the same start with a chance of 2^-52: a login that read a key deleted and
 /// created again since finds another version (R34). Below 2^52, which the function's
 /// Lua numbers (doubles) count up exactly for another 2^52 writes.
+///
+/// From the kernel (`getrandom(2)`), not OpenSSL's generator: OpenSSL's first use in a
+/// process loads its configuration (`openssl.cnf`, or whatever file `OPENSSL_CONF`
+/// names, read without a bound: a FIFO there held the login forever), which a host on
+/// plain `redis://` never needed. No state of ours survives a fork, no thread is
+/// started; a failure is an outage of this write (the login is denied, nothing written).
 fn new_key_version() -> Result<u64, Failure> {
     let mut bytes = [0u8; 8];
-    openssl::rand::rand_bytes(&mut bytes).map_err(|e| {
+    getrandom::fill(&mut bytes).map_err(|e| {
         Failure::unavailable(format!("no random start for a new record's version: {e}"))
     })?;
     Ok((1 << 32) + u64::from_le_bytes(bytes) % ((1 << 52) - (1 << 32)))

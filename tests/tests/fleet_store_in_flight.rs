@@ -322,9 +322,9 @@ fn a_store_record_that_changes_under_every_write_ends_the_answer_within_its_boun
 /// admin's `DEL`) and created again by another host: the creation must not repeat the
 /// version the held write expects, or that write would overwrite the newer record and
 /// roll its mark back (R34): the same code accepted on both hosts. Versions of a created
-/// key start at the server's clock in microseconds (docs/fleet.md, "Versions"), so the
-/// held write finds another version, writes nothing, and the login decides again with
-/// the other host's record, which refuses the code as used.
+/// key start at a random number the host picks (docs/fleet.md, "A record deleted while a
+/// write is in flight"), so the held write finds another version, writes nothing, and
+/// the login decides again with the other host's record, which refuses the code as used.
 #[test]
 fn a_user_record_recreated_while_a_write_is_in_flight_never_takes_that_write() {
     let t = "a_user_record_recreated_while_a_write_is_in_flight_never_takes_that_write";
@@ -432,4 +432,263 @@ fn a_user_record_recreated_while_a_write_is_in_flight_never_takes_that_write() {
     let later = start + 60;
     let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+/// The value of `field` of `key` as the server holds it (`None`: no such field).
+fn field(server: &RedisServer, key: &str, field: &str) -> Option<Vec<u8>> {
+    let raw = server.raw(None, &[b"HGET", key.as_bytes(), field.as_bytes()]);
+    let text = String::from_utf8_lossy(&raw);
+    let (head, _) = text.split_once("\r\n")?;
+    let n: usize = head.strip_prefix('$')?.parse().ok()?;
+    let start = head.len() + 2;
+    raw.get(start..start + n).map(<[u8]>::to_vec)
+}
+
+/// Versions far above 2^32 (a created record's random start, counted on) stay the
+/// canonical decimal the compare-and-set compares on every path that writes one: Lua
+/// prints a number above 10^14 in exponent form (`tostring`: "4.5035996273705e+15"),
+/// which the plugin would refuse as no version and every later compare would miss, a
+/// lockout no reset could end. A user's record and the store record, each planted just
+/// below 2^52 (the top of the random range), are written by: logins through libpam
+/// (`pam_totp_cas_v4`), the previous release's `pam_totp_cas_v3` as its hosts call it,
+/// the script fallback on a server without the library, `totp-state reset`, the probe
+/// of `totp-state ping`, and the replacement of a store record of another server
+/// instance (a restart or a failover, `fleet_rollback.rs`); each step counts exactly one
+/// on, and `totp-state show` reads the record as usable. Control: the first write of the
+/// user's record created it at a random version at least 2^32.
+#[test]
+fn versions_near_2_to_the_52_stay_canonical_decimal_on_every_path() {
+    let t = "versions_near_2_to_the_52_stay_canonical_decimal_on_every_path";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let args = format!(
+        "state={} redis_plugin={} redis_prefix=big:",
+        server.url(false),
+        plugin().display()
+    );
+    init_store(&args);
+    let host = Stack::probe("svc", &args);
+    let (u, secret) = TestUser::enrolled("bg");
+    let key = format!("big:user:{}", u.name);
+    let version = |key: &str| {
+        let v = field(&server, key, "v").unwrap_or_else(|| panic!("{key}: no version"));
+        String::from_utf8(v).expect("ASCII")
+    };
+    let start = now();
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, start), PEER, start);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let created: u64 = version(&key).parse().expect("a decimal version");
+    assert!(created >= 1 << 32, "control: a random start: {created}");
+
+    let top: u64 = (1 << 52) - 2;
+    let planted = server.raw(
+        None,
+        &[b"HSET", key.as_bytes(), b"v", top.to_string().as_bytes()],
+    );
+    assert!(planted.starts_with(b":0"), "{planted:?}");
+    let mut expect = top;
+    let mut step = |what: &str, now_at: String| {
+        expect += 1;
+        assert_eq!(now_at, expect.to_string(), "{what}");
+    };
+
+    // A login's write (a wrong code: a failure recorded).
+    let (d, logs) = login_logged(&host, &u, "000000", PEER, start + 30);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{logs:?}"
+    );
+    step("a login", version(&key));
+
+    // The previous release's host: the record as it read it, written back.
+    let record = field(&server, &key, "r").expect("a record");
+    let read = version(&key);
+    let v3 = server.raw(
+        None,
+        &[
+            b"FCALL",
+            b"pam_totp_cas_v3",
+            b"1",
+            key.as_bytes(),
+            read.as_bytes(),
+            &record,
+            b"0",
+        ],
+    );
+    assert_eq!(v3, b":1\r\n", "{}", String::from_utf8_lossy(&v3));
+    step("pam_totp_cas_v3", version(&key));
+
+    // The script fallback: a server without the library.
+    let deleted = server.raw(None, &[b"FUNCTION", b"DELETE", b"pam_totp"]);
+    assert!(deleted.starts_with(b"+OK"), "{deleted:?}");
+    let (d, logs) = login_logged(&host, &u, "000000", PEER, start + 30);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{logs:?}"
+    );
+    step("the script", version(&key));
+    init_store(&args);
+
+    let shown = state_tool(&["show", "--user", &u.name, "--options", &args]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text} {:?}", shown.stderr);
+    assert!(!text.contains("unusable"), "{text}");
+    let reset = state_tool(&["reset", "--user", &u.name, "--options", &args]);
+    assert!(reset.status.success(), "{reset:?}");
+    step("totp-state reset", version(&key));
+
+    // The code of a later step logs in on the record so counted.
+    let at = start + 60;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, at), PEER, at);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    step("a login that logs in", version(&key));
+
+    // `totp-state ping`'s probe writes (a TTL set, the default redis_ttl).
+    let probe = server.raw(
+        None,
+        &[
+            b"HSET",
+            b"big:probe",
+            b"v",
+            top.to_string().as_bytes(),
+            b"r",
+            b"x",
+        ],
+    );
+    assert!(probe.starts_with(b":2"), "{probe:?}");
+    let ping = state_tool(&["ping", "--options", &args]);
+    assert!(ping.status.success(), "{ping:?}");
+    assert_eq!(version("big:probe"), (top + 2).to_string(), "ping");
+
+    // A store record of another instance, replaced by the next login.
+    let stale = server.raw(
+        None,
+        &[
+            b"HSET",
+            b"big:store",
+            b"v",
+            top.to_string().as_bytes(),
+            b"i",
+            b"elsewhere/gone",
+        ],
+    );
+    assert!(stale.starts_with(b":0"), "{stale:?}");
+    let at = start + 90;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, at), PEER, at);
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("state store unavailable") || l.contains("unusable")),
+        "{d:?} {logs:?}"
+    );
+    assert_eq!(
+        version("big:store"),
+        (top + 1).to_string(),
+        "the store record"
+    );
+    // That login's own write (its code refused below the new floor, a failure recorded).
+    step("the login that replaced it", version(&key));
+    // A code of a step past the recreated floor and its window logs in.
+    let at = start + 210;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret, at), PEER, at);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    step("a login after the replacement", version(&key));
+}
+
+/// A data set flushed while a login's write is in flight, and the store record created
+/// again (by another user's login) before that write arrives: on the same server
+/// instance its binding is the same, so only its version tells it from the one the
+/// login read. Created at version 1 each time (the previous release), it matched, the
+/// write went through with the lost floor, and the code was accepted twice; created at
+/// a random version it does not: the write is refused for the changed store record and
+/// the login decides again with the recreated one, which refuses the code as used.
+/// Control: the user's own first login (the store record unchanged under the held write)
+/// logs in through the same proxy.
+#[test]
+fn a_store_record_flushed_and_created_again_under_a_write_in_flight_is_told_apart() {
+    let t = "a_store_record_flushed_and_created_again_under_a_write_in_flight_is_told_apart";
+    if !require_root(t) {
+        return;
+    }
+    let server = Arc::new(RedisServer::start(&ServerConfig::default()));
+    let proxy = HookProxy::start(server.port);
+    let options = format!(
+        "redis_plugin={} redis_prefix=fr: redis_timeout=5000",
+        plugin().display()
+    );
+    let direct = format!("state={} {options}", server.url(false));
+    let proxied = format!("state=redis://127.0.0.1:{} {options}", proxy.port);
+    init_store(&direct);
+    let other = Arc::new(Stack::probe("svc", &direct));
+    let host = Stack::probe("svc", &proxied);
+    let store = |server: &RedisServer| reply(server, &[b"HMGET", b"fr:store", b"v", b"i"]);
+
+    let (c, secret_c) = TestUser::enrolled("fk");
+    proxy.arm(Box::new(|| {}));
+    let (d, logs) = login_logged(&host, &c, &code_at(&secret_c, now()), PEER, None);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
+    assert_eq!(
+        proxy.held().len(),
+        1,
+        "control: the hook ran before the write"
+    );
+
+    let (u, secret) = TestUser::enrolled("fz");
+    let u = Arc::new(u);
+    let (w, secret_w) = TestUser::enrolled("fw");
+    let code = code_at(&secret, now());
+    let before = store(&server);
+    let (hook, elsewhere) = accepted_elsewhere_then(&other, &u, &code, {
+        let (server, other) = (server.clone(), other.clone());
+        move || {
+            let flushed = reply(&server, &[b"FLUSHALL"]);
+            // Another user's login on the other host creates the store record again.
+            let (d, logs) = login_logged(
+                &other,
+                &w,
+                &code_at(&secret_w, now() + 60),
+                PEER,
+                now() + 60,
+            );
+            (flushed, d, logs, store(&server))
+        }
+    });
+    proxy.clear_held();
+    proxy.arm(hook);
+    let (d, logs) = login_logged(&host, &u, &code, PEER, None);
+    let (flushed, d_w, logs_w, after) = elsewhere.accepted();
+    // The fault happened where claimed: flushed, the store record there again, bound to
+    // the same instance, before this host's write, which expected the user's record
+    // absent (as it is again after the flush).
+    assert!(flushed.starts_with("+OK"), "{flushed}");
+    assert!(
+        logs_w
+            .iter()
+            .any(|l| l.contains("had no store record, so it was created now")),
+        "{d_w:?} {logs_w:?}"
+    );
+    let binding = |r: &str| r.rsplit("\r\n").nth(1).map(str::to_owned);
+    assert_eq!(binding(&before), binding(&after), "{before} {after}");
+    let held = proxy.held();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(expected_version(&held[0]), "0", "{held:?}");
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "the code accepted twice: {d:?} {logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("the store record changed since this login read it")),
+        "{logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("state store unavailable")),
+        "not denied as a store fault: {logs:?}"
+    );
+    assert_still_refused_after_the_loss(&host, &u, &code);
 }

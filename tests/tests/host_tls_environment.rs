@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use system_tests::etcd::etcd_plugin;
-use system_tests::fleet::{TestCa, plugin, trusted_dir};
+use system_tests::fleet::{RedisServer, ServerConfig, TestCa, init_store, plugin, trusted_dir};
 use system_tests::*;
 
 /// One login with `SSL_CERT_FILE` set to `value` (unset for `None`), against a TLS store
@@ -30,13 +30,28 @@ fn login(
     value: Option<&std::path::Path>,
     fifo: &std::path::Path,
 ) -> (Returned, Vec<String>, bool) {
-    let mut command = Driver::login(stack, u, "123456").command();
+    login_with(stack, u, "123456", "SSL_CERT_FILE", value, fifo)
+}
+
+/// [`login`] with `answer`, and `value` in the variable `name`.
+fn login_with(
+    stack: &Stack,
+    u: &TestUser,
+    answer: &str,
+    name: &str,
+    value: Option<&std::path::Path>,
+    fifo: &std::path::Path,
+) -> (Returned, Vec<String>, bool) {
+    let mut command = Driver::login(stack, u, answer).command();
     // Empty for "unset": the capture's wrappers pass on set variables only, and an empty
     // name is no file to the TLS library either.
-    command.env(
-        "SSL_CERT_FILE",
-        value.map_or(Default::default(), |v| v.as_os_str()),
-    );
+    command.env(name, value.map_or(Default::default(), |v| v.as_os_str()));
+    let ((out, lines), opened) = watched(fifo, || with_syslog_capture(&command));
+    (Drive::ran(&out).returned(), lines, opened)
+}
+
+/// What `run` gives, and whether anything opened `fifo` to read while it ran.
+fn watched<T>(fifo: &std::path::Path, run: impl FnOnce() -> T) -> (T, bool) {
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
         let done = done.clone();
@@ -58,10 +73,9 @@ fn login(
             opened
         })
     };
-    let (out, lines) = with_syslog_capture(&command);
+    let ran = run();
     done.store(true, Ordering::SeqCst);
-    let opened = watcher.join().expect("watcher");
-    (Drive::ran(&out).returned(), lines, opened)
+    (ran, watcher.join().expect("watcher"))
 }
 
 #[test]
@@ -121,4 +135,68 @@ fn a_callers_ssl_cert_file_cannot_make_root_open_a_fifo_or_a_device() {
             );
         }
     }
+}
+
+/// A host on a plain `redis://` store never sets TLS up, and the random start of a
+/// record it creates (`backend.rs::new_key_version`) comes from the kernel: nothing of
+/// OpenSSL's configuration is read, so the `OPENSSL_CONF` of a host's environment (here
+/// a FIFO, which held the login until someone wrote to it) is never opened. It was when
+/// that start came from OpenSSL's generator, whose first use loads the configuration.
+/// Control: OpenSSL's own tool, with the same variable, opens the FIFO (the watch sees
+/// what it claims to see); the user's first login creates the record with a random
+/// version, the path that used OpenSSL.
+#[test]
+fn a_plain_redis_store_reads_no_openssl_configuration_when_it_creates_a_record() {
+    let t = "a_plain_redis_store_reads_no_openssl_configuration_when_it_creates_a_record";
+    if !require_root(t) || !require_tool(t, "openssl") || !require_tool(t, "mkfifo") {
+        return;
+    }
+    let dir = trusted_dir("sslconf");
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let (tool, opened) = watched(&fifo, || {
+        Command::new("openssl")
+            .args(["rand", "-hex", "4"])
+            .env("OPENSSL_CONF", &fifo)
+            .output()
+            .expect("openssl rand")
+    });
+    assert!(opened, "control: OpenSSL reads OPENSSL_CONF: {tool:?}");
+
+    let server = RedisServer::start(&ServerConfig::default());
+    let args = format!(
+        "state={} redis_plugin={} redis_prefix=sc:",
+        server.url(false),
+        plugin().display()
+    );
+    init_store(&args);
+    let stack = Stack::probe("svc", &args);
+    let (u, secret) = TestUser::enrolled("tr");
+    let (r, lines, opened) = login_with(
+        &stack,
+        &u,
+        &code_at(&secret, now()),
+        "OPENSSL_CONF",
+        Some(&fifo),
+        &fifo,
+    );
+    assert!(!opened, "the FIFO was opened: {lines:?}");
+    assert_eq!(r, Returned::Success, "{lines:?}");
+    let v = server.raw(
+        None,
+        &[b"HGET", format!("sc:user:{}", u.name).as_bytes(), b"v"],
+    );
+    let v = String::from_utf8_lossy(&v);
+    let version: u64 = v
+        .lines()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a version: {v}"));
+    assert!(version >= 1 << 32, "created at a random version: {v}");
 }
