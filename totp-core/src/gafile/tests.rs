@@ -613,6 +613,68 @@ fn disallow_reuse_update_follows_ga_bytes() {
     assert!(disallow_reuse_update(b"1x", 5, 3).is_err());
 }
 
+/// GA reads `WINDOW_SIZE`, `STEP_SIZE` and `RATE_LIMIT` with `strtoul`, which takes a
+/// leading `+`; text glued to a number is refused (GA: "Invalid ...").
+#[test]
+fn plus_signs_and_glued_text_in_ga_numbers() {
+    let c = p(
+        b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE +5\n\" STEP_SIZE \x0b+20\n\" RATE_LIMIT +3 +30 +100\n",
+    )
+    .config()
+    .unwrap();
+    assert_eq!(c.window, Some(5));
+    assert_eq!(c.step, Some(20));
+    assert_eq!(
+        c.rate_limit,
+        Some(RateLimit {
+            attempts: 3,
+            interval_secs: 30,
+            timestamps: vec![100]
+        })
+    );
+    for bad in [
+        &b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 5x\n"[..],
+        b"2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 30s\n",
+        b"2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE 1+2\n",
+        b"2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE 1x 2\n",
+    ] {
+        assert!(
+            matches!(GaFile::parse(bad), Err(GaFileError::BadValue { .. })),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+/// The largest stored values are accepted, one more is refused: a file at the bound
+/// must not lock its user out, one past it must not overflow the window arithmetic.
+#[test]
+fn stored_numbers_are_accepted_up_to_their_bound() {
+    let at = format!(
+        "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30 {MAX_UNIX_TIME}\n\" DISALLOW_REUSE 5 {MAX_COUNTER} \n\" TOTP_AUTH\n"
+    );
+    let c = p(at.as_bytes()).config().unwrap();
+    assert_eq!(c.rate_limit.unwrap().timestamps, [MAX_UNIX_TIME]);
+    assert_eq!(c.disallow_reuse, Some(vec![5, MAX_COUNTER]));
+    for (line, key) in [
+        (
+            format!("\" RATE_LIMIT 3 30 {}", MAX_UNIX_TIME + 1),
+            KEY_RATE_LIMIT,
+        ),
+        (
+            format!("\" DISALLOW_REUSE 5 {}", MAX_COUNTER + 1),
+            KEY_DISALLOW_REUSE,
+        ),
+    ] {
+        let f = format!("2SH3V3GDW7ZNMGYE\n{line}\n");
+        assert_eq!(
+            GaFile::parse(f.as_bytes()),
+            Err(GaFileError::BadValue { key }),
+            "{line}"
+        );
+    }
+}
+
 fn arb_file() -> impl Strategy<Value = Vec<u8>> {
     let secret = prop::sample::select(vec![
         "2SH3V3GDW7ZNMGYE",
