@@ -675,6 +675,67 @@ fn stored_numbers_are_accepted_up_to_their_bound() {
     }
 }
 
+/// Bounds of `HOTP_COUNTER`, `PAM_TOTP_FAILURES` and the `LASTn` host: the largest value
+/// is kept, one more is refused (or, for `LASTn`, the line is skipped as GA's `sscanf`
+/// skips it).
+#[test]
+fn counter_failures_and_grace_host_bounds() {
+    let f = format!("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER {MAX_COUNTER}\n");
+    assert_eq!(
+        p(f.as_bytes()).config().unwrap().mode,
+        Mode::Hotp {
+            counter: MAX_COUNTER
+        }
+    );
+    let f = format!("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER {}\n", MAX_COUNTER + 1);
+    assert_eq!(
+        GaFile::parse(f.as_bytes()),
+        Err(GaFileError::BadValue {
+            key: KEY_HOTP_COUNTER
+        })
+    );
+
+    let f = format!("2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_FAILURES {MAX_FAILURE_COUNT} {MAX_UNIX_TIME}\n");
+    assert_eq!(
+        p(f.as_bytes()).config().unwrap().failures,
+        Some(Failures {
+            count: MAX_FAILURE_COUNT,
+            last: MAX_UNIX_TIME
+        })
+    );
+    for v in [
+        format!("{} 100", MAX_FAILURE_COUNT + 1),
+        format!("3 {}", MAX_UNIX_TIME + 1),
+    ] {
+        let f = format!("2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_FAILURES {v}\n");
+        assert_eq!(
+            GaFile::parse(f.as_bytes()),
+            Err(GaFileError::BadValue { key: KEY_FAILURES }),
+            "{v}"
+        );
+    }
+
+    let host = "h".repeat(255);
+    let f = format!("2SH3V3GDW7ZNMGYE\n\" LAST1 {host} 7\n\" LAST2 {host}x 7\n");
+    let grace = p(f.as_bytes()).config().unwrap().grace;
+    assert_eq!(
+        grace,
+        [GraceEntry {
+            slot: 1,
+            host,
+            when: 7
+        }]
+    );
+}
+
+/// A scratch line is read like `strtol` up to 18 digits, so a zero-padded code is the
+/// code; a longer line ends the scratch list (no generator writes one).
+#[test]
+fn scratch_lines_hold_at_most_18_digits() {
+    let f = p(b"2SH3V3GDW7ZNMGYE\n000000000011111111\n0000000000022222222\n33333333\n");
+    assert_eq!(*f.scratch_codes(), [11111111]);
+}
+
 fn arb_file() -> impl Strategy<Value = Vec<u8>> {
     let secret = prop::sample::select(vec![
         "2SH3V3GDW7ZNMGYE",
