@@ -736,6 +736,43 @@ fn scratch_lines_hold_at_most_18_digits() {
     assert_eq!(*f.scratch_codes(), [11111111]);
 }
 
+/// A secret of `MAX_SECRET_BYTES` is read; one byte more is refused, in both
+/// the reader and the enrolment writer.
+#[test]
+fn secret_length_bound() {
+    for (len, ok) in [(MAX_SECRET_BYTES, true), (MAX_SECRET_BYTES + 1, false)] {
+        let secret = vec![0x5a; len];
+        let file = format!("{}\n\" TOTP_AUTH\n", crate::base32::encode(&secret));
+        let got = GaFile::parse(file.as_bytes());
+        if ok {
+            assert_eq!(got.unwrap().secret().unwrap().as_bytes(), &secret[..]);
+        } else {
+            assert_eq!(got, Err(GaFileError::SecretTooLong));
+        }
+        let enrol = GaFile::new_enrollment(&Secret::new(secret), &EnrollSettings::default());
+        assert_eq!(enrol.is_ok(), ok, "{len}");
+    }
+}
+
+/// A CR is accepted only as the first half of a CRLF, wherever it is.
+#[test]
+fn a_bare_carriage_return_is_refused() {
+    assert!(GaFile::parse(b"2SH3V3GDW7ZNMGYE\r\n\" TOTP_AUTH\r\n").is_ok());
+    for bad in [
+        &b"2SH3V3GDW7ZNMGYE\r\" TOTP_AUTH\n"[..],
+        b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\r",
+        b"\r2SH3V3GDW7ZNMGYE\n",
+        b"2SH3V3GDW7ZNMGYE\n\r\r\n",
+    ] {
+        assert_eq!(
+            GaFile::parse(bad),
+            Err(GaFileError::BareCarriageReturn),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
 fn arb_file() -> impl Strategy<Value = Vec<u8>> {
     let secret = prop::sample::select(vec![
         "2SH3V3GDW7ZNMGYE",
