@@ -773,6 +773,43 @@ fn a_bare_carriage_return_is_refused() {
     }
 }
 
+/// GA's edges: an attempt exactly `interval` old still counts, exactly `attempts`
+/// attempts are not yet too many, and an entry at `now` is not in the future.
+#[test]
+fn rate_limit_update_edges() {
+    let rl = |ts: &[u64]| RateLimit {
+        attempts: 3,
+        interval_secs: 30,
+        timestamps: ts.to_vec(),
+    };
+    assert_eq!(
+        rate_limit_update(&rl(&[299_970, 299_990]), 300_000),
+        (rl(&[299_970, 299_990, 300_000]), false)
+    );
+    assert_eq!(
+        rate_limit_update(&rl(&[299_969, 299_990]), 300_000),
+        (rl(&[299_990, 300_000]), false)
+    );
+    assert_eq!(
+        rate_limit_update(&rl(&[300_000, 300_000, 300_000]), 300_000),
+        (rl(&[300_000, 300_000, 300_000]), true)
+    );
+    assert_eq!(
+        rate_limit_update(&rl(&[300_000, 300_001]), 300_000),
+        (rl(&[300_000, 300_000]), false)
+    );
+    // Early in the epoch the interval reaches before 0.
+    assert_eq!(
+        rate_limit_update(&rl(&[0, 5]), 10),
+        (rl(&[0, 5, 10]), false)
+    );
+    assert_eq!(
+        rate_limit_value(&rl(&[7, 8])),
+        "3 30 7 8",
+        "GA's layout: attempts, interval, then each kept time"
+    );
+}
+
 fn arb_file() -> impl Strategy<Value = Vec<u8>> {
     let secret = prop::sample::select(vec![
         "2SH3V3GDW7ZNMGYE",
