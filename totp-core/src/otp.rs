@@ -338,6 +338,20 @@ mod tests {
         assert!("SHA-1".parse::<Algorithm>().is_err());
     }
 
+    /// The file writer and the otpauth URI use these renderings.
+    #[test]
+    fn parameters_display_as_they_parse() {
+        for a in [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512] {
+            assert_eq!(a.to_string().parse::<Algorithm>(), Ok(a));
+        }
+        assert_eq!(Algorithm::Sha512.to_string(), "SHA512");
+        for d in [Digits::SIX, Digits::SEVEN, Digits::EIGHT] {
+            assert_eq!(d.to_string().parse::<Digits>(), Ok(d));
+        }
+        assert_eq!(Digits::SEVEN.to_string(), "7");
+        assert_eq!(ParseOtpParamError.to_string(), "unsupported OTP parameter");
+    }
+
     #[test]
     fn format_code_pads_with_zeros() {
         assert_eq!(*format_code(50548, Digits::SIX), "050548");
