@@ -242,6 +242,15 @@ fn key_must_be_followed_by_blank_or_end_of_line() {
     assert_eq!(f.config().unwrap().window, None);
 }
 
+/// The module asks whether GA's bookkeeping lines are present before it keeps them;
+/// only a `" KEY` line at the start of a line counts, as for `get`.
+#[test]
+fn contains_key_sees_only_option_lines() {
+    let f = p(b"2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE\n\" X \" RATE_LIMIT 3 30\n");
+    assert!(f.contains_key(KEY_DISALLOW_REUSE));
+    assert!(!f.contains_key(KEY_RATE_LIMIT));
+}
+
 #[test]
 fn first_occurrence_wins_on_read() {
     let f = p(b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 5\n\" WINDOW_SIZE 7\n");
