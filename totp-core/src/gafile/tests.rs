@@ -620,6 +620,8 @@ fn disallow_reuse_update_follows_ga_bytes() {
         Some("10000  10001")
     );
     assert!(disallow_reuse_update(b"1x", 5, 3).is_err());
+    // A sign glued to the previous number is no separator (GA: "Invalid list").
+    assert!(disallow_reuse_update(b"1+2", 5, 3).is_err());
 }
 
 /// GA reads `WINDOW_SIZE`, `STEP_SIZE` and `RATE_LIMIT` with `strtoul`, which takes a
