@@ -338,6 +338,31 @@ mod tests {
         assert!("SHA-1".parse::<Algorithm>().is_err());
     }
 
+    /// The verifier compares the value itself, not its rendering: it must be reduced.
+    #[test]
+    fn hotp_value_is_reduced_to_the_digit_count() {
+        let s = rfc_secret(Algorithm::Sha1);
+        assert_eq!(hotp(&s, 0, Algorithm::Sha1, Digits::SIX), 755_224);
+        assert_eq!(hotp(&s, 0, Algorithm::Sha1, Digits::SEVEN), 4_755_224);
+        for c in 0..50 {
+            assert!(hotp(&s, c, Algorithm::Sha1, Digits::SIX) < 1_000_000);
+        }
+    }
+
+    /// The file writer and the otpauth URI use these renderings.
+    #[test]
+    fn parameters_display_as_they_parse() {
+        for a in [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512] {
+            assert_eq!(a.to_string().parse::<Algorithm>(), Ok(a));
+        }
+        assert_eq!(Algorithm::Sha512.to_string(), "SHA512");
+        for d in [Digits::SIX, Digits::SEVEN, Digits::EIGHT] {
+            assert_eq!(d.to_string().parse::<Digits>(), Ok(d));
+        }
+        assert_eq!(Digits::SEVEN.to_string(), "7");
+        assert_eq!(ParseOtpParamError.to_string(), "unsupported OTP parameter");
+    }
+
     #[test]
     fn format_code_pads_with_zeros() {
         assert_eq!(*format_code(50548, Digits::SIX), "050548");

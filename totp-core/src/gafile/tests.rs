@@ -242,6 +242,15 @@ fn key_must_be_followed_by_blank_or_end_of_line() {
     assert_eq!(f.config().unwrap().window, None);
 }
 
+/// The module asks whether GA's bookkeeping lines are present before it keeps them;
+/// only a `" KEY` line at the start of a line counts, as for `get`.
+#[test]
+fn contains_key_sees_only_option_lines() {
+    let f = p(b"2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE\n\" X \" RATE_LIMIT 3 30\n");
+    assert!(f.contains_key(KEY_DISALLOW_REUSE));
+    assert!(!f.contains_key(KEY_RATE_LIMIT));
+}
+
 #[test]
 fn first_occurrence_wins_on_read() {
     let f = p(b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 5\n\" WINDOW_SIZE 7\n");
@@ -611,6 +620,205 @@ fn disallow_reuse_update_follows_ga_bytes() {
         Some("10000  10001")
     );
     assert!(disallow_reuse_update(b"1x", 5, 3).is_err());
+    // A sign glued to the previous number is no separator (GA: "Invalid list").
+    assert!(disallow_reuse_update(b"1+2", 5, 3).is_err());
+}
+
+/// GA reads `WINDOW_SIZE`, `STEP_SIZE` and `RATE_LIMIT` with `strtoul`, which takes a
+/// leading `+`; text glued to a number is refused (GA: "Invalid ...").
+#[test]
+fn plus_signs_and_glued_text_in_ga_numbers() {
+    let c = p(
+        b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE +5\n\" STEP_SIZE \x0b+20\n\" RATE_LIMIT +3 +30 +100\n",
+    )
+    .config()
+    .unwrap();
+    assert_eq!(c.window, Some(5));
+    assert_eq!(c.step, Some(20));
+    assert_eq!(
+        c.rate_limit,
+        Some(RateLimit {
+            attempts: 3,
+            interval_secs: 30,
+            timestamps: vec![100]
+        })
+    );
+    for bad in [
+        &b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 5x\n"[..],
+        b"2SH3V3GDW7ZNMGYE\n\" STEP_SIZE 30s\n",
+        b"2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE 1+2\n",
+        b"2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE 1x 2\n",
+    ] {
+        assert!(
+            matches!(GaFile::parse(bad), Err(GaFileError::BadValue { .. })),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+/// The largest stored values are accepted, one more is refused: a file at the bound
+/// must not lock its user out, one past it must not overflow the window arithmetic.
+#[test]
+fn stored_numbers_are_accepted_up_to_their_bound() {
+    let at = format!(
+        "2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30 {MAX_UNIX_TIME}\n\" DISALLOW_REUSE 5 {MAX_COUNTER} \n\" TOTP_AUTH\n"
+    );
+    let c = p(at.as_bytes()).config().unwrap();
+    assert_eq!(c.rate_limit.unwrap().timestamps, [MAX_UNIX_TIME]);
+    assert_eq!(c.disallow_reuse, Some(vec![5, MAX_COUNTER]));
+    for (line, key) in [
+        (
+            format!("\" RATE_LIMIT 3 30 {}", MAX_UNIX_TIME + 1),
+            KEY_RATE_LIMIT,
+        ),
+        (
+            format!("\" DISALLOW_REUSE 5 {}", MAX_COUNTER + 1),
+            KEY_DISALLOW_REUSE,
+        ),
+    ] {
+        let f = format!("2SH3V3GDW7ZNMGYE\n{line}\n");
+        assert_eq!(
+            GaFile::parse(f.as_bytes()),
+            Err(GaFileError::BadValue { key }),
+            "{line}"
+        );
+    }
+}
+
+/// Bounds of `HOTP_COUNTER`, `PAM_TOTP_FAILURES` and the `LASTn` host: the largest value
+/// is kept, one more is refused (or, for `LASTn`, the line is skipped as GA's `sscanf`
+/// skips it).
+#[test]
+fn counter_failures_and_grace_host_bounds() {
+    let f = format!("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER {MAX_COUNTER}\n");
+    assert_eq!(
+        p(f.as_bytes()).config().unwrap().mode,
+        Mode::Hotp {
+            counter: MAX_COUNTER
+        }
+    );
+    let f = format!("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER {}\n", MAX_COUNTER + 1);
+    assert_eq!(
+        GaFile::parse(f.as_bytes()),
+        Err(GaFileError::BadValue {
+            key: KEY_HOTP_COUNTER
+        })
+    );
+
+    let f = format!("2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_FAILURES {MAX_FAILURE_COUNT} {MAX_UNIX_TIME}\n");
+    assert_eq!(
+        p(f.as_bytes()).config().unwrap().failures,
+        Some(Failures {
+            count: MAX_FAILURE_COUNT,
+            last: MAX_UNIX_TIME
+        })
+    );
+    for v in [
+        format!("{} 100", MAX_FAILURE_COUNT + 1),
+        format!("3 {}", MAX_UNIX_TIME + 1),
+    ] {
+        let f = format!("2SH3V3GDW7ZNMGYE\n\" PAM_TOTP_FAILURES {v}\n");
+        assert_eq!(
+            GaFile::parse(f.as_bytes()),
+            Err(GaFileError::BadValue { key: KEY_FAILURES }),
+            "{v}"
+        );
+    }
+
+    let host = "h".repeat(255);
+    let f = format!("2SH3V3GDW7ZNMGYE\n\" LAST1 {host} 7\n\" LAST2 {host}x 7\n");
+    let grace = p(f.as_bytes()).config().unwrap().grace;
+    assert_eq!(
+        grace,
+        [GraceEntry {
+            slot: 1,
+            host,
+            when: 7
+        }]
+    );
+}
+
+/// A scratch line is read like `strtol` up to 18 digits, so a zero-padded code is the
+/// code; a longer line ends the scratch list (no generator writes one).
+#[test]
+fn scratch_lines_hold_at_most_18_digits() {
+    let f = p(b"2SH3V3GDW7ZNMGYE\n000000000011111111\n0000000000022222222\n33333333\n");
+    assert_eq!(*f.scratch_codes(), [11111111]);
+}
+
+/// A secret of `MAX_SECRET_BYTES` is read; one byte more is refused, in both
+/// the reader and the enrolment writer.
+#[test]
+fn secret_length_bound() {
+    for (len, ok) in [(MAX_SECRET_BYTES, true), (MAX_SECRET_BYTES + 1, false)] {
+        let secret = vec![0x5a; len];
+        let file = format!("{}\n\" TOTP_AUTH\n", crate::base32::encode(&secret));
+        let got = GaFile::parse(file.as_bytes());
+        if ok {
+            assert_eq!(got.unwrap().secret().unwrap().as_bytes(), &secret[..]);
+        } else {
+            assert_eq!(got, Err(GaFileError::SecretTooLong));
+        }
+        let enrol = GaFile::new_enrollment(&Secret::new(secret), &EnrollSettings::default());
+        assert_eq!(enrol.is_ok(), ok, "{len}");
+    }
+}
+
+/// A CR is accepted only as the first half of a CRLF, wherever it is.
+#[test]
+fn a_bare_carriage_return_is_refused() {
+    assert!(GaFile::parse(b"2SH3V3GDW7ZNMGYE\r\n\" TOTP_AUTH\r\n").is_ok());
+    for bad in [
+        &b"2SH3V3GDW7ZNMGYE\r\" TOTP_AUTH\n"[..],
+        b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\r",
+        b"\r2SH3V3GDW7ZNMGYE\n",
+        b"2SH3V3GDW7ZNMGYE\n\r\r\n",
+    ] {
+        assert_eq!(
+            GaFile::parse(bad),
+            Err(GaFileError::BareCarriageReturn),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+/// GA's edges: an attempt exactly `interval` old still counts, exactly `attempts`
+/// attempts are not yet too many, and an entry at `now` is not in the future.
+#[test]
+fn rate_limit_update_edges() {
+    let rl = |ts: &[u64]| RateLimit {
+        attempts: 3,
+        interval_secs: 30,
+        timestamps: ts.to_vec(),
+    };
+    assert_eq!(
+        rate_limit_update(&rl(&[299_970, 299_990]), 300_000),
+        (rl(&[299_970, 299_990, 300_000]), false)
+    );
+    assert_eq!(
+        rate_limit_update(&rl(&[299_969, 299_990]), 300_000),
+        (rl(&[299_990, 300_000]), false)
+    );
+    assert_eq!(
+        rate_limit_update(&rl(&[300_000, 300_000, 300_000]), 300_000),
+        (rl(&[300_000, 300_000, 300_000]), true)
+    );
+    assert_eq!(
+        rate_limit_update(&rl(&[300_000, 300_001]), 300_000),
+        (rl(&[300_000, 300_000]), false)
+    );
+    // Early in the epoch the interval reaches before 0.
+    assert_eq!(
+        rate_limit_update(&rl(&[0, 5]), 10),
+        (rl(&[0, 5, 10]), false)
+    );
+    assert_eq!(
+        rate_limit_value(&rl(&[7, 8])),
+        "3 30 7 8",
+        "GA's layout: attempts, interval, then each kept time"
+    );
 }
 
 fn arb_file() -> impl Strategy<Value = Vec<u8>> {
