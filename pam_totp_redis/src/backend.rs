@@ -747,7 +747,9 @@ fn parse_store(reply: Reply) -> StoreRead {
 /// Lua numbers (doubles) count up exactly for another 2^52 writes.
 fn new_key_version() -> Result<u64, Failure> {
     let mut bytes = [0u8; 8];
-    openssl::rand::rand_bytes(&mut bytes).map_err(|e| {
+    // The kernel's generator, not OpenSSL's: a login in a fresh process (su, sudo, a
+    // record created anew after its TTL) would set that one up for these 8 bytes.
+    getrandom::fill(&mut bytes).map_err(|e| {
         Failure::unavailable(format!("no random start for a new record's version: {e}"))
     })?;
     Ok((1 << 32) + u64::from_le_bytes(bytes) % ((1 << 52) - (1 << 32)))
