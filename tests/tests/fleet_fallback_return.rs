@@ -421,15 +421,18 @@ fn a_carried_scratch_code_is_kept_when_the_shared_record_is_full() {
     );
 }
 
-/// Seventeen scratch codes in a file kept as it was: sixteen used through the server
-/// fill the shared record, the seventeenth is used through the fallback. Back on the
-/// shared store nothing can make room (every used code is still listed), so no use is
-/// forgotten: the login is refused with the log line that says why, instead of a
-/// record written without the seventeenth. Control: the same host, before the
-/// fallback, logs in with a TOTP code.
+/// Seventeen scratch codes in a file kept as it was (and an eighteenth never used):
+/// sixteen used through the server fill the shared record, the seventeenth is used
+/// through the fallback. Back on the shared store nothing can make room (every used
+/// code is still listed). Before, every login of the user on this host was refused from
+/// then on, TOTP included, until the file changed: a lockout. Now a TOTP code logs in,
+/// with the log line that says why the carried use is not written and what gives room;
+/// no use is forgotten: the carried code stays refused here (the local record) and on
+/// another host, and so is the code never used (the record is full). Control: the same
+/// host, before the fallback, logs in with a TOTP code.
 #[test]
-fn seventeen_used_scratch_codes_in_a_file_kept_as_it_was_fail_closed() {
-    let t = "seventeen_used_scratch_codes_in_a_file_kept_as_it_was_fail_closed";
+fn seventeen_used_scratch_codes_in_a_file_kept_as_it_was_still_let_totp_in() {
+    let t = "seventeen_used_scratch_codes_in_a_file_kept_as_it_was_still_let_totp_in";
     if !require_root(t) || !require_tool(t, "chattr") {
         return;
     }
@@ -439,7 +442,7 @@ fn seventeen_used_scratch_codes_in_a_file_kept_as_it_was_fail_closed() {
     let host = Stack::probe("svc", &a);
     let u = TestUser::create("f17");
     let secret = random_secret_b32();
-    let codes: Vec<String> = (0..17).map(|i| format!("{}", 34_000_000 + i)).collect();
+    let codes: Vec<String> = (0..18).map(|i| format!("{}", 34_000_000 + i)).collect();
     let path = u.write_secret(
         &format!("{}{}\n", totp_file(&secret), codes.join("\n")),
         0o600,
@@ -464,14 +467,27 @@ fn seventeen_used_scratch_codes_in_a_file_kept_as_it_was_fail_closed() {
     );
     let later = start + 60;
     let (d, logs) = login_logged(&host, &u, &code_at(&secret, later), PEER, later);
-    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     assert!(
-        logs.iter()
-            .any(|l| l.contains("scratch codes of this secret are recorded as used")),
+        logs.iter().any(|l| l.contains(
+            "more scratch codes of this secret are recorded as used than a record keeps (16)"
+        ) && l.contains("1 used through the local store are not written")
+            && l.contains("totp-enroll --regenerate-scratch-codes")),
         "{logs:?}"
     );
     let (d, logs) = login_logged(&host, &u, &codes[16], PEER, later);
-    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert_eq!(d.returned(), denied(), "the carried code: {d:?} {logs:?}");
+    // Refused as the full record refuses any code it lacks.
+    let other = Stack::probe("svc", &a);
+    for c in &codes[16..] {
+        let (d, logs) = login_logged(&other, &u, c, PEER, later);
+        assert_eq!(d.returned(), denied(), "another host, {c}: {d:?} {logs:?}");
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("16 scratch codes of this secret are recorded as used")),
+            "{c}: {logs:?}"
+        );
+    }
 }
 
 /// The verdict words of an HOTP code offered again across two stores (docs/logging.md):

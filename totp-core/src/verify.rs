@@ -157,6 +157,13 @@ pub enum Warning {
     /// This host's state store holds this login's use either way; `shared`: hosts with
     /// another state store read the file (`shared_file=`), and do not see it.
     LineNotUpdated { key: &'static str, shared: bool },
+    /// A record merged from two stores (`state_fallback=local`'s used scratch codes
+    /// carried into the shared record) holds more used scratch codes than a record
+    /// keeps, and the file still lists every one of them: `dropped` of the carried uses
+    /// are not written to the shared record (the local record keeps them). The login
+    /// goes on: while the file lists every used code the full record refuses any scratch
+    /// code not in it, so none is open again; a right TOTP or HOTP code logs in.
+    UsedScratchNotCarried { dropped: usize },
 }
 
 impl Warning {
@@ -271,6 +278,15 @@ impl fmt::Display for Warning {
                     write!(f, " (GA reading this file after a rollback would {unseen})")
                 }
             }
+            Self::UsedScratchNotCarried { dropped } => write!(
+                f,
+                "more scratch codes of this secret are recorded as used than a record keeps \
+                 ({}), and the secret file still lists all of them: {dropped} used through \
+                 the local store are not written to the shared one; no scratch code logs in \
+                 until the user has new ones (totp-enroll --regenerate-scratch-codes, or \
+                 re-enroll)",
+                crate::state::MAX_USED_SCRATCH
+            ),
         }
     }
 }
@@ -303,8 +319,9 @@ pub enum VerifyError {
     /// The stored throttling record cannot be decoded.
     Store(StoreError),
     /// The enrolment has used as many scratch codes as a record keeps, and the file
-    /// still lists every one of them (it could not be rewritten); re-enrolment (or
-    /// `totp-state reset`) makes room.
+    /// still lists every one of them (it could not be rewritten): a scratch code not
+    /// among them is refused. New scratch codes (or a re-enrolment) make room;
+    /// `totp-state reset` does not, what was used stays used.
     TooManyUsedScratch,
 }
 
@@ -334,8 +351,9 @@ impl fmt::Display for VerifyError {
             Self::Store(e) => write!(f, "{e}"),
             Self::TooManyUsedScratch => write!(
                 f,
-                "{} scratch codes of this secret are recorded as used, the most a record keeps; \
-                 re-enroll the user",
+                "{} scratch codes of this secret are recorded as used, the most a record keeps, \
+                 and the secret file still lists them all; give the user new scratch codes \
+                 (totp-enroll --regenerate-scratch-codes) or re-enroll the user",
                 crate::state::MAX_USED_SCRATCH
             ),
         }

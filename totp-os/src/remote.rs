@@ -1246,6 +1246,182 @@ mod tests {
         assert!(check_segments(&table, &ph, 0x13f).is_err());
     }
 
+    /// A 64-bit little-endian ELF header naming `count` program headers of `entry`
+    /// bytes at `offset`.
+    fn elf64_header(offset: u64, entry: u16, count: u16) -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        h[0x20..0x28].copy_from_slice(&offset.to_le_bytes());
+        h[0x36..0x38].copy_from_slice(&entry.to_le_bytes());
+        h[0x38..0x3a].copy_from_slice(&count.to_le_bytes());
+        h
+    }
+
+    /// One 64-bit `PT_LOAD` entry of the file's `offset` and `filesz`.
+    fn load64(offset: u64, filesz: u64) -> Vec<u8> {
+        let mut ph = vec![0u8; 56];
+        ph[..4].copy_from_slice(&1u32.to_le_bytes());
+        ph[8..16].copy_from_slice(&offset.to_le_bytes());
+        ph[0x20..0x28].copy_from_slice(&filesz.to_le_bytes());
+        ph
+    }
+
+    /// Headers no linker writes, as a damaged file could hold them: every one is
+    /// refused or passed without a panic, an overflow or a read beyond the bounded
+    /// table, and nothing that reaches past the file passes.
+    #[test]
+    fn hostile_program_headers_are_refused_without_a_panic_or_a_large_read() {
+        // The most entries of the largest size: more than the module reads.
+        assert!(program_header_table(&elf64_header(64, u16::MAX, u16::MAX)).is_err());
+        // PN_XNUM (the count kept in section 0), which glibc does not read either.
+        assert!(program_header_table(&elf64_header(64, 56, u16::MAX)).is_err());
+        // Entries shorter than the fields read from them.
+        assert!(program_header_table(&elf64_header(64, 55, 1)).is_err());
+        assert!(program_header_table(&elf64_header(64, 0, 0)).is_err());
+        // A larger entry than ELF's is read by its own stride.
+        let table = program_header_table(&elf64_header(64, 64, 2)).expect("wide entries");
+        let mut headers = load64(0, 0x100);
+        headers.resize(64, 0xff);
+        headers.extend(load64(0x100, 0x80));
+        headers.resize(128, 0);
+        assert_eq!(check_segments(&table, &headers, 0x180), Ok(()));
+        assert!(check_segments(&table, &headers, 0x17f).is_err());
+        // Offsets and sizes whose sum overflows are past any file.
+        let table = program_header_table(&elf64_header(64, 56, 1)).expect("one entry");
+        for (offset, filesz) in [(u64::MAX, 1), (1, u64::MAX), (u64::MAX, u64::MAX)] {
+            let m = check_segments(&table, &load64(offset, filesz), u64::MAX - 1)
+                .expect_err("past the end");
+            assert!(m.contains(&format!("ends at byte {}", u64::MAX)), "{m}");
+        }
+        // A table that starts past the end of the file, or at an offset pread refuses.
+        let dir = tempfile::tempdir().expect("tempdir");
+        for offset in [1 << 20, u64::MAX - 8] {
+            let path = dir.path().join(format!("at-{offset}.so"));
+            std::fs::write(&path, elf64_header(offset, 56, 4)).expect("write");
+            let meta = std::fs::metadata(&path).expect("stat");
+            let checked = {
+                use std::os::unix::fs::MetadataExt;
+                FileInfo {
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                    mode: meta.mode(),
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                    nlink: meta.nlink(),
+                    size: meta.size(),
+                }
+            };
+            assert!(segments_in_file(&path, &checked).is_err(), "{offset}");
+            // Control: the same header naming no entries passes (glibc then refuses
+            // a file without loadable segments).
+            std::fs::write(&path, elf64_header(offset, 56, 0)).expect("write");
+            assert_eq!(segments_in_file(&path, &checked), Ok(()), "{offset}");
+        }
+    }
+
+    /// No plugin a linker writes is refused by the check: shared objects linked by
+    /// GNU ld (with and without `-z separate-code`, RELRO or not, debug information,
+    /// stripped), gold where installed, and LLVM's lld (the one Rust links with), each
+    /// with thread-local data, a large `.bss` and a note, pass it and load: the refusal
+    /// names their ABI version, which only a loaded plugin reports. Control: each one
+    /// cut at its last loaded byte is refused before `dlopen`, naming the cut.
+    #[test]
+    fn plugins_of_every_linker_pass_the_segment_check_and_load() {
+        let t = "plugins_of_every_linker_pass_the_segment_check_and_load";
+        if !require_root(t) {
+            return;
+        }
+        let dir = private_tempdir();
+        let c = dir.path().join("p.c");
+        std::fs::write(
+            &c,
+            "__thread int tls_data = 3;\n__thread int tls_bss;\nstatic char bss[1 << 20];\n\
+             __attribute__((section(\".note.pam_totp\"), used)) static const int note[4] \
+             = {4, 4, 1, 0};\n\
+             unsigned pam_totp_plugin_abi(void) { bss[9] = 1; return 2 + tls_data * tls_bss \
+             + bss[0]; }\n",
+        )
+        .expect("write source");
+        let output = |cmd: &mut std::process::Command| {
+            let out = cmd.output().expect("run");
+            assert!(out.status.success(), "{cmd:?}: {out:?}");
+            String::from_utf8(out.stdout).expect("utf-8")
+        };
+        // lld as Rust ships it, run by cc through its gcc-ld directory.
+        let sysroot = output(std::process::Command::new("rustc").args(["--print", "sysroot"]));
+        let host = output(std::process::Command::new("rustc").args(["--print", "host-tuple"]));
+        let gcc_ld = Path::new(sysroot.trim())
+            .join("lib/rustlib")
+            .join(host.trim())
+            .join("bin/gcc-ld");
+        let lld = format!("-B{}", gcc_ld.display());
+        let gold = std::process::Command::new("ld.gold")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let mut variants: Vec<(&str, Vec<&str>)> = vec![
+            ("bfd", vec!["-fuse-ld=bfd"]),
+            ("bfd-separate", vec!["-fuse-ld=bfd", "-Wl,-z,separate-code"]),
+            (
+                "bfd-noseparate",
+                vec!["-fuse-ld=bfd", "-Wl,-z,noseparate-code"],
+            ),
+            ("bfd-norelro", vec!["-fuse-ld=bfd", "-Wl,-z,norelro"]),
+            ("bfd-debug", vec!["-fuse-ld=bfd", "-g"]),
+            ("bfd-stripped", vec!["-fuse-ld=bfd", "-s"]),
+            ("lld", vec![&lld, "-fuse-ld=lld"]),
+            ("lld-stripped", vec![&lld, "-fuse-ld=lld", "-s"]),
+            (
+                "lld-separate",
+                vec![&lld, "-fuse-ld=lld", "-Wl,-z,separate-loadable-segments"],
+            ),
+            ("lld-debug", vec![&lld, "-fuse-ld=lld", "-g", "-Wl,-z,now"]),
+        ];
+        if gold {
+            variants.push(("gold", vec!["-fuse-ld=gold"]));
+            variants.push(("gold-stripped", vec!["-fuse-ld=gold", "-s"]));
+        }
+        for (name, flags) in variants {
+            let so = dir.path().join(format!("{name}.so"));
+            output(
+                std::process::Command::new("cc")
+                    .args(["-shared", "-fPIC", "-o"])
+                    .arg(&so)
+                    .args(&flags)
+                    .arg(&c),
+            );
+            let refused = |path: &Path| match load_plugin(path, "Redis") {
+                Err(StoreError::Refused(m)) => m,
+                Err(e) => panic!("{name}: not refused: {e:?}"),
+                Ok(_) => panic!("{name}: loaded"),
+            };
+            let m = refused(&so);
+            assert!(m.contains("plugin ABI version 2,"), "{name}: {m}");
+            // The smallest size the check passes, then one byte less.
+            let whole = std::fs::read(&so).expect("read");
+            let table = program_header_table(&whole[..64]).expect("an ELF header");
+            let start = usize::try_from(table.offset).expect("offset");
+            let headers = &whole[start..start + table.len];
+            let (mut low, mut needed) = (0, whole.len() as u64);
+            while low + 1 < needed {
+                let mid = low + (needed - low) / 2;
+                if check_segments(&table, headers, mid).is_ok() {
+                    needed = mid;
+                } else {
+                    low = mid;
+                }
+            }
+            let cut = dir.path().join(format!("{name}-cut.so"));
+            let len = usize::try_from(needed - 1).expect("size");
+            std::fs::write(&cut, &whole[..len]).expect("write cut");
+            let m = refused(&cut);
+            assert!(
+                m.contains(&format!("the file is {len} bytes, cut short")),
+                "{name}: {m}"
+            );
+        }
+    }
+
     const NOW: u64 = 1_700_000_025;
 
     #[test]

@@ -168,11 +168,26 @@ impl Prepared {
         // shared store's) may hold more used scratch codes than a record keeps. Written
         // as it is, the encoding would drop the newest: a use forgotten, the code open
         // again on the hosts that read only the shared store (R34). Room is made as for
-        // a new use, and where none can be, nothing is written and the attempt refused.
+        // a new use. Where none can be (the file lists every used code), the record
+        // written keeps its own uses and the first carried ones; the rest stay in the
+        // local record, and the full record refuses every scratch code it lacks while
+        // the file is unchanged. Refusing the login instead would refuse the user's TOTP
+        // codes too, at every login on this host, until the file changed (a lockout).
+        // The decision itself sees every use: a carried code is refused as used.
         let fitted;
         let state = if marks.scratch.len() > MAX_USED_SCRATCH {
-            self.make_room(&mut marks, 0)?;
-            fitted = state.with_marks(self.enrolment, marks.clone());
+            match self.make_room(&mut marks, 0) {
+                Ok(()) => {}
+                Err(VerifyError::TooManyUsedScratch) => {
+                    warnings.push(Warning::UsedScratchNotCarried {
+                        dropped: marks.scratch.len() - MAX_USED_SCRATCH,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+            let mut kept = marks.clone();
+            kept.scratch.truncate(MAX_USED_SCRATCH);
+            fitted = state.with_marks(self.enrolment, kept);
             &fitted
         } else {
             state
@@ -521,6 +536,8 @@ impl Prepared {
                     }
                     Method::Scratch => false,
                 };
+                // Only an over-full merged record holds more (see above): what it keeps.
+                marks.scratch.truncate(MAX_USED_SCRATCH);
                 let next = next.with_marks(self.enrolment, marks);
                 if lazy {
                     Write::Lazy(next)

@@ -1553,7 +1553,9 @@ fn used_scratch_codes_are_bounded_per_enrolment() {
 /// into the shared store's full list) holds more than a record keeps: the oldest code
 /// the file no longer lists makes room, never the carried one, which the file still
 /// lists (before, the encoding dropped it: the code open again on every other host).
-/// Where every used code is still listed, nothing is forgotten: the attempt is refused.
+/// Where every used code is still listed, nothing is forgotten and no scratch code logs
+/// in, but a TOTP code does: the record written keeps what it held, the carried use
+/// stays in the local record (before, every login of the enrolment was refused).
 #[test]
 fn a_carried_scratch_code_is_kept_when_the_record_is_full() {
     let p = Policy::default();
@@ -1596,37 +1598,74 @@ fn a_carried_scratch_code_is_kept_when_the_record_is_full() {
         Verdict::Accepted(Method::Scratch)
     );
 
-    // Seventeen used codes the file still lists: none can be forgotten.
-    let codes: Vec<u32> = (0..=MAX_USED_SCRATCH as u32)
+    // Seventeen used codes the file still lists (sixteen in the record, one carried),
+    // and one listed code never used: none can be forgotten, and none is.
+    let codes: Vec<u32> = (0..=MAX_USED_SCRATCH as u32 + 1)
         .map(|i| 42_000_000 + i)
         .collect();
+    let unused = codes[MAX_USED_SCRATCH + 1];
     let text = codes
         .iter()
         .fold(format!("{S}\n\" TOTP_AUTH\n"), |t, c| format!("{t}{c}\n"));
     let listed = file(&text);
     let id = enrolment_of(&listed, &key()).unwrap();
+    let tags: Vec<u64> = codes[..=MAX_USED_SCRATCH]
+        .iter()
+        .map(|&c| scratch_tag(&key(), id, c))
+        .collect();
     let full = UserState::default().with_marks(
         id,
         Marks {
-            scratch: codes.iter().map(|&c| scratch_tag(&key(), id, c)).collect(),
+            scratch: tags.clone(),
             ..Marks::default()
         },
     );
-    let cands = candidates(code(10_000).as_bytes(), Digits::SIX, false);
-    let prep = prepare(&listed, &p, &cands, 300_000, &key()).unwrap();
-    let a = Attempt {
-        origin: HOME,
-        rhost: None,
-        local: false,
-        now: 300_000,
-        continued: false,
-        boot_time: None,
-        store_complete_since: 0,
-        keep_ga_lines: true,
+    let attempt = |answer: &str| {
+        let cands = candidates(answer.as_bytes(), Digits::SIX, false);
+        let prep = prepare(&listed, &p, &cands, 300_000, &key()).unwrap();
+        let a = Attempt {
+            origin: HOME,
+            rhost: None,
+            local: false,
+            now: 300_000,
+            continued: false,
+            boot_time: None,
+            store_complete_since: 0,
+            keep_ga_lines: true,
+        };
+        prep.decide(&full, &p, &a)
+    };
+    // A right TOTP code logs in (before, every login of the enrolment was refused: a
+    // lockout); the record written keeps its own sixteen uses and records no other.
+    let d = attempt(&code(10_000)).expect("decided");
+    assert_eq!(d.verdict, Verdict::Accepted(Method::Totp { step: 10_000 }));
+    assert!(
+        d.warnings
+            .contains(&Warning::UsedScratchNotCarried { dropped: 1 }),
+        "{:?}",
+        d.warnings
+    );
+    let (Write::Durable(written) | Write::Lazy(written)) = &d.write else {
+        panic!("nothing written: {:?}", d.write);
+    };
+    let kept = &written.marks_of(id).expect("marks").scratch;
+    assert_eq!(kept[..], tags[..MAX_USED_SCRATCH]);
+    // The carried use is refused as used, a listed code never used as no room is left.
+    let d = attempt(&codes[MAX_USED_SCRATCH].to_string()).expect("decided");
+    assert_eq!(d.verdict, Verdict::Replayed);
+    assert_eq!(
+        attempt(&unused.to_string()).err(),
+        Some(VerifyError::TooManyUsedScratch)
+    );
+    // Control: a wrong code is refused and charged, the record still not over-full.
+    let d = attempt("000000").expect("decided");
+    assert_eq!(d.verdict, Verdict::Rejected);
+    let Write::Lazy(written) = &d.write else {
+        panic!("not charged: {:?}", d.write);
     };
     assert_eq!(
-        prep.decide(&full, &p, &a).err(),
-        Some(VerifyError::TooManyUsedScratch)
+        written.marks_of(id).expect("marks").scratch.len(),
+        MAX_USED_SCRATCH
     );
 }
 
