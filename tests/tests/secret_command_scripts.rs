@@ -825,3 +825,161 @@ fn a_secret_command_running_as_the_user_logging_in_is_refused() {
         "{lines:?}"
     );
 }
+
+/// `#!/usr/bin/env NAME` runs NAME, found on env's `PATH`, and NAME decides the answer
+/// as much as `env` does: a NAME someone other than root can change is refused before
+/// anything runs, and the log names it and the line (only `env` was checked, and such a
+/// script logged in). Found on the command's fixed `PATH` (a copy given to another
+/// account, mounted over `/usr/bin/bash` for one login), and on a `PATH` the line sets
+/// with `-S`. A line whose program cannot be told (an option this release does not
+/// know) is refused too. Controls: the same
+/// lines with root's copies log in (`#!/usr/bin/env -S bash -e` and `python3`:
+/// `the_interpreters_admins_ship_pass_the_check`).
+#[test]
+fn the_program_env_runs_is_checked_like_an_interpreter() {
+    if !require_root("the_program_env_runs_is_checked_like_an_interpreter") {
+        return;
+    }
+    let u = TestUser::create("se");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-env");
+    let body = format!("cat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let bash = fs::canonicalize("/usr/bin/bash").expect("bash");
+    let theirs = dir.path().join("bash-theirs");
+    fs::copy(&bash, &theirs).expect("copy bash");
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+    let on_path = program(
+        dir.path(),
+        "on-path",
+        &format!("#!/usr/bin/env bash\n{body}"),
+        0o755,
+    );
+    let (d, lines) = login(&on_path, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let (d, lines) = capture_syslog_with_bind(
+        &theirs,
+        &bash,
+        &Driver::login(&stack_for(&on_path), &u, &code_at(&secret, now())).rhost(PEER),
+    );
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(
+        logged(
+            &lines,
+            &[
+                "not trusted",
+                &format!("({}, which #!/usr/bin/env bash runs)", bash.display()),
+                "uid 65534"
+            ]
+        ),
+        "{lines:?}"
+    );
+
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).expect("mkdir");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::copy(&bash, bin.join("bash")).expect("copy bash");
+    fs::set_permissions(bin.join("bash"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let split = program(
+        dir.path(),
+        "split",
+        &format!(
+            "#!/usr/bin/env -S PATH={}:/usr/bin bash -e\n{body}",
+            bin.display()
+        ),
+        0o755,
+    );
+    let (d, lines) = login(&split, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    std::os::unix::fs::chown(bin.join("bash"), Some(65534), None).expect("chown");
+    let (d, lines) = login(&split, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &[
+                &format!(
+                    "({}, which #!/usr/bin/env -S PATH=",
+                    bin.join("bash").display()
+                ),
+                "uid 65534"
+            ]
+        ),
+        "{lines:?}"
+    );
+
+    // `-a` (the program's argv[0], newer coreutils) is not known here: refused.
+    let unclear = program(
+        dir.path(),
+        "unclear",
+        &format!("#!/usr/bin/env -S -a tool bash\n{body}"),
+        0o755,
+    );
+    let (d, lines) = login(&unclear, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(&lines, &["which program its #! line", "cannot be told"]),
+        "{lines:?}"
+    );
+}
+
+/// A compiled (ELF) secret command: the kernel runs it itself, so only the program is
+/// checked. Compiled here, root-owned, printing a secret file it reads: logs in. Refused
+/// when the same binary is group-writable, the log naming the rule.
+#[test]
+fn a_compiled_secret_command_logs_in_and_a_group_writable_one_is_refused() {
+    let t = "a_compiled_secret_command_logs_in_and_a_group_writable_one_is_refused";
+    if !require_root(t) || !require_tool(t, "cc") {
+        return;
+    }
+    let u = TestUser::create("sc");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-elf");
+    let file = dir.path().join("secret");
+    fs::write(&file, totp_file(&secret)).expect("write secret");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let source = dir.path().join("cmd.c");
+    fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n\
+             int main(void) {{\n\
+               FILE *f = fopen(\"{}\", \"r\");\n\
+               int c;\n\
+               if (!f) return 1;\n\
+               while ((c = getc(f)) != EOF) putchar(c);\n\
+               return 0;\n\
+             }}\n",
+            file.display()
+        ),
+    )
+    .expect("write source");
+    let cmd = dir.path().join("cmd");
+    let built = Command::new("cc")
+        .arg("-o")
+        .arg(&cmd)
+        .arg(&source)
+        .status()
+        .expect("cc");
+    assert!(built.success(), "compiled");
+    assert_eq!(
+        &fs::read(&cmd).expect("read")[..4],
+        b"\x7fELF",
+        "an ELF file"
+    );
+    fs::set_permissions(&cmd, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (d, lines) = login(&cmd, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    fs::set_permissions(&cmd, fs::Permissions::from_mode(0o775)).expect("chmod");
+    let (d, lines) = login(&cmd, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &[&format!("secret command {} not trusted", cmd.display())]
+        ),
+        "{lines:?}"
+    );
+}
