@@ -794,7 +794,7 @@ pub fn run_bounded(
     };
     let output = match read_until(&mut guard, deadline, max_output) {
         Err(CommandError::TimedOut) => {
-            return Err(match exited(&mut guard) {
+            return Err(match exited(&mut guard)? {
                 Some(status) => CommandError::OutputHeldOpen(status),
                 None => CommandError::TimedOut,
             });
@@ -1076,15 +1076,23 @@ fn read_until(
 }
 
 /// The child's exit status if it has already exited (not reaped: the guard does that).
-fn exited(guard: &mut KillOnDrop<'_>) -> Option<std::process::ExitStatus> {
+/// A host thread that waits for every child may have taken it: that is named as such
+/// ([`CommandError::StatusTaken`], as [`wait_until`] does), not as a time-out.
+fn exited(guard: &mut KillOnDrop<'_>) -> Result<Option<std::process::ExitStatus>, CommandError> {
     let pid = Pid::from_raw(guard.child.id() as i32);
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    match waitid(Id::Pid(pid), flags) {
-        Ok(WaitStatus::Exited(_, code)) => {
-            Some(std::process::ExitStatus::from_raw((code & 0xff) << 8))
-        }
-        Ok(WaitStatus::Signaled(_, sig, _)) => Some(std::process::ExitStatus::from_raw(sig as i32)),
-        _ => None,
+    loop {
+        return match waitid(Id::Pid(pid), flags) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                Ok(Some(std::process::ExitStatus::from_raw((code & 0xff) << 8)))
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                Ok(Some(std::process::ExitStatus::from_raw(sig as i32)))
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::ECHILD) => Err(CommandError::StatusTaken),
+            _ => Ok(None),
+        };
     }
 }
 
