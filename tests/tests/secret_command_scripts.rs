@@ -983,3 +983,105 @@ fn a_compiled_secret_command_logs_in_and_a_group_writable_one_is_refused() {
         "{lines:?}"
     );
 }
+
+/// A program the host cannot read has an unknown `#!` line, so its interpreter cannot
+/// be checked: it is refused, the log saying why. An interpreter that is an unreadable
+/// script had its check skipped, and `secret_command_user=` ran whatever interpreter
+/// its line named (the program itself was refused, as "not trusted"). Reached with a root
+/// host whose bounding set lacks `CAP_DAC_OVERRIDE` and `CAP_DAC_READ_SEARCH` (a
+/// service unit's `CapabilityBoundingSet=`) and a program of mode 0050 whose group is
+/// the runner's: the runner can read and execute it, root cannot read it. Its
+/// interpreter (or its interpreter's) is a shell another account owns. Control: the same
+/// host logs in with a readable program and root's shell.
+#[test]
+fn a_program_the_host_cannot_read_is_refused() {
+    let t = "a_program_the_host_cannot_read_is_refused";
+    if !require_root(t) || !require_tool(t, "setpriv") {
+        return;
+    }
+    let u = TestUser::create("sx");
+    let runner = TestUser::create("sxr");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-unread");
+    let theirs = dir.path().join("sh-theirs");
+    fs::copy("/bin/sh", &theirs).expect("copy the shell");
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+    let body = format!("cat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let drive = |cmd: &Path| {
+        let stack = Stack::probe(
+            "svc",
+            &format!(
+                "throttle_after=100 secret_command={} secret_command_user={} \
+                 secret_command_timeout=1000",
+                cmd.display(),
+                runner.name
+            ),
+        );
+        let driver = Driver::login(&stack, &u, &code_at(&secret, now())).rhost(PEER);
+        let inner = driver.command();
+        let mut wrapped = Command::new("setpriv");
+        wrapped
+            .args([
+                "--bounding-set=-dac_override,-dac_read_search",
+                "--inh-caps=-all",
+            ])
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        let (out, lines) = with_syslog_capture(&wrapped);
+        (Drive::ran(&out), lines)
+    };
+    let readable = program(dir.path(), "readable", &format!("#!/bin/sh\n{body}"), 0o755);
+    let (d, lines) = drive(&readable);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    // The program itself unreadable: refused by the program check, which says so.
+    let unread = program(dir.path(), "unread", &format!("#!/bin/sh\n{body}"), 0o050);
+    std::os::unix::fs::chown(&unread, Some(0), Some(runner.gid)).expect("chgrp");
+    let (d, lines) = drive(&unread);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(
+        logged(
+            &lines,
+            &[
+                &format!("secret command {} cannot be read here", unread.display()),
+                "make it readable"
+            ]
+        ),
+        "{lines:?}"
+    );
+
+    // A readable program whose interpreter is an unreadable script naming a shell
+    // another account owns: the kernel reads the interpreter's #! line itself.
+    let wrap = program(
+        dir.path(),
+        "wrap",
+        &format!("#!{}\n", theirs.display()),
+        0o050,
+    );
+    std::os::unix::fs::chown(&wrap, Some(0), Some(runner.gid)).expect("chgrp");
+    let via_wrap = program(
+        dir.path(),
+        "via-wrap",
+        &format!("#!{}\n{body}", wrap.display()),
+        0o755,
+    );
+    let (d, lines) = drive(&via_wrap);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(
+        logged(
+            &lines,
+            &[
+                &format!("{} cannot be read here", wrap.display()),
+                "make it readable"
+            ]
+        ),
+        "{lines:?}"
+    );
+}

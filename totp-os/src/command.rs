@@ -672,6 +672,13 @@ pub fn secret_from_command(
         CommandError::Untrusted(FileError::NotFound | FileError::MissingDirectory { .. }) => {
             format!("secret command {} does not exist", cmd.path.escape_debug())
         }
+        CommandError::Untrusted(FileError::Os {
+            op: "open",
+            errno: libc::EACCES,
+        }) => format!(
+            "secret command {} cannot be read here (a host without CAP_DAC_OVERRIDE), so it cannot be checked, nor the interpreter its #! line names; make it readable (mode 0755)",
+            cmd.path.escape_debug()
+        ),
         CommandError::Untrusted(f) => format!(
             "secret command {} not trusted: {f}; the program and every directory above it must be owned by root and not writable by group or others",
             cmd.path.escape_debug()
