@@ -1085,3 +1085,67 @@ fn a_program_the_host_cannot_read_is_refused() {
         "{lines:?}"
     );
 }
+
+/// The kernel follows five interpreters from one exec (four scripts, then the binary
+/// the last names): the fifth is checked too (only four were, and a shell another
+/// account owns ran as the fifth). Control: the same chain ending in root's copy logs
+/// in.
+#[test]
+fn the_fifth_interpreter_of_a_chain_is_checked() {
+    if !require_root("the_fifth_interpreter_of_a_chain_is_checked") {
+        return;
+    }
+    let u = TestUser::create("sf");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-chain");
+    let ours = dir.path().join("sh-ours");
+    fs::copy("/bin/sh", &ours).expect("copy the shell");
+    fs::set_permissions(&ours, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let theirs = dir.path().join("sh-theirs");
+    fs::copy("/bin/sh", &theirs).expect("copy the shell");
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+    // Four scripts in a row, the last naming `last`; the program names the first. The
+    // shell at the end runs the last script (the others are its arguments), which
+    // prints the file.
+    let chain = |tag: &str, last: &Path| {
+        let mut next = program(
+            dir.path(),
+            &format!("{tag}-i4"),
+            &format!(
+                "#!{}\ncat <<'EOF'\n{}EOF\n",
+                last.display(),
+                totp_file(&secret)
+            ),
+            0o755,
+        );
+        for level in (1..=3).rev() {
+            next = program(
+                dir.path(),
+                &format!("{tag}-i{level}"),
+                &format!("#!{}\n", next.display()),
+                0o755,
+            );
+        }
+        program(
+            dir.path(),
+            &format!("{tag}-cmd"),
+            &format!("#!{}\n", next.display()),
+            0o755,
+        )
+    };
+    let (d, lines) = login(&chain("ours", &ours), &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let (d, lines) = login(&chain("theirs", &theirs), &u, &secret);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(
+        logged(
+            &lines,
+            &["interpreter", &theirs.display().to_string(), "uid 65534"]
+        ),
+        "{lines:?}"
+    );
+}

@@ -338,9 +338,11 @@ fn shebang(head: &[u8]) -> Option<(PathBuf, Option<Vec<u8>>)> {
 /// The shell glibc's `execvp` runs a file with when the kernel cannot execute it.
 const FALLBACK_SHELL: &str = "/bin/sh";
 
-/// How deep the kernel follows interpreters that are scripts themselves
-/// (`BINPRM_MAX_RECURSION`); a deeper chain fails the exec.
-const MAX_INTERPRETERS: usize = 4;
+/// How many interpreters the kernel follows from one exec: its loop over binary
+/// handlers runs at depths 0 to 5, the program and five interpreters (four scripts and
+/// the binary the last names); a sixth fails the exec (ELOOP). Four, as here before,
+/// left the fifth unchecked, and it ran.
+const MAX_INTERPRETERS: usize = 5;
 
 /// How many programs one check follows, `env` starting a new chain included.
 const MAX_HOPS: usize = 16;
