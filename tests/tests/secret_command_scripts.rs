@@ -825,3 +825,327 @@ fn a_secret_command_running_as_the_user_logging_in_is_refused() {
         "{lines:?}"
     );
 }
+
+/// `#!/usr/bin/env NAME` runs NAME, found on env's `PATH`, and NAME decides the answer
+/// as much as `env` does: a NAME someone other than root can change is refused before
+/// anything runs, and the log names it and the line (only `env` was checked, and such a
+/// script logged in). Found on the command's fixed `PATH` (a copy given to another
+/// account, mounted over `/usr/bin/bash` for one login), and on a `PATH` the line sets
+/// with `-S`. A line whose program cannot be told (an option this release does not
+/// know) is refused too. Controls: the same
+/// lines with root's copies log in (`#!/usr/bin/env -S bash -e` and `python3`:
+/// `the_interpreters_admins_ship_pass_the_check`).
+#[test]
+fn the_program_env_runs_is_checked_like_an_interpreter() {
+    if !require_root("the_program_env_runs_is_checked_like_an_interpreter") {
+        return;
+    }
+    let u = TestUser::create("se");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-env");
+    let body = format!("cat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let bash = fs::canonicalize("/usr/bin/bash").expect("bash");
+    let theirs = dir.path().join("bash-theirs");
+    fs::copy(&bash, &theirs).expect("copy bash");
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+    let on_path = program(
+        dir.path(),
+        "on-path",
+        &format!("#!/usr/bin/env bash\n{body}"),
+        0o755,
+    );
+    let (d, lines) = login(&on_path, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let (d, lines) = capture_syslog_with_bind(
+        &theirs,
+        &bash,
+        &Driver::login(&stack_for(&on_path), &u, &code_at(&secret, now())).rhost(PEER),
+    );
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(
+        logged(
+            &lines,
+            &[
+                "not trusted",
+                &format!("({}, which #!/usr/bin/env bash runs)", bash.display()),
+                "uid 65534"
+            ]
+        ),
+        "{lines:?}"
+    );
+
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).expect("mkdir");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::copy(&bash, bin.join("bash")).expect("copy bash");
+    fs::set_permissions(bin.join("bash"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let split = program(
+        dir.path(),
+        "split",
+        &format!(
+            "#!/usr/bin/env -S PATH={}:/usr/bin bash -e\n{body}",
+            bin.display()
+        ),
+        0o755,
+    );
+    let (d, lines) = login(&split, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    std::os::unix::fs::chown(bin.join("bash"), Some(65534), None).expect("chown");
+    let (d, lines) = login(&split, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &[
+                &format!(
+                    "({}, which #!/usr/bin/env -S PATH=",
+                    bin.join("bash").display()
+                ),
+                "uid 65534"
+            ]
+        ),
+        "{lines:?}"
+    );
+
+    // `-a` (the program's argv[0], newer coreutils) is not known here: refused.
+    let unclear = program(
+        dir.path(),
+        "unclear",
+        &format!("#!/usr/bin/env -S -a tool bash\n{body}"),
+        0o755,
+    );
+    let (d, lines) = login(&unclear, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(&lines, &["which program its #! line", "cannot be told"]),
+        "{lines:?}"
+    );
+}
+
+/// A compiled (ELF) secret command: the kernel runs it itself, so only the program is
+/// checked. Compiled here, root-owned, printing a secret file it reads: logs in. Refused
+/// when the same binary is group-writable, the log naming the rule.
+#[test]
+fn a_compiled_secret_command_logs_in_and_a_group_writable_one_is_refused() {
+    let t = "a_compiled_secret_command_logs_in_and_a_group_writable_one_is_refused";
+    if !require_root(t) || !require_tool(t, "cc") {
+        return;
+    }
+    let u = TestUser::create("sc");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-elf");
+    let file = dir.path().join("secret");
+    fs::write(&file, totp_file(&secret)).expect("write secret");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let source = dir.path().join("cmd.c");
+    fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n\
+             int main(void) {{\n\
+               FILE *f = fopen(\"{}\", \"r\");\n\
+               int c;\n\
+               if (!f) return 1;\n\
+               while ((c = getc(f)) != EOF) putchar(c);\n\
+               return 0;\n\
+             }}\n",
+            file.display()
+        ),
+    )
+    .expect("write source");
+    let cmd = dir.path().join("cmd");
+    let built = Command::new("cc")
+        .arg("-o")
+        .arg(&cmd)
+        .arg(&source)
+        .status()
+        .expect("cc");
+    assert!(built.success(), "compiled");
+    assert_eq!(
+        &fs::read(&cmd).expect("read")[..4],
+        b"\x7fELF",
+        "an ELF file"
+    );
+    fs::set_permissions(&cmd, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (d, lines) = login(&cmd, &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    fs::set_permissions(&cmd, fs::Permissions::from_mode(0o775)).expect("chmod");
+    let (d, lines) = login(&cmd, &u, &secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(
+        logged(
+            &lines,
+            &[&format!("secret command {} not trusted", cmd.display())]
+        ),
+        "{lines:?}"
+    );
+}
+
+/// A program the host cannot read has an unknown `#!` line, so its interpreter cannot
+/// be checked: it is refused, the log saying why. An interpreter that is an unreadable
+/// script had its check skipped, and `secret_command_user=` ran whatever interpreter
+/// its line named (the program itself was refused, as "not trusted"). Reached with a root
+/// host whose bounding set lacks `CAP_DAC_OVERRIDE` and `CAP_DAC_READ_SEARCH` (a
+/// service unit's `CapabilityBoundingSet=`) and a program of mode 0050 whose group is
+/// the runner's: the runner can read and execute it, root cannot read it. Its
+/// interpreter (or its interpreter's) is a shell another account owns. Control: the same
+/// host logs in with a readable program and root's shell.
+#[test]
+fn a_program_the_host_cannot_read_is_refused() {
+    let t = "a_program_the_host_cannot_read_is_refused";
+    if !require_root(t) || !require_tool(t, "setpriv") {
+        return;
+    }
+    let u = TestUser::create("sx");
+    let runner = TestUser::create("sxr");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-unread");
+    let theirs = dir.path().join("sh-theirs");
+    fs::copy("/bin/sh", &theirs).expect("copy the shell");
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+    let body = format!("cat <<'EOF'\n{}EOF\n", totp_file(&secret));
+    let drive = |cmd: &Path| {
+        let stack = Stack::probe(
+            "svc",
+            &format!(
+                "throttle_after=100 secret_command={} secret_command_user={} \
+                 secret_command_timeout=1000",
+                cmd.display(),
+                runner.name
+            ),
+        );
+        let driver = Driver::login(&stack, &u, &code_at(&secret, now())).rhost(PEER);
+        let inner = driver.command();
+        let mut wrapped = Command::new("setpriv");
+        wrapped
+            .args([
+                "--bounding-set=-dac_override,-dac_read_search",
+                "--inh-caps=-all",
+            ])
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        let (out, lines) = with_syslog_capture(&wrapped);
+        (Drive::ran(&out), lines)
+    };
+    let readable = program(dir.path(), "readable", &format!("#!/bin/sh\n{body}"), 0o755);
+    let (d, lines) = drive(&readable);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+
+    // The program itself unreadable: refused by the program check, which says so.
+    let unread = program(dir.path(), "unread", &format!("#!/bin/sh\n{body}"), 0o050);
+    std::os::unix::fs::chown(&unread, Some(0), Some(runner.gid)).expect("chgrp");
+    let (d, lines) = drive(&unread);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(
+        logged(
+            &lines,
+            &[
+                &format!("secret command {} cannot be read here", unread.display()),
+                "make it readable"
+            ]
+        ),
+        "{lines:?}"
+    );
+
+    // A readable program whose interpreter is an unreadable script naming a shell
+    // another account owns: the kernel reads the interpreter's #! line itself.
+    let wrap = program(
+        dir.path(),
+        "wrap",
+        &format!("#!{}\n", theirs.display()),
+        0o050,
+    );
+    std::os::unix::fs::chown(&wrap, Some(0), Some(runner.gid)).expect("chgrp");
+    let via_wrap = program(
+        dir.path(),
+        "via-wrap",
+        &format!("#!{}\n{body}", wrap.display()),
+        0o755,
+    );
+    let (d, lines) = drive(&via_wrap);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(
+        logged(
+            &lines,
+            &[
+                &format!("{} cannot be read here", wrap.display()),
+                "make it readable"
+            ]
+        ),
+        "{lines:?}"
+    );
+}
+
+/// The kernel follows five interpreters from one exec (four scripts, then the binary
+/// the last names): the fifth is checked too (only four were, and a shell another
+/// account owns ran as the fifth). Control: the same chain ending in root's copy logs
+/// in.
+#[test]
+fn the_fifth_interpreter_of_a_chain_is_checked() {
+    if !require_root("the_fifth_interpreter_of_a_chain_is_checked") {
+        return;
+    }
+    let u = TestUser::create("sf");
+    let secret = random_secret_b32();
+    let dir = trusted_dir("cmd-chain");
+    let ours = dir.path().join("sh-ours");
+    fs::copy("/bin/sh", &ours).expect("copy the shell");
+    fs::set_permissions(&ours, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let theirs = dir.path().join("sh-theirs");
+    fs::copy("/bin/sh", &theirs).expect("copy the shell");
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+    // Four scripts in a row, the last naming `last`; the program names the first. The
+    // shell at the end runs the last script (the others are its arguments), which
+    // prints the file.
+    let chain = |tag: &str, last: &Path| {
+        let mut next = program(
+            dir.path(),
+            &format!("{tag}-i4"),
+            &format!(
+                "#!{}\ncat <<'EOF'\n{}EOF\n",
+                last.display(),
+                totp_file(&secret)
+            ),
+            0o755,
+        );
+        for level in (1..=3).rev() {
+            next = program(
+                dir.path(),
+                &format!("{tag}-i{level}"),
+                &format!("#!{}\n", next.display()),
+                0o755,
+            );
+        }
+        program(
+            dir.path(),
+            &format!("{tag}-cmd"),
+            &format!("#!{}\n", next.display()),
+            0o755,
+        )
+    };
+    let (d, lines) = login(&chain("ours", &ours), &u, &secret);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    let (d, lines) = login(&chain("theirs", &theirs), &u, &secret);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(
+        logged(
+            &lines,
+            &["interpreter", &theirs.display().to_string(), "uid 65534"]
+        ),
+        "{lines:?}"
+    );
+}

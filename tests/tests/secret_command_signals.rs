@@ -216,3 +216,74 @@ fn a_host_thread_reaping_every_child_is_named_when_it_takes_the_status() {
         "{said}"
     );
 }
+
+/// The same reaper thread when the command leaves a background process holding its
+/// output: the module reaches the time limit, finds the command's status taken, and
+/// says so (it said "timed out", which sent an admin to `secret_command_timeout=`).
+/// Control: without the reaper the same command is named as having exited while
+/// something it started kept its output open.
+#[test]
+fn a_host_thread_reaping_a_command_past_its_time_limit_is_named() {
+    if !require_root("a_host_thread_reaping_a_command_past_its_time_limit_is_named") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = trusted_dir("sigchld-reaper-held");
+    let file = totp_file(&random_secret_b32());
+    let path = dir.path().join("holding");
+    fs::write(
+        &path,
+        format!("#!/bin/sh\ncat <<'EOF'\n{file}EOF\nsleep 1.5 &\n"),
+    )
+    .expect("write");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let run = || run_secret_command(&path, "nobody", "alice", Duration::from_millis(500));
+    let said = run().expect_err("control: output held open").to_string();
+    assert!(
+        said.contains("exited (status 0)") && said.contains("kept its standard output open"),
+        "control: {said}"
+    );
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let reaped = std::sync::atomic::AtomicUsize::new(0);
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                // SAFETY: waitpid with a null status pointer writes no memory.
+                if unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) } > 0 {
+                    reaped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                } else {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        let mut said = Vec::new();
+        for _ in 0..3 {
+            let e = run().expect_err("output held open").to_string();
+            let taken = e.contains("exit status was taken by another thread");
+            said.push(e);
+            if taken {
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // A last child wakes the reaper from its wait.
+        let _ = std::process::Command::new("/bin/true").status();
+        said
+    });
+    assert!(
+        reaped.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the reaper thread took a child"
+    );
+    assert!(
+        result
+            .iter()
+            .any(|e| e.contains("exit status was taken by another thread")
+                && e.contains("waitpid(-1)")),
+        "{result:?}"
+    );
+    assert!(
+        !result.iter().any(|e| e.contains("timed out")),
+        "{result:?}"
+    );
+}

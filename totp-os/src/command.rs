@@ -40,6 +40,8 @@ use totp_core::gafile::GaFileError;
 use zeroize::Zeroizing;
 
 use crate::nss::{self, Passwd};
+
+mod env_line;
 use crate::safefile::{
     DEFAULT_MAX_SIZE, FileError, check_root_controlled, check_root_controlled_interpreter,
 };
@@ -81,6 +83,11 @@ pub enum CommandError {
     /// script itself) could be changed by someone other than root: it runs the script,
     /// so it decides the answer as much as the program does.
     UntrustedInterpreter(String, FileError),
+    /// The program, or an interpreter its `#!` line leads to, could not be read to find
+    /// its own interpreter (a host that is not root): what it names is unknown.
+    Unreadable(String, io::Error),
+    /// A `#!/usr/bin/env …` line whose program cannot be told for certain.
+    EnvUnclear(String, String),
     /// `secret_command_user=` names nobody, or root.
     BadRunAsUser(String),
     /// `secret_command_user=` is the very account logging in (its uid): that account's
@@ -130,6 +137,14 @@ impl fmt::Display for CommandError {
             Self::UntrustedInterpreter(i, e) => write!(
                 f,
                 "secret command not trusted: the interpreter its #! line names ({i}): {e}; it and every directory above it must be owned by root and not writable by group or others"
+            ),
+            Self::Unreadable(p, e) => write!(
+                f,
+                "secret command not trusted: {p} cannot be read here ({e}), so the interpreter its #! line names cannot be checked; make it readable (mode 0755)"
+            ),
+            Self::EnvUnclear(line, why) => write!(
+                f,
+                "secret command not trusted: which program its #! line ({line}) makes env run cannot be told ({why}); name the interpreter by its full path"
             ),
             Self::BadRunAsUser(m) => write!(f, "secret_command_user: {m}"),
             Self::RunsAsTheUser { runner, uid } => write!(
@@ -270,50 +285,97 @@ fn crlf_line(program: &Path) -> bool {
 /// The interpreter path of a `#!` line, from the first 256 bytes of the program, as the
 /// kernel reads it (root reads a root-owned file; nothing else of it is looked at).
 fn interpreter_path(program: &Path) -> Option<PathBuf> {
-    let mut head = [0u8; 256];
-    let n = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
-    let line = head[..n].strip_prefix(b"#!")?;
+    shebang(&read_head(program).ok()?).map(|(path, _)| path)
+}
+
+/// The first bytes of a file, as many as the kernel reads for a `#!` line
+/// (`BINPRM_BUF_SIZE`).
+fn read_head(path: &Path) -> io::Result<Vec<u8>> {
+    let mut head = vec![0u8; 256];
+    let mut f = std::fs::File::open(path)?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(n);
+    Ok(head)
+}
+
+/// A `#!` line's interpreter and its one optional argument, as the kernel splits it:
+/// blanks before the interpreter skipped, the argument everything after the blanks that
+/// follow it, up to the end of the line (or of the 255 bytes read) or a NUL, trailing
+/// blanks cut.
+fn shebang(head: &[u8]) -> Option<(PathBuf, Option<Vec<u8>>)> {
+    let line = head.get(..head.len().min(255))?.strip_prefix(b"#!")?;
     let line = line.split(|&b| b == b'\n').next()?;
-    let word = line
-        .split(|&b| b == b' ' || b == b'\t')
-        .find(|w| !w.is_empty())?;
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(word)))
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = line.iter().position(|b| !blank(b))?;
+    let line = &line[start..];
+    let end = line
+        .iter()
+        .position(|b| blank(b) || *b == 0)
+        .unwrap_or(line.len());
+    let name = &line[..end];
+    let rest = &line[end..];
+    let rest = &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())];
+    let arg = rest
+        .iter()
+        .position(|b| !blank(b))
+        .map(|s| {
+            let a = &rest[s..];
+            let e = a.iter().rposition(|b| !blank(b)).map_or(0, |e| e + 1);
+            a[..e].to_vec()
+        })
+        .filter(|a| !a.is_empty());
+    Some((PathBuf::from(std::ffi::OsStr::from_bytes(name)), arg))
 }
 
 /// The shell glibc's `execvp` runs a file with when the kernel cannot execute it.
 const FALLBACK_SHELL: &str = "/bin/sh";
 
-/// Whether the file starts as an ELF binary does (the kernel runs it itself). A file
-/// that cannot be read counts as one: the exec, not this check, then says why.
-fn starts_with_elf_magic(path: &Path) -> bool {
-    let mut head = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .map_or(true, |n| head[..n] == *b"\x7fELF")
-}
+/// How many interpreters the kernel follows from one exec: its loop over binary
+/// handlers runs at depths 0 to 5, the program and five interpreters (four scripts and
+/// the binary the last names); a sixth fails the exec (ELOOP). Four, as here before,
+/// left the fifth unchecked, and it ran.
+const MAX_INTERPRETERS: usize = 5;
 
-/// How deep the kernel follows interpreters that are scripts themselves
-/// (`BINPRM_MAX_RECURSION`); a deeper chain fails the exec.
-const MAX_INTERPRETERS: usize = 4;
+/// How many programs one check follows, `env` starting a new chain included.
+const MAX_HOPS: usize = 16;
 
 /// Every interpreter the program's `#!` line leads to, checked as the program is: a
 /// script's answer is whatever its interpreter makes of it, so a `#!/opt/tools/python`
 /// that a deploy account can replace would hand that account every user's secret.
-/// `#!/usr/bin/env NAME` checks `env`; NAME is then found on the command's fixed `PATH`.
-fn check_interpreters(program: &Path) -> Result<(), CommandError> {
+/// `#!/usr/bin/env NAME` checks `env`, then NAME where `env` finds it
+/// ([`env_program`]). A program that cannot be read here (a host that is not root) is
+/// refused: its `#!` line is unknown.
+fn check_interpreters(program: &Path, runner: Option<&Passwd>) -> Result<(), CommandError> {
     let mut script = program.to_path_buf();
-    for _ in 0..MAX_INTERPRETERS {
-        let named = match interpreter_path(&script) {
-            Some(named) => named,
+    let mut depth = 0;
+    for _ in 0..MAX_HOPS {
+        let head = read_head(&script)
+            .map_err(|e| CommandError::Unreadable(shown_interpreter(&script), e))?;
+        let (named, arg) = match shebang(&head) {
+            Some(line) => line,
+            // The kernel runs it itself.
+            None if head.starts_with(b"\x7fELF") => return Ok(()),
             // A file the kernel cannot execute (ENOEXEC) is run by the standard
             // library's execvp with /bin/sh, which then decides the answer.
-            None if !starts_with_elf_magic(&script) => PathBuf::from(FALLBACK_SHELL),
-            None => return Ok(()),
+            None => (PathBuf::from(FALLBACK_SHELL), None),
         };
+        depth += 1;
+        if depth > MAX_INTERPRETERS {
+            // The kernel refuses the exec (ELOOP).
+            return Ok(());
+        }
         let fallback = named.as_os_str() == FALLBACK_SHELL;
         // The kernel opens a relative interpreter from the working directory: `/`.
         let interpreter = Path::new("/").join(&named);
-        script = match check_root_controlled_interpreter(&interpreter, MAX_PROGRAM_SIZE) {
+        let resolved = match check_root_controlled_interpreter(&interpreter, MAX_PROGRAM_SIZE) {
             Ok(_) if fallback => return Ok(()),
             Ok(resolved) => resolved,
             Err(FileError::NotFound | FileError::MissingDirectory { .. }) => {
@@ -326,8 +388,82 @@ fn check_interpreters(program: &Path) -> Result<(), CommandError> {
                 ));
             }
         };
+        let is_env = |p: &Path| p.file_name().is_some_and(|n| n == "env");
+        if !(is_env(&named) || is_env(&resolved)) {
+            script = resolved;
+            continue;
+        }
+        // `env` execs the program afresh: the kernel's count starts again.
+        match env_program(&named, arg.as_deref(), &script, runner)? {
+            Some(next) => {
+                script = next;
+                depth = 0;
+            }
+            None => return Ok(()),
+        }
     }
-    Ok(())
+    Err(CommandError::EnvUnclear(
+        shown_interpreter(program),
+        format!("more than {MAX_HOPS} programs in a row"),
+    ))
+}
+
+/// The program a `#!ENV ARG` line makes `env` run, checked like an interpreter: the
+/// first file of that name on env's `PATH` that `secret_command_user=` may execute,
+/// every one before it that exists checked too (deny when any could be changed by
+/// someone other than root). `None`: none exists (the command then exits 127, whose
+/// message names the `PATH`), or `env` runs nothing.
+fn env_program(
+    env: &Path,
+    arg: Option<&[u8]>,
+    script: &Path,
+    runner: Option<&Passwd>,
+) -> Result<Option<PathBuf>, CommandError> {
+    let line = || {
+        let mut l = env.as_os_str().as_bytes().to_vec();
+        if let Some(a) = arg {
+            l.push(b' ');
+            l.extend_from_slice(a);
+        }
+        format!("#!{}", String::from_utf8_lossy(&l).escape_debug())
+    };
+    let run = match env_line::env_run(arg, script, COMMAND_PATH) {
+        Ok(Some(run)) => run,
+        Ok(None) => return Ok(None),
+        Err(why) => return Err(CommandError::EnvUnclear(line(), why)),
+    };
+    for candidate in run.candidates() {
+        match check_root_controlled_interpreter(&candidate, MAX_PROGRAM_SIZE) {
+            Ok(resolved) if executable_by(&resolved, runner) => return Ok(Some(resolved)),
+            Ok(_) | Err(FileError::NotFound | FileError::MissingDirectory { .. }) => {}
+            Err(e) => {
+                return Err(CommandError::UntrustedInterpreter(
+                    format!("{}, which {} runs", shown_interpreter(&candidate), line()),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `execve` as the runner (its uid and gid, no other group) would run the
+/// root-owned regular file at `path`; as root (no runner), any execute bit.
+fn executable_by(path: &Path, runner: Option<&Passwd>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = std::fs::metadata(path) else {
+        return false;
+    };
+    if !md.is_file() {
+        return false;
+    }
+    let bits = match runner {
+        None => 0o111,
+        Some(r) if r.uid == md.uid() => 0o100,
+        Some(r) if r.gid == md.gid() => 0o010,
+        Some(_) => 0o001,
+    };
+    md.mode() & bits != 0
 }
 
 /// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: async-signal-safe, a raw system call.
@@ -538,6 +674,13 @@ pub fn secret_from_command(
         CommandError::Untrusted(FileError::NotFound | FileError::MissingDirectory { .. }) => {
             format!("secret command {} does not exist", cmd.path.escape_debug())
         }
+        CommandError::Untrusted(FileError::Os {
+            op: "open",
+            errno: libc::EACCES,
+        }) => format!(
+            "secret command {} cannot be read here (a host without CAP_DAC_OVERRIDE), so it cannot be checked, nor the interpreter its #! line names; make it readable (mode 0755)",
+            cmd.path.escape_debug()
+        ),
         CommandError::Untrusted(f) => format!(
             "secret command {} not trusted: {f}; the program and every directory above it must be owned by root and not writable by group or others",
             cmd.path.escape_debug()
@@ -615,8 +758,8 @@ pub fn run_bounded(
 ) -> Result<(std::process::ExitStatus, Zeroizing<Vec<u8>>), CommandError> {
     let deadline = Instant::now() + limit;
     check_root_controlled(program, MAX_PROGRAM_SIZE).map_err(CommandError::Untrusted)?;
-    check_interpreters(program)?;
     let runner = run_as.map(run_as_user).transpose()?;
+    check_interpreters(program, runner.as_ref())?;
     // Asked in the parent on a range no descriptor can be in: a refusal here (a seccomp
     // filter, an old kernel) is named as such, where the child's would reach the log
     // as a bare "Operation not permitted" that reads like the program's permissions.
@@ -660,7 +803,7 @@ pub fn run_bounded(
     };
     let output = match read_until(&mut guard, deadline, max_output) {
         Err(CommandError::TimedOut) => {
-            return Err(match exited(&mut guard) {
+            return Err(match exited(&mut guard)? {
                 Some(status) => CommandError::OutputHeldOpen(status),
                 None => CommandError::TimedOut,
             });
@@ -942,15 +1085,23 @@ fn read_until(
 }
 
 /// The child's exit status if it has already exited (not reaped: the guard does that).
-fn exited(guard: &mut KillOnDrop<'_>) -> Option<std::process::ExitStatus> {
+/// A host thread that waits for every child may have taken it: that is named as such
+/// ([`CommandError::StatusTaken`], as [`wait_until`] does), not as a time-out.
+fn exited(guard: &mut KillOnDrop<'_>) -> Result<Option<std::process::ExitStatus>, CommandError> {
     let pid = Pid::from_raw(guard.child.id() as i32);
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    match waitid(Id::Pid(pid), flags) {
-        Ok(WaitStatus::Exited(_, code)) => {
-            Some(std::process::ExitStatus::from_raw((code & 0xff) << 8))
-        }
-        Ok(WaitStatus::Signaled(_, sig, _)) => Some(std::process::ExitStatus::from_raw(sig as i32)),
-        _ => None,
+    loop {
+        return match waitid(Id::Pid(pid), flags) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                Ok(Some(std::process::ExitStatus::from_raw((code & 0xff) << 8)))
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                Ok(Some(std::process::ExitStatus::from_raw(sig as i32)))
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::ECHILD) => Err(CommandError::StatusTaken),
+            _ => Ok(None),
+        };
     }
 }
 
