@@ -40,11 +40,15 @@ pub enum Denial {
     NotPersisted,
     /// The state store refused, or holds a record that cannot be used.
     StateUnusable,
+    /// A right scratch code, refused because the enrolment's record already holds as
+    /// many used scratch codes as it keeps and the file still lists them all.
+    ScratchRecordFull,
 }
 
 impl Denial {
     /// The words of the log line that ends a denied login ("… for USER from HOST"). A
-    /// code was compared only for the first three; "code not verified" says none was.
+    /// code was compared only for the first three and a full record's scratch code;
+    /// "code not verified" says none was.
     /// docs/logging.md and the fail2ban filter depend on these words.
     pub fn log_text(&self) -> &'static str {
         match self {
@@ -63,6 +67,11 @@ impl Denial {
             }
             Denial::Locked => "second factor disabled after too many failures (max_failures)",
             Denial::NotPersisted => "state could not be saved",
+            // Not "secret file unusable": the file is fine, the record of used scratch
+            // codes has no room, and the err line before it names the way out.
+            Denial::ScratchRecordFull => {
+                "scratch code refused (the record of used scratch codes is full)"
+            }
             Denial::StateUnusable => "code not verified (state store unusable)",
             Denial::BadFile => "code not verified (secret file unusable)",
             Denial::NoSecret => "code not verified (no secret configured)",

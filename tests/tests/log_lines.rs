@@ -1215,3 +1215,101 @@ fn first_pass_tokens_are_charged_alike_with_or_without_an_account() {
         }
     }
 }
+
+/// A right scratch code refused because the record already holds 16 used scratch
+/// codes and the file (immutable here, as a configuration-managed one would be) still
+/// lists them all: its own closing line, after an `err` line naming the way out
+/// (`totp-enroll --regenerate-scratch-codes` or a re-enrolment; not `totp-state
+/// reset`), never "secret file unusable", which sent the admin to a file that is fine.
+/// Not counted by fail2ban: only a holder of the code sends it. The user is told.
+/// Controls: the same file's first 16 scratch codes and a TOTP code after the refusal
+/// log in, and a wrong code from another host is counted.
+#[test]
+fn a_scratch_code_refused_by_a_full_record_says_so_and_is_not_counted() {
+    let t = "a_scratch_code_refused_by_a_full_record_says_so_and_is_not_counted";
+    if !require_root(t)
+        || !require_tool(t, "unshare")
+        || !require_tool(t, "fail2ban-regex")
+        || !require_tool(t, "chattr")
+    {
+        return;
+    }
+    struct Immutable(std::path::PathBuf);
+    impl Drop for Immutable {
+        fn drop(&mut self) {
+            let _ = run("chattr", [std::ffi::OsStr::new("-i"), self.0.as_os_str()]);
+        }
+    }
+    let u = TestUser::create("f2bsf");
+    let secret = random_secret_b32();
+    let codes: Vec<String> = (0..17).map(|i| format!("{}", 35_000_000 + i)).collect();
+    let path = u.write_secret(
+        &format!("{}{}\n", totp_file(&secret), codes.join("\n")),
+        0o600,
+    );
+    let out = run("chattr", [std::ffi::OsStr::new("+i"), path.as_os_str()]);
+    assert!(out.status.success(), "chattr +i: {out:?}");
+    let _immutable = Immutable(path.clone());
+    let stack = Stack::new();
+    stack.service("svc", &format!("auth required {}\n", installed(&stack, "")));
+    let mut all = Vec::new();
+    for (i, c) in (0u64..).zip(&codes[..16]) {
+        let (_, l) = login(
+            Driver::login(&stack, &u, c).rhost("192.0.2.60").at(T0 + i),
+            "PAM_SUCCESS",
+            &mut all,
+        );
+        assert!(has(&l, "accepted scratch code for"), "control {c}: {l:#?}");
+    }
+    let (d, l) = login(
+        Driver::login(&stack, &u, &codes[16])
+            .rhost("192.0.2.61")
+            .at(T0 + 20),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(
+        has(
+            &l,
+            "scratch code refused (the record of used scratch codes is full) for"
+        ),
+        "{l:#?}"
+    );
+    assert!(!has(&l, "secret file unusable"), "{l:#?}");
+    assert!(
+        l.iter()
+            .any(|l| l.contains("16 scratch codes of this secret")
+                && l.contains("totp-enroll --regenerate-scratch-codes")
+                && l.contains("`totp-state reset` does not make room")),
+        "{l:#?}"
+    );
+    assert!(
+        d.messages
+            .iter()
+            .any(|(style, text)| *style == 3 && text.contains("ask an administrator")),
+        "the user is told: {d:?}"
+    );
+    // Fail closed, and nothing else is held up: a TOTP code still logs in.
+    let at = T0 + 120;
+    let (_, l) = login(
+        Driver::login(&stack, &u, &code_at(&secret, at))
+            .rhost("192.0.2.61")
+            .at(at),
+        "PAM_SUCCESS",
+        &mut all,
+    );
+    assert!(has(&l, "accepted time-based code"), "{l:#?}");
+    let (_, l) = login(
+        Driver::login(&stack, &u, &wrong_totp(&secret, at + 60))
+            .rhost("192.0.2.62")
+            .at(at + 60),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(has(&l, "invalid verification code for"), "{l:#?}");
+
+    let hits = fail2ban_hits(&all);
+    let hosts: BTreeSet<&str> = hits.iter().map(String::as_str).collect();
+    let want: BTreeSet<&str> = ["192.0.2.62"].into_iter().collect();
+    assert_eq!(hosts, want, "matched hosts; log:\n{}", all.join("\n"));
+}

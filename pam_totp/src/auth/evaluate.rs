@@ -727,6 +727,26 @@ impl Ctx {
             }
             verify::VerifyError::Store(e) => self.store_failed(io, who, name, e),
             verify::VerifyError::ClockFault => Err(AuthError::Clock),
+            // Fail closed like any refusal, but not in the words of an unusable file:
+            // the file is fine and an admin sent to it finds nothing wrong.
+            e @ verify::VerifyError::TooManyUsedScratch => {
+                io.log(
+                    Level::Err,
+                    &format!(
+                        "{who} from {} ({shown}): a right scratch code was refused: {e}; \
+                         `totp-state reset` does not make room (what was used stays used)",
+                        self.from
+                    ),
+                );
+                // Only an answer that matched an unused scratch code gets here, so this
+                // tells nothing to anyone who does not hold one.
+                let _ = io.converse(
+                    Style::ErrorMsg,
+                    "that scratch code cannot be used now; ask an administrator for new \
+                     scratch codes",
+                );
+                Ok(self.denied(io, who, Denial::ScratchRecordFull))
+            }
             e => {
                 io.log(Level::Err, &format!("secret file {shown}: {e}"));
                 Ok(self.denied(io, who, Denial::BadFile))
