@@ -45,6 +45,13 @@ fn login(cmd: &Path, user: &TestUser, secret: &str) -> (Drive, Vec<String>) {
     login_logged(&stack_for(cmd), user, &code_at(secret, now()), PEER, None)
 }
 
+/// The login through `cmd` fails, and one log line holds every one of `needles`.
+fn refused_saying(cmd: &Path, user: &TestUser, secret: &str, needles: &[&str]) {
+    let (d, lines) = login(cmd, user, secret);
+    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
+    assert!(logged(&lines, needles), "{needles:?}: {lines:?}");
+}
+
 /// A tmpfs mounted `noexec` on a directory, unmounted on drop.
 struct NoexecMount(PathBuf);
 
@@ -242,18 +249,15 @@ fn a_background_child_holding_the_output_is_named_in_the_log() {
         &format!("#!/bin/sh\nsleep {marker} &\n{serve}"),
         0o755,
     );
-    let (d, lines) = login(&holding, &u, &secret);
-    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
-    assert!(
-        logged(
-            &lines,
-            &[
-                "exited (status 0)",
-                "kept its standard output open",
-                "/dev/null"
-            ]
-        ),
-        "{lines:?}"
+    refused_saying(
+        &holding,
+        &u,
+        &secret,
+        &[
+            "exited (status 0)",
+            "kept its standard output open",
+            "/dev/null",
+        ],
     );
     let left = || {
         fs::read_dir("/proc").is_ok_and(|entries| {
@@ -423,14 +427,11 @@ fn an_untrusted_or_missing_program_is_named_in_the_log_with_the_rule() {
         );
     }
     let gone = dir.path().join("gone");
-    let (d, lines) = login(&gone, &u, &secret);
-    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
-    assert!(
-        logged(
-            &lines,
-            &[&format!("secret command {} does not exist", gone.display())]
-        ),
-        "{lines:?}"
+    refused_saying(
+        &gone,
+        &u,
+        &secret,
+        &[&format!("secret command {} does not exist", gone.display())],
     );
 }
 
@@ -460,11 +461,11 @@ fn a_warning_printed_before_the_secret_is_named_in_the_log() {
         &format!("#!/bin/sh\necho 'WARNING: token expires soon'\n{serve}"),
         0o755,
     );
-    let (d, lines) = login(&to_stdout, &u, &secret);
-    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
-    assert!(
-        logged(&lines, &["the secret must be its first line", "stderr"]),
-        "{lines:?}"
+    refused_saying(
+        &to_stdout,
+        &u,
+        &secret,
+        &["the secret must be its first line", "stderr"],
     );
     assert!(
         !lines
@@ -496,12 +497,7 @@ fn a_command_killed_by_sigkill_names_the_likely_killers() {
         &format!("#!/bin/sh\nkill -9 $$\n{serve}"),
         0o755,
     );
-    let (d, lines) = login(&killed, &u, &secret);
-    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
-    assert!(
-        logged(&lines, &["killed by signal 9", "OOM killer"]),
-        "{lines:?}"
-    );
+    refused_saying(&killed, &u, &secret, &["killed by signal 9", "OOM killer"]);
 }
 
 /// The command starts a session of its own, so nothing it starts can get back into the
@@ -771,14 +767,11 @@ fn the_interpreters_admins_ship_pass_the_check() {
         "control: root's copy: {d:?} {lines:?}"
     );
     std::os::unix::fs::chown(&env, Some(65534), None).expect("chown");
-    let (d, lines) = login(&via_copy, &u, &secret);
-    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
-    assert!(
-        logged(
-            &lines,
-            &["interpreter", &env.display().to_string(), "uid 65534"]
-        ),
-        "{lines:?}"
+    refused_saying(
+        &via_copy,
+        &u,
+        &secret,
+        &["interpreter", &env.display().to_string(), "uid 65534"],
     );
 }
 
@@ -917,11 +910,11 @@ fn the_program_env_runs_is_checked_like_an_interpreter() {
         &format!("#!/usr/bin/env -S -a tool bash\n{body}"),
         0o755,
     );
-    let (d, lines) = login(&unclear, &u, &secret);
-    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
-    assert!(
-        logged(&lines, &["which program its #! line", "cannot be told"]),
-        "{lines:?}"
+    refused_saying(
+        &unclear,
+        &u,
+        &secret,
+        &["which program its #! line", "cannot be told"],
     );
 }
 
@@ -973,14 +966,11 @@ fn a_compiled_secret_command_logs_in_and_a_group_writable_one_is_refused() {
     let (d, lines) = login(&cmd, &u, &secret);
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
     fs::set_permissions(&cmd, fs::Permissions::from_mode(0o775)).expect("chmod");
-    let (d, lines) = login(&cmd, &u, &secret);
-    assert!(matches!(d.returned(), Returned::Failed(_)), "{d:?}");
-    assert!(
-        logged(
-            &lines,
-            &[&format!("secret command {} not trusted", cmd.display())]
-        ),
-        "{lines:?}"
+    refused_saying(
+        &cmd,
+        &u,
+        &secret,
+        &[&format!("secret command {} not trusted", cmd.display())],
     );
 }
 
