@@ -821,3 +821,20 @@ fn the_record_reader_reads_fields_in_order_and_refuses_a_short_record() {
     assert_eq!(r.u8(), Ok(9));
     assert!(r.u8().is_err());
 }
+
+/// The size bound is on the record, whatever it holds: one byte over it is refused
+/// even when it would otherwise read, a record of exactly the bound is read.
+#[test]
+fn a_record_over_the_size_bound_is_refused_and_one_at_it_is_read() {
+    let sized = |len: usize| {
+        let mut b = vec![2, 0];
+        b.resize(len, 0xAA);
+        b
+    };
+    let at = UserState::decode(&sized(MAX_ENCODED_LEN)).expect("at the bound");
+    assert_eq!(at.extra.len(), MAX_ENCODED_LEN - 2);
+    assert_eq!(
+        UserState::decode(&sized(MAX_ENCODED_LEN + 1)),
+        Err(StoreError::Corrupt("record too large".to_owned()))
+    );
+}
