@@ -2575,3 +2575,21 @@ fn scratch_tags_carried_rename_only_the_used_listed_codes() {
             .is_empty()
     );
 }
+
+/// The file's `PAM_TOTP_LAST_STEP` line is named as the mark's source only when it
+/// raises the record's: equal, the record holds the mark too, and a mark ahead of the
+/// clock is reported as the store's (which a reset of the store settles), not the file's.
+#[test]
+fn a_last_step_line_equal_to_the_records_mark_leaves_the_mark_the_records() {
+    let cfg = file(&format!("{S}\n\" PAM_TOTP_LAST_STEP 100\n\" TOTP_AUTH\n"))
+        .config()
+        .expect("a valid file");
+    let ending = |step: u64| Marks {
+        totp_until: Some((step + 1) * 30),
+        ..Marks::default()
+    };
+    assert_eq!(effective_mark(&cfg, &ending(100)), Some((100, false)));
+    assert_eq!(effective_mark(&cfg, &ending(101)), Some((101, false)));
+    assert_eq!(effective_mark(&cfg, &ending(99)), Some((100, true)));
+    assert_eq!(effective_mark(&cfg, &Marks::default()), Some((100, true)));
+}
