@@ -2593,3 +2593,45 @@ fn a_last_step_line_equal_to_the_records_mark_leaves_the_mark_the_records() {
     assert_eq!(effective_mark(&cfg, &ending(99)), Some((100, true)));
     assert_eq!(effective_mark(&cfg, &Marks::default()), Some((100, true)));
 }
+
+/// Records ahead of the clock: within [`CLOCK_SLACK_SECS`] nothing is said; beyond it
+/// up to the clock-lag allowance they are kept and reported; beyond the allowance
+/// their times are dropped. Each edge exactly.
+#[test]
+fn records_ahead_of_the_clock_are_judged_at_each_edge_exactly() {
+    let cfg = file(&format!("{S}\n\" TOTP_AUTH\n"))
+        .config()
+        .expect("a valid file");
+    let p = Policy::default();
+    let now = 1_800_000_000;
+    let load = |lead: u64| {
+        let state = UserState {
+            extra: Ledger {
+                attempts: vec![now + lead],
+                ..Ledger::default()
+            }
+            .encode(),
+            ..UserState::default()
+        };
+        let mut w = Vec::new();
+        let l = load_ledger(&cfg, &state, &p, now, &mut w).expect("a ledger");
+        (l.attempts, w)
+    };
+    let (kept, w) = load(CLOCK_SLACK_SECS);
+    assert_eq!((kept, w), (vec![now], vec![]));
+    let (kept, w) = load(CLOCK_SLACK_SECS + 1);
+    assert_eq!(kept, vec![now]);
+    assert_eq!(
+        w,
+        vec![Warning::RecordsAheadOfClock {
+            latest: now + CLOCK_SLACK_SECS + 1,
+            ahead: CLOCK_SLACK_SECS + 1
+        }]
+    );
+    let (kept, w) = load(p.max_clock_lag_secs);
+    assert_eq!(kept, vec![now]);
+    assert!(matches!(w[..], [Warning::RecordsAheadOfClock { .. }]));
+    let (dropped, w) = load(p.max_clock_lag_secs + 1);
+    assert!(dropped.is_empty());
+    assert!(matches!(w[..], [Warning::FutureRecordsDropped { .. }]));
+}
