@@ -2635,3 +2635,30 @@ fn records_ahead_of_the_clock_are_judged_at_each_edge_exactly() {
     assert!(dropped.is_empty());
     assert!(matches!(w[..], [Warning::FutureRecordsDropped { .. }]));
 }
+
+/// A file's failure count below the throttling threshold, taken in on the store's
+/// first use, imposes no wait, even dated ahead of the clock; at the threshold it
+/// imposes the backoff from the failure's time (the control).
+#[test]
+fn migrated_failures_below_the_threshold_impose_no_wait() {
+    let p = Policy::default();
+    let now = 1_800_000_000;
+    let load = |count: u32| {
+        let cfg = file(&format!(
+            "{S}\n\" PAM_TOTP_FAILURES {count} {}\n\" TOTP_AUTH\n",
+            now + 30
+        ))
+        .config()
+        .expect("a valid file");
+        let mut w = Vec::new();
+        load_ledger(&cfg, &UserState::default(), &p, now, &mut w).expect("a ledger")
+    };
+    let below = load(p.throttle_after - 1);
+    assert_eq!(below.consecutive, p.throttle_after - 1);
+    assert_eq!(below.blocked_until, 0);
+    let at = load(p.throttle_after);
+    assert_eq!(
+        at.blocked_until,
+        now + 30 + p.backoff_secs(p.throttle_after)
+    );
+}
