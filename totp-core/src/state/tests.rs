@@ -219,6 +219,34 @@ fn tags_are_keyed_and_unambiguous() {
     assert_eq!(a.tag(&[b"ab", b"c"]), a.tag(&[b"ab", b"c"]));
     assert!(StoreKey::from_slice(&[0; 31]).is_err());
     assert_eq!(format!("{a:?}"), "StoreKey(..)");
+    // The stores write the key as they were given it, and read it back unchanged.
+    let bytes: [u8; STORE_KEY_LEN] = std::array::from_fn(|i| i as u8 + 2);
+    assert_eq!(StoreKey::new(bytes).as_bytes(), &bytes);
+    assert_eq!(
+        StoreKey::from_slice(&bytes).map(|k| *k.as_bytes()),
+        Ok(bytes)
+    );
+}
+
+/// Marks with nothing in them are no marks: an enrolment that binds none takes no
+/// place among the [`MAX_ENROLMENTS`], so it pushes no other enrolment's marks out.
+#[test]
+fn empty_marks_take_no_place_and_forget_nothing() {
+    let mut s = UserState::default();
+    for i in 0..MAX_ENROLMENTS as u64 {
+        s = s.with_marks(EnrolmentId(i), marks(Some(60 + i), None, &[]));
+    }
+    let full = s.clone();
+    let next = s.with_marks(EnrolmentId(99), Marks::default());
+    assert_eq!(next.marks_of(EnrolmentId(99)), None);
+    assert_eq!(next, full, "every other enrolment's marks kept");
+    // Emptied, an enrolment's marks are dropped; the control: kept while they hold any.
+    let id = EnrolmentId(2);
+    assert_eq!(full.with_marks(id, Marks::default()).marks_of(id), None);
+    assert_eq!(
+        full.with_marks(id, marks(None, None, &[7])).marks_of(id),
+        Some(&marks(None, None, &[7]))
+    );
 }
 
 #[test]
@@ -656,4 +684,157 @@ fn a_reset_forgets_version_1_marks_only_when_told() {
     let bytes = next.encode();
     assert_eq!(bytes[0], 2);
     assert_eq!(UserState::decode(&bytes).expect("decodes"), next);
+}
+
+/// A version-1 mark that ends exactly where a reset stops keeping marks is kept, and is
+/// not reported: a login honours it, so lowering it would only say something changed
+/// (with `--clock-fault`) or reopen codes under it (without). One step later it is
+/// lowered (the control).
+#[test]
+fn a_version_1_mark_ending_at_the_limit_is_kept_and_not_reported() {
+    let now0 = EARLIEST_CLOCK + 1_000_000;
+    let cap0 = reset_mark_cap(now0).expect("a trusted clock");
+    let now = now0 + (30 - cap0 % 30) % 30;
+    let cap = reset_mark_cap(now).expect("a trusted clock");
+    assert_eq!(cap % 30, 0);
+    let legacy = |step| UserState {
+        legacy: Some(LegacyMarks {
+            last_step: Some(step),
+            hotp: None,
+        }),
+        ..UserState::default()
+    };
+    let at = |secs: u64, clock_fault| ResetHow {
+        clock_fault,
+        legacy_step_secs: Some(secs),
+        ..ResetHow::default()
+    };
+
+    // --clock-fault, the file's 30-s step known: a mark ending at the cap is kept.
+    let edge = legacy(cap / 30 - 1);
+    let (next, lowered) = edge.lifted(Some(cap), at(30, true));
+    assert!(!lowered);
+    assert_eq!(next.legacy, edge.legacy);
+    let (next, lowered) = legacy(cap / 30).lifted(Some(cap), at(30, true));
+    assert!(lowered);
+    assert_eq!(next.legacy, edge.legacy);
+
+    // The step unknown (read at the shortest): a mark ending where the reset stops
+    // keeping is kept, one second later it is lowered to the cap.
+    let beyond = reset_lowers_after(cap);
+    let edge = legacy(beyond - 1);
+    let (next, lowered) = edge.lifted(Some(cap), how(false));
+    assert!(!lowered);
+    assert_eq!(next.legacy, edge.legacy);
+    let (next, lowered) = legacy(beyond).lifted(Some(cap), how(false));
+    assert!(lowered);
+    assert_eq!(next.legacy, legacy(cap - 1).legacy);
+
+    // Reported only beyond the cap at GA's default step.
+    assert!(!legacy(cap / 30 - 1).legacy_mark_beyond(Some(cap), true));
+    assert!(legacy(cap / 30).legacy_mark_beyond(Some(cap), true));
+}
+
+/// Records what each reset was told.
+#[derive(Default)]
+struct HowSeen(Vec<(u64, ResetHow)>);
+
+impl StateStore for HowSeen {
+    fn update_within(
+        &mut self,
+        _: Uid,
+        _: &dyn AnswerBound,
+        _: &mut dyn FnMut(&UserState) -> Write,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn read(&mut self, _: Uid) -> Result<UserState, StoreError> {
+        Ok(UserState::default())
+    }
+
+    fn reset_with(&mut self, _: Uid, now: u64, how: ResetHow) -> Result<Reset, StoreError> {
+        self.0.push((now, how));
+        Ok(Reset::Absent)
+    }
+
+    fn context(&mut self, _: Missing) -> Result<Option<StoreContext>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// `totp-state reset --clock-fault` reaches every store's reset: without it a mark set
+/// by a clock that was ahead stayed, and the user stayed refused. The control: a plain
+/// reset says no clock fault.
+#[test]
+fn a_reset_passes_the_admins_clock_fault_to_the_store() {
+    let mut store = HowSeen::default();
+    store.reset(1, 1_800_000_000, true).expect("reset");
+    store.reset(1, 1_800_000_001, false).expect("reset");
+    assert_eq!(
+        store.0,
+        [
+            (1_800_000_000, how(true)),
+            (1_800_000_001, ResetHow::default())
+        ]
+    );
+}
+
+/// A lost store record is recreated complete since a trusted clock only: from a clock
+/// before [`EARLIEST_CLOCK`] (a dead RTC) it is left missing, so no floor in 1970
+/// reopens every code used before the loss (R34).
+#[test]
+fn a_store_record_is_recreated_only_from_a_trusted_clock() {
+    assert_eq!(Missing::recreate_at(0), Missing::Leave);
+    assert_eq!(Missing::recreate_at(EARLIEST_CLOCK - 1), Missing::Leave);
+    assert_eq!(
+        Missing::recreate_at(EARLIEST_CLOCK),
+        Missing::Create {
+            complete_since: EARLIEST_CLOCK
+        }
+    );
+    assert_eq!(
+        Missing::recreate_at(EARLIEST_CLOCK + 1),
+        Missing::Create {
+            complete_since: EARLIEST_CLOCK + 1
+        }
+    );
+}
+
+/// The reader shared with the throttling ledger reads little-endian fields in order
+/// and refuses a record cut short.
+#[test]
+fn the_record_reader_reads_fields_in_order_and_refuses_a_short_record() {
+    let mut bytes = vec![7u8];
+    bytes.extend_from_slice(&0x0102_0304u32.to_le_bytes());
+    bytes.extend_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+    bytes.push(9);
+    let mut r = Reader {
+        b: &bytes,
+        what: "test record",
+    };
+    assert_eq!(r.u8(), Ok(7));
+    assert_eq!(r.u32(), Ok(0x0102_0304));
+    assert_eq!(r.u64(), Ok(0x1122_3344_5566_7788));
+    assert!(r.u32().is_err(), "one byte left");
+    assert_eq!(r.b, [9]);
+    assert_eq!(r.u8(), Ok(9));
+    assert!(r.u8().is_err());
+}
+
+/// The size bound is on the record, whatever it holds: one byte over it is refused
+/// even when it would otherwise read, a record of exactly the bound is read.
+#[test]
+fn a_record_over_the_size_bound_is_refused_and_one_at_it_is_read() {
+    let sized = |len: usize| {
+        let mut b = vec![2, 0];
+        b.resize(len, 0xAA);
+        b
+    };
+    let at = UserState::decode(&sized(MAX_ENCODED_LEN)).expect("at the bound");
+    assert_eq!(at.extra.len(), MAX_ENCODED_LEN - 2);
+    assert_eq!(
+        UserState::decode(&sized(MAX_ENCODED_LEN + 1)),
+        Err(StoreError::Corrupt("record too large".to_owned()))
+    );
 }

@@ -2575,3 +2575,90 @@ fn scratch_tags_carried_rename_only_the_used_listed_codes() {
             .is_empty()
     );
 }
+
+/// The file's `PAM_TOTP_LAST_STEP` line is named as the mark's source only when it
+/// raises the record's: equal, the record holds the mark too, and a mark ahead of the
+/// clock is reported as the store's (which a reset of the store settles), not the file's.
+#[test]
+fn a_last_step_line_equal_to_the_records_mark_leaves_the_mark_the_records() {
+    let cfg = file(&format!("{S}\n\" PAM_TOTP_LAST_STEP 100\n\" TOTP_AUTH\n"))
+        .config()
+        .expect("a valid file");
+    let ending = |step: u64| Marks {
+        totp_until: Some((step + 1) * 30),
+        ..Marks::default()
+    };
+    assert_eq!(effective_mark(&cfg, &ending(100)), Some((100, false)));
+    assert_eq!(effective_mark(&cfg, &ending(101)), Some((101, false)));
+    assert_eq!(effective_mark(&cfg, &ending(99)), Some((100, true)));
+    assert_eq!(effective_mark(&cfg, &Marks::default()), Some((100, true)));
+}
+
+/// Records ahead of the clock: within [`CLOCK_SLACK_SECS`] nothing is said; beyond it
+/// up to the clock-lag allowance they are kept and reported; beyond the allowance
+/// their times are dropped. Each edge exactly.
+#[test]
+fn records_ahead_of_the_clock_are_judged_at_each_edge_exactly() {
+    let cfg = file(&format!("{S}\n\" TOTP_AUTH\n"))
+        .config()
+        .expect("a valid file");
+    let p = Policy::default();
+    let now = 1_800_000_000;
+    let load = |lead: u64| {
+        let state = UserState {
+            extra: Ledger {
+                attempts: vec![now + lead],
+                ..Ledger::default()
+            }
+            .encode(),
+            ..UserState::default()
+        };
+        let mut w = Vec::new();
+        let l = load_ledger(&cfg, &state, &p, now, &mut w).expect("a ledger");
+        (l.attempts, w)
+    };
+    let (kept, w) = load(CLOCK_SLACK_SECS);
+    assert_eq!((kept, w), (vec![now], vec![]));
+    let (kept, w) = load(CLOCK_SLACK_SECS + 1);
+    assert_eq!(kept, vec![now]);
+    assert_eq!(
+        w,
+        vec![Warning::RecordsAheadOfClock {
+            latest: now + CLOCK_SLACK_SECS + 1,
+            ahead: CLOCK_SLACK_SECS + 1
+        }]
+    );
+    let (kept, w) = load(p.max_clock_lag_secs);
+    assert_eq!(kept, vec![now]);
+    assert!(matches!(w[..], [Warning::RecordsAheadOfClock { .. }]));
+    let (dropped, w) = load(p.max_clock_lag_secs + 1);
+    assert!(dropped.is_empty());
+    assert!(matches!(w[..], [Warning::FutureRecordsDropped { .. }]));
+}
+
+/// A file's failure count below the throttling threshold, taken in on the store's
+/// first use, imposes no wait, even dated ahead of the clock; at the threshold it
+/// imposes the backoff from the failure's time (the control).
+#[test]
+fn migrated_failures_below_the_threshold_impose_no_wait() {
+    let p = Policy::default();
+    let now = 1_800_000_000;
+    let load = |count: u32| {
+        let cfg = file(&format!(
+            "{S}\n\" PAM_TOTP_FAILURES {count} {}\n\" TOTP_AUTH\n",
+            now + 30
+        ))
+        .config()
+        .expect("a valid file");
+        let mut w = Vec::new();
+        load_ledger(&cfg, &UserState::default(), &p, now, &mut w).expect("a ledger")
+    };
+    let below = load(p.throttle_after - 1);
+    assert_eq!(below.consecutive, p.throttle_after - 1);
+    assert_eq!(below.blocked_until, 0);
+    let at = load(p.throttle_after);
+    assert_eq!(
+        at.blocked_until,
+        now + 30 + p.backoff_secs(p.throttle_after)
+    );
+}
