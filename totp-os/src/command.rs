@@ -271,15 +271,13 @@ fn shown_interpreter(path: &Path) -> String {
 
 /// Whether the program's `#!` line ends in a carriage return (CRLF line ends).
 fn crlf_line(program: &Path) -> bool {
-    let mut head = [0u8; 256];
-    let Ok(n) = std::fs::File::open(program).and_then(|mut f| f.read(&mut head)) else {
-        return false;
-    };
-    head[..n].starts_with(b"#!")
-        && head[..n]
-            .split(|&b| b == b'\n')
-            .next()
-            .is_some_and(|line| line.ends_with(b"\r"))
+    read_head(program).is_ok_and(|head| {
+        head.starts_with(b"#!")
+            && head
+                .split(|&b| b == b'\n')
+                .next()
+                .is_some_and(|line| line.ends_with(b"\r"))
+    })
 }
 
 /// The interpreter path of a `#!` line, from the first 256 bytes of the program, as the
@@ -712,8 +710,9 @@ pub fn run_secret_command(
     user: &str,
     limit: Duration,
 ) -> Result<SecretOutput, CommandError> {
-    refuse_the_users_own_account(run_as, user)?;
-    let (status, output) = run_bounded(program, &[user], Some(run_as), DEFAULT_MAX_SIZE, limit)?;
+    let runner = run_as_user(run_as)?;
+    refuse_the_users_own_account(&runner, run_as, user)?;
+    let (status, output) = run_bounded(program, &[user], Some(&runner), DEFAULT_MAX_SIZE, limit)?;
     match (status.code(), output.is_empty()) {
         (Some(0), false) => Ok(SecretOutput::Secret(output)),
         (Some(0), true) => Err(CommandError::EmptyOutput),
@@ -728,8 +727,11 @@ pub fn run_secret_command(
 /// R32: the command must not run as the account it answers for. Compared by uid, so a
 /// second name of the same account is refused too. A user the directory cannot answer
 /// for is left to the login's own lookup, which already found the canonical name.
-fn refuse_the_users_own_account(run_as: &str, user: &str) -> Result<(), CommandError> {
-    let runner = run_as_user(run_as)?;
+fn refuse_the_users_own_account(
+    runner: &Passwd,
+    run_as: &str,
+    user: &str,
+) -> Result<(), CommandError> {
     match nss::lookup_user_by_name(user) {
         Ok(Some(pw)) if pw.uid == runner.uid => Err(CommandError::RunsAsTheUser {
             runner: run_as.to_owned(),
@@ -743,8 +745,8 @@ fn refuse_the_users_own_account(run_as: &str, user: &str) -> Result<(), CommandE
 /// checks, descriptors, signals, environment and process group of the module docs
 /// above) and returns its exit status and standard output, read up to `max_output`
 /// bytes within `limit`; past either the whole process group is killed
-/// ([`CommandError::TooLarge`], [`CommandError::TimedOut`]). `run_as`: the account it
-/// runs as, never root; `None` keeps the caller's identity, for an admin tool whose
+/// ([`CommandError::TooLarge`], [`CommandError::TimedOut`]). `runner`: the account it
+/// runs as, looked up by the caller (never root: `run_as_user`); `None` keeps the caller's identity, for an admin tool whose
 /// program must see what root sees (`totp-state audit`'s `getent passwd`: a directory
 /// may answer root alone), and for the host-name lookup of `crate::resolve`, which
 /// runs as the host would have run getaddrinfo. The secret command always names an
@@ -752,14 +754,13 @@ fn refuse_the_users_own_account(run_as: &str, user: &str) -> Result<(), CommandE
 pub fn run_bounded(
     program: &Path,
     args: &[&str],
-    run_as: Option<&str>,
+    runner: Option<&Passwd>,
     max_output: usize,
     limit: Duration,
 ) -> Result<(std::process::ExitStatus, Zeroizing<Vec<u8>>), CommandError> {
     let deadline = Instant::now() + limit;
     check_root_controlled(program, MAX_PROGRAM_SIZE).map_err(CommandError::Untrusted)?;
-    let runner = run_as.map(run_as_user).transpose()?;
-    check_interpreters(program, runner.as_ref())?;
+    check_interpreters(program, runner)?;
     // Asked in the parent on a range no descriptor can be in: a refusal here (a seccomp
     // filter, an old kernel) is named as such, where the child's would reach the log
     // as a bare "Operation not permitted" that reads like the program's permissions.
@@ -799,7 +800,7 @@ pub fn run_bounded(
     let mut child = command.spawn().map_err(|e| spawn_error(program, e))?;
     let mut guard = KillOnDrop {
         child: &mut child,
-        sweep_session: run_as.is_some(),
+        sweep_session: runner.is_some(),
     };
     let output = match read_until(&mut guard, deadline, max_output) {
         Err(CommandError::TimedOut) => {
@@ -893,15 +894,7 @@ impl KillOnDrop<'_> {
     /// (`waitpid(-1)`) may have reaped it, and then its pid, and with it the group and
     /// session id, may belong to another process by now.
     fn unreaped(&mut self) -> bool {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-        loop {
-            match waitid(Id::Pid(pid), flags) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(nix::errno::Errno::ECHILD) => return false,
-                _ => return true,
-            }
-        }
+        !matches!(exited(self), Err(CommandError::StatusTaken))
     }
 }
 
