@@ -290,16 +290,7 @@ fn interpreter_path(program: &Path) -> Option<PathBuf> {
 /// (`BINPRM_BUF_SIZE`).
 fn read_head(path: &Path) -> io::Result<Vec<u8>> {
     let mut head = vec![0u8; 256];
-    let mut f = std::fs::File::open(path)?;
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let n = crate::safefile::read_at_most(&std::fs::File::open(path)?, &mut head, 0)?;
     head.truncate(n);
     Ok(head)
 }

@@ -201,17 +201,7 @@ fn segments_in_file(path: &Path, checked: &FileInfo) -> Result<(), String> {
 
 /// `buf` filled from offset `at` of `file`, or as much as is there.
 fn read_full(file: &std::fs::File, buf: &mut [u8], at: u64) -> Result<usize, String> {
-    use std::os::unix::fs::FileExt;
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], at.saturating_add(filled as u64)) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
-    Ok(filled)
+    crate::safefile::read_at_most(file, buf, at).map_err(|e| format!("read: {e}"))
 }
 
 /// Where an ELF file's program header table is, and how to read its entries.

@@ -297,6 +297,7 @@ pub use error::{Absence, Chain, FileError};
 #[cfg(test)]
 use lock::*;
 pub use lock::{LockedFile, is_refused_read_only_lock, lock_with_deadline, open_refused_lock};
+pub(crate) use read::read_at_most;
 use read::*;
 pub use read::{
     check_root_controlled, check_root_controlled_interpreter, check_socket_path, on_network_fs,

@@ -293,15 +293,8 @@ fn next_slot(slots: &[Slot], durable: bool) -> usize {
 
 fn read_all(file: &File) -> Result<Vec<u8>, StoreError> {
     let mut buf = vec![0u8; MAX_FILE_LEN + 1];
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_error("read state file", &e)),
-        }
-    }
+    let filled = crate::safefile::read_at_most(file, &mut buf, 0)
+        .map_err(|e| io_error("read state file", &e))?;
     if filled > MAX_FILE_LEN {
         return Err(StoreError::Corrupt("state file is too large".into()));
     }

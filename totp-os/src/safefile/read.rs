@@ -285,3 +285,19 @@ fn check_socket(dir: &impl AsFd, name: &OsStr, dir_owner: uid_t) -> Result<(), F
     }
     Ok(())
 }
+
+/// `buf` filled from offset `at` of `file`, or as much as the file holds there: the
+/// number of bytes read (fewer than `buf.len()` only at the end of the file).
+pub(crate) fn read_at_most(file: &std::fs::File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], at.saturating_add(filled as u64)) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
