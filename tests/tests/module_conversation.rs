@@ -93,6 +93,74 @@ fn in_process_conversation_failures_through_pamapp() {
     assert_eq!(tx.authenticate(0), codes::SUCCESS);
 }
 
+/// pam_totp(8), RETURN VALUES: a conversation that returns `PAM_ABORT` (the application
+/// wants the transaction ended, pam(3)) or `PAM_BUF_ERR` at the code prompt has the
+/// module return that code, so that `pam_authenticate` hands it back to the application
+/// under a `required` line; any other conversation failure is `PAM_CONV_ERR`. Asked once
+/// each. Control: the right code on the same transaction shape succeeds.
+#[test]
+fn the_applications_abort_and_memory_errors_are_passed_on() {
+    if !require_root("the_applications_abort_and_memory_errors_are_passed_on") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("ab");
+    let stack = Stack::with_module("svc", "");
+    for (reply, expected) in [
+        (codes::ABORT, codes::ABORT),
+        (codes::BUF_ERR, codes::BUF_ERR),
+        (codes::CONV_ERR, codes::CONV_ERR),
+        // PAM_CONV_AGAIN: the module cannot be resumed (no PAM_INCOMPLETE).
+        (30, codes::CONV_ERR),
+    ] {
+        let conv = Box::new(Scripted::new([Reply::Fail(reply)]));
+        let mut tx =
+            Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
+        assert_eq!(
+            tx.authenticate(0),
+            expected,
+            "conversation returned {reply}"
+        );
+        assert_eq!(tx.prompt_count(), 1, "conversation returned {reply}");
+    }
+    let conv = Box::new(Scripted::texts([code_at(&secret, now())]));
+    let mut tx = Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
+    assert_eq!(tx.authenticate(0), codes::SUCCESS);
+}
+
+/// Without `PAM_USER` libpam asks for the name (`login:`) through the conversation. When
+/// that fails (an aborted or closed conversation, no answer), the module returns
+/// `PAM_CONV_ERR` and asks for no code on a conversation that has just failed: there is
+/// no name whose existence a missing prompt could tell. Control: the name answered at
+/// `login:`, then the right code, succeeds after both prompts.
+#[test]
+fn a_failed_user_name_prompt_is_not_followed_by_a_code_prompt() {
+    if !require_root("a_failed_user_name_prompt_is_not_followed_by_a_code_prompt") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("un");
+    let stack = Stack::with_module("svc", "");
+    for failed in [
+        Reply::Fail(codes::ABORT),
+        Reply::Fail(codes::CONV_ERR),
+        Reply::NullText,
+        Reply::NullArray,
+    ] {
+        let conv = Box::new(Scripted::new([
+            failed.clone(),
+            Reply::Text(code_at(&secret, now())),
+        ]));
+        let mut tx = Transaction::start("svc", None, Some(stack.path()), conv).expect("start");
+        let rc = tx.authenticate(0);
+        assert_eq!(rc, codes::CONV_ERR, "{failed:?}");
+        let prompts: Vec<&str> = tx.transcript().iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(prompts, ["login:"], "{failed:?}: no code prompt");
+    }
+    let conv = Box::new(Scripted::texts([u.name.clone(), code_at(&secret, now())]));
+    let mut tx = Transaction::start("svc", None, Some(stack.path()), conv).expect("start");
+    assert_eq!(tx.authenticate(0), codes::SUCCESS);
+    assert_eq!(tx.prompt_count(), 2);
+}
+
 /// pam_totp(8), TYPING A CODE: the messages that say why a right code was refused are
 /// sent under `PAM_SILENT` too (sudo's `pam_silent`), or a refused right code reads as
 /// a typo and the user retries into the backoff. A code accepted, then typed again (a
