@@ -161,6 +161,53 @@ fn a_failed_user_name_prompt_is_not_followed_by_a_code_prompt() {
     assert_eq!(tx.prompt_count(), 2);
 }
 
+/// pam_totp(8), `nullok`: the application's `PAM_DISALLOW_NULL_AUTHTOK` (sshd's default,
+/// `PermitEmptyPasswords no`) leaves the skip of a user without a file a skip, as in
+/// google-authenticator: unprompted, and the stack's other module decides. The flag
+/// reaches the modules: `pam_unix nullok` refuses an empty password under it and accepts
+/// it without (the control of the driver). An enrolled user is still asked either way.
+#[test]
+fn disallow_null_authtok_leaves_the_nullok_skip_alone() {
+    if !require_root("disallow_null_authtok_leaves_the_nullok_skip_alone") {
+        return;
+    }
+    // <security/_pam_types.h>
+    const PAM_DISALLOW_NULL_AUTHTOK: i32 = 0x1;
+    let unenrolled = TestUser::create("nn");
+    let (enrolled, _secret) = TestUser::enrolled("ne");
+    let stack = Stack::new();
+    stack.service(
+        "svc",
+        "auth required @MODULE@ nullok\nauth required pam_permit.so\n",
+    );
+    stack.service("empty", "auth required pam_unix.so nullok\n");
+    // An empty password for the unenrolled user (`passwd -d`).
+    let out = run("passwd", ["-d", unenrolled.name.as_str()]);
+    assert!(out.status.success(), "{out:?}");
+    for flags in [0, PAM_DISALLOW_NULL_AUTHTOK] {
+        let login = |service: &str, user: &str| {
+            let conv = Box::new(Scripted::texts([""]));
+            let mut tx =
+                Transaction::start(service, Some(user), Some(stack.path()), conv).expect("start");
+            (tx.authenticate(flags), tx.prompt_count())
+        };
+        assert_eq!(
+            login("svc", &unenrolled.name),
+            (codes::SUCCESS, 0),
+            "[{flags:#x}] skipped, unprompted"
+        );
+        let (_, prompts) = login("svc", &enrolled.name);
+        assert_eq!(prompts, 1, "[{flags:#x}] an enrolled user is asked");
+        let (rc, _) = login("empty", &unenrolled.name);
+        let expected = if flags == 0 {
+            codes::SUCCESS
+        } else {
+            codes::AUTH_ERR
+        };
+        assert_eq!(rc, expected, "[{flags:#x}] pam_unix saw the flag");
+    }
+}
+
 /// pam_totp(8), TYPING A CODE: the messages that say why a right code was refused are
 /// sent under `PAM_SILENT` too (sudo's `pam_silent`), or a refused right code reads as
 /// a typo and the user retries into the backoff. A code accepted, then typed again (a
