@@ -97,7 +97,8 @@ fn in_process_conversation_failures_through_pamapp() {
 /// wants the transaction ended, pam(3)) or `PAM_BUF_ERR` at the code prompt has the
 /// module return that code, so that `pam_authenticate` hands it back to the application
 /// under a `required` line; any other conversation failure is `PAM_CONV_ERR`. Asked once
-/// each. Control: the right code on the same transaction shape succeeds.
+/// each, with the same code for a name without an account (R9). Control: the right code
+/// on the same transaction shape succeeds.
 #[test]
 fn the_applications_abort_and_memory_errors_are_passed_on() {
     if !require_root("the_applications_abort_and_memory_errors_are_passed_on") {
@@ -112,15 +113,21 @@ fn the_applications_abort_and_memory_errors_are_passed_on() {
         // PAM_CONV_AGAIN: the module cannot be resumed (no PAM_INCOMPLETE).
         (30, codes::CONV_ERR),
     ] {
-        let conv = Box::new(Scripted::new([Reply::Fail(reply)]));
-        let mut tx =
-            Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
-        assert_eq!(
-            tx.authenticate(0),
-            expected,
-            "conversation returned {reply}"
-        );
-        assert_eq!(tx.prompt_count(), 1, "conversation returned {reply}");
+        for user in [u.name.as_str(), "nosuchuser-ab"] {
+            let conv = Box::new(Scripted::new([Reply::Fail(reply)]));
+            let mut tx =
+                Transaction::start("svc", Some(user), Some(stack.path()), conv).expect("start");
+            assert_eq!(
+                tx.authenticate(0),
+                expected,
+                "{user}: conversation returned {reply}"
+            );
+            assert_eq!(
+                tx.prompt_count(),
+                1,
+                "{user}: conversation returned {reply}"
+            );
+        }
     }
     let conv = Box::new(Scripted::texts([code_at(&secret, now())]));
     let mut tx = Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
