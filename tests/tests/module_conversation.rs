@@ -168,6 +168,97 @@ fn a_failed_user_name_prompt_is_not_followed_by_a_code_prompt() {
     assert_eq!(tx.prompt_count(), 2);
 }
 
+/// Answers one prompt and, at each message, notes whether this process holds the write
+/// `flock` on the file with inode `ino` (the module's lock on a secret file).
+struct LockProbe {
+    answer: Option<String>,
+    ino: std::rc::Rc<std::cell::Cell<u64>>,
+    told: std::rc::Rc<std::cell::RefCell<Vec<(String, bool)>>>,
+}
+
+impl system_tests::pamapp::Conversation for LockProbe {
+    fn reply(&mut self, m: &system_tests::pamapp::Message) -> Reply {
+        use system_tests::pamapp::style;
+        if m.style == style::PROMPT_ECHO_OFF || m.style == style::PROMPT_ECHO_ON {
+            return self
+                .answer
+                .take()
+                .map_or(Reply::Fail(codes::CONV_ERR), Reply::Text);
+        }
+        let held = holds_flock(std::process::id(), self.ino.get());
+        self.told.borrow_mut().push((m.text.clone(), held));
+        Reply::Text(String::new())
+    }
+}
+
+/// A message to the user can wait on them (a graphical greeter or locker shows it until
+/// it is acknowledged): the module holds no lock on the secret file while it is sent, or
+/// every other login of the user would wait for it, then fail with the lock timed out.
+/// An HOTP file is locked by every attempt; a damaged state record makes the attempt end
+/// in the store fault's message after the lock was taken. Control: the same login with
+/// the record intact logs in and moves the file's counter on (the lock was taken and the
+/// file rewritten), and the probe sees a lock held by this process when there is one
+/// (the file locked by the test itself).
+#[test]
+fn no_secret_file_lock_is_held_while_the_user_is_told_of_a_store_fault() {
+    if !require_root("no_secret_file_lock_is_held_while_the_user_is_told_of_a_store_fault") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let u = TestUser::create("lk");
+    let secret = random_secret_b32();
+    let path = u.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let stack = Stack::with_module("svc", "");
+    let ino = std::rc::Rc::new(std::cell::Cell::new(0));
+    let told = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let login = |answer: String| {
+        ino.set(std::fs::metadata(&path).expect("secret file").ino());
+        told.borrow_mut().clear();
+        let conv = Box::new(LockProbe {
+            answer: Some(answer),
+            ino: ino.clone(),
+            told: told.clone(),
+        });
+        let mut tx =
+            Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
+        tx.authenticate(0)
+    };
+    // Control: the record intact.
+    assert_eq!(login(oathtool_hotp(&secret, 1)), codes::SUCCESS);
+    assert_eq!(
+        file_value(&read(&path), "HOTP_COUNTER").as_deref(),
+        Some("2"),
+        "the file was locked and rewritten"
+    );
+    // Control of the probe: a lock this process holds is seen.
+    {
+        let f = std::fs::File::open(&path).expect("open");
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+        assert!(holds_flock(
+            std::process::id(),
+            f.metadata().expect("stat").ino()
+        ));
+    }
+    // The fault: a record with no slot that passes its checksum.
+    let record = stack.state_file(u.uid);
+    let damaged: Vec<u8> = std::fs::read(&record)
+        .expect("the record")
+        .iter()
+        .map(|b| b ^ 0x5a)
+        .collect();
+    std::fs::write(&record, damaged).expect("damage the record");
+    assert_eq!(login(oathtool_hotp(&secret, 2)), codes::AUTH_ERR);
+    let told = told.borrow();
+    assert!(
+        told.iter().any(|(t, _)| t.contains("state store failed")),
+        "the user is told of the store fault: {told:?}"
+    );
+    assert!(
+        told.iter().all(|(_, held)| !held),
+        "no lock on the secret file while a message is out: {told:?}"
+    );
+}
+
 /// pam_totp(8), `nullok`: the application's `PAM_DISALLOW_NULL_AUTHTOK` (sshd's default,
 /// `PermitEmptyPasswords no`) leaves the skip of a user without a file a skip, as in
 /// google-authenticator: unprompted, and the stack's other module decides. The flag
