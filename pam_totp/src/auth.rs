@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 use crate::error::{AuthError, Denial, Outcome};
 use crate::fleet::CommandSecret;
 use crate::log::{sanitize, shell_word};
-use crate::pamio::{ConvError, ItemKind, Level, PamIo, Style};
+use crate::pamio::{ItemKind, Level, PamIo, Style};
 use crate::skip::{self, LoginItems};
 use crate::store;
 use crate::system::{Host, System};
@@ -133,7 +133,19 @@ pub fn authenticate_with(
             );
         }
     }
-    let raw_user = io.user();
+    // PAM_USER unset: libpam asked for it, and the conversation failed. There is no
+    // name whose existence a missing prompt could tell, and an application that
+    // aborted its conversation is not asked for a code on it.
+    let raw_user = match io.user() {
+        Ok(user) => user,
+        Err(e) => {
+            io.log(
+                Level::Notice,
+                "conversation failed while asking for the user name",
+            );
+            return Err(AuthError::Conversation(e));
+        }
+    };
     let rhost_raw = io.item(ItemKind::RHost);
     let tty = io.item(ItemKind::Tty);
     let service = io.item(ItemKind::Service);
@@ -655,12 +667,12 @@ impl Ctx {
                 );
                 Ok(None)
             }
-            Err(ConvError::Failed) => {
+            Err(e) => {
                 io.log(
                     Level::Notice,
                     "conversation failed while asking for the code",
                 );
-                Err(AuthError::Conversation)
+                Err(AuthError::Conversation(e))
             }
         }
     }
@@ -1031,12 +1043,12 @@ impl Ctx {
                     );
                     return Ok(Outcome::Deny(Denial::NoAnswer));
                 }
-                Err(ConvError::Failed) => {
+                Err(e) => {
                     io.log(
                         Level::Notice,
                         "conversation failed while asking for the password (grace period)",
                     );
-                    return Err(AuthError::Conversation);
+                    return Err(AuthError::Conversation(e));
                 }
             }
         }

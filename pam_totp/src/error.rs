@@ -6,6 +6,8 @@
 
 use pam::constants::PamResultCode;
 use std::fmt;
+
+use crate::pamio::ConvError;
 use totp_core::verify::Throttle;
 
 /// How an authentication ended when nothing went wrong inside the module.
@@ -95,7 +97,7 @@ impl AuthError {
             AuthError::StoreUnavailable => Some(Denial::StateUnusable.log_text()),
             AuthError::Credentials(_) => Some("code not verified (credential switch failed)"),
             AuthError::Config(_)
-            | AuthError::Conversation
+            | AuthError::Conversation(_)
             | AuthError::Nss(_)
             | AuthError::Panic => None,
         }
@@ -107,8 +109,8 @@ impl AuthError {
 pub enum AuthError {
     /// Module arguments could not be parsed (logged with the offending option).
     Config(String),
-    /// The conversation function failed.
-    Conversation,
+    /// The conversation function failed (also when libpam asked it for the user name).
+    Conversation(ConvError),
     /// Switching or restoring file-system credentials failed.
     Credentials(String),
     /// The clock is before 1970 or far behind the stored state.
@@ -127,7 +129,10 @@ impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AuthError::Config(m) => write!(f, "configuration error: {m}"),
-            AuthError::Conversation => f.write_str("conversation failed"),
+            AuthError::Conversation(ConvError::Aborted) => {
+                f.write_str("conversation aborted by the application")
+            }
+            AuthError::Conversation(_) => f.write_str("conversation failed"),
             AuthError::Credentials(m) => write!(f, "credential switch failed: {m}"),
             AuthError::Clock => f.write_str("clock fault"),
             AuthError::LockTimeout => f.write_str("timed out waiting for the secret file lock"),
@@ -146,6 +151,8 @@ pub const PAM_SYSTEM_ERR: i32 = PamResultCode::PAM_SYSTEM_ERR as i32;
 pub const PAM_AUTH_ERR: i32 = PamResultCode::PAM_AUTH_ERR as i32;
 pub const PAM_CONV_ERR: i32 = PamResultCode::PAM_CONV_ERR as i32;
 pub const PAM_IGNORE: i32 = PamResultCode::PAM_IGNORE as i32;
+pub const PAM_ABORT: i32 = PamResultCode::PAM_ABORT as i32;
+pub const PAM_BUF_ERR: i32 = PamResultCode::PAM_BUF_ERR as i32;
 
 /// The single mapping from a result to a PAM return code.
 pub fn to_pam_code(result: &Result<Outcome, AuthError>) -> i32 {
@@ -154,7 +161,11 @@ pub fn to_pam_code(result: &Result<Outcome, AuthError>) -> i32 {
         Ok(Outcome::Ignore) => PAM_IGNORE,
         Ok(Outcome::Deny(_)) => PAM_AUTH_ERR,
         Err(AuthError::Config(_)) => PAM_SERVICE_ERR,
-        Err(AuthError::Conversation) => PAM_CONV_ERR,
+        Err(AuthError::Conversation(ConvError::Failed)) => PAM_CONV_ERR,
+        // The application's own answer, passed on: PAM_ABORT tells it to end the
+        // transaction (pam(3)), and libpam returns the first failure of a required line.
+        Err(AuthError::Conversation(ConvError::Aborted)) => PAM_ABORT,
+        Err(AuthError::Conversation(ConvError::NoMemory)) => PAM_BUF_ERR,
         Err(AuthError::Credentials(_))
         | Err(AuthError::Clock)
         | Err(AuthError::LockTimeout)
@@ -183,7 +194,15 @@ mod tests {
             (Ok(Outcome::Deny(Denial::NotPersisted)), PAM_AUTH_ERR),
             (Ok(Outcome::Deny(Denial::StateUnusable)), PAM_AUTH_ERR),
             (Err(AuthError::Config("x".into())), PAM_SERVICE_ERR),
-            (Err(AuthError::Conversation), PAM_CONV_ERR),
+            (
+                Err(AuthError::Conversation(ConvError::Failed)),
+                PAM_CONV_ERR,
+            ),
+            (Err(AuthError::Conversation(ConvError::Aborted)), PAM_ABORT),
+            (
+                Err(AuthError::Conversation(ConvError::NoMemory)),
+                PAM_BUF_ERR,
+            ),
             (Err(AuthError::Credentials("x".into())), PAM_SYSTEM_ERR),
             (Err(AuthError::Clock), PAM_SYSTEM_ERR),
             (Err(AuthError::LockTimeout), PAM_SYSTEM_ERR),

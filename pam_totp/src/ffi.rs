@@ -112,6 +112,16 @@ fn firewall(
     PamResultCode::try_from(code).unwrap_or(PamResultCode::PAM_SYSTEM_ERR)
 }
 
+/// What a failed conversation (or `pam_get_user`'s prompt) returned, as far as the
+/// module's own return code passes it on.
+fn conv_error(code: PamResultCode) -> ConvError {
+    match code {
+        PamResultCode::PAM_ABORT => ConvError::Aborted,
+        PamResultCode::PAM_BUF_ERR => ConvError::NoMemory,
+        _ => ConvError::Failed,
+    }
+}
+
 /// The live PAM handle behind [`PamIo`].
 struct LivePam<'a> {
     pamh: &'a mut PamHandle,
@@ -122,11 +132,19 @@ fn cstr_bytes(s: &CStr) -> Vec<u8> {
 }
 
 impl PamIo for LivePam<'_> {
-    fn user(&mut self) -> Option<Vec<u8>> {
+    fn user(&mut self) -> Result<Option<Vec<u8>>, ConvError> {
         match self.pamh.get_user(None) {
-            Ok(name) => Some(name.into_bytes()),
+            Ok(name) => Ok(Some(name.into_bytes())),
+            // libpam asked for the name (PAM_USER unset) and the conversation failed: no
+            // name to hide, and a conversation the application aborted is not asked again.
+            Err(
+                code @ (PamResultCode::PAM_CONV_ERR
+                | PamResultCode::PAM_ABORT
+                | PamResultCode::PAM_BUF_ERR
+                | PamResultCode::PAM_INCOMPLETE),
+            ) => Err(conv_error(code)),
             // A non-UTF-8 name still gets the same prompt-then-deny flow: read it raw.
-            Err(_) => self.item(ItemKind::User),
+            Err(_) => Ok(self.item(ItemKind::User)),
         }
     }
 
@@ -187,7 +205,7 @@ impl PamIo for LivePam<'_> {
         };
         let reply = match conv.send(raw_style, text) {
             Ok(reply) => reply.map(|r| Zeroizing::new(r.as_bytes().to_vec())),
-            Err(_) => return Err(ConvError::Failed),
+            Err(code) => return Err(conv_error(code)),
         };
         #[cfg(feature = "test-panic-after-prompt")]
         if matches!(style, Style::PromptEchoOff | Style::PromptEchoOn) {

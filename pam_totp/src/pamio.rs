@@ -37,14 +37,21 @@ pub enum Level {
 /// The conversation failed or answered with nothing usable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvError {
-    /// No conversation function, or it returned an error code.
+    /// No conversation function, or it returned an error code other than the two below.
     Failed,
+    /// The conversation returned `PAM_ABORT`: the application wants the transaction
+    /// ended (pam(3)); the module asks nothing more and returns `PAM_ABORT` too.
+    Aborted,
+    /// The conversation returned `PAM_BUF_ERR` (the application ran out of memory):
+    /// returned as it is.
+    NoMemory,
 }
 
 /// Access to the PAM handle, as seen by the module.
 pub trait PamIo {
-    /// The user name (`pam_get_user`), as raw bytes: it is validated later.
-    fn user(&mut self) -> Option<Vec<u8>>;
+    /// The user name (`pam_get_user`), as raw bytes: it is validated later. An error
+    /// when libpam had to ask for the name and the conversation failed.
+    fn user(&mut self) -> Result<Option<Vec<u8>>, ConvError>;
     /// A string item, as raw bytes.
     fn item(&self, kind: ItemKind) -> Option<Vec<u8>>;
     /// `PAM_AUTHTOK`, set by an earlier module.

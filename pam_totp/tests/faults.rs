@@ -186,8 +186,8 @@ impl FakePam {
 }
 
 impl PamIo for FakePam {
-    fn user(&mut self) -> Option<Vec<u8>> {
-        Some(NAME.as_bytes().to_vec())
+    fn user(&mut self) -> Result<Option<Vec<u8>>, ConvError> {
+        Ok(Some(NAME.as_bytes().to_vec()))
     }
     fn item(&self, kind: ItemKind) -> Option<Vec<u8>> {
         match kind {

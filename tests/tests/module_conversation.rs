@@ -93,6 +93,219 @@ fn in_process_conversation_failures_through_pamapp() {
     assert_eq!(tx.authenticate(0), codes::SUCCESS);
 }
 
+/// pam_totp(8), RETURN VALUES: a conversation that returns `PAM_ABORT` (the application
+/// wants the transaction ended, pam(3)) or `PAM_BUF_ERR` at the code prompt has the
+/// module return that code, so that `pam_authenticate` hands it back to the application
+/// under a `required` line; any other conversation failure is `PAM_CONV_ERR`. Asked once
+/// each, with the same code for a name without an account (R9). Control: the right code
+/// on the same transaction shape succeeds.
+#[test]
+fn the_applications_abort_and_memory_errors_are_passed_on() {
+    if !require_root("the_applications_abort_and_memory_errors_are_passed_on") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("ab");
+    let stack = Stack::with_module("svc", "");
+    for (reply, expected) in [
+        (codes::ABORT, codes::ABORT),
+        (codes::BUF_ERR, codes::BUF_ERR),
+        (codes::CONV_ERR, codes::CONV_ERR),
+        // PAM_CONV_AGAIN: the module cannot be resumed (no PAM_INCOMPLETE).
+        (30, codes::CONV_ERR),
+    ] {
+        for user in [u.name.as_str(), "nosuchuser-ab"] {
+            let conv = Box::new(Scripted::new([Reply::Fail(reply)]));
+            let mut tx =
+                Transaction::start("svc", Some(user), Some(stack.path()), conv).expect("start");
+            assert_eq!(
+                tx.authenticate(0),
+                expected,
+                "{user}: conversation returned {reply}"
+            );
+            assert_eq!(
+                tx.prompt_count(),
+                1,
+                "{user}: conversation returned {reply}"
+            );
+        }
+    }
+    let conv = Box::new(Scripted::texts([code_at(&secret, now())]));
+    let mut tx = Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
+    assert_eq!(tx.authenticate(0), codes::SUCCESS);
+}
+
+/// Without `PAM_USER` libpam asks for the name (`login:`) through the conversation. When
+/// that fails (an aborted or closed conversation, no answer), the module returns
+/// `PAM_CONV_ERR` and asks for no code on a conversation that has just failed: there is
+/// no name whose existence a missing prompt could tell. Control: the name answered at
+/// `login:`, then the right code, succeeds after both prompts.
+#[test]
+fn a_failed_user_name_prompt_is_not_followed_by_a_code_prompt() {
+    if !require_root("a_failed_user_name_prompt_is_not_followed_by_a_code_prompt") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("un");
+    let stack = Stack::with_module("svc", "");
+    for failed in [
+        Reply::Fail(codes::ABORT),
+        Reply::Fail(codes::CONV_ERR),
+        Reply::NullText,
+        Reply::NullArray,
+    ] {
+        let conv = Box::new(Scripted::new([
+            failed.clone(),
+            Reply::Text(code_at(&secret, now())),
+        ]));
+        let mut tx = Transaction::start("svc", None, Some(stack.path()), conv).expect("start");
+        let rc = tx.authenticate(0);
+        assert_eq!(rc, codes::CONV_ERR, "{failed:?}");
+        let prompts: Vec<&str> = tx.transcript().iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(prompts, ["login:"], "{failed:?}: no code prompt");
+    }
+    let conv = Box::new(Scripted::texts([u.name.clone(), code_at(&secret, now())]));
+    let mut tx = Transaction::start("svc", None, Some(stack.path()), conv).expect("start");
+    assert_eq!(tx.authenticate(0), codes::SUCCESS);
+    assert_eq!(tx.prompt_count(), 2);
+}
+
+/// Answers one prompt and, at each message, notes whether this process holds the write
+/// `flock` on the file with inode `ino` (the module's lock on a secret file).
+struct LockProbe {
+    answer: Option<String>,
+    ino: std::rc::Rc<std::cell::Cell<u64>>,
+    told: std::rc::Rc<std::cell::RefCell<Vec<(String, bool)>>>,
+}
+
+impl system_tests::pamapp::Conversation for LockProbe {
+    fn reply(&mut self, m: &system_tests::pamapp::Message) -> Reply {
+        use system_tests::pamapp::style;
+        if m.style == style::PROMPT_ECHO_OFF || m.style == style::PROMPT_ECHO_ON {
+            return self
+                .answer
+                .take()
+                .map_or(Reply::Fail(codes::CONV_ERR), Reply::Text);
+        }
+        let held = holds_flock(std::process::id(), self.ino.get());
+        self.told.borrow_mut().push((m.text.clone(), held));
+        Reply::Text(String::new())
+    }
+}
+
+/// A message to the user can wait on them (a graphical greeter or locker shows it until
+/// it is acknowledged): the module holds no lock on the secret file while it is sent, or
+/// every other login of the user would wait for it, then fail with the lock timed out.
+/// An HOTP file is locked by every attempt; a damaged state record makes the attempt end
+/// in the store fault's message after the lock was taken. Control: the same login with
+/// the record intact logs in and moves the file's counter on (the lock was taken and the
+/// file rewritten), and the probe sees a lock held by this process when there is one
+/// (the file locked by the test itself).
+#[test]
+fn no_secret_file_lock_is_held_while_the_user_is_told_of_a_store_fault() {
+    if !require_root("no_secret_file_lock_is_held_while_the_user_is_told_of_a_store_fault") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let u = TestUser::create("lk");
+    let secret = random_secret_b32();
+    let path = u.write_secret(&format!("{secret}\n\" HOTP_COUNTER 1\n"), 0o600);
+    let stack = Stack::with_module("svc", "");
+    let ino = std::rc::Rc::new(std::cell::Cell::new(0));
+    let told = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let login = |answer: String| {
+        ino.set(std::fs::metadata(&path).expect("secret file").ino());
+        told.borrow_mut().clear();
+        let conv = Box::new(LockProbe {
+            answer: Some(answer),
+            ino: ino.clone(),
+            told: told.clone(),
+        });
+        let mut tx =
+            Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
+        tx.authenticate(0)
+    };
+    // Control: the record intact.
+    assert_eq!(login(oathtool_hotp(&secret, 1)), codes::SUCCESS);
+    assert_eq!(
+        file_value(&read(&path), "HOTP_COUNTER").as_deref(),
+        Some("2"),
+        "the file was locked and rewritten"
+    );
+    // Control of the probe: a lock this process holds is seen.
+    {
+        let f = std::fs::File::open(&path).expect("open");
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+        assert!(holds_flock(
+            std::process::id(),
+            f.metadata().expect("stat").ino()
+        ));
+    }
+    // The fault: a record with no slot that passes its checksum.
+    let record = stack.state_file(u.uid);
+    let damaged: Vec<u8> = std::fs::read(&record)
+        .expect("the record")
+        .iter()
+        .map(|b| b ^ 0x5a)
+        .collect();
+    std::fs::write(&record, damaged).expect("damage the record");
+    assert_eq!(login(oathtool_hotp(&secret, 2)), codes::AUTH_ERR);
+    let told = told.borrow();
+    assert!(
+        told.iter().any(|(t, _)| t.contains("state store failed")),
+        "the user is told of the store fault: {told:?}"
+    );
+    assert!(
+        told.iter().all(|(_, held)| !held),
+        "no lock on the secret file while a message is out: {told:?}"
+    );
+}
+
+/// pam_totp(8), `nullok`: the application's `PAM_DISALLOW_NULL_AUTHTOK` (sshd's default,
+/// `PermitEmptyPasswords no`) leaves the skip of a user without a file a skip, as in
+/// google-authenticator: unprompted, and the stack's other module decides. The flag
+/// reaches the modules: `pam_unix nullok` refuses an empty password under it and accepts
+/// it without (the control of the driver). An enrolled user is still asked either way.
+#[test]
+fn disallow_null_authtok_leaves_the_nullok_skip_alone() {
+    if !require_root("disallow_null_authtok_leaves_the_nullok_skip_alone") {
+        return;
+    }
+    // <security/_pam_types.h>
+    const PAM_DISALLOW_NULL_AUTHTOK: i32 = 0x1;
+    let unenrolled = TestUser::create("nn");
+    let (enrolled, _secret) = TestUser::enrolled("ne");
+    let stack = Stack::new();
+    stack.service(
+        "svc",
+        "auth required @MODULE@ nullok\nauth required pam_permit.so\n",
+    );
+    stack.service("empty", "auth required pam_unix.so nullok\n");
+    // An empty password for the unenrolled user (`passwd -d`).
+    let out = run("passwd", ["-d", unenrolled.name.as_str()]);
+    assert!(out.status.success(), "{out:?}");
+    for flags in [0, PAM_DISALLOW_NULL_AUTHTOK] {
+        let login = |service: &str, user: &str| {
+            let conv = Box::new(Scripted::texts([""]));
+            let mut tx =
+                Transaction::start(service, Some(user), Some(stack.path()), conv).expect("start");
+            (tx.authenticate(flags), tx.prompt_count())
+        };
+        assert_eq!(
+            login("svc", &unenrolled.name),
+            (codes::SUCCESS, 0),
+            "[{flags:#x}] skipped, unprompted"
+        );
+        let (_, prompts) = login("svc", &enrolled.name);
+        assert_eq!(prompts, 1, "[{flags:#x}] an enrolled user is asked");
+        let (rc, _) = login("empty", &unenrolled.name);
+        let expected = if flags == 0 {
+            codes::SUCCESS
+        } else {
+            codes::AUTH_ERR
+        };
+        assert_eq!(rc, expected, "[{flags:#x}] pam_unix saw the flag");
+    }
+}
+
 /// pam_totp(8), TYPING A CODE: the messages that say why a right code was refused are
 /// sent under `PAM_SILENT` too (sudo's `pam_silent`), or a refused right code reads as
 /// a typo and the user retries into the backoff. A code accepted, then typed again (a

@@ -159,6 +159,8 @@ impl Ctx {
                     return Err(AuthError::Clock);
                 }
                 Err(ContextFault::Store(e)) => {
+                    // Unlocked before the user is told (the message may wait on them).
+                    drop(locked);
                     return self
                         .store_unusable(io, who, name, e)
                         .map(Continuation::Done);
@@ -236,6 +238,7 @@ impl Ctx {
                             "{e}; the time bound of this answer ran out while the store \
                              record kept changing"
                         );
+                        drop(locked);
                         return self
                             .store_failed(io, who, name, StoreError::Unavailable(why))
                             .map(Continuation::Done);
@@ -248,12 +251,16 @@ impl Ctx {
                         ),
                     );
                 }
-                Err(e) => return self.store_failed(io, who, name, e).map(Continuation::Done),
+                Err(e) => {
+                    drop(locked);
+                    return self.store_failed(io, who, name, e).map(Continuation::Done);
+                }
             }
         };
         let decision = match decided {
             Some(Ok(d)) => d,
             Some(Err(e)) => {
+                drop(locked);
                 return self
                     .decide_failed(io, who, name, &shown, now, e)
                     .map(Continuation::Done);
