@@ -7,8 +7,14 @@
 //! bound), and loading the whole system bundle only to replace it cost about 40 ms of
 //! CPU per connection. A configured CA replaces the system bundle: trusting both would
 //! let any public CA vouch for a host named like the server.
+//!
+//! Nor is OpenSSL's configuration read ([`init`]): its first use in a process would
+//! load `openssl.cnf`, or the file `OPENSSL_CONF` names, without a bound. The plugin
+//! sets its own floor instead (TLS 1.2, security level 2, OpenSSL's default ciphers),
+//! which a configuration the host loaded before can raise but not lower.
 
-#![forbid(unsafe_code)]
+// One call into OpenSSL the bindings do not wrap ([`init`]); everything else is safe.
+#![deny(unsafe_code)]
 
 use openssl::error::ErrorStack;
 use openssl::pkey::PKey;
@@ -17,14 +23,61 @@ use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509, X509VerifyResult};
 
+/// `OPENSSL_INIT_NO_LOAD_CONFIG` of `<openssl/crypto.h>` (OpenSSL 1.1.0 on), which the
+/// bindings do not name.
+const OPENSSL_INIT_NO_LOAD_CONFIG: u64 = 0x0000_0080;
+
+/// The least security level a session runs at: 112 bits of security (RSA and DH keys of
+/// 2048 bits or more), the level Debian builds OpenSSL with and RHEL's DEFAULT crypto
+/// policy sets.
+const SECURITY_LEVEL: u32 = 2;
+
+/// Initialises OpenSSL without its configuration, before anything else of OpenSSL runs
+/// in the plugin. Its first initialisation in a process loads `openssl.cnf`, or
+/// whatever `OPENSSL_CONF` names, unbounded and as root: a caller's environment must
+/// not be read (a FIFO there held the login forever, and a configuration can load a
+/// provider or an engine, code, into the host). OpenSSL initialises once per process:
+/// where the host already did (sshd, with its own configuration), this changes nothing
+/// and the host's settings stay in force under the floor `client_context` sets.
+/// The same flags as the bindings' own initialisation otherwise, so theirs (which asks
+/// for the configuration) finds the work done.
+#[allow(unsafe_code)]
+pub fn init() -> Result<(), String> {
+    let opts = OPENSSL_INIT_NO_LOAD_CONFIG
+        | openssl_sys::OPENSSL_INIT_LOAD_SSL_STRINGS
+        | openssl_sys::OPENSSL_INIT_NO_ATEXIT;
+    // SAFETY: OPENSSL_init_ssl takes option bits and an optional settings pointer (null:
+    // none); it is thread-safe and may be called any number of times.
+    let ok = unsafe { openssl_sys::OPENSSL_init_ssl(opts, std::ptr::null()) };
+    if ok == 1 {
+        Ok(())
+    } else {
+        Err(format!(
+            "TLS set-up: OpenSSL did not initialise: {}",
+            ErrorStack::get()
+        ))
+    }
+}
+
 /// The client context: TLS 1.2 or later, the server verified against `ca_pem` (every
 /// certificate in it), and the client certificate (leaf first, then its chain) with
 /// its key when given. The error says which input was at fault.
 pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<SslContext, String> {
+    init()?;
     let setup = |e: ErrorStack| format!("TLS set-up: {e}");
     let mut b = SslContext::builder(SslMethod::tls_client()).map_err(setup)?;
-    b.set_min_proto_version(Some(SslVersion::TLS1_2))
-        .map_err(setup)?;
+    // A floor: a host's configuration (loaded before the plugin, as sshd's is) that asks
+    // for TLS 1.3 only keeps it.
+    let floor = [
+        None,
+        Some(SslVersion::SSL3),
+        Some(SslVersion::TLS1),
+        Some(SslVersion::TLS1_1),
+    ];
+    if floor.contains(&b.min_proto_version()) {
+        b.set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(setup)?;
+    }
     b.set_verify(SslVerifyMode::PEER);
     let certs = X509::stack_from_pem(ca_pem).map_err(|e| format!("CA file: {e}"))?;
     if certs.is_empty() {
@@ -57,6 +110,9 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
 pub fn session(ctx: &SslContext, name: &str) -> Result<Ssl, String> {
     let setup = |e: ErrorStack| format!("TLS set-up: {e}");
     let mut ssl = Ssl::new(ctx).map_err(setup)?;
+    if ssl.security_level() < SECURITY_LEVEL {
+        ssl.set_security_level(SECURITY_LEVEL);
+    }
     let bare = name.trim_start_matches('[').trim_end_matches(']');
     let param = ssl.param_mut();
     param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
