@@ -22,6 +22,12 @@ use openssl::ssl::{MidHandshakeSslStream, Ssl, SslContext, SslMethod, SslVerifyM
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509, X509VerifyResult};
+use openssl_sys::{
+    X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID,
+    X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, X509_V_ERR_HOSTNAME_MISMATCH,
+    X509_V_ERR_IP_ADDRESS_MISMATCH, X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN,
+    X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+};
 
 /// `OPENSSL_INIT_NO_LOAD_CONFIG` of `<openssl/crypto.h>` (OpenSSL 1.1.0 on), which the
 /// bindings do not name.
@@ -106,7 +112,11 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
 }
 
 /// One connection's TLS state: the server must be named `name`, a DNS name (also sent
-/// as SNI, no partial wildcards) or an IP literal.
+/// as SNI, no partial wildcards) or an IP literal, by its certificate's subjectAltName.
+/// The subject's common name never counts (RFC 9525): OpenSSL would fall back to it for
+/// a certificate listing no DNS name, so one listing only the store's address, or any
+/// other certificate of the same CA whose common name happens to be the store's host
+/// name, would pass for it.
 pub fn session(ctx: &SslContext, name: &str) -> Result<Ssl, String> {
     let setup = |e: ErrorStack| format!("TLS set-up: {e}");
     let mut ssl = Ssl::new(ctx).map_err(setup)?;
@@ -115,7 +125,7 @@ pub fn session(ctx: &SslContext, name: &str) -> Result<Ssl, String> {
     }
     let bare = name.trim_start_matches('[').trim_end_matches(']');
     let param = ssl.param_mut();
-    param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
+    param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS | X509CheckFlags::NEVER_CHECK_SUBJECT);
     match bare.parse::<std::net::IpAddr>() {
         Ok(ip) => param.set_ip(ip).map_err(setup)?,
         Err(_) => {
@@ -126,13 +136,61 @@ pub fn session(ctx: &SslContext, name: &str) -> Result<Ssl, String> {
     Ok(ssl)
 }
 
+/// `ERR_LIB_SSL` of `<openssl/err.h>`.
+const ERR_LIB_SSL: i32 = 20;
+
+/// The reasons of `<openssl/sslerr.h>` (stable since OpenSSL 1.1.0) that mean the server
+/// and this host share no protocol version: the server's alert, or ours on its hello.
+/// Not `SSL_R_WRONG_VERSION_NUMBER`: that is also what a plain-text reply (a port that
+/// serves no TLS) reads as.
+const NO_COMMON_VERSION: [i32; 3] = [
+    1070, // SSL_R_TLSV1_ALERT_PROTOCOL_VERSION
+    258,  // SSL_R_UNSUPPORTED_PROTOCOL
+    191,  // SSL_R_NO_PROTOCOLS_AVAILABLE
+];
+
 /// Why a handshake failed, with the verification result when the server's certificate
 /// was the cause (the log then says "certificate verify failed" and why).
 pub fn handshake_failure<S>(mid: &MidHandshakeSslStream<S>) -> String {
     let verify = mid.ssl().verify_result();
-    if verify == X509VerifyResult::OK {
+    let version = mid.error().ssl_error().is_some_and(|stack| {
+        stack.errors().iter().any(|e| {
+            e.library_code() == ERR_LIB_SSL && NO_COMMON_VERSION.contains(&e.reason_code())
+        })
+    });
+    if version {
+        format!(
+            "{} (no TLS version both sides accept: this host needs TLS 1.2 or later)",
+            mid.error()
+        )
+    } else if verify == X509VerifyResult::OK {
         mid.error().to_string()
     } else {
-        format!("{} (certificate verify failed: {verify})", mid.error())
+        format!(
+            "{} (certificate verify failed: {verify}{})",
+            mid.error(),
+            verify_hint(verify.as_raw())
+        )
+    }
+}
+
+/// What an admin checks for the verification results a misconfiguration gives.
+fn verify_hint(result: i32) -> &'static str {
+    match result {
+        X509_V_ERR_HOSTNAME_MISMATCH | X509_V_ERR_IP_ADDRESS_MISMATCH => {
+            ": the certificate's subjectAltName must list the host as the URL writes it, a \
+             DNS name as DNS, an address as IP; its common name is not used"
+        }
+        X509_V_ERR_CERT_HAS_EXPIRED | X509_V_ERR_CERT_NOT_YET_VALID => {
+            ": check the server certificate's dates and this host's clock"
+        }
+        X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
+        | X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+        | X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+        | X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN => {
+            ": the CA file (or, without one, the system bundle) does not hold the CA that \
+             issued the server's certificate"
+        }
+        _ => "",
     }
 }
