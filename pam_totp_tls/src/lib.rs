@@ -100,7 +100,23 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
         let leaf = chain
             .next()
             .ok_or_else(|| "client certificate file holds no certificate".to_owned())?;
-        let key = PKey::private_key_from_pem(key).map_err(bad)?;
+        // With no callback OpenSSL asks for an encrypted key's passphrase on the
+        // controlling terminal (or standard input), unbounded: under su the login waited
+        // for whoever sat at it. Ours supplies none, and says why the key was refused.
+        let mut encrypted = false;
+        let key = PKey::private_key_from_pem_callback(key, |_| {
+            encrypted = true;
+            Ok(0)
+        })
+        .map_err(|e| {
+            if encrypted {
+                "client key is encrypted (a passphrase cannot be given): store it \
+                 unencrypted, readable by root only"
+                    .to_owned()
+            } else {
+                bad(e)
+            }
+        })?;
         b.set_certificate(&leaf).map_err(bad)?;
         b.set_private_key(&key).map_err(bad)?;
         b.check_private_key().map_err(bad)?;
