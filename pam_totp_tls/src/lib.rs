@@ -23,10 +23,11 @@ use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509, X509VerifyResult};
 use openssl_sys::{
-    X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID,
-    X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, X509_V_ERR_HOSTNAME_MISMATCH,
-    X509_V_ERR_IP_ADDRESS_MISMATCH, X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN,
-    X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+    X509_V_ERR_CA_KEY_TOO_SMALL, X509_V_ERR_CA_MD_TOO_WEAK, X509_V_ERR_CERT_HAS_EXPIRED,
+    X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT,
+    X509_V_ERR_EE_KEY_TOO_SMALL, X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH,
+    X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT,
+    X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
 };
 
 /// `OPENSSL_INIT_NO_LOAD_CONFIG` of `<openssl/crypto.h>` (OpenSSL 1.1.0 on), which the
@@ -206,6 +207,10 @@ fn verify_hint(result: i32) -> &'static str {
         | X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN => {
             ": the CA file (or, without one, the system bundle) does not hold the CA that \
              issued the server's certificate"
+        }
+        X509_V_ERR_EE_KEY_TOO_SMALL | X509_V_ERR_CA_KEY_TOO_SMALL | X509_V_ERR_CA_MD_TOO_WEAK => {
+            ": below security level 2 (RSA and DH keys of 2048 bits or more, no MD5 or \
+             SHA-1 signature): give the server a stronger certificate"
         }
         _ => "",
     }

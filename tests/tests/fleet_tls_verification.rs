@@ -4,11 +4,13 @@
 //! `state_fallback=local`, which makes the control exact: the stand-in with the right
 //! certificate completes the handshake, then answers nothing, and the login goes on
 //! through the local store (an outage); with a wrong certificate (another name, an IP
-//! address the certificate does not list, expired, not yet valid, another CA, self-signed)
-//! or a server that speaks only TLS 1.1, the same login is denied as a refusal (no
+//! address the certificate does not list, expired, not yet valid, another CA, self-signed,
+//! a 1024-bit key) or a server that speaks only TLS 1.1, the same login is denied as a
+//! refusal (no
 //! fallback: the server answered, and stays wrong until an admin acts) and one log line
 //! says why. The files the module reads for TLS (CA, client certificate and key) are
-//! refused when others could read the key, change a file, or make the read wait.
+//! refused when others could read the key, change a file, or make the read wait, and an
+//! encrypted client key is refused without OpenSSL asking the terminal for it.
 
 use std::fs;
 use std::net::TcpListener;
@@ -311,6 +313,46 @@ fn a_server_certificate_that_does_not_prove_the_store_is_refused_with_the_reason
             &self_signed.display().to_string(),
         ],
     );
+    // A 1024-bit key: below the plugins' security level (2).
+    let weak_key = d.join("weak.key");
+    run(
+        d,
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "weak.key",
+            "-out",
+            "weak.csr",
+        ],
+    );
+    let weak = d.join("weak.pem");
+    run(
+        d,
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "weak.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server-ext.cnf",
+            "-out",
+            "weak.pem",
+        ],
+    );
     let files = TlsFiles {
         ca: ca.ca_cert.clone(),
         client: None,
@@ -328,7 +370,17 @@ fn a_server_certificate_that_does_not_prove_the_store_is_refused_with_the_reason
         "-cipher",
         "DEFAULT@SECLEVEL=0",
     ];
-    let cases: [Case; 8] = [
+    // The server's own security level refuses its weak key unless lowered.
+    let weak_server = ["-cipher", "DEFAULT@SECLEVEL=0"];
+    let cases: [Case; 9] = [
+        (
+            "a 1024-bit server key",
+            "127.0.0.1",
+            &weak,
+            &weak_key,
+            &weak_server,
+            &["key too weak", "security level 2"],
+        ),
         (
             "another name",
             "127.0.0.1",
