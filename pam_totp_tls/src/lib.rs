@@ -18,7 +18,9 @@
 
 use openssl::error::ErrorStack;
 use openssl::pkey::PKey;
-use openssl::ssl::{MidHandshakeSslStream, Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion};
+use openssl::ssl::{
+    ErrorCode, MidHandshakeSslStream, Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion,
+};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509, X509VerifyResult};
@@ -165,6 +167,25 @@ const NO_COMMON_VERSION: [i32; 3] = [
     258,  // SSL_R_UNSUPPORTED_PROTOCOL
     191,  // SSL_R_NO_PROTOCOLS_AVAILABLE
 ];
+
+/// `SSL_R_UNEXPECTED_EOF_WHILE_READING` of `<openssl/sslerr.h>` (OpenSSL 3).
+const UNEXPECTED_EOF: i32 = 294;
+
+/// True when the handshake failed because the connection ended under it, without a TLS
+/// alert: reset, or closed (a proxy or load balancer with no server behind it, a server
+/// going down). An outage, as the same close of a plain connection is, not a refusal to
+/// trust: the host's `state_fallback=` applies.
+pub fn connection_ended<S>(mid: &MidHandshakeSslStream<S>) -> bool {
+    let e = mid.error();
+    e.io_error().is_some()
+        || (e.code() == ErrorCode::SYSCALL && e.ssl_error().is_none())
+        || e.ssl_error().is_some_and(|stack| {
+            stack
+                .errors()
+                .iter()
+                .any(|r| r.library_code() == ERR_LIB_SSL && r.reason_code() == UNEXPECTED_EOF)
+        })
+}
 
 /// Why a handshake failed, with the verification result when the server's certificate
 /// was the cause (the log then says "certificate verify failed" and why).

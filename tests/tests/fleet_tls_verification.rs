@@ -646,3 +646,74 @@ fn an_encrypted_client_key_is_refused_without_asking_the_terminal_through_libpam
         );
     }
 }
+
+/// A listener that accepts each connection and closes it, counting them: what a TCP load
+/// balancer or proxy with no server behind it does. `read_first`: after reading what the
+/// client sent (its hello), so the close is a clean end of the stream; else at once, so
+/// the unread hello makes it a reset.
+fn closing_listener(read_first: bool) -> (u16, std::sync::Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    // Lives as long as the test process: the listener closes with it.
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            if read_first && let Ok(mut c) = c {
+                use std::io::Read;
+                let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                let mut hello = [0u8; 16384];
+                let _ = c.read(&mut hello);
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (port, accepted)
+}
+
+/// A connection the far end closes before the TLS handshake ends, without a word (a
+/// proxy or load balancer with no server behind it, a server going down) is an outage,
+/// like the same close on a plain connection: with `state_fallback=local` the login goes
+/// on through the local store, logged as a weakening. It was a refusal, which denied
+/// every login of a host configured to fall back. Control: the listener did accept the
+/// connections (the close happened), and the stand-in with the right certificate passes
+/// the handshake and falls back the same way.
+#[test]
+fn a_connection_closed_during_the_tls_handshake_is_an_outage_through_libpam() {
+    let t = "a_connection_closed_during_the_tls_handshake_is_an_outage_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("closed");
+    let files = TlsFiles {
+        ca: ca.ca_cert.clone(),
+        client: None,
+    };
+    let (u, secret) = TestUser::enrolled("tx");
+    let server = StandIn::start(&ca.server_cert, &ca.server_key, &[]);
+    for (backend, args) in stores("127.0.0.1", server.port, &files) {
+        assert_handshake_passed(&format!("control, {backend}"), &args, &u, &secret);
+    }
+    for (kind, (port, accepted)) in [
+        ("reset", closing_listener(false)),
+        ("closed", closing_listener(true)),
+    ] {
+        for (backend, args) in stores("127.0.0.1", port, &files) {
+            let what = format!("{kind}, {backend}");
+            let before = accepted.load(Ordering::SeqCst);
+            let (d, lines) = login(&args, &u, &secret);
+            assert!(
+                accepted.load(Ordering::SeqCst) > before,
+                "{what}: the listener accepted: {lines:?}"
+            );
+            assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {lines:?}");
+            let m = messages(&lines);
+            assert!(
+                m.iter()
+                    .any(|l| l.contains(FALLBACK_USED) && l.contains("state store unavailable")),
+                "{what}: an outage, the local store used: {lines:?}"
+            );
+        }
+    }
+}
