@@ -71,9 +71,16 @@ impl<In: Transport> Connector<In> for OpensslConnector {
             Ok(s) => s,
             Err(HandshakeError::Failure(mid)) => {
                 let why = pam_totp_tls::handshake_failure(&mid);
-                // A timeout or a reset below TLS stays what it was (an outage).
+                let ended = pam_totp_tls::connection_ended(&mid);
+                // A timeout or a reset below TLS stays what it was (an outage), and so
+                // does a close without an alert (a server going down, a proxy with none
+                // behind it).
                 return Err(match mid.into_error().into_io_error() {
                     Ok(io) => ureq::Error::from(io),
+                    Err(_) if ended => ureq::Error::from(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("TLS handshake: the connection ended ({why})"),
+                    )),
                     Err(_) => failure(format!("TLS handshake: {why}")),
                 });
             }

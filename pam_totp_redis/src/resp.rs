@@ -243,6 +243,14 @@ fn handshake(ssl: Ssl, tcp: TcpStream, deadline: Instant) -> Result<SslStream<Ti
             Err(HandshakeError::Failure(mid)) if mid.error().io_error().is_some_and(is_timeout) => {
                 return Err(not_finished());
             }
+            // Reset or closed without an alert: an outage, as on a plain connection.
+            Err(HandshakeError::Failure(mid)) if pam_totp_tls::connection_ended(&mid) => {
+                return Err(WireError::Io(format!(
+                    "TLS handshake: the connection ended ({}) (the server going down, or a \
+                     proxy with no server behind it)",
+                    mid.error()
+                )));
+            }
             Err(HandshakeError::Failure(mid)) => {
                 let why = pam_totp_tls::handshake_failure(&mid);
                 return Err(WireError::Tls(format!("TLS handshake: {why}")));

@@ -7,24 +7,86 @@
 //! bound), and loading the whole system bundle only to replace it cost about 40 ms of
 //! CPU per connection. A configured CA replaces the system bundle: trusting both would
 //! let any public CA vouch for a host named like the server.
+//!
+//! Nor is OpenSSL's configuration read ([`init`]): its first use in a process would
+//! load `openssl.cnf`, or the file `OPENSSL_CONF` names, without a bound. The plugin
+//! sets its own floor instead (TLS 1.2, security level 2, OpenSSL's default ciphers),
+//! which a configuration the host loaded before can raise but not lower.
 
-#![forbid(unsafe_code)]
+// One call into OpenSSL the bindings do not wrap ([`init`]); everything else is safe.
+#![deny(unsafe_code)]
 
 use openssl::error::ErrorStack;
 use openssl::pkey::PKey;
-use openssl::ssl::{MidHandshakeSslStream, Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion};
+use openssl::ssl::{
+    ErrorCode, MidHandshakeSslStream, Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion,
+};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509, X509VerifyResult};
+use openssl_sys::{
+    X509_V_ERR_CA_KEY_TOO_SMALL, X509_V_ERR_CA_MD_TOO_WEAK, X509_V_ERR_CERT_HAS_EXPIRED,
+    X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT,
+    X509_V_ERR_EE_KEY_TOO_SMALL, X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH,
+    X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT,
+    X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+};
+
+/// `OPENSSL_INIT_NO_LOAD_CONFIG` of `<openssl/crypto.h>` (OpenSSL 1.1.0 on), which the
+/// bindings do not name.
+const OPENSSL_INIT_NO_LOAD_CONFIG: u64 = 0x0000_0080;
+
+/// The least security level a session runs at: 112 bits of security (RSA and DH keys of
+/// 2048 bits or more), the level Debian builds OpenSSL with and RHEL's DEFAULT crypto
+/// policy sets.
+const SECURITY_LEVEL: u32 = 2;
+
+/// Initialises OpenSSL without its configuration, before anything else of OpenSSL runs
+/// in the plugin. Its first initialisation in a process loads `openssl.cnf`, or
+/// whatever `OPENSSL_CONF` names, unbounded and as root: a caller's environment must
+/// not be read (a FIFO there held the login forever, and a configuration can load a
+/// provider or an engine, code, into the host). OpenSSL initialises once per process:
+/// where the host already did (sshd, with its own configuration), this changes nothing
+/// and the host's settings stay in force under the floor `client_context` sets.
+/// The same flags as the bindings' own initialisation otherwise, so theirs (which asks
+/// for the configuration) finds the work done.
+#[allow(unsafe_code)]
+pub fn init() -> Result<(), String> {
+    let opts = OPENSSL_INIT_NO_LOAD_CONFIG
+        | openssl_sys::OPENSSL_INIT_LOAD_SSL_STRINGS
+        | openssl_sys::OPENSSL_INIT_NO_ATEXIT;
+    // SAFETY: OPENSSL_init_ssl takes option bits and an optional settings pointer (null:
+    // none); it is thread-safe and may be called any number of times.
+    let ok = unsafe { openssl_sys::OPENSSL_init_ssl(opts, std::ptr::null()) };
+    if ok == 1 {
+        Ok(())
+    } else {
+        Err(format!(
+            "TLS set-up: OpenSSL did not initialise: {}",
+            ErrorStack::get()
+        ))
+    }
+}
 
 /// The client context: TLS 1.2 or later, the server verified against `ca_pem` (every
 /// certificate in it), and the client certificate (leaf first, then its chain) with
 /// its key when given. The error says which input was at fault.
 pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<SslContext, String> {
+    init()?;
     let setup = |e: ErrorStack| format!("TLS set-up: {e}");
     let mut b = SslContext::builder(SslMethod::tls_client()).map_err(setup)?;
-    b.set_min_proto_version(Some(SslVersion::TLS1_2))
-        .map_err(setup)?;
+    // A floor: a host's configuration (loaded before the plugin, as sshd's is) that asks
+    // for TLS 1.3 only keeps it.
+    let floor = [
+        None,
+        Some(SslVersion::SSL3),
+        Some(SslVersion::TLS1),
+        Some(SslVersion::TLS1_1),
+    ];
+    if floor.contains(&b.min_proto_version()) {
+        b.set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(setup)?;
+    }
     b.set_verify(SslVerifyMode::PEER);
     let certs = X509::stack_from_pem(ca_pem).map_err(|e| format!("CA file: {e}"))?;
     if certs.is_empty() {
@@ -41,7 +103,23 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
         let leaf = chain
             .next()
             .ok_or_else(|| "client certificate file holds no certificate".to_owned())?;
-        let key = PKey::private_key_from_pem(key).map_err(bad)?;
+        // With no callback OpenSSL asks for an encrypted key's passphrase on the
+        // controlling terminal (or standard input), unbounded: under su the login waited
+        // for whoever sat at it. Ours supplies none, and says why the key was refused.
+        let mut encrypted = false;
+        let key = PKey::private_key_from_pem_callback(key, |_| {
+            encrypted = true;
+            Ok(0)
+        })
+        .map_err(|e| {
+            if encrypted {
+                "client key is encrypted (a passphrase cannot be given): store it \
+                 unencrypted, readable by root only"
+                    .to_owned()
+            } else {
+                bad(e)
+            }
+        })?;
         b.set_certificate(&leaf).map_err(bad)?;
         b.set_private_key(&key).map_err(bad)?;
         b.check_private_key().map_err(bad)?;
@@ -53,13 +131,20 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
 }
 
 /// One connection's TLS state: the server must be named `name`, a DNS name (also sent
-/// as SNI, no partial wildcards) or an IP literal.
+/// as SNI, no partial wildcards) or an IP literal, by its certificate's subjectAltName.
+/// The subject's common name never counts (RFC 9525): OpenSSL would fall back to it for
+/// a certificate listing no DNS name, so one listing only the store's address, or any
+/// other certificate of the same CA whose common name happens to be the store's host
+/// name, would pass for it.
 pub fn session(ctx: &SslContext, name: &str) -> Result<Ssl, String> {
     let setup = |e: ErrorStack| format!("TLS set-up: {e}");
     let mut ssl = Ssl::new(ctx).map_err(setup)?;
+    if ssl.security_level() < SECURITY_LEVEL {
+        ssl.set_security_level(SECURITY_LEVEL);
+    }
     let bare = name.trim_start_matches('[').trim_end_matches(']');
     let param = ssl.param_mut();
-    param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
+    param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS | X509CheckFlags::NEVER_CHECK_SUBJECT);
     match bare.parse::<std::net::IpAddr>() {
         Ok(ip) => param.set_ip(ip).map_err(setup)?,
         Err(_) => {
@@ -70,13 +155,84 @@ pub fn session(ctx: &SslContext, name: &str) -> Result<Ssl, String> {
     Ok(ssl)
 }
 
+/// `ERR_LIB_SSL` of `<openssl/err.h>`.
+const ERR_LIB_SSL: i32 = 20;
+
+/// The reasons of `<openssl/sslerr.h>` (stable since OpenSSL 1.1.0) that mean the server
+/// and this host share no protocol version: the server's alert, or ours on its hello.
+/// Not `SSL_R_WRONG_VERSION_NUMBER`: that is also what a plain-text reply (a port that
+/// serves no TLS) reads as.
+const NO_COMMON_VERSION: [i32; 3] = [
+    1070, // SSL_R_TLSV1_ALERT_PROTOCOL_VERSION
+    258,  // SSL_R_UNSUPPORTED_PROTOCOL
+    191,  // SSL_R_NO_PROTOCOLS_AVAILABLE
+];
+
+/// `SSL_R_UNEXPECTED_EOF_WHILE_READING` of `<openssl/sslerr.h>` (OpenSSL 3).
+const UNEXPECTED_EOF: i32 = 294;
+
+/// True when the handshake failed because the connection ended under it, without a TLS
+/// alert: reset, or closed (a proxy or load balancer with no server behind it, a server
+/// going down). An outage, as the same close of a plain connection is, not a refusal to
+/// trust: the host's `state_fallback=` applies.
+pub fn connection_ended<S>(mid: &MidHandshakeSslStream<S>) -> bool {
+    let e = mid.error();
+    e.io_error().is_some()
+        || (e.code() == ErrorCode::SYSCALL && e.ssl_error().is_none())
+        || e.ssl_error().is_some_and(|stack| {
+            stack
+                .errors()
+                .iter()
+                .any(|r| r.library_code() == ERR_LIB_SSL && r.reason_code() == UNEXPECTED_EOF)
+        })
+}
+
 /// Why a handshake failed, with the verification result when the server's certificate
 /// was the cause (the log then says "certificate verify failed" and why).
 pub fn handshake_failure<S>(mid: &MidHandshakeSslStream<S>) -> String {
     let verify = mid.ssl().verify_result();
-    if verify == X509VerifyResult::OK {
+    let version = mid.error().ssl_error().is_some_and(|stack| {
+        stack.errors().iter().any(|e| {
+            e.library_code() == ERR_LIB_SSL && NO_COMMON_VERSION.contains(&e.reason_code())
+        })
+    });
+    if version {
+        format!(
+            "{} (no TLS version both sides accept: this host needs TLS 1.2 or later)",
+            mid.error()
+        )
+    } else if verify == X509VerifyResult::OK {
         mid.error().to_string()
     } else {
-        format!("{} (certificate verify failed: {verify})", mid.error())
+        format!(
+            "{} (certificate verify failed: {verify}{})",
+            mid.error(),
+            verify_hint(verify.as_raw())
+        )
+    }
+}
+
+/// What an admin checks for the verification results a misconfiguration gives.
+fn verify_hint(result: i32) -> &'static str {
+    match result {
+        X509_V_ERR_HOSTNAME_MISMATCH | X509_V_ERR_IP_ADDRESS_MISMATCH => {
+            ": the certificate's subjectAltName must list the host as the URL writes it, a \
+             DNS name as DNS, an address as IP; its common name is not used"
+        }
+        X509_V_ERR_CERT_HAS_EXPIRED | X509_V_ERR_CERT_NOT_YET_VALID => {
+            ": check the server certificate's dates and this host's clock"
+        }
+        X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
+        | X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+        | X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+        | X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN => {
+            ": the CA file (or, without one, the system bundle) does not hold the CA that \
+             issued the server's certificate"
+        }
+        X509_V_ERR_EE_KEY_TOO_SMALL | X509_V_ERR_CA_KEY_TOO_SMALL | X509_V_ERR_CA_MD_TOO_WEAK => {
+            ": below security level 2 (RSA and DH keys of 2048 bits or more, no MD5 or \
+             SHA-1 signature): give the server a stronger certificate"
+        }
+        _ => "",
     }
 }

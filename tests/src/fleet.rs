@@ -186,7 +186,7 @@ impl TestCa {
 
 /// A key and a certificate for `cn` with the openssl `extensions`, signed by the CA in
 /// `d` (`NAME.key`, root-only, and `NAME.pem` there).
-pub(crate) fn signed(d: &Path, name: &str, cn: &str, extensions: &str) -> (PathBuf, PathBuf) {
+pub fn signed(d: &Path, name: &str, cn: &str, extensions: &str) -> (PathBuf, PathBuf) {
     let key = d.join(format!("{name}.key"));
     let csr = d.join(format!("{name}.csr"));
     let cert = d.join(format!("{name}.pem"));

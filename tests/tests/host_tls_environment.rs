@@ -200,3 +200,81 @@ fn a_plain_redis_store_reads_no_openssl_configuration_when_it_creates_a_record()
         .unwrap_or_else(|| panic!("a version: {v}"));
     assert!(version >= 1 << 32, "created at a random version: {v}");
 }
+
+/// `rediss://` and `etcds://`: the plugins set OpenSSL up without its configuration
+/// (`pam_totp_tls::init`), so the `OPENSSL_CONF` of a host's environment (a FIFO, which
+/// held the login until someone wrote to it) is never opened, and the login goes on as
+/// usual against real TLS servers. Control: OpenSSL's own tool opens the FIFO with the
+/// same variable, and the logins succeed (the TLS set-up ran: it was not skipped).
+#[test]
+fn a_tls_store_reads_no_openssl_configuration_from_the_environment() {
+    let t = "a_tls_store_reads_no_openssl_configuration_from_the_environment";
+    if !require_root(t) || !require_tool(t, "openssl") || !require_tool(t, "mkfifo") {
+        return;
+    }
+    let dir = trusted_dir("tlsconf");
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let (tool, opened) = watched(&fifo, || {
+        Command::new("openssl")
+            .args(["s_client", "-help"])
+            .env("OPENSSL_CONF", &fifo)
+            .output()
+            .expect("openssl s_client")
+    });
+    assert!(opened, "control: OpenSSL reads OPENSSL_CONF: {tool:?}");
+
+    let ca = TestCa::new("conf");
+    let redis = RedisServer::start(&ServerConfig {
+        tls: Some(&ca),
+        ..ServerConfig::default()
+    });
+    let etcd = system_tests::etcd::EtcdCluster::start(
+        1,
+        &system_tests::etcd::EtcdConfig {
+            tls: Some(&ca),
+            ..Default::default()
+        },
+    );
+    let stores = [
+        (
+            "Redis",
+            format!(
+                "state={} redis_plugin={} redis_prefix=tc: redis_ca_file={}",
+                redis.url(true),
+                plugin().display(),
+                ca.ca_cert.display()
+            ),
+        ),
+        (
+            "etcd",
+            format!(
+                "state={} etcd_plugin={} etcd_prefix=tc/ etcd_ca_file={}",
+                etcd.url(),
+                etcd_plugin().display(),
+                ca.ca_cert.display()
+            ),
+        ),
+    ];
+    let (u, secret) = TestUser::enrolled("tc");
+    for (backend, args) in &stores {
+        init_store(args);
+        let stack = Stack::probe("svc", args);
+        let (r, lines, opened) = login_with(
+            &stack,
+            &u,
+            &code_at(&secret, now()),
+            "OPENSSL_CONF",
+            Some(&fifo),
+            &fifo,
+        );
+        assert!(!opened, "{backend}: the FIFO was opened: {lines:?}");
+        assert_eq!(r, Returned::Success, "{backend}: {lines:?}");
+    }
+}
