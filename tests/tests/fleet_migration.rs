@@ -52,12 +52,14 @@ fn init(args: &str, extra: &[&str]) -> String {
 
 /// A host accepts a code on the store it starts on (`before`, "" for its local store),
 /// the new store is initialised with `init` (plain, or `--never-used`), the host moves
-/// there, and the same code is tried again: what it returned and logged.
+/// there, and the same code is tried again, on that host or (`elsewhere`) on another host
+/// moved there whose local store never saw it: what it returned and logged.
 fn used_then_moved(
     tag: &str,
     before: &str,
     after: &str,
     init_flags: &[&str],
+    elsewhere: bool,
 ) -> (Stack, TestUser, String, Drive, Vec<String>) {
     let (u, secret) = TestUser::enrolled(tag);
     let host = Stack::probe("svc", before);
@@ -71,6 +73,11 @@ fn used_then_moved(
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     init(after, init_flags);
     move_to(&host, after);
+    let host = if elsewhere {
+        Stack::probe("svc", after)
+    } else {
+        host
+    };
     let (d, logs) = login_logged(&host, &u, &code, PEER, t + 5);
     (host, u, secret, d, logs)
 }
@@ -83,7 +90,7 @@ fn a_host_moved_from_its_local_store_to_redis_never_reopens_a_code_it_accepted()
     }
     let server = RedisServer::start(&ServerConfig::default());
     let a = redis_args(&server, "mgl");
-    let (host, u, secret, d, logs) = used_then_moved("mgl", "", &a, &[]);
+    let (host, u, secret, d, logs) = used_then_moved("mgl", "", &a, &[], true);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
@@ -96,10 +103,85 @@ fn a_host_moved_from_its_local_store_to_redis_never_reopens_a_code_it_accepted()
     assert_a_later_code_logs_in(&host, &u, &secret);
 
     // Control: `--never-used` on the store the host moves to records it complete since
-    // the beginning, and the code used on the local store logs in once more.
+    // the beginning, and the code used on the local store logs in once more on another
+    // host that moved there.
     let n = redis_args(&server, "mgn");
-    let (_host, _u, _secret, d, logs) = used_then_moved("mgn", "", &n, &["--never-used"]);
+    let (_host, _u, _secret, d, logs) = used_then_moved("mgn", "", &n, &["--never-used"], true);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // The host that accepted it reads its own local marks, floor or not.
+    let m = redis_args(&server, "mgm");
+    let (_host, _u, _secret, d, logs) = used_then_moved("mgm", "", &m, &["--never-used"], false);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reused an already accepted code")),
+        "refused by the host's local mark: {logs:?}"
+    );
+}
+
+/// The order an admin follows (docs/fleet.md, "Moving to another store"): the new store
+/// is initialised first, the host goes on accepting codes on its local store until its
+/// pam.d line changes, and a code it accepted a moment before the move is above the
+/// new store's floor. The moved host reads its local store's marks on each login through
+/// the shared store, so that code stays refused on it, without `state_fallback=local`
+/// (user `mgh`). Control (user `mgi`): the shared store alone does not know such a code,
+/// which another moved host, whose local store never saw it, logs in (step 2's window).
+#[test]
+fn a_host_moved_after_the_new_store_was_initialised_refuses_codes_it_accepted_just_before() {
+    if !require_root(
+        "a_host_moved_after_the_new_store_was_initialised_refuses_codes_it_accepted_just_before",
+    ) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgh");
+    init(&a, &[]);
+    // Past the floor the plain init set, and its window ahead.
+    let t = after_recreation(now()) + 60;
+    let (h, secret_h) = TestUser::enrolled("mgh");
+    let (i, secret_i) = TestUser::enrolled("mgi");
+    let host = Stack::probe("svc", "");
+    let code_h = code_at(&secret_h, t);
+    let code_i = code_at(&secret_i, t);
+    for (user, code) in [(&h, &code_h), (&i, &code_i)] {
+        let (d, logs) = login_logged(&host, user, code, PEER, t);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    }
+    move_to(&host, &a);
+    let (d, logs) = login_logged(&host, &h, &code_h, PEER, t + 5);
+    assert_eq!(
+        d.returned(),
+        denied(),
+        "a code this host accepted just before its move: {d:?} {logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reused an already accepted code")),
+        "refused as a replay: {logs:?}"
+    );
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("using this host's local store")),
+        "decided through the shared store: {logs:?}"
+    );
+    // The refusal wrote the carried mark into the shared record: the other hosts refuse
+    // the code from then on too.
+    let other = Stack::probe("svc", &a);
+    let (d, logs) = login_logged(&other, &h, &code_h, PEER, t + 6);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+
+    // Control: the same move, the code tried first on a host that never saw it.
+    let (d, logs) = login_logged(&other, &i, &code_i, PEER, t + 5);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+
+    // Later codes log in on the moved host through the shared store.
+    let later = t + 65;
+    let (d, logs) = login_logged(&host, &h, &code_at(&secret_h, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let key = format!("mgh:user:{}", h.name);
+    let exists = server.raw(None, &[b"EXISTS", key.as_bytes()]);
+    assert_eq!(exists, b":1\r\n", "{key}");
 }
 
 #[test]
@@ -112,7 +194,7 @@ fn a_host_moved_from_redis_to_etcd_never_reopens_a_code_it_accepted() {
     let r = redis_args(&server, "mge");
     init(&r, &["--never-used"]);
     let e = etcd_args(&cluster, "mge");
-    let (host, u, secret, d, logs) = used_then_moved("mge", &r, &e, &[]);
+    let (host, u, secret, d, logs) = used_then_moved("mge", &r, &e, &[], false);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
@@ -124,7 +206,7 @@ fn a_host_moved_from_redis_to_etcd_never_reopens_a_code_it_accepted() {
     let r = redis_args(&server, "mgf");
     init(&r, &["--never-used"]);
     let e = etcd_args(&cluster, "mgf");
-    let (_host, _u, _secret, d, logs) = used_then_moved("mgf", &r, &e, &["--never-used"]);
+    let (_host, _u, _secret, d, logs) = used_then_moved("mgf", &r, &e, &["--never-used"], false);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -195,7 +277,7 @@ fn a_host_moved_with_the_local_fallback_keeps_its_own_used_codes() {
     }
     let server = RedisServer::start(&ServerConfig::default());
     let a = format!("{} state_fallback=local", redis_args(&server, "mgk"));
-    let (host, u, secret, d, logs) = used_then_moved("mgk", "", &a, &["--never-used"]);
+    let (host, u, secret, d, logs) = used_then_moved("mgk", "", &a, &["--never-used"], false);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     assert!(
         !logs

@@ -86,11 +86,14 @@ impl Ctx {
                 }
             },
         };
-        // state_fallback=local: a code accepted while the shared store could not be
-        // opened is marked in this host's local store only, and the shared store, back
-        // without a restart (no floor raised), never saw it. Its mark is carried into
-        // the decision, or the server's return would reopen the code on this host (R34).
-        let fallback_marks = if shared_opened && self.opts.fleet.fallback == Fallback::Local {
+        // A code this host accepted through its local store is marked there only: before
+        // the host moved to the shared store (state= local until the pam.d line changed,
+        // minutes ago), or under state_fallback=local while the shared store could not be
+        // opened (back without a restart: no floor raised). The shared store never saw
+        // it, so its marks are carried into the decision, or the move, or the server's
+        // return, would reopen the code on this host (R34). A host without a local store
+        // reads nothing (the directory is not created).
+        let fallback_marks = if shared_opened {
             run.record
                 .account()
                 .and_then(|uid| local_marks_of(io, &self.opts, sys, uid))
@@ -1111,8 +1114,9 @@ fn shared_suffix(verdict: Verdict, disallow_reuse: bool, rate_limit: bool) -> St
 }
 
 /// This host's local store's key and `uid`'s record there, for a host whose shared store
-/// opened although `state_fallback=local` may have used the local one before. Unreadable:
-/// logged, and the shared store decides alone, as before the fallback was ever used.
+/// opened although the local one may have been used before (the host's state= before it
+/// moved, or `state_fallback=local`). None without a local store. Unreadable: logged, and
+/// the shared store decides alone.
 fn local_marks_of(
     io: &mut dyn PamIo,
     opts: &ModuleOptions,
@@ -1123,15 +1127,19 @@ fn local_marks_of(
         io.log(
             Level::Warning,
             &format!(
-                "codes accepted through state_fallback=local not checked: this host's local \
-                 store: {why}"
+                "codes accepted through this host's local store (before the move to the \
+                 shared store, or through state_fallback=local) not checked: {why}"
             ),
         );
     };
     let mut local = match store::open_local(opts, sys) {
         Ok(s) => s,
+        // Without the fallback a host that cannot name its local store (a process owner
+        // without a home) never used one under this configuration: nothing to say.
         Err(why) => {
-            not_read(io, &why);
+            if opts.fleet.fallback == Fallback::Local {
+                not_read(io, &why);
+            }
             return None;
         }
     };
