@@ -174,6 +174,9 @@ fn a_host_moved_after_the_new_store_was_initialised_refuses_codes_it_accepted_ju
     // Control: the same move, the code tried first on a host that never saw it.
     let (d, logs) = login_logged(&other, &i, &code_i, PEER, t + 5);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // A host that never had a local store reads none, creates none and says nothing.
+    assert!(!logs.iter().any(|l| l.contains("local store")), "{logs:?}");
+    assert!(!other.state_dir().exists(), "no local store created");
 
     // Later codes log in on the moved host through the shared store.
     let later = t + 65;

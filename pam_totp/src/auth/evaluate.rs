@@ -7,6 +7,7 @@ use super::*;
 use totp_core::fleet::Fallback;
 use totp_core::policy::CLOCK_SLACK_SECS;
 use totp_core::state::{EnrolmentId, Marks, StoreKey};
+use totp_os::state_dir::KEY_FILE;
 
 /// Decisions one answer may take when a shared store's record keeps changing under the
 /// write ([`StoreError::StoreChanged`]): each change is a data set lost or restored, so
@@ -1132,14 +1133,22 @@ fn local_marks_of(
             ),
         );
     };
+    // Without the fallback, a host whose local store has no key never used it (or not
+    // since a login could have been accepted there): nothing to read, and nothing to
+    // say about a directory a login through the shared store never needed (a screen
+    // locker's owner without a home, or whose home the store's walk refuses). The
+    // stat only spares that walk: what is read goes through the store's checks.
+    if opts.fleet.fallback != Fallback::Local {
+        let has_key = store::local_dir(opts, sys)
+            .is_ok_and(|dir| std::fs::symlink_metadata(dir.join(KEY_FILE)).is_ok());
+        if !has_key {
+            return None;
+        }
+    }
     let mut local = match store::open_local(opts, sys) {
         Ok(s) => s,
-        // Without the fallback a host that cannot name its local store (a process owner
-        // without a home) never used one under this configuration: nothing to say.
         Err(why) => {
-            if opts.fleet.fallback == Fallback::Local {
-                not_read(io, &why);
-            }
+            not_read(io, &why);
             return None;
         }
     };
