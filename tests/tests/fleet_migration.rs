@@ -290,3 +290,60 @@ fn a_host_moved_with_the_local_fallback_keeps_its_own_used_codes() {
     );
     assert_a_later_code_logs_in(&host, &u, &secret);
 }
+
+/// Step 3 on etcd, as docs/fleet.md writes it: hosts move from Redis to etcd; a code used
+/// on Redis by a host not yet moved logs in on a host that has (the control, user
+/// `mgr`); once the last host has moved, `etcdctl del PREFIXstore` raises the floor at
+/// the next login (a plain `totp-state init` there refuses a store with its record), and
+/// such a code is refused (user `mgs`), a later code logs in.
+#[test]
+fn step_3_on_etcd_raises_the_floor_over_codes_used_during_the_move() {
+    if !require_root("step_3_on_etcd_raises_the_floor_over_codes_used_during_the_move") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    let r = redis_args(&server, "mgr");
+    init(&r, &["--never-used"]);
+    let e = etcd_args(&cluster, "mgr");
+    init(&e, &[]);
+    // A store with its record: `init` refuses, as the docs say.
+    let again = state_tool(&["init", "--options", &e]);
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    let moved = Stack::probe("svc", &e);
+    let t1 = after_recreation(now()) + 60;
+
+    let (v, secret_v) = TestUser::enrolled("mgr");
+    let still_old = Stack::probe("svc", &r);
+    let code_v = code_at(&secret_v, t1);
+    let (d, logs) = login_logged(&still_old, &v, &code_v, PEER, t1);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let (d, logs) = login_logged(&moved, &v, &code_v, PEER, t1 + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "a code used on the old store during the move: {d:?} {logs:?}"
+    );
+
+    let t2 = t1 + 30;
+    let (w, secret_w) = TestUser::enrolled("mgs");
+    let code_w = code_at(&secret_w, t2);
+    let (d, logs) = login_logged(&still_old, &w, &code_w, PEER, t2);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    move_to(&still_old, &e);
+    // The next login recreates it (a plain `init` would do the same at the real clock,
+    // which this test's codes, ahead of it, do not wait for).
+    let del = cluster.ctl(&["del", "mgr/store"]);
+    assert_eq!(del.trim(), "1", "the store record deleted");
+    let (d, logs) = login_logged(&moved, &w, &code_w, PEER, t2 + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "refused by the raised floor: {logs:?}"
+    );
+    let later = after_recreation(t2 + 5);
+    for (host, user, secret) in [(&moved, &w, &secret_w), (&still_old, &v, &secret_v)] {
+        let (d, logs) = login_logged(host, user, &code_at(secret, later), PEER, later);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    }
+}
