@@ -7,11 +7,15 @@
 //! the last host moved raises it over the codes used meanwhile (control: before that,
 //! such a code logs in on a host that moved earlier).
 
+use std::time::Duration;
+
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
 use system_tests::fleet::{
     RedisServer, ServerConfig, after_recreation, assert_a_later_code_logs_in,
 };
 use system_tests::*;
+use totp_core::state::{LegacyMarks, StateStore, UserState, Write};
+use totp_os::state_dir::StateDir;
 
 fn redis_args(server: &RedisServer, prefix: &str) -> String {
     server.options(&format!("redis_prefix={prefix}: redis_timeout=2000"))
@@ -346,4 +350,56 @@ fn step_3_on_etcd_raises_the_floor_over_codes_used_during_the_move() {
         let (d, logs) = login_logged(host, user, &code_at(secret, later), PEER, later);
         assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     }
+}
+
+/// A host upgraded from a release before enrolment-bound marks and moved at once: its
+/// local record is of format 1, whose TOTP mark holds every enrolment on that host. It is
+/// carried too, so the code the earlier release accepted just before stays refused on
+/// the host through the shared store (user `mgx`). Control (user `mgy`, the same kind of
+/// record): a host whose local store never saw it logs the code in.
+#[test]
+fn a_version_1_local_mark_is_carried_by_a_host_upgraded_and_moved_at_once() {
+    if !require_root("a_version_1_local_mark_is_carried_by_a_host_upgraded_and_moved_at_once") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgx");
+    init(&a, &[]);
+    let t = after_recreation(now()) + 60;
+    let host = Stack::probe("svc", "");
+    let (x, secret_x) = TestUser::enrolled("mgx");
+    let (y, secret_y) = TestUser::enrolled("mgy");
+    for (user, secret) in [(&x, &secret_x), (&y, &secret_y)] {
+        // A wrong code makes the local store and the record, which is then replaced by
+        // the earlier release's: the code of t's step used.
+        let d = login_at(&host, user, &wrong_totp(secret, t - 300), PEER, t - 300);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+        let mut store = StateDir::new(host.state_dir(), Duration::from_secs(5));
+        store
+            .update(user.uid, &mut |_| {
+                Write::Durable(UserState {
+                    legacy: Some(LegacyMarks {
+                        last_step: Some(t / 30),
+                        hotp: None,
+                    }),
+                    ..UserState::default()
+                })
+            })
+            .expect("seeded");
+    }
+    move_to(&host, &a);
+    let (d, logs) = login_logged(&host, &x, &code_at(&secret_x, t), PEER, t + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reused an already accepted code")),
+        "refused by the host's version-1 mark: {logs:?}"
+    );
+    // Control.
+    let other = Stack::probe("svc", &a);
+    let (d, logs) = login_logged(&other, &y, &code_at(&secret_y, t), PEER, t + 5);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // The next step's code logs in on the moved host.
+    let (d, logs) = login_logged(&host, &x, &code_at(&secret_x, t + 30), PEER, t + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }

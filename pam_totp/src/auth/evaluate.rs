@@ -196,7 +196,25 @@ impl Ctx {
             // to keep where the file could not be rewritten (read-only, immutable).
             let carried = fallback_marks.as_ref().and_then(|(key, state)| {
                 let id = verify::enrolment_of(&file, key).ok()?;
-                let local = state.marks_of(id)?;
+                let local = match state.marks_of(id) {
+                    Some(m) => m.clone(),
+                    // A record of format 1 (the host upgraded from a release before
+                    // enrolment-bound marks and moved at once): its TOTP mark holds
+                    // every enrolment without marks of its own here, so it is carried
+                    // for this one. Not its HOTP counter: a token given since would
+                    // inherit it on the shared store as marks of its own, out of reach
+                    // of `totp-state reset --forget-version-1-marks`.
+                    None => {
+                        let step = file.config().ok()?.step_secs();
+                        Marks {
+                            totp_until: state
+                                .legacy?
+                                .last_step
+                                .map(|s| s.saturating_add(1).saturating_mul(step)),
+                            ..Marks::default()
+                        }
+                    }
+                };
                 Some(Marks {
                     // A code the fallback accepted is marked no further ahead than the
                     // window reaches (with the file's TIME_SKEW), give or take the
