@@ -62,11 +62,15 @@ pub(crate) fn open_local(
     sys: &dyn System,
 ) -> Result<Box<dyn StateStore>, String> {
     let timeout = Duration::from_millis(opts.lock_timeout_ms);
-    let dir = match &opts.state_dir {
-        Some(d) => PathBuf::from(d),
-        None => default_dir(sys)?,
-    };
-    Ok(Box::new(StateDir::new(dir, timeout)))
+    Ok(Box::new(StateDir::new(local_dir(opts, sys)?, timeout)))
+}
+
+/// The local store's directory: `state_dir=`, or the default for the process owner.
+pub(crate) fn local_dir(opts: &ModuleOptions, sys: &dyn System) -> Result<PathBuf, String> {
+    match &opts.state_dir {
+        Some(d) => Ok(PathBuf::from(d)),
+        None => default_dir(sys),
+    }
 }
 
 fn default_dir(sys: &dyn System) -> Result<PathBuf, String> {

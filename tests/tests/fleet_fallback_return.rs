@@ -539,3 +539,59 @@ fn an_hotp_replay_across_the_two_stores_is_worded_by_the_last_counter_of_either(
     let (d, logs) = login_logged(&host, &h, &token(4), PEER, None);
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {logs:?}");
 }
+
+/// A maintenance window (docs/fleet.md, "Taking the store down for maintenance"): the
+/// admin adds `state_fallback=local` to the line while the server is away, and takes it
+/// off again once the server (the same instance: no floor raised) is back. A code the
+/// host accepted through the fallback stays refused on it after the option is gone
+/// (before, the local store was read only while the option stayed on the line, and the
+/// code logged in once more). Control: a code of another user accepted through the
+/// fallback logs in on a host that never fell back, which has no local marks to read
+/// (until the first host's refusal writes them: the test above).
+#[test]
+fn a_code_the_fallback_accepted_stays_used_after_the_option_is_taken_off_the_line() {
+    let t = "a_code_the_fallback_accepted_stays_used_after_the_option_is_taken_off_the_line";
+    if !require_root(t) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let live = server.options("redis_prefix=fm: redis_connect_timeout=300");
+    init_store(&live);
+    let window = format!("{} state_fallback=local", unreachable(&server, &live));
+    let host = Stack::probe("svc", &window);
+    let (u, secret_u) = TestUser::enrolled("fmu");
+    let (v, secret_v) = TestUser::enrolled("fmv");
+    let at = now() + 60;
+    let code_u = code_at(&secret_u, at);
+    let code_v = code_at(&secret_v, at);
+    for (user, code) in [(&u, &code_u), (&v, &code_v)] {
+        let (d, logs) = login_logged(&host, user, code, PEER, at);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("using this host's local store")),
+            "accepted through the fallback: {logs:?}"
+        );
+    }
+    // The window ends: the line is the fleet's again, without the option.
+    reconfigure(&host, &live);
+    let (d, logs) = login_logged(&host, &u, &code_u, PEER, at + 5);
+    assert_eq!(
+        d.returned(),
+        denied(),
+        "a code the fallback accepted, after the option is gone: {d:?} {logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reused an already accepted code")),
+        "{logs:?}"
+    );
+    // Control: a host that never fell back has no local mark of it.
+    let other = Stack::probe("svc", &live);
+    let (d, logs) = login_logged(&other, &v, &code_v, PEER, at + 5);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // A later code logs in on the host through the shared store.
+    let later = at + 65;
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret_u, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}

@@ -7,11 +7,15 @@
 //! the last host moved raises it over the codes used meanwhile (control: before that,
 //! such a code logs in on a host that moved earlier).
 
+use std::time::Duration;
+
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
 use system_tests::fleet::{
     RedisServer, ServerConfig, after_recreation, assert_a_later_code_logs_in,
 };
 use system_tests::*;
+use totp_core::state::{LegacyMarks, StateStore, UserState, Write};
+use totp_os::state_dir::StateDir;
 
 fn redis_args(server: &RedisServer, prefix: &str) -> String {
     server.options(&format!("redis_prefix={prefix}: redis_timeout=2000"))
@@ -52,12 +56,14 @@ fn init(args: &str, extra: &[&str]) -> String {
 
 /// A host accepts a code on the store it starts on (`before`, "" for its local store),
 /// the new store is initialised with `init` (plain, or `--never-used`), the host moves
-/// there, and the same code is tried again: what it returned and logged.
+/// there, and the same code is tried again, on that host or (`elsewhere`) on another host
+/// moved there whose local store never saw it: what it returned and logged.
 fn used_then_moved(
     tag: &str,
     before: &str,
     after: &str,
     init_flags: &[&str],
+    elsewhere: bool,
 ) -> (Stack, TestUser, String, Drive, Vec<String>) {
     let (u, secret) = TestUser::enrolled(tag);
     let host = Stack::probe("svc", before);
@@ -71,6 +77,11 @@ fn used_then_moved(
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     init(after, init_flags);
     move_to(&host, after);
+    let host = if elsewhere {
+        Stack::probe("svc", after)
+    } else {
+        host
+    };
     let (d, logs) = login_logged(&host, &u, &code, PEER, t + 5);
     (host, u, secret, d, logs)
 }
@@ -83,7 +94,7 @@ fn a_host_moved_from_its_local_store_to_redis_never_reopens_a_code_it_accepted()
     }
     let server = RedisServer::start(&ServerConfig::default());
     let a = redis_args(&server, "mgl");
-    let (host, u, secret, d, logs) = used_then_moved("mgl", "", &a, &[]);
+    let (host, u, secret, d, logs) = used_then_moved("mgl", "", &a, &[], true);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
@@ -96,10 +107,88 @@ fn a_host_moved_from_its_local_store_to_redis_never_reopens_a_code_it_accepted()
     assert_a_later_code_logs_in(&host, &u, &secret);
 
     // Control: `--never-used` on the store the host moves to records it complete since
-    // the beginning, and the code used on the local store logs in once more.
+    // the beginning, and the code used on the local store logs in once more on another
+    // host that moved there.
     let n = redis_args(&server, "mgn");
-    let (_host, _u, _secret, d, logs) = used_then_moved("mgn", "", &n, &["--never-used"]);
+    let (_host, _u, _secret, d, logs) = used_then_moved("mgn", "", &n, &["--never-used"], true);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // The host that accepted it reads its own local marks, floor or not.
+    let m = redis_args(&server, "mgm");
+    let (_host, _u, _secret, d, logs) = used_then_moved("mgm", "", &m, &["--never-used"], false);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reused an already accepted code")),
+        "refused by the host's local mark: {logs:?}"
+    );
+}
+
+/// The order an admin follows (docs/fleet.md, "Moving to another store"): the new store
+/// is initialised first, the host goes on accepting codes on its local store until its
+/// pam.d line changes, and a code it accepted a moment before the move is above the
+/// new store's floor. The moved host reads its local store's marks on each login through
+/// the shared store, so that code stays refused on it, without `state_fallback=local`
+/// (user `mgh`). Control (user `mgi`): the shared store alone does not know such a code,
+/// which another moved host, whose local store never saw it, logs in (step 2's window).
+#[test]
+fn a_host_moved_after_the_new_store_was_initialised_refuses_codes_it_accepted_just_before() {
+    if !require_root(
+        "a_host_moved_after_the_new_store_was_initialised_refuses_codes_it_accepted_just_before",
+    ) {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgh");
+    init(&a, &[]);
+    // Past the floor the plain init set, and its window ahead.
+    let t = after_recreation(now()) + 60;
+    let (h, secret_h) = TestUser::enrolled("mgh");
+    let (i, secret_i) = TestUser::enrolled("mgi");
+    let host = Stack::probe("svc", "");
+    let code_h = code_at(&secret_h, t);
+    let code_i = code_at(&secret_i, t);
+    for (user, code) in [(&h, &code_h), (&i, &code_i)] {
+        let (d, logs) = login_logged(&host, user, code, PEER, t);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    }
+    move_to(&host, &a);
+    let (d, logs) = login_logged(&host, &h, &code_h, PEER, t + 5);
+    assert_eq!(
+        d.returned(),
+        denied(),
+        "a code this host accepted just before its move: {d:?} {logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reused an already accepted code")),
+        "refused as a replay: {logs:?}"
+    );
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("using this host's local store")),
+        "decided through the shared store: {logs:?}"
+    );
+    // The refusal wrote the carried mark into the shared record: the other hosts refuse
+    // the code from then on too.
+    let other = Stack::probe("svc", &a);
+    let (d, logs) = login_logged(&other, &h, &code_h, PEER, t + 6);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+
+    // Control: the same move, the code tried first on a host that never saw it.
+    let (d, logs) = login_logged(&other, &i, &code_i, PEER, t + 5);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // A host that never had a local store reads none, creates none and says nothing.
+    assert!(!logs.iter().any(|l| l.contains("local store")), "{logs:?}");
+    assert!(!other.state_dir().exists(), "no local store created");
+
+    // Later codes log in on the moved host through the shared store.
+    let later = t + 65;
+    let (d, logs) = login_logged(&host, &h, &code_at(&secret_h, later), PEER, later);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let key = format!("mgh:user:{}", h.name);
+    let exists = server.raw(None, &[b"EXISTS", key.as_bytes()]);
+    assert_eq!(exists, b":1\r\n", "{key}");
 }
 
 #[test]
@@ -112,7 +201,7 @@ fn a_host_moved_from_redis_to_etcd_never_reopens_a_code_it_accepted() {
     let r = redis_args(&server, "mge");
     init(&r, &["--never-used"]);
     let e = etcd_args(&cluster, "mge");
-    let (host, u, secret, d, logs) = used_then_moved("mge", &r, &e, &[]);
+    let (host, u, secret, d, logs) = used_then_moved("mge", &r, &e, &[], false);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     assert!(
         logs.iter().any(|l| l.contains("state store lost its data")),
@@ -124,7 +213,7 @@ fn a_host_moved_from_redis_to_etcd_never_reopens_a_code_it_accepted() {
     let r = redis_args(&server, "mgf");
     init(&r, &["--never-used"]);
     let e = etcd_args(&cluster, "mgf");
-    let (_host, _u, _secret, d, logs) = used_then_moved("mgf", &r, &e, &["--never-used"]);
+    let (_host, _u, _secret, d, logs) = used_then_moved("mgf", &r, &e, &["--never-used"], false);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
 
@@ -195,7 +284,7 @@ fn a_host_moved_with_the_local_fallback_keeps_its_own_used_codes() {
     }
     let server = RedisServer::start(&ServerConfig::default());
     let a = format!("{} state_fallback=local", redis_args(&server, "mgk"));
-    let (host, u, secret, d, logs) = used_then_moved("mgk", "", &a, &["--never-used"]);
+    let (host, u, secret, d, logs) = used_then_moved("mgk", "", &a, &["--never-used"], false);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     assert!(
         !logs
@@ -204,4 +293,113 @@ fn a_host_moved_with_the_local_fallback_keeps_its_own_used_codes() {
         "decided through the shared store: {logs:?}"
     );
     assert_a_later_code_logs_in(&host, &u, &secret);
+}
+
+/// Step 3 on etcd, as docs/fleet.md writes it: hosts move from Redis to etcd; a code used
+/// on Redis by a host not yet moved logs in on a host that has (the control, user
+/// `mgr`); once the last host has moved, `etcdctl del PREFIXstore` raises the floor at
+/// the next login (a plain `totp-state init` there refuses a store with its record), and
+/// such a code is refused (user `mgs`), a later code logs in.
+#[test]
+fn step_3_on_etcd_raises_the_floor_over_codes_used_during_the_move() {
+    if !require_root("step_3_on_etcd_raises_the_floor_over_codes_used_during_the_move") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let cluster = EtcdCluster::start(1, &EtcdConfig::default());
+    let r = redis_args(&server, "mgr");
+    init(&r, &["--never-used"]);
+    let e = etcd_args(&cluster, "mgr");
+    init(&e, &[]);
+    // A store with its record: `init` refuses, as the docs say.
+    let again = state_tool(&["init", "--options", &e]);
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    let moved = Stack::probe("svc", &e);
+    let t1 = after_recreation(now()) + 60;
+
+    let (v, secret_v) = TestUser::enrolled("mgr");
+    let still_old = Stack::probe("svc", &r);
+    let code_v = code_at(&secret_v, t1);
+    let (d, logs) = login_logged(&still_old, &v, &code_v, PEER, t1);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let (d, logs) = login_logged(&moved, &v, &code_v, PEER, t1 + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "a code used on the old store during the move: {d:?} {logs:?}"
+    );
+
+    let t2 = t1 + 30;
+    let (w, secret_w) = TestUser::enrolled("mgs");
+    let code_w = code_at(&secret_w, t2);
+    let (d, logs) = login_logged(&still_old, &w, &code_w, PEER, t2);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    move_to(&still_old, &e);
+    // The next login recreates it (a plain `init` would do the same at the real clock,
+    // which this test's codes, ahead of it, do not wait for).
+    let del = cluster.ctl(&["del", "mgr/store"]);
+    assert_eq!(del.trim(), "1", "the store record deleted");
+    let (d, logs) = login_logged(&moved, &w, &code_w, PEER, t2 + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("state store lost its data")),
+        "refused by the raised floor: {logs:?}"
+    );
+    let later = after_recreation(t2 + 5);
+    for (host, user, secret) in [(&moved, &w, &secret_w), (&still_old, &v, &secret_v)] {
+        let (d, logs) = login_logged(host, user, &code_at(secret, later), PEER, later);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    }
+}
+
+/// A host upgraded from a release before enrolment-bound marks and moved at once: its
+/// local record is of format 1, whose TOTP mark holds every enrolment on that host. It is
+/// carried too, so the code the earlier release accepted just before stays refused on
+/// the host through the shared store (user `mgx`). Control (user `mgy`, the same kind of
+/// record): a host whose local store never saw it logs the code in.
+#[test]
+fn a_version_1_local_mark_is_carried_by_a_host_upgraded_and_moved_at_once() {
+    if !require_root("a_version_1_local_mark_is_carried_by_a_host_upgraded_and_moved_at_once") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgx");
+    init(&a, &[]);
+    let t = after_recreation(now()) + 60;
+    let host = Stack::probe("svc", "");
+    let (x, secret_x) = TestUser::enrolled("mgx");
+    let (y, secret_y) = TestUser::enrolled("mgy");
+    for (user, secret) in [(&x, &secret_x), (&y, &secret_y)] {
+        // A wrong code makes the local store and the record, which is then replaced by
+        // the earlier release's: the code of t's step used.
+        let d = login_at(&host, user, &wrong_totp(secret, t - 300), PEER, t - 300);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{d:?}");
+        let mut store = StateDir::new(host.state_dir(), Duration::from_secs(5));
+        store
+            .update(user.uid, &mut |_| {
+                Write::Durable(UserState {
+                    legacy: Some(LegacyMarks {
+                        last_step: Some(t / 30),
+                        hotp: None,
+                    }),
+                    ..UserState::default()
+                })
+            })
+            .expect("seeded");
+    }
+    move_to(&host, &a);
+    let (d, logs) = login_logged(&host, &x, &code_at(&secret_x, t), PEER, t + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reused an already accepted code")),
+        "refused by the host's version-1 mark: {logs:?}"
+    );
+    // Control.
+    let other = Stack::probe("svc", &a);
+    let (d, logs) = login_logged(&other, &y, &code_at(&secret_y, t), PEER, t + 5);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // The next step's code logs in on the moved host.
+    let (d, logs) = login_logged(&host, &x, &code_at(&secret_x, t + 30), PEER, t + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }

@@ -686,11 +686,13 @@ impl StateDir {
         )))
     }
 
-    /// Reads the key file; `None` when there is none yet.
-    fn read_key(&mut self) -> Result<Option<StoreKey>, StoreError> {
+    /// Reads the key file; `None` when there is none yet. The directory is created
+    /// only when `create`: a store that is only looked at (`Missing::Leave`: a shared
+    /// store's login reading this host's local marks, `totp-state show`) stays absent.
+    fn read_key(&mut self, create: bool) -> Result<Option<StoreKey>, StoreError> {
         let shown = self.path.join(KEY_FILE).display().to_string();
         let owner = self.owner;
-        let Some(dir) = self.dir(true)? else {
+        let Some(dir) = self.dir(create)? else {
             return Ok(None);
         };
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
@@ -860,12 +862,13 @@ impl StateStore for StateDir {
     /// The local store loses nothing a reboot's boot floor does not cover (records are
     /// fsynced or covered by it), so it is complete since the beginning.
     fn context(&mut self, missing: Missing) -> Result<Option<StoreContext>, StoreError> {
-        let key = match (self.read_key()?, missing) {
+        let create = matches!(missing, Missing::Create { .. });
+        let key = match (self.read_key(create)?, missing) {
             (Some(k), _) => k,
             (None, Missing::Leave) => return Ok(None),
             (None, Missing::Create { .. }) => {
                 self.create_key()?;
-                self.read_key()?.ok_or_else(|| {
+                self.read_key(true)?.ok_or_else(|| {
                     StoreError::Unavailable(format!(
                         "{} vanished",
                         self.path.join(KEY_FILE).display()

@@ -7,6 +7,7 @@ use super::*;
 use totp_core::fleet::Fallback;
 use totp_core::policy::CLOCK_SLACK_SECS;
 use totp_core::state::{EnrolmentId, Marks, StoreKey};
+use totp_os::state_dir::KEY_FILE;
 
 /// Decisions one answer may take when a shared store's record keeps changing under the
 /// write ([`StoreError::StoreChanged`]): each change is a data set lost or restored, so
@@ -86,11 +87,14 @@ impl Ctx {
                 }
             },
         };
-        // state_fallback=local: a code accepted while the shared store could not be
-        // opened is marked in this host's local store only, and the shared store, back
-        // without a restart (no floor raised), never saw it. Its mark is carried into
-        // the decision, or the server's return would reopen the code on this host (R34).
-        let fallback_marks = if shared_opened && self.opts.fleet.fallback == Fallback::Local {
+        // A code this host accepted through its local store is marked there only: before
+        // the host moved to the shared store (state= local until the pam.d line changed,
+        // minutes ago), or under state_fallback=local while the shared store could not be
+        // opened (back without a restart: no floor raised). The shared store never saw
+        // it, so its marks are carried into the decision, or the move, or the server's
+        // return, would reopen the code on this host (R34). A host without a local store
+        // reads nothing (the directory is not created).
+        let fallback_marks = if shared_opened {
             run.record
                 .account()
                 .and_then(|uid| local_marks_of(io, &self.opts, sys, uid))
@@ -194,7 +198,25 @@ impl Ctx {
             // to keep where the file could not be rewritten (read-only, immutable).
             let carried = fallback_marks.as_ref().and_then(|(key, state)| {
                 let id = verify::enrolment_of(&file, key).ok()?;
-                let local = state.marks_of(id)?;
+                let local = match state.marks_of(id) {
+                    Some(m) => m.clone(),
+                    // A record of format 1 (the host upgraded from a release before
+                    // enrolment-bound marks and moved at once): its TOTP mark holds
+                    // every enrolment without marks of its own here, so it is carried
+                    // for this one. Not its HOTP counter: a token given since would
+                    // inherit it on the shared store as marks of its own, out of reach
+                    // of `totp-state reset --forget-version-1-marks`.
+                    None => {
+                        let step = file.config().ok()?.step_secs();
+                        Marks {
+                            totp_until: state
+                                .legacy?
+                                .last_step
+                                .map(|s| s.saturating_add(1).saturating_mul(step)),
+                            ..Marks::default()
+                        }
+                    }
+                };
                 Some(Marks {
                     // A code the fallback accepted is marked no further ahead than the
                     // window reaches (with the file's TIME_SKEW), give or take the
@@ -1118,8 +1140,9 @@ fn shared_suffix(verdict: Verdict, disallow_reuse: bool, rate_limit: bool) -> St
 }
 
 /// This host's local store's key and `uid`'s record there, for a host whose shared store
-/// opened although `state_fallback=local` may have used the local one before. Unreadable:
-/// logged, and the shared store decides alone, as before the fallback was ever used.
+/// opened although the local one may have been used before (the host's state= before it
+/// moved, or `state_fallback=local`). None without a local store. Unreadable: logged, and
+/// the shared store decides alone.
 fn local_marks_of(
     io: &mut dyn PamIo,
     opts: &ModuleOptions,
@@ -1130,11 +1153,23 @@ fn local_marks_of(
         io.log(
             Level::Warning,
             &format!(
-                "codes accepted through state_fallback=local not checked: this host's local \
-                 store: {why}"
+                "codes accepted through this host's local store (before the move to the \
+                 shared store, or through state_fallback=local) not checked: {why}"
             ),
         );
     };
+    // Without the fallback, a host whose local store has no key never used it (or not
+    // since a login could have been accepted there): nothing to read, and nothing to
+    // say about a directory a login through the shared store never needed (a screen
+    // locker's owner without a home, or whose home the store's walk refuses). The
+    // stat only spares that walk: what is read goes through the store's checks.
+    if opts.fleet.fallback != Fallback::Local {
+        let has_key = store::local_dir(opts, sys)
+            .is_ok_and(|dir| std::fs::symlink_metadata(dir.join(KEY_FILE)).is_ok());
+        if !has_key {
+            return None;
+        }
+    }
     let mut local = match store::open_local(opts, sys) {
         Ok(s) => s,
         Err(why) => {
