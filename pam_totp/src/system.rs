@@ -63,7 +63,7 @@ impl System for Host {
     }
 
     fn group_list(&self, pw: &Passwd) -> Result<GroupList, NssError> {
-        let ids = nss::lookup_group_list(&pw.name, pw.gid)?;
+        let ids = nss::lookup_group_list_from_every_source(&pw.name, pw.gid)?;
         Ok(GroupList {
             gids: ids.gids,
             complete: ids.complete,

@@ -1305,3 +1305,77 @@ fn an_outage_asks_non_members_and_nullok_still_admits_the_unenrolled() {
     }
     f.check();
 }
+
+/// R22 for a group both `files` and the directory hold under one name (a local group
+/// extended in LDAP): `getgrnam_r` stops at the local entry, which does not list the
+/// user, so only the user's group list can tell, and a directory that is down leaves it
+/// out of that list without a trace glibc reports (`unavail`: the error number a real
+/// "no such user" sets; `silent`: none). A member listed only in the directory's group
+/// is then not a proven non-member: `require_group=` asks for the code (it skipped
+/// before the fix), as it does for a source that says "try again". `skip_group=` does
+/// not skip the member. Controls: with the directory answering, the member is asked
+/// under `require_group=` and skipped under `skip_group=`, and a non-member is skipped
+/// under `require_group=`.
+#[test]
+fn a_local_group_shadowing_the_directorys_needs_every_source() {
+    let Some((u, ds)) = setup(
+        "a_local_group_shadowing_the_directorys_needs_every_source",
+        "dsw",
+    ) else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let g = ds.control.grname.clone();
+    let gid = ds.control.grgid;
+    // /etc as the login sees it: our nsswitch.conf, and a group file whose `g` lists
+    // someone else.
+    let layer = tempfile::tempdir().expect("tempdir");
+    let etc = group_layer(
+        &layer.path().join("etc"),
+        &u,
+        &format!("{g}:x:{gid}:root\n"),
+    );
+    fs::copy(ds.path().join("nsswitch.conf"), etc.join("nsswitch.conf")).expect("nsswitch");
+    let run = |option: &str, at: u64| -> Drive {
+        let stack = Stack::probe("svc", option);
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, at))
+            .at(at);
+        let mut with_lib = Command::new("env");
+        with_lib.arg(format!("LD_LIBRARY_PATH={}", ds.path().display()));
+        append_env_exec(&mut with_lib, &driver.command());
+        let mut cmd = in_private_mounts(
+            "mount -t overlay overlay -o \"lowerdir=$1:/etc\" /etc",
+            &etc,
+            &with_lib,
+        );
+        Drive::ran(&cmd.output().expect("run unshare"))
+    };
+    let require = format!("require_group={g}");
+    let skip = format!("skip_group={g}");
+    let mut f = Failures::default();
+    let mut at = T0;
+    ds.with(|c| c.grmember = false);
+    at += 90;
+    f.expect(
+        "require_group, non-member: control",
+        &run(&require, at),
+        "PAM_IGNORE",
+    );
+    ds.with(|_| {});
+    at += 90;
+    f.refused("require_group, member: control", &run(&require, at));
+    at += 90;
+    f.expect("skip_group, member: control", &run(&skip, at), "PAM_IGNORE");
+    for group in ["unavail", "silent", "tryagain", "initdown"] {
+        ds.with(|c| c.group = group);
+        at += 90;
+        f.refused(
+            &format!("require_group, directory {group}"),
+            &run(&require, at),
+        );
+        at += 90;
+        f.refused(&format!("skip_group, directory {group}"), &run(&skip, at));
+    }
+    f.check();
+}

@@ -89,7 +89,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         .ok_or_else(|| Error::failed(format!("no such user {:?}", args.user)))?;
     // Groups are proven one at a time exactly as the module does: a failed or
     // incomplete lookup leaves a (group) item undecided, and the explanation says so.
-    let list = nss::lookup_group_list(&pw.name, pw.gid)
+    let list = nss::lookup_group_list_from_every_source(&pw.name, pw.gid)
         .ok()
         .map(|l| GroupList {
             gids: l.gids,

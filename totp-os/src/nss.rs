@@ -167,6 +167,47 @@ pub fn lookup_group_list(name: &str, primary_gid: gid_t) -> Result<GroupIds, Nss
     }
 }
 
+/// [`lookup_group_list`] for a proof that the user is *not* in a group (R22): complete
+/// only when, besides `getgrouplist`, each source of the group database asked on its
+/// own answered (a source that is down drops out of `getgrouplist` without a trace when
+/// it leaves `ENOENT` or no error number, and a group of the same name in an earlier
+/// source hides the directory's entry from `getgrnam_r`). The ids every source answered
+/// are added, so a source that came back between the two walks cannot make its group
+/// look absent.
+pub fn lookup_group_list_from_every_source(
+    name: &str,
+    primary_gid: gid_t,
+) -> Result<GroupIds, NssError> {
+    let mut list = lookup_group_list(name, primary_gid)?;
+    if !list.complete {
+        return Ok(list);
+    }
+    let cname = CString::new(name).map_err(|_| NssError::InvalidName)?;
+    match crate::nss_sources::every_source(&cname, primary_gid) {
+        Ok(more) => {
+            list.gids.extend(more);
+            // The primary group stays first; the rest once each.
+            if let Some(rest) = list.gids.get_mut(1..) {
+                rest.sort_unstable();
+            }
+            let primary = list.gids.first().copied();
+            list.gids.dedup();
+            let mut seen_primary = false;
+            list.gids.retain(|g| {
+                if Some(*g) != primary {
+                    return true;
+                }
+                !std::mem::replace(&mut seen_primary, true)
+            });
+        }
+        Err(e) => {
+            list.complete = false;
+            list.errno = e.errno;
+        }
+    }
+    Ok(list)
+}
+
 fn clear_errno() {
     // SAFETY: __errno_location returns the calling thread's errno slot, valid for the
     // thread's lifetime; writing an int there is what `errno = 0` does in C.

@@ -254,7 +254,7 @@ impl<'a> Skips<'a> {
             .clone();
         membership::prove(&pw.name, pw.gid, entry.as_ref(), || {
             list.get_or_init(|| {
-                nss::lookup_group_list(&pw.name, pw.gid)
+                nss::lookup_group_list_from_every_source(&pw.name, pw.gid)
                     .ok()
                     .map(|l| GroupList {
                         gids: l.gids,
