@@ -30,7 +30,7 @@ struct Control {
     gid: u32,
     dir: PathBuf,
     aliases: Vec<String>,
-    /// `ok`, `unavail`, `tryagain` or `silent`.
+    /// `ok`, `unavail`, `tryagain` or `silent`; `once`: the first `getpwnam` only.
     passwd: &'static str,
     /// As `passwd`, or `nogid` / `initdown`.
     group: &'static str,
@@ -1376,6 +1376,136 @@ fn a_local_group_shadowing_the_directorys_needs_every_source() {
         );
         at += 90;
         f.refused(&format!("skip_group, directory {group}"), &run(&skip, at));
+    }
+    f.check();
+}
+
+/// R32 with a directory that goes away in the middle of a login: the name logging in is
+/// an account the directory alone serves, with the uid of `secret_command_user=` (two
+/// names of one account). The login's lookup finds it; a second lookup of the same name
+/// (the runner check asked NSS again) found the directory down and let the command run
+/// as the very account it answers for. The check now uses the login's own entry: one
+/// `getpwnam` of the name per login, as the stand-in's call log shows, and the login is
+/// denied before the command starts. Controls: the command runs and the login succeeds
+/// when the account has a uid of its own, with the same directory behaviour.
+#[test]
+fn the_secret_commands_runner_check_uses_the_logins_own_lookup() {
+    let Some((u, ds)) = setup(
+        "the_secret_commands_runner_check_uses_the_logins_own_lookup",
+        "dsk",
+    ) else {
+        return;
+    };
+    let name = format!("{}d", u.name);
+    let dir = system_tests::fleet::trusted_dir("dirsvc-cmd");
+    // The command, run as the test account, leaves its marker in a directory of its own.
+    let out = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(out.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let marker = out.path().join("ran");
+    let cmd = dir.path().join("cmd");
+    fs::write(
+        &cmd,
+        format!(
+            "#!/bin/sh\n: > {}\ncat <<'EOF'\n{}EOF\n",
+            marker.display(),
+            totp_file(SECRET_160)
+        ),
+    )
+    .expect("write command");
+    fs::set_permissions(&cmd, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let args = format!(
+        "secret_command={} secret_command_user={}",
+        cmd.display(),
+        u.name
+    );
+    let mut f = Failures::default();
+    let mut at = T0;
+    for (what, uid, want) in [
+        (
+            "an account of its own: control",
+            3_990_000 + std::process::id() % 9_000,
+            "PAM_SUCCESS",
+        ),
+        ("the runner's uid", u.uid, "PAM_AUTH_ERR"),
+    ] {
+        at += 90;
+        ds.with(|c| {
+            c.canonical = name.clone();
+            c.aliases = vec![name.clone()];
+            c.uid = uid;
+            c.passwd = "once";
+        });
+        ds.clear_calls();
+        let _ = fs::remove_file(&marker);
+        let d = login(&ds, &args, &name, &code_at(SECRET_160, at), at);
+        f.expect(what, &d, want);
+        let lookups = ds
+            .calls()
+            .iter()
+            .filter(|c| **c == format!("getpwnam {name}"))
+            .count();
+        if lookups != 1 {
+            f.0.push(format!(
+                "{what}: {lookups} getpwnam of {name}: {:?}",
+                ds.calls()
+            ));
+        }
+        if marker.exists() != (want == "PAM_SUCCESS") {
+            f.0.push(format!("{what}: the command ran: {}", marker.exists()));
+        }
+    }
+    f.check();
+}
+
+/// R8 with a directory whose entry for a spelling names another account: the typed
+/// spelling (`ALICE`) reaches the directory, whose entry is called `alice` but has a uid
+/// of its own, while `alice` itself is a local account. The module keyed the login on
+/// the name, so the local account's rules (`+ : alice`), its store file and its
+/// `nullok` absence applied to the directory's account. Now a canonical name that maps
+/// back to another uid is a name service fault: prompted and denied, in both modes.
+/// Controls: the same spelling skips when the directory's entry is the local account
+/// (same uid), and the local name itself skips.
+#[test]
+fn a_canonical_name_that_maps_back_to_another_account_denies() {
+    let Some((u, ds)) = setup(
+        "a_canonical_name_that_maps_back_to_another_account_denies",
+        "dsy",
+    ) else {
+        return;
+    };
+    let plus = rules_file(&ds, "plus.conf", &format!("+ : {} : ALL\n", u.name));
+    let typed = u.name.to_uppercase();
+    let other_uid = 3_990_000 + std::process::id() % 9_000;
+    let mut f = Failures::default();
+    let mut at = T0;
+    for mode in Mode::both() {
+        for (what, args) in [
+            (
+                "accessfile",
+                mode.args(&format!("accessfile={}", plus.display())),
+            ),
+            ("nullok, not enrolled", mode.args("nullok")),
+        ] {
+            let what = |case: &str| format!("{} {what}: {case}", mode.name());
+            at += 90;
+            let wrong = wrong_totp(SECRET_160, at);
+            ds.with(|_| {});
+            f.expect(
+                &what("alias of the local account: control"),
+                &login(&ds, &args, &typed, &wrong, at),
+                "PAM_IGNORE",
+            );
+            ds.with(|c| c.uid = other_uid);
+            f.expect(
+                &what("the local name: control"),
+                &login(&ds, &args, &u.name, &wrong, at),
+                "PAM_IGNORE",
+            );
+            f.refused(
+                &what("alias whose entry has another uid"),
+                &login(&ds, &args, &typed, &wrong, at),
+            );
+        }
     }
     f.check();
 }
