@@ -324,6 +324,40 @@ fn canonical(sys: &dyn System, typed: &UserName) -> Result<Option<(UserName, Pas
             });
         }
     };
+    // R8: rules, store files and logs know the account by its canonical name, so that
+    // name must lead back to this account. A directory entry for another spelling that
+    // carries the name of another account (a local `alice`, and the directory's `ALICE`
+    // named `alice` with a uid of its own) would otherwise take that account's rules,
+    // store file and nullok absence. Asked only when the names differ.
+    if pw.name != typed.as_str() {
+        match sys.user_by_name(&pw.name) {
+            Ok(Some(back)) if back.uid != pw.uid => {
+                return Err(Doomed {
+                    denial: Denial::NameService,
+                    why: format!(
+                        "the name service calls this account (uid {}) {}, the name of uid {}; \
+                         asking for a code anyway",
+                        pw.uid,
+                        crate::log::sanitize(pw.name.as_bytes()),
+                        back.uid
+                    ),
+                    name: None,
+                });
+            }
+            // No account answers to the name itself: no other account's rules or file.
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Doomed {
+                    denial: Denial::NameService,
+                    why: format!(
+                        "name service error for this user's canonical name ({e}); asking \
+                         for a code anyway"
+                    ),
+                    name: None,
+                });
+            }
+        }
+    }
     match UserName::parse(pw.name.as_bytes()) {
         Ok(n) => Ok(Some((n, pw))),
         Err(e) => Err(doomed(

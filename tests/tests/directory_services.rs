@@ -1469,7 +1469,7 @@ fn the_secret_commands_runner_check_uses_the_logins_own_lookup() {
 fn a_canonical_name_that_maps_back_to_another_account_denies() {
     let Some((u, ds)) = setup(
         "a_canonical_name_that_maps_back_to_another_account_denies",
-        "dsy",
+        "dsz",
     ) else {
         return;
     };
