@@ -1336,7 +1336,7 @@ fn a_local_group_shadowing_the_directorys_needs_every_source() {
         &format!("{g}:x:{gid}:root\n"),
     );
     fs::copy(ds.path().join("nsswitch.conf"), etc.join("nsswitch.conf")).expect("nsswitch");
-    let run = |option: &str, at: u64| -> Drive {
+    let run = |option: &str, at: u64| -> (Drive, Vec<String>) {
         let stack = Stack::probe("svc", option);
         let driver = Driver::new(&stack, "svc", &u.name)
             .answer(&wrong_totp(SECRET_160, at))
@@ -1349,7 +1349,9 @@ fn a_local_group_shadowing_the_directorys_needs_every_source() {
             &etc,
             &with_lib,
         );
-        Drive::ran(&cmd.output().expect("run unshare"))
+        let (out, lines) = with_syslog_capture(&cmd);
+        let lines: Vec<String> = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
+        (Drive::ran(&out), lines)
     };
     let require = format!("require_group={g}");
     let skip = format!("skip_group={g}");
@@ -1359,23 +1361,33 @@ fn a_local_group_shadowing_the_directorys_needs_every_source() {
     at += 90;
     f.expect(
         "require_group, non-member: control",
-        &run(&require, at),
+        &run(&require, at).0,
         "PAM_IGNORE",
     );
     ds.with(|_| {});
     at += 90;
-    f.refused("require_group, member: control", &run(&require, at));
+    f.refused("require_group, member: control", &run(&require, at).0);
     at += 90;
-    f.expect("skip_group, member: control", &run(&skip, at), "PAM_IGNORE");
+    f.expect(
+        "skip_group, member: control",
+        &run(&skip, at).0,
+        "PAM_IGNORE",
+    );
     for group in ["unavail", "silent", "tryagain", "initdown"] {
         ds.with(|c| c.group = group);
         at += 90;
-        f.refused(
-            &format!("require_group, directory {group}"),
-            &run(&require, at),
-        );
+        let (d, lines) = run(&require, at);
+        f.refused(&format!("require_group, directory {group}"), &d);
+        // The log names the source that did not answer where only the walk source by
+        // source saw it.
+        let named = lines
+            .iter()
+            .any(|l| l.contains(&format!("source {SERVICE} (nsswitch.conf) did not answer")));
+        if matches!(group, "unavail" | "silent") && !named {
+            f.0.push(format!("{group}: the source is not named: {lines:?}"));
+        }
         at += 90;
-        f.refused(&format!("skip_group, directory {group}"), &run(&skip, at));
+        f.refused(&format!("skip_group, directory {group}"), &run(&skip, at).0);
     }
     f.check();
 }

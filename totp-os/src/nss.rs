@@ -117,6 +117,9 @@ pub struct GroupIds {
     pub complete: bool,
     /// The error number that marked the list incomplete; 0 when it is complete.
     pub errno: i32,
+    /// The service of nsswitch.conf that did not answer, when the list was gathered
+    /// source by source ([`lookup_group_list_from_every_source`]) and one failed.
+    pub source: Option<String>,
 }
 
 /// `getgrouplist`, and whether the answer is complete.
@@ -155,6 +158,7 @@ pub fn lookup_group_list(name: &str, primary_gid: gid_t) -> Result<GroupIds, Nss
                 gids,
                 complete,
                 errno: if complete { 0 } else { errno },
+                source: None,
             });
         }
         // -1 means "too small" and `count` says how many are needed; grow at least 2x
@@ -203,6 +207,7 @@ pub fn lookup_group_list_from_every_source(
         Err(e) => {
             list.complete = false;
             list.errno = e.errno;
+            list.source = e.service;
         }
     }
     Ok(list)

@@ -49,6 +49,17 @@ type InitgroupsDyn = unsafe extern "C" fn(
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct NotEverySource {
     pub(crate) errno: i32,
+    /// The service that did not answer, when one was asked.
+    pub(crate) service: Option<String>,
+}
+
+impl NotEverySource {
+    fn errno(errno: i32) -> Self {
+        NotEverySource {
+            errno,
+            service: None,
+        }
+    }
 }
 
 /// The services `getgrouplist` walks, from nsswitch.conf's text: the `initgroups:`
@@ -117,30 +128,28 @@ pub(crate) fn every_source(
         Ok(f) => {
             f.take(MAX_CONF + 1)
                 .read_to_string(&mut text)
-                .map_err(|e| NotEverySource {
-                    errno: e.raw_os_error().unwrap_or(libc::EIO),
-                })?;
+                .map_err(|e| NotEverySource::errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
             if text.len() as u64 > MAX_CONF {
-                return Err(NotEverySource { errno: libc::EFBIG });
+                return Err(NotEverySource::errno(libc::EFBIG));
             }
         }
         // glibc's defaults apply without the file.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            return Err(NotEverySource {
-                errno: e.raw_os_error().unwrap_or(libc::EIO),
-            });
+            return Err(NotEverySource::errno(e.raw_os_error().unwrap_or(libc::EIO)));
         }
     }
-    let sources = group_sources(&text).ok_or(NotEverySource {
-        errno: libc::EINVAL,
-    })?;
+    let sources = group_sources(&text).ok_or(NotEverySource::errno(libc::EINVAL))?;
     let mut gids = vec![primary_gid];
     for service in &sources {
-        let Some(initgroups) = entry_point(service)? else {
+        let named = |mut e: NotEverySource| {
+            e.service = Some(service.clone());
+            e
+        };
+        let Some(initgroups) = entry_point(service).map_err(named)? else {
             continue;
         };
-        ask(initgroups, user, primary_gid, &mut gids)?;
+        ask(initgroups, user, primary_gid, &mut gids).map_err(named)?;
     }
     Ok(gids)
 }
@@ -150,9 +159,7 @@ pub(crate) fn every_source(
 /// module with `getgrent_r` only is enumerated by glibc, which this proof does not do:
 /// an error.
 fn entry_point(service: &str) -> Result<Option<InitgroupsDyn>, NotEverySource> {
-    let bad = NotEverySource {
-        errno: libc::EINVAL,
-    };
+    let bad = NotEverySource::errno(libc::EINVAL);
     let library = CString::new(format!("libnss_{service}.so.2")).map_err(|_| bad)?;
     // SAFETY: `library` is NUL-terminated. The module is the one nsswitch.conf (root's)
     // names, loaded as glibc loads it (RTLD_LAZY, the loader's search path); the
@@ -165,9 +172,8 @@ fn entry_point(service: &str) -> Result<Option<InitgroupsDyn>, NotEverySource> {
         return Ok(None);
     }
     let symbol = |what: &str| -> Result<*mut c_void, NotEverySource> {
-        let name = CString::new(format!("_nss_{service}_{what}")).map_err(|_| NotEverySource {
-            errno: libc::EINVAL,
-        })?;
+        let name = CString::new(format!("_nss_{service}_{what}"))
+            .map_err(|_| NotEverySource::errno(libc::EINVAL))?;
         // SAFETY: `handle` is a handle from dlopen or RTLD_DEFAULT; `name` is
         // NUL-terminated. dlsym only looks the symbol up.
         Ok(unsafe { libc::dlsym(handle, name.as_ptr()) })
@@ -177,9 +183,7 @@ fn entry_point(service: &str) -> Result<Option<InitgroupsDyn>, NotEverySource> {
         if symbol("getgrent_r")?.is_null() {
             return Ok(None);
         }
-        return Err(NotEverySource {
-            errno: libc::ENOSYS,
-        });
+        return Err(NotEverySource::errno(libc::ENOSYS));
     }
     // SAFETY: glibc calls every module's `_nss_<service>_initgroups_dyn` with exactly this
     // signature (nss/nsswitch.h); a symbol of that name is that function.
@@ -200,9 +204,7 @@ fn ask(
     // realloc); freed below, whatever the module did with it.
     let mut groups = unsafe { libc::malloc(16 * std::mem::size_of::<gid_t>()) }.cast::<gid_t>();
     if groups.is_null() {
-        return Err(NotEverySource {
-            errno: libc::ENOMEM,
-        });
+        return Err(NotEverySource::errno(libc::ENOMEM));
     }
     // Slot 0 holds the primary group, as in glibc's own walk: modules skip it.
     // SAFETY: `groups` has 16 slots.
@@ -226,16 +228,23 @@ fn ask(
     // runs) as UNAVAIL with ESRCH; ESRCH is no outage's number.
     let answered = matches!(status, NSS_STATUS_SUCCESS | NSS_STATUS_NOTFOUND)
         || (status == NSS_STATUS_UNAVAIL && errno == libc::ESRCH);
-    if answered && !groups.is_null() && (1..=size).contains(&start) && size <= MAX_GROUPS {
+    // An answer whose array cannot be read, or that grew past the limit it was given,
+    // proves nothing: the groups it holds would be missing from the list.
+    let readable = !groups.is_null() && (1..=size).contains(&start) && size <= MAX_GROUPS;
+    if answered && readable {
         let count = usize::try_from(start).unwrap_or(0);
         // SAFETY: the module filled slots 0..start of its array of `size` slots.
         let got = unsafe { std::slice::from_raw_parts(groups, count) };
-        gids.extend_from_slice(&got[1..]);
+        gids.extend_from_slice(got.get(1..).unwrap_or(&[]));
     }
-    // SAFETY: `groups` is the array malloc'd above or the module's realloc of it.
+    // SAFETY: `groups` is the array malloc'd above or the module's realloc of it (free
+    // of NULL does nothing).
     unsafe { libc::free(groups.cast::<c_void>()) };
-    if answered {
+    if answered && readable {
         return Ok(());
+    }
+    if answered {
+        return Err(NotEverySource::errno(libc::EOVERFLOW));
     }
     let errno = match (status, errno) {
         (_, e) if e != 0 => e,
@@ -243,7 +252,10 @@ fn ask(
         (NSS_STATUS_UNAVAIL, _) => libc::EHOSTUNREACH,
         _ => libc::EIO,
     };
-    Err(NotEverySource { errno })
+    Err(NotEverySource {
+        errno,
+        service: None,
+    })
 }
 
 #[cfg(test)]
