@@ -1344,7 +1344,7 @@ fn a_local_group_shadowing_the_directorys_needs_every_source() {
         let mut with_lib = Command::new("env");
         with_lib.arg(format!("LD_LIBRARY_PATH={}", ds.path().display()));
         append_env_exec(&mut with_lib, &driver.command());
-        let mut cmd = in_private_mounts(
+        let cmd = in_private_mounts(
             "mount -t overlay overlay -o \"lowerdir=$1:/etc\" /etc",
             &etc,
             &with_lib,
