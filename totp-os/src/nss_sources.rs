@@ -164,23 +164,36 @@ fn entry_point(service: &str) -> Result<Option<InitgroupsDyn>, NotEverySource> {
     // SAFETY: `library` is NUL-terminated. The module is the one nsswitch.conf (root's)
     // names, loaded as glibc loads it (RTLD_LAZY, the loader's search path); the
     // reference is never dropped, as glibc never unloads its NSS modules either.
-    let mut handle = unsafe { libc::dlopen(library.as_ptr(), libc::RTLD_LAZY) };
-    if handle.is_null() && matches!(service, "files" | "dns") {
-        handle = libc::RTLD_DEFAULT;
+    let loaded = unsafe { libc::dlopen(library.as_ptr(), libc::RTLD_LAZY) };
+    // Where the symbols are looked for: the module, and for a service built into the C
+    // library (whose stub may be missing or empty) the global scope as well.
+    let mut handles = Vec::with_capacity(2);
+    if !loaded.is_null() {
+        handles.push(loaded);
     }
-    if handle.is_null() {
+    if matches!(service, "files" | "dns") {
+        handles.push(libc::RTLD_DEFAULT);
+    }
+    if handles.is_empty() {
         return Ok(None);
     }
     let symbol = |what: &str| -> Result<*mut c_void, NotEverySource> {
         let name = CString::new(format!("_nss_{service}_{what}"))
             .map_err(|_| NotEverySource::errno(libc::EINVAL))?;
-        // SAFETY: `handle` is a handle from dlopen or RTLD_DEFAULT; `name` is
-        // NUL-terminated. dlsym only looks the symbol up.
-        Ok(unsafe { libc::dlsym(handle, name.as_ptr()) })
+        for &handle in &handles {
+            // SAFETY: `handle` is a handle from dlopen or RTLD_DEFAULT; `name` is
+            // NUL-terminated. dlsym only looks the symbol up.
+            let found = unsafe { libc::dlsym(handle, name.as_ptr()) };
+            if !found.is_null() {
+                return Ok(found);
+            }
+        }
+        Ok(std::ptr::null_mut())
     };
     let initgroups = symbol("initgroups_dyn")?;
     if initgroups.is_null() {
-        if symbol("getgrent_r")?.is_null() {
+        // `files` always has it: not finding it is a fault, not a source to leave out.
+        if service != "files" && symbol("getgrent_r")?.is_null() {
             return Ok(None);
         }
         return Err(NotEverySource::errno(libc::ENOSYS));
@@ -280,6 +293,14 @@ mod tests {
         assert_eq!(group_sources("group: files ../evil\n"), None);
         let many = format!("group: {}\n", "files ".repeat(MAX_SOURCES + 1));
         assert_eq!(group_sources(&many), None);
+    }
+
+    /// `files` is asked whether the C library has it built in or in its own module, and
+    /// a service whose module does not exist is no source.
+    #[test]
+    fn files_is_always_found_and_a_missing_module_is_no_source() {
+        assert!(matches!(entry_point("files"), Ok(Some(_))));
+        assert!(matches!(entry_point("pamtotpnosuchservice"), Ok(None)));
     }
 
     #[test]
