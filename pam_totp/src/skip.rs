@@ -167,9 +167,25 @@ impl<'a> GroupFacts<'a> {
                 None
             }
         };
-        let m = membership::prove(&pw.name, pw.gid, entry.as_ref(), || self.list(pw).as_ref());
+        let m = membership::prove(
+            &pw.name,
+            pw.gid,
+            entry.as_ref(),
+            || self.list(pw).as_ref(),
+            || match self.sys.group_in_every_source(group) {
+                Ok(entries) => Some(entries),
+                Err(e) => {
+                    self.note(format!(
+                        "group {shown} asked of each name service source: {e}; membership \
+                         of {who} unknown, so it cannot excuse the code"
+                    ));
+                    None
+                }
+            },
+        );
         // Without the entry, its own note above says why.
-        if m == Membership::Unknown && entry.is_some() {
+        let list_short = matches!(self.list.get(), Some(Some(l)) if !l.complete);
+        if m == Membership::Unknown && entry.is_some() && list_short {
             let failed = self.failed.borrow();
             let why = match failed.as_ref() {
                 Some((Some(source), errno)) => format!(

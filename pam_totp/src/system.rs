@@ -23,6 +23,9 @@ pub trait System {
     /// A group by name (`getgrnam_r`); `Ok(None)` cannot tell "no such group" from a
     /// source that failed quietly.
     fn group_by_name(&self, name: &str) -> Result<Option<GroupEntry>, NssError>;
+    /// The group of that name in each source of the group database that has one
+    /// (`Err` when a source did not answer): for a proof of non-membership.
+    fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError>;
     /// The user's group ids and whether every source answered (`getgrouplist`, then
     /// each source of the group database on its own), with the source that did not.
     fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError>;
@@ -61,6 +64,16 @@ impl System for Host {
             gid: g.gid,
             members: g.members,
         }))
+    }
+
+    fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError> {
+        Ok(nss::lookup_group_in_every_source(name)?
+            .into_iter()
+            .map(|g| GroupEntry {
+                gid: g.gid,
+                members: g.members,
+            })
+            .collect())
     }
 
     fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError> {

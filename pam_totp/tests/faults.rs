@@ -148,6 +148,9 @@ impl System for FakeSys {
             members,
         }))
     }
+    fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError> {
+        Ok(self.group_by_name(name)?.into_iter().collect())
+    }
     fn group_list(&self, _pw: &Passwd) -> Result<GroupIds, NssError> {
         let complete = self.nss != Nss::GroupListIncomplete;
         Ok(GroupIds {

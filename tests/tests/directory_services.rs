@@ -1521,3 +1521,69 @@ fn a_canonical_name_that_maps_back_to_another_account_denies() {
     }
     f.check();
 }
+
+/// R22 for one group name that `files` and the directory give two gids (a local group
+/// and a directory group of the same name): `getgrnam_r` resolves the name to the local
+/// group, which does not list the user, and the user's complete group list holds only
+/// the directory's gid, so the user looked like a proven non-member although `id` shows
+/// the group by that name and `require_group=` skipped the code. Non-membership now also
+/// needs the group of that name in every source, none of which makes the user a member:
+/// the member is asked for the code. Controls: the same setup skips a user the
+/// directory's group does not list, and the member skips under `skip_group=`.
+#[test]
+fn one_group_name_with_two_gids_needs_every_sources_group() {
+    let Some((u, ds)) = setup(
+        "one_group_name_with_two_gids_needs_every_sources_group",
+        "dsv",
+    ) else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let g = ds.control.grname.clone();
+    let local_gid = ds.control.grgid + 1;
+    let layer = tempfile::tempdir().expect("tempdir");
+    let etc = group_layer(
+        &layer.path().join("etc"),
+        &u,
+        &format!("{g}:x:{local_gid}:root\n"),
+    );
+    fs::copy(ds.path().join("nsswitch.conf"), etc.join("nsswitch.conf")).expect("nsswitch");
+    let run = |option: &str, at: u64| -> Drive {
+        let stack = Stack::probe("svc", option);
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, at))
+            .at(at);
+        let mut with_lib = Command::new("env");
+        with_lib.arg(format!("LD_LIBRARY_PATH={}", ds.path().display()));
+        append_env_exec(&mut with_lib, &driver.command());
+        let mut cmd = in_private_mounts(
+            "mount -t overlay overlay -o \"lowerdir=$1:/etc\" /etc",
+            &etc,
+            &with_lib,
+        );
+        Drive::ran(&cmd.output().expect("run unshare"))
+    };
+    let require = format!("require_group={g}");
+    let mut f = Failures::default();
+    let mut at = T0;
+    ds.with(|c| c.grmember = false);
+    at += 90;
+    f.expect(
+        "not in either group: control",
+        &run(&require, at),
+        "PAM_IGNORE",
+    );
+    ds.with(|_| {});
+    at += 90;
+    f.expect(
+        "skip_group, in the directory's group: control",
+        &run(&format!("skip_group={g}"), at),
+        "PAM_IGNORE",
+    );
+    at += 90;
+    f.refused(
+        "require_group, in the directory's group",
+        &run(&require, at),
+    );
+    f.check();
+}

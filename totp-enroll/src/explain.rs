@@ -10,7 +10,7 @@ use totp_core::access::{
     self, AccessRules, Explanation, Groups, MatchedRule, ParseOptions, RawSubject, SkipVerdict,
 };
 use totp_core::addr::Origin;
-use totp_core::membership::{self, Facts, GroupEntry, GroupList, Membership};
+use totp_core::membership::{self, GroupEntry, GroupList, Membership};
 use totp_os::nss;
 use totp_os::safefile::{self, FileError, FileRules};
 
@@ -105,12 +105,24 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
                 gid: g.gid,
                 members: g.members,
             });
-        let m = membership::decide(&Facts {
-            user: &pw.name,
-            primary_gid: pw.gid,
-            group: entry.as_ref(),
-            list: list.as_ref(),
-        });
+        // As the module proves it: a non-membership needs the name in every source.
+        let m = membership::prove(
+            &pw.name,
+            pw.gid,
+            entry.as_ref(),
+            || list.as_ref(),
+            || {
+                nss::lookup_group_in_every_source(group).ok().map(|groups| {
+                    groups
+                        .into_iter()
+                        .map(|g| GroupEntry {
+                            gid: g.gid,
+                            members: g.members,
+                        })
+                        .collect()
+                })
+            },
+        );
         asked.borrow_mut().push(GroupJson {
             name: group.to_owned(),
             membership: match m {

@@ -17,14 +17,19 @@
 
 use std::ffi::CString;
 use std::io::Read;
+use std::mem::MaybeUninit;
 
 use libc::{c_char, c_int, c_long, c_void, gid_t};
+
+use crate::nss::{Group, copy_group};
 
 const NSSWITCH: &str = "/etc/nsswitch.conf";
 /// An nsswitch.conf larger than this is not read: the proof fails.
 const MAX_CONF: u64 = 256 * 1024;
 /// More services on one line than this are not walked: the proof fails.
 const MAX_SOURCES: usize = 32;
+/// The largest buffer one group entry may need (as for `getgrnam_r`).
+const MAX_BUFFER: usize = 16 * 1024 * 1024;
 /// The most group ids one source may hand back (the kernel's NGROUPS_MAX).
 const MAX_GROUPS: c_long = 65_536;
 
@@ -41,6 +46,15 @@ type InitgroupsDyn = unsafe extern "C" fn(
     size: *mut c_long,
     groupsp: *mut *mut gid_t,
     limit: c_long,
+    errnop: *mut c_int,
+) -> c_int;
+
+/// glibc's `getgrnam_r` entry point of an NSS module.
+type GetgrnamR = unsafe extern "C" fn(
+    name: *const c_char,
+    grp: *mut libc::group,
+    buf: *mut c_char,
+    buflen: libc::size_t,
     errnop: *mut c_int,
 ) -> c_int;
 
@@ -67,6 +81,16 @@ impl NotEverySource {
 /// are left out: every service named is asked. `None`: a line this parser does not
 /// understand (an odd service name, an unclosed bracket, too many services).
 pub(crate) fn group_sources(conf: &str) -> Option<Vec<String>> {
+    database_sources(conf, true)
+}
+
+/// The services of the group database as `getgrnam_r` walks it: the `group:` line
+/// (`initgroups:` is for group lists only), else `files`.
+pub(crate) fn group_name_sources(conf: &str) -> Option<Vec<String>> {
+    database_sources(conf, false)
+}
+
+fn database_sources(conf: &str, initgroups_line: bool) -> Option<Vec<String>> {
     let mut initgroups = None;
     let mut group = None;
     for line in conf.lines() {
@@ -81,6 +105,7 @@ pub(crate) fn group_sources(conf: &str) -> Option<Vec<String>> {
             _ => {}
         }
     }
+    let initgroups = initgroups.filter(|_| initgroups_line);
     let Some(services) = initgroups.or(group) else {
         return Some(vec!["files".to_owned()]);
     };
@@ -117,12 +142,8 @@ pub(crate) fn group_sources(conf: &str) -> Option<Vec<String>> {
     Some(names)
 }
 
-/// The group ids each source of the group database answers for `user` (primary group
-/// `primary_gid` included), or why one of them did not answer.
-pub(crate) fn every_source(
-    user: &CString,
-    primary_gid: gid_t,
-) -> Result<Vec<gid_t>, NotEverySource> {
+/// nsswitch.conf's text, bounded; empty without the file (glibc's defaults apply).
+fn nsswitch_conf() -> Result<String, NotEverySource> {
     let mut text = String::new();
     match std::fs::File::open(NSSWITCH) {
         Ok(f) => {
@@ -133,12 +154,21 @@ pub(crate) fn every_source(
                 return Err(NotEverySource::errno(libc::EFBIG));
             }
         }
-        // glibc's defaults apply without the file.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
             return Err(NotEverySource::errno(e.raw_os_error().unwrap_or(libc::EIO)));
         }
     }
+    Ok(text)
+}
+
+/// The group ids each source of the group database answers for `user` (primary group
+/// `primary_gid` included), or why one of them did not answer.
+pub(crate) fn every_source(
+    user: &CString,
+    primary_gid: gid_t,
+) -> Result<Vec<gid_t>, NotEverySource> {
+    let text = nsswitch_conf()?;
     let sources = group_sources(&text).ok_or(NotEverySource::errno(libc::EINVAL))?;
     let mut gids = vec![primary_gid];
     for service in &sources {
@@ -154,33 +184,111 @@ pub(crate) fn every_source(
     Ok(gids)
 }
 
-/// The module's `initgroups_dyn`; `None` for a module that cannot be loaded, or one
-/// with neither `initgroups_dyn` nor `getgrent_r` (glibc asks such a module nothing). A
-/// module with `getgrent_r` only is enumerated by glibc, which this proof does not do:
-/// an error.
-fn entry_point(service: &str) -> Result<Option<InitgroupsDyn>, NotEverySource> {
-    let bad = NotEverySource::errno(libc::EINVAL);
-    let library = CString::new(format!("libnss_{service}.so.2")).map_err(|_| bad)?;
-    // SAFETY: `library` is NUL-terminated. The module is the one nsswitch.conf (root's)
-    // names, loaded as glibc loads it (RTLD_LAZY, the loader's search path); the
-    // reference is never dropped, as glibc never unloads its NSS modules either.
-    let loaded = unsafe { libc::dlopen(library.as_ptr(), libc::RTLD_LAZY) };
-    // Where the symbols are looked for: the module, and for a service built into the C
-    // library (whose stub may be missing or empty) the global scope as well.
-    let mut handles = Vec::with_capacity(2);
-    if !loaded.is_null() {
-        handles.push(loaded);
+/// The group called `name` in each source of the group database that has one, or why
+/// one of them did not answer.
+pub(crate) fn group_in_every_source(name: &CString) -> Result<Vec<Group>, NotEverySource> {
+    let text = nsswitch_conf()?;
+    let sources = group_name_sources(&text).ok_or(NotEverySource::errno(libc::EINVAL))?;
+    let mut groups = Vec::new();
+    for service in &sources {
+        let named = |mut e: NotEverySource| {
+            e.service = Some(service.clone());
+            e
+        };
+        // A module without getgrnam_r resolves no group name for glibc either.
+        let Some(module) = Module::load(service) else {
+            continue;
+        };
+        let found = module.symbol(service, "getgrnam_r").map_err(named)?;
+        if found.is_null() {
+            continue;
+        }
+        // SAFETY: glibc calls every module's `_nss_<service>_getgrnam_r` with exactly
+        // this signature (nss/nsswitch.h); a symbol of that name is that function.
+        let getgrnam = unsafe { std::mem::transmute::<*mut c_void, GetgrnamR>(found) };
+        if let Some(g) = ask_group(getgrnam, name).map_err(named)? {
+            groups.push(g);
+        }
     }
-    if matches!(service, "files" | "dns") {
-        handles.push(libc::RTLD_DEFAULT);
+    Ok(groups)
+}
+
+/// One source's group called `name`, its buffer grown on ERANGE up to the cap
+/// `getgrnam_r` has too.
+fn ask_group(getgrnam: GetgrnamR, name: &CString) -> Result<Option<Group>, NotEverySource> {
+    let mut buf: Vec<c_char> = vec![0; 4096];
+    loop {
+        let mut grp = MaybeUninit::<libc::group>::uninit();
+        let mut errno: c_int = 0;
+        // SAFETY: `name` is NUL-terminated; `grp` is writable storage for one group,
+        // `buf` has `buf.len()` writable bytes and `errno` is valid; all outlive the call.
+        let status = unsafe {
+            getgrnam(
+                name.as_ptr(),
+                grp.as_mut_ptr(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut errno,
+            )
+        };
+        match status {
+            NSS_STATUS_SUCCESS => {
+                // SAFETY: SUCCESS: the module filled `grp` in, its strings in `buf`,
+                // which is alive and unchanged while they are copied.
+                return Ok(Some(unsafe { copy_group(grp.assume_init_ref()) }));
+            }
+            NSS_STATUS_NOTFOUND => return Ok(None),
+            NSS_STATUS_UNAVAIL if errno == libc::ESRCH => return Ok(None),
+            NSS_STATUS_TRYAGAIN if errno == libc::ERANGE => {
+                let next = buf.len().saturating_mul(2);
+                if next > MAX_BUFFER {
+                    return Err(NotEverySource::errno(libc::ERANGE));
+                }
+                buf.resize(next, 0);
+            }
+            _ => {
+                return Err(NotEverySource::errno(if errno != 0 {
+                    errno
+                } else {
+                    libc::EHOSTUNREACH
+                }));
+            }
+        }
     }
-    if handles.is_empty() {
-        return Ok(None);
+}
+
+/// A module's handles to look symbols up in.
+struct Module {
+    handles: Vec<*mut c_void>,
+}
+
+impl Module {
+    /// `None` for a module that cannot be loaded (glibc drops it on every call, so no
+    /// answer of the C library holds a group of it).
+    fn load(service: &str) -> Option<Module> {
+        let library = CString::new(format!("libnss_{service}.so.2")).ok()?;
+        // SAFETY: `library` is NUL-terminated. The module is the one nsswitch.conf
+        // (root's) names, loaded as glibc loads it (RTLD_LAZY, the loader's search
+        // path); the reference is never dropped, as glibc never unloads its NSS modules
+        // either.
+        let loaded = unsafe { libc::dlopen(library.as_ptr(), libc::RTLD_LAZY) };
+        // Where the symbols are looked for: the module, and for a service built into
+        // the C library (whose stub may be missing or empty) the global scope as well.
+        let mut handles = Vec::with_capacity(2);
+        if !loaded.is_null() {
+            handles.push(loaded);
+        }
+        if matches!(service, "files" | "dns") {
+            handles.push(libc::RTLD_DEFAULT);
+        }
+        (!handles.is_empty()).then_some(Module { handles })
     }
-    let symbol = |what: &str| -> Result<*mut c_void, NotEverySource> {
+
+    /// `_nss_<service>_<what>`, or NULL.
+    fn symbol(&self, service: &str, what: &str) -> Result<*mut c_void, NotEverySource> {
         let name = CString::new(format!("_nss_{service}_{what}"))
             .map_err(|_| NotEverySource::errno(libc::EINVAL))?;
-        for &handle in &handles {
+        for &handle in &self.handles {
             // SAFETY: `handle` is a handle from dlopen or RTLD_DEFAULT; `name` is
             // NUL-terminated. dlsym only looks the symbol up.
             let found = unsafe { libc::dlsym(handle, name.as_ptr()) };
@@ -189,11 +297,21 @@ fn entry_point(service: &str) -> Result<Option<InitgroupsDyn>, NotEverySource> {
             }
         }
         Ok(std::ptr::null_mut())
+    }
+}
+
+/// The module's `initgroups_dyn`; `None` for a module that cannot be loaded, or one
+/// with neither `initgroups_dyn` nor `getgrent_r` (glibc asks such a module nothing). A
+/// module with `getgrent_r` only is enumerated by glibc, which this proof does not do:
+/// an error.
+fn entry_point(service: &str) -> Result<Option<InitgroupsDyn>, NotEverySource> {
+    let Some(module) = Module::load(service) else {
+        return Ok(None);
     };
-    let initgroups = symbol("initgroups_dyn")?;
+    let initgroups = module.symbol(service, "initgroups_dyn")?;
     if initgroups.is_null() {
         // `files` always has it: not finding it is a fault, not a source to leave out.
-        if service != "files" && symbol("getgrent_r")?.is_null() {
+        if service != "files" && module.symbol(service, "getgrent_r")?.is_null() {
             return Ok(None);
         }
         return Err(NotEverySource::errno(libc::ENOSYS));
