@@ -180,7 +180,7 @@ pub fn authenticate_with(
     }
     // The file-system identity (a group lookup) only now that no rule has skipped.
     let identified = match resolved {
-        Resolved::Named(named) => named.with_identity(sys),
+        Resolved::Named(named) => named.with_identity(sys, ctx.opts.fleet.secret_command.is_none()),
         Resolved::Doomed(d) => Err(d),
     };
     let target = match identified {

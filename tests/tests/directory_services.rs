@@ -1587,3 +1587,48 @@ fn one_group_name_with_two_gids_needs_every_sources_group() {
     );
     f.check();
 }
+
+/// A secret served by `secret_command=` opens no file, so the login needs no file-system
+/// identity and no group list of the user: a group source that says "try again" (which
+/// denies a home-mode file login, R4) denied every such login as a name service error
+/// before. Now the command's login succeeds and makes no `initgroups` call. Control: the
+/// same account's file login with the same source is denied, and named.
+#[test]
+fn a_secret_command_login_needs_no_group_list() {
+    let Some((u, ds)) = setup("a_secret_command_login_needs_no_group_list", "ds1") else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let dir = system_tests::fleet::trusted_dir("dirsvc-cmd-groups");
+    let cmd = dir.path().join("cmd");
+    fs::write(
+        &cmd,
+        format!("#!/bin/sh\ncat <<'EOF'\n{}EOF\n", totp_file(SECRET_160)),
+    )
+    .expect("write command");
+    fs::set_permissions(&cmd, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let command = format!(
+        "secret_command={} secret_command_user=nobody",
+        cmd.display()
+    );
+    ds.with(|c| c.group = "tryagain");
+    let mut f = Failures::default();
+    let mut at = T0;
+    at += 90;
+    f.refused(
+        "file login, group source tryagain: control",
+        &login(&ds, "", &u.name, &code_at(SECRET_160, at), at),
+    );
+    at += 90;
+    ds.clear_calls();
+    f.expect(
+        "secret command, group source tryagain",
+        &login(&ds, &command, &u.name, &code_at(SECRET_160, at), at),
+        "PAM_SUCCESS",
+    );
+    let calls = ds.calls();
+    if calls.iter().any(|c| c.starts_with("initgroups ")) {
+        f.0.push(format!("a group list was asked for: {calls:?}"));
+    }
+    f.check();
+}
