@@ -192,7 +192,7 @@ pub fn authenticate_with(
     }
     // The file-system identity (a group lookup) only now that no rule has skipped.
     let identified = match resolved {
-        Resolved::Named(named) => named.with_identity(sys),
+        Resolved::Named(named) => named.with_identity(sys, ctx.opts.fleet.secret_command.is_none()),
         Resolved::Doomed(d) => Err(d),
     };
     let target = match identified {
@@ -874,16 +874,20 @@ impl Ctx {
     fn preread(&self, io: &dyn PamIo, target: &LoginTarget) -> Result<PreRead, AuthError> {
         if self.opts.fleet.secret_command.is_some() {
             // Run as root's child, before any credential switch: the command is checked
-            // and started by root, and runs as secret_command_user.
-            return Ok(
-                match crate::fleet::secret_from_command(&self.opts, target.name.as_str()) {
-                    // No file to write (nor to lock).
-                    Ok(Some(CommandSecret::File(f))) => PreRead::Present(f, false),
-                    Ok(Some(CommandSecret::NotEnrolled)) => PreRead::Absent(None),
-                    Ok(None) => PreRead::Unusable("no secret command configured".into()),
-                    Err(why) => PreRead::Unusable(format!("secret command: {why}")),
-                },
-            );
+            // and started by root, and runs as secret_command_user. A name without an
+            // account never gets here (denied with the record it would be keyed on).
+            let Some(pw) = target.pw.as_ref() else {
+                return Ok(PreRead::Unusable(
+                    "secret command: no account for this name".into(),
+                ));
+            };
+            return Ok(match crate::fleet::secret_from_command(&self.opts, pw) {
+                // No file to write (nor to lock).
+                Ok(Some(CommandSecret::File(f))) => PreRead::Present(f, false),
+                Ok(Some(CommandSecret::NotEnrolled)) => PreRead::Absent(None),
+                Ok(None) => PreRead::Unusable("no secret command configured".into()),
+                Err(why) => PreRead::Unusable(format!("secret command: {why}")),
+            });
         }
         // Not `?`: an account's login ending here, unprompted, while a name without one
         // is prompted would tell which names exist (R9). switch_creds logged the cause.

@@ -112,6 +112,8 @@ struct GroupFacts<'a> {
     known: RefCell<Vec<(String, Membership)>>,
     /// Why a membership stayed unknown, logged once per login after the decision.
     notes: RefCell<Vec<String>>,
+    /// The source (if one was named) and error number that left the list incomplete.
+    failed: RefCell<Option<(Option<String>, i32)>>,
 }
 
 impl<'a> GroupFacts<'a> {
@@ -122,6 +124,7 @@ impl<'a> GroupFacts<'a> {
             list: OnceCell::new(),
             known: RefCell::new(Vec::new()),
             notes: RefCell::new(Vec::new()),
+            failed: RefCell::new(None),
         }
     }
 
@@ -164,11 +167,41 @@ impl<'a> GroupFacts<'a> {
                 None
             }
         };
-        let m = membership::prove(&pw.name, pw.gid, entry.as_ref(), || self.list(pw).as_ref());
-        if m == Membership::Unknown {
+        let m = membership::prove(
+            &pw.name,
+            pw.gid,
+            entry.as_ref(),
+            || self.list(pw).as_ref(),
+            || match self.sys.group_in_every_source(group) {
+                Ok(entries) => Some(entries),
+                Err(e) => {
+                    self.note(format!(
+                        "group {shown} asked of each name service source: {e}; membership \
+                         of {who} unknown, so it cannot excuse the code"
+                    ));
+                    None
+                }
+            },
+        );
+        // Without the entry, its own note above says why.
+        let list_short = matches!(self.list.get(), Some(Some(l)) if !l.complete);
+        if m == Membership::Unknown && entry.is_some() && list_short {
+            let failed = self.failed.borrow();
+            let why = match failed.as_ref() {
+                Some((Some(source), errno)) => format!(
+                    "the name service source {} (nsswitch.conf) did not answer: {}",
+                    sanitize(source.as_bytes()),
+                    std::io::Error::from_raw_os_error(*errno)
+                ),
+                Some((None, errno)) => format!(
+                    "a name service source failed: {}",
+                    std::io::Error::from_raw_os_error(*errno)
+                ),
+                None => "a name service source failed".to_owned(),
+            };
             self.note(format!(
-                "group list of {who} is incomplete (a name service source failed): \
-                 membership of {shown} unknown, so it cannot excuse the code"
+                "group list of {who} is incomplete ({why}): membership of {shown} unknown, \
+                 so it cannot excuse the code"
             ));
         }
         m
@@ -176,7 +209,15 @@ impl<'a> GroupFacts<'a> {
 
     fn list(&self, pw: &Passwd) -> &Option<GroupList> {
         self.list.get_or_init(|| match self.sys.group_list(pw) {
-            Ok(l) => Some(l),
+            Ok(l) => {
+                if !l.complete {
+                    *self.failed.borrow_mut() = Some((l.source, l.errno));
+                }
+                Some(GroupList {
+                    gids: l.gids,
+                    complete: l.complete,
+                })
+            }
             Err(e) => {
                 self.note(format!(
                     "group list of {} failed ({e}); no group skip",

@@ -5,9 +5,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use totp_core::membership::{GroupEntry, GroupList};
+use totp_core::membership::GroupEntry;
 use totp_os::creds::Identity;
-use totp_os::nss::{self, NssError, Passwd};
+use totp_os::nss::{self, GroupIds, NssError, Passwd};
 
 /// The clock could not be read, or reads before 1970.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,8 +23,12 @@ pub trait System {
     /// A group by name (`getgrnam_r`); `Ok(None)` cannot tell "no such group" from a
     /// source that failed quietly.
     fn group_by_name(&self, name: &str) -> Result<Option<GroupEntry>, NssError>;
-    /// The user's group ids and whether every source answered (`getgrouplist`).
-    fn group_list(&self, pw: &Passwd) -> Result<GroupList, NssError>;
+    /// The group of that name in each source of the group database that has one
+    /// (`Err` when a source did not answer): for a proof of non-membership.
+    fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError>;
+    /// The user's group ids and whether every source answered (`getgrouplist`, then
+    /// each source of the group database on its own), with the source that did not.
+    fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError>;
     /// Seconds since the kernel booted, if known: time steps before the boot count as
     /// used, which lets the state store skip the fsync for a used code.
     fn uptime(&self) -> Option<u64> {
@@ -62,12 +66,18 @@ impl System for Host {
         }))
     }
 
-    fn group_list(&self, pw: &Passwd) -> Result<GroupList, NssError> {
-        let ids = nss::lookup_group_list(&pw.name, pw.gid)?;
-        Ok(GroupList {
-            gids: ids.gids,
-            complete: ids.complete,
-        })
+    fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError> {
+        Ok(nss::lookup_group_in_every_source(name)?
+            .into_iter()
+            .map(|g| GroupEntry {
+                gid: g.gid,
+                members: g.members,
+            })
+            .collect())
+    }
+
+    fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError> {
+        nss::lookup_group_list_from_every_source(&pw.name, pw.gid)
     }
 
     fn uptime(&self) -> Option<u64> {

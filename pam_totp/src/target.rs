@@ -39,11 +39,14 @@ pub struct Named {
 }
 
 impl Named {
-    /// Adds the identity the file is opened as (uid, gid and the opener's groups).
-    pub fn with_identity(self, sys: &dyn System) -> Result<LoginTarget, Doomed> {
-        let identity = match sys.identity(&self.opener) {
-            Ok(id) => id,
-            Err(e) => {
+    /// Adds the identity the file is opened as (uid, gid and the opener's groups), where
+    /// a file is opened (`opens_files`): a secret served by `secret_command=` opens
+    /// none, and the opener's group list (whose source may be down) is not asked for.
+    pub fn with_identity(self, sys: &dyn System, opens_files: bool) -> Result<LoginTarget, Doomed> {
+        let identity = match opens_files.then(|| sys.identity(&self.opener)) {
+            None => None,
+            Some(Ok(id)) => Some(id),
+            Some(Err(e)) => {
                 return Err(doomed(
                     Denial::NameService,
                     format!(
@@ -81,8 +84,9 @@ pub struct LoginTarget {
     /// existence, so that a file left under that name is not mistaken for "not
     /// enrolled" (with `nullok`, a skip); never read or used.
     pub typed_path: Option<PathBuf>,
-    /// The identity the file is opened and rewritten as.
-    pub identity: Identity,
+    /// The identity the file is opened and rewritten as; `None` where no file is opened
+    /// (a secret command), and switching to it then fails.
+    pub identity: Option<Identity>,
     /// Owner, mode and directory rules for the file.
     pub rules: FileRules,
     /// Which missing directories on the way mean "no file" to `nullok`.
@@ -324,6 +328,40 @@ fn canonical(sys: &dyn System, typed: &UserName) -> Result<Option<(UserName, Pas
             });
         }
     };
+    // R8: rules, store files and logs know the account by its canonical name, so that
+    // name must lead back to this account. A directory entry for another spelling that
+    // carries the name of another account (a local `alice`, and the directory's `ALICE`
+    // named `alice` with a uid of its own) would otherwise take that account's rules,
+    // store file and nullok absence. Asked only when the names differ.
+    if pw.name != typed.as_str() {
+        match sys.user_by_name(&pw.name) {
+            Ok(Some(back)) if back.uid != pw.uid => {
+                return Err(Doomed {
+                    denial: Denial::NameService,
+                    why: format!(
+                        "the name service calls this account (uid {}) {}, the name of uid {}; \
+                         asking for a code anyway",
+                        pw.uid,
+                        crate::log::sanitize(pw.name.as_bytes()),
+                        back.uid
+                    ),
+                    name: None,
+                });
+            }
+            // No account answers to the name itself: no other account's rules or file.
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Doomed {
+                    denial: Denial::NameService,
+                    why: format!(
+                        "name service error for this user's canonical name ({e}); asking \
+                         for a code anyway"
+                    ),
+                    name: None,
+                });
+            }
+        }
+    }
     match UserName::parse(pw.name.as_bytes()) {
         Ok(n) => Ok(Some((n, pw))),
         Err(e) => Err(doomed(

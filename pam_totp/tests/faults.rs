@@ -36,12 +36,12 @@ use pam_totp::error::{AuthError, Outcome, PAM_IGNORE, PAM_SUCCESS, to_pam_code};
 use pam_totp::pamio::{ConvError, ItemKind, Level, PamIo, Style};
 use pam_totp::system::{ClockError, System};
 use totp_core::base32;
-use totp_core::membership::{GroupEntry, GroupList};
+use totp_core::membership::GroupEntry;
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::secret::Secret;
 use totp_os::creds::{self, Identity};
 use totp_os::fault::{self, FaultPoint};
-use totp_os::nss::{NssError, Passwd};
+use totp_os::nss::{GroupIds, NssError, Passwd};
 use zeroize::Zeroizing;
 
 const SECRET_B32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
@@ -148,10 +148,16 @@ impl System for FakeSys {
             members,
         }))
     }
-    fn group_list(&self, _pw: &Passwd) -> Result<GroupList, NssError> {
-        Ok(GroupList {
+    fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError> {
+        Ok(self.group_by_name(name)?.into_iter().collect())
+    }
+    fn group_list(&self, _pw: &Passwd) -> Result<GroupIds, NssError> {
+        let complete = self.nss != Nss::GroupListIncomplete;
+        Ok(GroupIds {
             gids: vec![self.me.gid],
-            complete: self.nss != Nss::GroupListIncomplete,
+            complete,
+            errno: if complete { 0 } else { libc::EAGAIN },
+            source: None,
         })
     }
     fn uptime(&self) -> Option<u64> {

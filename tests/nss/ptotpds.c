@@ -19,6 +19,9 @@
  *   unavail   NSS_STATUS_UNAVAIL, errno ENOENT (glibc's documented pairing)
  *   tryagain  NSS_STATUS_TRYAGAIN, errno EAGAIN (a server that does not answer)
  *   silent    NSS_STATUS_UNAVAIL without touching errno (a careless source)
+ * passwd only:
+ *   once      ok for the first getpwnam the call log holds, unavail for every later
+ *             one (a directory that goes away in the middle of a login)
  * group only:
  *   nogid     initgroups reports the group id, but the group cannot be resolved
  *   initdown  the group resolves (without members, like SSSD's ignore_group_members),
@@ -92,6 +95,21 @@ static void load(struct control *c)
     fclose(f);
 }
 
+/* How many calls of `call` the log holds. */
+static int count_calls(const char *call)
+{
+    FILE *f = fopen(STATE_DIR "/calls", "re");
+    if (f == NULL)
+        return 0;
+    char line[FIELD + 32];
+    size_t n = strlen(call);
+    int count = 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        count += strncmp(line, call, n) == 0 && line[n] == ' ';
+    fclose(f);
+    return count;
+}
+
 static void note(const char *call, const char *arg)
 {
     FILE *f = fopen(STATE_DIR "/calls", "ae");
@@ -136,8 +154,11 @@ enum nss_status _nss_ptotpds_getpwnam_r(const char *name, struct passwd *pw, cha
     int saved = errno;
     struct control c;
     load(&c);
+    int earlier = count_calls("getpwnam");
     note("getpwnam", name);
     errno = saved;
+    if (strcmp(c.passwd, "once") == 0)
+        strcpy(c.passwd, earlier == 0 ? "ok" : "unavail");
     enum nss_status failed = failure(c.passwd, errnop);
     if (failed != NSS_STATUS_SUCCESS)
         return failed;

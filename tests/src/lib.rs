@@ -1727,6 +1727,17 @@ impl Drop for Tmpfs {
     }
 }
 
+/// The NSS entry a login hands the secret command for `name`, with a uid no account of
+/// this host has (so no runner is the user's own account).
+pub fn command_user(name: &str) -> totp_os::nss::Passwd {
+    totp_os::nss::Passwd {
+        name: name.to_owned(),
+        uid: 3_999_999_001,
+        gid: 3_999_999_001,
+        dir: PathBuf::from("/nonexistent"),
+    }
+}
+
 #[cfg(test)]
 mod report_tests {
     use super::Drive;

@@ -30,7 +30,7 @@ struct Control {
     gid: u32,
     dir: PathBuf,
     aliases: Vec<String>,
-    /// `ok`, `unavail`, `tryagain` or `silent`.
+    /// `ok`, `unavail`, `tryagain` or `silent`; `once`: the first `getpwnam` only.
     passwd: &'static str,
     /// As `passwd`, or `nogid` / `initdown`.
     group: &'static str,
@@ -1302,6 +1302,333 @@ fn an_outage_asks_non_members_and_nullok_still_admits_the_unenrolled() {
                 }
             }
         }
+    }
+    f.check();
+}
+
+/// R22 for a group both `files` and the directory hold under one name (a local group
+/// extended in LDAP): `getgrnam_r` stops at the local entry, which does not list the
+/// user, so only the user's group list can tell, and a directory that is down leaves it
+/// out of that list without a trace glibc reports (`unavail`: the error number a real
+/// "no such user" sets; `silent`: none). A member listed only in the directory's group
+/// is then not a proven non-member: `require_group=` asks for the code (it skipped
+/// before the fix), as it does for a source that says "try again". `skip_group=` does
+/// not skip the member. Controls: with the directory answering, the member is asked
+/// under `require_group=` and skipped under `skip_group=`, and a non-member is skipped
+/// under `require_group=`.
+#[test]
+fn a_local_group_shadowing_the_directorys_needs_every_source() {
+    let Some((u, ds)) = setup(
+        "a_local_group_shadowing_the_directorys_needs_every_source",
+        "dsw",
+    ) else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let g = ds.control.grname.clone();
+    let gid = ds.control.grgid;
+    // /etc as the login sees it: our nsswitch.conf, and a group file whose `g` lists
+    // someone else.
+    let layer = tempfile::tempdir().expect("tempdir");
+    let etc = group_layer(
+        &layer.path().join("etc"),
+        &u,
+        &format!("{g}:x:{gid}:root\n"),
+    );
+    fs::copy(ds.path().join("nsswitch.conf"), etc.join("nsswitch.conf")).expect("nsswitch");
+    let run = |option: &str, at: u64| -> (Drive, Vec<String>) {
+        let stack = Stack::probe("svc", option);
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, at))
+            .at(at);
+        let mut with_lib = Command::new("env");
+        with_lib.arg(format!("LD_LIBRARY_PATH={}", ds.path().display()));
+        append_env_exec(&mut with_lib, &driver.command());
+        let cmd = in_private_mounts(
+            "mount -t overlay overlay -o \"lowerdir=$1:/etc\" /etc",
+            &etc,
+            &with_lib,
+        );
+        let (out, lines) = with_syslog_capture(&cmd);
+        let lines: Vec<String> = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
+        (Drive::ran(&out), lines)
+    };
+    let require = format!("require_group={g}");
+    let skip = format!("skip_group={g}");
+    let mut f = Failures::default();
+    let mut at = T0;
+    ds.with(|c| c.grmember = false);
+    at += 90;
+    f.expect(
+        "require_group, non-member: control",
+        &run(&require, at).0,
+        "PAM_IGNORE",
+    );
+    ds.with(|_| {});
+    at += 90;
+    f.refused("require_group, member: control", &run(&require, at).0);
+    at += 90;
+    f.expect(
+        "skip_group, member: control",
+        &run(&skip, at).0,
+        "PAM_IGNORE",
+    );
+    for group in ["unavail", "silent", "tryagain", "initdown"] {
+        ds.with(|c| c.group = group);
+        at += 90;
+        let (d, lines) = run(&require, at);
+        f.refused(&format!("require_group, directory {group}"), &d);
+        // The log names the source that did not answer where only the walk source by
+        // source saw it.
+        let named = lines
+            .iter()
+            .any(|l| l.contains(&format!("source {SERVICE} (nsswitch.conf) did not answer")));
+        if matches!(group, "unavail" | "silent") && !named {
+            f.0.push(format!("{group}: the source is not named: {lines:?}"));
+        }
+        at += 90;
+        f.refused(&format!("skip_group, directory {group}"), &run(&skip, at).0);
+    }
+    f.check();
+}
+
+/// R32 with a directory that goes away in the middle of a login: the name logging in is
+/// an account the directory alone serves, with the uid of `secret_command_user=` (two
+/// names of one account). The login's lookup finds it; a second lookup of the same name
+/// (the runner check asked NSS again) found the directory down and let the command run
+/// as the very account it answers for. The check now uses the login's own entry: one
+/// `getpwnam` of the name per login, as the stand-in's call log shows, and the login is
+/// denied before the command starts. Controls: the command runs and the login succeeds
+/// when the account has a uid of its own, with the same directory behaviour.
+#[test]
+fn the_secret_commands_runner_check_uses_the_logins_own_lookup() {
+    let Some((u, ds)) = setup(
+        "the_secret_commands_runner_check_uses_the_logins_own_lookup",
+        "dsk",
+    ) else {
+        return;
+    };
+    let name = format!("{}d", u.name);
+    let dir = system_tests::fleet::trusted_dir("dirsvc-cmd");
+    // The command, run as the test account, leaves its marker in a directory of its own.
+    let out = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(out.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let marker = out.path().join("ran");
+    let cmd = dir.path().join("cmd");
+    fs::write(
+        &cmd,
+        format!(
+            "#!/bin/sh\n: > {}\ncat <<'EOF'\n{}EOF\n",
+            marker.display(),
+            totp_file(SECRET_160)
+        ),
+    )
+    .expect("write command");
+    fs::set_permissions(&cmd, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let args = format!(
+        "secret_command={} secret_command_user={}",
+        cmd.display(),
+        u.name
+    );
+    let mut f = Failures::default();
+    let mut at = T0;
+    for (what, uid, want) in [
+        (
+            "an account of its own: control",
+            3_990_000 + std::process::id() % 9_000,
+            "PAM_SUCCESS",
+        ),
+        ("the runner's uid", u.uid, "PAM_AUTH_ERR"),
+    ] {
+        at += 90;
+        ds.with(|c| {
+            c.canonical = name.clone();
+            c.aliases = vec![name.clone()];
+            c.uid = uid;
+            c.passwd = "once";
+        });
+        ds.clear_calls();
+        let _ = fs::remove_file(&marker);
+        let d = login(&ds, &args, &name, &code_at(SECRET_160, at), at);
+        f.expect(what, &d, want);
+        let lookups = ds
+            .calls()
+            .iter()
+            .filter(|c| **c == format!("getpwnam {name}"))
+            .count();
+        if lookups != 1 {
+            f.0.push(format!(
+                "{what}: {lookups} getpwnam of {name}: {:?}",
+                ds.calls()
+            ));
+        }
+        if marker.exists() != (want == "PAM_SUCCESS") {
+            f.0.push(format!("{what}: the command ran: {}", marker.exists()));
+        }
+    }
+    f.check();
+}
+
+/// R8 with a directory whose entry for a spelling names another account: the typed
+/// spelling (`ALICE`) reaches the directory, whose entry is called `alice` but has a uid
+/// of its own, while `alice` itself is a local account. The module keyed the login on
+/// the name, so the local account's rules (`+ : alice`), its store file and its
+/// `nullok` absence applied to the directory's account. Now a canonical name that maps
+/// back to another uid is a name service fault: prompted and denied, in both modes.
+/// Controls: the same spelling skips when the directory's entry is the local account
+/// (same uid), and the local name itself skips.
+#[test]
+fn a_canonical_name_that_maps_back_to_another_account_denies() {
+    let Some((u, ds)) = setup(
+        "a_canonical_name_that_maps_back_to_another_account_denies",
+        "dsz",
+    ) else {
+        return;
+    };
+    let plus = rules_file(&ds, "plus.conf", &format!("+ : {} : ALL\n", u.name));
+    let typed = u.name.to_uppercase();
+    let other_uid = 3_990_000 + std::process::id() % 9_000;
+    let mut f = Failures::default();
+    let mut at = T0;
+    for mode in Mode::both() {
+        for (what, args) in [
+            (
+                "accessfile",
+                mode.args(&format!("accessfile={}", plus.display())),
+            ),
+            ("nullok, not enrolled", mode.args("nullok")),
+        ] {
+            let what = |case: &str| format!("{} {what}: {case}", mode.name());
+            at += 90;
+            let wrong = wrong_totp(SECRET_160, at);
+            ds.with(|_| {});
+            f.expect(
+                &what("alias of the local account: control"),
+                &login(&ds, &args, &typed, &wrong, at),
+                "PAM_IGNORE",
+            );
+            ds.with(|c| c.uid = other_uid);
+            f.expect(
+                &what("the local name: control"),
+                &login(&ds, &args, &u.name, &wrong, at),
+                "PAM_IGNORE",
+            );
+            f.refused(
+                &what("alias whose entry has another uid"),
+                &login(&ds, &args, &typed, &wrong, at),
+            );
+        }
+    }
+    f.check();
+}
+
+/// R22 for one group name that `files` and the directory give two gids (a local group
+/// and a directory group of the same name): `getgrnam_r` resolves the name to the local
+/// group, which does not list the user, and the user's complete group list holds only
+/// the directory's gid, so the user looked like a proven non-member although `id` shows
+/// the group by that name and `require_group=` skipped the code. Non-membership now also
+/// needs the group of that name in every source, none of which makes the user a member:
+/// the member is asked for the code. Controls: the same setup skips a user the
+/// directory's group does not list, and the member skips under `skip_group=`.
+#[test]
+fn one_group_name_with_two_gids_needs_every_sources_group() {
+    let Some((u, ds)) = setup(
+        "one_group_name_with_two_gids_needs_every_sources_group",
+        "dsv",
+    ) else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let g = ds.control.grname.clone();
+    let local_gid = ds.control.grgid + 1;
+    let layer = tempfile::tempdir().expect("tempdir");
+    let etc = group_layer(
+        &layer.path().join("etc"),
+        &u,
+        &format!("{g}:x:{local_gid}:root\n"),
+    );
+    fs::copy(ds.path().join("nsswitch.conf"), etc.join("nsswitch.conf")).expect("nsswitch");
+    let run = |option: &str, at: u64| -> Drive {
+        let stack = Stack::probe("svc", option);
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, at))
+            .at(at);
+        let mut with_lib = Command::new("env");
+        with_lib.arg(format!("LD_LIBRARY_PATH={}", ds.path().display()));
+        append_env_exec(&mut with_lib, &driver.command());
+        let mut cmd = in_private_mounts(
+            "mount -t overlay overlay -o \"lowerdir=$1:/etc\" /etc",
+            &etc,
+            &with_lib,
+        );
+        Drive::ran(&cmd.output().expect("run unshare"))
+    };
+    let require = format!("require_group={g}");
+    let mut f = Failures::default();
+    let mut at = T0;
+    ds.with(|c| c.grmember = false);
+    at += 90;
+    f.expect(
+        "not in either group: control",
+        &run(&require, at),
+        "PAM_IGNORE",
+    );
+    ds.with(|_| {});
+    at += 90;
+    f.expect(
+        "skip_group, in the directory's group: control",
+        &run(&format!("skip_group={g}"), at),
+        "PAM_IGNORE",
+    );
+    at += 90;
+    f.refused(
+        "require_group, in the directory's group",
+        &run(&require, at),
+    );
+    f.check();
+}
+
+/// A secret served by `secret_command=` opens no file, so the login needs no file-system
+/// identity and no group list of the user: a group source that says "try again" (which
+/// denies a home-mode file login, R4) denied every such login as a name service error
+/// before. Now the command's login succeeds and makes no `initgroups` call. Control: the
+/// same account's file login with the same source is denied, and named.
+#[test]
+fn a_secret_command_login_needs_no_group_list() {
+    let Some((u, ds)) = setup("a_secret_command_login_needs_no_group_list", "ds1") else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let dir = system_tests::fleet::trusted_dir("dirsvc-cmd-groups");
+    let cmd = dir.path().join("cmd");
+    fs::write(
+        &cmd,
+        format!("#!/bin/sh\ncat <<'EOF'\n{}EOF\n", totp_file(SECRET_160)),
+    )
+    .expect("write command");
+    fs::set_permissions(&cmd, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let command = format!(
+        "secret_command={} secret_command_user=nobody",
+        cmd.display()
+    );
+    ds.with(|c| c.group = "tryagain");
+    let mut f = Failures::default();
+    let mut at = T0;
+    at += 90;
+    f.refused(
+        "file login, group source tryagain: control",
+        &login(&ds, "", &u.name, &code_at(SECRET_160, at), at),
+    );
+    at += 90;
+    ds.clear_calls();
+    f.expect(
+        "secret command, group source tryagain",
+        &login(&ds, &command, &u.name, &code_at(SECRET_160, at), at),
+        "PAM_SUCCESS",
+    );
+    let calls = ds.calls();
+    if calls.iter().any(|c| c.starts_with("initgroups ")) {
+        f.0.push(format!("a group list was asked for: {calls:?}"));
     }
     f.check();
 }

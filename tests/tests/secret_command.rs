@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use system_tests::fleet::trusted_dir;
 use system_tests::{
-    Drive, Driver, Returned, Stack, TestUser, code_at, now, random_secret_b32, require_root,
-    require_tool, totp_file,
+    Drive, Driver, Returned, Stack, TestUser, code_at, command_user, now, random_secret_b32,
+    require_root, require_tool, totp_file,
 };
 use totp_core::fleet::NOT_ENROLLED_EXIT_STATUS;
 use totp_os::command::{CommandError, SecretOutput, run_secret_command};
@@ -30,7 +30,7 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
 }
 
 fn run(path: &Path) -> Result<SecretOutput, CommandError> {
-    run_secret_command(path, RUN_AS, "alice", LIMIT)
+    run_secret_command(path, RUN_AS, &command_user("alice"), LIMIT)
 }
 
 fn output_of(path: &Path) -> String {
@@ -274,7 +274,7 @@ fn the_command_never_runs_as_root_or_as_nobody_known() {
     let dir = trusted_dir("cmd");
     let p = script(dir.path(), "ok", "echo JBSWY3DPEHPK3PXP");
     for user in ["root", "no-such-user-pam-totp"] {
-        let r = run_secret_command(&p, user, "alice", LIMIT);
+        let r = run_secret_command(&p, user, &command_user("alice"), LIMIT);
         assert!(
             matches!(r, Err(CommandError::BadRunAsUser(_))),
             "{user}: {r:?}"

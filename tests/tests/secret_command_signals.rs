@@ -125,7 +125,12 @@ fn overlapping_commands_in_one_process_give_the_host_its_disposition_back() {
                 let slow = &slow;
                 s.spawn(move || {
                     std::thread::sleep(Duration::from_millis(30 * i));
-                    run_secret_command(Path::new(slow), "nobody", "alice", Duration::from_secs(5))
+                    run_secret_command(
+                        Path::new(slow),
+                        "nobody",
+                        &command_user("alice"),
+                        Duration::from_secs(5),
+                    )
                 })
             })
             .collect();
@@ -169,7 +174,14 @@ fn a_host_thread_reaping_every_child_is_named_when_it_takes_the_status() {
     )
     .expect("write");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let run = || run_secret_command(&path, "nobody", "alice", Duration::from_secs(5));
+    let run = || {
+        run_secret_command(
+            &path,
+            "nobody",
+            &command_user("alice"),
+            Duration::from_secs(5),
+        )
+    };
     match run() {
         Ok(SecretOutput::Secret(b)) => assert_eq!(&b[..], file.as_bytes(), "control"),
         other => panic!("control: {other:?}"),
@@ -237,7 +249,14 @@ fn a_host_thread_reaping_a_command_past_its_time_limit_is_named() {
     )
     .expect("write");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let run = || run_secret_command(&path, "nobody", "alice", Duration::from_millis(500));
+    let run = || {
+        run_secret_command(
+            &path,
+            "nobody",
+            &command_user("alice"),
+            Duration::from_millis(500),
+        )
+    };
     let said = run().expect_err("control: output held open").to_string();
     assert!(
         said.contains("exited (status 0)") && said.contains("kept its standard output open"),

@@ -71,13 +71,19 @@ pub fn decide(facts: &Facts<'_>) -> Membership {
 
 /// [`decide`] the way a login asks: the group entry first, and the user's group list
 /// (`list`, fetched only then: a lookup a rule does not need is not made) only where
-/// the entry neither proves membership nor is missing. One proof for the module and
-/// the audit, so the two cannot disagree on who is a member.
+/// the entry neither proves membership nor is missing. A non-membership proven that way
+/// rests on the entry of the first source that has the name; the same name in another
+/// source may be another group (another gid, other members), so it stands only when
+/// `every_source` (asked only then) gives the group of that name in every source of
+/// the group database and none of them makes the user a member; `None` (a source did
+/// not answer) leaves it unknown. One proof for the module and the tools, so they
+/// cannot disagree on who is a member.
 pub fn prove<'a>(
     user: &'a str,
     primary_gid: u32,
     group: Option<&'a GroupEntry>,
     list: impl FnOnce() -> Option<&'a GroupList>,
+    every_source: impl FnOnce() -> Option<Vec<GroupEntry>>,
 ) -> Membership {
     let mut facts = Facts {
         user,
@@ -90,12 +96,83 @@ pub fn prove<'a>(
         return from_entry;
     }
     facts.list = list();
-    decide(&facts)
+    let from_list = decide(&facts);
+    if from_list != Membership::NotMember {
+        return from_list;
+    }
+    let Some(entries) = every_source() else {
+        return Membership::Unknown;
+    };
+    for entry in &entries {
+        let m = decide(&Facts {
+            group: Some(entry),
+            ..facts
+        });
+        if m != Membership::NotMember {
+            return m;
+        }
+    }
+    Membership::NotMember
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A proven non-member by the first source's entry is checked against the group
+    /// of that name in every source: another source's group of the name that lists the
+    /// user, or whose gid is in the user's list, makes a member; a source that did not
+    /// answer leaves it unknown; none of them concerning the user keeps it proven. The
+    /// sources are asked only for a non-membership.
+    #[test]
+    fn a_non_membership_needs_the_name_in_every_source() {
+        use std::cell::Cell;
+        let local = entry(500, &["bob"]);
+        let full = list(&[100, 700], true);
+        let run = |sources: Option<Vec<GroupEntry>>| {
+            let asked = Cell::new(false);
+            let m = prove(
+                "alice",
+                100,
+                Some(&local),
+                || Some(&full),
+                || {
+                    asked.set(true);
+                    sources.clone()
+                },
+            );
+            (m, asked.get())
+        };
+        use Membership::*;
+        assert_eq!(run(Some(vec![local.clone()])), (NotMember, true));
+        assert_eq!(
+            run(Some(vec![local.clone(), entry(600, &["carol"])])),
+            (NotMember, true)
+        );
+        assert_eq!(
+            run(Some(vec![local.clone(), entry(600, &["alice"])])),
+            (Member, true)
+        );
+        assert_eq!(
+            run(Some(vec![local.clone(), entry(700, &[])])),
+            (Member, true)
+        );
+        assert_eq!(run(None), (Unknown, true));
+        // A member by the entry: no source asked.
+        let listed = entry(500, &["alice"]);
+        let asked = Cell::new(false);
+        let m = prove(
+            "alice",
+            100,
+            Some(&listed),
+            || Some(&full),
+            || {
+                asked.set(true);
+                None
+            },
+        );
+        assert_eq!((m, asked.get()), (Member, false));
+    }
 
     fn entry(gid: u32, members: &[&str]) -> GroupEntry {
         GroupEntry {
@@ -172,10 +249,16 @@ mod tests {
         let none_of_them = list(&[100], true);
         let ask = |group: Option<&GroupEntry>, l: &GroupList| {
             let fetched = Cell::new(false);
-            let m = prove("alice", 100, group, || {
-                fetched.set(true);
-                Some(l)
-            });
+            let m = prove(
+                "alice",
+                100,
+                group,
+                || {
+                    fetched.set(true);
+                    Some(l)
+                },
+                || Some(Vec::new()),
+            );
             (m, fetched.get())
         };
         let listed = entry(500, &["alice"]);

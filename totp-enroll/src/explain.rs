@@ -10,7 +10,7 @@ use totp_core::access::{
     self, AccessRules, Explanation, Groups, MatchedRule, ParseOptions, RawSubject, SkipVerdict,
 };
 use totp_core::addr::Origin;
-use totp_core::membership::{self, Facts, GroupEntry, GroupList, Membership};
+use totp_core::membership::{self, GroupEntry, GroupList, Membership};
 use totp_os::nss;
 use totp_os::safefile::{self, FileError, FileRules};
 
@@ -89,7 +89,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         .ok_or_else(|| Error::failed(format!("no such user {:?}", args.user)))?;
     // Groups are proven one at a time exactly as the module does: a failed or
     // incomplete lookup leaves a (group) item undecided, and the explanation says so.
-    let list = nss::lookup_group_list(&pw.name, pw.gid)
+    let list = nss::lookup_group_list_from_every_source(&pw.name, pw.gid)
         .ok()
         .map(|l| GroupList {
             gids: l.gids,
@@ -105,12 +105,24 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
                 gid: g.gid,
                 members: g.members,
             });
-        let m = membership::decide(&Facts {
-            user: &pw.name,
-            primary_gid: pw.gid,
-            group: entry.as_ref(),
-            list: list.as_ref(),
-        });
+        // As the module proves it: a non-membership needs the name in every source.
+        let m = membership::prove(
+            &pw.name,
+            pw.gid,
+            entry.as_ref(),
+            || list.as_ref(),
+            || {
+                nss::lookup_group_in_every_source(group).ok().map(|groups| {
+                    groups
+                        .into_iter()
+                        .map(|g| GroupEntry {
+                            gid: g.gid,
+                            members: g.members,
+                        })
+                        .collect()
+                })
+            },
+        );
         asked.borrow_mut().push(GroupJson {
             name: group.to_owned(),
             membership: match m {

@@ -646,7 +646,7 @@ pub enum CommandSecret {
 /// cannot be used (the login is denied); never carries the output.
 pub fn secret_from_command(
     opts: &totp_core::options::ModuleOptions,
-    canonical: &str,
+    user: &Passwd,
 ) -> Result<Option<CommandSecret>, String> {
     let Some(cmd) = opts.fleet.secret_command() else {
         return Ok(None);
@@ -654,7 +654,7 @@ pub fn secret_from_command(
     let out = run_secret_command(
         Path::new(&cmd.path),
         &cmd.user,
-        canonical,
+        user,
         Duration::from_millis(cmd.timeout_ms),
     )
     .map_err(|e| match e {
@@ -693,17 +693,24 @@ pub fn secret_from_command(
     }
 }
 
-/// Runs `program` as `run_as` for the canonical user name `user` and returns its
-/// verdict within `limit` (the whole process group is killed past it).
+/// Runs `program` as `run_as` for `user` (the login's NSS entry: its canonical name is
+/// the argument, its uid what the runner must not be) and returns its verdict within
+/// `limit` (the whole process group is killed past it).
 pub fn run_secret_command(
     program: &Path,
     run_as: &str,
-    user: &str,
+    user: &Passwd,
     limit: Duration,
 ) -> Result<SecretOutput, CommandError> {
     let runner = run_as_user(run_as)?;
     refuse_the_users_own_account(&runner, run_as, user)?;
-    let (status, output) = run_bounded(program, &[user], Some(&runner), DEFAULT_MAX_SIZE, limit)?;
+    let (status, output) = run_bounded(
+        program,
+        &[user.name.as_str()],
+        Some(&runner),
+        DEFAULT_MAX_SIZE,
+        limit,
+    )?;
     match (status.code(), output.is_empty()) {
         (Some(0), false) => Ok(SecretOutput::Secret(output)),
         (Some(0), true) => Err(CommandError::EmptyOutput),
@@ -716,20 +723,21 @@ pub fn run_secret_command(
 }
 
 /// R32: the command must not run as the account it answers for. Compared by uid, so a
-/// second name of the same account is refused too. A user the directory cannot answer
-/// for is left to the login's own lookup, which already found the canonical name.
+/// second name of the same account is refused too; the uid is the one the login's own
+/// lookup found, not asked again (a directory answering differently the second time,
+/// or not at all, must not change the verdict).
 fn refuse_the_users_own_account(
     runner: &Passwd,
     run_as: &str,
-    user: &str,
+    user: &Passwd,
 ) -> Result<(), CommandError> {
-    match nss::lookup_user_by_name(user) {
-        Ok(Some(pw)) if pw.uid == runner.uid => Err(CommandError::RunsAsTheUser {
+    if user.uid == runner.uid {
+        return Err(CommandError::RunsAsTheUser {
             runner: run_as.to_owned(),
-            uid: pw.uid,
-        }),
-        _ => Ok(()),
+            uid: user.uid,
+        });
     }
+    Ok(())
 }
 
 /// Runs a root-controlled `program` with `args` as the secret command is run (the

@@ -90,7 +90,7 @@ struct Loaded {
 /// needs root, like the module), checked like the module checks it.
 fn from_command(opts: &ModuleOptions, pw: &Passwd) -> Result<Loaded, Finding> {
     let shown = "secret_command=";
-    let file = match crate::command::secret_from_command(opts, &pw.name) {
+    let file = match crate::command::secret_from_command(opts, pw) {
         Ok(Some(CommandSecret::File(f))) => f,
         Ok(Some(CommandSecret::NotEnrolled)) => {
             return Err(Finding::new(

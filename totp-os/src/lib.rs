@@ -23,6 +23,7 @@ mod fsize;
 pub mod inspect;
 pub mod nfs_exports;
 pub mod nss;
+mod nss_sources;
 pub mod pam_stack;
 pub mod remote;
 pub mod resolve;

@@ -51,6 +51,14 @@ pub enum NssError {
         /// The error number the failing source left.
         errno: i32,
     },
+    /// A source of the group database asked on its own did not answer (see
+    /// [`lookup_group_in_every_source`]).
+    SourceFailed {
+        /// The service of nsswitch.conf, when one was asked.
+        service: Option<String>,
+        /// Its error number.
+        errno: i32,
+    },
 }
 
 impl fmt::Display for NssError {
@@ -71,6 +79,23 @@ impl fmt::Display for NssError {
                 "a group source of the name service (the group: line of nsswitch.conf) \
                  failed while the user's groups were listed ({}); files are not opened with \
                  fewer groups than the user has",
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+            Self::SourceFailed {
+                service: Some(service),
+                errno,
+            } => write!(
+                f,
+                "the name service source {} (nsswitch.conf) did not answer: {}",
+                service.escape_debug(),
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+            Self::SourceFailed {
+                service: None,
+                errno,
+            } => write!(
+                f,
+                "the group sources of nsswitch.conf could not be asked one by one: {}",
                 std::io::Error::from_raw_os_error(*errno)
             ),
         }
@@ -117,6 +142,9 @@ pub struct GroupIds {
     pub complete: bool,
     /// The error number that marked the list incomplete; 0 when it is complete.
     pub errno: i32,
+    /// The service of nsswitch.conf that did not answer, when the list was gathered
+    /// source by source ([`lookup_group_list_from_every_source`]) and one failed.
+    pub source: Option<String>,
 }
 
 /// `getgrouplist`, and whether the answer is complete.
@@ -155,6 +183,7 @@ pub fn lookup_group_list(name: &str, primary_gid: gid_t) -> Result<GroupIds, Nss
                 gids,
                 complete,
                 errno: if complete { 0 } else { errno },
+                source: None,
             });
         }
         // -1 means "too small" and `count` says how many are needed; grow at least 2x
@@ -165,6 +194,48 @@ pub fn lookup_group_list(name: &str, primary_gid: gid_t) -> Result<GroupIds, Nss
         }
         slots = wanted;
     }
+}
+
+/// [`lookup_group_list`] for a proof that the user is *not* in a group (R22): complete
+/// only when, besides `getgrouplist`, each source of the group database asked on its
+/// own answered (a source that is down drops out of `getgrouplist` without a trace when
+/// it leaves `ENOENT` or no error number, and a group of the same name in an earlier
+/// source hides the directory's entry from `getgrnam_r`). The ids every source answered
+/// are added, so a source that came back between the two walks cannot make its group
+/// look absent.
+pub fn lookup_group_list_from_every_source(
+    name: &str,
+    primary_gid: gid_t,
+) -> Result<GroupIds, NssError> {
+    let mut list = lookup_group_list(name, primary_gid)?;
+    if !list.complete {
+        return Ok(list);
+    }
+    let cname = CString::new(name).map_err(|_| NssError::InvalidName)?;
+    match crate::nss_sources::every_source(&cname, primary_gid) {
+        Ok(more) => {
+            list.gids.extend(more);
+            // The primary group stays first; the rest once each.
+            if let Some(rest) = list.gids.get_mut(1..) {
+                rest.sort_unstable();
+            }
+            let primary = list.gids.first().copied();
+            list.gids.dedup();
+            let mut seen_primary = false;
+            list.gids.retain(|g| {
+                if Some(*g) != primary {
+                    return true;
+                }
+                !std::mem::replace(&mut seen_primary, true)
+            });
+        }
+        Err(e) => {
+            list.complete = false;
+            list.errno = e.errno;
+            list.source = e.service;
+        }
+    }
+    Ok(list)
 }
 
 fn clear_errno() {
@@ -220,32 +291,53 @@ pub fn lookup_group_by_name(name: &str) -> Result<Option<Group>, NssError> {
             return Ok(None);
         }
         // SAFETY: zero return and non-NULL result: `grp` is initialised and `result`
-        // points to it; `gr_mem` is a NULL-terminated array of NUL-terminated strings
-        // inside `buf`, which is alive and unchanged while they are copied.
-        let gr = unsafe { &*result };
-        let mut members = Vec::new();
-        let mut undecodable_members = 0;
-        if !gr.gr_mem.is_null() {
-            for i in 0.. {
-                // SAFETY: the array is NULL-terminated, and `i` stops at that NULL.
-                let member = unsafe { *gr.gr_mem.add(i) };
-                if member.is_null() {
-                    break;
-                }
-                // SAFETY: non-NULL, NUL-terminated string inside `buf`.
-                let member = unsafe { CStr::from_ptr(member) };
-                match member.to_str() {
-                    Ok(m) => members.push(m.to_owned()),
-                    Err(_) => undecodable_members += 1,
-                }
+        // points to it, its strings inside `buf`, which is alive and unchanged while
+        // they are copied.
+        return Ok(Some(unsafe { copy_group(&*result) }));
+    }
+}
+
+/// The gid and members of a group entry an NSS call filled in.
+///
+/// # Safety
+/// `gr.gr_mem` is NULL or a NULL-terminated array of NUL-terminated strings, all alive
+/// for the call.
+pub(crate) unsafe fn copy_group(gr: &libc::group) -> Group {
+    let mut members = Vec::new();
+    let mut undecodable_members = 0;
+    if !gr.gr_mem.is_null() {
+        for i in 0.. {
+            // SAFETY: the array is NULL-terminated (the caller's promise), and `i` stops
+            // at that NULL.
+            let member = unsafe { *gr.gr_mem.add(i) };
+            if member.is_null() {
+                break;
+            }
+            // SAFETY: non-NULL, NUL-terminated (the caller's promise).
+            let member = unsafe { CStr::from_ptr(member) };
+            match member.to_str() {
+                Ok(m) => members.push(m.to_owned()),
+                Err(_) => undecodable_members += 1,
             }
         }
-        return Ok(Some(Group {
-            gid: gr.gr_gid,
-            members,
-            undecodable_members,
-        }));
     }
+    Group {
+        gid: gr.gr_gid,
+        members,
+        undecodable_members,
+    }
+}
+
+/// The group called `name` in each source of the group database that has one, asked
+/// source by source (not only the first that answers, as `getgrnam_r` does): the same
+/// name in `files` and in a directory may be two groups. `Err` when a source did not
+/// answer. For a proof of non-membership (R22) only.
+pub fn lookup_group_in_every_source(name: &str) -> Result<Vec<Group>, NssError> {
+    let cname = CString::new(name).map_err(|_| NssError::InvalidName)?;
+    crate::nss_sources::group_in_every_source(&cname).map_err(|e| NssError::SourceFailed {
+        service: e.service,
+        errno: e.errno,
+    })
 }
 
 /// The filesystem identity of `pw` (uid, primary gid and all NSS groups), ready for

@@ -26,6 +26,9 @@ pub struct Skips<'a> {
     /// `None`: no `accessfile=`; `Err`: why the module refuses it.
     file: Option<Result<Vec<u8>, String>>,
     groups: std::cell::RefCell<HashMap<String, Option<GroupEntry>>>,
+    /// The group of each name in every source (`None`: a source did not answer), asked
+    /// only for a non-membership, once per group.
+    every_source: std::cell::RefCell<HashMap<String, Option<Vec<GroupEntry>>>>,
     /// Whether the service's logins can have an origin: su, sudo and the other
     /// identity switches never have one (`totp_core::addr::classify_origin_with_reason`).
     origins: bool,
@@ -43,6 +46,7 @@ impl<'a> Skips<'a> {
             opts,
             file,
             groups: std::cell::RefCell::new(HashMap::new()),
+            every_source: std::cell::RefCell::new(HashMap::new()),
             origins: why != OriginReason::IdentitySwitchService,
         }
     }
@@ -252,17 +256,29 @@ impl<'a> Skips<'a> {
                     })
             })
             .clone();
-        membership::prove(&pw.name, pw.gid, entry.as_ref(), || {
-            list.get_or_init(|| {
-                nss::lookup_group_list(&pw.name, pw.gid)
-                    .ok()
-                    .map(|l| GroupList {
-                        gids: l.gids,
-                        complete: l.complete,
-                    })
-            })
-            .as_ref()
-        })
+        membership::prove(
+            &pw.name,
+            pw.gid,
+            entry.as_ref(),
+            || {
+                list.get_or_init(|| {
+                    nss::lookup_group_list_from_every_source(&pw.name, pw.gid)
+                        .ok()
+                        .map(|l| GroupList {
+                            gids: l.gids,
+                            complete: l.complete,
+                        })
+                })
+                .as_ref()
+            },
+            || {
+                self.every_source
+                    .borrow_mut()
+                    .entry(group.to_owned())
+                    .or_insert_with(|| every_source_entries(group))
+                    .clone()
+            },
+        )
     }
 }
 
@@ -277,4 +293,18 @@ fn blank_line(text: &mut Vec<u8>, line: usize) {
         }
         keep
     });
+}
+
+/// The group called `group` in every source of the group database, as the module asks
+/// for a non-membership; `None` when a source did not answer.
+fn every_source_entries(group: &str) -> Option<Vec<GroupEntry>> {
+    nss::lookup_group_in_every_source(group).ok().map(|groups| {
+        groups
+            .into_iter()
+            .map(|g| GroupEntry {
+                gid: g.gid,
+                members: g.members,
+            })
+            .collect()
+    })
 }

@@ -968,12 +968,19 @@ pub(super) fn switch_creds(
     io: &dyn PamIo,
     target: &LoginTarget,
 ) -> Result<creds::CredGuard, AuthError> {
-    creds::switch_to(&target.identity).map_err(|e| {
+    let Some(identity) = target.identity.as_ref() else {
+        io.log(
+            Level::Err,
+            "no file-system identity was looked up for a secret command's login; denying",
+        );
+        return Err(AuthError::Credentials("no identity".into()));
+    };
+    creds::switch_to(identity).map_err(|e| {
         io.log(
             Level::Err,
             &format!(
                 "cannot switch to the identity of uid {}: {e}; denying",
-                target.identity.uid
+                identity.uid
             ),
         );
         AuthError::Credentials(e.to_string())

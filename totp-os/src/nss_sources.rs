@@ -1,0 +1,433 @@
+//! Each source of the group database asked on its own for a user's groups (R22).
+//!
+//! `getgrouplist` walks the sources of nsswitch.conf's `initgroups:` line (`group:`
+//! without one) and drops a source that answers `NSS_STATUS_UNAVAIL` or
+//! `NSS_STATUS_TRYAGAIN`; the error number that source leaves (often `ENOENT`, the
+//! number a real "no such user" sets too, or none at all) is all that is left of the
+//! failure. A user's group list that is to prove *non*-membership therefore asks each
+//! source's `initgroups_dyn` itself and reads its status: only `SUCCESS` and `NOTFOUND`
+//! are answers, and `UNAVAIL` with `ESRCH`, nss-systemd's "no such record".
+//!
+//! Each module is found as glibc finds it (`libnss_<service>.so.2` through the dynamic
+//! loader, normally already loaded by the `getgrouplist` made just before; not so when
+//! nscd answered that, and then it is the module nscd would have asked). A module that
+//! cannot be loaded is no source: glibc drops it on every call, so no answer of the C
+//! library holds a group of it. `files` (and `dns`) are built into glibc 2.34 and later
+//! and are looked up in the C library when their stub cannot be loaded.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::mem::MaybeUninit;
+
+use libc::{c_char, c_int, c_long, c_void, gid_t};
+
+use crate::nss::{Group, copy_group};
+
+const NSSWITCH: &str = "/etc/nsswitch.conf";
+/// An nsswitch.conf larger than this is not read: the proof fails.
+const MAX_CONF: u64 = 256 * 1024;
+/// More services on one line than this are not walked: the proof fails.
+const MAX_SOURCES: usize = 32;
+/// The largest buffer one group entry may need (as for `getgrnam_r`).
+const MAX_BUFFER: usize = 16 * 1024 * 1024;
+/// The most group ids one source may hand back (the kernel's NGROUPS_MAX).
+const MAX_GROUPS: c_long = 65_536;
+
+const NSS_STATUS_TRYAGAIN: c_int = -2;
+const NSS_STATUS_UNAVAIL: c_int = -1;
+const NSS_STATUS_NOTFOUND: c_int = 0;
+const NSS_STATUS_SUCCESS: c_int = 1;
+
+/// glibc's `initgroups_dyn` entry point of an NSS module.
+type InitgroupsDyn = unsafe extern "C" fn(
+    user: *const c_char,
+    group: gid_t,
+    start: *mut c_long,
+    size: *mut c_long,
+    groupsp: *mut *mut gid_t,
+    limit: c_long,
+    errnop: *mut c_int,
+) -> c_int;
+
+/// glibc's `getgrnam_r` entry point of an NSS module.
+type GetgrnamR = unsafe extern "C" fn(
+    name: *const c_char,
+    grp: *mut libc::group,
+    buf: *mut c_char,
+    buflen: libc::size_t,
+    errnop: *mut c_int,
+) -> c_int;
+
+/// Why the sources could not all be asked or did not all answer; `errno` for the
+/// caller's message (never 0).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct NotEverySource {
+    pub(crate) errno: i32,
+    /// The service that did not answer, when one was asked.
+    pub(crate) service: Option<String>,
+}
+
+impl NotEverySource {
+    fn errno(errno: i32) -> Self {
+        NotEverySource {
+            errno,
+            service: None,
+        }
+    }
+}
+
+/// The services `getgrouplist` walks, from nsswitch.conf's text: the `initgroups:`
+/// line, else the `group:` line, else glibc's default (`files`). Criteria in brackets
+/// are left out: every service named is asked. `None`: a line this parser does not
+/// understand (an odd service name, an unclosed bracket, too many services).
+pub(crate) fn group_sources(conf: &str) -> Option<Vec<String>> {
+    database_sources(conf, true)
+}
+
+/// The services of the group database as `getgrnam_r` walks it: the `group:` line
+/// (`initgroups:` is for group lists only), else `files`.
+pub(crate) fn group_name_sources(conf: &str) -> Option<Vec<String>> {
+    database_sources(conf, false)
+}
+
+fn database_sources(conf: &str, initgroups_line: bool) -> Option<Vec<String>> {
+    let mut initgroups = None;
+    let mut group = None;
+    for line in conf.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let Some((db, services)) = line.split_once(':') else {
+            continue;
+        };
+        match db.trim() {
+            // glibc takes the first line of a database.
+            "initgroups" if initgroups.is_none() => initgroups = Some(services),
+            "group" if group.is_none() => group = Some(services),
+            _ => {}
+        }
+    }
+    let initgroups = initgroups.filter(|_| initgroups_line);
+    let Some(services) = initgroups.or(group) else {
+        return Some(vec!["files".to_owned()]);
+    };
+    let mut names = Vec::new();
+    let mut rest = services;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            break;
+        }
+        if let Some(after) = rest.strip_prefix('[') {
+            rest = &after[after.find(']')? + 1..];
+            continue;
+        }
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '[')
+            .unwrap_or(rest.len());
+        let name = &rest[..end];
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return None;
+        }
+        names.push(name.to_owned());
+        if names.len() > MAX_SOURCES {
+            return None;
+        }
+        rest = &rest[end..];
+    }
+    if names.is_empty() {
+        names.push("files".to_owned());
+    }
+    Some(names)
+}
+
+/// nsswitch.conf's text, bounded; empty without the file (glibc's defaults apply).
+fn nsswitch_conf() -> Result<String, NotEverySource> {
+    let mut text = String::new();
+    match std::fs::File::open(NSSWITCH) {
+        Ok(f) => {
+            f.take(MAX_CONF + 1)
+                .read_to_string(&mut text)
+                .map_err(|e| NotEverySource::errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            if text.len() as u64 > MAX_CONF {
+                return Err(NotEverySource::errno(libc::EFBIG));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(NotEverySource::errno(e.raw_os_error().unwrap_or(libc::EIO)));
+        }
+    }
+    Ok(text)
+}
+
+/// The group ids each source of the group database answers for `user` (primary group
+/// `primary_gid` included), or why one of them did not answer.
+pub(crate) fn every_source(
+    user: &CString,
+    primary_gid: gid_t,
+) -> Result<Vec<gid_t>, NotEverySource> {
+    let text = nsswitch_conf()?;
+    let sources = group_sources(&text).ok_or(NotEverySource::errno(libc::EINVAL))?;
+    let mut gids = vec![primary_gid];
+    for service in &sources {
+        let named = |mut e: NotEverySource| {
+            e.service = Some(service.clone());
+            e
+        };
+        let Some(initgroups) = entry_point(service).map_err(named)? else {
+            continue;
+        };
+        ask(initgroups, user, primary_gid, &mut gids).map_err(named)?;
+    }
+    Ok(gids)
+}
+
+/// The group called `name` in each source of the group database that has one, or why
+/// one of them did not answer.
+pub(crate) fn group_in_every_source(name: &CString) -> Result<Vec<Group>, NotEverySource> {
+    let text = nsswitch_conf()?;
+    let sources = group_name_sources(&text).ok_or(NotEverySource::errno(libc::EINVAL))?;
+    let mut groups = Vec::new();
+    for service in &sources {
+        let named = |mut e: NotEverySource| {
+            e.service = Some(service.clone());
+            e
+        };
+        // A module without getgrnam_r resolves no group name for glibc either.
+        let Some(module) = Module::load(service) else {
+            continue;
+        };
+        let found = module.symbol(service, "getgrnam_r").map_err(named)?;
+        if found.is_null() {
+            continue;
+        }
+        // SAFETY: glibc calls every module's `_nss_<service>_getgrnam_r` with exactly
+        // this signature (nss/nsswitch.h); a symbol of that name is that function.
+        let getgrnam = unsafe { std::mem::transmute::<*mut c_void, GetgrnamR>(found) };
+        if let Some(g) = ask_group(getgrnam, name).map_err(named)? {
+            groups.push(g);
+        }
+    }
+    Ok(groups)
+}
+
+/// One source's group called `name`, its buffer grown on ERANGE up to the cap
+/// `getgrnam_r` has too.
+fn ask_group(getgrnam: GetgrnamR, name: &CString) -> Result<Option<Group>, NotEverySource> {
+    let mut buf: Vec<c_char> = vec![0; 4096];
+    loop {
+        let mut grp = MaybeUninit::<libc::group>::uninit();
+        let mut errno: c_int = 0;
+        // SAFETY: `name` is NUL-terminated; `grp` is writable storage for one group,
+        // `buf` has `buf.len()` writable bytes and `errno` is valid; all outlive the call.
+        let status = unsafe {
+            getgrnam(
+                name.as_ptr(),
+                grp.as_mut_ptr(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut errno,
+            )
+        };
+        match status {
+            NSS_STATUS_SUCCESS => {
+                // SAFETY: SUCCESS: the module filled `grp` in, its strings in `buf`,
+                // which is alive and unchanged while they are copied.
+                return Ok(Some(unsafe { copy_group(grp.assume_init_ref()) }));
+            }
+            NSS_STATUS_NOTFOUND => return Ok(None),
+            NSS_STATUS_UNAVAIL if errno == libc::ESRCH => return Ok(None),
+            NSS_STATUS_TRYAGAIN if errno == libc::ERANGE => {
+                let next = buf.len().saturating_mul(2);
+                if next > MAX_BUFFER {
+                    return Err(NotEverySource::errno(libc::ERANGE));
+                }
+                buf.resize(next, 0);
+            }
+            _ => {
+                return Err(NotEverySource::errno(if errno != 0 {
+                    errno
+                } else {
+                    libc::EHOSTUNREACH
+                }));
+            }
+        }
+    }
+}
+
+/// A module's handles to look symbols up in.
+struct Module {
+    handles: Vec<*mut c_void>,
+}
+
+impl Module {
+    /// `None` for a module that cannot be loaded (glibc drops it on every call, so no
+    /// answer of the C library holds a group of it).
+    fn load(service: &str) -> Option<Module> {
+        let library = CString::new(format!("libnss_{service}.so.2")).ok()?;
+        // SAFETY: `library` is NUL-terminated. The module is the one nsswitch.conf
+        // (root's) names, loaded as glibc loads it (RTLD_LAZY, the loader's search
+        // path); the reference is never dropped, as glibc never unloads its NSS modules
+        // either.
+        let loaded = unsafe { libc::dlopen(library.as_ptr(), libc::RTLD_LAZY) };
+        // Where the symbols are looked for: the module, and for a service built into
+        // the C library (whose stub may be missing or empty) the global scope as well.
+        let mut handles = Vec::with_capacity(2);
+        if !loaded.is_null() {
+            handles.push(loaded);
+        }
+        if matches!(service, "files" | "dns") {
+            handles.push(libc::RTLD_DEFAULT);
+        }
+        (!handles.is_empty()).then_some(Module { handles })
+    }
+
+    /// `_nss_<service>_<what>`, or NULL.
+    fn symbol(&self, service: &str, what: &str) -> Result<*mut c_void, NotEverySource> {
+        let name = CString::new(format!("_nss_{service}_{what}"))
+            .map_err(|_| NotEverySource::errno(libc::EINVAL))?;
+        for &handle in &self.handles {
+            // SAFETY: `handle` is a handle from dlopen or RTLD_DEFAULT; `name` is
+            // NUL-terminated. dlsym only looks the symbol up.
+            let found = unsafe { libc::dlsym(handle, name.as_ptr()) };
+            if !found.is_null() {
+                return Ok(found);
+            }
+        }
+        Ok(std::ptr::null_mut())
+    }
+}
+
+/// The module's `initgroups_dyn`; `None` for a module that cannot be loaded, or one
+/// with neither `initgroups_dyn` nor `getgrent_r` (glibc asks such a module nothing). A
+/// module with `getgrent_r` only is enumerated by glibc, which this proof does not do:
+/// an error.
+fn entry_point(service: &str) -> Result<Option<InitgroupsDyn>, NotEverySource> {
+    let Some(module) = Module::load(service) else {
+        return Ok(None);
+    };
+    let initgroups = module.symbol(service, "initgroups_dyn")?;
+    if initgroups.is_null() {
+        // `files` always has it: not finding it is a fault, not a source to leave out.
+        if service != "files" && module.symbol(service, "getgrent_r")?.is_null() {
+            return Ok(None);
+        }
+        return Err(NotEverySource::errno(libc::ENOSYS));
+    }
+    // SAFETY: glibc calls every module's `_nss_<service>_initgroups_dyn` with exactly this
+    // signature (nss/nsswitch.h); a symbol of that name is that function.
+    Ok(Some(unsafe {
+        std::mem::transmute::<*mut c_void, InitgroupsDyn>(initgroups)
+    }))
+}
+
+/// One source's answer for `user`, its group ids added to `gids`.
+fn ask(
+    initgroups: InitgroupsDyn,
+    user: &CString,
+    primary_gid: gid_t,
+    gids: &mut Vec<gid_t>,
+) -> Result<(), NotEverySource> {
+    let mut size: c_long = 16;
+    // SAFETY: a malloc'd array of `size` slots, as the modules expect (they grow it with
+    // realloc); freed below, whatever the module did with it.
+    let mut groups = unsafe { libc::malloc(16 * std::mem::size_of::<gid_t>()) }.cast::<gid_t>();
+    if groups.is_null() {
+        return Err(NotEverySource::errno(libc::ENOMEM));
+    }
+    // Slot 0 holds the primary group, as in glibc's own walk: modules skip it.
+    // SAFETY: `groups` has 16 slots.
+    unsafe { *groups = primary_gid };
+    let mut start: c_long = 1;
+    let mut errno: c_int = 0;
+    // SAFETY: `user` is NUL-terminated; `start`, `size`, `groups` and `errno` are valid
+    // for the call, `groups` a malloc'd array of `size` slots; `limit` bounds its growth.
+    let status = unsafe {
+        initgroups(
+            user.as_ptr(),
+            primary_gid,
+            &mut start,
+            &mut size,
+            &mut groups,
+            MAX_GROUPS,
+            &mut errno,
+        )
+    };
+    // nss-systemd says "no such record" (no userdb service knows the user, or none
+    // runs) as UNAVAIL with ESRCH; ESRCH is no outage's number.
+    let answered = matches!(status, NSS_STATUS_SUCCESS | NSS_STATUS_NOTFOUND)
+        || (status == NSS_STATUS_UNAVAIL && errno == libc::ESRCH);
+    // An answer whose array cannot be read, or that grew past the limit it was given,
+    // proves nothing: the groups it holds would be missing from the list.
+    let readable = !groups.is_null() && (1..=size).contains(&start) && size <= MAX_GROUPS;
+    if answered && readable {
+        let count = usize::try_from(start).unwrap_or(0);
+        // SAFETY: the module filled slots 0..start of its array of `size` slots.
+        let got = unsafe { std::slice::from_raw_parts(groups, count) };
+        gids.extend_from_slice(got.get(1..).unwrap_or(&[]));
+    }
+    // SAFETY: `groups` is the array malloc'd above or the module's realloc of it (free
+    // of NULL does nothing).
+    unsafe { libc::free(groups.cast::<c_void>()) };
+    if answered && readable {
+        return Ok(());
+    }
+    if answered {
+        return Err(NotEverySource::errno(libc::EOVERFLOW));
+    }
+    let errno = match (status, errno) {
+        (_, e) if e != 0 => e,
+        (NSS_STATUS_TRYAGAIN, _) => libc::EAGAIN,
+        (NSS_STATUS_UNAVAIL, _) => libc::EHOSTUNREACH,
+        _ => libc::EIO,
+    };
+    Err(NotEverySource {
+        errno,
+        service: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_initgroups_line_wins_and_criteria_are_left_out() {
+        let conf = "# comment\npasswd: files ldap\ngroup:  files [SUCCESS=merge] sss # x\n";
+        assert_eq!(
+            group_sources(conf),
+            Some(vec!["files".into(), "sss".into()])
+        );
+        let with = format!("{conf}initgroups: files [!UNAVAIL=return]ldap\n");
+        assert_eq!(
+            group_sources(&with),
+            Some(vec!["files".into(), "ldap".into()])
+        );
+        assert_eq!(group_sources("passwd: files\n"), Some(vec!["files".into()]));
+        assert_eq!(group_sources("group:\n"), Some(vec!["files".into()]));
+        assert_eq!(group_sources("group: files [NOTFOUND=return\n"), None);
+        assert_eq!(group_sources("group: files ../evil\n"), None);
+        let many = format!("group: {}\n", "files ".repeat(MAX_SOURCES + 1));
+        assert_eq!(group_sources(&many), None);
+    }
+
+    /// `files` is asked whether the C library has it built in or in its own module, and
+    /// a service whose module does not exist is no source.
+    #[test]
+    fn files_is_always_found_and_a_missing_module_is_no_source() {
+        assert!(matches!(entry_point("files"), Ok(Some(_))));
+        assert!(matches!(entry_point("pamtotpnosuchservice"), Ok(None)));
+    }
+
+    #[test]
+    fn this_hosts_sources_answer_for_root() {
+        let root = CString::new("root").expect("name");
+        let gids = every_source(&root, 0).expect("every source answers");
+        assert_eq!(gids.first(), Some(&0));
+        // nss-systemd answers UNAVAIL/ESRCH for a user no userdb service knows.
+        let nobody = CString::new("no-such-user-pam-totp-test").expect("name");
+        assert_eq!(every_source(&nobody, 4242), Ok(vec![4242]));
+    }
+}
