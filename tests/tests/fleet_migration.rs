@@ -403,3 +403,110 @@ fn a_version_1_local_mark_is_carried_by_a_host_upgraded_and_moved_at_once() {
     let (d, logs) = login_logged(&host, &x, &code_at(&secret_x, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
+
+/// `totp-state show --user` of a shared store, on a host moved from its local store:
+/// the shared record does not hold the mark of a code this host accepted before the
+/// move, which its logins refuse as reused; a line names the local store that holds it
+/// and how to list it (user `mgp`). Controls: a user without a record there gets no such
+/// line (user `mgq`), nor does any user on a host whose local store was never used,
+/// whose directory `show` does not create. A record there that cannot be read is said
+/// (the module's logins then do not check it).
+#[test]
+fn show_of_a_shared_store_names_the_marks_of_this_hosts_local_store() {
+    if !require_root("show_of_a_shared_store_names_the_marks_of_this_hosts_local_store") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgp");
+    init(&a, &[]);
+    let t = after_recreation(now()) + 60;
+    let (p, secret_p) = TestUser::enrolled("mgp");
+    let (q, _secret_q) = TestUser::enrolled("mgq");
+    let host = Stack::probe("svc", "");
+    let code = code_at(&secret_p, t);
+    let (d, logs) = login_logged(&host, &p, &code, PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    move_to(&host, &a);
+    let show = |user: &TestUser, dir: &std::path::Path| {
+        let options = format!("{a} state_dir={}", dir.display());
+        let out = state_tool(&["show", "--user", &user.name, "--options", &options]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = show(&p, &host.state_dir());
+    assert!(
+        said.contains("this host's local store") && said.contains("also holds replay marks"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("--state-dir {}", host.state_dir().display())),
+        "{said}"
+    );
+    // What the line explains: the code is refused on this host.
+    let (d, logs) = login_logged(&host, &p, &code, PEER, t + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+
+    // Controls: no record of the user in the local store; no local store at all.
+    let said = show(&q, &host.state_dir());
+    assert!(!said.contains("local store"), "{said}");
+    let never = Stack::probe("svc", &a);
+    let said = show(&p, &never.state_dir());
+    assert!(!said.contains("local store"), "{said}");
+    assert!(!never.state_dir().exists(), "show created the local store");
+
+    // A record there that cannot be read.
+    std::os::unix::fs::symlink("/etc/passwd", host.state_file(q.uid)).expect("symlink");
+    let said = show(&q, &host.state_dir());
+    assert!(said.contains("could not be read"), "{said}");
+    assert!(said.contains("symlink"), "{said}");
+}
+
+/// The same code from 32 processes at once on a host moved from its local store, whose
+/// record there holds a mark of the user (a code of an earlier step it accepted before
+/// the move): each login reads that record, unlocked, before the shared store's
+/// compare-and-set, and carries the mark into the record it writes. Exactly one logs
+/// in (user `mgc`). Control: the same race with the mark one step ahead of the code
+/// (user `mgd`, a code the host accepted at its step) refuses all 32 as reused.
+#[test]
+fn the_same_code_from_32_processes_on_a_moved_host_succeeds_exactly_once() {
+    if !require_root("the_same_code_from_32_processes_on_a_moved_host_succeeds_exactly_once") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgc");
+    init(&a, &["--never-used"]);
+    let host = Stack::probe("svc", "");
+    let (c, secret_c) = TestUser::enrolled("mgc");
+    let (d_user, secret_d) = TestUser::enrolled("mgd");
+    // Marks left before the move: mgc's a few steps back, mgd's at the step the race
+    // will use (at least one step after now, so a few steps ahead of the code here).
+    let earlier = now() - 120;
+    let (d, logs) = login_logged(&host, &c, &code_at(&secret_c, earlier), PEER, earlier);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    move_to(&host, &a);
+    let (results, _) = same_code_at_once(std::slice::from_ref(&host), &c, &secret_c, 32);
+    let ok = results
+        .iter()
+        .filter(|d| d.returned() == Returned::Success)
+        .count();
+    let refused = results.iter().filter(|d| d.returned() == denied()).count();
+    assert_eq!((ok, refused), (1, 31), "{results:?}");
+
+    // Control: a local mark at the race's own step refuses every one of them.
+    let start = start_time();
+    let at = start / 1000;
+    let local = Stack::probe("svc", "");
+    let (d, logs) = login_logged(&local, &d_user, &code_at(&secret_d, at), PEER, at);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    move_to(&local, &a);
+    let code = code_at(&secret_d, at);
+    let drivers = (0..32)
+        .map(|_| Driver::login(&local, &d_user, &code).start_at(start))
+        .collect();
+    let results = spawn_all(drivers);
+    let ok = results
+        .iter()
+        .filter(|d| d.returned() == Returned::Success)
+        .count();
+    assert_eq!(ok, 0, "{results:?}");
+}
