@@ -510,3 +510,76 @@ fn the_same_code_from_32_processes_on_a_moved_host_succeeds_exactly_once() {
         .count();
     assert_eq!(ok, 0, "{results:?}");
 }
+
+/// A moved host whose local store cannot be read (a record replaced by a FIFO; then the
+/// directory made writable by others): logins through the shared store are not denied
+/// for it (every fleet login of the host would be, for a store it no longer writes),
+/// and each says what was not checked and why. The deviation this is: a code the host
+/// accepted on its local store just before the move, whose record cannot be read, logs
+/// in once more there (user `mga`). Control (user `mgb`, its record readable): the same
+/// replay is refused and nothing is logged about the local store, until the directory
+/// is made unusable for both.
+#[test]
+fn an_unreadable_local_store_is_logged_at_each_fleet_login_and_denies_nothing() {
+    if !require_root("an_unreadable_local_store_is_logged_at_each_fleet_login_and_denies_nothing") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mga");
+    init(&a, &[]);
+    let t = after_recreation(now()) + 60;
+    let host = Stack::probe("svc", "");
+    let (ua, secret_a) = TestUser::enrolled("mga");
+    let (ub, secret_b) = TestUser::enrolled("mgb");
+    for (user, secret) in [(&ua, &secret_a), (&ub, &secret_b)] {
+        let (d, logs) = login_logged(&host, user, &code_at(secret, t), PEER, t);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    }
+    move_to(&host, &a);
+    let record = host.state_file(ua.uid);
+    std::fs::remove_file(&record).expect("remove the record");
+    let made = std::process::Command::new("mkfifo")
+        .args(["-m", "600"])
+        .arg(&record)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let unread = |logs: &[String], why: &str| {
+        logs.iter().any(|l| {
+            l.contains("this host's local store") && l.contains("not checked") && l.contains(why)
+        })
+    };
+
+    let (d, logs) = login_logged(&host, &ua, &code_at(&secret_a, t), PEER, t + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "the deviation: {d:?} {logs:?}"
+    );
+    assert!(unread(&logs, "is a FIFO; not followed"), "{logs:?}");
+    // The line names the command that clears it; once run, nothing more is said.
+    let dir = host.state_dir();
+    let dir = dir.to_str().expect("a UTF-8 path");
+    let uid = ua.uid.to_string();
+    let fix = format!("`totp-state reset --user {uid} --state-dir {dir}`");
+    assert!(logs.iter().any(|l| l.contains(&fix)), "{logs:?}");
+    let out = state_tool(&["reset", "--user", &uid, "--state-dir", dir]);
+    assert!(out.status.success(), "{out:?}");
+    let (d, logs) = login_logged(&host, &ua, &code_at(&secret_a, t + 35), PEER, t + 35);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(!logs.iter().any(|l| l.contains("not checked")), "{logs:?}");
+    // Control: a readable record refuses the same kind of replay, silently about it.
+    let (d, logs) = login_logged(&host, &ub, &code_at(&secret_b, t), PEER, t + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(!logs.iter().any(|l| l.contains("not checked")), "{logs:?}");
+
+    // The directory unusable: every user's login goes on, each logged.
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o777);
+    std::fs::set_permissions(host.state_dir(), mode).expect("chmod");
+    let later = t + 65;
+    for (user, secret) in [(&ua, &secret_a), (&ub, &secret_b)] {
+        let (d, logs) = login_logged(&host, user, &code_at(secret, later), PEER, later);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+        assert!(unread(&logs, "not writable by others"), "{logs:?}");
+    }
+}

@@ -1154,7 +1154,8 @@ fn local_marks_of(
             Level::Warning,
             &format!(
                 "codes accepted through this host's local store (before the move to the \
-                 shared store, or through state_fallback=local) not checked: {why}"
+                 shared store, or through state_fallback=local) not checked, the shared \
+                 store decides alone: {why}"
             ),
         );
     };
@@ -1187,8 +1188,18 @@ fn local_marks_of(
     };
     match local.read(uid) {
         Ok(state) => Some((key, state)),
+        // Named with its path (a damaged record's error does not say which) and the
+        // command that clears it: the login goes on without it at every login until then.
         Err(e) => {
-            not_read(io, &e.to_string());
+            let dir = store::local_dir(opts, sys).unwrap_or_default();
+            let dir = dir.display();
+            not_read(
+                io,
+                &format!(
+                    "{dir}/{uid}: {e}; `totp-state reset --user {uid} --state-dir {dir}` \
+                     empties a damaged record or removes what stands in its place"
+                ),
+            );
             None
         }
     }
