@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
 use system_tests::fleet::{
-    RedisServer, ServerConfig, after_recreation, assert_a_later_code_logs_in,
+    RedisServer, ServerConfig, after_recreation, assert_a_later_code_logs_in, plugin,
 };
 use system_tests::*;
+use totp_core::fleet::{ConnectionOptions, RedisEndpoint, RedisOptions};
 use totp_core::state::{LegacyMarks, StateStore, UserState, Write};
+use totp_os::remote::{RemoteSettings, RemoteStore, plugin_config};
 use totp_os::state_dir::StateDir;
 
 fn redis_args(server: &RedisServer, prefix: &str) -> String {
@@ -582,4 +584,83 @@ fn an_unreadable_local_store_is_logged_at_each_fleet_login_and_denies_nothing() 
         assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
         assert!(unread(&logs, "not writable by others"), "{logs:?}");
     }
+}
+
+/// Writes `user`'s shared record on `server` (prefix `prefix`) as a release before
+/// enrolment-bound marks left it: version-1 marks only, its TOTP mark at `last_step`.
+fn seed_version_1_record(server: &RedisServer, prefix: &str, user: &TestUser, last_step: u64) {
+    let opts = RedisOptions {
+        endpoint: RedisEndpoint::parse(&server.url(false)).expect("endpoint"),
+        conn: ConnectionOptions {
+            connect_timeout_ms: 1000,
+            command_timeout_ms: 1000,
+            prefix: prefix.into(),
+            credentials: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            plugin: None,
+        },
+        wait_replicas: 0,
+        wait_timeout_ms: 100,
+        ttl_secs: 3600,
+    };
+    let config = plugin_config(&opts).expect("plugin config");
+    let mut store = RemoteStore::open(plugin(), &config, RemoteSettings::for_options(&opts, false))
+        .expect("open the shared store");
+    store.name_user(user.uid, &user.name);
+    store
+        .update(user.uid, &mut |_| {
+            Write::Durable(UserState {
+                legacy: Some(LegacyMarks {
+                    last_step: Some(last_step),
+                    hotp: None,
+                }),
+                ..UserState::default()
+            })
+        })
+        .expect("seeded");
+}
+
+/// A host moves from its local store to a shared store whose record of the user was
+/// written by a release before enrolment-bound marks (version-1 marks, none of the
+/// enrolment's own): the local mark of the code the host accepted just before the move
+/// is carried past the older version-1 mark, and the code is refused (user `mgz`;
+/// before, a record with version-1 marks dropped every carried mark, and the code
+/// logged in once more). Control (user `mgo`, the same shared record): the code logs
+/// in on a host whose local store never saw it, so the version-1 mark alone does not
+/// refuse it; and a later code logs in on the moved host after the carried mark was
+/// written.
+#[test]
+fn a_local_mark_is_carried_into_a_shared_record_with_version_1_marks() {
+    if !require_root("a_local_mark_is_carried_into_a_shared_record_with_version_1_marks") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgz");
+    init(&a, &[]);
+    let t = after_recreation(now()) + 60;
+    let host = Stack::probe("svc", "");
+    let (z, secret_z) = TestUser::enrolled("mgz");
+    let (o, secret_o) = TestUser::enrolled("mgo");
+    let code_z = code_at(&secret_z, t);
+    let (d, logs) = login_logged(&host, &z, &code_z, PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    for user in [&z, &o] {
+        seed_version_1_record(&server, "mgz:", user, t / 30 - 100);
+    }
+    move_to(&host, &a);
+    let (d, logs) = login_logged(&host, &z, &code_z, PEER, t + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reused an already accepted code")),
+        "refused by the host's local mark: {logs:?}"
+    );
+    // Control.
+    let other = Stack::probe("svc", &a);
+    let (d, logs) = login_logged(&other, &o, &code_at(&secret_o, t), PEER, t + 5);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let (d, logs) = login_logged(&host, &z, &code_at(&secret_z, t + 30), PEER, t + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
