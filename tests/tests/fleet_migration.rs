@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
 use system_tests::fleet::{
-    RedisServer, ServerConfig, after_recreation, assert_a_later_code_logs_in,
+    RedisServer, ServerConfig, after_recreation, assert_a_later_code_logs_in, plugin,
 };
 use system_tests::*;
+use totp_core::fleet::{ConnectionOptions, RedisEndpoint, RedisOptions};
 use totp_core::state::{LegacyMarks, StateStore, UserState, Write};
+use totp_os::remote::{RemoteSettings, RemoteStore, plugin_config};
 use totp_os::state_dir::StateDir;
 
 fn redis_args(server: &RedisServer, prefix: &str) -> String {
@@ -401,5 +403,264 @@ fn a_version_1_local_mark_is_carried_by_a_host_upgraded_and_moved_at_once() {
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     // The next step's code logs in on the moved host.
     let (d, logs) = login_logged(&host, &x, &code_at(&secret_x, t + 30), PEER, t + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+/// `totp-state show --user` of a shared store, on a host moved from its local store:
+/// the shared record does not hold the mark of a code this host accepted before the
+/// move, which its logins refuse as reused; a line names the local store that holds it
+/// and how to list it (user `mgp`). Controls: a user without a record there gets no such
+/// line (user `mgq`), nor does any user on a host whose local store was never used,
+/// whose directory `show` does not create. A record there that cannot be read is said
+/// (the module's logins then do not check it).
+#[test]
+fn show_of_a_shared_store_names_the_marks_of_this_hosts_local_store() {
+    if !require_root("show_of_a_shared_store_names_the_marks_of_this_hosts_local_store") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgp");
+    init(&a, &[]);
+    let t = after_recreation(now()) + 60;
+    let (p, secret_p) = TestUser::enrolled("mgp");
+    let (q, _secret_q) = TestUser::enrolled("mgq");
+    let host = Stack::probe("svc", "");
+    let code = code_at(&secret_p, t);
+    let (d, logs) = login_logged(&host, &p, &code, PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    move_to(&host, &a);
+    let show = |user: &TestUser, dir: &std::path::Path| {
+        let options = format!("{a} state_dir={}", dir.display());
+        let out = state_tool(&["show", "--user", &user.name, "--options", &options]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = show(&p, &host.state_dir());
+    assert!(
+        said.contains("this host's local store") && said.contains("also holds replay marks"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("--state-dir {}", host.state_dir().display())),
+        "{said}"
+    );
+    // What the line explains: the code is refused on this host.
+    let (d, logs) = login_logged(&host, &p, &code, PEER, t + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+
+    // Controls: no record of the user in the local store; no local store at all.
+    let said = show(&q, &host.state_dir());
+    assert!(!said.contains("local store"), "{said}");
+    let never = Stack::probe("svc", &a);
+    let said = show(&p, &never.state_dir());
+    assert!(!said.contains("local store"), "{said}");
+    assert!(!never.state_dir().exists(), "show created the local store");
+
+    // A record there that cannot be read.
+    std::os::unix::fs::symlink("/etc/passwd", host.state_file(q.uid)).expect("symlink");
+    let said = show(&q, &host.state_dir());
+    assert!(said.contains("could not be read"), "{said}");
+    assert!(said.contains("symlink"), "{said}");
+}
+
+/// The same code from 32 processes at once on a host moved from its local store, whose
+/// record there holds a mark of the user (a code of an earlier step it accepted before
+/// the move): each login reads that record, unlocked, before the shared store's
+/// compare-and-set, and carries the mark into the record it writes. Exactly one logs
+/// in (user `mgc`). Control: the same race with the mark one step ahead of the code
+/// (user `mgd`, a code the host accepted at its step) refuses all 32 as reused.
+#[test]
+fn the_same_code_from_32_processes_on_a_moved_host_succeeds_exactly_once() {
+    if !require_root("the_same_code_from_32_processes_on_a_moved_host_succeeds_exactly_once") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgc");
+    init(&a, &["--never-used"]);
+    let host = Stack::probe("svc", "");
+    let (c, secret_c) = TestUser::enrolled("mgc");
+    let (d_user, secret_d) = TestUser::enrolled("mgd");
+    // Marks left before the move: mgc's a few steps back, mgd's at the step the race
+    // will use (at least one step after now, so a few steps ahead of the code here).
+    let earlier = now() - 120;
+    let (d, logs) = login_logged(&host, &c, &code_at(&secret_c, earlier), PEER, earlier);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    move_to(&host, &a);
+    let (results, _) = same_code_at_once(std::slice::from_ref(&host), &c, &secret_c, 32);
+    let ok = results
+        .iter()
+        .filter(|d| d.returned() == Returned::Success)
+        .count();
+    let refused = results.iter().filter(|d| d.returned() == denied()).count();
+    assert_eq!((ok, refused), (1, 31), "{results:?}");
+
+    // Control: a local mark at the race's own step refuses every one of them.
+    let start = start_time();
+    let at = start / 1000;
+    let local = Stack::probe("svc", "");
+    let (d, logs) = login_logged(&local, &d_user, &code_at(&secret_d, at), PEER, at);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    move_to(&local, &a);
+    let code = code_at(&secret_d, at);
+    let drivers = (0..32)
+        .map(|_| Driver::login(&local, &d_user, &code).start_at(start))
+        .collect();
+    let results = spawn_all(drivers);
+    let ok = results
+        .iter()
+        .filter(|d| d.returned() == Returned::Success)
+        .count();
+    assert_eq!(ok, 0, "{results:?}");
+}
+
+/// A moved host whose local store cannot be read (a record replaced by a FIFO; then the
+/// directory made writable by others): logins through the shared store are not denied
+/// for it (every fleet login of the host would be, for a store it no longer writes),
+/// and each says what was not checked and why. The deviation this is: a code the host
+/// accepted on its local store just before the move, whose record cannot be read, logs
+/// in once more there (user `mga`). Control (user `mgb`, its record readable): the same
+/// replay is refused and nothing is logged about the local store, until the directory
+/// is made unusable for both.
+#[test]
+fn an_unreadable_local_store_is_logged_at_each_fleet_login_and_denies_nothing() {
+    if !require_root("an_unreadable_local_store_is_logged_at_each_fleet_login_and_denies_nothing") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mga");
+    init(&a, &[]);
+    let t = after_recreation(now()) + 60;
+    let host = Stack::probe("svc", "");
+    let (ua, secret_a) = TestUser::enrolled("mga");
+    let (ub, secret_b) = TestUser::enrolled("mgb");
+    for (user, secret) in [(&ua, &secret_a), (&ub, &secret_b)] {
+        let (d, logs) = login_logged(&host, user, &code_at(secret, t), PEER, t);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    }
+    move_to(&host, &a);
+    let record = host.state_file(ua.uid);
+    std::fs::remove_file(&record).expect("remove the record");
+    let made = std::process::Command::new("mkfifo")
+        .args(["-m", "600"])
+        .arg(&record)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let unread = |logs: &[String], why: &str| {
+        logs.iter().any(|l| {
+            l.contains("this host's local store") && l.contains("not checked") && l.contains(why)
+        })
+    };
+
+    let (d, logs) = login_logged(&host, &ua, &code_at(&secret_a, t), PEER, t + 5);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "the deviation: {d:?} {logs:?}"
+    );
+    assert!(unread(&logs, "is a FIFO; not followed"), "{logs:?}");
+    // The line names the command that clears it; once run, nothing more is said.
+    let dir = host.state_dir();
+    let dir = dir.to_str().expect("a UTF-8 path");
+    let uid = ua.uid.to_string();
+    let fix = format!("`totp-state reset --user {uid} --state-dir {dir}`");
+    assert!(logs.iter().any(|l| l.contains(&fix)), "{logs:?}");
+    let out = state_tool(&["reset", "--user", &uid, "--state-dir", dir]);
+    assert!(out.status.success(), "{out:?}");
+    let (d, logs) = login_logged(&host, &ua, &code_at(&secret_a, t + 35), PEER, t + 35);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(!logs.iter().any(|l| l.contains("not checked")), "{logs:?}");
+    // Control: a readable record refuses the same kind of replay, silently about it.
+    let (d, logs) = login_logged(&host, &ub, &code_at(&secret_b, t), PEER, t + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(!logs.iter().any(|l| l.contains("not checked")), "{logs:?}");
+
+    // The directory unusable: every user's login goes on, each logged.
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o777);
+    std::fs::set_permissions(host.state_dir(), mode).expect("chmod");
+    let later = t + 65;
+    for (user, secret) in [(&ua, &secret_a), (&ub, &secret_b)] {
+        let (d, logs) = login_logged(&host, user, &code_at(secret, later), PEER, later);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+        assert!(unread(&logs, "not writable by others"), "{logs:?}");
+    }
+}
+
+/// Writes `user`'s shared record on `server` (prefix `prefix`) as a release before
+/// enrolment-bound marks left it: version-1 marks only, its TOTP mark at `last_step`.
+fn seed_version_1_record(server: &RedisServer, prefix: &str, user: &TestUser, last_step: u64) {
+    let opts = RedisOptions {
+        endpoint: RedisEndpoint::parse(&server.url(false)).expect("endpoint"),
+        conn: ConnectionOptions {
+            connect_timeout_ms: 1000,
+            command_timeout_ms: 1000,
+            prefix: prefix.into(),
+            credentials: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            plugin: None,
+        },
+        wait_replicas: 0,
+        wait_timeout_ms: 100,
+        ttl_secs: 3600,
+    };
+    let config = plugin_config(&opts).expect("plugin config");
+    let mut store = RemoteStore::open(plugin(), &config, RemoteSettings::for_options(&opts, false))
+        .expect("open the shared store");
+    store.name_user(user.uid, &user.name);
+    store
+        .update(user.uid, &mut |_| {
+            Write::Durable(UserState {
+                legacy: Some(LegacyMarks {
+                    last_step: Some(last_step),
+                    hotp: None,
+                }),
+                ..UserState::default()
+            })
+        })
+        .expect("seeded");
+}
+
+/// A host moves from its local store to a shared store whose record of the user was
+/// written by a release before enrolment-bound marks (version-1 marks, none of the
+/// enrolment's own): the local mark of the code the host accepted just before the move
+/// is carried past the older version-1 mark, and the code is refused (user `mgz`;
+/// before, a record with version-1 marks dropped every carried mark, and the code
+/// logged in once more). Control (user `mgo`, the same shared record): the code logs
+/// in on a host whose local store never saw it, so the version-1 mark alone does not
+/// refuse it; and a later code logs in on the moved host after the carried mark was
+/// written.
+#[test]
+fn a_local_mark_is_carried_into_a_shared_record_with_version_1_marks() {
+    if !require_root("a_local_mark_is_carried_into_a_shared_record_with_version_1_marks") {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgz");
+    init(&a, &[]);
+    let t = after_recreation(now()) + 60;
+    let host = Stack::probe("svc", "");
+    let (z, secret_z) = TestUser::enrolled("mgz");
+    let (o, secret_o) = TestUser::enrolled("mgo");
+    let code_z = code_at(&secret_z, t);
+    let (d, logs) = login_logged(&host, &z, &code_z, PEER, t);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    for user in [&z, &o] {
+        seed_version_1_record(&server, "mgz:", user, t / 30 - 100);
+    }
+    move_to(&host, &a);
+    let (d, logs) = login_logged(&host, &z, &code_z, PEER, t + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reused an already accepted code")),
+        "refused by the host's local mark: {logs:?}"
+    );
+    // Control.
+    let other = Stack::probe("svc", &a);
+    let (d, logs) = login_logged(&other, &o, &code_at(&secret_o, t), PEER, t + 5);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    let (d, logs) = login_logged(&host, &z, &code_at(&secret_z, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }

@@ -415,6 +415,11 @@ fn run(cmd: Command) -> Result<(), Stop> {
             let shown = name.clone().unwrap_or_else(|| uid.to_string());
             unused_default_store(store.as_mut(), &dir, &quote::name(&shown))?;
         }
+        let local_note = if shared_store && !target.json {
+            local_marks_note(&dir, uid, name.as_deref())
+        } else {
+            None
+        };
         let r = Report::new((uid != NO_UID).then_some(uid), name, read, now);
         failed |= r.error.is_some();
         if target.json {
@@ -424,6 +429,9 @@ fn run(cmd: Command) -> Result<(), Stop> {
             ))?;
         } else {
             emit(&r.text(&store_words(&target)))?;
+            if let Some(note) = local_note {
+                emit(&note)?;
+            }
         }
     }
     if failed {
@@ -433,6 +441,51 @@ fn run(cmd: Command) -> Result<(), Stop> {
         ));
     }
     Ok(())
+}
+
+/// For `show` of a shared store: what this host's local store (the line's `state_dir=`,
+/// or the default) holds for `uid`. Every login on this host through the shared store
+/// carries those marks into its decision (codes the host accepted before it moved, or
+/// through `state_fallback=local`), so a code refused there as reused may be one the
+/// shared record alone does not explain. `None` when the local store was never used
+/// or holds no mark of `uid`; it is only read (the directory is not created).
+fn local_marks_note(dir: &Path, uid: Uid, name: Option<&str>) -> Option<String> {
+    let mut local = StateDir::new(dir, Duration::from_secs(5));
+    let shown = dir.display();
+    let path = dir.to_string_lossy();
+    let path = quote::name(&path);
+    let read = match local.context(Missing::Leave) {
+        Ok(None) => return None,
+        Ok(Some(_)) => local.read(uid),
+        Err(e) => Err(e),
+    };
+    let who = name.map_or_else(|| uid.to_string(), str::to_owned);
+    let who = quote::name(&who);
+    match read {
+        Ok(state) => {
+            let held =
+                state.marks.iter().any(|(_, m)| {
+                    m.totp_until.is_some() || m.hotp.is_some() || !m.scratch.is_empty()
+                }) || state
+                    .legacy
+                    .is_some_and(|l| l.last_step.is_some() || l.hotp.is_some());
+            held.then(|| {
+                format!(
+                    "this host's local store {shown} also holds replay marks of uid {uid} \
+                     (codes accepted on this host before it moved to the shared store, or \
+                     through state_fallback=local): logins on this host refuse those codes \
+                     as reused, which the shared record above does not show; list them \
+                     with `totp-state show --user {who} --state-dir {path}`\n"
+                )
+            })
+        }
+        Err(e) => Some(format!(
+            "this host's local store {shown} could not be read for uid {uid}: {}; logins \
+             on this host through the shared store do not check the codes it may hold \
+             (their log says so)\n",
+            quote::text(&e.to_string())
+        )),
+    }
 }
 
 /// For `show` and `reset` of the default state directory, which nothing named, when

@@ -236,10 +236,11 @@ impl Ctx {
             let shared_id = carried
                 .as_ref()
                 .and_then(|_| verify::enrolment_of(&file, &context.key).ok());
+            let step_secs = file.config().map(|c| c.step_secs()).ok();
             let mut decided = None;
             let stored = store.update_within(uid, &*bound, &mut |state| {
-                let merged = match (&carried, shared_id) {
-                    (Some(local), Some(id)) => with_local_marks(state, id, local),
+                let merged = match (&carried, shared_id, step_secs) {
+                    (Some(local), Some(id), Some(step)) => with_local_marks(state, id, local, step),
                     _ => None,
                 };
                 let d = prepared.decide(merged.as_ref().unwrap_or(state), policy, &attempt);
@@ -1161,7 +1162,8 @@ fn local_marks_of(
             Level::Warning,
             &format!(
                 "codes accepted through this host's local store (before the move to the \
-                 shared store, or through state_fallback=local) not checked: {why}"
+                 shared store, or through state_fallback=local) not checked, the shared \
+                 store decides alone: {why}"
             ),
         );
     };
@@ -1194,8 +1196,18 @@ fn local_marks_of(
     };
     match local.read(uid) {
         Ok(state) => Some((key, state)),
+        // Named with its path (a damaged record's error does not say which) and the
+        // command that clears it: the login goes on without it at every login until then.
         Err(e) => {
-            not_read(io, &e.to_string());
+            let dir = store::local_dir(opts, sys).unwrap_or_default();
+            let dir = dir.display();
+            not_read(
+                io,
+                &format!(
+                    "{dir}/{uid}: {e}; `totp-state reset --user {uid} --state-dir {dir}` \
+                     empties a damaged record or removes what stands in its place"
+                ),
+            );
             None
         }
     }
@@ -1204,11 +1216,32 @@ fn local_marks_of(
 /// `state` with enrolment `id`'s marks raised to `local`'s (this host's local store's,
 /// scratch codes already named under the shared store's key), or `None` when it already
 /// holds that much. An enrolment without marks of its own in a record with version-1
-/// marks is left to them: marks of its own would end their hold on it.
-fn with_local_marks(state: &UserState, id: EnrolmentId, local: &Marks) -> Option<UserState> {
+/// marks is held by them, and marks of its own would end that hold: it gets its own only
+/// for a local TOTP mark past the version-1 one read at the file's `step_secs` (a TOTP
+/// enrolment, to which the version-1 HOTP counter does not apply). Left to them, such a
+/// mark was dropped, and the code this host accepted just before its move logged in
+/// once more through a shared record a release before enrolment-bound marks wrote. A
+/// version-1 mark at or past it (or ahead of the clock, from a shorter step, which the
+/// decision sets aside only for an enrolment without marks) keeps its hold.
+fn with_local_marks(
+    state: &UserState,
+    id: EnrolmentId,
+    local: &Marks,
+    step_secs: u64,
+) -> Option<UserState> {
     let own = state.marks_of(id);
-    if own.is_none() && state.legacy.is_some() {
-        return None;
+    if own.is_none()
+        && let Some(legacy) = state.legacy
+    {
+        let held = legacy
+            .last_step
+            .map(|s| s.saturating_add(1).saturating_mul(step_secs));
+        let past = local
+            .totp_until
+            .is_some_and(|until| held.is_none_or(|h| h < until));
+        if !past {
+            return None;
+        }
     }
     let mut marks = own.cloned().unwrap_or_default();
     let mut raised = false;
