@@ -584,6 +584,25 @@ fn an_unreadable_local_store_is_logged_at_each_fleet_login_and_denies_nothing() 
         assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
         assert!(unread(&logs, "not writable by others"), "{logs:?}");
     }
+
+    // A failure on the way to the store's key other than "not there" (here a loop of
+    // links where the directory was) proves no more than a damaged record that the store
+    // was never used: logged as well (it once passed for a store never used, silently).
+    let dir = host.state_dir();
+    let aside = dir.with_extension("aside");
+    std::fs::rename(&dir, &aside).expect("move the store aside");
+    std::os::unix::fs::symlink(&dir, &dir).expect("a link to itself");
+    assert_eq!(
+        std::fs::symlink_metadata(dir.join("x")).map_err(|e| e.raw_os_error()).err(),
+        Some(Some(libc::ELOOP)),
+        "the fault: a loop on the way to the key"
+    );
+    let later = t + 95;
+    let (d, logs) = login_logged(&host, &ua, &code_at(&secret_a, later), PEER, later);
+    std::fs::remove_file(&dir).expect("remove the loop");
+    std::fs::rename(&aside, &dir).expect("the store back");
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert!(unread(&logs, ""), "{logs:?}");
 }
 
 /// Writes `user`'s shared record on `server` (prefix `prefix`) as a release before

@@ -1171,11 +1171,21 @@ fn local_marks_of(
     // since a login could have been accepted there): nothing to read, and nothing to
     // say about a directory a login through the shared store never needed (a screen
     // locker's owner without a home, or whose home the store's walk refuses). The
-    // stat only spares that walk: what is read goes through the store's checks.
+    // stat only spares that walk: what is read goes through the store's checks. Only
+    // "not there" (or not searchable by a screen locker's owner) proves it never used;
+    // any other failure (EIO, ELOOP) goes on to the checks that log it.
     if opts.fleet.fallback != Fallback::Local {
-        let has_key = store::local_dir(opts, sys)
-            .is_ok_and(|dir| std::fs::symlink_metadata(dir.join(KEY_FILE)).is_ok());
-        if !has_key {
+        let never_used = store::local_dir(opts, sys).map_or(true, |dir| {
+            std::fs::symlink_metadata(dir.join(KEY_FILE)).is_err_and(|e| {
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::NotADirectory
+                        | std::io::ErrorKind::PermissionDenied
+                )
+            })
+        });
+        if never_used {
             return None;
         }
     }
