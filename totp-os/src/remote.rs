@@ -536,6 +536,9 @@ pub struct RemoteStore {
     names: Vec<(Uid, String)>,
     /// Set when `context` created the store record, until taken.
     recreated: Option<Recreation>,
+    /// The plugin's warning about its open (a server of the list skipped before another
+    /// served), until taken.
+    open_note: Option<String>,
 }
 
 /// When one answer's time is up ([`StateStore::answer_bound`]).
@@ -666,6 +669,7 @@ impl RemoteStore {
             settings,
             names: Vec::new(),
             recreated: None,
+            open_note: None,
         };
         let mut prefetch = vec![store.store_key_name()];
         if let Some((uid, name)) = user {
@@ -703,7 +707,19 @@ impl RemoteStore {
             return Err(store_error(store.settings.backend, status, &msg));
         }
         store.handle = handle;
+        // A successful open may leave a warning where a failure's message goes.
+        let end = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
+        if end > 0 {
+            let text = String::from_utf8_lossy(&msg[..end]);
+            store.open_note = Some(format!("{}: {text}", store.settings.backend));
+        }
         Ok(store)
+    }
+
+    /// What the plugin warned about at the open (a server of the list skipped, and why,
+    /// before another served), once: for the log, or the admin's terminal.
+    pub fn take_open_note(&mut self) -> Option<String> {
+        self.open_note.take()
     }
 
     /// `<prefix>user:<name>` for a uid whose canonical name the store was told,
