@@ -12,7 +12,8 @@
 //! refused when others could read the key, change a file, or make the read wait, and an
 //! encrypted client key is refused without OpenSSL asking the terminal for it. An etcd
 //! member listed first whose certificate fails (or that is down) is passed over for the
-//! next, with a warning naming it; every member failing TLS is a refusal.
+//! next, with a warning naming it (in the log, and from `totp-state ping`); every
+//! member failing TLS is a refusal.
 
 use std::fs;
 use std::net::TcpListener;
@@ -803,7 +804,21 @@ fn an_etcd_member_failing_tls_is_skipped_with_a_warning_through_libpam() {
             !m.iter().any(|l| l.contains(FALLBACK_USED)),
             "{what}: the cluster served: {lines:?}"
         );
+        // The admin's check says it too, and passes: the cluster serves.
+        let ping = state_tool(&["ping", "--options", &args(&members)]);
+        let err = String::from_utf8_lossy(&ping.stderr);
+        assert!(ping.status.success(), "{what}: ping: {err}");
+        assert!(
+            err.contains("totp-state: warning:") && err.contains(first.as_str()),
+            "{what}: ping names the member: {err}"
+        );
     }
+    let ping = state_tool(&["ping", "--options", &args(&healthy)]);
+    let err = String::from_utf8_lossy(&ping.stderr);
+    assert!(
+        ping.status.success() && !err.contains("skipped"),
+        "control: ping: {err}"
+    );
     at += 30;
     let (d, lines) = login_at(&[expired_at, wrong_at], at);
     assert_eq!(
