@@ -384,13 +384,17 @@ pub fn authenticate_with(
     if let (Some(uid), Some(now)) = (graced, now) {
         let user = Some((uid, target.name.as_str()));
         // A store without its key has no record a grace entry could be in.
-        let read = store::open(&ctx.opts, sys, user, &mut |m| io.log(Level::Warning, m))
-            .map_err(|why| format!("no usable state store: {why}"))
-            .and_then(|mut store| {
-                let key = store.context(Missing::Leave).map_err(|e| e.to_string())?;
-                let state = store.read(uid).map_err(|e| e.to_string())?;
-                Ok(key.map(|k| (k.key, state)))
-            });
+        let read = store::open(&ctx.opts, sys, user, &mut |note| match note {
+            store::OpenNote::FellBack(m) | store::OpenNote::Skipped(m) => {
+                io.log(Level::Warning, m);
+            }
+        })
+        .map_err(|why| format!("no usable state store: {why}"))
+        .and_then(|mut store| {
+            let key = store.context(Missing::Leave).map_err(|e| e.to_string())?;
+            let state = store.read(uid).map_err(|e| e.to_string())?;
+            Ok(key.map(|k| (k.key, state)))
+        });
         match read {
             Ok(None) => {}
             Ok(Some((key, state))) => {

@@ -27,10 +27,19 @@ use crate::system::System;
 /// Below the process owner's home when not running as root.
 const UNPRIVILEGED_SUBDIR: &str = ".local/state/pam_totp";
 
+/// What [`open`] tells its caller for the log, besides the store.
+pub enum OpenNote<'a> {
+    /// The weakening note: `state_fallback=local` replaced an unreachable shared store
+    /// with the local one.
+    FellBack(&'a str),
+    /// The shared store opened, after its plugin passed over a server of its list (an
+    /// etcd member, a sentinel), named with the reason.
+    Skipped(&'a str),
+}
+
 /// The store for this configuration, or why none can be used (for the log), opened for
 /// `user` (uid, canonical NSS name; `None` for a name NSS does not know, whose record
-/// keeps the uid key). `warn` receives the weakening note when `state_fallback=local`
-/// replaces an unreachable shared store with the local one. Only an unavailable store is
+/// keeps the uid key). `warn` receives the [`OpenNote`]s. Only an unavailable store is
 /// replaced: a refusal (credentials, ACL, TLS verification, an untrusted file, an
 /// evicting server) or a damaged store record is a fault an admin must fix, and a
 /// fallback there would let whoever can cause it (a forged certificate on the path)
@@ -39,21 +48,25 @@ pub fn open(
     opts: &ModuleOptions,
     sys: &dyn System,
     user: Option<(Uid, &str)>,
-    warn: &mut dyn FnMut(&str),
+    warn: &mut dyn FnMut(OpenNote<'_>),
 ) -> Result<Box<dyn StateStore>, String> {
     match opts.state {
         StateBackend::Local => open_local(opts, sys),
-        StateBackend::Redis | StateBackend::Etcd => match crate::fleet::open_remote(opts, user) {
-            Ok(store) => Ok(store),
-            Err(why @ StoreError::Unavailable(_)) if opts.fleet.fallback == Fallback::Local => {
-                warn(&format!(
-                    "shared state store unusable ({why}); using this host's local store \
+        StateBackend::Redis | StateBackend::Etcd => {
+            match crate::fleet::open_remote(opts, user, &mut |m| {
+                warn(OpenNote::Skipped(&format!("shared state store: {m}")))
+            }) {
+                Ok(store) => Ok(store),
+                Err(why @ StoreError::Unavailable(_)) if opts.fleet.fallback == Fallback::Local => {
+                    warn(OpenNote::FellBack(&format!(
+                        "shared state store unusable ({why}); using this host's local store \
                      (state_fallback=local: codes used on other hosts are not refused here)"
-                ));
-                open_local(opts, sys)
+                    )));
+                    open_local(opts, sys)
+                }
+                Err(why) => Err(why.to_string()),
             }
-            Err(why) => Err(why.to_string()),
-        },
+        }
     }
 }
 

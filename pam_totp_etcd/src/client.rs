@@ -115,6 +115,10 @@ pub struct Client {
     /// The cluster's clock: the `Date` of the last reply read (unix seconds) and when
     /// it was read here.
     clock: Option<(u64, Instant)>,
+    /// Why each member passed over before another served (once per member), until
+    /// taken: a member that fails unnoticed while the others serve leaves the cluster
+    /// one failure further from losing its majority.
+    skipped: Vec<String>,
 }
 
 /// An HTTP `Date` (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`, the only form a
@@ -231,7 +235,24 @@ impl Client {
             connect,
             command,
             clock: None,
+            skipped: Vec::new(),
         })
+    }
+
+    /// The members passed over before another served, and why, since last taken; `None`
+    /// when every call was served by the first member it asked.
+    pub fn take_skipped(&mut self) -> Option<String> {
+        if self.skipped.is_empty() {
+            return None;
+        }
+        let each = std::mem::take(&mut self.skipped);
+        Some(format!(
+            "{} of {} members skipped while another served (fix it, or take it out of \
+             state=, before the cluster loses its majority): {}",
+            each.len(),
+            self.members.len(),
+            each.join("; ")
+        ))
     }
 
     /// The cluster's clock now, in unix seconds, from the last reply's `Date` (whole
@@ -318,6 +339,11 @@ impl Client {
                     self.current = m;
                     if let Some(d) = date {
                         self.clock = Some((d, Instant::now()));
+                    }
+                    for f in failures {
+                        if !self.skipped.contains(&f.message) {
+                            self.skipped.push(f.message);
+                        }
                     }
                     return Ok(v);
                 }
@@ -535,9 +561,15 @@ fn transport_error(base: &str, e: ureq::Error) -> Attempt {
                 });
             Attempt::Next(Failure::new(status, format!("{base}: {u}")), false)
         }
-        // A TLS failure is the member's certificate or ours: a refusal an admin fixes.
-        E::Other(t) if t.is::<TlsFailure>() => Attempt::Fatal(refused(format!("{base}: TLS: {t}"))),
-        E::Tls(t) => Attempt::Fatal(refused(format!("{base}: TLS: {t}"))),
+        // A TLS failure is the member's certificate or ours: a refusal an admin fixes. The
+        // handshake comes before any request, so nothing was sent and the next member,
+        // verified the same way, may serve: one member with an expired or wrong
+        // certificate must not deny every login while the others serve. Where every
+        // member fails so, the summary is a refusal still (no `state_fallback=`).
+        E::Other(t) if t.is::<TlsFailure>() => {
+            Attempt::Next(refused(format!("{base}: TLS: {t}")), false)
+        }
+        E::Tls(t) => Attempt::Next(refused(format!("{base}: TLS: {t}")), false),
         // What answered does not speak HTTP (an SSH or Redis port).
         E::Protocol(p) => {
             let text = pam_totp_plugin_abi::shown(&p.to_string(), 200);

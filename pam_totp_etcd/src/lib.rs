@@ -571,6 +571,12 @@ impl Backend for Etcd {
         )?;
         Ok(())
     }
+
+    /// The members the open passed over before one served: a broken member goes
+    /// unnoticed otherwise until the cluster loses its majority.
+    fn take_note(&mut self) -> Option<String> {
+        self.client.take_skipped()
+    }
 }
 
 pam_totp_plugin_abi::export_backend!(Etcd, "etcd");

@@ -14,8 +14,9 @@ use ureq::unversioned::transport::{
     TransportAdapter,
 };
 
-/// Why TLS could not be set up or verified: a refusal an admin fixes, never retried on
-/// another member as an outage would be.
+/// Why TLS could not be set up or verified: a refusal an admin fixes. Nothing was sent
+/// to that member, so the next one is tried; where none serves, the login is refused
+/// (not an outage: `state_fallback=` does not apply).
 #[derive(Debug)]
 pub struct TlsFailure(pub String);
 

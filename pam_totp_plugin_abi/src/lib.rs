@@ -20,7 +20,10 @@
 //!
 //! `cfg` is a `totp_core::fleet::PluginConfig` encoding. Every function but `abi` and
 //! `close` returns a [`Status`] and, on error, a NUL-terminated message without secrets in
-//! the caller's buffer of `cap` bytes. The retry loop and every decision stay in the
+//! the caller's buffer of `cap` bytes. A successful `open` may leave a warning there too
+//! (a server of the list skipped before another served, [`Backend::take_note`]), for the
+//! module to log; an empty buffer says nothing (a module that does not look loses only
+//! the warning, so the version stays). The retry loop and every decision stay in the
 //! module; a plugin only moves bytes atomically. A plugin writes its exports with
 //! [`export_backend!`], which checks them against the types below at compile time.
 //!
@@ -203,6 +206,12 @@ pub trait Backend: Sized {
     /// trip where the server already told it. Asked only when the store record is
     /// recreated.
     fn server_time(&mut self) -> Result<u64, Failure>;
+    /// What the module should log as a warning about a call that succeeded (a server of
+    /// the list passed over before another served, and why), taken once; `None` when
+    /// there is nothing to say. The open's goes back in its message buffer.
+    fn take_note(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Host names as a plugin resolves them: through the module's resolver, within a time
@@ -362,6 +371,27 @@ pub mod support {
         }
     }
 
+    /// A successful open's warning ([`Backend::take_note`](super::Backend::take_note)),
+    /// cut to fit, and a NUL, into the caller's buffer.
+    ///
+    /// # Safety
+    /// `msg` is NULL or writable for `cap` bytes.
+    pub unsafe fn note(msg: *mut u8, cap: usize, note: &str) {
+        if !msg.is_null() && cap > 0 {
+            // Cut at a character boundary: the module reads text.
+            let mut n = note.len().min(cap - 1);
+            while !note.is_char_boundary(n) {
+                n -= 1;
+            }
+            // SAFETY: `msg` is writable for `cap` bytes (this function's contract); we
+            // write `n + 1 <= cap` bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(note.as_ptr(), msg, n);
+                *msg.add(n) = 0;
+            }
+        }
+    }
+
     /// # Safety
     /// `ptr` is NULL with `len == 0`, or valid for reads of `len` bytes.
     pub unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], Failure> {
@@ -417,17 +447,24 @@ macro_rules! export_backend {
             msg: *mut u8,
             cap: usize,
         ) -> i32 {
+            let mut note: Option<String> = None;
             let result = $crate::support::guarded($name, || {
                 if handle.is_null() {
                     return Err($crate::Failure::invalid("NULL handle pointer"));
                 }
                 // SAFETY: forwarded contract of this function.
                 let raw = unsafe { $crate::support::bytes(cfg, len) }?;
-                let backend = <$backend as $crate::Backend>::open(raw)?;
+                let mut backend = <$backend as $crate::Backend>::open(raw)?;
+                note = $crate::Backend::take_note(&mut backend);
                 // SAFETY: `handle` is writable (checked non-NULL above).
                 unsafe { *handle = Box::into_raw(Box::new(backend)).cast::<::std::ffi::c_void>() };
                 Ok($crate::Status::Ok)
             });
+            if let (Ok(_), Some(n)) = (&result, &note) {
+                // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+                // contract).
+                unsafe { $crate::support::note(msg, cap, n) };
+            }
             // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
             // contract).
             unsafe { $crate::support::finish(msg, cap, result) }

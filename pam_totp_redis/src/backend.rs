@@ -457,14 +457,17 @@ fn parse_url(url: &str) -> Result<Target, Failure> {
 /// Asks the sentinels, in order, where the primary `name` is, all before `deadline`.
 /// Each sentinel gets an equal share of the time left, so one that stalls cannot use up
 /// the others' time. The first answer wins: the role check on the server itself (ROLE)
-/// catches a sentinel that is behind.
+/// catches a sentinel that is behind. With the address, why each sentinel asked before
+/// the one that answered was passed over (`None`: the first answered), for the module's
+/// log: a sentinel that fails unnoticed leaves the others one failure from losing their
+/// quorum.
 fn discover(
     nodes: &[(String, u16)],
     name: &str,
     tls: Option<&Tls<'_>>,
     deadline: Instant,
     not_primaries: &[(String, u16)],
-) -> Result<(String, u16), Failure> {
+) -> Result<((String, u16), Option<String>), Failure> {
     let mut why = Vec::new();
     // Nodes that answered for certain that they cannot name the primary.
     let mut definite = 0;
@@ -514,6 +517,13 @@ fn discover(
                 definite += 1;
                 Err(m.chars().take(120).collect())
             }
+            // Its certificate (or ours) failed: it answered, and stays so until an admin
+            // acts. Nothing was asked of it, so the next sentinel is; but where every one
+            // fails so, that is a refusal (no `state_fallback=`), as for one server.
+            Err(WireError::Tls(m)) => {
+                definite += 1;
+                Err(m.chars().take(200).collect())
+            }
             Err(e) => Err(e.to_string().chars().take(120).collect()),
         };
         match answer {
@@ -522,7 +532,19 @@ fn discover(
                  sentinel behind the others, or a failover in progress?)",
                 found.0, found.1
             )),
-            Ok(found) => return Ok(found),
+            Ok(found) => {
+                let skipped = (!why.is_empty()).then(|| {
+                    format!(
+                        "{} of {} sentinels skipped before sentinel {host}:{port} named the \
+                         primary (fix it, or take it out of state=, before the sentinels \
+                         lose their quorum): {}",
+                        why.len(),
+                        nodes.len(),
+                        why.join("; ")
+                    )
+                });
+                return Ok((found, skipped));
+            }
             Err(e) => why.push(format!("sentinel {host}:{port}: {e}")),
         }
     }
@@ -787,6 +809,9 @@ pub struct Backend {
     /// The store record as the open read it, until asked for (once) or anything is
     /// written.
     prefetched_store: Option<StoreRead>,
+    /// Why the sentinels asked before the one that named the primary were passed over,
+    /// until taken (the module logs it).
+    note: Option<String>,
 }
 
 /// `server_time_usec` of an `INFO` reply (Redis 6.2 and later, Valkey).
@@ -855,14 +880,19 @@ impl Backend {
             ca_pem: ca.as_deref(),
             client,
         };
+        let mut note = None;
         let primary = match &target.sentinel {
-            Some((nodes, name)) => Some(discover(
-                nodes,
-                name,
-                target.tls.then_some(&tls),
-                deadline,
-                not_primaries,
-            )?),
+            Some((nodes, name)) => {
+                let (found, skipped) = discover(
+                    nodes,
+                    name,
+                    target.tls.then_some(&tls),
+                    deadline,
+                    not_primaries,
+                )?;
+                note = skipped;
+                Some(found)
+            }
             None => None,
         };
         let addr = match (&target.unix, &primary) {
@@ -1073,7 +1103,13 @@ impl Backend {
             instance,
             store_seen: None,
             prefetched_store,
+            note,
         })
+    }
+
+    /// The sentinels passed over before one named the primary, and why; once.
+    pub fn take_note(&mut self) -> Option<String> {
+        self.note.take()
     }
 
     /// The server's clock now, in unix seconds: the open's `INFO` time plus what elapsed

@@ -66,6 +66,10 @@ impl Backend for Redis {
     fn server_time(&mut self) -> Result<u64, Failure> {
         self.0.server_time().map_err(failure)
     }
+
+    fn take_note(&mut self) -> Option<String> {
+        self.0.take_note()
+    }
 }
 
 pam_totp_plugin_abi::export_backend!(Redis, "Redis");

@@ -204,9 +204,11 @@ pub fn handshake_failure<S>(mid: &MidHandshakeSslStream<S>) -> String {
     } else if verify == X509VerifyResult::OK {
         mid.error().to_string()
     } else {
+        // OpenSSL's own line says only "certificate verify failed", with its source file
+        // and line: the result says why, in the room a message has (several members'
+        // reasons share one).
         format!(
-            "{} (certificate verify failed: {verify}{})",
-            mid.error(),
+            "certificate verify failed: {verify}{}",
             verify_hint(verify.as_raw())
         )
     }

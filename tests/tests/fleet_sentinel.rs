@@ -141,11 +141,22 @@ fn a_code_accepted_before_the_primary_dies_is_refused_after_the_failover_through
     );
     // Hang guard: not held until the silent sentinel let go.
     assert!(took < Duration::from_secs(60), "{took:?}");
+    // The sentinel passed over is named, with why, once: an admin hears of it before the
+    // sentinels lose their quorum.
+    let skipped: Vec<&String> = lines.iter().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(skipped.len(), 1, "one warning: {lines:?}");
+    for part in [
+        "1 of 4 sentinels skipped",
+        &format!("sentinel 127.0.0.1:{silent_port}: no answer"),
+    ] {
+        assert!(skipped[0].contains(part), "names {part:?}: {lines:?}");
+    }
 
-    // Control: host A logs in through the sentinels.
+    // Control: host A logs in through the sentinels, the first answering: no warning.
     let code = code_at(&secret, now());
     let (d, lines) = login_logged(&host_a, &u, &code, RHOST, None);
     assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(!logged(&lines, "skipped"), "control: {lines:?}");
 
     // The primary dies.
     let old = primary.port.to_string();
@@ -261,6 +272,12 @@ fn a_sentinel_naming_a_replica_does_not_deny_while_the_others_name_the_primary_t
     assert!(
         asked.load(std::sync::atomic::Ordering::SeqCst) > 0,
         "the wrong sentinel was asked first"
+    );
+    // It is named in a warning, with what it said.
+    assert!(
+        lines.iter().any(|l| l.contains("1 of 3 sentinels skipped")
+            && l.contains(&format!("sentinel 127.0.0.1:{wrong_port}: names"))),
+        "{lines:?}"
     );
 
     // Control: the wrong sentinel alone.

@@ -31,7 +31,8 @@ use totp_core::utc::format_utc;
 use zeroize::Zeroizing;
 
 use crate::safefile::{
-    FileError, FileInfo, FileRules, check_root_controlled, check_socket_path, open_checked,
+    FileError, FileInfo, FileRules, check_root_controlled, check_root_controlled_interpreter,
+    check_socket_path, open_checked,
 };
 
 /// Where the plugin is installed unless `redis_plugin=` says otherwise: beside the
@@ -289,9 +290,9 @@ fn read_uint(bytes: &[u8], big_endian: bool) -> u64 {
     }
 }
 
-/// Where distributions keep the system's CA bundle, first match wins (Debian, Ubuntu
-/// and Alpine; Fedora and RHEL, whose `/etc/pki/tls/certs/ca-bundle.crt` is a symlink
-/// to it; openSUSE; others). The file itself must not be a symlink.
+/// Where distributions keep the system's CA bundle, first found wins (Debian, Ubuntu,
+/// Alpine, and Arch, where it is a symlink into `/etc/ca-certificates/extracted/`; Fedora
+/// and RHEL; openSUSE; others).
 const SYSTEM_BUNDLES: [&str; 4] = [
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
@@ -299,20 +300,49 @@ const SYSTEM_BUNDLES: [&str; 4] = [
     "/etc/ssl/cert.pem",
 ];
 
-/// The system's CA bundle, for `rediss://` without `redis_ca_file=`. Read here, from
-/// fixed paths, rather than left to OpenSSL's defaults, which follow `SSL_CERT_FILE`
-/// and `SSL_CERT_DIR` from the environment: `su` keeps its caller's environment, and
-/// no setting may come from there.
+/// The system's CA bundle, for `rediss://` and `etcds://` without a CA file option. Read
+/// here, from fixed paths, rather than left to OpenSSL's defaults, which follow
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` from the environment: `su` keeps its caller's
+/// environment, and no setting may come from there.
 fn system_bundle(rules: &FileRules) -> Result<Vec<u8>, StoreError> {
-    let found = SYSTEM_BUNDLES
-        .iter()
-        .find(|p| Path::new(p).exists())
-        .ok_or_else(|| {
-            StoreError::Refused(
-                "no system CA bundle found; set redis_ca_file= for rediss://".to_owned(),
-            )
-        })?;
-    Ok(read_root_file("system CA bundle", found, rules)?.to_vec())
+    system_bundle_from(&SYSTEM_BUNDLES, rules)
+}
+
+/// The first of `candidates` that exists, read after the checks of `rules`. The bundle
+/// is the system's configuration, which distributions ship as a symlink as often as
+/// not (Arch's `/etc/ssl/certs/ca-certificates.crt`): a symlink is followed when root
+/// owns it and every directory on the way, to it and to the file it leads to, is
+/// root-owned and closed to group and other writes, as for the `#!` interpreter of the
+/// secret command; then the file itself must pass `rules`. A candidate missing (or a
+/// link leading nowhere) is passed over; one that exists but fails a check is refused
+/// with the reason, not passed over for another: the admin must learn that what the
+/// system calls its bundle could be changed by someone other than root.
+fn system_bundle_from(candidates: &[&str], rules: &FileRules) -> Result<Vec<u8>, StoreError> {
+    for candidate in candidates {
+        let resolved = match check_root_controlled_interpreter(Path::new(candidate), rules.max_size)
+        {
+            Ok(p) => p,
+            Err(FileError::NotFound | FileError::MissingDirectory { .. }) => continue,
+            Err(e) => {
+                return Err(StoreError::Refused(format!(
+                    "system CA bundle {candidate}: {e}"
+                )));
+            }
+        };
+        let shown = if resolved == Path::new(candidate) {
+            (*candidate).to_owned()
+        } else {
+            format!("{candidate} (a symlink to {})", resolved.display())
+        };
+        return open_checked(&resolved, rules)
+            .map(|f| f.contents.to_vec())
+            .map_err(|e| StoreError::Refused(format!("system CA bundle {shown}: {e}")));
+    }
+    Err(StoreError::Refused(
+        "no system CA bundle found; set redis_ca_file= for rediss://, etcd_ca_file= for \
+         etcds://"
+            .to_owned(),
+    ))
 }
 
 /// `path` read after the checks of `rules`; the error names `what` and the path.
@@ -536,6 +566,9 @@ pub struct RemoteStore {
     names: Vec<(Uid, String)>,
     /// Set when `context` created the store record, until taken.
     recreated: Option<Recreation>,
+    /// The plugin's warning about its open (a server of the list skipped before another
+    /// served), until taken.
+    open_note: Option<String>,
 }
 
 /// When one answer's time is up ([`StateStore::answer_bound`]).
@@ -666,6 +699,7 @@ impl RemoteStore {
             settings,
             names: Vec::new(),
             recreated: None,
+            open_note: None,
         };
         let mut prefetch = vec![store.store_key_name()];
         if let Some((uid, name)) = user {
@@ -703,7 +737,19 @@ impl RemoteStore {
             return Err(store_error(store.settings.backend, status, &msg));
         }
         store.handle = handle;
+        // A successful open may leave a warning where a failure's message goes.
+        let end = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
+        if end > 0 {
+            let text = String::from_utf8_lossy(&msg[..end]);
+            store.open_note = Some(format!("{}: {text}", store.settings.backend));
+        }
         Ok(store)
+    }
+
+    /// What the plugin warned about at the open (a server of the list skipped, and why,
+    /// before another served), once: for the log, or the admin's terminal.
+    pub fn take_open_note(&mut self) -> Option<String> {
+        self.open_note.take()
     }
 
     /// `<prefix>user:<name>` for a uid whose canonical name the store was told,
@@ -1140,6 +1186,81 @@ impl Drop for RemoteStore {
 mod tests {
     use super::*;
     use crate::testutil::{private_tempdir, require_root};
+
+    /// The system CA bundle where a distribution ships it as a symlink (Arch's
+    /// `/etc/ssl/certs/ca-certificates.crt -> ../../ca-certificates/extracted/…`), in a
+    /// layout below a root-only directory: root's symlink in root's directories is
+    /// followed and the file it leads to read; a candidate that does not exist, or a link
+    /// leading nowhere, is passed over. Controls, each refused with the reason (and the
+    /// later candidate, a plain file, not used in its place): the link owned by another
+    /// account, the link in a directory others can write, the file it leads to owned by
+    /// another account. Before, the first existing candidate was opened without following
+    /// any link, and a symlink was refused.
+    #[test]
+    fn a_system_bundle_behind_root_s_symlinks_is_read_and_any_other_refused() {
+        let t = "a_system_bundle_behind_root_s_symlinks_is_read_and_any_other_refused";
+        if !require_root(t) {
+            return;
+        }
+        use std::os::unix::fs::{PermissionsExt, lchown, symlink};
+        let dir = private_tempdir();
+        let etc = dir.path().join("etc");
+        let certs = etc.join("ssl/certs");
+        let extracted = etc.join("ca-certificates/extracted");
+        for d in [&certs, &extracted] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        let bundle = extracted.join("tls-ca-bundle.pem");
+        std::fs::write(&bundle, b"arch bundle\n").expect("bundle");
+        let plain = etc.join("ssl/cert.pem");
+        std::fs::write(&plain, b"plain bundle\n").expect("plain");
+        for f in [&bundle, &plain] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let link = certs.join("ca-certificates.crt");
+        symlink("../../ca-certificates/extracted/tls-ca-bundle.pem", &link).expect("symlink");
+        let dangling = certs.join("dangling.crt");
+        symlink("../nowhere.pem", &dangling).expect("symlink");
+        let missing = etc.join("pki/ca-trust/extracted/pem/tls-ca-bundle.pem");
+        let path = |p: &Path| p.to_str().expect("utf-8").to_owned();
+        let (link_s, plain_s) = (path(&link), path(&plain));
+        let candidates = [
+            path(&missing),
+            path(&dangling),
+            link_s.clone(),
+            plain_s.clone(),
+        ];
+        let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
+        let rules = FileRules::root_controlled(0o644, MAX_CA_SIZE);
+        let read = |c: &[&str]| system_bundle_from(c, &rules);
+        assert_eq!(read(&candidates).expect("root's link"), b"arch bundle\n");
+        assert_eq!(read(&[&plain_s]).expect("a plain file"), b"plain bundle\n");
+        let refused = |what: &str, c: &[&str], why: &str| match read(c) {
+            Err(StoreError::Refused(m)) => {
+                assert!(m.contains(&link_s) && m.contains(why), "{what}: {m}");
+            }
+            other => panic!("{what}: not refused: {other:?}"),
+        };
+        // Not passed over for the plain file behind it.
+        lchown(&link, Some(4242), None).expect("lchown");
+        refused("another's link", &[&link_s, &plain_s], "not owned by root");
+        lchown(&link, Some(0), None).expect("lchown");
+        std::fs::set_permissions(&certs, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        refused(
+            "a writable directory",
+            &[&link_s, &plain_s],
+            "writable by others",
+        );
+        std::fs::set_permissions(&certs, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::os::unix::fs::chown(&bundle, Some(4242), None).expect("chown");
+        refused("another's file", &[&link_s, &plain_s], "uid 4242");
+        std::os::unix::fs::chown(&bundle, Some(0), None).expect("chown");
+        assert_eq!(read(&candidates).expect("root's again"), b"arch bundle\n");
+        match read(&candidates[..2]) {
+            Err(StoreError::Refused(m)) => assert!(m.contains("no system CA bundle"), "{m}"),
+            other => panic!("nothing found: {other:?}"),
+        }
+    }
 
     /// A plugin built against another ABI is refused by its version, before any other
     /// symbol is looked up or called, and a plugin that claims this version but lacks

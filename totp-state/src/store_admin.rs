@@ -40,7 +40,7 @@ fn open_remote(
         return Ok(None);
     };
     let hard_cap = opts.max_failures.is_some();
-    let (url, prefix, store) = match &shared {
+    let (url, prefix, mut store) = match &shared {
         SharedStore::Redis(r) => (
             r.endpoint.url(),
             &r.conn.prefix,
@@ -52,6 +52,11 @@ fn open_remote(
             open_shared(&shared, hard_cap, None)?,
         ),
     };
+    // A member or sentinel passed over while another served: the admin checking the
+    // store is the one to hear of it.
+    if let Some(note) = store.take_open_note() {
+        eprintln!("totp-state: warning: {note}");
+    }
     Ok(Some((
         store,
         format!("shared store {url} (prefix {prefix})"),

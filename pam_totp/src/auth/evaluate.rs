@@ -66,9 +66,12 @@ impl Ctx {
                 run.record
                     .account()
                     .map(|uid| (uid, run.target.name.as_str())),
-                &mut |m| {
-                    fell_back = true;
-                    io.log(Level::Warning, m);
+                &mut |note| match note {
+                    store::OpenNote::FellBack(m) => {
+                        fell_back = true;
+                        io.log(Level::Warning, m);
+                    }
+                    store::OpenNote::Skipped(m) => io.log(Level::Warning, m),
                 },
             ) {
                 Ok(s) => {
