@@ -593,7 +593,9 @@ fn an_unreadable_local_store_is_logged_at_each_fleet_login_and_denies_nothing() 
     std::fs::rename(&dir, &aside).expect("move the store aside");
     std::os::unix::fs::symlink(&dir, &dir).expect("a link to itself");
     assert_eq!(
-        std::fs::symlink_metadata(dir.join("x")).map_err(|e| e.raw_os_error()).err(),
+        std::fs::symlink_metadata(dir.join("x"))
+            .map_err(|e| e.raw_os_error())
+            .err(),
         Some(Some(libc::ELOOP)),
         "the fault: a loop on the way to the key"
     );
