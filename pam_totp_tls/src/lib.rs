@@ -88,6 +88,7 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
             .map_err(setup)?;
     }
     b.set_verify(SslVerifyMode::PEER);
+    unprompted_certificates(ca_pem).map_err(|e| format!("CA file: {e}"))?;
     let certs = X509::stack_from_pem(ca_pem).map_err(|e| format!("CA file: {e}"))?;
     if certs.is_empty() {
         return Err("CA file holds no certificate".to_owned());
@@ -99,6 +100,7 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
     b.set_cert_store(store.build());
     if let Some((cert, key)) = client {
         let bad = |e: ErrorStack| format!("client certificate or key: {e}");
+        unprompted_certificates(cert).map_err(|e| format!("client certificate file: {e}"))?;
         let mut chain = X509::stack_from_pem(cert).map_err(bad)?.into_iter();
         let leaf = chain
             .next()
@@ -128,6 +130,32 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
         }
     }
     Ok(b.build())
+}
+
+/// Refuses certificate blocks marked as encrypted (an RFC 1421 `Proc-Type:` header). The
+/// bindings read certificates without a passphrase callback, so for such a block
+/// OpenSSL's default one asks on the controlling terminal (or standard input), as root and
+/// without a bound, as it would for an encrypted key. A certificate is never encrypted:
+/// the file is refused before OpenSSL reads it. Private-key blocks are left to the key's
+/// reader (the certificate reader skips them unread, and the key's has a callback).
+fn unprompted_certificates(pem: &[u8]) -> Result<(), String> {
+    let mut in_key = false;
+    for line in pem.split(|&b| b == b'\n') {
+        let line = line.trim_ascii();
+        if let Some(label) = line.strip_prefix(b"-----BEGIN ") {
+            in_key = label.ends_with(b"PRIVATE KEY-----");
+        } else if line.starts_with(b"-----END ") {
+            in_key = false;
+        } else if !in_key && line.starts_with(b"Proc-Type:") {
+            return Err(
+                "a certificate block is marked encrypted (a Proc-Type header): \
+                        certificates are never encrypted, and no passphrase can be given; \
+                        write the certificate without the header"
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// One connection's TLS state: the server must be named `name`, a DNS name (also sent
@@ -234,5 +262,26 @@ fn verify_hint(result: i32) -> &'static str {
              SHA-1 signature): give the server a stronger certificate"
         }
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unprompted_certificates;
+
+    #[test]
+    fn encrypted_certificate_blocks_are_refused_and_key_blocks_left_alone() {
+        let cert = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        assert!(unprompted_certificates(cert).is_ok());
+        let enc = b"-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n\
+                    DEK-Info: AES-128-CBC,00\n\nMIIB\n-----END CERTIFICATE-----\n";
+        assert!(unprompted_certificates(enc).is_err());
+        let crlf = b"-----BEGIN CERTIFICATE-----\r\n Proc-Type: 4,ENCRYPTED\r\n";
+        assert!(unprompted_certificates(crlf).is_err());
+        // A legacy encrypted key in a file holding the certificate too.
+        let key = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n\
+                    -----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+                    DEK-Info: AES-128-CBC,00\n\nMIIE\n-----END RSA PRIVATE KEY-----\n";
+        assert!(unprompted_certificates(key).is_ok());
     }
 }

@@ -10,7 +10,8 @@
 //! fallback: the server answered, and stays wrong until an admin acts) and one log line
 //! says why. The files the module reads for TLS (CA, client certificate and key) are
 //! refused when others could read the key, change a file, or make the read wait, and an
-//! encrypted client key is refused without OpenSSL asking the terminal for it.
+//! encrypted client key (or a certificate block marked encrypted) is refused without
+//! OpenSSL asking the terminal for a passphrase.
 
 use std::fs;
 use std::net::TcpListener;
@@ -713,6 +714,111 @@ fn a_connection_closed_during_the_tls_handshake_is_an_outage_through_libpam() {
                 m.iter()
                     .any(|l| l.contains(FALLBACK_USED) && l.contains("state store unavailable")),
                 "{what}: an outage, the local store used: {lines:?}"
+            );
+        }
+    }
+}
+
+/// `pem` with the RFC 1421 headers of an encrypted block (`Proc-Type: 4,ENCRYPTED` and a
+/// `DEK-Info:` naming a cipher OpenSSL knows) after each `BEGIN CERTIFICATE` line. The
+/// body is left as it is: OpenSSL asks for the passphrase before it decrypts anything.
+fn with_encryption_headers(pem: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(pem.to_vec()).expect("PEM text");
+    let mut out = String::new();
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("-----BEGIN CERTIFICATE-----") {
+            out.push_str(
+                "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\n",
+            );
+        }
+    }
+    out.into_bytes()
+}
+
+/// A CA file or client certificate whose certificate block carries the headers of an
+/// encrypted PEM block: OpenSSL's certificate reader has no passphrase callback of the
+/// plugin's, so its default one asks on the controlling terminal (`/dev/tty`, else
+/// standard input and error), as root and without a bound, as it did for an encrypted
+/// key. The plugins refuse such a file without OpenSSL asking, and the log names the
+/// file's fault. Control: the same files without the headers pass the handshake, and
+/// OpenSSL's own reader does treat the block as encrypted (`openssl x509` wants a
+/// passphrase for it).
+#[test]
+fn an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through_libpam() {
+    let t = "an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("encc");
+    let d = ca.dir.path();
+    let enc_ca = d.join("enc-ca.pem");
+    fs::write(
+        &enc_ca,
+        with_encryption_headers(&fs::read(&ca.ca_cert).expect("ca")),
+    )
+    .expect("write");
+    fs::set_permissions(&enc_ca, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let enc_cert = d.join("enc-client.pem");
+    fs::write(
+        &enc_cert,
+        with_encryption_headers(&fs::read(&ca.client_cert).expect("cert")),
+    )
+    .expect("write");
+    fs::set_permissions(&enc_cert, fs::Permissions::from_mode(0o644)).expect("chmod");
+    // Control of the shape: OpenSSL reads the block as an encrypted one.
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-passin", "pass:x", "-in"])
+        .arg(&enc_ca)
+        .output()
+        .expect("openssl x509");
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr)
+                .to_lowercase()
+                .contains("decrypt"),
+        "control: an encrypted block to OpenSSL: {out:?}"
+    );
+    let (u, secret) = TestUser::enrolled("tk");
+    let server = StandIn::start(&ca.server_cert, &ca.server_key, &[]);
+    let good = TlsFiles {
+        ca: ca.ca_cert.clone(),
+        client: Some((ca.client_cert.clone(), ca.client_key.clone())),
+    };
+    for (backend, args) in stores("127.0.0.1", server.port, &good) {
+        assert_handshake_passed(&format!("control, {backend}"), &args, &u, &secret);
+    }
+    let cases = [
+        (
+            "the CA file",
+            TlsFiles {
+                ca: enc_ca.clone(),
+                client: good.client.clone(),
+            },
+            &["CA file", "encrypted"][..],
+        ),
+        (
+            "the client certificate",
+            TlsFiles {
+                ca: ca.ca_cert.clone(),
+                client: Some((enc_cert.clone(), ca.client_key.clone())),
+            },
+            &["client certificate", "encrypted"][..],
+        ),
+    ];
+    for (what, files, why) in &cases {
+        for (backend, args) in stores("127.0.0.1", server.port, files) {
+            let what = format!("{what}, {backend}");
+            let (d, lines) = login(&args, &u, &secret);
+            assert!(
+                !d.stderr.to_lowercase().contains("pass phrase"),
+                "{what}: OpenSSL asked for a passphrase: {d:?}"
+            );
+            assert_refused(&what, &args, &u, &secret, why);
+            assert!(
+                !lines.iter().any(|l| l.contains("pass phrase")),
+                "{what}: {lines:?}"
             );
         }
     }
