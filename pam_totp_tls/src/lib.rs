@@ -215,6 +215,30 @@ pub fn connection_ended<S>(mid: &MidHandshakeSslStream<S>) -> bool {
         })
 }
 
+/// True when `e`, an error of an established TLS connection's read or write, is the
+/// server's refusal (its alert: a TLS 1.3 server checks the client certificate only
+/// after the client has finished the handshake, so "certificate required" or "unknown
+/// CA" arrives at the first read) or a record this host could not accept, not the
+/// connection ending under it (reset, or closed with or without an alert): a refusal an
+/// admin fixes, as the same alert during the handshake is, never an outage that
+/// `state_fallback=` would paper over.
+pub fn refused_after_handshake(e: &std::io::Error) -> bool {
+    let Some(ssl) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>())
+    else {
+        return false;
+    };
+    ssl.code() == ErrorCode::SSL
+        && ssl.ssl_error().is_some_and(|stack| {
+            !stack.errors().is_empty()
+                && !stack
+                    .errors()
+                    .iter()
+                    .any(|r| r.library_code() == ERR_LIB_SSL && r.reason_code() == UNEXPECTED_EOF)
+        })
+}
+
 /// Why a handshake failed, with the verification result when the server's certificate
 /// was the cause (the log then says "certificate verify failed" and why).
 pub fn handshake_failure<S>(mid: &MidHandshakeSslStream<S>) -> String {

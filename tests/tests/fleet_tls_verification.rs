@@ -823,3 +823,48 @@ fn an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through
         }
     }
 }
+
+/// A server that requires a client certificate and gets none: under TLS 1.3 it checks
+/// the client's certificate after the client has finished its handshake, so its alert
+/// ("certificate required") is what the client's first read returns. That is the
+/// server refusing this host's TLS set-up, which stays wrong until an admin acts: a
+/// refusal, never an outage (with `state_fallback=local` the host would otherwise run on
+/// its local store for as long as the certificate is missing, expired or of another CA,
+/// its log saying the store is unavailable). The etcd plugin read the alert as an
+/// outage. Control: with the client certificate the handshake passes (the stand-in
+/// answers nothing, so the login falls back, an outage).
+#[test]
+fn a_servers_alert_after_the_tls_13_handshake_is_a_refusal_through_libpam() {
+    let t = "a_servers_alert_after_the_tls_13_handshake_is_a_refusal_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("cr");
+    let ca_file = ca.ca_cert.display().to_string();
+    let server = StandIn::start(
+        &ca.server_cert,
+        &ca.server_key,
+        &["-tls1_3", "-Verify", "1", "-CAfile", &ca_file],
+    );
+    let (u, secret) = TestUser::enrolled("tq");
+    let with_cert = TlsFiles {
+        ca: ca.ca_cert.clone(),
+        client: Some((ca.client_cert.clone(), ca.client_key.clone())),
+    };
+    for (backend, args) in stores("127.0.0.1", server.port, &with_cert) {
+        assert_handshake_passed(&format!("control, {backend}"), &args, &u, &secret);
+    }
+    let without = TlsFiles {
+        ca: ca.ca_cert.clone(),
+        client: None,
+    };
+    for (backend, args) in stores("127.0.0.1", server.port, &without) {
+        assert_refused(
+            &format!("no client certificate, {backend}"),
+            &args,
+            &u,
+            &secret,
+            &["certificate required"],
+        );
+    }
+}
