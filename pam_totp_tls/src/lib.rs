@@ -16,7 +16,10 @@
 // One call into OpenSSL the bindings do not wrap ([`init`]); everything else is safe.
 #![deny(unsafe_code)]
 
+use std::sync::OnceLock;
+
 use openssl::error::ErrorStack;
+use openssl::ex_data::Index;
 use openssl::pkey::PKey;
 use openssl::ssl::{
     ErrorCode, MidHandshakeSslStream, Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion,
@@ -87,6 +90,11 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
         b.set_min_proto_version(Some(SslVersion::TLS1_2))
             .map_err(setup)?;
     }
+    // Remembered for the log line of a server that speaks only TLS 1.2.
+    if let Some(i) = tls13_floor_index() {
+        let tls13 = b.min_proto_version() == Some(SslVersion::TLS1_3);
+        b.set_ex_data(i, tls13);
+    }
     b.set_verify(SslVerifyMode::PEER);
     unprompted_certificates(ca_pem).map_err(|e| format!("CA file: {e}"))?;
     let certs = X509::stack_from_pem(ca_pem).map_err(|e| format!("CA file: {e}"))?;
@@ -130,6 +138,13 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
         }
     }
     Ok(b.build())
+}
+
+/// The context's slot saying whether the host's OpenSSL configuration raised the minimum
+/// version to TLS 1.3 (`handshake_failure` names the version this host asked for).
+fn tls13_floor_index() -> Option<Index<SslContext, bool>> {
+    static INDEX: OnceLock<Option<Index<SslContext, bool>>> = OnceLock::new();
+    *INDEX.get_or_init(|| SslContext::new_ex_index().ok())
 }
 
 /// Refuses certificate blocks marked as encrypted (an RFC 1421 `Proc-Type:` header). The
@@ -249,8 +264,19 @@ pub fn handshake_failure<S>(mid: &MidHandshakeSslStream<S>) -> String {
         })
     });
     if version {
+        // The host's own OpenSSL configuration (loaded before the plugin, as sshd's is)
+        // may have raised the floor: the version this host asked for, not ours.
+        let raised = tls13_floor_index()
+            .and_then(|i| mid.ssl().ssl_context().ex_data(i).copied())
+            .unwrap_or(false);
+        let floor = if raised {
+            "TLS 1.3 or later (raised from the plugins' TLS 1.2 by this host's OpenSSL \
+             configuration, loaded by the program before the module)"
+        } else {
+            "TLS 1.2 or later"
+        };
         format!(
-            "{} (no TLS version both sides accept: this host needs TLS 1.2 or later)",
+            "{} (no TLS version both sides accept: this host needs {floor})",
             mid.error()
         )
     } else if verify == X509VerifyResult::OK {

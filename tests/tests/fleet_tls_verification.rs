@@ -868,3 +868,162 @@ fn a_servers_alert_after_the_tls_13_handshake_is_a_refusal_through_libpam() {
         );
     }
 }
+
+/// Writes an OpenSSL configuration whose system-wide TLS settings are `settings`.
+fn host_config(dir: &Path, name: &str, settings: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(
+        &path,
+        format!(
+            "openssl_conf = init\n[init]\nssl_conf = ssl\n[ssl]\nsystem_default = sys\n\
+             [sys]\n{settings}\n"
+        ),
+    )
+    .expect("config");
+    path
+}
+
+/// A host that loaded OpenSSL's configuration before the module (sshd does; here a
+/// preloaded library, `tests/openssl/host_init.c`, does it at start): the plugins' floor
+/// (TLS 1.2, security level 2) only raises what that configuration sets. One that lowers
+/// both (`MinProtocol = TLSv1`, `@SECLEVEL=0`) still gets a TLS 1.1 server and a 1024-bit
+/// server key refused; one that asks for TLS 1.3 keeps it, and the refusal of a TLS 1.2
+/// server says that this host needs TLS 1.3 (it said "TLS 1.2 or later", which the
+/// server speaks, sending the admin to the server). Controls: the TLS 1.2 server passes
+/// the handshake without the preload and with the lowering configuration (which is read:
+/// the TLS 1.3 one refuses the same server).
+#[test]
+fn a_hosts_openssl_configuration_raises_the_floor_and_never_lowers_it_through_libpam() {
+    let t = "a_hosts_openssl_configuration_raises_the_floor_and_never_lowers_it_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") || !require_tool(t, "cc") {
+        return;
+    }
+    let ca = TestCa::new("hostconf");
+    let d = ca.dir.path();
+    let preload = d.join("host_init.so");
+    compile_c(
+        "tests/openssl/host_init.c",
+        &preload,
+        &["-shared".into(), "-fPIC".into()],
+        &["-lssl".into(), "-lcrypto".into()],
+    );
+    let lowering = host_config(
+        d,
+        "low.cnf",
+        "MinProtocol = TLSv1\nCipherString = DEFAULT@SECLEVEL=0",
+    );
+    let tls13 = host_config(d, "tls13.cnf", "MinProtocol = TLSv1.3");
+    run(
+        d,
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "weak.key",
+            "-out",
+            "weak.csr",
+        ],
+    );
+    run(
+        d,
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "weak.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server-ext.cnf",
+            "-out",
+            "weak.pem",
+        ],
+    );
+    let files = TlsFiles {
+        ca: ca.ca_cert.clone(),
+        client: None,
+    };
+    let (u, secret) = TestUser::enrolled("th");
+    let hosted = |args: &str, config: &Path| {
+        let stack = Stack::probe("svc", args);
+        let mut command = Driver::login(&stack, &u, &code_at(&secret, now()))
+            .rhost(PEER)
+            .command();
+        command
+            .env("LD_PRELOAD", &preload)
+            .env("OPENSSL_CONF", config);
+        let (out, lines) = with_syslog_capture(&command);
+        (Drive::parse(&out), lines)
+    };
+    let tls12 = StandIn::start(&ca.server_cert, &ca.server_key, &["-tls1_2"]);
+    let legacy = StandIn::start(
+        &ca.server_cert,
+        &ca.server_key,
+        &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+    );
+    let weak = StandIn::start(
+        &d.join("weak.pem"),
+        &d.join("weak.key"),
+        &["-cipher", "DEFAULT@SECLEVEL=0"],
+    );
+    for (backend, args) in stores("127.0.0.1", tls12.port, &files) {
+        assert_handshake_passed(&format!("control, {backend}"), &args, &u, &secret);
+        let (d, lines) = hosted(&args, &lowering);
+        assert_eq!(
+            d.returned(),
+            Returned::Success,
+            "{backend}: {d:?} {lines:?}"
+        );
+        assert!(
+            messages(&lines).iter().any(|l| l.contains(FALLBACK_USED)),
+            "control, {backend}: the lowering configuration, the handshake passed: {lines:?}"
+        );
+        let (d, lines) = hosted(&args, &tls13);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{backend}: {d:?} {lines:?}"
+        );
+        let m = messages(&lines);
+        assert!(
+            m.iter().any(|l| l.contains("state store refused")
+                && l.contains("this host needs TLS 1.3 or later")),
+            "{backend}: the host's TLS 1.3 kept and named: {lines:?}"
+        );
+        assert!(!m.iter().any(|l| l.contains(FALLBACK_USED)), "{lines:?}");
+    }
+    for (what, server, why) in [
+        (
+            "a TLS 1.1 server",
+            &legacy,
+            "this host needs TLS 1.2 or later",
+        ),
+        ("a 1024-bit server key", &weak, "security level 2"),
+    ] {
+        for (backend, args) in stores("127.0.0.1", server.port, &files) {
+            let (d, lines) = hosted(&args, &lowering);
+            assert_eq!(
+                d.returned(),
+                Returned::Failed("PAM_AUTH_ERR".into()),
+                "{what}, {backend}: {d:?} {lines:?}"
+            );
+            let m = messages(&lines);
+            assert!(
+                m.iter()
+                    .any(|l| l.contains("state store refused") && l.contains(why)),
+                "{what}, {backend}: the floor held: {lines:?}"
+            );
+        }
+    }
+}
