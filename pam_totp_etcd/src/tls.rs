@@ -103,6 +103,17 @@ impl<In: Transport> Connector<In> for OpensslConnector {
     }
 }
 
+/// An error of an established connection: the member's alert (under TLS 1.3 a refused
+/// client certificate arrives only now) is a refusal, as it is during the handshake; a
+/// reset, a close or a timeout stays an outage, another member's to answer.
+fn established_failure(what: &str, e: std::io::Error) -> ureq::Error {
+    if pam_totp_tls::refused_after_handshake(&e) {
+        failure(format!("{what}: {e}"))
+    } else {
+        ureq::Error::from(e)
+    }
+}
+
 /// An established TLS connection to a member.
 pub struct OpensslTransport {
     buffers: LazyBuffers,
@@ -139,14 +150,16 @@ impl Transport for OpensslTransport {
         // The plaintext request holds the password (authentication) or the token (the
         // `Authorization` header): gone once handed to TLS, sent or not.
         zeroize::Zeroize::zeroize(output);
-        sent?;
-        Ok(())
+        sent.map_err(|e| established_failure("send", e))
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         self.stream.get_mut().set_timeout(timeout);
         let input = self.buffers.input_append_buf();
-        let amount = self.stream.read(input)?;
+        let amount = self
+            .stream
+            .read(input)
+            .map_err(|e| established_failure("receive", e))?;
         self.buffers.input_appended(amount);
         Ok(amount > 0)
     }

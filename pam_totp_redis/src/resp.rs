@@ -439,9 +439,10 @@ impl Conn {
                 Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
                 // An alert after the handshake (TLS 1.3 servers check the client
                 // certificate then: "certificate required") is a refusal to trust.
-                // A reset connection stays an outage.
+                // A reset connection, or one closed under TLS, stays an outage.
                 Err(e)
-                    if matches!(self.stream, Stream::Tls(_)) && e.to_string().contains("SSL") =>
+                    if matches!(self.stream, Stream::Tls(_))
+                        && pam_totp_tls::refused_after_handshake(&e) =>
                 {
                     return Err(WireError::Tls(format!("receive: {e}")));
                 }

@@ -16,7 +16,10 @@
 // One call into OpenSSL the bindings do not wrap ([`init`]); everything else is safe.
 #![deny(unsafe_code)]
 
+use std::sync::OnceLock;
+
 use openssl::error::ErrorStack;
+use openssl::ex_data::Index;
 use openssl::pkey::PKey;
 use openssl::ssl::{
     ErrorCode, MidHandshakeSslStream, Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion,
@@ -87,7 +90,13 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
         b.set_min_proto_version(Some(SslVersion::TLS1_2))
             .map_err(setup)?;
     }
+    // Remembered for the log line of a server that speaks only TLS 1.2.
+    if let Some(i) = tls13_floor_index() {
+        let tls13 = b.min_proto_version() == Some(SslVersion::TLS1_3);
+        b.set_ex_data(i, tls13);
+    }
     b.set_verify(SslVerifyMode::PEER);
+    unprompted_certificates(ca_pem).map_err(|e| format!("CA file: {e}"))?;
     let certs = X509::stack_from_pem(ca_pem).map_err(|e| format!("CA file: {e}"))?;
     if certs.is_empty() {
         return Err("CA file holds no certificate".to_owned());
@@ -99,6 +108,7 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
     b.set_cert_store(store.build());
     if let Some((cert, key)) = client {
         let bad = |e: ErrorStack| format!("client certificate or key: {e}");
+        unprompted_certificates(cert).map_err(|e| format!("client certificate file: {e}"))?;
         let mut chain = X509::stack_from_pem(cert).map_err(bad)?.into_iter();
         let leaf = chain
             .next()
@@ -128,6 +138,39 @@ pub fn client_context(ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<S
         }
     }
     Ok(b.build())
+}
+
+/// The context's slot saying whether the host's OpenSSL configuration raised the minimum
+/// version to TLS 1.3 (`handshake_failure` names the version this host asked for).
+fn tls13_floor_index() -> Option<Index<SslContext, bool>> {
+    static INDEX: OnceLock<Option<Index<SslContext, bool>>> = OnceLock::new();
+    *INDEX.get_or_init(|| SslContext::new_ex_index().ok())
+}
+
+/// Refuses certificate blocks marked as encrypted (an RFC 1421 `Proc-Type:` header). The
+/// bindings read certificates without a passphrase callback, so for such a block
+/// OpenSSL's default one asks on the controlling terminal (or standard input), as root and
+/// without a bound, as it would for an encrypted key. A certificate is never encrypted:
+/// the file is refused before OpenSSL reads it. Private-key blocks are left to the key's
+/// reader (the certificate reader skips them unread, and the key's has a callback).
+fn unprompted_certificates(pem: &[u8]) -> Result<(), String> {
+    let mut in_key = false;
+    for line in pem.split(|&b| b == b'\n') {
+        let line = line.trim_ascii();
+        if let Some(label) = line.strip_prefix(b"-----BEGIN ") {
+            in_key = label.ends_with(b"PRIVATE KEY-----");
+        } else if line.starts_with(b"-----END ") {
+            in_key = false;
+        } else if !in_key && line.starts_with(b"Proc-Type:") {
+            return Err(
+                "a certificate block is marked encrypted (a Proc-Type header): \
+                        certificates are never encrypted, and no passphrase can be given; \
+                        write the certificate without the header"
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// One connection's TLS state: the server must be named `name`, a DNS name (also sent
@@ -187,6 +230,30 @@ pub fn connection_ended<S>(mid: &MidHandshakeSslStream<S>) -> bool {
         })
 }
 
+/// True when `e`, an error of an established TLS connection's read or write, is the
+/// server's refusal (its alert: a TLS 1.3 server checks the client certificate only
+/// after the client has finished the handshake, so "certificate required" or "unknown
+/// CA" arrives at the first read) or a record this host could not accept, not the
+/// connection ending under it (reset, or closed with or without an alert): a refusal an
+/// admin fixes, as the same alert during the handshake is, never an outage that
+/// `state_fallback=` would paper over.
+pub fn refused_after_handshake(e: &std::io::Error) -> bool {
+    let Some(ssl) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>())
+    else {
+        return false;
+    };
+    ssl.code() == ErrorCode::SSL
+        && ssl.ssl_error().is_some_and(|stack| {
+            !stack.errors().is_empty()
+                && !stack
+                    .errors()
+                    .iter()
+                    .any(|r| r.library_code() == ERR_LIB_SSL && r.reason_code() == UNEXPECTED_EOF)
+        })
+}
+
 /// Why a handshake failed, with the verification result when the server's certificate
 /// was the cause (the log then says "certificate verify failed" and why).
 pub fn handshake_failure<S>(mid: &MidHandshakeSslStream<S>) -> String {
@@ -197,8 +264,19 @@ pub fn handshake_failure<S>(mid: &MidHandshakeSslStream<S>) -> String {
         })
     });
     if version {
+        // The host's own OpenSSL configuration (loaded before the plugin, as sshd's is)
+        // may have raised the floor: the version this host asked for, not ours.
+        let raised = tls13_floor_index()
+            .and_then(|i| mid.ssl().ssl_context().ex_data(i).copied())
+            .unwrap_or(false);
+        let floor = if raised {
+            "TLS 1.3 or later (raised from the plugins' TLS 1.2 by this host's OpenSSL \
+             configuration, loaded by the program before the module)"
+        } else {
+            "TLS 1.2 or later"
+        };
         format!(
-            "{} (no TLS version both sides accept: this host needs TLS 1.2 or later)",
+            "{} (no TLS version both sides accept: this host needs {floor})",
             mid.error()
         )
     } else if verify == X509VerifyResult::OK {
@@ -236,5 +314,26 @@ fn verify_hint(result: i32) -> &'static str {
              SHA-1 signature): give the server a stronger certificate"
         }
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unprompted_certificates;
+
+    #[test]
+    fn encrypted_certificate_blocks_are_refused_and_key_blocks_left_alone() {
+        let cert = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        assert!(unprompted_certificates(cert).is_ok());
+        let enc = b"-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n\
+                    DEK-Info: AES-128-CBC,00\n\nMIIB\n-----END CERTIFICATE-----\n";
+        assert!(unprompted_certificates(enc).is_err());
+        let crlf = b"-----BEGIN CERTIFICATE-----\r\n Proc-Type: 4,ENCRYPTED\r\n";
+        assert!(unprompted_certificates(crlf).is_err());
+        // A legacy encrypted key in a file holding the certificate too.
+        let key = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n\
+                    -----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+                    DEK-Info: AES-128-CBC,00\n\nMIIE\n-----END RSA PRIVATE KEY-----\n";
+        assert!(unprompted_certificates(key).is_ok());
     }
 }

@@ -1160,3 +1160,54 @@ fn a_frozen_clock_cli_run_that_hangs_is_killed_by_the_guard() {
         .expect("the control run ended");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// A control value that fails a wrong code but not the module's own failures
+/// (`[success=ok auth_err=die default=ignore]`): through libpam, a conversation that
+/// aborts or fails at the prompt (or any fault the module returns, `PAM_SYSTEM_ERR` for a
+/// lock its owner holds) passes the line, and the stack's other lines log the user in
+/// without a code. `totp-enroll check` said nothing of it (it read only what the line does
+/// to a wrong code); it now names the failures the line lets through. Control: a wrong
+/// code is refused on that line, and `required` fails the aborted login and draws no
+/// warning.
+#[test]
+fn check_warns_about_a_line_that_lets_the_modules_own_failures_through() {
+    use system_tests::pamapp::{Reply, Scripted, Transaction, codes};
+    if !require_root("check_warns_about_a_line_that_lets_the_modules_own_failures_through") {
+        return;
+    }
+    let (u, _secret) = TestUser::enrolled("cf");
+    let aborted = |stack: &Stack, reply: i32| {
+        let conv = Box::new(Scripted::new([Reply::Fail(reply)]));
+        let mut tx =
+            Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
+        tx.authenticate(0)
+    };
+    let open = Stack::new();
+    open.service(
+        "svc",
+        "auth [success=ok auth_err=die default=ignore] @MODULE@\nauth required pam_permit.so\n",
+    );
+    for reply in [codes::ABORT, codes::CONV_ERR] {
+        assert_eq!(aborted(&open, reply), codes::SUCCESS, "the fault: {reply}");
+    }
+    let conv = Box::new(Scripted::texts(["000000"]));
+    let mut tx = Transaction::start("svc", Some(&u.name), Some(open.path()), conv).expect("start");
+    assert_eq!(tx.authenticate(0), codes::AUTH_ERR, "control: a wrong code");
+    let stderr = String::from_utf8_lossy(&check(open.path(), "svc").stderr).into_owned();
+    assert!(
+        stderr.contains("a wrong code fails, but the module's own failures")
+            && stderr.contains("PAM_CONV_ERR")
+            && stderr.contains("PAM_ABORT")
+            && stderr.contains("PAM_SYSTEM_ERR"),
+        "{stderr}"
+    );
+    let closed = Stack::new();
+    closed.service(
+        "svc",
+        "auth required @MODULE@\nauth required pam_permit.so\n",
+    );
+    assert_eq!(aborted(&closed, codes::ABORT), codes::ABORT, "control");
+    let stderr = String::from_utf8_lossy(&check(closed.path(), "svc").stderr).into_owned();
+    assert!(!stderr.contains("CONTROL VALUES"), "control: {stderr}");
+    assert!(stderr.contains("state store:"), "control: {stderr}");
+}

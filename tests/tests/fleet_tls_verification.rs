@@ -10,10 +10,10 @@
 //! fallback: the server answered, and stays wrong until an admin acts) and one log line
 //! says why. The files the module reads for TLS (CA, client certificate and key) are
 //! refused when others could read the key, change a file, or make the read wait, and an
-//! encrypted client key is refused without OpenSSL asking the terminal for it. An etcd
-//! member listed first whose certificate fails (or that is down) is passed over for the
-//! next, with a warning naming it (in the log, and from `totp-state ping`); every
-//! member failing TLS is a refusal.
+//! encrypted client key (or a certificate block marked encrypted) is refused without
+//! OpenSSL asking the terminal for a passphrase. An etcd member listed first whose
+//! certificate fails (or that is down) is passed over for the next, with a warning naming
+//! it (in the log, and from `totp-state ping`); every member failing TLS is a refusal.
 
 use std::fs;
 use std::net::TcpListener;
@@ -837,4 +837,311 @@ fn an_etcd_member_failing_tls_is_skipped_with_a_warning_through_libpam() {
         !m.iter().any(|l| l.contains(FALLBACK_USED)),
         "no fallback: {lines:?}"
     );
+/// `pem` with the RFC 1421 headers of an encrypted block (`Proc-Type: 4,ENCRYPTED` and a
+/// `DEK-Info:` naming a cipher OpenSSL knows) after each `BEGIN CERTIFICATE` line. The
+/// body is left as it is: OpenSSL asks for the passphrase before it decrypts anything.
+fn with_encryption_headers(pem: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(pem.to_vec()).expect("PEM text");
+    let mut out = String::new();
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("-----BEGIN CERTIFICATE-----") {
+            out.push_str(
+                "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\n",
+            );
+        }
+    }
+    out.into_bytes()
+}
+
+/// A CA file or client certificate whose certificate block carries the headers of an
+/// encrypted PEM block: OpenSSL's certificate reader has no passphrase callback of the
+/// plugin's, so its default one asks on the controlling terminal (`/dev/tty`, else
+/// standard input and error), as root and without a bound, as it did for an encrypted
+/// key. The plugins refuse such a file without OpenSSL asking, and the log names the
+/// file's fault. Control: the same files without the headers pass the handshake, and
+/// OpenSSL's own reader does treat the block as encrypted (`openssl x509` wants a
+/// passphrase for it).
+#[test]
+fn an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through_libpam() {
+    let t = "an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("encc");
+    let d = ca.dir.path();
+    let enc_ca = d.join("enc-ca.pem");
+    fs::write(
+        &enc_ca,
+        with_encryption_headers(&fs::read(&ca.ca_cert).expect("ca")),
+    )
+    .expect("write");
+    fs::set_permissions(&enc_ca, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let enc_cert = d.join("enc-client.pem");
+    fs::write(
+        &enc_cert,
+        with_encryption_headers(&fs::read(&ca.client_cert).expect("cert")),
+    )
+    .expect("write");
+    fs::set_permissions(&enc_cert, fs::Permissions::from_mode(0o644)).expect("chmod");
+    // Control of the shape: OpenSSL reads the block as an encrypted one.
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-passin", "pass:x", "-in"])
+        .arg(&enc_ca)
+        .output()
+        .expect("openssl x509");
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr)
+                .to_lowercase()
+                .contains("decrypt"),
+        "control: an encrypted block to OpenSSL: {out:?}"
+    );
+    let (u, secret) = TestUser::enrolled("tk");
+    let server = StandIn::start(&ca.server_cert, &ca.server_key, &[]);
+    let good = TlsFiles {
+        ca: ca.ca_cert.clone(),
+        client: Some((ca.client_cert.clone(), ca.client_key.clone())),
+    };
+    for (backend, args) in stores("127.0.0.1", server.port, &good) {
+        assert_handshake_passed(&format!("control, {backend}"), &args, &u, &secret);
+    }
+    let cases = [
+        (
+            "the CA file",
+            TlsFiles {
+                ca: enc_ca.clone(),
+                client: good.client.clone(),
+            },
+            &["CA file", "encrypted"][..],
+        ),
+        (
+            "the client certificate",
+            TlsFiles {
+                ca: ca.ca_cert.clone(),
+                client: Some((enc_cert.clone(), ca.client_key.clone())),
+            },
+            &["client certificate", "encrypted"][..],
+        ),
+    ];
+    for (what, files, why) in &cases {
+        for (backend, args) in stores("127.0.0.1", server.port, files) {
+            let what = format!("{what}, {backend}");
+            let (d, lines) = login(&args, &u, &secret);
+            assert!(
+                !d.stderr.to_lowercase().contains("pass phrase"),
+                "{what}: OpenSSL asked for a passphrase: {d:?}"
+            );
+            assert_refused(&what, &args, &u, &secret, why);
+            assert!(
+                !lines.iter().any(|l| l.contains("pass phrase")),
+                "{what}: {lines:?}"
+            );
+        }
+    }
+}
+
+/// A server that requires a client certificate and gets none: under TLS 1.3 it checks
+/// the client's certificate after the client has finished its handshake, so its alert
+/// ("certificate required") is what the client's first read returns. That is the
+/// server refusing this host's TLS set-up, which stays wrong until an admin acts: a
+/// refusal, never an outage (with `state_fallback=local` the host would otherwise run on
+/// its local store for as long as the certificate is missing, expired or of another CA,
+/// its log saying the store is unavailable). The etcd plugin read the alert as an
+/// outage. Control: with the client certificate the handshake passes (the stand-in
+/// answers nothing, so the login falls back, an outage).
+#[test]
+fn a_servers_alert_after_the_tls_13_handshake_is_a_refusal_through_libpam() {
+    let t = "a_servers_alert_after_the_tls_13_handshake_is_a_refusal_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("cr");
+    let ca_file = ca.ca_cert.display().to_string();
+    let server = StandIn::start(
+        &ca.server_cert,
+        &ca.server_key,
+        &["-tls1_3", "-Verify", "1", "-CAfile", &ca_file],
+    );
+    let (u, secret) = TestUser::enrolled("tq");
+    let with_cert = TlsFiles {
+        ca: ca.ca_cert.clone(),
+        client: Some((ca.client_cert.clone(), ca.client_key.clone())),
+    };
+    for (backend, args) in stores("127.0.0.1", server.port, &with_cert) {
+        assert_handshake_passed(&format!("control, {backend}"), &args, &u, &secret);
+    }
+    let without = TlsFiles {
+        ca: ca.ca_cert.clone(),
+        client: None,
+    };
+    for (backend, args) in stores("127.0.0.1", server.port, &without) {
+        assert_refused(
+            &format!("no client certificate, {backend}"),
+            &args,
+            &u,
+            &secret,
+            &["certificate required"],
+        );
+    }
+}
+
+/// Writes an OpenSSL configuration whose system-wide TLS settings are `settings`.
+fn host_config(dir: &Path, name: &str, settings: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(
+        &path,
+        format!(
+            "openssl_conf = init\n[init]\nssl_conf = ssl\n[ssl]\nsystem_default = sys\n\
+             [sys]\n{settings}\n"
+        ),
+    )
+    .expect("config");
+    path
+}
+
+/// A host that loaded OpenSSL's configuration before the module (sshd does; here a
+/// preloaded library, `tests/openssl/host_init.c`, does it at start): the plugins' floor
+/// (TLS 1.2, security level 2) only raises what that configuration sets. One that lowers
+/// both (`MinProtocol = TLSv1`, `@SECLEVEL=0`) still gets a TLS 1.1 server and a 1024-bit
+/// server key refused; one that asks for TLS 1.3 keeps it, and the refusal of a TLS 1.2
+/// server says that this host needs TLS 1.3 (it said "TLS 1.2 or later", which the
+/// server speaks, sending the admin to the server). Controls: the TLS 1.2 server passes
+/// the handshake without the preload and with the lowering configuration (which is read:
+/// the TLS 1.3 one refuses the same server).
+#[test]
+fn a_hosts_openssl_configuration_raises_the_floor_and_never_lowers_it_through_libpam() {
+    let t = "a_hosts_openssl_configuration_raises_the_floor_and_never_lowers_it_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") || !require_tool(t, "cc") {
+        return;
+    }
+    let ca = TestCa::new("hostconf");
+    let d = ca.dir.path();
+    let preload = d.join("host_init.so");
+    compile_c(
+        "tests/openssl/host_init.c",
+        &preload,
+        &["-shared".into(), "-fPIC".into()],
+        &["-lssl".into(), "-lcrypto".into()],
+    );
+    let lowering = host_config(
+        d,
+        "low.cnf",
+        "MinProtocol = TLSv1\nCipherString = DEFAULT@SECLEVEL=0",
+    );
+    let tls13 = host_config(d, "tls13.cnf", "MinProtocol = TLSv1.3");
+    run(
+        d,
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "weak.key",
+            "-out",
+            "weak.csr",
+        ],
+    );
+    run(
+        d,
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "weak.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server-ext.cnf",
+            "-out",
+            "weak.pem",
+        ],
+    );
+    let files = TlsFiles {
+        ca: ca.ca_cert.clone(),
+        client: None,
+    };
+    let (u, secret) = TestUser::enrolled("th");
+    let hosted = |args: &str, config: &Path| {
+        let stack = Stack::probe("svc", args);
+        let mut command = Driver::login(&stack, &u, &code_at(&secret, now()))
+            .rhost(PEER)
+            .command();
+        command
+            .env("LD_PRELOAD", &preload)
+            .env("OPENSSL_CONF", config);
+        let (out, lines) = with_syslog_capture(&command);
+        (Drive::parse(&out), lines)
+    };
+    let tls12 = StandIn::start(&ca.server_cert, &ca.server_key, &["-tls1_2"]);
+    let legacy = StandIn::start(
+        &ca.server_cert,
+        &ca.server_key,
+        &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+    );
+    let weak = StandIn::start(
+        &d.join("weak.pem"),
+        &d.join("weak.key"),
+        &["-cipher", "DEFAULT@SECLEVEL=0"],
+    );
+    for (backend, args) in stores("127.0.0.1", tls12.port, &files) {
+        assert_handshake_passed(&format!("control, {backend}"), &args, &u, &secret);
+        let (d, lines) = hosted(&args, &lowering);
+        assert_eq!(
+            d.returned(),
+            Returned::Success,
+            "{backend}: {d:?} {lines:?}"
+        );
+        assert!(
+            messages(&lines).iter().any(|l| l.contains(FALLBACK_USED)),
+            "control, {backend}: the lowering configuration, the handshake passed: {lines:?}"
+        );
+        let (d, lines) = hosted(&args, &tls13);
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{backend}: {d:?} {lines:?}"
+        );
+        let m = messages(&lines);
+        assert!(
+            m.iter().any(|l| l.contains("state store refused")
+                && l.contains("this host needs TLS 1.3 or later")),
+            "{backend}: the host's TLS 1.3 kept and named: {lines:?}"
+        );
+        assert!(!m.iter().any(|l| l.contains(FALLBACK_USED)), "{lines:?}");
+    }
+    for (what, server, why) in [
+        (
+            "a TLS 1.1 server",
+            &legacy,
+            "this host needs TLS 1.2 or later",
+        ),
+        ("a 1024-bit server key", &weak, "security level 2"),
+    ] {
+        for (backend, args) in stores("127.0.0.1", server.port, &files) {
+            let (d, lines) = hosted(&args, &lowering);
+            assert_eq!(
+                d.returned(),
+                Returned::Failed("PAM_AUTH_ERR".into()),
+                "{what}, {backend}: {d:?} {lines:?}"
+            );
+            let m = messages(&lines);
+            assert!(
+                m.iter()
+                    .any(|l| l.contains("state store refused") && l.contains(why)),
+                "{what}, {backend}: the floor held: {lines:?}"
+            );
+        }
+    }
 }

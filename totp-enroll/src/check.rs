@@ -486,10 +486,34 @@ fn control_warning(line: &pam_stack::ModuleLine) -> Option<String> {
                 .to_owned()
         }
         Action::Jump(n) => format!("jumps over the next {n} lines"),
-        Action::Bad | Action::Die => return None,
+        Action::Bad | Action::Die => return fault_warning(c),
     };
     Some(format!(
         "warning: on the {m} auth line {c} a wrong code {what} (pam_totp(8), CONTROL VALUES)"
+    ))
+}
+
+/// A control value that fails a wrong code but lets one of the module's own failures
+/// through (`[success=ok auth_err=die default=ignore]`): a client that ends the
+/// conversation at the prompt, or a user holding their own secret file's lock, then
+/// passes the line without a code.
+fn fault_warning(c: &str) -> Option<String> {
+    use pam_stack::{Action, Fault};
+    let passed: Vec<&str> = Fault::ALL
+        .into_iter()
+        .filter(|&f| !matches!(pam_stack::fault_action(c, f), Action::Bad | Action::Die))
+        .map(Fault::name)
+        .collect();
+    if passed.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "warning: on the {} auth line {c} a wrong code fails, but the module's own failures \
+         ({}: a conversation ended at the prompt, a fault of the host) do not, so the login \
+         can pass the line without a code; give them bad or die, as default=bad does \
+         (pam_totp(8), CONTROL VALUES)",
+        pam_stack::MODULE_FILE,
+        passed.join(", ")
     ))
 }
 

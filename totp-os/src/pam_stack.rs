@@ -148,7 +148,7 @@ const ACTION_NAMES: [(&str, Action); 6] = [
 /// A control value as libpam reads it: the action for each of the module's return
 /// values, and why libpam refused the text, if it did (every action is then `bad`).
 struct Control {
-    actions: [Action; 5],
+    actions: [Action; SLOTS],
     problem: Option<&'static str>,
 }
 
@@ -188,24 +188,33 @@ fn parse_control(control: &str) -> Control {
             problem: None,
         },
         Err(problem) => Control {
-            actions: [Action::Bad; 5],
+            actions: [Action::Bad; SLOTS],
             problem: Some(problem),
         },
     }
 }
 
+/// The return values a control value is read for: [`Returned`]'s, [`Failing`]'s, then
+/// [`Fault`]'s.
+const SLOTS: usize = 10;
+
 /// The `value=action` pairs of `text`, for [`Returned`]'s values (in its order), then
-/// [`Failing`]'s; `None`: not named (nor by a `default=`).
-fn read_pairs(text: &[u8]) -> Result<[Option<Action>; 5], &'static str> {
+/// [`Failing`]'s, then [`Fault`]'s; `None`: not named (nor by a `default=`).
+fn read_pairs(text: &[u8]) -> Result<[Option<Action>; SLOTS], &'static str> {
     let ours = |name: &str| match name {
         "success" => Some(0),
         "ignore" => Some(1),
         "auth_err" => Some(2),
         "perm_denied" => Some(3),
         "module_unknown" => Some(4),
+        "system_err" => Some(5),
+        "service_err" => Some(6),
+        "conv_err" => Some(7),
+        "abort" => Some(8),
+        "buf_err" => Some(9),
         _ => None,
     };
-    let mut set: [Option<Action>; 5] = [None; 5];
+    let mut set: [Option<Action>; SLOTS] = [None; SLOTS];
     let mut at = 0;
     let blanks = |at: &mut usize| {
         while text.get(*at).is_some_and(u8::is_ascii_whitespace) {
@@ -299,6 +308,51 @@ pub fn control_action(control: &str, returned: Returned) -> Action {
 /// (every login that reaches the line).
 pub fn failing_action(control: &str, failing: Failing) -> Action {
     parse_control(control).actions[failing as usize]
+}
+
+/// What libpam does when the module fails itself with `fault` on a line with control
+/// value `control` (see `parse_control`), jumps not bounded by the line's frame.
+pub fn fault_action(control: &str, fault: Fault) -> Action {
+    parse_control(control).actions[fault as usize]
+}
+
+/// The module's own failures, which are not a wrong code: a fault of the host or of its
+/// configuration, or the application's conversation ending. A control value that lets
+/// one of them through lets the login past the line without a code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `PAM_SYSTEM_ERR`: the state store down, the secret file's lock not granted in
+    /// time (its owner can hold it), the clock.
+    SystemErr = 5,
+    /// `PAM_SERVICE_ERR`: the module's arguments.
+    ServiceErr = 6,
+    /// `PAM_CONV_ERR`: the conversation failed (a client that hangs up at the prompt).
+    ConvErr = 7,
+    /// `PAM_ABORT`: the application's conversation aborted.
+    Abort = 8,
+    /// `PAM_BUF_ERR`: the application's conversation ran out of memory.
+    BufErr = 9,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 5] = [
+        Fault::SystemErr,
+        Fault::ServiceErr,
+        Fault::ConvErr,
+        Fault::Abort,
+        Fault::BufErr,
+    ];
+
+    /// The return value's name in `<security/_pam_types.h>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::SystemErr => "PAM_SYSTEM_ERR",
+            Fault::ServiceErr => "PAM_SERVICE_ERR",
+            Fault::ConvErr => "PAM_CONV_ERR",
+            Fault::Abort => "PAM_ABORT",
+            Fault::BufErr => "PAM_BUF_ERR",
+        }
+    }
 }
 
 /// An `auth` line libpam installs but never runs a module for: every login that
