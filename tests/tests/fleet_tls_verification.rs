@@ -721,122 +721,6 @@ fn a_connection_closed_during_the_tls_handshake_is_an_outage_through_libpam() {
     }
 }
 
-/// One etcd member whose certificate fails (expired, another name), or that is down,
-/// listed first in `state=` before two members of a healthy three-member cluster: nothing
-/// was sent to it, so the next member serves and the login succeeds, with one warning
-/// naming the member and the reason (an admin must hear of it before the cluster loses
-/// its majority). Control: every member good, no warning. Fault beyond: every member
-/// listed fails TLS, and the login is denied as a refusal naming each reason (no
-/// fallback, although `state_fallback=local` is set).
-#[test]
-fn an_etcd_member_failing_tls_is_skipped_with_a_warning_through_libpam() {
-    let t = "an_etcd_member_failing_tls_is_skipped_with_a_warning_through_libpam";
-    if !require_root(t) || !require_tool(t, "openssl") {
-        return;
-    }
-    let ca = TestCa::new("skip");
-    let (wrong_name, wrong_key) = signed(
-        ca.dir.path(),
-        "wrongname",
-        "other.example",
-        "subjectAltName=DNS:other.example\nextendedKeyUsage=serverAuth\n",
-    );
-    let expired = signed_for(&ca, "expired", "20200101000000Z", "20200103000000Z");
-    let cluster = EtcdCluster::start(
-        3,
-        &EtcdConfig {
-            tls: Some(&ca),
-            ..EtcdConfig::default()
-        },
-    );
-    let expired_member = StandIn::start(&expired, &ca.server_key, &[]);
-    let wrong_member = StandIn::start(&wrong_name, &wrong_key, &[]);
-    let down = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let prefix = prefix();
-    let args = |members: &[String]| {
-        format!(
-            "state=etcds://{} etcd_plugin={} etcd_prefix={prefix} etcd_ca_file={} \
-             etcd_connect_timeout=1000 etcd_timeout=1000 state_fallback=local",
-            members.join(","),
-            etcd_plugin().display(),
-            ca.ca_cert.display()
-        )
-    };
-    let healthy: Vec<String> = (0..3).map(|i| cluster.client_address(i)).collect();
-    init_store(&args(&healthy));
-    let (u, secret) = TestUser::enrolled("tk");
-    let mut at = (now() / 30 + 1) * 30 + 15;
-    let login_at = |members: &[String], at: u64| {
-        let stack = Stack::probe("svc", &args(members));
-        login_logged(&stack, &u, &code_at(&secret, at), PEER, at)
-    };
-    let (d, lines) = login_at(&healthy, at);
-    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
-    assert!(
-        !messages(&lines).iter().any(|l| l.contains("skipped")),
-        "control: no member skipped: {lines:?}"
-    );
-    let expired_at = format!("127.0.0.1:{}", expired_member.port);
-    let wrong_at = format!("127.0.0.1:{}", wrong_member.port);
-    let down_at = format!("127.0.0.1:{down}");
-    for (what, first, why) in [
-        ("expired", &expired_at, "certificate has expired"),
-        ("another name", &wrong_at, "IP address mismatch"),
-        ("down", &down_at, "connect"),
-    ] {
-        at += 30;
-        let members = [first.clone(), healthy[1].clone(), healthy[2].clone()];
-        let (d, lines) = login_at(&members, at);
-        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {lines:?}");
-        let m = messages(&lines);
-        let warned: Vec<&&str> = m.iter().filter(|l| l.contains("skipped")).collect();
-        assert_eq!(warned.len(), 1, "{what}: one warning: {lines:?}");
-        for part in ["1 of 3 members skipped", first.as_str(), why] {
-            assert!(
-                warned[0].contains(part),
-                "{what}: names {part:?}: {lines:?}"
-            );
-        }
-        assert!(
-            !m.iter().any(|l| l.contains(FALLBACK_USED)),
-            "{what}: the cluster served: {lines:?}"
-        );
-        // The admin's check says it too, and passes: the cluster serves.
-        let ping = state_tool(&["ping", "--options", &args(&members)]);
-        let err = String::from_utf8_lossy(&ping.stderr);
-        assert!(ping.status.success(), "{what}: ping: {err}");
-        assert!(
-            err.contains("totp-state: warning:") && err.contains(first.as_str()),
-            "{what}: ping names the member: {err}"
-        );
-    }
-    let ping = state_tool(&["ping", "--options", &args(&healthy)]);
-    let err = String::from_utf8_lossy(&ping.stderr);
-    assert!(
-        ping.status.success() && !err.contains("skipped"),
-        "control: ping: {err}"
-    );
-    at += 30;
-    let (d, lines) = login_at(&[expired_at, wrong_at], at);
-    assert_eq!(
-        d.returned(),
-        Returned::Failed("PAM_AUTH_ERR".into()),
-        "every member failing TLS: {d:?} {lines:?}"
-    );
-    let m = messages(&lines);
-    assert!(
-        m.iter().any(|l| l.contains("state store refused")
-            && l.contains("certificate has expired")
-            && l.contains("IP address mismatch")),
-        "a refusal naming each member's reason: {lines:?}"
-    );
-    assert!(
-        !m.iter().any(|l| l.contains(FALLBACK_USED)),
-        "no fallback: {lines:?}"
-    );
 /// `pem` with the RFC 1421 headers of an encrypted block (`Proc-Type: 4,ENCRYPTED` and a
 /// `DEK-Info:` naming a cipher OpenSSL knows) after each `BEGIN CERTIFICATE` line. The
 /// body is left as it is: OpenSSL asks for the passphrase before it decrypts anything.
@@ -1144,4 +1028,122 @@ fn a_hosts_openssl_configuration_raises_the_floor_and_never_lowers_it_through_li
             );
         }
     }
+}
+
+/// One etcd member whose certificate fails (expired, another name), or that is down,
+/// listed first in `state=` before two members of a healthy three-member cluster: nothing
+/// was sent to it, so the next member serves and the login succeeds, with one warning
+/// naming the member and the reason (an admin must hear of it before the cluster loses
+/// its majority). Control: every member good, no warning. Fault beyond: every member
+/// listed fails TLS, and the login is denied as a refusal naming each reason (no
+/// fallback, although `state_fallback=local` is set).
+#[test]
+fn an_etcd_member_failing_tls_is_skipped_with_a_warning_through_libpam() {
+    let t = "an_etcd_member_failing_tls_is_skipped_with_a_warning_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("skip");
+    let (wrong_name, wrong_key) = signed(
+        ca.dir.path(),
+        "wrongname",
+        "other.example",
+        "subjectAltName=DNS:other.example\nextendedKeyUsage=serverAuth\n",
+    );
+    let expired = signed_for(&ca, "expired", "20200101000000Z", "20200103000000Z");
+    let cluster = EtcdCluster::start(
+        3,
+        &EtcdConfig {
+            tls: Some(&ca),
+            ..EtcdConfig::default()
+        },
+    );
+    let expired_member = StandIn::start(&expired, &ca.server_key, &[]);
+    let wrong_member = StandIn::start(&wrong_name, &wrong_key, &[]);
+    let down = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let prefix = prefix();
+    let args = |members: &[String]| {
+        format!(
+            "state=etcds://{} etcd_plugin={} etcd_prefix={prefix} etcd_ca_file={} \
+             etcd_connect_timeout=1000 etcd_timeout=1000 state_fallback=local",
+            members.join(","),
+            etcd_plugin().display(),
+            ca.ca_cert.display()
+        )
+    };
+    let healthy: Vec<String> = (0..3).map(|i| cluster.client_address(i)).collect();
+    init_store(&args(&healthy));
+    let (u, secret) = TestUser::enrolled("tm");
+    let mut at = (now() / 30 + 1) * 30 + 15;
+    let login_at = |members: &[String], at: u64| {
+        let stack = Stack::probe("svc", &args(members));
+        login_logged(&stack, &u, &code_at(&secret, at), PEER, at)
+    };
+    let (d, lines) = login_at(&healthy, at);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(
+        !messages(&lines).iter().any(|l| l.contains("skipped")),
+        "control: no member skipped: {lines:?}"
+    );
+    let expired_at = format!("127.0.0.1:{}", expired_member.port);
+    let wrong_at = format!("127.0.0.1:{}", wrong_member.port);
+    let down_at = format!("127.0.0.1:{down}");
+    for (what, first, why) in [
+        ("expired", &expired_at, "certificate has expired"),
+        ("another name", &wrong_at, "IP address mismatch"),
+        ("down", &down_at, "connect"),
+    ] {
+        at += 30;
+        let members = [first.clone(), healthy[1].clone(), healthy[2].clone()];
+        let (d, lines) = login_at(&members, at);
+        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {lines:?}");
+        let m = messages(&lines);
+        let warned: Vec<&&str> = m.iter().filter(|l| l.contains("skipped")).collect();
+        assert_eq!(warned.len(), 1, "{what}: one warning: {lines:?}");
+        for part in ["1 of 3 members skipped", first.as_str(), why] {
+            assert!(
+                warned[0].contains(part),
+                "{what}: names {part:?}: {lines:?}"
+            );
+        }
+        assert!(
+            !m.iter().any(|l| l.contains(FALLBACK_USED)),
+            "{what}: the cluster served: {lines:?}"
+        );
+        // The admin's check says it too, and passes: the cluster serves.
+        let ping = state_tool(&["ping", "--options", &args(&members)]);
+        let err = String::from_utf8_lossy(&ping.stderr);
+        assert!(ping.status.success(), "{what}: ping: {err}");
+        assert!(
+            err.contains("totp-state: warning:") && err.contains(first.as_str()),
+            "{what}: ping names the member: {err}"
+        );
+    }
+    let ping = state_tool(&["ping", "--options", &args(&healthy)]);
+    let err = String::from_utf8_lossy(&ping.stderr);
+    assert!(
+        ping.status.success() && !err.contains("skipped"),
+        "control: ping: {err}"
+    );
+    at += 30;
+    let (d, lines) = login_at(&[expired_at, wrong_at], at);
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "every member failing TLS: {d:?} {lines:?}"
+    );
+    let m = messages(&lines);
+    assert!(
+        m.iter().any(|l| l.contains("state store refused")
+            && l.contains("certificate has expired")
+            && l.contains("IP address mismatch")),
+        "a refusal naming each member's reason: {lines:?}"
+    );
+    assert!(
+        !m.iter().any(|l| l.contains(FALLBACK_USED)),
+        "no fallback: {lines:?}"
+    );
 }
