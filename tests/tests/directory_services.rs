@@ -1405,7 +1405,7 @@ fn a_local_group_shadowing_the_directorys_needs_every_source() {
 fn the_sources_asked_are_the_ones_glibc_reads_from_nsswitch_conf() {
     let Some((u, ds)) = setup(
         "the_sources_asked_are_the_ones_glibc_reads_from_nsswitch_conf",
-        "dsy",
+        "dsf",
     ) else {
         return;
     };
