@@ -155,7 +155,8 @@ fn database_sources(conf: &str, initgroups_line: bool) -> Option<Vec<String>> {
 /// reads the file as bytes, and a refusal here would leave every non-membership
 /// unknown.
 fn nsswitch_conf() -> Result<String, NotEverySource> {
-    let mut bytes = Vec::new();
+    // Room for a usual file at once: without it the read starts at 32 bytes and doubles.
+    let mut bytes = Vec::with_capacity(8192);
     match std::fs::File::open(NSSWITCH) {
         Ok(f) => {
             f.take(MAX_CONF + 1)
@@ -277,6 +278,19 @@ impl Module {
     /// `None` for a module that cannot be loaded (glibc drops it on every call, so no
     /// answer of the C library holds a group of it).
     fn load(service: &str) -> Option<Module> {
+        // glibc 2.34 and later have `files` built in and never load its stub: neither
+        // does this (14 system calls and a mapping into the host, on every login whose
+        // non-membership is asked).
+        if service == "files" {
+            // SAFETY: RTLD_DEFAULT and a NUL-terminated literal; dlsym only looks up.
+            let builtin =
+                unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_nss_files_getgrnam_r".as_ptr()) };
+            if !builtin.is_null() {
+                return Some(Module {
+                    handles: vec![libc::RTLD_DEFAULT],
+                });
+            }
+        }
         let library = CString::new(format!("libnss_{service}.so.2")).ok()?;
         // SAFETY: `library` is NUL-terminated. The module is the one nsswitch.conf
         // (root's) names, loaded as glibc loads it (RTLD_LAZY, the loader's search
@@ -371,8 +385,13 @@ fn ask(
     let answered = matches!(status, NSS_STATUS_SUCCESS | NSS_STATUS_NOTFOUND)
         || (status == NSS_STATUS_UNAVAIL && errno == libc::ESRCH);
     // An answer whose array cannot be read, or that grew past the limit it was given,
-    // proves nothing: the groups it holds would be missing from the list.
-    let readable = !groups.is_null() && (1..=size).contains(&start) && size <= MAX_GROUPS;
+    // proves nothing: the groups it holds would be missing from the list. Nor does one
+    // that filled the limit: glibc's modules stop there and answer SUCCESS with the rest
+    // left out (files-initgroups.c, "We reached the maximum").
+    let readable = !groups.is_null()
+        && (1..=size).contains(&start)
+        && size <= MAX_GROUPS
+        && start < MAX_GROUPS;
     if answered && readable {
         let count = usize::try_from(start).unwrap_or(0);
         // SAFETY: the module filled slots 0..start of its array of `size` slots.
@@ -450,6 +469,68 @@ mod tests {
     fn files_is_always_found_and_a_missing_module_is_no_source() {
         assert!(matches!(entry_point("files"), Ok(Some(_))));
         assert!(matches!(entry_point("pamtotpnosuchservice"), Ok(None)));
+    }
+
+    /// A stand-in module's `initgroups_dyn`: adds `user`'s groups as glibc's `files`
+    /// does, growing the array with realloc up to `limit`, where it stops and answers
+    /// SUCCESS. The user name says how many groups (`n<count>`).
+    unsafe extern "C" fn stand_in(
+        user: *const c_char,
+        _group: gid_t,
+        start: *mut c_long,
+        size: *mut c_long,
+        groupsp: *mut *mut gid_t,
+        limit: c_long,
+        _errnop: *mut c_int,
+    ) -> c_int {
+        // SAFETY: the caller passes a NUL-terminated name and valid pointers (ask's
+        // contract with a module).
+        unsafe {
+            let name = std::ffi::CStr::from_ptr(user).to_str().unwrap_or("");
+            let count: c_long = name.trim_start_matches('n').parse().unwrap_or(0);
+            for i in 0..count {
+                if *start == *size {
+                    if *size == limit {
+                        break;
+                    }
+                    let grown = (*size * 2).min(limit);
+                    let more = libc::realloc(
+                        (*groupsp).cast::<c_void>(),
+                        grown as usize * std::mem::size_of::<gid_t>(),
+                    );
+                    if more.is_null() {
+                        return NSS_STATUS_TRYAGAIN;
+                    }
+                    *groupsp = more.cast::<gid_t>();
+                    *size = grown;
+                }
+                *(*groupsp).add(*start as usize) = 10_000 + i as gid_t;
+                *start += 1;
+            }
+        }
+        NSS_STATUS_SUCCESS
+    }
+
+    /// An answer cut at the limit it was given is no answer (the module dropped the
+    /// rest); control: one short of the limit, and a few groups, are read in full.
+    #[test]
+    fn an_answer_that_fills_its_limit_proves_nothing() {
+        let run = |n: c_long| {
+            let user = CString::new(format!("n{n}")).expect("name");
+            let mut gids = vec![7];
+            ask(stand_in, &user, 7, &mut gids).map(|()| gids.len())
+        };
+        assert_eq!(run(3), Ok(4));
+        let all = usize::try_from(MAX_GROUPS).expect("limit");
+        assert_eq!(run(MAX_GROUPS - 2), Ok(all - 1));
+        assert_eq!(
+            run(MAX_GROUPS - 1).map_err(|e| e.errno),
+            Err(libc::EOVERFLOW)
+        );
+        assert_eq!(
+            run(MAX_GROUPS + 5).map_err(|e| e.errno),
+            Err(libc::EOVERFLOW)
+        );
     }
 
     #[test]
