@@ -1392,6 +1392,97 @@ fn a_local_group_shadowing_the_directorys_needs_every_source() {
     f.check();
 }
 
+/// nsswitch.conf as glibc 2.33 and later reads it decides which sources the proof of
+/// non-membership asks. The proof's own reading took the *first* line of a database
+/// (glibc takes the last), needed a colon after the name (glibc does not) and cut a
+/// line at `#` (glibc walks `#` and what follows as services): in each layout glibc
+/// walked the directory and the proof did not, so a directory that was down and held
+/// the group under a local group's name let `require_group=` skip its member. And a
+/// file that was not UTF-8 (a Latin-1 comment) made every non-membership unknown, so
+/// every non-member was asked for a code. Controls per layout: the non-member skips,
+/// the member is asked, with the directory up.
+#[test]
+fn the_sources_asked_are_the_ones_glibc_reads_from_nsswitch_conf() {
+    let Some((u, ds)) = setup(
+        "the_sources_asked_are_the_ones_glibc_reads_from_nsswitch_conf",
+        "dsf",
+    ) else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let g = ds.control.grname.clone();
+    let gid = ds.control.grgid;
+    let layouts: [(&str, Vec<u8>); 4] = [
+        (
+            "a second group line",
+            format!("passwd: files {SERVICE}\ngroup: files\ngroup: files {SERVICE}\n").into(),
+        ),
+        (
+            "a group line without a colon",
+            format!("passwd: files {SERVICE}\ngroup files {SERVICE}\n").into(),
+        ),
+        (
+            "a service after a #",
+            format!("passwd: files {SERVICE}\ngroup: files # {SERVICE}\n").into(),
+        ),
+        (
+            "a Latin-1 comment",
+            [
+                &b"# g\xe9r\xe9 par l'\xe9quipe\n"[..],
+                format!("passwd: files {SERVICE}\ngroup: files {SERVICE}\n").as_bytes(),
+            ]
+            .concat(),
+        ),
+    ];
+    let require = format!("require_group={g}");
+    let mut f = Failures::default();
+    let mut at = T0;
+    for (i, (what, conf)) in layouts.iter().enumerate() {
+        // /etc as the login sees it: this nsswitch.conf, and a group file whose `g`
+        // lists someone else.
+        let layer = tempfile::tempdir().expect("tempdir");
+        let etc = group_layer(
+            &layer.path().join(format!("etc{i}")),
+            &u,
+            &format!("{g}:x:{gid}:root\n"),
+        );
+        fs::write(etc.join("nsswitch.conf"), conf).expect("nsswitch");
+        let run = |at: u64| -> Drive {
+            let stack = Stack::probe("svc", &require);
+            let driver = Driver::new(&stack, "svc", &u.name)
+                .answer(&wrong_totp(SECRET_160, at))
+                .at(at);
+            let mut with_lib = Command::new("env");
+            with_lib.arg(format!("LD_LIBRARY_PATH={}", ds.path().display()));
+            append_env_exec(&mut with_lib, &driver.command());
+            let out = in_private_mounts(
+                "mount -t overlay overlay -o \"lowerdir=$1:/etc\" /etc",
+                &etc,
+                &with_lib,
+            )
+            .output()
+            .expect("run unshare");
+            Drive::ran(&out)
+        };
+        ds.with(|c| c.grmember = false);
+        at += 90;
+        f.expect(
+            &format!("{what}: non-member, control"),
+            &run(at),
+            "PAM_IGNORE",
+        );
+        ds.with(|_| {});
+        at += 90;
+        f.refused(&format!("{what}: member, control"), &run(at));
+        for down in ["unavail", "silent"] {
+            ds.with(|c| c.group = down);
+            at += 90;
+            f.refused(&format!("{what}: member, directory {down}"), &run(at));
+        }
+    }
+    f.check();
+}
+
 /// R32 with a directory that goes away in the middle of a login: the name logging in is
 /// an account the directory alone serves, with the uid of `secret_command_user=` (two
 /// names of one account). The login's lookup finds it; a second lookup of the same name

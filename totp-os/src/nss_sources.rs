@@ -79,7 +79,7 @@ impl NotEverySource {
 /// The services `getgrouplist` walks, from nsswitch.conf's text: the `initgroups:`
 /// line, else the `group:` line, else glibc's default (`files`). Criteria in brackets
 /// are left out: every service named is asked. `None`: a line this parser does not
-/// understand (an odd service name, an unclosed bracket, too many services).
+/// understand (a service name with a `/`, an unclosed bracket, too many services).
 pub(crate) fn group_sources(conf: &str) -> Option<Vec<String>> {
     database_sources(conf, true)
 }
@@ -90,18 +90,31 @@ pub(crate) fn group_name_sources(conf: &str) -> Option<Vec<String>> {
     database_sources(conf, false)
 }
 
+/// C's `isspace` in the C locale, which glibc's nsswitch.conf parser splits on.
+fn c_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0B' | '\x0C' | '\r')
+}
+
+/// The lines read as glibc 2.33 and later reads them (nss_database.c), since a service
+/// glibc walks and this proof does not ask is a source whose outage goes unseen: the
+/// database name ends at a space or `:` (the colon is optional), the *last* line of a
+/// database wins, and `#` starts no comment after the name (`group: files # ldap`
+/// walks a service `#` and `ldap`). An empty list stays empty (no service), as there.
 fn database_sources(conf: &str, initgroups_line: bool) -> Option<Vec<String>> {
     let mut initgroups = None;
     let mut group = None;
-    for line in conf.lines() {
-        let line = line.split('#').next().unwrap_or("");
-        let Some((db, services)) = line.split_once(':') else {
+    for line in conf.split_inclusive('\n') {
+        let line = line.trim_start_matches(c_space);
+        let name_end = line.find(|c: char| c_space(c) || c == ':');
+        // A name that runs to the end of the file's last line is glibc's syntax error:
+        // the line is skipped.
+        let Some(name_end) = name_end.filter(|&end| end > 0) else {
             continue;
         };
-        match db.trim() {
-            // glibc takes the first line of a database.
-            "initgroups" if initgroups.is_none() => initgroups = Some(services),
-            "group" if group.is_none() => group = Some(services),
+        let services = line[name_end..].trim_start_matches(|c: char| c_space(c) || c == ':');
+        match &line[..name_end] {
+            "initgroups" => initgroups = Some(services),
+            "group" => group = Some(services),
             _ => {}
         }
     }
@@ -112,7 +125,7 @@ fn database_sources(conf: &str, initgroups_line: bool) -> Option<Vec<String>> {
     let mut names = Vec::new();
     let mut rest = services;
     loop {
-        rest = rest.trim_start();
+        rest = rest.trim_start_matches(c_space);
         if rest.is_empty() {
             break;
         }
@@ -121,13 +134,11 @@ fn database_sources(conf: &str, initgroups_line: bool) -> Option<Vec<String>> {
             continue;
         }
         let end = rest
-            .find(|c: char| c.is_whitespace() || c == '[')
+            .find(|c: char| c_space(c) || c == '[')
             .unwrap_or(rest.len());
         let name = &rest[..end];
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        // glibc would dlopen such a name as a path; this proof does not load one.
+        if name.contains('/') {
             return None;
         }
         names.push(name.to_owned());
@@ -136,21 +147,22 @@ fn database_sources(conf: &str, initgroups_line: bool) -> Option<Vec<String>> {
         }
         rest = &rest[end..];
     }
-    if names.is_empty() {
-        names.push("files".to_owned());
-    }
     Some(names)
 }
 
 /// nsswitch.conf's text, bounded; empty without the file (glibc's defaults apply).
+/// Bytes that are not UTF-8 (a comment in Latin-1) are replaced, not refused: glibc
+/// reads the file as bytes, and a refusal here would leave every non-membership
+/// unknown.
 fn nsswitch_conf() -> Result<String, NotEverySource> {
-    let mut text = String::new();
+    // Room for a usual file at once: without it the read starts at 32 bytes and doubles.
+    let mut bytes = Vec::with_capacity(8192);
     match std::fs::File::open(NSSWITCH) {
         Ok(f) => {
             f.take(MAX_CONF + 1)
-                .read_to_string(&mut text)
+                .read_to_end(&mut bytes)
                 .map_err(|e| NotEverySource::errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
-            if text.len() as u64 > MAX_CONF {
+            if bytes.len() as u64 > MAX_CONF {
                 return Err(NotEverySource::errno(libc::EFBIG));
             }
         }
@@ -159,7 +171,7 @@ fn nsswitch_conf() -> Result<String, NotEverySource> {
             return Err(NotEverySource::errno(e.raw_os_error().unwrap_or(libc::EIO)));
         }
     }
-    Ok(text)
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The group ids each source of the group database answers for `user` (primary group
@@ -266,6 +278,19 @@ impl Module {
     /// `None` for a module that cannot be loaded (glibc drops it on every call, so no
     /// answer of the C library holds a group of it).
     fn load(service: &str) -> Option<Module> {
+        // glibc 2.34 and later have `files` built in and never load its stub: neither
+        // does this (14 system calls and a mapping into the host, on every login whose
+        // non-membership is asked).
+        if service == "files" {
+            // SAFETY: RTLD_DEFAULT and a NUL-terminated literal; dlsym only looks up.
+            let builtin =
+                unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_nss_files_getgrnam_r".as_ptr()) };
+            if !builtin.is_null() {
+                return Some(Module {
+                    handles: vec![libc::RTLD_DEFAULT],
+                });
+            }
+        }
         let library = CString::new(format!("libnss_{service}.so.2")).ok()?;
         // SAFETY: `library` is NUL-terminated. The module is the one nsswitch.conf
         // (root's) names, loaded as glibc loads it (RTLD_LAZY, the loader's search
@@ -360,8 +385,13 @@ fn ask(
     let answered = matches!(status, NSS_STATUS_SUCCESS | NSS_STATUS_NOTFOUND)
         || (status == NSS_STATUS_UNAVAIL && errno == libc::ESRCH);
     // An answer whose array cannot be read, or that grew past the limit it was given,
-    // proves nothing: the groups it holds would be missing from the list.
-    let readable = !groups.is_null() && (1..=size).contains(&start) && size <= MAX_GROUPS;
+    // proves nothing: the groups it holds would be missing from the list. Nor does one
+    // that filled the limit: glibc's modules stop there and answer SUCCESS with the rest
+    // left out (files-initgroups.c, "We reached the maximum").
+    let readable = !groups.is_null()
+        && (1..=size).contains(&start)
+        && size <= MAX_GROUPS
+        && start < MAX_GROUPS;
     if answered && readable {
         let count = usize::try_from(start).unwrap_or(0);
         // SAFETY: the module filled slots 0..start of its array of `size` slots.
@@ -398,7 +428,7 @@ mod tests {
         let conf = "# comment\npasswd: files ldap\ngroup:  files [SUCCESS=merge] sss # x\n";
         assert_eq!(
             group_sources(conf),
-            Some(vec!["files".into(), "sss".into()])
+            Some(vec!["files".into(), "sss".into(), "#".into(), "x".into()])
         );
         let with = format!("{conf}initgroups: files [!UNAVAIL=return]ldap\n");
         assert_eq!(
@@ -406,9 +436,29 @@ mod tests {
             Some(vec!["files".into(), "ldap".into()])
         );
         assert_eq!(group_sources("passwd: files\n"), Some(vec!["files".into()]));
-        assert_eq!(group_sources("group:\n"), Some(vec!["files".into()]));
+        // An empty list is no service, as in glibc.
+        assert_eq!(group_sources("group:\n"), Some(vec![]));
         assert_eq!(group_sources("group: files [NOTFOUND=return\n"), None);
         assert_eq!(group_sources("group: files ../evil\n"), None);
+        // As glibc 2.33 and later read the file: the last line of a database wins, the
+        // colon is optional, and `#` after the name is a service like any other.
+        let two = "group: files\ngroup: files ldap\n";
+        assert_eq!(
+            group_sources(two),
+            Some(vec!["files".into(), "ldap".into()])
+        );
+        assert_eq!(
+            group_sources("  group\tfiles sss\n"),
+            Some(vec!["files".into(), "sss".into()])
+        );
+        assert_eq!(
+            group_name_sources("group: files # ldap\n"),
+            Some(vec!["files".into(), "#".into(), "ldap".into()])
+        );
+        assert_eq!(
+            group_sources("#group: files ldap\ngroupx: ldap\n"),
+            Some(vec!["files".into()])
+        );
         let many = format!("group: {}\n", "files ".repeat(MAX_SOURCES + 1));
         assert_eq!(group_sources(&many), None);
     }
@@ -419,6 +469,68 @@ mod tests {
     fn files_is_always_found_and_a_missing_module_is_no_source() {
         assert!(matches!(entry_point("files"), Ok(Some(_))));
         assert!(matches!(entry_point("pamtotpnosuchservice"), Ok(None)));
+    }
+
+    /// A stand-in module's `initgroups_dyn`: adds `user`'s groups as glibc's `files`
+    /// does, growing the array with realloc up to `limit`, where it stops and answers
+    /// SUCCESS. The user name says how many groups (`n<count>`).
+    unsafe extern "C" fn stand_in(
+        user: *const c_char,
+        _group: gid_t,
+        start: *mut c_long,
+        size: *mut c_long,
+        groupsp: *mut *mut gid_t,
+        limit: c_long,
+        _errnop: *mut c_int,
+    ) -> c_int {
+        // SAFETY: the caller passes a NUL-terminated name and valid pointers (ask's
+        // contract with a module).
+        unsafe {
+            let name = std::ffi::CStr::from_ptr(user).to_str().unwrap_or("");
+            let count: c_long = name.trim_start_matches('n').parse().unwrap_or(0);
+            for i in 0..count {
+                if *start == *size {
+                    if *size == limit {
+                        break;
+                    }
+                    let grown = (*size * 2).min(limit);
+                    let more = libc::realloc(
+                        (*groupsp).cast::<c_void>(),
+                        grown as usize * std::mem::size_of::<gid_t>(),
+                    );
+                    if more.is_null() {
+                        return NSS_STATUS_TRYAGAIN;
+                    }
+                    *groupsp = more.cast::<gid_t>();
+                    *size = grown;
+                }
+                *(*groupsp).add(*start as usize) = 10_000 + i as gid_t;
+                *start += 1;
+            }
+        }
+        NSS_STATUS_SUCCESS
+    }
+
+    /// An answer cut at the limit it was given is no answer (the module dropped the
+    /// rest); control: one short of the limit, and a few groups, are read in full.
+    #[test]
+    fn an_answer_that_fills_its_limit_proves_nothing() {
+        let run = |n: c_long| {
+            let user = CString::new(format!("n{n}")).expect("name");
+            let mut gids = vec![7];
+            ask(stand_in, &user, 7, &mut gids).map(|()| gids.len())
+        };
+        assert_eq!(run(3), Ok(4));
+        let all = usize::try_from(MAX_GROUPS).expect("limit");
+        assert_eq!(run(MAX_GROUPS - 2), Ok(all - 1));
+        assert_eq!(
+            run(MAX_GROUPS - 1).map_err(|e| e.errno),
+            Err(libc::EOVERFLOW)
+        );
+        assert_eq!(
+            run(MAX_GROUPS + 5).map_err(|e| e.errno),
+            Err(libc::EOVERFLOW)
+        );
     }
 
     #[test]
