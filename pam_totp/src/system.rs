@@ -67,13 +67,7 @@ impl System for Host {
     }
 
     fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError> {
-        Ok(nss::lookup_group_in_every_source(name)?
-            .into_iter()
-            .map(|g| GroupEntry {
-                gid: g.gid,
-                members: g.members,
-            })
-            .collect())
+        nss::lookup_group_in_every_source(name)
     }
 
     fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError> {

@@ -111,17 +111,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             pw.gid,
             entry.as_ref(),
             || list.as_ref(),
-            || {
-                nss::lookup_group_in_every_source(group).ok().map(|groups| {
-                    groups
-                        .into_iter()
-                        .map(|g| GroupEntry {
-                            gid: g.gid,
-                            members: g.members,
-                        })
-                        .collect()
-                })
-            },
+            || nss::lookup_group_in_every_source(group).ok(),
         );
         asked.borrow_mut().push(GroupJson {
             name: group.to_owned(),

@@ -15,6 +15,7 @@ use std::ptr;
 use libc::{c_char, c_int, gid_t, uid_t};
 
 use crate::creds::Identity;
+use totp_core::membership::GroupEntry;
 
 /// The fields of a passwd entry the module may use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -332,12 +333,20 @@ pub(crate) unsafe fn copy_group(gr: &libc::group) -> Group {
 /// source by source (not only the first that answers, as `getgrnam_r` does): the same
 /// name in `files` and in a directory may be two groups. `Err` when a source did not
 /// answer. For a proof of non-membership (R22) only.
-pub fn lookup_group_in_every_source(name: &str) -> Result<Vec<Group>, NssError> {
+pub fn lookup_group_in_every_source(name: &str) -> Result<Vec<GroupEntry>, NssError> {
     let cname = CString::new(name).map_err(|_| NssError::InvalidName)?;
-    crate::nss_sources::group_in_every_source(&cname).map_err(|e| NssError::SourceFailed {
-        service: e.service,
-        errno: e.errno,
-    })
+    let groups =
+        crate::nss_sources::group_in_every_source(&cname).map_err(|e| NssError::SourceFailed {
+            service: e.service,
+            errno: e.errno,
+        })?;
+    Ok(groups
+        .into_iter()
+        .map(|g| GroupEntry {
+            gid: g.gid,
+            members: g.members,
+        })
+        .collect())
 }
 
 /// The filesystem identity of `pw` (uid, primary gid and all NSS groups), ready for

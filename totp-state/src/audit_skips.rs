@@ -298,13 +298,5 @@ fn blank_line(text: &mut Vec<u8>, line: usize) {
 /// The group called `group` in every source of the group database, as the module asks
 /// for a non-membership; `None` when a source did not answer.
 fn every_source_entries(group: &str) -> Option<Vec<GroupEntry>> {
-    nss::lookup_group_in_every_source(group).ok().map(|groups| {
-        groups
-            .into_iter()
-            .map(|g| GroupEntry {
-                gid: g.gid,
-                members: g.members,
-            })
-            .collect()
-    })
+    nss::lookup_group_in_every_source(group).ok()
 }
