@@ -457,6 +457,44 @@ fn regenerating_scratch_codes_replaces_the_visible_ones() {
     assert_eq!(f.as_bytes(), b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n");
 }
 
+/// GA's scan of the scratch codes ends at the first line that is neither a code, blank,
+/// nor a `"` line. New codes used to be appended after such a line: shown to the user,
+/// saved, and never accepted. They now go where the scan ends; the line and what follows
+/// it are kept. Control: in a file without such a line they are appended at the end.
+#[test]
+fn regenerated_scratch_codes_are_where_the_scan_reads_them() {
+    let mut f = p(b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n12345678\n# note\r\n87654321\n");
+    assert_eq!(*f.scratch_codes(), [12345678], "the note ends the list");
+    f.regenerate_scratch_codes(&[11111111, 22222222]).unwrap();
+    assert_eq!(
+        f.as_bytes(),
+        b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n11111111\n22222222\n# note\r\n87654321\n"
+    );
+    assert_eq!(*f.scratch_codes(), [11111111, 22222222]);
+    // The list ends on the last line, which has no line break.
+    let mut f = p(b"2SH3V3GDW7ZNMGYE\n11111111\r\n\" TOTP_AUTH\r\n\r\nnote");
+    f.regenerate_scratch_codes(&[33333333]).unwrap();
+    assert_eq!(
+        f.as_bytes(),
+        b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\r\n\r\n33333333\nnote"
+    );
+    assert_eq!(*f.scratch_codes(), [33333333]);
+    // Control: nothing ends the list early, the codes go last.
+    for (file, want) in [
+        (
+            &b"2SH3V3GDW7ZNMGYE\n12345678\n\" TOTP_AUTH"[..],
+            &b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n33333333\n"[..],
+        ),
+        (b"2SH3V3GDW7ZNMGYE", b"2SH3V3GDW7ZNMGYE\n33333333\n"),
+        (b"2SH3V3GDW7ZNMGYE\r\n", b"2SH3V3GDW7ZNMGYE\r\n33333333\n"),
+    ] {
+        let mut f = p(file);
+        f.regenerate_scratch_codes(&[33333333]).unwrap();
+        assert_eq!(f.as_bytes(), want);
+        assert_eq!(*f.scratch_codes(), [33333333]);
+    }
+}
+
 #[test]
 fn enrollment_reproduces_the_ga_tool_layout() {
     let secret =
