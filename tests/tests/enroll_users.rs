@@ -85,12 +85,7 @@ fn json_field(out: &Output, key: &str) -> String {
 }
 
 fn ga_module_present() -> bool {
-    [
-        "/lib/x86_64-linux-gnu/security",
-        "/usr/lib/x86_64-linux-gnu/security",
-    ]
-    .iter()
-    .any(|d| Path::new(d).join("pam_google_authenticator.so").exists())
+    ga_module_path().is_some()
 }
 
 #[test]
@@ -1008,5 +1003,25 @@ fn regenerated_scratch_codes_after_a_note_in_the_file_log_in() {
             "PAM_AUTH_ERR",
             "note {note:?}"
         );
+        // GA's module reads the list the same way.
+        if let Some(ga) = ga_module_path() {
+            let ga_stack = Stack::new();
+            ga_stack.service("svc", &format!("auth required {}\n", ga.display()));
+            assert_eq!(
+                login(&ga_stack, "svc", &user, &codes[1]).result,
+                "PAM_SUCCESS",
+                "GA, note {note:?}"
+            );
+        }
     }
+}
+
+fn ga_module_path() -> Option<std::path::PathBuf> {
+    [
+        "/lib/x86_64-linux-gnu/security",
+        "/usr/lib/x86_64-linux-gnu/security",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join("pam_google_authenticator.so"))
+    .find(|p| p.exists())
 }
