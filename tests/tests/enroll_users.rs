@@ -85,12 +85,7 @@ fn json_field(out: &Output, key: &str) -> String {
 }
 
 fn ga_module_present() -> bool {
-    [
-        "/lib/x86_64-linux-gnu/security",
-        "/usr/lib/x86_64-linux-gnu/security",
-    ]
-    .iter()
-    .any(|d| Path::new(d).join("pam_google_authenticator.so").exists())
+    ga_module_path().is_some()
 }
 
 #[test]
@@ -951,4 +946,82 @@ done"#;
         logged.contains(&b_new),
         "--json prints the secret: {logged}"
     );
+}
+
+/// The codes of `--regenerate-scratch-codes --json`.
+fn regenerated_codes(out: &Output) -> Vec<String> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let start = text.find("\"scratch_codes\":[").map(|i| i + 17);
+    let list = start.and_then(|s| text[s..].split(']').next());
+    let codes: Vec<String> = list
+        .unwrap_or_default()
+        .split(',')
+        .map(|c| c.trim_matches('"').to_owned())
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert!(!codes.is_empty(), "no scratch codes in {text}");
+    codes
+}
+
+/// Finding: in a file with a line that ends GA's scan of the scratch codes (neither a
+/// code, blank, nor a `"` line, here a note the user wrote), `--regenerate-scratch-codes`
+/// appended the new codes after it: shown, saved, and refused at every login. They now
+/// go where the scan reads them, the note kept. Control: the same file without the note.
+#[test]
+fn regenerated_scratch_codes_after_a_note_in_the_file_log_in() {
+    if !require_root("regenerated_scratch_codes_after_a_note_in_the_file_log_in") {
+        return;
+    }
+    let user = TestUser::create("regn");
+    let stack = Stack::with_module("svc", "");
+    let path = user.secret_path();
+    let secret = system_tests::random_secret_b32();
+    for note in ["", "# emergency codes below\n"] {
+        let file = format!("{secret}\n\" TOTP_AUTH\n12345678\n{note}");
+        write_owned(&path, file.as_bytes(), user.uid, user.gid, 0o600);
+        let out = Command::new(&built().enroll)
+            .args(["--regenerate-scratch-codes", "--json", "-e", "2"])
+            .args(["--user", &user.name])
+            .output()
+            .expect("run totp-enroll");
+        assert!(out.status.success(), "{out:?}");
+        let codes = regenerated_codes(&out);
+        assert_eq!(codes.len(), 2, "{codes:?}");
+        let text = read(&path);
+        assert!(
+            text.contains(note) && !text.contains("12345678"),
+            "note {note:?}: the note kept, the old code gone"
+        );
+        assert_eq!(
+            login(&stack, "svc", &user, &codes[0]).result,
+            "PAM_SUCCESS",
+            "note {note:?}"
+        );
+        // Struck once used: the login read the code from the list, not elsewhere.
+        assert_eq!(
+            login(&stack, "svc", &user, &codes[0]).result,
+            "PAM_AUTH_ERR",
+            "note {note:?}"
+        );
+        // GA's module reads the list the same way.
+        if let Some(ga) = ga_module_path() {
+            let ga_stack = Stack::new();
+            ga_stack.service("svc", &format!("auth required {}\n", ga.display()));
+            assert_eq!(
+                login(&ga_stack, "svc", &user, &codes[1]).result,
+                "PAM_SUCCESS",
+                "GA, note {note:?}"
+            );
+        }
+    }
+}
+
+fn ga_module_path() -> Option<std::path::PathBuf> {
+    [
+        "/lib/x86_64-linux-gnu/security",
+        "/usr/lib/x86_64-linux-gnu/security",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join("pam_google_authenticator.so"))
+    .find(|p| p.exists())
 }

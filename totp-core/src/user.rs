@@ -305,6 +305,76 @@ mod tests {
         );
     }
 
+    /// A blank is no control byte: names with one (directory services have them)
+    /// pass; a control byte is named as such, also in a name that is not UTF-8.
+    #[test]
+    fn a_blank_passes_and_a_control_byte_is_named_before_bad_utf8() {
+        assert_eq!(user("Jane Doe").as_str(), "Jane Doe");
+        assert_eq!(user(" x").as_str(), " x");
+        for raw in [&b"a\x1f\xff"[..], b"\xff\x7f", b"\x01\xc3"] {
+            assert_eq!(
+                UserName::parse(raw),
+                Err(UserError::ControlInName),
+                "{raw:?}"
+            );
+        }
+    }
+
+    /// A name shows as itself, and in `Debug` quoted with its type; every error has
+    /// its own message.
+    #[test]
+    fn names_and_errors_render() {
+        let u = user("alice");
+        assert_eq!(u.to_string(), "alice");
+        assert_eq!(format!("{u:?}"), "UserName(\"alice\")");
+        let all = [
+            UserError::EmptyName,
+            UserError::NameTooLong,
+            UserError::DotName,
+            UserError::SlashInName,
+            UserError::ControlInName,
+            UserError::LeadingDash,
+            UserError::NotUtf8,
+            UserError::HomeUnavailable,
+            UserError::RelativeHome,
+            UserError::RelativePath,
+            UserError::DotDotInPath,
+            UserError::PathTooLong,
+            UserError::EmptySpec,
+            UserError::NulInPath,
+        ];
+        let texts: std::collections::HashSet<String> =
+            all.iter().map(ToString::to_string).collect();
+        assert_eq!(texts.len(), all.len(), "{texts:?}");
+        assert!(texts.iter().all(|t| !t.is_empty()));
+        assert_eq!(
+            UserError::DotDotInPath.to_string(),
+            "expanded secret path contains a .. component"
+        );
+    }
+
+    /// An expanded path of `MAX_PATH_LEN` bytes is taken, one byte more is not, also
+    /// when a substitution carries it past the bound at once.
+    #[test]
+    fn expanded_paths_are_bounded_at_their_byte() {
+        let u = user("alice");
+        let spec = |len: usize| format!("/{}", "a".repeat(len - 1));
+        assert_eq!(
+            expand_secret_spec(&spec(MAX_PATH_LEN), &u, None).map(|p| p.len()),
+            Ok(MAX_PATH_LEN)
+        );
+        assert_eq!(
+            expand_secret_spec(&spec(MAX_PATH_LEN + 1), &u, None),
+            Err(UserError::PathTooLong)
+        );
+        let home = format!("/{}", "h".repeat(99));
+        let spec = format!("{}${{HOME}}", spec(MAX_PATH_LEN - 50));
+        assert_eq!(
+            expand_secret_spec(&spec, &u, Some(&home)),
+            Err(UserError::PathTooLong)
+        );
+    }
+
     proptest! {
         #[test]
         fn user_name_parse_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..300)) {

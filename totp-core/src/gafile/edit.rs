@@ -108,8 +108,11 @@ impl GaFile {
         })
     }
 
-    /// Replaces all visible scratch codes with `codes`, appended at the end of the
-    /// file as `%08d\n` lines (GA's tool writes them last).
+    /// Replaces all visible scratch codes with `codes`, written as `%08d\n` lines at
+    /// the end of the file (GA's tool writes them last), or, in a file with a line
+    /// that ends GA's scan of the codes (neither a code, blank, nor a `"` line),
+    /// right before that line: written after it, they would be shown to the user and
+    /// never accepted.
     pub fn regenerate_scratch_codes(&mut self, codes: &[u32]) -> Result<(), GaFileError> {
         if codes
             .iter()
@@ -120,15 +123,17 @@ impl GaFile {
         for (start, next, _) in self.scratch_lines().into_iter().rev() {
             self.buf.drain(start..next);
         }
+        // Where the scan ends, the byte before is a LF (a bare CR is refused), unless
+        // it ends at the end of a file whose last line has no line break.
+        let (_, at) = self.scratch_scan();
         let mut tail = Zeroizing::new(Vec::with_capacity(codes.len() * 9 + 1));
-        if self.buf.last().is_some_and(|&b| !is_eol(b)) {
+        if at == self.buf.len() && self.buf.last().is_some_and(|&b| !is_eol(b)) {
             tail.push(b'\n');
         }
         for &c in codes {
             push_scratch_line(&mut tail, c);
         }
-        let len = self.buf.len();
-        self.splice(len, len, &[&tail])
+        self.splice(at, at, &[&tail])
     }
 
     /// A new file in the layout of GA's enrollment tool: secret, mode line, scratch

@@ -185,17 +185,23 @@ impl GaFile {
 
     /// `(line start, end of its CR/LF run, value)` for each visible scratch code.
     pub(super) fn scratch_lines(&self) -> Vec<(usize, usize, u32)> {
+        self.scratch_scan().0
+    }
+
+    /// The visible scratch lines and where GA's scan of them ends: the start of the
+    /// first line that is neither a code, blank, nor a `"` line, else the file's end.
+    pub(super) fn scratch_scan(&self) -> (Vec<(usize, usize, u32)>, usize) {
         let buf: &[u8] = &self.buf;
         let mut out = Vec::new();
         let Some(mut pos) = buf.iter().position(|&b| b == b'\n') else {
-            return out;
+            return (out, buf.len());
         };
         loop {
             while pos < buf.len() && is_eol(buf[pos]) {
                 pos += 1;
             }
             if pos >= buf.len() {
-                return out;
+                return (out, buf.len());
             }
             if buf[pos] == b'"' {
                 pos = buf[pos..]
@@ -207,7 +213,7 @@ impl GaFile {
             let s = span_at(buf, pos);
             match parse_scratch_line(&buf[s.start..s.end]) {
                 Some(v) => out.push((s.start, s.next, v)),
-                None => return out,
+                None => return (out, pos),
             }
             pos = s.end;
         }

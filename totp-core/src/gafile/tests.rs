@@ -324,6 +324,36 @@ fn set_refuses_to_grow_past_the_cap() {
     assert_eq!(f.as_bytes(), b"2SH3V3GDW7ZNMGYE\n");
 }
 
+/// An edit may bring the file to `MAX_FILE_LEN` and not a byte past it, counting
+/// what a replaced line gives back; a refused edit leaves the file as it was.
+#[test]
+fn edits_are_taken_up_to_the_size_cap_and_not_a_byte_past_it() {
+    // `len` bytes: the secret, a WINDOW_SIZE line, an unknown line padding the rest.
+    let file = |len: usize| {
+        let mut f = b"2SH3V3GDW7ZNMGYE\n\" WINDOW_SIZE 5\n\" X_PAD ".to_vec();
+        f.resize(len - 1, b'x');
+        f.push(b'\n');
+        p(&f)
+    };
+    let line = "\" STEP_SIZE 30\n".len();
+    let mut f = file(MAX_FILE_LEN - line);
+    f.set(KEY_STEP_SIZE, "30").unwrap();
+    assert_eq!(f.as_bytes().len(), MAX_FILE_LEN);
+    assert_eq!(f.config().unwrap().step, Some(30));
+    let mut f = file(MAX_FILE_LEN - line + 1);
+    let kept = f.clone();
+    assert_eq!(f.set(KEY_STEP_SIZE, "30"), Err(GaFileError::TooLarge));
+    assert_eq!(f, kept);
+    // In a file at the cap: a line replaced by one as long, then by one a byte longer.
+    let mut f = file(MAX_FILE_LEN);
+    f.set(KEY_WINDOW_SIZE, "9").unwrap();
+    assert_eq!(f.as_bytes().len(), MAX_FILE_LEN);
+    assert_eq!(f.config().unwrap().window, Some(9));
+    let kept = f.clone();
+    assert_eq!(f.set(KEY_WINDOW_SIZE, "10"), Err(GaFileError::TooLarge));
+    assert_eq!(f, kept);
+}
+
 #[test]
 fn unknown_lines_survive_edits() {
     let mut f = p(b"2SH3V3GDW7ZNMGYE\n\" X_UNKNOWN_KEY 1 2 3\n\" TOTP_AUTH\n\xc3\xa9 some junk\n");
@@ -422,6 +452,18 @@ fn carrying_a_use_raises_the_hotp_counter_and_never_lowers_it() {
     let kept = further.clone();
     further.carry_use(&read, &used).unwrap();
     assert_eq!(further, kept);
+    // Another login reached the same counter, its line written otherwise: left as it
+    // is, and not reported as raised.
+    let mut same = p(b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER  7\r\n\r\n11111111\n");
+    let kept = same.clone();
+    assert_eq!(
+        same.carry_use(&read, &used),
+        Ok(Carried::Use {
+            struck: 0,
+            counter_raised: false
+        })
+    );
+    assert_eq!(same, kept);
     // This login did not move the counter: a lower newer counter is left alone.
     let mut lower = p(b"2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 2\n");
     let kept = lower.clone();
@@ -455,6 +497,44 @@ fn regenerating_scratch_codes_replaces_the_visible_ones() {
     );
     f.regenerate_scratch_codes(&[]).unwrap();
     assert_eq!(f.as_bytes(), b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n");
+}
+
+/// GA's scan of the scratch codes ends at the first line that is neither a code, blank,
+/// nor a `"` line. New codes used to be appended after such a line: shown to the user,
+/// saved, and never accepted. They now go where the scan ends; the line and what follows
+/// it are kept. Control: in a file without such a line they are appended at the end.
+#[test]
+fn regenerated_scratch_codes_are_where_the_scan_reads_them() {
+    let mut f = p(b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n12345678\n# note\r\n87654321\n");
+    assert_eq!(*f.scratch_codes(), [12345678], "the note ends the list");
+    f.regenerate_scratch_codes(&[11111111, 22222222]).unwrap();
+    assert_eq!(
+        f.as_bytes(),
+        b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n11111111\n22222222\n# note\r\n87654321\n"
+    );
+    assert_eq!(*f.scratch_codes(), [11111111, 22222222]);
+    // The list ends on the last line, which has no line break.
+    let mut f = p(b"2SH3V3GDW7ZNMGYE\n11111111\r\n\" TOTP_AUTH\r\n\r\nnote");
+    f.regenerate_scratch_codes(&[33333333]).unwrap();
+    assert_eq!(
+        f.as_bytes(),
+        b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\r\n\r\n33333333\nnote"
+    );
+    assert_eq!(*f.scratch_codes(), [33333333]);
+    // Control: nothing ends the list early, the codes go last.
+    for (file, want) in [
+        (
+            &b"2SH3V3GDW7ZNMGYE\n12345678\n\" TOTP_AUTH"[..],
+            &b"2SH3V3GDW7ZNMGYE\n\" TOTP_AUTH\n33333333\n"[..],
+        ),
+        (b"2SH3V3GDW7ZNMGYE", b"2SH3V3GDW7ZNMGYE\n33333333\n"),
+        (b"2SH3V3GDW7ZNMGYE\r\n", b"2SH3V3GDW7ZNMGYE\r\n33333333\n"),
+    ] {
+        let mut f = p(file);
+        f.regenerate_scratch_codes(&[33333333]).unwrap();
+        assert_eq!(f.as_bytes(), want);
+        assert_eq!(*f.scratch_codes(), [33333333]);
+    }
 }
 
 #[test]
@@ -532,6 +612,74 @@ fn enrollment_rejects_out_of_range_settings() {
         assert!(GaFile::new_enrollment(&secret, &s).is_err(), "{s:?}");
     }
     assert!(GaFile::new_enrollment(&Secret::new(vec![]), &EnrollSettings::default()).is_err());
+}
+
+/// Each setting out of GA's range is refused by name (the message `totp-enroll`
+/// prints), one past each end of its range; each end itself is written. A HOTP
+/// enrolment refuses a step as it refuses `DISALLOW_REUSE`, each alone.
+#[test]
+fn enrollment_names_the_setting_out_of_range_and_takes_each_bound() {
+    let secret = Secret::new(vec![1; 20]);
+    let with = |f: &dyn Fn(&mut EnrollSettings)| {
+        let mut s = EnrollSettings::default();
+        f(&mut s);
+        GaFile::new_enrollment(&secret, &s)
+    };
+    let refused = |what: &'static str| Err(GaFileError::BadSettings(what));
+    for v in [0, 61] {
+        assert_eq!(with(&|s| s.step = Some(v)), refused("step"), "{v}");
+    }
+    for v in [0, 101] {
+        assert_eq!(with(&|s| s.window = Some(v)), refused("window"), "{v}");
+    }
+    for v in [(0, 30), (101, 30), (3, 0), (3, 3601)] {
+        assert_eq!(
+            with(&|s| s.rate_limit = Some(v)),
+            refused("rate limit"),
+            "{v:?}"
+        );
+    }
+    let hotp_only = "reuse and step apply to TOTP only";
+    assert_eq!(
+        with(&|s| {
+            s.totp = false;
+            s.disallow_reuse = false;
+            s.step = Some(30);
+        }),
+        refused(hotp_only)
+    );
+    assert_eq!(with(&|s| s.totp = false), refused(hotp_only));
+    assert_eq!(
+        GaFile::new_enrollment(&Secret::new(vec![]), &EnrollSettings::default()),
+        refused("secret length")
+    );
+    for v in [1, 60] {
+        let c = with(&|s| s.step = Some(v)).unwrap().config().unwrap();
+        assert_eq!(c.step, Some(v));
+    }
+    for v in [1, 100] {
+        let c = with(&|s| s.window = Some(v)).unwrap().config().unwrap();
+        assert_eq!(c.window, Some(v));
+    }
+    for (n, m) in [(1, 1), (100, 3600)] {
+        let c = with(&|s| s.rate_limit = Some((n, m)))
+            .unwrap()
+            .config()
+            .unwrap();
+        let rl = c.rate_limit.unwrap();
+        assert_eq!((rl.attempts, rl.interval_secs), (n, m));
+    }
+    let c = with(&|s| {
+        s.totp = false;
+        s.disallow_reuse = false;
+    })
+    .unwrap()
+    .config()
+    .unwrap();
+    assert_eq!(
+        (c.mode, c.step, c.disallow_reuse),
+        (Mode::Hotp { counter: 1 }, None, None)
+    );
 }
 
 #[test]

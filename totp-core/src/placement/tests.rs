@@ -434,3 +434,33 @@ fn enrolment_never_counts_a_directory_as_per_user() {
     let p = for_enrollment(alice(), None, None, ROOT, None).expect("placed");
     assert!(!p.per_user.contains(Path::new("/home/alice/.ssh")));
 }
+
+/// Through a home line, a `--secret` path is checked as a login would check it there:
+/// from the home down in the home, from `/` down outside it (R7), whoever writes it.
+#[test]
+fn a_secret_path_through_a_home_line_is_checked_from_where_a_login_would() {
+    let o = opts(&[]);
+    let me = Caller {
+        uid: 1000,
+        euid: 1000,
+    };
+    let placed = |path: &str, caller: Caller| {
+        let line = ServiceLine {
+            opts: &o,
+            owner: None,
+        };
+        for_enrollment(alice(), None, Some(Path::new(path)), caller, Some(line)).expect("placed")
+    };
+    let p = placed("/srv/totp/alice", me);
+    assert_eq!(p.opener, Opener::Caller);
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/")));
+    let p = placed("/home/alice/.config/ga", me);
+    assert_eq!(p.opener, Opener::Caller);
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/home/alice")));
+    let p = placed("/home/alice/.config/ga", ROOT);
+    assert_eq!(p.opener, Opener::User);
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/home/alice")));
+    let p = placed("/srv/totp/alice", ROOT);
+    assert_eq!(p.opener, Opener::Root);
+    assert_eq!(p.trusted_root.as_deref(), Some(Path::new("/")));
+}
