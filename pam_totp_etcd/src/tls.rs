@@ -48,10 +48,11 @@ impl fmt::Display for TlsAfterHandshake {
 impl Error for TlsAfterHandshake {}
 
 /// OpenSSL's reasons when `e` is a failure of TLS itself (`SSL_ERROR_SSL`: an alert, a
-/// record that fails its check), not of the socket below it (a reset, a timeout).
+/// record that fails its check), not of the connection below it (a reset, a timeout, a
+/// close without `close_notify`: a member going down, an outage).
 fn tls_reason(e: &std::io::Error) -> Option<String> {
     let ssl = e.get_ref()?.downcast_ref::<openssl::ssl::Error>()?;
-    if ssl.code() != openssl::ssl::ErrorCode::SSL {
+    if ssl.code() != openssl::ssl::ErrorCode::SSL || pam_totp_tls::ended(ssl) {
         return None;
     }
     let reasons: Vec<&str> = ssl

@@ -845,8 +845,10 @@ fn an_etcd_member_failing_tls_is_skipped_with_a_warning_through_libpam() {
 /// arrives as the reply to the first request. That is the member refusing to trust the
 /// host, an admin's fault like a server certificate that fails: denied as a refusal
 /// naming the alert, with `state_fallback=local` set and not taken. Control: the CA's
-/// client certificate logs in through the cluster. Before the fix the alert was read as
-/// an I/O error, the list as "no majority reached", and the host used its local store.
+/// client certificate logs in through the cluster; and a member killed after the request
+/// came (the connection ends without an alert) is an outage still, the local store used.
+/// Before the fix the alert was read as an I/O error (or a broken pipe on the request's
+/// next write), the list as "no majority reached", and the host used its local store.
 #[test]
 fn an_etcd_member_refusing_the_client_certificate_is_a_refusal_through_libpam() {
     let t = "an_etcd_member_refusing_the_client_certificate_is_a_refusal_through_libpam";
@@ -928,4 +930,55 @@ fn an_etcd_member_refusing_the_client_certificate_is_a_refusal_through_libpam() 
             "{what}: no fallback: {lines:?}"
         );
     }
+    // Control beyond: a member that passed the handshake and ends the connection without
+    // an alert once the request came (killed: no `close_notify`, which OpenSSL 3 reports
+    // as a TLS error too) is an outage still, as it was: the host falls back.
+    let dying = StandIn::start(&ca.server_cert, &ca.server_key, &[]);
+    let out = dying._dir.path().join("out");
+    let pid = dying.child.id().to_string();
+    let killer = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if fs::read_to_string(&out)
+                .unwrap_or_default()
+                .contains("POST")
+            {
+                return Command::new("kill")
+                    .args(["-KILL", &pid])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    });
+    at += 30;
+    let lone = format!(
+        "state=etcds://127.0.0.1:{} etcd_plugin={} etcd_prefix={prefix} etcd_ca_file={} \
+         etcd_connect_timeout=1000 etcd_timeout=5000 state_fallback=local",
+        dying.port,
+        etcd_plugin().display(),
+        ca.ca_cert.display()
+    );
+    let (d, lines) = login_logged(
+        &Stack::probe("svc", &lone),
+        &u,
+        &code_at(&secret, at),
+        PEER,
+        at,
+    );
+    assert!(
+        killer.join().expect("killer"),
+        "the member was killed after the request"
+    );
+    assert_eq!(d.returned(), Returned::Success, "killed: {d:?} {lines:?}");
+    let m = messages(&lines);
+    assert!(
+        m.iter().any(|l| l.contains(FALLBACK_USED)),
+        "killed: an outage, the local store: {lines:?}"
+    );
+    assert!(
+        !m.iter().any(|l| l.contains("after the handshake")),
+        "killed: no refusal: {lines:?}"
+    );
 }
