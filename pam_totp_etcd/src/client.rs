@@ -17,7 +17,7 @@ use ureq::http::Uri;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{Connector, NextTimeout, TcpConnector};
 
-use crate::tls::{OpensslConnector, TlsFailure};
+use crate::tls::{OpensslConnector, TlsAfterHandshake, TlsFailure};
 use bytes::Bytes;
 use ureq::http::HeaderValue;
 use zeroize::{Zeroize, Zeroizing};
@@ -570,6 +570,12 @@ fn transport_error(base: &str, e: ureq::Error) -> Attempt {
             Attempt::Next(refused(format!("{base}: TLS: {t}")), false)
         }
         E::Tls(t) => Attempt::Next(refused(format!("{base}: TLS: {t}")), false),
+        // The member's alert after the handshake (it refused this host's client
+        // certificate) is a refusal as well, not an outage `state_fallback=` would take;
+        // but the request may have reached it, so a write is not sent again.
+        E::Other(t) if t.is::<TlsAfterHandshake>() => {
+            Attempt::Next(refused(format!("{base}: TLS: {t}")), true)
+        }
         // What answered does not speak HTTP (an SSH or Redis port).
         E::Protocol(p) => {
             let text = pam_totp_plugin_abi::shown(&p.to_string(), 200);

@@ -32,6 +32,54 @@ fn failure(m: String) -> ureq::Error {
     ureq::Error::Other(Box::new(TlsFailure(m)))
 }
 
+/// A TLS failure after the handshake: the member's alert (a TLS 1.3 server checks the
+/// client certificate only once the client's side of the handshake is done, and its
+/// refusal is the reply to the first request) or a record that fails its check. A
+/// refusal too, but the request may have reached the member.
+#[derive(Debug)]
+pub struct TlsAfterHandshake(pub String);
+
+impl fmt::Display for TlsAfterHandshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for TlsAfterHandshake {}
+
+/// OpenSSL's reasons when `e` is a failure of TLS itself (`SSL_ERROR_SSL`: an alert, a
+/// record that fails its check), not of the connection below it (a reset, a timeout, a
+/// close without `close_notify`: a member going down, an outage).
+fn tls_reason(e: &std::io::Error) -> Option<String> {
+    // The one rule both plugins use for what is a refusal after the handshake.
+    if !pam_totp_tls::refused_after_handshake(e) {
+        return None;
+    }
+    let ssl = e.get_ref()?.downcast_ref::<openssl::ssl::Error>()?;
+    let reasons: Vec<&str> = ssl
+        .ssl_error()
+        .map(|s| s.errors().iter().filter_map(|e| e.reason()).collect())
+        .unwrap_or_default();
+    let why = if reasons.is_empty() {
+        ssl.to_string()
+    } else {
+        reasons.join(", ")
+    };
+    let hint = if why.contains("certificate") {
+        " (a client certificate it trusts: etcd_cert_file=, etcd_key_file=)"
+    } else {
+        ""
+    };
+    Some(format!("after the handshake: {why}{hint}"))
+}
+
+fn after_handshake(e: std::io::Error) -> ureq::Error {
+    match tls_reason(&e) {
+        Some(why) => ureq::Error::Other(Box::new(TlsAfterHandshake(why))),
+        None => ureq::Error::from(e),
+    }
+}
+
 /// Wraps an `https` connection in TLS with one context for the whole login.
 pub struct OpensslConnector {
     ctx: SslContext,
@@ -103,17 +151,6 @@ impl<In: Transport> Connector<In> for OpensslConnector {
     }
 }
 
-/// An error of an established connection: the member's alert (under TLS 1.3 a refused
-/// client certificate arrives only now) is a refusal, as it is during the handshake; a
-/// reset, a close or a timeout stays an outage, another member's to answer.
-fn established_failure(what: &str, e: std::io::Error) -> ureq::Error {
-    if pam_totp_tls::refused_after_handshake(&e) {
-        failure(format!("{what}: {e}"))
-    } else {
-        ureq::Error::from(e)
-    }
-}
-
 /// An established TLS connection to a member.
 pub struct OpensslTransport {
     buffers: LazyBuffers,
@@ -150,16 +187,31 @@ impl Transport for OpensslTransport {
         // The plaintext request holds the password (authentication) or the token (the
         // `Authorization` header): gone once handed to TLS, sent or not.
         zeroize::Zeroize::zeroize(output);
-        sent.map_err(|e| established_failure("send", e))
+        match sent {
+            Ok(()) => Ok(()),
+            // A member that refused this host's certificate after the handshake sent its
+            // alert and closed: the write after that fails, and the alert waits unread
+            // behind it. Read, within the same bound, to say why.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                let mut byte = [0u8; 1];
+                match self.stream.read(&mut byte) {
+                    Err(r) if tls_reason(&r).is_some() => Err(after_handshake(r)),
+                    _ => Err(ureq::Error::from(e)),
+                }
+            }
+            Err(e) => Err(after_handshake(e)),
+        }
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         self.stream.get_mut().set_timeout(timeout);
         let input = self.buffers.input_append_buf();
-        let amount = self
-            .stream
-            .read(input)
-            .map_err(|e| established_failure("receive", e))?;
+        let amount = self.stream.read(input).map_err(after_handshake)?;
         self.buffers.input_appended(amount);
         Ok(amount > 0)
     }

@@ -219,7 +219,14 @@ const UNEXPECTED_EOF: i32 = 294;
 /// going down). An outage, as the same close of a plain connection is, not a refusal to
 /// trust: the host's `state_fallback=` applies.
 pub fn connection_ended<S>(mid: &MidHandshakeSslStream<S>) -> bool {
-    let e = mid.error();
+    ended(mid.error())
+}
+
+/// True when `e` (of a handshake, or of a read or write after it) is the connection
+/// ending under TLS, without an alert: reset, or closed without `close_notify`
+/// (OpenSSL 3 reports the latter as a TLS error, "unexpected eof while reading"). An
+/// outage, not a refusal to trust.
+pub fn ended(e: &openssl::ssl::Error) -> bool {
     e.io_error().is_some()
         || (e.code() == ErrorCode::SYSCALL && e.ssl_error().is_none())
         || e.ssl_error().is_some_and(|stack| {

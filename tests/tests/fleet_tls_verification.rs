@@ -1147,3 +1147,147 @@ fn an_etcd_member_failing_tls_is_skipped_with_a_warning_through_libpam() {
         "no fallback: {lines:?}"
     );
 }
+
+/// A cluster that requires client certificates (`--client-cert-auth`) and a host that
+/// sends none, or one of another CA: with TLS 1.3 the member checks the client's
+/// certificate only after the client's side of the handshake is done, and its alert
+/// arrives as the reply to the first request. That is the member refusing to trust the
+/// host, an admin's fault like a server certificate that fails: denied as a refusal
+/// naming the alert, with `state_fallback=local` set and not taken. Control: the CA's
+/// client certificate logs in through the cluster; and a member killed after the request
+/// came (the connection ends without an alert) is an outage still, the local store used.
+/// Before the fix the alert was read as an I/O error (or a broken pipe on the request's
+/// next write), the list as "no majority reached", and the host used its local store.
+#[test]
+fn an_etcd_member_refusing_the_client_certificate_is_a_refusal_through_libpam() {
+    let t = "an_etcd_member_refusing_the_client_certificate_is_a_refusal_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("mtls-refused");
+    let other = TestCa::new("mtls-other");
+    let cluster = EtcdCluster::start(
+        3,
+        &EtcdConfig {
+            tls: Some(&ca),
+            client_cert_auth: true,
+        },
+    );
+    let members: Vec<String> = (0..3).map(|i| cluster.client_address(i)).collect();
+    let prefix = prefix();
+    let args = |client: Option<(&Path, &Path)>| {
+        let mut s = format!(
+            "state=etcds://{} etcd_plugin={} etcd_prefix={prefix} etcd_ca_file={} \
+             etcd_connect_timeout=1000 etcd_timeout=1000 state_fallback=local",
+            members.join(","),
+            etcd_plugin().display(),
+            ca.ca_cert.display()
+        );
+        if let Some((c, k)) = client {
+            s.push_str(&format!(
+                " etcd_cert_file={} etcd_key_file={}",
+                c.display(),
+                k.display()
+            ));
+        }
+        s
+    };
+    let good = args(Some((&ca.client_cert, &ca.client_key)));
+    init_store(&good);
+    let (u, secret) = TestUser::enrolled("tm");
+    let mut at = (now() / 30 + 1) * 30 + 15;
+    let (d, lines) = login_logged(
+        &Stack::probe("svc", &good),
+        &u,
+        &code_at(&secret, at),
+        PEER,
+        at,
+    );
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(
+        !messages(&lines).iter().any(|l| l.contains(FALLBACK_USED)),
+        "control: the cluster served: {lines:?}"
+    );
+    for (what, client) in [
+        ("no client certificate", None),
+        (
+            "another CA's client certificate",
+            Some((other.client_cert.as_path(), other.client_key.as_path())),
+        ),
+    ] {
+        at += 30;
+        let (d, lines) = login_logged(
+            &Stack::probe("svc", &args(client)),
+            &u,
+            &code_at(&secret, at),
+            PEER,
+            at,
+        );
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{what}: {d:?} {lines:?}"
+        );
+        let m = messages(&lines);
+        assert!(
+            m.iter()
+                .any(|l| l.contains("state store refused") && l.contains("alert")),
+            "{what}: a refusal naming the alert: {lines:?}"
+        );
+        assert!(
+            !m.iter().any(|l| l.contains(FALLBACK_USED)),
+            "{what}: no fallback: {lines:?}"
+        );
+    }
+    // Control beyond: a member that passed the handshake and ends the connection without
+    // an alert once the request came (killed: no `close_notify`, which OpenSSL 3 reports
+    // as a TLS error too) is an outage still, as it was: the host falls back.
+    let dying = StandIn::start(&ca.server_cert, &ca.server_key, &[]);
+    let out = dying._dir.path().join("out");
+    let pid = dying.child.id().to_string();
+    let killer = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if fs::read_to_string(&out)
+                .unwrap_or_default()
+                .contains("POST")
+            {
+                return Command::new("kill")
+                    .args(["-KILL", &pid])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    });
+    at += 30;
+    let lone = format!(
+        "state=etcds://127.0.0.1:{} etcd_plugin={} etcd_prefix={prefix} etcd_ca_file={} \
+         etcd_connect_timeout=1000 etcd_timeout=5000 state_fallback=local",
+        dying.port,
+        etcd_plugin().display(),
+        ca.ca_cert.display()
+    );
+    let (d, lines) = login_logged(
+        &Stack::probe("svc", &lone),
+        &u,
+        &code_at(&secret, at),
+        PEER,
+        at,
+    );
+    assert!(
+        killer.join().expect("killer"),
+        "the member was killed after the request"
+    );
+    assert_eq!(d.returned(), Returned::Success, "killed: {d:?} {lines:?}");
+    let m = messages(&lines);
+    assert!(
+        m.iter().any(|l| l.contains(FALLBACK_USED)),
+        "killed: an outage, the local store: {lines:?}"
+    );
+    assert!(
+        !m.iter().any(|l| l.contains("after the handshake")),
+        "killed: no refusal: {lines:?}"
+    );
+}
