@@ -1076,7 +1076,7 @@ fn an_etcd_member_failing_tls_is_skipped_with_a_warning_through_libpam() {
     };
     let healthy: Vec<String> = (0..3).map(|i| cluster.client_address(i)).collect();
     init_store(&args(&healthy));
-    let (u, secret) = TestUser::enrolled("tm");
+    let (u, secret) = TestUser::enrolled("tj");
     let mut at = (now() / 30 + 1) * 30 + 15;
     let login_at = |members: &[String], at: u64| {
         let stack = Stack::probe("svc", &args(members));
