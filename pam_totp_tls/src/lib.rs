@@ -153,15 +153,18 @@ fn tls13_floor_index() -> Option<Index<SslContext, bool>> {
 /// without a bound, as it would for an encrypted key. A certificate is never encrypted:
 /// the file is refused before OpenSSL reads it. Private-key blocks are left to the key's
 /// reader (the certificate reader skips them unread, and the key's has a callback).
+///
+/// OpenSSL reads a header only on the line right after a `BEGIN` line, and reads lines in
+/// pieces of at most 254 bytes (the end of a longer line is a line of its own, which may
+/// be a `BEGIN` line). So a `Proc-Type:` line passes only right after a line OpenSSL
+/// reads whole as a private key's `BEGIN` (from its first byte, short enough); any other
+/// is refused, wherever the scan thinks it is (a ` -----BEGIN RSA PRIVATE KEY-----` with a
+/// leading blank is no `BEGIN` to OpenSSL, and hid a certificate's header from a scan
+/// that tracked blocks).
 fn unprompted_certificates(pem: &[u8]) -> Result<(), String> {
-    let mut in_key = false;
+    let mut after_key_begin = false;
     for line in pem.split(|&b| b == b'\n') {
-        let line = line.trim_ascii();
-        if let Some(label) = line.strip_prefix(b"-----BEGIN ") {
-            in_key = label.ends_with(b"PRIVATE KEY-----");
-        } else if line.starts_with(b"-----END ") {
-            in_key = false;
-        } else if !in_key && line.starts_with(b"Proc-Type:") {
+        if line.trim_ascii().starts_with(b"Proc-Type:") && !after_key_begin {
             return Err(
                 "a certificate block is marked encrypted (a Proc-Type header): \
                         certificates are never encrypted, and no passphrase can be given; \
@@ -169,6 +172,10 @@ fn unprompted_certificates(pem: &[u8]) -> Result<(), String> {
                     .to_owned(),
             );
         }
+        let whole = line.trim_ascii_end();
+        after_key_begin = line.len() < 254
+            && whole.starts_with(b"-----BEGIN ")
+            && whole.ends_with(b" PRIVATE KEY-----");
     }
     Ok(())
 }
@@ -342,5 +349,33 @@ mod tests {
                     -----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
                     DEK-Info: AES-128-CBC,00\n\nMIIE\n-----END RSA PRIVATE KEY-----\n";
         assert!(unprompted_certificates(key).is_ok());
+        let key_crlf = b"-----BEGIN EC PRIVATE KEY-----\r\nProc-Type: 4,ENCRYPTED\r\n";
+        assert!(unprompted_certificates(key_crlf).is_ok());
+        // A key's BEGIN line OpenSSL does not read as one (a leading blank) before a
+        // certificate's BEGIN line OpenSSL reads as the end of a line longer than 254
+        // bytes: OpenSSL asks for the certificate's passphrase (`openssl crl2pkcs7
+        // -certfile` does, reading as the bindings read).
+        let hidden = [
+            &b" -----BEGIN RSA PRIVATE KEY-----\n"[..],
+            &[b'x'; 254],
+            &enc[..],
+        ]
+        .concat();
+        assert!(unprompted_certificates(&hidden).is_err());
+        // A key's BEGIN at the end of a line OpenSSL reads in pieces is not taken for
+        // one (refused: the safe side of an odd file).
+        let long_key = [
+            &[b'x'; 254][..],
+            b"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4",
+        ]
+        .concat();
+        assert!(unprompted_certificates(&long_key).is_err());
+        // Control: a bundle with comment text between blocks (as some distributions ship
+        // it) and `openssl x509 -text` output is read.
+        let bundle = b"# ACME Root CA\nCertificate:\n    Data:\n        Version: 3 (0x2)\n\
+                       -----BEGIN CERTIFICATE-----\r\nMIIB\r\n-----END CERTIFICATE-----\r\n\
+                       # Another\n-----BEGIN TRUSTED CERTIFICATE-----\nMIIB\n\
+                       -----END TRUSTED CERTIFICATE-----\n";
+        assert!(unprompted_certificates(bundle).is_ok());
     }
 }

@@ -1610,3 +1610,51 @@ fn strict_audit_fails_on_each_warning_and_only_then() {
     let out = status(&clean, "plain", &u.name, true);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// A line that fails a wrong code but lets the module's own failures through
+/// (`[success=ok auth_err=die default=ignore]`): through libpam a client that ends the
+/// conversation at the prompt passes it, and the stack's other lines log the user in
+/// without a code. `totp-enroll check` warned of it; the audit said `ok`. It now says
+/// `warning` and names the failures. Control: the same stack with `required` fails the
+/// aborted login, and its audit says `ok`.
+#[test]
+fn audit_warns_of_a_line_that_lets_the_modules_own_failures_through() {
+    use system_tests::pamapp::{Reply, Scripted, Transaction, codes};
+    if !require_root("audit_warns_of_a_line_that_lets_the_modules_own_failures_through") {
+        return;
+    }
+    let (u, _secret) = TestUser::enrolled("fo");
+    let stack_with = |control: &str| {
+        let stack = Stack::new();
+        stack.service(
+            "svc",
+            &format!("auth {control} @MODULE@\nauth required pam_permit.so\n"),
+        );
+        stack
+    };
+    let aborted = |stack: &Stack| {
+        let conv = Box::new(Scripted::new([Reply::Fail(codes::ABORT)]));
+        let mut tx =
+            Transaction::start("svc", Some(&u.name), Some(stack.path()), conv).expect("start");
+        tx.authenticate(0)
+    };
+    let open = stack_with("[success=ok auth_err=die default=ignore]");
+    assert_eq!(aborted(&open), codes::SUCCESS, "the bypass");
+    let out = run_audit(&open, &["--user", &u.name]);
+    let seen = audit_verdicts(&out.stdout);
+    let (verdict, reasons) = seen.get(&u.name).cloned().unwrap_or_default();
+    assert_eq!(verdict, "warning", "{out:?}");
+    assert!(
+        reasons.contains("own failures") && reasons.contains("PAM_CONV_ERR"),
+        "{reasons}"
+    );
+    let closed = stack_with("required");
+    assert_eq!(aborted(&closed), codes::ABORT, "control");
+    let out = run_audit(&closed, &["--user", &u.name]);
+    let seen = audit_verdicts(&out.stdout);
+    assert_eq!(
+        seen.get(&u.name).map(|v| v.0.as_str()),
+        Some("ok"),
+        "control: {out:?}"
+    );
+}

@@ -1399,8 +1399,9 @@ fn a_local_group_shadowing_the_directorys_needs_every_source() {
 /// walked the directory and the proof did not, so a directory that was down and held
 /// the group under a local group's name let `require_group=` skip its member. And a
 /// file that was not UTF-8 (a Latin-1 comment) made every non-membership unknown, so
-/// every non-member was asked for a code. Controls per layout: the non-member skips,
-/// the member is asked, with the directory up.
+/// every non-member was asked for a code, as did a comment of more than 32 words after
+/// the services. Controls per layout: the non-member skips, the member is asked, with
+/// the directory up.
 #[test]
 fn the_sources_asked_are_the_ones_glibc_reads_from_nsswitch_conf() {
     let Some((u, ds)) = setup(
@@ -1412,7 +1413,7 @@ fn the_sources_asked_are_the_ones_glibc_reads_from_nsswitch_conf() {
     Mode::Home.enroll(&u);
     let g = ds.control.grname.clone();
     let gid = ds.control.grgid;
-    let layouts: [(&str, Vec<u8>); 4] = [
+    let layouts: [(&str, Vec<u8>); 5] = [
         (
             "a second group line",
             format!("passwd: files {SERVICE}\ngroup: files\ngroup: files {SERVICE}\n").into(),
@@ -1424,6 +1425,16 @@ fn the_sources_asked_are_the_ones_glibc_reads_from_nsswitch_conf() {
         (
             "a service after a #",
             format!("passwd: files {SERVICE}\ngroup: files # {SERVICE}\n").into(),
+        ),
+        (
+            // glibc walks every word (each loads no module); the proof refused a line
+            // of more than 32 words, leaving every non-membership unknown.
+            "a long comment after the services",
+            format!(
+                "passwd: files {SERVICE}\ngroup: files {SERVICE} # {}\n",
+                "the directory is ours, ask the admins before changing it ".repeat(5)
+            )
+            .into(),
         ),
         (
             "a Latin-1 comment",

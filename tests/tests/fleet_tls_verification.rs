@@ -744,7 +744,8 @@ fn with_encryption_headers(pem: &[u8]) -> Vec<u8> {
 /// plugin's, so its default one asks on the controlling terminal (`/dev/tty`, else
 /// standard input and error), as root and without a bound, as it did for an encrypted
 /// key. The plugins refuse such a file without OpenSSL asking, and the log names the
-/// file's fault. Control: the same files without the headers pass the handshake, and
+/// file's fault; also when the header follows a key's `BEGIN` line OpenSSL does not read
+/// as one. Control: the same files without the headers pass the handshake, and
 /// OpenSSL's own reader does treat the block as encrypted (`openssl x509` wants a
 /// passphrase for it).
 #[test]
@@ -769,6 +770,21 @@ fn an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through
     )
     .expect("write");
     fs::set_permissions(&enc_cert, fs::Permissions::from_mode(0o644)).expect("chmod");
+    // The same block behind a key's BEGIN line OpenSSL does not read as one (a leading
+    // blank), its own BEGIN line the end of a line longer than the 254 bytes OpenSSL
+    // reads at once: a scan that tracked blocks took the header for the key's.
+    let hidden_ca = d.join("hidden-ca.pem");
+    fs::write(
+        &hidden_ca,
+        [
+            &b" -----BEGIN RSA PRIVATE KEY-----\n"[..],
+            &[b'x'; 254],
+            &fs::read(&enc_ca).expect("enc ca"),
+        ]
+        .concat(),
+    )
+    .expect("write");
+    fs::set_permissions(&hidden_ca, fs::Permissions::from_mode(0o644)).expect("chmod");
     // Control of the shape: OpenSSL reads the block as an encrypted one.
     let out = Command::new("openssl")
         .args(["x509", "-noout", "-passin", "pass:x", "-in"])
@@ -807,6 +823,14 @@ fn an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through
                 client: Some((enc_cert.clone(), ca.client_key.clone())),
             },
             &["client certificate", "encrypted"][..],
+        ),
+        (
+            "the CA file, the header behind an unread key line",
+            TlsFiles {
+                ca: hidden_ca.clone(),
+                client: good.client.clone(),
+            },
+            &["CA file", "encrypted"][..],
         ),
     ];
     for (what, files, why) in &cases {

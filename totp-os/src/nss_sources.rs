@@ -26,8 +26,14 @@ use crate::nss::{Group, copy_group};
 const NSSWITCH: &str = "/etc/nsswitch.conf";
 /// An nsswitch.conf larger than this is not read: the proof fails.
 const MAX_CONF: u64 = 256 * 1024;
-/// More services on one line than this are not walked: the proof fails.
+/// More services that load on one line than this are not walked: the proof fails.
+/// Names that load no module do not count: glibc walks every word after the name,
+/// `#` and a trailing comment's words included, and drops each as it drops a missing
+/// module (a comment of 40 words must not leave every non-membership unknown).
 const MAX_SOURCES: usize = 32;
+/// More words than this on the line are not read at all: the proof fails (each costs
+/// a failed dlopen, as it does glibc).
+const MAX_NAMED: usize = 1024;
 /// The largest buffer one group entry may need (as for `getgrnam_r`).
 const MAX_BUFFER: usize = 16 * 1024 * 1024;
 /// The most group ids one source may hand back (the kernel's NGROUPS_MAX).
@@ -104,6 +110,9 @@ fn database_sources(conf: &str, initgroups_line: bool) -> Option<Vec<String>> {
     let mut initgroups = None;
     let mut group = None;
     for line in conf.split_inclusive('\n') {
+        // glibc reads each line as a C string: a NUL ends it (`group: files\0 ldap`
+        // walks `files` alone, where a name `files\0` would load nothing here).
+        let line = line.split('\0').next().unwrap_or("");
         let line = line.trim_start_matches(c_space);
         let name_end = line.find(|c: char| c_space(c) || c == ':');
         // A name that runs to the end of the file's last line is glibc's syntax error:
@@ -142,7 +151,7 @@ fn database_sources(conf: &str, initgroups_line: bool) -> Option<Vec<String>> {
             return None;
         }
         names.push(name.to_owned());
-        if names.len() > MAX_SOURCES {
+        if names.len() > MAX_NAMED {
             return None;
         }
         rest = &rest[end..];
@@ -183,6 +192,7 @@ pub(crate) fn every_source(
     let text = nsswitch_conf()?;
     let sources = group_sources(&text).ok_or(NotEverySource::errno(libc::EINVAL))?;
     let mut gids = vec![primary_gid];
+    let mut loaded = Loaded(0);
     for service in &sources {
         let named = |mut e: NotEverySource| {
             e.service = Some(service.clone());
@@ -191,6 +201,7 @@ pub(crate) fn every_source(
         let Some(initgroups) = entry_point(service).map_err(named)? else {
             continue;
         };
+        loaded.count()?;
         ask(initgroups, user, primary_gid, &mut gids).map_err(named)?;
     }
     Ok(gids)
@@ -202,6 +213,7 @@ pub(crate) fn group_in_every_source(name: &CString) -> Result<Vec<Group>, NotEve
     let text = nsswitch_conf()?;
     let sources = group_name_sources(&text).ok_or(NotEverySource::errno(libc::EINVAL))?;
     let mut groups = Vec::new();
+    let mut loaded = Loaded(0);
     for service in &sources {
         let named = |mut e: NotEverySource| {
             e.service = Some(service.clone());
@@ -211,6 +223,7 @@ pub(crate) fn group_in_every_source(name: &CString) -> Result<Vec<Group>, NotEve
         let Some(module) = Module::load(service) else {
             continue;
         };
+        loaded.count()?;
         let found = module.symbol(service, "getgrnam_r").map_err(named)?;
         if found.is_null() {
             continue;
@@ -223,6 +236,19 @@ pub(crate) fn group_in_every_source(name: &CString) -> Result<Vec<Group>, NotEve
         }
     }
     Ok(groups)
+}
+
+/// The modules a walk has loaded, bounded by [`MAX_SOURCES`].
+struct Loaded(usize);
+
+impl Loaded {
+    fn count(&mut self) -> Result<(), NotEverySource> {
+        self.0 += 1;
+        if self.0 > MAX_SOURCES {
+            return Err(NotEverySource::errno(libc::E2BIG));
+        }
+        Ok(())
+    }
 }
 
 /// One source's group called `name`, its buffer grown on ERANGE up to the cap
@@ -459,7 +485,17 @@ mod tests {
             group_sources("#group: files ldap\ngroupx: ldap\n"),
             Some(vec!["files".into()])
         );
-        let many = format!("group: {}\n", "files ".repeat(MAX_SOURCES + 1));
+        // A NUL ends the line, as the C string glibc reads.
+        assert_eq!(
+            group_sources("group: files\0 ldap\n"),
+            Some(vec!["files".into()])
+        );
+        assert_eq!(group_sources("group\0: ldap\n"), Some(vec!["files".into()]));
+        // A long trailing comment is read whole (its words load no module, as in
+        // glibc); control: past the bound on words, the line is refused.
+        let comment = format!("group: files systemd # {}\n", "word ".repeat(60));
+        assert_eq!(group_sources(&comment).map(|v| v.len()), Some(63));
+        let many = format!("group: {}\n", "files ".repeat(MAX_NAMED + 1));
         assert_eq!(group_sources(&many), None);
     }
 
@@ -469,6 +505,16 @@ mod tests {
     fn files_is_always_found_and_a_missing_module_is_no_source() {
         assert!(matches!(entry_point("files"), Ok(Some(_))));
         assert!(matches!(entry_point("pamtotpnosuchservice"), Ok(None)));
+    }
+
+    /// The bound counts modules loaded, not words: the 33rd module is refused.
+    #[test]
+    fn the_bound_counts_loaded_modules() {
+        let mut loaded = Loaded(0);
+        for _ in 0..MAX_SOURCES {
+            assert_eq!(loaded.count(), Ok(()));
+        }
+        assert_eq!(loaded.count().map_err(|e| e.errno), Err(libc::E2BIG));
     }
 
     /// A stand-in module's `initgroups_dyn`: adds `user`'s groups as glibc's `files`

@@ -8,7 +8,9 @@
 //! else the skips that let the account in on the other modules alone.
 
 use totp_os::inspect::{Finding, Verdict};
-use totp_os::pam_stack::{Action, ModuleLine, Returned, control_problem, jumped};
+use totp_os::pam_stack::{
+    Action, Fault, ModuleLine, Returned, control_problem, fault_action, jumped,
+};
 
 /// What one line did in the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +57,17 @@ fn fails_login(ret: Returned, action: Action) -> bool {
     }
 }
 
+/// The module's own failures (`PAM_CONV_ERR` for a client that hangs up at the prompt,
+/// `PAM_SYSTEM_ERR`, ...) that `line`'s control value lets through: a login passes such
+/// a line without a code, as it passes one that ignores a wrong code.
+fn faults_passed(line: &ModuleLine) -> Vec<&'static str> {
+    Fault::ALL
+        .into_iter()
+        .filter(|&f| !matches!(fault_action(&line.control, f), Action::Bad | Action::Die))
+        .map(Fault::name)
+        .collect()
+}
+
 /// Whether `later` lies after `from` in `from`'s stack (what its `done` ends; a
 /// substack's `done` ends only the substack).
 fn ended(from: &[usize], later: &[usize]) -> bool {
@@ -79,12 +92,18 @@ pub fn combine(lines: &[(&ModuleLine, Finding, bool, bool)]) -> (Finding, Vec<Li
             Some(ret) => fails_login(ret, line.action(ret)) == (ret == Returned::AuthErr),
             None => true,
         };
-        if agrees {
+        // A line that asks and fails a wrong code, but whose control value lets the
+        // module's own failures through, is warned about below as in a stack of several.
+        let open = returned(finding, *skipped, *nullok) == Some(Returned::Success)
+            && fails_login(Returned::AuthErr, line.action(Returned::AuthErr))
+            && !faults_passed(line).is_empty();
+        if agrees && !open {
             return (finding.clone(), parts);
         }
     }
     let mut asked: Vec<usize> = Vec::new();
     let mut unenforced: Vec<usize> = Vec::new();
+    let mut open_to_faults: Vec<usize> = Vec::new();
     let mut ignored: Vec<usize> = Vec::new();
     let mut decided: Option<Finding> = None;
     for (i, (line, finding, skipped, nullok)) in lines.iter().enumerate() {
@@ -147,6 +166,8 @@ pub fn combine(lines: &[(&ModuleLine, Finding, bool, bool)]) -> (Finding, Vec<Li
                 asked.push(i);
                 if !fails(wrong) {
                     unenforced.push(i);
+                } else if !faults_passed(line).is_empty() {
+                    open_to_faults.push(i);
                 }
             }
             _ => ignored.push(i),
@@ -169,7 +190,8 @@ pub fn combine(lines: &[(&ModuleLine, Finding, bool, bool)]) -> (Finding, Vec<Li
             _ => {}
         }
     }
-    let finding = decided.unwrap_or_else(|| summary(lines, &asked, &unenforced, &ignored));
+    let finding =
+        decided.unwrap_or_else(|| summary(lines, &asked, &unenforced, &open_to_faults, &ignored));
     (finding, parts)
 }
 
@@ -247,6 +269,7 @@ fn summary(
     lines: &[(&ModuleLine, Finding, bool, bool)],
     asked: &[usize],
     unenforced: &[usize],
+    open_to_faults: &[usize],
     ignored: &[usize],
 ) -> Finding {
     let place = |i: usize| lines[i].0.place();
@@ -289,6 +312,17 @@ fn summary(
             lines[i].0.control
         ));
     }
+    for &i in open_to_faults {
+        verdict = Verdict::Warning;
+        reasons.push(format!(
+            "{}: a wrong code fails the login by this line, but the module's own failures \
+             ({}: a conversation ended at the prompt, a fault of the host) do not (control \
+             {}): the login can pass it without a code",
+            place(i),
+            faults_passed(lines[i].0).join(", "),
+            lines[i].0.control
+        ));
+    }
     for &i in deciding {
         reasons.extend(
             lines[i]
@@ -324,6 +358,46 @@ mod tests {
             verdict,
             reasons: vec![why.to_owned()],
         }
+    }
+
+    /// A line that fails a wrong code but lets the module's own failures through
+    /// (`default=ignore`) is a warning, alone or after another line; control: `required`
+    /// and `[success=ok default=die]` (every failure fails) keep the line's verdict.
+    #[test]
+    fn a_line_open_to_the_modules_own_failures_is_a_warning() {
+        let open = line(1, "[success=ok auth_err=die default=ignore]", &[3]);
+        let (f, _) = combine(&[(&open, found(Verdict::Ok, "enrolled"), false, false)]);
+        assert_eq!(f.verdict, Verdict::Warning, "{:?}", f.reasons);
+        let why = f.reasons.join("; ");
+        assert!(
+            why.contains("PAM_CONV_ERR") && why.contains("PAM_ABORT"),
+            "{why}"
+        );
+        let store = line(1, "[success=1 ignore=ignore default=die]", &[3]);
+        let home = line(2, "[success=ok auth_err=bad default=ignore]", &[4]);
+        let (f, _) = combine(&[
+            (
+                &store,
+                found(Verdict::NotEnrolled, "not in the store"),
+                false,
+                true,
+            ),
+            (&home, found(Verdict::Ok, "enrolled"), false, true),
+        ]);
+        assert_eq!(f.verdict, Verdict::Warning, "{:?}", f.reasons);
+        assert!(
+            f.reasons.join("; ").contains("PAM_SYSTEM_ERR"),
+            "{:?}",
+            f.reasons
+        );
+        for control in ["required", "[success=ok default=die]", "requisite"] {
+            let closed = line(1, control, &[3]);
+            let (f, _) = combine(&[(&closed, found(Verdict::Ok, "enrolled"), false, false)]);
+            assert_eq!(f.verdict, Verdict::Ok, "control {control}: {:?}", f.reasons);
+        }
+        // An account the line skips passes it without a code anyway: not warned.
+        let (f, _) = combine(&[(&open, found(Verdict::Ok, "skipped"), true, false)]);
+        assert_eq!(f.verdict, Verdict::Ok, "{:?}", f.reasons);
     }
 
     /// The sudo example's two lines: the store (a right code jumps over the home line),
