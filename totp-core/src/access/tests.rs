@@ -822,3 +822,21 @@ fn an_excepted_user_or_origin_falls_through_a_require_rule() {
         (Require, Some(1))
     );
 }
+
+/// An offending token is quoted whole up to 64 bytes, and cut there, marked, beyond.
+#[test]
+fn a_long_token_is_quoted_cut_at_sixty_four_bytes() {
+    let msg = |token: &str| {
+        error(
+            format!("+ : {token} : ALL").as_bytes(),
+            ParseOptions::default(),
+        )
+        .message
+    };
+    let at_cap = format!("a/{}", "b".repeat(62));
+    assert_eq!(msg(&at_cap), format!("invalid user name \"{at_cap}\""));
+    let over = format!("{at_cap}c");
+    assert_eq!(msg(&over), format!("invalid user name \"{at_cap}...\""));
+    let far_over = format!("{at_cap}{}", "c".repeat(200));
+    assert_eq!(msg(&far_over), format!("invalid user name \"{at_cap}...\""));
+}
