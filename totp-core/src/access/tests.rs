@@ -658,3 +658,185 @@ fn group_skip_decision_table() {
         );
     }
 }
+
+/// The caps are limits, not off by one: a file of exactly `MAX_FILE_BYTES` and a line of
+/// exactly `MAX_LINE_BYTES` are read; a byte more is refused (`size_caps_are_enforced`).
+#[test]
+fn a_file_and_a_line_exactly_at_their_caps_are_read() {
+    let rule = b"+ : ALL : 10.0.0.0/8\n";
+    // Comment lines of 64 bytes, then one shorter, then the rule.
+    let mut file = Vec::with_capacity(MAX_FILE_BYTES);
+    while file.len() + 64 + rule.len() <= MAX_FILE_BYTES {
+        file.extend_from_slice(&[b'#'; 63]);
+        file.push(b'\n');
+    }
+    file.resize(MAX_FILE_BYTES - rule.len() - 1, b'#');
+    file.push(b'\n');
+    file.extend_from_slice(rule);
+    assert_eq!(file.len(), MAX_FILE_BYTES);
+    let rules = AccessRules::parse(&file, ParseOptions::default()).expect("at the file cap");
+    assert_eq!(rules.len(), 1);
+
+    let head = "+ : ALL : 10.0.0.0/8 ";
+    let line = format!("{head}{}", "1".repeat(MAX_LINE_BYTES - head.len()));
+    assert_eq!(line.len(), MAX_LINE_BYTES);
+    // At the cap the line is read (and its last item judged, here as a bad address).
+    let e = error(line.as_bytes(), ParseOptions::default());
+    assert!(e.message.contains("not a strict IP address"), "{e}");
+    let comment = format!("#{}\n+ : ALL : LOCAL\n", "x".repeat(MAX_LINE_BYTES - 1));
+    let rules = AccessRules::parse(comment.as_bytes(), ParseOptions::default())
+        .expect("a comment at the line cap");
+    assert_eq!(rules.len(), 1);
+}
+
+/// Each message names the field at fault and gives the hint that fits the token, and
+/// only that one.
+#[test]
+fn error_messages_name_the_field_and_fit_the_token() {
+    let msg = |rule: &str| error(rule.as_bytes(), ParseOptions::default()).message;
+    assert_eq!(msg("+ : : ALL"), "empty users field");
+    assert_eq!(msg("+ : ALL : "), "empty origins field");
+    assert_eq!(
+        msg("+ : ALL EXCEPT a EXCEPT b : ALL"),
+        "only one EXCEPT is allowed in the users field"
+    );
+    assert_eq!(
+        msg("+ : ALL : EXCEPT 10.0.0.0/8"),
+        "EXCEPT needs items before it in the origins field"
+    );
+    assert_eq!(
+        msg("+ : ALL : ALL EXCEPT"),
+        "EXCEPT needs items after it in the origins field"
+    );
+    let domain = msg("+ : ALL : .example.com");
+    assert!(
+        domain.starts_with("domain suffixes are not supported"),
+        "{domain}"
+    );
+    let host = msg("+ : ALL : host.example.com");
+    assert!(host.starts_with("host names and tty names"), "{host}");
+    let second = error(
+        b"+ : ALL : LOCAL\n+ : ALL : 10.0.0.0/8 tty1 10.1.0.0/16\n",
+        ParseOptions::default(),
+    );
+    assert!(second.message.ends_with(": \"tty1\""), "{second}");
+    assert!(msg("+ : ALL : @admins").starts_with("netgroups are not supported"));
+    assert_eq!(
+        msg("+ : alice@host : ALL"),
+        "netgroups and user@host are not supported: \"alice@host\""
+    );
+    assert_eq!(msg("+ : ali/ce : ALL"), "invalid user name \"ali/ce\"");
+    let zero = msg("+ : ALL : 0.0.0.0/0");
+    assert!(
+        zero.contains("set the module option that allows any network"),
+        "{zero}"
+    );
+    // The partial-address hint is for a trailing dot only.
+    assert!(msg("+ : ALL : 192.168.").contains("partial addresses"));
+    let short = msg("+ : ALL : 192.168.0");
+    assert!(short.contains("not a strict IP address"), "{short}");
+    assert!(!short.contains("partial addresses"), "{short}");
+}
+
+/// A permission error quotes the permission of its own line, wherever the line is.
+#[test]
+fn a_bad_permission_is_quoted_from_its_own_line() {
+    let e = error(b"# rules\n  * : ALL : ALL\n", ParseOptions::default());
+    assert_eq!(e.line, Some(2));
+    assert_eq!(e.message, "permission must be \"+\" or \"-\", not \"*\"");
+}
+
+/// Lines end at every newline, whatever bytes share its eight-byte word: comments of
+/// any bytes but NUL and newline, rules between them, each rule on its own line.
+#[test]
+fn every_newline_ends_a_line_whatever_surrounds_it() {
+    // All eight bytes of the first word share bits with a newline (0x0a).
+    let rules = parse("#::::::\n- : ALL : ALL\n");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules.rules[0].line, 2);
+}
+
+mod newlines {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn lines_are_split_at_each_newline(
+            lines in prop::collection::vec(
+                prop::option::of(prop::collection::vec(
+                    any::<u8>().prop_filter("no NUL or newline", |&b| b != 0 && b != b'\n'),
+                    0..24,
+                )),
+                1..40,
+            )
+        ) {
+            // None: a rule; Some(bytes): a comment holding those bytes.
+            let mut text = Vec::new();
+            let mut want = Vec::new();
+            for (i, line) in lines.iter().enumerate() {
+                match line {
+                    None => {
+                        text.extend_from_slice(b"-:ALL:ALL");
+                        want.push(to_u32(i + 1));
+                    }
+                    Some(bytes) => {
+                        text.push(b'#');
+                        text.extend_from_slice(bytes);
+                    }
+                }
+                text.push(b'\n');
+            }
+            let rules = AccessRules::parse(&text, ParseOptions::default()).expect("comments and rules");
+            let got: Vec<u32> = rules.rules.iter().map(|r| r.line).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}
+
+/// An `EXCEPT` takes who or where it names out of a rule, so a `-` rule does not require
+/// the code of an excepted user or origin: the next rule decides for them.
+#[test]
+fn an_excepted_user_or_origin_falls_through_a_require_rule() {
+    let users = "- : ALL EXCEPT alice : 10.0.0.0/8\n+ : ALL : 10.0.0.0/8\n";
+    assert_eq!(decide_login(users, &from("10.1.2.3")), (Skip, Some(2)));
+    // Even where the include part is unknown (no group facts): the exception is certain.
+    let unknown = "- : (admins) EXCEPT alice : 10.0.0.0/8\n+ : ALL : 10.0.0.0/8\n";
+    assert_eq!(
+        decide_login(unknown, &from("10.1.2.3").groups(None)),
+        (Skip, Some(2))
+    );
+    let origins = "- : ALL : ALL EXCEPT 10.0.0.0/8\n+ : ALL : 10.0.0.0/8\n";
+    assert_eq!(decide_login(origins, &from("10.1.2.3")), (Skip, Some(2)));
+    // Controls: whoever the exception does not name is required by the first rule.
+    assert_eq!(
+        decide_login(users, &from("10.1.2.3").user("bob")),
+        (Require, Some(1))
+    );
+    assert_eq!(
+        decide_login(unknown, &from("10.1.2.3").user("bob").groups(None)),
+        (Require, Some(1))
+    );
+    assert_eq!(
+        decide_login(origins, &from("192.0.2.1")),
+        (Require, Some(1))
+    );
+}
+
+/// An offending token is quoted whole up to 64 bytes, and cut there, marked, beyond.
+#[test]
+fn a_long_token_is_quoted_cut_at_sixty_four_bytes() {
+    let msg = |token: &str| {
+        error(
+            format!("+ : {token} : ALL").as_bytes(),
+            ParseOptions::default(),
+        )
+        .message
+    };
+    let at_cap = format!("a/{}", "b".repeat(62));
+    assert_eq!(msg(&at_cap), format!("invalid user name \"{at_cap}\""));
+    let over = format!("{at_cap}c");
+    assert_eq!(msg(&over), format!("invalid user name \"{at_cap}...\""));
+    let far_over = format!("{at_cap}{}", "c".repeat(200));
+    assert_eq!(msg(&far_over), format!("invalid user name \"{at_cap}...\""));
+}

@@ -350,3 +350,29 @@ fn containment_is_per_family_after_canonicalisation() {
     assert!(net("192.0.2.1").contains(v4("192.0.2.1")));
     assert!(!net("192.0.2.1").contains(v4("192.0.2.2")));
 }
+
+/// The rule parser's own IPv4 reader takes every octet up to 255 and nothing past it,
+/// and a dot only after an octet's digits: no empty octet is read as 0.
+#[test]
+fn ipv4_networks_take_octets_to_255_and_no_empty_octet() {
+    let ok = |s: &str| parse_network(s, false).map(|n| n.to_string());
+    assert_eq!(ok("255.255.255.255").as_deref(), Ok("255.255.255.255/32"));
+    assert_eq!(ok("192.168.255.0/24").as_deref(), Ok("192.168.255.0/24"));
+    for s in [
+        "256.0.0.0/8",
+        "1.2.3.256",
+        "1.2.300.4",
+        "1..2.3",
+        ".1.2.3",
+        "1.2.3.",
+        "1.2..3/8",
+        "1.2.3.4.",
+        "1.2.3.4.5",
+    ] {
+        assert_eq!(
+            parse_network(s, false),
+            Err(NetworkError::InvalidAddress),
+            "{s:?}"
+        );
+    }
+}

@@ -498,3 +498,163 @@ fn redis_ttl_outlives_what_a_record_protects() {
     assert!(parse(&["redis_ttl=3"]).is_err());
     assert_eq!(parse(&cap).unwrap().fleet.ttl_secs, None);
 }
+
+/// The log line for a refused pam.d line says which option and why, and an unknown one
+/// is named: an admin reading "invalid" alone could not find the typo.
+#[test]
+fn option_errors_name_the_option_and_the_reason() {
+    assert_eq!(
+        parse(&["max_window=0"]).unwrap_err().to_string(),
+        "invalid max_window= value: out of range"
+    );
+    assert_eq!(
+        parse(&["nulok"]).unwrap_err().to_string(),
+        "unrecognized option \"nulok\""
+    );
+}
+
+/// Numbers of our own options are at most 20 digits (the longest `u64`), leading zeros
+/// counted: a value is read as written or refused, never cut to fit.
+#[test]
+fn numbers_are_at_most_twenty_digits_with_their_leading_zeros() {
+    let twenty = format!("{}1000", "0".repeat(16));
+    let o = parse(&[&format!("lock_timeout={twenty}")]).unwrap();
+    assert_eq!(o.lock_timeout_ms, 1000);
+    for longer in [format!("0{twenty}"), format!("{}5", "0".repeat(30))] {
+        assert_eq!(
+            parse(&[&format!("lock_timeout={longer}")]),
+            Err(bad("lock_timeout", "not a decimal number")),
+            "{longer}"
+        );
+    }
+}
+
+/// `allowed_perm=` is octal digits only (no sign, which `from_str_radix` would take),
+/// up to 07777; anything larger is out of range however many digits it has.
+#[test]
+fn allowed_perm_takes_octal_digits_only_up_to_07777() {
+    let o = parse(&["allowed_perm=7777"]).unwrap();
+    assert_eq!((o.allowed_perm, o.allowed_perm_masked), (0o755, true));
+    for signed in [
+        "allowed_perm=+600",
+        "allowed_perm=0+600",
+        "allowed_perm=-600",
+    ] {
+        assert_eq!(
+            parse(&[signed]),
+            Err(bad("allowed_perm", "not an octal number")),
+            "{signed}"
+        );
+    }
+    for large in [
+        "allowed_perm=10000",
+        "allowed_perm=777777",
+        "allowed_perm=777777777777",
+        "allowed_perm=0777777777777777777777",
+    ] {
+        assert_eq!(
+            parse(&[large]),
+            Err(bad("allowed_perm", "out of range")),
+            "{large}"
+        );
+    }
+}
+
+/// A group option holding a `:` or a `/` is a typo (a group file line, a path), never
+/// a group name: refused, so it cannot silently match nobody.
+#[test]
+fn group_options_refuse_colons_and_slashes() {
+    for bad_group in [
+        "skip_group=wheel:x",
+        "skip_group=a/b",
+        "require_group=staff:",
+        "require_group=/etc/group",
+    ] {
+        assert!(parse(&[bad_group]).is_err(), "{bad_group}");
+    }
+    // Control: the same names without them.
+    assert!(parse(&["skip_group=wheel", "require_group=staff"]).is_ok());
+}
+
+/// `state=local` is the local store and nothing else; an unknown store is refused, and
+/// `state=local` after a shared store drops it.
+#[test]
+fn state_local_is_the_local_store_and_unknown_stores_are_refused() {
+    assert_eq!(parse(&["state=local"]).unwrap().state, StateBackend::Local);
+    let o = parse(&["state=etcds://127.0.0.1:2379", "state=local"]).unwrap();
+    assert_eq!(o.state, StateBackend::Local);
+    assert!(o.fleet.shared().is_none());
+    for unknown_store in ["state=bogus", "state=", "state=LOCAL", "state=etcd"] {
+        assert_eq!(
+            parse(&[unknown_store]),
+            Err(bad("state", "not a known state store")),
+            "{unknown_store}"
+        );
+    }
+    // Control: the shared stores are what they say.
+    assert_eq!(
+        parse(&["state=etcds://127.0.0.1:2379"]).unwrap().state,
+        StateBackend::Etcd
+    );
+    assert_eq!(
+        parse(&["state=redis://127.0.0.1"]).unwrap().state,
+        StateBackend::Redis
+    );
+}
+
+/// R28: each weakening option is named alone at the first value past its default, and
+/// not at the default itself nor on the stricter side.
+#[test]
+fn each_weakening_is_named_from_the_first_value_past_its_default() {
+    let weak = |args: &[&str]| parse(args).expect("parses").weakening();
+    for (weaker, name, not_weaker) in [
+        (
+            "allowed_perm=0640",
+            "allowed_perm",
+            &["allowed_perm=0600", "allowed_perm=0400"],
+        ),
+        (
+            "grace_period=1",
+            "grace_period",
+            &["grace_period=0", "grace_period="],
+        ),
+        (
+            "max_window=18",
+            "max_window",
+            &["max_window=17", "max_window=1"],
+        ),
+        (
+            "throttle_after=4",
+            "throttle_after",
+            &["throttle_after=3", "throttle_after=1"],
+        ),
+        (
+            "throttle_max=599",
+            "throttle_max",
+            &["throttle_max=600", "throttle_max=86400"],
+        ),
+        (
+            "ceiling_burst=11",
+            "ceiling_burst",
+            &["ceiling_burst=10", "ceiling_burst=1"],
+        ),
+        (
+            "ceiling_interval=1799",
+            "ceiling_interval",
+            &["ceiling_interval=1800", "ceiling_interval=86400"],
+        ),
+    ] {
+        assert_eq!(weak(&[weaker]), [name], "{weaker}");
+        for control in not_weaker {
+            assert!(weak(&[control]).is_empty(), "{control}");
+        }
+    }
+    for flag in ["no_strict_owner", "allow_any_network"] {
+        assert_eq!(weak(&[flag]), [flag]);
+    }
+    assert_eq!(
+        weak(&["nullok", "nullok_missing_home"]),
+        ["nullok_missing_home"]
+    );
+    assert!(weak(&["nullok"]).is_empty());
+}
