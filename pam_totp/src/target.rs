@@ -7,7 +7,7 @@ use totp_core::options::{ModuleOptions, UserSpec};
 use totp_core::placement::{self, Account, Opener, PerUserDirs, Placement, PlacementError};
 use totp_core::user::UserName;
 use totp_os::creds::Identity;
-use totp_os::nss::Passwd;
+use totp_os::nss::{self, LoginUserError, Passwd};
 use totp_os::safefile::FileRules;
 
 use crate::error::{AuthError, Denial};
@@ -317,51 +317,29 @@ fn account(pw: &Passwd) -> Account<'_> {
 /// The NSS entry for a typed name and its canonical `pw_name`; `Ok(None)` when NSS has
 /// no such user. A lookup error is a doomed user whose name skip rules must not see.
 fn canonical(sys: &dyn System, typed: &UserName) -> Result<Option<(UserName, Passwd)>, Doomed> {
-    let pw = match sys.user_by_name(typed.as_str()) {
+    // R8: the one check the tools make too (`totp_os::nss::lookup_login_user`): the
+    // canonical name must lead back to this account.
+    let name_service = |why: String| Doomed {
+        denial: Denial::NameService,
+        why,
+        name: None,
+    };
+    let pw = match nss::login_user_with(typed.as_str(), |n| sys.user_by_name(n)) {
         Ok(Some(pw)) => pw,
         Ok(None) => return Ok(None),
-        Err(e) => {
-            return Err(Doomed {
-                denial: Denial::NameService,
-                why: format!("name service error for this user ({e}); asking for a code anyway"),
-                name: None,
-            });
+        Err(LoginUserError::AnotherAccount {
+            uid,
+            name,
+            other_uid,
+        }) => {
+            return Err(name_service(format!(
+                "the name service calls this account (uid {uid}) {}, the name of uid \
+                 {other_uid}; asking for a code anyway",
+                crate::log::sanitize(name.as_bytes()),
+            )));
         }
+        Err(e) => return Err(name_service(format!("{e}; asking for a code anyway"))),
     };
-    // R8: rules, store files and logs know the account by its canonical name, so that
-    // name must lead back to this account. A directory entry for another spelling that
-    // carries the name of another account (a local `alice`, and the directory's `ALICE`
-    // named `alice` with a uid of its own) would otherwise take that account's rules,
-    // store file and nullok absence. Asked only when the names differ.
-    if pw.name != typed.as_str() {
-        match sys.user_by_name(&pw.name) {
-            Ok(Some(back)) if back.uid != pw.uid => {
-                return Err(Doomed {
-                    denial: Denial::NameService,
-                    why: format!(
-                        "the name service calls this account (uid {}) {}, the name of uid {}; \
-                         asking for a code anyway",
-                        pw.uid,
-                        crate::log::sanitize(pw.name.as_bytes()),
-                        back.uid
-                    ),
-                    name: None,
-                });
-            }
-            // No account answers to the name itself: no other account's rules or file.
-            Ok(_) => {}
-            Err(e) => {
-                return Err(Doomed {
-                    denial: Denial::NameService,
-                    why: format!(
-                        "name service error for this user's canonical name ({e}); asking \
-                         for a code anyway"
-                    ),
-                    name: None,
-                });
-            }
-        }
-    }
     match UserName::parse(pw.name.as_bytes()) {
         Ok(n) => Ok(Some((n, pw))),
         Err(e) => Err(doomed(

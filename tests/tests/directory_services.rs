@@ -1734,3 +1734,84 @@ fn a_secret_command_login_needs_no_group_list() {
     }
     f.check();
 }
+
+/// R8 in the tools: the module denies a typed spelling (`ALICE`) whose directory entry
+/// is called after a local account (`alice`) with another uid
+/// ([`a_canonical_name_that_maps_back_to_another_account_denies`]), but the tools asked
+/// `getpwnam` alone: `totp-enroll` enrolled the directory's account under the local
+/// account's store file, `explain` explained the local account's rules, and `totp-state`
+/// named the directory's record as the local account's. Each now refuses with the
+/// module's reason (`totp_os::nss::lookup_login_user`). Control: the same spelling of
+/// the local account itself (same uid) is enrolled, explained and shown.
+#[test]
+fn the_tools_judge_an_alias_of_another_account_as_the_module_does() {
+    let test = "the_tools_judge_an_alias_of_another_account_as_the_module_does";
+    let Some((u, ds)) = setup(test, "ds2") else {
+        return;
+    };
+    if !require_tool(test, "oathtool") {
+        return;
+    }
+    let plus = rules_file(&ds, "plus.conf", &format!("+ : {} : ALL\n", u.name));
+    // Enrollment wants the whole chain root-owned and closed (not under /tmp).
+    let store = tempfile::Builder::new()
+        .prefix("pam_totp-test-store")
+        .tempdir_in("/var/lib")
+        .expect("tempdir");
+    fs::set_permissions(store.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    let state = system_tests::fleet::trusted_dir("dirsvc-state");
+    let typed = u.name.to_uppercase();
+    let other_uid = 3_990_000 + std::process::id() % 9_000;
+    let run = |tool: &Path, args: &[&str], extra: Option<&Path>| {
+        let mut cmd = Command::new(tool);
+        cmd.args(args);
+        if let Some(p) = extra {
+            cmd.arg(p);
+        }
+        ds.wrap(&cmd).output().expect("run the tool")
+    };
+    let mut f = Failures::default();
+    for (what, uid, allowed) in [
+        ("alias of the local account: control", u.uid, true),
+        ("alias whose entry has another uid", other_uid, false),
+    ] {
+        ds.with(|c| c.uid = uid);
+        let _ = fs::remove_file(store.path().join(&u.name));
+        let built = system_tests::built();
+        let mut enrol: Vec<&str> = ENROLL_SCRIPTED.to_vec();
+        enrol.extend(["--json", "--user", &typed, "-s"]);
+        let outs = [
+            (
+                "totp-enroll",
+                run(&built.enroll, &enrol, Some(&store.path().join(&u.name))),
+            ),
+            (
+                "totp-enroll explain",
+                run(
+                    &built.enroll,
+                    &["explain", "--user", &typed, "--accessfile"],
+                    Some(&plus),
+                ),
+            ),
+            (
+                "totp-state show",
+                run(
+                    &built.state_tool,
+                    &["show", "--user", &typed, "--state-dir"],
+                    Some(state.path()),
+                ),
+            ),
+        ];
+        for (tool, out) in outs {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let said = stderr.contains(&format!("the name of uid {}", u.uid));
+            if out.status.success() != allowed || said == allowed {
+                f.0.push(format!("{what}: {tool}: {out:?}"));
+            }
+        }
+        if store.path().join(&u.name).exists() != allowed {
+            f.0.push(format!("{what}: the store file written: {}", !allowed));
+        }
+    }
+    f.check();
+}

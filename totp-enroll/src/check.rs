@@ -371,7 +371,16 @@ fn stack_notes(service: &str, confdir: Option<&Path>, user: &str) -> Result<Vec<
         ));
         return Ok(notes);
     }
-    let pw = totp_os::nss::lookup_user_by_name(user).ok().flatten();
+    // As the module resolves the login (R8): an alias it denies is foretold, not
+    // inspected as the account its canonical name belongs to.
+    let pw = match totp_os::nss::lookup_login_user(user) {
+        Ok(pw) => pw,
+        Err(e @ totp_os::nss::LoginUserError::AnotherAccount { .. }) => {
+            add(format!("{WOULD_DENY} {user}: {e}"));
+            None
+        }
+        Err(_) => None,
+    };
     for o in lines {
         add(format!("note: state store: {}", store_of(o)));
         if let Some(problem) = local_store_problem(o) {

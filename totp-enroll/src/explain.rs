@@ -84,8 +84,10 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         }
     }
 
-    let pw = nss::lookup_user_by_name(&args.user)
-        .map_err(|e| Error::failed(format!("cannot look up \"{}\": {e}", args.user)))?
+    // As the module resolves the login (R8): a name it denies is not explained as
+    // another account's.
+    let pw = nss::lookup_login_user(&args.user)
+        .map_err(|e| Error::failed(format!("\"{}\": {e}", args.user)))?
         .ok_or_else(|| Error::failed(format!("no such user {:?}", args.user)))?;
     // Groups are proven one at a time exactly as the module does: a failed or
     // incomplete lookup leaves a (group) item undecided, and the explanation says so.

@@ -126,8 +126,10 @@ pub fn resolve(
     service: Option<Service<'_>>,
 ) -> Result<Target, Error> {
     let pw = match user {
-        Some(name) => nss::lookup_user_by_name(name)
-            .map_err(|e| Error::failed(format!("cannot look up user {name:?}: {e}")))?
+        // The account a login with this name reaches, or none (R8): an enrolment for
+        // another would never log in, or would write another account's file.
+        Some(name) => nss::lookup_login_user(name)
+            .map_err(|e| Error::failed(format!("cannot enrol {name:?}: {e}")))?
             .ok_or_else(|| Error::failed(format!("no such user {name:?}")))?,
         None => nss::lookup_user_by_uid(caller.uid)
             .map_err(|e| Error::failed(format!("cannot look up uid {}: {e}", caller.uid)))?

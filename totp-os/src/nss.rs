@@ -123,6 +123,86 @@ pub fn lookup_user_by_name(name: &str) -> Result<Option<Passwd>, NssError> {
     lookup_user(PwKey::Name(&cname))
 }
 
+/// Why the account a login name reaches is not one the module logs in (R8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoginUserError {
+    /// The lookup of the name as given failed.
+    Lookup(NssError),
+    /// The lookup of the entry's own name (`pw_name`, when it differs from the name
+    /// given) failed.
+    CanonicalLookup(NssError),
+    /// The entry's own name is the name of another account: the entry of `uid` is
+    /// called `name`, and `name` is `other_uid`.
+    AnotherAccount {
+        /// The uid of the entry the name given reached.
+        uid: uid_t,
+        /// That entry's `pw_name`.
+        name: String,
+        /// The uid the name service gives for `name`.
+        other_uid: uid_t,
+    },
+}
+
+impl fmt::Display for LoginUserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Lookup(e) => write!(f, "name service error for this user ({e})"),
+            Self::CanonicalLookup(e) => {
+                write!(f, "name service error for this user's canonical name ({e})")
+            }
+            Self::AnotherAccount {
+                uid,
+                name,
+                other_uid,
+            } => write!(
+                f,
+                "the name service calls this account (uid {uid}) \"{}\", the name of uid \
+                 {other_uid}: logins with this name are denied",
+                name.escape_debug()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LoginUserError {}
+
+/// The account a login name reaches, as the module resolves it: `getpwnam_r` of the
+/// name, then, when the entry's own name differs (a directory's `ALICE`, `AD\alice`),
+/// that name must lead back to the same uid (R8). Rules, store files, state records and
+/// logs know an account by its canonical name, so an entry named after another account
+/// (a local `alice`, and the directory's `ALICE` called `alice` with a uid of its own)
+/// would take that account's rules and files. `Ok(None)`: no such user. The module and
+/// both tools use this one function, so that an alias is judged alike everywhere.
+pub fn lookup_login_user(name: &str) -> Result<Option<Passwd>, LoginUserError> {
+    login_user_with(name, lookup_user_by_name)
+}
+
+/// [`lookup_login_user`] over another `getpwnam` (the module's, which fault tests
+/// replace).
+pub fn login_user_with(
+    name: &str,
+    mut by_name: impl FnMut(&str) -> Result<Option<Passwd>, NssError>,
+) -> Result<Option<Passwd>, LoginUserError> {
+    let Some(pw) = by_name(name).map_err(LoginUserError::Lookup)? else {
+        return Ok(None);
+    };
+    if pw.name != name {
+        match by_name(&pw.name).map_err(LoginUserError::CanonicalLookup)? {
+            Some(back) if back.uid != pw.uid => {
+                return Err(LoginUserError::AnotherAccount {
+                    uid: pw.uid,
+                    name: pw.name,
+                    other_uid: back.uid,
+                });
+            }
+            // No account answers to the name itself: no other account's rules or file.
+            _ => {}
+        }
+    }
+    Ok(Some(pw))
+}
+
 /// Look up a user by uid with `getpwuid_r`.
 pub fn lookup_user_by_uid(uid: uid_t) -> Result<Option<Passwd>, NssError> {
     lookup_user(PwKey::Uid(uid))
@@ -475,6 +555,67 @@ mod tests {
     fn name_with_nul_is_rejected_before_nss() {
         assert_eq!(lookup_user_by_name("ro\0ot"), Err(NssError::InvalidName));
         assert_eq!(lookup_group_gids("ro\0ot", 0), Err(NssError::InvalidName));
+    }
+
+    fn entry(name: &str, uid: uid_t) -> Passwd {
+        Passwd {
+            name: name.to_owned(),
+            uid,
+            gid: uid,
+            dir: PathBuf::from("/home").join(name),
+        }
+    }
+
+    /// A local `alice` (uid 1000) and a directory that answers `ALICE` with an entry
+    /// called `alice` of `directory_uid`.
+    fn directory(directory_uid: uid_t) -> impl FnMut(&str) -> Result<Option<Passwd>, NssError> {
+        move |n: &str| {
+            Ok(match n {
+                "alice" => Some(entry("alice", 1000)),
+                "ALICE" => Some(entry("alice", directory_uid)),
+                "BOB" => Some(entry("bob", 2000)),
+                "CAROL" => Some(entry("carol", 3000)),
+                "carol" => return Err(NssError::Lookup { errno: libc::EIO }),
+                _ => None,
+            })
+        }
+    }
+
+    #[test]
+    fn a_login_name_whose_entry_is_named_after_another_account_is_refused() {
+        assert_eq!(
+            login_user_with("ALICE", directory(5000)),
+            Err(LoginUserError::AnotherAccount {
+                uid: 5000,
+                name: "alice".into(),
+                other_uid: 1000
+            })
+        );
+        // Controls: the same spelling of the same account, the name itself, a canonical
+        // name no account answers to, and no such user.
+        assert_eq!(
+            login_user_with("ALICE", directory(1000)),
+            Ok(Some(entry("alice", 1000)))
+        );
+        assert_eq!(
+            login_user_with("alice", directory(5000)),
+            Ok(Some(entry("alice", 1000)))
+        );
+        assert_eq!(
+            login_user_with("BOB", directory(5000)),
+            Ok(Some(entry("bob", 2000)))
+        );
+        assert_eq!(login_user_with("nobody-here", directory(5000)), Ok(None));
+        assert_eq!(
+            login_user_with("CAROL", directory(5000)),
+            Err(LoginUserError::CanonicalLookup(NssError::Lookup {
+                errno: libc::EIO
+            }))
+        );
+        assert_eq!(
+            lookup_login_user("root"),
+            lookup_user_by_name("root").map_err(LoginUserError::Lookup)
+        );
     }
 
     #[test]

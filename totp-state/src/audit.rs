@@ -146,9 +146,13 @@ fn orphans(
                     "{dir}/{n}: a secret file in the store for a name the name service does not list, and {why}: check the account before removing the file (not counted in the exit status)"
                 )],
             };
-            let finding = match nss::lookup_user_by_name(&n) {
+            let finding = match nss::lookup_login_user(&n) {
                 // Not enumerated, but an account: audited as one named with --user.
                 Ok(Some(pw)) if pw.name == n => return (n, None, audit(&pw)),
+                Err(e @ nss::LoginUserError::AnotherAccount { .. }) => inspect::Finding {
+                    verdict: Verdict::Warning,
+                    reasons: vec![format!("{dir}/{n}: {e}: no login reads this file")],
+                },
                 // Logins key the file on the name the name service returns.
                 Ok(Some(pw)) => inspect::Finding {
                     verdict: Verdict::Warning,
@@ -349,8 +353,10 @@ pub fn run(
             findings.push((account.name.clone(), account.login_shell, alone(finding)));
             continue;
         }
-        let finding = match nss::lookup_user_by_name(&account.name) {
+        // As the module resolves the login (R8).
+        let finding = match nss::lookup_login_user(&account.name) {
             Ok(Some(pw)) => audit(&pw),
+            Err(e @ nss::LoginUserError::AnotherAccount { .. }) => alone(refusal(e.to_string())),
             // Listed, then gone: deleted since the listing.
             Ok(None) if whole => continue,
             Ok(None) => alone(refusal(

@@ -254,9 +254,14 @@ fn now() -> u64 {
 /// store (`shared`), whose records are keyed by name, a valid name the name service no
 /// longer knows (a deleted account) names its record too, under [`NO_UID`].
 fn resolve(user: &str, shared: bool) -> Result<(Uid, Option<String>), Fatal> {
-    match nss::lookup_user_by_name(user) {
+    // As the module resolves a login (R8): an alias whose entry carries another
+    // account's name would name that account's record as this one's.
+    match nss::lookup_login_user(user) {
         Ok(Some(pw)) => return Ok((pw.uid, Some(pw.name))),
         Ok(None) => {}
+        Err(e @ nss::LoginUserError::AnotherAccount { .. }) => {
+            return Err(Fatal(format!("{user:?}: {e}; name the record by its uid")));
+        }
         Err(e) => return Err(Fatal(format!("cannot look up {user:?}: {e}"))),
     }
     match user.parse::<Uid>() {
