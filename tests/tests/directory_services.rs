@@ -1395,7 +1395,8 @@ fn a_local_group_shadowing_the_directorys_needs_every_source() {
 /// nsswitch.conf as glibc 2.33 and later reads it decides which sources the proof of
 /// non-membership asks. The proof's own reading took the *first* line of a database
 /// (glibc takes the last), needed a colon after the name (glibc does not) and cut a
-/// line at `#` (glibc walks `#` and what follows as services): in each layout glibc
+/// line at `#` (glibc walks `#` and what follows as services), and read a last line
+/// without its newline (glibc stops before it): in each layout glibc
 /// walked the directory and the proof did not, so a directory that was down and held
 /// the group under a local group's name let `require_group=` skip its member. And a
 /// file that was not UTF-8 (a Latin-1 comment) made every non-membership unknown, so
@@ -1413,7 +1414,7 @@ fn the_sources_asked_are_the_ones_glibc_reads_from_nsswitch_conf() {
     Mode::Home.enroll(&u);
     let g = ds.control.grname.clone();
     let gid = ds.control.grgid;
-    let layouts: [(&str, Vec<u8>); 5] = [
+    let layouts: [(&str, Vec<u8>); 6] = [
         (
             "a second group line",
             format!("passwd: files {SERVICE}\ngroup: files\ngroup: files {SERVICE}\n").into(),
@@ -1435,6 +1436,13 @@ fn the_sources_asked_are_the_ones_glibc_reads_from_nsswitch_conf() {
                 "the directory is ours, ask the admins before changing it ".repeat(5)
             )
             .into(),
+        ),
+        (
+            // glibc stops at end of file with a last line that has no newline, so the
+            // line before it is in force; the proof read the last one, did not ask the
+            // directory, and a member whose directory was down quietly skipped.
+            "a last group line without its newline",
+            format!("passwd: files {SERVICE}\ngroup: files {SERVICE}\ngroup: files").into(),
         ),
         (
             "a Latin-1 comment",

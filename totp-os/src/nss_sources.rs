@@ -106,10 +106,18 @@ fn c_space(c: char) -> bool {
 /// database name ends at a space or `:` (the colon is optional), the *last* line of a
 /// database wins, and `#` starts no comment after the name (`group: files # ldap`
 /// walks a service `#` and `ldap`). An empty list stays empty (no service), as there.
+/// A last line without its newline is not read: glibc's loop sees end-of-file with
+/// that line and stops before it (`group: files ldap` there leaves an earlier `group:`
+/// line, or `files`, in force). A criterion glibc cannot parse (an unclosed `[`) is
+/// `None`: glibc then drops the whole file and answers no lookup at all (`EINVAL`,
+/// not its defaults), so there is nothing a proof could rest on.
 fn database_sources(conf: &str, initgroups_line: bool) -> Option<Vec<String>> {
     let mut initgroups = None;
     let mut group = None;
-    for line in conf.split_inclusive('\n') {
+    for line in conf
+        .split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
+    {
         // glibc reads each line as a C string: a NUL ends it (`group: files\0 ldap`
         // walks `files` alone, where a name `files\0` would load nothing here).
         let line = line.split('\0').next().unwrap_or("");
@@ -491,6 +499,25 @@ mod tests {
             Some(vec!["files".into()])
         );
         assert_eq!(group_sources("group\0: ldap\n"), Some(vec!["files".into()]));
+        // A last line without its newline is not read (glibc 2.36 stops at end of
+        // file with it): the line before it, or `files`, is what glibc walks.
+        assert_eq!(
+            group_sources("group: files ldap\ngroup: files compat"),
+            Some(vec!["files".into(), "ldap".into()])
+        );
+        assert_eq!(
+            group_sources("passwd: files\ngroup: files compat"),
+            Some(vec!["files".into()])
+        );
+        assert_eq!(
+            group_sources("initgroups: files sss\ngroup: files ldap"),
+            Some(vec!["files".into(), "sss".into()])
+        );
+        // Control: the same last line with its newline is read.
+        assert_eq!(
+            group_sources("group: files ldap\ngroup: files compat\n"),
+            Some(vec!["files".into(), "compat".into()])
+        );
         // A long trailing comment is read whole (its words load no module, as in
         // glibc); control: past the bound on words, the line is refused.
         let comment = format!("group: files systemd # {}\n", "word ".repeat(60));
