@@ -869,9 +869,10 @@ fn an_oversized_record_is_that_user_s_unusable_record_and_its_reset_clears_it() 
 /// by the next member. That member was skipped after the open, and the plugin's note of
 /// it never reached the module (only the open's did): a member failing unnoticed while
 /// the others serve leaves the cluster one failure further from its majority. Now one
-/// warning names it. The member standing in is a proxy in front of the first member
-/// that serves one request (the open's read) and is then gone. Control: the same login
-/// through a cluster whose members all stay up logs no warning.
+/// warning names it, and `totp-state ping` prints it. The member standing in is a proxy
+/// in front of the first member that serves one request (the open's read) and is then
+/// gone. Control: the same login (and ping) through members that all stay up warns of
+/// nothing.
 #[test]
 fn a_member_skipped_after_the_open_is_logged_through_libpam() {
     if !require_root("a_member_skipped_after_the_open_is_logged_through_libpam") {
@@ -932,5 +933,23 @@ fn a_member_skipped_after_the_open_is_logged_through_libpam() {
     assert!(
         warned[0].contains(&door) && warned[0].contains("1 of 3 members"),
         "it names the member: {lines:?}"
+    );
+    // `totp-state ping` the same way: its probe's write is the call after the open.
+    let p = state_tool(&["ping", "--options", &healthy]);
+    let stderr = String::from_utf8_lossy(&p.stderr);
+    assert_eq!(p.status.code(), Some(0), "ping control: {p:?}");
+    assert!(!stderr.contains("skipped"), "ping control: {stderr}");
+    let proxy = system_tests::proxy::OneRequestProxy::start(&cluster.client_address(0));
+    let door = format!("127.0.0.1:{}", proxy.port);
+    let p = state_tool(&["ping", "--options", &with(&door)]);
+    assert!(
+        proxy.served().is_some(),
+        "ping: the open read through the first member"
+    );
+    let stderr = String::from_utf8_lossy(&p.stderr);
+    assert_eq!(p.status.code(), Some(0), "ping: {p:?}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("skipped") && stderr.contains(&door),
+        "ping: {stderr}"
     );
 }
