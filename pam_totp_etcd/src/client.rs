@@ -246,13 +246,14 @@ impl Client {
             return None;
         }
         let each = std::mem::take(&mut self.skipped);
-        Some(format!(
+        let head = format!(
             "{} of {} members skipped while another served (fix it, or take it out of \
-             state=, before the cluster loses its majority): {}",
+             state=, before the cluster loses its majority): ",
             each.len(),
             self.members.len(),
-            each.join("; ")
-        ))
+        );
+        let list = fitted(&each, MESSAGE_ROOM.saturating_sub(head.len()));
+        Some(head + &list)
     }
 
     /// The cluster's clock now, in unix seconds, from the last reply's `Date` (whole
@@ -496,6 +497,54 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// What a message can hold: the plugin ABI's buffer, less its NUL.
+const MESSAGE_ROOM: usize = pam_totp_plugin_abi::MESSAGE_CAP - 1;
+
+/// Where a shortened reason ends.
+const CUT: &str = "...";
+
+/// `each` (one message per member, `http(s)://HOST:PORT: reason`) joined by `"; "` in at
+/// most `room` bytes: as they are when they fit; otherwise every member keeps its
+/// address and the start of its reason, each getting an equal share of the room (what a
+/// shorter one leaves goes to the others). The buffer the plugin hands its message back
+/// in would otherwise cut the list at its end, and the last members tried would lose
+/// their address with their reason.
+fn fitted(each: &[String], room: usize) -> String {
+    const SEP: &str = "; ";
+    let n = each.len();
+    let whole = each.iter().map(String::len).sum::<usize>() + SEP.len() * n.saturating_sub(1);
+    if whole <= room {
+        return each.join(SEP);
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| each[i].len());
+    let mut left = room.saturating_sub(SEP.len() * n.saturating_sub(1));
+    let mut cut = vec![String::new(); n];
+    for (k, &i) in order.iter().enumerate() {
+        let share = left / (n - k);
+        cut[i] = shortened(&each[i], share);
+        left = left.saturating_sub(cut[i].len());
+    }
+    cut.join(SEP)
+}
+
+/// `m` in at most `max` bytes, its reason cut (and marked) where it must be; the
+/// member's address (up to the `": "` after `scheme://`) is kept whole whatever `max`.
+fn shortened(m: &str, max: usize) -> String {
+    if m.len() <= max {
+        return m.to_owned();
+    }
+    let address = m
+        .find("://")
+        .and_then(|s| m[s + 3..].find(": ").map(|e| s + 3 + e))
+        .unwrap_or(0);
+    let mut end = max.saturating_sub(CUT.len()).max(address).min(m.len());
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT}", &m[..end])
+}
+
 /// One failure for the module's log: alone as it is; several (one per member tried)
 /// joined under the cause they share, a cluster that cannot serve (no majority reached).
 fn summarise(mut failures: Vec<Failure>) -> Failure {
@@ -515,13 +564,10 @@ fn summarise(mut failures: Vec<Failure>) -> Failure {
             // refusal): that answer, not a majority out of reach.
             let cause = if outage { "no majority reached: " } else { "" };
             let each: Vec<String> = failures.into_iter().map(|f| f.message).collect();
-            Failure::new(
-                status,
-                format!(
-                    "{cause}{n} members tried, none could serve ({})",
-                    each.join("; ")
-                ),
-            )
+            let head = format!("{cause}{n} members tried, none could serve (");
+            // The closing parenthesis.
+            let list = fitted(&each, MESSAGE_ROOM.saturating_sub(head.len() + 1));
+            Failure::new(status, format!("{head}{list})"))
         }
     }
 }
@@ -814,6 +860,64 @@ mod tests {
             "{}",
             learners.message
         );
+    }
+
+    /// Five members, each failing with a long reason (a TLS verification failure runs to
+    /// about 200 bytes): every member's address and the start of its reason fit the
+    /// plugin's message, in the note of members skipped and in the failure of all.
+    /// Before, the list was cut at the end of the buffer, and the third member on lost
+    /// its address and reason.
+    #[test]
+    fn five_members_with_long_reasons_each_keep_their_address_and_a_reason() {
+        let member = |i: usize| format!("http://etcd-member-{i}.cluster.example.net:2379");
+        let why = |i: usize| {
+            format!(
+                "{}: TLS handshake: certificate verify failed (reason {i}: the server's \
+                 certificate expired on 2026-11-30 00:00:00 UTC; renew it, or check this \
+                 host's clock){}",
+                member(i),
+                " and more".repeat(8)
+            )
+        };
+        let reasons: Vec<String> = (1..=5).map(why).collect();
+        assert!(
+            reasons.iter().map(String::len).sum::<usize>() > MESSAGE_ROOM,
+            "the fault: they do not fit whole"
+        );
+        let all = summarise(reasons.iter().cloned().map(refused).collect());
+        let list: Vec<String> = (1..=5)
+            .map(|i| format!("etcd-member-{i}.cluster.example.net:2379"))
+            .collect();
+        let d = Duration::from_secs(1);
+        let mut client = Client::new(
+            &format!("etcd://{}", list.join(",")),
+            None,
+            None,
+            None,
+            d,
+            d,
+        )
+        .expect("client");
+        client.skipped = reasons.clone();
+        let note = client.take_skipped().expect("a note");
+        for (what, text) in [("failure", all.message.as_str()), ("note", note.as_str())] {
+            assert!(text.len() <= MESSAGE_ROOM, "{what}: {} bytes", text.len());
+            for i in 1..=5 {
+                assert!(
+                    text.contains(&format!("{}: TLS handshake", member(i))),
+                    "{what}: member {i} and the start of its reason: {text}"
+                );
+            }
+            assert!(text.contains(CUT), "{what}: {text}");
+        }
+        assert!(all.message.ends_with(')'), "{}", all.message);
+        // Control: messages that fit are left whole.
+        let short = summarise(vec![
+            refused(format!("{}: a learner", member(1))),
+            refused(format!("{}: a learner", member(2))),
+        ]);
+        assert!(!short.message.contains(CUT), "{}", short.message);
+        assert!(short.message.ends_with(": a learner)"), "{}", short.message);
     }
 
     #[test]

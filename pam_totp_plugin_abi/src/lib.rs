@@ -20,10 +20,11 @@
 //!
 //! `cfg` is a `totp_core::fleet::PluginConfig` encoding. Every function but `abi` and
 //! `close` returns a [`Status`] and, on error, a NUL-terminated message without secrets in
-//! the caller's buffer of `cap` bytes. A successful `open` may leave a warning there too
-//! (a server of the list skipped before another served, [`Backend::take_note`]), for the
-//! module to log; an empty buffer says nothing (a module that does not look loses only
-//! the warning, so the version stays). The retry loop and every decision stay in the
+//! the caller's buffer of `cap` bytes. A successful call (`open`, and any call after it)
+//! may leave a warning there too (a server of the list skipped before another served,
+//! [`Backend::take_note`]), for the module to log; an empty buffer says nothing (a module
+//! that does not look loses only the warning, and a plugin that never writes one leaves
+//! the buffer empty, so the version stays). The retry loop and every decision stay in the
 //! module; a plugin only moves bytes atomically. A plugin writes its exports with
 //! [`export_backend!`], which checks them against the types below at compile time.
 //!
@@ -208,7 +209,8 @@ pub trait Backend: Sized {
     fn server_time(&mut self) -> Result<u64, Failure>;
     /// What the module should log as a warning about a call that succeeded (a server of
     /// the list passed over before another served, and why), taken once; `None` when
-    /// there is nothing to say. The open's goes back in its message buffer.
+    /// there is nothing to say. Asked after every successful call (the open, and each
+    /// `get`, `cas`, `del` and `time`), whose message buffer carries it back.
     fn take_note(&mut self) -> Option<String> {
         None
     }
@@ -392,6 +394,24 @@ pub mod support {
         }
     }
 
+    /// A successful call's warning ([`Backend::take_note`](super::Backend::take_note))
+    /// into the caller's buffer, where a failure's message would go; nothing for a
+    /// failure, whose message [`finish`] writes.
+    ///
+    /// # Safety
+    /// `msg` is NULL or writable for `cap` bytes.
+    pub unsafe fn noted(
+        msg: *mut u8,
+        cap: usize,
+        result: &Result<Status, Failure>,
+        warning: Option<&str>,
+    ) {
+        if let (Ok(_), Some(n)) = (result, warning) {
+            // SAFETY: forwarded contract of this function.
+            unsafe { note(msg, cap, n) };
+        }
+    }
+
     /// # Safety
     /// `ptr` is NULL with `len == 0`, or valid for reads of `len` bytes.
     pub unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], Failure> {
@@ -485,6 +505,8 @@ macro_rules! export_backend {
             msg: *mut u8,
             cap: usize,
         ) -> i32 {
+            // A successful call's warning, where a failure's message goes.
+            let mut note: Option<String> = None;
             let result = $crate::support::guarded($name, || {
                 // SAFETY: forwarded contracts of this function.
                 let (b, key) = unsafe {
@@ -497,6 +519,7 @@ macro_rules! export_backend {
                     return Err($crate::Failure::invalid("NULL output pointer"));
                 }
                 let (record, v) = $crate::Backend::get(b, key)?;
+                note = $crate::Backend::take_note(b);
                 if record.len() > out_cap {
                     return Err($crate::Failure::corrupt(
                         "stored record larger than the caller's buffer",
@@ -513,6 +536,9 @@ macro_rules! export_backend {
                 }
                 Ok($crate::Status::Ok)
             });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::noted(msg, cap, &result, note.as_deref()) };
             // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
             // contract).
             unsafe { $crate::support::finish(msg, cap, result) }
@@ -533,6 +559,8 @@ macro_rules! export_backend {
             msg: *mut u8,
             cap: usize,
         ) -> i32 {
+            // A successful call's warning, where a failure's message goes.
+            let mut note: Option<String> = None;
             let result = $crate::support::guarded($name, || {
                 // SAFETY: forwarded contracts of this function.
                 let (b, key, rec) = unsafe {
@@ -542,8 +570,13 @@ macro_rules! export_backend {
                         $crate::support::bytes(rec, rlen)?,
                     )
                 };
-                $crate::Backend::cas(b, key, expected, rec, ttl_secs, durable != 0)
+                let status = $crate::Backend::cas(b, key, expected, rec, ttl_secs, durable != 0)?;
+                note = $crate::Backend::take_note(b);
+                Ok(status)
             });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::noted(msg, cap, &result, note.as_deref()) };
             // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
             // contract).
             unsafe { $crate::support::finish(msg, cap, result) }
@@ -559,6 +592,8 @@ macro_rules! export_backend {
             msg: *mut u8,
             cap: usize,
         ) -> i32 {
+            // A successful call's warning, where a failure's message goes.
+            let mut note: Option<String> = None;
             let result = $crate::support::guarded($name, || {
                 // SAFETY: forwarded contracts of this function.
                 let (b, key) = unsafe {
@@ -568,8 +603,12 @@ macro_rules! export_backend {
                     )
                 };
                 $crate::Backend::delete(b, key)?;
+                note = $crate::Backend::take_note(b);
                 Ok($crate::Status::Ok)
             });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::noted(msg, cap, &result, note.as_deref()) };
             // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
             // contract).
             unsafe { $crate::support::finish(msg, cap, result) }
@@ -584,6 +623,8 @@ macro_rules! export_backend {
             msg: *mut u8,
             cap: usize,
         ) -> i32 {
+            // A successful call's warning, where a failure's message goes.
+            let mut note: Option<String> = None;
             let result = $crate::support::guarded($name, || {
                 // SAFETY: forwarded contract of this function.
                 let b = unsafe { $crate::support::handle::<$backend>(h)? };
@@ -591,10 +632,14 @@ macro_rules! export_backend {
                     return Err($crate::Failure::invalid("NULL output pointer"));
                 }
                 let now = $crate::Backend::server_time(b)?;
+                note = $crate::Backend::take_note(b);
                 // SAFETY: `secs` is writable (checked non-NULL above).
                 unsafe { *secs = now };
                 Ok($crate::Status::Ok)
             });
+            // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
+            // contract).
+            unsafe { $crate::support::noted(msg, cap, &result, note.as_deref()) };
             // SAFETY: `msg` is NULL or writable for `cap` bytes (this function's
             // contract).
             unsafe { $crate::support::finish(msg, cap, result) }

@@ -411,7 +411,7 @@ impl Conn {
                 Ok(0) => break Err(WireError::Io("connection closed while sending".to_owned())),
                 Ok(n) => sent += n,
                 Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(WireError::Io(format!("send: {e}"))),
+                Err(e) => break Err(self.send_failed(e, deadline)),
             }
         };
         // The request may hold a password (AUTH) or a record: wiped here, on drop.
@@ -420,6 +420,32 @@ impl Conn {
             WireError::Timeout(_) => WireError::Timeout("command not sent in time".to_owned()),
             e => e,
         })
+    }
+
+    /// What a failed write means. A TLS 1.3 server checks the client certificate only
+    /// once the client's side of the handshake is done: where it refused this host's
+    /// (none, expired, another CA's), its alert and its close may reach the socket before
+    /// the first command does, and the write fails as a reset or a broken pipe, the
+    /// alert unread behind it. That is a refusal an admin fixes, never an outage
+    /// `state_fallback=` would take, so the alert is read once, within the same deadline;
+    /// anything else it finds (nothing, a plain end) leaves the outage the write said.
+    fn send_failed(&mut self, e: io::Error, deadline: Instant) -> WireError {
+        let outage = WireError::Io(format!("send: {e}"));
+        let reset = matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        );
+        if !reset || !matches!(self.stream, Stream::Tls(_)) || self.stream.arm(deadline).is_err() {
+            return outage;
+        }
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            // The one rule both plugins use for a refusal after the handshake.
+            Err(r) if pam_totp_tls::refused_after_handshake(&r) => {
+                WireError::Tls(format!("send: {e}; the server's alert behind it: {r}"))
+            }
+            _ => outage,
+        }
     }
 
     /// Refills the buffer with at least one byte, before the deadline.
@@ -879,11 +905,8 @@ mod tests {
         let _ = dripper.join();
     }
 
-    /// A TLS server on a loopback port that, after the handshake, announces a string
-    /// of `n` bytes, sends `sent` of them, then `tail` raw on the socket, under the
-    /// record layer; and a client connection to it (nothing verified: the test is about
-    /// what comes after the handshake).
-    fn tls_peer(n: usize, sent: usize, tail: &'static [u8]) -> (Conn, std::thread::JoinHandle<()>) {
+    /// A TLS server's context with a self-signed certificate for `localhost`.
+    fn server_context() -> openssl::ssl::SslContextBuilder {
         use openssl::{
             asn1::Asn1Time,
             ec::{EcGroup, EcKey},
@@ -893,7 +916,6 @@ mod tests {
             ssl::{SslContext, SslMethod},
             x509,
         };
-        use std::net::TcpListener;
         let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("group");
         let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
         let mut name = x509::X509NameBuilder::new().expect("name");
@@ -912,7 +934,17 @@ mod tests {
         let mut sctx = SslContext::builder(SslMethod::tls_server()).expect("server context");
         sctx.set_private_key(&key).expect("key");
         sctx.set_certificate(&cert).expect("cert");
-        let sctx = sctx.build();
+        sctx
+    }
+
+    /// A client connection to a TLS server on a loopback port that, after the
+    /// handshake, announces a string of `n` bytes, sends `sent` of them, then `tail` raw
+    /// on the socket, under the record layer (nothing verified: the test is about what
+    /// comes after the handshake).
+    fn tls_peer(n: usize, sent: usize, tail: &'static [u8]) -> (Conn, std::thread::JoinHandle<()>) {
+        use openssl::ssl::{SslContext, SslMethod};
+        use std::net::TcpListener;
+        let sctx = server_context().build();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = std::thread::spawn(move || {
@@ -992,6 +1024,111 @@ mod tests {
         );
         match r {
             Err(WireError::Protocol(m)) => assert!(m.contains("not sent whole in time"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Closes `s` with a reset (`SO_LINGER` of zero): the peer's next write fails at
+    /// once, whatever it left unread.
+    fn reset(s: &TcpStream) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: `s` is an open socket for the call, and the option value is a `linger`
+        // of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_LINGER");
+    }
+
+    /// A TLS 1.3 client connection to a server that requires a client certificate
+    /// (`demand`) or not, where the server, once its side of the handshake has ended,
+    /// resets the connection (after its alert, when it refused the client): the server
+    /// is gone before the client's first command, so that command's write fails.
+    fn reset_after_handshake(demand: bool) -> Conn {
+        use openssl::ssl::{SslContext, SslMethod, SslVerifyMode, SslVersion};
+        use std::net::TcpListener;
+        let mut sctx = server_context();
+        sctx.set_min_proto_version(Some(SslVersion::TLS1_3))
+            .expect("TLS 1.3");
+        if demand {
+            sctx.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        }
+        let sctx = sctx.build();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().expect("accept");
+            match Ssl::new(&sctx).expect("ssl").accept(tcp) {
+                Ok(s) => {
+                    assert!(
+                        !demand,
+                        "the server accepted a client without a certificate"
+                    );
+                    reset(s.get_ref());
+                }
+                Err(HandshakeError::Failure(mid)) => {
+                    assert!(demand, "handshake: {}", mid.error());
+                    reset(mid.get_ref());
+                }
+                Err(e) => panic!("server handshake: {e}"),
+            }
+        });
+        let mut cctx = SslContext::builder(SslMethod::tls_client()).expect("client context");
+        cctx.set_min_proto_version(Some(SslVersion::TLS1_3))
+            .expect("TLS 1.3");
+        let tcp = TcpStream::connect(addr).expect("connect");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = handshake(Ssl::new(&cctx.build()).expect("ssl"), tcp, deadline)
+            .expect("the client's side of the handshake");
+        server.join().expect("server");
+        Conn {
+            stream: Stream::Tls(Box::new(stream)),
+            buf: vec![0; BUF],
+            start: 0,
+            end: 0,
+            broken: false,
+            pending: 0,
+            answered: false,
+        }
+    }
+
+    /// A TLS 1.3 server that refused this host's client certificate after the handshake
+    /// and closed before the first command: the write fails (a reset), the alert waits
+    /// unread behind it. A refusal naming the alert, not the outage `state_fallback=`
+    /// would take. Before, the send loop reported the reset as an I/O error.
+    #[test]
+    fn a_refused_client_certificate_behind_a_failed_send_is_a_tls_refusal() {
+        let mut c = reset_after_handshake(true);
+        let r = c.call(&[b"PING"], Instant::now() + Duration::from_secs(10), LIMITS);
+        match r {
+            Err(WireError::Tls(m)) => {
+                // The fault: the write failed (not the read of a reply)...
+                assert!(m.starts_with("send: "), "{m}");
+                // ...and the alert read behind it says why.
+                assert!(m.contains("certificate required"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The control: the same reset without an alert (a server killed after the
+    /// handshake) stays an outage.
+    #[test]
+    fn a_reset_without_an_alert_behind_a_failed_send_stays_an_outage() {
+        let mut c = reset_after_handshake(false);
+        let r = c.call(&[b"PING"], Instant::now() + Duration::from_secs(10), LIMITS);
+        match r {
+            Err(WireError::Io(m)) => assert!(m.starts_with("send: "), "{m}"),
             other => panic!("{other:?}"),
         }
     }

@@ -1,7 +1,8 @@
 //! TCP proxies the fleet tests put between a host and a real store server, to make a
 //! fault happen exactly where a test claims it does: the accept loop they share, the
 //! Redis (RESP) command reader, and an HTTP/1.1 proxy in front of an etcd member's v3
-//! gateway that runs a hook before it forwards a compare-and-set of a user's record.
+//! gateway that runs a hook before it forwards a compare-and-set of a user's record, and
+//! one that serves a single request before it is gone.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -214,6 +215,61 @@ fn serve_http(
     let _ = server.shutdown(Shutdown::Both);
     let _ = replies.join();
     Ok(())
+}
+
+/// A proxy in front of one etcd member that serves one request and is then gone, as a
+/// member that went down right after answering it: it stops listening once the first
+/// connection comes (every later connection is refused, so a request sent after it is
+/// known not to have reached it), forwards that connection's first request and relays
+/// the reply marked `Connection: close`, so the client sends nothing more on it.
+pub struct OneRequestProxy {
+    pub port: u16,
+    served: std::thread::JoinHandle<Option<String>>,
+}
+
+impl OneRequestProxy {
+    /// A proxy for the member at `member` (`127.0.0.1:PORT`).
+    pub fn start(member: &str) -> OneRequestProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let member = member.to_owned();
+        let served = std::thread::spawn(move || {
+            let (client, _) = listener.accept().ok()?;
+            drop(listener);
+            serve_one(client, &member).ok().flatten()
+        });
+        OneRequestProxy { port, served }
+    }
+
+    /// The path of the one request it served, once it is done; `None` if it served none.
+    pub fn served(self) -> Option<String> {
+        self.served.join().ok().flatten()
+    }
+}
+
+fn serve_one(client: TcpStream, member: &str) -> std::io::Result<Option<String>> {
+    let mut to_client = client.try_clone()?;
+    let mut reader = BufReader::new(client);
+    let Some((raw, path, _)) = read_request(&mut reader)? else {
+        return Ok(None);
+    };
+    // The member closes after its reply: the reply is then read to its end, whatever
+    // its framing.
+    let mut server = TcpStream::connect(member)?;
+    let line_end = raw.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+    server.write_all(&raw[..line_end])?;
+    server.write_all(b"Connection: close\r\n")?;
+    server.write_all(&raw[line_end..])?;
+    let mut reply = Vec::new();
+    server.read_to_end(&mut reply)?;
+    // The reply as it came, its head told that this connection ends.
+    let line_end = reply.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut out = reply[..line_end].to_vec();
+    out.extend_from_slice(b"Connection: close\r\n");
+    out.extend_from_slice(&reply[line_end..]);
+    to_client.write_all(&out)?;
+    let _ = to_client.shutdown(Shutdown::Both);
+    Ok(Some(path))
 }
 
 /// Standard base64 with padding (the gateway's keys and values); `None` if it is not.

@@ -863,3 +863,93 @@ fn an_oversized_record_is_that_user_s_unusable_record_and_its_reset_clears_it() 
     let (d, logs) = login_logged(&host, &u, &code_at(&secret, t0 + 60), PEER, t0 + 60);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
+
+/// A member that serves a login's open and goes down before its write: the write finds
+/// it refusing connections (so the write is known not to have reached it) and is served
+/// by the next member. That member was skipped after the open, and the plugin's note of
+/// it never reached the module (only the open's did): a member failing unnoticed while
+/// the others serve leaves the cluster one failure further from its majority. Now one
+/// warning names it, and `totp-state ping` prints it. The member standing in is a proxy
+/// in front of the first member that serves one request (the open's read) and is then
+/// gone. Control: the same login (and ping) through members that all stay up warns of
+/// nothing.
+#[test]
+fn a_member_skipped_after_the_open_is_logged_through_libpam() {
+    if !require_root("a_member_skipped_after_the_open_is_logged_through_libpam") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3, &EtcdConfig::default());
+    let (u, secret) = TestUser::enrolled("ez");
+    let prefix = fresh_prefix();
+    let plugin = etcd_plugin().display().to_string();
+    let with = |first: &str| {
+        format!(
+            "state=etcd://{first},{},{} etcd_plugin={plugin} etcd_prefix={prefix} \
+             etcd_connect_timeout=1000 etcd_timeout=1000",
+            cluster.client_address(1),
+            cluster.client_address(2),
+        )
+    };
+    let healthy = with(&cluster.client_address(0));
+    init_store(&healthy);
+    let skipped = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains("skipped while another served"))
+            .cloned()
+            .collect::<Vec<String>>()
+    };
+    // Control.
+    let at = soon();
+    let (d, lines) = login_logged(
+        &Stack::probe("svc", &healthy),
+        &u,
+        &code_at(&secret, at),
+        PEER,
+        at,
+    );
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert_eq!(skipped(&lines), Vec::<String>::new(), "control: {lines:?}");
+
+    let proxy = system_tests::proxy::OneRequestProxy::start(&cluster.client_address(0));
+    let door = format!("127.0.0.1:{}", proxy.port);
+    let at = at + 30;
+    let (d, lines) = login_logged(
+        &Stack::probe("svc", &with(&door)),
+        &u,
+        &code_at(&secret, at),
+        PEER,
+        at,
+    );
+    // The fault: the first member served the open's read, and nothing after it.
+    assert_eq!(
+        proxy.served().as_deref(),
+        Some("/v3/kv/txn"),
+        "the open read through the first member"
+    );
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let warned = skipped(&lines);
+    assert_eq!(warned.len(), 1, "one warning: {lines:?}");
+    assert!(
+        warned[0].contains(&door) && warned[0].contains("1 of 3 members"),
+        "it names the member: {lines:?}"
+    );
+    // `totp-state ping` the same way: its probe's write is the call after the open.
+    let p = state_tool(&["ping", "--options", &healthy]);
+    let stderr = String::from_utf8_lossy(&p.stderr);
+    assert_eq!(p.status.code(), Some(0), "ping control: {p:?}");
+    assert!(!stderr.contains("skipped"), "ping control: {stderr}");
+    let proxy = system_tests::proxy::OneRequestProxy::start(&cluster.client_address(0));
+    let door = format!("127.0.0.1:{}", proxy.port);
+    let p = state_tool(&["ping", "--options", &with(&door)]);
+    assert!(
+        proxy.served().is_some(),
+        "ping: the open read through the first member"
+    );
+    let stderr = String::from_utf8_lossy(&p.stderr);
+    assert_eq!(p.status.code(), Some(0), "ping: {p:?}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("skipped") && stderr.contains(&door),
+        "ping: {stderr}"
+    );
+}

@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use system_tests::etcd::{EtcdCluster, EtcdConfig, etcd_plugin};
-use system_tests::fleet::{TestCa, init_store, plugin, signed, trusted_dir};
+use system_tests::fleet::{
+    RedisServer, ServerConfig, TestCa, init_store, plugin, signed, trusted_dir,
+};
 use system_tests::*;
 
 const FALLBACK_USED: &str = "using this host's local store";
@@ -1312,6 +1314,143 @@ fn an_etcd_member_refusing_the_client_certificate_is_a_refusal_through_libpam() 
     );
     assert!(
         !m.iter().any(|l| l.contains("after the handshake")),
+        "killed: no refusal: {lines:?}"
+    );
+}
+
+/// A Redis server that requires client certificates of its CA (`tls-auth-clients yes`)
+/// and a host that sends none, or one of another CA: under TLS 1.3 the server checks the
+/// client's certificate after the client's side of the handshake, and ends the
+/// connection with an alert. Where its alert and close reach the host before the open's
+/// first command is written, that write fails as a reset or a broken pipe, the alert
+/// unread behind it; the plugin read that as an outage, and `state_fallback=local` ran
+/// the host on its local store for as long as its certificate stayed missing or
+/// wrong. Now the alert behind a failed write is read: denied as a refusal naming it,
+/// no fallback (which of the two ways the alert arrives is the race's doing; both must
+/// refuse, and the send path's own proof is `resp.rs`'s
+/// `a_refused_client_certificate_behind_a_failed_send_is_a_tls_refusal`). Control: the
+/// CA's client certificate logs in through the server; and a server killed once the
+/// open's commands came (no alert) is an outage still, the local store used.
+#[test]
+fn a_redis_server_refusing_the_client_certificate_is_a_refusal_through_libpam() {
+    let t = "a_redis_server_refusing_the_client_certificate_is_a_refusal_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") || !require_tool(t, "redis-server") {
+        return;
+    }
+    let ca = TestCa::new("redis-mtls");
+    let other = TestCa::new("redis-mtls-other");
+    let server = RedisServer::start(&ServerConfig {
+        tls: Some(&ca),
+        tls_auth_clients: true,
+        ..ServerConfig::default()
+    });
+    let prefix = prefix();
+    let args = |url: &str, client: Option<(&Path, &Path)>| {
+        let mut s = format!(
+            "state={url} redis_plugin={} redis_prefix={prefix} redis_ca_file={} \
+             redis_connect_timeout=1000 redis_timeout=5000 state_fallback=local",
+            plugin().display(),
+            ca.ca_cert.display()
+        );
+        if let Some((c, k)) = client {
+            s.push_str(&format!(
+                " redis_client_cert={} redis_client_key={}",
+                c.display(),
+                k.display()
+            ));
+        }
+        s
+    };
+    let url = server.url(true);
+    let good = args(&url, Some((&ca.client_cert, &ca.client_key)));
+    init_store(&good);
+    let (u, secret) = TestUser::enrolled("rm");
+    let mut at = (now() / 30 + 1) * 30 + 15;
+    let (d, lines) = login_logged(
+        &Stack::probe("svc", &good),
+        &u,
+        &code_at(&secret, at),
+        PEER,
+        at,
+    );
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
+    assert!(
+        !messages(&lines).iter().any(|l| l.contains(FALLBACK_USED)),
+        "control: the server served: {lines:?}"
+    );
+    for (what, client) in [
+        ("no client certificate", None),
+        (
+            "another CA's client certificate",
+            Some((other.client_cert.as_path(), other.client_key.as_path())),
+        ),
+    ] {
+        at += 30;
+        let (d, lines) = login_logged(
+            &Stack::probe("svc", &args(&url, client)),
+            &u,
+            &code_at(&secret, at),
+            PEER,
+            at,
+        );
+        assert_eq!(
+            d.returned(),
+            Returned::Failed("PAM_AUTH_ERR".into()),
+            "{what}: {d:?} {lines:?}"
+        );
+        let m = messages(&lines);
+        assert!(
+            m.iter()
+                .any(|l| l.contains("state store refused") && l.contains("alert")),
+            "{what}: a refusal naming the alert: {lines:?}"
+        );
+        assert!(
+            !m.iter().any(|l| l.contains(FALLBACK_USED)),
+            "{what}: no fallback: {lines:?}"
+        );
+    }
+    // Control beyond: a server that passed the handshake and dies once the open's
+    // commands came (no alert, no `close_notify`) is an outage, as it was.
+    let dying = StandIn::start(&ca.server_cert, &ca.server_key, &[]);
+    let out = dying._dir.path().join("out");
+    let pid = dying.child.id().to_string();
+    let killer = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if fs::read_to_string(&out)
+                .unwrap_or_default()
+                .contains("INFO")
+            {
+                return Command::new("kill")
+                    .args(["-KILL", &pid])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    });
+    at += 30;
+    let lone = args(&format!("rediss://127.0.0.1:{}", dying.port), None);
+    let (d, lines) = login_logged(
+        &Stack::probe("svc", &lone),
+        &u,
+        &code_at(&secret, at),
+        PEER,
+        at,
+    );
+    assert!(
+        killer.join().expect("killer"),
+        "the server was killed after the commands came"
+    );
+    assert_eq!(d.returned(), Returned::Success, "killed: {d:?} {lines:?}");
+    let m = messages(&lines);
+    assert!(
+        m.iter().any(|l| l.contains(FALLBACK_USED)),
+        "killed: an outage, the local store: {lines:?}"
+    );
+    assert!(
+        !m.iter().any(|l| l.contains("state store refused")),
         "killed: no refusal: {lines:?}"
     );
 }

@@ -477,6 +477,12 @@ pub trait StateStore {
     fn take_recreation(&mut self) -> Option<Recreation> {
         None
     }
+
+    /// A warning about calls that succeeded since last asked (a shared store passed over
+    /// a server of its list before another served, and why), for the log. Taken once.
+    fn take_note(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// What [`StateStore::reset`] found and did.

@@ -566,9 +566,9 @@ pub struct RemoteStore {
     names: Vec<(Uid, String)>,
     /// Set when `context` created the store record, until taken.
     recreated: Option<Recreation>,
-    /// The plugin's warning about its open (a server of the list skipped before another
-    /// served), until taken.
-    open_note: Option<String>,
+    /// The plugin's warnings about its calls that succeeded (a server of the list
+    /// skipped before another served), the open's and every later call's, until taken.
+    notes: Vec<String>,
 }
 
 /// When one answer's time is up ([`StateStore::answer_bound`]).
@@ -699,7 +699,7 @@ impl RemoteStore {
             settings,
             names: Vec::new(),
             recreated: None,
-            open_note: None,
+            notes: Vec::new(),
         };
         let mut prefetch = vec![store.store_key_name()];
         if let Some((uid, name)) = user {
@@ -737,19 +737,31 @@ impl RemoteStore {
             return Err(store_error(store.settings.backend, status, &msg));
         }
         store.handle = handle;
-        // A successful open may leave a warning where a failure's message goes.
-        let end = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
-        if end > 0 {
-            let text = String::from_utf8_lossy(&msg[..end]);
-            store.open_note = Some(format!("{}: {text}", store.settings.backend));
-        }
+        store.keep_note(&msg);
         Ok(store)
     }
 
-    /// What the plugin warned about at the open (a server of the list skipped, and why,
-    /// before another served), once: for the log, or the admin's terminal.
+    /// A successful call may leave a warning where a failure's message goes (the plugin
+    /// passed over a server of its list before another served): kept for the log.
+    fn keep_note(&mut self, msg: &[u8]) {
+        let end = msg.iter().position(|&b| b == 0).unwrap_or(msg.len());
+        if end > 0 {
+            let text = String::from_utf8_lossy(&msg[..end]);
+            let note = format!("{}: {text}", self.settings.backend);
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+        }
+    }
+
+    /// What the plugin warned about since last asked (a server of the list skipped, and
+    /// why, before another served), once: for the log, or the admin's terminal. Right
+    /// after the open, the open's warning.
     pub fn take_open_note(&mut self) -> Option<String> {
-        self.open_note.take()
+        if self.notes.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut self.notes).join("; "))
     }
 
     /// `<prefix>user:<name>` for a uid whose canonical name the store was told,
@@ -824,6 +836,7 @@ impl RemoteStore {
         if status != Status::Ok as i32 {
             return Err(store_error(self.settings.backend, status, &msg));
         }
+        self.keep_note(&msg);
         out.truncate(len.min(MAX_ENCODED_LEN));
         Ok((out, version))
     }
@@ -836,6 +849,7 @@ impl RemoteStore {
         let status =
             unsafe { (self.plugin.time)(self.handle, &mut secs, msg.as_mut_ptr(), msg.len()) };
         if status == Status::Ok as i32 {
+            self.keep_note(&msg);
             Ok(secs)
         } else {
             Err(store_error(self.settings.backend, status, &msg))
@@ -861,6 +875,7 @@ impl RemoteStore {
             )
         };
         if status == Status::Ok as i32 {
+            self.keep_note(&msg);
             Ok(())
         } else {
             Err(store_error(self.settings.backend, status, &msg))
@@ -1004,8 +1019,14 @@ impl RemoteStore {
             )
         };
         match Status::from_raw(status) {
-            Status::Ok => Ok(true),
-            Status::Conflict => Ok(false),
+            Status::Ok => {
+                self.keep_note(&msg);
+                Ok(true)
+            }
+            Status::Conflict => {
+                self.keep_note(&msg);
+                Ok(false)
+            }
             _ => Err(store_error(self.settings.backend, status, &msg)),
         }
     }
@@ -1095,6 +1116,10 @@ impl StateStore for RemoteStore {
 
     fn take_recreation(&mut self) -> Option<Recreation> {
         self.recreated.take()
+    }
+
+    fn take_note(&mut self) -> Option<String> {
+        self.take_open_note()
     }
 
     /// One update's budget, from now. The plugin ABI carries no time limit, so a call

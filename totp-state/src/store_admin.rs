@@ -111,7 +111,13 @@ pub(crate) fn ping(opts: &ModuleOptions) -> Result<(), Stop> {
         }
         Err(e) => return Err(stop(e)),
     };
-    match store.context(Missing::Leave) {
+    let found = store.context(Missing::Leave);
+    // A member passed over at a call after the open (the probe's write, this read): as
+    // the open's, the admin checking the store is the one to hear of it.
+    if let Some(note) = store.take_note() {
+        eprintln!("totp-state: warning: {note}");
+    }
+    match found {
         Ok(Some(c)) if c.complete_since == 0 => {
             emit(&format!("ok: {shown}\n"))?;
             Ok(())

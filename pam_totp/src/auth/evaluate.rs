@@ -28,6 +28,12 @@ impl Ctx {
         phase: Phase,
     ) -> Result<Continuation, AuthError> {
         let result = self.evaluate_answer(io, sys, run, cands, phase);
+        // A server of a shared store's list passed over during the answer's calls (after
+        // the open, whose warning is logged there): a member that fails unnoticed while
+        // the others serve leaves the cluster one failure further from its majority.
+        if let Some(note) = run.store.as_mut().and_then(|s| s.take_note()) {
+            io.log(Level::Warning, &format!("shared state store: {note}"));
+        }
         if let Some(text) = result.as_ref().err().and_then(AuthError::log_text) {
             self.log_end(io, run.who, text);
         }
