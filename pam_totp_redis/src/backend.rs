@@ -907,7 +907,8 @@ impl Backend {
             .map_err(|e| Failure::wire("connect", e, connect))?;
         // A TLS 1.3 server checks the client certificate after the handshake: without
         // one, a server with `tls-auth-clients yes` ends the connection at the first
-        // command, with an alert or (when the alert loses the race) a reset. The log
+        // command with an alert (a refusal, also when it waits behind a reset of our
+        // send: `Conn::send_failed`). A close without one stays an outage; the log
         // names the likely cause either way.
         let no_client_cert = target.tls && tls.client.is_none();
         let hint = |mut f: Failure| {

@@ -799,9 +799,10 @@ fn the_local_fallback_never_replaces_a_refusing_store_through_libpam() {
 /// M6 / R31: client certificates, and only the configured CA. The server requires
 /// client certificates of its CA (`tls-auth-clients yes`). Control: the CA, the client
 /// certificate and its root-only 0600 key log in. Denied, each with its cause in the
-/// log: no client certificate (the server ends the connection: an alert, or a reset
-/// when the alert loses the race with the module's first command; the log names the
-/// likely cause either way); the key readable by
+/// log: no client certificate (the server's alert, read behind the reset of a send
+/// when it loses the race with the module's first command; whether that is a refusal
+/// or an outage is `fleet_tls_verification.rs`'s, with `state_fallback=local`); the
+/// key readable by
 /// the group; the CA file in a world-writable directory (R31, a whole root-only chain);
 /// no `redis_ca_file=` while the environment's `SSL_CERT_FILE` names the right CA (the
 /// environment is not read: only the system bundle, which does not hold the test CA);
