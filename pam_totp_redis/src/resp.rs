@@ -971,16 +971,7 @@ mod tests {
         let tcp = TcpStream::connect(addr).expect("connect");
         let deadline = Instant::now() + Duration::from_secs(10);
         let stream = handshake(Ssl::new(&cctx).expect("ssl"), tcp, deadline).expect("handshake");
-        let conn = Conn {
-            stream: Stream::Tls(Box::new(stream)),
-            buf: vec![0; BUF],
-            start: 0,
-            end: 0,
-            broken: false,
-            pending: 0,
-            answered: false,
-        };
-        (conn, server)
+        (over_tls(stream), server)
     }
 
     /// A record that does not authenticate in the middle of an oversized value read
@@ -1091,6 +1082,11 @@ mod tests {
         let stream = handshake(Ssl::new(&cctx.build()).expect("ssl"), tcp, deadline)
             .expect("the client's side of the handshake");
         server.join().expect("server");
+        over_tls(stream)
+    }
+
+    /// A connection of the plugin's over an established TLS stream.
+    fn over_tls(stream: SslStream<Timed>) -> Conn {
         Conn {
             stream: Stream::Tls(Box::new(stream)),
             buf: vec![0; BUF],
