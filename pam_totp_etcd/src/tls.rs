@@ -192,19 +192,10 @@ impl Transport for OpensslTransport {
             // A member that refused this host's certificate after the handshake sent its
             // alert and closed: the write after that fails, and the alert waits unread
             // behind it. Read, within the same bound, to say why.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                let mut byte = [0u8; 1];
-                match self.stream.read(&mut byte) {
-                    Err(r) if tls_reason(&r).is_some() => Err(after_handshake(r)),
-                    _ => Err(ureq::Error::from(e)),
-                }
-            }
-            Err(e) => Err(after_handshake(e)),
+            Err(e) => match pam_totp_tls::alert_behind_failed_write(&mut self.stream, &e) {
+                Some(alert) => Err(after_handshake(alert)),
+                None => Err(after_handshake(e)),
+            },
         }
     }
 

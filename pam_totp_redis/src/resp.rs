@@ -430,21 +430,16 @@ impl Conn {
     /// `state_fallback=` would take, so the alert is read once, within the same deadline;
     /// anything else it finds (nothing, a plain end) leaves the outage the write said.
     fn send_failed(&mut self, e: io::Error, deadline: Instant) -> WireError {
-        let outage = WireError::Io(format!("send: {e}"));
-        let reset = matches!(
-            e.kind(),
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-        );
-        if !reset || !matches!(self.stream, Stream::Tls(_)) || self.stream.arm(deadline).is_err() {
-            return outage;
-        }
-        let mut byte = [0u8; 1];
-        match self.stream.read(&mut byte) {
-            // The one rule both plugins use for a refusal after the handshake.
-            Err(r) if pam_totp_tls::refused_after_handshake(&r) => {
-                WireError::Tls(format!("send: {e}; the server's alert behind it: {r}"))
+        let alert = match &mut self.stream {
+            Stream::Tls(tls) => {
+                tls.get_mut().set_deadline(deadline);
+                pam_totp_tls::alert_behind_failed_write(tls, &e)
             }
-            _ => outage,
+            _ => None,
+        };
+        match alert {
+            Some(r) => WireError::Tls(format!("send: {e}; the server's alert behind it: {r}")),
+            None => WireError::Io(format!("send: {e}")),
         }
     }
 

@@ -268,6 +268,30 @@ pub fn refused_after_handshake(e: &std::io::Error) -> bool {
         })
 }
 
+/// The server's alert waiting unread behind `failed`, a write on `stream` that failed
+/// as a reset or a broken pipe: a TLS 1.3 server that refused this host's client
+/// certificate after the handshake sends its alert and closes, and the next write
+/// fails before anything reads the alert. One read (within whatever bound the caller
+/// armed) picks it up; `None` when `failed` is another error or nothing of
+/// [`refused_after_handshake`] waits there (the connection just ended: an outage).
+pub fn alert_behind_failed_write<S: std::io::Read + std::io::Write>(
+    stream: &mut openssl::ssl::SslStream<S>,
+    failed: &std::io::Error,
+) -> Option<std::io::Error> {
+    use std::io::{ErrorKind, Read};
+    if !matches!(
+        failed.kind(),
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+    ) {
+        return None;
+    }
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Err(alert) if refused_after_handshake(&alert) => Some(alert),
+        _ => None,
+    }
+}
+
 /// Why a handshake failed, with the verification result when the server's certificate
 /// was the cause (the log then says "certificate verify failed" and why).
 pub fn handshake_failure<S>(mid: &MidHandshakeSslStream<S>) -> String {
