@@ -158,6 +158,49 @@ fn messages(lines: &[String]) -> Vec<&str> {
     lines.iter().map(|l| syslog_message(l)).collect()
 }
 
+/// A login denied as a refusal whose log line names the server's TLS alert, and not
+/// handed to the local store (`state_fallback=local`).
+fn refused_naming_the_alert(what: &str, d: &Drive, lines: &[String]) {
+    assert_eq!(
+        d.returned(),
+        Returned::Failed("PAM_AUTH_ERR".into()),
+        "{what}: {d:?} {lines:?}"
+    );
+    let m = messages(lines);
+    assert!(
+        m.iter()
+            .any(|l| l.contains("state store refused") && l.contains("alert")),
+        "{what}: a refusal naming the alert: {lines:?}"
+    );
+    assert!(
+        !m.iter().any(|l| l.contains(FALLBACK_USED)),
+        "{what}: no fallback: {lines:?}"
+    );
+}
+
+/// Kills `stand_in` (no alert, no `close_notify`) once what it received shows `marker`,
+/// within 30 s; the thread answers whether it did.
+fn kill_once_seen(stand_in: &StandIn, marker: &'static str) -> std::thread::JoinHandle<bool> {
+    let out = stand_in._dir.path().join("out");
+    let pid = stand_in.child.id().to_string();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if fs::read_to_string(&out)
+                .unwrap_or_default()
+                .contains(marker)
+            {
+                return Command::new("kill")
+                    .args(["-KILL", &pid])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    })
+}
+
 /// The control: the handshake passed, the stand-in answered nothing, the login went on
 /// through the local store (so nothing before the exchange refused the store).
 fn assert_handshake_passed(what: &str, args: &str, user: &TestUser, secret: &str) {
@@ -1249,44 +1292,13 @@ fn an_etcd_member_refusing_the_client_certificate_is_a_refusal_through_libpam() 
             PEER,
             at,
         );
-        assert_eq!(
-            d.returned(),
-            Returned::Failed("PAM_AUTH_ERR".into()),
-            "{what}: {d:?} {lines:?}"
-        );
-        let m = messages(&lines);
-        assert!(
-            m.iter()
-                .any(|l| l.contains("state store refused") && l.contains("alert")),
-            "{what}: a refusal naming the alert: {lines:?}"
-        );
-        assert!(
-            !m.iter().any(|l| l.contains(FALLBACK_USED)),
-            "{what}: no fallback: {lines:?}"
-        );
+        refused_naming_the_alert(what, &d, &lines);
     }
     // Control beyond: a member that passed the handshake and ends the connection without
     // an alert once the request came (killed: no `close_notify`, which OpenSSL 3 reports
     // as a TLS error too) is an outage still, as it was: the host falls back.
     let dying = StandIn::start(&ca.server_cert, &ca.server_key, &[]);
-    let out = dying._dir.path().join("out");
-    let pid = dying.child.id().to_string();
-    let killer = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if fs::read_to_string(&out)
-                .unwrap_or_default()
-                .contains("POST")
-            {
-                return Command::new("kill")
-                    .args(["-KILL", &pid])
-                    .status()
-                    .is_ok_and(|s| s.success());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
-    });
+    let killer = kill_once_seen(&dying, "POST");
     at += 30;
     let lone = format!(
         "state=etcds://127.0.0.1:{} etcd_plugin={} etcd_prefix={prefix} etcd_ca_file={} \
@@ -1393,43 +1405,12 @@ fn a_redis_server_refusing_the_client_certificate_is_a_refusal_through_libpam() 
             PEER,
             at,
         );
-        assert_eq!(
-            d.returned(),
-            Returned::Failed("PAM_AUTH_ERR".into()),
-            "{what}: {d:?} {lines:?}"
-        );
-        let m = messages(&lines);
-        assert!(
-            m.iter()
-                .any(|l| l.contains("state store refused") && l.contains("alert")),
-            "{what}: a refusal naming the alert: {lines:?}"
-        );
-        assert!(
-            !m.iter().any(|l| l.contains(FALLBACK_USED)),
-            "{what}: no fallback: {lines:?}"
-        );
+        refused_naming_the_alert(what, &d, &lines);
     }
     // Control beyond: a server that passed the handshake and dies once the open's
     // commands came (no alert, no `close_notify`) is an outage, as it was.
     let dying = StandIn::start(&ca.server_cert, &ca.server_key, &[]);
-    let out = dying._dir.path().join("out");
-    let pid = dying.child.id().to_string();
-    let killer = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if fs::read_to_string(&out)
-                .unwrap_or_default()
-                .contains("INFO")
-            {
-                return Command::new("kill")
-                    .args(["-KILL", &pid])
-                    .status()
-                    .is_ok_and(|s| s.success());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
-    });
+    let killer = kill_once_seen(&dying, "INFO");
     at += 30;
     let lone = args(&format!("rediss://127.0.0.1:{}", dying.port), None);
     let (d, lines) = login_logged(
