@@ -52,32 +52,27 @@ fn a_re_enrolled_phone_is_not_skipped_by_the_old_phones_grace_period() {
     );
 }
 
-/// `userdel -r` and `useradd -u` of the same uid in one shell, so no other test's
-/// `useradd` takes the uid in between.
+/// `userdel -r` and `useradd -u` of the same uid while this binary's other tests are kept
+/// out of the user database, so none of them is given the uid in between. Each tool waits
+/// for another process's shadow tool to release the database ([`shadow_tool`]).
 fn hand_uid_over(leaver: &TestUser, tag: &str) -> TestUser {
     let _g = user_database_lock();
     let name = format!("ptt{}{}", std::process::id() % 100_000, tag);
-    let script = format!(
-        "userdel -r {l} 2>/dev/null; userdel -r {n} 2>/dev/null; \
-         useradd -m -s /bin/sh -K UMASK=077 -u {uid} {n}",
-        l = leaver.name,
-        n = name,
-        uid = leaver.uid
-    );
-    let mut ok = false;
-    // useradd exits 10 while another test binary holds the passwd lock.
-    for _ in 0..100 {
-        let s = Command::new("sh")
-            .args(["-c", &script])
-            .status()
-            .expect("sh");
-        if s.code() != Some(10) {
-            ok = s.success();
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    for gone in [&leaver.name, &name] {
+        let out = shadow_tool("userdel", &["-r", gone]).expect("userdel");
+        // 6: no such account (the newcomer's name, on a clean host).
+        assert!(
+            out.status.success() || out.status.code() == Some(6),
+            "userdel -r {gone}: {out:?}"
+        );
     }
-    assert!(ok, "useradd -u {} {name}", leaver.uid);
+    let uid = leaver.uid.to_string();
+    let out = shadow_tool(
+        "useradd",
+        &["-m", "-s", "/bin/sh", "-K", "UMASK=077", "-u", &uid, &name],
+    )
+    .expect("useradd");
+    assert!(out.status.success(), "useradd -u {uid} {name}: {out:?}");
     let out = Command::new("id").args(["-g", &name]).output().expect("id");
     TestUser {
         name: name.clone(),
@@ -254,10 +249,8 @@ fn a_deleted_accounts_fleet_record_is_reset_by_name_before_the_name_is_reused() 
 
     let name = leaver.name.clone();
     let userdel = |name: &str| {
-        let out = Command::new("userdel")
-            .args(["-r", name])
-            .output()
-            .expect("userdel");
+        let _g = user_database_lock();
+        let out = shadow_tool("userdel", &["-r", name]).expect("userdel");
         assert!(out.status.success(), "{out:?}");
     };
     userdel(&name);
@@ -313,10 +306,7 @@ fn free_uid(from: u32) -> u32 {
 fn change_uid(user: &mut TestUser) {
     let _g = user_database_lock();
     let uid = free_uid(user.uid);
-    let out = Command::new("usermod")
-        .args(["-u", &uid.to_string(), &user.name])
-        .output()
-        .expect("usermod");
+    let out = shadow_tool("usermod", &["-u", &uid.to_string(), &user.name]).expect("usermod");
     assert!(out.status.success(), "{out:?}");
     user.uid = uid;
 }

@@ -268,10 +268,7 @@ fn audit_warns_of_a_deleted_accounts_state_record() {
 
     // Until the end: no other test of this binary may be given the freed uid.
     let _g = user_database_lock();
-    let out = Command::new("userdel")
-        .args(["-r", &u.name])
-        .output()
-        .expect("userdel");
+    let out = shadow_tool("userdel", &["-r", &u.name]).expect("userdel");
     assert!(out.status.success(), "{out:?}");
     let (out, found) = audit();
     let found = found.unwrap_or_else(|| panic!("no finding for {key}: {out:?}"));

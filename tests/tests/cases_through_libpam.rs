@@ -46,7 +46,7 @@ fn a_root_owned_symlink_on_the_way_home_is_followed_and_a_users_is_not() {
     let link = base.path().join("home");
     std::os::unix::fs::symlink("real", &link).expect("symlink");
     let linked_home = link.join(&u.name).display().to_string();
-    let st = run("usermod", ["-d", linked_home.as_str(), u.name.as_str()]);
+    let st = shadow_tool("usermod", &["-d", &linked_home, &u.name]).expect("usermod");
     assert!(st.status.success(), "usermod: {st:?}");
 
     let stack = Stack::probe("svc", "");
@@ -63,7 +63,7 @@ fn a_root_owned_symlink_on_the_way_home_is_followed_and_a_users_is_not() {
     );
     // Put the home back where userdel expects it.
     let own_home = u.home.display().to_string();
-    let st = run("usermod", ["-d", own_home.as_str(), u.name.as_str()]);
+    let st = shadow_tool("usermod", &["-d", &own_home, &u.name]).expect("usermod");
     assert!(st.status.success(), "usermod: {st:?}");
 }
 
