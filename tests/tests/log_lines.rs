@@ -1313,3 +1313,106 @@ fn a_scratch_code_refused_by_a_full_record_says_so_and_is_not_counted() {
     let want: BTreeSet<&str> = ["192.0.2.62"].into_iter().collect();
     assert_eq!(hosts, want, "matched hosts; log:\n{}", all.join("\n"));
 }
+
+/// The lines a login through a shared store adds (a server of the list passed over, the
+/// local store taken by `state_fallback=local`, the store down) are warnings and host
+/// faults, never attempts: the real `fail2ban-regex` counts each compared wrong code
+/// once, with its host, through the sentinels (one of them dead, which the plugin's
+/// note names) and through the fallback, and counts nothing while the store is down
+/// and no code is compared. Controls: a right code is not counted, a name without an
+/// account is, when the store answers.
+#[test]
+fn shared_store_lines_count_each_compared_code_once_and_nothing_else() {
+    use system_tests::fleet::{RedisServer, Sentinel, ServerConfig, init_store, plugin};
+    let t = "shared_store_lines_count_each_compared_code_once_and_nothing_else";
+    if !require_root(t)
+        || !require_tool(t, "unshare")
+        || !require_tool(t, "fail2ban-regex")
+        || !require_tool(t, "redis-server")
+    {
+        return;
+    }
+    let server = RedisServer::start(&ServerConfig::default());
+    let sentinel = Sentinel::start(server.port, "lg", 1);
+    let dead = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    };
+    let common = format!(
+        "redis_plugin={} redis_prefix=lg: redis_connect_timeout=1000 redis_timeout=1000",
+        plugin().display()
+    );
+    let via = format!(
+        "state=redis+sentinel://127.0.0.1:{},127.0.0.1:{}/lg/0 {common} state_fallback=local",
+        dead(),
+        sentinel.port
+    );
+    init_store(&via);
+    let down = format!("state=redis://127.0.0.1:{}/0 {common}", dead());
+    let stack = |args: &str| {
+        let s = Stack::new();
+        s.service(
+            "svc",
+            &format!("auth required {}\n", installed(&s, &format!(" {args}"))),
+        );
+        s
+    };
+    let (via, fallback, outage) = (
+        stack(&via),
+        stack(&format!("{down} state_fallback=local")),
+        stack(&down),
+    );
+    let (u, secret) = TestUser::enrolled("lgw");
+    let (v, secret_v) = TestUser::enrolled("lgr");
+    let mut all = Vec::new();
+    // The running clock: the store was initialised now.
+    let wrong = |stack: &Stack, rhost: &str| {
+        Driver::login(stack, &u, &wrong_totp(&secret, now())).rhost(rhost)
+    };
+    let unknown = |stack: &Stack, rhost: &str| {
+        Driver::new(stack, "svc", "nosuch-lg")
+            .answer("123456")
+            .rhost(rhost)
+    };
+
+    let (_, l) = login(wrong(&via, "192.0.2.131"), "PAM_AUTH_ERR", &mut all);
+    assert!(has(&l, "1 of 2 sentinels skipped"), "{l:#?}");
+    assert!(has(&l, "invalid verification code for"), "{l:#?}");
+    let (_, l) = login(
+        Driver::login(&via, &v, &code_at(&secret_v, now())).rhost("192.0.2.132"),
+        "PAM_SUCCESS",
+        &mut all,
+    );
+    assert!(has(&l, "sentinels skipped"), "{l:#?}");
+    let (_, l) = login(unknown(&via, "192.0.2.136"), "PAM_AUTH_ERR", &mut all);
+    assert!(has(&l, "code not verified (unknown user)"), "{l:#?}");
+
+    let (_, l) = login(wrong(&fallback, "192.0.2.133"), "PAM_AUTH_ERR", &mut all);
+    assert!(has(&l, "using this host's local store"), "{l:#?}");
+    assert!(has(&l, "invalid verification code for"), "{l:#?}");
+
+    for (driver, rhost) in [
+        (wrong(&outage, "192.0.2.134"), "192.0.2.134"),
+        (unknown(&outage, "192.0.2.135"), "192.0.2.135"),
+    ] {
+        let (_, l) = login(driver, "PAM_AUTH_ERR", &mut all);
+        assert!(
+            l.iter().any(
+                |l| l.contains("code not verified (state store unusable) for ")
+                    && l.ends_with(&format!("from {rhost}"))
+            ),
+            "{l:#?}"
+        );
+    }
+
+    let mut hits = fail2ban_hits(&all);
+    hits.sort();
+    assert_eq!(
+        hits,
+        ["192.0.2.131", "192.0.2.133", "192.0.2.136"],
+        "log:\n{}",
+        all.join("\n")
+    );
+}
