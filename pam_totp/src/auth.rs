@@ -1041,7 +1041,7 @@ impl Ctx {
                 Ok(Some(pw)) => {
                     if io.set_authtok(&pw).is_err() {
                         io.log(Level::Err, "could not forward the password (PAM_AUTHTOK)");
-                        return Ok(Outcome::Deny(Denial::NotPersisted));
+                        return Ok(self.denied(io, who, Denial::NotForwarded));
                     }
                 }
                 Ok(None) => {

@@ -40,6 +40,9 @@ pub enum Denial {
     Locked,
     NoAnswer,
     NotPersisted,
+    /// `forward_pass`: the password could not be stored as `PAM_AUTHTOK` for the next
+    /// module (libpam out of memory), after a right code or within a grace period.
+    NotForwarded,
     /// The state store refused, or holds a record that cannot be used.
     StateUnusable,
     /// A right scratch code, refused because the enrolment's record already holds as
@@ -69,6 +72,7 @@ impl Denial {
             }
             Denial::Locked => "second factor disabled after too many failures (max_failures)",
             Denial::NotPersisted => "state could not be saved",
+            Denial::NotForwarded => "password not passed on to the next module (forward_pass)",
             // Not "secret file unusable": the file is fine, the record of used scratch
             // codes has no room, and the err line before it names the way out.
             Denial::ScratchRecordFull => {

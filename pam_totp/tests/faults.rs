@@ -32,7 +32,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use pam_totp::auth::authenticate_with;
-use pam_totp::error::{AuthError, Outcome, PAM_IGNORE, PAM_SUCCESS, to_pam_code};
+use pam_totp::error::{AuthError, Denial, Outcome, PAM_IGNORE, PAM_SUCCESS, to_pam_code};
 use pam_totp::pamio::{ConvError, ItemKind, Level, PamIo, Style};
 use pam_totp::system::{ClockError, System};
 use totp_core::base32;
@@ -179,6 +179,8 @@ struct FakePam {
     answers: VecDeque<Answer>,
     prompts: usize,
     logs: RefCell<Vec<(Level, String)>>,
+    /// `pam_set_item(PAM_AUTHTOK)` fails (libpam out of memory).
+    authtok_fails: bool,
 }
 
 impl FakePam {
@@ -187,6 +189,7 @@ impl FakePam {
             answers: answers.into_iter().collect(),
             prompts: 0,
             logs: RefCell::new(Vec::new()),
+            authtok_fails: false,
         }
     }
 }
@@ -206,6 +209,9 @@ impl PamIo for FakePam {
         None
     }
     fn set_authtok(&mut self, _value: &[u8]) -> Result<(), ConvError> {
+        if self.authtok_fails {
+            return Err(ConvError::NoMemory);
+        }
         Ok(())
     }
     fn converse(
@@ -348,12 +354,21 @@ fn run_booted(
         clock,
         uptime,
     };
-    let mut pam = FakePam::new(answers);
+    run_with(home, args, &sys, FakePam::new(answers))
+}
+
+/// One login through `pam` (a fake handle set up by the caller) and `sys`.
+fn run_with(
+    home: &Home,
+    args: &[&str],
+    sys: &FakeSys,
+    mut pam: FakePam,
+) -> (Result<Outcome, AuthError>, FakePam) {
     let state_dir = format!("state_dir={}", home.state_dir().display());
     let argv: Vec<&[u8]> = std::iter::once(state_dir.as_bytes())
         .chain(args.iter().map(|a| a.as_bytes()))
         .collect();
-    let r = authenticate_with(&mut pam, &argv, &sys);
+    let r = authenticate_with(&mut pam, &argv, sys);
     (r, pam)
 }
 
@@ -1117,4 +1132,91 @@ fn with_a_boot_time_a_used_code_needs_a_write_but_no_fsync() {
     fault::clear();
     assert!(reached, "a durable write without a boot time");
     assert!(matches!(r, Ok(Outcome::Deny(_))), "{r:?}");
+}
+
+/// `forward_pass` with a right code whose password libpam cannot store as `PAM_AUTHTOK`:
+/// the login was denied with an error line naming neither the user nor the host, and
+/// no line ended the attempt (docs/logging.md: every answered attempt ends with one,
+/// "… for USER from HOST"). Control: the same login with `PAM_AUTHTOK` stored ends with
+/// the accepted line. The same within a grace period, where the password is asked for
+/// alone.
+#[test]
+fn a_password_that_cannot_be_forwarded_ends_the_attempt_with_user_and_host() {
+    let end = format!(" for {NAME} from 192.0.2.7");
+    let args = ["forward_pass", "grace_period=3600"];
+    let home = Home::new(&base_file());
+    let sys = FakeSys {
+        home: home.path().to_path_buf(),
+        me: me(),
+        nss: Nss::Ok,
+        clock: Clock::Ok,
+        uptime: UPTIME,
+    };
+    for fails in [false, true] {
+        let home = Home::new(&base_file());
+        let sys = FakeSys {
+            home: home.path().to_path_buf(),
+            me: me(),
+            ..sys
+        };
+        let mut pam = FakePam::new([Answer::Text(format!("hunter2{}", code_at(NOW)))]);
+        pam.authtok_fails = fails;
+        let (r, pam) = run_with(&home, &args, &sys, pam);
+        let logs = pam.logs.borrow();
+        let ended: Vec<&String> = logs
+            .iter()
+            .map(|(_, l)| l)
+            .filter(|l| l.ends_with(&end))
+            .collect();
+        if fails {
+            assert_eq!(
+                ended,
+                [&format!(
+                    "password not passed on to the next module (forward_pass){end}"
+                )],
+                "{logs:#?}"
+            );
+            assert_eq!(r, Ok(Outcome::Deny(Denial::NotForwarded)), "{logs:#?}");
+        } else {
+            assert_eq!(r, Ok(Outcome::Success), "control: {logs:#?}");
+            assert_eq!(
+                ended,
+                [&format!("accepted time-based code{end}")],
+                "control: {logs:#?}"
+            );
+        }
+    }
+    // A login within the grace period the first one opened: the password only.
+    let (r, _) = run_with(&home, &args, &sys, FakePam::new([correct()]));
+    assert_eq!(r, Ok(Outcome::Success));
+    for fails in [false, true] {
+        let mut pam = FakePam::new([Answer::Text("hunter2".into())]);
+        pam.authtok_fails = fails;
+        let (r, pam) = run_with(&home, &args, &sys, pam);
+        let logs = pam.logs.borrow();
+        let ended: Vec<&String> = logs
+            .iter()
+            .map(|(_, l)| l)
+            .filter(|l| l.contains(&format!("{NAME} from 192.0.2.7")))
+            .collect();
+        if fails {
+            assert_eq!(
+                ended,
+                [&format!(
+                    "password not passed on to the next module (forward_pass){end}"
+                )],
+                "grace: {logs:#?}"
+            );
+            assert_eq!(r, Ok(Outcome::Deny(Denial::NotForwarded)), "{logs:#?}");
+        } else {
+            assert_eq!(r, Ok(Outcome::Success), "grace control: {logs:#?}");
+            assert_eq!(
+                ended,
+                [&format!(
+                    "accepted {NAME} from 192.0.2.7 within the grace period"
+                )],
+                "grace control: {logs:#?}"
+            );
+        }
+    }
 }

@@ -885,9 +885,11 @@ impl Ctx {
                 .and_then(|i| cands.get(i))
                 .map(|c| c.prefix.as_slice())
                 .unwrap_or_default();
+            // The code is used up in the store already; the denial still ends with the
+            // line naming the user and the host, as every answered attempt does.
             if io.set_authtok(prefix).is_err() {
                 io.log(Level::Err, "could not forward the password (PAM_AUTHTOK)");
-                return Ok(Outcome::Deny(Denial::NotPersisted));
+                return Ok(self.denied(io, who, Denial::NotForwarded));
             }
         }
         let how = match method {
