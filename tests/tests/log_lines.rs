@@ -326,6 +326,62 @@ fn a_host_with_spaces_cannot_make_fail2ban_ban_an_address_of_its_choosing() {
     assert_eq!(hosts, want, "matched hosts; log:\n{}", all.join("\n"));
 }
 
+/// sshd names a link-local client as `getnameinfo` writes it, with its zone
+/// (`fe80::7%eth0`), and the filter wanted the address to end the line: the real
+/// `fail2ban-regex` counted none of such a client's failed codes, however many. Now the
+/// address before the zone is counted. Controls: the same failures from an address
+/// without a zone are counted; a host with spaces after its zone is still one escaped
+/// field, not counted, and a zone never lets a user name move the host.
+#[test]
+fn a_link_local_client_is_counted_without_its_zone() {
+    let t = "a_link_local_client_is_counted_without_its_zone";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "fail2ban-regex") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("f2bz");
+    let stack = Stack::new();
+    stack.service("svc", &format!("auth required {}\n", installed(&stack, "")));
+    let mut all = Vec::new();
+    let (_, l) = login(
+        Driver::login(&stack, &u, &wrong_totp(&secret, T0))
+            .rhost("fe80::7%eth0")
+            .at(T0),
+        "PAM_AUTH_ERR",
+        &mut all,
+    );
+    assert!(
+        l.iter()
+            .any(|l| l.contains("invalid verification code for ")
+                && l.ends_with(" from fe80::7%eth0")),
+        "{l:#?}"
+    );
+    for (name, rhost) in [
+        ("nosuch-f2bz", "fe80::8%lo"),
+        ("x from 203.0.113.21%eth0", "fe80::9%eth0"),
+        // Controls.
+        ("nosuch-f2bz", "fe80::a"),
+        ("nosuch-f2bz", "fe80::b%eth0 from 203.0.113.22"),
+        ("x from 203.0.113.23%eth0", ""),
+    ] {
+        login(
+            Driver::new(&stack, "svc", name)
+                .answer("123456")
+                .rhost(rhost)
+                .at(T0),
+            "PAM_AUTH_ERR",
+            &mut all,
+        );
+    }
+    let mut hits = fail2ban_hits(&all);
+    hits.sort();
+    assert_eq!(
+        hits,
+        ["fe80::7", "fe80::8", "fe80::9", "fe80::a"],
+        "log:\n{}",
+        all.join("\n")
+    );
+}
+
 /// The hosts the shipped filter matches in `lines` (auth.log lines), one per match, as
 /// the real `fail2ban-regex` reports them.
 fn fail2ban_hits(lines: &[String]) -> Vec<String> {
