@@ -26,9 +26,13 @@ pub trait System {
     /// The group of that name in each source of the group database that has one
     /// (`Err` when a source did not answer): for a proof of non-membership.
     fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError>;
-    /// The user's group ids and whether every source answered (`getgrouplist`, then
-    /// each source of the group database on its own), with the source that did not.
+    /// The user's group ids and whether every source answered, as far as
+    /// `getgrouplist` can tell (see [`nss::lookup_group_list`]).
     fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError>;
+    /// `list` (this user's [`System::group_list`]) with each source of the group
+    /// database asked on its own, for a proof of non-membership: their ids added,
+    /// incomplete (with the source) when one did not answer.
+    fn complete_group_list(&self, pw: &Passwd, list: GroupIds) -> Result<GroupIds, NssError>;
     /// Seconds since the kernel booted, if known: time steps before the boot count as
     /// used, which lets the state store skip the fsync for a used code.
     fn uptime(&self) -> Option<u64> {
@@ -36,8 +40,12 @@ pub trait System {
     }
 }
 
-/// The real clock and NSS.
-pub struct Host;
+/// The real clock and NSS, for one login: the group sources asked one by one read
+/// nsswitch.conf and load each module once for all of the login's questions.
+#[derive(Default)]
+pub struct Host {
+    sources: nss::GroupSources,
+}
 
 impl System for Host {
     fn now(&self) -> Result<i64, ClockError> {
@@ -67,11 +75,15 @@ impl System for Host {
     }
 
     fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError> {
-        nss::lookup_group_in_every_source(name)
+        self.sources.group(name)
     }
 
     fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError> {
-        nss::lookup_group_list_from_every_source(&pw.name, pw.gid)
+        nss::lookup_group_list(&pw.name, pw.gid)
+    }
+
+    fn complete_group_list(&self, pw: &Passwd, list: GroupIds) -> Result<GroupIds, NssError> {
+        self.sources.complete_list(&pw.name, pw.gid, list)
     }
 
     fn uptime(&self) -> Option<u64> {

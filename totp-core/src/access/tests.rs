@@ -571,7 +571,7 @@ fn explain_reports_rules_passed_over_for_missing_facts() {
 fn unknown_membership_never_skips_for_absence() {
     use crate::membership::Membership::{self, *};
     let asked = std::cell::RefCell::new(Vec::new());
-    let facts = |g: &str| -> Membership {
+    let facts = |g: &str, _: crate::membership::Question| -> Membership {
         asked.borrow_mut().push(g.to_owned());
         match g {
             "lan" => Member,
