@@ -144,12 +144,14 @@ impl<'a> GroupFacts<'a> {
         let Some(pw) = self.pw else {
             return Membership::Unknown;
         };
-        // A membership answers both questions; anything else answers its own.
+        // Each question answered from its own facts, as `totp-state audit` answers it
+        // (which keeps no answers): a membership only the sources' walk shows answers
+        // one and not the other.
         if let Some((_, _, m)) = self
             .known
             .borrow()
             .iter()
-            .find(|(g, q, m)| g == group && (*q == question || *m == Membership::Member))
+            .find(|(g, q, _)| g == group && *q == question)
         {
             return *m;
         }
