@@ -3,6 +3,7 @@
 //! Behind a trait so that the fault-injection tests can make each of them fail and check
 //! that no failure ever turns into `PAM_SUCCESS` or `PAM_IGNORE`.
 
+use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use totp_core::membership::GroupEntry;
@@ -45,6 +46,30 @@ pub trait System {
 #[derive(Default)]
 pub struct Host {
     sources: nss::GroupSources,
+    /// `getgrouplist` answers every source vouched for, by user name and primary group:
+    /// the group rules ask for the user's, and the file-system identity needs the same
+    /// list moments later in the same login. An incomplete one is asked again.
+    lists: RefCell<Vec<(String, u32, GroupIds)>>,
+}
+
+impl Host {
+    fn list_of(&self, pw: &Passwd) -> Result<GroupIds, NssError> {
+        if let Some((_, _, l)) = self
+            .lists
+            .borrow()
+            .iter()
+            .find(|(name, gid, _)| *name == pw.name && *gid == pw.gid)
+        {
+            return Ok(l.clone());
+        }
+        let list = nss::lookup_group_list(&pw.name, pw.gid)?;
+        if list.complete {
+            self.lists
+                .borrow_mut()
+                .push((pw.name.clone(), pw.gid, list.clone()));
+        }
+        Ok(list)
+    }
 }
 
 impl System for Host {
@@ -64,7 +89,10 @@ impl System for Host {
     }
 
     fn identity(&self, pw: &Passwd) -> Result<Identity, NssError> {
-        nss::identity_of(pw)
+        if pw.uid == 0 {
+            return nss::identity_of(pw);
+        }
+        nss::identity_with(pw, self.list_of(pw)?)
     }
 
     fn group_by_name(&self, name: &str) -> Result<Option<GroupEntry>, NssError> {
@@ -79,7 +107,7 @@ impl System for Host {
     }
 
     fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError> {
-        nss::lookup_group_list(&pw.name, pw.gid)
+        self.list_of(pw)
     }
 
     fn complete_group_list(&self, pw: &Passwd, list: GroupIds) -> Result<GroupIds, NssError> {

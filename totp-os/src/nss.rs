@@ -495,7 +495,19 @@ pub fn identity_of(pw: &Passwd) -> Result<Identity, NssError> {
             groups: vec![pw.gid],
         });
     }
-    let list = lookup_group_list(&pw.name, pw.gid)?;
+    identity_with(pw, lookup_group_list(&pw.name, pw.gid)?)
+}
+
+/// [`identity_of`] with `list`, the [`lookup_group_list`] of `pw` the caller already has
+/// (a login whose group rules asked for it moments before). Root's is not used.
+pub fn identity_with(pw: &Passwd, list: GroupIds) -> Result<Identity, NssError> {
+    if pw.uid == 0 {
+        return Ok(Identity {
+            uid: 0,
+            gid: pw.gid,
+            groups: vec![pw.gid],
+        });
+    }
     if !list.complete {
         return Err(NssError::IncompleteGroups { errno: list.errno });
     }
