@@ -46,7 +46,7 @@ const PROMPT_PASSWORD: &str = "Password: ";
 /// Entry point used by the FFI layer: the real clock and NSS.
 #[cfg(not(feature = "test-hmac-count"))]
 pub fn authenticate(io: &mut dyn PamIo, args: &[&[u8]], _flags: u32) -> Result<Outcome, AuthError> {
-    authenticate_with(io, args, &Host)
+    authenticate_with(io, args, &Host::default())
 }
 
 /// The entry point of the `test-hmac-count` build: the same flow, then one log line with
@@ -55,7 +55,7 @@ pub fn authenticate(io: &mut dyn PamIo, args: &[&[u8]], _flags: u32) -> Result<O
 pub fn authenticate(io: &mut dyn PamIo, args: &[&[u8]], _flags: u32) -> Result<Outcome, AuthError> {
     use totp_core::hmac_count;
     let before = (hmac_count::otp(), hmac_count::tags());
-    let result = authenticate_with(io, args, &Host);
+    let result = authenticate_with(io, args, &Host::default());
     io.log(
         Level::Info,
         &format!(

@@ -9,14 +9,14 @@ use std::path::Path;
 
 use totp_core::access::{Groups, RuleFile, SkipDecision, Subject, skip_decision};
 use totp_core::addr::classify_origin;
-use totp_core::membership::{self, GroupList, Membership};
+use totp_core::membership::{self, GroupList, Membership, Question};
 use totp_core::options::ModuleOptions;
 use totp_os::safefile::{self, FileRules};
 
 use crate::log::sanitize;
 use crate::pamio::Level;
 use crate::system::System;
-use totp_os::nss::Passwd;
+use totp_os::nss::{GroupIds, NssError, Passwd};
 
 /// The PAM items a skip decision may look at. Never the environment (R20).
 pub struct LoginItems<'a> {
@@ -56,7 +56,7 @@ pub fn decide(
     // validated PAM name and has no provable groups.
     let user = pw.map_or(name, |pw| pw.name.as_str());
     let facts = GroupFacts::new(sys, pw);
-    let ask = |group: &str| facts.membership(group);
+    let ask = |group: &str, question: Question| facts.membership(group, question);
     let groups = match pw {
         Some(_) => Groups::Each(&ask),
         None => Groups::Unknown,
@@ -103,13 +103,17 @@ pub fn decide(
 
 /// The user's group memberships, found out through NSS one named group at a time and
 /// only when a rule being evaluated names that group (a rule file or option set without
-/// groups makes no group lookup at all). Each group is looked up once per login.
+/// groups makes no group lookup at all). Each group is looked up once per login for
+/// each question asked of it.
 struct GroupFacts<'a> {
     sys: &'a dyn System,
     pw: Option<&'a Passwd>,
     /// `getgrouplist`, fetched when some group's entry alone does not prove membership.
+    glibc: OnceCell<Option<GroupList>>,
+    /// That list with each source's own answer added, fetched only for a question a
+    /// non-membership answers (see [`Question`]).
     list: OnceCell<Option<GroupList>>,
-    known: RefCell<Vec<(String, Membership)>>,
+    known: RefCell<Vec<(String, Question, Membership)>>,
     /// Why a membership stayed unknown, logged once per login after the decision.
     notes: RefCell<Vec<String>>,
     /// The source (if one was named) and error number that left the list incomplete.
@@ -121,6 +125,7 @@ impl<'a> GroupFacts<'a> {
         GroupFacts {
             sys,
             pw,
+            glibc: OnceCell::new(),
             list: OnceCell::new(),
             known: RefCell::new(Vec::new()),
             notes: RefCell::new(Vec::new()),
@@ -135,19 +140,29 @@ impl<'a> GroupFacts<'a> {
         }
     }
 
-    fn membership(&self, group: &str) -> Membership {
+    fn membership(&self, group: &str, question: Question) -> Membership {
         let Some(pw) = self.pw else {
             return Membership::Unknown;
         };
-        if let Some((_, m)) = self.known.borrow().iter().find(|(g, _)| g == group) {
+        // Each question answered from its own facts, as `totp-state audit` answers it
+        // (which keeps no answers): a membership only the sources' walk shows answers
+        // one and not the other.
+        if let Some((_, _, m)) = self
+            .known
+            .borrow()
+            .iter()
+            .find(|(g, q, _)| g == group && *q == question)
+        {
             return *m;
         }
-        let m = self.look_up(pw, group);
-        self.known.borrow_mut().push((group.to_owned(), m));
+        let m = self.look_up(pw, group, question);
+        self.known
+            .borrow_mut()
+            .push((group.to_owned(), question, m));
         m
     }
 
-    fn look_up(&self, pw: &Passwd, group: &str) -> Membership {
+    fn look_up(&self, pw: &Passwd, group: &str, question: Question) -> Membership {
         let shown = sanitize(group.as_bytes());
         let who = sanitize(pw.name.as_bytes());
         let entry = match self.sys.group_by_name(group) {
@@ -168,10 +183,11 @@ impl<'a> GroupFacts<'a> {
             }
         };
         let m = membership::prove(
+            question,
             &pw.name,
             pw.gid,
             entry.as_ref(),
-            || self.list(pw).as_ref(),
+            || self.list(pw, question),
             || match self.sys.group_in_every_source(group) {
                 Ok(entries) => Some(entries),
                 Err(e) => {
@@ -184,7 +200,10 @@ impl<'a> GroupFacts<'a> {
             },
         );
         // Without the entry, its own note above says why.
-        let list_short = matches!(self.list.get(), Some(Some(l)) if !l.complete);
+        let list_short = match question {
+            Question::IsMember => matches!(self.glibc.get(), Some(Some(l)) if !l.complete),
+            Question::MemberOrNot => matches!(self.list.get(), Some(Some(l)) if !l.complete),
+        };
         if m == Membership::Unknown && entry.is_some() && list_short {
             let failed = self.failed.borrow();
             let why = match failed.as_ref() {
@@ -207,8 +226,36 @@ impl<'a> GroupFacts<'a> {
         m
     }
 
-    fn list(&self, pw: &Passwd) -> &Option<GroupList> {
-        self.list.get_or_init(|| match self.sys.group_list(pw) {
+    /// The list a question needs: `getgrouplist` alone for a membership, that and each
+    /// source's own answer for a non-membership.
+    fn list(&self, pw: &Passwd, question: Question) -> Option<&GroupList> {
+        let glibc = self
+            .glibc
+            .get_or_init(|| self.answered(pw, self.sys.group_list(pw)))
+            .as_ref();
+        match question {
+            Question::IsMember => glibc,
+            Question::MemberOrNot => self
+                .list
+                .get_or_init(|| {
+                    let l = glibc?;
+                    if !l.complete {
+                        return Some(l.clone());
+                    }
+                    let ids = GroupIds {
+                        gids: l.gids.clone(),
+                        complete: true,
+                        errno: 0,
+                        source: None,
+                    };
+                    self.answered(pw, self.sys.complete_group_list(pw, ids))
+                })
+                .as_ref(),
+        }
+    }
+
+    fn answered(&self, pw: &Passwd, list: Result<GroupIds, NssError>) -> Option<GroupList> {
+        match list {
             Ok(l) => {
                 if !l.complete {
                     *self.failed.borrow_mut() = Some((l.source, l.errno));
@@ -225,7 +272,7 @@ impl<'a> GroupFacts<'a> {
                 ));
                 None
             }
-        })
+        }
     }
 }
 

@@ -74,8 +74,13 @@ pub(crate) fn open_local(
     opts: &ModuleOptions,
     sys: &dyn System,
 ) -> Result<Box<dyn StateStore>, String> {
+    Ok(open_local_at(opts, local_dir(opts, sys)?))
+}
+
+/// [`open_local`] in `dir`, the [`local_dir`] the caller already has.
+pub(crate) fn open_local_at(opts: &ModuleOptions, dir: PathBuf) -> Box<dyn StateStore> {
     let timeout = Duration::from_millis(opts.lock_timeout_ms);
-    Ok(Box::new(StateDir::new(local_dir(opts, sys)?, timeout)))
+    Box::new(StateDir::new(dir, timeout))
 }
 
 /// The local store's directory: `state_dir=`, or the default for the process owner.

@@ -3,6 +3,7 @@
 //! Behind a trait so that the fault-injection tests can make each of them fail and check
 //! that no failure ever turns into `PAM_SUCCESS` or `PAM_IGNORE`.
 
+use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use totp_core::membership::GroupEntry;
@@ -26,9 +27,13 @@ pub trait System {
     /// The group of that name in each source of the group database that has one
     /// (`Err` when a source did not answer): for a proof of non-membership.
     fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError>;
-    /// The user's group ids and whether every source answered (`getgrouplist`, then
-    /// each source of the group database on its own), with the source that did not.
+    /// The user's group ids and whether every source answered, as far as
+    /// `getgrouplist` can tell (see [`nss::lookup_group_list`]).
     fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError>;
+    /// `list` (this user's [`System::group_list`]) with each source of the group
+    /// database asked on its own, for a proof of non-membership: their ids added,
+    /// incomplete (with the source) when one did not answer.
+    fn complete_group_list(&self, pw: &Passwd, list: GroupIds) -> Result<GroupIds, NssError>;
     /// Seconds since the kernel booted, if known: time steps before the boot count as
     /// used, which lets the state store skip the fsync for a used code.
     fn uptime(&self) -> Option<u64> {
@@ -36,8 +41,36 @@ pub trait System {
     }
 }
 
-/// The real clock and NSS.
-pub struct Host;
+/// The real clock and NSS, for one login: the group sources asked one by one read
+/// nsswitch.conf and load each module once for all of the login's questions.
+#[derive(Default)]
+pub struct Host {
+    sources: nss::GroupSources,
+    /// `getgrouplist` answers every source vouched for, by user name and primary group:
+    /// the group rules ask for the user's, and the file-system identity needs the same
+    /// list moments later in the same login. An incomplete one is asked again.
+    lists: RefCell<Vec<(String, u32, GroupIds)>>,
+}
+
+impl Host {
+    fn list_of(&self, pw: &Passwd) -> Result<GroupIds, NssError> {
+        if let Some((_, _, l)) = self
+            .lists
+            .borrow()
+            .iter()
+            .find(|(name, gid, _)| *name == pw.name && *gid == pw.gid)
+        {
+            return Ok(l.clone());
+        }
+        let list = nss::lookup_group_list(&pw.name, pw.gid)?;
+        if list.complete {
+            self.lists
+                .borrow_mut()
+                .push((pw.name.clone(), pw.gid, list.clone()));
+        }
+        Ok(list)
+    }
+}
 
 impl System for Host {
     fn now(&self) -> Result<i64, ClockError> {
@@ -56,7 +89,10 @@ impl System for Host {
     }
 
     fn identity(&self, pw: &Passwd) -> Result<Identity, NssError> {
-        nss::identity_of(pw)
+        if pw.uid == 0 {
+            return nss::identity_of(pw);
+        }
+        nss::identity_with(pw, self.list_of(pw)?)
     }
 
     fn group_by_name(&self, name: &str) -> Result<Option<GroupEntry>, NssError> {
@@ -67,11 +103,15 @@ impl System for Host {
     }
 
     fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError> {
-        nss::lookup_group_in_every_source(name)
+        self.sources.group(name)
     }
 
     fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError> {
-        nss::lookup_group_list_from_every_source(&pw.name, pw.gid)
+        self.list_of(pw)
+    }
+
+    fn complete_group_list(&self, pw: &Passwd, list: GroupIds) -> Result<GroupIds, NssError> {
+        self.sources.complete_list(&pw.name, pw.gid, list)
     }
 
     fn uptime(&self) -> Option<u64> {

@@ -160,6 +160,9 @@ impl System for FakeSys {
             source: None,
         })
     }
+    fn complete_group_list(&self, _pw: &Passwd, list: GroupIds) -> Result<GroupIds, NssError> {
+        Ok(list)
+    }
     fn uptime(&self) -> Option<u64> {
         self.uptime
     }

@@ -564,6 +564,110 @@ fn membership_skips_need_proven_membership() {
     f.check();
 }
 
+/// `skip_group=` skips on a proven membership only: a non-member is asked for the code
+/// whether or not the non-membership is proven, so the walk that would prove the user's
+/// group list complete (each source's `initgroups_dyn` on its own) is not made. The
+/// stand-in sees one `initgroups` of the user (glibc's `getgrouplist`), where it saw
+/// two. Controls: `require_group=` of the same non-member needs that proof, asks the
+/// stand-in twice and skips; the member skips under `skip_group=`; a group list the
+/// directory left incomplete still skips no one under `skip_group=`.
+#[test]
+fn a_skip_group_asks_no_source_for_a_non_membership() {
+    let Some((u, ds)) = setup("a_skip_group_asks_no_source_for_a_non_membership", "dsx") else {
+        return;
+    };
+    let mode = Mode::Store(root_store());
+    mode.enroll(&u);
+    let g = ds.control.grname.clone();
+    let skip = mode.args(&format!("skip_group={g}"));
+    let require = mode.args(&format!("require_group={g}"));
+    let mut at = T0;
+    let mut run = |args: &str| {
+        at += 90;
+        ds.clear_calls();
+        let d = login(&ds, args, &u.name, &wrong_totp(SECRET_160, at), at);
+        let initgroups = ds
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("initgroups "))
+            .count();
+        (d, initgroups)
+    };
+    let mut f = Failures::default();
+    ds.with(|c| c.grmember = false);
+    let (d, asked) = run(&skip);
+    f.refused("skip_group, non-member", &d);
+    if asked != 1 {
+        f.0.push(format!(
+            "skip_group, non-member: {asked} initgroups calls, want 1"
+        ));
+    }
+    let (d, asked) = run(&require);
+    f.expect("require_group, non-member: control", &d, "PAM_IGNORE");
+    if asked != 2 {
+        f.0.push(format!(
+            "require_group, non-member: {asked} initgroups calls, want 2"
+        ));
+    }
+    ds.with(|_| {});
+    f.expect("skip_group, member: control", &run(&skip).0, "PAM_IGNORE");
+    ds.with(|c| c.group = "unavail");
+    f.refused("skip_group, directory unavail: control", &run(&skip).0);
+    f.check();
+}
+
+/// A home-mode login the group rules did not skip opens the user's file under the
+/// user's identity, whose group list is `getgrouplist`'s: the list the rules asked for
+/// moments before is used, not asked for again. The stand-in sees one `initgroups` of
+/// a `skip_group=` non-member whose right code logs in, where it saw two. Controls:
+/// without group rules the identity alone asks once; a source that says "try again"
+/// while the rules list the groups still denies the file login (the incomplete list is
+/// asked again, and refused).
+#[test]
+fn a_home_login_asks_the_group_list_once_for_the_rules_and_the_identity() {
+    let Some((u, ds)) = setup(
+        "a_home_login_asks_the_group_list_once_for_the_rules_and_the_identity",
+        "dsj",
+    ) else {
+        return;
+    };
+    Mode::Home.enroll(&u);
+    let g = ds.control.grname.clone();
+    let skip = format!("skip_group={g}");
+    let mut at = T0;
+    let mut run = |args: &str| {
+        at += 90;
+        ds.clear_calls();
+        let d = login(&ds, args, &u.name, &code_at(SECRET_160, at), at);
+        let initgroups = ds
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("initgroups "))
+            .count();
+        (d, initgroups)
+    };
+    let mut f = Failures::default();
+    ds.with(|c| c.grmember = false);
+    let (d, asked) = run(&skip);
+    f.expect("skip_group, non-member, right code", &d, "PAM_SUCCESS");
+    if asked != 1 {
+        f.0.push(format!(
+            "skip_group, non-member: {asked} initgroups calls, want 1"
+        ));
+    }
+    let (d, asked) = run("");
+    f.expect("no group rules, right code: control", &d, "PAM_SUCCESS");
+    if asked != 1 {
+        f.0.push(format!("no group rules: {asked} initgroups calls, want 1"));
+    }
+    ds.with(|c| {
+        c.grmember = false;
+        c.group = "tryagain";
+    });
+    let (d, _) = run(&skip);
+    f.expect("skip_group, source tryagain: control", &d, "PAM_AUTH_ERR");
+    f.check();
+}
 /// No group lookups when no rule or option names a group: the stand-in logs every call,
 /// and a login that a rule without group items skips makes none, not even the user's
 /// group list for the credential switch (that comes only after the skip rules).

@@ -69,6 +69,19 @@ pub fn decide(facts: &Facts<'_>) -> Membership {
     }
 }
 
+/// What a rule needs to know of one membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Question {
+    /// Only a proven membership changes the outcome (`skip_group=`): "not a member" and
+    /// "unknown" both ask for the code, so the walk that proves a group list complete
+    /// (each source's `initgroups_dyn`) is not made, and the answer is never
+    /// [`Membership::NotMember`].
+    IsMember,
+    /// A proven non-membership changes the outcome too (`require_group=`, the `(group)`
+    /// items of a rule file).
+    MemberOrNot,
+}
+
 /// [`decide`] the way a login asks: the group entry first, and the user's group list
 /// (`list`, fetched only then: a lookup a rule does not need is not made) only where
 /// the entry neither proves membership nor is missing. A non-membership proven that way
@@ -78,7 +91,14 @@ pub fn decide(facts: &Facts<'_>) -> Membership {
 /// the group database and none of them makes the user a member; `None` (a source did
 /// not answer) leaves it unknown. One proof for the module and the tools, so they
 /// cannot disagree on who is a member.
+///
+/// For [`Question::IsMember`], `list` is `getgrouplist`'s answer alone: its
+/// completeness only decides whether the sources' groups of that name are asked (as
+/// for a non-membership), and what the sources do not prove a membership is
+/// [`Membership::Unknown`]. For [`Question::MemberOrNot`] it is the list every source
+/// answered for as well.
 pub fn prove<'a>(
+    question: Question,
     user: &'a str,
     primary_gid: u32,
     group: Option<&'a GroupEntry>,
@@ -112,7 +132,11 @@ pub fn prove<'a>(
             return m;
         }
     }
-    Membership::NotMember
+    match question {
+        Question::MemberOrNot => Membership::NotMember,
+        // `getgrouplist` alone proves no list complete.
+        Question::IsMember => Membership::Unknown,
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +156,7 @@ mod tests {
         let run = |sources: Option<Vec<GroupEntry>>| {
             let asked = Cell::new(false);
             let m = prove(
+                Question::MemberOrNot,
                 "alice",
                 100,
                 Some(&local),
@@ -162,6 +187,7 @@ mod tests {
         let listed = entry(500, &["alice"]);
         let asked = Cell::new(false);
         let m = prove(
+            Question::MemberOrNot,
             "alice",
             100,
             Some(&listed),
@@ -172,6 +198,43 @@ mod tests {
             },
         );
         assert_eq!((m, asked.get()), (Member, false));
+    }
+
+    /// A question only a membership answers gets the same members (from the entry, the
+    /// list, or the group of that name in another source) and never a non-membership;
+    /// an incomplete list still asks no source. Control: the same facts prove the
+    /// non-membership for a question that needs it.
+    #[test]
+    fn a_membership_question_never_proves_a_non_membership() {
+        use Membership::*;
+        let local = entry(500, &["bob"]);
+        let glibc = list(&[100, 700], true);
+        let ask = |question: Question, l: &GroupList, sources: Vec<GroupEntry>| {
+            prove(
+                question,
+                "alice",
+                100,
+                Some(&local),
+                || Some(l),
+                || Some(sources),
+            )
+        };
+        let none = || vec![local.clone()];
+        assert_eq!(ask(Question::IsMember, &glibc, none()), Unknown);
+        assert_eq!(ask(Question::MemberOrNot, &glibc, none()), NotMember);
+        let shadowed = vec![local.clone(), entry(600, &["alice"])];
+        assert_eq!(ask(Question::IsMember, &glibc, shadowed), Member);
+        let by_gid = vec![local.clone(), entry(700, &[])];
+        assert_eq!(ask(Question::IsMember, &glibc, by_gid), Member);
+        assert_eq!(
+            ask(Question::IsMember, &list(&[100, 500], true), none()),
+            Member
+        );
+        let short = list(&[100], false);
+        assert_eq!(
+            ask(Question::IsMember, &short, vec![entry(600, &["alice"])]),
+            Unknown
+        );
     }
 
     fn entry(gid: u32, members: &[&str]) -> GroupEntry {
@@ -250,6 +313,7 @@ mod tests {
         let ask = |group: Option<&GroupEntry>, l: &GroupList| {
             let fetched = Cell::new(false);
             let m = prove(
+                Question::MemberOrNot,
                 "alice",
                 100,
                 group,

@@ -10,7 +10,7 @@ use totp_core::access::{
     self, AccessRules, Explanation, Groups, MatchedRule, ParseOptions, RawSubject, SkipVerdict,
 };
 use totp_core::addr::Origin;
-use totp_core::membership::{self, GroupEntry, GroupList, Membership};
+use totp_core::membership::{self, GroupEntry, GroupList, Membership, Question};
 use totp_os::nss;
 use totp_os::safefile::{self, FileError, FileRules};
 
@@ -99,7 +99,9 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         });
     // Every group the decision asked about, in order, with what could be proven.
     let asked: RefCell<Vec<GroupJson>> = RefCell::new(Vec::new());
-    let ask = |group: &str| {
+    // Only the rule file is explained, and its `(group)` items ask
+    // `Question::MemberOrNot`, the question `list` (every source's) is for.
+    let ask = |group: &str, question: Question| {
         let entry = nss::lookup_group_by_name(group)
             .ok()
             .flatten()
@@ -109,6 +111,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             });
         // As the module proves it: a non-membership needs the name in every source.
         let m = membership::prove(
+            question,
             &pw.name,
             pw.gid,
             entry.as_ref(),

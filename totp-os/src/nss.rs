@@ -288,35 +288,96 @@ pub fn lookup_group_list_from_every_source(
     name: &str,
     primary_gid: gid_t,
 ) -> Result<GroupIds, NssError> {
-    let mut list = lookup_group_list(name, primary_gid)?;
-    if !list.complete {
-        return Ok(list);
+    let list = lookup_group_list(name, primary_gid)?;
+    GroupSources::new().complete_list(name, primary_gid, list)
+}
+
+/// The sources of the group database asked one by one, for one login (or one account
+/// of a tool): nsswitch.conf is read, and each service's module loaded, at the first
+/// question and not again, whichever questions follow. Nothing is read until then.
+/// Not to be kept across logins: a module installed or an nsswitch.conf changed since
+/// would not be seen.
+pub struct GroupSources {
+    walk: std::cell::OnceCell<crate::nss_sources::Walk>,
+}
+
+impl Default for GroupSources {
+    fn default() -> Self {
+        Self::new()
     }
-    let cname = CString::new(name).map_err(|_| NssError::InvalidName)?;
-    match crate::nss_sources::every_source(&cname, primary_gid) {
-        Ok(more) => {
-            list.gids.extend(more);
-            // The primary group stays first; the rest once each.
-            if let Some(rest) = list.gids.get_mut(1..) {
-                rest.sort_unstable();
-            }
-            let primary = list.gids.first().copied();
-            list.gids.dedup();
-            let mut seen_primary = false;
-            list.gids.retain(|g| {
-                if Some(*g) != primary {
-                    return true;
+}
+
+impl GroupSources {
+    /// Nothing asked yet.
+    pub fn new() -> GroupSources {
+        GroupSources {
+            walk: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn walk(&self) -> &crate::nss_sources::Walk {
+        self.walk.get_or_init(crate::nss_sources::Walk::new)
+    }
+
+    /// `list` (`getgrouplist`'s answer for `name`, see [`lookup_group_list`]) with the
+    /// ids each source answered on its own added, complete only when every one answered
+    /// (see [`lookup_group_list_from_every_source`]). A list already incomplete is
+    /// returned as it is, without asking.
+    pub fn complete_list(
+        &self,
+        name: &str,
+        primary_gid: gid_t,
+        mut list: GroupIds,
+    ) -> Result<GroupIds, NssError> {
+        if !list.complete {
+            return Ok(list);
+        }
+        let cname = CString::new(name).map_err(|_| NssError::InvalidName)?;
+        match self.walk().every_source(&cname, primary_gid) {
+            Ok(more) => {
+                list.gids.extend(more);
+                // The primary group stays first; the rest once each.
+                if let Some(rest) = list.gids.get_mut(1..) {
+                    rest.sort_unstable();
                 }
-                !std::mem::replace(&mut seen_primary, true)
-            });
+                let primary = list.gids.first().copied();
+                list.gids.dedup();
+                let mut seen_primary = false;
+                list.gids.retain(|g| {
+                    if Some(*g) != primary {
+                        return true;
+                    }
+                    !std::mem::replace(&mut seen_primary, true)
+                });
+            }
+            Err(e) => {
+                list.complete = false;
+                list.errno = e.errno;
+                list.source = e.service;
+            }
         }
-        Err(e) => {
-            list.complete = false;
-            list.errno = e.errno;
-            list.source = e.service;
-        }
+        Ok(list)
     }
-    Ok(list)
+
+    /// The group called `name` in each source that has one (see
+    /// [`lookup_group_in_every_source`]).
+    pub fn group(&self, name: &str) -> Result<Vec<GroupEntry>, NssError> {
+        let cname = CString::new(name).map_err(|_| NssError::InvalidName)?;
+        let groups =
+            self.walk()
+                .group_in_every_source(&cname)
+                .map_err(|e| NssError::SourceFailed {
+                    service: e.service,
+                    errno: e.errno,
+                })?;
+        Ok(groups
+            .into_iter()
+            .map(|g| GroupEntry {
+                gid: g.gid,
+                members: g.members,
+            })
+            .collect())
+    }
 }
 
 fn clear_errno() {
@@ -414,19 +475,7 @@ pub(crate) unsafe fn copy_group(gr: &libc::group) -> Group {
 /// name in `files` and in a directory may be two groups. `Err` when a source did not
 /// answer. For a proof of non-membership (R22) only.
 pub fn lookup_group_in_every_source(name: &str) -> Result<Vec<GroupEntry>, NssError> {
-    let cname = CString::new(name).map_err(|_| NssError::InvalidName)?;
-    let groups =
-        crate::nss_sources::group_in_every_source(&cname).map_err(|e| NssError::SourceFailed {
-            service: e.service,
-            errno: e.errno,
-        })?;
-    Ok(groups
-        .into_iter()
-        .map(|g| GroupEntry {
-            gid: g.gid,
-            members: g.members,
-        })
-        .collect())
+    GroupSources::new().group(name)
 }
 
 /// The filesystem identity of `pw` (uid, primary gid and all NSS groups), ready for
@@ -446,7 +495,19 @@ pub fn identity_of(pw: &Passwd) -> Result<Identity, NssError> {
             groups: vec![pw.gid],
         });
     }
-    let list = lookup_group_list(&pw.name, pw.gid)?;
+    identity_with(pw, lookup_group_list(&pw.name, pw.gid)?)
+}
+
+/// [`identity_of`] with `list`, the [`lookup_group_list`] of `pw` the caller already has
+/// (a login whose group rules asked for it moments before). Root's is not used.
+pub fn identity_with(pw: &Passwd, list: GroupIds) -> Result<Identity, NssError> {
+    if pw.uid == 0 {
+        return Ok(Identity {
+            uid: 0,
+            gid: pw.gid,
+            groups: vec![pw.gid],
+        });
+    }
     if !list.complete {
         return Err(NssError::IncompleteGroups { errno: list.errno });
     }

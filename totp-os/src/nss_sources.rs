@@ -15,6 +15,7 @@
 //! library holds a group of it. `files` (and `dns`) are built into glibc 2.34 and later
 //! and are looked up in the C library when their stub cannot be loaded.
 
+use std::cell::RefCell;
 use std::ffi::CString;
 use std::io::Read;
 use std::mem::MaybeUninit;
@@ -66,7 +67,7 @@ type GetgrnamR = unsafe extern "C" fn(
 
 /// Why the sources could not all be asked or did not all answer; `errno` for the
 /// caller's message (never 0).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct NotEverySource {
     pub(crate) errno: i32,
     /// The service that did not answer, when one was asked.
@@ -191,59 +192,98 @@ fn nsswitch_conf() -> Result<String, NotEverySource> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// The group ids each source of the group database answers for `user` (primary group
-/// `primary_gid` included), or why one of them did not answer.
-pub(crate) fn every_source(
-    user: &CString,
-    primary_gid: gid_t,
-) -> Result<Vec<gid_t>, NotEverySource> {
-    let text = nsswitch_conf()?;
-    let sources = group_sources(&text).ok_or(NotEverySource::errno(libc::EINVAL))?;
-    let mut gids = vec![primary_gid];
-    let mut loaded = Loaded(0);
-    for service in &sources {
-        let named = |mut e: NotEverySource| {
-            e.service = Some(service.clone());
-            e
-        };
-        let Some(initgroups) = entry_point(service).map_err(named)? else {
-            continue;
-        };
-        loaded.count()?;
-        ask(initgroups, user, primary_gid, &mut gids).map_err(named)?;
-    }
-    Ok(gids)
+/// One login's walk of the group sources: nsswitch.conf read once, and each service's
+/// module loaded (or found missing) once, whichever of the two questions below is asked
+/// and how often. A module missing costs a search of the loader's whole path (about
+/// 60 system calls here) at every attempt; glibc itself tries it once per process.
+pub(crate) struct Walk {
+    conf: Result<String, NotEverySource>,
+    modules: RefCell<Vec<(String, Option<Module>)>>,
 }
 
-/// The group called `name` in each source of the group database that has one, or why
-/// one of them did not answer.
-pub(crate) fn group_in_every_source(name: &CString) -> Result<Vec<Group>, NotEverySource> {
-    let text = nsswitch_conf()?;
-    let sources = group_name_sources(&text).ok_or(NotEverySource::errno(libc::EINVAL))?;
-    let mut groups = Vec::new();
-    let mut loaded = Loaded(0);
-    for service in &sources {
-        let named = |mut e: NotEverySource| {
-            e.service = Some(service.clone());
-            e
-        };
-        // A module without getgrnam_r resolves no group name for glibc either.
-        let Some(module) = Module::load(service) else {
-            continue;
-        };
-        loaded.count()?;
-        let found = module.symbol(service, "getgrnam_r").map_err(named)?;
-        if found.is_null() {
-            continue;
-        }
-        // SAFETY: glibc calls every module's `_nss_<service>_getgrnam_r` with exactly
-        // this signature (nss/nsswitch.h); a symbol of that name is that function.
-        let getgrnam = unsafe { std::mem::transmute::<*mut c_void, GetgrnamR>(found) };
-        if let Some(g) = ask_group(getgrnam, name).map_err(named)? {
-            groups.push(g);
+impl Walk {
+    pub(crate) fn new() -> Walk {
+        Walk {
+            conf: nsswitch_conf(),
+            modules: RefCell::new(Vec::new()),
         }
     }
-    Ok(groups)
+
+    fn conf(&self) -> Result<&str, NotEverySource> {
+        self.conf.as_deref().map_err(Clone::clone)
+    }
+
+    fn module(&self, service: &str) -> Option<Module> {
+        if let Some((_, m)) = self.modules.borrow().iter().find(|(s, _)| s == service) {
+            return m.clone();
+        }
+        let m = Module::load(service);
+        self.modules
+            .borrow_mut()
+            .push((service.to_owned(), m.clone()));
+        m
+    }
+
+    /// The group ids each source of the group database answers for `user` (primary
+    /// group `primary_gid` included), or why one of them did not answer.
+    pub(crate) fn every_source(
+        &self,
+        user: &CString,
+        primary_gid: gid_t,
+    ) -> Result<Vec<gid_t>, NotEverySource> {
+        let sources = group_sources(self.conf()?).ok_or(NotEverySource::errno(libc::EINVAL))?;
+        let mut gids = vec![primary_gid];
+        let mut loaded = Loaded(0);
+        for service in &sources {
+            let named = |mut e: NotEverySource| {
+                e.service = Some(service.clone());
+                e
+            };
+            let Some(module) = self.module(service) else {
+                continue;
+            };
+            let Some(initgroups) = entry_point(&module, service).map_err(named)? else {
+                continue;
+            };
+            loaded.count()?;
+            ask(initgroups, user, primary_gid, &mut gids).map_err(named)?;
+        }
+        Ok(gids)
+    }
+
+    /// The group called `name` in each source of the group database that has one, or
+    /// why one of them did not answer.
+    pub(crate) fn group_in_every_source(
+        &self,
+        name: &CString,
+    ) -> Result<Vec<Group>, NotEverySource> {
+        let sources =
+            group_name_sources(self.conf()?).ok_or(NotEverySource::errno(libc::EINVAL))?;
+        let mut groups = Vec::new();
+        let mut loaded = Loaded(0);
+        for service in &sources {
+            let named = |mut e: NotEverySource| {
+                e.service = Some(service.clone());
+                e
+            };
+            // A module without getgrnam_r resolves no group name for glibc either.
+            let Some(module) = self.module(service) else {
+                continue;
+            };
+            loaded.count()?;
+            let found = module.symbol(service, "getgrnam_r").map_err(named)?;
+            if found.is_null() {
+                continue;
+            }
+            // SAFETY: glibc calls every module's `_nss_<service>_getgrnam_r` with exactly
+            // this signature (nss/nsswitch.h); a symbol of that name is that function.
+            let getgrnam = unsafe { std::mem::transmute::<*mut c_void, GetgrnamR>(found) };
+            if let Some(g) = ask_group(getgrnam, name).map_err(named)? {
+                groups.push(g);
+            }
+        }
+        Ok(groups)
+    }
 }
 
 /// The modules a walk has loaded, bounded by [`MAX_SOURCES`].
@@ -304,6 +344,7 @@ fn ask_group(getgrnam: GetgrnamR, name: &CString) -> Result<Option<Group>, NotEv
 }
 
 /// A module's handles to look symbols up in.
+#[derive(Clone)]
 struct Module {
     handles: Vec<*mut c_void>,
 }
@@ -359,14 +400,10 @@ impl Module {
     }
 }
 
-/// The module's `initgroups_dyn`; `None` for a module that cannot be loaded, or one
-/// with neither `initgroups_dyn` nor `getgrent_r` (glibc asks such a module nothing). A
+/// The module's `initgroups_dyn`; `None` for a module with neither `initgroups_dyn` nor `getgrent_r` (glibc asks such a module nothing). A
 /// module with `getgrent_r` only is enumerated by glibc, which this proof does not do:
 /// an error.
-fn entry_point(service: &str) -> Result<Option<InitgroupsDyn>, NotEverySource> {
-    let Some(module) = Module::load(service) else {
-        return Ok(None);
-    };
+fn entry_point(module: &Module, service: &str) -> Result<Option<InitgroupsDyn>, NotEverySource> {
     let initgroups = module.symbol(service, "initgroups_dyn")?;
     if initgroups.is_null() {
         // `files` always has it: not finding it is a fault, not a source to leave out.
@@ -530,8 +567,35 @@ mod tests {
     /// a service whose module does not exist is no source.
     #[test]
     fn files_is_always_found_and_a_missing_module_is_no_source() {
-        assert!(matches!(entry_point("files"), Ok(Some(_))));
-        assert!(matches!(entry_point("pamtotpnosuchservice"), Ok(None)));
+        let files = Module::load("files").expect("files");
+        assert!(matches!(entry_point(&files, "files"), Ok(Some(_))));
+        assert!(Module::load("pamtotpnosuchservice").is_none());
+    }
+
+    /// One walk reads nsswitch.conf once and tries each service's module once, for
+    /// both questions and however often a service is named; a module that is missing
+    /// stays no source. Control: each question still asks `files`.
+    #[test]
+    fn a_walk_loads_each_module_once() {
+        let walk = Walk {
+            conf: Ok("group: files pamtotpnosuchservice files pamtotpnosuchservice\n".into()),
+            modules: RefCell::new(Vec::new()),
+        };
+        let root = CString::new("root").expect("name");
+        assert_eq!(
+            walk.every_source(&root, 0).map(|g| g.first().copied()),
+            Ok(Some(0))
+        );
+        let groups = walk
+            .group_in_every_source(&root)
+            .expect("every source answers");
+        assert!(groups.iter().any(|g| g.gid == 0), "{groups:?}");
+        let modules = walk.modules.borrow();
+        let tried: Vec<(&str, bool)> = modules
+            .iter()
+            .map(|(s, m)| (s.as_str(), m.is_some()))
+            .collect();
+        assert_eq!(tried, [("files", true), ("pamtotpnosuchservice", false)]);
     }
 
     /// The bound counts modules loaded, not words: the 33rd module is refused.
@@ -609,10 +673,11 @@ mod tests {
     #[test]
     fn this_hosts_sources_answer_for_root() {
         let root = CString::new("root").expect("name");
-        let gids = every_source(&root, 0).expect("every source answers");
+        let walk = Walk::new();
+        let gids = walk.every_source(&root, 0).expect("every source answers");
         assert_eq!(gids.first(), Some(&0));
         // nss-systemd answers UNAVAIL/ESRCH for a user no userdb service knows.
         let nobody = CString::new("no-such-user-pam-totp-test").expect("name");
-        assert_eq!(every_source(&nobody, 4242), Ok(vec![4242]));
+        assert_eq!(walk.every_source(&nobody, 4242), Ok(vec![4242]));
     }
 }

@@ -12,7 +12,7 @@ use totp_core::access::{
     skip_decision,
 };
 use totp_core::addr::{self, Origin, OriginReason};
-use totp_core::membership::{self, GroupEntry, GroupList, Membership};
+use totp_core::membership::{self, GroupEntry, GroupList, Membership, Question};
 use totp_core::options::ModuleOptions;
 use totp_os::inspect::{Finding, Verdict};
 use totp_os::nss::{self, Passwd};
@@ -112,8 +112,8 @@ impl<'a> Skips<'a> {
         pw: &Passwd,
         file: impl FnOnce() -> Finding,
     ) -> (Finding, bool, Option<String>) {
-        let list: OnceCell<Option<GroupList>> = OnceCell::new();
-        let ask = |group: &str| self.membership(pw, group, &list);
+        let lists = Lists::default();
+        let ask = |group: &str, question: Question| self.membership(pw, group, question, &lists);
         let subject = Subject {
             user: &pw.name,
             groups: Groups::Each(&ask),
@@ -235,12 +235,14 @@ impl<'a> Skips<'a> {
     }
 
     /// Membership as the module proves it (R22): the group's entry, then the account's
-    /// group list where the entry alone proves nothing.
+    /// group list where the entry alone proves nothing (`getgrouplist` alone for a
+    /// question only a membership answers, as the module asks it).
     fn membership(
         &self,
         pw: &Passwd,
         group: &str,
-        list: &OnceCell<Option<GroupList>>,
+        question: Question,
+        lists: &Lists,
     ) -> Membership {
         let entry = self
             .groups
@@ -257,19 +259,38 @@ impl<'a> Skips<'a> {
             })
             .clone();
         membership::prove(
+            question,
             &pw.name,
             pw.gid,
             entry.as_ref(),
             || {
-                list.get_or_init(|| {
-                    nss::lookup_group_list_from_every_source(&pw.name, pw.gid)
-                        .ok()
-                        .map(|l| GroupList {
-                            gids: l.gids,
-                            complete: l.complete,
+                let to_list = |l: nss::GroupIds| GroupList {
+                    gids: l.gids,
+                    complete: l.complete,
+                };
+                let glibc = lists
+                    .glibc
+                    .get_or_init(|| nss::lookup_group_list(&pw.name, pw.gid).ok().map(to_list));
+                match question {
+                    Question::IsMember => glibc.as_ref(),
+                    Question::MemberOrNot => lists
+                        .complete
+                        .get_or_init(|| {
+                            let l = glibc.as_ref()?;
+                            let ids = nss::GroupIds {
+                                gids: l.gids.clone(),
+                                complete: l.complete,
+                                errno: 0,
+                                source: None,
+                            };
+                            lists
+                                .sources
+                                .complete_list(&pw.name, pw.gid, ids)
+                                .ok()
+                                .map(to_list)
                         })
-                })
-                .as_ref()
+                        .as_ref(),
+                }
             },
             || {
                 self.every_source
@@ -280,6 +301,15 @@ impl<'a> Skips<'a> {
             },
         )
     }
+}
+
+/// One account's group lists, each fetched once for the audit of that account.
+#[derive(Default)]
+struct Lists {
+    glibc: OnceCell<Option<GroupList>>,
+    /// With each source's own answer added, for a non-membership.
+    complete: OnceCell<Option<GroupList>>,
+    sources: nss::GroupSources,
 }
 
 /// Empties line `line` (1-based) of `text`, keeping its newline and so every other

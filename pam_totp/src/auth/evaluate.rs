@@ -1185,8 +1185,11 @@ fn local_marks_of(
     // stat only spares that walk: what is read goes through the store's checks. Only
     // "not there" (or not searchable by a screen locker's owner) proves it never used;
     // any other failure (EIO, ELOOP) goes on to the checks that log it.
+    // Once: without `state_dir=`, a process that is not root finds its directory through
+    // the name service, and a second answer could differ from the first.
+    let dir = store::local_dir(opts, sys);
     if opts.fleet.fallback != Fallback::Local {
-        let never_used = store::local_dir(opts, sys).map_or(true, |dir| {
+        let never_used = dir.as_ref().map_or(true, |dir| {
             std::fs::symlink_metadata(dir.join(KEY_FILE)).is_err_and(|e| {
                 matches!(
                     e.kind(),
@@ -1200,13 +1203,14 @@ fn local_marks_of(
             return None;
         }
     }
-    let mut local = match store::open_local(opts, sys) {
-        Ok(s) => s,
+    let dir = match dir {
+        Ok(dir) => dir,
         Err(why) => {
             not_read(io, &why);
             return None;
         }
     };
+    let mut local = store::open_local_at(opts, dir.clone());
     let key = match local.context(Missing::Leave) {
         Ok(Some(c)) => c.key,
         Ok(None) => return None,
@@ -1220,7 +1224,6 @@ fn local_marks_of(
         // Named with its path (a damaged record's error does not say which) and the
         // command that clears it: the login goes on without it at every login until then.
         Err(e) => {
-            let dir = store::local_dir(opts, sys).unwrap_or_default();
             let dir = dir.display();
             not_read(
                 io,

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::membership::Membership;
+use crate::membership::{Membership, Question};
 
 /// The user's groups as far as they are known (see [`crate::membership`]).
 #[derive(Clone, Copy)]
@@ -13,22 +13,32 @@ pub enum Groups<'a> {
     #[cfg(any(test, feature = "test-support"))]
     Complete(&'a [String]),
     /// Asked group by group, only for the groups a rule being evaluated names (the
-    /// module asks the name service about each such group once).
-    Each(&'a dyn Fn(&str) -> Membership),
+    /// module asks the name service about each such group once), with what the rule
+    /// needs to know.
+    Each(&'a dyn Fn(&str, Question) -> Membership),
     /// Nothing is known (failed lookup, or no account): every `(group)` item is
     /// undecidable.
     Unknown,
 }
 
 impl Groups<'_> {
-    /// Membership of one group.
+    /// Membership of one group, a non-membership proven where it can be.
     pub fn membership(&self, group: &str) -> Membership {
+        self.answer(group, Question::MemberOrNot)
+    }
+
+    /// Whether membership of one group is proven (a non-membership is not sought).
+    pub fn is_member(&self, group: &str) -> bool {
+        self.answer(group, Question::IsMember) == Membership::Member
+    }
+
+    fn answer(&self, group: &str, question: Question) -> Membership {
         match self {
             #[cfg(any(test, feature = "test-support"))]
             Groups::Complete(names) if names.iter().any(|g| g == group) => Membership::Member,
             #[cfg(any(test, feature = "test-support"))]
             Groups::Complete(_) => Membership::NotMember,
-            Groups::Each(ask) => ask(group),
+            Groups::Each(ask) => ask(group, question),
             Groups::Unknown => Membership::Unknown,
         }
     }
@@ -87,10 +97,7 @@ pub fn group_skip_decision(
     skip_groups: &[String],
     require_groups: &[String],
 ) -> GroupDecision {
-    if let Some(g) = skip_groups
-        .iter()
-        .find(|g| groups.membership(g) == Membership::Member)
-    {
+    if let Some(g) = skip_groups.iter().find(|g| groups.is_member(g)) {
         return GroupDecision::Skip(GroupSkipReason::InSkipGroup(g.clone()));
     }
     if !require_groups.is_empty()

@@ -571,8 +571,10 @@ fn explain_reports_rules_passed_over_for_missing_facts() {
 fn unknown_membership_never_skips_for_absence() {
     use crate::membership::Membership::{self, *};
     let asked = std::cell::RefCell::new(Vec::new());
-    let facts = |g: &str| -> Membership {
+    let questions = std::cell::RefCell::new(Vec::new());
+    let facts = |g: &str, q: crate::membership::Question| -> Membership {
         asked.borrow_mut().push(g.to_owned());
+        questions.borrow_mut().push((g.to_owned(), q));
         match g {
             "lan" => Member,
             "staff" => NotMember,
@@ -619,6 +621,20 @@ fn unknown_membership_never_skips_for_absence() {
         GroupDecision::Skip(GroupSkipReason::InSkipGroup("lan".into()))
     );
     assert_eq!(*asked.borrow(), vec!["lan".to_owned()]);
+    // A skip group needs a membership only; a require group and a rule file's item
+    // need a non-membership too.
+    use crate::membership::Question::{IsMember, MemberOrNot};
+    questions.borrow_mut().clear();
+    assert_eq!(decide(&["mfa"], &["x"]), GroupDecision::Require);
+    verdict("+ : ALL EXCEPT (mfa) : ALL");
+    assert_eq!(
+        *questions.borrow(),
+        vec![
+            ("mfa".to_owned(), IsMember),
+            ("x".to_owned(), MemberOrNot),
+            ("mfa".to_owned(), MemberOrNot)
+        ]
+    );
 }
 
 #[test]
