@@ -685,3 +685,116 @@ fn a_local_mark_is_carried_into_a_shared_record_with_version_1_marks() {
     let (d, logs) = login_logged(&host, &z, &code_at(&secret_z, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
 }
+
+/// docs/fleet.md, "Moving to another store", and SECURITY.md's deviation: a local record
+/// a moved host's login cannot read (damaged, too large, a wrong mode, another owner)
+/// denies nothing; each login logs what was not checked with the record's path and the
+/// `totp-state reset --user UID --state-dir DIR` that clears it, and that command, run as
+/// the line says, does clear it: the next login logs nothing about the local store (user
+/// `mgu`). A damaged store key is logged too and denies nothing. Control (user `mgj`,
+/// its record readable): a code it accepted before the move is refused, and nothing is
+/// logged about the local store.
+#[test]
+fn each_unreadable_local_record_is_cleared_by_the_reset_its_log_line_names() {
+    if !require_root("each_unreadable_local_record_is_cleared_by_the_reset_its_log_line_names") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgu");
+    init(&a, &[]);
+    let t = after_recreation(now()) + 60;
+    let host = Stack::probe("svc", "");
+    let (u, secret_u) = TestUser::enrolled("mgu");
+    let (j, secret_j) = TestUser::enrolled("mgj");
+    for (user, secret) in [(&u, &secret_u), (&j, &secret_j)] {
+        let (d, logs) = login_logged(&host, user, &code_at(secret, t), PEER, t);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    }
+    move_to(&host, &a);
+    let unread = |logs: &[String]| {
+        logs.iter()
+            .any(|l| l.contains("this host's local store") && l.contains("not checked"))
+    };
+    // Control: the readable record refuses its replay, silently about the local store.
+    let (d, logs) = login_logged(&host, &j, &code_at(&secret_j, t), PEER, t + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(!unread(&logs), "{logs:?}");
+
+    let record = host.state_file(u.uid);
+    let dir = host.state_dir();
+    let dir = dir.to_str().expect("a UTF-8 path");
+    let uid = u.uid.to_string();
+    let fix = format!("`totp-state reset --user {uid} --state-dir {dir}`");
+    type Fault = fn(&std::path::Path);
+    let faults: [(&str, Fault, &str); 4] = [
+        (
+            "damaged",
+            |p| std::fs::write(p, vec![0x5a; 300]).expect("overwrite"),
+            "",
+        ),
+        (
+            "too large",
+            |p| {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .expect("open");
+                f.set_len(1 << 20).expect("grow");
+            },
+            "is larger than",
+        ),
+        (
+            "group and other readable",
+            |p| std::fs::set_permissions(p, PermissionsExt::from_mode(0o644)).expect("chmod"),
+            "has mode 644",
+        ),
+        (
+            "another owner",
+            |p| std::os::unix::fs::chown(p, Some(65534), None).expect("chown"),
+            "is owned by uid 65534",
+        ),
+    ];
+    let mut at = t + 30;
+    for (what, fault, why) in faults {
+        assert!(
+            record.exists(),
+            "{what}: the record is there before the fault"
+        );
+        fault(&record);
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret_u, at), PEER, at);
+        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {logs:?}");
+        assert!(unread(&logs), "{what}: the fault is logged: {logs:?}");
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("not checked") && l.contains(why) && l.contains(&fix)),
+            "{what}: the line names the cause and the reset: {logs:?}"
+        );
+        let out = state_tool(&["reset", "--user", &uid, "--state-dir", dir]);
+        assert!(out.status.success(), "{what}: the named reset: {out:?}");
+        at += 30;
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret_u, at), PEER, at);
+        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {logs:?}");
+        assert!(!unread(&logs), "{what}: cleared by the reset: {logs:?}");
+        // The next fault needs a record again: one written as a local login writes it.
+        move_to(&host, "");
+        at += 30;
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret_u, at), PEER, at);
+        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {logs:?}");
+        move_to(&host, &a);
+        at += 30;
+    }
+
+    // A damaged store key: logged at the login, which goes on.
+    let key = host.state_dir().join("store.key");
+    let kept = std::fs::read(&key).expect("read the key");
+    std::fs::write(&key, b"not a key").expect("damage the key");
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret_u, at), PEER, at);
+    std::fs::write(&key, kept).expect("the key back");
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "damaged key: {d:?} {logs:?}"
+    );
+    assert!(unread(&logs), "damaged key: {logs:?}");
+}
