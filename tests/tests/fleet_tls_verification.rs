@@ -494,7 +494,12 @@ fn a_server_certificate_that_does_not_prove_the_store_is_refused_with_the_reason
             &ca.server_cert,
             &ca.server_key,
             &legacy,
-            &["protocol version", "TLS 1.2 or later"],
+            // docs/fleet.md quotes the phrase.
+            &[
+                "protocol version",
+                "no TLS version both sides accept",
+                "TLS 1.2 or later",
+            ],
         ),
     ];
     for (what, host, cert, key, extra, why) in cases {
@@ -761,6 +766,11 @@ fn a_connection_closed_during_the_tls_handshake_is_an_outage_through_libpam() {
                 m.iter()
                     .any(|l| l.contains(FALLBACK_USED) && l.contains("state store unavailable")),
                 "{what}: an outage, the local store used: {lines:?}"
+            );
+            // docs/fleet.md, "Failure is explicit": the cause an admin reads.
+            assert!(
+                m.iter().any(|l| l.contains("the connection ended")),
+                "{what}: the log says the connection ended: {lines:?}"
             );
         }
     }
