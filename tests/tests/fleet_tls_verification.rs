@@ -1207,6 +1207,22 @@ fn an_etcd_member_failing_tls_is_skipped_with_a_warning_through_libpam() {
         ping.status.success() && !err.contains("skipped"),
         "control: ping: {err}"
     );
+    // docs/fleet.md, "Failure is explicit": members failing TLS and the others
+    // unreachable is an outage, which the fallback takes (the refusal below is the
+    // control: every member failing TLS).
+    at += 30;
+    let (d, lines) = login_at(&[expired_at.clone(), down_at.clone()], at);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "TLS and down: {d:?} {lines:?}"
+    );
+    let m = messages(&lines);
+    assert!(
+        m.iter()
+            .any(|l| l.contains(FALLBACK_USED) && l.contains("no majority reached")),
+        "TLS and down: an outage, the local store used: {lines:?}"
+    );
     at += 30;
     let (d, lines) = login_at(&[expired_at, wrong_at], at);
     assert_eq!(
