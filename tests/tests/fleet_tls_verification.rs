@@ -1461,3 +1461,70 @@ fn a_redis_server_refusing_the_client_certificate_is_a_refusal_through_libpam() 
         "killed: no refusal: {lines:?}"
     );
 }
+
+/// docs/fleet.md, "Replicas, Sentinel and failover": `rediss+sentinel://` verifies each
+/// sentinel as it would the server, and where every sentinel listed fails TLS (an
+/// expired certificate, one for another name) none could name the primary: a refusal
+/// naming each reason, with `state_fallback=local` set and not taken. Sentinels failing
+/// TLS and the others unreachable are an outage, which the fallback takes (as for etcd
+/// members). Control: a sentinel whose certificate passes (a stand-in that then answers
+/// nothing) is an outage with no word of certificates.
+#[test]
+fn sentinels_failing_tls_are_a_refusal_and_with_one_unreachable_an_outage_through_libpam() {
+    let t = "sentinels_failing_tls_are_a_refusal_and_with_one_unreachable_an_outage_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("sentinels");
+    let (wrong_name, wrong_key) = signed(
+        ca.dir.path(),
+        "wrongname",
+        "other.example",
+        "subjectAltName=DNS:other.example\nextendedKeyUsage=serverAuth\n",
+    );
+    let expired = signed_for(&ca, "expired", "20200101000000Z", "20200103000000Z");
+    let good = StandIn::start(&ca.server_cert, &ca.server_key, &[]);
+    let expired_sentinel = StandIn::start(&expired, &ca.server_key, &[]);
+    let wrong_sentinel = StandIn::start(&wrong_name, &wrong_key, &[]);
+    let down = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let args = |ports: &[u16]| {
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!(
+            "state=rediss+sentinel://{}/fleet redis_plugin={} redis_prefix={} \
+             redis_connect_timeout=1000 redis_timeout=500 state_fallback=local \
+             redis_ca_file={}",
+            nodes.join(","),
+            plugin().display(),
+            prefix(),
+            ca.ca_cert.display()
+        )
+    };
+    let (u, secret) = TestUser::enrolled("ts");
+    assert_handshake_passed("control", &args(&[good.port]), &u, &secret);
+    assert_refused(
+        "every sentinel failing TLS",
+        &args(&[expired_sentinel.port, wrong_sentinel.port]),
+        &u,
+        &secret,
+        &[
+            "no sentinel named the primary",
+            "certificate has expired",
+            "IP address mismatch",
+        ],
+    );
+    let (d, lines) = login(&args(&[expired_sentinel.port, down]), &u, &secret);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "TLS and down: {d:?} {lines:?}"
+    );
+    assert!(
+        messages(&lines)
+            .iter()
+            .any(|l| l.contains(FALLBACK_USED) && l.contains("state store unavailable")),
+        "TLS and down: an outage, the local store used: {lines:?}"
+    );
+}
