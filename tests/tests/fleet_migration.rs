@@ -112,8 +112,15 @@ fn a_host_moved_from_its_local_store_to_redis_never_reopens_a_code_it_accepted()
     // the beginning, and the code used on the local store logs in once more on another
     // host that moved there.
     let n = redis_args(&server, "mgn");
-    let (_host, _u, _secret, d, logs) = used_then_moved("mgn", "", &n, &["--never-used"], true);
+    let (other, _u, _secret, d, logs) = used_then_moved("mgn", "", &n, &["--never-used"], true);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // SECURITY.md: a host whose local store was never used reads nothing and logs
+    // nothing, and its directory is not created (pam_totp(8), state=).
+    assert!(!logs.iter().any(|l| l.contains("local store")), "{logs:?}");
+    assert!(
+        !other.state_dir().exists(),
+        "a login through the shared store created the local store"
+    );
     // The host that accepted it reads its own local marks, floor or not.
     let m = redis_args(&server, "mgm");
     let (_host, _u, _secret, d, logs) = used_then_moved("mgm", "", &m, &["--never-used"], false);
