@@ -869,7 +869,7 @@ fn an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through
                 ca: enc_ca.clone(),
                 client: good.client.clone(),
             },
-            &["CA file", "encrypted"][..],
+            &["CA file", "a certificate block is marked encrypted"][..],
         ),
         (
             "the client certificate",
@@ -877,7 +877,10 @@ fn an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through
                 ca: ca.ca_cert.clone(),
                 client: Some((enc_cert.clone(), ca.client_key.clone())),
             },
-            &["client certificate", "encrypted"][..],
+            &[
+                "client certificate",
+                "a certificate block is marked encrypted",
+            ][..],
         ),
         (
             "the CA file, the header behind an unread key line",
@@ -885,7 +888,7 @@ fn an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through
                 ca: hidden_ca.clone(),
                 client: good.client.clone(),
             },
-            &["CA file", "encrypted"][..],
+            &["CA file", "a certificate block is marked encrypted"][..],
         ),
     ];
     for (what, files, why) in &cases {
