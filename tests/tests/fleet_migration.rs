@@ -451,6 +451,20 @@ fn show_of_a_shared_store_names_the_marks_of_this_hosts_local_store() {
         said.contains(&format!("--state-dir {}", host.state_dir().display())),
         "{said}"
     );
+    // The command the line gives lists the mark.
+    let dir = host.state_dir();
+    let listed = state_tool(&[
+        "show",
+        "--user",
+        &p.name,
+        "--state-dir",
+        dir.to_str().expect("a UTF-8 path"),
+    ]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && text.contains("last accepted code"),
+        "{listed:?}"
+    );
     // What the line explains: the code is refused on this host.
     let (d, logs) = login_logged(&host, &p, &code, PEER, t + 5);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
