@@ -737,10 +737,19 @@ fn each_unreadable_local_record_is_cleared_by_the_reset_its_log_line_names() {
         logs.iter()
             .any(|l| l.contains("this host's local store") && l.contains("not checked"))
     };
-    // Control: the readable record refuses its replay, silently about the local store.
+    // Control: the readable record refuses its replay, silently about the local store,
+    // and is only read (pam_totp(8), state=: written only through the fallback).
+    let kept = std::fs::read(host.state_file(j.uid)).expect("read j's record");
     let (d, logs) = login_logged(&host, &j, &code_at(&secret_j, t), PEER, t + 5);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
     assert!(!unread(&logs), "{logs:?}");
+    let (d, logs) = login_logged(&host, &j, &code_at(&secret_j, t + 30), PEER, t + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert_eq!(
+        std::fs::read(host.state_file(j.uid)).expect("read j's record"),
+        kept,
+        "a login through the shared store wrote the local record"
+    );
 
     let record = host.state_file(u.uid);
     let dir = host.state_dir();
