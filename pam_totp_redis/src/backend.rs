@@ -534,30 +534,78 @@ fn discover(
             )),
             Ok(found) => {
                 let skipped = (!why.is_empty()).then(|| {
-                    format!(
+                    let head = format!(
                         "{} of {} sentinels skipped before sentinel {host}:{port} named the \
                          primary (fix it, or take it out of state=, before the sentinels \
-                         lose their quorum): {}",
+                         lose their quorum): ",
                         why.len(),
                         nodes.len(),
-                        why.join("; ")
-                    )
+                    );
+                    let list = fitted(&why, MESSAGE_ROOM.saturating_sub(head.len()));
+                    head + &list
                 });
                 return Ok((found, skipped));
             }
             Err(e) => why.push(format!("sentinel {host}:{port}: {e}")),
         }
     }
-    let message = format!("no sentinel named the primary {name}: {}", why.join("; "));
+    let head = format!("no sentinel named the primary {name}: ");
     if definite == nodes.len() {
         // Every address answered, and none is a sentinel that monitors the name: a
         // state= naming the wrong ports or the wrong name, not an outage.
-        return Err(Failure::refused(format!(
-            "{message} (redis+sentinel:// names the sentinels' ports, 26379 by default, \
-             and the name of their `sentinel monitor` line)"
-        )));
+        let hint = " (redis+sentinel:// names the sentinels' ports, 26379 by default, and \
+                    the name of their `sentinel monitor` line)";
+        let list = fitted(&why, MESSAGE_ROOM.saturating_sub(head.len() + hint.len()));
+        return Err(Failure::refused(format!("{head}{list}{hint}")));
     }
-    Err(Failure::unavailable(message))
+    let list = fitted(&why, MESSAGE_ROOM.saturating_sub(head.len()));
+    Err(Failure::unavailable(head + &list))
+}
+
+/// What a message can hold: the plugin ABI's buffer, less its NUL.
+const MESSAGE_ROOM: usize = pam_totp_plugin_abi::MESSAGE_CAP - 1;
+
+/// Where a shortened reason ends.
+const CUT: &str = "...";
+
+/// `each` (one entry per sentinel, `sentinel HOST:PORT: reason`) joined by `"; "` in at
+/// most `room` bytes: as they are when they fit; otherwise every sentinel keeps its
+/// address and the start of its reason, each getting an equal share of the room (what a
+/// shorter one leaves goes to the others). The plugin's message buffer would otherwise
+/// cut the list at its end: three sentinels failing TLS lost the last one's address
+/// and, for a refusal, the hint after the list.
+fn fitted(each: &[String], room: usize) -> String {
+    const SEP: &str = "; ";
+    let n = each.len();
+    let whole = each.iter().map(String::len).sum::<usize>() + SEP.len() * n.saturating_sub(1);
+    if whole <= room {
+        return each.join(SEP);
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| each[i].len());
+    let mut left = room.saturating_sub(SEP.len() * n.saturating_sub(1));
+    let mut cut = vec![String::new(); n];
+    for (k, &i) in order.iter().enumerate() {
+        let share = left / (n - k);
+        cut[i] = shortened(&each[i], share);
+        left = left.saturating_sub(cut[i].len());
+    }
+    cut.join(SEP)
+}
+
+/// `m` in at most `max` bytes, its reason cut (and marked) where it must be; the
+/// sentinel's address (up to the first `": "`, which follows the port, an IPv6
+/// address's colons included) is kept whole whatever `max`.
+fn shortened(m: &str, max: usize) -> String {
+    if m.len() <= max {
+        return m.to_owned();
+    }
+    let address = m.find(": ").unwrap_or(0);
+    let mut end = max.saturating_sub(CUT.len()).max(address).min(m.len());
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT}", &m[..end])
 }
 
 /// After a refused `AUTH`: whether the server is a sentinel after all, which has no
@@ -1461,6 +1509,33 @@ mod tests {
     use std::os::unix::net::UnixListener;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The sentinels' list fits the plugin's message with every address whole (an IPv6
+    /// one too), each reason cut and marked; control: a list that fits is left as it is.
+    #[test]
+    fn a_sentinel_list_too_long_for_the_message_keeps_every_address() {
+        let hosts = ["127.0.0.1:26379", "[2001:db8::1]:26380", "s3.example:26381"];
+        let long: Vec<String> = hosts
+            .iter()
+            .chain(&hosts)
+            .map(|h| format!("sentinel {h}: TLS handshake: {}", "x".repeat(190)))
+            .collect();
+        let text = fitted(&long, 300);
+        assert!(text.len() <= 300, "{} bytes: {text}", text.len());
+        for h in hosts {
+            assert_eq!(
+                text.matches(&format!("sentinel {h}: ")).count(),
+                2,
+                "{text}"
+            );
+        }
+        assert_eq!(text.matches(CUT).count(), long.len(), "{text}");
+        let short: Vec<String> = hosts
+            .iter()
+            .map(|h| format!("sentinel {h}: no answer within 500 ms"))
+            .collect();
+        assert_eq!(fitted(&short, MESSAGE_ROOM), short.join("; "));
+    }
 
     /// A server on a Unix socket that answers each chunk the client sends (a pipeline is
     /// one write) with the next scripted bytes, and returns the chunks it was sent.

@@ -112,8 +112,15 @@ fn a_host_moved_from_its_local_store_to_redis_never_reopens_a_code_it_accepted()
     // the beginning, and the code used on the local store logs in once more on another
     // host that moved there.
     let n = redis_args(&server, "mgn");
-    let (_host, _u, _secret, d, logs) = used_then_moved("mgn", "", &n, &["--never-used"], true);
+    let (other, _u, _secret, d, logs) = used_then_moved("mgn", "", &n, &["--never-used"], true);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    // SECURITY.md: a host whose local store was never used reads nothing and logs
+    // nothing, and its directory is not created (pam_totp(8), state=).
+    assert!(!logs.iter().any(|l| l.contains("local store")), "{logs:?}");
+    assert!(
+        !other.state_dir().exists(),
+        "a login through the shared store created the local store"
+    );
     // The host that accepted it reads its own local marks, floor or not.
     let m = redis_args(&server, "mgm");
     let (_host, _u, _secret, d, logs) = used_then_moved("mgm", "", &m, &["--never-used"], false);
@@ -444,6 +451,20 @@ fn show_of_a_shared_store_names_the_marks_of_this_hosts_local_store() {
         said.contains(&format!("--state-dir {}", host.state_dir().display())),
         "{said}"
     );
+    // The command the line gives lists the mark.
+    let dir = host.state_dir();
+    let listed = state_tool(&[
+        "show",
+        "--user",
+        &p.name,
+        "--state-dir",
+        dir.to_str().expect("a UTF-8 path"),
+    ]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && text.contains("last accepted code"),
+        "{listed:?}"
+    );
     // What the line explains: the code is refused on this host.
     let (d, logs) = login_logged(&host, &p, &code, PEER, t + 5);
     assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
@@ -684,4 +705,126 @@ fn a_local_mark_is_carried_into_a_shared_record_with_version_1_marks() {
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
     let (d, logs) = login_logged(&host, &z, &code_at(&secret_z, t + 30), PEER, t + 30);
     assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+}
+
+/// docs/fleet.md, "Moving to another store", and SECURITY.md's deviation: a local record
+/// a moved host's login cannot read (damaged, too large, a wrong mode, another owner)
+/// denies nothing; each login logs what was not checked with the record's path and the
+/// `totp-state reset --user UID --state-dir DIR` that clears it, and that command, run as
+/// the line says, does clear it: the next login logs nothing about the local store (user
+/// `mgu`). A damaged store key is logged too and denies nothing. Control (user `mgj`,
+/// its record readable): a code it accepted before the move is refused, and nothing is
+/// logged about the local store.
+#[test]
+fn each_unreadable_local_record_is_cleared_by_the_reset_its_log_line_names() {
+    if !require_root("each_unreadable_local_record_is_cleared_by_the_reset_its_log_line_names") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let server = RedisServer::start(&ServerConfig::default());
+    let a = redis_args(&server, "mgu");
+    init(&a, &[]);
+    let t = after_recreation(now()) + 60;
+    let host = Stack::probe("svc", "");
+    let (u, secret_u) = TestUser::enrolled("mgu");
+    let (j, secret_j) = TestUser::enrolled("mgj");
+    for (user, secret) in [(&u, &secret_u), (&j, &secret_j)] {
+        let (d, logs) = login_logged(&host, user, &code_at(secret, t), PEER, t);
+        assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    }
+    move_to(&host, &a);
+    let unread = |logs: &[String]| {
+        logs.iter()
+            .any(|l| l.contains("this host's local store") && l.contains("not checked"))
+    };
+    // Control: the readable record refuses its replay, silently about the local store,
+    // and is only read (pam_totp(8), state=: written only through the fallback).
+    let kept = std::fs::read(host.state_file(j.uid)).expect("read j's record");
+    let (d, logs) = login_logged(&host, &j, &code_at(&secret_j, t), PEER, t + 5);
+    assert_eq!(d.returned(), denied(), "{d:?} {logs:?}");
+    assert!(!unread(&logs), "{logs:?}");
+    let (d, logs) = login_logged(&host, &j, &code_at(&secret_j, t + 30), PEER, t + 30);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {logs:?}");
+    assert_eq!(
+        std::fs::read(host.state_file(j.uid)).expect("read j's record"),
+        kept,
+        "a login through the shared store wrote the local record"
+    );
+
+    let record = host.state_file(u.uid);
+    let dir = host.state_dir();
+    let dir = dir.to_str().expect("a UTF-8 path");
+    let uid = u.uid.to_string();
+    let fix = format!("`totp-state reset --user {uid} --state-dir {dir}`");
+    type Fault = fn(&std::path::Path);
+    let faults: [(&str, Fault, &str); 4] = [
+        (
+            "damaged",
+            |p| std::fs::write(p, vec![0x5a; 300]).expect("overwrite"),
+            "",
+        ),
+        (
+            "too large",
+            |p| {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .expect("open");
+                f.set_len(1 << 20).expect("grow");
+            },
+            "is larger than",
+        ),
+        (
+            "group and other readable",
+            |p| std::fs::set_permissions(p, PermissionsExt::from_mode(0o644)).expect("chmod"),
+            "has mode 644",
+        ),
+        (
+            "another owner",
+            |p| std::os::unix::fs::chown(p, Some(65534), None).expect("chown"),
+            "is owned by uid 65534",
+        ),
+    ];
+    let mut at = t + 30;
+    for (what, fault, why) in faults {
+        assert!(
+            record.exists(),
+            "{what}: the record is there before the fault"
+        );
+        fault(&record);
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret_u, at), PEER, at);
+        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {logs:?}");
+        assert!(unread(&logs), "{what}: the fault is logged: {logs:?}");
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("not checked") && l.contains(why) && l.contains(&fix)),
+            "{what}: the line names the cause and the reset: {logs:?}"
+        );
+        let out = state_tool(&["reset", "--user", &uid, "--state-dir", dir]);
+        assert!(out.status.success(), "{what}: the named reset: {out:?}");
+        at += 30;
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret_u, at), PEER, at);
+        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {logs:?}");
+        assert!(!unread(&logs), "{what}: cleared by the reset: {logs:?}");
+        // The next fault needs a record again: one written as a local login writes it.
+        move_to(&host, "");
+        at += 30;
+        let (d, logs) = login_logged(&host, &u, &code_at(&secret_u, at), PEER, at);
+        assert_eq!(d.returned(), Returned::Success, "{what}: {d:?} {logs:?}");
+        move_to(&host, &a);
+        at += 30;
+    }
+
+    // A damaged store key: logged at the login, which goes on.
+    let key = host.state_dir().join("store.key");
+    let kept = std::fs::read(&key).expect("read the key");
+    std::fs::write(&key, b"not a key").expect("damage the key");
+    let (d, logs) = login_logged(&host, &u, &code_at(&secret_u, at), PEER, at);
+    std::fs::write(&key, kept).expect("the key back");
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "damaged key: {d:?} {logs:?}"
+    );
+    assert!(unread(&logs), "damaged key: {logs:?}");
 }

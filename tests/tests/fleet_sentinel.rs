@@ -290,3 +290,104 @@ fn a_sentinel_naming_a_replica_does_not_deny_while_the_others_name_the_primary_t
         "{lines:?}"
     );
 }
+
+/// A listener that answers every request with a Redis error of `len` characters: a
+/// sentinel (or any server) whose reason fills the plugin's 120 characters for it.
+fn long_error_sentinel(len: usize) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let answer = format!("-ERR {}\r\n", "x".repeat(len));
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            if conn.read(&mut buf).unwrap_or(0) > 0 {
+                let _ = conn.write_all(answer.as_bytes());
+            }
+        }
+    });
+    port
+}
+
+/// docs/fleet.md, "Replicas, Sentinel and failover": the sentinels passed over are named
+/// in the warning "with each one's cause", and where none names the primary the denial
+/// names each sentinel's answer. Four sentinels with long answers fill more than the
+/// plugin's 512-byte message: the list was cut at its end, so the last sentinels asked
+/// lost their address (a broken sentinel left unnamed). Now each keeps its address and
+/// the start of its reason, the list cut evenly. Control: one such sentinel before the
+/// real one is named with its whole reason, no cut.
+#[test]
+fn every_sentinel_passed_over_is_named_however_long_their_answers_through_libpam() {
+    let t = "every_sentinel_passed_over_is_named_however_long_their_answers_through_libpam";
+    if !require_root(t) || !require_tool(t, "redis-server") {
+        return;
+    }
+    let primary = RedisServer::start(&ServerConfig::default());
+    let sentinel = Sentinel::start(primary.port, "fleet", 1);
+    wait_for(
+        "the sentinel naming the primary",
+        Duration::from_secs(30),
+        || {
+            ask(
+                sentinel.port,
+                &["SENTINEL", "get-master-addr-by-name", "fleet"],
+            )
+            .contains(&format!("\r\n{}\r\n", primary.port))
+        },
+    );
+    let fakes: Vec<u16> = (0..4).map(|_| long_error_sentinel(300)).collect();
+    let args = |nodes: &[String]| {
+        format!(
+            "state=redis+sentinel://{}/fleet redis_plugin={} redis_prefix=sl: \
+             redis_connect_timeout=3000 redis_timeout=1000",
+            nodes.join(","),
+            plugin().display()
+        )
+    };
+    let real = format!("127.0.0.1:{}", sentinel.port);
+    let fake: Vec<String> = fakes.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    init_store(&args(std::slice::from_ref(&real)));
+    let named = |line: &str, port: u16| line.contains(&format!("sentinel 127.0.0.1:{port}: ERR"));
+
+    // Control: one long answer before the real sentinel fits whole.
+    let (c, secret_c) = TestUser::enrolled("sc");
+    let one = Stack::probe("svc", &args(&[fake[0].clone(), real.clone()]));
+    let (d, lines) = login_logged(&one, &c, &code_at(&secret_c, now()), RHOST, None);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let warned: Vec<&String> = lines.iter().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(warned.len(), 1, "{lines:?}");
+    assert!(named(warned[0], fakes[0]), "{lines:?}");
+    assert!(
+        !warned[0].contains("..."),
+        "control: nothing cut: {lines:?}"
+    );
+
+    // Four before it: every one named in the warning.
+    let (u, secret) = TestUser::enrolled("sl");
+    let listed = [fake.clone(), vec![real.clone()]].concat();
+    let host = Stack::probe("svc", &args(&listed));
+    let (d, lines) = login_logged(&host, &u, &code_at(&secret, now()), RHOST, None);
+    assert_eq!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let warned: Vec<&String> = lines.iter().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(warned.len(), 1, "{lines:?}");
+    assert!(warned[0].contains("4 of 5 sentinels skipped"), "{lines:?}");
+    for port in &fakes {
+        assert!(named(warned[0], *port), "names sentinel {port}: {lines:?}");
+    }
+
+    // None names the primary: the denial names every one.
+    let (v, secret_v) = TestUser::enrolled("sm");
+    let none = Stack::probe("svc", &args(&fake));
+    let (d, lines) = login_logged(&none, &v, &code_at(&secret_v, now()), RHOST, None);
+    assert_ne!(d.returned(), Returned::Success, "{d:?} {lines:?}");
+    let denial: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("no sentinel named the primary"))
+        .collect();
+    assert!(!denial.is_empty(), "{lines:?}");
+    for port in &fakes {
+        assert!(
+            denial.iter().any(|l| named(l, *port)),
+            "names sentinel {port}: {lines:?}"
+        );
+    }
+}

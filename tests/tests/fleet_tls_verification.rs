@@ -494,7 +494,12 @@ fn a_server_certificate_that_does_not_prove_the_store_is_refused_with_the_reason
             &ca.server_cert,
             &ca.server_key,
             &legacy,
-            &["protocol version", "TLS 1.2 or later"],
+            // docs/fleet.md quotes the phrase.
+            &[
+                "protocol version",
+                "no TLS version both sides accept",
+                "TLS 1.2 or later",
+            ],
         ),
     ];
     for (what, host, cert, key, extra, why) in cases {
@@ -762,6 +767,11 @@ fn a_connection_closed_during_the_tls_handshake_is_an_outage_through_libpam() {
                     .any(|l| l.contains(FALLBACK_USED) && l.contains("state store unavailable")),
                 "{what}: an outage, the local store used: {lines:?}"
             );
+            // docs/fleet.md, "Failure is explicit": the cause an admin reads.
+            assert!(
+                m.iter().any(|l| l.contains("the connection ended")),
+                "{what}: the log says the connection ended: {lines:?}"
+            );
         }
     }
 }
@@ -859,7 +869,7 @@ fn an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through
                 ca: enc_ca.clone(),
                 client: good.client.clone(),
             },
-            &["CA file", "encrypted"][..],
+            &["CA file", "a certificate block is marked encrypted"][..],
         ),
         (
             "the client certificate",
@@ -867,7 +877,10 @@ fn an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through
                 ca: ca.ca_cert.clone(),
                 client: Some((enc_cert.clone(), ca.client_key.clone())),
             },
-            &["client certificate", "encrypted"][..],
+            &[
+                "client certificate",
+                "a certificate block is marked encrypted",
+            ][..],
         ),
         (
             "the CA file, the header behind an unread key line",
@@ -875,7 +888,7 @@ fn an_encrypted_certificate_block_is_refused_without_asking_the_terminal_through
                 ca: hidden_ca.clone(),
                 client: good.client.clone(),
             },
-            &["CA file", "encrypted"][..],
+            &["CA file", "a certificate block is marked encrypted"][..],
         ),
     ];
     for (what, files, why) in &cases {
@@ -1197,6 +1210,22 @@ fn an_etcd_member_failing_tls_is_skipped_with_a_warning_through_libpam() {
         ping.status.success() && !err.contains("skipped"),
         "control: ping: {err}"
     );
+    // docs/fleet.md, "Failure is explicit": members failing TLS and the others
+    // unreachable is an outage, which the fallback takes (the refusal below is the
+    // control: every member failing TLS).
+    at += 30;
+    let (d, lines) = login_at(&[expired_at.clone(), down_at.clone()], at);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "TLS and down: {d:?} {lines:?}"
+    );
+    let m = messages(&lines);
+    assert!(
+        m.iter()
+            .any(|l| l.contains(FALLBACK_USED) && l.contains("no majority reached")),
+        "TLS and down: an outage, the local store used: {lines:?}"
+    );
     at += 30;
     let (d, lines) = login_at(&[expired_at, wrong_at], at);
     assert_eq!(
@@ -1433,5 +1462,72 @@ fn a_redis_server_refusing_the_client_certificate_is_a_refusal_through_libpam() 
     assert!(
         !m.iter().any(|l| l.contains("state store refused")),
         "killed: no refusal: {lines:?}"
+    );
+}
+
+/// docs/fleet.md, "Replicas, Sentinel and failover": `rediss+sentinel://` verifies each
+/// sentinel as it would the server, and where every sentinel listed fails TLS (an
+/// expired certificate, one for another name) none could name the primary: a refusal
+/// naming each reason, with `state_fallback=local` set and not taken. Sentinels failing
+/// TLS and the others unreachable are an outage, which the fallback takes (as for etcd
+/// members). Control: a sentinel whose certificate passes (a stand-in that then answers
+/// nothing) is an outage with no word of certificates.
+#[test]
+fn sentinels_failing_tls_are_a_refusal_and_with_one_unreachable_an_outage_through_libpam() {
+    let t = "sentinels_failing_tls_are_a_refusal_and_with_one_unreachable_an_outage_through_libpam";
+    if !require_root(t) || !require_tool(t, "openssl") {
+        return;
+    }
+    let ca = TestCa::new("sentinels");
+    let (wrong_name, wrong_key) = signed(
+        ca.dir.path(),
+        "wrongname",
+        "other.example",
+        "subjectAltName=DNS:other.example\nextendedKeyUsage=serverAuth\n",
+    );
+    let expired = signed_for(&ca, "expired", "20200101000000Z", "20200103000000Z");
+    let good = StandIn::start(&ca.server_cert, &ca.server_key, &[]);
+    let expired_sentinel = StandIn::start(&expired, &ca.server_key, &[]);
+    let wrong_sentinel = StandIn::start(&wrong_name, &wrong_key, &[]);
+    let down = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let args = |ports: &[u16]| {
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!(
+            "state=rediss+sentinel://{}/fleet redis_plugin={} redis_prefix={} \
+             redis_connect_timeout=1000 redis_timeout=500 state_fallback=local \
+             redis_ca_file={}",
+            nodes.join(","),
+            plugin().display(),
+            prefix(),
+            ca.ca_cert.display()
+        )
+    };
+    let (u, secret) = TestUser::enrolled("ts");
+    assert_handshake_passed("control", &args(&[good.port]), &u, &secret);
+    assert_refused(
+        "every sentinel failing TLS",
+        &args(&[expired_sentinel.port, wrong_sentinel.port]),
+        &u,
+        &secret,
+        &[
+            "no sentinel named the primary",
+            "certificate has expired",
+            "IP address mismatch",
+        ],
+    );
+    let (d, lines) = login(&args(&[expired_sentinel.port, down]), &u, &secret);
+    assert_eq!(
+        d.returned(),
+        Returned::Success,
+        "TLS and down: {d:?} {lines:?}"
+    );
+    assert!(
+        messages(&lines)
+            .iter()
+            .any(|l| l.contains(FALLBACK_USED) && l.contains("state store unavailable")),
+        "TLS and down: an outage, the local store used: {lines:?}"
     );
 }

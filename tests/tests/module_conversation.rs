@@ -168,6 +168,53 @@ fn a_failed_user_name_prompt_is_not_followed_by_a_code_prompt() {
     assert_eq!(tx.prompt_count(), 2);
 }
 
+/// docs/logging.md (GA's "Did not receive verification code from user"): without
+/// `PAM_USER`, a conversation failing at libpam's `login:` prompt is logged as failing
+/// "while asking for the user name", and no code is asked (the line for the code
+/// prompt never appears). Control: with the name set, the same failure at the code
+/// prompt is logged as failing "while asking for the code".
+#[test]
+fn a_failed_user_name_prompt_is_logged_as_such() {
+    if !require_root("a_failed_user_name_prompt_is_logged_as_such") {
+        return;
+    }
+    let (u, _secret) = TestUser::enrolled("uq");
+    let stack = Stack::probe("svc", "");
+    let confdir = stack.path().to_string_lossy().into_owned();
+    let without_user = Driver::default()
+        .arg("--confdir", &confdir)
+        .arg("--service", "svc")
+        .conv_fail("PAM_ABORT")
+        .at(T0);
+    let (d, logs) = capture_syslog(&without_user);
+    assert_eq!(d.prompts, 1, "only libpam's login: prompt: {d:?}");
+    assert_eq!(d.module_code(), "PAM_CONV_ERR", "{d:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("conversation failed while asking for the user name")),
+        "{logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("asking for the code")),
+        "{logs:?}"
+    );
+    // Control: the name set, the conversation fails at the code prompt.
+    let with_user = Driver::new(&stack, "svc", &u.name)
+        .conv_fail("PAM_ABORT")
+        .at(T0);
+    let (d, logs) = capture_syslog(&with_user);
+    assert_eq!(d.prompts, 1, "{d:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("conversation failed while asking for the code")),
+        "{logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("asking for the user name")),
+        "{logs:?}"
+    );
+}
+
 /// Answers one prompt and, at each message, notes whether this process holds the write
 /// `flock` on the file with inode `ino` (the module's lock on a secret file).
 struct LockProbe {

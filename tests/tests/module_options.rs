@@ -254,6 +254,11 @@ fn allowed_perm_relaxes_read_bits_only() {
     let d = run(&relaxed, &u.name, &code_at(&secret, T0 + 30), T0 + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     assert_eq!(mode_owner(&p).0, 0o640, "mode kept on rewrite");
+    // The bracketed form libpam takes for an argument with blanks passes the value as
+    // it is (the control of the blank refused below).
+    let bracketed = Stack::probe("svc", "[allowed_perm=0640]");
+    let d = run(&bracketed, &u.name, &code_at(&secret, T0 + 60), T0 + 60);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}");
     // Write bits for group/other are refused whatever allowed_perm says.
     for (mode, arg) in [(0o660, "allowed_perm=0660"), (0o606, "allowed_perm=0666")] {
         write_owned(&p, totp_file(&secret).as_bytes(), u.uid, u.gid, mode);
@@ -273,6 +278,10 @@ fn allowed_perm_relaxes_read_bits_only() {
         "allowed_perm=0x1a4",
         "allowed_perm=",
         "allowed_perm=0999",
+        // pam_totp(8): octal digits only; GA's strtol takes a sign or leading blanks.
+        "allowed_perm=+0600",
+        "allowed_perm=-600",
+        "[allowed_perm= 0600]",
     ] {
         let d = run(&Stack::probe("svc", arg), &u.name, "123456", T0);
         assert_eq!(d.module_code(), "PAM_SERVICE_ERR", "{arg}");
