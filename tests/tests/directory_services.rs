@@ -668,6 +668,48 @@ fn a_home_login_asks_the_group_list_once_for_the_rules_and_the_identity() {
     f.expect("skip_group, source tryagain: control", &d, "PAM_AUTH_ERR");
     f.check();
 }
+/// One group named by `skip_group=` and `require_group=` is asked two questions: the
+/// skip group's (a membership only, which leaves a non-member unknown) and the require
+/// group's (a non-membership too). The answer to the first is not the answer to the
+/// second: a proven non-member skips under `require_group=`, as it did when both asked
+/// the same question, in both modes. Controls: a member skips (the skip group); a
+/// non-member the directory cannot vouch for (it says "try again", or it resolves the
+/// group but its group list is down) is asked for the code.
+#[test]
+fn one_group_in_skip_group_and_require_group_gets_each_question_answered() {
+    let Some((u, ds)) = setup(
+        "one_group_in_skip_group_and_require_group_gets_each_question_answered",
+        "dsp",
+    ) else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let mut f = Failures::default();
+    let mut at = T0;
+    for mode in Mode::both() {
+        mode.enroll(&u);
+        let args = mode.args(&format!("skip_group={g} require_group={g}"));
+        let what = |case: &str| format!("{}: {case}", mode.name());
+        let mut run = || {
+            at += 90;
+            login(&ds, &args, &u.name, &wrong_totp(SECRET_160, at), at)
+        };
+        ds.with(|c| c.grmember = false);
+        f.expect(&what("proven non-member"), &run(), "PAM_IGNORE");
+        ds.with(|_| {});
+        f.expect(&what("member: control"), &run(), "PAM_IGNORE");
+        for group in ["tryagain", "initdown"] {
+            ds.with(|c| {
+                c.grmember = false;
+                c.group = group;
+            });
+            f.refused(&what(&format!("non-member, {group}: control")), &run());
+        }
+        mode.unenroll(&u);
+    }
+    f.check();
+}
+
 /// No group lookups when no rule or option names a group: the stand-in logs every call,
 /// and a login that a rule without group items skips makes none, not even the user's
 /// group list for the credential switch (that comes only after the skip rules).
