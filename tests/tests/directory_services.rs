@@ -668,6 +668,77 @@ fn a_home_login_asks_the_group_list_once_for_the_rules_and_the_identity() {
     f.expect("skip_group, source tryagain: control", &d, "PAM_AUTH_ERR");
     f.check();
 }
+/// One group named by `skip_group=` and `require_group=` is asked two questions: the
+/// skip group's (a membership only, which leaves a non-member unknown) and the require
+/// group's (a non-membership too). The answer to the first is not the answer to the
+/// second: a proven non-member skips under `require_group=`, as it did when both asked
+/// the same question, in both modes, and `totp-state audit` (through the same sources)
+/// reports each skip, and only those, as its login gets it. Controls: a member skips
+/// (the skip group); a non-member the directory cannot vouch for (it says "try again",
+/// or it resolves the group but its group list is down) is asked for the code.
+#[test]
+fn one_group_in_skip_group_and_require_group_gets_each_question_answered() {
+    let Some((u, ds)) = setup(
+        "one_group_in_skip_group_and_require_group_gets_each_question_answered",
+        "dsp",
+    ) else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let mut f = Failures::default();
+    let mut at = T0;
+    for mode in Mode::both() {
+        mode.enroll(&u);
+        let stack = Stack::probe(
+            "svc",
+            &mode.args(&format!("skip_group={g} require_group={g}")),
+        );
+        let mut run = |what: String, skips: Option<&str>| {
+            at += 90;
+            let wrong = wrong_totp(SECRET_160, at);
+            let d = ds.run(&Driver::new(&stack, "svc", &u.name).answer(&wrong).at(at));
+            match skips {
+                Some(_) => f.expect(&what, &d, "PAM_IGNORE"),
+                None => f.refused(&what, &d),
+            }
+            let mut audit = system_tests::audit_command(stack.path());
+            audit.args(["--user", &u.name]);
+            let out = ds.wrap(&audit).output().expect("totp-state audit");
+            let verdicts = system_tests::audit_verdicts(&out.stdout);
+            let reasons = verdicts.get(&u.name).map(|v| v.1.as_str()).unwrap_or("");
+            let said = match skips {
+                Some(reason) => reasons.contains(&format!(
+                    "the code is never asked for: group rule: {reason}"
+                )),
+                None => !reasons.contains("never asked for") && !reasons.is_empty(),
+            };
+            if !said {
+                f.0.push(format!("{what}: audit: {out:?}"));
+            }
+        };
+        let name = mode.name();
+        ds.with(|c| c.grmember = false);
+        run(
+            format!("{name}: proven non-member"),
+            Some("member of no require group"),
+        );
+        ds.with(|_| {});
+        run(
+            format!("{name}: member: control"),
+            Some(&format!("member of skip group {g}")),
+        );
+        for group in ["tryagain", "initdown"] {
+            ds.with(|c| {
+                c.grmember = false;
+                c.group = group;
+            });
+            run(format!("{name}: non-member, {group}: control"), None);
+        }
+        mode.unenroll(&u);
+    }
+    f.check();
+}
+
 /// No group lookups when no rule or option names a group: the stand-in logs every call,
 /// and a login that a rule without group items skips makes none, not even the user's
 /// group list for the credential switch (that comes only after the skip rules).

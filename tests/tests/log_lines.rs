@@ -382,6 +382,54 @@ fn a_link_local_client_is_counted_without_its_zone() {
     );
 }
 
+/// Only an fe80::/10 address is written with a zone. A host name is its owner's choice
+/// (sshd with UseDNS yes, or an application's PAM_RHOST), and one shaped as another
+/// address with a zone (`192.0.2.71%x.example`) made the real `fail2ban-regex` ban that
+/// address since zones were counted. Controls: a link-local client with its zone, and
+/// the same addresses without one, are counted.
+#[test]
+fn a_host_name_shaped_as_an_address_with_a_zone_bans_nobody() {
+    let t = "a_host_name_shaped_as_an_address_with_a_zone_bans_nobody";
+    if !require_root(t) || !require_tool(t, "unshare") || !require_tool(t, "fail2ban-regex") {
+        return;
+    }
+    let stack = Stack::new();
+    stack.service("svc", &format!("auth required {}\n", installed(&stack, "")));
+    let mut all = Vec::new();
+    for rhost in [
+        "192.0.2.71%x.example",
+        "2001:db8::72%x.example",
+        "fec0::73%eth0",
+        // Controls.
+        "fe80::74%eth0",
+        "192.0.2.75",
+        "2001:db8::76",
+    ] {
+        let (_, l) = login(
+            Driver::new(&stack, "svc", "nosuch-f2bh")
+                .answer("123456")
+                .rhost(rhost)
+                .at(T0),
+            "PAM_AUTH_ERR",
+            &mut all,
+        );
+        assert!(
+            l.iter()
+                .any(|l| l.contains("code not verified (unknown user) for ")
+                    && l.ends_with(&format!(" from {rhost}"))),
+            "{l:#?}"
+        );
+    }
+    let mut hits = fail2ban_hits(&all);
+    hits.sort();
+    assert_eq!(
+        hits,
+        ["192.0.2.75", "2001:db8::76", "fe80::74"],
+        "log:\n{}",
+        all.join("\n")
+    );
+}
+
 /// The hosts the shipped filter matches in `lines` (auth.log lines), one per match, as
 /// the real `fail2ban-regex` reports them.
 fn fail2ban_hits(lines: &[String]) -> Vec<String> {
