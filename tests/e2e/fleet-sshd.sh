@@ -48,7 +48,7 @@ cleanup() {
     set +e
     for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     for f in "${pamfiles[@]}"; do rm -f "$f"; done
-    for u in "${users[@]}"; do userdel -r -f "$u" >/dev/null 2>&1; done
+    for u in "${users[@]}"; do shadow_tool userdel -r -f "$u" 2>/dev/null; done
     [ "$created_run_sshd" = yes ] && rmdir /run/sshd 2>/dev/null
     rm -rf "$work" "$trusted"
 }
@@ -76,8 +76,10 @@ redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no --dir "$
     --logfile "$work/redis.log" &
 redis_pid=$!
 pids+=("$redis_pid")
-for _ in $(seq 1 100); do
+# Up to 30 s: a loaded CI machine may take seconds; a dead server ends the wait.
+for _ in $(seq 1 600); do
     grep -q "Ready to accept connections" "$work/redis.log" 2>/dev/null && break
+    kill -0 "$redis_pid" 2>/dev/null || break
     sleep 0.05
 done
 grep -q "Ready to accept connections" "$work/redis.log" || die "redis-server did not start"
@@ -90,8 +92,8 @@ store_opts="state=redis://127.0.0.1:$rport redis_plugin=$trusted/redis.so redis_
 # ---- users
 new_user() {
     local u=ptfl$tag$1
-    userdel -r -f "$u" >/dev/null 2>&1 || true
-    useradd -m -s /bin/sh -K UMASK=077 "$u"
+    shadow_tool userdel -r -f "$u" 2>/dev/null || true
+    shadow_tool useradd -m -s /bin/sh -K UMASK=077 "$u"
     users+=("$u")
     echo "$u:pw-$u-9" | chpasswd
     REPLY=$u
@@ -150,8 +152,10 @@ EOF
     "$work/$service" -t -f "$work/sshd_config-$name" || die "sshd -t rejected the configuration"
     "$work/$service" -D -f "$work/sshd_config-$name" -E "$work/sshd-$name.log" &
     pids+=("$!")
-    for _ in $(seq 1 50); do
+    # Up to 30 s, as for the server above.
+    for _ in $(seq 1 300); do
         grep -q "Server listening" "$work/sshd-$name.log" 2>/dev/null && break
+        kill -0 "${pids[-1]}" 2>/dev/null || break
         sleep 0.1
     done
     grep -q "Server listening" "$work/sshd-$name.log" || die "sshd $name did not start"

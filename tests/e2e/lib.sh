@@ -20,6 +20,27 @@ summary() {
     [ "$e2e_failed" -eq 0 ]
 }
 
+# shadow_tool PROGRAM ARGS...: a shadow-suite tool (useradd, usermod, groupadd, userdel)
+# run again while another process's tool holds the user database, which makes it give
+# up at once with "cannot lock FILE; try again later"; for at most 60 s. Its standard
+# output is discarded, its last standard error shown when it fails.
+shadow_tool() {
+    local err rc=1
+    for _ in $(seq 1 600); do
+        if err=$(LC_ALL=C "$@" 2>&1 >/dev/null); then
+            return 0
+        else
+            rc=$?
+        fi
+        case $err in
+            *"try again later"*) sleep 0.1 ;;
+            *) break ;;
+        esac
+    done
+    printf '%s\n' "$err" >&2
+    return "$rc"
+}
+
 # The workspace's version from [workspace.package] in Cargo.toml.
 workspace_version() {
     sed -n '/^\[workspace\.package\]/,/^\[/{s/^version[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p}' \

@@ -75,10 +75,10 @@ cleanup() {
     rm -f "$pamfile"
     for u in "${users[@]}"; do
         [ -n "$state_tool" ] && "$state_tool" reset --user "$u" >/dev/null 2>&1
-        userdel -r -f "$u" >/dev/null 2>&1
+        shadow_tool userdel -r -f "$u" 2>/dev/null
     done
-    groupdel "$group" >/dev/null 2>&1
-    groupdel "$group_auto" >/dev/null 2>&1
+    shadow_tool groupdel "$group" 2>/dev/null
+    shadow_tool groupdel "$group_auto" 2>/dev/null
     [ "$created_run_sshd" = yes ] && rmdir /run/sshd 2>/dev/null
     if [ "$installed_deb" = yes ]; then
         dpkg --purge pam-totp >/dev/null 2>&1
@@ -120,8 +120,8 @@ echo "sshd-e2e: mode $mode; module $module_ref; enrollment $enroll"
 # Sets $REPLY to the new user's name (no subshell: the cleanup list must see it).
 new_user() {
     local u=ptse$tag$1
-    userdel -r -f "$u" >/dev/null 2>&1 || true
-    useradd -m -s /bin/sh -K UMASK=077 "$u"
+    shadow_tool userdel -r -f "$u" 2>/dev/null || true
+    shadow_tool useradd -m -s /bin/sh -K UMASK=077 "$u"
     users+=("$u")
     # The state store is keyed on the uid, and useradd reuses uids: forget whatever an
     # earlier account with this uid left (with the admin tool under test).
@@ -154,10 +154,10 @@ new_user lan; u_lan=$REPLY   # access rule for 127.0.0.1
 new_user grp; u_grp=$REPLY   # skip_group member
 new_user key; u_key=$REPLY   # publickey + code
 new_user auto; u_auto=$REPLY # the snippets' key-only exemption group
-groupadd "$group"
-usermod -a -G "$group" "$u_grp"
-groupadd "$group_auto"
-usermod -a -G "$group_auto" "$u_auto"
+shadow_tool groupadd "$group"
+shadow_tool usermod -a -G "$group" "$u_grp"
+shadow_tool groupadd "$group_auto"
+shadow_tool usermod -a -G "$group_auto" "$u_auto"
 
 # ---- sshd: own binary name, config, host key, port
 mkdir -m 0700 "$work/bin" "$work/keys"
@@ -241,7 +241,8 @@ EOF
     : > "$work/sshd.log"
     "$work/bin/$service" -D -f "$work/sshd_config" -E "$work/sshd.log" &
     sshd_pid=$!
-    for _ in $(seq 1 50); do
+    # Up to 30 s: a loaded CI machine may take seconds; a dead sshd ends the wait.
+    for _ in $(seq 1 300); do
         grep -q "Server listening" "$work/sshd.log" 2>/dev/null && return 0
         kill -0 "$sshd_pid" 2>/dev/null || break
         sleep 0.1

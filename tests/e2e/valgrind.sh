@@ -44,13 +44,13 @@ work=$(mktemp -d /run/pam_totp-valgrind.XXXXXX)
 chmod 700 "$work"
 user=ptvg$$
 cleanup() {
-    userdel -r -f "$user" >/dev/null 2>&1 || true
+    shadow_tool userdel -r -f "$user" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 # A real user with a home-mode secret.
-useradd -m -s /bin/sh -K UMASK=077 "$user" >/dev/null
+shadow_tool useradd -m -s /bin/sh -K UMASK=077 "$user"
 home=$(getent passwd "$user" | cut -d: -f6)
 secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
 write_user_secret() {

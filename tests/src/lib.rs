@@ -846,7 +846,9 @@ impl TestUser {
         claim_tag(tag);
         let _g = user_database_lock();
         let name = format!("ptt{}{}", std::process::id() % 100_000, tag);
-        let _ = Command::new("userdel").args(["-r", &name]).output();
+        // A leftover of an earlier run with this process id; a userdel refused for
+        // another process's lock would leave it to fail the useradd.
+        let _ = shadow_tool("userdel", &["-r", &name]);
         let out = shadow_tool(
             "useradd",
             &["-m", "-s", "/bin/sh", "-K", "UMASK=077", &name],
@@ -899,14 +901,18 @@ impl TestUser {
         (u, secret)
     }
 
-    /// Adds the user to a (created if missing) group.
+    /// Adds the user to a (created if missing) group. Both tools wait for another
+    /// test's `useradd` or `userdel` to release the group file ([`shadow_tool`]).
     pub fn add_to_group(&self, group: &str) {
-        let _ = Command::new("groupadd").arg("-f").arg(group).status();
-        let st = Command::new("usermod")
-            .args(["-a", "-G", group, &self.name])
-            .status()
-            .expect("usermod");
-        assert!(st.success());
+        let _g = user_database_lock();
+        let out = shadow_tool("groupadd", &["-f", group]).expect("groupadd");
+        assert!(out.status.success(), "groupadd -f {group}: {out:?}");
+        let out = shadow_tool("usermod", &["-a", "-G", group, &self.name]).expect("usermod");
+        assert!(
+            out.status.success(),
+            "usermod -a -G {group} {}: {out:?}",
+            self.name
+        );
     }
 }
 
@@ -939,9 +945,9 @@ pub const SHADOW_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs
 /// Runs a shadow-suite tool (`useradd`, `userdel`) until it gets the user database's
 /// locks, for at most [`SHADOW_LOCK_WAIT`]. Another process's tool holding them (other
 /// test binaries run at the same time) makes it give up at once with "cannot lock
-/// FILE; try again later" (exit 1 for the passwd files, 10 for the group files), which
-/// would otherwise fail a `create` or leave a deleted account behind. Any other
-/// failure is returned at once. Its standard output and error are captured.
+/// FILE; try again later" (exit 1 for the passwd files, 10 for the group files, 5 from
+/// `passwd`), which would otherwise fail a `create` or leave a deleted account behind.
+/// Any other failure is returned at once. Its standard output and error are captured.
 pub fn shadow_tool(program: &str, args: &[&str]) -> std::io::Result<Output> {
     let start = std::time::Instant::now();
     loop {
@@ -952,7 +958,7 @@ pub fn shadow_tool(program: &str, args: &[&str]) -> std::io::Result<Output> {
             .stdin(Stdio::null())
             .output()?;
         let busy = !out.status.success()
-            && matches!(out.status.code(), Some(1 | 10))
+            && matches!(out.status.code(), Some(1 | 5 | 10))
             && String::from_utf8_lossy(&out.stderr).contains("try again later");
         if !busy || start.elapsed() >= SHADOW_LOCK_WAIT {
             return Ok(out);

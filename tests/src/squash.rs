@@ -106,7 +106,8 @@ impl OpLog {
 
 /// Shell commands (for [`crate::in_private_mounts`] or
 /// [`crate::with_syslog_capture_after`], `$1` a private directory) that mount the
-/// stand-in over `dir`, serving `dir` itself, wait for the mount, and fail unless root
+/// stand-in over `dir`, serving `dir` itself, wait for the mount (a minute at most, a
+/// hang guard for a loaded machine; a daemon that exits ends it), and fail unless root
 /// is refused reading `probe` through it; with a log, the operations after that
 /// refusal are logged there.
 pub fn mount_squashed(dir: &Path, probe: &Path, log: Option<&OpLog>) -> String {
@@ -129,7 +130,7 @@ daemon=$!
 n=0
 until grep -q " {dir} .* - fuse.ptotpsquash " /proc/self/mountinfo; do
   n=$((n+1))
-  if [ $n -gt 400 ] || ! kill -0 $daemon 2>/dev/null; then
+  if [ $n -gt 2400 ] || ! kill -0 $daemon 2>/dev/null; then
     echo "the stand-in did not mount {dir}:" >&2; cat "$1/squash.err" >&2; exit 97
   fi
   sleep 0.025

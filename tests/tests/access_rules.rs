@@ -9,7 +9,8 @@ use std::process::Command;
 use system_tests::fleet::trusted_dir;
 use system_tests::{
     Driver, PEER, Returned, SECRET_160, Stack, T0, TestUser, built, code_at, login_at, now,
-    oathtool_totp, require_root, require_tool, write_owned, wrong_totp,
+    oathtool_totp, require_root, require_tool, shadow_tool, user_database_lock, write_owned,
+    wrong_totp,
 };
 
 const FIELD_EXAMPLE: &str = "+ : ALL : 10.0.0.0/24\n+ : ALL : LOCAL\n- : ALL : ALL\n";
@@ -491,7 +492,7 @@ fn user_and_group_items_in_rules() {
     assert_eq!(run(&member.name, None, Some("tty2")), Returned::Ignore);
     assert_eq!(run(&member.name, Some("198.51.100.1"), None), required);
     drop((member, other));
-    let _ = Command::new("groupdel").arg("pttlan").status();
+    remove_group("pttlan");
 }
 
 #[test]
@@ -525,7 +526,7 @@ fn skip_group_and_require_group_use_supplementary_groups() {
     // Unknown users get the normal unknown-user flow: prompted, denied, never skipped.
     assert_eq!(run("require_group=pttadm", "ptt-no-such-user"), required);
     drop((admin, plain));
-    let _ = Command::new("groupdel").arg("pttadm").status();
+    remove_group("pttadm");
 }
 
 #[test]
@@ -742,7 +743,7 @@ fn a_bare_group_name_in_a_rule_is_warned_about_by_the_cli() {
         "the module matches users only"
     );
     drop(member);
-    let _ = Command::new("groupdel").arg("pttbare").status();
+    remove_group("pttbare");
 }
 
 #[test]
@@ -1146,4 +1147,10 @@ fn group_options_and_items_take_names_not_ids() {
     check_cases(&by_id, "", &peer("+ : (0) : ALL", false));
     let by_name = Setup::new("+ : (root) : ALL\n");
     check_cases(&by_name, "", &peer("+ : (root) : ALL", true));
+}
+
+/// Removes a group a test created (a leftover is harmless: `add_to_group` reuses it).
+fn remove_group(group: &str) {
+    let _g = user_database_lock();
+    let _ = shadow_tool("groupdel", &[group]);
 }

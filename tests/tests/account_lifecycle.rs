@@ -500,33 +500,13 @@ fn a_test_account_is_deleted_although_another_tool_held_the_lock() {
     let known = |name: &str| run("getent", ["passwd", name]).status.success();
     let u = TestUser::create("dl");
     let name = u.name.clone();
-    let lock = std::path::Path::new("/etc/group.lock");
-    // Another tool of the host may hold it right now: wait for our turn.
-    let mut taken = false;
-    for _ in 0..300 {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(lock);
-        if let Ok(mut f) = file {
-            use std::io::Write;
-            f.write_all(std::process::id().to_string().as_bytes())
-                .expect("write the lock");
-            taken = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(taken, "{} stayed held", lock.display());
+    let held = hold_as_another_tool("/etc/group.lock");
     let plain = Command::new("userdel")
         .args(["-f", &name])
         .env("LC_ALL", "C")
         .output()
         .expect("userdel");
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        std::fs::remove_file(lock).expect("release the lock");
-    });
+    let release = held.release_in_a_second();
     drop(u);
     release.join().expect("release");
     let left = known(&name);
@@ -544,4 +524,146 @@ fn a_test_account_is_deleted_although_another_tool_held_the_lock() {
         "control refused for its lock: {plain:?}"
     );
     assert!(!left, "{name} left behind by the drop");
+}
+
+/// A shadow-suite lock file (such as `/etc/group.lock`) taken as another process's tool
+/// takes it, with this process's pid in it. Removed on drop, so that a failing test
+/// never leaves the host's user database locked.
+struct HeldLock(Option<&'static str>);
+
+/// Takes `lock` once no other tool holds it.
+fn hold_as_another_tool(lock: &'static str) -> HeldLock {
+    // Another tool of the host may hold it right now: wait for our turn.
+    for _ in 0..300 {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(lock);
+        if let Ok(mut f) = file {
+            let held = HeldLock(Some(lock));
+            use std::io::Write;
+            f.write_all(std::process::id().to_string().as_bytes())
+                .expect("write the lock");
+            return held;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{lock} stayed held");
+}
+
+impl HeldLock {
+    /// Releases the lock a second from now, while the caller runs what must wait for it.
+    fn release_in_a_second(mut self) -> std::thread::JoinHandle<()> {
+        let lock = self.0.take();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            if let Some(lock) = lock {
+                std::fs::remove_file(lock).expect("release the lock");
+            }
+        })
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if let Some(lock) = self.0.take() {
+            let _ = std::fs::remove_file(lock);
+        }
+    }
+}
+
+/// `add_to_group`, which tests of `skip_group=`/`require_group=` call while other tests
+/// of their binary create and delete accounts, waits while another tool holds the group
+/// file's lock instead of failing the test. Control: a plain `usermod -a -G` meanwhile
+/// is refused for the lock.
+#[test]
+fn a_group_membership_is_added_although_another_tool_held_the_lock() {
+    if !require_root("a_group_membership_is_added_although_another_tool_held_the_lock") {
+        return;
+    }
+    let u = TestUser::create("ag");
+    let group = format!("{}g", u.name);
+    let member = || {
+        String::from_utf8_lossy(&run("id", ["-nG", u.name.as_str()]).stdout)
+            .split_whitespace()
+            .any(|g| g == group)
+    };
+    {
+        let _g = user_database_lock();
+        let out = shadow_tool("groupadd", &[&group]).expect("groupadd");
+        assert!(out.status.success(), "groupadd {group}: {out:?}");
+    }
+    let held = hold_as_another_tool("/etc/group.lock");
+    let plain = Command::new("usermod")
+        .args(["-a", "-G", &group, &u.name])
+        .env("LC_ALL", "C")
+        .output()
+        .expect("usermod");
+    let refused_member = member();
+    let release = held.release_in_a_second();
+    u.add_to_group(&group);
+    release.join().expect("release");
+    let added = member();
+    {
+        let _g = user_database_lock();
+        let _ = shadow_tool("groupdel", &[&group]);
+    }
+    // 10: the group file's lock (ours); 1: the password file's, which another test's
+    // shadow tool may hold at that moment. Either way the plain usermod was refused.
+    assert!(
+        matches!(plain.status.code(), Some(10) | Some(1)),
+        "control: {plain:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("lock"),
+        "control refused for its lock: {plain:?}"
+    );
+    assert!(!refused_member, "control: no member after the refusal");
+    assert!(added, "{} is not in {group}", u.name);
+}
+
+/// `passwd` says the password files are busy with its own exit status (5, not the 1
+/// or 10 of the other tools): `shadow_tool` waits for that lock as well. Control: the
+/// same `passwd -d` run once meanwhile is refused for the lock, the password unchanged.
+#[test]
+fn a_password_is_emptied_although_another_tool_held_the_lock() {
+    if !require_root("a_password_is_emptied_although_another_tool_held_the_lock") {
+        return;
+    }
+    let u = TestUser::create("pe");
+    let hash = || {
+        std::fs::read_to_string("/etc/shadow")
+            .expect("read /etc/shadow")
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split(':');
+                (f.next() == Some(u.name.as_str())).then(|| f.next().unwrap_or("").to_owned())
+            })
+            .expect("the user's shadow line")
+    };
+    let before = hash();
+    assert!(!before.is_empty(), "useradd left no password hash");
+    // Taken first, so that the run below starts while the lock is held; and before the
+    // lock, or a `TestUser` of another test would wait on it with this binary's mutex.
+    let in_process = user_database_lock();
+    let held = hold_as_another_tool("/etc/shadow.lock");
+    let plain = Command::new("passwd")
+        .args(["-d", &u.name])
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("passwd");
+    let after_refusal = hash();
+    let release = held.release_in_a_second();
+    let out = shadow_tool("passwd", &["-d", &u.name]).expect("passwd");
+    drop(in_process);
+    release.join().expect("release");
+    assert_eq!(plain.status.code(), Some(5), "control: {plain:?}");
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("try again later"),
+        "control refused for its lock: {plain:?}"
+    );
+    assert_eq!(after_refusal, before, "control: the password unchanged");
+    assert!(out.status.success(), "passwd -d: {out:?}");
+    assert_eq!(hash(), "", "passwd -d emptied the password");
 }

@@ -129,11 +129,11 @@ fn a_group_writable_home_is_accepted_only_under_a_private_group() {
 
     // The same home, once another account joins the group: refused by both.
     let other = TestUser::create("go");
-    let st = std::process::Command::new("usermod")
-        .args(["-a", "-G", &upg.name, &other.name])
-        .status()
-        .expect("usermod");
-    assert!(st.success());
+    let st = {
+        let _g = user_database_lock();
+        shadow_tool("usermod", &["-a", "-G", &upg.name, &other.name]).expect("usermod")
+    };
+    assert!(st.status.success(), "usermod -a -G: {st:?}");
     let d = login_at(&stack, &upg, &code(T0 + 30), None, T0 + 30);
     assert_eq!(d.result, "PAM_AUTH_ERR", "group with another member: {d:?}");
     let out = enroll_user(&upg);
@@ -378,11 +378,11 @@ fn a_per_user_store_directory_under_the_owners_private_group_is_accepted() {
 
     // The group gains a second member: no longer private.
     let other = TestUser::create("gm");
-    let st = std::process::Command::new("usermod")
-        .args(["-a", "-G", &u.name, &other.name])
-        .status()
-        .expect("usermod");
-    assert!(st.success());
+    let st = {
+        let _g = user_database_lock();
+        shadow_tool("usermod", &["-a", "-G", &u.name, &other.name]).expect("usermod")
+    };
+    assert!(st.status.success(), "usermod -a -G: {st:?}");
     for s in [&stack, &with_user] {
         let (d, lines) = login(s);
         assert_eq!(d.module_code(), "PAM_AUTH_ERR", "shared group: {d:?}");

@@ -327,7 +327,10 @@ fn disallow_null_authtok_leaves_the_nullok_skip_alone() {
     );
     stack.service("empty", "auth required pam_unix.so nullok\n");
     // An empty password for the unenrolled user (`passwd -d`).
-    let out = run("passwd", ["-d", unenrolled.name.as_str()]);
+    let out = {
+        let _g = user_database_lock();
+        shadow_tool("passwd", &["-d", &unenrolled.name]).expect("passwd")
+    };
     assert!(out.status.success(), "{out:?}");
     for flags in [0, PAM_DISALLOW_NULL_AUTHTOK] {
         let login = |service: &str, user: &str| {

@@ -474,11 +474,9 @@ fn a_missing_home_under_another_spelling_is_the_missing_home() {
     std::os::unix::fs::symlink("real", base.join("home")).expect("symlink");
     let linked_home = base.join("home").join(&u.name).display().to_string();
     let usermod = |home: &str| {
-        let st = std::process::Command::new("usermod")
-            .args(["-d", home, u.name.as_str()])
-            .status()
-            .expect("usermod");
-        assert!(st.success(), "usermod");
+        let _g = user_database_lock();
+        let out = shadow_tool("usermod", &["-d", home, &u.name]).expect("usermod");
+        assert!(out.status.success(), "usermod: {out:?}");
     };
     usermod(&linked_home);
     let secret_arg = format!("secret={}/${{USER}}/.google_authenticator", real.display());

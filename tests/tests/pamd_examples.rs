@@ -738,7 +738,10 @@ fn sshd_example_asks_password_then_code_and_skips_only_by_rule() {
         .answer(&code(&secret))
         .run();
     expect(&d, OK, 2, true, "not a member of skip_group: code asked");
-    let _ = std::process::Command::new("groupdel").arg(&group).status();
+    {
+        let _g = system_tests::user_database_lock();
+        let _ = system_tests::shadow_tool("groupdel", &[&group]);
+    }
 }
 
 #[test]

@@ -27,7 +27,7 @@ fn enrolled_with_uid(tag: &str, uid: u32) -> (TestUser, String) {
 fn account_with_uid(tag: &str, uid: u32) -> TestUser {
     let _g = user_database_lock();
     let name = format!("ptt{}{}", std::process::id() % 100_000, tag);
-    let _ = Command::new("userdel").args(["-r", &name]).output();
+    let _ = shadow_tool("userdel", &["-r", &name]);
     let uid_arg = uid.to_string();
     // -l: no lastlog or faillog entry, which sits at an offset of uid × its size.
     let out = shadow_tool(

@@ -20,8 +20,8 @@ use std::process::{Command, Output};
 use system_tests::squash::{OpLog, login_with, mount_squashed, require_fuse, squashed_login};
 use system_tests::{
     Drive, Driver, ENROLL_SCRIPTED, Returned, Stack, T0, TestUser, audit_command, built, code_at,
-    in_private_mounts, mode_owner, private_tmp, require_tool, root_store, totp_file, write_owned,
-    wrong_totp,
+    in_private_mounts, mode_owner, private_tmp, require_tool, root_store, shadow_tool, totp_file,
+    user_database_lock, write_owned, wrong_totp,
 };
 
 /// What the stand-in maps root to (an NFS server's default anonymous uid and gid).
@@ -913,7 +913,8 @@ struct GroupGuard(String);
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        let _ = Command::new("groupdel").arg(&self.0).output();
+        let _g = user_database_lock();
+        let _ = shadow_tool("groupdel", &[&self.0]);
     }
 }
 
@@ -956,13 +957,12 @@ fn supplementary_groups_reach_a_home_behind_a_group_only_directory() {
     fs::create_dir(&home).expect("mkdir");
     std::os::unix::fs::chown(&home, Some(u.uid), Some(u.gid)).expect("chown");
     fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).expect("chmod");
-    let st = Command::new("usermod")
-        .args(["-d"])
-        .arg(&home)
-        .arg(&u.name)
-        .status()
-        .expect("usermod");
-    assert!(st.success(), "usermod -d");
+    {
+        let _g = user_database_lock();
+        let home = home.display().to_string();
+        let out = shadow_tool("usermod", &["-d", &home, &u.name]).expect("usermod");
+        assert!(out.status.success(), "usermod -d: {out:?}");
+    }
     let secret = system_tests::random_secret_b32();
     let path = home.join(".google_authenticator");
     write_owned(&path, totp_file(&secret).as_bytes(), u.uid, u.gid, 0o600);
@@ -985,10 +985,10 @@ fn supplementary_groups_reach_a_home_behind_a_group_only_directory() {
         &[&format!("open /staff/{}/.google_authenticator ok", u.name)],
     );
 
-    let st = Command::new("gpasswd")
-        .args(["-d", &u.name, &group.0])
-        .output()
-        .expect("gpasswd");
+    let st = {
+        let _g = user_database_lock();
+        shadow_tool("gpasswd", &["-d", &u.name, &group.0]).expect("gpasswd")
+    };
     assert!(st.status.success(), "gpasswd -d: {st:?}");
     let (d, lines) = login(T0 + 60);
     assert!(

@@ -844,7 +844,7 @@ fn the_reset_command_a_log_line_names_quotes_the_user_for_the_shell() {
     let name = format!("ptt{}q x$(id)'y", std::process::id() % 100_000);
     let u = {
         let _g = user_database_lock();
-        let _ = Command::new("userdel").args(["-r", "-f", &name]).output();
+        let _ = shadow_tool("userdel", &["-r", "-f", &name]);
         let out = shadow_tool(
             "useradd",
             &["--badname", "-m", "-s", "/bin/sh", "-K", "UMASK=077", &name],
