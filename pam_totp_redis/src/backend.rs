@@ -19,7 +19,7 @@ use crate::resp::{Address, Conn, Limits, Reply, Tls, WireError};
 
 /// Status codes of the C ABI: the one definition in the ABI crate.
 pub use pam_totp_plugin_abi::Status;
-use pam_totp_plugin_abi::shown;
+use pam_totp_plugin_abi::{MESSAGE_ROOM, fitted, shown};
 
 #[derive(Debug)]
 pub struct Failure {
@@ -560,52 +560,6 @@ fn discover(
     }
     let list = fitted(&why, MESSAGE_ROOM.saturating_sub(head.len()));
     Err(Failure::unavailable(head + &list))
-}
-
-/// What a message can hold: the plugin ABI's buffer, less its NUL.
-const MESSAGE_ROOM: usize = pam_totp_plugin_abi::MESSAGE_CAP - 1;
-
-/// Where a shortened reason ends.
-const CUT: &str = "...";
-
-/// `each` (one entry per sentinel, `sentinel HOST:PORT: reason`) joined by `"; "` in at
-/// most `room` bytes: as they are when they fit; otherwise every sentinel keeps its
-/// address and the start of its reason, each getting an equal share of the room (what a
-/// shorter one leaves goes to the others). The plugin's message buffer would otherwise
-/// cut the list at its end: three sentinels failing TLS lost the last one's address
-/// and, for a refusal, the hint after the list.
-fn fitted(each: &[String], room: usize) -> String {
-    const SEP: &str = "; ";
-    let n = each.len();
-    let whole = each.iter().map(String::len).sum::<usize>() + SEP.len() * n.saturating_sub(1);
-    if whole <= room {
-        return each.join(SEP);
-    }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| each[i].len());
-    let mut left = room.saturating_sub(SEP.len() * n.saturating_sub(1));
-    let mut cut = vec![String::new(); n];
-    for (k, &i) in order.iter().enumerate() {
-        let share = left / (n - k);
-        cut[i] = shortened(&each[i], share);
-        left = left.saturating_sub(cut[i].len());
-    }
-    cut.join(SEP)
-}
-
-/// `m` in at most `max` bytes, its reason cut (and marked) where it must be; the
-/// sentinel's address (up to the first `": "`, which follows the port, an IPv6
-/// address's colons included) is kept whole whatever `max`.
-fn shortened(m: &str, max: usize) -> String {
-    if m.len() <= max {
-        return m.to_owned();
-    }
-    let address = m.find(": ").unwrap_or(0);
-    let mut end = max.saturating_sub(CUT.len()).max(address).min(m.len());
-    while !m.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{CUT}", &m[..end])
 }
 
 /// After a refused `AUTH`: whether the server is a sentinel after all, which has no
@@ -1509,33 +1463,6 @@ mod tests {
     use std::os::unix::net::UnixListener;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// The sentinels' list fits the plugin's message with every address whole (an IPv6
-    /// one too), each reason cut and marked; control: a list that fits is left as it is.
-    #[test]
-    fn a_sentinel_list_too_long_for_the_message_keeps_every_address() {
-        let hosts = ["127.0.0.1:26379", "[2001:db8::1]:26380", "s3.example:26381"];
-        let long: Vec<String> = hosts
-            .iter()
-            .chain(&hosts)
-            .map(|h| format!("sentinel {h}: TLS handshake: {}", "x".repeat(190)))
-            .collect();
-        let text = fitted(&long, 300);
-        assert!(text.len() <= 300, "{} bytes: {text}", text.len());
-        for h in hosts {
-            assert_eq!(
-                text.matches(&format!("sentinel {h}: ")).count(),
-                2,
-                "{text}"
-            );
-        }
-        assert_eq!(text.matches(CUT).count(), long.len(), "{text}");
-        let short: Vec<String> = hosts
-            .iter()
-            .map(|h| format!("sentinel {h}: no answer within 500 ms"))
-            .collect();
-        assert_eq!(fitted(&short, MESSAGE_ROOM), short.join("; "));
-    }
 
     /// A server on a Unix socket that answers each chunk the client sends (a pipeline is
     /// one write) with the next scripted bytes, and returns the chunks it was sent.
