@@ -471,6 +471,10 @@ fn discover(
     let mut why = Vec::new();
     // Nodes that answered for certain that they cannot name the primary.
     let mut definite = 0;
+    // Some node answered as no sentinel monitoring `name` does (not a sentinel, not a
+    // Redis server at all, or no `sentinel monitor` line of that name): the hint about
+    // state='s ports and name is on the point only then, not for a certificate fault.
+    let mut misnamed = false;
     for (i, (host, port)) in nodes.iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
         let share = left / u32::try_from(nodes.len() - i).unwrap_or(1);
@@ -504,10 +508,12 @@ fn discover(
             },
             Ok(Reply::Array(None)) => {
                 definite += 1;
+                misnamed = true;
                 Err(format!("does not monitor {name}"))
             }
             Ok(Reply::Error(e)) if e.contains("unknown command") => {
                 definite += 1;
+                misnamed = true;
                 Err("not a sentinel (it does not know SENTINEL)".to_owned())
             }
             Ok(Reply::Error(e)) => Err(shown(&e, 120)),
@@ -515,6 +521,7 @@ fn discover(
             Err(WireError::Timeout(_)) => Err(format!("no answer within {} ms", share.as_millis())),
             Err(WireError::Foreign(m)) => {
                 definite += 1;
+                misnamed = true;
                 Err(m.chars().take(120).collect())
             }
             // Its certificate (or ours) failed: it answered, and stays so until an admin
@@ -552,9 +559,14 @@ fn discover(
     let head = format!("no sentinel named the primary {name}: ");
     if definite == nodes.len() {
         // Every address answered, and none is a sentinel that monitors the name: a
-        // state= naming the wrong ports or the wrong name, not an outage.
-        let hint = " (redis+sentinel:// names the sentinels' ports, 26379 by default, and \
-                    the name of their `sentinel monitor` line)";
+        // state= naming the wrong ports or the wrong name, or certificates that fail,
+        // not an outage.
+        let hint = if misnamed {
+            " (redis+sentinel:// names the sentinels' ports, 26379 by default, and the \
+             name of their `sentinel monitor` line)"
+        } else {
+            ""
+        };
         let list = fitted(&why, MESSAGE_ROOM.saturating_sub(head.len() + hint.len()));
         return Err(Failure::refused(format!("{head}{list}{hint}")));
     }
