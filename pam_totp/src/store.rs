@@ -83,26 +83,46 @@ pub(crate) fn open_local_at(opts: &ModuleOptions, dir: PathBuf) -> Box<dyn State
     Box::new(StateDir::new(dir, timeout))
 }
 
+/// Why a process that is not root has no local store directory.
+#[derive(Debug)]
+pub(crate) struct NoLocalDir {
+    pub(crate) why: String,
+    /// The name service failed to answer for the process owner (rather than answering
+    /// with no account or no usable home): the owner may have a store all the same.
+    pub(crate) lookup_failed: bool,
+}
+
+impl From<NoLocalDir> for String {
+    fn from(e: NoLocalDir) -> String {
+        e.why
+    }
+}
+
 /// The local store's directory: `state_dir=`, or the default for the process owner.
-pub(crate) fn local_dir(opts: &ModuleOptions, sys: &dyn System) -> Result<PathBuf, String> {
+pub(crate) fn local_dir(opts: &ModuleOptions, sys: &dyn System) -> Result<PathBuf, NoLocalDir> {
     match &opts.state_dir {
         Some(d) => Ok(PathBuf::from(d)),
         None => default_dir(sys),
     }
 }
 
-fn default_dir(sys: &dyn System) -> Result<PathBuf, String> {
+fn default_dir(sys: &dyn System) -> Result<PathBuf, NoLocalDir> {
     let euid = effective_uid();
     if euid == 0 {
         return Ok(PathBuf::from(DEFAULT_STATE_DIR));
     }
     match sys.user_by_uid(euid) {
         Ok(Some(pw)) if pw.dir.is_absolute() => Ok(pw.dir.join(UNPRIVILEGED_SUBDIR)),
-        Ok(_) => Err(format!(
-            "running as uid {euid} without a usable home directory; set state_dir="
-        )),
-        Err(e) => Err(format!(
-            "cannot look up the process owner (uid {euid}): {e}"
-        )),
+        Ok(_) => Err(NoLocalDir {
+            why: format!("running as uid {euid} without a usable home directory; set state_dir="),
+            lookup_failed: false,
+        }),
+        Err(e) => Err(NoLocalDir {
+            why: format!(
+                "cannot look up the process owner (uid {euid}): {e}; check the name \
+                 service's passwd sources (nsswitch.conf), or set state_dir="
+            ),
+            lookup_failed: true,
+        }),
     }
 }

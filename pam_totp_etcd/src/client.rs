@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use pam_totp_plugin_abi::{Failure, Status};
+use pam_totp_plugin_abi::{Failure, MESSAGE_ROOM, Status, fitted};
 use serde_json::{Value, json};
 use ureq::Agent;
 use ureq::config::Config;
@@ -497,54 +497,6 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// What a message can hold: the plugin ABI's buffer, less its NUL.
-const MESSAGE_ROOM: usize = pam_totp_plugin_abi::MESSAGE_CAP - 1;
-
-/// Where a shortened reason ends.
-const CUT: &str = "...";
-
-/// `each` (one message per member, `http(s)://HOST:PORT: reason`) joined by `"; "` in at
-/// most `room` bytes: as they are when they fit; otherwise every member keeps its
-/// address and the start of its reason, each getting an equal share of the room (what a
-/// shorter one leaves goes to the others). The buffer the plugin hands its message back
-/// in would otherwise cut the list at its end, and the last members tried would lose
-/// their address with their reason.
-fn fitted(each: &[String], room: usize) -> String {
-    const SEP: &str = "; ";
-    let n = each.len();
-    let whole = each.iter().map(String::len).sum::<usize>() + SEP.len() * n.saturating_sub(1);
-    if whole <= room {
-        return each.join(SEP);
-    }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| each[i].len());
-    let mut left = room.saturating_sub(SEP.len() * n.saturating_sub(1));
-    let mut cut = vec![String::new(); n];
-    for (k, &i) in order.iter().enumerate() {
-        let share = left / (n - k);
-        cut[i] = shortened(&each[i], share);
-        left = left.saturating_sub(cut[i].len());
-    }
-    cut.join(SEP)
-}
-
-/// `m` in at most `max` bytes, its reason cut (and marked) where it must be; the
-/// member's address (up to the `": "` after `scheme://`) is kept whole whatever `max`.
-fn shortened(m: &str, max: usize) -> String {
-    if m.len() <= max {
-        return m.to_owned();
-    }
-    let address = m
-        .find("://")
-        .and_then(|s| m[s + 3..].find(": ").map(|e| s + 3 + e))
-        .unwrap_or(0);
-    let mut end = max.saturating_sub(CUT.len()).max(address).min(m.len());
-    while !m.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{CUT}", &m[..end])
-}
-
 /// One failure for the module's log: alone as it is; several (one per member tried)
 /// joined under the cause they share, a cluster that cannot serve (no majority reached).
 fn summarise(mut failures: Vec<Failure>) -> Failure {
@@ -684,6 +636,7 @@ fn gateway_error(base: &str, http: u16, v: &Value) -> Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pam_totp_plugin_abi::CUT;
 
     thread_local! {
         /// Whether the last request's token buffer was wiped (`None`: no token sent).

@@ -180,6 +180,54 @@ pub fn shown(text: &str, max: usize) -> String {
         .collect()
 }
 
+/// What a message can hold: the module's buffer ([`MESSAGE_CAP`]), less its NUL.
+pub const MESSAGE_ROOM: usize = MESSAGE_CAP - 1;
+
+/// Where [`fitted`] ends a shortened reason.
+pub const CUT: &str = "...";
+
+/// `each` (one `ADDRESS: reason` entry per server tried, a sentinel's `sentinel
+/// HOST:PORT`, an etcd member's URL) joined by `"; "` in at most `room` bytes: as they
+/// are when they fit; otherwise every entry keeps its address and the start of its
+/// reason, each getting an equal share of the room (what a shorter one leaves goes to
+/// the others), every cut reason ending in [`CUT`]. The module's message buffer would
+/// otherwise cut the list at its end, and the last servers tried would lose their
+/// address with their reason (and a text after the list with them). The one rule for
+/// every plugin's list of servers.
+pub fn fitted(each: &[String], room: usize) -> String {
+    const SEP: &str = "; ";
+    let n = each.len();
+    let whole = each.iter().map(String::len).sum::<usize>() + SEP.len() * n.saturating_sub(1);
+    if whole <= room {
+        return each.join(SEP);
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| each[i].len());
+    let mut left = room.saturating_sub(SEP.len() * n.saturating_sub(1));
+    let mut cut = vec![String::new(); n];
+    for (k, &i) in order.iter().enumerate() {
+        let share = left / (n - k);
+        cut[i] = shortened(&each[i], share);
+        left = left.saturating_sub(cut[i].len());
+    }
+    cut.join(SEP)
+}
+
+/// `m` in at most `max` bytes, its reason cut (and marked) where it must be; the address
+/// (up to the first `": "`: a URL's `://` and an IPv6 address's colons have no blank
+/// after them, the port's separator does) is kept whole whatever `max`.
+fn shortened(m: &str, max: usize) -> String {
+    if m.len() <= max {
+        return m.to_owned();
+    }
+    let address = m.find(": ").unwrap_or(0);
+    let mut end = max.saturating_sub(CUT.len()).max(address).min(m.len());
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT}", &m[..end])
+}
+
 /// What a backend implements inside its plugin; [`export_backend!`] turns it into the C
 /// exports. Rust types stay on the plugin's side of the boundary.
 pub trait Backend: Sized {
@@ -684,6 +732,38 @@ mod tests {
         assert_eq!(shown("abcdef", 3), "abc");
         // Control: plain text passes as it is.
         assert_eq!(shown("user name is empty", 200), "user name is empty");
+    }
+
+    /// A list too long for the message keeps every address whole (an IPv6 one too, and an
+    /// etcd member's URL), each reason cut and marked; control: a list that fits is left
+    /// as it is.
+    #[test]
+    fn a_list_too_long_for_the_message_keeps_every_address() {
+        let hosts = [
+            "sentinel 127.0.0.1:26379",
+            "sentinel [2001:db8::1]:26380",
+            "https://[2001:db8::2]:2379",
+        ];
+        let long: Vec<String> = hosts
+            .iter()
+            .chain(&hosts)
+            .map(|h| format!("{h}: TLS handshake: {}", "x".repeat(190)))
+            .collect();
+        let text = fitted(&long, 300);
+        assert!(text.len() <= 300, "{} bytes: {text}", text.len());
+        for h in hosts {
+            assert_eq!(
+                text.matches(&format!("{h}: TLS handshake")).count(),
+                2,
+                "{text}"
+            );
+        }
+        assert_eq!(text.matches(CUT).count(), long.len(), "{text}");
+        let short: Vec<String> = hosts
+            .iter()
+            .map(|h| format!("{h}: no answer within 500 ms"))
+            .collect();
+        assert_eq!(fitted(&short, MESSAGE_ROOM), short.join("; "));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::resp::{Address, Conn, Limits, Reply, Tls, WireError};
 
 /// Status codes of the C ABI: the one definition in the ABI crate.
 pub use pam_totp_plugin_abi::Status;
-use pam_totp_plugin_abi::shown;
+use pam_totp_plugin_abi::{MESSAGE_ROOM, fitted, shown};
 
 #[derive(Debug)]
 pub struct Failure {
@@ -471,6 +471,10 @@ fn discover(
     let mut why = Vec::new();
     // Nodes that answered for certain that they cannot name the primary.
     let mut definite = 0;
+    // Some node answered as no sentinel monitoring `name` does (not a sentinel, not a
+    // Redis server at all, or no `sentinel monitor` line of that name): the hint about
+    // state='s ports and name is on the point only then, not for a certificate fault.
+    let mut misnamed = false;
     for (i, (host, port)) in nodes.iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
         let share = left / u32::try_from(nodes.len() - i).unwrap_or(1);
@@ -504,10 +508,12 @@ fn discover(
             },
             Ok(Reply::Array(None)) => {
                 definite += 1;
+                misnamed = true;
                 Err(format!("does not monitor {name}"))
             }
             Ok(Reply::Error(e)) if e.contains("unknown command") => {
                 definite += 1;
+                misnamed = true;
                 Err("not a sentinel (it does not know SENTINEL)".to_owned())
             }
             Ok(Reply::Error(e)) => Err(shown(&e, 120)),
@@ -515,6 +521,7 @@ fn discover(
             Err(WireError::Timeout(_)) => Err(format!("no answer within {} ms", share.as_millis())),
             Err(WireError::Foreign(m)) => {
                 definite += 1;
+                misnamed = true;
                 Err(m.chars().take(120).collect())
             }
             // Its certificate (or ours) failed: it answered, and stays so until an admin
@@ -552,60 +559,19 @@ fn discover(
     let head = format!("no sentinel named the primary {name}: ");
     if definite == nodes.len() {
         // Every address answered, and none is a sentinel that monitors the name: a
-        // state= naming the wrong ports or the wrong name, not an outage.
-        let hint = " (redis+sentinel:// names the sentinels' ports, 26379 by default, and \
-                    the name of their `sentinel monitor` line)";
+        // state= naming the wrong ports or the wrong name, or certificates that fail,
+        // not an outage.
+        let hint = if misnamed {
+            " (redis+sentinel:// names the sentinels' ports, 26379 by default, and the \
+             name of their `sentinel monitor` line)"
+        } else {
+            ""
+        };
         let list = fitted(&why, MESSAGE_ROOM.saturating_sub(head.len() + hint.len()));
         return Err(Failure::refused(format!("{head}{list}{hint}")));
     }
     let list = fitted(&why, MESSAGE_ROOM.saturating_sub(head.len()));
     Err(Failure::unavailable(head + &list))
-}
-
-/// What a message can hold: the plugin ABI's buffer, less its NUL.
-const MESSAGE_ROOM: usize = pam_totp_plugin_abi::MESSAGE_CAP - 1;
-
-/// Where a shortened reason ends.
-const CUT: &str = "...";
-
-/// `each` (one entry per sentinel, `sentinel HOST:PORT: reason`) joined by `"; "` in at
-/// most `room` bytes: as they are when they fit; otherwise every sentinel keeps its
-/// address and the start of its reason, each getting an equal share of the room (what a
-/// shorter one leaves goes to the others). The plugin's message buffer would otherwise
-/// cut the list at its end: three sentinels failing TLS lost the last one's address
-/// and, for a refusal, the hint after the list.
-fn fitted(each: &[String], room: usize) -> String {
-    const SEP: &str = "; ";
-    let n = each.len();
-    let whole = each.iter().map(String::len).sum::<usize>() + SEP.len() * n.saturating_sub(1);
-    if whole <= room {
-        return each.join(SEP);
-    }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| each[i].len());
-    let mut left = room.saturating_sub(SEP.len() * n.saturating_sub(1));
-    let mut cut = vec![String::new(); n];
-    for (k, &i) in order.iter().enumerate() {
-        let share = left / (n - k);
-        cut[i] = shortened(&each[i], share);
-        left = left.saturating_sub(cut[i].len());
-    }
-    cut.join(SEP)
-}
-
-/// `m` in at most `max` bytes, its reason cut (and marked) where it must be; the
-/// sentinel's address (up to the first `": "`, which follows the port, an IPv6
-/// address's colons included) is kept whole whatever `max`.
-fn shortened(m: &str, max: usize) -> String {
-    if m.len() <= max {
-        return m.to_owned();
-    }
-    let address = m.find(": ").unwrap_or(0);
-    let mut end = max.saturating_sub(CUT.len()).max(address).min(m.len());
-    while !m.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{CUT}", &m[..end])
 }
 
 /// After a refused `AUTH`: whether the server is a sentinel after all, which has no
@@ -1509,33 +1475,6 @@ mod tests {
     use std::os::unix::net::UnixListener;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// The sentinels' list fits the plugin's message with every address whole (an IPv6
-    /// one too), each reason cut and marked; control: a list that fits is left as it is.
-    #[test]
-    fn a_sentinel_list_too_long_for_the_message_keeps_every_address() {
-        let hosts = ["127.0.0.1:26379", "[2001:db8::1]:26380", "s3.example:26381"];
-        let long: Vec<String> = hosts
-            .iter()
-            .chain(&hosts)
-            .map(|h| format!("sentinel {h}: TLS handshake: {}", "x".repeat(190)))
-            .collect();
-        let text = fitted(&long, 300);
-        assert!(text.len() <= 300, "{} bytes: {text}", text.len());
-        for h in hosts {
-            assert_eq!(
-                text.matches(&format!("sentinel {h}: ")).count(),
-                2,
-                "{text}"
-            );
-        }
-        assert_eq!(text.matches(CUT).count(), long.len(), "{text}");
-        let short: Vec<String> = hosts
-            .iter()
-            .map(|h| format!("sentinel {h}: no answer within 500 ms"))
-            .collect();
-        assert_eq!(fitted(&short, MESSAGE_ROOM), short.join("; "));
-    }
 
     /// A server on a Unix socket that answers each chunk the client sends (a pipeline is
     /// one write) with the next scripted bytes, and returns the chunks it was sent.

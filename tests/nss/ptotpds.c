@@ -22,6 +22,9 @@
  * passwd only:
  *   once      ok for the first getpwnam the call log holds, unavail for every later
  *             one (a directory that goes away in the middle of a login)
+ * pwuid (getpwuid; default ok, which answers "not found": `files` holds the account):
+ *   unavail, tryagain, silent as above (listed before `files` with a `[TRYAGAIN=return]`
+ *             action, the process owner's lookup fails)
  * group only:
  *   nogid     initgroups reports the group id, but the group cannot be resolved
  *   initdown  the group resolves (without members, like SSSD's ignore_group_members),
@@ -51,6 +54,7 @@ struct control {
     int naliases;
     char passwd[32];
     char group[32];
+    char pwuid[32];
     char grname[FIELD];
     unsigned long grgid;
     int grmember;
@@ -61,6 +65,7 @@ static void load(struct control *c)
     memset(c, 0, sizeof *c);
     strcpy(c->passwd, "ok");
     strcpy(c->group, "ok");
+    strcpy(c->pwuid, "ok");
     FILE *f = fopen(STATE_DIR "/control", "re");
     if (f == NULL)
         return;
@@ -85,6 +90,8 @@ static void load(struct control *c)
             snprintf(c->passwd, sizeof c->passwd, "%s", value);
         else if (strcmp(line, "group") == 0)
             snprintf(c->group, sizeof c->group, "%s", value);
+        else if (strcmp(line, "pwuid") == 0)
+            snprintf(c->pwuid, sizeof c->pwuid, "%s", value);
         else if (strcmp(line, "grname") == 0)
             snprintf(c->grname, FIELD, "%s", value);
         else if (strcmp(line, "grgid") == 0)
@@ -191,10 +198,15 @@ enum nss_status _nss_ptotpds_getpwuid_r(uid_t uid, struct passwd *pw, char *buf,
     (void)buf;
     (void)buflen;
     int saved = errno;
+    struct control c;
+    load(&c);
     char arg[32];
     snprintf(arg, sizeof arg, "%lu", (unsigned long)uid);
     note("getpwuid", arg);
     errno = saved;
+    enum nss_status failed = failure(c.pwuid, errnop);
+    if (failed != NSS_STATUS_SUCCESS)
+        return failed;
     /* `files` holds the account itself; only its aliases live here. */
     *errnop = ENOENT;
     return NSS_STATUS_NOTFOUND;

@@ -34,6 +34,8 @@ struct Control {
     passwd: &'static str,
     /// As `passwd`, or `nogid` / `initdown`.
     group: &'static str,
+    /// `getpwuid`: `ok` (not found here, `files` answers) or a failure as `passwd`.
+    pwuid: &'static str,
     grname: String,
     grgid: u32,
     grmember: bool,
@@ -78,6 +80,7 @@ impl DirSvc {
             aliases: aliases(&u.name),
             passwd: "ok",
             group: "ok",
+            pwuid: "ok",
             grname: format!("{}g", u.name),
             grgid: 3_700_000 + std::process::id() % 100_000,
             grmember: true,
@@ -94,13 +97,14 @@ impl DirSvc {
     /// Rewrites the control file (the stand-in reads it on every call).
     fn set(&self, c: Control) {
         let mut text = format!(
-            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\ngrname {}\ngrgid {}\ngrmember {}\n",
+            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\n",
             c.canonical,
             c.uid,
             c.gid,
             c.dir.display(),
             c.passwd,
             c.group,
+            c.pwuid,
             c.grname,
             c.grgid,
             u8::from(c.grmember)
@@ -1997,4 +2001,100 @@ fn the_tools_judge_an_alias_of_another_account_as_the_module_does() {
         }
     }
     f.check();
+}
+
+/// A login through a shared store by a process that is not root (a screen locker, the
+/// user unlocking their own session) and has no `state_dir=`: its local store is found
+/// through the process owner's account. When the name service fails that lookup
+/// (`getpwuid` answers "try again"), the store may hold codes this host accepted, so the
+/// log says they were not checked and what to check, as for an unreadable local store;
+/// the login is not denied for it (the same deviation, SECURITY.md). Before, the
+/// failure counted as "never used" and nothing was logged. Control: the lookup answers
+/// (an owner whose local store was never used): no such line.
+#[test]
+fn an_unprivileged_hosts_failed_owner_lookup_is_logged_not_denied() {
+    let test = "an_unprivileged_hosts_failed_owner_lookup_is_logged_not_denied";
+    let Some((u, ds)) = setup(test, "dlo") else {
+        return;
+    };
+    if !require_tool(test, "setpriv") {
+        return;
+    }
+    use system_tests::fleet::{RedisServer, ServerConfig, init_store};
+    use system_tests::now;
+    let server = RedisServer::start(&ServerConfig::default());
+    let args = server.options("redis_prefix=dlo/");
+    init_store(&args);
+    u.write_secret(&totp_file(SECRET_160), 0o600);
+    // The stand-in first, its "try again" final, so that `getpwuid` fails rather than
+    // `files` answering; every name lookup still reaches `files`.
+    fs::write(
+        ds.path().join("nsswitch.conf"),
+        format!(
+            "passwd: {SERVICE} [TRYAGAIN=return] files\ngroup: files {SERVICE}\nshadow: files\n"
+        ),
+    )
+    .expect("write nsswitch.conf");
+    // No state_dir=: the process owner's lookup finds the local store.
+    let stack = Stack::new();
+    fs::write(
+        stack.path().join("svc"),
+        format!(
+            "auth required {} {args}\n",
+            system_tests::built().module.display()
+        ),
+    )
+    .expect("write service");
+    fs::set_permissions(stack.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let as_owner = |at: u64| {
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&code_at(SECRET_160, at))
+            .command();
+        let mut cmd = Command::new("setpriv");
+        for (k, v) in driver.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.arg(format!("--reuid={}", u.uid))
+            .arg(format!("--regid={}", u.gid))
+            .arg("--clear-groups")
+            .arg(driver.get_program())
+            .args(driver.get_args());
+        let (out, lines) = with_syslog_capture(&ds.wrap(&cmd));
+        let lines: Vec<String> = lines.iter().map(|l| syslog_message(l).to_owned()).collect();
+        (Drive::ran(&out), lines)
+    };
+    // The real clock (libfaketime's shared memory is root's after the first run): the
+    // control's code is the next step's, within the default window.
+    let t = now();
+    let said = |lines: &[String]| {
+        lines
+            .iter()
+            .any(|l| l.contains("not checked") && l.contains("cannot look up the process owner"))
+    };
+
+    ds.with(|c| c.pwuid = "tryagain");
+    let (d, lines) = as_owner(t);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "{d:?}\n{lines:#?}");
+    assert!(said(&lines), "the failed lookup logged: {lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("nsswitch.conf") && l.contains("state_dir=")),
+        "with what to check: {lines:#?}"
+    );
+    assert!(
+        ds.calls()
+            .iter()
+            .any(|c| c == &format!("getpwuid {}", u.uid)),
+        "the fault: the owner's uid was asked of the stand-in: {:?}",
+        ds.calls()
+    );
+
+    // Control: the lookup answers.
+    ds.with(|c| c.pwuid = "ok");
+    let (d, lines) = as_owner(t + 30);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}\n{lines:#?}");
+    assert!(!said(&lines), "control: {lines:#?}");
 }

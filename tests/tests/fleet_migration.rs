@@ -419,7 +419,8 @@ fn a_version_1_local_mark_is_carried_by_a_host_upgraded_and_moved_at_once() {
 /// and how to list it (user `mgp`). Controls: a user without a record there gets no such
 /// line (user `mgq`), nor does any user on a host whose local store was never used,
 /// whose directory `show` does not create. A record there that cannot be read is said
-/// (the module's logins then do not check it).
+/// (the module's logins then do not check it). `--json` says the same in `local_marks`
+/// (null in the controls), so a monitoring script learns it too.
 #[test]
 fn show_of_a_shared_store_names_the_marks_of_this_hosts_local_store() {
     if !require_root("show_of_a_shared_store_names_the_marks_of_this_hosts_local_store") {
@@ -442,11 +443,36 @@ fn show_of_a_shared_store_names_the_marks_of_this_hosts_local_store() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    let show_json = |user: &TestUser, dir: &std::path::Path| {
+        let options = format!("{a} state_dir={}", dir.display());
+        let out = state_tool(&[
+            "show",
+            "--user",
+            &user.name,
+            "--options",
+            &options,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one object");
+        v
+    };
     let said = show(&p, &host.state_dir());
     assert!(
         said.contains("this host's local store") && said.contains("also holds replay marks"),
         "{said}"
     );
+    let v = show_json(&p, &host.state_dir());
+    assert_eq!(
+        v["local_marks"],
+        serde_json::json!({
+            "state_dir": host.state_dir().to_str().expect("a UTF-8 path"),
+            "error": null,
+        }),
+        "{v}"
+    );
+    // The fields before it stay as they were.
+    assert_eq!(v["user"], serde_json::json!(p.name), "{v}");
     assert!(
         said.contains(&format!("--state-dir {}", host.state_dir().display())),
         "{said}"
@@ -472,9 +498,13 @@ fn show_of_a_shared_store_names_the_marks_of_this_hosts_local_store() {
     // Controls: no record of the user in the local store; no local store at all.
     let said = show(&q, &host.state_dir());
     assert!(!said.contains("local store"), "{said}");
+    let v = show_json(&q, &host.state_dir());
+    assert!(v["local_marks"].is_null(), "{v}");
     let never = Stack::probe("svc", &a);
     let said = show(&p, &never.state_dir());
     assert!(!said.contains("local store"), "{said}");
+    let v = show_json(&p, &never.state_dir());
+    assert!(v["local_marks"].is_null(), "{v}");
     assert!(!never.state_dir().exists(), "show created the local store");
 
     // A record there that cannot be read.
@@ -482,6 +512,9 @@ fn show_of_a_shared_store_names_the_marks_of_this_hosts_local_store() {
     let said = show(&q, &host.state_dir());
     assert!(said.contains("could not be read"), "{said}");
     assert!(said.contains("symlink"), "{said}");
+    let v = show_json(&q, &host.state_dir());
+    let error = v["local_marks"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("symlink"), "{v}");
 }
 
 /// The same code from 32 processes at once on a host moved from its local store, whose

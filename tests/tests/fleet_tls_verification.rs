@@ -220,7 +220,8 @@ fn assert_handshake_passed(what: &str, args: &str, user: &TestUser, secret: &str
 
 /// The fault: denied, one line refuses the store (not an outage: no fallback) and
 /// contains every part of `why`; no code was compared.
-fn assert_refused(what: &str, args: &str, user: &TestUser, secret: &str, why: &[&str]) {
+/// Returns the line that says it.
+fn assert_refused(what: &str, args: &str, user: &TestUser, secret: &str, why: &[&str]) -> String {
     let (d, lines) = login(args, user, secret);
     assert_eq!(
         d.returned(),
@@ -245,6 +246,7 @@ fn assert_refused(what: &str, args: &str, user: &TestUser, secret: &str, why: &[
         !m.iter().any(|l| l.contains("invalid verification code")),
         "{what}: no code was compared: {lines:?}"
     );
+    named[0].to_string()
 }
 
 fn run(dir: &Path, program: &str, args: &[&str]) {
@@ -1471,7 +1473,10 @@ fn a_redis_server_refusing_the_client_certificate_is_a_refusal_through_libpam() 
 /// naming each reason, with `state_fallback=local` set and not taken. Sentinels failing
 /// TLS and the others unreachable are an outage, which the fallback takes (as for etcd
 /// members). Control: a sentinel whose certificate passes (a stand-in that then answers
-/// nothing) is an outage with no word of certificates.
+/// nothing) is an outage with no word of certificates. The refusal's hint about
+/// sentinel ports and the `sentinel monitor` name is off the point for certificates
+/// and left out; a TLS data server named with them, which says it is not a sentinel,
+/// brings it back.
 #[test]
 fn sentinels_failing_tls_are_a_refusal_and_with_one_unreachable_an_outage_through_libpam() {
     let t = "sentinels_failing_tls_are_a_refusal_and_with_one_unreachable_an_outage_through_libpam";
@@ -1507,7 +1512,7 @@ fn sentinels_failing_tls_are_a_refusal_and_with_one_unreachable_an_outage_throug
     };
     let (u, secret) = TestUser::enrolled("ts");
     assert_handshake_passed("control", &args(&[good.port]), &u, &secret);
-    assert_refused(
+    let said = assert_refused(
         "every sentinel failing TLS",
         &args(&[expired_sentinel.port, wrong_sentinel.port]),
         &u,
@@ -1516,6 +1521,28 @@ fn sentinels_failing_tls_are_a_refusal_and_with_one_unreachable_an_outage_throug
             "no sentinel named the primary",
             "certificate has expired",
             "IP address mismatch",
+        ],
+    );
+    assert!(
+        !said.contains("26379") && !said.contains("sentinel monitor"),
+        "every sentinel failing TLS: no hint about ports or the name: {said}"
+    );
+    // Control: one of them a data server, not a sentinel: the hint is on the point.
+    let data = RedisServer::start(&ServerConfig {
+        tls: Some(&ca),
+        ..ServerConfig::default()
+    });
+    assert_refused(
+        "a sentinel failing TLS and a data server",
+        &args(&[expired_sentinel.port, data.port]),
+        &u,
+        &secret,
+        &[
+            "no sentinel named the primary",
+            "certificate has expired",
+            "not a sentinel",
+            "26379",
+            "sentinel monitor",
         ],
     );
     let (d, lines) = login(&args(&[expired_sentinel.port, down]), &u, &secret);

@@ -22,7 +22,7 @@ use totp_os::remote::open_shared;
 use totp_os::state_dir::{DEFAULT_STATE_DIR, KEY_FILE, StateDir, effective_uid, record_uid};
 use totp_os::{nss, pam_stack};
 
-use crate::report::Report;
+use crate::report::{LocalMarks, Report};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -420,12 +420,16 @@ fn run(cmd: Command) -> Result<(), Stop> {
             let shown = name.clone().unwrap_or_else(|| uid.to_string());
             unused_default_store(store.as_mut(), &dir, &quote::name(&shown))?;
         }
-        let local_note = if shared_store && !target.json {
-            local_marks_note(&dir, uid, name.as_deref())
+        let local = if shared_store {
+            local_marks(&dir, uid)
         } else {
             None
         };
-        let r = Report::new((uid != NO_UID).then_some(uid), name, read, now);
+        let local_note = local
+            .as_ref()
+            .map(|l| local_marks_note(l, uid, name.as_deref()));
+        let mut r = Report::new((uid != NO_UID).then_some(uid), name, read, now);
+        r.local_marks = local;
         failed |= r.error.is_some();
         if target.json {
             emit(&format!(
@@ -454,18 +458,14 @@ fn run(cmd: Command) -> Result<(), Stop> {
 /// through `state_fallback=local`), so a code refused there as reused may be one the
 /// shared record alone does not explain. `None` when the local store was never used
 /// or holds no mark of `uid`; it is only read (the directory is not created).
-fn local_marks_note(dir: &Path, uid: Uid, name: Option<&str>) -> Option<String> {
+fn local_marks(dir: &Path, uid: Uid) -> Option<LocalMarks> {
     let mut local = StateDir::new(dir, Duration::from_secs(5));
-    let shown = dir.display();
-    let path = dir.to_string_lossy();
-    let path = quote::name(&path);
     let read = match local.context(Missing::Leave) {
         Ok(None) => return None,
         Ok(Some(_)) => local.read(uid),
         Err(e) => Err(e),
     };
-    let who = name.map_or_else(|| uid.to_string(), str::to_owned);
-    let who = quote::name(&who);
+    let state_dir = dir.to_string_lossy().into_owned();
     match read {
         Ok(state) => {
             let held =
@@ -474,22 +474,38 @@ fn local_marks_note(dir: &Path, uid: Uid, name: Option<&str>) -> Option<String> 
                 }) || state
                     .legacy
                     .is_some_and(|l| l.last_step.is_some() || l.hotp.is_some());
-            held.then(|| {
-                format!(
-                    "this host's local store {shown} also holds replay marks of uid {uid} \
-                     (codes accepted on this host before it moved to the shared store, or \
-                     through state_fallback=local): logins on this host refuse those codes \
-                     as reused, which the shared record above does not show; list them \
-                     with `totp-state show --user {who} --state-dir {path}`\n"
-                )
+            held.then_some(LocalMarks {
+                state_dir,
+                error: None,
             })
         }
-        Err(e) => Some(format!(
+        Err(e) => Some(LocalMarks {
+            state_dir,
+            error: Some(e.to_string()),
+        }),
+    }
+}
+
+/// The text form's line about [`local_marks`]' finding.
+fn local_marks_note(local: &LocalMarks, uid: Uid, name: Option<&str>) -> String {
+    let shown = Path::new(&local.state_dir).display();
+    let path = quote::name(&local.state_dir);
+    let who = name.map_or_else(|| uid.to_string(), str::to_owned);
+    let who = quote::name(&who);
+    match &local.error {
+        None => format!(
+            "this host's local store {shown} also holds replay marks of uid {uid} \
+             (codes accepted on this host before it moved to the shared store, or \
+             through state_fallback=local): logins on this host refuse those codes \
+             as reused, which the shared record above does not show; list them \
+             with `totp-state show --user {who} --state-dir {path}`\n"
+        ),
+        Some(e) => format!(
             "this host's local store {shown} could not be read for uid {uid}: {}; logins \
              on this host through the shared store do not check the codes it may hold \
              (their log says so)\n",
-            quote::text(&e.to_string())
-        )),
+            quote::text(e)
+        ),
     }
 }
 

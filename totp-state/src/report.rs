@@ -64,6 +64,21 @@ pub struct Report {
     /// written (0 when none is): a host whose clock was ahead wrote them, or this clock
     /// is behind.
     pub records_ahead_secs: u64,
+    /// `show` of a shared store: this host's local store, when it holds replay marks of
+    /// the user (codes accepted here before the host moved, or through
+    /// `state_fallback=local`) that logins on this host refuse as reused although the
+    /// shared record lacks them, or cannot be read for the user (then those logins do
+    /// not check it); null otherwise, and for a local store.
+    pub local_marks: Option<LocalMarks>,
+}
+
+/// This host's local store as a shared store's `show` reports it.
+#[derive(Serialize, Debug)]
+pub struct LocalMarks {
+    /// Its directory (list its marks with `show --state-dir` of it).
+    pub state_dir: String,
+    /// Why the user's record there cannot be read; null when it holds marks.
+    pub error: Option<String>,
 }
 
 fn future(t: u64, now: u64) -> Option<String> {
@@ -95,6 +110,7 @@ impl Report {
             ceiling_until: [None, None],
             grace: Vec::new(),
             records_ahead_secs: 0,
+            local_marks: None,
         };
         let state = match state {
             Ok(s) => s,

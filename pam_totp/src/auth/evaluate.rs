@@ -1186,27 +1186,30 @@ fn local_marks_of(
     // "not there" (or not searchable by a screen locker's owner) proves it never used;
     // any other failure (EIO, ELOOP) goes on to the checks that log it.
     // Once: without `state_dir=`, a process that is not root finds its directory through
-    // the name service, and a second answer could differ from the first.
+    // the name service, and a second answer could differ from the first. A process owner
+    // without an account or a usable home never had a local store; one the name service
+    // failed to look up may have, so that is said, as an unreadable store is.
     let dir = store::local_dir(opts, sys);
     if opts.fleet.fallback != Fallback::Local {
-        let never_used = dir.as_ref().map_or(true, |dir| {
-            std::fs::symlink_metadata(dir.join(KEY_FILE)).is_err_and(|e| {
+        let never_used = match &dir {
+            Ok(dir) => std::fs::symlink_metadata(dir.join(KEY_FILE)).is_err_and(|e| {
                 matches!(
                     e.kind(),
                     std::io::ErrorKind::NotFound
                         | std::io::ErrorKind::NotADirectory
                         | std::io::ErrorKind::PermissionDenied
                 )
-            })
-        });
+            }),
+            Err(e) => !e.lookup_failed,
+        };
         if never_used {
             return None;
         }
     }
     let dir = match dir {
         Ok(dir) => dir,
-        Err(why) => {
-            not_read(io, &why);
+        Err(e) => {
+            not_read(io, &e.why);
             return None;
         }
     };
