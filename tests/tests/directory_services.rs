@@ -37,6 +37,11 @@ struct Control {
     grname: String,
     grgid: u32,
     grmember: bool,
+    /// Non-zero: `getgrnam` answers with a group of this gid and no member, the first
+    /// of two groups with one name (the stand-in's `grfirst`).
+    grfirst: u32,
+    /// What `getgrgid` alone answers: a mode as `group`.
+    grgidmode: &'static str,
 }
 
 /// The stand-in: its build, nsswitch.conf, control file, call log and rule files in one
@@ -81,6 +86,8 @@ impl DirSvc {
             grname: format!("{}g", u.name),
             grgid: 3_700_000 + std::process::id() % 100_000,
             grmember: true,
+            grfirst: 0,
+            grgidmode: "ok",
         };
         let ds = DirSvc { dir, control };
         ds.set(ds.control.clone());
@@ -94,7 +101,7 @@ impl DirSvc {
     /// Rewrites the control file (the stand-in reads it on every call).
     fn set(&self, c: Control) {
         let mut text = format!(
-            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\ngrname {}\ngrgid {}\ngrmember {}\n",
+            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\ngrname {}\ngrgid {}\ngrmember {}\ngrfirst {}\ngrgidmode {}\n",
             c.canonical,
             c.uid,
             c.gid,
@@ -103,7 +110,9 @@ impl DirSvc {
             c.group,
             c.grname,
             c.grgid,
-            u8::from(c.grmember)
+            u8::from(c.grmember),
+            c.grfirst,
+            c.grgidmode
         );
         for a in &c.aliases {
             text.push_str(&format!("alias {a}\n"));
@@ -1995,6 +2004,130 @@ fn the_tools_judge_an_alias_of_another_account_as_the_module_does() {
         if store.path().join(&u.name).exists() != allowed {
             f.0.push(format!("{what}: the store file written: {}", !allowed));
         }
+    }
+    f.check();
+}
+
+/// One source holding a group's name twice (`/etc/group` with `g:x:A:` then
+/// `g:x:B:user`): `getgrnam_r` answers with the first alone, while the user's list
+/// holds B and `id` shows the user in `g`. `require_group=g` must not take that for a
+/// proven non-member: the code is asked, and `totp-state audit` (the same proof)
+/// reports no skip. Controls: `g` held once, and B named otherwise, are proven
+/// non-memberships and skip (the audit says so).
+#[test]
+fn a_group_name_held_twice_by_one_source_is_no_proven_non_membership() {
+    let test = "a_group_name_held_twice_by_one_source_is_no_proven_non_membership";
+    if !require_root(test) || !require_tool(test, "unshare") {
+        return;
+    }
+    let u = TestUser::create("ds3");
+    u.write_secret(&totp_file(SECRET_160), 0o600);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gid = 3_900_000 + std::process::id() % 100_000 * 2;
+    let g = format!("{}t", u.name);
+    let first = format!("{g}:x:{gid}:\n");
+    let mut f = Failures::default();
+    for (what, extra, skips) in [
+        ("g held once: control", first.clone(), true),
+        (
+            "the user's other group named otherwise: control",
+            format!("{first}{}o:x:{}:{}\n", u.name, gid + 1, u.name),
+            true,
+        ),
+        (
+            "g held twice, the user in the second",
+            format!("{first}{g}:x:{}:{}\n", gid + 1, u.name),
+            false,
+        ),
+    ] {
+        let layer = group_layer(&dir.path().join(what.len().to_string()), &u, &extra);
+        let option = format!("require_group={g}");
+        let (d, lines) = login_with_groups(&u, &layer, &option);
+        if skips {
+            f.expect(what, &d, "PAM_IGNORE");
+        } else {
+            f.refused(what, &d);
+        }
+        let stack = Stack::probe("svc", &option);
+        let mut audit = system_tests::audit_command(stack.path());
+        audit.args(["--user", &u.name]);
+        let mut cmd = in_private_mounts(
+            "mount -t overlay overlay -o \"lowerdir=$1:/etc\" /etc",
+            &layer,
+            &audit,
+        );
+        let out = cmd.output().expect("totp-state audit");
+        let verdicts = system_tests::audit_verdicts(&out.stdout);
+        let reasons = verdicts.get(&u.name).map(|v| v.1.as_str()).unwrap_or("");
+        let skip_said = reasons.contains("member of no require group");
+        if reasons.is_empty() || skip_said != skips {
+            f.0.push(format!("{what}: audit: {out:?} (login log {lines:?})"));
+        }
+    }
+    f.check();
+}
+
+/// Two directory groups with one name (one `cn`): the stand-in's `getgrnam` answers with
+/// the first, which does not list the user, while the user's list holds the second's
+/// gid. `require_group=` asks for the code, in both modes; so it does when the
+/// directory names the user's gids no longer (`getgrgid` says "try again"), since the
+/// second group may be one of them. Controls: a non-member of both skips, with and
+/// without the first group shadowing.
+#[test]
+fn two_directory_groups_with_one_name_are_no_proven_non_membership() {
+    let Some((u, ds)) = setup(
+        "two_directory_groups_with_one_name_are_no_proven_non_membership",
+        "ds4",
+    ) else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let first = ds.control.grgid + 7;
+    let mut f = Failures::default();
+    let mut at = T0;
+    for mode in Mode::both() {
+        mode.enroll(&u);
+        let args = mode.args(&format!("require_group={g}"));
+        let name = mode.name();
+        let mut run = |what: &str, change: &dyn Fn(&mut Control), skips: bool| {
+            ds.with(change);
+            at += 90;
+            let d = login(&ds, &args, &u.name, &wrong_totp(SECRET_160, at), at);
+            let what = format!("{name}: {what}");
+            if skips {
+                f.expect(&what, &d, "PAM_IGNORE");
+            } else {
+                f.refused(&what, &d);
+            }
+        };
+        run(
+            "non-member: control",
+            &|c: &mut Control| c.grmember = false,
+            true,
+        );
+        run(
+            "non-member of both groups: control",
+            &|c: &mut Control| {
+                c.grmember = false;
+                c.grfirst = first;
+            },
+            true,
+        );
+        run(
+            "member of the second group of the name",
+            &|c: &mut Control| c.grfirst = first,
+            false,
+        );
+        run(
+            "non-member, the directory's gids unnamed (try again)",
+            &|c: &mut Control| {
+                c.grmember = false;
+                c.grfirst = first;
+                c.grgidmode = "tryagain";
+            },
+            false,
+        );
+        mode.unenroll(&u);
     }
     f.check();
 }
