@@ -2012,8 +2012,9 @@ fn the_tools_judge_an_alias_of_another_account_as_the_module_does() {
 /// `g:x:B:user`): `getgrnam_r` answers with the first alone, while the user's list
 /// holds B and `id` shows the user in `g`. `require_group=g` must not take that for a
 /// proven non-member: the code is asked, and `totp-state audit` (the same proof)
-/// reports no skip. Controls: `g` held once, and B named otherwise, are proven
-/// non-memberships and skip (the audit says so).
+/// reports no skip, nor does `totp-enroll explain` for a rule file's
+/// `ALL EXCEPT (g)`. Controls: `g` held once, and B named otherwise, are proven
+/// non-memberships and skip (the audit and explain say so).
 #[test]
 fn a_group_name_held_twice_by_one_source_is_no_proven_non_membership() {
     let test = "a_group_name_held_twice_by_one_source_is_no_proven_non_membership";
@@ -2026,6 +2027,16 @@ fn a_group_name_held_twice_by_one_source_is_no_proven_non_membership() {
     let gid = 3_900_000 + std::process::id() % 100_000 * 2;
     let g = format!("{}t", u.name);
     let first = format!("{g}:x:{gid}:\n");
+    // The rule a `(group)` item skips a non-member by, for `totp-enroll explain`.
+    let trusted = system_tests::fleet::trusted_dir("pam_totp-twice");
+    let rules = trusted.path().join("access.conf");
+    write_owned(
+        &rules,
+        format!("+ : ALL EXCEPT ({g}) : ALL\n").as_bytes(),
+        0,
+        0,
+        0o644,
+    );
     let mut f = Failures::default();
     for (what, extra, skips) in [
         ("g held once: control", first.clone(), true),
@@ -2062,6 +2073,32 @@ fn a_group_name_held_twice_by_one_source_is_no_proven_non_membership() {
         let skip_said = reasons.contains("member of no require group");
         if reasons.is_empty() || skip_said != skips {
             f.0.push(format!("{what}: audit: {out:?} (login log {lines:?})"));
+        }
+        // `totp-enroll explain` proves the rule file's `(group)` the same way.
+        let mut explain = Command::new(&system_tests::built().enroll);
+        explain
+            .args([
+                "explain", "--json", "--user", &u.name, "--rhost", "10.0.0.5",
+            ])
+            .arg("--accessfile")
+            .arg(&rules);
+        let mut cmd = in_private_mounts(
+            "mount -t overlay overlay -o \"lowerdir=$1:/etc\" /etc",
+            &layer,
+            &explain,
+        );
+        let out = cmd.output().expect("totp-enroll explain");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let want = if skips { "not a member" } else { "member" };
+        let said = v["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == g.as_str())
+            .map(|e| e["membership"].clone());
+        let verdict_skips = v["verdict"] == "skip";
+        if said.as_ref().and_then(|m| m.as_str()) != Some(want) || verdict_skips != skips {
+            f.0.push(format!("{what}: explain: {out:?}"));
         }
     }
     f.check();
