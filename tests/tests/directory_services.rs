@@ -2126,16 +2126,21 @@ fn two_directory_groups_with_one_name_are_no_proven_non_membership() {
         mode.enroll(&u);
         let args = mode.args(&format!("require_group={g}"));
         let name = mode.name();
+        let stack = Stack::probe("svc", &args);
         let mut run = |what: &str, change: &dyn Fn(&mut Control), skips: bool| {
             ds.with(change);
             at += 90;
-            let d = login(&ds, &args, &u.name, &wrong_totp(SECRET_160, at), at);
+            let driver = Driver::new(&stack, "svc", &u.name)
+                .answer(&wrong_totp(SECRET_160, at))
+                .at(at);
+            let (d, lines) = ds.run_logged(&driver);
             let what = format!("{name}: {what}");
             if skips {
                 f.expect(&what, &d, "PAM_IGNORE");
             } else {
                 f.refused(&what, &d);
             }
+            lines
         };
         run(
             "non-member: control",
@@ -2155,7 +2160,7 @@ fn two_directory_groups_with_one_name_are_no_proven_non_membership() {
             &|c: &mut Control| c.grfirst = first,
             false,
         );
-        run(
+        let lines = run(
             "non-member, the directory's gids unnamed (try again)",
             &|c: &mut Control| {
                 c.grmember = false;
@@ -2164,6 +2169,14 @@ fn two_directory_groups_with_one_name_are_no_proven_non_membership() {
             },
             false,
         );
+        // The log names the gid and the service that did not answer for it.
+        if !lines.iter().any(|l| {
+            l.contains("asked of each name service source")
+                && l.contains("group id")
+                && l.contains(SERVICE)
+        }) {
+            f.0.push(format!("{name}: the unnamed gid is not logged: {lines:?}"));
+        }
         mode.unenroll(&u);
     }
     f.check();
