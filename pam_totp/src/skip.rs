@@ -186,6 +186,7 @@ impl<'a> GroupFacts<'a> {
             question,
             &pw.name,
             pw.gid,
+            group,
             entry.as_ref(),
             || self.list(pw, question),
             || match self.sys.group_in_every_source(group) {
@@ -194,6 +195,17 @@ impl<'a> GroupFacts<'a> {
                     self.note(format!(
                         "group {shown} asked of each name service source: {e}; membership \
                          of {who} unknown, so it cannot excuse the code"
+                    ));
+                    None
+                }
+            },
+            |gid| match self.sys.gid_names(gid) {
+                Ok(names) => Some(names),
+                Err(e) => {
+                    self.note(format!(
+                        "group id {gid} of {who} asked of each name service source (is it \
+                         another group called {shown}?): {e}; membership unknown, so it \
+                         cannot excuse the code"
                     ));
                     None
                 }

@@ -27,6 +27,10 @@ pub trait System {
     /// The group of that name in each source of the group database that has one
     /// (`Err` when a source did not answer): for a proof of non-membership.
     fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError>;
+    /// The names each source of the group database gives group `gid` (`Err` when a
+    /// source did not answer): for a proof of non-membership, where one source may
+    /// hold the group's name twice.
+    fn gid_names(&self, gid: u32) -> Result<Vec<String>, NssError>;
     /// The user's group ids and whether every source answered, as far as
     /// `getgrouplist` can tell (see [`nss::lookup_group_list`]).
     fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError>;
@@ -50,6 +54,9 @@ pub struct Host {
     /// the group rules ask for the user's, and the file-system identity needs the same
     /// list moments later in the same login. An incomplete one is asked again.
     lists: RefCell<Vec<(String, u32, GroupIds)>>,
+    /// The names every source gave a gid: a second group a rule names asks the same
+    /// gids of the same user again.
+    gid_names: RefCell<std::collections::HashMap<u32, Vec<String>>>,
 }
 
 impl Host {
@@ -104,6 +111,15 @@ impl System for Host {
 
     fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError> {
         self.sources.group(name)
+    }
+
+    fn gid_names(&self, gid: u32) -> Result<Vec<String>, NssError> {
+        if let Some(names) = self.gid_names.borrow().get(&gid) {
+            return Ok(names.clone());
+        }
+        let names = self.sources.gid_names(gid)?;
+        self.gid_names.borrow_mut().insert(gid, names.clone());
+        Ok(names)
     }
 
     fn group_list(&self, pw: &Passwd) -> Result<GroupIds, NssError> {

@@ -151,6 +151,12 @@ impl System for FakeSys {
     fn group_in_every_source(&self, name: &str) -> Result<Vec<GroupEntry>, NssError> {
         Ok(self.group_by_name(name)?.into_iter().collect())
     }
+    fn gid_names(&self, _gid: u32) -> Result<Vec<String>, NssError> {
+        if self.nss == Nss::GroupNamesFail {
+            return Err(eio());
+        }
+        Ok(Vec::new())
+    }
     fn group_list(&self, _pw: &Passwd) -> Result<GroupIds, NssError> {
         let complete = self.nss != Nss::GroupListIncomplete;
         Ok(GroupIds {

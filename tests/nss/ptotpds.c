@@ -29,6 +29,11 @@
  *   nogid     initgroups reports the group id, but the group cannot be resolved
  *   initdown  the group resolves (without members, like SSSD's ignore_group_members),
  *             initgroups fails with NSS_STATUS_UNAVAIL, errno ECONNREFUSED
+ *
+ * Two groups with one name (two directory groups with one cn): "grfirst <gid>" makes
+ * getgrnam answer with a group of that gid and no member, the first of the two, while
+ * initgroups and getgrgid still give the group of "grgid" by that name. "grgidmode"
+ * (a mode as above) is what getgrgid alone answers.
  */
 #include <errno.h>
 #include <grp.h>
@@ -58,6 +63,8 @@ struct control {
     char grname[FIELD];
     unsigned long grgid;
     int grmember;
+    unsigned long grfirst;
+    char grgidmode[32];
 };
 
 static void load(struct control *c)
@@ -66,6 +73,7 @@ static void load(struct control *c)
     strcpy(c->passwd, "ok");
     strcpy(c->group, "ok");
     strcpy(c->pwuid, "ok");
+    strcpy(c->grgidmode, "ok");
     FILE *f = fopen(STATE_DIR "/control", "re");
     if (f == NULL)
         return;
@@ -96,6 +104,10 @@ static void load(struct control *c)
             snprintf(c->grname, FIELD, "%s", value);
         else if (strcmp(line, "grgid") == 0)
             c->grgid = strtoul(value, NULL, 10);
+        else if (strcmp(line, "grfirst") == 0)
+            c->grfirst = strtoul(value, NULL, 10);
+        else if (strcmp(line, "grgidmode") == 0)
+            snprintf(c->grgidmode, sizeof c->grgidmode, "%s", value);
         else if (strcmp(line, "grmember") == 0)
             c->grmember = strcmp(value, "1") == 0;
     }
@@ -277,6 +289,10 @@ enum nss_status _nss_ptotpds_getgrnam_r(const char *name, struct group *gr, char
         *errnop = ENOENT;
         return NSS_STATUS_NOTFOUND;
     }
+    if (c.grfirst != 0) {
+        c.grgid = c.grfirst;
+        c.grmember = 0;
+    }
     return fill_group(&c, gr, buf, buflen, errnop);
 }
 
@@ -291,8 +307,14 @@ enum nss_status _nss_ptotpds_getgrgid_r(gid_t gid, struct group *gr, char *buf,
     note("getgrgid", arg);
     errno = saved;
     enum nss_status failed = group_failure(&c, errnop);
+    if (failed == NSS_STATUS_SUCCESS)
+        failed = failure(c.grgidmode, errnop);
     if (failed != NSS_STATUS_SUCCESS)
         return failed;
+    if (c.grfirst != 0 && gid == (gid_t)c.grfirst) {
+        c.grgid = c.grfirst;
+        c.grmember = 0;
+    }
     if (gid != (gid_t)c.grgid) {
         *errnop = ENOENT;
         return NSS_STATUS_NOTFOUND;

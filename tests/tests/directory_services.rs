@@ -39,6 +39,11 @@ struct Control {
     grname: String,
     grgid: u32,
     grmember: bool,
+    /// Non-zero: `getgrnam` answers with a group of this gid and no member, the first
+    /// of two groups with one name (the stand-in's `grfirst`).
+    grfirst: u32,
+    /// What `getgrgid` alone answers: a mode as `group`.
+    grgidmode: &'static str,
 }
 
 /// The stand-in: its build, nsswitch.conf, control file, call log and rule files in one
@@ -84,6 +89,8 @@ impl DirSvc {
             grname: format!("{}g", u.name),
             grgid: 3_700_000 + std::process::id() % 100_000,
             grmember: true,
+            grfirst: 0,
+            grgidmode: "ok",
         };
         let ds = DirSvc { dir, control };
         ds.set(ds.control.clone());
@@ -97,7 +104,7 @@ impl DirSvc {
     /// Rewrites the control file (the stand-in reads it on every call).
     fn set(&self, c: Control) {
         let mut text = format!(
-            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\n",
+            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\ngrfirst {}\ngrgidmode {}\n",
             c.canonical,
             c.uid,
             c.gid,
@@ -107,7 +114,9 @@ impl DirSvc {
             c.pwuid,
             c.grname,
             c.grgid,
-            u8::from(c.grmember)
+            u8::from(c.grmember),
+            c.grfirst,
+            c.grgidmode
         );
         for a in &c.aliases {
             text.push_str(&format!("alias {a}\n"));
@@ -2097,4 +2106,178 @@ fn an_unprivileged_hosts_failed_owner_lookup_is_logged_not_denied() {
     let (d, lines) = as_owner(t + 30);
     assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}\n{lines:#?}");
     assert!(!said(&lines), "control: {lines:#?}");
+}
+
+/// One source holding a group's name twice (`/etc/group` with `g:x:A:` then
+/// `g:x:B:user`): `getgrnam_r` answers with the first alone, while the user's list
+/// holds B and `id` shows the user in `g`. `require_group=g` must not take that for a
+/// proven non-member: the code is asked, and `totp-state audit` (the same proof)
+/// reports no skip, nor does `totp-enroll explain` for a rule file's
+/// `ALL EXCEPT (g)`. Controls: `g` held once, and B named otherwise, are proven
+/// non-memberships and skip (the audit and explain say so).
+#[test]
+fn a_group_name_held_twice_by_one_source_is_no_proven_non_membership() {
+    let test = "a_group_name_held_twice_by_one_source_is_no_proven_non_membership";
+    if !require_root(test) || !require_tool(test, "unshare") {
+        return;
+    }
+    let u = TestUser::create("ds3");
+    u.write_secret(&totp_file(SECRET_160), 0o600);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gid = 3_900_000 + std::process::id() % 100_000 * 2;
+    let g = format!("{}t", u.name);
+    let first = format!("{g}:x:{gid}:\n");
+    // The rule a `(group)` item skips a non-member by, for `totp-enroll explain`.
+    let trusted = system_tests::fleet::trusted_dir("pam_totp-twice");
+    let rules = trusted.path().join("access.conf");
+    write_owned(
+        &rules,
+        format!("+ : ALL EXCEPT ({g}) : ALL\n").as_bytes(),
+        0,
+        0,
+        0o644,
+    );
+    let mut f = Failures::default();
+    for (what, extra, skips) in [
+        ("g held once: control", first.clone(), true),
+        (
+            "the user's other group named otherwise: control",
+            format!("{first}{}o:x:{}:{}\n", u.name, gid + 1, u.name),
+            true,
+        ),
+        (
+            "g held twice, the user in the second",
+            format!("{first}{g}:x:{}:{}\n", gid + 1, u.name),
+            false,
+        ),
+    ] {
+        let layer = group_layer(&dir.path().join(what.len().to_string()), &u, &extra);
+        let option = format!("require_group={g}");
+        let (d, lines) = login_with_groups(&u, &layer, &option);
+        if skips {
+            f.expect(what, &d, "PAM_IGNORE");
+        } else {
+            f.refused(what, &d);
+        }
+        let stack = Stack::probe("svc", &option);
+        let mut audit = system_tests::audit_command(stack.path());
+        audit.args(["--user", &u.name]);
+        let mut cmd = in_private_mounts(
+            "mount -t overlay overlay -o \"lowerdir=$1:/etc\" /etc",
+            &layer,
+            &audit,
+        );
+        let out = cmd.output().expect("totp-state audit");
+        let verdicts = system_tests::audit_verdicts(&out.stdout);
+        let reasons = verdicts.get(&u.name).map(|v| v.1.as_str()).unwrap_or("");
+        let skip_said = reasons.contains("member of no require group");
+        if reasons.is_empty() || skip_said != skips {
+            f.0.push(format!("{what}: audit: {out:?} (login log {lines:?})"));
+        }
+        // `totp-enroll explain` proves the rule file's `(group)` the same way.
+        let mut explain = Command::new(&system_tests::built().enroll);
+        explain
+            .args([
+                "explain", "--json", "--user", &u.name, "--rhost", "10.0.0.5",
+            ])
+            .arg("--accessfile")
+            .arg(&rules);
+        let mut cmd = in_private_mounts(
+            "mount -t overlay overlay -o \"lowerdir=$1:/etc\" /etc",
+            &layer,
+            &explain,
+        );
+        let out = cmd.output().expect("totp-enroll explain");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let want = if skips { "not a member" } else { "member" };
+        let said = v["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == g.as_str())
+            .map(|e| e["membership"].clone());
+        let verdict_skips = v["verdict"] == "skip";
+        if said.as_ref().and_then(|m| m.as_str()) != Some(want) || verdict_skips != skips {
+            f.0.push(format!("{what}: explain: {out:?}"));
+        }
+    }
+    f.check();
+}
+
+/// Two directory groups with one name (one `cn`): the stand-in's `getgrnam` answers with
+/// the first, which does not list the user, while the user's list holds the second's
+/// gid. `require_group=` asks for the code, in both modes; so it does when the
+/// directory names the user's gids no longer (`getgrgid` says "try again"), since the
+/// second group may be one of them. Controls: a non-member of both skips, with and
+/// without the first group shadowing.
+#[test]
+fn two_directory_groups_with_one_name_are_no_proven_non_membership() {
+    let Some((u, ds)) = setup(
+        "two_directory_groups_with_one_name_are_no_proven_non_membership",
+        "ds4",
+    ) else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let first = ds.control.grgid + 7;
+    let mut f = Failures::default();
+    let mut at = T0;
+    for mode in Mode::both() {
+        mode.enroll(&u);
+        let args = mode.args(&format!("require_group={g}"));
+        let name = mode.name();
+        let stack = Stack::probe("svc", &args);
+        let mut run = |what: &str, change: &dyn Fn(&mut Control), skips: bool| {
+            ds.with(change);
+            at += 90;
+            let driver = Driver::new(&stack, "svc", &u.name)
+                .answer(&wrong_totp(SECRET_160, at))
+                .at(at);
+            let (d, lines) = ds.run_logged(&driver);
+            let what = format!("{name}: {what}");
+            if skips {
+                f.expect(&what, &d, "PAM_IGNORE");
+            } else {
+                f.refused(&what, &d);
+            }
+            lines
+        };
+        run(
+            "non-member: control",
+            &|c: &mut Control| c.grmember = false,
+            true,
+        );
+        run(
+            "non-member of both groups: control",
+            &|c: &mut Control| {
+                c.grmember = false;
+                c.grfirst = first;
+            },
+            true,
+        );
+        run(
+            "member of the second group of the name",
+            &|c: &mut Control| c.grfirst = first,
+            false,
+        );
+        let lines = run(
+            "non-member, the directory's gids unnamed (try again)",
+            &|c: &mut Control| {
+                c.grmember = false;
+                c.grfirst = first;
+                c.grgidmode = "tryagain";
+            },
+            false,
+        );
+        // The log names the gid and the service that did not answer for it.
+        if !lines.iter().any(|l| {
+            l.contains("asked of each name service source")
+                && l.contains("group id")
+                && l.contains(SERVICE)
+        }) {
+            f.0.push(format!("{name}: the unnamed gid is not logged: {lines:?}"));
+        }
+        mode.unenroll(&u);
+    }
+    f.check();
 }

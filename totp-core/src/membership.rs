@@ -92,18 +92,33 @@ pub enum Question {
 /// not answer) leaves it unknown. One proof for the module and the tools, so they
 /// cannot disagree on who is a member.
 ///
+/// One source may also hold the name twice (`/etc/group` with `g:x:500:` and
+/// `g:x:501:alice`, two directory groups with one `cn`): its `getgrnam_r` answers with
+/// the first alone, while the user's list holds the other's gid, and `id` shows the
+/// user in `g`. So a non-membership ([`Question::MemberOrNot`]) stands only when, in
+/// addition, no gid of the user's complete list is *named* `name` by any source:
+/// `names_of` gives the names the sources call one gid by (each source's `getgrgid_r`;
+/// none when no source knows it, a nameless gid that cannot be `name`), `None` when a
+/// source did not answer, which leaves the membership unknown. Asked gid by gid, and
+/// only for a non-membership that stands otherwise: a member is proven by the gid
+/// found, and [`Question::IsMember`] never asks (its answer would only turn an
+/// unknown, which asks for the code, into a member).
+///
 /// For [`Question::IsMember`], `list` is `getgrouplist`'s answer alone: its
 /// completeness only decides whether the sources' groups of that name are asked (as
 /// for a non-membership), and what the sources do not prove a membership is
 /// [`Membership::Unknown`]. For [`Question::MemberOrNot`] it is the list every source
 /// answered for as well.
+#[allow(clippy::too_many_arguments)] // each fact is fetched lazily, by its own closure
 pub fn prove<'a>(
     question: Question,
     user: &'a str,
     primary_gid: u32,
+    name: &str,
     group: Option<&'a GroupEntry>,
     list: impl FnOnce() -> Option<&'a GroupList>,
     every_source: impl FnOnce() -> Option<Vec<GroupEntry>>,
+    mut names_of: impl FnMut(u32) -> Option<Vec<String>>,
 ) -> Membership {
     let mut facts = Facts {
         user,
@@ -132,11 +147,25 @@ pub fn prove<'a>(
             return m;
         }
     }
-    match question {
-        Question::MemberOrNot => Membership::NotMember,
+    if question == Question::IsMember {
         // `getgrouplist` alone proves no list complete.
-        Question::IsMember => Membership::Unknown,
+        return Membership::Unknown;
     }
+    let Some(list) = facts.list else {
+        return Membership::Unknown;
+    };
+    // Each gid once (a list may hold one twice, the primary group's often).
+    let mut gids = list.gids.clone();
+    gids.sort_unstable();
+    gids.dedup();
+    for gid in gids {
+        match names_of(gid) {
+            Some(names) if names.iter().any(|n| n == name) => return Membership::Member,
+            Some(_) => {}
+            None => return Membership::Unknown,
+        }
+    }
+    Membership::NotMember
 }
 
 #[cfg(test)]
@@ -159,12 +188,14 @@ mod tests {
                 Question::MemberOrNot,
                 "alice",
                 100,
+                "g",
                 Some(&local),
                 || Some(&full),
                 || {
                     asked.set(true);
                     sources.clone()
                 },
+                |_| Some(Vec::new()),
             );
             (m, asked.get())
         };
@@ -190,12 +221,14 @@ mod tests {
             Question::MemberOrNot,
             "alice",
             100,
+            "g",
             Some(&listed),
             || Some(&full),
             || {
                 asked.set(true);
                 None
             },
+            |_| None,
         );
         assert_eq!((m, asked.get()), (Member, false));
     }
@@ -214,9 +247,11 @@ mod tests {
                 question,
                 "alice",
                 100,
+                "g",
                 Some(&local),
                 || Some(l),
                 || Some(sources),
+                |_| Some(Vec::new()),
             )
         };
         let none = || vec![local.clone()];
@@ -235,6 +270,75 @@ mod tests {
             ask(Question::IsMember, &short, vec![entry(600, &["alice"])]),
             Unknown
         );
+    }
+
+    /// One source holding the name twice (`g:x:500:` then `g:x:501:alice`): the entry
+    /// found by name is the first, the user's list holds 501. A gid of the list that a
+    /// source names `g` makes a member, a source that does not answer for one leaves it
+    /// unknown, a gid no source knows is nameless. Control: every gid named otherwise
+    /// (or not at all) keeps the non-membership. Only a non-membership that stands
+    /// otherwise asks, each gid once; a membership question never asks.
+    #[test]
+    fn a_gid_of_the_list_named_like_the_group_makes_a_member() {
+        use Membership::*;
+        use std::cell::RefCell;
+        let first = entry(500, &[]);
+        let full = list(&[100, 501, 100, 700], true);
+        let run =
+            |question: Question, l: &GroupList, named: &dyn Fn(u32) -> Option<Vec<String>>| {
+                let asked = RefCell::new(Vec::new());
+                let m = prove(
+                    question,
+                    "alice",
+                    100,
+                    "g",
+                    Some(&first),
+                    || Some(l),
+                    || Some(vec![first.clone()]),
+                    |gid| {
+                        asked.borrow_mut().push(gid);
+                        named(gid)
+                    },
+                );
+                (m, asked.into_inner())
+            };
+        let names = |pairs: &'static [(u32, &'static str)]| {
+            move |gid: u32| {
+                Some(
+                    pairs
+                        .iter()
+                        .filter(|(g, _)| *g == gid)
+                        .map(|(_, n)| (*n).to_owned())
+                        .collect::<Vec<_>>(),
+                )
+            }
+        };
+        let dup = names(&[(100, "alice"), (501, "g"), (700, "staff")]);
+        assert_eq!(
+            run(Question::MemberOrNot, &full, &dup).0,
+            Member,
+            "the second g"
+        );
+        // Named g by a later source only (another source calls 501 otherwise).
+        let later = names(&[(100, "alice"), (501, "devs"), (501, "g")]);
+        assert_eq!(run(Question::MemberOrNot, &full, &later).0, Member);
+        let other = names(&[(100, "alice"), (501, "devs"), (700, "staff")]);
+        assert_eq!(
+            run(Question::MemberOrNot, &full, &other),
+            (NotMember, vec![100, 501, 700]),
+            "control: no gid named g, each asked once"
+        );
+        let nameless = names(&[(100, "alice")]);
+        assert_eq!(run(Question::MemberOrNot, &full, &nameless).0, NotMember);
+        let down = |gid: u32| (gid != 501).then(Vec::new);
+        assert_eq!(run(Question::MemberOrNot, &full, &down).0, Unknown);
+        // A membership question never asks the gids.
+        assert_eq!(run(Question::IsMember, &full, &dup), (Unknown, vec![]));
+        // An incomplete list, or a member by the entry's gid, asks nothing either.
+        let short = list(&[100, 501], false);
+        assert_eq!(run(Question::MemberOrNot, &short, &dup), (Unknown, vec![]));
+        let holds = list(&[100, 500], true);
+        assert_eq!(run(Question::MemberOrNot, &holds, &dup), (Member, vec![]));
     }
 
     fn entry(gid: u32, members: &[&str]) -> GroupEntry {
@@ -316,12 +420,14 @@ mod tests {
                 Question::MemberOrNot,
                 "alice",
                 100,
+                "g",
                 group,
                 || {
                     fetched.set(true);
                     Some(l)
                 },
                 || Some(Vec::new()),
+                |_| Some(Vec::new()),
             );
             (m, fetched.get())
         };

@@ -97,6 +97,9 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             gids: l.gids,
             complete: l.complete,
         });
+    // The sources asked one by one for the names of the user's gids: one walk for
+    // every (group) item.
+    let sources = nss::GroupSources::new();
     // Every group the decision asked about, in order, with what could be proven.
     let asked: RefCell<Vec<GroupJson>> = RefCell::new(Vec::new());
     // Only the rule file is explained, and its `(group)` items ask
@@ -114,9 +117,11 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             question,
             &pw.name,
             pw.gid,
+            group,
             entry.as_ref(),
             || list.as_ref(),
             || nss::lookup_group_in_every_source(group).ok(),
+            |gid| sources.gid_names(gid).ok(),
         );
         asked.borrow_mut().push(GroupJson {
             name: group.to_owned(),

@@ -378,6 +378,19 @@ impl GroupSources {
             })
             .collect())
     }
+
+    /// The names each source of the group database gives group `gid` (one per source
+    /// that knows it, none when no source does), asked source by source: for a proof
+    /// of non-membership (R22), where a source holding the group's name twice answers
+    /// `getgrnam_r` with the first entry alone. `Err` when a source did not answer.
+    pub fn gid_names(&self, gid: gid_t) -> Result<Vec<String>, NssError> {
+        self.walk()
+            .gid_names_in_every_source(gid)
+            .map_err(|e| NssError::SourceFailed {
+                service: e.service,
+                errno: e.errno,
+            })
+    }
 }
 
 fn clear_errno() {

@@ -65,6 +65,15 @@ type GetgrnamR = unsafe extern "C" fn(
     errnop: *mut c_int,
 ) -> c_int;
 
+/// glibc's `getgrgid_r` entry point of an NSS module.
+type GetgrgidR = unsafe extern "C" fn(
+    gid: gid_t,
+    grp: *mut libc::group,
+    buf: *mut c_char,
+    buflen: libc::size_t,
+    errnop: *mut c_int,
+) -> c_int;
+
 /// Why the sources could not all be asked or did not all answer; `errno` for the
 /// caller's message (never 0).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,6 +293,43 @@ impl Walk {
         }
         Ok(groups)
     }
+
+    /// The name each source of the group database gives group `gid` (one per source
+    /// that knows it; none when no source does), or why one of them did not answer. A
+    /// source may hold one name twice, and `getgrnam_r` then finds the first only: the
+    /// names of the user's gids are what tells whether another group of that name is
+    /// one of theirs.
+    pub(crate) fn gid_names_in_every_source(
+        &self,
+        gid: gid_t,
+    ) -> Result<Vec<String>, NotEverySource> {
+        let sources =
+            group_name_sources(self.conf()?).ok_or(NotEverySource::errno(libc::EINVAL))?;
+        let mut names = Vec::new();
+        let mut loaded = Loaded(0);
+        for service in &sources {
+            let named = |mut e: NotEverySource| {
+                e.service = Some(service.clone());
+                e
+            };
+            let Some(module) = self.module(service) else {
+                continue;
+            };
+            loaded.count()?;
+            // A module without getgrgid_r names no gid for glibc either.
+            let found = module.symbol(service, "getgrgid_r").map_err(named)?;
+            if found.is_null() {
+                continue;
+            }
+            // SAFETY: glibc calls every module's `_nss_<service>_getgrgid_r` with exactly
+            // this signature (nss/nsswitch.h); a symbol of that name is that function.
+            let getgrgid = unsafe { std::mem::transmute::<*mut c_void, GetgrgidR>(found) };
+            if let Some(n) = ask_gid(getgrgid, gid).map_err(named)? {
+                names.push(n);
+            }
+        }
+        Ok(names)
+    }
 }
 
 /// The modules a walk has loaded, bounded by [`MAX_SOURCES`].
@@ -302,26 +348,55 @@ impl Loaded {
 /// One source's group called `name`, its buffer grown on ERANGE up to the cap
 /// `getgrnam_r` has too.
 fn ask_group(getgrnam: GetgrnamR, name: &CString) -> Result<Option<Group>, NotEverySource> {
+    ask_entry(
+        |grp, buf, len, errno| {
+            // SAFETY: `name` is NUL-terminated; the rest is ask_entry's promise.
+            unsafe { getgrnam(name.as_ptr(), grp, buf, len, errno) }
+        },
+        // SAFETY: ask_entry passes a group the module filled in, its strings alive.
+        |gr| unsafe { copy_group(gr) },
+    )
+}
+
+/// One source's name for group `gid` (`getgrgid_r`); `None` when it has no such gid. A
+/// name that is not UTF-8 is none an option can give, and is returned as `None` too.
+fn ask_gid(getgrgid: GetgrgidR, gid: gid_t) -> Result<Option<String>, NotEverySource> {
+    let name = ask_entry(
+        |grp, buf, len, errno| {
+            // SAFETY: ask_entry's promise.
+            unsafe { getgrgid(gid, grp, buf, len, errno) }
+        },
+        |gr| {
+            if gr.gr_name.is_null() {
+                return None;
+            }
+            // SAFETY: a non-NULL `gr_name` the module filled in is NUL-terminated and
+            // alive in ask_entry's buffer.
+            let name = unsafe { std::ffi::CStr::from_ptr(gr.gr_name) };
+            name.to_str().ok().map(str::to_owned)
+        },
+    )?;
+    Ok(name.flatten())
+}
+
+/// One `getgr*_r` call of a module, its status read: `call(grp, buf, buflen, errnop)`
+/// is made with writable storage for one group, `buflen` writable bytes at `buf` and a
+/// valid `errnop`, the buffer grown on ERANGE up to [`MAX_BUFFER`]; `copy` reads the
+/// entry of a SUCCESS while the buffer is alive.
+fn ask_entry<T>(
+    mut call: impl FnMut(*mut libc::group, *mut c_char, libc::size_t, *mut c_int) -> c_int,
+    copy: impl FnOnce(&libc::group) -> T,
+) -> Result<Option<T>, NotEverySource> {
     let mut buf: Vec<c_char> = vec![0; 4096];
     loop {
         let mut grp = MaybeUninit::<libc::group>::uninit();
         let mut errno: c_int = 0;
-        // SAFETY: `name` is NUL-terminated; `grp` is writable storage for one group,
-        // `buf` has `buf.len()` writable bytes and `errno` is valid; all outlive the call.
-        let status = unsafe {
-            getgrnam(
-                name.as_ptr(),
-                grp.as_mut_ptr(),
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut errno,
-            )
-        };
+        let status = call(grp.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut errno);
         match status {
             NSS_STATUS_SUCCESS => {
                 // SAFETY: SUCCESS: the module filled `grp` in, its strings in `buf`,
                 // which is alive and unchanged while they are copied.
-                return Ok(Some(unsafe { copy_group(grp.assume_init_ref()) }));
+                return Ok(Some(copy(unsafe { grp.assume_init_ref() })));
             }
             NSS_STATUS_NOTFOUND => return Ok(None),
             NSS_STATUS_UNAVAIL if errno == libc::ESRCH => return Ok(None),
@@ -596,6 +671,18 @@ mod tests {
             .map(|(s, m)| (s.as_str(), m.is_some()))
             .collect();
         assert_eq!(tried, [("files", true), ("pamtotpnosuchservice", false)]);
+    }
+
+    /// A gid is named by each source that knows it; a gid no source knows has no
+    /// name. Control: root's group is named by `files`.
+    #[test]
+    fn a_gid_is_named_by_the_sources_that_know_it() {
+        let walk = Walk {
+            conf: Ok("group: files pamtotpnosuchservice\n".into()),
+            modules: RefCell::new(Vec::new()),
+        };
+        assert_eq!(walk.gid_names_in_every_source(0), Ok(vec!["root".into()]));
+        assert_eq!(walk.gid_names_in_every_source(3_999_999_999), Ok(vec![]));
     }
 
     /// The bound counts modules loaded, not words: the 33rd module is refused.

@@ -29,6 +29,9 @@ pub struct Skips<'a> {
     /// The group of each name in every source (`None`: a source did not answer), asked
     /// only for a non-membership, once per group.
     every_source: std::cell::RefCell<HashMap<String, Option<Vec<GroupEntry>>>>,
+    /// The names every source gives each gid (`None`: a source did not answer), asked
+    /// only for a non-membership, once per gid for the whole audit.
+    gid_names: std::cell::RefCell<HashMap<u32, Option<Vec<String>>>>,
     /// Whether the service's logins can have an origin: su, sudo and the other
     /// identity switches never have one (`totp_core::addr::classify_origin_with_reason`).
     origins: bool,
@@ -47,6 +50,7 @@ impl<'a> Skips<'a> {
             file,
             groups: std::cell::RefCell::new(HashMap::new()),
             every_source: std::cell::RefCell::new(HashMap::new()),
+            gid_names: std::cell::RefCell::new(HashMap::new()),
             origins: why != OriginReason::IdentitySwitchService,
         }
     }
@@ -262,6 +266,7 @@ impl<'a> Skips<'a> {
             question,
             &pw.name,
             pw.gid,
+            group,
             entry.as_ref(),
             || {
                 let to_list = |l: nss::GroupIds| GroupList {
@@ -297,6 +302,13 @@ impl<'a> Skips<'a> {
                     .borrow_mut()
                     .entry(group.to_owned())
                     .or_insert_with(|| every_source_entries(group))
+                    .clone()
+            },
+            |gid| {
+                self.gid_names
+                    .borrow_mut()
+                    .entry(gid)
+                    .or_insert_with(|| lists.sources.gid_names(gid).ok())
                     .clone()
             },
         )
