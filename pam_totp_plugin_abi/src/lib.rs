@@ -256,10 +256,12 @@ fn shortened(m: &str, max: usize) -> String {
     if m.len() <= max {
         return m.to_owned();
     }
-    let mut end = max
-        .saturating_sub(CUT.len())
-        .max(address_end(m))
-        .min(m.len());
+    let address = address_end(m);
+    let mut end = max.saturating_sub(CUT.len()).max(address).min(m.len());
+    // No reason left but (part of) its `": "`: the address alone, as `ADDRESS...`.
+    if m[address..].starts_with(": ") && end > address && end <= address + 2 {
+        end = address;
+    }
     while !m.is_char_boundary(end) {
         end -= 1;
     }
