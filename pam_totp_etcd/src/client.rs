@@ -873,6 +873,45 @@ mod tests {
         assert!(short.message.ends_with(": a learner)"), "{}", short.message);
     }
 
+    /// Twelve members with long names, all refusing: their addresses alone overflowed the
+    /// plugin's message, whose buffer then cut the last members and the closing
+    /// parenthesis. Now the failure fits, ends the list with a count of the members it
+    /// leaves out and closes it. Control: three such members are each shown.
+    #[test]
+    fn twelve_long_member_names_fit_the_message_with_a_count_of_the_rest() {
+        let member =
+            |i: usize| format!("https://etcd-member-{i:02}.datacenter-frankfurt.corp.example:2379");
+        let all = |n: usize| {
+            summarise(
+                (1..=n)
+                    .map(|i| refused(format!("{}: TLS: certificate verify failed", member(i))))
+                    .collect(),
+            )
+        };
+        let twelve = all(12);
+        assert!(
+            twelve.message.len() <= MESSAGE_ROOM,
+            "{} bytes",
+            twelve.message.len()
+        );
+        assert!(
+            twelve.message.ends_with(" more not shown)"),
+            "{}",
+            twelve.message
+        );
+        assert!(twelve.message.contains(&member(1)), "{}", twelve.message);
+        let three = all(3);
+        assert!(
+            !three.message.contains("more not shown"),
+            "{}",
+            three.message
+        );
+        for i in 1..=3 {
+            assert!(three.message.contains(&member(i)), "{}", three.message);
+        }
+        assert!(three.message.ends_with(')'), "{}", three.message);
+    }
+
     #[test]
     fn http_dates_are_read_as_unix_seconds_and_anything_else_is_none() {
         assert_eq!(

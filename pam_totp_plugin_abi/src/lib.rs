@@ -187,13 +187,15 @@ pub const MESSAGE_ROOM: usize = MESSAGE_CAP - 1;
 pub const CUT: &str = "...";
 
 /// `each` (one `ADDRESS: reason` entry per server tried, a sentinel's `sentinel
-/// HOST:PORT`, an etcd member's URL) joined by `"; "` in at most `room` bytes: as they
-/// are when they fit; otherwise every entry keeps its address and the start of its
-/// reason, each getting an equal share of the room (what a shorter one leaves goes to
-/// the others), every cut reason ending in [`CUT`]. The module's message buffer would
-/// otherwise cut the list at its end, and the last servers tried would lose their
-/// address with their reason (and a text after the list with them). The one rule for
-/// every plugin's list of servers.
+/// HOST:PORT`, an etcd member's URL) joined by `"; "` in at most `room` bytes, never
+/// more: as they are when they fit; otherwise every entry keeps its address and the
+/// start of its reason, each getting an equal share of what the addresses leave (what a
+/// shorter one leaves goes to the others), every cut reason ending in [`CUT`]. The
+/// module's message buffer would otherwise cut the text at its end, and the last servers
+/// tried would lose their address with their reason (and a text after the list with
+/// them). Where even the addresses do not fit (many servers with long names), the last
+/// entries give way to a count of them (`N more not shown`) rather than be cut off
+/// unannounced. The one rule for every plugin's list of servers.
 pub fn fitted(each: &[String], room: usize) -> String {
     const SEP: &str = "; ";
     let n = each.len();
@@ -201,27 +203,65 @@ pub fn fitted(each: &[String], room: usize) -> String {
     if whole <= room {
         return each.join(SEP);
     }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| each[i].len());
-    let mut left = room.saturating_sub(SEP.len() * n.saturating_sub(1));
-    let mut cut = vec![String::new(); n];
-    for (k, &i) in order.iter().enumerate() {
-        let share = left / (n - k);
-        cut[i] = shortened(&each[i], share);
-        left = left.saturating_sub(cut[i].len());
+    // What an entry is never cut below: its address and the mark, or itself if shorter.
+    let least: Vec<usize> = each
+        .iter()
+        .map(|m| m.len().min(address_end(m) + CUT.len()))
+        .collect();
+    let cost = |kept: usize, more: &str| {
+        let parts = kept + usize::from(!more.is_empty());
+        least[..kept].iter().sum::<usize>() + more.len() + SEP.len() * parts.saturating_sub(1)
+    };
+    let mut kept = n;
+    let mut more = String::new();
+    while kept > 0 && cost(kept, &more) > room {
+        kept -= 1;
+        more = format!("{} more not shown", n - kept);
     }
-    cut.join(SEP)
+    // What the kept entries' least leaves, shared out shortest first (by what each could
+    // still take), so that one that takes less than its share leaves it to the others.
+    let mut extra = room.saturating_sub(cost(kept, &more));
+    let mut order: Vec<usize> = (0..kept).collect();
+    order.sort_by_key(|&i| each[i].len() - least[i]);
+    let mut cut = vec![String::new(); kept];
+    for (k, &i) in order.iter().enumerate() {
+        let give = (each[i].len() - least[i]).min(extra / (kept - k));
+        extra -= give;
+        cut[i] = shortened(&each[i], least[i] + give);
+    }
+    if !more.is_empty() {
+        cut.push(more);
+    }
+    let mut text = cut.join(SEP);
+    // Only a room too small for the count alone gets here; a message is never longer.
+    if text.len() > room {
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
-/// `m` in at most `max` bytes, its reason cut (and marked) where it must be; the address
-/// (up to the first `": "`: a URL's `://` and an IPv6 address's colons have no blank
-/// after them, the port's separator does) is kept whole whatever `max`.
+/// Where an entry's address ends: at the first `": "` (a URL's `://` and an IPv6
+/// address's colons have no blank after them, the port's separator does); 0 without one.
+fn address_end(m: &str) -> usize {
+    m.find(": ").unwrap_or(0)
+}
+
+/// `m` in at most `max` bytes, its reason cut (and marked) where it must be; `max` is
+/// at least its address and [`CUT`] (what [`fitted`] reserves for it) or `m`'s length.
 fn shortened(m: &str, max: usize) -> String {
     if m.len() <= max {
         return m.to_owned();
     }
-    let address = m.find(": ").unwrap_or(0);
+    let address = address_end(m);
     let mut end = max.saturating_sub(CUT.len()).max(address).min(m.len());
+    // No reason left but (part of) its `": "`: the address alone, as `ADDRESS...`.
+    if m[address..].starts_with(": ") && end > address && end <= address + 2 {
+        end = address;
+    }
     while !m.is_char_boundary(end) {
         end -= 1;
     }
@@ -764,6 +804,98 @@ mod tests {
             .map(|h| format!("{h}: no answer within 500 ms"))
             .collect();
         assert_eq!(fitted(&short, MESSAGE_ROOM), short.join("; "));
+    }
+
+    /// Twelve etcd members with long names, all failing: their addresses alone do not fit
+    /// the room, and the message was longer than the buffer, which cut the last members
+    /// and the text after the list. Now the text fits, every entry it shows keeps its
+    /// whole address, and the ones that give way are counted. Control: five fit, each
+    /// with its address and no count.
+    #[test]
+    fn addresses_too_many_for_the_room_give_way_to_a_count_of_them() {
+        let member =
+            |i: usize| format!("https://etcd-member-{i:02}.datacenter-frankfurt.corp.example:2379");
+        let list = |n: usize| -> Vec<String> {
+            (1..=n)
+                .map(|i| format!("{}: TLS: certificate verify failed", member(i)))
+                .collect()
+        };
+        let room = MESSAGE_ROOM - 60;
+        let twelve = list(12);
+        assert!(
+            twelve
+                .iter()
+                .map(|m| m.find(": ").unwrap_or(0) + CUT.len())
+                .sum::<usize>()
+                > room,
+            "the fault: the addresses alone do not fit"
+        );
+        let text = fitted(&twelve, room);
+        assert!(text.len() <= room, "{} bytes: {text}", text.len());
+        let entries: Vec<&str> = text.split("; ").collect();
+        let (last, shown) = entries.split_last().expect("entries");
+        let more: usize = last
+            .strip_suffix(" more not shown")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a count at the end: {text}"));
+        assert_eq!(shown.len() + more, 12, "{text}");
+        for (i, e) in shown.iter().enumerate() {
+            assert!(e.starts_with(&member(i + 1)), "entry {i}: {text}");
+        }
+        let five = fitted(&list(5), room);
+        assert!(five.len() <= room, "{five}");
+        assert!(!five.contains("more not shown"), "{five}");
+        for i in 1..=5 {
+            assert!(five.contains(&format!("{}: TLS", member(i))), "{five}");
+        }
+    }
+
+    /// The addresses fit, but a short entry took a full share before a long address was
+    /// met, and that address then took more than its share: the text ran past the room.
+    /// Now each address is reserved first. Control: the same entries with room for all.
+    #[test]
+    fn a_short_entry_does_not_take_the_room_a_long_address_needs() {
+        let each = vec![
+            format!("a: {}", "x".repeat(30)),
+            format!("{}: {}", "b".repeat(30), "y".repeat(100)),
+        ];
+        let text = fitted(&each, 45);
+        assert!(text.len() <= 45, "{} bytes: {text}", text.len());
+        assert!(text.starts_with("a: x"), "{text}");
+        assert!(text.contains(&format!("; {}: y", "b".repeat(30))), "{text}");
+        assert_eq!(text.matches(CUT).count(), 2, "{text}");
+        assert_eq!(fitted(&each, 200), each.join("; "));
+    }
+
+    proptest::proptest! {
+        /// Whatever the entries (any characters, `": "` anywhere or nowhere, multi-byte
+        /// characters where a cut falls, none at all) and whatever the room, `fitted`
+        /// returns, in at most the room, the list unchanged when it fits; and a cut
+        /// entry keeps its whole address when the room holds every address.
+        #[test]
+        fn fitted_never_panics_and_never_exceeds_the_room(
+            each in proptest::collection::vec("(\\PC|: |\u{e9}|\u{1F600}){0,40}", 0..20),
+            room in 0usize..600,
+        ) {
+            let text = fitted(&each, room);
+            proptest::prop_assert!(text.len() <= room, "{} > {}: {:?}", text.len(), room, text);
+            let whole = each.join("; ");
+            if whole.len() <= room {
+                proptest::prop_assert_eq!(&text, &whole);
+            }
+            let least: usize = each
+                .iter()
+                .map(|m| m.len().min(address_end(m) + CUT.len()))
+                .sum::<usize>()
+                + 2 * each.len().saturating_sub(1);
+            if least <= room {
+                proptest::prop_assert!(!text.contains("more not shown") || whole.contains("more not shown"));
+                for m in &each {
+                    let a = &m[..address_end(m)];
+                    proptest::prop_assert!(text.contains(a), "{:?} lost in {:?}", a, text);
+                }
+            }
+        }
     }
 
     #[test]

@@ -213,6 +213,62 @@ fn two_of_three_members_down_deny_in_bounded_time() {
     assert_eq!(p.status.code(), Some(2), "{p:?}");
 }
 
+/// Sixteen members (the most `state=` takes) whose addresses alone overflow the
+/// plugin's 512-byte message, none listening (the IPv6 loopback written in full, ports
+/// below 17): the message was cut by the buffer after the thirteenth member, the last
+/// three and the closing parenthesis gone without a word. Now `totp-state ping` says
+/// which members it shows, each with its whole address, and how many more failed.
+/// Control: three such members are each named and the list is closed.
+#[test]
+fn sixteen_members_too_long_for_the_message_are_counted_by_ping() {
+    if !require_root("sixteen_members_too_long_for_the_message_are_counted_by_ping") {
+        return;
+    }
+    let member = |p: u16| format!("[0:0:0:0:0:0:0:1]:{p}");
+    let ping = |n: u16| {
+        let list: Vec<String> = (1..=n).map(member).collect();
+        let a = format!(
+            "state=etcd://{} etcd_plugin={} etcd_prefix={} etcd_connect_timeout=300 \
+             etcd_timeout=500",
+            list.join(","),
+            etcd_plugin().display(),
+            fresh_prefix(),
+        );
+        let p = state_tool(&["ping", "--options", &a]);
+        assert_eq!(p.status.code(), Some(2), "{p:?}");
+        String::from_utf8_lossy(&p.stderr).trim_end().to_owned()
+    };
+    let text = ping(16);
+    let list = text
+        .split_once("16 members tried, none could serve (")
+        .and_then(|(_, l)| l.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("a closed list of the 16 members: {text}"));
+    let entries: Vec<&str> = list.split("; ").collect();
+    let (last, shown) = entries.split_last().expect("entries");
+    let more: usize = last
+        .strip_suffix(" more not shown")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count of the members left out: {text}"));
+    assert_eq!(shown.len() + more, 16, "{text}");
+    for (i, e) in shown.iter().enumerate() {
+        let port = u16::try_from(i + 1).expect("a port");
+        assert!(
+            e.starts_with(&format!("http://{}", member(port))),
+            "member {port}: {text}"
+        );
+    }
+    // Control: three members fit, each named with its reason, the list closed.
+    let three = ping(3);
+    assert!(!three.contains("more not shown"), "{three}");
+    for p in 1..=3 {
+        assert!(
+            three.contains(&format!("http://{}: ", member(p))),
+            "{three}"
+        );
+    }
+    assert!(three.ends_with(')'), "{three}");
+}
+
 #[test]
 fn a_lost_store_record_counts_every_earlier_step_as_used() {
     if !require_root("a_lost_store_record_counts_every_earlier_step_as_used") {
