@@ -33,7 +33,8 @@
  * Two groups with one name (two directory groups with one cn): "grfirst <gid>" makes
  * getgrnam answer with a group of that gid and no member, the first of the two, while
  * initgroups and getgrgid still give the group of "grgid" by that name. "grgidmode"
- * (a mode as above) is what getgrgid alone answers.
+ * (a mode as above) is what getgrgid alone answers; "nameless" finds the group but
+ * leaves its gr_name NULL (a broken module).
  */
 #include <errno.h>
 #include <grp.h>
@@ -319,7 +320,10 @@ enum nss_status _nss_ptotpds_getgrgid_r(gid_t gid, struct group *gr, char *buf,
         *errnop = ENOENT;
         return NSS_STATUS_NOTFOUND;
     }
-    return fill_group(&c, gr, buf, buflen, errnop);
+    enum nss_status found = fill_group(&c, gr, buf, buflen, errnop);
+    if (found == NSS_STATUS_SUCCESS && strcmp(c.grgidmode, "nameless") == 0)
+        gr->gr_name = NULL;
+    return found;
 }
 
 enum nss_status _nss_ptotpds_initgroups_dyn(const char *user, gid_t group, long *start,

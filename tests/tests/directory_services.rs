@@ -42,7 +42,8 @@ struct Control {
     /// Non-zero: `getgrnam` answers with a group of this gid and no member, the first
     /// of two groups with one name (the stand-in's `grfirst`).
     grfirst: u32,
-    /// What `getgrgid` alone answers: a mode as `group`.
+    /// What `getgrgid` alone answers: a mode as `group`, or `nameless` (the group found,
+    /// its `gr_name` NULL).
     grgidmode: &'static str,
 }
 
@@ -2279,5 +2280,62 @@ fn two_directory_groups_with_one_name_are_no_proven_non_membership() {
         }
         mode.unenroll(&u);
     }
+    f.check();
+}
+
+/// A directory whose `getgrgid` finds the user's gid but gives it no name (`gr_name`
+/// NULL, a broken module): that gid may be the second group of the name, so
+/// `require_group=` asks for the code. It was taken for a gid no source knows, and the
+/// member of the second group skipped the code. Control: a non-member of both groups,
+/// whose gids the directory does not hold, still skips with the same module.
+#[test]
+fn a_gid_found_without_a_name_is_no_proven_non_membership() {
+    let Some((u, ds)) = setup(
+        "a_gid_found_without_a_name_is_no_proven_non_membership",
+        "ds5",
+    ) else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let first = ds.control.grgid + 7;
+    let mut f = Failures::default();
+    let mut at = T0;
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    let args = mode.args(&format!("require_group={g}"));
+    let stack = Stack::probe("svc", &args);
+    for (what, member, skips) in [
+        ("non-member of both groups: control", false, true),
+        ("member of the second group, its gid nameless", true, false),
+    ] {
+        ds.with(|c| {
+            c.grmember = member;
+            c.grfirst = first;
+            c.grgidmode = "nameless";
+        });
+        at += 90;
+        ds.clear_calls();
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, at))
+            .at(at);
+        let (d, lines) = ds.run_logged(&driver);
+        if skips {
+            f.expect(what, &d, "PAM_IGNORE");
+        } else {
+            f.refused(what, &d);
+            // The fault: the directory was asked the second group's gid.
+            let asked = format!("getgrgid {}", ds.control.grgid);
+            if !ds.calls().contains(&asked) {
+                f.0.push(format!("{what}: {asked} not made: {:?}", ds.calls()));
+            }
+            if !lines
+                .iter()
+                .any(|l| l.contains("group id") && l.contains(SERVICE))
+            {
+                f.0.push(format!("{what}: the nameless gid is not logged: {lines:?}"));
+            }
+        }
+    }
+    mode.unenroll(&u);
     f.check();
 }

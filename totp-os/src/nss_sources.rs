@@ -360,6 +360,8 @@ fn ask_group(getgrnam: GetgrnamR, name: &CString) -> Result<Option<Group>, NotEv
 
 /// One source's name for group `gid` (`getgrgid_r`); `None` when it has no such gid. A
 /// name that is not UTF-8 is none an option can give, and is returned as `None` too.
+/// A group found without a name (`gr_name` NULL) is no answer: the source holds the gid,
+/// and it may be a group of the rule's name, so the membership stays unknown.
 fn ask_gid(getgrgid: GetgrgidR, gid: gid_t) -> Result<Option<String>, NotEverySource> {
     let name = ask_entry(
         |grp, buf, len, errno| {
@@ -368,15 +370,15 @@ fn ask_gid(getgrgid: GetgrgidR, gid: gid_t) -> Result<Option<String>, NotEverySo
         },
         |gr| {
             if gr.gr_name.is_null() {
-                return None;
+                return Err(NotEverySource::errno(libc::EBADMSG));
             }
             // SAFETY: a non-NULL `gr_name` the module filled in is NUL-terminated and
             // alive in ask_entry's buffer.
             let name = unsafe { std::ffi::CStr::from_ptr(gr.gr_name) };
-            name.to_str().ok().map(str::to_owned)
+            Ok(name.to_str().ok().map(str::to_owned))
         },
     )?;
-    Ok(name.flatten())
+    name.unwrap_or(Ok(None))
 }
 
 /// One `getgr*_r` call of a module, its status read: `call(grp, buf, buflen, errnop)`
@@ -683,6 +685,128 @@ mod tests {
         };
         assert_eq!(walk.gid_names_in_every_source(0), Ok(vec!["root".into()]));
         assert_eq!(walk.gid_names_in_every_source(3_999_999_999), Ok(vec![]));
+    }
+
+    /// What one module's `getgrgid_r` answers, for [`ask_gid`]: the name `g` once the
+    /// buffer holds 64 KiB (ERANGE before, as for a large directory group).
+    unsafe extern "C" fn grows(
+        gid: gid_t,
+        grp: *mut libc::group,
+        buf: *mut c_char,
+        buflen: libc::size_t,
+        errnop: *mut c_int,
+    ) -> c_int {
+        if buflen < 64 * 1024 {
+            // SAFETY: ask_entry's valid `errnop`.
+            unsafe { *errnop = libc::ERANGE };
+            return NSS_STATUS_TRYAGAIN;
+        }
+        // SAFETY: ask_entry's writable `buf` of `buflen` bytes.
+        unsafe { answer(gid, grp, buf, c"g".as_ptr()) }
+    }
+
+    /// A group found for the gid, without a name (a broken or hostile module).
+    unsafe extern "C" fn nameless(
+        gid: gid_t,
+        grp: *mut libc::group,
+        buf: *mut c_char,
+        _buflen: libc::size_t,
+        _errnop: *mut c_int,
+    ) -> c_int {
+        // SAFETY: as in `grows`.
+        unsafe { answer(gid, grp, buf, std::ptr::null()) }
+    }
+
+    /// A name that is not UTF-8.
+    unsafe extern "C" fn latin1(
+        gid: gid_t,
+        grp: *mut libc::group,
+        buf: *mut c_char,
+        _buflen: libc::size_t,
+        _errnop: *mut c_int,
+    ) -> c_int {
+        // SAFETY: as in `grows`.
+        unsafe { answer(gid, grp, buf, c"g\xe9".as_ptr()) }
+    }
+
+    static ERANGES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// ERANGE whatever the buffer.
+    unsafe extern "C" fn never_enough(
+        _gid: gid_t,
+        _grp: *mut libc::group,
+        _buf: *mut c_char,
+        _buflen: libc::size_t,
+        errnop: *mut c_int,
+    ) -> c_int {
+        ERANGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as in `grows`.
+        unsafe { *errnop = libc::ERANGE };
+        NSS_STATUS_TRYAGAIN
+    }
+
+    /// A real "try again" (the directory busy), not a short buffer.
+    unsafe extern "C" fn busy(
+        _gid: gid_t,
+        _grp: *mut libc::group,
+        _buf: *mut c_char,
+        _buflen: libc::size_t,
+        errnop: *mut c_int,
+    ) -> c_int {
+        // SAFETY: as in `grows`.
+        unsafe { *errnop = libc::EAGAIN };
+        NSS_STATUS_TRYAGAIN
+    }
+
+    /// Fills `grp` in as a module does: `name` (NULL for none) copied into `buf`.
+    ///
+    /// # Safety
+    /// `grp` writable, `buf` writable for the name and its NUL.
+    unsafe fn answer(
+        gid: gid_t,
+        grp: *mut libc::group,
+        buf: *mut c_char,
+        name: *const c_char,
+    ) -> c_int {
+        // SAFETY: the caller's promise; `name` (when not NULL) is a NUL-terminated
+        // literal shorter than any buffer ask_entry passes.
+        unsafe {
+            let copied = if name.is_null() {
+                std::ptr::null_mut()
+            } else {
+                libc::strcpy(buf, name)
+            };
+            grp.write(libc::group {
+                gr_name: copied,
+                gr_passwd: std::ptr::null_mut(),
+                gr_gid: gid,
+                gr_mem: std::ptr::null_mut(),
+            });
+        }
+        NSS_STATUS_SUCCESS
+    }
+
+    /// A module's `getgrgid_r` answers read as glibc's modules mean them: the buffer
+    /// grown on ERANGE (to a bound: a module that always says ERANGE is asked 13 times,
+    /// 4 KiB to 16 MiB, then counts as not answering), a real "try again" not retried, a
+    /// name that is not UTF-8 no name of an option. A group found without a name
+    /// (`gr_name` NULL) is no answer, since it may be a group of the rule's name; it was
+    /// taken for a nameless gid, which let a non-membership stand. Control: the same
+    /// module with the name answers it.
+    #[test]
+    fn a_gids_answer_is_read_as_the_module_means_it() {
+        assert_eq!(ask_gid(grows, 7), Ok(Some("g".to_owned())));
+        assert_eq!(
+            ask_gid(nameless, 7),
+            Err(NotEverySource::errno(libc::EBADMSG))
+        );
+        assert_eq!(ask_gid(latin1, 7), Ok(None));
+        assert_eq!(
+            ask_gid(never_enough, 7),
+            Err(NotEverySource::errno(libc::ERANGE))
+        );
+        assert_eq!(ERANGES.load(std::sync::atomic::Ordering::Relaxed), 13);
+        assert_eq!(ask_gid(busy, 7), Err(NotEverySource::errno(libc::EAGAIN)));
     }
 
     /// The bound counts modules loaded, not words: the 33rd module is refused.
