@@ -266,32 +266,13 @@ impl Walk {
         &self,
         name: &CString,
     ) -> Result<Vec<Group>, NotEverySource> {
-        let sources =
-            group_name_sources(self.conf()?).ok_or(NotEverySource::errno(libc::EINVAL))?;
-        let mut groups = Vec::new();
-        let mut loaded = Loaded(0);
-        for service in &sources {
-            let named = |mut e: NotEverySource| {
-                e.service = Some(service.clone());
-                e
-            };
-            // A module without getgrnam_r resolves no group name for glibc either.
-            let Some(module) = self.module(service) else {
-                continue;
-            };
-            loaded.count()?;
-            let found = module.symbol(service, "getgrnam_r").map_err(named)?;
-            if found.is_null() {
-                continue;
-            }
+        // A module without getgrnam_r resolves no group name for glibc either.
+        self.answer_of_every_source("getgrnam_r", |found| {
             // SAFETY: glibc calls every module's `_nss_<service>_getgrnam_r` with exactly
             // this signature (nss/nsswitch.h); a symbol of that name is that function.
             let getgrnam = unsafe { std::mem::transmute::<*mut c_void, GetgrnamR>(found) };
-            if let Some(g) = ask_group(getgrnam, name).map_err(named)? {
-                groups.push(g);
-            }
-        }
-        Ok(groups)
+            ask_group(getgrnam, name)
+        })
     }
 
     /// The name each source of the group database gives group `gid` (one per source
@@ -303,9 +284,26 @@ impl Walk {
         &self,
         gid: gid_t,
     ) -> Result<Vec<String>, NotEverySource> {
+        // A module without getgrgid_r names no gid for glibc either.
+        self.answer_of_every_source("getgrgid_r", |found| {
+            // SAFETY: glibc calls every module's `_nss_<service>_getgrgid_r` with exactly
+            // this signature (nss/nsswitch.h); a symbol of that name is that function.
+            let getgrgid = unsafe { std::mem::transmute::<*mut c_void, GetgrgidR>(found) };
+            ask_gid(getgrgid, gid)
+        })
+    }
+
+    /// What `ask` makes of `symbol` in each source of the group database that has it
+    /// (sources without the module or the symbol are passed over, as glibc passes them),
+    /// or why one of them did not answer, named after its service.
+    fn answer_of_every_source<T>(
+        &self,
+        symbol: &str,
+        mut ask: impl FnMut(*mut c_void) -> Result<Option<T>, NotEverySource>,
+    ) -> Result<Vec<T>, NotEverySource> {
         let sources =
             group_name_sources(self.conf()?).ok_or(NotEverySource::errno(libc::EINVAL))?;
-        let mut names = Vec::new();
+        let mut answers = Vec::new();
         let mut loaded = Loaded(0);
         for service in &sources {
             let named = |mut e: NotEverySource| {
@@ -316,19 +314,15 @@ impl Walk {
                 continue;
             };
             loaded.count()?;
-            // A module without getgrgid_r names no gid for glibc either.
-            let found = module.symbol(service, "getgrgid_r").map_err(named)?;
+            let found = module.symbol(service, symbol).map_err(named)?;
             if found.is_null() {
                 continue;
             }
-            // SAFETY: glibc calls every module's `_nss_<service>_getgrgid_r` with exactly
-            // this signature (nss/nsswitch.h); a symbol of that name is that function.
-            let getgrgid = unsafe { std::mem::transmute::<*mut c_void, GetgrgidR>(found) };
-            if let Some(n) = ask_gid(getgrgid, gid).map_err(named)? {
-                names.push(n);
+            if let Some(answer) = ask(found).map_err(named)? {
+                answers.push(answer);
             }
         }
-        Ok(names)
+        Ok(answers)
     }
 }
 
