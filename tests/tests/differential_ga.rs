@@ -2354,6 +2354,31 @@ fn table() -> Vec<Scenario> {
         }),
     );
 
+    // Found by the generated pass (seed 0x133). Before the fix our module took the
+    // code again too, with shared_file=yes only: it pruned the entry as GA does.
+    rows.push(
+        row(
+            "DISALLOW_REUSE: a step listed ahead of the clock, pruned by GA, typed again",
+            Expect::Differs(
+                "a step the file lists as used is refused until the clock has passed it; \
+                 GA prunes an entry WINDOW_SIZE or more steps away from the code it \
+                 accepts, ahead of it too (a clock stepped back), and then takes that \
+                 used code again",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" DISALLOW_REUSE 10003\n\" TOTP_AUTH\n"),
+        )
+        .args("noskewadj")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).both(ok(1)),
+            at((T + 2) * 30).ans(Tok::Totp(T + 3)).each(ok(1), err(1)),
+            at((T + 4) * 30).ans(Tok::Totp(T + 4)).both(ok(1)),
+        ])
+        .files(|f| {
+            expect_line(f.ga.as_ref(), "\" DISALLOW_REUSE 10003 10004\n")?;
+            expect_line(f.ours.as_ref(), "\" DISALLOW_REUSE 10003  10004\n")
+        }),
+    );
+
     rows
 }
 
@@ -3123,8 +3148,10 @@ fn doc_matches_the_table() -> Result<(), Failed> {
 /// The seeds the generated pass runs (CI runs exactly these). A seed that found a
 /// divergence stays in the list; the divergence itself becomes a row of [`table`]
 /// (seed 101: an older HOTP code, the row "HOTP: a code older than the one just
-/// accepted, then the token's next press").
-const GENERATED_SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6, 7, 8, 101, 0x5eed_000a];
+/// accepted, then the token's next press"; seed 0x133: a step listed ahead of the
+/// clock, "DISALLOW_REUSE: a step listed ahead of the clock, pruned by GA, typed
+/// again").
+const GENERATED_SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6, 7, 8, 101, 0x133];
 /// Cases per seed: the whole pass stays well under a minute on a small machine.
 const GENERATED_CASES: usize = 5;
 
@@ -3176,7 +3203,20 @@ struct GenCase {
     window: i64,
     skew: i64,
     pass: Pass,
+    /// How the code reaches the module (GA's password modes with one candidate).
+    mode: GenMode,
+    /// The steps the file's `DISALLOW_REUSE` line lists.
+    listed: Vec<u64>,
     steps: Vec<(u64, GenAns)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GenMode {
+    Prompt,
+    /// `forward_pass`: a password, then the code, in one answer.
+    ForwardPass,
+    /// `use_first_pass`: a password and the code in `PAM_AUTHTOK`, no prompt.
+    UseFirstPass,
 }
 
 /// `" KEY value` as GA reads it: one blank after the quote, then a blank or a tab
@@ -3245,6 +3285,7 @@ fn gen_case(rng: &mut Rng, pass: Pass) -> GenCase {
     let counter0 = rng.range(1, 40) as u64;
 
     let mut lines: Vec<String> = Vec::new();
+    let mut listed = Vec::new();
     if hotp {
         let v = format!(
             "{}{}",
@@ -3287,6 +3328,7 @@ fn gen_case(rng: &mut Rng, pass: Pass) -> GenCase {
         let mut v = Vec::new();
         for _ in 0..rng.below(4) {
             let step = phone0 + rng.range(-4, 3);
+            listed.push(step as u64);
             v.push(gen_num(rng, step));
         }
         let sep = rng.pick(&[" ", " ", "\t"]);
@@ -3403,6 +3445,8 @@ fn gen_case(rng: &mut Rng, pass: Pass) -> GenCase {
         window,
         skew,
         pass,
+        mode: GenMode::Prompt,
+        listed,
         steps,
     }
 }
@@ -3421,18 +3465,32 @@ fn gen_scenario(case: &GenCase) -> Scenario {
                 GenAns::Scratch(c) => Tok::Lit(Box::leak(c.clone().into_boxed_str())),
                 GenAns::Wrong => Tok::Wrong,
             };
-            at(*t).ans(tok)
+            match case.mode {
+                GenMode::Prompt => at(*t).ans(tok),
+                GenMode::ForwardPass => at(*t).ans(pre("pw", tok)),
+                GenMode::UseFirstPass => at(*t).authtok(pre("pw", tok)),
+            }
         })
         .collect();
+    let args: &'static str = match case.mode {
+        GenMode::Prompt => case.args,
+        // Bounded: one string per case.
+        GenMode::ForwardPass => Box::leak(format!("{} forward_pass", case.args).into_boxed_str()),
+        GenMode::UseFirstPass => {
+            Box::leak(format!("{} use_first_pass", case.args).into_boxed_str())
+        }
+    };
     row("generated", Expect::Same, file(&case.text))
         .key(case.key)
         .step_secs(case.step_secs)
-        .args(case.args)
+        .args(args)
         .steps(steps)
 }
 
 const HOTP_REPLAYED: &str =
     "HOTP: the code just accepted typed again, then the token's next presses";
+const LISTED_AHEAD: &str =
+    "DISALLOW_REUSE: a step listed ahead of the clock, pruned by GA, typed again";
 const HOTP_OLDER: &str =
     "HOTP: a code older than the one just accepted, then the token's next press";
 
@@ -3481,6 +3539,9 @@ fn documented(
             if mark.is_some_and(|m| *s <= m) {
                 return Some("replay without DISALLOW_REUSE");
             }
+            if case.listed.contains(s) {
+                return Some(LISTED_AHEAD);
+            }
             let off = *s as i64 - ((t / case.step_secs) as i64 + case.skew);
             let inside = |w: i64| (-(w - 1) / 2..=w / 2).contains(&off);
             if inside(ga_window) && !inside(our_window) {
@@ -3520,6 +3581,7 @@ fn run_gen_case(env: &Env, case: &GenCase) -> (String, Option<(usize, Option<&'s
         );
     }
     let ok = |v: &[String]| v.iter().map(|r| r == "PAM_SUCCESS").collect::<Vec<_>>();
+
     (log, judge(case, &ok(&verdicts[0]), &ok(&verdicts[1])))
 }
 
@@ -3555,6 +3617,8 @@ fn oracle_flags_lockouts() -> Result<(), Failed> {
         window: 3,
         skew: 0,
         pass: Pass::Compare,
+        mode: GenMode::Prompt,
+        listed: Vec::new(),
         steps: vec![
             (step * 30, GenAns::Totp(step)),
             (step * 30 + 5, GenAns::Totp(step)),
@@ -3594,6 +3658,7 @@ fn oracle_flags_lockouts() -> Result<(), Failed> {
         "HOTP: WINDOW_SIZE 100 look-ahead, beyond our cap of 17",
         HOTP_REPLAYED,
         HOTP_OLDER,
+        LISTED_AHEAD,
     ] {
         if !names.contains(why) {
             return Err(format!("the oracle cites {why:?}, which is no row of the table").into());
@@ -3612,7 +3677,10 @@ fn gen_trial(seed: u64, env: SharedEnv, ga: Result<PathBuf, String>) -> Trial {
         let mut documented_seen = Vec::new();
         for n in 0..GENERATED_CASES {
             let pass = if n % 2 == 0 { Pass::Compare } else { Pass::Default };
-            let case = gen_case(&mut rng, pass);
+            let mut case = gen_case(&mut rng, pass);
+            // From a stream of its own, so the cases of a seed stay what they were.
+            let mut side = Rng(seed ^ 0x6d6f_6465 ^ n as u64);
+            case.mode = [GenMode::Prompt, GenMode::Prompt, GenMode::ForwardPass, GenMode::UseFirstPass][side.below(4) as usize];
             let (log, div) = run_gen_case(env, &case);
             match div {
                 None => {}
