@@ -57,8 +57,12 @@ pub fn rate_limit_value(rl: &RateLimit) -> String {
 
 /// GA's `DISALLOW_REUSE` update for accepted step `tm`, on the raw value so the
 /// bytes match GA's (including its spacing quirks): `None` if `tm` is listed,
-/// otherwise the new value with entries `|entry − tm| ≥ window` pruned and `tm`
-/// appended.
+/// otherwise the new value with entries `entry + window ≤ tm` pruned and `tm`
+/// appended. GA also prunes entries `window` or more steps *ahead* of `tm` (left by a
+/// clock since stepped back), and then takes their codes again; an entry ahead stays
+/// here until the clock has passed it, so a step listed as used is never accepted
+/// again, whether or not the file is rewritten (the replay mark covers every step up
+/// to `tm`, so pruning the entries behind it reopens nothing).
 pub fn disallow_reuse_update(
     value: &[u8],
     tm: u64,
@@ -83,7 +87,7 @@ pub fn disallow_reuse_update(
         if blocked == tm {
             return Ok(None);
         }
-        if blocked.abs_diff(tm) >= window {
+        if blocked < tm && tm - blocked >= window {
             let mut e = end;
             while e < v.len() && matches!(v[e], b' ' | b'\t') {
                 e += 1;

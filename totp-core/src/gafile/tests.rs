@@ -760,14 +760,35 @@ fn disallow_reuse_update_follows_ga_bytes() {
             .as_deref(),
         Some("10001 10003")
     );
-    // Pruning the last entry leaves GA's trailing blank, hence a double space.
+    // An entry far ahead (a clock stepped back) stays: GA would prune it.
     assert_eq!(
         disallow_reuse_update(b"10000 20000", 10001, 3)
             .unwrap()
             .as_deref(),
-        Some("10000  10001")
+        Some("10000 20000 10001")
     );
     assert!(disallow_reuse_update(b"1x", 5, 3).is_err());
+    // Found by the generated GA differential: GA prunes an entry ahead of the accepted
+    // step too, and its code then logs in again; kept here until the clock passes it.
+    assert_eq!(
+        disallow_reuse_update(b"10003", 10000, 3)
+            .unwrap()
+            .as_deref(),
+        Some("10003 10000")
+    );
+    // Pruning the last entry leaves GA's trailing blank, hence a double space.
+    assert_eq!(
+        disallow_reuse_update(b"10003 10000", 10004, 3)
+            .unwrap()
+            .as_deref(),
+        Some("10003  10004")
+    );
+    assert_eq!(
+        disallow_reuse_update(b"10003", 10006, 3)
+            .unwrap()
+            .as_deref(),
+        Some("10006")
+    );
     // A sign glued to the previous number is no separator (GA: "Invalid list").
     assert!(disallow_reuse_update(b"1+2", 5, 3).is_err());
 }
