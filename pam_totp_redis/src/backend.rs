@@ -2098,4 +2098,188 @@ mod tests {
         }
         assert!(check_eviction("# Memory\r\n").is_err());
     }
+
+    /// What each failure on the wire is to the module: an outage (which
+    /// `state_fallback=` may take), a refusal an admin must fix, or the stored value at
+    /// fault; and what the log says to check.
+    #[test]
+    fn wire_failures_are_outages_refusals_or_the_stored_value_s_fault() {
+        use Status::{Corrupt, Refused, Unavailable};
+        let cases = [
+            (
+                "connect",
+                WireError::Timeout("TLS handshake not finished".into()),
+                Unavailable,
+                "connect: TLS handshake not finished within 750 ms (does this port serve TLS?",
+            ),
+            (
+                "connect",
+                WireError::Timeout("no connection to 192.0.2.1:6379".into()),
+                Unavailable,
+                "connect: no connection to 192.0.2.1:6379 within 750 ms (the server is down",
+            ),
+            (
+                "INFO",
+                WireError::Timeout(String::new()),
+                Unavailable,
+                "INFO: no complete reply within 750 ms (the bound of the whole command)",
+            ),
+            (
+                "HMGET",
+                WireError::Io("receive: reset".into()),
+                Unavailable,
+                "HMGET: receive: reset",
+            ),
+            (
+                "connect",
+                WireError::Tls("TLS handshake: certificate verify failed".into()),
+                Refused,
+                "connect: TLS handshake: certificate verify failed",
+            ),
+            (
+                "INFO",
+                WireError::Protocol("bad number in reply".into()),
+                Unavailable,
+                "INFO: bad number in reply",
+            ),
+            (
+                "AUTH",
+                WireError::Foreign("not a Redis server".into()),
+                Refused,
+                "AUTH: not a Redis server; check the port of state=",
+            ),
+            (
+                "connect",
+                WireError::Unresolvable("not a host name".into()),
+                Refused,
+                "connect: not a host name",
+            ),
+            (
+                "HMGET",
+                WireError::Oversized("a string of 5000 bytes".into()),
+                Corrupt,
+                "HMGET: stored value too large: a string of 5000 bytes",
+            ),
+            (
+                "INFO",
+                WireError::Oversized("a string of 70000 bytes".into()),
+                Unavailable,
+                "INFO: a string of 70000 bytes",
+            ),
+        ];
+        for (what, e, status, text) in cases {
+            let f = Failure::wire(what, e, Duration::from_millis(750));
+            assert_eq!(f.status, status, "{}", f.message);
+            assert!(f.message.starts_with(text), "{}", f.message);
+        }
+    }
+
+    /// What each error reply is to the module: the credentials, the ACL, the kind of
+    /// server or its configuration (a refusal), our key holding something else (the
+    /// stored value at fault), or the server's passing state (an outage).
+    #[test]
+    fn error_replies_are_refusals_the_stored_value_s_fault_or_outages() {
+        use Status::{Corrupt, Refused, Unavailable};
+        let cases = [
+            (
+                "NOAUTH Authentication required.",
+                Refused,
+                "(the server wants a password",
+            ),
+            (
+                "WRONGPASS invalid username-password pair or user is disabled.",
+                Refused,
+                "",
+            ),
+            (
+                "NOPERM User hosts has no permissions to run the 'fcall' command",
+                Refused,
+                "",
+            ),
+            ("DENIED Redis is running in protected mode", Refused, ""),
+            (
+                "ERR The user executing the script can't run this command or subcommand",
+                Refused,
+                "",
+            ),
+            ("MOVED 3999 127.0.0.1:6381", Refused, NOT_CLUSTER),
+            ("ASK 3999 127.0.0.1:6381", Refused, NOT_CLUSTER),
+            ("CROSSSLOT Keys in request don't hash", Refused, NOT_CLUSTER),
+            ("CLUSTERDOWN The cluster is down", Refused, NOT_CLUSTER),
+            (
+                "ERR SELECT is not allowed in cluster mode",
+                Refused,
+                NOT_CLUSTER,
+            ),
+            (
+                "ERR unknown command 'FCALL', with args beginning with: 'secret'",
+                Refused,
+                "(its arguments not shown) (the server does not know the command",
+            ),
+            (
+                "ERR DB index is out of range",
+                Refused,
+                "`databases` setting",
+            ),
+            (
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+                Corrupt,
+                "",
+            ),
+            (
+                "ERR Error running script: @user_script:12: WRONGTYPE Operation against a key",
+                Corrupt,
+                "",
+            ),
+            (
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                Unavailable,
+                "",
+            ),
+            (
+                "LOADING Redis is loading the dataset in memory",
+                Unavailable,
+                "",
+            ),
+            (
+                "READONLY You can't write against a read only replica.",
+                Unavailable,
+                "",
+            ),
+            ("BUSY Redis is busy running a script.", Unavailable, ""),
+            ("MASTERDOWN Link with MASTER is down", Unavailable, ""),
+            ("ERR max number of clients reached", Unavailable, ""),
+        ];
+        for (text, status, hint) in cases {
+            let f = Failure::server("EVAL", text);
+            assert_eq!(f.status, status, "{}", f.message);
+            assert!(f.message.starts_with("EVAL: "), "{}", f.message);
+            assert!(f.message.contains(hint), "{}", f.message);
+            assert!(!f.message.contains("secret"), "{}", f.message);
+        }
+    }
+
+    /// An error reply to `AUTH` is about the credentials only when it says so; the
+    /// server's state, which it reports to any first command, and an `AUTH` it does not
+    /// know are not a wrong password.
+    #[test]
+    fn only_an_auth_error_about_the_credentials_is_a_password_refusal() {
+        for credentials in [
+            "WRONGPASS invalid username-password pair or user is disabled.",
+            "ERR invalid password",
+            "ERR AUTH <password> called without any password configured for the default user.",
+            "ERR wrong number of arguments for 'auth' command",
+        ] {
+            assert!(is_password_refusal(credentials), "{credentials}");
+        }
+        for state in [
+            "ERR unknown command 'AUTH', with args beginning with: 'u' 'p'",
+            "ERR unknown command 'auth' (its arguments not shown)",
+            "ERR max number of clients reached",
+            "LOADING Redis is loading the dataset in memory",
+            "BUSY Redis is busy running a script.",
+        ] {
+            assert!(!is_password_refusal(state), "{state}");
+        }
+    }
 }
