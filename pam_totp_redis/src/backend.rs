@@ -2282,4 +2282,318 @@ mod tests {
             assert!(!is_password_refusal(state), "{state}");
         }
     }
+
+    /// Only the version form the compare-and-set writes is a version (`%d` of a positive
+    /// number: no sign, no leading zero, at most 20 digits, within 64 bits), and only a
+    /// record the module could have written is a record; anything else is the stored
+    /// value at fault, never an outage.
+    #[test]
+    fn a_stored_record_is_read_only_in_the_form_the_compare_and_set_writes() {
+        let reply = |v: Option<&[u8]>, r: Option<&[u8]>| {
+            Reply::Array(Some(vec![
+                Reply::Bulk(v.map(<[u8]>::to_vec)),
+                Reply::Bulk(r.map(<[u8]>::to_vec)),
+            ]))
+        };
+        assert_eq!(parse_record(reply(None, None)).ok(), Some((Vec::new(), 0)));
+        assert_eq!(
+            parse_record(reply(Some(b"7"), Some(b"abc"))).ok(),
+            Some((b"abc".to_vec(), 7))
+        );
+        assert_eq!(
+            parse_record(reply(Some(b"18446744073709551615"), Some(b"r"))).ok(),
+            Some((b"r".to_vec(), u64::MAX))
+        );
+        for v in [
+            &b""[..],
+            b"0",
+            b"01",
+            b"-1",
+            b"+1",
+            b"1a",
+            b" 1",
+            b"18446744073709551616",
+            b"111111111111111111111",
+        ] {
+            let f = parse_record(reply(Some(v), Some(b"r"))).expect_err("a bad version");
+            assert_eq!(f.status, Status::Corrupt, "{v:?}");
+            assert!(f.message.contains("not a positive number"), "{v:?}");
+        }
+        let full = vec![b'r'; MAX_ENCODED_LEN];
+        assert_eq!(
+            parse_record(reply(Some(b"3"), Some(&full))).ok(),
+            Some((full.clone(), 3))
+        );
+        let over = vec![b'r'; MAX_ENCODED_LEN + 1];
+        let f = parse_record(reply(Some(b"3"), Some(&over))).expect_err("too large");
+        assert_eq!(
+            (f.status, f.message.as_str()),
+            (Status::Corrupt, "stored record too large")
+        );
+        for shape in [
+            reply(Some(b"3"), None),
+            reply(None, Some(b"r")),
+            Reply::Array(Some(vec![Reply::Bulk(Some(b"3".to_vec()))])),
+            Reply::Array(None),
+            Reply::Int(3),
+        ] {
+            let f = parse_record(shape).expect_err("another shape");
+            assert_eq!(f.status, Status::Corrupt);
+        }
+        // The store record's third field, its binding, bound or not.
+        let store = |bound: Option<&[u8]>| {
+            Reply::Array(Some(vec![
+                Reply::Bulk(Some(b"5".to_vec())),
+                Reply::Bulk(Some(b"s".to_vec())),
+                Reply::Bulk(bound.map(<[u8]>::to_vec)),
+            ]))
+        };
+        assert_eq!(
+            parse_store(store(Some(b"i"))).ok(),
+            Some((b"s".to_vec(), 5, Some(b"i".to_vec())))
+        );
+        assert_eq!(
+            parse_store(store(None)).ok(),
+            Some((b"s".to_vec(), 5, None))
+        );
+        for shape in [
+            reply(Some(b"5"), Some(b"s")),
+            Reply::Array(Some(vec![
+                Reply::Bulk(Some(b"5".to_vec())),
+                Reply::Bulk(Some(b"s".to_vec())),
+                Reply::Int(1),
+            ])),
+            Reply::Bulk(None),
+        ] {
+            let f = parse_store(shape).expect_err("another shape");
+            assert_eq!(f.status, Status::Corrupt);
+        }
+    }
+
+    /// The URL forms the module writes, and nothing else.
+    #[test]
+    fn server_urls_are_read_in_the_forms_the_module_writes() {
+        let t = parse_url("redis+unix:///run/redis/redis.sock?db=3").expect("unix");
+        assert_eq!(
+            (t.tls, t.unix.as_deref(), t.db, t.sentinel.is_none()),
+            (false, Some("/run/redis/redis.sock"), 3, true)
+        );
+        let t = parse_url("redis://192.0.2.1:6379/0").expect("tcp");
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.db, t.unix.is_none()),
+            (false, "192.0.2.1", 6379, 0, true)
+        );
+        let t = parse_url("rediss://[2001:db8::1]:6380/15").expect("tls");
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.db),
+            (true, "[2001:db8::1]", 6380, 15)
+        );
+        let t = parse_url("redis+sentinel://192.0.2.1:26379,[2001:db8::2]:26380/main/2")
+            .expect("sentinel");
+        assert_eq!(
+            (t.tls, t.db, t.sentinel),
+            (
+                false,
+                2,
+                Some((
+                    vec![
+                        ("192.0.2.1".to_owned(), 26379),
+                        ("[2001:db8::2]".to_owned(), 26380)
+                    ],
+                    "main".to_owned()
+                ))
+            )
+        );
+        let t = parse_url("rediss+sentinel://192.0.2.1:26379/main/0").expect("sentinel");
+        assert!(t.tls && t.sentinel.is_some());
+        for bad in [
+            "redis+unix:///run/redis.sock",
+            "redis+unix:///run/redis.sock?db=x",
+            "redis://192.0.2.1:6379",
+            "redis://192.0.2.1/0",
+            "redis://192.0.2.1:99999/0",
+            "redis://192.0.2.1:6379/x",
+            "http://192.0.2.1:6379/0",
+            "redis+sentinel://192.0.2.1:26379/main",
+            "redis+sentinel://192.0.2.1:26379/main/0/1",
+            "redis+sentinel://192.0.2.1/main/0",
+            "redis+sentinel://192.0.2.1:26379/main/x",
+        ] {
+            let f = parse_url(bad).err().unwrap_or_else(|| panic!("{bad}"));
+            assert_eq!(f.status, Status::Invalid, "{bad}");
+        }
+    }
+
+    /// A sentinel on a loopback port that answers its one connection's first command
+    /// with `reply` (`None`: never answers), and holds the connection until the client
+    /// is done.
+    fn sentinel(reply: Option<&'static [u8]>) -> ((String, u16), std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            if matches!(s.read(&mut buf), Ok(n) if n > 0)
+                && let Some(r) = reply
+            {
+                let _ = s.write_all(r);
+            }
+            let _ = s.read(&mut buf);
+        });
+        (("127.0.0.1".to_owned(), port), server)
+    }
+
+    /// Ends the [`sentinel`]s once asked: one never asked is connected to (and left) here.
+    fn done(nodes: &[(String, u16)], servers: Vec<std::thread::JoinHandle<()>>) {
+        for (_, port) in nodes {
+            drop(std::net::TcpStream::connect(("127.0.0.1", *port)));
+        }
+        for s in servers {
+            s.join().expect("sentinel");
+        }
+    }
+
+    /// The primary's address as a sentinel gives it.
+    const NAMED: &[u8] = b"*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6390\r\n";
+    /// A sentinel that does not monitor the name.
+    const NOT_MONITORED: &[u8] = b"*-1\r\n";
+
+    /// What [`discover`] found.
+    type Discovered = Result<((String, u16), Option<String>), Failure>;
+
+    /// Asks `sentinels` (each answering as [`sentinel`] does) for `main` within `ms`: what
+    /// they said, and their ports.
+    fn ask(
+        sentinels: &[Option<&'static [u8]>],
+        ms: u64,
+        not_primaries: &[(String, u16)],
+    ) -> (Discovered, Vec<u16>) {
+        let (nodes, servers): (Vec<_>, Vec<_>) = sentinels.iter().map(|r| sentinel(*r)).unzip();
+        let ports = nodes.iter().map(|(_, p)| *p).collect();
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        let r = discover(&nodes, "main", None, deadline, not_primaries);
+        done(&nodes, servers);
+        (r, ports)
+    }
+
+    /// The first sentinel that names the primary wins; the ones asked before it, and
+    /// why each was passed over, are noted for the log. Control: a first sentinel that
+    /// answers leaves nothing to note.
+    #[test]
+    fn the_first_sentinel_naming_the_primary_wins_and_those_passed_over_are_noted() {
+        let primary = ("127.0.0.1".to_owned(), 6390);
+        let (r, _) = ask(&[Some(NAMED), Some(NOT_MONITORED)], 2000, &[]);
+        assert_eq!(r.ok(), Some((primary.clone(), None)));
+
+        let bad_address: &[u8] = b"*2\r\n$6\r\nbad!ho\r\n$4\r\n6390\r\n";
+        let bad_port: &[u8] = b"*2\r\n$9\r\n127.0.0.1\r\n$5\r\n65536\r\n";
+        let error: &[u8] = b"-ERR something went wrong\r\n";
+        let (r, ports) = ask(
+            &[
+                Some(NOT_MONITORED),
+                Some(bad_address),
+                Some(bad_port),
+                Some(error),
+                Some(NAMED),
+            ],
+            5000,
+            &[],
+        );
+        let (found, note) = r.expect("found");
+        assert_eq!(found, primary);
+        let note = note.expect("a note");
+        assert!(
+            note.starts_with(&format!(
+                "4 of 5 sentinels skipped before sentinel 127.0.0.1:{} named the primary",
+                ports[4]
+            )),
+            "{note}"
+        );
+        for reason in [
+            format!("sentinel 127.0.0.1:{}: does not monitor main", ports[0]),
+            format!(
+                "sentinel 127.0.0.1:{}: an address that is not one",
+                ports[1]
+            ),
+            format!(
+                "sentinel 127.0.0.1:{}: an address that is not one",
+                ports[2]
+            ),
+            format!("sentinel 127.0.0.1:{}: ERR something went wrong", ports[3]),
+        ] {
+            assert!(note.contains(&reason), "{reason}: {note}");
+        }
+
+        // A sentinel naming an address known not to be the primary is passed over.
+        let (r, ports) = ask(
+            &[Some(NAMED), Some(NAMED)],
+            2000,
+            std::slice::from_ref(&primary),
+        );
+        let f = r.expect_err("no other primary");
+        assert!(
+            f.message.contains(&format!(
+                "sentinel 127.0.0.1:{}: names 127.0.0.1:6390, which says it is not the primary",
+                ports[0]
+            )),
+            "{}",
+            f.message
+        );
+    }
+
+    /// Where every sentinel answered and none can name the primary (it does not monitor
+    /// the name, it is no sentinel, another kind of server), state= is wrong: a refusal.
+    /// Where one could not be asked (down, or silent past its share of the time), the
+    /// sentinels may yet answer: an outage. Each sentinel gets its share of the time
+    /// left, so a silent one does not take the others' time.
+    #[test]
+    fn sentinels_that_all_answered_without_a_primary_are_a_refusal_and_a_silent_one_an_outage() {
+        let unknown: &[u8] = b"-ERR unknown command 'SENTINEL', with args beginning with: \r\n";
+        let http: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\r\n";
+        let (r, _) = ask(&[Some(NOT_MONITORED), Some(unknown), Some(http)], 5000, &[]);
+        let f = r.expect_err("no primary");
+        assert_eq!(f.status, Status::Refused, "{}", f.message);
+        assert!(
+            f.message
+                .starts_with("no sentinel named the primary main: ")
+                && f.message
+                    .contains("not a sentinel (it does not know SENTINEL)")
+                && f.message.contains("(an HTTP server)")
+                && f.message.contains("names the sentinels' ports"),
+            "{}",
+            f.message
+        );
+
+        let (r, _) = ask(&[Some(NOT_MONITORED), None], 600, &[]);
+        let f = r.expect_err("no primary");
+        assert_eq!(f.status, Status::Unavailable, "{}", f.message);
+        assert!(f.message.contains("no answer within"), "{}", f.message);
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let (nodes, servers): (Vec<_>, Vec<_>) =
+            [Some(NOT_MONITORED)].iter().map(|r| sentinel(*r)).unzip();
+        let mut nodes = nodes;
+        nodes.push(("127.0.0.1".to_owned(), closed));
+        let r = discover(
+            &nodes,
+            "main",
+            None,
+            Instant::now() + Duration::from_secs(5),
+            &[],
+        );
+        done(&nodes[..1], servers);
+        let f = r.expect_err("no primary");
+        assert_eq!(f.status, Status::Unavailable, "{}", f.message);
+
+        // A silent first sentinel keeps only its share: the second still answers.
+        let (r, _) = ask(&[None, Some(NAMED)], 1200, &[]);
+        let (found, note) = r.expect("the second answers");
+        assert_eq!(found, ("127.0.0.1".to_owned(), 6390));
+        assert!(note.is_some_and(|n| n.contains("no answer within")));
+    }
 }
