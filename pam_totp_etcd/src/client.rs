@@ -989,4 +989,342 @@ mod tests {
         }
         assert!(Client::new("etcds://h:3", Some(b"not pem"), None, None, d, d).is_err());
     }
+
+    /// One scripted reply of [`scripted`]: status, extra header lines, body.
+    type Scripted = (u16, String, String);
+
+    /// The path and `Authorization` value of each request a [`scripted`] gateway read.
+    type Seen = Vec<(String, Option<String>)>;
+
+    /// A plain HTTP gateway on loopback answering each request (one connection each)
+    /// with the next of `replies`, until they run out or a connection brings no request;
+    /// returns each request's path and `Authorization` value.
+    fn scripted(replies: Vec<Scripted>) -> (u16, std::thread::JoinHandle<Seen>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for (status, headers, body) in replies {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    break;
+                };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let path = request_line
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let (mut len, mut auth) = (0usize, None);
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).expect("read");
+                    let (name, value) = line.trim_end().split_once(':').unwrap_or(("", ""));
+                    match name.to_ascii_lowercase().as_str() {
+                        "" => break,
+                        "content-length" => len = value.trim().parse().expect("length"),
+                        "authorization" => auth = Some(value.trim().to_owned()),
+                        _ => {}
+                    }
+                }
+                let mut request = vec![0; len];
+                reader.read_exact(&mut request).expect("body");
+                seen.push((path, auth));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+            seen
+        });
+        (port, server)
+    }
+
+    /// Ends a [`scripted`] gateway that may still wait for a request: a connection
+    /// without one.
+    fn finish(port: u16, server: std::thread::JoinHandle<Seen>) -> Seen {
+        drop(std::net::TcpStream::connect(("127.0.0.1", port)));
+        server.join().expect("gateway")
+    }
+
+    fn ok(body: &str) -> Scripted {
+        (200, String::new(), body.to_owned())
+    }
+
+    /// A port nothing listens on.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    }
+
+    fn client(ports: &[u16], credentials: Option<(&str, &str)>) -> Client {
+        let list: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let d = Duration::from_secs(5);
+        Client::new(
+            &format!("etcd://{}", list.join(",")),
+            None,
+            None,
+            credentials.map(|(u, p)| (u.to_owned(), Zeroizing::new(p.to_owned()))),
+            d,
+            d,
+        )
+        .expect("client")
+    }
+
+    const RANGE: &str = "/v3/kv/range";
+
+    /// A call goes to the member that served last, moving past those that cannot serve
+    /// (each noted once, whatever the number of calls it was passed over in); after a
+    /// call no member served, the next starts one member further. The cluster's clock
+    /// is the last reply's `Date`.
+    #[test]
+    fn calls_move_past_members_that_cannot_serve_and_stay_with_the_one_that_did() {
+        let dated = (
+            200,
+            "Date: Tue, 14 Nov 2023 22:13:45 GMT\r\n".to_owned(),
+            "{}".to_owned(),
+        );
+        let (port, server) = scripted(vec![dated.clone(), dated]);
+        let down = closed_port();
+        let mut c = client(&[down, port], None);
+        assert_eq!(c.server_time(), None, "no reply yet");
+        for i in 0..2 {
+            c.call(RANGE, &json!({}), Retry::Idempotent)
+                .unwrap_or_else(|f| panic!("call {i}: {}", f.message));
+            assert_eq!(c.current, 1, "call {i}");
+        }
+        assert_eq!(finish(port, server).len(), 2);
+        let t = c.server_time().expect("a clock");
+        assert!((1_700_000_025..=1_700_000_027).contains(&t), "{t}");
+        let note = c.take_skipped().expect("a note");
+        assert!(
+            note.starts_with("1 of 2 members skipped while another served")
+                && note.contains(&format!("http://127.0.0.1:{down}: ")),
+            "{note}"
+        );
+        assert_eq!(c.take_skipped(), None, "taken once");
+
+        let mut c = client(&[closed_port(), closed_port()], None);
+        let f = c
+            .call(RANGE, &json!({}), Retry::Idempotent)
+            .expect_err("none serves");
+        assert_eq!(f.status, Status::Unavailable);
+        assert_eq!(c.current, 1, "the next call starts one member further");
+        assert_eq!(c.take_skipped(), None, "nobody served");
+    }
+
+    /// A write goes on to the next member only when it cannot have reached the one
+    /// that failed (no connection); a read goes on after any failure.
+    #[test]
+    fn a_write_that_may_have_reached_a_member_is_not_sent_to_another() {
+        let no_leader = (
+            503,
+            String::new(),
+            r#"{"error":"etcdserver: no leader","code":14}"#.to_owned(),
+        );
+        let (busy, busy_server) = scripted(vec![no_leader.clone()]);
+        let (other, other_server) = scripted(vec![ok("{}")]);
+        let mut c = client(&[busy, other], None);
+        let f = c
+            .call("/v3/kv/txn", &json!({}), Retry::NotDelivered)
+            .expect_err("not sent again");
+        assert_eq!(f.status, Status::Unavailable, "{}", f.message);
+        assert_eq!(finish(busy, busy_server).len(), 1);
+        assert!(finish(other, other_server).is_empty(), "nothing sent on");
+
+        // Not delivered (no connection): sent on, a write included.
+        let (port, server) = scripted(vec![ok("{}")]);
+        let mut c = client(&[closed_port(), port], None);
+        assert!(
+            c.call("/v3/kv/txn", &json!({}), Retry::NotDelivered)
+                .is_ok()
+        );
+        assert_eq!(finish(port, server).len(), 1);
+
+        // A read after a failure that reached the member: sent on.
+        let (busy, busy_server) = scripted(vec![no_leader]);
+        let (other, other_server) = scripted(vec![ok("{}")]);
+        let mut c = client(&[busy, other], None);
+        assert!(c.call(RANGE, &json!({}), Retry::Idempotent).is_ok());
+        assert_eq!(finish(busy, busy_server).len(), 1);
+        assert_eq!(finish(other, other_server).len(), 1);
+    }
+
+    /// Without credentials, the open asks whether the member knows a leader, only when
+    /// it has no read of its own to prove it; with credentials the token proves it (etcd
+    /// checks a password through Raft), and it is sent with every request.
+    #[test]
+    fn the_open_proves_a_leader_or_gets_a_token() {
+        let (port, server) = scripted(vec![ok(r#"{"leader":"0"}"#), ok(r#"{"leader":"42"}"#)]);
+        let mut c = client(&[port], None);
+        let f = c.connect(true).expect_err("no leader");
+        assert_eq!(f.status, Status::Unavailable);
+        assert!(f.message.contains("knows no leader"), "{}", f.message);
+        assert!(c.connect(true).is_ok());
+        assert!(c.connect(false).is_ok(), "not asked");
+        let seen = finish(port, server);
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen.iter().all(|(p, _)| p == "/v3/maintenance/status"));
+
+        let (port, server) = scripted(vec![ok(r#"{"token":"t0k.1"}"#), ok("{}")]);
+        let mut c = client(&[port], Some(("hosts", "pw")));
+        c.connect(false).expect("token");
+        c.call(RANGE, &json!({}), Retry::Idempotent).expect("call");
+        assert_eq!(
+            finish(port, server),
+            [
+                ("/v3/auth/authenticate".to_owned(), None),
+                (RANGE.to_owned(), Some("t0k.1".to_owned()))
+            ]
+        );
+
+        let longest = "t".repeat(4096);
+        let (port, server) = scripted(vec![ok(&format!(r#"{{"token":"{longest}"}}"#))]);
+        assert!(
+            client(&[port], Some(("hosts", "pw")))
+                .connect(false)
+                .is_ok()
+        );
+        finish(port, server);
+        for bad in [
+            "{}".to_owned(),
+            r#"{"token":""}"#.to_owned(),
+            r#"{"token":7}"#.to_owned(),
+            format!(r#"{{"token":"{longest}t"}}"#),
+        ] {
+            let (port, server) = scripted(vec![ok(&bad)]);
+            let f = client(&[port], Some(("hosts", "pw")))
+                .connect(false)
+                .expect_err(&bad);
+            assert_eq!(f.status, Status::Corrupt, "{bad}");
+            finish(port, server);
+        }
+    }
+
+    /// A token that expired is renewed once and the call made again with the new one;
+    /// a client without credentials has none to renew.
+    #[test]
+    fn an_expired_token_is_renewed_once() {
+        let expired = (
+            401,
+            String::new(),
+            r#"{"error":"etcdserver: invalid auth token","code":16}"#.to_owned(),
+        );
+        let (port, server) = scripted(vec![
+            ok(r#"{"token":"old"}"#),
+            expired.clone(),
+            ok(r#"{"token":"new"}"#),
+            ok("{}"),
+        ]);
+        let mut c = client(&[port], Some(("hosts", "pw")));
+        c.connect(false).expect("token");
+        c.call(RANGE, &json!({}), Retry::Idempotent)
+            .expect("renewed");
+        let seen = finish(port, server);
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(seen[1], (RANGE.to_owned(), Some("old".to_owned())));
+        assert_eq!(seen[3], (RANGE.to_owned(), Some("new".to_owned())));
+
+        let (port, server) = scripted(vec![expired.clone(), expired]);
+        let f = client(&[port], None)
+            .call(RANGE, &json!({}), Retry::Idempotent)
+            .expect_err("refused");
+        assert_eq!(f.status, Status::Refused);
+        assert_eq!(finish(port, server).len(), 1, "asked once");
+    }
+
+    /// Replies up to the caps are read (a full record's base64 in JSON fits with room);
+    /// a larger body or header block is refused unread.
+    #[test]
+    fn replies_are_read_up_to_their_caps() {
+        let body = |n: usize| format!(r#"{{"v":"{}"}}"#, "x".repeat(n - 8));
+        let header = |n: usize| format!("X-Pad: {}\r\n", "x".repeat(n));
+        let (port, server) = scripted(vec![
+            ok(&body(60 * 1024)),
+            (200, header(12 * 1024), "{}".to_owned()),
+            ok(&body(64 * 1024 + 1)),
+            (200, header(17 * 1024), "{}".to_owned()),
+        ]);
+        let mut c = client(&[port], None);
+        assert!(c.call(RANGE, &json!({}), Retry::Idempotent).is_ok());
+        assert!(c.call(RANGE, &json!({}), Retry::Idempotent).is_ok());
+        for what in ["body", "header"] {
+            let f = c
+                .call(RANGE, &json!({}), Retry::Idempotent)
+                .expect_err(what);
+            assert_eq!(f.status, Status::Corrupt, "{what}: {}", f.message);
+        }
+        finish(port, server);
+    }
+
+    /// A member's host name the resolver will not look up is the configuration's
+    /// fault, and the log says why.
+    #[test]
+    fn a_member_name_that_cannot_be_looked_up_is_a_refusal_naming_why() {
+        let d = Duration::from_secs(1);
+        let mut c =
+            Client::new("etcd://etcd.example:2379", None, None, None, d, d).expect("client");
+        let f = c
+            .call(RANGE, &json!({}), Retry::Idempotent)
+            .expect_err("no resolver");
+        assert_eq!(f.status, Status::Refused, "{}", f.message);
+        assert!(
+            f.message
+                .starts_with("http://etcd.example:2379: cannot resolve etcd.example"),
+            "{}",
+            f.message
+        );
+    }
+
+    /// The list of members' reasons fits the room to the byte: left whole when it fits
+    /// exactly, shortened when one byte over. The failure of all fits the plugin's
+    /// message with its NUL.
+    #[test]
+    fn member_lists_fit_their_room_to_the_byte() {
+        let each: Vec<String> = (1..=3)
+            .map(|i| format!("http://m{i}:2379: {}", "r".repeat(40)))
+            .collect();
+        let whole = each.join("; ");
+        assert_eq!(fitted(&each, whole.len()), whole);
+        let cut = fitted(&each, whole.len() - 1);
+        assert!(cut.len() < whole.len() && cut.contains(CUT), "{cut}");
+        let long: Vec<Failure> = (1..=5)
+            .map(|i| unavailable(format!("http://m{i}:2379: {}", "r".repeat(400))))
+            .collect();
+        let all = summarise(long);
+        assert!(
+            all.message.len() < pam_totp_plugin_abi::MESSAGE_CAP,
+            "{}",
+            all.message.len()
+        );
+        assert!(
+            all.message.len() + 10 > pam_totp_plugin_abi::MESSAGE_CAP,
+            "room used"
+        );
+    }
+
+    /// An HTTP date's fields at their limits are read, one past them is not a date.
+    #[test]
+    fn http_date_fields_are_bounded_at_their_limits() {
+        assert!(http_date("Sat, 31 Dec 2016 23:59:60 GMT").is_some());
+        assert!(http_date("Wed, 01 Jan 1970 00:00:00 GMT").is_some());
+        for bad in [
+            "Sat, 32 Dec 2016 23:59:59 GMT",
+            "Sat, 00 Dec 2016 23:59:59 GMT",
+            "Sat, 31 Dec 1969 23:59:59 GMT",
+            "Sat, 31 Dec 2016 24:00:00 GMT",
+            "Sat, 31 Dec 2016 23:60:00 GMT",
+            "Sat, 31 Dec 2016 23:59:61 GMT",
+        ] {
+            assert_eq!(http_date(bad), None, "{bad}");
+        }
+    }
 }
