@@ -2596,4 +2596,92 @@ mod tests {
         assert_eq!(found, ("127.0.0.1".to_owned(), 6390));
         assert!(note.is_some_and(|n| n.contains("no answer within")));
     }
+
+    /// A connection the server ends without a reply gets the hint at what may be wrong
+    /// with a plain connection (a TLS port, a proxy); one that times out does not, nor
+    /// does it get the TLS hint.
+    #[test]
+    fn only_a_plain_connection_ended_without_a_reply_gets_the_plain_hint() {
+        let plain = "(the server ended the connection without a reply: a TLS port";
+        let (f, _) = against(vec![], reading(&[]), |b| b.err().expect("ended"));
+        assert_eq!(f.status, Status::Unavailable, "{}", f.message);
+        assert!(f.message.contains(plain), "{}", f.message);
+        assert!(!f.message.contains("client certificate"), "{}", f.message);
+        // The server reads the command and never answers.
+        let (f, _) = against(vec![b"", b""], reading(&[]), |b| b.err().expect("timeout"));
+        assert_eq!(f.status, Status::Unavailable, "{}", f.message);
+        assert!(
+            f.message
+                .ends_with("no complete reply within 500 ms (the bound of the whole command)"),
+            "{}",
+            f.message
+        );
+    }
+
+    /// A loopback server answering its connections in turn, each with its own replies,
+    /// one per chunk the client sends; each connection is held until the client is done.
+    fn tcp_server(
+        listener: std::net::TcpListener,
+        connections: Vec<Vec<Vec<u8>>>,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            for replies in connections {
+                let Ok((mut s, _)) = listener.accept() else {
+                    return;
+                };
+                let mut buf = vec![0u8; 65536];
+                for reply in replies {
+                    if !matches!(s.read(&mut buf), Ok(n) if n > 0) || s.write_all(&reply).is_err() {
+                        break;
+                    }
+                }
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            }
+        })
+    }
+
+    /// A sentinel that names a server which says it is not the primary (a sentinel
+    /// behind the others) does not deny the open: the sentinels are asked again, that
+    /// address no longer taken from any of them, and the primary another one names is
+    /// used; the one passed over is noted for the log.
+    #[test]
+    fn a_sentinel_naming_a_replica_is_passed_over_for_one_naming_the_primary() {
+        let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (a, b, replica, primary) = (bind(), bind(), bind(), bind());
+        let port = |l: &std::net::TcpListener| l.local_addr().expect("addr").port();
+        let (pa, pb, pr, pp) = (port(&a), port(&b), port(&replica), port(&primary));
+        let names = |p: u16| {
+            let p = p.to_string();
+            format!("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{p}\r\n", p.len()).into_bytes()
+        };
+        let servers = [
+            tcp_server(a, vec![vec![names(pr)], vec![names(pr)]]),
+            tcp_server(b, vec![vec![names(pp)]]),
+            tcp_server(replica, vec![vec![b"*1\r\n$5\r\nslave\r\n".to_vec()]]),
+            tcp_server(
+                primary,
+                vec![vec![
+                    const_concat(&[b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n", INFO_OK]).to_vec(),
+                ]],
+            ),
+        ];
+        let config = PluginConfig {
+            url: format!("redis+sentinel://127.0.0.1:{pa},127.0.0.1:{pb}/main/0"),
+            connect_timeout_ms: 5000,
+            command_timeout_ms: 5000,
+            ..PluginConfig::default()
+        };
+        let mut backend = Backend::connect(config).unwrap_or_else(|f| panic!("{}", f.message));
+        let note = backend.take_note().expect("a note");
+        assert!(
+            note.contains(&format!(
+                "sentinel 127.0.0.1:{pa}: names 127.0.0.1:{pr}, which says it is not the primary"
+            )),
+            "{note}"
+        );
+        drop(backend);
+        for s in servers {
+            s.join().expect("server");
+        }
+    }
 }
