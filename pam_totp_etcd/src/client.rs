@@ -1341,4 +1341,77 @@ mod tests {
         assert_eq!(shortened(m, 21), "http://m1:2379: a...");
         assert_eq!(shortened(m, 22), "http://m1:2379: a\u{e9}...");
     }
+
+    /// A member whose certificate this host does not trust is a refusal to trust (no
+    /// `state_fallback=`), not an outage.
+    #[test]
+    fn a_member_with_an_untrusted_certificate_is_a_refusal() {
+        use openssl::{
+            asn1::Asn1Time,
+            ec::{EcGroup, EcKey},
+            hash::MessageDigest,
+            nid::Nid,
+            pkey::PKey,
+            ssl::{Ssl, SslContext, SslMethod},
+            x509,
+        };
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("group");
+        let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
+        let mut name = x509::X509NameBuilder::new().expect("name");
+        name.append_entry_by_text("CN", "member").expect("cn");
+        let name = name.build();
+        let mut b = x509::X509Builder::new().expect("builder");
+        b.set_version(2).expect("version");
+        b.set_subject_name(&name).expect("subject");
+        b.set_issuer_name(&name).expect("issuer");
+        b.set_pubkey(&key).expect("pubkey");
+        b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+            .expect("not before");
+        b.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
+            .expect("not after");
+        b.sign(&key, MessageDigest::sha256()).expect("sign");
+        let cert = b.build();
+        let mut sctx = SslContext::builder(SslMethod::tls_server()).expect("context");
+        sctx.set_private_key(&key).expect("key");
+        sctx.set_certificate(&cert).expect("cert");
+        let sctx = sctx.build();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            if let Ok((tcp, _)) = listener.accept() {
+                let _ = Ssl::new(&sctx).expect("ssl").accept(tcp);
+            }
+        });
+        let d = Duration::from_secs(5);
+        let ca = self_signed_pem();
+        let mut c = Client::new(
+            &format!("etcds://127.0.0.1:{port}"),
+            Some(&ca),
+            None,
+            None,
+            d,
+            d,
+        )
+        .expect("client");
+        let f = c
+            .call(RANGE, &json!({}), Retry::NotDelivered)
+            .expect_err("untrusted");
+        assert_eq!(f.status, Status::Refused, "{}", f.message);
+        assert!(
+            f.message
+                .starts_with(&format!("https://127.0.0.1:{port}: TLS: ")),
+            "{}",
+            f.message
+        );
+        server.join().expect("server");
+    }
+
+    /// A decimal string longer than any 64-bit number is no number, even one that
+    /// parses (leading zeros).
+    #[test]
+    fn a_number_string_is_bounded_before_it_is_parsed() {
+        assert_eq!(number(&json!("18446744073709551615")), Some(u64::MAX));
+        assert_eq!(number(&json!("000000000000000000042")), None);
+        assert_eq!(number(&json!("")), None);
+    }
 }
