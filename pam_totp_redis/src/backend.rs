@@ -2684,4 +2684,41 @@ mod tests {
             s.join().expect("server");
         }
     }
+
+    /// `totp-state init` loads the function library in the open's pipeline: the
+    /// library's name is the success, a server before Redis 7 (no `FUNCTION`) is left to
+    /// the script, and any other answer fails the open with what it is.
+    #[test]
+    fn the_function_library_loads_or_is_left_to_the_script_on_an_older_server() {
+        let installing = |path: &std::path::Path| PluginConfig {
+            install_functions: true,
+            ..config(path, &[])
+        };
+        let loaded = const_concat(&[b"$8\r\npam_totp\r\n", INFO_OK]);
+        let (r, seen) = against(vec![loaded], installing, |b| b.map(|_| ()));
+        assert!(r.is_ok(), "{:?}", r.err());
+        assert!(
+            seen[0].contains("FUNCTION") && seen[0].contains("LOAD"),
+            "{seen:?}"
+        );
+        let older = const_concat(&[
+            b"-ERR unknown command 'FUNCTION', with args beginning with: 'LOAD'\r\n",
+            INFO_OK,
+        ]);
+        let (r, _) = against(vec![older], installing, |b| b.map(|_| ()));
+        assert!(r.is_ok(), "{:?}", r.err());
+        for (reply, status) in [
+            (
+                &b"-NOPERM this user has no permissions to run the 'function|load' command\r\n"[..],
+                Status::Refused,
+            ),
+            (b"$5\r\nother\r\n", Status::Corrupt),
+        ] {
+            let reply = const_concat(&[reply, INFO_OK]);
+            let (r, _) = against(vec![reply], installing, |b| b.map(|_| ()));
+            let f = r.expect_err("not loaded");
+            assert_eq!(f.status, status, "{}", f.message);
+            assert!(f.message.contains("FUNCTION LOAD"), "{}", f.message);
+        }
+    }
 }
