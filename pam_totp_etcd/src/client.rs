@@ -811,6 +811,18 @@ mod tests {
         let busy = gateway_error("m", 503, &e(14, "etcdserver: no leader"));
         assert!(!fatal(gateway_error("m", 503, &e(14, "x"))));
         assert_eq!(status_of(busy), (Status::Unavailable, true));
+        // A learner: the next member may serve (nothing was proposed), but a list of
+        // learners never will: a refusal.
+        let learner = gateway_error(
+            "m",
+            503,
+            &e(14, "etcdserver: rpc not supported for learner"),
+        );
+        assert_eq!(status_of(learner), (Status::Refused, false));
+        // Authentication on, no token sent: the credentials are missing, not our request.
+        let anonymous = gateway_error("m", 400, &e(3, "etcdserver: user name is empty"));
+        assert!(matches!(&anonymous, Attempt::Fatal(f) if f.message.contains("etcd_credentials=")));
+        assert_eq!(status_of(anonymous).0, Status::Refused);
     }
 
     #[test]

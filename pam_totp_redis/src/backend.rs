@@ -778,7 +778,13 @@ fn new_key_version() -> Result<u64, Failure> {
     getrandom::fill(&mut bytes).map_err(|e| {
         Failure::unavailable(format!("no random start for a new record's version: {e}"))
     })?;
-    Ok((1 << 32) + u64::from_le_bytes(bytes) % ((1 << 52) - (1 << 32)))
+    Ok(start_version(u64::from_le_bytes(bytes)))
+}
+
+/// The start [`new_key_version`] takes for the random number `random`: the whole range
+/// [2^32, 2^52) and nothing outside it, whatever `random` is.
+fn start_version(random: u64) -> u64 {
+    (1 << 32) + random % ((1 << 52) - (1 << 32))
 }
 
 pub struct Backend {
@@ -2075,6 +2081,12 @@ mod tests {
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(distinct.len(), starts.len(), "{starts:?}");
+        // The ends of the range, reached and never passed.
+        let span = (1 << 52) - (1 << 32);
+        assert_eq!(start_version(0), 1 << 32);
+        assert_eq!(start_version(span - 1), (1 << 52) - 1);
+        assert_eq!(start_version(span), 1 << 32);
+        assert!((1 << 32..1 << 52).contains(&start_version(u64::MAX)));
     }
 
     #[test]
@@ -2366,7 +2378,10 @@ mod tests {
             Reply::Bulk(None),
         ] {
             let f = parse_store(shape).expect_err("another shape");
-            assert_eq!(f.status, Status::Corrupt);
+            assert_eq!(
+                (f.status, f.message.as_str()),
+                (Status::Corrupt, "unexpected HMGET reply")
+            );
         }
     }
 
@@ -2720,5 +2735,178 @@ mod tests {
             assert_eq!(f.status, status, "{}", f.message);
             assert!(f.message.contains("FUNCTION LOAD"), "{}", f.message);
         }
+    }
+
+    /// The open through one sentinel naming a primary that answers `ROLE` with `role`
+    /// (and `INFO` as a server without a memory limit): whether it succeeded.
+    fn open_via_sentinel(role: &[u8]) -> Result<(), Failure> {
+        let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (sentinel, primary) = (bind(), bind());
+        let ps = sentinel.local_addr().expect("addr").port();
+        let pp = primary.local_addr().expect("addr").port().to_string();
+        let names = format!("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{pp}\r\n", pp.len()).into_bytes();
+        let servers = [
+            tcp_server(sentinel, vec![vec![names]]),
+            tcp_server(primary, vec![vec![[role, INFO_OK].concat()]]),
+        ];
+        let config = PluginConfig {
+            url: format!("redis+sentinel://127.0.0.1:{ps}/main/0"),
+            connect_timeout_ms: 5000,
+            command_timeout_ms: 5000,
+            ..PluginConfig::default()
+        };
+        // Closed before the servers are joined.
+        let r = Backend::connect(config).map(drop);
+        for s in servers {
+            s.join().expect("server");
+        }
+        r
+    }
+
+    /// Each reply of the open is read within its own bounds (R36), sized for what the
+    /// server sends: a primary's `ROLE` listing 64 replicas, an `INFO` of several KiB,
+    /// a record and a store record of the largest size the module writes, all read; a
+    /// `ROLE` listing more, or a stored value larger than a record, refused unread.
+    #[test]
+    fn each_reply_of_the_open_is_read_within_bounds_sized_for_it() {
+        let role = |replicas: usize| {
+            let mut r = format!("*3\r\n$6\r\nmaster\r\n:0\r\n*{replicas}\r\n").into_bytes();
+            for _ in 0..replicas {
+                r.extend_from_slice(b"*3\r\n$9\r\n192.0.2.1\r\n$4\r\n6379\r\n$1\r\n0\r\n");
+            }
+            r
+        };
+        open_via_sentinel(&role(64)).unwrap_or_else(|f| panic!("{}", f.message));
+        let f = open_via_sentinel(&role(65)).expect_err("too many");
+        assert!(
+            f.message.starts_with("ROLE: reply too large"),
+            "{}",
+            f.message
+        );
+
+        let bulk = |v: &[u8]| {
+            let mut out = format!("${}\r\n", v.len()).into_bytes();
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+            out
+        };
+        let padding = format!("# Padding\r\n{}\r\n", "x:1\r\n".repeat(1600));
+        let text = format!("{padding}# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:x\r\n");
+        let info = bulk(text.as_bytes());
+        assert!(info.len() > 8000);
+        let version = b"18446744073709551615";
+        let full = vec![b'r'; MAX_ENCODED_LEN];
+        let record = [&b"*2\r\n"[..], &bulk(version), &bulk(&full)].concat();
+        let binding = vec![b'b'; 100];
+        let store = [
+            &b"*3\r\n"[..],
+            &bulk(version),
+            &bulk(&full),
+            &bulk(&binding),
+        ]
+        .concat();
+        let big = vec![b'r'; MAX_ENCODED_LEN + 256];
+        let too_big = [&b"*2\r\n"[..], &bulk(b"1"), &bulk(&big)].concat();
+        let open = const_concat(&[&info, &record, &store, &too_big]);
+        let ((), _) = against(
+            vec![open],
+            |path| PluginConfig {
+                store_key: Some(b"p:store".to_vec()),
+                ..config(path, &[b"p:user:a", b"p:store", b"p:user:b"])
+            },
+            |b| {
+                let mut b = b.unwrap_or_else(|f| panic!("{}", f.message));
+                assert_eq!(
+                    b.get(b"p:user:a").map(|(r, _)| r.len()).ok(),
+                    Some(MAX_ENCODED_LEN)
+                );
+                assert_eq!(
+                    b.prefetched_store
+                        .take()
+                        .and_then(Result::ok)
+                        .map(|(r, v, _)| (r.len(), v)),
+                    Some((MAX_ENCODED_LEN, u64::MAX))
+                );
+                let f = b.get(b"p:user:b").expect_err("too large");
+                assert_eq!(f.status, Status::Corrupt);
+                assert!(
+                    f.message
+                        .starts_with("HMGET: stored value too large: a string of"),
+                    "{}",
+                    f.message
+                );
+            },
+        );
+    }
+
+    /// A sentinel's port named with the hosts' credentials refuses any password, and
+    /// still answers `INFO` (its full size read): the open says it is a sentinel, not
+    /// that the password is wrong.
+    #[test]
+    fn a_sentinel_refusing_the_password_is_named_a_sentinel() {
+        let text = format!(
+            "# Server\r\nredis_mode:sentinel\r\n{}\r\n",
+            "x:1\r\n".repeat(600)
+        );
+        let reply = [
+            &b"-WRONGPASS invalid username-password pair\r\n"[..],
+            format!("${}\r\n{text}\r\n", text.len()).as_bytes(),
+        ]
+        .concat();
+        assert!(reply.len() > 3000);
+        let with_password = |path: &std::path::Path| PluginConfig {
+            password: Some(Zeroizing::new("pw".to_owned())),
+            ..config(path, &[])
+        };
+        let (e, _) = against(vec![const_concat(&[&reply])], with_password, |b| {
+            b.err().expect("refused")
+        });
+        assert_eq!(e.status, Status::Refused);
+        assert!(
+            e.message.starts_with("the server is a Redis Sentinel"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// The compare-and-set falls back to the script where the server has no function
+    /// library (not installed, or a server before Redis 7), for the rest of the
+    /// connection; any other refusal of `FCALL` fails the write without the script.
+    #[test]
+    fn the_compare_and_set_falls_back_to_the_script_only_without_the_library() {
+        for missing in [
+            &b"-ERR Function not found\r\n"[..],
+            b"-ERR unknown command 'FCALL', with args beginning with: 'pam_totp_cas_v4'\r\n",
+        ] {
+            let ((), seen) = against(
+                vec![INFO_OK, missing, b":1\r\n", b":0\r\n"],
+                reading(&[]),
+                |b| {
+                    let mut b = b.expect("open");
+                    assert_eq!(
+                        b.compare_and_set(b"p:user:a", 0, b"rec", 0, false).ok(),
+                        Some(Status::Ok)
+                    );
+                    assert_eq!(
+                        b.compare_and_set(b"p:user:a", 9, b"rec", 0, false).ok(),
+                        Some(Status::Conflict)
+                    );
+                },
+            );
+            assert_eq!(seen.len(), 4, "{seen:?}");
+            assert!(seen[1].contains("FCALL"), "{seen:?}");
+            assert!(
+                seen[2].contains("EVAL") && seen[3].contains("EVAL"),
+                "{seen:?}"
+            );
+        }
+        let refused: &[u8] = b"-NOPERM this user has no permissions to run the 'fcall' command\r\n";
+        let (f, seen) = against(vec![INFO_OK, refused], reading(&[]), |b| {
+            b.expect("open")
+                .compare_and_set(b"p:user:a", 0, b"rec", 0, false)
+                .expect_err("refused")
+        });
+        assert_eq!(f.status, Status::Refused, "{}", f.message);
+        assert_eq!(seen.len(), 2, "no script after a refusal: {seen:?}");
     }
 }
