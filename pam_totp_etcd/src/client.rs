@@ -682,7 +682,7 @@ fn gateway_error(base: &str, http: u16, v: &Value) -> Attempt {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     thread_local! {
@@ -1003,15 +1003,23 @@ mod tests {
     }
 
     /// One scripted reply of [`scripted`]: status, extra header lines, body.
-    type Scripted = (u16, String, String);
+    pub(crate) type Scripted = (u16, String, String);
 
     /// The path and `Authorization` value of each request a [`scripted`] gateway read.
-    type Seen = Vec<(String, Option<String>)>;
+    pub(crate) type Seen = Vec<(String, Option<String>)>;
 
     /// A plain HTTP gateway on loopback answering each request (one connection each)
     /// with the next of `replies`, until they run out or a connection brings no request;
     /// returns each request's path and `Authorization` value.
-    fn scripted(replies: Vec<Scripted>) -> (u16, std::thread::JoinHandle<Seen>) {
+    pub(crate) fn scripted(replies: Vec<Scripted>) -> (u16, std::thread::JoinHandle<Seen>) {
+        scripted_with_bodies(replies, None)
+    }
+
+    /// [`scripted`], also keeping each request's body in `bodies`.
+    pub(crate) fn scripted_with_bodies(
+        replies: Vec<Scripted>,
+        bodies: Option<std::sync::Arc<std::sync::Mutex<Vec<Value>>>>,
+    ) -> (u16, std::thread::JoinHandle<Seen>) {
         use std::io::{BufRead, BufReader, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -1045,6 +1053,10 @@ mod tests {
                 }
                 let mut request = vec![0; len];
                 reader.read_exact(&mut request).expect("body");
+                if let Some(b) = &bodies {
+                    let body = serde_json::from_slice(&request).unwrap_or(Value::Null);
+                    b.lock().expect("bodies").push(body);
+                }
                 seen.push((path, auth));
                 let _ = write!(
                     stream,
@@ -1060,12 +1072,12 @@ mod tests {
 
     /// Ends a [`scripted`] gateway that may still wait for a request: a connection
     /// without one.
-    fn finish(port: u16, server: std::thread::JoinHandle<Seen>) -> Seen {
+    pub(crate) fn finish(port: u16, server: std::thread::JoinHandle<Seen>) -> Seen {
         drop(std::net::TcpStream::connect(("127.0.0.1", port)));
         server.join().expect("gateway")
     }
 
-    fn ok(body: &str) -> Scripted {
+    pub(crate) fn ok(body: &str) -> Scripted {
         (200, String::new(), body.to_owned())
     }
 
@@ -1077,7 +1089,7 @@ mod tests {
             .port()
     }
 
-    fn client(ports: &[u16], credentials: Option<(&str, &str)>) -> Client {
+    pub(crate) fn client(ports: &[u16], credentials: Option<(&str, &str)>) -> Client {
         let list: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let d = Duration::from_secs(5);
         Client::new(

@@ -778,4 +778,232 @@ mod tests {
         assert!(check_key(&[b'a'; MAX_KEY_LEN + 1]).is_err());
         assert!(check_key(b"pam_totp/uid:1000").is_ok());
     }
+
+    use client::tests::{Scripted, finish, ok, scripted_with_bodies};
+    use std::sync::{Arc, Mutex};
+
+    /// An [`Etcd`] on one scripted gateway ([`client::tests::scripted`]) answering with
+    /// `replies`; the store key is `p/store`. With the handle, the gateway and the
+    /// bodies of the requests it read.
+    fn gateway_etcd(
+        replies: Vec<Scripted>,
+    ) -> (
+        Etcd,
+        u16,
+        std::thread::JoinHandle<client::tests::Seen>,
+        Arc<Mutex<Vec<Value>>>,
+    ) {
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (port, server) = scripted_with_bodies(replies, Some(bodies.clone()));
+        let etcd = Etcd {
+            client: client::tests::client(&[port], None),
+            prefetched: Vec::new(),
+            store_key: Some(b"p/store".to_vec()),
+            store_seen: None,
+        };
+        (etcd, port, server, bodies)
+    }
+
+    /// A range reply of cluster 5 holding `value` at `rev` under `key` (none for `None`).
+    fn range_of(key: &[u8], value: Option<(&[u8], u64)>) -> Scripted {
+        let kvs = match value {
+            Some((v, rev)) => json!([{
+                "key": B64.encode(key),
+                "value": B64.encode(v),
+                "mod_revision": rev.to_string(),
+            }]),
+            None => json!([]),
+        };
+        ok(&json!({ "header": { "cluster_id": "5", "revision": "20" }, "kvs": kvs }).to_string())
+    }
+
+    /// A txn reply: put or not, the header's revision, and the store record's revision
+    /// as the failure branch read it.
+    fn txn(put: bool, revision: u64, store_after: Option<u64>) -> Scripted {
+        let mut reply =
+            json!({ "header": { "cluster_id": "5", "revision": revision.to_string() } });
+        if put {
+            reply["succeeded"] = json!(true);
+        }
+        if let Some(r) = store_after {
+            reply["responses"] = json!([{ "response_range": { "kvs": [{
+                "key": B64.encode(b"p/store"), "mod_revision": r.to_string() }] } }]);
+        }
+        ok(&reply.to_string())
+    }
+
+    /// A user's write compares its own revision and, once the module read the store
+    /// record, the store record's: the store record unchanged since is a conflict (the
+    /// module reads and decides again); changed is `StoreChanged` (nothing written; it
+    /// reads the store record again too).
+    #[test]
+    fn a_user_write_compares_the_store_record_the_module_read() {
+        let (mut e, port, server, bodies) = gateway_etcd(vec![
+            range_of(b"p/store", Some((&bind(5, b"PTK1ctx"), 7))),
+            txn(true, 21, None),
+            txn(false, 21, Some(7)),
+            txn(false, 22, Some(8)),
+            txn(false, 22, None),
+        ]);
+        assert_eq!(e.get(b"p/store").ok(), Some((b"PTK1ctx".to_vec(), 7)));
+        assert_eq!(e.store_seen, Some(7));
+        assert_eq!(
+            e.cas(b"p/user:a", 3, b"rec", 0, false).ok(),
+            Some(Status::Ok)
+        );
+        assert_eq!(
+            e.cas(b"p/user:a", 3, b"rec", 0, false).ok(),
+            Some(Status::Conflict)
+        );
+        assert_eq!(e.store_seen, Some(7), "still the one read");
+        let f = e
+            .cas(b"p/user:a", 3, b"rec", 0, false)
+            .expect_err("changed");
+        assert_eq!(f.status, Status::StoreChanged);
+        assert_eq!(e.store_seen, None, "read again before the next write");
+        // Not known now: the user's revision alone, a failure is a conflict.
+        assert_eq!(
+            e.cas(b"p/user:a", 3, b"rec", 0, false).ok(),
+            Some(Status::Conflict)
+        );
+        finish(port, server);
+        let bodies = bodies.lock().expect("bodies");
+        let compares = |i: usize| {
+            bodies[i]["compare"]
+                .as_array()
+                .expect("compare")
+                .iter()
+                .map(|c| {
+                    (
+                        c["key"].as_str().unwrap_or_default().to_owned(),
+                        c["mod_revision"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let user = B64.encode(b"p/user:a");
+        let store = B64.encode(b"p/store");
+        assert_eq!(
+            compares(1),
+            [
+                (user.clone(), "3".to_owned()),
+                (store.clone(), "7".to_owned())
+            ]
+        );
+        assert_eq!(
+            bodies[1]["failure"][0]["request_range"]["key"].as_str(),
+            Some(store.as_str())
+        );
+        assert_eq!(
+            bodies[1]["success"][0]["request_put"]["value"].as_str(),
+            Some(B64.encode(b"rec").as_str())
+        );
+        assert_eq!(compares(4), [(user, "3".to_owned())]);
+    }
+
+    /// The store record's create ("expected 0") puts it where none is, replaces one of
+    /// another cluster on that one's revision, and is a conflict where another host
+    /// created or bound it since; what it writes is bound to the cluster that served.
+    /// An update compares the revision the module read, once.
+    #[test]
+    fn the_store_record_is_created_replaced_or_found_taken() {
+        let (mut e, port, server, bodies) = gateway_etcd(vec![
+            // Absent: created on revision 0.
+            range_of(b"p/store", None),
+            txn(true, 12, None),
+            // Of another cluster at 4: replaced on 4.
+            range_of(b"p/store", Some((&bind(6, b"PTK1old"), 4))),
+            txn(true, 13, None),
+            // Created by another host since.
+            range_of(b"p/store", Some((&bind(5, b"PTK1new"), 14))),
+            // A create that lost the race: read again, taken.
+            range_of(b"p/store", None),
+            txn(false, 15, None),
+            range_of(b"p/store", Some((&bind(5, b"PTK1new"), 15))),
+            // An update whose revision moved on: a conflict at once.
+            range_of(b"p/store", Some((&bind(5, b"PTK1new"), 15))),
+            txn(false, 16, None),
+        ]);
+        assert_eq!(
+            e.cas(b"p/store", 0, b"PTK1ctx", 0, true).ok(),
+            Some(Status::Ok)
+        );
+        assert_eq!(e.store_seen, Some(12));
+        assert_eq!(
+            e.cas(b"p/store", 0, b"PTK1ctx", 0, true).ok(),
+            Some(Status::Ok)
+        );
+        assert_eq!(e.store_seen, Some(13));
+        assert_eq!(
+            e.cas(b"p/store", 0, b"PTK1ctx", 0, true).ok(),
+            Some(Status::Conflict)
+        );
+        assert_eq!(e.store_seen, None);
+        assert_eq!(
+            e.cas(b"p/store", 0, b"PTK1ctx", 0, true).ok(),
+            Some(Status::Conflict)
+        );
+        assert_eq!(
+            e.cas(b"p/store", 14, b"PTK1ctx", 0, true).ok(),
+            Some(Status::Conflict)
+        );
+        let seen = finish(port, server);
+        assert_eq!(seen.len(), 10, "{seen:?}");
+        let bodies = bodies.lock().expect("bodies");
+        let put = |i: usize| {
+            (
+                bodies[i]["compare"][0]["mod_revision"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                B64.decode(
+                    bodies[i]["success"][0]["request_put"]["value"]
+                        .as_str()
+                        .unwrap_or_default(),
+                )
+                .unwrap_or_default(),
+            )
+        };
+        assert_eq!(put(1), ("0".to_owned(), bind(5, b"PTK1ctx")));
+        assert_eq!(put(3), ("4".to_owned(), bind(5, b"PTK1ctx")));
+        assert_eq!(put(9).0, "14");
+    }
+
+    /// An earlier release's store record (unbound) is bound to the cluster on its first
+    /// read, and the module gets the revision of that write; a bind that lost a race
+    /// reads again.
+    #[test]
+    fn an_unbound_store_record_is_bound_on_its_first_read() {
+        let (mut e, port, server, bodies) = gateway_etcd(vec![
+            range_of(b"p/store", Some((b"PTK1ctx", 3))),
+            txn(true, 10, None),
+            range_of(b"p/store", Some((b"PTK1ctx", 3))),
+            txn(false, 11, None),
+            range_of(b"p/store", Some((&bind(5, b"PTK1ctx"), 11))),
+        ]);
+        assert_eq!(e.get(b"p/store").ok(), Some((b"PTK1ctx".to_vec(), 10)));
+        assert_eq!(e.store_seen, Some(10));
+        assert_eq!(e.get(b"p/store").ok(), Some((b"PTK1ctx".to_vec(), 11)));
+        assert_eq!(e.store_seen, Some(11));
+        finish(port, server);
+        let bodies = bodies.lock().expect("bodies");
+        assert_eq!(bodies[1]["compare"][0]["mod_revision"].as_str(), Some("3"));
+        assert_eq!(
+            bodies[1]["success"][0]["request_put"]["value"].as_str(),
+            Some(B64.encode(bind(5, b"PTK1ctx")).as_str())
+        );
+    }
+
+    /// Sizes at the bound: an unbound store record of the largest record size is read,
+    /// a bound one whose record is one byte larger is not.
+    #[test]
+    fn store_records_are_read_up_to_the_record_size_and_no_further() {
+        let full = vec![b'P'; MAX_ENCODED_LEN];
+        assert_eq!(
+            classify(full.clone(), 3, 7).ok(),
+            Some(StoreRecord::Unbound(full, 3))
+        );
+        let over = bind(7, &vec![1u8; MAX_ENCODED_LEN + 1]);
+        assert!(parse_range(&kv(b"s", &over, "9"), b"s", MAX_ENCODED_LEN + BOUND_HEADER).is_err());
+    }
 }
