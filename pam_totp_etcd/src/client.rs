@@ -1468,4 +1468,83 @@ pub(crate) mod tests {
         assert_eq!(number(&json!("000000000000000000042")), None);
         assert_eq!(number(&json!("")), None);
     }
+
+    /// A member that refuses this host's (missing) client certificate after the
+    /// handshake (TLS 1.3) is a refusal, and since the request may have reached it, a
+    /// write is not sent to another member.
+    #[test]
+    fn a_member_refusing_the_client_after_the_handshake_gets_no_write_sent_on() {
+        use openssl::{
+            asn1::Asn1Time,
+            ec::{EcGroup, EcKey},
+            hash::MessageDigest,
+            nid::Nid,
+            pkey::PKey,
+            ssl::{Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion},
+            x509,
+        };
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("group");
+        let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
+        let mut name = x509::X509NameBuilder::new().expect("name");
+        name.append_entry_by_text("CN", "member").expect("cn");
+        let name = name.build();
+        let mut b = x509::X509Builder::new().expect("builder");
+        b.set_version(2).expect("version");
+        b.set_subject_name(&name).expect("subject");
+        b.set_issuer_name(&name).expect("issuer");
+        b.set_pubkey(&key).expect("pubkey");
+        b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+            .expect("not before");
+        b.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
+            .expect("not after");
+        let san = x509::extension::SubjectAlternativeName::new()
+            .ip("127.0.0.1")
+            .build(&b.x509v3_context(None, None))
+            .expect("subjectAltName");
+        b.append_extension(san).expect("extension");
+        b.sign(&key, MessageDigest::sha256()).expect("sign");
+        let cert = b.build();
+        let mut sctx = SslContext::builder(SslMethod::tls_server()).expect("context");
+        sctx.set_private_key(&key).expect("key");
+        sctx.set_certificate(&cert).expect("cert");
+        sctx.set_min_proto_version(Some(SslVersion::TLS1_3))
+            .expect("TLS 1.3");
+        sctx.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        let sctx = sctx.build();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let Ok((tcp, _)) = listener.accept() else {
+                return;
+            };
+            let mut raw = tcp.try_clone().expect("clone");
+            // The refusal: the alert goes out; the socket stays open (no reset under the
+            // client's request) until the client is done.
+            assert!(Ssl::new(&sctx).expect("ssl").accept(tcp).is_err());
+            let mut buf = [0u8; 4096];
+            while matches!(std::io::Read::read(&mut raw, &mut buf), Ok(n) if n > 0) {}
+        });
+        let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let other_port = other.local_addr().expect("addr").port();
+        let d = Duration::from_secs(2);
+        let ca = cert.to_pem().expect("pem");
+        let mut c = Client::new(
+            &format!("etcds://127.0.0.1:{port},127.0.0.1:{other_port}"),
+            Some(&ca),
+            None,
+            None,
+            d,
+            d,
+        )
+        .expect("client");
+        let f = c
+            .call("/v3/kv/txn", &json!({}), Retry::NotDelivered)
+            .expect_err("refused");
+        assert_eq!(f.status, Status::Refused, "{}", f.message);
+        assert!(f.message.contains("certificate required"), "{}", f.message);
+        drop(c);
+        server.join().expect("server");
+        other.set_nonblocking(true).expect("nonblocking");
+        assert!(other.accept().is_err(), "the write went to another member");
+    }
 }
