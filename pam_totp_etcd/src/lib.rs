@@ -776,6 +776,7 @@ mod tests {
     fn keys_are_bounded() {
         assert!(check_key(b"").is_err());
         assert!(check_key(&[b'a'; MAX_KEY_LEN + 1]).is_err());
+        assert!(check_key(&[b'a'; MAX_KEY_LEN]).is_ok());
         assert!(check_key(b"pam_totp/uid:1000").is_ok());
     }
 
@@ -1005,5 +1006,45 @@ mod tests {
         );
         let over = bind(7, &vec![1u8; MAX_ENCODED_LEN + 1]);
         assert!(parse_range(&kv(b"s", &over, "9"), b"s", MAX_ENCODED_LEN + BOUND_HEADER).is_err());
+    }
+
+    /// A put's new version is the header's revision, a positive number, nothing else.
+    #[test]
+    fn a_put_s_revision_is_a_positive_number_of_the_header() {
+        let header = |r: &str| json!({ "header": { "revision": r } });
+        assert_eq!(put_revision(&header("1")).ok(), Some(1));
+        assert_eq!(put_revision(&header("31")).ok(), Some(31));
+        for bad in [header("0"), header("x"), json!({})] {
+            assert_eq!(
+                put_revision(&bad).map_err(|f| f.status).err(),
+                Some(Status::Corrupt),
+                "{bad}"
+            );
+        }
+    }
+
+    /// The open's read of the store record takes a bound record of the largest record
+    /// size, and no larger.
+    #[test]
+    fn the_open_s_read_of_the_store_record_is_bounded_at_the_record_size() {
+        let reads = |record: &[u8]| {
+            let reply = json!({
+                "header": { "cluster_id": "7" },
+                "succeeded": true,
+                "responses": [{ "response_range": { "kvs": [{
+                    "key": B64.encode(b"p/store"),
+                    "value": B64.encode(bind(7, record)),
+                    "mod_revision": "3",
+                }] } }],
+            });
+            parse_reads(&reply, vec![b"p/store".to_vec()], Some(b"p/store"))
+                .expect("a reply of the right shape")
+                .remove(0)
+                .1
+        };
+        let full = vec![1u8; MAX_ENCODED_LEN];
+        assert_eq!(reads(&full).ok(), Some((full, 3)));
+        let f = reads(&vec![1u8; MAX_ENCODED_LEN + 1]).expect_err("too large");
+        assert_eq!(f.status, Status::Corrupt);
     }
 }

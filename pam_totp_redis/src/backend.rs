@@ -2909,4 +2909,179 @@ mod tests {
         assert_eq!(f.status, Status::Refused, "{}", f.message);
         assert_eq!(seen.len(), 2, "no script after a refusal: {seen:?}");
     }
+
+    /// A write sends the record, the version it expects and the version it writes: one
+    /// more than the expected one, or for a key it creates a random start in
+    /// [2^32, 2^52). A record larger than the module writes is refused unsent, the
+    /// largest one is sent.
+    #[test]
+    fn a_write_sends_the_version_it_expects_and_the_one_it_writes() {
+        let full = vec![b'r'; MAX_ENCODED_LEN];
+        let ((), seen) = against(vec![INFO_OK, b":1\r\n", b":1\r\n"], reading(&[]), |b| {
+            let mut b = b.expect("open");
+            let f = b
+                .compare_and_set(b"p:user:a", 5, &vec![b'r'; MAX_ENCODED_LEN + 1], 0, false)
+                .expect_err("too large");
+            assert_eq!(f.status, Status::Invalid);
+            assert_eq!(
+                b.compare_and_set(b"p:user:a", 5, &full, 0, false).ok(),
+                Some(Status::Ok)
+            );
+            assert_eq!(
+                b.compare_and_set(b"p:user:a", 0, b"rec", 0, false).ok(),
+                Some(Status::Ok)
+            );
+        });
+        assert_eq!(seen.len(), 3, "the large one unsent: {seen:?}");
+        // FCALL, the function, 1 key, the key, expected, record, TTL, start.
+        let args = |chunk: &str| -> Vec<String> {
+            chunk
+                .split("\r\n")
+                .skip(2)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
+        };
+        let update = args(&seen[1]);
+        assert_eq!(update[4], "5", "{update:?}");
+        assert_eq!(update[5].len(), MAX_ENCODED_LEN);
+        assert_eq!(update[7], "6", "{update:?}");
+        let create = args(&seen[2]);
+        assert_eq!(create[4], "0", "{create:?}");
+        let start: u64 = create[7].parse().expect("a number");
+        assert!((1 << 32..1 << 52).contains(&start), "{start}");
+    }
+
+    /// A reply the compare-and-set never gives is a damaged exchange, not a changed
+    /// store record: 2 means that only where the store record was compared.
+    #[test]
+    fn a_script_reply_of_2_without_the_store_record_compared_is_corrupt() {
+        let (f, _) = against(vec![INFO_OK, b":2\r\n"], reading(&[]), |b| {
+            b.expect("open")
+                .compare_and_set(b"p:user:a", 5, b"rec", 0, false)
+                .expect_err("corrupt")
+        });
+        assert_eq!(
+            (f.status, f.message.as_str()),
+            (Status::Corrupt, "unexpected script reply")
+        );
+    }
+
+    /// Where the script runs instead of the function, a command refused inside it is
+    /// named, and `EVAL` itself refused says how the function comes back; an outage
+    /// says neither.
+    #[test]
+    fn a_refusal_of_the_script_names_what_the_hosts_lack() {
+        let missing: &[u8] = b"-ERR Function not found\r\n";
+        let cases: [(&'static [u8], Status, &str); 3] = [
+            (
+                b"-NOPERM this user has no permissions to run the 'expire' command\r\n",
+                Status::Refused,
+                "(the ACL user lacks +expire",
+            ),
+            (
+                b"-NOPERM this user has no permissions to run the 'eval' command\r\n",
+                Status::Refused,
+                "is not on the server",
+            ),
+            (
+                b"-OOM command not allowed when used memory > 'maxmemory'.\r\n",
+                Status::Unavailable,
+                "",
+            ),
+        ];
+        for (reply, status, says) in cases {
+            let (f, _) = against(vec![INFO_OK, missing, reply], reading(&[]), |b| {
+                b.expect("open")
+                    .compare_and_set(b"p:user:a", 5, b"rec", 0, false)
+                    .expect_err("refused")
+            });
+            assert_eq!(f.status, status, "{}", f.message);
+            assert!(f.message.contains(says), "{}", f.message);
+            if status == Status::Unavailable {
+                assert!(
+                    !f.message.contains("lacks") && !f.message.contains("not on the server"),
+                    "{}",
+                    f.message
+                );
+            }
+        }
+    }
+
+    /// With `redis_wait=N`, a durable write waits for N replicas: fewer is a refusal
+    /// naming how many answered; N is a success; a write that is not durable does not
+    /// wait.
+    #[test]
+    fn a_durable_write_waits_for_its_replicas() {
+        let waiting = |path: &std::path::Path| PluginConfig {
+            wait_replicas: 2,
+            wait_timeout_ms: 100,
+            ..config(path, &[])
+        };
+        let ((), seen) = against(
+            vec![
+                INFO_OK, b":1\r\n", b":1\r\n", b":1\r\n", b":2\r\n", b":1\r\n",
+            ],
+            waiting,
+            |b| {
+                let mut b = b.expect("open");
+                let f = b
+                    .compare_and_set(b"p:user:a", 5, b"rec", 0, true)
+                    .expect_err("one of two");
+                assert_eq!(f.status, Status::Refused);
+                assert!(
+                    f.message
+                        .starts_with("only 1 of 2 replicas acknowledged the write within 100 ms"),
+                    "{}",
+                    f.message
+                );
+                assert_eq!(
+                    b.compare_and_set(b"p:user:a", 6, b"rec", 0, true).ok(),
+                    Some(Status::Ok)
+                );
+                assert_eq!(
+                    b.compare_and_set(b"p:user:a", 7, b"rec", 0, false).ok(),
+                    Some(Status::Ok)
+                );
+            },
+        );
+        assert_eq!(seen.len(), 6, "{seen:?}");
+        assert!(
+            seen[2].contains("WAIT") && seen[2].contains("\r\n2\r\n"),
+            "{seen:?}"
+        );
+        assert!(seen[4].contains("WAIT"), "{seen:?}");
+        assert!(seen[5].contains("FCALL"), "not durable, no WAIT: {seen:?}");
+    }
+
+    /// A delete is `DEL` of the key; its error reply is the server's, any other reply a
+    /// damaged exchange.
+    #[test]
+    fn a_delete_is_del_of_the_key() {
+        let ((), seen) = against(
+            vec![
+                INFO_OK,
+                b":1\r\n",
+                b"-READONLY You can't write against a read only replica.\r\n",
+                b"+OK\r\n",
+            ],
+            reading(&[]),
+            |b| {
+                let mut b = b.expect("open");
+                assert!(b.delete(b"p:user:a").is_ok());
+                assert_eq!(
+                    b.delete(b"p:user:a").map_err(|f| f.status).err(),
+                    Some(Status::Unavailable)
+                );
+                assert_eq!(
+                    b.delete(b"p:user:a").map_err(|f| f.status).err(),
+                    Some(Status::Corrupt)
+                );
+            },
+        );
+        assert!(
+            seen[1].contains("DEL") && seen[1].contains("p:user:a"),
+            "{seen:?}"
+        );
+    }
 }
