@@ -1329,6 +1329,23 @@ mod tests {
             Err(WireError::Timeout(m)) => assert_eq!(m, "command not sent in time"),
             other => panic!("{other:?}"),
         }
+        // The socket's buffers already full: the send's one write takes nothing before
+        // the socket timeout, which is the deadline's, not a failed socket.
+        let (mut c, _s) = pair();
+        if let Stream::Unix(u) = &mut c.stream {
+            u.set_nonblocking(true).expect("nonblocking");
+            while u.write(&[0u8; 65536]).is_ok() {}
+            u.set_nonblocking(false).expect("blocking");
+        }
+        let r = c.call(
+            &[b"PING"],
+            Instant::now() + Duration::from_millis(300),
+            LIMITS,
+        );
+        match r {
+            Err(WireError::Timeout(m)) => assert_eq!(m, "command not sent in time"),
+            other => panic!("{other:?}"),
+        }
 
         let (mut c, mut s) = pair();
         let size =
