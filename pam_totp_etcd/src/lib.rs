@@ -1047,4 +1047,23 @@ mod tests {
         let f = reads(&vec![1u8; MAX_ENCODED_LEN + 1]).expect_err("too large");
         assert_eq!(f.status, Status::Corrupt);
     }
+
+    /// A stored value whose base64 text is longer than any record's is refused before it
+    /// is decoded; one of the largest record's size is decoded and read.
+    #[test]
+    fn a_value_too_long_is_refused_before_it_is_decoded() {
+        let full = vec![7u8; MAX_ENCODED_LEN];
+        assert_eq!(
+            parse_range(&kv(b"k", &full, "4"), b"k", MAX_ENCODED_LEN).ok(),
+            Some((full, 4))
+        );
+        let text = "A".repeat((MAX_ENCODED_LEN / 3 + 2) * 4);
+        let reply =
+            json!({ "kvs": [{ "key": B64.encode(b"k"), "value": text, "mod_revision": "4" }] });
+        let f = parse_range(&reply, b"k", MAX_ENCODED_LEN).expect_err("too long");
+        assert_eq!(
+            (f.status, f.message.as_str()),
+            (Status::Corrupt, "stored record too large")
+        );
+    }
 }
