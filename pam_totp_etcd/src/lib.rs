@@ -1066,4 +1066,139 @@ mod tests {
             (Status::Corrupt, "stored record too large")
         );
     }
+
+    /// The plugin configuration of an open on the scripted gateway at `port`.
+    fn opening(port: u16, prefetch: &[&[u8]]) -> Zeroizing<Vec<u8>> {
+        PluginConfig {
+            url: format!("etcd://127.0.0.1:{port}"),
+            connect_timeout_ms: 5000,
+            command_timeout_ms: 5000,
+            store_key: Some(b"p/store".to_vec()),
+            prefetch: prefetch.iter().map(|k| k.to_vec()).collect(),
+            ..PluginConfig::default()
+        }
+        .encode()
+    }
+
+    use zeroize::Zeroizing;
+
+    /// The open reads every prefetch key in one transaction, and the first `get` of
+    /// each is answered from it; a reply that is not usable as a whole (corrupt) leaves
+    /// each key to its own read, an outage fails the open. Without prefetch keys the open
+    /// asks whether a leader is known.
+    #[test]
+    fn the_open_reads_the_prefetch_keys_or_proves_a_leader() {
+        let reads = json!({
+            "header": { "cluster_id": "5" },
+            "succeeded": true,
+            "responses": [
+                { "response_range": { "kvs": [{ "key": B64.encode(b"p/user:a"),
+                    "value": B64.encode(b"rec"), "mod_revision": "4" }] } },
+            ],
+        })
+        .to_string();
+        let (port, server) =
+            client::tests::scripted(vec![ok(&reads), range_of(b"p/user:a", Some((b"rec2", 6)))]);
+        let mut e =
+            Etcd::open(&opening(port, &[b"p/user:a"])).unwrap_or_else(|f| panic!("{}", f.message));
+        assert_eq!(e.get(b"p/user:a").ok(), Some((b"rec".to_vec(), 4)));
+        assert_eq!(e.get(b"p/user:a").ok(), Some((b"rec2".to_vec(), 6)), "once");
+        let seen = finish(port, server);
+        assert_eq!(
+            seen.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            ["/v3/kv/txn", "/v3/kv/range"]
+        );
+
+        let (port, server) = client::tests::scripted(vec![
+            ok(r#"{"succeeded":true,"responses":[]}"#),
+            range_of(b"p/user:a", Some((b"rec", 4))),
+        ]);
+        let mut e =
+            Etcd::open(&opening(port, &[b"p/user:a"])).unwrap_or_else(|f| panic!("{}", f.message));
+        assert_eq!(e.get(b"p/user:a").ok(), Some((b"rec".to_vec(), 4)));
+        finish(port, server);
+
+        let (port, server) = client::tests::scripted(vec![(
+            503,
+            String::new(),
+            r#"{"error":"etcdserver: no leader","code":14}"#.to_owned(),
+        )]);
+        let f = Etcd::open(&opening(port, &[b"p/user:a"]))
+            .err()
+            .expect("an outage");
+        assert_eq!(f.status, Status::Unavailable);
+        finish(port, server);
+
+        let (port, server) = client::tests::scripted(vec![ok(r#"{"leader":"9"}"#)]);
+        assert!(Etcd::open(&opening(port, &[])).is_ok());
+        let seen = finish(port, server);
+        assert_eq!(seen[0].0, "/v3/maintenance/status");
+    }
+
+    /// What an open refuses before anything is sent: a password without a user name, a
+    /// client certificate without its key.
+    #[test]
+    fn an_incomplete_configuration_is_refused_before_anything_is_sent() {
+        let port = 9; // Nothing is sent.
+        let base = || PluginConfig {
+            url: format!("etcd://127.0.0.1:{port}"),
+            connect_timeout_ms: 100,
+            command_timeout_ms: 100,
+            ..PluginConfig::default()
+        };
+        let no_user = PluginConfig {
+            password: Some(Zeroizing::new("pw".to_owned())),
+            ..base()
+        };
+        let no_key = PluginConfig {
+            client_cert: Some(b"cert".to_vec()),
+            ..base()
+        };
+        for config in [no_user, no_key] {
+            let f = Etcd::open(&config.encode()).err().expect("refused");
+            assert_eq!(f.status, Status::Invalid, "{}", f.message);
+        }
+    }
+
+    /// A user's key is read with a linearizable range of that key; deleted with a
+    /// delete range of it; a write of an empty or too large record is refused unsent.
+    /// The cluster's clock is a reply's `Date`; without one so far, a read of the store
+    /// record brings one; a gateway without `Date` has no clock to give.
+    #[test]
+    fn reads_deletes_and_the_clock_go_to_the_gateway_as_such() {
+        let dated = |body: &str| {
+            (
+                200,
+                "Date: Tue, 14 Nov 2023 22:13:45 GMT\r\n".to_owned(),
+                body.to_owned(),
+            )
+        };
+        let (mut e, port, server, bodies) = gateway_etcd(vec![
+            range_of(b"p/user:a", Some((b"rec", 4))),
+            ok("{}"),
+            dated(&json!({ "header": { "cluster_id": "5" } }).to_string()),
+        ]);
+        assert_eq!(e.get(b"p/user:a").ok(), Some((b"rec".to_vec(), 4)));
+        assert!(e.delete(b"p/user:a").is_ok());
+        for bad in [&b""[..], &vec![b'r'; MAX_ENCODED_LEN + 1]] {
+            let f = e.cas(b"p/user:a", 4, bad, 0, false).expect_err("refused");
+            assert_eq!(f.status, Status::Invalid);
+        }
+        let t = e.server_time().expect("a clock");
+        assert!((1_700_000_025..=1_700_000_027).contains(&t), "{t}");
+        let seen = finish(port, server);
+        assert_eq!(
+            seen.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            ["/v3/kv/range", "/v3/kv/deleterange", "/v3/kv/range"]
+        );
+        let bodies = bodies.lock().expect("bodies");
+        assert_eq!(bodies[0], json!({ "key": B64.encode(b"p/user:a") }));
+        assert_eq!(bodies[1], json!({ "key": B64.encode(b"p/user:a") }));
+        assert_eq!(bodies[2], json!({ "key": B64.encode(b"p/store") }));
+
+        let (mut e, port, server, _) = gateway_etcd(vec![range_of(b"p/store", None)]);
+        let f = e.server_time().expect_err("no Date");
+        assert_eq!(f.status, Status::Corrupt);
+        finish(port, server);
+    }
 }
