@@ -1547,4 +1547,53 @@ pub(crate) mod tests {
         other.set_nonblocking(true).expect("nonblocking");
         assert!(other.accept().is_err(), "the write went to another member");
     }
+
+    /// A member that resets the connection once the request reached it may have taken
+    /// the write: an outage, and the write is not sent to another member (only a
+    /// connection never made is). Control: a read goes on to the next member.
+    #[test]
+    fn a_connection_reset_under_a_request_keeps_a_write_from_another_member() {
+        use std::io::Read;
+        let resetting = || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let server = std::thread::spawn(move || {
+                if let Ok((mut tcp, _)) = listener.accept() {
+                    // Part of the request read, the rest left unread: the close resets.
+                    let _ = tcp.read(&mut [0u8; 8]);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            (port, server)
+        };
+        let (port, server) = resetting();
+        let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let other_port = other.local_addr().expect("addr").port();
+        let mut c = client(&[port, other_port], None);
+        let f = c
+            .call(
+                "/v3/kv/txn",
+                &json!({ "pad": "x".repeat(4096) }),
+                Retry::NotDelivered,
+            )
+            .expect_err("reset");
+        assert_eq!(f.status, Status::Unavailable, "{}", f.message);
+        server.join().expect("server");
+        other.set_nonblocking(true).expect("nonblocking");
+        assert!(other.accept().is_err(), "the write went to another member");
+
+        let (port, server) = resetting();
+        let (next, next_server) = scripted(vec![ok("{}")]);
+        let mut c = client(&[port, next], None);
+        assert!(
+            c.call(
+                RANGE,
+                &json!({ "pad": "x".repeat(4096) }),
+                Retry::Idempotent
+            )
+            .is_ok()
+        );
+        server.join().expect("server");
+        assert_eq!(finish(next, next_server).len(), 1);
+    }
 }
