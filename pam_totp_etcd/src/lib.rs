@@ -1201,4 +1201,47 @@ mod tests {
         assert_eq!(f.status, Status::Corrupt);
         finish(port, server);
     }
+
+    /// A store record read on its own (not by the open) is read up to the largest
+    /// record bound to its cluster, and no larger.
+    #[test]
+    fn a_store_record_read_on_its_own_is_bounded_at_the_record_size() {
+        let full = vec![1u8; MAX_ENCODED_LEN];
+        let (mut e, port, server, _) = gateway_etcd(vec![
+            range_of(b"p/store", Some((&bind(5, &full), 3))),
+            range_of(b"p/store", Some((&bind(5, &[&full[..], b"x"].concat()), 4))),
+        ]);
+        assert_eq!(e.get(b"p/store").ok(), Some((full, 3)));
+        let f = e.get(b"p/store").expect_err("too large");
+        assert_eq!(f.status, Status::Corrupt);
+        finish(port, server);
+    }
+
+    /// With credentials, the open gets a token first, and sends it with its reads.
+    #[test]
+    fn an_open_with_credentials_authenticates_first() {
+        let (port, server) = client::tests::scripted(vec![
+            ok(r#"{"token":"t0k"}"#),
+            ok(
+                r#"{"header":{"cluster_id":"5"},"succeeded":true,"responses":[{"response_range":{}}]}"#,
+            ),
+        ]);
+        let config = PluginConfig {
+            username: Some("hosts".to_owned()),
+            password: Some(Zeroizing::new("pw".to_owned())),
+            url: format!("etcd://127.0.0.1:{port}"),
+            connect_timeout_ms: 5000,
+            command_timeout_ms: 5000,
+            prefetch: vec![b"p/user:a".to_vec()],
+            ..PluginConfig::default()
+        };
+        assert!(Etcd::open(&config.encode()).is_ok());
+        assert_eq!(
+            finish(port, server),
+            [
+                ("/v3/auth/authenticate".to_owned(), None),
+                ("/v3/kv/txn".to_owned(), Some("t0k".to_owned()))
+            ]
+        );
+    }
 }
