@@ -1244,4 +1244,46 @@ mod tests {
             ]
         );
     }
+
+    /// An absent store record gives the module nothing to compare: a user's write then
+    /// compares its own revision only. A record of the largest size is sent.
+    #[test]
+    fn an_absent_store_record_is_not_compared_and_a_full_record_is_sent() {
+        let (mut e, port, server, bodies) =
+            gateway_etcd(vec![range_of(b"p/store", None), txn(true, 21, None)]);
+        assert_eq!(e.get(b"p/store").ok(), Some((Vec::new(), 0)));
+        assert_eq!(e.store_seen, None);
+        let full = vec![b'r'; MAX_ENCODED_LEN];
+        assert_eq!(
+            e.cas(b"p/user:a", 3, &full, 0, false).ok(),
+            Some(Status::Ok)
+        );
+        finish(port, server);
+        let bodies = bodies.lock().expect("bodies");
+        assert_eq!(bodies[1]["compare"].as_array().map(Vec::len), Some(1));
+    }
+
+    /// The members passed over before another served are noted for the module's log.
+    #[test]
+    fn members_passed_over_are_noted_for_the_log() {
+        let (port, server) = client::tests::scripted(vec![range_of(b"p/user:a", None)]);
+        let down = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut e = Etcd {
+            client: client::tests::client(&[down, port], None),
+            prefetched: Vec::new(),
+            store_key: None,
+            store_seen: None,
+        };
+        assert_eq!(e.take_note(), None);
+        assert!(e.get(b"p/user:a").is_ok());
+        let note = e.take_note().expect("a note");
+        assert!(
+            note.contains(&format!("http://127.0.0.1:{down}: ")),
+            "{note}"
+        );
+        finish(port, server);
+    }
 }

@@ -3084,4 +3084,25 @@ mod tests {
             "{seen:?}"
         );
     }
+
+    /// A store record larger than any the module writes is refused unread, not read
+    /// whole and then found too large.
+    #[test]
+    fn a_store_record_larger_than_any_record_is_refused_unread() {
+        let big = vec![b'r'; MAX_ENCODED_LEN + 512];
+        let mut reply = format!("*3\r\n$1\r\n1\r\n${}\r\n", big.len()).into_bytes();
+        reply.extend_from_slice(&big);
+        reply.extend_from_slice(b"\r\n$-1\r\n");
+        let open = const_concat(&[info_of("r2", "a2"), &reply]);
+        let (f, _) = against(vec![open], store_config, |b| {
+            b.expect("open").get(b"p:store").expect_err("too large")
+        });
+        assert_eq!(f.status, Status::Corrupt);
+        assert!(
+            f.message
+                .starts_with("HMGET: stored value too large: a string of"),
+            "{}",
+            f.message
+        );
+    }
 }
