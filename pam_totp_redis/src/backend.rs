@@ -3105,4 +3105,40 @@ mod tests {
             f.message
         );
     }
+
+    /// A sentinel whose certificate this host does not trust answered, and stays so
+    /// until an admin acts: where every sentinel fails so, a refusal (no
+    /// `state_fallback=`), not an outage.
+    #[test]
+    fn sentinels_all_failing_verification_are_a_refusal() {
+        let (sctx, _) = crate::resp::tests::server_context_and_ca();
+        let sctx = sctx.build();
+        let (_, other_ca) = crate::resp::tests::server_context_and_ca();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            if let Ok((tcp, _)) = listener.accept() {
+                let _ = openssl::ssl::Ssl::new(&sctx).expect("ssl").accept(tcp);
+            }
+        });
+        let tls = Tls {
+            ca_pem: Some(&other_ca),
+            client: None,
+        };
+        let r = discover(
+            &[("127.0.0.1".to_owned(), port)],
+            "main",
+            Some(&tls),
+            Instant::now() + Duration::from_secs(5),
+            &[],
+        );
+        server.join().expect("server");
+        let f = r.expect_err("untrusted");
+        assert_eq!(f.status, Status::Refused, "{}", f.message);
+        assert!(
+            f.message.contains("certificate verify failed"),
+            "{}",
+            f.message
+        );
+    }
 }

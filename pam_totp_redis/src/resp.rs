@@ -672,7 +672,7 @@ impl Drop for Conn {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const LIMITS: Limits = Limits {
@@ -911,7 +911,7 @@ mod tests {
 
     /// [`server_context`] and its certificate in PEM, a CA that verifies it: its
     /// subjectAltName names `localhost` and `127.0.0.1`.
-    fn server_context_and_ca() -> (openssl::ssl::SslContextBuilder, Vec<u8>) {
+    pub(crate) fn server_context_and_ca() -> (openssl::ssl::SslContextBuilder, Vec<u8>) {
         use openssl::{
             asn1::Asn1Time,
             ec::{EcGroup, EcKey},
