@@ -634,7 +634,7 @@ fn gateway_error(base: &str, http: u16, v: &Value) -> Attempt {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use pam_totp_plugin_abi::CUT;
 
@@ -764,6 +764,18 @@ mod tests {
         let busy = gateway_error("m", 503, &e(14, "etcdserver: no leader"));
         assert!(!fatal(gateway_error("m", 503, &e(14, "x"))));
         assert_eq!(status_of(busy), (Status::Unavailable, true));
+        // A learner: the next member may serve (nothing was proposed), but a list of
+        // learners never will: a refusal.
+        let learner = gateway_error(
+            "m",
+            503,
+            &e(14, "etcdserver: rpc not supported for learner"),
+        );
+        assert_eq!(status_of(learner), (Status::Refused, false));
+        // Authentication on, no token sent: the credentials are missing, not our request.
+        let anonymous = gateway_error("m", 400, &e(3, "etcdserver: user name is empty"));
+        assert!(matches!(&anonymous, Attempt::Fatal(f) if f.message.contains("etcd_credentials=")));
+        assert_eq!(status_of(anonymous).0, Status::Refused);
     }
 
     #[test]
@@ -980,5 +992,600 @@ mod tests {
             assert!(Client::new(bad, None, None, None, d, d).is_err(), "{bad}");
         }
         assert!(Client::new("etcds://h:3", Some(b"not pem"), None, None, d, d).is_err());
+    }
+
+    /// One scripted reply of [`scripted`]: status, extra header lines, body.
+    pub(crate) type Scripted = (u16, String, String);
+
+    /// The path and `Authorization` value of each request a [`scripted`] gateway read.
+    pub(crate) type Seen = Vec<(String, Option<String>)>;
+
+    /// A plain HTTP gateway on loopback answering each request (one connection each)
+    /// with the next of `replies`, until they run out or a connection brings no request;
+    /// returns each request's path and `Authorization` value.
+    pub(crate) fn scripted(replies: Vec<Scripted>) -> (u16, std::thread::JoinHandle<Seen>) {
+        scripted_with_bodies(replies, None)
+    }
+
+    /// [`scripted`], also keeping each request's body in `bodies`.
+    pub(crate) fn scripted_with_bodies(
+        replies: Vec<Scripted>,
+        bodies: Option<std::sync::Arc<std::sync::Mutex<Vec<Value>>>>,
+    ) -> (u16, std::thread::JoinHandle<Seen>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for (status, headers, body) in replies {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    break;
+                };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let path = request_line
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let (mut len, mut auth) = (0usize, None);
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).expect("read");
+                    let (name, value) = line.trim_end().split_once(':').unwrap_or(("", ""));
+                    match name.to_ascii_lowercase().as_str() {
+                        "" => break,
+                        "content-length" => len = value.trim().parse().expect("length"),
+                        "authorization" => auth = Some(value.trim().to_owned()),
+                        _ => {}
+                    }
+                }
+                let mut request = vec![0; len];
+                reader.read_exact(&mut request).expect("body");
+                if let Some(b) = &bodies {
+                    let body = serde_json::from_slice(&request).unwrap_or(Value::Null);
+                    b.lock().expect("bodies").push(body);
+                }
+                seen.push((path, auth));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+            seen
+        });
+        (port, server)
+    }
+
+    /// Ends a [`scripted`] gateway that may still wait for a request: a connection
+    /// without one.
+    pub(crate) fn finish(port: u16, server: std::thread::JoinHandle<Seen>) -> Seen {
+        drop(std::net::TcpStream::connect(("127.0.0.1", port)));
+        server.join().expect("gateway")
+    }
+
+    pub(crate) fn ok(body: &str) -> Scripted {
+        (200, String::new(), body.to_owned())
+    }
+
+    /// A port nothing listens on.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    }
+
+    pub(crate) fn client(ports: &[u16], credentials: Option<(&str, &str)>) -> Client {
+        let list: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let d = Duration::from_secs(5);
+        Client::new(
+            &format!("etcd://{}", list.join(",")),
+            None,
+            None,
+            credentials.map(|(u, p)| (u.to_owned(), Zeroizing::new(p.to_owned()))),
+            d,
+            d,
+        )
+        .expect("client")
+    }
+
+    const RANGE: &str = "/v3/kv/range";
+
+    /// A call goes to the member that served last, moving past those that cannot serve
+    /// (each noted once, whatever the number of calls it was passed over in); after a
+    /// call no member served, the next starts one member further. The cluster's clock
+    /// is the last reply's `Date`.
+    #[test]
+    fn calls_move_past_members_that_cannot_serve_and_stay_with_the_one_that_did() {
+        let dated = (
+            200,
+            "Date: Tue, 14 Nov 2023 22:13:45 GMT\r\n".to_owned(),
+            "{}".to_owned(),
+        );
+        let (port, server) = scripted(vec![dated.clone(), dated]);
+        let down = closed_port();
+        let mut c = client(&[down, port], None);
+        assert_eq!(c.server_time(), None, "no reply yet");
+        for i in 0..2 {
+            c.call(RANGE, &json!({}), Retry::Idempotent)
+                .unwrap_or_else(|f| panic!("call {i}: {}", f.message));
+            assert_eq!(c.current, 1, "call {i}");
+        }
+        assert_eq!(finish(port, server).len(), 2);
+        let t = c.server_time().expect("a clock");
+        assert!((1_700_000_025..=1_700_000_027).contains(&t), "{t}");
+        let note = c.take_skipped().expect("a note");
+        assert!(
+            note.starts_with("1 of 2 members skipped while another served")
+                && note.contains(&format!("http://127.0.0.1:{down}: ")),
+            "{note}"
+        );
+        assert_eq!(c.take_skipped(), None, "taken once");
+
+        let mut c = client(&[closed_port(), closed_port()], None);
+        let f = c
+            .call(RANGE, &json!({}), Retry::Idempotent)
+            .expect_err("none serves");
+        assert_eq!(f.status, Status::Unavailable);
+        assert_eq!(c.current, 1, "the next call starts one member further");
+        assert_eq!(c.take_skipped(), None, "nobody served");
+    }
+
+    /// A write goes on to the next member only when it cannot have reached the one
+    /// that failed (no connection); a read goes on after any failure.
+    #[test]
+    fn a_write_that_may_have_reached_a_member_is_not_sent_to_another() {
+        let no_leader = (
+            503,
+            String::new(),
+            r#"{"error":"etcdserver: no leader","code":14}"#.to_owned(),
+        );
+        let (busy, busy_server) = scripted(vec![no_leader.clone()]);
+        let (other, other_server) = scripted(vec![ok("{}")]);
+        let mut c = client(&[busy, other], None);
+        let f = c
+            .call("/v3/kv/txn", &json!({}), Retry::NotDelivered)
+            .expect_err("not sent again");
+        assert_eq!(f.status, Status::Unavailable, "{}", f.message);
+        assert_eq!(finish(busy, busy_server).len(), 1);
+        assert!(finish(other, other_server).is_empty(), "nothing sent on");
+
+        // Not delivered (no connection): sent on, a write included.
+        let (port, server) = scripted(vec![ok("{}")]);
+        let mut c = client(&[closed_port(), port], None);
+        assert!(
+            c.call("/v3/kv/txn", &json!({}), Retry::NotDelivered)
+                .is_ok()
+        );
+        assert_eq!(finish(port, server).len(), 1);
+
+        // A read after a failure that reached the member: sent on.
+        let (busy, busy_server) = scripted(vec![no_leader]);
+        let (other, other_server) = scripted(vec![ok("{}")]);
+        let mut c = client(&[busy, other], None);
+        assert!(c.call(RANGE, &json!({}), Retry::Idempotent).is_ok());
+        assert_eq!(finish(busy, busy_server).len(), 1);
+        assert_eq!(finish(other, other_server).len(), 1);
+    }
+
+    /// Without credentials, the open asks whether the member knows a leader, only when
+    /// it has no read of its own to prove it; with credentials the token proves it (etcd
+    /// checks a password through Raft), and it is sent with every request.
+    #[test]
+    fn the_open_proves_a_leader_or_gets_a_token() {
+        let (port, server) = scripted(vec![ok(r#"{"leader":"0"}"#), ok(r#"{"leader":"42"}"#)]);
+        let mut c = client(&[port], None);
+        let f = c.connect(true).expect_err("no leader");
+        assert_eq!(f.status, Status::Unavailable);
+        assert!(f.message.contains("knows no leader"), "{}", f.message);
+        assert!(c.connect(true).is_ok());
+        assert!(c.connect(false).is_ok(), "not asked");
+        let seen = finish(port, server);
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen.iter().all(|(p, _)| p == "/v3/maintenance/status"));
+
+        let (port, server) = scripted(vec![ok(r#"{"token":"t0k.1"}"#), ok("{}")]);
+        let mut c = client(&[port], Some(("hosts", "pw")));
+        c.connect(false).expect("token");
+        c.call(RANGE, &json!({}), Retry::Idempotent).expect("call");
+        assert_eq!(
+            finish(port, server),
+            [
+                ("/v3/auth/authenticate".to_owned(), None),
+                (RANGE.to_owned(), Some("t0k.1".to_owned()))
+            ]
+        );
+
+        let longest = "t".repeat(4096);
+        let (port, server) = scripted(vec![ok(&format!(r#"{{"token":"{longest}"}}"#))]);
+        assert!(
+            client(&[port], Some(("hosts", "pw")))
+                .connect(false)
+                .is_ok()
+        );
+        finish(port, server);
+        for bad in [
+            "{}".to_owned(),
+            r#"{"token":""}"#.to_owned(),
+            r#"{"token":7}"#.to_owned(),
+            format!(r#"{{"token":"{longest}t"}}"#),
+        ] {
+            let (port, server) = scripted(vec![ok(&bad)]);
+            let f = client(&[port], Some(("hosts", "pw")))
+                .connect(false)
+                .expect_err(&bad);
+            assert_eq!(f.status, Status::Corrupt, "{bad}");
+            finish(port, server);
+        }
+    }
+
+    /// A token that expired is renewed once and the call made again with the new one;
+    /// a client without credentials has none to renew.
+    #[test]
+    fn an_expired_token_is_renewed_once() {
+        let expired = (
+            401,
+            String::new(),
+            r#"{"error":"etcdserver: invalid auth token","code":16}"#.to_owned(),
+        );
+        let (port, server) = scripted(vec![
+            ok(r#"{"token":"old"}"#),
+            expired.clone(),
+            ok(r#"{"token":"new"}"#),
+            ok("{}"),
+        ]);
+        let mut c = client(&[port], Some(("hosts", "pw")));
+        c.connect(false).expect("token");
+        c.call(RANGE, &json!({}), Retry::Idempotent)
+            .expect("renewed");
+        let seen = finish(port, server);
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(seen[1], (RANGE.to_owned(), Some("old".to_owned())));
+        assert_eq!(seen[3], (RANGE.to_owned(), Some("new".to_owned())));
+
+        let (port, server) = scripted(vec![expired.clone(), expired]);
+        let f = client(&[port], None)
+            .call(RANGE, &json!({}), Retry::Idempotent)
+            .expect_err("refused");
+        assert_eq!(f.status, Status::Refused);
+        assert_eq!(finish(port, server).len(), 1, "asked once");
+    }
+
+    /// Replies up to the caps are read (a full record's base64 in JSON fits with room);
+    /// a larger body or header block is refused unread.
+    #[test]
+    fn replies_are_read_up_to_their_caps() {
+        let body = |n: usize| format!(r#"{{"v":"{}"}}"#, "x".repeat(n - 8));
+        let header = |n: usize| format!("X-Pad: {}\r\n", "x".repeat(n));
+        let (port, server) = scripted(vec![
+            ok(&body(60 * 1024)),
+            (200, header(12 * 1024), "{}".to_owned()),
+            ok(&body(64 * 1024 + 1)),
+            (200, header(17 * 1024), "{}".to_owned()),
+        ]);
+        let mut c = client(&[port], None);
+        assert!(c.call(RANGE, &json!({}), Retry::Idempotent).is_ok());
+        assert!(c.call(RANGE, &json!({}), Retry::Idempotent).is_ok());
+        for what in ["body", "header"] {
+            let f = c
+                .call(RANGE, &json!({}), Retry::Idempotent)
+                .expect_err(what);
+            assert_eq!(f.status, Status::Corrupt, "{what}: {}", f.message);
+        }
+        finish(port, server);
+    }
+
+    /// The module's resolver for
+    /// [`a_member_name_not_resolved_in_time_is_an_outage_and_one_refused_is_not`]:
+    /// `slow.example` not answered within the bound, any other name refused.
+    unsafe extern "C" fn slow_or_refusing(
+        name: *const u8,
+        len: usize,
+        _limit_ms: u64,
+        _out: *mut u8,
+        _cap: usize,
+        _out_len: *mut usize,
+        msg: *mut u8,
+        msg_cap: usize,
+    ) -> i32 {
+        // SAFETY: `name` holds `len` bytes (`ResolveFn`'s contract).
+        let name = unsafe { std::slice::from_raw_parts(name, len) };
+        let failure = if name == b"slow.example" {
+            Failure::new(Status::Unavailable, "cannot resolve slow.example in time")
+        } else {
+            Failure::new(Status::Invalid, "not a host name")
+        };
+        // SAFETY: `msg` is NULL or writable for `msg_cap` bytes (`ResolveFn`'s contract).
+        unsafe { pam_totp_plugin_abi::support::finish(msg, msg_cap, Err(failure)) }
+    }
+
+    /// A member's name the module's resolver could not look up in time is an outage
+    /// (the name service may come back); one it refuses to look up is the
+    /// configuration's fault. The log says why either way.
+    #[test]
+    fn a_member_name_not_resolved_in_time_is_an_outage_and_one_refused_is_not() {
+        pam_totp_plugin_abi::resolve::install(slow_or_refusing);
+        let d = Duration::from_secs(1);
+        for (host, status, why) in [
+            (
+                "slow.example",
+                Status::Unavailable,
+                "cannot resolve slow.example in time",
+            ),
+            ("bad.example", Status::Refused, "not a host name"),
+        ] {
+            let mut c = Client::new(&format!("etcd://{host}:2379"), None, None, None, d, d)
+                .expect("client");
+            let f = c
+                .call(RANGE, &json!({}), Retry::Idempotent)
+                .expect_err("no address");
+            assert_eq!(f.status, status, "{}", f.message);
+            assert_eq!(f.message, format!("http://{host}:2379: {why}"));
+        }
+    }
+
+    /// The list of members' reasons fits the room to the byte: left whole when it fits
+    /// exactly, shortened when one byte over. The failure of all fits the plugin's
+    /// message with its NUL.
+    #[test]
+    fn member_lists_fit_their_room_to_the_byte() {
+        let each: Vec<String> = (1..=3)
+            .map(|i| format!("http://m{i}:2379: {}", "r".repeat(40)))
+            .collect();
+        let whole = each.join("; ");
+        assert_eq!(fitted(&each, whole.len()), whole);
+        let cut = fitted(&each, whole.len() - 1);
+        assert!(cut.len() < whole.len() && cut.contains(CUT), "{cut}");
+        let long: Vec<Failure> = (1..=5)
+            .map(|i| unavailable(format!("http://m{i}:2379: {}", "r".repeat(400))))
+            .collect();
+        let all = summarise(long);
+        assert!(
+            all.message.len() < pam_totp_plugin_abi::MESSAGE_CAP,
+            "{}",
+            all.message.len()
+        );
+        assert!(
+            all.message.len() + 10 > pam_totp_plugin_abi::MESSAGE_CAP,
+            "room used"
+        );
+    }
+
+    /// An HTTP date's fields at their limits are read, one past them is not a date.
+    #[test]
+    fn http_date_fields_are_bounded_at_their_limits() {
+        assert!(http_date("Sat, 31 Dec 2016 23:59:60 GMT").is_some());
+        assert!(http_date("Wed, 01 Jan 1970 00:00:00 GMT").is_some());
+        for bad in [
+            "Sat, 32 Dec 2016 23:59:59 GMT",
+            "Sat, 00 Dec 2016 23:59:59 GMT",
+            "Sat, 31 Dec 1969 23:59:59 GMT",
+            "Sat, 31 Dec 2016 24:00:00 GMT",
+            "Sat, 31 Dec 2016 23:60:00 GMT",
+            "Sat, 31 Dec 2016 23:59:61 GMT",
+        ] {
+            assert_eq!(http_date(bad), None, "{bad}");
+        }
+    }
+
+    /// A member's message shortened keeps its address whole however little room there
+    /// is, and is cut on a character boundary.
+    #[test]
+    fn a_shortened_message_keeps_its_address_and_whole_characters() {
+        assert_eq!(shortened("http://m1:2379: reason", 0), "http://m1:2379...");
+        assert_eq!(
+            shortened("http://m1:2379: reason", 22),
+            "http://m1:2379: reason"
+        );
+        let m = "http://m1:2379: a\u{e9}bbbbbbbb";
+        assert_eq!(shortened(m, 21), "http://m1:2379: a...");
+        assert_eq!(shortened(m, 22), "http://m1:2379: a\u{e9}...");
+    }
+
+    /// A member whose certificate this host does not trust is a refusal to trust (no
+    /// `state_fallback=`), not an outage.
+    #[test]
+    fn a_member_with_an_untrusted_certificate_is_a_refusal() {
+        use openssl::{
+            asn1::Asn1Time,
+            ec::{EcGroup, EcKey},
+            hash::MessageDigest,
+            nid::Nid,
+            pkey::PKey,
+            ssl::{Ssl, SslContext, SslMethod},
+            x509,
+        };
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("group");
+        let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
+        let mut name = x509::X509NameBuilder::new().expect("name");
+        name.append_entry_by_text("CN", "member").expect("cn");
+        let name = name.build();
+        let mut b = x509::X509Builder::new().expect("builder");
+        b.set_version(2).expect("version");
+        b.set_subject_name(&name).expect("subject");
+        b.set_issuer_name(&name).expect("issuer");
+        b.set_pubkey(&key).expect("pubkey");
+        b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+            .expect("not before");
+        b.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
+            .expect("not after");
+        b.sign(&key, MessageDigest::sha256()).expect("sign");
+        let cert = b.build();
+        let mut sctx = SslContext::builder(SslMethod::tls_server()).expect("context");
+        sctx.set_private_key(&key).expect("key");
+        sctx.set_certificate(&cert).expect("cert");
+        let sctx = sctx.build();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            if let Ok((tcp, _)) = listener.accept() {
+                let _ = Ssl::new(&sctx).expect("ssl").accept(tcp);
+            }
+        });
+        let d = Duration::from_secs(5);
+        let ca = self_signed_pem();
+        let mut c = Client::new(
+            &format!("etcds://127.0.0.1:{port}"),
+            Some(&ca),
+            None,
+            None,
+            d,
+            d,
+        )
+        .expect("client");
+        let f = c
+            .call(RANGE, &json!({}), Retry::NotDelivered)
+            .expect_err("untrusted");
+        assert_eq!(f.status, Status::Refused, "{}", f.message);
+        assert!(
+            f.message
+                .starts_with(&format!("https://127.0.0.1:{port}: TLS: ")),
+            "{}",
+            f.message
+        );
+        server.join().expect("server");
+    }
+
+    /// A decimal string longer than any 64-bit number is no number, even one that
+    /// parses (leading zeros).
+    #[test]
+    fn a_number_string_is_bounded_before_it_is_parsed() {
+        assert_eq!(number(&json!("18446744073709551615")), Some(u64::MAX));
+        assert_eq!(number(&json!("000000000000000000042")), None);
+        assert_eq!(number(&json!("")), None);
+    }
+
+    /// A member that refuses this host's (missing) client certificate after the
+    /// handshake (TLS 1.3) is a refusal, and since the request may have reached it, a
+    /// write is not sent to another member.
+    #[test]
+    fn a_member_refusing_the_client_after_the_handshake_gets_no_write_sent_on() {
+        use openssl::{
+            asn1::Asn1Time,
+            ec::{EcGroup, EcKey},
+            hash::MessageDigest,
+            nid::Nid,
+            pkey::PKey,
+            ssl::{Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion},
+            x509,
+        };
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("group");
+        let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
+        let mut name = x509::X509NameBuilder::new().expect("name");
+        name.append_entry_by_text("CN", "member").expect("cn");
+        let name = name.build();
+        let mut b = x509::X509Builder::new().expect("builder");
+        b.set_version(2).expect("version");
+        b.set_subject_name(&name).expect("subject");
+        b.set_issuer_name(&name).expect("issuer");
+        b.set_pubkey(&key).expect("pubkey");
+        b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+            .expect("not before");
+        b.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
+            .expect("not after");
+        let san = x509::extension::SubjectAlternativeName::new()
+            .ip("127.0.0.1")
+            .build(&b.x509v3_context(None, None))
+            .expect("subjectAltName");
+        b.append_extension(san).expect("extension");
+        b.sign(&key, MessageDigest::sha256()).expect("sign");
+        let cert = b.build();
+        let mut sctx = SslContext::builder(SslMethod::tls_server()).expect("context");
+        sctx.set_private_key(&key).expect("key");
+        sctx.set_certificate(&cert).expect("cert");
+        sctx.set_min_proto_version(Some(SslVersion::TLS1_3))
+            .expect("TLS 1.3");
+        sctx.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        let sctx = sctx.build();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let Ok((tcp, _)) = listener.accept() else {
+                return;
+            };
+            let mut raw = tcp.try_clone().expect("clone");
+            // The refusal: the alert goes out; the socket stays open (no reset under the
+            // client's request) until the client is done.
+            assert!(Ssl::new(&sctx).expect("ssl").accept(tcp).is_err());
+            let mut buf = [0u8; 4096];
+            while matches!(std::io::Read::read(&mut raw, &mut buf), Ok(n) if n > 0) {}
+        });
+        let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let other_port = other.local_addr().expect("addr").port();
+        let d = Duration::from_secs(2);
+        let ca = cert.to_pem().expect("pem");
+        let mut c = Client::new(
+            &format!("etcds://127.0.0.1:{port},127.0.0.1:{other_port}"),
+            Some(&ca),
+            None,
+            None,
+            d,
+            d,
+        )
+        .expect("client");
+        let f = c
+            .call("/v3/kv/txn", &json!({}), Retry::NotDelivered)
+            .expect_err("refused");
+        assert_eq!(f.status, Status::Refused, "{}", f.message);
+        assert!(f.message.contains("certificate required"), "{}", f.message);
+        drop(c);
+        server.join().expect("server");
+        other.set_nonblocking(true).expect("nonblocking");
+        assert!(other.accept().is_err(), "the write went to another member");
+    }
+
+    /// A member that resets the connection once the request reached it may have taken
+    /// the write: an outage, and the write is not sent to another member (only a
+    /// connection never made is). Control: a read goes on to the next member.
+    #[test]
+    fn a_connection_reset_under_a_request_keeps_a_write_from_another_member() {
+        use std::io::Read;
+        let resetting = || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let server = std::thread::spawn(move || {
+                if let Ok((mut tcp, _)) = listener.accept() {
+                    // Part of the request read, the rest left unread: the close resets.
+                    let _ = tcp.read(&mut [0u8; 8]);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            (port, server)
+        };
+        let (port, server) = resetting();
+        let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let other_port = other.local_addr().expect("addr").port();
+        let mut c = client(&[port, other_port], None);
+        let f = c
+            .call(
+                "/v3/kv/txn",
+                &json!({ "pad": "x".repeat(4096) }),
+                Retry::NotDelivered,
+            )
+            .expect_err("reset");
+        assert_eq!(f.status, Status::Unavailable, "{}", f.message);
+        server.join().expect("server");
+        other.set_nonblocking(true).expect("nonblocking");
+        assert!(other.accept().is_err(), "the write went to another member");
+
+        let (port, server) = resetting();
+        let (next, next_server) = scripted(vec![ok("{}")]);
+        let mut c = client(&[port, next], None);
+        assert!(
+            c.call(
+                RANGE,
+                &json!({ "pad": "x".repeat(4096) }),
+                Retry::Idempotent
+            )
+            .is_ok()
+        );
+        server.join().expect("server");
+        assert_eq!(finish(next, next_server).len(), 1);
     }
 }

@@ -776,6 +776,514 @@ mod tests {
     fn keys_are_bounded() {
         assert!(check_key(b"").is_err());
         assert!(check_key(&[b'a'; MAX_KEY_LEN + 1]).is_err());
+        assert!(check_key(&[b'a'; MAX_KEY_LEN]).is_ok());
         assert!(check_key(b"pam_totp/uid:1000").is_ok());
+    }
+
+    use client::tests::{Scripted, finish, ok, scripted_with_bodies};
+    use std::sync::{Arc, Mutex};
+
+    /// An [`Etcd`] on one scripted gateway ([`client::tests::scripted`]) answering with
+    /// `replies`; the store key is `p/store`. With the handle, the gateway and the
+    /// bodies of the requests it read.
+    fn gateway_etcd(
+        replies: Vec<Scripted>,
+    ) -> (
+        Etcd,
+        u16,
+        std::thread::JoinHandle<client::tests::Seen>,
+        Arc<Mutex<Vec<Value>>>,
+    ) {
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (port, server) = scripted_with_bodies(replies, Some(bodies.clone()));
+        let etcd = Etcd {
+            client: client::tests::client(&[port], None),
+            prefetched: Vec::new(),
+            store_key: Some(b"p/store".to_vec()),
+            store_seen: None,
+        };
+        (etcd, port, server, bodies)
+    }
+
+    /// A range reply of cluster 5 holding `value` at `rev` under `key` (none for `None`).
+    fn range_of(key: &[u8], value: Option<(&[u8], u64)>) -> Scripted {
+        let kvs = match value {
+            Some((v, rev)) => json!([{
+                "key": B64.encode(key),
+                "value": B64.encode(v),
+                "mod_revision": rev.to_string(),
+            }]),
+            None => json!([]),
+        };
+        ok(&json!({ "header": { "cluster_id": "5", "revision": "20" }, "kvs": kvs }).to_string())
+    }
+
+    /// A txn reply: put or not, the header's revision, and the store record's revision
+    /// as the failure branch read it.
+    fn txn(put: bool, revision: u64, store_after: Option<u64>) -> Scripted {
+        let mut reply =
+            json!({ "header": { "cluster_id": "5", "revision": revision.to_string() } });
+        if put {
+            reply["succeeded"] = json!(true);
+        }
+        if let Some(r) = store_after {
+            reply["responses"] = json!([{ "response_range": { "kvs": [{
+                "key": B64.encode(b"p/store"), "mod_revision": r.to_string() }] } }]);
+        }
+        ok(&reply.to_string())
+    }
+
+    /// A user's write compares its own revision and, once the module read the store
+    /// record, the store record's: the store record unchanged since is a conflict (the
+    /// module reads and decides again); changed is `StoreChanged` (nothing written; it
+    /// reads the store record again too).
+    #[test]
+    fn a_user_write_compares_the_store_record_the_module_read() {
+        let (mut e, port, server, bodies) = gateway_etcd(vec![
+            range_of(b"p/store", Some((&bind(5, b"PTK1ctx"), 7))),
+            txn(true, 21, None),
+            txn(false, 21, Some(7)),
+            txn(false, 22, Some(8)),
+            txn(false, 22, None),
+        ]);
+        assert_eq!(e.get(b"p/store").ok(), Some((b"PTK1ctx".to_vec(), 7)));
+        assert_eq!(e.store_seen, Some(7));
+        assert_eq!(
+            e.cas(b"p/user:a", 3, b"rec", 0, false).ok(),
+            Some(Status::Ok)
+        );
+        assert_eq!(
+            e.cas(b"p/user:a", 3, b"rec", 0, false).ok(),
+            Some(Status::Conflict)
+        );
+        assert_eq!(e.store_seen, Some(7), "still the one read");
+        let f = e
+            .cas(b"p/user:a", 3, b"rec", 0, false)
+            .expect_err("changed");
+        assert_eq!(f.status, Status::StoreChanged);
+        assert_eq!(e.store_seen, None, "read again before the next write");
+        // Not known now: the user's revision alone, a failure is a conflict.
+        assert_eq!(
+            e.cas(b"p/user:a", 3, b"rec", 0, false).ok(),
+            Some(Status::Conflict)
+        );
+        finish(port, server);
+        let bodies = bodies.lock().expect("bodies");
+        let compares = |i: usize| {
+            bodies[i]["compare"]
+                .as_array()
+                .expect("compare")
+                .iter()
+                .map(|c| {
+                    (
+                        c["key"].as_str().unwrap_or_default().to_owned(),
+                        c["mod_revision"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let user = B64.encode(b"p/user:a");
+        let store = B64.encode(b"p/store");
+        assert_eq!(
+            compares(1),
+            [
+                (user.clone(), "3".to_owned()),
+                (store.clone(), "7".to_owned())
+            ]
+        );
+        assert_eq!(
+            bodies[1]["failure"][0]["request_range"]["key"].as_str(),
+            Some(store.as_str())
+        );
+        assert_eq!(
+            bodies[1]["success"][0]["request_put"]["value"].as_str(),
+            Some(B64.encode(b"rec").as_str())
+        );
+        assert_eq!(compares(4), [(user, "3".to_owned())]);
+    }
+
+    /// The store record's create ("expected 0") puts it where none is, replaces one of
+    /// another cluster on that one's revision, and is a conflict where another host
+    /// created or bound it since; what it writes is bound to the cluster that served.
+    /// An update compares the revision the module read, once.
+    #[test]
+    fn the_store_record_is_created_replaced_or_found_taken() {
+        let (mut e, port, server, bodies) = gateway_etcd(vec![
+            // Absent: created on revision 0.
+            range_of(b"p/store", None),
+            txn(true, 12, None),
+            // Of another cluster at 4: replaced on 4.
+            range_of(b"p/store", Some((&bind(6, b"PTK1old"), 4))),
+            txn(true, 13, None),
+            // Created by another host since.
+            range_of(b"p/store", Some((&bind(5, b"PTK1new"), 14))),
+            // A create that lost the race: read again, taken.
+            range_of(b"p/store", None),
+            txn(false, 15, None),
+            range_of(b"p/store", Some((&bind(5, b"PTK1new"), 15))),
+            // An update whose revision moved on: a conflict at once.
+            range_of(b"p/store", Some((&bind(5, b"PTK1new"), 15))),
+            txn(false, 16, None),
+        ]);
+        assert_eq!(
+            e.cas(b"p/store", 0, b"PTK1ctx", 0, true).ok(),
+            Some(Status::Ok)
+        );
+        assert_eq!(e.store_seen, Some(12));
+        assert_eq!(
+            e.cas(b"p/store", 0, b"PTK1ctx", 0, true).ok(),
+            Some(Status::Ok)
+        );
+        assert_eq!(e.store_seen, Some(13));
+        assert_eq!(
+            e.cas(b"p/store", 0, b"PTK1ctx", 0, true).ok(),
+            Some(Status::Conflict)
+        );
+        assert_eq!(e.store_seen, None);
+        assert_eq!(
+            e.cas(b"p/store", 0, b"PTK1ctx", 0, true).ok(),
+            Some(Status::Conflict)
+        );
+        assert_eq!(
+            e.cas(b"p/store", 14, b"PTK1ctx", 0, true).ok(),
+            Some(Status::Conflict)
+        );
+        let seen = finish(port, server);
+        assert_eq!(seen.len(), 10, "{seen:?}");
+        let bodies = bodies.lock().expect("bodies");
+        let put = |i: usize| {
+            (
+                bodies[i]["compare"][0]["mod_revision"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                B64.decode(
+                    bodies[i]["success"][0]["request_put"]["value"]
+                        .as_str()
+                        .unwrap_or_default(),
+                )
+                .unwrap_or_default(),
+            )
+        };
+        assert_eq!(put(1), ("0".to_owned(), bind(5, b"PTK1ctx")));
+        assert_eq!(put(3), ("4".to_owned(), bind(5, b"PTK1ctx")));
+        assert_eq!(put(9).0, "14");
+    }
+
+    /// An earlier release's store record (unbound) is bound to the cluster on its first
+    /// read, and the module gets the revision of that write; a bind that lost a race
+    /// reads again.
+    #[test]
+    fn an_unbound_store_record_is_bound_on_its_first_read() {
+        let (mut e, port, server, bodies) = gateway_etcd(vec![
+            range_of(b"p/store", Some((b"PTK1ctx", 3))),
+            txn(true, 10, None),
+            range_of(b"p/store", Some((b"PTK1ctx", 3))),
+            txn(false, 11, None),
+            range_of(b"p/store", Some((&bind(5, b"PTK1ctx"), 11))),
+        ]);
+        assert_eq!(e.get(b"p/store").ok(), Some((b"PTK1ctx".to_vec(), 10)));
+        assert_eq!(e.store_seen, Some(10));
+        assert_eq!(e.get(b"p/store").ok(), Some((b"PTK1ctx".to_vec(), 11)));
+        assert_eq!(e.store_seen, Some(11));
+        finish(port, server);
+        let bodies = bodies.lock().expect("bodies");
+        assert_eq!(bodies[1]["compare"][0]["mod_revision"].as_str(), Some("3"));
+        assert_eq!(
+            bodies[1]["success"][0]["request_put"]["value"].as_str(),
+            Some(B64.encode(bind(5, b"PTK1ctx")).as_str())
+        );
+    }
+
+    /// Sizes at the bound: an unbound store record of the largest record size is read,
+    /// a bound one whose record is one byte larger is not.
+    #[test]
+    fn store_records_are_read_up_to_the_record_size_and_no_further() {
+        let full = vec![b'P'; MAX_ENCODED_LEN];
+        assert_eq!(
+            classify(full.clone(), 3, 7).ok(),
+            Some(StoreRecord::Unbound(full, 3))
+        );
+        let over = bind(7, &vec![1u8; MAX_ENCODED_LEN + 1]);
+        assert!(parse_range(&kv(b"s", &over, "9"), b"s", MAX_ENCODED_LEN + BOUND_HEADER).is_err());
+    }
+
+    /// A put's new version is the header's revision, a positive number, nothing else.
+    #[test]
+    fn a_put_s_revision_is_a_positive_number_of_the_header() {
+        let header = |r: &str| json!({ "header": { "revision": r } });
+        assert_eq!(put_revision(&header("1")).ok(), Some(1));
+        assert_eq!(put_revision(&header("31")).ok(), Some(31));
+        for bad in [header("0"), header("x"), json!({})] {
+            assert_eq!(
+                put_revision(&bad).map_err(|f| f.status).err(),
+                Some(Status::Corrupt),
+                "{bad}"
+            );
+        }
+    }
+
+    /// The open's read of the store record takes a bound record of the largest record
+    /// size, and no larger.
+    #[test]
+    fn the_open_s_read_of_the_store_record_is_bounded_at_the_record_size() {
+        let reads = |record: &[u8]| {
+            let reply = json!({
+                "header": { "cluster_id": "7" },
+                "succeeded": true,
+                "responses": [{ "response_range": { "kvs": [{
+                    "key": B64.encode(b"p/store"),
+                    "value": B64.encode(bind(7, record)),
+                    "mod_revision": "3",
+                }] } }],
+            });
+            parse_reads(&reply, vec![b"p/store".to_vec()], Some(b"p/store"))
+                .expect("a reply of the right shape")
+                .remove(0)
+                .1
+        };
+        let full = vec![1u8; MAX_ENCODED_LEN];
+        assert_eq!(reads(&full).ok(), Some((full, 3)));
+        let f = reads(&vec![1u8; MAX_ENCODED_LEN + 1]).expect_err("too large");
+        assert_eq!(f.status, Status::Corrupt);
+    }
+
+    /// A stored value whose base64 text is longer than any record's is refused before it
+    /// is decoded; one of the largest record's size is decoded and read.
+    #[test]
+    fn a_value_too_long_is_refused_before_it_is_decoded() {
+        let full = vec![7u8; MAX_ENCODED_LEN];
+        assert_eq!(
+            parse_range(&kv(b"k", &full, "4"), b"k", MAX_ENCODED_LEN).ok(),
+            Some((full, 4))
+        );
+        let text = "A".repeat((MAX_ENCODED_LEN / 3 + 2) * 4);
+        let reply =
+            json!({ "kvs": [{ "key": B64.encode(b"k"), "value": text, "mod_revision": "4" }] });
+        let f = parse_range(&reply, b"k", MAX_ENCODED_LEN).expect_err("too long");
+        assert_eq!(
+            (f.status, f.message.as_str()),
+            (Status::Corrupt, "stored record too large")
+        );
+    }
+
+    /// The plugin configuration of an open on the scripted gateway at `port`.
+    fn opening(port: u16, prefetch: &[&[u8]]) -> Zeroizing<Vec<u8>> {
+        PluginConfig {
+            url: format!("etcd://127.0.0.1:{port}"),
+            connect_timeout_ms: 5000,
+            command_timeout_ms: 5000,
+            store_key: Some(b"p/store".to_vec()),
+            prefetch: prefetch.iter().map(|k| k.to_vec()).collect(),
+            ..PluginConfig::default()
+        }
+        .encode()
+    }
+
+    use zeroize::Zeroizing;
+
+    /// The open reads every prefetch key in one transaction, and the first `get` of
+    /// each is answered from it; a reply that is not usable as a whole (corrupt) leaves
+    /// each key to its own read, an outage fails the open. Without prefetch keys the open
+    /// asks whether a leader is known.
+    #[test]
+    fn the_open_reads_the_prefetch_keys_or_proves_a_leader() {
+        let reads = json!({
+            "header": { "cluster_id": "5" },
+            "succeeded": true,
+            "responses": [
+                { "response_range": { "kvs": [{ "key": B64.encode(b"p/user:a"),
+                    "value": B64.encode(b"rec"), "mod_revision": "4" }] } },
+            ],
+        })
+        .to_string();
+        let (port, server) =
+            client::tests::scripted(vec![ok(&reads), range_of(b"p/user:a", Some((b"rec2", 6)))]);
+        let mut e =
+            Etcd::open(&opening(port, &[b"p/user:a"])).unwrap_or_else(|f| panic!("{}", f.message));
+        assert_eq!(e.get(b"p/user:a").ok(), Some((b"rec".to_vec(), 4)));
+        assert_eq!(e.get(b"p/user:a").ok(), Some((b"rec2".to_vec(), 6)), "once");
+        let seen = finish(port, server);
+        assert_eq!(
+            seen.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            ["/v3/kv/txn", "/v3/kv/range"]
+        );
+
+        let (port, server) = client::tests::scripted(vec![
+            ok(r#"{"succeeded":true,"responses":[]}"#),
+            range_of(b"p/user:a", Some((b"rec", 4))),
+        ]);
+        let mut e =
+            Etcd::open(&opening(port, &[b"p/user:a"])).unwrap_or_else(|f| panic!("{}", f.message));
+        assert_eq!(e.get(b"p/user:a").ok(), Some((b"rec".to_vec(), 4)));
+        finish(port, server);
+
+        let (port, server) = client::tests::scripted(vec![(
+            503,
+            String::new(),
+            r#"{"error":"etcdserver: no leader","code":14}"#.to_owned(),
+        )]);
+        let f = Etcd::open(&opening(port, &[b"p/user:a"]))
+            .err()
+            .expect("an outage");
+        assert_eq!(f.status, Status::Unavailable);
+        finish(port, server);
+
+        let (port, server) = client::tests::scripted(vec![ok(r#"{"leader":"9"}"#)]);
+        assert!(Etcd::open(&opening(port, &[])).is_ok());
+        let seen = finish(port, server);
+        assert_eq!(seen[0].0, "/v3/maintenance/status");
+    }
+
+    /// What an open refuses before anything is sent: a password without a user name, a
+    /// client certificate without its key.
+    #[test]
+    fn an_incomplete_configuration_is_refused_before_anything_is_sent() {
+        let port = 9; // Nothing is sent.
+        let base = || PluginConfig {
+            url: format!("etcd://127.0.0.1:{port}"),
+            connect_timeout_ms: 100,
+            command_timeout_ms: 100,
+            ..PluginConfig::default()
+        };
+        let no_user = PluginConfig {
+            password: Some(Zeroizing::new("pw".to_owned())),
+            ..base()
+        };
+        let no_key = PluginConfig {
+            client_cert: Some(b"cert".to_vec()),
+            ..base()
+        };
+        for config in [no_user, no_key] {
+            let f = Etcd::open(&config.encode()).err().expect("refused");
+            assert_eq!(f.status, Status::Invalid, "{}", f.message);
+        }
+    }
+
+    /// A user's key is read with a linearizable range of that key; deleted with a
+    /// delete range of it; a write of an empty or too large record is refused unsent.
+    /// The cluster's clock is a reply's `Date`; without one so far, a read of the store
+    /// record brings one; a gateway without `Date` has no clock to give.
+    #[test]
+    fn reads_deletes_and_the_clock_go_to_the_gateway_as_such() {
+        let dated = |body: &str| {
+            (
+                200,
+                "Date: Tue, 14 Nov 2023 22:13:45 GMT\r\n".to_owned(),
+                body.to_owned(),
+            )
+        };
+        let (mut e, port, server, bodies) = gateway_etcd(vec![
+            range_of(b"p/user:a", Some((b"rec", 4))),
+            ok("{}"),
+            dated(&json!({ "header": { "cluster_id": "5" } }).to_string()),
+        ]);
+        assert_eq!(e.get(b"p/user:a").ok(), Some((b"rec".to_vec(), 4)));
+        assert!(e.delete(b"p/user:a").is_ok());
+        for bad in [&b""[..], &vec![b'r'; MAX_ENCODED_LEN + 1]] {
+            let f = e.cas(b"p/user:a", 4, bad, 0, false).expect_err("refused");
+            assert_eq!(f.status, Status::Invalid);
+        }
+        let t = e.server_time().expect("a clock");
+        assert!((1_700_000_025..=1_700_000_027).contains(&t), "{t}");
+        let seen = finish(port, server);
+        assert_eq!(
+            seen.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            ["/v3/kv/range", "/v3/kv/deleterange", "/v3/kv/range"]
+        );
+        let bodies = bodies.lock().expect("bodies");
+        assert_eq!(bodies[0], json!({ "key": B64.encode(b"p/user:a") }));
+        assert_eq!(bodies[1], json!({ "key": B64.encode(b"p/user:a") }));
+        assert_eq!(bodies[2], json!({ "key": B64.encode(b"p/store") }));
+
+        let (mut e, port, server, _) = gateway_etcd(vec![range_of(b"p/store", None)]);
+        let f = e.server_time().expect_err("no Date");
+        assert_eq!(f.status, Status::Corrupt);
+        finish(port, server);
+    }
+
+    /// A store record read on its own (not by the open) is read up to the largest
+    /// record bound to its cluster, and no larger.
+    #[test]
+    fn a_store_record_read_on_its_own_is_bounded_at_the_record_size() {
+        let full = vec![1u8; MAX_ENCODED_LEN];
+        let (mut e, port, server, _) = gateway_etcd(vec![
+            range_of(b"p/store", Some((&bind(5, &full), 3))),
+            range_of(b"p/store", Some((&bind(5, &[&full[..], b"x"].concat()), 4))),
+        ]);
+        assert_eq!(e.get(b"p/store").ok(), Some((full, 3)));
+        let f = e.get(b"p/store").expect_err("too large");
+        assert_eq!(f.status, Status::Corrupt);
+        finish(port, server);
+    }
+
+    /// With credentials, the open gets a token first, and sends it with its reads.
+    #[test]
+    fn an_open_with_credentials_authenticates_first() {
+        let (port, server) = client::tests::scripted(vec![
+            ok(r#"{"token":"t0k"}"#),
+            ok(
+                r#"{"header":{"cluster_id":"5"},"succeeded":true,"responses":[{"response_range":{}}]}"#,
+            ),
+        ]);
+        let config = PluginConfig {
+            username: Some("hosts".to_owned()),
+            password: Some(Zeroizing::new("pw".to_owned())),
+            url: format!("etcd://127.0.0.1:{port}"),
+            connect_timeout_ms: 5000,
+            command_timeout_ms: 5000,
+            prefetch: vec![b"p/user:a".to_vec()],
+            ..PluginConfig::default()
+        };
+        assert!(Etcd::open(&config.encode()).is_ok());
+        assert_eq!(
+            finish(port, server),
+            [
+                ("/v3/auth/authenticate".to_owned(), None),
+                ("/v3/kv/txn".to_owned(), Some("t0k".to_owned()))
+            ]
+        );
+    }
+
+    /// An absent store record gives the module nothing to compare: a user's write then
+    /// compares its own revision only. A record of the largest size is sent.
+    #[test]
+    fn an_absent_store_record_is_not_compared_and_a_full_record_is_sent() {
+        let (mut e, port, server, bodies) =
+            gateway_etcd(vec![range_of(b"p/store", None), txn(true, 21, None)]);
+        assert_eq!(e.get(b"p/store").ok(), Some((Vec::new(), 0)));
+        assert_eq!(e.store_seen, None);
+        let full = vec![b'r'; MAX_ENCODED_LEN];
+        assert_eq!(
+            e.cas(b"p/user:a", 3, &full, 0, false).ok(),
+            Some(Status::Ok)
+        );
+        finish(port, server);
+        let bodies = bodies.lock().expect("bodies");
+        assert_eq!(bodies[1]["compare"].as_array().map(Vec::len), Some(1));
+    }
+
+    /// The members passed over before another served are noted for the module's log.
+    #[test]
+    fn members_passed_over_are_noted_for_the_log() {
+        let (port, server) = client::tests::scripted(vec![range_of(b"p/user:a", None)]);
+        let down = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut e = Etcd {
+            client: client::tests::client(&[down, port], None),
+            prefetched: Vec::new(),
+            store_key: None,
+            store_seen: None,
+        };
+        assert_eq!(e.take_note(), None);
+        assert!(e.get(b"p/user:a").is_ok());
+        let note = e.take_note().expect("a note");
+        assert!(
+            note.contains(&format!("http://127.0.0.1:{down}: ")),
+            "{note}"
+        );
+        finish(port, server);
     }
 }

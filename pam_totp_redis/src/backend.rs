@@ -792,7 +792,13 @@ fn new_key_version() -> Result<u64, Failure> {
     getrandom::fill(&mut bytes).map_err(|e| {
         Failure::unavailable(format!("no random start for a new record's version: {e}"))
     })?;
-    Ok((1 << 32) + u64::from_le_bytes(bytes) % ((1 << 52) - (1 << 32)))
+    Ok(start_version(u64::from_le_bytes(bytes)))
+}
+
+/// The start [`new_key_version`] takes for the random number `random`: the whole range
+/// [2^32, 2^52) and nothing outside it, whatever `random` is.
+fn start_version(random: u64) -> u64 {
+    (1 << 32) + random % ((1 << 52) - (1 << 32))
 }
 
 pub struct Backend {
@@ -2089,6 +2095,12 @@ mod tests {
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(distinct.len(), starts.len(), "{starts:?}");
+        // The ends of the range, reached and never passed.
+        let span = (1 << 52) - (1 << 32);
+        assert_eq!(start_version(0), 1 << 32);
+        assert_eq!(start_version(span - 1), (1 << 52) - 1);
+        assert_eq!(start_version(span), 1 << 32);
+        assert!((1 << 32..1 << 52).contains(&start_version(u64::MAX)));
     }
 
     #[test]
@@ -2111,5 +2123,1036 @@ mod tests {
             assert!(e.message.contains("noeviction"), "{}", e.message);
         }
         assert!(check_eviction("# Memory\r\n").is_err());
+    }
+
+    /// What each failure on the wire is to the module: an outage (which
+    /// `state_fallback=` may take), a refusal an admin must fix, or the stored value at
+    /// fault; and what the log says to check.
+    #[test]
+    fn wire_failures_are_outages_refusals_or_the_stored_value_s_fault() {
+        use Status::{Corrupt, Refused, Unavailable};
+        let cases = [
+            (
+                "connect",
+                WireError::Timeout("TLS handshake not finished".into()),
+                Unavailable,
+                "connect: TLS handshake not finished within 750 ms (does this port serve TLS?",
+            ),
+            (
+                "connect",
+                WireError::Timeout("no connection to 192.0.2.1:6379".into()),
+                Unavailable,
+                "connect: no connection to 192.0.2.1:6379 within 750 ms (the server is down",
+            ),
+            (
+                "INFO",
+                WireError::Timeout(String::new()),
+                Unavailable,
+                "INFO: no complete reply within 750 ms (the bound of the whole command)",
+            ),
+            (
+                "HMGET",
+                WireError::Io("receive: reset".into()),
+                Unavailable,
+                "HMGET: receive: reset",
+            ),
+            (
+                "connect",
+                WireError::Tls("TLS handshake: certificate verify failed".into()),
+                Refused,
+                "connect: TLS handshake: certificate verify failed",
+            ),
+            (
+                "INFO",
+                WireError::Protocol("bad number in reply".into()),
+                Unavailable,
+                "INFO: bad number in reply",
+            ),
+            (
+                "AUTH",
+                WireError::Foreign("not a Redis server".into()),
+                Refused,
+                "AUTH: not a Redis server; check the port of state=",
+            ),
+            (
+                "connect",
+                WireError::Unresolvable("not a host name".into()),
+                Refused,
+                "connect: not a host name",
+            ),
+            (
+                "HMGET",
+                WireError::Oversized("a string of 5000 bytes".into()),
+                Corrupt,
+                "HMGET: stored value too large: a string of 5000 bytes",
+            ),
+            (
+                "INFO",
+                WireError::Oversized("a string of 70000 bytes".into()),
+                Unavailable,
+                "INFO: a string of 70000 bytes",
+            ),
+        ];
+        for (what, e, status, text) in cases {
+            let f = Failure::wire(what, e, Duration::from_millis(750));
+            assert_eq!(f.status, status, "{}", f.message);
+            assert!(f.message.starts_with(text), "{}", f.message);
+        }
+    }
+
+    /// What each error reply is to the module: the credentials, the ACL, the kind of
+    /// server or its configuration (a refusal), our key holding something else (the
+    /// stored value at fault), or the server's passing state (an outage).
+    #[test]
+    fn error_replies_are_refusals_the_stored_value_s_fault_or_outages() {
+        use Status::{Corrupt, Refused, Unavailable};
+        let cases = [
+            (
+                "NOAUTH Authentication required.",
+                Refused,
+                "(the server wants a password",
+            ),
+            (
+                "WRONGPASS invalid username-password pair or user is disabled.",
+                Refused,
+                "",
+            ),
+            (
+                "NOPERM User hosts has no permissions to run the 'fcall' command",
+                Refused,
+                "",
+            ),
+            ("DENIED Redis is running in protected mode", Refused, ""),
+            (
+                "ERR The user executing the script can't run this command or subcommand",
+                Refused,
+                "",
+            ),
+            ("MOVED 3999 127.0.0.1:6381", Refused, NOT_CLUSTER),
+            ("ASK 3999 127.0.0.1:6381", Refused, NOT_CLUSTER),
+            ("CROSSSLOT Keys in request don't hash", Refused, NOT_CLUSTER),
+            ("CLUSTERDOWN The cluster is down", Refused, NOT_CLUSTER),
+            (
+                "ERR SELECT is not allowed in cluster mode",
+                Refused,
+                NOT_CLUSTER,
+            ),
+            (
+                "ERR unknown command 'FCALL', with args beginning with: 'secret'",
+                Refused,
+                "(its arguments not shown) (the server does not know the command",
+            ),
+            (
+                "ERR DB index is out of range",
+                Refused,
+                "`databases` setting",
+            ),
+            (
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+                Corrupt,
+                "",
+            ),
+            (
+                "ERR Error running script: @user_script:12: WRONGTYPE Operation against a key",
+                Corrupt,
+                "",
+            ),
+            (
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                Unavailable,
+                "",
+            ),
+            (
+                "LOADING Redis is loading the dataset in memory",
+                Unavailable,
+                "",
+            ),
+            (
+                "READONLY You can't write against a read only replica.",
+                Unavailable,
+                "",
+            ),
+            ("BUSY Redis is busy running a script.", Unavailable, ""),
+            ("MASTERDOWN Link with MASTER is down", Unavailable, ""),
+            ("ERR max number of clients reached", Unavailable, ""),
+        ];
+        for (text, status, hint) in cases {
+            let f = Failure::server("EVAL", text);
+            assert_eq!(f.status, status, "{}", f.message);
+            assert!(f.message.starts_with("EVAL: "), "{}", f.message);
+            assert!(f.message.contains(hint), "{}", f.message);
+            assert!(!f.message.contains("secret"), "{}", f.message);
+        }
+    }
+
+    /// An error reply to `AUTH` is about the credentials only when it says so; the
+    /// server's state, which it reports to any first command, and an `AUTH` it does not
+    /// know are not a wrong password.
+    #[test]
+    fn only_an_auth_error_about_the_credentials_is_a_password_refusal() {
+        for credentials in [
+            "WRONGPASS invalid username-password pair or user is disabled.",
+            "ERR invalid password",
+            "ERR AUTH <password> called without any password configured for the default user.",
+            "ERR wrong number of arguments for 'auth' command",
+        ] {
+            assert!(is_password_refusal(credentials), "{credentials}");
+        }
+        for state in [
+            "ERR unknown command 'AUTH', with args beginning with: 'u' 'p'",
+            "ERR unknown command 'auth' (its arguments not shown)",
+            "ERR max number of clients reached",
+            "LOADING Redis is loading the dataset in memory",
+            "BUSY Redis is busy running a script.",
+        ] {
+            assert!(!is_password_refusal(state), "{state}");
+        }
+    }
+
+    /// Only the version form the compare-and-set writes is a version (`%d` of a positive
+    /// number: no sign, no leading zero, at most 20 digits, within 64 bits), and only a
+    /// record the module could have written is a record; anything else is the stored
+    /// value at fault, never an outage.
+    #[test]
+    fn a_stored_record_is_read_only_in_the_form_the_compare_and_set_writes() {
+        let reply = |v: Option<&[u8]>, r: Option<&[u8]>| {
+            Reply::Array(Some(vec![
+                Reply::Bulk(v.map(<[u8]>::to_vec)),
+                Reply::Bulk(r.map(<[u8]>::to_vec)),
+            ]))
+        };
+        assert_eq!(parse_record(reply(None, None)).ok(), Some((Vec::new(), 0)));
+        assert_eq!(
+            parse_record(reply(Some(b"7"), Some(b"abc"))).ok(),
+            Some((b"abc".to_vec(), 7))
+        );
+        assert_eq!(
+            parse_record(reply(Some(b"18446744073709551615"), Some(b"r"))).ok(),
+            Some((b"r".to_vec(), u64::MAX))
+        );
+        for v in [
+            &b""[..],
+            b"0",
+            b"01",
+            b"-1",
+            b"+1",
+            b"1a",
+            b" 1",
+            b"18446744073709551616",
+            b"111111111111111111111",
+        ] {
+            let f = parse_record(reply(Some(v), Some(b"r"))).expect_err("a bad version");
+            assert_eq!(f.status, Status::Corrupt, "{v:?}");
+            assert!(f.message.contains("not a positive number"), "{v:?}");
+        }
+        let full = vec![b'r'; MAX_ENCODED_LEN];
+        assert_eq!(
+            parse_record(reply(Some(b"3"), Some(&full))).ok(),
+            Some((full.clone(), 3))
+        );
+        let over = vec![b'r'; MAX_ENCODED_LEN + 1];
+        let f = parse_record(reply(Some(b"3"), Some(&over))).expect_err("too large");
+        assert_eq!(
+            (f.status, f.message.as_str()),
+            (Status::Corrupt, "stored record too large")
+        );
+        for shape in [
+            reply(Some(b"3"), None),
+            reply(None, Some(b"r")),
+            Reply::Array(Some(vec![Reply::Bulk(Some(b"3".to_vec()))])),
+            Reply::Array(None),
+            Reply::Int(3),
+        ] {
+            let f = parse_record(shape).expect_err("another shape");
+            assert_eq!(f.status, Status::Corrupt);
+        }
+        // The store record's third field, its binding, bound or not.
+        let store = |bound: Option<&[u8]>| {
+            Reply::Array(Some(vec![
+                Reply::Bulk(Some(b"5".to_vec())),
+                Reply::Bulk(Some(b"s".to_vec())),
+                Reply::Bulk(bound.map(<[u8]>::to_vec)),
+            ]))
+        };
+        assert_eq!(
+            parse_store(store(Some(b"i"))).ok(),
+            Some((b"s".to_vec(), 5, Some(b"i".to_vec())))
+        );
+        assert_eq!(
+            parse_store(store(None)).ok(),
+            Some((b"s".to_vec(), 5, None))
+        );
+        for shape in [
+            reply(Some(b"5"), Some(b"s")),
+            Reply::Array(Some(vec![
+                Reply::Bulk(Some(b"5".to_vec())),
+                Reply::Bulk(Some(b"s".to_vec())),
+                Reply::Int(1),
+            ])),
+            Reply::Bulk(None),
+        ] {
+            let f = parse_store(shape).expect_err("another shape");
+            assert_eq!(
+                (f.status, f.message.as_str()),
+                (Status::Corrupt, "unexpected HMGET reply")
+            );
+        }
+    }
+
+    /// The URL forms the module writes, and nothing else.
+    #[test]
+    fn server_urls_are_read_in_the_forms_the_module_writes() {
+        let t = parse_url("redis+unix:///run/redis/redis.sock?db=3").expect("unix");
+        assert_eq!(
+            (t.tls, t.unix.as_deref(), t.db, t.sentinel.is_none()),
+            (false, Some("/run/redis/redis.sock"), 3, true)
+        );
+        let t = parse_url("redis://192.0.2.1:6379/0").expect("tcp");
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.db, t.unix.is_none()),
+            (false, "192.0.2.1", 6379, 0, true)
+        );
+        let t = parse_url("rediss://[2001:db8::1]:6380/15").expect("tls");
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.db),
+            (true, "[2001:db8::1]", 6380, 15)
+        );
+        let t = parse_url("redis+sentinel://192.0.2.1:26379,[2001:db8::2]:26380/main/2")
+            .expect("sentinel");
+        assert_eq!(
+            (t.tls, t.db, t.sentinel),
+            (
+                false,
+                2,
+                Some((
+                    vec![
+                        ("192.0.2.1".to_owned(), 26379),
+                        ("[2001:db8::2]".to_owned(), 26380)
+                    ],
+                    "main".to_owned()
+                ))
+            )
+        );
+        let t = parse_url("rediss+sentinel://192.0.2.1:26379/main/0").expect("sentinel");
+        assert!(t.tls && t.sentinel.is_some());
+        for bad in [
+            "redis+unix:///run/redis.sock",
+            "redis+unix:///run/redis.sock?db=x",
+            "redis://192.0.2.1:6379",
+            "redis://192.0.2.1/0",
+            "redis://192.0.2.1:99999/0",
+            "redis://192.0.2.1:6379/x",
+            "http://192.0.2.1:6379/0",
+            "redis+sentinel://192.0.2.1:26379/main",
+            "redis+sentinel://192.0.2.1:26379/main/0/1",
+            "redis+sentinel://192.0.2.1/main/0",
+            "redis+sentinel://192.0.2.1:26379/main/x",
+        ] {
+            let f = parse_url(bad).err().unwrap_or_else(|| panic!("{bad}"));
+            assert_eq!(f.status, Status::Invalid, "{bad}");
+        }
+    }
+
+    /// A sentinel on a loopback port that answers its one connection's first command
+    /// with `reply` (`None`: never answers), and holds the connection until the client
+    /// is done.
+    fn sentinel(reply: Option<&'static [u8]>) -> ((String, u16), std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            if matches!(s.read(&mut buf), Ok(n) if n > 0)
+                && let Some(r) = reply
+            {
+                let _ = s.write_all(r);
+            }
+            let _ = s.read(&mut buf);
+        });
+        (("127.0.0.1".to_owned(), port), server)
+    }
+
+    /// Ends the [`sentinel`]s once asked: one never asked is connected to (and left) here.
+    fn done(nodes: &[(String, u16)], servers: Vec<std::thread::JoinHandle<()>>) {
+        for (_, port) in nodes {
+            drop(std::net::TcpStream::connect(("127.0.0.1", *port)));
+        }
+        for s in servers {
+            s.join().expect("sentinel");
+        }
+    }
+
+    /// The primary's address as a sentinel gives it.
+    const NAMED: &[u8] = b"*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6390\r\n";
+    /// A sentinel that does not monitor the name.
+    const NOT_MONITORED: &[u8] = b"*-1\r\n";
+
+    /// What [`discover`] found.
+    type Discovered = Result<((String, u16), Option<String>), Failure>;
+
+    /// Asks `sentinels` (each answering as [`sentinel`] does) for `main` within `ms`: what
+    /// they said, and their ports.
+    fn ask(
+        sentinels: &[Option<&'static [u8]>],
+        ms: u64,
+        not_primaries: &[(String, u16)],
+    ) -> (Discovered, Vec<u16>) {
+        let (nodes, servers): (Vec<_>, Vec<_>) = sentinels.iter().map(|r| sentinel(*r)).unzip();
+        let ports = nodes.iter().map(|(_, p)| *p).collect();
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        let r = discover(&nodes, "main", None, deadline, not_primaries);
+        done(&nodes, servers);
+        (r, ports)
+    }
+
+    /// The first sentinel that names the primary wins; the ones asked before it, and
+    /// why each was passed over, are noted for the log. Control: a first sentinel that
+    /// answers leaves nothing to note.
+    #[test]
+    fn the_first_sentinel_naming_the_primary_wins_and_those_passed_over_are_noted() {
+        let primary = ("127.0.0.1".to_owned(), 6390);
+        let (r, _) = ask(&[Some(NAMED), Some(NOT_MONITORED)], 2000, &[]);
+        assert_eq!(r.ok(), Some((primary.clone(), None)));
+
+        let bad_address: &[u8] = b"*2\r\n$6\r\nbad!ho\r\n$4\r\n6390\r\n";
+        let bad_port: &[u8] = b"*2\r\n$9\r\n127.0.0.1\r\n$5\r\n65536\r\n";
+        let error: &[u8] = b"-ERR something went wrong\r\n";
+        let (r, ports) = ask(
+            &[
+                Some(NOT_MONITORED),
+                Some(bad_address),
+                Some(bad_port),
+                Some(error),
+                Some(NAMED),
+            ],
+            5000,
+            &[],
+        );
+        let (found, note) = r.expect("found");
+        assert_eq!(found, primary);
+        let note = note.expect("a note");
+        assert!(
+            note.starts_with(&format!(
+                "4 of 5 sentinels skipped before sentinel 127.0.0.1:{} named the primary",
+                ports[4]
+            )),
+            "{note}"
+        );
+        for reason in [
+            format!("sentinel 127.0.0.1:{}: does not monitor main", ports[0]),
+            format!(
+                "sentinel 127.0.0.1:{}: an address that is not one",
+                ports[1]
+            ),
+            format!(
+                "sentinel 127.0.0.1:{}: an address that is not one",
+                ports[2]
+            ),
+            format!("sentinel 127.0.0.1:{}: ERR something went wrong", ports[3]),
+        ] {
+            assert!(note.contains(&reason), "{reason}: {note}");
+        }
+
+        // A sentinel naming an address known not to be the primary is passed over.
+        let (r, ports) = ask(
+            &[Some(NAMED), Some(NAMED)],
+            2000,
+            std::slice::from_ref(&primary),
+        );
+        let f = r.expect_err("no other primary");
+        assert!(
+            f.message.contains(&format!(
+                "sentinel 127.0.0.1:{}: names 127.0.0.1:6390, which says it is not the primary",
+                ports[0]
+            )),
+            "{}",
+            f.message
+        );
+    }
+
+    /// Where every sentinel answered and none can name the primary (it does not monitor
+    /// the name, it is no sentinel, another kind of server), state= is wrong: a refusal.
+    /// Where one could not be asked (down, or silent past its share of the time), the
+    /// sentinels may yet answer: an outage. Each sentinel gets its share of the time
+    /// left, so a silent one does not take the others' time.
+    #[test]
+    fn sentinels_that_all_answered_without_a_primary_are_a_refusal_and_a_silent_one_an_outage() {
+        let unknown: &[u8] = b"-ERR unknown command 'SENTINEL', with args beginning with: \r\n";
+        let http: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\r\n";
+        let (r, _) = ask(&[Some(NOT_MONITORED), Some(unknown), Some(http)], 5000, &[]);
+        let f = r.expect_err("no primary");
+        assert_eq!(f.status, Status::Refused, "{}", f.message);
+        assert!(
+            f.message
+                .starts_with("no sentinel named the primary main: ")
+                && f.message
+                    .contains("not a sentinel (it does not know SENTINEL)")
+                && f.message.contains("(an HTTP server)")
+                && f.message.contains("names the sentinels' ports"),
+            "{}",
+            f.message
+        );
+
+        let (r, _) = ask(&[Some(NOT_MONITORED), None], 600, &[]);
+        let f = r.expect_err("no primary");
+        assert_eq!(f.status, Status::Unavailable, "{}", f.message);
+        assert!(f.message.contains("no answer within"), "{}", f.message);
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let (nodes, servers): (Vec<_>, Vec<_>) =
+            [Some(NOT_MONITORED)].iter().map(|r| sentinel(*r)).unzip();
+        let mut nodes = nodes;
+        nodes.push(("127.0.0.1".to_owned(), closed));
+        let r = discover(
+            &nodes,
+            "main",
+            None,
+            Instant::now() + Duration::from_secs(5),
+            &[],
+        );
+        done(&nodes[..1], servers);
+        let f = r.expect_err("no primary");
+        assert_eq!(f.status, Status::Unavailable, "{}", f.message);
+
+        // A silent first sentinel keeps only its share: the second still answers.
+        let (r, _) = ask(&[None, Some(NAMED)], 1200, &[]);
+        let (found, note) = r.expect("the second answers");
+        assert_eq!(found, ("127.0.0.1".to_owned(), 6390));
+        assert!(note.is_some_and(|n| n.contains("no answer within")));
+    }
+
+    /// A connection the server ends without a reply gets the hint at what may be wrong
+    /// with a plain connection (a TLS port, a proxy); one that times out does not, nor
+    /// does it get the TLS hint.
+    #[test]
+    fn only_a_plain_connection_ended_without_a_reply_gets_the_plain_hint() {
+        let plain = "(the server ended the connection without a reply: a TLS port";
+        let (f, _) = against(vec![], reading(&[]), |b| b.err().expect("ended"));
+        assert_eq!(f.status, Status::Unavailable, "{}", f.message);
+        assert!(f.message.contains(plain), "{}", f.message);
+        assert!(!f.message.contains("client certificate"), "{}", f.message);
+        // The server reads the command and never answers.
+        let (f, _) = against(vec![b"", b""], reading(&[]), |b| b.err().expect("timeout"));
+        assert_eq!(f.status, Status::Unavailable, "{}", f.message);
+        assert!(
+            f.message
+                .ends_with("no complete reply within 500 ms (the bound of the whole command)"),
+            "{}",
+            f.message
+        );
+    }
+
+    /// A loopback server answering its connections in turn, each with its own replies,
+    /// one per chunk the client sends; each connection is held until the client is done.
+    fn tcp_server(
+        listener: std::net::TcpListener,
+        connections: Vec<Vec<Vec<u8>>>,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            for replies in connections {
+                let Ok((mut s, _)) = listener.accept() else {
+                    return;
+                };
+                let mut buf = vec![0u8; 65536];
+                for reply in replies {
+                    if !matches!(s.read(&mut buf), Ok(n) if n > 0) || s.write_all(&reply).is_err() {
+                        break;
+                    }
+                }
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            }
+        })
+    }
+
+    /// A sentinel that names a server which says it is not the primary (a sentinel
+    /// behind the others) does not deny the open: the sentinels are asked again, that
+    /// address no longer taken from any of them, and the primary another one names is
+    /// used; the one passed over is noted for the log.
+    #[test]
+    fn a_sentinel_naming_a_replica_is_passed_over_for_one_naming_the_primary() {
+        let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (a, b, replica, primary) = (bind(), bind(), bind(), bind());
+        let port = |l: &std::net::TcpListener| l.local_addr().expect("addr").port();
+        let (pa, pb, pr, pp) = (port(&a), port(&b), port(&replica), port(&primary));
+        let names = |p: u16| {
+            let p = p.to_string();
+            format!("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{p}\r\n", p.len()).into_bytes()
+        };
+        let servers = [
+            tcp_server(a, vec![vec![names(pr)], vec![names(pr)]]),
+            tcp_server(b, vec![vec![names(pp)]]),
+            tcp_server(replica, vec![vec![b"*1\r\n$5\r\nslave\r\n".to_vec()]]),
+            tcp_server(
+                primary,
+                vec![vec![
+                    const_concat(&[b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n", INFO_OK]).to_vec(),
+                ]],
+            ),
+        ];
+        let config = PluginConfig {
+            url: format!("redis+sentinel://127.0.0.1:{pa},127.0.0.1:{pb}/main/0"),
+            connect_timeout_ms: 5000,
+            command_timeout_ms: 5000,
+            ..PluginConfig::default()
+        };
+        let mut backend = Backend::connect(config).unwrap_or_else(|f| panic!("{}", f.message));
+        let note = backend.take_note().expect("a note");
+        assert!(
+            note.contains(&format!(
+                "sentinel 127.0.0.1:{pa}: names 127.0.0.1:{pr}, which says it is not the primary"
+            )),
+            "{note}"
+        );
+        drop(backend);
+        for s in servers {
+            s.join().expect("server");
+        }
+    }
+
+    /// `totp-state init` loads the function library in the open's pipeline: the
+    /// library's name is the success, a server before Redis 7 (no `FUNCTION`) is left to
+    /// the script, and any other answer fails the open with what it is.
+    #[test]
+    fn the_function_library_loads_or_is_left_to_the_script_on_an_older_server() {
+        let installing = |path: &std::path::Path| PluginConfig {
+            install_functions: true,
+            ..config(path, &[])
+        };
+        let loaded = const_concat(&[b"$8\r\npam_totp\r\n", INFO_OK]);
+        let (r, seen) = against(vec![loaded], installing, |b| b.map(|_| ()));
+        assert!(r.is_ok(), "{:?}", r.err());
+        assert!(
+            seen[0].contains("FUNCTION") && seen[0].contains("LOAD"),
+            "{seen:?}"
+        );
+        let older = const_concat(&[
+            b"-ERR unknown command 'FUNCTION', with args beginning with: 'LOAD'\r\n",
+            INFO_OK,
+        ]);
+        let (r, _) = against(vec![older], installing, |b| b.map(|_| ()));
+        assert!(r.is_ok(), "{:?}", r.err());
+        for (reply, status) in [
+            (
+                &b"-NOPERM this user has no permissions to run the 'function|load' command\r\n"[..],
+                Status::Refused,
+            ),
+            (b"$5\r\nother\r\n", Status::Corrupt),
+        ] {
+            let reply = const_concat(&[reply, INFO_OK]);
+            let (r, _) = against(vec![reply], installing, |b| b.map(|_| ()));
+            let f = r.expect_err("not loaded");
+            assert_eq!(f.status, status, "{}", f.message);
+            assert!(f.message.contains("FUNCTION LOAD"), "{}", f.message);
+        }
+    }
+
+    /// The open through one sentinel naming a primary that answers `ROLE` with `role`
+    /// (and `INFO` as a server without a memory limit): whether it succeeded.
+    fn open_via_sentinel(role: &[u8]) -> Result<(), Failure> {
+        let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (sentinel, primary) = (bind(), bind());
+        let ps = sentinel.local_addr().expect("addr").port();
+        let pp = primary.local_addr().expect("addr").port().to_string();
+        let names = format!("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{pp}\r\n", pp.len()).into_bytes();
+        let servers = [
+            tcp_server(sentinel, vec![vec![names]]),
+            tcp_server(primary, vec![vec![[role, INFO_OK].concat()]]),
+        ];
+        let config = PluginConfig {
+            url: format!("redis+sentinel://127.0.0.1:{ps}/main/0"),
+            connect_timeout_ms: 5000,
+            command_timeout_ms: 5000,
+            ..PluginConfig::default()
+        };
+        // Closed before the servers are joined.
+        let r = Backend::connect(config).map(drop);
+        for s in servers {
+            s.join().expect("server");
+        }
+        r
+    }
+
+    /// Each reply of the open is read within its own bounds (R36), sized for what the
+    /// server sends: a primary's `ROLE` listing 64 replicas, an `INFO` of several KiB,
+    /// a record and a store record of the largest size the module writes, all read; a
+    /// `ROLE` listing more, or a stored value larger than a record, refused unread.
+    #[test]
+    fn each_reply_of_the_open_is_read_within_bounds_sized_for_it() {
+        let role = |replicas: usize| {
+            let mut r = format!("*3\r\n$6\r\nmaster\r\n:0\r\n*{replicas}\r\n").into_bytes();
+            for _ in 0..replicas {
+                r.extend_from_slice(b"*3\r\n$9\r\n192.0.2.1\r\n$4\r\n6379\r\n$1\r\n0\r\n");
+            }
+            r
+        };
+        open_via_sentinel(&role(64)).unwrap_or_else(|f| panic!("{}", f.message));
+        let f = open_via_sentinel(&role(65)).expect_err("too many");
+        assert!(
+            f.message.starts_with("ROLE: reply too large"),
+            "{}",
+            f.message
+        );
+
+        let bulk = |v: &[u8]| {
+            let mut out = format!("${}\r\n", v.len()).into_bytes();
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+            out
+        };
+        let padding = format!("# Padding\r\n{}\r\n", "x:1\r\n".repeat(1600));
+        let text = format!("{padding}# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:x\r\n");
+        let info = bulk(text.as_bytes());
+        assert!(info.len() > 8000);
+        let version = b"18446744073709551615";
+        let full = vec![b'r'; MAX_ENCODED_LEN];
+        let record = [&b"*2\r\n"[..], &bulk(version), &bulk(&full)].concat();
+        let binding = vec![b'b'; 100];
+        let store = [
+            &b"*3\r\n"[..],
+            &bulk(version),
+            &bulk(&full),
+            &bulk(&binding),
+        ]
+        .concat();
+        let big = vec![b'r'; MAX_ENCODED_LEN + 256];
+        let too_big = [&b"*2\r\n"[..], &bulk(b"1"), &bulk(&big)].concat();
+        let open = const_concat(&[&info, &record, &store, &too_big]);
+        let ((), _) = against(
+            vec![open],
+            |path| PluginConfig {
+                store_key: Some(b"p:store".to_vec()),
+                ..config(path, &[b"p:user:a", b"p:store", b"p:user:b"])
+            },
+            |b| {
+                let mut b = b.unwrap_or_else(|f| panic!("{}", f.message));
+                assert_eq!(
+                    b.get(b"p:user:a").map(|(r, _)| r.len()).ok(),
+                    Some(MAX_ENCODED_LEN)
+                );
+                assert_eq!(
+                    b.prefetched_store
+                        .take()
+                        .and_then(Result::ok)
+                        .map(|(r, v, _)| (r.len(), v)),
+                    Some((MAX_ENCODED_LEN, u64::MAX))
+                );
+                let f = b.get(b"p:user:b").expect_err("too large");
+                assert_eq!(f.status, Status::Corrupt);
+                assert!(
+                    f.message
+                        .starts_with("HMGET: stored value too large: a string of"),
+                    "{}",
+                    f.message
+                );
+            },
+        );
+    }
+
+    /// A sentinel's port named with the hosts' credentials refuses any password, and
+    /// still answers `INFO` (its full size read): the open says it is a sentinel, not
+    /// that the password is wrong.
+    #[test]
+    fn a_sentinel_refusing_the_password_is_named_a_sentinel() {
+        let text = format!(
+            "# Server\r\nredis_mode:sentinel\r\n{}\r\n",
+            "x:1\r\n".repeat(600)
+        );
+        let reply = [
+            &b"-WRONGPASS invalid username-password pair\r\n"[..],
+            format!("${}\r\n{text}\r\n", text.len()).as_bytes(),
+        ]
+        .concat();
+        assert!(reply.len() > 3000);
+        let with_password = |path: &std::path::Path| PluginConfig {
+            password: Some(Zeroizing::new("pw".to_owned())),
+            ..config(path, &[])
+        };
+        let (e, _) = against(vec![const_concat(&[&reply])], with_password, |b| {
+            b.err().expect("refused")
+        });
+        assert_eq!(e.status, Status::Refused);
+        assert!(
+            e.message.starts_with("the server is a Redis Sentinel"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// The compare-and-set falls back to the script where the server has no function
+    /// library (not installed, or a server before Redis 7), for the rest of the
+    /// connection; any other refusal of `FCALL` fails the write without the script.
+    #[test]
+    fn the_compare_and_set_falls_back_to_the_script_only_without_the_library() {
+        for missing in [
+            &b"-ERR Function not found\r\n"[..],
+            b"-ERR unknown command 'FCALL', with args beginning with: 'pam_totp_cas_v4'\r\n",
+        ] {
+            let ((), seen) = against(
+                vec![INFO_OK, missing, b":1\r\n", b":0\r\n"],
+                reading(&[]),
+                |b| {
+                    let mut b = b.expect("open");
+                    assert_eq!(
+                        b.compare_and_set(b"p:user:a", 0, b"rec", 0, false).ok(),
+                        Some(Status::Ok)
+                    );
+                    assert_eq!(
+                        b.compare_and_set(b"p:user:a", 9, b"rec", 0, false).ok(),
+                        Some(Status::Conflict)
+                    );
+                },
+            );
+            assert_eq!(seen.len(), 4, "{seen:?}");
+            assert!(seen[1].contains("FCALL"), "{seen:?}");
+            assert!(
+                seen[2].contains("EVAL") && seen[3].contains("EVAL"),
+                "{seen:?}"
+            );
+        }
+        let refused: &[u8] = b"-NOPERM this user has no permissions to run the 'fcall' command\r\n";
+        let (f, seen) = against(vec![INFO_OK, refused], reading(&[]), |b| {
+            b.expect("open")
+                .compare_and_set(b"p:user:a", 0, b"rec", 0, false)
+                .expect_err("refused")
+        });
+        assert_eq!(f.status, Status::Refused, "{}", f.message);
+        assert_eq!(seen.len(), 2, "no script after a refusal: {seen:?}");
+    }
+
+    /// A write sends the record, the version it expects and the version it writes: one
+    /// more than the expected one, or for a key it creates a random start in
+    /// [2^32, 2^52). A record larger than the module writes is refused unsent, the
+    /// largest one is sent.
+    #[test]
+    fn a_write_sends_the_version_it_expects_and_the_one_it_writes() {
+        let full = vec![b'r'; MAX_ENCODED_LEN];
+        let ((), seen) = against(vec![INFO_OK, b":1\r\n", b":1\r\n"], reading(&[]), |b| {
+            let mut b = b.expect("open");
+            let f = b
+                .compare_and_set(b"p:user:a", 5, &vec![b'r'; MAX_ENCODED_LEN + 1], 0, false)
+                .expect_err("too large");
+            assert_eq!(f.status, Status::Invalid);
+            assert_eq!(
+                b.compare_and_set(b"p:user:a", 5, &full, 0, false).ok(),
+                Some(Status::Ok)
+            );
+            assert_eq!(
+                b.compare_and_set(b"p:user:a", 0, b"rec", 0, false).ok(),
+                Some(Status::Ok)
+            );
+        });
+        assert_eq!(seen.len(), 3, "the large one unsent: {seen:?}");
+        // FCALL, the function, 1 key, the key, expected, record, TTL, start.
+        let args = |chunk: &str| -> Vec<String> {
+            chunk
+                .split("\r\n")
+                .skip(2)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
+        };
+        let update = args(&seen[1]);
+        assert_eq!(update[4], "5", "{update:?}");
+        assert_eq!(update[5].len(), MAX_ENCODED_LEN);
+        assert_eq!(update[7], "6", "{update:?}");
+        let create = args(&seen[2]);
+        assert_eq!(create[4], "0", "{create:?}");
+        let start: u64 = create[7].parse().expect("a number");
+        assert!((1 << 32..1 << 52).contains(&start), "{start}");
+    }
+
+    /// A reply the compare-and-set never gives is a damaged exchange, not a changed
+    /// store record: 2 means that only where the store record was compared.
+    #[test]
+    fn a_script_reply_of_2_without_the_store_record_compared_is_corrupt() {
+        let (f, _) = against(vec![INFO_OK, b":2\r\n"], reading(&[]), |b| {
+            b.expect("open")
+                .compare_and_set(b"p:user:a", 5, b"rec", 0, false)
+                .expect_err("corrupt")
+        });
+        assert_eq!(
+            (f.status, f.message.as_str()),
+            (Status::Corrupt, "unexpected script reply")
+        );
+    }
+
+    /// Where the script runs instead of the function, a command refused inside it is
+    /// named, and `EVAL` itself refused says how the function comes back; an outage
+    /// says neither.
+    #[test]
+    fn a_refusal_of_the_script_names_what_the_hosts_lack() {
+        let missing: &[u8] = b"-ERR Function not found\r\n";
+        let cases: [(&'static [u8], Status, &str); 3] = [
+            (
+                b"-NOPERM this user has no permissions to run the 'expire' command\r\n",
+                Status::Refused,
+                "(the ACL user lacks +expire",
+            ),
+            (
+                b"-NOPERM this user has no permissions to run the 'eval' command\r\n",
+                Status::Refused,
+                "is not on the server",
+            ),
+            (
+                b"-OOM command not allowed when used memory > 'maxmemory'.\r\n",
+                Status::Unavailable,
+                "",
+            ),
+        ];
+        for (reply, status, says) in cases {
+            let (f, _) = against(vec![INFO_OK, missing, reply], reading(&[]), |b| {
+                b.expect("open")
+                    .compare_and_set(b"p:user:a", 5, b"rec", 0, false)
+                    .expect_err("refused")
+            });
+            assert_eq!(f.status, status, "{}", f.message);
+            assert!(f.message.contains(says), "{}", f.message);
+            if status == Status::Unavailable {
+                assert!(
+                    !f.message.contains("lacks") && !f.message.contains("not on the server"),
+                    "{}",
+                    f.message
+                );
+            }
+        }
+    }
+
+    /// With `redis_wait=N`, a durable write waits for N replicas: fewer is a refusal
+    /// naming how many answered; N is a success; a write that is not durable does not
+    /// wait.
+    #[test]
+    fn a_durable_write_waits_for_its_replicas() {
+        let waiting = |path: &std::path::Path| PluginConfig {
+            wait_replicas: 2,
+            wait_timeout_ms: 100,
+            ..config(path, &[])
+        };
+        let ((), seen) = against(
+            vec![
+                INFO_OK, b":1\r\n", b":1\r\n", b":1\r\n", b":2\r\n", b":1\r\n",
+            ],
+            waiting,
+            |b| {
+                let mut b = b.expect("open");
+                let f = b
+                    .compare_and_set(b"p:user:a", 5, b"rec", 0, true)
+                    .expect_err("one of two");
+                assert_eq!(f.status, Status::Refused);
+                assert!(
+                    f.message
+                        .starts_with("only 1 of 2 replicas acknowledged the write within 100 ms"),
+                    "{}",
+                    f.message
+                );
+                assert_eq!(
+                    b.compare_and_set(b"p:user:a", 6, b"rec", 0, true).ok(),
+                    Some(Status::Ok)
+                );
+                assert_eq!(
+                    b.compare_and_set(b"p:user:a", 7, b"rec", 0, false).ok(),
+                    Some(Status::Ok)
+                );
+            },
+        );
+        assert_eq!(seen.len(), 6, "{seen:?}");
+        assert!(
+            seen[2].contains("WAIT") && seen[2].contains("\r\n2\r\n"),
+            "{seen:?}"
+        );
+        assert!(seen[4].contains("WAIT"), "{seen:?}");
+        assert!(seen[5].contains("FCALL"), "not durable, no WAIT: {seen:?}");
+    }
+
+    /// A delete is `DEL` of the key; its error reply is the server's, any other reply a
+    /// damaged exchange.
+    #[test]
+    fn a_delete_is_del_of_the_key() {
+        let ((), seen) = against(
+            vec![
+                INFO_OK,
+                b":1\r\n",
+                b"-READONLY You can't write against a read only replica.\r\n",
+                b"+OK\r\n",
+            ],
+            reading(&[]),
+            |b| {
+                let mut b = b.expect("open");
+                assert!(b.delete(b"p:user:a").is_ok());
+                assert_eq!(
+                    b.delete(b"p:user:a").map_err(|f| f.status).err(),
+                    Some(Status::Unavailable)
+                );
+                assert_eq!(
+                    b.delete(b"p:user:a").map_err(|f| f.status).err(),
+                    Some(Status::Corrupt)
+                );
+            },
+        );
+        assert!(
+            seen[1].contains("DEL") && seen[1].contains("p:user:a"),
+            "{seen:?}"
+        );
+    }
+
+    /// A store record larger than any the module writes is refused unread, not read
+    /// whole and then found too large.
+    #[test]
+    fn a_store_record_larger_than_any_record_is_refused_unread() {
+        let big = vec![b'r'; MAX_ENCODED_LEN + 512];
+        let mut reply = format!("*3\r\n$1\r\n1\r\n${}\r\n", big.len()).into_bytes();
+        reply.extend_from_slice(&big);
+        reply.extend_from_slice(b"\r\n$-1\r\n");
+        let open = const_concat(&[info_of("r2", "a2"), &reply]);
+        let (f, _) = against(vec![open], store_config, |b| {
+            b.expect("open").get(b"p:store").expect_err("too large")
+        });
+        assert_eq!(f.status, Status::Corrupt);
+        assert!(
+            f.message
+                .starts_with("HMGET: stored value too large: a string of"),
+            "{}",
+            f.message
+        );
+    }
+
+    /// A sentinel whose certificate this host does not trust answered, and stays so
+    /// until an admin acts: where every sentinel fails so, a refusal (no
+    /// `state_fallback=`), not an outage.
+    #[test]
+    fn sentinels_all_failing_verification_are_a_refusal() {
+        let (sctx, _) = crate::resp::tests::server_context_and_ca();
+        let sctx = sctx.build();
+        let (_, other_ca) = crate::resp::tests::server_context_and_ca();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            if let Ok((tcp, _)) = listener.accept() {
+                let _ = openssl::ssl::Ssl::new(&sctx).expect("ssl").accept(tcp);
+            }
+        });
+        let tls = Tls {
+            ca_pem: Some(&other_ca),
+            client: None,
+        };
+        let r = discover(
+            &[("127.0.0.1".to_owned(), port)],
+            "main",
+            Some(&tls),
+            Instant::now() + Duration::from_secs(5),
+            &[],
+        );
+        server.join().expect("server");
+        let f = r.expect_err("untrusted");
+        assert_eq!(f.status, Status::Refused, "{}", f.message);
+        assert!(
+            f.message.contains("certificate verify failed"),
+            "{}",
+            f.message
+        );
     }
 }

@@ -672,7 +672,7 @@ impl Drop for Conn {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const LIMITS: Limits = Limits {
@@ -696,10 +696,14 @@ mod tests {
     }
 
     fn parse(bytes: &[u8]) -> Result<Reply, WireError> {
+        parse_within(bytes, LIMITS)
+    }
+
+    fn parse_within(bytes: &[u8], limits: Limits) -> Result<Reply, WireError> {
         let (mut c, mut s) = pair();
         s.write_all(bytes).expect("write");
         let deadline = Instant::now() + Duration::from_millis(200);
-        c.call(&[b"PING"], deadline, LIMITS)
+        c.call(&[b"PING"], deadline, limits)
     }
 
     #[test]
@@ -902,6 +906,12 @@ mod tests {
 
     /// A TLS server's context with a self-signed certificate for `localhost`.
     fn server_context() -> openssl::ssl::SslContextBuilder {
+        server_context_and_ca().0
+    }
+
+    /// [`server_context`] and its certificate in PEM, a CA that verifies it: its
+    /// subjectAltName names `localhost` and `127.0.0.1`.
+    pub(crate) fn server_context_and_ca() -> (openssl::ssl::SslContextBuilder, Vec<u8>) {
         use openssl::{
             asn1::Asn1Time,
             ec::{EcGroup, EcKey},
@@ -920,16 +930,23 @@ mod tests {
         b.set_subject_name(&name).expect("subject");
         b.set_issuer_name(&name).expect("issuer");
         b.set_pubkey(&key).expect("pubkey");
+        b.set_version(2).expect("version 3");
         b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
             .expect("not before");
         b.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
             .expect("not after");
+        let san = x509::extension::SubjectAlternativeName::new()
+            .dns("localhost")
+            .ip("127.0.0.1")
+            .build(&b.x509v3_context(None, None))
+            .expect("subjectAltName");
+        b.append_extension(san).expect("extension");
         b.sign(&key, MessageDigest::sha256()).expect("sign");
         let cert = b.build();
         let mut sctx = SslContext::builder(SslMethod::tls_server()).expect("server context");
         sctx.set_private_key(&key).expect("key");
         sctx.set_certificate(&cert).expect("cert");
-        sctx
+        (sctx, cert.to_pem().expect("pem"))
     }
 
     /// A client connection to a TLS server on a loopback port that, after the
@@ -1164,5 +1181,384 @@ mod tests {
             Ok(_) => panic!("handshake finished"),
         }
         let _ = dripper.join();
+    }
+
+    /// The reply's bounds are of the whole reply, not of each part: strings that each
+    /// fit, but not together, make it too large (the first string the budget has no
+    /// room left for is read past and reported), and so do arrays whose elements
+    /// together pass the element bound. Controls: the same shapes within the bounds are
+    /// read, a string that fills the budget to its last byte included.
+    #[test]
+    fn a_reply_s_bounds_hold_for_all_of_its_parts_together() {
+        let string = |n: usize| {
+            let mut v = format!("${n}\r\n").into_bytes();
+            v.resize(v.len() + n, b'x');
+            v.extend_from_slice(b"\r\n");
+            v
+        };
+        let two = |n: usize| [&b"*2\r\n"[..], &string(n), &string(n)].concat();
+        // 4 + 2 * (6 + 400 + 2) = 820 bytes in 1000; 4 + 2 * (6 + 600 + 2) = 1220.
+        match parse(&two(400)) {
+            Ok(Reply::Array(Some(items))) => assert_eq!(items.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        match parse(&two(600)) {
+            Err(WireError::Oversized(m)) => assert!(m.contains("600 bytes"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // 2 + 3 + 3 elements in 8, then 2 + 4 + 4.
+        let nested = |n: usize| {
+            let inner = [format!("*{n}\r\n").as_bytes(), &b":1\r\n".repeat(n)].concat();
+            [&b"*2\r\n"[..], &inner, &inner].concat()
+        };
+        assert!(parse(&nested(3)).is_ok());
+        match parse(&nested(4)) {
+            Err(WireError::Protocol(m)) => assert!(m.contains("too large"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // "$9\r\n" + 9 + "\r\n": 15 bytes, read in a budget of 15, oversized in 14.
+        let exact = Limits {
+            total: 15,
+            items: 0,
+        };
+        assert_eq!(
+            parse_within(&string(9), exact).ok(),
+            Some(Reply::Bulk(Some(b"xxxxxxxxx".to_vec())))
+        );
+        let short = Limits {
+            total: 14,
+            items: 0,
+        };
+        assert!(matches!(
+            parse_within(&string(9), short),
+            Err(WireError::Oversized(_))
+        ));
+    }
+
+    /// A status line of more than [`MAX_LINE`] bytes is refused, even inside the reply's
+    /// budget; an error line is cut there and read for what it begins with. Control: a
+    /// status line of exactly [`MAX_LINE`] bytes is read whole.
+    #[test]
+    fn a_long_status_line_is_refused_and_a_long_error_line_cut() {
+        let roomy = Limits {
+            total: 4 * MAX_LINE,
+            items: 0,
+        };
+        let line = |lead: u8, n: usize| {
+            let mut v = vec![lead];
+            v.resize(1 + n, b'x');
+            v.extend_from_slice(b"\r\n");
+            v
+        };
+        let full = "x".repeat(MAX_LINE);
+        assert_eq!(
+            parse_within(&line(b'+', MAX_LINE), roomy).ok(),
+            Some(Reply::Status(full.clone()))
+        );
+        match parse_within(&line(b'+', MAX_LINE + 1), roomy) {
+            Err(WireError::Protocol(m)) => assert_eq!(m, "reply line too long"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse_within(&line(b'-', MAX_LINE + 100), roomy).ok(),
+            Some(Reply::Error(full))
+        );
+    }
+
+    /// The first bytes of a peer that is no Redis server are shown (quotes and
+    /// backslashes escaped, so the log line stays one quoted string) with a guess at
+    /// what answers. Once a reply was read, or inside a reply, a byte that starts no
+    /// reply is a broken server (an outage), not another kind of server (a refusal).
+    #[test]
+    fn another_kind_of_server_is_named_only_at_the_first_byte_of_the_first_reply() {
+        match parse(b"<html>\r\n") {
+            Err(WireError::Foreign(m)) => {
+                assert!(m.contains("\"<html>\\x0d\\x0a\" (an HTTP server)"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46]) {
+            Err(WireError::Foreign(m)) => {
+                assert!(m.ends_with("(TLS: rediss:// for a TLS port)"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(b"hi \"x\" \\\r\n") {
+            Err(WireError::Foreign(m)) => assert_eq!(
+                m,
+                "not a Redis server: it sent \"hi \\x22x\\x22 \\x5c\\x0d\\x0a\""
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Inside the first reply.
+        match parse(b"*1\r\n?\r\n") {
+            Err(WireError::Protocol(m)) => assert!(m.contains("0x3f"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // After a whole reply.
+        let (mut c, mut s) = pair();
+        let deadline = Instant::now() + Duration::from_millis(500);
+        c.send_all(&[&[b"PING"], &[b"PING"]], deadline)
+            .expect("send");
+        s.write_all(b"+PONG\r\n<html>\r\n").expect("write");
+        assert_eq!(
+            c.receive(deadline, LIMITS).ok(),
+            Some(Reply::Status("PONG".into()))
+        );
+        match c.receive(deadline, LIMITS) {
+            Err(WireError::Protocol(m)) => assert!(m.contains("0x3c"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A peer that takes none of a command: the send fills the socket's buffers and is
+    /// cut off at the deadline, a timeout like a reply not read in time (not an I/O
+    /// error of the socket's own timeout). Control: the same command to a peer that
+    /// reads it is sent and answered.
+    #[test]
+    fn a_command_the_peer_does_not_take_is_cut_off_at_the_deadline() {
+        let value = vec![b'x'; 4 << 20];
+        let command: [&[u8]; 3] = [b"SET", b"k", &value];
+        let (mut c, _s) = pair();
+        let r = c.call(
+            &command,
+            Instant::now() + Duration::from_millis(300),
+            LIMITS,
+        );
+        match r {
+            Err(WireError::Timeout(m)) => assert_eq!(m, "command not sent in time"),
+            other => panic!("{other:?}"),
+        }
+        // The socket's buffers already full: the send's one write takes nothing before
+        // the socket timeout, which is the deadline's, not a failed socket.
+        let (mut c, _s) = pair();
+        if let Stream::Unix(u) = &mut c.stream {
+            u.set_nonblocking(true).expect("nonblocking");
+            while u.write(&[0u8; 65536]).is_ok() {}
+            u.set_nonblocking(false).expect("blocking");
+        }
+        let r = c.call(
+            &[b"PING"],
+            Instant::now() + Duration::from_millis(300),
+            LIMITS,
+        );
+        match r {
+            Err(WireError::Timeout(m)) => assert_eq!(m, "command not sent in time"),
+            other => panic!("{other:?}"),
+        }
+
+        let (mut c, mut s) = pair();
+        let size =
+            format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n\r\n", value.len()).len() + value.len();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            let mut got = 0;
+            while got < size {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got += n,
+                }
+            }
+            let _ = s.write_all(b"+OK\r\n");
+        });
+        let r = c.call(&command, Instant::now() + Duration::from_secs(10), LIMITS);
+        assert_eq!(r.ok(), Some(Reply::Status("OK".into())));
+        reader.join().expect("reader");
+    }
+
+    /// A connection reset under a reply, plain or under TLS without an alert, is the
+    /// server going away: an outage, not a refusal to trust. (The refusal, an alert
+    /// after the handshake, is `a_tls_failure_while_skipping_an_oversized_value_stays_a_tls_failure`.)
+    #[test]
+    fn a_reset_under_a_reply_is_an_outage_on_plain_and_tls_connections() {
+        // Plain: the server closes with the command unread, which resets the stream.
+        let (mut c, s) = pair();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        c.send_all(&[&[b"PING"]], deadline).expect("send");
+        drop(s);
+        match c.receive(deadline, LIMITS) {
+            Err(WireError::Io(m)) => assert!(m.starts_with("receive: "), "{m}"),
+            other => panic!("{other:?}"),
+        }
+
+        // TLS: the server reads the command, then resets the connection.
+        use openssl::ssl::{SslContext, SslMethod};
+        use std::net::TcpListener;
+        let sctx = server_context().build();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().expect("accept");
+            let mut s = Ssl::new(&sctx)
+                .expect("ssl")
+                .accept(tcp)
+                .expect("handshake");
+            let mut req = [0u8; 512];
+            let _ = s.read(&mut req);
+            reset(s.get_ref());
+        });
+        let cctx = SslContext::builder(SslMethod::tls_client())
+            .expect("client context")
+            .build();
+        let tcp = TcpStream::connect(addr).expect("connect");
+        let stream = handshake(Ssl::new(&cctx).expect("ssl"), tcp, deadline).expect("handshake");
+        let mut c = over_tls(stream);
+        match c.call(&[b"PING"], deadline, LIMITS) {
+            Err(WireError::Io(m)) => assert!(m.starts_with("receive: "), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        server.join().expect("server");
+    }
+
+    /// A loopback TLS listener for one connection, handed to `serve` as accepted.
+    fn one_connection(
+        serve: impl FnOnce(TcpStream) + Send + 'static,
+    ) -> (u16, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            if let Ok((tcp, _)) = listener.accept() {
+                serve(tcp);
+            }
+        });
+        (port, server)
+    }
+
+    /// A handshake that fails verification (the server's certificate from another CA)
+    /// is a refusal to trust; one the server cuts off (a proxy with nothing behind it)
+    /// is an outage, as a plain connection closed is. Control: the same server verified
+    /// with its own CA is connected.
+    #[test]
+    fn a_handshake_refused_for_trust_is_tls_and_one_cut_off_is_an_outage() {
+        let connect = |port: u16, ca: &[u8]| {
+            let tls = Tls {
+                ca_pem: Some(ca),
+                client: None,
+            };
+            let addr = Address::Tcp {
+                host: "127.0.0.1",
+                port,
+            };
+            Conn::connect(&addr, Some(&tls), Instant::now() + Duration::from_secs(10))
+        };
+        let serve_tls = |sctx: openssl::ssl::SslContext| {
+            move |tcp: TcpStream| {
+                if let Ok(mut s) = Ssl::new(&sctx).expect("ssl").accept(tcp) {
+                    // Until the client is done.
+                    let _ = s.read(&mut [0u8; 16]);
+                }
+            }
+        };
+        let (sctx, ca) = server_context_and_ca();
+        let sctx = sctx.build();
+
+        let (port, server) = one_connection(serve_tls(sctx.clone()));
+        assert!(connect(port, &ca).is_ok(), "control: its own CA");
+        server.join().expect("server");
+
+        let (_, other_ca) = server_context_and_ca();
+        let (port, server) = one_connection(serve_tls(sctx));
+        match connect(port, &other_ca).err() {
+            Some(WireError::Tls(m)) => assert!(m.contains("certificate verify failed"), "{m}"),
+            Some(e) => panic!("{e:?}"),
+            None => panic!("connected"),
+        }
+        server.join().expect("server");
+
+        let (port, server) = one_connection(|mut tcp| {
+            let _ = tcp.read(&mut [0u8; 4096]);
+        });
+        match connect(port, &ca).err() {
+            Some(WireError::Io(m)) => assert!(m.contains("the connection ended"), "{m}"),
+            Some(e) => panic!("{e:?}"),
+            None => panic!("connected"),
+        }
+        server.join().expect("server");
+    }
+
+    /// A port nobody listens on refuses at once: an I/O error with the kernel's words.
+    /// A listener whose accept queue is full drops the connection request, and the
+    /// connect waits until the deadline: a timeout naming the address. Control: the
+    /// same listener with room in its queue takes the connection.
+    #[test]
+    fn a_refused_connect_is_an_io_error_and_one_left_waiting_a_timeout() {
+        use std::os::fd::AsRawFd;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        match tcp_connect("127.0.0.1", closed, Instant::now() + Duration::from_secs(5)) {
+            Err(e @ WireError::Io(_)) => assert!(e.to_string().contains("refused"), "{e}"),
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("connected"),
+        }
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        // SAFETY: listen(2) on the listener's own open socket, to shrink its queue to
+        // one connection.
+        let rc = unsafe { libc::listen(listener.as_raw_fd(), 0) };
+        assert_eq!(rc, 0, "listen");
+        let port = listener.local_addr().expect("addr").port();
+        let queued = TcpStream::connect(("127.0.0.1", port)).expect("the one queued");
+        let r = tcp_connect(
+            "127.0.0.1",
+            port,
+            Instant::now() + Duration::from_millis(300),
+        );
+        match r {
+            Err(e @ WireError::Timeout(_)) => {
+                assert_eq!(e.to_string(), format!("no connection to 127.0.0.1:{port}"));
+            }
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("connected"),
+        }
+        drop(listener.accept().expect("accept"));
+        drop(queued);
+        assert!(
+            tcp_connect("127.0.0.1", port, Instant::now() + Duration::from_secs(5)).is_ok(),
+            "control: room in the queue"
+        );
+    }
+
+    /// The module's resolver for [`a_name_not_resolved_in_time_is_an_outage_and_one_refused_is_not`]:
+    /// `slow.example` not answered within the bound, any other name refused.
+    unsafe extern "C" fn slow_or_refusing(
+        name: *const u8,
+        len: usize,
+        _limit_ms: u64,
+        _out: *mut u8,
+        _cap: usize,
+        _out_len: *mut usize,
+        msg: *mut u8,
+        msg_cap: usize,
+    ) -> i32 {
+        use pam_totp_plugin_abi::{Failure, Status};
+        // SAFETY: `name` holds `len` bytes (`ResolveFn`'s contract).
+        let name = unsafe { std::slice::from_raw_parts(name, len) };
+        let failure = if name == b"slow.example" {
+            Failure::new(Status::Unavailable, "cannot resolve slow.example in time")
+        } else {
+            Failure::new(Status::Invalid, "not a host name")
+        };
+        // SAFETY: `msg` is NULL or writable for `msg_cap` bytes (`ResolveFn`'s contract).
+        unsafe { pam_totp_plugin_abi::support::finish(msg, msg_cap, Err(failure)) }
+    }
+
+    /// A name the module's resolver could not look up in time is an outage (the name
+    /// service may come back); one it refuses to look up is the configuration's fault.
+    #[test]
+    fn a_name_not_resolved_in_time_is_an_outage_and_one_refused_is_not() {
+        pam_totp_plugin_abi::resolve::install(slow_or_refusing);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        match tcp_connect("slow.example", 6379, deadline) {
+            Err(WireError::Io(m)) => assert!(m.contains("slow.example"), "{m}"),
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("connected"),
+        }
+        match tcp_connect("bad_name.example", 6379, deadline) {
+            Err(WireError::Unresolvable(m)) => assert_eq!(m, "not a host name"),
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("connected"),
+        }
     }
 }
