@@ -1374,20 +1374,6 @@ pub(crate) mod tests {
         }
     }
 
-    /// A member's message shortened keeps its address whole however little room there
-    /// is, and is cut on a character boundary.
-    #[test]
-    fn a_shortened_message_keeps_its_address_and_whole_characters() {
-        assert_eq!(shortened("http://m1:2379: reason", 0), "http://m1:2379...");
-        assert_eq!(
-            shortened("http://m1:2379: reason", 22),
-            "http://m1:2379: reason"
-        );
-        let m = "http://m1:2379: a\u{e9}bbbbbbbb";
-        assert_eq!(shortened(m, 21), "http://m1:2379: a...");
-        assert_eq!(shortened(m, 22), "http://m1:2379: a\u{e9}...");
-    }
-
     /// A member whose certificate this host does not trust is a refusal to trust (no
     /// `state_fallback=`), not an outage.
     #[test]

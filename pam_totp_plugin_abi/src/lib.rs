@@ -850,6 +850,20 @@ mod tests {
         }
     }
 
+    /// An entry shortened keeps its address whole however little room there
+    /// is, and is cut on a character boundary.
+    #[test]
+    fn a_shortened_message_keeps_its_address_and_whole_characters() {
+        assert_eq!(shortened("http://m1:2379: reason", 0), "http://m1:2379...");
+        assert_eq!(
+            shortened("http://m1:2379: reason", 22),
+            "http://m1:2379: reason"
+        );
+        let m = "http://m1:2379: a\u{e9}bbbbbbbb";
+        assert_eq!(shortened(m, 21), "http://m1:2379: a...");
+        assert_eq!(shortened(m, 22), "http://m1:2379: a\u{e9}...");
+    }
+
     /// The addresses fit, but a short entry took a full share before a long address was
     /// met, and that address then took more than its share: the text ran past the room.
     /// Now each address is reserved first. Control: the same entries with room for all.
