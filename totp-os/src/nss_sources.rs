@@ -606,6 +606,177 @@ mod tests {
         );
     }
 
+    /// The status and error number a stand-in module answers with, from the name it
+    /// is asked about: `<status>:<errno>` (`unavail:3`), or `ok:<bytes>` for a group
+    /// found once the buffer holds that many bytes (`ERANGE` before, as glibc's modules).
+    fn scripted(name: *const c_char) -> (String, c_int) {
+        // SAFETY: the caller passes a NUL-terminated name.
+        let name = unsafe { std::ffi::CStr::from_ptr(name) }
+            .to_str()
+            .unwrap_or("")
+            .to_owned();
+        let (kind, n) = name.split_once(':').unwrap_or((&name, "0"));
+        (kind.to_owned(), n.parse().unwrap_or(0))
+    }
+
+    /// A stand-in module's `getgrnam_r`, answering as [`scripted`] says: found, a group
+    /// with gid 4242 and no members.
+    unsafe extern "C" fn stand_in_getgrnam(
+        name: *const c_char,
+        grp: *mut libc::group,
+        buf: *mut c_char,
+        buflen: libc::size_t,
+        errnop: *mut c_int,
+    ) -> c_int {
+        let (kind, n) = scripted(name);
+        let status = match kind.as_str() {
+            "ok" if buflen < usize::try_from(n).unwrap_or(usize::MAX) => {
+                // SAFETY: the caller's errno slot.
+                unsafe { *errnop = libc::ERANGE };
+                return NSS_STATUS_TRYAGAIN;
+            }
+            "ok" => {
+                // SAFETY: `buf` has `buflen` bytes (at least 1); `grp` is writable.
+                unsafe {
+                    *buf = 0;
+                    grp.write(libc::group {
+                        gr_name: buf,
+                        gr_passwd: buf,
+                        gr_gid: 4242,
+                        gr_mem: std::ptr::null_mut(),
+                    });
+                }
+                return NSS_STATUS_SUCCESS;
+            }
+            "notfound" => NSS_STATUS_NOTFOUND,
+            "unavail" => NSS_STATUS_UNAVAIL,
+            "tryagain" => NSS_STATUS_TRYAGAIN,
+            _ => 2, // NSS_STATUS_RETURN: no answer either
+        };
+        // SAFETY: the caller's errno slot.
+        unsafe { *errnop = n };
+        status
+    }
+
+    /// A source's group is read however large a buffer it needs, up to the cap;
+    /// "not found" (and nss-systemd's UNAVAIL with `ESRCH`) is no group; any other
+    /// answer is an outage, named by the module's error number or, without one, by
+    /// `EHOSTUNREACH`.
+    #[test]
+    fn each_answer_of_a_sources_getgrnam_r_is_read_as_glibc_means_it() {
+        let ask = |name: &str| {
+            let name = CString::new(name).expect("name");
+            ask_group(stand_in_getgrnam, &name).map(|g| g.map(|g| g.gid))
+        };
+        assert_eq!(ask("ok:1"), Ok(Some(4242)));
+        // Grown past 4 KiB by doubling, and to exactly the cap.
+        assert_eq!(ask("ok:100000"), Ok(Some(4242)));
+        assert_eq!(ask(&format!("ok:{MAX_BUFFER}")), Ok(Some(4242)));
+        assert_eq!(
+            ask(&format!("ok:{}", MAX_BUFFER + 1)).map_err(|e| e.errno),
+            Err(libc::ERANGE)
+        );
+        assert_eq!(ask("notfound:0"), Ok(None));
+        assert_eq!(ask(&format!("unavail:{}", libc::ESRCH)), Ok(None));
+        for (answer, errno) in [
+            ("unavail:0", libc::EHOSTUNREACH),
+            (
+                &format!("unavail:{}", libc::ECONNREFUSED),
+                libc::ECONNREFUSED,
+            ),
+            ("tryagain:0", libc::EHOSTUNREACH),
+            (&format!("tryagain:{}", libc::EAGAIN), libc::EAGAIN),
+            (&format!("return:{}", libc::EIO), libc::EIO),
+        ] {
+            assert_eq!(ask(answer).map_err(|e| e.errno), Err(errno), "{answer}");
+        }
+    }
+
+    /// A stand-in module's `initgroups_dyn` answering as [`scripted`] says, with one group
+    /// (5000) added on SUCCESS; `start:<n>` and `size:<n>` answer SUCCESS with that
+    /// count or array size claimed, whatever the array holds.
+    unsafe extern "C" fn stand_in_initgroups(
+        user: *const c_char,
+        _group: gid_t,
+        start: *mut c_long,
+        size: *mut c_long,
+        groupsp: *mut *mut gid_t,
+        _limit: c_long,
+        errnop: *mut c_int,
+    ) -> c_int {
+        let (kind, n) = scripted(user);
+        // SAFETY: the caller's valid pointers; its array has 16 slots, 1 used.
+        unsafe {
+            match kind.as_str() {
+                "ok" => {
+                    *(*groupsp).add(1) = 5000;
+                    *start = 2;
+                    NSS_STATUS_SUCCESS
+                }
+                "start" => {
+                    *start = c_long::from(n);
+                    NSS_STATUS_SUCCESS
+                }
+                "size" => {
+                    *size = c_long::from(n);
+                    NSS_STATUS_SUCCESS
+                }
+                "null" => {
+                    libc::free((*groupsp).cast::<c_void>());
+                    *groupsp = std::ptr::null_mut();
+                    NSS_STATUS_SUCCESS
+                }
+                "notfound" => NSS_STATUS_NOTFOUND,
+                other => {
+                    *errnop = n;
+                    match other {
+                        "unavail" => NSS_STATUS_UNAVAIL,
+                        "tryagain" => NSS_STATUS_TRYAGAIN,
+                        _ => 2,
+                    }
+                }
+            }
+        }
+    }
+
+    /// SUCCESS and NOTFOUND are answers (and UNAVAIL with `ESRCH`); an answer whose
+    /// array cannot be trusted proves nothing (`EOVERFLOW`); an outage is named by the
+    /// module's error number or, without one, by its status.
+    #[test]
+    fn each_answer_of_a_sources_initgroups_dyn_is_read_as_glibc_means_it() {
+        let ask = |name: &str| {
+            let name = CString::new(name).expect("name");
+            let mut gids = vec![7];
+            super::ask(stand_in_initgroups, &name, 7, &mut gids)
+                .map(|()| gids)
+                .map_err(|e| e.errno)
+        };
+        assert_eq!(ask("ok:0"), Ok(vec![7, 5000]));
+        assert_eq!(ask("notfound:0"), Ok(vec![7]));
+        assert_eq!(ask(&format!("unavail:{}", libc::ESRCH)), Ok(vec![7]));
+        // The primary group alone, as the module left it.
+        assert_eq!(ask("start:1"), Ok(vec![7]));
+        for answer in ["start:0", "start:17", "size:0", "null:0"] {
+            assert_eq!(ask(answer), Err(libc::EOVERFLOW), "{answer}");
+        }
+        assert_eq!(
+            ask(&format!("size:{}", MAX_GROUPS + 1)),
+            Err(libc::EOVERFLOW)
+        );
+        for (answer, errno) in [
+            ("unavail:0", libc::EHOSTUNREACH),
+            (
+                &format!("unavail:{}", libc::ECONNREFUSED),
+                libc::ECONNREFUSED,
+            ),
+            ("tryagain:0", libc::EAGAIN),
+            (&format!("tryagain:{}", libc::ETIMEDOUT), libc::ETIMEDOUT),
+            ("return:0", libc::EIO),
+        ] {
+            assert_eq!(ask(answer), Err(errno), "{answer}");
+        }
+    }
+
     #[test]
     fn this_hosts_sources_answer_for_root() {
         let root = CString::new("root").expect("name");

@@ -1797,6 +1797,62 @@ fn an_acl_entry_granting_write_to_someone_else_is_found() {
     }
 }
 
+/// The ACL is read where `/proc` is not mounted too (through a readable descriptor of
+/// the directory): a directory without one shows no writer, one with an entry granting
+/// write shows it, as with `/proc`.
+#[test]
+fn an_acl_is_read_without_proc() {
+    if !require_root("an_acl_is_read_without_proc") {
+        return;
+    }
+    let s = Scratch::new();
+    s.mkdir("plain", me(), 0o770);
+    let granting = s.mkdir("granting", me(), 0o770);
+    set_acl(&granting, &[(0x02, MALLORY, 7)], 7);
+    let child = child_command(
+        "safefile::tests::child_acl_without_proc",
+        s.path().to_str().expect("utf-8 temp path"),
+    );
+    let status = std::process::Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "umount -l /proc || exit 97; exec \"$0\" \"$@\"",
+        ])
+        .arg(child.get_program())
+        .args(child.get_args())
+        .envs(child.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .status()
+        .expect("spawn unshare");
+    if status.code() == Some(97) {
+        skip(
+            "an_acl_is_read_without_proc",
+            "a mount namespace without /proc",
+        );
+        return;
+    }
+    assert_eq!(status.code(), Some(42), "child status {status:?}");
+}
+
+#[test]
+fn child_acl_without_proc() {
+    let Some(base) = child_arg() else {
+        return;
+    };
+    assert!(!Path::new("/proc/self").exists(), "/proc is still mounted");
+    let writer = |dir: &str| {
+        let path = Path::new(&base).join(dir);
+        let fd =
+            fcntl::open(&path, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).expect("open");
+        let st = stat::fstat(&fd).expect("fstat");
+        walk::acl_writer(fd.as_fd(), &st, ALICE_GROUP, &[ALICE])
+    };
+    assert_eq!(writer("plain"), None);
+    assert_eq!(writer("granting").as_deref(), Some("user 4343"));
+    std::process::exit(42);
+}
+
 #[test]
 fn a_private_group_home_with_an_acl_granting_write_is_refused() {
     if !require_root("a_private_group_home_with_an_acl_granting_write_is_refused") {
@@ -2182,7 +2238,8 @@ fn a_file_or_fifo_where_a_directory_should_be_is_refused_without_blocking() {
 }
 
 /// Every descriptor a walk hands back is close-on-exec, `/` itself included (the
-/// directory of a file in `/`), so a program another thread starts inherits none.
+/// directory of a file in `/`), and so is the readable one a write reopens it as, so a
+/// program another thread starts inherits none.
 #[test]
 fn the_directory_a_walk_ends_on_is_close_on_exec_root_included() {
     let s = Scratch::new();
@@ -2194,8 +2251,13 @@ fn the_directory_a_walk_ends_on_is_close_on_exec_root_included() {
     ];
     for comps in &dirs {
         let walked = walk_checked(comps, &rules).expect("walk");
-        let flags = fcntl::fcntl(walked.fd.as_fd(), fcntl::FcntlArg::F_GETFD).expect("F_GETFD");
-        assert_ne!(flags & libc::FD_CLOEXEC, 0, "{:?}", walked.shown);
+        // And the readable one a write reopens it as (for its directory fsync).
+        let readable = reopen_readable(walked.fd.try_clone().expect("dup"), "reopen")
+            .expect("reopen readable");
+        for fd in [walked.fd.as_fd(), readable.as_fd()] {
+            let flags = fcntl::fcntl(fd, fcntl::FcntlArg::F_GETFD).expect("F_GETFD");
+            assert_ne!(flags & libc::FD_CLOEXEC, 0, "{:?}", walked.shown);
+        }
     }
 }
 
