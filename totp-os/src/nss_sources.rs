@@ -172,9 +172,14 @@ fn database_sources(conf: &str, initgroups_line: bool) -> Option<Vec<String>> {
 /// reads the file as bytes, and a refusal here would leave every non-membership
 /// unknown.
 fn nsswitch_conf() -> Result<String, NotEverySource> {
+    conf_text(std::path::Path::new(NSSWITCH))
+}
+
+/// [`nsswitch_conf`] of the file at `path`.
+fn conf_text(path: &std::path::Path) -> Result<String, NotEverySource> {
     // Room for a usual file at once: without it the read starts at 32 bytes and doubles.
     let mut bytes = Vec::with_capacity(8192);
-    match std::fs::File::open(NSSWITCH) {
+    match std::fs::File::open(path) {
         Ok(f) => {
             f.take(MAX_CONF + 1)
                 .read_to_end(&mut bytes)
@@ -524,6 +529,52 @@ mod tests {
         assert_eq!(group_sources(&comment).map(|v| v.len()), Some(63));
         let many = format!("group: {}\n", "files ".repeat(MAX_NAMED + 1));
         assert_eq!(group_sources(&many), None);
+        let most = format!("group: {}\n", "files ".repeat(MAX_NAMED));
+        assert_eq!(group_sources(&most).map(|v| v.len()), Some(MAX_NAMED));
+    }
+
+    /// The file is read up to its bound and refused past it (`EFBIG`: the proof
+    /// fails); a missing one is empty (glibc's defaults), bytes that are not UTF-8 are
+    /// replaced, not refused.
+    #[test]
+    fn nsswitch_conf_is_read_up_to_its_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nsswitch.conf");
+        let bound = usize::try_from(MAX_CONF).expect("bound");
+        let line = "group: files ldap\n";
+        let mut text = "#".repeat(bound - line.len() - 1);
+        text.push('\n');
+        text.push_str(line);
+        std::fs::write(&path, &text).expect("write");
+        let read = conf_text(&path).expect("a file of the bound");
+        assert_eq!(
+            group_sources(&read),
+            Some(vec!["files".into(), "ldap".into()])
+        );
+        text.insert(0, '#');
+        std::fs::write(&path, &text).expect("write");
+        assert_eq!(conf_text(&path).map_err(|e| e.errno), Err(libc::EFBIG));
+        std::fs::write(&path, b"group: files \xe9 ldap\n").expect("write");
+        assert_eq!(
+            conf_text(&path).map(|t| group_sources(&t).map(|v| v.len())),
+            Ok(Some(3))
+        );
+        assert_eq!(
+            conf_text(&dir.path().join("missing")).map(|t| group_sources(&t)),
+            Ok(Some(vec!["files".into()]))
+        );
+        // A file that cannot be opened for another reason than its absence is no
+        // answer: glibc's defaults may not be what the host has.
+        assert_eq!(
+            conf_text(&path.join("below-a-file")).map_err(|e| e.errno),
+            Err(libc::ENOTDIR)
+        );
+        // The host's own file is the one read.
+        let host = std::fs::read(NSSWITCH).unwrap_or_default();
+        assert_eq!(
+            nsswitch_conf().expect("this host's nsswitch.conf"),
+            String::from_utf8_lossy(&host)
+        );
     }
 
     /// `files` is asked whether the C library has it built in or in its own module, and
