@@ -828,6 +828,19 @@ mod tests {
         }
     }
 
+    /// Every source of this host's group database is asked for a group name: root's
+    /// group is found (in `files`, and in any other source that has it); a name no
+    /// source has is found nowhere, with every source answering.
+    #[test]
+    fn this_hosts_sources_name_roots_group() {
+        let root = CString::new("root").expect("name");
+        let groups = group_in_every_source(&root).expect("every source answers");
+        assert!(!groups.is_empty());
+        assert!(groups.iter().all(|g| g.gid == 0));
+        let nothing = CString::new("no-such-group-pam-totp-test").expect("name");
+        assert_eq!(group_in_every_source(&nothing).map(|g| g.len()), Ok(0));
+    }
+
     #[test]
     fn this_hosts_sources_answer_for_root() {
         let root = CString::new("root").expect("name");
