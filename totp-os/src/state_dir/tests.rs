@@ -658,3 +658,35 @@ fn a_reset_over_a_newer_release_slot_counts_every_totp_code_up_to_now_as_used() 
     s.reset(14, NOW, false).unwrap();
     assert_eq!(s.read(14).unwrap().marks, st(1).marks);
 }
+
+/// A plain file or a FIFO where a directory of the store's path should be is refused,
+/// named for what it is (the message an administrator reads), without blocking on the FIFO and without creating anything;
+/// control: a directory there is walked through (and the store created below it).
+#[test]
+fn a_file_or_fifo_in_the_stores_path_is_refused_without_blocking() {
+    let t = private_tempdir();
+    std::fs::write(t.path().join("plain"), b"").unwrap();
+    nix::unistd::mkfifo(&t.path().join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+    // A plain file was named "not a regular file" before.
+    for (name, what) in [("plain", "a regular file"), ("fifo", "a FIFO")] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = t.path().join(name).join("state");
+        std::thread::spawn(move || {
+            let mut s = StateDir::new(dir, Duration::from_millis(100));
+            let _ = tx.send(s.update(1, &mut |_| Write::Lazy(st(1))));
+        });
+        // The bound is a hang guard, not a speed goal.
+        let result = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the walk blocked on a FIFO");
+        match result {
+            Err(StoreError::Refused(m)) => {
+                assert!(m.contains(&format!("is {what}; not followed")), "{m}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let mut s = StateDir::new(t.path().join("dir/state"), Duration::from_millis(100));
+    std::fs::create_dir(t.path().join("dir")).unwrap();
+    assert!(s.update(1, &mut |_| Write::Lazy(st(1))).is_ok());
+}
