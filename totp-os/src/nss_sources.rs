@@ -583,6 +583,10 @@ mod tests {
     fn files_is_always_found_and_a_missing_module_is_no_source() {
         assert!(matches!(entry_point("files"), Ok(Some(_))));
         assert!(matches!(entry_point("pamtotpnosuchservice"), Ok(None)));
+        // A module of its own (glibc ships `compat`) is loaded and asked, not looked up
+        // in the C library as `files` is; `dns` has no group functions: no source.
+        assert!(matches!(entry_point("compat"), Ok(Some(_))));
+        assert!(matches!(entry_point("dns"), Ok(None)));
     }
 
     /// The bound counts modules loaded, not words: the 33rd module is refused.
