@@ -690,3 +690,35 @@ fn a_file_or_fifo_in_the_stores_path_is_refused_without_blocking() {
     std::fs::create_dir(t.path().join("dir")).unwrap();
     assert!(s.update(1, &mut |_| Write::Lazy(st(1))).is_ok());
 }
+
+/// Above the store's own directory, each directory on the way must be root's or the
+/// store owner's (a service account's home); another account's is refused, as a
+/// directory writable by others is. Walked with the store not created yet (the path
+/// the walk takes, not the single `openat2`); the owner is a service account here.
+#[test]
+fn directories_above_the_store_belong_to_root_or_its_owner() {
+    const OWNER: u32 = 4242;
+    let t = private_tempdir();
+    for (above, mode, accepted) in [
+        (0, 0o755, true),
+        (OWNER, 0o755, true),
+        (4343, 0o755, false),
+        (OWNER, 0o775, false),
+    ] {
+        let base = t.path().join(format!("u{above}-{mode:o}"));
+        std::fs::create_dir(&base).unwrap();
+        std::os::unix::fs::chown(&base, Some(above), None).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(mode)).unwrap();
+        let mut s = StateDir::new(base.join("state"), Duration::from_millis(100));
+        s.owner = OWNER;
+        let opened = s.open_dir(false);
+        if accepted {
+            assert!(matches!(opened, Ok(None)), "{above} {mode:o}: {opened:?}");
+        } else {
+            assert!(
+                matches!(opened, Err(StoreError::Refused(_))),
+                "{above} {mode:o}: {opened:?}"
+            );
+        }
+    }
+}
