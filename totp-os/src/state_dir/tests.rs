@@ -707,15 +707,19 @@ fn a_file_or_fifo_in_the_stores_path_is_refused_without_blocking() {
 }
 
 /// The store directory's descriptor, kept for the process's life in a long-running
-/// host, is close-on-exec, whether one `openat2` opened it or the walk that created it.
+/// host, is close-on-exec, whether one `openat2` opened it or the walk that created it,
+/// and so is a record's.
 #[test]
 fn the_store_directory_descriptor_is_close_on_exec() {
     let t = private_tempdir();
     let s = StateDir::new(t.path().join("a/state"), Duration::from_millis(100));
     let created = s.open_dir(true).unwrap().expect("created");
     let again = s.open_dir(false).unwrap().expect("opened");
-    for fd in [created, again] {
-        let flags = fcntl::fcntl(&fd, fcntl::FcntlArg::F_GETFD).unwrap();
+    let mut s = s;
+    let (record, _) = s.open_record(1, true, true).unwrap().expect("record");
+    let fds = [created, again, OwnedFd::from(record)];
+    for fd in &fds {
+        let flags = fcntl::fcntl(fd, fcntl::FcntlArg::F_GETFD).unwrap();
         assert_ne!(flags & libc::FD_CLOEXEC, 0);
     }
 }
@@ -743,6 +747,23 @@ fn directories_above_the_store_belong_to_root_or_its_owner() {
         let mut s = StateDir::new(base.join("state"), Duration::from_millis(100));
         s.owner = OWNER;
         let opened = s.open_dir(false);
+        // The same with the store there, which one `openat2` reaches and checks on its
+        // own (it must accept only what the walk accepts).
+        let state = base.join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::os::unix::fs::chown(&state, Some(OWNER), None).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let comps: Vec<OsString> = state
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_owned()),
+                _ => None,
+            })
+            .collect();
+        let fast = s.open_dir_fast(&comps).is_some();
+        assert_eq!(fast, accepted, "fast path: {above} {mode:o}");
+        let walked = matches!(s.open_dir(false), Ok(Some(_)));
+        assert_eq!(walked, accepted, "{above} {mode:o}");
         if accepted {
             assert!(matches!(opened, Ok(None)), "{above} {mode:o}: {opened:?}");
         } else {
