@@ -21,6 +21,14 @@ pub enum FaultPoint {
     /// refused `renameat2`, its temporary name not yet removed (two links). Never fails:
     /// a test runs code there with [`run_at`].
     RecordTwoLinks,
+    /// A file about to be opened for reading, after the `lstat` that found it a plain
+    /// file (swapped for a symlink or a FIFO there, the open must still refuse it).
+    /// Never fails: a test runs code there with [`run_at`].
+    OpenFile,
+    /// A file just opened for reading, before its `fstat` (replaced there, the open
+    /// holds a file without links). Never fails: a test runs code there with
+    /// [`run_at`].
+    OpenedFile,
     /// One `write(2)` call on the temp file.
     Write,
     /// `fsync(2)` of the temp file.

@@ -182,9 +182,14 @@ fn database_sources(conf: &str, initgroups_line: bool) -> Option<Vec<String>> {
 /// reads the file as bytes, and a refusal here would leave every non-membership
 /// unknown.
 fn nsswitch_conf() -> Result<String, NotEverySource> {
+    conf_text(std::path::Path::new(NSSWITCH))
+}
+
+/// [`nsswitch_conf`] of the file at `path`.
+fn conf_text(path: &std::path::Path) -> Result<String, NotEverySource> {
     // Room for a usual file at once: without it the read starts at 32 bytes and doubles.
     let mut bytes = Vec::with_capacity(8192);
-    match std::fs::File::open(NSSWITCH) {
+    match std::fs::File::open(path) {
         Ok(f) => {
             f.take(MAX_CONF + 1)
                 .read_to_end(&mut bytes)
@@ -632,6 +637,53 @@ mod tests {
         assert_eq!(group_sources(&comment).map(|v| v.len()), Some(63));
         let many = format!("group: {}\n", "files ".repeat(MAX_NAMED + 1));
         assert_eq!(group_sources(&many), None);
+        let most = format!("group: {}\n", "files ".repeat(1024));
+        assert_eq!(group_sources(&most).map(|v| v.len()), Some(1024));
+    }
+
+    /// The file is read up to its bound and refused past it (`EFBIG`: the proof
+    /// fails); a missing one is empty (glibc's defaults), bytes that are not UTF-8 are
+    /// replaced, not refused.
+    #[test]
+    fn nsswitch_conf_is_read_up_to_its_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nsswitch.conf");
+        // 256 KiB: written out, so that a changed bound is noticed.
+        let bound = 256 * 1024;
+        let line = "group: files ldap\n";
+        let mut text = "#".repeat(bound - line.len() - 1);
+        text.push('\n');
+        text.push_str(line);
+        std::fs::write(&path, &text).expect("write");
+        let read = conf_text(&path).expect("a file of the bound");
+        assert_eq!(
+            group_sources(&read),
+            Some(vec!["files".into(), "ldap".into()])
+        );
+        text.insert(0, '#');
+        std::fs::write(&path, &text).expect("write");
+        assert_eq!(conf_text(&path).map_err(|e| e.errno), Err(libc::EFBIG));
+        std::fs::write(&path, b"group: files \xe9 ldap\n").expect("write");
+        assert_eq!(
+            conf_text(&path).map(|t| group_sources(&t).map(|v| v.len())),
+            Ok(Some(3))
+        );
+        assert_eq!(
+            conf_text(&dir.path().join("missing")).map(|t| group_sources(&t)),
+            Ok(Some(vec!["files".into()]))
+        );
+        // A file that cannot be opened for another reason than its absence is no
+        // answer: glibc's defaults may not be what the host has.
+        assert_eq!(
+            conf_text(&path.join("below-a-file")).map_err(|e| e.errno),
+            Err(libc::ENOTDIR)
+        );
+        // The host's own file is the one read.
+        let host = std::fs::read(NSSWITCH).unwrap_or_default();
+        assert_eq!(
+            nsswitch_conf().expect("this host's nsswitch.conf"),
+            String::from_utf8_lossy(&host)
+        );
     }
 
     /// `files` is asked whether the C library has it built in or in its own module, and
@@ -641,6 +693,12 @@ mod tests {
         let files = Module::load("files").expect("files");
         assert!(matches!(entry_point(&files, "files"), Ok(Some(_))));
         assert!(Module::load("pamtotpnosuchservice").is_none());
+        // A module of its own (glibc ships `compat`) is loaded and asked, not looked up
+        // in the C library as `files` is; `dns` has no group functions: no source.
+        let compat = Module::load("compat").expect("compat");
+        assert!(matches!(entry_point(&compat, "compat"), Ok(Some(_))));
+        let dns = Module::load("dns").expect("dns");
+        assert!(matches!(entry_point(&dns, "dns"), Ok(None)));
     }
 
     /// One walk reads nsswitch.conf once and tries each service's module once, for
@@ -873,6 +931,195 @@ mod tests {
             run(MAX_GROUPS + 5).map_err(|e| e.errno),
             Err(libc::EOVERFLOW)
         );
+    }
+
+    /// The status and error number a stand-in module answers with, from the name it
+    /// is asked about: `<status>:<errno>` (`unavail:3`), or `ok:<bytes>` for a group
+    /// found once the buffer holds that many bytes (`ERANGE` before, as glibc's modules).
+    fn scripted(name: *const c_char) -> (String, c_int) {
+        // SAFETY: the caller passes a NUL-terminated name.
+        let name = unsafe { std::ffi::CStr::from_ptr(name) }
+            .to_str()
+            .unwrap_or("")
+            .to_owned();
+        let (kind, n) = name.split_once(':').unwrap_or((&name, "0"));
+        (kind.to_owned(), n.parse().unwrap_or(0))
+    }
+
+    /// A stand-in module's `getgrnam_r`, answering as [`scripted`] says: found, a group
+    /// with gid 4242 and no members.
+    unsafe extern "C" fn stand_in_getgrnam(
+        name: *const c_char,
+        grp: *mut libc::group,
+        buf: *mut c_char,
+        buflen: libc::size_t,
+        errnop: *mut c_int,
+    ) -> c_int {
+        let (kind, n) = scripted(name);
+        let status = match kind.as_str() {
+            "ok" if buflen < usize::try_from(n).unwrap_or(usize::MAX) => {
+                // SAFETY: the caller's errno slot.
+                unsafe { *errnop = libc::ERANGE };
+                return NSS_STATUS_TRYAGAIN;
+            }
+            "ok" => {
+                // SAFETY: `buf` has `buflen` bytes (at least 1); `grp` is writable.
+                unsafe {
+                    *buf = 0;
+                    grp.write(libc::group {
+                        gr_name: buf,
+                        gr_passwd: buf,
+                        gr_gid: 4242,
+                        gr_mem: std::ptr::null_mut(),
+                    });
+                }
+                return NSS_STATUS_SUCCESS;
+            }
+            "notfound" => NSS_STATUS_NOTFOUND,
+            "unavail" => NSS_STATUS_UNAVAIL,
+            "tryagain" => NSS_STATUS_TRYAGAIN,
+            _ => 2, // NSS_STATUS_RETURN: no answer either
+        };
+        // SAFETY: the caller's errno slot.
+        unsafe { *errnop = n };
+        status
+    }
+
+    /// A source's group is read however large a buffer it needs, up to the cap;
+    /// "not found" (and nss-systemd's UNAVAIL with `ESRCH`) is no group; any other
+    /// answer is an outage, named by the module's error number or, without one, by
+    /// `EHOSTUNREACH`.
+    #[test]
+    fn each_answer_of_a_sources_getgrnam_r_is_read_as_glibc_means_it() {
+        let ask = |name: &str| {
+            let name = CString::new(name).expect("name");
+            ask_group(stand_in_getgrnam, &name).map(|g| g.map(|g| g.gid))
+        };
+        assert_eq!(ask("ok:1"), Ok(Some(4242)));
+        // Grown past 4 KiB by doubling, and to exactly the cap.
+        assert_eq!(ask("ok:100000"), Ok(Some(4242)));
+        // 16 MiB, as glibc's getgrnam_r allows.
+        let cap = 16 * 1024 * 1024;
+        assert_eq!(ask(&format!("ok:{cap}")), Ok(Some(4242)));
+        assert_eq!(
+            ask(&format!("ok:{}", cap + 1)).map_err(|e| e.errno),
+            Err(libc::ERANGE)
+        );
+        assert_eq!(ask("notfound:0"), Ok(None));
+        assert_eq!(ask(&format!("unavail:{}", libc::ESRCH)), Ok(None));
+        for (answer, errno) in [
+            ("unavail:0", libc::EHOSTUNREACH),
+            (
+                &format!("unavail:{}", libc::ECONNREFUSED),
+                libc::ECONNREFUSED,
+            ),
+            ("tryagain:0", libc::EHOSTUNREACH),
+            (&format!("tryagain:{}", libc::EAGAIN), libc::EAGAIN),
+            (&format!("return:{}", libc::EIO), libc::EIO),
+        ] {
+            assert_eq!(ask(answer).map_err(|e| e.errno), Err(errno), "{answer}");
+        }
+    }
+
+    /// A stand-in module's `initgroups_dyn` answering as [`scripted`] says, with one group
+    /// (5000) added on SUCCESS; `start:<n>` and `size:<n>` answer SUCCESS with that
+    /// count or array size claimed, whatever the array holds.
+    unsafe extern "C" fn stand_in_initgroups(
+        user: *const c_char,
+        _group: gid_t,
+        start: *mut c_long,
+        size: *mut c_long,
+        groupsp: *mut *mut gid_t,
+        _limit: c_long,
+        errnop: *mut c_int,
+    ) -> c_int {
+        let (kind, n) = scripted(user);
+        // SAFETY: the caller's valid pointers; its array has 16 slots, 1 used.
+        unsafe {
+            match kind.as_str() {
+                "ok" => {
+                    *(*groupsp).add(1) = 5000;
+                    *start = 2;
+                    NSS_STATUS_SUCCESS
+                }
+                "start" => {
+                    *start = c_long::from(n);
+                    NSS_STATUS_SUCCESS
+                }
+                "size" => {
+                    *size = c_long::from(n);
+                    NSS_STATUS_SUCCESS
+                }
+                "null" => {
+                    libc::free((*groupsp).cast::<c_void>());
+                    *groupsp = std::ptr::null_mut();
+                    NSS_STATUS_SUCCESS
+                }
+                "notfound" => NSS_STATUS_NOTFOUND,
+                other => {
+                    *errnop = n;
+                    match other {
+                        "unavail" => NSS_STATUS_UNAVAIL,
+                        "tryagain" => NSS_STATUS_TRYAGAIN,
+                        _ => 2,
+                    }
+                }
+            }
+        }
+    }
+
+    /// SUCCESS and NOTFOUND are answers (and UNAVAIL with `ESRCH`); an answer whose
+    /// array cannot be trusted proves nothing (`EOVERFLOW`); an outage is named by the
+    /// module's error number or, without one, by its status.
+    #[test]
+    fn each_answer_of_a_sources_initgroups_dyn_is_read_as_glibc_means_it() {
+        let ask = |name: &str| {
+            let name = CString::new(name).expect("name");
+            let mut gids = vec![7];
+            super::ask(stand_in_initgroups, &name, 7, &mut gids)
+                .map(|()| gids)
+                .map_err(|e| e.errno)
+        };
+        assert_eq!(ask("ok:0"), Ok(vec![7, 5000]));
+        assert_eq!(ask("notfound:0"), Ok(vec![7]));
+        assert_eq!(ask(&format!("unavail:{}", libc::ESRCH)), Ok(vec![7]));
+        // The primary group alone, as the module left it.
+        assert_eq!(ask("start:1"), Ok(vec![7]));
+        for answer in ["start:0", "start:17", "size:0", "null:0"] {
+            assert_eq!(ask(answer), Err(libc::EOVERFLOW), "{answer}");
+        }
+        assert_eq!(
+            ask(&format!("size:{}", MAX_GROUPS + 1)),
+            Err(libc::EOVERFLOW)
+        );
+        for (answer, errno) in [
+            ("unavail:0", libc::EHOSTUNREACH),
+            (
+                &format!("unavail:{}", libc::ECONNREFUSED),
+                libc::ECONNREFUSED,
+            ),
+            ("tryagain:0", libc::EAGAIN),
+            (&format!("tryagain:{}", libc::ETIMEDOUT), libc::ETIMEDOUT),
+            ("return:0", libc::EIO),
+        ] {
+            assert_eq!(ask(answer), Err(errno), "{answer}");
+        }
+    }
+
+    /// Every source of this host's group database is asked for a group name: root's
+    /// group is found (in `files`, and in any other source that has it); a name no
+    /// source has is found nowhere, with every source answering.
+    #[test]
+    fn this_hosts_sources_name_roots_group() {
+        let root = CString::new("root").expect("name");
+        let walk = Walk::new();
+        let groups = walk
+            .group_in_every_source(&root)
+            .expect("every source answers");
+        assert!(!groups.is_empty());
+        assert!(groups.iter().all(|g| g.gid == 0));
+        let nothing = CString::new("no-such-group-pam-totp-test").expect("name");
+        assert_eq!(walk.group_in_every_source(&nothing).map(|g| g.len()), Ok(0));
     }
 
     #[test]

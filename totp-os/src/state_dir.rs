@@ -139,6 +139,8 @@ fn kind_name(st: &FileStat) -> &'static str {
         SFlag::S_IFDIR => "a directory",
         SFlag::S_IFSOCK => "a socket",
         SFlag::S_IFCHR | SFlag::S_IFBLK => "a device",
+        // A file where the walk to the store wants a directory.
+        SFlag::S_IFREG => "a regular file",
         _ => "not a regular file",
     }
 }

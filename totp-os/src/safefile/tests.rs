@@ -1546,15 +1546,33 @@ fn a_file_on_overlayfs_is_taken_for_shared() {
         return;
     }
     let s = Scratch::new();
-    for d in ["lower", "upper", "work", "merged"] {
-        std::fs::create_dir(s.path().join(d)).expect("mkdir");
-    }
+    std::fs::create_dir(s.path().join("lower")).expect("mkdir");
     std::fs::write(s.path().join("lower/f"), SECRET).expect("write");
+    let Some(status) = on_overlayfs(&s, "safefile::tests::child_on_overlayfs", "f") else {
+        skip(
+            "a_file_on_overlayfs_is_taken_for_shared",
+            "an overlayfs mount",
+        );
+        return;
+    };
+    assert_eq!(status.code(), Some(42), "child status {status:?}");
+}
+
+/// Run the test `child` in a mount namespace of its own where `s`'s `lower` directory
+/// (created by the caller) is the lower layer of an overlayfs mount at `merged`, with
+/// the argument `merged/<rel>`; `None` where no overlayfs can be mounted.
+fn on_overlayfs(s: &Scratch, child: &str, rel: &str) -> Option<std::process::ExitStatus> {
+    for d in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir_all(s.path().join(d)).expect("mkdir");
+    }
     let child = child_command(
-        "safefile::tests::child_on_overlayfs",
-        s.path().join("merged/f").to_str().expect("utf-8 temp path"),
+        child,
+        s.path()
+            .join("merged")
+            .join(rel)
+            .to_str()
+            .expect("utf-8 temp path"),
     );
-    // The mount lives in a mount namespace of the child's own.
     let script = format!(
         "mount -t overlay overlay -o lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work \
          {0}/merged || exit 97; exec \"$0\" \"$@\"",
@@ -1567,14 +1585,67 @@ fn a_file_on_overlayfs_is_taken_for_shared() {
         .envs(child.get_envs().filter_map(|(k, v)| Some((k, v?))))
         .status()
         .expect("spawn unshare");
-    if status.code() == Some(97) {
+    (status.code() != Some(97)).then_some(status)
+}
+
+/// A directory missing on a file system not known to be local (overlayfs here; an NFS
+/// or FUSE one whose server is down answers `ENOENT` as well) shows nothing about its
+/// absence, however checked and full its parent is. Control: the same missing directory
+/// on the local file system below the overlay is a proven absence.
+#[test]
+fn a_missing_directory_on_a_shared_file_system_shows_nothing() {
+    if !require_root("a_missing_directory_on_a_shared_file_system_shows_nothing") {
+        return;
+    }
+    let s = Scratch::new();
+    s.mkdir("lower/store", me(), 0o755);
+    s.file("lower/store/other", SECRET, me(), 0o600);
+    let err = open_checked(
+        &s.path().join("lower/store/user/secret"),
+        &FileRules::new(vec![me()]),
+    )
+    .expect_err("missing");
+    assert!(
+        matches!(
+            err,
+            FileError::MissingDirectory {
+                absence: Absence::Proven { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let Some(status) = on_overlayfs(
+        &s,
+        "safefile::tests::child_missing_directory_on_overlayfs",
+        "store/user/secret",
+    ) else {
         skip(
-            "a_file_on_overlayfs_is_taken_for_shared",
+            "a_missing_directory_on_a_shared_file_system_shows_nothing",
             "an overlayfs mount",
         );
         return;
-    }
+    };
     assert_eq!(status.code(), Some(42), "child status {status:?}");
+}
+
+#[test]
+fn child_missing_directory_on_overlayfs() {
+    let Some(path) = child_arg() else {
+        return;
+    };
+    let err = open_checked(Path::new(&path), &FileRules::new(vec![me()])).expect_err("missing");
+    assert!(
+        matches!(
+            err,
+            FileError::MissingDirectory {
+                absence: Absence::NotLocal,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    std::process::exit(42);
 }
 
 #[test]
@@ -1724,6 +1795,62 @@ fn an_acl_entry_granting_write_to_someone_else_is_found() {
         assert_eq!(mode_of(&dir) & 0o070, 0o070, "{named:?}");
         assert_eq!(writer(&dir).as_deref(), want, "{named:?}");
     }
+}
+
+/// The ACL is read where `/proc` is not mounted too (through a readable descriptor of
+/// the directory): a directory without one shows no writer, one with an entry granting
+/// write shows it, as with `/proc`.
+#[test]
+fn an_acl_is_read_without_proc() {
+    if !require_root("an_acl_is_read_without_proc") {
+        return;
+    }
+    let s = Scratch::new();
+    s.mkdir("plain", me(), 0o770);
+    let granting = s.mkdir("granting", me(), 0o770);
+    set_acl(&granting, &[(0x02, MALLORY, 7)], 7);
+    let child = child_command(
+        "safefile::tests::child_acl_without_proc",
+        s.path().to_str().expect("utf-8 temp path"),
+    );
+    let status = std::process::Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "umount -l /proc || exit 97; exec \"$0\" \"$@\"",
+        ])
+        .arg(child.get_program())
+        .args(child.get_args())
+        .envs(child.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .status()
+        .expect("spawn unshare");
+    if status.code() == Some(97) {
+        skip(
+            "an_acl_is_read_without_proc",
+            "a mount namespace without /proc",
+        );
+        return;
+    }
+    assert_eq!(status.code(), Some(42), "child status {status:?}");
+}
+
+#[test]
+fn child_acl_without_proc() {
+    let Some(base) = child_arg() else {
+        return;
+    };
+    assert!(!Path::new("/proc/self").exists(), "/proc is still mounted");
+    let writer = |dir: &str| {
+        let path = Path::new(&base).join(dir);
+        let fd =
+            fcntl::open(&path, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).expect("open");
+        let st = stat::fstat(&fd).expect("fstat");
+        walk::acl_writer(fd.as_fd(), &st, ALICE_GROUP, &[ALICE])
+    };
+    assert_eq!(writer("plain"), None);
+    assert_eq!(writer("granting").as_deref(), Some("user 4343"));
+    std::process::exit(42);
 }
 
 #[test]
@@ -1917,4 +2044,261 @@ fn the_rules_of_a_placement_check_a_store_from_the_root_with_the_owners_private_
     // The account handed in must be the owner the placement names.
     let rules = FileRules::for_placement_of(&p, &home, Some(&root_pw));
     assert_eq!(rules.private_group_of, None);
+}
+
+// ---------------------------------------------------------------------------------------
+// the walk's opens, at the moments a concurrent change can reach them
+
+/// A plain file swapped for a symlink or a FIFO between the `lstat` that found it and
+/// the open is still refused, by the open itself: it follows no link (a link to a file
+/// the rules accept would be read) and does not block. Control: a plain file renamed
+/// over it there is read.
+#[test]
+fn a_file_swapped_after_its_lstat_is_refused_by_the_open_itself() {
+    let s = Scratch::new();
+    let p = s.file("secret", SECRET, me(), 0o600);
+    let other = s.file("other", b"followed", me(), 0o600);
+    let rules = root_rules(&s);
+    let swap_in = |from: PathBuf| {
+        let to = p.clone();
+        fault::run_at(FaultPoint::OpenFile, move || {
+            std::fs::rename(&from, &to).expect("rename");
+        });
+    };
+
+    swap_in(s.file("new", b"renamed", me(), 0o600));
+    let f = open_checked(&p, &rules).expect("a plain file");
+    assert!(!fault::pending(FaultPoint::OpenFile));
+    assert_eq!(&f.contents[..], b"renamed");
+
+    let link = s.path().join("link");
+    symlink(&other, &link).expect("symlink");
+    swap_in(link);
+    let err = open_checked(&p, &rules).expect_err("a symlink");
+    assert!(!fault::pending(FaultPoint::OpenFile));
+    assert_eq!(err, FileError::Symlink);
+
+    // The link swapped in is at the path now: a plain file again.
+    s.file("secret", SECRET, me(), 0o600);
+    let fifo = s.path().join("fifo");
+    unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let (tx, rx) = mpsc::channel();
+    let to = p.clone();
+    std::thread::spawn(move || {
+        // Hooks are per thread: this one is the opener's.
+        fault::run_at(FaultPoint::OpenFile, move || {
+            std::fs::rename(&fifo, &to).expect("rename");
+        });
+        let result = open_checked(&p, &rules).map(|_| ());
+        let _ = tx.send((result, fault::pending(FaultPoint::OpenFile)));
+    });
+    // The bound is a hang guard, not a speed goal.
+    let (result, pending) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the open blocked on a FIFO swapped in");
+    assert!(!pending);
+    assert!(
+        matches!(result, Err(FileError::NotRegular { .. })),
+        "{result:?}"
+    );
+}
+
+/// A file replaced between its open and its `fstat` (the open holds a file without
+/// links) is opened again and the new one read; replaced at every open, it is given up
+/// on after a bound, refused for its link count.
+#[test]
+fn a_file_replaced_between_its_open_and_fstat_is_opened_again_a_bounded_number_of_times() {
+    let s = Scratch::new();
+    let p = s.file("secret", b"old", me(), 0o600);
+    let rules = root_rules(&s);
+    let replace = |contents: &'static [u8]| {
+        let (tmp, to) = (s.path().join("new"), p.clone());
+        move || {
+            std::fs::write(&tmp, contents).expect("write");
+            set_mode(&tmp, 0o600);
+            std::fs::rename(&tmp, &to).expect("rename");
+        }
+    };
+
+    fault::run_at(FaultPoint::OpenedFile, replace(b"new"));
+    let f = open_checked(&p, &rules).expect("opened again");
+    assert!(!fault::pending(FaultPoint::OpenedFile));
+    assert_eq!(&f.contents[..], b"new");
+
+    for _ in 0..=MAX_REOPENS_UNLINKED {
+        fault::run_at(FaultPoint::OpenedFile, replace(b"again"));
+    }
+    let err = open_checked(&p, &rules).expect_err("replaced at every open");
+    assert!(!fault::pending(FaultPoint::OpenedFile));
+    assert_eq!(err, FileError::HardLinked { nlink: 0 });
+    // Control: untouched, the last replacement is read.
+    assert_eq!(
+        &open_checked(&p, &rules).expect("read").contents[..],
+        b"again"
+    );
+}
+
+/// Without a trusted root only the file's parent is checked, but a missing file's
+/// absence still names who could rename a directory anywhere above it (walked again
+/// from `/`): a home of the user's above a root-owned directory lets them move a file
+/// that must be root's away. Control: the same under a root-owned home.
+#[test]
+fn without_a_trusted_root_a_missing_file_names_the_owners_of_every_directory_above() {
+    if !require_root(
+        "without_a_trusted_root_a_missing_file_names_the_owners_of_every_directory_above",
+    ) {
+        return;
+    }
+    let s = Scratch::new();
+    let rules = FileRules::new(vec![0]);
+    let movable = |home: &Path| match open_checked_noting(&home.join("ssh/secret"), &rules) {
+        Err((FileError::NotFound, absence @ Absence::Proven { .. })) => {
+            absence.for_user(ALICE, &[0]) == Absence::UserMovable
+        }
+        other => panic!("not a proven absence: {:?}", other.err()),
+    };
+    let hers = s.mkdir("alice", ALICE, 0o755);
+    s.mkdir("alice/ssh", 0, 0o755);
+    s.file("alice/ssh/other", SECRET, 0, 0o600);
+    assert!(movable(&hers));
+    let roots = s.mkdir("root", 0, 0o755);
+    s.mkdir("root/ssh", 0, 0o755);
+    s.file("root/ssh/other", SECRET, 0, 0o600);
+    assert!(!movable(&roots));
+}
+
+/// A symlink that is not root's, above the directories a walk checks (without a trusted
+/// root, every directory but the parent; with one, those above it), is not followed,
+/// however the walk gets through those directories. Control: a root-owned link in a
+/// root-owned directory, at the same place, is.
+#[test]
+fn an_untrusted_symlink_above_the_checked_directories_is_not_followed() {
+    if !require_root("an_untrusted_symlink_above_the_checked_directories_is_not_followed") {
+        return;
+    }
+    let s = Scratch::new();
+    let home = s.mkdir("home", ALICE, 0o755);
+    s.mkdir("real/ssh", me(), 0o755);
+    s.file("real/ssh/secret", SECRET, me(), 0o600);
+    let hers = home.join("link");
+    symlink(s.path().join("real"), &hers).expect("symlink");
+    lchown(&hers, Some(ALICE), Some(ALICE)).expect("lchown");
+    let roots = s.path().join("link");
+    symlink(s.path().join("real"), &roots).expect("symlink");
+    for link in [&hers, &roots] {
+        for rules in [
+            FileRules::new(vec![me()]),
+            FileRules::new(vec![me()]).with_trusted_root(link.join("ssh")),
+        ] {
+            let opened = open_checked(&link.join("ssh/secret"), &rules);
+            if link == &hers {
+                assert_eq!(
+                    opened.expect_err("her link"),
+                    FileError::UntrustedSymlink { path: hers.clone() }
+                );
+            } else {
+                assert_eq!(&opened.expect("root's link").contents[..], SECRET);
+            }
+        }
+    }
+}
+
+/// A plain file or a FIFO where a directory of the path should be is refused as not a
+/// directory, and the FIFO is not opened in a way that blocks, whether the walk checks
+/// that directory (under a trusted root) or not (the parent alone, without one).
+#[test]
+fn a_file_or_fifo_where_a_directory_should_be_is_refused_without_blocking() {
+    let s = Scratch::new();
+    s.file("plain", SECRET, me(), 0o600);
+    unistd::mkfifo(&s.path().join("fifo"), Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    for name in ["plain", "fifo"] {
+        for rules in [FileRules::new(vec![me()]), root_rules(&s)] {
+            let (tx, rx) = mpsc::channel();
+            let p = s.path().join(name).join("secret");
+            std::thread::spawn(move || {
+                let _ = tx.send(open_checked(&p, &rules).map(|_| ()));
+            });
+            // The bound is a hang guard, not a speed goal.
+            let result = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the walk blocked on a FIFO");
+            assert_eq!(
+                result,
+                Err(FileError::NotADirectory {
+                    path: s.path().join(name)
+                }),
+                "{name}"
+            );
+        }
+    }
+    // Control: the directory itself.
+    s.mkdir("dir", me(), 0o755);
+    s.file("dir/secret", SECRET, me(), 0o600);
+    assert!(open_checked(&s.path().join("dir/secret"), &FileRules::new(vec![me()])).is_ok());
+}
+
+/// Every descriptor a walk hands back is close-on-exec, `/` itself included (the
+/// directory of a file in `/`), and so is the readable one a write reopens it as, so a
+/// program another thread starts inherits none.
+#[test]
+fn the_directory_a_walk_ends_on_is_close_on_exec_root_included() {
+    let s = Scratch::new();
+    s.mkdir("a/b", me(), 0o755);
+    let rules = FileRules::new(vec![me()]);
+    let dirs = [
+        Vec::new(),
+        dir_components(&s.path().join("a/b")).expect("components"),
+    ];
+    for comps in &dirs {
+        let walked = walk_checked(comps, &rules).expect("walk");
+        // And the readable one a write reopens it as (for its directory fsync).
+        let readable = reopen_readable(walked.fd.try_clone().expect("dup"), "reopen")
+            .expect("reopen readable");
+        for fd in [walked.fd.as_fd(), readable.as_fd()] {
+            let flags = fcntl::fcntl(fd, fcntl::FcntlArg::F_GETFD).expect("F_GETFD");
+            assert_ne!(flags & libc::FD_CLOEXEC, 0, "{:?}", walked.shown);
+        }
+    }
+}
+
+/// Root's symlinks in root's directories are followed as the kernel follows them: up to
+/// [`MAX_SYMLINKS`] in one walk, and a walk needing one more (a loop among them
+/// included) is refused rather than followed on.
+#[test]
+fn a_walk_follows_at_most_the_kernels_number_of_symlinks() {
+    // Only root's symlinks are followed.
+    if !require_root("a_walk_follows_at_most_the_kernels_number_of_symlinks") {
+        return;
+    }
+    let s = Scratch::new();
+    s.mkdir("real", me(), 0o755);
+    s.file("real/secret", SECRET, me(), 0o600);
+    let rules = FileRules::new(vec![me()]);
+    // l0 -> l1 -> ... -> l{n-1} -> real
+    let chain = |prefix: &str, n: u32| {
+        for i in 0..n {
+            let target = if i + 1 == n {
+                "real".to_owned()
+            } else {
+                format!("{prefix}{}", i + 1)
+            };
+            symlink(target, s.path().join(format!("{prefix}{i}"))).expect("symlink");
+        }
+        s.path().join(format!("{prefix}0/secret"))
+    };
+    let at_limit = chain("a", MAX_SYMLINKS);
+    assert_eq!(
+        &open_checked(&at_limit, &rules).expect("40 links").contents[..],
+        SECRET
+    );
+    let over = chain("b", MAX_SYMLINKS + 1);
+    assert_eq!(
+        open_checked(&over, &rules).expect_err("41 links"),
+        FileError::TooManySymlinks
+    );
+    symlink("loop", s.path().join("loop")).expect("symlink");
+    assert_eq!(
+        open_checked(&s.path().join("loop/secret"), &rules).expect_err("a loop"),
+        FileError::TooManySymlinks
+    );
 }

@@ -97,6 +97,7 @@ pub(super) fn open_unread_noting(
         | OFlag::O_CLOEXEC;
     let mut reopens = 0;
     let (file, info) = loop {
+        let _ = fault::hit(FaultPoint::OpenFile);
         let fd = match fcntl::openat(&walked.fd, name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Err(missing(&walked, absence)),
@@ -104,6 +105,7 @@ pub(super) fn open_unread_noting(
             Err(e) => return Err(FileError::os("open", e)),
         };
         let file = File::from(fd);
+        let _ = fault::hit(FaultPoint::OpenedFile);
         let st = stat::fstat(&file).map_err(|e| FileError::os("fstat", e))?;
         let info = FileInfo::from_stat(&st);
         // No links left: a concurrent rewrite renamed its new file over this one between

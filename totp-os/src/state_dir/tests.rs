@@ -259,6 +259,14 @@ fn hostile_entries_are_never_followed_and_reset_removes_them() {
     for uid in [11, 12, 13, 14] {
         let r = s.update(uid, &mut |_| Write::Durable(st(1)));
         assert!(matches!(r, Err(StoreError::Corrupt(_))), "{uid}: {r:?}");
+        if uid == 12 {
+            // Refused from its lstat, before any open (opening a device or FIFO can
+            // have effects of its own).
+            assert!(
+                matches!(r, Err(StoreError::Corrupt(ref m)) if m.ends_with("is a FIFO; not followed")),
+                "{r:?}"
+            );
+        }
         let removed = s.reset(uid, NOW, false).unwrap();
         assert!(matches!(removed, Reset::Removed(_)), "{uid}: {removed:?}");
         put(&mut s, uid, Write::Durable(st(3)));
@@ -277,12 +285,13 @@ fn an_unsafe_directory_is_refused() {
     assert!(matches!(s.read(1), Err(StoreError::Refused(_))));
     // Below a sticky directory anyone can write (like /tmp): anyone could create the
     // state directory first, so the store refuses it before creating anything.
-    let sticky = t.path().join("sticky");
+    // (Not called "sticky": the message names the directory.)
+    let sticky = t.path().join("shared");
     std::fs::create_dir(&sticky).unwrap();
     std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let mut s = StateDir::new(sticky.join("state"), Duration::from_millis(100));
     match s.update(1, &mut |_| Write::Lazy(st(1))) {
-        Err(StoreError::Refused(m)) => assert!(m.contains("sticky"), "{m}"),
+        Err(StoreError::Refused(m)) => assert!(m.contains("mode 1777, sticky"), "{m}"),
         other => panic!("{other:?}"),
     }
     assert!(!sticky.join("state").exists(), "nothing created below it");
@@ -657,4 +666,120 @@ fn a_reset_over_a_newer_release_slot_counts_every_totp_code_up_to_now_as_used() 
     put(&mut s, 14, Write::Durable(st(1)));
     s.reset(14, NOW, false).unwrap();
     assert_eq!(s.read(14).unwrap().marks, st(1).marks);
+}
+
+/// A plain file or a FIFO where a directory of the store's path should be is refused,
+/// named for what it is (the message an administrator reads), without blocking on the FIFO and without creating anything;
+/// control: a directory there is walked through (and the store created below it).
+#[test]
+fn a_file_or_fifo_in_the_stores_path_is_refused_without_blocking() {
+    let t = private_tempdir();
+    std::fs::write(t.path().join("plain"), b"").unwrap();
+    nix::unistd::mkfifo(&t.path().join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+    // A plain file was named "not a regular file" before.
+    for (name, what) in [("plain", "a regular file"), ("fifo", "a FIFO")] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = t.path().join(name).join("state");
+        std::thread::spawn(move || {
+            let mut s = StateDir::new(dir, Duration::from_millis(100));
+            let _ = tx.send(s.update(1, &mut |_| Write::Lazy(st(1))));
+        });
+        // The bound is a hang guard, not a speed goal.
+        let result = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the walk blocked on a FIFO");
+        match result {
+            Err(StoreError::Refused(m)) => {
+                assert!(m.contains(&format!("is {what}; not followed")), "{m}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // The store's own directory a FIFO: not opened in a way that blocks either.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let fifo = t.path().join("fifo");
+    std::thread::spawn(move || {
+        let s = StateDir::new(fifo, Duration::from_millis(100));
+        let _ = tx.send(s.open_dir(false).map(|_| ()));
+    });
+    match rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the open blocked on a FIFO")
+    {
+        Err(StoreError::Refused(m)) => assert!(m.contains("is a FIFO; not followed"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let mut s = StateDir::new(t.path().join("dir/state"), Duration::from_millis(100));
+    std::fs::create_dir(t.path().join("dir")).unwrap();
+    assert!(s.update(1, &mut |_| Write::Lazy(st(1))).is_ok());
+}
+
+/// The store directory's descriptor, kept for the process's life in a long-running
+/// host, is close-on-exec, whether one `openat2` opened it or the walk that created it,
+/// and so is a record's.
+#[test]
+fn the_store_directory_descriptor_is_close_on_exec() {
+    let t = private_tempdir();
+    let s = StateDir::new(t.path().join("a/state"), Duration::from_millis(100));
+    let created = s.open_dir(true).unwrap().expect("created");
+    let again = s.open_dir(false).unwrap().expect("opened");
+    let mut s = s;
+    let (record, _) = s.open_record(1, true, true).unwrap().expect("record");
+    let fds = [created, again, OwnedFd::from(record)];
+    for fd in &fds {
+        let flags = fcntl::fcntl(fd, fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
+    }
+}
+
+/// Above the store's own directory, each directory on the way must be root's or the
+/// store owner's (a service account's home); another account's is refused, as a
+/// directory writable by others is. Walked with the store not created yet (the path
+/// the walk takes, not the single `openat2`); the owner is a service account here.
+#[test]
+fn directories_above_the_store_belong_to_root_or_its_owner() {
+    const OWNER: u32 = 4242;
+    let t = private_tempdir();
+    for (above, mode, accepted) in [
+        (0, 0o755, true),
+        // Sticky but written by nobody else: nothing to fear.
+        (0, 0o1755, true),
+        (OWNER, 0o755, true),
+        (4343, 0o755, false),
+        (OWNER, 0o775, false),
+    ] {
+        let base = t.path().join(format!("u{above}-{mode:o}"));
+        std::fs::create_dir(&base).unwrap();
+        std::os::unix::fs::chown(&base, Some(above), None).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(mode)).unwrap();
+        let mut s = StateDir::new(base.join("state"), Duration::from_millis(100));
+        s.owner = OWNER;
+        let opened = s.open_dir(false);
+        // The same with the store there, which one `openat2` reaches and checks on its
+        // own (it must accept only what the walk accepts).
+        let state = base.join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::os::unix::fs::chown(&state, Some(OWNER), None).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let comps: Vec<OsString> = state
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_owned()),
+                _ => None,
+            })
+            .collect();
+        let fast = s.open_dir_fast(&comps).is_some();
+        assert_eq!(fast, accepted, "fast path: {above} {mode:o}");
+        let walked = matches!(s.open_dir(false), Ok(Some(_)));
+        assert_eq!(walked, accepted, "{above} {mode:o}");
+        if accepted {
+            assert!(matches!(opened, Ok(None)), "{above} {mode:o}: {opened:?}");
+        } else {
+            // Refused for what it is: no sticky bit is blamed.
+            assert!(
+                matches!(opened, Err(StoreError::Refused(ref m)) if !m.contains("sticky")),
+                "{above} {mode:o}: {opened:?}"
+            );
+        }
+    }
 }
