@@ -554,3 +554,48 @@ fn a_shared_file_that_cannot_keep_a_scratch_code_or_hotp_use_warns_other_hosts_t
         assert_eq!(d.result, "PAM_AUTH_ERR", "{named}: {d:?}");
     }
 }
+
+/// A `DISALLOW_REUSE` entry ahead of the clock (a clock since stepped back, or a
+/// hand-written line) is kept until the clock passes it. Each login meanwhile pruned
+/// the step before it, the line's last entry, leaving the blank before that entry
+/// behind: the line grew a byte per login, towards the size cap past which it is no
+/// longer updated and hosts with another state store take the codes again. Control:
+/// without an entry ahead, the same logins leave GA's bytes.
+#[test]
+fn a_reuse_entry_kept_ahead_of_the_clock_does_not_grow_the_line_login_by_login() {
+    let t = "a_reuse_entry_kept_ahead_of_the_clock_does_not_grow_the_line_login_by_login";
+    if !require_root(t) {
+        return;
+    }
+    let secret = random_secret_b32();
+    let ahead = T0 / 30 + 100_000;
+    let (a, _) = two_hosts("shared_file=yes");
+    let logins = |u: &TestUser| {
+        // Four steps apart: each login prunes the one before it.
+        for k in 0..4 {
+            let at = T0 + k * 120;
+            let d = login(&a, u, &code_at(&secret, at), at);
+            assert_eq!(d.result, "PAM_SUCCESS", "login {k}: {d:?}");
+        }
+    };
+    let last = (T0 + 3 * 120) / 30;
+
+    let u = TestUser::create("sra");
+    let p = u.write_secret(
+        &format!("{secret}\n\" DISALLOW_REUSE {ahead}\n\" TOTP_AUTH\n"),
+        0o600,
+    );
+    logins(&u);
+    let line = format!("\" DISALLOW_REUSE {ahead} {last}\n");
+    assert!(read(&p).contains(&line), "{:?}, not {line:?}", read(&p));
+
+    // Control: no entry ahead.
+    let c = TestUser::create("src");
+    let p = c.write_secret(
+        &format!("{secret}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        0o600,
+    );
+    logins(&c);
+    let line = format!("\" DISALLOW_REUSE {last}\n");
+    assert!(read(&p).contains(&line), "{:?}, not {line:?}", read(&p));
+}

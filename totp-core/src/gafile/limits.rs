@@ -62,7 +62,8 @@ pub fn rate_limit_value(rl: &RateLimit) -> String {
 /// clock since stepped back), and then takes their codes again; an entry ahead stays
 /// here until the clock has passed it, so a step listed as used is never accepted
 /// again, whether or not the file is rewritten (the replay mark covers every step up
-/// to `tm`, so pruning the entries behind it reopens nothing).
+/// to `tm`, so pruning the entries behind it reopens nothing). Where such an entry is
+/// kept, the blanks GA would leave at the end of the line are not (they would add up).
 pub fn disallow_reuse_update(
     value: &[u8],
     tm: u64,
@@ -73,6 +74,7 @@ pub fn disallow_reuse_update(
     };
     let mut v = value.to_vec();
     let mut p = 0;
+    let mut kept_ahead = false;
     loop {
         while p < v.len() && matches!(v[p], b' ' | b'\t' | b'\r' | b'\n') {
             p += 1;
@@ -87,6 +89,9 @@ pub fn disallow_reuse_update(
         if blocked == tm {
             return Ok(None);
         }
+        if blocked > tm && blocked - tm >= window {
+            kept_ahead = true;
+        }
         if blocked < tm && tm - blocked >= window {
             let mut e = end;
             while e < v.len() && matches!(v[e], b' ' | b'\t') {
@@ -95,6 +100,15 @@ pub fn disallow_reuse_update(
             v.drain(p..e);
         } else {
             p = end;
+        }
+    }
+    // Pruning the last entry leaves the blank before it, to which the append adds one
+    // more: GA's line never keeps an entry long enough for that to add up, but one kept
+    // ahead (which GA would prune) stays for as long as the clock is behind it, and the
+    // line would gain a byte at each login until the file reached its size cap.
+    if kept_ahead {
+        while v.last().is_some_and(|b| matches!(b, b' ' | b'\t')) {
+            v.pop();
         }
     }
     let mut s = String::from_utf8(v).map_err(|_| bad)?;

@@ -793,6 +793,42 @@ fn disallow_reuse_update_follows_ga_bytes() {
     assert!(disallow_reuse_update(b"1+2", 5, 3).is_err());
 }
 
+/// An entry kept ahead of the clock (a clock since stepped back, or a hand-written line)
+/// stays for as long as the clock is behind it; the logins meanwhile must not lengthen
+/// the line, or it reaches the file's size cap and stops being updated (hosts with
+/// another state store then take the codes again).
+#[test]
+fn disallow_reuse_line_stays_bounded_while_an_entry_is_kept_ahead() {
+    let grow = |start: &str| {
+        let mut line = start.to_string();
+        // A login every 4 steps: each prunes the one before it, the last entry.
+        for tm in (10_000..).step_by(4).take(200) {
+            if let Some(v) = disallow_reuse_update(line.as_bytes(), tm, 3).unwrap() {
+                line = v;
+            }
+        }
+        line
+    };
+    let ahead = grow("99999999");
+    assert_eq!(ahead, "99999999 10796", "{:?}", ahead.len());
+    // Control: without an entry kept ahead, GA's bytes as before (the double space GA
+    // leaves when it prunes the last entry and keeps one before it).
+    assert_eq!(grow(""), "10796");
+    assert_eq!(
+        disallow_reuse_update(b"10003 10000", 10004, 3)
+            .unwrap()
+            .as_deref(),
+        Some("10003  10004")
+    );
+    // Blanks a hand-written line ends with go too once an entry is kept ahead.
+    assert_eq!(
+        disallow_reuse_update(b"20000 \t ", 10000, 3)
+            .unwrap()
+            .as_deref(),
+        Some("20000 10000")
+    );
+}
+
 /// GA reads `WINDOW_SIZE`, `STEP_SIZE` and `RATE_LIMIT` with `strtoul`, which takes a
 /// leading `+`; text glued to a number is refused (GA: "Invalid ...").
 #[test]
