@@ -1106,7 +1106,7 @@ fn a_hostile_or_failing_secret_command_denies_and_the_log_names_why() {
             &server.url(false),
             &format!(
                 "throttle_after=100 secret_command={} secret_command_user=nobody \
-                 secret_command_timeout=500",
+                 secret_command_timeout=2500",
                 cmd.display()
             ),
         )

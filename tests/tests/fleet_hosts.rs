@@ -531,7 +531,7 @@ fn a_failing_or_untrusted_secret_command_denies() {
             // throttle_after=100: every refusal below is charged as a failed attempt, and
             // the last case must not be held back by them.
             "nullok throttle_after=100 secret_command={} secret_command_user=nobody \
-             secret_command_timeout=500",
+             secret_command_timeout=2500",
             path.display()
         );
         login_at(&fleet(&server, 1, &extra)[0], &u, &code, PEER, T0)
