@@ -135,16 +135,14 @@ impl PamIo for LivePam<'_> {
     fn user(&mut self) -> Result<Option<Vec<u8>>, ConvError> {
         match self.pamh.get_user(None) {
             Ok(name) => Ok(Some(name.into_bytes())),
-            // libpam asked for the name (PAM_USER unset) and the conversation failed: no
-            // name to hide, and a conversation the application aborted is not asked again.
-            Err(
-                code @ (PamResultCode::PAM_CONV_ERR
-                | PamResultCode::PAM_ABORT
-                | PamResultCode::PAM_BUF_ERR
-                | PamResultCode::PAM_INCOMPLETE),
-            ) => Err(conv_error(code)),
-            // A non-UTF-8 name still gets the same prompt-then-deny flow: read it raw.
-            Err(_) => Ok(self.item(ItemKind::User)),
+            // A non-UTF-8 name (pam-bindings' answer for it) still gets the same
+            // prompt-then-deny flow: read it raw.
+            Err(PamResultCode::PAM_SYSTEM_ERR) => Ok(self.item(ItemKind::User)),
+            // libpam asked for the name (PAM_USER unset) and the conversation failed or,
+            // with PAM_CONV_AGAIN, is waiting for an event (the module cannot be
+            // resumed): no name to hide, and a conversation that has just failed, or
+            // that the application aborted, is not asked for a code.
+            Err(code) => Err(conv_error(code)),
         }
     }
 

@@ -201,8 +201,12 @@ fn resolve_fixed_owner(
     // `LoginTarget::nullok_applies` for what an unknown name loses). But a name NSS knows is
     // replaced by its canonical spelling, and an NSS error denies.
     // `user=` naming the account logging in (root with `user=root`): NSS has just
-    // answered this very query for the owner, so that entry is the canonical one.
-    let same_query = matches!(&opts.user, Some(UserSpec::Name(n)) if n.as_str() == name.as_str());
+    // answered this very query for the owner, and that entry is the login's when it
+    // bears the typed name. A `user=` written as an alias (`user=ALICE` for `alice`)
+    // typed at login goes through the canonical lookup like any other spelling, or the
+    // alias would name the file (under `nullok`, a missing one skipped the code).
+    let same_query = matches!(&opts.user, Some(UserSpec::Name(n)) if n.as_str() == name.as_str())
+        && owner.name == name.as_str();
     let found = if same_query {
         Ok(Some((name.clone(), owner.clone())))
     } else {

@@ -221,6 +221,13 @@ impl Transaction {
         sys::setcred(self.handle, sys::PAM_ESTABLISH_CRED)
     }
 
+    /// A variable of the PAM environment (`pam_getenv`): what modules put there, such
+    /// as `pam_env` in its `pam_setcred`.
+    pub fn getenv(&self, name: &str) -> Option<Vec<u8>> {
+        let name = CString::new(name).ok()?;
+        sys::getenv(self.handle, &name)
+    }
+
     /// Runs `pam_acct_mgmt`.
     pub fn acct_mgmt(&mut self) -> i32 {
         sys::acct_mgmt(self.handle, 0)

@@ -116,6 +116,7 @@ unsafe extern "C" {
     fn pam_setcred(pamh: *mut PamHandle, flags: c_int) -> c_int;
     fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
     fn pam_end(pamh: *mut PamHandle, status: c_int) -> c_int;
+    fn pam_getenv(pamh: *mut PamHandle, name: *const c_char) -> *const c_char;
 }
 
 pub fn start(
@@ -151,6 +152,18 @@ pub fn authenticate(handle: *mut PamHandle, flags: c_int) -> c_int {
 pub fn setcred(handle: *mut PamHandle, flags: c_int) -> c_int {
     // SAFETY: valid, not-yet-ended handle.
     unsafe { pam_setcred(handle, flags) }
+}
+
+/// A variable of the PAM environment (`pam_getenv`), copied out.
+pub fn getenv(handle: *mut PamHandle, name: &CStr) -> Option<Vec<u8>> {
+    // SAFETY: valid, not-yet-ended handle; `name` is NUL-terminated. The returned
+    // string belongs to libpam and is copied before any other PAM call can free it.
+    let value = unsafe { pam_getenv(handle, name.as_ptr()) };
+    if value.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL, a NUL-terminated string of libpam's (above).
+    Some(unsafe { CStr::from_ptr(value) }.to_bytes().to_vec())
 }
 
 pub fn acct_mgmt(handle: *mut PamHandle, flags: c_int) -> c_int {

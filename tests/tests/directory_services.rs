@@ -2339,3 +2339,46 @@ fn a_gid_found_without_a_name_is_no_proven_non_membership() {
     mode.unenroll(&u);
     f.check();
 }
+
+/// R8 for the one name the `user=` text is: `user=` naming its account by an alias
+/// (`user=ALICE`, a directory's case-insensitive spelling), and that very alias typed at
+/// login. The module took the `user=` lookup for the login's own (the same query) and
+/// kept the typed spelling as the account's name: `secret=…/${USER}` named a file of
+/// that spelling, which does not exist, and under `nullok` the enrolled account was let
+/// in without a code. Now the login's name is the canonical one there too: the
+/// account's file is read, a wrong code is refused and the right one accepted.
+/// Controls: the canonical name typed, and another alias, reach the same file.
+#[test]
+fn the_user_option_spelling_typed_at_login_is_the_canonical_account() {
+    let Some((u, ds)) = setup(
+        "the_user_option_spelling_typed_at_login_is_the_canonical_account",
+        "dsua",
+    ) else {
+        return;
+    };
+    let alias = u.name.to_uppercase();
+    write_owned(
+        &u.home.join(&u.name),
+        totp_file(SECRET_160).as_bytes(),
+        u.uid,
+        u.gid,
+        0o600,
+    );
+    let args = format!("user={alias} secret={}/${{USER}} nullok", u.home.display());
+    let mut f = Failures::default();
+    let mut at = T0;
+    for typed in [alias.clone(), u.name.clone(), format!("AD\\{}", u.name)] {
+        at += 90;
+        f.refused(
+            &format!("{typed}: wrong code"),
+            &login(&ds, &args, &typed, &wrong_totp(SECRET_160, at), at),
+        );
+        at += 90;
+        f.expect(
+            &format!("{typed}: right code"),
+            &login(&ds, &args, &typed, &code_at(SECRET_160, at), at),
+            "PAM_SUCCESS",
+        );
+    }
+    f.check();
+}

@@ -112,6 +112,9 @@ fn the_applications_abort_and_memory_errors_are_passed_on() {
         (codes::CONV_ERR, codes::CONV_ERR),
         // PAM_CONV_AGAIN: the module cannot be resumed (no PAM_INCOMPLETE).
         (30, codes::CONV_ERR),
+        // PAM_INCOMPLETE, which a conversation has no business returning (it is a
+        // module's answer): a failure like any other, never a resumable state.
+        (31, codes::CONV_ERR),
     ] {
         for user in [u.name.as_str(), "nosuchuser-ab"] {
             let conv = Box::new(Scripted::new([Reply::Fail(reply)]));
@@ -137,8 +140,10 @@ fn the_applications_abort_and_memory_errors_are_passed_on() {
 /// Without `PAM_USER` libpam asks for the name (`login:`) through the conversation. When
 /// that fails (an aborted or closed conversation, no answer), the module returns
 /// `PAM_CONV_ERR` and asks for no code on a conversation that has just failed: there is
-/// no name whose existence a missing prompt could tell. Control: the name answered at
-/// `login:`, then the right code, succeeds after both prompts.
+/// no name whose existence a missing prompt could tell. `PAM_CONV_AGAIN` there came
+/// back from `pam_get_user` as itself, which the module took for a name it could not
+/// read: it asked for a code with no name and returned `PAM_AUTH_ERR`. Control: the
+/// name answered at `login:`, then the right code, succeeds after both prompts.
 #[test]
 fn a_failed_user_name_prompt_is_not_followed_by_a_code_prompt() {
     if !require_root("a_failed_user_name_prompt_is_not_followed_by_a_code_prompt") {
@@ -149,6 +154,9 @@ fn a_failed_user_name_prompt_is_not_followed_by_a_code_prompt() {
     for failed in [
         Reply::Fail(codes::ABORT),
         Reply::Fail(codes::CONV_ERR),
+        // PAM_CONV_AGAIN: libpam's prompt returns PAM_INCOMPLETE; the module does not
+        // offer to be resumed, it fails the attempt.
+        Reply::Fail(30),
         Reply::NullText,
         Reply::NullArray,
     ] {

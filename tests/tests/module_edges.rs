@@ -1,6 +1,7 @@
 //! Edge cases of the security test plan not covered elsewhere: one scratch code in
-//! parallel sessions (C6), hostile arguments to the exports themselves (F6), and a
-//! `PAM_USER` that changes between calls in one transaction (B5).
+//! parallel sessions (C6), hostile arguments to the exports themselves (F6), a
+//! `PAM_USER` that changes between calls in one transaction (B5), and the module
+//! unloaded at each `pam_end` (G6).
 
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::process::Stdio;
@@ -199,4 +200,140 @@ fn a_missing_conversation_function_is_a_failure_not_a_crash() {
     let rc = tx.authenticate(0);
     // PAM_CONV_ERR (19): the module cannot ask, and says so; never success or ignore.
     assert_eq!(rc, 19, "got {rc}");
+}
+
+/// Signal dispositions of this process: the handler address (or SIG_DFL/SIG_IGN) of
+/// every signal a process can catch.
+fn signal_handlers() -> Vec<(c_int, usize)> {
+    (1..=libc::SIGRTMAX())
+        .filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP)
+        .map(|s| {
+            // SAFETY: a zeroed sigaction is a valid out-parameter; a query changes nothing.
+            let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: as above; `act` outlives the call.
+            let rc = unsafe { libc::sigaction(s, std::ptr::null(), &mut act) };
+            (
+                s,
+                if rc == 0 {
+                    act.sa_sigaction
+                } else {
+                    usize::MAX
+                },
+            )
+        })
+        .collect()
+}
+
+fn module_mapped() -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("maps")
+        .lines()
+        .any(|l| l.ends_with("/libpam_totp.so"))
+}
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").expect("tasks").count()
+}
+
+/// Runs in a child process started by the test below (it re-executes this test binary).
+#[test]
+fn unload_child_process() {
+    let (Ok(confdir), Ok(user), Ok(answers)) = (
+        std::env::var("PAM_TOTP_UNLOAD_CHILD_CONFDIR"),
+        std::env::var("PAM_TOTP_UNLOAD_CHILD_USER"),
+        std::env::var("PAM_TOTP_UNLOAD_CHILD_ANSWERS"),
+    ) else {
+        return;
+    };
+    let signals = signal_handlers();
+    let threads = thread_count();
+    println!("child-mapped-before {}", module_mapped());
+    for (i, answer) in answers.split(',').enumerate() {
+        let mut tx = Transaction::start(
+            "edge",
+            Some(&user),
+            Some(std::path::Path::new(&confdir)),
+            Box::new(Scripted::texts([answer])),
+        )
+        .expect("pam_start");
+        println!("child-auth{i} {}", tx.authenticate(0));
+        println!("child-mapped-during{i} {}", module_mapped());
+        drop(tx);
+        println!("child-mapped-after{i} {}", module_mapped());
+        println!("child-signals-same{i} {}", signal_handlers() == signals);
+        println!("child-threads-same{i} {}", thread_count() == threads);
+    }
+}
+
+/// A host that ends each transaction has libpam `dlclose` the module (`pam_end`): a
+/// signal handler, a thread or an exit handler the module left behind would then point
+/// into unmapped code and crash the host later (at the signal, at exit). Three
+/// transactions in one process, each loading the module afresh: after each `pam_end`
+/// the module is unmapped (nothing holds it), every signal disposition and the thread
+/// count are as before, and the process exits cleanly. The verdicts show each load
+/// really ran (a wrong code, the right one, its replay refused by the state the
+/// earlier load wrote); the mapping seen while a transaction is open is the control
+/// that the unmapping check sees the module at all.
+#[test]
+fn each_pam_end_unloads_the_module_and_leaves_nothing_behind() {
+    if !require_root("each_pam_end_unloads_the_module_and_leaves_nothing_behind") {
+        return;
+    }
+    let user = TestUser::create("ul");
+    user.write_secret(&format!("{SECRET_160}\n\" TOTP_AUTH\n"), 0o600);
+    let stack = Stack::with_module("edge", "");
+    let t = now();
+    let code = code_at(SECRET_160, t);
+    let answers = format!("{},{code},{code}", system_tests::wrong_totp(SECRET_160, t));
+    let out = std::process::Command::new(std::env::current_exe().expect("current_exe"))
+        .args([
+            "--exact",
+            "unload_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PAM_TOTP_UNLOAD_CHILD_CONFDIR", stack.path())
+        .env("PAM_TOTP_UNLOAD_CHILD_USER", &user.name)
+        .env("PAM_TOTP_UNLOAD_CHILD_ANSWERS", answers)
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value = |k: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.find(k).map(|i| l[i + k.len()..].trim().to_string()))
+            .unwrap_or_else(|| panic!("no {k} in {stdout}"))
+    };
+    assert_eq!(value("child-mapped-before "), "false", "{stdout}");
+    for (i, rc) in ["7", "0", "7"].iter().enumerate() {
+        assert_eq!(&value(&format!("child-auth{i} ")), rc, "{stdout}");
+        assert_eq!(
+            value(&format!("child-mapped-during{i} ")),
+            "true",
+            "{stdout}"
+        );
+        assert_eq!(
+            value(&format!("child-mapped-after{i} ")),
+            "false",
+            "something keeps the module loaded after pam_end: {stdout}"
+        );
+        assert_eq!(
+            value(&format!("child-signals-same{i} ")),
+            "true",
+            "{stdout}"
+        );
+        assert_eq!(
+            value(&format!("child-threads-same{i} ")),
+            "true",
+            "{stdout}"
+        );
+    }
 }

@@ -104,3 +104,61 @@ fn setcred_returns_success() {
     assert!(text.contains("result PAM_SUCCESS"), "{text}");
     assert!(text.lines().any(|l| l == "setcred PAM_SUCCESS"), "{text}");
 }
+
+/// `pam_sm_setcred` always returns `PAM_SUCCESS` (F11), also on a line that returned
+/// `PAM_IGNORE` at authentication (here `nullok`, no secret file). That takes no
+/// `success=done` the login did not take: libpam freezes the chain `pam_authenticate`
+/// walked and, for `pam_setcred`, acts on each line's cached authentication result, so
+/// the modules after the line still set their credentials (`pam_env` stands for them:
+/// the variable it sets in its `pam_setcred` shows that it ran). Controls: an enrolled
+/// user's right code took `success=done` at authentication, and does again (no
+/// variable); in a handle whose authentication never ran (sshd's keyboard-interactive
+/// authenticates in a child process) nothing is frozen, and the `PAM_SUCCESS` ends the
+/// walk there, as google-authenticator's does (pam_totp(8), PAM LINE TYPES).
+#[test]
+fn setcred_takes_the_path_authentication_took() {
+    use system_tests::pamapp::{Scripted, Transaction, codes};
+    if !require_root("setcred_takes_the_path_authentication_took") {
+        return;
+    }
+    let plain = TestUser::create("scn");
+    let (enrolled, secret) = TestUser::enrolled("sce");
+    let stack = Stack::new();
+    let env_conf = stack.path().join("env.conf");
+    std::fs::write(&env_conf, "PAM_TOTP_SETCRED_RAN DEFAULT=yes\n").expect("env.conf");
+    stack.service(
+        "svc",
+        &format!(
+            "auth [success=done ignore=ignore default=die] @MODULE@ nullok\n\
+             auth required pam_permit.so\n\
+             auth optional pam_env.so readenv=0 user_readenv=0 conffile={}\n",
+            env_conf.display()
+        ),
+    );
+    let run = |user: &str, answers: Vec<String>, authenticate: bool| {
+        let conv = Box::new(Scripted::texts(answers));
+        let mut tx =
+            Transaction::start("svc", Some(user), Some(stack.path()), conv).expect("start");
+        let auth = authenticate.then(|| tx.authenticate(0));
+        let setcred = tx.setcred();
+        (auth, setcred, tx.getenv("PAM_TOTP_SETCRED_RAN"))
+    };
+    // Skipped at authentication: the walk goes on past the line for setcred too.
+    let (auth, setcred, ran) = run(&plain.name, vec![], true);
+    assert_eq!(auth, Some(codes::SUCCESS));
+    assert_eq!(setcred, codes::SUCCESS);
+    assert_eq!(
+        ran.as_deref(),
+        Some(&b"yes"[..]),
+        "pam_env's pam_setcred was skipped after a PAM_IGNORE at authentication"
+    );
+    // Control: a verified code ended the walk at authentication, and ends it again.
+    let (auth, setcred, ran) = run(&enrolled.name, vec![code_at(&secret, now())], true);
+    assert_eq!(auth, Some(codes::SUCCESS));
+    assert_eq!(setcred, codes::SUCCESS);
+    assert_eq!(ran, None, "success=done did not end the setcred walk");
+    // Control: no authentication in this handle: PAM_SUCCESS, as google-authenticator.
+    let (_, setcred, ran) = run(&plain.name, vec![], false);
+    assert_eq!(setcred, codes::SUCCESS);
+    assert_eq!(ran, None);
+}
