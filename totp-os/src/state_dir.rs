@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use libc::uid_t;
 use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag, OpenHow, RenameFlags, ResolveFlag};
-use nix::sys::stat::{self, FchmodatFlags, FileStat, Mode, SFlag};
+use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use nix::sys::statvfs::{self, FsFlags};
 use nix::unistd::{self, UnlinkatFlags};
 use sha2::{Digest, Sha256};
@@ -366,14 +366,13 @@ impl StateDir {
                 match stat::mkdirat(&cur, name.as_os_str(), mode) {
                     // The host's umask shaped the mode: a screen locker under umask 0277
                     // made a directory it could not enter again, denying every later
-                    // login. `cur` passed the checks, so only its owner (root or us) can
-                    // have put anything else at `name` since the mkdir.
+                    // login. Set on a descriptor opened without following anything,
+                    // never by name: a symlink put at `name` since the mkdir would have
+                    // the chmod (as root) land on whatever it points to.
                     Ok(()) => {
-                        stat::fchmodat(&cur, name.as_os_str(), mode, FchmodatFlags::FollowSymlink)
-                            .map_err(|e| os_error(&format!("chmod {shown}"), e))?;
-                        // The parent's default ACL was inherited: its named entries
-                        // would reach the store as soon as a mask is recomputed.
-                        let dir = fcntl::openat(
+                        // Where a test replaces the new directory.
+                        let _ = fault::hit(FaultPoint::DirCreated);
+                        let dir = match fcntl::openat(
                             &cur,
                             name.as_os_str(),
                             OFlag::O_RDONLY
@@ -381,8 +380,17 @@ impl StateDir {
                                 | OFlag::O_NOFOLLOW
                                 | OFlag::O_CLOEXEC,
                             Mode::empty(),
-                        )
-                        .map_err(|e| os_error(&format!("open {shown}"), e))?;
+                        ) {
+                            Ok(dir) => dir,
+                            Err(Errno::ENOTDIR | Errno::ELOOP) => {
+                                return Err(not_followed(&cur));
+                            }
+                            Err(e) => return Err(os_error(&format!("open {shown}"), e)),
+                        };
+                        stat::fchmod(&dir, mode)
+                            .map_err(|e| os_error(&format!("chmod {shown}"), e))?;
+                        // The parent's default ACL was inherited: its named entries
+                        // would reach the store as soon as a mask is recomputed.
                         crate::safefile::remove_dir_acls(&dir).map_err(|e| {
                             os_error(&format!("remove inherited ACL of {shown}"), e)
                         })?;
@@ -563,7 +571,9 @@ impl StateDir {
             return Ok(None);
         };
         let name = uid.to_string();
-        let base = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        // O_NOCTTY: a terminal put there since the lstat never becomes the host's
+        // controlling terminal (sshd's session leader has none).
+        let base = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
         let rw = if create || write {
             OFlag::O_RDWR
         } else {
@@ -601,36 +611,42 @@ impl StateDir {
                 }
                 Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
             }
-            match fcntl::openat(dir, name.as_str(), base | rw, Mode::empty()) {
-                Ok(fd) => {
-                    opened = Some(fd);
-                    break;
-                }
+            // Where a test swaps the entry the lstat found a plain file for another.
+            let _ = fault::hit(FaultPoint::OpenFile);
+            let fd = match fcntl::openat(dir, name.as_str(), base | rw, Mode::empty()) {
+                Ok(fd) => fd,
                 Err(Errno::ELOOP) => {
                     return Err(StoreError::Corrupt(format!(
                         "{shown} is a symlink; not followed"
                     )));
                 }
+                // A directory put there since the lstat (opened for writing).
+                Err(Errno::EISDIR) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{shown} is a directory; not followed"
+                    )));
+                }
                 Err(Errno::ENOENT) if !create => return Ok(None),
-                Err(Errno::ENOENT) => {}
+                Err(Errno::ENOENT) => continue,
                 Err(e) => return Err(os_error(&format!("open {shown}"), e)),
+            };
+            // Where a test replaces the entry just opened.
+            let _ = fault::hit(FaultPoint::OpenedFile);
+            let st = stat::fstat(&fd).map_err(|e| os_error(&format!("stat {shown}"), e))?;
+            // Removed between the open and the fstat: what the name leads to now is
+            // opened again, as for a name gone before the open (the file held has no
+            // link left, which is no fault of the record's).
+            if kind(&st) == SFlag::S_IFREG && st.st_nlink == 0 {
+                continue;
             }
+            opened = Some((fd, st));
+            break;
         }
-        let Some(fd) = opened else {
+        let Some((fd, st)) = opened else {
             return Err(StoreError::Unavailable(format!(
                 "{shown} appeared and vanished again {OPEN_TRIES} times while being opened"
             )));
         };
-        let st = stat::fstat(&fd).map_err(|e| os_error(&format!("stat {shown}"), e))?;
-        // A record an earlier version created holes in: allocate it now, while there is
-        // room (best effort: a full file system leaves it as it was).
-        if write
-            && !created
-            && (st.st_blocks as u64) * 512 < MAX_FILE_LEN as u64
-            && crate::fsize::allows(MAX_FILE_LEN as u64).is_ok()
-        {
-            let _ = fcntl::posix_fallocate(&fd, 0, MAX_FILE_LEN as libc::off_t);
-        }
         let problem = if kind(&st) != SFlag::S_IFREG {
             Some(format!("is {}", kind_name(&st)))
         } else if st.st_uid != owner {
@@ -650,6 +666,17 @@ impl StateDir {
         };
         if let Some(p) = problem {
             return Err(StoreError::Corrupt(format!("{shown} {p}; refused")));
+        }
+        // A record an earlier version created holes in: allocate it now, while there is
+        // room (best effort: a full file system leaves it as it was). Only after the
+        // checks: a file of another owner, or another name's file reached through a
+        // hard link, would grow to the record's size.
+        if write
+            && !created
+            && (st.st_blocks as u64) * 512 < MAX_FILE_LEN as u64
+            && crate::fsize::allows(MAX_FILE_LEN as u64).is_ok()
+        {
+            let _ = fcntl::posix_fallocate(&fd, 0, MAX_FILE_LEN as libc::off_t);
         }
         Ok(Some((File::from(fd), st)))
     }
@@ -697,7 +724,11 @@ impl StateDir {
         let Some(dir) = self.dir(create)? else {
             return Ok(None);
         };
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let flags = OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY;
         let fd = match fcntl::openat(dir, KEY_FILE, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(None),
