@@ -333,6 +333,41 @@ fn a_hard_link_or_foreign_file_at_a_record_name_is_refused_and_left_as_it_was() 
     assert!(fs::read(&outside).expect("read") == bytes);
 }
 
+/// R6: the login opens the user's record and the store key with `O_NOCTTY`, so a
+/// terminal device put at either name (they are opened before their type is seen on
+/// the descriptor) never becomes the controlling terminal of a host without one (sshd's
+/// session leader). Shown on the login's `openat` calls in an strace trace; control:
+/// the trace holds both opens, and the login succeeds.
+#[test]
+fn the_record_and_the_store_key_are_opened_without_taking_a_terminal() {
+    if !require_root("the_record_and_the_store_key_are_opened_without_taking_a_terminal") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("nc");
+    let base = Stack::new();
+    let state = base.path().join("state");
+    let stack = Stack::probe("svc", &format!("state_dir={}", state.display()));
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "first login: {d:?}");
+    let trace = base.path().join("trace");
+    let driver = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, T0 + 30))
+        .at(T0 + 30);
+    let out = strace_login(&driver, &trace, Some("trace=openat"));
+    assert_eq!(Drive::parse(&out).module_code(), "PAM_SUCCESS", "{out:?}");
+    let trace = fs::read_to_string(&trace).expect("trace");
+    for name in [u.uid.to_string(), "store.key".to_owned()] {
+        let opens: Vec<&str> = trace
+            .lines()
+            .filter(|l| l.contains("openat(") && l.contains(&format!("\"{name}\"")))
+            .collect();
+        assert!(!opens.is_empty(), "the open of {name} is traced:\n{trace}");
+        for l in opens {
+            assert!(l.contains("O_NOCTTY"), "{name}: {l}");
+        }
+    }
+}
+
 /// One line of an `strace -f -o` trace: the thread and the system call's name.
 fn trace_call(line: &str) -> Option<(u32, &str)> {
     let (pid, rest) = line.split_once(char::is_whitespace)?;
