@@ -35,6 +35,11 @@ pub enum FaultPoint {
     /// is set (replaced by a symlink there, nothing may follow it). Never fails: a test
     /// runs code there with [`run_at`].
     DirCreated,
+    /// The state directory just opened by the one `openat2` of its fast path, before
+    /// the checks of it and of its parents reached through `..` (moved there, what is
+    /// checked must be where it is now). Never fails: a test runs code there with
+    /// [`run_at`].
+    DirOpened,
     /// One `write(2)` call on the temp file.
     Write,
     /// `fsync(2)` of the temp file.

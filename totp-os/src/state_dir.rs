@@ -523,6 +523,8 @@ impl StateDir {
             .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
         let fd = fcntl::openat2(fcntl::AT_FDCWD, self.path.as_path(), how).ok()?;
+        // Where a test moves the directory opened.
+        let _ = fault::hit(FaultPoint::DirOpened);
         let last = comps.len().checked_sub(1)?;
         let mut up = PathBuf::new();
         for i in (0..=last).rev() {

@@ -1067,3 +1067,55 @@ fn a_new_store_directory_replaced_by_a_symlink_is_not_followed() {
         }
     }
 }
+
+/// The fast path's checks go up from the directory it opened through `..`, so they see
+/// where that directory is when checked: moved below a directory anyone can write
+/// between the `openat2` and the checks (the hook at `DirOpened`), it is refused there,
+/// and the component walk takes the path as it now is (creating the store afresh);
+/// nothing is written below the writable directory. Control: not moved, the record goes
+/// into the directory opened.
+#[test]
+fn the_fast_open_checks_the_directory_where_it_is_after_the_open() {
+    for moved in [false, true] {
+        let (t, mut s) = store();
+        put(&mut s, 1, Write::Nothing);
+        let state = t.path().join("a/state");
+        let before = std::fs::metadata(&state).unwrap().ino();
+        let open = t.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // At the same depth, so that only the writable parent can give it away.
+        let (from, to) = (state.clone(), open.join("state"));
+        let dir = state.clone();
+        let (r, reached) = on_thread(move || {
+            fault::clear();
+            if moved {
+                fault::run_at(FaultPoint::DirOpened, move || {
+                    std::fs::rename(&from, &to).unwrap();
+                });
+            }
+            let mut s = StateDir::new(&dir, Duration::from_millis(300));
+            let r = s.update(46, &mut |_| Write::Durable(st(9)));
+            let reached = moved && !fault::pending(FaultPoint::DirOpened);
+            fault::clear();
+            (r, reached)
+        });
+        assert_eq!(reached, moved, "moved={moved}: the move happened");
+        assert!(r.is_ok(), "moved={moved}: {r:?}");
+        let moved_to = open.join("state");
+        assert_eq!(moved_to.exists(), moved, "moved={moved}");
+        if moved {
+            assert!(
+                !moved_to.join("46").exists(),
+                "nothing written below the writable directory"
+            );
+        }
+        let now = std::fs::metadata(&state).unwrap().ino();
+        assert_eq!(
+            now == before,
+            !moved,
+            "moved={moved}: the directory at the path"
+        );
+        assert!(state.join("46").exists(), "moved={moved}");
+    }
+}
