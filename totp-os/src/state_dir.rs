@@ -581,7 +581,6 @@ impl StateDir {
         } else {
             OFlag::O_RDONLY
         };
-        let mut created = false;
         let mut opened = None;
         // Bounded: each turn either opens or finds that another login's record took the
         // name after the stat, which a record removed again at once could repeat.
@@ -601,7 +600,6 @@ impl StateDir {
                         // goes in it: a login that opened it by its name waits for the
                         // creation's lock until then (R12).
                         sync_dir(dir).map_err(|e| os_error(&format!("fsync {dir_shown}"), e))?;
-                        created = true;
                         // Released before this login locks the record by its name: the
                         // lock belongs to the creation's descriptor, and a second
                         // descriptor's lock would wait for it forever.
@@ -669,17 +667,6 @@ impl StateDir {
         if let Some(p) = problem {
             return Err(StoreError::Corrupt(format!("{shown} {p}; refused")));
         }
-        // A record an earlier version created holes in: allocate it now, while there is
-        // room (best effort: a full file system leaves it as it was). Only after the
-        // checks: a file of another owner, or another name's file reached through a
-        // hard link, would grow to the record's size.
-        if write
-            && !created
-            && (st.st_blocks as u64) * 512 < MAX_FILE_LEN as u64
-            && crate::fsize::allows(MAX_FILE_LEN as u64).is_ok()
-        {
-            let _ = fcntl::posix_fallocate(&fd, 0, MAX_FILE_LEN as libc::off_t);
-        }
         Ok(Some((File::from(fd), st)))
     }
 
@@ -693,7 +680,7 @@ impl StateDir {
         uid: Uid,
         create: bool,
         write: bool,
-    ) -> Result<Option<File>, StoreError> {
+    ) -> Result<Option<(File, FileStat)>, StoreError> {
         let shown = self.shown(uid);
         let name = uid.to_string();
         for _ in 0..OPEN_TRIES {
@@ -706,7 +693,7 @@ impl StateDir {
                 .ok_or_else(|| StoreError::Unavailable(format!("{shown}: directory vanished")))?;
             match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {
-                    return Ok(Some(file));
+                    return Ok(Some((file, st)));
                 }
                 Ok(_) | Err(Errno::ENOENT) => {}
                 Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
@@ -925,11 +912,12 @@ impl StateStore for StateDir {
         _bound: &dyn AnswerBound,
         decide: &mut dyn FnMut(&UserState) -> Write,
     ) -> Result<(), StoreError> {
-        let file = self
+        let (file, st) = self
             .open_locked(uid, true, true)?
             .ok_or_else(|| StoreError::Unavailable("state file vanished".into()))?;
         let bytes = read_all(&file)?;
         let record = parse_record(&bytes)?;
+        allocate_holes(&file, &st);
         match decide(&record.state) {
             Write::Nothing => Ok(()),
             Write::Lazy(s) => self.write_slot(&file, uid, &record.slots, &s, false),
@@ -971,10 +959,11 @@ impl StateStore for StateDir {
         } else {
             None
         };
-        if let Some(Ok(Some(file))) = opened {
+        if let Some(Ok(Some((file, st)))) = opened {
             let bytes = read_all(&file)?;
             return match parse_record(&bytes) {
                 Ok(record) => {
+                    allocate_holes(&file, &st);
                     let (next, lowered) = record.state.lifted(reset_mark_cap(now), how);
                     if next != record.state {
                         self.write_slot(&file, uid, &record.slots, &next, true)?;
@@ -983,6 +972,7 @@ impl StateStore for StateDir {
                 }
                 Err(e) => {
                     if let Some((record, kept)) = readable_part(&bytes) {
+                        allocate_holes(&file, &st);
                         // The slot it cannot read may hold TOTP codes the newer release
                         // accepted after the kept slot was written; none can be of a
                         // step after the reset's clock plus the slack every reset
@@ -1074,6 +1064,19 @@ impl StateStore for StateDir {
             .map_err(|e| os_error(&format!("remove {shown}"), e))?;
         sync_dir(dir).map_err(|e| os_error(&format!("fsync {shown}"), e))?;
         Ok(Reset::Removed(why))
+    }
+}
+
+/// A record an earlier version created with holes, allocated now while there is room
+/// (best effort: a full file system leaves it as it was), so that no later write needs
+/// a block. Only a file that passed the checks and then read as a record: before the
+/// checks, a hard link to another file or a file of another owner at the name grew to
+/// 16 KiB; before the read, so did any root-owned 0600 file bind-mounted over it.
+fn allocate_holes(file: &File, st: &FileStat) {
+    if (st.st_blocks as u64) * 512 < MAX_FILE_LEN as u64
+        && crate::fsize::allows(MAX_FILE_LEN as u64).is_ok()
+    {
+        let _ = fcntl::posix_fallocate(file, 0, MAX_FILE_LEN as libc::off_t);
     }
 }
 

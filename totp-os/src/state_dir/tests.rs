@@ -1119,3 +1119,47 @@ fn the_fast_open_checks_the_directory_where_it_is_after_the_open() {
         assert!(state.join("46").exists(), "moved={moved}");
     }
 }
+
+/// A record an earlier version created with holes (its first slot only) is allocated
+/// to four slots by the next login, which no full file system can then refuse; a
+/// root-owned 0600 file at the name that passes every check but is no record (as
+/// another file bind-mounted over the name would be) is refused unread as a record and
+/// left as it was: the allocation comes only after the file has read as a record.
+#[test]
+fn only_a_file_that_reads_as_a_record_is_allocated() {
+    for record in [true, false] {
+        let (t, mut s) = store();
+        put(&mut s, 1, Write::Nothing);
+        let path = t.path().join("a/state/47");
+        let bytes = if record {
+            encode_slot(1, &st(1)).unwrap()
+        } else {
+            b"-----BEGIN OPENSSH PRIVATE KEY-----\n".repeat(20)
+        };
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let before = std::fs::metadata(&path).unwrap();
+        assert!(
+            before.blocks() * 512 < MAX_FILE_LEN as u64,
+            "holes to start with"
+        );
+        let r = s.update(47, &mut |_| Write::Durable(st(9)));
+        let after = std::fs::metadata(&path).unwrap();
+        if record {
+            assert!(r.is_ok(), "{r:?}");
+            assert!(after.blocks() * 512 >= MAX_FILE_LEN as u64, "allocated");
+            assert_eq!(s.read(47).unwrap(), st(9));
+        } else {
+            match &r {
+                Err(StoreError::Corrupt(m)) => assert!(m.contains("passes its check"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(after.len(), before.len(), "the file's size is as it was");
+            assert_eq!(after.blocks(), before.blocks(), "no blocks given to it");
+            assert!(
+                std::fs::read(&path).unwrap() == bytes,
+                "its bytes as they were"
+            );
+        }
+    }
+}
