@@ -40,6 +40,10 @@ pub enum FaultPoint {
     /// checked must be where it is now). Never fails: a test runs code there with
     /// [`run_at`].
     DirOpened,
+    /// An entry at a state record's name that `totp-state reset` judged hostile, before
+    /// it is looked at again and removed by name (replaced there by a new record, that
+    /// record must stay). Never fails: a test runs code there with [`run_at`].
+    ResetRemoval,
     /// One `write(2)` call on the temp file.
     Write,
     /// `fsync(2)` of the temp file.

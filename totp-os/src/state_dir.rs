@@ -1035,8 +1035,13 @@ impl StateStore for StateDir {
         let Some(dir) = self.dir(false)? else {
             return Ok(Reset::Absent);
         };
+        // Where a test replaces the entry judged.
+        let _ = fault::hit(FaultPoint::ResetRemoval);
         // Looked at again just before the removal, which goes by name: what was judged
-        // must still be what the name leads to.
+        // must still be what the name leads to. Its change time too: the inode number
+        // of an entry removed meanwhile may already be a new record's (ext4 and tmpfs
+        // hand a freed number out again at once), one a login may have written a used
+        // code into.
         let again = match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(again) => again,
             Err(Errno::ENOENT) => return Ok(Reset::Absent),
@@ -1044,6 +1049,8 @@ impl StateStore for StateDir {
         };
         if again.st_dev != st.st_dev
             || again.st_ino != st.st_ino
+            || kind(&again) != kind(&st)
+            || (again.st_ctime, again.st_ctime_nsec) != (st.st_ctime, st.st_ctime_nsec)
             || (extra_links && again.st_nlink == 1)
         {
             return Err(StoreError::Unavailable(format!(

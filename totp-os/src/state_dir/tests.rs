@@ -1163,3 +1163,53 @@ fn only_a_file_that_reads_as_a_record_is_allocated() {
         }
     }
 }
+
+/// An entry `totp-state reset` judged hostile (a symlink) that is replaced by a new
+/// record before the reset removes it by name (the hook at `ResetRemoval`: another
+/// reset removed the symlink and a login created its record and recorded a code) is
+/// left alone: the record and its mark stay, and the reset asks to be run again. The
+/// freed inode number is often the new record's at once, so the number alone did not
+/// tell them apart and the record with its mark was removed (the code admitted again).
+/// Control: nothing replaced, the symlink is removed.
+#[test]
+fn a_reset_never_removes_a_record_created_after_it_judged_the_entry() {
+    for replace in [false, true] {
+        let (t, mut s) = store();
+        put(&mut s, 1, Write::Nothing);
+        let dir = t.path().join("a/state");
+        symlink(t.path().join("target"), dir.join("48")).unwrap();
+        let at = dir.clone();
+        let (r, reached) = on_thread(move || {
+            fault::clear();
+            if replace {
+                let at = at.clone();
+                fault::run_at(FaultPoint::ResetRemoval, move || {
+                    std::fs::remove_file(at.join("48")).unwrap();
+                    let mut login = StateDir::new(&at, Duration::from_millis(300));
+                    login.update(48, &mut |_| Write::Durable(st(9))).unwrap();
+                });
+            }
+            let mut s = StateDir::new(&at, Duration::from_millis(300));
+            let r = s.reset(48, NOW, false);
+            let reached = replace && !fault::pending(FaultPoint::ResetRemoval);
+            fault::clear();
+            (r, reached)
+        });
+        assert_eq!(
+            reached, replace,
+            "replace={replace}: the record was created"
+        );
+        if replace {
+            match &r {
+                Err(StoreError::Unavailable(m)) => {
+                    assert!(m.ends_with("changed while being reset; try again"), "{m}")
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(s.read(48).unwrap(), st(9), "the record and its mark stay");
+        } else {
+            assert!(matches!(r, Ok(Reset::Removed(_))), "control: {r:?}");
+            assert!(std::fs::symlink_metadata(dir.join("48")).is_err());
+        }
+    }
+}
