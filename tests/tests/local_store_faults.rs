@@ -274,6 +274,100 @@ fn a_symlinked_or_foreign_state_dir_is_refused_and_never_written_through() {
     assert!(real.join(u.uid.to_string()).exists());
 }
 
+/// A hard link to a file outside the store, or a file of the user's, at the user's
+/// record name in a root-owned `state_dir=`: the login (as root) is denied, the log
+/// names what is there, and the file is left as it was. Before the fix the record's
+/// allocation (for records an earlier version created with holes) ran before the owner
+/// and link checks, and grew either file to the record's 16 KiB with zeros. Control:
+/// with the entry gone, the same login creates its record and logs in.
+#[test]
+fn a_hard_link_or_foreign_file_at_a_record_name_is_refused_and_left_as_it_was() {
+    if !require_root("a_hard_link_or_foreign_file_at_a_record_name_is_refused_and_left_as_it_was") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("hl");
+    let base = Stack::new();
+    let state = base.path().join("state");
+    fs::create_dir(&state).expect("state");
+    fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    let record = state.join(u.uid.to_string());
+    let outside = base.path().join("outside");
+    let bytes = b"root:x:0:0::/root:/bin/sh\n";
+    write_owned(&outside, bytes, 0, 0, 0o600);
+    let stack = Stack::probe("svc", &format!("state_dir={}", state.display()));
+    let cases: [(&str, &std::path::Path, String); 2] = [
+        (
+            "hard link",
+            &outside,
+            "has 2 hard links; refused".to_owned(),
+        ),
+        ("user's file", &record, format!("is owned by uid {}", u.uid)),
+    ];
+    for (i, (what, behind, cause)) in cases.iter().enumerate() {
+        let _ = fs::remove_file(&record);
+        if *what == "hard link" {
+            fs::hard_link(&outside, &record).expect("link");
+        } else {
+            write_owned(&record, bytes, u.uid, u.gid, 0o600);
+        }
+        let at = T0 + 30 * i as u64;
+        let (d, lines) = login_logged(&stack, &u, &code_at(&secret, at), None, at);
+        assert_eq!(d.module_code(), "PAM_AUTH_ERR", "{what}: {d:?}");
+        assert!(logs_contain(&lines, cause), "{what}: {lines:?}");
+        let now = fs::read(behind).expect("read");
+        assert!(
+            now == bytes,
+            "{what}: the file is as it was ({} bytes now)",
+            now.len()
+        );
+    }
+    // Control: nothing at the name.
+    fs::remove_file(&record).expect("remove");
+    let d = login_at(&stack, &u, &code_at(&secret, T0 + 300), None, T0 + 300);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "control: {d:?}");
+    assert_eq!(
+        fs::metadata(&record).expect("record").len(),
+        totp_os::state_dir::MAX_FILE_LEN as u64
+    );
+    assert!(fs::read(&outside).expect("read") == bytes);
+}
+
+/// R6: the login opens the user's record and the store key with `O_NOCTTY`, so a
+/// terminal device put at either name (they are opened before their type is seen on
+/// the descriptor) never becomes the controlling terminal of a host without one (sshd's
+/// session leader). Shown on the login's `openat` calls in an strace trace; control:
+/// the trace holds both opens, and the login succeeds.
+#[test]
+fn the_record_and_the_store_key_are_opened_without_taking_a_terminal() {
+    if !require_root("the_record_and_the_store_key_are_opened_without_taking_a_terminal") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("nc");
+    let base = Stack::new();
+    let state = base.path().join("state");
+    let stack = Stack::probe("svc", &format!("state_dir={}", state.display()));
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "first login: {d:?}");
+    let trace = base.path().join("trace");
+    let driver = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, T0 + 30))
+        .at(T0 + 30);
+    let out = strace_login(&driver, &trace, Some("trace=openat"));
+    assert_eq!(Drive::parse(&out).module_code(), "PAM_SUCCESS", "{out:?}");
+    let trace = fs::read_to_string(&trace).expect("trace");
+    for name in [u.uid.to_string(), "store.key".to_owned()] {
+        let opens: Vec<&str> = trace
+            .lines()
+            .filter(|l| l.contains("openat(") && l.contains(&format!("\"{name}\"")))
+            .collect();
+        assert!(!opens.is_empty(), "the open of {name} is traced:\n{trace}");
+        for l in opens {
+            assert!(l.contains("O_NOCTTY"), "{name}: {l}");
+        }
+    }
+}
+
 /// One line of an `strace -f -o` trace: the thread and the system call's name.
 fn trace_call(line: &str) -> Option<(u32, &str)> {
     let (pid, rest) = line.split_once(char::is_whitespace)?;

@@ -2,7 +2,8 @@
 //! and the built module, each inside a private mount namespace so the host is never
 //! touched: A9 (a device or a procfs file bind-mounted over the secret file: denied,
 //! never read as a secret, and the login finishes), B6 (root in home mode, its secret in
-//! `/root`). Each denial has a control through the same wrapper that logs in.
+//! `/root`), A14 (another root file bind-mounted over a state record: refused, left as
+//! it was). Each denial has a control through the same wrapper that logs in.
 
 use std::fs;
 use std::path::Path;
@@ -131,4 +132,52 @@ fn root_logs_in_with_a_secret_in_its_home() {
         "the same code again: {d:?} {lines:?}"
     );
     assert!(logged(&lines, "already used"), "{lines:?}");
+}
+
+/// A root-owned 0600 file that is no record (a host key, say) bind-mounted over a
+/// user's state record passes every check made on the descriptor (type, owner, mode,
+/// links, size): the login is denied because it does not read as a record, and the
+/// file is left as it was. Before the fix the allocation of a record with holes ran
+/// before the read and grew that file to 16 KiB of zeros. Control: a copy of the
+/// user's real record mounted the same way logs in.
+#[test]
+fn a_file_bind_mounted_over_a_state_record_is_refused_and_left_as_it_was() {
+    if !require_root("a_file_bind_mounted_over_a_state_record_is_refused_and_left_as_it_was") {
+        return;
+    }
+    let (u, secret) = TestUser::enrolled("bm");
+    let base = Stack::new();
+    let state = base.path().join("state");
+    let stack = Stack::probe("svc", &format!("state_dir={}", state.display()));
+    let d = login_at(&stack, &u, &code_at(&secret, T0), None, T0);
+    assert_eq!(d.module_code(), "PAM_SUCCESS", "first login: {d:?}");
+    let record = state.join(u.uid.to_string());
+    let other = base.path().join("host_key");
+    let bytes = b"-----BEGIN OPENSSH PRIVATE KEY-----\n".repeat(20);
+    write_owned(&other, &bytes, 0, 0, 0o600);
+    let at = T0 + 30;
+    let driver = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, at))
+        .at(at);
+    let (d, lines, _) = login_with_bind(&other, &record, &driver);
+    assert!(
+        matches!(d.returned(), Returned::Failed(_)),
+        "{d:?} {lines:?}"
+    );
+    assert!(logged(&lines, "passes its check"), "{lines:?}");
+    let now = fs::read(&other).expect("read");
+    assert!(
+        now == bytes,
+        "the mounted file is as it was ({} bytes now)",
+        now.len()
+    );
+    // Control: the user's own record, copied and mounted the same way.
+    let copy = base.path().join("copy");
+    write_owned(&copy, &fs::read(&record).expect("record"), 0, 0, 0o600);
+    let at = T0 + 60;
+    let driver = Driver::new(&stack, "svc", &u.name)
+        .answer(&code_at(&secret, at))
+        .at(at);
+    let (d, lines, _) = login_with_bind(&copy, &record, &driver);
+    assert_eq!(d.returned(), Returned::Success, "control: {d:?} {lines:?}");
 }

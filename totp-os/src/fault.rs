@@ -21,14 +21,29 @@ pub enum FaultPoint {
     /// refused `renameat2`, its temporary name not yet removed (two links). Never fails:
     /// a test runs code there with [`run_at`].
     RecordTwoLinks,
-    /// A file about to be opened for reading, after the `lstat` that found it a plain
-    /// file (swapped for a symlink or a FIFO there, the open must still refuse it).
-    /// Never fails: a test runs code there with [`run_at`].
+    /// A file about to be opened for reading, or a state record for reading or
+    /// writing, after the `lstat` that found it a plain file (swapped for a symlink, a
+    /// FIFO, a directory, a hard link or another owner's file there, the open must
+    /// still refuse it, and touch nothing). Never fails: a test runs code there with
+    /// [`run_at`].
     OpenFile,
-    /// A file just opened for reading, before its `fstat` (replaced there, the open
-    /// holds a file without links). Never fails: a test runs code there with
+    /// A file (or a state record) just opened, before its `fstat` (replaced there, the
+    /// open holds a file without links). Never fails: a test runs code there with
     /// [`run_at`].
     OpenedFile,
+    /// A directory of the state store's path just created (`mkdirat`), before its mode
+    /// is set (replaced by a symlink there, nothing may follow it). Never fails: a test
+    /// runs code there with [`run_at`].
+    DirCreated,
+    /// The state directory just opened by the one `openat2` of its fast path, before
+    /// the checks of it and of its parents reached through `..` (moved there, what is
+    /// checked must be where it is now). Never fails: a test runs code there with
+    /// [`run_at`].
+    DirOpened,
+    /// An entry at a state record's name that `totp-state reset` judged hostile, before
+    /// it is looked at again and removed by name (replaced there by a new record, that
+    /// record must stay). Never fails: a test runs code there with [`run_at`].
+    ResetRemoval,
     /// One `write(2)` call on the temp file.
     Write,
     /// `fsync(2)` of the temp file.

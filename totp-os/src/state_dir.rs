@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use libc::uid_t;
 use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag, OpenHow, RenameFlags, ResolveFlag};
-use nix::sys::stat::{self, FchmodatFlags, FileStat, Mode, SFlag};
+use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use nix::sys::statvfs::{self, FsFlags};
 use nix::unistd::{self, UnlinkatFlags};
 use sha2::{Digest, Sha256};
@@ -366,14 +366,13 @@ impl StateDir {
                 match stat::mkdirat(&cur, name.as_os_str(), mode) {
                     // The host's umask shaped the mode: a screen locker under umask 0277
                     // made a directory it could not enter again, denying every later
-                    // login. `cur` passed the checks, so only its owner (root or us) can
-                    // have put anything else at `name` since the mkdir.
+                    // login. Set on a descriptor opened without following anything,
+                    // never by name: a symlink put at `name` since the mkdir would have
+                    // the chmod (as root) land on whatever it points to.
                     Ok(()) => {
-                        stat::fchmodat(&cur, name.as_os_str(), mode, FchmodatFlags::FollowSymlink)
-                            .map_err(|e| os_error(&format!("chmod {shown}"), e))?;
-                        // The parent's default ACL was inherited: its named entries
-                        // would reach the store as soon as a mask is recomputed.
-                        let dir = fcntl::openat(
+                        // Where a test replaces the new directory.
+                        let _ = fault::hit(FaultPoint::DirCreated);
+                        let dir = match fcntl::openat(
                             &cur,
                             name.as_os_str(),
                             OFlag::O_RDONLY
@@ -381,8 +380,17 @@ impl StateDir {
                                 | OFlag::O_NOFOLLOW
                                 | OFlag::O_CLOEXEC,
                             Mode::empty(),
-                        )
-                        .map_err(|e| os_error(&format!("open {shown}"), e))?;
+                        ) {
+                            Ok(dir) => dir,
+                            Err(Errno::ENOTDIR | Errno::ELOOP) => {
+                                return Err(not_followed(&cur));
+                            }
+                            Err(e) => return Err(os_error(&format!("open {shown}"), e)),
+                        };
+                        stat::fchmod(&dir, mode)
+                            .map_err(|e| os_error(&format!("chmod {shown}"), e))?;
+                        // The parent's default ACL was inherited: its named entries
+                        // would reach the store as soon as a mask is recomputed.
                         crate::safefile::remove_dir_acls(&dir).map_err(|e| {
                             os_error(&format!("remove inherited ACL of {shown}"), e)
                         })?;
@@ -515,6 +523,8 @@ impl StateDir {
             .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
         let fd = fcntl::openat2(fcntl::AT_FDCWD, self.path.as_path(), how).ok()?;
+        // Where a test moves the directory opened.
+        let _ = fault::hit(FaultPoint::DirOpened);
         let last = comps.len().checked_sub(1)?;
         let mut up = PathBuf::new();
         for i in (0..=last).rev() {
@@ -563,13 +573,14 @@ impl StateDir {
             return Ok(None);
         };
         let name = uid.to_string();
-        let base = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        // O_NOCTTY: a terminal put there since the lstat never becomes the host's
+        // controlling terminal (sshd's session leader has none).
+        let base = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
         let rw = if create || write {
             OFlag::O_RDWR
         } else {
             OFlag::O_RDONLY
         };
-        let mut created = false;
         let mut opened = None;
         // Bounded: each turn either opens or finds that another login's record took the
         // name after the stat, which a record removed again at once could repeat.
@@ -589,7 +600,6 @@ impl StateDir {
                         // goes in it: a login that opened it by its name waits for the
                         // creation's lock until then (R12).
                         sync_dir(dir).map_err(|e| os_error(&format!("fsync {dir_shown}"), e))?;
-                        created = true;
                         // Released before this login locks the record by its name: the
                         // lock belongs to the creation's descriptor, and a second
                         // descriptor's lock would wait for it forever.
@@ -601,36 +611,42 @@ impl StateDir {
                 }
                 Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
             }
-            match fcntl::openat(dir, name.as_str(), base | rw, Mode::empty()) {
-                Ok(fd) => {
-                    opened = Some(fd);
-                    break;
-                }
+            // Where a test swaps the entry the lstat found a plain file for another.
+            let _ = fault::hit(FaultPoint::OpenFile);
+            let fd = match fcntl::openat(dir, name.as_str(), base | rw, Mode::empty()) {
+                Ok(fd) => fd,
                 Err(Errno::ELOOP) => {
                     return Err(StoreError::Corrupt(format!(
                         "{shown} is a symlink; not followed"
                     )));
                 }
+                // A directory put there since the lstat (opened for writing).
+                Err(Errno::EISDIR) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{shown} is a directory; not followed"
+                    )));
+                }
                 Err(Errno::ENOENT) if !create => return Ok(None),
-                Err(Errno::ENOENT) => {}
+                Err(Errno::ENOENT) => continue,
                 Err(e) => return Err(os_error(&format!("open {shown}"), e)),
+            };
+            // Where a test replaces the entry just opened.
+            let _ = fault::hit(FaultPoint::OpenedFile);
+            let st = stat::fstat(&fd).map_err(|e| os_error(&format!("stat {shown}"), e))?;
+            // Removed between the open and the fstat: what the name leads to now is
+            // opened again, as for a name gone before the open (the file held has no
+            // link left, which is no fault of the record's).
+            if kind(&st) == SFlag::S_IFREG && st.st_nlink == 0 {
+                continue;
             }
+            opened = Some((fd, st));
+            break;
         }
-        let Some(fd) = opened else {
+        let Some((fd, st)) = opened else {
             return Err(StoreError::Unavailable(format!(
                 "{shown} appeared and vanished again {OPEN_TRIES} times while being opened"
             )));
         };
-        let st = stat::fstat(&fd).map_err(|e| os_error(&format!("stat {shown}"), e))?;
-        // A record an earlier version created holes in: allocate it now, while there is
-        // room (best effort: a full file system leaves it as it was).
-        if write
-            && !created
-            && (st.st_blocks as u64) * 512 < MAX_FILE_LEN as u64
-            && crate::fsize::allows(MAX_FILE_LEN as u64).is_ok()
-        {
-            let _ = fcntl::posix_fallocate(&fd, 0, MAX_FILE_LEN as libc::off_t);
-        }
         let problem = if kind(&st) != SFlag::S_IFREG {
             Some(format!("is {}", kind_name(&st)))
         } else if st.st_uid != owner {
@@ -664,7 +680,7 @@ impl StateDir {
         uid: Uid,
         create: bool,
         write: bool,
-    ) -> Result<Option<File>, StoreError> {
+    ) -> Result<Option<(File, FileStat)>, StoreError> {
         let shown = self.shown(uid);
         let name = uid.to_string();
         for _ in 0..OPEN_TRIES {
@@ -677,7 +693,7 @@ impl StateDir {
                 .ok_or_else(|| StoreError::Unavailable(format!("{shown}: directory vanished")))?;
             match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(now) if now.st_dev == st.st_dev && now.st_ino == st.st_ino => {
-                    return Ok(Some(file));
+                    return Ok(Some((file, st)));
                 }
                 Ok(_) | Err(Errno::ENOENT) => {}
                 Err(e) => return Err(os_error(&format!("stat {shown}"), e)),
@@ -697,7 +713,11 @@ impl StateDir {
         let Some(dir) = self.dir(create)? else {
             return Ok(None);
         };
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let flags = OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY;
         let fd = match fcntl::openat(dir, KEY_FILE, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(None),
@@ -892,11 +912,12 @@ impl StateStore for StateDir {
         _bound: &dyn AnswerBound,
         decide: &mut dyn FnMut(&UserState) -> Write,
     ) -> Result<(), StoreError> {
-        let file = self
+        let (file, st) = self
             .open_locked(uid, true, true)?
             .ok_or_else(|| StoreError::Unavailable("state file vanished".into()))?;
         let bytes = read_all(&file)?;
         let record = parse_record(&bytes)?;
+        allocate_holes(&file, &st);
         match decide(&record.state) {
             Write::Nothing => Ok(()),
             Write::Lazy(s) => self.write_slot(&file, uid, &record.slots, &s, false),
@@ -938,10 +959,11 @@ impl StateStore for StateDir {
         } else {
             None
         };
-        if let Some(Ok(Some(file))) = opened {
+        if let Some(Ok(Some((file, st)))) = opened {
             let bytes = read_all(&file)?;
             return match parse_record(&bytes) {
                 Ok(record) => {
+                    allocate_holes(&file, &st);
                     let (next, lowered) = record.state.lifted(reset_mark_cap(now), how);
                     if next != record.state {
                         self.write_slot(&file, uid, &record.slots, &next, true)?;
@@ -950,6 +972,7 @@ impl StateStore for StateDir {
                 }
                 Err(e) => {
                     if let Some((record, kept)) = readable_part(&bytes) {
+                        allocate_holes(&file, &st);
                         // The slot it cannot read may hold TOTP codes the newer release
                         // accepted after the kept slot was written; none can be of a
                         // step after the reset's clock plus the slack every reset
@@ -1012,8 +1035,13 @@ impl StateStore for StateDir {
         let Some(dir) = self.dir(false)? else {
             return Ok(Reset::Absent);
         };
+        // Where a test replaces the entry judged.
+        let _ = fault::hit(FaultPoint::ResetRemoval);
         // Looked at again just before the removal, which goes by name: what was judged
-        // must still be what the name leads to.
+        // must still be what the name leads to. Its change time too: the inode number
+        // of an entry removed meanwhile may already be a new record's (ext4 and tmpfs
+        // hand a freed number out again at once), one a login may have written a used
+        // code into.
         let again = match stat::fstatat(dir, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(again) => again,
             Err(Errno::ENOENT) => return Ok(Reset::Absent),
@@ -1021,6 +1049,8 @@ impl StateStore for StateDir {
         };
         if again.st_dev != st.st_dev
             || again.st_ino != st.st_ino
+            || kind(&again) != kind(&st)
+            || (again.st_ctime, again.st_ctime_nsec) != (st.st_ctime, st.st_ctime_nsec)
             || (extra_links && again.st_nlink == 1)
         {
             return Err(StoreError::Unavailable(format!(
@@ -1041,6 +1071,19 @@ impl StateStore for StateDir {
             .map_err(|e| os_error(&format!("remove {shown}"), e))?;
         sync_dir(dir).map_err(|e| os_error(&format!("fsync {shown}"), e))?;
         Ok(Reset::Removed(why))
+    }
+}
+
+/// A record an earlier version created with holes, allocated now while there is room
+/// (best effort: a full file system leaves it as it was), so that no later write needs
+/// a block. Only a file that passed the checks and then read as a record: before the
+/// checks, a hard link to another file or a file of another owner at the name grew to
+/// 16 KiB; before the read, so did any root-owned 0600 file bind-mounted over it.
+fn allocate_holes(file: &File, st: &FileStat) {
+    if (st.st_blocks as u64) * 512 < MAX_FILE_LEN as u64
+        && crate::fsize::allows(MAX_FILE_LEN as u64).is_ok()
+    {
+        let _ = fcntl::posix_fallocate(file, 0, MAX_FILE_LEN as libc::off_t);
     }
 }
 

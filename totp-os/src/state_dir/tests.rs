@@ -783,3 +783,433 @@ fn directories_above_the_store_belong_to_root_or_its_owner() {
         }
     }
 }
+
+/// What a test puts at a record's name between two steps of its open.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Swap {
+    Symlink,
+    Fifo,
+    Directory,
+    /// A second name of a file outside the store.
+    HardLink,
+    /// A file of another owner, otherwise a record's (mode 0600, one link).
+    Foreign,
+}
+
+/// The file outside the store a swapped entry leads to, and its bytes.
+const OUTSIDE: &[u8] = b"not a record";
+
+/// `name` in `dir` replaced by `swap`; `outside` is the file a symlink or hard link
+/// leads to. The old entry's file is kept open by the caller where needed.
+fn swap_entry(dir: &Path, name: &str, outside: &Path, swap: Swap) {
+    let at = dir.join(name);
+    std::fs::remove_file(&at).unwrap();
+    match swap {
+        Swap::Symlink => symlink(outside, &at).unwrap(),
+        Swap::Fifo => nix::unistd::mkfifo(&at, Mode::from_bits_truncate(0o600)).unwrap(),
+        Swap::Directory => std::fs::create_dir(&at).unwrap(),
+        Swap::HardLink => std::fs::hard_link(outside, &at).unwrap(),
+        Swap::Foreign => {
+            std::fs::write(&at, OUTSIDE).unwrap();
+            std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(&at, Some(4242), None).unwrap();
+        }
+    }
+}
+
+/// Runs `f` on a thread of its own (fault plans are per thread) and waits a bounded
+/// time for it: a login that blocked on a FIFO would never answer (a hang guard, not a
+/// timing goal).
+fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the store answered (it did not block)")
+}
+
+/// A record swapped for a symlink, a FIFO, a directory, a hard link to a file outside
+/// the store or a file of another owner between the `lstat` that found it a plain
+/// record and its open (the hook at `OpenFile`): a login's update and an admin's reset
+/// refuse it, name what is there, never block, and leave the file it leads to as it was
+/// (before the fix, the allocation of a record with holes ran before the owner and link
+/// checks and grew another owner's file, or the file behind a hard link, to the
+/// record's 16 KiB). Control: without the swap, the same update writes the record.
+#[test]
+fn a_record_swapped_between_its_lstat_and_its_open_is_refused_and_left_untouched() {
+    for swap in [
+        None,
+        Some(Swap::Symlink),
+        Some(Swap::Fifo),
+        Some(Swap::Directory),
+        Some(Swap::HardLink),
+        Some(Swap::Foreign),
+    ] {
+        let (t, mut s) = store();
+        put(&mut s, 41, Write::Durable(st(1)));
+        let dir = t.path().join("a/state");
+        let outside = t.path().join("outside");
+        std::fs::write(&outside, OUTSIDE).unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.clone();
+        let target = outside.clone();
+        let (r, reached) = on_thread(move || {
+            fault::clear();
+            if let Some(swap) = swap {
+                let at = path.clone();
+                fault::run_at(FaultPoint::OpenFile, move || {
+                    swap_entry(&at, "41", &target, swap);
+                });
+            }
+            let mut s = StateDir::new(&path, Duration::from_millis(300));
+            let r = s.update(41, &mut |_| Write::Durable(st(9)));
+            let reached = !fault::pending(FaultPoint::OpenFile);
+            fault::clear();
+            (r, reached)
+        });
+        let Some(swap) = swap else {
+            assert!(r.is_ok(), "control: {r:?}");
+            assert_eq!(s.read(41).unwrap(), st(9), "control: the mark is written");
+            continue;
+        };
+        assert!(reached, "{swap:?}: the swap happened");
+        let want = match swap {
+            Swap::Symlink => "41 is a symlink; not followed".to_owned(),
+            Swap::Fifo => "41 is a FIFO; refused".to_owned(),
+            Swap::Directory => "41 is a directory; not followed".to_owned(),
+            Swap::HardLink => "41 has 2 hard links; refused".to_owned(),
+            Swap::Foreign => "41 is owned by uid 4242, not 0; refused".to_owned(),
+        };
+        match &r {
+            Err(StoreError::Corrupt(m)) => assert!(m.ends_with(&want), "{swap:?}: {m}"),
+            other => panic!("{swap:?}: {other:?}"),
+        }
+        let behind = if swap == Swap::Foreign {
+            dir.join("41")
+        } else {
+            outside.clone()
+        };
+        let now = std::fs::read(&behind).unwrap();
+        assert!(
+            now == OUTSIDE,
+            "{swap:?}: the file behind the entry is as it was ({} bytes now)",
+            now.len()
+        );
+        assert!(
+            std::fs::symlink_metadata(&behind).unwrap().blocks() * 512 < MAX_FILE_LEN as u64,
+            "{swap:?}: no blocks allocated to it"
+        );
+    }
+}
+
+/// The same swap under `totp-state reset`: the reset judged a plain record by its
+/// `lstat`, and what its open finds instead is refused (the entry changed while being
+/// reset), the file behind it untouched and the entry left for the next reset to
+/// judge. Control: without the swap, the reset keeps the record's mark.
+#[test]
+fn a_record_swapped_under_a_reset_is_not_opened_as_a_record() {
+    for swap in [None, Some(Swap::HardLink), Some(Swap::Foreign)] {
+        let (t, mut s) = store();
+        put(&mut s, 42, Write::Durable(st(1)));
+        let dir = t.path().join("a/state");
+        // Kept open: a freed inode's number may go to the swapped-in file at once.
+        let _old = File::open(dir.join("42")).unwrap();
+        let outside = t.path().join("outside");
+        std::fs::write(&outside, OUTSIDE).unwrap();
+        let path = dir.clone();
+        let target = outside.clone();
+        let (r, reached) = on_thread(move || {
+            fault::clear();
+            if let Some(swap) = swap {
+                let at = path.clone();
+                fault::run_at(FaultPoint::OpenFile, move || {
+                    swap_entry(&at, "42", &target, swap);
+                });
+            }
+            let mut s = StateDir::new(&path, Duration::from_millis(300));
+            let r = s.reset(42, NOW, false);
+            let reached = !fault::pending(FaultPoint::OpenFile);
+            fault::clear();
+            (r, reached)
+        });
+        let Some(swap) = swap else {
+            assert!(matches!(r, Ok(Reset::Lifted { .. })), "control: {r:?}");
+            continue;
+        };
+        assert!(reached, "{swap:?}: the swap happened");
+        match &r {
+            Err(StoreError::Unavailable(m)) => {
+                assert!(m.ends_with("changed while being reset; try again"), "{m}")
+            }
+            other => panic!("{swap:?}: {other:?}"),
+        }
+        let behind = if swap == Swap::Foreign {
+            dir.join("42")
+        } else {
+            outside.clone()
+        };
+        let now = std::fs::read(&behind).unwrap();
+        assert!(now == OUTSIDE, "{swap:?}: {} bytes now", now.len());
+        // Judged again by the next reset: removed, never followed.
+        assert!(
+            matches!(s.reset(42, NOW, false), Ok(Reset::Removed(_))),
+            "{swap:?}"
+        );
+        let now = std::fs::read(&outside).unwrap();
+        assert!(now == OUTSIDE, "{swap:?}: {} bytes now", now.len());
+    }
+}
+
+/// A record removed by its name between its open and its `fstat` (the hook at
+/// `OpenedFile`; the descriptor then holds a file without links) is opened again: a
+/// login creates a new record and writes its mark there, where the next login reads
+/// it, instead of being refused with "0 hard links" as a tampered record; a read finds
+/// no record. Control: without the removal, the same file keeps the mark.
+#[test]
+fn a_record_removed_between_its_open_and_its_fstat_is_opened_again() {
+    for remove in [false, true] {
+        let (t, mut s) = store();
+        put(&mut s, 43, Write::Durable(st(1)));
+        let path = t.path().join("a/state/43");
+        let old_ino = std::fs::metadata(&path).unwrap().ino();
+        // Kept open: a freed inode's number may go to the next new file at once.
+        let _old = File::open(&path).unwrap();
+        let dir = t.path().join("a/state");
+        let (r, reached) = on_thread(move || {
+            fault::clear();
+            if remove {
+                let at = dir.join("43");
+                fault::run_at(FaultPoint::OpenedFile, move || {
+                    std::fs::remove_file(&at).unwrap();
+                });
+            }
+            let mut s = StateDir::new(&dir, Duration::from_millis(300));
+            let r = s.update(43, &mut |_| Write::Durable(st(9)));
+            let reached = remove && !fault::pending(FaultPoint::OpenedFile);
+            fault::clear();
+            (r, reached)
+        });
+        assert_eq!(reached, remove, "remove={remove}: the removal happened");
+        assert!(r.is_ok(), "remove={remove}: {r:?}");
+        let new_ino = std::fs::metadata(&path).unwrap().ino();
+        assert_eq!(new_ino != old_ino, remove, "remove={remove}");
+        let id = totp_core::state::EnrolmentId(1);
+        assert_eq!(
+            s.read(43).unwrap().marks_of(id),
+            st(9).marks_of(id),
+            "remove={remove}: the mark is in the record the name leads to"
+        );
+    }
+    // A read (`totp-state show`, a shared store's look at the local marks) of a record
+    // removed at that moment finds none.
+    let (t, mut s) = store();
+    put(&mut s, 44, Write::Durable(st(1)));
+    let dir = t.path().join("a/state");
+    let (r, reached) = on_thread(move || {
+        fault::clear();
+        let at = dir.join("44");
+        fault::run_at(FaultPoint::OpenedFile, move || {
+            std::fs::remove_file(&at).unwrap();
+        });
+        let mut s = StateDir::new(&dir, Duration::from_millis(300));
+        let r = s.read(44);
+        let reached = !fault::pending(FaultPoint::OpenedFile);
+        fault::clear();
+        (r, reached)
+    });
+    assert!(reached, "the removal happened");
+    assert_eq!(r.unwrap(), UserState::default());
+}
+
+/// A directory of the store's path that the store just created, replaced by a symlink
+/// before its mode is set (the hook at `DirCreated`): the mode goes on a descriptor
+/// opened without following anything, so the file the symlink leads to keeps its mode
+/// (the chmod by name followed it, as root), and the login is refused naming the
+/// symlink. Control: without the swap, the directory is created with mode 0700.
+#[test]
+fn a_new_store_directory_replaced_by_a_symlink_is_not_followed() {
+    for swap in [false, true] {
+        let t = private_tempdir();
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let target = t.path().join("target");
+        std::fs::write(&target, OUTSIDE).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let dir = t.path().join("state");
+        let (at, to) = (dir.clone(), target.clone());
+        let (r, reached) = on_thread(move || {
+            fault::clear();
+            if swap {
+                fault::run_at(FaultPoint::DirCreated, move || {
+                    std::fs::remove_dir(&at).unwrap();
+                    symlink(&to, &at).unwrap();
+                });
+            }
+            let mut s = StateDir::new(&dir, Duration::from_millis(300));
+            let r = s.update(45, &mut |_| Write::Durable(st(9)));
+            let reached = swap && !fault::pending(FaultPoint::DirCreated);
+            fault::clear();
+            (r, reached)
+        });
+        assert_eq!(reached, swap, "swap={swap}: the directory was replaced");
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&target), 0o644, "swap={swap}: the target's mode");
+        if swap {
+            match &r {
+                Err(StoreError::Refused(m)) => {
+                    assert!(m.ends_with("\"state\" is a symlink; not followed"), "{m}")
+                }
+                other => panic!("{other:?}"),
+            }
+        } else {
+            assert!(r.is_ok(), "control: {r:?}");
+            assert_eq!(mode(&t.path().join("state")), 0o700);
+        }
+    }
+}
+
+/// The fast path's checks go up from the directory it opened through `..`, so they see
+/// where that directory is when checked: moved below a directory anyone can write
+/// between the `openat2` and the checks (the hook at `DirOpened`), it is refused there,
+/// and the component walk takes the path as it now is (creating the store afresh);
+/// nothing is written below the writable directory. Control: not moved, the record goes
+/// into the directory opened.
+#[test]
+fn the_fast_open_checks_the_directory_where_it_is_after_the_open() {
+    for moved in [false, true] {
+        let (t, mut s) = store();
+        put(&mut s, 1, Write::Nothing);
+        let state = t.path().join("a/state");
+        let before = std::fs::metadata(&state).unwrap().ino();
+        let open = t.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // At the same depth, so that only the writable parent can give it away.
+        let (from, to) = (state.clone(), open.join("state"));
+        let dir = state.clone();
+        let (r, reached) = on_thread(move || {
+            fault::clear();
+            if moved {
+                fault::run_at(FaultPoint::DirOpened, move || {
+                    std::fs::rename(&from, &to).unwrap();
+                });
+            }
+            let mut s = StateDir::new(&dir, Duration::from_millis(300));
+            let r = s.update(46, &mut |_| Write::Durable(st(9)));
+            let reached = moved && !fault::pending(FaultPoint::DirOpened);
+            fault::clear();
+            (r, reached)
+        });
+        assert_eq!(reached, moved, "moved={moved}: the move happened");
+        assert!(r.is_ok(), "moved={moved}: {r:?}");
+        let moved_to = open.join("state");
+        assert_eq!(moved_to.exists(), moved, "moved={moved}");
+        if moved {
+            assert!(
+                !moved_to.join("46").exists(),
+                "nothing written below the writable directory"
+            );
+        }
+        let now = std::fs::metadata(&state).unwrap().ino();
+        assert_eq!(
+            now == before,
+            !moved,
+            "moved={moved}: the directory at the path"
+        );
+        assert!(state.join("46").exists(), "moved={moved}");
+    }
+}
+
+/// A record an earlier version created with holes (its first slot only) is allocated
+/// to four slots by the next login, which no full file system can then refuse; a
+/// root-owned 0600 file at the name that passes every check but is no record (as
+/// another file bind-mounted over the name would be) is refused unread as a record and
+/// left as it was: the allocation comes only after the file has read as a record.
+#[test]
+fn only_a_file_that_reads_as_a_record_is_allocated() {
+    for record in [true, false] {
+        let (t, mut s) = store();
+        put(&mut s, 1, Write::Nothing);
+        let path = t.path().join("a/state/47");
+        let bytes = if record {
+            encode_slot(1, &st(1)).unwrap()
+        } else {
+            b"-----BEGIN OPENSSH PRIVATE KEY-----\n".repeat(20)
+        };
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let before = std::fs::metadata(&path).unwrap();
+        assert!(
+            before.blocks() * 512 < MAX_FILE_LEN as u64,
+            "holes to start with"
+        );
+        let r = s.update(47, &mut |_| Write::Durable(st(9)));
+        let after = std::fs::metadata(&path).unwrap();
+        if record {
+            assert!(r.is_ok(), "{r:?}");
+            assert!(after.blocks() * 512 >= MAX_FILE_LEN as u64, "allocated");
+            assert_eq!(s.read(47).unwrap(), st(9));
+        } else {
+            match &r {
+                Err(StoreError::Corrupt(m)) => assert!(m.contains("passes its check"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(after.len(), before.len(), "the file's size is as it was");
+            assert_eq!(after.blocks(), before.blocks(), "no blocks given to it");
+            assert!(
+                std::fs::read(&path).unwrap() == bytes,
+                "its bytes as they were"
+            );
+        }
+    }
+}
+
+/// An entry `totp-state reset` judged hostile (a symlink) that is replaced by a new
+/// record before the reset removes it by name (the hook at `ResetRemoval`: another
+/// reset removed the symlink and a login created its record and recorded a code) is
+/// left alone: the record and its mark stay, and the reset asks to be run again. The
+/// freed inode number is often the new record's at once, so the number alone did not
+/// tell them apart and the record with its mark was removed (the code admitted again).
+/// Control: nothing replaced, the symlink is removed.
+#[test]
+fn a_reset_never_removes_a_record_created_after_it_judged_the_entry() {
+    for replace in [false, true] {
+        let (t, mut s) = store();
+        put(&mut s, 1, Write::Nothing);
+        let dir = t.path().join("a/state");
+        symlink(t.path().join("target"), dir.join("48")).unwrap();
+        let at = dir.clone();
+        let (r, reached) = on_thread(move || {
+            fault::clear();
+            if replace {
+                let at = at.clone();
+                fault::run_at(FaultPoint::ResetRemoval, move || {
+                    std::fs::remove_file(at.join("48")).unwrap();
+                    let mut login = StateDir::new(&at, Duration::from_millis(300));
+                    login.update(48, &mut |_| Write::Durable(st(9))).unwrap();
+                });
+            }
+            let mut s = StateDir::new(&at, Duration::from_millis(300));
+            let r = s.reset(48, NOW, false);
+            let reached = replace && !fault::pending(FaultPoint::ResetRemoval);
+            fault::clear();
+            (r, reached)
+        });
+        assert_eq!(
+            reached, replace,
+            "replace={replace}: the record was created"
+        );
+        if replace {
+            match &r {
+                Err(StoreError::Unavailable(m)) => {
+                    assert!(m.ends_with("changed while being reset; try again"), "{m}")
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(s.read(48).unwrap(), st(9), "the record and its mark stay");
+        } else {
+            assert!(matches!(r, Ok(Reset::Removed(_))), "control: {r:?}");
+            assert!(std::fs::symlink_metadata(dir.join("48")).is_err());
+        }
+    }
+}
