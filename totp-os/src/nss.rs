@@ -602,19 +602,16 @@ pub fn lookup_group_in_every_source(name: &str) -> Result<Vec<GroupEntry>, NssEr
 /// or ACL entry can deny a group what it allows everyone else (mode 0604 with group
 /// `blocked`), and a user missing `blocked` would be let through.
 pub fn identity_of(pw: &Passwd) -> Result<Identity, NssError> {
-    if pw.uid == 0 {
-        return Ok(Identity {
-            uid: 0,
-            gid: pw.gid,
-            groups: vec![pw.gid],
-        });
-    }
-    identity_with(pw, lookup_group_list(&pw.name, pw.gid)?)
+    identity_with(pw, || lookup_group_list(&pw.name, pw.gid))
 }
 
-/// [`identity_of`] with `list`, the [`lookup_group_list`] of `pw` the caller already has
-/// (a login whose group rules asked for it moments before). Root's is not used.
-pub fn identity_with(pw: &Passwd, list: GroupIds) -> Result<Identity, NssError> {
+/// [`identity_of`] with the group list `list` gives (the [`lookup_group_list`] of `pw`
+/// a login whose group rules asked for it moments before keeps), asked only for an
+/// account other than root.
+pub fn identity_with(
+    pw: &Passwd,
+    list: impl FnOnce() -> Result<GroupIds, NssError>,
+) -> Result<Identity, NssError> {
     if pw.uid == 0 {
         return Ok(Identity {
             uid: 0,
@@ -622,6 +619,7 @@ pub fn identity_with(pw: &Passwd, list: GroupIds) -> Result<Identity, NssError> 
             groups: vec![pw.gid],
         });
     }
+    let list = list()?;
     if !list.complete {
         return Err(NssError::IncompleteGroups { errno: list.errno });
     }
@@ -889,6 +887,32 @@ mod tests {
             Err(&err)
         );
         assert_eq!(failed.asked(Question::IsMember), None);
+    }
+
+    /// Root's groups are never asked; another account's list is, and a short one is
+    /// an error, not a smaller identity.
+    #[test]
+    fn identity_with_asks_no_list_for_root_and_refuses_a_short_one() {
+        let root = entry("root", 0);
+        let id = identity_with(&root, || panic!("root's groups are not asked"));
+        assert_eq!(id.map(|i| i.groups), Ok(vec![0]));
+        let alice = entry("alice", 1000);
+        let list = |complete: bool| GroupIds {
+            gids: vec![1000, 27],
+            complete,
+            errno: if complete { 0 } else { libc::EAGAIN },
+            source: None,
+        };
+        assert_eq!(
+            identity_with(&alice, || Ok(list(true))).map(|i| (i.uid, i.gid, i.groups)),
+            Ok((1000, 1000, vec![1000, 27]))
+        );
+        assert_eq!(
+            identity_with(&alice, || Ok(list(false))).map(|i| i.groups),
+            Err(NssError::IncompleteGroups {
+                errno: libc::EAGAIN
+            })
+        );
     }
 
     #[test]
