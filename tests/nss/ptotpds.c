@@ -35,6 +35,9 @@
  * initgroups and getgrgid still give the group of "grgid" by that name. "grgidmode"
  * (a mode as above) is what getgrgid alone answers; "nameless" finds the group but
  * leaves its gr_name NULL (a broken module).
+ *
+ * Compiled with -DNO_GETGRGID, the module has no getgrgid_r at all (a source that
+ * resolves group names but cannot name a gid).
  */
 #include <errno.h>
 #include <grp.h>
@@ -297,6 +300,7 @@ enum nss_status _nss_ptotpds_getgrnam_r(const char *name, struct group *gr, char
     return fill_group(&c, gr, buf, buflen, errnop);
 }
 
+#ifndef NO_GETGRGID
 enum nss_status _nss_ptotpds_getgrgid_r(gid_t gid, struct group *gr, char *buf,
                                         size_t buflen, int *errnop)
 {
@@ -325,6 +329,7 @@ enum nss_status _nss_ptotpds_getgrgid_r(gid_t gid, struct group *gr, char *buf,
         gr->gr_name = NULL;
     return found;
 }
+#endif
 
 enum nss_status _nss_ptotpds_initgroups_dyn(const char *user, gid_t group, long *start,
                                             long *size, gid_t **groupsp, long limit,

@@ -57,17 +57,24 @@ struct DirSvc {
 
 impl DirSvc {
     fn new(u: &TestUser) -> DirSvc {
+        DirSvc::built(u, &[])
+    }
+
+    /// The stand-in compiled with `cflags` added (`-DNO_GETGRGID`: no `getgrgid_r`).
+    fn built(u: &TestUser, cflags: &[&str]) -> DirSvc {
         // Root-controlled from `/` down: the rule files written here must pass the
         // module's checks.
         let dir = system_tests::fleet::trusted_dir("pam_totp-dirsvc");
+        let mut flags = vec![
+            "-shared".into(),
+            "-fPIC".into(),
+            format!("-DSTATE_DIR=\"{}\"", dir.path().display()),
+        ];
+        flags.extend(cflags.iter().map(|f| (*f).to_owned()));
         system_tests::compile_c(
             "tests/nss/ptotpds.c",
             &dir.path().join(format!("libnss_{SERVICE}.so.2")),
-            &[
-                "-shared".into(),
-                "-fPIC".into(),
-                format!("-DSTATE_DIR=\"{}\"", dir.path().display()),
-            ],
+            &flags,
             &[],
         );
         fs::write(
@@ -2334,6 +2341,86 @@ fn a_gid_found_without_a_name_is_no_proven_non_membership() {
             {
                 f.0.push(format!("{what}: the nameless gid is not logged: {lines:?}"));
             }
+        }
+    }
+    mode.unenroll(&u);
+    f.check();
+}
+
+/// A directory whose module resolves group names (`getgrnam_r`) but has no `getgrgid_r`
+/// cannot say whether one of the user's gids is a second group of the rule's name: the
+/// proof of non-membership has no answer from it, and `require_group=` asks for the
+/// code. It was passed over as a source that holds no gid, and the member of the second
+/// group of the name skipped the code. The log names the service. Controls: the same
+/// directory with `getgrgid_r` lets a non-member of both groups skip, and asks the
+/// member of the second.
+#[test]
+fn a_source_that_cannot_name_a_gid_is_no_proven_non_membership() {
+    let Some((u, full)) = setup(
+        "a_source_that_cannot_name_a_gid_is_no_proven_non_membership",
+        "ds6",
+    ) else {
+        return;
+    };
+    let no_gid = DirSvc::built(&u, &["-DNO_GETGRGID"]);
+    let g = full.control.grname.clone();
+    let mut f = Failures::default();
+    let mut at = T0;
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    let stack = Stack::probe("svc", &mode.args(&format!("require_group={g}")));
+    for (what, ds, member, skips) in [
+        (
+            "with getgrgid_r, non-member of both: control",
+            &full,
+            false,
+            true,
+        ),
+        (
+            "with getgrgid_r, member of the second: control",
+            &full,
+            true,
+            false,
+        ),
+        (
+            "without getgrgid_r, member of the second",
+            &no_gid,
+            true,
+            false,
+        ),
+        (
+            "without getgrgid_r, non-member of both",
+            &no_gid,
+            false,
+            false,
+        ),
+    ] {
+        let first = ds.control.grgid + 7;
+        ds.with(|c| {
+            c.grmember = member;
+            c.grfirst = first;
+        });
+        at += 90;
+        ds.clear_calls();
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, at))
+            .at(at);
+        let (d, lines) = ds.run_logged(&driver);
+        if skips {
+            f.expect(what, &d, "PAM_IGNORE");
+        } else {
+            f.refused(what, &d);
+        }
+        // The group's entry was asked of the directory, so the proof reached the gids.
+        if !ds.calls().iter().any(|c| c.starts_with("getgrnam")) {
+            f.0.push(format!("{what}: getgrnam not made: {:?}", ds.calls()));
+        }
+        if std::ptr::eq(ds, &no_gid)
+            && !lines
+                .iter()
+                .any(|l| l.contains("group id") && l.contains(SERVICE))
+        {
+            f.0.push(format!("{what}: the unnamed gid is not logged: {lines:?}"));
         }
     }
     mode.unenroll(&u);

@@ -272,7 +272,7 @@ impl Walk {
         name: &CString,
     ) -> Result<Vec<Group>, NotEverySource> {
         // A module without getgrnam_r resolves no group name for glibc either.
-        self.answer_of_every_source("getgrnam_r", |found| {
+        self.answer_of_every_source("getgrnam_r", None, |found| {
             // SAFETY: glibc calls every module's `_nss_<service>_getgrnam_r` with exactly
             // this signature (nss/nsswitch.h); a symbol of that name is that function.
             let getgrnam = unsafe { std::mem::transmute::<*mut c_void, GetgrnamR>(found) };
@@ -289,8 +289,10 @@ impl Walk {
         &self,
         gid: gid_t,
     ) -> Result<Vec<String>, NotEverySource> {
-        // A module without getgrgid_r names no gid for glibc either.
-        self.answer_of_every_source("getgrgid_r", |found| {
+        // A module without getgrgid_r names no gid for glibc either, but one that has
+        // getgrnam_r may hold a group of the rule's name (twice, the first not the
+        // user's) with one of these gids: it cannot answer, so the proof has none.
+        self.answer_of_every_source("getgrgid_r", Some("getgrnam_r"), |found| {
             // SAFETY: glibc calls every module's `_nss_<service>_getgrgid_r` with exactly
             // this signature (nss/nsswitch.h); a symbol of that name is that function.
             let getgrgid = unsafe { std::mem::transmute::<*mut c_void, GetgrgidR>(found) };
@@ -300,10 +302,12 @@ impl Walk {
 
     /// What `ask` makes of `symbol` in each source of the group database that has it
     /// (sources without the module or the symbol are passed over, as glibc passes them),
-    /// or why one of them did not answer, named after its service.
+    /// or why one of them did not answer, named after its service. A source without
+    /// `symbol` that has `needed_without` cannot answer: `ENOSYS`.
     fn answer_of_every_source<T>(
         &self,
         symbol: &str,
+        needed_without: Option<&str>,
         mut ask: impl FnMut(*mut c_void) -> Result<Option<T>, NotEverySource>,
     ) -> Result<Vec<T>, NotEverySource> {
         let sources =
@@ -321,6 +325,11 @@ impl Walk {
             loaded.count()?;
             let found = module.symbol(service, symbol).map_err(named)?;
             if found.is_null() {
+                if let Some(other) = needed_without
+                    && !module.symbol(service, other).map_err(named)?.is_null()
+                {
+                    return Err(named(NotEverySource::errno(libc::ENOSYS)));
+                }
                 continue;
             }
             if let Some(answer) = ask(found).map_err(named)? {
