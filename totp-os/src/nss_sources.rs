@@ -35,6 +35,8 @@ const MAX_SOURCES: usize = 32;
 /// More words than this on the line are not read at all: the proof fails (each costs
 /// a failed dlopen, as it does glibc).
 const MAX_NAMED: usize = 1024;
+/// The buffer a walk's first group entry is asked with; it doubles on ERANGE.
+const START_BUFFER: usize = 4096;
 /// The largest buffer one group entry may need (as for `getgrnam_r`).
 const MAX_BUFFER: usize = 16 * 1024 * 1024;
 /// The most group ids one source may hand back (the kernel's NGROUPS_MAX).
@@ -213,6 +215,11 @@ fn conf_text(path: &std::path::Path) -> Result<String, NotEverySource> {
 pub(crate) struct Walk {
     conf: Result<String, NotEverySource>,
     modules: RefCell<Vec<(String, Option<Module>)>>,
+    /// The group entries' buffer, kept at the size the largest entry so far needed: a
+    /// user's gids are asked one after another, and a directory's large groups would
+    /// each be asked again at every doubling from the start size (each retry a lookup,
+    /// for `files` a read of /etc/group).
+    buffer: std::cell::Cell<Vec<c_char>>,
 }
 
 impl Walk {
@@ -220,7 +227,22 @@ impl Walk {
         Walk {
             conf: nsswitch_conf(),
             modules: RefCell::new(Vec::new()),
+            buffer: std::cell::Cell::new(Vec::new()),
         }
+    }
+
+    /// `ask` with the walk's entry buffer (at least [`START_BUFFER`] bytes), which is
+    /// kept for the next question whatever the answer.
+    fn with_buffer<T>(&self, ask: impl FnOnce(&mut Vec<c_char>) -> T) -> T {
+        // Taken out, not borrowed: nothing can find it missing but a module that asks
+        // the walk again from inside its own call, and that one gets a new buffer.
+        let mut buf = self.buffer.take();
+        if buf.len() < START_BUFFER {
+            buf = vec![0; START_BUFFER];
+        }
+        let answer = ask(&mut buf);
+        self.buffer.set(buf);
+        answer
     }
 
     fn conf(&self) -> Result<&str, NotEverySource> {
@@ -276,7 +298,7 @@ impl Walk {
             // SAFETY: glibc calls every module's `_nss_<service>_getgrnam_r` with exactly
             // this signature (nss/nsswitch.h); a symbol of that name is that function.
             let getgrnam = unsafe { std::mem::transmute::<*mut c_void, GetgrnamR>(found) };
-            ask_group(getgrnam, name)
+            self.with_buffer(|buf| ask_group(getgrnam, name, buf))
         })
     }
 
@@ -296,7 +318,7 @@ impl Walk {
             // SAFETY: glibc calls every module's `_nss_<service>_getgrgid_r` with exactly
             // this signature (nss/nsswitch.h); a symbol of that name is that function.
             let getgrgid = unsafe { std::mem::transmute::<*mut c_void, GetgrgidR>(found) };
-            ask_gid(getgrgid, gid)
+            self.with_buffer(|buf| ask_gid(getgrgid, gid, buf))
         })
     }
 
@@ -355,8 +377,13 @@ impl Loaded {
 
 /// One source's group called `name`, its buffer grown on ERANGE up to the cap
 /// `getgrnam_r` has too.
-fn ask_group(getgrnam: GetgrnamR, name: &CString) -> Result<Option<Group>, NotEverySource> {
+fn ask_group(
+    getgrnam: GetgrnamR,
+    name: &CString,
+    buf: &mut Vec<c_char>,
+) -> Result<Option<Group>, NotEverySource> {
     ask_entry(
+        buf,
         |grp, buf, len, errno| {
             // SAFETY: `name` is NUL-terminated; the rest is ask_entry's promise.
             unsafe { getgrnam(name.as_ptr(), grp, buf, len, errno) }
@@ -370,8 +397,13 @@ fn ask_group(getgrnam: GetgrnamR, name: &CString) -> Result<Option<Group>, NotEv
 /// name that is not UTF-8 is none an option can give, and is returned as `None` too.
 /// A group found without a name (`gr_name` NULL) is no answer: the source holds the gid,
 /// and it may be a group of the rule's name, so the membership stays unknown.
-fn ask_gid(getgrgid: GetgrgidR, gid: gid_t) -> Result<Option<String>, NotEverySource> {
+fn ask_gid(
+    getgrgid: GetgrgidR,
+    gid: gid_t,
+    buf: &mut Vec<c_char>,
+) -> Result<Option<String>, NotEverySource> {
     let name = ask_entry(
+        buf,
         |grp, buf, len, errno| {
             // SAFETY: ask_entry's promise.
             unsafe { getgrgid(gid, grp, buf, len, errno) }
@@ -391,13 +423,16 @@ fn ask_gid(getgrgid: GetgrgidR, gid: gid_t) -> Result<Option<String>, NotEverySo
 
 /// One `getgr*_r` call of a module, its status read: `call(grp, buf, buflen, errnop)`
 /// is made with writable storage for one group, `buflen` writable bytes at `buf` and a
-/// valid `errnop`, the buffer grown on ERANGE up to [`MAX_BUFFER`]; `copy` reads the
-/// entry of a SUCCESS while the buffer is alive.
+/// valid `errnop`, `buf` grown on ERANGE up to [`MAX_BUFFER`] (and left so); `copy`
+/// reads the entry of a SUCCESS while the buffer is alive.
 fn ask_entry<T>(
+    buf: &mut Vec<c_char>,
     mut call: impl FnMut(*mut libc::group, *mut c_char, libc::size_t, *mut c_int) -> c_int,
     copy: impl FnOnce(&libc::group) -> T,
 ) -> Result<Option<T>, NotEverySource> {
-    let mut buf: Vec<c_char> = vec![0; 4096];
+    if buf.is_empty() {
+        buf.resize(START_BUFFER, 0);
+    }
     loop {
         let mut grp = MaybeUninit::<libc::group>::uninit();
         let mut errno: c_int = 0;
@@ -718,6 +753,7 @@ mod tests {
         let walk = Walk {
             conf: Ok("group: files pamtotpnosuchservice files pamtotpnosuchservice\n".into()),
             modules: RefCell::new(Vec::new()),
+            buffer: std::cell::Cell::new(Vec::new()),
         };
         let root = CString::new("root").expect("name");
         assert_eq!(
@@ -743,13 +779,17 @@ mod tests {
         let walk = Walk {
             conf: Ok("group: files pamtotpnosuchservice\n".into()),
             modules: RefCell::new(Vec::new()),
+            buffer: std::cell::Cell::new(Vec::new()),
         };
         assert_eq!(walk.gid_names_in_every_source(0), Ok(vec!["root".into()]));
         assert_eq!(walk.gid_names_in_every_source(3_999_999_999), Ok(vec![]));
     }
 
+    static GROWS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
     /// What one module's `getgrgid_r` answers, for [`ask_gid`]: the name `g` once the
-    /// buffer holds 64 KiB (ERANGE before, as for a large directory group).
+    /// buffer holds 64 KiB (ERANGE before, as for a large directory group); each call
+    /// counted in [`GROWS`].
     unsafe extern "C" fn grows(
         gid: gid_t,
         grp: *mut libc::group,
@@ -757,6 +797,7 @@ mod tests {
         buflen: libc::size_t,
         errnop: *mut c_int,
     ) -> c_int {
+        GROWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if buflen < 64 * 1024 {
             // SAFETY: ask_entry's valid `errnop`.
             unsafe { *errnop = libc::ERANGE };
@@ -856,18 +897,28 @@ mod tests {
     /// module with the name answers it.
     #[test]
     fn a_gids_answer_is_read_as_the_module_means_it() {
-        assert_eq!(ask_gid(grows, 7), Ok(Some("g".to_owned())));
+        // The buffer grown for one gid is kept for the next: asked once more, not at
+        // every doubling from 4 KiB again.
+        let mut buf = Vec::new();
+        let asked = || GROWS.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(ask_gid(grows, 7, &mut buf), Ok(Some("g".to_owned())));
+        assert_eq!((asked(), buf.len()), (5, 64 * 1024));
+        assert_eq!(ask_gid(grows, 8, &mut buf), Ok(Some("g".to_owned())));
+        assert_eq!((asked(), buf.len()), (6, 64 * 1024));
         assert_eq!(
-            ask_gid(nameless, 7),
+            ask_gid(nameless, 7, &mut Vec::new()),
             Err(NotEverySource::errno(libc::EBADMSG))
         );
-        assert_eq!(ask_gid(latin1, 7), Ok(None));
+        assert_eq!(ask_gid(latin1, 7, &mut Vec::new()), Ok(None));
         assert_eq!(
-            ask_gid(never_enough, 7),
+            ask_gid(never_enough, 7, &mut Vec::new()),
             Err(NotEverySource::errno(libc::ERANGE))
         );
         assert_eq!(ERANGES.load(std::sync::atomic::Ordering::Relaxed), 13);
-        assert_eq!(ask_gid(busy, 7), Err(NotEverySource::errno(libc::EAGAIN)));
+        assert_eq!(
+            ask_gid(busy, 7, &mut Vec::new()),
+            Err(NotEverySource::errno(libc::EAGAIN))
+        );
     }
 
     /// The bound counts modules loaded, not words: the 33rd module is refused.
@@ -1002,7 +1053,7 @@ mod tests {
     fn each_answer_of_a_sources_getgrnam_r_is_read_as_glibc_means_it() {
         let ask = |name: &str| {
             let name = CString::new(name).expect("name");
-            ask_group(stand_in_getgrnam, &name).map(|g| g.map(|g| g.gid))
+            ask_group(stand_in_getgrnam, &name, &mut Vec::new()).map(|g| g.map(|g| g.gid))
         };
         assert_eq!(ask("ok:1"), Ok(Some(4242)));
         // Grown past 4 KiB by doubling, and to exactly the cap.
