@@ -45,6 +45,8 @@ struct Control {
     /// What `getgrgid` alone answers: a mode as `group`, or `nameless` (the group found,
     /// its `gr_name` NULL).
     grgidmode: &'static str,
+    /// Milliseconds `getgrgid` waits before it answers (0: at once).
+    grgidsleep: u64,
 }
 
 /// The stand-in: its build, nsswitch.conf, control file, call log and rule files in one
@@ -99,6 +101,7 @@ impl DirSvc {
             grmember: true,
             grfirst: 0,
             grgidmode: "ok",
+            grgidsleep: 0,
         };
         let ds = DirSvc { dir, control };
         ds.set(ds.control.clone());
@@ -112,7 +115,7 @@ impl DirSvc {
     /// Rewrites the control file (the stand-in reads it on every call).
     fn set(&self, c: Control) {
         let mut text = format!(
-            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\ngrfirst {}\ngrgidmode {}\n",
+            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\ngrfirst {}\ngrgidmode {}\ngrgidsleep {}\n",
             c.canonical,
             c.uid,
             c.gid,
@@ -124,7 +127,8 @@ impl DirSvc {
             c.grgid,
             u8::from(c.grmember),
             c.grfirst,
-            c.grgidmode
+            c.grgidmode,
+            c.grgidsleep
         );
         for a in &c.aliases {
             text.push_str(&format!("alias {a}\n"));
@@ -2421,6 +2425,60 @@ fn a_source_that_cannot_name_a_gid_is_no_proven_non_membership() {
                 .any(|l| l.contains("group id") && l.contains(SERVICE))
         {
             f.0.push(format!("{what}: the unnamed gid is not logged: {lines:?}"));
+        }
+    }
+    mode.unenroll(&u);
+    f.check();
+}
+
+/// R36: the proof that a user is in no group of a rule's name asks every source for
+/// each of the user's gids, and a directory that answers each slowly kept the login
+/// waiting gid after gid, then skipped. The walk now has one deadline (`WALK_BOUND` in
+/// totp-os/src/nss_sources.rs, 10 s): an answer that comes after it proves nothing, so
+/// `require_group=` asks for the code, the bound logged. Here each `getgrgid` of the
+/// directory takes 6 s, inside the bound, and the user's two gids 12 s, past it.
+/// Control: the same directory answering at once lets the non-member skip.
+#[test]
+fn a_directory_slow_for_each_gid_is_cut_off_at_the_walks_deadline() {
+    let Some((u, ds)) = setup(
+        "a_directory_slow_for_each_gid_is_cut_off_at_the_walks_deadline",
+        "ds7",
+    ) else {
+        return;
+    };
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    // A local group the user is not in: its non-membership is proven by the names of the
+    // user's gids, one of them the directory's.
+    let stack = Stack::probe("svc", &mode.args("require_group=nogroup"));
+    for (what, sleep, skips) in [
+        ("a directory answering at once: control", 0, true),
+        ("a directory taking 6 s for each gid", 6000, false),
+    ] {
+        ds.with(|c| c.grgidsleep = sleep);
+        ds.clear_calls();
+        // The clock runs (a frozen one would never reach the deadline).
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, system_tests::now()));
+        let (d, lines) = ds.run_logged(&driver);
+        if skips {
+            f.expect(what, &d, "PAM_IGNORE");
+        } else {
+            f.refused(what, &d);
+            if !lines
+                .iter()
+                .any(|l| l.contains("group id") && l.contains("more than 10 s"))
+            {
+                f.0.push(format!("{what}: the deadline is not logged: {lines:?}"));
+            }
+        }
+        // The directory was asked for each of the user's gids.
+        for gid in [u.gid, ds.control.grgid] {
+            let asked = format!("getgrgid {gid}");
+            if !ds.calls().contains(&asked) {
+                f.0.push(format!("{what}: {asked} not made: {:?}", ds.calls()));
+            }
         }
     }
     mode.unenroll(&u);

@@ -82,6 +82,16 @@ impl fmt::Display for NssError {
                  fewer groups than the user has",
                 std::io::Error::from_raw_os_error(*errno)
             ),
+            Self::SourceFailed { service, errno } if *errno == libc::ETIME => write!(
+                f,
+                "the name service sources (nsswitch.conf) took more than {} s for this \
+                 login's questions{}: a later answer proves nothing",
+                crate::nss_sources::WALK_BOUND.as_secs(),
+                service
+                    .as_deref()
+                    .map(|s| format!(", the last {}", s.escape_debug()))
+                    .unwrap_or_default()
+            ),
             Self::SourceFailed {
                 service: Some(service),
                 errno,

@@ -35,6 +35,13 @@ const MAX_SOURCES: usize = 32;
 /// More words than this on the line are not read at all: the proof fails (each costs
 /// a failed dlopen, as it does glibc).
 const MAX_NAMED: usize = 1024;
+/// How long one walk may keep asking: a source's answer that comes later proves
+/// nothing, and no source is asked again (R36). A module's call cannot be cut short in
+/// the process it runs in, so one slow call may run past this; what the bound stops is
+/// a directory that answers each of a user's many gids slowly keeping the login waiting
+/// gid after gid. An expired walk is a source that did not answer: the membership stays
+/// unknown and the code is asked.
+pub(crate) const WALK_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 /// The buffer a walk's first group entry is asked with; it doubles on ERANGE.
 const START_BUFFER: usize = 4096;
 /// The largest buffer one group entry may need (as for `getgrnam_r`).
@@ -220,6 +227,8 @@ pub(crate) struct Walk {
     /// each be asked again at every doubling from the start size (each retry a lookup,
     /// for `files` a read of /etc/group).
     buffer: std::cell::Cell<Vec<c_char>>,
+    /// When the walk ends: [`WALK_BOUND`] after it began.
+    deadline: std::time::Instant,
 }
 
 impl Walk {
@@ -228,7 +237,19 @@ impl Walk {
             conf: nsswitch_conf(),
             modules: RefCell::new(Vec::new()),
             buffer: std::cell::Cell::new(Vec::new()),
+            deadline: std::time::Instant::now() + WALK_BOUND,
         }
+    }
+
+    /// `ETIME` once the walk is past its deadline (a number no module's own timeout
+    /// leaves, so the message can say which bound it was): checked after each source's
+    /// answer, so one that came late is not believed (named after that source), and
+    /// before each source is asked.
+    fn in_time(&self) -> Result<(), NotEverySource> {
+        if std::time::Instant::now() > self.deadline {
+            return Err(NotEverySource::errno(libc::ETIME));
+        }
+        Ok(())
     }
 
     /// `ask` with the walk's entry buffer (at least [`START_BUFFER`] bytes), which is
@@ -282,7 +303,9 @@ impl Walk {
                 continue;
             };
             loaded.count()?;
+            self.in_time()?;
             ask(initgroups, user, primary_gid, &mut gids).map_err(named)?;
+            self.in_time().map_err(named)?;
         }
         Ok(gids)
     }
@@ -354,7 +377,10 @@ impl Walk {
                 }
                 continue;
             }
-            if let Some(answer) = ask(found).map_err(named)? {
+            self.in_time()?;
+            let answer = ask(found).map_err(named)?;
+            self.in_time().map_err(named)?;
+            if let Some(answer) = answer {
                 answers.push(answer);
             }
         }
@@ -754,6 +780,7 @@ mod tests {
             conf: Ok("group: files pamtotpnosuchservice files pamtotpnosuchservice\n".into()),
             modules: RefCell::new(Vec::new()),
             buffer: std::cell::Cell::new(Vec::new()),
+            deadline: std::time::Instant::now() + WALK_BOUND,
         };
         let root = CString::new("root").expect("name");
         assert_eq!(
@@ -780,12 +807,53 @@ mod tests {
             conf: Ok("group: files pamtotpnosuchservice\n".into()),
             modules: RefCell::new(Vec::new()),
             buffer: std::cell::Cell::new(Vec::new()),
+            deadline: std::time::Instant::now() + WALK_BOUND,
         };
         assert_eq!(walk.gid_names_in_every_source(0), Ok(vec!["root".into()]));
         assert_eq!(walk.gid_names_in_every_source(3_999_999_999), Ok(vec![]));
     }
 
     static GROWS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// A walk past its deadline answers no question: each is a source that did not
+    /// answer (`ETIME`). Control: the same walk in time answers all three.
+    #[test]
+    fn a_walk_past_its_deadline_answers_nothing() {
+        let walk = |deadline| Walk {
+            conf: Ok("group: files\n".into()),
+            modules: RefCell::new(Vec::new()),
+            buffer: std::cell::Cell::new(Vec::new()),
+            deadline,
+        };
+        let root = CString::new("root").expect("name");
+        let now = std::time::Instant::now();
+        let late = walk(
+            now.checked_sub(std::time::Duration::from_secs(1))
+                .unwrap_or(now),
+        );
+        let timed_out = |e: NotEverySource| e.errno;
+        assert_eq!(
+            late.every_source(&root, 0).map_err(timed_out),
+            Err(libc::ETIME)
+        );
+        assert_eq!(
+            late.group_in_every_source(&root)
+                .map(|_| ())
+                .map_err(timed_out),
+            Err(libc::ETIME)
+        );
+        assert_eq!(
+            late.gid_names_in_every_source(0).map_err(timed_out),
+            Err(libc::ETIME)
+        );
+        let in_time = walk(now + WALK_BOUND);
+        assert!(in_time.every_source(&root, 0).is_ok());
+        assert!(in_time.group_in_every_source(&root).is_ok());
+        assert_eq!(
+            in_time.gid_names_in_every_source(0),
+            Ok(vec!["root".into()])
+        );
+    }
 
     /// What one module's `getgrgid_r` answers, for [`ask_gid`]: the name `g` once the
     /// buffer holds 64 KiB (ERANGE before, as for a large directory group); each call
