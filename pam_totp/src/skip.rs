@@ -4,7 +4,7 @@
 //! code": a skip is only ever the result of a rule that positively matched. A rule file
 //! that is set but cannot be used bars every skip, group rules and grace included.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::path::Path;
 
 use totp_core::access::{Groups, RuleFile, SkipDecision, Subject, skip_decision};
@@ -16,7 +16,7 @@ use totp_os::safefile::{self, FileRules};
 use crate::log::sanitize;
 use crate::pamio::Level;
 use crate::system::System;
-use totp_os::nss::{GroupIds, NssError, Passwd};
+use totp_os::nss::{GroupLists, Passwd};
 
 /// The PAM items a skip decision may look at. Never the environment (R20).
 pub struct LoginItems<'a> {
@@ -108,16 +108,13 @@ pub fn decide(
 struct GroupFacts<'a> {
     sys: &'a dyn System,
     pw: Option<&'a Passwd>,
-    /// `getgrouplist`, fetched when some group's entry alone does not prove membership.
-    glibc: OnceCell<Option<GroupList>>,
-    /// That list with each source's own answer added, fetched only for a question a
-    /// non-membership answers (see [`Question`]).
-    list: OnceCell<Option<GroupList>>,
+    /// `getgrouplist`, fetched when some group's entry alone does not prove membership,
+    /// and that list with each source's own answer added, fetched only for a question
+    /// a non-membership answers (see [`Question`]).
+    lists: GroupLists,
     known: RefCell<Vec<(String, Question, Membership)>>,
     /// Why a membership stayed unknown, logged once per login after the decision.
     notes: RefCell<Vec<String>>,
-    /// The source (if one was named) and error number that left the list incomplete.
-    failed: RefCell<Option<(Option<String>, i32)>>,
 }
 
 impl<'a> GroupFacts<'a> {
@@ -125,11 +122,9 @@ impl<'a> GroupFacts<'a> {
         GroupFacts {
             sys,
             pw,
-            glibc: OnceCell::new(),
-            list: OnceCell::new(),
+            lists: GroupLists::new(),
             known: RefCell::new(Vec::new()),
             notes: RefCell::new(Vec::new()),
-            failed: RefCell::new(None),
         }
     }
 
@@ -212,23 +207,19 @@ impl<'a> GroupFacts<'a> {
             },
         );
         // Without the entry, its own note above says why.
-        let list_short = match question {
-            Question::IsMember => matches!(self.glibc.get(), Some(Some(l)) if !l.complete),
-            Question::MemberOrNot => matches!(self.list.get(), Some(Some(l)) if !l.complete),
-        };
-        if m == Membership::Unknown && entry.is_some() && list_short {
-            let failed = self.failed.borrow();
-            let why = match failed.as_ref() {
-                Some((Some(source), errno)) => format!(
+        let short = self.lists.asked(question).filter(|l| !l.list.complete);
+        if let (Membership::Unknown, Some(_), Some(short)) = (m, &entry, short) {
+            let why = match (&short.source, short.errno) {
+                (Some(source), errno) => format!(
                     "the name service source {} (nsswitch.conf) did not answer: {}",
                     sanitize(source.as_bytes()),
-                    std::io::Error::from_raw_os_error(*errno)
+                    std::io::Error::from_raw_os_error(errno)
                 ),
-                Some((None, errno)) => format!(
+                (None, 0) => "a name service source failed".to_owned(),
+                (None, errno) => format!(
                     "a name service source failed: {}",
-                    std::io::Error::from_raw_os_error(*errno)
+                    std::io::Error::from_raw_os_error(errno)
                 ),
-                None => "a name service source failed".to_owned(),
             };
             self.note(format!(
                 "group list of {who} is incomplete ({why}): membership of {shown} unknown, \
@@ -239,44 +230,14 @@ impl<'a> GroupFacts<'a> {
     }
 
     /// The list a question needs: `getgrouplist` alone for a membership, that and each
-    /// source's own answer for a non-membership.
+    /// source's own answer for a non-membership; `None` when the lookup failed (noted).
     fn list(&self, pw: &Passwd, question: Question) -> Option<&GroupList> {
-        let glibc = self
-            .glibc
-            .get_or_init(|| self.answered(pw, self.sys.group_list(pw)))
-            .as_ref();
-        match question {
-            Question::IsMember => glibc,
-            Question::MemberOrNot => self
-                .list
-                .get_or_init(|| {
-                    let l = glibc?;
-                    if !l.complete {
-                        return Some(l.clone());
-                    }
-                    let ids = GroupIds {
-                        gids: l.gids.clone(),
-                        complete: true,
-                        errno: 0,
-                        source: None,
-                    };
-                    self.answered(pw, self.sys.complete_group_list(pw, ids))
-                })
-                .as_ref(),
-        }
-    }
-
-    fn answered(&self, pw: &Passwd, list: Result<GroupIds, NssError>) -> Option<GroupList> {
-        match list {
-            Ok(l) => {
-                if !l.complete {
-                    *self.failed.borrow_mut() = Some((l.source, l.errno));
-                }
-                Some(GroupList {
-                    gids: l.gids,
-                    complete: l.complete,
-                })
-            }
+        match self.lists.with(
+            question,
+            || self.sys.group_list(pw),
+            |ids| self.sys.complete_group_list(pw, ids),
+        ) {
+            Ok(l) => Some(&l.list),
             Err(e) => {
                 self.note(format!(
                     "group list of {} failed ({e}); no group skip",

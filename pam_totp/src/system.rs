@@ -96,10 +96,7 @@ impl System for Host {
     }
 
     fn identity(&self, pw: &Passwd) -> Result<Identity, NssError> {
-        if pw.uid == 0 {
-            return nss::identity_of(pw);
-        }
-        nss::identity_with(pw, self.list_of(pw)?)
+        nss::identity_with(pw, || self.list_of(pw))
     }
 
     fn group_by_name(&self, name: &str) -> Result<Option<GroupEntry>, NssError> {

@@ -960,22 +960,8 @@ pub(crate) mod tests {
 
     /// A throwaway self-signed CA certificate (PEM).
     fn self_signed_pem() -> Vec<u8> {
-        use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509};
-        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let mut name = x509::X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "test CA").unwrap();
-        let name = name.build();
-        let mut b = x509::X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-            .unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        b.build().to_pem().unwrap()
+        let (_, cert) = pam_totp_tls::test_support::self_signed("test CA", &[], &[]);
+        cert.to_pem().expect("pem")
     }
 
     #[test]
@@ -1378,35 +1364,10 @@ pub(crate) mod tests {
     /// `state_fallback=`), not an outage.
     #[test]
     fn a_member_with_an_untrusted_certificate_is_a_refusal() {
-        use openssl::{
-            asn1::Asn1Time,
-            ec::{EcGroup, EcKey},
-            hash::MessageDigest,
-            nid::Nid,
-            pkey::PKey,
-            ssl::{Ssl, SslContext, SslMethod},
-            x509,
-        };
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("group");
-        let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
-        let mut name = x509::X509NameBuilder::new().expect("name");
-        name.append_entry_by_text("CN", "member").expect("cn");
-        let name = name.build();
-        let mut b = x509::X509Builder::new().expect("builder");
-        b.set_version(2).expect("version");
-        b.set_subject_name(&name).expect("subject");
-        b.set_issuer_name(&name).expect("issuer");
-        b.set_pubkey(&key).expect("pubkey");
-        b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
-            .expect("not before");
-        b.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
-            .expect("not after");
-        b.sign(&key, MessageDigest::sha256()).expect("sign");
-        let cert = b.build();
-        let mut sctx = SslContext::builder(SslMethod::tls_server()).expect("context");
-        sctx.set_private_key(&key).expect("key");
-        sctx.set_certificate(&cert).expect("cert");
-        let sctx = sctx.build();
+        use openssl::ssl::Ssl;
+        use pam_totp_tls::test_support::{self_signed, server_context};
+        let (key, cert) = self_signed("member", &[], &[]);
+        let sctx = server_context(&key, &cert).build();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let server = std::thread::spawn(move || {
@@ -1452,39 +1413,10 @@ pub(crate) mod tests {
     /// write is not sent to another member.
     #[test]
     fn a_member_refusing_the_client_after_the_handshake_gets_no_write_sent_on() {
-        use openssl::{
-            asn1::Asn1Time,
-            ec::{EcGroup, EcKey},
-            hash::MessageDigest,
-            nid::Nid,
-            pkey::PKey,
-            ssl::{Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion},
-            x509,
-        };
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("group");
-        let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
-        let mut name = x509::X509NameBuilder::new().expect("name");
-        name.append_entry_by_text("CN", "member").expect("cn");
-        let name = name.build();
-        let mut b = x509::X509Builder::new().expect("builder");
-        b.set_version(2).expect("version");
-        b.set_subject_name(&name).expect("subject");
-        b.set_issuer_name(&name).expect("issuer");
-        b.set_pubkey(&key).expect("pubkey");
-        b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
-            .expect("not before");
-        b.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
-            .expect("not after");
-        let san = x509::extension::SubjectAlternativeName::new()
-            .ip("127.0.0.1")
-            .build(&b.x509v3_context(None, None))
-            .expect("subjectAltName");
-        b.append_extension(san).expect("extension");
-        b.sign(&key, MessageDigest::sha256()).expect("sign");
-        let cert = b.build();
-        let mut sctx = SslContext::builder(SslMethod::tls_server()).expect("context");
-        sctx.set_private_key(&key).expect("key");
-        sctx.set_certificate(&cert).expect("cert");
+        use openssl::ssl::{Ssl, SslVerifyMode, SslVersion};
+        use pam_totp_tls::test_support::{self_signed, server_context};
+        let (key, cert) = self_signed("member", &[], &["127.0.0.1"]);
+        let mut sctx = server_context(&key, &cert);
         sctx.set_min_proto_version(Some(SslVersion::TLS1_3))
             .expect("TLS 1.3");
         sctx.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);

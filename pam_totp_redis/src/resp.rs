@@ -912,41 +912,9 @@ pub(crate) mod tests {
     /// [`server_context`] and its certificate in PEM, a CA that verifies it: its
     /// subjectAltName names `localhost` and `127.0.0.1`.
     pub(crate) fn server_context_and_ca() -> (openssl::ssl::SslContextBuilder, Vec<u8>) {
-        use openssl::{
-            asn1::Asn1Time,
-            ec::{EcGroup, EcKey},
-            hash::MessageDigest,
-            nid::Nid,
-            pkey::PKey,
-            ssl::{SslContext, SslMethod},
-            x509,
-        };
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("group");
-        let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
-        let mut name = x509::X509NameBuilder::new().expect("name");
-        name.append_entry_by_text("CN", "localhost").expect("cn");
-        let name = name.build();
-        let mut b = x509::X509Builder::new().expect("builder");
-        b.set_subject_name(&name).expect("subject");
-        b.set_issuer_name(&name).expect("issuer");
-        b.set_pubkey(&key).expect("pubkey");
-        b.set_version(2).expect("version 3");
-        b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
-            .expect("not before");
-        b.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
-            .expect("not after");
-        let san = x509::extension::SubjectAlternativeName::new()
-            .dns("localhost")
-            .ip("127.0.0.1")
-            .build(&b.x509v3_context(None, None))
-            .expect("subjectAltName");
-        b.append_extension(san).expect("extension");
-        b.sign(&key, MessageDigest::sha256()).expect("sign");
-        let cert = b.build();
-        let mut sctx = SslContext::builder(SslMethod::tls_server()).expect("server context");
-        sctx.set_private_key(&key).expect("key");
-        sctx.set_certificate(&cert).expect("cert");
-        (sctx, cert.to_pem().expect("pem"))
+        use pam_totp_tls::test_support::{self_signed, server_context};
+        let (key, cert) = self_signed("localhost", &["localhost"], &["127.0.0.1"]);
+        (server_context(&key, &cert), cert.to_pem().expect("pem"))
     }
 
     /// A client connection to a TLS server on a loopback port that, after the

@@ -355,6 +355,9 @@ fn verify_hint(result: i32) -> &'static str {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
+
 #[cfg(test)]
 mod tests {
     use super::unprompted_certificates;

@@ -35,6 +35,11 @@
  * initgroups and getgrgid still give the group of "grgid" by that name. "grgidmode"
  * (a mode as above) is what getgrgid alone answers; "nameless" finds the group but
  * leaves its gr_name NULL (a broken module).
+ *
+ * "grgidsleep <ms>": getgrgid answers only after that long (a slow directory).
+ *
+ * Compiled with -DNO_GETGRGID, the module has no getgrgid_r at all (a source that
+ * resolves group names but cannot name a gid).
  */
 #include <errno.h>
 #include <grp.h>
@@ -44,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 
 #ifndef STATE_DIR
 #error "compile with -DSTATE_DIR=\"...\""
@@ -66,6 +72,7 @@ struct control {
     int grmember;
     unsigned long grfirst;
     char grgidmode[32];
+    unsigned long grgidsleep;
 };
 
 static void load(struct control *c)
@@ -109,6 +116,8 @@ static void load(struct control *c)
             c->grfirst = strtoul(value, NULL, 10);
         else if (strcmp(line, "grgidmode") == 0)
             snprintf(c->grgidmode, sizeof c->grgidmode, "%s", value);
+        else if (strcmp(line, "grgidsleep") == 0)
+            c->grgidsleep = strtoul(value, NULL, 10);
         else if (strcmp(line, "grmember") == 0)
             c->grmember = strcmp(value, "1") == 0;
     }
@@ -297,6 +306,7 @@ enum nss_status _nss_ptotpds_getgrnam_r(const char *name, struct group *gr, char
     return fill_group(&c, gr, buf, buflen, errnop);
 }
 
+#ifndef NO_GETGRGID
 enum nss_status _nss_ptotpds_getgrgid_r(gid_t gid, struct group *gr, char *buf,
                                         size_t buflen, int *errnop)
 {
@@ -306,6 +316,12 @@ enum nss_status _nss_ptotpds_getgrgid_r(gid_t gid, struct group *gr, char *buf,
     char arg[32];
     snprintf(arg, sizeof arg, "%lu", (unsigned long)gid);
     note("getgrgid", arg);
+    if (c.grgidsleep != 0) {
+        struct timespec pause = {(time_t)(c.grgidsleep / 1000),
+                                 (long)(c.grgidsleep % 1000) * 1000000L};
+        while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+            ;
+    }
     errno = saved;
     enum nss_status failed = group_failure(&c, errnop);
     if (failed == NSS_STATUS_SUCCESS)
@@ -325,6 +341,7 @@ enum nss_status _nss_ptotpds_getgrgid_r(gid_t gid, struct group *gr, char *buf,
         gr->gr_name = NULL;
     return found;
 }
+#endif
 
 enum nss_status _nss_ptotpds_initgroups_dyn(const char *user, gid_t group, long *start,
                                             long *size, gid_t **groupsp, long limit,

@@ -45,6 +45,8 @@ struct Control {
     /// What `getgrgid` alone answers: a mode as `group`, or `nameless` (the group found,
     /// its `gr_name` NULL).
     grgidmode: &'static str,
+    /// Milliseconds `getgrgid` waits before it answers (0: at once).
+    grgidsleep: u64,
 }
 
 /// The stand-in: its build, nsswitch.conf, control file, call log and rule files in one
@@ -57,17 +59,24 @@ struct DirSvc {
 
 impl DirSvc {
     fn new(u: &TestUser) -> DirSvc {
+        DirSvc::built(u, &[])
+    }
+
+    /// The stand-in compiled with `cflags` added (`-DNO_GETGRGID`: no `getgrgid_r`).
+    fn built(u: &TestUser, cflags: &[&str]) -> DirSvc {
         // Root-controlled from `/` down: the rule files written here must pass the
         // module's checks.
         let dir = system_tests::fleet::trusted_dir("pam_totp-dirsvc");
+        let mut flags = vec![
+            "-shared".into(),
+            "-fPIC".into(),
+            format!("-DSTATE_DIR=\"{}\"", dir.path().display()),
+        ];
+        flags.extend(cflags.iter().map(|f| (*f).to_owned()));
         system_tests::compile_c(
             "tests/nss/ptotpds.c",
             &dir.path().join(format!("libnss_{SERVICE}.so.2")),
-            &[
-                "-shared".into(),
-                "-fPIC".into(),
-                format!("-DSTATE_DIR=\"{}\"", dir.path().display()),
-            ],
+            &flags,
             &[],
         );
         fs::write(
@@ -92,6 +101,7 @@ impl DirSvc {
             grmember: true,
             grfirst: 0,
             grgidmode: "ok",
+            grgidsleep: 0,
         };
         let ds = DirSvc { dir, control };
         ds.set(ds.control.clone());
@@ -105,7 +115,7 @@ impl DirSvc {
     /// Rewrites the control file (the stand-in reads it on every call).
     fn set(&self, c: Control) {
         let mut text = format!(
-            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\ngrfirst {}\ngrgidmode {}\n",
+            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\ngrfirst {}\ngrgidmode {}\ngrgidsleep {}\n",
             c.canonical,
             c.uid,
             c.gid,
@@ -117,7 +127,8 @@ impl DirSvc {
             c.grgid,
             u8::from(c.grmember),
             c.grfirst,
-            c.grgidmode
+            c.grgidmode,
+            c.grgidsleep
         );
         for a in &c.aliases {
             text.push_str(&format!("alias {a}\n"));
@@ -2380,5 +2391,139 @@ fn the_user_option_spelling_typed_at_login_is_the_canonical_account() {
             "PAM_SUCCESS",
         );
     }
+    f.check();
+}
+
+/// A directory whose module resolves group names (`getgrnam_r`) but has no `getgrgid_r`
+/// cannot say whether one of the user's gids is a second group of the rule's name: the
+/// proof of non-membership has no answer from it, and `require_group=` asks for the
+/// code. It was passed over as a source that holds no gid, and the member of the second
+/// group of the name skipped the code. The log names the service. Controls: the same
+/// directory with `getgrgid_r` lets a non-member of both groups skip, and asks the
+/// member of the second.
+#[test]
+fn a_source_that_cannot_name_a_gid_is_no_proven_non_membership() {
+    let Some((u, full)) = setup(
+        "a_source_that_cannot_name_a_gid_is_no_proven_non_membership",
+        "ds6",
+    ) else {
+        return;
+    };
+    let no_gid = DirSvc::built(&u, &["-DNO_GETGRGID"]);
+    let g = full.control.grname.clone();
+    let mut f = Failures::default();
+    let mut at = T0;
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    let stack = Stack::probe("svc", &mode.args(&format!("require_group={g}")));
+    for (what, ds, member, skips) in [
+        (
+            "with getgrgid_r, non-member of both: control",
+            &full,
+            false,
+            true,
+        ),
+        (
+            "with getgrgid_r, member of the second: control",
+            &full,
+            true,
+            false,
+        ),
+        (
+            "without getgrgid_r, member of the second",
+            &no_gid,
+            true,
+            false,
+        ),
+        (
+            "without getgrgid_r, non-member of both",
+            &no_gid,
+            false,
+            false,
+        ),
+    ] {
+        let first = ds.control.grgid + 7;
+        ds.with(|c| {
+            c.grmember = member;
+            c.grfirst = first;
+        });
+        at += 90;
+        ds.clear_calls();
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, at))
+            .at(at);
+        let (d, lines) = ds.run_logged(&driver);
+        if skips {
+            f.expect(what, &d, "PAM_IGNORE");
+        } else {
+            f.refused(what, &d);
+        }
+        // The group's entry was asked of the directory, so the proof reached the gids.
+        if !ds.calls().iter().any(|c| c.starts_with("getgrnam")) {
+            f.0.push(format!("{what}: getgrnam not made: {:?}", ds.calls()));
+        }
+        if std::ptr::eq(ds, &no_gid)
+            && !lines
+                .iter()
+                .any(|l| l.contains("group id") && l.contains(SERVICE))
+        {
+            f.0.push(format!("{what}: the unnamed gid is not logged: {lines:?}"));
+        }
+    }
+    mode.unenroll(&u);
+    f.check();
+}
+
+/// R36: the proof that a user is in no group of a rule's name asks every source for
+/// each of the user's gids, and a directory that answers each slowly kept the login
+/// waiting gid after gid, then skipped. The walk now has one deadline (`WALK_BOUND` in
+/// totp-os/src/nss_sources.rs, 10 s): an answer that comes after it proves nothing, so
+/// `require_group=` asks for the code, the bound logged. Here each `getgrgid` of the
+/// directory takes 6 s, inside the bound, and the user's two gids 12 s, past it.
+/// Control: the same directory answering at once lets the non-member skip.
+#[test]
+fn a_directory_slow_for_each_gid_is_cut_off_at_the_walks_deadline() {
+    let Some((u, ds)) = setup(
+        "a_directory_slow_for_each_gid_is_cut_off_at_the_walks_deadline",
+        "ds7",
+    ) else {
+        return;
+    };
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    // A local group the user is not in: its non-membership is proven by the names of the
+    // user's gids, one of them the directory's.
+    let stack = Stack::probe("svc", &mode.args("require_group=nogroup"));
+    for (what, sleep, skips) in [
+        ("a directory answering at once: control", 0, true),
+        ("a directory taking 6 s for each gid", 6000, false),
+    ] {
+        ds.with(|c| c.grgidsleep = sleep);
+        ds.clear_calls();
+        // The clock runs (a frozen one would never reach the deadline).
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, system_tests::now()));
+        let (d, lines) = ds.run_logged(&driver);
+        if skips {
+            f.expect(what, &d, "PAM_IGNORE");
+        } else {
+            f.refused(what, &d);
+            if !lines
+                .iter()
+                .any(|l| l.contains("group id") && l.contains("more than 10 s"))
+            {
+                f.0.push(format!("{what}: the deadline is not logged: {lines:?}"));
+            }
+        }
+        // The directory was asked for each of the user's gids.
+        for gid in [u.gid, ds.control.grgid] {
+            let asked = format!("getgrgid {gid}");
+            if !ds.calls().contains(&asked) {
+                f.0.push(format!("{what}: {asked} not made: {:?}", ds.calls()));
+            }
+        }
+    }
+    mode.unenroll(&u);
     f.check();
 }

@@ -10,7 +10,7 @@ use totp_core::access::{
     self, AccessRules, Explanation, Groups, MatchedRule, ParseOptions, RawSubject, SkipVerdict,
 };
 use totp_core::addr::Origin;
-use totp_core::membership::{self, GroupEntry, GroupList, Membership, Question};
+use totp_core::membership::{self, GroupEntry, Membership, Question};
 use totp_os::nss;
 use totp_os::safefile::{self, FileError, FileRules};
 
@@ -91,15 +91,10 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         .ok_or_else(|| Error::failed(format!("no such user {:?}", args.user)))?;
     // Groups are proven one at a time exactly as the module does: a failed or
     // incomplete lookup leaves a (group) item undecided, and the explanation says so.
-    let list = nss::lookup_group_list_from_every_source(&pw.name, pw.gid)
-        .ok()
-        .map(|l| GroupList {
-            gids: l.gids,
-            complete: l.complete,
-        });
-    // The sources asked one by one for the names of the user's gids: one walk for
-    // every (group) item.
+    // The user's group lists and the sources asked one by one: one walk for every
+    // (group) item, as a login makes.
     let sources = nss::GroupSources::new();
+    let lists = nss::GroupLists::new();
     // Every group the decision asked about, in order, with what could be proven.
     let asked: RefCell<Vec<GroupJson>> = RefCell::new(Vec::new());
     // Only the rule file is explained, and its `(group)` items ask
@@ -119,7 +114,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             pw.gid,
             group,
             entry.as_ref(),
-            || list.as_ref(),
+            || lists.of(&pw, &sources, question).ok().map(|l| &l.list),
             || nss::lookup_group_in_every_source(group).ok(),
             |gid| sources.gid_names(gid).ok(),
         );

@@ -15,7 +15,7 @@ use std::ptr;
 use libc::{c_char, c_int, gid_t, uid_t};
 
 use crate::creds::Identity;
-use totp_core::membership::GroupEntry;
+use totp_core::membership::{GroupEntry, GroupList, Question};
 
 /// The fields of a passwd entry the module may use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +81,16 @@ impl fmt::Display for NssError {
                  failed while the user's groups were listed ({}); files are not opened with \
                  fewer groups than the user has",
                 std::io::Error::from_raw_os_error(*errno)
+            ),
+            Self::SourceFailed { service, errno } if *errno == libc::ETIME => write!(
+                f,
+                "the name service sources (nsswitch.conf) took more than {} s for this \
+                 login's questions{}: a later answer proves nothing",
+                crate::nss_sources::WALK_BOUND.as_secs(),
+                service
+                    .as_deref()
+                    .map(|s| format!(", the last {}", s.escape_debug()))
+                    .unwrap_or_default()
             ),
             Self::SourceFailed {
                 service: Some(service),
@@ -393,6 +403,107 @@ impl GroupSources {
     }
 }
 
+/// One account's group lists as the group rules read them (R22), each asked once, with
+/// what left one incomplete: `getgrouplist` for a question only a membership answers
+/// ([`Question::IsMember`]), that with each source's own answer added for one a
+/// non-membership answers ([`Question::MemberOrNot`]). The module, `totp-state audit`
+/// and `totp-enroll explain` all ask through this, so a list proves the same to each;
+/// a failed lookup is kept, for the one that logs it.
+#[derive(Default)]
+pub struct GroupLists {
+    glibc: std::cell::OnceCell<Result<AccountList, NssError>>,
+    every_source: std::cell::OnceCell<Result<AccountList, NssError>>,
+}
+
+/// A group list of [`GroupLists`], and why it is incomplete when it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountList {
+    /// The ids, and whether every source answered.
+    pub list: GroupList,
+    /// The error number that left it incomplete; 0 when it is complete.
+    pub errno: i32,
+    /// The service of nsswitch.conf that did not answer, when the sources were asked
+    /// one by one and one failed.
+    pub source: Option<String>,
+}
+
+impl From<GroupIds> for AccountList {
+    fn from(l: GroupIds) -> AccountList {
+        AccountList {
+            list: GroupList {
+                gids: l.gids,
+                complete: l.complete,
+            },
+            errno: l.errno,
+            source: l.source,
+        }
+    }
+}
+
+impl GroupLists {
+    /// Nothing asked yet.
+    pub fn new() -> GroupLists {
+        GroupLists::default()
+    }
+
+    /// The list `question` needs, asked of the name service for `pw`: `getgrouplist`,
+    /// and for a non-membership `sources` each asked as well.
+    pub fn of(
+        &self,
+        pw: &Passwd,
+        sources: &GroupSources,
+        question: Question,
+    ) -> Result<&AccountList, &NssError> {
+        self.with(
+            question,
+            || lookup_group_list(&pw.name, pw.gid),
+            |list| sources.complete_list(&pw.name, pw.gid, list),
+        )
+    }
+
+    /// The list `question` needed, if it was asked and answered: nothing is asked here.
+    pub fn asked(&self, question: Question) -> Option<&AccountList> {
+        match question {
+            Question::IsMember => self.glibc.get(),
+            Question::MemberOrNot => self.every_source.get(),
+        }?
+        .as_ref()
+        .ok()
+    }
+
+    /// [`GroupLists::of`] over other lookups (the module's, which fault tests replace):
+    /// `glibc` gives `getgrouplist`'s answer, `every_source` completes it as
+    /// [`GroupSources::complete_list`] does. Neither is called twice, nor
+    /// `every_source` for a list `glibc` left incomplete (it stays as it is).
+    pub fn with(
+        &self,
+        question: Question,
+        glibc: impl FnOnce() -> Result<GroupIds, NssError>,
+        every_source: impl FnOnce(GroupIds) -> Result<GroupIds, NssError>,
+    ) -> Result<&AccountList, &NssError> {
+        let first = self.glibc.get_or_init(|| glibc().map(AccountList::from));
+        match question {
+            Question::IsMember => first.as_ref(),
+            Question::MemberOrNot => self
+                .every_source
+                .get_or_init(|| {
+                    let l = first.as_ref().map_err(Clone::clone)?;
+                    if !l.list.complete {
+                        return Ok(l.clone());
+                    }
+                    every_source(GroupIds {
+                        gids: l.list.gids.clone(),
+                        complete: true,
+                        errno: 0,
+                        source: None,
+                    })
+                    .map(AccountList::from)
+                })
+                .as_ref(),
+        }
+    }
+}
+
 fn clear_errno() {
     // SAFETY: __errno_location returns the calling thread's errno slot, valid for the
     // thread's lifetime; writing an int there is what `errno = 0` does in C.
@@ -501,19 +612,16 @@ pub fn lookup_group_in_every_source(name: &str) -> Result<Vec<GroupEntry>, NssEr
 /// or ACL entry can deny a group what it allows everyone else (mode 0604 with group
 /// `blocked`), and a user missing `blocked` would be let through.
 pub fn identity_of(pw: &Passwd) -> Result<Identity, NssError> {
-    if pw.uid == 0 {
-        return Ok(Identity {
-            uid: 0,
-            gid: pw.gid,
-            groups: vec![pw.gid],
-        });
-    }
-    identity_with(pw, lookup_group_list(&pw.name, pw.gid)?)
+    identity_with(pw, || lookup_group_list(&pw.name, pw.gid))
 }
 
-/// [`identity_of`] with `list`, the [`lookup_group_list`] of `pw` the caller already has
-/// (a login whose group rules asked for it moments before). Root's is not used.
-pub fn identity_with(pw: &Passwd, list: GroupIds) -> Result<Identity, NssError> {
+/// [`identity_of`] with the group list `list` gives (the [`lookup_group_list`] of `pw`
+/// a login whose group rules asked for it moments before keeps), asked only for an
+/// account other than root.
+pub fn identity_with(
+    pw: &Passwd,
+    list: impl FnOnce() -> Result<GroupIds, NssError>,
+) -> Result<Identity, NssError> {
     if pw.uid == 0 {
         return Ok(Identity {
             uid: 0,
@@ -521,6 +629,7 @@ pub fn identity_with(pw: &Passwd, list: GroupIds) -> Result<Identity, NssError> 
             groups: vec![pw.gid],
         });
     }
+    let list = list()?;
     if !list.complete {
         return Err(NssError::IncompleteGroups { errno: list.errno });
     }
@@ -718,6 +827,102 @@ mod tests {
         let list = lookup_group_list("root", 0).expect("getgrouplist");
         assert!(list.gids.contains(&0));
         assert!(list.complete, "every local source answers for root");
+    }
+
+    /// Each list is asked once whatever the questions; an incomplete `getgrouplist`
+    /// is not completed (nor the sources asked); a failure is kept for both questions.
+    #[test]
+    fn group_lists_ask_each_list_once_and_keep_a_failure() {
+        use std::cell::Cell;
+        let ids = |gids: &[u32], complete: bool| GroupIds {
+            gids: gids.to_vec(),
+            complete,
+            errno: if complete { 0 } else { libc::EAGAIN },
+            source: None,
+        };
+        let asked = (Cell::new(0), Cell::new(0));
+        let lists = GroupLists::new();
+        let ask = |q| {
+            lists
+                .with(
+                    q,
+                    || {
+                        asked.0.set(asked.0.get() + 1);
+                        Ok(ids(&[100, 7], true))
+                    },
+                    |mut l| {
+                        asked.1.set(asked.1.get() + 1);
+                        l.gids.push(9);
+                        l.complete = false;
+                        l.errno = libc::EHOSTUNREACH;
+                        l.source = Some("ldap".into());
+                        Ok(l)
+                    },
+                )
+                .cloned()
+        };
+        assert_eq!(
+            ask(Question::IsMember).map(|l| l.list.gids),
+            Ok(vec![100, 7])
+        );
+        assert_eq!(lists.asked(Question::MemberOrNot), None);
+        let every = ask(Question::MemberOrNot).expect("every source");
+        assert_eq!(
+            (every.list.complete, every.errno, every.source.as_deref()),
+            (false, libc::EHOSTUNREACH, Some("ldap"))
+        );
+        ask(Question::MemberOrNot).expect("again");
+        ask(Question::IsMember).expect("again");
+        assert_eq!((asked.0.get(), asked.1.get()), (1, 1));
+        assert_eq!(lists.asked(Question::MemberOrNot), Some(&every));
+
+        let short = GroupLists::new();
+        let got = short.with(
+            Question::MemberOrNot,
+            || Ok(ids(&[100], false)),
+            |_| panic!("an incomplete list is not completed"),
+        );
+        assert_eq!(got.map(|l| l.errno), Ok(libc::EAGAIN));
+
+        let failed = GroupLists::new();
+        let err = NssError::Lookup { errno: libc::EIO };
+        let got = failed.with(
+            Question::MemberOrNot,
+            || Err(err.clone()),
+            |_| panic!("a failed list is not completed"),
+        );
+        assert_eq!(got, Err(&err));
+        assert_eq!(
+            failed.with(Question::IsMember, || Ok(ids(&[1], true)), Ok),
+            Err(&err)
+        );
+        assert_eq!(failed.asked(Question::IsMember), None);
+    }
+
+    /// Root's groups are never asked; another account's list is, and a short one is
+    /// an error, not a smaller identity.
+    #[test]
+    fn identity_with_asks_no_list_for_root_and_refuses_a_short_one() {
+        let root = entry("root", 0);
+        let id = identity_with(&root, || panic!("root's groups are not asked"));
+        assert_eq!(id.map(|i| i.groups), Ok(vec![0]));
+        let alice = entry("alice", 1000);
+        let list = |complete: bool| GroupIds {
+            gids: vec![1000, 27],
+            complete,
+            errno: if complete { 0 } else { libc::EAGAIN },
+            source: None,
+        };
+        assert_eq!(
+            identity_with(&alice, || Ok(list(true))).map(|i| (i.uid, i.gid, i.groups)),
+            Ok((1000, 1000, vec![1000, 27]))
+        );
+        assert_eq!(
+            identity_with(&alice, || Ok(list(false))).map(|i| i.groups),
+            Err(NssError::IncompleteGroups {
+                errno: libc::EAGAIN
+            })
+        );
     }
 
     #[test]

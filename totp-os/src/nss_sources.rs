@@ -35,6 +35,15 @@ const MAX_SOURCES: usize = 32;
 /// More words than this on the line are not read at all: the proof fails (each costs
 /// a failed dlopen, as it does glibc).
 const MAX_NAMED: usize = 1024;
+/// How long one walk may keep asking: a source's answer that comes later proves
+/// nothing, and no source is asked again (R36). A module's call cannot be cut short in
+/// the process it runs in, so one slow call may run past this; what the bound stops is
+/// a directory that answers each of a user's many gids slowly keeping the login waiting
+/// gid after gid. An expired walk is a source that did not answer: the membership stays
+/// unknown and the code is asked.
+pub(crate) const WALK_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+/// The buffer a walk's first group entry is asked with; it doubles on ERANGE.
+const START_BUFFER: usize = 4096;
 /// The largest buffer one group entry may need (as for `getgrnam_r`).
 const MAX_BUFFER: usize = 16 * 1024 * 1024;
 /// The most group ids one source may hand back (the kernel's NGROUPS_MAX).
@@ -213,6 +222,13 @@ fn conf_text(path: &std::path::Path) -> Result<String, NotEverySource> {
 pub(crate) struct Walk {
     conf: Result<String, NotEverySource>,
     modules: RefCell<Vec<(String, Option<Module>)>>,
+    /// The group entries' buffer, kept at the size the largest entry so far needed: a
+    /// user's gids are asked one after another, and a directory's large groups would
+    /// each be asked again at every doubling from the start size (each retry a lookup,
+    /// for `files` a read of /etc/group).
+    buffer: std::cell::Cell<Vec<c_char>>,
+    /// When the walk ends: [`WALK_BOUND`] after it began.
+    deadline: std::time::Instant,
 }
 
 impl Walk {
@@ -220,7 +236,34 @@ impl Walk {
         Walk {
             conf: nsswitch_conf(),
             modules: RefCell::new(Vec::new()),
+            buffer: std::cell::Cell::new(Vec::new()),
+            deadline: std::time::Instant::now() + WALK_BOUND,
         }
+    }
+
+    /// `ETIME` once the walk is past its deadline (a number no module's own timeout
+    /// leaves, so the message can say which bound it was): checked after each source's
+    /// answer, so one that came late is not believed (named after that source), and
+    /// before each source is asked.
+    fn in_time(&self) -> Result<(), NotEverySource> {
+        if std::time::Instant::now() > self.deadline {
+            return Err(NotEverySource::errno(libc::ETIME));
+        }
+        Ok(())
+    }
+
+    /// `ask` with the walk's entry buffer (at least [`START_BUFFER`] bytes), which is
+    /// kept for the next question whatever the answer.
+    fn with_buffer<T>(&self, ask: impl FnOnce(&mut Vec<c_char>) -> T) -> T {
+        // Taken out, not borrowed: nothing can find it missing but a module that asks
+        // the walk again from inside its own call, and that one gets a new buffer.
+        let mut buf = self.buffer.take();
+        if buf.len() < START_BUFFER {
+            buf = vec![0; START_BUFFER];
+        }
+        let answer = ask(&mut buf);
+        self.buffer.set(buf);
+        answer
     }
 
     fn conf(&self) -> Result<&str, NotEverySource> {
@@ -260,7 +303,9 @@ impl Walk {
                 continue;
             };
             loaded.count()?;
+            self.in_time()?;
             ask(initgroups, user, primary_gid, &mut gids).map_err(named)?;
+            self.in_time().map_err(named)?;
         }
         Ok(gids)
     }
@@ -272,11 +317,11 @@ impl Walk {
         name: &CString,
     ) -> Result<Vec<Group>, NotEverySource> {
         // A module without getgrnam_r resolves no group name for glibc either.
-        self.answer_of_every_source("getgrnam_r", |found| {
+        self.answer_of_every_source("getgrnam_r", None, |found| {
             // SAFETY: glibc calls every module's `_nss_<service>_getgrnam_r` with exactly
             // this signature (nss/nsswitch.h); a symbol of that name is that function.
             let getgrnam = unsafe { std::mem::transmute::<*mut c_void, GetgrnamR>(found) };
-            ask_group(getgrnam, name)
+            self.with_buffer(|buf| ask_group(getgrnam, name, buf))
         })
     }
 
@@ -289,21 +334,25 @@ impl Walk {
         &self,
         gid: gid_t,
     ) -> Result<Vec<String>, NotEverySource> {
-        // A module without getgrgid_r names no gid for glibc either.
-        self.answer_of_every_source("getgrgid_r", |found| {
+        // A module without getgrgid_r names no gid for glibc either, but one that has
+        // getgrnam_r may hold a group of the rule's name (twice, the first not the
+        // user's) with one of these gids: it cannot answer, so the proof has none.
+        self.answer_of_every_source("getgrgid_r", Some("getgrnam_r"), |found| {
             // SAFETY: glibc calls every module's `_nss_<service>_getgrgid_r` with exactly
             // this signature (nss/nsswitch.h); a symbol of that name is that function.
             let getgrgid = unsafe { std::mem::transmute::<*mut c_void, GetgrgidR>(found) };
-            ask_gid(getgrgid, gid)
+            self.with_buffer(|buf| ask_gid(getgrgid, gid, buf))
         })
     }
 
     /// What `ask` makes of `symbol` in each source of the group database that has it
     /// (sources without the module or the symbol are passed over, as glibc passes them),
-    /// or why one of them did not answer, named after its service.
+    /// or why one of them did not answer, named after its service. A source without
+    /// `symbol` that has `needed_without` cannot answer: `ENOSYS`.
     fn answer_of_every_source<T>(
         &self,
         symbol: &str,
+        needed_without: Option<&str>,
         mut ask: impl FnMut(*mut c_void) -> Result<Option<T>, NotEverySource>,
     ) -> Result<Vec<T>, NotEverySource> {
         let sources =
@@ -321,9 +370,17 @@ impl Walk {
             loaded.count()?;
             let found = module.symbol(service, symbol).map_err(named)?;
             if found.is_null() {
+                if let Some(other) = needed_without
+                    && !module.symbol(service, other).map_err(named)?.is_null()
+                {
+                    return Err(named(NotEverySource::errno(libc::ENOSYS)));
+                }
                 continue;
             }
-            if let Some(answer) = ask(found).map_err(named)? {
+            self.in_time()?;
+            let answer = ask(found).map_err(named)?;
+            self.in_time().map_err(named)?;
+            if let Some(answer) = answer {
                 answers.push(answer);
             }
         }
@@ -346,8 +403,13 @@ impl Loaded {
 
 /// One source's group called `name`, its buffer grown on ERANGE up to the cap
 /// `getgrnam_r` has too.
-fn ask_group(getgrnam: GetgrnamR, name: &CString) -> Result<Option<Group>, NotEverySource> {
+fn ask_group(
+    getgrnam: GetgrnamR,
+    name: &CString,
+    buf: &mut Vec<c_char>,
+) -> Result<Option<Group>, NotEverySource> {
     ask_entry(
+        buf,
         |grp, buf, len, errno| {
             // SAFETY: `name` is NUL-terminated; the rest is ask_entry's promise.
             unsafe { getgrnam(name.as_ptr(), grp, buf, len, errno) }
@@ -361,8 +423,13 @@ fn ask_group(getgrnam: GetgrnamR, name: &CString) -> Result<Option<Group>, NotEv
 /// name that is not UTF-8 is none an option can give, and is returned as `None` too.
 /// A group found without a name (`gr_name` NULL) is no answer: the source holds the gid,
 /// and it may be a group of the rule's name, so the membership stays unknown.
-fn ask_gid(getgrgid: GetgrgidR, gid: gid_t) -> Result<Option<String>, NotEverySource> {
+fn ask_gid(
+    getgrgid: GetgrgidR,
+    gid: gid_t,
+    buf: &mut Vec<c_char>,
+) -> Result<Option<String>, NotEverySource> {
     let name = ask_entry(
+        buf,
         |grp, buf, len, errno| {
             // SAFETY: ask_entry's promise.
             unsafe { getgrgid(gid, grp, buf, len, errno) }
@@ -382,13 +449,16 @@ fn ask_gid(getgrgid: GetgrgidR, gid: gid_t) -> Result<Option<String>, NotEverySo
 
 /// One `getgr*_r` call of a module, its status read: `call(grp, buf, buflen, errnop)`
 /// is made with writable storage for one group, `buflen` writable bytes at `buf` and a
-/// valid `errnop`, the buffer grown on ERANGE up to [`MAX_BUFFER`]; `copy` reads the
-/// entry of a SUCCESS while the buffer is alive.
+/// valid `errnop`, `buf` grown on ERANGE up to [`MAX_BUFFER`] (and left so); `copy`
+/// reads the entry of a SUCCESS while the buffer is alive.
 fn ask_entry<T>(
+    buf: &mut Vec<c_char>,
     mut call: impl FnMut(*mut libc::group, *mut c_char, libc::size_t, *mut c_int) -> c_int,
     copy: impl FnOnce(&libc::group) -> T,
 ) -> Result<Option<T>, NotEverySource> {
-    let mut buf: Vec<c_char> = vec![0; 4096];
+    if buf.is_empty() {
+        buf.resize(START_BUFFER, 0);
+    }
     loop {
         let mut grp = MaybeUninit::<libc::group>::uninit();
         let mut errno: c_int = 0;
@@ -709,6 +779,8 @@ mod tests {
         let walk = Walk {
             conf: Ok("group: files pamtotpnosuchservice files pamtotpnosuchservice\n".into()),
             modules: RefCell::new(Vec::new()),
+            buffer: std::cell::Cell::new(Vec::new()),
+            deadline: std::time::Instant::now() + WALK_BOUND,
         };
         let root = CString::new("root").expect("name");
         assert_eq!(
@@ -734,13 +806,58 @@ mod tests {
         let walk = Walk {
             conf: Ok("group: files pamtotpnosuchservice\n".into()),
             modules: RefCell::new(Vec::new()),
+            buffer: std::cell::Cell::new(Vec::new()),
+            deadline: std::time::Instant::now() + WALK_BOUND,
         };
         assert_eq!(walk.gid_names_in_every_source(0), Ok(vec!["root".into()]));
         assert_eq!(walk.gid_names_in_every_source(3_999_999_999), Ok(vec![]));
     }
 
+    static GROWS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// A walk past its deadline answers no question: each is a source that did not
+    /// answer (`ETIME`). Control: the same walk in time answers all three.
+    #[test]
+    fn a_walk_past_its_deadline_answers_nothing() {
+        let walk = |deadline| Walk {
+            conf: Ok("group: files\n".into()),
+            modules: RefCell::new(Vec::new()),
+            buffer: std::cell::Cell::new(Vec::new()),
+            deadline,
+        };
+        let root = CString::new("root").expect("name");
+        let now = std::time::Instant::now();
+        let late = walk(
+            now.checked_sub(std::time::Duration::from_secs(1))
+                .unwrap_or(now),
+        );
+        let timed_out = |e: NotEverySource| e.errno;
+        assert_eq!(
+            late.every_source(&root, 0).map_err(timed_out),
+            Err(libc::ETIME)
+        );
+        assert_eq!(
+            late.group_in_every_source(&root)
+                .map(|_| ())
+                .map_err(timed_out),
+            Err(libc::ETIME)
+        );
+        assert_eq!(
+            late.gid_names_in_every_source(0).map_err(timed_out),
+            Err(libc::ETIME)
+        );
+        let in_time = walk(now + WALK_BOUND);
+        assert!(in_time.every_source(&root, 0).is_ok());
+        assert!(in_time.group_in_every_source(&root).is_ok());
+        assert_eq!(
+            in_time.gid_names_in_every_source(0),
+            Ok(vec!["root".into()])
+        );
+    }
+
     /// What one module's `getgrgid_r` answers, for [`ask_gid`]: the name `g` once the
-    /// buffer holds 64 KiB (ERANGE before, as for a large directory group).
+    /// buffer holds 64 KiB (ERANGE before, as for a large directory group); each call
+    /// counted in [`GROWS`].
     unsafe extern "C" fn grows(
         gid: gid_t,
         grp: *mut libc::group,
@@ -748,6 +865,7 @@ mod tests {
         buflen: libc::size_t,
         errnop: *mut c_int,
     ) -> c_int {
+        GROWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if buflen < 64 * 1024 {
             // SAFETY: ask_entry's valid `errnop`.
             unsafe { *errnop = libc::ERANGE };
@@ -847,18 +965,28 @@ mod tests {
     /// module with the name answers it.
     #[test]
     fn a_gids_answer_is_read_as_the_module_means_it() {
-        assert_eq!(ask_gid(grows, 7), Ok(Some("g".to_owned())));
+        // The buffer grown for one gid is kept for the next: asked once more, not at
+        // every doubling from 4 KiB again.
+        let mut buf = Vec::new();
+        let asked = || GROWS.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(ask_gid(grows, 7, &mut buf), Ok(Some("g".to_owned())));
+        assert_eq!((asked(), buf.len()), (5, 64 * 1024));
+        assert_eq!(ask_gid(grows, 8, &mut buf), Ok(Some("g".to_owned())));
+        assert_eq!((asked(), buf.len()), (6, 64 * 1024));
         assert_eq!(
-            ask_gid(nameless, 7),
+            ask_gid(nameless, 7, &mut Vec::new()),
             Err(NotEverySource::errno(libc::EBADMSG))
         );
-        assert_eq!(ask_gid(latin1, 7), Ok(None));
+        assert_eq!(ask_gid(latin1, 7, &mut Vec::new()), Ok(None));
         assert_eq!(
-            ask_gid(never_enough, 7),
+            ask_gid(never_enough, 7, &mut Vec::new()),
             Err(NotEverySource::errno(libc::ERANGE))
         );
         assert_eq!(ERANGES.load(std::sync::atomic::Ordering::Relaxed), 13);
-        assert_eq!(ask_gid(busy, 7), Err(NotEverySource::errno(libc::EAGAIN)));
+        assert_eq!(
+            ask_gid(busy, 7, &mut Vec::new()),
+            Err(NotEverySource::errno(libc::EAGAIN))
+        );
     }
 
     /// The bound counts modules loaded, not words: the 33rd module is refused.
@@ -993,7 +1121,7 @@ mod tests {
     fn each_answer_of_a_sources_getgrnam_r_is_read_as_glibc_means_it() {
         let ask = |name: &str| {
             let name = CString::new(name).expect("name");
-            ask_group(stand_in_getgrnam, &name).map(|g| g.map(|g| g.gid))
+            ask_group(stand_in_getgrnam, &name, &mut Vec::new()).map(|g| g.map(|g| g.gid))
         };
         assert_eq!(ask("ok:1"), Ok(Some(4242)));
         // Grown past 4 KiB by doubling, and to exactly the cap.

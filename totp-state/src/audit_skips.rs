@@ -3,7 +3,6 @@
 //! the audit reports a skip exactly where a login gets one, and reports it gone where
 //! a broken `accessfile=` bars it.
 
-use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -12,7 +11,7 @@ use totp_core::access::{
     skip_decision,
 };
 use totp_core::addr::{self, Origin, OriginReason};
-use totp_core::membership::{self, GroupEntry, GroupList, Membership, Question};
+use totp_core::membership::{self, GroupEntry, Membership, Question};
 use totp_core::options::ModuleOptions;
 use totp_os::inspect::{Finding, Verdict};
 use totp_os::nss::{self, Passwd};
@@ -268,34 +267,14 @@ impl<'a> Skips<'a> {
             pw.gid,
             group,
             entry.as_ref(),
+            // As the module: a failed lookup is no list (the membership stays unknown);
+            // the audit has no log to say why.
             || {
-                let to_list = |l: nss::GroupIds| GroupList {
-                    gids: l.gids,
-                    complete: l.complete,
-                };
-                let glibc = lists
-                    .glibc
-                    .get_or_init(|| nss::lookup_group_list(&pw.name, pw.gid).ok().map(to_list));
-                match question {
-                    Question::IsMember => glibc.as_ref(),
-                    Question::MemberOrNot => lists
-                        .complete
-                        .get_or_init(|| {
-                            let l = glibc.as_ref()?;
-                            let ids = nss::GroupIds {
-                                gids: l.gids.clone(),
-                                complete: l.complete,
-                                errno: 0,
-                                source: None,
-                            };
-                            lists
-                                .sources
-                                .complete_list(&pw.name, pw.gid, ids)
-                                .ok()
-                                .map(to_list)
-                        })
-                        .as_ref(),
-                }
+                lists
+                    .lists
+                    .of(pw, &lists.sources, question)
+                    .ok()
+                    .map(|l| &l.list)
             },
             || {
                 self.every_source
@@ -315,12 +294,11 @@ impl<'a> Skips<'a> {
     }
 }
 
-/// One account's group lists, each fetched once for the audit of that account.
+/// One account's group lists, each fetched once for the audit of that account, and the
+/// sources asked one by one for them and for the names of its gids.
 #[derive(Default)]
 struct Lists {
-    glibc: OnceCell<Option<GroupList>>,
-    /// With each source's own answer added, for a non-membership.
-    complete: OnceCell<Option<GroupList>>,
+    lists: nss::GroupLists,
     sources: nss::GroupSources,
 }
 
