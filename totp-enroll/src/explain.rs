@@ -3,7 +3,7 @@
 //! The decision comes from `totp_core::access`, the same code the module runs,
 //! so the answer cannot drift from what a real login would get.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 
 use serde::Serialize;
 use totp_core::access::{
@@ -91,15 +91,25 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
         .ok_or_else(|| Error::failed(format!("no such user {:?}", args.user)))?;
     // Groups are proven one at a time exactly as the module does: a failed or
     // incomplete lookup leaves a (group) item undecided, and the explanation says so.
-    let list = nss::lookup_group_list_from_every_source(&pw.name, pw.gid)
-        .ok()
-        .map(|l| GroupList {
-            gids: l.gids,
-            complete: l.complete,
-        });
-    // The sources asked one by one for the names of the user's gids: one walk for
-    // every (group) item.
+    // The sources asked one by one (nsswitch.conf read and each module loaded at the
+    // first question, once), and the user's list, only when a rule being evaluated
+    // names a group whose entry alone proves nothing, as a login asks them: rules
+    // without groups ask the name service nothing about groups.
     let sources = nss::GroupSources::new();
+    let list: OnceCell<Option<GroupList>> = OnceCell::new();
+    let list = || {
+        list.get_or_init(|| {
+            let glibc = nss::lookup_group_list(&pw.name, pw.gid).ok()?;
+            sources
+                .complete_list(&pw.name, pw.gid, glibc)
+                .ok()
+                .map(|l| GroupList {
+                    gids: l.gids,
+                    complete: l.complete,
+                })
+        })
+        .as_ref()
+    };
     // Every group the decision asked about, in order, with what could be proven.
     let asked: RefCell<Vec<GroupJson>> = RefCell::new(Vec::new());
     // Only the rule file is explained, and its `(group)` items ask
@@ -119,8 +129,8 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             pw.gid,
             group,
             entry.as_ref(),
-            || list.as_ref(),
-            || nss::lookup_group_in_every_source(group).ok(),
+            || list(),
+            || sources.group(group).ok(),
             |gid| sources.gid_names(gid).ok(),
         );
         asked.borrow_mut().push(GroupJson {
