@@ -97,18 +97,15 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
     // without groups ask the name service nothing about groups.
     let sources = nss::GroupSources::new();
     let list: OnceCell<Option<GroupList>> = OnceCell::new();
-    let list = || {
-        list.get_or_init(|| {
-            let glibc = nss::lookup_group_list(&pw.name, pw.gid).ok()?;
-            sources
-                .complete_list(&pw.name, pw.gid, glibc)
-                .ok()
-                .map(|l| GroupList {
-                    gids: l.gids,
-                    complete: l.complete,
-                })
-        })
-        .as_ref()
+    let fetch_list = || {
+        let glibc = nss::lookup_group_list(&pw.name, pw.gid).ok()?;
+        sources
+            .complete_list(&pw.name, pw.gid, glibc)
+            .ok()
+            .map(|l| GroupList {
+                gids: l.gids,
+                complete: l.complete,
+            })
     };
     // Every group the decision asked about, in order, with what could be proven.
     let asked: RefCell<Vec<GroupJson>> = RefCell::new(Vec::new());
@@ -129,7 +126,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             pw.gid,
             group,
             entry.as_ref(),
-            || list(),
+            || list.get_or_init(&fetch_list).as_ref(),
             || sources.group(group).ok(),
             |gid| sources.gid_names(gid).ok(),
         );
