@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use totp_core::gafile::{GaFile, Mode};
 use totp_core::placement::{Opener, SECRET_FILE_MODE};
 use totp_os::creds::{self, CredGuard};
 use totp_os::nss;
@@ -58,6 +59,35 @@ pub fn target_exists(target: &Target) -> Result<Option<bool>, Error> {
     as_writer(target, || {
         safefile::entry_is_regular(target.path(), Some(&target.rules()))
             .map_err(|e| store_error(target, e))
+    })
+}
+
+/// Why no login could use the secret file already at the target, whatever the
+/// module's options: GA's grammar refuses it, or it holds neither a mode line nor a
+/// scratch code (no code logs in). `None` when it reads as a secret file, or when it
+/// cannot be read here: its mode and owner are judged by options this run may not know
+/// (`allowed_perm=`, `no_strict_owner`), so they are not.
+pub fn existing_unusable(target: &Target) -> Result<Option<String>, Error> {
+    as_writer(target, || {
+        let mut rules = target.rules();
+        rules.allowed_perm = 0o777;
+        rules.allowed_owners.push(0);
+        let Ok(opened) = safefile::open_checked(target.path(), &rules) else {
+            return Ok(None);
+        };
+        let file = match GaFile::parse(&opened.contents) {
+            Ok(f) => f,
+            Err(e) => return Ok(Some(e.to_string())),
+        };
+        Ok(match file.config() {
+            Err(e) => Some(e.to_string()),
+            Ok(c) if c.mode == Mode::ScratchOnly && file.scratch_codes().is_empty() => Some(
+                "it has no TOTP_AUTH or HOTP_COUNTER line (a double quote, one space, the \
+                 key in capitals) and no scratch code, so no code logs in"
+                    .to_owned(),
+            ),
+            Ok(_) => None,
+        })
     })
 }
 
