@@ -133,12 +133,18 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
     };
 
     if !done.lines_not_updated.is_empty() {
+        // PAM_TOTP_LAST_STEP is what this module refuses them by; DISALLOW_REUSE is GA's.
+        let who = if done.lines_not_updated.contains(&totp_core::gafile::KEY_LAST_STEP) {
+            "they may log in once"
+        } else {
+            "google-authenticator reading this file (on another host) may take them once"
+        };
         crate::error::to_stderr(&format!(
             "warning: the secret file's {}: updated, the file would be \
              larger than {} bytes, which GA refuses to read (a login leaves it so too). \
              The two codes typed here are not marked used in the file: until the phone \
-             shows the code after them, they may log in once. Make room in the file \
-             (remove what is not GA's or pam_totp's).\n",
+             shows the code after them, {who}. Make room in the file (remove what is \
+             not GA's or pam_totp's).\n",
             lines_words(&done.lines_not_updated),
             totp_core::gafile::MAX_FILE_LEN
         ));
