@@ -137,12 +137,13 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
         let who = if done.lines_not_updated.contains(&totp_core::gafile::KEY_LAST_STEP) {
             "they may log in once"
         } else {
-            "google-authenticator reading this file (on another host) may take them once"
+            "google-authenticator reading this file (on another host) may take them \
+             once, though this module refuses them"
         };
         crate::error::to_stderr(&format!(
             "warning: the secret file's {}: updated, the file would be \
              larger than {} bytes, which GA refuses to read (a login leaves it so too). \
-             The two codes typed here are not marked used in the file: until the phone \
+             The two codes typed here are not all marked used in the file: until the phone \
              shows the code after them, {who}. Make room in the file (remove what is \
              not GA's or pam_totp's).\n",
             lines_words(&done.lines_not_updated),
