@@ -134,7 +134,10 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
 
     if !done.lines_not_updated.is_empty() {
         // PAM_TOTP_LAST_STEP is what this module refuses them by; DISALLOW_REUSE is GA's.
-        let who = if done.lines_not_updated.contains(&totp_core::gafile::KEY_LAST_STEP) {
+        let who = if done
+            .lines_not_updated
+            .contains(&totp_core::gafile::KEY_LAST_STEP)
+        {
             "they may log in once"
         } else {
             "google-authenticator reading this file (on another host) may take them \
