@@ -951,9 +951,7 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
                 target.path().display()
             )));
         }
-        locked
-            .replace(&file.to_bytes())
-            .map_err(|err| write::file_error(target.path(), err))
+        write::replace_existing(target, &mut locked, &file.to_bytes())
         // The lock goes with `locked`, before anything more is printed.
     });
     if req.json {

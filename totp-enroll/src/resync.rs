@@ -107,9 +107,7 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
             Done::Clock(d) => &d.file,
             Done::Counter(d) => &d.file,
         };
-        locked
-            .replace(&new_file.to_bytes())
-            .map_err(|e| write::file_error(target.path(), e))?;
+        write::replace_existing(&target, &mut locked, &new_file.to_bytes())?;
         Ok(done)
     })?;
     let done = match done {

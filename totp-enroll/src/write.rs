@@ -129,15 +129,53 @@ pub fn write_secret(
 }
 
 /// Opens and locks the existing secret file for an in-place update, with the
-/// owners and directory checks the placement names.
+/// owners and directory checks the placement names. Where the file system refuses the
+/// lock on the read-only descriptor (an NFSv4 client answers EBADF, and GA leaves its
+/// files 0400, so a shared home is where resync is needed), the file is read unlocked
+/// instead, as a login reads it: [`replace_existing`] then writes only over what was
+/// read.
 pub fn lock_existing(target: &Target) -> Result<LockedFile, Error> {
-    let mut locked = safefile::lock_with_deadline(target.path(), &target.rules(), LOCK_TIMEOUT)
-        .map_err(|e| store_error(target, e))?;
+    let rules = target.rules();
+    let mut locked = match safefile::lock_with_deadline(target.path(), &rules, LOCK_TIMEOUT) {
+        Ok(locked) => locked,
+        Err(e) if safefile::is_refused_read_only_lock(&e) => {
+            safefile::open_refused_lock(target.path(), &rules)
+                .map_err(|e| store_error(target, e))?
+        }
+        Err(e) => return Err(store_error(target, e)),
+    };
     // Root updating a store file the user owns: the rewrite stays the user's.
     if target.new_file_owner().is_some() {
         locked.keep_owner();
     }
     Ok(locked)
+}
+
+/// Replaces the file [`lock_existing`] returned with `new_contents`. A file it could
+/// not lock is read again first and written only if it still holds what was read (GA's
+/// own guard, for the same file systems): a login on this or another host that rewrote
+/// it meanwhile (a used scratch code, a moved counter) is never undone; nothing is
+/// written then, and the error says to run again.
+pub fn replace_existing(
+    target: &Target,
+    locked: &mut LockedFile,
+    new_contents: &[u8],
+) -> Result<(), Error> {
+    if !locked.is_locked() {
+        let now = safefile::open_refused_lock(target.path(), &target.rules())
+            .map_err(|e| store_error(target, e))?;
+        if now.contents() != locked.contents() {
+            return Err(Error::failed(format!(
+                "\"{}\" changed while it was being updated (a login rewrote it, and its \
+                 file system refuses the lock that would have kept the login waiting): \
+                 nothing was written; run again",
+                target.path().display()
+            )));
+        }
+    }
+    locked
+        .replace(new_contents)
+        .map_err(|e| file_error(target.path(), e))
 }
 
 /// The existing secret file, read with the checks [`lock_existing`] makes, unlocked: to
