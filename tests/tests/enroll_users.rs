@@ -1029,7 +1029,8 @@ fn ga_module_path() -> Option<std::path::PathBuf> {
 
 /// A fleet's script treats status 3 as "enrolled before". An existing file no login can
 /// use (a mode line GA does not recognise either and no scratch code, a STEP_SIZE GA
-/// refuses: copied over from a GA host, or hand-edited) got 3 too, so the script
+/// refuses, a secret below the 80 bits no option lowers: copied over from a GA host,
+/// or hand-edited) got 3 too, so the script
 /// counted a locked-out account as enrolled. Now it fails (1) saying why, the file
 /// untouched; a login with the file is denied, as the message says. Controls: the
 /// same file with a mode line spelled right, or with a scratch code, is "enrolled
@@ -1050,13 +1051,20 @@ fn an_existing_file_no_login_can_use_is_no_enrollment() {
             "\" STEP_SIZE 0\n\" TOTP_AUTH\n",
             1,
         ),
+        ("a 48-bit secret", "\" TOTP_AUTH\n", 1),
         (
             "no mode line, a scratch code: control",
             "\" totp_auth\n73951846\n",
             3,
         ),
     ] {
-        let before = format!("{secret}\n{rest}");
+        // GA's tool never wrote one this short, but GA logs in with it.
+        let key = if what.contains("48-bit") {
+            &secret[..10]
+        } else {
+            &secret[..]
+        };
+        let before = format!("{key}\n{rest}");
         user.write_secret(&before, 0o400);
         let out = Command::new(&built().enroll)
             .args(["--user", &user.name, "-t", "-d", "-W", "-u", "-C", "-q"])
@@ -1072,7 +1080,7 @@ fn an_existing_file_no_login_can_use_is_no_enrollment() {
             "{what}: {stderr}"
         );
         assert_eq!(read(&user.secret_path()), before, "{what}: untouched");
-        let code = code_at(&secret, T0);
+        let code = code_at(key, T0);
         let d = login_at(&stack, &user, &code, None, T0);
         assert_eq!(
             d.result == "PAM_SUCCESS",

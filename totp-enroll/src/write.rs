@@ -63,8 +63,8 @@ pub fn target_exists(target: &Target) -> Result<Option<bool>, Error> {
 }
 
 /// Why no login could use the secret file already at the target, whatever the
-/// module's options: GA's grammar refuses it, or it holds neither a mode line nor a
-/// scratch code (no code logs in). `None` when it reads as a secret file, or when it
+/// module's options: GA's grammar refuses it, its secret is below the 80 bits no option
+/// lowers, or it holds neither a mode line nor a scratch code (no code logs in). `None` when it reads as a secret file, or when it
 /// cannot be read here: its mode and owner are judged by options this run may not know
 /// (`allowed_perm=`, `no_strict_owner`), so they are not.
 pub fn existing_unusable(target: &Target) -> Result<Option<String>, Error> {
@@ -79,6 +79,18 @@ pub fn existing_unusable(target: &Target) -> Result<Option<String>, Error> {
             Ok(f) => f,
             Err(e) => return Ok(Some(e.to_string())),
         };
+        // The floor no `min_secret_bits=` lowers.
+        let floor = totp_core::policy::DEFAULT_MIN_SECRET_BITS as usize;
+        match file.secret() {
+            Err(e) => return Ok(Some(e.to_string())),
+            Ok(secret) if secret.bits() < floor => {
+                return Ok(Some(format!(
+                    "its secret has {} bits, and the module requires at least {floor}",
+                    secret.bits()
+                )));
+            }
+            Ok(_) => {}
+        }
         Ok(match file.config() {
             Err(e) => Some(e.to_string()),
             Ok(c) if c.mode == Mode::ScratchOnly && file.scratch_codes().is_empty() => Some(
