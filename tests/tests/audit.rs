@@ -1661,8 +1661,9 @@ fn audit_warns_of_a_line_that_lets_the_modules_own_failures_through() {
 /// scratch codes only, and the app's codes are refused by both modules. The audit said
 /// "ok: usable" for such a file, before a migration locked the user out (at once when it
 /// has no scratch code left). Now the audit refuses it (exit 1) without a scratch code
-/// and warns with some. Controls: the same file with the line spelled right is usable
-/// and its code logs in, through GA and through the module.
+/// and warns with some (a secret too short is still named as the refusal). Controls:
+/// the same file with the line spelled right is usable and its code logs in, through
+/// GA and through the module.
 #[test]
 fn a_mode_line_neither_module_recognises_is_no_usable_file() {
     let t = "a_mode_line_neither_module_recognises_is_no_usable_file";
@@ -1720,4 +1721,14 @@ fn a_mode_line_neither_module_recognises_is_no_usable_file() {
         assert_eq!(theirs.result, want, "{what}: GA: {theirs:?}");
         reset_state(&stack, u.uid);
     }
+    // What refuses the file outright is said first: a secret below 80 bits denies the
+    // scratch codes too.
+    u.write_secret("GEZDGNBVGY\n\" totp_auth\n73951846\n", 0o400);
+    let out = run_audit(&stack, &["--user", &u.name]);
+    let rows = audit_verdicts(&out.stdout);
+    let (said, reasons) = rows.get(&u.name).cloned().unwrap_or_default();
+    assert_eq!(said, "refused", "{out:?}");
+    assert!(reasons.contains("at least 80 required"), "{reasons}");
+    let d = login_at(&stack, &u, "73951846", None, T0);
+    assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
 }

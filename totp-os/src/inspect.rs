@@ -121,10 +121,17 @@ fn from_command(opts: &ModuleOptions, pw: &Passwd) -> Result<Loaded, Finding> {
 
 /// The verdict on a secret file the module would accept as it is read.
 fn usable(file: &GaFile, opts: &ModuleOptions, shown: &str) -> Finding {
-    if let Some(finding) = scratch_only(file, shown) {
+    let warnings = verify::configuration_warnings(file, &opts.policy());
+    // What refuses the file outright comes first; then a file no app code opens.
+    if let (Ok(ws), Some(mut finding)) = (&warnings, scratch_only(file, shown)) {
+        if finding.verdict == Verdict::Warning {
+            finding
+                .reasons
+                .extend(ws.iter().map(|w| format!("{shown}: {w}")));
+        }
         return finding;
     }
-    match verify::configuration_warnings(file, &opts.policy()) {
+    match warnings {
         Err(e) => Finding::new(Verdict::Refused, format!("{shown}: {e}")),
         Ok(ws) if ws.is_empty() => Finding::new(Verdict::Ok, format!("{shown}: usable")),
         Ok(ws) => Finding {
