@@ -1655,3 +1655,80 @@ fn audit_warns_of_a_line_that_lets_the_modules_own_failures_through() {
         "control: {out:?}"
     );
 }
+
+/// A GA file whose mode line is spelled in a way neither GA nor the module recognises
+/// (`"` and two spaces, a tab, lower case): no `TOTP_AUTH` line, so the file reads as
+/// scratch codes only, and the app's codes are refused by both modules. The audit said
+/// "ok: usable" for such a file, before a migration locked the user out (at once when it
+/// has no scratch code left). Now the audit refuses it (exit 1) without a scratch code
+/// and warns with some (a secret too short is still named as the refusal). Controls:
+/// the same file with the line spelled right is usable and its code logs in, through
+/// GA and through the module.
+#[test]
+fn a_mode_line_neither_module_recognises_is_no_usable_file() {
+    let t = "a_mode_line_neither_module_recognises_is_no_usable_file";
+    if !require_root(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let Some(ga) = ga_module() else {
+        skip(
+            t,
+            "google-authenticator's PAM module (libpam-google-authenticator)",
+        );
+        return;
+    };
+    let u = TestUser::create("gm");
+    let stack = permit_then_module("");
+    stack.service("ga", &format!("auth required {}\n", ga.display()));
+    let code = oathtool_totp(SECRET_160, T0, 30, 6, "sha1");
+    for (what, rest, verdict, status, logs_in) in [
+        ("control", "\" TOTP_AUTH\n", "ok", 0, true),
+        ("two spaces", "\"  TOTP_AUTH\n", "refused", 1, false),
+        ("a tab", "\"\tTOTP_AUTH\n", "refused", 1, false),
+        ("lower case", "\" totp_auth\n", "refused", 1, false),
+        (
+            "lower case, scratch codes",
+            "\" totp_auth\n73951846\n",
+            "warning",
+            0,
+            false,
+        ),
+    ] {
+        u.write_secret(&format!("{SECRET_160}\n{rest}"), 0o400);
+        let out = run_audit(&stack, &["--user", &u.name]);
+        let rows = audit_verdicts(&out.stdout);
+        let (said, reasons) = rows.get(&u.name).cloned().unwrap_or_default();
+        assert_eq!(said, verdict, "{what}: {out:?}");
+        assert_eq!(out.status.code(), Some(status), "{what}: {out:?}");
+        assert_eq!(
+            reasons.contains("no TOTP_AUTH or HOTP_COUNTER line"),
+            verdict != "ok",
+            "{what}: {reasons}"
+        );
+        let want = if logs_in {
+            "PAM_SUCCESS"
+        } else {
+            "PAM_AUTH_ERR"
+        };
+        let ours = login_at(&stack, &u, &code, None, T0);
+        assert_eq!(ours.result, want, "{what}: pam_totp: {ours:?}");
+        // GA reads the file as it was (ours rewrites nothing here).
+        u.write_secret(&format!("{SECRET_160}\n{rest}"), 0o400);
+        let theirs = Driver::new(&stack, "ga", &u.name)
+            .answer(&code)
+            .at(T0)
+            .run();
+        assert_eq!(theirs.result, want, "{what}: GA: {theirs:?}");
+        reset_state(&stack, u.uid);
+    }
+    // What refuses the file outright is said first: a secret below 80 bits denies the
+    // scratch codes too.
+    u.write_secret("GEZDGNBVGY\n\" totp_auth\n73951846\n", 0o400);
+    let out = run_audit(&stack, &["--user", &u.name]);
+    let rows = audit_verdicts(&out.stdout);
+    let (said, reasons) = rows.get(&u.name).cloned().unwrap_or_default();
+    assert_eq!(said, "refused", "{out:?}");
+    assert!(reasons.contains("at least 80 required"), "{reasons}");
+    let d = login_at(&stack, &u, "73951846", None, T0);
+    assert_eq!(d.result, "PAM_AUTH_ERR", "{d:?}");
+}

@@ -2527,3 +2527,96 @@ fn a_directory_slow_for_each_gid_is_cut_off_at_the_walks_deadline() {
     mode.unenroll(&u);
     f.check();
 }
+
+/// `totp-enroll explain` asks the name service what the module asks: nothing about
+/// groups for rules that name none. It fetched the user's whole group list from every
+/// source up front, so with the directory's group source down it asked that source
+/// for a list no rule needed (a login asks nothing). The verdict is the module's in
+/// each case. Control: a rule naming the directory's group asks the source, and with
+/// the source down the membership is unknown, and the skip not given, as the module
+/// decides.
+#[test]
+fn explain_asks_no_group_source_for_rules_that_name_no_group() {
+    let test = "explain_asks_no_group_source_for_rules_that_name_no_group";
+    let Some((u, ds)) = setup(test, "ds6") else {
+        return;
+    };
+    let g = ds.control.grname.clone();
+    let lan = rules_file(&ds, "lan.conf", "+ : ALL : 10.0.0.0/8\n");
+    let grouped = rules_file(&ds, "grouped.conf", &format!("+ : ({g}) : 10.0.0.0/8\n"));
+    let group_calls = |calls: Vec<String>| -> Vec<String> {
+        calls
+            .into_iter()
+            .filter(|c| {
+                c.starts_with("getgrnam ")
+                    || c.starts_with("getgrgid ")
+                    || c.starts_with("initgroups ")
+                    || c.starts_with("getgrent")
+            })
+            .collect()
+    };
+    let explain = |rules: &Path| {
+        ds.clear_calls();
+        let mut cmd = Command::new(&system_tests::built().enroll);
+        cmd.args([
+            "explain", "--json", "--user", &u.name, "--rhost", "10.1.2.3",
+        ])
+        .arg("--accessfile")
+        .arg(rules);
+        let out = ds.wrap(&cmd).output().expect("totp-enroll explain");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out, v, group_calls(ds.calls()))
+    };
+    let login = |rules: &Path| {
+        let stack = Stack::probe("svc", &format!("accessfile={}", rules.display()));
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer("123456")
+            .rhost("10.1.2.3")
+            .at(T0);
+        ds.clear_calls();
+        (ds.run(&driver).module_code(), group_calls(ds.calls()))
+    };
+    u.write_secret(&totp_file(SECRET_160), 0o600);
+    let mut f = Failures::default();
+    for group in ["ok", "unavail"] {
+        ds.with(|c| c.group = group);
+        let (out, v, calls) = explain(&lan);
+        let (module, module_calls) = login(&lan);
+        if !out.status.success()
+            || !out.stderr.is_empty()
+            || v["verdict"] != "skip"
+            || module != "PAM_IGNORE"
+            || !calls.is_empty()
+            || !module_calls.is_empty()
+        {
+            f.0.push(format!(
+                "no group rule, source {group}: {out:?} {calls:?}; module {module} {module_calls:?}"
+            ));
+        }
+        // Control: the rule names the group; asked, as the module asks it.
+        let (out, v, calls) = explain(&grouped);
+        let (module, _) = login(&grouped);
+        let (want, membership) = match group {
+            "ok" => ("PAM_IGNORE", "member"),
+            _ => ("PAM_AUTH_ERR", "unknown"),
+        };
+        let said = v["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == g.as_str())
+            .map(|e| e["membership"].clone());
+        let skips = v["verdict"] == "skip";
+        if !out.status.success()
+            || said.as_ref().and_then(|m| m.as_str()) != Some(membership)
+            || skips != (want == "PAM_IGNORE")
+            || module != want
+            || !calls.iter().any(|c| c == &format!("getgrnam {g}"))
+        {
+            f.0.push(format!(
+                "group rule, source {group}: {out:?} {calls:?}; module {module}"
+            ));
+        }
+    }
+    f.check();
+}

@@ -466,3 +466,99 @@ fn a_hand_written_hardware_token_file_is_aligned_by_its_first_two_presses() {
     assert_eq!(login(&stack, &user, &token(2), T0 + 10), "PAM_SUCCESS");
     assert_eq!(login(&stack, &user, &token(3), T0 + 20), "PAM_SUCCESS");
 }
+
+/// `secret`'s TOTP file with `DISALLOW_REUSE`, padded with an unknown line (GA keeps
+/// such lines) to `len` bytes.
+fn padded_file(secret: &str, len: usize) -> String {
+    let mut text = format!("{secret}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n\" X_PAD ");
+    while text.len() < len - 1 {
+        text.push('a');
+    }
+    text.push('\n');
+    text
+}
+
+/// A file a few bytes under GA's 64 KiB cap, which logins keep working with (their
+/// bookkeeping lines left as they are): resync failed "file is larger than 65536
+/// bytes", so a user who still logs in with a good clock could not be resynchronised.
+/// Now the offset is written where its line fits, the bookkeeping lines are left as a
+/// login leaves them (and the warning says what that means), and the drifted phone
+/// logs in. Controls: one byte less room refuses with the cause named and the file
+/// untouched; with room, every line is written and no warning given.
+#[test]
+fn resync_of_a_file_at_the_size_cap_writes_the_offset_a_login_needs() {
+    if !ready("resync_of_a_file_at_the_size_cap_writes_the_offset_a_login_needs") {
+        return;
+    }
+    let cap = totp_core::gafile::MAX_FILE_LEN;
+    let skew_line = "\" TIME_SKEW -20\n".len();
+    let secret = random_secret_b32();
+    let user = TestUser::create("rsz");
+    let stack = Stack::with_module(SERVICE, "max_time_skew=30");
+    let stack_dir = stack.path().to_str().expect("utf-8").to_owned();
+    let resync = |at: u64| {
+        enroll_at(
+            at,
+            &[
+                "resync",
+                "--user",
+                &user.name,
+                "--service",
+                SERVICE,
+                "--pam-dir",
+                &stack_dir,
+                &phone_code(&secret, at - 30),
+                &phone_code(&secret, at),
+            ],
+            None,
+        )
+    };
+
+    // Control: one byte short of room for the offset's line.
+    let path = user.write_secret(&padded_file(&secret, cap - skew_line + 1), 0o600);
+    let before = read(&path);
+    let out = resync(T0);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no room for its TIME_SKEW line") && !stderr.contains("is larger than"),
+        "{stderr}"
+    );
+    assert_eq!(read(&path), before, "file untouched");
+
+    // Room for the offset only: written, the rest left as a login leaves it.
+    let path = user.write_secret(&padded_file(&secret, cap - skew_line), 0o600);
+    let out = resync(T0);
+    let stdout = stdout_of_success(&out);
+    assert!(!stdout.contains("used up"), "{stdout}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("PAM_TOTP_LAST_STEP and DISALLOW_REUSE lines were left as they were")
+            && stderr.contains("may log in once"),
+        "{stderr}"
+    );
+    let file = read(&path);
+    assert_eq!(file.len(), cap);
+    assert_eq!(file_value(&file, "TIME_SKEW").as_deref(), Some("-20"));
+    assert_eq!(file_value(&file, "PAM_TOTP_LAST_STEP"), None);
+    let later = T0 + 60;
+    assert_eq!(
+        login(&stack, &user, &phone_code(&secret, later), later),
+        "PAM_SUCCESS"
+    );
+
+    // Control: room for every line.
+    let path = user.write_secret(&padded_file(&secret, cap - 1000), 0o600);
+    let at = T0 + 600;
+    let out = resync(at);
+    let stdout = stdout_of_success(&out);
+    assert!(stdout.contains("used up"), "{stdout}");
+    assert!(
+        !text(&out.stderr).contains("left as"),
+        "{}",
+        text(&out.stderr)
+    );
+    let file = read(&path);
+    assert_eq!(file_value(&file, "TIME_SKEW").as_deref(), Some("-20"));
+    assert!(file_value(&file, "PAM_TOTP_LAST_STEP").is_some(), "{file}");
+}

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use system_tests::{
-    Drive, Driver, ENROLL_SCRIPTED, Stack, TestUser, built, now, oathtool_totp, read, require_root,
-    require_tool, stored_last_step, write_owned,
+    Drive, Driver, ENROLL_SCRIPTED, Stack, T0, TestUser, built, code_at, login_at, now,
+    oathtool_totp, random_secret_b32, read, require_root, require_tool, reset_state,
+    stored_last_step, write_owned,
 };
 
 fn enroll(args: &[&str]) -> Output {
@@ -1024,4 +1025,71 @@ fn ga_module_path() -> Option<std::path::PathBuf> {
     .iter()
     .map(|d| Path::new(d).join("pam_google_authenticator.so"))
     .find(|p| p.exists())
+}
+
+/// A fleet's script treats status 3 as "enrolled before". An existing file no login can
+/// use (a mode line GA does not recognise either and no scratch code, a STEP_SIZE GA
+/// refuses, a secret below the 80 bits no option lowers: copied over from a GA host,
+/// or hand-edited) got 3 too, so the script
+/// counted a locked-out account as enrolled. Now it fails (1) saying why, the file
+/// untouched; a login with the file is denied, as the message says. Controls: the
+/// same file with a mode line spelled right, or with a scratch code, is "enrolled
+/// before" (3), and with -f it is replaced.
+#[test]
+fn an_existing_file_no_login_can_use_is_no_enrollment() {
+    if !require_root("an_existing_file_no_login_can_use_is_no_enrollment") {
+        return;
+    }
+    let user = TestUser::create("unus");
+    let secret = random_secret_b32();
+    let stack = Stack::with_module("svc", "");
+    for (what, rest, status) in [
+        ("a mode line spelled right: control", "\" TOTP_AUTH\n", 3),
+        ("two blanks before TOTP_AUTH", "\"  TOTP_AUTH\n", 1),
+        (
+            "STEP_SIZE out of range",
+            "\" STEP_SIZE 0\n\" TOTP_AUTH\n",
+            1,
+        ),
+        ("a 48-bit secret", "\" TOTP_AUTH\n", 1),
+        (
+            "no mode line, a scratch code: control",
+            "\" totp_auth\n73951846\n",
+            3,
+        ),
+    ] {
+        // GA's tool never wrote one this short, but GA logs in with it.
+        let key = if what.contains("48-bit") {
+            &secret[..10]
+        } else {
+            &secret[..]
+        };
+        let before = format!("{key}\n{rest}");
+        user.write_secret(&before, 0o400);
+        let out = Command::new(&built().enroll)
+            .args(["--user", &user.name, "-t", "-d", "-W", "-u", "-C", "-q"])
+            .arg("--non-interactive")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run totp-enroll");
+        assert_eq!(out.status.code(), Some(status), "{what}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.contains("no login can use it"),
+            status == 1,
+            "{what}: {stderr}"
+        );
+        assert_eq!(read(&user.secret_path()), before, "{what}: untouched");
+        let code = code_at(key, T0);
+        let d = login_at(&stack, &user, &code, None, T0);
+        assert_eq!(
+            d.result == "PAM_SUCCESS",
+            status == 3 && !rest.contains("totp_auth"),
+            "{what}: {d:?}"
+        );
+        reset_state(&stack, user.uid);
+    }
+    let out = enroll(&["--user", &user.name, "-f"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(read(&user.secret_path()).contains("\" TOTP_AUTH"));
 }

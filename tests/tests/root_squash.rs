@@ -17,11 +17,14 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use system_tests::squash::{OpLog, login_with, mount_squashed, require_fuse, squashed_login};
+use system_tests::squash::{
+    OpLog, login_with, mount_squashed, mount_squashed_with, require_fuse, squashed_login,
+};
 use system_tests::{
     Drive, Driver, ENROLL_SCRIPTED, Returned, Stack, T0, TestUser, audit_command, built, code_at,
-    in_private_mounts, mode_owner, private_tmp, require_tool, root_store, shadow_tool, totp_file,
-    user_database_lock, write_owned, wrong_totp,
+    faketime_date, in_private_mounts, libfaketime, mode_owner, oathtool_totp, private_tmp,
+    require_tool, root_store, shadow_tool, totp_file, user_database_lock,
+    with_syslog_capture_after, write_owned, wrong_totp,
 };
 
 /// What the stand-in maps root to (an NFS server's default anonymous uid and gid).
@@ -1228,4 +1231,67 @@ fn an_hotp_counter_is_rewritten_as_the_user() {
         matches!(d.returned(), Returned::Failed(_)),
         "{d:?} {lines:?}"
     );
+}
+
+/// GA leaves its files 0400, and an NFSv4 client refuses `flock` on a read-only
+/// descriptor (EBADF): `totp-enroll resync` and `--regenerate-scratch-codes` took that
+/// lock only, and failed, so a user on a shared NFSv4 home could neither be
+/// resynchronised nor get new scratch codes. Now the file is read unlocked, as a login
+/// reads it, and rewritten only over what was read: the offset is recorded (mode and
+/// owner kept), the phone's next code logs in, and the new scratch codes are written.
+/// Control: the plain mount grants the lock, and the same runs do the same.
+#[test]
+fn resync_and_new_scratch_codes_work_on_an_nfs4_home() {
+    let t = "resync_and_new_scratch_codes_work_on_an_nfs4_home";
+    if !require_fuse(t) || !require_tool(t, "oathtool") {
+        return;
+    }
+    let u = TestUser::create("sqy");
+    let stack = Stack::probe("svc", "");
+    for flags in ["", "--nfs4-flock"] {
+        let secret = system_tests::random_secret_b32();
+        let text = format!("{secret}\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n{SCRATCH}\n");
+        let path = u.write_secret(&text, 0o400);
+        // The phone's clock is five minutes behind.
+        let phone = |t: u64| oathtool_totp(&secret, t - 300, 30, 6, "sha1");
+        let mount = mount_squashed_with(flags, &u.home, &path, None);
+        let mut resync = Command::new(&built().enroll);
+        resync
+            .args(["resync", "--user", &u.name, &phone(T0 - 30), &phone(T0)])
+            .env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", faketime_date(T0))
+            .env("TZ", "UTC");
+        let (out, _) = with_syslog_capture_after(&mount, &resync);
+        assert!(out.status.success(), "{flags:?}: {out:?}");
+        let file = String::from_utf8(read_bytes(&path)).expect("utf-8");
+        assert!(file.contains("\" TIME_SKEW -10\n"), "{flags:?}: {file}");
+        assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid), "{flags:?}");
+        let later = T0 + 60;
+        let (d, lines) = login_with(
+            flags,
+            &u,
+            &path,
+            &Driver::login(&stack, &u, &phone(later)).at(later),
+        );
+        assert_eq!(
+            d.returned(),
+            Returned::Success,
+            "{flags:?}: {d:?} {lines:?}"
+        );
+
+        let mut regenerate = Command::new(&built().enroll);
+        regenerate.args([
+            "--regenerate-scratch-codes",
+            "--user",
+            &u.name,
+            "-q",
+            "--non-interactive",
+        ]);
+        let (out, _) = with_syslog_capture_after(&mount, &regenerate);
+        assert!(out.status.success(), "{flags:?}: {out:?}");
+        let file = String::from_utf8(read_bytes(&path)).expect("utf-8");
+        assert!(!file.contains(SCRATCH), "{flags:?}: {file}");
+        assert!(file.contains("\" TIME_SKEW -10\n"), "{flags:?}: {file}");
+        assert_eq!(mode_owner(&path), (0o400, u.uid, u.gid), "{flags:?}");
+    }
 }

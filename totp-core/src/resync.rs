@@ -16,6 +16,11 @@
 //! - both steps added to GA's `DISALLOW_REUSE` list when the file has one, so GA
 //!   refuses them too.
 //!
+//! A file near GA's size cap gets the offset (or counter) if its line fits, and the
+//! two bookkeeping lines only where they fit too, as a login leaves them
+//! ([`Resynced::lines_not_updated`]); an offset whose line does not fit is
+//! [`ResyncError::NoRoom`], the file unchanged.
+//!
 //! An offset beyond the admin's `max_time_skew` cap is refused rather than clamped:
 //! a clamped skew would leave the user locked out while looking fixed. Every
 //! position in the range is computed and compared in constant time through
@@ -73,6 +78,11 @@ pub enum ResyncError {
     },
     /// The clock is before 1970.
     ClockFault,
+    /// The line the resync is for (`TIME_SKEW`, `HOTP_COUNTER`) would take the file
+    /// past [`gafile::MAX_FILE_LEN`], which GA and the module refuse to read.
+    NoRoom {
+        key: &'static str,
+    },
 }
 
 impl fmt::Display for ResyncError {
@@ -116,6 +126,14 @@ impl fmt::Display for ResyncError {
                 skew.unsigned_abs()
             ),
             Self::ClockFault => f.write_str("the system clock is set before 1970"),
+            Self::NoRoom { key } => write!(
+                f,
+                "the secret file has no room for its {key} line: written, the file would \
+                 be larger than {} bytes, which GA and the module refuse to read; nothing \
+                 was changed. Make room in the file (remove what is not GA's or \
+                 pam_totp's), then run resync again",
+                gafile::MAX_FILE_LEN
+            ),
         }
     }
 }
@@ -136,7 +154,8 @@ pub struct Resynced {
     /// Phone step minus this machine's step (positive: the phone is ahead).
     pub skew: i64,
     pub step_secs: u64,
-    /// The replay mark written (`PAM_TOTP_LAST_STEP`).
+    /// The replay mark (`PAM_TOTP_LAST_STEP`), written unless `lines_not_updated`
+    /// names it.
     pub last_step: u64,
     /// Steps until the phone shows a code above a replay mark that was already
     /// beyond the second code (0 when the next code works at once).
@@ -146,6 +165,37 @@ pub struct Resynced {
     /// be ahead of the phone's codes by up to this many steps if a code was accepted
     /// with the old offset that recently: they are refused as used until it passes.
     pub lowered_by: u64,
+    /// Bookkeeping lines (`PAM_TOTP_LAST_STEP`, `DISALLOW_REUSE`) left as they were:
+    /// updated, the file would outgrow [`gafile::MAX_FILE_LEN`]. A login leaves them so
+    /// too (its use kept in the state store); here the two codes typed are then not
+    /// marked used in the file.
+    pub lines_not_updated: Vec<&'static str>,
+}
+
+/// `file.set(key, value)` where the resync cannot do without the line.
+fn set_essential(file: &mut GaFile, key: &'static str, value: &str) -> Result<(), ResyncError> {
+    match file.set(key, value) {
+        Err(GaFileError::TooLarge) => Err(ResyncError::NoRoom { key }),
+        other => Ok(other?),
+    }
+}
+
+/// `file.set(key, value)`, or the line left as it is (named in `skipped`) where the
+/// file would outgrow GA's size cap: the module's rule for its own bookkeeping
+/// (`verify::decide`), so a file a user still logs in with can be resynchronised.
+fn set_within_cap(
+    file: &mut GaFile,
+    key: &'static str,
+    value: &str,
+    skipped: &mut Vec<&'static str>,
+) -> Result<(), ResyncError> {
+    match file.set(key, value) {
+        Err(GaFileError::TooLarge) => {
+            skipped.push(key);
+            Ok(())
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Finds the phone's offset from `first` and `second` (typed in that order, the
@@ -184,14 +234,21 @@ pub fn resync(
     }
 
     let mut out = file.clone();
+    // Removals first: the room they free may be what the offset's line needs.
+    out.remove(KEY_RESETTING_TIME_SKEW);
     if skew == 0 {
         out.remove(KEY_TIME_SKEW);
     } else {
-        out.set(KEY_TIME_SKEW, &skew.to_string())?;
+        set_essential(&mut out, KEY_TIME_SKEW, &skew.to_string())?;
     }
-    out.remove(KEY_RESETTING_TIME_SKEW);
+    let mut lines_not_updated = Vec::new();
     let last_step = cfg.last_step.map_or(second_step, |l| l.max(second_step));
-    out.set(KEY_LAST_STEP, &last_step.to_string())?;
+    set_within_cap(
+        &mut out,
+        KEY_LAST_STEP,
+        &last_step.to_string(),
+        &mut lines_not_updated,
+    )?;
     if let Some(value) = file.get(KEY_DISALLOW_REUSE) {
         let window = u64::from(cfg.window_or_default());
         let mut value = value.to_vec();
@@ -203,7 +260,7 @@ pub fn resync(
         let value = String::from_utf8(value).map_err(|_| GaFileError::BadValue {
             key: KEY_DISALLOW_REUSE,
         })?;
-        out.set(KEY_DISALLOW_REUSE, &value)?;
+        set_within_cap(&mut out, KEY_DISALLOW_REUSE, &value, &mut lines_not_updated)?;
     }
     Ok(Resynced {
         file: out,
@@ -212,6 +269,7 @@ pub fn resync(
         last_step,
         steps_until_usable: last_step - second_step,
         lowered_by: u64::try_from(cfg.time_skew.unwrap_or(0).saturating_sub(skew)).unwrap_or(0),
+        lines_not_updated,
     })
 }
 
@@ -253,7 +311,11 @@ pub fn resync_counter(
         })?;
     let second_counter = first_counter + 1;
     let mut out = file.clone();
-    out.set(KEY_HOTP_COUNTER, &(second_counter + 1).to_string())?;
+    set_essential(
+        &mut out,
+        KEY_HOTP_COUNTER,
+        &(second_counter + 1).to_string(),
+    )?;
     Ok(CounterResynced {
         file: out,
         second_counter,
@@ -350,6 +412,47 @@ mod tests {
             NOW,
             cap,
         )
+    }
+
+    /// `extra` padded with an unknown line so the whole file is `len` bytes.
+    fn padded(extra: &str, len: usize) -> GaFile {
+        let base = format!("{KEY}\n{extra}\" TOTP_AUTH\n\" X_PAD \n");
+        let pad = "a".repeat(len - base.len());
+        let text = format!("{KEY}\n{extra}\" TOTP_AUTH\n\" X_PAD {pad}\n");
+        assert_eq!(text.len(), len);
+        GaFile::parse(text.as_bytes()).expect("file")
+    }
+
+    /// Near the size cap: the offset's line is written where it fits and the
+    /// bookkeeping lines left as they are (a login's rule), an offset with no room is
+    /// `NoRoom`; control: with room, every line is written.
+    #[test]
+    fn near_the_size_cap_the_offset_comes_first() {
+        let reuse = "\" DISALLOW_REUSE\n";
+        let skew_line = "\" TIME_SKEW -20\n".len();
+        let f = padded(reuse, gafile::MAX_FILE_LEN - skew_line);
+        let done = run(&f, -20, 30).expect("resynced");
+        assert_eq!(done.file.config().expect("cfg").time_skew, Some(-20));
+        assert_eq!(done.file.as_bytes().len(), gafile::MAX_FILE_LEN);
+        assert_eq!(done.lines_not_updated, [KEY_LAST_STEP, KEY_DISALLOW_REUSE]);
+        assert_eq!(done.file.get(KEY_LAST_STEP), None);
+
+        let f = padded(reuse, gafile::MAX_FILE_LEN - skew_line + 1);
+        assert_eq!(
+            run(&f, -20, 30).map(|d| d.skew),
+            Err(ResyncError::NoRoom { key: KEY_TIME_SKEW })
+        );
+        // A stale RESETTING_TIME_SKEW line is removed first: its room is the offset's.
+        let f = padded(
+            "\" RESETTING_TIME_SKEW 1234+5 1235+5\n",
+            gafile::MAX_FILE_LEN - 1,
+        );
+        assert_eq!(run(&f, -20, 30).expect("resynced").skew, -20);
+
+        let f = padded(reuse, gafile::MAX_FILE_LEN - 1000);
+        let done = run(&f, -20, 30).expect("resynced");
+        assert!(done.lines_not_updated.is_empty());
+        assert!(done.file.get(KEY_LAST_STEP).is_some());
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, Error> {
             group,
             entry.as_ref(),
             || lists.of(&pw, &sources, question).ok().map(|l| &l.list),
-            || nss::lookup_group_in_every_source(group).ok(),
+            || sources.group(group).ok(),
             |gid| sources.gid_names(gid).ok(),
         );
         asked.borrow_mut().push(GroupJson {

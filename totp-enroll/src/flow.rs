@@ -188,7 +188,17 @@ fn enroll(req: &Request, target: Option<&Target>, console: &mut Console) -> Resu
                     target.path().display()
                 )));
             }
-            Some(true) => return Err(Error::Exists(target.path().to_path_buf())),
+            // Nor of a file no login can use: the account is locked out as surely.
+            Some(true) => {
+                if let Some(why) = write::existing_unusable(target)? {
+                    return Err(Error::failed(format!(
+                        "\"{}\" is there but no login can use it: {why}; fix it, or pass \
+                         -f/--force to replace it",
+                        target.path().display()
+                    )));
+                }
+                return Err(Error::Exists(target.path().to_path_buf()));
+            }
             None => {}
         }
     }
@@ -941,9 +951,7 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
                 target.path().display()
             )));
         }
-        locked
-            .replace(&file.to_bytes())
-            .map_err(|err| write::file_error(target.path(), err))
+        write::replace_existing(target, &mut locked, &file.to_bytes())
         // The lock goes with `locked`, before anything more is printed.
     });
     if req.json {

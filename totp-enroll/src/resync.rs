@@ -42,6 +42,9 @@ struct ResyncJson<'a> {
     /// The offset went down by this many seconds: the state store's replay mark may
     /// hold the phone's codes back for up to this long (0 when it did not go down).
     store_wait_up_to_secs: u64,
+    /// Bookkeeping lines left as they were because the file would outgrow GA's size
+    /// cap (empty normally): the two codes typed are then not marked used in it.
+    lines_not_updated: &'a [&'static str],
 }
 
 #[derive(Serialize)]
@@ -104,9 +107,7 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
             Done::Clock(d) => &d.file,
             Done::Counter(d) => &d.file,
         };
-        locked
-            .replace(&new_file.to_bytes())
-            .map_err(|e| write::file_error(target.path(), e))?;
+        write::replace_existing(&target, &mut locked, &new_file.to_bytes())?;
         Ok(done)
     })?;
     let done = match done {
@@ -129,6 +130,27 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
         }
     };
 
+    if !done.lines_not_updated.is_empty() {
+        // PAM_TOTP_LAST_STEP is what this module refuses them by; DISALLOW_REUSE is GA's.
+        let who = if done
+            .lines_not_updated
+            .contains(&totp_core::gafile::KEY_LAST_STEP)
+        {
+            "they may log in once"
+        } else {
+            "google-authenticator reading this file (on another host) may take them \
+             once, though this module refuses them"
+        };
+        crate::error::to_stderr(&format!(
+            "warning: the secret file's {}: updated, the file would be \
+             larger than {} bytes, which GA refuses to read (a login leaves it so too). \
+             The two codes typed here are not all marked used in the file: until the phone \
+             shows the code after them, {who}. Make room in the file (remove what is \
+             not GA's or pam_totp's).\n",
+            lines_words(&done.lines_not_updated),
+            totp_core::gafile::MAX_FILE_LEN
+        ));
+    }
     let drift_secs = done.skew.saturating_mul(done.step_secs as i64);
     let usable_in_secs = done.steps_until_usable.saturating_mul(done.step_secs);
     let store_wait_up_to_secs = done.lowered_by.saturating_mul(done.step_secs);
@@ -144,6 +166,7 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
             last_step: done.last_step,
             usable_in_secs,
             store_wait_up_to_secs,
+            lines_not_updated: &done.lines_not_updated,
         };
         print_stdout(&output::to_json_line(&json)?)?;
     } else {
@@ -221,10 +244,17 @@ fn report(
             done.skew
         ));
     }
-    out.push_str(&format!(
-        "The two codes typed here are used up. Updated \"{}\".\n",
-        path.display()
-    ));
+    if done
+        .lines_not_updated
+        .contains(&totp_core::gafile::KEY_LAST_STEP)
+    {
+        out.push_str(&format!("Updated \"{}\".\n", path.display()));
+    } else {
+        out.push_str(&format!(
+            "The two codes typed here are used up. Updated \"{}\".\n",
+            path.display()
+        ));
+    }
     if usable_in_secs > 0 {
         out.push_str(&format!(
             "A later code was already used to log in, so the phone's codes are refused \
@@ -246,6 +276,14 @@ fn report(
         ));
     }
     out
+}
+
+/// "X line was left as it was", "X and Y lines were left as they were".
+fn lines_words(keys: &[&str]) -> String {
+    match keys {
+        [one] => format!("{one} line was left as it was"),
+        more => format!("{} lines were left as they were", more.join(" and ")),
+    }
 }
 
 /// "1 hour 5 minutes", "30 seconds": whole units, largest two.

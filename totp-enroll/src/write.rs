@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use totp_core::gafile::{GaFile, Mode};
 use totp_core::placement::{Opener, SECRET_FILE_MODE};
 use totp_os::creds::{self, CredGuard};
 use totp_os::nss;
@@ -61,6 +62,47 @@ pub fn target_exists(target: &Target) -> Result<Option<bool>, Error> {
     })
 }
 
+/// Why no login could use the secret file already at the target, whatever the
+/// module's options: GA's grammar refuses it, its secret is below the 80 bits no option
+/// lowers, or it holds neither a mode line nor a scratch code (no code logs in). `None` when it reads as a secret file, or when it
+/// cannot be read here: its mode and owner are judged by options this run may not know
+/// (`allowed_perm=`, `no_strict_owner`), so they are not.
+pub fn existing_unusable(target: &Target) -> Result<Option<String>, Error> {
+    as_writer(target, || {
+        let mut rules = target.rules();
+        rules.allowed_perm = 0o777;
+        rules.allowed_owners.push(0);
+        let Ok(opened) = safefile::open_checked(target.path(), &rules) else {
+            return Ok(None);
+        };
+        let file = match GaFile::parse(&opened.contents) {
+            Ok(f) => f,
+            Err(e) => return Ok(Some(e.to_string())),
+        };
+        // The floor no `min_secret_bits=` lowers.
+        let floor = totp_core::policy::DEFAULT_MIN_SECRET_BITS as usize;
+        match file.secret() {
+            Err(e) => return Ok(Some(e.to_string())),
+            Ok(secret) if secret.bits() < floor => {
+                return Ok(Some(format!(
+                    "its secret has {} bits, and the module requires at least {floor}",
+                    secret.bits()
+                )));
+            }
+            Ok(_) => {}
+        }
+        Ok(match file.config() {
+            Err(e) => Some(e.to_string()),
+            Ok(c) if c.mode == Mode::ScratchOnly && file.scratch_codes().is_empty() => Some(
+                "it has no TOTP_AUTH or HOTP_COUNTER line (a double quote, one space, the \
+                 key in capitals) and no scratch code, so no code logs in"
+                    .to_owned(),
+            ),
+            Ok(_) => None,
+        })
+    })
+}
+
 /// Writes the secret file with permission bits `mode`, checking its directories as a
 /// login checks them (one rule: never write a secret the module would then refuse).
 ///
@@ -99,15 +141,53 @@ pub fn write_secret(
 }
 
 /// Opens and locks the existing secret file for an in-place update, with the
-/// owners and directory checks the placement names.
+/// owners and directory checks the placement names. Where the file system refuses the
+/// lock on the read-only descriptor (an NFSv4 client answers EBADF, and GA leaves its
+/// files 0400, so a shared home is where resync is needed), the file is read unlocked
+/// instead, as a login reads it: [`replace_existing`] then writes only over what was
+/// read.
 pub fn lock_existing(target: &Target) -> Result<LockedFile, Error> {
-    let mut locked = safefile::lock_with_deadline(target.path(), &target.rules(), LOCK_TIMEOUT)
-        .map_err(|e| store_error(target, e))?;
+    let rules = target.rules();
+    let mut locked = match safefile::lock_with_deadline(target.path(), &rules, LOCK_TIMEOUT) {
+        Ok(locked) => locked,
+        Err(e) if safefile::is_refused_read_only_lock(&e) => {
+            safefile::open_refused_lock(target.path(), &rules)
+                .map_err(|e| store_error(target, e))?
+        }
+        Err(e) => return Err(store_error(target, e)),
+    };
     // Root updating a store file the user owns: the rewrite stays the user's.
     if target.new_file_owner().is_some() {
         locked.keep_owner();
     }
     Ok(locked)
+}
+
+/// Replaces the file [`lock_existing`] returned with `new_contents`. A file it could
+/// not lock is read again first and written only if it still holds what was read (GA's
+/// own guard, for the same file systems): a login on this or another host that rewrote
+/// it meanwhile (a used scratch code, a moved counter) is never undone; nothing is
+/// written then, and the error says to run again.
+pub fn replace_existing(
+    target: &Target,
+    locked: &mut LockedFile,
+    new_contents: &[u8],
+) -> Result<(), Error> {
+    if !locked.is_locked() {
+        let now = safefile::open_refused_lock(target.path(), &target.rules())
+            .map_err(|e| store_error(target, e))?;
+        if now.contents() != locked.contents() {
+            return Err(Error::failed(format!(
+                "\"{}\" changed while it was being updated (a login rewrote it, and its \
+                 file system refuses the lock that would have kept the login waiting): \
+                 nothing was written; run again",
+                target.path().display()
+            )));
+        }
+    }
+    locked
+        .replace(new_contents)
+        .map_err(|e| file_error(target.path(), e))
 }
 
 /// The existing secret file, read with the checks [`lock_existing`] makes, unlocked: to

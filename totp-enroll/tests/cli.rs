@@ -802,10 +802,13 @@ fn unix_now() -> i64 {
 // ---------------------------------------------------------------------------
 // Writing safely
 
+/// An earlier enrolment's file, one a login can use (a file none can is no enrolment).
+const OLD_FILE: &str = "JBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n";
+
 #[test]
 fn existing_file_is_refused_without_force_before_anything_is_shown() {
     let dir = tempdir();
-    std::fs::write(dir.path().join("s"), "old\n").expect("seed");
+    std::fs::write(dir.path().join("s"), OLD_FILE).expect("seed");
     let r = run_in(
         dir.path(),
         &["-t", "-D", "-W", "-u", "-Q", "UTF8", "-s", "s"],
@@ -824,7 +827,7 @@ fn existing_file_is_refused_without_force_before_anything_is_shown() {
     );
     assert_eq!(
         std::fs::read_to_string(dir.path().join("s")).expect("read"),
-        "old\n"
+        OLD_FILE
     );
 
     let r = run_in(
@@ -835,7 +838,7 @@ fn existing_file_is_refused_without_force_before_anything_is_shown() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_ne!(
         std::fs::read_to_string(dir.path().join("s")).expect("read"),
-        "old\n"
+        OLD_FILE
     );
     // The app keeps the old entry, whose codes are now refused: say so.
     let dead = "The earlier secret and its scratch codes no longer work";
@@ -865,7 +868,7 @@ fn existing_file_is_refused_without_force_before_anything_is_shown() {
 fn an_entry_that_is_no_regular_file_is_not_reported_as_enrolled() {
     let dir = tempdir();
     let args = ["-t", "-D", "-W", "-u", "-C", "-Q", "NONE", "-s", "s"];
-    std::fs::write(dir.path().join("elsewhere"), "old\n").expect("seed");
+    std::fs::write(dir.path().join("elsewhere"), OLD_FILE).expect("seed");
     std::os::unix::fs::symlink("elsewhere", dir.path().join("s")).expect("symlink");
     let r = run_in(dir.path(), &args, None);
     assert_eq!(r.code, 1, "{}", r.stderr);
@@ -884,7 +887,7 @@ fn an_entry_that_is_no_regular_file_is_not_reported_as_enrolled() {
     assert!(r.stderr.contains("is not a regular file"), "{}", r.stderr);
     // Control: a regular file is an enrolment made before.
     std::fs::remove_dir(dir.path().join("s")).expect("rmdir");
-    std::fs::write(dir.path().join("s"), "old\n").expect("seed");
+    std::fs::write(dir.path().join("s"), OLD_FILE).expect("seed");
     let r = run_in(dir.path(), &args, None);
     assert_eq!(r.code, 3, "{}", r.stderr);
 }

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use totp_core::gafile::{GaFile, KEY_DISALLOW_REUSE, KEY_RATE_LIMIT};
+use totp_core::gafile::{GaFile, KEY_DISALLOW_REUSE, KEY_RATE_LIMIT, Mode};
 use totp_core::options::{ModuleOptions, SharedFile, UserSpec};
 use totp_core::placement::{self, Account};
 use totp_core::user::UserName;
@@ -121,7 +121,17 @@ fn from_command(opts: &ModuleOptions, pw: &Passwd) -> Result<Loaded, Finding> {
 
 /// The verdict on a secret file the module would accept as it is read.
 fn usable(file: &GaFile, opts: &ModuleOptions, shown: &str) -> Finding {
-    match verify::configuration_warnings(file, &opts.policy()) {
+    let warnings = verify::configuration_warnings(file, &opts.policy());
+    // What refuses the file outright comes first; then a file no app code opens.
+    if let (Ok(ws), Some(mut finding)) = (&warnings, scratch_only(file, shown)) {
+        if finding.verdict == Verdict::Warning {
+            finding
+                .reasons
+                .extend(ws.iter().map(|w| format!("{shown}: {w}")));
+        }
+        return finding;
+    }
+    match warnings {
         Err(e) => Finding::new(Verdict::Refused, format!("{shown}: {e}")),
         Ok(ws) if ws.is_empty() => Finding::new(Verdict::Ok, format!("{shown}: usable")),
         Ok(ws) => Finding {
@@ -129,6 +139,38 @@ fn usable(file: &GaFile, opts: &ModuleOptions, shown: &str) -> Finding {
             reasons: ws.iter().map(|w| format!("{shown}: {w}")).collect(),
         },
     }
+}
+
+/// A file with neither a `TOTP_AUTH` nor an `HOTP_COUNTER` line, which the module (as
+/// GA) reads as valid: no code from an app or token is ever accepted, only the scratch
+/// codes, each once. The usual cause is a mode line GA does not recognise either (`"`
+/// and one space before the key, in capitals), so the user is locked out once the
+/// scratch codes are gone (at once, without any): never "usable".
+fn scratch_only(file: &GaFile, shown: &str) -> Option<Finding> {
+    if !matches!(file.config().map(|c| c.mode), Ok(Mode::ScratchOnly)) {
+        return None;
+    }
+    let why = "has no TOTP_AUTH or HOTP_COUNTER line (a mode line must read \
+               '\" TOTP_AUTH' or '\" HOTP_COUNTER n': a double quote, one space, the key in \
+               capitals; GA does not recognise another spelling either), so no code from an \
+               app or token is accepted";
+    Some(match file.scratch_codes().len() {
+        0 => Finding::new(
+            Verdict::Refused,
+            format!("{shown} {why}, and it holds no scratch code: every login is denied"),
+        ),
+        n => Finding::new(
+            Verdict::Warning,
+            format!(
+                "{shown} {why}: only its {n} scratch {}, and then every login is denied",
+                if n == 1 {
+                    "code logs in, once"
+                } else {
+                    "codes log in, each once"
+                }
+            ),
+        ),
+    })
 }
 
 /// What a login of `pw` with the module options `opts` would find. Must run as root to
