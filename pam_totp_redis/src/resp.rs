@@ -92,20 +92,25 @@ enum Stream {
 }
 
 impl Stream {
-    /// Sets the socket's timeouts to what is left of the deadline, so no single system
-    /// call outlives it; the loops above re-check the deadline after every call. Under
-    /// TLS the deadline itself is handed down, since one TLS read or write is many
-    /// system calls.
-    fn arm(&mut self, deadline: Instant) -> Result<(), WireError> {
+    /// Sets the socket's timeout for the next `read` or `write` (`way`) to what is left
+    /// of the deadline, so no single system call outlives it; the loops above re-check
+    /// the deadline after every call. Only the timeout of the call that follows is set:
+    /// every plain read and every plain write arms its own first, so the other one's is
+    /// never relied on (one `setsockopt` per call instead of two). Under TLS the deadline
+    /// itself is handed down, since one TLS read or write is many system calls of either
+    /// kind.
+    fn arm(&mut self, deadline: Instant, way: Way) -> Result<(), WireError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(WireError::Timeout(String::new()));
         }
         let t = Some(left.max(Duration::from_millis(1)));
-        let r = match self {
-            Stream::Tcp(s) => s.set_read_timeout(t).and(s.set_write_timeout(t)),
-            Stream::Unix(s) => s.set_read_timeout(t).and(s.set_write_timeout(t)),
-            Stream::Tls(s) => {
+        let r = match (self, way) {
+            (Stream::Tcp(s), Way::Read) => s.set_read_timeout(t),
+            (Stream::Tcp(s), Way::Write) => s.set_write_timeout(t),
+            (Stream::Unix(s), Way::Read) => s.set_read_timeout(t),
+            (Stream::Unix(s), Way::Write) => s.set_write_timeout(t),
+            (Stream::Tls(s), _) => {
                 s.get_mut().set_deadline(deadline);
                 Ok(())
             }
@@ -135,6 +140,13 @@ impl Stream {
             _ => Ok(()),
         }
     }
+}
+
+/// Which system call [`Stream::arm`] bounds.
+#[derive(Clone, Copy)]
+enum Way {
+    Read,
+    Write,
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -404,7 +416,7 @@ impl Conn {
                     .flush()
                     .map_err(|e| WireError::Io(format!("send: {e}")));
             }
-            if let Err(e) = self.stream.arm(deadline) {
+            if let Err(e) = self.stream.arm(deadline, Way::Write) {
                 break Err(e);
             }
             match self.stream.write(&req[sent..]) {
@@ -450,7 +462,7 @@ impl Conn {
             self.end = 0;
         }
         loop {
-            self.stream.arm(deadline)?;
+            self.stream.arm(deadline, Way::Read)?;
             match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(0) => return Err(WireError::Io("connection closed by the server".to_owned())),
                 Ok(n) => {
@@ -1332,6 +1344,62 @@ pub(crate) mod tests {
         let r = c.call(&command, Instant::now() + Duration::from_secs(10), LIMITS);
         assert_eq!(r.ok(), Some(Reply::Status("OK".into())));
         reader.join().expect("reader");
+    }
+
+    /// Each read and each write of a plain connection is bounded by its own call's
+    /// deadline, set just before it (`Stream::arm` sets only the timeout of the system
+    /// call that follows): after a first call answered under a deadline ten minutes
+    /// away (control), a second call with a short one is cut off at its own, whether
+    /// the peer stops taking commands (the write) or stops answering (the read). Were
+    /// either left with the first call's socket timeout, the call would outlive the
+    /// 30 seconds the test waits for it.
+    #[test]
+    fn every_read_and_write_is_bounded_by_its_own_call_s_deadline() {
+        fn two_calls(peer_stops_reading: bool) -> Result<Reply, WireError> {
+            let (mut c, mut s) = pair();
+            let (done, held) = std::sync::mpsc::channel::<()>();
+            let server = std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                // The first command (PING), answered.
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"+PONG\r\n");
+                if !peer_stops_reading {
+                    // Takes the second command, never answers.
+                    let _ = s.read(&mut buf);
+                }
+                // Holds the connection, reading nothing more, until the test is done.
+                let _ = held.recv();
+            });
+            let far = Instant::now() + Duration::from_secs(600);
+            let first = c.call(&[b"PING"], far, LIMITS);
+            assert_eq!(first.ok(), Some(Reply::Status("PONG".into())));
+            let (tx, rx) = std::sync::mpsc::channel();
+            let client = std::thread::spawn(move || {
+                let value = vec![b'x'; 4 << 20];
+                let command: [&[u8]; 3] = if peer_stops_reading {
+                    [b"SET", b"k", &value]
+                } else {
+                    [b"GET", b"k", b""]
+                };
+                let near = Instant::now() + Duration::from_millis(300);
+                let _ = tx.send(c.call(&command, near, LIMITS));
+            });
+            let r = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the call outlived its deadline by far");
+            let _ = done.send(());
+            client.join().expect("client");
+            server.join().expect("server");
+            r
+        }
+        match two_calls(true) {
+            Err(WireError::Timeout(m)) => assert_eq!(m, "command not sent in time"),
+            other => panic!("{other:?}"),
+        }
+        match two_calls(false) {
+            Err(WireError::Timeout(_)) => {}
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A connection reset under a reply, plain or under TLS without an alert, is the
