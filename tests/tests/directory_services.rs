@@ -2538,7 +2538,7 @@ fn a_directory_slow_for_each_gid_is_cut_off_at_the_walks_deadline() {
 #[test]
 fn explain_asks_no_group_source_for_rules_that_name_no_group() {
     let test = "explain_asks_no_group_source_for_rules_that_name_no_group";
-    let Some((u, ds)) = setup(test, "ds6") else {
+    let Some((u, ds)) = setup(test, "ds8") else {
         return;
     };
     let g = ds.control.grname.clone();
