@@ -993,6 +993,11 @@ impl StateStore for StateDir {
                     }
                     file.set_len(0)
                         .map_err(|e| io_error(&format!("truncate {shown}"), &e))?;
+                    // The truncation freed the record's blocks: taken again, zeroed (a
+                    // record never written), so that the next login's write needs none.
+                    if let Ok(emptied) = stat::fstat(&file) {
+                        allocate_holes(&file, &emptied);
+                    }
                     file.sync_all()
                         .map_err(|e| io_error(&format!("fsync {shown}"), &e))?;
                     Ok(Reset::Removed(format!("{shown}: {e}")))
