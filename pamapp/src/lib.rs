@@ -59,6 +59,9 @@ pub enum Reply {
     NullArray,
     /// The conversation fails with this PAM code.
     Fail(i32),
+    /// The conversation fails with this PAM code but hands back this reply anyway, as
+    /// a careless application may: libpam's name prompt then returns the code as given.
+    FailWithText(i32, String),
 }
 
 /// One message the module sent, as the application saw it.

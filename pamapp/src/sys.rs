@@ -337,9 +337,14 @@ unsafe fn converse(
     if array.is_null() {
         return codes::BUF_ERR;
     }
+    let mut code = codes::SUCCESS;
     for (i, reply) in replies.iter().enumerate() {
         let bytes = match reply {
             Reply::Text(t) => t.as_bytes(),
+            Reply::FailWithText(c, t) => {
+                code = *c;
+                t.as_bytes()
+            }
             Reply::Bytes(b) => b.as_slice(),
             _ => continue,
         };
@@ -348,7 +353,7 @@ unsafe fn converse(
     }
     // SAFETY: valid out-pointer; libpam (the module) takes ownership and frees it.
     unsafe { *resp = array };
-    codes::SUCCESS
+    code
 }
 
 /// `close(2)` of a descriptor the host gives up (tests of a host with 0, 1 or 2 closed).

@@ -157,6 +157,12 @@ fn a_failed_user_name_prompt_is_not_followed_by_a_code_prompt() {
         // PAM_CONV_AGAIN: libpam's prompt returns PAM_INCOMPLETE; the module does not
         // offer to be resumed, it fails the attempt.
         Reply::Fail(30),
+        // A failure that still hands back the name: libpam drops the reply and sets no
+        // PAM_USER. Its code must not reach the module as pam-bindings' PAM_SYSTEM_ERR
+        // for an undecodable name, which is read raw (no name here) and asked for a code.
+        Reply::FailWithText(codes::SYSTEM_ERR, u.name.clone()),
+        Reply::FailWithText(codes::ABORT, u.name.clone()),
+        Reply::FailWithText(codes::AUTH_ERR, u.name.clone()),
         Reply::NullText,
         Reply::NullArray,
     ] {

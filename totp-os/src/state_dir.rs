@@ -52,7 +52,7 @@
 //! winner's), so no login ever sees half a key. Removing it unbinds every record's
 //! marks from its enrolment, like a reset of the replay marks of every user.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{File, TryLockError};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use libc::uid_t;
 use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag, OpenHow, RenameFlags, ResolveFlag};
-use nix::sys::stat::{self, FileStat, Mode, SFlag};
+use nix::sys::stat::{self, FchmodatFlags, FileStat, Mode, SFlag};
 use nix::sys::statvfs::{self, FsFlags};
 use nix::unistd::{self, UnlinkatFlags};
 use sha2::{Digest, Sha256};
@@ -372,23 +372,15 @@ impl StateDir {
                     Ok(()) => {
                         // Where a test replaces the new directory.
                         let _ = fault::hit(FaultPoint::DirCreated);
-                        let dir = match fcntl::openat(
-                            &cur,
-                            name.as_os_str(),
-                            OFlag::O_RDONLY
-                                | OFlag::O_DIRECTORY
-                                | OFlag::O_NOFOLLOW
-                                | OFlag::O_CLOEXEC,
-                            Mode::empty(),
-                        ) {
+                        let dir = match open_new_dir(&cur, name, mode) {
                             Ok(dir) => dir,
                             Err(Errno::ENOTDIR | Errno::ELOOP) => {
                                 return Err(not_followed(&cur));
                             }
-                            Err(e) => return Err(os_error(&format!("open {shown}"), e)),
+                            Err(e) => {
+                                return Err(os_error(&format!("set the mode of {shown}"), e));
+                            }
                         };
-                        stat::fchmod(&dir, mode)
-                            .map_err(|e| os_error(&format!("chmod {shown}"), e))?;
                         // The parent's default ACL was inherited: its named entries
                         // would reach the store as soon as a mask is recomputed.
                         crate::safefile::remove_dir_acls(&dir).map_err(|e| {
@@ -1001,6 +993,11 @@ impl StateStore for StateDir {
                     }
                     file.set_len(0)
                         .map_err(|e| io_error(&format!("truncate {shown}"), &e))?;
+                    // The truncation freed the record's blocks: taken again, zeroed (a
+                    // record never written), so that the next login's write needs none.
+                    if let Ok(emptied) = stat::fstat(&file) {
+                        allocate_holes(&file, &emptied);
+                    }
                     file.sync_all()
                         .map_err(|e| io_error(&format!("fsync {shown}"), &e))?;
                     Ok(Reset::Removed(format!("{shown}: {e}")))
@@ -1071,6 +1068,40 @@ impl StateStore for StateDir {
             .map_err(|e| os_error(&format!("remove {shown}"), e))?;
         sync_dir(dir).map_err(|e| os_error(&format!("fsync {shown}"), e))?;
         Ok(Reset::Removed(why))
+    }
+}
+
+/// The directory `name` of `cur`, just created, opened without following anything and
+/// given `mode` through that descriptor (never by name); readable, for the removal of
+/// its inherited ACL.
+fn open_new_dir(cur: &OwnedFd, name: &OsStr, mode: Mode) -> Result<OwnedFd, Errno> {
+    let no_follow = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match fcntl::openat(cur, name, OFlag::O_RDONLY | no_follow, Mode::empty()) {
+        Ok(dir) => {
+            stat::fchmod(&dir, mode)?;
+            Ok(dir)
+        }
+        // The umask took the owner's read bit (0777, 0477) from a host without a
+        // capability that overrides it (a screen locker): no read descriptor until the
+        // mode is set, and the directory left 0000 would deny every later login. An
+        // O_PATH descriptor needs no permission, and its /proc link leads to that very
+        // directory, for the chmod and then the readable descriptor.
+        Err(Errno::EACCES) => {
+            let held = fcntl::openat(cur, name, OFlag::O_PATH | no_follow, Mode::empty())?;
+            let link = format!("/proc/self/fd/{}", held.as_raw_fd());
+            stat::fchmodat(
+                fcntl::AT_FDCWD,
+                link.as_str(),
+                mode,
+                FchmodatFlags::FollowSymlink,
+            )?;
+            fcntl::open(
+                link.as_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+        }
+        Err(e) => Err(e),
     }
 }
 

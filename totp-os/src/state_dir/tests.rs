@@ -1213,3 +1213,41 @@ fn a_reset_never_removes_a_record_created_after_it_judged_the_entry() {
         }
     }
 }
+
+/// A reset keeps a record's blocks: a record whose slots all fail their check is
+/// emptied by truncation, which freed them, so the user's next login needed a block for
+/// its write and a full file system denied it (the lockout the allocation prevents).
+/// Control: a readable record with holes, reset, is allocated as a login allocates it.
+#[test]
+fn a_reset_record_keeps_its_blocks() {
+    for readable in [true, false] {
+        let (t, mut s) = store();
+        put(&mut s, 1, Write::Nothing);
+        let path = t.path().join("a/state/48");
+        let bytes = if readable {
+            encode_slot(1, &st(1)).unwrap()
+        } else {
+            vec![0x55; 100]
+        };
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let before = std::fs::metadata(&path).unwrap();
+        assert!(
+            before.blocks() * 512 < MAX_FILE_LEN as u64,
+            "holes to start with"
+        );
+        let r = s.reset(48, NOW, false).unwrap();
+        if readable {
+            assert!(matches!(r, Reset::Lifted { .. }), "{r:?}");
+        } else {
+            assert!(matches!(r, Reset::Removed(_)), "{r:?}");
+            assert_eq!(s.read(48).unwrap(), UserState::default(), "emptied");
+        }
+        let after = std::fs::metadata(&path).unwrap();
+        assert!(
+            after.blocks() * 512 >= MAX_FILE_LEN as u64,
+            "readable={readable}: {} blocks",
+            after.blocks()
+        );
+    }
+}
