@@ -2527,3 +2527,74 @@ fn a_directory_slow_for_each_gid_is_cut_off_at_the_walks_deadline() {
     mode.unenroll(&u);
     f.check();
 }
+
+/// R22, R36 and the audit: `totp-state audit` asks each account's non-membership on a
+/// walk of its own, as its login does, but kept the names of each gid for the whole
+/// audit, a failure too. A walk that ran past its deadline (`WALK_BOUND`, 10 s) on one
+/// account's gid is a fact of that account's walk, not of the gid: the next account
+/// holding that gid got "unknown" and was reported as asked for the code, while its
+/// login, on a walk of its own, proved the non-membership and skipped. Here the
+/// directory takes 6 s for each `getgrgid`; the first account's second gid (the second
+/// account's group) is asked 12 s into its walk. Control: the directory answering at
+/// once, where the audit reports both skips.
+#[test]
+fn an_audit_keeps_no_accounts_expired_walk_for_another_account() {
+    let test = "an_audit_keeps_no_accounts_expired_walk_for_another_account";
+    if !require_root(test) || !require_tool(test, "cc") || !require_tool(test, "unshare") {
+        return;
+    }
+    let one = TestUser::create("ds8");
+    let two = TestUser::create("ds9");
+    // The first account walks its gids in ascending order: the second account's own
+    // group must be asked after the first's, when the deadline has passed.
+    let (first, second) = if one.gid < two.gid {
+        (one, two)
+    } else {
+        (two, one)
+    };
+    first.add_to_group(&second.name);
+    let ds = DirSvc::new(&first);
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&first);
+    mode.enroll(&second);
+    // A local group neither account is in: each non-membership is proven by the names
+    // the sources give the account's gids.
+    let stack = Stack::probe("svc", &mode.args("require_group=nogroup"));
+    let skip = "member of no require group";
+    for (what, sleep, first_skips) in [
+        ("a directory answering at once: control", 0, true),
+        ("a directory taking 6 s for each gid", 6000, false),
+    ] {
+        ds.with(|c| c.grgidsleep = sleep);
+        ds.clear_calls();
+        let mut audit = system_tests::audit_command(stack.path());
+        audit.args(["--user", &first.name, "--user", &second.name]);
+        let out = ds.wrap(&audit).output().expect("totp-state audit");
+        let verdicts = system_tests::audit_verdicts(&out.stdout);
+        let said = |u: &TestUser| {
+            verdicts
+                .get(&u.name)
+                .map(|v| v.1.contains(skip))
+                .unwrap_or(false)
+        };
+        // The fault happened: the first account's walk ran out, on the second's gid.
+        if said(&first) != first_skips {
+            f.0.push(format!("{what}: audit of the first account: {out:?}"));
+        }
+        let asked = format!("getgrgid {}", second.gid);
+        if !ds.calls().contains(&asked) {
+            f.0.push(format!("{what}: {asked} not made: {:?}", ds.calls()));
+        }
+        if !said(&second) {
+            f.0.push(format!("{what}: audit of the second account: {out:?}"));
+        }
+        // Its login, on a walk of its own, skips (what the audit must report).
+        let driver = Driver::new(&stack, "svc", &second.name)
+            .answer(&wrong_totp(SECRET_160, system_tests::now()));
+        f.expect(&format!("{what}: login"), &ds.run(&driver), "PAM_IGNORE");
+    }
+    mode.unenroll(&first);
+    mode.unenroll(&second);
+    f.check();
+}
