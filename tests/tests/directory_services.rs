@@ -47,6 +47,8 @@ struct Control {
     grgidmode: &'static str,
     /// Milliseconds `getgrgid` waits before it answers (0: at once).
     grgidsleep: u64,
+    /// Milliseconds `initgroups` waits before it answers (0: at once).
+    initsleep: u64,
 }
 
 /// The stand-in: its build, nsswitch.conf, control file, call log and rule files in one
@@ -102,6 +104,7 @@ impl DirSvc {
             grfirst: 0,
             grgidmode: "ok",
             grgidsleep: 0,
+            initsleep: 0,
         };
         let ds = DirSvc { dir, control };
         ds.set(ds.control.clone());
@@ -115,7 +118,7 @@ impl DirSvc {
     /// Rewrites the control file (the stand-in reads it on every call).
     fn set(&self, c: Control) {
         let mut text = format!(
-            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\ngrfirst {}\ngrgidmode {}\ngrgidsleep {}\n",
+            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\ngrfirst {}\ngrgidmode {}\ngrgidsleep {}\ninitsleep {}\n",
             c.canonical,
             c.uid,
             c.gid,
@@ -128,7 +131,8 @@ impl DirSvc {
             u8::from(c.grmember),
             c.grfirst,
             c.grgidmode,
-            c.grgidsleep
+            c.grgidsleep,
+            c.initsleep
         );
         for a in &c.aliases {
             text.push_str(&format!("alias {a}\n"));
@@ -2596,5 +2600,65 @@ fn an_audit_keeps_no_accounts_expired_walk_for_another_account() {
     }
     mode.unenroll(&first);
     mode.unenroll(&second);
+    f.check();
+}
+
+/// R36: the walk's deadline can also pass while each source gives the user's groups
+/// (`initgroups`), before any gid is named: the list is incomplete, the membership
+/// unknown and the code asked, as for a gid. The log said the directory "did not
+/// answer: Timer expired", an outage to look for where there was none; it now names the
+/// walk's bound, as it does for a gid. Here the directory's `initgroups` takes 11 s.
+/// Control: the directory answering at once lets the non-member skip.
+#[test]
+fn a_group_list_past_the_walks_deadline_is_logged_as_the_bound() {
+    let Some((u, ds)) = setup(
+        "a_group_list_past_the_walks_deadline_is_logged_as_the_bound",
+        "dsy",
+    ) else {
+        return;
+    };
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    let stack = Stack::probe("svc", &mode.args("require_group=nogroup"));
+    for (what, sleep, skips) in [
+        ("a directory answering at once: control", 0, true),
+        (
+            "a directory taking 11 s for the user's groups",
+            11_000,
+            false,
+        ),
+    ] {
+        ds.with(|c| c.initsleep = sleep);
+        ds.clear_calls();
+        // The clock runs (a frozen one would never reach the deadline).
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, system_tests::now()));
+        let (d, lines) = ds.run_logged(&driver);
+        if skips {
+            f.expect(what, &d, "PAM_IGNORE");
+            continue;
+        }
+        f.refused(what, &d);
+        let listed = |l: &&String| l.contains("group list of") && l.contains("incomplete");
+        if !lines
+            .iter()
+            .filter(listed)
+            .any(|l| l.contains("more than 10 s") && !l.contains("did not answer"))
+        {
+            f.0.push(format!("{what}: the deadline is not logged: {lines:?}"));
+        }
+        // The directory was asked for the user's groups by the walk too (once by
+        // getgrouplist before it).
+        let asked = ds
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("initgroups"))
+            .count();
+        if asked < 2 {
+            f.0.push(format!("{what}: initgroups asked {asked} time(s)"));
+        }
+    }
+    mode.unenroll(&u);
     f.check();
 }
