@@ -16,7 +16,7 @@ use totp_os::safefile::{self, FileRules};
 use crate::log::sanitize;
 use crate::pamio::Level;
 use crate::system::System;
-use totp_os::nss::{GroupLists, Passwd};
+use totp_os::nss::{GroupLists, NssError, Passwd};
 
 /// The PAM items a skip decision may look at. Never the environment (R20).
 pub struct LoginItems<'a> {
@@ -210,6 +210,15 @@ impl<'a> GroupFacts<'a> {
         let short = self.lists.asked(question).filter(|l| !l.list.complete);
         if let (Membership::Unknown, Some(_), Some(short)) = (m, &entry, short) {
             let why = match (&short.source, short.errno) {
+                // The walk's deadline: the source may well have answered, after it.
+                (source, errno) if errno == libc::ETIME => sanitize(
+                    NssError::SourceFailed {
+                        service: source.clone(),
+                        errno,
+                    }
+                    .to_string()
+                    .as_bytes(),
+                ),
                 (Some(source), errno) => format!(
                     "the name service source {} (nsswitch.conf) did not answer: {}",
                     sanitize(source.as_bytes()),

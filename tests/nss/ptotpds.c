@@ -36,7 +36,8 @@
  * (a mode as above) is what getgrgid alone answers; "nameless" finds the group but
  * leaves its gr_name NULL (a broken module).
  *
- * "grgidsleep <ms>": getgrgid answers only after that long (a slow directory).
+ * "grgidsleep <ms>": getgrgid answers only after that long (a slow directory);
+ * "initsleep <ms>": initgroups likewise.
  *
  * Compiled with -DNO_GETGRGID, the module has no getgrgid_r at all (a source that
  * resolves group names but cannot name a gid).
@@ -73,6 +74,7 @@ struct control {
     unsigned long grfirst;
     char grgidmode[32];
     unsigned long grgidsleep;
+    unsigned long initsleep;
 };
 
 static void load(struct control *c)
@@ -118,6 +120,8 @@ static void load(struct control *c)
             snprintf(c->grgidmode, sizeof c->grgidmode, "%s", value);
         else if (strcmp(line, "grgidsleep") == 0)
             c->grgidsleep = strtoul(value, NULL, 10);
+        else if (strcmp(line, "initsleep") == 0)
+            c->initsleep = strtoul(value, NULL, 10);
         else if (strcmp(line, "grmember") == 0)
             c->grmember = strcmp(value, "1") == 0;
     }
@@ -146,6 +150,16 @@ static void note(const char *call, const char *arg)
         return;
     fprintf(f, "%s %s\n", call, arg);
     fclose(f);
+}
+
+/* Waits `ms` milliseconds (a slow directory). */
+static void pause_for(unsigned long ms)
+{
+    if (ms == 0)
+        return;
+    struct timespec pause = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+        ;
 }
 
 /* The answer for a failure mode, or NSS_STATUS_SUCCESS to go on answering. */
@@ -316,12 +330,7 @@ enum nss_status _nss_ptotpds_getgrgid_r(gid_t gid, struct group *gr, char *buf,
     char arg[32];
     snprintf(arg, sizeof arg, "%lu", (unsigned long)gid);
     note("getgrgid", arg);
-    if (c.grgidsleep != 0) {
-        struct timespec pause = {(time_t)(c.grgidsleep / 1000),
-                                 (long)(c.grgidsleep % 1000) * 1000000L};
-        while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
-            ;
-    }
+    pause_for(c.grgidsleep);
     errno = saved;
     enum nss_status failed = group_failure(&c, errnop);
     if (failed == NSS_STATUS_SUCCESS)
@@ -352,6 +361,7 @@ enum nss_status _nss_ptotpds_initgroups_dyn(const char *user, gid_t group, long 
     struct control c;
     load(&c);
     note("initgroups", user);
+    pause_for(c.initsleep);
     errno = saved;
     enum nss_status failed = failure(c.group, errnop);
     if (failed != NSS_STATUS_SUCCESS)

@@ -47,6 +47,8 @@ struct Control {
     grgidmode: &'static str,
     /// Milliseconds `getgrgid` waits before it answers (0: at once).
     grgidsleep: u64,
+    /// Milliseconds `initgroups` waits before it answers (0: at once).
+    initsleep: u64,
 }
 
 /// The stand-in: its build, nsswitch.conf, control file, call log and rule files in one
@@ -102,6 +104,7 @@ impl DirSvc {
             grfirst: 0,
             grgidmode: "ok",
             grgidsleep: 0,
+            initsleep: 0,
         };
         let ds = DirSvc { dir, control };
         ds.set(ds.control.clone());
@@ -115,7 +118,7 @@ impl DirSvc {
     /// Rewrites the control file (the stand-in reads it on every call).
     fn set(&self, c: Control) {
         let mut text = format!(
-            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\ngrfirst {}\ngrgidmode {}\ngrgidsleep {}\n",
+            "canonical {}\nuid {}\ngid {}\ndir {}\npasswd {}\ngroup {}\npwuid {}\ngrname {}\ngrgid {}\ngrmember {}\ngrfirst {}\ngrgidmode {}\ngrgidsleep {}\ninitsleep {}\n",
             c.canonical,
             c.uid,
             c.gid,
@@ -128,7 +131,8 @@ impl DirSvc {
             u8::from(c.grmember),
             c.grfirst,
             c.grgidmode,
-            c.grgidsleep
+            c.grgidsleep,
+            c.initsleep
         );
         for a in &c.aliases {
             text.push_str(&format!("alias {a}\n"));
@@ -2618,5 +2622,136 @@ fn explain_asks_no_group_source_for_rules_that_name_no_group() {
             ));
         }
     }
+    f.check();
+}
+
+/// R22, R36 and the audit: `totp-state audit` asks each account's non-membership on a
+/// walk of its own, as its login does, but kept the names of each gid for the whole
+/// audit, a failure too. A walk that ran past its deadline (`WALK_BOUND`, 10 s) on one
+/// account's gid is a fact of that account's walk, not of the gid: the next account
+/// holding that gid got "unknown" and was reported as asked for the code, while its
+/// login, on a walk of its own, proved the non-membership and skipped. Here the
+/// directory takes 6 s for each `getgrgid`; the first account's second gid (the second
+/// account's group) is asked 12 s into its walk. Control: the directory answering at
+/// once, where the audit reports both skips.
+#[test]
+fn an_audit_keeps_no_accounts_expired_walk_for_another_account() {
+    let test = "an_audit_keeps_no_accounts_expired_walk_for_another_account";
+    if !require_root(test) || !require_tool(test, "cc") || !require_tool(test, "unshare") {
+        return;
+    }
+    let one = TestUser::create("ds8");
+    let two = TestUser::create("ds9");
+    // The first account walks its gids in ascending order: the second account's own
+    // group must be asked after the first's, when the deadline has passed.
+    let (first, second) = if one.gid < two.gid {
+        (one, two)
+    } else {
+        (two, one)
+    };
+    first.add_to_group(&second.name);
+    let ds = DirSvc::new(&first);
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&first);
+    mode.enroll(&second);
+    // A local group neither account is in: each non-membership is proven by the names
+    // the sources give the account's gids.
+    let stack = Stack::probe("svc", &mode.args("require_group=nogroup"));
+    let skip = "member of no require group";
+    for (what, sleep, first_skips) in [
+        ("a directory answering at once: control", 0, true),
+        ("a directory taking 6 s for each gid", 6000, false),
+    ] {
+        ds.with(|c| c.grgidsleep = sleep);
+        ds.clear_calls();
+        let mut audit = system_tests::audit_command(stack.path());
+        audit.args(["--user", &first.name, "--user", &second.name]);
+        let out = ds.wrap(&audit).output().expect("totp-state audit");
+        let verdicts = system_tests::audit_verdicts(&out.stdout);
+        let said = |u: &TestUser| {
+            verdicts
+                .get(&u.name)
+                .map(|v| v.1.contains(skip))
+                .unwrap_or(false)
+        };
+        // The fault happened: the first account's walk ran out, on the second's gid.
+        if said(&first) != first_skips {
+            f.0.push(format!("{what}: audit of the first account: {out:?}"));
+        }
+        let asked = format!("getgrgid {}", second.gid);
+        if !ds.calls().contains(&asked) {
+            f.0.push(format!("{what}: {asked} not made: {:?}", ds.calls()));
+        }
+        if !said(&second) {
+            f.0.push(format!("{what}: audit of the second account: {out:?}"));
+        }
+        // Its login, on a walk of its own, skips (what the audit must report).
+        let driver = Driver::new(&stack, "svc", &second.name)
+            .answer(&wrong_totp(SECRET_160, system_tests::now()));
+        f.expect(&format!("{what}: login"), &ds.run(&driver), "PAM_IGNORE");
+    }
+    mode.unenroll(&first);
+    mode.unenroll(&second);
+    f.check();
+}
+
+/// R36: the walk's deadline can also pass while each source gives the user's groups
+/// (`initgroups`), before any gid is named: the list is incomplete, the membership
+/// unknown and the code asked, as for a gid. The log said the directory "did not
+/// answer: Timer expired", an outage to look for where there was none; it now names the
+/// walk's bound, as it does for a gid. Here the directory's `initgroups` takes 11 s.
+/// Control: the directory answering at once lets the non-member skip.
+#[test]
+fn a_group_list_past_the_walks_deadline_is_logged_as_the_bound() {
+    let Some((u, ds)) = setup(
+        "a_group_list_past_the_walks_deadline_is_logged_as_the_bound",
+        "dsy",
+    ) else {
+        return;
+    };
+    let mut f = Failures::default();
+    let mode = Mode::Home;
+    mode.enroll(&u);
+    let stack = Stack::probe("svc", &mode.args("require_group=nogroup"));
+    for (what, sleep, skips) in [
+        ("a directory answering at once: control", 0, true),
+        (
+            "a directory taking 11 s for the user's groups",
+            11_000,
+            false,
+        ),
+    ] {
+        ds.with(|c| c.initsleep = sleep);
+        ds.clear_calls();
+        // The clock runs (a frozen one would never reach the deadline).
+        let driver = Driver::new(&stack, "svc", &u.name)
+            .answer(&wrong_totp(SECRET_160, system_tests::now()));
+        let (d, lines) = ds.run_logged(&driver);
+        if skips {
+            f.expect(what, &d, "PAM_IGNORE");
+            continue;
+        }
+        f.refused(what, &d);
+        let listed = |l: &&String| l.contains("group list of") && l.contains("incomplete");
+        if !lines
+            .iter()
+            .filter(listed)
+            .any(|l| l.contains("more than 10 s") && !l.contains("did not answer"))
+        {
+            f.0.push(format!("{what}: the deadline is not logged: {lines:?}"));
+        }
+        // The directory was asked for the user's groups by the walk too (once by
+        // getgrouplist before it).
+        let asked = ds
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("initgroups"))
+            .count();
+        if asked < 2 {
+            f.0.push(format!("{what}: initgroups asked {asked} time(s)"));
+        }
+    }
+    mode.unenroll(&u);
     f.check();
 }

@@ -115,6 +115,15 @@ impl fmt::Display for NssError {
 
 impl std::error::Error for NssError {}
 
+impl NssError {
+    /// Whether the walk of the group sources that gave this had run past its deadline
+    /// (R36): a fact of that walk, of how long the questions before it took, not of
+    /// what was asked; another walk (another account's) may answer the same question.
+    pub fn past_walk_deadline(&self) -> bool {
+        matches!(self, Self::SourceFailed { errno, .. } if *errno == libc::ETIME)
+    }
+}
+
 /// Buffers start here and double on `ERANGE` up to [`MAX_BUFFER`].
 const INITIAL_BUFFER: usize = 4096;
 /// Large LDAP groups can need a lot of room, but an entry bigger than this is a fault.

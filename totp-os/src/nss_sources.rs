@@ -321,7 +321,7 @@ impl Walk {
             // SAFETY: glibc calls every module's `_nss_<service>_getgrnam_r` with exactly
             // this signature (nss/nsswitch.h); a symbol of that name is that function.
             let getgrnam = unsafe { std::mem::transmute::<*mut c_void, GetgrnamR>(found) };
-            self.with_buffer(|buf| ask_group(getgrnam, name, buf))
+            self.with_buffer(|buf| ask_group(getgrnam, name, buf, &|| self.in_time()))
         })
     }
 
@@ -341,7 +341,7 @@ impl Walk {
             // SAFETY: glibc calls every module's `_nss_<service>_getgrgid_r` with exactly
             // this signature (nss/nsswitch.h); a symbol of that name is that function.
             let getgrgid = unsafe { std::mem::transmute::<*mut c_void, GetgrgidR>(found) };
-            self.with_buffer(|buf| ask_gid(getgrgid, gid, buf))
+            self.with_buffer(|buf| ask_gid(getgrgid, gid, buf, &|| self.in_time()))
         })
     }
 
@@ -402,14 +402,16 @@ impl Loaded {
 }
 
 /// One source's group called `name`, its buffer grown on ERANGE up to the cap
-/// `getgrnam_r` has too.
+/// `getgrnam_r` has too, each retry `in_time` (see [`ask_entry`]).
 fn ask_group(
     getgrnam: GetgrnamR,
     name: &CString,
     buf: &mut Vec<c_char>,
+    in_time: &dyn Fn() -> Result<(), NotEverySource>,
 ) -> Result<Option<Group>, NotEverySource> {
     ask_entry(
         buf,
+        in_time,
         |grp, buf, len, errno| {
             // SAFETY: `name` is NUL-terminated; the rest is ask_entry's promise.
             unsafe { getgrnam(name.as_ptr(), grp, buf, len, errno) }
@@ -427,9 +429,11 @@ fn ask_gid(
     getgrgid: GetgrgidR,
     gid: gid_t,
     buf: &mut Vec<c_char>,
+    in_time: &dyn Fn() -> Result<(), NotEverySource>,
 ) -> Result<Option<String>, NotEverySource> {
     let name = ask_entry(
         buf,
+        in_time,
         |grp, buf, len, errno| {
             // SAFETY: ask_entry's promise.
             unsafe { getgrgid(gid, grp, buf, len, errno) }
@@ -450,9 +454,13 @@ fn ask_gid(
 /// One `getgr*_r` call of a module, its status read: `call(grp, buf, buflen, errnop)`
 /// is made with writable storage for one group, `buflen` writable bytes at `buf` and a
 /// valid `errnop`, `buf` grown on ERANGE up to [`MAX_BUFFER`] (and left so); `copy`
-/// reads the entry of a SUCCESS while the buffer is alive.
+/// reads the entry of a SUCCESS while the buffer is alive. Each retry is another
+/// lookup (a directory's round trip), made only while `in_time` (the walk's deadline)
+/// lets it: a slow source growing a large group's buffer is not asked a dozen times past
+/// the bound.
 fn ask_entry<T>(
     buf: &mut Vec<c_char>,
+    in_time: &dyn Fn() -> Result<(), NotEverySource>,
     mut call: impl FnMut(*mut libc::group, *mut c_char, libc::size_t, *mut c_int) -> c_int,
     copy: impl FnOnce(&libc::group) -> T,
 ) -> Result<Option<T>, NotEverySource> {
@@ -476,6 +484,7 @@ fn ask_entry<T>(
                 if next > MAX_BUFFER {
                     return Err(NotEverySource::errno(libc::ERANGE));
                 }
+                in_time()?;
                 buf.resize(next, 0);
             }
             _ => {
@@ -855,6 +864,53 @@ mod tests {
         );
     }
 
+    /// A walk with time left, for the checks of one answer.
+    fn any_time() -> Result<(), NotEverySource> {
+        Ok(())
+    }
+
+    static RETRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// [`grows`], each call counted in [`RETRIES`] (a test of its own: the counts of
+    /// [`GROWS`] are another test's).
+    unsafe extern "C" fn grows_counted(
+        gid: gid_t,
+        grp: *mut libc::group,
+        buf: *mut c_char,
+        buflen: libc::size_t,
+        errnop: *mut c_int,
+    ) -> c_int {
+        RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if buflen < 64 * 1024 {
+            // SAFETY: ask_entry's valid `errnop`.
+            unsafe { *errnop = libc::ERANGE };
+            return NSS_STATUS_TRYAGAIN;
+        }
+        // SAFETY: ask_entry's writable `buf` of `buflen` bytes.
+        unsafe { answer(gid, grp, buf, c"g".as_ptr()) }
+    }
+
+    /// R36: each ERANGE retry is another lookup, so a large group's growing buffer is
+    /// asked for only while the walk has time: once its deadline has passed, the first
+    /// ERANGE ends the question (`ETIME`, no retry; it was asked up to a dozen times
+    /// more, each a directory's round trip). Control: with time left the same source is
+    /// asked until the entry fits (five calls from 4 KiB to 64 KiB) and answers.
+    #[test]
+    fn no_retry_for_a_larger_buffer_is_made_past_the_walks_deadline() {
+        let calls = || RETRIES.load(std::sync::atomic::Ordering::Relaxed);
+        let past = || Err(NotEverySource::errno(libc::ETIME));
+        assert_eq!(
+            ask_gid(grows_counted, 7, &mut Vec::new(), &past),
+            Err(NotEverySource::errno(libc::ETIME))
+        );
+        assert_eq!(calls(), 1);
+        assert_eq!(
+            ask_gid(grows_counted, 7, &mut Vec::new(), &any_time),
+            Ok(Some("g".to_owned()))
+        );
+        assert_eq!(calls(), 6);
+    }
+
     /// What one module's `getgrgid_r` answers, for [`ask_gid`]: the name `g` once the
     /// buffer holds 64 KiB (ERANGE before, as for a large directory group); each call
     /// counted in [`GROWS`].
@@ -969,22 +1025,28 @@ mod tests {
         // every doubling from 4 KiB again.
         let mut buf = Vec::new();
         let asked = || GROWS.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(ask_gid(grows, 7, &mut buf), Ok(Some("g".to_owned())));
+        assert_eq!(
+            ask_gid(grows, 7, &mut buf, &any_time),
+            Ok(Some("g".to_owned()))
+        );
         assert_eq!((asked(), buf.len()), (5, 64 * 1024));
-        assert_eq!(ask_gid(grows, 8, &mut buf), Ok(Some("g".to_owned())));
+        assert_eq!(
+            ask_gid(grows, 8, &mut buf, &any_time),
+            Ok(Some("g".to_owned()))
+        );
         assert_eq!((asked(), buf.len()), (6, 64 * 1024));
         assert_eq!(
-            ask_gid(nameless, 7, &mut Vec::new()),
+            ask_gid(nameless, 7, &mut Vec::new(), &any_time),
             Err(NotEverySource::errno(libc::EBADMSG))
         );
-        assert_eq!(ask_gid(latin1, 7, &mut Vec::new()), Ok(None));
+        assert_eq!(ask_gid(latin1, 7, &mut Vec::new(), &any_time), Ok(None));
         assert_eq!(
-            ask_gid(never_enough, 7, &mut Vec::new()),
+            ask_gid(never_enough, 7, &mut Vec::new(), &any_time),
             Err(NotEverySource::errno(libc::ERANGE))
         );
         assert_eq!(ERANGES.load(std::sync::atomic::Ordering::Relaxed), 13);
         assert_eq!(
-            ask_gid(busy, 7, &mut Vec::new()),
+            ask_gid(busy, 7, &mut Vec::new(), &any_time),
             Err(NotEverySource::errno(libc::EAGAIN))
         );
     }
@@ -1121,7 +1183,8 @@ mod tests {
     fn each_answer_of_a_sources_getgrnam_r_is_read_as_glibc_means_it() {
         let ask = |name: &str| {
             let name = CString::new(name).expect("name");
-            ask_group(stand_in_getgrnam, &name, &mut Vec::new()).map(|g| g.map(|g| g.gid))
+            ask_group(stand_in_getgrnam, &name, &mut Vec::new(), &any_time)
+                .map(|g| g.map(|g| g.gid))
         };
         assert_eq!(ask("ok:1"), Ok(Some(4242)));
         // Grown past 4 KiB by doubling, and to exactly the cap.

@@ -29,7 +29,8 @@ pub struct Skips<'a> {
     /// only for a non-membership, once per group.
     every_source: std::cell::RefCell<HashMap<String, Option<Vec<GroupEntry>>>>,
     /// The names every source gives each gid (`None`: a source did not answer), asked
-    /// only for a non-membership, once per gid for the whole audit.
+    /// only for a non-membership, once per gid for the whole audit; an account's walk
+    /// that ran out before it answered is not kept ([`shared`]).
     gid_names: std::cell::RefCell<HashMap<u32, Option<Vec<String>>>>,
     /// Whether the service's logins can have an origin: su, sudo and the other
     /// identity switches never have one (`totp_core::addr::classify_origin_with_reason`).
@@ -277,19 +278,11 @@ impl<'a> Skips<'a> {
                     .map(|l| &l.list)
             },
             || {
-                self.every_source
-                    .borrow_mut()
-                    .entry(group.to_owned())
-                    .or_insert_with(|| every_source_entries(group))
-                    .clone()
+                shared(&self.every_source, group.to_owned(), || {
+                    nss::lookup_group_in_every_source(group)
+                })
             },
-            |gid| {
-                self.gid_names
-                    .borrow_mut()
-                    .entry(gid)
-                    .or_insert_with(|| lists.sources.gid_names(gid).ok())
-                    .clone()
-            },
+            |gid| shared(&self.gid_names, gid, || lists.sources.gid_names(gid)),
         )
     }
 }
@@ -315,8 +308,22 @@ fn blank_line(text: &mut Vec<u8>, line: usize) {
     });
 }
 
-/// The group called `group` in every source of the group database, as the module asks
-/// for a non-membership; `None` when a source did not answer.
-fn every_source_entries(group: &str) -> Option<Vec<GroupEntry>> {
-    nss::lookup_group_in_every_source(group).ok()
+/// The answer `ask` gives for `key`, kept in `known` for every later account of the
+/// audit (`None`: a source did not answer), except a walk's expired deadline: that is
+/// the asking account's walk (how many gids it had asked before), and the next
+/// account's login, on a walk of its own, may well get the answer.
+fn shared<K: std::hash::Hash + Eq, T: Clone>(
+    known: &std::cell::RefCell<HashMap<K, Option<T>>>,
+    key: K,
+    ask: impl FnOnce() -> Result<T, nss::NssError>,
+) -> Option<T> {
+    if let Some(answer) = known.borrow().get(&key) {
+        return answer.clone();
+    }
+    let answer = match ask() {
+        Err(e) if e.past_walk_deadline() => return None,
+        answer => answer.ok(),
+    };
+    known.borrow_mut().insert(key, answer.clone());
+    answer
 }
