@@ -2640,8 +2640,8 @@ fn an_audit_keeps_no_accounts_expired_walk_for_another_account() {
     if !require_root(test) || !require_tool(test, "cc") || !require_tool(test, "unshare") {
         return;
     }
-    let one = TestUser::create("ds8");
-    let two = TestUser::create("ds9");
+    let one = TestUser::create("dt1");
+    let two = TestUser::create("dt3");
     // The first account walks its gids in ascending order: the second account's own
     // group must be asked after the first's, when the deadline has passed.
     let (first, second) = if one.gid < two.gid {
@@ -2706,7 +2706,7 @@ fn an_audit_keeps_no_accounts_expired_walk_for_another_account() {
 fn a_group_list_past_the_walks_deadline_is_logged_as_the_bound() {
     let Some((u, ds)) = setup(
         "a_group_list_past_the_walks_deadline_is_logged_as_the_bound",
-        "dsy",
+        "dt2",
     ) else {
         return;
     };
