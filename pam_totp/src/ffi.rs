@@ -109,7 +109,27 @@ fn firewall(
             to_pam_code(&Err(AuthError::Panic))
         }
     };
+    wipe_used_stack();
     PamResultCode::try_from(code).unwrap_or(PamResultCode::PAM_SYSTEM_ERR)
+}
+
+/// How much of the stack below an export's frame [`wipe_used_stack`] overwrites: more
+/// than a login's calls below it use in the release build (the HMACs of the window are
+/// computed a few KiB down), and small beside any thread stack a PAM application runs
+/// logins on.
+const STACK_WIPE_BYTES: usize = 32 * 1024;
+
+/// Overwrites the stack the export's body used. Its frames held the HMAC values of the
+/// window's steps (each a code the user may type next) and copies of the key schedule
+/// inside the hash crates, which keep no wipe of their own; libpam returns to the
+/// application with that memory untouched, so a later leak of the process' memory
+/// (a core file, a swap page) would carry them (SECURITY.md K4).
+#[inline(never)]
+fn wipe_used_stack() {
+    use zeroize::Zeroize;
+    let mut area = [0u64; STACK_WIPE_BYTES / 8];
+    area.zeroize();
+    std::hint::black_box(&area);
 }
 
 /// What a failed conversation (or `pam_get_user`'s prompt) returned, as far as the
