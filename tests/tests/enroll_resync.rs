@@ -490,7 +490,9 @@ fn resync_of_a_file_at_the_size_cap_writes_the_offset_a_login_needs() {
     if !ready("resync_of_a_file_at_the_size_cap_writes_the_offset_a_login_needs") {
         return;
     }
-    let cap = totp_core::gafile::MAX_FILE_LEN;
+    // What a resync may fill: GA's next login needs the rest
+    // (`a_resync_near_the_cap_leaves_room_for_ga_s_next_login`).
+    let cap = totp_core::gafile::MAX_FILE_LEN - totp_core::resync::GA_LOGIN_RESERVE;
     let skew_line = "\" TIME_SKEW -20\n".len();
     let secret = random_secret_b32();
     let user = TestUser::create("rsz");
@@ -561,4 +563,77 @@ fn resync_of_a_file_at_the_size_cap_writes_the_offset_a_login_needs() {
     let file = read(&path);
     assert_eq!(file_value(&file, "TIME_SKEW").as_deref(), Some("-20"));
     assert!(file_value(&file, "PAM_TOTP_LAST_STEP").is_some(), "{file}");
+}
+
+/// GA checks a secret file's size when it reads it, never when it writes: a resync
+/// that filled a file to the last byte GA reads (the offset's line written into the 16
+/// bytes left) had GA's next login append its `DISALLOW_REUSE` step, and every login
+/// after it, GA's and the module's, refused the file as too large: the user was locked
+/// out on every host. Now such a resync is refused, the file untouched and still
+/// logging in with GA; control: the same file with GA's reserve left free is
+/// resynchronised, and GA logs the drifted phone in twice (the file still readable).
+#[test]
+fn a_resync_near_the_cap_leaves_room_for_ga_s_next_login() {
+    let test = "a_resync_near_the_cap_leaves_room_for_ga_s_next_login";
+    if !ready(test) {
+        return;
+    }
+    let Some(ga) = system_tests::ga_module() else {
+        system_tests::skip(test, "GA's pam_google_authenticator.so");
+        return;
+    };
+    let cap = totp_core::gafile::MAX_FILE_LEN;
+    let reserve = totp_core::resync::GA_LOGIN_RESERVE;
+    let skew_line = "\" TIME_SKEW -20\n".len();
+    let user = TestUser::create("rzg");
+    let ga_stack = Stack::new();
+    ga_stack.service(SERVICE, &format!("auth required {}\n", ga.display()));
+    let resync = |secret: &str| {
+        enroll_at(
+            T0,
+            &[
+                "resync",
+                "--user",
+                &user.name,
+                &phone_code(secret, T0 - 30),
+                &phone_code(secret, T0),
+            ],
+            None,
+        )
+    };
+
+    // Room for the offset's line under the cap, none for GA's next login.
+    let secret = random_secret_b32();
+    let path = user.write_secret(&padded_file(&secret, cap - skew_line), 0o600);
+    let before = read(&path);
+    let out = resync(&secret);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no room for its TIME_SKEW line"),
+        "{stderr}"
+    );
+    assert_eq!(read(&path), before, "file untouched");
+    // GA still reads the file: a code of the machine's clock logs in.
+    let code = oathtool_totp(&secret, T0 + 30, 30, 6, "sha1");
+    assert_eq!(login(&ga_stack, &user, &code, T0 + 30), "PAM_SUCCESS");
+
+    // Control: GA's reserve free.
+    let secret = random_secret_b32();
+    let path = user.write_secret(&padded_file(&secret, cap - reserve - skew_line), 0o600);
+    let out = resync(&secret);
+    stdout_of_success(&out);
+    assert_eq!(
+        file_value(&read(&path), "TIME_SKEW").as_deref(),
+        Some("-20")
+    );
+    for at in [T0 + 60, T0 + 120] {
+        assert_eq!(
+            login(&ga_stack, &user, &phone_code(&secret, at), at),
+            "PAM_SUCCESS",
+            "GA at {at}"
+        );
+        let len = read(&path).len();
+        assert!(len <= cap, "{len}");
+    }
 }
