@@ -637,3 +637,75 @@ fn a_resync_near_the_cap_leaves_room_for_ga_s_next_login() {
         assert!(len <= cap, "{len}");
     }
 }
+
+/// The same cap for `--regenerate-scratch-codes`: five new codes (45 bytes) written
+/// into a file 50 bytes under the cap left GA's next login 5 bytes, and its
+/// `DISALLOW_REUSE` step took the file past the cap, refused from then on by GA and the
+/// module. Now the run is refused before any code is shown, the file untouched; control:
+/// with GA's reserve free the codes are written and GA logs in twice.
+#[test]
+fn new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login() {
+    let test = "new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login";
+    if !ready(test) {
+        return;
+    }
+    let Some(ga) = system_tests::ga_module() else {
+        system_tests::skip(test, "GA's pam_google_authenticator.so");
+        return;
+    };
+    let cap = totp_core::gafile::MAX_FILE_LEN;
+    let five_codes = 5 * "12345678\n".len();
+    let user = TestUser::create("rzs");
+    let ga_stack = Stack::new();
+    ga_stack.service(SERVICE, &format!("auth required {}\n", ga.display()));
+    let regenerate = || {
+        enroll_at(
+            T0,
+            &[
+                "--regenerate-scratch-codes",
+                "--user",
+                &user.name,
+                "-e",
+                "5",
+                "-q",
+                "--non-interactive",
+            ],
+            None,
+        )
+    };
+    let code = |secret: &str, at: u64| oathtool_totp(secret, at, 30, 6, "sha1");
+
+    let secret = random_secret_b32();
+    let path = user.write_secret(&padded_file(&secret, cap - five_codes - 5), 0o600);
+    let before = read(&path);
+    let out = regenerate();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot replace the scratch codes"),
+        "{stderr}"
+    );
+    assert_eq!(read(&path), before, "file untouched");
+    assert_eq!(
+        login(&ga_stack, &user, &code(&secret, T0), T0),
+        "PAM_SUCCESS"
+    );
+
+    // Control: GA's reserve free.
+    let secret = random_secret_b32();
+    let reserve = totp_core::resync::GA_LOGIN_RESERVE;
+    let path = user.write_secret(&padded_file(&secret, cap - reserve - five_codes), 0o600);
+    let out = regenerate();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let file = read(&path);
+    assert_eq!(file.len(), cap - reserve, "five codes written");
+    for at in [T0 + 60, T0 + 120] {
+        assert_eq!(
+            login(&ga_stack, &user, &code(&secret, at), at),
+            "PAM_SUCCESS",
+            "GA at {at}"
+        );
+        let len = read(&path).len();
+        assert!(len <= cap, "{len}");
+    }
+}
