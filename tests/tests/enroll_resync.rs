@@ -490,7 +490,9 @@ fn resync_of_a_file_at_the_size_cap_writes_the_offset_a_login_needs() {
     if !ready("resync_of_a_file_at_the_size_cap_writes_the_offset_a_login_needs") {
         return;
     }
-    let cap = totp_core::gafile::MAX_FILE_LEN;
+    // What a resync may fill: GA's next login needs the rest
+    // (`a_resync_near_the_cap_leaves_room_for_ga_s_next_login`).
+    let cap = totp_core::gafile::MAX_FILE_LEN - totp_core::resync::GA_LOGIN_RESERVE;
     let skew_line = "\" TIME_SKEW -20\n".len();
     let secret = random_secret_b32();
     let user = TestUser::create("rsz");
@@ -561,4 +563,149 @@ fn resync_of_a_file_at_the_size_cap_writes_the_offset_a_login_needs() {
     let file = read(&path);
     assert_eq!(file_value(&file, "TIME_SKEW").as_deref(), Some("-20"));
     assert!(file_value(&file, "PAM_TOTP_LAST_STEP").is_some(), "{file}");
+}
+
+/// GA checks a secret file's size when it reads it, never when it writes: a resync
+/// that filled a file to the last byte GA reads (the offset's line written into the 16
+/// bytes left) had GA's next login append its `DISALLOW_REUSE` step, and every login
+/// after it, GA's and the module's, refused the file as too large: the user was locked
+/// out on every host. Now such a resync is refused, the file untouched and still
+/// logging in with GA; control: the same file with GA's reserve left free is
+/// resynchronised, and GA logs the drifted phone in twice (the file still readable).
+#[test]
+fn a_resync_near_the_cap_leaves_room_for_ga_s_next_login() {
+    let test = "a_resync_near_the_cap_leaves_room_for_ga_s_next_login";
+    if !ready(test) {
+        return;
+    }
+    let Some(ga) = system_tests::ga_module() else {
+        system_tests::skip(test, "GA's pam_google_authenticator.so");
+        return;
+    };
+    let cap = totp_core::gafile::MAX_FILE_LEN;
+    let reserve = totp_core::resync::GA_LOGIN_RESERVE;
+    let skew_line = "\" TIME_SKEW -20\n".len();
+    let user = TestUser::create("rzg");
+    let ga_stack = Stack::new();
+    ga_stack.service(SERVICE, &format!("auth required {}\n", ga.display()));
+    let resync = |secret: &str| {
+        enroll_at(
+            T0,
+            &[
+                "resync",
+                "--user",
+                &user.name,
+                &phone_code(secret, T0 - 30),
+                &phone_code(secret, T0),
+            ],
+            None,
+        )
+    };
+
+    // Room for the offset's line under the cap, none for GA's next login.
+    let secret = random_secret_b32();
+    let path = user.write_secret(&padded_file(&secret, cap - skew_line), 0o600);
+    let before = read(&path);
+    let out = resync(&secret);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no room for its TIME_SKEW line"),
+        "{stderr}"
+    );
+    assert_eq!(read(&path), before, "file untouched");
+    // GA still reads the file: a code of the machine's clock logs in.
+    let code = oathtool_totp(&secret, T0 + 30, 30, 6, "sha1");
+    assert_eq!(login(&ga_stack, &user, &code, T0 + 30), "PAM_SUCCESS");
+
+    // Control: GA's reserve free.
+    let secret = random_secret_b32();
+    let path = user.write_secret(&padded_file(&secret, cap - reserve - skew_line), 0o600);
+    let out = resync(&secret);
+    stdout_of_success(&out);
+    assert_eq!(
+        file_value(&read(&path), "TIME_SKEW").as_deref(),
+        Some("-20")
+    );
+    for at in [T0 + 60, T0 + 120] {
+        assert_eq!(
+            login(&ga_stack, &user, &phone_code(&secret, at), at),
+            "PAM_SUCCESS",
+            "GA at {at}"
+        );
+        let len = read(&path).len();
+        assert!(len <= cap, "{len}");
+    }
+}
+
+/// The same cap for `--regenerate-scratch-codes`: five new codes (45 bytes) written
+/// into a file 50 bytes under the cap left GA's next login 5 bytes, and its
+/// `DISALLOW_REUSE` step took the file past the cap, refused from then on by GA and the
+/// module. Now the run is refused before any code is shown, the file untouched; control:
+/// with GA's reserve free the codes are written and GA logs in twice.
+#[test]
+fn new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login() {
+    let test = "new_scratch_codes_near_the_cap_leave_room_for_ga_s_next_login";
+    if !ready(test) {
+        return;
+    }
+    let Some(ga) = system_tests::ga_module() else {
+        system_tests::skip(test, "GA's pam_google_authenticator.so");
+        return;
+    };
+    let cap = totp_core::gafile::MAX_FILE_LEN;
+    let five_codes = 5 * "12345678\n".len();
+    let user = TestUser::create("rzs");
+    let ga_stack = Stack::new();
+    ga_stack.service(SERVICE, &format!("auth required {}\n", ga.display()));
+    let regenerate = || {
+        enroll_at(
+            T0,
+            &[
+                "--regenerate-scratch-codes",
+                "--user",
+                &user.name,
+                "-e",
+                "5",
+                "-q",
+                "--non-interactive",
+            ],
+            None,
+        )
+    };
+    let code = |secret: &str, at: u64| oathtool_totp(secret, at, 30, 6, "sha1");
+
+    let secret = random_secret_b32();
+    let path = user.write_secret(&padded_file(&secret, cap - five_codes - 5), 0o600);
+    let before = read(&path);
+    let out = regenerate();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot replace the scratch codes"),
+        "{stderr}"
+    );
+    assert_eq!(read(&path), before, "file untouched");
+    assert_eq!(
+        login(&ga_stack, &user, &code(&secret, T0), T0),
+        "PAM_SUCCESS"
+    );
+
+    // Control: GA's reserve free.
+    let secret = random_secret_b32();
+    let reserve = totp_core::resync::GA_LOGIN_RESERVE;
+    let path = user.write_secret(&padded_file(&secret, cap - reserve - five_codes), 0o600);
+    let out = regenerate();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let file = read(&path);
+    assert_eq!(file.len(), cap - reserve, "five codes written");
+    for at in [T0 + 60, T0 + 120] {
+        assert_eq!(
+            login(&ga_stack, &user, &code(&secret, at), at),
+            "PAM_SUCCESS",
+            "GA at {at}"
+        );
+        let len = read(&path).len();
+        assert!(len <= cap, "{len}");
+    }
 }

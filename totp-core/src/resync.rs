@@ -19,7 +19,10 @@
 //! A file near GA's size cap gets the offset (or counter) if its line fits, and the
 //! two bookkeeping lines only where they fit too, as a login leaves them
 //! ([`Resynced::lines_not_updated`]); an offset whose line does not fit is
-//! [`ResyncError::NoRoom`], the file unchanged.
+//! [`ResyncError::NoRoom`], the file unchanged. "Fits" keeps [`GA_LOGIN_RESERVE`]
+//! free below the cap (or the file no larger than it was): GA writes past the cap
+//! without a check and then refuses the file, so a resync that fills the file to the
+//! byte locks the user out everywhere at GA's next login.
 //!
 //! An offset beyond the admin's `max_time_skew` cap is refused rather than clamped:
 //! a clamped skew would leave the user locked out while looking fixed. Every
@@ -36,6 +39,14 @@ use crate::gafile::{
     KEY_RESETTING_TIME_SKEW, KEY_TIME_SKEW, MAX_COUNTER, Mode,
 };
 use crate::otp;
+
+/// The bytes one GA login may add to a secret file, which a resync leaves free below
+/// [`gafile::MAX_FILE_LEN`] when it makes the file larger: GA appends a
+/// `DISALLOW_REUSE` step (12) and a `RATE_LIMIT` time (11), may write a
+/// `RESETTING_TIME_SKEW` line (88) and a `LASTn` line with a 255-byte host (275), and
+/// checks the size only when it reads, so a file it writes past the cap is refused
+/// from then on, by GA and by the module alike. Rounded up.
+pub const GA_LOGIN_RESERVE: usize = 512;
 
 /// How far the search reaches either way, in seconds: one day of steps (2880 at
 /// 30 s, 86400 at 1 s). A phone further off has a wrong date, not a drift; its
@@ -129,9 +140,10 @@ impl fmt::Display for ResyncError {
             Self::NoRoom { key } => write!(
                 f,
                 "the secret file has no room for its {key} line: written, the file would \
-                 be larger than {} bytes, which GA and the module refuse to read; nothing \
-                 was changed. Make room in the file (remove what is not GA's or \
-                 pam_totp's), then run resync again",
+                 come within {GA_LOGIN_RESERVE} bytes of the {} bytes GA and the module \
+                 read at most, and GA's next login could take it past them (both then \
+                 refuse it); nothing was changed. Make room in the file (remove what is \
+                 not GA's or pam_totp's), then run resync again",
                 gafile::MAX_FILE_LEN
             ),
         }
@@ -172,30 +184,63 @@ pub struct Resynced {
     pub lines_not_updated: Vec<&'static str>,
 }
 
+/// The largest file a resync of `original` may write: [`GA_LOGIN_RESERVE`] below the
+/// cap, or the size the file already had (GA's logins were working with that).
+fn size_limit(original: &GaFile) -> usize {
+    original
+        .as_bytes()
+        .len()
+        .max(gafile::MAX_FILE_LEN - GA_LOGIN_RESERVE)
+}
+
+/// `file.set(key, value)` if the file stays within `limit` bytes; `Ok(false)`, the
+/// file unchanged, if not.
+fn set_if_room(
+    file: &mut GaFile,
+    key: &'static str,
+    value: &str,
+    limit: usize,
+) -> Result<bool, ResyncError> {
+    let mut next = file.clone();
+    match next.set(key, value) {
+        Err(GaFileError::TooLarge) => return Ok(false),
+        other => other?,
+    }
+    if next.as_bytes().len() > limit {
+        return Ok(false);
+    }
+    *file = next;
+    Ok(true)
+}
+
 /// `file.set(key, value)` where the resync cannot do without the line.
-fn set_essential(file: &mut GaFile, key: &'static str, value: &str) -> Result<(), ResyncError> {
-    match file.set(key, value) {
-        Err(GaFileError::TooLarge) => Err(ResyncError::NoRoom { key }),
-        other => Ok(other?),
+fn set_essential(
+    file: &mut GaFile,
+    key: &'static str,
+    value: &str,
+    limit: usize,
+) -> Result<(), ResyncError> {
+    if set_if_room(file, key, value, limit)? {
+        Ok(())
+    } else {
+        Err(ResyncError::NoRoom { key })
     }
 }
 
 /// `file.set(key, value)`, or the line left as it is (named in `skipped`) where the
-/// file would outgrow GA's size cap: the module's rule for its own bookkeeping
+/// file would outgrow `limit`: the module's rule for its own bookkeeping
 /// (`verify::decide`), so a file a user still logs in with can be resynchronised.
 fn set_within_cap(
     file: &mut GaFile,
     key: &'static str,
     value: &str,
+    limit: usize,
     skipped: &mut Vec<&'static str>,
 ) -> Result<(), ResyncError> {
-    match file.set(key, value) {
-        Err(GaFileError::TooLarge) => {
-            skipped.push(key);
-            Ok(())
-        }
-        other => Ok(other?),
+    if !set_if_room(file, key, value, limit)? {
+        skipped.push(key);
     }
+    Ok(())
 }
 
 /// Finds the phone's offset from `first` and `second` (typed in that order, the
@@ -233,13 +278,14 @@ pub fn resync(
         });
     }
 
+    let limit = size_limit(file);
     let mut out = file.clone();
     // Removals first: the room they free may be what the offset's line needs.
     out.remove(KEY_RESETTING_TIME_SKEW);
     if skew == 0 {
         out.remove(KEY_TIME_SKEW);
     } else {
-        set_essential(&mut out, KEY_TIME_SKEW, &skew.to_string())?;
+        set_essential(&mut out, KEY_TIME_SKEW, &skew.to_string(), limit)?;
     }
     let mut lines_not_updated = Vec::new();
     let last_step = cfg.last_step.map_or(second_step, |l| l.max(second_step));
@@ -247,6 +293,7 @@ pub fn resync(
         &mut out,
         KEY_LAST_STEP,
         &last_step.to_string(),
+        limit,
         &mut lines_not_updated,
     )?;
     if let Some(value) = file.get(KEY_DISALLOW_REUSE) {
@@ -260,7 +307,13 @@ pub fn resync(
         let value = String::from_utf8(value).map_err(|_| GaFileError::BadValue {
             key: KEY_DISALLOW_REUSE,
         })?;
-        set_within_cap(&mut out, KEY_DISALLOW_REUSE, &value, &mut lines_not_updated)?;
+        set_within_cap(
+            &mut out,
+            KEY_DISALLOW_REUSE,
+            &value,
+            limit,
+            &mut lines_not_updated,
+        )?;
     }
     Ok(Resynced {
         file: out,
@@ -315,6 +368,7 @@ pub fn resync_counter(
         &mut out,
         KEY_HOTP_COUNTER,
         &(second_counter + 1).to_string(),
+        size_limit(file),
     )?;
     Ok(CounterResynced {
         file: out,
@@ -423,36 +477,62 @@ mod tests {
         GaFile::parse(text.as_bytes()).expect("file")
     }
 
-    /// Near the size cap: the offset's line is written where it fits and the
-    /// bookkeeping lines left as they are (a login's rule), an offset with no room is
-    /// `NoRoom`; control: with room, every line is written.
+    /// Near the size cap: the offset's line is written where it fits, leaving GA's
+    /// login its reserve, and the bookkeeping lines left as they are (a login's rule);
+    /// an offset with no room is `NoRoom`; control: with room, every line is written.
     #[test]
     fn near_the_size_cap_the_offset_comes_first() {
         let reuse = "\" DISALLOW_REUSE\n";
         let skew_line = "\" TIME_SKEW -20\n".len();
-        let f = padded(reuse, gafile::MAX_FILE_LEN - skew_line);
+        let limit = gafile::MAX_FILE_LEN - GA_LOGIN_RESERVE;
+        let f = padded(reuse, limit - skew_line);
         let done = run(&f, -20, 30).expect("resynced");
         assert_eq!(done.file.config().expect("cfg").time_skew, Some(-20));
-        assert_eq!(done.file.as_bytes().len(), gafile::MAX_FILE_LEN);
+        assert_eq!(done.file.as_bytes().len(), limit);
         assert_eq!(done.lines_not_updated, [KEY_LAST_STEP, KEY_DISALLOW_REUSE]);
         assert_eq!(done.file.get(KEY_LAST_STEP), None);
 
-        let f = padded(reuse, gafile::MAX_FILE_LEN - skew_line + 1);
+        let f = padded(reuse, limit - skew_line + 1);
         assert_eq!(
             run(&f, -20, 30).map(|d| d.skew),
             Err(ResyncError::NoRoom { key: KEY_TIME_SKEW })
         );
-        // A stale RESETTING_TIME_SKEW line is removed first: its room is the offset's.
+        // A stale RESETTING_TIME_SKEW line is removed first: its room is the offset's,
+        // and a file no larger than before keeps what GA's logins had.
         let f = padded(
             "\" RESETTING_TIME_SKEW 1234+5 1235+5\n",
             gafile::MAX_FILE_LEN - 1,
         );
-        assert_eq!(run(&f, -20, 30).expect("resynced").skew, -20);
+        let done = run(&f, -20, 30).expect("resynced");
+        assert_eq!(done.skew, -20);
+        assert!(done.file.as_bytes().len() < gafile::MAX_FILE_LEN - 1);
 
-        let f = padded(reuse, gafile::MAX_FILE_LEN - 1000);
+        let f = padded(reuse, limit - 1000);
         let done = run(&f, -20, 30).expect("resynced");
         assert!(done.lines_not_updated.is_empty());
         assert!(done.file.get(KEY_LAST_STEP).is_some());
+    }
+
+    /// A file filled to the byte is refused by GA once GA's next login appends to it
+    /// (GA writes without checking the size): a resync never takes a file into GA's
+    /// reserve, though the line would fit under the cap itself. Control: the same
+    /// file with the reserve free is resynchronised.
+    #[test]
+    fn a_resync_leaves_ga_login_its_reserve_below_the_cap() {
+        let reuse = "\" DISALLOW_REUSE\n";
+        let skew_line = "\" TIME_SKEW -20\n".len();
+        for len in [
+            gafile::MAX_FILE_LEN - skew_line,
+            gafile::MAX_FILE_LEN - GA_LOGIN_RESERVE,
+        ] {
+            assert_eq!(
+                run(&padded(reuse, len), -20, 30).map(|d| d.skew),
+                Err(ResyncError::NoRoom { key: KEY_TIME_SKEW }),
+                "{len}"
+            );
+        }
+        let f = padded(reuse, gafile::MAX_FILE_LEN - GA_LOGIN_RESERVE - skew_line);
+        assert_eq!(run(&f, -20, 30).map(|d| d.skew), Ok(-20));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use totp_core::code;
-use totp_core::gafile::{EnrollSettings, GaFile};
+use totp_core::gafile::{self, EnrollSettings, GaFile};
 use totp_core::ledger::OriginKey;
 use totp_core::otp::{self, Algorithm, Digits};
 use totp_core::policy::Policy;
@@ -909,6 +909,23 @@ fn regenerate(req: &Request, target: &Target, console: &mut Console) -> Result<(
             .map_err(|err| Error::failed(format!("\"{}\": {err}", target.path().display())))?;
         file.regenerate_scratch_codes(&codes)
             .map_err(|err| Error::failed(format!("cannot replace the scratch codes: {err}")))?;
+        // GA checks the size only when it reads: a file its next login takes past the
+        // cap is refused from then on, by GA and the module alike.
+        let limit = contents
+            .len()
+            .max(gafile::MAX_FILE_LEN - totp_core::resync::GA_LOGIN_RESERVE);
+        if file.as_bytes().len() > limit {
+            return Err(Error::failed(format!(
+                "cannot replace the scratch codes: the new ones would take \"{}\" within {} \
+                 bytes of the {} bytes GA and the module read at most, and GA's next login \
+                 could take it past them (both then refuse it); nothing was changed. Make \
+                 room in the file (remove what is not GA's or pam_totp's), or ask for fewer \
+                 codes",
+                target.path().display(),
+                totp_core::resync::GA_LOGIN_RESERVE,
+                gafile::MAX_FILE_LEN
+            )));
+        }
         Ok::<_, Error>(file)
     };
     // What can be refused (no file, a directory a login would refuse, a file that does

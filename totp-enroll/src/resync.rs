@@ -142,12 +142,13 @@ pub fn run(args: ResyncArgs) -> Result<u8, Error> {
              once, though this module refuses them"
         };
         crate::error::to_stderr(&format!(
-            "warning: the secret file's {}: updated, the file would be \
-             larger than {} bytes, which GA refuses to read (a login leaves it so too). \
-             The two codes typed here are not all marked used in the file: until the phone \
-             shows the code after them, {who}. Make room in the file (remove what is \
-             not GA's or pam_totp's).\n",
+            "warning: the secret file's {}: updated, the file would come \
+             within {} bytes of the {} bytes GA reads at most, which GA's next login \
+             could take it past (a login leaves it so too). The two codes typed here are \
+             not all marked used in the file: until the phone shows the code after them, \
+             {who}. Make room in the file (remove what is not GA's or pam_totp's).\n",
             lines_words(&done.lines_not_updated),
+            resync::GA_LOGIN_RESERVE,
             totp_core::gafile::MAX_FILE_LEN
         ));
     }
