@@ -2379,6 +2379,121 @@ fn table() -> Vec<Scenario> {
         }),
     );
 
+    rows.push(
+        row(
+            "RATE_LIMIT: try_first_pass, the attempt over the limit",
+            Expect::Differs(
+                "a rate-limited attempt is prompted by us (answer discarded), not by GA",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n"),
+        )
+        .args("try_first_pass")
+        .steps(vec![
+            at(T * 30).authtok(pre("pw", Tok::Totp(T))).ans(Tok::Totp(T)).both(ok(0)),
+            at(T * 30 + 31).authtok(pre("pw", Tok::Totp(T + 1))).ans(Tok::Totp(T + 1)).both(ok(0)),
+            at(T * 30 + 32).authtok(Tok::Lit("Tr0ub4dor&3")).ans(Tok::Totp(T + 1)).both(err(1)),
+            at(T * 30 + 33)
+                .authtok(pre("pw", Tok::Wrong))
+                .ans(Tok::Wrong)
+                .both(err(1)),
+            // Over the limit: GA counts it (the oldest time goes), and so must we.
+            at(T * 30 + 34)
+                .authtok(pre("pw", Tok::Totp(T + 1)))
+                .ans(Tok::Totp(T + 1))
+                .each(err(0), err(1))
+                .file_after("2SH3V3GDW7ZNMGYE\n\" RATE_LIMIT 3 30 300032 300033 300034\n\" DISALLOW_REUSE 10000 10001\n\" TOTP_AUTH\n"),
+        ]),
+    );
+    // Found by the generated pass's wide exploration (seed 0x10ac): with an HOTP file,
+    // a failed check of PAM_AUTHTOK (try_first_pass) dropped its whole file change, the
+    // RATE_LIMIT entry GA counts for the login with the counter's move, so hosts
+    // reading the file (shared_file=yes) did not count that attempt.
+    rows.push(
+        row(
+            "RATE_LIMIT: HOTP, try_first_pass, the attempt over the limit",
+            Expect::Differs(
+                "a rate-limited attempt is prompted by us (answer discarded), not by GA",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n\" RATE_LIMIT +3 30 +299000"),
+        )
+        .args("try_first_pass")
+        .steps(vec![
+            at(300_000)
+                .authtok(pre("pw", Tok::Hotp(1)))
+                .ans(Tok::Hotp(1))
+                .both(ok(0)),
+            at(300_003)
+                .authtok(Tok::Lit("Tr0ub4dor&3"))
+                .ans(Tok::Hotp(2))
+                .both(ok(1)),
+            at(300_004)
+                .authtok(pre("pw", Tok::Hotp(3)))
+                .ans(Tok::Hotp(3))
+                .both(ok(0)),
+            // Over the limit: GA counts it (the oldest time goes), and so must we.
+            at(300_020)
+                .authtok(pre("pw", Tok::Hotp(4)))
+                .ans(Tok::Hotp(4))
+                .each(err(0), err(1)),
+        ])
+        .files(|f| {
+            check_equal(f)?;
+            let line = "\" RATE_LIMIT 3 30 300003 300004 300020\n";
+            expect_line(f.ga.as_ref(), line)?;
+            expect_line(f.ours.as_ref(), line)
+        }),
+    );
+    rows.push(
+        row(
+            "RATE_LIMIT: HOTP, try_first_pass, wrong PAM_AUTHTOK then the prompt",
+            Expect::Same,
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n\" RATE_LIMIT 3 30\n"),
+        )
+        .args("try_first_pass")
+        .steps(vec![
+            at(300_000)
+                .authtok(pre("pw", Tok::Wrong))
+                .ans(Tok::Hotp(1))
+                .both(ok(1)),
+            at(300_005)
+                .authtok(pre("pw", Tok::Wrong))
+                .ans(Tok::Wrong)
+                .both(err(1)),
+        ])
+        .files(|f| {
+            check_equal(f)?;
+            // One entry per login, as GA counts them; the failed login moved the
+            // counter once (GA's rule), after the prompted answer.
+            let line = "\" RATE_LIMIT 3 30 300000 300005\n";
+            expect_line(f.ga.as_ref(), line)?;
+            expect_line(f.ours.as_ref(), line)?;
+            expect_line(f.ours.as_ref(), "\" HOTP_COUNTER 3\n")
+        }),
+    );
+    // Found by the generated pass's wide exploration (a clock jump back under
+    // grace_period=): GA's grace takes a recorded time after the clock's.
+    rows.push(
+        row(
+            "grace period: the clock stepped back behind the recorded login",
+            Expect::Differs(
+                "GA's grace takes a time recorded after the clock's (a clock stepped \
+                 back) as within the period and asks for nothing; we need when <= now < \
+                 when + grace_period (docs/file-format.md, deviations), ask for the code, \
+                 and our replay mark refuses one older than the last accepted",
+            ),
+            file(TOTP_REUSE_FILE),
+        )
+        .args("grace_period=300")
+        .steps(vec![
+            at(T * 30).ans(Tok::Totp(T)).rhost("10.0.0.5").both(ok(1)),
+            at(T * 30 - 150)
+                .ans(Tok::Totp(T - 5))
+                .rhost("10.0.0.5")
+                .each(ok(0), err(1)),
+            // Control: with the clock past the recorded time, both let the host in.
+            at(T * 30 + 60).rhost("10.0.0.5").both(ok(0)),
+        ]),
+    );
     rows
 }
 
@@ -3150,8 +3265,12 @@ fn doc_matches_the_table() -> Result<(), Failed> {
 /// (seed 101: an older HOTP code, the row "HOTP: a code older than the one just
 /// accepted, then the token's next press"; seed 0x133: a step listed ahead of the
 /// clock, "DISALLOW_REUSE: a step listed ahead of the clock, pruned by GA, typed
-/// again").
-const GENERATED_SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6, 7, 8, 101, 0x133];
+/// again"). From the wide exploration ([`wide_trial`]): seed 0x100b, GA 1.08 asking
+/// again within `grace_period=` (no `LASTn` saved) and using a scratch code we leave;
+/// seed 0x101a, "grace period: the clock stepped back behind the recorded login";
+/// seed 0x1064, an attempt our throttling refused unevaluated, which GA's
+/// `RATE_LIMIT` counts.
+const GENERATED_SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6, 7, 8, 101, 0x133, 0x100b, 0x101a, 0x1064];
 /// Cases per seed: the whole pass stays well under a minute on a small machine.
 const GENERATED_CASES: usize = 5;
 
@@ -3629,6 +3748,8 @@ const HOTP_TFP_SCRATCH: &str = "HOTP: try_first_pass, wrong PAM_AUTHTOK then a s
 const RATE_AHEAD: &str = "RATE_LIMIT times ahead of the clock (clock stepped back)";
 const SKEW_LEARNING: &str = "skew learning: codes 1000 steps behind";
 const THREE_FAILURES: &str = "three failures, then the right code within 30 s";
+const GRACE_UNSAVED: &str = "grace_period=60, nothing else changes";
+const GRACE_AHEAD: &str = "grace period: the clock stepped back behind the recorded login";
 
 /// The guesses a failed login is charged with by our throttling: two when
 /// `try_first_pass` tried a code in `PAM_AUTHTOK` and then the prompted one (each
@@ -3724,11 +3845,17 @@ fn run_gen_case(env: &Env, case: &GenCase) -> (String, GenOutcome) {
     let mut log = String::new();
     let mut verdicts: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     let mut consumed = Vec::new();
+    // Per step: whether GA, and we, asked for a code (a grace login does not).
+    let mut asked = vec![(false, false); case.steps.len()];
     let mut finals: [Option<Vec<u8>>; 2] = [None, None];
     for (k, m) in [Module::Ga, Module::Ours].into_iter().enumerate() {
         init_file(env, &sc.init);
-        for st in &sc.steps {
+        for (i, st) in sc.steps.iter().enumerate() {
             let seen = run_step(env, &sc, m, st, case.pass);
+            match m {
+                Module::Ga => asked[i].0 = seen.prompts > 0,
+                Module::Ours => asked[i].1 = seen.prompts > 0,
+            }
             if m == Module::Ours {
                 // A grace login asks for nothing and uses no code.
                 let used = case.extras.grace.is_none() || seen.prompts > 0;
@@ -3746,9 +3873,21 @@ fn run_gen_case(env: &Env, case: &GenCase) -> (String, GenOutcome) {
         );
     }
     let got = |v: &[String]| v.iter().map(|r| Got::of(r)).collect::<Vec<_>>();
-    let outcome = match judge(case, &got(&verdicts[0]), &got(&verdicts[1]), &consumed) {
+    let outcome = match judge(
+        case,
+        &got(&verdicts[0]),
+        &got(&verdicts[1]),
+        &consumed,
+        &asked,
+    ) {
         Some((i, why)) => GenOutcome::Parted(i, why),
-        None => match judge_files(case, &consumed, finals[0].as_deref(), finals[1].as_deref()) {
+        None => match judge_files(
+            case,
+            &consumed,
+            &asked,
+            finals[0].as_deref(),
+            finals[1].as_deref(),
+        ) {
             Ok(why) => GenOutcome::Agreed(why),
             Err(e) => GenOutcome::FilesDiffer(e),
         },
@@ -3861,14 +4000,15 @@ fn hotp_counter_reason(
     // failure (which uses no code) is left out: our counter stays behind GA's.
     let behind = matches!((ga, ours), (Some(g), Some(o)) if o < g);
     let mut run = 0;
-    for (k, (_, a)) in case.steps.iter().enumerate() {
+    for k in 0..case.steps.len() {
+        // Refused unevaluated: the guesses before it reached our threshold.
+        if behind && run >= 3 {
+            return Some(THREE_FAILURES);
+        }
         if consumed.get(k) == Some(&true) {
             run = 0;
         } else {
             run += guesses(case, k);
-        }
-        if behind && run >= 3 && !matches!(a, GenAns::Scratch(_)) {
-            return Some(THREE_FAILURES);
         }
     }
     let mut last: Option<u64> = None;
@@ -3895,6 +4035,70 @@ fn hotp_counter_reason(
     (case.mode == GenMode::TryFirstPass && scratch_in).then_some(HOTP_TFP_SCRATCH)
 }
 
+/// Our file lacks only attempts we refused unevaluated, after three or more guesses in
+/// a row (our throttling: no code was tried, so no attempt is counted); GA counted them.
+fn throttled_only(case: &GenCase, consumed: &[bool], ga: &[i64], ours: &[i64]) -> bool {
+    let mut left: Vec<i64> = ga.to_vec();
+    for t in ours {
+        match left.iter().position(|x| x == t) {
+            Some(p) => {
+                left.remove(p);
+            }
+            None => return false,
+        }
+    }
+    let mut run = 0;
+    let mut refused = Vec::new();
+    for k in 0..case.steps.len() {
+        if run >= 3 {
+            refused.push(case.steps[k].0 as i64);
+        }
+        if consumed.get(k) == Some(&true) {
+            run = 0;
+        } else {
+            run += guesses(case, k);
+        }
+    }
+    left.iter().all(|t| refused.contains(t))
+}
+
+/// The files part only by what GA used at logins we let in on grace (GA had not saved
+/// the host's time): scratch codes typed then are still in our file, and GA's HOTP
+/// counter moved past codes typed then. Nothing else may differ.
+fn grace_unsaved_files(case: &GenCase, asked: &[(bool, bool)], gv: &[u8], ov: &[u8]) -> bool {
+    let skipped: Vec<&GenAns> = case
+        .steps
+        .iter()
+        .zip(asked)
+        .filter(|(_, a)| **a == (true, false))
+        .map(|((_, ans), _)| ans)
+        .collect();
+    if case.extras.grace.is_none() || skipped.is_empty() {
+        return false;
+    }
+    let lines = |v: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(v)
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect()
+    };
+    let (g, o) = (lines(gv), lines(ov));
+    let only_ours = o.iter().filter(|l| !g.contains(l));
+    let only_ga = g.iter().filter(|l| !o.contains(l));
+    let scratch_typed = |l: &str| {
+        skipped
+            .iter()
+            .any(|a| matches!(a, GenAns::Scratch(c) if c == l.trim()))
+    };
+    let hotp_typed = skipped.iter().any(|a| matches!(a, GenAns::Hotp(_)));
+    only_ours
+        .clone()
+        .all(|l| scratch_typed(l) || (hotp_typed && l.starts_with("\" HOTP_COUNTER")))
+        && only_ga
+            .clone()
+            .all(|l| hotp_typed && l.starts_with("\" HOTP_COUNTER"))
+}
+
 /// The oracle for the files both modules left after the same logins, as the GA of
 /// another host sharing the home would read them next: the configuration (options
 /// byte for byte, scratch codes left, HOTP counter); with `shared_file=yes` (where we
@@ -3905,6 +4109,7 @@ fn hotp_counter_reason(
 fn judge_files(
     case: &GenCase,
     consumed: &[bool],
+    asked: &[(bool, bool)],
     ga: Option<&[u8]>,
     ours: Option<&[u8]>,
 ) -> Result<Vec<&'static str>, String> {
@@ -3935,6 +4140,7 @@ fn judge_files(
         };
         match hotp_counter_reason(case, consumed, counter(ga), counter(ours)) {
             Some(r) if no_counter(&gv) == no_counter(&ov) => why.push(r),
+            _ if grace_unsaved_files(case, asked, &gv, &ov) => why.push(GRACE_UNSAVED),
             _ => {
                 return Err(format!(
                     "configuration differs (state lines left out):\n      GA:   {}\n      ours: {}",
@@ -4019,6 +4225,8 @@ fn judge_files(
         if gc != oc {
             if case.extras.jumps.iter().any(|(_, by)| *by < 0) {
                 why.push(RATE_AHEAD);
+            } else if throttled_only(case, consumed, &gc, &oc) {
+                why.push(THREE_FAILURES);
             } else {
                 return Err(format!(
                     "RATE_LIMIT: the attempts that still count differ: GA {gc:?}, ours {oc:?}"
@@ -4037,10 +4245,16 @@ fn judge(
     ga: &[Got],
     ours: &[Got],
     consumed: &[bool],
+    asked: &[(bool, bool)],
 ) -> Option<(usize, Option<&'static str>)> {
     let mut ours_ok = Vec::new();
     let mut ours_accepted = Vec::new();
     for (i, (g, o)) in ga.iter().zip(ours).enumerate() {
+        if g != o
+            && let Some(why) = grace_reason(case, i, *g == Got::In, consumed, asked)
+        {
+            return Some((i, Some(why)));
+        }
         if g != o {
             // A skip (`nullok`) against a verdict has no documented reason.
             let why = (*g != Got::Skipped && *o != Got::Skipped)
@@ -4054,6 +4268,37 @@ fn judge(
         }
     }
     None
+}
+
+/// Why a grace login parts the verdicts, named by its row: GA 1.08 asked for a code
+/// because it had not saved the host's time (its `LASTn` line is only written when
+/// something else changed the file), where we let the user in on our own record of a
+/// code login from that host within `grace_period=`; or GA let the user in on a time
+/// recorded after the clock's (a clock stepped back), which we do not.
+fn grace_reason(
+    case: &GenCase,
+    i: usize,
+    ga_in: bool,
+    consumed: &[bool],
+    asked: &[(bool, bool)],
+) -> Option<&'static str> {
+    let grace = case.extras.grace?;
+    let t = case.steps[i].0;
+    match asked.get(i)? {
+        (true, false) if !ga_in => {
+            // Ours must have had a code login from the host within the period.
+            let recent = (0..i).any(|k| {
+                let tk = case.steps[k].0;
+                consumed[k] && tk <= t && t < tk + grace
+            });
+            recent.then_some(GRACE_UNSAVED)
+        }
+        (false, true) if ga_in => {
+            let stepped_back = case.extras.jumps.iter().any(|(j, by)| *j <= i && *by < 0);
+            stepped_back.then_some(GRACE_AHEAD)
+        }
+        _ => None,
+    }
 }
 
 /// The oracle can fail: an in-window code GA takes and we refuse, with nothing
@@ -4084,7 +4329,8 @@ fn oracle_flags_lockouts() -> Result<(), Failed> {
             .map(|ok| if *ok { Got::In } else { Got::Out })
             .collect::<Vec<_>>()
     };
-    let j = |ga: &[bool], ours: &[bool]| judge(&case, &g(ga), &g(ours), ours);
+    let asked = [(true, true); 3];
+    let j = |ga: &[bool], ours: &[bool]| judge(&case, &g(ga), &g(ours), ours, &asked);
     let checks = [
         (j(&[true, true, false], &[true, true, false]), None),
         (
@@ -4106,6 +4352,7 @@ fn oracle_flags_lockouts() -> Result<(), Failed> {
                 &[Got::Skipped, Got::In, Got::Out],
                 &[Got::Out, Got::In, Got::Out],
                 &[false, true, false],
+                &asked,
             ),
             Some((0, None)),
         ),
@@ -4144,7 +4391,7 @@ fn oracle_flags_lockouts() -> Result<(), Failed> {
         (f(&format!(" {step}"), &format!(" {t0} {t0}"), ""), false),
     ];
     for (n, (ours, pass)) in file_checks.iter().enumerate() {
-        let got = judge_files(&reuse, &[true], Some(&same), Some(ours));
+        let got = judge_files(&reuse, &[true], &asked, Some(&same), Some(ours));
         if got.is_ok() != *pass {
             return Err(format!(
                 "file check {n}: judged {got:?} for ours {}",
@@ -4167,6 +4414,8 @@ fn oracle_flags_lockouts() -> Result<(), Failed> {
         HOTP_TFP_SCRATCH,
         RATE_AHEAD,
         SKEW_LEARNING,
+        GRACE_UNSAVED,
+        GRACE_AHEAD,
     ] {
         if !names.contains(why) {
             return Err(format!("the oracle cites {why:?}, which is no row of the table").into());
