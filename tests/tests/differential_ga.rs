@@ -2470,6 +2470,33 @@ fn table() -> Vec<Scenario> {
             expect_line(f.ours.as_ref(), "\" HOTP_COUNTER 3\n")
         }),
     );
+    // Found by the generated pass's wide exploration (seed 0x200b).
+    rows.push(
+        row(
+            "HOTP: try_first_pass, wrong PAM_AUTHTOK then an answer that is no code",
+            Expect::Differs(
+                "GA moves HOTP_COUNTER on once for the failed check of PAM_AUTHTOK; the \
+                 tentative check's counter move is dropped for us and an answer that is \
+                 no code (seven digits) is no attempt, so our counter stays: no code was \
+                 used (GA reading our file takes no used code) and the token's next press \
+                 logs in, where GA's counter is one past it (that press fails, and moves \
+                 it on again)",
+            ),
+            file("2SH3V3GDW7ZNMGYE\n\" HOTP_COUNTER 1\n"),
+        )
+        .args("try_first_pass")
+        .steps(vec![
+            at(T * 30)
+                .authtok(pre("pw", Tok::Wrong))
+                .ans(Tok::Lit("1208258"))
+                .both(err(1)),
+            at(T * 30 + 60).ans(Tok::Hotp(1)).each(err(1), ok(1)),
+        ])
+        .files(|f| {
+            expect_line(f.ga.as_ref(), "\" HOTP_COUNTER 3\n")?;
+            expect_line(f.ours.as_ref(), "\" HOTP_COUNTER 2\n")
+        }),
+    );
     // Found by the generated pass's wide exploration (a clock jump back under
     // grace_period=): GA's grace takes a recorded time after the clock's.
     rows.push(
@@ -3269,8 +3296,11 @@ fn doc_matches_the_table() -> Result<(), Failed> {
 /// again within `grace_period=` (no `LASTn` saved) and using a scratch code we leave;
 /// seed 0x101a, "grace period: the clock stepped back behind the recorded login";
 /// seed 0x1064, an attempt our throttling refused unevaluated, which GA's
-/// `RATE_LIMIT` counts.
-const GENERATED_SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6, 7, 8, 101, 0x133, 0x100b, 0x101a, 0x1064];
+/// `RATE_LIMIT` counts; seed 0x200b (a second wide run, from 0x2000), "HOTP:
+/// try_first_pass, wrong PAM_AUTHTOK then an answer that is no code".
+const GENERATED_SEEDS: &[u64] = &[
+    1, 2, 3, 4, 5, 6, 7, 8, 101, 0x133, 0x100b, 0x101a, 0x1064, 0x200b,
+];
 /// Cases per seed: the whole pass stays well under a minute on a small machine.
 const GENERATED_CASES: usize = 5;
 
@@ -3745,6 +3775,8 @@ const LISTED_AHEAD: &str =
 const HOTP_OLDER: &str =
     "HOTP: a code older than the one just accepted, then the token's next press";
 const HOTP_TFP_SCRATCH: &str = "HOTP: try_first_pass, wrong PAM_AUTHTOK then a scratch code";
+const HOTP_TFP_NO_CODE: &str =
+    "HOTP: try_first_pass, wrong PAM_AUTHTOK then an answer that is no code";
 const RATE_AHEAD: &str = "RATE_LIMIT times ahead of the clock (clock stepped back)";
 const SKEW_LEARNING: &str = "skew learning: codes 1000 steps behind";
 const THREE_FAILURES: &str = "three failures, then the right code within 30 s";
@@ -3993,12 +4025,36 @@ fn gen_view(bytes: &[u8]) -> Vec<u8> {
 fn hotp_counter_reason(
     case: &GenCase,
     consumed: &[bool],
+    asked: &[(bool, bool)],
     ga: Option<i64>,
     ours: Option<i64>,
 ) -> Option<&'static str> {
     // Our throttling refuses an attempt unevaluated, so GA's move of the counter after a
-    // failure (which uses no code) is left out: our counter stays behind GA's.
+    // failure (which uses no code) is left out: our counter stays behind GA's. So does
+    // our RATE_LIMIT after a clock stepped back, and the move of a failed check of
+    // PAM_AUTHTOK (try_first_pass) when the prompted answer is a scratch code or no
+    // code at all.
     let behind = matches!((ga, ours), (Some(g), Some(o)) if o < g);
+    if behind
+        && option_line(&case.text, "RATE_LIMIT").is_some()
+        && case.extras.jumps.iter().any(|(_, by)| *by < 0)
+    {
+        return Some(RATE_AHEAD);
+    }
+    if behind && case.mode == GenMode::TryFirstPass {
+        let tentative_failed = |k: usize| {
+            case.extras.combined.get(k) == Some(&true) && asked.get(k).is_some_and(|a| a.1)
+        };
+        for (k, (_, a)) in case.steps.iter().enumerate() {
+            if tentative_failed(k) && matches!(a, GenAns::Scratch(_)) {
+                return Some(if consumed[k] {
+                    HOTP_TFP_SCRATCH
+                } else {
+                    HOTP_TFP_NO_CODE
+                });
+            }
+        }
+    }
     let mut run = 0;
     for k in 0..case.steps.len() {
         // Refused unevaluated: the guesses before it reached our threshold.
@@ -4138,7 +4194,7 @@ fn judge_files(
             option_numbers(&String::from_utf8_lossy(b), "HOTP_COUNTER")
                 .and_then(|v| v.first().copied())
         };
-        match hotp_counter_reason(case, consumed, counter(ga), counter(ours)) {
+        match hotp_counter_reason(case, consumed, asked, counter(ga), counter(ours)) {
             Some(r) if no_counter(&gv) == no_counter(&ov) => why.push(r),
             _ if grace_unsaved_files(case, asked, &gv, &ov) => why.push(GRACE_UNSAVED),
             _ => {
@@ -4253,6 +4309,24 @@ fn judge(
         if g != o
             && let Some(why) = grace_reason(case, i, *g == Got::In, consumed, asked)
         {
+            return Some((i, Some(why)));
+        }
+        // GA's counter one past the token after a failed check of PAM_AUTHTOK whose
+        // prompted answer was a scratch code or no code: the token's next code.
+        if (*g, *o) == (Got::Out, Got::In)
+            && matches!(case.steps[i].1, GenAns::Hotp(_))
+            && case.mode == GenMode::TryFirstPass
+            && let Some(k) = (0..i).find(|k| {
+                case.extras.combined.get(*k) == Some(&true)
+                    && asked.get(*k).is_some_and(|a| a.1)
+                    && matches!(case.steps[*k].1, GenAns::Scratch(_))
+            })
+        {
+            let why = if consumed[k] {
+                HOTP_TFP_SCRATCH
+            } else {
+                HOTP_TFP_NO_CODE
+            };
             return Some((i, Some(why)));
         }
         if g != o {
@@ -4412,6 +4486,7 @@ fn oracle_flags_lockouts() -> Result<(), Failed> {
         HOTP_OLDER,
         LISTED_AHEAD,
         HOTP_TFP_SCRATCH,
+        HOTP_TFP_NO_CODE,
         RATE_AHEAD,
         SKEW_LEARNING,
         GRACE_UNSAVED,
