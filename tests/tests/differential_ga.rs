@@ -3297,9 +3297,11 @@ fn doc_matches_the_table() -> Result<(), Failed> {
 /// seed 0x101a, "grace period: the clock stepped back behind the recorded login";
 /// seed 0x1064, an attempt our throttling refused unevaluated, which GA's
 /// `RATE_LIMIT` counts; seed 0x200b (a second wide run, from 0x2000), "HOTP:
-/// try_first_pass, wrong PAM_AUTHTOK then an answer that is no code".
+/// try_first_pass, wrong PAM_AUTHTOK then an answer that is no code"; seed 0x308d (a
+/// third, from 0x3000), a scratch code we take where GA's grace after a clock stepped
+/// back asks for none.
 const GENERATED_SEEDS: &[u64] = &[
-    1, 2, 3, 4, 5, 6, 7, 8, 101, 0x133, 0x100b, 0x101a, 0x1064, 0x200b,
+    1, 2, 3, 4, 5, 6, 7, 8, 101, 0x133, 0x100b, 0x101a, 0x1064, 0x200b, 0x308d,
 ];
 /// Cases per seed: the whole pass stays well under a minute on a small machine.
 const GENERATED_CASES: usize = 5;
@@ -4118,15 +4120,24 @@ fn throttled_only(case: &GenCase, consumed: &[bool], ga: &[i64], ours: &[i64]) -
     left.iter().all(|t| refused.contains(t))
 }
 
-/// The files part only by what GA used at logins we let in on grace (GA had not saved
-/// the host's time): scratch codes typed then are still in our file, and GA's HOTP
-/// counter moved past codes typed then. Nothing else may differ.
-fn grace_unsaved_files(case: &GenCase, asked: &[(bool, bool)], gv: &[u8], ov: &[u8]) -> bool {
+/// The files part only by what one module used at grace logins the other let in
+/// without a code: `pattern` is who asked at those steps, (GA, ours). (true, false): GA
+/// had not saved the host's time, so our file keeps the scratch codes GA used and GA's
+/// HOTP counter moved past the codes typed then; (false, true): GA honoured a time
+/// recorded after the clock's, so GA's file keeps the scratch codes we used and our
+/// counter moved. Nothing else may differ.
+fn grace_files(
+    case: &GenCase,
+    asked: &[(bool, bool)],
+    pattern: (bool, bool),
+    gv: &[u8],
+    ov: &[u8],
+) -> bool {
     let skipped: Vec<&GenAns> = case
         .steps
         .iter()
         .zip(asked)
-        .filter(|(_, a)| **a == (true, false))
+        .filter(|(_, a)| **a == pattern)
         .map(|((_, ans), _)| ans)
         .collect();
     if case.extras.grace.is_none() || skipped.is_empty() {
@@ -4138,21 +4149,23 @@ fn grace_unsaved_files(case: &GenCase, asked: &[(bool, bool)], gv: &[u8], ov: &[
             .map(|l| l.trim_end_matches('\r').to_string())
             .collect()
     };
-    let (g, o) = (lines(gv), lines(ov));
-    let only_ours = o.iter().filter(|l| !g.contains(l));
-    let only_ga = g.iter().filter(|l| !o.contains(l));
+    // `kept`: the file of the module that let the user in without a code.
+    let (used, kept) = if pattern == (true, false) {
+        (lines(gv), lines(ov))
+    } else {
+        (lines(ov), lines(gv))
+    };
     let scratch_typed = |l: &str| {
         skipped
             .iter()
             .any(|a| matches!(a, GenAns::Scratch(c) if c == l.trim()))
     };
     let hotp_typed = skipped.iter().any(|a| matches!(a, GenAns::Hotp(_)));
-    only_ours
-        .clone()
-        .all(|l| scratch_typed(l) || (hotp_typed && l.starts_with("\" HOTP_COUNTER")))
-        && only_ga
-            .clone()
-            .all(|l| hotp_typed && l.starts_with("\" HOTP_COUNTER"))
+    let counter = |l: &String| hotp_typed && l.starts_with("\" HOTP_COUNTER");
+    kept.iter()
+        .filter(|l| !used.contains(l))
+        .all(|l| scratch_typed(l) || counter(l))
+        && used.iter().filter(|l| !kept.contains(l)).all(counter)
 }
 
 /// The oracle for the files both modules left after the same logins, as the GA of
@@ -4196,7 +4209,12 @@ fn judge_files(
         };
         match hotp_counter_reason(case, consumed, asked, counter(ga), counter(ours)) {
             Some(r) if no_counter(&gv) == no_counter(&ov) => why.push(r),
-            _ if grace_unsaved_files(case, asked, &gv, &ov) => why.push(GRACE_UNSAVED),
+            _ if grace_files(case, asked, (true, false), &gv, &ov) => why.push(GRACE_UNSAVED),
+            _ if case.extras.jumps.iter().any(|(_, by)| *by < 0)
+                && grace_files(case, asked, (false, true), &gv, &ov) =>
+            {
+                why.push(GRACE_AHEAD)
+            }
             _ => {
                 return Err(format!(
                     "configuration differs (state lines left out):\n      GA:   {}\n      ours: {}",
