@@ -332,21 +332,28 @@ impl Ctx {
             io.log(Level::Warning, &format!("{who} ({shown}): {w}{fix}"));
         }
         // A failed tentative check keeps only its charge: GA moves the HOTP counter at
-        // most once per authentication, after the prompted answer. (A TOTP file's change
-        // is its RATE_LIMIT line, the charge itself.)
+        // most once per authentication, after the prompted answer. The charge is the
+        // RATE_LIMIT entry GA counts for this authentication (the prompted answer is
+        // not counted again): an HOTP file keeps it without the counter's move. (A
+        // TOTP file's change is that line alone.)
         let counter_based = matches!(prepared.mode(), Mode::Hotp { .. });
-        let keep_file =
-            phase != Phase::Tentative || decision.verdict.is_accepted() || !counter_based;
+        let tentative_hotp_failure =
+            phase == Phase::Tentative && !decision.verdict.is_accepted() && counter_based;
+        let kept = if tentative_hotp_failure {
+            decision
+                .file
+                .as_ref()
+                .and_then(|changed| rate_limit_only(&file, changed))
+        } else {
+            decision.file.clone()
+        };
         // A used scratch code or an advanced HOTP counter is already recorded, durably,
         // in the state store, the authority on what was used. The secret file is
         // rewritten too where it can be (so that going back to GA stays safe), without
         // waiting for that to be durable; a file that cannot be rewritten (read-only,
         // configuration-managed) is no reason to deny. A command-served secret has no
         // file (nothing locked).
-        if let (Some(changed), Some(l)) = (
-            decision.file.as_ref().filter(|_| keep_file),
-            locked.as_mut(),
-        ) {
+        if let (Some(changed), Some(l)) = (kept.as_ref(), locked.as_mut()) {
             let saved = if l.is_locked() {
                 let _creds = switch_creds(&*io, run.target)?;
                 l.replace_unsynced(changed.as_bytes())
@@ -1135,6 +1142,20 @@ fn clock_refusal(m: &str) -> String {
 /// What hosts with another state store, reading a shared file that could not be
 /// rewritten, do differently from this one: the log's last words. Empty when the
 /// rewrite carried nothing they read.
+/// `original` with only the `RATE_LIMIT` line of `changed` (a failed tentative check
+/// of an HOTP file: its charge without the counter's move); `None` when that line is
+/// the same (nothing to write).
+fn rate_limit_only(original: &GaFile, changed: &GaFile) -> Option<GaFile> {
+    let value = changed.get(KEY_RATE_LIMIT)?;
+    if original.get(KEY_RATE_LIMIT) == Some(value) {
+        return None;
+    }
+    let mut kept = original.clone();
+    kept.set(KEY_RATE_LIMIT, std::str::from_utf8(value).ok()?)
+        .ok()?;
+    Some(kept)
+}
+
 fn shared_suffix(verdict: Verdict, disallow_reuse: bool, rate_limit: bool) -> String {
     let left = match verdict {
         Verdict::Accepted(Method::Scratch) => Some("the used scratch code stays in it"),
