@@ -1139,9 +1139,6 @@ fn clock_refusal(m: &str) -> String {
     )
 }
 
-/// What hosts with another state store, reading a shared file that could not be
-/// rewritten, do differently from this one: the log's last words. Empty when the
-/// rewrite carried nothing they read.
 /// `original` with only the `RATE_LIMIT` line of `changed` (a failed tentative check
 /// of an HOTP file: its charge without the counter's move); `None` when that line is
 /// the same (nothing to write).
@@ -1156,6 +1153,9 @@ fn rate_limit_only(original: &GaFile, changed: &GaFile) -> Option<GaFile> {
     Some(kept)
 }
 
+/// What hosts with another state store, reading a shared file that could not be
+/// rewritten, do differently from this one: the log's last words. Empty when the
+/// rewrite carried nothing they read.
 fn shared_suffix(verdict: Verdict, disallow_reuse: bool, rate_limit: bool) -> String {
     let left = match verdict {
         Verdict::Accepted(Method::Scratch) => Some("the used scratch code stays in it"),
