@@ -402,7 +402,7 @@ pub fn authenticate_with(
                 if let Ok(true) = enrolment.and_then(|e| {
                     verify::grace_applies(&state, &ctx.policy, e, ctx.origin, ctx.rhost_ip, now)
                 }) {
-                    return ctx.grace_forward(io, &who);
+                    return ctx.grace_forward(io, &who, raw_user.as_deref());
                 }
             }
             Err(e) => io.log(
@@ -467,6 +467,16 @@ pub fn authenticate_with(
             return no_answer.map(|_| Outcome::Deny(Denial::NoAnswer));
         }
     };
+    // The conversation may have set PAM_USER (libpam lets it): a success now would
+    // leave the later modules (account, session) acting for a user whose code was never
+    // checked. Nothing is compared nor charged for this answer.
+    if ctx.user_changed(io, raw_user.as_deref()) {
+        if let Some(carried) = carried {
+            let denial = carried.map_or(Denial::WrongCode, refusal_denial);
+            ctx.log_end(io, &who, denial.log_text());
+        }
+        return Ok(ctx.denied(io, &who, Denial::UserChanged));
+    }
     let cands = candidates(&answer, digits, ctx.opts.forward_pass);
     match carried {
         // Refused unevaluated by the tentative check: the prompt hid nothing, deny the same.
@@ -1023,11 +1033,37 @@ impl Ctx {
         sanitize(target.path.as_os_str().as_encoded_bytes())
     }
 
+    /// Whether `PAM_USER` differs from what it was before the prompt (`before`, as
+    /// libpam gave it), logged with both names.
+    fn user_changed(&self, io: &dyn PamIo, before: Option<&[u8]>) -> bool {
+        let now = io.item(ItemKind::User);
+        if now.as_deref() == before {
+            return false;
+        }
+        let name = |n: Option<&[u8]>| n.map_or_else(|| "(unset)".to_owned(), sanitize);
+        io.log(
+            Level::Err,
+            &format!(
+                "PAM_USER changed from {} to {} during the prompt from {} (the \
+                 application's conversation set it); denying without comparing the answer",
+                name(before),
+                name(now.as_deref()),
+                self.from
+            ),
+        );
+        true
+    }
+
     /// Inside a grace period: success without a code, logged only once it is one. With
     /// `forward_pass` the next module still needs the password, so ask for it unless
     /// PAM already has one; without it the login is denied, and the log must not have
     /// called it accepted.
-    fn grace_forward(&self, io: &mut dyn PamIo, who: &str) -> Result<Outcome, AuthError> {
+    fn grace_forward(
+        &self,
+        io: &mut dyn PamIo,
+        who: &str,
+        raw_user: Option<&[u8]>,
+    ) -> Result<Outcome, AuthError> {
         // `use_first_pass` never prompts (pam_totp(8)): without a PAM_AUTHTOK the grace
         // login stores nothing, as a skip does, and the next module decides.
         let asks = self.opts.forward_pass
@@ -1038,6 +1074,9 @@ impl Ctx {
             };
         if asks {
             match io.converse(Style::PromptEchoOff, PROMPT_PASSWORD) {
+                Ok(Some(_)) if self.user_changed(io, raw_user) => {
+                    return Ok(self.denied(io, who, Denial::UserChanged));
+                }
                 Ok(Some(pw)) => {
                     if io.set_authtok(&pw).is_err() {
                         io.log(Level::Err, "could not forward the password (PAM_AUTHTOK)");
