@@ -897,7 +897,12 @@ impl Ctx {
             };
             return Ok(match crate::fleet::secret_from_command(&self.opts, pw) {
                 // No file to write (nor to lock).
-                Ok(Some(CommandSecret::File(f))) => PreRead::Present(f, false),
+                Ok(Some(CommandSecret::File(f))) => {
+                    match self.without_mode_line(io, &f, "the secret command's file") {
+                        Some(why) => PreRead::Unusable(why),
+                        None => PreRead::Present(f, false),
+                    }
+                }
                 Ok(Some(CommandSecret::NotEnrolled)) => PreRead::Absent(None),
                 Ok(None) => PreRead::Unusable("no secret command configured".into()),
                 Err(why) => PreRead::Unusable(format!("secret command: {why}")),
@@ -913,6 +918,10 @@ impl Ctx {
             Ok(opened) => {
                 return Ok(match GaFile::parse(&opened.contents) {
                     Ok(f) => {
+                        let shown = format!("secret file {}", self.shown(target));
+                        if let Some(why) = self.without_mode_line(io, &f, &shown) {
+                            return Ok(PreRead::Unusable(why));
+                        }
                         let keep = self.keeps_ga_lines(io, target, &f, &opened.file);
                         PreRead::Present(f, keep)
                     }
@@ -962,6 +971,20 @@ impl Ctx {
                 self.shown(target)
             )),
         })
+    }
+
+    /// A file without a mode line GA or this module recognises (`"  TOTP_AUTH`, a key in
+    /// lower case): with no scratch code nothing can ever match, so the login is denied
+    /// as the file's fault (the reason returned) rather than read as a wrong code; with
+    /// scratch codes only they log in, which a warning says.
+    fn without_mode_line(&self, io: &dyn PamIo, file: &GaFile, shown: &str) -> Option<String> {
+        match totp_os::inspect::no_mode_line(file)? {
+            (totp_os::inspect::Verdict::Refused, why) => Some(format!("{shown} {why}")),
+            (_, why) => {
+                io.log(Level::Warning, &format!("{shown} {why}"));
+                None
+            }
+        }
     }
 
     /// Whether this login keeps GA's `DISALLOW_REUSE` and `RATE_LIMIT` lines of `file`
