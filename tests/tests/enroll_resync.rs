@@ -562,3 +562,54 @@ fn resync_of_a_file_at_the_size_cap_writes_the_offset_a_login_needs() {
     assert_eq!(file_value(&file, "TIME_SKEW").as_deref(), Some("-20"));
     assert!(file_value(&file, "PAM_TOTP_LAST_STEP").is_some(), "{file}");
 }
+
+/// `--regenerate-scratch-codes -e N` on a file with no room for N more code lines said
+/// "file is larger than 65536 bytes" of a file within the cap: it now says there is no
+/// room for the N codes (the cap named), and leaves the file untouched. Control: one
+/// byte less in the file, the codes fit, the file then exactly at the cap.
+#[test]
+fn regenerated_scratch_codes_without_room_are_refused_with_the_cause() {
+    if !ready("regenerated_scratch_codes_without_room_are_refused_with_the_cause") {
+        return;
+    }
+    let cap = totp_core::gafile::MAX_FILE_LEN;
+    let lines = 5 * "12345678\n".len();
+    let secret = random_secret_b32();
+    let user = TestUser::create("rgz");
+    let regenerate = || {
+        enroll_at(
+            T0,
+            &[
+                "--regenerate-scratch-codes",
+                "-q",
+                "-e",
+                "5",
+                "--user",
+                &user.name,
+            ],
+            None,
+        )
+    };
+    let path = user.write_secret(&padded_file(&secret, cap - lines + 1), 0o600);
+    let before = read(&path);
+    let out = regenerate();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("has no room for 5 scratch codes") && !stderr.contains("is larger than"),
+        "{stderr}"
+    );
+    assert_eq!(read(&path), before, "file untouched");
+
+    // Control: exactly the room for them.
+    let path = user.write_secret(&padded_file(&secret, cap - lines), 0o600);
+    let out = regenerate();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let file = read(&path);
+    assert_eq!(file.len(), cap);
+    let codes = file
+        .lines()
+        .filter(|l| l.len() == 8 && l.bytes().all(|b| b.is_ascii_digit()))
+        .count();
+    assert_eq!(codes, 5, "{}", &file[file.len() - 60..]);
+}
